@@ -1,0 +1,53 @@
+# postwarden: everything a fresh Debian 12 machine needs comes from here.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := postfix libmilter-dev postgresql-15 postgresql-client-15 build-essential python3-venv
+EXAMPLES := policies/examples
+
+.PHONY: test lint typecheck pytest policy-check demo bench deps venv clean
+
+test: deps venv lint typecheck policy-check pytest
+
+# Install the Debian packages that are missing (as root, or through sudo).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $$SUDO debconf-set-selections; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO -E apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+policy-check: venv
+	$(VENV)/bin/postwarden-policy check $(EXAMPLES)
+	$(VENV)/bin/postwarden-policy test $(EXAMPLES)
+
+pytest: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: deps venv
+	$(PY) contrib/demo/demo.py
+
+bench: deps venv
+	$(PY) bench/policy_eval.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,62 @@
+"""What every route module shares: app keys, the authenticated principal, roles.
+
+Route modules (rules, policies, audit, settings, send, webhooks) declare the
+roles they allow with :func:`allow`; the auth middleware authenticates the
+request, puts the :class:`Principal` under ``request[PRINCIPAL]`` and refuses
+roles not allowed. A handler without :func:`allow` and not in
+``PUBLIC_PATHS`` is refused, so a forgotten decorator fails closed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+from aiohttp import web
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+    SENDER = "sender"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    name: str
+    role: Role
+    allowed_senders: tuple[str, ...] = ()  # exact addresses or "*@domain"; sender keys
+    is_dev_fallback: bool = False
+
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+PRINCIPAL = "postwarden.principal"  # request storage key for the Principal
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
+ROLES_ATTRIBUTE = "__postwarden_roles__"
+
+
+def allow(*roles: Role) -> Callable[[H], H]:
+    """Mark a handler with the roles that may call it (admin is always allowed)."""
+
+    def mark(handler: H) -> H:
+        setattr(handler, ROLES_ATTRIBUTE, frozenset({Role.ADMIN, *roles}))
+        return handler
+
+    return mark
+
+
+def allowed_roles(handler: Any) -> frozenset[Role] | None:
+    roles: frozenset[Role] | None = getattr(handler, ROLES_ATTRIBUTE, None)
+    return roles
+
+
+def principal(request: web.Request) -> Principal:
+    value: Principal = request[PRINCIPAL]
+    return value

@@ -1,0 +1,85 @@
+"""Message facts: everything the engine may look at, gathered from bytes.
+
+The milter fills an :class:`Envelope` from its callbacks; the MIME parser
+(:func:`postwarden_policies.mimeparse.parse_message`) turns the raw message
+into :class:`MessageFacts`. Facts never hold decoded bodies of attachments:
+parts are byte ranges into ``raw`` so rewriting can splice untouched parts
+back byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str = ""  # envelope MAIL FROM, "" for the null sender
+    recipients: tuple[str, ...] = ()
+    client_ip: str | None = None
+    client_name: str | None = None
+    helo: str | None = None
+    auth_user: str | None = None  # SASL login name; None when not authenticated
+    queue_id: str | None = None  # Postfix queue id (milter macro i)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.auth_user is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    name: str  # as written
+    raw_value: str  # undecoded, unfolded value (surrogateescape for 8-bit bytes)
+    value: str  # RFC 2047 decoded for display and matching
+
+
+@dataclass(frozen=True, slots=True)
+class MimePart:
+    index: int  # position in MessageFacts.parts (depth-first order)
+    path: str  # "1", "1.2", ... ("" for the top-level entity)
+    depth: int
+    parent: int | None
+    content_type: str  # lower-case "type/subtype"; "text/plain" when missing
+    charset: str | None
+    transfer_encoding: str  # lower-case; "7bit" when missing
+    disposition: str | None  # "attachment" | "inline" | None
+    filename: str | None  # decoded (RFC 2231 and RFC 2047)
+    is_multipart: bool
+    is_attachment: bool  # a leaf part that is not message text
+    header_start: int  # offsets into MessageFacts.raw
+    body_start: int
+    body_end: int
+    encoded_size: int
+    decoded_size: int
+    detected_type: str | None  # from the content's magic bytes, None when unknown
+    in_signed: bool = False  # inside multipart/signed or a PGP/S-MIME structure
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFacts:
+    envelope: Envelope
+    raw: bytes
+    body_offset: int  # where the body begins in raw (after the blank line)
+    headers: tuple[Header, ...]
+    parts: tuple[MimePart, ...]
+    from_address: str | None
+    subject: str | None
+    message_id: str | None
+    size: int
+    flags: frozenset[str] = frozenset()  # "malformed", "too_deep", "too_many_parts", ...
+    duplicate: bool = False  # set by the milter's duplicate detector
+    newline: bytes = b"\r\n"  # the message's own line ending, kept by rewrites
+    text: str = field(default="", repr=False)  # decoded text/* parts, for body regexes
+
+    def header_values(self, name: str) -> tuple[str, ...]:
+        wanted = name.lower()
+        return tuple(h.value for h in self.headers if h.name.lower() == wanted)
+
+    @property
+    def has_html(self) -> bool:
+        return any(p.content_type == "text/html" for p in self.parts)
+
+    @property
+    def attachments(self) -> tuple[MimePart, ...]:
+        return tuple(p for p in self.parts if p.is_attachment)

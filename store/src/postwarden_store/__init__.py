@@ -1,0 +1,16 @@
+"""postwarden_store: PostgreSQL schema, migrations, pool and shared queries."""
+
+from .errors import MigrationError, SchemaTooOld, StoreError
+from .migrations import apply_migrations, check_schema_current, pending_migrations
+from .pool import connect, create_pool
+
+__all__ = [
+    "MigrationError",
+    "SchemaTooOld",
+    "StoreError",
+    "apply_migrations",
+    "check_schema_current",
+    "connect",
+    "create_pool",
+    "pending_migrations",
+]

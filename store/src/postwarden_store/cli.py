@@ -1,0 +1,59 @@
+"""`postwarden-store migrate`: apply the schema migrations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from .errors import StoreError
+from .migrations import apply_migrations, pending_migrations
+from .pool import connect
+
+
+async def _migrate(dsn: str, dry_run: bool) -> int:
+    conn = await connect(dsn)
+    try:
+        if dry_run:
+            for version in await pending_migrations(conn):
+                print(f"pending {version}")
+            return 0
+        applied = await apply_migrations(conn)
+        for version in applied:
+            print(f"applied {version}")
+        if not applied:
+            print("schema is current")
+        return 0
+    finally:
+        await conn.close()
+
+
+def run_migrate(argv: list[str] | None = None, prog: str = "postwarden-store migrate") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="apply database migrations")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("POSTWARDEN_DATABASE_URL"),
+        help="PostgreSQL URL (default: $POSTWARDEN_DATABASE_URL)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list pending migrations only")
+    args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error("no database: pass --database-url or set POSTWARDEN_DATABASE_URL")
+    try:
+        return asyncio.run(_migrate(args.database_url, args.dry_run))
+    except (StoreError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "migrate":
+        print("usage: postwarden-store migrate [--database-url URL] [--dry-run]", file=sys.stderr)
+        return 2
+    return run_migrate(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Exceptions of postwarden_store.
+
+    StoreError
+    ├── MigrationError      a migration failed or an applied one was edited
+    └── SchemaTooOld        the database lacks migrations this code needs
+"""
+
+
+class StoreError(Exception):
+    """Base of every error raised by postwarden_store."""
+
+
+class MigrationError(StoreError):
+    pass
+
+
+class SchemaTooOld(StoreError):
+    def __init__(self, pending: list[str]) -> None:
+        self.pending = pending
+        super().__init__(
+            f"database schema is missing {len(pending)} migration(s) ({', '.join(pending)}); "
+            "run `postwarden-store migrate` (or `postwarden-milter migrate`)"
+        )

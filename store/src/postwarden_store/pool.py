@@ -1,0 +1,33 @@
+"""The asyncpg pool, with JSON codecs so jsonb columns take and give Python values."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+) -> asyncpg.Pool:
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        init=_init_connection,
+    )
+    return pool
+
+
+async def connect(dsn: str, *, timeout: float = 10.0) -> asyncpg.Connection:
+    conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=timeout)
+    await _init_connection(conn)
+    return conn
