@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import asyncpg
 from aiohttp import web
 
+from .settings import ServiceSettings
+
 
 class Role(enum.StrEnum):
     ADMIN = "admin"
@@ -35,7 +37,10 @@ class Principal:
 
 
 POOL = web.AppKey("pool", asyncpg.Pool)
-PRINCIPAL = "postwarden.principal"  # request storage key for the Principal
+SETTINGS = web.AppKey("settings", ServiceSettings)
+# Routes that need no API key; everything else fails closed without `allow`.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"})
+PRINCIPAL = web.RequestKey("principal", Principal)  # request storage of the Principal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -58,5 +63,4 @@ def allowed_roles(handler: Any) -> frozenset[Role] | None:
 
 
 def principal(request: web.Request) -> Principal:
-    value: Principal = request[PRINCIPAL]
-    return value
+    return request[PRINCIPAL]

@@ -1,5 +1,6 @@
 """postwarden_store: PostgreSQL schema, migrations, pool and shared queries."""
 
+from .audit import write_audit_events
 from .errors import MigrationError, SchemaTooOld, StoreError
 from .migrations import apply_migrations, check_schema_current, pending_migrations
 from .pool import connect, create_pool
@@ -13,4 +14,5 @@ __all__ = [
     "connect",
     "create_pool",
     "pending_migrations",
+    "write_audit_events",
 ]

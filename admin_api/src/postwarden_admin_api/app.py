@@ -1,0 +1,84 @@
+"""The application factory: settings in, a ready ``web.Application`` out.
+
+The pool, the rate limiter, the runtime-settings cache and the retention job
+start in cleanup contexts, in that order, and stop in reverse; the send API
+and webhooks plug in with their own ``setup_*`` functions after them, so
+their workers find the pool ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from postwarden_store import create_pool
+
+from . import (
+    openapi,
+    retention,
+    routes_audit,
+    routes_health,
+    routes_keys,
+    routes_policies,
+    routes_policy_test,
+    routes_rules,
+    routes_settings,
+)
+from .context import POOL, SETTINGS
+from .metrics import METRICS, Metrics
+from .middleware import access, add_extra_headers, body_cap, errors, request_context
+from .openapi import OPENAPI, OpenApiRegistry
+from .ratelimit import LIMITER, RateLimiter
+from .runtime_settings import RUNTIME, RuntimeSettingsCache
+from .secrets import KEYRING, Keyring
+from .send import setup_send
+from .settings import ServiceSettings
+from .webhooks import setup_webhooks
+
+ROUTE_MODULES = (
+    routes_health,
+    routes_keys,
+    routes_policies,
+    routes_policy_test,
+    routes_rules,
+    routes_audit,
+    routes_settings,
+    openapi,
+)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = await create_pool(
+        settings.database_url.reveal(),
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+    )
+    app[POOL] = pool
+    app[LIMITER] = RateLimiter(pool)
+    app[RUNTIME] = RuntimeSettingsCache(pool)
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+def create_app(settings: ServiceSettings) -> web.Application:
+    app = web.Application(
+        middlewares=[request_context, errors, body_cap, access],
+        client_max_size=settings.max_request_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[KEYRING] = Keyring.from_settings(settings)
+    app[METRICS] = Metrics()
+    app.on_response_prepare.append(add_extra_headers)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(retention.retention_job)
+    app[OPENAPI] = OpenApiRegistry()
+    for module in ROUTE_MODULES:
+        app.add_routes(module.routes)
+        app[OPENAPI].add(module.OPENAPI_PATHS, getattr(module, "SCHEMAS", None))
+    setup_send(app)
+    setup_webhooks(app)
+    return app

@@ -1,0 +1,77 @@
+"""Reading request bodies and writing JSON answers the same way in every route."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .errors import ApiError, ValidationFailed
+
+
+def _default(value: object) -> object:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, tuple | frozenset | set):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(data: object) -> str:
+    return json.dumps(data, default=_default)
+
+
+def json_ok(data: object, status: int = 200, headers: Mapping[str, str] | None = None
+            ) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; 400 ``invalid_json`` otherwise."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return data
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ValidationFailed([{"field": name, "message": f"expected {low}..{high}"}])
+    return value
+
+
+def query_time(request: web.Request, name: str) -> dt.datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(
+            [{"field": name, "message": "expected an ISO 8601 time"}]
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def path_int(request: web.Request, name: str) -> int:
+    try:
+        value = int(request.match_info[name])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such resource") from None
+    if not 0 < value < 2**63:
+        raise ApiError(404, "not_found", "no such resource")
+    return value

@@ -1,0 +1,50 @@
+"""The admin service's one door to the policy engine: compile, check, evaluate.
+
+Uploaded documents are checked exactly as the milter loads them, and engine
+issues become 422 ``validation_failed`` details with file, line and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from postwarden_policies import (
+    Envelope,
+    PolicyIssue,
+    PolicyLoadError,
+    PolicySet,
+    Verdict,
+    evaluate_message,
+    load_policy_set_from_sources,
+)
+
+from .errors import ValidationFailed
+
+
+def issue_details(issues: Sequence[PolicyIssue]) -> list[dict[str, Any]]:
+    return [
+        {"file": i.file, "line": i.line, "column": i.column, "message": i.message}
+        for i in issues
+    ]
+
+
+def compile_sources(sources: Sequence[tuple[str, str]]) -> PolicySet:
+    """The compiled policy set, or 422 listing every issue of every source."""
+
+    try:
+        return load_policy_set_from_sources(list(sources))
+    except PolicyLoadError as exc:
+        raise ValidationFailed(issue_details(exc.issues), "policy did not load") from None
+
+
+def policy_name(source: str) -> str:
+    """The ``name:`` of a document that already compiled."""
+    document = yaml.safe_load(source)
+    return str(document["name"])
+
+
+def evaluate(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Verdict:
+    return evaluate_message(policy_set, raw, envelope)

@@ -1,0 +1,170 @@
+"""API keys: ``pw_<key id>_<secret>``; only the key id and SHA-256(secret) are stored.
+
+Verification does the same work whatever is wrong with a key (one lookup by
+id, one constant-time comparison against the stored hash or a dummy), so the
+answer time does not tell an unknown id from a wrong secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+
+from .context import Principal, Role
+
+PREFIX = "pw_"
+_DUMMY_HASH = hashlib.sha256(b"postwarden-no-such-key").digest()
+
+INSERT_KEY = """
+INSERT INTO api_keys (key_id, secret_sha256, name, role, allowed_senders, expires_at, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+SELECT_FOR_AUTH = """
+SELECT key_id, secret_sha256, name, role, allowed_senders,
+       revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) AS active
+FROM api_keys WHERE key_id = $1
+"""
+TOUCH_KEY = """
+UPDATE api_keys SET last_used_at = now()
+WHERE key_id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+"""
+SELECT_KEYS = """
+SELECT key_id, name, role, allowed_senders, created_at, created_by, expires_at, revoked_at,
+       rotated_to, last_used_at
+FROM api_keys ORDER BY created_at, key_id
+"""
+SELECT_KEY = """
+SELECT key_id, name, role, allowed_senders, created_at, created_by, expires_at, revoked_at,
+       rotated_to, last_used_at
+FROM api_keys WHERE key_id = $1
+"""
+REVOKE_KEY = """
+UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id
+"""
+SHORTEN_EXPIRY = """
+UPDATE api_keys
+SET rotated_to = $2,
+    expires_at = least(coalesce(expires_at, now() + $3::interval), now() + $3::interval)
+WHERE key_id = $1
+"""
+ADMIN_KEY_EXISTS = "SELECT EXISTS (SELECT 1 FROM api_keys WHERE role = 'admin')"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key_id: str
+    name: str
+    role: Role
+    allowed_senders: tuple[str, ...]
+    created_at: dt.datetime
+    created_by: str | None
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    rotated_to: str | None
+    last_used_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> KeyInfo:
+        return cls(
+            key_id=row["key_id"],
+            name=row["name"],
+            role=Role(row["role"]),
+            allowed_senders=tuple(row["allowed_senders"]),
+            created_at=row["created_at"],
+            created_by=row["created_by"],
+            expires_at=row["expires_at"],
+            revoked_at=row["revoked_at"],
+            rotated_to=row["rotated_to"],
+            last_used_at=row["last_used_at"],
+        )
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def split_key(presented: str) -> tuple[str, str] | None:
+    """(key id, secret) of a well-formed key, else None."""
+    if not presented.startswith(PREFIX):
+        return None
+    key_id, sep, secret = presented[len(PREFIX):].partition("_")
+    if not sep or not key_id or not secret or len(presented) > 200:
+        return None
+    return key_id, secret
+
+
+async def create_key(
+    conn: asyncpg.Connection,
+    role: Role | str,
+    name: str,
+    allowed_senders: tuple[str, ...] | list[str] = (),
+    expires_at: dt.datetime | None = None,
+    *,
+    created_by: str | None = None,
+) -> str:
+    """Store a new key and return it in full; this is the only time it is visible."""
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    await conn.execute(
+        INSERT_KEY, key_id, _hash(secret), name, Role(role).value,
+        list(allowed_senders), expires_at, created_by,
+    )
+    return f"{PREFIX}{key_id}_{secret}"
+
+
+async def verify_key(conn: asyncpg.Connection, presented: str) -> Principal | None:
+    parts = split_key(presented)
+    if parts is None:
+        return None
+    key_id, secret = parts
+    row = await conn.fetchrow(SELECT_FOR_AUTH, key_id)
+    expected = row["secret_sha256"] if row is not None else _DUMMY_HASH
+    matches = hmac.compare_digest(_hash(secret), expected)
+    if row is None or not matches or not row["active"]:
+        return None
+    await conn.execute(TOUCH_KEY, key_id)
+    return Principal(
+        key_id=key_id,
+        name=row["name"],
+        role=Role(row["role"]),
+        allowed_senders=tuple(row["allowed_senders"]),
+    )
+
+
+async def list_keys(conn: asyncpg.Connection) -> list[KeyInfo]:
+    return [KeyInfo.from_row(row) for row in await conn.fetch(SELECT_KEYS)]
+
+
+async def get_key(conn: asyncpg.Connection, key_id: str) -> KeyInfo | None:
+    row = await conn.fetchrow(SELECT_KEY, key_id)
+    return None if row is None else KeyInfo.from_row(row)
+
+
+async def revoke_key(conn: asyncpg.Connection, key_id: str) -> bool:
+    return await conn.fetchval(REVOKE_KEY, key_id) is not None
+
+
+async def rotate_key(
+    conn: asyncpg.Connection, key_id: str, grace: dt.timedelta, created_by: str | None = None
+) -> str | None:
+    """A new key with the same role and senders; the old one expires after ``grace``."""
+    async with conn.transaction():
+        old = await get_key(conn, key_id)
+        if old is None or old.revoked_at is not None:
+            return None
+        new_key = await create_key(
+            conn, old.role, old.name, old.allowed_senders, old.expires_at, created_by=created_by
+        )
+        new_id = new_key[len(PREFIX):].partition("_")[0]
+        await conn.execute(SHORTEN_EXPIRY, key_id, new_id, grace)
+        return new_key
+
+
+async def admin_key_exists(conn: asyncpg.Connection) -> bool:
+    """True once any admin key was ever created (revoked ones count: no fallback again)."""
+    return bool(await conn.fetchval(ADMIN_KEY_EXISTS))

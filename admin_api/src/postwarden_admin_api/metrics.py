@@ -1,0 +1,41 @@
+"""Prometheus metrics of one application, in a registry of its own.
+
+Other modules (send, webhooks) register their collectors on
+``app[METRICS].registry``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "postwarden_api_requests", "HTTP requests answered",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "postwarden_api_request_seconds", "time to answer a request",
+            ["route"], registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "postwarden_api_auth_failures", "requests refused as unauthenticated",
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "postwarden_api_rate_limited", "requests refused by a rate limit",
+            ["kind"], registry=self.registry,
+        )
+
+    def exposition(self) -> web.Response:
+        response = web.Response(body=generate_latest(self.registry))
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        response.charset = "utf-8"
+        return response
+
+
+METRICS = web.AppKey("metrics", Metrics)

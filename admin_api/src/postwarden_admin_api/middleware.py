@@ -1,0 +1,162 @@
+"""The middleware chain, outermost first.
+
+request_context   X-Request-Id on every response, metrics
+errors            ApiError and aiohttp's HTTP errors to JSON; anything else 500, no text
+body_cap          max_request_body_bytes on the bytes actually read (chunked too)
+access            authentication, roles (fail closed), per-key and failed-auth rate limits
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .auth import authenticate, client_address
+from .context import PRINCIPAL, PUBLIC_PATHS, SETTINGS, allowed_roles
+from .errors import ApiError
+from .metrics import METRICS
+from .ratelimit import LIMITER, Quota
+from .runtime_settings import RUNTIME
+from .secrets import NoSecretKey
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+# Headers for whatever response goes out: a dict shared by the request and its
+# clones (body_cap clones the request), applied in on_response_prepare.
+EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _route_label(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    offered = request.headers.get("X-Request-Id", "")
+    request_id = offered if _CLIENT_REQUEST_ID.match(offered) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    request[EXTRA_HEADERS] = {"X-Request-Id": request_id}
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        route = _route_label(request)
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+async def add_extra_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: request id and rate-limit headers, streaming responses too."""
+    for name, value in request.get(EXTRA_HEADERS, {}).items():
+        response.headers.setdefault(name, value)
+
+
+def _error_response(request: web.Request, error: ApiError) -> web.Response:
+    return web.json_response(error.body(), status=error.status, headers=error.headers)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return _error_response(request, error)
+    except NoSecretKey:
+        return _error_response(request, ApiError(
+            503, "secret_key_not_configured",
+            "no secret key is configured, so secret values cannot be stored",
+        ))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = HTTP_CODES.get(exc.status, "http_error")
+        message = HTTPStatus(exc.status).phrase.lower()
+        return _error_response(request, ApiError(exc.status, code, message))
+    except Exception:
+        log.exception("unhandled error answering %s %s (request %s)",
+                      request.method, _route_label(request), request.get(REQUEST_ID))
+        return _error_response(request, ApiError(500, "internal_error", "internal error"))
+
+
+def payload_too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes",
+                    details=[{"limit": limit}])
+
+
+@web.middleware
+async def body_cap(request: web.Request, handler: Handler) -> web.StreamResponse:
+    runtime = await request.app[RUNTIME].get()
+    limit = min(request.app[SETTINGS].max_request_body_bytes, runtime.max_request_body_bytes)
+    if request.content_length is not None and request.content_length > limit:
+        raise payload_too_large(limit)
+    try:
+        return await handler(request.clone(client_max_size=limit))
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise payload_too_large(limit) from exc
+
+
+def _rate_limited(quota: Quota, kind: str) -> ApiError:
+    return ApiError(429, "rate_limited", "too many requests, retry later",
+                    details=[{"limit": quota.limit, "kind": kind}], headers=quota.headers())
+
+
+def _is_public(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in PUBLIC_PATHS
+
+
+@web.middleware
+async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if _is_public(request):
+        return await handler(request)
+    app = request.app
+    limiter, settings, metrics = app[LIMITER], app[SETTINGS], app[METRICS]
+    address_bucket = f"auth-failures:{client_address(request)}"
+    blocked = await limiter.exhausted(address_bucket, settings.auth_failures_per_minute)
+    if blocked is not None:
+        metrics.rate_limited.labels("auth_failures").inc()
+        raise _rate_limited(blocked, "auth_failures")
+    try:
+        principal = await authenticate(request)
+    except ApiError:
+        metrics.auth_failures.inc()
+        failures = await limiter.hit(address_bucket, settings.auth_failures_per_minute)
+        if not failures.allowed:
+            metrics.rate_limited.labels("auth_failures").inc()
+            raise _rate_limited(failures, "auth_failures") from None
+        raise
+    request[PRINCIPAL] = principal
+    if request.match_info.http_exception is not None:
+        raise request.match_info.http_exception
+    roles = allowed_roles(request.match_info.handler)
+    if roles is None:
+        log.error("route %s names no roles: refused", _route_label(request))
+        raise ApiError(403, "forbidden", "this key may not use this route")
+    if principal.role not in roles:
+        raise ApiError(403, "forbidden", "this key may not use this route")
+    quota = await limiter.hit(f"key:{principal.key_id}", settings.requests_per_minute)
+    if not quota.allowed:
+        metrics.rate_limited.labels("key").inc()
+        raise _rate_limited(quota, "key")
+    request[EXTRA_HEADERS].update(quota.headers())
+    return await handler(request)

@@ -1,0 +1,122 @@
+"""The OpenAPI 3.1 document, assembled from what each route module declares.
+
+Every route module calls ``app[OPENAPI].add(paths, schemas)`` (the core
+modules do it through ``create_app``; the send and webhooks packages from
+their ``setup_*`` functions). :func:`operation` builds one operation with the
+roles it allows (``x-roles``), the API-key security requirement and the
+shared error response. A test checks that documented and routed paths match
+both ways and that ``x-roles`` equals each handler's ``allow``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .context import Role
+
+Schema = dict[str, Any]
+
+ERROR_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_content(schema: Schema) -> Schema:
+    return {"application/json": {"schema": schema}}
+
+
+def param(name: str, where: str, schema: Schema, required: bool = False,
+          description: str = "") -> Schema:
+    found: Schema = {"name": name, "in": where, "schema": schema,
+                     "required": required or where == "path"}
+    if description:
+        found["description"] = description
+    return found
+
+
+def operation(
+    summary: str,
+    roles: Iterable[Role] | None,
+    *,
+    responses: Mapping[int, Schema | None],
+    body: Schema | None = None,
+    parameters: list[Schema] | None = None,
+    response_type: str = "application/json",
+) -> Schema:
+    """One operation; ``roles`` None marks a public route. A None schema: no body."""
+    built: Schema = {"summary": summary, "responses": {}}
+    for status, schema in responses.items():
+        answer: Schema = {"description": summary if status < 300 else "see code"}
+        if schema is not None:
+            answer["content"] = {response_type: {"schema": schema}}
+        built["responses"][str(status)] = answer
+    built["responses"]["default"] = {"description": "error", "content": json_content(ref("Error"))}
+    if roles is None:
+        built["security"] = []
+    else:
+        built["x-roles"] = sorted({Role.ADMIN, *roles})
+    if body is not None:
+        built["requestBody"] = {"required": True, "content": body}
+    if parameters:
+        built["parameters"] = parameters
+    return built
+
+
+class OpenApiRegistry:
+    def __init__(self) -> None:
+        self.paths: dict[str, dict[str, Schema]] = {}
+        self.schemas: dict[str, Schema] = {"Error": ERROR_SCHEMA}
+
+    def add(self, paths: Mapping[str, Mapping[str, Schema]],
+            schemas: Mapping[str, Schema] | None = None) -> None:
+        for path, methods in paths.items():
+            self.paths.setdefault(path, {}).update(methods)
+        self.schemas.update(schemas or {})
+
+    def document(self) -> Schema:
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": "postwarden admin API", "version": "1"},
+            "paths": copy.deepcopy(self.paths),
+            "components": {
+                "schemas": copy.deepcopy(self.schemas),
+                "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            },
+            "security": [{"apiKey": []}],
+        }
+
+
+OPENAPI = web.AppKey("openapi", OpenApiRegistry)
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/openapi.json")
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI].document())
+
+
+OPENAPI_PATHS = {
+    "/api/v1/openapi.json": {
+        "get": operation("this document", None, responses={200: {"type": "object"}}),
+    },
+}

@@ -1,0 +1,229 @@
+"""Audit search, one event, streaming export, dashboard stats and the admin log."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from . import admin_audit
+from .audit_queries import (
+    ACTIONS,
+    FILTERS,
+    SELECT_ONE,
+    STATS_SERIES,
+    STATS_TOP_RULES,
+    Cursor,
+    event_json,
+    export_sql,
+    parse_filters,
+    search_sql,
+)
+from .bodies import json_ok, query_int, query_time
+from .context import POOL, Role, allow
+from .errors import ApiError, ValidationFailed
+from .openapi import operation, param, ref
+
+routes = web.RouteTableDef()
+EXPORT_BATCH = 500
+CSV_FIELDS = ("event_id", "time", "instance", "queue_id", "message_uid", "client_address",
+              "client_name", "helo", "auth_user", "sender", "recipients", "header_from",
+              "message_id", "subject", "size", "action", "smtp_reply", "rules", "changes",
+              "policy_hash", "duration_ms", "flags", "notify")
+
+
+@routes.get("/api/v1/audit")
+@allow(Role.AUDITOR)
+async def audit_search(request: web.Request) -> web.Response:
+    filters = parse_filters(request.query)
+    limit = query_int(request, "limit", 100, 1, 1000)
+    raw_cursor = request.query.get("cursor")
+    cursor = Cursor.decode(raw_cursor) if raw_cursor else None
+    sql, params = search_sql(filters, cursor, limit + 1)
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(sql, *params)
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = Cursor(last["time"], last["event_id"]).encode()
+    return json_ok({"events": [event_json(r) for r in page], "next_cursor": next_cursor})
+
+
+@routes.get("/api/v1/audit/export")
+@allow(Role.AUDITOR)
+async def audit_export(request: web.Request) -> web.StreamResponse:
+    filters = parse_filters(request.query)
+    kind = request.query.get("format", "ndjson")
+    if kind not in ("ndjson", "csv"):
+        raise ValidationFailed([{"field": "format", "message": "expected ndjson or csv"}])
+    sql, params = export_sql(filters)
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/x-ndjson" if kind == "ndjson" else "text/csv",
+        "Content-Disposition": f'attachment; filename="audit.{kind}"',
+    })
+    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
+        # A server-side cursor: rows arrive in batches, never all in memory.
+        cursor = conn.cursor(sql, *params, prefetch=EXPORT_BATCH)
+        await response.prepare(request)
+        if kind == "csv":
+            await response.write(_csv_line(CSV_FIELDS))
+        async for row in cursor:
+            event = event_json(row)
+            if kind == "ndjson":
+                await response.write(json.dumps(event).encode() + b"\n")
+            else:
+                await response.write(_csv_line([_csv_value(event[f]) for f in CSV_FIELDS]))
+    await response.write_eof()
+    return response
+
+
+def _csv_value(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return "" if value is None else str(value)
+
+
+def _csv_line(values: Any) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue().encode()
+
+
+@routes.get("/api/v1/audit/{event_id}")
+@allow(Role.AUDITOR)
+async def audit_event(request: web.Request) -> web.Response:
+    try:
+        event_id = uuid.UUID(request.match_info["event_id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such audit event") from None
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(SELECT_ONE, event_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such audit event")
+    return json_ok(event_json(row))
+
+
+@routes.get("/api/v1/stats")
+@allow(Role.AUDITOR, Role.OPERATOR)
+async def stats(request: web.Request) -> web.Response:
+    now = dt.datetime.now(dt.UTC)
+    until = query_time(request, "until") or now
+    since = query_time(request, "since") or until - dt.timedelta(days=1)
+    bucket = request.query.get("bucket", "hour")
+    problems = []
+    if bucket not in ("hour", "day"):
+        problems.append({"field": "bucket", "message": "expected hour or day"})
+    if since >= until:
+        problems.append({"field": "since", "message": "must be before until"})
+    elif until - since > dt.timedelta(days=400):
+        problems.append({"field": "since", "message": "range is limited to 400 days"})
+    if problems:
+        raise ValidationFailed(problems)
+    top = query_int(request, "top", 10, 1, 100)
+    async with request.app[POOL].acquire() as conn:
+        series_rows = await conn.fetch(STATS_SERIES, since, until, bucket)
+        rule_rows = await conn.fetch(STATS_TOP_RULES, since, until, top)
+    series: dict[str, dict[str, int]] = {}
+    totals: dict[str, int] = {}
+    for row in series_rows:
+        series.setdefault(row["bucket"].isoformat(), {})[row["action"]] = row["n"]
+        totals[row["action"]] = totals.get(row["action"], 0) + row["n"]
+    return json_ok({
+        "since": since.isoformat(), "until": until.isoformat(), "bucket": bucket,
+        "series": [{"start": start, "counts": counts} for start, counts in series.items()],
+        "totals": totals,
+        "top_rules": [{"rule": r["rule"], "count": r["n"]} for r in rule_rows],
+    })
+
+
+@routes.get("/api/v1/admin-audit")
+@allow(Role.AUDITOR)
+async def admin_audit_log(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", 100, 1, 1000)
+    before = query_int(request, "before", 0, 0, 2**62) or None
+    action = request.query.get("action")
+    async with request.app[POOL].acquire() as conn:
+        entries = await admin_audit.fetch_page(
+            conn, since=query_time(request, "since"), until=query_time(request, "until"),
+            action=action, before_id=before, limit=limit,
+        )
+    next_before = entries[-1]["id"] if len(entries) == limit else None
+    return json_ok({"entries": entries, "next_before": next_before})
+
+
+_STR = {"type": "string"}
+_STR_LIST = {"type": "array", "items": _STR}
+_NULL_STR = {"type": ["string", "null"]}
+_TIME_PARAM = {"type": "string", "format": "date-time"}
+SCHEMAS = {
+    "AuditEvent": {
+        "type": "object",
+        "required": ["event_id", "time", "sender", "recipients", "action", "rules"],
+        "properties": {
+            "event_id": _STR, "time": {"type": "string", "format": "date-time"},
+            "instance": _STR, "queue_id": _NULL_STR, "message_uid": _STR,
+            "client_address": _NULL_STR, "client_name": _NULL_STR, "helo": _NULL_STR,
+            "auth_user": _NULL_STR, "sender": _STR, "recipients": _STR_LIST,
+            "header_from": _NULL_STR, "message_id": _NULL_STR, "subject": _NULL_STR,
+            "size": {"type": "integer"}, "action": _STR, "smtp_reply": _NULL_STR,
+            "rules": _STR_LIST, "changes": {"type": "array"}, "policy_hash": _STR,
+            "duration_ms": {"type": "number"}, "flags": _STR_LIST, "notify": _STR_LIST,
+        },
+    },
+}
+_FILTER_PARAMS = [
+    param(name, "query", _TIME_PARAM if name in ("since", "until")
+          else {"type": "string", "enum": list(ACTIONS)} if name == "action" else _STR)
+    for name in FILTERS
+]
+_LIMIT = param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})
+_READERS = [Role.AUDITOR]
+OPENAPI_PATHS = {
+    "/api/v1/audit": {"get": operation(
+        "search audit events, newest first", _READERS,
+        parameters=[*_FILTER_PARAMS, _LIMIT, param("cursor", "query", _STR)],
+        responses={200: {"type": "object", "required": ["events", "next_cursor"], "properties": {
+            "events": {"type": "array", "items": ref("AuditEvent")},
+            "next_cursor": _NULL_STR,
+        }}},
+    )},
+    "/api/v1/audit/export": {"get": operation(
+        "stream matching audit events as ndjson or csv", _READERS,
+        parameters=[*_FILTER_PARAMS,
+                    param("format", "query", {"type": "string", "enum": ["ndjson", "csv"]})],
+        responses={200: _STR}, response_type="application/x-ndjson",
+    )},
+    "/api/v1/audit/{event_id}": {"get": operation(
+        "one audit event", _READERS, parameters=[param("event_id", "path", _STR)],
+        responses={200: ref("AuditEvent")},
+    )},
+    "/api/v1/stats": {"get": operation(
+        "counts by verdict per hour or day, and the top rules", [Role.AUDITOR, Role.OPERATOR],
+        parameters=[param("since", "query", _TIME_PARAM), param("until", "query", _TIME_PARAM),
+                    param("bucket", "query", {"type": "string", "enum": ["hour", "day"]}),
+                    param("top", "query", {"type": "integer", "minimum": 1, "maximum": 100})],
+        responses={200: {"type": "object", "required": ["series", "totals", "top_rules"],
+                         "properties": {
+                             "since": _STR, "until": _STR, "bucket": _STR,
+                             "series": {"type": "array", "items": {"type": "object"}},
+                             "totals": {"type": "object"},
+                             "top_rules": {"type": "array", "items": {"type": "object"}},
+                         }}},
+    )},
+    "/api/v1/admin-audit": {"get": operation(
+        "the admin audit log, newest first", _READERS,
+        parameters=[param("since", "query", _TIME_PARAM), param("until", "query", _TIME_PARAM),
+                    param("action", "query", _STR), _LIMIT,
+                    param("before", "query", {"type": "integer", "minimum": 1})],
+        responses={200: {"type": "object", "required": ["entries", "next_before"],
+                         "properties": {"entries": {"type": "array",
+                                                    "items": {"type": "object"}},
+                                        "next_before": {"type": ["integer", "null"]}}}},
+    )},
+}

@@ -1,0 +1,56 @@
+"""Liveness, readiness and Prometheus metrics: public, no key needed."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from aiohttp import web
+
+from postwarden_store import StoreError, check_schema_current
+
+from .context import POOL
+from .metrics import METRICS
+from .openapi import operation
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+STATUS = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"type": "string"}, "problem": {"type": "string"}},
+}
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        async with request.app[POOL].acquire(timeout=2.0) as conn:
+            await check_schema_current(conn)
+    except StoreError:
+        return web.json_response({"status": "unready", "problem": "migrations pending"}, status=503)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        log.warning("readiness: database unreachable")
+        return web.json_response({"status": "unready", "problem": "database unreachable"},
+                                 status=503)
+    return web.json_response({"status": "ready"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    return request.app[METRICS].exposition()
+
+
+OPENAPI_PATHS = {
+    "/healthz": {"get": operation("process is up", None, responses={200: STATUS})},
+    "/readyz": {"get": operation("database reachable and migrations current", None,
+                                 responses={200: STATUS, 503: STATUS})},
+    "/metrics": {"get": operation("Prometheus metrics", None, responses={200: {"type": "string"}},
+                                  response_type="text/plain")},
+}

@@ -1,0 +1,178 @@
+"""API key management for admins: create, list, revoke, rotate."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+
+from . import admin_audit
+from .bodies import json_ok, read_json_object
+from .context import POOL, Role, allow, principal
+from .errors import ApiError, ValidationFailed
+from .keys import KeyInfo, create_key, get_key, list_keys, revoke_key, rotate_key
+from .openapi import json_content, operation, param, ref
+
+routes = web.RouteTableDef()
+MAX_GRACE_SECONDS = 30 * 86400
+NAME_MAX = 200
+
+
+def _shown(info: KeyInfo) -> dict[str, Any]:
+    return {
+        "key_id": info.key_id, "name": info.name, "role": info.role.value,
+        "allowed_senders": list(info.allowed_senders), "created_at": info.created_at,
+        "created_by": info.created_by, "expires_at": info.expires_at,
+        "revoked_at": info.revoked_at, "rotated_to": info.rotated_to,
+        "last_used_at": info.last_used_at,
+    }
+
+
+def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.datetime | None]:
+    problems: list[dict[str, Any]] = []
+    role = data.get("role")
+    if role not in {r.value for r in Role}:
+        problems.append({"field": "role", "message": "expected admin, operator, auditor or sender"})
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
+        problems.append({"field": "name", "message": f"expected 1..{NAME_MAX} characters"})
+    senders = data.get("allowed_senders", [])
+    if not isinstance(senders, list) or not all(
+        isinstance(s, str) and "@" in s and len(s) <= 320 for s in senders
+    ):
+        problems.append({"field": "allowed_senders", "message": "expected a list of addresses"})
+    expires_at: dt.datetime | None = None
+    raw_expiry = data.get("expires_at")
+    if raw_expiry is not None:
+        try:
+            expires_at = dt.datetime.fromisoformat(str(raw_expiry).replace("Z", "+00:00"))
+            if expires_at.tzinfo is None:
+                expires_at = expires_at.replace(tzinfo=dt.UTC)
+        except ValueError:
+            problems.append({"field": "expires_at", "message": "expected an ISO 8601 time"})
+    unknown = sorted(set(data) - {"role", "name", "allowed_senders", "expires_at"})
+    problems += [{"field": f, "message": "unknown field"} for f in unknown]
+    if problems:
+        raise ValidationFailed(problems)
+    return Role(str(role)), str(name).strip(), tuple(s.lower() for s in senders), expires_at
+
+
+@routes.get("/api/v1/keys")
+@allow()
+async def keys_list(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        keys = await list_keys(conn)
+    return json_ok({"keys": [_shown(k) for k in keys]})
+
+
+@routes.post("/api/v1/keys")
+@allow()
+async def keys_create(request: web.Request) -> web.Response:
+    role, name, senders, expires_at = _parse_create(await read_json_object(request))
+    actor = principal(request).key_id
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        key = await create_key(conn, role, name, senders, expires_at, created_by=actor)
+        key_id = key.split("_")[1]
+        await admin_audit.record(conn, request, "key.created", key_id,
+                                 {"role": role.value, "name": name})
+        info = await get_key(conn, key_id)
+    assert info is not None  # noqa: S101 - created in this transaction
+    return json_ok({**_shown(info), "key": key}, status=201)
+
+
+async def _known(request: web.Request) -> str:
+    key_id = request.match_info["key_id"]
+    if len(key_id) > 64:
+        raise ApiError(404, "not_found", "no such key")
+    return key_id
+
+
+@routes.delete("/api/v1/keys/{key_id}")
+@allow()
+async def keys_revoke(request: web.Request) -> web.Response:
+    key_id = await _known(request)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        if not await revoke_key(conn, key_id):
+            raise ApiError(404, "not_found", "no such active key")
+        await admin_audit.record(conn, request, "key.revoked", key_id)
+        info = await get_key(conn, key_id)
+    assert info is not None  # noqa: S101
+    return json_ok(_shown(info))
+
+
+@routes.post("/api/v1/keys/{key_id}/rotate")
+@allow()
+async def keys_rotate(request: web.Request) -> web.Response:
+    key_id = await _known(request)
+    data = await read_json_object(request) if request.can_read_body else {}
+    grace = data.get("grace_seconds", 86400)
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= MAX_GRACE_SECONDS:
+        raise ValidationFailed(
+            [{"field": "grace_seconds", "message": f"expected 0..{MAX_GRACE_SECONDS}"}]
+        )
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        key = await rotate_key(conn, key_id, dt.timedelta(seconds=grace),
+                               principal(request).key_id)
+        if key is None:
+            raise ApiError(404, "not_found", "no such active key")
+        new_id = key.split("_")[1]
+        await admin_audit.record(conn, request, "key.rotated", key_id,
+                                 {"new_key_id": new_id, "grace_seconds": grace})
+        info = await get_key(conn, new_id)
+    assert info is not None  # noqa: S101
+    return json_ok({**_shown(info), "key": key}, status=201)
+
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+SCHEMAS = {
+    "ApiKey": {
+        "type": "object",
+        "required": ["key_id", "name", "role", "allowed_senders", "created_at"],
+        "properties": {
+            "key_id": {"type": "string"}, "name": {"type": "string"},
+            "role": {"type": "string", "enum": [r.value for r in Role]},
+            "allowed_senders": {"type": "array", "items": {"type": "string"}},
+            "created_at": {"type": "string", "format": "date-time"},
+            "created_by": {"type": ["string", "null"]}, "expires_at": _TIME,
+            "revoked_at": _TIME, "rotated_to": {"type": ["string", "null"]},
+            "last_used_at": _TIME,
+            "key": {"type": "string", "description": "the full key, shown once"},
+        },
+    },
+    "NewApiKey": {
+        "type": "object",
+        "required": ["role", "name"],
+        "additionalProperties": False,
+        "properties": {
+            "role": {"type": "string", "enum": [r.value for r in Role]},
+            "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
+            "allowed_senders": {"type": "array", "items": {"type": "string"}},
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+    },
+}
+_KEY_ID = param("key_id", "path", {"type": "string"})
+OPENAPI_PATHS = {
+    "/api/v1/keys": {
+        "get": operation("list API keys", [], responses={200: {
+            "type": "object", "required": ["keys"],
+            "properties": {"keys": {"type": "array", "items": ref("ApiKey")}},
+        }}),
+        "post": operation("create an API key (the key is in this answer only)", [],
+                          body=json_content(ref("NewApiKey")), responses={201: ref("ApiKey")}),
+    },
+    "/api/v1/keys/{key_id}": {
+        "delete": operation("revoke a key", [], parameters=[_KEY_ID],
+                            responses={200: ref("ApiKey")}),
+    },
+    "/api/v1/keys/{key_id}/rotate": {
+        "post": operation(
+            "replace a key; the old one stays valid for grace_seconds", [],
+            parameters=[_KEY_ID], responses={201: ref("ApiKey")},
+            body=json_content({"type": "object", "properties": {
+                "grace_seconds": {"type": "integer", "minimum": 0, "maximum": MAX_GRACE_SECONDS},
+            }}),
+        ),
+    },
+}

@@ -1,0 +1,215 @@
+"""Policy revisions: upload (validated), list, fetch as YAML, diff, activate, roll back."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from aiohttp import web
+
+from . import admin_audit
+from .bodies import json_ok, path_int, query_int, read_json_object
+from .context import POOL, Role, allow, principal
+from .engine import compile_sources, policy_name
+from .errors import ApiError, ValidationFailed
+from .openapi import json_content, operation, param, ref
+from .revisions import (
+    activate,
+    fetch_revision,
+    list_policies,
+    list_revisions,
+    previous_revision,
+    revision_json,
+    store_revision,
+)
+
+routes = web.RouteTableDef()
+SOURCE_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json",
+                "text/plain")
+COMMENT_MAX = 1000
+
+
+async def _source(request: web.Request) -> str:
+    if request.content_type not in SOURCE_TYPES:
+        raise ApiError(415, "unsupported_media_type",
+                       "send the policy as application/yaml or application/json")
+    try:
+        return (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationFailed([{"field": "body", "message": "policy must be UTF-8"}]) from None
+
+
+def _comment(request: web.Request) -> str | None:
+    comment = request.query.get("comment")
+    if comment is not None and len(comment) > COMMENT_MAX:
+        raise ValidationFailed([{"field": "comment", "message": f"at most {COMMENT_MAX} chars"}])
+    return comment
+
+
+@routes.post("/api/v1/policies")
+@allow(Role.OPERATOR)
+async def policy_upload(request: web.Request) -> web.Response:
+    source = await _source(request)
+    comment = _comment(request)
+    policy_set = compile_sources([("upload", source)])
+    name = policy_name(source)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row, created = await store_revision(
+            conn, name, source, content_hash=policy_set.content_hash,
+            author=principal(request).key_id, comment=comment,
+        )
+        if created:
+            await admin_audit.record(conn, request, "policy.uploaded", f"{name}@r{row['id']}",
+                                     {"content_hash": row["content_hash"], "comment": comment})
+    return json_ok(revision_json(row), status=201 if created else 200)
+
+
+@routes.get("/api/v1/policies")
+@allow(Role.OPERATOR, Role.AUDITOR)
+async def policy_list(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        return json_ok({"policies": await list_policies(conn)})
+
+
+@routes.get("/api/v1/policies/{name}/revisions")
+@allow(Role.OPERATOR, Role.AUDITOR)
+async def policy_revisions(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", 100, 1, 1000)
+    async with request.app[POOL].acquire() as conn:
+        found = await list_revisions(conn, request.match_info["name"], limit)
+    if not found:
+        raise ApiError(404, "not_found", "no such policy")
+    return json_ok({"revisions": found})
+
+
+async def _revision(request: web.Request, name: str = "revision_id") -> Any:
+    revision_id = path_int(request, name)
+    async with request.app[POOL].acquire() as conn:
+        row = await fetch_revision(conn, revision_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such revision")
+    return row
+
+
+@routes.get("/api/v1/revisions/{revision_id}")
+@allow(Role.OPERATOR, Role.AUDITOR)
+async def revision_get(request: web.Request) -> web.Response:
+    row = await _revision(request)
+    if request.query.get("format") == "json":
+        return json_ok(revision_json(row, with_source=True))
+    return web.Response(text=row["source"], content_type="application/yaml", headers={
+        "X-Policy-Name": row["policy_name"], "X-Content-Hash": row["content_hash"],
+    })
+
+
+@routes.get("/api/v1/revisions/{revision_id}/diff/{other_id}")
+@allow(Role.OPERATOR, Role.AUDITOR)
+async def revision_diff(request: web.Request) -> web.Response:
+    old = await _revision(request)
+    new = await _revision(request, "other_id")
+    diff = difflib.unified_diff(
+        old["source"].splitlines(keepends=True), new["source"].splitlines(keepends=True),
+        fromfile=f"{old['policy_name']}@r{old['id']}", tofile=f"{new['policy_name']}@r{new['id']}",
+    )
+    return web.Response(text="".join(diff), content_type="text/x-diff")
+
+
+async def _activate(request: web.Request, revision_id: int, action: str) -> web.Response:
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = await fetch_revision(conn, revision_id)
+        if row is None:
+            raise ApiError(404, "not_found", "no such revision")
+        await activate(conn, row, principal(request).key_id)
+        await admin_audit.record(conn, request, action, f"{row['policy_name']}@r{row['id']}",
+                                 {"content_hash": row["content_hash"]})
+        row = await fetch_revision(conn, revision_id)
+    return json_ok(revision_json(row))
+
+
+@routes.post("/api/v1/revisions/{revision_id}/activate")
+@allow(Role.OPERATOR)
+async def revision_activate(request: web.Request) -> web.Response:
+    return await _activate(request, path_int(request, "revision_id"), "policy.activated")
+
+
+@routes.post("/api/v1/policies/{name}/rollback")
+@allow(Role.OPERATOR)
+async def policy_rollback(request: web.Request) -> web.Response:
+    """Activate ``revision_id`` from the body, or the revision before the active one."""
+    name = request.match_info["name"]
+    data = await read_json_object(request) if request.body_exists else {}
+    target = data.get("revision_id")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
+        raise ValidationFailed([{"field": "revision_id", "message": "expected an integer"}])
+    if target is None:
+        async with request.app[POOL].acquire() as conn:
+            target = await previous_revision(conn, name)
+        if target is None:
+            raise ApiError(409, "no_previous_revision", "no earlier revision to roll back to")
+    async with request.app[POOL].acquire() as conn:
+        row = await fetch_revision(conn, target) if 0 < target < 2**63 else None
+    if row is None or row["policy_name"] != name:
+        raise ApiError(404, "not_found", "no such revision of this policy")
+    return await _activate(request, target, "policy.rolled_back")
+
+
+_STR = {"type": "string"}
+_NULL_STR = {"type": ["string", "null"]}
+_INT = {"type": "integer", "minimum": 1}
+SCHEMAS = {
+    "Revision": {
+        "type": "object",
+        "required": ["id", "policy_name", "content_hash", "created_at", "active"],
+        "properties": {
+            "id": {"type": "integer"}, "policy_name": _STR, "content_hash": _STR,
+            "author_key_id": _NULL_STR, "comment": _NULL_STR,
+            "created_at": {"type": "string", "format": "date-time"},
+            "active": {"type": "boolean"}, "source": _STR,
+        },
+    },
+}
+_REVISION = param("revision_id", "path", _INT)
+_NAME = param("name", "path", _STR)
+_OPERATORS = [Role.OPERATOR]
+_READERS = [Role.OPERATOR, Role.AUDITOR]
+OPENAPI_PATHS = {
+    "/api/v1/policies": {
+        "post": operation(
+            "upload a policy document; 422 lists every problem with line and column",
+            _OPERATORS, parameters=[param("comment", "query", {"type": "string",
+                                                                "maxLength": COMMENT_MAX})],
+            body={"application/yaml": {"schema": _STR}, "application/json": {"schema": {}}},
+            responses={201: ref("Revision"), 200: ref("Revision")},
+        ),
+        "get": operation("policies with their latest and active revisions", _READERS,
+                         responses={200: {"type": "object", "required": ["policies"],
+                                          "properties": {"policies": {"type": "array"}}}}),
+    },
+    "/api/v1/policies/{name}/revisions": {"get": operation(
+        "revisions of one policy, newest first", _READERS,
+        parameters=[_NAME, param("limit", "query", {"type": "integer", "minimum": 1,
+                                                    "maximum": 1000})],
+        responses={200: {"type": "object", "required": ["revisions"], "properties": {
+            "revisions": {"type": "array", "items": ref("Revision")}}}},
+    )},
+    "/api/v1/policies/{name}/rollback": {"post": operation(
+        "activate an earlier revision (default: the one before the active one)", _OPERATORS,
+        parameters=[_NAME], responses={200: ref("Revision")},
+        body=json_content({"type": "object", "properties": {"revision_id": _INT}}),
+    )},
+    "/api/v1/revisions/{revision_id}": {"get": operation(
+        "a revision's YAML source (format=json: metadata and source)", _READERS,
+        parameters=[_REVISION, param("format", "query", {"type": "string",
+                                                         "enum": ["yaml", "json"]})],
+        responses={200: None},
+    )},
+    "/api/v1/revisions/{revision_id}/diff/{other_id}": {"get": operation(
+        "unified diff from one revision to another", _READERS,
+        parameters=[_REVISION, param("other_id", "path", _INT)],
+        responses={200: _STR}, response_type="text/x-diff",
+    )},
+    "/api/v1/revisions/{revision_id}/activate": {"post": operation(
+        "activate a revision; milters reload through NOTIFY", _OPERATORS,
+        parameters=[_REVISION], responses={200: ref("Revision")},
+    )},
+}

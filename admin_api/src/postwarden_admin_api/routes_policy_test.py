@@ -1,0 +1,139 @@
+"""``POST /api/v1/policies/test``: a verdict for an uploaded message, touching no mail.
+
+The policy is an uploaded document, a stored revision, or (neither given)
+the active set. The answer is the verdict, the matched rules and what the
+sanitizer would change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from aiohttp import web
+
+from postwarden_policies import Envelope, verdict_json
+from postwarden_store.policies import fetch_active_sources
+
+from .bodies import json_ok
+from .context import POOL, Role, allow
+from .engine import compile_sources, evaluate
+from .errors import ApiError, ValidationFailed
+from .openapi import operation
+from .revisions import fetch_revision
+
+routes = web.RouteTableDef()
+FIELD_MAX = 998
+
+
+def _text(form: Any, name: str, problems: list[dict[str, Any]]) -> str | None:
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > FIELD_MAX or "\n" in value or "\r" in value:
+        problems.append({"field": name, "message": "expected one line of text"})
+        return None
+    return value.strip() or None
+
+
+def _envelope(form: Any, problems: list[dict[str, Any]]) -> Envelope:
+    recipients = tuple(r.strip() for r in (_text(form, "recipients", problems) or "").split(",")
+                       if r.strip())
+    client_ip = _text(form, "client_ip", problems)
+    if client_ip is not None:
+        try:
+            ipaddress.ip_address(client_ip)
+        except ValueError:
+            problems.append({"field": "client_ip", "message": "expected an IP address"})
+    return Envelope(
+        sender=_text(form, "sender", problems) or "",
+        recipients=recipients,
+        client_ip=client_ip,
+        client_name=_text(form, "client_name", problems),
+        helo=_text(form, "helo", problems),
+        auth_user=_text(form, "auth_user", problems),
+    )
+
+
+def _read_fields(form: Any) -> dict[str, Any]:
+    """Plain values; uploaded files read into bytes and closed (aiohttp spools them)."""
+    values: dict[str, Any] = {}
+    for name, value in form.items():
+        if isinstance(value, web.FileField):
+            with value.file:
+                values[name] = value.file.read()
+        else:
+            values[name] = value
+    return values
+
+
+async def _sources(request: web.Request, form: dict[str, Any], problems: list[dict[str, Any]]
+                   ) -> list[tuple[str, str]]:
+    policy = form.get("policy")
+    revision = form.get("revision_id")
+    if policy is not None:
+        text = policy.decode("utf-8", "replace") if isinstance(policy, bytes) else str(policy)
+        return [("upload", text)]
+    async with request.app[POOL].acquire() as conn:
+        if revision is None:
+            return await fetch_active_sources(conn)
+        if not isinstance(revision, str) or not revision.isdigit() or not 0 < int(revision) < 2**63:
+            problems.append({"field": "revision_id", "message": "expected a revision id"})
+            return []
+        row = await fetch_revision(conn, int(revision))
+    if row is None:
+        raise ApiError(404, "not_found", "no such revision")
+    return [(f"{row['policy_name']}@r{row['id']}", row["source"])]
+
+
+@routes.post("/api/v1/policies/test")
+@allow(Role.OPERATOR, Role.AUDITOR)
+async def policy_test(request: web.Request) -> web.Response:
+    if request.content_type != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
+    form = _read_fields(await request.post())
+    problems: list[dict[str, Any]] = []
+    message = form.get("message")
+    if not isinstance(message, bytes):
+        problems.append({"field": "message", "message": "attach the message (.eml) as a file"})
+    envelope = _envelope(form, problems)
+    sources = await _sources(request, form, problems)
+    if problems or not isinstance(message, bytes):
+        raise ValidationFailed(problems)
+    if not sources:
+        raise ApiError(409, "no_active_policy", "no policy is active; upload or name one")
+    policy_set = compile_sources(sources)
+    return json_ok(verdict_json(evaluate(policy_set, message, envelope)))
+
+
+_STR = {"type": "string"}
+_VERDICT = {
+    "type": "object",
+    "required": ["action", "smtp_reply", "rules", "edits", "changes", "policy_hash"],
+    "properties": {
+        "action": _STR, "smtp_reply": {"type": ["string", "null"]},
+        "rules": {"type": "array", "items": _STR},
+        "edits": {"type": "array", "items": {"type": "object"}},
+        "changes": {"type": "array", "items": {"type": "object"}},
+        "flags": {"type": "array", "items": _STR},
+        "notify": {"type": "array", "items": _STR},
+        "report_only": {"type": "boolean"}, "policy_hash": _STR,
+    },
+}
+OPENAPI_PATHS = {
+    "/api/v1/policies/test": {"post": operation(
+        "evaluate a policy (uploaded, a revision, or the active set) against a message",
+        [Role.OPERATOR, Role.AUDITOR],
+        body={"multipart/form-data": {"schema": {
+            "type": "object", "required": ["message"],
+            "properties": {
+                "message": {"type": "string", "format": "binary"},
+                "policy": {"type": "string"}, "revision_id": {"type": "string"},
+                "sender": _STR, "recipients": {"type": "string",
+                                               "description": "comma-separated"},
+                "client_ip": _STR, "client_name": _STR, "helo": _STR, "auth_user": _STR,
+            },
+        }}},
+        responses={200: _VERDICT},
+    )},
+}

@@ -1,0 +1,186 @@
+"""Rules of the database-managed policy: quick changes such as blocking a sender now.
+
+The managed policy is an ordinary policy named ``database-rules``; every
+change writes a new revision (so history is never lost) and activates it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import yaml
+from aiohttp import web
+
+from . import admin_audit
+from .bodies import json_ok, read_json_object
+from .context import POOL, Role, allow, principal
+from .engine import compile_sources
+from .errors import ApiError, ValidationFailed
+from .openapi import json_content, operation, param, ref
+from .revisions import activate, fetch_latest, lock_policies, revision_json, store_revision
+
+routes = web.RouteTableDef()
+MANAGED_POLICY = "database-rules"
+MAX_RULES = 10_000
+
+
+def managed_document(rules: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump({
+        "version": 1,
+        "name": MANAGED_POLICY,
+        "description": "Rules managed through the admin API (/api/v1/rules)",
+        "mode": "enforce",
+        "priority": 1,
+        "rules": rules,
+    }, sort_keys=False, allow_unicode=True)
+
+
+async def _current(conn: asyncpg.Connection) -> tuple[int | None, list[dict[str, Any]]]:
+    latest = await fetch_latest(conn, MANAGED_POLICY)
+    if latest is None:
+        return None, []
+    rules = yaml.safe_load(latest["source"]).get("rules") or []
+    return latest["id"], list(rules)
+
+
+def _index(rules: list[dict[str, Any]], name: str) -> int:
+    for i, rule in enumerate(rules):
+        if rule.get("name") == name:
+            return i
+    raise ApiError(404, "not_found", "no such rule")
+
+
+def _position(data: dict[str, Any], length: int) -> int | None:
+    position = data.get("position")
+    if position is None:
+        return None
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= length:
+        raise ValidationFailed([{"field": "position", "message": f"expected 0..{length}"}])
+    return position
+
+
+def _rule(data: dict[str, Any], required: bool) -> dict[str, Any] | None:
+    rule = data.get("rule")
+    if rule is None and not required:
+        return None
+    if not isinstance(rule, dict) or not isinstance(rule.get("name"), str):
+        raise ValidationFailed([{"field": "rule", "message": "expected a rule with a name"}])
+    return rule
+
+
+def _check_body(data: dict[str, Any]) -> str | None:
+    unknown = sorted(set(data) - {"rule", "position", "comment"})
+    comment = data.get("comment")
+    problems = [{"field": f, "message": "unknown field"} for f in unknown]
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 1000):
+        problems.append({"field": "comment", "message": "expected at most 1000 characters"})
+    if problems:
+        raise ValidationFailed(problems)
+    return comment
+
+
+async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict[str, Any]],
+                action: str, *, target: str, comment: str | None) -> web.Response:
+    source = managed_document(rules)
+    policy_set = compile_sources([(MANAGED_POLICY, source)])
+    actor = principal(request).key_id
+    row, _ = await store_revision(conn, MANAGED_POLICY, source,
+                                  content_hash=policy_set.content_hash, author=actor,
+                                  comment=comment or action)
+    await activate(conn, row, actor)
+    await admin_audit.record(conn, request, action, target, {"revision": row["id"]})
+    latest = await fetch_latest(conn, MANAGED_POLICY)
+    assert latest is not None  # noqa: S101 - stored above
+    return json_ok({"revision": revision_json(latest), "rules": rules})
+
+
+@routes.get("/api/v1/rules")
+@allow(Role.OPERATOR, Role.AUDITOR)
+async def rules_list(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        revision_id, rules = await _current(conn)
+    return json_ok({"revision_id": revision_id, "rules": rules})
+
+
+@routes.post("/api/v1/rules")
+@allow(Role.OPERATOR)
+async def rules_create(request: web.Request) -> web.Response:
+    data = await read_json_object(request)
+    comment = _check_body(data)
+    rule = _rule(data, required=True)
+    assert rule is not None  # noqa: S101 - required
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await lock_policies(conn)
+        _, rules = await _current(conn)
+        if any(r.get("name") == rule["name"] for r in rules):
+            raise ApiError(409, "rule_exists", "a rule with this name exists")
+        if len(rules) >= MAX_RULES:
+            raise ApiError(409, "too_many_rules", f"at most {MAX_RULES} rules")
+        position = _position(data, len(rules))
+        rules.insert(len(rules) if position is None else position, rule)
+        response = await _save(request, conn, rules, "rule.created", target=rule["name"],
+                                 comment=comment)
+    response.set_status(201)
+    return response
+
+
+@routes.patch("/api/v1/rules/{name}")
+@allow(Role.OPERATOR)
+async def rules_update(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    data = await read_json_object(request)
+    comment = _check_body(data)
+    replacement = _rule(data, required=False)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await lock_policies(conn)
+        _, rules = await _current(conn)
+        rule = rules.pop(_index(rules, name))
+        if replacement is not None:
+            if any(r.get("name") == replacement["name"] for r in rules):
+                raise ApiError(409, "rule_exists", "a rule with this name exists")
+            rule = replacement
+        position = _position(data, len(rules))
+        rules.insert(len(rules) if position is None else position, rule)
+        return await _save(request, conn, rules, "rule.updated", target=name, comment=comment)
+
+
+@routes.delete("/api/v1/rules/{name}")
+@allow(Role.OPERATOR)
+async def rules_delete(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await lock_policies(conn)
+        _, rules = await _current(conn)
+        del rules[_index(rules, name)]
+        return await _save(request, conn, rules, "rule.deleted", target=name, comment=None)
+
+
+_RULE = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}},
+         "description": "a rule of the policy language (name, when, then, ...)"}
+_CHANGE = {"type": "object", "properties": {
+    "rule": _RULE, "position": {"type": "integer", "minimum": 0},
+    "comment": {"type": "string", "maxLength": 1000},
+}}
+_RESULT = {"type": "object", "required": ["revision", "rules"], "properties": {
+    "revision": ref("Revision"), "rules": {"type": "array", "items": _RULE}}}
+_NAME = param("name", "path", {"type": "string"})
+OPENAPI_PATHS = {
+    "/api/v1/rules": {
+        "get": operation("rules of the database-managed policy, in order",
+                         [Role.OPERATOR, Role.AUDITOR],
+                         responses={200: {"type": "object", "required": ["rules"], "properties": {
+                             "revision_id": {"type": ["integer", "null"]},
+                             "rules": {"type": "array", "items": _RULE}}}}),
+        "post": operation("add a rule (at position, default last); a new revision, activated",
+                          [Role.OPERATOR], body=json_content({**_CHANGE, "required": ["rule"]}),
+                          responses={201: _RESULT}),
+    },
+    "/api/v1/rules/{name}": {
+        "patch": operation("replace or move a rule; a new revision, activated",
+                           [Role.OPERATOR], parameters=[_NAME], body=json_content(_CHANGE),
+                           responses={200: _RESULT}),
+        "delete": operation("delete a rule; a new revision, activated", [Role.OPERATOR],
+                            parameters=[_NAME], responses={200: _RESULT}),
+    },
+}

@@ -1,0 +1,102 @@
+"""Runtime settings: read, and change with validation (secrets write-only, admins only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from . import admin_audit
+from .bodies import json_ok, read_json_object
+from .context import POOL, Role, allow, principal
+from .errors import ApiError, ValidationFailed
+from .openapi import json_content, operation, ref
+from .runtime_settings import (
+    FIELDS,
+    INT_BOUNDS,
+    RUNTIME,
+    SECRET_SETTINGS,
+    apply_changes,
+    describe_settings,
+    validate_changes,
+)
+from .secrets import KEYRING
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/settings")
+@allow(Role.OPERATOR)
+async def settings_get(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        return json_ok(await describe_settings(conn))
+
+
+def _summary(changes: dict[str, Any]) -> dict[str, Any]:
+    """What the admin log keeps: values of plain settings, only set/cleared for secrets."""
+    return {
+        name: ("<cleared>" if value is None else "<set>") if name in SECRET_SETTINGS
+        else (list(value) if isinstance(value, tuple) else value)
+        for name, value in changes.items()
+    }
+
+
+@routes.put("/api/v1/settings")
+@allow(Role.OPERATOR)
+async def settings_put(request: web.Request) -> web.Response:
+    changes, problems = validate_changes(await read_json_object(request))
+    if problems:
+        raise ValidationFailed(problems)
+    secret_names = sorted(set(changes) & set(SECRET_SETTINGS))
+    if secret_names and principal(request).role is not Role.ADMIN:
+        raise ApiError(403, "forbidden", "only admins may change secret settings",
+                       details=[{"field": name} for name in secret_names])
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await apply_changes(conn, request.app[KEYRING], changes, principal(request).key_id)
+        await admin_audit.record(conn, request, "settings.changed", None, _summary(changes))
+        shown = await describe_settings(conn)
+    request.app[RUNTIME].invalidate()
+    return json_ok(shown)
+
+
+def _schema_of(name: str) -> dict[str, Any]:
+    kind = str(FIELDS[name].type)
+    if kind == "bool":
+        return {"type": "boolean"}
+    if kind == "int":
+        bounds = INT_BOUNDS[name]
+        return {"type": "integer", "minimum": bounds.minimum, "maximum": bounds.maximum}
+    return {"type": "array", "items": {"type": "string"}}
+
+
+_SECRET_SHOWN = {"type": "object", "required": ["is_set"],
+                 "properties": {"is_set": {"type": "boolean"}}}
+SCHEMAS = {
+    "Settings": {
+        "type": "object",
+        "required": [*FIELDS, *SECRET_SETTINGS],
+        "properties": {
+            **{name: _schema_of(name) for name in FIELDS},
+            **{name: _SECRET_SHOWN for name in SECRET_SETTINGS},
+        },
+    },
+    "SettingsChange": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            **{name: {"anyOf": [_schema_of(name), {"type": "null"}]} for name in FIELDS},
+            **{name: {"type": ["string", "null"], "minLength": 1,
+                      "description": f"write-only: {text}"}
+               for name, text in SECRET_SETTINGS.items()},
+        },
+    },
+}
+OPENAPI_PATHS = {
+    "/api/v1/settings": {
+        "get": operation("current settings (secrets only say whether they are set)",
+                         [Role.OPERATOR], responses={200: ref("Settings")}),
+        "put": operation("change settings; null restores a default or clears a secret",
+                         [Role.OPERATOR], body=json_content(ref("SettingsChange")),
+                         responses={200: ref("Settings")}),
+    },
+}

@@ -1,0 +1,199 @@
+"""Settings that admins change while the service runs, stored in ``runtime_settings``.
+
+Each setting has a spec (type, default, bounds). Secret settings are stored
+encrypted and are write-only: reads only say whether they are set. Other
+modules read the typed :class:`RuntimeSettings` with :func:`load_runtime_settings`
+or, per request, through the short-lived cache in ``app[RUNTIME]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from .secrets import Keyring
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+_ADDRESS = re.compile(r"^(\*|[^@\s*]+)@[^@\s*]+\.[^@\s*]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    outbound_enabled: bool = True
+    allowed_sender_addresses: tuple[str, ...] = ()  # exact or "*@domain"; empty: none allowed
+    outbound_per_key_per_minute: int = 120
+    outbound_per_recipient_per_day: int = 100
+    outbound_per_key_per_day: int = 10_000
+    outbound_max_recipients: int = 50
+    max_message_bytes: int = 25 * MIB
+    max_request_body_bytes: int = 40 * MIB
+    max_attachment_bytes: int = 10 * MIB
+    audit_retention_days: int = 180
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    minimum: int
+    maximum: int
+
+
+INT_BOUNDS: Mapping[str, Bounds] = {
+    "outbound_per_key_per_minute": Bounds(1, 1_000_000),
+    "outbound_per_recipient_per_day": Bounds(1, 1_000_000),
+    "outbound_per_key_per_day": Bounds(1, 100_000_000),
+    "outbound_max_recipients": Bounds(1, 1000),
+    "max_message_bytes": Bounds(1024, 1024 * MIB),
+    "max_request_body_bytes": Bounds(1024, 1024 * MIB),
+    "max_attachment_bytes": Bounds(1, 1024 * MIB),
+    "audit_retention_days": Bounds(1, 3650),
+}
+# Write-only settings, stored encrypted: name -> description.
+SECRET_SETTINGS: Mapping[str, str] = {
+    "relay_password": "password for SMTP AUTH on the relay listener",
+    "recipient_hash_key": "key for the keyed hash of recipient addresses in rate counters",
+}
+FIELDS = {f.name: f for f in dataclasses.fields(RuntimeSettings)}
+DEFAULTS = RuntimeSettings()
+
+SELECT_ALL = "SELECT name, value, value_ciphertext IS NOT NULL AS is_set FROM runtime_settings"
+SELECT_SEALED = "SELECT value_ciphertext FROM runtime_settings WHERE name = $1"
+UPSERT = """
+INSERT INTO runtime_settings (name, value, value_ciphertext, updated_at, updated_by)
+VALUES ($1, $2, $3, now(), $4)
+ON CONFLICT (name) DO UPDATE
+SET value = $2, value_ciphertext = $3, updated_at = now(), updated_by = $4
+"""
+DELETE = "DELETE FROM runtime_settings WHERE name = $1"
+
+
+def _check(name: str, value: Any) -> tuple[Any, str | None]:
+    """(converted value, problem or None) for one non-secret setting."""
+    kind = str(FIELDS[name].type)
+    if kind == "bool":
+        return (value, None) if isinstance(value, bool) else (None, "expected true or false")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, "expected an integer"
+        bounds = INT_BOUNDS[name]
+        if not bounds.minimum <= value <= bounds.maximum:
+            return None, f"must be between {bounds.minimum} and {bounds.maximum}"
+        return value, None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None, "expected a list of addresses"
+    bad = [v for v in value if not _ADDRESS.match(v)]
+    if bad:
+        return None, "expected addresses such as user@example.com or *@example.com"
+    return tuple(v.lower() for v in value), None
+
+
+def validate_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Converted values and the list of every problem (field, code, message)."""
+    converted: dict[str, Any] = {}
+    problems: list[dict[str, Any]] = []
+    for name, value in changes.items():
+        if name in SECRET_SETTINGS:
+            if value is not None and (not isinstance(value, str) or not value):
+                problems.append({"field": name, "message": "expected a non-empty string"})
+            else:
+                converted[name] = value
+        elif name not in FIELDS:
+            problems.append({"field": name, "message": "unknown setting"})
+        elif value is None:
+            converted[name] = None  # back to the default
+        else:
+            good, problem = _check(name, value)
+            if problem:
+                problems.append({"field": name, "message": problem})
+            else:
+                converted[name] = good
+    return converted, problems
+
+
+def _typed(rows: list[asyncpg.Record]) -> RuntimeSettings:
+    values: dict[str, Any] = {}
+    for row in rows:
+        if row["name"] in FIELDS and row["value"] is not None:
+            good, problem = _check(row["name"], row["value"])
+            if problem is None:
+                values[row["name"]] = good
+            else:
+                log.warning("ignoring stored setting %s: %s", row["name"], problem)
+    return dataclasses.replace(DEFAULTS, **values)
+
+
+async def load_runtime_settings(conn: asyncpg.Connection) -> RuntimeSettings:
+    return _typed(await conn.fetch(SELECT_ALL))
+
+
+async def describe_settings(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Every setting as the API shows it: values, and ``{"is_set": bool}`` for secrets."""
+    rows = await conn.fetch(SELECT_ALL)
+    shown: dict[str, Any] = dataclasses.asdict(_typed(rows))
+    for name, value in shown.items():
+        if isinstance(value, tuple):
+            shown[name] = list(value)
+    stored = {row["name"]: row["is_set"] for row in rows}
+    for name in SECRET_SETTINGS:
+        shown[name] = {"is_set": bool(stored.get(name, False))}
+    return shown
+
+
+async def apply_changes(
+    conn: asyncpg.Connection, keyring: Keyring, changes: Mapping[str, Any], actor: str
+) -> None:
+    """Write validated changes in one transaction; secrets are encrypted first."""
+    async with conn.transaction():
+        for name, value in changes.items():
+            if value is None:
+                await conn.execute(DELETE, name)
+            elif name in SECRET_SETTINGS:
+                await conn.execute(UPSERT, name, None, keyring.encrypt(value), actor)
+            else:
+                stored = list(value) if isinstance(value, tuple) else value
+                await conn.execute(UPSERT, name, stored, None, actor)
+
+
+async def load_secret_setting(conn: asyncpg.Connection, keyring: Keyring, name: str) -> str | None:
+    token = await conn.fetchval(SELECT_SEALED, name)
+    return None if token is None else keyring.decrypt(token)
+
+
+class RuntimeSettingsCache:
+    """Runtime settings re-read at most every ``ttl`` seconds (and after every change)."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl: float = 2.0) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._value = DEFAULTS
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        self._loaded_at = float("-inf")
+
+    async def get(self) -> RuntimeSettings:
+        if time.monotonic() - self._loaded_at < self._ttl:
+            return self._value
+        async with self._lock:
+            if time.monotonic() - self._loaded_at >= self._ttl:
+                try:
+                    async with self._pool.acquire(timeout=2.0) as conn:
+                        self._value = await load_runtime_settings(conn)
+                except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    log.warning("runtime settings: database unreachable, using last known")
+                self._loaded_at = time.monotonic()
+        return self._value
+
+
+RUNTIME = web.AppKey("runtime_settings", RuntimeSettingsCache)

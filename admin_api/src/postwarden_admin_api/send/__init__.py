@@ -1,0 +1,62 @@
+"""The send API: authenticated sending that relays through Postfix only for allowed senders.
+
+``setup_send(app)`` adds the routes (``POST /api/v1/send-email``, messages,
+suppressions) with their OpenAPI entries, and one cleanup context that runs
+the relay worker and, when ``maillog_path`` is set, the maillog follower.
+It needs ``app[POOL]`` ready, so ``create_app`` calls it after the database
+context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from postwarden_admin_api.context import POOL, SETTINGS
+from postwarden_admin_api.openapi import OPENAPI
+
+from .maillog import MaillogFollower
+from .openapi_paths import OPENAPI_PATHS, SCHEMAS
+from .relay import RelayConfig, RelayWorker
+from .routes import routes
+from .sending import SEND, SendState, load_hash_key
+
+
+async def _send_workers(app: web.Application) -> AsyncIterator[None]:
+    settings, pool = app[SETTINGS], app[POOL]
+    async with pool.acquire() as conn:
+        state = SendState(await load_hash_key(app, conn))
+    app[SEND] = state
+    if settings.relay_host:
+        state.relay = RelayWorker(pool, RelayConfig(
+            settings.relay_host, settings.relay_port, settings.relay_max_attempts,
+            settings.relay_backoff_seconds,
+        ))
+        state.relay.start()
+    follower: asyncio.Task[None] | None = None
+    if settings.maillog_path is not None:
+        follower = asyncio.create_task(
+            MaillogFollower(pool, settings.maillog_path).run(), name="postwarden-maillog"
+        )
+    try:
+        yield
+    finally:
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+        if state.relay is not None:
+            await state.relay.stop()
+
+
+def setup_send(app: web.Application) -> None:
+    """Add the send routes, the relay worker and the maillog follower to ``app``."""
+    app.add_routes(routes)
+    app[OPENAPI].add(OPENAPI_PATHS, SCHEMAS)
+    app.cleanup_ctx.append(_send_workers)
+
+
+__all__ = ["setup_send"]

@@ -1,0 +1,108 @@
+"""Mail addresses of the send API: parsing, IDN domains, sender patterns, masking.
+
+Addresses are accepted as ``local@domain`` or ``Display Name <local@domain>``.
+The local part must be an RFC 5322 dot-atom in ASCII (no quoted strings, no
+SMTPUTF8); the domain may be internationalised and is kept in its A-label
+(punycode) form, so the envelope and the headers are plain ASCII and two
+spellings of one domain compare equal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import idna
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_ANGLE_FORM = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+MAX_ADDRESS = 254
+MAX_DISPLAY_NAME = 200
+
+
+class AddressError(ValueError):
+    """The text is not an address we accept; the message says why (no address in it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    local: str
+    domain: str  # lower-case A-labels
+    display_name: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+    @property
+    def key(self) -> str:
+        """The form used for comparisons, suppressions and rate counters."""
+        return self.address.lower()
+
+
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a character that could break a header line."""
+    return _CONTROL.search(text) is not None
+
+
+def ascii_domain(domain: str) -> str:
+    """The lower-case A-label form of ``domain``; raises AddressError when invalid."""
+    if not domain or domain.endswith(".") or "." not in domain:
+        raise AddressError("domain must be a fully qualified name")
+    try:
+        encoded = domain.encode("ascii").decode().lower()
+    except UnicodeEncodeError:
+        try:
+            encoded = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise AddressError("domain is not a valid internationalised name") from exc
+    labels = encoded.split(".")
+    if len(encoded) > 253 or not all(_LDH_LABEL.fullmatch(label) for label in labels):
+        raise AddressError("domain is not a valid host name")
+    if labels[-1].isdigit():
+        raise AddressError("domain must be a name, not an address")
+    return encoded
+
+
+def parse_mailbox(text: str) -> Mailbox:
+    if has_control(text):
+        raise AddressError("address contains control characters")
+    text = text.strip()
+    display_name = ""
+    angle = _ANGLE_FORM.fullmatch(text)
+    if angle is not None:
+        display_name = angle["name"].strip().strip('"').strip()
+        text = angle["address"].strip()
+        if len(display_name) > MAX_DISPLAY_NAME:
+            raise AddressError("display name is too long")
+    local, sep, domain = text.rpartition("@")
+    if not sep or not _DOT_ATOM.fullmatch(local) or len(local) > 64:
+        raise AddressError("expected local@domain with a plain ASCII local part")
+    mailbox = Mailbox(local, ascii_domain(domain), display_name)
+    if len(mailbox.address) > MAX_ADDRESS:
+        raise AddressError("address is too long")
+    return mailbox
+
+
+def sender_matches(mailbox: Mailbox, patterns: tuple[str, ...] | list[str]) -> bool:
+    """True when an allowed-sender pattern (``a@b`` or ``*@domain``) covers ``mailbox``."""
+    for pattern in patterns:
+        local, _, domain = pattern.strip().rpartition("@")
+        try:
+            domain = ascii_domain(domain)
+        except AddressError:
+            continue
+        if domain != mailbox.domain:
+            continue
+        if local == "*" or local.lower() == mailbox.local.lower():
+            return True
+    return False
+
+
+def mask(address: str) -> str:
+    """``j***@example.org``: enough to recognise a recipient in a log, not to harvest it."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}" if local else "***"

@@ -1,0 +1,64 @@
+"""Checks of a send request against the key, the runtime settings and the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import asyncpg
+
+from postwarden_admin_api.runtime_settings import RuntimeSettings
+
+from .addresses import Mailbox, sender_matches
+from .limits import Limits
+from .queries import suppressed_among
+from .refusals import FieldProblem, Refusal, refuse
+from .request_model import Caps, SendRequest
+
+
+def sender_allowed(
+    key_senders: tuple[str, ...], global_senders: tuple[str, ...]
+) -> Callable[[Mailbox], bool]:
+    """The sender must be allowed by the key *and* by the global setting (empty: none)."""
+
+    def allowed(mailbox: Mailbox) -> bool:
+        return sender_matches(mailbox, key_senders) and sender_matches(mailbox, global_senders)
+
+    return allowed
+
+
+def caps_of(runtime: RuntimeSettings) -> Caps:
+    return Caps(
+        max_recipients=runtime.outbound_max_recipients,
+        max_message_bytes=runtime.max_message_bytes,
+        max_attachment_bytes=runtime.max_attachment_bytes,
+    )
+
+
+def limits_of(runtime: RuntimeSettings) -> Limits:
+    return Limits(
+        per_key_per_minute=runtime.outbound_per_key_per_minute,
+        per_recipient_per_day=runtime.outbound_per_recipient_per_day,
+        per_key_per_day=runtime.outbound_per_key_per_day,
+    )
+
+
+def check_size(content: bytes, runtime: RuntimeSettings) -> None:
+    if len(content) > runtime.max_message_bytes:
+        raise refuse([FieldProblem(
+            "body", Refusal.MESSAGE_TOO_LARGE,
+            f"the built message is larger than {runtime.max_message_bytes} bytes",
+        )])
+
+
+async def check_suppressions(conn: asyncpg.Connection, request: SendRequest) -> None:
+    """Refuse, naming each field, when a recipient is on the suppression list."""
+    suppressed = await suppressed_among(conn, [m.key for m in request.recipients])
+    if not suppressed:
+        return
+    problems = [
+        FieldProblem(f"{name}[{index}]", Refusal.RECIPIENT_SUPPRESSED, "on the suppression list")
+        for name, mailboxes in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc))
+        for index, mailbox in enumerate(mailboxes)
+        if mailbox.key in suppressed
+    ]
+    raise refuse(problems)

@@ -1,0 +1,99 @@
+"""``Idempotency-Key``: one message per key and request, the stored answer for retries.
+
+A request with a key first *claims* it in its own short transaction (state
+``in_progress``). The enqueue transaction turns the record into ``done``
+with the answer; a refused request releases its claim so a corrected retry
+can run. A claim left behind by a crashed process can be taken over after
+``STALE_CLAIM``; finished records count for ``RETENTION``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from .refusals import Refusal
+
+MAX_KEY_LENGTH = 255
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII, as in the IETF draft examples
+STALE_CLAIM = dt.timedelta(minutes=5)
+RETENTION = dt.timedelta(hours=24)
+
+CLAIM = """
+INSERT INTO send_idempotency (key_id, idempotency_key, request_sha256, state)
+VALUES ($1, $2, $3, 'in_progress')
+ON CONFLICT (key_id, idempotency_key) DO UPDATE
+SET request_sha256 = EXCLUDED.request_sha256, state = 'in_progress',
+    response_status = NULL, response_body = NULL, created_at = now()
+WHERE (send_idempotency.state = 'in_progress'
+       AND send_idempotency.created_at < now() - $4::interval)
+   OR send_idempotency.created_at < now() - $5::interval
+RETURNING true
+"""
+SELECT = """
+SELECT request_sha256, state, response_status, response_body
+FROM send_idempotency WHERE key_id = $1 AND idempotency_key = $2
+"""
+FINISH = """
+UPDATE send_idempotency SET state = 'done', response_status = $3, response_body = $4
+WHERE key_id = $1 AND idempotency_key = $2
+"""
+RELEASE = """
+DELETE FROM send_idempotency WHERE key_id = $1 AND idempotency_key = $2 AND state = 'in_progress'
+"""
+PURGE = "DELETE FROM send_idempotency WHERE created_at < now() - $1::interval"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    status: int
+    body: dict[str, Any]
+
+
+def valid_key(key: str) -> bool:
+    return _KEY.fullmatch(key) is not None
+
+
+def request_digest(body: dict[str, Any]) -> bytes:
+    """The same JSON, whatever its key order or spacing, gives the same digest."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+async def claim(
+    conn: asyncpg.Connection, key_id: str, key: str, digest: bytes
+) -> StoredAnswer | None:
+    """None when this request may go ahead; the stored answer of a finished twin.
+
+    Raises the 422/409 refusal for a different request or one still running.
+    """
+    if await conn.fetchval(CLAIM, key_id, key, digest, STALE_CLAIM, RETENTION):
+        return None
+    row = await conn.fetchrow(SELECT, key_id, key)
+    if row is None:  # released between our two statements: the caller may retry
+        raise Refusal.IDEMPOTENCY_IN_PROGRESS.error()
+    if row["request_sha256"] != digest:
+        raise Refusal.IDEMPOTENCY_KEY_REUSED.error()
+    if row["state"] != "done":
+        raise Refusal.IDEMPOTENCY_IN_PROGRESS.error()
+    return StoredAnswer(row["response_status"], row["response_body"])
+
+
+async def finish(
+    conn: asyncpg.Connection, key_id: str, key: str, answer: StoredAnswer
+) -> None:
+    await conn.execute(FINISH, key_id, key, answer.status, answer.body)
+
+
+async def release(conn: asyncpg.Connection, key_id: str, key: str) -> None:
+    await conn.execute(RELEASE, key_id, key)
+
+
+async def purge(conn: asyncpg.Connection) -> None:
+    await conn.execute(PURGE, RETENTION)

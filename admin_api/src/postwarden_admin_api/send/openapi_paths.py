@@ -1,0 +1,137 @@
+"""The OpenAPI entries of the send API, merged by ``setup_send``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.openapi import json_content, operation, param, ref
+
+_ADDRESSES: dict[str, Any] = {
+    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+}
+_TIME = {"type": "string", "format": "date-time"}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "SendEmail": {
+        "type": "object",
+        "required": ["from", "subject"],
+        "additionalProperties": False,
+        "properties": {
+            "from": {"type": "string", "description": "address or Name <address>"},
+            "to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES, "reply_to": _ADDRESSES,
+            "subject": {"type": "string", "minLength": 1, "maxLength": 998},
+            "text": {"type": "string"},
+            "html": {"type": "string"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                        "maxProperties": 20},
+            "attachments": {"type": "array", "maxItems": 20, "items": {
+                "type": "object", "required": ["filename", "content_type", "content"],
+                "properties": {
+                    "filename": {"type": "string"},
+                    "content_type": {"type": "string"},
+                    "content": {"type": "string", "contentEncoding": "base64"},
+                },
+            }},
+            "tags": {"type": "array", "maxItems": 10, "items": {"type": "string"}},
+            "metadata": {"type": "object"},
+        },
+    },
+    "SendAccepted": {
+        "type": "object", "required": ["id", "message_id", "status"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "message_id": {"type": "string"},
+            "status": {"const": "queued"},
+        },
+    },
+    "OutboundMessage": {
+        "type": "object",
+        "required": ["id", "message_id", "from", "status", "created_at"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"}, "message_id": {"type": "string"},
+            "key_id": {"type": "string"}, "from": {"type": "string"},
+            "subject": {"type": "string"}, "status": {"type": "string"},
+            "queue_id": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+            "last_error": {"type": ["string", "null"]}, "created_at": _TIME,
+            "recipients": {"type": "array", "items": {"type": "object"}},
+            "events": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Suppression": {
+        "type": "object", "required": ["address", "reason", "created_at"],
+        "properties": {
+            "address": {"type": "string"}, "reason": {"enum": ["hard_bounce", "manual"]},
+            "detail": {"type": ["string", "null"]}, "created_at": _TIME,
+            "created_by": {"type": ["string", "null"]},
+        },
+    },
+}
+
+_SENDERS = [Role.SENDER]
+_READERS = [Role.SENDER, Role.AUDITOR]
+_ADDRESS_QUERY = param("address", "query", {"type": "string"}, required=True)
+
+OPENAPI_PATHS: dict[str, dict[str, Any]] = {
+    "/api/v1/send-email": {
+        "post": operation(
+            "queue a message for sending through Postfix", _SENDERS,
+            body=json_content(ref("SendEmail")), responses={202: ref("SendAccepted")},
+            parameters=[param("Idempotency-Key", "header", {"type": "string", "maxLength": 255})],
+        ),
+    },
+    "/api/v1/messages/{id}": {
+        "get": operation(
+            "a sent message with its per-recipient timeline", _READERS,
+            parameters=[param("id", "path", {"type": "string", "format": "uuid"})],
+            responses={200: ref("OutboundMessage")},
+        ),
+    },
+    "/api/v1/messages": {
+        "get": operation(
+            "search sent messages, newest first", _READERS,
+            parameters=[
+                param("status", "query", {"type": "string"}),
+                param("from", "query", {"type": "string"}),
+                param("to", "query", {"type": "string"}),
+                param("tag", "query", {"type": "string"}),
+                param("since", "query", _TIME),
+                param("until", "query", _TIME),
+                param("cursor", "query", {"type": "string"}),
+                param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
+            ],
+            responses={200: {"type": "object", "properties": {
+                "messages": {"type": "array", "items": ref("OutboundMessage")},
+                "next_cursor": {"type": ["string", "null"]},
+            }}},
+        ),
+    },
+    "/api/v1/suppressions": {
+        "get": operation(
+            "list suppressed addresses", [Role.OPERATOR, Role.AUDITOR],
+            parameters=[
+                param("after", "query", {"type": "string"}),
+                param("reason", "query", {"enum": ["hard_bounce", "manual"]}),
+                param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            ],
+            responses={200: {"type": "object", "properties": {
+                "suppressions": {"type": "array", "items": ref("Suppression")},
+                "next_after": {"type": ["string", "null"]},
+            }}},
+        ),
+        "post": operation(
+            "suppress an address", [Role.OPERATOR],
+            body=json_content({"type": "object", "required": ["address"], "properties": {
+                "address": {"type": "string"}, "detail": {"type": "string", "maxLength": 500},
+            }}),
+            responses={200: ref("Suppression"), 201: ref("Suppression")},
+        ),
+        "delete": operation(
+            "remove an address from the suppression list", [Role.OPERATOR],
+            parameters=[_ADDRESS_QUERY],
+            responses={200: {"type": "object", "properties": {
+                "address": {"type": "string"}, "deleted": {"const": True},
+            }}},
+        ),
+    },
+}

@@ -1,0 +1,141 @@
+"""Reading sent messages and managing the suppression list."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+SELECT_MESSAGE = """
+SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata, status,
+       queue_id, attempts, last_error, created_at, updated_at
+FROM outbound_messages WHERE id = $1 AND ($2::text IS NULL OR key_id = $2)
+"""
+SELECT_RECIPIENTS = """
+SELECT address, kind, status, detail, updated_at FROM outbound_recipients
+WHERE message_id = $1 ORDER BY address
+"""
+SELECT_EVENTS = """
+SELECT time, recipient, event, detail FROM outbound_events WHERE message_id = $1 ORDER BY id
+"""
+SEARCH_MESSAGES = """
+SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata, status,
+       queue_id, attempts, last_error, created_at, updated_at
+FROM outbound_messages m
+WHERE ($1::text IS NULL OR key_id = $1)
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR lower(sender) = lower($3))
+  AND ($4::text IS NULL OR EXISTS (
+        SELECT 1 FROM outbound_recipients r
+        WHERE r.message_id = m.id AND lower(r.address) = lower($4)))
+  AND ($5::text IS NULL OR $5 = ANY(tags))
+  AND ($6::timestamptz IS NULL OR created_at >= $6)
+  AND ($7::timestamptz IS NULL OR created_at < $7)
+  AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $10
+"""
+SUPPRESSED_AMONG = "SELECT address FROM suppressions WHERE address = ANY($1::text[])"
+SELECT_SUPPRESSIONS = """
+SELECT address, reason, detail, created_at, created_by FROM suppressions
+WHERE ($1::text IS NULL OR address > $1) AND ($2::text IS NULL OR reason = $2)
+ORDER BY address LIMIT $3
+"""
+INSERT_SUPPRESSION = """
+INSERT INTO suppressions (address, reason, detail, created_by) VALUES ($1, 'manual', $2, $3)
+ON CONFLICT (address) DO NOTHING
+RETURNING address, reason, detail, created_at, created_by
+"""
+SELECT_SUPPRESSION = """
+SELECT address, reason, detail, created_at, created_by FROM suppressions WHERE address = $1
+"""
+DELETE_SUPPRESSION = "DELETE FROM suppressions WHERE address = $1 RETURNING address"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    key_id: str | None = None  # a sender key sees its own messages only
+    status: str | None = None
+    sender: str | None = None
+    recipient: str | None = None
+    tag: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    after: tuple[dt.datetime, uuid.UUID] | None = None  # the cursor: the last row seen
+    limit: int = 50
+
+
+def _message(row: asyncpg.Record) -> dict[str, Any]:
+    shown = dict(row)
+    shown["id"] = str(shown["id"])
+    shown["from"] = shown.pop("sender")
+    shown["tags"] = list(shown["tags"])
+    return shown
+
+
+async def get_message(
+    conn: asyncpg.Connection, message_id: uuid.UUID, key_id: str | None
+) -> dict[str, Any] | None:
+    """The message with its recipients, each with its own timeline, and message events."""
+    row = await conn.fetchrow(SELECT_MESSAGE, message_id, key_id)
+    if row is None:
+        return None
+    shown = _message(row)
+    events = [dict(e) for e in await conn.fetch(SELECT_EVENTS, message_id)]
+    recipients = []
+    for recipient in await conn.fetch(SELECT_RECIPIENTS, message_id):
+        entry = dict(recipient)
+        address = entry["address"].lower()
+        entry["timeline"] = [
+            {k: v for k, v in e.items() if k != "recipient"}
+            for e in events if (e["recipient"] or "").lower() == address
+        ]
+        recipients.append(entry)
+    shown["recipients"] = recipients
+    shown["events"] = [
+        {k: v for k, v in e.items() if k != "recipient"} for e in events if e["recipient"] is None
+    ]
+    return shown
+
+
+async def search_messages(
+    conn: asyncpg.Connection, search: MessageFilter
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page, newest first, and the cursor of the next page (None at the end)."""
+    after_time, after_id = search.after if search.after else (None, None)
+    rows = await conn.fetch(
+        SEARCH_MESSAGES, search.key_id, search.status, search.sender, search.recipient,
+        search.tag, search.since, search.until, after_time, after_id, search.limit,
+    )
+    cursor = None
+    if len(rows) == search.limit:
+        cursor = f"{rows[-1]['created_at'].isoformat()},{rows[-1]['id']}"
+    return [_message(row) for row in rows], cursor
+
+
+async def suppressed_among(conn: asyncpg.Connection, addresses: list[str]) -> set[str]:
+    """Which of these (lower-case) addresses are on the suppression list."""
+    return {row["address"] for row in await conn.fetch(SUPPRESSED_AMONG, addresses)}
+
+
+async def list_suppressions(
+    conn: asyncpg.Connection, after: str | None, reason: str | None, limit: int
+) -> list[dict[str, Any]]:
+    return [dict(row) for row in await conn.fetch(SELECT_SUPPRESSIONS, after, reason, limit)]
+
+
+async def add_suppression(
+    conn: asyncpg.Connection, address: str, detail: str | None, created_by: str
+) -> tuple[dict[str, Any], bool]:
+    """(the entry, whether it is new)."""
+    row = await conn.fetchrow(INSERT_SUPPRESSION, address, detail, created_by)
+    if row is not None:
+        return dict(row), True
+    return dict(await conn.fetchrow(SELECT_SUPPRESSION, address)), False
+
+
+async def delete_suppression(conn: asyncpg.Connection, address: str) -> bool:
+    return await conn.fetchval(DELETE_SUPPRESSION, address) is not None

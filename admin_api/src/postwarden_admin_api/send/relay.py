@@ -1,0 +1,198 @@
+"""The relay worker: drains the outbox into Postfix's loopback submission listener.
+
+Rows are claimed with ``FOR UPDATE SKIP LOCKED`` (several service instances
+may run) and leased by moving ``next_attempt_at`` forward, so no transaction
+stays open during SMTP and a crashed worker's rows come back when the lease
+ends. Postfix's reply decides: 250 stores its queue id (``relayed``), 4xx and
+connection failures retry with exponential backoff and jitter until
+``relay_max_attempts``, 5xx marks the message ``failed`` with the redacted
+reply. SMTP runs in threads (smtplib), one session per worker task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import socket
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from .scrub import for_log, scrub_reply
+from .submit import Outcome, SmtpSession, SubmitResult
+
+log = logging.getLogger(__name__)
+
+CLAIM = """
+UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + $2::interval
+WHERE message_id IN (
+    SELECT message_id FROM outbox WHERE next_attempt_at <= now()
+    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING message_id, envelope_from, recipients, content, attempts
+"""
+UNLEASE = "UPDATE outbox SET next_attempt_at = now() WHERE message_id = ANY($1::uuid[])"
+RELAYED = """
+WITH done AS (
+    DELETE FROM outbox WHERE message_id = $1
+), message AS (
+    UPDATE outbound_messages
+    SET status = 'relayed', queue_id = $2, attempts = $3, last_error = NULL, updated_at = now()
+    WHERE id = $1
+), recipients AS (
+    UPDATE outbound_recipients
+    SET status = CASE WHEN address = ANY($4::text[]) THEN 'failed' ELSE 'relayed' END,
+        detail = CASE WHEN address = ANY($4::text[]) THEN $5 ELSE NULL END,
+        updated_at = now()
+    WHERE message_id = $1 AND status = 'queued'
+)
+INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'relayed', $6)
+"""
+RETRY = """
+WITH later AS (
+    UPDATE outbox SET next_attempt_at = now() + $3::interval WHERE message_id = $1
+), message AS (
+    UPDATE outbound_messages SET attempts = $2, last_error = $4, updated_at = now() WHERE id = $1
+)
+INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'relay_deferred', $4)
+"""
+FAILED = """
+WITH done AS (
+    DELETE FROM outbox WHERE message_id = $1
+), message AS (
+    UPDATE outbound_messages
+    SET status = 'failed', attempts = $2, last_error = $3, updated_at = now() WHERE id = $1
+), recipients AS (
+    UPDATE outbound_recipients SET status = 'failed', detail = $3, updated_at = now()
+    WHERE message_id = $1 AND status = 'queued'
+)
+INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'failed', $3)
+"""
+
+BATCH = 10
+LEASE = dt.timedelta(minutes=15)  # longer than a batch of SMTP transactions can take
+POLL_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 3600.0
+SMTP_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    host: str
+    port: int
+    max_attempts: int
+    backoff_seconds: float
+    workers: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: uuid.UUID
+    envelope_from: str
+    recipients: list[str]
+    content: bytes
+    attempts: int
+
+
+def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
+    """Exponential in the attempts made, with +-25% jitter so retries do not align."""
+    base = min(MAX_BACKOFF_SECONDS, config.backoff_seconds * 2 ** max(0, attempts - 1))
+    return dt.timedelta(seconds=base * random.uniform(0.75, 1.25))  # noqa: S311 - jitter
+
+
+async def record(
+    conn: asyncpg.Connection, config: RelayConfig, row: Claimed, result: SubmitResult
+) -> None:
+    reply = scrub_reply(result.reply)
+    if result.outcome is Outcome.QUEUED:
+        refused_detail = scrub_reply("; ".join(result.refused.values())) or None
+        await conn.execute(
+            RELAYED, row.id, result.queue_id, row.attempts, list(result.refused),
+            refused_detail, result.queue_id,
+        )
+        log.info("relayed message %s as %s (%d refused)", row.id, result.queue_id,
+                 len(result.refused))
+    elif result.outcome is Outcome.RETRY and row.attempts < config.max_attempts:
+        await conn.execute(RETRY, row.id, row.attempts, backoff(config, row.attempts), reply)
+        log.warning("relay deferred message %s (attempt %d): %s", row.id, row.attempts,
+                    for_log(reply))
+    else:
+        await conn.execute(FAILED, row.id, row.attempts, reply)
+        log.warning("relay failed message %s after %d attempt(s): %s", row.id, row.attempts,
+                    for_log(reply))
+
+
+class RelayWorker:
+    """``workers`` tasks, each with its own SMTP session; ``wake()`` after an enqueue."""
+
+    def __init__(self, pool: asyncpg.Pool, config: RelayConfig) -> None:
+        self._pool = pool
+        self._config = config
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"postwarden-relay-{n}")
+            for n in range(self._config.workers)
+        ]
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Let each task finish its current message, then cancel what is left."""
+        self._stopping.set()
+        self._wakeup.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _claim(self) -> list[Claimed]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(CLAIM, BATCH, LEASE)
+        return [Claimed(r["message_id"], r["envelope_from"], list(r["recipients"]),
+                        r["content"], r["attempts"]) for r in rows]
+
+    async def _run(self) -> None:
+        session = SmtpSession(
+            self._config.host, self._config.port, SMTP_TIMEOUT, socket.getfqdn()
+        )
+        try:
+            while not self._stopping.is_set():
+                try:
+                    rows = await self._claim()
+                    if rows:
+                        await self._relay(session, rows)
+                        continue
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    log.warning("relay worker: database unreachable, retrying")
+                await self._idle()
+        finally:
+            await asyncio.to_thread(session.close)
+
+    async def _idle(self) -> None:
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
+        except TimeoutError:
+            pass
+
+    async def _relay(self, session: SmtpSession, rows: list[Claimed]) -> None:
+        for index, row in enumerate(rows):
+            if self._stopping.is_set():
+                async with self._pool.acquire() as conn:
+                    await conn.execute(UNLEASE, [r.id for r in rows[index:]])
+                return
+            result = await asyncio.to_thread(
+                session.submit, row.envelope_from, row.recipients, row.content
+            )
+            async with self._pool.acquire() as conn:
+                await record(conn, self._config, row, result)

@@ -1,0 +1,304 @@
+"""The JSON body of ``POST /api/v1/send-email``, validated into a :class:`SendRequest`.
+
+Every problem is collected with its field name before anything is refused,
+so a client sees all of them at once. Nothing that could become a header
+(addresses, display names, subject, extra headers, file names, tags) may
+hold a control character: a CR or LF never reaches a header line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import attachments
+from .addresses import AddressError, Mailbox, has_control, parse_mailbox
+from .refusals import FieldProblem, Refusal, refuse
+
+FIELDS = frozenset({
+    "from", "to", "cc", "bcc", "reply_to", "subject", "text", "html", "headers",
+    "attachments", "tags", "metadata",
+})
+# Extra headers a client may set; every other name (From, To, Bcc, Received,
+# DKIM-Signature, Message-ID, Content-*, ...) is ours or Postfix's to write.
+ALLOWED_HEADERS = frozenset({
+    "sender", "in-reply-to", "references", "list-id", "list-unsubscribe",
+    "list-unsubscribe-post", "list-help", "list-subscribe", "list-owner", "list-archive",
+    "list-post", "auto-submitted", "precedence", "keywords", "comments", "importance",
+    "priority", "x-priority", "organization", "feedback-id",
+})
+RESERVED_HEADER_PREFIXES = ("x-postwarden-",)
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
+_TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
+MAX_SUBJECT = 998
+MAX_HEADERS = 20
+MAX_HEADER_VALUE = 900
+MAX_ATTACHMENTS = 20
+MAX_FILENAME = 255
+MAX_TAGS = 10
+MAX_METADATA_BYTES = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """The limits of the runtime settings that validation needs."""
+
+    max_recipients: int
+    max_message_bytes: int
+    max_attachment_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    sender: Mailbox
+    to: tuple[Mailbox, ...]
+    cc: tuple[Mailbox, ...]
+    bcc: tuple[Mailbox, ...]
+    reply_to: tuple[Mailbox, ...]
+    subject: str
+    text: str | None
+    html: str | None
+    headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recipients(self) -> tuple[Mailbox, ...]:
+        """Every envelope recipient once, in order (to, cc, bcc)."""
+        seen: dict[str, Mailbox] = {}
+        for mailbox in (*self.to, *self.cc, *self.bcc):
+            seen.setdefault(mailbox.key, mailbox)
+        return tuple(seen.values())
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape
+        return False
+    return True
+
+
+class _Reader:
+    """Reads fields of the body, noting a problem for every bad one."""
+
+    def __init__(self, body: dict[str, Any], caps: Caps) -> None:
+        self.body = body
+        self.caps = caps
+        self.problems: list[FieldProblem] = []
+
+    def problem(self, name: str, refusal: Refusal, detail: str) -> None:
+        self.problems.append(FieldProblem(name, refusal, detail))
+
+    def string(self, name: str, value: Any, refusal: Refusal = Refusal.INVALID_FIELD) -> str | None:
+        if not isinstance(value, str) or not _encodable(value):
+            self.problem(name, refusal, "expected a string")
+            return None
+        return value
+
+    def mailboxes(self, name: str, refusal: Refusal) -> tuple[Mailbox, ...]:
+        raw = self.body.get(name, [])
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, list):
+            self.problem(name, refusal, "expected an address or a list of addresses")
+            return ()
+        found: list[Mailbox] = []
+        for index, item in enumerate(items):
+            text = self.string(f"{name}[{index}]", item, refusal)
+            if text is None:
+                continue
+            try:
+                found.append(parse_mailbox(text))
+            except AddressError as exc:
+                self.problem(f"{name}[{index}]", refusal, str(exc))
+        return tuple(found)
+
+    def sender(self) -> Mailbox | None:
+        text = self.string("from", self.body.get("from"))
+        if text is None:
+            return None
+        try:
+            return parse_mailbox(text)
+        except AddressError as exc:
+            self.problem("from", Refusal.INVALID_FIELD, str(exc))
+            return None
+
+    def subject(self) -> str:
+        subject = self.string("subject", self.body.get("subject"), Refusal.INVALID_SUBJECT)
+        if subject is None:
+            return ""
+        if not subject.strip():
+            self.problem("subject", Refusal.INVALID_SUBJECT, "the subject is empty")
+        elif len(subject) > MAX_SUBJECT:
+            self.problem("subject", Refusal.INVALID_SUBJECT, "longer than 998 characters")
+        elif has_control(subject):
+            self.problem("subject", Refusal.INVALID_SUBJECT, "contains control characters")
+        return subject
+
+    def bodies(self) -> tuple[str | None, str | None]:
+        parts: list[str | None] = []
+        for name in ("text", "html"):
+            value = self.body.get(name)
+            text = None if value is None else self.string(name, value)
+            if text is not None and len(text.encode()) > self.caps.max_message_bytes:
+                self.problem(name, Refusal.BODY_TOO_LARGE, "larger than the message size limit")
+            parts.append(text or None)
+        if parts == [None, None] and "text" not in self.body and "html" not in self.body:
+            self.problem("text", Refusal.EMPTY_BODY, "give text, html or both")
+        elif parts == [None, None]:
+            self.problem("text", Refusal.EMPTY_BODY, "text and html are empty")
+        return parts[0], parts[1]
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        raw = self.body.get("headers", {})
+        if not isinstance(raw, dict) or len(raw) > MAX_HEADERS:
+            self.problem("headers", Refusal.INVALID_HEADER, "expected at most 20 name: value")
+            return ()
+        found: list[tuple[str, str]] = []
+        for name, value in raw.items():
+            where = f"headers.{name}"
+            lower = name.lower()
+            if not _HEADER_NAME.fullmatch(name):
+                self.problem("headers", Refusal.INVALID_HEADER, "not a valid header name")
+            elif lower.startswith(RESERVED_HEADER_PREFIXES) or not (
+                lower in ALLOWED_HEADERS or lower.startswith("x-")
+            ):
+                self.problem(where, Refusal.INVALID_HEADER, "this header is reserved")
+            elif (text := self.string(where, value, Refusal.INVALID_HEADER)) is not None:
+                if has_control(text) or len(text) > MAX_HEADER_VALUE or not text.strip():
+                    self.problem(where, Refusal.INVALID_HEADER, "empty, too long or has controls")
+                elif lower == "sender":
+                    self._header_sender(where, text)
+                    found.append(("Sender", text))
+                else:
+                    found.append((name, text))
+        return tuple(found)
+
+    def _header_sender(self, where: str, text: str) -> None:
+        try:
+            parse_mailbox(text)
+        except AddressError as exc:
+            self.problem(where, Refusal.INVALID_HEADER, str(exc))
+
+    def attachments(self) -> tuple[Attachment, ...]:
+        raw = self.body.get("attachments", [])
+        if not isinstance(raw, list) or len(raw) > MAX_ATTACHMENTS:
+            self.problem("attachments", Refusal.INVALID_FIELD, "expected at most 20 attachments")
+            return ()
+        found = []
+        for index, item in enumerate(raw):
+            attachment = self._attachment(f"attachments[{index}]", item)
+            if attachment is not None:
+                found.append(attachment)
+        return tuple(found)
+
+    def _attachment(self, where: str, item: Any) -> Attachment | None:
+        if not isinstance(item, dict) or set(item) - {"filename", "content", "content_type"}:
+            self.problem(where, Refusal.INVALID_FIELD, "expected filename, content_type, content")
+            return None
+        filename = self.string(f"{where}.filename", item.get("filename"))
+        ctype = self.string(f"{where}.content_type", item.get("content_type"))
+        encoded = self.string(f"{where}.content", item.get("content"))
+        if filename is not None and (
+            not filename.strip() or len(filename) > MAX_FILENAME
+            or has_control(filename) or any(c in filename for c in '/\\"')
+        ):
+            self.problem(f"{where}.filename", Refusal.INVALID_FIELD, "not a plain file name")
+            filename = None
+        if ctype is not None and not _CONTENT_TYPE.fullmatch(ctype.lower()):
+            self.problem(f"{where}.content_type", Refusal.INVALID_FIELD, "not a type/subtype")
+            ctype = None
+        content = self._base64(f"{where}.content", encoded)
+        if filename is None or ctype is None or content is None:
+            return None
+        if len(content) > self.caps.max_attachment_bytes:
+            self.problem(where, Refusal.MESSAGE_TOO_LARGE, "larger than the attachment limit")
+            return None
+        reason = attachments.refusal_reason(filename, ctype.lower(), content)
+        if reason is not None:
+            self.problem(where, Refusal.ATTACHMENT_NOT_ALLOWED, reason)
+            return None
+        return Attachment(filename, ctype.lower(), content)
+
+    def _base64(self, where: str, encoded: str | None) -> bytes | None:
+        if encoded is None:
+            return None
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            self.problem(where, Refusal.INVALID_FIELD, "not valid base64")
+            return None
+
+    def tags(self) -> tuple[str, ...]:
+        raw = self.body.get("tags", [])
+        if not isinstance(raw, list) or len(raw) > MAX_TAGS or not all(
+            isinstance(tag, str) and _TAG.fullmatch(tag) for tag in raw
+        ):
+            self.problem("tags", Refusal.INVALID_FIELD, "at most 10 tags of [A-Za-z0-9_.:-]")
+            return ()
+        return tuple(raw)
+
+    def metadata(self) -> dict[str, Any]:
+        raw = self.body.get("metadata", {})
+        scalar = (str, int, float, bool, type(None))
+        if (
+            not isinstance(raw, dict)
+            or not all(isinstance(v, scalar) for v in raw.values())
+            or len(json.dumps(raw, ensure_ascii=False).encode("utf-8", "replace"))
+            > MAX_METADATA_BYTES
+        ):
+            self.problem("metadata", Refusal.INVALID_FIELD, "a flat object of at most 2 KiB")
+            return {}
+        return raw
+
+
+def parse_request(
+    body: Any, caps: Caps, sender_allowed: Callable[[Mailbox], bool]
+) -> SendRequest:
+    """Validate ``body``; raise one ApiError listing every problem found."""
+    if not isinstance(body, dict):
+        raise refuse([FieldProblem("body", Refusal.INVALID_FIELD, "expected a JSON object")])
+    reader = _Reader(body, caps)
+    for unknown in sorted(set(body) - FIELDS):
+        reader.problem(unknown, Refusal.INVALID_FIELD, "unknown field")
+    sender = reader.sender()
+    if sender is not None and not sender_allowed(sender):
+        reader.problem("from", Refusal.SENDER_NOT_ALLOWED, "not an allowed sender for this key")
+    to = reader.mailboxes("to", Refusal.INVALID_RECIPIENT)
+    cc = reader.mailboxes("cc", Refusal.INVALID_RECIPIENT)
+    bcc = reader.mailboxes("bcc", Refusal.INVALID_RECIPIENT)
+    reply_to = reader.mailboxes("reply_to", Refusal.INVALID_FIELD)
+    count = len({m.key for m in (*to, *cc, *bcc)})
+    if count == 0 and not any(p.refusal is Refusal.INVALID_RECIPIENT for p in reader.problems):
+        reader.problem("to", Refusal.INVALID_RECIPIENT, "at least one recipient is required")
+    elif count > caps.max_recipients:
+        reader.problem("to", Refusal.TOO_MANY_RECIPIENTS, f"at most {caps.max_recipients}")
+    subject = reader.subject()
+    text, html = reader.bodies()
+    headers = reader.headers()
+    sender_header = next((v for n, v in headers if n == "Sender"), None)
+    if sender_header is not None and not sender_allowed(parse_mailbox(sender_header)):
+        reader.problem("headers.Sender", Refusal.SENDER_NOT_ALLOWED, "not an allowed sender")
+    request_attachments = reader.attachments()
+    tags = reader.tags()
+    metadata = reader.metadata()
+    if reader.problems or sender is None:
+        raise refuse(reader.problems)
+    return SendRequest(
+        sender, to, cc, bcc, reply_to, subject, text, html, headers,
+        request_attachments, tags, metadata,
+    )

@@ -1,0 +1,122 @@
+"""Routes of the send API and their OpenAPI entries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from aiohttp import web
+
+from postwarden_admin_api.bodies import json_ok, query_int, query_time, read_json_object
+from postwarden_admin_api.context import POOL, Role, allow, principal
+from postwarden_admin_api.errors import ApiError, ValidationFailed
+
+from . import queries
+from .addresses import AddressError, parse_mailbox
+from .sending import send_email
+
+routes = web.RouteTableDef()
+MESSAGE_STATUSES = ("queued", "relayed", "delivered", "partially_delivered", "failed")
+NOT_FOUND = ApiError(404, "not_found", "no such message")
+
+
+def _own_key(request: web.Request) -> str | None:
+    """Sender keys see their own messages only; admins and auditors see all."""
+    who = principal(request)
+    return who.key_id if who.role is Role.SENDER else None
+
+
+@routes.post("/api/v1/send-email")
+@allow(Role.SENDER)
+async def post_send_email(request: web.Request) -> web.Response:
+    return await send_email(request, principal(request))
+
+
+@routes.get("/api/v1/messages/{id}")
+@allow(Role.SENDER, Role.AUDITOR)
+async def get_message(request: web.Request) -> web.Response:
+    try:
+        message_id = uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise NOT_FOUND from None
+    async with request.app[POOL].acquire() as conn:
+        found = await queries.get_message(conn, message_id, _own_key(request))
+    if found is None:
+        raise NOT_FOUND
+    return json_ok(found)
+
+
+def _cursor(raw: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
+    if raw is None:
+        return None
+    try:
+        when, _, ident = raw.partition(",")
+        return dt.datetime.fromisoformat(when), uuid.UUID(ident)
+    except ValueError:
+        raise ValidationFailed([{"field": "cursor", "message": "not a cursor"}]) from None
+
+
+@routes.get("/api/v1/messages")
+@allow(Role.SENDER, Role.AUDITOR)
+async def search_messages(request: web.Request) -> web.Response:
+    query = request.query
+    status = query.get("status")
+    if status is not None and status not in MESSAGE_STATUSES:
+        raise ValidationFailed([{"field": "status", "message": f"one of {MESSAGE_STATUSES}"}])
+    search = queries.MessageFilter(
+        key_id=_own_key(request), status=status, sender=query.get("from"),
+        recipient=query.get("to"), tag=query.get("tag"), since=query_time(request, "since"),
+        until=query_time(request, "until"), after=_cursor(query.get("cursor")),
+        limit=query_int(request, "limit", 50, 1, 500),
+    )
+    async with request.app[POOL].acquire() as conn:
+        messages, cursor = await queries.search_messages(conn, search)
+    return json_ok({"messages": messages, "next_cursor": cursor})
+
+
+def _address(raw: object) -> str:
+    try:
+        if not isinstance(raw, str):
+            raise AddressError("expected an address")
+        return parse_mailbox(raw).key
+    except AddressError as exc:
+        raise ValidationFailed([{"field": "address", "message": str(exc)}]) from None
+
+
+@routes.get("/api/v1/suppressions")
+@allow(Role.OPERATOR, Role.AUDITOR)
+async def list_suppressions(request: web.Request) -> web.Response:
+    reason = request.query.get("reason")
+    if reason not in (None, "hard_bounce", "manual"):
+        raise ValidationFailed([{"field": "reason", "message": "hard_bounce or manual"}])
+    limit = query_int(request, "limit", 100, 1, 1000)
+    async with request.app[POOL].acquire() as conn:
+        found = await queries.list_suppressions(conn, request.query.get("after"), reason, limit)
+    after = found[-1]["address"] if len(found) == limit else None
+    return json_ok({"suppressions": found, "next_after": after})
+
+
+@routes.post("/api/v1/suppressions")
+@allow(Role.OPERATOR)
+async def add_suppression(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    address = _address(body.get("address"))
+    detail = body.get("detail")
+    if detail is not None and (not isinstance(detail, str) or len(detail) > 500):
+        raise ValidationFailed([{"field": "detail", "message": "at most 500 characters"}])
+    async with request.app[POOL].acquire() as conn:
+        entry, created = await queries.add_suppression(
+            conn, address, detail, principal(request).key_id
+        )
+    return json_ok(entry, status=201 if created else 200)
+
+
+@routes.delete("/api/v1/suppressions")
+@allow(Role.OPERATOR)
+async def delete_suppression(request: web.Request) -> web.Response:
+    address = _address(request.query.get("address"))
+    async with request.app[POOL].acquire() as conn:
+        deleted = await queries.delete_suppression(conn, address)
+    if not deleted:
+        raise ApiError(404, "not_found", "the address is not suppressed")
+    return json_ok({"address": address, "deleted": True})

@@ -1,0 +1,23 @@
+"""What the send API may store or log of texts it did not write (SMTP replies, raw fields)."""
+
+from __future__ import annotations
+
+import re
+
+from postwarden_policies.redact import redact
+
+from .addresses import mask
+
+MAX_REPLY = 500
+_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[A-Za-z0-9.-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def scrub_reply(text: str) -> str:
+    """A remote reply fit to store: secrets redacted, one line, bounded length."""
+    return redact(_CONTROL.sub(" ", text)).strip()[:MAX_REPLY]
+
+
+def for_log(text: str) -> str:
+    """A stored reply fit for a log line: addresses masked too."""
+    return _ADDRESS.sub(lambda m: mask(m.group(0)), scrub_reply(text))

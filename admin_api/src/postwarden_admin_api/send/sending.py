@@ -1,0 +1,145 @@
+"""``POST /api/v1/send-email``: from a request to an outbox row, or a refusal.
+
+Order: read the JSON, claim the ``Idempotency-Key`` (a finished twin answers
+with its stored result), then the checks (outbound enabled, relay
+configured, every field, suppressions, size), then the enqueue transaction
+with the rate limits. A refusal after the claim releases it. Every attempt
+leaves one log line (:mod:`.attempts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from postwarden_admin_api.bodies import json_ok, read_json_object
+from postwarden_admin_api.context import POOL, SETTINGS, Principal
+from postwarden_admin_api.errors import ApiError, ValidationFailed
+from postwarden_admin_api.runtime_settings import RUNTIME, load_secret_setting
+from postwarden_admin_api.secrets import KEYRING, SecretsError
+
+from . import checks, idempotency, limits
+from .attempts import Attempt
+from .build import build_message, new_message_id
+from .outbox import Submission, enqueue
+from .refusals import Refusal
+from .relay import RelayWorker
+from .request_model import SendRequest, parse_request
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+HASH_KEY_SETTING = "recipient_hash_key"
+BUILD_IN_THREAD_BYTES = 256 * 1024  # larger messages are encoded off the event loop
+
+
+@dataclass
+class SendState:
+    hash_key: bytes
+    relay: RelayWorker | None = None
+
+
+SEND = web.AppKey("send", SendState)
+
+
+async def load_hash_key(app: web.Application, conn: asyncpg.Connection) -> bytes:
+    """The recipient-hash key: the runtime secret if set, else one kept in the database."""
+    try:
+        secret = await load_secret_setting(conn, app[KEYRING], HASH_KEY_SETTING)
+    except SecretsError:
+        log.warning("%s cannot be decrypted; using the database's own key", HASH_KEY_SETTING)
+        secret = None
+    if secret is not None:
+        return limits.derive_hash_key(secret.encode())
+    return await limits.stored_hash_key(conn)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not idempotency.valid_key(key):
+        raise ValidationFailed([{
+            "field": IDEMPOTENCY_HEADER, "code": "invalid_field",
+            "message": "1 to 255 visible ASCII characters",
+        }])
+    return key
+
+
+def _answer(status: int, body: dict[str, Any], replayed: bool) -> web.Response:
+    headers = {"Location": f"/api/v1/messages/{body['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_ok(body, status=status, headers=headers)
+
+
+async def _build(request: SendRequest, message_id: str, now: dt.datetime) -> bytes:
+    size = sum(len(a.content) for a in request.attachments)
+    size += len(request.text or "") + len(request.html or "")
+    if size > BUILD_IN_THREAD_BYTES:
+        return await asyncio.to_thread(build_message, request, message_id, now)
+    return build_message(request, message_id, now)
+
+
+async def _accept(
+    app: web.Application, who: Principal, body: dict[str, Any], key: str | None
+) -> dict[str, Any]:
+    runtime = await app[RUNTIME].get()
+    if not runtime.outbound_enabled:
+        raise Refusal.OUTBOUND_DISABLED.error()
+    if not app[SETTINGS].relay_host:
+        raise Refusal.RELAY_NOT_CONFIGURED.error()
+    allowed = checks.sender_allowed(who.allowed_senders, runtime.allowed_sender_addresses)
+    request = parse_request(body, checks.caps_of(runtime), allowed)
+    now = dt.datetime.now(dt.UTC)
+    message_id = new_message_id(request.sender)
+    content = await _build(request, message_id, now)
+    checks.check_size(content, runtime)
+    state = app[SEND]
+    hashes = [limits.recipient_hash(state.hash_key, m.key) for m in request.recipients]
+    submission = Submission(who.key_id, request, message_id, content, hashes, key)
+    async with app[POOL].acquire() as conn:
+        await checks.check_suppressions(conn, request)
+        try:
+            accepted = await enqueue(conn, submission, checks.limits_of(runtime), now)
+        except limits.LimitReached as reached:
+            raise reached.refusal.error({"Retry-After": str(reached.retry_after)}) from None
+    if state.relay is not None:
+        state.relay.wake()
+    return accepted.body()
+
+
+async def send_email(request: web.Request, who: Principal) -> web.Response:
+    attempt = Attempt(who.key_id)
+    try:
+        body = await read_json_object(request)
+        attempt.describe(body)
+        key = _idempotency_key(request)
+        pool = request.app[POOL]
+        if key is not None:
+            async with pool.acquire() as conn:
+                stored = await idempotency.claim(
+                    conn, who.key_id, key, idempotency.request_digest(body)
+                )
+            if stored is not None:
+                attempt.log("replayed")
+                return _answer(stored.status, stored.body, replayed=True)
+        try:
+            answer = await _accept(request.app, who, body, key)
+        except BaseException:
+            if key is not None:
+                async with pool.acquire() as conn:
+                    await asyncio.shield(idempotency.release(conn, who.key_id, key))
+            raise
+    except ApiError as error:
+        attempt.log("refused", error.code)
+        raise
+    except Exception:
+        attempt.log("error", "internal_error")
+        raise
+    attempt.log("accepted")
+    return _answer(202, answer, replayed=False)

@@ -1,0 +1,143 @@
+"""Process settings of the admin service: one frozen object built at the edge.
+
+Values come from an optional YAML file, then ``POSTWARDEN_<NAME>`` environment
+variables (see :mod:`postwarden_policies.settings_source`). Settings that may
+change while the service runs live in the database instead
+(:mod:`postwarden_admin_api.runtime_settings`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from postwarden_policies.settings_source import SettingsError, gather_settings
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Secret:
+    """A secret string whose repr and str never show the value."""
+
+    value: str
+
+    def reveal(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    database_url: Secret
+    listen: str = "127.0.0.1:8025"
+    secret_key: Secret | None = None  # AES-256 key, 32 bytes as hex or base64
+    secret_key_file: Path | None = None  # read into secret_key when loading
+    max_request_body_bytes: int = 40 * 1024 * 1024
+    requests_per_minute: int = 1200  # per API key
+    auth_failures_per_minute: int = 30  # per client address
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    retention_interval_seconds: float = 3600.0
+    # send API (postwarden_admin_api.send)
+    relay_host: str = "127.0.0.1"
+    relay_port: int = 10026
+    relay_max_attempts: int = 8
+    relay_backoff_seconds: float = 30.0
+    maillog_path: Path | None = None
+    # webhooks (postwarden_admin_api.webhooks)
+    webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 10.0
+    webhook_allowed_networks: tuple[str, ...] = field(default=())
+
+    @property
+    def listen_host(self) -> str:
+        host, _, _ = self.listen.rpartition(":")
+        return host.strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(ServiceSettings)}
+
+
+def _convert(name: str, raw: Any) -> Any:
+    kind = str(FIELDS[name].type)
+    if kind in ("Secret", "Secret | None"):
+        return Secret(str(raw))
+    if kind == "int":
+        if isinstance(raw, bool):
+            raise ValueError("expected an integer")
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "Path | None":
+        return Path(str(raw))
+    if kind == "tuple[str, ...]":
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    return str(raw)
+
+
+def _validate(settings: ServiceSettings) -> list[str]:
+    problems = []
+    host, sep, port = settings.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append("listen: expected HOST:PORT")
+    for name in ("max_request_body_bytes", "requests_per_minute", "auth_failures_per_minute",
+                 "pool_min_size", "pool_max_size", "relay_port", "relay_max_attempts",
+                 "webhook_max_attempts"):
+        if getattr(settings, name) < 1:
+            problems.append(f"{name}: must be at least 1")
+    for network in settings.webhook_allowed_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            problems.append(f"webhook_allowed_networks: {network!r} is not a network")
+    return problems
+
+
+def _read_key_file(values: dict[str, Any]) -> None:
+    path = values.get("secret_key_file")
+    if path is None or "secret_key" in values:
+        return
+    try:
+        values["secret_key"] = Secret(Path(path).read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise SettingsError(f"secret_key_file: cannot read {path}: {exc.strerror}") from exc
+
+
+def build_settings(values: Mapping[str, Any]) -> ServiceSettings:
+    """Convert and validate raw values; every problem is reported at once."""
+    if not values.get("database_url"):
+        raise SettingsError("database_url: required (or set POSTWARDEN_DATABASE_URL)")
+    converted: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, raw in values.items():
+        if name not in FIELDS:
+            problems.append(f"{name}: unknown setting")
+            continue
+        try:
+            converted[name] = raw if raw is None else _convert(name, raw)
+        except (TypeError, ValueError):
+            problems.append(f"{name}: expected {FIELDS[name].type}")
+    if problems:
+        raise SettingsError("; ".join(problems))
+    _read_key_file(converted)
+    settings = ServiceSettings(**converted)
+    problems = _validate(settings)
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return settings
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str]) -> ServiceSettings:
+    return build_settings(gather_settings(path, environ, FIELDS))

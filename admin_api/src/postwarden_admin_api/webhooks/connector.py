@@ -1,0 +1,149 @@
+"""Outbound HTTP for deliveries, behind the SSRF guard.
+
+aiohttp asks its resolver for the addresses of a host name once per
+connection and connects to exactly the addresses it gets back, keeping the
+original name for SNI, certificate checks and the Host header. The
+:class:`GuardedResolver` looks the name up once, checks *every* address and
+returns them only if all pass, so a DNS answer cannot mix a private address
+in and a second lookup (DNS rebinding) cannot happen. Literal addresses never
+reach a resolver; :func:`post` checks them with the URL before each request.
+
+No redirects are followed, proxies from the environment are ignored, every
+request has connect and total timeouts, and at most ``MAX_RESPONSE_BYTES`` of
+a response are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from .payloads import Request
+from .ssrf import Guard, IPAddress, Reason, UrlRefused, check_name
+
+log = logging.getLogger(__name__)
+
+MAX_RESPONSE_BYTES = 64 * 1024
+Lookup = Callable[[str, int], Awaitable[list[IPAddress]]]
+
+
+async def system_lookup(host: str, port: int) -> list[IPAddress]:
+    """One getaddrinfo call: every address the name resolves to."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolve once, refuse the name if any address is refused, return the checked ones."""
+
+    def __init__(self, guard: Guard, lookup: Lookup = system_lookup) -> None:
+        self._guard = guard
+        self._lookup = lookup
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        check_name(host)
+        try:
+            addresses = await self._lookup(host, port)
+        except OSError:
+            addresses = []
+        if not addresses:
+            log.warning("ssrf guard refused: %s (%s does not resolve)", Reason.UNRESOLVABLE, host)
+            raise UrlRefused(Reason.UNRESOLVABLE, f"{host!r} does not resolve")
+        for address in addresses:
+            self._guard.check_address(address)
+        log.info("ssrf guard allowed %s -> %s", host, ", ".join(map(str, addresses)))
+        return [_result(host, address, port) for address in dict.fromkeys(addresses)
+                if family in (socket.AF_UNSPEC, _family(address))]
+
+    async def close(self) -> None:
+        return None
+
+
+def _family(address: IPAddress) -> socket.AddressFamily:
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def _result(host: str, address: IPAddress, port: int) -> ResolveResult:
+    return ResolveResult(
+        hostname=host, host=str(address), port=port, family=_family(address),
+        proto=0, flags=socket.AI_NUMERICHOST,
+    )
+
+
+def open_session(
+    guard: Guard,
+    timeout_seconds: float,
+    ssl_context: ssl.SSLContext | None = None,
+    lookup: Lookup = system_lookup,
+) -> aiohttp.ClientSession:
+    """A client session whose every connection goes through the guard."""
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(guard, lookup),
+        use_dns_cache=False,
+        force_close=True,  # a fresh, checked lookup for every delivery
+        ssl=ssl_context or ssl.create_default_context(),
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=timeout_seconds, sock_connect=min(timeout_seconds, 5.0)
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        trust_env=False,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int | None  # HTTP status, None when no response came
+    error: str | None  # short, client-safe description of a failure
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+async def post(
+    session: aiohttp.ClientSession, guard: Guard, url: str, request: Request
+) -> Outcome:
+    """POST one delivery; never raises for network or guard failures."""
+    try:
+        parsed = guard.check_url(url)
+        async with session.post(
+            parsed, data=request.body, headers=request.headers, allow_redirects=False
+        ) as response:
+            await _drain(response)
+            status = response.status
+    except UrlRefused as refused:
+        return Outcome(None, f"url_not_allowed: {refused.reason.value}")
+    except TimeoutError:
+        return Outcome(None, "timeout")
+    except aiohttp.ClientSSLError:
+        return Outcome(None, "tls error")
+    except (aiohttp.ClientError, OSError) as exc:
+        return Outcome(None, f"connection failed ({type(exc).__name__})")
+    if 300 <= status < 400:
+        return Outcome(status, "redirect not followed")
+    return Outcome(status, None if 200 <= status < 300 else f"HTTP {status}")
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read at most MAX_RESPONSE_BYTES; the rest is dropped with the connection."""
+    remaining = MAX_RESPONSE_BYTES
+    while remaining > 0:
+        chunk = await response.content.read(remaining)
+        if not chunk:
+            return
+        remaining -= len(chunk)

@@ -1,0 +1,95 @@
+"""OpenAPI entries of the webhook routes, merged by ``setup_webhooks``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.openapi import json_content, operation, param, ref
+
+from .events import SUBSCRIBABLE
+from .payloads import Kind
+
+_ROLES = [Role.OPERATOR]
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_IS_SET = {"type": "object", "required": ["is_set"], "properties": {"is_set": {"type": "boolean"}}}
+_FIELDS: dict[str, Any] = {
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+    "url": {"type": "string", "minLength": 1, "maxLength": 2048,
+            "description": "https only; checked by the SSRF guard"},
+    "kind": {"type": "string", "enum": [k.value for k in Kind]},
+    "events": {"type": "array", "items": {"type": "string", "enum": sorted(SUBSCRIBABLE)}},
+    "enabled": {"type": "boolean"},
+    "secret": {"type": ["string", "null"], "description": "whsec_<base64>, write-only"},
+    "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"},
+                "description": "api_call only; write-only"},
+    "body_template": {"type": ["object", "array", "null"],
+                      "description": "api_call only; strings may hold {{ data.field }}"},
+}
+SCHEMAS: dict[str, Any] = {
+    "Webhook": {
+        "type": "object",
+        "required": ["id", "name", "url", "kind", "events", "enabled", "secret", "headers"],
+        "properties": {
+            **{k: v for k, v in _FIELDS.items() if k not in ("secret", "headers")},
+            "id": {"type": "integer"}, "secret": _IS_SET, "headers": _IS_SET,
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "NewWebhook": {"type": "object", "required": ["name", "url"],
+                   "additionalProperties": False, "properties": _FIELDS},
+    "WebhookChange": {"type": "object", "additionalProperties": False, "properties": _FIELDS},
+    "WebhookDelivery": {
+        "type": "object",
+        "required": ["id", "event_id", "type", "status", "attempts"],
+        "properties": {
+            "id": {"type": "integer"}, "event_id": {"type": "string", "format": "uuid"},
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+            "attempts": {"type": "integer"}, "next_attempt_at": _TIME,
+            "last_attempt_at": _TIME, "last_status_code": {"type": ["integer", "null"]},
+            "last_error": {"type": ["string", "null"]}, "delivered_at": _TIME,
+            "replay_of": {"type": ["integer", "null"]}, "created_at": _TIME,
+        },
+    },
+}
+_ID = param("id", "path", {"type": "integer"})
+_DELIVERY_ID = param("delivery_id", "path", {"type": "integer"})
+_LIST = {"type": "object", "required": ["webhooks"],
+         "properties": {"webhooks": {"type": "array", "items": ref("Webhook")}}}
+_DELIVERIES = {"type": "object", "required": ["deliveries"],
+               "properties": {"deliveries": {"type": "array", "items": ref("WebhookDelivery")}}}
+OPENAPI_PATHS: dict[str, dict[str, Any]] = {
+    "/api/v1/webhooks": {
+        "get": operation("list webhook endpoints", _ROLES, responses={200: _LIST}),
+        "post": operation("create a webhook endpoint (422 url_not_allowed: SSRF guard)", _ROLES,
+                          body=json_content(ref("NewWebhook")), responses={201: ref("Webhook")}),
+    },
+    "/api/v1/webhooks/{id}": {
+        "get": operation("one webhook endpoint", _ROLES, parameters=[_ID],
+                         responses={200: ref("Webhook")}),
+        "patch": operation("change a webhook endpoint", _ROLES, parameters=[_ID],
+                           body=json_content(ref("WebhookChange")),
+                           responses={200: ref("Webhook")}),
+        "delete": operation("delete a webhook endpoint and its deliveries", _ROLES,
+                            parameters=[_ID], responses={204: None}),
+    },
+    "/api/v1/webhooks/{id}/deliveries": {
+        "get": operation(
+            "deliveries to this endpoint, newest first", _ROLES, responses={200: _DELIVERIES},
+            parameters=[
+                _ID,
+                param("status", "query", {"type": "string",
+                                          "enum": ["pending", "delivered", "dead"]}),
+                param("before_id", "query", {"type": "integer", "minimum": 0}),
+                param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
+            ],
+        ),
+    },
+    "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay": {
+        "post": operation("deliver a delivered or dead delivery again", _ROLES,
+                          parameters=[_ID, _DELIVERY_ID],
+                          responses={202: ref("WebhookDelivery")}),
+    },
+}

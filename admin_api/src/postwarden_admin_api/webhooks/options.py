@@ -1,0 +1,39 @@
+"""How webhooks behave in this process: limits from the settings, plus test seams."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from postwarden_admin_api.settings import ServiceSettings
+
+from .connector import Lookup, system_lookup
+from .ssrf import Guard
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOptions:
+    max_attempts: int = 8
+    timeout_seconds: float = 10.0
+    guard: Guard = field(default_factory=Guard)
+    backoff_base_seconds: float = 10.0  # first retry after 5 to 10 s, then doubling
+    backoff_cap_seconds: float = 3600.0
+    poll_interval_seconds: float = 1.0
+    batch_size: int = 10
+    # A receiver's CA for tests; None verifies against the system's trust store.
+    ssl_context: ssl.SSLContext | None = None
+    lookup: Lookup = system_lookup
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> WebhookOptions:
+        return cls(
+            max_attempts=settings.webhook_max_attempts,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            guard=Guard.from_cidrs(settings.webhook_allowed_networks),
+        )
+
+
+# Set by setup_webhooks from the settings; a test may replace it before startup.
+WEBHOOK_OPTIONS = web.AppKey("webhook_options", WebhookOptions)

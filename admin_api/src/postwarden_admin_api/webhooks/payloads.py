@@ -1,0 +1,168 @@
+"""What one delivery sends, by endpoint kind.
+
+* ``webhook``: the Standard Webhooks JSON envelope ``{type, timestamp, data}``.
+* ``slack``: an incoming-webhook message ``{"text": ...}`` summarising the event,
+  with Slack's control characters escaped so event data cannot ping a channel
+  or forge a link.
+* ``api_call``: a JSON body template and custom headers chosen by the admin.
+  Template strings may hold ``{{ path }}`` placeholders (``id``, ``type``,
+  ``timestamp`` or ``data.<field>``): a string that is exactly one placeholder
+  takes the value itself (a list stays a list), otherwise the value is
+  interpolated as text. Substitution only looks values up; nothing is evaluated.
+
+Every kind carries the ``webhook-id``/``webhook-timestamp`` headers and, when
+the endpoint has a secret, ``webhook-signature``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .signing import sign_headers
+
+MAX_TEMPLATE_BYTES = 16 * 1024
+MAX_HEADERS = 20
+MAX_HEADER_VALUE = 4096
+PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_PATH = re.compile(r"^(id|type|timestamp|data(\.[a-z][a-z0-9_]*)*)$")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+_FORBIDDEN_HEADERS = frozenset({
+    "host", "content-length", "content-type", "transfer-encoding", "connection", "upgrade",
+    "te", "trailer", "keep-alive", "expect", "cookie",
+})
+_FORBIDDEN_PREFIXES = ("webhook-", "proxy-", "sec-")
+
+
+class Kind(enum.StrEnum):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+    API_CALL = "api_call"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An endpoint as the delivery worker needs it (secrets already decrypted)."""
+
+    id: int
+    name: str
+    url: str
+    kind: Kind
+    secret: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    body_template: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    body: bytes
+    headers: dict[str, str]
+
+
+def render(endpoint: Endpoint, msg_id: str, event: Mapping[str, Any]) -> Request:
+    """The body and headers for ``event`` (an envelope from :func:`.events.envelope`)."""
+    headers = {"content-type": "application/json"}
+    if endpoint.kind is Kind.WEBHOOK:
+        document: Any = event
+    elif endpoint.kind is Kind.SLACK:
+        document = {"text": slack_text(event)}
+    else:
+        headers.update(endpoint.headers)
+        context = {"id": msg_id, **event}
+        document = substitute(endpoint.body_template, context)
+    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    headers.update(sign_headers(endpoint.secret, msg_id, body))
+    return Request(body, headers)
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_text(event: Mapping[str, Any]) -> str:
+    data: Mapping[str, Any] = event.get("data", {})
+    parts = [f"postwarden: {event.get('type')}"]
+    for label, key in (("queue id", "queue_id"), ("from", "sender"), ("policy", "policy_name"),
+                       ("status", "status")):
+        if data.get(key):
+            parts.append(f"{label} {data[key]}")
+    if data.get("recipients"):
+        parts.append("to " + ", ".join(str(r) for r in data["recipients"]))
+    if data.get("rules"):
+        parts.append("rules " + ", ".join(str(r) for r in data["rules"]))
+    return _slack_escape(" · ".join(parts))
+
+
+def _lookup(context: Mapping[str, Any], path: str) -> Any:
+    value: Any = context
+    for name in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(name)
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(_as_text(item) for item in value)
+    return str(value)
+
+
+def substitute(template: Any, context: Mapping[str, Any]) -> Any:
+    """Fill ``{{ path }}`` placeholders in every string of ``template``."""
+    if isinstance(template, str):
+        whole = PLACEHOLDER.fullmatch(template)
+        if whole:
+            return _lookup(context, whole.group(1))
+        return PLACEHOLDER.sub(lambda m: _as_text(_lookup(context, m.group(1))), template)
+    if isinstance(template, list):
+        return [substitute(item, context) for item in template]
+    if isinstance(template, dict):
+        return {key: substitute(value, context) for key, value in template.items()}
+    return template
+
+
+def template_problems(template: Any) -> list[str]:
+    """Why ``template`` is not a usable api_call body template (empty when it is)."""
+    if not isinstance(template, dict | list):
+        return ["body_template must be a JSON object or array"]
+    if len(json.dumps(template)) > MAX_TEMPLATE_BYTES:
+        return [f"body_template is larger than {MAX_TEMPLATE_BYTES} bytes"]
+    return [f"unknown placeholder {{{{ {path} }}}}" for path in _placeholders(template)
+            if not _PATH.match(path)]
+
+
+def _placeholders(template: Any) -> list[str]:
+    if isinstance(template, str):
+        return PLACEHOLDER.findall(template)
+    if isinstance(template, list):
+        return [p for item in template for p in _placeholders(item)]
+    if isinstance(template, dict):
+        return [p for value in template.values() for p in _placeholders(value)]
+    return []
+
+
+def header_problems(headers: Any) -> list[str]:
+    """Why ``headers`` are not usable custom headers (empty when they are)."""
+    if not isinstance(headers, dict):
+        return ["headers must be an object of names to string values"]
+    if len(headers) > MAX_HEADERS:
+        return [f"at most {MAX_HEADERS} headers"]
+    problems = []
+    for name, value in headers.items():
+        lowered = name.lower()
+        if not _TOKEN.match(name):
+            problems.append(f"header name {name[:64]!r} is not a valid token")
+        elif lowered in _FORBIDDEN_HEADERS or lowered.startswith(_FORBIDDEN_PREFIXES):
+            problems.append(f"header {name!r} is set by postwarden and cannot be overridden")
+        elif not isinstance(value, str) or len(value) > MAX_HEADER_VALUE:
+            problems.append(f"header {name!r} needs a string value up to {MAX_HEADER_VALUE} chars")
+        elif any(ch in value for ch in "\r\n\0"):
+            problems.append(f"header {name!r} value contains a line break or NUL")
+    return problems

@@ -1,0 +1,289 @@
+"""``/api/v1/webhooks``: endpoints (admin, operator), their deliveries and replays.
+
+The signing secret and the api_call headers are write-only: stored encrypted,
+shown as ``{"is_set": bool}``. A URL the SSRF guard refuses on its face is
+answered with 422 ``url_not_allowed`` and the reason; host names are checked
+again at every delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from postwarden_admin_api import admin_audit
+from postwarden_admin_api.bodies import json_ok, path_int, query_int, read_json_object
+from postwarden_admin_api.context import POOL, Role, allow
+from postwarden_admin_api.errors import ApiError, ValidationFailed
+from postwarden_admin_api.secrets import KEYRING
+
+from .events import SUBSCRIBABLE
+from .options import WEBHOOK_OPTIONS
+from .payloads import Kind, header_problems, template_problems
+from .signing import SignatureError, secret_key
+from .ssrf import UrlRefused
+from .worker import replay
+
+routes = web.RouteTableDef()
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_URL = 2048
+FIELDS = frozenset({"name", "url", "kind", "events", "secret", "headers", "body_template",
+                    "enabled"})
+DELIVERY_STATUSES = ("pending", "delivered", "dead")
+
+COLUMNS = """id, name, url, kind, events, enabled, created_at, updated_at,
+    body_template::text AS body_template, secret_ciphertext, headers_ciphertext"""
+SELECT_ALL = f"SELECT {COLUMNS} FROM webhook_endpoints ORDER BY name"  # noqa: S608
+SELECT_ONE = f"SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1"  # noqa: S608
+INSERT = f"""
+INSERT INTO webhook_endpoints
+    (name, url, kind, events, enabled, body_template, secret_ciphertext, headers_ciphertext)
+VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)
+RETURNING {COLUMNS}
+"""  # noqa: S608
+UPDATE = f"""
+UPDATE webhook_endpoints
+SET name = $2, url = $3, kind = $4, events = $5, enabled = $6, body_template = $7::text::jsonb,
+    secret_ciphertext = $8, headers_ciphertext = $9, updated_at = now()
+WHERE id = $1
+RETURNING {COLUMNS}
+"""  # noqa: S608
+DELETE = "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING name"
+SELECT_DELIVERIES = """
+SELECT d.id, e.event_id::text AS event_id, e.type, d.status, d.attempts, d.next_attempt_at,
+       d.last_attempt_at, d.last_status_code, d.last_error, d.delivered_at, d.replay_of,
+       d.created_at
+FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
+  AND ($3::bigint IS NULL OR d.id < $3)
+ORDER BY d.id DESC LIMIT $4
+"""
+SELECT_DELIVERY = """
+SELECT d.id, e.event_id::text AS event_id, e.type, d.status, d.attempts, d.next_attempt_at,
+       d.last_attempt_at, d.last_status_code, d.last_error, d.delivered_at, d.replay_of,
+       d.created_at
+FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+WHERE d.id = $1 AND d.endpoint_id = $2
+"""
+
+
+def _shown(row: Mapping[str, Any]) -> dict[str, Any]:
+    template = row["body_template"]
+    return {
+        "id": row["id"], "name": row["name"], "url": row["url"], "kind": row["kind"],
+        "events": list(row["events"]), "enabled": row["enabled"],
+        "secret": {"is_set": row["secret_ciphertext"] is not None},
+        "headers": {"is_set": row["headers_ciphertext"] is not None},
+        "body_template": None if template is None else json.loads(template),
+        "created_at": row["created_at"], "updated_at": row["updated_at"],
+    }
+
+
+def _check_url(request: web.Request, url: Any) -> str:
+    if not isinstance(url, str) or not url or len(url) > MAX_URL:
+        raise ValidationFailed([{"field": "url", "message": f"expected 1..{MAX_URL} characters"}])
+    try:
+        request.app[WEBHOOK_OPTIONS].guard.check_url(url)
+    except UrlRefused as refused:
+        raise ApiError(
+            422, "url_not_allowed", "the URL is not allowed as a webhook target",
+            details=[{"field": "url", "reason": refused.reason.value, "message": refused.detail}],
+        ) from None
+    return url
+
+
+def _field_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Problems with each field given, on its own."""
+    problems = [{"field": f, "message": "unknown field"} for f in sorted(set(data) - FIELDS)]
+    if "name" in data and not (isinstance(data["name"], str) and NAME.match(data["name"])):
+        problems.append({"field": "name", "message": "expected 1..64 of A-Z a-z 0-9 _ . -"})
+    if "kind" in data and data["kind"] not in {k.value for k in Kind}:
+        problems.append({"field": "kind", "message": "expected webhook, slack or api_call"})
+    events = data.get("events", [])
+    if not isinstance(events, list) or not all(e in SUBSCRIBABLE for e in events):
+        problems.append({"field": "events", "message": "expected a list of event types: "
+                         + ", ".join(sorted(SUBSCRIBABLE))})
+    if "enabled" in data and not isinstance(data["enabled"], bool):
+        problems.append({"field": "enabled", "message": "expected true or false"})
+    secret = data.get("secret")
+    if secret is not None:
+        try:
+            secret_key(secret if isinstance(secret, str) else "")
+        except SignatureError as exc:
+            problems.append({"field": "secret", "message": str(exc)})
+    if data.get("headers") is not None:
+        problems += [{"field": "headers", "message": m} for m in header_problems(data["headers"])]
+    if data.get("body_template") is not None:
+        problems += [{"field": "body_template", "message": m}
+                     for m in template_problems(data["body_template"])]
+    return problems
+
+
+def _kind_problems(kind: str, secret_set: bool, headers_set: bool, template: Any
+                   ) -> list[dict[str, Any]]:
+    """Problems of the endpoint as a whole, once the change is applied."""
+    problems = []
+    if kind == Kind.WEBHOOK and not secret_set:
+        problems.append({"field": "secret", "message": "a webhook endpoint needs a secret"})
+    if kind == Kind.API_CALL and template is None:
+        problems.append({"field": "body_template", "message": "an api_call needs a template"})
+    if kind != Kind.API_CALL:
+        for name, is_set in (("headers", headers_set), ("body_template", template is not None)):
+            if is_set:
+                problems.append({"field": name, "message": "only api_call endpoints have this"})
+    return problems
+
+
+def _merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str, Any]
+            ) -> dict[str, Any]:
+    """The endpoint's columns after applying ``data`` to ``current`` (validated)."""
+    if "url" in data:
+        _check_url(request, data["url"])
+    problems = _field_problems(data)
+    if problems:
+        raise ValidationFailed(problems)
+    keyring = request.app[KEYRING]
+    row = {key: current[key] for key in ("name", "url", "kind", "enabled", "secret_ciphertext",
+                                          "headers_ciphertext")}
+    row["events"] = sorted(set(data.get("events", current["events"])))
+    template = data.get("body_template", json.loads(current["body_template"] or "null"))
+    row["body_template"] = None if template is None else json.dumps(template)
+    row.update({key: data[key] for key in ("name", "url", "kind", "enabled") if key in data})
+    if "secret" in data:
+        secret = data["secret"]
+        row["secret_ciphertext"] = None if secret is None else keyring.encrypt(secret)
+    if "headers" in data:
+        headers = data["headers"]
+        row["headers_ciphertext"] = (
+            None if headers is None else keyring.encrypt(json.dumps(headers))
+        )
+    problems = _kind_problems(row["kind"], row["secret_ciphertext"] is not None,
+                              row["headers_ciphertext"] is not None, template)
+    if problems:
+        raise ValidationFailed(problems)
+    return row
+
+
+NEW_ENDPOINT: dict[str, Any] = {"name": None, "url": None, "kind": Kind.WEBHOOK.value, "events": [],
+                "enabled": True, "body_template": None, "secret_ciphertext": None,
+                "headers_ciphertext": None}
+
+
+def _name_taken() -> ApiError:
+    return ApiError(409, "name_taken", "a webhook with this name exists",
+                    details=[{"field": "name"}])
+
+
+@routes.get("/api/v1/webhooks")
+@allow(Role.OPERATOR)
+async def webhooks_list(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(SELECT_ALL)
+    return json_ok({"webhooks": [_shown(row) for row in rows]})
+
+
+@routes.post("/api/v1/webhooks")
+@allow(Role.OPERATOR)
+async def webhooks_create(request: web.Request) -> web.Response:
+    data = await read_json_object(request)
+    missing = [{"field": f, "message": "required"} for f in ("name", "url") if f not in data]
+    if missing:
+        raise ValidationFailed(missing)
+    row = _merged(request, data, NEW_ENDPOINT)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        try:
+            created = await conn.fetchrow(
+                INSERT, row["name"], row["url"], row["kind"], row["events"], row["enabled"],
+                row["body_template"], row["secret_ciphertext"], row["headers_ciphertext"],
+            )
+        except asyncpg.UniqueViolationError:
+            raise _name_taken() from None
+        await admin_audit.record(conn, request, "webhook.created", row["name"],
+                                 {"kind": row["kind"], "events": row["events"]})
+    return json_ok(_shown(created), status=201)
+
+
+async def _current(conn: asyncpg.Connection, request: web.Request, lock: bool = False
+                   ) -> asyncpg.Record:
+    query = SELECT_ONE + (" FOR UPDATE" if lock else "")
+    row: asyncpg.Record | None = await conn.fetchrow(query, path_int(request, "id"))
+    if row is None:
+        raise ApiError(404, "not_found", "no such webhook")
+    return row
+
+
+@routes.get("/api/v1/webhooks/{id}")
+@allow(Role.OPERATOR)
+async def webhooks_get(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        return json_ok(_shown(await _current(conn, request)))
+
+
+@routes.patch("/api/v1/webhooks/{id}")
+@allow(Role.OPERATOR)
+async def webhooks_update(request: web.Request) -> web.Response:
+    data = await read_json_object(request)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        current = await _current(conn, request, lock=True)
+        row = _merged(request, data, current)
+        try:
+            updated = await conn.fetchrow(
+                UPDATE, current["id"], row["name"], row["url"], row["kind"], row["events"],
+                row["enabled"], row["body_template"], row["secret_ciphertext"],
+                row["headers_ciphertext"],
+            )
+        except asyncpg.UniqueViolationError:
+            raise _name_taken() from None
+        await admin_audit.record(conn, request, "webhook.updated", row["name"],
+                                 {"fields": sorted(data)})
+    return json_ok(_shown(updated))
+
+
+@routes.delete("/api/v1/webhooks/{id}")
+@allow(Role.OPERATOR)
+async def webhooks_delete(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        name = await conn.fetchval(DELETE, path_int(request, "id"))
+        if name is None:
+            raise ApiError(404, "not_found", "no such webhook")
+        await admin_audit.record(conn, request, "webhook.deleted", name)
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/webhooks/{id}/deliveries")
+@allow(Role.OPERATOR)
+async def webhooks_deliveries(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise ValidationFailed([{"field": "status", "message": "expected "
+                                 + ", ".join(DELIVERY_STATUSES)}])
+    before = query_int(request, "before_id", 0, 0, 2**63 - 1) or None
+    limit = query_int(request, "limit", 50, 1, 500)
+    async with request.app[POOL].acquire() as conn:
+        endpoint = await _current(conn, request)
+        rows = await conn.fetch(SELECT_DELIVERIES, endpoint["id"], status, before, limit)
+    return json_ok({"deliveries": [dict(row) for row in rows]})
+
+
+@routes.post("/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay")
+@allow(Role.OPERATOR)
+async def webhooks_replay(request: web.Request) -> web.Response:
+    delivery_id = path_int(request, "delivery_id")
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        endpoint = await _current(conn, request)
+        new_id = await replay(conn, endpoint["id"], delivery_id)
+        if new_id is None:
+            exists = await conn.fetchrow(SELECT_DELIVERY, delivery_id, endpoint["id"])
+            if exists is None:
+                raise ApiError(404, "not_found", "no such delivery")
+            raise ApiError(409, "delivery_pending", "the delivery is still pending")
+        await admin_audit.record(conn, request, "webhook.replayed", endpoint["name"],
+                                 {"delivery_id": delivery_id, "new_delivery_id": new_id})
+        created = await conn.fetchrow(SELECT_DELIVERY, new_id, endpoint["id"])
+    return json_ok(dict(created), status=202)

@@ -1,0 +1,202 @@
+"""The delivery worker: claim due deliveries, send them, record the outcome.
+
+Claiming takes due rows with ``FOR UPDATE SKIP LOCKED`` (several service
+instances share the work), counts the attempt and pushes ``next_attempt_at``
+past the request timeout as a lease, all in one short statement; the HTTP
+request runs outside any transaction. If the process dies mid-request the
+lease runs out and the delivery is tried again: delivery is at least once,
+and receivers deduplicate on ``webhook-id``. A failed attempt is retried
+after an exponential backoff with jitter; after ``max_attempts`` the delivery
+is ``dead`` and can be replayed through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from postwarden_admin_api.context import POOL
+from postwarden_admin_api.secrets import KEYRING, Keyring, SecretsError
+
+from .connector import Outcome, open_session, post
+from .events import envelope
+from .options import WEBHOOK_OPTIONS, WebhookOptions
+from .payloads import Endpoint, Kind, render
+
+log = logging.getLogger(__name__)
+
+CLAIM = """
+WITH claimed AS (
+    UPDATE webhook_deliveries d
+    SET attempts = d.attempts + 1, last_attempt_at = now(),
+        next_attempt_at = now() + make_interval(secs => $2)
+    WHERE d.id IN (
+        SELECT w.id FROM webhook_deliveries w
+        JOIN webhook_endpoints p ON p.id = w.endpoint_id AND p.enabled
+        WHERE w.status = 'pending' AND w.next_attempt_at <= now()
+        ORDER BY w.next_attempt_at, w.id
+        LIMIT $1
+        FOR UPDATE OF w SKIP LOCKED)
+    RETURNING d.id, d.attempts, d.event_id, d.endpoint_id
+)
+SELECT c.id, c.attempts, e.event_id::text AS msg_id, e.type, e.payload::text AS payload,
+       e.created_at, p.id AS endpoint_id, p.name, p.url, p.kind, p.secret_ciphertext,
+       p.headers_ciphertext, p.body_template::text AS body_template
+FROM claimed c
+JOIN webhook_events e ON e.id = c.event_id
+JOIN webhook_endpoints p ON p.id = c.endpoint_id
+"""
+MARK_DELIVERED = """
+UPDATE webhook_deliveries
+SET status = 'delivered', delivered_at = now(), last_status_code = $2, last_error = NULL
+WHERE id = $1
+"""
+MARK_FAILED = """
+UPDATE webhook_deliveries
+SET status = CASE WHEN attempts >= $4 THEN 'dead' ELSE 'pending' END,
+    next_attempt_at = now() + make_interval(secs => $5),
+    last_status_code = $2, last_error = $3
+WHERE id = $1
+RETURNING status
+"""
+REPLAY = """
+INSERT INTO webhook_deliveries (event_id, endpoint_id, replay_of)
+SELECT event_id, endpoint_id, id FROM webhook_deliveries
+WHERE id = $1 AND endpoint_id = $2 AND status IN ('delivered', 'dead')
+RETURNING id
+"""
+
+
+def backoff_seconds(attempts: int, options: WebhookOptions) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random."""
+    delay: float = min(
+        options.backoff_cap_seconds, options.backoff_base_seconds * 2.0 ** (attempts - 1)
+    )
+    return delay / 2 + secrets.SystemRandom().uniform(0, delay / 2)
+
+
+def endpoint_from_row(row: Mapping[str, Any], keyring: Keyring) -> Endpoint:
+    """Decrypt the row's secret and headers; raises SecretsError when the key is missing."""
+    secret = row["secret_ciphertext"]
+    headers = row["headers_ciphertext"]
+    template = row["body_template"]
+    return Endpoint(
+        id=row["endpoint_id"],
+        name=row["name"],
+        url=row["url"],
+        kind=Kind(row["kind"]),
+        secret=None if secret is None else keyring.decrypt(secret),
+        headers={} if headers is None else json.loads(keyring.decrypt(headers)),
+        body_template=None if template is None else json.loads(template),
+    )
+
+
+async def _attempt(
+    session: aiohttp.ClientSession, options: WebhookOptions, keyring: Keyring,
+    row: Mapping[str, Any],
+) -> Outcome:
+    try:
+        endpoint = endpoint_from_row(row, keyring)
+    except SecretsError:
+        log.error("webhook %s: cannot decrypt the endpoint's secrets", row["name"])
+        return Outcome(None, "endpoint secret cannot be decrypted")
+    event = envelope(row["type"], row["created_at"], json.loads(row["payload"]))
+    return await post(session, options.guard, endpoint.url, render(endpoint, row["msg_id"], event))
+
+
+async def _deliver(
+    pool: asyncpg.Pool, session: aiohttp.ClientSession, options: WebhookOptions,
+    keyring: Keyring, row: Mapping[str, Any],
+) -> None:
+    try:
+        outcome = await _attempt(session, options, keyring, row)
+    except Exception:  # a bug must cost this delivery an attempt, not stop the worker
+        log.exception("webhook %s: delivery %s failed unexpectedly", row["name"], row["id"])
+        outcome = Outcome(None, "internal error")
+    async with pool.acquire() as conn:
+        if outcome.ok:
+            await conn.execute(MARK_DELIVERED, row["id"], outcome.status)
+            log.info("webhook %s: delivery %s of %s delivered (attempt %s)",
+                     row["name"], row["id"], row["type"], row["attempts"])
+            return
+        status = await conn.fetchval(
+            MARK_FAILED, row["id"], outcome.status, outcome.error, options.max_attempts,
+            backoff_seconds(row["attempts"], options),
+        )
+    log.warning("webhook %s: delivery %s attempt %s failed (%s), now %s",
+                row["name"], row["id"], row["attempts"], outcome.error, status)
+
+
+async def deliver_due(
+    pool: asyncpg.Pool, session: aiohttp.ClientSession, options: WebhookOptions,
+    keyring: Keyring,
+) -> int:
+    """Claim and send one batch of due deliveries; returns how many were claimed."""
+    lease = options.timeout_seconds + 30.0
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(CLAIM, options.batch_size, lease)
+    await asyncio.gather(*(_deliver(pool, session, options, keyring, row) for row in rows))
+    return len(rows)
+
+
+async def run_worker(
+    pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring, stop: asyncio.Event
+) -> None:
+    """Deliver until ``stop`` is set; a database outage only pauses the loop.
+
+    The batch in flight when ``stop`` is set is finished and recorded, so a
+    restart does not send it again.
+    """
+    async with open_session(
+        options.guard, options.timeout_seconds, options.ssl_context, options.lookup
+    ) as session:
+        while not stop.is_set():
+            try:
+                claimed = await deliver_due(pool, session, options, keyring)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("webhook worker: database unavailable (%s)", type(exc).__name__)
+                claimed = 0
+            if claimed < options.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(options.poll_interval_seconds):
+                        await stop.wait()
+
+
+async def replay(conn: asyncpg.Connection, endpoint_id: int, delivery_id: int) -> int | None:
+    """Queue a new delivery of a delivered or dead one; None if there is no such delivery."""
+    new_id: int | None = await conn.fetchval(REPLAY, delivery_id, endpoint_id)
+    return new_id
+
+
+@contextlib.asynccontextmanager
+async def running(pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring
+                  ) -> AsyncIterator[None]:
+    """Run the worker in the background; on exit let the batch in flight finish."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(pool, options, keyring, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            async with asyncio.timeout(options.timeout_seconds + 5.0):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def worker_context(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: run the delivery worker while the service runs."""
+    async with running(app[POOL], app[WEBHOOK_OPTIONS], app[KEYRING]):
+        yield

@@ -1,0 +1,280 @@
+"""Messages per second through a real Postfix, bare and with the postwarden milter.
+
+Two private Postfix instances (tests/fixtures/postfix.py) relay to one
+`smtp-sink` on loopback: one bare, one with `smtpd_milters` pointing at the
+milter (policies/examples, audit log in a throwaway Postgres). `smtp-source`
+sends at concurrency 16, one message per connection, three messages:
+
+    plain-4k    a 4 KB text/plain message
+    html-60k    a 60 KB HTML newsletter (multipart/alternative), sanitized
+    attach-2m   a 2 MB message with a PDF attachment
+
+Runs are interleaved (round 1: bare, milter for each message; round 2: ...)
+so machine noise hits both sides alike; the figure is the median over rounds
+of messages accepted per second (wall time of smtp-source), and the ratio
+milter/bare. Every run is checked: Postfix queued all N messages and refused
+none, and the milter counted N transactions, all accepted (its metrics).
+Each run is bounded by --timeout seconds.
+
+    .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.fixtures.milterproc import MilterProcess  # noqa: E402
+from tests.fixtures.ports import free_port  # noqa: E402
+from tests.fixtures.postfix import PostfixInstance, wait_for  # noqa: E402
+from tests.fixtures.postgres import PostgresCluster  # noqa: E402
+
+CONCURRENCY = 16
+SENDER = "bench@example.org"
+RECIPIENT = "sink@example.net"
+
+
+# --- the messages (LF line ends: smtp-source -F appends CRLF to each line) ---------
+
+
+def _headers(subject: str, content_type: str) -> str:
+    return (
+        f"From: Bench <{SENDER}>\nTo: <{RECIPIENT}>\nSubject: {subject}\n"
+        "Date: Mon, 23 Nov 2026 10:00:00 +0000\nMIME-Version: 1.0\n"
+        f"Content-Type: {content_type}\n"
+    )
+
+
+def plain_4k() -> str:
+    rng = random.Random(4)
+    words = ["policy", "postfix", "milter", "audit", "report", "quarterly", "budget", "team"]
+    lines: list[str] = []
+    size = 0
+    while size < 3800:
+        lines.append(" ".join(rng.choice(words) for _ in range(11)))
+        size += len(lines[-1]) + 1
+    return _headers("plain 4k", "text/plain; charset=us-ascii") + "\n" + "\n".join(lines) + "\n"
+
+
+def html_60k() -> str:
+    rng = random.Random(60)
+    rows = []
+    size = 0
+    while size < 59500:
+        n = rng.randrange(10_000)
+        row = (
+            f'<tr><td style="padding:8px;font-family:Arial,sans-serif;color:#333">'
+            f'<a href="https://news.example.org/item/{n}?utm_source=mail">Item {n}</a> '
+            f"<b>special offer</b> for <i>subscribers</i>: read more about topic {n}.</td>"
+            f'<td><img src="https://cdn.example.org/img/{n}.png" alt="item {n}" width="80"></td>'
+            "</tr>"
+        )
+        rows.append(row)
+        size += len(row) + 1
+    html = (
+        "<!DOCTYPE html>\n<html><head><title>Newsletter</title></head><body>\n"
+        '<table width="600" cellpadding="0" cellspacing="0">\n'
+        + "\n".join(rows)
+        + "\n</table></body></html>"
+    )
+    text = "Newsletter: read it in an HTML mail reader.\n"
+    return (
+        _headers("html 60k", 'multipart/alternative; boundary="b-alt"')
+        + "\n--b-alt\nContent-Type: text/plain; charset=us-ascii\n\n" + text
+        + "--b-alt\nContent-Type: text/html; charset=us-ascii\n\n" + html
+        + "\n--b-alt--\n"
+    )
+
+
+def attach_2m() -> str:
+    payload = random.Random(2).randbytes(1_500_000)
+    encoded = base64.encodebytes(b"%PDF-1.7\n" + payload).decode()
+    return (
+        _headers("attachment 2m", 'multipart/mixed; boundary="b-mix"')
+        + "\n--b-mix\nContent-Type: text/plain; charset=us-ascii\n\nThe report is attached.\n"
+        + "--b-mix\nContent-Type: application/pdf; name=\"report.pdf\"\n"
+        + "Content-Disposition: attachment; filename=\"report.pdf\"\n"
+        + "Content-Transfer-Encoding: base64\n\n" + encoded
+        + "--b-mix--\n"
+    )
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    path: Path
+    messages: int
+
+
+# --- the servers ----------------------------------------------------------------
+
+
+@contextmanager
+def smtp_sink(port: int) -> Iterator[None]:
+    # smtp-sink refuses to run as root without -u; it drops to that user.
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    proc = subprocess.Popen(
+        ["smtp-sink", *user, f"127.0.0.1:{port}", "256"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def postfix(relay_port: int, milter: str | None) -> Iterator[PostfixInstance]:
+    # The smtpd/smtp process limits must exceed the sender's concurrency.
+    instance = PostfixInstance(relay_port, milter=milter, main={"default_process_limit": "64"})
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.destroy()
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        subprocess.run(
+            [sys.executable, "-m", "postwarden_store.cli", "migrate",
+             "--database-url", cluster.admin_dsn],
+            check=True, capture_output=True,
+        )
+        yield cluster.admin_dsn
+    finally:
+        cluster.destroy()
+
+
+def milter_counts(metrics_port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    counts: dict[str, float] = {}
+    for match in re.finditer(r'^postwarden_messages_total\{verdict="([^"]+)"\} (\S+)$', text, re.M):
+        counts[match.group(1)] = float(match.group(2))
+    return counts
+
+
+# --- one run ----------------------------------------------------------------------
+
+
+def _log_count(instance: PostfixInstance, pattern: str) -> int:
+    return len(re.findall(pattern, instance.log(), re.MULTILINE))
+
+
+def run_once(instance: PostfixInstance, work: Workload, timeout: float) -> float:
+    """Send work.messages with smtp-source; return messages/s; check none was refused."""
+    queued_before = _log_count(instance, r"postfix/cleanup\[\d+\]: \w+: message-id=")
+    refused_before = _log_count(instance, r"reject|milter-hold|milter-discard")
+    start = time.monotonic()
+    result = subprocess.run(
+        ["smtp-source", "-s", str(CONCURRENCY), "-m", str(work.messages), "-F", str(work.path),
+         "-f", SENDER, "-t", RECIPIENT, "-M", "client.bench.test", f"127.0.0.1:{instance.port}"],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    elapsed = time.monotonic() - start
+    if result.returncode != 0 or result.stderr.strip():
+        raise RuntimeError(f"smtp-source failed: {result.stderr.strip()[:500]}")
+    wait_for(
+        lambda: _log_count(instance, r"postfix/cleanup\[\d+\]: \w+: message-id=")
+        - queued_before >= work.messages,
+        timeout=30,
+    )
+    refused = _log_count(instance, r"reject|milter-hold|milter-discard") - refused_before
+    if refused:
+        raise RuntimeError(f"{instance.port}: {refused} messages refused or held")
+    # Let the relay drain so the next run starts with an empty queue.
+    wait_for(lambda: not instance.queue(), timeout=timeout)
+    return work.messages / elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument("--policy-dir", type=Path, default=REPO / "policies" / "examples")
+    args = parser.parse_args(argv)
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pw-bench-")))
+        workloads = []
+        for name, build, count in (
+            ("plain-4k", plain_4k, 2000),
+            ("html-60k", html_60k, 1000),
+            ("attach-2m", attach_2m, 120),
+        ):
+            path = tmp / f"{name}.eml"
+            path.write_text(build())
+            workloads.append(Workload(name, path, max(CONCURRENCY, int(count * args.scale))))
+
+        sink_port = free_port()
+        stack.enter_context(smtp_sink(sink_port))
+        dsn = stack.enter_context(database())
+        metrics_port = free_port()
+        milter = MilterProcess(
+            args.policy_dir, dsn,
+            env={"POSTWARDEN_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+                 "POSTWARDEN_INSTANCE_NAME": "bench", "POSTWARDEN_LOG_LEVEL": "WARNING"},
+        )
+        stack.callback(milter.destroy)
+        milter.start()
+        bare = stack.enter_context(postfix(sink_port, None))
+        filtered = stack.enter_context(postfix(sink_port, milter.postfix_spec))
+
+        rates: dict[tuple[str, str], list[float]] = {}
+        for round_no in range(1, args.rounds + 1):
+            for work in workloads:
+                for mode, instance in (("bare", bare), ("milter", filtered)):
+                    before = milter_counts(metrics_port)
+                    rate = run_once(instance, work, args.timeout)
+                    if mode == "milter":
+                        _check_milter_saw(metrics_port, before, work.messages)
+                    rates.setdefault((work.name, mode), []).append(rate)
+                    print(f"round {round_no} {work.name:10} {mode:6} {rate:8.1f} msg/s",
+                          flush=True)
+
+        print(f"\nmedian of {args.rounds} interleaved rounds, concurrency {CONCURRENCY}:")
+        print(f"{'message':10} {'count':>6} {'bare msg/s':>11} {'milter msg/s':>13} {'ratio':>7}")
+        for work in workloads:
+            bare_rate = statistics.median(rates[(work.name, "bare")])
+            milter_rate = statistics.median(rates[(work.name, "milter")])
+            print(f"{work.name:10} {work.messages:6d} {bare_rate:11.1f} {milter_rate:13.1f} "
+                  f"{milter_rate / bare_rate:7.0%}")
+    return 0
+
+
+def _check_milter_saw(metrics_port: int, before: dict[str, float], expected: int) -> None:
+    """The milter counted `expected` new transactions, all accepted."""
+
+    def delta() -> dict[str, float]:
+        after = milter_counts(metrics_port)
+        return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+
+    seen = wait_for(lambda: (d := delta()) and sum(d.values()) >= expected and d, timeout=30)
+    if seen != {"accept": float(expected)}:
+        raise RuntimeError(f"milter verdicts for {expected} messages: {seen}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

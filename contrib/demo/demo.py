@@ -1,0 +1,193 @@
+"""`make demo`: watch postwarden check, clean and log mail in a private Postfix.
+
+Starts, all on loopback and under temporary directories: a throwaway
+PostgreSQL cluster (migrated), a capture SMTP server standing in for the next
+hop, the milter with policies/examples, and a private Postfix instance that
+passes every message through the milter and relays it to the capture server.
+It sends the sample messages in contrib/demo/messages (plus one generated
+message with an oversized attachment), shows what each SMTP client heard and
+where each message went, prints the audit log, and stops everything it
+started, even when interrupted.
+
+The servers come from the test fixtures (tests/fixtures), so the demo runs
+exactly what the end-to-end tests run. Run as root (Postfix and the
+throwaway cluster need it): `make demo`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import asyncpg  # noqa: E402
+from tests.fixtures.milterproc import running_milter  # noqa: E402
+from tests.fixtures.postfix import (  # noqa: E402
+    PostfixInstance,
+    SmtpResult,
+    has_header,
+    running_postfix,
+    send_message,
+    wait_for,
+)
+from tests.fixtures.postgres import running_cluster  # noqa: E402
+
+from postwarden_store import apply_migrations, connect  # noqa: E402
+
+MESSAGES = Path(__file__).parent / "messages"
+POLICIES = REPO / "policies" / "examples"
+RECIPIENT = "bob@example.net"
+OVERSIZED_ATTACHMENT_BYTES = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Sample:
+    label: str
+    sender: str
+    data: bytes  # CRLF line ends
+
+    @property
+    def message_id(self) -> str:
+        for line in self.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"message-id":
+                return value.decode().strip()
+        raise ValueError(f"{self.label}: no Message-ID")
+
+
+def _from_file(label: str, sender: str, name: str) -> Sample:
+    text = (MESSAGES / name).read_bytes().replace(b"\r\n", b"\n")
+    return Sample(label, sender, text.replace(b"\n", b"\r\n"))
+
+
+def _oversized() -> Sample:
+    # Generated rather than stored: a multi-megabyte file has no place in git.
+    message = EmailMessage()
+    message["From"] = "Carol Example <carol@example.org>"
+    message["To"] = f"Bob Example <{RECIPIENT}>"
+    message["Subject"] = "Scans from the copier"
+    message["Date"] = "Mon, 23 Nov 2026 09:03:00 +0000"
+    message["Message-ID"] = "<demo-oversized@example.org>"
+    message.set_content("The scans are attached (all of them, in one file).\n")
+    message.add_attachment(
+        b"%PDF-1.7\n" + os.urandom(OVERSIZED_ATTACHMENT_BYTES),
+        maintype="application", subtype="pdf", filename="scans.pdf",
+    )
+    return Sample("oversized attachment", "carol@example.org",
+                  message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+
+
+def samples() -> list[Sample]:
+    return [
+        _from_file("clean", "alice@example.org", "clean.eml"),
+        _from_file("hostile HTML", "news@shop.example", "hostile-html.eml"),
+        _from_file("executable", "billing@invoices.example", "executable.eml"),
+        _oversized(),
+        _from_file("quarantined", "ceo@examp1e.org", "quarantine.eml"),
+    ]
+
+
+def _fate(sample: Sample, result: SmtpResult, postfix: PostfixInstance,
+          delivered: set[str]) -> str:
+    if not result.accepted:
+        return "refused"
+    if result.queue_id and result.queue_id in postfix.held_queue_ids():
+        return "held (hold queue)"
+    return "delivered" if sample.message_id in delivered else "queued"
+
+
+async def _audit(dsn: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT queue_id, sender, action, smtp_reply, rules, changes, duration_ms "
+            "FROM audit_events ORDER BY time"
+        )
+        return [dict(row) for row in rows]
+    finally:
+        await conn.close()
+
+
+async def _migrate(dsn: str) -> None:
+    conn = await connect(dsn)
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+def _edits(changes: Any) -> str:
+    parts = []
+    for change in json.loads(changes) if isinstance(changes, str) else changes:
+        if change.get("kind") == "attachment_stripped":
+            parts.append(f"stripped {change['filename']} ({change['size'] // 1024} KiB)")
+        elif change.get("kind") == "html_sanitized":
+            removed = ", ".join(f"{what} x{count}" for what, count in change["removed"])
+            parts.append(f"sanitized HTML ({removed})")
+    return "; ".join(parts) or "-"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in [header, ["-" * w for w in widths], *rows]]
+    return "\n".join(lines)
+
+
+def _step(text: str, started: float) -> None:
+    print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
+
+
+def main() -> int:
+    started = time.monotonic()
+    _step("starting a throwaway PostgreSQL cluster", started)
+    with running_cluster() as cluster:
+        dsn = cluster.admin_dsn
+        asyncio.run(_migrate(dsn))
+        _step(f"migrated; starting the milter with {POLICIES.relative_to(REPO)}", started)
+        with running_milter(POLICIES, dsn, env={"POSTWARDEN_INSTANCE_NAME": "demo"}) as milter:
+            _step("starting a private Postfix (loopback) relaying to a capture server",
+                  started)
+            with running_postfix(milter=milter.postfix_spec) as (postfix, capture):
+                _step(f"Postfix listens on 127.0.0.1:{postfix.port}; sending samples",
+                      started)
+                results = []
+                for sample in samples():
+                    result = send_message(postfix.port, sample.data, sample.sender, [RECIPIENT])
+                    results.append((sample, result))
+                    print(f"    {sample.label:22} {sample.sender:26} -> {result.code} "
+                          f"{result.text[:70]}", flush=True)
+                for sample, result in results:
+                    if result.accepted and "quarantine" not in sample.label:
+                        capture.wait_for_message(has_header("Message-ID", sample.message_id))
+                delivered = {
+                    sample.message_id for sample, _ in results
+                    for m in capture.messages if has_header("Message-ID", sample.message_id)(m)
+                }
+                print("\nWhere each message went:")
+                print(_table(
+                    [[s.label, r.queue_id or "-", f"{r.code}", _fate(s, r, postfix, delivered)]
+                     for s, r in results],
+                    ["message", "queue id", "reply", "fate"]))
+                wait_for(lambda: len(asyncio.run(_audit(dsn))) >= len(results), timeout=30)
+                rows = asyncio.run(_audit(dsn))
+        print("\nThe audit log (table audit_events):")
+        print(_table(
+            [[row["queue_id"] or "-", row["sender"], row["action"],
+              ", ".join(row["rules"]) or "-", _edits(row["changes"])] for row in rows],
+            ["queue id", "sender", "verdict", "rules", "edits"]))
+    _step("stopped everything; done", started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

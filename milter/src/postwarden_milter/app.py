@@ -1,0 +1,174 @@
+"""Start-up and shutdown of the milter process.
+
+Order matters. Everything that can refuse to start (settings, schema,
+policies) runs before the socket opens. Our threads are started with
+SIGHUP/SIGTERM/SIGINT blocked, and libmilter runs on its own thread, so the
+signals reach the main thread's Python handlers (libmilter would otherwise
+treat SIGHUP as "stop"). Shutdown: stop accepting, let running messages
+finish (bounded), drain the audit queue, close the pool, stop the loop,
+join the threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import asyncpg
+
+from postwarden_policies.errors import PoliciesError
+from postwarden_store import SchemaTooOld, check_schema_current, connect
+
+from . import libmilter
+from .audit_pipeline import AuditPipeline
+from .duplicates import DuplicateDetector
+from .errors import StartupError
+from .handler import ConnectionSlots, Services
+from .loopthread import LoopThread
+from .metrics import Metrics
+from .reload import PolicyReloader
+from .settings import MilterSettings
+from .spool import AuditSpool
+
+log = logging.getLogger(__name__)
+
+SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+SCHEMA_TIMEOUT = 10.0
+
+
+@contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Threads started inside inherit a mask without our signals."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def check_schema(dsn: str) -> None:
+    """Refuse to start against a database that lacks migrations; tolerate one that is down."""
+
+    async def check() -> None:
+        conn = await connect(dsn, timeout=SCHEMA_TIMEOUT)
+        try:
+            await check_schema_current(conn)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(check())
+    except SchemaTooOld as exc:
+        raise StartupError(str(exc)) from None
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        log.warning("database unreachable at start (%s): audit events are spooled until it is back",
+                    type(exc).__name__)
+
+
+class MilterProcess:
+    def __init__(self, settings: MilterSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.loop_thread = LoopThread()
+        dsn = settings.database_url.reveal() if settings.database_url else None
+        self.pipeline = AuditPipeline(
+            dsn, AuditSpool(settings.spool_dir, settings.spool_max_bytes), self.metrics,
+            queue_size=settings.audit_queue_size, spool_full_action=settings.spool_full_action,
+        )
+        self.reloader = PolicyReloader(
+            self.metrics, spool_dir=settings.spool_dir, policy_dir=settings.policy_dir,
+            database_url=dsn, poll_seconds=settings.policy_poll_seconds,
+            loop_thread=self.loop_thread,
+        )
+        self.workers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.max_concurrency, thread_name_prefix="postwarden-eval"
+        )
+        self.slots = ConnectionSlots(settings.max_concurrency)
+        self._stop_metrics: Callable[[], None] | None = None
+        self._stopping = threading.Event()
+        self._milter_error: BaseException | None = None
+
+    def start(self) -> Services:
+        """Everything but the socket; raises StartupError for what the admin must fix."""
+        if self.settings.database_url is not None:
+            check_schema(self.settings.database_url.reveal())
+        with signals_blocked():
+            self.loop_thread.start()
+            try:
+                holder = self.reloader.load_initial()
+            except PoliciesError as exc:
+                raise StartupError(f"policies do not load: {exc}") from None
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                raise StartupError(
+                    f"no policy set: database unreachable ({type(exc).__name__}) "
+                    "and no last good set in spool_dir"
+                ) from None
+            self.pipeline.start(self.loop_thread)
+            self.reloader.start()
+            address = self.settings.metrics_address
+            if address is not None:
+                try:
+                    self._stop_metrics = self.metrics.serve(address)
+                except OSError as exc:
+                    raise StartupError(f"metrics_listen: cannot listen on "
+                                       f"{self.settings.metrics_listen}: {exc.strerror}") from None
+        return Services(
+            settings=self.settings, policies=holder, audit=self.pipeline, metrics=self.metrics,
+            duplicates=DuplicateDetector(self.settings.duplicate_window_seconds),
+            slots=self.slots, workers=self.workers,
+        )
+
+    def serve(self, services: Services) -> None:
+        """Run libmilter until SIGTERM/SIGINT, reloading policies on SIGHUP."""
+        with signals_blocked():
+            thread = threading.Thread(target=self._run_milter, args=(services,),
+                                      name="postwarden-libmilter", daemon=True)
+            thread.start()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+        log.info("postwarden milter %s listening on %s", self.settings.instance_name,
+                 self.settings.milter_socket)
+        try:
+            while thread.is_alive():
+                thread.join(timeout=1.0)  # interruptible, so signal handlers run promptly
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self._milter_error is not None and not self._stopping.is_set():
+            raise StartupError(f"milter_socket: cannot serve on {self.settings.milter_socket}")
+
+    def _run_milter(self, services: Services) -> None:
+        try:
+            libmilter.run(services, self.settings.milter_socket)
+        except Exception as exc:  # noqa: BLE001 - reported by serve() on the main thread
+            self._milter_error = exc
+            log.error("libmilter stopped: %s", exc)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            log.info("SIGHUP: reloading policies")
+            self.reloader.request()
+            return
+        if not self._stopping.is_set():
+            log.info("%s: stopping", signal.Signals(signum).name)
+            self._stopping.set()
+            libmilter.stop()
+
+    def shutdown(self) -> None:
+        """Let running messages finish, then drain and stop everything we started."""
+        deadline = time.monotonic() + self.settings.message_timeout_seconds
+        while self.slots.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.reloader.stop()
+        self.workers.shutdown(wait=False, cancel_futures=True)
+        self.pipeline.stop()
+        if self._stop_metrics is not None:
+            self._stop_metrics()
+        self.loop_thread.stop()
+        log.info("postwarden milter stopped")

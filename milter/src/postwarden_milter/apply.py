@@ -1,0 +1,143 @@
+"""The one adapter from verdict values to milter actions and SMTP replies.
+
+Nothing else in the milter turns a :class:`Verdict` (or an internal failure)
+into ``setreply``/``replacebody``/header edits. The actions go through the
+:class:`MilterActions` protocol, which ``libmilter.PostwardenMilter``
+satisfies and tests replace with pymilter's ``TestCtx``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from postwarden_policies.verdicts import (
+    Accept,
+    AddHeader,
+    ChangeHeader,
+    DeleteRecipient,
+    Discard,
+    Quarantine,
+    Reject,
+    RemoveHeader,
+    ReplaceBody,
+    Reply,
+    SmtpReply,
+    TempFail,
+    Verdict,
+)
+
+from .settings import FailAction
+
+REPLACEBODY_CHUNK = 64 * 1024  # libmilter's limit per replacebody call
+FAIL_REJECT = SmtpReply("550", "5.3.0", "Message rejected due to an internal error")
+
+
+class Outcome(enum.Enum):
+    """What a callback answers; libmilter maps each to pymilter's constant."""
+
+    CONTINUE = "continue"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    TEMPFAIL = "tempfail"
+    DISCARD = "discard"
+
+
+class MilterActions(Protocol):
+    def setreply(self, rcode: str, xcode: str | None = None, msg: str | None = None) -> None: ...
+    def addheader(self, field: str, value: str, idx: int = -1) -> None: ...
+    def chgheader(self, field: str, idx: int, value: str) -> None: ...
+    def replacebody(self, body: bytes) -> None: ...
+    def quarantine(self, reason: str) -> None: ...
+    def delrcpt(self, rcpt: str) -> None: ...
+    def progress(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    outcome: Outcome
+    reply: SmtpReply | None  # the reply sent, for the audit row
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdits:
+    """What apply needs to know about the message as received."""
+
+    uid: str
+    id_header: str  # empty: do not add our id header
+    header_counts: Mapping[str, int]  # lower-case name -> occurrences
+    rcpt_as_given: Mapping[str, str]  # lower-case address -> RCPT TO argument
+    leading_space: bool  # P_HDR_LEADSPC negotiated: we supply the space after the colon
+
+
+def send_reply(actions: MilterActions, reply: SmtpReply) -> None:
+    # libmilter silently drops a reply with a lone '%'; policy texts may contain one.
+    actions.setreply(reply.code, reply.status, reply.text.replace("%", "%%"))
+
+
+def reply_with(actions: MilterActions, reply: Reply) -> Applied:
+    """Refuse with one of our fixed replies (4xx tempfails, 5xx rejects)."""
+    send_reply(actions, reply.reply)
+    outcome = Outcome.TEMPFAIL if reply.reply.code.startswith("4") else Outcome.REJECT
+    return Applied(outcome, reply.reply)
+
+
+def fail(actions: MilterActions, action: FailAction) -> Applied:
+    """The configured answer to an internal error or a missed deadline."""
+    if action is FailAction.ACCEPT:
+        return Applied(Outcome.ACCEPT, None)
+    if action is FailAction.REJECT:
+        send_reply(actions, FAIL_REJECT)
+        return Applied(Outcome.REJECT, FAIL_REJECT)
+    return reply_with(actions, Reply.INTERNAL_ERROR)
+
+
+def _value(text: str, message: MessageEdits) -> str:
+    return " " + text if message.leading_space else text
+
+
+def _edit_headers(actions: MilterActions, verdict: Verdict, message: MessageEdits) -> None:
+    for edit in verdict.edits:
+        if isinstance(edit, AddHeader):
+            actions.addheader(edit.name, _value(edit.value, message))
+        elif isinstance(edit, ChangeHeader):
+            actions.chgheader(edit.name, edit.index, _value(edit.value, message))
+        elif isinstance(edit, RemoveHeader):
+            # From the last occurrence down, so earlier indexes never shift.
+            for index in range(message.header_counts.get(edit.name.lower(), 0), 0, -1):
+                actions.chgheader(edit.name, index, "")
+        elif isinstance(edit, DeleteRecipient):
+            as_given = message.rcpt_as_given.get(edit.address.lower(), f"<{edit.address}>")
+            actions.delrcpt(as_given)
+
+
+def _replace_body(actions: MilterActions, verdict: Verdict) -> None:
+    for edit in verdict.edits:
+        if isinstance(edit, ReplaceBody):
+            body = memoryview(edit.body)
+            # One uninterrupted run of calls: libmilter needs the chunks contiguous.
+            for start in range(0, len(body), REPLACEBODY_CHUNK):
+                actions.replacebody(bytes(body[start : start + REPLACEBODY_CHUNK]))
+            if not body:
+                actions.replacebody(b"")
+
+
+def apply_verdict(actions: MilterActions, verdict: Verdict, message: MessageEdits) -> Applied:
+    """Answer the end of message as the verdict says; edits only when the mail goes on."""
+    decision = Accept() if verdict.report_only else verdict.decision
+    if isinstance(decision, Reject | TempFail):
+        send_reply(actions, decision.reply)
+        outcome = Outcome.REJECT if isinstance(decision, Reject) else Outcome.TEMPFAIL
+        return Applied(outcome, decision.reply)
+    if isinstance(decision, Discard):
+        return Applied(Outcome.DISCARD, None)
+    if not verdict.report_only:
+        _edit_headers(actions, verdict, message)
+        _replace_body(actions, verdict)
+    if message.id_header:
+        actions.addheader(message.id_header, _value(message.uid, message))
+    if isinstance(decision, Quarantine):
+        actions.quarantine(decision.reason or "postwarden")
+    return Applied(Outcome.CONTINUE, None)

@@ -1,0 +1,215 @@
+"""The audit pipeline: callbacks enqueue, one writer batches into Postgres.
+
+Callbacks only call :meth:`AuditPipeline.submit`, which never blocks: when
+the bounded queue is full (the writer is stuck for longer than the queue
+lasts, default 10 000 events) the event is dropped, counted and logged, since
+a mail thread must never wait on audit storage. The writer coroutine runs on
+the :class:`LoopThread`, owns the asyncpg pool and writes batches of up to
+:data:`BATCH_SIZE` events or :data:`FLUSH_SECONDS` worth with COPY. When
+Postgres is unreachable, slow or its schema is too old, batches go to the
+local spool (fsync'd) and are replayed in order once it is back; event ids
+make replay idempotent. Without a database the spool is the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+
+import asyncpg
+
+from postwarden_policies.audit import AuditEvent
+from postwarden_store import StoreError, check_schema_current, create_pool, write_audit_events
+
+from .loopthread import LoopThread
+from .metrics import Metrics
+from .settings import SpoolFullAction
+from .spool import AuditSpool
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+FLUSH_SECONDS = 0.2
+WRITE_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 5.0
+RETRY_MIN, RETRY_MAX = 0.5, 30.0
+
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
+
+
+class AuditPipeline:
+    def __init__(
+        self,
+        database_url: str | None,
+        spool: AuditSpool,
+        metrics: Metrics,
+        *,
+        queue_size: int,
+        spool_full_action: SpoolFullAction,
+    ) -> None:
+        self._dsn = database_url
+        self._spool = spool
+        self._metrics = metrics
+        self._full_action = spool_full_action
+        self._queue: queue.Queue[AuditEvent] = queue.Queue(maxsize=queue_size)
+        self._stopping = threading.Event()
+        self._pool: asyncpg.Pool | None = None
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_MIN
+        self._replay_offset = 0
+        self._writer: concurrent.futures.Future[None] | None = None
+        metrics.audit_queue_depth.set_function(self._queue.qsize)
+        metrics.spool_bytes.set_function(lambda: spool.size)
+
+    # --- callback side (any thread) ------------------------------------------
+
+    def submit(self, event: AuditEvent) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._metrics.audit_dropped.labels("queue_full").inc()
+            log.error("audit queue full: event %s dropped (writer stuck?)", event.event_id)
+
+    @property
+    def refusing_mail(self) -> bool:
+        """True while the spool is full and the admin chose to tempfail new mail."""
+        return self._full_action is SpoolFullAction.TEMPFAIL and self._spool.full
+
+    @property
+    def database_up(self) -> bool:
+        return self._pool is not None
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def start(self, loop_thread: LoopThread) -> None:
+        self._writer = loop_thread.submit(self._run())
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Drain the queue (to Postgres or the spool) and close the pool."""
+        self._stopping.set()
+        if self._writer is None:
+            return
+        try:
+            self._writer.result(timeout)
+        except (TimeoutError, concurrent.futures.CancelledError):
+            log.error("audit writer did not drain within %.0f s; %d events left",
+                      timeout, self._queue.qsize())
+
+    # --- writer (loop thread) ------------------------------------------------
+
+    def _collect(self) -> list[AuditEvent]:
+        try:
+            batch = [self._queue.get(timeout=FLUSH_SECONDS)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + FLUSH_SECONDS
+        while len(batch) < BATCH_SIZE:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=max(remaining, 0)) if remaining > 0
+                             else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        try:
+            while not (self._stopping.is_set() and self._queue.empty()):
+                batch = await asyncio.to_thread(self._collect)
+                if batch:
+                    await self._deliver(batch)
+                elif self._spool and self._dsn is not None and await self._connected():
+                    await self._replay()
+        finally:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+
+    async def _deliver(self, batch: list[AuditEvent]) -> None:
+        if self._dsn is not None and await self._connected() and await self._replay():
+            try:
+                await self._write(batch)
+                return
+            except DB_ERRORS as exc:
+                await self._disconnect(exc)
+        self._to_spool(batch)
+
+    async def _write(self, batch: list[AuditEvent]) -> None:
+        assert self._pool is not None  # noqa: S101 - callers checked _connected()
+        async with self._pool.acquire(timeout=WRITE_TIMEOUT) as conn:
+            await asyncio.wait_for(write_audit_events(conn, batch), WRITE_TIMEOUT)
+        self._metrics.audit_written.inc(len(batch))
+
+    async def _replay(self) -> bool:
+        """Write the spooled events in order; False when Postgres failed meanwhile."""
+        if not self._spool or self._dsn is None:
+            return True
+        try:
+            for events, offset in self._spool.batches(BATCH_SIZE, self._replay_offset):
+                await self._write(events)
+                self._replay_offset = offset
+        except DB_ERRORS as exc:
+            await self._disconnect(exc)
+            return False
+        log.warning("audit spool replayed into Postgres (%d bytes)", self._spool.size)
+        self._spool.clear()
+        self._replay_offset = 0
+        return True
+
+    async def _connected(self) -> bool:
+        if self._pool is not None:
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        assert self._dsn is not None  # noqa: S101 - only called with a database
+        try:
+            pool = await create_pool(self._dsn, min_size=1, max_size=2, timeout=CONNECT_TIMEOUT)
+        except DB_ERRORS as exc:
+            self._schedule_retry(exc)
+            return False
+        try:
+            async with pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                await check_schema_current(conn)
+        except DB_ERRORS as exc:
+            pool.terminate()
+            self._schedule_retry(exc)
+            return False
+        log.info("audit writer connected to Postgres")
+        self._pool, self._retry_delay = pool, RETRY_MIN
+        return True
+
+    def _schedule_retry(self, exc: BaseException) -> None:
+        log.warning("audit database unavailable (%s); spooling, retry in %.1f s",
+                    type(exc).__name__, self._retry_delay)
+        self._metrics.errors.labels("audit_db").inc()
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+
+    async def _disconnect(self, exc: BaseException) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+        self._schedule_retry(exc)
+
+    def _to_spool(self, batch: list[AuditEvent]) -> None:
+        if self._spool.full and self._full_action is SpoolFullAction.DROP:
+            self._metrics.audit_dropped.labels("spool_full").inc(len(batch))
+            log.error("AUDIT SPOOL FULL (%d bytes): %d events dropped", self._spool.size,
+                      len(batch))
+            return
+        try:
+            self._spool.append(batch)
+        except OSError as exc:
+            self._metrics.audit_dropped.labels("spool_error").inc(len(batch))
+            log.error("cannot append to the audit spool (%s): %d events dropped",
+                      exc.strerror, len(batch))
+            return
+        self._metrics.audit_spooled.inc(len(batch))
+        if self._spool.full:
+            log.error("AUDIT SPOOL FULL (%d bytes >= %d): %s", self._spool.size,
+                      self._spool.max_bytes,
+                      "new mail is tempfailed" if self.refusing_mail else "events will be dropped")

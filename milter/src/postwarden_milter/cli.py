@@ -1,0 +1,57 @@
+"""`postwarden-milter [--config FILE]` and `postwarden-milter migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from postwarden_store.cli import run_migrate
+
+from .app import MilterProcess
+from .errors import StartupError
+from .logcontext import configure_logging
+from .settings import SettingsError, load_settings
+
+PROG = "postwarden-milter"
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="postwarden milter: check, sanitize and audit mail passing through Postfix. "
+        "Settings come from --config and POSTWARDEN_<SETTING> variables (which win). "
+        f"`{PROG} migrate` applies the database migrations.",
+    )
+    parser.add_argument("--config", type=Path, default=os.environ.get("POSTWARDEN_CONFIG"),
+                        help="YAML settings file (default: $POSTWARDEN_CONFIG, or none)")
+    return parser
+
+
+def serve(config: Path | None) -> int:
+    try:
+        settings = load_settings(config, os.environ)
+    except SettingsError as exc:
+        print(f"{PROG}: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level)
+    process = MilterProcess(settings)
+    try:
+        services = process.start()
+        process.serve(services)
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        process.shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["migrate"]:
+        return run_migrate(args[1:], prog=f"{PROG} migrate")
+    options = _parser().parse_args(args)
+    return serve(options.config)

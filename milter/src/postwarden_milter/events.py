@@ -1,0 +1,87 @@
+"""Audit events built from a finished (or abandoned) transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import ipaddress
+import uuid
+from typing import Any
+
+from postwarden_policies.audit import AuditEvent
+from postwarden_policies.facts import MessageFacts
+from postwarden_policies.redact import redact
+from postwarden_policies.verdicts import Change, SmtpReply, Verdict
+
+from .session import Client, Transaction
+
+MAX_SUBJECT = 200
+
+
+def _address(text: str | None) -> str | None:
+    """Only a real IP goes into the inet column ("unknown" and the like do not)."""
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip("[]").removeprefix("IPv6:")))
+    except ValueError:
+        return None
+
+
+def _subject(subject: str | None) -> str | None:
+    if subject is None:
+        return None
+    text = redact(subject)
+    return text if len(text) <= MAX_SUBJECT else text[: MAX_SUBJECT - 1] + "…"
+
+
+def change_dict(change: Change) -> dict[str, Any]:
+    kind = "".join(f"_{c.lower()}" if c.isupper() else c for c in type(change).__name__)
+    return {"kind": kind.lstrip("_"), **dataclasses.asdict(change)}
+
+
+def _flags(facts: MessageFacts | None, verdict: Verdict | None) -> tuple[str, ...]:
+    flags: set[str] = set()
+    if facts is not None:
+        flags |= facts.flags | ({"duplicate"} if facts.duplicate else set())
+    if verdict is not None:
+        flags |= verdict.flags | ({"report_only"} if verdict.report_only else set())
+    return tuple(sorted(flags))
+
+
+def build_event(
+    *,
+    instance: str,
+    transaction: Transaction,
+    client: Client,
+    action: str,
+    reply: SmtpReply | None,
+    policy_hash: str,
+    facts: MessageFacts | None = None,
+    verdict: Verdict | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        event_id=uuid.uuid4().hex,
+        time=dt.datetime.now(dt.UTC),
+        instance=instance,
+        queue_id=transaction.queue_id,
+        message_uid=transaction.uid,
+        client_address=_address(client.address),
+        client_name=client.name,
+        helo=client.helo,
+        auth_user=transaction.auth_user,
+        sender=transaction.sender,
+        recipients=tuple(transaction.recipients),
+        header_from=facts.from_address if facts else None,
+        message_id=facts.message_id if facts else None,
+        subject=_subject(facts.subject) if facts else None,
+        size=facts.size if facts else transaction.size,
+        action=action,
+        smtp_reply=str(reply) if reply else None,
+        rules=verdict.rules if verdict else (),
+        changes=tuple(change_dict(c) for c in verdict.changes) if verdict else (),
+        policy_hash=policy_hash,
+        duration_ms=transaction.elapsed() * 1000.0,
+        flags=_flags(facts, verdict),
+        notify=verdict.notify if verdict else (),
+    )

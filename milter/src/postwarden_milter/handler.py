@@ -1,0 +1,326 @@
+"""What each milter callback does, independent of pymilter.
+
+A :class:`ConnectionHandler` lives as long as one SMTP connection and holds at
+most one :class:`Transaction`. Every callback is guarded: an exception or a
+missed per-message deadline answers the configured fail action (tempfail
+``451 4.3.0`` by default), is logged with the queue id and counted. Steps the
+MTA does not wait for (helo, header, eoh are negotiated as "no reply")
+remember a failure and the next step that replies answers it.
+
+Parsing and evaluation run on a worker pool so this thread can send progress
+replies while it waits and give up at the deadline.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Concatenate, ParamSpec, Protocol
+
+from postwarden_policies.audit import AuditEvent
+from postwarden_policies.engine import evaluate
+from postwarden_policies.facts import Envelope, MessageFacts
+from postwarden_policies.mimeparse import parse_message
+from postwarden_policies.policyset import PolicySet
+from postwarden_policies.verdicts import Action, Reply, SmtpReply, Verdict
+
+from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
+from .duplicates import DuplicateDetector
+from .errors import MessageTimeout
+from .events import build_event
+from .logcontext import set_message_context
+from .metrics import Metrics
+from .reload import PolicyHolder
+from .session import Client, Transaction, esmtp_size, strip_brackets
+from .settings import MilterSettings
+
+log = logging.getLogger(__name__)
+
+PROGRESS_SECONDS = 5.0  # well under Postfix's milter_content_timeout (300 s)
+P = ParamSpec("P")
+
+
+class AuditSink(Protocol):
+    def submit(self, event: AuditEvent) -> None: ...
+
+    @property
+    def refusing_mail(self) -> bool: ...
+
+
+class MacroSource(Protocol):
+    def getsymval(self, sym: str) -> str | None: ...
+
+
+class Actions(MilterActions, MacroSource, Protocol):
+    pass
+
+
+class ConnectionSlots:
+    """Bounded concurrency: past the limit a new connection gets a cheap 421."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._active = 0
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self._active >= self._limit:
+                return False
+            self._active += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the callbacks share across connections."""
+
+    settings: MilterSettings
+    policies: PolicyHolder
+    audit: AuditSink
+    metrics: Metrics
+    duplicates: DuplicateDetector
+    slots: ConnectionSlots
+    workers: concurrent.futures.ThreadPoolExecutor
+
+
+def guarded(
+    kind: str, replies: bool = True
+) -> Callable[
+    [Callable[Concatenate[ConnectionHandler, P], Outcome]],
+    Callable[Concatenate[ConnectionHandler, P], Outcome],
+]:
+    """Turn any exception into the fail action (or a pending failure for no-reply steps)."""
+
+    def wrap(
+        method: Callable[Concatenate[ConnectionHandler, P], Outcome],
+    ) -> Callable[Concatenate[ConnectionHandler, P], Outcome]:
+        def run(self: ConnectionHandler, /, *args: P.args, **kwargs: P.kwargs) -> Outcome:
+            self.enter()
+            try:
+                if replies and self.pending_failure is not None:
+                    return self.fail(self.pending_failure)
+                if replies and self.past_deadline():
+                    return self.fail("timeout")
+                return method(self, *args, **kwargs)
+            except MessageTimeout:
+                return self.fail("timeout")
+            except Exception:
+                log.exception("internal error in the %s callback", kind)
+                if replies:
+                    return self.fail(kind)
+                self.pending_failure = kind
+                return Outcome.CONTINUE
+
+        functools.update_wrapper(run, method)
+        return run
+
+    return wrap
+
+
+class ConnectionHandler:
+    def __init__(self, services: Services, actions: Actions) -> None:
+        self._s = services
+        self._actions = actions
+        self._client = Client()
+        self._txn: Transaction | None = None
+        self._has_slot = False
+        self.leading_space = False  # set once the protocol is negotiated
+        self.pending_failure: str | None = None
+
+    # --- plumbing --------------------------------------------------------------
+
+    def enter(self) -> None:
+        txn = self._txn
+        set_message_context(txn.queue_id if txn else None, txn.uid if txn else None)
+
+    def past_deadline(self) -> bool:
+        txn = self._txn
+        return txn is not None and txn.elapsed() > self._s.settings.message_timeout_seconds
+
+    def _macro(self, name: str) -> str | None:
+        value = self._actions.getsymval(name)
+        return value or None
+
+    def fail(self, kind: str) -> Outcome:
+        """Answer an internal failure; the reply is always set before returning."""
+        self._s.metrics.errors.labels(kind).inc()
+        applied = fail(self._actions, self._s.settings.fail_action)
+        log.error("%s: answering %s", kind, applied.reply or applied.outcome.value)
+        self._finish("error", applied.reply)
+        self.pending_failure = None
+        return applied.outcome
+
+    def _finish(self, action: str, reply: SmtpReply | None,
+                facts: MessageFacts | None = None, verdict: Verdict | None = None) -> None:
+        """Audit the transaction (if one is open) and forget it."""
+        txn, self._txn = self._txn, None
+        if txn is None:
+            return
+        policy_hash = verdict.policy_hash if verdict else self._s.policies.current.content_hash
+        try:
+            self._s.metrics.messages.labels(action).inc()
+            self._s.audit.submit(build_event(
+                instance=self._s.settings.instance_name, transaction=txn, client=self._client,
+                action=action, reply=reply, facts=facts, verdict=verdict, policy_hash=policy_hash,
+            ))
+        finally:
+            txn.close()
+
+    def _refuse(self, reply: Reply, action: str) -> Outcome:
+        applied = reply_with(self._actions, reply)
+        log.info("%s: %s", action, applied.reply)
+        self._finish(action, applied.reply)
+        return applied.outcome
+
+    # --- callbacks ---------------------------------------------------------------
+
+    @guarded("connect")
+    def connect(self, hostname: str, address: str | None) -> Outcome:
+        if not self._s.slots.acquire():
+            self._s.metrics.errors.labels("overload").inc()
+            log.warning("overloaded (%d connections): refusing %s", self._s.slots.active, address)
+            return reply_with(self._actions, Reply.OVERLOADED).outcome
+        self._has_slot = True
+        self._s.metrics.connections.inc()
+        self._client = Client(address=address, name=hostname)
+        return Outcome.CONTINUE
+
+    @guarded("helo", replies=False)
+    def helo(self, name: str) -> Outcome:
+        self._client.helo = name
+        return Outcome.CONTINUE
+
+    @guarded("envfrom")
+    def mail(self, sender: str, params: tuple[str, ...]) -> Outcome:
+        self._finish("aborted", None)  # a new MAIL FROM ends an unfinished transaction
+        policy_set = self._s.policies.current
+        self._txn = Transaction(
+            sender=strip_brackets(sender),
+            auth_user=self._macro("{auth_authen}"),
+            memory_threshold=self._s.settings.body_memory_threshold,
+            max_bytes=policy_set.limits.max_message_bytes,
+            queue_id=self._macro("i"),
+        )
+        self.enter()
+        if self._s.audit.refusing_mail:
+            return self._refuse(Reply.INTERNAL_ERROR, "tempfail")
+        declared = esmtp_size(params)
+        if declared is not None and not self._txn.fits(declared):
+            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
+        return Outcome.CONTINUE
+
+    @guarded("envrcpt")
+    def rcpt(self, recipient: str, params: tuple[str, ...]) -> Outcome:
+        txn = self._require()
+        txn.queue_id = txn.queue_id or self._macro("i")
+        limit = self._s.policies.current.max_recipients
+        if limit is not None and len(txn.recipients) >= limit:
+            return reply_with(self._actions, Reply.TOO_MANY_RECIPIENTS).outcome
+        txn.add_recipient(recipient)
+        return Outcome.CONTINUE
+
+    @guarded("header", replies=False)
+    def header(self, name: str, value: bytes) -> Outcome:
+        self._require().add_header(name, value, self.leading_space)
+        return Outcome.CONTINUE
+
+    @guarded("eoh", replies=False)
+    def eoh(self) -> Outcome:
+        return Outcome.CONTINUE
+
+    @guarded("body")
+    def body(self, chunk: bytes) -> Outcome:
+        txn = self._require()
+        if not txn.add_body(chunk):
+            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
+        return Outcome.CONTINUE
+
+    @guarded("eom")
+    def eom(self) -> Outcome:
+        txn = self._require()
+        txn.queue_id = self._macro("i") or txn.queue_id
+        self.enter()
+        if not txn.within_limit:  # headers alone can pass the limit (no body callback)
+            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
+        with self._s.metrics.latency.time():
+            policy_set = self._s.policies.current
+            job = self._s.workers.submit(
+                self._decide, policy_set, txn.raw_message(), txn.envelope(self._client),
+                txn.body_sha256,
+            )
+            facts, verdict = self._wait(job, txn)
+            applied = apply_verdict(self._actions, verdict, MessageEdits(
+                uid=txn.uid, id_header=self._s.settings.id_header,
+                header_counts=txn.header_names, rcpt_as_given=txn.rcpt_as_given,
+                leading_space=self.leading_space,
+            ))
+        self._report(verdict, applied, facts)
+        return applied.outcome
+
+    def abort(self) -> Outcome:
+        self.enter()
+        self._finish("aborted", None)
+        self.pending_failure = None
+        return Outcome.CONTINUE
+
+    def close(self) -> Outcome:
+        self.abort()
+        if self._has_slot:
+            self._has_slot = False
+            self._s.slots.release()
+            self._s.metrics.connections.dec()
+        return Outcome.CONTINUE
+
+    # --- end of message ----------------------------------------------------------
+
+    def _require(self) -> Transaction:
+        if self._txn is None:
+            raise RuntimeError("message callback outside a transaction")
+        return self._txn
+
+    def _decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope,
+                body_sha256: str) -> tuple[MessageFacts, Verdict]:
+        """Worker thread: parse, mark re-deliveries, evaluate."""
+        facts = parse_message(raw, envelope, max_parts=policy_set.max_mime_parts,
+                              max_depth=policy_set.max_mime_depth)
+        if self._s.duplicates.seen(facts.message_id, envelope.sender, body_sha256):
+            facts = dataclasses.replace(facts, duplicate=True)
+        return facts, evaluate(policy_set, facts)
+
+    def _wait(self, job: concurrent.futures.Future[tuple[MessageFacts, Verdict]],
+              txn: Transaction) -> tuple[MessageFacts, Verdict]:
+        timeout = self._s.settings.message_timeout_seconds
+        while True:
+            remaining = timeout - txn.elapsed()
+            if remaining <= 0:
+                job.cancel()
+                raise MessageTimeout(f"no verdict within {timeout:.0f} s")
+            try:
+                return job.result(timeout=min(PROGRESS_SECONDS, remaining))
+            except concurrent.futures.TimeoutError:
+                self._actions.progress()
+
+    def _report(self, verdict: Verdict, applied: Applied, facts: MessageFacts) -> None:
+        metrics = self._s.metrics
+        for rule in verdict.rules:
+            metrics.rules.labels(rule).inc()
+        action = Action.ACCEPT.value if verdict.report_only else verdict.action.value
+        if facts.duplicate:
+            log.info("re-delivery of message-id %s", facts.message_id)
+        log.info("%s from=<%s> rules=%s%s", action, facts.envelope.sender,
+                 ",".join(verdict.rules) or "-", " (report only)" if verdict.report_only else "")
+        self._finish(action, applied.reply, facts, verdict)

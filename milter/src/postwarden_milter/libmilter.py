@@ -1,0 +1,133 @@
+"""The only module that imports pymilter (``Milter``, which re-exports its C extension).
+
+:class:`PostwardenMilter` adapts libmilter's callbacks to
+:class:`~postwarden_milter.handler.ConnectionHandler` and maps our
+:class:`~postwarden_milter.apply.Outcome` values to libmilter's codes. It
+negotiates only what postwarden uses: the actions below, no-reply for the
+steps that never refuse, and header values with their leading space so the
+message can be rebuilt exactly as received.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar, cast
+
+import Milter
+
+from .apply import Outcome
+from .handler import ConnectionHandler, Services
+
+log = logging.getLogger(__name__)
+
+# addheader, chgheader (and delete), replacebody, delrcpt, quarantine.
+ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.MODBODY | Milter.DELRCPT | Milter.QUARANTINE
+
+CODES: dict[Outcome, int] = {
+    Outcome.CONTINUE: Milter.CONTINUE,
+    Outcome.ACCEPT: Milter.ACCEPT,
+    Outcome.REJECT: Milter.REJECT,
+    Outcome.TEMPFAIL: Milter.TEMPFAIL,
+    Outcome.DISCARD: Milter.DISCARD,
+}
+
+
+F = TypeVar("F", bound=Callable[..., int])
+
+
+def _noreply(func: F) -> F:
+    """Milter.noreply, typed: the MTA does not wait for this step's answer."""
+    return cast(F, Milter.noreply(func))
+
+
+def _decode_bytes(func: F) -> F:
+    """Milter.decode("bytes"), typed: header values arrive as the raw bytes."""
+    return cast(F, Milter.decode("bytes")(func))
+
+
+def _text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+def _bytes(value: str | bytes) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+@Milter.header_leading_space
+class PostwardenMilter(Milter.Base):  # type: ignore[misc]
+    services: ClassVar[Services]
+
+    def __init__(self) -> None:
+        self._handler = ConnectionHandler(self.services, self)
+
+    def negotiate(self, opts: list[int]) -> Any:
+        result = super().negotiate(opts)
+        opts[0] = self._actions = opts[0] & ACTIONS
+        return result
+
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        self._handler.leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
+        address = None
+        if family in (socket.AF_INET, socket.AF_INET6):
+            address = hostaddr[0] if isinstance(hostaddr, tuple) else str(hostaddr)
+        return CODES[self._handler.connect(_text(hostname), address)]
+
+    @_noreply
+    def hello(self, hostname: str) -> int:
+        return CODES[self._handler.helo(_text(hostname))]
+
+    def envfrom(self, sender: str, *params: str) -> int:
+        return CODES[self._handler.mail(_text(sender), tuple(_text(p) for p in params))]
+
+    def envrcpt(self, recipient: str, *params: str) -> int:
+        return CODES[self._handler.rcpt(_text(recipient), tuple(_text(p) for p in params))]
+
+    @_noreply
+    @_decode_bytes
+    def header(self, name: str, value: bytes) -> int:
+        return CODES[self._handler.header(_text(name), _bytes(value))]
+
+    @_noreply
+    def eoh(self) -> int:
+        return CODES[self._handler.eoh()]
+
+    def body(self, chunk: bytes) -> int:
+        return CODES[self._handler.body(chunk)]
+
+    def eom(self) -> int:
+        return CODES[self._handler.eom()]
+
+    def abort(self) -> int:
+        return CODES[self._handler.abort()]
+
+    def close(self) -> int:
+        return CODES[self._handler.close()]
+
+    # The actions, typed for handler.Actions (pymilter's signatures are untyped).
+    def setreply(self, rcode: str, xcode: str | None = None, msg: str | None = None) -> None:
+        super().setreply(rcode, xcode, msg)
+
+    def getsymval(self, sym: str) -> str | None:
+        value = super().getsymval(sym)
+        return _text(value) if value is not None else None
+
+
+def run(services: Services, connection: str, name: str = "postwarden") -> None:
+    """Serve until :func:`stop` (or libmilter's own SIGTERM handling) ends the loop."""
+    PostwardenMilter.services = services
+    Milter.factory = PostwardenMilter
+    # Explicit, though it is libmilter's default: an exception that escapes our
+    # guards still answers 451 4.3.0, never an unchecked accept.
+    Milter.set_exception_policy(Milter.TEMPFAIL)
+    Milter.set_flags(ACTIONS)
+    Milter.runmilter(name, connection)
+
+
+def stop() -> None:
+    Milter.stop()

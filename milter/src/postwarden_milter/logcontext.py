@@ -1,0 +1,60 @@
+"""Log lines that name the message: queue id and our uid ride in a ContextVar.
+
+libmilter runs each SMTP connection on its own thread, and each thread has
+its own context, so a callback sets :data:`MESSAGE` once and every log line
+written further down (apply, audit, duplicates) carries the ids without
+passing them around. The filter also redacts and truncates the rendered
+message: one place scrubs secrets from every line this process writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from postwarden_policies.redact import redact
+
+MAX_LOG_MESSAGE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    queue_id: str = "-"
+    uid: str = "-"
+
+
+NO_MESSAGE = MessageContext()
+MESSAGE: ContextVar[MessageContext | None] = ContextVar("postwarden_message", default=None)
+
+
+def set_message_context(queue_id: str | None, uid: str | None) -> None:
+    MESSAGE.set(MessageContext(queue_id or "-", uid or "-"))
+
+
+class MessageContextFilter(logging.Filter):
+    """Add ``queue_id``/``uid`` to every record and redact its rendered message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = MESSAGE.get() or NO_MESSAGE
+        record.queue_id = context.queue_id
+        record.uid = context.uid
+        message = redact(record.getMessage())
+        if len(message) > MAX_LOG_MESSAGE:
+            message = message[:MAX_LOG_MESSAGE] + "...[truncated]"
+        record.msg, record.args = message, None
+        return True
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(queue_id)s %(uid)s] %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr (systemd's journal or the test's pipe) through the context filter."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(MessageContextFilter())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

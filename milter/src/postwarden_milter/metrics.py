@@ -1,0 +1,65 @@
+"""Prometheus metrics of the milter, served on a loopback port.
+
+Each :class:`Metrics` owns its registry, so tests build one per case and
+read values back with ``registry.get_sample_value``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.messages = Counter(
+            "postwarden_messages", "Transactions by outcome", ["verdict"], registry=r
+        )
+        self.rules = Counter("postwarden_rule_matches", "Rules matched", ["rule"], registry=r)
+        self.latency = Histogram(
+            "postwarden_processing_seconds",
+            "End-of-message processing time (parse, evaluate, apply)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.audit_queue_depth = Gauge(
+            "postwarden_audit_queue_depth", "Audit events waiting for the writer", registry=r
+        )
+        self.audit_written = Counter(
+            "postwarden_audit_written", "Audit events written to Postgres", registry=r
+        )
+        self.audit_spooled = Counter(
+            "postwarden_audit_spooled", "Audit events appended to the local spool", registry=r
+        )
+        self.audit_dropped = Counter(
+            "postwarden_audit_dropped", "Audit events lost (queue or spool full)", ["reason"],
+            registry=r,
+        )
+        self.spool_bytes = Gauge(
+            "postwarden_audit_spool_bytes", "Size of the local audit spool", registry=r
+        )
+        self.policy_reloads = Counter(
+            "postwarden_policy_reloads", "Policy set reloads", ["result"], registry=r
+        )
+        self.errors = Counter("postwarden_errors", "Internal errors", ["kind"], registry=r)
+        self.connections = Gauge(
+            "postwarden_connections", "SMTP connections being filtered", registry=r
+        )
+
+    def serve(self, address: tuple[str, int]) -> Callable[[], None]:
+        """Start the HTTP endpoint; returns a function that stops it."""
+        result: Any = start_http_server(address[1], addr=address[0], registry=self.registry)
+        server, thread = result
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+        return stop

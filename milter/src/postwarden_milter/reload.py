@@ -1,0 +1,218 @@
+"""The policy set in force, and how it is replaced while mail flows.
+
+:class:`PolicyHolder` holds an immutable compiled :class:`PolicySet`; a reload
+builds a new one and swaps the reference, so a callback that already read
+``holder.current`` finishes with the set it started with. A set that fails to
+load is refused: the running one stays, and the failure is logged and
+counted.
+
+Sources: a policy directory (polled for changes, and re-read on SIGHUP), or
+the database's active revisions (LISTEN on ``postwarden_policy``). In
+database mode the last good sources are kept under the spool directory, so a
+milter restarted while Postgres is away still filters with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import asyncpg
+
+from postwarden_policies.errors import PoliciesError
+from postwarden_policies.loader import load_policy_set, load_policy_set_from_sources
+from postwarden_policies.policyset import PolicySet
+from postwarden_store import connect
+from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
+
+from .loopthread import LoopThread
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+LAST_GOOD_NAME = "policies-last-good.json"
+DB_TIMEOUT = 10.0
+LISTEN_RETRY = 5.0
+Sources = list[tuple[str, str]]
+
+
+class PolicyHolder:
+    def __init__(self, policy_set: PolicySet) -> None:
+        self._current = policy_set
+
+    @property
+    def current(self) -> PolicySet:
+        return self._current
+
+    def swap(self, policy_set: PolicySet) -> None:
+        self._current = policy_set  # one reference store: atomic for readers
+
+
+def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    entries = []
+    for path in sorted(directory.rglob("*")):
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            stat = path.stat()
+            entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(entries)
+
+
+def save_last_good(spool_dir: Path, sources: Sources) -> None:
+    target = spool_dir / LAST_GOOD_NAME
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(json.dumps(sources), encoding="utf-8")
+    os.replace(temporary, target)
+
+
+def load_last_good(spool_dir: Path) -> Sources | None:
+    path = spool_dir / LAST_GOOD_NAME
+    if not path.exists():
+        return None
+    return [(str(label), str(source)) for label, source in json.loads(path.read_text("utf-8"))]
+
+
+class PolicyReloader:
+    """Loads the first set, then reloads on SIGHUP, file changes or NOTIFY."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        spool_dir: Path,
+        policy_dir: Path | None,
+        database_url: str | None,
+        poll_seconds: float,
+        loop_thread: LoopThread,
+    ) -> None:
+        self._metrics = metrics
+        self._spool_dir = spool_dir
+        self._dir = policy_dir
+        self._dsn = database_url if policy_dir is None else None
+        self._poll = poll_seconds
+        self._loop_thread = loop_thread
+        self._requested = threading.Event()
+        self._stopping = threading.Event()
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._thread = threading.Thread(target=self._watch, name="postwarden-reload",
+                                        daemon=True)
+        self._listen_task: asyncio.Task[None] | None = None
+        self.holder: PolicyHolder | None = None
+
+    # --- loading -------------------------------------------------------------
+
+    def _load(self) -> PolicySet:
+        if self._dir is not None:
+            self._fingerprint = _fingerprint(self._dir)
+            return load_policy_set([self._dir])
+        sources = self._fetch_sources()
+        policy_set = load_policy_set_from_sources(sources)
+        save_last_good(self._spool_dir, sources)
+        return policy_set
+
+    def _fetch_sources(self) -> Sources:
+        assert self._dsn is not None  # noqa: S101 - database mode only
+        dsn = self._dsn
+
+        async def fetch() -> Sources:
+            conn = await connect(dsn, timeout=DB_TIMEOUT)
+            try:
+                return await fetch_active_sources(conn)
+            finally:
+                await conn.close()
+
+        return self._loop_thread.submit(fetch()).result(DB_TIMEOUT * 2)
+
+    def load_initial(self) -> PolicyHolder:
+        """The first set; raises PoliciesError (or a database error) when there is none."""
+        try:
+            policy_set = self._load()
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            if self._dsn is None:
+                raise
+            sources = load_last_good(self._spool_dir)
+            if sources is None:
+                raise
+            log.warning("policy database unavailable (%s): using the last good policy set",
+                        type(exc).__name__)
+            policy_set = load_policy_set_from_sources(sources)
+        self.holder = PolicyHolder(policy_set)
+        self._metrics.policy_reloads.labels("initial").inc()
+        log.info("policy set %s loaded", policy_set.content_hash[:12])
+        return self.holder
+
+    def reload(self, reason: str) -> bool:
+        assert self.holder is not None  # noqa: S101 - load_initial() ran first
+        try:
+            policy_set = self._load()
+        except PoliciesError as exc:
+            self._refused(reason, str(exc))
+            return False
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            self._refused(reason, type(exc).__name__)
+            return False
+        old = self.holder.current.content_hash
+        self.holder.swap(policy_set)
+        self._metrics.policy_reloads.labels("ok").inc()
+        log.info("policy set reloaded (%s): %s -> %s", reason, old[:12],
+                 policy_set.content_hash[:12])
+        return True
+
+    def _refused(self, reason: str, detail: str) -> None:
+        self._metrics.policy_reloads.labels("failed").inc()
+        log.error("policy reload (%s) refused, keeping the running set: %s", reason, detail)
+
+    # --- triggers ------------------------------------------------------------
+
+    def request(self) -> None:
+        """Ask for a reload (SIGHUP handler, NOTIFY listener): cheap, any thread."""
+        self._requested.set()
+
+    def start(self) -> None:
+        self._thread.start()
+        if self._dsn is not None:
+            self._loop_thread.submit(self._listen())
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._requested.set()
+        task = self._listen_task
+        if task is not None:
+            self._loop_thread.loop.call_soon_threadsafe(task.cancel)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            requested = self._requested.wait(self._poll if self._poll > 0 else None)
+            if self._stopping.is_set():
+                return
+            if requested:
+                self._requested.clear()
+                self.reload("signal" if self._dir is not None else "notify")
+            elif self._dir is not None and _fingerprint(self._dir) != self._fingerprint:
+                self.reload("file change")
+
+    async def _listen(self) -> None:
+        """Hold a LISTEN connection; reconnect (and reload, a NOTIFY may be lost) on failure."""
+        assert self._dsn is not None  # noqa: S101 - database mode only
+        # The loop keeps only weak references to tasks; this one mostly waits on itself.
+        self._listen_task = asyncio.current_task()
+        while True:
+            try:
+                conn = await connect(self._dsn, timeout=DB_TIMEOUT)
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                await asyncio.sleep(LISTEN_RETRY)
+                continue
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            try:
+                await conn.add_listener(POLICY_CHANNEL, lambda *_args: self.request())
+                self.request()
+                await lost.wait()
+            finally:
+                await conn.close(timeout=DB_TIMEOUT)
+            await asyncio.sleep(LISTEN_RETRY)

@@ -1,0 +1,229 @@
+"""The milter's settings: one frozen object, validated before the socket opens.
+
+Values come from an optional YAML file and ``POSTWARDEN_<NAME>`` variables
+(the environment wins, see :mod:`postwarden_policies.settings_source`). Every
+check that can fail runs here, so a bad setting stops the process with one
+line naming the setting instead of failing later on a live connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from postwarden_policies.settings_source import SettingsError, gather_settings
+
+__all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction",
+           "load_settings"]
+
+T = TypeVar("T")
+
+
+class FailAction(enum.StrEnum):
+    """What an internal error or a missed deadline answers."""
+
+    TEMPFAIL = "tempfail"
+    ACCEPT = "accept"
+    REJECT = "reject"
+
+
+class SpoolFullAction(enum.StrEnum):
+    """What happens when the audit spool reaches ``spool_max_bytes``."""
+
+    TEMPFAIL = "tempfail"  # refuse new mail (4xx) until the spool drains
+    DROP = "drop"  # keep accepting mail, count and log the lost events
+
+
+class Secret:
+    """A string whose ``repr``/``str`` never shows the value (database URLs hold passwords)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class MilterSettings:
+    policy_dir: Path | None = None
+    milter_socket: str = "inet:8899@127.0.0.1"
+    database_url: Secret | None = None
+    spool_dir: Path = Path("/var/spool/postwarden")
+    fail_action: FailAction = FailAction.TEMPFAIL
+    metrics_listen: str = ""  # "HOST:PORT"; empty turns the endpoint off
+    instance_name: str = ""  # empty: the host name
+    id_header: str = "X-Postwarden-Id"  # empty turns the header off
+    max_concurrency: int = 64
+    message_timeout_seconds: float = 60.0
+    body_memory_threshold: int = 1024 * 1024
+    spool_max_bytes: int = 1024 * 1024 * 1024
+    spool_full_action: SpoolFullAction = SpoolFullAction.TEMPFAIL
+    duplicate_window_seconds: float = 3600.0  # 0 turns duplicate detection off
+    audit_queue_size: int = 10000
+    log_level: str = "INFO"
+    policy_poll_seconds: float = 2.0  # policy_dir change polling; 0 turns it off
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        if not self.metrics_listen:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+SETTING_NAMES = tuple(f.name for f in fields(MilterSettings))
+
+_SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
+_SOCKET_UNIX = re.compile(r"^(?:unix|local):(/\S+)$")
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _check_port(text: str, name: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError(f"{name}: port {port} out of range 1-65535")
+    return port
+
+
+def _socket(value: str) -> str:
+    match = _SOCKET_INET.match(value)
+    if match:
+        _check_port(match.group(1), "milter_socket")
+        return value
+    if _SOCKET_UNIX.match(value):
+        parent = Path(value.split(":", 1)[1]).parent
+        if not parent.is_dir():
+            raise ValueError(f"milter_socket: directory {parent} does not exist")
+        return value
+    raise ValueError(
+        f"milter_socket: {value!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH"
+    )
+
+
+def _listen(value: str) -> str:
+    if not value:
+        return ""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"metrics_listen: {value!r} is not HOST:PORT")
+    _check_port(port, "metrics_listen")
+    return value
+
+
+def _positive(kind: Callable[[Any], T], name: str, allow_zero: bool = False) -> Callable[[Any], T]:
+    def convert(value: Any) -> T:
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: {value!r} is not a number") from None
+        if number < 0 or (number == 0 and not allow_zero):  # type: ignore[operator]
+            raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        return number
+
+    return convert
+
+
+def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        try:
+            return kind(str(value).lower())
+        except ValueError:
+            choices = " | ".join(member.value for member in kind)
+            raise ValueError(f"{name}: {value!r} is not one of {choices}") from None
+
+    return convert
+
+
+def _id_header(value: Any) -> str:
+    text = str(value).strip()
+    if text and not _HEADER_NAME.match(text):
+        raise ValueError(f"id_header: {text!r} is not a valid header name")
+    return text
+
+
+def _log_level(value: Any) -> str:
+    text = str(value).upper()
+    if text not in _LOG_LEVELS:
+        raise ValueError(f"log_level: {value!r} is not one of {', '.join(_LOG_LEVELS)}")
+    return text
+
+
+def _optional_path(value: Any) -> Path | None:
+    return Path(str(value)) if value not in (None, "") else None
+
+
+def _secret(value: Any) -> Secret | None:
+    return Secret(str(value)) if value not in (None, "") else None
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "policy_dir": _optional_path,
+    "milter_socket": lambda v: _socket(str(v)),
+    "database_url": _secret,
+    "spool_dir": lambda v: Path(str(v)),
+    "fail_action": _choice(FailAction, "fail_action"),
+    "metrics_listen": lambda v: _listen(str(v or "")),
+    "instance_name": lambda v: str(v or ""),
+    "id_header": _id_header,
+    "max_concurrency": _positive(int, "max_concurrency"),
+    "message_timeout_seconds": _positive(float, "message_timeout_seconds"),
+    "body_memory_threshold": _positive(int, "body_memory_threshold"),
+    "spool_max_bytes": _positive(int, "spool_max_bytes"),
+    "spool_full_action": _choice(SpoolFullAction, "spool_full_action"),
+    "duplicate_window_seconds": _positive(float, "duplicate_window_seconds", allow_zero=True),
+    "audit_queue_size": _positive(int, "audit_queue_size"),
+    "log_level": _log_level,
+    "policy_poll_seconds": _positive(float, "policy_poll_seconds", allow_zero=True),
+}
+
+
+def _check_dirs(settings: MilterSettings) -> None:
+    if settings.policy_dir is None and settings.database_url is None:
+        raise SettingsError("policy_dir: set policy_dir or database_url (policies come from one)")
+    if settings.policy_dir is not None and not settings.policy_dir.is_dir():
+        raise SettingsError(f"policy_dir: {settings.policy_dir} is not a directory")
+    try:
+        settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            f"spool_dir: cannot create {settings.spool_dir}: {exc.strerror}"
+        ) from None
+    if not os.access(settings.spool_dir, os.W_OK | os.X_OK):
+        raise SettingsError(f"spool_dir: {settings.spool_dir} is not writable")
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str]) -> MilterSettings:
+    """Read, convert and check every setting; raise SettingsError naming the culprit."""
+    raw = gather_settings(path, environ, SETTING_NAMES)
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            values[name] = _CONVERTERS[name](value)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+    if not values.get("instance_name"):
+        values["instance_name"] = socket.gethostname()
+    settings = MilterSettings(**values)
+    _check_dirs(settings)
+    return settings

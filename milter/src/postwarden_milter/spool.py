@@ -1,0 +1,89 @@
+"""The local audit spool: append-only JSON lines, fsync'd per batch.
+
+Only the audit writer thread touches it. When Postgres is away, batches are
+appended here; once it is back they are read in order and written again.
+Each event's unique id makes that replay idempotent, so a crash between
+"written to Postgres" and "spool truncated" duplicates nothing.
+
+With no database configured the spool *is* the audit log (JSON lines an
+admin can ship or rotate), and nothing is ever replayed from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from postwarden_policies.audit import AuditEvent
+
+log = logging.getLogger(__name__)
+
+SPOOL_NAME = "audit-spool.jsonl"
+
+
+class AuditSpool:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.path = directory / SPOOL_NAME
+        self.max_bytes = max_bytes
+        self._size = self.path.stat().st_size if self.path.exists() else 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def full(self) -> bool:
+        return self._size >= self.max_bytes
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def append(self, events: Sequence[AuditEvent]) -> None:
+        """Append a batch durably (one write, one fsync)."""
+        if not events:
+            return
+        data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._size += len(data)
+
+    def batches(self, size: int, start: int = 0) -> Iterator[tuple[list[AuditEvent], int]]:
+        """Events from byte offset ``start`` in order, with the offset after each batch.
+
+        A line torn by a crash mid-append (no trailing newline) is skipped and
+        logged: the batch it belonged to was never acknowledged as spooled.
+        """
+        batch: list[AuditEvent] = []
+        with self.path.open("rb") as handle:
+            handle.seek(start)
+            offset = start
+            for line in handle:
+                offset += len(line)
+                if not line.endswith(b"\n"):
+                    log.error("audit spool: skipping a torn last line (%d bytes)", len(line))
+                    continue
+                try:
+                    batch.append(AuditEvent.from_json(line.decode("utf-8")))
+                except (ValueError, TypeError, KeyError):
+                    log.error("audit spool: skipping an unreadable line at offset %d", offset)
+                    continue
+                if len(batch) >= size:
+                    yield batch, offset
+                    batch = []
+            if batch:
+                yield batch, offset
+
+    def clear(self) -> None:
+        """Empty the spool once every event in it is safely in Postgres."""
+        with self.path.open("wb") as handle:
+            os.fsync(handle.fileno())
+        self._size = 0

@@ -1,0 +1,147 @@
+"""``postwarden-policy``: check, test and try policies from the command line.
+
+postwarden-policy check FILE_OR_DIR...     load; print file:line:col errors, exit 1
+postwarden-policy test FILE_OR_DIR...      run the tests: sections, exit 1 on a failure
+postwarden-policy eval --policy DIR --from A --to B message.eml
+postwarden-policy schema                   print the JSON Schema of policy files
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .delivery import apply_edits
+from .engine import evaluate_message
+from .errors import PolicyLoadError
+from .facts import Envelope
+from .loader import load_policy_set
+from .policyset import PolicySet
+from .policytests import run_policy_tests
+from .render import verdict_json, verdict_lines
+from .schema import schema_text
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def _load(paths: Sequence[str]) -> PolicySet | None:
+    try:
+        return load_policy_set(paths)
+    except PolicyLoadError as exc:
+        for issue in sorted(exc.issues, key=lambda i: (i.file, i.line or 0, i.column or 0)):
+            print(issue, file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    policy_set = _load(args.paths)
+    if policy_set is None:
+        return EXIT_FAILED
+    rules = sum(len(p.rules) for p in policy_set.policies)
+    print(
+        f"ok: {len(policy_set.policies)} policies, {rules} rules ({policy_set.content_hash[:12]})"
+    )
+    return EXIT_OK
+
+
+def _test(args: argparse.Namespace) -> int:
+    policy_set = _load(args.paths)
+    if policy_set is None:
+        return EXIT_FAILED
+    results = run_policy_tests(policy_set)
+    for result in results:
+        rules = ", ".join(result.verdict.rules) if result.verdict else "-"
+        status = "PASS" if result.passed else "FAIL"
+        print(f"{status} {result.policy.source}: {result.case.name} [rules: {rules or '(none)'}]")
+        for problem in result.problems:
+            print(f"    {problem}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _diff(before: bytes, after: bytes) -> str:
+    # latin-1 maps every byte to one character, so the diff shows 8-bit content losslessly.
+    old = before.decode("latin-1").splitlines(keepends=True)
+    new = after.decode("latin-1").splitlines(keepends=True)
+    return "".join(difflib.unified_diff(old, new, "original", "delivered"))
+
+
+def _eval(args: argparse.Namespace) -> int:
+    policy_set = _load(args.policy)
+    if policy_set is None:
+        return EXIT_FAILED
+    try:
+        raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+    except OSError as exc:
+        print(f"{args.message}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    envelope = Envelope(
+        sender="" if args.sender == "<>" else args.sender,
+        recipients=tuple(args.recipients),
+        client_ip=args.client_ip,
+        client_name=args.client_name,
+        helo=args.helo,
+        auth_user=args.auth_user,
+    )
+    verdict = evaluate_message(policy_set, raw, envelope)
+    delivered = apply_edits(raw, verdict)
+    if args.json:
+        print(json.dumps(verdict_json(verdict), indent=2))
+    else:
+        print("\n".join(verdict_lines(verdict)))
+    if args.diff:
+        print(_diff(raw, delivered), end="")
+    if args.output:
+        if verdict.action.value in ("reject", "tempfail", "discard"):
+            print(f"not written: the message is not delivered ({verdict.action})", file=sys.stderr)
+        else:
+            Path(args.output).write_bytes(delivered)
+    return EXIT_OK
+
+
+def _schema(_: argparse.Namespace) -> int:
+    sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="postwarden-policy", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="load policies and report every error")
+    check.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    check.set_defaults(run=_check)
+    test = commands.add_parser("test", help="run the tests: sections of policies")
+    test.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    test.set_defaults(run=_test)
+    ev = commands.add_parser("eval", help="evaluate one message against policies")
+    ev.add_argument("--policy", action="append", required=True, metavar="FILE_OR_DIR")
+    ev.add_argument("--from", dest="sender", required=True, metavar="ADDRESS", help="<> for null")
+    ev.add_argument("--to", dest="recipients", action="append", required=True, metavar="ADDRESS")
+    ev.add_argument("--client-ip")
+    ev.add_argument("--client-name")
+    ev.add_argument("--helo")
+    ev.add_argument("--auth-user")
+    ev.add_argument("--diff", action="store_true", help="show what the filter changed")
+    ev.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
+    ev.add_argument("--output", metavar="FILE", help="write the message as it would be delivered")
+    ev.add_argument("message", help="the .eml file, or - for standard input")
+    ev.set_defaults(run=_eval)
+    schema = commands.add_parser("schema", help="print the JSON Schema of policy files")
+    schema.set_defaults(run=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

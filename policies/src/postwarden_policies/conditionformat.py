@@ -1,0 +1,177 @@
+"""The `when:` part of the policy format: condition keys, their types and their compiled form.
+
+Domain lists match a domain exactly; write ".example.com" or "*.example.com"
+to match its subdomains (not example.com itself: list both for both).
+Address, domain and user lists compare case-insensitively; globs follow
+fnmatch and are case-insensitive; regular expressions are RE2 and
+case-sensitive unless they start with "(?i)".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from . import conditions as c
+from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
+from .spec import Convert, Field, Lazy, ListOf, MapOf, Obj, Size, Spec, SpecError, boolean, text
+
+ADDRESS = r"[^@\s<>]+@[^@\s<>]+"
+DOMAIN = r"(\*?\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?"
+HEADER_NAME = r"[!-9;-~]+"  # RFC 5322 field name: printable ASCII except ":"
+FLAG = r"[a-z][a-z0-9_]*"
+
+
+def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.lower() for v in values)
+
+
+def _null_sender(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple("" if v == "<>" else v.lower() for v in values)
+
+
+def _glob(value: str) -> str:
+    glob_to_re2(value)  # raises SpecError for a bad glob, naming this item
+    return value
+
+
+def glob_list(what: str) -> Convert:
+    """Globs, each checked where it is written, compiled together."""
+    return Convert(ListOf(Convert(text(what=what), _glob)), compile_globs)
+
+
+def _network(value: str) -> c.IpNetwork:
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise SpecError(f"invalid CIDR {value!r}: {exc}") from None
+
+
+def _values(item: Spec, make: Callable[[tuple[Any, ...]], c.Condition], doc: str) -> Convert:
+    return Convert(ListOf(item), make, doc)
+
+
+def _addresses(get: c.Getter, *, null_ok: bool = False) -> Convert:
+    pattern = f"<>|{ADDRESS}" if null_ok else ADDRESS
+    return _values(
+        text(pattern=pattern, what="an e-mail address"),
+        lambda v: c.ValueIn(get, _null_sender(v) if null_ok else _lowered(v)),
+        "addresses",
+    )
+
+
+def _domains(get: c.Getter) -> Convert:
+    return _values(
+        text(pattern=DOMAIN, what="a domain such as example.com or .example.com"),
+        lambda v: c.DomainIn(get, c.DomainSet.of(v)),
+        "domains",
+    )
+
+
+def _globs(get: c.Getter) -> Convert:
+    return Convert(glob_list("a glob"), lambda pattern: c.PatternMatch(get, pattern), "globs")
+
+
+def _regex(get: c.Getter) -> Convert:
+    return Convert(
+        text(what="an RE2 regular expression"), lambda v: c.PatternMatch(get, compile_regex(v))
+    )
+
+
+def _predicate(test: Callable[[c.MatchInput], bool]) -> Convert:
+    return Convert(boolean(), lambda wanted: c.Predicate(test, wanted))
+
+
+def _type_globs() -> Convert:
+    return glob_list("a glob such as application/*")
+
+
+def _attachment(values: dict[str, Any], _: object) -> c.Condition:
+    return c.AttachmentMatch(c.AttachmentTest(**values))
+
+
+ATTACHMENT = Obj(
+    "attachment condition",
+    "True when one attachment satisfies every sub-condition given ({} = any attachment).",
+    {
+        "filename": Field(
+            glob_list("a glob such as *.exe"),
+            "Globs on the decoded file name (RFC 2231/2047), case-insensitive.",
+        ),
+        "content_type": Field(_type_globs(), "Globs on the declared type, e.g. application/*."),
+        "detected_type": Field(
+            _type_globs(), "Globs on the type detected from the content's magic bytes."
+        ),
+        "size_over": Field(Size(), "Decoded size larger than this many bytes."),
+    },
+    _attachment,
+    def_name="attachment",
+)
+
+
+def _headers(values: dict[str, Pattern]) -> c.Condition:
+    return c.AllOf(c.HeaderMatch(name, pattern) for name, pattern in values.items())
+
+
+def _condition_list(make: Callable[[tuple[c.Condition, ...]], c.Condition]) -> Convert:
+    return Convert(ListOf(Lazy(lambda: CONDITION), single_ok=False), make)
+
+
+CONDITION: Spec = Obj(
+    "condition",
+    "Conditions; all keys given must hold (AND). Nest with any / all / not.",
+    {
+        "sender": Field(
+            _addresses(c.get_sender, null_ok=True), "Envelope sender addresses (<> = null sender)."
+        ),
+        "sender_domain": Field(_domains(c.get_sender_domain), "Envelope sender domains."),
+        "from": Field(_addresses(c.get_from), "Addresses in the From header."),
+        "from_domain": Field(_domains(c.get_from_domain), "Domains of the From header address."),
+        "recipient": Field(_addresses(c.get_recipients), "True when any recipient is listed."),
+        "recipient_domain": Field(
+            _domains(c.get_recipient_domains), "True when any recipient's domain is listed."
+        ),
+        "client_ip": Field(
+            _values(Convert(text(what="a CIDR"), _network), c.NetworkIn, "CIDRs"),
+            "Client address in one of these networks (IPv4 or IPv6, e.g. 203.0.113.0/24).",
+        ),
+        "client_name": Field(_globs(c.get_client_name), "Globs on the client's reverse DNS name."),
+        "helo": Field(_globs(c.get_helo), "Globs on the HELO/EHLO name."),
+        "authenticated": Field(_predicate(c.is_authenticated), "SMTP AUTH was used (or not)."),
+        "auth_user": Field(
+            _values(
+                text(what="a SASL login name"),
+                lambda v: c.ValueIn(c.get_auth_user, _lowered(v)),
+                "users",
+            ),
+            "SASL login names.",
+        ),
+        "size_over": Field(Convert(Size(), c.SizeOver), "Message larger than this many bytes."),
+        "header": Field(
+            Convert(
+                MapOf(
+                    text(pattern=HEADER_NAME, what="a header name"),
+                    Convert(text(), compile_regex),
+                    "header patterns",
+                ),
+                _headers,
+            ),
+            "Header name -> RE2 regex searched in each (decoded) value; all entries must match.",
+        ),
+        "subject": Field(_regex(c.get_subject), "RE2 regex searched in the decoded Subject."),
+        "body": Field(_regex(c.get_text), "RE2 regex searched in the decoded text parts."),
+        "has_html": Field(_predicate(c.has_html), "The message has a text/html part."),
+        "attachment": Field(ATTACHMENT, "An attachment matching every sub-condition."),
+        "duplicate": Field(_predicate(c.is_duplicate), "The milter saw this message before."),
+        "flag": Field(
+            _values(text(pattern=FLAG, what="a parser flag such as malformed"), c.FlagIn, "flags"),
+            "Parser flags, any of: malformed, too_many_parts, too_deep, ...",
+        ),
+        "any": Field(_condition_list(c.AnyOf), "At least one of these conditions."),
+        "all": Field(_condition_list(c.AllOf), "Every one of these conditions."),
+        "not": Field(Convert(Lazy(lambda: CONDITION), c.Not), "The condition does not hold."),
+    },
+    lambda values, _: c.all_of(values),
+    def_name="condition",
+)

@@ -1,0 +1,220 @@
+"""The engine: message facts plus a policy set give a Verdict.
+
+Order of evaluation:
+1. ``max_message_bytes``: a larger message is rejected with 552 5.3.4.
+2. Structure: more parts than ``max_mime_parts``, nesting deeper than
+   ``max_mime_depth``, or the parser's own ``too_many_parts`` / ``too_deep``
+   flags: reject 554 5.6.0, or quarantine with ``on_structure_limit: quarantine``.
+3. Rules of enforce-mode policies in order; non-terminal actions accumulate and
+   the first terminal action ends evaluation (no terminal rule: accept).
+   Report-mode policies are evaluated on their own and only recorded.
+4. A message that is delivered (accept, quarantine) then gets: recipients past
+   ``max_recipients`` removed, header edits, the Subject prefix, attachments
+   stripped (rules and ``max_attachment_bytes``), HTML sanitized unless a
+   matched rule said ``sanitize: false``, and the X-Postwarden-Flags header
+   when the parser flagged it (incoming copies of that header are removed).
+
+Malformed messages (parser flag ``malformed``) are delivered as they are and
+tagged: they are not sanitized. Attachments a rule or limit strips are still
+stripped; when the rewrite cannot be verified the message is quarantined
+rather than delivered with what had to go.
+
+``evaluate`` is pure and thread-safe (nothing shared is mutated) and never
+raises: an internal error gives a tempfail verdict (451 4.3.0).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+from .conditions import MatchInput
+from .facts import Envelope, MessageFacts
+from .headeredits import header_edits
+from .mimeparse import parse_message
+from .model import Rule, StructureAction
+from .policyset import PolicySet
+from .rewrite import RewriteError, RewritePlan, rewrite_body
+from .verdicts import (
+    Accept,
+    Action,
+    Change,
+    Decision,
+    DeleteRecipient,
+    Discard,
+    Edit,
+    Quarantine,
+    Reject,
+    ReplaceBody,
+    Reply,
+    TempFail,
+    Verdict,
+)
+
+log = logging.getLogger(__name__)
+
+STRUCTURE_FLAGS = {"too_many_parts": "max_mime_parts", "too_deep": "max_mime_depth"}
+OVERSIZE = "max_attachment_bytes"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the rules of one lane decided (local to one evaluation)."""
+
+    matched: list[Rule] = field(default_factory=list)
+    terminal: Rule | None = None
+    strip: dict[int, str] = field(default_factory=dict)  # part index -> rule name
+
+
+def run_rules(rules: tuple[Rule, ...], item: MatchInput) -> Outcome:
+    outcome = Outcome()
+    for rule in rules:
+        selected = rule.when.match(item)
+        if selected is None:
+            continue
+        outcome.matched.append(rule)
+        if rule.then.strip_attachment:
+            targets = (
+                selected if rule.when.selects_attachments else (p.index for p in item.attachments)
+            )
+            for index in targets:
+                outcome.strip.setdefault(index, rule.name)
+        if rule.then.terminal is not None:
+            outcome.terminal = rule
+            break
+    return outcome
+
+
+def _decision(rule: Rule | None) -> Decision:
+    if rule is None:
+        return Accept()
+    action = rule.then.terminal
+    if action is Action.REJECT:
+        return Reject(rule.reply or Reply.REJECTED.reply)
+    if action is Action.TEMPFAIL:
+        return TempFail(rule.reply or Reply.TEMPFAIL.reply)
+    if action is Action.DISCARD:
+        return Discard()
+    if action is Action.QUARANTINE:
+        return Quarantine(rule.reason or f"rule {rule.name}")
+    return Accept()
+
+
+def _structure_limit(policy_set: PolicySet, facts: MessageFacts) -> str | None:
+    limits = policy_set.limits
+    for flag, limit in STRUCTURE_FLAGS.items():
+        if flag in facts.flags:
+            return limit
+    if limits.max_mime_parts is not None and len(facts.parts) > limits.max_mime_parts:
+        return "max_mime_parts"
+    depth = max((part.depth for part in facts.parts), default=0)
+    if limits.max_mime_depth is not None and depth > limits.max_mime_depth:
+        return "max_mime_depth"
+    return None
+
+
+def _limit_verdict(policy_set: PolicySet, facts: MessageFacts) -> Verdict | None:
+    limits = policy_set.limits
+    if limits.max_message_bytes is not None and facts.size > limits.max_message_bytes:
+        return Verdict(
+            Reject(Reply.MESSAGE_TOO_BIG.reply),
+            rules=("limit:max_message_bytes",),
+            policy_hash=policy_set.content_hash,
+            flags=facts.flags,
+        )
+    hit = _structure_limit(policy_set, facts)
+    if hit is None:
+        return None
+    if limits.on_structure_limit is StructureAction.QUARANTINE:
+        decision: Decision = Quarantine(f"limit {hit}")
+    else:
+        decision = Reject(Reply.TOO_MANY_PARTS.reply)
+    return Verdict(
+        decision,
+        edits=tuple(header_edits(policy_set, facts, ())),
+        rules=(f"limit:{hit}",),
+        policy_hash=policy_set.content_hash,
+        flags=facts.flags,
+    )
+
+
+def _rewrite(
+    policy_set: PolicySet, facts: MessageFacts, strip: dict[int, str], sanitize: bool
+) -> tuple[bytes | None, tuple[Change, ...]]:
+    html = policy_set.html_options if sanitize and "malformed" not in facts.flags else None
+    if not strip and html is None:
+        return None, ()
+    plan = RewritePlan(
+        strip=tuple(sorted(strip.items())), sanitize_html=html, skip_signed=policy_set.skip_signed
+    )
+    result = rewrite_body(facts, plan)
+    return result.body, result.changes
+
+
+def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
+    limited = _limit_verdict(policy_set, facts)
+    if limited is not None:
+        return limited
+    item = MatchInput.of(facts)
+    outcome = run_rules(policy_set.enforced_rules, item)
+    reported = tuple(
+        f"report:{rule.name}"
+        for policy in policy_set.report_policies
+        for rule in run_rules(policy.rules, item).matched
+    )
+    rules = tuple(rule.name for rule in outcome.matched)
+    notify = tuple(dict.fromkeys(n for rule in outcome.matched for n in rule.then.notify))
+    decision = _decision(outcome.terminal)
+    base = Verdict(
+        decision,
+        rules=rules + reported,
+        policy_hash=policy_set.content_hash,
+        flags=facts.flags,
+        report_only=bool(reported),
+        notify=notify,
+    )
+    if isinstance(decision, Reject | TempFail | Discard):
+        return base
+
+    edits: list[Edit] = []
+    max_recipients = policy_set.limits.max_recipients
+    if max_recipients is not None and len(facts.envelope.recipients) > max_recipients:
+        edits += (DeleteRecipient(r) for r in facts.envelope.recipients[max_recipients:])
+        base = replace(base, rules=(*rules, "limit:max_recipients", *reported))
+    edits += header_edits(policy_set, facts, outcome.matched)
+    limit = policy_set.limits.max_attachment_bytes
+    strip = dict(outcome.strip)
+    if limit is not None:
+        for part in item.attachments:
+            if part.decoded_size > limit:
+                strip.setdefault(part.index, OVERSIZE)
+    sanitize = all(rule.sanitize for rule in outcome.matched)
+    try:
+        body, changes = _rewrite(policy_set, facts, strip, sanitize)
+    except RewriteError:
+        log.warning("rewrite of %s failed its check; quarantined", facts.envelope.queue_id)
+        return replace(base, decision=Quarantine("rewrite failed"), edits=tuple(edits))
+    if body is not None:
+        edits.append(ReplaceBody(body))
+    return replace(base, edits=tuple(edits), changes=changes)
+
+
+def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
+    """The verdict of ``policy_set`` on one message; never raises."""
+    try:
+        return _evaluate(policy_set, facts)
+    except Exception:  # a bug here must defer the message, not crash the filter
+        log.exception("policy evaluation failed for %s", facts.envelope.queue_id)
+        return Verdict(
+            TempFail(Reply.INTERNAL_ERROR.reply),
+            policy_hash=policy_set.content_hash,
+            flags=facts.flags | {"internal_error"},
+        )
+
+
+def evaluate_message(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Verdict:
+    """Parse with the policy set's structure limits, then evaluate."""
+    facts = parse_message(
+        raw, envelope, max_parts=policy_set.max_mime_parts, max_depth=policy_set.max_mime_depth
+    )
+    return evaluate(policy_set, facts)

@@ -1,0 +1,41 @@
+"""Exceptions of postwarden_policies.
+
+    PoliciesError
+    └── PolicyLoadError     policy sources that do not load; carries every PolicyIssue found
+
+Evaluation never raises: a message that cannot be parsed or rewritten becomes
+a flag or a decision in the Verdict, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PolicyIssue:
+    """One problem in a policy source; line and column are 1-based, None when unknown."""
+
+    file: str
+    line: int | None
+    column: int | None
+    message: str
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return f"{self.file}: {self.message}"
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class PoliciesError(Exception):
+    """Base of every error raised by postwarden_policies."""
+
+
+class PolicyLoadError(PoliciesError):
+    def __init__(self, issues: Sequence[PolicyIssue]) -> None:
+        self.issues = tuple(issues)
+        count = len(self.issues)
+        first = str(self.issues[0]) if self.issues else "no details"
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(f"policy did not load: {first}{more}")

@@ -1,0 +1,52 @@
+"""Header edits of a delivered message: rule headers, the Subject prefix, the flags tag.
+
+Edits are only emitted when they change something, so a message that no rule
+touches keeps its header section byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .facts import MessageFacts
+from .model import Rule
+from .policyset import PolicySet
+from .verdicts import AddHeader, ChangeHeader, Edit, RemoveHeader
+
+FLAGS_HEADER = "X-Postwarden-Flags"
+
+
+def _subject_edit(facts: MessageFacts, prefixes: list[str]) -> Edit | None:
+    subjects = [h for h in facts.headers if h.name.lower() == "subject"]
+    if not subjects:
+        return AddHeader("Subject", "".join(reversed(prefixes)).rstrip())
+    shown, raw = subjects[0].value, subjects[0].raw_value
+    for prefix in prefixes:
+        if not shown.startswith(prefix):  # never prefix twice
+            shown, raw = prefix + shown, prefix + raw.lstrip()
+    if raw == subjects[0].raw_value:
+        return None
+    return ChangeHeader("Subject", 1, raw)
+
+
+def header_edits(policy_set: PolicySet, facts: MessageFacts, rules: Iterable[Rule]) -> list[Edit]:
+    present = {h.name.lower() for h in facts.headers}
+    edits: list[Edit] = []
+    prefixes: list[str] = []
+    for rule in rules:
+        for name in rule.then.remove_headers:
+            if name.lower() in present:
+                edits.append(RemoveHeader(name))
+                present.discard(name.lower())
+        for name, value in rule.then.add_headers:
+            edits.append(AddHeader(name, value))
+            present.add(name.lower())
+        if rule.then.subject_prefix:
+            prefixes.append(rule.then.subject_prefix)
+    if prefixes and (subject := _subject_edit(facts, prefixes)) is not None:
+        edits.append(subject)
+    if policy_set.tag_flags and facts.flags:
+        if FLAGS_HEADER.lower() in present:
+            edits.append(RemoveHeader(FLAGS_HEADER))  # a sender must not forge our tag
+        edits.append(AddHeader(FLAGS_HEADER, ", ".join(sorted(facts.flags))))
+    return edits

@@ -1,0 +1,170 @@
+"""Header sections as bytes: splitting, unfolding, RFC 2047 words, RFC 2231 parameters.
+
+Everything here is tolerant: hostile input yields a best-effort value and a
+note in the caller's flag set, never an exception. Values keep 8-bit bytes as
+surrogate escapes (``raw_value``) and decode to text with replacement
+characters (``value``) so they are safe to log and store.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+import urllib.parse
+from dataclasses import dataclass
+
+from postwarden_policies.facts import Header
+
+# A header field name: printable ASCII except colon (RFC 5322 section 2.2).
+_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
+# One parameter: name, then a quoted string or a token (lenient about spaces).
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)', re.DOTALL)
+_CONTINUATION = re.compile(r"^(.+?)\*(\d+)(\*?)$")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderSection:
+    headers: tuple[Header, ...]
+    body_start: int  # offset of the first body byte (after the blank line)
+    eight_bit: bool  # some header byte was >= 0x80
+    separator_missing: bool  # the section ended at a line that is not a header
+
+
+def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> HeaderSection:
+    """Parse the header lines of the entity in ``raw[start:end]``.
+
+    The section ends at the first empty line, or (leniently) at the first line
+    that is neither a field nor a continuation: that line starts the body.
+    """
+    fields: list[tuple[bytes, list[bytes]]] = []
+    pos = start
+    separator_missing = False
+    while pos < end:
+        nl = raw.find(b"\n", pos, end)
+        line_end = end if nl < 0 else nl + 1
+        line = raw[pos:line_end].rstrip(b"\r\n")
+        if not line:
+            pos = line_end
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][1].append(line)
+        elif (match := _FIELD.match(line)) is not None:
+            name = line[: match.end() - 1].rstrip(b" \t")
+            fields.append((name, [line[match.end() :]]))
+        else:
+            separator_missing = True
+            break
+        pos = line_end
+    eight_bit = False
+    headers = []
+    for name, lines in fields:
+        value = b"".join(lines).strip(b" \t")
+        if not value.isascii() or not name.isascii():
+            eight_bit = True
+        raw_value = value.decode("utf-8", "surrogateescape")
+        text = value.decode("utf-8", "replace")
+        headers.append(
+            Header(
+                name=name.decode("ascii", "replace"),
+                raw_value=raw_value,
+                value=decode_words(text, flags),
+            )
+        )
+    return HeaderSection(tuple(headers), pos, eight_bit, separator_missing)
+
+
+def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
+    """Decode text in ``charset``; unknown or non-text codecs fall back to UTF-8."""
+    name = (charset or "utf-8").strip().strip('"').lower()
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        info = None
+    # codecs also holds bytes-to-bytes transforms (zlib, base64, rot13): refuse them.
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        flags.add("unknown_charset")
+        return data.decode("utf-8", "replace")
+    try:
+        return info.decode(data, "replace")[0]
+    except (UnicodeError, ValueError, TypeError):
+        flags.add("unknown_charset")
+        return data.decode("utf-8", "replace")
+
+
+def _decode_word(match: re.Match[str], flags: set[str]) -> str:
+    charset, encoding, payload = match.group(1), match.group(2).lower(), match.group(3)
+    charset = charset.split("*", 1)[0]  # RFC 2231 section 5 language suffix
+    data = payload.encode("ascii", "replace")
+    try:
+        if encoding == "b":
+            data = binascii.a2b_base64(data + b"===")
+        else:
+            data = binascii.a2b_qp(data, header=True)
+    except binascii.Error:
+        flags.add("malformed_encoded_word")
+        return match.group(0)
+    return decode_bytes(data, charset, flags)
+
+
+def decode_words(value: str, flags: set[str]) -> str:
+    """Decode RFC 2047 encoded words; whitespace between adjacent words vanishes."""
+    if "=?" not in value:
+        return value
+    value = _BETWEEN_WORDS.sub(r"\1\2", value)
+    return _ENCODED_WORD.sub(lambda m: _decode_word(m, flags), value)
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if value.startswith('"'):
+        value = value[1:-1] if len(value) > 1 and value.endswith('"') else value[1:]
+        return _QUOTED_PAIR.sub(r"\1", value)
+    return value
+
+
+def _decode_2231(value: str, with_charset: bool, flags: set[str]) -> str:
+    charset = None
+    if with_charset and value.count("'") >= 2:
+        charset, _lang, value = value.split("'", 2)
+    data = urllib.parse.unquote_to_bytes(value)
+    return decode_bytes(data, charset or "utf-8", flags)
+
+
+def parse_parameters(value: str, flags: set[str]) -> tuple[str, dict[str, str]]:
+    """Split ``type/subtype; a=b; ...`` into a lower-case main value and parameters.
+
+    RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined and decoded
+    with their ``charset'lang'`` prefix; RFC 2047 words in quoted values are
+    decoded because common mailers write filenames that way. The first
+    occurrence of a parameter wins.
+    """
+    main, _, rest = value.partition(";")
+    params: dict[str, str] = {}
+    pieces: dict[str, list[tuple[int, bool, str]]] = {}
+    for match in _PARAM.finditer(";" + rest):
+        name = match.group(1).lower()
+        raw = match.group(2).strip()
+        cont = _CONTINUATION.match(name)
+        if cont is not None:
+            pieces.setdefault(cont.group(1), []).append(
+                (int(cont.group(2)[:6]), cont.group(3) == "*", _unquote(raw))
+            )
+        elif name.endswith("*"):
+            params.setdefault(name[:-1], _decode_2231(_unquote(raw), True, flags))
+        else:
+            params.setdefault(name, decode_words(_unquote(raw), flags))
+    for name, parts in pieces.items():
+        parts.sort(key=lambda item: item[0])
+        # Percent-decode the encoded segments together: a multi-byte character
+        # may be split across continuation lines.
+        encoded = any(enc for _, enc, _ in parts)
+        joined = "".join(
+            text if enc or not encoded else urllib.parse.quote(text, safe="'")
+            for _, enc, text in parts
+        )
+        params.setdefault(name, _decode_2231(joined, True, flags) if encoded else joined)
+    return main.strip().lower(), params

@@ -1,0 +1,107 @@
+"""Loading policy sources into a :class:`PolicySet`, collecting every issue on the way.
+
+Sources are files (a directory stands for its ``*.yaml`` and ``*.yml`` files,
+not recursively) or (label, text) pairs such as the revisions the admin
+service stores. Policy names must be unique in a set, and so must rule names,
+so that a rule name in an audit row points at one rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import PolicyIssue, PolicyLoadError
+from .model import Policy
+from .policydoc import read_policy
+from .policyset import PolicySet, content_hash
+from .yamlnodes import Reader, compose
+
+POLICY_SUFFIXES = (".yaml", ".yml")
+
+
+def _read(label: str, text: str, base_dir: Path | None) -> tuple[Policy | None, list[PolicyIssue]]:
+    node, issues = compose(label, text)
+    if issues:
+        return None, issues
+    reader = Reader(label, base_dir)
+    policy = read_policy(node, reader)
+    return policy, reader.issues
+
+
+def check_policy_text(label: str, text: str) -> list[PolicyIssue]:
+    """Every issue of one policy source (empty when it loads); for upload validation."""
+    return _read(label, text, None)[1]
+
+
+def _set_issues(policies: list[Policy]) -> list[PolicyIssue]:
+    """Names that must be unique across the set."""
+    issues: list[PolicyIssue] = []
+    policy_names: dict[str, Policy] = {}
+    rule_names: dict[str, Policy] = {}
+    for policy in policies:
+        other = policy_names.setdefault(policy.name, policy)
+        if other is not policy:
+            message = f"policy name {policy.name!r} is also used by {other.source}"
+            issues.append(PolicyIssue(policy.source, None, None, message))
+        for rule in policy.rules:
+            owner = rule_names.setdefault(rule.name, policy)
+            if owner is not policy:
+                message = f"rule name {rule.name!r} is also used in {owner.source}"
+                issues.append(PolicyIssue(policy.source, *rule.where, message))
+    return issues
+
+
+def _build(sources: Iterable[tuple[str, str, Path | None]]) -> PolicySet:
+    policies: list[Policy] = []
+    issues: list[PolicyIssue] = []
+    texts: list[str] = []
+    for label, text, base_dir in sources:
+        policy, found = _read(label, text, base_dir)
+        issues.extend(found)
+        texts.append(text)
+        if policy is not None:
+            policies.append(policy)
+    issues.extend(_set_issues(policies))
+    if issues:
+        raise PolicyLoadError(issues)
+    return PolicySet.of(policies, content_hash(texts))
+
+
+def load_policy_set_from_sources(sources: Iterable[tuple[str, str]]) -> PolicySet:
+    """A set from (label, YAML text) pairs; `tests:` may only use inline ``raw`` messages."""
+    return _build((label, text, None) for label, text in sources)
+
+
+def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIssue]]:
+    """The policy files that ``paths`` name, in a stable order, and the paths that name none."""
+    files: list[Path] = []
+    issues: list[PolicyIssue] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in POLICY_SUFFIXES and p.is_file())
+            if not found:
+                issues.append(PolicyIssue(str(path), None, None, "no *.yaml or *.yml policy files"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            issues.append(PolicyIssue(str(path), None, None, "no such file or directory"))
+    return files, issues
+
+
+def load_policy_set(paths: Iterable[Path | str]) -> PolicySet:
+    """Load files and directories of policy files into one set; raises PolicyLoadError."""
+    files, issues = policy_files(paths)
+    sources: list[tuple[str, str, Path | None]] = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            issues.append(PolicyIssue(str(path), None, None, f"cannot read: {reason}"))
+            continue
+        sources.append((str(path), text, path.parent))
+    if issues:
+        raise PolicyLoadError(issues)
+    return _build(sources)

@@ -1,0 +1,120 @@
+"""The loaded, compiled policy: immutable values built by ``policyformat``."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .conditions import ALWAYS, Condition
+from .verdicts import Action, SmtpReply
+
+DEFAULT_URL_SCHEMES = frozenset({"http", "https", "mailto", "cid"})
+
+
+class Mode(enum.StrEnum):
+    ENFORCE = "enforce"
+    REPORT = "report"
+
+
+class StructureAction(enum.StrEnum):
+    REJECT = "reject"
+    QUARANTINE = "quarantine"
+
+
+@dataclass(frozen=True, slots=True)
+class Actions:
+    """What `then:` asks for: at most one terminal action plus accumulating edits."""
+
+    terminal: Action | None = None
+    strip_attachment: bool = False
+    add_headers: tuple[tuple[str, str], ...] = ()
+    remove_headers: tuple[str, ...] = ()
+    subject_prefix: str | None = None
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    when: Condition = ALWAYS
+    then: Actions = Actions()
+    reply: SmtpReply | None = None  # reject and tempfail
+    reason: str | None = None  # quarantine
+    sanitize: bool = True
+    description: str = ""
+    where: tuple[int, int] = (0, 0)  # line, column in the source
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits of one policy; :meth:`combine` keeps the strictest of two (None = no limit)."""
+
+    max_message_bytes: int | None = None
+    max_attachment_bytes: int | None = None
+    max_recipients: int | None = None
+    max_mime_parts: int | None = None
+    max_mime_depth: int | None = None
+    on_structure_limit: StructureAction = StructureAction.REJECT
+
+    def combine(self, other: Limits) -> Limits:
+        def low(a: int | None, b: int | None) -> int | None:
+            return b if a is None else a if b is None else min(a, b)
+
+        strict = StructureAction.REJECT in (self.on_structure_limit, other.on_structure_limit)
+        return Limits(
+            max_message_bytes=low(self.max_message_bytes, other.max_message_bytes),
+            max_attachment_bytes=low(self.max_attachment_bytes, other.max_attachment_bytes),
+            max_recipients=low(self.max_recipients, other.max_recipients),
+            max_mime_parts=low(self.max_mime_parts, other.max_mime_parts),
+            max_mime_depth=low(self.max_mime_depth, other.max_mime_depth),
+            on_structure_limit=StructureAction.REJECT if strict else StructureAction.QUARANTINE,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SanitizeSettings:
+    html: bool = False
+    remote_images: str = "keep"
+    allowed_url_schemes: frozenset[str] = DEFAULT_URL_SCHEMES
+    signed_mail: str = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTest:
+    """One `tests:` case: a message, its envelope and the expected outcome."""
+
+    name: str
+    expect: Action
+    message: Path | None = None  # resolved against the policy file's folder
+    raw: str | None = None  # the message inline
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    client_ip: str | None = None
+    client_name: str | None = None
+    helo: str | None = None
+    auth_user: str | None = None
+    duplicate: bool = False
+    expect_rules: tuple[str, ...] | None = None
+    expect_reply: str | None = None
+    expect_headers: tuple[tuple[str, str], ...] = ()
+    expect_stripped: tuple[str, ...] | None = None
+    where: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    source: str  # the label errors name: a path, or "name@r12" for a stored revision
+    mode: Mode = Mode.ENFORCE
+    priority: int = 100
+    description: str = ""
+    limits: Limits = Limits()
+    sanitize: SanitizeSettings = SanitizeSettings()
+    tag_flags: bool = True
+    rules: tuple[Rule, ...] = ()
+    tests: tuple[PolicyTest, ...] = field(default=(), repr=False)
+
+    @property
+    def report_only(self) -> bool:
+        return self.mode is Mode.REPORT

@@ -1,0 +1,95 @@
+"""RE2 patterns for everything that runs against message content.
+
+RE2 matches in linear time, so neither a policy's regex nor a hostile message
+can stall the filter. Globs (fnmatch syntax: ``*``, ``?``, ``[...]``,
+``[!...]``) are translated to RE2 too, a whole list into one alternation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import re2
+
+from .spec import SpecError
+
+# RE2 stops compiling a pattern whose program would need more memory than this.
+MAX_PATTERN_MEMORY = 8 * 1024 * 1024
+
+
+class Pattern:
+    """A compiled RE2 pattern; :meth:`test` searches (globs are anchored)."""
+
+    __slots__ = ("_compiled", "source")
+
+    def __init__(self, source: str, compiled: Any) -> None:
+        self.source = source
+        self._compiled = compiled
+
+    def test(self, value: str) -> bool:
+        return self._compiled.search(value) is not None
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.source!r})"
+
+
+def _options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print every bad pattern to stderr
+    options.max_mem = MAX_PATTERN_MEMORY
+    return options
+
+
+def _compile(source: str, what: str, shown: str) -> Pattern:
+    try:
+        return Pattern(shown, re2.compile(source, _options()))
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else "unknown error"
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise SpecError(f"invalid {what} {shown!r}: {detail}") from None
+
+
+def compile_regex(source: str) -> Pattern:
+    """A user's regular expression, RE2 syntax, searched (not anchored)."""
+    return _compile(source, "RE2 regular expression", source)
+
+
+def glob_to_re2(glob: str) -> str:
+    """Translate one fnmatch glob to an unanchored RE2 fragment."""
+    if not glob:
+        raise SpecError("invalid glob: empty pattern")
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        char = glob[i]
+        i += 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            end = i + 1 if glob[i : i + 1] == "!" else i
+            end = glob.find("]", end + 1)  # a "]" right after "[" or "[!" is literal
+            if end < 0:
+                raise SpecError(f"invalid glob {glob!r}: '[' without a closing ']'")
+            body = glob[i:end]
+            negate = body.startswith("!")
+            members = "".join(c if c == "-" else _literal(c) for c in body.removeprefix("!"))
+            out.append(f"[{'^' if negate else ''}{members}]")
+            i = end + 1
+        else:
+            out.append(_literal(char))
+    return "".join(out)
+
+
+def _literal(char: str) -> str:
+    return char if char.isalnum() or ord(char) > 127 else f"\\x{{{ord(char):x}}}"
+
+
+def compile_globs(globs: Iterable[str]) -> Pattern:
+    """Globs matched case-insensitively against the whole value, as one pattern."""
+    globs = tuple(globs)
+    fragments = "|".join(glob_to_re2(glob) for glob in globs)
+    return _compile(f"(?is)^(?:{fragments})$", "glob list", ", ".join(globs))

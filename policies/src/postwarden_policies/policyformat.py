@@ -1,0 +1,201 @@
+"""The policy file format, described once: validation, model building and JSON Schema.
+
+Reply codes: ``code: 550`` (the enhanced status defaults to 5.7.1, or 4.7.1
+for tempfail) or ``code: "550 5.7.2"``; reject needs a 5xx code, tempfail a
+4xx one, and the enhanced status must be of the same class.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from .conditionformat import CONDITION, HEADER_NAME
+from .conditions import ALWAYS
+from .model import (
+    Actions,
+    Rule,
+)
+from .spec import (
+    INVALID,
+    Convert,
+    Either,
+    Field,
+    JsonSchema,
+    ListOf,
+    MapOf,
+    Obj,
+    ObjectContext,
+    Spec,
+    SpecError,
+    boolean,
+    choice,
+    text,
+)
+from .verdicts import Action, Reply, SmtpReply
+from .yamlnodes import Reader, describe
+
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+PRINTABLE = r"[\t -~]+"  # one line of printable ASCII: header values, SMTP reply texts
+TERMINALS = tuple(action.value for action in Action)
+# Removing these would change how the body is read, so a policy may not.
+STRUCTURAL_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
+_CODE = re.compile(r"([245]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?")
+
+
+def _where(ctx: ObjectContext) -> tuple[int, int]:
+    return ctx.node.start_mark.line + 1, ctx.node.start_mark.column + 1
+
+
+class ReplyCode(Spec):
+    """``550`` or ``"550 5.7.1"``: read as (basic code, enhanced status or None)."""
+
+    def read(self, node: yaml.Node, reader: Reader) -> Any:
+        value = reader.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        found = _CODE.fullmatch(str(value).strip()) if type(value) in (int, str) else None
+        if found is None:
+            reader.error(
+                node, f'expected an SMTP code such as 550 or "550 5.7.1", got {describe(node)}'
+            )
+            return INVALID
+        code, status = found.groups()
+        if status is not None and status[0] != code[0]:
+            reader.error(node, f"enhanced status {status} does not match the class of {code}")
+            return INVALID
+        return code, status
+
+    def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
+        return {
+            "anyOf": [
+                {"type": "integer", "minimum": 200, "maximum": 599},
+                {"type": "string", "pattern": r"^\s*[245]\d\d(\s+[245]\.\d{1,3}\.\d{1,3})?\s*$"},
+            ]
+        }
+
+
+def _header_names(values: tuple[str, ...]) -> tuple[str, ...]:
+    for name in values:
+        if name.lower() in STRUCTURAL_HEADERS:
+            raise SpecError(f"{name} cannot be removed: it defines how the body is read")
+    return values
+
+
+def _actions_from_name(name: str) -> Actions:
+    if name == "strip_attachment":
+        return Actions(strip_attachment=True)
+    return Actions(terminal=Action(name))
+
+
+def _actions(values: dict[str, Any], ctx: ObjectContext) -> Any:
+    if not values:
+        ctx.error(None, "expected at least one action in then")
+        return INVALID
+    return Actions(
+        terminal=Action(values["action"]) if "action" in values else None,
+        strip_attachment=values.get("strip_attachment", False),
+        add_headers=tuple(values.get("add_header", {}).items()),
+        remove_headers=values.get("remove_header", ()),
+        subject_prefix=values.get("subject_prefix"),
+        notify=values.get("notify", ()),
+    )
+
+
+ACTIONS = Either(
+    Convert(choice(*TERMINALS, "strip_attachment"), _actions_from_name),
+    Obj(
+        "then",
+        "Actions of a rule: one terminal `action` at most, plus edits that accumulate.",
+        {
+            "action": Field(choice(*TERMINALS), "Terminal action: evaluation stops here."),
+            "strip_attachment": Field(
+                boolean(),
+                "Replace the attachments this rule's attachment condition matched "
+                "(all attachments when it has none) by a text notice.",
+            ),
+            "add_header": Field(
+                MapOf(
+                    text(pattern=HEADER_NAME, what="a header name"),
+                    text(pattern=PRINTABLE, what="one line of printable ASCII", max_length=900),
+                    "headers",
+                ),
+                "Headers to add: name -> value.",
+            ),
+            "remove_header": Field(
+                Convert(ListOf(text(pattern=HEADER_NAME, what="a header name")), _header_names),
+                "Headers to remove (every occurrence).",
+            ),
+            "subject_prefix": Field(
+                text(pattern=r"[ -~]+", what="printable ASCII", max_length=100),
+                "Put in front of the Subject unless it is already there.",
+            ),
+            "notify": Field(
+                ListOf(text(pattern=NAME, what="a webhook endpoint name")),
+                "Webhook endpoints told about the message (delivered by the admin service).",
+            ),
+        },
+        _actions,
+        def_name="actions",
+    ),
+    "an action name or a mapping of actions",
+)
+
+
+def _rule(values: dict[str, Any], ctx: ObjectContext) -> Any:
+    then: Actions = values["then"]
+    terminal = then.terminal
+    ok = True
+    if "code" in values and terminal not in (Action.REJECT, Action.TEMPFAIL):
+        ctx.error("code", "code is only allowed with reject or tempfail")
+        ok = False
+    if "message" in values and terminal not in (Action.REJECT, Action.TEMPFAIL, Action.QUARANTINE):
+        ctx.error("message", "message is only allowed with reject, tempfail or quarantine")
+        ok = False
+    reply: SmtpReply | None = None
+    if ok and terminal in (Action.REJECT, Action.TEMPFAIL):
+        default = (Reply.REJECTED if terminal is Action.REJECT else Reply.TEMPFAIL).reply
+        code, status = values.get("code", (default.code, None))
+        if code[0] != default.code[0]:
+            ctx.error("code", f"{terminal} needs a {default.code[0]}xx code, got {code}")
+            ok = False
+        reply = SmtpReply(code, status or default.status, values.get("message", default.text))
+    if not ok:
+        return INVALID
+    return Rule(
+        name=values["name"],
+        when=values.get("when", ALWAYS),
+        then=then,
+        reply=reply,
+        reason=values.get("message") if terminal is Action.QUARANTINE else None,
+        sanitize=values["sanitize"],
+        description=values.get("description", ""),
+        where=_where(ctx),
+    )
+
+
+RULE = Obj(
+    "rule",
+    "One rule: when every condition holds, the actions run.",
+    {
+        "name": Field(
+            text(pattern=NAME, what="a rule name (letters, digits, . _ -)", max_length=100),
+            "Unique name, shown in verdicts and audit rows.",
+            required=True,
+        ),
+        "description": Field(text(), "What the rule is for."),
+        "when": Field(CONDITION, "Conditions (ANDed); omitted = every message.", default=None),
+        "then": Field(ACTIONS, "An action name, or a mapping of actions.", required=True),
+        "code": Field(ReplyCode(), 'SMTP code for reject/tempfail: 550 or "550 5.7.1".'),
+        "message": Field(
+            text(pattern=PRINTABLE, what="one line of printable ASCII", max_length=200),
+            "SMTP reply text (reject, tempfail) or quarantine reason.",
+        ),
+        "sanitize": Field(
+            boolean(), "false: do not sanitize messages this rule matches.", default=True
+        ),
+    },
+    _rule,
+    def_name="rule",
+    label_key="name",
+)

@@ -1,0 +1,96 @@
+"""A policy set: several policies combined into one immutable, ordered whole.
+
+How policies combine:
+- Rules run policy by policy, ordered by ``priority`` (lower first) then name.
+- ``mode: report`` policies are evaluated on their own; their matched rules are
+  recorded as "report:<rule>" and their actions, limits and sanitize settings
+  are not applied.
+- Limits of enforce-mode policies combine as the strictest: the smallest value
+  of each limit, and ``on_structure_limit: reject`` wins over ``quarantine``.
+- HTML sanitizing is on when any enforce-mode policy turns it on; among those
+  policies ``remote_images: strip`` wins, allowed URL schemes are the ones all
+  of them allow, and signed mail is sanitized only when all of them say so.
+- The X-Postwarden-Flags tag is added unless every enforce-mode policy says
+  ``tag_flags: false``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .model import Limits, Policy, Rule
+from .sanitize import HtmlOptions
+
+# The parser's own caps: a message past them is flagged and treated as past the limit.
+PARSER_MAX_PARTS = 1000
+PARSER_MAX_DEPTH = 100
+
+
+def source_digest(text: str) -> str:
+    """sha256 of a source with normalised line endings."""
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    return hashlib.sha256(normalised.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def content_hash(texts: Iterable[str]) -> str:
+    """sha256 over the sorted digests of every source, independent of labels and order."""
+    digests = sorted(source_digest(text) for text in texts)
+    return hashlib.sha256("\n".join(digests).encode("ascii")).hexdigest()
+
+
+def _html_options(policies: tuple[Policy, ...]) -> HtmlOptions | None:
+    sanitizing = [p.sanitize for p in policies if p.sanitize.html]
+    if not sanitizing:
+        return None
+    strip = any(s.remote_images == "strip" for s in sanitizing)
+    schemes = functools.reduce(frozenset.intersection, (s.allowed_url_schemes for s in sanitizing))
+    return HtmlOptions(remote_images="strip" if strip else "keep", allowed_url_schemes=schemes)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """Build with :meth:`of`; every combined value is computed once, here."""
+
+    policies: tuple[Policy, ...]
+    content_hash: str
+    enforced_rules: tuple[Rule, ...]
+    report_policies: tuple[Policy, ...]
+    limits: Limits
+    html_options: HtmlOptions | None  # None: no enforce-mode policy sanitizes HTML
+    skip_signed: bool
+    tag_flags: bool
+
+    @classmethod
+    def of(cls, policies: Iterable[Policy], digest: str) -> PolicySet:
+        ordered = tuple(sorted(policies, key=lambda p: (p.priority, p.name)))
+        enforced = tuple(p for p in ordered if not p.report_only)
+        return cls(
+            policies=ordered,
+            content_hash=digest,
+            enforced_rules=tuple(rule for policy in enforced for rule in policy.rules),
+            report_policies=tuple(p for p in ordered if p.report_only),
+            limits=functools.reduce(Limits.combine, (p.limits for p in enforced), Limits()),
+            html_options=_html_options(enforced),
+            skip_signed=not all(
+                p.sanitize.signed_mail == "sanitize" for p in enforced if p.sanitize.html
+            ),
+            tag_flags=any(p.tag_flags for p in enforced),
+        )
+
+    @property
+    def max_recipients(self) -> int | None:
+        """Recipients allowed per message; the milter answers 452 4.5.3 past it at RCPT time."""
+        return self.limits.max_recipients
+
+    @property
+    def max_mime_parts(self) -> int:
+        """``max_parts`` to give the parser."""
+        return min(self.limits.max_mime_parts or PARSER_MAX_PARTS, PARSER_MAX_PARTS)
+
+    @property
+    def max_mime_depth(self) -> int:
+        """``max_depth`` to give the parser."""
+        return min(self.limits.max_mime_depth or PARSER_MAX_DEPTH, PARSER_MAX_DEPTH)

@@ -1,0 +1,46 @@
+"""Secret redaction for every log line and audit value.
+
+``redact(text)`` replaces the secret part of credentials it recognizes with
+``[REDACTED]`` and keeps the non-secret context that helps a reader: the
+token kind, our API key's id, the user name in a URL, the key in a
+``password=`` pair. Recognized: bearer/basic authorization values, our API
+keys (``pw_<keyid>_<secret>``), ``sk-`` keys, Slack ``xox?-`` tokens, AWS
+access key ids, GitHub tokens, JWTs, passwords in URLs and
+``password=``/``passwd:``/``secret=``/``token=`` style pairs.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "[REDACTED]"
+
+# (pattern, replacement); groups named "keep" survive, the rest is masked.
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # JWT first: its dots would otherwise be split by the generic rules below.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), MASK),
+    (re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1\2{MASK}"),
+    (re.compile(r"\b(pw_[A-Za-z0-9]{2,32}_)[A-Za-z0-9_-]{8,}"), rf"\1{MASK}"),
+    (re.compile(r"\b(sk-(?:proj-|live_|test_)?)[A-Za-z0-9_-]{16,}"), rf"\1{MASK}"),
+    (re.compile(r"\b(xox[abprs]-)[A-Za-z0-9-]{8,}"), rf"\1{MASK}"),
+    (re.compile(r"\b((?:AKIA|ASIA)[A-Z0-9]{4})[A-Z0-9]{12}\b"), rf"\1{MASK}"),
+    (re.compile(r"\b(gh[pousr]_)[A-Za-z0-9]{20,}"), rf"\1{MASK}"),
+    (re.compile(r"\b(github_pat_)[A-Za-z0-9_]{20,}"), rf"\1{MASK}"),
+    # scheme://user:password@host keeps the user name.
+    (re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@"), rf"\1{MASK}@"),
+    # key=value / key: value pairs; quoted values lose their content only.
+    (
+        re.compile(
+            r"(?i)\b((?:password|passwd|pwd|secret|client_secret|token|api_key|apikey|"
+            r"access_token|refresh_token)[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,]+)"
+        ),
+        rf"\1{MASK}",
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every recognized secret replaced by ``[REDACTED]``."""
+    for pattern, replacement in _RULES:
+        text = pattern.sub(replacement, text)
+    return text

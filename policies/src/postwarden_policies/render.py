@@ -1,0 +1,97 @@
+"""Verdicts as JSON-ready dicts and as text lines, for the CLI and the admin API."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .verdicts import (
+    AddHeader,
+    AttachmentStripped,
+    Change,
+    ChangeHeader,
+    DeleteRecipient,
+    Edit,
+    RemoveHeader,
+    ReplaceBody,
+    Verdict,
+)
+
+
+def edit_json(edit: Edit) -> dict[str, Any]:
+    if isinstance(edit, ReplaceBody):  # the body itself is too large to show
+        return {"type": "replace_body", "bytes": len(edit.body)}
+    kind = {
+        AddHeader: "add_header",
+        RemoveHeader: "remove_header",
+        ChangeHeader: "change_header",
+        DeleteRecipient: "delete_recipient",
+    }[type(edit)]
+    return {"type": kind, **dataclasses.asdict(edit)}
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    kind = "attachment_stripped" if isinstance(change, AttachmentStripped) else "html_sanitized"
+    data = dataclasses.asdict(change)
+    if "removed" in data:
+        data["removed"] = dict(data["removed"])
+    return {"type": kind, **data}
+
+
+def verdict_json(verdict: Verdict) -> dict[str, Any]:
+    reply = verdict.smtp_reply
+    decision = verdict.decision
+    return {
+        "action": verdict.action.value,
+        "smtp_reply": str(reply) if reply else None,
+        "quarantine_reason": getattr(decision, "reason", None),
+        "rules": list(verdict.rules),
+        "changes": [change_json(c) for c in verdict.changes],
+        "edits": [edit_json(e) for e in verdict.edits],
+        "flags": sorted(verdict.flags),
+        "notify": list(verdict.notify),
+        "report_only": verdict.report_only,
+        "policy_hash": verdict.policy_hash,
+    }
+
+
+def _change_line(change: Change) -> str:
+    if isinstance(change, AttachmentStripped):
+        return (
+            f"stripped part {change.part} {change.filename!r} ({change.size} bytes, "
+            f"sha256 {change.sha256}) by {change.reason}"
+        )
+    removed = ", ".join(f"{what} x{count}" for what, count in change.removed) or "nothing"
+    return (
+        f"sanitized part {change.part}: removed {removed} "
+        f"({change.bytes_before} -> {change.bytes_after} bytes)"
+    )
+
+
+def _edit_line(edit: Edit) -> str:
+    if isinstance(edit, AddHeader):
+        return f"add header {edit.name}: {edit.value}"
+    if isinstance(edit, RemoveHeader):
+        return f"remove header {edit.name}"
+    if isinstance(edit, ChangeHeader):
+        return f"change header {edit.name}[{edit.index}]: {edit.value}"
+    if isinstance(edit, DeleteRecipient):
+        return f"delete recipient {edit.address}"
+    return f"replace body ({len(edit.body)} bytes)"
+
+
+def verdict_lines(verdict: Verdict) -> list[str]:
+    data = verdict_json(verdict)
+    lines = [f"action: {data['action']}"]
+    if data["smtp_reply"]:
+        lines.append(f"reply: {data['smtp_reply']}")
+    if data["quarantine_reason"]:
+        lines.append(f"reason: {data['quarantine_reason']}")
+    lines.append(f"rules: {', '.join(verdict.rules) or '(none)'}")
+    for label, values in (("flags", data["flags"]), ("notify", data["notify"])):
+        if values:
+            lines.append(f"{label}: {', '.join(values)}")
+    lines += [f"edit: {_edit_line(e)}" for e in verdict.edits]
+    lines += [f"change: {_change_line(c)}" for c in verdict.changes]
+    lines.append(f"policy: {verdict.policy_hash}")
+    return lines

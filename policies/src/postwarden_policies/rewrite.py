@@ -1,0 +1,211 @@
+"""Minimal body rewriting: strip attachments, sanitize HTML, touch nothing else.
+
+The new message is spliced from the original bytes: every part the plan does
+not touch is copied byte for byte (same boundaries, same headers). A stripped
+attachment's slot (its headers and body) gets a short text/plain notice
+naming the file, its decoded size and SHA-256. A sanitized text/html part
+keeps its headers; its body is re-encoded in its own transfer encoding and
+charset (characters the charset lacks become HTML character references, so
+the charset parameter never changes). The top-level header section is never
+changed: a top-level attachment keeps its headers and gets the notice as body.
+
+Parts under multipart/signed, multipart/encrypted or S/MIME are skipped when
+``plan.skip_signed`` (the default): changing them would break the signature.
+A part inside a stripped part goes with it. An HTML part whose sanitizing
+removed nothing (only re-serialized) stays untouched.
+
+Every result is re-parsed and checked: the intended parts changed, every other
+part is byte-identical, no new parser flags. A failed check raises
+:class:`RewriteError` (the engine catches it and falls back safely).
+
+Exceptions::
+
+    Exception
+     └── RewriteError
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from postwarden_policies import transfer
+from postwarden_policies.facts import MessageFacts, MimePart
+from postwarden_policies.headers import decode_bytes
+from postwarden_policies.mimeparse import parse_message
+from postwarden_policies.sanitize import HtmlOptions, sanitize_html
+from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitized
+
+__all__ = ["HtmlOptions", "RewriteError", "RewritePlan", "RewriteResult", "rewrite_body"]
+
+_LIMIT_FLAGS = frozenset({"too_many_parts", "too_deep"})
+
+
+@dataclass(frozen=True, slots=True)
+class RewritePlan:
+    strip: tuple[tuple[int, str], ...]  # (MimePart.index, reason)
+    sanitize_html: HtmlOptions | None
+    skip_signed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteResult:
+    body: bytes | None  # new body after the header section; None = unchanged
+    changes: tuple[Change, ...]
+
+
+class RewriteError(Exception):
+    """The rewritten message did not re-parse as intended; nothing may be applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Edit:
+    start: int
+    end: int
+    data: bytes
+    part: MimePart
+    whole_slot: bool  # headers and body replaced (a stripped attachment)
+
+
+def _decoded(facts: MessageFacts, part: MimePart) -> bytes:
+    data, _ok = transfer.decode(facts.raw[part.body_start : part.body_end], part.transfer_encoding)
+    return data
+
+
+def _with_tail(original: bytes, encoded: bytes) -> bytes:
+    """Keep the line breaks the original body ended with."""
+    tail = original[len(original.rstrip(b"\r\n")) :]
+    return encoded.rstrip(b"\r\n") + tail
+
+
+def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit, Change]:
+    data = _decoded(facts, part)
+    digest = hashlib.sha256(data).hexdigest()
+    name = part.filename or "(unnamed)"
+    shown = "".join(ch if ch.isprintable() else "?" for ch in name)
+    notice = (
+        f'The attachment "{shown}" ({len(data)} bytes, SHA-256 {digest}) '
+        "was removed by the mail filter.\n"
+    ).encode()
+    nl = facts.newline
+    change = AttachmentStripped(
+        part=part.path, filename=name, size=len(data), sha256=digest, reason=reason
+    )
+    original = facts.raw[part.body_start : part.body_end]
+    if part.parent is None:  # the top-level header section stays as it is
+        body = _with_tail(original, transfer.encode(notice, part.transfer_encoding, nl))
+        return _Edit(part.body_start, part.body_end, body, part, False), change
+    slot = nl.join(
+        (
+            b"Content-Type: text/plain; charset=utf-8",
+            b"Content-Transfer-Encoding: quoted-printable",
+            b"Content-Disposition: inline",
+            b"",
+            transfer.encode(notice, "quoted-printable", nl).rstrip(b"\r\n"),
+        )
+    )
+    return _Edit(part.header_start, part.body_end, _with_tail(original, slot), part, True), change
+
+
+def _sanitize_edit(
+    facts: MessageFacts, part: MimePart, options: HtmlOptions
+) -> tuple[_Edit, Change] | None:
+    original = facts.raw[part.body_start : part.body_end]
+    data = _decoded(facts, part)
+    unknown: set[str] = set()
+    html = decode_bytes(data, part.charset or "utf-8", unknown)
+    clean, removed = sanitize_html(html, options)
+    if not removed:
+        return None
+    charset = "us-ascii" if unknown or part.charset is None else part.charset
+    cte = part.transfer_encoding
+    new = clean.encode(charset, "xmlcharrefreplace")
+    if cte not in ("8bit", "binary", "base64", "quoted-printable") and not new.isascii():
+        new = clean.encode("ascii", "xmlcharrefreplace")  # must stay 7-bit clean
+    if b"\r\n" in data:
+        new = new.replace(b"\n", b"\r\n")
+    width = transfer.base64_line_length(original)
+    body = _with_tail(original, transfer.encode(new, cte, facts.newline, width))
+    change = HtmlSanitized(
+        part=part.path, removed=removed, bytes_before=len(data), bytes_after=len(new)
+    )
+    return _Edit(part.body_start, part.body_end, body, part, False), change
+
+
+def _inside(part: MimePart, edits: list[_Edit]) -> bool:
+    return any(e.start <= part.header_start and part.body_end <= e.end for e in edits)
+
+
+def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], list[Change]]:
+    edits: list[_Edit] = []
+    changes: list[Change] = []
+    wanted = sorted(
+        ((facts.parts[i], reason) for i, reason in plan.strip if 0 <= i < len(facts.parts)),
+        key=lambda item: (item[0].header_start, -item[0].body_end),
+    )
+    for part, reason in wanted:
+        if (plan.skip_signed and part.in_signed) or _inside(part, edits):
+            continue
+        edit, change = _strip_edit(facts, part, reason)
+        edits.append(edit)
+        changes.append(change)
+    if plan.sanitize_html is not None:
+        for part in facts.parts:
+            if part.content_type != "text/html" or part.is_multipart:
+                continue
+            if (plan.skip_signed and part.in_signed) or _inside(part, edits):
+                continue
+            done = _sanitize_edit(facts, part, plan.sanitize_html)
+            if done is not None:
+                edits.append(done[0])
+                changes.append(done[1])
+    return edits, changes
+
+
+def _verify(facts: MessageFacts, raw: bytes, edits: list[_Edit]) -> None:
+    # A message cut short by the parser's limits is re-read with the same cut.
+    limit = len(facts.parts) if "too_many_parts" in facts.flags else 1000
+    depth = max((p.depth for p in facts.parts), default=0) if "too_deep" in facts.flags else 100
+    new = parse_message(raw, facts.envelope, max_parts=limit, max_depth=depth)
+    if (new.flags - facts.flags) - _LIMIT_FLAGS:
+        raise RewriteError("rewrite introduced parser flags")
+    by_path = {p.path: p for p in new.parts}
+    edited = {e.part.path: e for e in edits}
+    ancestors: set[int] = set()
+    for done in edits:
+        parent = done.part.parent
+        while parent is not None and parent not in ancestors:
+            ancestors.add(parent)
+            parent = facts.parts[parent].parent
+    for part in facts.parts:
+        edit = edited.get(part.path)
+        fresh = by_path.get(part.path)
+        if edit is not None:
+            if fresh is None:
+                raise RewriteError("an edited part vanished")
+            start = fresh.header_start if edit.whole_slot else fresh.body_start
+            if raw[start : fresh.body_end] != edit.data:
+                raise RewriteError("an edited part did not come out as written")
+        elif part.index not in ancestors and not _inside(part, edits):
+            if (
+                fresh is None
+                or raw[fresh.header_start : fresh.body_end]
+                != (facts.raw[part.header_start : part.body_end])
+            ):
+                raise RewriteError("an untouched part changed")
+
+
+def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
+    """Apply ``plan`` to the message; ``body`` is None when nothing changed."""
+    edits, changes = _plan_edits(facts, plan)
+    if not edits:
+        return RewriteResult(body=None, changes=())
+    pieces: list[bytes] = []
+    pos = 0
+    for edit in sorted(edits, key=lambda e: e.start):
+        pieces += (facts.raw[pos : edit.start], edit.data)
+        pos = edit.end
+    pieces.append(facts.raw[pos:])
+    raw = b"".join(pieces)
+    _verify(facts, raw, edits)
+    return RewriteResult(body=raw[facts.body_offset :], changes=tuple(changes))

@@ -1,0 +1,233 @@
+"""The HTML sanitizer for email, built on nh3 (ammonia).
+
+The allowlist keeps what mail layout needs (tables, fonts, inline styles
+filtered by property, ``class``, ``cid:`` images) and drops everything that
+runs code or leaves the message: scripts, event handlers, forms, frames,
+objects, embeds, ``<base>``, ``<meta>``, SVG and MathML, and URLs whose scheme
+is not allowed. Inline styles lose declarations with ``expression(``,
+``url(``, ``behavior`` or ``javascript:``. ``data:`` URLs survive only as
+``<img src="data:image/(png|gif|jpeg|webp);...">``: they are part of the
+message, so they track nobody, and raster images run no code; this holds in
+both ``remote_images`` modes. ``remote_images: strip`` drops ``src`` from
+images served over http(s).
+
+``removed`` counts what went away, compared before and after: tag names
+(``("script", 1)``), attributes (``("@onerror", 1)``), comments
+(``("comment", 2)``) and style declarations (``("style:url(", 1)``). A
+part whose count is empty was only re-serialized and is left untouched by
+:mod:`postwarden_policies.rewrite`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nh3
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlOptions:
+    remote_images: str  # "keep" | "strip"
+    allowed_url_schemes: frozenset[str]
+
+
+_TAGS = frozenset(
+    """a abbr acronym address area b bdi bdo big blockquote br caption center cite code col
+    colgroup dd del dfn div dl dt em font h1 h2 h3 h4 h5 h6 hr i img ins kbd li map mark ol p
+    pre q s samp small span strike strong sub sup table tbody td tfoot th thead tr tt u ul var
+    wbr""".split()
+)
+# Tags whose content goes too, not just the tag: code, styles, frames, foreign XML.
+_DROP_WITH_CONTENT = frozenset(
+    """script style title head svg math iframe object embed noembed noframes template
+    frameset applet""".split()
+)
+_GENERIC_ATTRIBUTES = frozenset(
+    """align valign width height bgcolor color dir lang title border cellpadding cellspacing
+    style class face size hspace vspace nowrap""".split()
+)
+_ATTRIBUTES = {
+    "*": set(_GENERIC_ATTRIBUTES),
+    "a": {"href", "name", "target"},
+    "img": {"src", "alt"},
+    "td": {"colspan", "rowspan", "headers", "scope"},
+    "th": {"colspan", "rowspan", "headers", "scope"},
+    "col": {"span"},
+    "colgroup": {"span"},
+    "ol": {"start", "type"},
+    "ul": {"type"},
+    "li": {"value"},
+    "area": {"href", "alt", "shape", "coords"},
+    "map": {"name"},
+    "table": {"summary"},
+}
+_CSS_PROPERTIES = frozenset(
+    """color background-color font font-family font-size font-style font-weight font-variant
+    text-align text-decoration text-indent text-transform letter-spacing word-spacing
+    line-height white-space vertical-align direction margin margin-top margin-right
+    margin-bottom margin-left padding padding-top padding-right padding-bottom padding-left
+    border border-top border-right border-bottom border-left border-color border-style
+    border-width border-collapse border-spacing border-radius width height max-width
+    min-width max-height min-height display float clear list-style-type table-layout
+    text-overflow overflow word-break word-wrap""".split()
+)
+_CSS_DANGER = ("expression", "url(", "behavior", "javascript:", "-moz-binding", "@import")
+_DATA_IMAGE = re.compile(r"data:image/(?:png|gif|jpe?g|webp)[;,]", re.IGNORECASE)
+_TAG = re.compile(r"<\s*([a-zA-Z][a-zA-Z0-9:-]*)")
+_ATTR = re.compile(r"[\s\"'/]([a-zA-Z_:@][-a-zA-Z0-9_:.@]*)\s*=")
+_CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
+_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
+_LINK_REL = "noopener noreferrer"
+_FILTER_MARKERS = (
+    "data:",
+    "url(",
+    "expression",
+    "behavior",
+    "javascript",
+    "binding",
+    "import",
+    "\\",
+    "/*",
+)
+_NOT_COUNTED = frozenset({"html", "body", "tbody"})  # implied structure, not content
+_FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
+
+# Per-call counters for what the attribute filter dropped (the milter sanitizes
+# on many threads at once; a ContextVar is private to each).
+_dropped: contextvars.ContextVar[Counter[str]] = contextvars.ContextVar("dropped")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    """A CSS escape as the browser reads it (``e\\78pression`` is ``expression``)."""
+    if match.group(1) is None:
+        return match.group(2)
+    code = int(match.group(1), 16)
+    return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+
+
+def _filter_style(value: str, dropped: Counter[str]) -> str | None:
+    kept = []
+    for declaration in value.split(";"):
+        folded = _CSS_COMMENT_OR_SPACE.sub("", _CSS_ESCAPE.sub(_unescape, declaration)).lower()
+        danger = next((word for word in _CSS_DANGER if word in folded), None)
+        if danger is None:
+            kept.append(declaration.strip())
+        else:
+            dropped[f"style:{danger}"] += 1
+    result = "; ".join(d for d in kept if d)
+    return result or None
+
+
+def _make_filter(strip_remote: bool) -> Callable[[str, str, str], str | None]:
+    def attribute_filter(tag: str, attribute: str, value: str) -> str | None:
+        dropped = _dropped.get(None)
+        if dropped is None:  # called outside sanitize_html: count nothing
+            dropped = Counter()
+        if attribute == "style":
+            kept = _filter_style(value, dropped)
+            if kept is None:
+                dropped["@style"] -= 1  # already counted by its declarations
+            return kept
+        if attribute not in ("href", "src"):
+            return value
+        scheme = value.strip().lower()
+        if scheme.startswith("data:") and not (tag == "img" and _DATA_IMAGE.match(value.strip())):
+            dropped["url:data"] += 1
+            dropped[f"@{attribute}"] -= 1  # counted once, by the reason
+            return None
+        if strip_remote and tag == "img" and scheme.startswith(("http:", "https:", "//")):
+            dropped["remote-image"] += 1
+            dropped["@src"] -= 1
+            return None
+        return value
+
+    return attribute_filter
+
+
+@functools.lru_cache(maxsize=64)
+def _cleaner(remote_images: str, schemes: frozenset[str], filtered: bool = True) -> nh3.Cleaner:
+    """One Cleaner per option combination, built on first use and shared.
+
+    The attribute filter is a Python call per attribute; HTML that holds none
+    of the constructs it looks for is cleaned by the same allowlist without it.
+    """
+    return nh3.Cleaner(
+        tags=set(_TAGS),
+        clean_content_tags=set(_DROP_WITH_CONTENT),
+        attributes={tag: set(names) for tag, names in _ATTRIBUTES.items()},
+        attribute_filter=_make_filter(remote_images == "strip") if filtered else None,
+        # Without the filter data: is simply not an allowed scheme.
+        url_schemes=set(schemes) | {"data"} if filtered else set(schemes) - {"data"},
+        filter_style_properties=set(_CSS_PROPERTIES),
+        link_rel=_LINK_REL,
+        strip_comments=True,
+    )
+
+
+def _needs_filter(html: str, options: HtmlOptions) -> bool:
+    folded = html.lower()
+    if options.remote_images == "strip" and "<img" in folded:
+        return True
+    return any(marker in folded for marker in _FILTER_MARKERS)
+
+
+def _tags(html: str) -> Counter[str]:
+    counts = Counter(map(str.lower, _TAG.findall(html)))
+    counts["comment"] = html.count("<!--")
+    return counts
+
+
+def _attributes(html: str) -> Counter[str]:
+    return Counter("@" + name.lower() for name in _ATTR.findall(html))
+
+
+def _attributes_may_differ(before: str, after: str) -> bool:
+    """A cheap test first: attributes removed means fewer "=" signs afterwards.
+
+    nh3 adds ``rel`` to links and writes "=" for ``&#61;`` in text, so the
+    test is exact only without character references; otherwise count them.
+    """
+    added = after.count(f' rel="{_LINK_REL}"')
+    return before.count("=") != after.count("=") - added or "&#" in before or "&equals" in before
+
+
+def _removed(before: str, after: str, dropped: Counter[str]) -> tuple[tuple[str, int], ...]:
+    lost = _tags(before) - _tags(after)  # keeps only positive differences
+    if _attributes_may_differ(before, after):
+        lost.update(_attributes(before) - _attributes(after))
+    for name in _NOT_COUNTED:
+        lost.pop(name, None)
+    lost.update(dropped)
+    return tuple(sorted((+lost).items()))
+
+
+def _is_panic(exc: BaseException) -> bool:
+    # pyo3's PanicException derives from BaseException and cannot be imported.
+    return type(exc).__name__ == "PanicException"
+
+
+def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """(clean HTML, what was removed). Never raises for any input."""
+    cleaner = _cleaner(
+        options.remote_images, options.allowed_url_schemes, _needs_filter(html, options)
+    )
+    dropped: Counter[str] = Counter()
+    token = _dropped.set(dropped)
+    try:
+        clean = cleaner.clean(html)
+    except BaseException as exc:
+        if not _is_panic(exc):
+            raise
+        log.error("nh3 panicked on an HTML part; replaced with a notice")
+        return _FAILED_NOTICE, (("unsanitizable", 1),)
+    finally:
+        _dropped.reset(token)
+    return clean, _removed(html, clean, dropped)

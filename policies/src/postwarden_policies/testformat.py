@@ -1,0 +1,98 @@
+"""The `tests:` section of a policy file: sample messages and the outcome they must get.
+
+A case names its message with ``message:`` (a path relative to the policy
+file) or gives it inline with ``raw:``. ``expect_rules`` lists exactly the
+rules that must match, in order (report-mode rules as "report:<name>",
+limits as "limit:<name>"); ``expect_reply`` must be the start of the SMTP
+reply; ``expect_headers`` are header values the delivered message carries;
+``expect_stripped`` the file names of the attachments stripped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conditionformat import ADDRESS, HEADER_NAME
+from .model import PolicyTest
+from .policyformat import NAME, PRINTABLE, TERMINALS
+from .spec import INVALID, Field, ListOf, MapOf, Obj, ObjectContext, boolean, choice, text
+from .verdicts import Action
+
+_ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
+
+
+def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
+    if ("message" in values) == ("raw" in values):
+        ctx.error(None, "give exactly one of message (a file) or raw (the message inline)")
+        return INVALID
+    message = None
+    if "message" in values:
+        base = ctx.reader.base_dir
+        if base is None:
+            ctx.error("message", "message files need a policy file; use raw here")
+            return INVALID
+        message = base / values["message"]
+        if not message.is_file():
+            ctx.error("message", f"message file not found: {values['message']}")
+            return INVALID
+    return PolicyTest(
+        name=values["name"],
+        expect=Action(values["expect"]),
+        message=message,
+        raw=values.get("raw"),
+        sender="" if values.get("sender", "<>") == "<>" else values["sender"],
+        recipients=values["recipients"],
+        client_ip=values.get("client_ip"),
+        client_name=values.get("client_name"),
+        helo=values.get("helo"),
+        auth_user=values.get("auth_user"),
+        duplicate=values.get("duplicate", False),
+        expect_rules=values.get("expect_rules"),
+        expect_reply=values.get("expect_reply"),
+        expect_headers=tuple(values.get("expect_headers", {}).items()),
+        expect_stripped=values.get("expect_stripped"),
+        where=(ctx.node.start_mark.line + 1, ctx.node.start_mark.column + 1),
+    )
+
+
+TEST_CASE = Obj(
+    "test",
+    "A sample message with its envelope and the outcome it must get.",
+    {
+        "name": Field(text(max_length=200), "What the case shows.", required=True),
+        "message": Field(text(what="a path"), "The .eml file, relative to the policy file."),
+        "raw": Field(text(max_length=1_000_000), "The message itself (instead of message)."),
+        "sender": Field(
+            text(pattern=f"<>|{ADDRESS}", what="an e-mail address or <>"),
+            "Envelope sender (<> by default).",
+        ),
+        "recipients": Field(ListOf(_ADDRESS), "Envelope recipients.", required=True),
+        "client_ip": Field(text(what="an IP address"), "The client's address."),
+        "client_name": Field(text(what="a host name"), "The client's reverse DNS name."),
+        "helo": Field(text(what="a host name"), "HELO/EHLO name."),
+        "auth_user": Field(text(what="a SASL login name"), "SASL login (authenticated)."),
+        "duplicate": Field(boolean(), "Pretend the milter has seen this message before."),
+        "expect": Field(choice(*TERMINALS), "The expected action.", required=True),
+        "expect_rules": Field(
+            ListOf(text(pattern=f"(report:|limit:)?{NAME}", what="a rule name"), min_items=0),
+            "Exactly the rules that must match, in order.",
+        ),
+        "expect_reply": Field(
+            text(pattern=PRINTABLE, what="the start of an SMTP reply"), 'E.g. "550 5.7.1".'
+        ),
+        "expect_headers": Field(
+            MapOf(
+                text(pattern=HEADER_NAME, what="a header name"),
+                text(pattern=PRINTABLE, what="a header value"),
+                "headers",
+            ),
+            "Header values the delivered message must carry.",
+        ),
+        "expect_stripped": Field(
+            ListOf(text(what="a file name"), min_items=0), "File names of the attachments stripped."
+        ),
+    },
+    _test_case,
+    def_name="test",
+    label_key="name",
+)

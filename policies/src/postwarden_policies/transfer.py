@@ -1,0 +1,118 @@
+"""Content-Transfer-Encoding: sizes and prefixes cheaply, full decode and re-encode.
+
+The parser only needs sizes and the first bytes of each part, so those are
+computed without decoding whole bodies. Re-encoding keeps the original's
+style: the same base64 line length and the message's own line ending.
+"""
+
+from __future__ import annotations
+
+import binascii
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_PAD_AND_SPACE = b"=\r\n \t"
+_SAMPLE = 4096  # bytes checked at each end of a regular base64 body
+_B64_NOT_ALPHABET = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))
+KNOWN_ENCODINGS = frozenset({"7bit", "8bit", "binary", "base64", "quoted-printable"})
+
+
+def base64_size(raw: bytes, start: int, end: int) -> tuple[int, bool]:
+    """(decoded size, well formed) of the base64 text ``raw[start:end]``, not decoded."""
+    regular = _regular_base64_size(raw, start, end)
+    if regular is not None:
+        return regular, True
+    chunk = raw[start:end]
+    other = chunk.translate(None, _B64_ALPHABET)  # one pass; small for real base64
+    alphabet = len(chunk) - len(other)
+    garbage = other.translate(None, _B64_PAD_AND_SPACE)
+    return alphabet * 3 // 4, not garbage and alphabet % 4 != 1
+
+
+def _regular_base64_size(raw: bytes, start: int, end: int) -> int | None:
+    """The fast path for what every mailer writes: lines of one length.
+
+    Checks every line break with two strided slices and the first and last few
+    kilobytes for foreign characters instead of translating megabytes; returns
+    None when the text is not that regular and the caller counts it all.
+    """
+    first_nl = raw.find(b"\n", start, min(end, start + 1024))
+    tail = raw[max(start, end - _SAMPLE) : end].rstrip(b"\r\n \t")
+    if first_nl <= start or not tail:
+        return None
+    stop = end - _SAMPLE + len(tail) if end - start > _SAMPLE else start + len(tail)
+    newline = b"\r\n" if raw[first_nl - 1] == 0x0D else b"\n"
+    width = first_nl + 1 - start  # a full line including its line break
+    text = width - len(newline)
+    lines = (stop - start) // width
+    for offset, char in enumerate(newline):
+        ends = raw[start + text + offset : start + lines * width : width]
+        if ends != bytes([char]) * lines:
+            return None
+    last_line = raw[start + lines * width : stop]
+    head = raw[start : min(stop, start + _SAMPLE)]
+    if b"\n" in last_line or any(
+        sample.translate(None, _B64_ALPHABET + _B64_PAD_AND_SPACE) for sample in (head, tail)
+    ):
+        return None
+    padding = len(last_line) - len(last_line.rstrip(b"="))
+    alphabet = lines * text + len(last_line) - padding
+    return alphabet * 3 // 4 if alphabet % 4 != 1 else None
+
+
+def qp_size(raw: bytes, start: int, end: int) -> int:
+    """Approximate decoded size of quoted-printable text: escapes and soft breaks."""
+    escapes = raw.count(b"=", start, end)
+    soft_crlf = raw.count(b"=\r\n", start, end)
+    return max(0, end - start - 2 * escapes - soft_crlf)
+
+
+def decode_head(raw: bytes, start: int, end: int, encoding: str, want: int = 192) -> bytes:
+    """The first ``want`` decoded bytes (about), decoding only a small prefix."""
+    if encoding == "base64":
+        chunk = raw[start : min(end, start + want * 2)]
+        text = chunk.translate(None, _B64_NOT_ALPHABET)
+        text = text[: len(text) - len(text) % 4]
+        return binascii.a2b_base64(text)
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(raw[start : min(end, start + want * 3)])[:want]
+    return raw[start : min(end, start + want)]
+
+
+def decode(data: bytes, encoding: str) -> tuple[bytes, bool]:
+    """(decoded bytes, well formed). Broken base64 decodes what it can."""
+    if encoding == "base64":
+        clean = data.translate(None, _B64_NOT_ALPHABET)
+        ok = len(clean) % 4 != 1 and not data.translate(None, _B64_ALPHABET + _B64_PAD_AND_SPACE)
+        return binascii.a2b_base64(clean[: len(clean) - len(clean) % 4] + _pad(clean)), ok
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(data), True
+    return data, True
+
+
+def _pad(clean: bytes) -> bytes:
+    # A final group of 2 or 3 characters is a truncated but decodable tail.
+    tail = clean[len(clean) - len(clean) % 4 :]
+    return tail + b"=" * (-len(tail) % 4) if len(tail) >= 2 else b""
+
+
+def base64_line_length(data: bytes) -> int:
+    """The line length of existing base64 text (76 when there is no clear style)."""
+    first = data.split(b"\n", 1)[0].rstrip(b"\r")
+    length = len(first) - len(first) % 4
+    return length if 4 <= length <= 76 and b"\n" in data else 76
+
+
+def encode(data: bytes, encoding: str, newline: bytes, line_length: int = 76) -> bytes:
+    """Encode ``data`` (text with LF or CRLF line ends) for the given transfer encoding.
+
+    7bit/8bit/binary text gets ``newline`` line ends; quoted-printable too;
+    base64 lines are ``line_length`` characters long.
+    """
+    if encoding == "base64":
+        encoded = binascii.b2a_base64(data, newline=False)
+        lines = [encoded[i : i + line_length] for i in range(0, len(encoded), line_length)]
+        return newline.join(lines)
+    text = data.replace(b"\r\n", b"\n")
+    if encoding == "quoted-printable":
+        text = binascii.b2a_qp(text, istext=True)
+    return text.replace(b"\n", newline)

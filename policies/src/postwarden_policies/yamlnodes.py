@@ -1,0 +1,113 @@
+"""YAML at the node level: composing a source and reporting issues at node marks.
+
+Policies are read with ``yaml.compose`` and the SafeLoader's resolver only, so
+nothing in a policy file can construct Python objects, and every value keeps
+the mark (line, column) it came from for error messages. A :class:`Reader`
+collects every issue of one source instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+
+from .errors import PolicyIssue
+
+# Aliases let a small document expand into a huge tree ("billion laughs");
+# reading stops after this many nodes.
+MAX_NODES = 100_000
+MAX_SOURCE_CHARS = 4 * 1024 * 1024
+
+TAG_PREFIX = "tag:yaml.org,2002:"
+TAG_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+    "timestamp": "a timestamp",
+    "binary": "binary data",
+    "map": "a mapping",
+    "seq": "a sequence",
+}
+
+
+def describe(node: yaml.Node) -> str:
+    """What a node holds, in words: 'a string', 'a mapping', ..."""
+    short = node.tag.removeprefix(TAG_PREFIX)
+    return TAG_NAMES.get(short, f"a value tagged {node.tag.replace(TAG_PREFIX, '!!')}")
+
+
+class Reader:
+    """Issue collector and scalar constructor for one policy source."""
+
+    def __init__(self, label: str, base_dir: Path | None = None) -> None:
+        self.label = label
+        self.base_dir = base_dir
+        self.issues: list[PolicyIssue] = []
+        self._prefixes: list[str] = []
+        self._constructor = SafeConstructor()
+        self._nodes = 0
+
+    def error(self, node: yaml.Node | None, message: str) -> None:
+        text = "".join(self._prefixes) + message
+        if node is None:
+            self.issues.append(PolicyIssue(self.label, None, None, text))
+        else:
+            mark = node.start_mark
+            self.issues.append(PolicyIssue(self.label, mark.line + 1, mark.column + 1, text))
+
+    def issue_at(self, where: tuple[int, int], message: str) -> PolicyIssue:
+        return PolicyIssue(self.label, where[0], where[1], "".join(self._prefixes) + message)
+
+    @contextmanager
+    def prefixed(self, prefix: str) -> Iterator[None]:
+        """Prefix every issue raised inside, e.g. with "rule 'name': "."""
+        self._prefixes.append(prefix)
+        try:
+            yield
+        finally:
+            self._prefixes.pop()
+
+    def visit(self, node: yaml.Node) -> bool:
+        """Count a node; False (after one issue) once the document is too large."""
+        self._nodes += 1
+        if self._nodes == MAX_NODES + 1:
+            self.error(node, f"document too large: more than {MAX_NODES} values (check aliases)")
+        return self._nodes <= MAX_NODES
+
+    def scalar(self, node: yaml.ScalarNode) -> object:
+        """The Python value of a scalar under the safe schema (str, int, bool, None, ...)."""
+        try:
+            return self._constructor.construct_object(node)
+        except (ConstructorError, ValueError):
+            return _Unreadable()
+
+
+class _Unreadable:
+    """A scalar the safe constructor refused (an unknown tag, a bad timestamp)."""
+
+
+def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]:
+    """Compose one YAML document into nodes; a syntax error becomes an issue."""
+    if len(text) > MAX_SOURCE_CHARS:
+        return None, [PolicyIssue(label, None, None, f"larger than {MAX_SOURCE_CHARS} characters")]
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.context.startswith("expected"):  # "expected a single document"
+            problem = f"{exc.context}, {problem}"
+        if mark is None:
+            return None, [PolicyIssue(label, None, None, f"YAML syntax error: {problem}")]
+        return None, [
+            PolicyIssue(label, mark.line + 1, mark.column + 1, f"YAML syntax error: {problem}")
+        ]
+    except yaml.YAMLError as exc:
+        return None, [PolicyIssue(label, None, None, f"YAML error: {exc}")]
+    return node, []

@@ -1,0 +1,131 @@
+"""API keys: lifecycle over the API, uniform 401s, constant-time verification."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import time
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.keys import split_key, verify_key
+from postwarden_store import connect
+
+from tests.fixtures.adminapp import MintKey, bearer
+
+UNAUTHENTICATED = {"code": "unauthenticated", "message": "a valid API key is required",
+                   "details": []}
+
+
+async def _status(client: TestClient[Any, Any], key: str) -> tuple[int, Any]:
+    response = await client.get("/api/v1/settings", headers=bearer(key))
+    return response.status, await response.json()
+
+
+async def test_create_list_revoke_over_the_api(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "operator", "name": "ci", "allowed_senders": [],
+    })
+    assert response.status == 201
+    created = await response.json()
+    key = created["key"]
+    assert key.startswith(f"pw_{created['key_id']}_")
+    assert (await _status(admin_client, key))[0] == 200
+
+    listed = await (await admin_client.get("/api/v1/keys", headers=bearer(admin_key))).json()
+    assert all("key" not in k and "secret_sha256" not in k for k in listed["keys"])
+    assert key.split("_", 2)[2] not in str(listed)
+
+    response = await admin_client.delete(f"/api/v1/keys/{created['key_id']}",
+                                         headers=bearer(admin_key))
+    assert response.status == 200
+    assert (await response.json())["revoked_at"] is not None
+    assert await _status(admin_client, key) == (401, {"error": UNAUTHENTICATED})
+
+
+async def test_create_reports_every_bad_field(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "root", "name": "", "allowed_senders": "x", "expires_at": "soon", "extra": 1,
+    })
+    assert response.status == 422
+    fields = {d["field"] for d in (await response.json())["error"]["details"]}
+    assert fields == {"role", "name", "allowed_senders", "expires_at", "extra"}
+
+
+async def test_rotation_keeps_old_key_for_the_grace_period(
+    admin_client: TestClient[Any, Any], admin_key: str, mint_key: MintKey
+) -> None:
+    old = await mint_key(Role.OPERATOR)
+    old_id = old.split("_")[1]
+    response = await admin_client.post(f"/api/v1/keys/{old_id}/rotate",
+                                       headers=bearer(admin_key), json={"grace_seconds": 3600})
+    assert response.status == 201
+    new = (await response.json())["key"]
+    assert (await _status(admin_client, old))[0] == 200
+    assert (await _status(admin_client, new))[0] == 200
+
+    response = await admin_client.post(f"/api/v1/keys/{new.split('_')[1]}/rotate",
+                                       headers=bearer(admin_key), json={"grace_seconds": 0})
+    newest = (await response.json())["key"]
+    assert (await _status(admin_client, new))[0] == 401
+    assert (await _status(admin_client, newest))[0] == 200
+
+
+async def test_every_bad_key_gets_the_same_401(
+    admin_client: TestClient[Any, Any], mint_key: MintKey, admin_key: str
+) -> None:
+    good = await mint_key(Role.OPERATOR)
+    expired = await mint_key(Role.OPERATOR, expires_at=dt.datetime.now(dt.UTC)
+                             - dt.timedelta(seconds=1))
+    key_id, secret = split_key(good) or ("", "")
+    bad_keys = [
+        f"pw_{key_id}_{secret[:-1]}x",  # known id, wrong secret
+        f"pw_ffffffffffffffff_{secret}",  # unknown id
+        expired,
+        "pw_",
+        "not-a-key",
+        "dev-admin-key",  # an admin key exists in this database
+        "x" * 500,
+    ]
+    for key in bad_keys:
+        assert await _status(admin_client, key) == (401, {"error": UNAUTHENTICATED}), key
+    response = await admin_client.get("/api/v1/settings")
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_unknown_id_and_wrong_secret_take_the_same_time(
+    database_url: str, mint_key: MintKey
+) -> None:
+    """No early exit on the key id: both paths do one lookup and one digest comparison.
+
+    Interleaved samples, compared by median; the bound is loose (a database
+    round trip dominates) but an early exit that skips hashing or the lookup
+    would show as a consistent gap of the same order as the round trip.
+    """
+    good = await mint_key(Role.AUDITOR)
+    key_id, secret = split_key(good) or ("", "")
+    wrong_secret = f"pw_{key_id}_{secret[:-2]}zz"
+    unknown_id = f"pw_{'0' * 16}_{secret}"
+    conn = await connect(database_url)
+    samples: dict[str, list[float]] = {"wrong": [], "unknown": []}
+    try:
+        for _ in range(20):  # warm up plans and caches
+            await verify_key(conn, wrong_secret)
+            await verify_key(conn, unknown_id)
+        for i in range(400):
+            order = [("wrong", wrong_secret), ("unknown", unknown_id)]
+            for label, key in order if i % 2 else reversed(order):
+                started = time.perf_counter()
+                assert await verify_key(conn, key) is None
+                samples[label].append(time.perf_counter() - started)
+    finally:
+        await conn.close()
+    wrong, unknown = statistics.median(samples["wrong"]), statistics.median(samples["unknown"])
+    assert abs(wrong - unknown) / max(wrong, unknown) < 0.25, (wrong, unknown)

@@ -1,0 +1,117 @@
+"""Body cap on bytes actually read, and rate limits counted in Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+from postwarden_admin_api.app import create_app
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.ratelimit import RateLimiter
+from postwarden_store import create_pool
+
+from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
+
+
+async def _chunks(total: int, size: int = 4096) -> AsyncIterator[bytes]:
+    sent = 0
+    while sent < total:
+        piece = min(size, total - sent)
+        sent += piece
+        yield b" " * piece
+
+
+async def test_chunked_body_over_the_cap_is_413(
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
+) -> None:
+    client = await aiohttp_client(create_app(
+        settings_for(database_url, max_request_body_bytes=64 * 1024)))
+    key = await mint_key(Role.ADMIN)
+    response = await client.put("/api/v1/settings", data=_chunks(200 * 1024), headers={
+        **bearer(key), "Content-Type": "application/json"})
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "payload_too_large"
+    assert response.request_info.headers.get("Transfer-Encoding") == "chunked"
+    assert "Content-Length" not in response.request_info.headers
+
+
+async def test_chunked_body_under_the_cap_is_read(
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
+) -> None:
+    client = await aiohttp_client(create_app(
+        settings_for(database_url, max_request_body_bytes=64 * 1024)))
+    key = await mint_key(Role.ADMIN)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"audit_retention_days":'
+        yield b" 30}"
+
+    response = await client.put("/api/v1/settings", data=body(), headers={
+        **bearer(key), "Content-Type": "application/json"})
+    assert response.status == 200
+    assert (await response.json())["audit_retention_days"] == 30
+
+
+async def test_declared_length_over_the_cap_is_413_before_reading(
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
+) -> None:
+    client = await aiohttp_client(create_app(
+        settings_for(database_url, max_request_body_bytes=1024)))
+    key = await mint_key(Role.ADMIN)
+    response = await client.put("/api/v1/settings", data=b"{}" + b" " * 4096,
+                                headers=bearer(key))
+    assert response.status == 413
+
+
+async def test_per_key_limit_is_exact_under_50_concurrent_requests(
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
+) -> None:
+    client = await aiohttp_client(create_app(
+        settings_for(database_url, requests_per_minute=20, pool_max_size=30)))
+    key = await mint_key(Role.AUDITOR)
+
+    async def one() -> tuple[int, dict[str, str]]:
+        response = await client.get("/api/v1/stats", headers=bearer(key))
+        await response.read()
+        return response.status, dict(response.headers)
+
+    results = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(50))), 60)
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {200: 20, 429: 30}
+    refused = [headers for status, headers in results if status == 429]
+    assert all(int(h["Retry-After"]) >= 1 and h["RateLimit-Limit"] == "20"
+               and h["RateLimit-Remaining"] == "0" for h in refused)
+    remaining = sorted(int(h["RateLimit-Remaining"]) for s, h in results if s == 200)
+    assert remaining == list(range(20))
+
+
+async def test_failed_auth_is_limited_per_client_address(
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
+) -> None:
+    client = await aiohttp_client(create_app(
+        settings_for(database_url, auth_failures_per_minute=5)))
+    good = await mint_key(Role.ADMIN)
+    statuses = []
+    for _ in range(8):
+        response = await client.get("/api/v1/keys", headers=bearer("pw_0_nope"))
+        statuses.append(response.status)
+    assert statuses == [401] * 5 + [429] * 3
+    # The address is blocked for this window, even with a good key.
+    blocked = await client.get("/api/v1/keys", headers=bearer(good))
+    assert blocked.status == 429
+    assert (await blocked.json())["error"]["code"] == "rate_limited"
+    assert "Retry-After" in blocked.headers
+
+
+async def test_limiter_counts_in_process_when_postgres_is_unreachable(
+    database_url: str,
+) -> None:
+    pool = await create_pool(database_url)
+    limiter = RateLimiter(pool)
+    assert (await limiter.hit("fallback-test", 3)).allowed
+    await pool.close()  # from now on every acquire fails
+    results: list[Any] = [await limiter.hit("fallback-test", 3) for _ in range(5)]
+    assert [q.allowed for q in results] == [True, True, True, False, False]
+    assert results[-1].headers()["Retry-After"]

@@ -1,0 +1,166 @@
+"""Policy revisions: upload (errors with line/column), list, fetch, diff, activate, rollback."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from postwarden_store import connect
+from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
+
+from tests.fixtures.adminapp import bearer
+
+EXAMPLES = Path(__file__).parents[2] / "policies" / "examples"
+YAML = {"Content-Type": "application/yaml"}
+
+
+def policy(name: str, sender: str = "bad@evil.test") -> str:
+    return (f"version: 1\nname: {name}\npriority: 50\nrules:\n  - name: {name}-block\n"
+            f"    when:\n      sender: [{sender}]\n    then: reject\n")
+
+
+async def upload(client: TestClient[Any, Any], key: str, text: str, comment: str = "") -> Any:
+    response = await client.post("/api/v1/policies", data=text.encode(),
+                                 headers={**bearer(key), **YAML}, params={"comment": comment})
+    return response.status, await response.json()
+
+
+async def test_malformed_yaml_is_answered_with_line_and_column(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    text = "version: 1\nname: broken\nrules:\n  - name: a\n    when: {sender: [x@y.z]\n"
+    status, body = await upload(admin_client, admin_key, text)
+    assert status == 422
+    assert body["error"]["code"] == "validation_failed"
+    detail = body["error"]["details"][0]
+    assert (detail["line"], detail["column"]) == (6, 1)
+    assert "YAML" in detail["message"]
+
+
+async def test_every_schema_problem_is_listed_with_its_position(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    text = ("version: 1\nname: bad\nbogus: 1\nrules:\n  - name: r\n    when:\n"
+            "      client_ip: [not-a-cidr]\n    then: explode\n")
+    status, body = await upload(admin_client, admin_key, text)
+    assert status == 422
+    positions = {(d["line"], d["column"]) for d in body["error"]["details"]}
+    assert (3, 1) in positions
+    assert len(body["error"]["details"]) >= 3
+
+
+async def test_upload_list_fetch_diff(admin_client: TestClient[Any, Any], admin_key: str) -> None:
+    first_text = policy("lifecycle")
+    status, first = await upload(admin_client, admin_key, first_text, "first")
+    assert status == 201
+    assert first["policy_name"] == "lifecycle" and first["comment"] == "first"
+    assert first["author_key_id"] == admin_key.split("_")[1]
+    assert (await upload(admin_client, admin_key, first_text))[1]["id"] == first["id"]
+    status, second = await upload(admin_client, admin_key, policy("lifecycle", "worse@evil.test"))
+    assert status == 201 and second["content_hash"] != first["content_hash"]
+
+    headers = bearer(admin_key)
+    listed = await (await admin_client.get("/api/v1/policies", headers=headers)).json()
+    entry = next(p for p in listed["policies"] if p["policy_name"] == "lifecycle")
+    assert entry["latest_revision"] == second["id"] and entry["revisions"] == 2
+    revisions = await (await admin_client.get(
+        "/api/v1/policies/lifecycle/revisions", headers=headers)).json()
+    assert [r["id"] for r in revisions["revisions"]] == [second["id"], first["id"]]
+
+    response = await admin_client.get(f"/api/v1/revisions/{first['id']}", headers=headers)
+    assert response.content_type == "application/yaml"
+    assert await response.text() == first_text
+
+    response = await admin_client.get(
+        f"/api/v1/revisions/{first['id']}/diff/{second['id']}", headers=headers)
+    diff = await response.text()
+    assert f"--- lifecycle@r{first['id']}" in diff
+    assert "-      sender: [bad@evil.test]" in diff and "+      sender: [worse@evil.test]" in diff
+
+
+async def test_activation_reaches_a_listener_and_rollback_works(
+    admin_client: TestClient[Any, Any], admin_key: str, database_url: str
+) -> None:
+    _, first = await upload(admin_client, admin_key, policy("notified"))
+    _, second = await upload(admin_client, admin_key, policy("notified", "other@evil.test"))
+    listener = await asyncpg.connect(database_url)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(POLICY_CHANNEL, lambda *args: received.put_nowait(args[3]))
+    try:
+        for revision in (first, second):
+            response = await admin_client.post(f"/api/v1/revisions/{revision['id']}/activate",
+                                               headers=bearer(admin_key))
+            assert response.status == 200
+            assert (await response.json())["active"] is True
+            assert await asyncio.wait_for(received.get(), 5) == "activated"
+        response = await admin_client.post("/api/v1/policies/notified/rollback",
+                                           headers=bearer(admin_key))
+        assert response.status == 200
+        assert (await response.json())["id"] == first["id"]
+        assert await asyncio.wait_for(received.get(), 5) == "activated"
+    finally:
+        await listener.close()
+    conn = await connect(database_url)
+    try:
+        sources = dict(await fetch_active_sources(conn))
+        actions = [r["action"] for r in await conn.fetch(
+            "SELECT action FROM admin_audit WHERE target LIKE 'notified@%' ORDER BY id")]
+    finally:
+        await conn.close()
+    assert sources[f"notified@r{first['id']}"] == policy("notified")
+    assert actions == ["policy.uploaded", "policy.uploaded", "policy.activated",
+                       "policy.activated", "policy.rolled_back"]
+
+
+async def test_activation_refused_when_the_set_would_not_load(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    _, one = await upload(admin_client, admin_key, policy("clash-a").replace(
+        "clash-a-block", "shared-rule"))
+    _, two = await upload(admin_client, admin_key, policy("clash-b").replace(
+        "clash-b-block", "shared-rule"))
+    ok = await admin_client.post(f"/api/v1/revisions/{one['id']}/activate",
+                                 headers=bearer(admin_key))
+    assert ok.status == 200
+    refused = await admin_client.post(f"/api/v1/revisions/{two['id']}/activate",
+                                      headers=bearer(admin_key))
+    assert refused.status == 422
+    assert "shared-rule" in str(await refused.json())
+
+
+async def test_policy_test_route_gives_the_verdict(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    form = aiohttp.FormData()
+    form.add_field("message", (EXAMPLES / "samples" / "exe-attachment.eml").read_bytes(),
+                   filename="m.eml", content_type="message/rfc822")
+    form.add_field("policy", policy("exe").replace(
+        "sender: [bad@evil.test]", 'attachment: {filename: ["*.exe"]}'))
+    form.add_field("sender", "someone@elsewhere.test")
+    form.add_field("recipients", "alice@example.com")
+    form.add_field("client_ip", "198.51.100.7")
+    response = await admin_client.post("/api/v1/policies/test", data=form,
+                                       headers=bearer(admin_key))
+    assert response.status == 200, await response.text()
+    verdict = await response.json()
+    assert verdict["action"] == "reject"
+    assert verdict["smtp_reply"].startswith("550 5.7.1")
+    assert verdict["rules"]
+
+
+async def test_policy_test_route_reports_bad_fields(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    form = aiohttp.FormData()
+    form.add_field("client_ip", "not-an-ip")
+    form.add_field("policy", policy("formtest"))
+    response = await admin_client.post("/api/v1/policies/test", data=form,
+                                       headers=bearer(admin_key))
+    assert response.status == 422
+    fields = {d["field"] for d in (await response.json())["error"]["details"]}
+    assert fields == {"message", "client_ip"}

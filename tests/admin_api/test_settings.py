@@ -1,0 +1,152 @@
+"""Runtime settings over the API, secrets write-only and encrypted, process settings."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.app import create_app
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.runtime_settings import load_runtime_settings, load_secret_setting
+from postwarden_admin_api.secrets import Keyring
+from postwarden_admin_api.settings import load_settings
+from postwarden_policies.settings_source import SettingsError
+from postwarden_store import connect
+
+from tests.fixtures.adminapp import TEST_SECRET_KEY, AiohttpClient, MintKey, bearer, settings_for
+
+SECRET = "hunter2-very-secret-relay-password"
+
+
+async def test_put_validates_every_field(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    response = await admin_client.put("/api/v1/settings", headers=bearer(admin_key), json={
+        "outbound_enabled": "yes", "outbound_max_recipients": 0,
+        "allowed_sender_addresses": ["not an address"], "no_such_setting": 1,
+        "relay_password": "",
+    })
+    assert response.status == 422
+    body = await response.json()
+    assert body["error"]["code"] == "validation_failed"
+    assert {d["field"] for d in body["error"]["details"]} == {
+        "outbound_enabled", "outbound_max_recipients", "allowed_sender_addresses",
+        "no_such_setting", "relay_password",
+    }
+
+
+async def test_put_and_get_typed_values(
+    admin_client: TestClient[Any, Any], admin_key: str, database_url: str
+) -> None:
+    response = await admin_client.put("/api/v1/settings", headers=bearer(admin_key), json={
+        "outbound_enabled": False, "allowed_sender_addresses": ["App@Example.com", "*@corp.test"],
+        "outbound_per_key_per_minute": 7,
+    })
+    assert response.status == 200
+    shown = await (await admin_client.get("/api/v1/settings", headers=bearer(admin_key))).json()
+    assert shown["outbound_enabled"] is False
+    assert shown["allowed_sender_addresses"] == ["app@example.com", "*@corp.test"]
+    conn = await connect(database_url)
+    try:
+        runtime = await load_runtime_settings(conn)
+    finally:
+        await conn.close()
+    assert runtime.outbound_per_key_per_minute == 7
+    assert runtime.allowed_sender_addresses == ("app@example.com", "*@corp.test")
+    assert runtime.outbound_max_recipients == 50
+
+    reset = await admin_client.put("/api/v1/settings", headers=bearer(admin_key),
+                                   json={"outbound_enabled": None})
+    assert (await reset.json())["outbound_enabled"] is True
+
+
+async def test_secret_is_write_only_encrypted_and_never_logged(
+    admin_client: TestClient[Any, Any], admin_key: str, database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    response = await admin_client.put("/api/v1/settings", headers=bearer(admin_key),
+                                      json={"relay_password": SECRET})
+    seen.append(await response.text())
+    assert response.status == 200
+    assert (await response.json())["relay_password"] == {"is_set": True}
+    for path in ("/api/v1/settings", "/api/v1/admin-audit", "/metrics"):
+        seen.append(await (await admin_client.get(path, headers=bearer(admin_key))).text())
+    conn = await connect(database_url)
+    try:
+        stored = await conn.fetchval(
+            "SELECT value_ciphertext FROM runtime_settings WHERE name = 'relay_password'")
+        audit = await conn.fetchval(
+            "SELECT summary FROM admin_audit WHERE action = 'settings.changed' "
+            "ORDER BY id DESC LIMIT 1")
+        keyring = Keyring.from_settings(settings_for(database_url))
+        assert await load_secret_setting(conn, keyring, "relay_password") == SECRET
+    finally:
+        await conn.close()
+    assert stored.startswith(f"v1:{keyring.current_key_id}:")
+    assert audit == {"relay_password": "<set>"}
+    assert SECRET not in stored
+    assert all(SECRET not in text for text in seen)
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
+    assert SECRET not in caplog.text
+
+
+async def test_operator_may_not_set_secrets(
+    admin_client: TestClient[Any, Any], mint_key: MintKey
+) -> None:
+    operator = await mint_key(Role.OPERATOR)
+    response = await admin_client.put("/api/v1/settings", headers=bearer(operator),
+                                      json={"relay_password": "x"})
+    assert response.status == 403
+    response = await admin_client.put("/api/v1/settings", headers=bearer(operator),
+                                      json={"audit_retention_days": 90})
+    assert response.status == 200
+
+
+async def test_storing_a_secret_without_a_key_fails_clearly(
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
+) -> None:
+    client = await aiohttp_client(create_app(settings_for(database_url, secret_key=None)))
+    admin = await mint_key(Role.ADMIN)
+    response = await client.put("/api/v1/settings", headers=bearer(admin),
+                                json={"recipient_hash_key": SECRET})
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "secret_key_not_configured"
+    conn = await connect(database_url)
+    try:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM runtime_settings WHERE name = 'recipient_hash_key'") == 0
+    finally:
+        await conn.close()
+
+
+def test_process_settings_from_file_and_environment(tmp_path: Path) -> None:
+    key_file = tmp_path / "secret.key"
+    key_file.write_text(TEST_SECRET_KEY + "\n")
+    config = tmp_path / "admin.yaml"
+    config.write_text(f"listen: 127.0.0.1:9000\nsecret_key_file: {key_file}\n"
+                      "webhook_allowed_networks: [10.1.0.0/16]\n")
+    settings = load_settings(config, {
+        "POSTWARDEN_DATABASE_URL": "postgresql://u:pw@127.0.0.1/db",
+        "POSTWARDEN_LISTEN": "127.0.0.1:9100",
+        "POSTWARDEN_MAX_REQUEST_BODY_BYTES": "2048",
+    })
+    assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 9100)
+    assert settings.max_request_body_bytes == 2048
+    assert settings.webhook_allowed_networks == ("10.1.0.0/16",)
+    assert settings.secret_key is not None and settings.secret_key.reveal() == TEST_SECRET_KEY
+    assert TEST_SECRET_KEY not in repr(settings) and "pw@" not in repr(settings)
+
+
+def test_process_settings_report_every_problem(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="database_url"):
+        load_settings(None, {})
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, {"POSTWARDEN_DATABASE_URL": "postgresql:///x",
+                             "POSTWARDEN_LISTEN": "nowhere", "POSTWARDEN_RELAY_PORT": "0"})
+    assert "listen" in str(info.value) and "relay_port" in str(info.value)

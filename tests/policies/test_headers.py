@@ -1,0 +1,97 @@
+"""Header sections, RFC 2047 words and RFC 2231 parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_policies.headers import decode_words, parse_header_section, parse_parameters
+
+
+def test_section_unfolds_and_finds_the_body() -> None:
+    raw = b"Subject: one\r\n two\r\n\tthree\r\nX-A:b\r\n\r\nbody"
+    flags: set[str] = set()
+    section = parse_header_section(raw, 0, len(raw), flags)
+    assert [(h.name, h.raw_value) for h in section.headers] == [
+        ("Subject", "one two\tthree"),
+        ("X-A", "b"),
+    ]
+    assert raw[section.body_start :] == b"body"
+    assert not section.eight_bit and not section.separator_missing and not flags
+
+
+def test_section_ends_at_a_non_header_line() -> None:
+    raw = b"A: 1\nnot a header\nrest\n"
+    section = parse_header_section(raw, 0, len(raw), set())
+    assert section.separator_missing
+    assert raw[section.body_start :] == b"not a header\nrest\n"
+
+
+def test_eight_bit_values_keep_their_bytes() -> None:
+    raw = b"Subject: caf\xc3\xa9 \xe9\n\n"
+    header = parse_header_section(raw, 0, len(raw), set()).headers[0]
+    assert header.raw_value == "café \udce9"
+    assert header.value == "café \ufffd"
+    assert header.raw_value.encode("utf-8", "surrogateescape") == b"caf\xc3\xa9 \xe9"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected", "flags"),
+    [
+        pytest.param("=?utf-8?q?caf=C3=A9?=", "café", set(), id="q"),
+        pytest.param("=?UTF-8?B?w6k=?= =?utf-8?b?w6k=?=", "éé", set(), id="adjacent-words-join"),
+        pytest.param("a =?iso-8859-1?q?=E9?= b", "a é b", set(), id="text-around"),
+        pytest.param("=?utf-8*en?q?hi?=", "hi", set(), id="rfc2231-language"),
+        pytest.param("=?x-nope?q?abc?=", "abc", {"unknown_charset"}, id="unknown-charset"),
+        pytest.param("=?rot13?q?abc?=", "abc", {"unknown_charset"}, id="non-text-codec"),
+        pytest.param("=?utf-8?q?=FF?=", "\ufffd", set(), id="bad-bytes"),
+        pytest.param("no words = here ?=", "no words = here ?=", set(), id="plain"),
+    ],
+)
+def test_encoded_words(value: str, expected: str, flags: set[str]) -> None:
+    seen: set[str] = set()
+    assert decode_words(value, seen) == expected
+    assert seen == flags
+
+
+@pytest.mark.parametrize(
+    ("value", "main", "params"),
+    [
+        pytest.param('Text/HTML; Charset="UTF-8"', "text/html", {"charset": "UTF-8"}, id="basic"),
+        pytest.param('a/b; name="x \\"y\\".txt"', "a/b", {"name": 'x "y".txt'}, id="quoted-pair"),
+        pytest.param("a/b; name=x; name=y", "a/b", {"name": "x"}, id="first-wins"),
+        pytest.param(
+            "attachment; filename*=UTF-8''%E2%82%AC%20rate.pdf",
+            "attachment",
+            {"filename": "€ rate.pdf"},
+            id="rfc2231",
+        ),
+        pytest.param(
+            "attachment; filename*1*=%AC.txt; filename*0*=utf-8''%E2%82",
+            "attachment",
+            {"filename": "€.txt"},
+            id="continuation-split-character-out-of-order",
+        ),
+        pytest.param(
+            'attachment; filename*0="a b"; filename*1="c"',
+            "attachment",
+            {"filename": "a bc"},
+            id="continuation-plain",
+        ),
+        pytest.param(
+            'attachment; filename="=?utf-8?B?w6kuZXhl?="',
+            "attachment",
+            {"filename": "é.exe"},
+            id="rfc2047-in-quotes",
+        ),
+        pytest.param('a/b; name="unterminated', "a/b", {"name": "unterminated"}, id="unterminated"),
+        pytest.param("", "", {}, id="empty"),
+    ],
+)
+def test_parameters(value: str, main: str, params: dict[str, str]) -> None:
+    assert parse_parameters(value, set()) == (main, params)
+
+
+def test_unknown_2231_charset_is_flagged() -> None:
+    flags: set[str] = set()
+    assert parse_parameters("a; filename*=x-zz''abc", flags) == ("a", {"filename": "abc"})
+    assert flags == {"unknown_charset"}

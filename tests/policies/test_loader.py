@@ -1,0 +1,435 @@
+"""Loading policy sources: every issue with its exact line, column and message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postwarden_policies import PolicyIssue, PolicyLoadError, check_policy_text, load_policy_set
+from postwarden_policies.loader import load_policy_set_from_sources
+from postwarden_policies.model import Mode, StructureAction
+from postwarden_policies.verdicts import Action, SmtpReply
+from postwarden_policies.yamlnodes import MAX_NODES
+
+from .policy_helpers import policy
+
+H = "version: 1\nname: t\n"
+
+
+def issues(text: str) -> list[str]:
+    return [
+        f"{i.line}:{i.column}: {i.message}" if i.line else f"-: {i.message}"
+        for i in check_policy_text("t.yaml", text)
+    ]
+
+
+ERRORS = [
+    pytest.param(
+        H + "rulez: []\n",
+        [
+            "3:1: unknown key 'rulez' in policy; expected one of: version, name, description, mode, priority, limits, sanitize, tag_flags, rules, tests"
+        ],
+        id="unknown-top-key",
+    ),
+    pytest.param(
+        "rules: []\n",
+        [
+            "1:1: missing required key 'version' in policy",
+            "1:1: missing required key 'name' in policy",
+        ],
+        id="missing-version-name",
+    ),
+    pytest.param(
+        H + "priority: high\n",
+        ["3:11: expected an integer, got a string"],
+        id="priority-type",
+    ),
+    pytest.param(
+        H + "mode: enforced\n",
+        ["3:7: expected one of enforce, report; got 'enforced'"],
+        id="mode-enum",
+    ),
+    pytest.param(
+        H + "rules: {name: r}\n",
+        ["3:8: expected a list, got a mapping"],
+        id="rules-not-list",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {has_html: true}\n",
+        ["4:5: rule 'r': missing required key 'then' in rule"],
+        id="rule-missing-then",
+    ),
+    pytest.param(
+        H
+        + "rules:\n  - name: r\n    when: {client_ip: [10.0.0.0/8, 10.0.0.1/8]}\n    then: accept\n",
+        ["5:36: rule 'r': invalid CIDR '10.0.0.1/8': 10.0.0.1/8 has host bits set"],
+        id="bad-cidr",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: spam\n    when:\n      subject: '(?<=x)y'\n    then: accept\n",
+        [
+            "6:16: rule 'spam': invalid RE2 regular expression '(?<=x)y': invalid perl operator: (?<="
+        ],
+        id="bad-regex",
+    ),
+    pytest.param(
+        H
+        + "rules:\n  - name: r\n    when:\n      attachment: {filename: ['*.exe', '[abc']}\n    then: accept\n",
+        ["6:40: rule 'r': invalid glob '[abc': '[' without a closing ']'"],
+        id="bad-glob",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: bounce\n",
+        [
+            "5:11: rule 'r': expected one of accept, reject, tempfail, discard, quarantine, strip_attachment; got 'bounce'"
+        ],
+        id="unknown-action",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: accept\n    code: 550\n",
+        ["6:11: rule 'r': code is only allowed with reject or tempfail"],
+        id="code-with-accept",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: reject\n    code: 451\n",
+        ["6:11: rule 'r': reject needs a 5xx code, got 451"],
+        id="reject-4xx",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: reject\n    code: '550 4.7.1'\n",
+        ["6:11: rule 'r': enhanced status 4.7.1 does not match the class of 550"],
+        id="status-class",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: reject\n    code: 'five fifty'\n",
+        ["6:11: rule 'r': expected an SMTP code such as 550 or \"550 5.7.1\", got a string"],
+        id="bad-code",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: strip_attachment\n    message: hi\n",
+        ["6:14: rule 'r': message is only allowed with reject, tempfail or quarantine"],
+        id="message-with-strip",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: accept\n    then: reject\n",
+        ["6:5: rule 'r': duplicate key 'then' (first defined at line 5)"],
+        id="duplicate-key",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: accept\n  - name: r\n    then: reject\n",
+        ["6:5: duplicate rule name 'r' (first at line 4)"],
+        id="duplicate-rule",
+    ),
+    pytest.param(
+        H + "rules: [\n",
+        ["4:1: YAML syntax error: expected the node content, but found '<stream end>'"],
+        id="yaml-syntax",
+    ),
+    pytest.param(
+        "",
+        ["-: empty document: expected a policy mapping"],
+        id="empty",
+    ),
+    pytest.param(
+        "- a\n",
+        ["1:1: expected a mapping (policy), got a sequence"],
+        id="top-list",
+    ),
+    pytest.param(
+        H + 'rules:\n  - name: r\n    then:\n      add_header: {X-A: "x\\r\\nBcc: evil@x.test"}\n',
+        ["6:25: rule 'r': expected one line of printable ASCII, got 'x\\r\\nBcc: evil@x.test'"],
+        id="header-injection",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then:\n      add_header: {'X:A': b}\n",
+        ["6:20: rule 'r': expected a header name, got 'X:A'"],
+        id="header-name-colon",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then:\n      remove_header: [X-A, content-type]\n",
+        ["6:22: rule 'r': content-type cannot be removed: it defines how the body is read"],
+        id="remove-content-type",
+    ),
+    pytest.param(
+        H + "sanitize: {html: true, allowed_url_schemes: [https, JavaScript]}\n",
+        ["3:45: URL scheme javascript can never be allowed"],
+        id="javascript-scheme",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {sender: [yes]}\n    then: accept\n",
+        ["5:21: rule 'r': expected a string, got a boolean (quote it to make it a string)"],
+        id="bool-for-string",
+    ),
+    pytest.param(
+        "version: 2\nname: t\n",
+        ["1:10: unsupported version 2; this postwarden reads version 1"],
+        id="version-2",
+    ),
+    pytest.param(
+        "version: '1'\nname: t\n",
+        ["1:10: expected the format version 1, got a string"],
+        id="version-string",
+    ),
+    pytest.param(
+        H + "limits: {max_message_bytes: 10 parsecs}\n",
+        ['3:29: expected a size in bytes such as 1048576 or "1MB", got a string'],
+        id="size-bad",
+    ),
+    pytest.param(
+        H + "description: !!python/object/apply:os.system [id]\n",
+        ["3:14: expected a string, got a value tagged !!python/object/apply:os.system"],
+        id="python-tag",
+    ),
+    pytest.param(
+        H + "---\n" + H,
+        [
+            "3:1: YAML syntax error: expected a single document in the stream, but found another document"
+        ],
+        id="two-documents",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: {}\n",
+        ["5:11: rule 'r': expected at least one action in then"],
+        id="empty-then",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    then: {action: reject, strip_attachment: maybe}\n",
+        ["5:46: rule 'r': expected true or false, got a string"],
+        id="two-terminals-string-and-map",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {any: {sender: a@b.test}}\n    then: accept\n",
+        ["5:17: rule 'r': expected a list, got a mapping"],
+        id="any-not-list",
+    ),
+    pytest.param(
+        H
+        + "rules:\n  - name: r\n    when:\n      not:\n        any:\n          - header: {X-A: '('}\n    then: accept\n",
+        ["8:27: rule 'r': invalid RE2 regular expression '(': missing ): ("],
+        id="nested-error",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {recipient: [bob]}\n    then: accept\n",
+        ["5:24: rule 'r': expected an e-mail address, got 'bob'"],
+        id="bad-address",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {sender_domain: ['exa mple.com']}\n    then: accept\n",
+        [
+            "5:28: rule 'r': expected a domain such as example.com or .example.com, got 'exa mple.com'"
+        ],
+        id="bad-domain",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: 'has space'\n    then: accept\n",
+        ["4:11: rule 'has space': expected a rule name (letters, digits, . _ -), got 'has space'"],
+        id="bad-rule-name",
+    ),
+    pytest.param(
+        H
+        + "tests:\n  - name: c\n    raw: 'x'\n    message: a.eml\n    recipients: [a@b.test]\n    expect: accept\n",
+        ["4:5: test 'c': give exactly one of message (a file) or raw (the message inline)"],
+        id="test-message-and-raw",
+    ),
+    pytest.param(
+        H
+        + "tests:\n  - name: c\n    message: a.eml\n    recipients: [a@b.test]\n    expect: accept\n",
+        ["5:14: test 'c': message files need a policy file; use raw here"],
+        id="test-message-file-from-source",
+    ),
+    pytest.param(
+        H
+        + "rules:\n  - name: r\n    then: accept\ntests:\n  - name: c\n    raw: 'Subject: x\\n\\nhi\\n'\n    recipients: [a@b.test]\n    expect: accept\n    expect_rules: [r, report:r, limit:max_recipients, s]\n",
+        ["7:5: test 'c': unknown rule 's' in expect_rules"],
+        id="test-unknown-rule",
+    ),
+    pytest.param(
+        H + "tests:\n  - name: c\n    raw: x\n    recipients: [a@b.test]\n    expect: deliver\n",
+        [
+            "7:13: test 'c': expected one of accept, reject, tempfail, discard, quarantine; got 'deliver'"
+        ],
+        id="test-bad-expect",
+    ),
+    pytest.param(
+        H + "tests:\n  - name: c\n    raw: x\n    expect: accept\n",
+        ["4:5: test 'c': missing required key 'recipients' in test"],
+        id="test-missing-recipients",
+    ),
+    pytest.param(
+        "version: 1\nname: t\nmode: x\npriority: -1\nrules:\n  - name: a\n    then: nope\n  - name: b\n    when: {size_over: big}\n    then: accept\n",
+        [
+            "3:7: expected one of enforce, report; got 'x'",
+            "4:11: expected an integer of at least 0, got -1",
+            "7:11: rule 'a': expected one of accept, reject, tempfail, discard, quarantine, strip_attachment; got 'nope'",
+            "9:23: rule 'b': expected a size in bytes such as 1048576 or \"1MB\", got a string",
+        ],
+        id="many-errors",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {1: x}\n    then: accept\n",
+        ["5:12: rule 'r': expected a string key, got an integer"],
+        id="key-not-string",
+    ),
+    pytest.param(
+        H + "limits: {on_structure_limit: bounce}\n",
+        ["3:30: expected one of reject, quarantine; got 'bounce'"],
+        id="on-structure-limit",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ERRORS)
+def test_load_errors(text: str, expected: list[str]) -> None:
+    assert issues(text) == expected
+
+
+def test_alias_expansion_is_bounded() -> None:
+    rules = "rules:\n  - name: r0\n    when: &l0 {has_html: true}\n    then: accept\n"
+    for level in range(1, 8):
+        aliases = ", ".join([f"*l{level - 1}"] * 10)
+        rules += f"  - name: r{level}\n    when: &l{level} {{any: [{aliases}]}}\n    then: accept\n"
+    found = issues(H + rules)  # an alias reports at its anchor's node
+    assert found == [
+        f"5:26: rule 'r5': document too large: more than {MAX_NODES} values (check aliases)"
+    ]
+
+
+def test_all_issues_are_collected_across_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(H.replace("t", "a") + "mode: loud\n")
+    (tmp_path / "b.yml").write_text("version: 1\nname: b\npriority: x\n")
+    (tmp_path / "notes.txt").write_text("not a policy")
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set([tmp_path])
+    assert [str(i) for i in raised.value.issues] == [
+        f"{tmp_path / 'a.yaml'}:3:7: expected one of enforce, report; got 'loud'",
+        f"{tmp_path / 'b.yml'}:3:11: expected an integer, got a string",
+    ]
+    assert str(raised.value) == (
+        f"policy did not load: {tmp_path / 'a.yaml'}:3:7: expected one of enforce, report; "
+        "got 'loud' (and 1 more)"
+    )
+
+
+def test_paths_that_name_no_policy(tmp_path: Path) -> None:
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set([tmp_path, tmp_path / "missing.yaml"])
+    assert raised.value.issues == (
+        PolicyIssue(str(tmp_path), None, None, "no *.yaml or *.yml policy files"),
+        PolicyIssue(str(tmp_path / "missing.yaml"), None, None, "no such file or directory"),
+    )
+
+
+def test_unreadable_policy_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"version: 1\nname: caf\xe9\n")
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set([path])
+    assert [str(i) for i in raised.value.issues] == [f"{path}: cannot read: not UTF-8 text"]
+
+
+def test_set_orders_by_priority_then_name(tmp_path: Path) -> None:
+    for name, priority in (("zeta", 10), ("alpha", 50), ("beta", 10)):
+        rules = f"rules:\n  - name: {name}-rule\n    then: accept\n"
+        (tmp_path / f"{name}.yaml").write_text(
+            f"version: 1\nname: {name}\npriority: {priority}\n{rules}"
+        )
+    policy_set = load_policy_set([tmp_path])
+    assert [p.name for p in policy_set.policies] == ["beta", "zeta", "alpha"]
+    assert [r.name for r in policy_set.enforced_rules] == ["beta-rule", "zeta-rule", "alpha-rule"]
+
+
+def test_names_must_be_unique_across_the_set() -> None:
+    rule = "rules:\n  - name: shared\n    then: accept\n"
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set_from_sources(
+            [
+                ("one@r1", "version: 1\nname: one\n" + rule),
+                ("two@r2", "version: 1\nname: one\n" + rule),
+            ]
+        )
+    assert [str(i) for i in raised.value.issues] == [
+        "two@r2: policy name 'one' is also used by one@r1",
+        "two@r2:4:5: rule name 'shared' is also used in one@r1",
+    ]
+
+
+def test_content_hash_ignores_labels_order_and_line_endings() -> None:
+    one, two = H + "priority: 1\n", "version: 1\nname: u\n"
+    first = load_policy_set_from_sources([("a", one), ("b", two)]).content_hash
+    assert (
+        load_policy_set_from_sources([("x", two), ("y", one.replace("\n", "\r\n"))]).content_hash
+        == first
+    )
+    assert (
+        load_policy_set_from_sources([("a", one), ("b", two + "# changed\n")]).content_hash != first
+    )
+    assert len(first) == 64
+
+
+def test_empty_set_from_sources_accepts_everything() -> None:
+    policy_set = load_policy_set_from_sources([])
+    assert policy_set.policies == ()
+    assert policy_set.max_recipients is None
+    assert (policy_set.max_mime_parts, policy_set.max_mime_depth) == (1000, 100)
+
+
+def test_defaults_and_values() -> None:
+    loaded = policy(
+        """
+        description: d
+        mode: report
+        priority: 7
+        limits: {max_message_bytes: 25MB, max_attachment_bytes: "512 KiB", max_recipients: 3}
+        sanitize: {html: true, allowed_url_schemes: [HTTPS]}
+        tag_flags: false
+        rules:
+          - name: r
+            then: reject
+            code: 554
+          - name: q
+            then: quarantine
+            message: held for review
+          - name: t
+            then: {action: tempfail}
+            code: "450 4.2.0"
+            message: try later
+        """
+    ).policies[0]
+    assert (loaded.mode, loaded.priority, loaded.description, loaded.tag_flags) == (
+        Mode.REPORT,
+        7,
+        "d",
+        False,
+    )
+    assert loaded.limits.max_message_bytes == 25 * 1024 * 1024
+    assert loaded.limits.max_attachment_bytes == 512 * 1024
+    assert loaded.limits.on_structure_limit is StructureAction.REJECT
+    assert loaded.sanitize.allowed_url_schemes == frozenset({"https"})
+    assert loaded.sanitize.remote_images == "keep"
+    reject, quarantine, tempfail = loaded.rules
+    assert reject.reply == SmtpReply("554", "5.7.1", "Message rejected by policy")
+    assert (quarantine.then.terminal, quarantine.reason) == (Action.QUARANTINE, "held for review")
+    assert tempfail.reply == SmtpReply("450", "4.2.0", "try later")
+
+
+def test_limits_and_sanitizing_combine_as_the_strictest() -> None:
+    a = H + (
+        "limits: {max_message_bytes: 100, max_recipients: 5, on_structure_limit: quarantine}\n"
+        "sanitize: {html: true, remote_images: keep, allowed_url_schemes: [http, https, cid]}\n"
+    )
+    b = "version: 1\nname: b\nlimits: {max_message_bytes: 200, max_mime_depth: 4}\n" + (
+        "sanitize: {html: true, remote_images: strip, allowed_url_schemes: [https, cid, mailto],"
+        " signed_mail: sanitize}\n"
+    )
+    report = "version: 1\nname: c\nmode: report\nlimits: {max_message_bytes: 1}\n"
+    policy_set = load_policy_set_from_sources([("a", a), ("b", b), ("c", report)])
+    limits = policy_set.limits
+    assert (limits.max_message_bytes, limits.max_recipients, limits.max_mime_depth) == (100, 5, 4)
+    assert limits.on_structure_limit is StructureAction.REJECT
+    assert policy_set.max_mime_depth == 4
+    assert policy_set.html_options is not None
+    assert policy_set.html_options.remote_images == "strip"
+    assert policy_set.html_options.allowed_url_schemes == frozenset({"https", "cid"})
+    assert policy_set.skip_signed is True  # a's default "skip" wins
+    assert policy_set.tag_flags is True

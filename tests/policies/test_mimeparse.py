@@ -1,0 +1,181 @@
+"""The byte-level MIME parser: offsets, sizes, addresses, and no exceptions ever."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from postwarden_policies.facts import Envelope
+from postwarden_policies.mimeparse import parse_message
+
+ENV = Envelope(sender="a@example.com", recipients=("b@example.com",))
+PAYLOAD = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+
+
+def _message(nl: bytes = b"\r\n") -> bytes:
+    attachment = base64.encodebytes(PAYLOAD).replace(b"\n", nl)
+    text = (
+        b'From: "Doe, Jane" <Jane.Doe@Example.COM>\n'
+        b"Subject: =?utf-8?B?SGVsbG8g4pyT?=\n"
+        b"Message-ID:  <id-1@example.com> \n"
+        b'Content-Type: multipart/mixed; boundary="=_b"\n'
+        b"\n"
+        b"--=_b\n"
+        b"Content-Type: text/plain; charset=utf-8\n"
+        b"Content-Transfer-Encoding: quoted-printable\n"
+        b"\n"
+        b"caf=C3=A9 au lait=\n"
+        b" soft\n"
+        b"--=_b\n"
+        b'Content-Type: image/png; name="p.png"\n'
+        b"Content-Transfer-Encoding: base64\n"
+        b"\n"
+    ).replace(b"\n", nl)
+    return text + attachment + nl + b"--=_b--" + nl
+
+
+def test_message_facts() -> None:
+    raw = _message()
+    facts = parse_message(raw, ENV)
+    assert facts.envelope is ENV
+    assert facts.flags == frozenset()
+    assert facts.from_address == "jane.doe@example.com"
+    assert facts.subject == "Hello ✓"
+    assert facts.message_id == "<id-1@example.com>"
+    assert facts.size == len(raw)
+    assert facts.newline == b"\r\n"
+    assert raw[facts.body_offset : facts.body_offset + 5] == b"--=_b"
+    assert facts.text == "café au lait soft"
+    root, text, image = facts.parts
+    assert root.is_multipart and not root.is_attachment
+    assert (text.charset, text.transfer_encoding, text.is_attachment) == (
+        "utf-8",
+        "quoted-printable",
+        False,
+    )
+    assert raw[text.body_start : text.body_end] == b"caf=C3=A9 au lait=\r\n soft"
+    assert raw[text.header_start : text.header_start + 13] == b"Content-Type:"
+    assert image.filename == "p.png" and image.is_attachment
+    assert image.detected_type == "image/png"
+    assert image.decoded_size == len(PAYLOAD)
+    assert base64.b64decode(raw[image.body_start : image.body_end]) == PAYLOAD
+
+
+def test_lf_message_is_equivalent() -> None:
+    facts = parse_message(_message(b"\n"), ENV)
+    assert facts.newline == b"\n"
+    assert facts.parts[2].decoded_size == len(PAYLOAD)
+    assert facts.text == "café au lait soft"
+
+
+def test_from_address_forms() -> None:
+    for header, expected in [
+        (b"From: bob@EXAMPLE.org", "bob@example.org"),
+        (b"From: bob@example.org (Bob Smith)", "bob@example.org"),
+        (b'From: "x@evil.example" <real@example.org>', "real@example.org"),
+        (b"From: undisclosed", None),
+    ]:
+        assert parse_message(header + b"\r\n\r\nbody\r\n", ENV).from_address == expected
+
+
+def test_text_is_bounded_and_broken_base64_decodes_what_it_can() -> None:
+    raw = (
+        b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29y!bGQ\r\n"
+    )
+    facts = parse_message(raw, ENV)
+    assert facts.flags == frozenset({"bad_base64", "malformed"})
+    assert facts.text == "hello world"
+
+
+def test_big_attachment_sizes_without_decoding() -> None:
+    payload = b"MZ" + os.urandom(300_000)
+    body = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + body
+        + b"\r\n--x--\r\n"
+    )
+    part = parse_message(raw, ENV).parts[1]
+    assert (part.decoded_size, part.detected_type) == (len(payload), "application/x-dosexec")
+
+
+def test_attachment_classification() -> None:
+    raw = (
+        b"Content-Type: multipart/related; boundary=r\r\n\r\n--r\r\n"
+        b"Content-Type: text/html\r\n\r\n<p>x</p>\r\n--r\r\n"
+        b"Content-Type: image/gif\r\nContent-ID: <logo>\r\n\r\nGIF89a\r\n--r\r\n"
+        b"Content-Type: text/csv\r\n"
+        b'Content-Disposition: attachment; filename="a.csv"\r\n\r\na,b\r\n'
+        b"--r--\r\n"
+    )
+    facts = parse_message(raw, ENV)
+    assert [(p.content_type, p.is_attachment, p.disposition) for p in facts.parts] == [
+        ("multipart/related", False, None),
+        ("text/html", False, None),
+        ("image/gif", True, None),
+        ("text/csv", True, "attachment"),
+    ]
+    assert facts.has_html
+    assert facts.parts[2].detected_type == "image/gif"
+
+
+def test_signed_and_encrypted_subtrees_are_marked() -> None:
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
+        b"Content-Type: multipart/signed; boundary=s\r\n\r\n"
+        b"--s\r\nContent-Type: text/plain\r\n\r\nsigned\r\n"
+        b"--s\r\nContent-Type: application/pgp-signature\r\n\r\nsig\r\n--s--\r\n--o\r\n"
+        b"Content-Type: application/pkcs7-mime; name=smime.p7m\r\n\r\nabc\r\n--o\r\n"
+        b"Content-Type: text/plain\r\n\r\nplain\r\n--o--\r\n"
+    )
+    assert [p.in_signed for p in parse_message(raw, ENV).parts] == [
+        False,
+        True,
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
+    facts = parse_message(raw, ENV)
+    assert facts.size == len(raw)
+    assert "parser_error" not in facts.flags
+    for part in facts.parts:
+        assert 0 <= part.header_start <= part.body_start <= part.body_end <= len(raw)
+
+
+_pieces = st.sampled_from(
+    [
+        b"Content-Type: multipart/mixed; boundary=b\r\n",
+        b"Content-Type: message/rfc822\r\n",
+        b"Content-Type: text/html; charset=x-bad\r\n",
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        b"Content-Disposition: attachment; filename*0*=utf-8''%E2; filename*1=x\r\n",
+        b"\r\n",
+        b"--b\r\n",
+        b"--b--\r\n",
+        b"=?utf-8?q?=C3?=\r\n",
+        b"TVqQAAMAAAAEAAAA//8AAL\r\n",
+        b"\xff\xfe\x00\r\n",
+        b" folded\r\n",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_pieces, max_size=40))
+def test_mime_shaped_garbage_never_raises(pieces: list[bytes]) -> None:
+    raw = b"".join(pieces)
+    facts = parse_message(raw, ENV, max_parts=50, max_depth=5)
+    assert "parser_error" not in facts.flags
+    assert len(facts.parts) <= 50
+    assert all(p.depth <= 5 for p in facts.parts)

@@ -1,0 +1,63 @@
+"""Secret redaction: a table of positives (with the context kept) and negatives."""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_policies.redact import redact
+
+CASES = [
+    ("Authorization: Bearer abcdef123456.xyz", "Authorization: Bearer [REDACTED]"),
+    ("authorization: basic dXNlcjpwYXNzd29yZA==", "authorization: basic [REDACTED]"),
+    ("key pw_abc123_S3cr3tS3cr3tS3cr3t used", "key pw_abc123_[REDACTED] used"),
+    ("sk-abcdefghijklmnopqrstuvwxyz123456", "sk-[REDACTED]"),
+    ("sk-proj-abcdefghijklmnopqrstuv", "sk-proj-[REDACTED]"),
+    ("slack xoxb-123456789012-abcdefgh", "slack xoxb-[REDACTED]"),
+    ("xoxp-1-2-3-abcdefabcdef", "xoxp-[REDACTED]"),
+    ("AKIAIOSFODNN7EXAMPLE", "AKIAIOSF[REDACTED]"),
+    ("id=ASIAY34FZKBOKMUTVV7A,", "id=ASIAY34F[REDACTED],"),
+    ("ghp_" + "a" * 36, "ghp_[REDACTED]"),
+    ("gho_" + "B1" * 18, "gho_[REDACTED]"),
+    ("ghs_" + "c" * 36 + " end", "ghs_[REDACTED] end"),
+    ("github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "github_pat_[REDACTED]"),
+    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-nature_x done", "jwt [REDACTED] done"),
+    ("postgres://bob:hunter2@db.example/x", "postgres://bob:[REDACTED]@db.example/x"),
+    ("smtp://:only-pass@host", "smtp://:[REDACTED]@host"),
+    ("password=hunter2&x=1", "password=[REDACTED]&x=1"),
+    ("PASSWD: 'a b c'", "PASSWD: [REDACTED]"),
+    ('{"secret": "s e"}', '{"secret": [REDACTED]}'),
+    ("token=abc", "token=[REDACTED]"),
+    ("client_secret=xyz; next", "client_secret=[REDACTED]; next"),
+    ("Token abcdefghijk", "Token [REDACTED]"),
+]
+
+NEGATIVES = [
+    "my password is nice",
+    "skip sk-short",
+    "https://example.com/a@b",
+    "mailto:bob@example.com",
+    "AKIA-not-a-key",
+    "ghp_short",
+    "pw_ab_x",
+    "bearer of bad news",
+    "the token was rejected",
+    "eyJ alone",
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_redacts(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_leaves_ordinary_text(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_several_secrets_in_one_line() -> None:
+    line = "user=bob password=x1 key=pw_k1_abcdefghij url=https://u:p@h"
+    assert (
+        redact(line)
+        == "user=bob password=[REDACTED] key=pw_k1_[REDACTED] url=https://u:[REDACTED]@h"
+    )

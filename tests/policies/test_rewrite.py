@@ -1,0 +1,200 @@
+"""Minimal rewriting: untouched parts stay byte-identical, every result is re-checked."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from postwarden_policies.facts import Envelope, MessageFacts
+from postwarden_policies.mimeparse import parse_message
+from postwarden_policies.rewrite import HtmlOptions, RewriteError, RewritePlan, rewrite_body
+from postwarden_policies.verdicts import AttachmentStripped, HtmlSanitized
+
+OPTIONS = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
+SANITIZE = RewritePlan(strip=(), sanitize_html=OPTIONS)
+EXE = b"MZ\x90\x00" + bytes(range(256)) * 3
+HTML = b"<p>Hello caf\xc3\xa9</p><script>alert(1)</script>\r\n"
+
+
+def _crlf(text: bytes) -> bytes:
+    return text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _mixed(html_part: bytes) -> bytes:
+    exe = base64.encodebytes(EXE)
+    return _crlf(
+        b'From: a@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary="B"\n\n'
+        b"preamble\n--B\nContent-Type: text/plain\n\nplain text\n--B\n"
+        + html_part
+        + b'\n--B\nContent-Type: application/pdf; name="invoice.pdf.exe"\n'
+        b"Content-Transfer-Encoding: base64\n\n" + exe + b"\n--B--\nepilogue\n"
+    )
+
+
+def _apply(facts: MessageFacts, plan: RewritePlan) -> tuple[MessageFacts, tuple[object, ...]]:
+    result = rewrite_body(facts, plan)
+    assert result.body is not None
+    new_raw = facts.raw[: facts.body_offset] + result.body
+    return parse_message(new_raw, facts.envelope), result.changes
+
+
+def _slot(facts: MessageFacts, index: int) -> bytes:
+    part = facts.parts[index]
+    return facts.raw[part.header_start : part.body_end]
+
+
+def test_nothing_to_do_means_no_body() -> None:
+    facts = parse_message(_mixed(b"Content-Type: text/html\n\n<p>fine</p>"), Envelope())
+    assert rewrite_body(facts, SANITIZE).body is None
+    assert rewrite_body(facts, RewritePlan(strip=(), sanitize_html=None)).changes == ()
+
+
+def test_strip_replaces_only_that_slot() -> None:
+    facts = parse_message(_mixed(b"Content-Type: text/html\n\n<p>fine</p>"), Envelope())
+    new, changes = _apply(facts, RewritePlan(strip=((3, "block-exe"),), sanitize_html=None))
+    assert changes == (
+        AttachmentStripped(
+            part="3",
+            filename="invoice.pdf.exe",
+            size=len(EXE),
+            sha256=hashlib.sha256(EXE).hexdigest(),
+            reason="block-exe",
+        ),
+    )
+    assert [_slot(new, i) for i in (1, 2)] == [_slot(facts, i) for i in (1, 2)]
+    assert new.parts[3].content_type == "text/plain" and not new.parts[3].is_attachment
+    assert (
+        f'"invoice.pdf.exe" ({len(EXE)} bytes, SHA-256 {hashlib.sha256(EXE).hexdigest()})'
+        in new.text
+    )
+    assert new.raw.endswith(b"\r\n--B--\r\nepilogue\r\n")
+    assert new.raw[: facts.body_offset] == facts.raw[: facts.body_offset]
+    assert b"\n" not in new.raw.replace(b"\r\n", b"")
+
+
+def test_quoted_printable_html_stays_quoted_printable() -> None:
+    qp = b"Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n"
+    body = b"<p>Hello caf=C3=A9</p><scr=\nipt>alert(1)</script>" + b"<b>long line</b>" * 10
+    facts = parse_message(_mixed(qp + body), Envelope())
+    new, changes = _apply(facts, SANITIZE)
+    part = new.parts[2]
+    assert (part.transfer_encoding, part.charset) == ("quoted-printable", "utf-8")
+    assert (
+        new.raw[part.header_start : part.body_start]
+        == facts.raw[facts.parts[2].header_start : facts.parts[2].body_start]
+    )
+    lines = new.raw[part.body_start : part.body_end].split(b"\r\n")
+    assert max(len(line) for line in lines) <= 76
+    assert "<p>Hello café</p><b>long line</b>" in new.text and "alert" not in new.text
+    (change,) = changes
+    assert isinstance(change, HtmlSanitized) and change.removed == (("script", 1),)
+    assert [_slot(new, i) for i in (1, 3)] == [_slot(facts, i) for i in (1, 3)]
+
+
+def test_base64_html_keeps_its_line_length() -> None:
+    encoded = base64.b64encode(HTML * 5)
+    lines = b"\n".join(encoded[i : i + 64] for i in range(0, len(encoded), 64))
+    part = b"Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n" + lines
+    facts = parse_message(_mixed(part), Envelope())
+    new, _ = _apply(facts, SANITIZE)
+    html = new.parts[2]
+    body_lines = new.raw[html.body_start : html.body_end].split(b"\r\n")
+    assert {len(line) for line in body_lines[:-1]} == {64}
+    assert base64.b64decode(b"".join(body_lines)) == b"<p>Hello caf\xc3\xa9</p>\r\n" * 5
+
+
+def test_top_level_html_keeps_its_headers_and_line_ends() -> None:
+    raw = (
+        b"From: a@example.com\nContent-Type: text/html; charset=x-unknown\n\n"
+        b"<p>\xe9t\xe9</p><script>1</script>\n"
+    )
+    facts = parse_message(raw, Envelope())
+    assert facts.newline == b"\n"
+    result = rewrite_body(facts, SANITIZE)
+    # Unknown charset: characters go out as references, the header stays as it was.
+    assert result.body == b"<p>&#65533;t&#65533;</p>\n"
+
+
+def test_latin1_part_stays_latin1() -> None:
+    part = b"Content-Type: text/html; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n"
+    facts = parse_message(_mixed(part + b"<p>cr\xe8me \xe2\x82</p><iframe></iframe>"), Envelope())
+    new, _ = _apply(facts, SANITIZE)
+    html = new.parts[2]
+    assert new.raw[html.body_start : html.body_end] == b"<p>cr\xe8me \xe2\x82</p>"
+
+
+def test_top_level_attachment_gets_the_notice_as_body() -> None:
+    raw = _crlf(
+        b"From: a@example.com\nContent-Type: application/octet-stream; name=x.exe\n"
+        b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(EXE)
+    )
+    facts = parse_message(raw, Envelope())
+    new, changes = _apply(facts, RewritePlan(strip=((0, "r"),), sanitize_html=None))
+    assert new.raw[: facts.body_offset] == raw[: facts.body_offset]
+    notice = base64.b64decode(new.raw[new.body_offset :])
+    assert notice.startswith(b'The attachment "x.exe" (772 bytes, SHA-256 ')
+    assert len(changes) == 1
+
+
+def _forwarded() -> MessageFacts:
+    exe = base64.encodebytes(EXE)
+    raw = _crlf(
+        b"From: a@example.com\nContent-Type: multipart/mixed; boundary=o\n\n--o\n"
+        b"Content-Type: text/plain\n\nsee below\n--o\nContent-Type: message/rfc822\n\n"
+        b"Subject: inner\nContent-Type: multipart/mixed; boundary=i\n\n"
+        b"--i\nContent-Type: text/plain\n\n"
+        b"inner\n--i\nContent-Type: application/octet-stream; name=t.exe\n"
+        b"Content-Transfer-Encoding: base64\n\n"
+        + exe
+        + b"--i--\n--o\nContent-Type: text/plain; name=notes.txt\n\nnotes\n--o--\n"
+    )
+    return parse_message(raw, Envelope())
+
+
+def test_strip_inside_a_forwarded_message() -> None:
+    facts = _forwarded()
+    assert [p.path for p in facts.parts] == ["", "1", "2", "2.1", "2.1.1", "2.1.2", "3"]
+    new, changes = _apply(facts, RewritePlan(strip=((5, "exe"),), sanitize_html=None))
+    assert [p.path for p in new.parts] == [p.path for p in facts.parts]
+    assert [_slot(new, i) for i in (1, 4, 6)] == [_slot(facts, i) for i in (1, 4, 6)]
+    assert new.parts[5].content_type == "text/plain"
+    assert [c.part for c in changes if isinstance(c, AttachmentStripped)] == ["2.1.2"]
+
+
+def test_nested_strips_collapse_into_the_outer_one() -> None:
+    facts = _forwarded()
+    new, changes = _apply(facts, RewritePlan(strip=((5, "exe"), (2, "eml")), sanitize_html=None))
+    assert [p.path for p in new.parts] == ["", "1", "2", "3"]
+    assert [c.part for c in changes if isinstance(c, AttachmentStripped)] == ["2"]
+
+
+def test_signed_parts_are_skipped() -> None:
+    raw = _crlf(
+        b"Content-Type: multipart/signed; boundary=s\n\n"
+        b"--s\nContent-Type: application/octet-stream; name=a.exe\n\n"
+        b"MZ\n--s\nContent-Type: application/pgp-signature\n\nsig\n--s--\n"
+    )
+    facts = parse_message(raw, Envelope())
+    assert rewrite_body(facts, RewritePlan(strip=((1, "x"),), sanitize_html=None)).body is None
+    forced = rewrite_body(
+        facts, RewritePlan(strip=((1, "x"),), sanitize_html=None, skip_signed=False)
+    )
+    assert forced.body is not None
+
+
+def test_a_result_that_reparses_differently_is_refused() -> None:
+    # The entity decodes to a real line "--B--" once sanitized: that would close the multipart.
+    part = b"Content-Type: text/html\n\n<p>\n&#45;-B--\n</p><script>1</script>"
+    facts = parse_message(_mixed(part), Envelope())
+    with pytest.raises(RewriteError):
+        rewrite_body(facts, SANITIZE)
+
+
+def test_out_of_range_indexes_are_ignored() -> None:
+    facts = _forwarded()
+    assert (
+        rewrite_body(facts, RewritePlan(strip=((99, "x"), (-1, "y")), sanitize_html=None)).body
+        is None
+    )

@@ -1,0 +1,118 @@
+"""The email HTML sanitizer: allowlist, counts, options, and nh3 panics."""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_policies import sanitize
+from postwarden_policies.sanitize import HtmlOptions, sanitize_html
+
+KEEP = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
+STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
+
+
+@pytest.mark.parametrize(
+    ("html", "clean", "removed"),
+    [
+        pytest.param("<p>plain <b>bold</b></p>", "<p>plain <b>bold</b></p>", (), id="benign"),
+        pytest.param("<ScRiPt>x()</sCrIpT><p>a</p>", "<p>a</p>", (("script", 1),), id="script"),
+        pytest.param(
+            "<img src=x onerror=alert(1)>", '<img src="x">', (("@onerror", 1),), id="onerror"
+        ),
+        pytest.param(
+            '<a href="java&#x0A;script:x">a</a>',
+            '<a rel="noopener noreferrer">a</a>',
+            (("@href", 1),),
+            id="javascript-entity",
+        ),
+        pytest.param(
+            '<table><tr><td class="x" style="color: red">1</td></tr></table>',
+            '<table><tbody><tr><td class="x" style="color:red">1</td></tr></tbody></table>',
+            (),
+            id="layout-kept",
+        ),
+        pytest.param(
+            '<p style="position: fixed; color: red">x</p>',
+            '<p style="color:red">x</p>',
+            (),
+            id="css-allowlist",
+        ),
+        pytest.param(
+            '<p style="color: red; background: u\\72l(//t.example/x)">x</p>',
+            '<p style="color:red">x</p>',
+            (("style:url(", 1),),
+            id="css-escaped-url",
+        ),
+        pytest.param(
+            '<p style="width: expr/**/ession(alert(1))">x</p>',
+            "<p>x</p>",
+            (("style:expression", 1),),
+            id="css-comment-split",
+        ),
+        pytest.param('<img src="cid:part1@x">', '<img src="cid:part1@x">', (), id="cid"),
+        pytest.param(
+            '<img src="data:image/gif;base64,R0lGOD">',
+            '<img src="data:image/gif;base64,R0lGOD">',
+            (),
+            id="data-image",
+        ),
+        pytest.param(
+            '<img src="data:image/svg+xml,&lt;svg&gt;">', "<img>", (("url:data", 1),), id="data-svg"
+        ),
+        pytest.param("<math><mi>x</mi></math>y", "y", (("math", 1), ("mi", 1)), id="math"),
+    ],
+)
+def test_sanitize(html: str, clean: str, removed: tuple[tuple[str, int], ...]) -> None:
+    assert sanitize_html(html, KEEP) == (clean, removed)
+
+
+def test_remote_images() -> None:
+    html = '<img src="https://t.example/p.gif"><img src="//t.example/q.gif"><img src="cid:a">'
+    assert sanitize_html(html, KEEP) == (html, ())
+    assert sanitize_html(html, STRIP) == ('<img><img><img src="cid:a">', (("remote-image", 2),))
+
+
+def test_url_schemes_come_from_the_options() -> None:
+    only_https = HtmlOptions("keep", frozenset({"https"}))
+    assert sanitize_html('<a href="mailto:a@b">m</a>', only_https)[1] == (("@href", 1),)
+    assert sanitize_html('<a href="mailto:a@b">m</a>', KEEP)[1] == ()
+
+
+def test_filter_outside_a_call_counts_nothing() -> None:
+    # nh3 may call the filter with no sanitize_html frame around it (e.g. reuse).
+    attribute_filter = sanitize._make_filter(strip_remote=True)
+    assert attribute_filter("img", "src", "https://x/y.png") is None
+    assert attribute_filter("p", "style", "color: red") == "color: red"
+
+
+class PanicException(BaseException):  # the name pyo3 gives its panics
+    pass
+
+
+class _PanickingCleaner:
+    def clean(self, html: str) -> str:
+        raise PanicException("rust panicked")
+
+
+class _InterruptedCleaner:
+    def clean(self, html: str) -> str:
+        raise KeyboardInterrupt
+
+
+def test_a_panic_becomes_a_notice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sanitize, "_cleaner", lambda *_: _PanickingCleaner())
+    clean, removed = sanitize_html("<p>x</p>", KEEP)
+    assert "could not be sanitized" in clean
+    assert removed == (("unsanitizable", 1),)
+
+
+def test_other_base_exceptions_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sanitize, "_cleaner", lambda *_: _InterruptedCleaner())
+    with pytest.raises(KeyboardInterrupt):
+        sanitize_html("<p>x</p>", KEEP)
+
+
+def test_cleaners_are_built_once_per_options() -> None:
+    assert sanitize._cleaner("keep", KEEP.allowed_url_schemes) is sanitize._cleaner(
+        "keep", frozenset(KEEP.allowed_url_schemes)
+    )

@@ -1,0 +1,37 @@
+"""Fixtures of the send API tests: the admin app fixtures plus runtime-settings helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from postwarden_admin_api.runtime_settings import apply_changes
+from postwarden_admin_api.secrets import Keyring
+from postwarden_store import connect
+
+from ..fixtures.adminapp import (  # noqa: F401 - fixtures
+    admin_client,
+    admin_key,
+    admin_settings,
+    make_admin_settings,
+    mint_key,
+)
+
+SetRuntime = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def set_runtime(database_url: str) -> SetRuntime:
+    """Store runtime settings in the module database (apps re-read them within 2 s,
+    or at once after ``app[RUNTIME].invalidate()``)."""
+
+    async def apply(**changes: Any) -> None:
+        conn = await connect(database_url)
+        try:
+            await apply_changes(conn, Keyring(None), changes, "tests")
+        finally:
+            await conn.close()
+
+    return apply

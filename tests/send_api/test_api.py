@@ -1,0 +1,290 @@
+"""The send API through aiohttp's test client, with a loopback SMTP server as the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.app import create_app
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.runtime_settings import RUNTIME
+from postwarden_admin_api.settings import ServiceSettings
+
+from ..fixtures.adminapp import AiohttpClient, MintKey, bearer
+from .conftest import SetRuntime
+from .test_relay import Scripted, smtp_server  # noqa: F401 - fixture
+
+Client = TestClient[Any, Any]
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "from": "App <app@example.com>", "to": [f"{uuid.uuid4().hex[:10]}@example.org"],
+        "subject": "Hello", "text": "Hi there",
+    }
+    values.update(changes)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient,
+    make_admin_settings: Callable[..., ServiceSettings],
+    set_runtime: SetRuntime,
+    smtp_server: tuple[Scripted, int],  # noqa: F811 - fixture
+) -> Client:
+    await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
+                      outbound_per_key_per_minute=1000)
+    settings = make_admin_settings(relay_host="127.0.0.1", relay_port=smtp_server[1],
+                                   relay_backoff_seconds=0.05)
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def sender(mint_key: MintKey) -> dict[str, str]:
+    return bearer(await mint_key(Role.SENDER, ["app@example.com", "*@example.com"]))
+
+
+async def refresh(client: Client) -> None:
+    client.app[RUNTIME].invalidate()
+
+
+async def test_accepted_message_is_queued_relayed_and_readable(
+    client: Client, sender: dict[str, str], smtp_server: tuple[Scripted, int],  # noqa: F811
+) -> None:
+    response = await client.post("/api/v1/send-email", json=body(), headers=sender)
+    assert response.status == 202, await response.text()
+    accepted = await response.json()
+    assert accepted["status"] == "queued"
+    assert accepted["message_id"].endswith("@example.com>")
+    location = response.headers["Location"]
+    assert location == f"/api/v1/messages/{accepted['id']}"
+    for _ in range(200):
+        message = await (await client.get(location, headers=sender)).json()
+        if message["status"] == "relayed":
+            break
+        await asyncio.sleep(0.05)
+    assert message["status"] == "relayed" and message["queue_id"]
+    assert message["recipients"][0]["status"] == "relayed"
+    assert [e["event"] for e in message["events"]] == ["accepted", "relayed"]
+    handler, _ = smtp_server
+    assert any(accepted["message_id"].encode() in data for _, _, data in handler.received)
+    found = await (await client.get("/api/v1/messages?status=relayed", headers=sender)).json()
+    assert accepted["id"] in [m["id"] for m in found["messages"]]
+
+
+@pytest.mark.parametrize(
+    ("key_senders", "from_address"),
+    [
+        pytest.param(["app@example.com"], "other@example.com", id="not-the-keys"),
+        pytest.param(["*@evil.example"], "x@evil.example", id="not-global"),
+        pytest.param([], "app@example.com", id="key-without-senders"),
+    ],
+)
+async def test_disallowed_senders_get_403(
+    client: Client, mint_key: MintKey, key_senders: list[str], from_address: str
+) -> None:
+    key = bearer(await mint_key(Role.SENDER, key_senders))
+    response = await client.post("/api/v1/send-email", json=body(**{"from": from_address}),
+                                 headers=key)
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "sender_not_allowed"
+
+
+async def test_other_roles_may_not_send(client: Client, mint_key: MintKey) -> None:
+    key = bearer(await mint_key(Role.OPERATOR, ["*@example.com"]))
+    response = await client.post("/api/v1/send-email", json=body(), headers=key)
+    assert response.status == 403
+
+
+async def test_all_field_errors_come_together(client: Client, sender: dict[str, str]) -> None:
+    response = await client.post(
+        "/api/v1/send-email", headers=sender,
+        json=body(to=["bad"], subject="", text=None, headers={"Bcc": "x@evil.example"}),
+    )
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert {d["code"] for d in error["details"]} == {
+        "invalid_recipient", "invalid_subject", "empty_body", "invalid_header"
+    }
+
+
+async def test_idempotency_key_semantics(client: Client, sender: dict[str, str]) -> None:
+    headers = {**sender, "Idempotency-Key": f"order-{uuid.uuid4()}"}
+    request = body()
+    first = await client.post("/api/v1/send-email", json=request, headers=headers)
+    second = await client.post("/api/v1/send-email", json=request, headers=headers)
+    assert (first.status, second.status) == (202, 202)
+    assert await first.json() == await second.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert second.headers["Location"] == first.headers["Location"]
+    changed = await client.post("/api/v1/send-email", json=body(), headers=headers)
+    assert changed.status == 422
+    assert (await changed.json())["error"]["code"] == "idempotency_key_reused"
+    too_long = {**sender, "Idempotency-Key": "x" * 256}
+    response = await client.post("/api/v1/send-email", json=request, headers=too_long)
+    assert response.status == 422
+
+
+async def test_a_refused_request_releases_its_idempotency_key(
+    client: Client, sender: dict[str, str]
+) -> None:
+    headers = {**sender, "Idempotency-Key": f"retry-{uuid.uuid4()}"}
+    refused = await client.post("/api/v1/send-email", json=body(subject=""), headers=headers)
+    assert refused.status == 422
+    fixed = await client.post("/api/v1/send-email", json=body(), headers=headers)
+    assert fixed.status == 202
+
+
+async def test_suppressions_block_recipients(
+    client: Client, sender: dict[str, str], mint_key: MintKey
+) -> None:
+    operator = bearer(await mint_key(Role.OPERATOR))
+    address = f"blocked-{uuid.uuid4().hex[:6]}@example.org"
+    added = await client.post("/api/v1/suppressions", json={"address": address.upper()},
+                              headers=operator)
+    assert added.status == 201
+    assert (await added.json())["reason"] == "manual"
+    again = await client.post("/api/v1/suppressions", json={"address": address},
+                              headers=operator)
+    assert again.status == 200
+    listed = await (await client.get("/api/v1/suppressions", headers=operator)).json()
+    assert address in [s["address"] for s in listed["suppressions"]]
+    refused = await client.post("/api/v1/send-email", headers=sender,
+                                json=body(to=["ok@example.org"], cc=[address]))
+    assert refused.status == 422
+    error = (await refused.json())["error"]
+    assert error["code"] == "recipient_suppressed" and error["details"][0]["field"] == "cc[0]"
+    assert (await client.post("/api/v1/suppressions", json={"address": "x"},
+                              headers=sender)).status == 403
+    deleted = await client.delete(f"/api/v1/suppressions?address={address}", headers=operator)
+    assert deleted.status == 200
+    missing = await client.delete(f"/api/v1/suppressions?address={address}", headers=operator)
+    assert missing.status == 404
+    sent = await client.post("/api/v1/send-email", headers=sender, json=body(to=[address]))
+    assert sent.status == 202
+
+
+async def test_outbound_disabled_and_limits(
+    client: Client, sender: dict[str, str], set_runtime: SetRuntime
+) -> None:
+    await set_runtime(outbound_enabled=False)
+    await refresh(client)
+    try:
+        response = await client.post("/api/v1/send-email", json=body(), headers=sender)
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "outbound_disabled"
+    finally:
+        await set_runtime(outbound_enabled=True)
+        await refresh(client)
+    await set_runtime(outbound_max_recipients=2)
+    await refresh(client)
+    try:
+        response = await client.post(
+            "/api/v1/send-email", headers=sender,
+            json=body(to=["a@example.org", "b@example.org"], bcc=["c@example.org"]),
+        )
+        assert response.status == 422
+        assert (await response.json())["error"]["code"] == "too_many_recipients"
+    finally:
+        await set_runtime(outbound_max_recipients=None)
+    await set_runtime(outbound_per_recipient_per_day=1)
+    await refresh(client)
+    try:
+        target = body()
+        assert (await client.post("/api/v1/send-email", json=target, headers=sender)).status == 202
+        again = await client.post("/api/v1/send-email", json=target, headers=sender)
+        assert again.status == 429
+        assert (await again.json())["error"]["code"] == "recipient_rate_limited"
+        assert int(again.headers["Retry-After"]) > 0
+    finally:
+        await set_runtime(outbound_per_recipient_per_day=None)
+        await refresh(client)
+
+
+async def test_message_too_large(
+    client: Client, sender: dict[str, str], set_runtime: SetRuntime
+) -> None:
+    await set_runtime(max_message_bytes=2048)
+    await refresh(client)
+    try:
+        response = await client.post("/api/v1/send-email", json=body(text="é" * 1000),
+                                     headers=sender)
+        assert response.status == 413
+        assert (await response.json())["error"]["code"] == "message_too_large"
+        response = await client.post("/api/v1/send-email", json=body(text="x" * 3000),
+                                     headers=sender)
+        assert (await response.json())["error"]["code"] == "body_too_large"
+    finally:
+        await set_runtime(max_message_bytes=None)
+        await refresh(client)
+
+
+async def test_relay_not_configured_is_a_503(
+    aiohttp_client: AiohttpClient, make_admin_settings: Callable[..., ServiceSettings],
+    sender: dict[str, str], set_runtime: SetRuntime, caplog: pytest.LogCaptureFixture,
+) -> None:
+    await set_runtime(allowed_sender_addresses=["*@example.com"])
+    client = await aiohttp_client(create_app(make_admin_settings(relay_host="")))
+    with caplog.at_level(logging.INFO, logger="postwarden_admin_api.send"):
+        response = await client.post("/api/v1/send-email", json=body(), headers=sender)
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "relay_not_configured"
+    assert "outcome=refused error=relay_not_configured" in caplog.text
+
+
+async def test_attempts_are_logged_without_body_or_key(
+    client: Client, mint_key: MintKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = await mint_key(Role.SENDER, ["*@example.com"])
+    secret_text = f"the body {uuid.uuid4()}"
+    with caplog.at_level(logging.INFO, logger="postwarden_admin_api.send"):
+        ok = await client.post("/api/v1/send-email", headers=bearer(key), json=body(
+            to=["alice@example.org"], text=secret_text))
+        refused = await client.post("/api/v1/send-email", headers=bearer(key), json=body(
+            **{"from": "x@evil.example"}, to=["bob@example.org\r\nInjected: 1"]))
+    assert (ok.status, refused.status) == (202, 403)
+    attempts = [r.getMessage() for r in caplog.records if "send attempt" in r.getMessage()]
+    assert len(attempts) == 2
+    key_id = key.split("_")[1]
+    assert f"key={key_id}" in attempts[0] and "outcome=accepted" in attempts[0]
+    assert "a***@example.org" in attempts[0] and "recipients=1" in attempts[0]
+    assert "outcome=refused error=sender_not_allowed" in attempts[1]
+    assert "\r" not in attempts[1] and "\n" not in attempts[1]
+    assert secret_text not in caplog.text and key not in caplog.text
+    assert "alice@" not in caplog.text
+
+
+async def test_senders_see_only_their_own_messages(
+    client: Client, sender: dict[str, str], mint_key: MintKey
+) -> None:
+    response = await client.post("/api/v1/send-email", json=body(tags=["t1"]), headers=sender)
+    location = response.headers["Location"]
+    other = bearer(await mint_key(Role.SENDER, ["*@example.com"]))
+    auditor = bearer(await mint_key(Role.AUDITOR))
+    assert (await client.get(location, headers=other)).status == 404
+    assert (await client.get(location, headers=auditor)).status == 200
+    assert (await client.get("/api/v1/messages/not-a-uuid", headers=auditor)).status == 404
+    mine = await (await client.get("/api/v1/messages?tag=t1", headers=sender)).json()
+    theirs = await (await client.get("/api/v1/messages?tag=t1", headers=other)).json()
+    assert len(mine["messages"]) == 1 and theirs["messages"] == []
+    page = await (await client.get("/api/v1/messages?limit=1", headers=auditor)).json()
+    assert len(page["messages"]) == 1 and page["next_cursor"]
+    following = await client.get("/api/v1/messages", params={
+        "limit": "1", "cursor": page["next_cursor"]}, headers=auditor)
+    assert following.status == 200
+    assert (await following.json())["messages"][0]["id"] != page["messages"][0]["id"]
+
+
+async def test_the_openapi_document_lists_the_send_routes(client: Client) -> None:
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    assert document["paths"]["/api/v1/send-email"]["post"]["x-roles"] == ["admin", "sender"]
+    assert "delete" in document["paths"]["/api/v1/suppressions"]
+    assert "SendEmail" in document["components"]["schemas"]

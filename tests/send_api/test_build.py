@@ -1,0 +1,84 @@
+"""Building the message: headers we set and nothing else, bodies and attachments intact."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email
+from email import policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from postwarden_admin_api.send.build import BuildError, _check_headers, build_message
+from postwarden_admin_api.send.request_model import Caps, parse_request
+
+CAPS = Caps(max_recipients=50, max_message_bytes=1_000_000, max_attachment_bytes=100_000)
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+MESSAGE_ID = "<0123456789abcdef@example.com>"
+
+
+def built(**fields: Any) -> tuple[bytes, EmailMessage]:
+    body = {"from": "App <app@example.com>", "to": "alice@example.org", "subject": "Hi",
+            "text": "plain", **fields}
+    data = build_message(parse_request(body, CAPS, lambda m: True), MESSAGE_ID, NOW)
+    parsed = email.message_from_bytes(data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return data, parsed
+
+
+def test_headers_are_ours_and_bcc_is_not_among_them() -> None:
+    data, message = built(cc="Bob <bob@example.org>", bcc="hidden@example.org",
+                          reply_to="help@example.com", headers={"X-Campaign": "spring"})
+    assert message["Message-ID"] == MESSAGE_ID
+    assert message["From"] == "App <app@example.com>"
+    assert message["Cc"] == "Bob <bob@example.org>"
+    assert message["Reply-To"] == "help@example.com"
+    assert message["X-Campaign"] == "spring"
+    assert message["Date"] == "Mon, 23 Nov 2026 12:00:00 +0000"
+    assert b"hidden@example.org" not in data
+    assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_unicode_everywhere_is_encoded_to_7bit() -> None:
+    data, message = built(**{
+        "from": "Jöhn <app@bücher.example>", "subject": "Grüße " + "ü" * 300,
+        "text": "Zeile " + "é" * 2000, "html": "<p>ö</p>",
+    })
+    assert max(data) < 128
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+    assert message["From"] == "Jöhn <app@xn--bcher-kva.example>"
+    assert message["Subject"] == "Grüße " + "ü" * 300
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    assert text.get_content().rstrip("\r\n") == "Zeile " + "é" * 2000
+    assert "<p>ö</p>" in html.get_content()
+
+
+def test_a_dot_line_and_long_lines_survive() -> None:
+    text = "first\n.\nlast " + "x" * 5000
+    _, message = built(text=text)
+    part = message.get_body(("plain",))
+    assert part is not None
+    assert part.get_content().replace("\r\n", "\n").rstrip("\n") == text
+
+
+def test_attachments_keep_their_bytes_and_names() -> None:
+    content = bytes(range(256)) * 10
+    _, message = built(attachments=[{
+        "filename": "Bericht über.pdf", "content_type": "application/pdf",
+        "content": base64.b64encode(content).decode(),
+    }])
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_filename() == "Bericht über.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_content() == content
+
+
+def test_a_header_that_appears_from_nowhere_stops_the_build() -> None:
+    data, message = built()
+    injected = data.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nBcc: x@evil.example\r\n")
+    with pytest.raises(BuildError):
+        _check_headers(injected, [name.lower() for name in message])

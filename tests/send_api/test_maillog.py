@@ -1,0 +1,170 @@
+"""The maillog follower: parsing Postfix delivery lines and applying them to recipients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.send.maillog import MaillogFollower, parse_line
+from postwarden_admin_api.send.outbox import enqueue
+from postwarden_store import create_pool
+
+from .test_outbox_limits import ROOMY, submission
+
+PREFIX = "Nov 23 15:12:49 mx postfix/smtp[4242]: 4Wq1Zk3sZnz9vBQ: "
+SENT = PREFIX + (
+    "to=<a@example.org>, relay=127.0.0.1[127.0.0.1]:2525, delay=0.03, "
+    "delays=0.01/0/0.01/0.01, dsn=2.0.0, status=sent (250 2.0.0 captured)"
+)
+BOUNCED = PREFIX + (
+    "to=<b@example.org>, relay=127.0.0.1[127.0.0.1]:2525, delay=0.02, delays=0/0/0/0, "
+    "dsn=5.1.1, status=bounced (host 127.0.0.1[127.0.0.1] said: 550 5.1.1 no such user "
+    "(in reply to RCPT TO command))"
+)
+DEFERRED = PREFIX + (
+    "to=<c@example.org>, relay=none, delay=1, delays=0/0/1/0, dsn=4.4.1, "
+    "status=deferred (connect to 127.0.0.1[127.0.0.1]:2525: Connection refused)"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "recipient", "status", "dsn", "hard"),
+    [
+        pytest.param(SENT, "a@example.org", "delivered", "2.0.0", False, id="sent"),
+        pytest.param(BOUNCED, "b@example.org", "bounced", "5.1.1", True, id="bounced"),
+        pytest.param(DEFERRED, "c@example.org", "deferred", "4.4.1", False, id="deferred"),
+    ],
+)
+def test_delivery_lines_are_parsed(
+    line: str, recipient: str, status: str, dsn: str, hard: bool
+) -> None:
+    event = parse_line(line)
+    assert event is not None
+    assert (event.queue_id, event.recipient, event.status, event.dsn, event.hard_bounce) == (
+        "4Wq1Zk3sZnz9vBQ", recipient, status, dsn, hard
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(PREFIX + "from=<app@example.com>, size=420, nrcpt=1 (queue active)",
+                     id="qmgr"),
+        pytest.param(PREFIX + "removed", id="removed"),
+        pytest.param("Nov 23 15:12:49 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from x: "
+                     "554 5.7.1 <a@b.example>: Relay access denied; to=<a@b.example>", id="noq"),
+        pytest.param("garbage", id="garbage"),
+    ],
+)
+def test_other_lines_are_ignored(line: str) -> None:
+    assert parse_line(line) is None
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=5)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str) -> uuid.UUID:
+    async with pool.acquire() as conn:
+        accepted = await enqueue(
+            conn, submission(uuid.uuid4().hex, *recipients), ROOMY, dt.datetime.now(dt.UTC)
+        )
+        await conn.execute(
+            "UPDATE outbound_messages SET status = 'relayed', queue_id = $2 WHERE id = $1",
+            accepted.id, queue_id,
+        )
+        await conn.execute(
+            "UPDATE outbound_recipients SET status = 'relayed' WHERE message_id = $1",
+            accepted.id,
+        )
+    return accepted.id
+
+
+def line(queue_id: str, recipient: str, status: str, dsn: str, reply: str) -> str:
+    return (f"Nov 23 15:12:49 mx postfix/smtp[7]: {queue_id}: to=<{recipient}>, relay=x, "
+            f"delay=0, delays=0/0/0/0, dsn={dsn}, status={status} ({reply})\n")
+
+
+async def test_the_follower_tracks_recipients_and_suppresses_hard_bounces(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "maillog"
+    log_file.write_text("Nov 23 old line before the service started\n")
+    follower = MaillogFollower(pool, log_file)
+    await follower._load_position()
+    queue_id = "QID" + uuid.uuid4().hex[:10].upper()
+    bounced = f"gone-{uuid.uuid4().hex[:6]}@example.org"
+    message_id = await relayed_message(pool, queue_id, "ok@example.org", bounced)
+    with log_file.open("a") as out:
+        out.write(line(queue_id, "ok@example.org", "deferred", "4.4.1", "connection refused"))
+        out.write(line(queue_id, "ok@example.org", "sent", "2.0.0", "250 2.0.0 captured"))
+        out.write(line(queue_id, bounced, "bounced", "5.1.1",
+                       "host x said: 550 5.1.1 no such user"))
+        out.write(line("UNRELATED1", "x@example.org", "sent", "2.0.0", "250 ok")[:-1])
+    await follower.poll()
+    statuses = dict(await pool.fetch(
+        "SELECT address, status FROM outbound_recipients WHERE message_id = $1", message_id
+    ))
+    assert statuses == {"ok@example.org": "delivered", bounced: "bounced"}
+    status = await pool.fetchval(
+        "SELECT status FROM outbound_messages WHERE id = $1", message_id
+    )
+    assert status == "partially_delivered"
+    suppressed = await pool.fetchrow("SELECT * FROM suppressions WHERE address = $1", bounced)
+    assert suppressed["reason"] == "hard_bounce"
+    assert "550 5.1.1 no such user" in suppressed["detail"]
+    events = await pool.fetch(
+        "SELECT event FROM outbound_events WHERE message_id = $1 AND recipient IS NOT NULL "
+        "ORDER BY id", message_id,
+    )
+    assert [e["event"] for e in events] == ["deferred", "delivered", "bounced"]
+    # the half line at the end is not consumed; the saved position is before it
+    saved = await pool.fetchval(
+        "SELECT position FROM maillog_positions WHERE path = $1", str(log_file)
+    )
+    assert saved == log_file.stat().st_size - len(line("UNRELATED1", "x@example.org", "sent",
+                                                       "2.0.0", "250 ok")[:-1])
+
+
+async def test_a_line_before_its_queue_id_is_known_waits(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "maillog"
+    log_file.write_text("")
+    follower = MaillogFollower(pool, log_file)
+    await follower._load_position()
+    queue_id = "EARLY" + uuid.uuid4().hex[:8].upper()
+    log_file.write_text(line(queue_id, "late@example.org", "sent", "2.0.0", "250 ok"))
+    await follower.poll()
+    message_id = await relayed_message(pool, queue_id, "late@example.org")
+    await follower.poll()
+    status = await pool.fetchval(
+        "SELECT status FROM outbound_messages WHERE id = $1", message_id
+    )
+    assert status == "delivered"
+
+
+async def test_a_rotated_file_is_read_from_its_start(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    log_file = tmp_path / "maillog"
+    log_file.write_text("x" * 1000 + "\n")
+    follower = MaillogFollower(pool, log_file)
+    await follower._load_position()
+    queue_id = "ROT" + uuid.uuid4().hex[:8].upper()
+    message_id = await relayed_message(pool, queue_id, "rot@example.org")
+    log_file.unlink()
+    log_file.write_text(line(queue_id, "rot@example.org", "sent", "2.0.0", "250 ok"))
+    await follower.poll()
+    status = await pool.fetchval(
+        "SELECT status FROM outbound_messages WHERE id = $1", message_id
+    )
+    assert status == "delivered"

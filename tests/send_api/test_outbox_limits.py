@@ -1,0 +1,163 @@
+"""The enqueue transaction, the atomic counters and idempotency records, on real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.errors import ApiError
+from postwarden_admin_api.send import idempotency
+from postwarden_admin_api.send.build import build_message, new_message_id
+from postwarden_admin_api.send.limits import (
+    Limits,
+    LimitReached,
+    recipient_hash,
+    stored_hash_key,
+)
+from postwarden_admin_api.send.outbox import Submission, enqueue
+from postwarden_admin_api.send.request_model import Caps, parse_request
+from postwarden_store import create_pool
+
+CAPS = Caps(50, 1_000_000, 100_000)
+HASH_KEY = b"k" * 32
+NOW = dt.datetime(2026, 11, 23, 12, 30, 15, tzinfo=dt.UTC)
+ROOMY = Limits(per_key_per_minute=1000, per_recipient_per_day=1000, per_key_per_day=1000)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=2, max_size=30)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def submission(key_id: str, *recipients: str, idem: str | None = None) -> Submission:
+    request = parse_request(
+        {"from": "app@example.com", "to": list(recipients), "subject": "s", "text": "t"},
+        CAPS, lambda m: True,
+    )
+    message_id = new_message_id(request.sender)
+    return Submission(
+        key_id, request, message_id, build_message(request, message_id, NOW),
+        [recipient_hash(HASH_KEY, m.key) for m in request.recipients], idem,
+    )
+
+
+async def count(pool: asyncpg.Pool, sql: str, *args: object) -> int:
+    value: int = await pool.fetchval(sql, *args)
+    return value
+
+
+async def test_enqueue_writes_message_recipients_and_outbox(pool: asyncpg.Pool) -> None:
+    key = uuid.uuid4().hex
+    async with pool.acquire() as conn:
+        accepted = await enqueue(
+            conn, submission(key, "a@example.org", "B@example.org"), ROOMY, NOW
+        )
+    row = await pool.fetchrow("SELECT * FROM outbound_messages WHERE id = $1", accepted.id)
+    assert row["status"] == "queued" and row["recipient_count"] == 2
+    assert row["message_id"] == accepted.message_id
+    outbox = await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1", accepted.id)
+    assert outbox["recipients"] == ["a@example.org", "B@example.org"]
+    assert outbox["envelope_from"] == "app@example.com"
+    usage = await pool.fetchrow("SELECT * FROM outbound_daily_usage WHERE key_id = $1", key)
+    assert (usage["messages"], usage["recipients"]) == (1, 2)
+    subjects = await pool.fetch(
+        "SELECT subject FROM outbound_rate_counters WHERE scope = 'recipient_day'"
+    )
+    assert all("@" not in r["subject"] for r in subjects)
+
+
+async def test_a_hundred_concurrent_requests_never_pass_a_limit_of_forty(
+    pool: asyncpg.Pool,
+) -> None:
+    key = uuid.uuid4().hex
+    limits = Limits(per_key_per_minute=40, per_recipient_per_day=1000, per_key_per_day=1000)
+
+    async def one(n: int) -> str:
+        async with pool.acquire() as conn:
+            try:
+                await enqueue(conn, submission(key, f"r{n}@example.org"), limits, NOW)
+            except LimitReached as reached:
+                return reached.refusal.code
+        return "accepted"
+
+    results = await asyncio.gather(*(one(n) for n in range(100)))
+    assert results.count("accepted") == 40
+    assert set(results) == {"accepted", "rate_limited"}
+    stored = await count(pool, "SELECT count(*) FROM outbound_messages WHERE key_id = $1", key)
+    assert stored == 40
+    assert await count(pool, "SELECT count(*) FROM outbox o JOIN outbound_messages m "
+                             "ON m.id = o.message_id WHERE m.key_id = $1", key) == 40
+
+
+async def test_recipient_and_daily_limits(pool: asyncpg.Pool) -> None:
+    key = uuid.uuid4().hex
+    limits = Limits(per_key_per_minute=100, per_recipient_per_day=2, per_key_per_day=3)
+    target = f"{uuid.uuid4().hex[:8]}@example.org"
+    async with pool.acquire() as conn:
+        for _ in range(2):
+            await enqueue(conn, submission(key, target), limits, NOW)
+        with pytest.raises(LimitReached) as caught:
+            await enqueue(conn, submission(key, target, "other@example.org"), limits, NOW)
+        assert caught.value.refusal.code == "recipient_rate_limited"
+        # the refused message moved no counter: "other" was counted and rolled back
+        await enqueue(conn, submission(key, "other@example.org"), limits, NOW)
+        with pytest.raises(LimitReached) as caught:
+            await enqueue(conn, submission(key, "third@example.org"), limits, NOW)
+        assert caught.value.refusal.code == "daily_quota_exceeded"
+        assert 0 < caught.value.retry_after <= 86400 - (12 * 3600 + 30 * 60)
+        tomorrow = NOW + dt.timedelta(days=1)
+        await enqueue(conn, submission(key, "third@example.org"), limits, tomorrow)
+    assert await count(pool, "SELECT count(*) FROM outbound_messages WHERE key_id = $1", key) == 4
+
+
+async def test_minute_window_retry_after(pool: asyncpg.Pool) -> None:
+    key = uuid.uuid4().hex
+    limits = Limits(per_key_per_minute=1, per_recipient_per_day=100, per_key_per_day=100)
+    async with pool.acquire() as conn:
+        await enqueue(conn, submission(key, "a@example.org"), limits, NOW)
+        with pytest.raises(LimitReached) as caught:
+            await enqueue(conn, submission(key, "a@example.org"), limits, NOW)
+    assert caught.value.refusal.code == "rate_limited"
+    assert caught.value.retry_after == 45
+
+
+async def test_idempotency_claim_replay_conflict_and_release(pool: asyncpg.Pool) -> None:
+    key_id, key = uuid.uuid4().hex, "order-1"
+    digest = idempotency.request_digest({"a": 1, "b": [1, 2]})
+    assert digest == idempotency.request_digest({"b": [1, 2], "a": 1})
+    async with pool.acquire() as conn:
+        assert await idempotency.claim(conn, key_id, key, digest) is None
+        with pytest.raises(ApiError) as running:
+            await idempotency.claim(conn, key_id, key, digest)
+        assert (running.value.status, running.value.code) == (
+            409, "idempotency_request_in_progress"
+        )
+        with pytest.raises(ApiError) as reused:
+            await idempotency.claim(conn, key_id, key, b"x" * 32)
+        assert (reused.value.status, reused.value.code) == (422, "idempotency_key_reused")
+        await enqueue(
+            conn, submission(key_id, "a@example.org", idem=key), ROOMY, NOW
+        )
+        stored = await idempotency.claim(conn, key_id, key, digest)
+        assert stored is not None and stored.status == 202
+        assert stored.body["status"] == "queued"
+        other = "order-2"
+        assert await idempotency.claim(conn, key_id, other, digest) is None
+        await idempotency.release(conn, key_id, other)
+        assert await idempotency.claim(conn, key_id, other, digest) is None
+
+
+async def test_the_hash_key_is_made_once(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        first = await stored_hash_key(conn)
+        assert await stored_hash_key(conn) == first
+    assert len(first) == 32

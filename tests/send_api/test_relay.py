@@ -1,0 +1,180 @@
+"""The relay worker against an SMTP server on loopback (aiosmtpd) and real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+from aiosmtpd.controller import Controller
+
+from postwarden_admin_api.send.outbox import enqueue
+from postwarden_admin_api.send.relay import RelayConfig, RelayWorker, backoff
+from postwarden_store import create_pool
+
+from ..fixtures.ports import free_port
+from .test_outbox_limits import ROOMY, submission
+
+
+@dataclass
+class Scripted:
+    """Answers DATA from a script (then 250 with a queue id); RCPT per address."""
+
+    data_replies: list[str] = field(default_factory=list)
+    rcpt_replies: dict[str, str] = field(default_factory=dict)
+    received: list[tuple[str, tuple[str, ...], bytes]] = field(default_factory=list)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        reply = self.rcpt_replies.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_replies:
+            return self.data_replies.pop(0)
+        self.received.append(
+            (envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content))
+        )
+        return f"250 2.0.0 Ok: queued as Q{len(self.received)}X"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Scripted, int]]:
+    handler = Scripted()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def accepted(pool: asyncpg.Pool, *recipients: str) -> uuid.UUID:
+    async with pool.acquire() as conn:
+        message = await enqueue(
+            conn, submission(uuid.uuid4().hex, *recipients), ROOMY, dt.datetime.now(dt.UTC)
+        )
+    return message.id
+
+
+async def settled(pool: asyncpg.Pool, message_id: uuid.UUID, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = await pool.fetchrow(
+            "SELECT m.*, (SELECT count(*) FROM outbox o WHERE o.message_id = m.id) AS waiting "
+            "FROM outbound_messages m WHERE id = $1", message_id,
+        )
+        if row["status"] != "queued" and row["waiting"] == 0:
+            return row
+        await asyncio.sleep(0.05)
+    raise TimeoutError("message not settled")
+
+
+@pytest.fixture
+async def worker(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int]
+) -> AsyncIterator[RelayWorker]:
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", smtp_server[1], 3, 0.05, workers=2))
+    worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop(grace=10)
+
+
+async def test_a_message_is_relayed_and_keeps_the_queue_id(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker
+) -> None:
+    handler, _ = smtp_server
+    message_id = await accepted(pool, "a@example.org", "b@example.org")
+    worker.wake()
+    row = await settled(pool, message_id)
+    assert row["status"] == "relayed" and row["queue_id"].startswith("Q")
+    assert row["attempts"] == 1
+    (received,) = [r for r in handler.received if r[1] == ("a@example.org", "b@example.org")]
+    assert received[0] == "app@example.com"
+    statuses = await pool.fetch(
+        "SELECT status FROM outbound_recipients WHERE message_id = $1", message_id
+    )
+    assert {r["status"] for r in statuses} == {"relayed"}
+
+
+async def test_4xx_is_retried_then_relayed(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker
+) -> None:
+    handler, _ = smtp_server
+    handler.data_replies[:] = ["451 4.3.0 try again later"]
+    message_id = await accepted(pool, "retry@example.org")
+    row = await settled(pool, message_id)
+    assert (row["status"], row["attempts"]) == ("relayed", 2)
+    events = await pool.fetch(
+        "SELECT event, detail FROM outbound_events WHERE message_id = $1 ORDER BY id", message_id
+    )
+    assert [e["event"] for e in events] == ["accepted", "relay_deferred", "relayed"]
+    assert events[1]["detail"] == "451 4.3.0 try again later"
+
+
+async def test_5xx_fails_the_message_with_the_reply(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker
+) -> None:
+    handler, _ = smtp_server
+    handler.data_replies[:] = ["554 5.7.1 rejected by policy token=abcdefghijkl"]
+    message_id = await accepted(pool, "refused@example.org")
+    row = await settled(pool, message_id)
+    assert (row["status"], row["attempts"]) == ("failed", 1)
+    assert row["last_error"] == "554 5.7.1 rejected by policy token=[REDACTED]"
+
+
+async def test_a_refused_recipient_fails_alone(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker
+) -> None:
+    handler, _ = smtp_server
+    handler.rcpt_replies["nobody@example.org"] = "550 5.1.1 no such user"
+    message_id = await accepted(pool, "nobody@example.org", "somebody@example.org")
+    row = await settled(pool, message_id)
+    assert row["status"] == "relayed"
+    statuses = dict(await pool.fetch(
+        "SELECT address, status FROM outbound_recipients WHERE message_id = $1", message_id
+    ))
+    assert statuses == {"nobody@example.org": "failed", "somebody@example.org": "relayed"}
+
+
+async def test_no_server_retries_up_to_the_limit(pool: asyncpg.Pool) -> None:
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", free_port(), 3, 0.02, workers=1))
+    message_id = await accepted(pool, "nowhere@example.org")
+    worker.start()
+    try:
+        row = await settled(pool, message_id)
+    finally:
+        await worker.stop(grace=10)
+    assert (row["status"], row["attempts"]) == ("failed", 3)
+    assert row["last_error"] == "connection failed: ConnectionRefusedError"
+
+
+def test_backoff_grows_with_jitter() -> None:
+    config = RelayConfig("127.0.0.1", 25, 8, 10.0)
+    first = [backoff(config, 1).total_seconds() for _ in range(50)]
+    third = [backoff(config, 3).total_seconds() for _ in range(50)]
+    assert all(7.5 <= s <= 12.5 for s in first) and len(set(first)) > 1
+    assert all(30 <= s <= 50 for s in third)
+    assert backoff(config, 40).total_seconds() <= 3600 * 1.25

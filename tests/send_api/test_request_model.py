@@ -1,0 +1,202 @@
+"""Validation of the send request: every field, every code, all problems at once."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from postwarden_admin_api.errors import ApiError
+from postwarden_admin_api.send.addresses import (
+    AddressError,
+    Mailbox,
+    mask,
+    parse_mailbox,
+    sender_matches,
+)
+from postwarden_admin_api.send.request_model import Caps, SendRequest, parse_request
+
+CAPS = Caps(max_recipients=5, max_message_bytes=10_000, max_attachment_bytes=1_000)
+BASE: dict[str, Any] = {
+    "from": "App <app@example.com>",
+    "to": ["alice@example.org"],
+    "subject": "Hello",
+    "text": "Hi there",
+}
+
+
+def allow_all(mailbox: Mailbox) -> bool:
+    return True
+
+
+def parse(**changes: Any) -> SendRequest:
+    body = {**BASE, **changes}
+    return parse_request({k: v for k, v in body.items() if v is not None}, CAPS, allow_all)
+
+
+def refusal(**changes: Any) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        parse(**changes)
+    return caught.value
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_a_valid_request_is_parsed() -> None:
+    request = parse(cc="Bob <BOB@Example.ORG>", bcc=["alice@EXAMPLE.org", "carol@example.net"])
+    assert request.sender == Mailbox("app", "example.com", "App")
+    assert [m.key for m in request.recipients] == [
+        "alice@example.org", "bob@example.org", "carol@example.net"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        pytest.param("user@bücher.example", "user@xn--bcher-kva.example", id="idn"),
+        pytest.param("User@EXAMPLE.com", "User@example.com", id="domain-lowered"),
+        pytest.param('"Doe, John" <j.doe+x@example.com>', "j.doe+x@example.com", id="quoted-name"),
+    ],
+)
+def test_addresses_are_normalised(text: str, address: str) -> None:
+    assert parse_mailbox(text).address == address
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("no-at-sign", id="no-at"),
+        pytest.param("a@localhost", id="not-fqdn"),
+        pytest.param("a@-bad.example", id="bad-label"),
+        pytest.param("a@1.2.3.4", id="ip-literal"),
+        pytest.param('"quoted local"@example.com', id="quoted-local"),
+        pytest.param("a@example.com\r\nBcc: x@evil.example", id="crlf"),
+        pytest.param("Evil\nName <a@example.com>", id="lf-in-name"),
+        pytest.param("ünïcode@example.com", id="utf8-local"),
+        pytest.param("a@" + "x" * 64 + ".example", id="long-label"),
+    ],
+)
+def test_bad_addresses_are_refused(text: str) -> None:
+    with pytest.raises(AddressError):
+        parse_mailbox(text)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "allowed"),
+    [
+        pytest.param(("app@example.com",), True, id="exact"),
+        pytest.param(("APP@Example.COM",), True, id="case-insensitive"),
+        pytest.param(("*@example.com",), True, id="domain"),
+        pytest.param(("*@other.example",), False, id="other-domain"),
+        pytest.param(("*@sub.example.com",), False, id="subdomain-is-not-domain"),
+        pytest.param(("other@example.com",), False, id="other-local"),
+        pytest.param((), False, id="empty"),
+    ],
+)
+def test_sender_patterns(patterns: tuple[str, ...], allowed: bool) -> None:
+    assert sender_matches(parse_mailbox("app@example.com"), patterns) is allowed
+
+
+def test_idn_sender_pattern_matches_its_punycode() -> None:
+    assert sender_matches(parse_mailbox("a@xn--bcher-kva.example"), ("*@bücher.example",))
+
+
+def test_mask_hides_the_local_part() -> None:
+    assert mask("alice@example.org") == "a***@example.org"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "code"),
+    [
+        pytest.param({"to": ["not an address"]}, "to[0]", "invalid_recipient", id="bad-to"),
+        pytest.param({"to": [], "cc": None}, "to", "invalid_recipient", id="no-recipient"),
+        pytest.param({"to": [f"u{n}@example.org" for n in range(6)]}, "to",
+                     "too_many_recipients", id="too-many"),
+        pytest.param({"subject": ""}, "subject", "invalid_subject", id="empty-subject"),
+        pytest.param({"subject": "x" * 999}, "subject", "invalid_subject", id="long-subject"),
+        pytest.param({"subject": "a\r\nBcc: x@evil.example"}, "subject", "invalid_subject",
+                     id="crlf-subject"),
+        pytest.param({"subject": "tab\there"}, "subject", "invalid_subject", id="control"),
+        pytest.param({"text": None}, "text", "empty_body", id="no-body"),
+        pytest.param({"text": "", "html": ""}, "text", "empty_body", id="empty-body"),
+        pytest.param({"text": "x" * 10_001}, "text", "body_too_large", id="big-text"),
+        pytest.param({"headers": {"Bcc": "x@evil.example"}}, "headers.Bcc", "invalid_header",
+                     id="reserved-bcc"),
+        pytest.param({"headers": {"DKIM-Signature": "v=1"}}, "headers.DKIM-Signature",
+                     "invalid_header", id="reserved-dkim"),
+        pytest.param({"headers": {"Received": "from x"}}, "headers.Received", "invalid_header",
+                     id="reserved-received"),
+        pytest.param({"headers": {"X-Postwarden-Id": "forged"}}, "headers.X-Postwarden-Id",
+                     "invalid_header", id="reserved-ours"),
+        pytest.param({"headers": {"X-Ok": "a\r\nBcc: x@evil.example"}}, "headers.X-Ok",
+                     "invalid_header", id="crlf-header-value"),
+        pytest.param({"headers": {"X-Ok\r\nBcc": "x"}}, "headers", "invalid_header",
+                     id="crlf-header-name"),
+        pytest.param({"reply_to": ["a@example.com\nBcc: x@evil.example"]}, "reply_to[0]",
+                     "invalid_field", id="crlf-reply-to"),
+        pytest.param({"from": "app@example.com\r\nBcc: x@evil.example"}, "from",
+                     "invalid_field", id="crlf-from"),
+        pytest.param({"attachments": [{"filename": "a\r\nb.txt", "content_type": "text/plain",
+                                       "content": b64(b"x")}]},
+                     "attachments[0].filename", "invalid_field", id="crlf-filename"),
+        pytest.param({"attachments": [{"filename": "a.txt", "content_type": "text/plain\r\nX: y",
+                                       "content": b64(b"x")}]},
+                     "attachments[0].content_type", "invalid_field", id="crlf-content-type"),
+        pytest.param({"attachments": [{"filename": "run.exe", "content_type": "text/plain",
+                                       "content": b64(b"hello")}]},
+                     "attachments[0]", "attachment_not_allowed", id="exe-name"),
+        pytest.param({"attachments": [{"filename": "report.pdf",
+                                       "content_type": "application/pdf",
+                                       "content": b64(b"MZ\x90\x00rest")}]},
+                     "attachments[0]", "attachment_not_allowed", id="exe-content"),
+        pytest.param({"attachments": [{"filename": "a.txt", "content_type": "text/plain",
+                                       "content": "%%%"}]},
+                     "attachments[0].content", "invalid_field", id="bad-base64"),
+        pytest.param({"attachments": [{"filename": "a.bin",
+                                       "content_type": "application/octet-stream",
+                                       "content": b64(b"x" * 1_001)}]},
+                     "attachments[0]", "message_too_large", id="big-attachment"),
+        pytest.param({"tags": ["ok", "bad tag"]}, "tags", "invalid_field", id="bad-tag"),
+        pytest.param({"metadata": {"k": "v" * 3000}}, "metadata", "invalid_field",
+                     id="big-metadata"),
+        pytest.param({"metadata": {"k": {"nested": 1}}}, "metadata", "invalid_field",
+                     id="nested-metadata"),
+        pytest.param({"text": "\ud800"}, "text", "invalid_field", id="lone-surrogate"),
+        pytest.param({"surprise": 1}, "surprise", "invalid_field", id="unknown-field"),
+    ],
+)
+def test_each_problem_has_its_code(changes: dict[str, Any], field: str, code: str) -> None:
+    error = refusal(**changes)
+    assert {"field": field, "code": code} in [
+        {"field": d["field"], "code": d["code"]} for d in error.details
+    ], error.details
+
+
+def test_all_problems_are_listed_together_and_the_worst_decides() -> None:
+    error = refusal(to=["bad"], subject="", text=None)
+    codes = {d["code"] for d in error.details}
+    assert codes == {"invalid_recipient", "invalid_subject", "empty_body"}
+    assert (error.status, error.code) == (422, "invalid_recipient")
+    with pytest.raises(ApiError) as caught:
+        parse_request({**BASE, "subject": ""}, CAPS, lambda m: False)
+    assert (caught.value.status, caught.value.code) == (403, "sender_not_allowed")
+    assert {d["code"] for d in caught.value.details} == {"sender_not_allowed", "invalid_subject"}
+
+
+def test_a_sender_header_must_be_allowed_too() -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_request(
+            {**BASE, "headers": {"Sender": "other@evil.example"}}, CAPS,
+            lambda m: m.domain == "example.com",
+        )
+    assert caught.value.code == "sender_not_allowed"
+    assert caught.value.details[0]["field"] == "headers.Sender"
+
+
+def test_the_body_must_be_an_object() -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_request(["not", "an", "object"], CAPS, allow_all)
+    assert caught.value.status == 422

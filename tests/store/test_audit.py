@@ -1,0 +1,234 @@
+"""Audit writes and the milter's audit pipeline against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postwarden_milter.audit_pipeline import AuditPipeline
+from postwarden_milter.loopthread import LoopThread
+from postwarden_milter.metrics import Metrics
+from postwarden_milter.settings import SpoolFullAction
+from postwarden_milter.spool import AuditSpool
+from postwarden_policies.audit import AuditEvent
+from postwarden_store import apply_migrations, connect, write_audit_events
+from tests.fixtures.postgres import PostgresCluster, create_database, wait_until
+
+pytestmark = pytest.mark.postgres
+
+
+def make_event(when: dt.datetime | None = None, **overrides: object) -> AuditEvent:
+    values: dict[str, object] = {
+        "event_id": uuid.uuid4().hex,
+        "time": when or dt.datetime.now(dt.UTC),
+        "instance": "mx1",
+        "queue_id": "4AbCdEf",
+        "message_uid": uuid.uuid4().hex,
+        "client_address": "192.0.2.7",
+        "client_name": "client.example",
+        "helo": "client.example",
+        "auth_user": None,
+        "sender": "alice@example.org",
+        "recipients": ("bob@example.net", "carol@example.net"),
+        "header_from": "alice@example.org",
+        "message_id": "<m1@example.org>",
+        "subject": "Quarterly report",
+        "size": 1234,
+        "action": "accept",
+        "smtp_reply": None,
+        "rules": ("strip-exe",),
+        "changes": ({"kind": "attachment_stripped", "filename": "a.exe", "size": 10},),
+        "policy_hash": "abc123",
+        "duration_ms": 3.5,
+        "flags": ("duplicate",),
+    }
+    values.update(overrides)
+    return AuditEvent(**values)  # type: ignore[arg-type]
+
+
+async def _event_ids(dsn: str) -> list[str]:
+    conn = await connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT event_id FROM audit_events")
+    finally:
+        await conn.close()
+    return [row["event_id"].hex for row in rows]
+
+
+def event_ids(dsn: str) -> list[str]:
+    return asyncio.run(_event_ids(dsn))
+
+
+async def test_batch_is_written_once_and_replay_is_idempotent(fresh_database_url: str) -> None:
+    events = [make_event() for _ in range(3)]
+    conn = await connect(fresh_database_url)
+    try:
+        assert await write_audit_events(conn, events) == 3
+        assert await write_audit_events(conn, events) == 0
+        row = await conn.fetchrow(
+            "SELECT * FROM audit_events WHERE event_id = $1", uuid.UUID(events[0].event_id)
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert str(row["client_address"]) == "192.0.2.7"
+    assert row["recipients"] == ["bob@example.net", "carol@example.net"]
+    assert row["changes"] == [{"kind": "attachment_stripped", "filename": "a.exe", "size": 10}]
+    assert row["rules"] == ["strip-exe"]
+    assert row["flags"] == ["duplicate"]
+    assert row["time"] == events[0].time
+
+
+async def test_batch_spanning_months_creates_partitions(fresh_database_url: str) -> None:
+    old = dt.datetime(2024, 1, 31, 23, 59, tzinfo=dt.UTC)
+    events = [make_event(old), make_event(old + dt.timedelta(minutes=2))]
+    conn = await connect(fresh_database_url)
+    try:
+        assert await write_audit_events(conn, events) == 2
+        partitions = {
+            row["relname"]
+            for row in await conn.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'audit_events'::regclass"
+            )
+        }
+    finally:
+        await conn.close()
+    assert {"audit_events_202401", "audit_events_202402"} <= partitions
+
+
+# --- the pipeline: Postgres going away loses nothing ---------------------------
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[tuple[PostgresCluster, str]]:
+    """A cluster this module may stop and start without disturbing other tests."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        name = asyncio.run(create_database(cluster.admin_dsn))
+        dsn = cluster.dsn(name)
+
+        async def migrate() -> None:
+            conn = await connect(dsn)
+            try:
+                await apply_migrations(conn)
+            finally:
+                await conn.close()
+
+        asyncio.run(migrate())
+        yield cluster, dsn
+    finally:
+        cluster.destroy()
+
+
+def _pipeline(dsn: str | None, spool_dir: Path, metrics: Metrics,
+              max_bytes: int = 10**9,
+              action: SpoolFullAction = SpoolFullAction.TEMPFAIL) -> AuditPipeline:
+    return AuditPipeline(dsn, AuditSpool(spool_dir, max_bytes), metrics, queue_size=1000,
+                         spool_full_action=action)
+
+
+def test_postgres_stopped_mid_run_loses_no_event(
+    own_cluster: tuple[PostgresCluster, str], tmp_path: Path
+) -> None:
+    cluster, dsn = own_cluster
+    metrics = Metrics()
+    loop = LoopThread()
+    loop.start()
+    pipeline = _pipeline(dsn, tmp_path, metrics)
+    pipeline.start(loop)
+    spool = tmp_path / "audit-spool.jsonl"
+    try:
+        before = [make_event() for _ in range(20)]
+        for event in before:
+            pipeline.submit(event)
+        assert wait_until(lambda: len(event_ids(dsn)) == 20, timeout=15)
+
+        cluster.stop()
+        during = [make_event() for _ in range(30)]
+        for event in during:
+            pipeline.submit(event)
+        assert wait_until(
+            lambda: metrics.registry.get_sample_value("postwarden_audit_spooled_total") == 30,
+            timeout=30,
+        )
+        assert len(spool.read_text().splitlines()) == 30
+
+        cluster.start()
+        after = [make_event() for _ in range(5)]
+        for event in after:
+            pipeline.submit(event)
+        expected = sorted(e.event_id for e in before + during + after)
+        assert wait_until(lambda: sorted(event_ids(dsn)) == expected, timeout=60)
+        assert wait_until(lambda: spool.stat().st_size == 0, timeout=10)
+    finally:
+        pipeline.stop()
+        loop.stop()
+        if not cluster.is_running():
+            cluster.start()
+    assert sorted(event_ids(dsn)) == expected  # exactly once each
+
+
+def test_replay_of_events_already_stored_writes_no_duplicate(
+    own_cluster: tuple[PostgresCluster, str], tmp_path: Path
+) -> None:
+    _cluster, dsn = own_cluster
+    event = make_event()
+    # A crash after the write but before the spool was cleared leaves the event in both.
+    AuditSpool(tmp_path, 10**9).append([event, event])
+    loop = LoopThread()
+    loop.start()
+    pipeline = _pipeline(dsn, tmp_path, Metrics())
+    pipeline.start(loop)
+    try:
+        assert wait_until(lambda: (tmp_path / "audit-spool.jsonl").stat().st_size == 0,
+                          timeout=15)
+    finally:
+        pipeline.stop()
+        loop.stop()
+    assert event_ids(dsn).count(event.event_id) == 1
+
+
+def test_without_database_events_go_to_the_spool(tmp_path: Path) -> None:
+    loop = LoopThread()
+    loop.start()
+    pipeline = _pipeline(None, tmp_path, Metrics())
+    pipeline.start(loop)
+    events = [make_event() for _ in range(7)]
+    for event in events:
+        pipeline.submit(event)
+    pipeline.stop()  # drains the queue before returning
+    loop.stop()
+    lines = (tmp_path / "audit-spool.jsonl").read_text().splitlines()
+    assert [AuditEvent.from_json(line) for line in lines] == events
+
+
+def test_full_spool_drops_and_counts_when_configured(tmp_path: Path) -> None:
+    metrics = Metrics()
+    loop = LoopThread()
+    loop.start()
+    pipeline = _pipeline(None, tmp_path, metrics, max_bytes=1, action=SpoolFullAction.DROP)
+    pipeline.start(loop)
+    pipeline.submit(make_event())
+    assert wait_until((tmp_path / "audit-spool.jsonl").exists, timeout=5)
+    assert not pipeline.refusing_mail  # drop mode keeps mail flowing
+    pipeline.submit(make_event())
+    pipeline.stop()
+    loop.stop()
+    dropped = metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "spool_full"}
+    )
+    assert dropped == 1
+    assert len((tmp_path / "audit-spool.jsonl").read_text().splitlines()) == 1
+
+
+def test_full_spool_tempfails_new_mail_when_configured(tmp_path: Path) -> None:
+    AuditSpool(tmp_path, 10**9).append([make_event()])
+    pipeline = _pipeline(None, tmp_path, Metrics(), max_bytes=10)
+    assert pipeline.refusing_mail

@@ -1,0 +1,56 @@
+"""Fixtures of the webhook tests: TLS material, a local HTTPS receiver, a DNS stub."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from postwarden_admin_api.webhooks.ssrf import IPAddress
+from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
+    admin_key,
+    admin_settings,
+    make_admin_settings,
+    mint_key,
+)
+
+from .receiver import Receiver, Tls, make_tls
+
+RECEIVER_NAME = "hooks.example.test"
+
+
+class StubDns:
+    """Answers from a table; each call pops the next answer of a name (the last one stays)."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[IPAddress]:
+        self.calls.append(host)
+        queue = self.answers.get(host)
+        if not queue:
+            raise OSError("name does not resolve")
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [ipaddress.ip_address(a) for a in answer]
+
+
+@pytest.fixture(scope="session")
+def tls() -> Iterator[Tls]:
+    yield make_tls([RECEIVER_NAME, "rebind.example.test"])
+
+
+@pytest.fixture
+async def receiver(tls: Tls) -> AsyncIterator[Receiver]:
+    server = Receiver("127.0.0.1", tls)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def dns() -> StubDns:
+    return StubDns({RECEIVER_NAME: [["127.0.0.1"]]})

@@ -1,0 +1,84 @@
+"""Helpers of the delivery tests: endpoints in the database, audit rows, a running worker."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from postwarden_admin_api.secrets import Keyring
+from postwarden_admin_api.webhooks.options import WebhookOptions
+from postwarden_admin_api.webhooks.ssrf import Guard
+from postwarden_admin_api.webhooks.worker import running
+from postwarden_policies.audit import AuditEvent
+from postwarden_store.audit import write_audit_events
+
+from .conftest import StubDns
+from .receiver import Tls
+
+KEYRING = Keyring(bytes.fromhex("11" * 32))
+
+INSERT_ENDPOINT = """
+INSERT INTO webhook_endpoints (name, url, kind, events, secret_ciphertext, enabled)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+"""
+
+
+async def add_endpoint(
+    conn: asyncpg.Connection, name: str, url: str, events: Sequence[str],
+    secret: str | None, *, kind: str = "webhook", enabled: bool = True,
+) -> int:
+    cipher = None if secret is None else KEYRING.encrypt(secret)
+    endpoint_id: int = await conn.fetchval(
+        INSERT_ENDPOINT, name, url, kind, list(events), cipher, enabled
+    )
+    return endpoint_id
+
+
+def audit_event(action: str = "reject", *, notify: tuple[str, ...] = (),
+                changes: tuple[dict[str, Any], ...] = ()) -> AuditEvent:
+    return AuditEvent(
+        event_id=uuid.uuid4().hex, time=dt.datetime.now(dt.UTC), instance="mx1",
+        queue_id="4Q" + uuid.uuid4().hex[:8].upper(), message_uid=uuid.uuid4().hex,
+        client_address="192.0.2.7", client_name=None, helo="client.example",
+        auth_user=None, sender="alice@example.org", recipients=("bob@example.net",),
+        header_from="alice@example.org", message_id="<m1@example.org>",
+        subject="quarterly numbers", size=1234, action=action,
+        smtp_reply="550 5.7.1 Message rejected by policy" if action == "reject" else None,
+        rules=("block-exe",), changes=changes, policy_hash="h1", duration_ms=3.0,
+        notify=notify,
+    )
+
+
+def worker_options(tls: Tls, dns: StubDns, **overrides: Any) -> WebhookOptions:
+    values: dict[str, Any] = {
+        "max_attempts": 5, "timeout_seconds": 5.0, "guard": Guard.from_cidrs(["127.0.0.0/8"]),
+        "backoff_base_seconds": 0.1, "backoff_cap_seconds": 0.5,
+        "poll_interval_seconds": 0.05, "ssl_context": tls.client, "lookup": dns,
+    }
+    values.update(overrides)
+    return WebhookOptions(**values)
+
+
+def running_worker(pool: asyncpg.Pool, options: WebhookOptions
+                   ) -> contextlib.AbstractAsyncContextManager[None]:
+    return running(pool, options, KEYRING)
+
+
+async def write_audit(pool: asyncpg.Pool, *events: AuditEvent) -> None:
+    async with pool.acquire() as conn:
+        await write_audit_events(conn, events)
+
+
+async def delivery_states(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT d.id, d.status, d.attempts, e.type, e.payload::text AS payload, p.name"
+        " FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
+        " JOIN webhook_endpoints p ON p.id = d.endpoint_id ORDER BY d.id"
+    )
+    return [{**dict(r), "payload": json.loads(r["payload"])} for r in rows]

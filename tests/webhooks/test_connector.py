@@ -1,0 +1,140 @@
+"""Outbound HTTP behind the guard: one checked lookup, SNI/Host of the name, no redirects."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from postwarden_admin_api.webhooks.connector import open_session, post
+from postwarden_admin_api.webhooks.payloads import Request
+from postwarden_admin_api.webhooks.ssrf import Guard
+from tests.fixtures.ports import free_port
+
+from .conftest import RECEIVER_NAME, StubDns
+from .receiver import Receiver, Tls, Trap
+
+LOOPBACK_ALLOWED = Guard.from_cidrs(["127.0.0.0/8"])
+PING = Request(b'{"ping":1}', {"content-type": "application/json"})
+
+
+async def test_https_delivery_uses_sni_and_host_of_the_name(
+    receiver: Receiver, tls: Tls, dns: StubDns, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="postwarden_admin_api.webhooks")
+    url = f"https://{RECEIVER_NAME}:{receiver.port}/hook"
+    async with open_session(LOOPBACK_ALLOWED, 5.0, tls.client, dns) as session:
+        outcome = await post(session, LOOPBACK_ALLOWED, url, PING)
+    assert outcome.ok, outcome
+    assert receiver.sni == [RECEIVER_NAME]
+    assert receiver.requests[0].headers["Host"] == f"{RECEIVER_NAME}:{receiver.port}"
+    assert receiver.requests[0].body == b'{"ping":1}'
+    assert dns.calls == [RECEIVER_NAME]
+    assert any(f"allowed {RECEIVER_NAME} -> 127.0.0.1" in r.getMessage() for r in caplog.records)
+
+
+async def test_loopback_refused_unless_allowed(receiver: Receiver, tls: Tls, dns: StubDns,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    url = f"https://{RECEIVER_NAME}:{receiver.port}/hook"
+    async with open_session(Guard(), 5.0, tls.client, dns) as session:
+        outcome = await post(session, Guard(), url, PING)
+    assert not outcome.ok
+    assert outcome.error == "url_not_allowed: loopback"
+    assert receiver.requests == [] and receiver.sni == []
+    assert any("refused: loopback" in r.getMessage() for r in caplog.records)
+
+
+async def test_rebinding_name_never_reaches_the_private_address(tls: Tls) -> None:
+    """First answer "public" (127.0.0.2, allowed here), then private (127.0.0.1)."""
+    port = free_port()
+    public, trap = Receiver("127.0.0.2", tls), Trap()
+    await public.start(port)
+    await trap.start("127.0.0.1", port)
+    try:
+        dns = StubDns({"rebind.example.test": [["127.0.0.2"], ["127.0.0.1"]]})
+        guard = Guard.from_cidrs(["127.0.0.2/32"])
+        url = f"https://rebind.example.test:{port}/hook"
+        async with open_session(guard, 5.0, tls.client, dns) as session:
+            first = await post(session, guard, url, PING)
+            second = await post(session, guard, url, PING)
+        assert first.ok, first
+        assert second.error == "url_not_allowed: loopback"
+        assert dns.calls == ["rebind.example.test"] * 2  # one lookup per delivery, no more
+        assert len(public.requests) == 1
+        assert trap.connections == 0
+    finally:
+        await public.stop()
+        await trap.stop()
+
+
+async def test_answer_mixing_public_and_private_is_refused_whole(tls: Tls) -> None:
+    port = free_port()
+    public, trap = Receiver("127.0.0.2", tls), Trap()
+    await public.start(port)
+    await trap.start("127.0.0.1", port)
+    try:
+        dns = StubDns({"rebind.example.test": [["127.0.0.2", "127.0.0.1"]]})
+        guard = Guard.from_cidrs(["127.0.0.2/32"])
+        async with open_session(guard, 5.0, tls.client, dns) as session:
+            outcome = await post(session, guard, f"https://rebind.example.test:{port}/", PING)
+        assert outcome.error == "url_not_allowed: loopback"
+        assert public.requests == [] and trap.connections == 0
+    finally:
+        await public.stop()
+        await trap.stop()
+
+
+async def test_unresolvable_name(tls: Tls) -> None:
+    dns = StubDns({})
+    async with open_session(LOOPBACK_ALLOWED, 5.0, tls.client, dns) as session:
+        outcome = await post(session, LOOPBACK_ALLOWED, "https://nowhere.example.test/", PING)
+    assert outcome.error == "url_not_allowed: unresolvable"
+
+
+async def test_literal_address_checked_before_connecting(tls: Tls) -> None:
+    trap = Trap()
+    port = free_port()
+    await trap.start("127.0.0.1", port)
+    try:
+        async with open_session(Guard(), 5.0, tls.client, StubDns({})) as session:
+            outcome = await post(session, Guard(), f"https://127.0.0.1:{port}/", PING)
+        assert outcome.error == "url_not_allowed: loopback"
+        assert trap.connections == 0
+    finally:
+        await trap.stop()
+
+
+async def test_redirect_is_not_followed(receiver: Receiver, tls: Tls, dns: StubDns) -> None:
+    receiver.statuses = [302]
+    url = f"https://{RECEIVER_NAME}:{receiver.port}/hook"
+    async with open_session(LOOPBACK_ALLOWED, 5.0, tls.client, dns) as session:
+        outcome = await post(session, LOOPBACK_ALLOWED, url, PING)
+    assert (outcome.status, outcome.error) == (302, "redirect not followed")
+    assert len(receiver.requests) == 1
+
+
+async def test_untrusted_certificate_fails(receiver: Receiver, dns: StubDns) -> None:
+    url = f"https://{RECEIVER_NAME}:{receiver.port}/hook"
+    async with open_session(LOOPBACK_ALLOWED, 5.0, None, dns) as session:
+        outcome = await post(session, LOOPBACK_ALLOWED, url, PING)
+    assert not outcome.ok and outcome.error == "tls error"
+
+
+async def test_total_timeout(receiver: Receiver, tls: Tls, dns: StubDns) -> None:
+    receiver.delay_seconds = 3.0
+    url = f"https://{RECEIVER_NAME}:{receiver.port}/hook"
+    started = time.monotonic()
+    async with open_session(LOOPBACK_ALLOWED, 0.5, tls.client, dns) as session:
+        outcome = await post(session, LOOPBACK_ALLOWED, url, PING)
+    assert outcome.error == "timeout"
+    assert time.monotonic() - started < 2.5
+
+
+async def test_response_body_is_capped(receiver: Receiver, tls: Tls, dns: StubDns) -> None:
+    """An endless answer would run into the total timeout if it were read to the end."""
+    receiver.endless_body = True
+    url = f"https://{RECEIVER_NAME}:{receiver.port}/hook"
+    async with open_session(LOOPBACK_ALLOWED, 4.0, tls.client, dns) as session:
+        outcome = await post(session, LOOPBACK_ALLOWED, url, PING)
+    assert outcome.ok, outcome

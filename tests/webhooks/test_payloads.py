@@ -1,0 +1,119 @@
+"""Payload kinds, safe template substitution, header rules, metadata-only events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from postwarden_admin_api.webhooks.events import envelope, metadata
+from postwarden_admin_api.webhooks.payloads import (
+    Endpoint,
+    Kind,
+    header_problems,
+    render,
+    substitute,
+    template_problems,
+)
+from postwarden_admin_api.webhooks.signing import generate_secret, verify
+
+WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+AUDIT_ROW = {
+    "audit_event_id": "e1", "queue_id": "4Xyz1", "sender": "a@example.org",
+    "recipients": ["b@example.net", "c@example.net"], "action": "reject",
+    "rules": ["no-exe"], "subject": "secret plans", "body": "never", "client_address": "1.2.3.4",
+    "changes": [{"kind": "attachment_stripped", "filename": "x.exe", "sha256": "ab",
+                 "content": "must not leak"}],
+}
+
+
+def test_message_events_carry_metadata_only() -> None:
+    data = metadata("message.rejected", AUDIT_ROW)
+    assert set(data) == {"audit_event_id", "queue_id", "sender", "recipients", "action",
+                         "rules", "changes"}
+    assert data["changes"] == [{"kind": "attachment_stripped", "filename": "x.exe",
+                                "sha256": "ab"}]
+
+
+def test_envelope_shape() -> None:
+    event = envelope("message.rejected", WHEN, AUDIT_ROW)
+    assert event["type"] == "message.rejected"
+    assert event["timestamp"] == "2026-01-02T03:04:05Z"
+    assert "subject" not in event["data"]
+
+
+def test_webhook_kind_is_the_signed_envelope() -> None:
+    secret = generate_secret()
+    endpoint = Endpoint(1, "ops", "https://hooks.example.com/", Kind.WEBHOOK, secret)
+    event = envelope("message.rejected", WHEN, AUDIT_ROW)
+    request = render(endpoint, "evt-1", event)
+    assert json.loads(request.body) == event
+    verify(secret, request.headers, request.body)
+
+
+def test_slack_text_is_escaped() -> None:
+    endpoint = Endpoint(2, "chat", "https://hooks.slack.example/x", Kind.SLACK)
+    event = envelope("message.rejected", WHEN, {**AUDIT_ROW, "sender": "<!channel>@x.org"})
+    text = json.loads(render(endpoint, "evt-2", event).body)["text"]
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    assert "4Xyz1" in text and "no-exe" in text
+
+
+def test_api_call_template_and_headers() -> None:
+    template = {"summary": "{{ type }} from {{ data.sender }}", "to": "{{data.recipients}}",
+                "id": "{{ id }}", "missing": "{{ data.nothing }}", "fixed": [1, True]}
+    endpoint = Endpoint(3, "crm", "https://api.example.com/", Kind.API_CALL, None,
+                        {"Authorization": "Bearer t0ken"}, template)
+    request = render(endpoint, "evt-3", envelope("message.rejected", WHEN, AUDIT_ROW))
+    assert json.loads(request.body) == {
+        "summary": "message.rejected from a@example.org",
+        "to": ["b@example.net", "c@example.net"], "id": "evt-3", "missing": None,
+        "fixed": [1, True],
+    }
+    assert request.headers["Authorization"] == "Bearer t0ken"
+    assert request.headers["webhook-id"] == "evt-3"
+
+
+def test_substitution_only_looks_values_up() -> None:
+    context = {"data": {"sender": "{{ data.secret }}", "secret": "x"}, "type": "t"}
+    # a value that itself looks like a placeholder is not expanded again
+    assert substitute("{{ data.sender }}!", context) == "{{ data.secret }}!"
+    assert substitute("{{ __class__ }}", context) is None
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("text", "must be a JSON object"),
+        ({"a": "{{ data.__class__ }}"}, "unknown placeholder"),
+        ({"a": "{{ os.environ }}"}, "unknown placeholder"),
+        ({"a": "x" * 20000}, "larger than"),
+    ],
+)
+def test_bad_templates(template: object, problem: str) -> None:
+    assert any(problem in p for p in template_problems(template))
+
+
+def test_good_template() -> None:
+    assert template_problems({"t": "{{ type }}", "s": ["{{ data.queue_id }}"]}) == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ({"Host": "internal"}, "cannot be overridden"),
+        ({"Content-Length": "1"}, "cannot be overridden"),
+        ({"webhook-signature": "v1,x"}, "cannot be overridden"),
+        ({"X-A": "a\r\nInjected: 1"}, "line break"),
+        ({"Bad Name": "x"}, "not a valid token"),
+        ({"X-A": 5}, "string value"),
+        ({f"X-{i}": "v" for i in range(21)}, "at most"),
+    ],
+)
+def test_bad_headers(headers: dict[str, object], problem: str) -> None:
+    assert any(problem in p for p in header_problems(headers))
+
+
+def test_good_headers() -> None:
+    assert header_problems({"Authorization": "Bearer x", "X-Team": "mail"}) == []
