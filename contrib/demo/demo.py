@@ -46,7 +46,10 @@ from postwarden_store import apply_migrations, connect  # noqa: E402
 MESSAGES = Path(__file__).parent / "messages"
 POLICIES = REPO / "policies" / "examples"
 RECIPIENT = "bob@example.net"
-OVERSIZED_ATTACHMENT_BYTES = 6 * 1024 * 1024
+# policies/examples replaces attachments over 10 MB (max_attachment_bytes) by a
+# notice and refuses messages over 25 MB; Postfix's own limit must let them in.
+OVERSIZED_ATTACHMENT_BYTES = 11 * 1024 * 1024
+POSTFIX_MAIN = {"message_size_limit": str(40 * 1024 * 1024)}
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def samples() -> list[Sample]:
         _from_file("hostile HTML", "news@shop.example", "hostile-html.eml"),
         _from_file("executable", "billing@invoices.example", "executable.eml"),
         _oversized(),
-        _from_file("quarantined", "ceo@examp1e.org", "quarantine.eml"),
+        _from_file("broken MIME (held)", "payroll@examp1e.org", "quarantine.eml"),
     ]
 
 
@@ -157,7 +160,9 @@ def main() -> int:
         with running_milter(POLICIES, dsn, env={"POSTWARDEN_INSTANCE_NAME": "demo"}) as milter:
             _step("starting a private Postfix (loopback) relaying to a capture server",
                   started)
-            with running_postfix(milter=milter.postfix_spec) as (postfix, capture):
+            with running_postfix(milter=milter.postfix_spec, main=POSTFIX_MAIN) as (
+                postfix, capture
+            ):
                 _step(f"Postfix listens on 127.0.0.1:{postfix.port}; sending samples",
                       started)
                 results = []
@@ -167,7 +172,7 @@ def main() -> int:
                     print(f"    {sample.label:22} {sample.sender:26} -> {result.code} "
                           f"{result.text[:70]}", flush=True)
                 for sample, result in results:
-                    if result.accepted and "quarantine" not in sample.label:
+                    if result.accepted and "held" not in sample.label:
                         capture.wait_for_message(has_header("Message-ID", sample.message_id))
                 delivered = {
                     sample.message_id for sample, _ in results

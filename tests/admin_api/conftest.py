@@ -3,7 +3,6 @@
 import pytest
 
 from postwarden_admin_api.context import Role
-
 from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
     MintKey,
     admin_client,

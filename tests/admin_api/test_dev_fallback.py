@@ -16,7 +16,6 @@ from postwarden_admin_api.auth import is_loopback_peer
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.keys import create_key
 from postwarden_store import connect
-
 from tests.fixtures.adminapp import AiohttpClient, bearer, settings_for
 
 DEV = bearer("dev-admin-key")

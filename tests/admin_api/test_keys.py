@@ -12,7 +12,6 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.keys import split_key, verify_key
 from postwarden_store import connect
-
 from tests.fixtures.adminapp import MintKey, bearer
 
 UNAUTHENTICATED = {"code": "unauthenticated", "message": "a valid API key is required",

@@ -11,7 +11,6 @@ from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.ratelimit import RateLimiter
 from postwarden_store import create_pool
-
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 
 

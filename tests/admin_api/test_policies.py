@@ -12,7 +12,6 @@ from aiohttp.test_utils import TestClient
 
 from postwarden_store import connect
 from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
-
 from tests.fixtures.adminapp import bearer
 
 EXAMPLES = Path(__file__).parents[2] / "policies" / "examples"

@@ -11,7 +11,6 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import PUBLIC_PATHS, Role, allowed_roles
 from postwarden_admin_api.settings import ServiceSettings
-
 from tests.fixtures.adminapp import bearer
 
 A, OP, U = Role.ADMIN, Role.OPERATOR, Role.AUDITOR

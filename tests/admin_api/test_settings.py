@@ -16,7 +16,6 @@ from postwarden_admin_api.secrets import Keyring
 from postwarden_admin_api.settings import load_settings
 from postwarden_policies.settings_source import SettingsError
 from postwarden_store import connect
-
 from tests.fixtures.adminapp import TEST_SECRET_KEY, AiohttpClient, MintKey, bearer, settings_for
 
 SECRET = "hunter2-very-secret-relay-password"

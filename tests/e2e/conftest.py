@@ -40,10 +40,13 @@ class MailSystem:
 
     def audit_row(self, message_id: str, timeout: float = 20.0) -> dict[str, Any]:
         """Wait for the one audit row of this Message-ID (the writer batches)."""
-        assert self.database_url is not None
-        rows: list[dict[str, Any]] = wait_for(
-            lambda: audit_rows(self.database_url or "", message_id), timeout
-        )
+        dsn = self.database_url
+        assert dsn is not None
+        try:
+            rows: list[dict[str, Any]] = wait_for(lambda: audit_rows(dsn, message_id), timeout)
+        except TimeoutError:
+            recent = [(r["queue_id"], r["message_id"], r["action"]) for r in audit_rows(dsn)]
+            raise AssertionError(f"no audit row for {message_id}; rows: {recent[-10:]}") from None
         assert len(rows) == 1, rows
         return rows[0]
 

@@ -15,7 +15,7 @@ from postwarden_milter.apply import (
     fail,
 )
 from postwarden_milter.settings import FailAction
-from postwarden_policies.verdicts import (
+from postwarden_policies import (
     Accept,
     AddHeader,
     ChangeHeader,

@@ -7,7 +7,9 @@ import concurrent.futures
 import Milter
 
 from postwarden_milter.handler import ConnectionSlots
+from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.settings import FailAction
+from postwarden_policies import load_policy_set_from_sources
 from tests.milter.conftest import Ctx, Harness
 
 CLEAN = (
@@ -82,13 +84,17 @@ def test_quarantine_and_header_edit(harness: Harness) -> None:
 
 
 def test_oversized_body_is_refused_while_streaming(harness: Harness) -> None:
-    ctx = harness.connect()
+    ctx = harness.connect(queue_id="4QBIG")
     big = message("big", body=b"x" * 76 + b"\r\n") + b"y" * 78 * 400  # past 20 000 bytes
     assert ctx.send(big) == Milter.REJECT
     assert ctx._reply == ("552", "5.3.4", "Message size exceeds fixed limit")
     assert ctx._body is None  # eom never ran
     [event] = harness.audit.events
-    assert event.action == "reject" and event.smtp_reply.startswith("552 5.3.4")
+    assert event.action == "reject"
+    assert (event.smtp_reply or "").startswith("552 5.3.4")
+    assert event.subject == "big" and event.message_id == "<m1@example.org>"
+    assert event.queue_id == "4QBIG"
+    assert event.size > 20000
 
 
 def test_declared_size_is_refused_at_mail_from(harness: Harness) -> None:
@@ -171,6 +177,9 @@ def test_full_spool_tempfails_new_mail(harness: Harness) -> None:
     ctx = harness.connect()
     assert ctx._envfrom("<alice@example.org>") == Milter.TEMPFAIL
     assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
+    assert harness.audit.events == []  # refusals must not grow a full spool
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "spool_full"}) == 1
 
 
 def test_only_used_actions_are_negotiated(harness: Harness) -> None:
@@ -180,5 +189,26 @@ def test_only_used_actions_are_negotiated(harness: Harness) -> None:
                        | Milter.QUARANTINE)
     protocol = ctx.getpriv()._protocol
     assert protocol & Milter.P_HDR_LEADSPC
-    assert protocol & Milter.P_NR_HDR and protocol & Milter.P_NR_EOH
+    assert protocol & Milter.P_NR_HDR and protocol & Milter.P_NR_HELO
+    assert protocol & Milter.P_NOEOH and protocol & Milter.P_NODATA  # steps we never use
     assert not protocol & Milter.P_NR_BODY  # body may answer 552
+
+
+def test_id_header_can_be_turned_off(harness: Harness) -> None:
+    harness.configure(id_header="")
+    ctx = harness.connect()
+    assert ctx.send(CLEAN) == Milter.CONTINUE
+    assert ctx.header_edits == []
+
+
+def test_html_is_sanitized_and_the_body_replaced_in_crlf(harness: Harness) -> None:
+    harness.use(policies=PolicyHolder(load_policy_set_from_sources(
+        [("html.yaml", "version: 1\nname: html\nsanitize:\n  html: true\n")])))
+    html = message("html", extra=b"MIME-Version: 1.0\r\nContent-Type: text/html\r\n",
+                   body=b"<p>hi<script>alert(1)</script></p>\r\n")
+    ctx = harness.connect()
+    assert ctx.send(html) == Milter.CONTINUE
+    assert ctx.replaced_body is not None
+    assert b"<script" not in ctx.replaced_body and b"<p>hi</p>" in ctx.replaced_body
+    [event] = harness.audit.events
+    assert event.changes and event.changes[0]["kind"] == "html_sanitized"

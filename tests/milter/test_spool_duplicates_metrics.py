@@ -10,7 +10,7 @@ from pathlib import Path
 from postwarden_milter.duplicates import DuplicateDetector
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.spool import AuditSpool
-from postwarden_policies.audit import AuditEvent
+from postwarden_policies import AuditEvent
 from tests.fixtures.ports import free_port
 
 

@@ -30,25 +30,34 @@ CASES = [
     # domains: exact, and subdomains only when written .d or *.d
     pytest.param("sender_domain: [ELSEWHERE.test]", {}, True, id="domain-exact"),
     pytest.param(
-        "sender_domain: [elsewhere.test]", {"sender": "a@mx.elsewhere.test"}, False, id="domain-no-sub"
+        "sender_domain: [elsewhere.test]",
+        {"sender": "a@mx.elsewhere.test"},
+        False,
+        id="domain-no-sub",
     ),
     pytest.param(
-        "sender_domain: [.elsewhere.test]", {"sender": "a@mx.elsewhere.test"}, True, id="domain-dot-sub"
+        "sender_domain: [.elsewhere.test]",
+        {"sender": "a@mx.elsewhere.test"},
+        True,
+        id="domain-dot-sub",
     ),
     pytest.param(
-        "sender_domain: ['*.elsewhere.test']", {"sender": "a@a.b.elsewhere.test"}, True, id="domain-star"
+        "sender_domain: ['*.elsewhere.test']",
+        {"sender": "a@a.b.elsewhere.test"},
+        True,
+        id="domain-star",
     ),
     pytest.param("sender_domain: [.elsewhere.test]", {}, False, id="domain-dot-not-apex"),
     pytest.param(
         "sender_domain: [.test]", {"sender": "a@notelsewhere.test"}, True, id="domain-parent-tld"
     ),
-    pytest.param(
-        "sender_domain: [.sewhere.test]", {}, False, id="domain-suffix-is-not-label"
-    ),
+    pytest.param("sender_domain: [.sewhere.test]", {}, False, id="domain-suffix-is-not-label"),
     pytest.param("sender_domain: [example.com]", {"sender": ""}, False, id="domain-null-sender"),
     # header From
     pytest.param("from: [SOMEONE@elsewhere.test]", {}, True, id="from"),
-    pytest.param("from: [someone@elsewhere.test]", {"from_address": None}, False, id="from-missing"),
+    pytest.param(
+        "from: [someone@elsewhere.test]", {"from_address": None}, False, id="from-missing"
+    ),
     pytest.param("from_domain: [elsewhere.test]", {}, True, id="from-domain"),
     # recipients: true when any matches
     pytest.param(
@@ -76,7 +85,10 @@ CASES = [
         "client_ip: ['2001:db8::/32']", {"client_ip": "IPv6:2001:db8::1"}, True, id="ip-postfix-v6"
     ),
     pytest.param(
-        "client_ip: [198.51.100.0/24]", {"client_ip": "::ffff:198.51.100.9"}, True, id="ip-v4-mapped"
+        "client_ip: [198.51.100.0/24]",
+        {"client_ip": "::ffff:198.51.100.9"},
+        True,
+        id="ip-v4-mapped",
     ),
     pytest.param("client_ip: [0.0.0.0/0]", {"client_ip": None}, False, id="ip-missing"),
     pytest.param("client_ip: [0.0.0.0/0]", {"client_ip": "unknown"}, False, id="ip-unparsable"),
@@ -101,7 +113,10 @@ CASES = [
         "header: {X-Spam-Flag: '^YES$'}", {"headers": (("x-spam-flag", "YES"),)}, True, id="header"
     ),
     pytest.param(
-        "header: {X-Spam-Flag: '^YES$'}", {"headers": (("X-Spam-Flag", "yes"),)}, False, id="header-case"
+        "header: {X-Spam-Flag: '^YES$'}",
+        {"headers": (("X-Spam-Flag", "yes"),)},
+        False,
+        id="header-case",
     ),
     pytest.param(
         "header: {X-A: a, X-B: b}", {"headers": (("X-A", "a"),)}, False, id="header-all-entries"
@@ -117,7 +132,9 @@ CASES = [
     pytest.param("has_html: true", {"parts": (html_part(1),)}, True, id="has-html"),
     pytest.param("has_html: false", {"parts": (html_part(1),)}, False, id="has-html-false"),
     pytest.param("duplicate: true", {"duplicate": True}, True, id="duplicate"),
-    pytest.param("flag: [too_deep, malformed]", {"flags": frozenset({"malformed"})}, True, id="flag"),
+    pytest.param(
+        "flag: [too_deep, malformed]", {"flags": frozenset({"malformed"})}, True, id="flag"
+    ),
     pytest.param("flag: [malformed]", {"flags": frozenset({"empty_body"})}, False, id="flag-other"),
     # attachments: every sub-condition on the same part
     pytest.param("attachment: {filename: ['*.exe']}", {"parts": (EXE,)}, True, id="att-name-case"),
@@ -129,7 +146,10 @@ CASES = [
         "attachment: {content_type: ['application/*']}", {"parts": (PDF,)}, True, id="att-type-glob"
     ),
     pytest.param(
-        "attachment: {detected_type: [application/x-dosexec]}", {"parts": (EXE,)}, True, id="att-magic"
+        "attachment: {detected_type: [application/x-dosexec]}",
+        {"parts": (EXE,)},
+        True,
+        id="att-magic",
     ),
     pytest.param("attachment: {size_over: 1000}", {"parts": (PDF,)}, False, id="att-size-small"),
     pytest.param(
@@ -155,7 +175,9 @@ def test_condition(when: str, kwargs: dict[str, Any], expected: bool) -> None:
 
 SELECTION = [
     pytest.param("attachment: {filename: ['*.exe', '*.pdf']}", {1, 2}, id="both"),
-    pytest.param("any: [{attachment: {filename: ['*.exe']}}, {size_over: 1}]", {1}, id="any-collects"),
+    pytest.param(
+        "any: [{attachment: {filename: ['*.exe']}}, {size_over: 1}]", {1}, id="any-collects"
+    ),
     pytest.param(
         "any: [{attachment: {filename: ['*.exe']}}, {attachment: {filename: ['*.pdf']}}]",
         {1, 2},

@@ -1,5 +1,8 @@
 """Loading policy sources: every issue with its exact line, column and message."""
 
+# The table keeps each source and each exact message on one line, whatever its length.
+# ruff: noqa: E501
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -10,8 +10,7 @@ import pytest
 from postwarden_admin_api.runtime_settings import apply_changes
 from postwarden_admin_api.secrets import Keyring
 from postwarden_store import connect
-
-from ..fixtures.adminapp import (  # noqa: F401 - fixtures
+from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
     admin_client,
     admin_key,
     admin_settings,

@@ -15,8 +15,8 @@ from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.runtime_settings import RUNTIME
 from postwarden_admin_api.settings import ServiceSettings
+from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 
-from ..fixtures.adminapp import AiohttpClient, MintKey, bearer
 from .conftest import SetRuntime
 from .test_relay import Scripted, smtp_server  # noqa: F401 - fixture
 

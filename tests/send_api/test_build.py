@@ -82,3 +82,10 @@ def test_a_header_that_appears_from_nowhere_stops_the_build() -> None:
     injected = data.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nBcc: x@evil.example\r\n")
     with pytest.raises(BuildError):
         _check_headers(injected, [name.lower() for name in message])
+
+
+def test_a_bare_line_break_in_the_head_stops_the_build() -> None:
+    data, message = built()
+    broken = data.replace(b"Subject: Hi\r\n", b"Subject: Hi\nBcc: x@evil.example\r\n")
+    with pytest.raises(BuildError):
+        _check_headers(broken, [name.lower() for name in message])

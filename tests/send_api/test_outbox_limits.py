@@ -14,8 +14,8 @@ from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.send import idempotency
 from postwarden_admin_api.send.build import build_message, new_message_id
 from postwarden_admin_api.send.limits import (
-    Limits,
     LimitReached,
+    Limits,
     recipient_hash,
     stored_hash_key,
 )

@@ -17,8 +17,8 @@ from aiosmtpd.controller import Controller
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker, backoff
 from postwarden_store import create_pool
+from tests.fixtures.ports import free_port
 
-from ..fixtures.ports import free_port
 from .test_outbox_limits import ROOMY, submission
 
 
@@ -77,8 +77,8 @@ async def accepted(pool: asyncpg.Pool, *recipients: str) -> uuid.UUID:
     return message.id
 
 
-async def settled(pool: asyncpg.Pool, message_id: uuid.UUID, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
+async def settled(pool: asyncpg.Pool, message_id: uuid.UUID, within: float = 15.0) -> Any:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         row = await pool.fetchrow(
             "SELECT m.*, (SELECT count(*) FROM outbox o WHERE o.message_id = m.id) AS waiting "

@@ -15,7 +15,7 @@ from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool
-from postwarden_policies.audit import AuditEvent
+from postwarden_policies import AuditEvent
 from postwarden_store import apply_migrations, connect, write_audit_events
 from tests.fixtures.postgres import PostgresCluster, create_database, wait_until
 

@@ -15,6 +15,7 @@ import uuid
 from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from .auth import authenticate, client_address
@@ -86,6 +87,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             503, "secret_key_not_configured",
             "no secret key is configured, so secret values cannot be stored",
         ))
+    except HttpProcessingError:  # a malformed body part or header met while reading
+        return _error_response(request, ApiError(400, "bad_request", "malformed request"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -61,14 +61,15 @@ def operation(
     responses: Mapping[int, Schema | None],
     body: Schema | None = None,
     parameters: list[Schema] | None = None,
-    response_type: str = "application/json",
+    response_type: str | tuple[str, ...] = "application/json",
 ) -> Schema:
     """One operation; ``roles`` None marks a public route. A None schema: no body."""
     built: Schema = {"summary": summary, "responses": {}}
     for status, schema in responses.items():
         answer: Schema = {"description": summary if status < 300 else "see code"}
         if schema is not None:
-            answer["content"] = {response_type: {"schema": schema}}
+            types = (response_type,) if isinstance(response_type, str) else response_type
+            answer["content"] = {kind: {"schema": schema} for kind in types}
         built["responses"][str(status)] = answer
     built["responses"]["default"] = {"description": "error", "content": json_content(ref("Error"))}
     if roles is None:

@@ -197,7 +197,7 @@ OPENAPI_PATHS = {
         "stream matching audit events as ndjson or csv", _READERS,
         parameters=[*_FILTER_PARAMS,
                     param("format", "query", {"type": "string", "enum": ["ndjson", "csv"]})],
-        responses={200: _STR}, response_type="application/x-ndjson",
+        responses={200: _STR}, response_type=("application/x-ndjson", "text/csv"),
     )},
     "/api/v1/audit/{event_id}": {"get": operation(
         "one audit event", _READERS, parameters=[param("event_id", "path", _STR)],

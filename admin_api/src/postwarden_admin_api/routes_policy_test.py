@@ -89,9 +89,12 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
 @routes.post("/api/v1/policies/test")
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def policy_test(request: web.Request) -> web.Response:
-    if request.content_type != "multipart/form-data":
+    if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
-    form = _read_fields(await request.post())
+    try:
+        form = _read_fields(await request.post())
+    except ValueError:
+        raise ApiError(400, "bad_request", "malformed form data") from None
     problems: list[dict[str, Any]] = []
     message = form.get("message")
     if not isinstance(message, bytes):

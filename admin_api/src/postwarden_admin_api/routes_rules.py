@@ -135,13 +135,14 @@ async def rules_update(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await lock_policies(conn)
         _, rules = await _current(conn)
-        rule = rules.pop(_index(rules, name))
+        index = _index(rules, name)
+        rule = rules.pop(index)
         if replacement is not None:
             if any(r.get("name") == replacement["name"] for r in rules):
                 raise ApiError(409, "rule_exists", "a rule with this name exists")
             rule = replacement
         position = _position(data, len(rules))
-        rules.insert(len(rules) if position is None else position, rule)
+        rules.insert(index if position is None else position, rule)
         return await _save(request, conn, rules, "rule.updated", target=name, comment=comment)
 
 

@@ -23,13 +23,13 @@ from types import FrameType
 
 import asyncpg
 
-from postwarden_policies.errors import PoliciesError
+from postwarden_policies import PoliciesError
 from postwarden_store import SchemaTooOld, check_schema_current, connect
 
 from . import libmilter
 from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
-from .errors import StartupError
+from .errors import MilterError, StartupError
 from .handler import ConnectionSlots, Services
 from .loopthread import LoopThread
 from .metrics import Metrics
@@ -140,8 +140,13 @@ class MilterProcess:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        if self._milter_error is not None and not self._stopping.is_set():
+        if self._stopping.is_set():
+            return
+        if self._milter_error is not None:
             raise StartupError(f"milter_socket: cannot serve on {self.settings.milter_socket}")
+        # libmilter's own signal thread took a signal meant for us: exit non-zero so the
+        # service manager restarts the milter.
+        raise MilterError("libmilter stopped without a stop request")
 
     def _run_milter(self, services: Services) -> None:
         try:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from postwarden_policies.verdicts import (
+from postwarden_policies import (
     Accept,
     AddHeader,
     ChangeHeader,

@@ -22,7 +22,7 @@ import time
 
 import asyncpg
 
-from postwarden_policies.audit import AuditEvent
+from postwarden_policies import AuditEvent
 from postwarden_store import StoreError, check_schema_current, create_pool, write_audit_events
 
 from .loopthread import LoopThread

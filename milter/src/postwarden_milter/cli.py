@@ -10,7 +10,7 @@ from pathlib import Path
 from postwarden_store.cli import run_migrate
 
 from .app import MilterProcess
-from .errors import StartupError
+from .errors import MilterError, StartupError
 from .logcontext import configure_logging
 from .settings import SettingsError, load_settings
 
@@ -44,6 +44,9 @@ def serve(config: Path | None) -> int:
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except MilterError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     finally:
         process.shutdown()
     return 0

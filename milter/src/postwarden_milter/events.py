@@ -8,10 +8,7 @@ import ipaddress
 import uuid
 from typing import Any
 
-from postwarden_policies.audit import AuditEvent
-from postwarden_policies.facts import MessageFacts
-from postwarden_policies.redact import redact
-from postwarden_policies.verdicts import Change, SmtpReply, Verdict
+from postwarden_policies import AuditEvent, Change, MessageFacts, SmtpReply, Verdict, redact
 
 from .session import Client, Transaction
 
@@ -75,7 +72,7 @@ def build_event(
         header_from=facts.from_address if facts else None,
         message_id=facts.message_id if facts else None,
         subject=_subject(facts.subject) if facts else None,
-        size=facts.size if facts else transaction.size,
+        size=transaction.size,
         action=action,
         smtp_reply=str(reply) if reply else None,
         rules=verdict.rules if verdict else (),

@@ -2,9 +2,9 @@
 
 A :class:`ConnectionHandler` lives as long as one SMTP connection and holds at
 most one :class:`Transaction`. Every callback is guarded: an exception or a
-missed per-message deadline answers the configured fail action (tempfail
+missed end-of-message deadline answers the configured fail action (tempfail
 ``451 4.3.0`` by default), is logged with the queue id and counted. Steps the
-MTA does not wait for (helo, header, eoh are negotiated as "no reply")
+MTA does not wait for (helo and header are negotiated as "no reply")
 remember a failure and the next step that replies answers it.
 
 Parsing and evaluation run on a worker pool so this thread can send progress
@@ -18,16 +18,23 @@ import dataclasses
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, Protocol
 
-from postwarden_policies.audit import AuditEvent
-from postwarden_policies.engine import evaluate
-from postwarden_policies.facts import Envelope, MessageFacts
-from postwarden_policies.mimeparse import parse_message
-from postwarden_policies.policyset import PolicySet
-from postwarden_policies.verdicts import Action, Reply, SmtpReply, Verdict
+from postwarden_policies import (
+    Action,
+    AuditEvent,
+    Envelope,
+    MessageFacts,
+    PolicySet,
+    Reply,
+    SmtpReply,
+    Verdict,
+    evaluate,
+    parse_message,
+)
 
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
 from .duplicates import DuplicateDetector
@@ -113,8 +120,6 @@ def guarded(
             try:
                 if replies and self.pending_failure is not None:
                     return self.fail(self.pending_failure)
-                if replies and self.past_deadline():
-                    return self.fail("timeout")
                 return method(self, *args, **kwargs)
             except MessageTimeout:
                 return self.fail("timeout")
@@ -147,10 +152,6 @@ class ConnectionHandler:
         txn = self._txn
         set_message_context(txn.queue_id if txn else None, txn.uid if txn else None)
 
-    def past_deadline(self) -> bool:
-        txn = self._txn
-        return txn is not None and txn.elapsed() > self._s.settings.message_timeout_seconds
-
     def _macro(self, name: str) -> str | None:
         value = self._actions.getsymval(name)
         return value or None
@@ -181,9 +182,19 @@ class ConnectionHandler:
             txn.close()
 
     def _refuse(self, reply: Reply, action: str) -> Outcome:
+        """Refuse before end of message; the audit row still names the message."""
+        txn = self._txn
+        if txn is not None:
+            # Postfix knows the queue id only once a recipient was accepted (DATA macros).
+            txn.queue_id = txn.queue_id or self._macro("i")
+            self.enter()
         applied = reply_with(self._actions, reply)
         log.info("%s: %s", action, applied.reply)
-        self._finish(action, applied.reply)
+        facts = None
+        if txn is not None and txn.header_bytes:
+            # Headers only: cheap, and gives the row its From, Subject and Message-ID.
+            facts = parse_message(bytes(txn.header_bytes) + b"\r\n", txn.envelope(self._client))
+        self._finish(action, applied.reply, facts)
         return applied.outcome
 
     # --- callbacks ---------------------------------------------------------------
@@ -196,7 +207,8 @@ class ConnectionHandler:
             return reply_with(self._actions, Reply.OVERLOADED).outcome
         self._has_slot = True
         self._s.metrics.connections.inc()
-        self._client = Client(address=address, name=hostname)
+        # Non-SMTP submissions (non_smtpd_milters) carry no socket address; the macro may.
+        self._client = Client(address=address or self._macro("{client_addr}"), name=hostname)
         return Outcome.CONTINUE
 
     @guarded("helo", replies=False)
@@ -217,7 +229,12 @@ class ConnectionHandler:
         )
         self.enter()
         if self._s.audit.refusing_mail:
-            return self._refuse(Reply.INTERNAL_ERROR, "tempfail")
+            # No audit row: it could not be stored, and refusals must not grow the spool.
+            self._txn.close()
+            self._txn = None
+            self._s.metrics.audit_dropped.labels("spool_full").inc()
+            log.warning("audit spool full: tempfailing new mail")
+            return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
         declared = esmtp_size(params)
         if declared is not None and not self._txn.fits(declared):
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
@@ -236,10 +253,6 @@ class ConnectionHandler:
     @guarded("header", replies=False)
     def header(self, name: str, value: bytes) -> Outcome:
         self._require().add_header(name, value, self.leading_space)
-        return Outcome.CONTINUE
-
-    @guarded("eoh", replies=False)
-    def eoh(self) -> Outcome:
         return Outcome.CONTINUE
 
     @guarded("body")
@@ -262,7 +275,7 @@ class ConnectionHandler:
                 self._decide, policy_set, txn.raw_message(), txn.envelope(self._client),
                 txn.body_sha256,
             )
-            facts, verdict = self._wait(job, txn)
+            facts, verdict = self._wait(job)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,
                 header_counts=txn.header_names, rcpt_as_given=txn.rcpt_as_given,
@@ -302,10 +315,16 @@ class ConnectionHandler:
         return facts, evaluate(policy_set, facts)
 
     def _wait(self, job: concurrent.futures.Future[tuple[MessageFacts, Verdict]],
-              txn: Transaction) -> tuple[MessageFacts, Verdict]:
+              ) -> tuple[MessageFacts, Verdict]:
+        """The verdict within the deadline, with progress replies while it is worked out.
+
+        The deadline covers our own processing from end of message: a slow client
+        sending a large body must not turn into a tempfail.
+        """
         timeout = self._s.settings.message_timeout_seconds
+        deadline = time.monotonic() + timeout
         while True:
-            remaining = timeout - txn.elapsed()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 job.cancel()
                 raise MessageTimeout(f"no verdict within {timeout:.0f} s")

@@ -93,10 +93,6 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     def header(self, name: str, value: bytes) -> int:
         return CODES[self._handler.header(_text(name), _bytes(value))]
 
-    @_noreply
-    def eoh(self) -> int:
-        return CODES[self._handler.eoh()]
-
     def body(self, chunk: bytes) -> int:
         return CODES[self._handler.body(chunk)]
 

@@ -14,7 +14,7 @@ import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from postwarden_policies.redact import redact
+from postwarden_policies import redact
 
 MAX_LOG_MESSAGE = 2000
 

@@ -23,9 +23,12 @@ from pathlib import Path
 
 import asyncpg
 
-from postwarden_policies.errors import PoliciesError
-from postwarden_policies.loader import load_policy_set, load_policy_set_from_sources
-from postwarden_policies.policyset import PolicySet
+from postwarden_policies import (
+    PoliciesError,
+    PolicySet,
+    load_policy_set,
+    load_policy_set_from_sources,
+)
 from postwarden_store import connect
 from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
 

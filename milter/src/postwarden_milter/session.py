@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from postwarden_policies.facts import Envelope
+from postwarden_policies import Envelope
 
 CRLF = b"\r\n"
 

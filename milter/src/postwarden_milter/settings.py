@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from postwarden_policies.settings_source import SettingsError, gather_settings
+from postwarden_policies import SettingsError, gather_settings
 
 __all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction",
            "load_settings"]

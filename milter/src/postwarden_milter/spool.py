@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from postwarden_policies.audit import AuditEvent
+from postwarden_policies import AuditEvent
 
 log = logging.getLogger(__name__)
 

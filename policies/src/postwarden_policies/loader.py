@@ -52,9 +52,9 @@ def _set_issues(policies: list[Policy]) -> list[PolicyIssue]:
     return issues
 
 
-def _build(sources: Iterable[tuple[str, str, Path | None]]) -> PolicySet:
+def _build(sources: Iterable[tuple[str, str, Path | None]], issues: list[PolicyIssue]) -> PolicySet:
+    """Read every source; raise with ``issues`` plus everything found here."""
     policies: list[Policy] = []
-    issues: list[PolicyIssue] = []
     texts: list[str] = []
     for label, text, base_dir in sources:
         policy, found = _read(label, text, base_dir)
@@ -70,7 +70,7 @@ def _build(sources: Iterable[tuple[str, str, Path | None]]) -> PolicySet:
 
 def load_policy_set_from_sources(sources: Iterable[tuple[str, str]]) -> PolicySet:
     """A set from (label, YAML text) pairs; `tests:` may only use inline ``raw`` messages."""
-    return _build((label, text, None) for label, text in sources)
+    return _build(((label, text, None) for label, text in sources), [])
 
 
 def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIssue]]:
@@ -102,6 +102,4 @@ def load_policy_set(paths: Iterable[Path | str]) -> PolicySet:
             issues.append(PolicyIssue(str(path), None, None, f"cannot read: {reason}"))
             continue
         sources.append((str(path), text, path.parent))
-    if issues:
-        raise PolicyLoadError(issues)
-    return _build(sources)
+    return _build(sources, issues)

@@ -72,7 +72,7 @@ class PolicySet:
             content_hash=digest,
             enforced_rules=tuple(rule for policy in enforced for rule in policy.rules),
             report_policies=tuple(p for p in ordered if p.report_only),
-            limits=functools.reduce(Limits.combine, (p.limits for p in enforced), Limits()),
+            limits=functools.reduce(Limits.combine, [p.limits for p in enforced] or [Limits()]),
             html_options=_html_options(enforced),
             skip_signed=not all(
                 p.sanitize.signed_mail == "sanitize" for p in enforced if p.sanitize.html

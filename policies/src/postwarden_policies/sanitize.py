@@ -97,6 +97,7 @@ _FILTER_MARKERS = (
     "\\",
     "/*",
 )
+_STYLE_MARKERS = ("expression", "url(", "behavior", "javascript", "binding", "import", "\\", "/*")
 _NOT_COUNTED = frozenset({"html", "body", "tbody"})  # implied structure, not content
 _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
 
@@ -126,24 +127,33 @@ def _filter_style(value: str, dropped: Counter[str]) -> str | None:
     return result or None
 
 
+def _counter() -> Counter[str]:
+    dropped = _dropped.get(None)
+    return Counter() if dropped is None else dropped  # None: called outside sanitize_html
+
+
 def _make_filter(strip_remote: bool) -> Callable[[str, str, str], str | None]:
     def attribute_filter(tag: str, attribute: str, value: str) -> str | None:
-        dropped = _dropped.get(None)
-        if dropped is None:  # called outside sanitize_html: count nothing
-            dropped = Counter()
+        # Called for every kept attribute: leave the common cases quickly.
         if attribute == "style":
+            folded = value.lower()
+            if not any(marker in folded for marker in _STYLE_MARKERS):
+                return value
+            dropped = _counter()
             kept = _filter_style(value, dropped)
             if kept is None:
                 dropped["@style"] -= 1  # already counted by its declarations
             return kept
-        if attribute not in ("href", "src"):
+        if attribute not in {"href", "src"}:
             return value
-        scheme = value.strip().lower()
+        scheme = value.lstrip()[:6].lower()
         if scheme.startswith("data:") and not (tag == "img" and _DATA_IMAGE.match(value.strip())):
+            dropped = _counter()
             dropped["url:data"] += 1
             dropped[f"@{attribute}"] -= 1  # counted once, by the reason
             return None
         if strip_remote and tag == "img" and scheme.startswith(("http:", "https:", "//")):
+            dropped = _counter()
             dropped["remote-image"] += 1
             dropped["@src"] -= 1
             return None
@@ -186,7 +196,7 @@ def _tags(html: str) -> Counter[str]:
 
 
 def _attributes(html: str) -> Counter[str]:
-    return Counter("@" + name.lower() for name in _ATTR.findall(html))
+    return Counter(map(str.lower, _ATTR.findall(html)))
 
 
 def _attributes_may_differ(before: str, after: str) -> bool:
@@ -202,7 +212,9 @@ def _attributes_may_differ(before: str, after: str) -> bool:
 def _removed(before: str, after: str, dropped: Counter[str]) -> tuple[tuple[str, int], ...]:
     lost = _tags(before) - _tags(after)  # keeps only positive differences
     if _attributes_may_differ(before, after):
-        lost.update(_attributes(before) - _attributes(after))
+        lost.update(
+            {"@" + name: n for name, n in (_attributes(before) - _attributes(after)).items()}
+        )
     for name in _NOT_COUNTED:
         lost.pop(name, None)
     lost.update(dropped)

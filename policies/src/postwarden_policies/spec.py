@@ -330,7 +330,9 @@ class Obj(Spec):
             return None
         for key_node, value_node in node.value:
             if getattr(key_node, "value", None) == self.label_key:
-                value = reader.scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
+                value = (
+                    reader.scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
+                )
                 return value if isinstance(value, str) else None
         return None
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from postwarden_policies.audit import AuditEvent
+from postwarden_policies import AuditEvent
 
 COLUMNS = (
     "event_id", "time", "instance", "queue_id", "message_uid", "client_address",

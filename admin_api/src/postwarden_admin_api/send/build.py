@@ -2,7 +2,8 @@
 
 Built with ``email.message.EmailMessage`` under the SMTP policy (CRLF line
 ends) with 7-bit transfer encodings, so the message passes any relay. The
-headers of the result are parsed back and compared with the ones we set: a
+header names of the result are split out the way an MTA reads them and
+compared with the ones we set: a
 header that appeared from nowhere (an injection through some field) stops
 the build instead of reaching Postfix.
 """
@@ -12,15 +13,35 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
 from .addresses import Mailbox, parse_mailbox
 from .request_model import SendRequest
 
-POLICY = policy.SMTP.clone(cte_type="7bit")
+
+class _CachingRegistry(HeaderRegistry):
+    """HeaderRegistry builds a new class on every lookup (a quarter of a millisecond
+    each, most of the build time); the classes are kept here, for a bounded set of names."""
+
+    MAX_CACHED = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        found = self._classes.get(key)
+        if found is None:
+            found = super().__getitem__(name)
+            if len(self._classes) < self.MAX_CACHED:
+                self._classes[key] = found
+        return found
+
+
+POLICY = policy.SMTP.clone(cte_type="7bit", header_factory=_CachingRegistry())
 
 
 class BuildError(RuntimeError):
@@ -66,8 +87,18 @@ def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> by
     return data
 
 
+def header_names(data: bytes) -> list[str]:
+    """The top-level header names as a receiving MTA splits them (folded lines excluded)."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    return [
+        line.split(b":", 1)[0].decode("ascii", "replace").lower()
+        for line in head.split(b"\r\n")
+        if line and line[:1] not in (b" ", b"\t")
+    ]
+
+
 def _check_headers(data: bytes, expected: list[str]) -> None:
-    parsed = BytesHeaderParser(policy=POLICY).parsebytes(data)
-    found = [name.lower() for name in parsed]
-    if found != expected or parsed.defects:
+    head = data.split(b"\r\n\r\n", 1)[0]
+    bare_breaks = b"\r" in head.replace(b"\r\n", b"") or b"\n" in head.replace(b"\r\n", b"")
+    if header_names(data) != expected or bare_breaks or b"\r\n\r\n" not in data:
         raise BuildError("the built message has headers that were not set")

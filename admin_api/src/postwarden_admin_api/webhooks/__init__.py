@@ -1,32 +1,33 @@
 """Webhooks: endpoints, signed deliveries and the SSRF guard.
 
 ``setup_webhooks(app)`` adds the ``/api/v1/webhooks`` routes and the delivery
-worker; :func:`raise_event` lets other parts of the service raise events
-(policy activation, send status) inside their own transactions.
+worker. Events are raised by database triggers (milter verdicts, policy
+activation, the send timeline) or with :func:`raise_event` inside the
+caller's transaction.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from postwarden_admin_api.context import SETTINGS
-from postwarden_admin_api.openapi import OPENAPI
+from postwarden_admin_api import context as _context
+from postwarden_admin_api import openapi as _openapi
 
-from . import openapi, routes
+from . import openapi, routes, worker
 from .events import EventType, raise_event
 from .options import WEBHOOK_OPTIONS, WebhookOptions
-from .worker import worker_context
 
 
 def setup_webhooks(app: web.Application) -> None:
     """Add the webhook routes and the delivery worker to ``app``.
 
     Call it after the pool's cleanup context is registered: the worker needs it.
+    A test may replace ``app[WEBHOOK_OPTIONS]`` before the app starts.
     """
-    app[WEBHOOK_OPTIONS] = WebhookOptions.from_settings(app[SETTINGS])
+    app[WEBHOOK_OPTIONS] = WebhookOptions.from_settings(app[_context.SETTINGS])
     app.add_routes(routes.routes)
-    app[OPENAPI].add(openapi.OPENAPI_PATHS, openapi.SCHEMAS)
-    app.cleanup_ctx.append(worker_context)
+    app[_openapi.OPENAPI].add(openapi.OPENAPI_PATHS, openapi.SCHEMAS)
+    app.cleanup_ctx.append(worker.worker_context)
 
 
 __all__ = ["WEBHOOK_OPTIONS", "EventType", "WebhookOptions", "raise_event", "setup_webhooks"]

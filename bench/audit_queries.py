@@ -1,0 +1,120 @@
+"""Audit search on a million rows: EXPLAIN ANALYZE of the admin API's queries.
+
+    .venv/bin/python bench/audit_queries.py [--rows N] [--database-url URL]
+
+Without --database-url a throwaway PostgreSQL cluster is started (and removed).
+Rows come from generate_series spread over three months; every query is the
+exact SQL the API runs (postwarden_admin_api.audit_queries), planned with
+the same parameters, and its plan and execution time are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fixtures.postgres import create_database, running_cluster
+
+from postwarden_admin_api.audit_queries import (
+    STATS_SERIES,
+    STATS_TOP_RULES,
+    Cursor,
+    search_sql,
+)
+from postwarden_store import apply_migrations, connect
+
+END = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+SPAN = dt.timedelta(days=90)
+GENERATE = """
+INSERT INTO audit_events (event_id, time, instance, queue_id, message_uid, client_address,
+    sender, recipients, message_id, subject, size, action, rules, changes, policy_hash,
+    duration_ms)
+SELECT gen_random_uuid(),
+       $1::timestamptz + (i * $2::float8) * interval '1 second',
+       'mx' || (i % 3),
+       upper(to_hex(i::bigint * 7919)),
+       'uid' || i,
+       ('198.51.100.' || (i % 250 + 1))::inet,
+       'user' || (i % 5000) || '@sender' || (i % 300) || '.test',
+       ARRAY['rcpt' || (i % 20000) || '@example.org'],
+       '<' || i || '@mail.test>',
+       'subject ' || i,
+       1000 + i % 50000,
+       (ARRAY['accept','accept','accept','accept','reject','quarantine','tempfail'])[i % 7 + 1],
+       CASE WHEN i % 10 = 0 THEN ARRAY['rule-' || (i % 40)] ELSE ARRAY[]::text[] END,
+       '[]'::jsonb, 'hash', 1.0
+FROM generate_series(1, $3) AS i
+"""
+
+
+def _cases(rows: int) -> list[tuple[str, str, list[Any]]]:
+    day_start = END - dt.timedelta(days=1)
+    cases = [
+        ("newest page", {}, None),
+        ("by sender", {"sender": "user42@sender42.test"}, None),
+        ("by recipient", {"recipient": "rcpt77@example.org"}, None),
+        ("by queue id", {"queue_id": format(rows // 2 * 7919, "X")}, None),
+        ("by message id", {"message_id": f"<{rows // 3}@mail.test>"}, None),
+        ("by client, one day", {"client_address": "198.51.100.9", "since": day_start}, None),
+        ("rejects, one day", {"action": "reject", "since": day_start}, None),
+        ("by rule", {"rule": "rule-10"}, None),
+        ("second page (keyset)", {}, Cursor(END - dt.timedelta(days=30), uuid.UUID(int=0))),
+    ]
+    built = []
+    for name, filters, cursor in cases:
+        sql, params = search_sql(filters, cursor, 101)
+        built.append((name, sql, params))
+    built.append(("stats by hour, one day", STATS_SERIES, [day_start, END, "hour"]))
+    built.append(("top rules, one day", STATS_TOP_RULES, [day_start, END, 10]))
+    return built
+
+
+async def _run(dsn: str, rows: int) -> None:
+    conn = await connect(dsn)
+    try:
+        await apply_migrations(conn)
+        start = END - SPAN
+        for month in range(4):
+            month_start = start + dt.timedelta(days=31 * month)
+            await conn.execute("SELECT audit_ensure_partition($1)", month_start)
+        began = time.perf_counter()
+        await conn.execute(GENERATE, start, SPAN.total_seconds() / rows, rows)
+        await conn.execute("ANALYZE audit_events")
+        print(f"generated {rows} rows in {time.perf_counter() - began:.1f} s")
+        for name, sql, params in _cases(rows):
+            plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
+            top = (json.loads(plan) if isinstance(plan, str) else plan)[0]
+            text = await conn.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}", *params)
+            print(f"\n== {name}: {top['Execution Time']:.2f} ms")
+            for row in text[:12]:
+                print("   ", row[0])
+    finally:
+        await conn.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    rows = max(1000, min(args.rows, 5_000_000))
+    if args.database_url:
+        asyncio.run(_run(args.database_url, rows))
+        return 0
+    with running_cluster() as cluster:
+        name = asyncio.run(create_database(cluster.admin_dsn, prefix="pwbench"))
+        asyncio.run(_run(cluster.dsn(name), rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Policy evaluation and sanitizer benchmark.
+
+Prints the evaluation time per message (median and p99) against a generated
+1,000-rule policy for a few kinds of message, and the sanitizer's throughput
+on a 60 KB HTML message. Bounded: a fixed number of rounds, stopped early
+after DEADLINE seconds.
+
+    .venv/bin/python bench/policy_eval.py
+"""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import time
+from collections.abc import Callable
+
+from postwarden_policies import (
+    Envelope,
+    PolicySet,
+    evaluate,
+    load_policy_set_from_sources,
+    parse_message,
+)
+
+RULES = 1000
+ROUNDS = 300
+DEADLINE = 20.0  # seconds per measurement at most
+ENVELOPE = Envelope(
+    "someone@elsewhere.test", ("alice@example.com", "bob@example.com"), "198.51.100.7"
+)
+
+
+def generated_policy(rules: int) -> str:
+    """Realistic rule shapes; none matches the sample messages until the last one."""
+    lines = ["version: 1", "name: bench", "rules:"]
+    for i in range(rules):
+        kind = i % 5
+        lines.append(f"  - name: rule-{i}")
+        if kind == 0:
+            lines.append(
+                f"    when: {{sender_domain: [spam{i}.test, .bulk{i}.test], size_over: 100}}"
+            )
+        elif kind == 1:
+            lines.append(f"    when: {{subject: '(?i)lottery winner {i}'}}")
+        elif kind == 2:
+            lines.append(f"    when: {{attachment: {{filename: ['*.x{i}', '*.y{i}z']}}}}")
+        elif kind == 3:
+            lines.append(f"    when: {{client_ip: [10.{i % 250}.0.0/16, '2001:db8:{i:x}::/48']}}")
+        else:
+            lines.append(
+                f"    when: {{header: {{X-Campaign: '^c{i}$'}}, not: {{authenticated: true}}}}"
+            )
+        lines.append("    then: reject")
+    lines += ["  - name: tag", "    then: {add_header: {X-Scanned: 'yes'}}"]
+    return "\n".join(lines) + "\n"
+
+
+def mime(text: str, attachments: int) -> bytes:
+    head = (
+        "From: someone@elsewhere.test\r\nTo: alice@example.com\r\nSubject: Quarterly numbers\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="B"\r\n\r\n'
+    )
+    body = f"--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
+    for n in range(attachments):
+        data = base64.encodebytes(bytes(range(256)) * 40).decode().replace("\n", "\r\n")
+        body += (
+            "--B\r\nContent-Type: application/pdf\r\n"
+            f'Content-Disposition: attachment; filename="r{n}.pdf"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\n{data}"
+        )
+    return (head + body + "--B--\r\n").encode()
+
+
+def html_message(size: int) -> bytes:
+    row = (
+        '<tr><td class="c" style="color:#333;padding:4px" onclick="t()">Item <b>bold</b> '
+        '<a href="https://example.test/p?id=1">link</a> <img src="https://img.test/p.gif">'
+        "<script>track()</script></td></tr>\n"
+    )
+    html = "<html><body><table>" + row * (size // len(row)) + "</table></body></html>"
+    return (
+        "From: news@elsewhere.test\r\nTo: bob@example.com\r\nSubject: Digest\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html + "\r\n"
+    ).encode()
+
+
+def timings(run: Callable[[], object]) -> list[float]:
+    results: list[float] = []
+    stop = time.perf_counter() + DEADLINE
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        run()
+        results.append(time.perf_counter() - start)
+        if start > stop:
+            break
+    return results
+
+
+def report(label: str, results: list[float]) -> None:
+    ordered = sorted(results)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    print(
+        f"{label:<34} median {statistics.median(ordered) * 1000:7.3f} ms   "
+        f"p99 {p99 * 1000:7.3f} ms   (n={len(ordered)})"
+    )
+
+
+def main() -> None:
+    started = time.perf_counter()
+    policy_set: PolicySet = load_policy_set_from_sources([("bench", generated_policy(RULES))])
+    print(f"loaded {len(policy_set.enforced_rules)} rules in {time.perf_counter() - started:.2f} s")
+    messages = {
+        "plain text (1 KB)": mime("hello " * 150, 0),
+        "3 attachments (33 KB)": mime("see attached", 3),
+        "long text (200 KB)": mime("lorem ipsum dolor sit amet " * 7500, 0),
+    }
+    for label, raw in messages.items():
+        facts = parse_message(raw, ENVELOPE)
+        verdict = evaluate(policy_set, facts)
+        assert verdict.rules == ("tag",), verdict.rules
+        report(f"evaluate: {label}", timings(lambda f=facts: evaluate(policy_set, f)))
+        report(
+            f"parse+evaluate: {label}",
+            timings(lambda r=raw: evaluate(policy_set, parse_message(r, ENVELOPE))),
+        )
+
+    sanitizing = load_policy_set_from_sources(
+        [("s", "version: 1\nname: s\nsanitize: {html: true}\n")]
+    )
+    raw = html_message(60 * 1024)
+    facts = parse_message(raw, ENVELOPE)
+    assert evaluate(sanitizing, facts).body_changed
+    results = timings(lambda: evaluate(sanitizing, facts))
+    report("sanitize: 60 KB HTML", results)
+    median = statistics.median(results)
+    print(
+        f"sanitizer throughput: {len(raw) / median / 1e6:.1f} MB/s ({median * 1000:.2f} ms/message)"
+    )
+
+
+if __name__ == "__main__":
+    main()

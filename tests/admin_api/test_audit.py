@@ -1,0 +1,172 @@
+"""Audit search, keyset pages, one event, streaming export, stats, the append-only admin log."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.retention import enforce_retention
+from postwarden_store import connect
+from tests.fixtures.adminapp import MintKey, bearer
+
+BASE = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+INSERT = """
+INSERT INTO audit_events (event_id, time, instance, queue_id, message_uid, client_address,
+    sender, recipients, message_id, size, action, rules, changes, policy_hash, duration_ms)
+VALUES ($1, $2, 'mx1', $3, $4, $5, $6, $7, $8, 100, $9, $10, '[]', 'h', 1.5)
+"""
+
+
+async def _insert(conn: asyncpg.Connection, count: int, start: dt.datetime) -> list[str]:
+    ids = []
+    for i in range(count):
+        event_id = uuid.uuid4()
+        when = start + dt.timedelta(minutes=i)
+        await conn.execute("SELECT audit_ensure_partition($1)", when)
+        await conn.execute(
+            INSERT, event_id, when, f"Q{i:04d}", f"uid{i}", f"198.51.100.{i % 5 + 1}",
+            f"Sender{i % 3}@Example.com", [f"rcpt{i % 2}@example.org"], f"<m{i}@x>",
+            ("accept", "reject", "quarantine")[i % 3], [f"rule-{i % 4}"],
+        )
+        ids.append(str(event_id))
+    return ids
+
+
+@pytest.fixture
+async def auditor(mint_key: MintKey, database_url: str) -> str:
+    conn = await connect(database_url)
+    try:
+        if not await conn.fetchval("SELECT count(*) FROM audit_events WHERE instance = 'mx1'"):
+            await _insert(conn, 30, BASE)
+    finally:
+        await conn.close()
+    return await mint_key(Role.AUDITOR)
+
+
+async def _get(client: TestClient[Any, Any], key: str, path: str, **params: str) -> Any:
+    response = await client.get(path, headers=bearer(key), params=params)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_filters(admin_client: TestClient[Any, Any], auditor: str) -> None:
+    def count(**params: str) -> Any:
+        return _get(admin_client, auditor, "/api/v1/audit", limit="1000", **params)
+
+    assert len((await count())["events"]) >= 30
+    assert len((await count(sender="sender1@example.com"))["events"]) == 10
+    assert len((await count(recipient="rcpt0@example.org"))["events"]) == 15
+    assert len((await count(action="reject"))["events"]) == 10
+    assert len((await count(rule="rule-2"))["events"]) == 7
+    assert [e["queue_id"] for e in (await count(queue_id="Q0007"))["events"]] == ["Q0007"]
+    assert len((await count(message_id="<m3@x>"))["events"]) == 1
+    assert len((await count(client_address="198.51.100.2"))["events"]) == 6
+    window = await count(since=(BASE + dt.timedelta(minutes=10)).isoformat(),
+                         until=(BASE + dt.timedelta(minutes=20)).isoformat())
+    assert len(window["events"]) == 10
+
+
+async def test_bad_filters_are_all_reported(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    response = await admin_client.get("/api/v1/audit", headers=bearer(auditor), params={
+        "since": "yesterday", "client_address": "nope", "action": "explode", "cursor": "%%%"})
+    assert response.status == 422
+    fields = {d["field"] for d in (await response.json())["error"]["details"]}
+    assert fields == {"since", "client_address", "action"}
+
+
+async def test_keyset_pages_are_stable_under_inserts(
+    admin_client: TestClient[Any, Any], auditor: str, database_url: str
+) -> None:
+    until = (BASE + dt.timedelta(hours=1)).isoformat()
+    first = await _get(admin_client, auditor, "/api/v1/audit", limit="12", until=until)
+    conn = await connect(database_url)
+    try:  # newer events arrive between pages; they must not shift the walk
+        await _insert(conn, 3, BASE + dt.timedelta(minutes=30, seconds=30))
+    finally:
+        await conn.close()
+    seen = [e["event_id"] for e in first["events"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = await _get(admin_client, auditor, "/api/v1/audit", limit="12", until=until,
+                          cursor=cursor)
+        seen += [e["event_id"] for e in page["events"]]
+        cursor = page["next_cursor"]
+    assert len(seen) == len(set(seen)) == 30  # nothing skipped, nothing twice
+    one = await _get(admin_client, auditor, f"/api/v1/audit/{seen[5]}")
+    assert one["event_id"] == seen[5]
+    missing = await admin_client.get(f"/api/v1/audit/{uuid.uuid4()}", headers=bearer(auditor))
+    assert missing.status == 404
+
+
+async def test_export_streams_ndjson_and_csv(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    params = {"action": "reject", "until": (BASE + dt.timedelta(minutes=30)).isoformat()}
+    response = await admin_client.get("/api/v1/audit/export", headers=bearer(auditor),
+                                      params={**params, "format": "ndjson"})
+    assert response.status == 200
+    assert response.headers.get("Transfer-Encoding") == "chunked"
+    lines = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert len(lines) == 10 and {e["action"] for e in lines} == {"reject"}
+
+    response = await admin_client.get("/api/v1/audit/export", headers=bearer(auditor),
+                                      params={**params, "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert len(rows) == 10 and rows[0]["action"] == "reject"
+    assert json.loads(rows[0]["recipients"])[0].startswith("rcpt")
+
+
+async def test_stats_by_hour_and_top_rules(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    stats = await _get(admin_client, auditor, "/api/v1/stats", bucket="hour",
+                       since=BASE.isoformat(), until=(BASE + dt.timedelta(minutes=30)).isoformat())
+    assert stats["totals"] == {"accept": 10, "reject": 10, "quarantine": 10}
+    assert stats["series"][0]["start"].startswith("2026-11-20T12:00")
+    assert stats["top_rules"][0] == {"rule": "rule-0", "count": 8}
+
+
+async def test_admin_audit_is_append_only_and_listed(
+    admin_client: TestClient[Any, Any], admin_key: str, database_url: str
+) -> None:
+    await admin_client.post("/api/v1/keys", headers=bearer(admin_key),
+                            json={"role": "auditor", "name": "reader"})
+    log = await _get(admin_client, admin_key, "/api/v1/admin-audit", action="key.created")
+    entry = log["entries"][0]
+    assert entry["key_id"] == admin_key.split("_")[1]
+    assert entry["client_address"] == "127.0.0.1"
+    assert entry["summary"] == {"role": "auditor", "name": "reader"}
+    conn = await connect(database_url)
+    try:
+        for statement in ("UPDATE admin_audit SET action = 'x'", "DELETE FROM admin_audit",
+                          "TRUNCATE admin_audit"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_retention_drops_whole_old_partitions(fresh_database_url: str) -> None:
+    conn = await connect(fresh_database_url)
+    try:
+        old = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+        await _insert(conn, 2, old)
+        await conn.execute(
+            "INSERT INTO runtime_settings (name, value) VALUES ('audit_retention_days', '30')")
+        dropped = await enforce_retention(conn)
+        assert dropped == [f"audit_events_{old:%Y%m}"]
+        assert await conn.fetchval("SELECT count(*) FROM audit_events") == 0
+        assert await enforce_retention(conn) == []
+    finally:
+        await conn.close()

@@ -1,0 +1,170 @@
+"""postwarden-policy: exit codes and exactly what each command prints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from postwarden_policies import load_policy_set
+from postwarden_policies.cli import main
+from postwarden_policies.schema import schema_text
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
+SAMPLES = EXAMPLES / "samples"
+
+
+def test_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(EXAMPLES)]) == 0
+    digest = load_policy_set([EXAMPLES]).content_hash
+    assert capsys.readouterr().out == f"ok: 2 policies, 8 rules ({digest[:12]})\n"
+
+
+def test_check_reports_every_issue_sorted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "version: 1\nname: bad\nrules:\n  - name: r\n    when: {client_ip: [10.0.0.1/8]}\n"
+        "    then: bounce\n"
+    )
+    assert main(["check", str(bad), str(tmp_path / "gone.yaml")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"{bad}:5:24: rule 'r': invalid CIDR '10.0.0.1/8': 10.0.0.1/8 has host bits set",
+        f"{bad}:6:11: rule 'r': expected one of accept, reject, tempfail, discard, quarantine, "
+        "strip_attachment; got 'bounce'",
+        f"{tmp_path / 'gone.yaml'}: no such file or directory",
+    ]
+
+
+def test_test_command_passes_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test", str(EXAMPLES)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        f"PASS {EXAMPLES / 'outbound-submission.yaml'}: an authenticated user sends normally "
+        "[rules: tag-submission]"
+    )
+    assert lines[-1] == "11 passed, 0 failed"
+
+
+def test_test_command_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nname: p\nrules:\n  - name: r\n    then: reject\ntests:\n  - name: c\n"
+        "    raw: 'Subject: x\n\n      body'\n    recipients: [a@b.test]\n    expect: accept\n"
+    )
+    assert main(["test", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"FAIL {path}: c [rules: r]",
+        "    expected accept, got reject",
+        "0 passed, 1 failed",
+    ]
+
+
+def test_test_command_with_load_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\n")
+    assert main(["test", str(path)]) == 1
+    assert capsys.readouterr().err == f"{path}:1:1: missing required key 'name' in policy\n"
+
+
+EVAL = [
+    "eval",
+    "--policy",
+    str(EXAMPLES),
+    "--from",
+    "billing@supplier.test",
+    "--to",
+    "a@example.com",
+]
+
+
+def test_eval_prints_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*EVAL, str(SAMPLES / "exe-attachment.eml")]) == 0
+    digest = load_policy_set([EXAMPLES]).content_hash
+    assert capsys.readouterr().out.splitlines() == [
+        "action: reject",
+        "reply: 550 5.7.1 Executable attachments are not accepted",
+        "rules: block-executables",
+        f"policy: {digest}",
+    ]
+
+
+def test_eval_json_diff_and_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "delivered.eml"
+    sample = SAMPLES / "macro-document.eml"
+    assert main([*EVAL, "--json", "--output", str(out), str(sample)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["action"], data["smtp_reply"], data["rules"]) == (
+        "accept",
+        None,
+        ["strip-macro-documents", "tag-external"],
+    )
+    assert [(c["type"], c["filename"], c["reason"]) for c in data["changes"]] == [
+        ("attachment_stripped", "invoice.docm", "strip-macro-documents")
+    ]
+    delivered = out.read_bytes()
+    assert b"Subject: [EXT] Invoice 2041\r\n" in delivered
+    assert b'The attachment "invoice.docm"' in delivered
+    assert main([*EVAL, "--diff", str(sample)]) == 0
+    diff = capsys.readouterr().out
+    assert "-Subject: Invoice 2041\n+Subject: [EXT] Invoice 2041\n" in diff.replace("\r", "")
+    assert "+X-External: yes" in diff
+
+
+def test_eval_does_not_write_a_rejected_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "delivered.eml"
+    assert main([*EVAL, "--output", str(out), str(SAMPLES / "exe-attachment.eml")]) == 0
+    assert not out.exists()
+    assert capsys.readouterr().err == "not written: the message is not delivered (reject)\n"
+
+
+def test_eval_unreadable_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*EVAL, str(tmp_path / "none.eml")]) == 1
+    assert (
+        capsys.readouterr().err
+        == f"{tmp_path / 'none.eml'}: cannot read: No such file or directory\n"
+    )
+
+
+def test_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert capsys.readouterr().out == schema_text()
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["eval", "message.eml"])
+    assert raised.value.code == 2
+    assert "the following arguments are required: --policy, --from, --to" in capsys.readouterr().err
+
+
+def test_console_script_runs_from_stdin(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("postwarden-policy")
+    result = subprocess.run(
+        [
+            str(script),
+            "eval",
+            "--policy",
+            str(EXAMPLES),
+            "--from",
+            "<>",
+            "--to",
+            "a@example.com",
+            "--json",
+            "-",
+        ],
+        input=(SAMPLES / "internal-plain.eml").read_bytes(),
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["rules"] == ["tag-external"]

@@ -1,0 +1,124 @@
+"""Running `tests:` sections: passing cases, and the exact problems of failing ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postwarden_policies import load_policy_set, run_policy_tests
+from postwarden_policies.loader import load_policy_set_from_sources
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
+
+MESSAGE = (
+    "From: a@b.test\\nSubject: Hi\\nContent-Type: text/plain\\n\\nhello AKIAIOSFODNN7EXAMPLE\\n"
+)
+POLICY = f"""version: 1
+name: p
+rules:
+  - name: keys
+    when: {{body: 'AKIA[0-9A-Z]{{16}}'}}
+    then: reject
+    message: No keys
+  - name: tag
+    then: {{add_header: {{X-T: "1"}}}}
+tests:
+  - name: CASE
+    raw: "{MESSAGE}"
+    sender: a@b.test
+    recipients: [c@d.test]
+"""
+
+
+def outcome(expectations: str) -> tuple[bool, tuple[str, ...]]:
+    text = POLICY + "".join(f"    {line}\n" for line in expectations.splitlines())
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    return result.passed, result.problems
+
+
+CASES = [
+    pytest.param(
+        "expect: reject\nexpect_rules: [keys]\nexpect_reply: '550 5.7.1 No keys'",
+        True,
+        (),
+        id="pass",
+    ),
+    pytest.param("expect: accept", False, ("expected accept, got reject",), id="action"),
+    pytest.param(
+        "expect: reject\nexpect_rules: [tag]",
+        False,
+        ("expected rules [tag], got [keys]",),
+        id="rules",
+    ),
+    pytest.param(
+        "expect: reject\nexpect_reply: '554'",
+        False,
+        ("expected reply '554', got '550 5.7.1 No keys'",),
+        id="reply",
+    ),
+    pytest.param(
+        "expect: reject\nexpect_stripped: [a.exe]",
+        False,
+        ("expected stripped ['a.exe'], got []",),
+        id="stripped",
+    ),
+    pytest.param(
+        "expect: reject\nexpect_headers: {X-T: '1'}",
+        False,
+        ("expected header X-T: '1', got []",),
+        id="headers-of-a-rejected-message",
+    ),
+]
+
+
+@pytest.mark.parametrize(("expectations", "passed", "problems"), CASES)
+def test_case_outcome(expectations: str, passed: bool, problems: tuple[str, ...]) -> None:
+    assert outcome(expectations) == (passed, problems)
+
+
+def test_headers_checked_on_the_delivered_message() -> None:
+    text = POLICY.replace("    when: {body: 'AKIA[0-9A-Z]{16}'}\n", "    when: {body: NOPE}\n")
+    text += "    expect: accept\n    expect_rules: [tag]\n    expect_headers: {x-t: '1'}\n"
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    assert result.problems == ()
+
+
+def test_duplicate_flag_reaches_the_policy() -> None:
+    text = POLICY.replace("when: {body: 'AKIA[0-9A-Z]{16}'}", "when: {duplicate: true}")
+    text += "    duplicate: true\n    expect: reject\n    expect_rules: [keys]\n"
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    assert result.passed
+
+
+def test_each_file_is_tested_alone(tmp_path: Path) -> None:
+    (tmp_path / "m.eml").write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    strict = "version: 1\nname: strict\npriority: 1\nrules:\n  - name: all\n    then: reject\n"
+    own = (
+        "version: 1\nname: own\ntests:\n  - name: alone\n    message: m.eml\n"
+        "    recipients: [a@b.test]\n    expect: accept\n    expect_rules: []\n"
+    )
+    (tmp_path / "a.yaml").write_text(strict)
+    (tmp_path / "b.yaml").write_text(own)
+    results = run_policy_tests(load_policy_set([tmp_path]))
+    assert [(r.policy.name, r.case.name, r.passed) for r in results] == [("own", "alone", True)]
+
+
+def test_unreadable_message_fails_the_case(tmp_path: Path) -> None:
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nname: p\ntests:\n  - name: c\n    message: m.eml\n"
+        "    recipients: [a@b.test]\n    expect: accept\n"
+    )
+    policy_set = load_policy_set([tmp_path])
+    message.unlink()
+    (result,) = run_policy_tests(policy_set)
+    assert result.verdict is None
+    assert result.problems == (f"cannot read {message}: No such file or directory",)
+
+
+def test_example_policies_pass() -> None:
+    results = run_policy_tests(load_policy_set([EXAMPLES]))
+    assert len(results) == 11
+    assert [r.problems for r in results if not r.passed] == []

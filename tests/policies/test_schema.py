@@ -1,0 +1,83 @@
+"""The JSON Schema: generated from the format description, checked in, and usable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from postwarden_policies import policy_schema
+from postwarden_policies.schema import schema_text
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKED_IN = ROOT / "policies" / "postwarden-policy.schema.json"
+EXAMPLES = sorted((ROOT / "policies" / "examples").glob("*.yaml"))
+
+
+def test_checked_in_schema_is_current() -> None:
+    # Regenerate with: postwarden-policy schema > policies/postwarden-policy.schema.json
+    assert CHECKED_IN.read_text(encoding="utf-8") == schema_text()
+
+
+def test_schema_is_valid_draft_2020_12() -> None:
+    schema = policy_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert sorted(schema["$defs"]) == [
+        "actions",
+        "attachment",
+        "condition",
+        "limits",
+        "rule",
+        "sanitize",
+        "test",
+    ]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_validate(path: Path) -> None:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(policy_schema()).validate(document)
+
+
+INVALID = [
+    pytest.param({"version": 1, "name": "p", "rulez": []}, id="unknown-key"),
+    pytest.param({"version": 2, "name": "p"}, id="version"),
+    pytest.param({"version": 1, "name": "has space"}, id="name-pattern"),
+    pytest.param(
+        {"version": 1, "name": "p", "rules": [{"name": "r", "then": "bounce"}]}, id="action"
+    ),
+    pytest.param(
+        {
+            "version": 1,
+            "name": "p",
+            "rules": [{"name": "r", "when": {"nott": {}}, "then": "accept"}],
+        },
+        id="condition-key",
+    ),
+    pytest.param({"version": 1, "name": "p", "limits": {"max_message_bytes": "ten"}}, id="size"),
+]
+
+
+@pytest.mark.parametrize("document", INVALID)
+def test_schema_refuses(document: dict[str, object]) -> None:
+    errors = list(jsonschema.Draft202012Validator(policy_schema()).iter_errors(document))
+    assert len(errors) == 1
+
+
+def test_sizes_and_codes_in_both_forms_validate() -> None:
+    document = {
+        "version": 1,
+        "name": "p",
+        "limits": {"max_message_bytes": "25MB", "max_attachment_bytes": 1024},
+        "rules": [
+            {"name": "a", "then": "reject", "code": 554},
+            {"name": "b", "then": {"action": "reject"}, "code": "550 5.7.2"},
+            {"name": "c", "when": {"not": {"any": [{"sender": "x@y.test"}]}}, "then": "accept"},
+        ],
+    }
+    jsonschema.Draft202012Validator(policy_schema()).validate(document)
+    assert json.loads(schema_text()) == policy_schema()

@@ -1,0 +1,292 @@
+"""The send API end to end: service -> Postfix (with the milter) -> capture server.
+
+The Postfix instance gets the dedicated submission listener of
+``contrib/postfix/master.cf.send-api`` (its ``-o`` options, on a free port),
+and the service follows the instance's ``maillog_file``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.app import create_app
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.runtime_settings import RUNTIME
+from postwarden_admin_api.settings import ServiceSettings
+from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
+from tests.fixtures.milterproc import running_milter
+from tests.fixtures.postfix import CapturedMessage, CaptureServer, PostfixInstance, running_postfix
+
+from .conftest import SetRuntime
+
+pytestmark = pytest.mark.postfix
+
+Client = TestClient[Any, Any]
+ROOT = Path(__file__).resolve().parents[2]
+SNIPPET = ROOT / "contrib" / "postfix" / "master.cf.send-api"
+POLICY_DIR = Path(__file__).parent / "policies"
+
+
+def snippet_options() -> dict[str, str]:
+    options = {}
+    for line in SNIPPET.read_text().splitlines():
+        if line.strip().startswith("-o "):
+            name, _, value = line.strip()[3:].partition("=")
+            options[name] = value
+    return options
+
+
+@dataclass(frozen=True)
+class Mail:
+    postfix: PostfixInstance
+    capture: CaptureServer
+    submission_port: int
+
+
+@pytest.fixture(scope="module")
+def mail(database_url: str) -> Iterator[Mail]:
+    ports: list[int] = []
+
+    def listener(instance: PostfixInstance) -> None:
+        ports.append(instance.add_smtpd_listener(snippet_options()))
+
+    with (
+        running_milter(POLICY_DIR, database_url) as milter,
+        running_postfix(milter=milter.postfix_spec, configure=listener) as (postfix, capture),
+    ):
+        yield Mail(postfix, capture, ports[0])
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, make_admin_settings: Callable[..., ServiceSettings],
+    set_runtime: SetRuntime, mail: Mail,
+) -> Client:
+    await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
+                      outbound_per_key_per_minute=1000, outbound_per_recipient_per_day=1000)
+    settings = make_admin_settings(
+        relay_host="127.0.0.1", relay_port=mail.submission_port, relay_max_attempts=12,
+        relay_backoff_seconds=0.2, maillog_path=str(mail.postfix.maillog),
+    )
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def sender(mint_key: MintKey) -> dict[str, str]:
+    return bearer(await mint_key(Role.SENDER, ["*@example.com"]))
+
+
+async def eventually(predicate: Callable[[], Any], within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.1)
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {"from": "App <app@example.com>",
+                              "to": [f"{uuid.uuid4().hex[:10]}@example.org"],
+                              "subject": "Hello", "text": "Hi there"}
+    values.update(changes)
+    return values
+
+
+def with_message_id(mail: Mail, message_id: str) -> list[CapturedMessage]:
+    needle = f"Message-ID: {message_id}".encode()
+    return [m for m in mail.capture.messages if needle in m.data]
+
+
+async def status_of(client: Client, headers: dict[str, str], location: str) -> dict[str, Any]:
+    message: dict[str, Any] = await (await client.get(location, headers=headers)).json()
+    return message
+
+
+async def test_an_allowed_sender_is_delivered_with_the_milter_header(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    response = await client.post("/api/v1/send-email", json=body(), headers=sender)
+    assert response.status == 202
+    accepted = await response.json()
+    (delivered,) = await eventually(lambda: with_message_id(mail, accepted["message_id"]))
+    parsed = email.message_from_bytes(delivered.data, policy=policy.default)
+    assert parsed["X-Postwarden-Id"]
+    assert delivered.mail_from == "app@example.com"
+    location = response.headers["Location"]
+    message = await eventually(lambda: _delivered(client, sender, location))
+    assert message["queue_id"] and message["recipients"][0]["status"] == "delivered"
+    timeline = message["recipients"][0]["timeline"]
+    assert [e["event"] for e in timeline] == ["delivered"]
+    assert "250" in timeline[0]["detail"]
+
+
+async def _delivered(client: Client, headers: dict[str, str], location: str) -> Any:
+    message = await status_of(client, headers, location)
+    return message if message["status"] == "delivered" else None
+
+
+async def test_a_disallowed_sender_reaches_nothing(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    before = len(mail.capture.messages)
+    log_before = mail.postfix.log()
+    marker = uuid.uuid4().hex
+    response = await client.post("/api/v1/send-email", headers=sender,
+                                 json=body(**{"from": "boss@evil.example"}, subject=marker))
+    assert response.status == 403
+    await asyncio.sleep(1.5)
+    assert len(mail.capture.messages) == before
+    assert "boss@evil.example" not in mail.postfix.log()[len(log_before):]
+
+
+INJECTIONS: list[dict[str, Any]] = [
+    {"subject": "hi\r\nBcc: victim@evil.example"},
+    {"from": "App\r\nBcc: victim@evil.example <app@example.com>"},
+    {"to": ["ok@example.org\r\nBcc: victim@evil.example"]},
+    {"cc": ["ok@example.org\nBcc: victim@evil.example"]},
+    {"bcc": ["ok@example.org\rBcc: victim@evil.example"]},
+    {"reply_to": ["r@example.com\r\nBcc: victim@evil.example"]},
+    {"headers": {"X-Tag": "v\r\nBcc: victim@evil.example"}},
+    {"headers": {"X-Tag\r\nBcc": "victim@evil.example"}},
+    {"headers": {"Bcc": "victim@evil.example"}},
+    {"headers": {"Sender": "app@example.com\r\nBcc: victim@evil.example"}},
+    {"attachments": [{"filename": "a.txt\r\nBcc: victim@evil.example",
+                      "content_type": "text/plain", "content": "aGk="}]},
+    {"attachments": [{"filename": "a.txt", "content": "aGk=",
+                      "content_type": "text/plain\r\nBcc: victim@evil.example"}]},
+    {"tags": ["a\r\nBcc: victim@evil.example"]},
+]
+
+
+async def test_header_injection_is_refused_or_neutralised(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    for injection in INJECTIONS:
+        response = await client.post("/api/v1/send-email", json=body(**injection),
+                                     headers=sender)
+        assert response.status in (403, 422), injection
+    # Text that only looks like a header stays inside its own header or body.
+    neutral = body(**{
+        "from": '"App Bcc: victim@evil.example" <app@example.com>',
+        "subject": "Bcc: victim@evil.example", "text": "Bcc: victim@evil.example\r\n\r\nx",
+        "headers": {"X-Note": "Bcc: victim@evil.example"},
+        "metadata": {"note": "x\r\nBcc: victim@evil.example"},
+    })
+    response = await client.post("/api/v1/send-email", json=neutral, headers=sender)
+    assert response.status == 202
+    accepted = await response.json()
+    (delivered,) = await eventually(lambda: with_message_id(mail, accepted["message_id"]))
+    parsed = email.message_from_bytes(delivered.data, policy=policy.default)
+    assert parsed["Bcc"] is None
+    assert parsed["Subject"] == "Bcc: victim@evil.example"
+    assert delivered.rcpt_tos == tuple(neutral["to"])
+    assert all("evil.example" not in "".join(m.rcpt_tos) for m in mail.capture.messages)
+
+
+async def test_the_same_idempotency_key_delivers_once(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    headers = {**sender, "Idempotency-Key": str(uuid.uuid4())}
+    request = body()
+    first = await client.post("/api/v1/send-email", json=request, headers=headers)
+    second = await client.post("/api/v1/send-email", json=request, headers=headers)
+    assert (first.status, second.status) == (202, 202)
+    message_id = (await first.json())["message_id"]
+    await eventually(lambda: with_message_id(mail, message_id))
+    await asyncio.sleep(1.5)
+    assert len(with_message_id(mail, message_id)) == 1
+    assert len([m for m in mail.capture.messages if m.rcpt_tos == tuple(request["to"])]) == 1
+
+
+async def test_a_hundred_concurrent_sends_against_a_limit_of_forty(
+    client: Client, mint_key: MintKey, mail: Mail, set_runtime: SetRuntime
+) -> None:
+    await set_runtime(outbound_per_key_per_minute=40)
+    client.app[RUNTIME].invalidate()
+    key = bearer(await mint_key(Role.SENDER, ["*@example.com"]))
+    second = dt.datetime.now(dt.UTC).second
+    if second > 50:  # one minute window for the whole burst
+        await asyncio.sleep(61 - second)
+    tag = uuid.uuid4().hex[:12]
+    try:
+        responses = await asyncio.gather(*(
+            client.post("/api/v1/send-email", headers=key,
+                        json=body(to=[f"burst{n}-{tag}@example.org"]))
+            for n in range(100)
+        ))
+    finally:
+        await set_runtime(outbound_per_key_per_minute=1000)
+        client.app[RUNTIME].invalidate()
+    statuses = [r.status for r in responses]
+    assert statuses.count(202) == 40 and statuses.count(429) == 60
+
+    def burst() -> list[CapturedMessage]:
+        return [m for m in mail.capture.messages if any(tag in r for r in m.rcpt_tos)]
+
+    await eventually(lambda: len(burst()) >= 40, within=60)
+    await asyncio.sleep(1.5)
+    assert len(burst()) == 40
+
+
+async def test_postfix_down_then_up_delivers_all_twenty_once(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    await asyncio.to_thread(mail.postfix.stop)
+    try:
+        tag = uuid.uuid4().hex[:12]
+        responses = [
+            await client.post("/api/v1/send-email", headers=sender,
+                              json=body(to=[f"down{n}-{tag}@example.org"]))
+            for n in range(20)
+        ]
+        assert [r.status for r in responses] == [202] * 20
+        await asyncio.sleep(1.0)
+        assert not [m for m in mail.capture.messages if any(tag in r for r in m.rcpt_tos)]
+    finally:
+        await asyncio.to_thread(mail.postfix.start)
+
+    def arrived() -> list[CapturedMessage]:
+        return [m for m in mail.capture.messages if any(tag in r for r in m.rcpt_tos)]
+
+    await eventually(lambda: len(arrived()) >= 20, within=90)
+    await asyncio.sleep(2.0)
+    recipients = sorted(r for m in arrived() for r in m.rcpt_tos)
+    assert recipients == sorted(f"down{n}-{tag}@example.org" for n in range(20))
+
+
+async def test_a_bounce_fails_the_message_and_suppresses_the_recipient(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    address = f"gone-{uuid.uuid4().hex[:8]}@example.org"
+    mail.capture.reply_for(address, "550 5.1.1 no such user")
+    response = await client.post("/api/v1/send-email", json=body(to=[address]), headers=sender)
+    assert response.status == 202
+    location = response.headers["Location"]
+
+    async def failed() -> Any:
+        message = await status_of(client, sender, location)
+        return message if message["status"] == "failed" else None
+
+    message = await eventually(failed, within=60)
+    (recipient,) = message["recipients"]
+    assert recipient["status"] == "bounced" and "550 5.1.1" in recipient["detail"]
+    again = await client.post("/api/v1/send-email", json=body(to=[address]), headers=sender)
+    assert again.status == 422
+    assert (await again.json())["error"]["code"] == "recipient_suppressed"
