@@ -16,6 +16,7 @@ from postwarden_admin_api.send.build import build_message, new_message_id
 from postwarden_admin_api.send.limits import (
     LimitReached,
     Limits,
+    purge_windows,
     recipient_hash,
     stored_hash_key,
 )
@@ -161,3 +162,19 @@ async def test_the_hash_key_is_made_once(pool: asyncpg.Pool) -> None:
         first = await stored_hash_key(conn)
         assert await stored_hash_key(conn) == first
     assert len(first) == 32
+
+
+async def test_housekeeping_drops_ended_windows_and_old_records(pool: asyncpg.Pool) -> None:
+    key = uuid.uuid4().hex
+    old = NOW - dt.timedelta(days=3)
+    async with pool.acquire() as conn:
+        await enqueue(conn, submission(key, "old@example.org", idem="old"), ROOMY, old)
+        await conn.execute(
+            "UPDATE send_idempotency SET created_at = now() - interval '2 days' "
+            "WHERE key_id = $1", key,
+        )
+        await purge_windows(conn, NOW)
+        await idempotency.purge(conn)
+    assert await count(pool, "SELECT count(*) FROM outbound_rate_counters WHERE subject = $1 "
+                             "OR window_start < $2", key, NOW - dt.timedelta(days=2)) == 0
+    assert await count(pool, "SELECT count(*) FROM send_idempotency WHERE key_id = $1", key) == 0

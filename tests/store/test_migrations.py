@@ -15,9 +15,8 @@ from postwarden_store import (
     pending_migrations,
 )
 from postwarden_store.migrations import available_migrations
-
-from ..conftest import PgServer
-from ..fixtures.postgres import create_database, drop_database
+from tests.conftest import PgServer
+from tests.fixtures.postgres import create_database, drop_database
 
 
 async def test_migrated_database_is_current(fresh_database_url: str) -> None:

@@ -1,14 +1,21 @@
-"""Fixtures of the webhook tests: TLS material, a local HTTPS receiver, a DNS stub."""
+"""Fixtures of the webhook tests: TLS material, a local HTTPS receiver, a DNS stub,
+the admin service started with that receiver reachable."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api.app import create_app
+from postwarden_admin_api.settings import ServiceSettings
+from postwarden_admin_api.webhooks import WEBHOOK_OPTIONS
 from postwarden_admin_api.webhooks.ssrf import IPAddress
 from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
+    AiohttpClient,
     admin_key,
     admin_settings,
     make_admin_settings,
@@ -16,6 +23,7 @@ from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
 )
 
 from .receiver import Receiver, Tls, make_tls
+from .support import worker_options
 
 RECEIVER_NAME = "hooks.example.test"
 
@@ -54,3 +62,22 @@ async def receiver(tls: Tls) -> AsyncIterator[Receiver]:
 @pytest.fixture
 def dns() -> StubDns:
     return StubDns({RECEIVER_NAME: [["127.0.0.1"]]})
+
+
+Start = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def start(
+    aiohttp_client: AiohttpClient,
+    admin_settings: ServiceSettings,  # noqa: F811 - the imported fixture
+    tls: Tls, dns: StubDns,
+) -> Start:
+    """Start the admin service with the test receiver reachable (loopback allowed)."""
+
+    async def started(**overrides: Any) -> TestClient[Any, Any]:
+        app = create_app(admin_settings)
+        app[WEBHOOK_OPTIONS] = worker_options(tls, dns, **overrides)
+        return await aiohttp_client(app)
+
+    return started

@@ -90,6 +90,7 @@ def make_tls(names: list[str]) -> Tls:
 
 @dataclass
 class Received:
+    path: str  # path and query, as the client sent them
     headers: dict[str, str]
     body: bytes
     status: int  # what the receiver answered
@@ -110,7 +111,7 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         status = self.statuses.pop(0) if self.statuses else 200
         body = await request.read()
-        self.requests.append(Received(dict(request.headers), body, status))
+        self.requests.append(Received(request.raw_path, dict(request.headers), body, status))
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         if self.endless_body:

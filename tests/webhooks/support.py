@@ -7,25 +7,30 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from yarl import URL
 
 from postwarden_admin_api.secrets import Keyring
 from postwarden_admin_api.webhooks.options import WebhookOptions
 from postwarden_admin_api.webhooks.ssrf import Guard
+from postwarden_admin_api.webhooks.urls import origin
 from postwarden_admin_api.webhooks.worker import running
 from postwarden_policies.audit import AuditEvent
 from postwarden_store.audit import write_audit_events
 
-from .conftest import StubDns
 from .receiver import Tls
+
+if TYPE_CHECKING:
+    from .conftest import StubDns
 
 KEYRING = Keyring(bytes.fromhex("11" * 32))
 
 INSERT_ENDPOINT = """
-INSERT INTO webhook_endpoints (name, url, kind, events, secret_ciphertext, enabled)
-VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+INSERT INTO webhook_endpoints
+    (name, url_ciphertext, url_origin, kind, events, secret_ciphertext, enabled)
+VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
 """
 
 
@@ -35,7 +40,8 @@ async def add_endpoint(
 ) -> int:
     cipher = None if secret is None else KEYRING.encrypt(secret)
     endpoint_id: int = await conn.fetchval(
-        INSERT_ENDPOINT, name, url, kind, list(events), cipher, enabled
+        INSERT_ENDPOINT, name, KEYRING.encrypt(url), origin(URL(url)), kind, list(events),
+        cipher, enabled,
     )
     return endpoint_id
 

@@ -55,6 +55,8 @@ class ServiceSettings:
     webhook_max_attempts: int = 8
     webhook_timeout_seconds: float = 10.0
     webhook_allowed_networks: tuple[str, ...] = field(default=())
+    webhook_history_days: int = 30  # delivered/dead deliveries and their events kept this long
+    webhook_prune_interval_seconds: float = 3600.0
 
     @property
     def listen_host(self) -> str:
@@ -94,7 +96,8 @@ def _validate(settings: ServiceSettings) -> list[str]:
         problems.append("listen: expected HOST:PORT")
     for name in ("max_request_body_bytes", "requests_per_minute", "auth_failures_per_minute",
                  "pool_min_size", "pool_max_size", "relay_port", "relay_max_attempts",
-                 "webhook_max_attempts"):
+                 "webhook_max_attempts", "webhook_history_days",
+                 "webhook_prune_interval_seconds"):
         if getattr(settings, name) < 1:
             problems.append(f"{name}: must be at least 1")
     for network in settings.webhook_allowed_networks:

@@ -57,7 +57,7 @@ def check_schema(dsn: str) -> None:
     """Refuse to start against a database that lacks migrations; tolerate one that is down."""
 
     async def check() -> None:
-        conn = await connect(dsn, timeout=SCHEMA_TIMEOUT)
+        conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
         try:
             await check_schema_current(conn)
         finally:

@@ -167,7 +167,9 @@ class AuditPipeline:
             return False
         assert self._dsn is not None  # noqa: S101 - only called with a database
         try:
-            pool = await create_pool(self._dsn, min_size=1, max_size=2, timeout=CONNECT_TIMEOUT)
+            pool = await create_pool(
+                self._dsn, min_size=1, max_size=2, connect_timeout=CONNECT_TIMEOUT
+            )
         except DB_ERRORS as exc:
             self._schedule_retry(exc)
             return False

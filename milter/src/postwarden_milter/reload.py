@@ -121,7 +121,7 @@ class PolicyReloader:
         dsn = self._dsn
 
         async def fetch() -> Sources:
-            conn = await connect(dsn, timeout=DB_TIMEOUT)
+            conn = await connect(dsn, connect_timeout=DB_TIMEOUT)
             try:
                 return await fetch_active_sources(conn)
             finally:
@@ -206,7 +206,7 @@ class PolicyReloader:
         self._listen_task = asyncio.current_task()
         while True:
             try:
-                conn = await connect(self._dsn, timeout=DB_TIMEOUT)
+                conn = await connect(self._dsn, connect_timeout=DB_TIMEOUT)
             except (OSError, asyncpg.PostgresError, TimeoutError):
                 await asyncio.sleep(LISTEN_RETRY)
                 continue

@@ -15,19 +15,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 10.0
 ) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
-        timeout=timeout,
+        timeout=connect_timeout,
         init=_init_connection,
     )
     return pool
 
 
-async def connect(dsn: str, *, timeout: float = 10.0) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=timeout)
+async def connect(dsn: str, *, connect_timeout: float = 10.0) -> asyncpg.Connection:
+    conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=connect_timeout)
     await _init_connection(conn)
     return conn

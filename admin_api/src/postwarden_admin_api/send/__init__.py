@@ -2,7 +2,8 @@
 
 ``setup_send(app)`` adds the routes (``POST /api/v1/send-email``, messages,
 suppressions) with their OpenAPI entries, and one cleanup context that runs
-the relay worker and, when ``maillog_path`` is set, the maillog follower.
+the relay worker, hourly housekeeping and, when ``maillog_path`` is set, the
+maillog follower.
 It needs ``app[POOL]`` ready, so ``create_app`` calls it after the database
 context.
 """
@@ -11,18 +12,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
 from postwarden_admin_api.context import POOL, SETTINGS
 from postwarden_admin_api.openapi import OPENAPI
 
+from . import idempotency, limits
 from .maillog import MaillogFollower
 from .openapi_paths import OPENAPI_PATHS, SCHEMAS
 from .relay import RelayConfig, RelayWorker
 from .routes import routes
 from .sending import SEND, SendState, load_hash_key
+
+log = logging.getLogger(__name__)
+HOUSEKEEPING_SECONDS = 3600.0
+
+
+async def _housekeeping(pool: asyncpg.Pool) -> None:
+    """Drop ended rate windows and expired idempotency records, hourly."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await limits.purge_windows(conn, dt.datetime.now(dt.UTC))
+                await idempotency.purge(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning("send housekeeping: database unreachable, next try in an hour")
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
 
 async def _send_workers(app: web.Application) -> AsyncIterator[None]:
@@ -36,18 +56,18 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
             settings.relay_backoff_seconds,
         ))
         state.relay.start()
-    follower: asyncio.Task[None] | None = None
+    tasks = [asyncio.create_task(_housekeeping(pool), name="postwarden-send-housekeeping")]
     if settings.maillog_path is not None:
-        follower = asyncio.create_task(
+        tasks.append(asyncio.create_task(
             MaillogFollower(pool, settings.maillog_path).run(), name="postwarden-maillog"
-        )
+        ))
     try:
         yield
     finally:
-        if follower is not None:
-            follower.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await follower
+                await task
         if state.relay is not None:
             await state.relay.stop()
 

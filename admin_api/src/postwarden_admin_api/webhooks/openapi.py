@@ -16,7 +16,8 @@ _IS_SET = {"type": "object", "required": ["is_set"], "properties": {"is_set": {"
 _FIELDS: dict[str, Any] = {
     "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
     "url": {"type": "string", "minLength": 1, "maxLength": 2048,
-            "description": "https only; checked by the SSRF guard"},
+            "description": "https only; checked by the SSRF guard; write-only (a secret: "
+                           "stored encrypted, shown as scheme and host)"},
     "kind": {"type": "string", "enum": [k.value for k in Kind]},
     "events": {"type": "array", "items": {"type": "string", "enum": sorted(SUBSCRIBABLE)}},
     "enabled": {"type": "boolean"},
@@ -29,10 +30,14 @@ _FIELDS: dict[str, Any] = {
 SCHEMAS: dict[str, Any] = {
     "Webhook": {
         "type": "object",
-        "required": ["id", "name", "url", "kind", "events", "enabled", "secret", "headers"],
+        "required": ["id", "name", "url", "url_is_set", "kind", "events", "enabled", "secret",
+                     "headers"],
         "properties": {
-            **{k: v for k, v in _FIELDS.items() if k not in ("secret", "headers")},
+            **{k: v for k, v in _FIELDS.items() if k not in ("url", "secret", "headers")},
             "id": {"type": "integer"}, "secret": _IS_SET, "headers": _IS_SET,
+            "url": {"type": "string", "examples": ["https://hooks.slack.com/\u2026"],
+                    "description": "masked: scheme and host only, never the full URL"},
+            "url_is_set": {"type": "boolean"},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
         },

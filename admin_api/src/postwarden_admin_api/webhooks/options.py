@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ class WebhookOptions:
     backoff_cap_seconds: float = 3600.0
     poll_interval_seconds: float = 1.0
     batch_size: int = 10
+    # Delivered and dead deliveries (and then their events) older than this are pruned.
+    history_retention: dt.timedelta = dt.timedelta(days=30)
+    prune_interval_seconds: float = 3600.0
     # A receiver's CA for tests; None verifies against the system's trust store.
     ssl_context: ssl.SSLContext | None = None
     lookup: Lookup = system_lookup
@@ -32,6 +36,8 @@ class WebhookOptions:
             max_attempts=settings.webhook_max_attempts,
             timeout_seconds=settings.webhook_timeout_seconds,
             guard=Guard.from_cidrs(settings.webhook_allowed_networks),
+            history_retention=dt.timedelta(days=settings.webhook_history_days),
+            prune_interval_seconds=settings.webhook_prune_interval_seconds,
         )
 
 

@@ -50,7 +50,7 @@ class Endpoint:
 
     id: int
     name: str
-    url: str
+    url: str = field(repr=False)  # may carry a credential (a Slack webhook's path)
     kind: Kind
     secret: str | None = field(default=None, repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)

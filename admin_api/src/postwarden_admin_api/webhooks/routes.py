@@ -1,7 +1,9 @@
 """``/api/v1/webhooks``: endpoints (admin, operator), their deliveries and replays.
 
 The signing secret and the api_call headers are write-only: stored encrypted,
-shown as ``{"is_set": bool}``. A URL the SSRF guard refuses on its face is
+shown as ``{"is_set": bool}``. The URL is a secret too (:mod:`.urls`): stored
+encrypted and shown only as its scheme and host with a mask
+(``https://hooks.slack.com/…``) and ``url_is_set``. A URL the SSRF guard refuses on its face is
 answered with 422 ``url_not_allowed`` and the reason; host names are checked
 again at every delivery.
 """
@@ -15,6 +17,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+from yarl import URL
 
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.bodies import json_ok, path_int, query_int, read_json_object
@@ -27,6 +30,7 @@ from .options import WEBHOOK_OPTIONS
 from .payloads import Kind, header_problems, template_problems
 from .signing import SignatureError, secret_key
 from .ssrf import UrlRefused
+from .urls import masked, origin
 from .worker import replay
 
 routes = web.RouteTableDef()
@@ -37,20 +41,23 @@ FIELDS = frozenset({"name", "url", "kind", "events", "secret", "headers", "body_
                     "enabled"})
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
 
-COLUMNS = """id, name, url, kind, events, enabled, created_at, updated_at,
+COLUMNS = """id, name, url, url_ciphertext, url_origin, kind, events, enabled, created_at,
+    updated_at,
     body_template::text AS body_template, secret_ciphertext, headers_ciphertext"""
 SELECT_ALL = f"SELECT {COLUMNS} FROM webhook_endpoints ORDER BY name"  # noqa: S608
 SELECT_ONE = f"SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1"  # noqa: S608
 INSERT = f"""
 INSERT INTO webhook_endpoints
-    (name, url, kind, events, enabled, body_template, secret_ciphertext, headers_ciphertext)
-VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)
+    (name, url_ciphertext, url_origin, kind, events, enabled, body_template, secret_ciphertext,
+     headers_ciphertext)
+VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9)
 RETURNING {COLUMNS}
 """  # noqa: S608
 UPDATE = f"""
 UPDATE webhook_endpoints
-SET name = $2, url = $3, kind = $4, events = $5, enabled = $6, body_template = $7::text::jsonb,
-    secret_ciphertext = $8, headers_ciphertext = $9, updated_at = now()
+SET name = $2, url = $3, url_ciphertext = $4, url_origin = $5, kind = $6, events = $7,
+    enabled = $8, body_template = $9::text::jsonb, secret_ciphertext = $10,
+    headers_ciphertext = $11, updated_at = now()
 WHERE id = $1
 RETURNING {COLUMNS}
 """  # noqa: S608
@@ -76,7 +83,8 @@ WHERE d.id = $1 AND d.endpoint_id = $2
 def _shown(row: Mapping[str, Any]) -> dict[str, Any]:
     template = row["body_template"]
     return {
-        "id": row["id"], "name": row["name"], "url": row["url"], "kind": row["kind"],
+        "id": row["id"], "name": row["name"], "url": masked(row["url_origin"]),
+        "url_is_set": True, "kind": row["kind"],
         "events": list(row["events"]), "enabled": row["enabled"],
         "secret": {"is_set": row["secret_ciphertext"] is not None},
         "headers": {"is_set": row["headers_ciphertext"] is not None},
@@ -85,17 +93,16 @@ def _shown(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_url(request: web.Request, url: Any) -> str:
+def _check_url(request: web.Request, url: Any) -> URL:
     if not isinstance(url, str) or not url or len(url) > MAX_URL:
         raise ValidationFailed([{"field": "url", "message": f"expected 1..{MAX_URL} characters"}])
     try:
-        request.app[WEBHOOK_OPTIONS].guard.check_url(url)
+        return request.app[WEBHOOK_OPTIONS].guard.check_url(url)
     except UrlRefused as refused:
         raise ApiError(
             422, "url_not_allowed", "the URL is not allowed as a webhook target",
             details=[{"field": "url", "reason": refused.reason.value, "message": refused.detail}],
         ) from None
-    return url
 
 
 def _field_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -143,18 +150,20 @@ def _kind_problems(kind: str, secret_set: bool, headers_set: bool, template: Any
 def _merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str, Any]
             ) -> dict[str, Any]:
     """The endpoint's columns after applying ``data`` to ``current`` (validated)."""
-    if "url" in data:
-        _check_url(request, data["url"])
+    parsed = _check_url(request, data["url"]) if "url" in data else None
     problems = _field_problems(data)
     if problems:
         raise ValidationFailed(problems)
     keyring = request.app[KEYRING]
-    row = {key: current[key] for key in ("name", "url", "kind", "enabled", "secret_ciphertext",
-                                          "headers_ciphertext")}
+    row = {key: current[key] for key in ("name", "url", "url_ciphertext", "url_origin", "kind",
+                                          "enabled", "secret_ciphertext", "headers_ciphertext")}
     row["events"] = sorted(set(data.get("events", current["events"])))
     template = data.get("body_template", json.loads(current["body_template"] or "null"))
     row["body_template"] = None if template is None else json.dumps(template)
-    row.update({key: data[key] for key in ("name", "url", "kind", "enabled") if key in data})
+    row.update({key: data[key] for key in ("name", "kind", "enabled") if key in data})
+    if parsed is not None:
+        row.update(url=None, url_ciphertext=keyring.encrypt(data["url"]),
+                   url_origin=origin(parsed))
     if "secret" in data:
         secret = data["secret"]
         row["secret_ciphertext"] = None if secret is None else keyring.encrypt(secret)
@@ -170,9 +179,11 @@ def _merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str,
     return row
 
 
-NEW_ENDPOINT: dict[str, Any] = {"name": None, "url": None, "kind": Kind.WEBHOOK.value, "events": [],
-                "enabled": True, "body_template": None, "secret_ciphertext": None,
-                "headers_ciphertext": None}
+NEW_ENDPOINT: dict[str, Any] = {
+    "name": None, "url": None, "url_ciphertext": None, "url_origin": None,
+    "kind": Kind.WEBHOOK.value, "events": [], "enabled": True, "body_template": None,
+    "secret_ciphertext": None, "headers_ciphertext": None,
+}
 
 
 def _name_taken() -> ApiError:
@@ -199,8 +210,9 @@ async def webhooks_create(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         try:
             created = await conn.fetchrow(
-                INSERT, row["name"], row["url"], row["kind"], row["events"], row["enabled"],
-                row["body_template"], row["secret_ciphertext"], row["headers_ciphertext"],
+                INSERT, row["name"], row["url_ciphertext"], row["url_origin"], row["kind"],
+                row["events"], row["enabled"], row["body_template"], row["secret_ciphertext"],
+                row["headers_ciphertext"],
             )
         except asyncpg.UniqueViolationError:
             raise _name_taken() from None
@@ -234,9 +246,9 @@ async def webhooks_update(request: web.Request) -> web.Response:
         row = _merged(request, data, current)
         try:
             updated = await conn.fetchrow(
-                UPDATE, current["id"], row["name"], row["url"], row["kind"], row["events"],
-                row["enabled"], row["body_template"], row["secret_ciphertext"],
-                row["headers_ciphertext"],
+                UPDATE, current["id"], row["name"], row["url"], row["url_ciphertext"],
+                row["url_origin"], row["kind"], row["events"], row["enabled"],
+                row["body_template"], row["secret_ciphertext"], row["headers_ciphertext"],
             )
         except asyncpg.UniqueViolationError:
             raise _name_taken() from None

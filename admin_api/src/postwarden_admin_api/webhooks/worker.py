@@ -31,6 +31,7 @@ from .connector import Outcome, open_session, post
 from .events import envelope
 from .options import WEBHOOK_OPTIONS, WebhookOptions
 from .payloads import Endpoint, Kind, render
+from .urls import seal_plain_urls, url_of
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ WITH claimed AS (
     RETURNING d.id, d.attempts, d.event_id, d.endpoint_id
 )
 SELECT c.id, c.attempts, e.event_id::text AS msg_id, e.type, e.payload::text AS payload,
-       e.created_at, p.id AS endpoint_id, p.name, p.url, p.kind, p.secret_ciphertext,
+       e.created_at, p.id AS endpoint_id, p.name, p.url, p.url_ciphertext, p.kind,
+       p.secret_ciphertext,
        p.headers_ciphertext, p.body_template::text AS body_template
 FROM claimed c
 JOIN webhook_events e ON e.id = c.event_id
@@ -85,14 +87,14 @@ def backoff_seconds(attempts: int, options: WebhookOptions) -> float:
 
 
 def endpoint_from_row(row: Mapping[str, Any], keyring: Keyring) -> Endpoint:
-    """Decrypt the row's secret and headers; raises SecretsError when the key is missing."""
+    """Decrypt the row's URL, secret and headers; raises SecretsError when the key is missing."""
     secret = row["secret_ciphertext"]
     headers = row["headers_ciphertext"]
     template = row["body_template"]
     return Endpoint(
         id=row["endpoint_id"],
         name=row["name"],
-        url=row["url"],
+        url=url_of(row, keyring),
         kind=Kind(row["kind"]),
         secret=None if secret is None else keyring.decrypt(secret),
         headers={} if headers is None else json.loads(keyring.decrypt(headers)),
@@ -119,8 +121,11 @@ async def _deliver(
 ) -> None:
     try:
         outcome = await _attempt(session, options, keyring, row)
-    except Exception:  # a bug must cost this delivery an attempt, not stop the worker
-        log.exception("webhook %s: delivery %s failed unexpectedly", row["name"], row["id"])
+    # A bug must cost this delivery an attempt, not stop the worker. Logged by type
+    # only, without a traceback: an exception's text may quote the URL, a secret.
+    except Exception as exc:  # noqa: BLE001
+        log.error("webhook %s: delivery %s failed unexpectedly (%s)", row["name"], row["id"],
+                  type(exc).__name__)
         outcome = Outcome(None, "internal error")
     async with pool.acquire() as conn:
         if outcome.ok:
@@ -197,6 +202,8 @@ async def running(pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring
 
 
 async def worker_context(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: run the delivery worker while the service runs."""
+    """cleanup_ctx: seal plain-text URLs, then run the delivery worker while the service runs."""
+    async with app[POOL].acquire() as conn:
+        await seal_plain_urls(conn, app[KEYRING])
     async with running(app[POOL], app[WEBHOOK_OPTIONS], app[KEYRING]):
         yield

@@ -1,0 +1,90 @@
+"""Pruning the delivery history: old delivered and dead deliveries, then their events.
+
+A delivery goes once it is delivered or dead and its last activity is older
+than the cutoff; an event goes once it is older than the cutoff and no
+delivery refers to it any more (a pending delivery or a replay keeps it).
+Deletes run in batches, each its own short transaction, so pruning a large
+backlog never holds locks the delivery worker waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from postwarden_admin_api.context import POOL
+
+from .options import WEBHOOK_OPTIONS, WebhookOptions
+
+log = logging.getLogger(__name__)
+
+BATCH = 5000
+PRUNE_DELIVERIES = """
+DELETE FROM webhook_deliveries WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status IN ('delivered', 'dead')
+      AND coalesce(delivered_at, last_attempt_at, created_at) < $1
+    ORDER BY id LIMIT $2)
+"""
+PRUNE_EVENTS = """
+DELETE FROM webhook_events WHERE id IN (
+    SELECT e.id FROM webhook_events e
+    WHERE e.created_at < $1
+      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
+    ORDER BY e.id LIMIT $2)
+"""
+
+
+async def _delete_in_batches(conn: asyncpg.Connection, query: str, cutoff: dt.datetime,
+                             batch: int) -> int:
+    total = 0
+    while True:
+        status: str = await conn.execute(query, cutoff, batch)  # "DELETE <count>"
+        count = int(status.rpartition(" ")[2])
+        total += count
+        if count < batch:
+            return total
+
+
+async def prune_webhook_history(
+    conn: asyncpg.Connection, older_than: dt.timedelta, *, batch: int = BATCH
+) -> int:
+    """Delete finished deliveries and unreferenced events older than ``older_than``.
+
+    Returns the number of rows deleted (deliveries and events).
+    """
+    cutoff = dt.datetime.now(dt.UTC) - older_than
+    deliveries = await _delete_in_batches(conn, PRUNE_DELIVERIES, cutoff, batch)
+    events = await _delete_in_batches(conn, PRUNE_EVENTS, cutoff, batch)
+    if deliveries or events:
+        log.info("webhooks: pruned %s deliveries and %s events older than %s",
+                 deliveries, events, older_than)
+    return deliveries + events
+
+
+async def _prune_periodically(pool: asyncpg.Pool, options: WebhookOptions) -> None:
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await prune_webhook_history(conn, options.history_retention)
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("webhooks: pruning skipped, database unavailable (%s)",
+                        type(exc).__name__)
+        await asyncio.sleep(options.prune_interval_seconds)
+
+
+async def pruning_context(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: prune the delivery history every ``prune_interval_seconds``."""
+    task = asyncio.create_task(_prune_periodically(app[POOL], app[WEBHOOK_OPTIONS]))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
