@@ -237,12 +237,6 @@ ERRORS = [
     ),
     pytest.param(
         H
-        + "tests:\n  - name: c\n    message: a.eml\n    recipients: [a@b.test]\n    expect: accept\n",
-        ["5:14: test 'c': message files need a policy file; use raw here"],
-        id="test-message-file-from-source",
-    ),
-    pytest.param(
-        H
         + "rules:\n  - name: r\n    then: accept\ntests:\n  - name: c\n    raw: 'Subject: x\\n\\nhi\\n'\n    recipients: [a@b.test]\n    expect: accept\n    expect_rules: [r, report:r, limit:max_recipients, s]\n",
         ["7:5: test 'c': unknown rule 's' in expect_rules"],
         id="test-unknown-rule",
@@ -436,3 +430,12 @@ def test_limits_and_sanitizing_combine_as_the_strictest() -> None:
     assert policy_set.html_options.allowed_url_schemes == frozenset({"https", "cid"})
     assert policy_set.skip_signed is True  # a's default "skip" wins
     assert policy_set.tag_flags is True
+
+
+def test_stored_text_keeps_file_based_tests_unresolved() -> None:
+    """A policy uploaded from git loads although its sample files stay in the repository."""
+    text = H + "tests:\n  - name: c\n    message: samples/a.eml\n    recipients: [a@b.test]\n"
+    text += "    expect: accept\n"
+    assert check_policy_text("stored", text) == []
+    (case,) = load_policy_set_from_sources([("stored", text)]).policies[0].tests
+    assert case.message == Path("samples/a.eml")

@@ -10,6 +10,7 @@ reply; ``expect_headers`` are header values the delivered message carries;
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .conditionformat import ADDRESS, HEADER_NAME
@@ -29,12 +30,14 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
     if "message" in values:
         base = ctx.reader.base_dir
         if base is None:
-            ctx.error("message", "message files need a policy file; use raw here")
-            return INVALID
-        message = base / values["message"]
-        if not message.is_file():
-            ctx.error("message", f"message file not found: {values['message']}")
-            return INVALID
+            # Loaded from stored text (an API upload of a file from git): the
+            # sample files stay in the repository, where `postwarden-policy test` runs.
+            message = Path(values["message"])
+        else:
+            message = base / values["message"]
+            if not message.is_file():
+                ctx.error("message", f"message file not found: {values['message']}")
+                return INVALID
     return PolicyTest(
         name=values["name"],
         expect=Action(values["expect"]),

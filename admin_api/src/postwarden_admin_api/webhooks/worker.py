@@ -50,9 +50,8 @@ WITH claimed AS (
     RETURNING d.id, d.attempts, d.event_id, d.endpoint_id
 )
 SELECT c.id, c.attempts, e.event_id::text AS msg_id, e.type, e.payload::text AS payload,
-       e.created_at, p.id AS endpoint_id, p.name, p.url, p.url_ciphertext, p.kind,
-       p.secret_ciphertext,
-       p.headers_ciphertext, p.body_template::text AS body_template
+       e.created_at, p.id AS endpoint_id, p.name, p.url, p.url_ciphertext, p.url_origin,
+       p.kind, p.secret_ciphertext, p.headers_ciphertext, p.body_template::text AS body_template
 FROM claimed c
 JOIN webhook_events e ON e.id = c.event_id
 JOIN webhook_endpoints p ON p.id = c.endpoint_id
@@ -137,8 +136,9 @@ async def _deliver(
             MARK_FAILED, row["id"], outcome.status, outcome.error, options.max_attempts,
             backoff_seconds(row["attempts"], options),
         )
-    log.warning("webhook %s: delivery %s attempt %s failed (%s), now %s",
-                row["name"], row["id"], row["attempts"], outcome.error, status)
+    # The origin, never the URL: its path or query may hold a credential.
+    log.warning("webhook %s (%s): delivery %s attempt %s failed (%s), now %s",
+                row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error, status)
 
 
 async def deliver_due(
