@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import asyncpg
-
+from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.runtime_settings import RuntimeSettings
 
 from .addresses import Mailbox, sender_matches
 from .limits import Limits
-from .queries import suppressed_among
 from .refusals import FieldProblem, Refusal, refuse
 from .request_model import Caps, SendRequest
 
@@ -50,15 +48,12 @@ def check_size(content: bytes, runtime: RuntimeSettings) -> None:
         )])
 
 
-async def check_suppressions(conn: asyncpg.Connection, request: SendRequest) -> None:
-    """Refuse, naming each field, when a recipient is on the suppression list."""
-    suppressed = await suppressed_among(conn, [m.key for m in request.recipients])
-    if not suppressed:
-        return
+def suppressed_refusal(request: SendRequest, suppressed: set[str]) -> ApiError:
+    """The refusal naming each field whose recipient is on the suppression list."""
     problems = [
         FieldProblem(f"{name}[{index}]", Refusal.RECIPIENT_SUPPRESSED, "on the suppression list")
         for name, mailboxes in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc))
         for index, mailbox in enumerate(mailboxes)
         if mailbox.key in suppressed
     ]
-    raise refuse(problems)
+    return refuse(problems)

@@ -1,14 +1,14 @@
-"""Sending limits counted atomically in Postgres, inside the enqueue transaction.
+"""Sending limits counted atomically in Postgres, inside the enqueue statement.
 
-Each counter is one ``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE ...
-RETURNING``: the update only happens while the new count stays within the
-limit, and Postgres evaluates that condition on the latest row version under
-its row lock, so concurrent requests never overshoot. No row back means the
-limit is reached; the caller's transaction then rolls back every counter it
-already moved. Counters are taken in one order (recipients sorted, then the
-key), so two transactions never wait on each other in a cycle, and the key's
-rows (which every request of that key needs) are locked last, for the
-shortest time.
+The counting itself is SQL (``send_enqueue`` in migration 0008): each counter
+is one ``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE count < limit``, which
+Postgres evaluates on the latest row version under its row lock, so
+concurrent requests never overshoot; a reached limit raises and rolls back
+every counter already moved. Counters are taken in one order (recipients
+sorted, then the key), so two transactions never wait on each other in a
+cycle, and the key's rows (which every request of that key needs) are locked
+last, for the shortest time. This module holds the windows, the refusals
+and the recipient hashing.
 
 Recipients are counted by an HMAC of the address, so the table holds no
 plain addresses.
@@ -27,28 +27,9 @@ import asyncpg
 
 from .refusals import Refusal
 
-HIT_WINDOWS = """
-INSERT INTO outbound_rate_counters (scope, subject, window_start, count)
-SELECT $1, subject, $3, 1 FROM unnest($2::text[]) AS subject ORDER BY subject
-ON CONFLICT (scope, subject, window_start) DO UPDATE
-SET count = outbound_rate_counters.count + 1
-WHERE outbound_rate_counters.count < $4
-RETURNING subject
-"""
-HIT_DAILY = """
-INSERT INTO outbound_daily_usage (key_id, day, messages, recipients) VALUES ($1, $2, 1, $3)
-ON CONFLICT (key_id, day) DO UPDATE
-SET messages = outbound_daily_usage.messages + 1,
-    recipients = outbound_daily_usage.recipients + EXCLUDED.recipients
-WHERE outbound_daily_usage.messages < $4
-RETURNING messages
-"""
 PURGE_WINDOWS = "DELETE FROM outbound_rate_counters WHERE window_start < $1"
 SELECT_HASH_KEY = "SELECT key FROM send_hash_key"
 INSERT_HASH_KEY = "INSERT INTO send_hash_key (key) VALUES ($1) ON CONFLICT DO NOTHING"
-
-PER_KEY_MINUTE = "key_minute"
-PER_RECIPIENT_DAY = "recipient_day"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,42 +66,41 @@ def _seconds_until(end: dt.datetime, now: dt.datetime) -> int:
     return max(1, math.ceil((end - now).total_seconds()))
 
 
-async def consume(
-    conn: asyncpg.Connection,
-    key_id: str,
-    recipient_hashes: list[str],
-    limits: Limits,
-    now: dt.datetime,
-) -> None:
-    """Count one message of ``key_id`` to these recipients, or raise LimitReached."""
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    next_day = day_start + dt.timedelta(days=1)
-    minute_start = now.replace(second=0, microsecond=0)
-    subjects = sorted(set(recipient_hashes))
-    # A fresh row is inserted with count 1 whatever the limit, so a limit of
-    # zero is refused here.
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """The counting windows that contain ``now``."""
+
+    minute_start: dt.datetime
+    day_start: dt.datetime
+    now: dt.datetime
+
+    @classmethod
+    def at(cls, now: dt.datetime) -> Windows:
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return cls(now.replace(second=0, microsecond=0), day_start, now)
+
+    def refusal(self, code: str) -> LimitReached | None:
+        """The LimitReached for a refusal code raised by ``send_enqueue``, else None."""
+        next_day = self.day_start + dt.timedelta(days=1)
+        if code == Refusal.RATE_LIMITED.code:
+            next_minute = self.minute_start + dt.timedelta(minutes=1)
+            return LimitReached(Refusal.RATE_LIMITED, _seconds_until(next_minute, self.now))
+        for refusal in (Refusal.RECIPIENT_RATE_LIMITED, Refusal.DAILY_QUOTA_EXCEEDED):
+            if code == refusal.code:
+                return LimitReached(refusal, _seconds_until(next_day, self.now))
+        return None
+
+
+def check_nonzero(limits: Limits, windows: Windows) -> None:
+    """Refuse limits of zero here: a fresh counter row starts at 1 whatever the limit."""
+    next_day = windows.day_start + dt.timedelta(days=1)
+    retry = _seconds_until(next_day, windows.now)
     if limits.per_recipient_per_day < 1:
-        raise LimitReached(Refusal.RECIPIENT_RATE_LIMITED, _seconds_until(next_day, now))
+        raise LimitReached(Refusal.RECIPIENT_RATE_LIMITED, retry)
     if limits.per_key_per_minute < 1:
-        raise LimitReached(Refusal.RATE_LIMITED, _seconds_until(next_day, now))
-    if limits.per_key_per_day < 1:
-        raise LimitReached(Refusal.DAILY_QUOTA_EXCEEDED, _seconds_until(next_day, now))
-    counted = await conn.fetch(
-        HIT_WINDOWS, PER_RECIPIENT_DAY, subjects, day_start, limits.per_recipient_per_day
-    )
-    if len(counted) < len(subjects):
-        raise LimitReached(Refusal.RECIPIENT_RATE_LIMITED, _seconds_until(next_day, now))
-    counted = await conn.fetch(
-        HIT_WINDOWS, PER_KEY_MINUTE, [key_id], minute_start, limits.per_key_per_minute
-    )
-    if not counted:
-        retry = _seconds_until(minute_start + dt.timedelta(minutes=1), now)
         raise LimitReached(Refusal.RATE_LIMITED, retry)
-    used = await conn.fetchval(
-        HIT_DAILY, key_id, day_start.date(), len(subjects), limits.per_key_per_day
-    )
-    if used is None:
-        raise LimitReached(Refusal.DAILY_QUOTA_EXCEEDED, _seconds_until(next_day, now))
+    if limits.per_key_per_day < 1:
+        raise LimitReached(Refusal.DAILY_QUOTA_EXCEEDED, retry)
 
 
 async def purge_windows(conn: asyncpg.Connection, now: dt.datetime) -> None:

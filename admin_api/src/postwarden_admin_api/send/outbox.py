@@ -1,10 +1,10 @@
-"""Accepting a message: one transaction writes everything or nothing.
+"""Accepting a message: one statement writes everything or nothing.
 
-The message, its recipients, its first timeline event and the outbox row go
-in with one statement; then the idempotency record, then the usage counters
-(:mod:`.limits`, which lock the key's counter rows last, just before the
-commit). A limit that is reached rolls the whole transaction back, so a
-refused request leaves no trace but its log line.
+``send_enqueue`` (migration 0008) checks the suppression list, counts the
+usage limits (:mod:`.limits`), and stores the message, its recipients, its
+first timeline event, the outbox row and the idempotency answer, all in one
+round trip. A reached limit rolls the whole statement back, so a refused
+request leaves no trace but its log line.
 """
 
 from __future__ import annotations
@@ -16,24 +16,21 @@ from typing import Any
 
 import asyncpg
 
-from . import idempotency, limits
+from . import limits
 from .request_model import SendRequest
 
-INSERT_MESSAGE = """
-WITH message AS (
-    INSERT INTO outbound_messages
-        (id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata,
-         created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, cardinality($9::text[]), octet_length($11::bytea), $6, $7, $8, $8)
-), recipients AS (
-    INSERT INTO outbound_recipients (message_id, address, kind, updated_at)
-    SELECT $1, address, kind, $8 FROM unnest($9::text[], $10::text[]) AS r (address, kind)
-), event AS (
-    INSERT INTO outbound_events (message_id, time, event) VALUES ($1, $8, 'accepted')
-)
-INSERT INTO outbox (message_id, envelope_from, recipients, content, next_attempt_at)
-VALUES ($1, $4, $9, $11::bytea, $8)
+ENQUEUE = """
+SELECT send_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                    $17, $18, $19, $20, $21)
 """
+
+
+class Suppressed(Exception):
+    """Some recipients are on the suppression list; nothing was stored."""
+
+    def __init__(self, addresses: set[str]) -> None:
+        super().__init__("recipient_suppressed")
+        self.addresses = addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,22 +70,27 @@ def _kinds(request: SendRequest) -> tuple[list[str], list[str]]:
 async def enqueue(
     conn: asyncpg.Connection, submission: Submission, quota: limits.Limits, now: dt.datetime
 ) -> Accepted:
-    """Store the message for the relay worker; raises limits.LimitReached (nothing stored)."""
+    """Store the message for the relay worker, or raise Suppressed or limits.LimitReached."""
+    windows = limits.Windows.at(now)
+    limits.check_nonzero(quota, windows)
     accepted = Accepted(uuid.uuid4(), submission.message_id)
     request = submission.request
     addresses, kinds = _kinds(request)
-    async with conn.transaction():
-        await conn.execute(
-            INSERT_MESSAGE, accepted.id, submission.key_id, submission.message_id,
+    hashes = sorted(set(submission.recipient_hashes))
+    try:
+        suppressed = await conn.fetchval(
+            ENQUEUE, accepted.id, submission.key_id, submission.message_id,
             request.sender.address, request.subject, list(request.tags), request.metadata, now,
-            addresses, kinds, submission.content,
+            addresses, kinds, submission.content, [m.key for m in request.recipients], hashes,
+            windows.minute_start, windows.day_start, windows.day_start.date(),
+            quota.per_key_per_minute, quota.per_recipient_per_day, quota.per_key_per_day,
+            submission.idempotency_key, accepted.body(),
         )
-        if submission.idempotency_key is not None:
-            answer = idempotency.StoredAnswer(202, accepted.body())
-            await idempotency.finish(
-                conn, submission.key_id, submission.idempotency_key, answer
-            )
-        await limits.consume(
-            conn, submission.key_id, submission.recipient_hashes, quota, now
-        )
+    except asyncpg.RaiseError as raised:
+        reached = windows.refusal(raised.message)
+        if reached is None:
+            raise
+        raise reached from None
+    if suppressed is not None:
+        raise Suppressed(set(suppressed))
     return accepted

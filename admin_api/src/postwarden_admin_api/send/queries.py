@@ -38,7 +38,6 @@ WHERE ($1::text IS NULL OR key_id = $1)
 ORDER BY created_at DESC, id DESC
 LIMIT $10
 """
-SUPPRESSED_AMONG = "SELECT address FROM suppressions WHERE address = ANY($1::text[])"
 SELECT_SUPPRESSIONS = """
 SELECT address, reason, detail, created_at, created_by FROM suppressions
 WHERE ($1::text IS NULL OR address > $1) AND ($2::text IS NULL OR reason = $2)
@@ -114,11 +113,6 @@ async def search_messages(
     if len(rows) == search.limit:
         cursor = f"{rows[-1]['created_at'].isoformat()},{rows[-1]['id']}"
     return [_message(row) for row in rows], cursor
-
-
-async def suppressed_among(conn: asyncpg.Connection, addresses: list[str]) -> set[str]:
-    """Which of these (lower-case) addresses are on the suppression list."""
-    return {row["address"] for row in await conn.fetch(SUPPRESSED_AMONG, addresses)}
 
 
 async def list_suppressions(

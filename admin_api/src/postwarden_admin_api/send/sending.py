@@ -1,10 +1,10 @@
 """``POST /api/v1/send-email``: from a request to an outbox row, or a refusal.
 
 Order: read the JSON, claim the ``Idempotency-Key`` (a finished twin answers
-with its stored result), then the checks (outbound enabled, relay
-configured, every field, suppressions, size), then the enqueue transaction
-with the rate limits. A refusal after the claim releases it. Every attempt
-leaves one log line (:mod:`.attempts`).
+with its stored result), then the checks that need no database (outbound
+enabled, relay configured, every field, size), then the one enqueue
+statement (suppressions, rate limits, storage). A refusal after the claim
+releases it. Every attempt leaves one log line (:mod:`.attempts`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from postwarden_admin_api.secrets import KEYRING, SecretsError
 from . import checks, idempotency, limits
 from .attempts import Attempt
 from .build import build_message, new_message_id
-from .outbox import Submission, enqueue
+from .outbox import Submission, Suppressed, enqueue
 from .refusals import Refusal
 from .relay import RelayWorker
 from .request_model import SendRequest, parse_request
@@ -103,9 +103,10 @@ async def _accept(
     hashes = [limits.recipient_hash(state.hash_key, m.key) for m in request.recipients]
     submission = Submission(who.key_id, request, message_id, content, hashes, key)
     async with app[POOL].acquire() as conn:
-        await checks.check_suppressions(conn, request)
         try:
             accepted = await enqueue(conn, submission, checks.limits_of(runtime), now)
+        except Suppressed as suppressed:
+            raise checks.suppressed_refusal(request, suppressed.addresses) from None
         except limits.LimitReached as reached:
             raise reached.refusal.error({"Retry-After": str(reached.retry_after)}) from None
     if state.relay is not None:
