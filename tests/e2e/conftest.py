@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +73,14 @@ _ACTIVE: list[MailSystem] = []
 
 @contextmanager
 def mail_system_for(
-    database_url: str | None, policy_dir: Path = POLICY_DIR
+    database_url: str | None,
+    policy_dir: Path = POLICY_DIR,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[MailSystem]:
+    """`env` adds or overrides the milter's settings (POSTWARDEN_POLICY_DIR="": database mode)."""
     with (
-        running_milter(policy_dir, database_url, env={"POSTWARDEN_LOG_LEVEL": "DEBUG"}) as milter,
+        running_milter(policy_dir, database_url,
+                       env={"POSTWARDEN_LOG_LEVEL": "DEBUG", **(env or {})}) as milter,
         running_postfix(milter=milter.postfix_spec) as (postfix, capture),
     ):
         system = MailSystem(postfix, capture, milter, database_url)

@@ -1,16 +1,26 @@
-"""Policy hot reload: file changes, refused bad sets, NOTIFY from the database."""
+"""Policy hot reload: file changes, refused bad sets (raised as policy.load_failed), NOTIFY."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from postwarden_milter.load_failed import (
+    MAX_ERROR_LINES,
+    MAX_LINE_CHARS,
+    LoadFailedNotifier,
+    load_failed_payload,
+)
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.reload import LAST_GOOD_NAME, PolicyReloader
+from postwarden_policies import PolicyIssue, PolicyLoadError
 from postwarden_store import connect
 from postwarden_store.policies import notify_policy_change
 from tests.fixtures.postgres import wait_until
@@ -31,7 +41,8 @@ def _reloader(metrics: Metrics, loop: LoopThread, tmp_path: Path, *,
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
     return PolicyReloader(metrics, spool_dir=spool, policy_dir=policy_dir,
-                          database_url=database_url, poll_seconds=0.05, loop_thread=loop)
+                          database_url=database_url, poll_seconds=0.05, loop_thread=loop,
+                          instance_name="mx-test")
 
 
 def _count(metrics: Metrics, result: str) -> float:
@@ -104,3 +115,147 @@ def test_database_revisions_reload_on_notify_and_survive_an_outage(
     unreachable = "postgresql://postgres@127.0.0.1:1/none"
     offline = _reloader(Metrics(), loop_thread, tmp_path, database_url=unreachable)
     assert offline.load_initial().current.max_recipients == 9
+
+
+# --- policy.load_failed ------------------------------------------------------
+
+BROKEN = "version: 1\nname: main\nrules: [oops\n"
+RULE = ("version: 1\nname: {name}\nrules:\n"
+        "  - name: shared\n    when:\n      subject: x\n    then: reject\n")
+
+
+def test_load_failed_payload_is_redacted_bounded_metadata() -> None:
+    issues = [PolicyIssue("main.yaml", 3, 7, "bad value token=s3cr3t-v4lue-xyz here")]
+    issues += [PolicyIssue("other.yaml", n, 1, "x" * 900) for n in range(1, 31)]
+    payload = load_failed_payload("mx1", "file change", PolicyLoadError(issues))
+    assert payload["instance"] == "mx1"
+    assert payload["trigger"] == "file change"
+    assert payload["sources"] == ["main.yaml", "other.yaml"]
+    lines = payload["error"].split("\n")
+    assert lines[0] == "main.yaml:3:7: bad value token=[REDACTED] here"
+    assert len(lines) == MAX_ERROR_LINES + 1 and lines[-1] == "... and 11 more"
+    assert all(len(line) <= MAX_LINE_CHARS for line in lines)
+    assert "s3cr3t" not in json.dumps(payload)
+
+
+def test_without_a_database_nothing_is_raised(loop_thread: LoopThread) -> None:
+    notifier = LoadFailedNotifier(None, "mx1", loop_thread, Metrics())
+    assert notifier.notify("signal", PolicyLoadError([PolicyIssue("a.yaml", 1, 1, "bad")])) is None
+
+
+def test_an_unreachable_database_is_logged_and_counted(loop_thread: LoopThread) -> None:
+    metrics = Metrics()
+    notifier = LoadFailedNotifier("postgresql://postgres@127.0.0.1:1/none", "mx1", loop_thread,
+                                  metrics)
+    future = notifier.notify("signal", PolicyLoadError([PolicyIssue("a.yaml", 1, 1, "bad")]))
+    assert future is not None
+    with pytest.raises(OSError):
+        future.result(timeout=15)
+    assert wait_until(lambda: metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "policy_event"}) == 1, timeout=5)
+
+
+async def _subscribe(dsn: str, name: str) -> None:
+    """A subscribed endpoint, stored as the admin service stores a not yet sealed one."""
+    conn = await connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO webhook_endpoints (name, url, url_origin, kind, events)"
+            " VALUES ($1, 'https://hooks.example.com/pw', 'https://hooks.example.com', 'webhook',"
+            " ARRAY['policy.load_failed'])", name)
+    finally:
+        await conn.close()
+
+
+async def _load_failed_deliveries(dsn: str, endpoint: str) -> list[dict[str, Any]]:
+    conn = await connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT e.payload::text AS payload, d.status FROM webhook_deliveries d"
+            " JOIN webhook_events e ON e.id = d.event_id"
+            " JOIN webhook_endpoints p ON p.id = d.endpoint_id"
+            " WHERE e.type = 'policy.load_failed' AND p.name = $1 ORDER BY d.id", endpoint)
+    finally:
+        await conn.close()
+    return [{"status": row["status"], **json.loads(row["payload"])} for row in rows]
+
+
+def _deliveries(dsn: str, endpoint: str, count: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+
+    def enough() -> bool:
+        found[:] = asyncio.run(_load_failed_deliveries(dsn, endpoint))
+        return len(found) >= count
+
+    assert wait_until(enough, timeout=15), found
+    assert len(found) == count, found
+    return found
+
+
+@pytest.mark.postgres
+def test_a_broken_policy_file_raises_policy_load_failed(
+    database_url: str, tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    asyncio.run(_subscribe(database_url, "ops-files"))
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    (policy_dir / "main.yaml").write_text(POLICY.format(name="main", limit=5))
+    metrics = Metrics()
+    reloader = _reloader(metrics, loop_thread, tmp_path, policy_dir=policy_dir,
+                         database_url=database_url)
+    holder = reloader.load_initial()
+    running = holder.current
+    reloader.start()
+    try:
+        broken = policy_dir / "broken.yaml"
+        broken.write_text(BROKEN)
+        [first] = _deliveries(database_url, "ops-files", 1)
+        reloader.request()  # SIGHUP: refused again, raised again
+        second = _deliveries(database_url, "ops-files", 2)[1]
+    finally:
+        reloader.stop()
+    assert holder.current is running
+    assert first == {
+        "status": "pending", "instance": "mx-test", "trigger": "file change",
+        "sources": [str(broken)],
+        "error": f"{broken}:4:1: YAML syntax error: expected ',' or ']', but got '<stream end>'",
+    }
+    assert second["trigger"] == "signal" and second["error"] == first["error"]
+    assert "oops" not in json.dumps([first, second])  # no policy content
+
+
+@pytest.mark.postgres
+def test_a_conflicting_database_revision_raises_policy_load_failed(
+    database_url: str, tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    asyncio.run(_subscribe(database_url, "ops-revisions"))
+    asyncio.run(_activate(database_url, "first", RULE.format(name="first")))
+    metrics = Metrics()
+    reloader = _reloader(metrics, loop_thread, tmp_path, database_url=database_url)
+    holder = reloader.load_initial()
+    reloader.start()
+    try:
+        # The listener reloads once when it connects (a NOTIFY may have been missed).
+        assert wait_until(lambda: _count(metrics, "ok") == 1, timeout=15)
+        running = holder.current
+        # Each revision loads alone; together they reuse a rule name, so the set is refused.
+        asyncio.run(_activate(database_url, "second", RULE.format(name="second")))
+        [event] = _deliveries(database_url, "ops-revisions", 1)
+    finally:
+        reloader.stop()
+        asyncio.run(_deactivate(database_url, "first", "second"))
+    assert holder.current is running
+    assert _count(metrics, "failed") == 1
+    assert event["trigger"] == "notify" and event["instance"] == "mx-test"
+    [label] = event["sources"]
+    assert re.fullmatch(r"second@r\d+", label)
+    assert re.fullmatch(rf"{label}:4:5: rule name 'shared' is also used in first@r\d+",
+                        event["error"])
+
+
+async def _deactivate(dsn: str, *names: str) -> None:
+    conn = await connect(dsn)
+    try:
+        await conn.execute("DELETE FROM active_policies WHERE policy_name = ANY($1)", list(names))
+    finally:
+        await conn.close()

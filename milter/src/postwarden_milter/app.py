@@ -85,7 +85,7 @@ class MilterProcess:
         self.reloader = PolicyReloader(
             self.metrics, spool_dir=settings.spool_dir, policy_dir=settings.policy_dir,
             database_url=dsn, poll_seconds=settings.policy_poll_seconds,
-            loop_thread=self.loop_thread,
+            loop_thread=self.loop_thread, instance_name=settings.instance_name,
         )
         self.workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="postwarden-eval"

@@ -3,8 +3,9 @@
 :class:`PolicyHolder` holds an immutable compiled :class:`PolicySet`; a reload
 builds a new one and swaps the reference, so a callback that already read
 ``holder.current`` finishes with the set it started with. A set that fails to
-load is refused: the running one stays, and the failure is logged and
-counted.
+load is refused: the running one stays, and the failure is logged, counted
+and, when a database is configured, raised as the webhook event
+``policy.load_failed`` (:mod:`.load_failed`).
 
 Sources: a policy directory (polled for changes, and re-read on SIGHUP), or
 the database's active revisions (LISTEN on ``postwarden_policy``). In
@@ -32,6 +33,7 @@ from postwarden_policies import (
 from postwarden_store import connect
 from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
 
+from .load_failed import LoadFailedNotifier
 from .loopthread import LoopThread
 from .metrics import Metrics
 
@@ -90,6 +92,7 @@ class PolicyReloader:
         database_url: str | None,
         poll_seconds: float,
         loop_thread: LoopThread,
+        instance_name: str,
     ) -> None:
         self._metrics = metrics
         self._spool_dir = spool_dir
@@ -97,7 +100,10 @@ class PolicyReloader:
         self._dsn = database_url if policy_dir is None else None
         self._poll = poll_seconds
         self._loop_thread = loop_thread
+        # Events go to the database even when policies come from files.
+        self._notifier = LoadFailedNotifier(database_url, instance_name, loop_thread, metrics)
         self._requested = threading.Event()
+        self._request_reason = "signal"
         self._stopping = threading.Event()
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._thread = threading.Thread(target=self._watch, name="postwarden-reload",
@@ -153,6 +159,7 @@ class PolicyReloader:
             policy_set = self._load()
         except PoliciesError as exc:
             self._refused(reason, str(exc))
+            self._notifier.notify(reason, exc)
             return False
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             self._refused(reason, type(exc).__name__)
@@ -170,8 +177,9 @@ class PolicyReloader:
 
     # --- triggers ------------------------------------------------------------
 
-    def request(self) -> None:
+    def request(self, reason: str = "signal") -> None:
         """Ask for a reload (SIGHUP handler, NOTIFY listener): cheap, any thread."""
+        self._request_reason = reason
         self._requested.set()
 
     def start(self) -> None:
@@ -195,7 +203,7 @@ class PolicyReloader:
                 return
             if requested:
                 self._requested.clear()
-                self.reload("signal" if self._dir is not None else "notify")
+                self.reload(self._request_reason)
             elif self._dir is not None and _fingerprint(self._dir) != self._fingerprint:
                 self.reload("file change")
 
@@ -213,8 +221,8 @@ class PolicyReloader:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
             try:
-                await conn.add_listener(POLICY_CHANNEL, lambda *_args: self.request())
-                self.request()
+                await conn.add_listener(POLICY_CHANNEL, lambda *_args: self.request("notify"))
+                self.request("notify")
                 await lost.wait()
             finally:
                 await conn.close(timeout=DB_TIMEOUT)

@@ -59,6 +59,7 @@ _SEND_FIELDS = frozenset({
 _POLICY_FIELDS = frozenset({
     "policy_name", "revision_id", "content_hash", "activated_by", "time", "error",
     "instance",
+    "trigger", "sources",  # policy.load_failed from the milter: what reloaded, which labels
 })
 _FIELDS_BY_FAMILY = {"message": _MESSAGE_FIELDS, "send": _SEND_FIELDS, "policy": _POLICY_FIELDS}
 
