@@ -50,14 +50,15 @@ async def test_secrets_rotate(tmp_path: Path, database_url: str) -> None:
     conn = await connect(database_url)
     try:
         await conn.execute(
-            "INSERT INTO runtime_settings (name, value_ciphertext) VALUES ('relay_password', $1) "
+            "INSERT INTO runtime_settings (name, value_ciphertext) "
+            "VALUES ('recipient_hash_key', $1) "
             "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
             old.encrypt("pw"))
         new_file = tmp_path / "new.key"
         new_file.write_text("22" * 32)
         assert await _cli(["secrets", "rotate", "--new-key-file", str(new_file)]) == 0
         token = await conn.fetchval(
-            "SELECT value_ciphertext FROM runtime_settings WHERE name = 'relay_password'")
+            "SELECT value_ciphertext FROM runtime_settings WHERE name = 'recipient_hash_key'")
     finally:
         await conn.close()
     assert Keyring(bytes.fromhex("22" * 32)).decrypt(token) == "pw"

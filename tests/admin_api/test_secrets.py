@@ -68,7 +68,9 @@ async def test_rotate_re_encrypts_every_ciphertext_column(fresh_database_url: st
         await conn.execute("INSERT INTO other_secrets VALUES (1, $1), (2, NULL)",
                            old.encrypt("webhook-key"))
         await conn.execute(
-            "INSERT INTO runtime_settings (name, value_ciphertext) VALUES ('relay_password', $1)",
+            "INSERT INTO runtime_settings (name, value_ciphertext) "
+            "VALUES ('recipient_hash_key', $1) "
+            "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
             old.encrypt("relay-pw"))
         assert await rotate_secrets(conn, old, new) == 2
         assert await rotate_secrets(conn, old, new) == 0  # already under the new key

@@ -27,14 +27,14 @@ async def test_put_validates_every_field(
     response = await admin_client.put("/api/v1/settings", headers=bearer(admin_key), json={
         "outbound_enabled": "yes", "outbound_max_recipients": 0,
         "allowed_sender_addresses": ["not an address"], "no_such_setting": 1,
-        "relay_password": "",
+        "recipient_hash_key": "",
     })
     assert response.status == 422
     body = await response.json()
     assert body["error"]["code"] == "validation_failed"
     assert {d["field"] for d in body["error"]["details"]} == {
         "outbound_enabled", "outbound_max_recipients", "allowed_sender_addresses",
-        "no_such_setting", "relay_password",
+        "no_such_setting", "recipient_hash_key",
     }
 
 
@@ -70,25 +70,25 @@ async def test_secret_is_write_only_encrypted_and_never_logged(
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
     response = await admin_client.put("/api/v1/settings", headers=bearer(admin_key),
-                                      json={"relay_password": SECRET})
+                                      json={"recipient_hash_key": SECRET})
     seen.append(await response.text())
     assert response.status == 200
-    assert (await response.json())["relay_password"] == {"is_set": True}
+    assert (await response.json())["recipient_hash_key"] == {"is_set": True}
     for path in ("/api/v1/settings", "/api/v1/admin-audit", "/metrics"):
         seen.append(await (await admin_client.get(path, headers=bearer(admin_key))).text())
     conn = await connect(database_url)
     try:
         stored = await conn.fetchval(
-            "SELECT value_ciphertext FROM runtime_settings WHERE name = 'relay_password'")
+            "SELECT value_ciphertext FROM runtime_settings WHERE name = 'recipient_hash_key'")
         audit = await conn.fetchval(
             "SELECT summary FROM admin_audit WHERE action = 'settings.changed' "
             "ORDER BY id DESC LIMIT 1")
         keyring = Keyring.from_settings(settings_for(database_url))
-        assert await load_secret_setting(conn, keyring, "relay_password") == SECRET
+        assert await load_secret_setting(conn, keyring, "recipient_hash_key") == SECRET
     finally:
         await conn.close()
     assert stored.startswith(f"v1:{keyring.current_key_id}:")
-    assert audit == {"relay_password": "<set>"}
+    assert audit == {"recipient_hash_key": "<set>"}
     assert SECRET not in stored
     assert all(SECRET not in text for text in seen)
     assert all(SECRET not in record.getMessage() for record in caplog.records)
@@ -100,7 +100,7 @@ async def test_operator_may_not_set_secrets(
 ) -> None:
     operator = await mint_key(Role.OPERATOR)
     response = await admin_client.put("/api/v1/settings", headers=bearer(operator),
-                                      json={"relay_password": "x"})
+                                      json={"recipient_hash_key": "x"})
     assert response.status == 403
     response = await admin_client.put("/api/v1/settings", headers=bearer(operator),
                                       json={"audit_retention_days": 90})
@@ -110,16 +110,19 @@ async def test_operator_may_not_set_secrets(
 async def test_storing_a_secret_without_a_key_fails_clearly(
     aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
 ) -> None:
+    stored = "SELECT value, value_ciphertext FROM runtime_settings WHERE name = $1"
     client = await aiohttp_client(create_app(settings_for(database_url, secret_key=None)))
     admin = await mint_key(Role.ADMIN)
-    response = await client.put("/api/v1/settings", headers=bearer(admin),
-                                json={"recipient_hash_key": SECRET})
-    assert response.status == 503
-    assert (await response.json())["error"]["code"] == "secret_key_not_configured"
     conn = await connect(database_url)
     try:
-        assert await conn.fetchval(
-            "SELECT count(*) FROM runtime_settings WHERE name = 'recipient_hash_key'") == 0
+        before = await conn.fetchrow(stored, "recipient_hash_key")
+        response = await client.put("/api/v1/settings", headers=bearer(admin),
+                                    json={"recipient_hash_key": SECRET})
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "secret_key_not_configured"
+        after = await conn.fetchrow(stored, "recipient_hash_key")
+        assert after == before  # nothing written, least of all in plain text
+        assert SECRET not in str(after)
     finally:
         await conn.close()
 

@@ -2,12 +2,23 @@
 
 The client address is always the TCP peer of the socket, never a header such
 as X-Forwarded-For or Host, which a client controls.
+
+A key whose secret was verified is remembered in process (by SHA-256 of the
+whole presented key, never the key itself), so later requests skip the
+lookup and the digest comparison. That is safe because a key's id, secret,
+role and senders never change after creation; what can change (revocation,
+expiry, rotation's shortened expiry) is checked in the database on every
+request by :meth:`~.ratelimit.RateLimiter.admit`, so a revoked key is refused
+on its very next request, by every instance. Only verified keys are
+remembered: a wrong key always costs the full, uniform verification.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
+from collections import OrderedDict
 
 from aiohttp import web
 
@@ -21,6 +32,34 @@ DEV_FALLBACK_KEY = "dev-admin-key"
 DEV_PRINCIPAL = Principal(
     key_id="dev-fallback", name="dev-admin-key", role=Role.ADMIN, is_dev_fallback=True
 )
+
+
+class VerifiedKeys:
+    """A bounded, least-recently-used memory of verified keys: digest -> principal."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, Principal] = OrderedDict()
+
+    def get(self, digest: bytes) -> Principal | None:
+        found = self._entries.get(digest)
+        if found is not None:
+            self._entries.move_to_end(digest)
+        return found
+
+    def put(self, digest: bytes, principal: Principal) -> None:
+        self._entries[digest] = principal
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def forget(self, digest: bytes) -> None:
+        self._entries.pop(digest, None)
+
+
+# Process-wide on purpose: an entry holds nothing a database can revoke (see
+# above), so it is right for every app and database this process serves.
+VERIFIED = VerifiedKeys()
 
 
 def unauthenticated() -> ApiError:
@@ -65,11 +104,30 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("X-Api-Key") or None
 
 
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def forget_presented_key(request: web.Request) -> None:
+    """Drop the request's key from the memory of verified keys (it was found inactive)."""
+    key = presented_key(request)
+    if key is not None:
+        VERIFIED.forget(_digest(key))
+
+
 async def authenticate(request: web.Request) -> Principal:
-    """The principal of a valid key; :func:`unauthenticated` for anything else."""
+    """The principal of a valid key; :func:`unauthenticated` for anything else.
+
+    A stored key's liveness is not checked here but by the admission
+    statement that follows (see the module docstring).
+    """
     key = presented_key(request)
     if key is None:
         raise unauthenticated()
+    digest = _digest(key)
+    remembered = VERIFIED.get(digest)
+    if remembered is not None:
+        return remembered
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         if key == DEV_FALLBACK_KEY:
@@ -84,4 +142,5 @@ async def authenticate(request: web.Request) -> Principal:
         found = await verify_key(conn, key)
     if found is None:
         raise unauthenticated()
+    VERIFIED.put(digest, found)
     return found

@@ -2,7 +2,8 @@
 
 Verification does the same work whatever is wrong with a key (one lookup by
 id, one constant-time comparison against the stored hash or a dummy), so the
-answer time does not tell an unknown id from a wrong secret.
+answer time does not tell an unknown id from a wrong secret. ``last_used_at``
+is kept by the per-request admission statement (:mod:`.ratelimit`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ SELECT_FOR_AUTH = """
 SELECT key_id, secret_sha256, name, role, allowed_senders,
        revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) AS active
 FROM api_keys WHERE key_id = $1
-"""
-TOUCH_KEY = """
-UPDATE api_keys SET last_used_at = now()
-WHERE key_id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
 """
 SELECT_KEYS = """
 SELECT key_id, name, role, allowed_senders, created_at, created_by, expires_at, revoked_at,
@@ -127,7 +124,6 @@ async def verify_key(conn: asyncpg.Connection, presented: str) -> Principal | No
     matches = hmac.compare_digest(_hash(secret), expected)
     if row is None or not matches or not row["active"]:
         return None
-    await conn.execute(TOUCH_KEY, key_id)
     return Principal(
         key_id=key_id,
         name=row["name"],

@@ -3,7 +3,8 @@
 request_context   X-Request-Id on every response, metrics
 errors            ApiError and aiohttp's HTTP errors to JSON; anything else 500, no text
 body_cap          max_request_body_bytes on the bytes actually read (chunked too)
-access            authentication, roles (fail closed), per-key and failed-auth rate limits
+access            authentication, key liveness, per-key and failed-auth rate limits, roles
+                  (fail closed)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from .auth import authenticate, client_address
+from .auth import authenticate, client_address, forget_presented_key, unauthenticated
 from .context import PRINCIPAL, PUBLIC_PATHS, SETTINGS, allowed_roles
 from .errors import ApiError
 from .metrics import METRICS
@@ -128,26 +129,50 @@ def _is_public(request: web.Request) -> bool:
     return resource is not None and resource.canonical in PUBLIC_PATHS
 
 
+async def _failed_auth(request: web.Request, error: ApiError, guard: str) -> ApiError:
+    """Count a failed authentication against the client address: 429 once it is blocked."""
+    app = request.app
+    limiter, settings, metrics = app[LIMITER], app[SETTINGS], app[METRICS]
+    metrics.auth_failures.inc()
+    failures = await limiter.hit(guard, settings.auth_failures_per_minute)
+    if not failures.allowed:
+        metrics.rate_limited.labels("auth_failures").inc()
+        return _rate_limited(failures, "auth_failures")
+    return error
+
+
 @web.middleware
 async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One database statement per request with a remembered key (see :mod:`.auth`):
+    the key's liveness, the client address's failed-auth block and the key's count.
+
+    Every authenticated request counts against its key's limit, refused ones
+    (403, 404, 405) included.
+    """
     if _is_public(request):
         return await handler(request)
     app = request.app
     limiter, settings, metrics = app[LIMITER], app[SETTINGS], app[METRICS]
-    address_bucket = f"auth-failures:{client_address(request)}"
-    blocked = await limiter.exhausted(address_bucket, settings.auth_failures_per_minute)
+    guard = f"auth-failures:{client_address(request)}"
+    blocked = limiter.remembered_full(guard, settings.auth_failures_per_minute)
     if blocked is not None:
         metrics.rate_limited.labels("auth_failures").inc()
         raise _rate_limited(blocked, "auth_failures")
     try:
         principal = await authenticate(request)
-    except ApiError:
-        metrics.auth_failures.inc()
-        failures = await limiter.hit(address_bucket, settings.auth_failures_per_minute)
-        if not failures.allowed:
-            metrics.rate_limited.labels("auth_failures").inc()
-            raise _rate_limited(failures, "auth_failures") from None
-        raise
+    except ApiError as error:
+        raise await _failed_auth(request, error, guard) from None
+    admission = await limiter.admit(
+        None if principal.is_dev_fallback else principal.key_id,
+        f"key:{principal.key_id}", settings.requests_per_minute,
+        guard, settings.auth_failures_per_minute,
+    )
+    if admission.blocked:
+        metrics.rate_limited.labels("auth_failures").inc()
+        raise _rate_limited(admission.quota, "auth_failures")
+    if not admission.live:
+        forget_presented_key(request)
+        raise await _failed_auth(request, unauthenticated(), guard)
     request[PRINCIPAL] = principal
     if request.match_info.http_exception is not None:
         raise request.match_info.http_exception
@@ -157,7 +182,7 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise ApiError(403, "forbidden", "this key may not use this route")
     if principal.role not in roles:
         raise ApiError(403, "forbidden", "this key may not use this route")
-    quota = await limiter.hit(f"key:{principal.key_id}", settings.requests_per_minute)
+    quota = admission.quota
     if not quota.allowed:
         metrics.rate_limited.labels("key").inc()
         raise _rate_limited(quota, "key")

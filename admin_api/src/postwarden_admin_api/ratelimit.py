@@ -4,6 +4,16 @@ One atomic upsert per hit: the counter only grows while it is below the
 limit, so concurrent requests can never overshoot. When Postgres cannot be
 reached the limiter counts in process memory instead (per instance, so
 looser, but never unlimited) and logs that it did.
+
+A counter never shrinks within its window, so a bucket seen at its limit
+stays refused until the window ends: the limiter remembers that in process
+and answers such buckets without a round trip.
+
+:meth:`RateLimiter.admit` is the one statement an authenticated request
+costs: it checks that the key is still active (revoked or expired keys are
+refused on their next request, whatever the caller cached), that the client
+address is not blocked for failed logins, and counts the request against
+the key's limit.
 """
 
 from __future__ import annotations
@@ -26,7 +36,27 @@ ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limit_counters.cou
 WHERE rate_limit_counters.count < $3
 RETURNING count
 """
-PEEK = "SELECT count FROM rate_limit_counters WHERE bucket = $1 AND window_start = to_timestamp($2)"
+ADMIT = """
+WITH live AS (
+    SELECT key_id FROM api_keys
+    WHERE key_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+), touched AS (
+    UPDATE api_keys SET last_used_at = now()
+    WHERE key_id IN (SELECT key_id FROM live)
+      AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+), blocked AS (
+    SELECT FROM rate_limit_counters
+    WHERE bucket = $5 AND window_start = to_timestamp($3) AND count >= $6
+), hit AS (
+    INSERT INTO rate_limit_counters AS c (bucket, window_start, count)
+    SELECT $2, to_timestamp($3), 1
+    WHERE ($1::text IS NULL OR EXISTS (SELECT FROM live)) AND NOT EXISTS (SELECT FROM blocked)
+    ON CONFLICT (bucket, window_start) DO UPDATE SET count = c.count + 1 WHERE c.count < $4
+    RETURNING c.count
+)
+SELECT $1::text IS NULL OR EXISTS (SELECT FROM live) AS live,
+       EXISTS (SELECT FROM blocked) AS blocked, (SELECT count FROM hit) AS count
+"""
 PURGE = "DELETE FROM rate_limit_counters WHERE window_start < now() - $1::interval"
 
 DB_FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -50,12 +80,30 @@ class Quota:
         return headers
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What :meth:`RateLimiter.admit` found."""
+
+    live: bool  # the key is neither revoked nor expired (nothing counted if not)
+    quota: Quota  # the key's count, or the address's refusal when ``blocked``
+    blocked: bool = False  # the client address is blocked for failed authentications
+
+
 class RateLimiter:
     def __init__(self, pool: asyncpg.Pool, window_seconds: int = 60) -> None:
         self._pool = pool
         self._window = window_seconds
         self._local: dict[tuple[str, int], int] = {}
         self._local_window = 0
+        self._full: dict[str, int] = {}  # bucket -> window start in which it reached its limit
+
+    def _known_full(self, bucket: str, start: int) -> bool:
+        return self._full.get(bucket) == start
+
+    def _remember_full(self, bucket: str, start: int) -> None:
+        if len(self._full) > 10_000:  # bounded: drop buckets of ended windows
+            self._full = {b: s for b, s in self._full.items() if s == start}
+        self._full[bucket] = start
 
     def _current_window(self) -> tuple[int, int]:
         now = time.time()
@@ -75,6 +123,8 @@ class RateLimiter:
     async def hit(self, bucket: str, limit: int) -> Quota:
         """Count one request in ``bucket``; refused once ``limit`` were counted this window."""
         start, reset = self._current_window()
+        if self._known_full(bucket, start):
+            return Quota(False, limit, 0, reset)
         count: int | None
         try:
             async with self._pool.acquire(timeout=2.0) as conn:
@@ -83,20 +133,39 @@ class RateLimiter:
             log.warning("rate limiter: database unreachable, counting in process")
             count = self._local_hit(bucket, start, limit)
         if count is None:
+            self._remember_full(bucket, start)
             return Quota(False, limit, 0, reset)
         return Quota(True, limit, max(0, limit - count), reset)
 
-    async def exhausted(self, bucket: str, limit: int) -> Quota | None:
-        """The refusal for ``bucket`` when its limit is already reached, else None."""
+    def remembered_full(self, bucket: str, limit: int) -> Quota | None:
+        """The refusal for ``bucket`` when this process saw it reach its limit this window."""
         start, reset = self._current_window()
-        try:
-            async with self._pool.acquire(timeout=2.0) as conn:
-                count = await conn.fetchval(PEEK, bucket, start)
-        except DB_FAILURES:
-            count = self._local.get((bucket, start)) if start == self._local_window else None
-        if count is not None and count >= limit:
-            return Quota(False, limit, 0, reset)
-        return None
+        return Quota(False, limit, 0, reset) if self._known_full(bucket, start) else None
+
+    async def admit(
+        self, key_id: str | None, bucket: str, limit: int, guard: str, guard_limit: int
+    ) -> Admission:
+        """Check that ``key_id`` is active (None: no stored key to check) and that
+        ``guard`` is below ``guard_limit``; then count one request in ``bucket``.
+
+        Database failures propagate: without the database a key's liveness is
+        unknown, so the request fails closed.
+        """
+        start, reset = self._current_window()
+        if self._known_full(guard, start):
+            return Admission(True, Quota(False, guard_limit, 0, reset), blocked=True)
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(ADMIT, key_id, bucket, start, limit, guard, guard_limit)
+        if not row["live"]:
+            return Admission(False, Quota(False, limit, 0, reset))
+        if row["blocked"]:
+            self._remember_full(guard, start)
+            return Admission(True, Quota(False, guard_limit, 0, reset), blocked=True)
+        count = row["count"]
+        if count is None:
+            self._remember_full(bucket, start)
+            return Admission(True, Quota(False, limit, 0, reset))
+        return Admission(True, Quota(True, limit, max(0, limit - count), reset))
 
 
 async def purge_counters(conn: asyncpg.Connection, older_than: dt.timedelta) -> None:

@@ -6,8 +6,6 @@ than the cutoff. Old rate-limit windows are purged by the same job.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -16,6 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from .context import POOL, SETTINGS
+from .periodic import periodic
 from .ratelimit import purge_counters
 from .runtime_settings import load_runtime_settings
 
@@ -38,21 +37,8 @@ async def enforce_retention(conn: asyncpg.Connection, now: dt.datetime | None = 
     return dropped
 
 
-async def _loop(pool: asyncpg.Pool, interval: float) -> None:
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                await enforce_retention(conn)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.warning("retention: database unreachable, will retry")
-        await asyncio.sleep(interval)
-
-
 async def retention_job(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_loop(app[POOL], app[SETTINGS].retention_interval_seconds))
-    try:
+    """cleanup_ctx: enforce retention at start and every ``retention_interval_seconds``."""
+    interval = app[SETTINGS].retention_interval_seconds
+    async with periodic("retention", app[POOL], enforce_retention, interval):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -60,7 +60,6 @@ INT_BOUNDS: Mapping[str, Bounds] = {
 }
 # Write-only settings, stored encrypted: name -> description.
 SECRET_SETTINGS: Mapping[str, str] = {
-    "relay_password": "password for SMTP AUTH on the relay listener",
     "recipient_hash_key": "key for the keyed hash of recipient addresses in rate counters",
 }
 FIELDS = {f.name: f for f in dataclasses.fields(RuntimeSettings)}

@@ -50,6 +50,7 @@ class ServiceSettings:
     relay_port: int = 10026
     relay_max_attempts: int = 8
     relay_backoff_seconds: float = 30.0
+    relay_workers: int = 8  # relay tasks, each with its own reused SMTP connection
     maillog_path: Path | None = None
     # webhooks (postwarden_admin_api.webhooks)
     webhook_max_attempts: int = 8
@@ -96,7 +97,7 @@ def _validate(settings: ServiceSettings) -> list[str]:
         problems.append("listen: expected HOST:PORT")
     for name in ("max_request_body_bytes", "requests_per_minute", "auth_failures_per_minute",
                  "pool_min_size", "pool_max_size", "relay_port", "relay_max_attempts",
-                 "webhook_max_attempts", "webhook_history_days",
+                 "relay_workers", "webhook_max_attempts", "webhook_history_days",
                  "webhook_prune_interval_seconds"):
         if getattr(settings, name) < 1:
             problems.append(f"{name}: must be at least 1")

@@ -11,7 +11,6 @@ context.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from aiohttp import web
 
 from postwarden_admin_api.context import POOL, SETTINGS
 from postwarden_admin_api.openapi import OPENAPI
+from postwarden_admin_api.periodic import periodic, stop_task
 
 from . import idempotency, limits
 from .maillog import MaillogFollower
@@ -33,16 +33,10 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 3600.0
 
 
-async def _housekeeping(pool: asyncpg.Pool) -> None:
-    """Drop ended rate windows and expired idempotency records, hourly."""
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                await limits.purge_windows(conn, dt.datetime.now(dt.UTC))
-                await idempotency.purge(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.warning("send housekeeping: database unreachable, next try in an hour")
-        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+async def _housekeeping(conn: asyncpg.Connection) -> None:
+    """Drop ended rate windows and expired idempotency records."""
+    await limits.purge_windows(conn, dt.datetime.now(dt.UTC))
+    await idempotency.purge(conn)
 
 
 async def _send_workers(app: web.Application) -> AsyncIterator[None]:
@@ -53,21 +47,20 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
     if settings.relay_host:
         state.relay = RelayWorker(pool, RelayConfig(
             settings.relay_host, settings.relay_port, settings.relay_max_attempts,
-            settings.relay_backoff_seconds,
+            settings.relay_backoff_seconds, settings.relay_workers,
         ))
         state.relay.start()
-    tasks = [asyncio.create_task(_housekeeping(pool), name="postwarden-send-housekeeping")]
+    follower = None
     if settings.maillog_path is not None:
-        tasks.append(asyncio.create_task(
+        follower = asyncio.create_task(
             MaillogFollower(pool, settings.maillog_path).run(), name="postwarden-maillog"
-        ))
+        )
     try:
-        yield
+        async with periodic("send-housekeeping", pool, _housekeeping, HOUSEKEEPING_SECONDS):
+            yield
     finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if follower is not None:
+            await stop_task(follower)
         if state.relay is not None:
             await state.relay.stop()
 

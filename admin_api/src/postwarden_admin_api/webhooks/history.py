@@ -9,8 +9,6 @@ backlog never holds locks the delivery worker waits for.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -19,8 +17,9 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_admin_api.context import POOL
+from postwarden_admin_api.periodic import periodic
 
-from .options import WEBHOOK_OPTIONS, WebhookOptions
+from .options import WEBHOOK_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +67,12 @@ async def prune_webhook_history(
     return deliveries + events
 
 
-async def _prune_periodically(pool: asyncpg.Pool, options: WebhookOptions) -> None:
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                await prune_webhook_history(conn, options.history_retention)
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            log.warning("webhooks: pruning skipped, database unavailable (%s)",
-                        type(exc).__name__)
-        await asyncio.sleep(options.prune_interval_seconds)
-
-
 async def pruning_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: prune the delivery history every ``prune_interval_seconds``."""
-    task = asyncio.create_task(_prune_periodically(app[POOL], app[WEBHOOK_OPTIONS]))
-    try:
+    options = app[WEBHOOK_OPTIONS]
+
+    async def prune(conn: asyncpg.Connection) -> int:
+        return await prune_webhook_history(conn, options.history_retention)
+
+    async with periodic("webhook-pruning", app[POOL], prune, options.prune_interval_seconds):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -6,7 +6,7 @@ a URL apart from a harmless one; so every endpoint URL is sealed with the
 service's key (``url_ciphertext``) and only its origin (``url_origin``) is
 stored in plain text, for responses and logs.
 
-Rows written before migration ``0007_webhook_url_secret.sql`` hold the plain
+Rows written before migration ``0006_webhook_url_secret.sql`` hold the plain
 URL; :func:`seal_plain_urls` encrypts them when the service starts.
 """
 
