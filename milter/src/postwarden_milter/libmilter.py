@@ -19,6 +19,7 @@ import Milter
 
 from .apply import Outcome
 from .handler import ConnectionHandler, Services
+from .listener import disable_nagle, inet_port
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,23 @@ def run(services: Services, connection: str, name: str = "postwarden") -> None:
     # guards still answers 451 4.3.0, never an unchecked accept.
     Milter.set_exception_policy(Milter.TEMPFAIL)
     Milter.set_flags(ACTIONS)
+    port = inet_port(connection)
+    if port is not None:
+        _tune_after_open(port)
     Milter.runmilter(name, connection)
+
+
+def _tune_after_open(port: int) -> None:
+    """Have runmilter's opensocket step also turn Nagle off, before the first accept."""
+    extension = Milter.milter
+    open_socket = extension.opensocket
+
+    def opensocket(remove_old: bool) -> Any:
+        result = open_socket(remove_old)
+        disable_nagle(port)
+        return result
+
+    extension.opensocket = opensocket
 
 
 def stop() -> None:

@@ -1,0 +1,61 @@
+"""Turn off Nagle's algorithm on libmilter's TCP listening socket.
+
+At end of message libmilter writes each modification (``addheader``,
+``replacebody`` chunks, ...) and then the final reply as separate small
+packets. With Nagle's algorithm on, the reply waits for the MTA's ACK of the
+modification, and Postfix delays that ACK by up to 40 ms because it has
+nothing to send: every modified message took 40 ms longer at eom. libmilter
+offers no socket option, so once it has opened the listening socket we find
+it among our file descriptors and set ``TCP_NODELAY``, which Linux copies to
+every accepted connection. Unix sockets have no Nagle and need nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+
+log = logging.getLogger(__name__)
+
+
+def inet_port(connection: str) -> int | None:
+    """The TCP port of a libmilter ``inet:PORT@HOST`` / ``inet6:PORT@HOST`` spec."""
+    family, _, rest = connection.partition(":")
+    if family not in ("inet", "inet6"):
+        return None
+    port = rest.partition("@")[0]
+    return int(port) if port.isdigit() else None
+
+
+def _is_listener_on(sock: socket.socket, port: int) -> bool:
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return False
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        return False
+    address = sock.getsockname()
+    ipaddress.ip_address(address[0])  # a real inet socket name, not an abstract one
+    return int(address[1]) == port
+
+
+def disable_nagle(port: int, fd_dir: str = "/proc/self/fd") -> int:
+    """Set TCP_NODELAY on our listening sockets bound to ``port``; returns how many."""
+    tuned = 0
+    for name in os.listdir(fd_dir):
+        fd = int(name)
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue  # not a socket (or already closed)
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                if _is_listener_on(sock, port):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    tuned += 1
+        finally:
+            sock.detach()  # the descriptor stays libmilter's
+    if not tuned:
+        log.warning("no listening socket on port %d found: Nagle's algorithm stays on", port)
+    return tuned

@@ -1,0 +1,45 @@
+"""TCP_NODELAY on libmilter's listening socket reaches every accepted connection."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from postwarden_milter.listener import disable_nagle, inet_port
+
+
+@pytest.mark.parametrize(
+    ("spec", "port"),
+    [
+        pytest.param("inet:8899@127.0.0.1", 8899, id="inet"),
+        pytest.param("inet6:8899@[::1]", 8899, id="inet6"),
+        pytest.param("unix:/run/postwarden/milter.sock", None, id="unix"),
+        pytest.param("inet:notaport@127.0.0.1", None, id="bad-port"),
+    ],
+)
+def test_inet_port(spec: str, port: int | None) -> None:
+    assert inet_port(spec) == port
+
+
+def test_listener_and_accepted_connections_get_nodelay() -> None:
+    with socket.socket() as listener, socket.socket() as other:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        assert disable_nagle(listener.getsockname()[1]) == 1
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert not other.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # other port
+        with socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert listener.fileno() >= 0  # our descriptor was not closed by the scan
+
+
+def test_no_listener_found_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening
+        assert disable_nagle(sock.getsockname()[1]) == 0
+    assert "Nagle's algorithm stays on" in caplog.text
