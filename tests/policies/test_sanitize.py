@@ -116,3 +116,13 @@ def test_cleaners_are_built_once_per_options() -> None:
     assert sanitize._cleaner("keep", KEEP.allowed_url_schemes) is sanitize._cleaner(
         "keep", frozenset(KEEP.allowed_url_schemes)
     )
+
+
+def test_document_structure_alone_is_not_a_change() -> None:
+    page = "<!DOCTYPE html><html><head><title>News</title></head><body><p>Hi</p></body></html>"
+    assert sanitize_html(page, KEEP)[1] == ()
+
+
+def test_what_the_head_holds_is_still_counted() -> None:
+    page = "<html><head><title>x</title><style>p{}</style><script>a()</script></head><p>Hi</p>"
+    assert sanitize_html(page, KEEP)[1] == (("script", 1), ("style", 1))

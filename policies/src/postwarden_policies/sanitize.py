@@ -11,7 +11,8 @@ message, so they track nobody, and raster images run no code; this holds in
 both ``remote_images`` modes. ``remote_images: strip`` drops ``src`` from
 images served over http(s).
 
-``removed`` counts what went away, compared before and after: tag names
+``removed`` counts what went away, compared before and after (document structure
+-- html, head, title, body -- aside): tag names
 (``("script", 1)``), attributes (``("@onerror", 1)``), comments
 (``("comment", 2)``) and style declarations (``("style:url(", 1)``). A
 part whose count is empty was only re-serialized and is left untouched by
@@ -98,7 +99,10 @@ _FILTER_MARKERS = (
     "/*",
 )
 _STYLE_MARKERS = ("expression", "url(", "behavior", "javascript", "binding", "import", "\\", "/*")
-_NOT_COUNTED = frozenset({"html", "body", "tbody"})  # implied structure, not content
+# Document structure, not content: dropping it alone leaves the part untouched,
+# so a newsletter with <head><title> still passes byte for byte. Whatever the
+# head held that matters (style, script, meta, link, base) is counted by its own name.
+_NOT_COUNTED = frozenset({"html", "head", "title", "body", "tbody"})
 _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
 
 # Per-call counters for what the attribute filter dropped (the milter sanitizes
