@@ -9,6 +9,10 @@ sends at concurrency 16, one message per connection, three messages:
     html-60k    a 60 KB HTML newsletter (multipart/alternative), sanitized
     attach-2m   a 2 MB message with a PDF attachment
 
+With --floor, a third instance uses bench/null_milter.py, a pymilter filter
+that reads everything and changes nothing: the ceiling for any pymilter
+filter on this machine, printed as its own ratio to bare.
+
 Runs are interleaved (round 1: bare, milter for each message; round 2: ...)
 so machine noise hits both sides alike. Printed: the median over rounds of
 messages accepted per second (wall time of smtp-source) for each side, and
@@ -17,7 +21,7 @@ Postfix queued all N messages and refused none, and the milter counted N
 transactions, all accepted (its metrics).
 Each run is bounded by --timeout seconds.
 
-    .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0]
+    .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import base64
 import os
 import random
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -142,6 +147,30 @@ def smtp_sink(port: int) -> Iterator[None]:
 
 
 @contextmanager
+def null_milter() -> Iterator[int]:
+    """bench/null_milter.py on a free port; yields the port once it accepts."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "null_milter.py"), f"inet:{port}@127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _accepts(port), timeout=30)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
 def postfix(relay_port: int, milter: str | None) -> Iterator[PostfixInstance]:
     # The smtpd/smtp process limits must exceed the sender's concurrency.
     instance = PostfixInstance(relay_port, milter=milter, main={"default_process_limit": "64"})
@@ -215,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     parser.add_argument("--policy-dir", type=Path, default=REPO / "policies" / "examples")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run a do-nothing pymilter filter (bench/null_milter.py)")
     args = parser.parse_args(argv)
 
     with ExitStack() as stack:
@@ -240,13 +271,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         stack.callback(milter.destroy)
         milter.start()
-        bare = stack.enter_context(postfix(sink_port, None))
-        filtered = stack.enter_context(postfix(sink_port, milter.postfix_spec))
+        sides = [("bare", stack.enter_context(postfix(sink_port, None)))]
+        if args.floor:
+            floor_port = stack.enter_context(null_milter())
+            sides.append(("floor", stack.enter_context(
+                postfix(sink_port, f"inet:127.0.0.1:{floor_port}"))))
+        sides.append(("milter", stack.enter_context(postfix(sink_port, milter.postfix_spec))))
 
         rates: dict[tuple[str, str], list[float]] = {}
         for round_no in range(1, args.rounds + 1):
             for work in workloads:
-                for mode, instance in (("bare", bare), ("milter", filtered)):
+                for mode, instance in sides:
                     before = milter_counts(metrics_port)
                     rate = run_once(instance, work, args.timeout)
                     if mode == "milter":
@@ -256,13 +291,19 @@ def main(argv: list[str] | None = None) -> int:
                           flush=True)
 
         print(f"\nmedian of {args.rounds} interleaved rounds, concurrency {CONCURRENCY}:")
-        print(f"{'message':10} {'count':>6} {'bare msg/s':>11} {'milter msg/s':>13} {'ratio':>7}")
+        others = [mode for mode, _ in sides[1:]]
+        print(f"{'message':10} {'count':>6} {'bare msg/s':>11}"
+              + "".join(f" {mode + ' msg/s':>13} {mode + ' ratio':>12}" for mode in others))
         for work in workloads:
-            bare_rates, milter_rates = rates[(work.name, "bare")], rates[(work.name, "milter")]
-            # Each round's pair ran back to back: the ratio within a round is the least noisy.
-            ratio = statistics.median(m / b for m, b in zip(milter_rates, bare_rates, strict=True))
-            print(f"{work.name:10} {work.messages:6d} {statistics.median(bare_rates):11.1f} "
-                  f"{statistics.median(milter_rates):13.1f} {ratio:7.0%}")
+            bare_rates = rates[(work.name, "bare")]
+            line = f"{work.name:10} {work.messages:6d} {statistics.median(bare_rates):11.1f}"
+            for mode in others:
+                side_rates = rates[(work.name, mode)]
+                # Each round's runs were back to back: the ratio within a round is least noisy.
+                ratio = statistics.median(
+                    m / b for m, b in zip(side_rates, bare_rates, strict=True))
+                line += f" {statistics.median(side_rates):13.1f} {ratio:12.0%}"
+            print(line)
     return 0
 
 
