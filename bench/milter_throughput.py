@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import random
 import re
 import socket
@@ -48,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.fixtures.milterproc import MilterProcess  # noqa: E402
 from tests.fixtures.ports import free_port  # noqa: E402
-from tests.fixtures.postfix import PostfixInstance, wait_for  # noqa: E402
+from tests.fixtures.postfix import PostfixInstance, smtp_sink, wait_for  # noqa: E402
 from tests.fixtures.postgres import PostgresCluster  # noqa: E402
 
 CONCURRENCY = 16
@@ -130,20 +129,6 @@ class Workload:
 
 # --- the servers ----------------------------------------------------------------
 
-
-@contextmanager
-def smtp_sink(port: int) -> Iterator[None]:
-    # smtp-sink refuses to run as root without -u; it drops to that user.
-    user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    proc = subprocess.Popen(
-        ["smtp-sink", *user, f"127.0.0.1:{port}", "256"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @contextmanager

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.fixtures.ports import free_port  # noqa: E402
-from tests.fixtures.postfix import PostfixInstance, wait_for  # noqa: E402
+from tests.fixtures.postfix import PostfixInstance, smtp_sink, wait_for  # noqa: E402
 from tests.fixtures.postgres import PostgresCluster, create_database  # noqa: E402
 
 from postwarden_admin_api.context import Role  # noqa: E402
@@ -76,17 +76,6 @@ def snippet_options() -> dict[str, str]:
             options[name] = value
     return options
 
-
-@contextmanager
-def smtp_sink(port: int) -> Iterator[None]:
-    user = ["-u", "nobody"] if os.geteuid() == 0 else []  # smtp-sink refuses root
-    proc = subprocess.Popen(["smtp-sink", *user, f"127.0.0.1:{port}", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @contextmanager
