@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
+from typing import Any
 
 import Milter
+import pytest
 
+from postwarden_milter import handler
 from postwarden_milter.handler import ConnectionSlots
 from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.settings import FailAction
@@ -212,3 +216,28 @@ def test_html_is_sanitized_and_the_body_replaced_in_crlf(harness: Harness) -> No
     assert b"<script" not in ctx.replaced_body and b"<p>hi</p>" in ctx.replaced_body
     [event] = harness.audit.events
     assert event.changes and event.changes[0]["kind"] == "html_sanitized"
+
+
+class SlowWorkers(concurrent.futures.ThreadPoolExecutor):
+    """Runs each job after a pause, as a big message would take."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        def slow() -> Any:
+            time.sleep(0.35)
+            return fn(*args, **kwargs)
+
+        return super().submit(slow)
+
+
+def test_long_work_sends_progress_replies(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handler, "PROGRESS_SECONDS", 0.1)
+    progress: list[float] = []
+    with SlowWorkers(max_workers=1) as slow:
+        harness.use(workers=slow)
+        ctx = harness.connect()
+        monkeypatch.setattr(ctx, "progress", lambda: progress.append(time.monotonic()))
+        assert ctx.send(CLEAN) == Milter.CONTINUE
+    assert len(progress) >= 2  # one every PROGRESS_SECONDS while the job ran
+    assert harness.audit.events[0].action == "accept"

@@ -232,3 +232,15 @@ def test_full_spool_tempfails_new_mail_when_configured(tmp_path: Path) -> None:
     AuditSpool(tmp_path, 10**9).append([make_event()])
     pipeline = _pipeline(None, tmp_path, Metrics(), max_bytes=10)
     assert pipeline.refusing_mail
+
+
+def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
+    metrics = Metrics()
+    pipeline = AuditPipeline(None, AuditSpool(tmp_path, 10**9), metrics, queue_size=2,
+                             spool_full_action=SpoolFullAction.TEMPFAIL)
+    # Not started: nothing drains the queue, as with a stuck writer.
+    for _ in range(5):
+        pipeline.submit(make_event())  # returns at once even when full
+    assert metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "queue_full"}) == 3
+    assert metrics.registry.get_sample_value("postwarden_audit_queue_depth") == 2
