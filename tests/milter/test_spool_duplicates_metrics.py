@@ -58,23 +58,23 @@ def test_spool_size_survives_restart_and_reports_full(tmp_path: Path) -> None:
 def test_duplicate_needs_same_id_sender_and_body() -> None:
     now = [0.0]
     detector = DuplicateDetector(window_seconds=60, clock=lambda: now[0])
-    assert not detector.seen("<m@x>", "a@example.org", "hash1")
-    assert detector.seen("<M@x>", "A@example.org", "hash1")  # case-insensitive ids
-    assert not detector.seen("<m@x>", "mallory@example.org", "hash1")  # other sender
-    assert not detector.seen("<m@x>", "a@example.org", "hash2")  # other body
-    assert not detector.seen(None, "a@example.org", "hash1")  # no Message-ID: never
+    assert not detector.seen("<m@x>", "a@example.org", b"body1")
+    assert detector.seen("<M@x>", "A@example.org", b"body1")  # case-insensitive ids
+    assert not detector.seen("<m@x>", "mallory@example.org", b"body1")  # other sender
+    assert not detector.seen("<m@x>", "a@example.org", b"body2")  # other body
+    assert not detector.seen(None, "a@example.org", b"body1")  # no Message-ID: never
     now[0] = 61.0
-    assert not detector.seen("<m@x>", "a@example.org", "hash1")  # window passed
+    assert not detector.seen("<m@x>", "a@example.org", b"body1")  # window passed
 
 
 def test_duplicate_table_is_bounded_and_can_be_off() -> None:
     detector = DuplicateDetector(window_seconds=60, max_entries=2)
     for n in range(3):
-        detector.seen(f"<{n}@x>", "a@x", "h")
-    assert not detector.seen("<0@x>", "a@x", "h")  # evicted, oldest first
+        detector.seen(f"<{n}@x>", "a@x", b"b")
+    assert not detector.seen("<0@x>", "a@x", b"b")  # evicted, oldest first
     off = DuplicateDetector(window_seconds=0)
-    off.seen("<m@x>", "a@x", "h")
-    assert not off.seen("<m@x>", "a@x", "h")
+    off.seen("<m@x>", "a@x", b"b")
+    assert not off.seen("<m@x>", "a@x", b"b")
 
 
 def test_metrics_served_on_loopback() -> None:

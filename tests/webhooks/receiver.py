@@ -160,18 +160,6 @@ class Trap:
         self.connections = 0
         self._server: asyncio.Server | None = None
 
-    async def _endless(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        await response.prepare(request)
-        chunk = b"x" * 65536
-        for _ in range(6000):
-            try:
-                await response.write(chunk)
-            except ConnectionError:
-                break
-            await asyncio.sleep(0.01)
-        return response
-
     async def start(self, host: str, port: int) -> None:
         async def accept(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1

@@ -8,6 +8,7 @@ grow it without limit (the oldest entries go first).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -33,11 +34,15 @@ class DuplicateDetector:
     def enabled(self) -> bool:
         return self._window > 0
 
-    def seen(self, message_id: str | None, sender: str, body_sha256: str) -> bool:
-        """Record this message and say whether it was already seen within the window."""
+    def seen(self, message_id: str | None, sender: str, body: bytes | memoryview) -> bool:
+        """Record this message and say whether it was already seen within the window.
+
+        The body is hashed here, only when the detector is on and the message
+        has a Message-ID, so no other message pays for it.
+        """
         if not self.enabled or not message_id:
             return False
-        key = (message_id.strip().lower(), sender.lower(), body_sha256)
+        key = (message_id.strip().lower(), sender.lower(), hashlib.sha256(body).hexdigest())
         now = self._clock()
         with self._lock:
             self._expire(now)

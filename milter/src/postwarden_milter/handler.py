@@ -272,8 +272,7 @@ class ConnectionHandler:
         with self._s.metrics.latency.time():
             policy_set = self._s.policies.current
             job = self._s.workers.submit(
-                self._decide, policy_set, txn.raw_message(), txn.envelope(self._client),
-                txn.body_sha256,
+                self._decide, policy_set, txn.raw_message(), txn.envelope(self._client)
             )
             facts, verdict = self._wait(job)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
@@ -305,12 +304,13 @@ class ConnectionHandler:
             raise RuntimeError("message callback outside a transaction")
         return self._txn
 
-    def _decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope,
-                body_sha256: str) -> tuple[MessageFacts, Verdict]:
+    def _decide(self, policy_set: PolicySet, raw: bytes,
+                envelope: Envelope) -> tuple[MessageFacts, Verdict]:
         """Worker thread: parse, mark re-deliveries, evaluate."""
         facts = parse_message(raw, envelope, max_parts=policy_set.max_mime_parts,
                               max_depth=policy_set.max_mime_depth)
-        if self._s.duplicates.seen(facts.message_id, envelope.sender, body_sha256):
+        body = memoryview(raw)[facts.body_offset:]
+        if self._s.duplicates.seen(facts.message_id, envelope.sender, body):
             facts = dataclasses.replace(facts, duplicate=True)
         return facts, evaluate(policy_set, facts)
 

@@ -9,7 +9,6 @@ arriving, not after it was stored.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
 import uuid
@@ -62,7 +61,6 @@ class Transaction:
     header_names: Counter[str] = field(default_factory=Counter)
     size: int = 0
     _body: tempfile.SpooledTemporaryFile[bytes] | None = None
-    _hash: hashlib._Hash = field(default_factory=hashlib.sha256)
 
     def add_recipient(self, as_given: str) -> None:
         address = strip_brackets(as_given)
@@ -85,7 +83,6 @@ class Transaction:
             self._body = tempfile.SpooledTemporaryFile(max_size=self.memory_threshold)
             self.size += len(CRLF)
         self._body.write(chunk)
-        self._hash.update(chunk)
         self.size += len(chunk)
         return self.within_limit
 
@@ -95,10 +92,6 @@ class Transaction:
 
     def fits(self, size: int) -> bool:
         return self.max_bytes is None or size <= self.max_bytes
-
-    @property
-    def body_sha256(self) -> str:
-        return self._hash.hexdigest()
 
     def raw_message(self) -> bytes:
         """Headers as received, the blank line, the body as received."""
