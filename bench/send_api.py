@@ -46,7 +46,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.fixtures.ports import free_port  # noqa: E402
-from tests.fixtures.postfix import PostfixInstance, smtp_sink, wait_for  # noqa: E402
+from tests.fixtures.postfix import (  # noqa: E402
+    PostfixInstance,
+    master_cf_options,
+    smtp_sink,
+    wait_for,
+)
 from tests.fixtures.postgres import PostgresCluster, create_database  # noqa: E402
 
 from postwarden_admin_api.context import Role  # noqa: E402
@@ -66,15 +71,6 @@ TEXT = ("The quarterly report is attached below in plain words. " * 36)[:2000]
 def request_body(n: int, run: str) -> dict[str, Any]:
     return {"from": "Bench <bench@example.com>", "to": [f"r{n}-{run}@example.net"],
             "subject": f"bench {run} #{n}", "text": TEXT}
-
-
-def snippet_options() -> dict[str, str]:
-    options = {}
-    for line in SNIPPET.read_text().splitlines():
-        if line.strip().startswith("-o "):
-            name, _, value = line.strip()[3:].partition("=")
-            options[name] = value
-    return options
 
 
 
@@ -213,7 +209,7 @@ def main() -> int:
         key = asyncio.run(prepare_database(dsn))
         postfix = PostfixInstance(sink_port)
         stack.callback(postfix.destroy)
-        submission = postfix.add_smtpd_listener(snippet_options())
+        submission = postfix.add_smtpd_listener(master_cf_options(SNIPPET))
         postfix.start()
         stack.enter_context(service(dsn, api_port, submission, postfix.maillog))
 

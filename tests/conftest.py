@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import pytest_asyncio
 
-from postwarden_store import apply_migrations, connect
+from postwarden_store import migrate_database
 
 from .fixtures.postgres import PostgresCluster, create_database, drop_database
 
@@ -48,11 +48,7 @@ def pg_server() -> Iterator[PgServer]:
 
 async def _migrated_database(server: PgServer) -> str:
     name = await create_database(server.admin_dsn)
-    conn = await connect(server.dsn(name))
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
+    await migrate_database(server.dsn(name))
     return name
 
 

@@ -41,7 +41,7 @@ from tests.fixtures.postfix import (  # noqa: E402
 )
 from tests.fixtures.postgres import running_cluster  # noqa: E402
 
-from postwarden_store import apply_migrations, connect  # noqa: E402
+from postwarden_store import migrate_database  # noqa: E402
 
 MESSAGES = Path(__file__).parent / "messages"
 POLICIES = REPO / "policies" / "examples"
@@ -120,14 +120,6 @@ async def _audit(dsn: str) -> list[dict[str, Any]]:
         await conn.close()
 
 
-async def _migrate(dsn: str) -> None:
-    conn = await connect(dsn)
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
-
-
 def _edits(changes: Any) -> str:
     parts = []
     for change in json.loads(changes) if isinstance(changes, str) else changes:
@@ -155,7 +147,7 @@ def main() -> int:
     _step("starting a throwaway PostgreSQL cluster", started)
     with running_cluster() as cluster:
         dsn = cluster.admin_dsn
-        asyncio.run(_migrate(dsn))
+        asyncio.run(migrate_database(dsn))
         _step(f"migrated; starting the milter with {POLICIES.relative_to(REPO)}", started)
         with running_milter(POLICIES, dsn, env={"POSTWARDEN_INSTANCE_NAME": "demo"}) as milter:
             _step("starting a private Postfix (loopback) relaying to a capture server",

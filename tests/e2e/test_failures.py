@@ -12,7 +12,7 @@ import smtplib
 
 import pytest
 
-from postwarden_store import apply_migrations, connect
+from postwarden_store import migrate_database
 from tests.fixtures.postfix import SmtpResult, has_header, send_message, wait_for
 from tests.fixtures.postgres import PostgresCluster
 
@@ -63,20 +63,12 @@ def test_killed_milter_makes_postfix_defer(database_url: str) -> None:
         assert not system.postfix.queue()  # nothing slipped into the queue either
 
 
-async def _migrate(dsn: str) -> None:
-    conn = await connect(dsn)
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
-
-
 def test_postgres_outage_loses_no_audit_row() -> None:
     cluster = PostgresCluster()
     try:
         cluster.start()
         dsn = cluster.admin_dsn
-        asyncio.run(_migrate(dsn))
+        asyncio.run(migrate_database(dsn))
         with mail_system_for(dsn) as system:
             port = system.postfix.port
             first = messages.clean()

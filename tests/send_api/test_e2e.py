@@ -27,7 +27,13 @@ from postwarden_admin_api.runtime_settings import RUNTIME
 from postwarden_admin_api.settings import ServiceSettings
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 from tests.fixtures.milterproc import running_milter
-from tests.fixtures.postfix import CapturedMessage, CaptureServer, PostfixInstance, running_postfix
+from tests.fixtures.postfix import (
+    CapturedMessage,
+    CaptureServer,
+    PostfixInstance,
+    master_cf_options,
+    running_postfix,
+)
 
 from .conftest import SetRuntime
 
@@ -37,15 +43,6 @@ Client = TestClient[Any, Any]
 ROOT = Path(__file__).resolve().parents[2]
 SNIPPET = ROOT / "contrib" / "postfix" / "master.cf.send-api"
 POLICY_DIR = Path(__file__).parent / "policies"
-
-
-def snippet_options() -> dict[str, str]:
-    options = {}
-    for line in SNIPPET.read_text().splitlines():
-        if line.strip().startswith("-o "):
-            name, _, value = line.strip()[3:].partition("=")
-            options[name] = value
-    return options
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,7 @@ def mail(database_url: str) -> Iterator[Mail]:
     ports: list[int] = []
 
     def listener(instance: PostfixInstance) -> None:
-        ports.append(instance.add_smtpd_listener(snippet_options()))
+        ports.append(instance.add_smtpd_listener(master_cf_options(SNIPPET)))
 
     with (
         running_milter(POLICY_DIR, database_url) as milter,

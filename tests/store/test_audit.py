@@ -16,7 +16,7 @@ from postwarden_milter.metrics import Metrics
 from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool
 from postwarden_policies import AuditEvent
-from postwarden_store import apply_migrations, connect, write_audit_events
+from postwarden_store import connect, migrate_database, write_audit_events
 from tests.fixtures.postgres import PostgresCluster, create_database, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -113,15 +113,7 @@ def own_cluster() -> Iterator[tuple[PostgresCluster, str]]:
         cluster.start()
         name = asyncio.run(create_database(cluster.admin_dsn))
         dsn = cluster.dsn(name)
-
-        async def migrate() -> None:
-            conn = await connect(dsn)
-            try:
-                await apply_migrations(conn)
-            finally:
-                await conn.close()
-
-        asyncio.run(migrate())
+        asyncio.run(migrate_database(dsn))
         yield cluster, dsn
     finally:
         cluster.destroy()

@@ -2,7 +2,12 @@
 
 from .audit import write_audit_events
 from .errors import MigrationError, SchemaTooOld, StoreError
-from .migrations import apply_migrations, check_schema_current, pending_migrations
+from .migrations import (
+    apply_migrations,
+    check_schema_current,
+    migrate_database,
+    pending_migrations,
+)
 from .pool import connect, create_pool
 
 __all__ = [
@@ -13,6 +18,7 @@ __all__ = [
     "check_schema_current",
     "connect",
     "create_pool",
+    "migrate_database",
     "pending_migrations",
     "write_audit_events",
 ]

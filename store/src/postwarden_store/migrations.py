@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from .errors import MigrationError, SchemaTooOld
+from .pool import connect
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +100,12 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+
+
+async def migrate_database(dsn: str) -> list[str]:
+    """Connect, apply pending migrations, disconnect; returns the versions applied."""
+    conn = await connect(dsn)
+    try:
+        return await apply_migrations(conn)
+    finally:
+        await conn.close()
