@@ -14,6 +14,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset: nothing beyond asyncpg's own rollback of an open transaction.
+
+    asyncpg's default reset (``UNLISTEN *``, ``RESET ALL``, ``CLOSE ALL``,
+    advisory unlock) costs a round trip on every release, and our pooled
+    connections never keep session state: listeners and session-level advisory
+    locks live on dedicated connections, settings are never SET, and cursors
+    only exist inside transactions.
+    """
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 10.0
 ) -> asyncpg.Pool:
@@ -23,6 +34,7 @@ async def create_pool(
         max_size=max_size,
         timeout=connect_timeout,
         init=_init_connection,
+        reset=_keep_session,
     )
     return pool
 

@@ -6,25 +6,19 @@ stays open during SMTP and a crashed worker's rows come back when the lease
 ends. Postfix's reply decides: 250 stores its queue id (``relayed``), 4xx and
 connection failures retry with exponential backoff and jitter until
 ``relay_max_attempts``, 5xx marks the message ``failed`` with the redacted
-reply. SMTP runs in threads (smtplib): ``workers`` tasks, each with its own
-SMTP session reused for message after message, and a thread pool of the same
-size of their own, so a busy default executor never throttles the relay.
+reply. ``workers`` tasks run on the event loop, each with its own SMTP session
+(:mod:`.submit`) reused for message after message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime as dt
-import functools
 import logging
 import random
 import socket
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import asyncpg
 
@@ -32,7 +26,6 @@ from .scrub import for_log, scrub_reply
 from .submit import Outcome, SmtpSession, SubmitResult
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 CLAIM = """
 UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + $2::interval
@@ -142,7 +135,6 @@ class RelayWorker:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._threads = ThreadPoolExecutor(config.workers, thread_name_prefix="postwarden-smtp")
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -163,7 +155,6 @@ class RelayWorker:
         for task in pending:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._threads.shutdown(wait=False)
 
     async def _claim(self) -> list[Claimed]:
         async with self._pool.acquire() as conn:
@@ -186,11 +177,7 @@ class RelayWorker:
                     log.warning("relay worker: database unreachable, retrying")
                 await self._idle()
         finally:
-            await self._in_thread(session.close)
-
-    async def _in_thread(self, func: Callable[..., T], *args: object) -> T:
-        call = functools.partial(contextvars.copy_context().run, func, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+            await session.close()
 
     async def _idle(self) -> None:
         self._wakeup.clear()
@@ -205,8 +192,6 @@ class RelayWorker:
                 async with self._pool.acquire() as conn:
                     await conn.execute(UNLEASE, [r.id for r in rows[index:]])
                 return
-            result = await self._in_thread(
-                session.submit, row.envelope_from, row.recipients, row.content
-            )
+            result = await session.submit(row.envelope_from, row.recipients, row.content)
             async with self._pool.acquire() as conn:
                 await record(conn, self._config, row, result)

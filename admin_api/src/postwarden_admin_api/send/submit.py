@@ -1,4 +1,8 @@
-"""One SMTP transaction with the Postfix submission listener (blocking; run in a thread).
+"""One SMTP transaction with the Postfix submission listener, on the event loop.
+
+A small asyncio SMTP client (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) rather
+than smtplib in threads: the relay's tasks then share the event loop with
+the API instead of contending with it for the GIL.
 
 A :class:`SmtpSession` keeps its connection between messages (``RSET``
 after a refused transaction) and checks an idle one with ``NOOP`` before
@@ -9,14 +13,19 @@ replies; recipients refused one by one with 5xx are listed apart.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import re
-import smtplib
 import time
 from dataclasses import dataclass, field
 
 _QUEUE_ID = re.compile(r"queued as ([0-9A-Za-z]+)")
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 IDLE_CHECK_SECONDS = 2.0
+MAX_REPLY_LINES = 100  # a multi-line reply longer than this is a broken server
+MAX_LINE_BYTES = 8192
+QUIT_SECONDS = 5.0  # closing never waits long on a server that stopped answering
 
 
 class Outcome(enum.Enum):
@@ -33,14 +42,68 @@ class SubmitResult:
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> 5xx reply
 
 
-def _reply(code: int, text: bytes | str) -> str:
-    decoded = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    return f"{code} {' '.join(decoded.split())}"
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int
+    text: str  # the lines' texts, joined by spaces
+
+    def __str__(self) -> str:
+        return f"{self.code} {' '.join(self.text.split())}"
 
 
-def _by_code(code: int, text: bytes | str) -> SubmitResult:
-    outcome = Outcome.FAILED if 500 <= code < 600 else Outcome.RETRY
-    return SubmitResult(outcome, _reply(code, text))
+class ProtocolError(Exception):
+    """The server's answer is not SMTP."""
+
+
+def _by_code(reply: Reply) -> SubmitResult:
+    outcome = Outcome.FAILED if 500 <= reply.code < 600 else Outcome.RETRY
+    return SubmitResult(outcome, str(reply))
+
+
+def data_block(content: bytes) -> bytes:
+    """The DATA payload: CRLF line ends, leading dots doubled, the final ``.``."""
+    data = _LEADING_DOT.sub(b"..", _LINE_BREAK.sub(b"\r\n", content))
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 timeout: float) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._timeout = timeout
+
+    async def command(self, line: str) -> Reply:
+        """Send one command line; addresses were validated, so this guard never fires."""
+        if "\r" in line or "\n" in line or not line.isascii():
+            raise ValueError("an SMTP command must be one line of ASCII")
+        self._writer.write(line.encode("ascii") + b"\r\n")
+        return await self.reply()
+
+    async def data(self, block: bytes) -> Reply:
+        """Send the message (see :func:`data_block`) after DATA's 354."""
+        self._writer.write(block)
+        await asyncio.wait_for(self._writer.drain(), self._timeout)
+        return await self.reply()
+
+    async def reply(self) -> Reply:
+        texts: list[str] = []
+        for _ in range(MAX_REPLY_LINES):
+            line = await asyncio.wait_for(self._reader.readline(), self._timeout)
+            if not line.endswith(b"\n") or len(line) > MAX_LINE_BYTES:
+                raise ProtocolError("reply line cut short or too long")
+            code, more, text = line[:3], line[3:4], line[4:].strip()
+            if not code.isdigit():
+                raise ProtocolError("reply without a code")
+            texts.append(text.decode("utf-8", "replace"))
+            if more != b"-":
+                return Reply(int(code), " ".join(texts))
+        raise ProtocolError("reply with too many lines")
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 class SmtpSession:
@@ -49,85 +112,96 @@ class SmtpSession:
         self._port = port
         self._timeout = timeout
         self._helo = helo
-        self._smtp: smtplib.SMTP | None = None
+        self._conn: _Connection | None = None
         self._last_used = 0.0
 
-    def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is not None:
+    async def close(self) -> None:
+        """QUIT politely; a connection that does not answer is just dropped."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
             try:
-                smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                smtp.close()
+                await asyncio.wait_for(conn.command("QUIT"), QUIT_SECONDS)
+            except (OSError, ProtocolError, TimeoutError):
+                pass
+            conn.close()
 
-    def _connection(self) -> smtplib.SMTP:
-        if self._smtp is not None and time.monotonic() - self._last_used > IDLE_CHECK_SECONDS:
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    async def _connection(self) -> _Connection:
+        if self._conn is not None and time.monotonic() - self._last_used > IDLE_CHECK_SECONDS:
             try:
-                alive = self._smtp.noop()[0] == 250
-            except (smtplib.SMTPException, OSError):
+                alive = (await self._conn.command("NOOP")).code == 250
+            except (OSError, ProtocolError, TimeoutError):
                 alive = False
             if not alive:
-                self._smtp.close()
-                self._smtp = None
-        if self._smtp is None:
-            smtp = smtplib.SMTP(self._host, self._port, self._helo, self._timeout)
-            code, text = smtp.ehlo()
-            if code != 250:
-                smtp.close()
-                raise smtplib.SMTPHeloError(code, text)
-            self._smtp = smtp
+                self._drop()
+        if self._conn is None:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self._host, self._port, limit=MAX_LINE_BYTES * 2),
+                self._timeout,
+            )
+            conn = _Connection(reader, writer, self._timeout)
+            try:
+                greeting = await conn.reply()
+                if greeting.code != 220:
+                    raise ProtocolError(f"greeting {greeting}")
+                hello = await conn.command(f"EHLO {self._helo}")
+                if hello.code != 250:
+                    raise ProtocolError(f"EHLO answered {hello}")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         self._last_used = time.monotonic()
-        return self._smtp
+        return self._conn
 
-    def submit(self, sender: str, recipients: list[str], content: bytes) -> SubmitResult:
+    async def submit(self, sender: str, recipients: list[str], content: bytes) -> SubmitResult:
         try:
-            smtp = self._connection()
-            result = self._transaction(smtp, sender, recipients, content)
-        except smtplib.SMTPResponseException as exc:
-            self.close()
-            return SubmitResult(Outcome.RETRY, _reply(exc.smtp_code, exc.smtp_error))
-        except (smtplib.SMTPException, OSError) as exc:
-            self.close()
+            conn = await self._connection()
+            result = await self._transaction(conn, sender, recipients, content)
+        except (OSError, ProtocolError, TimeoutError, ValueError) as exc:
+            # ValueError: a reply line over the reader's limit, or a command not one ASCII line.
+            self._drop()
             return SubmitResult(Outcome.RETRY, f"connection failed: {type(exc).__name__}")
         if result.outcome is not Outcome.QUEUED:
-            self._reset(smtp)
+            await self._reset(conn)
         return result
 
-    def _reset(self, smtp: smtplib.SMTP) -> None:
+    async def _reset(self, conn: _Connection) -> None:
         try:
-            if smtp.rset()[0] == 250:
+            if (await conn.command("RSET")).code == 250:
                 return
-        except (smtplib.SMTPException, OSError):
+        except (OSError, ProtocolError, TimeoutError, ValueError):
             pass
-        self.close()
+        self._drop()
 
     @staticmethod
-    def _transaction(
-        smtp: smtplib.SMTP, sender: str, recipients: list[str], content: bytes
+    async def _transaction(
+        conn: _Connection, sender: str, recipients: list[str], content: bytes
     ) -> SubmitResult:
-        code, text = smtp.mail(sender)
-        if code != 250:
-            return _by_code(code, text)
+        reply = await conn.command(f"MAIL FROM:<{sender}>")
+        if reply.code != 250:
+            return _by_code(reply)
         accepted: list[str] = []
         refused: dict[str, str] = {}
         for recipient in recipients:
-            code, text = smtp.rcpt(recipient)
-            if code in (250, 251):
+            reply = await conn.command(f"RCPT TO:<{recipient}>")
+            if reply.code in (250, 251):
                 accepted.append(recipient)
-            elif 500 <= code < 600:
-                refused[recipient] = _reply(code, text)
+            elif 500 <= reply.code < 600:
+                refused[recipient] = str(reply)
             else:  # one deferred recipient: try the whole message again later
-                return _by_code(code, text)
+                return _by_code(reply)
         if not accepted:
             return SubmitResult(Outcome.FAILED, next(iter(refused.values())), refused=refused)
-        try:
-            code, text = smtp.data(content)
-        except smtplib.SMTPDataError as exc:  # DATA itself refused
-            return _by_code(exc.smtp_code, exc.smtp_error)
-        if code != 250:
-            return _by_code(code, text)
-        reply = _reply(code, text)
-        match = _QUEUE_ID.search(reply)
-        return SubmitResult(
-            Outcome.QUEUED, reply, match.group(1) if match else None, refused
-        )
+        reply = await conn.command("DATA")
+        if reply.code != 354:
+            return _by_code(reply)
+        reply = await conn.data(data_block(content))
+        if reply.code != 250:
+            return _by_code(reply)
+        match = _QUEUE_ID.search(str(reply))
+        return SubmitResult(Outcome.QUEUED, str(reply), match.group(1) if match else None, refused)

@@ -1,0 +1,150 @@
+"""The relay's asyncio SMTP client against real servers on loopback.
+
+aiosmtpd plays a well-behaved server (with the replies the test scripts);
+small asyncio servers play broken ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from postwarden_admin_api.send.submit import Outcome, SmtpSession, data_block
+from tests.fixtures.ports import free_port
+
+from .test_relay import Scripted
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Scripted, int]]:
+    handler = Scripted()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def broken_server() -> AsyncIterator[Callable[[Answer], Awaitable[int]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(answer: Answer) -> int:
+        async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await answer(reader, writer)
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(closing, "127.0.0.1", 0)
+        servers.append(server)
+        port: int = server.sockets[0].getsockname()[1]
+        return port
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+def session(port: int, timeout: float = 5.0) -> SmtpSession:
+    return SmtpSession("127.0.0.1", port, timeout, "relay.test")
+
+
+def test_data_block_doubles_leading_dots_and_ends_the_data() -> None:
+    content = b"Subject: x\r\n\r\n.hidden\r\n.\r\nmiddle. line\nbare lf\rbare cr"
+    assert data_block(content) == (
+        b"Subject: x\r\n\r\n..hidden\r\n..\r\nmiddle. line\r\nbare lf\r\nbare cr\r\n.\r\n"
+    )
+
+
+async def test_lines_starting_with_a_dot_arrive_intact(server: tuple[Scripted, int]) -> None:
+    handler, port = server
+    content = b"Subject: dots\r\n\r\n.first\r\n.\r\n..two\r\nlast\r\n"
+    smtp = session(port)
+    try:
+        result = await smtp.submit("app@example.com", ["a@example.org"], content)
+        again = await smtp.submit("app@example.com", ["b@example.org"], content)
+    finally:
+        await smtp.close()
+    assert (result.outcome, result.queue_id, again.queue_id) == (Outcome.QUEUED, "Q1X", "Q2X")
+    assert [received[2] for received in handler.received] == [content, content]
+
+
+async def test_a_refused_transaction_is_reset_and_the_session_reused(
+    server: tuple[Scripted, int],
+) -> None:
+    handler, port = server
+    handler.rcpt_replies["gone@example.org"] = "550 5.1.1 no such user"
+    smtp = session(port)
+    try:
+        refused = await smtp.submit("app@example.com", ["gone@example.org"], b"\r\nbody\r\n")
+        deferred = await smtp.submit("app@example.com", ["a@example.org"], b"\r\nbody\r\n")
+    finally:
+        await smtp.close()
+    assert (refused.outcome, refused.reply) == (Outcome.FAILED, "550 5.1.1 no such user")
+    assert refused.refused == {"gone@example.org": "550 5.1.1 no such user"}
+    assert deferred.outcome is Outcome.QUEUED
+
+
+async def test_a_server_that_does_not_speak_smtp_means_retry(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+
+    port = await broken_server(answer)
+    result = await session(port).submit("app@example.com", ["a@example.org"], b"\r\nx\r\n")
+    assert (result.outcome, result.reply) == (Outcome.RETRY, "connection failed: ProtocolError")
+
+
+async def test_a_server_that_goes_silent_times_out_to_retry(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220-relay.test first line\r\n220 ready\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250-relay.test\r\n250 PIPELINING\r\n")
+        await reader.readline()  # MAIL FROM, never answered
+        await reader.read()
+
+    port = await broken_server(answer)
+    result = await session(port, timeout=0.5).submit(
+        "app@example.com", ["a@example.org"], b"\r\nx\r\n"
+    )
+    assert (result.outcome, result.reply) == (Outcome.RETRY, "connection failed: TimeoutError")
+
+
+async def test_an_endless_reply_is_refused(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220-more\r\n" * 500)
+        await writer.drain()
+        await reader.read()
+
+    port = await broken_server(answer)
+    result = await session(port).submit("app@example.com", ["a@example.org"], b"\r\nx\r\n")
+    assert (result.outcome, result.reply) == (Outcome.RETRY, "connection failed: ProtocolError")
+
+
+async def test_a_command_cannot_carry_a_line_break(server: tuple[Scripted, int]) -> None:
+    handler, port = server
+    smtp = session(port)
+    try:
+        result = await smtp.submit(
+            "app@example.com", ["a@example.org>\r\nRCPT TO:<b@example.org"], b"\r\nx\r\n"
+        )
+    finally:
+        await smtp.close()
+    assert (result.outcome, result.reply) == (Outcome.RETRY, "connection failed: ValueError")
+    assert handler.received == []
