@@ -229,7 +229,7 @@ def main() -> int:
         raw_delivered = count / (raw_done - started)
 
     quantiles = statistics.quantiles(latencies, n=100)
-    print(f"messages: {count}, concurrency {CONCURRENCY}, ~{len(TEXT) // 1000} KB text each")
+    print(f"messages: {count}, concurrency {CONCURRENCY}, {len(TEXT)} bytes of text each")
     print(f"API accepted:       {len(latencies) / wall:8.1f} requests/s "
           f"(p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms)")
     print(f"API delivered:      {api_delivered:8.1f} messages/s end to end")

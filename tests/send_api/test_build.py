@@ -5,18 +5,25 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email
+import re
+import string
 from email import policy
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
+from postwarden_admin_api.errors import ApiError
+from postwarden_admin_api.send import build
 from postwarden_admin_api.send.build import BuildError, _check_headers, build_message
 from postwarden_admin_api.send.request_model import Caps, parse_request
 
 CAPS = Caps(max_recipients=50, max_message_bytes=1_000_000, max_attachment_bytes=100_000)
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 MESSAGE_ID = "<0123456789abcdef@example.com>"
+_PLAIN = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 
 
 def built(**fields: Any) -> tuple[bytes, EmailMessage]:
@@ -89,3 +96,35 @@ def test_a_bare_line_break_in_the_head_stops_the_build() -> None:
     broken = data.replace(b"Subject: Hi\r\n", b"Subject: Hi\nBcc: x@evil.example\r\n")
     with pytest.raises(BuildError):
         _check_headers(broken, [name.lower() for name in message])
+
+
+_WORD = st.text(string.ascii_letters + string.digits, min_size=1, max_size=12)
+_NAME = st.one_of(st.just(""), st.lists(_WORD, min_size=1, max_size=4).map(" ".join),
+                  st.text(string.printable.strip() + " ", max_size=30))
+_ASCII = st.text("".join(map(chr, range(0x20, 0x7F))), min_size=1, max_size=90)
+
+
+@given(names=st.lists(_NAME, min_size=1, max_size=3), subject=_ASCII,
+       campaign=_ASCII, reference=_ASCII)
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_raw_headers_come_out_as_the_registry_writes_them(
+    monkeypatch: pytest.MonkeyPatch, names: list[str], subject: str, campaign: str,
+    reference: str,
+) -> None:
+    """The raw shortcut for plain values (build._plain) changes no byte of the result."""
+    to = [f'"{name}" <r{n}@example.org>' if name else f"r{n}@example.org"
+          for n, name in enumerate(names)]
+    body = {"from": f"{names[0]} <app@example.com>" if _PLAIN.fullmatch(names[0]) else
+            "app@example.com", "to": to, "subject": subject, "text": "plain",
+            "headers": {"X-Campaign": campaign, "In-Reply-To": reference}}
+    try:
+        request = parse_request(body, CAPS, lambda m: True)
+    except ApiError:
+        assume(False)  # not a valid request (a blank subject, say): nothing to build
+        raise
+    fast = build_message(request, MESSAGE_ID, NOW)
+    with monkeypatch.context() as patched:
+        patched.setattr(build, "_plain", lambda name, value: None)
+        slow = build_message(request, MESSAGE_ID, NOW)
+    assert fast == slow

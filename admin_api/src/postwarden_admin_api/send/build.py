@@ -6,12 +6,21 @@ header names of the result are split out the way an MTA reads them and
 compared with the ones we set: a
 header that appeared from nowhere (an injection through some field) stops
 the build instead of reaching Postfix.
+
+Parsing a header value into the registry's objects and folding it again is
+most of the build's time, and for the common case, a short ASCII value
+with nothing to quote or encode, it changes nothing. Such values are set
+raw (:func:`_plain`), and the policy writes them out exactly as given (a test
+holds both ways to the same bytes); every other value goes through the
+registry.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
+from collections.abc import Sequence
 from email import policy
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
@@ -42,6 +51,10 @@ class _CachingRegistry(HeaderRegistry):
 
 
 POLICY = policy.SMTP.clone(cte_type="7bit", header_factory=_CachingRegistry())
+# Words of letters and digits: a display name that needs no quoting and no encoding.
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+_LINE_LENGTH = POLICY.max_line_length or 78  # SMTP's policy folds at 78
 
 
 class BuildError(RuntimeError):
@@ -56,20 +69,60 @@ def _address(mailbox: Mailbox) -> Address:
     return Address(mailbox.display_name, mailbox.local, mailbox.domain)
 
 
+def _plain(name: str, value: str) -> str | None:
+    """``value`` when the policy would write ``name: value`` unchanged: one short line
+    of printable ASCII."""
+    if len(name) + 2 + len(value) > _LINE_LENGTH:
+        return None
+    return value if _PRINTABLE_ASCII.fullmatch(value) else None
+
+
+def _plain_mailboxes(mailboxes: Sequence[Mailbox]) -> str | None:
+    # Local parts are dot-atoms and domains A-labels (see .addresses): only the
+    # display name can need quoting or encoding.
+    shown = []
+    for mailbox in mailboxes:
+        if not mailbox.display_name:
+            shown.append(mailbox.address)
+        elif _PLAIN_PHRASE.fullmatch(mailbox.display_name):
+            shown.append(f"{mailbox.display_name} <{mailbox.address}>")
+        else:
+            return None
+    return ", ".join(shown)
+
+
+def _set_addresses(message: EmailMessage, name: str, mailboxes: Sequence[Mailbox]) -> None:
+    joined = _plain_mailboxes(mailboxes)
+    raw = _plain(name, joined) if joined is not None else None
+    if raw is not None:
+        message.set_raw(name, raw)
+    else:
+        message[name] = [_address(m) for m in mailboxes]
+
+
+def _set_text(message: EmailMessage, name: str, value: str) -> None:
+    raw = _plain(name, value)
+    if raw is not None:
+        message.set_raw(name, raw)
+    else:
+        message[name] = value
+
+
 def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> bytes:
     message = EmailMessage(policy=POLICY)
-    message["From"] = _address(request.sender)
-    if request.to:
-        message["To"] = [_address(m) for m in request.to]
-    if request.cc:
-        message["Cc"] = [_address(m) for m in request.cc]
-    if request.reply_to:
-        message["Reply-To"] = [_address(m) for m in request.reply_to]
-    message["Subject"] = request.subject
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id
+    _set_addresses(message, "From", [request.sender])
+    for name, mailboxes in (("To", request.to), ("Cc", request.cc),
+                            ("Reply-To", request.reply_to)):
+        if mailboxes:
+            _set_addresses(message, name, mailboxes)
+    _set_text(message, "Subject", request.subject)
+    _set_text(message, "Date", format_datetime(now))
+    _set_text(message, "Message-ID", message_id)
     for name, value in request.headers:
-        message[name] = _address(parse_mailbox(value)) if name == "Sender" else value
+        if name == "Sender":
+            _set_addresses(message, name, [parse_mailbox(value)])
+        else:
+            _set_text(message, name, value)
     if request.text is not None:
         message.set_content(request.text)
         if request.html is not None:

@@ -85,13 +85,19 @@ class _Connection:
     async def data(self, block: bytes) -> Reply:
         """Send the message (see :func:`data_block`) after DATA's 354."""
         self._writer.write(block)
-        await asyncio.wait_for(self._writer.drain(), self._timeout)
+        async with asyncio.timeout(self._timeout):
+            await self._writer.drain()
         return await self.reply()
 
     async def reply(self) -> Reply:
+        # asyncio.timeout, not wait_for: no task created per line read.
+        async with asyncio.timeout(self._timeout):
+            return await self._read_reply()
+
+    async def _read_reply(self) -> Reply:
         texts: list[str] = []
         for _ in range(MAX_REPLY_LINES):
-            line = await asyncio.wait_for(self._reader.readline(), self._timeout)
+            line = await self._reader.readline()
             if not line.endswith(b"\n") or len(line) > MAX_LINE_BYTES:
                 raise ProtocolError("reply line cut short or too long")
             code, more, text = line[:3], line[3:4], line[4:].strip()
