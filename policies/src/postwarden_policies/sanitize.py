@@ -82,8 +82,9 @@ _CSS_PROPERTIES = frozenset(
 )
 _CSS_DANGER = ("expression", "url(", "behavior", "javascript:", "-moz-binding", "@import")
 _DATA_IMAGE = re.compile(r"data:image/(?:png|gif|jpe?g|webp)[;,]", re.IGNORECASE)
-_TAG = re.compile(r"<\s*([a-zA-Z][a-zA-Z0-9:-]*)")
-_ATTR = re.compile(r"[\s\"'/]([a-zA-Z_:@][-a-zA-Z0-9_:.@]*)\s*=")
+# Both run on lower-cased text, so the C-level Counter can count the names as found.
+_TAG = re.compile(r"<\s*([a-z][a-z0-9:-]*)")
+_ATTR = re.compile(r"[\s\"'/]([a-z_:@][-a-z0-9_:.@]*)\s*=")
 _CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
 _LINK_REL = "noopener noreferrer"
@@ -186,21 +187,20 @@ def _cleaner(remote_images: str, schemes: frozenset[str], filtered: bool = True)
     )
 
 
-def _needs_filter(html: str, options: HtmlOptions) -> bool:
-    folded = html.lower()
+def _needs_filter(folded: str, options: HtmlOptions) -> bool:
     if options.remote_images == "strip" and "<img" in folded:
         return True
     return any(marker in folded for marker in _FILTER_MARKERS)
 
 
-def _tags(html: str) -> Counter[str]:
-    counts = Counter(map(str.lower, _TAG.findall(html)))
-    counts["comment"] = html.count("<!--")
+def _tags(folded: str) -> Counter[str]:
+    counts = Counter(_TAG.findall(folded))
+    counts["comment"] = folded.count("<!--")
     return counts
 
 
-def _attributes(html: str) -> Counter[str]:
-    return Counter(map(str.lower, _ATTR.findall(html)))
+def _attributes(folded: str) -> Counter[str]:
+    return Counter(_ATTR.findall(folded))
 
 
 def _attributes_may_differ(before: str, after: str) -> bool:
@@ -214,6 +214,7 @@ def _attributes_may_differ(before: str, after: str) -> bool:
 
 
 def _removed(before: str, after: str, dropped: Counter[str]) -> tuple[tuple[str, int], ...]:
+    """What went away; ``before`` and ``after`` are lower-cased."""
     lost = _tags(before) - _tags(after)  # keeps only positive differences
     if _attributes_may_differ(before, after):
         lost.update(
@@ -232,8 +233,9 @@ def _is_panic(exc: BaseException) -> bool:
 
 def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
     """(clean HTML, what was removed). Never raises for any input."""
+    folded = html.lower()
     cleaner = _cleaner(
-        options.remote_images, options.allowed_url_schemes, _needs_filter(html, options)
+        options.remote_images, options.allowed_url_schemes, _needs_filter(folded, options)
     )
     dropped: Counter[str] = Counter()
     token = _dropped.set(dropped)
@@ -246,4 +248,4 @@ def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str
         return _FAILED_NOTICE, (("unsanitizable", 1),)
     finally:
         _dropped.reset(token)
-    return clean, _removed(html, clean, dropped)
+    return clean, _removed(folded, clean.lower(), dropped)
