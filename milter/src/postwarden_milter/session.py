@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import IO
 
 from postwarden_policies import Envelope
 
@@ -46,6 +47,48 @@ class Client:
     helo: str | None = None
 
 
+class BodyBuffer:
+    """The body's chunks as libmilter delivered them; past ``threshold`` bytes, a file.
+
+    In memory the chunks are kept as they are and joined once, with the
+    headers, into the message (one copy, where a BytesIO would make three).
+    """
+
+    def __init__(self, threshold: int) -> None:
+        self._threshold = threshold
+        self._chunks: list[bytes] = []
+        self._held = 0
+        self._file: IO[bytes] | None = None
+
+    @property
+    def spilled(self) -> bool:
+        return self._file is not None
+
+    def write(self, chunk: bytes) -> None:
+        if self._file is not None:
+            self._file.write(chunk)
+            return
+        self._chunks.append(chunk)
+        self._held += len(chunk)
+        if self._held > self._threshold:
+            self._file = tempfile.TemporaryFile()  # closed by close()
+            self._file.writelines(self._chunks)
+            self._chunks = []
+
+    def after(self, head: bytes) -> bytes:
+        """``head`` followed by the body."""
+        if self._file is None:
+            return b"".join([head, *self._chunks])
+        self._file.seek(0)
+        return head + self._file.read()
+
+    def close(self) -> None:
+        self._chunks = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 @dataclass
 class Transaction:
     sender: str
@@ -60,7 +103,7 @@ class Transaction:
     header_bytes: bytearray = field(default_factory=bytearray)
     header_names: Counter[str] = field(default_factory=Counter)
     size: int = 0
-    _body: tempfile.SpooledTemporaryFile[bytes] | None = None
+    _body: BodyBuffer | None = None
 
     def add_recipient(self, as_given: str) -> None:
         address = strip_brackets(as_given)
@@ -80,7 +123,7 @@ class Transaction:
 
     def add_body(self, chunk: bytes) -> bool:
         if self._body is None:
-            self._body = tempfile.SpooledTemporaryFile(max_size=self.memory_threshold)
+            self._body = BodyBuffer(self.memory_threshold)
             self.size += len(CRLF)
         self._body.write(chunk)
         self.size += len(chunk)
@@ -95,11 +138,8 @@ class Transaction:
 
     def raw_message(self) -> bytes:
         """Headers as received, the blank line, the body as received."""
-        body = b""
-        if self._body is not None:
-            self._body.seek(0)
-            body = self._body.read()
-        return bytes(self.header_bytes) + CRLF + body
+        head = bytes(self.header_bytes) + CRLF
+        return head if self._body is None else self._body.after(head)
 
     def envelope(self, client: Client) -> Envelope:
         return Envelope(

@@ -1,0 +1,40 @@
+"""The transaction's body buffer: memory up to the threshold, a file beyond, same bytes."""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_milter.session import CRLF, Transaction
+
+
+def transaction(threshold: int, max_bytes: int | None = None) -> Transaction:
+    txn = Transaction(sender="a@example.org", auth_user=None, memory_threshold=threshold,
+                      max_bytes=max_bytes)
+    txn.add_header("Subject", b" hello", leading_space=True)
+    return txn
+
+
+@pytest.mark.parametrize(("threshold", "spilled"), [(1 << 20, False), (100, True)])
+def test_the_message_is_rebuilt_exactly_in_memory_or_spilled(
+    threshold: int, spilled: bool
+) -> None:
+    chunks = [bytes([65 + n]) * 64 + CRLF for n in range(5)]
+    txn = transaction(threshold)
+    for chunk in chunks:
+        assert txn.add_body(chunk)
+    assert txn._body is not None and txn._body.spilled is spilled
+    assert txn.raw_message() == b"Subject: hello\r\n\r\n" + b"".join(chunks)
+    assert txn.raw_message() == txn.raw_message()  # reading does not consume
+    assert txn.size == len(txn.raw_message())
+    txn.close()
+    assert txn.raw_message() == b"Subject: hello\r\n\r\n"
+
+
+def test_the_size_limit_is_checked_on_every_chunk() -> None:
+    txn = transaction(100, max_bytes=200)
+    try:
+        assert txn.add_body(b"x" * 150)
+        assert not txn.add_body(b"y" * 50)
+        assert not txn.within_limit
+    finally:
+        txn.close()
