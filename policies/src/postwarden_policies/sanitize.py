@@ -17,6 +17,13 @@ images served over http(s).
 (``("comment", 2)``) and style declarations (``("style:url(", 1)``). A
 part whose count is empty was only re-serialized and is left untouched by
 :mod:`postwarden_policies.rewrite`.
+
+CSS properties outside the allowlist are dropped from a part that is
+rewritten anyway but are not counted, so they alone never cause a rewrite:
+nearly every newsletter carries some (``mso-*``, ``-webkit-*``,
+``position``), and a property runs and fetches nothing. What can
+(``url(``, ``expression``, ``behavior``, ``javascript:``, bindings,
+``@import``) is counted, and sends the part through the rewrite.
 """
 
 from __future__ import annotations
