@@ -17,6 +17,7 @@ from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
     make_admin_settings,
     mint_key,
 )
+from tests.fixtures.scripted_smtp import smtp_server  # noqa: F401 - fixture
 
 SetRuntime = Callable[..., Awaitable[None]]
 

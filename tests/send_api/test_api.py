@@ -16,9 +16,9 @@ from postwarden_admin_api.context import Role
 from postwarden_admin_api.runtime_settings import RUNTIME
 from postwarden_admin_api.settings import ServiceSettings
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
+from tests.fixtures.scripted_smtp import Scripted
 
 from .conftest import SetRuntime
-from .test_relay import Scripted, smtp_server  # noqa: F401 - fixture
 
 Client = TestClient[Any, Any]
 
@@ -37,7 +37,7 @@ async def client(
     aiohttp_client: AiohttpClient,
     make_admin_settings: Callable[..., ServiceSettings],
     set_runtime: SetRuntime,
-    smtp_server: tuple[Scripted, int],  # noqa: F811 - fixture
+    smtp_server: tuple[Scripted, int],
 ) -> Client:
     await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
                       outbound_per_key_per_minute=1000)
@@ -56,7 +56,7 @@ async def refresh(client: Client) -> None:
 
 
 async def test_accepted_message_is_queued_relayed_and_readable(
-    client: Client, sender: dict[str, str], smtp_server: tuple[Scripted, int],  # noqa: F811
+    client: Client, sender: dict[str, str], smtp_server: tuple[Scripted, int],
 ) -> None:
     response = await client.post("/api/v1/send-email", json=body(), headers=sender)
     assert response.status == 202, await response.text()

@@ -6,58 +6,19 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
-from aiosmtpd.controller import Controller
 
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker, backoff
 from postwarden_store import create_pool
 from tests.fixtures.ports import free_port
+from tests.fixtures.scripted_smtp import Scripted
 
 from .test_outbox_limits import ROOMY, submission
-
-
-@dataclass
-class Scripted:
-    """Answers DATA from a script (then 250 with a queue id); RCPT per address."""
-
-    data_replies: list[str] = field(default_factory=list)
-    rcpt_replies: dict[str, str] = field(default_factory=dict)
-    received: list[tuple[str, tuple[str, ...], bytes]] = field(default_factory=list)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        reply = self.rcpt_replies.get(address)
-        if reply is not None:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.data_replies:
-            return self.data_replies.pop(0)
-        self.received.append(
-            (envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content))
-        )
-        return f"250 2.0.0 Ok: queued as Q{len(self.received)}X"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Scripted, int]]:
-    handler = Scripted()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

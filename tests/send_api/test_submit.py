@@ -1,34 +1,18 @@
 """The relay's asyncio SMTP client against real servers on loopback.
 
-aiosmtpd plays a well-behaved server (with the replies the test scripts);
-small asyncio servers play broken ones.
+aiosmtpd plays a well-behaved server (tests.fixtures.scripted_smtp); small
+asyncio servers play broken ones.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from postwarden_admin_api.send.submit import Outcome, SmtpSession, data_block
-from tests.fixtures.ports import free_port
-
-from .test_relay import Scripted
-
-
-@pytest.fixture
-def server() -> Iterator[tuple[Scripted, int]]:
-    handler = Scripted()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
+from tests.fixtures.scripted_smtp import Scripted
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -66,8 +50,8 @@ def test_data_block_doubles_leading_dots_and_ends_the_data() -> None:
     )
 
 
-async def test_lines_starting_with_a_dot_arrive_intact(server: tuple[Scripted, int]) -> None:
-    handler, port = server
+async def test_lines_starting_with_a_dot_arrive_intact(smtp_server: tuple[Scripted, int]) -> None:
+    handler, port = smtp_server
     content = b"Subject: dots\r\n\r\n.first\r\n.\r\n..two\r\nlast\r\n"
     smtp = session(port)
     try:
@@ -80,9 +64,9 @@ async def test_lines_starting_with_a_dot_arrive_intact(server: tuple[Scripted, i
 
 
 async def test_a_refused_transaction_is_reset_and_the_session_reused(
-    server: tuple[Scripted, int],
+    smtp_server: tuple[Scripted, int],
 ) -> None:
-    handler, port = server
+    handler, port = smtp_server
     handler.rcpt_replies["gone@example.org"] = "550 5.1.1 no such user"
     smtp = session(port)
     try:
@@ -137,8 +121,8 @@ async def test_an_endless_reply_is_refused(
     assert (result.outcome, result.reply) == (Outcome.RETRY, "connection failed: ProtocolError")
 
 
-async def test_a_command_cannot_carry_a_line_break(server: tuple[Scripted, int]) -> None:
-    handler, port = server
+async def test_a_command_cannot_carry_a_line_break(smtp_server: tuple[Scripted, int]) -> None:
+    handler, port = smtp_server
     smtp = session(port)
     try:
         result = await smtp.submit(
