@@ -132,3 +132,101 @@ async def test_a_command_cannot_carry_a_line_break(smtp_server: tuple[Scripted, 
         await smtp.close()
     assert (result.outcome, result.reply) == (Outcome.RETRY, "connection failed: ValueError")
     assert handler.received == []
+
+
+class PipeliningServer:
+    """Offers PIPELINING and answers MAIL only once DATA has been read too, so a
+    client that waits for each reply hangs: passing proves the commands went together."""
+
+    def __init__(self, rcpt_replies: dict[str, bytes]) -> None:
+        self.rcpt_replies = rcpt_replies
+        self.connections = 0
+        self.messages: list[bytes] = []
+        self.commands: list[str] = []
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.write(b"220 relay.test ESMTP\r\n")
+        while line := await reader.readline():
+            command = line.decode().strip()
+            self.commands.append(command.split(":")[0])
+            if command.startswith("EHLO"):
+                writer.write(b"250-relay.test\r\n250 PIPELINING\r\n")
+            elif command.startswith("MAIL"):
+                await self._transaction(reader, writer)
+            elif command in ("RSET", "NOOP"):
+                writer.write(b"250 2.0.0 Ok\r\n")
+            elif command == "QUIT":
+                writer.write(b"221 2.0.0 Bye\r\n")
+                return
+
+    async def _transaction(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        replies = [b"250 2.1.0 Ok\r\n"]
+        accepted = 0
+        while (line := (await reader.readline()).decode().strip()).startswith("RCPT"):
+            reply = self.rcpt_replies.get(line.split("<")[1].rstrip(">"), b"250 2.1.5 Ok")
+            accepted += reply.startswith(b"250")
+            replies.append(reply + b"\r\n")
+        assert line == "DATA"
+        if not accepted:
+            writer.write(b"".join(replies) + b"554 5.5.1 Error: no valid recipients\r\n")
+            return
+        writer.write(b"".join(replies) + b"354 End data with <CR><LF>.<CR><LF>\r\n")
+        message = b""
+        while (line_bytes := await reader.readline()) not in (b".\r\n", b""):
+            message += line_bytes
+        if line_bytes:
+            self.messages.append(message)
+            writer.write(f"250 2.0.0 Ok: queued as P{len(self.messages)}X\r\n".encode())
+
+
+async def test_pipelined_submission_with_a_refused_recipient(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    server = PipeliningServer({"gone@example.org": b"550 5.1.1 no such user"})
+    smtp = session(await broken_server(server), timeout=2.0)
+    try:
+        result = await smtp.submit(
+            "app@example.com", ["gone@example.org", "a@example.org"], b"\r\n.dot\r\n"
+        )
+    finally:
+        await smtp.close()
+    assert (result.outcome, result.queue_id) == (Outcome.QUEUED, "P1X")
+    assert result.refused == {"gone@example.org": "550 5.1.1 no such user"}
+    assert server.messages == [b"\r\n..dot\r\n"]
+
+
+async def test_pipelined_all_refused_fails_and_resets(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    server = PipeliningServer({"gone@example.org": b"550 5.1.1 no such user"})
+    smtp = session(await broken_server(server), timeout=2.0)
+    try:
+        failed = await smtp.submit("app@example.com", ["gone@example.org"], b"\r\nx\r\n")
+        queued = await smtp.submit("app@example.com", ["a@example.org"], b"\r\nx\r\n")
+    finally:
+        await smtp.close()
+    assert (failed.outcome, failed.reply) == (Outcome.FAILED, "550 5.1.1 no such user")
+    assert queued.outcome is Outcome.QUEUED
+    assert server.connections == 1 and "RSET" in server.commands
+
+
+async def test_pipelined_deferred_recipient_hangs_up_in_data(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    """DATA already had its 354: the message is not sent, the connection is dropped."""
+    server = PipeliningServer({"later@example.org": b"450 4.2.0 mailbox busy"})
+    smtp = session(await broken_server(server), timeout=2.0)
+    try:
+        deferred = await smtp.submit(
+            "app@example.com", ["a@example.org", "later@example.org"], b"\r\nx\r\n"
+        )
+        queued = await smtp.submit("app@example.com", ["a@example.org"], b"\r\ny\r\n")
+    finally:
+        await smtp.close()
+    assert (deferred.outcome, deferred.reply) == (Outcome.RETRY, "450 4.2.0 mailbox busy")
+    assert queued.outcome is Outcome.QUEUED
+    assert server.messages == [b"\r\ny\r\n"]  # the deferred one never reached the server
+    assert server.connections == 2
