@@ -16,9 +16,12 @@ millisecond the API adds shows.
    by 32 threads with smtplib (one connection each, reused) to the same
    listener; delivered messages per second measured the same way.
 
-Every phase is bounded by --timeout seconds.
+Each round runs both phases back to back (API, then raw) so machine noise hits
+both alike; printed are each round's figures and the medians over rounds
+(the ratio is the median of the rounds' ratios). Every phase is bounded by
+--timeout seconds.
 
-    .venv/bin/python bench/send_api.py [--messages 2000] [--timeout 120]
+    .venv/bin/python bench/send_api.py [--messages 2000] [--rounds 3] [--timeout 120]
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,17 +136,20 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def delivered(maillog: Path, run: str) -> int:
-    pattern = re.compile(rf"to=<r\d+-{run}@example\.net>.* status=sent")
-    return len(pattern.findall(maillog.read_text(errors="replace")))
-
-
 def wait_delivered(maillog: Path, run: str, count: int, deadline: float) -> float:
-    while delivered(maillog, run) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {delivered(maillog, run)} of {count} delivered")
-        time.sleep(0.05)
-    return time.monotonic()
+    """When Postfix's log shows `count` deliveries of this run; only new lines are read."""
+    pattern = re.compile(rb"to=<r\d+-" + run.encode() + rb"@example\.net>.* status=sent")
+    seen, tail = 0, b""
+    with maillog.open("rb") as log:
+        while True:
+            lines = (tail + log.read()).split(b"\n")
+            tail = lines.pop()  # a line still being written
+            seen += sum(1 for line in lines if pattern.search(line))
+            if seen >= count:
+                return time.monotonic()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {seen} of {count} delivered")
+            time.sleep(0.05)
 
 
 async def api_load(port: int, key: str, count: int, run: str, deadline: float
@@ -196,12 +203,49 @@ def raw_load(port: int, messages: list[tuple[str, str, bytes]], deadline: float)
         list(pool.map(submit, shares))
 
 
+@dataclass(frozen=True)
+class Round:
+    accepted: float  # requests/s
+    p50: float  # seconds
+    p99: float
+    api_delivered: float  # messages/s
+    raw_delivered: float
+
+    @property
+    def ratio(self) -> float:
+        return self.api_delivered / self.raw_delivered
+
+
+def one_round(port: int, key: str, submission: int, maillog: Path, *, count: int,
+              timeout: float) -> Round:
+    run = f"api{time.monotonic_ns()}"
+    started = time.monotonic()
+    deadline = started + timeout
+    latencies, wall = asyncio.run(api_load(port, key, count, run, deadline))
+    api_done = wait_delivered(maillog, run, len(latencies), deadline)
+
+    raw_run = f"raw{time.monotonic_ns()}"
+    messages = raw_messages(count, raw_run)
+    raw_started = time.monotonic()
+    deadline = raw_started + timeout
+    raw_load(submission, messages, deadline)
+    raw_done = wait_delivered(maillog, raw_run, count, deadline)
+
+    quantiles = statistics.quantiles(latencies, n=100)
+    return Round(len(latencies) / wall, quantiles[49], quantiles[98],
+                 len(latencies) / (api_done - started), count / (raw_done - raw_started))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per phase")
     args = parser.parse_args()
     count = args.messages
+    rounds: list[Round] = []
+    print(f"messages: {count} per phase, concurrency {CONCURRENCY}, "
+          f"{len(TEXT)} bytes of text each")
     with ExitStack() as stack:
         sink_port, api_port = free_port(), free_port()
         stack.enter_context(smtp_sink(sink_port))
@@ -212,29 +256,25 @@ def main() -> int:
         submission = postfix.add_smtpd_listener(master_cf_options(SNIPPET))
         postfix.start()
         stack.enter_context(service(dsn, api_port, submission, postfix.maillog))
+        for number in range(1, args.rounds + 1):
+            result = one_round(api_port, key, submission, postfix.maillog, count=count,
+                               timeout=args.timeout)
+            rounds.append(result)
+            print(f"round {number}: API accepted {result.accepted:6.1f} req/s "
+                  f"(p50 {result.p50 * 1000:5.1f} ms, p99 {result.p99 * 1000:5.1f} ms), "
+                  f"delivered {result.api_delivered:6.1f} msg/s; raw SMTP delivered "
+                  f"{result.raw_delivered:6.1f} msg/s; ratio {result.ratio:4.2f}", flush=True)
 
-        run = "api" + str(int(time.time()))
-        started = time.monotonic()
-        deadline = started + args.timeout
-        latencies, wall = asyncio.run(api_load(api_port, key, count, run, deadline))
-        api_done = wait_delivered(postfix.maillog, run, len(latencies), deadline)
-        api_delivered = len(latencies) / (api_done - started)
+    def median(field: Callable[[Round], float]) -> float:
+        return statistics.median(field(r) for r in rounds)
 
-        raw_run = "raw" + str(int(time.time()))
-        messages = raw_messages(count, raw_run)
-        started = time.monotonic()
-        deadline = started + args.timeout
-        raw_load(submission, messages, deadline)
-        raw_done = wait_delivered(postfix.maillog, raw_run, count, deadline)
-        raw_delivered = count / (raw_done - started)
-
-    quantiles = statistics.quantiles(latencies, n=100)
-    print(f"messages: {count}, concurrency {CONCURRENCY}, {len(TEXT)} bytes of text each")
-    print(f"API accepted:       {len(latencies) / wall:8.1f} requests/s "
-          f"(p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms)")
-    print(f"API delivered:      {api_delivered:8.1f} messages/s end to end")
-    print(f"raw SMTP delivered: {raw_delivered:8.1f} messages/s end to end")
-    print(f"ratio API/raw:      {api_delivered / raw_delivered:8.2f}")
+    print(f"\nmedian of {args.rounds} rounds (API phase, then raw phase, in each):")
+    print(f"API accepted:       {median(lambda r: r.accepted):8.1f} requests/s "
+          f"(p50 {median(lambda r: r.p50) * 1000:.1f} ms, "
+          f"p99 {median(lambda r: r.p99) * 1000:.1f} ms)")
+    print(f"API delivered:      {median(lambda r: r.api_delivered):8.1f} messages/s end to end")
+    print(f"raw SMTP delivered: {median(lambda r: r.raw_delivered):8.1f} messages/s end to end")
+    print(f"ratio API/raw:      {median(lambda r: r.ratio):8.2f} (median of the rounds' ratios)")
     return 0
 
 
