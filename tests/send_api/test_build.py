@@ -101,7 +101,13 @@ def test_a_bare_line_break_in_the_head_stops_the_build() -> None:
 _WORD = st.text(string.ascii_letters + string.digits, min_size=1, max_size=12)
 _NAME = st.one_of(st.just(""), st.lists(_WORD, min_size=1, max_size=4).map(" ".join),
                   st.text(string.printable.strip() + " ", max_size=30))
-_ASCII = st.text("".join(map(chr, range(0x20, 0x7F))), min_size=1, max_size=90)
+_ASCII = st.one_of(
+    st.text("".join(map(chr, range(0x20, 0x7F))), min_size=1, max_size=90),
+    # Pieces of what the registry treats specially: encoded words, comments, quotes.
+    st.lists(st.sampled_from(["=?utf-8?q?hi?=", "=?iso-8859-1?q?caf=E9?=", "=?", "?=", "a",
+                              " ", "  ", "(c)", '"q"', "<a@b>", ","]),
+             min_size=1, max_size=8).map("".join),
+)
 
 
 @given(names=st.lists(_NAME, min_size=1, max_size=3), subject=_ASCII,

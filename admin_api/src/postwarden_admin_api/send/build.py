@@ -71,8 +71,9 @@ def _address(mailbox: Mailbox) -> Address:
 
 def _plain(name: str, value: str) -> str | None:
     """``value`` when the policy would write ``name: value`` unchanged: one short line
-    of printable ASCII."""
-    if len(name) + 2 + len(value) > _LINE_LENGTH:
+    of printable ASCII with nothing that reads as an RFC 2047 encoded word (the
+    registry decodes and re-encodes those)."""
+    if len(name) + 2 + len(value) > _LINE_LENGTH or "=?" in value:
         return None
     return value if _PRINTABLE_ASCII.fullmatch(value) else None
 
