@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from postwarden_admin_api.send.maillog import MaillogFollower, parse_line
+from postwarden_admin_api.send.maillog import MaillogFollower, our_queue_ids, parse_line
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_store import create_pool
 
@@ -168,3 +168,27 @@ async def test_a_rotated_file_is_read_from_its_start(pool: asyncpg.Pool, tmp_pat
         "SELECT status FROM outbound_messages WHERE id = $1", message_id
     )
     assert status == "delivered"
+
+
+async def test_only_lines_about_our_messages_are_applied(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "maillog"
+    log_file.write_text("")
+    follower = MaillogFollower(pool, log_file)
+    await follower._load_position()
+    ours = "OURS" + uuid.uuid4().hex[:8].upper()
+    message_id = await relayed_message(pool, ours, "mine@example.org")
+    others = [f"OTHER{n}" + uuid.uuid4().hex[:6].upper() for n in range(50)]
+    with log_file.open("a") as out:
+        for queue_id in others:
+            out.write(line(queue_id, "someone@example.net", "sent", "2.0.0", "250 ok"))
+        out.write(line(ours, "mine@example.org", "sent", "2.0.0", "250 ok"))
+    async with pool.acquire() as conn:
+        assert await our_queue_ids(conn, {ours, *others}) == {ours}
+        assert await our_queue_ids(conn, set()) == set()
+    await follower.poll()
+    status = await pool.fetchval("SELECT status FROM outbound_messages WHERE id = $1", message_id)
+    assert status == "delivered"
+    # the other mail's lines wait (their queue id may not be stored yet), unapplied
+    assert sorted(event.queue_id for _, event in follower._pending) == sorted(others)
