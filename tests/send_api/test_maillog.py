@@ -90,6 +90,13 @@ async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str) -
     return accepted.id
 
 
+async def follower_at_end(pool: asyncpg.Pool, log_file: Path) -> MaillogFollower:
+    """A follower of ``log_file`` that starts where the file ends now."""
+    follower = MaillogFollower(pool, log_file)
+    await follower._load_position()
+    return follower
+
+
 def line(queue_id: str, recipient: str, status: str, dsn: str, reply: str) -> str:
     return (f"Nov 23 15:12:49 mx postfix/smtp[7]: {queue_id}: to=<{recipient}>, relay=x, "
             f"delay=0, delays=0/0/0/0, dsn={dsn}, status={status} ({reply})\n")
@@ -100,8 +107,7 @@ async def test_the_follower_tracks_recipients_and_suppresses_hard_bounces(
 ) -> None:
     log_file = tmp_path / "maillog"
     log_file.write_text("Nov 23 old line before the service started\n")
-    follower = MaillogFollower(pool, log_file)
-    await follower._load_position()
+    follower = await follower_at_end(pool, log_file)
     queue_id = "QID" + uuid.uuid4().hex[:10].upper()
     bounced = f"gone-{uuid.uuid4().hex[:6]}@example.org"
     message_id = await relayed_message(pool, queue_id, "ok@example.org", bounced)
@@ -141,8 +147,7 @@ async def test_a_line_before_its_queue_id_is_known_waits(
 ) -> None:
     log_file = tmp_path / "maillog"
     log_file.write_text("")
-    follower = MaillogFollower(pool, log_file)
-    await follower._load_position()
+    follower = await follower_at_end(pool, log_file)
     queue_id = "EARLY" + uuid.uuid4().hex[:8].upper()
     log_file.write_text(line(queue_id, "late@example.org", "sent", "2.0.0", "250 ok"))
     await follower.poll()
@@ -157,8 +162,7 @@ async def test_a_line_before_its_queue_id_is_known_waits(
 async def test_a_rotated_file_is_read_from_its_start(pool: asyncpg.Pool, tmp_path: Path) -> None:
     log_file = tmp_path / "maillog"
     log_file.write_text("x" * 1000 + "\n")
-    follower = MaillogFollower(pool, log_file)
-    await follower._load_position()
+    follower = await follower_at_end(pool, log_file)
     queue_id = "ROT" + uuid.uuid4().hex[:8].upper()
     message_id = await relayed_message(pool, queue_id, "rot@example.org")
     log_file.unlink()
@@ -175,8 +179,7 @@ async def test_only_lines_about_our_messages_are_applied(
 ) -> None:
     log_file = tmp_path / "maillog"
     log_file.write_text("")
-    follower = MaillogFollower(pool, log_file)
-    await follower._load_position()
+    follower = await follower_at_end(pool, log_file)
     ours = "OURS" + uuid.uuid4().hex[:8].upper()
     message_id = await relayed_message(pool, ours, "mine@example.org")
     others = [f"OTHER{n}" + uuid.uuid4().hex[:6].upper() for n in range(50)]
