@@ -230,3 +230,22 @@ async def test_pipelined_deferred_recipient_hangs_up_in_data(
     assert queued.outcome is Outcome.QUEUED
     assert server.messages == [b"\r\ny\r\n"]  # the deferred one never reached the server
     assert server.connections == 2
+
+
+async def test_a_close_cancelled_while_waiting_for_quit_still_hangs_up(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250 relay.test\r\n")
+        await reader.read()  # QUIT is never answered
+
+    smtp = session(await broken_server(answer))
+    connection = await smtp._connection()
+    closing = asyncio.create_task(smtp.close())
+    await asyncio.sleep(0.1)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert connection._writer.is_closing()

@@ -164,11 +164,13 @@ class SmtpSession:
     async def close(self) -> None:
         """QUIT politely; a connection that does not answer is just dropped."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await asyncio.wait_for(conn.command("QUIT"), QUIT_SECONDS)
-            except (OSError, ProtocolError, TimeoutError):
-                pass
+        if conn is None:
+            return
+        try:
+            await asyncio.wait_for(conn.command("QUIT"), QUIT_SECONDS)
+        except (OSError, ProtocolError, TimeoutError):
+            pass
+        finally:  # cancelled while waiting for QUIT's answer too
             conn.close()
 
     def _drop(self) -> None:
