@@ -1,15 +1,16 @@
-"""Fixtures of the send API tests: the admin app fixtures plus runtime-settings helpers."""
+"""Fixtures of the send API tests: the admin app, runtime settings, a pool, an SMTP server."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import pytest
 
 from postwarden_admin_api.runtime_settings import apply_changes
 from postwarden_admin_api.secrets import Keyring
-from postwarden_store import connect
+from postwarden_store import connect, create_pool
 from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
     admin_client,
     admin_key,
@@ -35,3 +36,13 @@ def set_runtime(database_url: str) -> SetRuntime:
             await conn.close()
 
     return apply
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the module database, large enough for the 100-request limit tests."""
+    pool = await create_pool(database_url, min_size=1, max_size=30)
+    try:
+        yield pool
+    finally:
+        await pool.close()

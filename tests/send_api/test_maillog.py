@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -12,7 +11,6 @@ import pytest
 
 from postwarden_admin_api.send.maillog import MaillogFollower, our_queue_ids, parse_line
 from postwarden_admin_api.send.outbox import enqueue
-from postwarden_store import create_pool
 
 from .test_outbox_limits import ROOMY, submission
 
@@ -64,14 +62,6 @@ def test_delivery_lines_are_parsed(
 def test_other_lines_are_ignored(line: str) -> None:
     assert parse_line(line) is None
 
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=5)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str) -> uuid.UUID:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -22,21 +21,12 @@ from postwarden_admin_api.send.limits import (
 )
 from postwarden_admin_api.send.outbox import Submission, enqueue
 from postwarden_admin_api.send.request_model import Caps, parse_request
-from postwarden_store import create_pool
 
 CAPS = Caps(50, 1_000_000, 100_000)
 HASH_KEY = b"k" * 32
 NOW = dt.datetime(2026, 11, 23, 12, 30, 15, tzinfo=dt.UTC)
 ROOMY = Limits(per_key_per_minute=1000, per_recipient_per_day=1000, per_key_per_day=1000)
 
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=2, max_size=30)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 def submission(key_id: str, *recipients: str, idem: str | None = None) -> Submission:

@@ -14,20 +14,10 @@ import pytest
 
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker, backoff
-from postwarden_store import create_pool
 from tests.fixtures.ports import free_port
 from tests.fixtures.scripted_smtp import Scripted
 
 from .test_outbox_limits import ROOMY, submission
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=10)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def accepted(pool: asyncpg.Pool, *recipients: str) -> uuid.UUID:
