@@ -47,5 +47,6 @@ def test_example_values_match_the_defaults() -> None:
     values = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     chosen = {"policy_dir", "spool_dir", "metrics_listen"}  # system paths, metrics on
     defaults = MilterSettings()
+    assert "fail_action" in set(values) - chosen  # the loop below checks a real file's values
     for name in set(values) - chosen:
         assert values[name] == getattr(defaults, name), name

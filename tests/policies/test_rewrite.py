@@ -178,10 +178,12 @@ def test_signed_parts_are_skipped() -> None:
     )
     facts = parse_message(raw, Envelope())
     assert rewrite_body(facts, RewritePlan(strip=((1, "x"),), sanitize_html=None)).body is None
-    forced = rewrite_body(
+    new, changes = _apply(
         facts, RewritePlan(strip=((1, "x"),), sanitize_html=None, skip_signed=False)
     )
-    assert forced.body is not None
+    assert [c.filename for c in changes if isinstance(c, AttachmentStripped)] == ["a.exe"]
+    assert b"MZ" not in _slot(new, 1) and b"a.exe" in _slot(new, 1)  # named in the notice
+    assert _slot(new, 2) == _slot(facts, 2)  # the signature part is kept as it was
 
 
 def test_a_result_that_reparses_differently_is_refused() -> None:

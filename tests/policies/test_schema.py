@@ -37,6 +37,11 @@ def test_schema_is_valid_draft_2020_12() -> None:
     ]
 
 
+def test_the_examples_are_found() -> None:
+    """An empty EXAMPLES would leave the parametrized test below with nothing to run."""
+    assert {"inbound-default.yaml", "outbound-submission.yaml"} <= {p.name for p in EXAMPLES}
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_examples_validate(path: Path) -> None:
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
