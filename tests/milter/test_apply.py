@@ -107,15 +107,23 @@ def test_edits_are_applied_when_the_message_goes_on() -> None:
     assert b"".join(chunks) == body  # type: ignore[arg-type]
 
 
-def test_rejected_message_gets_no_edits_and_report_only_applies_nothing() -> None:
+def test_rejected_message_gets_no_edits() -> None:
     edits = (AddHeader("X-Scanned", "yes"), ReplaceBody(b"new\r\n"))
     actions = Recorder()
     apply_verdict(actions, Verdict(Reject(), edits=edits), EDITS)
     assert [c[0] for c in actions.calls] == ["setreply"]
+
+
+def test_a_report_mode_match_does_not_switch_off_the_enforced_verdict() -> None:
+    """report_only says a shadow policy matched; what the enforced rules decided still holds."""
     actions = Recorder()
-    applied = apply_verdict(actions, Verdict(Reject(), edits=edits, report_only=True), EDITS)
-    assert applied.outcome is Outcome.CONTINUE
-    assert actions.calls == [("addheader", "X-Postwarden-Id", " u1")]
+    applied = apply_verdict(actions, Verdict(Reject(), report_only=True), EDITS)
+    assert applied.outcome is Outcome.REJECT
+    assert [c[0] for c in actions.calls] == ["setreply"]
+    actions = Recorder()
+    edits = (AddHeader("X-Scanned", "yes"),)
+    apply_verdict(actions, Verdict(Accept(), edits=edits, report_only=True), EDITS)
+    assert ("addheader", "X-Scanned", " yes") in actions.calls
 
 
 @pytest.mark.parametrize(

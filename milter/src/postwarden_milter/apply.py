@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from postwarden_policies import (
-    Accept,
     AddHeader,
     ChangeHeader,
     DeleteRecipient,
@@ -125,17 +124,20 @@ def _replace_body(actions: MilterActions, verdict: Verdict) -> None:
 
 
 def apply_verdict(actions: MilterActions, verdict: Verdict, message: MessageEdits) -> Applied:
-    """Answer the end of message as the verdict says; edits only when the mail goes on."""
-    decision = Accept() if verdict.report_only else verdict.decision
+    """Answer the end of message as the verdict says; edits only when the mail goes on.
+
+    ``verdict.report_only`` changes nothing here: the engine keeps report-mode
+    rules out of the decision and the edits, so what is left is enforced.
+    """
+    decision = verdict.decision
     if isinstance(decision, Reject | TempFail):
         send_reply(actions, decision.reply)
         outcome = Outcome.REJECT if isinstance(decision, Reject) else Outcome.TEMPFAIL
         return Applied(outcome, decision.reply)
     if isinstance(decision, Discard):
         return Applied(Outcome.DISCARD, None)
-    if not verdict.report_only:
-        _edit_headers(actions, verdict, message)
-        _replace_body(actions, verdict)
+    _edit_headers(actions, verdict, message)
+    _replace_body(actions, verdict)
     if message.id_header:
         actions.addheader(message.id_header, _value(message.uid, message))
     if isinstance(decision, Quarantine):

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, Protocol
 
 from postwarden_policies import (
-    Action,
     AuditEvent,
     Envelope,
     MessageFacts,
@@ -337,9 +336,9 @@ class ConnectionHandler:
         metrics = self._s.metrics
         for rule in verdict.rules:
             metrics.rules.labels(rule).inc()
-        action = Action.ACCEPT.value if verdict.report_only else verdict.action.value
+        action = verdict.action.value
         if facts.duplicate:
             log.info("re-delivery of message-id %s", facts.message_id)
-        log.info("%s from=<%s> rules=%s%s", action, facts.envelope.sender,
-                 ",".join(verdict.rules) or "-", " (report only)" if verdict.report_only else "")
+        log.info("%s from=<%s> rules=%s", action, facts.envelope.sender,
+                 ",".join(verdict.rules) or "-")
         self._finish(action, applied.reply, facts, verdict)

@@ -159,7 +159,7 @@ class Verdict:
     rules: tuple[str, ...] = ()
     policy_hash: str = ""
     flags: frozenset[str] = frozenset()
-    report_only: bool = False  # a report-mode policy matched: logged, nothing applied
+    report_only: bool = False  # a report-mode policy matched: logged, none of its actions applied
     notify: tuple[str, ...] = ()  # webhook endpoint names raised by `notify:` actions
 
     @property
