@@ -196,6 +196,13 @@ def test_a_sender_header_must_be_allowed_too() -> None:
     assert caught.value.details[0]["field"] == "headers.Sender"
 
 
+def test_a_malformed_sender_header_is_a_field_error() -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_request({**BASE, "headers": {"Sender": "nobody"}}, CAPS, allow_all)
+    assert (caught.value.status, caught.value.code) == (422, "invalid_header")
+    assert caught.value.details[0]["field"] == "headers.Sender"
+
+
 def test_the_body_must_be_an_object() -> None:
     with pytest.raises(ApiError) as caught:
         parse_request(["not", "an", "object"], CAPS, allow_all)

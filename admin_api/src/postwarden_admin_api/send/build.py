@@ -26,7 +26,7 @@ from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from .addresses import Mailbox, parse_mailbox
+from .addresses import Mailbox
 from .request_model import SendRequest
 
 
@@ -120,8 +120,8 @@ def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> by
     _set_text(message, "Date", format_datetime(now))
     _set_text(message, "Message-ID", message_id)
     for name, value in request.headers:
-        if name == "Sender":
-            _set_addresses(message, name, [parse_mailbox(value)])
+        if name == "Sender" and request.sender_header is not None:
+            _set_addresses(message, name, [request.sender_header])
         else:
             _set_text(message, name, value)
     if request.text is not None:

@@ -75,6 +75,7 @@ class SendRequest:
     attachments: tuple[Attachment, ...] = ()
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    sender_header: Mailbox | None = None  # parsed from the Sender entry of headers
 
     @property
     def recipients(self) -> tuple[Mailbox, ...]:
@@ -100,6 +101,7 @@ class _Reader:
         self.body = body
         self.caps = caps
         self.problems: list[FieldProblem] = []
+        self.sender_header: Mailbox | None = None  # the Sender header, once it parsed
 
     def problem(self, name: str, refusal: Refusal, detail: str) -> None:
         self.problems.append(FieldProblem(name, refusal, detail))
@@ -182,17 +184,19 @@ class _Reader:
                 if has_control(text) or len(text) > MAX_HEADER_VALUE or not text.strip():
                     self.problem(where, Refusal.INVALID_HEADER, "empty, too long or has controls")
                 elif lower == "sender":
-                    self._header_sender(where, text)
-                    found.append(("Sender", text))
+                    self.sender_header = self._header_sender(where, text)
+                    if self.sender_header is not None:
+                        found.append(("Sender", text))
                 else:
                     found.append((name, text))
         return tuple(found)
 
-    def _header_sender(self, where: str, text: str) -> None:
+    def _header_sender(self, where: str, text: str) -> Mailbox | None:
         try:
-            parse_mailbox(text)
+            return parse_mailbox(text)
         except AddressError as exc:
             self.problem(where, Refusal.INVALID_HEADER, str(exc))
+            return None
 
     def attachments(self) -> tuple[Attachment, ...]:
         raw = self.body.get("attachments", [])
@@ -290,8 +294,8 @@ def parse_request(
     subject = reader.subject()
     text, html = reader.bodies()
     headers = reader.headers()
-    sender_header = next((v for n, v in headers if n == "Sender"), None)
-    if sender_header is not None and not sender_allowed(parse_mailbox(sender_header)):
+    sender_header = reader.sender_header
+    if sender_header is not None and not sender_allowed(sender_header):
         reader.problem("headers.Sender", Refusal.SENDER_NOT_ALLOWED, "not an allowed sender")
     request_attachments = reader.attachments()
     tags = reader.tags()
@@ -300,5 +304,5 @@ def parse_request(
         raise refuse(reader.problems)
     return SendRequest(
         sender, to, cc, bcc, reply_to, subject, text, html, headers,
-        request_attachments, tags, metadata,
+        request_attachments, tags, metadata, sender_header,
     )
