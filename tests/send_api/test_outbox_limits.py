@@ -66,6 +66,21 @@ async def test_enqueue_writes_message_recipients_and_outbox(pool: asyncpg.Pool) 
     assert all("@" not in r["subject"] for r in subjects)
 
 
+async def test_one_address_in_two_cases_is_one_recipient(pool: asyncpg.Pool) -> None:
+    key = uuid.uuid4().hex
+    async with pool.acquire() as conn:
+        accepted = await enqueue(
+            conn, submission(key, "Bob@example.org", "bob@example.org"), ROOMY, NOW
+        )
+    row = await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1", accepted.id)
+    assert row["recipients"] == ["Bob@example.org"]
+    assert await count(
+        pool, "SELECT count(*) FROM outbound_recipients WHERE message_id = $1", accepted.id
+    ) == 1
+    usage = await pool.fetchrow("SELECT * FROM outbound_daily_usage WHERE key_id = $1", key)
+    assert (usage["messages"], usage["recipients"]) == (1, 1)
+
+
 async def test_a_hundred_concurrent_requests_never_pass_a_limit_of_forty(
     pool: asyncpg.Pool,
 ) -> None:

@@ -59,12 +59,13 @@ class Submission:
 
 
 def _kinds(request: SendRequest) -> tuple[list[str], list[str]]:
-    """Each envelope recipient once, with the first field that named it."""
-    kinds: dict[str, str] = {}
+    """Each envelope recipient once, as :attr:`SendRequest.recipients` counts them (by
+    lower-cased address, as given first), with the first field that named it."""
+    kinds: dict[str, tuple[str, str]] = {}
     for kind, mailboxes in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc)):
         for mailbox in mailboxes:
-            kinds.setdefault(mailbox.address, kind)
-    return list(kinds), list(kinds.values())
+            kinds.setdefault(mailbox.key, (mailbox.address, kind))
+    return [address for address, _ in kinds.values()], [kind for _, kind in kinds.values()]
 
 
 async def enqueue(
