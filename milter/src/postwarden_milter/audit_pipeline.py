@@ -79,10 +79,6 @@ class AuditPipeline:
         """True while the spool is full and the admin chose to tempfail new mail."""
         return self._full_action is SpoolFullAction.TEMPFAIL and self._spool.full
 
-    @property
-    def database_up(self) -> bool:
-        return self._pool is not None
-
     # --- lifecycle -----------------------------------------------------------
 
     def start(self, loop_thread: LoopThread) -> None:

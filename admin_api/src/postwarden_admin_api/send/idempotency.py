@@ -21,7 +21,8 @@ import asyncpg
 from .refusals import Refusal
 
 MAX_KEY_LENGTH = 255
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII, as in the IETF draft examples
+# Visible ASCII, as in the IETF draft's examples.
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
 STALE_CLAIM = dt.timedelta(minutes=5)
 RETENTION = dt.timedelta(hours=24)
 
@@ -39,10 +40,6 @@ RETURNING true
 SELECT = """
 SELECT request_sha256, state, response_status, response_body
 FROM send_idempotency WHERE key_id = $1 AND idempotency_key = $2
-"""
-FINISH = """
-UPDATE send_idempotency SET state = 'done', response_status = $3, response_body = $4
-WHERE key_id = $1 AND idempotency_key = $2
 """
 RELEASE = """
 DELETE FROM send_idempotency WHERE key_id = $1 AND idempotency_key = $2 AND state = 'in_progress'
@@ -83,12 +80,6 @@ async def claim(
     if row["state"] != "done":
         raise Refusal.IDEMPOTENCY_IN_PROGRESS.error()
     return StoredAnswer(row["response_status"], row["response_body"])
-
-
-async def finish(
-    conn: asyncpg.Connection, key_id: str, key: str, answer: StoredAnswer
-) -> None:
-    await conn.execute(FINISH, key_id, key, answer.status, answer.body)
 
 
 async def release(conn: asyncpg.Connection, key_id: str, key: str) -> None:

@@ -1,6 +1,6 @@
 """Sending limits counted atomically in Postgres, inside the enqueue statement.
 
-The counting itself is SQL (``send_enqueue`` in migration 0008): each counter
+The counting itself is SQL (``send_enqueue`` in migration 0007): each counter
 is one ``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE count < limit``, which
 Postgres evaluates on the latest row version under its row lock, so
 concurrent requests never overshoot; a reached limit raises and rolls back
@@ -89,18 +89,6 @@ class Windows:
             if code == refusal.code:
                 return LimitReached(refusal, _seconds_until(next_day, self.now))
         return None
-
-
-def check_nonzero(limits: Limits, windows: Windows) -> None:
-    """Refuse limits of zero here: a fresh counter row starts at 1 whatever the limit."""
-    next_day = windows.day_start + dt.timedelta(days=1)
-    retry = _seconds_until(next_day, windows.now)
-    if limits.per_recipient_per_day < 1:
-        raise LimitReached(Refusal.RECIPIENT_RATE_LIMITED, retry)
-    if limits.per_key_per_minute < 1:
-        raise LimitReached(Refusal.RATE_LIMITED, retry)
-    if limits.per_key_per_day < 1:
-        raise LimitReached(Refusal.DAILY_QUOTA_EXCEEDED, retry)
 
 
 async def purge_windows(conn: asyncpg.Connection, now: dt.datetime) -> None:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import asyncpg
 
+from postwarden_admin_api.periodic import DB_ERRORS
+
 from .scrub import for_log, scrub_reply
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,7 @@ class MaillogFollower:
         while True:
             try:
                 await self.poll()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except DB_ERRORS:
                 log.warning("maillog follower: cannot read %s or reach the database", self._path)
             await asyncio.sleep(POLL_SECONDS)
 

@@ -1,6 +1,6 @@
 """Accepting a message: one statement writes everything or nothing.
 
-``send_enqueue`` (migration 0008) checks the suppression list, counts the
+``send_enqueue`` (migration 0007) checks the suppression list, counts the
 usage limits (:mod:`.limits`), and stores the message, its recipients, its
 first timeline event, the outbox row and the idempotency answer, all in one
 round trip. A reached limit rolls the whole statement back, so a refused
@@ -38,10 +38,6 @@ class Accepted:
     id: uuid.UUID
     message_id: str
 
-    @property
-    def location(self) -> str:
-        return f"/api/v1/messages/{self.id}"
-
     def body(self) -> dict[str, Any]:
         return {"id": str(self.id), "message_id": self.message_id, "status": "queued"}
 
@@ -73,7 +69,6 @@ async def enqueue(
 ) -> Accepted:
     """Store the message for the relay worker, or raise Suppressed or limits.LimitReached."""
     windows = limits.Windows.at(now)
-    limits.check_nonzero(quota, windows)
     accepted = Accepted(uuid.uuid4(), submission.message_id)
     request = submission.request
     addresses, kinds = _kinds(request)

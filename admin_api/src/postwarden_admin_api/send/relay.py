@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from postwarden_admin_api.periodic import DB_ERRORS
+
 from .scrub import for_log, scrub_reply
 from .submit import Outcome, SmtpSession, SubmitResult
 
@@ -173,7 +175,7 @@ class RelayWorker:
                     if rows:
                         await self._relay(session, rows)
                         continue
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                except DB_ERRORS:
                     log.warning("relay worker: database unreachable, retrying")
                 await self._idle()
         finally:
