@@ -30,6 +30,7 @@ from postwarden_policies import (
     load_policy_set,
     load_policy_set_from_sources,
 )
+from postwarden_policies.loader import policy_files
 from postwarden_store import connect
 from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
 
@@ -58,11 +59,11 @@ class PolicyHolder:
 
 
 def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, mtime and size of the files a load would read (the loader's own list)."""
     entries = []
-    for path in sorted(directory.rglob("*")):
-        if path.suffix in (".yaml", ".yml") and path.is_file():
-            stat = path.stat()
-            entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+    for path in policy_files([directory])[0]:
+        stat = path.stat()
+        entries.append((str(path), stat.st_mtime_ns, stat.st_size))
     return tuple(entries)
 
 
