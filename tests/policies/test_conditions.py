@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from postwarden_policies import client_ip
 from postwarden_policies.conditions import MatchInput
 
 from .policy_helpers import attachment, facts, html_part, rule_policy
@@ -89,6 +90,10 @@ CASES = [
         {"client_ip": "::ffff:198.51.100.9"},
         True,
         id="ip-v4-mapped",
+    ),
+    pytest.param(
+        "client_ip: ['2001:db8::/32']", {"client_ip": "[IPv6:2001:db8::1]"}, True,
+        id="ip-postfix-v6-bracketed",
     ),
     pytest.param("client_ip: [0.0.0.0/0]", {"client_ip": None}, False, id="ip-missing"),
     pytest.param("client_ip: [0.0.0.0/0]", {"client_ip": "unknown"}, False, id="ip-unparsable"),
@@ -193,3 +198,14 @@ def test_attachments_selected(when: str, selected: set[int]) -> None:
     condition = rule_policy(when).enforced_rules[0].when
     found = condition.match(MatchInput.of(facts(parts=(EXE, PDF))))
     assert found == frozenset(selected)
+
+
+@pytest.mark.parametrize(
+    ("given", "address"),
+    [("192.0.2.7", "192.0.2.7"), ("[192.0.2.7]", "192.0.2.7"),
+     ("IPv6:2001:db8::1", "2001:db8::1"), ("[IPv6:2001:db8::1]", "2001:db8::1"),
+     ("[IPv6:::ffff:192.0.2.1]", "192.0.2.1"), ("unknown", None), ("", None), (None, None)],
+)
+def test_client_ip_has_one_form_for_rules_and_audit(given: str | None, address: str | None) -> None:
+    found = client_ip(given)
+    assert (None if found is None else str(found)) == address

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
 import uuid
 from typing import Any
 
-from postwarden_policies import AuditEvent, Change, MessageFacts, SmtpReply, Verdict, redact
+from postwarden_policies import (
+    AuditEvent,
+    Change,
+    MessageFacts,
+    SmtpReply,
+    Verdict,
+    client_ip,
+    redact,
+)
 
 from .session import Client, Transaction
 
 MAX_SUBJECT = 200
 
 
-def _address(text: str | None) -> str | None:
+def _client_address(text: str | None) -> str | None:
     """Only a real IP goes into the inet column ("unknown" and the like do not)."""
-    if not text:
-        return None
-    try:
-        return str(ipaddress.ip_address(text.strip("[]").removeprefix("IPv6:")))
-    except ValueError:
-        return None
+    address = client_ip(text)
+    return None if address is None else str(address)
 
 
 def _subject(subject: str | None) -> str | None:
@@ -63,7 +66,7 @@ def build_event(
         instance=instance,
         queue_id=transaction.queue_id,
         message_uid=transaction.uid,
-        client_address=_address(client.address),
+        client_address=_client_address(client.address),
         client_name=client.name,
         helo=client.helo,
         auth_user=transaction.auth_user,

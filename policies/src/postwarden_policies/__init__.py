@@ -10,7 +10,7 @@ from .audit import AuditEvent
 from .delivery import apply_edits
 from .engine import evaluate, evaluate_message
 from .errors import PoliciesError, PolicyIssue, PolicyLoadError
-from .facts import Envelope, Header, MessageFacts, MimePart
+from .facts import Envelope, Header, MessageFacts, MimePart, client_ip
 from .loader import check_policy_text, load_policy_set, load_policy_set_from_sources
 from .mimeparse import parse_message
 from .policyset import PolicySet
@@ -79,6 +79,7 @@ __all__ = [
     "Verdict",
     "apply_edits",
     "check_policy_text",
+    "client_ip",
     "evaluate",
     "evaluate_message",
     "gather_settings",

@@ -15,12 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .facts import MessageFacts, MimePart
+from .facts import IpAddress, MessageFacts, MimePart, client_ip
 from .patterns import Pattern
 
 Matched = frozenset[int] | None
 NOTHING: frozenset[int] = frozenset()
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -31,18 +30,6 @@ def _domain(address: str) -> str:
 def _address(value: str) -> str:
     """Lower-case address without angle brackets; "" stays the null sender."""
     return value.strip().strip("<>").lower()
-
-
-def _ip(value: str | None) -> IpAddress | None:
-    if not value:
-        return None
-    try:
-        address = ipaddress.ip_address(value.removeprefix("IPv6:").strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +61,7 @@ class MatchInput:
             recipient_domains=tuple(_domain(r) for r in recipients),
             from_address=header_from,
             from_domain=_domain(header_from) if header_from else None,
-            client_ip=_ip(envelope.client_ip),
+            client_ip=client_ip(envelope.client_ip),
             subject=facts.subject or "",
             attachments=facts.attachments,
         )

@@ -9,7 +9,28 @@ back byte for byte.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def client_ip(value: str | None) -> IpAddress | None:
+    """The client address as an IP, or None ("unknown" and the like).
+
+    Brackets and an ``IPv6:`` tag, as Postfix may write them, are dropped, and
+    an IPv4-mapped IPv6 address is the IPv4 address: rules and audit rows see
+    one form.
+    """
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value.strip("[]").removeprefix("IPv6:"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 @dataclass(frozen=True, slots=True)
