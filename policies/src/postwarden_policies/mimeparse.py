@@ -295,7 +295,7 @@ class _Parser:
             return
         # Encoded text is at most ~3 bytes per decoded character (QP escapes).
         chunk = self.raw[start : min(end, start + self.text_left * 3)]
-        data, _ok = transfer.decode(chunk, cte)
+        data = transfer.decode(chunk, cte)
         text = decode_bytes(data, charset, self.flags)[: self.text_left]
         self.texts.append(text)
         self.text_left -= len(text)

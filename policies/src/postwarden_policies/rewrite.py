@@ -68,8 +68,7 @@ class _Edit:
 
 
 def _decoded(facts: MessageFacts, part: MimePart) -> bytes:
-    data, _ok = transfer.decode(facts.raw[part.body_start : part.body_end], part.transfer_encoding)
-    return data
+    return transfer.decode(facts.raw[part.body_start : part.body_end], part.transfer_encoding)
 
 
 def _with_tail(original: bytes, encoded: bytes) -> bytes:

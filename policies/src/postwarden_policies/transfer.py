@@ -78,15 +78,15 @@ def decode_head(raw: bytes, start: int, end: int, encoding: str, want: int = 192
     return raw[start : min(end, start + want)]
 
 
-def decode(data: bytes, encoding: str) -> tuple[bytes, bool]:
-    """(decoded bytes, well formed). Broken base64 decodes what it can."""
+def decode(data: bytes, encoding: str) -> bytes:
+    """The decoded bytes; broken base64 decodes what it can (garbage is flagged by the
+    parser, which samples it, not here)."""
     if encoding == "base64":
         clean = data.translate(None, _B64_NOT_ALPHABET)
-        ok = len(clean) % 4 != 1 and not data.translate(None, _B64_ALPHABET + _B64_PAD_AND_SPACE)
-        return binascii.a2b_base64(clean[: len(clean) - len(clean) % 4] + _pad(clean)), ok
+        return binascii.a2b_base64(clean[: len(clean) - len(clean) % 4] + _pad(clean))
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(data), True
-    return data, True
+        return binascii.a2b_qp(data)
+    return data
 
 
 def _pad(clean: bytes) -> bytes:
