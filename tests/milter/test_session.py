@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postwarden_milter.session import CRLF, Transaction
+from postwarden_milter.session import CRLF, BodyBuffer, Transaction
 
 
 def transaction(threshold: int, max_bytes: int | None = None) -> Transaction:
@@ -28,6 +28,22 @@ def test_the_message_is_rebuilt_exactly_in_memory_or_spilled(
     assert txn.size == len(txn.raw_message())
     txn.close()
     assert txn.raw_message() == b"Subject: hello\r\n\r\n"
+
+
+def test_a_spilled_body_goes_to_the_file_in_batches() -> None:
+    chunks = [bytes([65 + n % 26]) * 98 + CRLF for n in range(40)]  # 100 bytes each
+    body = BodyBuffer(threshold=250, batch=400)
+    try:
+        held = []
+        for chunk in chunks:
+            body.write(chunk)
+            held.append(body.in_memory)
+        assert body.spilled
+        assert max(held[:2]) <= 250 and max(held[3:]) <= 400  # spilled at the third chunk
+        assert 0 < held[-1]  # the tail is still in memory and part of the message
+        assert body.after(b"H\r\n\r\n") == b"H\r\n\r\n" + b"".join(chunks)
+    finally:
+        body.close()
 
 
 def test_the_size_limit_is_checked_on_every_chunk() -> None:

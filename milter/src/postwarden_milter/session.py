@@ -19,6 +19,7 @@ from typing import IO
 from postwarden_policies import Envelope
 
 CRLF = b"\r\n"
+SPILL_BATCH = 256 * 1024
 
 
 def strip_brackets(address: str) -> str:
@@ -52,10 +53,14 @@ class BodyBuffer:
 
     In memory the chunks are kept as they are and joined once, with the
     headers, into the message (one copy, where a BytesIO would make three).
+    Once spilled, chunks still gather in memory and go to the file in batches
+    of ``batch`` bytes: one write per batch instead of one per 64 KB chunk
+    (each write gives up the GIL, and 16 filter threads wait on it).
     """
 
-    def __init__(self, threshold: int) -> None:
+    def __init__(self, threshold: int, batch: int = SPILL_BATCH) -> None:
         self._threshold = threshold
+        self._batch = batch
         self._chunks: list[bytes] = []
         self._held = 0
         self._file: IO[bytes] | None = None
@@ -64,26 +69,31 @@ class BodyBuffer:
     def spilled(self) -> bool:
         return self._file is not None
 
+    @property
+    def in_memory(self) -> int:
+        """Body bytes held in memory: at most ``threshold``, then at most ``batch``."""
+        return self._held
+
     def write(self, chunk: bytes) -> None:
-        if self._file is not None:
-            self._file.write(chunk)
-            return
         self._chunks.append(chunk)
         self._held += len(chunk)
-        if self._held > self._threshold:
-            self._file = tempfile.TemporaryFile()  # closed by close()
-            self._file.writelines(self._chunks)
+        if self._held > (self._threshold if self._file is None else self._batch):
+            if self._file is None:
+                self._file = tempfile.TemporaryFile()  # closed by close()
+            self._file.write(b"".join(self._chunks))
             self._chunks = []
+            self._held = 0
 
     def after(self, head: bytes) -> bytes:
         """``head`` followed by the body."""
         if self._file is None:
             return b"".join([head, *self._chunks])
         self._file.seek(0)
-        return head + self._file.read()
+        return b"".join([head, self._file.read(), *self._chunks])
 
     def close(self) -> None:
         self._chunks = []
+        self._held = 0
         if self._file is not None:
             self._file.close()
             self._file = None
