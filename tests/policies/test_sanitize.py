@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from postwarden_policies import sanitize
-from postwarden_policies.sanitize import HtmlOptions, sanitize_html
+from postwarden_policies.html_allowlist import HtmlOptions
+from postwarden_policies.sanitize import sanitize_html
 
 KEEP = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
 STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
@@ -26,16 +27,16 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="javascript-entity",
         ),
         pytest.param(
-            '<table><tr><td class="x" style="color: red">1</td></tr></table>',
+            '<!-- c --><table><tr><td class="x" style="color: red">1</td></tr></table>',
             '<table><tbody><tr><td class="x" style="color:red">1</td></tr></tbody></table>',
-            (),
+            (("comment", 1),),
             id="layout-kept",
         ),
         pytest.param(
-            '<p style="position: fixed; color: red">x</p>',
+            '<p style="position: fixed; color: red" onclick="x()">x</p>',
             '<p style="color:red">x</p>',
-            (),
-            id="css-allowlist",
+            (("@onclick", 1),),
+            id="css-allowlist-in-a-rewritten-part",
         ),
         pytest.param(
             '<p style="color: red; background: u\\72l(//t.example/x)">x</p>',
@@ -101,7 +102,7 @@ class _InterruptedCleaner:
 
 def test_a_panic_becomes_a_notice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sanitize, "_cleaner", lambda *_: _PanickingCleaner())
-    clean, removed = sanitize_html("<p>x</p>", KEEP)
+    clean, removed = sanitize_html("<p onclick=x>x</p>", KEEP)
     assert "could not be sanitized" in clean
     assert removed == (("unsanitizable", 1),)
 
@@ -109,7 +110,7 @@ def test_a_panic_becomes_a_notice(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_other_base_exceptions_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sanitize, "_cleaner", lambda *_: _InterruptedCleaner())
     with pytest.raises(KeyboardInterrupt):
-        sanitize_html("<p>x</p>", KEEP)
+        sanitize_html("<p onclick=x>x</p>", KEEP)
 
 
 def test_cleaners_are_built_once_per_options() -> None:
@@ -118,9 +119,15 @@ def test_cleaners_are_built_once_per_options() -> None:
     )
 
 
+def test_html_within_the_allowlist_comes_back_as_it_is() -> None:
+    html = '<table><tr><td class="x" style="position: fixed">1</td></tr></table>'
+    assert sanitize_html(html, KEEP) == (html, ())
+
+
 def test_document_structure_alone_is_not_a_change() -> None:
     page = "<!DOCTYPE html><html><head><title>News</title></head><body><p>Hi</p></body></html>"
-    assert sanitize_html(page, KEEP)[1] == ()
+    assert sanitize_html(page, KEEP) == (page, ())
+    assert sanitize._clean(page, KEEP)[1] == ()  # nh3 drops it, uncounted
 
 
 def test_what_the_head_holds_is_still_counted() -> None:

@@ -11,6 +11,7 @@ from .delivery import apply_edits
 from .engine import evaluate, evaluate_message
 from .errors import PoliciesError, PolicyIssue, PolicyLoadError
 from .facts import Envelope, Header, MessageFacts, MimePart, client_ip
+from .html_allowlist import HtmlOptions
 from .loader import check_policy_text, load_policy_set, load_policy_set_from_sources
 from .mimeparse import parse_message
 from .policyset import PolicySet
@@ -18,7 +19,6 @@ from .policytests import CaseResult, run_policy_tests
 from .redact import redact
 from .render import verdict_json
 from .rewrite import RewritePlan, RewriteResult, rewrite_body
-from .sanitize import HtmlOptions
 from .schema import policy_schema
 from .settings_source import SettingsError, gather_settings
 from .verdicts import (

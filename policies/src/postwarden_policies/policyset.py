@@ -21,8 +21,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .html_allowlist import HtmlOptions
 from .model import Limits, Policy, Rule
-from .sanitize import HtmlOptions
 
 # The parser's own caps: a message past them is flagged and treated as past the limit.
 PARSER_MAX_PARTS = 1000

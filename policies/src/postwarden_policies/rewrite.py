@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from postwarden_policies import transfer
 from postwarden_policies.facts import MessageFacts, MimePart
 from postwarden_policies.headers import decode_bytes
+from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.mimeparse import parse_message
-from postwarden_policies.sanitize import HtmlOptions, sanitize_html
+from postwarden_policies.sanitize import sanitize_html
 from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitized
 
 __all__ = ["HtmlOptions", "RewriteError", "RewritePlan", "RewriteResult", "rewrite_body"]

@@ -34,60 +34,23 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import nh3
+
+from .html_allowlist import (
+    ATTRIBUTES,
+    CSS_DANGER,
+    CSS_PROPERTIES,
+    DROP_WITH_CONTENT,
+    NOT_COUNTED,
+    TAGS,
+    HtmlOptions,
+)
+from .html_precheck import needs_no_sanitizing
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class HtmlOptions:
-    remote_images: str  # "keep" | "strip"
-    allowed_url_schemes: frozenset[str]
-
-
-_TAGS = frozenset(
-    """a abbr acronym address area b bdi bdo big blockquote br caption center cite code col
-    colgroup dd del dfn div dl dt em font h1 h2 h3 h4 h5 h6 hr i img ins kbd li map mark ol p
-    pre q s samp small span strike strong sub sup table tbody td tfoot th thead tr tt u ul var
-    wbr""".split()
-)
-# Tags whose content goes too, not just the tag: code, styles, frames, foreign XML.
-_DROP_WITH_CONTENT = frozenset(
-    """script style title head svg math iframe object embed noembed noframes template
-    frameset applet""".split()
-)
-_GENERIC_ATTRIBUTES = frozenset(
-    """align valign width height bgcolor color dir lang title border cellpadding cellspacing
-    style class face size hspace vspace nowrap""".split()
-)
-_ATTRIBUTES = {
-    "*": set(_GENERIC_ATTRIBUTES),
-    "a": {"href", "name", "target"},
-    "img": {"src", "alt"},
-    "td": {"colspan", "rowspan", "headers", "scope"},
-    "th": {"colspan", "rowspan", "headers", "scope"},
-    "col": {"span"},
-    "colgroup": {"span"},
-    "ol": {"start", "type"},
-    "ul": {"type"},
-    "li": {"value"},
-    "area": {"href", "alt", "shape", "coords"},
-    "map": {"name"},
-    "table": {"summary"},
-}
-_CSS_PROPERTIES = frozenset(
-    """color background-color font font-family font-size font-style font-weight font-variant
-    text-align text-decoration text-indent text-transform letter-spacing word-spacing
-    line-height white-space vertical-align direction margin margin-top margin-right
-    margin-bottom margin-left padding padding-top padding-right padding-bottom padding-left
-    border border-top border-right border-bottom border-left border-color border-style
-    border-width border-collapse border-spacing border-radius width height max-width
-    min-width max-height min-height display float clear list-style-type table-layout
-    text-overflow overflow word-break word-wrap""".split()
-)
-_CSS_DANGER = ("expression", "url(", "behavior", "javascript:", "-moz-binding", "@import")
 _DATA_IMAGE = re.compile(r"data:image/(?:png|gif|jpe?g|webp)[;,]", re.IGNORECASE)
 # Both run on lower-cased text, so the C-level Counter can count the names as found.
 _TAG = re.compile(r"<\s*([a-z][a-z0-9:-]*)")
@@ -98,10 +61,6 @@ _LINK_REL = "noopener noreferrer"
 _STYLE_MARKERS = ("expression", "url(", "behavior", "javascript", "binding", "import", "\\", "/*")
 # HTML holding none of these is cleaned without the attribute filter (see _cleaner).
 _FILTER_MARKERS = ("data:", *_STYLE_MARKERS)
-# Document structure, not content: dropping it alone leaves the part untouched,
-# so a newsletter with <head><title> still passes byte for byte. Whatever the
-# head held that matters (style, script, meta, link, base) is counted by its own name.
-_NOT_COUNTED = frozenset({"html", "head", "title", "body", "tbody"})
 _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
 
 # Per-call counters for what the attribute filter dropped (the milter sanitizes
@@ -121,7 +80,7 @@ def _filter_style(value: str, dropped: Counter[str]) -> str | None:
     kept = []
     for declaration in value.split(";"):
         folded = _CSS_COMMENT_OR_SPACE.sub("", _CSS_ESCAPE.sub(_unescape, declaration)).lower()
-        danger = next((word for word in _CSS_DANGER if word in folded), None)
+        danger = next((word for word in CSS_DANGER if word in folded), None)
         if danger is None:
             kept.append(declaration.strip())
         else:
@@ -173,13 +132,13 @@ def _cleaner(remote_images: str, schemes: frozenset[str], filtered: bool = True)
     of the constructs it looks for is cleaned by the same allowlist without it.
     """
     return nh3.Cleaner(
-        tags=set(_TAGS),
-        clean_content_tags=set(_DROP_WITH_CONTENT),
-        attributes={tag: set(names) for tag, names in _ATTRIBUTES.items()},
+        tags=set(TAGS),
+        clean_content_tags=set(DROP_WITH_CONTENT),
+        attributes={tag: set(names) for tag, names in ATTRIBUTES.items()},
         attribute_filter=_make_filter(remote_images == "strip") if filtered else None,
         # Without the filter data: is simply not an allowed scheme.
         url_schemes=set(schemes) | {"data"} if filtered else set(schemes) - {"data"},
-        filter_style_properties=set(_CSS_PROPERTIES),
+        filter_style_properties=set(CSS_PROPERTIES),
         link_rel=_LINK_REL,
         strip_comments=True,
     )
@@ -218,7 +177,7 @@ def _removed(before: str, after: str, dropped: Counter[str]) -> tuple[tuple[str,
         lost.update(
             {"@" + name: n for name, n in (_attributes(before) - _attributes(after)).items()}
         )
-    for name in _NOT_COUNTED:
+    for name in NOT_COUNTED:
         lost.pop(name, None)
     lost.update(dropped)
     return tuple(sorted((+lost).items()))
@@ -230,7 +189,18 @@ def _is_panic(exc: BaseException) -> bool:
 
 
 def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """(clean HTML, what was removed). Never raises for any input."""
+    """(clean HTML, what was removed). Never raises for any input.
+
+    With nothing removed the caller leaves the part as it was, so HTML already
+    within the allowlist (:mod:`postwarden_policies.html_precheck`) comes back
+    as it is, without nh3.
+    """
+    if needs_no_sanitizing(html, options):
+        return html, ()
+    return _clean(html, options)
+
+
+def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
     folded = html.lower()
     cleaner = _cleaner(
         options.remote_images, options.allowed_url_schemes, _needs_filter(folded, options)

@@ -1,0 +1,63 @@
+"""What the HTML sanitizer keeps: tags, attributes, CSS properties, and the options.
+
+Shared by :mod:`postwarden_policies.sanitize` (which has nh3 enforce it) and
+:mod:`postwarden_policies.html_precheck` (which recognises HTML already
+within it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlOptions:
+    remote_images: str  # "keep" | "strip"
+    allowed_url_schemes: frozenset[str]
+
+
+TAGS = frozenset(
+    """a abbr acronym address area b bdi bdo big blockquote br caption center cite code col
+    colgroup dd del dfn div dl dt em font h1 h2 h3 h4 h5 h6 hr i img ins kbd li map mark ol p
+    pre q s samp small span strike strong sub sup table tbody td tfoot th thead tr tt u ul var
+    wbr""".split()
+)
+# Tags whose content goes too, not just the tag: code, styles, frames, foreign XML.
+DROP_WITH_CONTENT = frozenset(
+    """script style title head svg math iframe object embed noembed noframes template
+    frameset applet""".split()
+)
+GENERIC_ATTRIBUTES = frozenset(
+    """align valign width height bgcolor color dir lang title border cellpadding cellspacing
+    style class face size hspace vspace nowrap""".split()
+)
+ATTRIBUTES: dict[str, frozenset[str]] = {
+    "*": GENERIC_ATTRIBUTES,
+    "a": frozenset({"href", "name", "target"}),
+    "img": frozenset({"src", "alt"}),
+    "td": frozenset({"colspan", "rowspan", "headers", "scope"}),
+    "th": frozenset({"colspan", "rowspan", "headers", "scope"}),
+    "col": frozenset({"span"}),
+    "colgroup": frozenset({"span"}),
+    "ol": frozenset({"start", "type"}),
+    "ul": frozenset({"type"}),
+    "li": frozenset({"value"}),
+    "area": frozenset({"href", "alt", "shape", "coords"}),
+    "map": frozenset({"name"}),
+    "table": frozenset({"summary"}),
+}
+CSS_PROPERTIES = frozenset(
+    """color background-color font font-family font-size font-style font-weight font-variant
+    text-align text-decoration text-indent text-transform letter-spacing word-spacing
+    line-height white-space vertical-align direction margin margin-top margin-right
+    margin-bottom margin-left padding padding-top padding-right padding-bottom padding-left
+    border border-top border-right border-bottom border-left border-color border-style
+    border-width border-collapse border-spacing border-radius width height max-width
+    min-width max-height min-height display float clear list-style-type table-layout
+    text-overflow overflow word-break word-wrap""".split()
+)
+CSS_DANGER = ("expression", "url(", "behavior", "javascript:", "-moz-binding", "@import")
+# Document structure, not content: dropping it alone leaves the part untouched,
+# so a newsletter with <head><title> still passes byte for byte. Whatever the
+# head held that matters (style, script, meta, link, base) is counted by its own name.
+NOT_COUNTED = frozenset({"html", "head", "title", "body", "tbody"})

@@ -1,0 +1,145 @@
+"""Recognise HTML that is already within the sanitizer's allowlist, without nh3.
+
+nh3 parses and re-serializes every part it is given (milliseconds for a 60 KB
+newsletter), and a part from which it removes nothing is then left as it was.
+:func:`needs_no_sanitizing` answers that question first, with one regular
+expression over the whole part, for HTML that is plainly inside the allowlist.
+
+It is an allowlist proof, never a search for bad things: the whole part must
+match a strict grammar, and anything outside it goes to nh3 as before.
+
+- Every ``<`` starts a start tag of an allowed name, an end tag of one, or
+  ``<!doctype``. A comment, ``<![CDATA[``, ``<?`` or a ``<`` before anything
+  else gives no proof.
+- A start tag carries only the attributes allowed on it, separated by HTML
+  whitespace. No value holds ``<``, ``>`` or NUL, so no raw-text or RCDATA end
+  (``</title>``) can hide inside one, and the HTML tokenizer reads the same
+  tags and attributes as this grammar.
+- ``href`` and ``src`` values are quoted and spelled out with an allowed
+  scheme: ``http(s)://`` and a plain ASCII host name, a non-hierarchical
+  scheme such as ``mailto:`` or ``cid:``, or ``#``. A character reference
+  cannot change a scheme and a host written out before it. ``data:`` always
+  goes to nh3, which judges it; with ``remote_images: strip``, so does every
+  image served over http(s).
+- ``style`` values are quoted printable ASCII without ``&``, ``\\`` or ``/``
+  (no references, escapes or comments). With spaces removed they hold none of
+  the CSS words the sanitizer counts.
+- The document structure that nh3 drops uncounted (``html``, ``head``,
+  ``title``, ``body``) is accepted without attributes.
+
+Names match ASCII case-insensitively, as the tokenizer lower-cases them: the
+grammar reads the lower-cased part, and a part holding one of the two
+characters outside ASCII that lower-case to an ASCII letter (U+0130, U+212A
+KELVIN SIGN) gets no proof. What nh3 may still change in
+accepted HTML is harmless by construction, and
+tests/policies/test_html_precheck.py checks it against nh3 on generated
+documents: the tree builder drops a misplaced allowed tag (a ``<td>`` outside
+a table) or the second of two equal attributes.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from .html_allowlist import ATTRIBUTES, CSS_DANGER, NOT_COUNTED, TAGS, HtmlOptions
+
+_WS = r"[ \t\n\f\r]"
+_NAME_END = r"(?=[ \t\n\f\r/>=])"
+_URL_CHAR = r"[!#-&(-;=?-\[\]-~]"  # printable ASCII but quotes, "<", ">" and "\\"
+# No "=" in a value: " style=" can then appear in a tag only as the attribute itself.
+_VALUE = r"""(?:"[^"<>=\x00]*+"|'[^'<>=\x00]*+'|[a-z0-9#%.,_-]++)"""
+_STYLE_CHAR = r"[\t\n\r !#-%(-.0-;?-\[\]-~]"  # the same, without "&", "/" or "="
+_STYLE_VALUE = f"""(?:"{_STYLE_CHAR}*+"|'{_STYLE_CHAR}*+')"""
+_LABEL = r"(?!xn--)[a-z0-9-]++"  # an A-label would need a punycode check
+_HOST = rf"(?:{_LABEL}\.)*+(?!xn--)[a-z][a-z0-9-]*+(?::[0-9]{{1,4}})?"
+# Schemes with hosts or special parsing are never taken on trust here.
+_SPECIAL = frozenset(
+    {"http", "https", "ftp", "ws", "wss", "file", "data", "javascript", "vbscript"}
+)
+_URL_ATTRIBUTES = frozenset({"href", "src"})
+# Quoted values stop at "<": a look-alike in text cannot reach into a tag.
+_STYLE_ATTRIBUTE = re.compile(rf"style{_WS}*+={_WS}*+(\"[^\"<>]*+\"|'[^'<>]*+')")
+# The only characters outside ASCII whose lower case holds an ASCII letter.
+_FOLDS_TO_ASCII = ("\u0130", "\u212a")
+
+
+def _trie(words: Iterable[str]) -> str:
+    """A regex for exactly these names (each followed by the end of a name), by prefix.
+
+    sre tries the branches of an alternation in turn, skipping one at once only
+    when its first character differs; a prefix tree keeps that to a few
+    branches per name instead of one per allowed name.
+    """
+    tree: dict[str, Any] = {}
+    for word in words:
+        node = tree
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [
+            _NAME_END if key == "" else re.escape(key) + emit(child)
+            for key, child in sorted(node.items())
+        ]
+        return branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+
+    return emit(tree)
+
+
+def _url(schemes: frozenset[str]) -> str:
+    forms = [f"#{_URL_CHAR}*+"]
+    web = schemes & {"http", "https"}
+    if web:
+        forms.append(rf"(?:{'|'.join(sorted(web))})://{_HOST}(?:[/?#]{_URL_CHAR}*+)?")
+    opaque = sorted(s for s in schemes - _SPECIAL if re.fullmatch(r"[a-z][a-z0-9+.-]*", s))
+    if opaque:
+        forms.append(rf"(?:{'|'.join(map(re.escape, opaque))}):{_URL_CHAR}++")
+    url = "|".join(forms)
+    return f"""(?:"(?:{url})"|'(?:{url})')"""
+
+
+def _attributes(tag: str, options: HtmlOptions) -> str:
+    """Zero or more allowed attributes of ``tag``, each after HTML whitespace."""
+    schemes = frozenset(s.lower() for s in options.allowed_url_schemes)
+    if tag == "img" and options.remote_images == "strip":
+        schemes -= {"http", "https"}
+    names = ATTRIBUTES["*"] | ATTRIBUTES.get(tag, frozenset())
+    equals = f"{_WS}*+={_WS}*+"
+    forms = [
+        f"{_trie(names - _URL_ATTRIBUTES - {'style'})}(?:{equals}{_VALUE})?",
+        f"{_trie({'style'})}{equals}{_STYLE_VALUE}",
+    ]
+    if names & _URL_ATTRIBUTES:
+        forms.append(f"{_trie(names & _URL_ATTRIBUTES)}{equals}{_url(schemes)}")
+    return f"(?:{_WS}++(?:{'|'.join(forms)}))*+"
+
+
+@functools.lru_cache(maxsize=16)
+def grammar(options: HtmlOptions) -> re.Pattern[str]:
+    """The compiled grammar for these options (about 50 ms to build, so cached)."""
+    structure = NOT_COUNTED - TAGS  # html, head, title, body: no attributes
+    by_attributes: dict[str, list[str]] = {"": sorted(structure)}
+    for tag in sorted(TAGS):
+        by_attributes.setdefault(_attributes(tag, options), []).append(tag)
+    starts = [_trie(tags) + attributes for attributes, tags in by_attributes.items()]
+    start = f"(?:{'|'.join(starts)}){_WS}*+/?>"
+    end = f"/{_trie(TAGS | structure)}{_WS}*+>"
+    doctype = r"!doctype(?=[ \t\n\f\r>])[^<>\x00]*+>"
+    # Matched against the lower-cased part: sre skips a branch on its first
+    # literal character, which it cannot do case-insensitively.
+    return re.compile(rf"(?:[^<\x00]++|<(?:{start}|{end}|{doctype}))*+")
+
+
+def needs_no_sanitizing(html: str, options: HtmlOptions) -> bool:
+    """True only if ``html`` is provably inside the allowlist (see the module text)."""
+    folded = html.lower()
+    if any(char in html for char in _FOLDS_TO_ASCII) or grammar(options).fullmatch(folded) is None:
+        return False
+    # Every style value, and perhaps some look-alikes from text: inside a tag
+    # "style=" can only be the attribute, as no other value holds "=".
+    styles = "".join("".join(_STYLE_ATTRIBUTE.findall(folded)).split())
+    return not any(word in styles for word in CSS_DANGER)
