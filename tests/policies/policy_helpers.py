@@ -39,6 +39,7 @@ def attachment(
         transfer_encoding="base64",
         disposition="attachment",
         filename=filename,
+        filenames=(filename,) if filename else (),
         is_multipart=False,
         is_attachment=True,
         header_start=0,

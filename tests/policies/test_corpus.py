@@ -115,7 +115,9 @@ CASES: dict[str, Case] = {
     "name_only_in_content_type": Case(
         attachments=(("setup.scr", "application/x-msdownload", EXE),)
     ),
-    "duplicate_filename_param": Case(attachments=(("report.txt", OCTET, EXE),)),
+    "duplicate_filename_param": Case(
+        f("ambiguous_filename"), attachments=(("report.txt", OCTET, EXE),)
+    ),
     "broken_base64": Case(f(M, "bad_base64"), (("a.pdf", "application/pdf", "application/pdf"),)),
     "unknown_disposition": Case(attachments=(("w.pdf", "application/pdf", "application/pdf"),)),
     "empty_body": Case(f("empty_body")),
@@ -130,7 +132,10 @@ CASES: dict[str, Case] = {
     "boundary_in_preamble": Case(),
     "crlf_message": Case(),
     "lf_message": Case(),
-    "duplicate_content_type": Case(f(M, "duplicate_mime_header")),
+    # A reader that takes the second Content-Type sees x.exe: it is an attachment.
+    "duplicate_content_type": Case(
+        f(M, "duplicate_mime_header"), attachments=(("x.exe", "text/plain", EXE),)
+    ),
     "missing_boundary_param": Case(f(M, "missing_boundary")),
     "no_delimiter_found": Case(f(M, "missing_boundary")),
     "encoded_rfc822": Case(f(M, "encoded_message"), ((None, "message/rfc822", None),)),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import os
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from postwarden_policies import Action, evaluate, load_policy_set_from_sources
 from postwarden_policies.facts import Envelope
 from postwarden_policies.mimeparse import parse_message
 
@@ -179,3 +181,58 @@ def test_mime_shaped_garbage_never_raises(pieces: list[bytes]) -> None:
     assert "parser_error" not in facts.flags
     assert len(facts.parts) <= 50
     assert all(p.depth <= 5 for p in facts.parts)
+
+
+_EXE = base64.encodebytes(b"MZ\x90\x00" + bytes(200))
+
+
+def _attachment(*headers: bytes) -> bytes:
+    return (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        + b"".join(h + b"\r\n" for h in headers)
+        + b"Content-Transfer-Encoding: base64\r\n\r\n" + _EXE + b"--b--\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # RFC 2231 readers prefer filename*, others the plain one.
+        (b"Content-Disposition: attachment; filename=\"a.pdf\"; filename*=utf-8''a.exe",),
+        (b'Content-Disposition: attachment; filename="a.pdf"; filename*0="a."; filename*1="exe"',),
+        (b'Content-Disposition: attachment; filename="a.pdf"; filename="a.exe"',),
+        (b'Content-Type: application/pdf; name="a.exe"',
+         b'Content-Disposition: attachment; filename="a.pdf"'),
+        (b'Content-Disposition: attachment; filename="a.pdf"',
+         b'Content-Disposition: attachment; filename="a.exe"'),
+    ],
+    ids=["rfc2231-beside-plain", "continuation-beside-plain", "repeated", "name-vs-filename",
+         "second-disposition"],
+)
+def test_every_name_a_reader_might_show_is_tested(headers: tuple[bytes, ...]) -> None:
+    facts = parse_message(_attachment(*headers), ENV)
+    [part] = facts.attachments
+    assert part.filename == "a.pdf"  # what the audit row shows
+    assert set(part.filenames) == {"a.pdf", "a.exe"}
+    assert "ambiguous_filename" in facts.flags
+    rule = load_policy_set_from_sources([("p", _EXE_RULE)])
+    assert evaluate(rule, facts).action is Action.REJECT
+
+
+def test_one_name_written_two_ways_is_not_ambiguous() -> None:
+    facts = parse_message(_attachment(
+        b'Content-Type: application/pdf; name="=?utf-8?B?w6kucGRm?="',
+        b"Content-Disposition: attachment; filename*=utf-8''%C3%A9.pdf",
+    ), ENV)
+    assert facts.attachments[0].filenames == ("é.pdf",)
+    assert "ambiguous_filename" not in facts.flags
+
+
+_EXE_RULE = """
+version: 1
+name: p
+rules:
+  - name: no-exe
+    when: {attachment: {filename: ["*.exe"]}}
+    then: reject
+"""

@@ -210,7 +210,7 @@ class AttachmentTest:
     size_over: int | None = None
 
     def accepts(self, part: MimePart) -> bool:
-        if self.filename is not None and not (part.filename and self.filename.test(part.filename)):
+        if self.filename is not None and not any(map(self.filename.test, part.filenames)):
             return False
         if self.content_type is not None and not self.content_type.test(part.content_type):
             return False

@@ -75,6 +75,9 @@ class MimePart:
     decoded_size: int
     detected_type: str | None  # from the content's magic bytes, None when unknown
     in_signed: bool = False  # inside multipart/signed or a PGP/S-MIME structure
+    # Every name a mail reader might show (filename, name, RFC 2231 forms,
+    # repeats), ``filename`` first; attachment rules test them all.
+    filenames: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,16 +134,16 @@ def _decode_2231(value: str, with_charset: bool, flags: set[str]) -> str:
     return decode_bytes(data, charset or "utf-8", flags)
 
 
-def parse_parameters(value: str, flags: set[str]) -> tuple[str, dict[str, str]]:
-    """Split ``type/subtype; a=b; ...`` into a lower-case main value and parameters.
+def parameter_list(value: str, flags: set[str]) -> tuple[str, list[tuple[str, str]]]:
+    """Split ``type/subtype; a=b; ...`` into a lower-case main value and every parameter.
 
-    RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined and decoded
-    with their ``charset'lang'`` prefix; RFC 2047 words in quoted values are
-    decoded because common mailers write filenames that way. The first
-    occurrence of a parameter wins.
+    Parameters come as (lower-case name, decoded value) in order, repeats
+    included; RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined,
+    decoded with their ``charset'lang'`` prefix and listed last. RFC 2047 words
+    in quoted values are decoded because common mailers write filenames that way.
     """
     main, _, rest = value.partition(";")
-    params: dict[str, str] = {}
+    found: list[tuple[str, str]] = []
     pieces: dict[str, list[tuple[int, bool, str]]] = {}
     for match in _PARAM.finditer(";" + rest):
         name = match.group(1).lower()
@@ -154,9 +154,9 @@ def parse_parameters(value: str, flags: set[str]) -> tuple[str, dict[str, str]]:
                 (int(cont.group(2)[:6]), cont.group(3) == "*", _unquote(raw))
             )
         elif name.endswith("*"):
-            params.setdefault(name[:-1], _decode_2231(_unquote(raw), True, flags))
+            found.append((name[:-1], _decode_2231(_unquote(raw), True, flags)))
         else:
-            params.setdefault(name, decode_words(_unquote(raw), flags))
+            found.append((name, decode_words(_unquote(raw), flags)))
     for name, parts in pieces.items():
         parts.sort(key=lambda item: item[0])
         # Percent-decode the encoded segments together: a multi-byte character
@@ -166,5 +166,19 @@ def parse_parameters(value: str, flags: set[str]) -> tuple[str, dict[str, str]]:
             text if enc or not encoded else urllib.parse.quote(text, safe="'")
             for _, enc, text in parts
         )
-        params.setdefault(name, _decode_2231(joined, True, flags) if encoded else joined)
-    return main.strip().lower(), params
+        found.append((name, _decode_2231(joined, True, flags) if encoded else joined))
+    return main.strip().lower(), found
+
+
+def first_of_each(parameters: list[tuple[str, str]]) -> dict[str, str]:
+    """One value per name: the first occurrence wins."""
+    params: dict[str, str] = {}
+    for name, value in parameters:
+        params.setdefault(name, value)
+    return params
+
+
+def parse_parameters(value: str, flags: set[str]) -> tuple[str, dict[str, str]]:
+    """:func:`parameter_list` with one value per name (the first occurrence wins)."""
+    main, parameters = parameter_list(value, flags)
+    return main, first_of_each(parameters)

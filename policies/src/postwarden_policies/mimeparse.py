@@ -22,6 +22,9 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``unknown_transfer_encoding``  (m) a transfer encoding outside RFC 2045
 ``encoded_message``        (m) a message/rfc822 part that is base64 or QP
                            encoded (not looked into)
+``ambiguous_filename``     a part names its file in more than one way (filename,
+                           name, RFC 2231 forms, repeats) and the names differ;
+                           attachment rules test every one of them
 ``malformed_encoded_word``  an RFC 2047 word that does not decode
 ``unknown_charset``        a charset Python does not know (read as UTF-8)
 ``empty_body``             the message body is empty
@@ -42,12 +45,14 @@ from postwarden_policies import magic, transfer
 from postwarden_policies.facts import Envelope, Header, MessageFacts, MimePart
 from postwarden_policies.headers import (
     decode_bytes,
+    first_of_each,
+    parameter_list,
     parse_header_section,
-    parse_parameters,
 )
 
 log = logging.getLogger(__name__)
 
+_NAME_PARAMETERS = ("filename", "name")
 TEXT_BUDGET = 4_000_000  # characters of decoded text kept for body regexes
 _MALFORMED = frozenset(
     {
@@ -91,14 +96,58 @@ class _Entity:
     default_type: str
 
 
+def _every(headers: tuple[Header, ...], name: str) -> list[str]:
+    # Parameters are parsed from the undecoded text; 8-bit bytes become U+FFFD.
+    return [
+        h.raw_value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        for h in headers
+        if h.name.lower() == name
+    ]
+
+
 def _first(headers: tuple[Header, ...], name: str, flags: set[str]) -> str | None:
-    values = [h.raw_value for h in headers if h.name.lower() == name]
+    values = _every(headers, name)
     if len(values) > 1:
         flags.add("duplicate_mime_header")
-    if not values:
-        return None
-    # Parameters are parsed from the undecoded text; 8-bit bytes become U+FFFD.
-    return values[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return values[0] if values else None
+
+
+def _disposition(
+    headers: tuple[Header, ...], type_name: str | None, type_params: list[tuple[str, str]],
+    flags: set[str],
+) -> tuple[str | None, tuple[str, ...]]:
+    """"attachment", "inline" or None, and the part's file names (see :func:`_filenames`)."""
+    text = _first(headers, "content-disposition", flags)
+    disposition, parameters = parameter_list(text or "", flags)
+    shown = (first_of_each(parameters).get("filename") or type_name or "").strip() or None
+    filenames = _filenames(shown, headers, parameters + type_params, flags)
+    if disposition in ("attachment", "inline"):
+        return disposition, filenames
+    # RFC 2183: unknown dispositions are attachments.
+    return ("attachment" if disposition else None), filenames
+
+
+def _filenames(
+    shown: str | None, headers: tuple[Header, ...], parameters: list[tuple[str, str]],
+    flags: set[str],
+) -> tuple[str, ...]:
+    """Every name a mail reader might give the part, the one we show first.
+
+    Readers disagree on which wins: ``filename`` or ``name``, the RFC 2231
+    form or the plain one, the first copy or the last, the first
+    Content-Disposition header or another. ``report.pdf`` beside
+    ``filename*=''report.exe`` must not get past a ``*.exe`` rule, so rules
+    test them all.
+    """
+    pairs = list(parameters)
+    for name in ("content-disposition", "content-type"):
+        for value in _every(headers, name)[1:]:
+            pairs += parameter_list(value, flags)[1]
+    names = dict.fromkeys([shown] if shown else [])
+    names.update(dict.fromkeys(v.strip() for n, v in pairs if n in _NAME_PARAMETERS and v.strip()))
+    if len(names) > 1:
+        flags.add("ambiguous_filename")
+    return tuple(names)
 
 
 def _header(headers: tuple[Header, ...], name: str) -> str | None:
@@ -169,15 +218,14 @@ class _Parser:
         elif section.separator_missing:
             flags.add("missing_header_separator")
         ctype_text = _first(headers, "content-type", flags)
-        ctype, params = parse_parameters(ctype_text or "", flags)
+        ctype, ctype_params = parameter_list(ctype_text or "", flags)
+        params = first_of_each(ctype_params)
         if not _MEDIA_TYPE.match(ctype):
             ctype, params = entity.default_type, {}
         cte = (_first(headers, "content-transfer-encoding", flags) or "7bit").strip().lower()
         if cte not in transfer.KNOWN_ENCODINGS:
             flags.add("unknown_transfer_encoding")
-        disp_text = _first(headers, "content-disposition", flags)
-        disposition, disp_params = parse_parameters(disp_text or "", flags)
-        filename = (disp_params.get("filename") or params.get("name") or "").strip() or None
+        disp, filenames = _disposition(headers, params.get("name"), ctype_params, flags)
         in_signed = entity.in_signed or ctype in _SIGNED_TYPES
         boundary = params.get("boundary", "") if ctype.startswith("multipart/") else ""
         if ctype.startswith("multipart/") and not boundary:
@@ -210,9 +258,6 @@ class _Parser:
         decoded_size, detected = self._measure(body_start, entity.end, cte) if leaf else (0, None)
         if leaf and ctype in ("text/plain", "text/html"):
             self._collect_text(body_start, entity.end, cte, params.get("charset"))
-        disp = disposition if disposition in ("attachment", "inline") else None
-        if disposition and disp is None:
-            disp = "attachment"  # RFC 2183: unknown dispositions are attachments
         self.parts.append(
             MimePart(
                 index=index,
@@ -223,12 +268,13 @@ class _Parser:
                 charset=params.get("charset", "").strip().lower() or None,
                 transfer_encoding=cte,
                 disposition=disp,
-                filename=filename,
+                filename=filenames[0] if filenames else None,
+                filenames=filenames,
                 is_multipart=is_multipart,
                 is_attachment=not is_multipart
                 and (
                     disp == "attachment"
-                    or filename is not None
+                    or bool(filenames)
                     or not ctype.startswith(("text/", "multipart/"))
                 ),
                 header_start=entity.start,
