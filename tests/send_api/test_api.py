@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import uuid
 from collections.abc import Callable
@@ -131,6 +132,33 @@ async def test_idempotency_key_semantics(client: Client, sender: dict[str, str])
     too_long = {**sender, "Idempotency-Key": "x" * 256}
     response = await client.post("/api/v1/send-email", json=request, headers=too_long)
     assert response.status == 422
+
+
+async def test_a_large_request_is_worked_off_the_event_loop(
+    client: Client, sender: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    on_threads: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def recording(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        on_threads.append(getattr(func, "__name__", repr(func)))
+        return await to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", recording)
+    content = base64.b64encode(b"%PDF-1.7\n" + bytes(300_000)).decode()
+    request = body(attachments=[
+        {"filename": "r.pdf", "content_type": "application/pdf", "content": content}])
+    headers = {**sender, "Idempotency-Key": f"large-{uuid.uuid4()}"}
+    first = await client.post("/api/v1/send-email", json=request, headers=headers)
+    assert first.status == 202, await first.text()
+    body_work = {"loads", "request_digest", "parse_request", "build_message"}
+    assert body_work <= set(on_threads)
+    on_threads.clear()
+    small = await client.post("/api/v1/send-email", json=body(), headers=sender)
+    assert small.status == 202 and not body_work & set(on_threads)  # small ones stay
+    again = await client.post("/api/v1/send-email", json=request, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await again.json() == await first.json()
 
 
 async def test_a_refused_request_releases_its_idempotency_key(

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 from aiohttp import web
 
-from postwarden_admin_api.bodies import json_ok, read_json_object
+from postwarden_admin_api.bodies import is_large, json_ok, read_json_object
 from postwarden_admin_api.context import POOL, SETTINGS, Principal
 from postwarden_admin_api.errors import ApiError, ValidationFailed
 from postwarden_admin_api.runtime_settings import RUNTIME, load_secret_setting
@@ -30,13 +31,14 @@ from .build import build_message, new_message_id
 from .outbox import Submission, Suppressed, enqueue
 from .refusals import Refusal
 from .relay import RelayWorker
-from .request_model import SendRequest, parse_request
+from .request_model import parse_request
 
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 HASH_KEY_SETTING = "recipient_hash_key"
-BUILD_IN_THREAD_BYTES = 256 * 1024  # larger messages are encoded off the event loop
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass
@@ -77,16 +79,15 @@ def _answer(status: int, body: dict[str, Any], replayed: bool) -> web.Response:
     return json_ok(body, status=status, headers=headers)
 
 
-async def _build(request: SendRequest, message_id: str, now: dt.datetime) -> bytes:
-    size = sum(len(a.content) for a in request.attachments)
-    size += len(request.text or "") + len(request.html or "")
-    if size > BUILD_IN_THREAD_BYTES:
-        return await asyncio.to_thread(build_message, request, message_id, now)
-    return build_message(request, message_id, now)
+async def _run(large: bool, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``func(...)``, on a worker thread for a large request (see bodies.LARGE_BODY_BYTES)."""
+    if large:
+        return await asyncio.to_thread(func, *args, **kwargs)
+    return func(*args, **kwargs)
 
 
 async def _accept(
-    app: web.Application, who: Principal, body: dict[str, Any], key: str | None
+    app: web.Application, who: Principal, body: dict[str, Any], key: str | None, large: bool
 ) -> dict[str, Any]:
     runtime = await app[RUNTIME].get()
     if not runtime.outbound_enabled:
@@ -94,10 +95,10 @@ async def _accept(
     if not app[SETTINGS].relay_host:
         raise Refusal.RELAY_NOT_CONFIGURED.error()
     allowed = checks.sender_allowed(who.allowed_senders, runtime.allowed_sender_addresses)
-    request = parse_request(body, checks.caps_of(runtime), allowed)
+    request = await _run(large, parse_request, body, checks.caps_of(runtime), allowed)
     now = dt.datetime.now(dt.UTC)
     message_id = new_message_id(request.sender)
-    content = await _build(request, message_id, now)
+    content = await _run(large, build_message, request, message_id, now)
     checks.check_size(content, runtime)
     state = app[SEND]
     hashes = [limits.recipient_hash(state.hash_key, m.key) for m in request.recipients]
@@ -118,19 +119,19 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
     attempt = Attempt(who.key_id)
     try:
         body = await read_json_object(request)
+        large = is_large(await request.read())  # read() returns the body already read
         attempt.describe(body)
         key = _idempotency_key(request)
         pool = request.app[POOL]
         if key is not None:
+            digest = await _run(large, idempotency.request_digest, body)
             async with pool.acquire() as conn:
-                stored = await idempotency.claim(
-                    conn, who.key_id, key, idempotency.request_digest(body)
-                )
+                stored = await idempotency.claim(conn, who.key_id, key, digest)
             if stored is not None:
                 attempt.log("replayed")
                 return _answer(stored.status, stored.body, replayed=True)
         try:
-            answer = await _accept(request.app, who, body, key)
+            answer = await _accept(request.app, who, body, key, large)
         except BaseException:
             if key is not None:
                 async with pool.acquire() as conn:
