@@ -95,6 +95,15 @@ def test_a_plain_newsletter_needs_no_nh3(options: HtmlOptions) -> None:
         "a < b",
         "</ p>",
         "<p title=a=b>x</p>",
+        # A URL ending in "style=" must not hide the real style value.
+        '<a href="https://a.example/?style=" style="background:url(http:evil.example)">x</a>',
+        "<a href='#style=' style='width:expression(alert(1))'>x</a>",
+        '<img src="cid:x?style=" style="background-image:url(https:evil.example)">',
+        '<a href="mailto:a@b.example?style=" target=_blank style="-moz-binding:url(x.xml)">x</a>',
+        # No authority after an opaque scheme, written or hidden behind a newline.
+        '<a href="cid://:w">x</a>',
+        '<a href="cid://evil.example/x">x</a>',
+        '<a href="mailto:&#x0a;//:1:a">x</a>',
     ],
 )
 def test_hostile_or_unusual_html_goes_to_nh3(html: str) -> None:
@@ -143,7 +152,9 @@ _VALUES = [
     "color:red", "font-style:italic; color: #333", "position:fixed", "background:url(x)",
     "width:expression(alert(1))", "behavior:url(x.htc)", "x:java script:y", "-moz-binding:url(x)",
     "u\\72l(x)", "color:/**/red", "color:&#92;72", "@import 'x'", "color:red !important",
-    "expr ession(x)",
+    "expr ession(x)", "https://a.example/?style=", "#style=", "cid:x?style=",
+    "background:url(http:evil.example)", "cid://:w", "cid://evil.example/x",
+    "mailto:&#x0a;//:1:a",
 ]
 _TEXT = [
     "hello", " ", "\n", "a < b", "&lt;script&gt;", "x > y", "&amp;", 'style="',
@@ -175,9 +186,34 @@ def _tag(draw: st.DrawFn) -> str:
     return "".join(parts)
 
 
+_URLS = [v for v in _VALUES if v.startswith(("http", "mailto", "cid", "#", "/", " ", "j", "d"))]
+_URL_TAILS = ["", "?style=", "#style=", "?a=b", "?x='", '?x="', "/style", "&amp;style="]
+_STYLES = [v for v in _VALUES if ":" in v and not v.startswith(("http", "mailto", "cid"))]
+
+
+@st.composite
+def _link_or_image(draw: st.DrawFn) -> str:
+    """A URL and a style on one tag, in any order and quoting: where a URL's
+    tail could be read as the start of the style attribute."""
+    tag = draw(st.sampled_from(["a", "area", "img"]))
+    url = "src" if tag == "img" else "href"
+    names = [url, "style", *draw(st.lists(st.sampled_from(["title", "class", "target"]),
+                                          max_size=2, unique=True))]
+    parts = []
+    for name in draw(st.permutations(names)):
+        if name == url:
+            value = draw(st.sampled_from(_URLS)) + draw(st.sampled_from(_URL_TAILS))
+        else:
+            value = draw(st.sampled_from(_STYLES if name == "style" else _VALUES))
+        quote = draw(st.sampled_from(['"', "'", ""]))
+        parts.append(f" {name}={quote}{value}{quote}")
+    return f"<{tag}{''.join(parts)}>x"
+
+
 _DOCUMENTS = st.lists(
     st.one_of(
         _tag(),
+        _link_or_image(),
         st.sampled_from(_NAMES).map(lambda name: f"</{name}>"),
         st.sampled_from(_TEXT),
         st.sampled_from(_RAW),

@@ -49,7 +49,8 @@ from .html_allowlist import ATTRIBUTES, CSS_DANGER, NOT_COUNTED, TAGS, HtmlOptio
 _WS = r"[ \t\n\f\r]"
 _NAME_END = r"(?=[ \t\n\f\r/>=])"
 _URL_CHAR = r"[!#-&(-;=?-\[\]-~]"  # printable ASCII but quotes, "<", ">" and "\\"
-# No "=" in a value: " style=" can then appear in a tag only as the attribute itself.
+# No "=" in a plain or style value and no whitespace in a URL: " style=" can then
+# appear in a tag only as the attribute itself (see needs_no_sanitizing).
 _VALUE = r"""(?:"[^"<>=\x00]*+"|'[^'<>=\x00]*+'|[a-z0-9#%.,_-]++)"""
 _STYLE_CHAR = r"[\t\n\r !#-%(-.0-;?-\[\]-~]"  # the same, without "&", "/" or "="
 _STYLE_VALUE = f"""(?:"{_STYLE_CHAR}*+"|'{_STYLE_CHAR}*+')"""
@@ -60,8 +61,8 @@ _SPECIAL = frozenset(
     {"http", "https", "ftp", "ws", "wss", "file", "data", "javascript", "vbscript"}
 )
 _URL_ATTRIBUTES = frozenset({"href", "src"})
-# Quoted values stop at "<": a look-alike in text cannot reach into a tag.
-_STYLE_ATTRIBUTE = re.compile(rf"style{_WS}*+={_WS}*+(\"[^\"<>]*+\"|'[^'<>]*+')")
+# Whitespace first, and quoted values stop at "<": see needs_no_sanitizing.
+_STYLE_ATTRIBUTE = re.compile(rf"{_WS}style{_WS}*+={_WS}*+(\"[^\"<>]*+\"|'[^'<>]*+')")
 # The only characters outside ASCII whose lower case holds an ASCII letter.
 _FOLDS_TO_ASCII = ("\u0130", "\u212a")
 
@@ -97,7 +98,9 @@ def _url(schemes: frozenset[str]) -> str:
         forms.append(rf"(?:{'|'.join(sorted(web))})://{_HOST}(?:[/?#]{_URL_CHAR}*+)?")
     opaque = sorted(s for s in schemes - _SPECIAL if re.fullmatch(r"[a-z][a-z0-9+.-]*", s))
     if opaque:
-        forms.append(rf"(?:{'|'.join(map(re.escape, opaque))}):{_URL_CHAR}++")
+        # A letter or digit first: no "//" authority, no reference the URL
+        # parser would turn into a stripped newline before one.
+        forms.append(rf"(?:{'|'.join(map(re.escape, opaque))}):[a-z0-9]{_URL_CHAR}*+")
     url = "|".join(forms)
     return f"""(?:"(?:{url})"|'(?:{url})')"""
 
@@ -141,7 +144,9 @@ def needs_no_sanitizing(html: str, options: HtmlOptions) -> bool:
     folded = html.lower()
     if any(char in html for char in _FOLDS_TO_ASCII) or grammar(options).fullmatch(folded) is None:
         return False
-    # Every style value, and perhaps some look-alikes from text: inside a tag
-    # "style=" can only be the attribute, as no other value holds "=".
+    # Every style value, and perhaps some look-alikes from text (which cannot
+    # reach past a "<"). Inside a tag, whitespace + "style=" is the attribute
+    # itself: no URL holds whitespace, no other value holds "=". (Without the
+    # whitespace, a URL ending in "style=" would hide the real value.)
     styles = "".join("".join(_STYLE_ATTRIBUTE.findall(folded)).split())
     return not any(word in styles for word in CSS_DANGER)
