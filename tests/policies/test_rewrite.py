@@ -200,3 +200,29 @@ def test_out_of_range_indexes_are_ignored() -> None:
         rewrite_body(facts, RewritePlan(strip=((99, "x"), (-1, "y")), sanitize_html=None)).body
         is None
     )
+
+
+@pytest.mark.parametrize("charset", ["cp500", "utf-32", "utf-7"])
+def test_html_in_a_charset_readers_do_not_share_becomes_a_notice(charset: str) -> None:
+    # Python reads these bytes as EBCDIC/UTF-32 text without a tag in it; a reader
+    # that does not know the charset falls back to ASCII and runs the script.
+    part = f"Content-Type: text/html; charset={charset}\n\n".encode()
+    facts = parse_message(_mixed(part + b"<p>hi</p><script>alert(1)</script>"), Envelope())
+    new, changes = _apply(facts, SANITIZE)
+    [change] = [c for c in changes if isinstance(c, HtmlSanitized)]
+    assert change.removed == (("unsafe_charset", 1),)
+    html = new.parts[2]
+    body = new.raw[html.body_start : html.body_end]
+    assert b"script" not in body and b"could not be sanitized" in body
+
+
+def test_utf16_html_is_sanitized_as_readers_decode_it() -> None:
+    part = b"Content-Type: text/html; charset=utf-16\nContent-Transfer-Encoding: base64\n\n"
+    encoded = base64.encodebytes("<p>hi</p><script>alert(1)</script>".encode("utf-16"))
+    facts = parse_message(_mixed(part + encoded), Envelope())
+    new, changes = _apply(facts, SANITIZE)
+    [change] = [c for c in changes if isinstance(c, HtmlSanitized)]
+    assert change.removed == (("script", 1),)
+    html = new.parts[2]
+    decoded = base64.b64decode(new.raw[html.body_start : html.body_end]).decode("utf-16")
+    assert decoded == "<p>hi</p>"

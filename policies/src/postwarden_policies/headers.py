@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import functools
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -75,6 +76,31 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
             )
         )
     return HeaderSection(tuple(headers), pos, eight_bit, separator_missing)
+
+
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\t\r\n"
+
+
+@functools.lru_cache(maxsize=256)
+def reads_ascii(charset: str | None) -> bool:
+    """Whether :func:`decode_bytes` reads ASCII bytes in ``charset`` as ASCII.
+
+    Not for EBCDIC code pages, UTF-32 or UTF-7: Python decodes them, mail
+    readers mostly do not and fall back to an ASCII-based reading, so the
+    same bytes can hide ``<script>`` from us and show it to the reader.
+    UTF-16 is the exception that readers decode as we do.
+    """
+    name = (charset or "utf-8").strip().strip('"').lower()
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return True  # read as UTF-8, as readers fall back to too
+    if info.name.startswith("utf-16") or not getattr(info, "_is_text_encoding", True):
+        return True  # decoded as readers do / read as UTF-8
+    try:
+        return info.decode(_PRINTABLE_ASCII, "replace")[0] == _PRINTABLE_ASCII.decode()
+    except (UnicodeError, ValueError, TypeError):
+        return False
 
 
 def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:

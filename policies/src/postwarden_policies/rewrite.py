@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 from postwarden_policies import transfer
 from postwarden_policies.facts import MessageFacts, MimePart
-from postwarden_policies.headers import decode_bytes
+from postwarden_policies.headers import decode_bytes, reads_ascii
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.mimeparse import parse_message
-from postwarden_policies.sanitize import sanitize_html
+from postwarden_policies.sanitize import removed_whole, sanitize_html
 from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitized
 
 __all__ = ["HtmlOptions", "RewriteError", "RewritePlan", "RewriteResult", "rewrite_body"]
@@ -113,11 +113,15 @@ def _sanitize_edit(
     original = facts.raw[part.body_start : part.body_end]
     data = _decoded(facts, part)
     unknown: set[str] = set()
-    html = decode_bytes(data, part.charset or "utf-8", unknown)
-    clean, removed = sanitize_html(html, options)
+    readable = reads_ascii(part.charset)
+    if readable:
+        html = decode_bytes(data, part.charset or "utf-8", unknown)
+        clean, removed = sanitize_html(html, options)
+    else:
+        clean, removed = removed_whole("unsafe_charset")  # see reads_ascii
     if not removed:
         return None
-    charset = "us-ascii" if unknown or part.charset is None else part.charset
+    charset = part.charset if readable and not unknown and part.charset else "us-ascii"
     cte = part.transfer_encoding
     new = clean.encode(charset, "xmlcharrefreplace")
     if cte not in ("8bit", "binary", "base64", "quoted-printable") and not new.isascii():

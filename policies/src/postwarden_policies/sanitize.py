@@ -188,6 +188,11 @@ def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
 
+def removed_whole(reason: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """A notice in place of HTML that cannot be judged, and the reason counted."""
+    return _FAILED_NOTICE, ((reason, 1),)
+
+
 def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
     """(clean HTML, what was removed). Never raises for any input.
 
@@ -213,7 +218,7 @@ def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int],
         if not _is_panic(exc):
             raise
         log.error("nh3 panicked on an HTML part; replaced with a notice")
-        return _FAILED_NOTICE, (("unsanitizable", 1),)
+        return removed_whole("unsanitizable")
     finally:
         _dropped.reset(token)
     return clean, _removed(folded, clean.lower(), dropped)
