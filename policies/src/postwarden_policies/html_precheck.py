@@ -17,24 +17,29 @@ match a strict grammar, and anything outside it goes to nh3 as before.
   tags and attributes as this grammar.
 - ``href`` and ``src`` values are quoted and spelled out with an allowed
   scheme: ``http(s)://`` and a plain ASCII host name, a non-hierarchical
-  scheme such as ``mailto:`` or ``cid:``, or ``#``. A character reference
+  scheme such as ``mailto:`` or ``cid:`` followed by a letter or digit (no
+  ``//`` authority, no reference to a newline the URL parser would strip
+  before one), or ``#``. No URL holds whitespace. A character reference
   cannot change a scheme and a host written out before it. ``data:`` always
   goes to nh3, which judges it; with ``remote_images: strip``, so does every
   image served over http(s).
 - ``style`` values are quoted printable ASCII without ``&``, ``\\`` or ``/``
-  (no references, escapes or comments). With spaces removed they hold none of
-  the CSS words the sanitizer counts.
+  (no references, escapes or comments) and without ``=``. With spaces removed
+  they hold none of the CSS words the sanitizer counts. They are found after
+  whitespace: there ``style=`` can only be the attribute, since no URL holds
+  whitespace and no other value holds ``=`` (a URL ending in ``style=`` once
+  hid the real value from this check).
 - The document structure that nh3 drops uncounted (``html``, ``head``,
   ``title``, ``body``) is accepted without attributes.
 
 Names match ASCII case-insensitively, as the tokenizer lower-cases them: the
 grammar reads the lower-cased part, and a part holding one of the two
 characters outside ASCII that lower-case to an ASCII letter (U+0130, U+212A
-KELVIN SIGN) gets no proof. What nh3 may still change in
-accepted HTML is harmless by construction, and
-tests/policies/test_html_precheck.py checks it against nh3 on generated
-documents: the tree builder drops a misplaced allowed tag (a ``<td>`` outside
-a table) or the second of two equal attributes.
+KELVIN SIGN) gets no proof. What nh3 may still change in accepted HTML is
+harmless by construction: the tree builder drops a misplaced allowed tag (a
+``<td>`` outside a table) or the second of two equal attributes.
+tests/policies/test_html_precheck.py checks this against nh3 on generated
+documents.
 """
 
 from __future__ import annotations
