@@ -7,6 +7,7 @@ asyncio servers play broken ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -43,6 +44,16 @@ def session(port: int, timeout: float = 5.0) -> SmtpSession:
     return SmtpSession("127.0.0.1", port, timeout, "relay.test")
 
 
+@contextlib.asynccontextmanager
+async def connected(port: int, reply_timeout: float = 5.0) -> AsyncIterator[SmtpSession]:
+    """A session that is closed (QUIT, hang up) however the test body ends."""
+    smtp = session(port, reply_timeout)
+    try:
+        yield smtp
+    finally:
+        await smtp.close()
+
+
 def test_data_block_doubles_leading_dots_and_ends_the_data() -> None:
     content = b"Subject: x\r\n\r\n.hidden\r\n.\r\nmiddle. line\nbare lf\rbare cr"
     assert data_block(content) == (
@@ -53,12 +64,9 @@ def test_data_block_doubles_leading_dots_and_ends_the_data() -> None:
 async def test_lines_starting_with_a_dot_arrive_intact(smtp_server: tuple[Scripted, int]) -> None:
     handler, port = smtp_server
     content = b"Subject: dots\r\n\r\n.first\r\n.\r\n..two\r\nlast\r\n"
-    smtp = session(port)
-    try:
+    async with connected(port) as smtp:
         result = await smtp.submit("app@example.com", ["a@example.org"], content)
         again = await smtp.submit("app@example.com", ["b@example.org"], content)
-    finally:
-        await smtp.close()
     assert (result.outcome, result.queue_id, again.queue_id) == (Outcome.QUEUED, "Q1X", "Q2X")
     assert [received[2] for received in handler.received] == [content, content]
 
@@ -68,12 +76,9 @@ async def test_a_refused_transaction_is_reset_and_the_session_reused(
 ) -> None:
     handler, port = smtp_server
     handler.rcpt_replies["gone@example.org"] = "550 5.1.1 no such user"
-    smtp = session(port)
-    try:
+    async with connected(port) as smtp:
         refused = await smtp.submit("app@example.com", ["gone@example.org"], b"\r\nbody\r\n")
         deferred = await smtp.submit("app@example.com", ["a@example.org"], b"\r\nbody\r\n")
-    finally:
-        await smtp.close()
     assert (refused.outcome, refused.reply) == (Outcome.FAILED, "550 5.1.1 no such user")
     assert refused.refused == {"gone@example.org": "550 5.1.1 no such user"}
     assert deferred.outcome is Outcome.QUEUED
@@ -123,13 +128,10 @@ async def test_an_endless_reply_is_refused(
 
 async def test_a_command_cannot_carry_a_line_break(smtp_server: tuple[Scripted, int]) -> None:
     handler, port = smtp_server
-    smtp = session(port)
-    try:
+    async with connected(port) as smtp:
         result = await smtp.submit(
             "app@example.com", ["a@example.org>\r\nRCPT TO:<b@example.org"], b"\r\nx\r\n"
         )
-    finally:
-        await smtp.close()
     assert (result.outcome, result.reply) == (Outcome.RETRY, "connection failed: ValueError")
     assert handler.received == []
 
@@ -186,13 +188,10 @@ async def test_pipelined_submission_with_a_refused_recipient(
     broken_server: Callable[[Answer], Awaitable[int]],
 ) -> None:
     server = PipeliningServer({"gone@example.org": b"550 5.1.1 no such user"})
-    smtp = session(await broken_server(server), timeout=2.0)
-    try:
+    async with connected(await broken_server(server), reply_timeout=2.0) as smtp:
         result = await smtp.submit(
             "app@example.com", ["gone@example.org", "a@example.org"], b"\r\n.dot\r\n"
         )
-    finally:
-        await smtp.close()
     assert (result.outcome, result.queue_id) == (Outcome.QUEUED, "P1X")
     assert result.refused == {"gone@example.org": "550 5.1.1 no such user"}
     assert server.messages == [b"\r\n..dot\r\n"]
@@ -202,12 +201,9 @@ async def test_pipelined_all_refused_fails_and_resets(
     broken_server: Callable[[Answer], Awaitable[int]],
 ) -> None:
     server = PipeliningServer({"gone@example.org": b"550 5.1.1 no such user"})
-    smtp = session(await broken_server(server), timeout=2.0)
-    try:
+    async with connected(await broken_server(server), reply_timeout=2.0) as smtp:
         failed = await smtp.submit("app@example.com", ["gone@example.org"], b"\r\nx\r\n")
         queued = await smtp.submit("app@example.com", ["a@example.org"], b"\r\nx\r\n")
-    finally:
-        await smtp.close()
     assert (failed.outcome, failed.reply) == (Outcome.FAILED, "550 5.1.1 no such user")
     assert queued.outcome is Outcome.QUEUED
     assert server.connections == 1 and "RSET" in server.commands
@@ -218,14 +214,11 @@ async def test_pipelined_deferred_recipient_hangs_up_in_data(
 ) -> None:
     """DATA already had its 354: the message is not sent, the connection is dropped."""
     server = PipeliningServer({"later@example.org": b"450 4.2.0 mailbox busy"})
-    smtp = session(await broken_server(server), timeout=2.0)
-    try:
+    async with connected(await broken_server(server), reply_timeout=2.0) as smtp:
         deferred = await smtp.submit(
             "app@example.com", ["a@example.org", "later@example.org"], b"\r\nx\r\n"
         )
         queued = await smtp.submit("app@example.com", ["a@example.org"], b"\r\ny\r\n")
-    finally:
-        await smtp.close()
     assert (deferred.outcome, deferred.reply) == (Outcome.RETRY, "450 4.2.0 mailbox busy")
     assert queued.outcome is Outcome.QUEUED
     assert server.messages == [b"\r\ny\r\n"]  # the deferred one never reached the server
