@@ -80,11 +80,22 @@ async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str) -
     return accepted.id
 
 
-async def follower_at_end(pool: asyncpg.Pool, log_file: Path) -> MaillogFollower:
-    """A follower of ``log_file`` that starts where the file ends now."""
+async def follower_at_end(
+    pool: asyncpg.Pool, tmp_path: Path, existing: str = ""
+) -> tuple[Path, MaillogFollower]:
+    """A maillog holding ``existing`` and a follower that starts where it ends."""
+    log_file = tmp_path / "maillog"
+    log_file.write_text(existing)
     follower = MaillogFollower(pool, log_file)
     await follower._load_position()
-    return follower
+    return log_file, follower
+
+
+async def message_status(pool: asyncpg.Pool, message_id: int) -> str:
+    status: str = await pool.fetchval(
+        "SELECT status FROM outbound_messages WHERE id = $1", message_id
+    )
+    return status
 
 
 def line(queue_id: str, recipient: str, status: str, dsn: str, reply: str) -> str:
@@ -95,9 +106,8 @@ def line(queue_id: str, recipient: str, status: str, dsn: str, reply: str) -> st
 async def test_the_follower_tracks_recipients_and_suppresses_hard_bounces(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    log_file = tmp_path / "maillog"
-    log_file.write_text("Nov 23 old line before the service started\n")
-    follower = await follower_at_end(pool, log_file)
+    old = "Nov 23 old line before the service started\n"
+    log_file, follower = await follower_at_end(pool, tmp_path, old)
     queue_id = "QID" + uuid.uuid4().hex[:10].upper()
     bounced = f"gone-{uuid.uuid4().hex[:6]}@example.org"
     message_id = await relayed_message(pool, queue_id, "ok@example.org", bounced)
@@ -112,10 +122,7 @@ async def test_the_follower_tracks_recipients_and_suppresses_hard_bounces(
         "SELECT address, status FROM outbound_recipients WHERE message_id = $1", message_id
     ))
     assert statuses == {"ok@example.org": "delivered", bounced: "bounced"}
-    status = await pool.fetchval(
-        "SELECT status FROM outbound_messages WHERE id = $1", message_id
-    )
-    assert status == "partially_delivered"
+    assert await message_status(pool, message_id) == "partially_delivered"
     suppressed = await pool.fetchrow("SELECT * FROM suppressions WHERE address = $1", bounced)
     assert suppressed["reason"] == "hard_bounce"
     assert "550 5.1.1 no such user" in suppressed["detail"]
@@ -135,41 +142,29 @@ async def test_the_follower_tracks_recipients_and_suppresses_hard_bounces(
 async def test_a_line_before_its_queue_id_is_known_waits(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    log_file = tmp_path / "maillog"
-    log_file.write_text("")
-    follower = await follower_at_end(pool, log_file)
+    log_file, follower = await follower_at_end(pool, tmp_path)
     queue_id = "EARLY" + uuid.uuid4().hex[:8].upper()
     log_file.write_text(line(queue_id, "late@example.org", "sent", "2.0.0", "250 ok"))
     await follower.poll()
     message_id = await relayed_message(pool, queue_id, "late@example.org")
     await follower.poll()
-    status = await pool.fetchval(
-        "SELECT status FROM outbound_messages WHERE id = $1", message_id
-    )
-    assert status == "delivered"
+    assert await message_status(pool, message_id) == "delivered"
 
 
 async def test_a_rotated_file_is_read_from_its_start(pool: asyncpg.Pool, tmp_path: Path) -> None:
-    log_file = tmp_path / "maillog"
-    log_file.write_text("x" * 1000 + "\n")
-    follower = await follower_at_end(pool, log_file)
+    log_file, follower = await follower_at_end(pool, tmp_path, "x" * 1000 + "\n")
     queue_id = "ROT" + uuid.uuid4().hex[:8].upper()
     message_id = await relayed_message(pool, queue_id, "rot@example.org")
     log_file.unlink()
     log_file.write_text(line(queue_id, "rot@example.org", "sent", "2.0.0", "250 ok"))
     await follower.poll()
-    status = await pool.fetchval(
-        "SELECT status FROM outbound_messages WHERE id = $1", message_id
-    )
-    assert status == "delivered"
+    assert await message_status(pool, message_id) == "delivered"
 
 
 async def test_only_lines_about_our_messages_are_applied(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    log_file = tmp_path / "maillog"
-    log_file.write_text("")
-    follower = await follower_at_end(pool, log_file)
+    log_file, follower = await follower_at_end(pool, tmp_path)
     ours = "OURS" + uuid.uuid4().hex[:8].upper()
     message_id = await relayed_message(pool, ours, "mine@example.org")
     others = [f"OTHER{n}" + uuid.uuid4().hex[:6].upper() for n in range(50)]
@@ -181,7 +176,6 @@ async def test_only_lines_about_our_messages_are_applied(
         assert await our_queue_ids(conn, {ours, *others}) == {ours}
         assert await our_queue_ids(conn, set()) == set()
     await follower.poll()
-    status = await pool.fetchval("SELECT status FROM outbound_messages WHERE id = $1", message_id)
-    assert status == "delivered"
+    assert await message_status(pool, message_id) == "delivered"
     # the other mail's lines wait (their queue id may not be stored yet), unapplied
     assert sorted(event.queue_id for _, event in follower._pending) == sorted(others)
