@@ -96,31 +96,35 @@ class _Entity:
     default_type: str
 
 
-def _every(headers: tuple[Header, ...], name: str) -> list[str]:
+def _copies(headers: tuple[Header, ...], name: str, flags: set[str]) -> list[str]:
+    """Every copy of a MIME header, as text; more than one is flagged (the first is used)."""
     # Parameters are parsed from the undecoded text; 8-bit bytes become U+FFFD.
-    return [
+    values = [
         h.raw_value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         for h in headers
         if h.name.lower() == name
     ]
-
-
-def _first(headers: tuple[Header, ...], name: str, flags: set[str]) -> str | None:
-    values = _every(headers, name)
     if len(values) > 1:
         flags.add("duplicate_mime_header")
-    return values[0] if values else None
+    return values
 
 
 def _disposition(
-    headers: tuple[Header, ...], type_name: str | None, type_params: list[tuple[str, str]],
+    headers: tuple[Header, ...], type_params: list[tuple[str, str]], other_types: list[str],
     flags: set[str],
 ) -> tuple[str | None, tuple[str, ...]]:
-    """"attachment", "inline" or None, and the part's file names (see :func:`_filenames`)."""
-    text = _first(headers, "content-disposition", flags)
-    disposition, parameters = parameter_list(text or "", flags)
-    shown = (first_of_each(parameters).get("filename") or type_name or "").strip() or None
-    filenames = _filenames(shown, headers, parameters + type_params, flags)
+    """"attachment", "inline" or None, and the part's file names (see :func:`_filenames`).
+
+    ``type_params`` are the first Content-Type's parameters, ``other_types``
+    the text of any further Content-Type headers.
+    """
+    copies = _copies(headers, "content-disposition", flags)
+    disposition, parameters = parameter_list(next(iter(copies), ""), flags)
+    shown = first_of_each(parameters).get("filename") or first_of_each(type_params).get("name")
+    every = parameters + type_params
+    for value in copies[1:] + other_types:
+        every += parameter_list(value, flags)[1]
+    filenames = _filenames((shown or "").strip() or None, every, flags)
     if disposition in ("attachment", "inline"):
         return disposition, filenames
     # RFC 2183: unknown dispositions are attachments.
@@ -128,8 +132,7 @@ def _disposition(
 
 
 def _filenames(
-    shown: str | None, headers: tuple[Header, ...], parameters: list[tuple[str, str]],
-    flags: set[str],
+    shown: str | None, parameters: list[tuple[str, str]], flags: set[str]
 ) -> tuple[str, ...]:
     """Every name a mail reader might give the part, the one we show first.
 
@@ -139,12 +142,10 @@ def _filenames(
     ``filename*=''report.exe`` must not get past a ``*.exe`` rule, so rules
     test them all.
     """
-    pairs = list(parameters)
-    for name in ("content-disposition", "content-type"):
-        for value in _every(headers, name)[1:]:
-            pairs += parameter_list(value, flags)[1]
     names = dict.fromkeys([shown] if shown else [])
-    names.update(dict.fromkeys(v.strip() for n, v in pairs if n in _NAME_PARAMETERS and v.strip()))
+    names.update(
+        dict.fromkeys(v.strip() for n, v in parameters if n in _NAME_PARAMETERS and v.strip())
+    )
     if len(names) > 1:
         flags.add("ambiguous_filename")
     return tuple(names)
@@ -217,15 +218,16 @@ class _Parser:
             flags.add("no_headers")
         elif section.separator_missing:
             flags.add("missing_header_separator")
-        ctype_text = _first(headers, "content-type", flags)
-        ctype, ctype_params = parameter_list(ctype_text or "", flags)
+        types = _copies(headers, "content-type", flags)
+        ctype, ctype_params = parameter_list(next(iter(types), ""), flags)
         params = first_of_each(ctype_params)
         if not _MEDIA_TYPE.match(ctype):
             ctype, params = entity.default_type, {}
-        cte = (_first(headers, "content-transfer-encoding", flags) or "7bit").strip().lower()
+        encodings = _copies(headers, "content-transfer-encoding", flags)
+        cte = (next(iter(encodings), "") or "7bit").strip().lower()
         if cte not in transfer.KNOWN_ENCODINGS:
             flags.add("unknown_transfer_encoding")
-        disp, filenames = _disposition(headers, params.get("name"), ctype_params, flags)
+        disp, filenames = _disposition(headers, ctype_params, types[1:], flags)
         in_signed = entity.in_signed or ctype in _SIGNED_TYPES
         boundary = params.get("boundary", "") if ctype.startswith("multipart/") else ""
         if ctype.startswith("multipart/") and not boundary:
