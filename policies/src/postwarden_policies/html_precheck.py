@@ -127,7 +127,7 @@ def _attributes(tag: str, options: HtmlOptions) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def grammar(options: HtmlOptions) -> re.Pattern[str]:
+def _grammar(options: HtmlOptions) -> re.Pattern[str]:
     """The compiled grammar for these options (about 50 ms to build, so cached)."""
     structure = NOT_COUNTED - TAGS  # html, head, title, body: no attributes
     by_attributes: dict[str, list[str]] = {"": sorted(structure)}
@@ -147,7 +147,7 @@ def grammar(options: HtmlOptions) -> re.Pattern[str]:
 def needs_no_sanitizing(html: str, options: HtmlOptions) -> bool:
     """True only if ``html`` is provably inside the allowlist (see the module text)."""
     folded = html.lower()
-    if any(char in html for char in _FOLDS_TO_ASCII) or grammar(options).fullmatch(folded) is None:
+    if any(char in html for char in _FOLDS_TO_ASCII) or _grammar(options).fullmatch(folded) is None:
         return False
     # Every style value, and perhaps some look-alikes from text (which cannot
     # reach past a "<"). Inside a tag, whitespace + "style=" is the attribute
