@@ -54,6 +54,19 @@ async def connected(port: int, reply_timeout: float = 5.0) -> AsyncIterator[Smtp
         await smtp.close()
 
 
+@pytest.mark.parametrize(
+    ("content", "block"),
+    [
+        (b".a\r\n.\r\nb.\r\n..c", b"..a\r\n..\r\nb.\r\n...c\r\n.\r\n"),  # CRLF only
+        (b"a\r\n", b"a\r\n.\r\n"),
+        (b"", b"\r\n.\r\n"),
+        (b".a\n.b\r.c", b"..a\r\n..b\r\n..c\r\n.\r\n"),  # bare line ends
+    ],
+)
+def test_data_block_is_the_same_on_both_paths(content: bytes, block: bytes) -> None:
+    assert data_block(content) == block
+
+
 def test_data_block_doubles_leading_dots_and_ends_the_data() -> None:
     content = b"Subject: x\r\n\r\n.hidden\r\n.\r\nmiddle. line\nbare lf\rbare cr"
     assert data_block(content) == (

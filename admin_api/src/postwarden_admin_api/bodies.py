@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
@@ -30,6 +30,9 @@ def json_ok(data: object, status: int = 200, headers: Mapping[str, str] | None =
     return web.json_response(data, status=status, headers=headers, dumps=dumps)
 
 
+T = TypeVar("T")
+P = ParamSpec("P")
+
 # Past this size a body's work (JSON parsing, digests, base64) runs on a worker
 # thread: tens of milliseconds on the event loop would stall every other request.
 LARGE_BODY_BYTES = 256 * 1024
@@ -39,11 +42,18 @@ def is_large(raw: bytes) -> bool:
     return len(raw) > LARGE_BODY_BYTES
 
 
+async def run_sized(large: bool, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``func(...)``: on a worker thread when ``large``, else here on the loop."""
+    if large:
+        return await asyncio.to_thread(func, *args, **kwargs)
+    return func(*args, **kwargs)
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; 400 ``invalid_json`` otherwise."""
     raw = await request.read()
     try:
-        data = await asyncio.to_thread(json.loads, raw) if is_large(raw) else json.loads(raw)
+        data = await run_sized(is_large(raw), json.loads, raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
     if not isinstance(data, dict):

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from postwarden_admin_api.bodies import is_large, json_ok, read_json_object
+from postwarden_admin_api.bodies import is_large, json_ok, read_json_object, run_sized
 from postwarden_admin_api.context import POOL, SETTINGS, Principal
 from postwarden_admin_api.errors import ApiError, ValidationFailed
 from postwarden_admin_api.runtime_settings import RUNTIME, load_secret_setting
@@ -37,8 +36,6 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 HASH_KEY_SETTING = "recipient_hash_key"
-T = TypeVar("T")
-P = ParamSpec("P")
 
 
 @dataclass
@@ -79,13 +76,6 @@ def _answer(status: int, body: dict[str, Any], replayed: bool) -> web.Response:
     return json_ok(body, status=status, headers=headers)
 
 
-async def _run(large: bool, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """``func(...)``, on a worker thread for a large request (see bodies.LARGE_BODY_BYTES)."""
-    if large:
-        return await asyncio.to_thread(func, *args, **kwargs)
-    return func(*args, **kwargs)
-
-
 async def _accept(
     app: web.Application, who: Principal, body: dict[str, Any], key: str | None, large: bool
 ) -> dict[str, Any]:
@@ -95,10 +85,10 @@ async def _accept(
     if not app[SETTINGS].relay_host:
         raise Refusal.RELAY_NOT_CONFIGURED.error()
     allowed = checks.sender_allowed(who.allowed_senders, runtime.allowed_sender_addresses)
-    request = await _run(large, parse_request, body, checks.caps_of(runtime), allowed)
+    request = await run_sized(large, parse_request, body, checks.caps_of(runtime), allowed)
     now = dt.datetime.now(dt.UTC)
     message_id = new_message_id(request.sender)
-    content = await _run(large, build_message, request, message_id, now)
+    content = await run_sized(large, build_message, request, message_id, now)
     checks.check_size(content, runtime)
     state = app[SEND]
     hashes = [limits.recipient_hash(state.hash_key, m.key) for m in request.recipients]
@@ -124,7 +114,7 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         key = _idempotency_key(request)
         pool = request.app[POOL]
         if key is not None:
-            digest = await _run(large, idempotency.request_digest, body)
+            digest = await run_sized(large, idempotency.request_digest, body)
             async with pool.acquire() as conn:
                 stored = await idempotency.claim(conn, who.key_id, key, digest)
             if stored is not None:
