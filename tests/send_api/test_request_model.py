@@ -207,3 +207,11 @@ def test_the_body_must_be_an_object() -> None:
     with pytest.raises(ApiError) as caught:
         parse_request(["not", "an", "object"], CAPS, allow_all)
     assert caught.value.status == 422
+
+
+def test_a_header_given_twice_in_two_cases_is_refused() -> None:
+    headers = {"Sender": "app@example.com", "sender": "app@example.com"}
+    with pytest.raises(ApiError) as caught:
+        parse_request({**BASE, "headers": headers}, CAPS, allow_all)
+    assert (caught.value.status, caught.value.code) == (422, "invalid_header")
+    assert caught.value.details[0]["field"] == "headers.sender"

@@ -119,11 +119,10 @@ def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> by
     _set_text(message, "Subject", request.subject)
     _set_text(message, "Date", format_datetime(now))
     _set_text(message, "Message-ID", message_id)
+    if request.sender_header is not None:
+        _set_addresses(message, "Sender", [request.sender_header])
     for name, value in request.headers:
-        if name == "Sender" and request.sender_header is not None:
-            _set_addresses(message, name, [request.sender_header])
-        else:
-            _set_text(message, name, value)
+        _set_text(message, name, value)
     if request.text is not None:
         message.set_content(request.text)
         if request.html is not None:

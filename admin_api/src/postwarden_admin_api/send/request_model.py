@@ -75,7 +75,7 @@ class SendRequest:
     attachments: tuple[Attachment, ...] = ()
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
-    sender_header: Mailbox | None = None  # parsed from the Sender entry of headers
+    sender_header: Mailbox | None = None  # the Sender entry of headers, parsed (not in headers)
 
     @property
     def recipients(self) -> tuple[Mailbox, ...]:
@@ -171,11 +171,14 @@ class _Reader:
             self.problem("headers", Refusal.INVALID_HEADER, "expected at most 20 name: value")
             return ()
         found: list[tuple[str, str]] = []
+        seen: set[str] = set()
         for name, value in raw.items():
             where = f"headers.{name}"
             lower = name.lower()
             if not _HEADER_NAME.fullmatch(name):
                 self.problem("headers", Refusal.INVALID_HEADER, "not a valid header name")
+            elif lower in seen:  # JSON keys differ in case only: one header, given twice
+                self.problem(where, Refusal.INVALID_HEADER, "this header is given twice")
             elif lower.startswith(RESERVED_HEADER_PREFIXES) or not (
                 lower in ALLOWED_HEADERS or lower.startswith("x-")
             ):
@@ -183,12 +186,11 @@ class _Reader:
             elif (text := self.string(where, value, Refusal.INVALID_HEADER)) is not None:
                 if has_control(text) or len(text) > MAX_HEADER_VALUE or not text.strip():
                     self.problem(where, Refusal.INVALID_HEADER, "empty, too long or has controls")
-                elif lower == "sender":
+                elif lower == "sender":  # kept parsed, as sender_header
                     self.sender_header = self._header_sender(where, text)
-                    if self.sender_header is not None:
-                        found.append(("Sender", text))
                 else:
                     found.append((name, text))
+            seen.add(lower)
         return tuple(found)
 
     def _header_sender(self, where: str, text: str) -> Mailbox | None:
