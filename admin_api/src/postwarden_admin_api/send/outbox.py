@@ -54,16 +54,6 @@ class Submission:
     idempotency_key: str | None = None
 
 
-def _kinds(request: SendRequest) -> tuple[list[str], list[str]]:
-    """Each envelope recipient once, as :attr:`SendRequest.recipients` counts them (by
-    lower-cased address, as given first), with the first field that named it."""
-    kinds: dict[str, tuple[str, str]] = {}
-    for kind, mailboxes in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc)):
-        for mailbox in mailboxes:
-            kinds.setdefault(mailbox.key, (mailbox.address, kind))
-    return [address for address, _ in kinds.values()], [kind for _, kind in kinds.values()]
-
-
 async def enqueue(
     conn: asyncpg.Connection, submission: Submission, quota: limits.Limits, now: dt.datetime
 ) -> Accepted:
@@ -71,13 +61,14 @@ async def enqueue(
     windows = limits.Windows.at(now)
     accepted = Accepted(uuid.uuid4(), submission.message_id)
     request = submission.request
-    addresses, kinds = _kinds(request)
+    recipients = request.recipients_by_field
     hashes = sorted(set(submission.recipient_hashes))
     try:
         suppressed = await conn.fetchval(
             ENQUEUE, accepted.id, submission.key_id, submission.message_id,
             request.sender.address, request.subject, list(request.tags), request.metadata, now,
-            addresses, kinds, submission.content, [m.key for m in request.recipients], hashes,
+            [m.address for m, _ in recipients], [kind for _, kind in recipients],
+            submission.content, [m.key for m, _ in recipients], hashes,
             windows.minute_start, windows.day_start, windows.day_start.date(),
             quota.per_key_per_minute, quota.per_recipient_per_day, quota.per_key_per_day,
             submission.idempotency_key, accepted.body(),

@@ -78,12 +78,19 @@ class SendRequest:
     sender_header: Mailbox | None = None  # the Sender entry of headers, parsed (not in headers)
 
     @property
+    def recipients_by_field(self) -> tuple[tuple[Mailbox, str], ...]:
+        """Every envelope recipient once (by address, case-insensitively), in order
+        (to, cc, bcc), as first given, with the field that named it first."""
+        seen: dict[str, tuple[Mailbox, str]] = {}
+        for field_name, mailboxes in (("to", self.to), ("cc", self.cc), ("bcc", self.bcc)):
+            for mailbox in mailboxes:
+                seen.setdefault(mailbox.key, (mailbox, field_name))
+        return tuple(seen.values())
+
+    @property
     def recipients(self) -> tuple[Mailbox, ...]:
         """Every envelope recipient once, in order (to, cc, bcc)."""
-        seen: dict[str, Mailbox] = {}
-        for mailbox in (*self.to, *self.cc, *self.bcc):
-            seen.setdefault(mailbox.key, mailbox)
-        return tuple(seen.values())
+        return tuple(mailbox for mailbox, _ in self.recipients_by_field)
 
 
 def _encodable(value: str) -> bool:
