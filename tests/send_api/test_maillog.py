@@ -179,3 +179,21 @@ async def test_only_lines_about_our_messages_are_applied(
     assert await message_status(pool, message_id) == "delivered"
     # the other mail's lines wait (their queue id may not be stored yet), unapplied
     assert sorted(event.queue_id for _, event in follower._pending) == sorted(others)
+
+
+async def test_a_poll_that_fails_keeps_its_lines_for_the_next(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = "KEPT" + uuid.uuid4().hex[:8].upper()
+    message_id = await relayed_message(pool, queue_id, "kept@example.org")
+    log_file.write_text(line(queue_id, "kept@example.org", "sent", "2.0.0", "250 ok"))
+    await pool.execute("ALTER FUNCTION maillog_apply RENAME TO maillog_apply_away")
+    try:
+        with pytest.raises(asyncpg.UndefinedFunctionError):
+            await follower.poll()
+    finally:
+        await pool.execute("ALTER FUNCTION maillog_apply_away RENAME TO maillog_apply")
+    assert await message_status(pool, message_id) == "relayed"
+    await follower.poll()  # nothing new in the file: the kept line is applied
+    assert await message_status(pool, message_id) == "delivered"

@@ -9,8 +9,9 @@ on where it stopped; a rotated file (new inode, or shorter) is read from its
 start. A line can arrive before the relay worker stored the queue id it
 names, so unmatched lines are retried for ``PENDING_SECONDS``. Most lines
 in a busy log are about other mail: each poll first asks, in one query,
-which of its queue ids are ours, and only those lines are applied; the rest
-wait without costing a transaction each.
+which of its queue ids are ours, then applies those lines, in log order, in
+one statement (``maillog_apply``, migration 0009); the rest wait. A poll
+whose database work fails keeps all its lines for the next one.
 """
 
 from __future__ import annotations
@@ -42,38 +43,8 @@ PENDING_SECONDS = 60.0
 MAX_PENDING = 10_000
 MAX_READ = 4 * 1024 * 1024
 
-APPLY = """
-WITH target AS (
-    SELECT r.message_id, r.address FROM outbound_recipients r
-    JOIN outbound_messages m ON m.id = r.message_id
-    WHERE m.queue_id = $1 AND lower(r.address) = lower($2)
-), updated AS (
-    UPDATE outbound_recipients r SET status = $3, detail = $4, updated_at = now()
-    FROM target t WHERE r.message_id = t.message_id AND r.address = t.address
-    RETURNING r.message_id
-), event AS (
-    INSERT INTO outbound_events (message_id, recipient, event, detail)
-    SELECT message_id, $2, $3, $4 FROM updated
-)
-SELECT message_id FROM updated
-"""
-# The message's status follows its recipients once none is still on its way.
-SETTLE = """
-UPDATE outbound_messages m SET status = s.status, updated_at = now()
-FROM (
-    SELECT CASE
-        WHEN bool_and(status = 'delivered') THEN 'delivered'
-        WHEN bool_and(status IN ('bounced', 'failed')) THEN 'failed'
-        ELSE 'partially_delivered' END AS status
-    FROM outbound_recipients WHERE message_id = $1
-    HAVING bool_and(status IN ('delivered', 'bounced', 'failed'))
-) s
-WHERE m.id = $1 AND m.status <> s.status
-"""
-SUPPRESS = """
-INSERT INTO suppressions (address, reason, detail) VALUES (lower($1), 'hard_bounce', $2)
-ON CONFLICT (address) DO NOTHING
-"""
+# Migration 0009: every line of a poll in one statement, applied in log order.
+APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5) AS line"
 OURS = "SELECT DISTINCT queue_id FROM outbound_messages WHERE queue_id = ANY($1::text[])"
 SELECT_POSITION = "SELECT inode, position FROM maillog_positions WHERE path = $1"
 SAVE_POSITION = """
@@ -106,20 +77,22 @@ def parse_line(line: str) -> DeliveryEvent | None:
     )
 
 
-async def apply_event(conn: asyncpg.Connection, event: DeliveryEvent) -> bool:
-    """Record ``event``; False when no recipient of ours has its queue id (yet)."""
-    async with conn.transaction():
-        rows = await conn.fetch(
-            APPLY, event.queue_id, event.recipient, event.status, event.reply or None
-        )
-        for row in rows:
-            await conn.execute(SETTLE, row["message_id"])
-        if rows and event.hard_bounce:
-            await conn.execute(SUPPRESS, event.recipient, event.reply or None)
-    if rows:
+async def apply_events(conn: asyncpg.Connection, events: list[DeliveryEvent]) -> set[int]:
+    """Record the events about messages of ours; the indexes of those that matched."""
+    ours = await our_queue_ids(conn, {event.queue_id for event in events})
+    mine = [(index, event) for index, event in enumerate(events) if event.queue_id in ours]
+    if not mine:
+        return set()
+    rows = await conn.fetch(
+        APPLY, [e.queue_id for _, e in mine], [e.recipient for _, e in mine],
+        [e.status for _, e in mine], [e.reply or None for _, e in mine],
+        [e.hard_bounce for _, e in mine],
+    )
+    applied = [mine[row["line"] - 1] for row in rows]
+    for _, event in applied:
         log.info("%s: %s %s (%s)", event.queue_id, event.status,
                  for_log(event.recipient), for_log(event.reply))
-    return bool(rows)
+    return {index for index, _ in applied}
 
 
 async def our_queue_ids(conn: asyncpg.Connection, queue_ids: set[str]) -> set[str]:
@@ -186,14 +159,14 @@ class MaillogFollower:
         now = time.monotonic()
         waiting = [(now, e) for line in lines
                    if (e := parse_line(line.decode("utf-8", "replace"))) is not None]
-        queue, self._pending = self._pending + waiting, []
+        queue = self._pending + waiting
+        self._pending = queue[-MAX_PENDING:]  # until applied: a failure below loses no line
         async with self._pool.acquire() as conn:
-            ours = await our_queue_ids(conn, {event.queue_id for _, event in queue})
-            for seen, event in queue:
-                applied = event.queue_id in ours and await apply_event(conn, event)
-                if not applied and now - seen < PENDING_SECONDS:
-                    self._pending.append((seen, event))
-            self._pending = self._pending[-MAX_PENDING:]
+            applied = await apply_events(conn, [event for _, event in queue])
+            self._pending = [
+                (seen, event) for index, (seen, event) in enumerate(queue)
+                if index not in applied and now - seen < PENDING_SECONDS
+            ][-MAX_PENDING:]
             position = self._position - len(self._partial)
             if position != self._saved:
                 await conn.execute(SAVE_POSITION, str(self._path), self._inode, position)
