@@ -66,8 +66,12 @@ _SPECIAL = frozenset(
     {"http", "https", "ftp", "ws", "wss", "file", "data", "javascript", "vbscript"}
 )
 _URL_ATTRIBUTES = frozenset({"href", "src"})
-# Whitespace first, and quoted values stop at "<": see needs_no_sanitizing.
-_STYLE_ATTRIBUTE = re.compile(rf"{_WS}style{_WS}*+={_WS}*+(\"[^\"<>]*+\"|'[^'<>]*+')")
+# After whitespace (see needs_no_sanitizing), and quoted values stop at "<". The
+# literal comes first and the whitespace is looked behind: sre then finds
+# candidates with a fast literal search (several times faster on a newsletter).
+_STYLE_ATTRIBUTE = re.compile(
+    rf"style(?<={_WS}style){_WS}*+={_WS}*+(\"[^\"<>]*+\"|'[^'<>]*+')"
+)
 # The only characters outside ASCII whose lower case holds an ASCII letter.
 _FOLDS_TO_ASCII = ("\u0130", "\u212a")
 
@@ -139,9 +143,10 @@ def _grammar(options: HtmlOptions) -> re.Pattern[str]:
     doctype = r"!doctype(?=[ \t\n\f\r>])[^<>\x00]*+>"
     # Matched against the lower-cased part: sre skips a branch on its first
     # literal character, which it cannot do case-insensitively. Text, then
-    # (tag, text) pairs: one loop turn per tag.
+    # (tag, text) pairs: one loop turn per tag. End tags, about half of all
+    # tags, are tried first: "/" then rules out the start tags' branches at once.
     text = r"[^<\x00]*+"
-    return re.compile(rf"{text}(?:<(?:{start}|{end}|{doctype}){text})*+")
+    return re.compile(rf"{text}(?:<(?:{end}|{start}|{doctype}){text})*+")
 
 
 def needs_no_sanitizing(html: str, options: HtmlOptions) -> bool:
