@@ -14,22 +14,20 @@ CREATE FUNCTION maillog_apply(
     p_hard_bounces boolean[]
 ) RETURNS SETOF integer LANGUAGE plpgsql AS $$
 DECLARE
-    v_messages uuid[];
     v_message uuid;
+    v_matched boolean;
 BEGIN
     FOR i IN 1 .. coalesce(cardinality(p_queue_ids), 0) LOOP
-        WITH updated AS (
-            UPDATE outbound_recipients r
+        v_matched := false;
+        -- Message by message, each recipient found by its primary key's prefix:
+        -- one UPDATE joining both tables was planned as a sequential scan of
+        -- every recipient while the tables were young and unanalyzed.
+        FOR v_message IN SELECT id FROM outbound_messages WHERE queue_id = p_queue_ids[i] LOOP
+            UPDATE outbound_recipients
             SET status = p_statuses[i], detail = p_details[i], updated_at = now()
-            FROM outbound_messages m
-            WHERE m.queue_id = p_queue_ids[i] AND r.message_id = m.id
-              AND lower(r.address) = lower(p_recipients[i])
-            RETURNING r.message_id
-        )
-        SELECT array_agg(message_id) INTO v_messages FROM updated;
-        CONTINUE WHEN v_messages IS NULL;
-
-        FOREACH v_message IN ARRAY v_messages LOOP
+            WHERE message_id = v_message AND lower(address) = lower(p_recipients[i]);
+            CONTINUE WHEN NOT FOUND;
+            v_matched := true;
             INSERT INTO outbound_events (message_id, recipient, event, detail)
             VALUES (v_message, p_recipients[i], p_statuses[i], p_details[i]);
             UPDATE outbound_messages m SET status = s.status, updated_at = now()
@@ -43,6 +41,7 @@ BEGIN
             ) s
             WHERE m.id = v_message AND m.status <> s.status;
         END LOOP;
+        CONTINUE WHEN NOT v_matched;
 
         IF p_hard_bounces[i] THEN
             INSERT INTO suppressions (address, reason, detail)
