@@ -103,6 +103,14 @@ def line(queue_id: str, recipient: str, status: str, dsn: str, reply: str) -> st
             f"delay=0, delays=0/0/0/0, dsn={dsn}, status={status} ({reply})\n")
 
 
+def sent(queue_id: str, recipient: str) -> str:
+    return line(queue_id, recipient, "sent", "2.0.0", "250 ok")
+
+
+def new_queue_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:8].upper()
+
+
 async def test_the_follower_tracks_recipients_and_suppresses_hard_bounces(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -143,8 +151,8 @@ async def test_a_line_before_its_queue_id_is_known_waits(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     log_file, follower = await follower_at_end(pool, tmp_path)
-    queue_id = "EARLY" + uuid.uuid4().hex[:8].upper()
-    log_file.write_text(line(queue_id, "late@example.org", "sent", "2.0.0", "250 ok"))
+    queue_id = new_queue_id("EARLY")
+    log_file.write_text(sent(queue_id, "late@example.org"))
     await follower.poll()
     message_id = await relayed_message(pool, queue_id, "late@example.org")
     await follower.poll()
@@ -153,10 +161,10 @@ async def test_a_line_before_its_queue_id_is_known_waits(
 
 async def test_a_rotated_file_is_read_from_its_start(pool: asyncpg.Pool, tmp_path: Path) -> None:
     log_file, follower = await follower_at_end(pool, tmp_path, "x" * 1000 + "\n")
-    queue_id = "ROT" + uuid.uuid4().hex[:8].upper()
+    queue_id = new_queue_id("ROT")
     message_id = await relayed_message(pool, queue_id, "rot@example.org")
     log_file.unlink()
-    log_file.write_text(line(queue_id, "rot@example.org", "sent", "2.0.0", "250 ok"))
+    log_file.write_text(sent(queue_id, "rot@example.org"))
     await follower.poll()
     assert await message_status(pool, message_id) == "delivered"
 
@@ -165,13 +173,13 @@ async def test_only_lines_about_our_messages_are_applied(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     log_file, follower = await follower_at_end(pool, tmp_path)
-    ours = "OURS" + uuid.uuid4().hex[:8].upper()
+    ours = new_queue_id("OURS")
     message_id = await relayed_message(pool, ours, "mine@example.org")
     others = [f"OTHER{n}" + uuid.uuid4().hex[:6].upper() for n in range(50)]
     with log_file.open("a") as out:
         for queue_id in others:
-            out.write(line(queue_id, "someone@example.net", "sent", "2.0.0", "250 ok"))
-        out.write(line(ours, "mine@example.org", "sent", "2.0.0", "250 ok"))
+            out.write(sent(queue_id, "someone@example.net"))
+        out.write(sent(ours, "mine@example.org"))
     async with pool.acquire() as conn:
         assert await our_queue_ids(conn, {ours, *others}) == {ours}
         assert await our_queue_ids(conn, set()) == set()
@@ -185,9 +193,9 @@ async def test_a_poll_that_fails_keeps_its_lines_for_the_next(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     log_file, follower = await follower_at_end(pool, tmp_path)
-    queue_id = "KEPT" + uuid.uuid4().hex[:8].upper()
+    queue_id = new_queue_id("KEPT")
     message_id = await relayed_message(pool, queue_id, "kept@example.org")
-    log_file.write_text(line(queue_id, "kept@example.org", "sent", "2.0.0", "250 ok"))
+    log_file.write_text(sent(queue_id, "kept@example.org"))
     await pool.execute("ALTER FUNCTION maillog_apply RENAME TO maillog_apply_away")
     try:
         with pytest.raises(asyncpg.UndefinedFunctionError):
