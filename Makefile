@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := postfix libmilter-dev postgresql-15 postgresql-client-15 build-essential python3-venv
+APT_PACKAGES := postfix libmilter-dev postgresql-15 postgresql-client-15 build-essential python3-venv \
+  systemd
 EXAMPLES := policies/examples
 
 .PHONY: test lint typecheck pytest policy-check demo bench deps venv clean
