@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import nh3
@@ -121,6 +122,18 @@ def test_only_the_allowed_schemes_are_taken_on_trust() -> None:
     assert needs_no_sanitizing('<a href="https://a.example/">x</a>', ONLY_HTTPS)
     assert not needs_no_sanitizing('<a href="http://a.example/">x</a>', ONLY_HTTPS)
     assert not needs_no_sanitizing('<a href="mailto:a@b.example">x</a>', ONLY_HTTPS)
+
+
+def test_a_host_label_is_taken_on_trust_unless_it_is_an_a_label() -> None:
+    # "Not xn--" is spelled out in the grammar (RE2 has no lookahead): every
+    # label of up to five characters from the letters that matter.
+    for label in map("".join, itertools.chain.from_iterable(
+        itertools.product("xn-a0", repeat=n) for n in range(1, 6)
+    )):
+        inner = needs_no_sanitizing(f'<a href="https://{label}.example.org/">x</a>', KEEP)
+        assert inner == (not label.startswith("xn--")), label
+        last = needs_no_sanitizing(f'<a href="https://example.{label}">x</a>', KEEP)
+        assert last == (label[0].isalpha() and not label.startswith("xn--")), label
 
 
 def test_what_nh3_may_still_change_is_harmless() -> None:
