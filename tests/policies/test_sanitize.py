@@ -50,6 +50,36 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             (("style:expression", 1),),
             id="css-comment-split",
         ),
+        pytest.param(
+            "<p style=\"color: red; background-image: image-set('http:evil.example' 1x)\">x</p>",
+            '<p style="color:red">x</p>',
+            (("style:image-set(", 1),),
+            id="css-image-set",
+        ),
+        pytest.param(
+            '<p style="list-style-image: -WebKit-Image-Set(\'//t.example/x\' 1x)">x</p>',
+            "<p>x</p>",
+            (("style:image-set(", 1),),
+            id="css-webkit-image-set",
+        ),
+        pytest.param(
+            '<p style="content: image(\'https://t.example/x\')">x</p>',
+            "<p>x</p>",
+            (("style:image(", 1),),
+            id="css-image",
+        ),
+        pytest.param(
+            '<p style="background: src(\'//t.example/x\')">x</p>',
+            "<p>x</p>",
+            (("style:src(", 1),),
+            id="css-src",
+        ),
+        pytest.param(
+            '<p style="background: cross-fade(url(a.png), url(b.png), 50%)">x</p>',
+            "<p>x</p>",
+            (("style:url(", 1),),
+            id="css-cross-fade",
+        ),
         pytest.param('<img src="cid:part1@x">', '<img src="cid:part1@x">', (), id="cid"),
         pytest.param(
             '<img src="data:image/gif;base64,R0lGOD">',

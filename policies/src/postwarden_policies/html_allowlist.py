@@ -56,7 +56,13 @@ CSS_PROPERTIES = frozenset(
     min-width max-height min-height display float clear list-style-type table-layout
     text-overflow overflow word-break word-wrap""".split()
 )
-CSS_DANGER = ("expression", "url(", "behavior", "javascript:", "-moz-binding", "@import")
+# Scripting, and every CSS function that loads a resource: url(), src(),
+# image-set() (and -webkit-image-set()), image() and cross-fade() take URLs,
+# even as plain strings.
+CSS_DANGER = (
+    "expression", "url(", "behavior", "javascript:", "-moz-binding", "@import",
+    "src(", "image-set(", "image(", "cross-fade(",
+)
 # Document structure, not content: dropping it alone leaves the part untouched,
 # so a newsletter with <head><title> still passes byte for byte. Whatever the
 # head held that matters (style, script, meta, link, base) is counted by its own name.

@@ -58,7 +58,10 @@ _ATTR = re.compile(r"[\s\"'/]([a-z_:@][-a-z0-9_:.@]*)\s*=")
 _CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
 _LINK_REL = "noopener noreferrer"
-_STYLE_MARKERS = ("expression", "url(", "behavior", "javascript", "binding", "import", "\\", "/*")
+_STYLE_MARKERS = (
+    "expression", "url(", "behavior", "javascript", "binding", "import", "\\", "/*",
+    "src(", "image-set", "image(", "cross-fade",
+)
 # HTML holding none of these is cleaned without the attribute filter (see _cleaner).
 _FILTER_MARKERS = ("data:", *_STYLE_MARKERS)
 _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
