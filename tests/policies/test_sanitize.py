@@ -163,3 +163,11 @@ def test_document_structure_alone_is_not_a_change() -> None:
 def test_what_the_head_holds_is_still_counted() -> None:
     page = "<html><head><title>x</title><style>p{}</style><script>a()</script></head><p>Hi</p>"
     assert sanitize_html(page, KEEP)[1] == (("script", 1), ("style", 1))
+
+
+def test_text_nh3_cannot_take_becomes_a_notice() -> None:
+    # A lone surrogate (never produced by our decoding, which replaces) cannot
+    # be handed to nh3; the part is judged unsanitizable, nothing raises.
+    assert sanitize_html("<script>x()</script>\ud800", KEEP) == sanitize.removed_whole(
+        "unsanitizable"
+    )

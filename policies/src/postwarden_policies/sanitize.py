@@ -217,6 +217,9 @@ def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int],
     token = _dropped.set(dropped)
     try:
         clean = cleaner.clean(html)
+    except UnicodeEncodeError:  # lone surrogates: nh3 takes only text that is valid UTF-8
+        log.warning("an HTML part holds text that is not valid Unicode; replaced with a notice")
+        return removed_whole("unsanitizable")
     except BaseException as exc:
         if not _is_panic(exc):
             raise
