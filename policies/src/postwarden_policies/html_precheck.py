@@ -39,7 +39,9 @@ grammar reads the lower-cased part, and a part holding one of the two
 characters outside ASCII that lower-case to an ASCII letter (U+0130, U+212A
 KELVIN SIGN) gets no proof. What nh3 may still change in accepted HTML is
 harmless by construction: the tree builder drops a misplaced allowed tag (a
-``<td>`` outside a table) or the second of two equal attributes.
+``<td>`` outside a table) or the second of two equal attributes, and the
+sanitizer drops ``<title>`` with its content (raw text, even when the title
+is never closed: a reader shows none of it as markup either).
 tests/policies/test_html_precheck.py checks this against nh3 on generated
 documents.
 """
