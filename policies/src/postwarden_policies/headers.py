@@ -81,6 +81,16 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\t\r\n"
 
 
+def _text_codec(charset: str | None) -> codecs.CodecInfo | None:
+    """The text codec for ``charset`` (default UTF-8); None when unknown."""
+    try:
+        info = codecs.lookup((charset or "utf-8").strip().strip('"').lower())
+    except LookupError:
+        return None
+    # codecs also holds bytes-to-bytes transforms (zlib, base64, rot13): refuse them.
+    return info if getattr(info, "_is_text_encoding", True) else None
+
+
 @functools.lru_cache(maxsize=256)
 def reads_ascii(charset: str | None) -> bool:
     """Whether :func:`decode_bytes` reads ASCII bytes in ``charset`` as ASCII.
@@ -90,13 +100,9 @@ def reads_ascii(charset: str | None) -> bool:
     same bytes can hide ``<script>`` from us and show it to the reader.
     UTF-16 is the exception that readers decode as we do.
     """
-    name = (charset or "utf-8").strip().strip('"').lower()
-    try:
-        info = codecs.lookup(name)
-    except LookupError:
-        return True  # read as UTF-8, as readers fall back to too
-    if info.name.startswith("utf-16") or not getattr(info, "_is_text_encoding", True):
-        return True  # decoded as readers do / read as UTF-8
+    info = _text_codec(charset)
+    if info is None or info.name.startswith("utf-16"):
+        return True  # read as UTF-8, as readers fall back to too / decoded as readers do
     try:
         return info.decode(_PRINTABLE_ASCII, "replace")[0] == _PRINTABLE_ASCII.decode()
     except (UnicodeError, ValueError, TypeError):
@@ -105,13 +111,8 @@ def reads_ascii(charset: str | None) -> bool:
 
 def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
     """Decode text in ``charset``; unknown or non-text codecs fall back to UTF-8."""
-    name = (charset or "utf-8").strip().strip('"').lower()
-    try:
-        info = codecs.lookup(name)
-    except LookupError:
-        info = None
-    # codecs also holds bytes-to-bytes transforms (zlib, base64, rot13): refuse them.
-    if info is None or not getattr(info, "_is_text_encoding", True):
+    info = _text_codec(charset)
+    if info is None:
         flags.add("unknown_charset")
         return data.decode("utf-8", "replace")
     try:
