@@ -56,6 +56,7 @@ from typing import Any
 import re2
 
 from .html_allowlist import ATTRIBUTES, CSS_DANGER, NOT_COUNTED, TAGS, HtmlOptions
+from .patterns import re2_options
 
 _WS = r"[ \t\n\f\r]"
 _URL_CHAR = r"[!#-&(-;=?-\[\]-~]"  # printable ASCII but quotes, "<", ">" and "\\"
@@ -81,9 +82,6 @@ _SPECIAL = frozenset(
     {"http", "https", "ftp", "ws", "wss", "file", "data", "javascript", "vbscript"}
 )
 _URL_ATTRIBUTES = frozenset({"href", "src"})
-# RE2 builds its DFA lazily within this budget. The bench's 60 KB newsletter
-# needs 2 MB; with 1 MB RE2 falls back to its NFA, twenty times slower.
-_RE2_MEMORY = 16 << 20
 # After whitespace (see needs_no_sanitizing), and quoted values stop at "<". The
 # literal comes first and the whitespace is looked behind: sre then finds
 # candidates with a fast literal search (several times faster on a newsletter).
@@ -159,22 +157,23 @@ def _grammar(options: HtmlOptions) -> Any:
     doctype = r"!doctype(?:[ \t\n\f\r][^<>\x00]*)?>"
     text = r"[^<\x00]*"
     grammar = rf"{text}(?:<(?:{end}|{start}|{doctype}){text})*"
-    options_ = re2.Options()
+    # RE2 builds its DFA lazily within the patterns' memory cap (8 MiB); the
+    # bench's 60 KB newsletter needs 2 MiB (with 1 MiB RE2 falls back to its
+    # NFA, twenty times slower).
+    engine = re2_options()
     # One character per byte: the part is matched as UTF-8, where every byte of a
     # character outside ASCII is >= 0x80, so each such byte is accepted exactly
     # where the grammar accepts any character outside ASCII (only in text and in
     # quoted plain values).
-    options_.encoding = re2.Options.Encoding.LATIN1
-    options_.max_mem = _RE2_MEMORY
-    options_.log_errors = False  # RE2 would print to stderr whenever its DFA is full
-    return re2.compile(grammar.encode("ascii"), options_)
+    engine.encoding = re2.Options.Encoding.LATIN1
+    return re2.compile(grammar.encode("ascii"), engine)
 
 
 def needs_no_sanitizing(html: str, options: HtmlOptions) -> bool:
     """True only if ``html`` is provably inside the allowlist (see the module text)."""
-    folded = html.lower()
     if any(char in html for char in _FOLDS_TO_ASCII):
         return False
+    folded = html.lower()
     if _grammar(options).fullmatch(folded.encode("utf-8", "surrogatepass")) is None:
         return False
     # Every style value, and perhaps some look-alikes from text (which cannot

@@ -35,16 +35,18 @@ class Pattern:
         return f"Pattern({self.source!r})"
 
 
-def _options() -> Any:
+def re2_options() -> Any:
+    """RE2's options for our patterns: the memory cap, and no printing to stderr."""
     options = re2.Options()
-    options.log_errors = False  # RE2 would print every bad pattern to stderr
+    # RE2 would print every bad pattern, and every time a DFA runs out of memory.
+    options.log_errors = False
     options.max_mem = MAX_PATTERN_MEMORY
     return options
 
 
 def _compile(source: str, what: str, shown: str) -> Pattern:
     try:
-        return Pattern(shown, re2.compile(source.encode("utf-8"), _options()))
+        return Pattern(shown, re2.compile(source.encode("utf-8"), re2_options()))
     except re2.error as exc:
         detail = exc.args[0] if exc.args else "unknown error"
         if isinstance(detail, bytes):
