@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from postwarden_milter import reload as reload_module
 from postwarden_milter.load_failed import (
     MAX_ERROR_LINES,
     MAX_LINE_CHARS,
@@ -77,6 +78,67 @@ def test_file_change_reloads_and_a_bad_set_is_refused(
     finally:
         reloader.stop()
     assert _count(metrics, "ok") == 1
+
+
+def test_a_change_loads_once_the_files_stop_changing(
+    tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    policy = policy_dir / "main.yaml"
+    policy.write_text(POLICY.format(name="main", limit=5))
+    metrics = Metrics()
+    reloader = _reloader(metrics, loop_thread, tmp_path, policy_dir=policy_dir)
+    holder = reloader.load_initial()  # the watcher thread is not started: we poll by hand
+    policy.write_text("version: 1\nname: main\nlimits:\n  max_rec")  # a write under way
+    reloader.poll_files()
+    policy.write_text(POLICY.format(name="main", limit=7))  # ... and finished
+    reloader.poll_files()
+    assert holder.current.max_recipients == 5  # still changing at each poll: nothing loaded
+    reloader.poll_files()
+    assert holder.current.max_recipients == 7
+    reloader.poll_files()
+    assert (_count(metrics, "ok"), _count(metrics, "failed")) == (1, 0)
+
+
+def test_the_watcher_outlives_an_unexpected_error(
+    tmp_path: Path, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    policy = policy_dir / "main.yaml"
+    policy.write_text(POLICY.format(name="main", limit=5))
+    reloader = _reloader(Metrics(), loop_thread, tmp_path, policy_dir=policy_dir)
+    holder = reloader.load_initial()
+    real = reload_module._fingerprint
+    failures: list[Path] = []
+
+    def fails_once(directory: Path) -> reload_module.Fingerprint:
+        if not failures:
+            failures.append(directory)
+            raise RuntimeError("unexpected")
+        return real(directory)
+
+    monkeypatch.setattr(reload_module, "_fingerprint", fails_once)
+    reloader.start()
+    try:
+        assert wait_until(lambda: bool(failures), timeout=10)
+        policy.write_text(POLICY.format(name="main", limit=7))
+        assert wait_until(lambda: holder.current.max_recipients == 7, timeout=10)
+    finally:
+        reloader.stop()
+    assert "policy watcher: unexpected error, still watching" in caplog.text
+
+
+def test_a_file_removed_while_listing_counts_as_a_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "main.yaml"
+    policy.write_text(POLICY.format(name="main", limit=5))
+    gone = tmp_path / "gone.yaml"  # listed, then removed before its stat
+    monkeypatch.setattr(reload_module, "policy_files", lambda paths: ([gone, policy], []))
+    assert [name for name, _, _ in reload_module._fingerprint(tmp_path)] == [str(policy)]
 
 
 async def _activate(dsn: str, name: str, source: str) -> None:

@@ -7,7 +7,8 @@ load is refused: the running one stays, and the failure is logged, counted
 and, when a database is configured, raised as the webhook event
 ``policy.load_failed`` (:mod:`.load_failed`).
 
-Sources: a policy directory (polled for changes, and re-read on SIGHUP), or
+Sources: a policy directory (polled, and loaded once a change has settled;
+re-read at once on SIGHUP), or
 the database's active revisions (LISTEN on ``postwarden_policy``). In
 database mode the last good sources are kept under the spool directory, so a
 milter restarted while Postgres is away still filters with them.
@@ -44,6 +45,7 @@ LAST_GOOD_NAME = "policies-last-good.json"
 DB_TIMEOUT = 10.0
 LISTEN_RETRY = 5.0
 Sources = list[tuple[str, str]]
+Fingerprint = tuple[tuple[str, int, int], ...]
 
 
 class PolicyHolder:
@@ -58,11 +60,14 @@ class PolicyHolder:
         self._current = policy_set  # one reference store: atomic for readers
 
 
-def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
+def _fingerprint(directory: Path) -> Fingerprint:
     """Name, mtime and size of the files a load would read (the loader's own list)."""
     entries = []
     for path in policy_files([directory])[0]:
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed since the listing: its absence is the change
+            continue
         entries.append((str(path), stat.st_mtime_ns, stat.st_size))
     return tuple(entries)
 
@@ -106,7 +111,8 @@ class PolicyReloader:
         self._requested = threading.Event()
         self._request_reason = "signal"
         self._stopping = threading.Event()
-        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._fingerprint: Fingerprint = ()  # of the files the running set was read from
+        self._settling: Fingerprint | None = None  # a change seen, not yet loaded
         self._thread = threading.Thread(target=self._watch, name="postwarden-reload",
                                         daemon=True)
         self._listen_task: asyncio.Task[None] | None = None
@@ -202,11 +208,31 @@ class PolicyReloader:
             requested = self._requested.wait(self._poll if self._poll > 0 else None)
             if self._stopping.is_set():
                 return
-            if requested:
-                self._requested.clear()
-                self.reload(self._request_reason)
-            elif self._dir is not None and _fingerprint(self._dir) != self._fingerprint:
-                self.reload("file change")
+            try:
+                if requested:
+                    self._requested.clear()
+                    self.reload(self._request_reason)
+                elif self._dir is not None:
+                    self.poll_files()
+            except Exception:  # a watcher that died would leave reloads off for good
+                log.exception("policy watcher: unexpected error, still watching")
+
+    def poll_files(self) -> None:
+        """Reload once the directory changed and then stayed unchanged for a whole poll.
+
+        A checkout or a sync writes the files one by one: loading the first
+        state seen could refuse a half-written set (and raise
+        ``policy.load_failed`` to the admins for nothing).
+        """
+        assert self._dir is not None  # noqa: S101 - file mode only
+        seen = _fingerprint(self._dir)
+        if seen == self._fingerprint:
+            self._settling = None
+        elif seen == self._settling:
+            self._settling = None
+            self.reload("file change")
+        else:
+            self._settling = seen
 
     async def _listen(self) -> None:
         """Hold a LISTEN connection; reconnect (and reload, a NOTIFY may be lost) on failure."""
