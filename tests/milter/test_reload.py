@@ -46,6 +46,16 @@ def _reloader(metrics: Metrics, loop: LoopThread, tmp_path: Path, *,
                           instance_name="mx-test")
 
 
+def _file_reloader(tmp_path: Path, loop: LoopThread) -> tuple[Path, Metrics, PolicyReloader]:
+    """A reloader of a directory with one policy file (max_recipients 5), not yet loaded."""
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    policy = policy_dir / "main.yaml"
+    policy.write_text(POLICY.format(name="main", limit=5))
+    metrics = Metrics()
+    return policy, metrics, _reloader(metrics, loop, tmp_path, policy_dir=policy_dir)
+
+
 def _count(metrics: Metrics, result: str) -> float:
     return metrics.registry.get_sample_value("postwarden_policy_reloads_total",
                                              {"result": result}) or 0.0
@@ -54,12 +64,7 @@ def _count(metrics: Metrics, result: str) -> float:
 def test_file_change_reloads_and_a_bad_set_is_refused(
     tmp_path: Path, loop_thread: LoopThread
 ) -> None:
-    policy_dir = tmp_path / "policies"
-    policy_dir.mkdir()
-    policy = policy_dir / "main.yaml"
-    policy.write_text(POLICY.format(name="main", limit=5))
-    metrics = Metrics()
-    reloader = _reloader(metrics, loop_thread, tmp_path, policy_dir=policy_dir)
+    policy, metrics, reloader = _file_reloader(tmp_path, loop_thread)
     holder = reloader.load_initial()
     reloader.start()
     try:
@@ -83,12 +88,7 @@ def test_file_change_reloads_and_a_bad_set_is_refused(
 def test_a_change_loads_once_the_files_stop_changing(
     tmp_path: Path, loop_thread: LoopThread
 ) -> None:
-    policy_dir = tmp_path / "policies"
-    policy_dir.mkdir()
-    policy = policy_dir / "main.yaml"
-    policy.write_text(POLICY.format(name="main", limit=5))
-    metrics = Metrics()
-    reloader = _reloader(metrics, loop_thread, tmp_path, policy_dir=policy_dir)
+    policy, metrics, reloader = _file_reloader(tmp_path, loop_thread)
     holder = reloader.load_initial()  # the watcher thread is not started: we poll by hand
     policy.write_text("version: 1\nname: main\nlimits:\n  max_rec")  # a write under way
     reloader.poll_files()
@@ -105,11 +105,7 @@ def test_the_watcher_outlives_an_unexpected_error(
     tmp_path: Path, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    policy_dir = tmp_path / "policies"
-    policy_dir.mkdir()
-    policy = policy_dir / "main.yaml"
-    policy.write_text(POLICY.format(name="main", limit=5))
-    reloader = _reloader(Metrics(), loop_thread, tmp_path, policy_dir=policy_dir)
+    policy, _, reloader = _file_reloader(tmp_path, loop_thread)
     holder = reloader.load_initial()
     real = reload_module._fingerprint
     failures: list[Path] = []
