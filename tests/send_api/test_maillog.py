@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.maillog import MaillogFollower, our_queue_ids, parse_line
 from postwarden_admin_api.send.outbox import enqueue
 
@@ -205,3 +207,33 @@ async def test_a_poll_that_fails_keeps_its_lines_for_the_next(
     assert await message_status(pool, message_id) == "relayed"
     await follower.poll()  # nothing new in the file: the kept line is applied
     assert await message_status(pool, message_id) == "delivered"
+
+
+async def test_the_running_follower_outlives_an_unexpected_error(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("LIVE")
+    message_id = await relayed_message(pool, queue_id, "live@example.org")
+    poll = MaillogFollower.poll
+    failed, polled = asyncio.Event(), asyncio.Event()
+
+    async def fails_once(self: MaillogFollower) -> None:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug, not an outage")
+        await poll(self)
+        polled.set()
+
+    monkeypatch.setattr(MaillogFollower, "poll", fails_once)
+    task = asyncio.create_task(follower.run())
+    try:
+        async with asyncio.timeout(15):
+            await failed.wait()
+            log_file.write_text(sent(queue_id, "live@example.org"))  # before the next poll
+            await polled.wait()
+    finally:
+        await stop_task(task)
+    assert await message_status(pool, message_id) == "delivered"
+    assert "maillog follower: unexpected error, trying again" in caplog.text

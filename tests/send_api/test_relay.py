@@ -129,3 +129,28 @@ def test_backoff_grows_with_jitter() -> None:
     assert all(7.5 <= s <= 12.5 for s in first) and len(set(first)) > 1
     assert all(30 <= s <= 50 for s in third)
     assert backoff(config, 40).total_seconds() <= 3600 * 1.25
+
+
+async def test_an_unexpected_error_does_not_end_a_worker(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    claim = RelayWorker._claim
+    failures: list[RelayWorker] = []
+
+    async def fails_once(self: RelayWorker) -> Any:
+        if not failures:
+            failures.append(self)
+            raise RuntimeError("a bug, not an outage")
+        return await claim(self)
+
+    monkeypatch.setattr(RelayWorker, "_claim", fails_once)
+    message_id = await accepted(pool, "later@example.org")
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", smtp_server[1], 3, 0.05, workers=1))
+    worker.start()
+    try:
+        row = await settled(pool, message_id)
+    finally:
+        await worker.stop(grace=10)
+    assert failures and row["status"] == "relayed"
+    assert "relay worker: unexpected error, trying again" in caplog.text

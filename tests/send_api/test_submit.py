@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -238,20 +239,37 @@ async def test_pipelined_deferred_recipient_hangs_up_in_data(
     assert server.connections == 2
 
 
+async def silent_after_ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Greets and answers EHLO, then never answers again."""
+    writer.write(b"220 ready\r\n")
+    await reader.readline()  # EHLO
+    writer.write(b"250 relay.test\r\n")
+    await reader.read()
+
+
+async def cancel_while_waiting(work: Coroutine[Any, Any, Any]) -> None:
+    task = asyncio.create_task(work)
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_a_close_cancelled_while_waiting_for_quit_still_hangs_up(
     broken_server: Callable[[Answer], Awaitable[int]],
 ) -> None:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 ready\r\n")
-        await reader.readline()  # EHLO
-        writer.write(b"250 relay.test\r\n")
-        await reader.read()  # QUIT is never answered
-
-    smtp = session(await broken_server(answer))
+    smtp = session(await broken_server(silent_after_ehlo))
     connection = await smtp._connection()
-    closing = asyncio.create_task(smtp.close())
-    await asyncio.sleep(0.1)
-    closing.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await closing
+    await cancel_while_waiting(smtp.close())  # QUIT is never answered
     assert connection._writer.is_closing()
+
+
+async def test_a_submission_cancelled_mid_transaction_is_never_reused(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    smtp = session(await broken_server(silent_after_ehlo))
+    connection = await smtp._connection()
+    # MAIL is never answered.
+    await cancel_while_waiting(smtp.submit("app@example.com", ["a@example.org"], b"x"))
+    assert connection._writer.is_closing()  # half a transaction: the next one starts afresh
+    assert smtp._conn is None

@@ -7,9 +7,11 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from postwarden_milter import audit_pipeline
 from postwarden_milter.audit_pipeline import AuditPipeline
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
@@ -185,6 +187,69 @@ def test_replay_of_events_already_stored_writes_no_duplicate(
         pipeline.stop()
         loop.stop()
     assert event_ids(dsn).count(event.event_id) == 1
+
+
+def test_an_unexpected_write_error_spools_the_batch_and_loses_nothing(
+    own_cluster: tuple[PostgresCluster, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    _cluster, dsn = own_cluster
+    calls: list[int] = []
+
+    async def fails_first(conn: Any, batch: list[AuditEvent]) -> None:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("a bug, not an outage")
+        await write_audit_events(conn, batch)
+
+    monkeypatch.setattr(audit_pipeline, "write_audit_events", fails_first)
+    loop = LoopThread()
+    loop.start()
+    pipeline = _pipeline(dsn, tmp_path, Metrics())
+    pipeline.start(loop)
+    events = [make_event() for _ in range(3)]
+    try:
+        pipeline.submit(events[0])
+        assert wait_until(lambda: len(calls) == 1, timeout=15)
+        for event in events[1:]:
+            pipeline.submit(event)
+        stored = {e.event_id for e in events}
+        assert wait_until(lambda: stored <= set(event_ids(dsn)), timeout=30)
+    finally:
+        pipeline.stop()
+        loop.stop()
+    assert "audit writer: unexpected error writing to Postgres" in caplog.text
+    assert "RuntimeError: a bug, not an outage" in caplog.text  # with its traceback
+
+
+def test_a_batch_the_spool_cannot_take_is_counted_and_the_writer_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    append = AuditSpool.append
+    calls: list[int] = []
+
+    def fails_first(spool: AuditSpool, batch: list[AuditEvent]) -> None:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise TypeError("a bug in serialising")
+        append(spool, batch)
+
+    monkeypatch.setattr(AuditSpool, "append", fails_first)
+    metrics = Metrics()
+    loop = LoopThread()
+    loop.start()
+    pipeline = _pipeline(None, tmp_path, metrics)
+    pipeline.start(loop)
+    pipeline.submit(make_event())
+    assert wait_until(lambda: len(calls) == 1, timeout=15)
+    kept = make_event()
+    pipeline.submit(kept)
+    pipeline.stop()
+    loop.stop()
+    assert metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "error"}) == 1
+    lines = (tmp_path / "audit-spool.jsonl").read_text().splitlines()
+    assert [AuditEvent.from_json(line) for line in lines] == [kept]
 
 
 def test_without_database_events_go_to_the_spool(tmp_path: Path) -> None:

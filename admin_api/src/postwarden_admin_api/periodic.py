@@ -1,8 +1,10 @@
-"""Background maintenance jobs of the admin service (retention, pruning, housekeeping).
+"""Background loops of the admin service: maintenance jobs, and what keeps every loop alive.
 
 A job is a coroutine function taking one pooled connection. :func:`periodic`
-runs it at start and then every ``interval`` seconds while the service runs;
-a database outage skips a round with a warning instead of ending the job.
+runs it at start and then every ``interval`` seconds while the service runs.
+Each round of every background loop (these jobs, the relay workers, the
+maillog follower) runs inside :func:`surviving`: no error ends a loop, since a
+dead relay or follower would stop mail or tracking silently until a restart.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -21,14 +23,28 @@ DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceErro
 Job = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 
+@contextlib.contextmanager
+def surviving(name: str) -> Iterator[None]:
+    """One round of a background loop: an error is logged, and the loop goes on.
+
+    An outage (the database, or a file such as the maillog) is expected and
+    gets a warning; anything else is a bug and is logged with its traceback.
+    Cancellation is not an error and passes through.
+    """
+    try:
+        yield
+    except DB_ERRORS as exc:
+        log.warning("%s: database or file unavailable (%s), trying again",
+                    name, type(exc).__name__)
+    except Exception:
+        log.exception("%s: unexpected error, trying again", name)
+
+
 async def _repeat(name: str, pool: asyncpg.Pool, job: Job, interval: float) -> None:
     while True:
-        try:
+        with surviving(name):
             async with pool.acquire() as conn:
                 await job(conn)
-        except DB_ERRORS as exc:
-            log.warning("%s: database unavailable (%s), next try in %.0f s",
-                        name, type(exc).__name__, interval)
         await asyncio.sleep(interval)
 
 

@@ -6,9 +6,11 @@ lasts, default 10 000 events) the event is dropped, counted and logged, since
 a mail thread must never wait on audit storage. The writer coroutine runs on
 the :class:`LoopThread`, owns the asyncpg pool and writes batches of up to
 :data:`BATCH_SIZE` events or :data:`FLUSH_SECONDS` worth with COPY. When
-Postgres is unreachable, slow or its schema is too old, batches go to the
+Postgres is unreachable, slow or its schema is too old (or a write fails for
+any other reason, which is logged with its traceback), batches go to the
 local spool (fsync'd) and are replayed in order once it is back; event ids
-make replay idempotent. Without a database the spool is the audit log.
+make replay idempotent. Without a database the spool is the audit log. No
+error ends the writer.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class AuditPipeline:
             while not (self._stopping.is_set() and self._queue.empty()):
                 batch = await asyncio.to_thread(self._collect)
                 if batch:
-                    await self._deliver(batch)
+                    await self._deliver_or_drop(batch)
                 elif self._spool and self._dsn is not None and await self._connected():
                     await self._replay()
         finally:
@@ -125,13 +127,21 @@ class AuditPipeline:
                 await self._pool.close()
                 self._pool = None
 
+    async def _deliver_or_drop(self, batch: list[AuditEvent]) -> None:
+        """Deliver; a batch the spool could not take either is counted, and the writer goes on."""
+        try:
+            await self._deliver(batch)
+        except Exception:
+            self._metrics.audit_dropped.labels("error").inc(len(batch))
+            log.exception("audit writer: unexpected error, %d events dropped", len(batch))
+
     async def _deliver(self, batch: list[AuditEvent]) -> None:
-        if self._dsn is not None and await self._connected() and await self._replay():
-            try:
+        try:
+            if self._dsn is not None and await self._connected() and await self._replay():
                 await self._write(batch)
                 return
-            except DB_ERRORS as exc:
-                await self._disconnect(exc)
+        except Exception as exc:  # noqa: BLE001 - the spool keeps the batch, whatever failed
+            await self._disconnect(exc)
         self._to_spool(batch)
 
     async def _write(self, batch: list[AuditEvent]) -> None:
@@ -148,7 +158,7 @@ class AuditPipeline:
             for events, offset in self._spool.batches(BATCH_SIZE, self._replay_offset):
                 await self._write(events)
                 self._replay_offset = offset
-        except DB_ERRORS as exc:
+        except Exception as exc:  # noqa: BLE001 - the spool keeps the events, whatever failed
             await self._disconnect(exc)
             return False
         log.warning("audit spool replayed into Postgres (%d bytes)", self._spool.size)
@@ -187,7 +197,9 @@ class AuditPipeline:
         self._retry_at = time.monotonic() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
 
-    async def _disconnect(self, exc: BaseException) -> None:
+    async def _disconnect(self, exc: Exception) -> None:
+        if not isinstance(exc, DB_ERRORS):  # a bug rather than an outage: keep its traceback
+            log.error("audit writer: unexpected error writing to Postgres", exc_info=exc)
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import asyncpg
 
-from postwarden_admin_api.periodic import DB_ERRORS
+from postwarden_admin_api.periodic import surviving
 
 from .scrub import for_log, scrub_reply
 
@@ -115,10 +115,8 @@ class MaillogFollower:
     async def run(self) -> None:
         await self._load_position()
         while True:
-            try:
+            with surviving("maillog follower"):
                 await self.poll()
-            except DB_ERRORS:
-                log.warning("maillog follower: cannot read %s or reach the database", self._path)
             await asyncio.sleep(POLL_SECONDS)
 
     async def _load_position(self) -> None:

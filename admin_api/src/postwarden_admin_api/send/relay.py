@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from postwarden_admin_api.periodic import DB_ERRORS
+from postwarden_admin_api.periodic import surviving
 
 from .scrub import for_log, scrub_reply
 from .submit import Outcome, SmtpSession, SubmitResult
@@ -170,14 +170,14 @@ class RelayWorker:
         )
         try:
             while not self._stopping.is_set():
-                try:
+                relayed = False
+                with surviving("relay worker"):
                     rows = await self._claim()
                     if rows:
                         await self._relay(session, rows)
-                        continue
-                except DB_ERRORS:
-                    log.warning("relay worker: database unreachable, retrying")
-                await self._idle()
+                        relayed = True
+                if not relayed:  # nothing to do, or it failed: pause before the next claim
+                    await self._idle()
         finally:
             await session.close()
 

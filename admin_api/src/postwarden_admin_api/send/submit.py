@@ -227,6 +227,9 @@ class SmtpSession:
             # ValueError: a reply line over the reader's limit, or a command not one ASCII line.
             self._drop()
             return SubmitResult(Outcome.RETRY, f"connection failed: {type(exc).__name__}")
+        except BaseException:  # cancelled, or a bug: the connection's state is unknown
+            self._drop()
+            raise
         if in_data:  # the server waits for a message we will not send: only hanging up ends it
             self._drop()
         elif result.outcome is not Outcome.QUEUED:
