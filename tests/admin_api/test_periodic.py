@@ -39,5 +39,5 @@ async def test_a_job_goes_on_after_an_outage_and_after_a_bug(
     assert [(r.levelname, r.getMessage(), r.exc_info is not None) for r in warnings[:2]] == [
         ("WARNING", "test-job: database or file unavailable "
                     "(ConnectionDoesNotExistError), trying again", False),
-        ("ERROR", "test-job: unexpected error, trying again", True),
+        ("ERROR", "test-job: unexpected error (KeyError), trying again", True),
     ]

@@ -236,4 +236,4 @@ async def test_the_running_follower_outlives_an_unexpected_error(
     finally:
         await stop_task(task)
     assert await message_status(pool, message_id) == "delivered"
-    assert "maillog follower: unexpected error, trying again" in caplog.text
+    assert "maillog follower: unexpected error (RuntimeError), trying again" in caplog.text

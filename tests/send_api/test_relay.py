@@ -153,4 +153,4 @@ async def test_an_unexpected_error_does_not_end_a_worker(
     finally:
         await worker.stop(grace=10)
     assert failures and row["status"] == "relayed"
-    assert "relay worker: unexpected error, trying again" in caplog.text
+    assert "relay worker: unexpected error (RuntimeError), trying again" in caplog.text

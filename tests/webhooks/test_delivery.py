@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
 
-from postwarden_admin_api.webhooks import EventType, raise_event
+from postwarden_admin_api.webhooks import EventType, raise_event, worker
 from postwarden_admin_api.webhooks.signing import generate_secret, verify
 from postwarden_admin_api.webhooks.worker import replay
 from postwarden_store import create_pool
@@ -95,6 +96,32 @@ async def test_delivery_arrives_signed_and_verifiable(
     assert receiver.sni == [RECEIVER_NAME]
     [state] = await delivery_states(pool)
     assert (state["status"], state["attempts"]) == ("delivered", 1)
+
+
+async def test_an_unexpected_error_does_not_end_the_worker(
+    pool: asyncpg.Pool, receiver: Receiver, tls: Tls, dns: StubDns,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real = worker.deliver_due
+    failures: list[str] = []
+
+    async def fails_once(*args: Any) -> int:
+        if not failures:
+            failures.append("raised")
+            raise RuntimeError(hook_url(receiver))  # an error text that quotes a URL
+        return await real(*args)
+
+    async with pool.acquire() as conn:
+        await add_endpoint(conn, "ops", hook_url(receiver), ["message.rejected"],
+                           generate_secret())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(worker, "deliver_due", fails_once)
+        async with running_worker(pool, worker_options(tls, dns)):
+            await write_audit(pool, audit_event("reject"))
+            assert await wait_for(receiver.delivered)
+    assert failures
+    assert "webhook worker: unexpected error (RuntimeError), trying again" in caplog.text
+    assert hook_url(receiver) not in caplog.text  # by type only: no text, no traceback
 
 
 async def test_failing_receiver_gets_the_event_exactly_once_after_retries(

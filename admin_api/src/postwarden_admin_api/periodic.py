@@ -24,20 +24,22 @@ Job = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 
 @contextlib.contextmanager
-def surviving(name: str) -> Iterator[None]:
+def surviving(name: str, *, traceback: bool = True) -> Iterator[None]:
     """One round of a background loop: an error is logged, and the loop goes on.
 
     An outage (the database, or a file such as the maillog) is expected and
-    gets a warning; anything else is a bug and is logged with its traceback.
-    Cancellation is not an error and passes through.
+    gets a warning; anything else is a bug and is logged with its traceback,
+    or by type only where an exception's text may quote a secret (webhook
+    URLs). Cancellation is not an error and passes through.
     """
     try:
         yield
     except DB_ERRORS as exc:
         log.warning("%s: database or file unavailable (%s), trying again",
                     name, type(exc).__name__)
-    except Exception:
-        log.exception("%s: unexpected error, trying again", name)
+    except Exception as exc:
+        log.error("%s: unexpected error (%s), trying again", name, type(exc).__name__,
+                  exc_info=traceback)
 
 
 async def _repeat(name: str, pool: asyncpg.Pool, job: Job, interval: float) -> None:

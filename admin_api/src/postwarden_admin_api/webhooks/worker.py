@@ -25,6 +25,7 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_admin_api.context import POOL
+from postwarden_admin_api.periodic import surviving
 from postwarden_admin_api.secrets import KEYRING, Keyring, SecretsError
 
 from .connector import Outcome, open_session, post
@@ -156,7 +157,7 @@ async def deliver_due(
 async def run_worker(
     pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring, stop: asyncio.Event
 ) -> None:
-    """Deliver until ``stop`` is set; a database outage only pauses the loop.
+    """Deliver until ``stop`` is set; no error ends the loop (see ``surviving``).
 
     The batch in flight when ``stop`` is set is finished and recorded, so a
     restart does not send it again.
@@ -165,11 +166,9 @@ async def run_worker(
         options.guard, options.timeout_seconds, options.ssl_context, options.lookup
     ) as session:
         while not stop.is_set():
-            try:
+            claimed = 0
+            with surviving("webhook worker", traceback=False):
                 claimed = await deliver_due(pool, session, options, keyring)
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("webhook worker: database unavailable (%s)", type(exc).__name__)
-                claimed = 0
             if claimed < options.batch_size:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(options.poll_interval_seconds):
