@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.app import create_app
-from postwarden_admin_api.context import Role
+from postwarden_admin_api.context import POOL, Role
 from postwarden_admin_api.runtime_settings import RUNTIME
 from postwarden_admin_api.settings import ServiceSettings
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
@@ -114,6 +114,22 @@ async def test_all_field_errors_come_together(client: Client, sender: dict[str, 
     assert {d["code"] for d in error["details"]} == {
         "invalid_recipient", "invalid_subject", "empty_body", "invalid_header"
     }
+
+
+async def test_a_display_name_that_reads_as_another_mailbox_is_a_422(
+    client: Client, sender: dict[str, str]
+) -> None:
+    spoof = "ceo@other.example," + "x" * 62 + " <app@example.com>"
+    subject = f"spoof {uuid.uuid4()}"
+    response = await client.post("/api/v1/send-email", headers=sender,
+                                 json=body(**{"from": spoof, "subject": subject}))
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert error["code"] == "invalid_field"
+    assert [d["field"] for d in error["details"]] == ["from"]
+    stored = await client.app[POOL].fetchval(
+        "SELECT count(*) FROM outbound_messages WHERE subject = $1", subject)
+    assert stored == 0
 
 
 async def test_idempotency_key_semantics(client: Client, sender: dict[str, str]) -> None:

@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.send import build
-from postwarden_admin_api.send.build import BuildError, _check_headers, build_message
+from postwarden_admin_api.send.build import (
+    AmbiguousAddresses,
+    BuildError,
+    _check_headers,
+    build_message,
+)
 from postwarden_admin_api.send.request_model import Caps, parse_request
 
 CAPS = Caps(max_recipients=50, max_message_bytes=1_000_000, max_attachment_bytes=100_000)
@@ -134,3 +139,35 @@ def test_raw_headers_come_out_as_the_registry_writes_them(
         patched.setattr(build, "_plain", lambda name, value: None)
         slow = build_message(request, MESSAGE_ID, NOW)
     assert fast == slow
+
+
+# Long enough that the email package folds the display name, and loses its quotes.
+MISLEADING_NAMES = ["ceo@example.com," + "x" * 62, "ceo@example.com (" + "x" * 62]
+
+
+@pytest.mark.parametrize("name", MISLEADING_NAMES)
+@pytest.mark.parametrize(
+    ("field", "header"),
+    [("from", "From"), ("to", "To"), ("cc", "Cc"), ("reply_to", "Reply-To")],
+)
+def test_a_display_name_that_would_read_as_other_mailboxes_is_refused(
+    name: str, field: str, header: str
+) -> None:
+    with pytest.raises(AmbiguousAddresses) as caught:
+        built(**{field: f"{name} <app@example.com>"})
+    assert caught.value.header == header
+
+
+def test_a_misleading_sender_header_is_refused_too() -> None:
+    with pytest.raises(AmbiguousAddresses) as caught:
+        built(headers={"Sender": f"{MISLEADING_NAMES[1]} <app@example.com>"})
+    assert caught.value.header == "Sender"
+
+
+def test_punctuation_in_a_short_display_name_is_quoted_and_reads_back() -> None:
+    _, message = built(**{"from": "Smith, John (Ops) <app@example.com>",
+                             "to": ["Doe, Jane <jane@example.org>", "bob@example.org"]})
+    assert [a.addr_spec for a in message["From"].addresses] == ["app@example.com"]
+    assert message["From"].addresses[0].display_name == "Smith, John (Ops)"
+    assert email.utils.getaddresses([str(message["To"])]) == [
+        ("Doe, Jane", "jane@example.org"), ("", "bob@example.org")]

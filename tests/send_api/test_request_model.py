@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from postwarden_admin_api.errors import ApiError
+from postwarden_admin_api.send import attachments
 from postwarden_admin_api.send.addresses import (
     AddressError,
     Mailbox,
@@ -24,6 +25,10 @@ BASE: dict[str, Any] = {
     "subject": "Hello",
     "text": "Hi there",
 }
+
+
+# "CEO <ceo@example.com>, Billing", as an encoded word.
+ENCODED_MAILBOX = "=?utf-8?b?Q0VPIDxjZW9AZXhhbXBsZS5jb20+LCBCaWxsaW5n?="
 
 
 def allow_all(mailbox: Mailbox) -> bool:
@@ -164,6 +169,32 @@ def test_mask_hides_the_local_part() -> None:
                      id="big-metadata"),
         pytest.param({"metadata": {"k": {"nested": 1}}}, "metadata", "invalid_field",
                      id="nested-metadata"),
+        pytest.param({"metadata": {"k": "nul\x00"}}, "metadata", "invalid_field",
+                     id="nul-in-metadata"),
+        pytest.param({"metadata": {"k": float("nan")}}, "metadata", "invalid_field",
+                     id="nan-in-metadata"),
+        pytest.param({"metadata": {"k": float("inf")}}, "metadata", "invalid_field",
+                     id="infinite-metadata"),
+        # RFC 2047 encoded words: the email package would decode them into the header.
+        pytest.param({"from": f"{ENCODED_MAILBOX} <app@example.com>"}, "from", "invalid_field",
+                     id="encoded-display-name"),
+        pytest.param({"from": f"{ENCODED_MAILBOX}@example.com"}, "from", "invalid_field",
+                     id="encoded-local-part"),
+        pytest.param({"to": [f"{ENCODED_MAILBOX} <bob@example.org>"]}, "to[0]",
+                     "invalid_recipient", id="encoded-recipient-name"),
+        pytest.param({"subject": "=?utf-8?q?hello=0D=0ABcc:_x@evil.example?="}, "subject",
+                     "invalid_subject", id="encoded-subject"),
+        pytest.param({"headers": {"X-Ok": "=?utf-8?B?YQ0KQmNjOiB4?="}}, "headers.X-Ok",
+                     "invalid_header", id="encoded-header-value"),
+        pytest.param({"attachments": [{"filename": "=?utf-8?q?invoice.exe?=",
+                                       "content_type": "text/plain", "content": b64(b"x")}]},
+                     "attachments[0].filename", "invalid_field", id="encoded-filename"),
+        pytest.param({"attachments": [{"filename": "invoice.exe. ", "content_type": "text/plain",
+                                       "content": b64(b"x")}]},
+                     "attachments[0]", "attachment_not_allowed", id="exe-trailing-dot-space"),
+        pytest.param({"attachments": [{"filename": "disk.img", "content_type": "text/plain",
+                                       "content": b64(b"x")}]},
+                     "attachments[0]", "attachment_not_allowed", id="img-name"),
         pytest.param({"text": "\ud800"}, "text", "invalid_field", id="lone-surrogate"),
         pytest.param({"surprise": 1}, "surprise", "invalid_field", id="unknown-field"),
     ],
@@ -215,3 +246,10 @@ def test_a_header_given_twice_in_two_cases_is_refused() -> None:
         parse_request({**BASE, "headers": headers}, CAPS, allow_all)
     assert (caught.value.status, caught.value.code) == (422, "invalid_header")
     assert caught.value.details[0]["field"] == "headers.sender"
+
+
+def test_a_disk_image_is_refused_by_its_content() -> None:
+    image = b"\x00" * 0x8000 + b"\x01CD001\x01" + b"\x00" * 100
+    assert attachments.refusal_reason("photos.zip", "application/zip", image) == (
+        "the content is a disk image")
+    assert attachments.refusal_reason("photos.zip", "application/zip", image[:0x8001]) is None

@@ -273,3 +273,26 @@ async def test_a_submission_cancelled_mid_transaction_is_never_reused(
     await cancel_while_waiting(smtp.submit("app@example.com", ["a@example.org"], b"x"))
     assert connection._writer.is_closing()  # half a transaction: the next one starts afresh
     assert smtp._conn is None
+
+
+async def test_a_slow_reply_to_the_end_of_data_is_awaited_not_retried(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    """The 250 after the final "." comes once the message is queued (milters included):
+    a client that gave up at its command timeout would send the message again."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250 relay.test\r\n")
+        for reply in (b"250 2.1.0 Ok", b"250 2.1.5 Ok", b"354 go ahead"):
+            await reader.readline()  # MAIL, RCPT, DATA
+            writer.write(reply + b"\r\n")
+        while await reader.readline() not in (b".\r\n", b""):
+            pass
+        await asyncio.sleep(1.0)  # twice the client's command timeout
+        writer.write(b"250 2.0.0 Ok: queued as SLOW1\r\n")
+        await reader.read()
+
+    async with connected(await broken_server(answer), reply_timeout=0.5) as smtp:
+        result = await smtp.submit("app@example.com", ["a@example.org"], b"Subject: x\r\n\r\nx")
+    assert (result.outcome, result.queue_id) == (Outcome.QUEUED, "SLOW1")

@@ -19,6 +19,10 @@ _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _ANGLE_FORM = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+# RFC 2047's encoded word. The email package decodes one wherever it meets it in
+# header text, so through it a client could pass what the checks refused (another
+# mailbox, a line break). Clients send the characters themselves; the build encodes.
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bq]\?[^?\s]*\?=", re.IGNORECASE)
 MAX_ADDRESS = 254
 MAX_DISPLAY_NAME = 200
 
@@ -48,6 +52,11 @@ def has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+def has_encoded_word(text: str) -> bool:
+    """True when ``text`` holds an RFC 2047 encoded word (``=?charset?b?...?=``)."""
+    return _ENCODED_WORD.search(text) is not None
+
+
 def ascii_domain(domain: str) -> str:
     """The lower-case A-label form of ``domain``; raises AddressError when invalid."""
     if not domain or domain.endswith(".") or "." not in domain:
@@ -70,6 +79,8 @@ def ascii_domain(domain: str) -> str:
 def parse_mailbox(text: str) -> Mailbox:
     if has_control(text):
         raise AddressError("address contains control characters")
+    if has_encoded_word(text):
+        raise AddressError("RFC 2047 encoded words are not accepted: send the text itself")
     text = text.strip()
     display_name = ""
     angle = _ANGLE_FORM.fullmatch(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 BLOCKED_EXTENSIONS = frozenset({
     "ade", "adp", "apk", "app", "appx", "bat", "cab", "chm", "cmd", "com", "cpl", "dll",
-    "dmg", "exe", "hta", "inf", "ins", "iso", "jar", "js", "jse", "lnk", "msc", "msi",
+    "dmg", "exe", "hta", "img", "inf", "ins", "iso", "jar", "js", "jse", "lnk", "msc", "msi",
     "msix", "msp", "mst", "pif", "ps1", "psm1", "reg", "scf", "scr", "sct", "sh", "shb",
     "sys", "vb", "vbe", "vbs", "vhd", "vhdx", "wsc", "wsf", "wsh", "xll",
 })
@@ -30,11 +30,16 @@ BLOCKED_MAGIC = (
     (b"#!", "a script"),
     (b"L\x00\x00\x00\x01\x14\x02\x00", "a Windows shortcut"),
 )
+# An ISO 9660 image (.iso/.img, opened by a double click on Windows): its first
+# volume descriptor, at sector 16, starts with a type byte and "CD001".
+ISO9660_MARK = (0x8001, b"CD001")
 
 
 def refusal_reason(filename: str, content_type: str, content: bytes) -> str | None:
     """Why this attachment is refused, or None when it may be sent."""
-    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    # Windows drops trailing dots and spaces when it saves a file: "a.exe. " is a.exe.
+    name = filename.rstrip(". ")
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if extension in BLOCKED_EXTENSIONS:
         return f"files ending in .{extension} are not allowed"
     if content_type in BLOCKED_TYPES:
@@ -42,4 +47,7 @@ def refusal_reason(filename: str, content_type: str, content: bytes) -> str | No
     for magic, what in BLOCKED_MAGIC:
         if content.startswith(magic):
             return f"the content is {what}"
+    offset, mark = ISO9660_MARK
+    if content[offset:offset + len(mark)] == mark:
+        return "the content is a disk image"
     return None

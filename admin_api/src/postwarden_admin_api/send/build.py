@@ -5,7 +5,9 @@ ends) with 7-bit transfer encodings, so the message passes any relay. The
 header names of the result are split out the way an MTA reads them and
 compared with the ones we set: a
 header that appeared from nowhere (an injection through some field) stops
-the build instead of reaching Postfix.
+the build instead of reaching Postfix. Address headers the registry wrote
+are read back, strictly and the way ``parseaddr`` reads them: a display name
+that would show another mailbox is refused (:class:`AmbiguousAddresses`).
 
 Parsing a header value into the registry's objects and folding it again is
 most of the build's time, and for the common case, a short ASCII value
@@ -24,7 +26,8 @@ from collections.abc import Sequence
 from email import policy
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime, getaddresses
 
 from .addresses import Mailbox
 from .request_model import SendRequest
@@ -61,6 +64,19 @@ class BuildError(RuntimeError):
     """The built message does not have exactly the headers we set (a bug, never a client error)."""
 
 
+class AmbiguousAddresses(ValueError):
+    """An address header does not read back as the mailboxes set: a display name the
+    email package cannot write unambiguously (it drops the quotes of a long one it folds)."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__(header)
+        self.header = header
+
+
+_STRICT_HEADERS = BytesHeaderParser(policy=policy.default)
+_LEGACY_HEADERS = BytesHeaderParser(policy=policy.compat32)
+
+
 def new_message_id(sender: Mailbox) -> str:
     return f"<{uuid.uuid4().hex}@{sender.domain}>"
 
@@ -92,13 +108,15 @@ def _plain_mailboxes(mailboxes: Sequence[Mailbox]) -> str | None:
     return ", ".join(shown)
 
 
-def _set_addresses(message: EmailMessage, name: str, mailboxes: Sequence[Mailbox]) -> None:
+def _set_addresses(message: EmailMessage, name: str, mailboxes: Sequence[Mailbox]) -> bool:
+    """Set the header; True when the registry wrote it (and it must be read back)."""
     joined = _plain_mailboxes(mailboxes)
     raw = _plain(name, joined) if joined is not None else None
     if raw is not None:
         message.set_raw(name, raw)
-    else:
-        message[name] = [_address(m) for m in mailboxes]
+        return False
+    message[name] = [_address(m) for m in mailboxes]
+    return True
 
 
 def _set_text(message: EmailMessage, name: str, value: str) -> None:
@@ -111,16 +129,17 @@ def _set_text(message: EmailMessage, name: str, value: str) -> None:
 
 def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> bytes:
     message = EmailMessage(policy=POLICY)
-    _set_addresses(message, "From", [request.sender])
-    for name, mailboxes in (("To", request.to), ("Cc", request.cc),
-                            ("Reply-To", request.reply_to)):
-        if mailboxes:
-            _set_addresses(message, name, mailboxes)
+    address_headers = [("From", [request.sender]), ("To", request.to), ("Cc", request.cc),
+                       ("Reply-To", request.reply_to)]
+    if request.sender_header is not None:
+        address_headers.append(("Sender", [request.sender_header]))
+    read_back = {
+        name: [m.key for m in mailboxes] for name, mailboxes in address_headers
+        if mailboxes and _set_addresses(message, name, mailboxes)
+    }
     _set_text(message, "Subject", request.subject)
     _set_text(message, "Date", format_datetime(now))
     _set_text(message, "Message-ID", message_id)
-    if request.sender_header is not None:
-        _set_addresses(message, "Sender", [request.sender_header])
     for name, value in request.headers:
         _set_text(message, name, value)
     if request.text is not None:
@@ -137,6 +156,7 @@ def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> by
     expected = [name.lower() for name in message]
     data = message.as_bytes()
     _check_headers(data, expected)
+    _check_addresses(data, read_back)
     return data
 
 
@@ -155,3 +175,18 @@ def _check_headers(data: bytes, expected: list[str]) -> None:
     bare_breaks = b"\r" in head.replace(b"\r\n", b"") or b"\n" in head.replace(b"\r\n", b"")
     if header_names(data) != expected or bare_breaks or b"\r\n\r\n" not in data:
         raise BuildError("the built message has headers that were not set")
+
+
+def _check_addresses(data: bytes, read_back: dict[str, list[str]]) -> None:
+    """Each header in ``read_back`` holds exactly its addresses, in order, for the
+    strict parser and for the legacy one (``parseaddr``) alike: what any reader
+    sees is what the sender checks passed."""
+    if not read_back:
+        return
+    head = data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    strict, legacy = _STRICT_HEADERS.parsebytes(head), _LEGACY_HEADERS.parsebytes(head)
+    for name, addresses in read_back.items():
+        seen_strict = [a.addr_spec.lower() for a in strict[name].addresses]
+        seen_legacy = [a.lower() for _, a in getaddresses([str(legacy[name])])]
+        if seen_strict != addresses or seen_legacy != addresses:
+            raise AmbiguousAddresses(name)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import attachments
-from .addresses import AddressError, Mailbox, has_control, parse_mailbox
+from .addresses import AddressError, Mailbox, has_control, has_encoded_word, parse_mailbox
 from .refusals import FieldProblem, Refusal, refuse
 
 FIELDS = frozenset({
@@ -43,6 +44,7 @@ MAX_ATTACHMENTS = 20
 MAX_FILENAME = 255
 MAX_TAGS = 10
 MAX_METADATA_BYTES = 2048
+ENCODED_WORD_DETAIL = "RFC 2047 encoded words are not accepted: send the text itself"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,16 @@ def _encodable(value: str) -> bool:
     return True
 
 
+def _storable(value: Any) -> bool:
+    """A metadata scalar Postgres's jsonb takes: no NUL in text, no NaN or infinity
+    (which Python's JSON parser accepts)."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int | bool | None)
+
+
 class _Reader:
     """Reads fields of the body, noting a problem for every bad one."""
 
@@ -156,6 +168,8 @@ class _Reader:
             self.problem("subject", Refusal.INVALID_SUBJECT, "longer than 998 characters")
         elif has_control(subject):
             self.problem("subject", Refusal.INVALID_SUBJECT, "contains control characters")
+        elif has_encoded_word(subject):
+            self.problem("subject", Refusal.INVALID_SUBJECT, ENCODED_WORD_DETAIL)
         return subject
 
     def bodies(self) -> tuple[str | None, str | None]:
@@ -193,6 +207,8 @@ class _Reader:
             elif (text := self.string(where, value, Refusal.INVALID_HEADER)) is not None:
                 if has_control(text) or len(text) > MAX_HEADER_VALUE or not text.strip():
                     self.problem(where, Refusal.INVALID_HEADER, "empty, too long or has controls")
+                elif has_encoded_word(text):
+                    self.problem(where, Refusal.INVALID_HEADER, ENCODED_WORD_DETAIL)
                 elif lower == "sender":  # kept parsed, as sender_header
                     self.sender_header = self._header_sender(where, text)
                 else:
@@ -228,7 +244,8 @@ class _Reader:
         encoded = self.string(f"{where}.content", item.get("content"))
         if filename is not None and (
             not filename.strip() or len(filename) > MAX_FILENAME
-            or has_control(filename) or any(c in filename for c in '/\\"')
+            or has_control(filename) or has_encoded_word(filename)
+            or any(c in filename for c in '/\\"')
         ):
             self.problem(f"{where}.filename", Refusal.INVALID_FIELD, "not a plain file name")
             filename = None
@@ -267,14 +284,14 @@ class _Reader:
 
     def metadata(self) -> dict[str, Any]:
         raw = self.body.get("metadata", {})
-        scalar = (str, int, float, bool, type(None))
         if (
             not isinstance(raw, dict)
-            or not all(isinstance(v, scalar) for v in raw.values())
+            or not all(_storable(k) and _storable(v) for k, v in raw.items())
             or len(json.dumps(raw, ensure_ascii=False).encode("utf-8", "replace"))
             > MAX_METADATA_BYTES
         ):
-            self.problem("metadata", Refusal.INVALID_FIELD, "a flat object of at most 2 KiB")
+            self.problem("metadata", Refusal.INVALID_FIELD,
+                         "a flat object of at most 2 KiB (strings without NUL, finite numbers)")
             return {}
         return raw
 

@@ -26,14 +26,22 @@ from postwarden_admin_api.secrets import KEYRING, SecretsError
 
 from . import checks, idempotency, limits
 from .attempts import Attempt
-from .build import build_message, new_message_id
+from .build import AmbiguousAddresses, build_message, new_message_id
 from .outbox import Submission, Suppressed, enqueue
-from .refusals import Refusal
+from .refusals import FieldProblem, Refusal, refuse
 from .relay import RelayWorker
 from .request_model import parse_request
 
 log = logging.getLogger(__name__)
 
+_UNAMBIGUOUS = "the display name cannot be written unambiguously: shorten it or drop punctuation"
+_AMBIGUOUS = {
+    "From": FieldProblem("from", Refusal.INVALID_FIELD, _UNAMBIGUOUS),
+    "Sender": FieldProblem("headers.Sender", Refusal.INVALID_HEADER, _UNAMBIGUOUS),
+    "To": FieldProblem("to", Refusal.INVALID_RECIPIENT, _UNAMBIGUOUS),
+    "Cc": FieldProblem("cc", Refusal.INVALID_RECIPIENT, _UNAMBIGUOUS),
+    "Reply-To": FieldProblem("reply_to", Refusal.INVALID_FIELD, _UNAMBIGUOUS),
+}
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 HASH_KEY_SETTING = "recipient_hash_key"
 
@@ -88,7 +96,10 @@ async def _accept(
     request = await run_sized(large, parse_request, body, checks.caps_of(runtime), allowed)
     now = dt.datetime.now(dt.UTC)
     message_id = new_message_id(request.sender)
-    content = await run_sized(large, build_message, request, message_id, now)
+    try:
+        content = await run_sized(large, build_message, request, message_id, now)
+    except AmbiguousAddresses as ambiguous:
+        raise refuse([_AMBIGUOUS[ambiguous.header]]) from None
     checks.check_size(content, runtime)
     state = app[SEND]
     hashes = [limits.recipient_hash(state.hash_key, m.key) for m in request.recipients]

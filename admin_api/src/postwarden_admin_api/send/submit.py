@@ -33,6 +33,9 @@ IDLE_CHECK_SECONDS = 2.0
 MAX_REPLY_LINES = 100  # a multi-line reply longer than this is a broken server
 MAX_LINE_BYTES = 8192
 QUIT_SECONDS = 5.0  # closing never waits long on a server that stopped answering
+# The reply to the final "." comes once the message is queued, milters included:
+# giving up sooner would send it again (RFC 5321 4.5.3.2.6 asks for 10 minutes).
+DATA_END_SECONDS = 600.0
 
 
 class Outcome(enum.Enum):
@@ -139,7 +142,8 @@ class _Connection:
         self._writer.write(block)
         async with asyncio.timeout(self._timeout):
             await self._writer.drain()
-        return await self.reply()
+        async with asyncio.timeout(max(self._timeout, DATA_END_SECONDS)):
+            return await self._read_reply()
 
     async def reply(self) -> Reply:
         # asyncio.timeout, not wait_for: no task created per line read.
