@@ -29,7 +29,8 @@ ROOMY = Limits(per_key_per_minute=1000, per_recipient_per_day=1000, per_key_per_
 
 
 
-def submission(key_id: str, *recipients: str, idem: str | None = None) -> Submission:
+def submission(key_id: str, *recipients: str, idem: str | None = None,
+               claim: uuid.UUID | None = None) -> Submission:
     request = parse_request(
         {"from": "app@example.com", "to": list(recipients), "subject": "s", "text": "t"},
         CAPS, lambda m: True,
@@ -38,6 +39,7 @@ def submission(key_id: str, *recipients: str, idem: str | None = None) -> Submis
     return Submission(
         key_id, request, message_id, build_message(request, message_id, NOW),
         [recipient_hash(HASH_KEY, m.key) for m in request.recipients], idem,
+        claim or uuid.uuid4(),
     )
 
 
@@ -140,26 +142,51 @@ async def test_idempotency_claim_replay_conflict_and_release(pool: asyncpg.Pool)
     key_id, key = uuid.uuid4().hex, "order-1"
     digest = idempotency.request_digest({"a": 1, "b": [1, 2]})
     assert digest == idempotency.request_digest({"b": [1, 2], "a": 1})
+    mine = uuid.uuid4()
     async with pool.acquire() as conn:
-        assert await idempotency.claim(conn, key_id, key, digest) is None
+        assert await idempotency.claim(conn, key_id, key, digest, mine) is None
         with pytest.raises(ApiError) as running:
-            await idempotency.claim(conn, key_id, key, digest)
+            await idempotency.claim(conn, key_id, key, digest, uuid.uuid4())
         assert (running.value.status, running.value.code) == (
             409, "idempotency_request_in_progress"
         )
         with pytest.raises(ApiError) as reused:
-            await idempotency.claim(conn, key_id, key, b"x" * 32)
+            await idempotency.claim(conn, key_id, key, b"x" * 32, uuid.uuid4())
         assert (reused.value.status, reused.value.code) == (422, "idempotency_key_reused")
         await enqueue(
-            conn, submission(key_id, "a@example.org", idem=key), ROOMY, NOW
+            conn, submission(key_id, "a@example.org", idem=key, claim=mine), ROOMY, NOW
         )
-        stored = await idempotency.claim(conn, key_id, key, digest)
+        stored = await idempotency.claim(conn, key_id, key, digest, uuid.uuid4())
         assert stored is not None and stored.status == 202
-        assert stored.body["status"] == "queued"
-        other = "order-2"
-        assert await idempotency.claim(conn, key_id, other, digest) is None
-        await idempotency.release(conn, key_id, other)
-        assert await idempotency.claim(conn, key_id, other, digest) is None
+        assert stored.body == {"id": str(mine), "message_id": stored.body["message_id"],
+                               "status": "queued"}
+        other, again = "order-2", uuid.uuid4()
+        assert await idempotency.claim(conn, key_id, other, digest, again) is None
+        await idempotency.release(conn, key_id, other, again)
+        assert await idempotency.claim(conn, key_id, other, digest, uuid.uuid4()) is None
+
+
+async def test_a_claim_taken_over_fences_out_the_request_that_held_it(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request stalled past STALE_CLAIM and its client retried: only one sends."""
+    key_id, key = uuid.uuid4().hex, "order-stalled"
+    digest = idempotency.request_digest({"a": 1})
+    first, retry = uuid.uuid4(), uuid.uuid4()
+    async with pool.acquire() as conn:
+        assert await idempotency.claim(conn, key_id, key, digest, first) is None
+        monkeypatch.setattr(idempotency, "STALE_CLAIM", dt.timedelta(0))
+        assert await idempotency.claim(conn, key_id, key, digest, retry) is None  # taken over
+        with pytest.raises(ApiError) as fenced:  # the stalled request goes on, too late
+            await enqueue(conn, submission(key_id, "a@example.org", idem=key, claim=first),
+                          ROOMY, NOW)
+        assert (fenced.value.status, fenced.value.code) == (
+            409, "idempotency_request_in_progress")
+        await idempotency.release(conn, key_id, key, first)  # leaves the retry's claim alone
+        await enqueue(conn, submission(key_id, "a@example.org", idem=key, claim=retry),
+                      ROOMY, NOW)
+    sent = await pool.fetch("SELECT id FROM outbound_messages WHERE key_id = $1", key_id)
+    assert [row["id"] for row in sent] == [retry]
 
 
 async def test_the_hash_key_is_made_once(pool: asyncpg.Pool) -> None:
@@ -172,8 +199,11 @@ async def test_the_hash_key_is_made_once(pool: asyncpg.Pool) -> None:
 async def test_housekeeping_drops_ended_windows_and_old_records(pool: asyncpg.Pool) -> None:
     key = uuid.uuid4().hex
     old = NOW - dt.timedelta(days=3)
+    claim = uuid.uuid4()
     async with pool.acquire() as conn:
-        await enqueue(conn, submission(key, "old@example.org", idem="old"), ROOMY, old)
+        await idempotency.claim(conn, key, "old", idempotency.request_digest({}), claim)
+        await enqueue(conn, submission(key, "old@example.org", idem="old", claim=claim),
+                      ROOMY, old)
         await conn.execute(
             "UPDATE send_idempotency SET created_at = now() - interval '2 days' "
             "WHERE key_id = $1", key,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from . import limits
+from .refusals import Refusal
 from .request_model import SendRequest
 
 ENQUEUE = """
@@ -52,6 +53,7 @@ class Submission:
     content: bytes
     recipient_hashes: list[str]
     idempotency_key: str | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)  # also the idempotency claim's id
 
 
 async def enqueue(
@@ -59,7 +61,7 @@ async def enqueue(
 ) -> Accepted:
     """Store the message for the relay worker, or raise Suppressed or limits.LimitReached."""
     windows = limits.Windows.at(now)
-    accepted = Accepted(uuid.uuid4(), submission.message_id)
+    accepted = Accepted(submission.id, submission.message_id)
     request = submission.request
     recipients = request.recipients_by_field
     hashes = sorted(set(submission.recipient_hashes))
@@ -74,6 +76,8 @@ async def enqueue(
             submission.idempotency_key, accepted.body(),
         )
     except asyncpg.RaiseError as raised:
+        if raised.message == Refusal.IDEMPOTENCY_IN_PROGRESS.code:  # our claim was taken over
+            raise Refusal.IDEMPOTENCY_IN_PROGRESS.error() from None
         reached = windows.refusal(raised.message)
         if reached is None:
             raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +86,8 @@ def _answer(status: int, body: dict[str, Any], replayed: bool) -> web.Response:
 
 
 async def _accept(
-    app: web.Application, who: Principal, body: dict[str, Any], key: str | None, large: bool
+    app: web.Application, who: Principal, body: dict[str, Any], large: bool, *,
+    key: str | None, message_uuid: uuid.UUID,
 ) -> dict[str, Any]:
     runtime = await app[RUNTIME].get()
     if not runtime.outbound_enabled:
@@ -103,7 +105,7 @@ async def _accept(
     checks.check_size(content, runtime)
     state = app[SEND]
     hashes = [limits.recipient_hash(state.hash_key, m.key) for m in request.recipients]
-    submission = Submission(who.key_id, request, message_id, content, hashes, key)
+    submission = Submission(who.key_id, request, message_id, content, hashes, key, message_uuid)
     async with app[POOL].acquire() as conn:
         try:
             accepted = await enqueue(conn, submission, checks.limits_of(runtime), now)
@@ -124,19 +126,22 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         attempt.describe(body)
         key = _idempotency_key(request)
         pool = request.app[POOL]
+        message_uuid = uuid.uuid4()  # the message's id, and the key's claim
         if key is not None:
             digest = await run_sized(large, idempotency.request_digest, body)
             async with pool.acquire() as conn:
-                stored = await idempotency.claim(conn, who.key_id, key, digest)
+                stored = await idempotency.claim(conn, who.key_id, key, digest, message_uuid)
             if stored is not None:
                 attempt.log("replayed")
                 return _answer(stored.status, stored.body, replayed=True)
         try:
-            answer = await _accept(request.app, who, body, key, large)
+            answer = await _accept(request.app, who, body, large, key=key,
+                                   message_uuid=message_uuid)
         except BaseException:
             if key is not None:
                 async with pool.acquire() as conn:
-                    await asyncio.shield(idempotency.release(conn, who.key_id, key))
+                    await asyncio.shield(
+                        idempotency.release(conn, who.key_id, key, message_uuid))
             raise
     except ApiError as error:
         attempt.log("refused", error.code)
