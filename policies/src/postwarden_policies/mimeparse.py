@@ -148,6 +148,8 @@ def _filenames(
     )
     if len(names) > 1:
         flags.add("ambiguous_filename")
+    # Windows drops trailing dots and spaces when it saves a file: "a.js." is saved as a.js.
+    names.update(dict.fromkeys(saved for name in list(names) if (saved := name.rstrip(". "))))
     return tuple(names)
 
 
