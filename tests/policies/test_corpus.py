@@ -128,6 +128,7 @@ CASES: dict[str, Case] = {
     "eight_bit_headers": Case(f("eight_bit_headers")),
     "unknown_charset": Case(f("unknown_charset")),
     "codec_charset": Case(f("unknown_charset")),
+    "nul_charset": Case(f("unknown_charset")),  # codecs raises ValueError, not LookupError
     "unknown_charset_subject": Case(f("unknown_charset")),
     "boundary_in_preamble": Case(),
     "crlf_message": Case(),

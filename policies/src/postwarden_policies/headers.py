@@ -85,7 +85,7 @@ def _text_codec(charset: str | None) -> codecs.CodecInfo | None:
     """The text codec for ``charset`` (default UTF-8); None when unknown."""
     try:
         info = codecs.lookup((charset or "utf-8").strip().strip('"').lower())
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a name with a NUL in it
         return None
     # codecs also holds bytes-to-bytes transforms (zlib, base64, rot13): refuse them.
     return info if getattr(info, "_is_text_encoding", True) else None
