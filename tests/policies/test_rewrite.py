@@ -117,6 +117,14 @@ def test_top_level_html_keeps_its_headers_and_line_ends() -> None:
     assert result.body == b"<p>&#65533;t&#65533;</p>\n"
 
 
+def test_html_that_was_only_a_script_comes_out_empty() -> None:
+    facts = parse_message(b"From: a@example.com\nContent-Type: text/html\n\n<script>1</script>",
+                          Envelope())
+    result = rewrite_body(facts, SANITIZE)
+    assert result.body == b""
+    assert [type(change) for change in result.changes] == [HtmlSanitized]
+
+
 def test_latin1_part_stays_latin1() -> None:
     part = b"Content-Type: text/html; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\n"
     facts = parse_message(_mixed(part + b"<p>cr\xe8me \xe2\x82</p><iframe></iframe>"), Envelope())

@@ -39,7 +39,9 @@ from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitiz
 
 __all__ = ["HtmlOptions", "RewriteError", "RewritePlan", "RewriteResult", "rewrite_body"]
 
-_LIMIT_FLAGS = frozenset({"too_many_parts", "too_deep"})
+# Flags a faithful rewrite may add: the parser's limits, re-applied, and an HTML
+# body that was nothing but what the sanitizer removes (a lone <script>).
+_EXPECTED_FLAGS = frozenset({"too_many_parts", "too_deep", "empty_body"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +173,7 @@ def _verify(facts: MessageFacts, raw: bytes, edits: list[_Edit]) -> None:
     limit = len(facts.parts) if "too_many_parts" in facts.flags else 1000
     depth = max((p.depth for p in facts.parts), default=0) if "too_deep" in facts.flags else 100
     new = parse_message(raw, facts.envelope, max_parts=limit, max_depth=depth)
-    if (new.flags - facts.flags) - _LIMIT_FLAGS:
+    if (new.flags - facts.flags) - _EXPECTED_FLAGS:
         raise RewriteError("rewrite introduced parser flags")
     by_path = {p.path: p for p in new.parts}
     edited = {e.part.path: e for e in edits}
