@@ -76,11 +76,14 @@ def mail_system_for(
     database_url: str | None,
     policy_dir: Path = POLICY_DIR,
     env: Mapping[str, str] | None = None,
+    unix_socket: bool = False,
 ) -> Iterator[MailSystem]:
-    """`env` adds or overrides the milter's settings (POSTWARDEN_POLICY_DIR="": database mode)."""
+    """`env` adds or overrides the milter's settings (POSTWARDEN_POLICY_DIR="": database mode);
+    `unix_socket` puts Postfix and the milter on a unix socket instead of loopback TCP."""
     with (
         running_milter(policy_dir, database_url,
-                       env={"POSTWARDEN_LOG_LEVEL": "DEBUG", **(env or {})}) as milter,
+                       env={"POSTWARDEN_LOG_LEVEL": "DEBUG", **(env or {})},
+                       unix_socket=unix_socket) as milter,
         running_postfix(milter=milter.postfix_spec) as (postfix, capture),
     ):
         system = MailSystem(postfix, capture, milter, database_url)
@@ -103,5 +106,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="module")
 def mail_system(database_url: str) -> Iterator[MailSystem]:
-    with mail_system_for(database_url) as system:
+    """On a unix socket, as contrib/postfix recommends; the failure tests use TCP."""
+    with mail_system_for(database_url, unix_socket=True) as system:
         yield system

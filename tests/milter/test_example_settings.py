@@ -29,12 +29,14 @@ def test_every_setting_is_documented() -> None:
 
 def test_example_loads_through_the_settings_loader(tmp_path: Path) -> None:
     (tmp_path / "policies").mkdir()
+    values = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    assert values["milter_socket"] == "unix:/var/spool/postfix/postwarden/milter.sock"
     # The example's directories are system paths; the environment points them here.
     environ = {"POSTWARDEN_POLICY_DIR": str(tmp_path / "policies"),
-               "POSTWARDEN_SPOOL_DIR": str(tmp_path / "spool")}
+               "POSTWARDEN_SPOOL_DIR": str(tmp_path / "spool"),
+               "POSTWARDEN_MILTER_SOCKET": f"unix:{tmp_path}/milter.sock"}
     settings = load_settings(EXAMPLE, environ)
-    values = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    assert settings.milter_socket == values["milter_socket"]
+    assert settings.milter_socket_mode == 0o660
     assert settings.fail_action is FailAction.TEMPFAIL
     assert settings.spool_full_action is SpoolFullAction.TEMPFAIL
     assert settings.metrics_address == ("127.0.0.1", 9899)
@@ -45,7 +47,8 @@ def test_example_loads_through_the_settings_loader(tmp_path: Path) -> None:
 def test_example_values_match_the_defaults() -> None:
     """Where the example differs from a default, it is on purpose and listed here."""
     values = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    chosen = {"policy_dir", "spool_dir", "metrics_listen"}  # system paths, metrics on
+    # System paths, metrics on, the socket in Postfix's chroot; the mode is text in YAML.
+    chosen = {"policy_dir", "spool_dir", "metrics_listen", "milter_socket", "milter_socket_mode"}
     defaults = MilterSettings()
     assert "fail_action" in set(values) - chosen  # the loop below checks a real file's values
     for name in set(values) - chosen:

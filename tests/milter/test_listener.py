@@ -1,12 +1,18 @@
-"""TCP_NODELAY on libmilter's listening socket reaches every accepted connection."""
+"""TCP_NODELAY on libmilter's listening socket reaches every accepted connection;
+the socket specs the milter tunes."""
 
 from __future__ import annotations
 
 import socket
+import stat
+from pathlib import Path
 
 import pytest
 
-from postwarden_milter.listener import disable_nagle, inet_port
+from postwarden_milter.listener import disable_nagle, inet_port, unix_path
+from tests.fixtures.milterproc import MilterProcess
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 
 
 @pytest.mark.parametrize(
@@ -20,6 +26,18 @@ from postwarden_milter.listener import disable_nagle, inet_port
 )
 def test_inet_port(spec: str, port: int | None) -> None:
     assert inet_port(spec) == port
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        pytest.param("unix:/run/postwarden/milter.sock", "/run/postwarden/milter.sock", id="unix"),
+        pytest.param("local:/run/milter.sock", "/run/milter.sock", id="local"),
+        pytest.param("inet:8899@127.0.0.1", None, id="inet"),
+    ],
+)
+def test_unix_path(spec: str, path: str | None) -> None:
+    assert unix_path(spec) == path
 
 
 def test_listener_and_accepted_connections_get_nodelay() -> None:
@@ -43,3 +61,18 @@ def test_no_listener_found_is_reported(caplog: pytest.LogCaptureFixture) -> None
         sock.bind(("127.0.0.1", 0))  # bound, not listening
         assert disable_nagle(sock.getsockname()[1]) == 0
     assert "Nagle's algorithm stays on" in caplog.text
+
+
+def test_unix_socket_gets_the_configured_mode() -> None:
+    """libmilter creates the socket with the process umask; the milter then sets the mode
+    (MilterProcess.start waits for it, so a missing chmod fails here as a timeout)."""
+    milter = MilterProcess(POLICIES, unix_socket=True,
+                           env={"POSTWARDEN_MILTER_SOCKET_MODE": "0640"})
+    try:
+        milter.start(timeout=20)
+        assert milter.socket_path is not None
+        mode = milter.socket_path.stat().st_mode
+        assert stat.S_ISSOCK(mode)
+        assert stat.S_IMODE(mode) == 0o640
+    finally:
+        milter.destroy()

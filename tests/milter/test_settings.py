@@ -64,6 +64,8 @@ def test_environment_wins_over_file(base_env: dict[str, str], tmp_path: Path) ->
         pytest.param("MILTER_SOCKET", "inet:70000@127.0.0.1", "out of range", id="socket-port"),
         pytest.param("MILTER_SOCKET", "unix:/nonexistent/dir/sock", "does not exist",
                      id="socket-dir"),
+        pytest.param("MILTER_SOCKET_MODE", "0999", "octal mode", id="socket-mode-digits"),
+        pytest.param("MILTER_SOCKET_MODE", "rw-rw----", "octal mode", id="socket-mode-text"),
         pytest.param("FAIL_ACTION", "bounce", "fail_action", id="fail-action"),
         pytest.param("SPOOL_FULL_ACTION", "panic", "spool_full_action", id="spool-full"),
         pytest.param("METRICS_LISTEN", "9899", "metrics_listen", id="metrics-listen"),
@@ -79,6 +81,30 @@ def test_invalid_values_name_the_setting(
 ) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings(None, {**base_env, f"POSTWARDEN_{name}": value})
+
+
+@pytest.mark.parametrize(
+    ("line", "mode"),
+    [
+        pytest.param("milter_socket_mode: '0640'", 0o640, id="quoted"),
+        pytest.param("milter_socket_mode: '640'", 0o640, id="three-digits"),
+        pytest.param("", 0o660, id="default"),
+    ],
+)
+def test_socket_mode_from_file(base_env: dict[str, str], tmp_path: Path, line: str,
+                               mode: int) -> None:
+    config = tmp_path / "postwarden.yaml"
+    config.write_text(line + "\n")
+    assert load_settings(config, base_env).milter_socket_mode == mode
+
+
+@pytest.mark.parametrize("value", ["0660", "660"])
+def test_unquoted_socket_mode_is_refused(base_env: dict[str, str], tmp_path: Path,
+                                         value: str) -> None:
+    config = tmp_path / "postwarden.yaml"
+    config.write_text(f"milter_socket_mode: {value}\n")  # YAML: octal 432, or decimal 660
+    with pytest.raises(SettingsError, match="quote it"):
+        load_settings(config, base_env)
 
 
 def test_unknown_key_in_file_is_refused(base_env: dict[str, str], tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ class MilterProcess:
 
     def _run_milter(self, services: Services) -> None:
         try:
-            libmilter.run(services, self.settings.milter_socket)
+            libmilter.run(services, self.settings.milter_socket, self.settings.milter_socket_mode)
         except Exception as exc:  # noqa: BLE001 - reported by serve() on the main thread
             self._milter_error = exc
             log.error("libmilter stopped: %s", exc)

@@ -11,6 +11,7 @@ message can be rebuilt exactly as received.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, cast
@@ -19,7 +20,7 @@ import Milter
 
 from .apply import Outcome
 from .handler import ConnectionHandler, Services
-from .listener import disable_nagle, inet_port
+from .listener import disable_nagle, inet_port, unix_path
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         return _text(value) if value is not None else None
 
 
-def run(services: Services, connection: str, name: str = "postwarden") -> None:
+def run(services: Services, connection: str, socket_mode: int = 0o660,
+        name: str = "postwarden") -> None:
     """Serve until :func:`stop` (or libmilter's own SIGTERM handling) ends the loop."""
     PostwardenMilter.services = services
     Milter.factory = PostwardenMilter
@@ -123,20 +125,23 @@ def run(services: Services, connection: str, name: str = "postwarden") -> None:
     # guards still answers 451 4.3.0, never an unchecked accept.
     Milter.set_exception_policy(Milter.TEMPFAIL)
     Milter.set_flags(ACTIONS)
-    port = inet_port(connection)
-    if port is not None:
-        _tune_after_open(port)
+    _tune_after_open(connection, socket_mode)
     Milter.runmilter(name, connection)
 
 
-def _tune_after_open(port: int) -> None:
-    """Have runmilter's opensocket step also turn Nagle off, before the first accept."""
+def _tune_after_open(connection: str, socket_mode: int) -> None:
+    """Have runmilter's opensocket step also tune the socket, before the first accept:
+    Nagle off on TCP, the configured permissions on a unix socket."""
+    port, path = inet_port(connection), unix_path(connection)
     extension = Milter.milter
     open_socket = extension.opensocket
 
     def opensocket(remove_old: bool) -> Any:
         result = open_socket(remove_old)
-        disable_nagle(port)
+        if port is not None:
+            disable_nagle(port)
+        if path is not None:
+            os.chmod(path, socket_mode)
         return result
 
     extension.opensocket = opensocket

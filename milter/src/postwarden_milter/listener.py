@@ -30,6 +30,12 @@ def inet_port(connection: str) -> int | None:
     return int(port) if port.isdigit() else None
 
 
+def unix_path(connection: str) -> str | None:
+    """The file of a libmilter ``unix:/PATH`` (or ``local:/PATH``) spec."""
+    family, _, path = connection.partition(":")
+    return path if family in ("unix", "local") else None
+
+
 def _is_listener_on(sock: socket.socket, port: int) -> bool:
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
         return False

@@ -67,6 +67,9 @@ class Secret:
 class MilterSettings:
     policy_dir: Path | None = None
     milter_socket: str = "inet:8899@127.0.0.1"
+    # A unix socket's permissions, set once libmilter has created it: Postfix's
+    # smtpd must be able to connect (put the postfix user in our group).
+    milter_socket_mode: int = 0o660
     database_url: Secret | None = None
     spool_dir: Path = Path("/var/spool/postwarden")
     fail_action: FailAction = FailAction.TEMPFAIL
@@ -122,6 +125,15 @@ def _socket(value: str) -> str:
     raise ValueError(
         f"milter_socket: {value!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH"
     )
+
+
+def _socket_mode(value: Any) -> int:
+    # YAML reads an unquoted 0660 as the octal 432 and 660 as decimal: only text is clear.
+    if not isinstance(value, str) or not re.fullmatch(r"0?[0-7]{3}", value.strip()):
+        raise ValueError(
+            f"milter_socket_mode: {value!r} is not an octal mode such as '0660' (quote it in YAML)"
+        )
+    return int(value.strip(), 8)
 
 
 def _listen(value: str) -> str:
@@ -183,6 +195,7 @@ def _secret(value: Any) -> Secret | None:
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "policy_dir": _optional_path,
     "milter_socket": lambda v: _socket(str(v)),
+    "milter_socket_mode": _socket_mode,
     "database_url": _secret,
     "spool_dir": lambda v: Path(str(v)),
     "fail_action": _choice(FailAction, "fail_action"),
