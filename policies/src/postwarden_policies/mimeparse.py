@@ -19,6 +19,9 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
                            no delimiter line in its body
 ``missing_end_boundary``   (m) a multipart's close delimiter never comes
 ``bad_base64``             (m) base64 text with foreign characters or a bad length
+``padded_encoding``        (m) a base64 or quoted-printable part whose first bytes
+                           hide behind more whitespace or soft line breaks than
+                           ``transfer.HEAD_SCAN`` (its detected type is unknown)
 ``unknown_transfer_encoding``  (m) a transfer encoding outside RFC 2045
 ``encoded_message``        (m) a message/rfc822 part that is base64 or QP
                            encoded (not looked into)
@@ -62,6 +65,7 @@ _MALFORMED = frozenset(
         "missing_boundary",
         "missing_end_boundary",
         "bad_base64",
+        "padded_encoding",
         "unknown_transfer_encoding",
         "encoded_message",
         "parser_error",
@@ -338,7 +342,11 @@ class _Parser:
             size = transfer.qp_size(self.raw, start, end)
         else:
             size = end - start
-        return size, magic.detect(transfer.decode_head(self.raw, start, end, cte))
+        head = transfer.decode_head(self.raw, start, end, cte)
+        if head is None:
+            self.flags.add("padded_encoding")
+            return size, None
+        return size, magic.detect(head)
 
     def _collect_text(self, start: int, end: int, cte: str, charset: str | None) -> None:
         if self.text_left <= 0:
