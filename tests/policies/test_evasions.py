@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from postwarden_policies import (
+    Action,
+    AddHeader,
     Envelope,
     MessageFacts,
     Verdict,
@@ -18,6 +20,7 @@ from postwarden_policies import (
     parse_message,
     transfer,
 )
+from postwarden_policies.headeredits import FLAGS_HEADER
 
 INBOUND = load_policy_set(
     [Path(__file__).resolve().parents[2] / "policies" / "examples" / "inbound-default.yaml"]
@@ -58,3 +61,48 @@ def test_padding_past_the_scan_bound_is_malformed_not_clean() -> None:
     facts, verdict = _run(_exe_part(b" " * transfer.HEAD_SCAN + b"\r\n" + EXE_B64))
     assert {"padded_encoding", "malformed"} <= facts.flags
     assert verdict.rules[:1] == ("hold-broken-mime-with-attachments",)
+
+
+_EXE_IN_MIXED = (
+    b"\r\n\r\n--B\r\nContent-Type: application/octet-stream; name=\"a.exe\"\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + EXE_B64 + b"\r\n--B--\r\n"
+)
+
+
+def test_a_comment_in_the_multipart_type_does_not_hide_its_parts() -> None:
+    facts, verdict = _run(HEAD + b"Content-Type: multipart/mixed (x); boundary=B" + _EXE_IN_MIXED)
+    assert facts.parts[0].content_type == "multipart/mixed"
+    assert {"malformed_content_type", "malformed"} <= facts.flags
+    assert facts.attachments[0].detected_type == "application/x-dosexec"
+    assert verdict.rules[:1] == ("hold-broken-mime-with-attachments",)
+
+
+def test_a_comma_after_the_type_does_not_hide_it() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+        b'Content-Type: application/x-msdownload, name="a.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + EXE_B64 + b"\r\n--B--\r\n"
+    )
+    facts, verdict = _run(raw)
+    [part] = facts.attachments
+    assert (part.content_type, part.detected_type) == (
+        "application/x-msdownload",
+        "application/x-dosexec",
+    )
+    assert "malformed_content_type" in facts.flags
+    assert verdict.action is not Action.ACCEPT
+
+
+def test_a_question_mark_before_the_type_does_not_hide_html() -> None:
+    raw = HEAD + b'Content-Type: ?text/html\r\n\r\n<a href="javascript:alert(1)">x</a>\r\n'
+    facts, verdict = _run(raw)
+    assert facts.has_html
+    # Malformed mail is delivered tagged, not rewritten (see engine); policy can hold it.
+    assert {"malformed_content_type", "malformed"} <= facts.flags
+    assert any(isinstance(e, AddHeader) and e.name == FLAGS_HEADER for e in verdict.edits)
+
+
+def test_a_content_type_nothing_can_read_is_flagged() -> None:
+    facts = parse_message(HEAD + b"Content-Type: html\r\n\r\n<p>x</p>\r\n", ENV)
+    assert facts.parts[0].content_type == "text/plain"
+    assert "malformed_content_type" in facts.flags

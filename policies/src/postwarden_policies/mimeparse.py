@@ -15,6 +15,8 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``eight_bit_headers``      a header holds raw 8-bit bytes (SMTPUTF8 or junk)
 ``duplicate_mime_header``  (m) Content-Type/-Transfer-Encoding/-Disposition twice
                            in one entity (the first one is used)
+``malformed_content_type``  (m) a Content-Type whose type mail readers must recover
+                           (a comment, '?' or ',' in it) or cannot read at all
 ``missing_boundary``       (m) multipart without a boundary parameter, or with
                            no delimiter line in its body
 ``missing_end_boundary``   (m) a multipart's close delimiter never comes
@@ -62,6 +64,7 @@ _MALFORMED = frozenset(
         "no_headers",
         "missing_header_separator",
         "duplicate_mime_header",
+        "malformed_content_type",
         "missing_boundary",
         "missing_end_boundary",
         "bad_base64",
@@ -85,6 +88,7 @@ _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
 _ANGLE_ADDR = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
 _BARE_ADDR = re.compile(r"[^\s<>,;:\"()]+@[^\s<>,;:\"()]+")
 _COMMENT = re.compile(r"\([^()]*\)")
+_TYPE_END = re.compile(r"[\s;,]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,21 @@ def _copies(headers: tuple[Header, ...], name: str, flags: set[str]) -> list[str
     if len(values) > 1:
         flags.add("duplicate_mime_header")
     return values
+
+
+def _media_type(value: str, default: str, flags: set[str]) -> str:
+    """The type in Content-Type's main value (lower case), as mail readers recover it.
+
+    Python's email package drops comments; Thunderbird cuts the type at
+    whitespace, ';' or ',' and keeps what follows the last '?'. Readers may
+    disagree on such a value, so it is flagged; one with no type reads as
+    ``default``.
+    """
+    if not value or _MEDIA_TYPE.match(value):
+        return value or default
+    flags.add("malformed_content_type")
+    token = _TYPE_END.split(_COMMENT.sub("", value).lstrip(), 1)[0].rpartition("?")[2]
+    return token if _MEDIA_TYPE.match(token) else default
 
 
 def _disposition(
@@ -225,10 +244,9 @@ class _Parser:
         elif section.separator_missing:
             flags.add("missing_header_separator")
         types = _copies(headers, "content-type", flags)
-        ctype, ctype_params = parameter_list(next(iter(types), ""), flags)
+        main, ctype_params = parameter_list(next(iter(types), ""), flags)
+        ctype = _media_type(main, entity.default_type, flags)
         params = first_of_each(ctype_params)
-        if not _MEDIA_TYPE.match(ctype):
-            ctype, params = entity.default_type, {}
         encodings = _copies(headers, "content-transfer-encoding", flags)
         cte = (next(iter(encodings), "") or "7bit").strip().lower()
         if cte not in transfer.KNOWN_ENCODINGS:
