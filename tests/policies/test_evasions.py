@@ -13,7 +13,9 @@ from postwarden_policies import (
     Action,
     AddHeader,
     Envelope,
+    HtmlSanitized,
     MessageFacts,
+    ReplaceBody,
     Verdict,
     evaluate,
     load_policy_set,
@@ -106,3 +108,16 @@ def test_a_content_type_nothing_can_read_is_flagged() -> None:
     facts = parse_message(HEAD + b"Content-Type: html\r\n\r\n<p>x</p>\r\n", ENV)
     assert facts.parts[0].content_type == "text/plain"
     assert "malformed_content_type" in facts.flags
+
+
+def test_a_signature_without_a_protocol_does_not_stop_sanitizing() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/signed; boundary=S\r\n\r\n--S\r\n"
+        b'Content-Type: text/html\r\n\r\n<a href="javascript:alert(1)">x</a>'
+        b"<script>alert(1)</script>\r\n--S--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert not any(p.in_signed for p in facts.parts)
+    assert [c.part for c in verdict.changes if isinstance(c, HtmlSanitized)] == ["1"]
+    [body] = [e.body for e in verdict.edits if isinstance(e, ReplaceBody)]
+    assert b"<script>" not in body and b"javascript:" not in body

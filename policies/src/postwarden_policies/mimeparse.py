@@ -74,14 +74,20 @@ _MALFORMED = frozenset(
         "parser_error",
     }
 )
-_SIGNED_TYPES = frozenset(
+# Signed or encrypted as a whole; multipart/signed only when well formed (_Parser._signed).
+_OPAQUE_TYPES = frozenset(
     {
-        "multipart/signed",
         "multipart/encrypted",
         "application/pkcs7-mime",
         "application/x-pkcs7-mime",
     }
 )
+# multipart/signed protocols (RFC 3156, RFC 8551) and the kind of signature each is.
+_SIGNATURES = {
+    "application/pgp-signature": "pgp",
+    "application/pkcs7-signature": "smime",
+    "application/x-pkcs7-signature": "smime",
+}
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 _UNIQUE_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
@@ -252,17 +258,19 @@ class _Parser:
         if cte not in transfer.KNOWN_ENCODINGS:
             flags.add("unknown_transfer_encoding")
         disp, filenames = _disposition(headers, ctype_params, types[1:], flags)
-        in_signed = entity.in_signed or ctype in _SIGNED_TYPES
         boundary = params.get("boundary", "") if ctype.startswith("multipart/") else ""
         if ctype.startswith("multipart/") and not boundary:
             flags.add("missing_boundary")
         is_multipart = bool(boundary)
+        ranges: list[tuple[int, int]] = []
+        if is_multipart:
+            ranges = self._split(body_start, entity.end, boundary.encode("utf-8", "replace"))
+        in_signed = entity.in_signed or self._signed(ctype, params, ranges)
         index = len(self.parts)
         children: list[_Entity] = []
         descend = entity.depth < self.max_depth
         if is_multipart:
             default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
-            ranges = self._split(body_start, entity.end, boundary.encode("utf-8", "replace"))
             for number, (start, end) in enumerate(ranges, 1):
                 path = f"{entity.path}.{number}" if entity.path else str(number)
                 children.append(
@@ -313,6 +321,22 @@ class _Parser:
             )
         )
         return headers, body_start, children
+
+    def _signed(self, ctype: str, params: dict[str, str], ranges: list[tuple[int, int]]) -> bool:
+        """Whether ``ctype`` starts a signed or encrypted structure, to be left unmodified.
+
+        Thunderbird shows a multipart/signed whose protocol is missing or
+        unknown, or whose parts do not fit it, as multipart/mixed: such a
+        "signature" must not keep its parts from being sanitized or stripped.
+        """
+        if ctype != "multipart/signed":
+            return ctype in _OPAQUE_TYPES
+        kind = _SIGNATURES.get(params.get("protocol", "").strip().lower())
+        if kind is None or len(ranges) != 2:
+            return False
+        headers = parse_header_section(self.raw, *ranges[1], set()).headers
+        signature = parameter_list(_header(headers, "content-type") or "", set())[0]
+        return _SIGNATURES.get(signature) == kind
 
     def _split(self, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
         """Byte ranges of the body parts between delimiter lines (RFC 2046 5.1.1)."""
