@@ -7,6 +7,7 @@ the verdict must not be a plain accept (malformed mail is at least tagged).
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from postwarden_policies import (
@@ -23,6 +24,7 @@ from postwarden_policies import (
     transfer,
 )
 from postwarden_policies.headeredits import FLAGS_HEADER
+from postwarden_policies.rewrite import RewritePlan, rewrite_body
 
 INBOUND = load_policy_set(
     [Path(__file__).resolve().parents[2] / "policies" / "examples" / "inbound-default.yaml"]
@@ -121,3 +123,33 @@ def test_a_signature_without_a_protocol_does_not_stop_sanitizing() -> None:
     assert [c.part for c in verdict.changes if isinstance(c, HtmlSanitized)] == ["1"]
     [body] = [e.body for e in verdict.edits if isinstance(e, ReplaceBody)]
     assert b"<script>" not in body and b"javascript:" not in body
+
+
+def test_a_boundary_also_given_in_rfc2231_form_is_split_as_thunderbird_splits_it() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=X; boundary*=''Y\r\n\r\n"
+        b"--X\r\n\r\n--Y\r\nContent-Type: application/octet-stream; name=\"a.exe\"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + EXE_B64 + b"\r\n--Y--\r\n--X--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert {"conflicting_parameter", "malformed"} <= facts.flags
+    assert [p.filename for p in facts.attachments] == ["a.exe"]
+    assert verdict.action is not Action.ACCEPT
+
+
+def test_a_charset_also_given_in_rfc2231_form_is_read_as_thunderbird_reads_it() -> None:
+    html = '<a href="javascript:alert(1)">x</a>'
+    raw = (
+        HEAD + b"Content-Type: text/html; charset=us-ascii; charset*=''utf-16le\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(html.encode("utf-16le")) + b"\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert facts.parts[0].charset == "utf-16le"
+    assert html in facts.text  # body rules see the text a reader shows
+    assert {"conflicting_parameter", "malformed"} <= facts.flags
+    assert any(isinstance(e, AddHeader) and e.name == FLAGS_HEADER for e in verdict.edits)
+    # Where the part is sanitized, the sanitizer reads it in the charset the reader uses.
+    plan = RewritePlan(strip=(), sanitize_html=INBOUND.html_options)
+    [change] = rewrite_body(facts, plan).changes
+    assert isinstance(change, HtmlSanitized) and change.removed

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from postwarden_policies.headers import decode_words, parse_header_section, parse_parameters
+from postwarden_policies.headers import (
+    decode_words,
+    parameter_list,
+    parse_header_section,
+    parse_parameters,
+)
 
 
 def test_section_unfolds_and_finds_the_body() -> None:
@@ -89,6 +94,22 @@ def test_encoded_words(value: str, expected: str, flags: set[str]) -> None:
 )
 def test_parameters(value: str, main: str, params: dict[str, str]) -> None:
     assert parse_parameters(value, set()) == (main, params)
+
+
+@pytest.mark.parametrize(
+    ("value", "preferred"),
+    [
+        ("a/b; charset=x; charset*=''y", "y"),
+        ("a/b; charset*=''y; charset=x", "y"),
+        ("a/b; charset=x; charset*1=z; charset*0=y", "yz"),
+        ("a/b; charset*1=z; charset*=''w; charset*0=y", "w"),
+        ("a/b; charset=x; charset=y", "x"),
+    ],
+    ids=["extended-after", "extended-before", "continuation", "single-over-continuation",
+         "first-plain"],
+)
+def test_the_rfc2231_form_is_what_thunderbird_picks(value: str, preferred: str) -> None:
+    assert parameter_list(value, set())[2] == {"charset": preferred}
 
 
 def test_unknown_2231_charset_is_flagged() -> None:

@@ -161,16 +161,21 @@ def _decode_2231(value: str, with_charset: bool, flags: set[str]) -> str:
     return decode_bytes(data, charset or "utf-8", flags)
 
 
-def parameter_list(value: str, flags: set[str]) -> tuple[str, list[tuple[str, str]]]:
+def parameter_list(
+    value: str, flags: set[str]
+) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
     """Split ``type/subtype; a=b; ...`` into a lower-case main value and every parameter.
 
     Parameters come as (lower-case name, decoded value) in order, repeats
     included; RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined,
     decoded with their ``charset'lang'`` prefix and listed last. RFC 2047 words
     in quoted values are decoded because common mailers write filenames that way.
+    The third value has one value per name as RFC 2231 readers (Thunderbird)
+    pick it: the first ``name*=``, else the continuations, else the first ``name=``.
     """
     main, _, rest = value.partition(";")
     found: list[tuple[str, str]] = []
+    extended: dict[str, str] = {}
     pieces: dict[str, list[tuple[int, bool, str]]] = {}
     for match in _PARAM.finditer(";" + rest):
         name = match.group(1).lower()
@@ -182,6 +187,7 @@ def parameter_list(value: str, flags: set[str]) -> tuple[str, list[tuple[str, st
             )
         elif name.endswith("*"):
             found.append((name[:-1], _decode_2231(_unquote(raw), True, flags)))
+            extended.setdefault(name[:-1], found[-1][1])
         else:
             found.append((name, decode_words(_unquote(raw), flags)))
     for name, parts in pieces.items():
@@ -194,7 +200,8 @@ def parameter_list(value: str, flags: set[str]) -> tuple[str, list[tuple[str, st
             for _, enc, text in parts
         )
         found.append((name, _decode_2231(joined, True, flags) if encoded else joined))
-    return main.strip().lower(), found
+        extended.setdefault(name, found[-1][1])
+    return main.strip().lower(), found, first_of_each(found) | extended
 
 
 def first_of_each(parameters: list[tuple[str, str]]) -> dict[str, str]:
@@ -207,5 +214,5 @@ def first_of_each(parameters: list[tuple[str, str]]) -> dict[str, str]:
 
 def parse_parameters(value: str, flags: set[str]) -> tuple[str, dict[str, str]]:
     """:func:`parameter_list` with one value per name (the first occurrence wins)."""
-    main, parameters = parameter_list(value, flags)
+    main, parameters, _ = parameter_list(value, flags)
     return main, first_of_each(parameters)

@@ -17,6 +17,9 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
                            in one entity (the first one is used)
 ``malformed_content_type``  (m) a Content-Type whose type mail readers must recover
                            (a comment, '?' or ',' in it) or cannot read at all
+``conflicting_parameter``  (m) Content-Type gives its boundary or charset twice with
+                           different values (plain and RFC 2231 forms, repeats): the
+                           one Thunderbird picks (the RFC 2231 form) is used
 ``missing_boundary``       (m) multipart without a boundary parameter, or with
                            no delimiter line in its body
 ``missing_end_boundary``   (m) a multipart's close delimiter never comes
@@ -65,6 +68,7 @@ _MALFORMED = frozenset(
         "missing_header_separator",
         "duplicate_mime_header",
         "malformed_content_type",
+        "conflicting_parameter",
         "missing_boundary",
         "missing_end_boundary",
         "bad_base64",
@@ -138,6 +142,18 @@ def _media_type(value: str, default: str, flags: set[str]) -> str:
     return token if _MEDIA_TYPE.match(token) else default
 
 
+def _conflicting(parameters: list[tuple[str, str]], flags: set[str]) -> None:
+    """Flag a boundary or charset given twice with different values.
+
+    Readers disagree on which counts (Thunderbird prefers ``boundary*=``, Python's
+    email package the first one), so the same bytes split or decode two ways.
+    """
+    boundaries = {value for name, value in parameters if name == "boundary"}
+    charsets = {value.strip().lower() for name, value in parameters if name == "charset"}
+    if len(boundaries) > 1 or len(charsets) > 1:
+        flags.add("conflicting_parameter")
+
+
 def _disposition(
     headers: tuple[Header, ...], type_params: list[tuple[str, str]], other_types: list[str],
     flags: set[str],
@@ -148,7 +164,7 @@ def _disposition(
     the text of any further Content-Type headers.
     """
     copies = _copies(headers, "content-disposition", flags)
-    disposition, parameters = parameter_list(next(iter(copies), ""), flags)
+    disposition, parameters, _ = parameter_list(next(iter(copies), ""), flags)
     shown = first_of_each(parameters).get("filename") or first_of_each(type_params).get("name")
     every = parameters + type_params
     for value in copies[1:] + other_types:
@@ -250,9 +266,9 @@ class _Parser:
         elif section.separator_missing:
             flags.add("missing_header_separator")
         types = _copies(headers, "content-type", flags)
-        main, ctype_params = parameter_list(next(iter(types), ""), flags)
+        main, ctype_params, params = parameter_list(next(iter(types), ""), flags)
         ctype = _media_type(main, entity.default_type, flags)
-        params = first_of_each(ctype_params)
+        _conflicting(ctype_params, flags)
         encodings = _copies(headers, "content-transfer-encoding", flags)
         cte = (next(iter(encodings), "") or "7bit").strip().lower()
         if cte not in transfer.KNOWN_ENCODINGS:
