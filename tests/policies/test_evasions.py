@@ -153,3 +153,25 @@ def test_a_charset_also_given_in_rfc2231_form_is_read_as_thunderbird_reads_it() 
     plan = RewritePlan(strip=(), sanitize_html=INBOUND.html_options)
     [change] = rewrite_body(facts, plan).changes
     assert isinstance(change, HtmlSanitized) and change.removed
+
+
+def test_lone_cr_line_ends_do_not_hide_a_part() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nhi\r--B\r"
+        b'Content-Type: application/octet-stream; name="a.exe"\r'
+        b"Content-Transfer-Encoding: base64\r\r" + EXE_B64 + b"\r--B--\r\n--B--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert {"bare_cr", "malformed"} <= facts.flags
+    [text, exe] = facts.parts[1:]
+    assert raw[text.body_start : text.body_end] == b"hi"
+    assert raw[exe.body_start : exe.body_end] == EXE_B64
+    assert (exe.filename, exe.detected_type) == ("a.exe", "application/x-dosexec")
+    assert verdict.rules[:1] == ("hold-broken-mime-with-attachments",)
+
+
+def test_a_lone_cr_in_a_header_section_starts_a_new_header() -> None:
+    raw = HEAD + b"X-A: 1\rContent-Type: text/html\r\n\r\n<script>x</script>\r\n"
+    facts = parse_message(raw, ENV)
+    assert facts.parts[0].content_type == "text/html"
+    assert {"bare_cr", "malformed"} <= facts.flags

@@ -25,6 +25,7 @@ _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)', re.DOTALL)
 _CONTINUATION = re.compile(r"^(.+?)\*(\d+)(\*?)$")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_LINE_BREAK = re.compile(rb"\r\n?|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,16 @@ class HeaderSection:
     body_start: int  # offset of the first body byte (after the blank line)
     eight_bit: bool  # some header byte was >= 0x80
     separator_missing: bool  # the section ended at a line that is not a header
+    bare_cr: bool  # a line ended with a lone CR
+
+
+def line_end(raw: bytes, pos: int, end: int) -> int:
+    """Where the line at ``pos`` ends, after its line break (``end`` if it has none).
+
+    A lone CR ends a line too: Python's email package and Thunderbird read it so.
+    """
+    match = _LINE_BREAK.search(raw, pos, end)
+    return end if match is None else match.end()
 
 
 def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> HeaderSection:
@@ -45,11 +56,10 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
     pos = start
     separator_missing = False
     while pos < end:
-        nl = raw.find(b"\n", pos, end)
-        line_end = end if nl < 0 else nl + 1
-        line = raw[pos:line_end].rstrip(b"\r\n")
+        stop = line_end(raw, pos, end)
+        line = raw[pos:stop].rstrip(b"\r\n")
         if not line:
-            pos = line_end
+            pos = stop
             break
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1][1].append(line)
@@ -59,7 +69,7 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
         else:
             separator_missing = True
             break
-        pos = line_end
+        pos = stop
     eight_bit = False
     headers = []
     for name, lines in fields:
@@ -75,7 +85,9 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
                 value=decode_words(text, flags),
             )
         )
-    return HeaderSection(tuple(headers), pos, eight_bit, separator_missing)
+    crs = raw.count(b"\r", start, pos)
+    bare_cr = crs != raw.count(b"\r\n", start, pos)
+    return HeaderSection(tuple(headers), pos, eight_bit, separator_missing, bare_cr)
 
 
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\t\r\n"

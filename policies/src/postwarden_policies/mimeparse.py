@@ -20,6 +20,8 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``conflicting_parameter``  (m) Content-Type gives its boundary or charset twice with
                            different values (plain and RFC 2231 forms, repeats): the
                            one Thunderbird picks (the RFC 2231 form) is used
+``bare_cr``                (m) a header or delimiter line ends with a lone CR (read as
+                           a line end, as Python's email package and Thunderbird do)
 ``missing_boundary``       (m) multipart without a boundary parameter, or with
                            no delimiter line in its body
 ``missing_end_boundary``   (m) a multipart's close delimiter never comes
@@ -54,6 +56,7 @@ from postwarden_policies.facts import Envelope, Header, MessageFacts, MimePart
 from postwarden_policies.headers import (
     decode_bytes,
     first_of_each,
+    line_end,
     parameter_list,
     parse_header_section,
 )
@@ -69,6 +72,7 @@ _MALFORMED = frozenset(
         "duplicate_mime_header",
         "malformed_content_type",
         "conflicting_parameter",
+        "bare_cr",
         "missing_boundary",
         "missing_end_boundary",
         "bad_base64",
@@ -261,6 +265,8 @@ class _Parser:
         headers, body_start = section.headers, section.body_start
         if section.eight_bit:
             flags.add("eight_bit_headers")
+        if section.bare_cr:
+            flags.add("bare_cr")
         if entity.parent is None and not headers:
             flags.add("no_headers")
         elif section.separator_missing:
@@ -364,26 +370,28 @@ class _Parser:
         closed = False
         while (found := _find(raw, delimiter, pos, end)) >= 0:
             pos = found + 1
-            if found != start and raw[found - 1] != 0x0A:
+            if found != start and raw[found - 1] not in b"\r\n":
                 continue  # not at the start of a line
             after = found + len(delimiter)
             is_close = raw.startswith(b"--", after, end)
-            line_end = raw.find(b"\n", after, end)
-            line_end = end if line_end < 0 else line_end + 1
-            if raw[after + 2 * is_close : line_end].strip(b" \t\r\n"):
+            stop = line_end(raw, after, end)
+            if raw[after + 2 * is_close : stop].strip(b" \t\r\n"):
                 continue  # a longer boundary that merely starts like ours
+            if raw[stop - 1] == 0x0D or (found != start and raw[found - 1] == 0x0D):
+                self.flags.add("bare_cr")  # taken for a line end, as readers take it
             if part_start >= 0:
+                # The line break before a delimiter belongs to it.
                 body_end = found
                 if body_end > part_start and raw[body_end - 1] == 0x0A:
-                    body_end -= 1  # the line break before a delimiter belongs to it
-                    if body_end > part_start and raw[body_end - 1] == 0x0D:
-                        body_end -= 1
+                    body_end -= 1
+                if body_end > part_start and raw[body_end - 1] == 0x0D:
+                    body_end -= 1
                 ranges.append((part_start, body_end))
             if is_close:
                 closed = True
                 break
-            part_start = line_end
-            pos = line_end
+            part_start = stop
+            pos = stop
         if part_start < 0:
             self.flags.add("missing_boundary")
         elif not closed:
