@@ -175,3 +175,16 @@ def test_a_lone_cr_in_a_header_section_starts_a_new_header() -> None:
     facts = parse_message(raw, ENV)
     assert facts.parts[0].content_type == "text/html"
     assert {"bare_cr", "malformed"} <= facts.flags
+
+
+def _script(disposition: bytes) -> bytes:
+    return (
+        HEAD + b"Content-Type: application/octet-stream\r\n"
+        b"Content-Disposition: " + disposition + b"\r\n\r\nWScript.Echo(1)\r\n"
+    )
+
+
+def test_a_comma_before_the_disposition_parameters_does_not_hide_a_name() -> None:
+    facts, verdict = _run(_script(b'attachment, filename="invoice.js"'))
+    assert facts.attachments[0].filenames == ("invoice.js",)
+    assert verdict.rules[:1] == ("block-executables",)

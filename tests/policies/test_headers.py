@@ -112,6 +112,13 @@ def test_the_rfc2231_form_is_what_thunderbird_picks(value: str, preferred: str) 
     assert parameter_list(value, set())[2] == {"charset": preferred}
 
 
+def test_parameters_after_a_comma_are_listed_as_mozilla_reads_them() -> None:
+    main, found, preferred = parameter_list('attachment, filename="a.js"; x=1', set())
+    assert main == 'attachment, filename="a.js"'
+    assert found == [("x", "1"), ("filename", "a.js"), ("x", "1")]
+    assert preferred == {"filename": "a.js", "x": "1"}
+
+
 def test_unknown_2231_charset_is_flagged() -> None:
     flags: set[str] = set()
     assert parse_parameters("a; filename*=x-zz''abc", flags) == ("a", {"filename": "abc"})

@@ -173,23 +173,12 @@ def _decode_2231(value: str, with_charset: bool, flags: set[str]) -> str:
     return decode_bytes(data, charset or "utf-8", flags)
 
 
-def parameter_list(
-    value: str, flags: set[str]
-) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
-    """Split ``type/subtype; a=b; ...`` into a lower-case main value and every parameter.
-
-    Parameters come as (lower-case name, decoded value) in order, repeats
-    included; RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined,
-    decoded with their ``charset'lang'`` prefix and listed last. RFC 2047 words
-    in quoted values are decoded because common mailers write filenames that way.
-    The third value has one value per name as RFC 2231 readers (Thunderbird)
-    pick it: the first ``name*=``, else the continuations, else the first ``name=``.
-    """
-    main, _, rest = value.partition(";")
+def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Every ``; name=value`` in ``text``, and the RFC 2231 value of each name (see below)."""
     found: list[tuple[str, str]] = []
     extended: dict[str, str] = {}
     pieces: dict[str, list[tuple[int, bool, str]]] = {}
-    for match in _PARAM.finditer(";" + rest):
+    for match in _PARAM.finditer(";" + text):
         name = match.group(1).lower()
         raw = match.group(2).strip()
         cont = _CONTINUATION.match(name)
@@ -213,7 +202,31 @@ def parameter_list(
         )
         found.append((name, _decode_2231(joined, True, flags) if encoded else joined))
         extended.setdefault(name, found[-1][1])
-    return main.strip().lower(), found, first_of_each(found) | extended
+    return found, extended
+
+
+def parameter_list(
+    value: str, flags: set[str]
+) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """Split ``type/subtype; a=b; ...`` into a lower-case main value and every parameter.
+
+    Parameters come as (lower-case name, decoded value) in order, repeats
+    included; RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined,
+    decoded with their ``charset'lang'`` prefix and listed last. RFC 2047 words
+    in quoted values are decoded because common mailers write filenames that way.
+    Mozilla ends the main value at a comma too: when it has one, the parameters
+    after the comma are listed as well (``attachment, filename="a.js"``).
+    The third value has one value per name as Thunderbird picks it: the first
+    ``name*=``, else the continuations, else the first ``name=``.
+    """
+    main, _, rest = value.partition(";")
+    found, extended = _parameters(rest, flags)
+    preferred = first_of_each(found) | extended
+    if "," in main:
+        after_comma, extended = _parameters(value.partition(",")[2], flags)
+        found += after_comma
+        preferred = first_of_each(after_comma) | extended
+    return main.strip().lower(), found, preferred
 
 
 def first_of_each(parameters: list[tuple[str, str]]) -> dict[str, str]:
