@@ -188,3 +188,9 @@ def test_a_comma_before_the_disposition_parameters_does_not_hide_a_name() -> Non
     facts, verdict = _run(_script(b'attachment, filename="invoice.js"'))
     assert facts.attachments[0].filenames == ("invoice.js",)
     assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_a_comment_after_an_unquoted_name_does_not_hide_it() -> None:
+    facts, verdict = _run(_script(b"attachment; filename=invoice.js (x)"))
+    assert facts.attachments[0].filenames == ("invoice.js (x)", "invoice.js")
+    assert verdict.rules[:1] == ("block-executables",)

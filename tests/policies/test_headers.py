@@ -119,6 +119,22 @@ def test_parameters_after_a_comma_are_listed_as_mozilla_reads_them() -> None:
     assert preferred == {"filename": "a.js", "x": "1"}
 
 
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [
+        ("a; filename=x.js (c)", ["x.js (c)", "x.js"]),
+        ("a; name=(c) x.js", ["(c) x.js", "x.js"]),
+        ("a; filename=x.js(c).pdf", ["x.js(c).pdf", "x.js"]),
+        ('a; filename="x.js (c)"', ["x.js (c)"]),
+        ("a; filename=x.js", ["x.js"]),
+        ("a; charset=us-ascii (Plain text)", ["us-ascii (Plain text)"]),
+    ],
+    ids=["comment-after", "comment-before", "comment-inside", "quoted", "plain", "not-a-name"],
+)
+def test_an_unquoted_name_is_also_read_to_its_first_space(value: str, names: list[str]) -> None:
+    assert [v for _, v in parameter_list(value, set())[1]] == names
+
+
 def test_unknown_2231_charset_is_flagged() -> None:
     flags: set[str] = set()
     assert parse_parameters("a; filename*=x-zz''abc", flags) == ("a", {"filename": "abc"})

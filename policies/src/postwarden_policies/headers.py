@@ -26,6 +26,10 @@ _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)', re.DOTAL
 _CONTINUATION = re.compile(r"^(.+?)\*(\d+)(\*?)$")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _LINE_BREAK = re.compile(rb"\r\n?|\n")
+# An unquoted value as Python's email package reads it: comments and spaces
+# before it skipped, ended by the next space or comment.
+_TOKEN = re.compile(r"(?:\s|\([^()]*\))*([^\s(]*)")
+NAME_PARAMETERS = ("filename", "name")  # parameters that name a part's file
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,9 @@ def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict
             extended.setdefault(name[:-1], found[-1][1])
         else:
             found.append((name, decode_words(_unquote(raw), flags)))
+            token = _TOKEN.match(raw)
+            if name in NAME_PARAMETERS and token and token[1] not in ("", raw) and raw[:1] != '"':
+                found.append((name, decode_words(token[1], flags)))
     for name, parts in pieces.items():
         parts.sort(key=lambda item: item[0])
         # Percent-decode the encoded segments together: a multi-byte character
@@ -214,6 +221,8 @@ def parameter_list(
     included; RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined,
     decoded with their ``charset'lang'`` prefix and listed last. RFC 2047 words
     in quoted values are decoded because common mailers write filenames that way.
+    An unquoted file name with a space or comment in it is listed twice: as
+    Mozilla reads it (to the ';') and as Python's email package does (to the space).
     Mozilla ends the main value at a comma too: when it has one, the parameters
     after the comma are listed as well (``attachment, filename="a.js"``).
     The third value has one value per name as Thunderbird picks it: the first

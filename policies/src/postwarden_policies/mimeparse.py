@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from postwarden_policies import magic, transfer
 from postwarden_policies.facts import Envelope, Header, MessageFacts, MimePart
 from postwarden_policies.headers import (
+    NAME_PARAMETERS,
     decode_bytes,
     first_of_each,
     line_end,
@@ -63,7 +64,6 @@ from postwarden_policies.headers import (
 
 log = logging.getLogger(__name__)
 
-_NAME_PARAMETERS = ("filename", "name")
 TEXT_BUDGET = 4_000_000  # characters of decoded text kept for body regexes
 _MALFORMED = frozenset(
     {
@@ -193,7 +193,7 @@ def _filenames(
     """
     names = dict.fromkeys([shown] if shown else [])
     names.update(
-        dict.fromkeys(v.strip() for n, v in parameters if n in _NAME_PARAMETERS and v.strip())
+        dict.fromkeys(v.strip() for n, v in parameters if n in NAME_PARAMETERS and v.strip())
     )
     if len(names) > 1:
         flags.add("ambiguous_filename")
