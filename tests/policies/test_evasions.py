@@ -194,3 +194,15 @@ def test_a_comment_after_an_unquoted_name_does_not_hide_it() -> None:
     facts, verdict = _run(_script(b"attachment; filename=invoice.js (x)"))
     assert facts.attachments[0].filenames == ("invoice.js (x)", "invoice.js")
     assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_a_nul_in_an_rfc2231_name_does_not_hide_it() -> None:
+    facts, verdict = _run(_script(b"attachment; filename*=''invoice.js%00.pdf"))
+    assert facts.attachments[0].filenames == ("invoice.js\x00.pdf", "invoice.js")
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_an_encoded_word_in_an_rfc2231_name_does_not_hide_it() -> None:
+    facts, verdict = _run(_script(b"attachment; filename*=''=?utf-8?Q?invoice.js?="))
+    assert facts.attachments[0].filenames == ("=?utf-8?Q?invoice.js?=", "invoice.js")
+    assert verdict.rules[:1] == ("block-executables",)

@@ -56,6 +56,7 @@ from postwarden_policies.facts import Envelope, Header, MessageFacts, MimePart
 from postwarden_policies.headers import (
     NAME_PARAMETERS,
     decode_bytes,
+    decode_words,
     first_of_each,
     line_end,
     parameter_list,
@@ -195,11 +196,19 @@ def _filenames(
     names.update(
         dict.fromkeys(v.strip() for n, v in parameters if n in NAME_PARAMETERS and v.strip())
     )
+    # Mozilla decodes RFC 2047 words in a filename*= value too, and ends a name at a NUL.
+    names.update(
+        dict.fromkeys(read for name in list(names) if (read := _mozilla_name(name, flags)))
+    )
     if len(names) > 1:
         flags.add("ambiguous_filename")
     # Windows drops trailing dots and spaces when it saves a file: "a.js." is saved as a.js.
     names.update(dict.fromkeys(saved for name in list(names) if (saved := name.rstrip(". "))))
     return tuple(names)
+
+
+def _mozilla_name(name: str, flags: set[str]) -> str:
+    return decode_words(name, flags).split("\0", 1)[0].strip()
 
 
 def _header(headers: tuple[Header, ...], name: str) -> str | None:
