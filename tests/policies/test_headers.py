@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from postwarden_policies.headers import decode_words, parse_header_section, parse_parameters
+from postwarden_policies.headers import (
+    decode_words,
+    parameter_list,
+    parse_header_section,
+    parse_parameters,
+)
 
 
 def test_section_unfolds_and_finds_the_body() -> None:
@@ -89,6 +94,45 @@ def test_encoded_words(value: str, expected: str, flags: set[str]) -> None:
 )
 def test_parameters(value: str, main: str, params: dict[str, str]) -> None:
     assert parse_parameters(value, set()) == (main, params)
+
+
+@pytest.mark.parametrize(
+    ("value", "preferred"),
+    [
+        ("a/b; charset=x; charset*=''y", "y"),
+        ("a/b; charset*=''y; charset=x", "y"),
+        ("a/b; charset=x; charset*1=z; charset*0=y", "yz"),
+        ("a/b; charset*1=z; charset*=''w; charset*0=y", "w"),
+        ("a/b; charset=x; charset=y", "x"),
+    ],
+    ids=["extended-after", "extended-before", "continuation", "single-over-continuation",
+         "first-plain"],
+)
+def test_the_rfc2231_form_is_what_thunderbird_picks(value: str, preferred: str) -> None:
+    assert parameter_list(value, set())[2] == {"charset": preferred}
+
+
+def test_parameters_after_a_comma_are_listed_as_mozilla_reads_them() -> None:
+    main, found, preferred = parameter_list('attachment, filename="a.js"; x=1', set())
+    assert main == 'attachment, filename="a.js"'
+    assert found == [("x", "1"), ("filename", "a.js"), ("x", "1")]
+    assert preferred == {"filename": "a.js", "x": "1"}
+
+
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [
+        ("a; filename=x.js (c)", ["x.js (c)", "x.js"]),
+        ("a; name=(c) x.js", ["(c) x.js", "x.js"]),
+        ("a; filename=x.js(c).pdf", ["x.js(c).pdf", "x.js"]),
+        ('a; filename="x.js (c)"', ["x.js (c)"]),
+        ("a; filename=x.js", ["x.js"]),
+        ("a; charset=us-ascii (Plain text)", ["us-ascii (Plain text)"]),
+    ],
+    ids=["comment-after", "comment-before", "comment-inside", "quoted", "plain", "not-a-name"],
+)
+def test_an_unquoted_name_is_also_read_to_its_first_space(value: str, names: list[str]) -> None:
+    assert [v for _, v in parameter_list(value, set())[1]] == names
 
 
 def test_unknown_2231_charset_is_flagged() -> None:

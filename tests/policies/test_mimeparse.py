@@ -128,7 +128,7 @@ def test_attachment_classification() -> None:
 def test_signed_and_encrypted_subtrees_are_marked() -> None:
     raw = (
         b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
-        b"Content-Type: multipart/signed; boundary=s\r\n\r\n"
+        b'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=s\r\n\r\n'
         b"--s\r\nContent-Type: text/plain\r\n\r\nsigned\r\n"
         b"--s\r\nContent-Type: application/pgp-signature\r\n\r\nsig\r\n--s--\r\n--o\r\n"
         b"Content-Type: application/pkcs7-mime; name=smime.p7m\r\n\r\nabc\r\n--o\r\n"
@@ -142,6 +142,46 @@ def test_signed_and_encrypted_subtrees_are_marked() -> None:
         True,
         False,
     ]
+
+
+def _signed(content_type: bytes, *parts: bytes) -> bytes:
+    return (
+        b"Content-Type: " + content_type + b"; boundary=s\r\n\r\n"
+        + b"".join(b"--s\r\n" + part + b"\r\n" for part in parts)
+        + b"--s--\r\n"
+    )
+
+
+_HTML = b"Content-Type: text/html\r\n\r\n<script>x</script>"
+_PGP_SIG = b"Content-Type: application/pgp-signature\r\n\r\nsig"
+_SMIME_SIG = b"Content-Type: application/pkcs7-signature\r\n\r\nsig"
+
+
+@pytest.mark.parametrize(
+    ("raw", "signed"),
+    [
+        (_signed(b'multipart/signed; protocol="application/pgp-signature"', _HTML, _PGP_SIG),
+         True),
+        (_signed(b"multipart/signed; protocol=application/x-pkcs7-signature", _HTML, _SMIME_SIG),
+         True),
+        (_signed(b"multipart/signed", _HTML, _PGP_SIG), False),
+        (_signed(b"multipart/signed", _HTML), False),
+        (_signed(b'multipart/signed; protocol="text/plain"', _HTML, _PGP_SIG), False),
+        (_signed(b'multipart/signed; protocol="application/pgp-signature"', _HTML), False),
+        (_signed(b'multipart/signed; protocol="application/pgp-signature"', _HTML, _HTML),
+         False),
+        (_signed(b'multipart/signed; protocol="application/pgp-signature"', _HTML, _SMIME_SIG),
+         False),
+        (_signed(b'multipart/signed; protocol="application/pgp-signature"',
+                 _HTML, _PGP_SIG, _PGP_SIG), False),
+    ],
+    ids=["pgp", "smime", "no-protocol", "one-part", "unknown-protocol", "no-signature-part",
+         "html-as-signature", "other-kind-of-signature", "three-parts"],
+)
+def test_only_a_well_formed_signature_marks_its_parts_signed(raw: bytes, signed: bool) -> None:
+    facts = parse_message(raw, ENV)
+    assert [p.in_signed for p in facts.parts[:2]] == [signed, signed]
+    assert facts.flags == frozenset()
 
 
 @settings(max_examples=300, deadline=None)

@@ -180,7 +180,7 @@ def test_nested_strips_collapse_into_the_outer_one() -> None:
 
 def test_signed_parts_are_skipped() -> None:
     raw = _crlf(
-        b"Content-Type: multipart/signed; boundary=s\n\n"
+        b'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=s\n\n'
         b"--s\nContent-Type: application/octet-stream; name=a.exe\n\n"
         b"MZ\n--s\nContent-Type: application/pgp-signature\n\nsig\n--s--\n"
     )

@@ -74,7 +74,8 @@ class MimePart:
     encoded_size: int
     decoded_size: int
     detected_type: str | None  # from the content's magic bytes, None when unknown
-    in_signed: bool = False  # inside multipart/signed or a PGP/S-MIME structure
+    # Inside a well-formed multipart/signed, multipart/encrypted or S/MIME structure.
+    in_signed: bool = False
     # Every name a mail reader might show (filename, name, RFC 2231 forms,
     # repeats), ``filename`` first; attachment rules test them all.
     filenames: tuple[str, ...] = ()

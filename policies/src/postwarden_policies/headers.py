@@ -25,6 +25,11 @@ _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)', re.DOTALL)
 _CONTINUATION = re.compile(r"^(.+?)\*(\d+)(\*?)$")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_LINE_BREAK = re.compile(rb"\r\n?|\n")
+# An unquoted value as Python's email package reads it: comments and spaces
+# before it skipped, ended by the next space or comment.
+_TOKEN = re.compile(r"(?:\s|\([^()]*\))*([^\s(]*)")
+NAME_PARAMETERS = ("filename", "name")  # parameters that name a part's file
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,16 @@ class HeaderSection:
     body_start: int  # offset of the first body byte (after the blank line)
     eight_bit: bool  # some header byte was >= 0x80
     separator_missing: bool  # the section ended at a line that is not a header
+    bare_cr: bool  # a line ended with a lone CR
+
+
+def line_end(raw: bytes, pos: int, end: int) -> int:
+    """Where the line at ``pos`` ends, after its line break (``end`` if it has none).
+
+    A lone CR ends a line too: Python's email package and Thunderbird read it so.
+    """
+    match = _LINE_BREAK.search(raw, pos, end)
+    return end if match is None else match.end()
 
 
 def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> HeaderSection:
@@ -45,11 +60,10 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
     pos = start
     separator_missing = False
     while pos < end:
-        nl = raw.find(b"\n", pos, end)
-        line_end = end if nl < 0 else nl + 1
-        line = raw[pos:line_end].rstrip(b"\r\n")
+        stop = line_end(raw, pos, end)
+        line = raw[pos:stop].rstrip(b"\r\n")
         if not line:
-            pos = line_end
+            pos = stop
             break
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1][1].append(line)
@@ -59,7 +73,7 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
         else:
             separator_missing = True
             break
-        pos = line_end
+        pos = stop
     eight_bit = False
     headers = []
     for name, lines in fields:
@@ -75,7 +89,9 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
                 value=decode_words(text, flags),
             )
         )
-    return HeaderSection(tuple(headers), pos, eight_bit, separator_missing)
+    crs = raw.count(b"\r", start, pos)
+    bare_cr = crs != raw.count(b"\r\n", start, pos)
+    return HeaderSection(tuple(headers), pos, eight_bit, separator_missing, bare_cr)
 
 
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\t\r\n"
@@ -161,18 +177,12 @@ def _decode_2231(value: str, with_charset: bool, flags: set[str]) -> str:
     return decode_bytes(data, charset or "utf-8", flags)
 
 
-def parameter_list(value: str, flags: set[str]) -> tuple[str, list[tuple[str, str]]]:
-    """Split ``type/subtype; a=b; ...`` into a lower-case main value and every parameter.
-
-    Parameters come as (lower-case name, decoded value) in order, repeats
-    included; RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined,
-    decoded with their ``charset'lang'`` prefix and listed last. RFC 2047 words
-    in quoted values are decoded because common mailers write filenames that way.
-    """
-    main, _, rest = value.partition(";")
+def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Every ``; name=value`` in ``text``, and the RFC 2231 value of each name (see below)."""
     found: list[tuple[str, str]] = []
+    extended: dict[str, str] = {}
     pieces: dict[str, list[tuple[int, bool, str]]] = {}
-    for match in _PARAM.finditer(";" + rest):
+    for match in _PARAM.finditer(";" + text):
         name = match.group(1).lower()
         raw = match.group(2).strip()
         cont = _CONTINUATION.match(name)
@@ -182,8 +192,12 @@ def parameter_list(value: str, flags: set[str]) -> tuple[str, list[tuple[str, st
             )
         elif name.endswith("*"):
             found.append((name[:-1], _decode_2231(_unquote(raw), True, flags)))
+            extended.setdefault(name[:-1], found[-1][1])
         else:
             found.append((name, decode_words(_unquote(raw), flags)))
+            token = _TOKEN.match(raw)
+            if name in NAME_PARAMETERS and token and token[1] not in ("", raw) and raw[:1] != '"':
+                found.append((name, decode_words(token[1], flags)))
     for name, parts in pieces.items():
         parts.sort(key=lambda item: item[0])
         # Percent-decode the encoded segments together: a multi-byte character
@@ -194,7 +208,34 @@ def parameter_list(value: str, flags: set[str]) -> tuple[str, list[tuple[str, st
             for _, enc, text in parts
         )
         found.append((name, _decode_2231(joined, True, flags) if encoded else joined))
-    return main.strip().lower(), found
+        extended.setdefault(name, found[-1][1])
+    return found, extended
+
+
+def parameter_list(
+    value: str, flags: set[str]
+) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """Split ``type/subtype; a=b; ...`` into a lower-case main value and every parameter.
+
+    Parameters come as (lower-case name, decoded value) in order, repeats
+    included; RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined,
+    decoded with their ``charset'lang'`` prefix and listed last. RFC 2047 words
+    in quoted values are decoded because common mailers write filenames that way.
+    An unquoted file name with a space or comment in it is listed twice: as
+    Mozilla reads it (to the ';') and as Python's email package does (to the space).
+    Mozilla ends the main value at a comma too: when it has one, the parameters
+    after the comma are listed as well (``attachment, filename="a.js"``).
+    The third value has one value per name as Thunderbird picks it: the first
+    ``name*=``, else the continuations, else the first ``name=``.
+    """
+    main, _, rest = value.partition(";")
+    found, extended = _parameters(rest, flags)
+    preferred = first_of_each(found) | extended
+    if "," in main:
+        after_comma, extended = _parameters(value.partition(",")[2], flags)
+        found += after_comma
+        preferred = first_of_each(after_comma) | extended
+    return main.strip().lower(), found, preferred
 
 
 def first_of_each(parameters: list[tuple[str, str]]) -> dict[str, str]:
@@ -207,5 +248,5 @@ def first_of_each(parameters: list[tuple[str, str]]) -> dict[str, str]:
 
 def parse_parameters(value: str, flags: set[str]) -> tuple[str, dict[str, str]]:
     """:func:`parameter_list` with one value per name (the first occurrence wins)."""
-    main, parameters = parameter_list(value, flags)
+    main, parameters, _ = parameter_list(value, flags)
     return main, first_of_each(parameters)

@@ -15,10 +15,20 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``eight_bit_headers``      a header holds raw 8-bit bytes (SMTPUTF8 or junk)
 ``duplicate_mime_header``  (m) Content-Type/-Transfer-Encoding/-Disposition twice
                            in one entity (the first one is used)
+``malformed_content_type``  (m) a Content-Type whose type mail readers must recover
+                           (a comment, '?' or ',' in it) or cannot read at all
+``conflicting_parameter``  (m) Content-Type gives its boundary or charset twice with
+                           different values (plain and RFC 2231 forms, repeats): the
+                           one Thunderbird picks (the RFC 2231 form) is used
+``bare_cr``                (m) a header or delimiter line ends with a lone CR (read as
+                           a line end, as Python's email package and Thunderbird do)
 ``missing_boundary``       (m) multipart without a boundary parameter, or with
                            no delimiter line in its body
 ``missing_end_boundary``   (m) a multipart's close delimiter never comes
 ``bad_base64``             (m) base64 text with foreign characters or a bad length
+``padded_encoding``        (m) a base64 or quoted-printable part whose first bytes
+                           hide behind more whitespace or soft line breaks than
+                           ``transfer.HEAD_SCAN`` (its detected type is unknown)
 ``unknown_transfer_encoding``  (m) a transfer encoding outside RFC 2045
 ``encoded_message``        (m) a message/rfc822 part that is base64 or QP
                            encoded (not looked into)
@@ -44,43 +54,56 @@ from dataclasses import dataclass
 from postwarden_policies import magic, transfer
 from postwarden_policies.facts import Envelope, Header, MessageFacts, MimePart
 from postwarden_policies.headers import (
+    NAME_PARAMETERS,
     decode_bytes,
+    decode_words,
     first_of_each,
+    line_end,
     parameter_list,
     parse_header_section,
 )
 
 log = logging.getLogger(__name__)
 
-_NAME_PARAMETERS = ("filename", "name")
 TEXT_BUDGET = 4_000_000  # characters of decoded text kept for body regexes
 _MALFORMED = frozenset(
     {
         "no_headers",
         "missing_header_separator",
         "duplicate_mime_header",
+        "malformed_content_type",
+        "conflicting_parameter",
+        "bare_cr",
         "missing_boundary",
         "missing_end_boundary",
         "bad_base64",
+        "padded_encoding",
         "unknown_transfer_encoding",
         "encoded_message",
         "parser_error",
     }
 )
-_SIGNED_TYPES = frozenset(
+# Signed or encrypted as a whole; multipart/signed only when well formed (_Parser._signed).
+_OPAQUE_TYPES = frozenset(
     {
-        "multipart/signed",
         "multipart/encrypted",
         "application/pkcs7-mime",
         "application/x-pkcs7-mime",
     }
 )
+# multipart/signed protocols (RFC 3156, RFC 8551) and the kind of signature each is.
+_SIGNATURES = {
+    "application/pgp-signature": "pgp",
+    "application/pkcs7-signature": "smime",
+    "application/x-pkcs7-signature": "smime",
+}
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 _UNIQUE_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
 _ANGLE_ADDR = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
 _BARE_ADDR = re.compile(r"[^\s<>,;:\"()]+@[^\s<>,;:\"()]+")
 _COMMENT = re.compile(r"\([^()]*\)")
+_TYPE_END = re.compile(r"[\s;,]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +132,33 @@ def _copies(headers: tuple[Header, ...], name: str, flags: set[str]) -> list[str
     return values
 
 
+def _media_type(value: str, default: str, flags: set[str]) -> str:
+    """The type in Content-Type's main value (lower case), as mail readers recover it.
+
+    Python's email package drops comments; Thunderbird cuts the type at
+    whitespace, ';' or ',' and keeps what follows the last '?'. Readers may
+    disagree on such a value, so it is flagged; one with no type reads as
+    ``default``.
+    """
+    if not value or _MEDIA_TYPE.match(value):
+        return value or default
+    flags.add("malformed_content_type")
+    token = _TYPE_END.split(_COMMENT.sub("", value).lstrip(), 1)[0].rpartition("?")[2]
+    return token if _MEDIA_TYPE.match(token) else default
+
+
+def _conflicting(parameters: list[tuple[str, str]], flags: set[str]) -> None:
+    """Flag a boundary or charset given twice with different values.
+
+    Readers disagree on which counts (Thunderbird prefers ``boundary*=``, Python's
+    email package the first one), so the same bytes split or decode two ways.
+    """
+    boundaries = {value for name, value in parameters if name == "boundary"}
+    charsets = {value.strip().lower() for name, value in parameters if name == "charset"}
+    if len(boundaries) > 1 or len(charsets) > 1:
+        flags.add("conflicting_parameter")
+
+
 def _disposition(
     headers: tuple[Header, ...], type_params: list[tuple[str, str]], other_types: list[str],
     flags: set[str],
@@ -119,7 +169,7 @@ def _disposition(
     the text of any further Content-Type headers.
     """
     copies = _copies(headers, "content-disposition", flags)
-    disposition, parameters = parameter_list(next(iter(copies), ""), flags)
+    disposition, parameters, _ = parameter_list(next(iter(copies), ""), flags)
     shown = first_of_each(parameters).get("filename") or first_of_each(type_params).get("name")
     every = parameters + type_params
     for value in copies[1:] + other_types:
@@ -144,13 +194,21 @@ def _filenames(
     """
     names = dict.fromkeys([shown] if shown else [])
     names.update(
-        dict.fromkeys(v.strip() for n, v in parameters if n in _NAME_PARAMETERS and v.strip())
+        dict.fromkeys(v.strip() for n, v in parameters if n in NAME_PARAMETERS and v.strip())
+    )
+    # Mozilla decodes RFC 2047 words in a filename*= value too, and ends a name at a NUL.
+    names.update(
+        dict.fromkeys(read for name in list(names) if (read := _mozilla_name(name, flags)))
     )
     if len(names) > 1:
         flags.add("ambiguous_filename")
     # Windows drops trailing dots and spaces when it saves a file: "a.js." is saved as a.js.
     names.update(dict.fromkeys(saved for name in list(names) if (saved := name.rstrip(". "))))
     return tuple(names)
+
+
+def _mozilla_name(name: str, flags: set[str]) -> str:
+    return decode_words(name, flags).split("\0", 1)[0].strip()
 
 
 def _header(headers: tuple[Header, ...], name: str) -> str | None:
@@ -216,31 +274,34 @@ class _Parser:
         headers, body_start = section.headers, section.body_start
         if section.eight_bit:
             flags.add("eight_bit_headers")
+        if section.bare_cr:
+            flags.add("bare_cr")
         if entity.parent is None and not headers:
             flags.add("no_headers")
         elif section.separator_missing:
             flags.add("missing_header_separator")
         types = _copies(headers, "content-type", flags)
-        ctype, ctype_params = parameter_list(next(iter(types), ""), flags)
-        params = first_of_each(ctype_params)
-        if not _MEDIA_TYPE.match(ctype):
-            ctype, params = entity.default_type, {}
+        main, ctype_params, params = parameter_list(next(iter(types), ""), flags)
+        ctype = _media_type(main, entity.default_type, flags)
+        _conflicting(ctype_params, flags)
         encodings = _copies(headers, "content-transfer-encoding", flags)
         cte = (next(iter(encodings), "") or "7bit").strip().lower()
         if cte not in transfer.KNOWN_ENCODINGS:
             flags.add("unknown_transfer_encoding")
         disp, filenames = _disposition(headers, ctype_params, types[1:], flags)
-        in_signed = entity.in_signed or ctype in _SIGNED_TYPES
         boundary = params.get("boundary", "") if ctype.startswith("multipart/") else ""
         if ctype.startswith("multipart/") and not boundary:
             flags.add("missing_boundary")
         is_multipart = bool(boundary)
+        ranges: list[tuple[int, int]] = []
+        if is_multipart:
+            ranges = self._split(body_start, entity.end, boundary.encode("utf-8", "replace"))
+        in_signed = entity.in_signed or self._signed(ctype, params, ranges)
         index = len(self.parts)
         children: list[_Entity] = []
         descend = entity.depth < self.max_depth
         if is_multipart:
             default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
-            ranges = self._split(body_start, entity.end, boundary.encode("utf-8", "replace"))
             for number, (start, end) in enumerate(ranges, 1):
                 path = f"{entity.path}.{number}" if entity.path else str(number)
                 children.append(
@@ -292,6 +353,22 @@ class _Parser:
         )
         return headers, body_start, children
 
+    def _signed(self, ctype: str, params: dict[str, str], ranges: list[tuple[int, int]]) -> bool:
+        """Whether ``ctype`` starts a signed or encrypted structure, to be left unmodified.
+
+        Thunderbird shows a multipart/signed whose protocol is missing or
+        unknown, or whose parts do not fit it, as multipart/mixed: such a
+        "signature" must not keep its parts from being sanitized or stripped.
+        """
+        if ctype != "multipart/signed":
+            return ctype in _OPAQUE_TYPES
+        kind = _SIGNATURES.get(params.get("protocol", "").strip().lower())
+        if kind is None or len(ranges) != 2:
+            return False
+        headers = parse_header_section(self.raw, *ranges[1], set()).headers
+        signature = parameter_list(_header(headers, "content-type") or "", set())[0]
+        return _SIGNATURES.get(signature) == kind
+
     def _split(self, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
         """Byte ranges of the body parts between delimiter lines (RFC 2046 5.1.1)."""
         raw = self.raw
@@ -302,26 +379,28 @@ class _Parser:
         closed = False
         while (found := _find(raw, delimiter, pos, end)) >= 0:
             pos = found + 1
-            if found != start and raw[found - 1] != 0x0A:
+            if found != start and raw[found - 1] not in b"\r\n":
                 continue  # not at the start of a line
             after = found + len(delimiter)
             is_close = raw.startswith(b"--", after, end)
-            line_end = raw.find(b"\n", after, end)
-            line_end = end if line_end < 0 else line_end + 1
-            if raw[after + 2 * is_close : line_end].strip(b" \t\r\n"):
+            stop = line_end(raw, after, end)
+            if raw[after + 2 * is_close : stop].strip(b" \t\r\n"):
                 continue  # a longer boundary that merely starts like ours
+            if raw[stop - 1] == 0x0D or (found != start and raw[found - 1] == 0x0D):
+                self.flags.add("bare_cr")  # taken for a line end, as readers take it
             if part_start >= 0:
+                # The line break before a delimiter belongs to it.
                 body_end = found
                 if body_end > part_start and raw[body_end - 1] == 0x0A:
-                    body_end -= 1  # the line break before a delimiter belongs to it
-                    if body_end > part_start and raw[body_end - 1] == 0x0D:
-                        body_end -= 1
+                    body_end -= 1
+                if body_end > part_start and raw[body_end - 1] == 0x0D:
+                    body_end -= 1
                 ranges.append((part_start, body_end))
             if is_close:
                 closed = True
                 break
-            part_start = line_end
-            pos = line_end
+            part_start = stop
+            pos = stop
         if part_start < 0:
             self.flags.add("missing_boundary")
         elif not closed:
@@ -338,7 +417,11 @@ class _Parser:
             size = transfer.qp_size(self.raw, start, end)
         else:
             size = end - start
-        return size, magic.detect(transfer.decode_head(self.raw, start, end, cte))
+        head = transfer.decode_head(self.raw, start, end, cte)
+        if head is None:
+            self.flags.add("padded_encoding")
+            return size, None
+        return size, magic.detect(head)
 
     def _collect_text(self, start: int, end: int, cte: str, charset: str | None) -> None:
         if self.text_left <= 0:

@@ -9,8 +9,9 @@ charset (characters the charset lacks become HTML character references, so
 the charset parameter never changes). The top-level header section is never
 changed: a top-level attachment keeps its headers and gets the notice as body.
 
-Parts under multipart/signed, multipart/encrypted or S/MIME are skipped when
-``plan.skip_signed`` (the default): changing them would break the signature.
+Parts under a well-formed multipart/signed, multipart/encrypted or S/MIME are
+skipped when ``plan.skip_signed`` (the default): changing them would break the
+signature (``MimePart.in_signed``).
 A part inside a stripped part goes with it. An HTML part whose sanitizing
 removed nothing (only re-serialized) stays untouched.
 

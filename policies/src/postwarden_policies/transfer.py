@@ -12,6 +12,7 @@ import binascii
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_PAD_AND_SPACE = b"=\r\n \t"
 _SAMPLE = 4096  # bytes checked at each end of a regular base64 body
+HEAD_SCAN = 65_536  # encoded bytes searched at most for a part's first decoded bytes
 _B64_NOT_ALPHABET = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))
 KNOWN_ENCODINGS = frozenset({"7bit", "8bit", "binary", "base64", "quoted-printable"})
 
@@ -66,16 +67,24 @@ def qp_size(raw: bytes, start: int, end: int) -> int:
     return max(0, end - start - 2 * escapes - soft_crlf)
 
 
-def decode_head(raw: bytes, start: int, end: int, encoding: str, want: int = 192) -> bytes:
-    """The first ``want`` decoded bytes (about), decoding only a small prefix."""
-    if encoding == "base64":
-        chunk = raw[start : min(end, start + want * 2)]
-        text = chunk.translate(None, _B64_NOT_ALPHABET)
-        text = text[: len(text) - len(text) % 4]
-        return binascii.a2b_base64(text)
-    if encoding == "quoted-printable":
-        return binascii.a2b_qp(raw[start : min(end, start + want * 3)])[:want]
-    return raw[start : min(end, start + want)]
+def decode_head(
+    raw: bytes, start: int, end: int, encoding: str, want: int = 192
+) -> bytes | None:
+    """The first ``want`` decoded bytes (about), decoding only a prefix.
+
+    Readers skip whitespace and soft line breaks before the data, so the
+    window doubles until it decodes to ``want`` bytes. None when ``HEAD_SCAN``
+    encoded bytes are not enough while the part goes on: the head is hidden.
+    """
+    window = want * 2
+    while True:
+        stop = min(end, start + window)
+        head = decode(raw[start:stop], encoding)
+        if len(head) >= want or stop == end:
+            return head[:want]
+        if window >= HEAD_SCAN:
+            return None
+        window = min(window * 2, HEAD_SCAN)
 
 
 def decode(data: bytes, encoding: str) -> bytes:

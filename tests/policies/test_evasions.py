@@ -1,0 +1,208 @@
+"""Red-team evasions: messages that mail readers read differently than the parser did.
+
+Each runs through parse_message and evaluate with the example inbound policy:
+the executable, script name or HTML must be seen as a mail reader shows it, and
+the verdict must not be a plain accept (malformed mail is at least tagged).
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from postwarden_policies import (
+    Action,
+    AddHeader,
+    Envelope,
+    HtmlSanitized,
+    MessageFacts,
+    ReplaceBody,
+    Verdict,
+    evaluate,
+    load_policy_set,
+    parse_message,
+    transfer,
+)
+from postwarden_policies.headeredits import FLAGS_HEADER
+from postwarden_policies.rewrite import RewritePlan, rewrite_body
+
+INBOUND = load_policy_set(
+    [Path(__file__).resolve().parents[2] / "policies" / "examples" / "inbound-default.yaml"]
+)
+ENV = Envelope("someone@elsewhere.test", ("alice@example.com",), "198.51.100.7")
+HEAD = b"From: a@evil.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+EXE_B64 = b"TVqQAAMAAAAEAAAA"  # MZ...
+
+
+def _run(raw: bytes) -> tuple[MessageFacts, Verdict]:
+    facts = parse_message(
+        raw, ENV, max_parts=INBOUND.max_mime_parts, max_depth=INBOUND.max_mime_depth
+    )
+    return facts, evaluate(INBOUND, facts)
+
+
+def _exe_part(body: bytes, cte: bytes = b"base64") -> bytes:
+    return (
+        HEAD + b'Content-Type: application/octet-stream; name="setup.com"\r\n'
+        b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + body + b"\r\n"
+    )
+
+
+def test_whitespace_before_base64_does_not_hide_an_executable() -> None:
+    facts, verdict = _run(_exe_part(b" " * 400 + b"\r\n" + EXE_B64))
+    assert facts.parts[0].detected_type == "application/x-dosexec"
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_soft_breaks_before_quoted_printable_do_not_hide_an_executable() -> None:
+    body = b"=\r\n" * 200 + b"MZ=90=00=03" + b"=00" * 60
+    facts, verdict = _run(_exe_part(body, b"quoted-printable"))
+    assert facts.parts[0].detected_type == "application/x-dosexec"
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_padding_past_the_scan_bound_is_malformed_not_clean() -> None:
+    facts, verdict = _run(_exe_part(b" " * transfer.HEAD_SCAN + b"\r\n" + EXE_B64))
+    assert {"padded_encoding", "malformed"} <= facts.flags
+    assert verdict.rules[:1] == ("hold-broken-mime-with-attachments",)
+
+
+_EXE_IN_MIXED = (
+    b"\r\n\r\n--B\r\nContent-Type: application/octet-stream; name=\"a.exe\"\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + EXE_B64 + b"\r\n--B--\r\n"
+)
+
+
+def test_a_comment_in_the_multipart_type_does_not_hide_its_parts() -> None:
+    facts, verdict = _run(HEAD + b"Content-Type: multipart/mixed (x); boundary=B" + _EXE_IN_MIXED)
+    assert facts.parts[0].content_type == "multipart/mixed"
+    assert {"malformed_content_type", "malformed"} <= facts.flags
+    assert facts.attachments[0].detected_type == "application/x-dosexec"
+    assert verdict.rules[:1] == ("hold-broken-mime-with-attachments",)
+
+
+def test_a_comma_after_the_type_does_not_hide_it() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+        b'Content-Type: application/x-msdownload, name="a.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + EXE_B64 + b"\r\n--B--\r\n"
+    )
+    facts, verdict = _run(raw)
+    [part] = facts.attachments
+    assert (part.content_type, part.detected_type) == (
+        "application/x-msdownload",
+        "application/x-dosexec",
+    )
+    assert "malformed_content_type" in facts.flags
+    assert verdict.action is not Action.ACCEPT
+
+
+def test_a_question_mark_before_the_type_does_not_hide_html() -> None:
+    raw = HEAD + b'Content-Type: ?text/html\r\n\r\n<a href="javascript:alert(1)">x</a>\r\n'
+    facts, verdict = _run(raw)
+    assert facts.has_html
+    # Malformed mail is delivered tagged, not rewritten (see engine); policy can hold it.
+    assert {"malformed_content_type", "malformed"} <= facts.flags
+    assert any(isinstance(e, AddHeader) and e.name == FLAGS_HEADER for e in verdict.edits)
+
+
+def test_a_content_type_nothing_can_read_is_flagged() -> None:
+    facts = parse_message(HEAD + b"Content-Type: html\r\n\r\n<p>x</p>\r\n", ENV)
+    assert facts.parts[0].content_type == "text/plain"
+    assert "malformed_content_type" in facts.flags
+
+
+def test_a_signature_without_a_protocol_does_not_stop_sanitizing() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/signed; boundary=S\r\n\r\n--S\r\n"
+        b'Content-Type: text/html\r\n\r\n<a href="javascript:alert(1)">x</a>'
+        b"<script>alert(1)</script>\r\n--S--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert not any(p.in_signed for p in facts.parts)
+    assert [c.part for c in verdict.changes if isinstance(c, HtmlSanitized)] == ["1"]
+    [body] = [e.body for e in verdict.edits if isinstance(e, ReplaceBody)]
+    assert b"<script>" not in body and b"javascript:" not in body
+
+
+def test_a_boundary_also_given_in_rfc2231_form_is_split_as_thunderbird_splits_it() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=X; boundary*=''Y\r\n\r\n"
+        b"--X\r\n\r\n--Y\r\nContent-Type: application/octet-stream; name=\"a.exe\"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + EXE_B64 + b"\r\n--Y--\r\n--X--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert {"conflicting_parameter", "malformed"} <= facts.flags
+    assert [p.filename for p in facts.attachments] == ["a.exe"]
+    assert verdict.action is not Action.ACCEPT
+
+
+def test_a_charset_also_given_in_rfc2231_form_is_read_as_thunderbird_reads_it() -> None:
+    html = '<a href="javascript:alert(1)">x</a>'
+    raw = (
+        HEAD + b"Content-Type: text/html; charset=us-ascii; charset*=''utf-16le\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(html.encode("utf-16le")) + b"\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert facts.parts[0].charset == "utf-16le"
+    assert html in facts.text  # body rules see the text a reader shows
+    assert {"conflicting_parameter", "malformed"} <= facts.flags
+    assert any(isinstance(e, AddHeader) and e.name == FLAGS_HEADER for e in verdict.edits)
+    # Where the part is sanitized, the sanitizer reads it in the charset the reader uses.
+    plan = RewritePlan(strip=(), sanitize_html=INBOUND.html_options)
+    [change] = rewrite_body(facts, plan).changes
+    assert isinstance(change, HtmlSanitized) and change.removed
+
+
+def test_lone_cr_line_ends_do_not_hide_a_part() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nhi\r--B\r"
+        b'Content-Type: application/octet-stream; name="a.exe"\r'
+        b"Content-Transfer-Encoding: base64\r\r" + EXE_B64 + b"\r--B--\r\n--B--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert {"bare_cr", "malformed"} <= facts.flags
+    [text, exe] = facts.parts[1:]
+    assert raw[text.body_start : text.body_end] == b"hi"
+    assert raw[exe.body_start : exe.body_end] == EXE_B64
+    assert (exe.filename, exe.detected_type) == ("a.exe", "application/x-dosexec")
+    assert verdict.rules[:1] == ("hold-broken-mime-with-attachments",)
+
+
+def test_a_lone_cr_in_a_header_section_starts_a_new_header() -> None:
+    raw = HEAD + b"X-A: 1\rContent-Type: text/html\r\n\r\n<script>x</script>\r\n"
+    facts = parse_message(raw, ENV)
+    assert facts.parts[0].content_type == "text/html"
+    assert {"bare_cr", "malformed"} <= facts.flags
+
+
+def _script(disposition: bytes) -> bytes:
+    return (
+        HEAD + b"Content-Type: application/octet-stream\r\n"
+        b"Content-Disposition: " + disposition + b"\r\n\r\nWScript.Echo(1)\r\n"
+    )
+
+
+def test_a_comma_before_the_disposition_parameters_does_not_hide_a_name() -> None:
+    facts, verdict = _run(_script(b'attachment, filename="invoice.js"'))
+    assert facts.attachments[0].filenames == ("invoice.js",)
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_a_comment_after_an_unquoted_name_does_not_hide_it() -> None:
+    facts, verdict = _run(_script(b"attachment; filename=invoice.js (x)"))
+    assert facts.attachments[0].filenames == ("invoice.js (x)", "invoice.js")
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_a_nul_in_an_rfc2231_name_does_not_hide_it() -> None:
+    facts, verdict = _run(_script(b"attachment; filename*=''invoice.js%00.pdf"))
+    assert facts.attachments[0].filenames == ("invoice.js\x00.pdf", "invoice.js")
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_an_encoded_word_in_an_rfc2231_name_does_not_hide_it() -> None:
+    facts, verdict = _run(_script(b"attachment; filename*=''=?utf-8?Q?invoice.js?="))
+    assert facts.attachments[0].filenames == ("=?utf-8?Q?invoice.js?=", "invoice.js")
+    assert verdict.rules[:1] == ("block-executables",)
