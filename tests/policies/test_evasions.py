@@ -126,6 +126,19 @@ def test_a_signature_without_a_protocol_does_not_stop_sanitizing() -> None:
     assert b"<script>" not in body and b"javascript:" not in body
 
 
+def test_an_encryption_without_a_protocol_does_not_stop_sanitizing() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/encrypted; boundary=E\r\n\r\n--E\r\n"
+        b'Content-Type: text/html\r\n\r\n<a href="javascript:alert(1)">x</a>'
+        b"<script>alert(1)</script>\r\n--E--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert not any(p.in_signed for p in facts.parts)
+    assert [c.part for c in verdict.changes if isinstance(c, HtmlSanitized)] == ["1"]
+    [body] = [e.body for e in verdict.edits if isinstance(e, ReplaceBody)]
+    assert b"<script>" not in body and b"javascript:" not in body
+
+
 def test_a_boundary_also_given_in_rfc2231_form_is_split_as_thunderbird_splits_it() -> None:
     raw = (
         HEAD + b"Content-Type: multipart/mixed; boundary=X; boundary*=''Y\r\n\r\n"

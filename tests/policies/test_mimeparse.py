@@ -184,6 +184,43 @@ def test_only_a_well_formed_signature_marks_its_parts_signed(raw: bytes, signed:
     assert facts.flags == frozenset()
 
 
+_PGP_CONTROL = b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1"
+_PGP_DATA = b"Content-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----"
+_PGP_MIME = b'multipart/encrypted; protocol="application/pgp-encrypted"'
+
+
+@pytest.mark.parametrize(
+    ("raw", "encrypted"),
+    [
+        (_signed(_PGP_MIME, _PGP_CONTROL, _PGP_DATA), True),
+        (_signed(b"multipart/encrypted", _PGP_CONTROL, _PGP_DATA), False),
+        (_signed(b'multipart/encrypted; protocol="text/html"', _PGP_CONTROL, _PGP_DATA), False),
+        (_signed(b"multipart/encrypted", _HTML), False),
+        (_signed(_PGP_MIME, _HTML), False),
+        (_signed(_PGP_MIME, _PGP_CONTROL, _HTML), False),
+        (_signed(_PGP_MIME, _HTML, _PGP_DATA), False),
+        (_signed(_PGP_MIME, _PGP_DATA, _PGP_CONTROL), False),
+        (_signed(_PGP_MIME, _PGP_CONTROL, _PGP_DATA, _HTML), False),
+    ],
+    ids=["pgp-mime", "no-protocol", "unknown-protocol", "no-protocol-one-part", "one-part",
+         "html-as-data", "html-as-control", "parts-swapped", "three-parts"],
+)
+def test_only_well_formed_pgp_encryption_marks_its_parts_encrypted(
+    raw: bytes, encrypted: bool
+) -> None:
+    facts = parse_message(raw, ENV)
+    assert [p.in_signed for p in facts.parts[:2]] == [encrypted, encrypted]
+    assert facts.flags == frozenset()
+
+
+def test_smime_stays_opaque() -> None:
+    raw = (
+        b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQAx\r\n"
+    )
+    assert [p.in_signed for p in parse_message(raw, ENV).parts] == [True]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:

@@ -83,20 +83,17 @@ _MALFORMED = frozenset(
         "parser_error",
     }
 )
-# Signed or encrypted as a whole; multipart/signed only when well formed (_Parser._signed).
-_OPAQUE_TYPES = frozenset(
-    {
-        "multipart/encrypted",
-        "application/pkcs7-mime",
-        "application/x-pkcs7-mime",
-    }
-)
+# S/MIME: signed or encrypted as a whole, in one opaque part. Multipart structures
+# count only when well formed (_Parser._signed).
+_OPAQUE_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
 # multipart/signed protocols (RFC 3156, RFC 8551) and the kind of signature each is.
 _SIGNATURES = {
     "application/pgp-signature": "pgp",
     "application/pkcs7-signature": "smime",
     "application/x-pkcs7-signature": "smime",
 }
+# The parts of a PGP/MIME multipart/encrypted, in order (RFC 3156 section 4).
+_PGP_ENCRYPTED = ("application/pgp-encrypted", "application/octet-stream")
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 _UNIQUE_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
@@ -356,18 +353,31 @@ class _Parser:
     def _signed(self, ctype: str, params: dict[str, str], ranges: list[tuple[int, int]]) -> bool:
         """Whether ``ctype`` starts a signed or encrypted structure, to be left unmodified.
 
-        Thunderbird shows a multipart/signed whose protocol is missing or
-        unknown, or whose parts do not fit it, as multipart/mixed: such a
-        "signature" must not keep its parts from being sanitized or stripped.
+        Thunderbird shows a multipart/signed or multipart/encrypted whose
+        protocol is missing or unknown, or whose parts do not fit it, as
+        multipart/mixed: such a "signature" or "encryption" must not keep its
+        parts from being sanitized or stripped.
         """
-        if ctype != "multipart/signed":
-            return ctype in _OPAQUE_TYPES
-        kind = _SIGNATURES.get(params.get("protocol", "").strip().lower())
-        if kind is None or len(ranges) != 2:
-            return False
-        headers = parse_header_section(self.raw, *ranges[1], set()).headers
-        signature = parameter_list(_header(headers, "content-type") or "", set())[0]
-        return _SIGNATURES.get(signature) == kind
+        protocol = params.get("protocol", "").strip().lower()
+        if ctype == "multipart/signed":
+            kind = _SIGNATURES.get(protocol)
+            return (
+                kind is not None
+                and len(ranges) == 2
+                and _SIGNATURES.get(self._part_type(ranges[1])) == kind
+            )
+        if ctype == "multipart/encrypted":
+            return (
+                protocol == _PGP_ENCRYPTED[0]
+                and len(ranges) == 2
+                and tuple(map(self._part_type, ranges)) == _PGP_ENCRYPTED
+            )
+        return ctype in _OPAQUE_TYPES
+
+    def _part_type(self, bounds: tuple[int, int]) -> str:
+        """The declared type of the body part at ``bounds``, as written (no recovery)."""
+        headers = parse_header_section(self.raw, *bounds, set()).headers
+        return parameter_list(_header(headers, "content-type") or "", set())[0]
 
     def _split(self, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
         """Byte ranges of the body parts between delimiter lines (RFC 2046 5.1.1)."""
