@@ -220,3 +220,22 @@ def test_an_encoded_word_in_an_rfc2231_name_does_not_hide_it() -> None:
     facts, verdict = _run(_script(b"attachment; filename*=''=?utf-8?Q?invoice.js?="))
     assert facts.attachments[0].filenames == ("=?utf-8?Q?invoice.js?=", "invoice.js")
     assert verdict.rules[:1] == ("block-executables",)
+
+
+def _named(header: bytes) -> bytes:
+    return (
+        HEAD + b"Content-Type: application/octet-stream\r\n" + header + b"\r\n\r\n"
+        b"WScript.Echo(1)\r\n"
+    )
+
+
+def test_a_content_name_header_does_not_hide_a_name() -> None:
+    facts, verdict = _run(_named(b"Content-Name: invoice.js"))
+    assert facts.attachments[0].filenames == ("invoice.js",)
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_an_x_sun_data_name_header_does_not_hide_a_name() -> None:
+    facts, verdict = _run(_named(b"X-Sun-Data-Name: =?utf-8?Q?invoice.js?="))
+    assert facts.attachments[0].filenames == ("invoice.js",)
+    assert verdict.rules[:1] == ("block-executables",)

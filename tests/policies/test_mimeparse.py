@@ -282,9 +282,11 @@ def _attachment(*headers: bytes) -> bytes:
          b'Content-Disposition: attachment; filename="a.pdf"'),
         (b'Content-Disposition: attachment; filename="a.pdf"',
          b'Content-Disposition: attachment; filename="a.exe"'),
+        (b'Content-Disposition: attachment; filename="a.pdf"', b"Content-Name: a.exe"),
+        (b'Content-Type: application/pdf; name="a.pdf"', b"X-Sun-Data-Name: a.exe"),
     ],
     ids=["rfc2231-beside-plain", "continuation-beside-plain", "repeated", "name-vs-filename",
-         "second-disposition"],
+         "second-disposition", "content-name-header", "x-sun-data-name-header"],
 )
 def test_every_name_a_reader_might_show_is_tested(headers: tuple[bytes, ...]) -> None:
     facts = parse_message(_attachment(*headers), ENV)

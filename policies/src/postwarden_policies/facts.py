@@ -77,7 +77,7 @@ class MimePart:
     # Inside a well-formed multipart/signed, multipart/encrypted or S/MIME structure.
     in_signed: bool = False
     # Every name a mail reader might show (filename, name, RFC 2231 forms,
-    # repeats), ``filename`` first; attachment rules test them all.
+    # repeats, Content-Name), ``filename`` first; attachment rules test them all.
     filenames: tuple[str, ...] = ()
 
 

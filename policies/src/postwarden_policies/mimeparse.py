@@ -33,7 +33,8 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``encoded_message``        (m) a message/rfc822 part that is base64 or QP
                            encoded (not looked into)
 ``ambiguous_filename``     a part names its file in more than one way (filename,
-                           name, RFC 2231 forms, repeats) and the names differ;
+                           name, RFC 2231 forms, repeats, Content-Name and
+                           X-Sun-Data-Name headers) and the names differ;
                            attachment rules test every one of them
 ``malformed_encoded_word``  an RFC 2047 word that does not decode
 ``unknown_charset``        a charset Python does not know (read as UTF-8)
@@ -94,6 +95,9 @@ _SIGNATURES = {
 }
 # The parts of a PGP/MIME multipart/encrypted, in order (RFC 3156 section 4).
 _PGP_ENCRYPTED = ("application/pgp-encrypted", "application/octet-stream")
+# Headers Thunderbird takes a part's name from when neither filename= nor name=
+# gives one (MimeHeaders_get_name); no RFC has them, but they occur.
+_NAME_HEADERS = ("content-name", "x-sun-data-name")
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 _UNIQUE_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
@@ -167,8 +171,13 @@ def _disposition(
     """
     copies = _copies(headers, "content-disposition", flags)
     disposition, parameters, _ = parameter_list(next(iter(copies), ""), flags)
-    shown = first_of_each(parameters).get("filename") or first_of_each(type_params).get("name")
-    every = parameters + type_params
+    named = [("name", h.value) for key in _NAME_HEADERS for h in headers if h.name.lower() == key]
+    shown = (
+        first_of_each(parameters).get("filename")
+        or first_of_each(type_params).get("name")
+        or first_of_each(named).get("name")
+    )
+    every = parameters + type_params + named
     for value in copies[1:] + other_types:
         every += parameter_list(value, flags)[1]
     filenames = _filenames((shown or "").strip() or None, every, flags)
@@ -185,7 +194,8 @@ def _filenames(
 
     Readers disagree on which wins: ``filename`` or ``name``, the RFC 2231
     form or the plain one, the first copy or the last, the first
-    Content-Disposition header or another. ``report.pdf`` beside
+    Content-Disposition header or another, a Content-Name or X-Sun-Data-Name
+    header (Thunderbird's fallbacks, listed as ``name``). ``report.pdf`` beside
     ``filename*=''report.exe`` must not get past a ``*.exe`` rule, so rules
     test them all.
     """
