@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pytest
+
 from postwarden_policies import (
     Action,
     AddHeader,
@@ -239,3 +241,32 @@ def test_an_x_sun_data_name_header_does_not_hide_a_name() -> None:
     facts, verdict = _run(_named(b"X-Sun-Data-Name: =?utf-8?Q?invoice.js?="))
     assert facts.attachments[0].filenames == ("invoice.js",)
     assert verdict.rules[:1] == ("block-executables",)
+
+
+_LINK = b'<a href="javascript:alert(1)">x</a>'
+
+
+def _html_file(disposition: bytes) -> bytes:
+    return (
+        HEAD + b'Content-Type: application/octet-stream; name="invoice.html"\r\n' + disposition
+        + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(_LINK) + b"\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "disposition", [b"", b"Content-Disposition: inline\r\n"], ids=["no-disposition", "inline"]
+)
+def test_html_sent_as_octet_stream_is_sanitized_as_readers_render_it(disposition: bytes) -> None:
+    facts, verdict = _run(_html_file(disposition))
+    [part] = facts.parts
+    assert part.content_type == "application/octet-stream" and facts.has_html
+    assert "javascript:alert(1)" in facts.text
+    assert [c.part for c in verdict.changes if isinstance(c, HtmlSanitized)] == [""]
+    [body] = [e.body for e in verdict.edits if isinstance(e, ReplaceBody)]
+    assert b"javascript:" not in base64.b64decode(body)
+
+
+def test_html_sent_as_an_attachment_stays_an_attachment() -> None:
+    facts, verdict = _run(_html_file(b"Content-Disposition: attachment\r\n"))
+    assert facts.attachments and not facts.has_html
+    assert not verdict.changes

@@ -316,6 +316,32 @@ def test_one_name_written_two_ways_is_not_ambiguous() -> None:
     assert "ambiguous_filename" not in facts.flags
 
 
+@pytest.mark.parametrize(
+    ("headers", "html"),
+    [
+        (b"Content-Type: text/html", True),
+        (b'Content-Type: application/octet-stream; name="a.HTM"', True),
+        (b"Content-Type: application/x-unknown-content-type\r\nContent-Name: a.shtml", True),
+        (b"Content-Type: application/octet-stream\r\n"
+         b'Content-Disposition: inline; filename="a.html."', True),
+        (b'Content-Type: application/octet-stream; name="a.pdf"; name*=\'\'a.html', True),
+        (b'Content-Type: application/octet-stream; name="a.html"\r\n'
+         b"Content-Disposition: attachment", False),
+        (b'Content-Type: application/octet-stream; name="a.html"\r\n'
+         b"Content-Disposition: x-unknown", False),
+        (b'Content-Type: text/plain; name="a.html"', False),
+        (b'Content-Type: application/pdf; name="a.html"', False),
+        (b'Content-Type: application/octet-stream; name="a.html.pdf"', False),
+    ],
+    ids=["text-html", "octet-stream-named", "unknown-type-content-name", "inline-windows-name",
+         "one-of-its-names", "attachment", "unknown-disposition", "text-plain", "declared-pdf",
+         "not-the-extension"],
+)
+def test_a_part_readers_render_as_html_is_html(headers: bytes, html: bool) -> None:
+    facts = parse_message(headers + b"\r\n\r\n<p>x</p>\r\n", ENV)
+    assert (facts.parts[0].is_html, facts.has_html) == (html, html)
+
+
 _EXE_RULE = """
 version: 1
 name: p

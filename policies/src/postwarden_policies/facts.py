@@ -13,6 +13,10 @@ import ipaddress
 from dataclasses import dataclass, field
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Types Thunderbird replaces with the type its file name says (mime_create), and
+# the extensions it maps to text/html.
+_TYPED_BY_NAME = frozenset({"application/octet-stream", "application/x-unknown-content-type"})
+_HTML_EXTENSIONS = (".html", ".htm", ".shtml", ".ehtml")
 
 
 def client_ip(value: str | None) -> IpAddress | None:
@@ -80,6 +84,20 @@ class MimePart:
     # repeats, Content-Name), ``filename`` first; attachment rules test them all.
     filenames: tuple[str, ...] = ()
 
+    @property
+    def is_html(self) -> bool:
+        """Whether mail readers may render the part as HTML, so it is sanitized as HTML.
+
+        Besides text/html, that is an octet-stream part not marked as an
+        attachment whose name ends in ``.html`` (or the like): Thunderbird
+        takes its type from the name and shows it inline.
+        """
+        return self.content_type == "text/html" or (
+            self.content_type in _TYPED_BY_NAME
+            and self.disposition != "attachment"
+            and any(name.lower().endswith(_HTML_EXTENSIONS) for name in self.filenames)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MessageFacts:
@@ -95,7 +113,7 @@ class MessageFacts:
     flags: frozenset[str] = frozenset()  # "malformed", "too_deep", "too_many_parts", ...
     duplicate: bool = False  # set by the milter's duplicate detector
     newline: bytes = b"\r\n"  # the message's own line ending, kept by rewrites
-    text: str = field(default="", repr=False)  # decoded text/* parts, for body regexes
+    text: str = field(default="", repr=False)  # decoded text and HTML parts, for body regexes
 
     def header_values(self, name: str) -> tuple[str, ...]:
         wanted = name.lower()
@@ -103,7 +121,7 @@ class MessageFacts:
 
     @property
     def has_html(self) -> bool:
-        return any(p.content_type == "text/html" for p in self.parts)
+        return any(p.is_html for p in self.parts)
 
     @property
     def attachments(self) -> tuple[MimePart, ...]:

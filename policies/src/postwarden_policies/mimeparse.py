@@ -328,36 +328,34 @@ class _Parser:
             children = []
         leaf = not is_multipart and ctype not in _MESSAGE_TYPES
         decoded_size, detected = self._measure(body_start, entity.end, cte) if leaf else (0, None)
-        if leaf and ctype in ("text/plain", "text/html"):
-            self._collect_text(body_start, entity.end, cte, params.get("charset"))
-        self.parts.append(
-            MimePart(
-                index=index,
-                path=entity.path,
-                depth=entity.depth,
-                parent=entity.parent,
-                content_type=ctype,
-                charset=params.get("charset", "").strip().lower() or None,
-                transfer_encoding=cte,
-                disposition=disp,
-                filename=filenames[0] if filenames else None,
-                filenames=filenames,
-                is_multipart=is_multipart,
-                is_attachment=not is_multipart
-                and (
-                    disp == "attachment"
-                    or bool(filenames)
-                    or not ctype.startswith(("text/", "multipart/"))
-                ),
-                header_start=entity.start,
-                body_start=body_start,
-                body_end=entity.end,
-                encoded_size=entity.end - body_start,
-                decoded_size=decoded_size if leaf else entity.end - body_start,
-                detected_type=detected,
-                in_signed=in_signed,
-            )
+        part = MimePart(
+            index=index,
+            path=entity.path,
+            depth=entity.depth,
+            parent=entity.parent,
+            content_type=ctype,
+            charset=params.get("charset", "").strip().lower() or None,
+            transfer_encoding=cte,
+            disposition=disp,
+            filename=filenames[0] if filenames else None,
+            filenames=filenames,
+            is_multipart=is_multipart,
+            is_attachment=not is_multipart
+            and (
+                disp == "attachment"
+                or bool(filenames)
+                or not ctype.startswith(("text/", "multipart/"))
+            ),
+            header_start=entity.start,
+            body_start=body_start,
+            body_end=entity.end,
+            encoded_size=entity.end - body_start,
+            decoded_size=decoded_size if leaf else entity.end - body_start,
+            detected_type=detected,
+            in_signed=in_signed,
         )
+        self.parts.append(part)
+        self._collect_text(part, params.get("charset"))
         return headers, body_start, children
 
     def _signed(self, ctype: str, params: dict[str, str], ranges: list[tuple[int, int]]) -> bool:
@@ -443,12 +441,14 @@ class _Parser:
             return size, None
         return size, magic.detect(head)
 
-    def _collect_text(self, start: int, end: int, cte: str, charset: str | None) -> None:
-        if self.text_left <= 0:
+    def _collect_text(self, part: MimePart, charset: str | None) -> None:
+        """Keep the text of a part readers show as text, HTML named as such included."""
+        if self.text_left <= 0 or not (part.content_type == "text/plain" or part.is_html):
             return
         # Encoded text is at most ~3 bytes per decoded character (QP escapes).
-        chunk = self.raw[start : min(end, start + self.text_left * 3)]
-        data = transfer.decode(chunk, cte)
+        start = part.body_start
+        chunk = self.raw[start : min(part.body_end, start + self.text_left * 3)]
+        data = transfer.decode(chunk, part.transfer_encoding)
         text = decode_bytes(data, charset, self.flags)[: self.text_left]
         self.texts.append(text)
         self.text_left -= len(text)

@@ -3,7 +3,8 @@
 The new message is spliced from the original bytes: every part the plan does
 not touch is copied byte for byte (same boundaries, same headers). A stripped
 attachment's slot (its headers and body) gets a short text/plain notice
-naming the file, its decoded size and SHA-256. A sanitized text/html part
+naming the file, its decoded size and SHA-256. A sanitized HTML part
+(``MimePart.is_html``: text/html, or an inline octet-stream named as HTML)
 keeps its headers; its body is re-encoded in its own transfer encoding and
 charset (characters the charset lacks become HTML character references, so
 the charset parameter never changes). The top-level header section is never
@@ -158,7 +159,7 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], li
         changes.append(change)
     if plan.sanitize_html is not None:
         for part in facts.parts:
-            if part.content_type != "text/html" or part.is_multipart:
+            if not part.is_html:
                 continue
             if (plan.skip_signed and part.in_signed) or _inside(part, edits):
                 continue
