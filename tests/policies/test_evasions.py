@@ -8,6 +8,7 @@ the verdict must not be a plain accept (the example policy holds malformed mail)
 from __future__ import annotations
 
 import base64
+import binascii
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,12 @@ from postwarden_policies import (
     Envelope,
     HtmlSanitized,
     MessageFacts,
+    Quarantine,
     ReplaceBody,
     Verdict,
     evaluate,
     load_policy_set,
+    mimeparse,
     parse_message,
     transfer,
 )
@@ -270,3 +273,56 @@ def test_html_sent_as_an_attachment_stays_an_attachment() -> None:
     facts, verdict = _run(_html_file(b"Content-Disposition: attachment\r\n"))
     assert facts.attachments and not facts.has_html
     assert not verdict.changes
+
+
+def _uuencoded(name: bytes, data: bytes) -> bytes:
+    lines = b"".join(binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45))
+    return b"begin 644 " + name + b"\r\n" + lines.replace(b"\n", b"\r\n") + b"`\r\nend\r\n"
+
+
+_NO_MIME = b"From: a@evil.test\r\nSubject: x\r\n\r\nHello, the invoice:\r\n\r\n"
+_EXE = b"MZ\x90\x00" + bytes(200)
+
+
+def test_a_uuencoded_executable_in_a_message_without_mime_is_seen() -> None:
+    facts, verdict = _run(_NO_MIME + _uuencoded(b"invoice.exe", _EXE) + b"Regards\r\n")
+    [part] = facts.attachments
+    assert (part.filenames, part.detected_type) == (("invoice.exe",), "application/x-dosexec")
+    assert "uuencoded" in facts.flags
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_a_uuencoded_script_in_a_quoted_printable_text_part_is_seen() -> None:
+    text = b"Hello\r\n" + _uuencoded(b"invoice.js", b"WScript.Echo(1)\r\n")
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+        b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        + binascii.b2a_qp(text).replace(b"begin", b"=62eg=\r\nin") + b"\r\n--B--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert [p.filenames for p in facts.attachments] == [("invoice.js",)]
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_a_uuencoded_file_a_rule_strips_holds_the_message() -> None:
+    facts, verdict = _run(_NO_MIME + _uuencoded(b"invoice.docm", b"PK\x03\x04" + bytes(60)))
+    assert [p.filenames for p in facts.attachments] == [("invoice.docm",)]
+    # It is no MIME part that could be replaced by a notice: the message is held instead.
+    assert verdict.rules[:1] == ("strip-macro-documents",)
+    assert verdict.decision == Quarantine("rewrite failed")
+    assert not any(isinstance(e, ReplaceBody) for e in verdict.edits)
+
+
+def test_uuencoded_html_that_cannot_be_sanitized_holds_the_message() -> None:
+    facts, verdict = _run(_NO_MIME + _uuencoded(b"invoice.html", _LINK))
+    assert facts.has_html
+    assert verdict.decision == Quarantine("rewrite failed")
+
+
+def test_text_past_the_uuencode_scan_bound_is_malformed_not_clean() -> None:
+    text = b"x" * 70 + b"\r\n"
+    body = text * (mimeparse.UU_SCAN // len(text)) + _uuencoded(b"invoice.exe", _EXE)
+    raw = HEAD + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(body)
+    facts, verdict = _run(raw)
+    assert {"unscanned_text", "malformed"} <= facts.flags
+    assert verdict.rules[:1] == ("hold-broken-mime",)

@@ -342,6 +342,61 @@ def test_a_part_readers_render_as_html_is_html(headers: bytes, html: bool) -> No
     assert (facts.parts[0].is_html, facts.has_html) == (html, html)
 
 
+_UU_EXE = b"M35J0``,````$````__\\``+@`````````0`````````````````````````\r\n"
+
+
+@pytest.mark.parametrize(
+    ("begin", "names"),
+    [
+        (b"begin 644 a.exe", [("a.exe",)]),
+        (b"begin 0755   a.exe", [("a.exe",)]),
+        (b'begin 644 a.exe"x.pdf', [("a.exe", 'a.exe"x.pdf')]),  # in a made-up filename="..."
+        (b"begin 644 =?utf-8?Q?a.exe?=", [("a.exe", "=?utf-8?Q?a.exe?=")]),
+        (b"begin 644 ", [()]),
+        (b"begin 64 a.exe", []),
+        (b"begin 648 a.exe", []),
+        (b"begin 644\ta.exe", []),
+        (b" begin 644 a.exe", []),
+        (b"Begin 644 a.exe", []),
+    ],
+    ids=["plain", "four-digits-spaces", "quote-in-name", "encoded-word", "no-name",
+         "two-digits", "not-octal", "tab", "indented", "capital"],
+)
+def test_uuencoded_files_are_read_as_thunderbird_reads_them(
+    begin: bytes, names: list[tuple[str, ...]]
+) -> None:
+    raw = b"Subject: s\r\n\r\n" + begin + b"\r\n" + _UU_EXE + b"`\r\nend\r\n"
+    facts = parse_message(raw, ENV)
+    assert [p.filenames for p in facts.attachments] == names
+    assert [p.detected_type for p in facts.attachments] == ["application/x-dosexec"] * len(names)
+    assert ("uuencoded" in facts.flags) is bool(names)
+
+
+def test_a_uuencoded_block_runs_to_its_end_line_or_the_next_block() -> None:
+    raw = (
+        b"Content-Type: text/plain\r\n\r\nbegin 644 a.exe\r\n" + _UU_EXE + b" \r\nEND\r\n"
+        + b"begin 644 b.exe\r\n" + _UU_EXE + b"end\r\ntext after\r\n"
+    )
+    facts = parse_message(raw, ENV)
+    text, first, second = facts.parts
+    assert [(p.path, p.parent, p.depth, p.filename) for p in (first, second)] == [
+        ("1", 0, 1, "a.exe"), ("2", 0, 1, "b.exe")
+    ]
+    # Only "end" in any case after a lower-case "e" ends a block, as in Thunderbird.
+    assert raw[first.header_start : first.body_end].endswith(b"END\r\n")
+    assert raw[second.header_start : second.body_end].endswith(b"end\r\n")
+    assert second.body_end < text.body_end
+
+
+def test_uuencoded_files_count_against_the_part_limits() -> None:
+    raw = b"Subject: s\r\n\r\n" + (b"begin 644 a.exe\r\n" + _UU_EXE) * 5
+    assert len(parse_message(raw, ENV, max_parts=3).parts) == 3
+    assert "too_many_parts" in parse_message(raw, ENV, max_parts=3).flags
+    nested = b"Content-Type: message/rfc822\r\n\r\n" + raw
+    facts = parse_message(nested, ENV, max_depth=1)
+    assert "too_deep" in facts.flags and not any(p.uuencoded for p in facts.parts)
+
+
 _EXE_RULE = """
 version: 1
 name: p

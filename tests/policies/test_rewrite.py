@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 
 import pytest
@@ -200,6 +201,29 @@ def test_a_result_that_reparses_differently_is_refused() -> None:
     facts = parse_message(_mixed(part), Envelope())
     with pytest.raises(RewriteError):
         rewrite_body(facts, SANITIZE)
+
+
+_UUENCODED = b"plain text\nbegin 644 notes.txt\n" + binascii.b2a_uu(b"notes") + b"`\nend\n"
+
+
+def test_a_uuencoded_file_stays_as_it_is_when_other_parts_change() -> None:
+    raw = _mixed(b"Content-Type: text/html\n\n<script>1</script>").replace(
+        b"plain text\r\n", _crlf(_UUENCODED)
+    )
+    facts = parse_message(raw, Envelope())
+    assert [(p.path, p.uuencoded) for p in facts.parts[1:3]] == [("1", False), ("1.1", True)]
+    exe = facts.parts.index(next(p for p in facts.parts if p.filename == "invoice.pdf.exe"))
+    new, changes = _apply(
+        facts, RewritePlan(strip=((exe, "block-exe"),), sanitize_html=OPTIONS)
+    )
+    assert len(changes) == 2
+    assert _slot(new, 2) == _slot(facts, 2) and new.parts[2].filename == "notes.txt"
+
+
+def test_a_uuencoded_file_cannot_be_stripped_from_its_text() -> None:
+    facts = parse_message(_crlf(b"Subject: s\n\n" + _UUENCODED), Envelope())
+    with pytest.raises(RewriteError):
+        rewrite_body(facts, RewritePlan(strip=((1, "x"),), sanitize_html=None))
 
 
 def test_out_of_range_indexes_are_ignored() -> None:

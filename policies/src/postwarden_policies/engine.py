@@ -16,8 +16,9 @@ Order of evaluation:
 
 Malformed messages (parser flag ``malformed``) are delivered as they are and
 tagged: they are not sanitized. Attachments a rule or limit strips are still
-stripped; when the rewrite cannot be verified the message is quarantined
-rather than delivered with what had to go.
+stripped; when the rewrite cannot be done or verified (a file uuencoded in a
+text part cannot be stripped or sanitized on its own) the message is
+quarantined rather than delivered with what had to go.
 
 ``evaluate`` is pure and thread-safe (nothing shared is mutated) and never
 raises: an internal error gives a tempfail verdict (451 4.3.0).
@@ -191,8 +192,8 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
     sanitize = all(rule.sanitize for rule in outcome.matched)
     try:
         body, changes = _rewrite(policy_set, facts, strip, sanitize)
-    except RewriteError:
-        log.warning("rewrite of %s failed its check; quarantined", facts.envelope.queue_id)
+    except RewriteError as exc:
+        log.warning("rewrite of %s failed (%s); quarantined", facts.envelope.queue_id, exc)
         return replace(base, decision=Quarantine("rewrite failed"), edits=tuple(edits))
     if body is not None:
         edits.append(ReplaceBody(body))

@@ -6,6 +6,19 @@ text, detected types come from the first decoded bytes. Parts are numbered
 depth first; ``path`` is "" for the top-level entity, "1", "1.2", ... below it,
 and the message inside a ``message/rfc822`` part at path P has path "P.1".
 
+Files uuencoded in plain text (``begin 644 name`` ... ``end``, which Thunderbird
+shows as attachments of an untyped or text/plain body) are listed as
+attachments below their text/plain part: paths "P.1", "P.2", ..., type
+application/octet-stream, the name from the begin line (also as Thunderbird
+reads it in a made-up ``filename="..."``), the detected type from the first
+lines, decoded, and ``MimePart.uuencoded`` set. They count against
+``max_parts`` and ``max_depth`` like parts. Being no MIME entities, they
+cannot be stripped or sanitized on their own: a rewrite that would change one
+fails (see :mod:`postwarden_policies.rewrite`) and the engine quarantines
+the message. 7bit/8bit text is searched in place to its end; base64 or
+quoted-printable text is decoded and searched through its first ``UU_SCAN``
+encoded bytes, and a longer part is flagged ``unscanned_text``.
+
 It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 
 =========================  ================================================
@@ -32,6 +45,11 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``unknown_transfer_encoding``  (m) a transfer encoding outside RFC 2045
 ``encoded_message``        (m) a message/rfc822 part that is base64 or QP
                            encoded (not looked into)
+``unscanned_text``         (m) a base64 or quoted-printable text/plain part longer
+                           than ``UU_SCAN``: the rest was not searched for
+                           uuencoded files
+``uuencoded``              a text/plain part carries uuencoded files (listed as
+                           attachments that cannot be stripped on their own)
 ``ambiguous_filename``     a part names its file in more than one way (filename,
                            name, RFC 2231 forms, repeats, Content-Name and
                            X-Sun-Data-Name headers) and the names differ;
@@ -52,7 +70,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from postwarden_policies import magic, transfer
+from postwarden_policies import magic, transfer, uuencode
 from postwarden_policies.facts import Envelope, Header, MessageFacts, MimePart
 from postwarden_policies.headers import (
     NAME_PARAMETERS,
@@ -67,6 +85,7 @@ from postwarden_policies.headers import (
 log = logging.getLogger(__name__)
 
 TEXT_BUDGET = 4_000_000  # characters of decoded text kept for body regexes
+UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
 _MALFORMED = frozenset(
     {
         "no_headers",
@@ -81,6 +100,7 @@ _MALFORMED = frozenset(
         "padded_encoding",
         "unknown_transfer_encoding",
         "encoded_message",
+        "unscanned_text",
         "parser_error",
     }
 )
@@ -355,7 +375,7 @@ class _Parser:
             in_signed=in_signed,
         )
         self.parts.append(part)
-        self._collect_text(part, params.get("charset"))
+        self._read_text(part, params.get("charset"))
         return headers, body_start, children
 
     def _signed(self, ctype: str, params: dict[str, str], ranges: list[tuple[int, int]]) -> bool:
@@ -440,6 +460,67 @@ class _Parser:
             self.flags.add("padded_encoding")
             return size, None
         return size, magic.detect(head)
+
+    def _read_text(self, part: MimePart, charset: str | None) -> None:
+        """What readers show of a text part: its text (for body rules), uuencoded files."""
+        if part.content_type == "text/plain":
+            self._find_uuencoded(part)
+        self._collect_text(part, charset)
+
+    def _find_uuencoded(self, carrier: MimePart) -> None:
+        """List the files uuencoded in a text/plain part as attachments below it."""
+        text, start, end = self._plain_text(carrier)
+        found, more = uuencode.blocks(text, start, end, max(0, self.max_parts - len(self.parts)))
+        if more:
+            self.flags.add("too_many_parts")
+        if found and carrier.depth >= self.max_depth:
+            self.flags.add("too_deep")
+            return
+        if found:
+            self.flags.add("uuencoded")
+        in_place = text is self.raw  # block offsets are offsets into the message
+        for number, block in enumerate(found, 1):
+            self.parts.append(self._uuencoded_part(carrier, number, block, in_place))
+
+    def _plain_text(self, part: MimePart) -> tuple[bytes, int, int]:
+        """A text part's bytes and where they lie: in place, or decoded up to ``UU_SCAN``."""
+        if part.transfer_encoding not in ("base64", "quoted-printable"):
+            return self.raw, part.body_start, part.body_end
+        stop = min(part.body_end, part.body_start + UU_SCAN)
+        if stop < part.body_end:
+            self.flags.add("unscanned_text")
+        text = transfer.decode(self.raw[part.body_start : stop], part.transfer_encoding)
+        return text, 0, len(text)
+
+    def _uuencoded_part(
+        self, carrier: MimePart, number: int, block: uuencode.Block, in_place: bool
+    ) -> MimePart:
+        """A uuencoded file as an attachment; offsets are the carrier's body unless in place."""
+        # Thunderbird names it in a made-up 'Content-Disposition: inline; filename="NAME"'.
+        made_up = parameter_list(f'inline; filename="{block.name}"', self.flags)[1]
+        filenames = _filenames(None, [*made_up, ("filename", block.name)], self.flags)
+        return MimePart(
+            index=len(self.parts),
+            path=f"{carrier.path}.{number}" if carrier.path else str(number),
+            depth=carrier.depth + 1,
+            parent=carrier.index,
+            content_type="application/octet-stream",
+            charset=None,
+            transfer_encoding="x-uuencode",
+            disposition="inline",
+            filename=filenames[0] if filenames else None,
+            filenames=filenames,
+            is_multipart=False,
+            is_attachment=True,
+            header_start=block.start if in_place else carrier.body_start,
+            body_start=block.data_start if in_place else carrier.body_start,
+            body_end=block.end if in_place else carrier.body_end,
+            encoded_size=block.end - block.start,
+            decoded_size=block.size,
+            detected_type=magic.detect(block.head),
+            in_signed=carrier.in_signed,
+            uuencoded=True,
+        )
 
     def _collect_text(self, part: MimePart, charset: str | None) -> None:
         """Keep the text of a part readers show as text, HTML named as such included."""

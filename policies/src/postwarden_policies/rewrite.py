@@ -13,8 +13,10 @@ changed: a top-level attachment keeps its headers and gets the notice as body.
 Parts under a well-formed multipart/signed, multipart/encrypted or S/MIME are
 skipped when ``plan.skip_signed`` (the default): changing them would break the
 signature (``MimePart.in_signed``).
-A part inside a stripped part goes with it. An HTML part whose sanitizing
-removed nothing (only re-serialized) stays untouched.
+A part inside a stripped part goes with it. A file uuencoded in a text part
+(``MimePart.uuencoded``) cannot be stripped or sanitized apart from that
+text: a plan that would change one raises :class:`RewriteError`. An HTML part
+whose sanitizing removed nothing (only re-serialized) stays untouched.
 
 Every result is re-parsed and checked: the intended parts changed, every other
 part is byte-identical, no new parser flags. A failed check raises
@@ -144,6 +146,19 @@ def _inside(part: MimePart, edits: list[_Edit]) -> bool:
     return any(e.start <= part.header_start and part.body_end <= e.end for e in edits)
 
 
+def _skipped(part: MimePart, plan: RewritePlan, edits: list[_Edit]) -> bool:
+    """Whether a part to change is left as it is: signed, or gone with a stripped part.
+
+    A uuencoded file is no MIME entity that could be replaced on its own: that
+    raises :class:`RewriteError`, so the engine holds the message instead.
+    """
+    if (plan.skip_signed and part.in_signed) or _inside(part, edits):
+        return True
+    if part.uuencoded:
+        raise RewriteError("a uuencoded file cannot be changed apart from its text")
+    return False
+
+
 def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], list[Change]]:
     edits: list[_Edit] = []
     changes: list[Change] = []
@@ -152,16 +167,14 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], li
         key=lambda item: (item[0].header_start, -item[0].body_end),
     )
     for part, reason in wanted:
-        if (plan.skip_signed and part.in_signed) or _inside(part, edits):
+        if _skipped(part, plan, edits):
             continue
         edit, change = _strip_edit(facts, part, reason)
         edits.append(edit)
         changes.append(change)
     if plan.sanitize_html is not None:
         for part in facts.parts:
-            if not part.is_html:
-                continue
-            if (plan.skip_signed and part.in_signed) or _inside(part, edits):
+            if not part.is_html or _skipped(part, plan, edits):
                 continue
             done = _sanitize_edit(facts, part, plan.sanitize_html)
             if done is not None:
