@@ -161,7 +161,10 @@ CONDITION: Spec = Obj(
         ),
         "subject": Field(_regex(c.get_subject), "RE2 regex searched in the decoded Subject."),
         "body": Field(_regex(c.get_text), "RE2 regex searched in the decoded text parts."),
-        "has_html": Field(_predicate(c.has_html), "The message has a text/html part."),
+        "has_html": Field(
+            _predicate(c.has_html),
+            "The message has HTML: a text/html part, or an inline part named *.html.",
+        ),
         "attachment": Field(ATTACHMENT, "An attachment matching every sub-condition."),
         "duplicate": Field(_predicate(c.is_duplicate), "The milter saw this message before."),
         "flag": Field(
