@@ -326,3 +326,16 @@ def test_text_past_the_uuencode_scan_bound_is_malformed_not_clean() -> None:
     facts, verdict = _run(raw)
     assert {"unscanned_text", "malformed"} <= facts.flags
     assert verdict.rules[:1] == ("hold-broken-mime",)
+
+
+def test_base64_that_goes_on_after_its_padding_is_held() -> None:
+    # Python's decoder stops at "PA==" (one "<"); a reader that decodes each group
+    # of four on its own reads on and renders the <img>: the part is not what we saw.
+    hidden = base64.b64encode(b"<img src=x onerror=alert(1)>")
+    raw = (
+        HEAD + b"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"PA==\r\n" + hidden + b"\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert {"bad_base64", "malformed"} <= facts.flags
+    assert verdict.action is Action.QUARANTINE and verdict.rules == ("hold-broken-mime",)

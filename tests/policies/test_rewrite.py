@@ -234,18 +234,58 @@ def test_out_of_range_indexes_are_ignored() -> None:
     )
 
 
-@pytest.mark.parametrize("charset", ["cp500", "utf-32", "utf-7"])
-def test_html_in_a_charset_readers_do_not_share_becomes_a_notice(charset: str) -> None:
-    # Python reads these bytes as EBCDIC/UTF-32 text without a tag in it; a reader
-    # that does not know the charset falls back to ASCII and runs the script.
+def _html_part(charset: str, body: bytes) -> MessageFacts:
     part = f"Content-Type: text/html; charset={charset}\n\n".encode()
-    facts = parse_message(_mixed(part + b"<p>hi</p><script>alert(1)</script>"), Envelope())
+    return parse_message(_mixed(part + body), Envelope())
+
+
+@pytest.mark.parametrize(
+    ("charset", "body"),
+    [
+        # Python reads these bytes as text without a tag in it; a reader that
+        # does not know the charset falls back to ASCII and runs the script.
+        ("cp500", b"<p>hi</p><script>alert(1)</script>"),
+        ("utf-32", b"<p>hi</p><script>alert(1)</script>"),
+        ("utf-7", b"<p>hi</p><script>alert(1)</script>"),
+        ("johab", b"<p>hi \xd9<img src=x onerror=alert(1)></p>"),  # the lead byte eats '<'
+        ("iso-2022-jp-2", b"<p>hi \x1b$A<img src=x onerror=alert(1)>\x1b(B</p>"),
+        ("unicode-escape", b"<p>hi \\N{<img src=x onerror=alert(1)>}</p>"),
+        ("cp437", b"<p>hi</p><script>alert(1)</script>"),  # not a charset readers know
+        # Python's ISO-2022-JP switches to kanji on ESC $ ( B, WHATWG's does not.
+        ("iso-2022-jp", b"<p>\x1b$(B<img src=x onerror=alert(1)>\x1b(B</p>"),
+        # Browsers let a byte order mark overrule the label.
+        ("utf-8", b"\xff\xfe" + "<img src=x onerror=alert(1)>".encode("utf-16-le")),
+        ("utf-16be", b"\xff\xfe" + "<img src=x onerror=alert(1)>".encode("utf-16-le")),
+    ],
+)
+def test_html_in_a_charset_readers_do_not_share_becomes_a_notice(
+    charset: str, body: bytes
+) -> None:
+    facts = _html_part(charset, body)
     new, changes = _apply(facts, SANITIZE)
     [change] = [c for c in changes if isinstance(c, HtmlSanitized)]
     assert change.removed == (("unsafe_charset", 1),)
     html = new.parts[2]
     body = new.raw[html.body_start : html.body_end]
-    assert b"script" not in body and b"could not be sanitized" in body
+    assert b"onerror" not in body and b"script" not in body
+    assert b"could not be sanitized" in body
+
+
+@pytest.mark.parametrize(
+    ("charset", "body"),
+    [
+        ("iso-2022-jp", b"<p>\x1b$B$3$s$K$A$O\x1b(B</p><script>alert(1)</script>"),
+        ("shift_jis", "<p>こんにちは</p><script>alert(1)</script>".encode("shift_jis")),
+        ("windows-1252", b"<p>caf\xe9</p><script>alert(1)</script>"),
+        ("utf-16le", b"\xff\xfe" + "<p>hi</p><script>alert(1)</script>".encode("utf-16-le")),
+    ],
+)
+def test_html_in_a_charset_readers_share_is_sanitized(charset: str, body: bytes) -> None:
+    facts = _html_part(charset, body)
+    new, changes = _apply(facts, SANITIZE)
+    [change] = [c for c in changes if isinstance(c, HtmlSanitized)]
+    assert change.removed == (("script", 1),)
+    assert "alert(1)" in facts.text and "alert(1)" not in new.text
 
 
 def test_utf16_html_is_sanitized_as_readers_decode_it() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import binascii
 import codecs
-import functools
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -94,9 +93,6 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
     return HeaderSection(tuple(headers), pos, eight_bit, separator_missing, bare_cr)
 
 
-_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\t\r\n"
-
-
 def _text_codec(charset: str | None) -> codecs.CodecInfo | None:
     """The text codec for ``charset`` (default UTF-8); None when unknown."""
     try:
@@ -107,22 +103,48 @@ def _text_codec(charset: str | None) -> codecs.CodecInfo | None:
     return info if getattr(info, "_is_text_encoding", True) else None
 
 
-@functools.lru_cache(maxsize=256)
-def reads_ascii(charset: str | None) -> bool:
-    """Whether :func:`decode_bytes` reads ASCII bytes in ``charset`` as ASCII.
+# The codecs of the WHATWG Encoding Standard, which mail readers decode by, as
+# Python names them: these read the ASCII bytes (the markup) as readers do.
+# Others Python knows, readers do not (EBCDIC, UTF-32, UTF-7, johab, HZ,
+# ISO-2022-JP-2, unicode-escape, ...), and they read those bytes in an
+# ASCII-based fallback where Python may see no markup at all.
+_SHARED_CODECS = frozenset({
+    "utf-8", "utf-16", "utf-16-le", "utf-16-be", "ascii", "cp866", "koi8-r", "koi8-u",
+    "mac-roman", "mac-cyrillic", "cp874", "gbk", "gb2312", "gb18030", "big5", "big5hkscs",
+    "euc_jp", "iso2022_jp", "shift_jis", "cp932", "euc_kr", "cp949",
+    *(f"iso8859-{n}" for n in range(1, 17) if n != 12), *(f"cp{n}" for n in range(1250, 1259)),
+})
+# WHATWG's ISO-2022-JP decoder knows these escapes only; Python's also switches on
+# others (ESC $ ( B, ESC $ A, ...) and reads the ASCII after them as kanji.
+_UNSHARED_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?!\(B|\(J|\(I|\$@|\$B)")
 
-    Not for EBCDIC code pages, UTF-32 or UTF-7: Python decodes them, mail
-    readers mostly do not and fall back to an ASCII-based reading, so the
-    same bytes can hide ``<script>`` from us and show it to the reader.
-    UTF-16 is the exception that readers decode as we do.
+
+def _bom_agrees(codec: str, data: bytes) -> bool:
+    """Browsers let a byte order mark overrule the declared charset."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        order = "utf-16-le" if data.startswith(codecs.BOM_UTF16_LE) else "utf-16-be"
+        return codec in ("utf-16", order)
+    return not (data.startswith(codecs.BOM_UTF8) and codec.startswith("utf-16"))
+
+
+def read_as_readers(charset: str | None, data: bytes) -> bool:
+    """Whether mail readers see the markup of ``data`` as :func:`decode_bytes` reads it.
+
+    HTML that the sanitizer leaves alone is delivered byte for byte, so the text
+    it checked must be the text the reader sees. Not so for a codec outside the
+    WHATWG set, which Python decodes and readers do not (falling back to an
+    ASCII-based reading that can show a ``<script>`` we never saw), for
+    ISO-2022-JP escapes WHATWG does not know, or for a byte order mark that
+    contradicts the label. A charset Python does not know is read as UTF-8, as
+    readers fall back to an ASCII-based reading too.
     """
     info = _text_codec(charset)
-    if info is None or info.name.startswith("utf-16"):
-        return True  # read as UTF-8, as readers fall back to too / decoded as readers do
-    try:
-        return info.decode(_PRINTABLE_ASCII, "replace")[0] == _PRINTABLE_ASCII.decode()
-    except (UnicodeError, ValueError, TypeError):
+    codec = info.name if info is not None else "utf-8"
+    if not _bom_agrees(codec, data):
         return False
+    if codec == "iso2022_jp":
+        return _UNSHARED_ISO2022JP_ESCAPE.search(data) is None
+    return codec in _SHARED_CODECS
 
 
 def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:

@@ -38,7 +38,8 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``missing_boundary``       (m) multipart without a boundary parameter, or with
                            no delimiter line in its body
 ``missing_end_boundary``   (m) a multipart's close delimiter never comes
-``bad_base64``             (m) base64 text with foreign characters or a bad length
+``bad_base64``             (m) base64 text with foreign characters, a bad length,
+                           or more text after its ``=`` padding
 ``padded_encoding``        (m) a base64 or quoted-printable part whose first bytes
                            hide behind more whitespace or soft line breaks than
                            ``transfer.HEAD_SCAN`` (its detected type is unknown)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from postwarden_policies import transfer
 from postwarden_policies.facts import MessageFacts, MimePart
-from postwarden_policies.headers import decode_bytes, reads_ascii
+from postwarden_policies.headers import decode_bytes, read_as_readers
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.mimeparse import parse_message
 from postwarden_policies.sanitize import removed_whole, sanitize_html
@@ -119,12 +119,12 @@ def _sanitize_edit(
     original = facts.raw[part.body_start : part.body_end]
     data = _decoded(facts, part)
     unknown: set[str] = set()
-    readable = reads_ascii(part.charset)
+    readable = read_as_readers(part.charset, data)
     if readable:
         html = decode_bytes(data, part.charset or "utf-8", unknown)
         clean, removed = sanitize_html(html, options)
     else:
-        clean, removed = removed_whole("unsafe_charset")  # see reads_ascii
+        clean, removed = removed_whole("unsafe_charset")  # see read_as_readers
     if not removed:
         return None
     charset = part.charset if readable and not unknown and part.charset else "us-ascii"

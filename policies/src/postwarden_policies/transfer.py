@@ -19,14 +19,27 @@ KNOWN_ENCODINGS = frozenset({"7bit", "8bit", "binary", "base64", "quoted-printab
 
 def base64_size(raw: bytes, start: int, end: int) -> tuple[int, bool]:
     """(decoded size, well formed) of the base64 text ``raw[start:end]``, not decoded."""
+    if _padding_inside(raw, start, end):
+        return _alphabet_size(raw, start, end)[0], False
     regular = _regular_base64_size(raw, start, end)
     if regular is not None:
         return regular, True
+    return _alphabet_size(raw, start, end)
+
+
+def _alphabet_size(raw: bytes, start: int, end: int) -> tuple[int, bool]:
     chunk = raw[start:end]
     other = chunk.translate(None, _B64_ALPHABET)  # one pass; small for real base64
     alphabet = len(chunk) - len(other)
     garbage = other.translate(None, _B64_PAD_AND_SPACE)
     return alphabet * 3 // 4, not garbage and alphabet % 4 != 1
+
+
+def _padding_inside(raw: bytes, start: int, end: int) -> bool:
+    """Base64 text goes on after a ``=``: readers that decode each group of four
+    on its own read on (``PA==PGltZz4=`` is ``<<img>``), others stop at it."""
+    pad = raw.find(b"=", start, end)
+    return pad >= 0 and bool(raw[pad:end].translate(None, _B64_PAD_AND_SPACE))
 
 
 def _regular_base64_size(raw: bytes, start: int, end: int) -> int | None:
