@@ -339,3 +339,16 @@ def test_base64_that_goes_on_after_its_padding_is_held() -> None:
     facts, verdict = _run(raw)
     assert {"bad_base64", "malformed"} <= facts.flags
     assert verdict.action is Action.QUARANTINE and verdict.rules == ("hold-broken-mime",)
+
+
+def test_text_in_a_charset_readers_do_not_share_is_flagged() -> None:
+    # Python's johab reads the lead byte and "w" as one character, hiding the word
+    # "wire" from a body rule; a reader without johab shows it.
+    def text_part(charset: str, body: bytes) -> MessageFacts:
+        raw = HEAD + f"Content-Type: text/plain; charset={charset}\r\n\r\n".encode() + body
+        return _run(raw + b"\r\n")[0]
+
+    hidden = text_part("johab", b"please \xd9wire the money")
+    assert "unshared_charset" in hidden.flags and "wire" not in hidden.text
+    shared = text_part("windows-1252", b"please wire the money, caf\xe9")
+    assert "unshared_charset" not in shared.flags and "wire" in shared.text

@@ -57,6 +57,9 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
                            attachment rules test every one of them
 ``malformed_encoded_word``  an RFC 2047 word that does not decode
 ``unknown_charset``        a charset Python does not know (read as UTF-8)
+``unshared_charset``       a text part in a charset mail readers may decode
+                           otherwise than Python (see ``headers.read_as_readers``):
+                           body rules may not see the text the reader sees
 ``empty_body``             the message body is empty
 ``too_deep``               nesting beyond ``max_depth``: not descended further
 ``too_many_parts``         more than ``max_parts`` entities (containers and the
@@ -81,6 +84,7 @@ from postwarden_policies.headers import (
     line_end,
     parameter_list,
     parse_header_section,
+    read_as_readers,
 )
 
 log = logging.getLogger(__name__)
@@ -531,6 +535,8 @@ class _Parser:
         start = part.body_start
         chunk = self.raw[start : min(part.body_end, start + self.text_left * 3)]
         data = transfer.decode(chunk, part.transfer_encoding)
+        if not read_as_readers(charset, data):
+            self.flags.add("unshared_charset")
         text = decode_bytes(data, charset, self.flags)[: self.text_left]
         self.texts.append(text)
         self.text_left -= len(text)
