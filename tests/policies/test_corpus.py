@@ -13,7 +13,7 @@ import pytest
 
 from postwarden_policies.facts import Envelope, MessageFacts
 from postwarden_policies.mimeparse import parse_message
-from postwarden_policies.rewrite import HtmlOptions, RewritePlan, rewrite_body
+from postwarden_policies.rewrite import HtmlOptions, RewriteError, RewritePlan, rewrite_body
 
 CORPUS = Path(__file__).parent / "corpus"
 SCHEMES = frozenset({"http", "https", "mailto", "cid"})
@@ -198,11 +198,12 @@ def test_corpus_case(name: str) -> None:
             assert kept in text
 
 
-def test_signed_html_is_left_alone() -> None:
+def test_signed_html_that_needs_sanitizing_is_held_not_skipped() -> None:
     facts = _parse("html_signed_skipped")
     assert all(p.in_signed for p in facts.parts)
     plan = RewritePlan(strip=(), sanitize_html=HtmlOptions("keep", SCHEMES))
-    assert rewrite_body(facts, plan).body is None
+    with pytest.raises(RewriteError, match="signed part"):
+        rewrite_body(facts, plan)
     forced = rewrite_body(facts, RewritePlan((), HtmlOptions("keep", SCHEMES), skip_signed=False))
     assert forced.body is not None and b"<script>" not in forced.body
 

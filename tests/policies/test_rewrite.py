@@ -179,20 +179,34 @@ def test_nested_strips_collapse_into_the_outer_one() -> None:
     assert [c.part for c in changes if isinstance(c, AttachmentStripped)] == ["2"]
 
 
-def test_signed_parts_are_skipped() -> None:
+def test_a_signed_part_to_change_is_held_not_skipped() -> None:
+    # Anyone can wrap a file in a well-formed signature (this one is junk): skipping
+    # the strip would deliver it; the signature is kept intact by holding instead.
     raw = _crlf(
         b'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=s\n\n'
         b"--s\nContent-Type: application/octet-stream; name=a.exe\n\n"
         b"MZ\n--s\nContent-Type: application/pgp-signature\n\nsig\n--s--\n"
     )
     facts = parse_message(raw, Envelope())
-    assert rewrite_body(facts, RewritePlan(strip=((1, "x"),), sanitize_html=None)).body is None
+    with pytest.raises(RewriteError, match="signed part"):
+        rewrite_body(facts, RewritePlan(strip=((1, "x"),), sanitize_html=None))
     new, changes = _apply(
         facts, RewritePlan(strip=((1, "x"),), sanitize_html=None, skip_signed=False)
     )
     assert [c.filename for c in changes if isinstance(c, AttachmentStripped)] == ["a.exe"]
     assert b"MZ" not in _slot(new, 1) and b"a.exe" in _slot(new, 1)  # named in the notice
     assert _slot(new, 2) == _slot(facts, 2)  # the signature part is kept as it was
+
+
+def test_a_signed_part_that_needs_no_change_goes_out_untouched() -> None:
+    raw = _crlf(
+        b'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=s\n\n'
+        b'--s\nContent-Type: text/html\n\n<p>Hello <a href="https://example.org/">there</a></p>\n'
+        b"--s\nContent-Type: application/pgp-signature\n\nsig\n--s--\n"
+    )
+    facts = parse_message(raw, Envelope())
+    assert facts.parts[1].in_signed
+    assert rewrite_body(facts, SANITIZE).body is None
 
 
 def test_a_result_that_reparses_differently_is_refused() -> None:

@@ -11,8 +11,10 @@ the charset parameter never changes). The top-level header section is never
 changed: a top-level attachment keeps its headers and gets the notice as body.
 
 Parts under a well-formed multipart/signed, multipart/encrypted or S/MIME are
-skipped when ``plan.skip_signed`` (the default): changing them would break the
-signature (``MimePart.in_signed``).
+kept intact when ``plan.skip_signed`` (the default): changing them would break
+the signature (``MimePart.in_signed``). One that would need a change (an
+attachment to strip, HTML the sanitizer would clean) raises
+:class:`RewriteError` instead, and the engine holds the message.
 A part inside a stripped part goes with it. A file uuencoded in a text part
 (``MimePart.uuencoded``) cannot be stripped or sanitized apart from that
 text: a plan that would change one raises :class:`RewriteError`. An HTML part
@@ -146,17 +148,19 @@ def _inside(part: MimePart, edits: list[_Edit]) -> bool:
     return any(e.start <= part.header_start and part.body_end <= e.end for e in edits)
 
 
-def _skipped(part: MimePart, plan: RewritePlan, edits: list[_Edit]) -> bool:
-    """Whether a part to change is left as it is: signed, or gone with a stripped part.
+def _check_changeable(part: MimePart, plan: RewritePlan) -> None:
+    """Raise :class:`RewriteError` for a part that cannot be changed on its own, so
+    the engine holds the message instead of delivering what policy wanted changed.
 
-    A uuencoded file is no MIME entity that could be replaced on its own: that
-    raises :class:`RewriteError`, so the engine holds the message instead.
+    A uuencoded file is no MIME entity that could be replaced apart from its text.
+    A part under a signature is kept intact when ``plan.skip_signed``: anyone can
+    wrap hostile HTML or a file in a well-formed signature, so a signed part that
+    would need a change is held, and only one that needs none goes out untouched.
     """
-    if (plan.skip_signed and part.in_signed) or _inside(part, edits):
-        return True
     if part.uuencoded:
         raise RewriteError("a uuencoded file cannot be changed apart from its text")
-    return False
+    if plan.skip_signed and part.in_signed:
+        raise RewriteError("a signed part would have to change")
 
 
 def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], list[Change]]:
@@ -167,17 +171,19 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], li
         key=lambda item: (item[0].header_start, -item[0].body_end),
     )
     for part, reason in wanted:
-        if _skipped(part, plan, edits):
+        if _inside(part, edits):  # gone with a stripped part
             continue
+        _check_changeable(part, plan)
         edit, change = _strip_edit(facts, part, reason)
         edits.append(edit)
         changes.append(change)
     if plan.sanitize_html is not None:
         for part in facts.parts:
-            if not part.is_html or _skipped(part, plan, edits):
+            if not part.is_html or _inside(part, edits):
                 continue
             done = _sanitize_edit(facts, part, plan.sanitize_html)
             if done is not None:
+                _check_changeable(part, plan)
                 edits.append(done[0])
                 changes.append(done[1])
     return edits, changes
