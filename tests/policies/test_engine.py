@@ -347,7 +347,7 @@ def test_a_rewrite_that_fails_its_check_quarantines(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(engine, "rewrite_body", failing)
     verdict = run("rules:\n  - name: r\n    then: strip_attachment\n", WITH_FILES)
-    assert verdict.decision == Quarantine("rewrite failed")
+    assert verdict.decision == Quarantine("rewrite failed: an untouched part changed")
     assert (verdict.rules, verdict.edits, verdict.changes) == (("r",), (), ())
 
 

@@ -309,14 +309,18 @@ def test_a_uuencoded_file_a_rule_strips_holds_the_message() -> None:
     assert [p.filenames for p in facts.attachments] == [("invoice.docm",)]
     # It is no MIME part that could be replaced by a notice: the message is held instead.
     assert verdict.rules[:1] == ("strip-macro-documents",)
-    assert verdict.decision == Quarantine("rewrite failed")
+    assert verdict.decision == Quarantine(
+        "rewrite failed: a uuencoded file cannot be changed apart from its text"
+    )
     assert not any(isinstance(e, ReplaceBody) for e in verdict.edits)
 
 
 def test_uuencoded_html_that_cannot_be_sanitized_holds_the_message() -> None:
     facts, verdict = _run(_NO_MIME + _uuencoded(b"invoice.html", _LINK))
     assert facts.has_html
-    assert verdict.decision == Quarantine("rewrite failed")
+    assert verdict.decision == Quarantine(
+        "rewrite failed: a uuencoded file cannot be changed apart from its text"
+    )
 
 
 def test_text_past_the_uuencode_scan_bound_is_malformed_not_clean() -> None:
@@ -352,3 +356,15 @@ def test_text_in_a_charset_readers_do_not_share_is_flagged() -> None:
     assert "unshared_charset" in hidden.flags and "wire" not in hidden.text
     shared = text_part("windows-1252", b"please wire the money, caf\xe9")
     assert "unshared_charset" not in shared.flags and "wire" in shared.text
+
+
+def test_hostile_html_under_a_well_formed_but_bogus_signature_is_held() -> None:
+    raw = (
+        HEAD + b'Content-Type: multipart/signed; protocol="application/pgp-signature"; '
+        b"boundary=S\r\n\r\n--S\r\nContent-Type: text/html\r\n\r\n"
+        b'<a href="javascript:alert(1)">x</a><script>alert(1)</script>\r\n'
+        b"--S\r\nContent-Type: application/pgp-signature\r\n\r\nnot a signature\r\n--S--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert facts.parts[1].in_signed
+    assert verdict.decision == Quarantine("rewrite failed: a signed part would have to change")

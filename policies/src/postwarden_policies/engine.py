@@ -194,7 +194,8 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
         body, changes = _rewrite(policy_set, facts, strip, sanitize)
     except RewriteError as exc:
         log.warning("rewrite of %s failed (%s); quarantined", facts.envelope.queue_id, exc)
-        return replace(base, decision=Quarantine("rewrite failed"), edits=tuple(edits))
+        # The reason names the cause (our own fixed text) for the hold queue's reader.
+        return replace(base, decision=Quarantine(f"rewrite failed: {exc}"), edits=tuple(edits))
     if body is not None:
         edits.append(ReplaceBody(body))
     return replace(base, edits=tuple(edits), changes=changes)
