@@ -368,3 +368,22 @@ def test_hostile_html_under_a_well_formed_but_bogus_signature_is_held() -> None:
     facts, verdict = _run(raw)
     assert facts.parts[1].in_signed
     assert verdict.decision == Quarantine("rewrite failed: a signed part would have to change")
+
+
+def _yencoded(name: bytes, data: bytes) -> bytes:
+    encoded = bytearray()
+    for byte in data:
+        char = (byte + 42) % 256
+        encoded += b"=" + bytes([(char + 64) % 256]) if char in b"\0\n\r=" else bytes([char])
+    return (
+        b"=ybegin line=128 size=" + str(len(data)).encode() + b" name=" + name + b"\r\n"
+        + bytes(encoded) + b"\r\n=yend size=" + str(len(data)).encode() + b"\r\n"
+    )
+
+
+def test_a_yencoded_executable_in_a_message_without_mime_is_seen() -> None:
+    facts, verdict = _run(_NO_MIME + _yencoded(b"scan 01.pdf", _EXE) + b"Regards\r\n")
+    [part] = facts.attachments
+    assert part.filenames == ("scan 01.pdf",) and part.transfer_encoding == "x-yenc"
+    assert part.detected_type == "application/x-dosexec"  # found by its content
+    assert verdict.rules[:1] == ("block-executables",)

@@ -6,8 +6,9 @@ text, detected types come from the first decoded bytes. Parts are numbered
 depth first; ``path`` is "" for the top-level entity, "1", "1.2", ... below it,
 and the message inside a ``message/rfc822`` part at path P has path "P.1".
 
-Files uuencoded in plain text (``begin 644 name`` ... ``end``, which Thunderbird
-shows as attachments of an untyped or text/plain body) are listed as
+Files uuencoded or yEncoded in plain text (``begin 644 name`` ... ``end``,
+``=ybegin ... name=NAME`` ... ``=yend``, which Thunderbird shows as
+attachments of an untyped or text/plain body) are listed as
 attachments below their text/plain part: paths "P.1", "P.2", ..., type
 application/octet-stream, the name from the begin line (also as Thunderbird
 reads it in a made-up ``filename="..."``), the detected type from the first
@@ -49,7 +50,7 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``unscanned_text``         (m) a base64 or quoted-printable text/plain part longer
                            than ``UU_SCAN``: the rest was not searched for
                            uuencoded files
-``uuencoded``              a text/plain part carries uuencoded files (listed as
+``uuencoded``              a text/plain part carries uuencoded or yEncoded files (listed as
                            attachments that cannot be stripped on their own)
 ``ambiguous_filename``     a part names its file in more than one way (filename,
                            name, RFC 2231 forms, repeats, Content-Name and
@@ -511,7 +512,7 @@ class _Parser:
             parent=carrier.index,
             content_type="application/octet-stream",
             charset=None,
-            transfer_encoding="x-uuencode",
+            transfer_encoding=block.encoding,
             disposition="inline",
             filename=filenames[0] if filenames else None,
             filenames=filenames,
