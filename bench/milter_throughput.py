@@ -13,6 +13,10 @@ With --floor, a third instance uses bench/null_milter.py, a pymilter filter
 that reads everything and changes nothing: the ceiling for any pymilter
 filter on this machine, printed as its own ratio to bare.
 
+With --c-floor, another instance uses bench/null_milter.c, the same filter
+in C against libmilter (built with cc at start): what libmilter and Postfix's
+milter protocol cost without Python.
+
 Postfix reaches the milters on unix sockets, as contrib/postfix recommends;
 --inet uses loopback TCP instead. Over TCP, each message stalls for tens of
 milliseconds in the socket layer whatever the filter does (a do-nothing
@@ -27,7 +31,8 @@ Postfix queued all N messages and refused none, and the milter counted N
 transactions, all accepted (its metrics).
 Each run is bounded by --timeout seconds.
 
-    .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor] [--inet]
+    .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor]
+        [--c-floor] [--inet]
 """
 
 from __future__ import annotations
@@ -138,18 +143,18 @@ class Workload:
 
 
 @contextmanager
-def null_milter(directory: Path, inet: bool) -> Iterator[str]:
-    """bench/null_milter.py on a unix socket in `directory` (or a free loopback port);
-    yields its address in Postfix's syntax once it accepts."""
+def null_milter(command: list[str], directory: Path, inet: bool) -> Iterator[str]:
+    """A do-nothing filter (`command` + its libmilter socket) on a unix socket in
+    `directory` (or a free loopback port); yields its address in Postfix's syntax
+    once it accepts."""
     if inet:
         port = free_port()
         spec, postfix_spec = f"inet:{port}@127.0.0.1", f"inet:127.0.0.1:{port}"
     else:
-        path = directory / "null-milter.sock"
+        path = directory / f"{Path(command[-1]).name}.sock"
         spec = postfix_spec = f"unix:{path}"
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "null_milter.py"), spec],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*command, spec], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(lambda: _accepts(port) if inet else path.exists(), timeout=30)
@@ -159,6 +164,17 @@ def null_milter(directory: Path, inet: bool) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def build_c_floor(directory: Path) -> str:
+    """Compile bench/null_milter.c (make deps installs cc and libmilter-dev)."""
+    binary = directory / "null_milter"
+    subprocess.run(
+        ["cc", "-O2", "-o", str(binary), str(REPO / "bench" / "null_milter.c"),
+         "-lmilter", "-lpthread"],
+        check=True, capture_output=True,
+    )
+    return str(binary)
 
 
 def _accepts(port: int) -> bool:
@@ -245,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy-dir", type=Path, default=REPO / "policies" / "examples")
     parser.add_argument("--floor", action="store_true",
                         help="also run a do-nothing pymilter filter (bench/null_milter.py)")
+    parser.add_argument("--c-floor", action="store_true",
+                        help="also run the do-nothing filter in C (bench/null_milter.c)")
     parser.add_argument("--inet", action="store_true",
                         help="reach the milters over loopback TCP instead of unix sockets")
     args = parser.parse_args(argv)
@@ -276,8 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         milter.start()
         sides = [("bare", stack.enter_context(postfix(sink_port, None)))]
         if args.floor:
-            floor = stack.enter_context(null_milter(tmp, args.inet))
+            python_floor = [sys.executable, str(REPO / "bench" / "null_milter.py")]
+            floor = stack.enter_context(null_milter(python_floor, tmp, args.inet))
             sides.append(("floor", stack.enter_context(postfix(sink_port, floor))))
+        if args.c_floor:
+            c_floor = stack.enter_context(null_milter([build_c_floor(tmp)], tmp, args.inet))
+            sides.append(("cfloor", stack.enter_context(postfix(sink_port, c_floor))))
         sides.append(("milter", stack.enter_context(postfix(sink_port, milter.postfix_spec))))
 
         rates: dict[tuple[str, str], list[float]] = {}
