@@ -107,6 +107,21 @@ def test_edits_are_applied_when_the_message_goes_on() -> None:
     assert b"".join(chunks) == body  # type: ignore[arg-type]
 
 
+def test_header_values_are_what_pymilter_can_send() -> None:
+    # pymilter passes values as strict UTF-8 C strings: raw 8-bit bytes kept as
+    # surrogates, or a NUL, would raise in the call and fail the whole message.
+    verdict = Verdict(Accept(), edits=(
+        ChangeHeader("Subject", 1, "[EXT] f\udce4llig"), AddHeader("X-Note", "a\0b"),
+    ))
+    actions = Recorder()
+    apply_verdict(actions, verdict, EDITS)
+    values = [str(call[-1]) for call in actions.calls if call[0] in ("chgheader", "addheader")]
+    assert values[:2] == [" [EXT] f\ufffdllig", " ab"]
+    for value in values:
+        value.encode("utf-8")  # strict, as pymilter converts it
+        assert "\0" not in value
+
+
 def test_rejected_message_gets_no_edits() -> None:
     edits = (AddHeader("X-Scanned", "yes"), ReplaceBody(b"new\r\n"))
     actions = Recorder()

@@ -94,7 +94,12 @@ def fail(actions: MilterActions, action: FailAction) -> Applied:
 
 
 def _value(text: str, message: MessageEdits) -> str:
-    return " " + text if message.leading_space else text
+    """A header value libmilter can take: pymilter hands it over as strict UTF-8 in a
+    C string, so raw 8-bit bytes that are not UTF-8 (a Latin-1 Subject we prefix,
+    kept as surrogates) become U+FFFD and a NUL goes, instead of failing the message."""
+    sendable = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    sendable = sendable.replace("\0", "")
+    return " " + sendable if message.leading_space else sendable
 
 
 def _edit_headers(actions: MilterActions, verdict: Verdict, message: MessageEdits) -> None:
