@@ -387,3 +387,27 @@ def test_a_yencoded_executable_in_a_message_without_mime_is_seen() -> None:
     assert part.filenames == ("scan 01.pdf",) and part.transfer_encoding == "x-yenc"
     assert part.detected_type == "application/x-dosexec"  # found by its content
     assert verdict.rules[:1] == ("block-executables",)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"CEO <ceo@\r\n example.com>",  # folding after the @, as RFC 5322 allows
+        b"< ceo @ example.com >",
+        b"ceo@(a comment)example.com",
+        b"<ceo@example.com(x)>",
+        b"(IT <it@evil.test>) <ceo@example.com>",  # an address in a comment
+        b'"IT <it@evil.test>" <ceo@example.com>',  # an address in a quoted name
+        b"=?utf-8?q?IT_=3Cit@evil.test=3E?= <ceo@example.com>",  # one in an encoded word
+    ],
+)
+def test_the_from_address_is_the_one_readers_show(value: bytes) -> None:
+    facts = parse_message(b"From: " + value + b"\r\nSubject: x\r\n\r\nhi\r\n", ENV)
+    assert facts.from_address == "ceo@example.com"
+    assert "malformed" not in facts.flags
+
+
+def test_a_from_header_readers_may_read_two_ways_is_held() -> None:
+    facts, verdict = _run(b"From: alice@example.com)<bob@evil.test>\r\nSubject: x\r\n\r\nhi\r\n")
+    assert {"ambiguous_from", "malformed"} <= facts.flags
+    assert verdict.action is Action.QUARANTINE and verdict.rules == ("hold-broken-mime",)

@@ -52,6 +52,9 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
                            uuencoded files
 ``uuencoded``              a text/plain part carries uuencoded or yEncoded files (listed as
                            attachments that cannot be stripped on their own)
+``ambiguous_from``         (m) the From header reads as another domain to a strict
+                           RFC 5322 parse than to a plain search for an address
+                           (a comment or a quoted name holding ``<x@other>``, ...)
 ``ambiguous_filename``     a part names its file in more than one way (filename,
                            name, RFC 2231 forms, repeats, Content-Name and
                            X-Sun-Data-Name headers) and the names differ;
@@ -74,6 +77,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from email.headerregistry import Address, AddressHeader, HeaderRegistry
 
 from postwarden_policies import magic, transfer, uuencode
 from postwarden_policies.facts import Envelope, Header, MessageFacts, MimePart
@@ -107,6 +111,7 @@ _MALFORMED = frozenset(
         "unknown_transfer_encoding",
         "encoded_message",
         "unscanned_text",
+        "ambiguous_from",
         "parser_error",
     }
 )
@@ -128,6 +133,12 @@ _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 _UNIQUE_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
 _ANGLE_ADDR = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
+_ADDR_SPEC = r"([^<>()\s\",;:\\@\[\]]+@[^<>()\s\",;:\\@\[\]]+)"
+# "Name" <a@b>, Name <a@b> (no specials in the name) or a bare a@b: read alike by all.
+_SIMPLE_FROM = re.compile(
+    r"\s*(?:(?:\"[^\"\\]*\"|[^\"<>()\[\],;:@\\]*)\s*<" + _ADDR_SPEC + r">|" + _ADDR_SPEC + r")\s*"
+)
+_ADDRESSES = HeaderRegistry()
 _BARE_ADDR = re.compile(r"[^\s<>,;:\"()]+@[^\s<>,;:\"()]+")
 _COMMENT = re.compile(r"\([^()]*\)")
 _TYPE_END = re.compile(r"[\s;,]")
@@ -248,11 +259,37 @@ def _header(headers: tuple[Header, ...], name: str) -> str | None:
     return next((h.value for h in headers if h.name.lower() == name), None)
 
 
-def _address(value: str | None) -> str | None:
-    if not value:
+def _from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
+    """The first From address as readers read it, from the raw (undecoded) value, so an
+    encoded word in the display name is never taken for an address.
+
+    The common forms match a strict pattern; anything else goes through the
+    RFC 5322 parser of Python's email package (comments, quoted display names,
+    folding around ``@``). When a plain search for an address finds another
+    domain there, readers may well show either: flagged ``ambiguous_from``.
+    """
+    raw = next((h.raw_value for h in headers if h.name.lower() == "from"), None)
+    if not raw:
         return None
-    match = _ANGLE_ADDR.search(value) or _BARE_ADDR.search(_COMMENT.sub(" ", value))
-    return match.group(match.lastindex or 0).lower() if match else None
+    simple = _SIMPLE_FROM.fullmatch(raw)
+    if simple:
+        return (simple.group(1) or simple.group(2)).lower()
+    header = _ADDRESSES("from", raw)
+    addresses: tuple[Address, ...] = (
+        header.addresses if isinstance(header, AddressHeader) else ()
+    )
+    parsed = next((a.addr_spec for a in addresses if "@" in a.addr_spec), None)
+    uncommented = _COMMENT.sub(" ", raw)
+    found = _ANGLE_ADDR.search(uncommented) or _BARE_ADDR.search(uncommented)
+    searched = found.group(found.lastindex or 0) if found else None
+    if parsed and searched and _domain(parsed) != _domain(searched):
+        flags.add("ambiguous_from")
+    address = parsed or searched
+    return address.lower() if address else None
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].strip().lower()
 
 
 def _find(raw: bytes, delimiter: bytes, pos: int, end: int) -> int:
@@ -558,6 +595,7 @@ def parse_message(
     flags = parser.flags
     if body_offset >= len(raw):
         flags.add("empty_body")
+    from_address = _from_address(headers, flags)
     if flags & _MALFORMED:
         flags.add("malformed")
     return MessageFacts(
@@ -566,7 +604,7 @@ def parse_message(
         body_offset=body_offset,
         headers=headers,
         parts=tuple(parser.parts),
-        from_address=_address(_header(headers, "from")),
+        from_address=from_address,
         subject=_header(headers, "subject"),
         message_id=(_header(headers, "message-id") or "").strip() or None,
         size=len(raw),
