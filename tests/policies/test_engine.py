@@ -249,6 +249,20 @@ SUBJECTS = [
         "Hi", ["[EXT] ", "[BULK] "], ChangeHeader("Subject", 1, "[BULK] [EXT] Hi"), id="two"
     ),
     pytest.param(None, ["[A] ", "[B] "], AddHeader("Subject", "[B] [A]"), id="two-no-subject"),
+    # Python decodes these to "[EXT] ..."; readers without UTF-7 (or the made-up
+    # charset) show the encoded word as it is: the prefix must still go on.
+    pytest.param(
+        "=?utf-7?q?+AFs-EXT+AF0-_?=Invoice",
+        ["[EXT] "],
+        ChangeHeader("Subject", 1, "[EXT] =?utf-7?q?+AFs-EXT+AF0-_?=Invoice"),
+        id="utf7-lookalike",
+    ),
+    pytest.param(
+        "=?x-bogus?q?=5BEXT=5D_?=Invoice",
+        ["[EXT] "],
+        ChangeHeader("Subject", 1, "[EXT] =?x-bogus?q?=5BEXT=5D_?=Invoice"),
+        id="unknown-charset-lookalike",
+    ),
 ]
 
 
@@ -257,7 +271,7 @@ def test_subject_prefix(subject: str | None, prefixes: list[str], edit: object) 
     rules = "".join(
         f"  - name: p{i}\n    then: {{subject_prefix: '{p}'}}\n" for i, p in enumerate(prefixes)
     )
-    verdict = run("rules:\n" + rules, message(subject=subject))
+    verdict = run("tag_flags: false\nrules:\n" + rules, message(subject=subject))
     assert verdict.edits == (() if edit is None else (edit,))
 
 

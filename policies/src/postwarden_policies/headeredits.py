@@ -20,10 +20,12 @@ def _subject_edit(facts: MessageFacts, prefixes: list[str]) -> Edit | None:
     subjects = [h for h in facts.headers if h.name.lower() == "subject"]
     if not subjects:
         return AddHeader("Subject", "".join(reversed(prefixes)).rstrip())
-    shown, raw = subjects[0].value, subjects[0].raw_value
+    raw = subjects[0].raw_value
     for prefix in prefixes:
-        if not shown.startswith(prefix):  # never prefix twice
-            shown, raw = prefix + shown, prefix + raw.lstrip()
+        # Never twice, judged on the raw value: an encoded word that Python alone
+        # decodes to the prefix (UTF-7, an unknown charset) must not keep it off.
+        if not raw.lstrip().startswith(prefix):
+            raw = prefix + raw.lstrip()
     if raw == subjects[0].raw_value:
         return None
     return ChangeHeader("Subject", 1, raw)
