@@ -139,3 +139,16 @@ def test_unknown_2231_charset_is_flagged() -> None:
     flags: set[str] = set()
     assert parse_parameters("a; filename*=x-zz''abc", flags) == ("a", {"filename": "abc"})
     assert flags == {"unknown_charset"}
+
+
+def test_encoded_words_are_decoded_as_readers_decode_them() -> None:
+    flags: set[str] = set()
+    # Spaces inside a Q word: against RFC 2047, decoded by Python and Thunderbird alike.
+    assert decode_words("=?utf-8?q?reset your p=61ssword?=", flags) == "reset your password"
+    # A character split between two adjacent words in one charset.
+    split = "=?utf-8?b?0L/QsNE=?= =?utf-8?b?gNC+0LvRjA==?="
+    assert decode_words(split, flags) == "пароль"
+    # Words in different charsets, or apart, are decoded one by one.
+    mixed = "Re: =?iso-8859-1?q?caf=E9?= =?utf-8?q?_na=C3=AFve?= and =?utf-8?q?more?="
+    assert decode_words(mixed, flags) == "Re: café naïve and more"
+    assert not flags

@@ -184,6 +184,11 @@ def test_mask_hides_the_local_part() -> None:
                      "invalid_recipient", id="encoded-recipient-name"),
         pytest.param({"subject": "=?utf-8?q?hello=0D=0ABcc:_x@evil.example?="}, "subject",
                      "invalid_subject", id="encoded-subject"),
+        # Spaces in the encoded text: against RFC 2047, decoded by the email package.
+        pytest.param({"from": "=?utf-8?q?CEO <ceo@example.com>, Billing?= <app@example.com>"},
+                     "from", "invalid_field", id="encoded-name-with-spaces"),
+        pytest.param({"subject": "=?utf-8?q?urgent wire transfer?="}, "subject",
+                     "invalid_subject", id="encoded-subject-with-spaces"),
         pytest.param({"headers": {"X-Ok": "=?utf-8?B?YQ0KQmNjOiB4?="}}, "headers.X-Ok",
                      "invalid_header", id="encoded-header-value"),
         pytest.param({"attachments": [{"filename": "=?utf-8?q?invoice.exe?=",

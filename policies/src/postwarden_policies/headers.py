@@ -18,7 +18,8 @@ from postwarden_policies.facts import Header
 
 # A header field name: printable ASCII except colon (RFC 5322 section 2.2).
 _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+# The encoded text may hold spaces: RFC 2047 forbids them, readers decode them anyway.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 # One parameter: name, then a quoted string or a token (lenient about spaces).
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)', re.DOTALL)
@@ -160,27 +161,52 @@ def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
         return data.decode("utf-8", "replace")
 
 
-def _decode_word(match: re.Match[str], flags: set[str]) -> str:
-    charset, encoding, payload = match.group(1), match.group(2).lower(), match.group(3)
-    charset = charset.split("*", 1)[0]  # RFC 2231 section 5 language suffix
+def _word_bytes(match: re.Match[str], flags: set[str]) -> bytes | None:
+    """The bytes an encoded word carries; None (flagged) when they do not decode."""
+    encoding, payload = match.group(2).lower(), match.group(3)
     data = payload.encode("ascii", "replace")
     try:
         if encoding == "b":
-            data = binascii.a2b_base64(data + b"===")
-        else:
-            data = binascii.a2b_qp(data, header=True)
+            return binascii.a2b_base64(data + b"===")
+        return binascii.a2b_qp(data, header=True)
     except binascii.Error:
         flags.add("malformed_encoded_word")
-        return match.group(0)
-    return decode_bytes(data, charset, flags)
+        return None
 
 
 def decode_words(value: str, flags: set[str]) -> str:
-    """Decode RFC 2047 encoded words; whitespace between adjacent words vanishes."""
+    """Decode RFC 2047 encoded words as readers do: whitespace between adjacent words
+    vanishes, and adjacent words in one charset are decoded together, since a
+    character may be split between two of them."""
     if "=?" not in value:
         return value
     value = _BETWEEN_WORDS.sub(r"\1\2", value)
-    return _ENCODED_WORD.sub(lambda m: _decode_word(m, flags), value)
+    pieces: list[str] = []
+    run_charset: str | None = None  # the charset of the words gathered in run
+    run = bytearray()
+    pos = 0
+    for match in _ENCODED_WORD.finditer(value):
+        charset = match.group(1).split("*", 1)[0]  # RFC 2231 section 5 language suffix
+        data = _word_bytes(match, flags)
+        joins = (
+            match.start() == pos and data is not None
+            and run_charset is not None and charset.lower() == run_charset.lower()
+        )
+        if not joins:
+            if run_charset is not None:
+                pieces.append(decode_bytes(bytes(run), run_charset, flags))
+                run_charset, run = None, bytearray()
+            pieces.append(value[pos : match.start()])
+        if data is None:
+            pieces.append(match.group(0))
+        else:
+            run_charset = run_charset or charset
+            run += data
+        pos = match.end()
+    if run_charset is not None:
+        pieces.append(decode_bytes(bytes(run), run_charset, flags))
+    pieces.append(value[pos:])
+    return "".join(pieces)
 
 
 def _unquote(value: str) -> str:

@@ -22,7 +22,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 # RFC 2047's encoded word. The email package decodes one wherever it meets it in
 # header text, so through it a client could pass what the checks refused (another
 # mailbox, a line break). Clients send the characters themselves; the build encodes.
-_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bq]\?[^?\s]*\?=", re.IGNORECASE)
+# Spaces in the encoded text too: RFC 2047 forbids them, the email package decodes them.
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bq]\?[^?]*\?=", re.IGNORECASE)
 MAX_ADDRESS = 254
 MAX_DISPLAY_NAME = 200
 
