@@ -28,6 +28,7 @@ from postwarden_policies import (
     parse_message,
     transfer,
 )
+from postwarden_policies.delivery import apply_edits
 from postwarden_policies.headeredits import FLAGS_HEADER
 from postwarden_policies.rewrite import RewritePlan, rewrite_body
 
@@ -411,3 +412,12 @@ def test_a_from_header_readers_may_read_two_ways_is_held() -> None:
     facts, verdict = _run(b"From: alice@example.com)<bob@evil.test>\r\nSubject: x\r\n\r\nhi\r\n")
     assert {"ambiguous_from", "malformed"} <= facts.flags
     assert verdict.action is Action.QUARANTINE and verdict.rules == ("hold-broken-mime",)
+
+
+def test_a_senders_own_x_external_header_is_replaced() -> None:
+    raw = b"From: a@evil.test\r\nSubject: x\r\nX-External: no\r\n\r\nhi\r\n"
+    facts, verdict = _run(raw)
+    assert facts.header_values("X-External") == ("no",)
+    assert verdict.rules == ("tag-external",)
+    delivered = parse_message(apply_edits(raw, verdict), ENV)
+    assert delivered.header_values("X-External") == ("yes",)
