@@ -179,15 +179,19 @@ def test_nested_strips_collapse_into_the_outer_one() -> None:
     assert [c.part for c in changes if isinstance(c, AttachmentStripped)] == ["2"]
 
 
+def _pgp_signed(signed_part: bytes) -> MessageFacts:
+    """A well-formed PGP/MIME signature (with a junk signature) around ``signed_part``."""
+    raw = _crlf(
+        b'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=s\n\n'
+        b"--s\n" + signed_part + b"\n--s\nContent-Type: application/pgp-signature\n\nsig\n--s--\n"
+    )
+    return parse_message(raw, Envelope())
+
+
 def test_a_signed_part_to_change_is_held_not_skipped() -> None:
     # Anyone can wrap a file in a well-formed signature (this one is junk): skipping
     # the strip would deliver it; the signature is kept intact by holding instead.
-    raw = _crlf(
-        b'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=s\n\n'
-        b"--s\nContent-Type: application/octet-stream; name=a.exe\n\n"
-        b"MZ\n--s\nContent-Type: application/pgp-signature\n\nsig\n--s--\n"
-    )
-    facts = parse_message(raw, Envelope())
+    facts = _pgp_signed(b"Content-Type: application/octet-stream; name=a.exe\n\nMZ")
     with pytest.raises(RewriteError, match="signed part"):
         rewrite_body(facts, RewritePlan(strip=((1, "x"),), sanitize_html=None))
     new, changes = _apply(
@@ -199,12 +203,9 @@ def test_a_signed_part_to_change_is_held_not_skipped() -> None:
 
 
 def test_a_signed_part_that_needs_no_change_goes_out_untouched() -> None:
-    raw = _crlf(
-        b'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=s\n\n'
-        b'--s\nContent-Type: text/html\n\n<p>Hello <a href="https://example.org/">there</a></p>\n'
-        b"--s\nContent-Type: application/pgp-signature\n\nsig\n--s--\n"
+    facts = _pgp_signed(
+        b'Content-Type: text/html\n\n<p>Hello <a href="https://example.org/">there</a></p>'
     )
-    facts = parse_message(raw, Envelope())
     assert facts.parts[1].in_signed
     assert rewrite_body(facts, SANITIZE).body is None
 
