@@ -96,6 +96,7 @@ log = logging.getLogger(__name__)
 
 TEXT_BUDGET = 4_000_000  # characters of decoded text kept for body regexes
 UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
+_ENCODED = ("base64", "quoted-printable")
 _MALFORMED = frozenset(
     {
         "no_headers",
@@ -505,14 +506,27 @@ class _Parser:
         return size, magic.detect(head)
 
     def _read_text(self, part: MimePart, charset: str | None) -> None:
-        """What readers show of a text part: its text (for body rules), uuencoded files."""
-        if part.content_type == "text/plain":
-            self._find_uuencoded(part)
-        self._collect_text(part, charset)
+        """What readers show of a text part: its text (for body rules), uuencoded files.
 
-    def _find_uuencoded(self, carrier: MimePart) -> None:
+        A base64 or quoted-printable part that both readings take whole (the usual
+        case) is decoded once for both.
+        """
+        whole = None
+        size = part.body_end - part.body_start
+        if part.transfer_encoding in _ENCODED and size <= min(UU_SCAN, self.text_left * 3):
+            whole = transfer.decode(
+                self.raw[part.body_start : part.body_end], part.transfer_encoding
+            )
+        if part.content_type == "text/plain":
+            self._find_uuencoded(part, whole)
+        self._collect_text(part, charset, whole)
+
+    def _find_uuencoded(self, carrier: MimePart, whole: bytes | None) -> None:
         """List the files uuencoded in a text/plain part as attachments below it."""
-        text, start, end = self._plain_text(carrier)
+        if whole is not None:
+            text, start, end = whole, 0, len(whole)
+        else:
+            text, start, end = self._plain_text(carrier)
         found, more = uuencode.blocks(text, start, end, max(0, self.max_parts - len(self.parts)))
         if more:
             self.flags.add("too_many_parts")
@@ -527,7 +541,7 @@ class _Parser:
 
     def _plain_text(self, part: MimePart) -> tuple[bytes, int, int]:
         """A text part's bytes and where they lie: in place, or decoded up to ``UU_SCAN``."""
-        if part.transfer_encoding not in ("base64", "quoted-printable"):
+        if part.transfer_encoding not in _ENCODED:
             return self.raw, part.body_start, part.body_end
         stop = min(part.body_end, part.body_start + UU_SCAN)
         if stop < part.body_end:
@@ -565,14 +579,17 @@ class _Parser:
             uuencoded=True,
         )
 
-    def _collect_text(self, part: MimePart, charset: str | None) -> None:
+    def _collect_text(self, part: MimePart, charset: str | None, whole: bytes | None) -> None:
         """Keep the text of a part readers show as text, HTML named as such included."""
         if self.text_left <= 0 or not (part.content_type == "text/plain" or part.is_html):
             return
-        # Encoded text is at most ~3 bytes per decoded character (QP escapes).
-        start = part.body_start
-        chunk = self.raw[start : min(part.body_end, start + self.text_left * 3)]
-        data = transfer.decode(chunk, part.transfer_encoding)
+        if whole is not None:
+            data = whole
+        else:
+            # Encoded text is at most ~3 bytes per decoded character (QP escapes).
+            start = part.body_start
+            chunk = self.raw[start : min(part.body_end, start + self.text_left * 3)]
+            data = transfer.decode(chunk, part.transfer_encoding)
         if not read_as_readers(charset, data):
             self.flags.add("unshared_charset")
         text = decode_bytes(data, charset, self.flags)[: self.text_left]
