@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postwarden_policies import Action, evaluate, load_policy_set_from_sources
+from postwarden_policies import Action, evaluate, load_policy_set_from_sources, transfer
 from postwarden_policies.facts import Envelope
 from postwarden_policies.mimeparse import parse_message
 
@@ -92,7 +92,15 @@ def test_text_is_bounded_and_broken_base64_decodes_what_it_can() -> None:
     assert facts.text == "hello world"
 
 
-def test_big_attachment_sizes_without_decoding() -> None:
+def test_big_attachment_sizes_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[int] = []
+    decode = transfer.decode
+
+    def recording_decode(data: bytes, encoding: str) -> bytes:
+        decoded.append(len(data))
+        return decode(data, encoding)
+
+    monkeypatch.setattr(transfer, "decode", recording_decode)
     payload = b"MZ" + os.urandom(300_000)
     body = base64.encodebytes(payload).replace(b"\n", b"\r\n")
     raw = (
@@ -103,6 +111,7 @@ def test_big_attachment_sizes_without_decoding() -> None:
     )
     part = parse_message(raw, ENV).parts[1]
     assert (part.decoded_size, part.detected_type) == (len(payload), "application/x-dosexec")
+    assert max(decoded) < 1024  # the magic bytes come from the first few encoded lines alone
 
 
 def test_attachment_classification() -> None:

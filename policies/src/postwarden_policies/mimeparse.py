@@ -511,6 +511,8 @@ class _Parser:
         A base64 or quoted-printable part that both readings take whole (the usual
         case) is decoded once for both.
         """
+        if not (part.content_type == "text/plain" or part.is_html):
+            return  # an attachment: read only where a rule asks (magic bytes, size)
         whole = None
         size = part.body_end - part.body_start
         if part.transfer_encoding in _ENCODED and size <= min(UU_SCAN, self.text_left * 3):
