@@ -94,6 +94,14 @@ class Ctx(TestCtx):  # type: ignore[misc]
         self._stage = None
         return rc
 
+    def _feed_body(self, bfp: io.BytesIO) -> int:
+        # TestCtx stops at the first answer other than CONTINUE; body is no-reply here.
+        while chunk := bfp.read(8192):
+            rc: int = self._priv.body(chunk)
+            if rc not in (Milter.CONTINUE, Milter.NOREPLY):
+                return rc
+        return Milter.CONTINUE
+
     def send(self, raw: bytes, sender: str = "alice@example.org",
              recipients: tuple[str, ...] = ("bob@example.net",)) -> int:
         """One transaction, the way libmilter delivers it (header values with leading space)."""

@@ -87,12 +87,11 @@ def test_quarantine_and_header_edit(harness: Harness) -> None:
     assert [e.action for e in harness.audit.events] == ["quarantine", "accept"]
 
 
-def test_oversized_body_is_refused_while_streaming(harness: Harness) -> None:
+def test_oversized_body_is_refused_at_end_of_message(harness: Harness) -> None:
     ctx = harness.connect(queue_id="4QBIG")
     big = message("big", body=b"x" * 76 + b"\r\n") + b"y" * 78 * 400  # past 20 000 bytes
     assert ctx.send(big) == Milter.REJECT
     assert ctx._reply == ("552", "5.3.4", "Message size exceeds fixed limit")
-    assert ctx._body is None  # eom never ran
     [event] = harness.audit.events
     assert event.action == "reject"
     assert (event.smtp_reply or "").startswith("552 5.3.4")
@@ -194,8 +193,9 @@ def test_only_used_actions_are_negotiated(harness: Harness) -> None:
     protocol = ctx.getpriv()._protocol
     assert protocol & Milter.P_HDR_LEADSPC
     assert protocol & Milter.P_NR_HDR and protocol & Milter.P_NR_HELO
+    assert protocol & Milter.P_NR_BODY  # an oversized body is answered at end of message
     assert protocol & Milter.P_NOEOH and protocol & Milter.P_NODATA  # steps we never use
-    assert not protocol & Milter.P_NR_BODY  # body may answer 552
+    assert not protocol & (Milter.P_NR_MAIL | Milter.P_NR_RCPT)  # these may refuse
 
 
 def test_id_header_can_be_turned_off(harness: Harness) -> None:

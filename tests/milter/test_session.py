@@ -47,10 +47,16 @@ def test_a_spilled_body_goes_to_the_file_in_batches() -> None:
 
 
 def test_the_size_limit_is_checked_on_every_chunk() -> None:
-    txn = transaction(100, max_bytes=200)
+    txn = transaction(1000, max_bytes=200)
     try:
         assert txn.add_body(b"x" * 150)
+        assert txn._body is not None and txn._body.in_memory == 150
         assert not txn.add_body(b"y" * 50)
         assert not txn.within_limit
+        # Past the limit nothing more is stored and what was held is freed at once.
+        assert txn._body.in_memory == 0
+        assert not txn.add_body(b"z" * 500)
+        assert txn._body.in_memory == 0
+        assert txn.size == len(b"Subject: hello\r\n\r\n") + 700
     finally:
         txn.close()

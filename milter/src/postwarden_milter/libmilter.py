@@ -3,9 +3,10 @@
 :class:`PostwardenMilter` adapts libmilter's callbacks to
 :class:`~postwarden_milter.handler.ConnectionHandler` and maps our
 :class:`~postwarden_milter.apply.Outcome` values to libmilter's codes. It
-negotiates only what postwarden uses: the actions below, no-reply for the
-steps that never refuse, and header values with their leading space so the
-message can be rebuilt exactly as received.
+negotiates only what postwarden uses: the actions below, no-reply for helo,
+header and body (the handler answers what they find at the next step that
+replies), and header values with their leading space so the message can be
+rebuilt exactly as received.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     def header(self, name: str, value: bytes) -> int:
         return CODES[self._handler.header(_text(name), _bytes(value))]
 
+    @_noreply
     def body(self, chunk: bytes) -> int:
         return CODES[self._handler.body(chunk)]
 

@@ -2,9 +2,9 @@
 
 A :class:`Transaction` starts at MAIL FROM and ends at end-of-message or
 abort. The body streams into a buffer that stays in memory up to a
-threshold and spills to a temporary file beyond it; the size limit is
-checked on every chunk, so an oversized message is refused while it is still
-arriving, not after it was stored.
+threshold and spills to a temporary file beyond it. The size limit is
+checked on every chunk: a message that passes it is not stored any further
+(what was held is freed at once) and is refused at end of message.
 """
 
 from __future__ import annotations
@@ -132,12 +132,16 @@ class Transaction:
         return self.within_limit
 
     def add_body(self, chunk: bytes) -> bool:
+        """Keep the chunk; past the size limit keep nothing, only count (False)."""
         if self._body is None:
             self._body = BodyBuffer(self.memory_threshold)
             self.size += len(CRLF)
-        self._body.write(chunk)
         self.size += len(chunk)
-        return self.within_limit
+        if not self.within_limit:
+            self._body.close()
+            return False
+        self._body.write(chunk)
+        return True
 
     @property
     def within_limit(self) -> bool:
