@@ -404,6 +404,27 @@ def test_a_from_header_readers_may_read_two_ways_is_held() -> None:
     assert verdict.action is Action.QUARANTINE and verdict.rules == ("hold-broken-mime",)
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"From: ceo@example.com\r\nFrom: it@evil.test\r\nSubject: x\r\n",
+        b"From: a@evil.test\r\nSubject: lunch\r\nSubject: password reset\r\n",
+        b"From: a@evil.test\r\nSubject: lunch\r\nsubject: password reset\r\n",
+    ],
+)
+def test_a_second_from_or_subject_is_held(headers: bytes) -> None:
+    # Rules read the first; some mail readers show the last.
+    facts, verdict = _run(headers + b"\r\nhi\r\n")
+    assert {"duplicate_header", "malformed"} <= facts.flags
+    assert verdict.action is Action.QUARANTINE and verdict.rules == ("hold-broken-mime",)
+
+
+def test_one_from_and_one_subject_are_not_duplicates() -> None:
+    facts = parse_message(b"From: a@example.com\r\nSubject: x\r\nTo: b@example.com\r\n"
+                          b"To: c@example.com\r\n\r\nhi\r\n", ENV)
+    assert "duplicate_header" not in facts.flags and "malformed" not in facts.flags
+
+
 def test_a_senders_own_x_external_header_is_replaced() -> None:
     raw = b"From: a@evil.test\r\nSubject: x\r\nX-External: no\r\n\r\nhi\r\n"
     facts, verdict = _run(raw)

@@ -29,6 +29,8 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``eight_bit_headers``      a header holds raw 8-bit bytes (SMTPUTF8 or junk)
 ``duplicate_mime_header``  (m) Content-Type/-Transfer-Encoding/-Disposition twice
                            in one entity (the first one is used)
+``duplicate_header``       (m) the message has two From or two Subject headers:
+                           rules read the first, some readers show the last
 ``malformed_content_type``  (m) a Content-Type whose type mail readers must recover
                            (a comment, '?' or ',' in it) or cannot read at all
 ``conflicting_parameter``  (m) Content-Type gives its boundary or charset twice with
@@ -97,11 +99,14 @@ log = logging.getLogger(__name__)
 TEXT_BUDGET = 4_000_000  # characters of decoded text kept for body regexes
 UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
 _ENCODED = ("base64", "quoted-printable")
+# Headers RFC 5322 allows once that rules read (from, from_domain, subject).
+_READ_ONCE = ("from", "subject")
 _MALFORMED = frozenset(
     {
         "no_headers",
         "missing_header_separator",
         "duplicate_mime_header",
+        "duplicate_header",
         "malformed_content_type",
         "conflicting_parameter",
         "bare_cr",
@@ -287,6 +292,10 @@ def _from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
         flags.add("ambiguous_from")
     address = parsed or searched
     return address.lower() if address else None
+
+
+def _count(headers: tuple[Header, ...], name: str) -> int:
+    return sum(1 for h in headers if h.name.lower() == name)
 
 
 def _domain(address: str) -> str:
@@ -615,6 +624,8 @@ def parse_message(
     if body_offset >= len(raw):
         flags.add("empty_body")
     from_address = _from_address(headers, flags)
+    if any(_count(headers, name) > 1 for name in _READ_ONCE):
+        flags.add("duplicate_header")
     if flags & _MALFORMED:
         flags.add("malformed")
     return MessageFacts(
