@@ -275,6 +275,43 @@ _NO_MIME = b"From: a@evil.test\r\nSubject: x\r\n\r\nHello, the invoice:\r\n\r\n"
 _EXE = b"MZ\x90\x00" + bytes(200)
 
 
+_HQX = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
+_BINHEX_LINE = b"(This file must be converted with BinHex 4.0)"
+
+
+def _binhex(name: bytes, data: bytes) -> bytes:
+    """BinHex 4.0: header (name, type, creator, flags, fork lengths, CRC), data fork,
+    its CRC; 0x90 escaped as 0x90 0; six bits a character in lines of 64."""
+    fork = len(data).to_bytes(4, "big")
+    stream = (bytes([len(name)]) + name + b"\0" + b"APPLdosa" + bytes(2) + fork + bytes(4)
+              + bytes(2) + data + bytes(2)).replace(b"\x90", b"\x90\0")
+    bits = "".join(f"{byte:08b}" for byte in stream)
+    bits += "0" * (-len(bits) % 6)
+    chars = b":" + bytes(_HQX[int(bits[i : i + 6], 2)] for i in range(0, len(bits), 6)) + b":"
+    lines = [chars[i : i + 64] for i in range(0, len(chars), 64)]
+    return _BINHEX_LINE + b"\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
+
+
+def test_a_binhex_executable_in_a_message_without_mime_is_seen() -> None:
+    facts, verdict = _run(_NO_MIME + _binhex(b"invoice.exe", _EXE) + b"Regards\r\n")
+    [part] = facts.attachments
+    assert (part.filenames, part.detected_type) == (("invoice.exe",), "application/x-dosexec")
+    assert (part.content_type, part.transfer_encoding) == ("application/mac-binhex40", "x-binhex")
+    assert "uuencoded" in facts.flags
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_a_binhex_block_ends_at_its_first_short_line() -> None:
+    block = _binhex(b"a.pdf", b"%PDF-1.7\n" + bytes(300))
+    raw = _NO_MIME + block + b"Regards\r\n" + _BINHEX_LINE + b"  \r\n:" + b"!" * 10 + b":\r\n"
+    facts = parse_message(raw, ENV)
+    first, second = facts.attachments
+    assert (first.filename, first.detected_type) == ("a.pdf", "application/pdf")
+    # Thunderbird closes the part after the line that is neither empty nor 64 long.
+    assert raw[first.header_start : first.body_end] == block
+    assert (second.filename, second.detected_type) == (None, None)  # decodes to nothing usable
+
+
 def test_a_uuencoded_executable_in_a_message_without_mime_is_seen() -> None:
     facts, verdict = _run(_NO_MIME + _uuencoded(b"invoice.exe", _EXE) + b"Regards\r\n")
     [part] = facts.attachments

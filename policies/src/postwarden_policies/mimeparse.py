@@ -6,13 +6,15 @@ text, detected types come from the first decoded bytes. Parts are numbered
 depth first; ``path`` is "" for the top-level entity, "1", "1.2", ... below it,
 and the message inside a ``message/rfc822`` part at path P has path "P.1".
 
-Files uuencoded or yEncoded in plain text (``begin 644 name`` ... ``end``,
-``=ybegin ... name=NAME`` ... ``=yend``, which Thunderbird shows as
-attachments of an untyped or text/plain body) are listed as
-attachments below their text/plain part: paths "P.1", "P.2", ..., type
-application/octet-stream, the name from the begin line (also as Thunderbird
-reads it in a made-up ``filename="..."``), the detected type from the first
-lines, decoded, and ``MimePart.uuencoded`` set. They count against
+Files uuencoded, yEncoded or BinHexed in plain text (``begin 644 name`` ...
+``end``, ``=ybegin ... name=NAME`` ... ``=yend``, ``(This file must be
+converted with BinHex 4.0)`` ..., which Thunderbird shows as attachments of an
+untyped or text/plain body) are listed as attachments below their text/plain
+part: paths "P.1", "P.2", ..., type application/octet-stream
+(application/mac-binhex40 for BinHex), the name from the begin line (also as
+Thunderbird reads it in a made-up ``filename="..."``; BinHex: the name inside
+its data), the detected type from the first lines, decoded, and
+``MimePart.uuencoded`` set. They count against
 ``max_parts`` and ``max_depth`` like parts. Being no MIME entities, they
 cannot be stripped or sanitized on their own: a rewrite that would change one
 fails (see :mod:`postwarden_policies.rewrite`) and the engine quarantines
@@ -52,7 +54,7 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``unscanned_text``         (m) a base64 or quoted-printable text/plain part longer
                            than ``UU_SCAN``: the rest was not searched for
                            uuencoded files
-``uuencoded``              a text/plain part carries uuencoded or yEncoded files (listed as
+``uuencoded``              a text/plain part carries uuencoded, yEncoded or BinHex files (listed as
                            attachments that cannot be stripped on their own)
 ``ambiguous_from``         (m) the From header reads as another domain to a strict
                            RFC 5322 parse than to a plain search for an address
@@ -572,7 +574,7 @@ class _Parser:
             path=f"{carrier.path}.{number}" if carrier.path else str(number),
             depth=carrier.depth + 1,
             parent=carrier.index,
-            content_type="application/octet-stream",
+            content_type=block.content_type,
             charset=None,
             transfer_encoding=block.encoding,
             disposition="inline",
