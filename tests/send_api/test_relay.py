@@ -6,14 +6,17 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
 import pytest
 
+from postwarden_admin_api.send import relay
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker, backoff
+from postwarden_store import create_pool
+from tests.conftest import PgServer
 from tests.fixtures.ports import free_port
 from tests.fixtures.scripted_smtp import Scripted
 
@@ -154,3 +157,48 @@ async def test_an_unexpected_error_does_not_end_a_worker(
         await worker.stop(grace=10)
     assert failures and row["status"] == "relayed"
     assert "relay worker: unexpected error (RuntimeError), trying again" in caplog.text
+
+
+async def test_an_answer_postgres_could_not_store_is_stored_later_not_sent_again(
+    fresh_database_url: str, pg_server: PgServer, smtp_server: tuple[Scripted, int],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Postfix queues the message while its database is unreachable: the answer waits
+    for Postgres, and the row does not come back to be sent again when its lease ends."""
+    monkeypatch.setattr(relay, "LEASE", dt.timedelta(seconds=0.5))
+    server, port = smtp_server
+    database = fresh_database_url.rsplit("/", 1)[1]
+    pool = await create_pool(fresh_database_url, min_size=1, max_size=4)
+    admin = await asyncpg.connect(pg_server.admin_dsn)
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1))
+    try:
+        message_id = await accepted(pool, "once@example.org")
+        server.data_gate.clear()
+        worker.start()
+        await _until(lambda: bool(server.received))
+        # The database goes away while Postfix holds the message, before it answers.
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = $1", database)
+        server.data_gate.set()
+        await asyncio.sleep(1.5)  # three leases pass while the database is away
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        row = await settled(pool, message_id)
+        await asyncio.sleep(1.0)  # a worker that had given up would have claimed it again
+        assert (row["status"], row["queue_id"]) == ("relayed", "Q1X")
+        assert len(server.received) == 1
+        assert f"cannot store the outcome of message {message_id}" in caplog.text
+    finally:
+        server.data_gate.set()
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await worker.stop(grace=10)
+        await pool.close()
+
+
+async def _until(condition: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.05)

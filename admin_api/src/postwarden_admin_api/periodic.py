@@ -19,7 +19,11 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What an unreachable, restarting or overloaded Postgres raises. asyncpg's
+# InternalClientError is what a connection the server terminated can raise on
+# its next query ("cannot switch to state ...; another operation is in progress").
+DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+             asyncpg.InternalClientError)
 Job = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 

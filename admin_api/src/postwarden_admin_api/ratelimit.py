@@ -18,7 +18,6 @@ the key's limit.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import math
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 
 import asyncpg
 from aiohttp import web
+
+from .periodic import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ SELECT $1::text IS NULL OR EXISTS (SELECT FROM live) AS live,
 """
 PURGE = "DELETE FROM rate_limit_counters WHERE window_start < now() - $1::interval"
 
-DB_FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ class RateLimiter:
         try:
             async with self._pool.acquire(timeout=2.0) as conn:
                 count = await conn.fetchval(HIT, bucket, start, limit)
-        except DB_FAILURES:
+        except DB_ERRORS:
             log.warning("rate limiter: database unreachable, counting in process")
             count = self._local_hit(bucket, start, limit)
         if count is None:

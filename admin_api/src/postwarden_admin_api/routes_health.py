@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from aiohttp import web
 
 from postwarden_store import StoreError, check_schema_current
@@ -12,6 +11,7 @@ from postwarden_store import StoreError, check_schema_current
 from .context import POOL
 from .metrics import METRICS
 from .openapi import operation
+from .periodic import DB_ERRORS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -35,7 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
             await check_schema_current(conn)
     except StoreError:
         return web.json_response({"status": "unready", "problem": "migrations pending"}, status=503)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except DB_ERRORS:
         log.warning("readiness: database unreachable")
         return web.json_response({"status": "unready", "problem": "database unreachable"},
                                  status=503)

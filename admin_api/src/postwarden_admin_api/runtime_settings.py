@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from .periodic import DB_ERRORS
 from .secrets import Keyring
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class RuntimeSettingsCache:
                 try:
                     async with self._pool.acquire(timeout=2.0) as conn:
                         self._value = await load_runtime_settings(conn)
-                except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                except DB_ERRORS:
                     log.warning("runtime settings: database unreachable, using last known")
                 self._loaded_at = time.monotonic()
         return self._value

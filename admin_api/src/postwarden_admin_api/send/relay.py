@@ -8,6 +8,10 @@ connection failures retry with exponential backoff and jitter until
 ``relay_max_attempts``, 5xx marks the message ``failed`` with the redacted
 reply. ``workers`` tasks run on the event loop, each with its own SMTP session
 (:mod:`.submit`) reused for message after message.
+
+Once Postfix has answered, the answer is stored however long Postgres is
+away: a worker that gave up would leave the row to come back when its lease
+ends, and a message Postfix had queued would be sent a second time.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from postwarden_admin_api.periodic import surviving
+from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .scrub import for_log, scrub_reply
 from .submit import Outcome, SmtpSession, SubmitResult
@@ -80,6 +84,7 @@ LEASE = dt.timedelta(minutes=15)  # longer than a batch of SMTP transactions can
 POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 SMTP_TIMEOUT = 60.0
+RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,5 +200,23 @@ class RelayWorker:
                     await conn.execute(UNLEASE, [r.id for r in rows[index:]])
                 return
             result = await session.submit(row.envelope_from, row.recipients, row.content)
-            async with self._pool.acquire() as conn:
-                await record(conn, self._config, row, result)
+            await self._record(row, result)
+
+    async def _record(self, row: Claimed, result: SubmitResult) -> None:
+        """Store Postfix's answer, trying again while Postgres fails; only a stop gives up."""
+        delay = RECORD_RETRY_MIN
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    await record(conn, self._config, row, result)
+                return
+            except DB_ERRORS as exc:
+                if self._stopping.is_set():
+                    log.error("relay: stopping without storing the outcome of message %s "
+                              "(%s, Postfix queue id %s): it is submitted again when its "
+                              "lease ends", row.id, type(exc).__name__, result.queue_id)
+                    return
+                log.warning("relay: cannot store the outcome of message %s (%s), trying "
+                            "again in %.1f s", row.id, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX)
