@@ -462,6 +462,28 @@ def test_one_from_and_one_subject_are_not_duplicates() -> None:
     assert "duplicate_header" not in facts.flags and "malformed" not in facts.flags
 
 
+@pytest.mark.parametrize(
+    ("name", "held"),
+    [
+        ("invoice\u202efdp.js", True),  # shown as "invoicesj.pdf"
+        ("=?utf-8?q?invoice=E2=80=AEfdp.js?=", True),  # the same, RFC 2047-encoded
+        ("\u202dreport.pdf", True),
+        ("\u05d3\u05d5\u05d7\u200f.pdf", False),  # a Hebrew name with a right-to-left mark
+    ],
+)
+def test_a_file_name_shown_in_another_order_is_held(name: str, held: bool) -> None:
+    raw = (
+        b"From: a@evil.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+        b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\""
+        + name.encode() + b"\"\r\n\r\n%PDF-1.7\r\n--b--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert ("bidi_override" in facts.flags) is held
+    assert (verdict.rules == ("hold-broken-mime",)) is held
+
+
 def test_a_senders_own_x_external_header_is_replaced() -> None:
     raw = b"From: a@evil.test\r\nSubject: x\r\nX-External: no\r\n\r\nhi\r\n"
     facts, verdict = _run(raw)

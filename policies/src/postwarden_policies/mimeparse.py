@@ -59,6 +59,9 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``ambiguous_from``         (m) the From header reads as another domain to a strict
                            RFC 5322 parse than to a plain search for an address
                            (a comment or a quoted name holding ``<x@other>``, ...)
+``bidi_override``          (m) a file name holds a bidi override (U+202D, U+202E) that
+                           makes readers show its letters in another order
+                           ("invoice<U+202E>fdp.exe" shows as "invoiceexe.pdf")
 ``ambiguous_filename``     a part names its file in more than one way (filename,
                            name, RFC 2231 forms, repeats, Content-Name and
                            X-Sun-Data-Name headers) and the names differ;
@@ -101,6 +104,10 @@ log = logging.getLogger(__name__)
 TEXT_BUDGET = 4_000_000  # characters of decoded text kept for body regexes
 UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
 _ENCODED = ("base64", "quoted-printable")
+# Left-to-right and right-to-left override: Latin letters after one are shown reversed.
+# (Marks, embeddings and isolates occur in legitimate right-to-left names and
+# do not reorder Latin letters.)
+_BIDI_OVERRIDE = re.compile("[\u202d\u202e]")
 # Headers RFC 5322 allows once that rules read (from, from_domain, subject).
 _READ_ONCE = ("from", "subject")
 _MALFORMED = frozenset(
@@ -109,6 +116,7 @@ _MALFORMED = frozenset(
         "missing_header_separator",
         "duplicate_mime_header",
         "duplicate_header",
+        "bidi_override",
         "malformed_content_type",
         "conflicting_parameter",
         "bare_cr",
@@ -254,6 +262,8 @@ def _filenames(
     )
     if len(names) > 1:
         flags.add("ambiguous_filename")
+    if any(_BIDI_OVERRIDE.search(name) for name in names):
+        flags.add("bidi_override")
     # Windows drops trailing dots and spaces when it saves a file: "a.js." is saved as a.js.
     names.update(dict.fromkeys(saved for name in list(names) if (saved := name.rstrip(". "))))
     return tuple(names)
