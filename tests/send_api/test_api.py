@@ -116,6 +116,38 @@ async def test_all_field_errors_come_together(client: Client, sender: dict[str, 
     }
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # JSON's escape of half a character: what no encoder (Postgres's jsonb, the
+        # email package) takes, in a field or in metadata, which reaches only Postgres.
+        (b'{"from": "app@example.com", "to": "b@example.org", "subject": "s", "text": "t",'
+         b' "metadata": {"k": "\\ud800"}}', "lone surrogate"),
+        (b'{"metadata": {"\\udfff": "v"}}', "lone surrogate"),
+        (b'{"metadata": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}", "nested too deeply"),
+    ],
+    ids=["surrogate-value", "surrogate-key", "deep-nesting"],
+)
+async def test_a_body_no_encoder_takes_is_a_400_not_a_500(
+    client: Client, sender: dict[str, str], raw: bytes, message: str
+) -> None:
+    response = await client.post("/api/v1/send-email", data=raw,
+                                 headers={**sender, "Content-Type": "application/json"})
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["code"] == "invalid_json" and message in error["message"]
+
+
+async def test_an_escaped_pair_of_surrogates_is_a_character(
+    client: Client, sender: dict[str, str]
+) -> None:
+    raw = (b'{"from": "app@example.com", "to": "b@example.org", "subject": "s",'
+           b' "text": "\\ud83d\\ude00", "metadata": {"mood": "\\ud83d\\ude00"}}')
+    response = await client.post("/api/v1/send-email", data=raw,
+                                 headers={**sender, "Content-Type": "application/json"})
+    assert response.status == 202, await response.text()
+
+
 async def test_a_display_name_that_reads_as_another_mailbox_is_a_422(
     client: Client, sender: dict[str, str]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -36,6 +37,7 @@ P = ParamSpec("P")
 # Past this size a body's work (JSON parsing, digests, base64) runs on a worker
 # thread: tens of milliseconds on the event loop would stall every other request.
 LARGE_BODY_BYTES = 256 * 1024
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def is_large(raw: bytes) -> bool:
@@ -56,9 +58,30 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         data = await run_sized(is_large(raw), json.loads, raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    # JSON's \ud800-\udfff escapes decode to lone surrogates, which no encoder
+    # (Postgres's, the email package's) takes; only such a body is searched.
+    if _SURROGATE_ESCAPE.search(raw) and not _encodable(data):
+        raise ApiError(400, "invalid_json",
+                       "request body holds a \\u escape of a lone surrogate, not a character")
     return data
+
+
+def _encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(item) for item in value)
+    return True
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

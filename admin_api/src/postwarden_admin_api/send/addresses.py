@@ -23,7 +23,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 # header text, so through it a client could pass what the checks refused (another
 # mailbox, a line break). Clients send the characters themselves; the build encodes.
 # Spaces in the encoded text too: RFC 2047 forbids them, the email package decodes them.
-_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bq]\?[^?]*\?=", re.IGNORECASE)
+# What either of the email package's parsers decodes as an RFC 2047 word: any
+# charset (empty, or with spaces: read as ASCII), b or q, any text up to "?=".
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bq]\?.*?\?=", re.IGNORECASE)
 MAX_ADDRESS = 254
 MAX_DISPLAY_NAME = 200
 
@@ -54,7 +56,8 @@ def has_control(text: str) -> bool:
 
 
 def has_encoded_word(text: str) -> bool:
-    """True when ``text`` holds an RFC 2047 encoded word (``=?charset?b?...?=``)."""
+    """True when ``text`` holds what the email package decodes as an RFC 2047 encoded
+    word (``=?charset?b?...?=``, also with an empty charset or one with spaces)."""
     return _ENCODED_WORD.search(text) is not None
 
 

@@ -8,25 +8,35 @@ executable.
 from __future__ import annotations
 
 BLOCKED_EXTENSIONS = frozenset({
-    "ade", "adp", "apk", "app", "appx", "bat", "cab", "chm", "cmd", "com", "cpl", "dll",
-    "dmg", "exe", "hta", "img", "inf", "ins", "iso", "jar", "js", "jse", "lnk", "msc", "msi",
-    "msix", "msp", "mst", "pif", "ps1", "psm1", "reg", "scf", "scr", "sct", "sh", "shb",
-    "sys", "vb", "vbe", "vbs", "vhd", "vhdx", "wsc", "wsf", "wsh", "xll",
+    "ade", "adp", "apk", "app", "appref-ms", "appx", "bat", "cab", "chm", "cmd", "com",
+    "cpl", "dll", "dmg", "exe", "hta", "img", "inf", "ins", "iso", "jar", "js", "jse", "lnk",
+    "msc", "msi", "msix", "msp", "mst", "pif", "ps1", "psm1", "reg", "scf", "scr", "sct",
+    "settingcontent-ms", "sh", "shb", "sys", "url", "vb", "vbe", "vbs", "vhd", "vhdx", "wsc",
+    "wsf", "wsh", "xll",
 })
 BLOCKED_TYPES = frozenset({
     "application/x-msdownload", "application/x-msdos-program", "application/x-dosexec",
     "application/x-executable", "application/x-elf", "application/x-mach-binary",
     "application/x-sh", "application/x-shellscript", "application/java-archive",
-    "application/javascript", "text/javascript", "application/x-ms-shortcut",
-    "application/hta", "application/x-msi", "application/vnd.microsoft.portable-executable",
+    "application/javascript", "text/javascript", "application/x-javascript",
+    "application/x-ms-shortcut", "application/hta", "application/x-msi",
+    "application/vnd.microsoft.portable-executable", "text/vbscript", "application/x-vbscript",
+    "application/x-bat", "application/x-msdos-batch", "text/x-sh", "application/x-csh",
 })
+# A message or a multipart is structure, not a file: the email package would
+# base64 it (which RFC 2046 forbids for both), and the checks here could not
+# look inside it.
+STRUCTURED_TYPES = ("message/", "multipart/")
 # Leading bytes of executable formats.
 BLOCKED_MAGIC = (
     (b"MZ", "a Windows executable"),
     (b"\x7fELF", "an ELF executable"),
     (b"\xca\xfe\xba\xbe", "a Mach-O or Java class file"),
+    (b"\xca\xfe\xba\xbf", "a Mach-O executable"),
     (b"\xcf\xfa\xed\xfe", "a Mach-O executable"),
     (b"\xce\xfa\xed\xfe", "a Mach-O executable"),
+    (b"\xfe\xed\xfa\xce", "a Mach-O executable"),
+    (b"\xfe\xed\xfa\xcf", "a Mach-O executable"),
     (b"#!", "a script"),
     (b"L\x00\x00\x00\x01\x14\x02\x00", "a Windows shortcut"),
 )
@@ -44,6 +54,8 @@ def refusal_reason(filename: str, content_type: str, content: bytes) -> str | No
         return f"files ending in .{extension} are not allowed"
     if content_type in BLOCKED_TYPES:
         return f"content type {content_type} is not allowed"
+    if content_type.startswith(STRUCTURED_TYPES):
+        return f"a {content_type.partition('/')[0]} cannot be attached: send it as a file"
     for magic, what in BLOCKED_MAGIC:
         if content.startswith(magic):
             return f"the content is {what}"
