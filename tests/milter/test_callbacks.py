@@ -100,6 +100,19 @@ def test_oversized_body_is_refused_at_end_of_message(harness: Harness) -> None:
     assert event.size > 20000
 
 
+@pytest.mark.parametrize("fail_action", [FailAction.TEMPFAIL, FailAction.ACCEPT])
+def test_a_from_header_python_cannot_parse_still_gets_the_policy_verdict(
+    harness: Harness, fail_action: FailAction
+) -> None:
+    # The email package's address parser raises on this; were that an internal
+    # error, fail_action accept would deliver the executable unchecked.
+    harness.configure(fail_action=fail_action)
+    ctx = harness.connect()
+    assert ctx.send(EXE.replace(b"From: alice@example.org", b"From: Mallory <mallory@")) \
+        == Milter.REJECT
+    assert harness.audit.events[-1].rules == ("no-exe",)
+
+
 def test_declared_size_is_refused_at_mail_from(harness: Harness) -> None:
     ctx = harness.connect()
     assert ctx._envfrom("<alice@example.org>", "SIZE=999999") == Milter.REJECT

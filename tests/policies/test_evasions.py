@@ -435,6 +435,17 @@ def test_the_from_address_is_the_one_readers_show(value: bytes) -> None:
     assert "malformed" not in facts.flags
 
 
+@pytest.mark.parametrize(
+    "value", [b"<", b"Mallory <mallory@", b"a <b@", b':<"', b"Mallory <mallory@[evil.example>"]
+)
+def test_a_from_header_the_strict_parser_fails_on_is_held(value: bytes) -> None:
+    # Python's address parser raises IndexError or AttributeError on these.
+    facts, verdict = _run(b"From: " + value + b"\r\nSubject: x\r\n\r\nhi\r\n")
+    assert {"ambiguous_from", "malformed"} <= facts.flags
+    assert "parser_error" not in facts.flags
+    assert verdict.action is Action.QUARANTINE and verdict.rules == ("hold-broken-mime",)
+
+
 def test_a_from_header_readers_may_read_two_ways_is_held() -> None:
     facts, verdict = _run(b"From: alice@example.com)<bob@evil.test>\r\nSubject: x\r\n\r\nhi\r\n")
     assert {"ambiguous_from", "malformed"} <= facts.flags

@@ -58,7 +58,8 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
                            attachments that cannot be stripped on their own)
 ``ambiguous_from``         (m) the From header reads as another domain to a strict
                            RFC 5322 parse than to a plain search for an address
-                           (a comment or a quoted name holding ``<x@other>``, ...)
+                           (a comment or a quoted name holding ``<x@other>``, ...),
+                           or the strict parse fails on it (``From: Mallory <m@``)
 ``bidi_override``          (m) a file name holds a bidi override (U+202D, U+202E) that
                            makes readers show its letters in another order
                            ("invoice<U+202E>fdp.exe" shows as "invoiceexe.pdf")
@@ -292,7 +293,12 @@ def _from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
     simple = _SIMPLE_FROM.fullmatch(raw)
     if simple:
         return (simple.group(1) or simple.group(2)).lower()
-    header = _ADDRESSES("from", raw)
+    try:
+        header = _ADDRESSES("from", raw)
+    except Exception:  # noqa: BLE001 - its parser raises IndexError, AttributeError, ...
+        header, broken = None, True
+    else:
+        broken = False
     addresses: tuple[Address, ...] = (
         header.addresses if isinstance(header, AddressHeader) else ()
     )
@@ -300,7 +306,7 @@ def _from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
     uncommented = _COMMENT.sub(" ", raw)
     found = _ANGLE_ADDR.search(uncommented) or _BARE_ADDR.search(uncommented)
     searched = found.group(found.lastindex or 0) if found else None
-    if parsed and searched and _domain(parsed) != _domain(searched):
+    if broken or (parsed and searched and _domain(parsed) != _domain(searched)):
         flags.add("ambiguous_from")
     address = parsed or searched
     return address.lower() if address else None
@@ -627,15 +633,16 @@ def parse_message(
     parser = _Parser(raw, max_parts, max_depth)
     headers: tuple[Header, ...] = ()
     body_offset = 0
+    from_address = None
     try:
         headers, body_offset = parser.run()
+        from_address = _from_address(headers, parser.flags)
     except Exception:  # the parser must never take the milter down with it
         log.exception("MIME parser failed; facts are incomplete")
         parser.flags.add("parser_error")
     flags = parser.flags
     if body_offset >= len(raw):
         flags.add("empty_body")
-    from_address = _from_address(headers, flags)
     if any(_count(headers, name) > 1 for name in _READ_ONCE):
         flags.add("duplicate_header")
     if flags & _MALFORMED:
