@@ -249,6 +249,17 @@ SUBJECTS = [
         "Hi", ["[EXT] ", "[BULK] "], ChangeHeader("Subject", 1, "[BULK] [EXT] Hi"), id="two"
     ),
     pytest.param(None, ["[A] ", "[B] "], AddHeader("Subject", "[B] [A]"), id="two-no-subject"),
+    # What we write for a missing or an empty Subject, seen again on the next hop.
+    pytest.param("[EXT]", ["[EXT] "], None, id="only-the-prefix"),
+    pytest.param(" [EXT] ", ["[EXT] "], None, id="only-the-prefix-padded"),
+    pytest.param("[EXTERNAL] Hi", ["[EXT] "], ChangeHeader("Subject", 1, "[EXT] [EXTERNAL] Hi"),
+                 id="a-longer-tag-is-not-ours"),
+    pytest.param("[BULK] [EXT] Hi", ["[EXT] ", "[BULK] "], None, id="two-already-there"),
+    pytest.param("[EXT] [BULK] Hi", ["[EXT] ", "[BULK] "], None, id="two-in-another-order"),
+    pytest.param("[EXT] Hi", ["[EXT] ", "[BULK] "], ChangeHeader("Subject", 1, "[BULK] [EXT] Hi"),
+                 id="one-of-two-there"),
+    pytest.param("Hi", ["[EXT] ", "[EXT] "], ChangeHeader("Subject", 1, "[EXT] Hi"),
+                 id="one-prefix-from-two-rules"),
     # Python decodes these to "[EXT] ..."; readers without UTF-7 (or the made-up
     # charset) show the encoded word as it is: the prefix must still go on.
     pytest.param(

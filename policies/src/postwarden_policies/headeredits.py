@@ -20,15 +20,29 @@ def _subject_edit(facts: MessageFacts, prefixes: list[str]) -> Edit | None:
     subjects = [h for h in facts.headers if h.name.lower() == "subject"]
     if not subjects:
         return AddHeader("Subject", "".join(reversed(prefixes)).rstrip())
-    raw = subjects[0].raw_value
-    for prefix in prefixes:
-        # Never twice, judged on the raw value: an encoded word that Python alone
-        # decodes to the prefix (UTF-7, an unknown charset) must not keep it off.
-        if not raw.lstrip().startswith(prefix):
-            raw = prefix + raw.lstrip()
-    if raw == subjects[0].raw_value:
+    raw = subjects[0].raw_value.lstrip()
+    present = _leading_prefixes(raw, prefixes)
+    missing = [prefix for prefix in dict.fromkeys(prefixes) if prefix not in present]
+    if not missing:
         return None
-    return ChangeHeader("Subject", 1, raw)
+    return ChangeHeader("Subject", 1, "".join(reversed(missing)) + raw)
+
+
+def _leading_prefixes(subject: str, prefixes: list[str]) -> set[str]:
+    """Which of ``prefixes`` the Subject already starts with, in any order.
+
+    Never twice, judged on the raw value: an encoded word that Python alone
+    decodes to the prefix (UTF-7, an unknown charset) must not keep it off. A
+    prefix may end the Subject without its trailing space: what we write for a
+    missing or empty Subject, seen again on the next hop.
+    """
+    present: set[str] = set()
+    rest = subject
+    while found := next((p for p in prefixes if p not in present
+                         and (rest.startswith(p) or rest.rstrip() == p.rstrip())), None):
+        present.add(found)
+        rest = rest[len(found):].lstrip()
+    return present
 
 
 def header_edits(policy_set: PolicySet, facts: MessageFacts, rules: Iterable[Rule]) -> list[Edit]:
