@@ -170,3 +170,22 @@ def test_a_raw_latin1_subject_is_prefixed_not_deferred(mail_system: MailSystem) 
     assert got.header("Subject") == "[EXT] [tag-me] Passwort f\ufffdllig"
     row = _audited(mail_system, sample, "accept")
     assert row["rules"] == ["tag-marked"]
+
+
+def test_header_edits_count_the_copies_we_add_and_replace_a_forged_id(
+    mail_system: MailSystem,
+) -> None:
+    # Postfix's chgheader index counts the copies a milter adds: the second rule's
+    # removal reaches the sender's X-Note and the first rule's. A sender's own
+    # X-Postwarden-Id goes, so the one a reader finds is ours.
+    sample = messages.clean(subject="[renote-me] figures")
+    forged = b"X-Note: from the sender\r\nX-Postwarden-Id: forged\r\n\r\n"
+    data = sample.data.replace(b"\r\n\r\n", b"\r\n" + forged, 1)
+    result = send_message(mail_system.postfix.port, data, SENDER, [RECIPIENT])
+    assert result.accepted, result
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    got = Delivered.parse(delivered.data)
+    assert got.names().count("x-note") == 1 and got.header("X-Note") == "second"
+    row = _audited(mail_system, sample, "accept")
+    assert got.names().count("x-postwarden-id") == 1
+    assert got.header("X-Postwarden-Id") == row["message_uid"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -96,15 +97,39 @@ def test_edits_are_applied_when_the_message_goes_on() -> None:
     ))
     actions = Recorder()
     apply_verdict(actions, verdict, EDITS)
-    assert actions.calls[:7] == [
+    assert actions.calls[:8] == [
         ("addheader", "X-Scanned", " yes"), ("chgheader", "Subject", 1, " [ext] hi"),
         ("chgheader", "X-Spam", 3, ""), ("chgheader", "X-Spam", 2, ""),
         ("chgheader", "X-Spam", 1, ""), ("delrcpt", "<Bob@Example.NET>"),
-        ("replacebody", body[:REPLACEBODY_CHUNK]),
+        ("addheader", "X-Postwarden-Id", " u1"), ("replacebody", body[:REPLACEBODY_CHUNK]),
     ]
     chunks = [c[1] for c in actions.calls if c[0] == "replacebody"]
     assert all(isinstance(c, bytes) and len(c) <= REPLACEBODY_CHUNK for c in chunks)
     assert b"".join(chunks) == body  # type: ignore[arg-type]
+
+
+def test_a_removal_after_an_addition_removes_the_added_copy_too() -> None:
+    # Postfix counts the copies a milter adds (they go after the others): rule A's
+    # X-Spam is the fourth, and rule B's removal must reach it as the policy says.
+    verdict = Verdict(Accept(), edits=(AddHeader("X-Spam", "added"), RemoveHeader("X-Spam"),
+                                       AddHeader("X-Spam", "kept")))
+    actions = Recorder()
+    apply_verdict(actions, verdict, EDITS)
+    assert actions.calls == [
+        ("addheader", "X-Spam", " added"),
+        *(("chgheader", "X-Spam", index, "") for index in (4, 3, 2, 1)),
+        ("addheader", "X-Spam", " kept"), ("addheader", "X-Postwarden-Id", " u1"),
+    ]
+
+
+def test_a_senders_own_id_header_goes_before_ours_is_added() -> None:
+    edits = dataclasses.replace(EDITS, header_counts={"x-postwarden-id": 2})
+    actions = Recorder()
+    apply_verdict(actions, Verdict(Accept()), edits)
+    assert actions.calls == [
+        ("chgheader", "X-Postwarden-Id", 2, ""), ("chgheader", "X-Postwarden-Id", 1, ""),
+        ("addheader", "X-Postwarden-Id", " u1"),
+    ]
 
 
 def test_header_values_are_what_pymilter_can_send() -> None:

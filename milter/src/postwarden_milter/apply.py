@@ -9,6 +9,7 @@ satisfies and tests replace with pymilter's ``TestCtx``.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -103,18 +104,30 @@ def _value(text: str, message: MessageEdits) -> str:
 
 
 def _edit_headers(actions: MilterActions, verdict: Verdict, message: MessageEdits) -> None:
+    # Postfix's header indexes count the copies we add too (they go after the rest).
+    counts = Counter(message.header_counts)
     for edit in verdict.edits:
         if isinstance(edit, AddHeader):
             actions.addheader(edit.name, _value(edit.value, message))
+            counts[edit.name.lower()] += 1
         elif isinstance(edit, ChangeHeader):
             actions.chgheader(edit.name, edit.index, _value(edit.value, message))
         elif isinstance(edit, RemoveHeader):
-            # From the last occurrence down, so earlier indexes never shift.
-            for index in range(message.header_counts.get(edit.name.lower(), 0), 0, -1):
-                actions.chgheader(edit.name, index, "")
+            _remove_header(actions, edit.name, counts)
         elif isinstance(edit, DeleteRecipient):
             as_given = message.rcpt_as_given.get(edit.address.lower(), f"<{edit.address}>")
             actions.delrcpt(as_given)
+    if message.id_header:
+        # A sender's copy must not stand before ours, where a reader looks first.
+        _remove_header(actions, message.id_header, counts)
+        actions.addheader(message.id_header, _value(message.uid, message))
+
+
+def _remove_header(actions: MilterActions, name: str, counts: Counter[str]) -> None:
+    # From the last occurrence down, so earlier indexes never shift.
+    for index in range(counts[name.lower()], 0, -1):
+        actions.chgheader(name, index, "")
+    counts[name.lower()] = 0
 
 
 def _replace_body(actions: MilterActions, verdict: Verdict) -> None:
@@ -143,8 +156,6 @@ def apply_verdict(actions: MilterActions, verdict: Verdict, message: MessageEdit
         return Applied(Outcome.DISCARD, None)
     _edit_headers(actions, verdict, message)
     _replace_body(actions, verdict)
-    if message.id_header:
-        actions.addheader(message.id_header, _value(message.uid, message))
     if isinstance(decision, Quarantine):
         actions.quarantine(decision.reason or "postwarden")
     return Applied(Outcome.CONTINUE, None)
