@@ -59,10 +59,33 @@ def test_delivery_lines_are_parsed(
         pytest.param("Nov 23 15:12:49 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from x: "
                      "554 5.7.1 <a@b.example>: Relay access denied; to=<a@b.example>", id="noq"),
         pytest.param("garbage", id="garbage"),
+        # Text an outsider chose, in a line Postfix writes about their mail: an
+        # envelope sender (a quoted local part), a Message-ID.
+        pytest.param('Nov 23 15:12:49 mx postfix/qmgr[1]: 4XyZ: from=<"[1]: OURQ1: '
+                     'to=<victim@corp.example>, dsn=5.1.1, status=bounced (x"@evil.example>, '
+                     "size=420, nrcpt=1 (queue active)", id="forged-in-a-sender"),
+        pytest.param("Nov 23 15:12:49 mx postfix/cleanup[3]: 4XyZ: message-id=[1]: OURQ1: "
+                     "to=<victim@corp.example>, dsn=5.1.1, status=bounced (x)",
+                     id="forged-in-a-message-id"),
     ],
 )
 def test_other_lines_are_ignored(line: str) -> None:
     assert parse_line(line) is None
+
+
+def test_a_line_is_only_ever_about_its_own_queue_id() -> None:
+    # An outsider's recipient with a ">" in it: however it reads, it names their message.
+    event = parse_line('Nov 23 15:12:49 mx postfix/smtp[7]: 4XyZ: to=<"a>, x[1]: OURQ1: '
+                       'to=<victim@corp.example>, dsn=5.1.1, status=bounced (x)"@b.example>, '
+                       "relay=x, dsn=2.0.0, status=sent (250 ok)")
+    assert event is not None and event.queue_id == "4XyZ"
+
+
+def test_a_line_cut_short_takes_its_status_from_postfix_not_the_reply() -> None:
+    event = parse_line("Nov 23 15:12:49 mx postfix/smtp[7]: Q1: to=<v@corp.example>, relay=x, "
+                       "dsn=4.2.0, status=deferred (host said: 450 mailbox busy status=bounced")
+    assert event is not None and (event.status, event.dsn) == ("deferred", "4.2.0")
+    assert event.reply == "host said: 450 mailbox busy status=bounced"
 
 
 
@@ -169,6 +192,23 @@ async def test_a_rotated_file_is_read_from_its_start(pool: asyncpg.Pool, tmp_pat
     log_file.write_text(sent(queue_id, "rot@example.org"))
     await follower.poll()
     assert await message_status(pool, message_id) == "delivered"
+
+
+async def test_a_half_line_of_a_rotated_file_is_not_glued_to_the_new_one(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("ROT")
+    victim = f"{uuid.uuid4().hex[:8]}@example.org"
+    message_id = await relayed_message(pool, queue_id, victim)
+    log_file.write_text(f"Nov 23 23:59:59 mx postfix/smtp[7]: {queue_id}: to=<{victim}>, dela")
+    await follower.poll()
+    log_file.rename(tmp_path / "maillog.1")
+    log_file.write_text("Nov 24 00:00:01 mx postfix/smtp[9]: OTHERQ1: to=<z@else.example>, "
+                        "relay=y, dsn=5.1.1, status=bounced (550 5.1.1 no such user)\n")
+    await follower.poll()
+    assert await message_status(pool, message_id) == "relayed"
+    assert not await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1", victim)
 
 
 async def test_only_lines_about_our_messages_are_applied(

@@ -32,9 +32,17 @@ from .scrub import for_log, scrub_reply
 
 log = logging.getLogger(__name__)
 
+# A line's syslog prefix ends at the first "]: " (after the program's pid); the
+# rest is the message, where other mail's senders, Message-IDs and the remote
+# replies appear. Only a delivery agent's line counts, read from its start:
+# text an outsider put in a log line must not read as one of ours.
+_AGENT = re.compile(r"\S*/(?:smtp|lmtp|local|virtual|pipe|error|retry|discard)\[\d+")
 _DELIVERY = re.compile(
-    r"\[\d+\]: (?P<queue_id>[0-9A-Za-z]+): to=<(?P<recipient>[^>]*)>,"
-    r"(?P<fields>.*?) status=(?P<status>sent|deferred|bounced)(?: \((?P<reply>.*)\))?\s*$"
+    r"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<recipient>[^>]*)>,"
+    # Postfix's own fields, up to its status: never the reply's text, even when a
+    # line cut short lacks the reply's closing parenthesis.
+    r"(?P<fields>(?:(?! status=).)*) status=(?P<status>sent|deferred|bounced)"
+    r"(?: \((?P<reply>.*?)\)?)?\s*$"
 )
 _DSN = re.compile(r"\bdsn=(\d\.\d{1,3}\.\d{1,3})")
 STATUSES = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
@@ -67,7 +75,10 @@ class DeliveryEvent:
 
 
 def parse_line(line: str) -> DeliveryEvent | None:
-    match = _DELIVERY.search(line)
+    end = line.find("]: ")
+    if end < 0 or not _AGENT.fullmatch(line, line.rfind(" ", 0, end) + 1, end):
+        return None
+    match = _DELIVERY.match(line, end + 3)
     if match is None:
         return None
     dsn = _DSN.search(match["fields"])
@@ -151,7 +162,8 @@ class MaillogFollower:
 
     async def poll(self) -> None:
         """Read what was appended and apply it (plus lines still waiting for their queue id)."""
-        data = self._partial + await asyncio.to_thread(self._read)
+        appended = await asyncio.to_thread(self._read)  # may drop a rotated file's partial
+        data = self._partial + appended
         lines = data.split(b"\n")
         self._partial = lines.pop()
         now = time.monotonic()
