@@ -12,8 +12,9 @@ import pytest
 from postwarden_policies import PolicyIssue, PolicyLoadError, check_policy_text, load_policy_set
 from postwarden_policies.loader import load_policy_set_from_sources
 from postwarden_policies.model import Mode, StructureAction
+from postwarden_policies.patterns import MAX_SET_PROGRAM_SIZE
 from postwarden_policies.verdicts import Action, SmtpReply
-from postwarden_policies.yamlnodes import MAX_NODES
+from postwarden_policies.yamlnodes import MAX_NESTING, MAX_NODES, MAX_SOURCE_CHARS
 
 from .policy_helpers import policy
 
@@ -439,3 +440,59 @@ def test_stored_text_keeps_file_based_tests_unresolved() -> None:
     assert check_policy_text("stored", text) == []
     (case,) = load_policy_set_from_sources([("stored", text)]).policies[0].tests
     assert case.message == Path("samples/a.eml")
+
+
+def _rule(when: str) -> str:
+    return H + f"rules:\n  - name: r\n    when: {when}\n    then: accept\n"
+
+
+def test_conditions_nested_too_deeply_are_an_issue_with_a_line() -> None:
+    when = "{not: " * 40 + "{has_html: true}" + "}" * 40
+    assert issues(_rule(when)) == [
+        f"5:{11 + 6 * (MAX_NESTING + 1)}: rule 'r': nested more than {MAX_NESTING} levels deep"
+    ]
+
+
+def test_yaml_nested_too_deeply_is_an_issue_not_a_traceback() -> None:
+    assert issues(H + "description: " + "[" * 2000 + "]" * 2000 + "\n") == [
+        "-: YAML nested too deeply"
+    ]
+
+
+def test_an_unknown_flag_is_refused() -> None:
+    found = issues(_rule("{flag: [malformed, malformd]}"))
+    assert len(found) == 1
+    assert found[0].startswith("5:30: rule 'r': expected one of ambiguous_filename, ")
+    assert found[0].endswith("; got 'malformd'")
+
+
+def test_a_pattern_too_costly_to_compile_is_refused() -> None:
+    found = issues(_rule(r"{subject: '\pL{440}'}"))
+    assert len(found) == 1 and "is too complex: 526244 RE2 instructions" in found[0]
+
+
+def test_a_set_of_patterns_is_bounded_together_and_an_alias_compiles_once() -> None:
+    # \pL{60}: about 72,000 instructions each; 40 different ones pass the budget.
+    rules = "".join(
+        f"  - name: r{i}\n    when: {{subject: '\\pL{{60}}{i}'}}\n    then: accept\n"
+        for i in range(40)
+    )
+    found = issues(H + "rules:\n" + rules)
+    assert 0 < len(found) < 40
+    assert all(f"exceed {MAX_SET_PROGRAM_SIZE} RE2 instructions" in issue for issue in found)
+    # The same pattern through an alias, 100 times: compiled (and counted) once.
+    aliased = "  - name: a0\n    when: {subject: &p '\\pL{60}'}\n    then: accept\n" + "".join(
+        f"  - name: a{i}\n    when: {{subject: *p}}\n    then: accept\n" for i in range(1, 100)
+    )
+    assert issues(H + "rules:\n" + aliased) == []
+
+
+def test_a_file_too_large_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as out:
+        out.truncate(4 * MAX_SOURCE_CHARS + 1)  # sparse: no disk, and never read
+    with pytest.raises(PolicyLoadError) as caught:
+        load_policy_set([huge])
+    assert [(i.file, i.message) for i in caught.value.issues] == [
+        (str(huge), f"larger than {MAX_SOURCE_CHARS} characters")
+    ]

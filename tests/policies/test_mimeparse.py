@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postwarden_policies import Action, evaluate, load_policy_set_from_sources, transfer
+from postwarden_policies import (
+    Action,
+    evaluate,
+    load_policy_set_from_sources,
+    mimeparse,
+    transfer,
+)
 from postwarden_policies.facts import Envelope
 from postwarden_policies.mimeparse import parse_message
 
@@ -236,6 +243,7 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
     facts = parse_message(raw, ENV)
     assert facts.size == len(raw)
     assert "parser_error" not in facts.flags
+    assert facts.flags <= mimeparse.FLAGS
     for part in facts.parts:
         assert 0 <= part.header_start <= part.body_start <= part.body_end <= len(raw)
 
@@ -414,3 +422,8 @@ rules:
     when: {attachment: {filename: ["*.exe"]}}
     then: reject
 """
+
+
+def test_the_flags_a_policy_may_name_are_the_documented_ones() -> None:
+    table = re.findall(r"^``([a-z0-9_]+)``  ", mimeparse.__doc__ or "", re.MULTILINE)
+    assert sorted(table) == sorted(mimeparse.FLAGS)

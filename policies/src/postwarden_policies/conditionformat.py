@@ -14,13 +14,26 @@ from collections.abc import Callable
 from typing import Any
 
 from . import conditions as c
+from .mimeparse import FLAGS
 from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
-from .spec import Convert, Field, Lazy, ListOf, MapOf, Obj, Size, Spec, SpecError, boolean, text
+from .spec import (
+    Convert,
+    Field,
+    Lazy,
+    ListOf,
+    MapOf,
+    Obj,
+    Size,
+    Spec,
+    SpecError,
+    boolean,
+    choice,
+    text,
+)
 
 ADDRESS = r"[^@\s<>]+@[^@\s<>]+"
 DOMAIN = r"(\*?\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?"
 HEADER_NAME = r"[!-9;-~]+"  # RFC 5322 field name: printable ASCII except ":"
-FLAG = r"[a-z][a-z0-9_]*"
 
 
 def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -168,7 +181,7 @@ CONDITION: Spec = Obj(
         "attachment": Field(ATTACHMENT, "An attachment matching every sub-condition."),
         "duplicate": Field(_predicate(c.is_duplicate), "The milter saw this message before."),
         "flag": Field(
-            _values(text(pattern=FLAG, what="a parser flag such as malformed"), c.FlagIn, "flags"),
+            _values(choice(*sorted(FLAGS)), c.FlagIn, "flags"),
             "Parser flags, any of: malformed, too_many_parts, too_deep, ...",
         ),
         "any": Field(_condition_list(c.AnyOf), "At least one of these conditions."),

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from .errors import PolicyIssue, PolicyLoadError
 from .model import Policy
+from .patterns import compile_budget
 from .policydoc import read_policy
 from .policyset import PolicySet, content_hash
-from .yamlnodes import Reader, compose
+from .yamlnodes import MAX_SOURCE_CHARS, Reader, compose
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 
@@ -31,7 +32,8 @@ def _read(label: str, text: str, base_dir: Path | None) -> tuple[Policy | None, 
 
 def check_policy_text(label: str, text: str) -> list[PolicyIssue]:
     """Every issue of one policy source (empty when it loads); for upload validation."""
-    return _read(label, text, None)[1]
+    with compile_budget():
+        return _read(label, text, None)[1]
 
 
 def _set_issues(policies: list[Policy]) -> list[PolicyIssue]:
@@ -56,12 +58,13 @@ def _build(sources: Iterable[tuple[str, str, Path | None]], issues: list[PolicyI
     """Read every source; raise with ``issues`` plus everything found here."""
     policies: list[Policy] = []
     texts: list[str] = []
-    for label, text, base_dir in sources:
-        policy, found = _read(label, text, base_dir)
-        issues.extend(found)
-        texts.append(text)
-        if policy is not None:
-            policies.append(policy)
+    with compile_budget():
+        for label, text, base_dir in sources:
+            policy, found = _read(label, text, base_dir)
+            issues.extend(found)
+            texts.append(text)
+            if policy is not None:
+                policies.append(policy)
     issues.extend(_set_issues(policies))
     if issues:
         raise PolicyLoadError(issues)
@@ -96,6 +99,10 @@ def load_policy_set(paths: Iterable[Path | str]) -> PolicySet:
     sources: list[tuple[str, str, Path | None]] = []
     for path in files:
         try:
+            if path.stat().st_size > 4 * MAX_SOURCE_CHARS:  # UTF-8: at most 4 bytes a character
+                issues.append(PolicyIssue(str(path), None, None,
+                                          f"larger than {MAX_SOURCE_CHARS} characters"))
+                continue
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"

@@ -111,6 +111,16 @@ _ENCODED = ("base64", "quoted-printable")
 _BIDI_OVERRIDE = re.compile("[\u202d\u202e]")
 # Headers RFC 5322 allows once that rules read (from, from_domain, subject).
 _READ_ONCE = ("from", "subject")
+# Every flag the parser sets (the table above): a policy's ``flag:`` may name only these.
+FLAGS = frozenset({
+    "ambiguous_filename", "ambiguous_from", "bad_base64", "bare_cr", "bidi_override",
+    "conflicting_parameter", "duplicate_header", "duplicate_mime_header", "eight_bit_headers",
+    "empty_body", "encoded_message", "malformed", "malformed_content_type",
+    "malformed_encoded_word", "missing_boundary", "missing_end_boundary",
+    "missing_header_separator", "no_headers", "padded_encoding", "parser_error", "too_deep",
+    "too_many_parts", "unknown_charset", "unknown_transfer_encoding", "unscanned_text",
+    "unshared_charset", "uuencoded",
+})
 _MALFORMED = frozenset(
     {
         "no_headers",

@@ -3,11 +3,20 @@
 RE2 matches in linear time, so neither a policy's regex nor a hostile message
 can stall the filter. Globs (fnmatch syntax: ``*``, ``?``, ``[...]``,
 ``[!...]``) are translated to RE2 too, a whole list into one alternation.
+
+Compiling is bounded too: a pattern's program (``\\pL{440}`` is half a million
+instructions and 0.2 s to build) may hold at most :data:`MAX_PROGRAM_SIZE`
+instructions, and inside :func:`compile_budget` (a policy set's load) all of
+them together :data:`MAX_SET_PROGRAM_SIZE`; past that nothing more is
+compiled. The same pattern written twice (an alias) is compiled once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import re2
@@ -16,6 +25,27 @@ from .spec import SpecError
 
 # RE2 stops compiling a pattern whose program would need more memory than this.
 MAX_PATTERN_MEMORY = 8 * 1024 * 1024
+MAX_PROGRAM_SIZE = 100_000  # instructions of one pattern: \pL{80}, about 30 ms to build
+MAX_SET_PROGRAM_SIZE = 2_000_000  # of a policy set's patterns together: about a second
+
+
+@dataclass
+class _Budget:
+    left: int = MAX_SET_PROGRAM_SIZE
+    compiled: dict[tuple[str, str], Pattern] = field(default_factory=dict)
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("postwarden_compile_budget", default=None)
+
+
+@contextmanager
+def compile_budget() -> Iterator[None]:
+    """Bound what the patterns compiled inside may cost together (one policy set's load)."""
+    token = _BUDGET.set(_Budget())
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
 
 
 class Pattern:
@@ -45,13 +75,31 @@ def re2_options() -> Any:
 
 
 def _compile(source: str, what: str, shown: str) -> Pattern:
+    budget = _BUDGET.get()
+    if budget is not None:
+        known = budget.compiled.get((source, shown))
+        if known is not None:
+            return known
+        if budget.left <= 0:
+            raise SpecError(f"{what} {shown!r} not compiled: the policy set's patterns together "
+                            f"exceed {MAX_SET_PROGRAM_SIZE} RE2 instructions")
     try:
-        return Pattern(shown, re2.compile(source.encode("utf-8"), re2_options()))
+        compiled = re2.compile(source.encode("utf-8"), re2_options())
     except re2.error as exc:
         detail = exc.args[0] if exc.args else "unknown error"
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
         raise SpecError(f"invalid {what} {shown!r}: {detail}") from None
+    size = compiled.programsize
+    if budget is not None:
+        budget.left -= size
+    if size > MAX_PROGRAM_SIZE:
+        raise SpecError(f"{what} {shown!r} is too complex: {size} RE2 instructions, "
+                        f"at most {MAX_PROGRAM_SIZE} (a counted repeat of a Unicode class?)")
+    pattern = Pattern(shown, compiled)
+    if budget is not None:
+        budget.compiled[(source, shown)] = pattern
+    return pattern
 
 
 def compile_regex(source: str) -> Pattern:

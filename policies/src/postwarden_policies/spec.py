@@ -426,7 +426,8 @@ class Lazy(Spec):
         self.target = target
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
-        return self.target().read(node, reader)
+        with reader.nested(node) as deeper:
+            return self.target().read(node, reader) if deeper else INVALID
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
         return self.target().schema(defs)

@@ -20,6 +20,7 @@ from .errors import PolicyIssue
 # Aliases let a small document expand into a huge tree ("billion laughs");
 # reading stops after this many nodes.
 MAX_NODES = 100_000
+MAX_NESTING = 32  # conditions inside conditions (not, any, all)
 MAX_SOURCE_CHARS = 4 * 1024 * 1024
 
 TAG_PREFIX = "tag:yaml.org,2002:"
@@ -52,6 +53,20 @@ class Reader:
         self._prefixes: list[str] = []
         self._constructor = SafeConstructor()
         self._nodes = 0
+        self._depth = 0
+
+    @contextmanager
+    def nested(self, node: yaml.Node) -> Iterator[bool]:
+        """One level deeper; yields False (after one issue) past :data:`MAX_NESTING`."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                self.error(node, f"nested more than {MAX_NESTING} levels deep")
+                yield False
+            else:
+                yield True
+        finally:
+            self._depth -= 1
 
     def error(self, node: yaml.Node | None, message: str) -> None:
         text = "".join(self._prefixes) + message
@@ -110,4 +125,6 @@ def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]
         ]
     except yaml.YAMLError as exc:
         return None, [PolicyIssue(label, None, None, f"YAML error: {exc}")]
+    except RecursionError:  # PyYAML's composer recurses once per level of [ or {
+        return None, [PolicyIssue(label, None, None, "YAML nested too deeply")]
     return node, []
