@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -194,21 +195,66 @@ async def test_a_rotated_file_is_read_from_its_start(pool: asyncpg.Pool, tmp_pat
     assert await message_status(pool, message_id) == "delivered"
 
 
+@dataclass
+class Watched:
+    log_file: Path
+    follower: MaillogFollower
+    queue_id: str
+    recipient: str
+    message_id: uuid.UUID
+
+
+async def watched(pool: asyncpg.Pool, tmp_path: Path) -> Watched:
+    """A follower at the end of an empty log, and a relayed message of ours."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id, recipient = new_queue_id("ROT"), f"{uuid.uuid4().hex[:8]}@example.org"
+    message_id = await relayed_message(pool, queue_id, recipient)
+    return Watched(log_file, follower, queue_id, recipient, message_id)
+
+
 async def test_a_half_line_of_a_rotated_file_is_not_glued_to_the_new_one(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    log_file, follower = await follower_at_end(pool, tmp_path)
-    queue_id = new_queue_id("ROT")
-    victim = f"{uuid.uuid4().hex[:8]}@example.org"
-    message_id = await relayed_message(pool, queue_id, victim)
+    w = await watched(pool, tmp_path)
+    log_file, follower, queue_id, victim = w.log_file, w.follower, w.queue_id, w.recipient
     log_file.write_text(f"Nov 23 23:59:59 mx postfix/smtp[7]: {queue_id}: to=<{victim}>, dela")
     await follower.poll()
     log_file.rename(tmp_path / "maillog.1")
     log_file.write_text("Nov 24 00:00:01 mx postfix/smtp[9]: OTHERQ1: to=<z@else.example>, "
                         "relay=y, dsn=5.1.1, status=bounced (550 5.1.1 no such user)\n")
     await follower.poll()
-    assert await message_status(pool, message_id) == "relayed"
+    assert await message_status(pool, w.message_id) == "relayed"
     assert not await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1", victim)
+
+
+async def test_lines_written_just_before_a_rename_are_read(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    w = await watched(pool, tmp_path)
+    w.log_file.write_text("Nov 23 23:59:58 mx postfix/qmgr[2]: X: removed\n")
+    await w.follower.poll()
+    with w.log_file.open("a") as out:  # after our last poll, before the rotation
+        out.write(sent(w.queue_id, w.recipient))
+    w.log_file.rename(tmp_path / "maillog.1")
+    w.log_file.write_text("Nov 24 00:00:01 mx postfix/qmgr[2]: Y: removed\n")
+    await w.follower.poll()
+    await w.follower.poll()
+    assert await message_status(pool, w.message_id) == "delivered"
+
+
+async def test_a_file_emptied_in_place_and_refilled_is_read_from_its_start(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    w = await watched(pool, tmp_path)
+    w.log_file.write_text("Nov 23 23:59:58 mx postfix/qmgr[2]: X: removed\n" * 5)
+    await w.follower.poll()
+    with w.log_file.open("r+") as out:  # copytruncate, then more than before, all before a poll
+        out.truncate(0)
+    with w.log_file.open("a") as out:
+        out.write(sent(w.queue_id, w.recipient))
+        out.write("Nov 24 00:00:01 mx postfix/qmgr[2]: Y: removed after the rotation\n" * 5)
+    await w.follower.poll()
+    assert await message_status(pool, w.message_id) == "delivered"
 
 
 async def test_only_lines_about_our_messages_are_applied(

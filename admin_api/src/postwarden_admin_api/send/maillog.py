@@ -5,20 +5,20 @@ said: 550 5.1.1 ...)`` update that recipient of the message Postfix queued
 as QID to ``delivered``, ``deferred`` or ``bounced`` with the (redacted)
 remote reply; a hard bounce (5.x.x) adds the address to the suppression
 list. The read position is kept in ``maillog_positions``, so a restart goes
-on where it stopped; a rotated file (new inode, or shorter) is read from its
-start. A line can arrive before the relay worker stored the queue id it
-names, so unmatched lines are retried for ``PENDING_SECONDS``. Most lines
-in a busy log are about other mail: each poll first asks, in one query,
-which of its queue ids are ours, then applies those lines, in log order, in
-one statement (``maillog_apply``, migration 0009); the rest wait. A poll
-whose database work fails keeps all its lines for the next one.
+on where it stopped; a rotated file is read to its end and the new one from
+its start, and one emptied in place too (:mod:`.logtail`). A line can arrive
+before the relay worker stored the queue id it names, so unmatched lines are
+retried for ``PENDING_SECONDS``. Most lines in a busy log are about other
+mail: each poll first asks, in one query, which of its queue ids are ours,
+then applies those lines, in log order, in one statement (``maillog_apply``,
+migration 0009); the rest wait. A poll whose database work fails keeps all
+its lines for the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ import asyncpg
 
 from postwarden_admin_api.periodic import surviving
 
+from .logtail import LogTail
 from .scrub import for_log, scrub_reply
 
 log = logging.getLogger(__name__)
@@ -117,18 +118,20 @@ class MaillogFollower:
     def __init__(self, pool: asyncpg.Pool, path: Path) -> None:
         self._pool = pool
         self._path = path
-        self._inode = 0
-        self._position = 0
+        self._tail = LogTail(path)
         self._partial = b""
         self._saved = -1
         self._pending: list[tuple[float, DeliveryEvent]] = []
 
     async def run(self) -> None:
         await self._load_position()
-        while True:
-            with surviving("maillog follower"):
-                await self.poll()
-            await asyncio.sleep(POLL_SECONDS)
+        try:
+            while True:
+                with surviving("maillog follower"):
+                    await self.poll()
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            self._tail.close()
 
     async def _load_position(self) -> None:
         async with self._pool.acquire() as conn:
@@ -138,31 +141,15 @@ class MaillogFollower:
         except FileNotFoundError:
             return
         if row is not None and row["inode"] == stat.st_ino and row["position"] <= stat.st_size:
-            self._inode, self._position = stat.st_ino, row["position"]
+            self._tail.resume(stat.st_ino, row["position"])
         elif row is None:  # first start: earlier lines are not about our messages
-            self._inode, self._position = stat.st_ino, stat.st_size
-
-    def _read(self) -> bytes:
-        try:
-            stat = self._path.stat()
-        except FileNotFoundError:
-            return b""
-        if stat.st_ino != self._inode or stat.st_size < self._position:
-            self._inode, self._position, self._partial = stat.st_ino, 0, b""
-        if stat.st_size == self._position:
-            return b""
-        fd = os.open(self._path, os.O_RDONLY)
-        try:
-            os.lseek(fd, self._position, os.SEEK_SET)
-            data = os.read(fd, MAX_READ)
-        finally:
-            os.close(fd)
-        self._position += len(data)
-        return data
+            self._tail.resume(stat.st_ino, stat.st_size)
 
     async def poll(self) -> None:
         """Read what was appended and apply it (plus lines still waiting for their queue id)."""
-        appended = await asyncio.to_thread(self._read)  # may drop a rotated file's partial
+        appended, new_file = await asyncio.to_thread(self._tail.read, MAX_READ)
+        if new_file:  # the old file's last line was cut short: it ends there
+            self._partial = b""
         data = self._partial + appended
         lines = data.split(b"\n")
         self._partial = lines.pop()
@@ -177,7 +164,7 @@ class MaillogFollower:
                 (seen, event) for index, (seen, event) in enumerate(queue)
                 if index not in applied and now - seen < PENDING_SECONDS
             ][-MAX_PENDING:]
-            position = self._position - len(self._partial)
+            position = self._tail.position - len(self._partial)
             if position != self._saved:
-                await conn.execute(SAVE_POSITION, str(self._path), self._inode, position)
+                await conn.execute(SAVE_POSITION, str(self._path), self._tail.inode, position)
                 self._saved = position
