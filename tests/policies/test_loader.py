@@ -318,6 +318,12 @@ def test_paths_that_name_no_policy(tmp_path: Path) -> None:
     )
 
 
+def test_a_policy_file_suffix_in_capitals_is_read(tmp_path: Path) -> None:
+    (tmp_path / "A.YAML").write_text(H, encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("not a policy", encoding="utf-8")
+    assert [p.name for p in load_policy_set([tmp_path]).policies] == ["t"]
+
+
 def test_unreadable_policy_file(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"version: 1\nname: caf\xe9\n")

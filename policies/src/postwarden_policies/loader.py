@@ -82,7 +82,9 @@ def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIs
     issues: list[PolicyIssue] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in POLICY_SUFFIXES and p.is_file())
+            found = sorted(
+                p for p in path.iterdir() if p.suffix.lower() in POLICY_SUFFIXES and p.is_file()
+            )
             if not found:
                 issues.append(PolicyIssue(str(path), None, None, "no *.yaml or *.yml policy files"))
             files.extend(found)
