@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .bodies import TIME_EXPECTED, parse_time
 from .errors import ValidationFailed
 
 COLUMNS = (
@@ -56,11 +57,10 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             when, event_id = json.loads(raw)
-            time = dt.datetime.fromisoformat(when)
-            if time.tzinfo is None:
-                raise ValueError("naive time")
-            return cls(time, uuid.UUID(event_id))
-        except (ValueError, TypeError, binascii.Error):
+            if not isinstance(when, str) or not isinstance(event_id, str):
+                raise TypeError("not a cursor")
+            return cls(parse_time(when), uuid.UUID(event_id))
+        except (ValueError, TypeError, RecursionError, binascii.Error):
             raise ValidationFailed([{"field": "cursor", "message": "invalid cursor"}]) from None
 
 
@@ -74,10 +74,9 @@ def parse_filters(query: Mapping[str, str]) -> dict[str, Any]:
             continue
         if name in ("since", "until"):
             try:
-                when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-                values[name] = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+                values[name] = parse_time(raw)
             except ValueError:
-                problems.append({"field": name, "message": "expected an ISO 8601 time"})
+                problems.append({"field": name, "message": TIME_EXPECTED})
         elif name == "client_address":
             try:
                 values[name] = str(ipaddress.ip_address(raw))

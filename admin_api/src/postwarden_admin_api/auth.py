@@ -100,8 +100,12 @@ def presented_key(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.headers.get("X-Api-Key") or None
+        key: str | None = value.strip()
+    else:
+        key = request.headers.get("X-Api-Key") or None
+    # Our keys are ASCII. aiohttp keeps a header's other bytes as surrogates, which
+    # no encoder takes: such a key is just a wrong one (401, counted as a failure).
+    return key.encode("ascii", "replace").decode() if key is not None else None
 
 
 def _digest(key: str) -> bytes:

@@ -37,7 +37,7 @@ P = ParamSpec("P")
 # Past this size a body's work (JSON parsing, digests, base64) runs on a worker
 # thread: tens of milliseconds on the event loop would stall every other request.
 LARGE_BODY_BYTES = 256 * 1024
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
 def is_large(raw: bytes) -> bool:
@@ -62,25 +62,26 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
-    # JSON's \ud800-\udfff escapes decode to lone surrogates, which no encoder
-    # (Postgres's, the email package's) takes; only such a body is searched.
-    if _SURROGATE_ESCAPE.search(raw) and not _encodable(data):
-        raise ApiError(400, "invalid_json",
-                       "request body holds a \\u escape of a lone surrogate, not a character")
+    # A NUL or a lone surrogate (\ud800-\udfff) is no text any field takes:
+    # Postgres refuses both, the email package the latter. JSON carries either
+    # only as a \u escape, so only a body with such an escape is searched.
+    if _SUSPECT_ESCAPE.search(raw) and not _storable(data):
+        raise ApiError(400, "invalid_json", "request body holds a NUL (\\u0000) or a lone "
+                       "surrogate (\\ud800-\\udfff), which no field takes")
     return data
 
 
-def _encodable(value: Any) -> bool:
+def _storable(value: Any) -> bool:
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return False
-        return True
+        return "\x00" not in value
     if isinstance(value, dict):
-        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+        return all(_storable(k) and _storable(v) for k, v in value.items())
     if isinstance(value, list):
-        return all(_encodable(item) for item in value)
+        return all(_storable(item) for item in value)
     return True
 
 
@@ -97,17 +98,32 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
+# Python's datetime and Postgres's timestamptz end at year 9999: a time near
+# either end overflows once converted to UTC (or a day is taken from it).
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+TIME_EXPECTED = "expected an ISO 8601 time between 1900 and 9000"
+
+
+def parse_time(raw: str) -> dt.datetime:
+    """An ISO 8601 time ("Z" allowed; naive means UTC) within EARLIEST..LATEST;
+    ValueError otherwise."""
+    value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    if not EARLIEST <= value <= LATEST:  # aware comparisons never overflow
+        raise ValueError("time out of range")
+    return value
+
+
 def query_time(request: web.Request, name: str) -> dt.datetime | None:
     raw = request.query.get(name)
     if raw is None:
         return None
     try:
-        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_time(raw)
     except ValueError:
-        raise ValidationFailed(
-            [{"field": name, "message": "expected an ISO 8601 time"}]
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        raise ValidationFailed([{"field": name, "message": TIME_EXPECTED}]) from None
 
 
 def path_int(request: web.Request, name: str) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from postwarden_policies.redact import RedactingFormatter
 from postwarden_policies.settings_source import SettingsError
 from postwarden_store import StoreError, apply_migrations, connect
 
@@ -129,11 +131,21 @@ async def _migrate(settings: ServiceSettings) -> int:
     return await _with_db(settings, work)
 
 
+def configure_logging(level: str) -> None:
+    """Every record to stderr (systemd's journal), redacted, aiohttp's own included."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config, os.environ)
         if args.command == "serve":
+            configure_logging(settings.log_level.upper())
             web.run_app(create_app(settings), host=settings.listen_host,
                         port=settings.listen_port, shutdown_timeout=10.0)
             return 0

@@ -80,6 +80,9 @@ def _error_response(request: web.Request, error: ApiError) -> web.Response:
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if "\x00" in request.path or any("\x00" in k + v for k, v in request.query.items()):
+            # No route takes one, and Postgres refuses it in any text.
+            raise ApiError(400, "bad_request", "a NUL character in the path or query")
         return await handler(request)
     except ApiError as error:
         return _error_response(request, error)

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -28,6 +29,8 @@ from .bodies import json_ok, query_int, query_time
 from .context import POOL, Role, allow
 from .errors import ApiError, ValidationFailed
 from .openapi import operation, param, ref
+
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 EXPORT_BATCH = 500
@@ -71,22 +74,38 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         # A server-side cursor: rows arrive in batches, never all in memory.
         cursor = conn.cursor(sql, *params, prefetch=EXPORT_BATCH)
         await response.prepare(request)
-        if kind == "csv":
-            await response.write(_csv_line(CSV_FIELDS))
-        async for row in cursor:
-            event = event_json(row)
-            if kind == "ndjson":
-                await response.write(json.dumps(event).encode() + b"\n")
-            else:
-                await response.write(_csv_line([_csv_value(event[f]) for f in CSV_FIELDS]))
+        try:
+            if kind == "csv":
+                await response.write(_csv_line(CSV_FIELDS))
+            async for row in cursor:
+                event = event_json(row)
+                if kind == "ndjson":
+                    await response.write(json.dumps(event).encode() + b"\n")
+                else:
+                    await response.write(_csv_line([_csv_value(event[f]) for f in CSV_FIELDS]))
+        except Exception:
+            # The 200 is out: an error answer now would be a second response
+            # inside this one. Cutting the connection tells the client the
+            # export is incomplete.
+            log.exception("audit export failed while streaming; connection cut")
+            if request.transport is not None:
+                request.transport.abort()
+            return response
     await response.write_eof()
     return response
 
 
+# A cell a spreadsheet would run as a formula (OWASP's list): senders choose
+# subjects, names and addresses, so such a cell gets a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value: Any) -> str:
     if isinstance(value, list | dict):
-        return json.dumps(value)
-    return "" if value is None else str(value)
+        text = json.dumps(value)
+    else:
+        text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _csv_line(values: Any) -> bytes:

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from . import admin_audit
-from .bodies import json_ok, read_json_object
+from .bodies import TIME_EXPECTED, json_ok, parse_time, read_json_object
 from .context import POOL, Role, allow, principal
 from .errors import ApiError, ValidationFailed
 from .keys import KeyInfo, create_key, get_key, list_keys, revoke_key, rotate_key
@@ -46,11 +46,11 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
     raw_expiry = data.get("expires_at")
     if raw_expiry is not None:
         try:
-            expires_at = dt.datetime.fromisoformat(str(raw_expiry).replace("Z", "+00:00"))
-            if expires_at.tzinfo is None:
-                expires_at = expires_at.replace(tzinfo=dt.UTC)
+            if not isinstance(raw_expiry, str):
+                raise ValueError("not a string")
+            expires_at = parse_time(raw_expiry)
         except ValueError:
-            problems.append({"field": "expires_at", "message": "expected an ISO 8601 time"})
+            problems.append({"field": "expires_at", "message": TIME_EXPECTED})
     unknown = sorted(set(data) - {"role", "name", "allowed_senders", "expires_at"})
     problems += [{"field": f, "message": "unknown field"} for f in unknown]
     if problems:

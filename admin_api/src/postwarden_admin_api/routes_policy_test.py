@@ -77,7 +77,8 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
     async with request.app[POOL].acquire() as conn:
         if revision is None:
             return await fetch_active_sources(conn)
-        if not isinstance(revision, str) or not revision.isdigit() or not 0 < int(revision) < 2**63:
+        if (not isinstance(revision, str) or not (revision.isascii() and revision.isdigit())
+                or not 0 < int(revision) < 2**63):
             problems.append({"field": "revision_id", "message": "expected a revision id"})
             return []
         row = await fetch_revision(conn, int(revision))
@@ -93,7 +94,9 @@ async def policy_test(request: web.Request) -> web.Response:
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
     try:
         form = _read_fields(await request.post())
-    except ValueError:
+    # aiohttp raises LookupError for an unknown charset, RuntimeError for an
+    # unknown Content-Transfer-Encoding of a part.
+    except (ValueError, LookupError, RuntimeError):
         raise ApiError(400, "bad_request", "malformed form data") from None
     problems: list[dict[str, Any]] = []
     message = form.get("message")

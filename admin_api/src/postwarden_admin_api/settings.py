@@ -58,6 +58,7 @@ class ServiceSettings:
     webhook_allowed_networks: tuple[str, ...] = field(default=())
     webhook_history_days: int = 30  # delivered/dead deliveries and their events kept this long
     webhook_prune_interval_seconds: float = 3600.0
+    log_level: str = "INFO"
 
     @property
     def listen_host(self) -> str:
@@ -70,6 +71,7 @@ class ServiceSettings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ServiceSettings)}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _convert(name: str, raw: Any) -> Any:
@@ -101,6 +103,8 @@ def _validate(settings: ServiceSettings) -> list[str]:
                  "webhook_prune_interval_seconds"):
         if getattr(settings, name) < 1:
             problems.append(f"{name}: must be at least 1")
+    if settings.log_level.upper() not in LOG_LEVELS:
+        problems.append(f"log_level: expected one of {', '.join(LOG_LEVELS)}")
     for network in settings.webhook_allowed_networks:
         try:
             ipaddress.ip_network(network, strict=False)

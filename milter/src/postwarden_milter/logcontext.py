@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from postwarden_policies import redact
+from postwarden_policies.redact import RedactingFormatter
 
 MAX_LOG_MESSAGE = 2000
 
@@ -54,7 +55,7 @@ def configure_logging(level: str) -> None:
     """Log to stderr (systemd's journal or the test's pipe) through the context filter."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(MessageContextFilter())
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT))  # tracebacks too
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -16,6 +16,7 @@ every word start).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import re2
@@ -51,3 +52,12 @@ def redact(text: str) -> str:
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
     return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats a record, traceback included, and redacts the whole line: the one
+    place that scrubs everything a process logs, its libraries' records too
+    (aiohttp logs a malformed request's headers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

