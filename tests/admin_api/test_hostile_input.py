@@ -203,3 +203,37 @@ def test_the_service_log_is_redacted_aiohttps_records_and_tracebacks_too(
     logged = capsys.readouterr().err
     assert "Bearer [REDACTED]" in logged and "0123456789secret" not in logged
     assert "app:[REDACTED]@db" in logged and "hunter22" not in logged
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "body", "status"),
+    [
+        (Role.OPERATOR, "post", "/api/v1/webhooks",
+         {"name": "k", "url": "https://example.com/hook", "kind": []}, 422),
+        (Role.OPERATOR, "post", "/api/v1/webhooks",
+         {"name": "k", "url": "https://example.com/hook", "events": [{}]}, 422),
+        # Python's "$" also matches before a final newline: a name that would split a log line.
+        (Role.OPERATOR, "post", "/api/v1/webhooks",
+         {"name": "hook\n", "url": "https://example.com/hook"}, 422),
+        (Role.OPERATOR, "put", "/api/v1/settings", {"allowed_sender_addresses": ["a@b.c\n"]}, 422),
+        (Role.OPERATOR, "post", "/api/v1/rules",
+         {"rule": {"name": "r", "when": {"sender": ["x@y.example"]}, "then": "reject",
+                   "description": _nested(400)}}, 400),
+    ],
+    ids=["webhook-kind-list", "webhook-event-object", "webhook-name-newline",
+         "address-newline", "rule-deep-json"],
+)
+async def test_a_body_of_the_wrong_shape_is_a_4xx(
+    admin_client: Client, role_keys: dict[Role, str], role: Role, method: str, path: str,
+    *, body: dict[str, Any], status: int,
+) -> None:
+    response = await getattr(admin_client, method)(path, json=body,
+                                                   headers=bearer(role_keys[role]))
+    assert response.status == status, await response.text()

@@ -37,6 +37,7 @@ P = ParamSpec("P")
 # Past this size a body's work (JSON parsing, digests, base64) runs on a worker
 # thread: tens of milliseconds on the event loop would stall every other request.
 LARGE_BODY_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 64  # the policy loader allows 32 levels of conditions, wrapped
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
@@ -62,6 +63,9 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    # No route takes deeper documents, and YAML dumping (managed rules) recurses.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth(data) > MAX_JSON_DEPTH:
+        raise ApiError(400, "invalid_json", "request body is nested too deeply")
     # A NUL or a lone surrogate (\ud800-\udfff) is no text any field takes:
     # Postgres refuses both, the email package the latter. JSON carries either
     # only as a \u escape, so only a body with such an escape is searched.
@@ -69,6 +73,19 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "request body holds a NUL (\\u0000) or a lone "
                        "surrogate (\\ud800-\\udfff), which no field takes")
     return data
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (without recursing)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _storable(value: Any) -> bool:

@@ -33,7 +33,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 # Headers for whatever response goes out: a dict shared by the request and its
 # clones (body_cap clones the request), applied in on_response_prepare.
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 HTTP_CODES = {
     400: "bad_request",
     404: "not_found",

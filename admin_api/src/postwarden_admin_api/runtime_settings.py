@@ -26,7 +26,7 @@ from .secrets import Keyring
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-_ADDRESS = re.compile(r"^(\*|[^@\s*]+)@[^@\s*]+\.[^@\s*]+$")
+_ADDRESS = re.compile(r"^(\*|[^@\s*]+)@[^@\s*]+\.[^@\s*]+\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,8 @@ MAX_TEMPLATE_BYTES = 16 * 1024
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 4096
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_PATH = re.compile(r"^(id|type|timestamp|data(\.[a-z][a-z0-9_]*)*)$")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+_PATH = re.compile(r"^(id|type|timestamp|data(\.[a-z][a-z0-9_]*)*)\Z")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}\Z")
 _FORBIDDEN_HEADERS = frozenset({
     "host", "content-length", "content-type", "transfer-encoding", "connection", "upgrade",
     "te", "trailer", "keep-alive", "expect", "cookie",

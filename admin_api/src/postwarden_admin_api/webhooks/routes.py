@@ -35,7 +35,7 @@ from .worker import replay
 
 routes = web.RouteTableDef()
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 MAX_URL = 2048
 FIELDS = frozenset({"name", "url", "kind", "events", "secret", "headers", "body_template",
                     "enabled"})
@@ -110,10 +110,12 @@ def _field_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     problems = [{"field": f, "message": "unknown field"} for f in sorted(set(data) - FIELDS)]
     if "name" in data and not (isinstance(data["name"], str) and NAME.match(data["name"])):
         problems.append({"field": "name", "message": "expected 1..64 of A-Z a-z 0-9 _ . -"})
-    if "kind" in data and data["kind"] not in {k.value for k in Kind}:
+    if "kind" in data and data["kind"] not in [k.value for k in Kind]:  # a list: [] is no key
         problems.append({"field": "kind", "message": "expected webhook, slack or api_call"})
     events = data.get("events", [])
-    if not isinstance(events, list) or not all(e in SUBSCRIBABLE for e in events):
+    if not isinstance(events, list) or not all(
+        isinstance(e, str) and e in SUBSCRIBABLE for e in events
+    ):
         problems.append({"field": "events", "message": "expected a list of event types: "
                          + ", ".join(sorted(SUBSCRIBABLE))})
     if "enabled" in data and not isinstance(data["enabled"], bool):

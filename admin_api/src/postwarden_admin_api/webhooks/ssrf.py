@@ -106,8 +106,8 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _COMPAT = ipaddress.ip_network("::/96")
 
 _RESERVED_SUFFIXES = (".localhost", ".local", ".internal")
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-_NUMBER = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
+_NUMBER = re.compile(r"^(0x[0-9a-f]*|[0-9]+)\Z")
 
 
 def parse_ipv4(host: str) -> ipaddress.IPv4Address | None:
