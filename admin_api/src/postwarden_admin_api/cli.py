@@ -146,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ)
         if args.command == "serve":
             configure_logging(settings.log_level.upper())
+            # No access log: each send attempt is logged at INFO, admin changes go
+            # to the admin audit log; a reverse proxy in front keeps its own.
             web.run_app(create_app(settings), host=settings.listen_host,
-                        port=settings.listen_port, shutdown_timeout=10.0)
+                        port=settings.listen_port, shutdown_timeout=10.0, access_log=None)
             return 0
         if args.command == "policy":
             url = args.url or f"http://{settings.listen}"

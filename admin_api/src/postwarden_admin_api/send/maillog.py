@@ -102,7 +102,8 @@ async def apply_events(conn: asyncpg.Connection, events: list[DeliveryEvent]) ->
     )
     applied = [mine[row["line"] - 1] for row in rows]
     for _, event in applied:
-        log.info("%s: %s %s (%s)", event.queue_id, event.status,
+        # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}).
+        log.debug("%s: %s %s (%s)", event.queue_id, event.status,
                  for_log(event.recipient), for_log(event.reply))
     return {index for index, _ in applied}
 

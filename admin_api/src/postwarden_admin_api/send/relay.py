@@ -121,7 +121,8 @@ async def record(
             RELAYED, row.id, result.queue_id, row.attempts, list(result.refused),
             refused_detail, result.queue_id,
         )
-        log.info("relayed message %s as %s (%d refused)", row.id, result.queue_id,
+        # DEBUG: the message's timeline keeps it; the attempt was logged at INFO.
+        log.debug("relayed message %s as %s (%d refused)", row.id, result.queue_id,
                  len(result.refused))
     elif result.outcome is Outcome.RETRY and row.attempts < config.max_attempts:
         await conn.execute(RETRY, row.id, row.attempts, backoff(config, row.attempts), reply)
