@@ -502,3 +502,29 @@ def test_a_file_too_large_is_refused_before_it_is_read(tmp_path: Path) -> None:
     assert [(i.file, i.message) for i in caught.value.issues] == [
         (str(huge), f"larger than {MAX_SOURCE_CHARS} characters")
     ]
+
+
+def test_numbers_mean_what_they_say_as_yaml_1_2_reads_them() -> None:
+    # PyYAML's YAML 1.1 reads 010 as eight and 1:30 as ninety.
+    loaded = load_policy_set_from_sources(
+        [("t.yaml", H + "limits: {max_recipients: 010, max_message_bytes: 0x400}\n")]
+    )
+    assert (loaded.limits.max_recipients, loaded.limits.max_message_bytes) == (10, 1024)
+    assert issues(H + "limits: {max_recipients: 1:30}\n") == [
+        "3:26: expected an integer, got a string"
+    ]
+
+
+def test_an_empty_condition_is_refused_not_read_as_every_message() -> None:
+    assert issues(_rule("{}")) == [
+        "5:11: rule 'r': an empty condition holds for every message; leave 'when' out to mean that"
+    ]
+    assert issues(_rule("{not: {}}")) == [
+        "5:17: rule 'r': an empty condition holds for every message; leave 'when' out to mean that"
+    ]
+
+
+def test_a_policy_test_with_a_client_ip_no_client_has_is_refused() -> None:
+    text = (H + "tests:\n  - name: t\n    raw: 'Subject: x\\n\\nhi\\n'\n"
+            "    recipients: [a@example.org]\n    client_ip: 10.1.2.300\n    expect: accept\n")
+    assert issues(text) == ["7:16: test 't': expected an IP address, got '10.1.2.300'"]

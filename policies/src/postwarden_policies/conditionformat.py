@@ -17,12 +17,14 @@ from . import conditions as c
 from .mimeparse import FLAGS
 from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
 from .spec import (
+    INVALID,
     Convert,
     Field,
     Lazy,
     ListOf,
     MapOf,
     Obj,
+    ObjectContext,
     Size,
     Spec,
     SpecError,
@@ -131,6 +133,14 @@ def _condition_list(make: Callable[[tuple[c.Condition, ...]], c.Condition]) -> C
     return Convert(ListOf(Lazy(lambda: CONDITION), single_ok=False), make)
 
 
+def _all_keys(values: dict[str, c.Condition], context: ObjectContext) -> Any:
+    if not values:  # "when: {}" would hold for every message, unlikely what was meant
+        context.error(None, "an empty condition holds for every message; "
+                            "leave 'when' out to mean that")
+        return INVALID
+    return c.all_of(values)
+
+
 CONDITION: Spec = Obj(
     "condition",
     "Conditions; all keys given must hold (AND). Nest with any / all / not.",
@@ -188,6 +198,6 @@ CONDITION: Spec = Obj(
         "all": Field(_condition_list(c.AllOf), "Every one of these conditions."),
         "not": Field(Convert(Lazy(lambda: CONDITION), c.Not), "The condition does not hold."),
     },
-    lambda values, _: c.all_of(values),
+    _all_keys,
     def_name="condition",
 )

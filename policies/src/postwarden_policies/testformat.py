@@ -10,13 +10,26 @@ reply; ``expect_headers`` are header values the delivered message carries;
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 from .conditionformat import ADDRESS, HEADER_NAME
 from .model import PolicyTest
 from .policyformat import NAME, PRINTABLE, TERMINALS
-from .spec import INVALID, Field, ListOf, MapOf, Obj, ObjectContext, boolean, choice, text
+from .spec import (
+    INVALID,
+    Convert,
+    Field,
+    ListOf,
+    MapOf,
+    Obj,
+    ObjectContext,
+    SpecError,
+    boolean,
+    choice,
+    text,
+)
 from .verdicts import Action
 
 _ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
@@ -58,6 +71,15 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
     )
 
 
+def _ip_address(value: str) -> str:
+    """Only an address the milter could see: a case with another would pass for the
+    wrong reason (an unknown client_ip matches no network, so ``not`` holds)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise SpecError(f"expected an IP address, got {value!r}") from None
+
+
 TEST_CASE = Obj(
     "test",
     "A sample message with its envelope and the outcome it must get.",
@@ -70,7 +92,8 @@ TEST_CASE = Obj(
             "Envelope sender (<> by default).",
         ),
         "recipients": Field(ListOf(_ADDRESS), "Envelope recipients.", required=True),
-        "client_ip": Field(text(what="an IP address"), "The client's address."),
+        "client_ip": Field(Convert(text(what="an IP address"), _ip_address),
+                           "The client's address."),
         "client_name": Field(text(what="a host name"), "The client's reverse DNS name."),
         "helo": Field(text(what="a host name"), "HELO/EHLO name."),
         "auth_user": Field(text(what="a SASL login name"), "SASL login (authenticated)."),

@@ -4,10 +4,15 @@ Policies are read with ``yaml.compose`` and the SafeLoader's resolver only, so
 nothing in a policy file can construct Python objects, and every value keeps
 the mark (line, column) it came from for error messages. A :class:`Reader`
 collects every issue of one source instead of stopping at the first.
+
+Integers are read as YAML 1.2 writes them, not as YAML 1.1 (PyYAML's default)
+does: ``010`` is ten, not eight, and ``1:30`` is text, not ninety, so a size
+or a code means what its author wrote.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +29,33 @@ MAX_NESTING = 32  # conditions inside conditions (not, any, all)
 MAX_SOURCE_CHARS = 4 * 1024 * 1024
 
 TAG_PREFIX = "tag:yaml.org,2002:"
+INT_TAG = TAG_PREFIX + "int"
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)$")
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader with YAML 1.2's integers."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != INT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(INT_TAG, _INT, list("-+0123456789"))
+
+
+class _Constructor(SafeConstructor):
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(self.construct_scalar(node))
+        if text.startswith(("0x", "0o")):
+            return int(text[2:], 16 if text[1] == "x" else 8)
+        return int(text, 10)  # "010" is ten (YAML 1.1 reads it as octal)
+
+
+# Its own table: add_constructor would copy the base's, which names the base's method.
+_Constructor.yaml_constructors = {
+    **SafeConstructor.yaml_constructors, INT_TAG: _Constructor.construct_yaml_int,
+}
 TAG_NAMES = {
     "str": "a string",
     "int": "an integer",
@@ -51,7 +83,7 @@ class Reader:
         self.base_dir = base_dir
         self.issues: list[PolicyIssue] = []
         self._prefixes: list[str] = []
-        self._constructor = SafeConstructor()
+        self._constructor = _Constructor()
         self._nodes = 0
         self._depth = 0
 
@@ -112,7 +144,7 @@ def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]
     if len(text) > MAX_SOURCE_CHARS:
         return None, [PolicyIssue(label, None, None, f"larger than {MAX_SOURCE_CHARS} characters")]
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
