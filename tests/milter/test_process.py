@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from postwarden_milter.logcontext import LOG_FORMAT, MessageContextFilter, set_message_context
+from postwarden_milter.logcontext import (
+    LOG_FORMAT,
+    MAX_LOG_MESSAGE,
+    MessageContextFilter,
+    set_message_context,
+)
+from postwarden_policies.redact import RedactingFormatter
 from tests.conftest import PgServer
 from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import create_database, drop_database, wait_until
@@ -109,6 +115,9 @@ def test_log_lines_carry_ids_and_are_redacted() -> None:
         assert MessageContextFilter().filter(record)
     finally:
         set_message_context(None, None)
-    line = logging.Formatter(LOG_FORMAT).format(record)
+    line = RedactingFormatter(LOG_FORMAT, max_message=MAX_LOG_MESSAGE).format(record)
     assert "[4QLOG uid-1]" in line
     assert "hunter2" not in line and "app:[REDACTED]@db" in line
+    record.args = ("x" * MAX_LOG_MESSAGE + "password=hunter2",)
+    line = RedactingFormatter(LOG_FORMAT, max_message=MAX_LOG_MESSAGE).format(record)
+    assert line.endswith("...[truncated]") and "hunter2" not in line

@@ -3,8 +3,8 @@
 libmilter runs each SMTP connection on its own thread, and each thread has
 its own context, so a callback sets :data:`MESSAGE` once and every log line
 written further down (apply, audit, duplicates) carries the ids without
-passing them around. The filter also redacts and truncates the rendered
-message: one place scrubs secrets from every line this process writes.
+passing them around. The handler's RedactingFormatter redacts and truncates
+each line once: one place scrubs secrets from everything this process writes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from postwarden_policies import redact
 from postwarden_policies.redact import RedactingFormatter
 
 MAX_LOG_MESSAGE = 2000
@@ -35,16 +34,12 @@ def set_message_context(queue_id: str | None, uid: str | None) -> None:
 
 
 class MessageContextFilter(logging.Filter):
-    """Add ``queue_id``/``uid`` to every record and redact its rendered message."""
+    """Add ``queue_id``/``uid`` to every record (the formatter redacts)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = MESSAGE.get() or NO_MESSAGE
         record.queue_id = context.queue_id
         record.uid = context.uid
-        message = redact(record.getMessage())
-        if len(message) > MAX_LOG_MESSAGE:
-            message = message[:MAX_LOG_MESSAGE] + "...[truncated]"
-        record.msg, record.args = message, None
         return True
 
 
@@ -55,7 +50,7 @@ def configure_logging(level: str) -> None:
     """Log to stderr (systemd's journal or the test's pipe) through the context filter."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(MessageContextFilter())
-    handler.setFormatter(RedactingFormatter(LOG_FORMAT))  # tracebacks too
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT, max_message=MAX_LOG_MESSAGE))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -55,9 +55,23 @@ def redact(text: str) -> str:
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats a record, traceback included, and redacts the whole line: the one
-    place that scrubs everything a process logs, its libraries' records too
-    (aiohttp logs a malformed request's headers)."""
+    """The one place that scrubs everything a process logs, its libraries' records
+    too (aiohttp logs a malformed request's headers): the message is redacted
+    (then cut to ``max_message`` characters), and so are tracebacks and stacks."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+    def __init__(self, fmt: str, max_message: int | None = None) -> None:
+        super().__init__(fmt)
+        self.max_message = max_message
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = redact(record.message)  # before cutting: a cut secret may not match
+        if self.max_message is not None and len(message) > self.max_message:
+            message = message[: self.max_message] + "...[truncated]"
+        record.message = message  # format() renders it afresh for every handler
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
