@@ -22,6 +22,8 @@ def _zip(name: bytes, data: bytes = b"") -> bytes:
         pytest.param(b"MZ\x90\x00", "application/x-dosexec", id="pe"),
         pytest.param(b"\x7fELF\x02\x01", "application/x-executable", id="elf"),
         pytest.param(b"\xcf\xfa\xed\xfe\x07\x00", "application/x-mach-binary", id="macho-64"),
+        pytest.param(b"\xca\xfe\xba\xbf\x00\x00\x00\x02", "application/x-mach-binary",
+                     id="macho-fat-64"),
         pytest.param(
             b"\xca\xfe\xba\xbe\x00\x00\x00\x02", "application/x-mach-binary", id="macho-fat"
         ),

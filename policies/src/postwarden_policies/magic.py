@@ -60,6 +60,8 @@ def detect(head: bytes) -> str | None:
     """The detected media type of content starting with ``head``, or None."""
     if head.startswith(_ZIP_SIGNATURES):
         return _zip_family(head)
+    if head.startswith(b"\xca\xfe\xba\xbf"):  # fat Mach-O with 64-bit offsets
+        return "application/x-mach-binary"
     if head.startswith(b"\xca\xfe\xba\xbe") and len(head) >= 8:
         # Java classes and fat Mach-O binaries share this magic; a fat binary
         # holds a handful of architectures where a class file has its version.

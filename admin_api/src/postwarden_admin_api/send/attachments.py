@@ -7,6 +7,10 @@ executable.
 
 from __future__ import annotations
 
+from postwarden_policies import magic
+
+MAGIC_BYTES = 512  # what magic.detect looks at (a ZIP's first member name included)
+
 BLOCKED_EXTENSIONS = frozenset({
     "ade", "adp", "apk", "app", "appref-ms", "appx", "bat", "cab", "chm", "cmd", "com",
     "cpl", "dll", "dmg", "exe", "hta", "img", "inf", "ins", "iso", "jar", "js", "jse", "lnk",
@@ -27,19 +31,13 @@ BLOCKED_TYPES = frozenset({
 # base64 it (which RFC 2046 forbids for both), and the checks here could not
 # look inside it.
 STRUCTURED_TYPES = ("message/", "multipart/")
-# Leading bytes of executable formats.
-BLOCKED_MAGIC = (
-    (b"MZ", "a Windows executable"),
-    (b"\x7fELF", "an ELF executable"),
-    (b"\xca\xfe\xba\xbe", "a Mach-O or Java class file"),
-    (b"\xca\xfe\xba\xbf", "a Mach-O executable"),
-    (b"\xcf\xfa\xed\xfe", "a Mach-O executable"),
-    (b"\xce\xfa\xed\xfe", "a Mach-O executable"),
-    (b"\xfe\xed\xfa\xce", "a Mach-O executable"),
-    (b"\xfe\xed\xfa\xcf", "a Mach-O executable"),
-    (b"#!", "a script"),
-    (b"L\x00\x00\x00\x01\x14\x02\x00", "a Windows shortcut"),
-)
+# Content types the milter's magic detection (postwarden_policies.magic) gives
+# executables and shortcuts, whatever the client declared.
+BLOCKED_CONTENT = frozenset({
+    "application/x-dosexec", "application/x-executable", "application/x-mach-binary",
+    "application/java-vm", "application/java-archive", "application/x-ms-shortcut",
+    "text/x-shellscript",
+})
 # An ISO 9660 image (.iso/.img, opened by a double click on Windows): its first
 # volume descriptor, at sector 16, starts with a type byte and "CD001".
 ISO9660_MARK = (0x8001, b"CD001")
@@ -56,9 +54,9 @@ def refusal_reason(filename: str, content_type: str, content: bytes) -> str | No
         return f"content type {content_type} is not allowed"
     if content_type.startswith(STRUCTURED_TYPES):
         return f"a {content_type.partition('/')[0]} cannot be attached: send it as a file"
-    for magic, what in BLOCKED_MAGIC:
-        if content.startswith(magic):
-            return f"the content is {what}"
+    detected = magic.detect(content[:MAGIC_BYTES])
+    if detected in BLOCKED_CONTENT:
+        return f"the content is {detected}"
     offset, mark = ISO9660_MARK
     if content[offset:offset + len(mark)] == mark:
         return "the content is a disk image"
