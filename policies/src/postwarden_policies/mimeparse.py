@@ -184,8 +184,10 @@ class _Entity:
     default_type: str
 
 
-def _copies(headers: tuple[Header, ...], name: str, flags: set[str]) -> list[str]:
-    """Every copy of a MIME header, as text; more than one is flagged (the first is used)."""
+def _copies(headers: tuple[Header, ...], name: str, flags: set[str],
+            flag: str = "duplicate_mime_header") -> list[str]:
+    """Every copy of a header allowed once, as text; more than one sets ``flag``
+    (the first is used)."""
     # Parameters are parsed from the undecoded text; 8-bit bytes become U+FFFD.
     values = [
         h.raw_value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -193,7 +195,7 @@ def _copies(headers: tuple[Header, ...], name: str, flags: set[str]) -> list[str
         if h.name.lower() == name
     ]
     if len(values) > 1:
-        flags.add("duplicate_mime_header")
+        flags.add(flag)
     return values
 
 
@@ -320,10 +322,6 @@ def _from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
         flags.add("ambiguous_from")
     address = parsed or searched
     return address.lower() if address else None
-
-
-def _count(headers: tuple[Header, ...], name: str) -> int:
-    return sum(1 for h in headers if h.name.lower() == name)
 
 
 def _domain(address: str) -> str:
@@ -653,8 +651,8 @@ def parse_message(
     flags = parser.flags
     if body_offset >= len(raw):
         flags.add("empty_body")
-    if any(_count(headers, name) > 1 for name in _READ_ONCE):
-        flags.add("duplicate_header")
+    for name in _READ_ONCE:
+        _copies(headers, name, flags, "duplicate_header")
     if flags & _MALFORMED:
         flags.add("malformed")
     return MessageFacts(
