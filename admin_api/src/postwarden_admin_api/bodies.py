@@ -55,8 +55,13 @@ async def run_sized(large: bool, func: Callable[P, T], *args: P.args, **kwargs: 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; 400 ``invalid_json`` otherwise."""
     raw = await request.read()
+    return await run_sized(is_large(raw), _json_object, raw)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """Parse and check ``raw``: every pass over a large body runs off the event loop."""
     try:
-        data = await run_sized(is_large(raw), json.loads, raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
     except RecursionError:
