@@ -47,8 +47,15 @@ _RULES: tuple[tuple[Any, str], ...] = (
 )
 
 
+# All the rules in one pass: most texts hold no secret, and one search costs
+# what one substitution does (a tenth of running them all).
+_ANY_RULE = re2.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _RULES))
+
+
 def redact(text: str) -> str:
     """``text`` with every recognized secret replaced by ``[REDACTED]``."""
+    if not _ANY_RULE.search(text):
+        return text
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
     return text
