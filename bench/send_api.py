@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -184,7 +185,7 @@ def raw_messages(count: int, run: str) -> list[tuple[str, str, bytes]]:
     built = []
     for n in range(count):
         request = parse_request(request_body(n, run), caps, lambda m: True)
-        data = build_message(request, new_message_id(request.sender), now)
+        data = build_message(request, new_message_id(request.sender, uuid.uuid4()), now)
         built.append((request.sender.address, request.to[0].address, data))
     return built
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email
+import re
+import smtplib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,12 +20,15 @@ from email import policy
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.runtime_settings import RUNTIME
+from postwarden_admin_api.send.outbox import enqueue
+from postwarden_admin_api.send.sending import SEND
 from postwarden_admin_api.settings import ServiceSettings
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 from tests.fixtures.milterproc import running_milter
@@ -36,6 +41,7 @@ from tests.fixtures.postfix import (
 )
 
 from .conftest import SetRuntime
+from .test_outbox_limits import ROOMY, submission
 
 pytestmark = pytest.mark.postfix
 
@@ -287,3 +293,60 @@ async def test_a_bounce_fails_the_message_and_suppresses_the_recipient(
     again = await client.post("/api/v1/send-email", json=body(to=[address]), headers=sender)
     assert again.status == 422
     assert (await again.json())["error"]["code"] == "recipient_suppressed"
+
+
+def submit_by_hand(port: int, sender: str, recipients: list[str], content: bytes) -> str:
+    """One SMTP transaction with the submission listener; Postfix's queue id."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.ehlo()
+        smtp.mail(sender)
+        for recipient in recipients:
+            smtp.rcpt(recipient)
+        code, reply = smtp.data(content)
+    found = re.search(rb"queued as (\w+)", reply)
+    assert code == 250 and found is not None
+    return found.group(1).decode()
+
+
+async def test_an_attempt_cut_off_after_postfix_queued_it_is_delivered_once(
+    client: Client, pool: asyncpg.Pool, mail: Mail
+) -> None:
+    """The service died between Postfix's 250 and storing it: the row is left claimed
+    and unsettled. Here the cut-off attempt is made by hand for one message; the
+    other's never reached Postfix. When their leases end, Postfix's log settles the
+    first (not sent again) and the second is sent."""
+    tag = uuid.uuid4().hex[:10]
+    async with pool.acquire() as conn, conn.transaction():
+        queued, lost = [
+            (await enqueue(conn, submission(tag, f"{name}-{tag}@example.org"), ROOMY,
+                           dt.datetime.now(dt.UTC))).id
+            for name in ("queued", "lost")
+        ]
+        await conn.execute(
+            "UPDATE outbox SET attempts = 1, unsettled = true, "
+            "next_attempt_at = now() + interval '1 hour' WHERE message_id = ANY($1::uuid[])",
+            [queued, lost],
+        )
+    row = await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1", queued)
+    queue_id = await asyncio.to_thread(
+        submit_by_hand, mail.submission_port, row["envelope_from"], list(row["recipients"]),
+        row["content"],
+    )
+    # What the follower read in Postfix's log, long before the lease would end.
+    await eventually(lambda: pool.fetchval(
+        "SELECT committed FROM relay_receipts WHERE message_id = $1 AND queue_id = $2",
+        queued, queue_id))
+    await pool.execute("UPDATE outbox SET next_attempt_at = now() "
+                       "WHERE message_id = ANY($1::uuid[])", [queued, lost])
+    client.app[SEND].relay.wake()
+
+    async def relayed(message: uuid.UUID) -> Any:
+        return await pool.fetchrow("SELECT * FROM outbound_messages WHERE id = $1 "
+                                   "AND status <> 'queued'", message)
+
+    first, second = [await eventually(lambda m=m: relayed(m)) for m in (queued, lost)]
+    assert first["queue_id"] == queue_id and second["queue_id"] not in (None, queue_id)
+    for message in (first, second):
+        await eventually(lambda message=message: with_message_id(mail, message["message_id"]))
+    await asyncio.sleep(2.0)
+    assert [len(with_message_id(mail, m["message_id"])) for m in (first, second)] == [1, 1]

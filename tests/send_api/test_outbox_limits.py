@@ -35,11 +35,11 @@ def submission(key_id: str, *recipients: str, idem: str | None = None,
         {"from": "app@example.com", "to": list(recipients), "subject": "s", "text": "t"},
         CAPS, lambda m: True,
     )
-    message_id = new_message_id(request.sender)
+    message = claim or uuid.uuid4()
+    message_id = new_message_id(request.sender, message)
     return Submission(
         key_id, request, message_id, build_message(request, message_id, NOW),
-        [recipient_hash(HASH_KEY, m.key) for m in request.recipients], idem,
-        claim or uuid.uuid4(),
+        [recipient_hash(HASH_KEY, m.key) for m in request.recipients], idem, message,
     )
 
 

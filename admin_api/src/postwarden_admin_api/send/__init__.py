@@ -44,23 +44,24 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
     async with pool.acquire() as conn:
         state = SendState(await load_hash_key(app, conn))
     app[SEND] = state
+    follower = None
+    if settings.maillog_path is not None:
+        follower = MaillogFollower(pool, settings.maillog_path)
     if settings.relay_host:
         state.relay = RelayWorker(pool, RelayConfig(
             settings.relay_host, settings.relay_port, settings.relay_max_attempts,
             settings.relay_backoff_seconds, settings.relay_workers,
-        ))
+        ), follower.caught_up if follower else None)
         state.relay.start()
-    follower = None
-    if settings.maillog_path is not None:
-        follower = asyncio.create_task(
-            MaillogFollower(pool, settings.maillog_path).run(), name="postwarden-maillog"
-        )
+    following = None
+    if follower is not None:
+        following = asyncio.create_task(follower.run(), name="postwarden-maillog")
     try:
         async with periodic("send-housekeeping", pool, _housekeeping, HOUSEKEEPING_SECONDS):
             yield
     finally:
-        if follower is not None:
-            await stop_task(follower)
+        if following is not None:
+            await stop_task(following)
         if state.relay is not None:
             await state.relay.stop()
 

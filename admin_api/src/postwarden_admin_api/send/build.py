@@ -77,8 +77,9 @@ _STRICT_HEADERS = BytesHeaderParser(policy=policy.default)
 _LEGACY_HEADERS = BytesHeaderParser(policy=policy.compat32)
 
 
-def new_message_id(sender: Mailbox) -> str:
-    return f"<{uuid.uuid4().hex}@{sender.domain}>"
+def new_message_id(sender: Mailbox, message: uuid.UUID) -> str:
+    """The Message-ID header: the outbox id, so Postfix's log names our row (.receipts)."""
+    return f"<{message.hex}@{sender.domain}>"
 
 
 def _address(mailbox: Mailbox) -> Address:

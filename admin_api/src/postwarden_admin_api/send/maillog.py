@@ -12,7 +12,9 @@ retried for ``PENDING_SECONDS``. Most lines in a busy log are about other
 mail: each poll first asks, in one query, which of its queue ids are ours,
 then applies those lines, in log order, in one statement (``maillog_apply``,
 migration 0009); the rest wait. A poll whose database work fails keeps all
-its lines for the next one.
+its lines for the next one. Lines about queue files (:mod:`.receipts`) are
+handed over in the same poll; ``caught_up`` is set once a poll has read to
+the end of the log.
 """
 
 from __future__ import annotations
@@ -29,15 +31,14 @@ import asyncpg
 from postwarden_admin_api.periodic import surviving
 
 from .logtail import LogTail
+from .receipts import ReceiptLine, apply_receipts, parse_receipt
 from .scrub import for_log, scrub_reply
+from .syslogline import split_line
 
 log = logging.getLogger(__name__)
 
-# A line's syslog prefix ends at the first "]: " (after the program's pid); the
-# rest is the message, where other mail's senders, Message-IDs and the remote
-# replies appear. Only a delivery agent's line counts, read from its start:
-# text an outsider put in a log line must not read as one of ours.
-_AGENT = re.compile(r"\S*/(?:smtp|lmtp|local|virtual|pipe|error|retry|discard)\[\d+")
+# Only a delivery agent's line counts (see .syslogline).
+_AGENT = re.compile(r"\S*/(?:smtp|lmtp|local|virtual|pipe|error|retry|discard)")
 _DELIVERY = re.compile(
     r"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<recipient>[^>]*)>,"
     # Postfix's own fields, up to its status: never the reply's text, even when a
@@ -76,10 +77,10 @@ class DeliveryEvent:
 
 
 def parse_line(line: str) -> DeliveryEvent | None:
-    end = line.find("]: ")
-    if end < 0 or not _AGENT.fullmatch(line, line.rfind(" ", 0, end) + 1, end):
+    split = split_line(line)
+    if split is None or not _AGENT.fullmatch(split[0]):
         return None
-    match = _DELIVERY.match(line, end + 3)
+    match = _DELIVERY.match(line, split[1])
     if match is None:
         return None
     dsn = _DSN.search(match["fields"])
@@ -123,6 +124,8 @@ class MaillogFollower:
         self._partial = b""
         self._saved = -1
         self._pending: list[tuple[float, DeliveryEvent]] = []
+        self._receipts: list[ReceiptLine] = []
+        self.caught_up = asyncio.Event()
 
     async def run(self) -> None:
         await self._load_position()
@@ -155,11 +158,15 @@ class MaillogFollower:
         lines = data.split(b"\n")
         self._partial = lines.pop()
         now = time.monotonic()
-        waiting = [(now, e) for line in lines
-                   if (e := parse_line(line.decode("utf-8", "replace"))) is not None]
+        texts = [line.decode("utf-8", "replace") for line in lines]
+        waiting = [(now, e) for text in texts if (e := parse_line(text)) is not None]
         queue = self._pending + waiting
         self._pending = queue[-MAX_PENDING:]  # until applied: a failure below loses no line
+        receipts = self._receipts + [r for text in texts if (r := parse_receipt(text))]
+        self._receipts = receipts[-MAX_PENDING:]
         async with self._pool.acquire() as conn:
+            await apply_receipts(conn, self._receipts)
+            self._receipts = []
             applied = await apply_events(conn, [event for _, event in queue])
             self._pending = [
                 (seen, event) for index, (seen, event) in enumerate(queue)
@@ -169,3 +176,5 @@ class MaillogFollower:
             if position != self._saved:
                 await conn.execute(SAVE_POSITION, str(self._path), self._tail.inode, position)
                 self._saved = position
+        if len(appended) < MAX_READ and not new_file:
+            self.caught_up.set()

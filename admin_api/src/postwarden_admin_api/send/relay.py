@@ -11,7 +11,9 @@ reply. ``workers`` tasks run on the event loop, each with its own SMTP session
 
 Once Postfix has answered, the answer is stored however long Postgres is
 away: a worker that gave up would leave the row to come back when its lease
-ends, and a message Postfix had queued would be sent a second time.
+ends, and a message Postfix had queued would be sent a second time. When
+the service dies in that gap all the same, the row comes back "interrupted"
+and Postfix's log says whether it was queued (:mod:`.receipts`).
 """
 
 from __future__ import annotations
@@ -28,20 +30,28 @@ import asyncpg
 
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
+from .receipts import committed_queue_id
 from .scrub import for_log, scrub_reply
 from .submit import Outcome, SmtpSession, SubmitResult
 
 log = logging.getLogger(__name__)
 
+# A claimed row stays "unsettled" until its outcome is stored; claiming one
+# that still is means an earlier attempt was cut off (.receipts).
 CLAIM = """
-UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + $2::interval
-WHERE message_id IN (
-    SELECT message_id FROM outbox WHERE next_attempt_at <= now()
+UPDATE outbox o
+SET attempts = o.attempts + 1, next_attempt_at = now() + $2::interval, unsettled = true
+FROM (
+    SELECT message_id, unsettled FROM outbox WHERE next_attempt_at <= now()
     ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
-)
-RETURNING message_id, envelope_from, recipients, content, attempts
+) due
+WHERE o.message_id = due.message_id
+RETURNING o.message_id, o.envelope_from, o.recipients, o.content, o.attempts,
+          due.unsettled AS interrupted
 """
-UNLEASE = "UPDATE outbox SET next_attempt_at = now() WHERE message_id = ANY($1::uuid[])"
+UNLEASE = """
+UPDATE outbox SET next_attempt_at = now(), unsettled = false WHERE message_id = ANY($1::uuid[])
+"""
 RELAYED = """
 WITH done AS (
     DELETE FROM outbox WHERE message_id = $1
@@ -60,7 +70,8 @@ INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'relayed', $
 """
 RETRY = """
 WITH later AS (
-    UPDATE outbox SET next_attempt_at = now() + $3::interval WHERE message_id = $1
+    UPDATE outbox SET next_attempt_at = now() + $3::interval, unsettled = false
+    WHERE message_id = $1
 ), message AS (
     UPDATE outbound_messages SET attempts = $2, last_error = $4, updated_at = now() WHERE id = $1
 )
@@ -85,6 +96,7 @@ POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 SMTP_TIMEOUT = 60.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
+LOG_WAIT_SECONDS = 60.0  # for the follower's first read to the end of the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +115,7 @@ class Claimed:
     recipients: list[str]
     content: bytes
     attempts: int
+    interrupted: bool = False  # an earlier attempt's outcome was never stored
 
 
 def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
@@ -137,9 +150,13 @@ async def record(
 class RelayWorker:
     """``workers`` tasks, each with its own SMTP session; ``wake()`` after an enqueue."""
 
-    def __init__(self, pool: asyncpg.Pool, config: RelayConfig) -> None:
+    def __init__(self, pool: asyncpg.Pool, config: RelayConfig,
+                 log_read: asyncio.Event | None = None) -> None:
+        """``log_read``: set once the maillog follower has read to the end of the
+        log (None without one); interrupted attempts are settled from the log."""
         self._pool = pool
         self._config = config
+        self._log_read = log_read
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -168,7 +185,7 @@ class RelayWorker:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(CLAIM, BATCH, LEASE)
         return [Claimed(r["message_id"], r["envelope_from"], list(r["recipients"]),
-                        r["content"], r["attempts"]) for r in rows]
+                        r["content"], r["attempts"], r["interrupted"]) for r in rows]
 
     async def _run(self) -> None:
         session = SmtpSession(
@@ -200,8 +217,34 @@ class RelayWorker:
                 async with self._pool.acquire() as conn:
                     await conn.execute(UNLEASE, [r.id for r in rows[index:]])
                 return
-            result = await session.submit(row.envelope_from, row.recipients, row.content)
+            result = await self._queued_before(row) if row.interrupted else None
+            if result is None:
+                result = await session.submit(row.envelope_from, row.recipients, row.content)
             await self._record(row, result)
+
+    async def _queued_before(self, row: Claimed) -> SubmitResult | None:
+        """Postfix's answer to an interrupted attempt, when its log shows the message queued."""
+        if self._log_read is None:
+            log.warning("relay: an attempt to relay message %s was interrupted; without "
+                        "maillog_path nothing tells whether Postfix queued it: sending it "
+                        "again", row.id)
+            return None
+        try:
+            await asyncio.wait_for(self._log_read.wait(), LOG_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("relay: the maillog follower has not read to the end of the log; "
+                        "sending message %s again after an interrupted attempt", row.id)
+            return None
+        async with self._pool.acquire() as conn:
+            queue_id = await committed_queue_id(conn, row.id)
+        if queue_id is None:
+            log.info("relay: an attempt to relay message %s was interrupted before Postfix "
+                     "queued it: sending it again", row.id)
+            return None
+        log.warning("relay: an attempt to relay message %s was interrupted after Postfix "
+                    "queued it as %s: not sending it again", row.id, queue_id)
+        return SubmitResult(Outcome.QUEUED, f"250 queued as {queue_id} (read from the "
+                            "mail log after an interrupted attempt)", queue_id)
 
     async def _record(self, row: Claimed, result: SubmitResult) -> None:
         """Store Postfix's answer, trying again while Postgres fails; only a stop gives up."""

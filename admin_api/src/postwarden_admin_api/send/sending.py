@@ -97,7 +97,7 @@ async def _accept(
     allowed = checks.sender_allowed(who.allowed_senders, runtime.allowed_sender_addresses)
     request = await run_sized(large, parse_request, body, checks.caps_of(runtime), allowed)
     now = dt.datetime.now(dt.UTC)
-    message_id = new_message_id(request.sender)
+    message_id = new_message_id(request.sender, message_uuid)
     try:
         content = await run_sized(large, build_message, request, message_id, now)
     except AmbiguousAddresses as ambiguous:

@@ -1,0 +1,25 @@
+"""Where a line of Postfix's log says who wrote it.
+
+A line's prefix ends at the first ``]: `` (after the program's pid); the
+rest is the message, where other mail's senders, Message-IDs and remote
+replies appear. Lines are only ever read from the start of their message:
+text an outsider put in a log line must not read as one of Postfix's.
+"""
+
+from __future__ import annotations
+
+import re
+
+_PROGRAM = re.compile(r"\S+\[\d+")
+
+
+def split_line(line: str) -> tuple[str, int] | None:
+    """The program that wrote ``line`` (``postfix/cleanup``, ``postfix-x/smtp``) and
+    where its message starts; None for a line not shaped like syslog's."""
+    end = line.find("]: ")
+    if end < 0:
+        return None
+    start = line.rfind(" ", 0, end) + 1
+    if not _PROGRAM.fullmatch(line, start, end):
+        return None
+    return line[start : line.index("[", start)], end + 3
