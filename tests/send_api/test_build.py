@@ -21,6 +21,7 @@ from postwarden_admin_api.send.build import (
     AmbiguousAddresses,
     BuildError,
     _check_headers,
+    _check_parts,
     build_message,
 )
 from postwarden_admin_api.send.request_model import Caps, parse_request
@@ -101,6 +102,35 @@ def test_a_bare_line_break_in_the_head_stops_the_build() -> None:
     broken = data.replace(b"Subject: Hi\r\n", b"Subject: Hi\nBcc: x@evil.example\r\n")
     with pytest.raises(BuildError):
         _check_headers(broken, [name.lower() for name in message])
+
+
+ATTACHED = [{"filename": "r.pdf", "content_type": "application/pdf",
+             "content": base64.b64encode(b"%PDF-1.4").decode()}]
+PDF_PART = b"Content-Type: application/pdf\r\n"
+
+
+@pytest.mark.parametrize(
+    ("tamper"),
+    [
+        pytest.param(lambda d: d.replace(PDF_PART, PDF_PART + b"X-Injected: 1\r\n"), id="extra"),
+        pytest.param(lambda d: d.replace(PDF_PART, PDF_PART + PDF_PART), id="repeated"),
+        pytest.param(lambda d: d.replace(PDF_PART, b""), id="no-content-type"),
+        pytest.param(lambda d: d.replace(PDF_PART, PDF_PART.replace(b"\r\n", b"\r\n\r\n")),
+                     id="body-early"),
+        pytest.param(lambda d: d.replace(b"\r\n\r\n--===", b"\r\n\r\n--===", 1).replace(
+            b"--\r\n", b"\r\n", 1), id="not-closed"),
+        pytest.param(lambda d: re.sub(
+            rb"(\r\n--(=+\d+==)\r\n)", rb"\1Content-Type: text/plain\r\n\r\nx\1", d, count=1),
+            id="extra-part"),
+    ],
+)
+def test_a_part_that_was_not_built_stops_the_build(tamper: Any) -> None:
+    data, message = built(attachments=ATTACHED, html="<p>hi</p>")
+    _check_parts(data, message)
+    tampered = tamper(data)
+    assert tampered != data
+    with pytest.raises(BuildError):
+        _check_parts(tampered, message)
 
 
 _WORD = st.text(string.ascii_letters + string.digits, min_size=1, max_size=12)

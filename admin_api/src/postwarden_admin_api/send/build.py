@@ -157,6 +157,7 @@ def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> by
     expected = [name.lower() for name in message]
     data = message.as_bytes()
     _check_headers(data, expected)
+    _check_parts(data, message)
     _check_addresses(data, read_back)
     return data
 
@@ -176,6 +177,38 @@ def _check_headers(data: bytes, expected: list[str]) -> None:
     bare_breaks = b"\r" in head.replace(b"\r\n", b"") or b"\n" in head.replace(b"\r\n", b"")
     if header_names(data) != expected or bare_breaks or b"\r\n\r\n" not in data:
         raise BuildError("the built message has headers that were not set")
+
+
+def _part_heads(data: bytes, boundary: str) -> list[bytes] | None:
+    """The header block of each part between ``boundary``'s delimiter lines; None
+    unless the last delimiter closes the multipart."""
+    delimiter = b"\r\n--" + boundary.encode("ascii")
+    heads: list[bytes] = []
+    at = data.find(delimiter)
+    while at >= 0:
+        start = at + len(delimiter)
+        if data.startswith(b"--", start):
+            return heads if data.find(delimiter, start) < 0 else None
+        end = data.find(b"\r\n\r\n", start)
+        if not data.startswith(b"\r\n", start) or end < 0:
+            return None
+        heads.append(data[start + 2 : end + 4])
+        at = data.find(delimiter, start)
+    return None
+
+
+def _check_parts(data: bytes, message: EmailMessage) -> None:
+    """Each multipart holds exactly the parts we built, each with exactly its headers: a
+    line break that reached a part's header (a file name, a content type) through some
+    field, however it got past the request checks, stops the build."""
+    for part in message.walk():
+        if not part.is_multipart():
+            continue
+        boundary = part.get_boundary()
+        heads = _part_heads(data, boundary) if boundary else None
+        built = [[name.lower() for name in sub.keys()] for sub in part.iter_parts()]
+        if heads is None or [header_names(head) for head in heads] != built:
+            raise BuildError("the built message has parts or part headers that were not set")
 
 
 def _check_addresses(data: bytes, read_back: dict[str, list[str]]) -> None:
