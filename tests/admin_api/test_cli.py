@@ -84,3 +84,17 @@ async def test_policy_push_uploads_and_activates(
     (tmp_path / "pushed-c.yaml").write_text("version: 1\nname: pushed-c\nrules: [\n")
     assert await _cli(["policy", "push", str(tmp_path), "--url", url]) == 1
     assert "pushed-c.yaml: refused (422)" in capsys.readouterr().err
+
+
+def test_invalid_settings_are_listed_one_per_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "postwarden.yaml"
+    config.write_text("database_url: postgresql:///x\nlisten: nowhere\n")
+    monkeypatch.setenv("POSTWARDEN_RELAY_WORKERS", "0")
+    assert main(["--config", str(config), "serve"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "postwarden-admin: invalid settings:",
+        f"  {config}:2: listen: expected HOST:PORT",
+        "  POSTWARDEN_RELAY_WORKERS: relay_workers: must be at least 1",
+    ]

@@ -151,4 +151,13 @@ def test_process_settings_report_every_problem(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(None, {"POSTWARDEN_DATABASE_URL": "postgresql:///x",
                              "POSTWARDEN_LISTEN": "nowhere", "POSTWARDEN_RELAY_PORT": "0"})
-    assert "listen" in str(info.value) and "relay_port" in str(info.value)
+    assert info.value.problems == ["POSTWARDEN_LISTEN: listen: expected HOST:PORT",
+                                   "POSTWARDEN_RELAY_PORT: relay_port: must be at least 1"]
+    config = tmp_path / "postwarden.yaml"
+    config.write_text("database_url: postgresql://u:hunter22@db/x\nlisten: 127.0.0.1:9100\n"
+                      "pool_max_size: many\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(config, {})
+    assert info.value.problems == [
+        f"{config}:3: pool_max_size: expected int"]
+    assert "hunter22" not in str(info.value)

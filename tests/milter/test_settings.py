@@ -119,14 +119,43 @@ def test_a_policy_source_is_required(tmp_path: Path) -> None:
         load_settings(None, {"POSTWARDEN_SPOOL_DIR": str(tmp_path)})
 
 
-def test_invalid_setting_exits_2_with_one_line(base_env: dict[str, str]) -> None:
+def test_invalid_settings_exit_2_each_told_with_where_it_was_set(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "postwarden.yaml"
+    config.write_text("instance_name: mx1\n\nmax_concurrency: -3\n")
     env = {**base_env, "POSTWARDEN_FAIL_ACTION": "bounce", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-m", "postwarden_milter"], env=env, capture_output=True, text=True,
-        timeout=60, check=False,
+        [sys.executable, "-m", "postwarden_milter", "--config", str(config)], env=env,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "postwarden-milter: invalid settings: fail_action: 'bounce' is not one of "
-        "tempfail | accept | reject"
+        "postwarden-milter: invalid settings:",
+        f"  {config}:3: max_concurrency: must be > 0, got -3",
+        "  POSTWARDEN_FAIL_ACTION: fail_action: 'bounce' is not one of "
+        "tempfail | accept | reject",
     ]
+
+
+def test_every_unknown_key_is_named_with_its_line(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "postwarden.yaml"
+    config.write_text("fail_action: accept\nfail_acton: accept\n# note\nspool-dir: /x\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(config, base_env)
+    assert info.value.problems == [f"{config}:2: unknown setting 'fail_acton'",
+                                   f"{config}:4: unknown setting 'spool-dir'"]
+
+
+def test_a_directory_that_will_not_do_is_named_with_where_it_was_set(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "postwarden.yaml"
+    missing = tmp_path / "nowhere"
+    config.write_text(f"policy_dir: {missing}\n")
+    env = {k: v for k, v in base_env.items() if k != "POSTWARDEN_POLICY_DIR"}
+    with pytest.raises(SettingsError) as info:
+        load_settings(config, env)
+    assert info.value.problems == [f"{config}:1: policy_dir: {missing} is not a directory"]

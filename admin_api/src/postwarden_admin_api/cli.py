@@ -160,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "keys":
             return asyncio.run(_keys(args, settings))
         return asyncio.run(_secrets_rotate(args, settings))
-    except (SettingsError, StoreError, SecretsError, PushError, OSError) as exc:
+    except SettingsError as exc:
+        print("postwarden-admin: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
+        return 1
+    except (StoreError, SecretsError, PushError, OSError) as exc:
         print(f"postwarden-admin: {exc}", file=sys.stderr)
         return 1
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from postwarden_policies.settings_source import SettingsError, gather_settings
+from postwarden_policies.settings_source import RawSettings, SettingsError, gather_settings
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -92,60 +92,66 @@ def _convert(name: str, raw: Any) -> Any:
     return str(raw)
 
 
-def _validate(settings: ServiceSettings) -> list[str]:
+def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
+    """(setting, problem) for each value that converted but cannot work."""
     problems = []
     host, sep, port = settings.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        problems.append("listen: expected HOST:PORT")
+        problems.append(("listen", "expected HOST:PORT"))
     for name in ("max_request_body_bytes", "requests_per_minute", "auth_failures_per_minute",
                  "pool_min_size", "pool_max_size", "relay_port", "relay_max_attempts",
                  "relay_workers", "webhook_max_attempts", "webhook_history_days",
                  "webhook_prune_interval_seconds"):
         if getattr(settings, name) < 1:
-            problems.append(f"{name}: must be at least 1")
+            problems.append((name, "must be at least 1"))
     if settings.log_level.upper() not in LOG_LEVELS:
-        problems.append(f"log_level: expected one of {', '.join(LOG_LEVELS)}")
+        problems.append(("log_level", f"expected one of {', '.join(LOG_LEVELS)}"))
     for network in settings.webhook_allowed_networks:
         try:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
-            problems.append(f"webhook_allowed_networks: {network!r} is not a network")
+            problems.append(("webhook_allowed_networks", f"{network!r} is not a network"))
     return problems
 
 
-def _read_key_file(values: dict[str, Any]) -> None:
+def _read_key_file(values: dict[str, Any], raw: RawSettings) -> None:
     path = values.get("secret_key_file")
     if path is None or "secret_key" in values:
         return
     try:
         values["secret_key"] = Secret(Path(path).read_text(encoding="utf-8").strip())
     except OSError as exc:
-        raise SettingsError(f"secret_key_file: cannot read {path}: {exc.strerror}") from exc
+        raise SettingsError(raw.problem(
+            "secret_key_file", f"secret_key_file: cannot read {path}: {exc.strerror}")) from exc
 
 
-def build_settings(values: Mapping[str, Any]) -> ServiceSettings:
-    """Convert and validate raw values; every problem is reported at once."""
+def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None
+                   ) -> ServiceSettings:
+    """Convert and validate raw values; every problem is reported at once, each led by
+    where its value was set (``sources``: name -> ``FILE:LINE`` or variable)."""
+    raw = RawSettings(dict(values), dict(sources or {}))
     if not values.get("database_url"):
         raise SettingsError("database_url: required (or set POSTWARDEN_DATABASE_URL)")
     converted: dict[str, Any] = {}
     problems: list[str] = []
-    for name, raw in values.items():
+    for name, value in values.items():
         if name not in FIELDS:
-            problems.append(f"{name}: unknown setting")
+            problems.append(raw.problem(name, f"{name}: unknown setting"))
             continue
         try:
-            converted[name] = raw if raw is None else _convert(name, raw)
+            converted[name] = value if value is None else _convert(name, value)
         except (TypeError, ValueError):
-            problems.append(f"{name}: expected {FIELDS[name].type}")
+            problems.append(raw.problem(name, f"{name}: expected {FIELDS[name].type}"))
     if problems:
-        raise SettingsError("; ".join(problems))
-    _read_key_file(converted)
+        raise SettingsError(problems)
+    _read_key_file(converted, raw)
     settings = ServiceSettings(**converted)
-    problems = _validate(settings)
+    problems = [raw.problem(name, f"{name}: {text}") for name, text in _validate(settings)]
     if problems:
-        raise SettingsError("; ".join(problems))
+        raise SettingsError(problems)
     return settings
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str]) -> ServiceSettings:
-    return build_settings(gather_settings(path, environ, FIELDS))
+    raw = gather_settings(path, environ, FIELDS)
+    return build_settings(raw.values, raw.sources)

@@ -34,7 +34,7 @@ def serve(config: Path | None) -> int:
     try:
         settings = load_settings(config, os.environ)
     except SettingsError as exc:
-        print(f"{PROG}: invalid settings: {exc}", file=sys.stderr)
+        print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
     process = MilterProcess(settings)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from postwarden_policies import SettingsError, gather_settings
+from postwarden_policies.settings_source import RawSettings
 
 __all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction",
            "load_settings"]
@@ -214,32 +215,42 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _check_dirs(settings: MilterSettings) -> None:
+def _check_dirs(settings: MilterSettings, raw: RawSettings) -> list[str]:
     if settings.policy_dir is None and settings.database_url is None:
-        raise SettingsError("policy_dir: set policy_dir or database_url (policies come from one)")
+        return ["policy_dir: set policy_dir or database_url (policies come from one)"]
+    problems = []
     if settings.policy_dir is not None and not settings.policy_dir.is_dir():
-        raise SettingsError(f"policy_dir: {settings.policy_dir} is not a directory")
+        problems.append(raw.problem(
+            "policy_dir", f"policy_dir: {settings.policy_dir} is not a directory"))
     try:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SettingsError(
-            f"spool_dir: cannot create {settings.spool_dir}: {exc.strerror}"
-        ) from None
-    if not os.access(settings.spool_dir, os.W_OK | os.X_OK):
-        raise SettingsError(f"spool_dir: {settings.spool_dir} is not writable")
+        problems.append(raw.problem(
+            "spool_dir", f"spool_dir: cannot create {settings.spool_dir}: {exc.strerror}"))
+    else:
+        if not os.access(settings.spool_dir, os.W_OK | os.X_OK):
+            problems.append(raw.problem(
+                "spool_dir", f"spool_dir: {settings.spool_dir} is not writable"))
+    return problems
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str]) -> MilterSettings:
-    """Read, convert and check every setting; raise SettingsError naming the culprit."""
+    """Read, convert and check every setting; raise SettingsError naming each culprit
+    and where it was set."""
     raw = gather_settings(path, environ, SETTING_NAMES)
     values: dict[str, Any] = {}
-    for name, value in raw.items():
+    problems = []
+    for name, value in raw.values.items():
         try:
             values[name] = _CONVERTERS[name](value)
         except ValueError as exc:
-            raise SettingsError(str(exc)) from None
+            problems.append(raw.problem(name, str(exc)))
+    if problems:
+        raise SettingsError(problems)
     if not values.get("instance_name"):
         values["instance_name"] = socket.gethostname()
     settings = MilterSettings(**values)
-    _check_dirs(settings)
+    problems = _check_dirs(settings, raw)
+    if problems:
+        raise SettingsError(problems)
     return settings

@@ -2,12 +2,16 @@
 
 Both long-running processes (milter, admin service) read their settings the
 same way; each converts and validates the raw values into its own frozen
-settings object. The environment wins over the file.
+settings object. The environment wins over the file. Every problem is told
+with where the value came from (``FILE:LINE`` or the variable's name), and
+all of them at once: an admin fixing a file should not meet them one start
+at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +23,59 @@ ENV_PREFIX = "POSTWARDEN_"
 class SettingsError(ValueError):
     """A settings file or variable is unusable; the message says which and why."""
 
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else problems
+        super().__init__("; ".join(self.problems))
+
+
+@dataclass
+class RawSettings:
+    """The settings as given, and where each one was given."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # name -> "FILE:LINE" or variable
+
+    def problem(self, name: str, message: str) -> str:
+        """``message`` about ``name``, led by where it was set (if it was)."""
+        where = self.sources.get(name)
+        return f"{where}: {message}" if where else message
+
+
+def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
+    try:
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read settings file: {exc.strerror}") from exc
+    try:
+        node = loader.get_single_node()
+        loaded = loader.construct_document(node) if node is not None else {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
+    if not isinstance(loaded, dict) or not isinstance(node, yaml.MappingNode | None):
+        raise SettingsError(f"{path}: expected a mapping of settings")
+    lines = {key.value: key.start_mark.line + 1 for key, _ in (node.value if node else [])}
+    unknown = [f"{path}:{lines.get(k, '?')}: unknown setting {k!r}" for k in loaded
+               if k not in known]
+    if unknown:
+        raise SettingsError(unknown)
+    raw.values.update(loaded)
+    raw.sources.update({name: f"{path}:{lines[name]}" for name in loaded if name in lines})
+
 
 def gather_settings(
     path: Path | None, environ: Mapping[str, str], names: Iterable[str]
-) -> dict[str, Any]:
+) -> RawSettings:
     """Merge the file's mapping with ``POSTWARDEN_<NAME>`` variables for known names."""
     known = set(names)
-    values: dict[str, Any] = {}
+    raw = RawSettings()
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SettingsError(f"{path}: cannot read settings file: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise SettingsError(f"{path}: expected a mapping of settings")
-        unknown = sorted(str(k) for k in loaded if k not in known)
-        if unknown:
-            raise SettingsError(f"{path}: unknown setting(s): {', '.join(unknown)}")
-        values.update(loaded)
-    for name in known:
-        env_value = environ.get(ENV_PREFIX + name.upper())
+        _read_file(path, known, raw)
+    for name in sorted(known):
+        variable = ENV_PREFIX + name.upper()
+        env_value = environ.get(variable)
         if env_value is not None:
-            values[name] = env_value
-    return values
+            raw.values[name] = env_value
+            raw.sources[name] = variable
+    return raw
