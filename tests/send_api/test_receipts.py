@@ -211,3 +211,33 @@ async def test_a_deferred_attempt_is_not_taken_for_an_interrupted_one(
     row = await settled(pool, message)
     assert (row["status"], row["attempts"]) == ("relayed", 2) and row["queue_id"] != "QLOG4"
     assert sent_to(server, "deferred@example.org") == 1
+
+
+async def test_rows_a_stopping_worker_did_not_reach_are_released_settled(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int]
+) -> None:
+    """A stop between the messages of a claimed batch hands the rest back due and
+    settled: nothing was attempted, so nothing needs the log when they come back."""
+    server, port = smtp_server
+    async with pool.acquire() as conn, conn.transaction():
+        batch = [(await enqueue(conn, submission(uuid.uuid4().hex, f"b{n}@example.org"),
+                                ROOMY, dt.datetime.now(dt.UTC))).id for n in range(3)]
+    server.data_gate.clear()  # the first message's 250 waits
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1))
+    worker.start()
+    try:
+        for _ in range(300):
+            if server.received:
+                break
+            await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(worker.stop(grace=10))
+        await asyncio.sleep(0.2)
+        server.data_gate.set()
+        await stopping
+    finally:
+        server.data_gate.set()
+        await worker.stop(grace=10)
+    rows = await pool.fetch("SELECT message_id, unsettled, next_attempt_at <= now() AS due "
+                            "FROM outbox WHERE message_id = ANY($1::uuid[])", batch)
+    assert len(rows) == 2 and all(r["due"] and not r["unsettled"] for r in rows)
+    assert len(server.received) == 1
