@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
+from postwarden_admin_api.metrics import METRICS
 from postwarden_admin_api.runtime_settings import RUNTIME
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.sending import SEND
@@ -350,3 +351,8 @@ async def test_an_attempt_cut_off_after_postfix_queued_it_is_delivered_once(
         await eventually(lambda message=message: with_message_id(mail, message["message_id"]))
     await asyncio.sleep(2.0)
     assert [len(with_message_id(mail, m["message_id"])) for m in (first, second)] == [1, 1]
+    registry = client.app[METRICS].registry
+    assert registry.get_sample_value("postwarden_relay_outcomes_total",
+                                     {"outcome": "found_queued"}) == 1
+    await eventually(lambda: (registry.get_sample_value(
+        "postwarden_deliveries_total", {"status": "delivered"}) or 0) >= 2)

@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.receipts import ReceiptLine, committed_queue_id, parse_receipt
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
@@ -124,12 +125,29 @@ def log_read() -> asyncio.Event:
     return event
 
 
+@pytest.fixture(autouse=True)
+async def empty_outbox(pool: asyncpg.Pool) -> None:
+    """Only this test's rows for its worker (the module's database is shared)."""
+    await pool.execute("DELETE FROM outbox")
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+def outcomes(metrics: Metrics, outcome: str) -> float | None:
+    return metrics.registry.get_sample_value("postwarden_relay_outcomes_total",
+                                             {"outcome": outcome})
+
+
 @pytest.fixture
 async def worker(
-    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], log_read: asyncio.Event
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], log_read: asyncio.Event,
+    metrics: Metrics,
 ) -> AsyncIterator[RelayWorker]:
     worker = RelayWorker(pool, RelayConfig("127.0.0.1", smtp_server[1], 3, 0.05, workers=1),
-                         log_read)
+                         log_read, metrics)
     worker.start()
     try:
         yield worker
@@ -158,24 +176,27 @@ def sent_to(server: Scripted, recipient: str) -> int:
 
 async def test_an_interrupted_attempt_postfix_queued_is_not_sent_again(
     pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker,
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, metrics: Metrics,
 ) -> None:
     message = await interrupted(pool, "queued@example.org", ("QLOG1", True))
     worker.wake()
     row = await settled(pool, message)
     assert (row["status"], row["queue_id"], row["attempts"]) == ("relayed", "QLOG1", 2)
     assert sent_to(smtp_server[0], "queued@example.org") == 0
+    assert (outcomes(metrics, "found_queued"), outcomes(metrics, "relayed")) == (1.0, None)
     assert "after Postfix queued it as QLOG1: not sending it again" in caplog.text
 
 
 async def test_an_interrupted_attempt_postfix_did_not_queue_is_sent(
-    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker,
+    metrics: Metrics,
 ) -> None:
     message = await interrupted(pool, "refused@example.org", ("QLOG2", False))
     worker.wake()
     row = await settled(pool, message)
     assert row["status"] == "relayed" and row["queue_id"] != "QLOG2"
     assert sent_to(smtp_server[0], "refused@example.org") == 1
+    assert (outcomes(metrics, "found_queued"), outcomes(metrics, "relayed")) == (None, 1.0)
 
 
 @pytest.mark.parametrize("log_read", [None])
@@ -192,7 +213,8 @@ async def test_without_a_maillog_an_interrupted_attempt_is_sent_again(
 
 
 async def test_a_deferred_attempt_is_not_taken_for_an_interrupted_one(
-    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker,
+    metrics: Metrics,
 ) -> None:
     server, _ = smtp_server
     server.data_replies[:] = ["451 4.3.0 try again later"]
@@ -211,6 +233,7 @@ async def test_a_deferred_attempt_is_not_taken_for_an_interrupted_one(
     row = await settled(pool, message)
     assert (row["status"], row["attempts"]) == ("relayed", 2) and row["queue_id"] != "QLOG4"
     assert sent_to(server, "deferred@example.org") == 1
+    assert (outcomes(metrics, "deferred"), outcomes(metrics, "relayed")) == (1.0, 1.0)
 
 
 async def test_rows_a_stopping_worker_did_not_reach_are_released_settled(

@@ -30,6 +30,15 @@ class Metrics:
             "postwarden_api_rate_limited", "requests refused by a rate limit",
             ["kind"], registry=self.registry,
         )
+        self.relay_outcomes = Counter(
+            "postwarden_relay_outcomes", "send API relay attempts by outcome: relayed, "
+            "deferred, failed, or found_queued (an interrupted attempt Postfix's log "
+            "showed queued)", ["outcome"], registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "postwarden_deliveries", "send API recipients' results read from Postfix's log",
+            ["status"], registry=self.registry,
+        )
 
     def exposition(self) -> web.Response:
         response = web.Response(body=generate_latest(self.registry))

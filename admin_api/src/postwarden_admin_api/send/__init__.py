@@ -19,6 +19,7 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_admin_api.context import POOL, SETTINGS
+from postwarden_admin_api.metrics import METRICS
 from postwarden_admin_api.openapi import OPENAPI
 from postwarden_admin_api.periodic import periodic, stop_task
 
@@ -46,12 +47,12 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
     app[SEND] = state
     follower = None
     if settings.maillog_path is not None:
-        follower = MaillogFollower(pool, settings.maillog_path)
+        follower = MaillogFollower(pool, settings.maillog_path, app[METRICS])
     if settings.relay_host:
         state.relay = RelayWorker(pool, RelayConfig(
             settings.relay_host, settings.relay_port, settings.relay_max_attempts,
             settings.relay_backoff_seconds, settings.relay_workers,
-        ), follower.caught_up if follower else None)
+        ), follower.caught_up if follower else None, app[METRICS])
         state.relay.start()
     following = None
     if follower is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import asyncpg
 
+from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import surviving
 
 from .logtail import LogTail
@@ -117,9 +118,10 @@ async def our_queue_ids(conn: asyncpg.Connection, queue_ids: set[str]) -> set[st
 
 
 class MaillogFollower:
-    def __init__(self, pool: asyncpg.Pool, path: Path) -> None:
+    def __init__(self, pool: asyncpg.Pool, path: Path, metrics: Metrics | None = None) -> None:
         self._pool = pool
         self._path = path
+        self._deliveries = (metrics or Metrics()).deliveries
         self._tail = LogTail(path)
         self._partial = b""
         self._saved = -1
@@ -168,6 +170,8 @@ class MaillogFollower:
             await apply_receipts(conn, self._receipts)
             self._receipts = []
             applied = await apply_events(conn, [event for _, event in queue])
+            for index in applied:
+                self._deliveries.labels(queue[index][1].status).inc()
             self._pending = [
                 (seen, event) for index, (seen, event) in enumerate(queue)
                 if index not in applied and now - seen < PENDING_SECONDS

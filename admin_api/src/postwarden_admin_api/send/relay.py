@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .receipts import committed_queue_id
@@ -126,7 +127,8 @@ def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
 
 async def record(
     conn: asyncpg.Connection, config: RelayConfig, row: Claimed, result: SubmitResult
-) -> None:
+) -> str:
+    """Store the outcome; its name (relayed, deferred, failed)."""
     reply = scrub_reply(result.reply)
     if result.outcome is Outcome.QUEUED:
         refused_detail = scrub_reply("; ".join(result.refused.values())) or None
@@ -137,26 +139,29 @@ async def record(
         # DEBUG: the message's timeline keeps it; the attempt was logged at INFO.
         log.debug("relayed message %s as %s (%d refused)", row.id, result.queue_id,
                  len(result.refused))
-    elif result.outcome is Outcome.RETRY and row.attempts < config.max_attempts:
+        return "relayed"
+    if result.outcome is Outcome.RETRY and row.attempts < config.max_attempts:
         await conn.execute(RETRY, row.id, row.attempts, backoff(config, row.attempts), reply)
         log.warning("relay deferred message %s (attempt %d): %s", row.id, row.attempts,
                     for_log(reply))
-    else:
-        await conn.execute(FAILED, row.id, row.attempts, reply)
-        log.warning("relay failed message %s after %d attempt(s): %s", row.id, row.attempts,
-                    for_log(reply))
+        return "deferred"
+    await conn.execute(FAILED, row.id, row.attempts, reply)
+    log.warning("relay failed message %s after %d attempt(s): %s", row.id, row.attempts,
+                for_log(reply))
+    return "failed"
 
 
 class RelayWorker:
     """``workers`` tasks, each with its own SMTP session; ``wake()`` after an enqueue."""
 
     def __init__(self, pool: asyncpg.Pool, config: RelayConfig,
-                 log_read: asyncio.Event | None = None) -> None:
+                 log_read: asyncio.Event | None = None, metrics: Metrics | None = None) -> None:
         """``log_read``: set once the maillog follower has read to the end of the
         log (None without one); interrupted attempts are settled from the log."""
         self._pool = pool
         self._config = config
         self._log_read = log_read
+        self._outcomes = (metrics or Metrics()).relay_outcomes
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -218,9 +223,12 @@ class RelayWorker:
                     await conn.execute(UNLEASE, [r.id for r in rows[index:]])
                 return
             result = await self._queued_before(row) if row.interrupted else None
+            found = result is not None
             if result is None:
                 result = await session.submit(row.envelope_from, row.recipients, row.content)
-            await self._record(row, result)
+            outcome = await self._record(row, result)
+            if outcome is not None:
+                self._outcomes.labels("found_queued" if found else outcome).inc()
 
     async def _queued_before(self, row: Claimed) -> SubmitResult | None:
         """Postfix's answer to an interrupted attempt, when its log shows the message queued."""
@@ -246,20 +254,20 @@ class RelayWorker:
         return SubmitResult(Outcome.QUEUED, f"250 queued as {queue_id} (read from the "
                             "mail log after an interrupted attempt)", queue_id)
 
-    async def _record(self, row: Claimed, result: SubmitResult) -> None:
-        """Store Postfix's answer, trying again while Postgres fails; only a stop gives up."""
+    async def _record(self, row: Claimed, result: SubmitResult) -> str | None:
+        """Store Postfix's answer, trying again while Postgres fails; only a stop gives up
+        (None)."""
         delay = RECORD_RETRY_MIN
         while True:
             try:
                 async with self._pool.acquire() as conn:
-                    await record(conn, self._config, row, result)
-                return
+                    return await record(conn, self._config, row, result)
             except DB_ERRORS as exc:
                 if self._stopping.is_set():
                     log.error("relay: stopping without storing the outcome of message %s "
                               "(%s, Postfix queue id %s): it is submitted again when its "
                               "lease ends", row.id, type(exc).__name__, result.queue_id)
-                    return
+                    return None
                 log.warning("relay: cannot store the outcome of message %s (%s), trying "
                             "again in %.1f s", row.id, type(exc).__name__, delay)
                 await asyncio.sleep(delay)
