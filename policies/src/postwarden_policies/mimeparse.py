@@ -83,17 +83,12 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
-from email.headerregistry import Address, AddressHeader, HeaderRegistry
 
-from postwarden_policies import magic, transfer, uuencode
+from postwarden_policies import entityheaders, magic, transfer, uuencode
 from postwarden_policies.facts import Envelope, Header, MessageFacts, MimePart
 from postwarden_policies.headers import (
-    NAME_PARAMETERS,
     decode_bytes,
-    decode_words,
-    first_of_each,
     line_end,
     parameter_list,
     parse_header_section,
@@ -105,10 +100,6 @@ log = logging.getLogger(__name__)
 TEXT_BUDGET = 4_000_000  # characters of decoded text kept for body regexes
 UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
 _ENCODED = ("base64", "quoted-printable")
-# Left-to-right and right-to-left override: Latin letters after one are shown reversed.
-# (Marks, embeddings and isolates occur in legitimate right-to-left names and
-# do not reorder Latin letters.)
-_BIDI_OVERRIDE = re.compile("[\u202d\u202e]")
 # Headers RFC 5322 allows once that rules read (from, from_domain, subject).
 _READ_ONCE = ("from", "subject")
 # Every flag the parser sets (the table above): a policy's ``flag:`` may name only these.
@@ -153,22 +144,8 @@ _SIGNATURES = {
 }
 # The parts of a PGP/MIME multipart/encrypted, in order (RFC 3156 section 4).
 _PGP_ENCRYPTED = ("application/pgp-encrypted", "application/octet-stream")
-# Headers Thunderbird takes a part's name from when neither filename= nor name=
-# gives one (MimeHeaders_get_name); no RFC has them, but they occur.
-_NAME_HEADERS = ("content-name", "x-sun-data-name")
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 _UNIQUE_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition")
-_MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
-_ANGLE_ADDR = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
-_ADDR_SPEC = r"([^<>()\s\",;:\\@\[\]]+@[^<>()\s\",;:\\@\[\]]+)"
-# "Name" <a@b>, Name <a@b> (no specials in the name) or a bare a@b: read alike by all.
-_SIMPLE_FROM = re.compile(
-    r"\s*(?:(?:\"[^\"\\]*\"|[^\"<>()\[\],;:@\\]*)\s*<" + _ADDR_SPEC + r">|" + _ADDR_SPEC + r")\s*"
-)
-_ADDRESSES = HeaderRegistry()
-_BARE_ADDR = re.compile(r"[^\s<>,;:\"()]+@[^\s<>,;:\"()]+")
-_COMMENT = re.compile(r"\([^()]*\)")
-_TYPE_END = re.compile(r"[\s;,]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,150 +159,6 @@ class _Entity:
     path: str
     in_signed: bool
     default_type: str
-
-
-def _copies(headers: tuple[Header, ...], name: str, flags: set[str],
-            flag: str = "duplicate_mime_header") -> list[str]:
-    """Every copy of a header allowed once, as text; more than one sets ``flag``
-    (the first is used)."""
-    # Parameters are parsed from the undecoded text; 8-bit bytes become U+FFFD.
-    values = [
-        h.raw_value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        for h in headers
-        if h.name.lower() == name
-    ]
-    if len(values) > 1:
-        flags.add(flag)
-    return values
-
-
-def _media_type(value: str, default: str, flags: set[str]) -> str:
-    """The type in Content-Type's main value (lower case), as mail readers recover it.
-
-    Python's email package drops comments; Thunderbird cuts the type at
-    whitespace, ';' or ',' and keeps what follows the last '?'. Readers may
-    disagree on such a value, so it is flagged; one with no type reads as
-    ``default``.
-    """
-    if not value or _MEDIA_TYPE.match(value):
-        return value or default
-    flags.add("malformed_content_type")
-    token = _TYPE_END.split(_COMMENT.sub("", value).lstrip(), 1)[0].rpartition("?")[2]
-    return token if _MEDIA_TYPE.match(token) else default
-
-
-def _conflicting(parameters: list[tuple[str, str]], flags: set[str]) -> None:
-    """Flag a boundary or charset given twice with different values.
-
-    Readers disagree on which counts (Thunderbird prefers ``boundary*=``, Python's
-    email package the first one), so the same bytes split or decode two ways.
-    """
-    boundaries = {value for name, value in parameters if name == "boundary"}
-    charsets = {value.strip().lower() for name, value in parameters if name == "charset"}
-    if len(boundaries) > 1 or len(charsets) > 1:
-        flags.add("conflicting_parameter")
-
-
-def _disposition(
-    headers: tuple[Header, ...], type_params: list[tuple[str, str]], other_types: list[str],
-    flags: set[str],
-) -> tuple[str | None, tuple[str, ...]]:
-    """"attachment", "inline" or None, and the part's file names (see :func:`_filenames`).
-
-    ``type_params`` are the first Content-Type's parameters, ``other_types``
-    the text of any further Content-Type headers.
-    """
-    copies = _copies(headers, "content-disposition", flags)
-    disposition, parameters, _ = parameter_list(next(iter(copies), ""), flags)
-    named = [("name", h.value) for key in _NAME_HEADERS for h in headers if h.name.lower() == key]
-    shown = (
-        first_of_each(parameters).get("filename")
-        or first_of_each(type_params).get("name")
-        or first_of_each(named).get("name")
-    )
-    every = parameters + type_params + named
-    for value in copies[1:] + other_types:
-        every += parameter_list(value, flags)[1]
-    filenames = _filenames((shown or "").strip() or None, every, flags)
-    if disposition in ("attachment", "inline"):
-        return disposition, filenames
-    # RFC 2183: unknown dispositions are attachments.
-    return ("attachment" if disposition else None), filenames
-
-
-def _filenames(
-    shown: str | None, parameters: list[tuple[str, str]], flags: set[str]
-) -> tuple[str, ...]:
-    """Every name a mail reader might give the part, the one we show first.
-
-    Readers disagree on which wins: ``filename`` or ``name``, the RFC 2231
-    form or the plain one, the first copy or the last, the first
-    Content-Disposition header or another, a Content-Name or X-Sun-Data-Name
-    header (Thunderbird's fallbacks, listed as ``name``). ``report.pdf`` beside
-    ``filename*=''report.exe`` must not get past a ``*.exe`` rule, so rules
-    test them all.
-    """
-    names = dict.fromkeys([shown] if shown else [])
-    names.update(
-        dict.fromkeys(v.strip() for n, v in parameters if n in NAME_PARAMETERS and v.strip())
-    )
-    # Mozilla decodes RFC 2047 words in a filename*= value too, and ends a name at a NUL.
-    names.update(
-        dict.fromkeys(read for name in list(names) if (read := _mozilla_name(name, flags)))
-    )
-    if len(names) > 1:
-        flags.add("ambiguous_filename")
-    if any(_BIDI_OVERRIDE.search(name) for name in names):
-        flags.add("bidi_override")
-    # Windows drops trailing dots and spaces when it saves a file: "a.js." is saved as a.js.
-    names.update(dict.fromkeys(saved for name in list(names) if (saved := name.rstrip(". "))))
-    return tuple(names)
-
-
-def _mozilla_name(name: str, flags: set[str]) -> str:
-    return decode_words(name, flags).split("\0", 1)[0].strip()
-
-
-def _header(headers: tuple[Header, ...], name: str) -> str | None:
-    return next((h.value for h in headers if h.name.lower() == name), None)
-
-
-def _from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
-    """The first From address as readers read it, from the raw (undecoded) value, so an
-    encoded word in the display name is never taken for an address.
-
-    The common forms match a strict pattern; anything else goes through the
-    RFC 5322 parser of Python's email package (comments, quoted display names,
-    folding around ``@``). When a plain search for an address finds another
-    domain there, readers may well show either: flagged ``ambiguous_from``.
-    """
-    raw = next((h.raw_value for h in headers if h.name.lower() == "from"), None)
-    if not raw:
-        return None
-    simple = _SIMPLE_FROM.fullmatch(raw)
-    if simple:
-        return (simple.group(1) or simple.group(2)).lower()
-    try:
-        header = _ADDRESSES("from", raw)
-    except Exception:  # noqa: BLE001 - its parser raises IndexError, AttributeError, ...
-        header, broken = None, True
-    else:
-        broken = False
-    addresses: tuple[Address, ...] = (
-        header.addresses if isinstance(header, AddressHeader) else ()
-    )
-    parsed = next((a.addr_spec for a in addresses if "@" in a.addr_spec), None)
-    uncommented = _COMMENT.sub(" ", raw)
-    found = _ANGLE_ADDR.search(uncommented) or _BARE_ADDR.search(uncommented)
-    searched = found.group(found.lastindex or 0) if found else None
-    if broken or (parsed and searched and _domain(parsed) != _domain(searched)):
-        flags.add("ambiguous_from")
-    address = parsed or searched
-    return address.lower() if address else None
-
-
-def _domain(address: str) -> str:
-    return address.rpartition("@")[2].strip().lower()
 
 
 def _find(raw: bytes, delimiter: bytes, pos: int, end: int) -> int:
@@ -386,15 +219,15 @@ class _Parser:
             flags.add("no_headers")
         elif section.separator_missing:
             flags.add("missing_header_separator")
-        types = _copies(headers, "content-type", flags)
+        types = entityheaders.header_copies(headers, "content-type", flags)
         main, ctype_params, params = parameter_list(next(iter(types), ""), flags)
-        ctype = _media_type(main, entity.default_type, flags)
-        _conflicting(ctype_params, flags)
-        encodings = _copies(headers, "content-transfer-encoding", flags)
+        ctype = entityheaders.media_type(main, entity.default_type, flags)
+        entityheaders.flag_conflicting(ctype_params, flags)
+        encodings = entityheaders.header_copies(headers, "content-transfer-encoding", flags)
         cte = (next(iter(encodings), "") or "7bit").strip().lower()
         if cte not in transfer.KNOWN_ENCODINGS:
             flags.add("unknown_transfer_encoding")
-        disp, filenames = _disposition(headers, ctype_params, types[1:], flags)
+        disp, filenames = entityheaders.disposition(headers, ctype_params, types[1:], flags)
         boundary = params.get("boundary", "") if ctype.startswith("multipart/") else ""
         if ctype.startswith("multipart/") and not boundary:
             flags.add("missing_boundary")
@@ -484,7 +317,7 @@ class _Parser:
     def _part_type(self, bounds: tuple[int, int]) -> str:
         """The declared type of the body part at ``bounds``, as written (no recovery)."""
         headers = parse_header_section(self.raw, *bounds, set()).headers
-        return parameter_list(_header(headers, "content-type") or "", set())[0]
+        return parameter_list(entityheaders.first_value(headers, "content-type") or "", set())[0]
 
     def _split(self, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
         """Byte ranges of the body parts between delimiter lines (RFC 2046 5.1.1)."""
@@ -592,7 +425,7 @@ class _Parser:
         """A uuencoded file as an attachment; offsets are the carrier's body unless in place."""
         # Thunderbird names it in a made-up 'Content-Disposition: inline; filename="NAME"'.
         made_up = parameter_list(f'inline; filename="{block.name}"', self.flags)[1]
-        filenames = _filenames(None, [*made_up, ("filename", block.name)], self.flags)
+        filenames = entityheaders.file_names(None, [*made_up, ("filename", block.name)], self.flags)
         return MimePart(
             index=len(self.parts),
             path=f"{carrier.path}.{number}" if carrier.path else str(number),
@@ -644,7 +477,7 @@ def parse_message(
     from_address = None
     try:
         headers, body_offset = parser.run()
-        from_address = _from_address(headers, parser.flags)
+        from_address = entityheaders.from_address(headers, parser.flags)
     except Exception:  # the parser must never take the milter down with it
         log.exception("MIME parser failed; facts are incomplete")
         parser.flags.add("parser_error")
@@ -652,7 +485,7 @@ def parse_message(
     if body_offset >= len(raw):
         flags.add("empty_body")
     for name in _READ_ONCE:
-        _copies(headers, name, flags, "duplicate_header")
+        entityheaders.header_copies(headers, name, flags, "duplicate_header")
     if flags & _MALFORMED:
         flags.add("malformed")
     return MessageFacts(
@@ -662,8 +495,8 @@ def parse_message(
         headers=headers,
         parts=tuple(parser.parts),
         from_address=from_address,
-        subject=_header(headers, "subject"),
-        message_id=(_header(headers, "message-id") or "").strip() or None,
+        subject=entityheaders.first_value(headers, "subject"),
+        message_id=(entityheaders.first_value(headers, "message-id") or "").strip() or None,
         size=len(raw),
         flags=frozenset(flags),
         newline=_newline(raw),
