@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from postwarden_admin_api.metrics import Metrics
+from postwarden_admin_api.periodic import stop_task
+from postwarden_admin_api.send import maillog as maillog_module
+from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.receipts import ReceiptLine, committed_queue_id, parse_receipt
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
@@ -39,6 +43,9 @@ def active(queue_id: str) -> str:
             "size=812, nrcpt=1 (queue active)\n")
 
 
+PREFIX = "Nov 23 15:12:49 mx "
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -47,14 +54,16 @@ def active(queue_id: str) -> str:
         pytest.param(cleanup("4AB", "<20261123.x@mua.example>"),
                      ReceiptLine("4AB", None, committed=False), id="other-message-id"),
         pytest.param(active("4AB"), ReceiptLine("4AB", None, committed=True), id="queue-active"),
-        pytest.param(
-            "Nov 23 15:12:49 mx postfix/cleanup[77]: 4AB: milter-hold: END-OF-MESSAGE from "
-            "localhost[127.0.0.1]: quarantined; from=<a@example.com> to=<b@example.org>",
-            ReceiptLine("4AB", None, committed=True), id="milter-hold"),
-        pytest.param(
-            "Nov 23 15:12:49 mx postfix-2/cleanup[77]: 4AB: discard: header X-Spam: yes from "
-            "localhost[127.0.0.1]; from=<a@example.com>",
-            ReceiptLine("4AB", None, committed=True), id="discard"),
+        # Lines that start a queue id afresh: a message's first line, a reject.
+        pytest.param(PREFIX + "postfix/postwarden-send/smtpd[7]: 4AB: client=localhost"
+                     "[127.0.0.1]", ReceiptLine("4AB", None, committed=False), id="smtpd"),
+        pytest.param(PREFIX + "postfix/pickup[8]: 4AB: uid=0 from=<root>",
+                     ReceiptLine("4AB", None, committed=False), id="pickup"),
+        pytest.param(PREFIX + "postfix/cleanup[77]: 4AB: milter-reject: END-OF-MESSAGE from "
+                     "localhost[127.0.0.1]: 5.7.1 refused", ReceiptLine("4AB", None, False),
+                     id="milter-reject"),
+        pytest.param(PREFIX + "postfix/cleanup[77]: 4AB: reject: body x from localhost"
+                     "[127.0.0.1]; from=<a@b>", ReceiptLine("4AB", None, False), id="reject"),
     ],
 )
 def test_receipt_lines_are_parsed(line: str, expected: ReceiptLine) -> None:
@@ -64,16 +73,21 @@ def test_receipt_lines_are_parsed(line: str, expected: ReceiptLine) -> None:
 @pytest.mark.parametrize(
     "line",
     [
-        pytest.param("Nov 23 15:12:49 mx postfix/qmgr[78]: 4AB: removed", id="removed"),
-        pytest.param("Nov 23 15:12:49 mx postfix/cleanup[77]: 4AB: milter-reject: "
-                     "END-OF-MESSAGE from localhost[127.0.0.1]: 5.7.1 refused", id="rejected"),
+        pytest.param(PREFIX + "postfix/qmgr[78]: 4AB: removed", id="removed"),
+        # cleanup holds or discards while the message still arrives: no commit.
+        pytest.param(PREFIX + "postfix/cleanup[77]: 4AB: milter-hold: END-OF-MESSAGE from "
+                     "localhost[127.0.0.1]: quarantined; from=<a@example.com>", id="milter-hold"),
+        pytest.param(PREFIX + "postfix-2/cleanup[77]: 4AB: discard: header X-Spam: yes from "
+                     "localhost[127.0.0.1]; from=<a@example.com>", id="discard"),
         # The same words in a line of another program, or later in a line.
-        pytest.param(f"Nov 23 15:12:49 mx postfix/smtpd[7]: 4AB: message-id=<{OURS.hex}@x.y>",
-                     id="smtpd"),
-        pytest.param("Nov 23 15:12:49 mx postfix/cleanup[77]: 4AB: warning: header Subject: "
+        pytest.param(PREFIX + f"postfix/smtpd[7]: 4AB: message-id=<{OURS.hex}@x.y>",
+                     id="smtpd-message-id"),
+        pytest.param(PREFIX + "postfix/cleanup[77]: 4AB: warning: header Subject: "
                      "5AB: from=<x>, size=1, nrcpt=1 (queue active)", id="quoted-active"),
-        pytest.param("Nov 23 15:12:49 mx postfix/qmgr[78]: 4AB: from=<a@b>, size=1, nrcpt=1 "
+        pytest.param(PREFIX + "postfix/qmgr[78]: 4AB: from=<a@b>, size=1, nrcpt=1 "
                      "(queue active) and more", id="trailing-text"),
+        pytest.param(PREFIX + "dovecot: imap-login: user=<x postfix/qmgr[78]: 4AB: from=<a@b>, "
+                     "size=1, nrcpt=1 (queue active)", id="inside-another-programs-line"),
     ],
 )
 def test_other_lines_are_no_receipts(line: str) -> None:
@@ -99,30 +113,88 @@ async def test_the_follower_keeps_receipts_of_outbox_messages_only(
         (waiting, first, True)}
     async with pool.acquire() as conn:
         assert await committed_queue_id(conn, waiting) == first
-    assert follower.caught_up.is_set()
     await pool.execute("DELETE FROM outbox WHERE message_id = $1", waiting)
     assert not {r for r in await receipts(pool) if r[0] == waiting}  # gone with its row
 
 
-async def test_a_reused_queue_id_does_not_commit_an_earlier_receipt(
-    pool: asyncpg.Pool, tmp_path: Path
+@pytest.mark.parametrize(
+    "after",
+    [
+        # Ours was refused under the queue id; other mail got the id next and was queued.
+        pytest.param(lambda q: cleanup(q, "<other@mua.example>") + active(q),
+                     id="queue-id-reused"),
+        pytest.param(lambda q: (
+            f"{PREFIX}postfix/cleanup[77]: {q}: milter-reject: END-OF-MESSAGE from x\n"
+            f"{PREFIX}postfix/smtpd[9]: {q}: client=outside.example[192.0.2.1]\n" + active(q)),
+            id="queue-id-reused-by-a-message-without-message-id"),
+        # cleanup holds (or discards) as the text arrives: the client may still go away.
+        pytest.param(lambda q: (
+            f"{PREFIX}postfix/cleanup[77]: {q}: hold: body x from localhost[127.0.0.1]\n"
+            f"{PREFIX}postfix/cleanup[77]: {q}: milter-hold: END-OF-MESSAGE from x\n"),
+            id="held"),
+    ],
+)
+async def test_lines_after_ours_that_commit_nothing(
+    pool: asyncpg.Pool, tmp_path: Path, after: Callable[[str], str]
 ) -> None:
-    """Ours was refused under the queue id; other mail got the id next and was queued."""
     log_file, follower = await follower_at_end(pool, tmp_path)
-    refused = await accepted(pool, "refused@example.org")
+    message = await accepted(pool, "uncommitted@example.org")
     queue_id = new_queue_id("U")
-    log_file.write_text(cleanup(queue_id, f"<{refused.hex}@example.com>")
-                        + cleanup(queue_id, "<other@mua.example>") + active(queue_id))
+    log_file.write_text(cleanup(queue_id, f"<{message.hex}@example.com>") + after(queue_id))
     await follower.poll()
     async with pool.acquire() as conn:
-        assert await committed_queue_id(conn, refused) is None
+        assert await committed_queue_id(conn, message) is None
+
+
+async def test_a_read_of_many_lines_keeps_every_receipt(pool: asyncpg.Pool, tmp_path: Path
+                                                       ) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    ours = await accepted(pool, "among-many@example.org")
+    queue_id = new_queue_id("M")
+    others = [new_queue_id("O") for _ in range(12_000)]
+    log_file.write_text(cleanup(queue_id, f"<{ours.hex}@example.com>") + active(queue_id)
+                        + "".join(cleanup(q, "<x@mua.example>") + active(q) for q in others))
+    await follower.poll()
+    async with pool.acquire() as conn:
+        assert await committed_queue_id(conn, ours) == queue_id
+
+
+async def test_a_receipt_for_a_row_being_settled_waits_for_it(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The relay deletes the row (its outcome stored) while the follower reads the
+    message-id line: the follower waits and skips the row instead of failing its poll."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    settling = await accepted(pool, "settling@example.org")
+    log_file.write_text(cleanup(new_queue_id("K"), f"<{settling.hex}@example.com>"))
+    async with pool.acquire() as relay, relay.transaction():
+        await relay.execute("DELETE FROM outbox WHERE message_id = $1", settling)
+        polling = asyncio.create_task(follower.poll())
+        await asyncio.sleep(0.3)
+        assert not polling.done()
+    await polling
+    assert not {r for r in await receipts(pool) if r[0] == settling}
+
+
+async def test_read_past_waits_for_a_poll_that_began_later(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    _, follower = await follower_at_end(pool, tmp_path)
+    await follower.poll()
+    waiting = asyncio.create_task(follower.read_past(time.monotonic()))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # the poll before does not count
+    await follower.poll()
+    await asyncio.wait_for(waiting, 5)
 
 
 @pytest.fixture
-def log_read() -> asyncio.Event:
-    event = asyncio.Event()
-    event.set()
-    return event
+async def maillog(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[MaillogFollower]:
+    """A follower of an (empty) log, running as in the service."""
+    _, follower = await follower_at_end(pool, tmp_path)
+    task = asyncio.create_task(follower.run())
+    yield follower
+    await stop_task(task)
 
 
 @pytest.fixture(autouse=True)
@@ -143,11 +215,11 @@ def outcomes(metrics: Metrics, outcome: str) -> float | None:
 
 @pytest.fixture
 async def worker(
-    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], log_read: asyncio.Event,
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], maillog: MaillogFollower | None,
     metrics: Metrics,
 ) -> AsyncIterator[RelayWorker]:
     worker = RelayWorker(pool, RelayConfig("127.0.0.1", smtp_server[1], 3, 0.05, workers=1),
-                         log_read, metrics)
+                         maillog, metrics)
     worker.start()
     try:
         yield worker
@@ -199,7 +271,7 @@ async def test_an_interrupted_attempt_postfix_did_not_queue_is_sent(
     assert (outcomes(metrics, "found_queued"), outcomes(metrics, "relayed")) == (None, 1.0)
 
 
-@pytest.mark.parametrize("log_read", [None])
+@pytest.mark.parametrize("maillog", [None])
 async def test_without_a_maillog_an_interrupted_attempt_is_sent_again(
     pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker,
     caplog: pytest.LogCaptureFixture,
@@ -264,3 +336,70 @@ async def test_rows_a_stopping_worker_did_not_reach_are_released_settled(
                             "FROM outbox WHERE message_id = ANY($1::uuid[])", batch)
     assert len(rows) == 2 and all(r["due"] and not r["unsettled"] for r in rows)
     assert len(server.received) == 1
+
+
+async def test_a_connection_lost_after_the_message_went_out_is_settled_from_the_log(
+    pool: asyncpg.Pool, maillog: MaillogFollower, metrics: Metrics
+) -> None:
+    """No answer to the final dot: the row stays unsettled, and the next attempt
+    finds Postfix's commit in the log instead of sending a second copy."""
+    sent: list[bytes] = []
+
+    async def hang_up_after_data(reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        await reader.readline()
+        writer.write(b"250-relay.test\r\n250 PIPELINING\r\n")
+        for _ in range(3):
+            await reader.readline()
+        writer.write(b"250 ok\r\n250 ok\r\n354 go on\r\n")
+        sent.append(await reader.readuntil(b"\r\n.\r\n"))
+        writer.close()
+
+    server = await asyncio.start_server(hang_up_after_data, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    message = await accepted(pool, "lost-answer@example.org")
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 5, 60.0, workers=1), maillog,
+                         metrics)
+    worker.start()
+    try:
+        for _ in range(300):
+            if await pool.fetchval("SELECT unsettled AND attempts = 1 FROM outbox "
+                                   "WHERE message_id = $1", message):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise TimeoutError("the attempt was not deferred unsettled")
+        await pool.execute("INSERT INTO relay_receipts (message_id, queue_id, committed) "
+                           "VALUES ($1, 'QLOST1', true)", message)
+        await pool.execute("UPDATE outbox SET next_attempt_at = now() WHERE message_id = $1",
+                           message)
+        worker.wake()
+        row = await settled(pool, message)
+    finally:
+        await worker.stop(grace=10)
+        server.close()
+    assert (row["status"], row["queue_id"]) == ("relayed", "QLOST1")
+    assert len(sent) == 1
+    assert (outcomes(metrics, "deferred"), outcomes(metrics, "found_queued")) == (1.0, 1.0)
+
+
+async def test_lines_dropped_while_postgres_was_away_void_uncommitted_receipts(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A dropped line could have started a queue id afresh: no receipt it would have
+    voided may be committed by a later line, so every uncommitted one goes."""
+    monkeypatch.setattr(maillog_module, "MAX_PENDING_RECEIPTS", 4)
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    pending, done = await accepted(pool, "pending@example.org"), await accepted(pool, "d@e.org")
+    await pool.executemany("INSERT INTO relay_receipts (message_id, queue_id, committed) "
+                           "VALUES ($1, $2, $3)", [(pending, "QP1", False), (done, "QD1", True)])
+    log_file.write_text("".join(cleanup(new_queue_id("X"), "<x@y>") for _ in range(10))
+                        + active("QP1"))
+    await follower.poll()
+    assert "dropping the 7 oldest queue file lines waiting for the database, and every " \
+        "receipt not yet committed" in caplog.text
+    async with pool.acquire() as conn:
+        assert (await committed_queue_id(conn, pending), await committed_queue_id(conn, done)
+                ) == (None, "QD1")

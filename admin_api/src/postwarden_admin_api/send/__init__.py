@@ -52,7 +52,7 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
         state.relay = RelayWorker(pool, RelayConfig(
             settings.relay_host, settings.relay_port, settings.relay_max_attempts,
             settings.relay_backoff_seconds, settings.relay_workers,
-        ), follower.caught_up if follower else None, app[METRICS])
+        ), follower, app[METRICS])
         state.relay.start()
     following = None
     if follower is not None:

@@ -13,14 +13,16 @@ mail: each poll first asks, in one query, which of its queue ids are ours,
 then applies those lines, in log order, in one statement (``maillog_apply``,
 migration 0009); the rest wait. A poll whose database work fails keeps all
 its lines for the next one. Lines about queue files (:mod:`.receipts`) are
-handed over in the same poll; ``caught_up`` is set once a poll has read to
-the end of the log.
+handed over in the same poll, all of them; :meth:`MaillogFollower.read_past`
+waits for a poll that started after a given moment to read to the end of
+the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import surviving
 
 from .logtail import LogTail
-from .receipts import ReceiptLine, apply_receipts, parse_receipt
+from .receipts import ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
 from .scrub import for_log, scrub_reply
 from .syslogline import split_line
 
@@ -52,6 +54,7 @@ STATUSES = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
 POLL_SECONDS = 0.5
 PENDING_SECONDS = 60.0
 MAX_PENDING = 10_000
+MAX_PENDING_RECEIPTS = 200_000  # about 20 MB of lines kept while Postgres is away
 MAX_READ = 4 * 1024 * 1024
 
 # Migration 0009: every line of a poll in one statement, applied in log order.
@@ -127,7 +130,9 @@ class MaillogFollower:
         self._saved = -1
         self._pending: list[tuple[float, DeliveryEvent]] = []
         self._receipts: list[ReceiptLine] = []
-        self.caught_up = asyncio.Event()
+        self._receipts_dropped = False
+        self._read_to_end_at = -math.inf  # when the last poll that read to the end began
+        self._progress = asyncio.Condition()
 
     async def run(self) -> None:
         await self._load_position()
@@ -151,8 +156,15 @@ class MaillogFollower:
         elif row is None:  # first start: earlier lines are not about our messages
             self._tail.resume(stat.st_ino, stat.st_size)
 
+    async def read_past(self, moment: float) -> None:
+        """Return once a poll that began after ``moment`` (``time.monotonic()``) has
+        read to the end of the log: every line written before then is applied."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._read_to_end_at > moment)
+
     async def poll(self) -> None:
         """Read what was appended and apply it (plus lines still waiting for their queue id)."""
+        began = time.monotonic()
         appended, new_file = await asyncio.to_thread(self._tail.read, MAX_READ)
         if new_file:  # the old file's last line was cut short: it ends there
             self._partial = b""
@@ -164,9 +176,19 @@ class MaillogFollower:
         waiting = [(now, e) for text in texts if (e := parse_line(text)) is not None]
         queue = self._pending + waiting
         self._pending = queue[-MAX_PENDING:]  # until applied: a failure below loses no line
-        receipts = self._receipts + [r for text in texts if (r := parse_receipt(text))]
-        self._receipts = receipts[-MAX_PENDING:]
+        self._receipts += [r for text in texts if (r := parse_receipt(text))]
+        if len(self._receipts) > MAX_PENDING_RECEIPTS:
+            # Postgres has been away for long: a dropped line could let another
+            # message's line commit a receipt of ours, so every uncommitted one goes.
+            log.warning("maillog follower: dropping the %d oldest queue file lines waiting "
+                        "for the database, and every receipt not yet committed",
+                        len(self._receipts) - MAX_PENDING_RECEIPTS)
+            self._receipts = self._receipts[-MAX_PENDING_RECEIPTS:]
+            self._receipts_dropped = True
         async with self._pool.acquire() as conn:
+            if self._receipts_dropped:
+                await void_uncommitted(conn)
+                self._receipts_dropped = False
             await apply_receipts(conn, self._receipts)
             self._receipts = []
             applied = await apply_events(conn, [event for _, event in queue])
@@ -181,4 +203,6 @@ class MaillogFollower:
                 await conn.execute(SAVE_POSITION, str(self._path), self._tail.inode, position)
                 self._saved = position
         if len(appended) < MAX_READ and not new_file:
-            self.caught_up.set()
+            async with self._progress:
+                self._read_to_end_at = began
+                self._progress.notify_all()

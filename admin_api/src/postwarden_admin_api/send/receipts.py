@@ -1,16 +1,20 @@
 """Did Postfix queue a message whose relay attempt was cut off before its answer was stored?
 
 The relay worker stores Postfix's 250 as soon as it arrives; a service that
-dies in between (or stops while Postgres is away) leaves the outbox row
-leased and unsettled, and sending it again when the lease ends would
-deliver the message twice. Postfix's log tells: cleanup names each
+dies in between (or loses the connection after sending the message) leaves
+the outbox row unsettled, and sending it again would deliver the message
+twice if Postfix had queued it. Postfix's log tells: cleanup names each
 message's Message-ID under its queue id (ours embed the outbox row's id,
-see :func:`.build.new_message_id`), and qmgr's ``from=... (queue active)``,
-or cleanup's hold or discard line, says the queue file was committed. The
-maillog follower hands those lines to ``maillog_receipts`` (migration
-0011), which keeps them for messages still in the outbox; before sending an
-unsettled row again, the relay looks for a committed receipt and stores its
-queue id instead.
+see :func:`.build.new_message_id`), and only qmgr's ``from=... (queue
+active)`` says the queue file was committed (cleanup's hold and discard
+lines come while the message is still arriving). The maillog follower hands
+these lines to ``maillog_receipts`` (migration 0011), which keeps receipts
+for messages still in the outbox. A queue id starts afresh at the first line
+of every message (smtpd's or qmqpd's ``client=``, pickup's ``uid=``, any
+Message-ID line) and at a reject: Postfix reuses short queue ids, and a
+receipt of ours that was never committed must not be committed by another
+message's line. Before sending an unsettled row again, the relay looks for a
+committed receipt and stores its queue id instead.
 """
 
 from __future__ import annotations
@@ -25,25 +29,30 @@ from .syslogline import split_line
 
 _CLEANUP = re.compile(r"\S*/cleanup")
 _QMGR = re.compile(r"\S*/qmgr")
+_RECEIVER = re.compile(r"\S*/(?:smtpd|qmqpd|pickup)")
 _MESSAGE_ID = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): message-id=(?P<value>.*?)\s*")
 _OURS = re.compile(r"<(?P<hex>[0-9a-f]{32})@[^<>\s]+>")
-_HELD = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?:milter-)?(?:hold|discard): ")
+_REJECTED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?:milter-)?reject: ")
+_ARRIVING = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?:client|uid)=")
 _ACTIVE = re.compile(
     r"(?P<queue_id>[0-9A-Za-z]+): from=<.*>, size=\d+, nrcpt=\d+ \(queue active\)\s*"
 )
 
 APPLY = "SELECT maillog_receipts($1, $2, $3)"
+VOID = "DELETE FROM relay_receipts WHERE NOT committed"
 COMMITTED = """
-SELECT queue_id FROM relay_receipts WHERE message_id = $1 AND committed
-ORDER BY seen_at DESC LIMIT 1
+SELECT queue_id FROM relay_receipts WHERE message_id = $1 AND committed ORDER BY seq LIMIT 1
 """
 
 
 @dataclass(frozen=True, slots=True)
 class ReceiptLine:
+    """A commit line, or a line that starts the queue id afresh (naming our outbox
+    row when it is our Message-ID)."""
+
     queue_id: str
-    message: uuid.UUID | None  # on a message-id line: the outbox id it names, if ours
-    committed: bool  # a commit line (qmgr took the file in, cleanup held or discarded it)
+    message: uuid.UUID | None
+    committed: bool
 
 
 def parse_receipt(line: str) -> ReceiptLine | None:
@@ -56,10 +65,13 @@ def parse_receipt(line: str) -> ReceiptLine | None:
             ours = _OURS.fullmatch(found["value"])
             return ReceiptLine(found["queue_id"], uuid.UUID(ours["hex"]) if ours else None,
                                committed=False)
-        if (held := _HELD.match(line, start)) is not None:
-            return ReceiptLine(held["queue_id"], None, committed=True)
-    elif _QMGR.fullmatch(program) and (active := _ACTIVE.fullmatch(line, start)) is not None:
-        return ReceiptLine(active["queue_id"], None, committed=True)
+        if (rejected := _REJECTED.match(line, start)) is not None:
+            return ReceiptLine(rejected["queue_id"], None, committed=False)
+    elif _QMGR.fullmatch(program):
+        if (active := _ACTIVE.fullmatch(line, start)) is not None:
+            return ReceiptLine(active["queue_id"], None, committed=True)
+    elif _RECEIVER.fullmatch(program) and (arriving := _ARRIVING.match(line, start)):
+        return ReceiptLine(arriving["queue_id"], None, committed=False)
     return None
 
 
@@ -67,6 +79,11 @@ async def apply_receipts(conn: asyncpg.Connection, lines: list[ReceiptLine]) -> 
     if lines:
         await conn.execute(APPLY, [r.queue_id for r in lines], [r.message for r in lines],
                            [r.committed for r in lines])
+
+
+async def void_uncommitted(conn: asyncpg.Connection) -> None:
+    """Forget every receipt not yet committed (lines that would decide them were lost)."""
+    await conn.execute(VOID)
 
 
 async def committed_queue_id(conn: asyncpg.Connection, message: uuid.UUID) -> str | None:

@@ -13,7 +13,8 @@ Once Postfix has answered, the answer is stored however long Postgres is
 away: a worker that gave up would leave the row to come back when its lease
 ends, and a message Postfix had queued would be sent a second time. When
 the service dies in that gap all the same, the row comes back "interrupted"
-and Postfix's log says whether it was queued (:mod:`.receipts`).
+and Postfix's log says whether it was queued (:mod:`.receipts`); so does a
+connection lost after the message went out.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import datetime as dt
 import logging
 import random
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ import asyncpg
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
+from .maillog import MaillogFollower
 from .receipts import committed_queue_id
 from .scrub import for_log, scrub_reply
 from .submit import Outcome, SmtpSession, SubmitResult
@@ -71,7 +74,7 @@ INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'relayed', $
 """
 RETRY = """
 WITH later AS (
-    UPDATE outbox SET next_attempt_at = now() + $3::interval, unsettled = false
+    UPDATE outbox SET next_attempt_at = now() + $3::interval, unsettled = $5
     WHERE message_id = $1
 ), message AS (
     UPDATE outbound_messages SET attempts = $2, last_error = $4, updated_at = now() WHERE id = $1
@@ -97,7 +100,7 @@ POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 SMTP_TIMEOUT = 60.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
-LOG_WAIT_SECONDS = 60.0  # for the follower's first read to the end of the log
+LOG_WAIT_SECONDS = 60.0  # for the follower to read the log to its end
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +144,10 @@ async def record(
                  len(result.refused))
         return "relayed"
     if result.outcome is Outcome.RETRY and row.attempts < config.max_attempts:
-        await conn.execute(RETRY, row.id, row.attempts, backoff(config, row.attempts), reply)
+        # Still unsettled when Postfix may hold a copy: this attempt's, or the one
+        # interrupted before, whose queue file qmgr may not have taken in yet.
+        await conn.execute(RETRY, row.id, row.attempts, backoff(config, row.attempts), reply,
+                           result.uncertain or row.interrupted)
         log.warning("relay deferred message %s (attempt %d): %s", row.id, row.attempts,
                     for_log(reply))
         return "deferred"
@@ -155,12 +161,12 @@ class RelayWorker:
     """``workers`` tasks, each with its own SMTP session; ``wake()`` after an enqueue."""
 
     def __init__(self, pool: asyncpg.Pool, config: RelayConfig,
-                 log_read: asyncio.Event | None = None, metrics: Metrics | None = None) -> None:
-        """``log_read``: set once the maillog follower has read to the end of the
-        log (None without one); interrupted attempts are settled from the log."""
+                 maillog: MaillogFollower | None = None, metrics: Metrics | None = None) -> None:
+        """``maillog``: the follower of Postfix's log (None without one); unsettled
+        rows are settled from what it read."""
         self._pool = pool
         self._config = config
-        self._log_read = log_read
+        self._maillog = maillog
         self._outcomes = (metrics or Metrics()).relay_outcomes
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -232,13 +238,14 @@ class RelayWorker:
 
     async def _queued_before(self, row: Claimed) -> SubmitResult | None:
         """Postfix's answer to an interrupted attempt, when its log shows the message queued."""
-        if self._log_read is None:
+        if self._maillog is None:
             log.warning("relay: an attempt to relay message %s was interrupted; without "
                         "maillog_path nothing tells whether Postfix queued it: sending it "
                         "again", row.id)
             return None
         try:
-            await asyncio.wait_for(self._log_read.wait(), LOG_WAIT_SECONDS)
+            async with asyncio.timeout(LOG_WAIT_SECONDS):
+                await self._maillog.read_past(time.monotonic())
         except TimeoutError:
             log.warning("relay: the maillog follower has not read to the end of the log; "
                         "sending message %s again after an interrupted attempt", row.id)

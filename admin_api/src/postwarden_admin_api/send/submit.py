@@ -12,8 +12,10 @@ together: two round trips per message instead of three plus one per
 recipient. The replies decide the same way in both modes (:func:`_settle`).
 
 Every outcome is a value: ``QUEUED`` with Postfix's queue id,
-``RETRY`` for 4xx replies and connection failures, ``FAILED`` for 5xx
-replies; recipients refused one by one with 5xx are listed apart.
+``RETRY`` for 4xx replies and connection failures (``uncertain`` when the
+connection failed after the message went out: Postfix may have queued it),
+``FAILED`` for 5xx replies; recipients refused one by one with 5xx are
+listed apart.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class SubmitResult:
     reply: str  # the deciding reply ("250 2.0.0 Ok: queued as X") or what failed
     queue_id: str | None = None
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> 5xx reply
+    # RETRY after the whole message went out without an answer: Postfix may have queued it.
+    uncertain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,10 @@ class Reply:
 
 class ProtocolError(Exception):
     """The server's answer is not SMTP."""
+
+
+class _Unanswered(Exception):
+    """The connection failed once the message was being sent (its cause chained)."""
 
 
 def _by_code(reply: Reply) -> SubmitResult:
@@ -227,6 +235,11 @@ class SmtpSession:
         try:
             conn = await self._connection()
             result, in_data = await self._transaction(conn, sender, recipients, content)
+        except _Unanswered as unanswered:
+            self._drop()
+            cause = type(unanswered.__cause__).__name__
+            return SubmitResult(Outcome.RETRY, f"no answer to the message sent: {cause}",
+                                uncertain=True)
         except (OSError, ProtocolError, TimeoutError, ValueError) as exc:
             # ValueError: a reply line over the reader's limit, or a command not one ASCII line.
             self._drop()
@@ -267,7 +280,11 @@ class SmtpSession:
         in_data = replies[-1].code == 354 and len(replies) == len(commands)
         if settled is not None:
             return settled, in_data
-        reply = await conn.data(await run_sized(is_large(content), data_block, content))
+        block = await run_sized(is_large(content), data_block, content)
+        try:
+            reply = await conn.data(block)
+        except (OSError, ProtocolError, TimeoutError, ValueError) as exc:
+            raise _Unanswered from exc
         if reply.code != 250:
             return _by_code(reply), False
         match = _QUEUE_ID.search(str(reply))

@@ -1,8 +1,10 @@
 """Where a line of Postfix's log says who wrote it.
 
-A line's prefix ends at the first ``]: `` (after the program's pid); the
-rest is the message, where other mail's senders, Message-IDs and remote
-replies appear. Lines are only ever read from the start of their message:
+A line's prefix ends at its first ``": "``, which must follow the program's
+pid (``postfix/cleanup[77]: ``); the rest is the message, where other mail's
+senders, Message-IDs and remote replies appear. Lines are only ever read
+from the start of their message, and a line whose prefix ends otherwise
+(``dovecot: ...``, a program logging without a pid) is no Postfix line:
 text an outsider put in a log line must not read as one of Postfix's.
 """
 
@@ -16,8 +18,8 @@ _PROGRAM = re.compile(r"\S+\[\d+")
 def split_line(line: str) -> tuple[str, int] | None:
     """The program that wrote ``line`` (``postfix/cleanup``, ``postfix-x/smtp``) and
     where its message starts; None for a line not shaped like syslog's."""
-    end = line.find("]: ")
-    if end < 0:
+    end = line.find(": ") - 1
+    if end < 0 or line[end] != "]":
         return None
     start = line.rfind(" ", 0, end) + 1
     if not _PROGRAM.fullmatch(line, start, end):
