@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import asyncpg
 import pytest
 
 from postwarden_admin_api.periodic import stop_task
+from postwarden_admin_api.send import maillog
 from postwarden_admin_api.send.maillog import MaillogFollower, our_queue_ids, parse_line
 from postwarden_admin_api.send.outbox import enqueue
 
@@ -323,3 +325,31 @@ async def test_the_running_follower_outlives_an_unexpected_error(
         await stop_task(task)
     assert await message_status(pool, message_id) == "delivered"
     assert "maillog follower: unexpected error (RuntimeError), trying again" in caplog.text
+
+
+async def test_a_follower_started_while_postgres_is_away_starts_when_it_is_back(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log_file = tmp_path / "maillog"
+    log_file.write_text("")
+    follower = MaillogFollower(pool, log_file)
+    load = MaillogFollower._load_position
+    refused = asyncio.Event()
+
+    async def away_once(self: MaillogFollower) -> None:
+        if not refused.is_set():
+            refused.set()
+            raise ConnectionRefusedError("postgres is away")
+        await load(self)
+
+    monkeypatch.setattr(MaillogFollower, "_load_position", away_once)
+    monkeypatch.setattr(maillog, "POLL_SECONDS", 0.05)
+    task = asyncio.create_task(follower.run())
+    try:
+        async with asyncio.timeout(15):
+            await refused.wait()
+            await follower.read_past(time.monotonic())
+    finally:
+        await stop_task(task)
+    assert "maillog follower: database or file unavailable (ConnectionRefusedError)" in caplog.text

@@ -135,10 +135,13 @@ class MaillogFollower:
         self._progress = asyncio.Condition()
 
     async def run(self) -> None:
-        await self._load_position()
+        started = False
         try:
             while True:
                 with surviving("maillog follower"):
+                    if not started:  # where it stopped: known once the database answers
+                        await self._load_position()
+                        started = True
                     await self.poll()
                 await asyncio.sleep(POLL_SECONDS)
         finally:
