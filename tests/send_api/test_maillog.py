@@ -353,3 +353,31 @@ async def test_a_follower_started_while_postgres_is_away_starts_when_it_is_back(
     finally:
         await stop_task(task)
     assert "maillog follower: database or file unavailable (ConnectionRefusedError)" in caplog.text
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+async def test_a_file_rotated_while_the_service_was_stopped_is_read_to_its_end(
+    pool: asyncpg.Pool, tmp_path: Path, compressed: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    w = await watched(pool, tmp_path)
+    second = await relayed_message(pool, new_queue_id("NEW"), "new@example.org")
+    queue_id = await pool.fetchval("SELECT queue_id FROM outbound_messages WHERE id = $1",
+                                   second)
+    with w.log_file.open("a") as out:
+        out.write("Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n")
+    await w.follower.poll()  # the position is stored; then the service stops
+    with w.log_file.open("a") as out:  # written while it was stopped
+        out.write(sent(w.queue_id, w.recipient))
+    rotated = w.log_file.with_name("maillog.20261123-151249")
+    w.log_file.rename(rotated)
+    if compressed:  # postfix logrotate's maillog_file_compressor
+        rotated.with_suffix(".gz").write_bytes(rotated.read_bytes())
+        rotated.unlink()
+    w.log_file.write_text(sent(queue_id, "new@example.org"))
+    restarted = MaillogFollower(pool, w.log_file)
+    await restarted._load_position()
+    await restarted.poll()
+    await restarted.poll()
+    assert await message_status(pool, second) == "delivered"
+    assert await message_status(pool, w.message_id) == ("relayed" if compressed else "delivered")
+    assert ("was rotated while the service was stopped" in caplog.text) == compressed

@@ -28,6 +28,18 @@ class LogTail:
         """Go on at ``position`` of the file ``inode`` (where an earlier run stopped)."""
         self.inode, self.position = inode, position
 
+    def resume_renamed(self, renamed: Path, inode: int, position: int) -> bool:
+        """Go on at ``position`` of the file ``inode``, renamed to ``renamed`` while
+        no one read it (rotated while the service was stopped): it is read to its
+        end, then the file at the path from its start. False if it is not that file."""
+        fd = os.open(renamed, os.O_RDONLY)
+        if os.fstat(fd).st_ino != inode or os.fstat(fd).st_size < position:
+            os.close(fd)
+            return False
+        self.close()
+        self._fd, self.inode, self.position, self._mark = fd, inode, position, b""
+        return True
+
     def read(self, limit: int) -> tuple[bytes, bool]:
         """Up to ``limit`` new bytes, and whether they start a new file (so a partial
         line held from the old one ends there)."""

@@ -6,7 +6,9 @@ as QID to ``delivered``, ``deferred`` or ``bounced`` with the (redacted)
 remote reply; a hard bounce (5.x.x) adds the address to the suppression
 list. The read position is kept in ``maillog_positions``, so a restart goes
 on where it stopped; a rotated file is read to its end and the new one from
-its start, and one emptied in place too (:mod:`.logtail`). A line can arrive
+its start, and one emptied in place too (:mod:`.logtail`), also when the
+rotation happened while the service was stopped (the old file is found by
+its inode beside the log, unless it was compressed). A line can arrive
 before the relay worker stored the queue id it names, so unmatched lines are
 retried for ``PENDING_SECONDS``. Most lines in a busy log are about other
 mail: each poll first asks, in one query, which of its queue ids are ours,
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -113,6 +116,16 @@ async def apply_events(conn: asyncpg.Connection, events: list[DeliveryEvent]) ->
     return {index for index, _ in applied}
 
 
+def _renamed(path: Path, inode: int) -> Path | None:
+    """The file beside ``path`` that is the file ``inode`` (``path`` renamed by a rotation)."""
+    try:
+        with os.scandir(path.parent) as entries:
+            return next((Path(e.path) for e in entries
+                         if e.is_file(follow_symlinks=False) and e.inode() == inode), None)
+    except OSError:
+        return None
+
+
 async def our_queue_ids(conn: asyncpg.Connection, queue_ids: set[str]) -> set[str]:
     """The ones among ``queue_ids`` that name a message of ours (one query)."""
     if not queue_ids:
@@ -154,10 +167,17 @@ class MaillogFollower:
             stat = self._path.stat()
         except FileNotFoundError:
             return
-        if row is not None and row["inode"] == stat.st_ino and row["position"] <= stat.st_size:
-            self._tail.resume(stat.st_ino, row["position"])
-        elif row is None:  # first start: earlier lines are not about our messages
+        if row is None:  # first start: earlier lines are not about our messages
             self._tail.resume(stat.st_ino, stat.st_size)
+        elif row["inode"] == stat.st_ino and row["position"] <= stat.st_size:
+            self._tail.resume(stat.st_ino, row["position"])
+        elif row["inode"] != stat.st_ino:
+            renamed = await asyncio.to_thread(_renamed, self._path, row["inode"])
+            if renamed is None or not self._tail.resume_renamed(
+                    renamed, row["inode"], row["position"]):
+                log.warning("maillog follower: %s was rotated while the service was stopped "
+                            "and the old file is gone from its directory (compressed?): its "
+                            "last lines were not read", self._path)
 
     async def read_past(self, moment: float) -> None:
         """Return once a poll that began after ``moment`` (``time.monotonic()``) has
