@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -169,7 +170,8 @@ async def test_the_follower_tracks_recipients_and_suppresses_hard_bounces(
     assert [e["event"] for e in events] == ["deferred", "delivered", "bounced"]
     # the half line at the end is not consumed; the saved position is before it
     saved = await pool.fetchval(
-        "SELECT position FROM maillog_positions WHERE path = $1", str(log_file)
+        "SELECT position FROM maillog_positions WHERE path = $1",
+        f"{socket.gethostname()}:{log_file}",
     )
     assert saved == log_file.stat().st_size - len(line("UNRELATED1", "x@example.org", "sent",
                                                        "2.0.0", "250 ok")[:-1])
@@ -381,3 +383,24 @@ async def test_a_file_rotated_while_the_service_was_stopped_is_read_to_its_end(
     assert await message_status(pool, second) == "delivered"
     assert await message_status(pool, w.message_id) == ("relayed" if compressed else "delivered")
     assert ("was rotated while the service was stopped" in caplog.text) == compressed
+
+
+async def test_each_host_keeps_its_own_position_in_a_log_at_the_same_path(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Another host's follower of its own log at this path, and a row an older
+    version keyed by the path alone (taken over once)."""
+    log_file = tmp_path / "maillog"
+    log_file.write_text("Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n" * 10)
+    inode, size = log_file.stat().st_ino, log_file.stat().st_size
+    await pool.executemany(
+        "INSERT INTO maillog_positions (path, inode, position) VALUES ($1, $2, $3)",
+        [(f"other-host:{log_file}", 4242, 7), (str(log_file), inode, 47)])
+    follower = MaillogFollower(pool, log_file)
+    await follower._load_position()
+    assert follower._tail.position == 47  # the older version's row
+    await follower.poll()
+    rows = dict(await pool.fetch("SELECT path, position FROM maillog_positions "
+                                 "WHERE path LIKE $1", f"%{log_file}"))
+    assert rows == {f"other-host:{log_file}": 7, str(log_file): 47,
+                    f"{socket.gethostname()}:{log_file}": size}

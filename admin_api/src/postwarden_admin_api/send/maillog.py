@@ -4,7 +4,7 @@ Lines such as ``QID: to=<a@b>, relay=..., dsn=5.1.1, status=bounced (host ...
 said: 550 5.1.1 ...)`` update that recipient of the message Postfix queued
 as QID to ``delivered``, ``deferred`` or ``bounced`` with the (redacted)
 remote reply; a hard bounce (5.x.x) adds the address to the suppression
-list. The read position is kept in ``maillog_positions``, so a restart goes
+list. The read position is kept in ``maillog_positions`` (per host), so a restart goes
 on where it stopped; a rotated file is read to its end and the new one from
 its start, and one emptied in place too (:mod:`.logtail`), also when the
 rotation happened while the service was stopped (the old file is found by
@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,12 @@ MAX_READ = 4 * 1024 * 1024
 # Migration 0009: every line of a poll in one statement, applied in log order.
 APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5) AS line"
 OURS = "SELECT DISTINCT queue_id FROM outbound_messages WHERE queue_id = ANY($1::text[])"
-SELECT_POSITION = "SELECT inode, position FROM maillog_positions WHERE path = $1"
+# Keyed by host and path: service instances on several hosts each follow their own
+# Postfix's log, often at the same path. (Rows of older versions are keyed by path.)
+SELECT_POSITION = """
+SELECT inode, position FROM maillog_positions WHERE path = ANY($1::text[])
+ORDER BY path = $1[1] DESC LIMIT 1
+"""
 SAVE_POSITION = """
 INSERT INTO maillog_positions (path, inode, position) VALUES ($1, $2, $3)
 ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, updated_at = now()
@@ -137,6 +143,7 @@ class MaillogFollower:
     def __init__(self, pool: asyncpg.Pool, path: Path, metrics: Metrics | None = None) -> None:
         self._pool = pool
         self._path = path
+        self._key = f"{socket.gethostname()}:{path}"  # its row in maillog_positions
         self._deliveries = (metrics or Metrics()).deliveries
         self._tail = LogTail(path)
         self._partial = b""
@@ -162,7 +169,7 @@ class MaillogFollower:
 
     async def _load_position(self) -> None:
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(SELECT_POSITION, str(self._path))
+            row = await conn.fetchrow(SELECT_POSITION, [self._key, str(self._path)])
         try:
             stat = self._path.stat()
         except FileNotFoundError:
@@ -223,7 +230,7 @@ class MaillogFollower:
             ][-MAX_PENDING:]
             position = self._tail.position - len(self._partial)
             if position != self._saved:
-                await conn.execute(SAVE_POSITION, str(self._path), self._tail.inode, position)
+                await conn.execute(SAVE_POSITION, self._key, self._tail.inode, position)
                 self._saved = position
         if len(appended) < MAX_READ and not new_file:
             async with self._progress:
