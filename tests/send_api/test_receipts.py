@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +24,12 @@ from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send import maillog as maillog_module
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
-from postwarden_admin_api.send.receipts import ReceiptLine, committed_queue_id, parse_receipt
+from postwarden_admin_api.send.receipts import (
+    ReceiptLine,
+    apply_receipts,
+    committed_queue_id,
+    parse_receipt,
+)
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
 from tests.fixtures.scripted_smtp import Scripted
 
@@ -32,6 +38,7 @@ from .test_outbox_limits import ROOMY, submission
 from .test_relay import accepted, settled
 
 OURS = uuid.UUID("0f8e3a52c1d44b7e9a6b2c3d4e5f6a7b")
+HOST = socket.gethostname()
 
 
 def cleanup(queue_id: str, message_id: str) -> str:
@@ -92,6 +99,24 @@ def test_receipt_lines_are_parsed(line: str, expected: ReceiptLine) -> None:
 )
 def test_other_lines_are_no_receipts(line: str) -> None:
     assert parse_receipt(line) is None
+
+
+async def add_receipt(db: asyncpg.Pool | asyncpg.Connection, message: uuid.UUID,
+                      queue_id: str, committed: bool, host: str = HOST) -> None:
+    """A receipt as this host's follower stores it."""
+    await db.execute("INSERT INTO relay_receipts (message_id, host, queue_id, committed) "
+                     "VALUES ($1, $2, $3, $4)", message, host, queue_id, committed)
+
+
+async def test_another_hosts_lines_leave_our_receipts_alone(pool: asyncpg.Pool) -> None:
+    """Each Postfix has its own queue ids: the same id on another host is another file."""
+    message = await accepted(pool, "elsewhere@example.org")
+    await add_receipt(pool, message, "QSAME", False, host="mx-b")
+    async with pool.acquire() as conn:
+        await apply_receipts(conn, "mx-a", [ReceiptLine("QSAME", None, committed=True)])
+        assert await committed_queue_id(conn, message) is None
+        await apply_receipts(conn, "mx-b", [ReceiptLine("QSAME", None, committed=True)])
+        assert await committed_queue_id(conn, message) == "QSAME"
 
 
 async def receipts(pool: asyncpg.Pool) -> set[tuple[uuid.UUID, str, bool]]:
@@ -237,8 +262,7 @@ async def interrupted(pool: asyncpg.Pool, recipient: str, receipt: tuple[str, bo
         await conn.execute("UPDATE outbox SET attempts = 1, unsettled = true "
                            "WHERE message_id = $1", accepted.id)
         if receipt is not None:
-            await conn.execute("INSERT INTO relay_receipts (message_id, queue_id, committed) "
-                               "VALUES ($1, $2, $3)", accepted.id, *receipt)
+            await add_receipt(conn, accepted.id, *receipt)
     return accepted.id
 
 
@@ -300,8 +324,7 @@ async def test_a_deferred_attempt_is_not_taken_for_an_interrupted_one(
     else:
         raise TimeoutError("the first attempt was not deferred")
     # A committed receipt would settle the row, were it taken for an interrupted one.
-    await pool.execute("INSERT INTO relay_receipts (message_id, queue_id, committed) "
-                       "VALUES ($1, 'QLOG4', true)", message)
+    await add_receipt(pool, message, "QLOG4", True)
     row = await settled(pool, message)
     assert (row["status"], row["attempts"]) == ("relayed", 2) and row["queue_id"] != "QLOG4"
     assert sent_to(server, "deferred@example.org") == 1
@@ -370,8 +393,7 @@ async def test_a_connection_lost_after_the_message_went_out_is_settled_from_the_
             await asyncio.sleep(0.05)
         else:
             raise TimeoutError("the attempt was not deferred unsettled")
-        await pool.execute("INSERT INTO relay_receipts (message_id, queue_id, committed) "
-                           "VALUES ($1, 'QLOST1', true)", message)
+        await add_receipt(pool, message, "QLOST1", True)
         await pool.execute("UPDATE outbox SET next_attempt_at = now() WHERE message_id = $1",
                            message)
         worker.wake()
@@ -393,8 +415,8 @@ async def test_lines_dropped_while_postgres_was_away_void_uncommitted_receipts(
     monkeypatch.setattr(maillog_module, "MAX_PENDING_RECEIPTS", 4)
     log_file, follower = await follower_at_end(pool, tmp_path)
     pending, done = await accepted(pool, "pending@example.org"), await accepted(pool, "d@e.org")
-    await pool.executemany("INSERT INTO relay_receipts (message_id, queue_id, committed) "
-                           "VALUES ($1, $2, $3)", [(pending, "QP1", False), (done, "QD1", True)])
+    await add_receipt(pool, pending, "QP1", False)
+    await add_receipt(pool, done, "QD1", True)
     log_file.write_text("".join(cleanup(new_queue_id("X"), "<x@y>") for _ in range(10))
                         + active("QP1"))
     await follower.poll()

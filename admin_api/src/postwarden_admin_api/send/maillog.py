@@ -143,7 +143,8 @@ class MaillogFollower:
     def __init__(self, pool: asyncpg.Pool, path: Path, metrics: Metrics | None = None) -> None:
         self._pool = pool
         self._path = path
-        self._key = f"{socket.gethostname()}:{path}"  # its row in maillog_positions
+        self._host = socket.gethostname()
+        self._key = f"{self._host}:{path}"  # its row in maillog_positions
         self._deliveries = (metrics or Metrics()).deliveries
         self._tail = LogTail(path)
         self._partial = b""
@@ -219,7 +220,7 @@ class MaillogFollower:
             if self._receipts_dropped:
                 await void_uncommitted(conn)
                 self._receipts_dropped = False
-            await apply_receipts(conn, self._receipts)
+            await apply_receipts(conn, self._host, self._receipts)
             self._receipts = []
             applied = await apply_events(conn, [event for _, event in queue])
             for index in applied:

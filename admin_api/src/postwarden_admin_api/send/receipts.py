@@ -38,7 +38,7 @@ _ACTIVE = re.compile(
     r"(?P<queue_id>[0-9A-Za-z]+): from=<.*>, size=\d+, nrcpt=\d+ \(queue active\)\s*"
 )
 
-APPLY = "SELECT maillog_receipts($1, $2, $3)"
+APPLY = "SELECT maillog_receipts($1, $2, $3, $4)"
 VOID = "DELETE FROM relay_receipts WHERE NOT committed"
 COMMITTED = """
 SELECT queue_id FROM relay_receipts WHERE message_id = $1 AND committed ORDER BY seq LIMIT 1
@@ -75,10 +75,12 @@ def parse_receipt(line: str) -> ReceiptLine | None:
     return None
 
 
-async def apply_receipts(conn: asyncpg.Connection, lines: list[ReceiptLine]) -> None:
+async def apply_receipts(conn: asyncpg.Connection, host: str, lines: list[ReceiptLine]
+                         ) -> None:
+    """Apply the lines of ``host``'s Postfix log, in their order."""
     if lines:
-        await conn.execute(APPLY, [r.queue_id for r in lines], [r.message for r in lines],
-                           [r.committed for r in lines])
+        await conn.execute(APPLY, host, [r.queue_id for r in lines],
+                           [r.message for r in lines], [r.committed for r in lines])
 
 
 async def void_uncommitted(conn: asyncpg.Connection) -> None:
