@@ -415,8 +415,10 @@ async def test_lines_dropped_while_postgres_was_away_void_uncommitted_receipts(
     monkeypatch.setattr(maillog_module, "MAX_PENDING_RECEIPTS", 4)
     log_file, follower = await follower_at_end(pool, tmp_path)
     pending, done = await accepted(pool, "pending@example.org"), await accepted(pool, "d@e.org")
+    elsewhere = await accepted(pool, "elsewhere2@example.org")
     await add_receipt(pool, pending, "QP1", False)
     await add_receipt(pool, done, "QD1", True)
+    await add_receipt(pool, elsewhere, "QE1", False, host="mx-b")  # another host's lines
     log_file.write_text("".join(cleanup(new_queue_id("X"), "<x@y>") for _ in range(10))
                         + active("QP1"))
     await follower.poll()
@@ -425,3 +427,4 @@ async def test_lines_dropped_while_postgres_was_away_void_uncommitted_receipts(
     async with pool.acquire() as conn:
         assert (await committed_queue_id(conn, pending), await committed_queue_id(conn, done)
                 ) == (None, "QD1")
+    assert (elsewhere, "QE1", False) in await receipts(pool)

@@ -218,7 +218,7 @@ class MaillogFollower:
             self._receipts_dropped = True
         async with self._pool.acquire() as conn:
             if self._receipts_dropped:
-                await void_uncommitted(conn)
+                await void_uncommitted(conn, self._host)
                 self._receipts_dropped = False
             await apply_receipts(conn, self._host, self._receipts)
             self._receipts = []

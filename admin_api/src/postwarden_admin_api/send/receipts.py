@@ -39,7 +39,7 @@ _ACTIVE = re.compile(
 )
 
 APPLY = "SELECT maillog_receipts($1, $2, $3, $4)"
-VOID = "DELETE FROM relay_receipts WHERE NOT committed"
+VOID = "DELETE FROM relay_receipts WHERE host = $1 AND NOT committed"
 COMMITTED = """
 SELECT queue_id FROM relay_receipts WHERE message_id = $1 AND committed ORDER BY seq LIMIT 1
 """
@@ -83,9 +83,9 @@ async def apply_receipts(conn: asyncpg.Connection, host: str, lines: list[Receip
                            [r.message for r in lines], [r.committed for r in lines])
 
 
-async def void_uncommitted(conn: asyncpg.Connection) -> None:
-    """Forget every receipt not yet committed (lines that would decide them were lost)."""
-    await conn.execute(VOID)
+async def void_uncommitted(conn: asyncpg.Connection, host: str) -> None:
+    """Forget ``host``'s receipts not yet committed (lines that would decide them were lost)."""
+    await conn.execute(VOID, host)
 
 
 async def committed_queue_id(conn: asyncpg.Connection, message: uuid.UUID) -> str | None:
