@@ -253,8 +253,8 @@ class RelayWorker:
         async with self._pool.acquire() as conn:
             queue_id = await committed_queue_id(conn, row.id)
         if queue_id is None:
-            log.info("relay: an attempt to relay message %s was interrupted before Postfix "
-                     "queued it: sending it again", row.id)
+            log.info("relay: Postfix's log shows no queue file committed for message %s "
+                     "after an interrupted attempt: sending it again", row.id)
             return None
         log.warning("relay: an attempt to relay message %s was interrupted after Postfix "
                     "queued it as %s: not sending it again", row.id, queue_id)
@@ -272,8 +272,9 @@ class RelayWorker:
             except DB_ERRORS as exc:
                 if self._stopping.is_set():
                     log.error("relay: stopping without storing the outcome of message %s "
-                              "(%s, Postfix queue id %s): it is submitted again when its "
-                              "lease ends", row.id, type(exc).__name__, result.queue_id)
+                              "(%s, Postfix queue id %s): when its lease ends, Postfix's log "
+                              "decides whether it is sent again", row.id,
+                              type(exc).__name__, result.queue_id)
                     return None
                 log.warning("relay: cannot store the outcome of message %s (%s), trying "
                             "again in %.1f s", row.id, type(exc).__name__, delay)
