@@ -159,3 +159,17 @@ def test_a_directory_that_will_not_do_is_named_with_where_it_was_set(
     with pytest.raises(SettingsError) as info:
         load_settings(config, env)
     assert info.value.problems == [f"{config}:1: policy_dir: {missing} is not a directory"]
+
+
+def test_broken_yaml_is_told_by_line_without_quoting_it(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """PyYAML's own message quotes the line, here a database password."""
+    config = tmp_path / "postwarden.yaml"
+    config.write_text('instance_name: mx1\ndatabase_url: "postgresql://u:hunter2@db/pw\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings(config, base_env)
+    assert info.value.problems == [
+        f"{config}:3: not valid YAML: while scanning a quoted scalar (line 2), "
+        "found unexpected end of stream"]
+    assert "hunter2" not in str(info.value)

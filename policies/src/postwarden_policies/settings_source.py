@@ -41,6 +41,20 @@ class RawSettings:
         return f"{where}: {message}" if where else message
 
 
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """Where and what, without the copy of the line PyYAML quotes: it may hold a secret
+    (a database URL with its password, a key)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"{path}: not valid YAML"
+    context = exc.context
+    if context and exc.context_mark is not None:
+        context += f" (line {exc.context_mark.line + 1})"
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    what = ", ".join(part for part in (context, exc.problem) if part)
+    return f"{where}: not valid YAML: {what}"
+
+
 def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
     try:
         loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
@@ -50,7 +64,7 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
         node = loader.get_single_node()
         loaded = loader.construct_document(node) if node is not None else {}
     except yaml.YAMLError as exc:
-        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+        raise SettingsError(_yaml_problem(path, exc)) from None
     finally:
         loader.dispose()
     if not isinstance(loaded, dict) or not isinstance(node, yaml.MappingNode | None):
