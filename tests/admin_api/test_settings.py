@@ -161,3 +161,7 @@ def test_process_settings_report_every_problem(tmp_path: Path) -> None:
     assert info.value.problems == [
         f"{config}:3: pool_max_size: expected int"]
     assert "hunter22" not in str(info.value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, {"POSTWARDEN_DATABASE_URL": "postgres ql://u:hunter22@@db"})
+    assert info.value.problems == ["POSTWARDEN_DATABASE_URL: database_url: expected "
+                                   "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"]

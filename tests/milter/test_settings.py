@@ -173,3 +173,12 @@ def test_broken_yaml_is_told_by_line_without_quoting_it(
         f"{config}:3: not valid YAML: while scanning a quoted scalar (line 2), "
         "found unexpected end of stream"]
     assert "hunter2" not in str(info.value)
+
+
+def test_a_database_url_asyncpg_cannot_use_is_refused_at_start(base_env: dict[str, str]) -> None:
+    env = {**base_env, "POSTWARDEN_DATABASE_URL": "postgresql://u:hunter2@db:five/audit"}
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, env)
+    assert info.value.problems == [
+        "POSTWARDEN_DATABASE_URL: database_url: expected postgresql://USER:PASSWORD@HOST:PORT/"
+        "DATABASE (a port is not a number from 1 to 65535)"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from postwarden_policies.settings_source import RawSettings, SettingsError, gather_settings
+from postwarden_store import dsn_problem
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -95,6 +96,8 @@ def _convert(name: str, raw: Any) -> Any:
 def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
     """(setting, problem) for each value that converted but cannot work."""
     problems = []
+    if (problem := dsn_problem(settings.database_url.reveal())) is not None:
+        problems.append(("database_url", problem))
     host, sep, port = settings.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         problems.append(("listen", "expected HOST:PORT"))

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from postwarden_policies import SettingsError, gather_settings
 from postwarden_policies.settings_source import RawSettings
+from postwarden_store import dsn_problem
 
 __all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction",
            "load_settings"]
@@ -189,15 +190,20 @@ def _optional_path(value: Any) -> Path | None:
     return Path(str(value)) if value not in (None, "") else None
 
 
-def _secret(value: Any) -> Secret | None:
-    return Secret(str(value)) if value not in (None, "") else None
+def _database_url(value: Any) -> Secret | None:
+    if value in (None, ""):
+        return None
+    problem = dsn_problem(str(value))
+    if problem is not None:
+        raise ValueError(f"database_url: {problem}")
+    return Secret(str(value))
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "policy_dir": _optional_path,
     "milter_socket": lambda v: _socket(str(v)),
     "milter_socket_mode": _socket_mode,
-    "database_url": _secret,
+    "database_url": _database_url,
     "spool_dir": lambda v: Path(str(v)),
     "fail_action": _choice(FailAction, "fail_action"),
     "metrics_listen": lambda v: _listen(str(v or "")),

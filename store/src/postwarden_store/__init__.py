@@ -1,6 +1,7 @@
 """postwarden_store: PostgreSQL schema, migrations, pool and shared queries."""
 
 from .audit import write_audit_events
+from .dsn import dsn_problem
 from .errors import MigrationError, SchemaTooOld, StoreError
 from .migrations import (
     apply_migrations,
@@ -18,6 +19,7 @@ __all__ = [
     "check_schema_current",
     "connect",
     "create_pool",
+    "dsn_problem",
     "migrate_database",
     "pending_migrations",
     "write_audit_events",

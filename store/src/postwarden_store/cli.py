@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 
+from .dsn import dsn_problem
 from .errors import StoreError
 from .migrations import apply_migrations, pending_migrations
 from .pool import connect
@@ -40,6 +41,9 @@ def run_migrate(argv: list[str] | None = None, prog: str = "postwarden-store mig
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("no database: pass --database-url or set POSTWARDEN_DATABASE_URL")
+    problem = dsn_problem(args.database_url)
+    if problem is not None:
+        parser.error(f"database url: {problem}")
     try:
         return asyncio.run(_migrate(args.database_url, args.dry_run))
     except (StoreError, OSError) as exc:

@@ -1,0 +1,35 @@
+"""Database URLs checked at start, told without the URL (it holds the password)."""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_store import dsn_problem
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u:pw@db.example/audit",
+    "postgres://u:pw@db.example:5432/audit",
+    "postgresql:///audit?host=/run/postgresql",
+    "postgresql://u:pw@db1:5432,db2:5433/audit",
+    "postgresql://u@[::1]:5432/audit",
+    "postgresql://u@[::1]/audit",
+])
+def test_urls_asyncpg_takes_pass(url: str) -> None:
+    assert dsn_problem(url) is None
+
+
+@pytest.mark.parametrize("url", [
+    "postgres ql://u:hunter2@@db",
+    "mysql://u:hunter2@db/audit",
+    "",
+    "postgresql://u:hunter2@db:five/audit",
+    "postgresql://u:hunter2@db:0/audit",
+    "postgresql://u:hunter2@db1:5432,db2:x/audit",
+    "postgresql://u:hunter2@[::1/audit",
+    "postgresql://u:hunter2@[::1]x/audit",
+])
+def test_malformed_urls_are_told_without_the_password(url: str) -> None:
+    problem = dsn_problem(url)
+    assert problem is not None and problem.startswith("expected postgresql://USER:PASSWORD@")
+    assert "hunter2" not in problem
