@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -121,3 +122,14 @@ def test_log_lines_carry_ids_and_are_redacted() -> None:
     record.args = ("x" * MAX_LOG_MESSAGE + "password=hunter2",)
     line = RedactingFormatter(LOG_FORMAT, max_message=MAX_LOG_MESSAGE).format(record)
     assert line.endswith("...[truncated]") and "hunter2" not in line
+
+
+def test_a_port_in_use_is_told_with_the_reason(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        spec = f"inet:{taken.getsockname()[1]}@127.0.0.1"
+        result = _run([], _env(tmp_path, milter_socket=spec))
+    assert result.returncode == 2
+    assert f"postwarden-milter: milter_socket: cannot serve on {spec}: Address already in use" \
+        in result.stderr.splitlines()

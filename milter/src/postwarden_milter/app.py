@@ -31,6 +31,7 @@ from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
 from .handler import ConnectionSlots, Services
+from .listener import bind_problem
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .reload import PolicyReloader
@@ -132,7 +133,7 @@ class MilterProcess:
                                       name="postwarden-libmilter", daemon=True)
             thread.start()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
-        log.info("postwarden milter %s listening on %s", self.settings.instance_name,
+        log.info("postwarden milter %s starting on %s", self.settings.instance_name,
                  self.settings.milter_socket)
         try:
             while thread.is_alive():
@@ -143,7 +144,9 @@ class MilterProcess:
         if self._stopping.is_set():
             return
         if self._milter_error is not None:
-            raise StartupError(f"milter_socket: cannot serve on {self.settings.milter_socket}")
+            reason = bind_problem(self.settings.milter_socket)
+            raise StartupError(f"milter_socket: cannot serve on {self.settings.milter_socket}"
+                               + (f": {reason}" if reason else ""))
         # libmilter's own signal thread took a signal meant for us: exit non-zero so the
         # service manager restarts the milter.
         raise MilterError("libmilter stopped without a stop request")

@@ -139,11 +139,12 @@ def _tune_after_open(connection: str, socket_mode: int) -> None:
     open_socket = extension.opensocket
 
     def opensocket(remove_old: bool) -> Any:
-        result = open_socket(remove_old)
+        result = open_socket(remove_old)  # raises when it cannot
         if port is not None:
             disable_nagle(port)
         if path is not None:
             os.chmod(path, socket_mode)
+        log.info("listening on %s", connection)
         return result
 
     extension.opensocket = opensocket

@@ -1,4 +1,5 @@
-"""Turn off Nagle's algorithm on libmilter's TCP listening socket.
+"""Turn off Nagle's algorithm on libmilter's TCP listening socket, and tell why
+libmilter could not open it.
 
 At end of message libmilter writes each modification (``addheader``,
 ``replacebody`` chunks, ...) and then the final reply as separate small
@@ -34,6 +35,23 @@ def unix_path(connection: str) -> str | None:
     """The file of a libmilter ``unix:/PATH`` (or ``local:/PATH``) spec."""
     family, _, path = connection.partition(":")
     return path if family in ("unix", "local") else None
+
+
+def bind_problem(connection: str) -> str | None:
+    """Why libmilter could not listen on an ``inet:PORT@HOST`` spec (it only says it
+    could not), found by binding it ourselves; None when we cannot tell."""
+    port = inet_port(connection)
+    host = connection.partition("@")[2]
+    if port is None or not host:
+        return None
+    family = socket.AF_INET6 if connection.startswith("inet6:") else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 def _is_listener_on(sock: socket.socket, port: int) -> bool:
