@@ -202,3 +202,53 @@ async def _until(condition: Callable[[], bool], within: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")
         await asyncio.sleep(0.05)
+
+
+async def test_a_slow_batch_keeps_its_rows_from_other_workers(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each end of DATA takes longer than a third of the lease: the rows still to go
+    are leased again, so the other worker never claims (and sends) them too."""
+    monkeypatch.setattr(relay, "LEASE", dt.timedelta(seconds=0.6))
+    monkeypatch.setattr(relay, "POLL_SECONDS", 0.05)
+    received: list[str] = []
+
+    async def slow_postfix(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 slow.test\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-slow.test\r\n250 PIPELINING\r\n")
+            elif verb == b"RCPT":
+                received.append(line[9:].strip(b"<>\r\n").decode())
+                writer.write(b"250 ok\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                await writer.drain()
+                await reader.readuntil(b"\r\n.\r\n")
+                await asyncio.sleep(0.35)
+                writer.write(f"250 2.0.0 Ok: queued as S{len(received)}\r\n".encode())
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(slow_postfix, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with pool.acquire() as conn, conn.transaction():
+        batch = [(await enqueue(conn, submission(uuid.uuid4().hex, f"slow{n}@example.org"),
+                                ROOMY, dt.datetime.now(dt.UTC))).id for n in range(4)]
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=2))
+    worker.start()
+    try:
+        for message in batch:
+            await settled(pool, message)
+        await asyncio.sleep(0.3)
+    finally:
+        await worker.stop(grace=10)
+        server.close()
+    mine = sorted(r for r in received if r.startswith("slow"))  # the module shares its outbox
+    assert mine == [f"slow{n}@example.org" for n in range(4)]

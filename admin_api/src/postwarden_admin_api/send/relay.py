@@ -56,6 +56,9 @@ RETURNING o.message_id, o.envelope_from, o.recipients, o.content, o.attempts,
 UNLEASE = """
 UPDATE outbox SET next_attempt_at = now(), unsettled = false WHERE message_id = ANY($1::uuid[])
 """
+RENEW = """
+UPDATE outbox SET next_attempt_at = now() + $2::interval WHERE message_id = ANY($1::uuid[])
+"""
 RELAYED = """
 WITH done AS (
     DELETE FROM outbox WHERE message_id = $1
@@ -95,7 +98,7 @@ INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'failed', $3
 """
 
 BATCH = 10
-LEASE = dt.timedelta(minutes=15)  # longer than a batch of SMTP transactions can take
+LEASE = dt.timedelta(minutes=15)  # renewed while a slow batch is still being worked on
 POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 SMTP_TIMEOUT = 60.0
@@ -223,11 +226,18 @@ class RelayWorker:
             pass
 
     async def _relay(self, session: SmtpSession, rows: list[Claimed]) -> None:
+        leased = time.monotonic()
         for index, row in enumerate(rows):
             if self._stopping.is_set():
                 async with self._pool.acquire() as conn:
                     await conn.execute(UNLEASE, [r.id for r in rows[index:]])
                 return
+            if time.monotonic() - leased > LEASE.total_seconds() / 3:
+                # A slow Postfix (each end of DATA may take minutes): the rows left
+                # must not come back to another worker while this one still has them.
+                async with self._pool.acquire() as conn:
+                    await conn.execute(RENEW, [r.id for r in rows[index:]], LEASE)
+                leased = time.monotonic()
             result = await self._queued_before(row) if row.interrupted else None
             found = result is not None
             if result is None:
