@@ -35,10 +35,13 @@ def body(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def client(
+    # First, so it stops last: an SMTP server stopped while the app's relay still holds
+    # a connection to it leaves that connection's transport to be garbage-collected,
+    # and the ResourceWarning fails whichever test is running then.
+    smtp_server: tuple[Scripted, int],
     aiohttp_client: AiohttpClient,
     make_admin_settings: Callable[..., ServiceSettings],
     set_runtime: SetRuntime,
-    smtp_server: tuple[Scripted, int],
 ) -> Client:
     await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
                       outbound_per_key_per_minute=1000)
