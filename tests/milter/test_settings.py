@@ -169,9 +169,8 @@ def test_broken_yaml_is_told_by_line_without_quoting_it(
     config.write_text('instance_name: mx1\ndatabase_url: "postgresql://u:hunter2@db/pw\n')
     with pytest.raises(SettingsError) as info:
         load_settings(config, base_env)
-    assert info.value.problems == [
-        f"{config}:3: not valid YAML: while scanning a quoted scalar (line 2), "
-        "found unexpected end of stream"]
+    assert info.value.problems == [f"{config}:3:1: YAML syntax error: found unexpected end "
+                                   "of stream"]
     assert "hunter2" not in str(info.value)
 
 
@@ -182,3 +181,17 @@ def test_a_database_url_asyncpg_cannot_use_is_refused_at_start(base_env: dict[st
     assert info.value.problems == [
         "POSTWARDEN_DATABASE_URL: database_url: expected postgresql://USER:PASSWORD@HOST:PORT/"
         "DATABASE (a port is not a number from 1 to 65535)"]
+
+
+def test_a_settings_file_reads_integers_as_a_policy_file_does(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """YAML 1.2, not PyYAML's 1.1: 010 is ten (not eight), 1:30 is text (not ninety)."""
+    config = tmp_path / "postwarden.yaml"
+    config.write_text("max_concurrency: 010\n")
+    assert load_settings(config, base_env).max_concurrency == 10
+    config.write_text("message_timeout_seconds: 1:30\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(config, base_env)
+    assert info.value.problems == [
+        f"{config}:1: message_timeout_seconds: '1:30' is not a number"]

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .yamlnodes import compose, construct
+
 ENV_PREFIX = "POSTWARDEN_"
 
 
@@ -41,32 +43,20 @@ class RawSettings:
         return f"{where}: {message}" if where else message
 
 
-def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
-    """Where and what, without the copy of the line PyYAML quotes: it may hold a secret
-    (a database URL with its password, a key)."""
-    if not isinstance(exc, yaml.MarkedYAMLError):
-        return f"{path}: not valid YAML"
-    context = exc.context
-    if context and exc.context_mark is not None:
-        context += f" (line {exc.context_mark.line + 1})"
-    mark = exc.problem_mark or exc.context_mark
-    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-    what = ", ".join(part for part in (context, exc.problem) if part)
-    return f"{where}: not valid YAML: {what}"
-
-
 def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
+    """Read like a policy file (YAML 1.2 integers, errors by line without quoting it)."""
     try:
-        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read settings file: {exc.strerror}") from exc
-    try:
-        node = loader.get_single_node()
-        loaded = loader.construct_document(node) if node is not None else {}
-    except yaml.YAMLError as exc:
-        raise SettingsError(_yaml_problem(path, exc)) from None
-    finally:
-        loader.dispose()
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not UTF-8 text") from None
+    node, issues = compose(str(path), text)
+    loaded: object = {}
+    if node is not None and not issues:
+        loaded, issues = construct(str(path), node)
+    if issues:
+        raise SettingsError([str(issue) for issue in issues])
     if not isinstance(loaded, dict) or not isinstance(node, yaml.MappingNode | None):
         raise SettingsError(f"{path}: expected a mapping of settings")
     lines = {key.value: key.start_mark.line + 1 for key, _ in (node.value if node else [])}

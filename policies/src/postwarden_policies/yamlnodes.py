@@ -139,6 +139,18 @@ class _Unreadable:
     """A scalar the safe constructor refused (an unknown tag, a bad timestamp)."""
 
 
+def _marked_issue(label: str, exc: yaml.MarkedYAMLError) -> PolicyIssue:
+    """Where and what, never PyYAML's own text: it quotes the line (which may hold a
+    secret, in a settings file)."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and exc.context.startswith("expected"):  # "expected a single document"
+        problem = f"{exc.context}, {problem}"
+    if mark is None:
+        return PolicyIssue(label, None, None, f"YAML syntax error: {problem}")
+    return PolicyIssue(label, mark.line + 1, mark.column + 1, f"YAML syntax error: {problem}")
+
+
 def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]:
     """Compose one YAML document into nodes; a syntax error becomes an issue."""
     if len(text) > MAX_SOURCE_CHARS:
@@ -146,17 +158,18 @@ def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.context.startswith("expected"):  # "expected a single document"
-            problem = f"{exc.context}, {problem}"
-        if mark is None:
-            return None, [PolicyIssue(label, None, None, f"YAML syntax error: {problem}")]
-        return None, [
-            PolicyIssue(label, mark.line + 1, mark.column + 1, f"YAML syntax error: {problem}")
-        ]
+        return None, [_marked_issue(label, exc)]
     except yaml.YAMLError as exc:
         return None, [PolicyIssue(label, None, None, f"YAML error: {exc}")]
     except RecursionError:  # PyYAML's composer recurses once per level of [ or {
         return None, [PolicyIssue(label, None, None, "YAML nested too deeply")]
     return node, []
+
+
+def construct(label: str, node: yaml.Node) -> tuple[object, list[PolicyIssue]]:
+    """The plain Python value of a composed document, integers read as YAML 1.2 writes
+    them: for files with no per-node checks (process settings)."""
+    try:
+        return _Constructor().construct_document(node), []
+    except yaml.MarkedYAMLError as exc:  # a tag no safe constructor knows, ...
+        return None, [_marked_issue(label, exc)]
