@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from postwarden_policies.redact import RedactingFormatter
+from postwarden_policies.redact import log_to_stderr
 from postwarden_policies.settings_source import SettingsError
 from postwarden_store import StoreError, apply_migrations, connect
 
@@ -133,11 +132,7 @@ async def _migrate(settings: ServiceSettings) -> int:
 
 def configure_logging(level: str) -> None:
     """Every record to stderr (systemd's journal), redacted, aiohttp's own included."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    log_to_stderr("%(asctime)s %(levelname)s %(name)s %(message)s", level)
 
 
 def main(argv: list[str] | None = None) -> int:

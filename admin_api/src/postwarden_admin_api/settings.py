@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from postwarden_policies.settings_source import RawSettings, SettingsError, gather_settings
+from postwarden_policies.settings_source import (
+    LOG_LEVELS,
+    RawSettings,
+    SettingsError,
+    gather_settings,
+)
 from postwarden_store import dsn_problem
 
 
@@ -72,7 +77,6 @@ class ServiceSettings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ServiceSettings)}
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _convert(name: str, raw: Any) -> Any:

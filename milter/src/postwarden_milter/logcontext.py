@@ -10,11 +10,10 @@ each line once: one place scrubs secrets from everything this process writes.
 from __future__ import annotations
 
 import logging
-import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from postwarden_policies.redact import RedactingFormatter
+from postwarden_policies.redact import log_to_stderr
 
 MAX_LOG_MESSAGE = 2000
 
@@ -47,10 +46,5 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(queue_id)s %(uid)s] %(messag
 
 
 def configure_logging(level: str) -> None:
-    """Log to stderr (systemd's journal or the test's pipe) through the context filter."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(MessageContextFilter())
-    handler.setFormatter(RedactingFormatter(LOG_FORMAT, max_message=MAX_LOG_MESSAGE))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    """Log to stderr through the context filter."""
+    log_to_stderr(LOG_FORMAT, level, MAX_LOG_MESSAGE, [MessageContextFilter()])

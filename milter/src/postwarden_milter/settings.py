@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from postwarden_policies import SettingsError, gather_settings
-from postwarden_policies.settings_source import RawSettings
+from postwarden_policies.settings_source import LOG_LEVELS, RawSettings
 from postwarden_store import dsn_problem
 
 __all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction",
@@ -104,7 +104,6 @@ SETTING_NAMES = tuple(f.name for f in fields(MilterSettings))
 _SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
 _SOCKET_UNIX = re.compile(r"^(?:unix|local):(/\S+)$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _check_port(text: str, name: str) -> int:
@@ -181,8 +180,8 @@ def _id_header(value: Any) -> str:
 
 def _log_level(value: Any) -> str:
     text = str(value).upper()
-    if text not in _LOG_LEVELS:
-        raise ValueError(f"log_level: {value!r} is not one of {', '.join(_LOG_LEVELS)}")
+    if text not in LOG_LEVELS:
+        raise ValueError(f"log_level: {value!r} is not one of {', '.join(LOG_LEVELS)}")
     return text
 
 

@@ -17,6 +17,8 @@ every word start).
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Iterable
 from typing import Any
 
 import re2
@@ -82,3 +84,16 @@ class RedactingFormatter(logging.Formatter):
 
     def formatStack(self, stack_info: str) -> str:
         return redact(super().formatStack(stack_info))
+
+
+def log_to_stderr(fmt: str, level: str, max_message: int | None = None,
+                  filters: Iterable[logging.Filter] = ()) -> None:
+    """Send every record of the process to stderr (systemd's journal, a test's pipe)
+    through a :class:`RedactingFormatter`; the only handler."""
+    handler = logging.StreamHandler(sys.stderr)
+    for record_filter in filters:
+        handler.addFilter(record_filter)
+    handler.setFormatter(RedactingFormatter(fmt, max_message))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

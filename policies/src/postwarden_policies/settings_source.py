@@ -20,6 +20,7 @@ import yaml
 from .yamlnodes import compose, construct
 
 ENV_PREFIX = "POSTWARDEN_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
