@@ -15,10 +15,23 @@ import pytest
 
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send import maillog
-from postwarden_admin_api.send.maillog import MaillogFollower, our_queue_ids, parse_line
+from postwarden_admin_api.send.maillog import (
+    DeliveryEvent,
+    MaillogFollower,
+    our_queue_ids,
+    parse_line,
+)
 from postwarden_admin_api.send.outbox import enqueue
+from postwarden_admin_api.send.syslogline import split_line
 
 from .test_outbox_limits import ROOMY, submission
+
+
+def delivery(line: str) -> DeliveryEvent | None:
+    """What the follower reads in ``line``: Postfix's lines only, then delivery lines."""
+    split = split_line(line)
+    return parse_line(split) if split is not None else None
+
 
 PREFIX = "Nov 23 15:12:49 mx postfix/smtp[4242]: 4Wq1Zk3sZnz9vBQ: "
 SENT = PREFIX + (
@@ -47,7 +60,7 @@ DEFERRED = PREFIX + (
 def test_delivery_lines_are_parsed(
     line: str, recipient: str, status: str, dsn: str, hard: bool
 ) -> None:
-    event = parse_line(line)
+    event = delivery(line)
     assert event is not None
     assert (event.queue_id, event.recipient, event.status, event.dsn, event.hard_bounce) == (
         "4Wq1Zk3sZnz9vBQ", recipient, status, dsn, hard
@@ -74,19 +87,19 @@ def test_delivery_lines_are_parsed(
     ],
 )
 def test_other_lines_are_ignored(line: str) -> None:
-    assert parse_line(line) is None
+    assert delivery(line) is None
 
 
 def test_a_line_is_only_ever_about_its_own_queue_id() -> None:
     # An outsider's recipient with a ">" in it: however it reads, it names their message.
-    event = parse_line('Nov 23 15:12:49 mx postfix/smtp[7]: 4XyZ: to=<"a>, x[1]: OURQ1: '
+    event = delivery('Nov 23 15:12:49 mx postfix/smtp[7]: 4XyZ: to=<"a>, x[1]: OURQ1: '
                        'to=<victim@corp.example>, dsn=5.1.1, status=bounced (x)"@b.example>, '
                        "relay=x, dsn=2.0.0, status=sent (250 ok)")
     assert event is not None and event.queue_id == "4XyZ"
 
 
 def test_a_line_cut_short_takes_its_status_from_postfix_not_the_reply() -> None:
-    event = parse_line("Nov 23 15:12:49 mx postfix/smtp[7]: Q1: to=<v@corp.example>, relay=x, "
+    event = delivery("Nov 23 15:12:49 mx postfix/smtp[7]: Q1: to=<v@corp.example>, relay=x, "
                        "dsn=4.2.0, status=deferred (host said: 450 mailbox busy status=bounced")
     assert event is not None and (event.status, event.dsn) == ("deferred", "4.2.0")
     assert event.reply == "host said: 450 mailbox busy status=bounced"

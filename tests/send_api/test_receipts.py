@@ -31,6 +31,7 @@ from postwarden_admin_api.send.receipts import (
     parse_receipt,
 )
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
+from postwarden_admin_api.send.syslogline import split_line
 from tests.fixtures.scripted_smtp import Scripted
 
 from .test_maillog import follower_at_end, new_queue_id
@@ -51,6 +52,12 @@ def active(queue_id: str) -> str:
 
 
 PREFIX = "Nov 23 15:12:49 mx "
+
+
+def receipt(line: str) -> ReceiptLine | None:
+    """What the follower reads in ``line``: Postfix's lines only, then receipt lines."""
+    split = split_line(line)
+    return parse_receipt(split) if split is not None else None
 
 
 @pytest.mark.parametrize(
@@ -74,7 +81,7 @@ PREFIX = "Nov 23 15:12:49 mx "
     ],
 )
 def test_receipt_lines_are_parsed(line: str, expected: ReceiptLine) -> None:
-    assert parse_receipt(line) == expected
+    assert receipt(line) == expected
 
 
 @pytest.mark.parametrize(
@@ -98,7 +105,7 @@ def test_receipt_lines_are_parsed(line: str, expected: ReceiptLine) -> None:
     ],
 )
 def test_other_lines_are_no_receipts(line: str) -> None:
-    assert parse_receipt(line) is None
+    assert receipt(line) is None
 
 
 async def add_receipt(db: asyncpg.Pool | asyncpg.Connection, message: uuid.UUID,

@@ -40,7 +40,7 @@ from postwarden_admin_api.periodic import surviving
 from .logtail import LogTail
 from .receipts import ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
 from .scrub import for_log, scrub_reply
-from .syslogline import split_line
+from .syslogline import LogLine, split_line
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,10 @@ class DeliveryEvent:
         return self.status == "bounced" and self.dsn.startswith("5.")
 
 
-def parse_line(line: str) -> DeliveryEvent | None:
-    split = split_line(line)
-    if split is None or not _AGENT.fullmatch(split[0]):
+def parse_line(line: LogLine) -> DeliveryEvent | None:
+    if not _AGENT.fullmatch(line.program):
         return None
-    match = _DELIVERY.match(line, split[1])
+    match = _DELIVERY.match(line.text, line.start)
     if match is None:
         return None
     dsn = _DSN.search(match["fields"])
@@ -203,11 +202,12 @@ class MaillogFollower:
         lines = data.split(b"\n")
         self._partial = lines.pop()
         now = time.monotonic()
-        texts = [line.decode("utf-8", "replace") for line in lines]
-        waiting = [(now, e) for text in texts if (e := parse_line(text)) is not None]
+        postfix = [split for line in lines
+                   if (split := split_line(line.decode("utf-8", "replace"))) is not None]
+        waiting = [(now, e) for line in postfix if (e := parse_line(line)) is not None]
         queue = self._pending + waiting
         self._pending = queue[-MAX_PENDING:]  # until applied: a failure below loses no line
-        self._receipts += [r for text in texts if (r := parse_receipt(text))]
+        self._receipts += [r for line in postfix if (r := parse_receipt(line))]
         if len(self._receipts) > MAX_PENDING_RECEIPTS:
             # Postgres has been away for long: a dropped line could let another
             # message's line commit a receipt of ours, so every uncommitted one goes.

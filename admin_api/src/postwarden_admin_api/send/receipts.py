@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from .syslogline import split_line
+from .syslogline import LogLine
 
 _CLEANUP = re.compile(r"\S*/cleanup")
 _QMGR = re.compile(r"\S*/qmgr")
@@ -55,22 +55,19 @@ class ReceiptLine:
     committed: bool
 
 
-def parse_receipt(line: str) -> ReceiptLine | None:
-    split = split_line(line)
-    if split is None:
-        return None
-    program, start = split
+def parse_receipt(line: LogLine) -> ReceiptLine | None:
+    text, program, start = line.text, line.program, line.start
     if _CLEANUP.fullmatch(program):
-        if (found := _MESSAGE_ID.fullmatch(line, start)) is not None:
+        if (found := _MESSAGE_ID.fullmatch(text, start)) is not None:
             ours = _OURS.fullmatch(found["value"])
             return ReceiptLine(found["queue_id"], uuid.UUID(ours["hex"]) if ours else None,
                                committed=False)
-        if (rejected := _REJECTED.match(line, start)) is not None:
+        if (rejected := _REJECTED.match(text, start)) is not None:
             return ReceiptLine(rejected["queue_id"], None, committed=False)
     elif _QMGR.fullmatch(program):
-        if (active := _ACTIVE.fullmatch(line, start)) is not None:
+        if (active := _ACTIVE.fullmatch(text, start)) is not None:
             return ReceiptLine(active["queue_id"], None, committed=True)
-    elif _RECEIVER.fullmatch(program) and (arriving := _ARRIVING.match(line, start)):
+    elif _RECEIVER.fullmatch(program) and (arriving := _ARRIVING.match(text, start)):
         return ReceiptLine(arriving["queue_id"], None, committed=False)
     return None
 

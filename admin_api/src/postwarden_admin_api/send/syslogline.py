@@ -11,17 +11,25 @@ text an outsider put in a log line must not read as one of Postfix's.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _PROGRAM = re.compile(r"\S+\[\d+")
 
 
-def split_line(line: str) -> tuple[str, int] | None:
-    """The program that wrote ``line`` (``postfix/cleanup``, ``postfix-x/smtp``) and
-    where its message starts; None for a line not shaped like syslog's."""
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    text: str
+    program: str  # postfix/cleanup, postfix-x/smtp, ...
+    start: int  # where the message begins in ``text``
+
+
+def split_line(line: str) -> LogLine | None:
+    """Who wrote ``line`` and where its message starts; None for a line not shaped
+    like a Postfix daemon's."""
     end = line.find(": ") - 1
     if end < 0 or line[end] != "]":
         return None
     start = line.rfind(" ", 0, end) + 1
     if not _PROGRAM.fullmatch(line, start, end):
         return None
-    return line[start : line.index("[", start)], end + 3
+    return LogLine(line, line[start : line.index("[", start)], end + 3)
