@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import socket
 import time
 import uuid
@@ -32,11 +33,11 @@ from postwarden_admin_api.send.receipts import (
 )
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
 from postwarden_admin_api.send.syslogline import split_line
-from tests.fixtures.scripted_smtp import Scripted
+from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data
 
 from .test_maillog import follower_at_end, new_queue_id
 from .test_outbox_limits import ROOMY, submission
-from .test_relay import accepted, settled
+from .test_relay import accepted, settled, until_true
 
 OURS = uuid.UUID("0f8e3a52c1d44b7e9a6b2c3d4e5f6a7b")
 HOST = socket.gethostname()
@@ -273,6 +274,15 @@ async def interrupted(pool: asyncpg.Pool, recipient: str, receipt: tuple[str, bo
     return accepted.id
 
 
+async def until(pool: asyncpg.Pool, sql: str, *args: object) -> None:
+    """Wait (at most 15 s) until ``sql`` answers true."""
+    for _ in range(300):
+        if await pool.fetchval(sql, *args):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"never true: {sql}")
+
+
 def sent_to(server: Scripted, recipient: str) -> int:
     return sum(1 for _, recipients, _ in server.received if recipient in recipients)
 
@@ -323,13 +333,8 @@ async def test_a_deferred_attempt_is_not_taken_for_an_interrupted_one(
     server.data_replies[:] = ["451 4.3.0 try again later"]
     message = await accepted(pool, "deferred@example.org")
     worker.wake()
-    for _ in range(300):
-        if await pool.fetchval("SELECT count(*) FROM outbound_events WHERE message_id = $1 "
-                               "AND event = 'relay_deferred'", message):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise TimeoutError("the first attempt was not deferred")
+    await until(pool, "SELECT count(*) > 0 FROM outbound_events WHERE message_id = $1 "
+                "AND event = 'relay_deferred'", message)
     # A committed receipt would settle the row, were it taken for an interrupted one.
     await add_receipt(pool, message, "QLOG4", True)
     row = await settled(pool, message)
@@ -351,10 +356,7 @@ async def test_rows_a_stopping_worker_did_not_reach_are_released_settled(
     worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1))
     worker.start()
     try:
-        for _ in range(300):
-            if server.received:
-                break
-            await asyncio.sleep(0.05)
+        await until_true(lambda: bool(server.received))
         stopping = asyncio.create_task(worker.stop(grace=10))
         await asyncio.sleep(0.2)
         server.data_gate.set()
@@ -374,32 +376,16 @@ async def test_a_connection_lost_after_the_message_went_out_is_settled_from_the_
     """No answer to the final dot: the row stays unsettled, and the next attempt
     finds Postfix's commit in the log instead of sending a second copy."""
     sent: list[bytes] = []
-
-    async def hang_up_after_data(reader: asyncio.StreamReader,
-                                 writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 ready\r\n")
-        await reader.readline()
-        writer.write(b"250-relay.test\r\n250 PIPELINING\r\n")
-        for _ in range(3):
-            await reader.readline()
-        writer.write(b"250 ok\r\n250 ok\r\n354 go on\r\n")
-        sent.append(await reader.readuntil(b"\r\n.\r\n"))
-        writer.close()
-
-    server = await asyncio.start_server(hang_up_after_data, "127.0.0.1", 0)
+    server = await asyncio.start_server(functools.partial(hang_up_after_data, received=sent),
+                                        "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     message = await accepted(pool, "lost-answer@example.org")
     worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 5, 60.0, workers=1), maillog,
                          metrics)
     worker.start()
     try:
-        for _ in range(300):
-            if await pool.fetchval("SELECT unsettled AND attempts = 1 FROM outbox "
-                                   "WHERE message_id = $1", message):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise TimeoutError("the attempt was not deferred unsettled")
+        await until(pool, "SELECT unsettled AND attempts = 1 FROM outbox WHERE message_id = $1",
+                    message)
         await add_receipt(pool, message, "QLOST1", True)
         await pool.execute("UPDATE outbox SET next_attempt_at = now() WHERE message_id = $1",
                            message)

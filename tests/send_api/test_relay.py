@@ -175,7 +175,7 @@ async def test_an_answer_postgres_could_not_store_is_stored_later_not_sent_again
         message_id = await accepted(pool, "once@example.org")
         server.data_gate.clear()
         worker.start()
-        await _until(lambda: bool(server.received))
+        await until_true(lambda: bool(server.received))
         # The database goes away while Postfix holds the message, before it answers.
         await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -196,7 +196,7 @@ async def test_an_answer_postgres_could_not_store_is_stored_later_not_sent_again
         await pool.close()
 
 
-async def _until(condition: Callable[[], bool], within: float = 15.0) -> None:
+async def until_true(condition: Callable[[], bool], within: float = 15.0) -> None:
     deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from postwarden_admin_api.send.submit import Outcome, SmtpSession, data_block
-from tests.fixtures.scripted_smtp import Scripted
+from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -132,16 +132,7 @@ async def test_no_answer_after_the_message_went_out_is_an_uncertain_retry(
     broken_server: Callable[[Answer], Awaitable[int]],
 ) -> None:
     """Postfix may have queued it: the relay must ask its log before sending again."""
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 ready\r\n")
-        await reader.readline()  # EHLO
-        writer.write(b"250-relay.test\r\n250 PIPELINING\r\n")
-        for _ in range(3):  # MAIL, RCPT, DATA
-            await reader.readline()
-        writer.write(b"250 ok\r\n250 ok\r\n354 go on\r\n")
-        await reader.readuntil(b"\r\n.\r\n")  # then hang up without a word
-
-    port = await broken_server(answer)
+    port = await broken_server(hang_up_after_data)
     result = await session(port).submit("app@example.com", ["a@example.org"], b"\r\nx\r\n")
     assert (result.outcome, result.uncertain) == (Outcome.RETRY, True)
     assert result.reply == "no answer to the message sent: ProtocolError"

@@ -33,7 +33,8 @@ class LogTail:
         no one read it (rotated while the service was stopped): it is read to its
         end, then the file at the path from its start. False if it is not that file."""
         fd = os.open(renamed, os.O_RDONLY)
-        if os.fstat(fd).st_ino != inode or os.fstat(fd).st_size < position:
+        found = os.fstat(fd)  # the file opened, whatever was renamed since the scan
+        if found.st_ino != inode or found.st_size < position:
             os.close(fd)
             return False
         self.close()
