@@ -32,7 +32,7 @@ transactions, all accepted (its metrics).
 Each run is bounded by --timeout seconds.
 
     .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor]
-        [--c-floor] [--inet]
+        [--c-floor] [--inet] [--only plain-4k|html-60k|attach-2m ...]
 """
 
 from __future__ import annotations
@@ -253,7 +253,14 @@ def run_once(instance: PostfixInstance, work: Workload, timeout: float) -> float
     return work.messages / elapsed
 
 
-def main(argv: list[str] | None = None) -> int:
+WORKLOADS = (
+    ("plain-4k", plain_4k, 2000),
+    ("html-60k", html_60k, 1000),
+    ("attach-2m", attach_2m, 120),
+)
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
@@ -263,19 +270,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run a do-nothing pymilter filter (bench/null_milter.py)")
     parser.add_argument("--c-floor", action="store_true",
                         help="also run the do-nothing filter in C (bench/null_milter.c)")
+    parser.add_argument("--only", choices=[name for name, _, _ in WORKLOADS], action="append",
+                        help="run only this message (repeatable)")
     parser.add_argument("--inet", action="store_true",
                         help="reach the milters over loopback TCP instead of unix sockets")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pw-bench-")))
         tmp.chmod(0o755)  # the null milter's socket is in it
         workloads = []
-        for name, build, count in (
-            ("plain-4k", plain_4k, 2000),
-            ("html-60k", html_60k, 1000),
-            ("attach-2m", attach_2m, 120),
-        ):
+        for name, build, count in WORKLOADS:
+            if args.only and name not in args.only:
+                continue
             path = tmp / f"{name}.eml"
             path.write_text(build())
             workloads.append(Workload(name, path, max(CONCURRENCY, int(count * args.scale))))
