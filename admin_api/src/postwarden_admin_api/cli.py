@@ -18,8 +18,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
-
 from postwarden_policies.redact import log_to_stderr
 from postwarden_policies.settings_source import SettingsError
 from postwarden_store import StoreError, apply_migrations, connect
@@ -27,6 +25,7 @@ from postwarden_store import StoreError, apply_migrations, connect
 from . import admin_audit
 from .app import create_app
 from .context import Principal, Role
+from .httpserver import serve
 from .keys import create_key, list_keys, revoke_key, rotate_key
 from .policy_push import PushError, push_directory
 from .secrets import Keyring, SecretsError, parse_key_material, rotate_secrets
@@ -141,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ)
         if args.command == "serve":
             configure_logging(settings.log_level.upper())
-            # No access log: each send attempt is logged at INFO, admin changes go
-            # to the admin audit log; a reverse proxy in front keeps its own.
-            web.run_app(create_app(settings), host=settings.listen_host,
-                        port=settings.listen_port, shutdown_timeout=10.0, access_log=None)
+            asyncio.run(serve(create_app(settings), settings.listen_host, settings.listen_port))
             return 0
         if args.command == "policy":
             url = args.url or f"http://{settings.listen}"

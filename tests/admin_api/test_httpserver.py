@@ -1,0 +1,87 @@
+"""The service as `postwarden-admin serve` runs it: a request aiohttp cannot parse gets
+the API's JSON error without its text, and SIGTERM stops the process cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.adminapp import TEST_SECRET_KEY
+from tests.fixtures.ports import free_port
+from tests.fixtures.postfix import wait_for
+
+KEY = "pw_0123456789abcdef_" + "S3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr"
+
+UNPARSABLE = {
+    "space before the colon": f"Authorization : Bearer {KEY}\r\n".encode(),
+    "control character in a value": f"Authorization: Bearer {KEY}\x01\r\n".encode(),
+    "line too long": f"Authorization: Bearer {KEY}{'x' * 9000}\r\n".encode(),
+}
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return data
+
+
+def _answers(port: int) -> bool:
+    try:
+        return _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                         ).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def service(database_url: str, tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = free_port()
+    stderr = (tmp_path / "stderr").open("w+")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
+    env |= {"POSTWARDEN_DATABASE_URL": database_url,
+           "POSTWARDEN_LISTEN": f"127.0.0.1:{port}", "POSTWARDEN_SECRET_KEY": TEST_SECRET_KEY}
+    proc = subprocess.Popen([sys.executable, "-m", "postwarden_admin_api", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    try:
+        wait_for(lambda: _answers(port) or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+
+
+@pytest.mark.parametrize("header", UNPARSABLE.values(), ids=UNPARSABLE.keys())
+def test_a_request_aiohttp_cannot_parse_is_a_json_400_that_does_not_quote_it(
+    service: tuple[int, subprocess.Popen[str]], header: bytes, tmp_path: Path
+) -> None:
+    port, proc = service
+    answer = _exchange(port, b"GET /api/v1/keys HTTP/1.1\r\nHost: t\r\n" + header + b"\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer[:300]
+    assert b"Content-Type: application/json" in head
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request"
+    assert error["message"].startswith("malformed request: ")
+    assert b"S3cr3t" not in answer
+    assert _answers(port)  # the service goes on
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    log = (tmp_path / "stderr").read_text()
+    assert "unparsable HTTP request from 127.0.0.1" in log
+    assert "S3cr3t" not in log
+    assert "Traceback" not in log
+
