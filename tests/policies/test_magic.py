@@ -6,14 +6,15 @@ import struct
 
 import pytest
 
-from postwarden_policies.magic import detect
+from postwarden_policies.magic import HEAD_BYTES, detect
 
 
-def _zip(name: bytes, data: bytes = b"") -> bytes:
+def _zip(name: bytes, data: bytes = b"", extra: bytes = b"") -> bytes:
     header = struct.pack(
-        "<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, len(data), len(data), len(name), 0
+        "<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, len(data), len(data), len(name),
+        len(extra),
     )
-    return header + name + data
+    return header + name + extra + data
 
 
 @pytest.mark.parametrize(
@@ -65,3 +66,10 @@ def _zip(name: bytes, data: bytes = b"") -> bytes:
 )
 def test_detect(head: bytes, expected: str | None) -> None:
     assert detect(head) == expected
+
+
+def test_only_the_head_counts_however_much_the_caller_passes() -> None:
+    # The milter's parser decodes HEAD_BYTES of a part; the send API holds the whole
+    # file. An ODF media type past the head must read the same to both.
+    odf = _zip(b"mimetype", b"application/vnd.oasis.opendocument.text", extra=bytes(200))
+    assert detect(odf) == detect(odf[:HEAD_BYTES]) == "application/vnd.oasis.opendocument"

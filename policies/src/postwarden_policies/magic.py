@@ -1,14 +1,19 @@
 """The detected type of content, from its first bytes only.
 
-``detect(head)`` looks at the first decoded bytes of a part (the parser gives
-it a couple of hundred) and names what the content really is, whatever the
-sender declared. ``None`` means unknown. ZIP archives are refined into their
-common families when the first member's name says so (OOXML, ODF, Java).
+``detect(head)`` looks at the first :data:`HEAD_BYTES` decoded bytes of a part
+and names what the content really is, whatever the sender declared. ``None``
+means unknown. ZIP archives are refined into their common families when the
+first member's name says so (OOXML, ODF, Java).
 """
 
 from __future__ import annotations
 
 import struct
+
+# Enough for every signature below and a ZIP's first member name. The milter's
+# parser decodes this many bytes of a part; detect() cuts what it is given to
+# as many, so the send API, which holds the whole file, reads it alike.
+HEAD_BYTES = 192
 
 _PREFIXES: tuple[tuple[bytes, str], ...] = (
     (b"MZ", "application/x-dosexec"),
@@ -58,6 +63,7 @@ def _zip_family(head: bytes) -> str:
 
 def detect(head: bytes) -> str | None:
     """The detected media type of content starting with ``head``, or None."""
+    head = head[:HEAD_BYTES]
     if head.startswith(_ZIP_SIGNATURES):
         return _zip_family(head)
     if head.startswith(b"\xca\xfe\xba\xbf"):  # fat Mach-O with 64-bit offsets

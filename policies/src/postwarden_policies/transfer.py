@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import binascii
 
+from . import magic
+
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_PAD_AND_SPACE = b"=\r\n \t"
 _SAMPLE = 4096  # bytes checked at each end of a regular base64 body
@@ -81,7 +83,7 @@ def qp_size(raw: bytes, start: int, end: int) -> int:
 
 
 def decode_head(
-    raw: bytes, start: int, end: int, encoding: str, want: int = 192
+    raw: bytes, start: int, end: int, encoding: str, want: int = magic.HEAD_BYTES
 ) -> bytes | None:
     """The first ``want`` decoded bytes (about), decoding only a prefix.
 

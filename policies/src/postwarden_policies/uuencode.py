@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from postwarden_policies import magic
 from postwarden_policies.headers import line_end
 
 _BEGIN = (
@@ -98,7 +99,7 @@ def _block(text: bytes, begin: re.Match[bytes], stop: int) -> Block:
     )
 
 
-def _uu_head(text: bytes, start: int, end: int, want: int = 192) -> bytes:
+def _uu_head(text: bytes, start: int, end: int, want: int = magic.HEAD_BYTES) -> bytes:
     """The first ``want`` bytes (about) the uuencoded lines ``text[start:end]`` decode to."""
     data = b""
     for line in text[start : min(end, start + want * 2)].splitlines():
@@ -111,7 +112,7 @@ def _uu_head(text: bytes, start: int, end: int, want: int = 192) -> bytes:
     return data
 
 
-def _yenc_head(text: bytes, start: int, end: int, want: int = 192) -> bytes:
+def _yenc_head(text: bytes, start: int, end: int, want: int = magic.HEAD_BYTES) -> bytes:
     """The first ``want`` bytes (about) the yEnc lines ``text[start:end]`` decode to:
     each byte less 42, after ``=`` less 64 more; ``=ypart`` lines carry no data."""
     lines = text[start : min(end, start + want * 2)].splitlines()
@@ -127,7 +128,9 @@ def _yenc_head(text: bytes, start: int, end: int, want: int = 192) -> bytes:
     return bytes(data[:want])
 
 
-def _binhex_head(text: bytes, start: int, end: int, want: int = 192) -> tuple[str, bytes]:
+def _binhex_head(
+    text: bytes, start: int, end: int, want: int = magic.HEAD_BYTES
+) -> tuple[str, bytes]:
     """The file name and the first ``want`` bytes (about) of the data fork the BinHex
     lines ``text[start:end]`` decode to (("", b"") when they do not).
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from postwarden_policies import magic
 
-MAGIC_BYTES = 512  # what magic.detect looks at (a ZIP's first member name included)
-
 BLOCKED_EXTENSIONS = frozenset({
     "ade", "adp", "apk", "app", "appref-ms", "appx", "bat", "cab", "chm", "cmd", "com",
     "cpl", "dll", "dmg", "exe", "hta", "img", "inf", "ins", "iso", "jar", "js", "jse", "lnk",
@@ -54,7 +52,7 @@ def refusal_reason(filename: str, content_type: str, content: bytes) -> str | No
         return f"content type {content_type} is not allowed"
     if content_type.startswith(STRUCTURED_TYPES):
         return f"a {content_type.partition('/')[0]} cannot be attached: send it as a file"
-    detected = magic.detect(content[:MAGIC_BYTES])
+    detected = magic.detect(content)
     if detected in BLOCKED_CONTENT:
         return f"the content is {detected}"
     offset, mark = ISO9660_MARK
