@@ -129,7 +129,7 @@ async def follower_at_end(
     log_file = tmp_path / "maillog"
     log_file.write_text(existing)
     follower = MaillogFollower(pool, log_file)
-    await follower._load_position()
+    await follower.poll()  # takes the log's lease; no row yet: it starts at the end
     return log_file, follower
 
 
@@ -349,16 +349,16 @@ async def test_a_follower_started_while_postgres_is_away_starts_when_it_is_back(
     log_file = tmp_path / "maillog"
     log_file.write_text("")
     follower = MaillogFollower(pool, log_file)
-    load = MaillogFollower._load_position
+    take_over = MaillogFollower._take_over
     refused = asyncio.Event()
 
-    async def away_once(self: MaillogFollower) -> None:
+    async def away_once(self: MaillogFollower, row: asyncpg.Record | None) -> None:
         if not refused.is_set():
             refused.set()
             raise ConnectionRefusedError("postgres is away")
-        await load(self)
+        await take_over(self, row)
 
-    monkeypatch.setattr(MaillogFollower, "_load_position", away_once)
+    monkeypatch.setattr(MaillogFollower, "_take_over", away_once)
     monkeypatch.setattr(maillog, "POLL_SECONDS", 0.05)
     task = asyncio.create_task(follower.run())
     try:
@@ -389,13 +389,13 @@ async def test_a_file_rotated_while_the_service_was_stopped_is_read_to_its_end(
         rotated.with_suffix(".gz").write_bytes(rotated.read_bytes())
         rotated.unlink()
     w.log_file.write_text(sent(queue_id, "new@example.org"))
+    await w.follower.release()  # as the service does when it stops
     restarted = MaillogFollower(pool, w.log_file)
-    await restarted._load_position()
     await restarted.poll()
     await restarted.poll()
     assert await message_status(pool, second) == "delivered"
     assert await message_status(pool, w.message_id) == ("relayed" if compressed else "delivered")
-    assert ("was rotated while the service was stopped" in caplog.text) == compressed
+    assert ("was rotated while no instance read it" in caplog.text) == compressed
 
 
 async def test_each_host_keeps_its_own_position_in_a_log_at_the_same_path(
@@ -404,16 +404,96 @@ async def test_each_host_keeps_its_own_position_in_a_log_at_the_same_path(
     """Another host's follower of its own log at this path, and a row an older
     version keyed by the path alone (taken over once)."""
     log_file = tmp_path / "maillog"
-    log_file.write_text("Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n" * 10)
+    queue_id = new_queue_id("OLD")
+    message_id = await relayed_message(pool, queue_id, "old@example.org")
+    filler = "Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n"
+    log_file.write_text(filler + sent(queue_id, "old@example.org"))
     inode, size = log_file.stat().st_ino, log_file.stat().st_size
     await pool.executemany(
         "INSERT INTO maillog_positions (path, inode, position) VALUES ($1, $2, $3)",
-        [(f"other-host:{log_file}", 4242, 7), (str(log_file), inode, 47)])
+        [(f"other-host:{log_file}", 4242, 7), (str(log_file), inode, len(filler))])
     follower = MaillogFollower(pool, log_file)
-    await follower._load_position()
-    assert follower._tail.position == 47  # the older version's row
     await follower.poll()
+    assert await message_status(pool, message_id) == "delivered"  # read from the old row's
     rows = dict(await pool.fetch("SELECT path, position FROM maillog_positions "
                                  "WHERE path LIKE $1", f"%{log_file}"))
-    assert rows == {f"other-host:{log_file}": 7, str(log_file): 47,
+    assert rows == {f"other-host:{log_file}": 7, str(log_file): len(filler),
                     f"{socket.gethostname()}:{log_file}": size}
+
+
+async def timeline(pool: asyncpg.Pool, message_id: uuid.UUID) -> list[str]:
+    rows = await pool.fetch("SELECT event FROM outbound_events WHERE message_id = $1 "
+                            "AND recipient IS NOT NULL ORDER BY id", message_id)
+    return [row["event"] for row in rows]
+
+
+async def test_instances_on_one_host_read_a_log_once_between_them(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Each used to apply every line: the timeline doubled, and the one behind set a
+    delivered recipient back to deferred."""
+    log_file, first = await follower_at_end(pool, tmp_path)
+    second = MaillogFollower(pool, log_file)
+    await second.poll()  # both follow the log from here
+    queue_id = new_queue_id("TWO")
+    message_id = await relayed_message(pool, queue_id, "two@example.org")
+    with log_file.open("a") as out:
+        out.write(line(queue_id, "two@example.org", "deferred", "4.4.1", "connection refused"))
+    await first.poll()
+    with log_file.open("a") as out:
+        out.write(sent(queue_id, "two@example.org"))
+    await first.poll()
+    await second.poll()
+    assert await timeline(pool, message_id) == ["deferred", "delivered"]
+    assert await message_status(pool, message_id) == "delivered"
+    assert (first.leading, second.leading) == (True, False)
+
+
+async def test_a_standby_instance_goes_on_where_the_reader_stopped(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At once when the reader releases the log at a stop; once its lease lapses when
+    it died or stalled (then it stands down)."""
+    monkeypatch.setattr(maillog, "LEASE_SECONDS", 0.5)
+    log_file, first = await follower_at_end(pool, tmp_path)
+    second = MaillogFollower(pool, log_file)
+
+    async def logged_sent() -> uuid.UUID:
+        queue_id = new_queue_id("R")
+        message_id = await relayed_message(pool, queue_id, "r@example.org")
+        with log_file.open("a") as out:
+            out.write(sent(queue_id, "r@example.org"))
+        return message_id
+
+    a = await logged_sent()
+    await second.poll()
+    assert await message_status(pool, a) == "relayed"  # first reads the log
+    await first.poll()
+    await first.release()  # a stop
+    b = await logged_sent()
+    await second.poll()
+    await first.poll()
+    assert (first.leading, second.leading) == (False, True)
+    await asyncio.sleep(0.6)  # second stalls (or died): its lease lapses
+    c = await logged_sent()
+    await first.poll()
+    await second.poll()
+    assert (first.leading, second.leading) == (True, False)
+    for message_id in (a, b, c):
+        assert await message_status(pool, message_id) == "delivered"
+        assert await timeline(pool, message_id) == ["delivered"]
+
+
+async def test_a_standby_instances_relay_waits_for_the_reader(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file, reader = await follower_at_end(pool, tmp_path)
+    standby = MaillogFollower(pool, log_file)
+    await standby.poll()
+    with log_file.open("a") as out:
+        out.write("Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n")
+    waiting = asyncio.create_task(standby.read_past(time.monotonic()))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # the reader has not read that line yet
+    await reader.poll()
+    await asyncio.wait_for(waiting, 5)

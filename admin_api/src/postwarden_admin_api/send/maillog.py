@@ -4,11 +4,10 @@ Lines such as ``QID: to=<a@b>, relay=..., dsn=5.1.1, status=bounced (host ...
 said: 550 5.1.1 ...)`` update that recipient of the message Postfix queued
 as QID to ``delivered``, ``deferred`` or ``bounced`` with the (redacted)
 remote reply; a hard bounce (5.x.x) adds the address to the suppression
-list. The read position is kept in ``maillog_positions`` (per host), so a restart goes
-on where it stopped; a rotated file is read to its end and the new one from
-its start, and one emptied in place too (:mod:`.logtail`), also when the
-rotation happened while the service was stopped (the old file is found by
-its inode beside the log, unless it was compressed). A line can arrive
+list. A rotated file is read to its end and the new one from its start, and
+one emptied in place too (:mod:`.logtail`), also when the rotation happened
+while no instance read the log (the old file is found by its inode beside
+the log, unless it was compressed). A line can arrive
 before the relay worker stored the queue id it names, so unmatched lines are
 retried for ``PENDING_SECONDS``. Most lines in a busy log are about other
 mail: each poll first asks, in one query, which of its queue ids are ours,
@@ -17,25 +16,36 @@ migration 0009); the rest wait. A poll whose database work fails keeps all
 its lines for the next one. Lines about queue files (:mod:`.receipts`) are
 handed over in the same poll, all of them; :meth:`MaillogFollower.read_past`
 waits for a poll that started after a given moment to read to the end of
-the log.
+the log (on a standby instance: for the reader's saved position to pass
+where the log ended).
+
+The read position is kept in ``maillog_positions`` per host, so a restart
+goes on where it stopped. Instances on one host share that row: only the
+one holding its lease (renewed with the position at every poll, in the
+poll's transaction) reads the log; the others stand by and take over from
+the saved position once it is released (at a stop) or has lapsed
+(:data:`LEASE_SECONDS`). Lines a reader held in memory (waiting for their
+queue id) go with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import re
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
 from postwarden_admin_api.metrics import Metrics
-from postwarden_admin_api.periodic import surviving
+from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .logtail import LogTail
 from .receipts import ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
@@ -66,14 +76,23 @@ APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5) AS line"
 OURS = "SELECT DISTINCT queue_id FROM outbound_messages WHERE queue_id = ANY($1::text[])"
 # Keyed by host and path: service instances on several hosts each follow their own
 # Postfix's log, often at the same path. (Rows of older versions are keyed by path.)
+# Instances on one host share a row: the lease says which one reads (migration 0012).
 SELECT_POSITION = """
-SELECT inode, position FROM maillog_positions WHERE path = ANY($1::text[])
+SELECT inode, position,
+       coalesce(leader <> $2 AND lease_until > now(), false) AS taken
+FROM maillog_positions WHERE path = ANY($1::text[])
 ORDER BY path = $1[1] DESC LIMIT 1
 """
 SAVE_POSITION = """
-INSERT INTO maillog_positions (path, inode, position) VALUES ($1, $2, $3)
-ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, updated_at = now()
+INSERT INTO maillog_positions (path, inode, position, leader, lease_until)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, leader = $4,
+    lease_until = EXCLUDED.lease_until, updated_at = now()
 """
+RELEASE = "UPDATE maillog_positions SET lease_until = NULL WHERE path = $1 AND leader = $2"
+# One poll of a log at a time, whichever instance: the others stand by this round.
+TRY_POLL = "SELECT pg_try_advisory_xact_lock(hashtextextended('postwarden maillog ' || $1, 0))"
+LEASE_SECONDS = 15.0  # a reader that has not polled for this long is replaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,38 +157,69 @@ async def our_queue_ids(conn: asyncpg.Connection, queue_ids: set[str]) -> set[st
     return {row["queue_id"] for row in await conn.fetch(OURS, list(queue_ids))}
 
 
+@dataclass(frozen=True, slots=True)
+class _LogEnd:
+    """Where the log ended when a standby instance's relay asked, and which file the
+    reading instance was in then."""
+
+    inode: int
+    size: int
+    reader_inode: int | None
+
+
 class MaillogFollower:
     def __init__(self, pool: asyncpg.Pool, path: Path, metrics: Metrics | None = None) -> None:
         self._pool = pool
         self._path = path
         self._host = socket.gethostname()
         self._key = f"{self._host}:{path}"  # its row in maillog_positions
+        self._me = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # as lease holder
         self._deliveries = (metrics or Metrics()).deliveries
         self._tail = LogTail(path)
+        self._leading = False
         self._partial = b""
-        self._saved = -1
         self._pending: list[tuple[float, DeliveryEvent]] = []
         self._receipts: list[ReceiptLine] = []
         self._receipts_dropped = False
         self._read_to_end_at = -math.inf  # when the last poll that read to the end began
         self._progress = asyncio.Condition()
 
+    @property
+    def leading(self) -> bool:
+        """Whether this instance reads the log (holds its lease)."""
+        return self._leading
+
     async def run(self) -> None:
-        started = False
         try:
             while True:
                 with surviving("maillog follower"):
-                    if not started:  # where it stopped: known once the database answers
-                        await self._load_position()
-                        started = True
                     await self.poll()
                 await asyncio.sleep(POLL_SECONDS)
         finally:
             self._tail.close()
+            with surviving("maillog follower"):
+                await self.release()
 
-    async def _load_position(self) -> None:
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(SELECT_POSITION, [self._key, str(self._path)])
+    async def release(self) -> None:
+        """Hand the log over at a stop: a standby instance takes it at its next poll."""
+        if self._leading:
+            self._leading = False
+            await self._pool.execute(RELEASE, self._key, self._me)
+
+    def _stand_by(self) -> None:
+        if self._leading:
+            log.warning("maillog follower: another instance reads %s now", self._path)
+        self._leading = False
+        self._tail.close()
+        self._partial, self._pending, self._receipts = b"", [], []
+        self._receipts_dropped = False
+
+    async def _take_over(self, row: asyncpg.Record | None) -> None:
+        """Go on where the last reader (this instance before a restart, or another) stopped."""
+        self._stand_by()
+        self._leading = True
+        self._tail = LogTail(self._path)
+        log.info("maillog follower: reading %s", self._path)
         try:
             stat = self._path.stat()
         except FileNotFoundError:
@@ -182,19 +232,77 @@ class MaillogFollower:
             renamed = await asyncio.to_thread(_renamed, self._path, row["inode"])
             if renamed is None or not self._tail.resume_renamed(
                     renamed, row["inode"], row["position"]):
-                log.warning("maillog follower: %s was rotated while the service was stopped "
-                            "and the old file is gone from its directory (compressed?): its "
-                            "last lines were not read", self._path)
+                log.warning("maillog follower: %s was rotated while no instance read it and "
+                            "the old file is gone from its directory (compressed?): its last "
+                            "lines were not read", self._path)
 
     async def read_past(self, moment: float) -> None:
-        """Return once a poll that began after ``moment`` (``time.monotonic()``) has
-        read to the end of the log: every line written before then is applied."""
-        async with self._progress:
-            await self._progress.wait_for(lambda: self._read_to_end_at > moment)
+        """Return once the log is read, by this instance or the one holding its lease, at
+        least to where it ended at ``moment`` (``time.monotonic()``, just before the
+        call): every line written before then is applied."""
+        end: _LogEnd | None = None
+        while self._read_to_end_at <= moment:
+            if not self._leading:
+                with contextlib.suppress(*DB_ERRORS):  # asked again at the next round
+                    end = end or await self._log_end()
+                    if end is None or await self._read_by_other(end):
+                        return
+            async with self._progress:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await self._progress.wait()
+
+    async def _log_end(self) -> _LogEnd | None:
+        """None when there is no log to wait for."""
+        try:
+            stat = self._path.stat()
+        except FileNotFoundError:
+            return None
+        reader = await self._pool.fetchrow(SELECT_POSITION, [self._key], self._me)
+        return _LogEnd(stat.st_ino, stat.st_size, reader["inode"] if reader else None)
+
+    async def _read_by_other(self, end: _LogEnd) -> bool:
+        row = await self._pool.fetchrow(SELECT_POSITION, [self._key], self._me)
+        if row is None:
+            return False
+        if row["inode"] == end.inode:
+            return bool(row["position"] >= end.size)
+        return bool(row["inode"] != end.reader_inode)  # on to a file newer than both
 
     async def poll(self) -> None:
-        """Read what was appended and apply it (plus lines still waiting for their queue id)."""
+        """Read what was appended and apply it (plus lines still waiting for their queue
+        id), if this instance holds the log's lease or can take it."""
         began = time.monotonic()
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                if not await conn.fetchval(TRY_POLL, self._key):
+                    return  # another instance is polling it right now
+                row = await conn.fetchrow(SELECT_POSITION, [self._key, str(self._path)],
+                                          self._me)
+                if row is not None and row["taken"]:
+                    self._stand_by()
+                    return
+                if not self._leading:
+                    await self._take_over(row)
+                read_to_end, queue, applied = await self._read_and_apply(conn)
+        # Committed: only now are the lines done with (a failure above keeps them all).
+        self._receipts, self._receipts_dropped = [], False
+        for index in applied:
+            self._deliveries.labels(queue[index][1].status).inc()
+        now = time.monotonic()
+        self._pending = [
+            (seen, event) for index, (seen, event) in enumerate(queue)
+            if index not in applied and now - seen < PENDING_SECONDS
+        ][-MAX_PENDING:]
+        if read_to_end:
+            async with self._progress:
+                self._read_to_end_at = began
+                self._progress.notify_all()
+
+    async def _read_and_apply(self, conn: asyncpg.Connection,
+                              ) -> tuple[bool, list[tuple[float, DeliveryEvent]], set[int]]:
+        """Read what was appended and apply it in ``conn``'s transaction: whether the log
+        was read to its end, the delivery lines tried, the indexes of those applied."""
         appended, new_file = await asyncio.to_thread(self._tail.read, MAX_READ)
         if new_file:  # the old file's last line was cut short: it ends there
             self._partial = b""
@@ -206,7 +314,7 @@ class MaillogFollower:
                    if (split := split_line(line.decode("utf-8", "replace"))) is not None]
         waiting = [(now, e) for line in postfix if (e := parse_line(line)) is not None]
         queue = self._pending + waiting
-        self._pending = queue[-MAX_PENDING:]  # until applied: a failure below loses no line
+        self._pending = queue[-MAX_PENDING:]  # until applied
         self._receipts += [r for line in postfix if (r := parse_receipt(line))]
         if len(self._receipts) > MAX_PENDING_RECEIPTS:
             # Postgres has been away for long: a dropped line could let another
@@ -216,24 +324,11 @@ class MaillogFollower:
                         len(self._receipts) - MAX_PENDING_RECEIPTS)
             self._receipts = self._receipts[-MAX_PENDING_RECEIPTS:]
             self._receipts_dropped = True
-        async with self._pool.acquire() as conn:
-            if self._receipts_dropped:
-                await void_uncommitted(conn, self._host)
-                self._receipts_dropped = False
-            await apply_receipts(conn, self._host, self._receipts)
-            self._receipts = []
-            applied = await apply_events(conn, [event for _, event in queue])
-            for index in applied:
-                self._deliveries.labels(queue[index][1].status).inc()
-            self._pending = [
-                (seen, event) for index, (seen, event) in enumerate(queue)
-                if index not in applied and now - seen < PENDING_SECONDS
-            ][-MAX_PENDING:]
-            position = self._tail.position - len(self._partial)
-            if position != self._saved:
-                await conn.execute(SAVE_POSITION, self._key, self._tail.inode, position)
-                self._saved = position
-        if len(appended) < MAX_READ and not new_file:
-            async with self._progress:
-                self._read_to_end_at = began
-                self._progress.notify_all()
+        if self._receipts_dropped:
+            await void_uncommitted(conn, self._host)
+        await apply_receipts(conn, self._host, self._receipts)
+        applied = await apply_events(conn, [event for _, event in queue])
+        # The lease is renewed with the position, at every poll.
+        await conn.execute(SAVE_POSITION, self._key, self._tail.inode,
+                           self._tail.position - len(self._partial), self._me, LEASE_SECONDS)
+        return len(appended) < MAX_READ and not new_file, queue, applied
