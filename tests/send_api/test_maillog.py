@@ -67,6 +67,29 @@ def test_delivery_lines_are_parsed(
     )
 
 
+def test_a_recipient_postfix_rewrote_is_known_by_the_address_we_gave() -> None:
+    """virtual_alias_maps or canonical maps: Postfix logs the final address in to= and
+    ours in orig_to=. One member of an alias bouncing does not suppress the alias."""
+    event = delivery(PREFIX + "to=<bob@internal.example>, orig_to=<team@example.org>, "
+                     "relay=x, delay=0, delays=0/0/0/0, dsn=5.1.1, status=bounced "
+                     "(550 5.1.1 no such user)")
+    assert event is not None
+    assert (event.recipient, event.status, event.dsn, event.hard_bounce) == (
+        "team@example.org", "bounced", "5.1.1", False)
+
+
+async def test_a_rewritten_recipient_is_tracked(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("ALIAS")
+    message_id = await relayed_message(pool, queue_id, "Team@example.org")
+    log_file.write_text(
+        f"Nov 23 15:12:49 mx postfix/local[7]: {queue_id}: to=<bob@mx.example>, "
+        "orig_to=<team@example.org>, relay=local, delay=0, delays=0/0/0/0, dsn=2.0.0, "
+        "status=sent (delivered to mailbox)\n")
+    await follower.poll()
+    assert await message_status(pool, message_id) == "delivered"
+
+
 @pytest.mark.parametrize(
     "line",
     [

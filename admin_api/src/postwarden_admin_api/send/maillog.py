@@ -57,7 +57,9 @@ log = logging.getLogger(__name__)
 # Only a delivery agent's line counts (see .syslogline).
 _AGENT = re.compile(r"\S*/(?:smtp|lmtp|local|virtual|pipe|error|retry|discard)")
 _DELIVERY = re.compile(
-    r"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<recipient>[^>]*)>,"
+    r"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<to>[^>]*)>,"
+    # The address we gave, when Postfix rewrote it (virtual or canonical maps).
+    r"(?: orig_to=<(?P<orig_to>[^>]*)>,)?"
     # Postfix's own fields, up to its status: never the reply's text, even when a
     # line cut short lacks the reply's closing parenthesis.
     r"(?P<fields>(?:(?! status=).)*) status=(?P<status>sent|deferred|bounced)"
@@ -98,14 +100,16 @@ LEASE_SECONDS = 15.0  # a reader that has not polled for this long is replaced
 @dataclass(frozen=True, slots=True)
 class DeliveryEvent:
     queue_id: str
-    recipient: str
+    recipient: str  # as the relay gave it
     status: str  # delivered | deferred | bounced
     dsn: str
     reply: str
+    rewritten: bool = False  # Postfix delivered to another address (an alias's member)
 
     @property
     def hard_bounce(self) -> bool:
-        return self.status == "bounced" and self.dsn.startswith("5.")
+        """The address itself is gone: not when one member of an alias is."""
+        return self.status == "bounced" and self.dsn.startswith("5.") and not self.rewritten
 
 
 def parse_line(line: LogLine) -> DeliveryEvent | None:
@@ -116,8 +120,9 @@ def parse_line(line: LogLine) -> DeliveryEvent | None:
         return None
     dsn = _DSN.search(match["fields"])
     return DeliveryEvent(
-        match["queue_id"], match["recipient"], STATUSES[match["status"]],
+        match["queue_id"], match["orig_to"] or match["to"], STATUSES[match["status"]],
         dsn.group(1) if dsn else "", scrub_reply(match["reply"] or ""),
+        rewritten=match["orig_to"] is not None,
     )
 
 
