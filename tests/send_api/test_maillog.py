@@ -520,3 +520,85 @@ async def test_a_standby_instances_relay_waits_for_the_reader(
     assert not waiting.done()  # the reader has not read that line yet
     await reader.poll()
     await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_reader_that_stalled_past_its_lease_goes_on_from_the_saved_position(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It stalls, another instance takes the log, applies a line and stops: the first
+    must not read on from where it was, applying that line again."""
+    monkeypatch.setattr(maillog, "LEASE_SECONDS", 0.5)
+    log_file, first = await follower_at_end(pool, tmp_path)
+    second = MaillogFollower(pool, log_file)
+    queue_id = new_queue_id("STALL")
+    message_id = await relayed_message(pool, queue_id, "stall@example.org")
+    await asyncio.sleep(0.6)  # first stalls
+    with log_file.open("a") as out:
+        out.write(line(queue_id, "stall@example.org", "deferred", "4.4.1", "busy"))
+        out.write(sent(queue_id, "stall@example.org"))
+    await second.poll()
+    await second.release()
+    await first.poll()
+    assert await timeline(pool, message_id) == ["deferred", "delivered"]
+    assert await message_status(pool, message_id) == "delivered"
+
+
+async def test_a_reader_taking_over_mid_rotation_reads_the_old_file_first(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Renamed, and the new file not there yet: the old file's last lines are read."""
+    log_file, first = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("MID")
+    message_id = await relayed_message(pool, queue_id, "mid@example.org")
+    with log_file.open("a") as out:
+        out.write(sent(queue_id, "mid@example.org"))
+    await first.release()
+    log_file.rename(tmp_path / "maillog.1")
+    second = MaillogFollower(pool, log_file)
+    await second.poll()
+    assert await message_status(pool, message_id) == "delivered"
+
+
+async def test_read_past_waits_for_the_file_that_replaced_a_renamed_one(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The poll that reads a renamed file's last bytes has not read the new file."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("NEXT")
+    message_id = await relayed_message(pool, queue_id, "next@example.org")
+    with log_file.open("a") as out:
+        out.write("Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n")
+    log_file.rename(tmp_path / "maillog.1")
+    log_file.write_text(sent(queue_id, "next@example.org"))
+    waiting = asyncio.create_task(follower.read_past(time.monotonic()))
+    await follower.poll()  # the old file's last line
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    await follower.poll()
+    await asyncio.wait_for(waiting, 5)
+    assert await message_status(pool, message_id) == "delivered"
+
+
+@pytest.mark.parametrize("rotation", ["renamed, no new file yet", "emptied in place"])
+async def test_a_standby_instances_relay_waits_for_the_reader_through_a_rotation(
+    pool: asyncpg.Pool, tmp_path: Path, rotation: str
+) -> None:
+    filler = "Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n"
+    log_file, reader = await follower_at_end(pool, tmp_path, filler * 20)
+    standby = MaillogFollower(pool, log_file)
+    await standby.poll()
+    queue_id = new_queue_id("ROT")
+    message_id = await relayed_message(pool, queue_id, "rot@example.org")
+    with log_file.open("a") as out:
+        out.write(sent(queue_id, "rot@example.org"))
+    if rotation == "emptied in place":
+        await reader.poll()
+        log_file.write_text(filler)  # copytruncate: the same file, shorter
+    else:
+        log_file.rename(tmp_path / "maillog.1")
+    waiting = asyncio.create_task(standby.read_past(time.monotonic()))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # the reader has not polled since
+    await reader.poll()
+    await asyncio.wait_for(waiting, 5)
+    assert await message_status(pool, message_id) == "delivered"

@@ -60,6 +60,10 @@ class LogTail:
         self._mark = (self._mark + data)[-MARK_BYTES:]
         return data, restarted
 
+    def on_current_file(self) -> bool:
+        """False while a newer file than the one being read waits at the path."""
+        return self._fd is None or not self._replaced()
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

@@ -16,22 +16,27 @@ migration 0009); the rest wait. A poll whose database work fails keeps all
 its lines for the next one. Lines about queue files (:mod:`.receipts`) are
 handed over in the same poll, all of them; :meth:`MaillogFollower.read_past`
 waits for a poll that started after a given moment to read to the end of
-the log (on a standby instance: for the reader's saved position to pass
-where the log ended).
+the log, with no newer file waiting at the path (on a standby instance: for
+such a poll of the reader's, told by ``read_to_end_at`` on the database's
+clock).
 
 The read position is kept in ``maillog_positions`` per host, so a restart
 goes on where it stopped. Instances on one host share that row: only the
 one holding its lease (renewed with the position at every poll, in the
 poll's transaction) reads the log; the others stand by and take over from
 the saved position once it is released (at a stop) or has lapsed
-(:data:`LEASE_SECONDS`). Lines a reader held in memory (waiting for their
-queue id) go with it.
+(:data:`LEASE_SECONDS`). An instance that finds the row other than it left
+it (it stalled past its lease and another read on, or a commit it saw fail
+went through) drops what it holds and goes on from the row. Lines a reader
+held in memory (waiting for their queue id) go with it. Instances are told
+apart by host name: containers sharing one log must share a host name too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import math
 import os
@@ -80,16 +85,18 @@ OURS = "SELECT DISTINCT queue_id FROM outbound_messages WHERE queue_id = ANY($1:
 # Postfix's log, often at the same path. (Rows of older versions are keyed by path.)
 # Instances on one host share a row: the lease says which one reads (migration 0012).
 SELECT_POSITION = """
-SELECT inode, position,
+SELECT inode, position, leader, read_to_end_at,
        coalesce(leader <> $2 AND lease_until > now(), false) AS taken
 FROM maillog_positions WHERE path = ANY($1::text[])
 ORDER BY path = $1[1] DESC LIMIT 1
 """
+# The transaction began before the log was read: its now() is when the read began.
 SAVE_POSITION = """
-INSERT INTO maillog_positions (path, inode, position, leader, lease_until)
-VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+INSERT INTO maillog_positions (path, inode, position, leader, lease_until, read_to_end_at)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), CASE WHEN $6 THEN now() END)
 ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, leader = $4,
-    lease_until = EXCLUDED.lease_until, updated_at = now()
+    lease_until = EXCLUDED.lease_until, updated_at = now(),
+    read_to_end_at = coalesce(EXCLUDED.read_to_end_at, maillog_positions.read_to_end_at)
 """
 RELEASE = "UPDATE maillog_positions SET lease_until = NULL WHERE path = $1 AND leader = $2"
 # One poll of a log at a time, whichever instance: the others stand by this round.
@@ -162,16 +169,6 @@ async def our_queue_ids(conn: asyncpg.Connection, queue_ids: set[str]) -> set[st
     return {row["queue_id"] for row in await conn.fetch(OURS, list(queue_ids))}
 
 
-@dataclass(frozen=True, slots=True)
-class _LogEnd:
-    """Where the log ended when a standby instance's relay asked, and which file the
-    reading instance was in then."""
-
-    inode: int
-    size: int
-    reader_inode: int | None
-
-
 class MaillogFollower:
     def __init__(self, pool: asyncpg.Pool, path: Path, metrics: Metrics | None = None) -> None:
         self._pool = pool
@@ -182,6 +179,7 @@ class MaillogFollower:
         self._deliveries = (metrics or Metrics()).deliveries
         self._tail = LogTail(path)
         self._leading = False
+        self._committed: tuple[int, int] | None = None  # the row as this instance left it
         self._partial = b""
         self._pending: list[tuple[float, DeliveryEvent]] = []
         self._receipts: list[ReceiptLine] = []
@@ -214,6 +212,10 @@ class MaillogFollower:
     def _stand_by(self) -> None:
         if self._leading:
             log.warning("maillog follower: another instance reads %s now", self._path)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what this instance read: the next reader goes on from the saved position."""
         self._leading = False
         self._tail.close()
         self._partial, self._pending, self._receipts = b"", [], []
@@ -221,64 +223,60 @@ class MaillogFollower:
 
     async def _take_over(self, row: asyncpg.Record | None) -> None:
         """Go on where the last reader (this instance before a restart, or another) stopped."""
-        self._stand_by()
+        self._forget()
         self._leading = True
         self._tail = LogTail(self._path)
         log.info("maillog follower: reading %s", self._path)
         try:
-            stat = self._path.stat()
+            stat: os.stat_result | None = self._path.stat()
         except FileNotFoundError:
-            return
+            stat = None
         if row is None:  # first start: earlier lines are not about our messages
-            self._tail.resume(stat.st_ino, stat.st_size)
-        elif row["inode"] == stat.st_ino and row["position"] <= stat.st_size:
-            self._tail.resume(stat.st_ino, row["position"])
-        elif row["inode"] != stat.st_ino:
-            renamed = await asyncio.to_thread(_renamed, self._path, row["inode"])
-            if renamed is None or not self._tail.resume_renamed(
-                    renamed, row["inode"], row["position"]):
-                log.warning("maillog follower: %s was rotated while no instance read it and "
-                            "the old file is gone from its directory (compressed?): its last "
-                            "lines were not read", self._path)
+            if stat is not None:
+                self._tail.resume(stat.st_ino, stat.st_size)
+            return
+        if stat is not None and row["inode"] == stat.st_ino:
+            if row["position"] <= stat.st_size:  # else emptied in place: from its start
+                self._tail.resume(stat.st_ino, row["position"])
+            return
+        # Rotated since (perhaps the new file is not there yet): the old one first.
+        renamed = await asyncio.to_thread(_renamed, self._path, row["inode"])
+        if renamed is not None and self._tail.resume_renamed(
+                renamed, row["inode"], row["position"]):
+            return
+        self._tail.resume(row["inode"], row["position"])  # a new file is read from its start
+        if stat is not None:
+            log.warning("maillog follower: %s was rotated while no instance read it and the "
+                        "old file is gone from its directory (compressed?): its last lines "
+                        "were not read", self._path)
 
     async def read_past(self, moment: float) -> None:
         """Return once the log is read, by this instance or the one holding its lease, at
         least to where it ended at ``moment`` (``time.monotonic()``, just before the
         call): every line written before then is applied."""
-        end: _LogEnd | None = None
+        asked_at: dt.datetime | None = None  # the database's clock, for another reader
         while self._read_to_end_at <= moment:
             if not self._leading:
                 with contextlib.suppress(*DB_ERRORS):  # asked again at the next round
-                    end = end or await self._log_end()
-                    if end is None or await self._read_by_other(end):
+                    asked_at = asked_at or await self._pool.fetchval("SELECT now()")
+                    row = await self._pool.fetchrow(SELECT_POSITION, [self._key], self._me)
+                    if row is not None and row["read_to_end_at"] is not None \
+                            and row["read_to_end_at"] > asked_at:
                         return
             async with self._progress:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_SECONDS):
                         await self._progress.wait()
 
-    async def _log_end(self) -> _LogEnd | None:
-        """None when there is no log to wait for."""
-        try:
-            stat = self._path.stat()
-        except FileNotFoundError:
-            return None
-        reader = await self._pool.fetchrow(SELECT_POSITION, [self._key], self._me)
-        return _LogEnd(stat.st_ino, stat.st_size, reader["inode"] if reader else None)
-
-    async def _read_by_other(self, end: _LogEnd) -> bool:
-        row = await self._pool.fetchrow(SELECT_POSITION, [self._key], self._me)
-        if row is None:
-            return False
-        if row["inode"] == end.inode:
-            return bool(row["position"] >= end.size)
-        return bool(row["inode"] != end.reader_inode)  # on to a file newer than both
-
     async def poll(self) -> None:
         """Read what was appended and apply it (plus lines still waiting for their queue
         id), if this instance holds the log's lease or can take it."""
         began = time.monotonic()
         async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(SELECT_POSITION, [self._key], self._me)
+            if row is not None and row["taken"]:  # checked without the lock first
+                self._stand_by()
+                return
             async with conn.transaction():
                 if not await conn.fetchval(TRY_POLL, self._key):
                     return  # another instance is polling it right now
@@ -287,9 +285,14 @@ class MaillogFollower:
                 if row is not None and row["taken"]:
                     self._stand_by()
                     return
-                if not self._leading:
+                if not self._leading or row is None or row["leader"] != self._me or (
+                        row["inode"], row["position"]) != self._committed:
+                    # Another instance read on meanwhile (this one stalled past its
+                    # lease), or a commit that failed to answer went through: what
+                    # this instance holds in memory is stale.
                     await self._take_over(row)
-                read_to_end, queue, applied = await self._read_and_apply(conn)
+                read_to_end, queue, applied, saved = await self._read_and_apply(conn)
+        self._committed = saved
         # Committed: only now are the lines done with (a failure above keeps them all).
         self._receipts, self._receipts_dropped = [], False
         for index in applied:
@@ -304,10 +307,11 @@ class MaillogFollower:
                 self._read_to_end_at = began
                 self._progress.notify_all()
 
-    async def _read_and_apply(self, conn: asyncpg.Connection,
-                              ) -> tuple[bool, list[tuple[float, DeliveryEvent]], set[int]]:
+    async def _read_and_apply(self, conn: asyncpg.Connection) -> tuple[
+            bool, list[tuple[float, DeliveryEvent]], set[int], tuple[int, int]]:
         """Read what was appended and apply it in ``conn``'s transaction: whether the log
-        was read to its end, the delivery lines tried, the indexes of those applied."""
+        was read to its end, the delivery lines tried, the indexes of those applied,
+        the position saved."""
         appended, new_file = await asyncio.to_thread(self._tail.read, MAX_READ)
         if new_file:  # the old file's last line was cut short: it ends there
             self._partial = b""
@@ -333,7 +337,11 @@ class MaillogFollower:
             await void_uncommitted(conn, self._host)
         await apply_receipts(conn, self._host, self._receipts)
         applied = await apply_events(conn, [event for _, event in queue])
+        # Read to the end only if no newer file waits at the path (the last bytes of a
+        # renamed one do not say so).
+        read_to_end = len(appended) < MAX_READ and self._tail.on_current_file()
+        saved = (self._tail.inode, self._tail.position - len(self._partial))
         # The lease is renewed with the position, at every poll.
-        await conn.execute(SAVE_POSITION, self._key, self._tail.inode,
-                           self._tail.position - len(self._partial), self._me, LEASE_SECONDS)
-        return len(appended) < MAX_READ and not new_file, queue, applied
+        await conn.execute(SAVE_POSITION, self._key, *saved, self._me, LEASE_SECONDS,
+                           read_to_end)
+        return read_to_end, queue, applied, saved
