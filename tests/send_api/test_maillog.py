@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -589,12 +592,11 @@ async def test_a_standby_instances_relay_waits_for_the_reader_through_a_rotation
     await standby.poll()
     queue_id = new_queue_id("ROT")
     message_id = await relayed_message(pool, queue_id, "rot@example.org")
-    with log_file.open("a") as out:
-        out.write(sent(queue_id, "rot@example.org"))
-    if rotation == "emptied in place":
-        await reader.poll()
-        log_file.write_text(filler)  # copytruncate: the same file, shorter
+    if rotation == "emptied in place":  # copytruncate, then our line: shorter than before
+        log_file.write_text(filler + sent(queue_id, "rot@example.org"))
     else:
+        with log_file.open("a") as out:
+            out.write(sent(queue_id, "rot@example.org"))
         log_file.rename(tmp_path / "maillog.1")
     waiting = asyncio.create_task(standby.read_past(time.monotonic()))
     await asyncio.sleep(0.3)
@@ -602,3 +604,75 @@ async def test_a_standby_instances_relay_waits_for_the_reader_through_a_rotation
     await reader.poll()
     await asyncio.wait_for(waiting, 5)
     assert await message_status(pool, message_id) == "delivered"
+
+
+class _LostAfterCommit:
+    """A pool whose connection, once armed, fails after the transaction committed (a
+    COMMIT whose answer is lost, or a connection reset on its way back to the pool)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool, self.armed = pool, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._pool.acquire() as conn:
+            yield conn
+        if self.armed:
+            self.armed = False
+            raise ConnectionResetError("connection lost after COMMIT")
+
+
+async def test_a_commit_whose_answer_was_lost_applies_no_line_twice(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    lossy = _LostAfterCommit(pool)
+    follower._pool = lossy  # type: ignore[assignment]
+    queue_id = new_queue_id("LOST")
+    log_file.write_text(sent(queue_id, "lost@example.org"))
+    await follower.poll()  # its queue id is not stored yet: the line waits
+    message_id = await relayed_message(pool, queue_id, "lost@example.org")
+    lossy.armed = True
+    with pytest.raises(ConnectionResetError):
+        await follower.poll()  # applied and committed, then the error
+    await follower.poll()
+    assert await timeline(pool, message_id) == ["delivered"]
+
+
+async def test_a_slow_poll_keeps_its_lease(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease counts from the save, not from the start of a poll slower than it."""
+    monkeypatch.setattr(maillog, "LEASE_SECONDS", 0.5)
+    log_file, first = await follower_at_end(pool, tmp_path)
+    second = MaillogFollower(pool, log_file)
+    apply = maillog.apply_events
+
+    async def slow(conn: asyncpg.Connection, events: list[DeliveryEvent]) -> set[int]:
+        await asyncio.sleep(0.6)
+        return await apply(conn, events)
+
+    monkeypatch.setattr(maillog, "apply_events", slow)
+    await first.poll()
+    monkeypatch.setattr(maillog, "apply_events", apply)
+    await second.poll()
+    assert (first.leading, second.leading) == (True, False)
+
+
+async def test_a_log_that_appears_later_is_read_from_its_start_without_a_warning(
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log_file = tmp_path / "maillog"
+    first = MaillogFollower(pool, log_file)
+    await first.poll()  # no log yet
+    await first.release()
+    queue_id = new_queue_id("NEW")
+    message_id = await relayed_message(pool, queue_id, "new@example.org")
+    log_file.write_text(sent(queue_id, "new@example.org"))
+    second = MaillogFollower(pool, log_file)
+    await second.poll()
+    assert await message_status(pool, message_id) == "delivered"
+    assert "rotated" not in caplog.text

@@ -17,8 +17,7 @@ its lines for the next one. Lines about queue files (:mod:`.receipts`) are
 handed over in the same poll, all of them; :meth:`MaillogFollower.read_past`
 waits for a poll that started after a given moment to read to the end of
 the log, with no newer file waiting at the path (on a standby instance: for
-such a poll of the reader's, told by ``read_to_end_at`` on the database's
-clock).
+such a poll of the reader's, told by the ``maillog_reads`` number it drew).
 
 The read position is kept in ``maillog_positions`` per host, so a restart
 goes on where it stopped. Instances on one host share that row: only the
@@ -26,17 +25,18 @@ one holding its lease (renewed with the position at every poll, in the
 poll's transaction) reads the log; the others stand by and take over from
 the saved position once it is released (at a stop) or has lapsed
 (:data:`LEASE_SECONDS`). An instance that finds the row other than it left
-it (it stalled past its lease and another read on, or a commit it saw fail
-went through) drops what it holds and goes on from the row. Lines a reader
+it (a token is saved with the position: it stalled past its lease and another
+read on, or a commit whose answer it lost went through) drops what it holds
+and goes on from the row. Lines a reader
 held in memory (waiting for their queue id) go with it. Instances are told
-apart by host name: containers sharing one log must share a host name too.
+apart by host name: containers sharing one log must share a host name too,
+and keep it across restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import math
 import os
@@ -85,19 +85,21 @@ OURS = "SELECT DISTINCT queue_id FROM outbound_messages WHERE queue_id = ANY($1:
 # Postfix's log, often at the same path. (Rows of older versions are keyed by path.)
 # Instances on one host share a row: the lease says which one reads (migration 0012).
 SELECT_POSITION = """
-SELECT inode, position, leader, read_to_end_at,
+SELECT inode, position, leader, saved_by, read_to_end,
        coalesce(leader <> $2 AND lease_until > now(), false) AS taken
 FROM maillog_positions WHERE path = ANY($1::text[])
 ORDER BY path = $1[1] DESC LIMIT 1
 """
-# The transaction began before the log was read: its now() is when the read began.
+# The lease counts from the save, not from the start of a poll that may be slow.
 SAVE_POSITION = """
-INSERT INTO maillog_positions (path, inode, position, leader, lease_until, read_to_end_at)
-VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), CASE WHEN $6 THEN now() END)
+INSERT INTO maillog_positions
+    (path, inode, position, leader, lease_until, saved_by, read_to_end)
+VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5), $6, $7)
 ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, leader = $4,
-    lease_until = EXCLUDED.lease_until, updated_at = now(),
-    read_to_end_at = coalesce(EXCLUDED.read_to_end_at, maillog_positions.read_to_end_at)
+    lease_until = EXCLUDED.lease_until, saved_by = $6, updated_at = now(),
+    read_to_end = coalesce($7, maillog_positions.read_to_end)
 """
+NEXT_READ = "SELECT nextval('maillog_reads')"
 RELEASE = "UPDATE maillog_positions SET lease_until = NULL WHERE path = $1 AND leader = $2"
 # One poll of a log at a time, whichever instance: the others stand by this round.
 TRY_POLL = "SELECT pg_try_advisory_xact_lock(hashtextextended('postwarden maillog ' || $1, 0))"
@@ -179,7 +181,7 @@ class MaillogFollower:
         self._deliveries = (metrics or Metrics()).deliveries
         self._tail = LogTail(path)
         self._leading = False
-        self._committed: tuple[int, int] | None = None  # the row as this instance left it
+        self._committed: uuid.UUID | None = None  # the row's saved_by as this instance left it
         self._partial = b""
         self._pending: list[tuple[float, DeliveryEvent]] = []
         self._receipts: list[ReceiptLine] = []
@@ -217,6 +219,7 @@ class MaillogFollower:
     def _forget(self) -> None:
         """Drop what this instance read: the next reader goes on from the saved position."""
         self._leading = False
+        self._committed = None
         self._tail.close()
         self._partial, self._pending, self._receipts = b"", [], []
         self._receipts_dropped = False
@@ -245,7 +248,7 @@ class MaillogFollower:
                 renamed, row["inode"], row["position"]):
             return
         self._tail.resume(row["inode"], row["position"])  # a new file is read from its start
-        if stat is not None:
+        if row["inode"] != 0:  # 0: saved while there was no log yet
             log.warning("maillog follower: %s was rotated while no instance read it and the "
                         "old file is gone from its directory (compressed?): its last lines "
                         "were not read", self._path)
@@ -254,14 +257,13 @@ class MaillogFollower:
         """Return once the log is read, by this instance or the one holding its lease, at
         least to where it ended at ``moment`` (``time.monotonic()``, just before the
         call): every line written before then is applied."""
-        asked_at: dt.datetime | None = None  # the database's clock, for another reader
+        asked: int | None = None  # a maillog_reads number, for another instance's polls
         while self._read_to_end_at <= moment:
             if not self._leading:
                 with contextlib.suppress(*DB_ERRORS):  # asked again at the next round
-                    asked_at = asked_at or await self._pool.fetchval("SELECT now()")
+                    asked = asked or await self._pool.fetchval(NEXT_READ)
                     row = await self._pool.fetchrow(SELECT_POSITION, [self._key], self._me)
-                    if row is not None and row["read_to_end_at"] is not None \
-                            and row["read_to_end_at"] > asked_at:
+                    if row is not None and (row["read_to_end"] or 0) > asked:
                         return
             async with self._progress:
                 with contextlib.suppress(TimeoutError):
@@ -285,33 +287,34 @@ class MaillogFollower:
                 if row is not None and row["taken"]:
                     self._stand_by()
                     return
-                if not self._leading or row is None or row["leader"] != self._me or (
-                        row["inode"], row["position"]) != self._committed:
+                if not self._leading or row is None or row["saved_by"] != self._committed:
                     # Another instance read on meanwhile (this one stalled past its
-                    # lease), or a commit that failed to answer went through: what
+                    # lease), or a commit whose answer was lost went through: what
                     # this instance holds in memory is stale.
                     await self._take_over(row)
-                read_to_end, queue, applied, saved = await self._read_and_apply(conn)
-        self._committed = saved
-        # Committed: only now are the lines done with (a failure above keeps them all).
-        self._receipts, self._receipts_dropped = [], False
+                read_no = await conn.fetchval(NEXT_READ)  # drawn before the log is read
+                read_to_end, queue, applied, saved = await self._read_and_apply(conn, read_no)
+            # Committed: only now are the lines done with (a failure above keeps them
+            # all). Before the connection goes back: its reset may fail.
+            self._committed = saved
+            self._receipts, self._receipts_dropped = [], False
+            now = time.monotonic()
+            self._pending = [
+                (seen, event) for index, (seen, event) in enumerate(queue)
+                if index not in applied and now - seen < PENDING_SECONDS
+            ][-MAX_PENDING:]
         for index in applied:
             self._deliveries.labels(queue[index][1].status).inc()
-        now = time.monotonic()
-        self._pending = [
-            (seen, event) for index, (seen, event) in enumerate(queue)
-            if index not in applied and now - seen < PENDING_SECONDS
-        ][-MAX_PENDING:]
         if read_to_end:
             async with self._progress:
                 self._read_to_end_at = began
                 self._progress.notify_all()
 
-    async def _read_and_apply(self, conn: asyncpg.Connection) -> tuple[
-            bool, list[tuple[float, DeliveryEvent]], set[int], tuple[int, int]]:
+    async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int) -> tuple[
+            bool, list[tuple[float, DeliveryEvent]], set[int], uuid.UUID]:
         """Read what was appended and apply it in ``conn``'s transaction: whether the log
         was read to its end, the delivery lines tried, the indexes of those applied,
-        the position saved."""
+        the token saved."""
         appended, new_file = await asyncio.to_thread(self._tail.read, MAX_READ)
         if new_file:  # the old file's last line was cut short: it ends there
             self._partial = b""
@@ -340,8 +343,9 @@ class MaillogFollower:
         # Read to the end only if no newer file waits at the path (the last bytes of a
         # renamed one do not say so).
         read_to_end = len(appended) < MAX_READ and self._tail.on_current_file()
-        saved = (self._tail.inode, self._tail.position - len(self._partial))
+        saved = uuid.uuid4()
         # The lease is renewed with the position, at every poll.
-        await conn.execute(SAVE_POSITION, self._key, *saved, self._me, LEASE_SECONDS,
-                           read_to_end)
+        await conn.execute(SAVE_POSITION, self._key, self._tail.inode,
+                           self._tail.position - len(self._partial), self._me, LEASE_SECONDS,
+                           saved, read_no if read_to_end else None)
         return read_to_end, queue, applied, saved
