@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send import maillog
 from postwarden_admin_api.send.maillog import (
@@ -676,3 +677,27 @@ async def test_a_log_that_appears_later_is_read_from_its_start_without_a_warning
     await second.poll()
     assert await message_status(pool, message_id) == "delivered"
     assert "rotated" not in caplog.text
+
+
+async def test_metrics_say_which_instance_reads_and_how_far_behind_it_is(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_file = tmp_path / "maillog"
+    log_file.write_text("")
+    reader_metrics, standby_metrics = Metrics(), Metrics()
+    reader = MaillogFollower(pool, log_file, reader_metrics)
+    standby = MaillogFollower(pool, log_file, standby_metrics)
+    await reader.poll()
+    await standby.poll()
+    filler = "Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n"
+    log_file.write_text(filler * 10)
+    monkeypatch.setattr(maillog, "MAX_READ", len(filler) * 4)
+    await reader.poll()
+
+    def sample(metrics: Metrics, name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+
+    assert sample(reader_metrics, "postwarden_maillog_reading") == 1
+    assert sample(reader_metrics, "postwarden_maillog_unread_bytes") == len(filler) * 6
+    assert sample(standby_metrics, "postwarden_maillog_reading") == 0
+    assert sample(standby_metrics, "postwarden_maillog_unread_bytes") == 0

@@ -7,7 +7,7 @@ Other modules (send, webhooks) register their collectors on
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 
@@ -38,6 +38,15 @@ class Metrics:
         self.deliveries = Counter(
             "postwarden_deliveries", "send API recipients' results read from Postfix's log",
             ["status"], registry=self.registry,
+        )
+        self.maillog_reading = Gauge(
+            "postwarden_maillog_reading", "1 while this instance reads Postfix's log (holds "
+            "its lease), 0 while another instance on the host does", registry=self.registry,
+        )
+        self.maillog_unread = Gauge(
+            "postwarden_maillog_unread_bytes", "bytes of Postfix's log this instance has yet "
+            "to read, after its last poll (0 when it does not read the log)",
+            registry=self.registry,
         )
 
     def exposition(self) -> web.Response:

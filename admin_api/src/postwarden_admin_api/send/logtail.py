@@ -60,6 +60,19 @@ class LogTail:
         self._mark = (self._mark + data)[-MARK_BYTES:]
         return data, restarted
 
+    def unread(self) -> int:
+        """Bytes not read yet: the rest of the file being read and any newer one."""
+        behind = 0
+        if self._fd is not None:
+            behind = max(os.fstat(self._fd).st_size - self.position, 0)
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            return behind
+        if current.st_ino != self.inode:
+            behind += current.st_size
+        return behind
+
     def on_current_file(self) -> bool:
         """False while a newer file than the one being read waits at the path."""
         return self._fd is None or not self._replaced()

@@ -178,7 +178,7 @@ class MaillogFollower:
         self._host = socket.gethostname()
         self._key = f"{self._host}:{path}"  # its row in maillog_positions
         self._me = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # as lease holder
-        self._deliveries = (metrics or Metrics()).deliveries
+        self._metrics = metrics or Metrics()
         self._tail = LogTail(path)
         self._leading = False
         self._committed: uuid.UUID | None = None  # the row's saved_by as this instance left it
@@ -208,8 +208,14 @@ class MaillogFollower:
     async def release(self) -> None:
         """Hand the log over at a stop: a standby instance takes it at its next poll."""
         if self._leading:
-            self._leading = False
+            self._set_leading(False)
             await self._pool.execute(RELEASE, self._key, self._me)
+
+    def _set_leading(self, leading: bool) -> None:
+        self._leading = leading
+        self._metrics.maillog_reading.set(int(leading))
+        if not leading:
+            self._metrics.maillog_unread.set(0)
 
     def _stand_by(self) -> None:
         if self._leading:
@@ -218,7 +224,7 @@ class MaillogFollower:
 
     def _forget(self) -> None:
         """Drop what this instance read: the next reader goes on from the saved position."""
-        self._leading = False
+        self._set_leading(False)
         self._committed = None
         self._tail.close()
         self._partial, self._pending, self._receipts = b"", [], []
@@ -227,7 +233,7 @@ class MaillogFollower:
     async def _take_over(self, row: asyncpg.Record | None) -> None:
         """Go on where the last reader (this instance before a restart, or another) stopped."""
         self._forget()
-        self._leading = True
+        self._set_leading(True)
         self._tail = LogTail(self._path)
         log.info("maillog follower: reading %s", self._path)
         try:
@@ -304,7 +310,8 @@ class MaillogFollower:
                 if index not in applied and now - seen < PENDING_SECONDS
             ][-MAX_PENDING:]
         for index in applied:
-            self._deliveries.labels(queue[index][1].status).inc()
+            self._metrics.deliveries.labels(queue[index][1].status).inc()
+        self._metrics.maillog_unread.set(await asyncio.to_thread(self._tail.unread))
         if read_to_end:
             async with self._progress:
                 self._read_to_end_at = began
