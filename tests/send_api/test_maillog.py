@@ -701,3 +701,23 @@ async def test_metrics_say_which_instance_reads_and_how_far_behind_it_is(
     assert sample(reader_metrics, "postwarden_maillog_unread_bytes") == len(filler) * 6
     assert sample(standby_metrics, "postwarden_maillog_reading") == 0
     assert sample(standby_metrics, "postwarden_maillog_unread_bytes") == 0
+
+
+async def test_a_line_waiting_for_its_queue_id_at_a_stop_is_applied_then(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay stops first and stores its last queue ids; the follower reads once
+    more before it hands the log over (the next reader would not see such a line)."""
+    monkeypatch.setattr(maillog, "POLL_SECONDS", 0.05)
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    task = asyncio.create_task(follower.run())
+    queue_id = new_queue_id("LAST")
+    with log_file.open("a") as out:
+        out.write(sent(queue_id, "last@example.org"))
+    moment = time.monotonic()
+    await asyncio.wait_for(follower.read_past(moment), 5)  # read: it waits for its id
+    message_id = await relayed_message(pool, queue_id, "last@example.org")  # the relay
+    follower.stop()
+    await asyncio.wait_for(task, 10)
+    assert await message_status(pool, message_id) == "delivered"
+    assert not follower.leading

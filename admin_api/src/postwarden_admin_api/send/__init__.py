@@ -21,7 +21,7 @@ from aiohttp import web
 from postwarden_admin_api.context import POOL, SETTINGS
 from postwarden_admin_api.metrics import METRICS
 from postwarden_admin_api.openapi import OPENAPI
-from postwarden_admin_api.periodic import periodic, stop_task
+from postwarden_admin_api.periodic import periodic
 
 from . import idempotency, limits
 from .maillog import MaillogFollower
@@ -32,6 +32,7 @@ from .sending import SEND, SendState, load_hash_key
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 3600.0
+FOLLOWER_STOP_SECONDS = 10.0  # its last poll is bounded at 5 s
 
 
 async def _housekeeping(conn: asyncpg.Connection) -> None:
@@ -61,10 +62,17 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
         async with periodic("send-housekeeping", pool, _housekeeping, HOUSEKEEPING_SECONDS):
             yield
     finally:
-        if following is not None:
-            await stop_task(following)
+        # The relay first: the follower answers its last questions about the log,
+        # then reads the queue ids it stored.
         if state.relay is not None:
             await state.relay.stop()
+        if follower is not None and following is not None:
+            follower.stop()
+            try:
+                await asyncio.wait_for(following, FOLLOWER_STOP_SECONDS)
+            except TimeoutError:  # wait_for cancelled it: the lease lapses instead
+                log.warning("maillog follower: not stopped within %.0f s",
+                            FOLLOWER_STOP_SECONDS)
 
 
 def setup_send(app: web.Application) -> None:

@@ -27,8 +27,10 @@ the saved position once it is released (at a stop) or has lapsed
 (:data:`LEASE_SECONDS`). An instance that finds the row other than it left
 it (a token is saved with the position: it stalled past its lease and another
 read on, or a commit whose answer it lost went through) drops what it holds
-and goes on from the row. Lines a reader
-held in memory (waiting for their queue id) go with it. Instances are told
+and goes on from the row. At a stop the
+service stops the relay first and the reader reads once more, so lines
+waiting for a queue id the relay stored last are applied; those a reader
+that dies or stalls held in memory go with it. Instances are told
 apart by host name: containers sharing one log must share a host name too,
 and keep it across restarts.
 """
@@ -104,6 +106,7 @@ RELEASE = "UPDATE maillog_positions SET lease_until = NULL WHERE path = $1 AND l
 # One poll of a log at a time, whichever instance: the others stand by this round.
 TRY_POLL = "SELECT pg_try_advisory_xact_lock(hashtextextended('postwarden maillog ' || $1, 0))"
 LEASE_SECONDS = 15.0  # a reader that has not polled for this long is replaced
+LAST_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,7 @@ class MaillogFollower:
         self._receipts_dropped = False
         self._read_to_end_at = -math.inf  # when the last poll that read to the end began
         self._progress = asyncio.Condition()
+        self._stopping = asyncio.Event()
 
     @property
     def leading(self) -> bool:
@@ -195,15 +199,27 @@ class MaillogFollower:
         return self._leading
 
     async def run(self) -> None:
+        """Poll until :meth:`stop`, then read once more and hand the log over."""
         try:
-            while True:
+            while not self._stopping.is_set():
                 with surviving("maillog follower"):
                     await self.poll()
-                await asyncio.sleep(POLL_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await self._stopping.wait()
+            # Lines waiting for a queue id the relay stored as it stopped: applied now,
+            # where the next reader would not see them.
+            with surviving("maillog follower"):
+                async with asyncio.timeout(LAST_POLL_SECONDS):
+                    await self.poll()
         finally:
             self._tail.close()
             with surviving("maillog follower"):
                 await self.release()
+
+    def stop(self) -> None:
+        """End :meth:`run` (stop the relay first: its last queue ids are read then)."""
+        self._stopping.set()
 
     async def release(self) -> None:
         """Hand the log over at a stop: a standby instance takes it at its next poll."""
