@@ -72,3 +72,16 @@ def test_lf_messages_keep_lf() -> None:
 def test_headers_only_message_gets_a_separator() -> None:
     verdict = Verdict(Accept(), edits=(AddHeader("X-A", "1"),))
     assert apply_edits(b"Subject: s", verdict) == b"Subject: s\nX-A: 1\n\n"
+
+
+def test_the_header_section_ends_where_the_parser_and_postfix_end_it() -> None:
+    """Mixed line ends: the blank line is a CRLF after LF-ended fields. The body used to
+    be looked for after an LF blank line only, and the whole message read as headers."""
+    raw = b"From: a@b.test\nSubject: s\r\n\r\n<script>x</script>\r\n"
+    verdict = Verdict(Accept(), edits=(AddHeader("X-A", "1"), ReplaceBody(b"clean\r\n")))
+    assert apply_edits(raw, verdict) == b"From: a@b.test\nSubject: s\r\nX-A: 1\n\nclean\n"
+
+
+def test_a_line_that_is_no_field_starts_the_body() -> None:
+    verdict = Verdict(Accept(), edits=(ReplaceBody(b"clean\r\n"),))
+    assert apply_edits(b"Subject: s\r\nnot a field\r\n", verdict) == b"Subject: s\r\n\r\nclean\r\n"

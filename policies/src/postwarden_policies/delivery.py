@@ -8,27 +8,30 @@ for byte. Recipient edits belong to the envelope and do not show here.
 
 from __future__ import annotations
 
+from .headers import parse_header_section
 from .verdicts import AddHeader, ChangeHeader, RemoveHeader, ReplaceBody, Verdict
 
 
 def _split(raw: bytes) -> tuple[list[bytes], bytes, bytes]:
-    """(header fields with their line ends, the newline used, the body after the blank line)."""
+    """(header fields with their line ends, the newline used, the body after the blank line).
+
+    The header section ends where the parser (and Postfix) ends it: at the first
+    empty line, whatever its line end, or at the first line that is no field.
+    """
     newline = b"\r\n" if b"\r\n" in raw[: raw.find(b"\n") + 1] else b"\n"
-    if raw.startswith(newline):
-        return [], newline, raw[len(newline) :]
-    end = raw.find(newline + newline)
-    head, body = (
-        (raw, b"") if end < 0 else (raw[: end + len(newline)], raw[end + 2 * len(newline) :])
-    )
+    section = parse_header_section(raw, 0, len(raw), set())
+    lines = raw[: section.body_start].splitlines(keepends=True)
+    if lines and not lines[-1].strip(b"\r\n"):
+        lines.pop()  # the blank line
     fields: list[bytes] = []
-    for line in head.splitlines(keepends=True):
+    for line in lines:
         if fields and line[:1] in (b" ", b"\t"):
             fields[-1] += line
         else:
             fields.append(line)
-    if fields and not fields[-1].endswith(b"\n"):
+    if fields and not fields[-1].endswith((b"\n", b"\r")):
         fields[-1] += newline
-    return fields, newline, body
+    return fields, newline, raw[section.body_start :]
 
 
 def _name(field: bytes) -> bytes:
