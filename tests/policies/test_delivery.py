@@ -85,3 +85,9 @@ def test_the_header_section_ends_where_the_parser_and_postfix_end_it() -> None:
 def test_a_line_that_is_no_field_starts_the_body() -> None:
     verdict = Verdict(Accept(), edits=(ReplaceBody(b"clean\r\n"),))
     assert apply_edits(b"Subject: s\r\nnot a field\r\n", verdict) == b"Subject: s\r\n\r\nclean\r\n"
+
+
+def test_a_field_ending_in_a_bare_cr_keeps_the_blank_line() -> None:
+    verdict = Verdict(Accept(), edits=(ReplaceBody(b"Note: clean\r\n"),))
+    delivered = apply_edits(b"From: a\nSubject: s\r", verdict)
+    assert delivered == b"From: a\nSubject: s\r\n\nNote: clean\n"

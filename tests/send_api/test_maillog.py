@@ -721,3 +721,38 @@ async def test_a_line_waiting_for_its_queue_id_at_a_stop_is_applied_then(
     await asyncio.wait_for(task, 10)
     assert await message_status(pool, message_id) == "delivered"
     assert not follower.leading
+
+
+def test_a_quoted_address_cannot_pose_as_the_address_we_gave() -> None:
+    """A rewrite target's quoted local part holding ">, orig_to=<...>" is one address."""
+    event = delivery(PREFIX + 'to=<"x>, orig_to=<victim@example.org>, y"@evil.example>, '
+                     "relay=x, delay=0, delays=0/0/0/0, dsn=5.1.1, status=bounced (550 no)")
+    assert event is not None
+    assert (event.recipient, event.rewritten) == (
+        '"x>, orig_to=<victim@example.org>, y"@evil.example', False)
+
+
+async def test_an_alias_delivered_to_one_member_stays_delivered(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Each member's line names the alias (orig_to=); one bouncing or deferred after
+    another was delivered no longer makes the recipient bounced and the message failed."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("TEAM")
+    message_id = await relayed_message(pool, queue_id, "team@example.org")
+
+    def member(to: str, status: str, dsn: str, reply: str) -> str:
+        return (f"Nov 23 15:12:49 mx postfix/local[7]: {queue_id}: to=<{to}>, "
+                f"orig_to=<team@example.org>, relay=local, delay=0, delays=0/0/0/0, "
+                f"dsn={dsn}, status={status} ({reply})\n")
+
+    log_file.write_text(member("ann@mx.example", "sent", "2.0.0", "delivered to mailbox")
+                        + member("bob@mx.example", "bounced", "5.1.1", "unknown user")
+                        + member("cid@mx.example", "deferred", "4.2.2", "mailbox full"))
+    await follower.poll()
+    assert await timeline(pool, message_id) == ["delivered", "bounced", "deferred"]
+    assert await pool.fetchval("SELECT status FROM outbound_recipients WHERE message_id = $1",
+                               message_id) == "delivered"
+    assert await message_status(pool, message_id) == "delivered"
+    assert not await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
+                                   "team@example.org")

@@ -26,6 +26,7 @@ from aiohttp.web_protocol import RequestHandler
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
+KEEPALIVE_SECONDS = 75.0  # what web.run_app sets (aiohttp's handler alone keeps 3630 s)
 
 
 def unparsable(exc: HttpProcessingError) -> ApiError:
@@ -65,7 +66,8 @@ async def start(app: web.Application, host: str, port: int,
     """Listening on host:port once this returns; ``await runner.cleanup()`` stops it."""
     # No access log: each send attempt is logged at INFO, admin changes go to
     # the admin audit log; a reverse proxy in front keeps its own.
-    runner = _Runner(app, shutdown_timeout=shutdown_timeout, access_log=None)
+    runner = _Runner(app, shutdown_timeout=shutdown_timeout, access_log=None,
+                     keepalive_timeout=KEEPALIVE_SECONDS)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

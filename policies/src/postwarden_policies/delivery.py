@@ -29,7 +29,7 @@ def _split(raw: bytes) -> tuple[list[bytes], bytes, bytes]:
             fields[-1] += line
         else:
             fields.append(line)
-    if fields and not fields[-1].endswith((b"\n", b"\r")):
+    if fields and not fields[-1].endswith(b"\n"):  # a bare CR would merge with the blank line
         fields[-1] += newline
     return fields, newline, raw[section.body_start :]
 

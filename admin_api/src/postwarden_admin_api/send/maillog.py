@@ -12,7 +12,7 @@ before the relay worker stored the queue id it names, so unmatched lines are
 retried for ``PENDING_SECONDS``. Most lines in a busy log are about other
 mail: each poll first asks, in one query, which of its queue ids are ours,
 then applies those lines, in log order, in one statement (``maillog_apply``,
-migration 0009); the rest wait. A poll whose database work fails keeps all
+migrations 0009 and 0013); the rest wait. A poll whose database work fails keeps all
 its lines for the next one. Lines about queue files (:mod:`.receipts`) are
 handed over in the same poll, all of them; :meth:`MaillogFollower.read_past`
 waits for a poll that started after a given moment to read to the end of
@@ -63,10 +63,12 @@ log = logging.getLogger(__name__)
 
 # Only a delivery agent's line counts (see .syslogline).
 _AGENT = re.compile(r"\S*/(?:smtp|lmtp|local|virtual|pipe|error|retry|discard)")
+# An address as Postfix logs it: a quoted local part may hold ">" and ", ".
+_ADDRESS = r'(?:"(?:[^"\\]|\\.)*"|[^<>"])*'
 _DELIVERY = re.compile(
-    r"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<to>[^>]*)>,"
+    rf"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<to>{_ADDRESS})>,"
     # The address we gave, when Postfix rewrote it (virtual or canonical maps).
-    r"(?: orig_to=<(?P<orig_to>[^>]*)>,)?"
+    rf"(?: orig_to=<(?P<orig_to>{_ADDRESS})>,)?"
     # Postfix's own fields, up to its status: never the reply's text, even when a
     # line cut short lacks the reply's closing parenthesis.
     r"(?P<fields>(?:(?! status=).)*) status=(?P<status>sent|deferred|bounced)"
@@ -80,8 +82,8 @@ MAX_PENDING = 10_000
 MAX_PENDING_RECEIPTS = 200_000  # about 20 MB of lines kept while Postgres is away
 MAX_READ = 4 * 1024 * 1024
 
-# Migration 0009: every line of a poll in one statement, applied in log order.
-APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5) AS line"
+# Migrations 0009, 0013: every line of a poll in one statement, applied in log order.
+APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6) AS line"
 OURS = "SELECT DISTINCT queue_id FROM outbound_messages WHERE queue_id = ANY($1::text[])"
 # Keyed by host and path: service instances on several hosts each follow their own
 # Postfix's log, often at the same path. (Rows of older versions are keyed by path.)
@@ -147,7 +149,7 @@ async def apply_events(conn: asyncpg.Connection, events: list[DeliveryEvent]) ->
     rows = await conn.fetch(
         APPLY, [e.queue_id for _, e in mine], [e.recipient for _, e in mine],
         [e.status for _, e in mine], [e.reply or None for _, e in mine],
-        [e.hard_bounce for _, e in mine],
+        [e.hard_bounce for _, e in mine], [e.rewritten for _, e in mine],
     )
     applied = [mine[row["line"] - 1] for row in rows]
     for _, event in applied:
