@@ -79,11 +79,13 @@ async def start(app: web.Application, host: str, port: int,
 
 async def serve(app: web.Application, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests under way and stop."""
+    runner = await start(app, host, port)
+    # Only now: a signal during startup (a database that does not answer) ends
+    # the process at once, as it would without a handler.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = await start(app, host, port)
     log.info("serving on http://%s:%d", host, port)
     try:
         await stop.wait()
