@@ -73,10 +73,6 @@ class LogTail:
             behind += current.st_size
         return behind
 
-    def on_current_file(self) -> bool:
-        """False while a newer file than the one being read waits at the path."""
-        return self._fd is None or not self._replaced()
-
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

@@ -317,7 +317,7 @@ class MaillogFollower:
                     # this instance holds in memory is stale.
                     await self._take_over(row)
                 read_no = await conn.fetchval(NEXT_READ)  # drawn before the log is read
-                read_to_end, queue, applied, saved = await self._read_and_apply(conn, read_no)
+                unread, queue, applied, saved = await self._read_and_apply(conn, read_no)
             # Committed: only now are the lines done with (a failure above keeps them
             # all). Before the connection goes back: its reset may fail.
             self._committed = saved
@@ -329,18 +329,22 @@ class MaillogFollower:
             ][-MAX_PENDING:]
         for index in applied:
             self._metrics.deliveries.labels(queue[index][1].status).inc()
-        self._metrics.maillog_unread.set(await asyncio.to_thread(self._tail.unread))
-        if read_to_end:
+        self._metrics.maillog_unread.set(unread)
+        if unread == 0:
             async with self._progress:
                 self._read_to_end_at = began
                 self._progress.notify_all()
 
+    def _read_tail(self) -> tuple[bytes, bool, int]:
+        """(what was appended, whether it starts a new file, bytes still unread then)."""
+        appended, new_file = self._tail.read(MAX_READ)
+        return appended, new_file, self._tail.unread()
+
     async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int) -> tuple[
-            bool, list[tuple[float, DeliveryEvent]], set[int], uuid.UUID]:
-        """Read what was appended and apply it in ``conn``'s transaction: whether the log
-        was read to its end, the delivery lines tried, the indexes of those applied,
-        the token saved."""
-        appended, new_file = await asyncio.to_thread(self._tail.read, MAX_READ)
+            int, list[tuple[float, DeliveryEvent]], set[int], uuid.UUID]:
+        """Read what was appended and apply it in ``conn``'s transaction: the bytes left
+        unread, the delivery lines tried, the indexes of those applied, the token saved."""
+        appended, new_file, unread = await asyncio.to_thread(self._read_tail)
         if new_file:  # the old file's last line was cut short: it ends there
             self._partial = b""
         data = self._partial + appended
@@ -365,12 +369,12 @@ class MaillogFollower:
             await void_uncommitted(conn, self._host)
         await apply_receipts(conn, self._host, self._receipts)
         applied = await apply_events(conn, [event for _, event in queue])
-        # Read to the end only if no newer file waits at the path (the last bytes of a
-        # renamed one do not say so).
-        read_to_end = len(appended) < MAX_READ and self._tail.on_current_file()
+        # Read to the end: nothing left in the file nor in a newer one at the path
+        # (the last bytes of a renamed file do not say so).
+        read_to_end = unread == 0
         saved = uuid.uuid4()
         # The lease is renewed with the position, at every poll.
         await conn.execute(SAVE_POSITION, self._key, self._tail.inode,
                            self._tail.position - len(self._partial), self._me, LEASE_SECONDS,
                            saved, read_no if read_to_end else None)
-        return read_to_end, queue, applied, saved
+        return unread, queue, applied, saved
