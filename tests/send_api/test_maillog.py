@@ -180,6 +180,15 @@ def new_queue_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:8].upper()
 
 
+# A line about someone else's message: it moves the read position, nothing else.
+OTHERS = "Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n"
+
+
+def append(log_file: Path, *lines: str) -> None:
+    with log_file.open("a") as out:
+        out.write("".join(lines))
+
+
 async def test_the_follower_tracks_recipients_and_suppresses_hard_bounces(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -188,12 +197,11 @@ async def test_the_follower_tracks_recipients_and_suppresses_hard_bounces(
     queue_id = "QID" + uuid.uuid4().hex[:10].upper()
     bounced = f"gone-{uuid.uuid4().hex[:6]}@example.org"
     message_id = await relayed_message(pool, queue_id, "ok@example.org", bounced)
-    with log_file.open("a") as out:
-        out.write(line(queue_id, "ok@example.org", "deferred", "4.4.1", "connection refused"))
-        out.write(line(queue_id, "ok@example.org", "sent", "2.0.0", "250 2.0.0 captured"))
-        out.write(line(queue_id, bounced, "bounced", "5.1.1",
-                       "host x said: 550 5.1.1 no such user"))
-        out.write(line("UNRELATED1", "x@example.org", "sent", "2.0.0", "250 ok")[:-1])
+    append(log_file,
+           line(queue_id, "ok@example.org", "deferred", "4.4.1", "connection refused"),
+           line(queue_id, "ok@example.org", "sent", "2.0.0", "250 2.0.0 captured"),
+           line(queue_id, bounced, "bounced", "5.1.1", "host x said: 550 5.1.1 no such user"),
+           line("UNRELATED1", "x@example.org", "sent", "2.0.0", "250 ok")[:-1])
     await follower.poll()
     statuses = dict(await pool.fetch(
         "SELECT address, status FROM outbound_recipients WHERE message_id = $1", message_id
@@ -277,8 +285,8 @@ async def test_lines_written_just_before_a_rename_are_read(
     w = await watched(pool, tmp_path)
     w.log_file.write_text("Nov 23 23:59:58 mx postfix/qmgr[2]: X: removed\n")
     await w.follower.poll()
-    with w.log_file.open("a") as out:  # after our last poll, before the rotation
-        out.write(sent(w.queue_id, w.recipient))
+    # After our last poll, before the rotation:
+    append(w.log_file, sent(w.queue_id, w.recipient))
     w.log_file.rename(tmp_path / "maillog.1")
     w.log_file.write_text("Nov 24 00:00:01 mx postfix/qmgr[2]: Y: removed\n")
     await w.follower.poll()
@@ -294,9 +302,8 @@ async def test_a_file_emptied_in_place_and_refilled_is_read_from_its_start(
     await w.follower.poll()
     with w.log_file.open("r+") as out:  # copytruncate, then more than before, all before a poll
         out.truncate(0)
-    with w.log_file.open("a") as out:
-        out.write(sent(w.queue_id, w.recipient))
-        out.write("Nov 24 00:00:01 mx postfix/qmgr[2]: Y: removed after the rotation\n" * 5)
+    append(w.log_file, sent(w.queue_id, w.recipient),
+           "Nov 24 00:00:01 mx postfix/qmgr[2]: Y: removed after the rotation\n" * 5)
     await w.follower.poll()
     assert await message_status(pool, w.message_id) == "delivered"
 
@@ -308,10 +315,8 @@ async def test_only_lines_about_our_messages_are_applied(
     ours = new_queue_id("OURS")
     message_id = await relayed_message(pool, ours, "mine@example.org")
     others = [f"OTHER{n}" + uuid.uuid4().hex[:6].upper() for n in range(50)]
-    with log_file.open("a") as out:
-        for queue_id in others:
-            out.write(sent(queue_id, "someone@example.net"))
-        out.write(sent(ours, "mine@example.org"))
+    append(log_file, *(sent(queue_id, "someone@example.net") for queue_id in others),
+           sent(ours, "mine@example.org"))
     async with pool.acquire() as conn:
         assert await our_queue_ids(conn, {ours, *others}) == {ours}
         assert await our_queue_ids(conn, set()) == set()
@@ -405,11 +410,9 @@ async def test_a_file_rotated_while_the_service_was_stopped_is_read_to_its_end(
     second = await relayed_message(pool, new_queue_id("NEW"), "new@example.org")
     queue_id = await pool.fetchval("SELECT queue_id FROM outbound_messages WHERE id = $1",
                                    second)
-    with w.log_file.open("a") as out:
-        out.write("Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n")
+    append(w.log_file, OTHERS)
     await w.follower.poll()  # the position is stored; then the service stops
-    with w.log_file.open("a") as out:  # written while it was stopped
-        out.write(sent(w.queue_id, w.recipient))
+    append(w.log_file, sent(w.queue_id, w.recipient))  # written while it was stopped
     rotated = w.log_file.with_name("maillog.20261123-151249")
     w.log_file.rename(rotated)
     if compressed:  # postfix logrotate's maillog_file_compressor
@@ -433,18 +436,17 @@ async def test_each_host_keeps_its_own_position_in_a_log_at_the_same_path(
     log_file = tmp_path / "maillog"
     queue_id = new_queue_id("OLD")
     message_id = await relayed_message(pool, queue_id, "old@example.org")
-    filler = "Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n"
-    log_file.write_text(filler + sent(queue_id, "old@example.org"))
+    log_file.write_text(OTHERS + sent(queue_id, "old@example.org"))
     inode, size = log_file.stat().st_ino, log_file.stat().st_size
     await pool.executemany(
         "INSERT INTO maillog_positions (path, inode, position) VALUES ($1, $2, $3)",
-        [(f"other-host:{log_file}", 4242, 7), (str(log_file), inode, len(filler))])
+        [(f"other-host:{log_file}", 4242, 7), (str(log_file), inode, len(OTHERS))])
     follower = MaillogFollower(pool, log_file)
     await follower.poll()
     assert await message_status(pool, message_id) == "delivered"  # read from the old row's
     rows = dict(await pool.fetch("SELECT path, position FROM maillog_positions "
                                  "WHERE path LIKE $1", f"%{log_file}"))
-    assert rows == {f"other-host:{log_file}": 7, str(log_file): len(filler),
+    assert rows == {f"other-host:{log_file}": 7, str(log_file): len(OTHERS),
                     f"{socket.gethostname()}:{log_file}": size}
 
 
@@ -464,11 +466,9 @@ async def test_instances_on_one_host_read_a_log_once_between_them(
     await second.poll()  # both follow the log from here
     queue_id = new_queue_id("TWO")
     message_id = await relayed_message(pool, queue_id, "two@example.org")
-    with log_file.open("a") as out:
-        out.write(line(queue_id, "two@example.org", "deferred", "4.4.1", "connection refused"))
+    append(log_file, line(queue_id, "two@example.org", "deferred", "4.4.1", "connection refused"))
     await first.poll()
-    with log_file.open("a") as out:
-        out.write(sent(queue_id, "two@example.org"))
+    append(log_file, sent(queue_id, "two@example.org"))
     await first.poll()
     await second.poll()
     assert await timeline(pool, message_id) == ["deferred", "delivered"]
@@ -488,8 +488,7 @@ async def test_a_standby_instance_goes_on_where_the_reader_stopped(
     async def logged_sent() -> uuid.UUID:
         queue_id = new_queue_id("R")
         message_id = await relayed_message(pool, queue_id, "r@example.org")
-        with log_file.open("a") as out:
-            out.write(sent(queue_id, "r@example.org"))
+        append(log_file, sent(queue_id, "r@example.org"))
         return message_id
 
     a = await logged_sent()
@@ -517,8 +516,7 @@ async def test_a_standby_instances_relay_waits_for_the_reader(
     log_file, reader = await follower_at_end(pool, tmp_path)
     standby = MaillogFollower(pool, log_file)
     await standby.poll()
-    with log_file.open("a") as out:
-        out.write("Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n")
+    append(log_file, OTHERS)
     waiting = asyncio.create_task(standby.read_past(time.monotonic()))
     await asyncio.sleep(0.3)
     assert not waiting.done()  # the reader has not read that line yet
@@ -537,9 +535,8 @@ async def test_a_reader_that_stalled_past_its_lease_goes_on_from_the_saved_posit
     queue_id = new_queue_id("STALL")
     message_id = await relayed_message(pool, queue_id, "stall@example.org")
     await asyncio.sleep(0.6)  # first stalls
-    with log_file.open("a") as out:
-        out.write(line(queue_id, "stall@example.org", "deferred", "4.4.1", "busy"))
-        out.write(sent(queue_id, "stall@example.org"))
+    append(log_file, line(queue_id, "stall@example.org", "deferred", "4.4.1", "busy"),
+           sent(queue_id, "stall@example.org"))
     await second.poll()
     await second.release()
     await first.poll()
@@ -554,8 +551,7 @@ async def test_a_reader_taking_over_mid_rotation_reads_the_old_file_first(
     log_file, first = await follower_at_end(pool, tmp_path)
     queue_id = new_queue_id("MID")
     message_id = await relayed_message(pool, queue_id, "mid@example.org")
-    with log_file.open("a") as out:
-        out.write(sent(queue_id, "mid@example.org"))
+    append(log_file, sent(queue_id, "mid@example.org"))
     await first.release()
     log_file.rename(tmp_path / "maillog.1")
     second = MaillogFollower(pool, log_file)
@@ -570,8 +566,7 @@ async def test_read_past_waits_for_the_file_that_replaced_a_renamed_one(
     log_file, follower = await follower_at_end(pool, tmp_path)
     queue_id = new_queue_id("NEXT")
     message_id = await relayed_message(pool, queue_id, "next@example.org")
-    with log_file.open("a") as out:
-        out.write("Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n")
+    append(log_file, OTHERS)
     log_file.rename(tmp_path / "maillog.1")
     log_file.write_text(sent(queue_id, "next@example.org"))
     waiting = asyncio.create_task(follower.read_past(time.monotonic()))
@@ -587,17 +582,15 @@ async def test_read_past_waits_for_the_file_that_replaced_a_renamed_one(
 async def test_a_standby_instances_relay_waits_for_the_reader_through_a_rotation(
     pool: asyncpg.Pool, tmp_path: Path, rotation: str
 ) -> None:
-    filler = "Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n"
-    log_file, reader = await follower_at_end(pool, tmp_path, filler * 20)
+    log_file, reader = await follower_at_end(pool, tmp_path, OTHERS * 20)
     standby = MaillogFollower(pool, log_file)
     await standby.poll()
     queue_id = new_queue_id("ROT")
     message_id = await relayed_message(pool, queue_id, "rot@example.org")
     if rotation == "emptied in place":  # copytruncate, then our line: shorter than before
-        log_file.write_text(filler + sent(queue_id, "rot@example.org"))
+        log_file.write_text(OTHERS + sent(queue_id, "rot@example.org"))
     else:
-        with log_file.open("a") as out:
-            out.write(sent(queue_id, "rot@example.org"))
+        append(log_file, sent(queue_id, "rot@example.org"))
         log_file.rename(tmp_path / "maillog.1")
     waiting = asyncio.create_task(standby.read_past(time.monotonic()))
     await asyncio.sleep(0.3)
@@ -689,16 +682,15 @@ async def test_metrics_say_which_instance_reads_and_how_far_behind_it_is(
     standby = MaillogFollower(pool, log_file, standby_metrics)
     await reader.poll()
     await standby.poll()
-    filler = "Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n"
-    log_file.write_text(filler * 10)
-    monkeypatch.setattr(maillog, "MAX_READ", len(filler) * 4)
+    log_file.write_text(OTHERS * 10)
+    monkeypatch.setattr(maillog, "MAX_READ", len(OTHERS) * 4)
     await reader.poll()
 
     def sample(metrics: Metrics, name: str) -> float | None:
         return metrics.registry.get_sample_value(name)
 
     assert sample(reader_metrics, "postwarden_maillog_reading") == 1
-    assert sample(reader_metrics, "postwarden_maillog_unread_bytes") == len(filler) * 6
+    assert sample(reader_metrics, "postwarden_maillog_unread_bytes") == len(OTHERS) * 6
     assert sample(standby_metrics, "postwarden_maillog_reading") == 0
     assert sample(standby_metrics, "postwarden_maillog_unread_bytes") == 0
 
@@ -712,8 +704,7 @@ async def test_a_line_waiting_for_its_queue_id_at_a_stop_is_applied_then(
     log_file, follower = await follower_at_end(pool, tmp_path)
     task = asyncio.create_task(follower.run())
     queue_id = new_queue_id("LAST")
-    with log_file.open("a") as out:
-        out.write(sent(queue_id, "last@example.org"))
+    append(log_file, sent(queue_id, "last@example.org"))
     moment = time.monotonic()
     await asyncio.wait_for(follower.read_past(moment), 5)  # read: it waits for its id
     message_id = await relayed_message(pool, queue_id, "last@example.org")  # the relay
