@@ -548,34 +548,30 @@ async def test_a_reader_taking_over_mid_rotation_reads_the_old_file_first(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     """Renamed, and the new file not there yet: the old file's last lines are read."""
-    log_file, first = await follower_at_end(pool, tmp_path)
-    queue_id = new_queue_id("MID")
-    message_id = await relayed_message(pool, queue_id, "mid@example.org")
-    append(log_file, sent(queue_id, "mid@example.org"))
-    await first.release()
-    log_file.rename(tmp_path / "maillog.1")
-    second = MaillogFollower(pool, log_file)
+    w = await watched(pool, tmp_path)
+    append(w.log_file, sent(w.queue_id, w.recipient))
+    await w.follower.release()
+    w.log_file.rename(tmp_path / "maillog.1")
+    second = MaillogFollower(pool, w.log_file)
     await second.poll()
-    assert await message_status(pool, message_id) == "delivered"
+    assert await message_status(pool, w.message_id) == "delivered"
 
 
 async def test_read_past_waits_for_the_file_that_replaced_a_renamed_one(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     """The poll that reads a renamed file's last bytes has not read the new file."""
-    log_file, follower = await follower_at_end(pool, tmp_path)
-    queue_id = new_queue_id("NEXT")
-    message_id = await relayed_message(pool, queue_id, "next@example.org")
-    append(log_file, OTHERS)
-    log_file.rename(tmp_path / "maillog.1")
-    log_file.write_text(sent(queue_id, "next@example.org"))
-    waiting = asyncio.create_task(follower.read_past(time.monotonic()))
-    await follower.poll()  # the old file's last line
+    w = await watched(pool, tmp_path)
+    append(w.log_file, OTHERS)
+    w.log_file.rename(tmp_path / "maillog.1")
+    w.log_file.write_text(sent(w.queue_id, w.recipient))
+    waiting = asyncio.create_task(w.follower.read_past(time.monotonic()))
+    await w.follower.poll()  # the old file's last line
     await asyncio.sleep(0.1)
     assert not waiting.done()
-    await follower.poll()
+    await w.follower.poll()
     await asyncio.wait_for(waiting, 5)
-    assert await message_status(pool, message_id) == "delivered"
+    assert await message_status(pool, w.message_id) == "delivered"
 
 
 @pytest.mark.parametrize("rotation", ["renamed, no new file yet", "emptied in place"])
