@@ -299,10 +299,10 @@ class MaillogFollower:
         id), if this instance holds the log's lease or can take it."""
         began = time.monotonic()
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(SELECT_POSITION, [self._key], self._me)
-            if row is not None and row["taken"]:  # checked without the lock first
-                self._stand_by()
-                return
+            if not self._leading:  # a standby looks without the lock, not to hold up the reader
+                row = await conn.fetchrow(SELECT_POSITION, [self._key], self._me)
+                if row is not None and row["taken"]:
+                    return
             async with conn.transaction():
                 if not await conn.fetchval(TRY_POLL, self._key):
                     return  # another instance is polling it right now
