@@ -31,6 +31,11 @@ Postfix queued all N messages and refused none, and the milter counted N
 transactions, all accepted (its metrics).
 Each run is bounded by --timeout seconds.
 
+Last, the CPU each message cost in each side's processes (bench/cpu.py):
+Postfix (master and its children), the filter, Postgres (the audit log).
+The cores are all busy during a run, so a side's rate goes roughly as the
+inverse of its total: these figures say what a ratio to bare can reach.
+
     .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor]
         [--c-floor] [--inet] [--only plain-4k|html-60k|attach-2m ...]
 """
@@ -56,6 +61,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.cpu import header_cells, measured, median_cells, per_message_ms  # noqa: E402
 from tests.fixtures.milterproc import MilterProcess  # noqa: E402
 from tests.fixtures.ports import free_port  # noqa: E402
 from tests.fixtures.postfix import PostfixInstance, smtp_sink, wait_for  # noqa: E402
@@ -143,10 +149,11 @@ class Workload:
 
 
 @contextmanager
-def null_milter(command: list[str], directory: Path, inet: bool) -> Iterator[str]:
+def null_milter(command: list[str], directory: Path, inet: bool
+                ) -> Iterator[tuple[str, int]]:
     """A do-nothing filter (`command` + its libmilter socket) on a unix socket in
     `directory` (or a free loopback port); yields its address in Postfix's syntax
-    once it accepts."""
+    and its process id once it accepts."""
     if inet:
         port = free_port()
         spec, postfix_spec = f"inet:{port}@127.0.0.1", f"inet:127.0.0.1:{port}"
@@ -160,7 +167,7 @@ def null_milter(command: list[str], directory: Path, inet: bool) -> Iterator[str
         wait_for(lambda: _accepts(port) if inet else path.exists(), timeout=30)
         if not inet:
             path.chmod(0o666)  # for Postfix's smtpd, which runs as postfix
-        yield postfix_spec
+        yield postfix_spec, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -197,7 +204,7 @@ def postfix(relay_port: int, milter: str | None) -> Iterator[PostfixInstance]:
 
 
 @contextmanager
-def database() -> Iterator[str]:
+def database() -> Iterator[PostgresCluster]:
     cluster = PostgresCluster()
     try:
         cluster.start()
@@ -206,7 +213,7 @@ def database() -> Iterator[str]:
              "--database-url", cluster.admin_dsn],
             check=True, capture_output=True,
         )
-        yield cluster.admin_dsn
+        yield cluster
     finally:
         cluster.destroy()
 
@@ -293,42 +300,51 @@ def main(argv: list[str] | None = None) -> int:
 
         sink_port = free_port()
         stack.enter_context(smtp_sink(sink_port))
-        dsn = stack.enter_context(database())
+        cluster = stack.enter_context(database())
         metrics_port = free_port()
         milter = MilterProcess(
-            args.policy_dir, dsn,
+            args.policy_dir, cluster.admin_dsn,
             env={"POSTWARDEN_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
                  "POSTWARDEN_INSTANCE_NAME": "bench", "POSTWARDEN_LOG_LEVEL": "WARNING"},
             unix_socket=not args.inet,
         )
         stack.callback(milter.destroy)
         milter.start()
-        sides = [("bare", stack.enter_context(postfix(sink_port, None)))]
+        # (name, Postfix instance, the filter's process id)
+        sides = [("bare", stack.enter_context(postfix(sink_port, None)), None)]
         if args.floor:
             python_floor = [sys.executable, str(REPO / "bench" / "null_milter.py")]
-            floor = stack.enter_context(null_milter(python_floor, tmp, args.inet))
-            sides.append(("floor", stack.enter_context(postfix(sink_port, floor))))
+            floor, pid = stack.enter_context(null_milter(python_floor, tmp, args.inet))
+            sides.append(("floor", stack.enter_context(postfix(sink_port, floor)), pid))
         if args.c_floor:
-            c_floor = stack.enter_context(null_milter([build_c_floor(tmp)], tmp, args.inet))
-            sides.append(("cfloor", stack.enter_context(postfix(sink_port, c_floor))))
-        sides.append(("milter", stack.enter_context(postfix(sink_port, milter.postfix_spec))))
+            c_floor, pid = stack.enter_context(
+                null_milter([build_c_floor(tmp)], tmp, args.inet))
+            sides.append(("cfloor", stack.enter_context(postfix(sink_port, c_floor)), pid))
+        sides.append(("milter", stack.enter_context(postfix(sink_port, milter.postfix_spec)),
+                      milter.pid))
 
         rates: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[dict[str, float]]] = {}
         for round_no in range(1, args.rounds + 1):
             for work in workloads:
-                for mode, instance in sides:
+                for mode, instance, filter_pid in sides:
                     before = milter_counts(metrics_port)
-                    rate = run_once(instance, work, args.timeout)
+                    groups = {"postfix": [instance.master_pid()], "filter": [filter_pid],
+                              "postgres": [cluster.postmaster_pid()]}
+                    with measured(groups) as used:
+                        rate = run_once(instance, work, args.timeout)
                     if mode == "milter":
                         _check_milter_saw(metrics_port, before, work.messages)
                     rates.setdefault((work.name, mode), []).append(rate)
+                    cpu.setdefault((work.name, mode), []).append(
+                        per_message_ms(used, work.messages))
                     print(f"round {round_no} {work.name:10} {mode:6} {rate:8.1f} msg/s",
                           flush=True)
 
         transport = "loopback TCP" if args.inet else "unix sockets"
         print(f"\nmedian of {args.rounds} interleaved rounds, concurrency {CONCURRENCY}, "
               f"milters on {transport}:")
-        others = [mode for mode, _ in sides[1:]]
+        others = [mode for mode, _, _ in sides[1:]]
         print(f"{'message':10} {'count':>6} {'bare msg/s':>11}"
               + "".join(f" {mode + ' msg/s':>13} {mode + ' ratio':>12}" for mode in others))
         for work in workloads:
@@ -341,7 +357,21 @@ def main(argv: list[str] | None = None) -> int:
                     m / b for m, b in zip(side_rates, bare_rates, strict=True))
                 line += f" {statistics.median(side_rates):13.1f} {ratio:12.0%}"
             print(line)
+        print_cpu(workloads, [mode for mode, _, _ in sides], cpu)
     return 0
+
+
+def print_cpu(workloads: list[Workload], modes: list[str],
+              cpu: dict[tuple[str, str], list[dict[str, float]]]) -> None:
+    """CPU per message of each side's parts: when the cores are all busy, a side's rate
+    goes as the inverse of its total."""
+    names = ["postfix", "filter", "postgres"]
+    print("\nCPU per message, ms (median of the rounds; smtp-source and smtp-sink, the "
+          "same for every side, not counted):")
+    print(f"{'message':10} {'side':6}" + header_cells(names))
+    for work in workloads:
+        for mode in modes:
+            print(f"{work.name:10} {mode:6}" + median_cells(cpu[(work.name, mode)], names))
 
 
 def _check_milter_saw(metrics_port: int, before: dict[str, float], expected: int) -> None:

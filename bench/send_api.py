@@ -19,7 +19,9 @@ millisecond the API adds shows.
 Each round runs both phases back to back (API, then raw) so machine noise hits
 both alike; printed are each round's figures and the medians over rounds
 (the ratio is the median of the rounds' ratios). Every phase is bounded by
---timeout seconds.
+--timeout seconds. Last, the CPU per message of each phase in the service, in
+Postgres and in Postfix (bench/cpu.py): both cores are busy while the API
+phase delivers, so its rate goes as the inverse of its total.
 
     .venv/bin/python bench/send_api.py [--messages 2000] [--rounds 3] [--timeout 120]
 """
@@ -50,6 +52,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.cpu import header_cells, measured, median_cells, per_message_ms  # noqa: E402
 from tests.fixtures.ports import free_port  # noqa: E402
 from tests.fixtures.postfix import (  # noqa: E402
     PostfixInstance,
@@ -68,6 +71,7 @@ from postwarden_admin_api.send.request_model import Caps, parse_request  # noqa:
 from postwarden_store import apply_migrations, connect  # noqa: E402
 
 CONCURRENCY = 32
+SETTLE_SECONDS = 1.0  # two of the maillog follower's polls
 SECRET_KEY = "22" * 32  # bench only
 SNIPPET = REPO / "contrib" / "postfix" / "master.cf.send-api"
 TEXT = ("The quarterly report is attached below in plain words. " * 36)[:2000]
@@ -80,11 +84,11 @@ def request_body(n: int, run: str) -> dict[str, Any]:
 
 
 @contextmanager
-def postgres() -> Iterator[str]:
+def postgres() -> Iterator[PostgresCluster]:
     cluster = PostgresCluster()
     try:
         cluster.start()
-        yield cluster.dsn(asyncio.run(create_database(cluster.admin_dsn, "pwbench")))
+        yield cluster
     finally:
         cluster.destroy()
 
@@ -105,7 +109,8 @@ async def prepare_database(dsn: str) -> str:
 
 
 @contextmanager
-def service(dsn: str, port: int, relay_port: int, maillog: Path) -> Iterator[None]:
+def service(dsn: str, port: int, relay_port: int, maillog: Path) -> Iterator[int]:
+    """The admin service with its relay and maillog follower; yields its process id."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
     env.update({
         "POSTWARDEN_DATABASE_URL": dsn, "POSTWARDEN_LISTEN": f"127.0.0.1:{port}",
@@ -118,7 +123,7 @@ def service(dsn: str, port: int, relay_port: int, maillog: Path) -> Iterator[Non
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: _healthy(port), timeout=30)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:
@@ -211,30 +216,39 @@ class Round:
     p99: float
     api_delivered: float  # messages/s
     raw_delivered: float
+    api_cpu: dict[str, float]  # ms per message by process group, API phase
+    raw_cpu: dict[str, float]
 
     @property
     def ratio(self) -> float:
         return self.api_delivered / self.raw_delivered
 
 
-def one_round(port: int, key: str, submission: int, maillog: Path, *, count: int,
-              timeout: float) -> Round:
+def one_round(port: int, key: str, submission: int, maillog: Path,
+              groups: dict[str, list[int | None]], *, count: int, timeout: float) -> Round:
+    """Each phase's CPU is counted until its last delivery, plus SETTLE_SECONDS for the
+    service to apply the last log lines."""
     run = f"api{time.monotonic_ns()}"
-    started = time.monotonic()
-    deadline = started + timeout
-    latencies, wall = asyncio.run(api_load(port, key, count, run, deadline))
-    api_done = wait_delivered(maillog, run, len(latencies), deadline)
+    with measured(groups) as api_cpu:
+        started = time.monotonic()
+        deadline = started + timeout
+        latencies, wall = asyncio.run(api_load(port, key, count, run, deadline))
+        api_done = wait_delivered(maillog, run, len(latencies), deadline)
+        time.sleep(SETTLE_SECONDS)
 
     raw_run = f"raw{time.monotonic_ns()}"
     messages = raw_messages(count, raw_run)
-    raw_started = time.monotonic()
-    deadline = raw_started + timeout
-    raw_load(submission, messages, deadline)
-    raw_done = wait_delivered(maillog, raw_run, count, deadline)
+    with measured(groups) as raw_cpu:
+        raw_started = time.monotonic()
+        deadline = raw_started + timeout
+        raw_load(submission, messages, deadline)
+        raw_done = wait_delivered(maillog, raw_run, count, deadline)
+        time.sleep(SETTLE_SECONDS)
 
     quantiles = statistics.quantiles(latencies, n=100)
     return Round(len(latencies) / wall, quantiles[49], quantiles[98],
-                 len(latencies) / (api_done - started), count / (raw_done - raw_started))
+                 len(latencies) / (api_done - started), count / (raw_done - raw_started),
+                 per_message_ms(api_cpu, len(latencies)), per_message_ms(raw_cpu, count))
 
 
 def main() -> int:
@@ -250,16 +264,20 @@ def main() -> int:
     with ExitStack() as stack:
         sink_port, api_port = free_port(), free_port()
         stack.enter_context(smtp_sink(sink_port))
-        dsn = stack.enter_context(postgres())
+        cluster = stack.enter_context(postgres())
+        dsn = cluster.dsn(asyncio.run(create_database(cluster.admin_dsn, "pwbench")))
         key = asyncio.run(prepare_database(dsn))
         postfix = PostfixInstance(sink_port)
         stack.callback(postfix.destroy)
         submission = postfix.add_smtpd_listener(master_cf_options(SNIPPET))
         postfix.start()
-        stack.enter_context(service(dsn, api_port, submission, postfix.maillog))
+        service_pid = stack.enter_context(
+            service(dsn, api_port, submission, postfix.maillog))
+        groups = {"service": [service_pid], "postgres": [cluster.postmaster_pid()],
+                  "postfix": [postfix.master_pid()]}
         for number in range(1, args.rounds + 1):
-            result = one_round(api_port, key, submission, postfix.maillog, count=count,
-                               timeout=args.timeout)
+            result = one_round(api_port, key, submission, postfix.maillog, groups,
+                               count=count, timeout=args.timeout)
             rounds.append(result)
             print(f"round {number}: API accepted {result.accepted:6.1f} req/s "
                   f"(p50 {result.p50 * 1000:5.1f} ms, p99 {result.p99 * 1000:5.1f} ms), "
@@ -276,6 +294,12 @@ def main() -> int:
     print(f"API delivered:      {median(lambda r: r.api_delivered):8.1f} messages/s end to end")
     print(f"raw SMTP delivered: {median(lambda r: r.raw_delivered):8.1f} messages/s end to end")
     print(f"ratio API/raw:      {median(lambda r: r.ratio):8.2f} (median of the rounds' ratios)")
+    print("\nCPU per message, ms (median of the rounds; the load generator, this process, "
+          "not counted):")
+    names = list(groups)
+    print(f"{'phase':6}" + header_cells(names))
+    print(f"{'API':6}" + median_cells([r.api_cpu for r in rounds], names))
+    print(f"{'raw':6}" + median_cells([r.raw_cpu for r in rounds], names))
     return 0
 
 

@@ -1,0 +1,80 @@
+"""Where a benchmark's CPU went: the CPU time of process trees, read from /proc.
+
+On a machine whose cores are all busy, a rate is set by the CPU each message
+costs across every process that handles it; these figures say which part
+costs what. A group is a set of root processes with their descendants: its
+time is user plus system time of the members alive at a reading, plus what
+they reaped (a process's reaped children are in its cutime and cstime, so
+Postfix's short-lived smtpd and cleanup processes count under master).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, CPU ticks of the process and of the children it reaped)."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                text = stat.read()
+        except OSError:  # ended meanwhile
+            continue
+        # After the command's closing parenthesis, from proc(5)'s field 3 (state):
+        # [1] ppid, [11:15] utime, stime, cutime, cstime.
+        fields = text[text.rindex(b")") + 2:].split()
+        found[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    return found
+
+
+def tree_seconds(groups: Mapping[str, Iterable[int | None]]) -> dict[str, float]:
+    """CPU seconds used so far by each group (None roots are ignored)."""
+    processes = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in processes.items():
+        children.setdefault(parent, []).append(pid)
+    totals = {}
+    for name, roots in groups.items():
+        members: set[int] = set()
+        todo = [pid for pid in roots if pid in processes]
+        while todo:
+            pid = todo.pop()
+            if pid not in members:
+                members.add(pid)
+                todo.extend(children.get(pid, ()))
+        totals[name] = sum(processes[pid][1] for pid in members) / TICKS
+    return totals
+
+
+@contextmanager
+def measured(groups: Mapping[str, Iterable[int | None]]) -> Iterator[dict[str, float]]:
+    """A dict that holds, once the block ends, each group's CPU seconds within it."""
+    used: dict[str, float] = {}
+    before = tree_seconds(groups)
+    yield used
+    after = tree_seconds(groups)
+    used.update({name: after[name] - before[name] for name in groups})
+
+
+def per_message_ms(used: Mapping[str, float], messages: int) -> dict[str, float]:
+    return {name: 1000 * seconds / messages for name, seconds in used.items()}
+
+
+def header_cells(names: Sequence[str]) -> str:
+    return "".join(f" {name:>9}" for name in (*names, "total"))
+
+
+def median_cells(runs: Sequence[Mapping[str, float]], names: Sequence[str]) -> str:
+    """Each group's median over the runs, then the median of the runs' totals."""
+    cells = [statistics.median(run[name] for run in runs) for name in names]
+    cells.append(statistics.median(sum(run.values()) for run in runs))
+    return "".join(f" {cell:9.2f}" for cell in cells)
