@@ -65,7 +65,7 @@ from bench.cpu import header_cells, measured, median_cells, per_message_ms  # no
 from tests.fixtures.milterproc import MilterProcess  # noqa: E402
 from tests.fixtures.ports import free_port  # noqa: E402
 from tests.fixtures.postfix import PostfixInstance, smtp_sink, wait_for  # noqa: E402
-from tests.fixtures.postgres import PostgresCluster  # noqa: E402
+from tests.fixtures.postgres import PostgresCluster, running_cluster  # noqa: E402
 
 CONCURRENCY = 16
 SENDER = "bench@example.org"
@@ -205,17 +205,13 @@ def postfix(relay_port: int, milter: str | None) -> Iterator[PostfixInstance]:
 
 @contextmanager
 def database() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
+    with running_cluster() as cluster:
         subprocess.run(
             [sys.executable, "-m", "postwarden_store.cli", "migrate",
              "--database-url", cluster.admin_dsn],
             check=True, capture_output=True,
         )
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 def milter_counts(metrics_port: int) -> dict[str, float]:
@@ -310,27 +306,31 @@ def main(argv: list[str] | None = None) -> int:
         )
         stack.callback(milter.destroy)
         milter.start()
-        # (name, Postfix instance, the filter's process id)
-        sides = [("bare", stack.enter_context(postfix(sink_port, None)), None)]
+        postmaster = cluster.postmaster_pid()
+
+        def side(mode: str, milter_spec: str | None, filter_pid: int | None
+                 ) -> tuple[str, PostfixInstance, dict[str, list[int | None]]]:
+            """(name, Postfix instance, the process groups whose CPU is counted)"""
+            instance = stack.enter_context(postfix(sink_port, milter_spec))
+            return mode, instance, {"postfix": [instance.master_pid()], "filter": [filter_pid],
+                                    "postgres": [postmaster]}
+
+        sides = [side("bare", None, None)]
         if args.floor:
             python_floor = [sys.executable, str(REPO / "bench" / "null_milter.py")]
-            floor, pid = stack.enter_context(null_milter(python_floor, tmp, args.inet))
-            sides.append(("floor", stack.enter_context(postfix(sink_port, floor)), pid))
+            sides.append(side("floor", *stack.enter_context(
+                null_milter(python_floor, tmp, args.inet))))
         if args.c_floor:
-            c_floor, pid = stack.enter_context(
-                null_milter([build_c_floor(tmp)], tmp, args.inet))
-            sides.append(("cfloor", stack.enter_context(postfix(sink_port, c_floor)), pid))
-        sides.append(("milter", stack.enter_context(postfix(sink_port, milter.postfix_spec)),
-                      milter.pid))
+            sides.append(side("cfloor", *stack.enter_context(
+                null_milter([build_c_floor(tmp)], tmp, args.inet))))
+        sides.append(side("milter", milter.postfix_spec, milter.pid))
 
         rates: dict[tuple[str, str], list[float]] = {}
         cpu: dict[tuple[str, str], list[dict[str, float]]] = {}
         for round_no in range(1, args.rounds + 1):
             for work in workloads:
-                for mode, instance, filter_pid in sides:
+                for mode, instance, groups in sides:
                     before = milter_counts(metrics_port)
-                    groups = {"postfix": [instance.master_pid()], "filter": [filter_pid],
-                              "postgres": [cluster.postmaster_pid()]}
                     with measured(groups) as used:
                         rate = run_once(instance, work, args.timeout)
                     if mode == "milter":

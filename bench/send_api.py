@@ -60,7 +60,7 @@ from tests.fixtures.postfix import (  # noqa: E402
     smtp_sink,
     wait_for,
 )
-from tests.fixtures.postgres import PostgresCluster, create_database  # noqa: E402
+from tests.fixtures.postgres import create_database, running_cluster  # noqa: E402
 
 from postwarden_admin_api.context import Role  # noqa: E402
 from postwarden_admin_api.keys import create_key  # noqa: E402
@@ -81,16 +81,6 @@ def request_body(n: int, run: str) -> dict[str, Any]:
     return {"from": "Bench <bench@example.com>", "to": [f"r{n}-{run}@example.net"],
             "subject": f"bench {run} #{n}", "text": TEXT}
 
-
-
-@contextmanager
-def postgres() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.destroy()
 
 
 async def prepare_database(dsn: str) -> str:
@@ -264,7 +254,7 @@ def main() -> int:
     with ExitStack() as stack:
         sink_port, api_port = free_port(), free_port()
         stack.enter_context(smtp_sink(sink_port))
-        cluster = stack.enter_context(postgres())
+        cluster = stack.enter_context(running_cluster())
         dsn = cluster.dsn(asyncio.run(create_database(cluster.admin_dsn, "pwbench")))
         key = asyncio.run(prepare_database(dsn))
         postfix = PostfixInstance(sink_port)
