@@ -13,6 +13,9 @@ With --floor, a third instance uses bench/null_milter.py, a pymilter filter
 that reads everything and changes nothing: the ceiling for any pymilter
 filter on this machine, printed as its own ratio to bare.
 
+With --naive, a side uses bench/naive_milter.py: the naive filter the
+milter issue quotes figures for (the email package and nh3, nothing else).
+
 With --c-floor, another instance uses bench/null_milter.c, the same filter
 in C against libmilter (built with cc at start): what libmilter and Postfix's
 milter protocol cost without Python.
@@ -37,7 +40,7 @@ The cores are all busy during a run, so a side's rate goes roughly as the
 inverse of its total: these figures say what a ratio to bare can reach.
 
     .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor]
-        [--c-floor] [--inet] [--only plain-4k|html-60k|attach-2m ...]
+        [--naive] [--c-floor] [--inet] [--only plain-4k|html-60k|attach-2m ...]
 """
 
 from __future__ import annotations
@@ -149,9 +152,9 @@ class Workload:
 
 
 @contextmanager
-def null_milter(command: list[str], directory: Path, inet: bool
+def reference_filter(command: list[str], directory: Path, inet: bool
                 ) -> Iterator[tuple[str, int]]:
-    """A do-nothing filter (`command` + its libmilter socket) on a unix socket in
+    """A reference filter (`command` + its libmilter socket) on a unix socket in
     `directory` (or a free loopback port); yields its address in Postfix's syntax
     and its process id once it accepts."""
     if inet:
@@ -263,6 +266,15 @@ WORKLOADS = (
 )
 
 
+REFERENCE_SCRIPTS = {"floor": "null_milter.py", "naive": "naive_milter.py"}
+
+
+def reference_modes(args: argparse.Namespace) -> list[str]:
+    """The reference filters asked for, in the order their sides run."""
+    wanted = {"floor": args.floor, "naive": args.naive, "cfloor": args.c_floor}
+    return [mode for mode, on in wanted.items() if on]
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -271,6 +283,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--policy-dir", type=Path, default=REPO / "policies" / "examples")
     parser.add_argument("--floor", action="store_true",
                         help="also run a do-nothing pymilter filter (bench/null_milter.py)")
+    parser.add_argument("--naive", action="store_true",
+                        help="also run the issue's naive filter: the email package and nh3 "
+                             "(bench/naive_milter.py)")
     parser.add_argument("--c-floor", action="store_true",
                         help="also run the do-nothing filter in C (bench/null_milter.c)")
     parser.add_argument("--only", choices=[name for name, _, _ in WORKLOADS], action="append",
@@ -316,13 +331,11 @@ def main(argv: list[str] | None = None) -> int:
                                     "postgres": [postmaster]}
 
         sides = [side("bare", None, None)]
-        if args.floor:
-            python_floor = [sys.executable, str(REPO / "bench" / "null_milter.py")]
-            sides.append(side("floor", *stack.enter_context(
-                null_milter(python_floor, tmp, args.inet))))
-        if args.c_floor:
-            sides.append(side("cfloor", *stack.enter_context(
-                null_milter([build_c_floor(tmp)], tmp, args.inet))))
+        for mode in reference_modes(args):
+            command = [build_c_floor(tmp)] if mode == "cfloor" else \
+                [sys.executable, str(REPO / "bench" / REFERENCE_SCRIPTS[mode])]
+            sides.append(side(mode, *stack.enter_context(
+                reference_filter(command, tmp, args.inet))))
         sides.append(side("milter", milter.postfix_spec, milter.pid))
 
         rates: dict[tuple[str, str], list[float]] = {}
