@@ -11,6 +11,7 @@ from postwarden_store.cli import run_migrate
 
 from .app import MilterProcess
 from .errors import MilterError, StartupError
+from .heap import keep_freed_memory
 from .logcontext import configure_logging
 from .settings import SettingsError, load_settings
 
@@ -37,6 +38,7 @@ def serve(config: Path | None) -> int:
         print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
+    keep_freed_memory()
     process = MilterProcess(settings)
     try:
         services = process.start()
