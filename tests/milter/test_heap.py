@@ -59,3 +59,27 @@ def test_other_tunables_do_not_stop_the_tuning() -> None:
     faults, applied = faults_per_round(GLIBC_TUNABLES="glibc.malloc.arena_max=2")
     assert applied == "True"
     assert faults < BODY_PAGES / 10
+
+
+# The kernel's own memory-deny-write-execute (prctl PR_SET_MDWE, Linux 6.3),
+# what contrib/systemd's MemoryDenyWriteExecute=yes enforces with seccomp.
+UNDER_MDWE = """
+import ctypes, mmap
+if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:
+    print("no PR_SET_MDWE")
+    raise SystemExit
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    print("W+X memory still allowed")
+except PermissionError:
+    from postwarden_milter.heap import keep_freed_memory
+    print(keep_freed_memory({}))
+"""
+
+
+def test_works_where_memory_may_not_be_written_and_executed() -> None:
+    result = subprocess.run([sys.executable, "-c", UNDER_MDWE], capture_output=True, text=True,
+                            check=True, timeout=60)
+    if result.stdout.strip() == "no PR_SET_MDWE":
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
+    assert result.stdout.strip() == "True"
