@@ -2,8 +2,9 @@
 
 On a machine whose cores are all busy, a rate is set by the CPU each message
 costs across every process that handles it; these figures say which part
-costs what. A group is a set of root processes with their descendants: its
-time is user plus system time of the members alive at a reading, plus what
+costs what, and :func:`busy_fraction` whether the cores were all busy. A
+group is a set of root processes with their descendants: its time is user
+plus system time of the members alive at a reading, plus what
 they reaped (a process's reaped children are in its cutime and cstime, so
 Postfix's short-lived smtpd and cleanup processes count under master).
 """
@@ -53,6 +54,20 @@ def tree_seconds(groups: Mapping[str, Iterable[int | None]]) -> dict[str, float]
                 todo.extend(children.get(pid, ()))
         totals[name] = sum(processes[pid][1] for pid in members) / TICKS
     return totals
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(field) for field in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal; guest time is already in user.
+    return sum(fields[:8]), fields[3] + fields[4]
+
+
+def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """How busy the machine's cores were between two machine_ticks() readings."""
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return (total - idle) / total if total else 0.0
 
 
 @contextmanager

@@ -64,7 +64,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.cpu import header_cells, measured, median_cells, per_message_ms  # noqa: E402
+from bench.cpu import (  # noqa: E402
+    busy_fraction,
+    header_cells,
+    machine_ticks,
+    measured,
+    median_cells,
+    per_message_ms,
+)
 from tests.fixtures.milterproc import MilterProcess  # noqa: E402
 from tests.fixtures.ports import free_port  # noqa: E402
 from tests.fixtures.postfix import PostfixInstance, smtp_sink, wait_for  # noqa: E402
@@ -233,17 +240,18 @@ def _log_count(instance: PostfixInstance, pattern: str) -> int:
     return len(re.findall(pattern, instance.log(), re.MULTILINE))
 
 
-def run_once(instance: PostfixInstance, work: Workload, timeout: float) -> float:
-    """Send work.messages with smtp-source; return messages/s; check none was refused."""
+def run_once(instance: PostfixInstance, work: Workload, timeout: float) -> tuple[float, float]:
+    """Send work.messages with smtp-source; check none was refused. Returns messages/s
+    and how busy the machine's cores were while smtp-source ran."""
     queued_before = _log_count(instance, r"postfix/cleanup\[\d+\]: \w+: message-id=")
     refused_before = _log_count(instance, r"reject|milter-hold|milter-discard")
-    start = time.monotonic()
+    start, ticks = time.monotonic(), machine_ticks()
     result = subprocess.run(
         ["smtp-source", "-s", str(CONCURRENCY), "-m", str(work.messages), "-F", str(work.path),
          "-f", SENDER, "-t", RECIPIENT, "-M", "client.bench.test", f"127.0.0.1:{instance.port}"],
         capture_output=True, text=True, timeout=timeout, check=False,
     )
-    elapsed = time.monotonic() - start
+    elapsed, busy = time.monotonic() - start, busy_fraction(ticks, machine_ticks())
     if result.returncode != 0 or result.stderr.strip():
         raise RuntimeError(f"smtp-source failed: {result.stderr.strip()[:500]}")
     wait_for(
@@ -256,7 +264,7 @@ def run_once(instance: PostfixInstance, work: Workload, timeout: float) -> float
         raise RuntimeError(f"{instance.port}: {refused} messages refused or held")
     # Let the relay drain so the next run starts with an empty queue.
     wait_for(lambda: not instance.queue(), timeout=timeout)
-    return work.messages / elapsed
+    return work.messages / elapsed, busy
 
 
 WORKLOADS = (
@@ -340,15 +348,17 @@ def main(argv: list[str] | None = None) -> int:
 
         rates: dict[tuple[str, str], list[float]] = {}
         cpu: dict[tuple[str, str], list[dict[str, float]]] = {}
+        busy: dict[tuple[str, str], list[float]] = {}
         for round_no in range(1, args.rounds + 1):
             for work in workloads:
                 for mode, instance, groups in sides:
                     before = milter_counts(metrics_port)
                     with measured(groups) as used:
-                        rate = run_once(instance, work, args.timeout)
+                        rate, busy_share = run_once(instance, work, args.timeout)
                     if mode == "milter":
                         _check_milter_saw(metrics_port, before, work.messages)
                     rates.setdefault((work.name, mode), []).append(rate)
+                    busy.setdefault((work.name, mode), []).append(busy_share)
                     cpu.setdefault((work.name, mode), []).append(
                         per_message_ms(used, work.messages))
                     print(f"round {round_no} {work.name:10} {mode:6} {rate:8.1f} msg/s",
@@ -370,21 +380,25 @@ def main(argv: list[str] | None = None) -> int:
                     m / b for m, b in zip(side_rates, bare_rates, strict=True))
                 line += f" {statistics.median(side_rates):13.1f} {ratio:12.0%}"
             print(line)
-        print_cpu(workloads, [mode for mode, _, _ in sides], cpu)
+        print_cpu(workloads, [mode for mode, _, _ in sides], cpu, busy)
     return 0
 
 
 def print_cpu(workloads: list[Workload], modes: list[str],
-              cpu: dict[tuple[str, str], list[dict[str, float]]]) -> None:
+              cpu: dict[tuple[str, str], list[dict[str, float]]],
+              busy: dict[tuple[str, str], list[float]]) -> None:
     """CPU per message of each side's parts: when the cores are all busy, a side's rate
-    goes as the inverse of its total."""
+    goes as the inverse of its total. "busy": how busy the machine's cores were while
+    smtp-source sent; below ~99% a side also waits on something other than CPU."""
     names = ["postfix", "filter", "postgres"]
     print("\nCPU per message, ms (median of the rounds; smtp-source and smtp-sink, the "
-          "same for every side, not counted):")
-    print(f"{'message':10} {'side':6}" + header_cells(names))
+          "same for every side, not counted), and how busy the cores were:")
+    print(f"{'message':10} {'side':6}" + header_cells(names) + f" {'busy':>6}")
     for work in workloads:
         for mode in modes:
-            print(f"{work.name:10} {mode:6}" + median_cells(cpu[(work.name, mode)], names))
+            share = statistics.median(busy[(work.name, mode)])
+            print(f"{work.name:10} {mode:6}" + median_cells(cpu[(work.name, mode)], names)
+                  + f" {share:6.0%}")
 
 
 def _check_milter_saw(metrics_port: int, before: dict[str, float], expected: int) -> None:

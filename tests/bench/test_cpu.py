@@ -6,7 +6,15 @@ import os
 import subprocess
 import sys
 
-from bench.cpu import header_cells, measured, median_cells, per_message_ms, tree_seconds
+from bench.cpu import (
+    busy_fraction,
+    header_cells,
+    machine_ticks,
+    measured,
+    median_cells,
+    per_message_ms,
+    tree_seconds,
+)
 
 # Burns about 0.3 s of CPU, then says so and waits for its stdin to close.
 BURN = (
@@ -59,3 +67,20 @@ def test_table_cells_are_medians_with_a_total() -> None:
     assert header_cells(["a", "b"]) == "         a         b     total"
     # Medians: a 2.0, b 2.0; totals 4.0, 4.0, 9.5: 4.0.
     assert median_cells(runs, ["a", "b"]) == "      2.00      2.00      4.00"
+
+
+def test_a_burning_process_makes_the_machine_busier() -> None:
+    cores = os.cpu_count() or 1
+    before = machine_ticks()
+    subprocess.run([sys.executable, "-c", BURN], input="", text=True, check=True,
+                   capture_output=True)
+    after = machine_ticks()
+    assert after[0] > before[0] and after[0] - before[0] >= after[1] - before[1] >= 0
+    # One core burned for most of the run (the interpreter's start is a few
+    # tens of milliseconds): at least half of one core's share.
+    assert busy_fraction(before, after) >= 0.5 / cores
+
+
+def test_busy_is_the_share_of_ticks_not_idle() -> None:
+    assert busy_fraction((1000, 400), (1200, 450)) == 0.75
+    assert busy_fraction((1000, 400), (1000, 400)) == 0.0
