@@ -52,7 +52,14 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.cpu import header_cells, measured, median_cells, per_message_ms  # noqa: E402
+from bench.cpu import (  # noqa: E402
+    busy_fraction,
+    header_cells,
+    machine_ticks,
+    measured,
+    median_cells,
+    per_message_ms,
+)
 from tests.fixtures.ports import free_port  # noqa: E402
 from tests.fixtures.postfix import (  # noqa: E402
     PostfixInstance,
@@ -208,6 +215,8 @@ class Round:
     raw_delivered: float
     api_cpu: dict[str, float]  # ms per message by process group, API phase
     raw_cpu: dict[str, float]
+    api_busy: float  # how busy the cores were while the requests were sent
+    raw_busy: float  # ... while the raw messages were submitted
 
     @property
     def ratio(self) -> float:
@@ -222,7 +231,9 @@ def one_round(port: int, key: str, submission: int, maillog: Path,
     with measured(groups) as api_cpu:
         started = time.monotonic()
         deadline = started + timeout
+        ticks = machine_ticks()
         latencies, wall = asyncio.run(api_load(port, key, count, run, deadline))
+        api_busy = busy_fraction(ticks, machine_ticks())
         api_done = wait_delivered(maillog, run, len(latencies), deadline)
         time.sleep(SETTLE_SECONDS)
 
@@ -231,14 +242,17 @@ def one_round(port: int, key: str, submission: int, maillog: Path,
     with measured(groups) as raw_cpu:
         raw_started = time.monotonic()
         deadline = raw_started + timeout
+        ticks = machine_ticks()
         raw_load(submission, messages, deadline)
+        raw_busy = busy_fraction(ticks, machine_ticks())
         raw_done = wait_delivered(maillog, raw_run, count, deadline)
         time.sleep(SETTLE_SECONDS)
 
     quantiles = statistics.quantiles(latencies, n=100)
     return Round(len(latencies) / wall, quantiles[49], quantiles[98],
                  len(latencies) / (api_done - started), count / (raw_done - raw_started),
-                 per_message_ms(api_cpu, len(latencies)), per_message_ms(raw_cpu, count))
+                 per_message_ms(api_cpu, len(latencies)), per_message_ms(raw_cpu, count),
+                 api_busy, raw_busy)
 
 
 def main() -> int:
@@ -285,11 +299,13 @@ def main() -> int:
     print(f"raw SMTP delivered: {median(lambda r: r.raw_delivered):8.1f} messages/s end to end")
     print(f"ratio API/raw:      {median(lambda r: r.ratio):8.2f} (median of the rounds' ratios)")
     print("\nCPU per message, ms (median of the rounds; the load generator, this process, "
-          "not counted):")
+          "not counted), and how busy the cores were while the load was sent:")
     names = list(groups)
-    print(f"{'phase':6}" + header_cells(names))
-    print(f"{'API':6}" + median_cells([r.api_cpu for r in rounds], names))
-    print(f"{'raw':6}" + median_cells([r.raw_cpu for r in rounds], names))
+    print(f"{'phase':6}" + header_cells(names) + f" {'busy':>6}")
+    print(f"{'API':6}" + median_cells([r.api_cpu for r in rounds], names)
+          + f" {median(lambda r: r.api_busy):6.0%}")
+    print(f"{'raw':6}" + median_cells([r.raw_cpu for r in rounds], names)
+          + f" {median(lambda r: r.raw_busy):6.0%}")
     return 0
 
 
