@@ -35,9 +35,10 @@ transactions, all accepted (its metrics).
 Each run is bounded by --timeout seconds.
 
 Last, the CPU each message cost in each side's processes (bench/cpu.py):
-Postfix (master and its children), the filter, Postgres (the audit log).
-The cores are all busy during a run, so a side's rate goes roughly as the
-inverse of its total: these figures say what a ratio to bare can reach.
+Postfix (master and its children), the filter, Postgres (the audit log),
+and how busy the machine's cores were while smtp-source sent. Where they
+were all busy, a side's rate goes roughly as the inverse of its total:
+these figures say what a ratio to bare can reach.
 
     .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor]
         [--naive] [--c-floor] [--inet] [--only plain-4k|html-60k|attach-2m ...]
@@ -160,7 +161,7 @@ class Workload:
 
 @contextmanager
 def reference_filter(command: list[str], directory: Path, inet: bool
-                ) -> Iterator[tuple[str, int]]:
+                     ) -> Iterator[tuple[str, int]]:
     """A reference filter (`command` + its libmilter socket) on a unix socket in
     `directory` (or a free loopback port); yields its address in Postfix's syntax
     and its process id once it accepts."""
