@@ -2,7 +2,7 @@
 
 On a machine whose cores are all busy, a rate is set by the CPU each message
 costs across every process that handles it; these figures say which part
-costs what, and :func:`busy_fraction` whether the cores were all busy. A
+costs what, and :func:`cores_busy` whether the cores were all busy. A
 group is a set of root processes with their descendants: its time is user
 plus system time of the members alive at a reading, plus what
 they reaped (a process's reaped children are in its cutime and cstime, so
@@ -15,6 +15,7 @@ import os
 import statistics
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -68,6 +69,20 @@ def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
     """How busy the machine's cores were between two machine_ticks() readings."""
     total, idle = after[0] - before[0], after[1] - before[1]
     return (total - idle) / total if total else 0.0
+
+
+@dataclass
+class Busy:
+    fraction: float = 0.0
+
+
+@contextmanager
+def cores_busy() -> Iterator[Busy]:
+    """A Busy whose fraction is, once the block ends, how busy the cores were within it."""
+    busy = Busy()
+    before = machine_ticks()
+    yield busy
+    busy.fraction = busy_fraction(before, machine_ticks())
 
 
 @contextmanager

@@ -65,14 +65,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.cpu import (  # noqa: E402
-    busy_fraction,
-    header_cells,
-    machine_ticks,
-    measured,
-    median_cells,
-    per_message_ms,
-)
+from bench.cpu import cores_busy, header_cells, measured, median_cells, per_message_ms  # noqa: E402
 from tests.fixtures.milterproc import MilterProcess  # noqa: E402
 from tests.fixtures.ports import free_port  # noqa: E402
 from tests.fixtures.postfix import PostfixInstance, smtp_sink, wait_for  # noqa: E402
@@ -246,13 +239,15 @@ def run_once(instance: PostfixInstance, work: Workload, timeout: float) -> tuple
     and how busy the machine's cores were while smtp-source ran."""
     queued_before = _log_count(instance, r"postfix/cleanup\[\d+\]: \w+: message-id=")
     refused_before = _log_count(instance, r"reject|milter-hold|milter-discard")
-    start, ticks = time.monotonic(), machine_ticks()
-    result = subprocess.run(
-        ["smtp-source", "-s", str(CONCURRENCY), "-m", str(work.messages), "-F", str(work.path),
-         "-f", SENDER, "-t", RECIPIENT, "-M", "client.bench.test", f"127.0.0.1:{instance.port}"],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )
-    elapsed, busy = time.monotonic() - start, busy_fraction(ticks, machine_ticks())
+    start = time.monotonic()
+    with cores_busy() as busy:
+        result = subprocess.run(
+            ["smtp-source", "-s", str(CONCURRENCY), "-m", str(work.messages), "-F",
+             str(work.path), "-f", SENDER, "-t", RECIPIENT, "-M", "client.bench.test",
+             f"127.0.0.1:{instance.port}"],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    elapsed = time.monotonic() - start
     if result.returncode != 0 or result.stderr.strip():
         raise RuntimeError(f"smtp-source failed: {result.stderr.strip()[:500]}")
     wait_for(
@@ -265,7 +260,7 @@ def run_once(instance: PostfixInstance, work: Workload, timeout: float) -> tuple
         raise RuntimeError(f"{instance.port}: {refused} messages refused or held")
     # Let the relay drain so the next run starts with an empty queue.
     wait_for(lambda: not instance.queue(), timeout=timeout)
-    return work.messages / elapsed, busy
+    return work.messages / elapsed, busy.fraction
 
 
 WORKLOADS = (

@@ -20,8 +20,9 @@ Each round runs both phases back to back (API, then raw) so machine noise hits
 both alike; printed are each round's figures and the medians over rounds
 (the ratio is the median of the rounds' ratios). Every phase is bounded by
 --timeout seconds. Last, the CPU per message of each phase in the service, in
-Postgres and in Postfix (bench/cpu.py): both cores are busy while the API
-phase delivers, so its rate goes as the inverse of its total.
+Postgres and in Postfix (bench/cpu.py), and how busy the cores were while
+each phase's load was sent: where they were all busy, a rate goes as the
+inverse of its total.
 
     .venv/bin/python bench/send_api.py [--messages 2000] [--rounds 3] [--timeout 120]
 """
@@ -52,14 +53,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.cpu import (  # noqa: E402
-    busy_fraction,
-    header_cells,
-    machine_ticks,
-    measured,
-    median_cells,
-    per_message_ms,
-)
+from bench.cpu import cores_busy, header_cells, measured, median_cells, per_message_ms  # noqa: E402
 from tests.fixtures.ports import free_port  # noqa: E402
 from tests.fixtures.postfix import (  # noqa: E402
     PostfixInstance,
@@ -231,9 +225,8 @@ def one_round(port: int, key: str, submission: int, maillog: Path,
     with measured(groups) as api_cpu:
         started = time.monotonic()
         deadline = started + timeout
-        ticks = machine_ticks()
-        latencies, wall = asyncio.run(api_load(port, key, count, run, deadline))
-        api_busy = busy_fraction(ticks, machine_ticks())
+        with cores_busy() as api_busy:
+            latencies, wall = asyncio.run(api_load(port, key, count, run, deadline))
         api_done = wait_delivered(maillog, run, len(latencies), deadline)
         time.sleep(SETTLE_SECONDS)
 
@@ -242,9 +235,8 @@ def one_round(port: int, key: str, submission: int, maillog: Path,
     with measured(groups) as raw_cpu:
         raw_started = time.monotonic()
         deadline = raw_started + timeout
-        ticks = machine_ticks()
-        raw_load(submission, messages, deadline)
-        raw_busy = busy_fraction(ticks, machine_ticks())
+        with cores_busy() as raw_busy:
+            raw_load(submission, messages, deadline)
         raw_done = wait_delivered(maillog, raw_run, count, deadline)
         time.sleep(SETTLE_SECONDS)
 
@@ -252,7 +244,7 @@ def one_round(port: int, key: str, submission: int, maillog: Path,
     return Round(len(latencies) / wall, quantiles[49], quantiles[98],
                  len(latencies) / (api_done - started), count / (raw_done - raw_started),
                  per_message_ms(api_cpu, len(latencies)), per_message_ms(raw_cpu, count),
-                 api_busy, raw_busy)
+                 api_busy.fraction, raw_busy.fraction)
 
 
 def main() -> int:

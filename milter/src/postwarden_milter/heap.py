@@ -9,8 +9,8 @@ zero-filled by the kernel: about 600 page faults and 1 ms of CPU per 2 MB
 message in bench/milter_throughput.py. Raising the trim threshold keeps the
 memory for reuse, and raising the mmap threshold serves joined bodies from
 that reused heap rather than from fresh mappings. The cost: the resident
-size stays near its peak (147 MB instead of 101 MB in that bench, 16 2 MB
-messages at a time).
+size stays near its peak (about 150 MB instead of about 100 MB in that
+bench, 16 2 MB messages at a time).
 
 Applied only on glibc, and only when the admin set neither threshold through
 the environment (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_`` or
