@@ -20,6 +20,9 @@ With --c-floor, another instance uses bench/null_milter.c, the same filter
 in C against libmilter (built with cc at start): what libmilter and Postfix's
 milter protocol cost without Python.
 
+--processes N runs postwarden with N worker processes (its `processes`
+setting); its filter CPU is then that of the parent and all its workers.
+
 Postfix reaches the milters on unix sockets, as contrib/postfix recommends;
 --inet uses loopback TCP instead. Over TCP, each message stalls for tens of
 milliseconds in the socket layer whatever the filter does (a do-nothing
@@ -41,7 +44,8 @@ were all busy, a side's rate goes roughly as the inverse of its total:
 these figures say what a ratio to bare can reach.
 
     .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor]
-        [--naive] [--c-floor] [--inet] [--only plain-4k|html-60k|attach-2m ...]
+        [--naive] [--c-floor] [--processes N] [--inet]
+        [--only plain-4k|html-60k|attach-2m ...]
 """
 
 from __future__ import annotations
@@ -294,6 +298,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="also run the do-nothing filter in C (bench/null_milter.c)")
     parser.add_argument("--only", choices=[name for name, _, _ in WORKLOADS], action="append",
                         help="run only this message (repeatable)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="postwarden's worker processes (setting `processes`)")
     parser.add_argument("--inet", action="store_true",
                         help="reach the milters over loopback TCP instead of unix sockets")
     return parser.parse_args(argv)
@@ -320,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         milter = MilterProcess(
             args.policy_dir, cluster.admin_dsn,
             env={"POSTWARDEN_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
-                 "POSTWARDEN_INSTANCE_NAME": "bench", "POSTWARDEN_LOG_LEVEL": "WARNING"},
+                 "POSTWARDEN_INSTANCE_NAME": "bench", "POSTWARDEN_LOG_LEVEL": "WARNING",
+                 "POSTWARDEN_PROCESSES": str(args.processes)},
             unix_socket=not args.inet,
         )
         stack.callback(milter.destroy)

@@ -3,13 +3,14 @@ the socket specs the milter tunes."""
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
 from pathlib import Path
 
 import pytest
 
-from postwarden_milter.listener import disable_nagle, inet_port, unix_path
+from postwarden_milter.listener import disable_nagle, inet_port, never_block_accept, unix_path
 from tests.fixtures.milterproc import MilterProcess
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies" / "examples"
@@ -61,6 +62,30 @@ def test_no_listener_found_is_reported(caplog: pytest.LogCaptureFixture) -> None
         sock.bind(("127.0.0.1", 0))  # bound, not listening
         assert disable_nagle(sock.getsockname()[1]) == 0
     assert "Nagle's algorithm stays on" in caplog.text
+
+
+def test_a_shared_listener_never_blocks_in_accept(tmp_path: Path) -> None:
+    with socket.socket() as listener, socket.socket() as other, \
+            socket.socket(socket.AF_UNIX) as unix:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        unix.bind(str(tmp_path / "milter.sock"))
+        unix.listen()
+        assert never_block_accept(f"inet:{listener.getsockname()[1]}@127.0.0.1") == 1
+        assert never_block_accept(f"unix:{tmp_path / 'milter.sock'}") == 1
+        # The descriptors' flag (these objects' own timeouts are not what libmilter sees).
+        assert not os.get_blocking(listener.fileno()) and not os.get_blocking(unix.fileno())
+        assert os.get_blocking(other.fileno())  # another port
+        with pytest.raises(BlockingIOError):  # what libmilter takes as "poll again"
+            listener.accept()
+        with socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert os.get_blocking(accepted.fileno())  # sessions stay blocking
+    with pytest.raises(OSError, match="no listening socket"):
+        never_block_accept(f"unix:{tmp_path / 'gone.sock'}")
 
 
 def test_unix_socket_gets_the_configured_mode() -> None:

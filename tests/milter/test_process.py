@@ -58,10 +58,11 @@ def empty_database(pg_server: PgServer) -> Iterator[str]:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("processes", [1, 2])
 def test_refuses_pending_migrations_until_migrate_runs(
-    tmp_path: Path, empty_database: str
+    tmp_path: Path, empty_database: str, processes: int
 ) -> None:
-    env = _env(tmp_path, database_url=empty_database)
+    env = _env(tmp_path, database_url=empty_database, processes=str(processes))
     refused = _run([], env)
     assert refused.returncode == 2
     assert "postwarden-milter migrate" in refused.stderr
@@ -72,9 +73,11 @@ def test_refuses_pending_migrations_until_migrate_runs(
     assert "applied 0001_audit" in migrated.stdout
 
 
-def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(
+        tmp_path: Path, processes: int) -> None:
     metrics_port = free_port()
-    env = _env(tmp_path, metrics_listen=f"127.0.0.1:{metrics_port}")
+    env = _env(tmp_path, metrics_listen=f"127.0.0.1:{metrics_port}", processes=str(processes))
     log_path = tmp_path / "milter.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
@@ -83,12 +86,13 @@ def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(tmp_path: Pa
         assert wait_until(lambda: "listening on" in log_path.read_text(), timeout=30)
         (tmp_path / "policies" / "main.yaml").write_text(POLICY.format(limit=6))
         proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: "policy set reloaded (signal)" in log_path.read_text(),
-                          timeout=15)
+        assert wait_until(lambda: log_path.read_text().count("policy set reloaded (signal)")
+                          == processes, timeout=15)
         assert proc.poll() is None  # libmilter would have stopped on SIGHUP
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
-            assert 'postwarden_policy_reloads_total{result="ok"} 1.0' in response.read().decode()
+            assert f'postwarden_policy_reloads_total{{result="ok"}} {processes}.0' \
+                in response.read().decode()
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -97,15 +101,54 @@ def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    assert "postwarden milter stopped" in log_path.read_text()
+    assert log_path.read_text().count("postwarden milter stopped") == processes + (processes > 1)
 
 
-def test_broken_policy_refuses_to_start(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_broken_policy_refuses_to_start(tmp_path: Path, processes: int) -> None:
+    metrics_port = free_port()
+    env = _env(tmp_path, processes=str(processes), metrics_listen=f"127.0.0.1:{metrics_port}")
     (tmp_path / "policies" / "main.yaml").write_text("version: 1\nname: [\n")
     result = _run([], env)
     assert result.returncode == 2
     assert "policies do not load" in result.stderr and "main.yaml" in result.stderr
+    assert "listening on" not in result.stderr  # refused before the socket opened
+
+
+def test_workers_stop_promptly_after_connections(tmp_path: Path) -> None:
+    """Every worker wakes for each connection and all but one lose the race for it:
+    none may then sit in accept() holding the lock its stop needs."""
+    port = free_port()
+    env = _env(tmp_path, processes="2", milter_socket=f"inet:{port}@127.0.0.1")
+    log_path = tmp_path / "milter.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: log_path.read_text().count("starting on") == 2, timeout=30)
+        for _ in range(5):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            time.sleep(0.2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - started < 15, log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_workers_that_cannot_start_stop_the_milter(tmp_path: Path) -> None:
+    """No policy source reachable at a worker's start: the milter exits as one process would."""
+    env = _env(tmp_path, processes="2", policy_dir="",
+               database_url=f"postgresql://postwarden@127.0.0.1:{free_port()}/none")
+    result = _run([], env)
+    assert result.returncode == 2, result.stderr
+    assert "listening on" in result.stderr  # the parent opened the socket, then the workers
+    assert "no policy set: database unreachable" in result.stderr
+    assert "worker 0 could not start" in result.stderr or "worker 1 could not start" \
+        in result.stderr
 
 
 def test_log_lines_carry_ids_and_are_redacted() -> None:
@@ -124,12 +167,13 @@ def test_log_lines_carry_ids_and_are_redacted() -> None:
     assert line.endswith("...[truncated]") and "hunter2" not in line
 
 
-def test_a_port_in_use_is_told_with_the_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_port_in_use_is_told_with_the_reason(tmp_path: Path, processes: int) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         spec = f"inet:{taken.getsockname()[1]}@127.0.0.1"
-        result = _run([], _env(tmp_path, milter_socket=spec))
+        result = _run([], _env(tmp_path, milter_socket=spec, processes=str(processes)))
     assert result.returncode == 2
     assert f"postwarden-milter: milter_socket: cannot serve on {spec}: Address already in use" \
         in result.stderr.splitlines()

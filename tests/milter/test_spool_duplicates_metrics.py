@@ -1,4 +1,4 @@
-"""The audit spool file, the duplicate detector and the metrics endpoint."""
+"""The audit spool file and the metrics endpoint (the duplicate detector: test_duplicates.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from postwarden_milter.duplicates import DuplicateDetector
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.spool import AuditSpool
 from postwarden_policies import AuditEvent
@@ -53,28 +52,6 @@ def test_spool_size_survives_restart_and_reports_full(tmp_path: Path) -> None:
     AuditSpool(tmp_path, max_bytes=10**6).append([_event(1)])
     reopened = AuditSpool(tmp_path, max_bytes=50)
     assert reopened.size > 50 and reopened.full
-
-
-def test_duplicate_needs_same_id_sender_and_body() -> None:
-    now = [0.0]
-    detector = DuplicateDetector(window_seconds=60, clock=lambda: now[0])
-    assert not detector.seen("<m@x>", "a@example.org", b"body1")
-    assert detector.seen("<M@x>", "A@example.org", b"body1")  # case-insensitive ids
-    assert not detector.seen("<m@x>", "mallory@example.org", b"body1")  # other sender
-    assert not detector.seen("<m@x>", "a@example.org", b"body2")  # other body
-    assert not detector.seen(None, "a@example.org", b"body1")  # no Message-ID: never
-    now[0] = 61.0
-    assert not detector.seen("<m@x>", "a@example.org", b"body1")  # window passed
-
-
-def test_duplicate_table_is_bounded_and_can_be_off() -> None:
-    detector = DuplicateDetector(window_seconds=60, max_entries=2)
-    for n in range(3):
-        detector.seen(f"<{n}@x>", "a@x", b"b")
-    assert not detector.seen("<0@x>", "a@x", b"b")  # evicted, oldest first
-    off = DuplicateDetector(window_seconds=0)
-    off.seen("<m@x>", "a@x", b"b")
-    assert not off.seen("<m@x>", "a@x", b"b")
 
 
 def test_metrics_served_on_loopback() -> None:

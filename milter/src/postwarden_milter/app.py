@@ -15,10 +15,13 @@ import asyncio
 import concurrent.futures
 import logging
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 
 import asyncpg
@@ -34,14 +37,26 @@ from .handler import ConnectionSlots, Services
 from .listener import bind_problem
 from .loopthread import LoopThread
 from .metrics import Metrics
+from .metrics_merge import answer_scrapes
 from .reload import PolicyReloader
 from .settings import MilterSettings
-from .spool import AuditSpool
+from .spool import AuditSpool, spool_name
 
 log = logging.getLogger(__name__)
 
+PROG = "postwarden-milter"
+EXIT_CONFIG = 2
 SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
 SCHEMA_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What a worker process gets from the parent that forked it (see .supervisor)."""
+
+    index: int
+    duplicates: DuplicateDetector  # shared by all workers
+    scrapes: socket.socket  # the parent asks for this worker's metrics here
 
 
 @contextmanager
@@ -73,20 +88,30 @@ def check_schema(dsn: str) -> None:
                     type(exc).__name__)
 
 
+def policies_refused(exc: PoliciesError) -> StartupError:
+    return StartupError(f"policies do not load: {exc}")
+
+
 class MilterProcess:
-    def __init__(self, settings: MilterSettings) -> None:
+    """The milter alone, or one worker of several (``worker``)."""
+
+    def __init__(self, settings: MilterSettings, worker: Worker | None = None) -> None:
         self.settings = settings
+        self.worker = worker
+        index = worker.index if worker is not None else 0
         self.metrics = Metrics()
         self.loop_thread = LoopThread()
         dsn = settings.database_url.reveal() if settings.database_url else None
+        spool = AuditSpool(settings.spool_dir, settings.spool_max_bytes, spool_name(index))
         self.pipeline = AuditPipeline(
-            dsn, AuditSpool(settings.spool_dir, settings.spool_max_bytes), self.metrics,
+            dsn, spool, self.metrics,
             queue_size=settings.audit_queue_size, spool_full_action=settings.spool_full_action,
         )
         self.reloader = PolicyReloader(
             self.metrics, spool_dir=settings.spool_dir, policy_dir=settings.policy_dir,
             database_url=dsn, poll_seconds=settings.policy_poll_seconds,
             loop_thread=self.loop_thread, instance_name=settings.instance_name,
+            announce_failures=index == 0,
         )
         self.workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="postwarden-eval"
@@ -98,14 +123,14 @@ class MilterProcess:
 
     def start(self) -> Services:
         """Everything but the socket; raises StartupError for what the admin must fix."""
-        if self.settings.database_url is not None:
-            check_schema(self.settings.database_url.reveal())
+        if self.settings.database_url is not None and self.worker is None:
+            check_schema(self.settings.database_url.reveal())  # workers: the parent did
         with signals_blocked():
             self.loop_thread.start()
             try:
                 holder = self.reloader.load_initial()
             except PoliciesError as exc:
-                raise StartupError(f"policies do not load: {exc}") from None
+                raise policies_refused(exc) from None
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                 raise StartupError(
                     f"no policy set: database unreachable ({type(exc).__name__}) "
@@ -113,18 +138,26 @@ class MilterProcess:
                 ) from None
             self.pipeline.start(self.loop_thread)
             self.reloader.start()
-            address = self.settings.metrics_address
-            if address is not None:
-                try:
-                    self._stop_metrics = self.metrics.serve(address)
-                except OSError as exc:
-                    raise StartupError(f"metrics_listen: cannot listen on "
-                                       f"{self.settings.metrics_listen}: {exc.strerror}") from None
+            self._start_metrics()
+        duplicates = (self.worker.duplicates if self.worker is not None
+                      else DuplicateDetector(self.settings.duplicate_window_seconds))
         return Services(
             settings=self.settings, policies=holder, audit=self.pipeline, metrics=self.metrics,
-            duplicates=DuplicateDetector(self.settings.duplicate_window_seconds),
-            slots=self.slots, workers=self.workers,
+            duplicates=duplicates, slots=self.slots, workers=self.workers,
         )
+
+    def _start_metrics(self) -> None:
+        """Our endpoint, or (a worker) answers to the parent's, which merges them."""
+        if self.worker is not None:
+            self._stop_metrics = answer_scrapes(self.metrics.registry, self.worker.scrapes)
+            return
+        address = self.settings.metrics_address
+        if address is not None:
+            try:
+                self._stop_metrics = self.metrics.serve(address)
+            except OSError as exc:
+                raise StartupError(f"metrics_listen: cannot listen on "
+                                   f"{self.settings.metrics_listen}: {exc.strerror}") from None
 
     def serve(self, services: Services) -> None:
         """Run libmilter until SIGTERM/SIGINT, reloading policies on SIGHUP."""
@@ -133,6 +166,8 @@ class MilterProcess:
                                       name="postwarden-libmilter", daemon=True)
             thread.start()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+        # A worker was forked with them held (.supervisor): those sent meanwhile arrive now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         log.info("postwarden milter %s starting on %s", self.settings.instance_name,
                  self.settings.milter_socket)
         try:
@@ -153,7 +188,11 @@ class MilterProcess:
 
     def _run_milter(self, services: Services) -> None:
         try:
-            libmilter.run(services, self.settings.milter_socket, self.settings.milter_socket_mode)
+            if self.worker is not None:
+                libmilter.serve_opened(services)
+            else:
+                libmilter.run(services, self.settings.milter_socket,
+                              self.settings.milter_socket_mode)
         except Exception as exc:  # noqa: BLE001 - reported by serve() on the main thread
             self._milter_error = exc
             log.error("libmilter stopped: %s", exc)
@@ -180,3 +219,19 @@ class MilterProcess:
             self._stop_metrics()
         self.loop_thread.stop()
         log.info("postwarden milter stopped")
+
+
+def run_process(process: MilterProcess) -> int:
+    """Start, serve until a stop signal, shut down; the exit code (errors on stderr)."""
+    try:
+        services = process.start()
+        process.serve(services)
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except MilterError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        process.shutdown()
+    return 0

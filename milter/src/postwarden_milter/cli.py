@@ -9,14 +9,13 @@ from pathlib import Path
 
 from postwarden_store.cli import run_migrate
 
-from .app import MilterProcess
-from .errors import MilterError, StartupError
+from .app import EXIT_CONFIG, PROG, MilterProcess, run_process
+from .errors import StartupError
 from .heap import keep_freed_memory
 from .logcontext import configure_logging
 from .settings import SettingsError, load_settings
-
-PROG = "postwarden-milter"
-EXIT_CONFIG = 2
+from .spool import adopt_orphans
+from .supervisor import Supervisor
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,19 +38,14 @@ def serve(config: Path | None) -> int:
         return EXIT_CONFIG
     configure_logging(settings.log_level)
     keep_freed_memory()
-    process = MilterProcess(settings)
+    adopt_orphans(settings.spool_dir, settings.processes)  # no worker runs yet
+    if settings.processes == 1:
+        return run_process(MilterProcess(settings))
     try:
-        services = process.start()
-        process.serve(services)
+        return Supervisor(settings).run()
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except MilterError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        process.shutdown()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,20 +1,45 @@
 """Re-delivery detection: same Message-ID, same envelope sender, same body.
 
 A bare Message-ID match is never enough (the sender chooses it), so the key
-also holds the envelope sender and the SHA-256 of the body. Entries expire
-after the window; the table is bounded so a flood of unique messages cannot
-grow it without limit (the oldest entries go first).
+also holds the envelope sender and the body, by SHA-256. Entries expire after
+the window.
+
+The milter may run as several worker processes forked from one parent, and a
+message first seen by one worker must be a duplicate when it comes again to
+another. So the table lives in an anonymous shared mapping made by the
+constructor: a detector built before ``os.fork()`` is one table for the
+parent and every child. It holds no Python objects, only fixed-size slots: 16
+bytes of a keyed SHA-256 over the three parts, and the first-seen
+``time.monotonic()`` (system-wide on Linux, so times compare across processes).
+
+It is bounded by construction: ``max_entries`` slots, fixed when made. A key
+may sit only in the ``NEIGHBOURHOOD`` slots from its home slot on (open
+addressing); a lookup checks all of them, and an insert takes the oldest
+slot there (an empty one counts as oldest, then expired ones), so a flood of
+unique messages evicts the oldest entries, approximately, and cannot grow
+memory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import mmap
+import os
+import struct
 import threading
 import time
-from collections import OrderedDict
+import weakref
 from collections.abc import Callable
 
 MAX_ENTRIES = 200_000
+NEIGHBOURHOOD = 16  # slots a key may occupy, from its home slot on
+DIGEST_SIZE = 16  # bytes of keyed SHA-256 kept: a collision needs ~2**64 tries
+_TIME_SIZE = 8  # float64
+_EMPTY = float("-inf")  # the first-seen time of an empty slot: older than anything
+
+# Detectors alive in this process, to renew their thread locks in a forked child.
+_live: weakref.WeakSet[DuplicateDetector] = weakref.WeakSet()
 
 
 class DuplicateDetector:
@@ -24,11 +49,32 @@ class DuplicateDetector:
         max_entries: int = MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
         self._window = window_seconds
-        self._max = max_entries
         self._clock = clock
-        self._seen: OrderedDict[tuple[str, str, str], float] = OrderedDict()
-        self._lock = threading.Lock()
+        if not self.enabled:
+            return  # no table, no locks: seen() never gets past its first line
+        self._neighbourhood = min(NEIGHBOURHOOD, max_entries)
+        # Homes stop short of the end so a neighbourhood never wraps: one slice each.
+        self._homes = max_entries - self._neighbourhood + 1
+        # Keyed so that nobody can aim message ids at one neighbourhood and
+        # flush a chosen entry out; made here, before any fork, so shared too.
+        self._secret = os.urandom(16)
+        # Layout: all first-seen times (float64), then all digests.
+        self._digest_base = max_entries * _TIME_SIZE
+        self._map = mmap.mmap(-1, max_entries * (_TIME_SIZE + DIGEST_SIZE))  # MAP_SHARED
+        self._times = memoryview(self._map)[: self._digest_base].cast("d")
+        self._map[: self._digest_base] = struct.pack("d", _EMPTY) * max_entries
+        # Cross-process lock: a POSIX record lock on a memfd that every child
+        # inherits. Record locks belong to a process and the kernel drops them
+        # when it dies, so a worker killed inside seen() (OOM killer, a crash)
+        # cannot wedge the others, as a semaphore-based lock would. They do not
+        # exclude threads of one process, hence the thread lock taken first.
+        self._lock_fd = os.memfd_create("postwarden-duplicates-lock")
+        weakref.finalize(self, os.close, self._lock_fd)
+        self._thread_lock = threading.Lock()
+        _live.add(self)
 
     @property
     def enabled(self) -> bool:
@@ -42,22 +88,55 @@ class DuplicateDetector:
         """
         if not self.enabled or not message_id:
             return False
-        key = (message_id.strip().lower(), sender.lower(), hashlib.sha256(body).hexdigest())
-        now = self._clock()
-        with self._lock:
-            self._expire(now)
-            first = self._seen.get(key)
-            if first is None:
-                self._seen[key] = now
-            while len(self._seen) > self._max:
-                self._seen.popitem(last=False)
-        return first is not None
+        key = self._digest(message_id.strip().lower(), sender.lower(), body)
+        home = int.from_bytes(key[:8], "little") % self._homes
+        end = home + self._neighbourhood
+        base = self._digest_base
+        with self._thread_lock:  # record locks exclude processes, not threads
+            fcntl.lockf(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                now = self._clock()
+                times = self._times[home:end].tolist()
+                digests = self._map[base + home * DIGEST_SIZE: base + end * DIGEST_SIZE]
+                reuse = -1
+                # Check the whole neighbourhood: an empty or expired slot before
+                # the key's slot proves nothing, since inserts take any slot of it.
+                at = digests.find(key)
+                while at >= 0:
+                    if at % DIGEST_SIZE == 0:  # not straddling two digests
+                        i = at // DIGEST_SIZE
+                        if times[i] > now - self._window:
+                            return True
+                        reuse = i  # its own expired entry: keep one copy of a key
+                    at = digests.find(key, at + 1)
+                if reuse < 0:
+                    reuse = times.index(min(times))  # empty, else expired, else oldest
+                slot = home + reuse
+                self._map[base + slot * DIGEST_SIZE: base + (slot + 1) * DIGEST_SIZE] = key
+                self._times[slot] = now  # last: a torn write leaves an old time
+            finally:
+                fcntl.lockf(self._lock_fd, fcntl.LOCK_UN)
+        return False
 
-    def _expire(self, now: float) -> None:
-        # Insertion order is first-seen order, so expired entries sit at the front.
-        cutoff = now - self._window
-        while self._seen:
-            key, first = next(iter(self._seen.items()))
-            if first > cutoff:
-                break
-            del self._seen[key]
+    def _digest(self, message_id: str, sender: str, body: bytes | memoryview) -> bytes:
+        """Keyed, truncated SHA-256 over the three parts, unambiguously joined.
+
+        One pass over the body; the lengths make the parts unambiguous, and
+        surrogatepass takes header text with lone surrogates from undecodable bytes.
+        """
+        mid = message_id.encode("utf-8", "surrogatepass")
+        snd = sender.encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(b"".join((self._secret, len(mid).to_bytes(8, "little"), mid,
+                                          len(snd).to_bytes(8, "little"), snd)))
+        digest.update(body)
+        return digest.digest()[:DIGEST_SIZE]
+
+
+def _renew_thread_locks() -> None:
+    # A thread of the parent may have held a thread lock at the fork; in the
+    # child nobody would release that copy. Record locks are not inherited.
+    for detector in list(_live):
+        detector._thread_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_thread_locks)

@@ -21,7 +21,7 @@ import Milter
 
 from .apply import Outcome
 from .handler import ConnectionHandler, Services
-from .listener import disable_nagle, inet_port, unix_path
+from .listener import disable_nagle, inet_port, never_block_accept, unix_path
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ CODES: dict[Outcome, int] = {
 
 
 F = TypeVar("F", bound=Callable[..., int])
+
+# libmilter's accept loop, kept: open_then() puts its supervisor in its place.
+_SERVE: Callable[[], None] = Milter.milter.main
 
 
 def _noreply(func: F) -> F:
@@ -122,18 +125,42 @@ def run(services: Services, connection: str, socket_mode: int = 0o660,
         name: str = "postwarden") -> None:
     """Serve until :func:`stop` (or libmilter's own SIGTERM handling) ends the loop."""
     PostwardenMilter.services = services
+    _prepare(connection, socket_mode, shared=False)
+    Milter.runmilter(name, connection)
+
+
+def open_then(connection: str, socket_mode: int, supervise: Callable[[], None],
+              name: str = "postwarden") -> None:
+    """Register and open the socket as :func:`run` does, then call ``supervise`` where
+    libmilter would serve: it forks the workers, which call :func:`serve_opened`."""
+    _prepare(connection, socket_mode, shared=True)
+    Milter.milter.main = supervise
+    try:
+        Milter.runmilter(name, connection)
+    finally:
+        Milter.milter.main = _SERVE
+
+
+def serve_opened(services: Services) -> None:
+    """In a worker forked by :func:`open_then`'s ``supervise``: serve on the inherited
+    socket with the inherited registration, until :func:`stop`."""
+    PostwardenMilter.services = services
+    _SERVE()
+
+
+def _prepare(connection: str, socket_mode: int, shared: bool) -> None:
     Milter.factory = PostwardenMilter
     # Explicit, though it is libmilter's default: an exception that escapes our
     # guards still answers 451 4.3.0, never an unchecked accept.
     Milter.set_exception_policy(Milter.TEMPFAIL)
     Milter.set_flags(ACTIONS)
-    _tune_after_open(connection, socket_mode)
-    Milter.runmilter(name, connection)
+    _tune_after_open(connection, socket_mode, shared)
 
 
-def _tune_after_open(connection: str, socket_mode: int) -> None:
+def _tune_after_open(connection: str, socket_mode: int, shared: bool) -> None:
     """Have runmilter's opensocket step also tune the socket, before the first accept:
-    Nagle off on TCP, the configured permissions on a unix socket."""
+    Nagle off on TCP, the configured permissions on a unix socket, and non-blocking
+    when worker processes share it (.listener)."""
     port, path = inet_port(connection), unix_path(connection)
     extension = Milter.milter
     open_socket = extension.opensocket
@@ -144,6 +171,8 @@ def _tune_after_open(connection: str, socket_mode: int) -> None:
             disable_nagle(port)
         if path is not None:
             os.chmod(path, socket_mode)
+        if shared:
+            never_block_accept(connection)
         log.info("listening on %s", connection)
         return result
 

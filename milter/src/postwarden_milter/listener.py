@@ -1,5 +1,4 @@
-"""Turn off Nagle's algorithm on libmilter's TCP listening socket, and tell why
-libmilter could not open it.
+"""Tune libmilter's listening socket, and tell why libmilter could not open it.
 
 At end of message libmilter writes each modification (``addheader``,
 ``replacebody`` chunks, ...) and then the final reply as separate small
@@ -9,6 +8,13 @@ nothing to send: every modified message took 40 ms longer at eom. libmilter
 offers no socket option, so once it has opened the listening socket we find
 it among our file descriptors and set ``TCP_NODELAY``, which Linux copies to
 every accepted connection. Unix sockets have no Nagle and need nothing.
+
+With several worker processes accepting on one socket, a connection wakes
+them all; libmilter accepts holding the lock that ``smfi_stop`` needs, so a
+worker that lost the race would block in ``accept`` and could not stop until
+the next connection came. A non-blocking listening socket makes that
+``accept`` fail with EAGAIN, which libmilter takes as "poll again" (Linux does
+not pass the flag on to accepted connections).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import ipaddress
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +61,23 @@ def bind_problem(connection: str) -> str | None:
     return None
 
 
-def _is_listener_on(sock: socket.socket, port: int) -> bool:
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
-        return False
-    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+def _is_listener_on(sock: socket.socket, connection: str) -> bool:
+    """Whether ``sock`` is a listening socket of the libmilter ``connection`` spec."""
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         return False
     address = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return unix_path(connection) is not None and address == unix_path(connection)
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
     ipaddress.ip_address(address[0])  # a real inet socket name, not an abstract one
-    return int(address[1]) == port
+    return int(address[1]) == inet_port(connection)
 
 
-def disable_nagle(port: int, fd_dir: str = "/proc/self/fd") -> int:
-    """Set TCP_NODELAY on our listening sockets bound to ``port``; returns how many."""
+def _tune_listeners(connection: str, tune: Callable[[socket.socket], None],
+                    fd_dir: str) -> int:
+    """Apply ``tune`` to our listening sockets of ``connection``; returns how many."""
     tuned = 0
     for name in os.listdir(fd_dir):
         fd = int(name)
@@ -75,11 +87,28 @@ def disable_nagle(port: int, fd_dir: str = "/proc/self/fd") -> int:
             continue  # not a socket (or already closed)
         try:
             with contextlib.suppress(OSError, ValueError):
-                if _is_listener_on(sock, port):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if _is_listener_on(sock, connection):
+                    tune(sock)
                     tuned += 1
         finally:
             sock.detach()  # the descriptor stays libmilter's
+    return tuned
+
+
+def disable_nagle(port: int, fd_dir: str = "/proc/self/fd") -> int:
+    """Set TCP_NODELAY on our listening sockets bound to ``port``; returns how many."""
+    tuned = _tune_listeners(
+        f"inet:{port}", lambda sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+        fd_dir)
     if not tuned:
         log.warning("no listening socket on port %d found: Nagle's algorithm stays on", port)
+    return tuned
+
+
+def never_block_accept(connection: str, fd_dir: str = "/proc/self/fd") -> int:
+    """Make our listening sockets of ``connection`` non-blocking (several processes
+    accept on them); returns how many."""
+    tuned = _tune_listeners(connection, lambda sock: sock.setblocking(False), fd_dir)
+    if not tuned:
+        raise OSError(f"no listening socket of {connection} found to share between workers")
     return tuned

@@ -1,7 +1,8 @@
 """Prometheus metrics of the milter, served on a loopback port.
 
 Each :class:`Metrics` owns its registry, so tests build one per case and
-read values back with ``registry.get_sample_value``.
+read values back with ``registry.get_sample_value``. With several worker
+processes each has its own, and the parent serves their sum (.metrics_merge).
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def _fingerprint(directory: Path) -> Fingerprint:
 
 def save_last_good(spool_dir: Path, sources: Sources) -> None:
     target = spool_dir / LAST_GOOD_NAME
-    temporary = target.with_suffix(".tmp")
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")  # worker processes write it too
     temporary.write_text(json.dumps(sources), encoding="utf-8")
     os.replace(temporary, target)
 
@@ -99,6 +99,7 @@ class PolicyReloader:
         poll_seconds: float,
         loop_thread: LoopThread,
         instance_name: str,
+        announce_failures: bool = True,
     ) -> None:
         self._metrics = metrics
         self._spool_dir = spool_dir
@@ -106,8 +107,10 @@ class PolicyReloader:
         self._dsn = database_url if policy_dir is None else None
         self._poll = poll_seconds
         self._loop_thread = loop_thread
-        # Events go to the database even when policies come from files.
-        self._notifier = LoadFailedNotifier(database_url, instance_name, loop_thread, metrics)
+        # Events go to the database even when policies come from files; of several
+        # worker processes, one announces (each would refuse the same set).
+        self._notifier = LoadFailedNotifier(database_url if announce_failures else None,
+                                            instance_name, loop_thread, metrics)
         self._requested = threading.Event()
         self._request_reason = "signal"
         self._stopping = threading.Event()

@@ -78,6 +78,10 @@ class MilterSettings:
     metrics_listen: str = ""  # "HOST:PORT"; empty turns the endpoint off
     instance_name: str = ""  # empty: the host name
     id_header: str = "X-Postwarden-Id"  # empty turns the header off
+    # Worker processes sharing the socket (one Python process uses about one core).
+    # max_concurrency, audit_queue_size and spool_max_bytes are for the whole
+    # milter: each worker gets its share.
+    processes: int = 1
     max_concurrency: int = 64
     message_timeout_seconds: float = 60.0
     # Only bodies still arriving are bounded by this (max_concurrency x 4 MiB):
@@ -99,6 +103,7 @@ class MilterSettings:
         return host.strip("[]"), int(port)
 
 
+MAX_PROCESSES = 64
 SETTING_NAMES = tuple(f.name for f in fields(MilterSettings))
 
 _SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
@@ -160,6 +165,16 @@ def _positive(kind: Callable[[Any], T], name: str, allow_zero: bool = False) -> 
     return convert
 
 
+def _at_most(limit: int, convert: Callable[[Any], int], name: str) -> Callable[[Any], int]:
+    def bounded(value: Any) -> int:
+        number = convert(value)
+        if number > limit:
+            raise ValueError(f"{name}: at most {limit}, got {value!r}")
+        return number
+
+    return bounded
+
+
 def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
         try:
@@ -208,6 +223,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "metrics_listen": lambda v: _listen(str(v or "")),
     "instance_name": lambda v: str(v or ""),
     "id_header": _id_header,
+    "processes": _at_most(MAX_PROCESSES, _positive(int, "processes"), "processes"),
     "max_concurrency": _positive(int, "max_concurrency"),
     "message_timeout_seconds": _positive(float, "message_timeout_seconds"),
     "body_memory_threshold": _positive(int, "body_memory_threshold"),

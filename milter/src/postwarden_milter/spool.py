@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,11 +22,46 @@ from postwarden_policies import AuditEvent
 log = logging.getLogger(__name__)
 
 SPOOL_NAME = "audit-spool.jsonl"
+_WORKER_SPOOL = re.compile(r"audit-spool-(\d+)\.jsonl")
+
+
+def spool_name(worker: int) -> str:
+    """Each worker process has its own spool; the first keeps the single process's name."""
+    return SPOOL_NAME if worker == 0 else f"audit-spool-{worker}.jsonl"
+
+
+def adopt_orphans(directory: Path, workers: int) -> None:
+    """Append the spools of workers that no longer exist (``processes`` was lowered) to
+    the first worker's, so their events are replayed; only while no worker runs."""
+    for path in sorted(directory.glob("audit-spool-*.jsonl")):
+        match = _WORKER_SPOOL.fullmatch(path.name)
+        if match is None or int(match[1]) < workers:
+            continue
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):  # a torn last line: the batch never counted
+            data = data[:data.rfind(b"\n") + 1]
+        _append_durably(directory / SPOOL_NAME, data)
+        path.unlink()
+        log.warning("audit spool: %d bytes from %s appended to %s", len(data), path.name,
+                    SPOOL_NAME)
+
+
+def _append_durably(path: Path, data: bytes) -> None:
+    """One append, then fsync: a batch is spooled only once this returns."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class AuditSpool:
-    def __init__(self, directory: Path, max_bytes: int) -> None:
-        self.path = directory / SPOOL_NAME
+    def __init__(self, directory: Path, max_bytes: int, name: str = SPOOL_NAME) -> None:
+        self.path = directory / name
         self.max_bytes = max_bytes
         self._size = self.path.stat().st_size if self.path.exists() else 0
 
@@ -45,15 +81,7 @@ class AuditSpool:
         if not events:
             return
         data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _append_durably(self.path, data)
         self._size += len(data)
 
     def batches(self, size: int, start: int = 0) -> Iterator[tuple[list[AuditEvent], int]]:

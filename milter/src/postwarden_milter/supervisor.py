@@ -1,0 +1,244 @@
+"""Several milter processes on one socket (``processes`` > 1).
+
+One Python process uses about one core (the GIL), and parsing and sanitizing
+mail is CPU work. So the parent registers with libmilter and opens the
+socket, then forks the workers: each accepts connections on the inherited
+socket (the kernel spreads them) and runs the single-process milter with its
+own threads, pool, audit queue and spool file. They share the duplicate
+table (shared memory made before the fork); the parent serves the metrics
+endpoint and merges theirs into it.
+
+The parent forks from its only thread that touches anything a worker uses
+(the metrics endpoint's thread never does), and passes SIGHUP, SIGTERM and
+SIGINT on to every worker. A worker that dies is replaced, after a pause that
+grows while workers keep dying; one that exits with a configuration error
+before it ever served (policies that do not load, say) stops the milter with
+that exit code, as the single process would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from postwarden_policies import PoliciesError, load_policy_set
+
+from . import libmilter
+from .app import (
+    EXIT_CONFIG,
+    MilterProcess,
+    Worker,
+    check_schema,
+    policies_refused,
+    run_process,
+    signals_blocked,
+)
+from .duplicates import DuplicateDetector
+from .errors import StartupError
+from .listener import bind_problem
+from .metrics_merge import MergedMetrics
+from .settings import MilterSettings
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+TICK_SECONDS = 0.2
+RESTART_PAUSES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # by quick deaths in a row
+STEADY_SECONDS = 60.0  # a worker that ran this long resets the pause
+STOP_GRACE_SECONDS = 10.0  # beyond message_timeout_seconds, before SIGKILL
+
+
+def worker_settings(settings: MilterSettings) -> MilterSettings:
+    """Each worker's share of the milter-wide bounds."""
+    n = settings.processes
+    return dataclasses.replace(
+        settings,
+        max_concurrency=max(1, settings.max_concurrency // n),
+        audit_queue_size=max(1, settings.audit_queue_size // n),
+        spool_max_bytes=max(1, settings.spool_max_bytes // n),
+    )
+
+
+@dataclass
+class _Slot:
+    """One worker position: its index stays, its process is replaced when it dies."""
+
+    index: int
+    pid: int = 0
+    channel: socket.socket | None = None  # the parent's end of the metrics channel
+    started: float = 0.0
+    first: bool = True  # its first process: a configuration error there stops the milter
+    quick_deaths: int = 0
+    restart_at: float | None = None
+
+
+class Supervisor:
+    def __init__(self, settings: MilterSettings) -> None:
+        self.settings = settings
+        self._shares = worker_settings(settings)
+        self._duplicates = DuplicateDetector(settings.duplicate_window_seconds)
+        self._metrics = MergedMetrics()
+        self._slots = [_Slot(index) for index in range(settings.processes)]
+        self._signals: list[int] = []
+        self._opened = False  # libmilter opened the socket: later errors are not its
+        self._exit_code = 0
+
+    def run(self) -> int:
+        """Open the socket, keep the workers running until a stop signal; the exit code."""
+        if self.settings.database_url is not None:
+            check_schema(self.settings.database_url.reveal())
+        if self.settings.policy_dir is not None:  # as one process does, before the socket opens
+            try:
+                load_policy_set([self.settings.policy_dir])
+            except PoliciesError as exc:
+                raise policies_refused(exc) from None
+        stop_metrics: Callable[[], None] | None = None
+        address = self.settings.metrics_address
+        if address is not None:
+            try:
+                stop_metrics = self._metrics.serve(address)
+            except OSError as exc:
+                raise StartupError(f"metrics_listen: cannot listen on "
+                                   f"{self.settings.metrics_listen}: {exc.strerror}") from None
+        # From here on: a SIGHUP or SIGTERM before the workers exist waits for them.
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+        try:
+            libmilter.open_then(self.settings.milter_socket, self.settings.milter_socket_mode,
+                                self._supervise)
+        except Exception:  # pymilter raises its own error type
+            if self._opened:
+                raise
+            reason = bind_problem(self.settings.milter_socket)
+            raise StartupError(f"milter_socket: cannot serve on {self.settings.milter_socket}"
+                               + (f": {reason}" if reason else "")) from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if stop_metrics is not None:
+                stop_metrics()
+        return self._exit_code
+
+    def _supervise(self) -> None:
+        self._opened = True
+        log.info("postwarden milter %s starting %d worker processes on %s",
+                 self.settings.instance_name, len(self._slots), self.settings.milter_socket)
+        try:
+            for slot in self._slots:
+                self._fork(slot)
+            while self._watch():
+                time.sleep(TICK_SECONDS)
+        finally:
+            self._stop_workers()
+        log.info("postwarden milter stopped")
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals.append(signum)  # acted on by _watch, outside the handler
+
+    def _watch(self) -> bool:
+        """One round: pass signals on, reap and replace workers; False once stopping."""
+        while self._signals:
+            signum = self._signals.pop(0)
+            if signum != signal.SIGHUP:
+                log.info("%s: stopping the workers", signal.Signals(signum).name)
+                return False
+            log.info("SIGHUP: passed on to the workers")
+            self._send(signal.SIGHUP)
+        self._reap()
+        if self._exit_code:
+            return False
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.pid == 0 and slot.restart_at is not None and now >= slot.restart_at:
+                self._fork(slot)
+        return True
+
+    def _fork(self, slot: _Slot) -> None:
+        ours, theirs = socket.socketpair()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # The worker starts with our signals held: until its handlers are in place a
+        # SIGHUP would kill it (default action), and a SIGTERM would skip the drain.
+        with signals_blocked():
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 1
+                try:
+                    ours.close()
+                    self._metrics.close_in_worker()  # the endpoint, the other workers' channels
+                    for sig in SIGNALS:
+                        signal.signal(sig, signal.SIG_DFL)
+                    worker = Worker(slot.index, self._duplicates, theirs)
+                    code = run_process(MilterProcess(self._shares, worker))
+                finally:
+                    logging.shutdown()
+                    os._exit(code)
+        theirs.close()
+        slot.pid, slot.channel, slot.started, slot.restart_at = pid, ours, time.monotonic(), None
+        self._metrics.add(ours)
+        log.info("worker %d started (pid %d)", slot.index, pid)
+
+    def _reap(self) -> None:
+        for slot in self._slots:
+            if slot.pid == 0:
+                continue
+            pid, status = os.waitpid(slot.pid, os.WNOHANG)
+            if pid == 0:
+                continue
+            self._ended(slot, os.waitstatus_to_exitcode(status))
+
+    def _ended(self, slot: _Slot, code: int) -> None:
+        ran, pid = time.monotonic() - slot.started, slot.pid
+        self._release(slot)
+        if code == EXIT_CONFIG and slot.first:
+            log.error("worker %d could not start (exit %d): stopping", slot.index, code)
+            self._exit_code = code
+            return
+        slot.first = False
+        slot.quick_deaths = 0 if ran >= STEADY_SECONDS else slot.quick_deaths + 1
+        pause = RESTART_PAUSES[min(slot.quick_deaths, len(RESTART_PAUSES) - 1)]
+        slot.restart_at = time.monotonic() + pause
+        self._metrics.worker_restarts.inc()
+        log.error("worker %d (pid %d) ended (%s) after %.1f s: replacing it in %.1f s",
+                  slot.index, pid, _describe(code), ran, pause)
+
+    def _release(self, slot: _Slot) -> None:
+        if slot.channel is not None:
+            self._metrics.remove(slot.channel)
+            slot.channel.close()
+            slot.channel = None
+        slot.pid = 0
+
+    def _send(self, signum: int) -> None:
+        for slot in self._slots:
+            if slot.pid:
+                os.kill(slot.pid, signum)
+
+    def _stop_workers(self) -> None:
+        """SIGTERM to each worker, wait for their orderly stop, SIGKILL the late ones."""
+        self._send(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.message_timeout_seconds + STOP_GRACE_SECONDS
+        while any(slot.pid for slot in self._slots) and time.monotonic() < deadline:
+            for slot in self._slots:
+                if slot.pid and os.waitpid(slot.pid, os.WNOHANG)[0]:
+                    self._release(slot)
+            time.sleep(TICK_SECONDS / 4)
+        for slot in self._slots:
+            if slot.pid:
+                log.error("worker %d (pid %d) did not stop in time: killed", slot.index, slot.pid)
+                os.kill(slot.pid, signal.SIGKILL)
+                os.waitpid(slot.pid, 0)
+                self._release(slot)
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit {code}"

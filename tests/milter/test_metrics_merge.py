@@ -1,0 +1,360 @@
+"""The parent's metrics endpoint merges its workers' (postwarden_milter.metrics_merge).
+
+The end-to-end tests fork real children that count in their own ``Metrics``
+and answer over socket pairs, as the supervisor's workers do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from postwarden_milter.metrics import Metrics
+from postwarden_milter.metrics_merge import (
+    ANSWER_TIMEOUT_SECONDS,
+    MergedMetrics,
+    answer_scrapes,
+    merge_expositions,
+)
+from tests.fixtures.ports import free_port
+
+Series = tuple[str, frozenset[tuple[str, str]]]
+Values = dict[Series, float]
+CHILD_LIFETIME = 20.0  # a child left waiting this long exits anyway
+ACCEPT: Series = ("postwarden_messages_total", frozenset({("verdict", "accept")}))
+LATENCY_COUNT: Series = ("postwarden_processing_seconds_count", frozenset())
+FAILURES: Series = ("postwarden_worker_scrape_failures_total", frozenset())
+
+
+def _values(families: Iterable[Any]) -> Values:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in families for s in family.samples}
+
+
+def _child_text(accepts: int, rejects: int, latencies: list[float], connections: int) -> str:
+    metrics = Metrics()
+    if accepts:
+        metrics.messages.labels("accept").inc(accepts)
+    if rejects:
+        metrics.messages.labels("reject").inc(rejects)
+    for seconds in latencies:
+        metrics.latency.observe(seconds)
+    metrics.connections.set(connections)
+    text: bytes = generate_latest(metrics.registry)
+    return text.decode()
+
+
+def test_merge_sums_each_series_and_keeps_labels_help_and_type() -> None:
+    first = _child_text(accepts=3, rejects=1, latencies=[0.002, 0.3], connections=2)
+    second = _child_text(accepts=4, rejects=0, latencies=[0.002], connections=5)
+
+    merged = merge_expositions([first, second])
+
+    values = _values(merged)
+    assert values[ACCEPT] == 7
+    assert values["postwarden_messages_total", frozenset({("verdict", "reject")})] == 1
+    assert values[LATENCY_COUNT] == 3
+    assert values["postwarden_processing_seconds_sum", frozenset()] == pytest.approx(0.304)
+    assert values["postwarden_processing_seconds_bucket", frozenset({("le", "0.0025")})] == 2
+    assert values["postwarden_processing_seconds_bucket", frozenset({("le", "0.25")})] == 2
+    assert values["postwarden_processing_seconds_bucket", frozenset({("le", "+Inf")})] == 3
+    assert values["postwarden_connections", frozenset()] == 7
+    by_name = {family.name: family for family in merged}
+    assert by_name["postwarden_messages"].type == "counter"
+    assert by_name["postwarden_messages"].documentation == "Transactions by outcome"
+    assert by_name["postwarden_processing_seconds"].type == "histogram"
+    assert by_name["postwarden_connections"].type == "gauge"
+    assert by_name["postwarden_rule_matches"].samples == []  # no series yet: HELP/TYPE stay
+
+
+def test_merge_drops_created_series() -> None:
+    text = _child_text(accepts=1, rejects=0, latencies=[0.1], connections=0)
+    assert "postwarden_messages_created" in text  # what each worker exposes
+
+    merged = merge_expositions([text, text])
+
+    assert not [name for name, _ in _values(merged) if name.endswith("_created")]
+    assert "postwarden_messages_created" not in {family.name for family in merged}
+
+
+class _Families:
+    """A collector serving given families, to render them as the endpoint does."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
+
+
+def test_merged_exposition_is_the_single_process_one_without_created() -> None:
+    """Dashboards need no change: one worker's merge renders as that worker's exposition."""
+    text = _child_text(accepts=2, rejects=1, latencies=[0.01], connections=1)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(merge_expositions([text])))
+
+    rendered: bytes = generate_latest(registry)
+
+    single = [line for line in text.splitlines() if "_created" not in line]
+    assert rendered.decode().splitlines() == single
+    assert 'postwarden_messages_total{verdict="accept"} 2.0' in single
+
+
+@dataclass
+class Child:
+    pid: int
+    channel: socket.socket  # the parent's end
+    control: int  # write end of the child's control pipe: closing it lets the child exit
+
+
+def _wait_readable(fd: int, seconds: float) -> bytes:
+    """One read from ``fd`` (b"" at EOF), or b"" after ``seconds``."""
+    ready, _, _ = select.select([fd], [], [], seconds)
+    return os.read(fd, 64) if ready else b""
+
+
+def _wait_for_eof(fd: int) -> None:
+    deadline = time.monotonic() + CHILD_LIFETIME
+    while (left := deadline - time.monotonic()) > 0 and _wait_readable(fd, left):
+        pass
+
+
+class Children:
+    def __init__(self) -> None:
+        self.alive: list[Child] = []
+
+    def fork(self, body: Callable[[socket.socket, int], None]) -> Child:
+        """A child running ``body(its channel end, its control pipe's read end)``."""
+        ours, theirs = socket.socketpair()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                ours.close()
+                os.close(write_end)
+                for other in self.alive:  # else they would hold its EOF back
+                    other.channel.close()
+                    os.close(other.control)
+                body(theirs, read_end)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        os.close(read_end)
+        child = Child(pid, ours, write_end)
+        self.alive.append(child)
+        return child
+
+    def end(self, child: Child) -> int:
+        """Let the child exit and reap it (SIGKILL if it lingers); its exit code."""
+        self.alive.remove(child)
+        os.close(child.control)
+        child.channel.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(child.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        return os.waitstatus_to_exitcode(os.waitpid(child.pid, 0)[1])
+
+
+@pytest.fixture
+def children() -> Iterator[Children]:
+    made = Children()
+    try:
+        yield made
+    finally:
+        for child in list(made.alive):
+            made.end(child)
+
+
+def _worker(accepts: int, latencies: int) -> Callable[[socket.socket, int], None]:
+    """A worker's metrics, answered until the parent closes the control pipe."""
+
+    def body(channel: socket.socket, control: int) -> None:
+        metrics = Metrics()
+        for _ in range(accepts):
+            metrics.messages.labels("accept").inc()
+        for _ in range(latencies):
+            metrics.latency.observe(0.004)
+        stop = answer_scrapes(metrics.registry, channel)
+        _wait_for_eof(control)
+        stop()
+
+    return body
+
+
+def _silent(channel: socket.socket, control: int) -> None:
+    """A hung worker: holds its channel open and never answers."""
+    _wait_for_eof(control)
+    channel.close()
+
+
+def _scrape(port: int) -> Values:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return _values(text_string_to_metric_families(text))
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[MergedMetrics, int]]:
+    merged = MergedMetrics()
+    port = free_port()
+    stop = merged.serve(("127.0.0.1", port))
+    try:
+        yield merged, port
+    finally:
+        stop()
+
+
+def test_endpoint_serves_the_sum_of_the_workers_present(
+    children: Children, endpoint: tuple[MergedMetrics, int]
+) -> None:
+    merged, port = endpoint
+    first = children.fork(_worker(accepts=3, latencies=2))
+    second = children.fork(_worker(accepts=4, latencies=5))
+    merged.add(first.channel)
+    merged.add(second.channel)
+    merged.worker_restarts.inc()
+
+    values = _scrape(port)
+    assert values[ACCEPT] == 7
+    assert values[LATENCY_COUNT] == 7
+    assert values["postwarden_processing_seconds_sum", frozenset()] == pytest.approx(0.028)
+    assert values["postwarden_worker_restarts_total", frozenset()] == 1
+    assert values[FAILURES] == 0
+    assert _scrape(port)[ACCEPT] == 7  # the channels stay in step scrape after scrape
+
+    merged.remove(first.channel)
+    assert children.end(first) == 0
+    values = _scrape(port)
+    assert values[ACCEPT] == 4
+    assert values[LATENCY_COUNT] == 5
+    assert values[FAILURES] == 0
+    assert children.end(second) == 0
+
+
+def test_a_worker_that_does_not_answer_is_skipped_and_counted(
+    children: Children, endpoint: tuple[MergedMetrics, int]
+) -> None:
+    merged, port = endpoint
+    hung = children.fork(_silent)
+    answering = children.fork(_worker(accepts=4, latencies=1))
+    merged.add(hung.channel)
+    merged.add(answering.channel)
+
+    started = time.monotonic()
+    values = _scrape(port)
+    took = time.monotonic() - started
+    assert values[ACCEPT] == 4
+    assert values[FAILURES] == 1
+    assert ANSWER_TIMEOUT_SECONDS <= took < ANSWER_TIMEOUT_SECONDS + 2
+
+    assert _scrape(port)[FAILURES] == 2  # skipped again, each scrape bounded
+    assert children.end(hung) == 0
+    assert children.end(answering) == 0
+
+
+def test_late_answers_are_discarded_and_each_missed_request_answered(
+    children: Children, endpoint: tuple[MergedMetrics, int]
+) -> None:
+    merged, port = endpoint
+
+    def late(channel: socket.socket, control: int) -> None:
+        assert _wait_readable(control, CHILD_LIFETIME) == b"go"
+        time.sleep(0.3)  # so the next scrape's request waits too: three in the channel
+        assert channel.recv(1)  # the first scrape's, answered after it gave up, with 100
+        stale = b'postwarden_messages_total{verdict="accept"} 100.0\n'
+        channel.sendall(len(stale).to_bytes(4, "big") + stale)
+        _worker(accepts=1, latencies=0)(channel, control)  # the other two: one read
+
+    child = children.fork(late)
+    merged.add(child.channel)
+    assert ACCEPT not in _scrape(port)
+    assert ACCEPT not in _scrape(port)
+
+    os.write(child.control, b"go")
+    values = _scrape(port)
+    assert values[ACCEPT] == 1
+    assert values[FAILURES] == 2
+    assert _scrape(port)[ACCEPT] == 1
+    assert children.end(child) == 0
+
+
+def _answer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "postwarden-metrics-answers"]
+
+
+def _wait_for_no_answer_thread() -> None:
+    deadline = time.monotonic() + 5
+    while _answer_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _answer_threads()
+
+
+def test_answer_thread_ends_when_stopped_or_when_the_parent_goes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    metrics.messages.labels("accept").inc(2)
+    ours, theirs = socket.socketpair()
+    ours.settimeout(5)
+    stop = answer_scrapes(metrics.registry, theirs)
+    ours.sendall(b"?")
+    frame = b""
+    while len(frame) < 4 or len(frame) < 4 + int.from_bytes(frame[:4], "big"):
+        frame += ours.recv(1 << 16)
+    assert _values(text_string_to_metric_families(frame[4:].decode()))[ACCEPT] == 2
+
+    started = time.monotonic()
+    stop()
+    assert time.monotonic() - started < 1  # the blocked read is woken, not waited out
+    assert not _answer_threads()
+    assert theirs.fileno() == -1
+    assert ours.recv(1) == b""
+    ours.close()
+
+    caplog.set_level(logging.DEBUG, logger="postwarden_milter.metrics_merge")
+    ours, theirs = socket.socketpair()
+    stop = answer_scrapes(metrics.registry, theirs)
+    ours.sendall(b"?")
+    assert select.select([ours], [], [], 5)[0]
+    ours.close()  # the parent gone, its answer unread: ECONNRESET in the worker's thread
+    _wait_for_no_answer_thread()  # ended quietly: an exception in it would fail the test
+    assert "metrics channel failed" in caplog.text
+    stop()
+
+
+def test_a_worker_lets_go_of_the_endpoint_socket(children: Children) -> None:
+    merged = MergedMetrics()
+    port = free_port()
+    stop = merged.serve(("127.0.0.1", port))
+
+    def body(channel: socket.socket, control: int) -> None:
+        merged.close_in_worker()
+        channel.sendall(b"closed")
+        _wait_for_eof(control)
+
+    child = children.fork(body)
+    child.channel.settimeout(10)
+    assert child.channel.recv(16) == b"closed"
+    stop()
+    # While the worker lives, the port is free again: it kept no listening socket.
+    MergedMetrics().serve(("127.0.0.1", port))()
+    assert children.end(child) == 0

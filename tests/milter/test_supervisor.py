@@ -1,0 +1,47 @@
+"""The parts of several worker processes that need no running milter: each worker's
+share of the milter-wide bounds, and the spools of workers that no longer exist."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from postwarden_milter.settings import MilterSettings
+from postwarden_milter.spool import SPOOL_NAME, AuditSpool, adopt_orphans, spool_name
+from postwarden_milter.supervisor import worker_settings
+
+
+def test_each_worker_gets_its_share_of_the_bounds() -> None:
+    settings = MilterSettings(processes=3, max_concurrency=64, audit_queue_size=10_000,
+                              spool_max_bytes=900)
+    share = worker_settings(settings)
+    assert (share.max_concurrency, share.audit_queue_size, share.spool_max_bytes) == \
+        (21, 3333, 300)
+    # Everything else is the milter's, unchanged.
+    assert dataclasses.replace(share, max_concurrency=64, audit_queue_size=10_000,
+                               spool_max_bytes=900) == settings
+    tiny = worker_settings(MilterSettings(processes=4, max_concurrency=2))
+    assert tiny.max_concurrency == 1  # never none
+
+
+def test_the_first_worker_keeps_the_single_process_spool() -> None:
+    assert spool_name(0) == SPOOL_NAME
+    assert spool_name(2) == "audit-spool-2.jsonl"
+
+
+def test_spools_of_workers_gone_are_appended_to_the_first(tmp_path: Path) -> None:
+    (tmp_path / SPOOL_NAME).write_bytes(b'{"a": 0}\n')
+    (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')  # a worker that still exists
+    (tmp_path / spool_name(2)).write_bytes(b'{"a": 2}\n{"torn')  # gone, cut by a crash
+    (tmp_path / spool_name(3)).write_bytes(b"")
+    adopt_orphans(tmp_path, workers=2)
+    assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 0}\n{"a": 2}\n'
+    assert (tmp_path / spool_name(1)).read_bytes() == b'{"a": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([SPOOL_NAME, spool_name(1)])
+    assert AuditSpool(tmp_path, 10**6).size == len(b'{"a": 0}\n{"a": 2}\n')
+
+
+def test_one_process_adopts_every_worker_spool(tmp_path: Path) -> None:
+    (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')
+    adopt_orphans(tmp_path, workers=1)
+    assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 1}\n'
