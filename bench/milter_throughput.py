@@ -20,8 +20,9 @@ With --c-floor, another instance uses bench/null_milter.c, the same filter
 in C against libmilter (built with cc at start): what libmilter and Postfix's
 milter protocol cost without Python.
 
---processes N runs postwarden with N worker processes (its `processes`
-setting); its filter CPU is then that of the parent and all its workers.
+--processes N [M ...] runs postwarden with N worker processes (its
+`processes` setting), one side per value ("milter" for 1, "milterN" else);
+a side's filter CPU is that of the parent and all its workers.
 
 Postfix reaches the milters on unix sockets, as contrib/postfix recommends;
 --inet uses loopback TCP instead. Over TCP, each message stalls for tens of
@@ -44,7 +45,7 @@ were all busy, a side's rate goes roughly as the inverse of its total:
 these figures say what a ratio to bare can reach.
 
     .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor]
-        [--naive] [--c-floor] [--processes N] [--inet]
+        [--naive] [--c-floor] [--processes N ...] [--inet]
         [--only plain-4k|html-60k|attach-2m ...]
 """
 
@@ -298,11 +299,31 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="also run the do-nothing filter in C (bench/null_milter.c)")
     parser.add_argument("--only", choices=[name for name, _, _ in WORKLOADS], action="append",
                         help="run only this message (repeatable)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="postwarden's worker processes (setting `processes`)")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1],
+                        help="postwarden's worker processes (setting `processes`); several "
+                        "values: one postwarden side each (milter, milter2, ...)")
     parser.add_argument("--inet", action="store_true",
                         help="reach the milters over loopback TCP instead of unix sockets")
     return parser.parse_args(argv)
+
+
+def start_milters(stack: ExitStack, args: argparse.Namespace, dsn: str
+                  ) -> dict[str, tuple[MilterProcess, int]]:
+    """One postwarden per --processes value: side name -> (milter, its metrics port)."""
+    milters = {}
+    for processes in args.processes:
+        metrics_port = free_port()
+        milter = MilterProcess(
+            args.policy_dir, dsn,
+            env={"POSTWARDEN_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+                 "POSTWARDEN_INSTANCE_NAME": "bench", "POSTWARDEN_LOG_LEVEL": "WARNING",
+                 "POSTWARDEN_PROCESSES": str(processes)},
+            unix_socket=not args.inet,
+        )
+        stack.callback(milter.destroy)
+        milter.start()
+        milters["milter" if processes == 1 else f"milter{processes}"] = milter, metrics_port
+    return milters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,16 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         sink_port = free_port()
         stack.enter_context(smtp_sink(sink_port))
         cluster = stack.enter_context(database())
-        metrics_port = free_port()
-        milter = MilterProcess(
-            args.policy_dir, cluster.admin_dsn,
-            env={"POSTWARDEN_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
-                 "POSTWARDEN_INSTANCE_NAME": "bench", "POSTWARDEN_LOG_LEVEL": "WARNING",
-                 "POSTWARDEN_PROCESSES": str(args.processes)},
-            unix_socket=not args.inet,
-        )
-        stack.callback(milter.destroy)
-        milter.start()
+        milters = start_milters(stack, args, cluster.admin_dsn)
         postmaster = cluster.postmaster_pid()
 
         def side(mode: str, milter_spec: str | None, filter_pid: int | None
@@ -347,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, str(REPO / "bench" / REFERENCE_SCRIPTS[mode])]
             sides.append(side(mode, *stack.enter_context(
                 reference_filter(command, tmp, args.inet))))
-        sides.append(side("milter", milter.postfix_spec, milter.pid))
+        for mode, (milter, _) in milters.items():
+            sides.append(side(mode, milter.postfix_spec, milter.pid))
 
         rates: dict[tuple[str, str], list[float]] = {}
         cpu: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -355,16 +368,17 @@ def main(argv: list[str] | None = None) -> int:
         for round_no in range(1, args.rounds + 1):
             for work in workloads:
                 for mode, instance, groups in sides:
-                    before = milter_counts(metrics_port)
+                    ours = milters.get(mode)
+                    before = milter_counts(ours[1]) if ours else {}
                     with measured(groups) as used:
                         rate, busy_share = run_once(instance, work, args.timeout)
-                    if mode == "milter":
-                        _check_milter_saw(metrics_port, before, work.messages)
+                    if ours:
+                        _check_milter_saw(ours[1], before, work.messages)
                     rates.setdefault((work.name, mode), []).append(rate)
                     busy.setdefault((work.name, mode), []).append(busy_share)
                     cpu.setdefault((work.name, mode), []).append(
                         per_message_ms(used, work.messages))
-                    print(f"round {round_no} {work.name:10} {mode:6} {rate:8.1f} msg/s",
+                    print(f"round {round_no} {work.name:10} {mode:7} {rate:8.1f} msg/s",
                           flush=True)
 
         transport = "loopback TCP" if args.inet else "unix sockets"
@@ -396,11 +410,11 @@ def print_cpu(workloads: list[Workload], modes: list[str],
     names = ["postfix", "filter", "postgres"]
     print("\nCPU per message, ms (median of the rounds; smtp-source and smtp-sink, the "
           "same for every side, not counted), and how busy the cores were:")
-    print(f"{'message':10} {'side':6}" + header_cells(names) + f" {'busy':>6}")
+    print(f"{'message':10} {'side':7}" + header_cells(names) + f" {'busy':>6}")
     for work in workloads:
         for mode in modes:
             share = statistics.median(busy[(work.name, mode)])
-            print(f"{work.name:10} {mode:6}" + median_cells(cpu[(work.name, mode)], names)
+            print(f"{work.name:10} {mode:7}" + median_cells(cpu[(work.name, mode)], names)
                   + f" {share:6.0%}")
 
 

@@ -139,6 +139,41 @@ def test_workers_stop_promptly_after_connections(tmp_path: Path) -> None:
             proc.wait(10)
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped has stopped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    env = _env(tmp_path, processes="2")
+    log_path = tmp_path / "milter.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    workers: list[int] = []
+    try:
+        assert wait_until(lambda: log_path.read_text().count("starting on") == 2, timeout=30)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
+        workers = [int(pid) for pid in children.split()]
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait(10)
+        assert wait_until(lambda: not any(_alive(pid) for pid in workers), timeout=20), \
+            log_path.read_text()
+        assert log_path.read_text().count("postwarden milter stopped") == 2  # in order
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_workers_that_cannot_start_stop_the_milter(tmp_path: Path) -> None:
     """No policy source reachable at a worker's start: the milter exits as one process would."""
     env = _env(tmp_path, processes="2", policy_dir="",

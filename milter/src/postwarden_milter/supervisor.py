@@ -11,13 +11,15 @@ endpoint and merges theirs into it.
 The parent forks from its only thread that touches anything a worker uses
 (the metrics endpoint's thread never does), and passes SIGHUP, SIGTERM and
 SIGINT on to every worker. A worker that dies is replaced, after a pause that
-grows while workers keep dying; one that exits with a configuration error
-before it ever served (policies that do not load, say) stops the milter with
-that exit code, as the single process would.
+grows while workers keep dying. A first worker that exits with a
+configuration error (no policy set it can load, say) stops the milter with
+that exit code, as the single process would. A worker whose parent dies gets
+SIGTERM from the kernel, so none goes on serving unsupervised.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import os
@@ -53,6 +55,7 @@ SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 TICK_SECONDS = 0.2
 RESTART_PAUSES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # by quick deaths in a row
 STEADY_SECONDS = 60.0  # a worker that ran this long resets the pause
+PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 STOP_GRACE_SECONDS = 10.0  # beyond message_timeout_seconds, before SIGKILL
 
 
@@ -166,6 +169,7 @@ class Supervisor:
         sys.stderr.flush()
         # The worker starts with our signals held: until its handlers are in place a
         # SIGHUP would kill it (default action), and a SIGTERM would skip the drain.
+        parent = os.getpid()
         with signals_blocked():
             pid = os.fork()
             if pid == 0:  # the worker
@@ -175,6 +179,7 @@ class Supervisor:
                     self._metrics.close_in_worker()  # the endpoint, the other workers' channels
                     for sig in SIGNALS:
                         signal.signal(sig, signal.SIG_DFL)
+                    _stop_with(parent)
                     worker = Worker(slot.index, self._duplicates, theirs)
                     code = run_process(MilterProcess(self._shares, worker))
                 finally:
@@ -236,6 +241,16 @@ class Supervisor:
                 os.kill(slot.pid, signal.SIGKILL)
                 os.waitpid(slot.pid, 0)
                 self._release(slot)
+
+
+def _stop_with(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the parent dies (SIGKILL, a crash):
+    no worker goes on serving alone, unsupervised. Held until its handlers are in place."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("worker: prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:  # it died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _describe(code: int) -> str:
