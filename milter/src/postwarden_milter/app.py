@@ -1,7 +1,10 @@
-"""Start-up and shutdown of the milter process.
+"""Start-up and shutdown of the milter process, alone or as one worker of several
+(:mod:`.supervisor` forks them once it has opened the socket).
 
 Order matters. Everything that can refuse to start (settings, schema,
-policies) runs before the socket opens. Our threads are started with
+policies) runs before the socket opens (with workers, the parent checks the
+schema and a ``policy_dir`` set; a worker that cannot load its set stops the
+milter). Our threads are started with
 SIGHUP/SIGTERM/SIGINT blocked, and libmilter runs on its own thread, so the
 signals reach the main thread's Python handlers (libmilter would otherwise
 treat SIGHUP as "stop"). Shutdown: stop accepting, let running messages
@@ -92,6 +95,27 @@ def policies_refused(exc: PoliciesError) -> StartupError:
     return StartupError(f"policies do not load: {exc}")
 
 
+def socket_refused(connection: str) -> StartupError:
+    """libmilter could not listen on ``connection`` (it only says so): with the reason."""
+    reason = bind_problem(connection)
+    return StartupError(f"milter_socket: cannot serve on {connection}"
+                        + (f": {reason}" if reason else ""))
+
+
+def serve_metrics(settings: MilterSettings,
+                  serve: Callable[[tuple[str, int]], Callable[[], None]]
+                  ) -> Callable[[], None] | None:
+    """``serve`` an endpoint on ``metrics_listen`` (None when it is off); returns its stop."""
+    address = settings.metrics_address
+    if address is None:
+        return None
+    try:
+        return serve(address)
+    except OSError as exc:
+        raise StartupError(f"metrics_listen: cannot listen on {settings.metrics_listen}: "
+                           f"{exc.strerror}") from None
+
+
 class MilterProcess:
     """The milter alone, or one worker of several (``worker``)."""
 
@@ -151,13 +175,7 @@ class MilterProcess:
         if self.worker is not None:
             self._stop_metrics = answer_scrapes(self.metrics.registry, self.worker.scrapes)
             return
-        address = self.settings.metrics_address
-        if address is not None:
-            try:
-                self._stop_metrics = self.metrics.serve(address)
-            except OSError as exc:
-                raise StartupError(f"metrics_listen: cannot listen on "
-                                   f"{self.settings.metrics_listen}: {exc.strerror}") from None
+        self._stop_metrics = serve_metrics(self.settings, self.metrics.serve)
 
     def serve(self, services: Services) -> None:
         """Run libmilter until SIGTERM/SIGINT, reloading policies on SIGHUP."""
@@ -179,9 +197,7 @@ class MilterProcess:
         if self._stopping.is_set():
             return
         if self._milter_error is not None:
-            reason = bind_problem(self.settings.milter_socket)
-            raise StartupError(f"milter_socket: cannot serve on {self.settings.milter_socket}"
-                               + (f": {reason}" if reason else ""))
+            raise socket_refused(self.settings.milter_socket)
         # libmilter's own signal thread took a signal meant for us: exit non-zero so the
         # service manager restarts the milter.
         raise MilterError("libmilter stopped without a stop request")

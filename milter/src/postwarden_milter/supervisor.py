@@ -27,7 +27,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -36,22 +35,22 @@ from postwarden_policies import PoliciesError, load_policy_set
 from . import libmilter
 from .app import (
     EXIT_CONFIG,
+    SIGNALS,
     MilterProcess,
     Worker,
     check_schema,
     policies_refused,
     run_process,
+    serve_metrics,
     signals_blocked,
+    socket_refused,
 )
 from .duplicates import DuplicateDetector
-from .errors import StartupError
-from .listener import bind_problem
 from .metrics_merge import MergedMetrics
 from .settings import MilterSettings
 
 log = logging.getLogger(__name__)
 
-SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 TICK_SECONDS = 0.2
 RESTART_PAUSES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # by quick deaths in a row
 STEADY_SECONDS = 60.0  # a worker that ran this long resets the pause
@@ -103,14 +102,7 @@ class Supervisor:
                 load_policy_set([self.settings.policy_dir])
             except PoliciesError as exc:
                 raise policies_refused(exc) from None
-        stop_metrics: Callable[[], None] | None = None
-        address = self.settings.metrics_address
-        if address is not None:
-            try:
-                stop_metrics = self._metrics.serve(address)
-            except OSError as exc:
-                raise StartupError(f"metrics_listen: cannot listen on "
-                                   f"{self.settings.metrics_listen}: {exc.strerror}") from None
+        stop_metrics = serve_metrics(self.settings, self._metrics.serve)
         # From here on: a SIGHUP or SIGTERM before the workers exist waits for them.
         previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
         try:
@@ -119,9 +111,7 @@ class Supervisor:
         except Exception:  # pymilter raises its own error type
             if self._opened:
                 raise
-            reason = bind_problem(self.settings.milter_socket)
-            raise StartupError(f"milter_socket: cannot serve on {self.settings.milter_socket}"
-                               + (f": {reason}" if reason else "")) from None
+            raise socket_refused(self.settings.milter_socket) from None
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
