@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,13 @@ def loop_thread() -> Iterator[LoopThread]:
 
 
 def _reloader(metrics: Metrics, loop: LoopThread, tmp_path: Path, *,
-              policy_dir: Path | None = None, database_url: str | None = None) -> PolicyReloader:
+              policy_dir: Path | None = None, database_url: str | None = None,
+              announce_failures: bool = True) -> PolicyReloader:
     spool = tmp_path / "spool"
-    spool.mkdir(exist_ok=True)
+    spool.mkdir(parents=True, exist_ok=True)
     return PolicyReloader(metrics, spool_dir=spool, policy_dir=policy_dir,
                           database_url=database_url, poll_seconds=0.05, loop_thread=loop,
-                          instance_name="mx-test")
+                          instance_name="mx-test", announce_failures=announce_failures)
 
 
 def _file_reloader(tmp_path: Path, loop: LoopThread) -> tuple[Path, Metrics, PolicyReloader]:
@@ -280,6 +282,34 @@ def test_a_broken_policy_file_raises_policy_load_failed(
     }
     assert second["trigger"] == "signal" and second["error"] == first["error"]
     assert "oops" not in json.dumps([first, second])  # no policy content
+
+
+@pytest.mark.postgres
+def test_of_several_workers_one_announces_a_refused_set(
+    database_url: str, tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    """Each worker process refuses the same broken file; one event says so, not one each."""
+    asyncio.run(_subscribe(database_url, "ops-workers"))
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    (policy_dir / "main.yaml").write_text(POLICY.format(name="main", limit=5))
+    workers = [(Metrics(), index) for index in range(2)]
+    reloaders = [_reloader(metrics, loop_thread, tmp_path / str(index), policy_dir=policy_dir,
+                           database_url=database_url, announce_failures=index == 0)
+                 for metrics, index in workers]
+    for reloader in reloaders:
+        reloader.load_initial()
+        reloader.start()
+    try:
+        (policy_dir / "broken.yaml").write_text(BROKEN)
+        assert wait_until(lambda: all(_count(m, "failed") == 1 for m, _ in workers), timeout=15)
+        [event] = _deliveries(database_url, "ops-workers", 1)
+        time.sleep(1)  # a second event would have been written by now
+        assert len(asyncio.run(_load_failed_deliveries(database_url, "ops-workers"))) == 1
+    finally:
+        for reloader in reloaders:
+            reloader.stop()
+    assert event["trigger"] == "file change"
 
 
 @pytest.mark.postgres
