@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from postwarden_milter.listener import disable_nagle, inet_port, never_block_accept, unix_path
+from postwarden_milter.listener import (
+    disable_nagle,
+    disown_listener,
+    inet_port,
+    never_block_accept,
+    unix_path,
+)
 from tests.fixtures.milterproc import MilterProcess
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies" / "examples"
@@ -86,6 +92,21 @@ def test_a_shared_listener_never_blocks_in_accept(tmp_path: Path) -> None:
                 assert os.get_blocking(accepted.fileno())  # sessions stay blocking
     with pytest.raises(OSError, match="no listening socket"):
         never_block_accept(f"unix:{tmp_path / 'gone.sock'}")
+
+
+def test_a_stopping_worker_lets_go_of_the_shared_socket(tmp_path: Path) -> None:
+    """libmilter unlinks a unix socket's file at stop when its descriptor is that socket:
+    a worker stopping alone must leave the file to the others."""
+    path = tmp_path / "milter.sock"
+    with socket.socket(socket.AF_UNIX) as unix, socket.socket() as tcp:
+        unix.bind(str(path))
+        unix.listen()
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        assert disown_listener(f"unix:{path}") == 1
+        assert stat.S_ISCHR(os.fstat(unix.fileno()).st_mode)  # /dev/null, not the socket
+        assert stat.S_ISSOCK(os.fstat(tcp.fileno()).st_mode)  # another listener, untouched
+        assert stat.S_ISSOCK(path.stat().st_mode)
 
 
 def test_unix_socket_gets_the_configured_mode() -> None:

@@ -174,6 +174,27 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_a_removed_socket_file_stops_the_milter_for_a_restart(tmp_path: Path) -> None:
+    """Postfix cannot reach workers whose socket file is gone: exit 1, so that systemd's
+    Restart=on-failure makes a new one, instead of serving nobody."""
+    path = tmp_path / "milter.sock"
+    env = _env(tmp_path, processes="2", milter_socket=f"unix:{path}")
+    log_path = tmp_path / "milter.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: log_path.read_text().count("starting on") == 2, timeout=30)
+        path.unlink()
+        assert proc.wait(timeout=30) == 1
+        assert "socket file of unix:" in log_path.read_text()
+        assert log_path.read_text().count("postwarden milter stopped") == 3  # in order
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def test_workers_that_cannot_start_stop_the_milter(tmp_path: Path) -> None:
     """No policy source reachable at a worker's start: the milter exits as one process would."""
     env = _env(tmp_path, processes="2", policy_dir="",

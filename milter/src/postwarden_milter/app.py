@@ -37,7 +37,7 @@ from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
 from .handler import ConnectionSlots, Services
-from .listener import bind_problem
+from .listener import bind_problem, disown_listener
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
@@ -179,13 +179,14 @@ class MilterProcess:
 
     def serve(self, services: Services) -> None:
         """Run libmilter until SIGTERM/SIGINT, reloading policies on SIGHUP."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+        # A worker was forked with them held (.supervisor): those sent meanwhile arrive
+        # now, here, before libmilter's own signal thread exists to take one.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         with signals_blocked():
             thread = threading.Thread(target=self._run_milter, args=(services,),
                                       name="postwarden-libmilter", daemon=True)
             thread.start()
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
-        # A worker was forked with them held (.supervisor): those sent meanwhile arrive now.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         log.info("postwarden milter %s starting on %s", self.settings.instance_name,
                  self.settings.milter_socket)
         try:
@@ -221,6 +222,8 @@ class MilterProcess:
         if not self._stopping.is_set():
             log.info("%s: stopping", signal.Signals(signum).name)
             self._stopping.set()
+            if self.worker is not None:  # the socket stays, for the parent and the others
+                disown_listener(self.settings.milter_socket)
             libmilter.stop()
 
     def shutdown(self) -> None:

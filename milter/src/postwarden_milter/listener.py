@@ -14,7 +14,10 @@ them all; libmilter accepts holding the lock that ``smfi_stop`` needs, so a
 worker that lost the race would block in ``accept`` and could not stop until
 the next connection came. A non-blocking listening socket makes that
 ``accept`` fail with EAGAIN, which libmilter takes as "poll again" (Linux does
-not pass the flag on to accepted connections).
+not pass the flag on to accepted connections). And libmilter, when it stops,
+unlinks a unix socket's file (unless it runs as root): one worker stopping
+alone would leave the others unreachable, so a worker hands its descriptor
+of the socket over to ``/dev/null`` first (:func:`disown_listener`).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def _is_listener_on(sock: socket.socket, connection: str) -> bool:
     return int(address[1]) == inet_port(connection)
 
 
-def _tune_listeners(connection: str, tune: Callable[[socket.socket], None],
+def _tune_listeners(connection: str, tune: Callable[[socket.socket], object],
                     fd_dir: str) -> int:
     """Apply ``tune`` to our listening sockets of ``connection``; returns how many."""
     tuned = 0
@@ -112,3 +115,14 @@ def never_block_accept(connection: str, fd_dir: str = "/proc/self/fd") -> int:
     if not tuned:
         raise OSError(f"no listening socket of {connection} found to share between workers")
     return tuned
+
+
+def disown_listener(connection: str, fd_dir: str = "/proc/self/fd") -> int:
+    """In a worker about to stop: put ``/dev/null`` in place of our descriptors of the
+    shared listening socket, so libmilter's stop neither unlinks its file (it checks
+    that the descriptor is a socket) nor accepts again; returns how many."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _tune_listeners(connection, lambda sock: os.dup2(null, sock.fileno()), fd_dir)
+    finally:
+        os.close(null)

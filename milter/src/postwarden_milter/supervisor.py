@@ -14,7 +14,10 @@ SIGINT on to every worker. A worker that dies is replaced, after a pause that
 grows while workers keep dying. A first worker that exits with a
 configuration error (no policy set it can load, say) stops the milter with
 that exit code, as the single process would. A worker whose parent dies gets
-SIGTERM from the kernel, so none goes on serving unsupervised.
+SIGTERM from the kernel, so none goes on serving unsupervised. A worker
+stopping alone leaves a unix socket's file in place (.listener); should the
+file still go (an admin, a cleanup job), the parent exits 1 so the service
+manager starts a milter Postfix can reach.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from .app import (
     socket_refused,
 )
 from .duplicates import DuplicateDetector
+from .listener import unix_path
 from .metrics_merge import MergedMetrics
 from .settings import MilterSettings
 
@@ -91,6 +95,7 @@ class Supervisor:
         self._slots = [_Slot(index) for index in range(settings.processes)]
         self._signals: list[int] = []
         self._opened = False  # libmilter opened the socket: later errors are not its
+        self._socket_file: tuple[int, int] | None = None  # (device, inode) of a unix socket
         self._exit_code = 0
 
     def run(self) -> int:
@@ -121,6 +126,7 @@ class Supervisor:
 
     def _supervise(self) -> None:
         self._opened = True
+        self._socket_file = _identity(self.settings.milter_socket)
         log.info("postwarden milter %s starting %d worker processes on %s",
                  self.settings.instance_name, len(self._slots), self.settings.milter_socket)
         try:
@@ -145,6 +151,11 @@ class Supervisor:
             log.info("SIGHUP: passed on to the workers")
             self._send(signal.SIGHUP)
         self._reap()
+        if self._socket_file != _identity(self.settings.milter_socket):
+            log.error("the socket file of %s was removed or replaced: Postfix cannot reach "
+                      "the workers; stopping so that the service manager restarts the milter",
+                      self.settings.milter_socket)
+            self._exit_code = 1
         if self._exit_code:
             return False
         now = time.monotonic()
@@ -241,6 +252,18 @@ def _stop_with(parent: int) -> None:
         log.warning("worker: prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
     if os.getppid() != parent:  # it died before the call
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _identity(connection: str) -> tuple[int, int] | None:
+    """(device, inode) of a unix socket's file; None for TCP, or when it is gone."""
+    path = unix_path(connection)
+    if path is None:
+        return None
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _describe(code: int) -> str:
