@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,20 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
                           capture_output=True, text=True, timeout=60, check=False)
 
 
+@contextmanager
+def _serving(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The milter in the background, its output in ``log_path``; killed if still running."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 @pytest.fixture
 def empty_database(pg_server: PgServer) -> Iterator[str]:
     name = asyncio.run(create_database(pg_server.admin_dsn))
@@ -79,10 +94,7 @@ def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(
     metrics_port = free_port()
     env = _env(tmp_path, metrics_listen=f"127.0.0.1:{metrics_port}", processes=str(processes))
     log_path = tmp_path / "milter.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with _serving(env, log_path) as proc:
         assert wait_until(lambda: "listening on" in log_path.read_text(), timeout=30)
         (tmp_path / "policies" / "main.yaml").write_text(POLICY.format(limit=6))
         proc.send_signal(signal.SIGHUP)
@@ -97,10 +109,6 @@ def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert time.monotonic() - started < 15
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert log_path.read_text().count("postwarden milter stopped") == processes + (processes > 1)
 
 
@@ -121,10 +129,7 @@ def test_workers_stop_promptly_after_connections(tmp_path: Path) -> None:
     port = free_port()
     env = _env(tmp_path, processes="2", milter_socket=f"inet:{port}@127.0.0.1")
     log_path = tmp_path / "milter.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with _serving(env, log_path) as proc:
         assert wait_until(lambda: log_path.read_text().count("starting on") == 2, timeout=30)
         for _ in range(5):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -133,10 +138,6 @@ def test_workers_stop_promptly_after_connections(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert time.monotonic() - started < 15, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def _alive(pid: int) -> bool:
@@ -151,24 +152,20 @@ def _alive(pid: int) -> bool:
 def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
     env = _env(tmp_path, processes="2")
     log_path = tmp_path / "milter.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
     workers: list[int] = []
     try:
-        assert wait_until(lambda: log_path.read_text().count("starting on") == 2, timeout=30)
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
-        workers = [int(pid) for pid in children.split()]
-        assert len(workers) == 2
-        proc.kill()
-        proc.wait(10)
-        assert wait_until(lambda: not any(_alive(pid) for pid in workers), timeout=20), \
-            log_path.read_text()
-        assert log_path.read_text().count("postwarden milter stopped") == 2  # in order
-    finally:
-        if proc.poll() is None:
+        with _serving(env, log_path) as proc:
+            assert wait_until(lambda: log_path.read_text().count("starting on") == 2,
+                              timeout=30)
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
+            workers = [int(pid) for pid in children.split()]
+            assert len(workers) == 2
             proc.kill()
             proc.wait(10)
+            assert wait_until(lambda: not any(_alive(pid) for pid in workers), timeout=20), \
+                log_path.read_text()
+            assert log_path.read_text().count("postwarden milter stopped") == 2  # in order
+    finally:
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -180,19 +177,12 @@ def test_a_removed_socket_file_stops_the_milter_for_a_restart(tmp_path: Path) ->
     path = tmp_path / "milter.sock"
     env = _env(tmp_path, processes="2", milter_socket=f"unix:{path}")
     log_path = tmp_path / "milter.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "postwarden_milter"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with _serving(env, log_path) as proc:
         assert wait_until(lambda: log_path.read_text().count("starting on") == 2, timeout=30)
         path.unlink()
         assert proc.wait(timeout=30) == 1
         assert "socket file of unix:" in log_path.read_text()
         assert log_path.read_text().count("postwarden milter stopped") == 3  # in order
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_workers_that_cannot_start_stop_the_milter(tmp_path: Path) -> None:

@@ -183,6 +183,8 @@ class Supervisor:
                     _stop_with(parent)
                     worker = Worker(slot.index, self._duplicates, theirs)
                     code = run_process(MilterProcess(self._shares, worker))
+                except BaseException:  # a worker's last word, before _exit
+                    log.exception("worker %d failed", slot.index)
                 finally:
                     logging.shutdown()
                     os._exit(code)
