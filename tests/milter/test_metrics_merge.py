@@ -80,6 +80,16 @@ def test_merge_sums_each_series_and_keeps_labels_help_and_type() -> None:
     assert by_name["postwarden_rule_matches"].samples == []  # no series yet: HELP/TYPE stay
 
 
+def test_a_worker_gone_carries_its_counters_and_histograms_not_its_gauges() -> None:
+    live = _child_text(accepts=2, rejects=0, latencies=[0.1], connections=3)
+    gone = _child_text(accepts=5, rejects=1, latencies=[0.2, 0.3], connections=4)
+    values = _values(merge_expositions([live], carried=[gone, gone]))
+    assert values[ACCEPT] == 2 + 5 + 5
+    assert values["postwarden_messages_total", frozenset({("verdict", "reject")})] == 2
+    assert values[LATENCY_COUNT] == 1 + 2 + 2
+    assert values["postwarden_connections", frozenset()] == 3  # only the live worker's
+
+
 def test_merge_drops_created_series() -> None:
     text = _child_text(accepts=1, rejects=0, latencies=[0.1], connections=0)
     assert "postwarden_messages_created" in text  # what each worker exposes
@@ -241,13 +251,19 @@ def test_endpoint_serves_the_sum_of_the_workers_present(
     assert values[FAILURES] == 0
     assert _scrape(port)[ACCEPT] == 7  # the channels stay in step scrape after scrape
 
+    # A worker gone (replaced) keeps counting with its last answer: no drop that
+    # Prometheus would read as a reset and a spike.
     merged.remove(first.channel)
     assert children.end(first) == 0
     values = _scrape(port)
-    assert values[ACCEPT] == 4
-    assert values[LATENCY_COUNT] == 5
+    assert values[ACCEPT] == 7
+    assert values[LATENCY_COUNT] == 7
     assert values[FAILURES] == 0
+    replacement = children.fork(_worker(accepts=5, latencies=1))
+    merged.add(replacement.channel)
+    assert _scrape(port)[ACCEPT] == 3 + 4 + 5
     assert children.end(second) == 0
+    assert children.end(replacement) == 0
 
 
 def test_a_worker_that_does_not_answer_is_skipped_and_counted(
@@ -269,6 +285,45 @@ def test_a_worker_that_does_not_answer_is_skipped_and_counted(
     assert _scrape(port)[FAILURES] == 2  # skipped again, each scrape bounded
     assert children.end(hung) == 0
     assert children.end(answering) == 0
+
+
+def _answers(*accepts: int) -> Callable[[socket.socket, int], None]:
+    """A worker that answers one scrape with each count in turn, then never again."""
+
+    def body(channel: socket.socket, control: int) -> None:
+        for count in accepts:
+            assert channel.recv(1)
+            text = ("# TYPE postwarden_messages_total counter\n"
+                    f'postwarden_messages_total{{verdict="accept"}} {count}.0\n').encode()
+            channel.sendall(len(text).to_bytes(4, "big") + text)
+        _wait_for_eof(control)
+
+    return body
+
+
+def test_a_silent_worker_counts_as_it_last_answered(
+    children: Children, endpoint: tuple[MergedMetrics, int]
+) -> None:
+    merged, port = endpoint
+    child = children.fork(_answers(6))
+    merged.add(child.channel)
+    assert _scrape(port)[ACCEPT] == 6
+    values = _scrape(port)  # no answer now: skipped, counted, and its 6 still shown
+    assert values[ACCEPT] == 6
+    assert values[FAILURES] == 1
+    assert children.end(child) == 0
+
+
+def test_a_summed_counter_never_goes_down(
+    children: Children, endpoint: tuple[MergedMetrics, int]
+) -> None:
+    """What a worker counted after its last answer is lost when it dies: the sum holds
+    its highest value until the others make it up, instead of dropping."""
+    merged, port = endpoint
+    child = children.fork(_answers(9, 4, 12))
+    merged.add(child.channel)
+    assert [_scrape(port)[ACCEPT] for _ in range(3)] == [9, 9, 12]
+    assert children.end(child) == 0
 
 
 def test_late_answers_are_discarded_and_each_missed_request_answered(

@@ -4,11 +4,13 @@ share of the milter-wide bounds, and the spools of workers that no longer exist.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
+from postwarden_milter.app import EXIT_CONFIG
 from postwarden_milter.settings import MilterSettings
 from postwarden_milter.spool import SPOOL_NAME, AuditSpool, adopt_orphans, spool_name
-from postwarden_milter.supervisor import worker_settings
+from postwarden_milter.supervisor import STEADY_SECONDS, Supervisor, _Slot, worker_settings
 
 
 def test_each_worker_gets_its_share_of_the_bounds() -> None:
@@ -45,3 +47,15 @@ def test_one_process_adopts_every_worker_spool(tmp_path: Path) -> None:
     (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')
     adopt_orphans(tmp_path, workers=1)
     assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 1}\n'
+
+
+def test_exit_2_stops_the_milter_only_as_a_first_worker_starts(tmp_path: Path) -> None:
+    """A configuration error at start stops everything; the same exit code from a worker
+    that has served for a while (libmilter failing days later) only gets it replaced."""
+    supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path))
+    starting, served = _Slot(0, pid=1, started=time.monotonic()), \
+        _Slot(1, pid=2, started=time.monotonic() - STEADY_SECONDS - 1)
+    supervisor._ended(served, EXIT_CONFIG)
+    assert supervisor._exit_code == 0 and served.restart_at is not None
+    supervisor._ended(starting, EXIT_CONFIG)
+    assert supervisor._exit_code == EXIT_CONFIG

@@ -12,9 +12,15 @@ The merge sums every sample of the same name and labels: counters' ``_total``,
 histograms' ``_bucket``/``_count``/``_sum`` (all workers share the buckets),
 and gauges, which are all per-process quantities here (connections, audit
 queue depth, spool bytes) whose sum is the milter's. ``_created`` series are
-dropped: a sum of counters started at different times (a replaced worker
-starts at zero) has no creation time, and Prometheus detects the drop to a
-smaller sum as a reset without one.
+dropped: a sum of counters started at different times has no creation time.
+
+Counters and histograms must never go down: Prometheus would read a drop as a
+reset and count the whole remaining sum as new (a false spike in ``rate()``
+and every alert on it). So a worker that does not answer counts with its last
+answer, a worker that is gone keeps counting with its last answer's counters
+and histograms (not its gauges), and each summed series is held at the
+highest value it has shown (which covers what a dead worker counted after its
+last answer, until the others make it up).
 
 Channel protocol: the parent sends one byte per request; the worker answers
 each byte with a frame, a 4-byte big-endian length then the exposition. The
@@ -38,6 +44,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, generate_latest, start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +52,22 @@ ANSWER_TIMEOUT_SECONDS = 1.0  # a worker's time to answer one scrape
 _LENGTH = struct.Struct(">I")
 _REQUEST = b"?"
 _SUMMED_WITH_CREATED = ("counter", "histogram", "summary")  # types with a _created companion
+_CUMULATIVE = ("counter", "histogram")  # what only ever grows: never shown going down
+Series = tuple[str, frozenset[tuple[str, str]]]
 
 
-def merge_expositions(texts: Iterable[str]) -> list[Metric]:
-    """The families of several text expositions, samples of equal name and labels summed."""
+def merge_expositions(texts: Iterable[str], carried: Iterable[str] = ()) -> list[Metric]:
+    """The families of several text expositions, samples of equal name and labels summed;
+    from the ``carried`` ones (workers gone) only counters and histograms."""
     families: dict[str, Metric] = {}
     # family name -> (sample name, labels) -> (the labels as first seen, running sum)
     sums: dict[str, dict[tuple[str, frozenset[tuple[str, str]]], tuple[dict[str, str], float]]]
     sums = {}
-    for text in texts:
+    parsed_texts = [(text, False) for text in texts] + [(text, True) for text in carried]
+    for text, cumulative_only in parsed_texts:
         for parsed in text_string_to_metric_families(text):
+            if cumulative_only and parsed.type not in _CUMULATIVE:
+                continue
             if parsed.name not in families:  # HELP and TYPE from the first that has it
                 families[parsed.name] = Metric(parsed.name, parsed.documentation, parsed.type)
                 sums[parsed.name] = {}
@@ -112,6 +125,7 @@ class _Child:
 
     owed: int = 0  # requests sent and not yet answered
     buffer: bytearray = field(default_factory=bytearray)
+    last: str | None = None  # its last answer
 
     def take_frame(self) -> bytes | None:
         if len(self.buffer) < _LENGTH.size:
@@ -141,6 +155,8 @@ class MergedMetrics:
             registry=self.registry,
         )
         self._children: dict[socket.socket, _Child] = {}
+        self._retired: list[str] = []  # the last answers of workers gone
+        self._highest: dict[Series, float] = {}  # of each cumulative series shown
         self._lock = threading.Lock()  # the set of channels: the supervisor adds and removes
         self._scrape_lock = threading.Lock()  # one scrape at a time talks on the channels
         # auto_describe=False: registering must not scrape the workers.
@@ -154,7 +170,10 @@ class MergedMetrics:
 
     def remove(self, channel: socket.socket) -> None:
         with self._lock:
-            self._children.pop(channel, None)
+            child = self._children.pop(channel, None)
+            if child is not None and child.last is not None:
+                # One summed text, however many workers have come and gone.
+                self._retired = [_render(merge_expositions([], [*self._retired, child.last]))]
 
     def serve(self, address: tuple[str, int]) -> Callable[[], None]:
         """Start the HTTP endpoint; returns a function that stops it."""
@@ -181,39 +200,67 @@ class MergedMetrics:
 
     def collect(self) -> list[Metric]:
         """The endpoint's answer: the workers' metrics and the parent's, merged."""
-        texts = self._ask_workers()
-        own: bytes = generate_latest(self.registry)  # after _ask_workers counted its failures
-        return merge_expositions([*texts, own.decode()])
+        with self._scrape_lock:  # one scrape at a time talks on the channels
+            texts = self._ask_workers()
+            own: bytes = generate_latest(self.registry)  # after the failures are counted
+            with self._lock:
+                retired = list(self._retired)
+            merged = merge_expositions([*texts, own.decode()], carried=retired)
+            for family in merged:
+                if family.type in _CUMULATIVE:
+                    family.samples = [self._never_lower(sample) for sample in family.samples]
+            return merged
+
+    def _never_lower(self, sample: Sample) -> Sample:
+        key = (sample.name, frozenset(sample.labels.items()))
+        value = max(sample.value, self._highest.get(key, sample.value))
+        self._highest[key] = value
+        return sample._replace(value=value)
 
     def _ask_workers(self) -> list[str]:
-        with self._scrape_lock:
-            with self._lock:
-                children = list(self._children.items())
-            # One deadline for all: the workers answer in parallel, so a scrape
-            # waits about ANSWER_TIMEOUT_SECONDS however many of them hang.
-            deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
-            asked = []
-            for channel, child in children:
-                try:
-                    # Blocks only if a hung worker let its buffer fill; 0 is non-blocking.
-                    channel.settimeout(max(deadline - time.monotonic(), 0.0))
-                    channel.send(_REQUEST)  # one byte: sent whole or not at all
-                except OSError as exc:
-                    self._skipped(exc)
-                    continue
-                child.owed += 1
-                asked.append((channel, child))
-            texts = []
-            for channel, child in asked:
-                try:
-                    texts.append(_read_answer(channel, child, deadline).decode())
-                except OSError as exc:
-                    self._skipped(exc)
-            return texts
+        """Each worker's answer (the caller holds the scrape lock)."""
+        with self._lock:
+            children = list(self._children.items())
+        # One deadline for all: the workers answer in parallel, so a scrape
+        # waits about ANSWER_TIMEOUT_SECONDS however many of them hang.
+        deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
+        asked = []
+        for channel, child in children:
+            try:
+                # Blocks only if a hung worker let its buffer fill; 0 is non-blocking.
+                channel.settimeout(max(deadline - time.monotonic(), 0.0))
+                channel.send(_REQUEST)  # one byte: sent whole or not at all
+            except OSError as exc:
+                self._skipped(exc)
+                continue
+            child.owed += 1
+            asked.append((channel, child))
+        for channel, child in asked:
+            try:
+                child.last = _read_answer(channel, child, deadline).decode()
+            except OSError as exc:
+                self._skipped(exc)
+        # A worker that did not answer counts as it last did.
+        return [child.last for _, child in children if child.last is not None]
 
     def _skipped(self, exc: OSError) -> None:
         self.scrape_failures.inc()
         log.warning("metrics: a worker did not answer the scrape (%s: %s)", type(exc).__name__, exc)
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def _render(families: list[Metric]) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    text: bytes = generate_latest(registry)
+    return text.decode()
 
 
 def _read_answer(channel: socket.socket, child: _Child, deadline: float) -> bytes:

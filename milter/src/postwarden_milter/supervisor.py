@@ -81,7 +81,9 @@ class _Slot:
     pid: int = 0
     channel: socket.socket | None = None  # the parent's end of the metrics channel
     started: float = 0.0
-    first: bool = True  # its first process: a configuration error there stops the milter
+    # Its first process: a configuration error as it starts stops the milter (one
+    # that served STEADY_SECONDS did start: a later exit 2 is only replaced).
+    first: bool = True
     quick_deaths: int = 0
     restart_at: float | None = None
 
@@ -205,7 +207,7 @@ class Supervisor:
     def _ended(self, slot: _Slot, code: int) -> None:
         ran, pid = time.monotonic() - slot.started, slot.pid
         self._release(slot)
-        if code == EXIT_CONFIG and slot.first:
+        if code == EXIT_CONFIG and slot.first and ran < STEADY_SECONDS:
             log.error("worker %d could not start (exit %d): stopping", slot.index, code)
             self._exit_code = code
             return
