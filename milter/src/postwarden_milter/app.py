@@ -49,7 +49,11 @@ log = logging.getLogger(__name__)
 
 PROG = "postwarden-milter"
 EXIT_CONFIG = 2
-SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+# SIGUSR1 (reload) and SIGUSR2 (stop) are what the parent sends its workers:
+# libmilter's own signal thread waits for the other three, and can take one
+# from our handlers when two arrive back to back.
+SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2}
+RELOAD_SIGNALS = {signal.SIGHUP, signal.SIGUSR1}
 SCHEMA_TIMEOUT = 10.0
 
 
@@ -215,8 +219,8 @@ class MilterProcess:
             log.error("libmilter stopped: %s", exc)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            log.info("SIGHUP: reloading policies")
+        if signum in RELOAD_SIGNALS:
+            log.info("%s: reloading policies", signal.Signals(signum).name)
             self.reloader.request()
             return
         if not self._stopping.is_set():

@@ -9,14 +9,16 @@ table (shared memory made before the fork); the parent serves the metrics
 endpoint and merges theirs into it.
 
 The parent forks from its only thread that touches anything a worker uses
-(the metrics endpoint's thread never does), and passes SIGHUP, SIGTERM and
-SIGINT on to every worker. A worker that dies is replaced, after a pause that
-grows while workers keep dying. A first worker that exits with a
-configuration error (no policy set it can load, say) stops the milter with
-that exit code, as the single process would. A worker whose parent dies gets
-SIGTERM from the kernel, so none goes on serving unsupervised. A worker
-stopping alone leaves a unix socket's file in place (.listener); should the
-file still go (an admin, a cleanup job), the parent exits 1 so the service
+(the metrics endpoint's thread never does). It passes SIGHUP on to every
+worker as SIGUSR1, and SIGTERM or SIGINT as SIGUSR2: libmilter's own signal
+thread in a worker waits for SIGHUP, SIGTERM and SIGINT, and could take one from our
+handlers. A worker that dies is replaced, after a pause that grows while
+workers keep dying. A first worker that exits with a configuration error as
+it starts (no policy set it can load, say) stops the milter with that exit
+code, as the single process would. A worker whose parent dies gets a stop
+from the kernel, so none goes on serving unsupervised. A worker stopping
+alone leaves a unix socket's file in place (.listener); should the file
+still go (an admin, a cleanup job), the parent exits 1 so the service
 manager starts a milter Postfix can reach.
 """
 
@@ -38,6 +40,7 @@ from postwarden_policies import PoliciesError, load_policy_set
 from . import libmilter
 from .app import (
     EXIT_CONFIG,
+    RELOAD_SIGNALS,
     SIGNALS,
     MilterProcess,
     Worker,
@@ -147,11 +150,11 @@ class Supervisor:
         """One round: pass signals on, reap and replace workers; False once stopping."""
         while self._signals:
             signum = self._signals.pop(0)
-            if signum != signal.SIGHUP:
+            if signum not in RELOAD_SIGNALS:
                 log.info("%s: stopping the workers", signal.Signals(signum).name)
                 return False
-            log.info("SIGHUP: passed on to the workers")
-            self._send(signal.SIGHUP)
+            log.info("%s: passed on to the workers", signal.Signals(signum).name)
+            self._send(signal.SIGUSR1)
         self._reap()
         if self._socket_file != _identity(self.settings.milter_socket):
             log.error("the socket file of %s was removed or replaced: Postfix cannot reach "
@@ -171,7 +174,7 @@ class Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         # The worker starts with our signals held: until its handlers are in place a
-        # SIGHUP would kill it (default action), and a SIGTERM would skip the drain.
+        # reload would kill it (default action), and a stop would skip the drain.
         parent = os.getpid()
         with signals_blocked():
             pid = os.fork()
@@ -232,8 +235,8 @@ class Supervisor:
                 os.kill(slot.pid, signum)
 
     def _stop_workers(self) -> None:
-        """SIGTERM to each worker, wait for their orderly stop, SIGKILL the late ones."""
-        self._send(signal.SIGTERM)
+        """A stop to each worker, wait for their orderly stop, SIGKILL the late ones."""
+        self._send(signal.SIGUSR2)
         deadline = time.monotonic() + self.settings.message_timeout_seconds + STOP_GRACE_SECONDS
         while any(slot.pid for slot in self._slots) and time.monotonic() < deadline:
             for slot in self._slots:
@@ -249,13 +252,13 @@ class Supervisor:
 
 
 def _stop_with(parent: int) -> None:
-    """Have the kernel send this worker SIGTERM when the parent dies (SIGKILL, a crash):
+    """Have the kernel send this worker a stop (SIGUSR2) when the parent dies (SIGKILL, a crash):
     no worker goes on serving alone, unsupervised. Held until its handlers are in place."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGUSR2) != 0:
         log.warning("worker: prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
     if os.getppid() != parent:  # it died before the call
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGUSR2)
 
 
 def _identity(connection: str) -> tuple[int, int] | None:
