@@ -9,15 +9,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.ports import free_port
 from tests.fixtures.postfix import send_message, wait_for
+from tests.fixtures.scrape import scrape
 
 from . import messages
 from .conftest import MailSystem, audit_rows, mail_system_for
@@ -63,13 +62,6 @@ def wait_for_workers(parent: int, gone: int | None = None) -> set[int]:
 
     found: set[int] = wait_for(ready, 20)
     return found
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def messages_counted(port: int) -> float:
@@ -132,7 +124,7 @@ def test_workers_share_the_work_and_act_as_one(
     for sample in later:
         assert send_message(port, sample.data, SENDER, [RECIPIENT]).accepted
     assert wait_for(lambda: scrape(metrics_port).get(
-        ("postwarden_worker_restarts_total", ())) == 1 or None, 10)
+        ("postwarden_worker_restarts_total", frozenset())) == 1 or None, 10)
 
     # SIGTERM: every worker stops in order (each drains its audit queue), then the parent.
     assert milter.stop() == 0

@@ -13,7 +13,6 @@ import signal
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +29,8 @@ from postwarden_milter.metrics_merge import (
     merge_expositions,
 )
 from tests.fixtures.ports import free_port
+from tests.fixtures.scrape import Series, scrape
 
-Series = tuple[str, frozenset[tuple[str, str]]]
 Values = dict[Series, float]
 CHILD_LIFETIME = 20.0  # a child left waiting this long exits anyway
 ACCEPT: Series = ("postwarden_messages_total", frozenset({("verdict", "accept")}))
@@ -216,12 +215,6 @@ def _silent(channel: socket.socket, control: int) -> None:
     channel.close()
 
 
-def _scrape(port: int) -> Values:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return _values(text_string_to_metric_families(text))
-
-
 @pytest.fixture
 def endpoint() -> Iterator[tuple[MergedMetrics, int]]:
     merged = MergedMetrics()
@@ -243,25 +236,25 @@ def test_endpoint_serves_the_sum_of_the_workers_present(
     merged.add(second.channel)
     merged.worker_restarts.inc()
 
-    values = _scrape(port)
+    values = scrape(port)
     assert values[ACCEPT] == 7
     assert values[LATENCY_COUNT] == 7
     assert values["postwarden_processing_seconds_sum", frozenset()] == pytest.approx(0.028)
     assert values["postwarden_worker_restarts_total", frozenset()] == 1
     assert values[FAILURES] == 0
-    assert _scrape(port)[ACCEPT] == 7  # the channels stay in step scrape after scrape
+    assert scrape(port)[ACCEPT] == 7  # the channels stay in step scrape after scrape
 
     # A worker gone (replaced) keeps counting with its last answer: no drop that
     # Prometheus would read as a reset and a spike.
     merged.remove(first.channel)
     assert children.end(first) == 0
-    values = _scrape(port)
+    values = scrape(port)
     assert values[ACCEPT] == 7
     assert values[LATENCY_COUNT] == 7
     assert values[FAILURES] == 0
     replacement = children.fork(_worker(accepts=5, latencies=1))
     merged.add(replacement.channel)
-    assert _scrape(port)[ACCEPT] == 3 + 4 + 5
+    assert scrape(port)[ACCEPT] == 3 + 4 + 5
     assert children.end(second) == 0
     assert children.end(replacement) == 0
 
@@ -276,13 +269,13 @@ def test_a_worker_that_does_not_answer_is_skipped_and_counted(
     merged.add(answering.channel)
 
     started = time.monotonic()
-    values = _scrape(port)
+    values = scrape(port)
     took = time.monotonic() - started
     assert values[ACCEPT] == 4
     assert values[FAILURES] == 1
     assert ANSWER_TIMEOUT_SECONDS <= took < ANSWER_TIMEOUT_SECONDS + 2
 
-    assert _scrape(port)[FAILURES] == 2  # skipped again, each scrape bounded
+    assert scrape(port)[FAILURES] == 2  # skipped again, each scrape bounded
     assert children.end(hung) == 0
     assert children.end(answering) == 0
 
@@ -307,8 +300,8 @@ def test_a_silent_worker_counts_as_it_last_answered(
     merged, port = endpoint
     child = children.fork(_answers(6))
     merged.add(child.channel)
-    assert _scrape(port)[ACCEPT] == 6
-    values = _scrape(port)  # no answer now: skipped, counted, and its 6 still shown
+    assert scrape(port)[ACCEPT] == 6
+    values = scrape(port)  # no answer now: skipped, counted, and its 6 still shown
     assert values[ACCEPT] == 6
     assert values[FAILURES] == 1
     assert children.end(child) == 0
@@ -322,7 +315,7 @@ def test_a_summed_counter_never_goes_down(
     merged, port = endpoint
     child = children.fork(_answers(9, 4, 12))
     merged.add(child.channel)
-    assert [_scrape(port)[ACCEPT] for _ in range(3)] == [9, 9, 12]
+    assert [scrape(port)[ACCEPT] for _ in range(3)] == [9, 9, 12]
     assert children.end(child) == 0
 
 
@@ -341,14 +334,14 @@ def test_late_answers_are_discarded_and_each_missed_request_answered(
 
     child = children.fork(late)
     merged.add(child.channel)
-    assert ACCEPT not in _scrape(port)
-    assert ACCEPT not in _scrape(port)
+    assert ACCEPT not in scrape(port)
+    assert ACCEPT not in scrape(port)
 
     os.write(child.control, b"go")
-    values = _scrape(port)
+    values = scrape(port)
     assert values[ACCEPT] == 1
     assert values[FAILURES] == 2
-    assert _scrape(port)[ACCEPT] == 1
+    assert scrape(port)[ACCEPT] == 1
     assert children.end(child) == 0
 
 

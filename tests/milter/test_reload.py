@@ -252,14 +252,20 @@ def _deliveries(dsn: str, endpoint: str, count: int) -> list[dict[str, Any]]:
     return found
 
 
+def _watched_policies(database_url: str, tmp_path: Path, endpoint: str) -> Path:
+    """A policy directory with one good file, and ``endpoint`` subscribed to its failures."""
+    asyncio.run(_subscribe(database_url, endpoint))
+    policy_dir = tmp_path / "policies"
+    policy_dir.mkdir()
+    (policy_dir / "main.yaml").write_text(POLICY.format(name="main", limit=5))
+    return policy_dir
+
+
 @pytest.mark.postgres
 def test_a_broken_policy_file_raises_policy_load_failed(
     database_url: str, tmp_path: Path, loop_thread: LoopThread
 ) -> None:
-    asyncio.run(_subscribe(database_url, "ops-files"))
-    policy_dir = tmp_path / "policies"
-    policy_dir.mkdir()
-    (policy_dir / "main.yaml").write_text(POLICY.format(name="main", limit=5))
+    policy_dir = _watched_policies(database_url, tmp_path, "ops-files")
     metrics = Metrics()
     reloader = _reloader(metrics, loop_thread, tmp_path, policy_dir=policy_dir,
                          database_url=database_url)
@@ -289,10 +295,7 @@ def test_of_several_workers_one_announces_a_refused_set(
     database_url: str, tmp_path: Path, loop_thread: LoopThread
 ) -> None:
     """Each worker process refuses the same broken file; one event says so, not one each."""
-    asyncio.run(_subscribe(database_url, "ops-workers"))
-    policy_dir = tmp_path / "policies"
-    policy_dir.mkdir()
-    (policy_dir / "main.yaml").write_text(POLICY.format(name="main", limit=5))
+    policy_dir = _watched_policies(database_url, tmp_path, "ops-workers")
     workers = [(Metrics(), index) for index in range(2)]
     reloaders = [_reloader(metrics, loop_thread, tmp_path / str(index), policy_dir=policy_dir,
                            database_url=database_url, announce_failures=index == 0)

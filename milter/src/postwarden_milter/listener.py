@@ -71,7 +71,8 @@ def _is_listener_on(sock: socket.socket, connection: str) -> bool:
         return False
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
-        return unix_path(connection) is not None and address == unix_path(connection)
+        path = unix_path(connection)
+        return path is not None and address == path
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return False
     ipaddress.ip_address(address[0])  # a real inet socket name, not an abstract one

@@ -152,7 +152,8 @@ def _listen(value: str) -> str:
     return value
 
 
-def _positive(kind: Callable[[Any], T], name: str, allow_zero: bool = False) -> Callable[[Any], T]:
+def _positive(kind: Callable[[Any], T], name: str, allow_zero: bool = False,
+              most: int | None = None) -> Callable[[Any], T]:
     def convert(value: Any) -> T:
         try:
             number = kind(value)
@@ -160,19 +161,11 @@ def _positive(kind: Callable[[Any], T], name: str, allow_zero: bool = False) -> 
             raise ValueError(f"{name}: {value!r} is not a number") from None
         if number < 0 or (number == 0 and not allow_zero):  # type: ignore[operator]
             raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        if most is not None and number > most:  # type: ignore[operator]
+            raise ValueError(f"{name}: at most {most}, got {value!r}")
         return number
 
     return convert
-
-
-def _at_most(limit: int, convert: Callable[[Any], int], name: str) -> Callable[[Any], int]:
-    def bounded(value: Any) -> int:
-        number = convert(value)
-        if number > limit:
-            raise ValueError(f"{name}: at most {limit}, got {value!r}")
-        return number
-
-    return bounded
 
 
 def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
@@ -223,7 +216,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "metrics_listen": lambda v: _listen(str(v or "")),
     "instance_name": lambda v: str(v or ""),
     "id_header": _id_header,
-    "processes": _at_most(MAX_PROCESSES, _positive(int, "processes"), "processes"),
+    "processes": _positive(int, "processes", most=MAX_PROCESSES),
     "max_concurrency": _positive(int, "max_concurrency"),
     "message_timeout_seconds": _positive(float, "message_timeout_seconds"),
     "body_memory_threshold": _positive(int, "body_memory_threshold"),
