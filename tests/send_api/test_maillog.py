@@ -318,8 +318,9 @@ async def test_only_lines_about_our_messages_are_applied(
     append(log_file, *(sent(queue_id, "someone@example.net") for queue_id in others),
            sent(ours, "mine@example.org"))
     async with pool.acquire() as conn:
-        assert await our_queue_ids(conn, {ours, *others}) == {ours}
-        assert await our_queue_ids(conn, set()) == set()
+        host = socket.gethostname()
+        assert await our_queue_ids(conn, host, {ours, *others}) == ({ours}, set())
+        assert await our_queue_ids(conn, host, set()) == (set(), set())
     await follower.poll()
     assert await message_status(pool, message_id) == "delivered"
     # the other mail's lines wait (their queue id may not be stored yet), unapplied
@@ -641,9 +642,10 @@ async def test_a_slow_poll_keeps_its_lease(
     second = MaillogFollower(pool, log_file)
     apply = maillog.apply_events
 
-    async def slow(conn: asyncpg.Connection, events: list[DeliveryEvent]) -> set[int]:
+    async def slow(conn: asyncpg.Connection, host: str, events: list[DeliveryEvent]
+                   ) -> tuple[set[int], set[str]]:
         await asyncio.sleep(0.6)
-        return await apply(conn, events)
+        return await apply(conn, host, events)
 
     monkeypatch.setattr(maillog, "apply_events", slow)
     await first.poll()

@@ -31,11 +31,12 @@ from postwarden_admin_api.send.receipts import (
     committed_queue_id,
     parse_receipt,
 )
-from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
+from postwarden_admin_api.send.relay import Claimed, RelayConfig, RelayWorker, record
+from postwarden_admin_api.send.submit import Outcome, SubmitResult
 from postwarden_admin_api.send.syslogline import split_line
 from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data
 
-from .test_maillog import follower_at_end, new_queue_id
+from .test_maillog import append, follower_at_end, message_status, new_queue_id, sent
 from .test_outbox_limits import ROOMY, submission
 from .test_relay import accepted, settled, until_true
 
@@ -207,6 +208,39 @@ async def test_a_receipt_for_a_row_being_settled_waits_for_it(
         assert not polling.done()
     await polling
     assert not {r for r in await receipts(pool) if r[0] == settling}
+
+
+async def test_a_delivery_line_awaiting_the_relay_outlives_its_reader(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service dies between Postfix's 250 and storing it, and Postfix delivers at
+    once: the delivery line, read before its queue id was stored, is saved with the
+    read position (lines about other mail are not), and the next reader applies it
+    once the relay settles the row from the log, however long that takes."""
+    monkeypatch.setattr(maillog_module, "LEASE_SECONDS", 0.5)
+    monkeypatch.setattr(maillog_module, "PENDING_SECONDS", 0.2)
+    log_file, first = await follower_at_end(pool, tmp_path)
+    message = await accepted(pool, "fast@example.org")
+    queue_id = new_queue_id("D")
+    append(log_file, cleanup(queue_id, f"<{message.hex}@example.com>"), active(queue_id),
+           sent(queue_id, "fast@example.org"), sent(new_queue_id("X"), "other@example.net"))
+    await first.poll()  # and the service dies: no release, no last poll
+    saved = await pool.fetchval("SELECT pending FROM maillog_positions WHERE path = $1",
+                                f"{HOST}:{log_file}")
+    assert [(line["queue_id"], line["recipient"]) for line in saved] == [
+        (queue_id, "fast@example.org")]
+    await asyncio.sleep(0.6)  # its lease lapses; longer than other lines wait
+    second = MaillogFollower(pool, log_file)
+    await second.poll()
+    async with pool.acquire() as conn:  # the restarted relay, as for an interrupted row
+        assert await committed_queue_id(conn, message) == queue_id
+        await record(conn, RelayConfig("127.0.0.1", 25, 3, 1.0),
+                     Claimed(message, "app@example.com", ["fast@example.org"], b"", 2, True),
+                     SubmitResult(Outcome.QUEUED, "250 read from the log", queue_id))
+    await second.poll()
+    assert await message_status(pool, message) == "delivered"
+    assert await pool.fetchval("SELECT pending FROM maillog_positions WHERE path = $1",
+                               f"{HOST}:{log_file}") == []
 
 
 async def test_read_past_waits_for_a_poll_that_began_later(

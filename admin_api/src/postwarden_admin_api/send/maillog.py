@@ -12,7 +12,10 @@ before the relay worker stored the queue id it names, so unmatched lines are
 retried for ``PENDING_SECONDS``. Most lines in a busy log are about other
 mail: each poll first asks, in one query, which of its queue ids are ours,
 then applies those lines, in log order, in one statement (``maillog_apply``,
-migrations 0009 and 0013); the rest wait. A poll whose database work fails keeps all
+migrations 0009 and 0013); the rest wait. Waiting lines whose queue id a
+receipt of ours names (the relay has yet to store Postfix's answer) are
+saved with the read position, so the next reader goes on with them
+(migration 0014). A poll whose database work fails keeps all
 its lines for the next one. Lines about queue files (:mod:`.receipts`) are
 handed over in the same poll, all of them; :meth:`MaillogFollower.read_past`
 waits for a poll that started after a given moment to read to the end of
@@ -29,8 +32,7 @@ it (a token is saved with the position: it stalled past its lease and another
 read on, or a commit whose answer it lost went through) drops what it holds
 and goes on from the row. At a stop the
 service stops the relay first and the reader reads once more, so lines
-waiting for a queue id the relay stored last are applied; those a reader
-that dies or stalls held in memory go with it. Instances are told
+waiting for a queue id the relay stored last are applied. Instances are told
 apart by host name: containers sharing one log must share a host name too,
 and keep it across restarts.
 """
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -48,6 +51,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -84,24 +88,32 @@ MAX_READ = 4 * 1024 * 1024
 
 # Migrations 0009, 0013: every line of a poll in one statement, applied in log order.
 APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6) AS line"
-OURS = "SELECT DISTINCT queue_id FROM outbound_messages WHERE queue_id = ANY($1::text[])"
+# Stored by the relay (recorded), or so far named only by a receipt in this host's log.
+OURS = """
+SELECT queue_id, true AS recorded FROM outbound_messages WHERE queue_id = ANY($1::text[])
+UNION
+SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1::text[])
+"""
 # Keyed by host and path: service instances on several hosts each follow their own
 # Postfix's log, often at the same path. (Rows of older versions are keyed by path.)
 # Instances on one host share a row: the lease says which one reads (migration 0012).
 SELECT_POSITION = """
-SELECT inode, position, leader, saved_by, read_to_end,
+SELECT inode, position, leader, saved_by, read_to_end, pending,
        coalesce(leader <> $2 AND lease_until > now(), false) AS taken
 FROM maillog_positions WHERE path = ANY($1::text[])
 ORDER BY path = $1[1] DESC LIMIT 1
 """
 # The lease counts from the save, not from the start of a poll that may be slow.
+# $8, the waiting lines to save: NULL when they are as saved last.
 SAVE_POSITION = """
 INSERT INTO maillog_positions
-    (path, inode, position, leader, lease_until, saved_by, read_to_end)
-VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5), $6, $7)
+    (path, inode, position, leader, lease_until, saved_by, read_to_end, pending)
+VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5), $6, $7,
+        coalesce($8::jsonb, '[]'))
 ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, leader = $4,
     lease_until = EXCLUDED.lease_until, saved_by = $6, updated_at = now(),
-    read_to_end = coalesce($7, maillog_positions.read_to_end)
+    read_to_end = coalesce($7, maillog_positions.read_to_end),
+    pending = coalesce($8::jsonb, maillog_positions.pending)
 """
 NEXT_READ = "SELECT nextval('maillog_reads')"
 RELEASE = "UPDATE maillog_positions SET lease_until = NULL WHERE path = $1 AND leader = $2"
@@ -140,12 +152,49 @@ def parse_line(line: LogLine) -> DeliveryEvent | None:
     )
 
 
-async def apply_events(conn: asyncpg.Connection, events: list[DeliveryEvent]) -> set[int]:
-    """Record the events about messages of ours; the indexes of those that matched."""
-    ours = await our_queue_ids(conn, {event.queue_id for event in events})
-    mine = [(index, event) for index, event in enumerate(events) if event.queue_id in ours]
+# A line waiting for its queue id: when it was read (time.time()) and what it says.
+Waiting = tuple[float, DeliveryEvent]
+
+
+def saved_form(waiting: list[Waiting]) -> list[dict[str, object]]:
+    return [{"seen": seen, **dataclasses.asdict(event)} for seen, event in waiting]
+
+
+def restored(saved: list[dict[str, Any]]) -> list[Waiting]:
+    return [(entry["seen"], DeliveryEvent(
+        entry["queue_id"], entry["recipient"], entry["status"], entry["dsn"],
+        entry["reply"], entry["rewritten"])) for entry in saved]
+
+
+def still_waiting(queue: list[Waiting], applied: set[int], awaited: set[str]
+                  ) -> tuple[list[Waiting], list[Waiting]]:
+    """The lines of ``queue`` not applied: those about a message of ours the relay has
+    yet to store (``awaited``: kept as long as its receipt, to be saved with the read
+    position), and the others, for ``PENDING_SECONDS`` and within ``MAX_PENDING``."""
+    now = time.time()
+    kept: list[Waiting] = []
+    others: list[Waiting] = []
+    for index, (seen, event) in enumerate(queue):
+        if index in applied:
+            continue
+        if event.queue_id in awaited:
+            kept.append((seen, event))
+        elif now - seen < PENDING_SECONDS:
+            others.append((seen, event))
+    room = max(0, MAX_PENDING - len(kept))
+    return kept, others[len(others) - room:]
+
+
+async def apply_events(conn: asyncpg.Connection, host: str, events: list[DeliveryEvent]
+                       ) -> tuple[set[int], set[str]]:
+    """Record the events about messages of ours: the indexes of those that matched, and
+    the queue ids still awaited (a receipt in ``host``'s log names them, the relay has
+    yet to store them)."""
+    recorded, awaited = await our_queue_ids(conn, host, {event.queue_id for event in events})
+    mine = [(index, event) for index, event in enumerate(events)
+            if event.queue_id in recorded]
     if not mine:
-        return set()
+        return set(), awaited
     rows = await conn.fetch(
         APPLY, [e.queue_id for _, e in mine], [e.recipient for _, e in mine],
         [e.status for _, e in mine], [e.reply or None for _, e in mine],
@@ -156,7 +205,7 @@ async def apply_events(conn: asyncpg.Connection, events: list[DeliveryEvent]) ->
         # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}).
         log.debug("%s: %s %s (%s)", event.queue_id, event.status,
                  for_log(event.recipient), for_log(event.reply))
-    return {index for index, _ in applied}
+    return {index for index, _ in applied}, awaited
 
 
 def _renamed(path: Path, inode: int) -> Path | None:
@@ -169,11 +218,15 @@ def _renamed(path: Path, inode: int) -> Path | None:
         return None
 
 
-async def our_queue_ids(conn: asyncpg.Connection, queue_ids: set[str]) -> set[str]:
-    """The ones among ``queue_ids`` that name a message of ours (one query)."""
+async def our_queue_ids(conn: asyncpg.Connection, host: str, queue_ids: set[str]
+                        ) -> tuple[set[str], set[str]]:
+    """Among ``queue_ids``, in one query: those naming a message of ours as the relay
+    stored it, and those only a receipt in ``host``'s log names so far."""
     if not queue_ids:
-        return set()
-    return {row["queue_id"] for row in await conn.fetch(OURS, list(queue_ids))}
+        return set(), set()
+    rows = await conn.fetch(OURS, list(queue_ids), host)
+    return ({row["queue_id"] for row in rows if row["recorded"]},
+            {row["queue_id"] for row in rows if not row["recorded"]})
 
 
 class MaillogFollower:
@@ -188,7 +241,8 @@ class MaillogFollower:
         self._leading = False
         self._committed: uuid.UUID | None = None  # the row's saved_by as this instance left it
         self._partial = b""
-        self._pending: list[tuple[float, DeliveryEvent]] = []
+        self._pending: list[Waiting] = []
+        self._pending_saved: list[Waiting] = []  # those of them in the row, as last saved
         self._receipts: list[ReceiptLine] = []
         self._receipts_dropped = False
         self._read_to_end_at = -math.inf  # when the last poll that read to the end began
@@ -245,7 +299,7 @@ class MaillogFollower:
         self._set_leading(False)
         self._committed = None
         self._tail.close()
-        self._partial, self._pending, self._receipts = b"", [], []
+        self._partial, self._pending, self._pending_saved, self._receipts = b"", [], [], []
         self._receipts_dropped = False
 
     async def _take_over(self, row: asyncpg.Record | None) -> None:
@@ -262,6 +316,7 @@ class MaillogFollower:
             if stat is not None:
                 self._tail.resume(stat.st_ino, stat.st_size)
             return
+        self._pending = self._pending_saved = restored(row["pending"])
         if stat is not None and row["inode"] == stat.st_ino:
             if row["position"] <= stat.st_size:  # else emptied in place: from its start
                 self._tail.resume(stat.st_ino, row["position"])
@@ -317,18 +372,14 @@ class MaillogFollower:
                     # this instance holds in memory is stale.
                     await self._take_over(row)
                 read_no = await conn.fetchval(NEXT_READ)  # drawn before the log is read
-                unread, queue, applied, saved = await self._read_and_apply(conn, read_no)
+                unread, applied, pending, saved = await self._read_and_apply(conn, read_no)
             # Committed: only now are the lines done with (a failure above keeps them
             # all). Before the connection goes back: its reset may fail.
             self._committed = saved
             self._receipts, self._receipts_dropped = [], False
-            now = time.monotonic()
-            self._pending = [
-                (seen, event) for index, (seen, event) in enumerate(queue)
-                if index not in applied and now - seen < PENDING_SECONDS
-            ][-MAX_PENDING:]
-        for index in applied:
-            self._metrics.deliveries.labels(queue[index][1].status).inc()
+            self._pending, self._pending_saved = pending
+        for event in applied:
+            self._metrics.deliveries.labels(event.status).inc()
         self._metrics.maillog_unread.set(unread)
         if unread == 0:
             async with self._progress:
@@ -341,16 +392,17 @@ class MaillogFollower:
         return appended, new_file, self._tail.unread()
 
     async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int) -> tuple[
-            int, list[tuple[float, DeliveryEvent]], set[int], uuid.UUID]:
+            int, list[DeliveryEvent], tuple[list[Waiting], list[Waiting]], uuid.UUID]:
         """Read what was appended and apply it in ``conn``'s transaction: the bytes left
-        unread, the delivery lines tried, the indexes of those applied, the token saved."""
+        unread, the delivery lines applied, those left waiting (all, and those saved),
+        the token saved."""
         appended, new_file, unread = await asyncio.to_thread(self._read_tail)
         if new_file:  # the old file's last line was cut short: it ends there
             self._partial = b""
         data = self._partial + appended
         lines = data.split(b"\n")
         self._partial = lines.pop()
-        now = time.monotonic()
+        now = time.time()
         postfix = [split for line in lines
                    if (split := split_line(line.decode("utf-8", "replace"))) is not None]
         waiting = [(now, e) for line in postfix if (e := parse_line(line)) is not None]
@@ -368,7 +420,9 @@ class MaillogFollower:
         if self._receipts_dropped:
             await void_uncommitted(conn, self._host)
         await apply_receipts(conn, self._host, self._receipts)
-        applied = await apply_events(conn, [event for _, event in queue])
+        applied, awaited = await apply_events(conn, self._host, [event for _, event in queue])
+        kept, others = still_waiting(queue, applied, awaited)
+        pending = kept + others
         # Read to the end: nothing left in the file nor in a newer one at the path
         # (the last bytes of a renamed file do not say so).
         read_to_end = unread == 0
@@ -376,5 +430,6 @@ class MaillogFollower:
         # The lease is renewed with the position, at every poll.
         await conn.execute(SAVE_POSITION, self._key, self._tail.inode,
                            self._tail.position - len(self._partial), self._me, LEASE_SECONDS,
-                           saved, read_no if read_to_end else None)
-        return unread, queue, applied, saved
+                           saved, read_no if read_to_end else None,
+                           saved_form(kept) if kept != self._pending_saved else None)
+        return unread, [queue[index][1] for index in applied], (pending, kept), saved
