@@ -34,7 +34,7 @@ def test_example_loads_through_the_settings_loader(tmp_path: Path) -> None:
     assert settings.secret_key == Secret("ab" * 32)
     assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 8025)
     assert (settings.relay_host, settings.relay_port) == ("127.0.0.1", 10026)
-    assert settings.maillog_path is None
+    assert settings.maillog_path is None and settings.maillog_host is None
     assert settings.webhook_allowed_networks == ()
 
 

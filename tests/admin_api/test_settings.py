@@ -137,7 +137,9 @@ def test_process_settings_from_file_and_environment(tmp_path: Path) -> None:
         "POSTWARDEN_DATABASE_URL": "postgresql://u:pw@127.0.0.1/db",
         "POSTWARDEN_LISTEN": "127.0.0.1:9100",
         "POSTWARDEN_MAX_REQUEST_BODY_BYTES": "2048",
+        "POSTWARDEN_MAILLOG_HOST": "mail-1",
     })
+    assert settings.maillog_host == "mail-1"
     assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 9100)
     assert settings.max_request_body_bytes == 2048
     assert settings.webhook_allowed_networks == ("10.1.0.0/16",)
@@ -150,9 +152,12 @@ def test_process_settings_report_every_problem(tmp_path: Path) -> None:
         load_settings(None, {})
     with pytest.raises(SettingsError) as info:
         load_settings(None, {"POSTWARDEN_DATABASE_URL": "postgresql:///x",
-                             "POSTWARDEN_LISTEN": "nowhere", "POSTWARDEN_RELAY_PORT": "0"})
-    assert info.value.problems == ["POSTWARDEN_LISTEN: listen: expected HOST:PORT",
-                                   "POSTWARDEN_RELAY_PORT: relay_port: must be at least 1"]
+                             "POSTWARDEN_LISTEN": "nowhere", "POSTWARDEN_RELAY_PORT": "0",
+                             "POSTWARDEN_MAILLOG_HOST": "mail 1"})
+    assert info.value.problems == [
+        "POSTWARDEN_LISTEN: listen: expected HOST:PORT",
+        "POSTWARDEN_RELAY_PORT: relay_port: must be at least 1",
+        "POSTWARDEN_MAILLOG_HOST: maillog_host: expected a name without spaces"]
     config = tmp_path / "postwarden.yaml"
     config.write_text("database_url: postgresql://u:hunter22@db/x\nlisten: 127.0.0.1:9100\n"
                       "pool_max_size: many\n")

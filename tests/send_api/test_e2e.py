@@ -59,6 +59,9 @@ class Mail:
     submission_port: int
 
 
+MAILLOG_HOST = "postwarden-e2e"  # the maillog_host setting, not this machine's name
+
+
 @pytest.fixture(scope="module")
 def mail(database_url: str) -> Iterator[Mail]:
     ports: list[int] = []
@@ -83,6 +86,7 @@ async def client(
     settings = make_admin_settings(
         relay_host="127.0.0.1", relay_port=mail.submission_port, relay_max_attempts=12,
         relay_backoff_seconds=0.2, maillog_path=str(mail.postfix.maillog),
+        maillog_host=MAILLOG_HOST,
     )
     return await aiohttp_client(create_app(settings))
 
@@ -335,8 +339,8 @@ async def test_an_attempt_cut_off_after_postfix_queued_it_is_delivered_once(
     )
     # What the follower read in Postfix's log, long before the lease would end.
     await eventually(lambda: pool.fetchval(
-        "SELECT committed FROM relay_receipts WHERE message_id = $1 AND queue_id = $2",
-        queued, queue_id))
+        "SELECT committed FROM relay_receipts WHERE message_id = $1 AND queue_id = $2 "
+        "AND host = $3", queued, queue_id, MAILLOG_HOST))
     await pool.execute("UPDATE outbox SET next_attempt_at = now() "
                        "WHERE message_id = ANY($1::uuid[])", [queued, lost])
     client.app[SEND].relay.wake()

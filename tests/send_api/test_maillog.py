@@ -457,6 +457,29 @@ async def timeline(pool: asyncpg.Pool, message_id: uuid.UUID) -> list[str]:
     return [row["event"] for row in rows]
 
 
+async def test_maillog_host_names_the_log_whatever_the_host_name(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A container started again gets a new host name: with ``maillog_host`` it goes on
+    where it stopped, and lines written while none ran are applied; a new name would
+    start at the log's end (its first start)."""
+    log_file = tmp_path / "maillog"
+    log_file.write_text("")
+    before = MaillogFollower(pool, log_file, host="mail-1")
+    await before.poll()
+    await before.release()
+    queue_id = new_queue_id("CTR")
+    message_id = await relayed_message(pool, queue_id, "ctr@example.org")
+    append(log_file, sent(queue_id, "ctr@example.org"))  # while no instance runs
+    elsewhere = MaillogFollower(pool, log_file, host="mail-2")
+    await elsewhere.poll()
+    assert await message_status(pool, message_id) == "relayed"
+    after = MaillogFollower(pool, log_file, host="mail-1")
+    await after.poll()
+    assert after.leading
+    assert await message_status(pool, message_id) == "delivered"
+
+
 async def test_instances_on_one_host_read_a_log_once_between_them(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:

@@ -58,6 +58,8 @@ class ServiceSettings:
     relay_backoff_seconds: float = 30.0
     relay_workers: int = 8  # relay tasks, each with its own reused SMTP connection
     maillog_path: Path | None = None
+    # The name the log's read position and receipts are kept under; unset: the host name.
+    maillog_host: str | None = None
     # webhooks (postwarden_admin_api.webhooks)
     webhook_max_attempts: int = 8
     webhook_timeout_seconds: float = 10.0
@@ -111,6 +113,10 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
                  "webhook_prune_interval_seconds"):
         if getattr(settings, name) < 1:
             problems.append((name, "must be at least 1"))
+    if settings.maillog_host is not None and (
+            not settings.maillog_host or not settings.maillog_host.isprintable()
+            or any(c.isspace() for c in settings.maillog_host)):
+        problems.append(("maillog_host", "expected a name without spaces"))
     if settings.log_level.upper() not in LOG_LEVELS:
         problems.append(("log_level", f"expected one of {', '.join(LOG_LEVELS)}"))
     for network in settings.webhook_allowed_networks:

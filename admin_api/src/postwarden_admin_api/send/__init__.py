@@ -48,7 +48,8 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
     app[SEND] = state
     follower = None
     if settings.maillog_path is not None:
-        follower = MaillogFollower(pool, settings.maillog_path, app[METRICS])
+        follower = MaillogFollower(pool, settings.maillog_path, app[METRICS],
+                                   settings.maillog_host)
     if settings.relay_host:
         state.relay = RelayWorker(pool, RelayConfig(
             settings.relay_host, settings.relay_port, settings.relay_max_attempts,

@@ -33,8 +33,8 @@ read on, or a commit whose answer it lost went through) drops what it holds
 and goes on from the row. At a stop the
 service stops the relay first and the reader reads once more, so lines
 waiting for a queue id the relay stored last are applied. Instances are told
-apart by host name: containers sharing one log must share a host name too,
-and keep it across restarts.
+apart by host name, or by the ``maillog_host`` setting where containers get
+a new host name at each start: instances following one log share the name.
 """
 
 from __future__ import annotations
@@ -230,10 +230,12 @@ async def our_queue_ids(conn: asyncpg.Connection, host: str, queue_ids: set[str]
 
 
 class MaillogFollower:
-    def __init__(self, pool: asyncpg.Pool, path: Path, metrics: Metrics | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, path: Path, metrics: Metrics | None = None,
+                 host: str | None = None) -> None:
+        """``host``: the name this host's log is known by (``maillog_host``)."""
         self._pool = pool
         self._path = path
-        self._host = socket.gethostname()
+        self._host = host or socket.gethostname()
         self._key = f"{self._host}:{path}"  # its row in maillog_positions
         self._me = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # as lease holder
         self._metrics = metrics or Metrics()
