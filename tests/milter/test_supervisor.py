@@ -1,15 +1,21 @@
 """The parts of several worker processes that need no running milter: each worker's
-share of the milter-wide bounds, and the spools of workers that no longer exist."""
+share of the milter-wide bounds, the spools of workers that no longer exist, and
+the supervisor's answers to a worker that ended or cannot be started."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import time
 from pathlib import Path
+
+import pytest
 
 from postwarden_milter.app import EXIT_CONFIG
 from postwarden_milter.settings import MilterSettings
 from postwarden_milter.spool import SPOOL_NAME, AuditSpool, adopt_orphans, spool_name
+from postwarden_milter import supervisor as supervisor_module
 from postwarden_milter.supervisor import STEADY_SECONDS, Supervisor, _Slot, worker_settings
 
 
@@ -59,3 +65,27 @@ def test_exit_2_stops_the_milter_only_as_a_first_worker_starts(tmp_path: Path) -
     assert supervisor._exit_code == 0 and served.restart_at is not None
     supervisor._ended(starting, EXIT_CONFIG)
     assert supervisor._exit_code == EXIT_CONFIG
+
+
+def test_a_worker_the_system_cannot_fork_is_tried_again_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No memory or process left as a dead worker is replaced: the others keep serving,
+    the start is tried again after the next pause, and nothing leaks."""
+    supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path,
+                                           milter_socket=f"unix:{tmp_path}/milter.sock"))
+    slot = supervisor._slots[1]
+    slot.first, slot.restart_at = False, time.monotonic() - 1
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(supervisor_module.os, "fork", no_fork)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    assert supervisor._watch()  # still running
+    assert supervisor._exit_code == 0 and slot.pid == 0
+    assert slot.restart_at is not None and slot.restart_at > time.monotonic()
+    assert slot.quick_deaths == 1
+    assert len(os.listdir("/proc/self/fd")) == descriptors  # its socket pair closed
+    assert "worker 1: cannot start a process (Resource temporarily unavailable): trying " \
+        "again in 1.0 s" in caplog.text

@@ -166,8 +166,18 @@ class Supervisor:
         now = time.monotonic()
         for slot in self._slots:
             if slot.pid == 0 and slot.restart_at is not None and now >= slot.restart_at:
-                self._fork(slot)
+                self._replace(slot)
         return True
+
+    def _replace(self, slot: _Slot) -> None:
+        """Start a dead worker's successor; when the system cannot (no memory, no process
+        or descriptor left), try again later instead of leaving the others to stop."""
+        try:
+            self._fork(slot)
+        except OSError as exc:
+            pause = self._schedule_restart(slot, steady=False)
+            log.error("worker %d: cannot start a process (%s): trying again in %.1f s",
+                      slot.index, exc.strerror or exc, pause)
 
     def _fork(self, slot: _Slot) -> None:
         ours, theirs = socket.socketpair()
@@ -177,7 +187,12 @@ class Supervisor:
         # reload would kill it (default action), and a stop would skip the drain.
         parent = os.getpid()
         with signals_blocked():
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                ours.close()
+                theirs.close()
+                raise
             if pid == 0:  # the worker
                 code = 1
                 try:
@@ -215,12 +230,19 @@ class Supervisor:
             self._exit_code = code
             return
         slot.first = False
-        slot.quick_deaths = 0 if ran >= STEADY_SECONDS else slot.quick_deaths + 1
-        pause = RESTART_PAUSES[min(slot.quick_deaths, len(RESTART_PAUSES) - 1)]
-        slot.restart_at = time.monotonic() + pause
+        pause = self._schedule_restart(slot, steady=ran >= STEADY_SECONDS)
         self._metrics.worker_restarts.inc()
         log.error("worker %d (pid %d) ended (%s) after %.1f s: replacing it in %.1f s",
                   slot.index, pid, _describe(code), ran, pause)
+
+    @staticmethod
+    def _schedule_restart(slot: _Slot, steady: bool) -> float:
+        """The slot's next start: later with each quick death (or failed start) in a row;
+        the pause."""
+        slot.quick_deaths = 0 if steady else slot.quick_deaths + 1
+        pause = RESTART_PAUSES[min(slot.quick_deaths, len(RESTART_PAUSES) - 1)]
+        slot.restart_at = time.monotonic() + pause
+        return pause
 
     def _release(self, slot: _Slot) -> None:
         if slot.channel is not None:
