@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from postwarden_milter import supervisor as supervisor_module
 from postwarden_milter.app import EXIT_CONFIG
 from postwarden_milter.settings import MilterSettings
 from postwarden_milter.spool import SPOOL_NAME, AuditSpool, adopt_orphans, spool_name
-from postwarden_milter import supervisor as supervisor_module
 from postwarden_milter.supervisor import STEADY_SECONDS, Supervisor, _Slot, worker_settings
 
 
