@@ -424,7 +424,7 @@ class MaillogFollower:
         await apply_receipts(conn, self._host, self._receipts)
         applied, awaited = await apply_events(conn, self._host, [event for _, event in queue])
         kept, others = still_waiting(queue, applied, awaited)
-        pending = kept + others
+        pending = others + kept  # a cut to MAX_PENDING drops older lines of other mail first
         # Read to the end: nothing left in the file nor in a newer one at the path
         # (the last bytes of a renamed file do not say so).
         read_to_end = unread == 0
