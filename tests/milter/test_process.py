@@ -88,6 +88,35 @@ def test_refuses_pending_migrations_until_migrate_runs(
     assert "applied 0001_audit" in migrated.stdout
 
 
+@pytest.mark.postgres
+def test_check_says_whether_the_milter_would_start(tmp_path: Path, empty_database: str
+                                                   ) -> None:
+    """``check`` runs start-up's checks without serving: for a deployment, or before a
+    reload."""
+    env = _env(tmp_path, database_url=empty_database)
+    pending = _run(["check"], env)
+    assert pending.returncode == 2 and "postwarden-milter migrate" in pending.stderr
+    assert _run(["migrate"], env).returncode == 0
+    ok = _run(["check"], env)
+    assert ok.returncode == 0, ok.stderr
+    lines = ok.stdout.splitlines()
+    assert lines[0] == "settings: ok (environment only)"
+    assert lines[1].startswith(f"policies: 1 from {tmp_path / 'policies'}, set ")
+    assert lines[2:] == ["database: schema up to date"]
+    assert "listening on" not in ok.stderr  # nothing served
+    away = _run(["check"], {**env, "POSTWARDEN_DATABASE_URL":
+                            f"postgresql://postwarden@127.0.0.1:{free_port()}/x"})
+    assert away.returncode == 0, away.stderr  # start would go on, spooling audit events
+    assert away.stdout.splitlines()[2:] == [
+        "database: unreachable; the milter would start and spool audit events"]
+    (tmp_path / "policies" / "main.yaml").write_text("version: 1\nname: [\n")
+    broken = _run(["check"], env)
+    assert broken.returncode == 2
+    assert "policies do not load" in broken.stderr and "main.yaml" in broken.stderr
+    invalid = _run(["check"], {**env, "POSTWARDEN_FAIL_ACTION": "shrug"})
+    assert invalid.returncode == 2 and "fail_action" in invalid.stderr
+
+
 @pytest.mark.parametrize("processes", [1, 2])
 def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(
         tmp_path: Path, processes: int) -> None:

@@ -76,8 +76,9 @@ def signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def check_schema(dsn: str) -> None:
-    """Refuse to start against a database that lacks migrations; tolerate one that is down."""
+def check_schema(dsn: str) -> bool:
+    """Refuse to start against a database that lacks migrations; tolerate one that is down
+    (False: it could not be asked)."""
 
     async def check() -> None:
         conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
@@ -93,6 +94,8 @@ def check_schema(dsn: str) -> None:
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         log.warning("database unreachable at start (%s): audit events are spooled until it is back",
                     type(exc).__name__)
+        return False
+    return True
 
 
 def policies_refused(exc: PoliciesError) -> StartupError:

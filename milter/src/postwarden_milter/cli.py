@@ -1,4 +1,5 @@
-"""`postwarden-milter [--config FILE]` and `postwarden-milter migrate`."""
+"""`postwarden-milter [--config FILE]`, `postwarden-milter check [--config FILE]` and
+`postwarden-milter migrate`."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import os
 import sys
 from pathlib import Path
 
+from postwarden_policies import PoliciesError, load_policy_set
 from postwarden_store.cli import run_migrate
 
-from .app import EXIT_CONFIG, PROG, MilterProcess, run_process
+from .app import EXIT_CONFIG, PROG, MilterProcess, check_schema, policies_refused, run_process
 from .errors import StartupError
 from .heap import keep_freed_memory
 from .logcontext import configure_logging
-from .settings import SettingsError, load_settings
+from .settings import MilterSettings, SettingsError, load_settings
 from .spool import adopt_orphans
 from .supervisor import Supervisor
 
@@ -23,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="postwarden milter: check, sanitize and audit mail passing through Postfix. "
         "Settings come from --config and POSTWARDEN_<SETTING> variables (which win). "
+        f"`{PROG} check` says whether the milter would start with them, without serving; "
         f"`{PROG} migrate` applies the database migrations.",
     )
     parser.add_argument("--config", type=Path, default=os.environ.get("POSTWARDEN_CONFIG"),
@@ -30,11 +33,46 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(config: Path | None) -> int:
+def _settings(config: Path | None) -> MilterSettings | None:
+    """The settings, or None once their problems are printed."""
     try:
-        settings = load_settings(config, os.environ)
+        return load_settings(config, os.environ)
     except SettingsError as exc:
         print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
+        return None
+
+
+def check(config: Path | None) -> int:
+    """What start-up checks before the socket opens, for a deployment or a reload to run
+    first: the settings, the policies of policy_dir, the database's schema."""
+    settings = _settings(config)
+    if settings is None:
+        return EXIT_CONFIG
+    print(f"settings: ok ({config or 'environment only'})")
+    try:
+        if settings.policy_dir is not None:
+            policy_set = load_policy_set([settings.policy_dir])
+            print(f"policies: {len(policy_set.policies)} from {settings.policy_dir}, "
+                  f"set {policy_set.content_hash[:12]}")
+        else:
+            print("policies: the set active in the database (not checked here)")
+        if settings.database_url is not None:
+            if check_schema(settings.database_url.reveal()):
+                print("database: schema up to date")
+            else:
+                print("database: unreachable; the milter would start and spool audit events")
+    except PoliciesError as exc:
+        print(f"{PROG}: {policies_refused(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def serve(config: Path | None) -> int:
+    settings = _settings(config)
+    if settings is None:
         return EXIT_CONFIG
     configure_logging(settings.log_level)
     keep_freed_memory()
@@ -52,5 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["migrate"]:
         return run_migrate(args[1:], prog=f"{PROG} migrate")
+    if args[:1] == ["check"]:
+        return check(_parser().parse_args(args[1:]).config)
     options = _parser().parse_args(args)
     return serve(options.config)
