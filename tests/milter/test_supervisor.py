@@ -14,6 +14,7 @@ import pytest
 
 from postwarden_milter import supervisor as supervisor_module
 from postwarden_milter.app import EXIT_CONFIG
+from postwarden_milter.errors import StartupError
 from postwarden_milter.settings import MilterSettings
 from postwarden_milter.spool import SPOOL_NAME, AuditSpool, adopt_orphans, spool_name
 from postwarden_milter.supervisor import STEADY_SECONDS, Supervisor, _Slot, worker_settings
@@ -67,6 +68,22 @@ def test_exit_2_stops_the_milter_only_as_a_first_worker_starts(tmp_path: Path) -
     assert supervisor._exit_code == EXIT_CONFIG
 
 
+def no_fork() -> int:
+    raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+
+def test_a_worker_the_system_cannot_fork_at_start_stops_the_milter_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path,
+                                           milter_socket=f"unix:{tmp_path}/milter.sock"))
+    monkeypatch.setattr(supervisor_module.os, "fork", no_fork)
+    with pytest.raises(StartupError) as refused:
+        supervisor._supervise()
+    assert str(refused.value) == \
+        "cannot start worker process 0: Resource temporarily unavailable"
+
+
 def test_a_worker_the_system_cannot_fork_is_tried_again_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -76,10 +93,6 @@ def test_a_worker_the_system_cannot_fork_is_tried_again_later(
                                            milter_socket=f"unix:{tmp_path}/milter.sock"))
     slot = supervisor._slots[1]
     slot.first, slot.restart_at = False, time.monotonic() - 1
-
-    def no_fork() -> int:
-        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
-
     monkeypatch.setattr(supervisor_module.os, "fork", no_fork)
     descriptors = len(os.listdir("/proc/self/fd"))
     assert supervisor._watch()  # still running

@@ -52,6 +52,7 @@ from .app import (
     socket_refused,
 )
 from .duplicates import DuplicateDetector
+from .errors import StartupError
 from .listener import unix_path
 from .metrics_merge import MergedMetrics
 from .settings import MilterSettings
@@ -136,7 +137,11 @@ class Supervisor:
                  self.settings.instance_name, len(self._slots), self.settings.milter_socket)
         try:
             for slot in self._slots:
-                self._fork(slot)
+                try:
+                    self._fork(slot)
+                except OSError as exc:  # at start: the service manager tries again
+                    raise StartupError(f"cannot start worker process {slot.index}: "
+                                       f"{exc.strerror or exc}") from None
             while self._watch():
                 time.sleep(TICK_SECONDS)
         finally:
