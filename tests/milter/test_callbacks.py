@@ -154,17 +154,10 @@ def test_redelivery_is_recognised(harness: Harness) -> None:
     assert "duplicate" not in harness.audit.events[-1].flags
 
 
-def broken_pool() -> concurrent.futures.ThreadPoolExecutor:
+def test_internal_error_answers_the_fail_action(harness: Harness) -> None:
     broken = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     broken.shutdown()  # submit() now raises inside the eom callback
-    return broken
-
-
-def test_internal_error_answers_the_fail_action(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(handler, "INLINE_MAX_BYTES", 0)  # every message goes to the pool
-    harness.use(workers=broken_pool())
+    harness.use(workers=broken)
     ctx = harness.connect(queue_id="4QERR")
     assert ctx.send(CLEAN) == Milter.TEMPFAIL
     assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
@@ -174,31 +167,10 @@ def test_internal_error_answers_the_fail_action(
         "postwarden_errors_total", {"kind": "eom"}) == 1
 
 
-def roomy() -> PolicyHolder:
-    """A policy set without the harness's 20,000-byte limit."""
-    return PolicyHolder(load_policy_set_from_sources([("roomy.yaml", "version: 1\nname: roomy\n")]))
-
-
-def test_only_a_message_past_inline_max_bytes_goes_to_the_pool(harness: Harness) -> None:
-    """A small message is decided in the callback's own thread: a pool that cannot take
-    work does not touch it. One byte more and it is the pool's."""
-    harness.use(workers=broken_pool(), policies=roomy())
-    head = message("size").partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
-    room = handler.INLINE_MAX_BYTES - len(head)
-    at_most = head + (b"x" * 998 + b"\r\n") * (room // 1000) + b"y" * (room % 1000)
-    assert len(at_most) == handler.INLINE_MAX_BYTES
-    assert harness.connect().send(at_most) == Milter.CONTINUE
-    assert harness.connect().send(at_most + b"z") == Milter.TEMPFAIL
-    assert [event.action for event in harness.audit.events] == ["accept", "error"]
-
-
-@pytest.mark.parametrize("size", [len(CLEAN), handler.INLINE_MAX_BYTES + 1],
-                         ids=["decided-here", "in-the-pool"])
-def test_deadline_answers_fail_action_reject(harness: Harness, size: int) -> None:
+def test_deadline_answers_fail_action_reject(harness: Harness) -> None:
     harness.configure(message_timeout_seconds=1e-9, fail_action=FailAction.REJECT)
-    harness.use(policies=roomy())
     ctx = harness.connect()
-    assert ctx.send(CLEAN + b"x" * (size - len(CLEAN))) == Milter.REJECT
+    assert ctx.send(CLEAN) == Milter.REJECT
     assert ctx._reply[:2] == ("550", "5.3.0")
     assert harness.audit.events[0].action == "error"
     assert harness.metrics.registry.get_sample_value(
@@ -274,7 +246,6 @@ def test_long_work_sends_progress_replies(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(handler, "PROGRESS_SECONDS", 0.1)
-    monkeypatch.setattr(handler, "INLINE_MAX_BYTES", 0)  # a big message's work
     progress: list[float] = []
     with SlowWorkers(max_workers=1) as slow:
         harness.use(workers=slow)

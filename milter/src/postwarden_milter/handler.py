@@ -7,10 +7,12 @@ missed end-of-message deadline answers the configured fail action (tempfail
 MTA does not wait for (helo, header and body are negotiated as "no reply")
 remember a failure and the next step that replies answers it.
 
-Parsing and evaluation of a message past ``INLINE_MAX_BYTES`` run on a worker
-pool so this thread can send progress replies while it waits and give up at the
-deadline; a smaller one is worked out here, and a verdict past the deadline is
-dropped for the fail action all the same.
+Parsing and evaluation run on a worker pool so this thread can send progress
+replies while it waits and give up at the deadline. They stay off this thread
+whatever the message's size: it is libmilter's, with a thread state pymilter
+made, and doing small messages' work here (the extension code it calls: RE2,
+nh3) crashed the milter in libpython, a NULL dereference, in 3 runs of 5 of
+tests/e2e/test_postfix_milter.py. The pool's threads are Python's own.
 """
 
 from __future__ import annotations
@@ -50,11 +52,6 @@ from .settings import MilterSettings
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 5.0  # well under Postfix's milter_content_timeout (300 s)
-# Up to this size a message takes about a millisecond at most to parse and
-# evaluate (a 60 KB HTML newsletter, sanitized): nowhere near a progress reply.
-# Handing it to the pool and back costs 50-60 us of CPU (two thread switches),
-# about what parsing a 4 KB message does.
-INLINE_MAX_BYTES = 64 * 1024
 P = ParamSpec("P")
 
 
@@ -279,12 +276,10 @@ class ConnectionHandler:
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
         with self._s.metrics.latency.time():
             policy_set = self._s.policies.current
-            raw, envelope = txn.raw_message(), txn.envelope(self._client)
-            if len(raw) <= INLINE_MAX_BYTES:
-                facts, verdict = self._decide_here(policy_set, raw, envelope)
-            else:
-                facts, verdict = self._wait(
-                    self._s.workers.submit(self._decide, policy_set, raw, envelope))
+            job = self._s.workers.submit(
+                self._decide, policy_set, txn.raw_message(), txn.envelope(self._client)
+            )
+            facts, verdict = self._wait(job)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,
                 header_counts=txn.header_names, rcpt_as_given=txn.rcpt_as_given,
@@ -316,24 +311,13 @@ class ConnectionHandler:
 
     def _decide(self, policy_set: PolicySet, raw: bytes,
                 envelope: Envelope) -> tuple[MessageFacts, Verdict]:
-        """Parse, mark re-deliveries, evaluate (in a pool's thread or, for a small
-        message, the callback's)."""
+        """Worker thread: parse, mark re-deliveries, evaluate."""
         facts = parse_message(raw, envelope, max_parts=policy_set.max_mime_parts,
                               max_depth=policy_set.max_mime_depth)
         body = memoryview(raw)[facts.body_offset:]
         if self._s.duplicates.seen(facts.message_id, envelope.sender, body):
             facts = dataclasses.replace(facts, duplicate=True)
         return facts, evaluate(policy_set, facts)
-
-    def _decide_here(self, policy_set: PolicySet, raw: bytes,
-                     envelope: Envelope) -> tuple[MessageFacts, Verdict]:
-        """A small message, in this thread: the deadline is checked once it is decided."""
-        timeout = self._s.settings.message_timeout_seconds
-        started = time.monotonic()
-        decided = self._decide(policy_set, raw, envelope)
-        if time.monotonic() - started > timeout:
-            raise MessageTimeout(f"no verdict within {timeout:.0f} s")
-        return decided
 
     def _wait(self, job: concurrent.futures.Future[tuple[MessageFacts, Verdict]],
               ) -> tuple[MessageFacts, Verdict]:
