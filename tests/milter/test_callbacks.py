@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from typing import Any
 
@@ -240,6 +241,23 @@ class SlowWorkers(concurrent.futures.ThreadPoolExecutor):
             return fn(*args, **kwargs)
 
         return super().submit(slow)
+
+
+def test_even_a_small_message_is_decided_on_a_pool_thread(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never on the callback's thread, libmilter's: evaluation's extension code crashed
+    the milter there (see handler's docstring)."""
+    threads: list[int] = []
+    decide = handler.ConnectionHandler._decide
+
+    def recorded(self: handler.ConnectionHandler, *args: Any) -> Any:
+        threads.append(threading.get_ident())
+        return decide(self, *args)
+
+    monkeypatch.setattr(handler.ConnectionHandler, "_decide", recorded)
+    assert harness.connect().send(CLEAN) == Milter.CONTINUE
+    assert threads and threading.get_ident() not in threads
 
 
 def test_long_work_sends_progress_replies(
