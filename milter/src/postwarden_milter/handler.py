@@ -10,9 +10,11 @@ remember a failure and the next step that replies answers it.
 Parsing and evaluation run on a worker pool so this thread can send progress
 replies while it waits and give up at the deadline. They stay off this thread
 whatever the message's size: it is libmilter's, with a thread state pymilter
-made, and doing small messages' work here (the extension code it calls: RE2,
-nh3) crashed the milter in libpython, a NULL dereference, in 3 runs of 5 of
-tests/e2e/test_postfix_milter.py. The pool's threads are Python's own.
+made, and doing small messages' work here crashed the milter in libpython (a
+NULL dereference) in 3 runs of 5 of tests/e2e/test_postfix_milter.py, just
+after sanitizing HTML. nh3 (Rust, through PyO3) is the likely cause: RE2 runs
+on this thread for every message (redaction) without trouble. The pool's
+threads are Python's own.
 """
 
 from __future__ import annotations
