@@ -13,34 +13,31 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.metrics_merge import (
     ANSWER_TIMEOUT_SECONDS,
     MergedMetrics,
+    Series,
     answer_scrapes,
     merge_expositions,
+    render,
 )
 from tests.fixtures.ports import free_port
-from tests.fixtures.scrape import Series, scrape
+from tests.fixtures.postgres import wait_until
+from tests.fixtures.scrape import sample_values, scrape
 
-Values = dict[Series, float]
 CHILD_LIFETIME = 20.0  # a child left waiting this long exits anyway
 ACCEPT: Series = ("postwarden_messages_total", frozenset({("verdict", "accept")}))
 LATENCY_COUNT: Series = ("postwarden_processing_seconds_count", frozenset())
 FAILURES: Series = ("postwarden_worker_scrape_failures_total", frozenset())
-
-
-def _values(families: Iterable[Any]) -> Values:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in families for s in family.samples}
 
 
 def _child_text(accepts: int, rejects: int, latencies: list[float], connections: int) -> str:
@@ -62,7 +59,7 @@ def test_merge_sums_each_series_and_keeps_labels_help_and_type() -> None:
 
     merged = merge_expositions([first, second])
 
-    values = _values(merged)
+    values = sample_values(merged)
     assert values[ACCEPT] == 7
     assert values["postwarden_messages_total", frozenset({("verdict", "reject")})] == 1
     assert values[LATENCY_COUNT] == 3
@@ -82,7 +79,7 @@ def test_merge_sums_each_series_and_keeps_labels_help_and_type() -> None:
 def test_a_worker_gone_carries_its_counters_and_histograms_not_its_gauges() -> None:
     live = _child_text(accepts=2, rejects=0, latencies=[0.1], connections=3)
     gone = _child_text(accepts=5, rejects=1, latencies=[0.2, 0.3], connections=4)
-    values = _values(merge_expositions([live], carried=[gone, gone]))
+    values = sample_values(merge_expositions([live], carried=[gone, gone]))
     assert values[ACCEPT] == 2 + 5 + 5
     assert values["postwarden_messages_total", frozenset({("verdict", "reject")})] == 2
     assert values[LATENCY_COUNT] == 1 + 2 + 2
@@ -95,30 +92,17 @@ def test_merge_drops_created_series() -> None:
 
     merged = merge_expositions([text, text])
 
-    assert not [name for name, _ in _values(merged) if name.endswith("_created")]
+    assert not [name for name, _ in sample_values(merged) if name.endswith("_created")]
     assert "postwarden_messages_created" not in {family.name for family in merged}
-
-
-class _Families:
-    """A collector serving given families, to render them as the endpoint does."""
-
-    def __init__(self, families: list[Any]) -> None:
-        self.families = families
-
-    def collect(self) -> list[Any]:
-        return self.families
 
 
 def test_merged_exposition_is_the_single_process_one_without_created() -> None:
     """Dashboards need no change: one worker's merge renders as that worker's exposition."""
     text = _child_text(accepts=2, rejects=1, latencies=[0.01], connections=1)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(merge_expositions([text])))
-
-    rendered: bytes = generate_latest(registry)
+    rendered = render(merge_expositions([text]))
 
     single = [line for line in text.splitlines() if "_created" not in line]
-    assert rendered.decode().splitlines() == single
+    assert rendered.splitlines() == single
     assert 'postwarden_messages_total{verdict="accept"} 2.0' in single
 
 
@@ -319,6 +303,29 @@ def test_a_summed_counter_never_goes_down(
     assert children.end(child) == 0
 
 
+def test_a_worker_removed_during_a_scrape_is_counted_once(
+    children: Children, endpoint: tuple[MergedMetrics, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor retires a dead worker while a scrape is asking the workers: its
+    last answer is in that scrape's answers or among the retired, not in both (a double
+    count would then be held as the highest value)."""
+    merged, port = endpoint
+    child = children.fork(_answers(5, 5))
+    merged.add(child.channel)
+    assert scrape(port)[ACCEPT] == 5
+    ask = merged._ask_workers
+
+    def retired_meanwhile(asked: Any) -> list[str]:
+        merged.remove(child.channel)
+        return ask(asked)
+
+    monkeypatch.setattr(merged, "_ask_workers", retired_meanwhile)
+    assert scrape(port)[ACCEPT] == 5
+    monkeypatch.undo()
+    assert scrape(port)[ACCEPT] == 5
+    assert children.end(child) == 0
+
+
 def test_late_answers_are_discarded_and_each_missed_request_answered(
     children: Children, endpoint: tuple[MergedMetrics, int]
 ) -> None:
@@ -349,13 +356,6 @@ def _answer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "postwarden-metrics-answers"]
 
 
-def _wait_for_no_answer_thread() -> None:
-    deadline = time.monotonic() + 5
-    while _answer_threads() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not _answer_threads()
-
-
 def test_answer_thread_ends_when_stopped_or_when_the_parent_goes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -368,7 +368,7 @@ def test_answer_thread_ends_when_stopped_or_when_the_parent_goes(
     frame = b""
     while len(frame) < 4 or len(frame) < 4 + int.from_bytes(frame[:4], "big"):
         frame += ours.recv(1 << 16)
-    assert _values(text_string_to_metric_families(frame[4:].decode()))[ACCEPT] == 2
+    assert sample_values(text_string_to_metric_families(frame[4:].decode()))[ACCEPT] == 2
 
     started = time.monotonic()
     stop()
@@ -384,7 +384,8 @@ def test_answer_thread_ends_when_stopped_or_when_the_parent_goes(
     ours.sendall(b"?")
     assert select.select([ours], [], [], 5)[0]
     ours.close()  # the parent gone, its answer unread: ECONNRESET in the worker's thread
-    _wait_for_no_answer_thread()  # ended quietly: an exception in it would fail the test
+    # Ended quietly: an exception in it would fail the test.
+    assert wait_until(lambda: not _answer_threads(), timeout=5)
     assert "metrics channel failed" in caplog.text
     stop()
 

@@ -112,8 +112,11 @@ class DuplicateDetector:
                 if reuse < 0:
                     reuse = times.index(min(times))  # empty, else expired, else oldest
                 slot = home + reuse
+                # Emptied first: a worker killed before the time is written leaves an
+                # empty slot, never the new key with the evicted entry's live time.
+                self._times[slot] = _EMPTY
                 self._map[base + slot * DIGEST_SIZE: base + (slot + 1) * DIGEST_SIZE] = key
-                self._times[slot] = now  # last: a torn write leaves an old time
+                self._times[slot] = now
             finally:
                 fcntl.lockf(self._lock_fd, fcntl.LOCK_UN)
         return False

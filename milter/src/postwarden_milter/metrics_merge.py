@@ -173,7 +173,7 @@ class MergedMetrics:
             child = self._children.pop(channel, None)
             if child is not None and child.last is not None:
                 # One summed text, however many workers have come and gone.
-                self._retired = [_render(merge_expositions([], [*self._retired, child.last]))]
+                self._retired = [render(merge_expositions([], [*self._retired, child.last]))]
 
     def serve(self, address: tuple[str, int]) -> Callable[[], None]:
         """Start the HTTP endpoint; returns a function that stops it."""
@@ -201,10 +201,13 @@ class MergedMetrics:
     def collect(self) -> list[Metric]:
         """The endpoint's answer: the workers' metrics and the parent's, merged."""
         with self._scrape_lock:  # one scrape at a time talks on the channels
-            texts = self._ask_workers()
-            own: bytes = generate_latest(self.registry)  # after the failures are counted
+            # One snapshot of both: a worker removed meanwhile is in one or the other,
+            # never counted twice (its last answer would then be held as the highest).
             with self._lock:
+                children = list(self._children.items())
                 retired = list(self._retired)
+            texts = self._ask_workers(children)
+            own: bytes = generate_latest(self.registry)  # after the failures are counted
             merged = merge_expositions([*texts, own.decode()], carried=retired)
             for family in merged:
                 if family.type in _CUMULATIVE:
@@ -217,10 +220,8 @@ class MergedMetrics:
         self._highest[key] = value
         return sample._replace(value=value)
 
-    def _ask_workers(self) -> list[str]:
+    def _ask_workers(self, children: list[tuple[socket.socket, _Child]]) -> list[str]:
         """Each worker's answer (the caller holds the scrape lock)."""
-        with self._lock:
-            children = list(self._children.items())
         # One deadline for all: the workers answer in parallel, so a scrape
         # waits about ANSWER_TIMEOUT_SECONDS however many of them hang.
         deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
@@ -256,7 +257,8 @@ class _Families:
         return self._families
 
 
-def _render(families: list[Metric]) -> str:
+def render(families: list[Metric]) -> str:
+    """The text exposition of ``families``, as the endpoint serves them."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))
     text: bytes = generate_latest(registry)
