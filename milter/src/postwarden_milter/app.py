@@ -4,12 +4,11 @@
 Order matters. Everything that can refuse to start (settings, schema,
 policies) runs before the socket opens (with workers, the parent checks the
 schema and a ``policy_dir`` set; a worker that cannot load its set stops the
-milter). Our threads are started with
-SIGHUP/SIGTERM/SIGINT blocked, and libmilter runs on its own thread, so the
-signals reach the main thread's Python handlers (libmilter would otherwise
-treat SIGHUP as "stop"). Shutdown: stop accepting, let running messages
-finish (bounded), drain the audit queue, close the pool, stop the loop,
-join the threads.
+milter). Our threads are started with our signals (``SIGNALS``) blocked,
+and libmilter runs on its own thread, so the signals reach the main
+thread's Python handlers (libmilter would otherwise treat SIGHUP as
+"stop"). Shutdown: stop accepting, let running messages finish (bounded),
+drain the audit queue, close the pool, stop the loop, join the threads.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from types import FrameType
 
 import asyncpg
 
-from postwarden_policies import PoliciesError
+from postwarden_policies import PoliciesError, PolicySet, load_policy_set
 from postwarden_store import SchemaTooOld, check_schema_current, connect
 
 from . import libmilter
@@ -100,6 +99,27 @@ def check_schema(dsn: str) -> bool:
 
 def policies_refused(exc: PoliciesError) -> StartupError:
     return StartupError(f"policies do not load: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    policy_set: PolicySet | None  # policy_dir's; None: the database's active set
+    database_reachable: bool | None  # None: no database configured
+
+
+def preflight(settings: MilterSettings) -> Preflight:
+    """What refuses a start before anything is served: a schema too old, policy_dir's
+    policies not loading (StartupError). An unreachable database does not."""
+    reachable = None
+    if settings.database_url is not None:
+        reachable = check_schema(settings.database_url.reveal())
+    policy_set = None
+    if settings.policy_dir is not None:
+        try:
+            policy_set = load_policy_set([settings.policy_dir])
+        except PoliciesError as exc:
+            raise policies_refused(exc) from None
+    return Preflight(policy_set, reachable)
 
 
 def socket_refused(connection: str) -> StartupError:

@@ -8,10 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from postwarden_policies import PoliciesError, load_policy_set
 from postwarden_store.cli import run_migrate
 
-from .app import EXIT_CONFIG, PROG, MilterProcess, check_schema, policies_refused, run_process
+from .app import EXIT_CONFIG, PROG, MilterProcess, preflight, run_process
 from .errors import StartupError
 from .heap import keep_freed_memory
 from .logcontext import configure_logging
@@ -50,23 +49,19 @@ def check(config: Path | None) -> int:
         return EXIT_CONFIG
     print(f"settings: ok ({config or 'environment only'})")
     try:
-        if settings.policy_dir is not None:
-            policy_set = load_policy_set([settings.policy_dir])
-            print(f"policies: {len(policy_set.policies)} from {settings.policy_dir}, "
-                  f"set {policy_set.content_hash[:12]}")
-        else:
-            print("policies: the set active in the database (not checked here)")
-        if settings.database_url is not None:
-            if check_schema(settings.database_url.reveal()):
-                print("database: schema up to date")
-            else:
-                print("database: unreachable; the milter would start and spool audit events")
-    except PoliciesError as exc:
-        print(f"{PROG}: {policies_refused(exc)}", file=sys.stderr)
-        return EXIT_CONFIG
+        found = preflight(settings)
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if found.policy_set is not None:
+        print(f"policies: {len(found.policy_set.policies)} from {settings.policy_dir}, "
+              f"set {found.policy_set.content_hash[:12]}")
+    else:
+        print("policies: the set active in the database (not checked here)")
+    if found.database_reachable is True:
+        print("database: schema up to date")
+    elif found.database_reachable is False:
+        print("database: unreachable; the milter would start and spool audit events")
     return 0
 
 

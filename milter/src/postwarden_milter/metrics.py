@@ -55,12 +55,19 @@ class Metrics:
 
     def serve(self, address: tuple[str, int]) -> Callable[[], None]:
         """Start the HTTP endpoint; returns a function that stops it."""
-        result: Any = start_http_server(address[1], addr=address[0], registry=self.registry)
-        server, thread = result
+        return serve_registry(self.registry, address)[1]
 
-        def stop() -> None:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
 
-        return stop
+def serve_registry(registry: CollectorRegistry, address: tuple[str, int]
+                   ) -> tuple[Any, Callable[[], None]]:
+    """An HTTP endpoint for ``registry`` on ``address``: its server, and a function
+    that stops it."""
+    result: Any = start_http_server(address[1], addr=address[0], registry=registry)
+    server, thread = result
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return server, stop

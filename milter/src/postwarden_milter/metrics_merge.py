@@ -41,10 +41,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+from .metrics import serve_registry
 
 log = logging.getLogger(__name__)
 
@@ -177,14 +179,7 @@ class MergedMetrics:
 
     def serve(self, address: tuple[str, int]) -> Callable[[], None]:
         """Start the HTTP endpoint; returns a function that stops it."""
-        result: Any = start_http_server(address[1], addr=address[0], registry=self._endpoint)
-        self._server, thread = result
-
-        def stop() -> None:
-            self._server.shutdown()
-            self._server.server_close()
-            thread.join(timeout=5)
-
+        self._server, stop = serve_registry(self._endpoint, address)
         return stop
 
     def close_in_worker(self) -> None:

@@ -35,8 +35,6 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
-from postwarden_policies import PoliciesError, load_policy_set
-
 from . import libmilter
 from .app import (
     EXIT_CONFIG,
@@ -44,8 +42,7 @@ from .app import (
     SIGNALS,
     MilterProcess,
     Worker,
-    check_schema,
-    policies_refused,
+    preflight,
     run_process,
     serve_metrics,
     signals_blocked,
@@ -106,13 +103,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Open the socket, keep the workers running until a stop signal; the exit code."""
-        if self.settings.database_url is not None:
-            check_schema(self.settings.database_url.reveal())
-        if self.settings.policy_dir is not None:  # as one process does, before the socket opens
-            try:
-                load_policy_set([self.settings.policy_dir])
-            except PoliciesError as exc:
-                raise policies_refused(exc) from None
+        preflight(self.settings)  # as one process does, before the socket opens
         stop_metrics = serve_metrics(self.settings, self._metrics.serve)
         # From here on: a SIGHUP or SIGTERM before the workers exist waits for them.
         previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
