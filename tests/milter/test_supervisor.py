@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -94,11 +95,19 @@ def test_a_worker_the_system_cannot_fork_is_tried_again_later(
     slot = supervisor._slots[1]
     slot.first, slot.restart_at = False, time.monotonic() - 1
     monkeypatch.setattr(supervisor_module.os, "fork", no_fork)
-    descriptors = len(os.listdir("/proc/self/fd"))
+    pairs: list[tuple[socket.socket, socket.socket]] = []
+
+    def recorded_socketpair() -> tuple[socket.socket, socket.socket]:
+        pairs.append(real_socketpair())
+        return pairs[-1]
+
+    real_socketpair = socket.socketpair
+    monkeypatch.setattr(supervisor_module.socket, "socketpair", recorded_socketpair)
     assert supervisor._watch()  # still running
     assert supervisor._exit_code == 0 and slot.pid == 0
     assert slot.restart_at is not None and slot.restart_at > time.monotonic()
     assert slot.quick_deaths == 1
-    assert len(os.listdir("/proc/self/fd")) == descriptors  # its socket pair closed
+    # its socket pair closed (counting /proc/self/fd instead raced other tests' threads)
+    assert [end.fileno() for pair in pairs for end in pair] == [-1, -1]
     assert "worker 1: cannot start a process (Resource temporarily unavailable): trying " \
         "again in 1.0 s" in caplog.text
