@@ -1,8 +1,7 @@
 """The duplicate detector: its key, expiry, bounds, and its table shared by forked processes.
 
-The cross-process tests fork real children. A child always leaves by
-``os._exit`` with a status telling what it saw; the parent reaps it within a
-deadline and kills it past that, so a wedged lock fails the test, not the run.
+The cross-process tests fork real children (tests/fixtures/forked.py): a
+wedged lock fails the test, not the run.
 """
 
 from __future__ import annotations
@@ -12,55 +11,18 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import warnings
-from collections.abc import Callable
 from typing import cast
 
-import pytest
-
 from postwarden_milter.duplicates import NEIGHBOURHOOD, DuplicateDetector
+from tests.fixtures.forked import CHILD_SECONDS, fork, in_child, reap
 
-CHILD_SECONDS = 20.0
-FIRST, DUPLICATE, CRASHED = 10, 11, 70  # child exit statuses for seen() False/True
-
-
-def _fork(work: Callable[[], int]) -> int:
-    """Run work in a child process, whose exit status is what work returns."""
-    pid = os.fork()
-    if pid == 0:
-        code = CRASHED
-        try:
-            code = work()
-        except BaseException:  # noqa: BLE001 - reported through the exit status
-            traceback.print_exc()
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    return pid
-
-
-def _wait(pid: int, seconds: float = CHILD_SECONDS) -> int:
-    """The child's exit code (minus the signal that ended it); killed past the deadline."""
-    deadline = time.monotonic() + seconds
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail(f"child {pid} still running after {seconds} s")
-        time.sleep(0.005)
-
-
-def _in_child(work: Callable[[], int], seconds: float = CHILD_SECONDS) -> int:
-    return _wait(_fork(work), seconds)
+FIRST, DUPLICATE = 10, 11  # child exit statuses for seen() False/True
 
 
 def _seen_in_child(detector: DuplicateDetector, message_id: str) -> int:
     """FIRST or DUPLICATE: what seen() said to a forked child."""
-    return _in_child(lambda: DUPLICATE if detector.seen(message_id, "a@x", b"body") else FIRST)
+    return in_child(lambda: DUPLICATE if detector.seen(message_id, "a@x", b"body") else FIRST)
 
 
 def test_duplicate_needs_same_id_sender_and_body() -> None:
@@ -174,10 +136,10 @@ def test_threads_in_two_processes_record_each_key_once() -> None:
         os.write(writing, f"{sum(firsts)}\n".encode())
         return 0
 
-    pids = [_fork(count_firsts), _fork(count_firsts)]
+    pids = [fork(count_firsts), fork(count_firsts)]
     os.close(writing)
     with os.fdopen(reading) as results:
-        assert [_wait(pid) for pid in pids] == [0, 0]
+        assert [reap(pid) for pid in pids] == [0, 0]
         counts = [int(line) for line in results]
     assert len(counts) == 2 and sum(counts) == keys, counts  # one "first" a key, overall
 
@@ -197,9 +159,9 @@ def test_worker_killed_inside_seen_does_not_wedge_the_others() -> None:
         detector.seen("<m@x>", "a@x", b"body")
         return 0  # not reached
 
-    assert _in_child(killed_while_locked) == -signal.SIGKILL
+    assert in_child(killed_while_locked) == -signal.SIGKILL
     # The kernel dropped the dead process's lock: another worker gets through.
-    assert _in_child(lambda: FIRST if not detector.seen("<n@x>", "a@x", b"body") else 0,
+    assert in_child(lambda: FIRST if not detector.seen("<n@x>", "a@x", b"body") else 0,
                      seconds=5.0) == FIRST
 
 
@@ -220,10 +182,10 @@ def test_fork_while_a_thread_is_inside_seen() -> None:
         assert inside.wait(CHILD_SECONDS)
         with warnings.catch_warnings():  # Python 3.12+ warns of fork() with threads
             warnings.simplefilter("ignore", DeprecationWarning)
-            pid = _fork(lambda: DUPLICATE if detector.seen("<held@x>", "a@x", b"body") else FIRST)
+            pid = fork(lambda: DUPLICATE if detector.seen("<held@x>", "a@x", b"body") else FIRST)
         time.sleep(0.1)  # the child now waits for the parent's lock...
     finally:
         leave.set()
         holder.join()
     # ... and gets it: its copy of the thread lock, taken at the fork, was renewed.
-    assert _wait(pid, seconds=5.0) == DUPLICATE
+    assert reap(pid, seconds=5.0) == DUPLICATE

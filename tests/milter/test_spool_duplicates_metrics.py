@@ -8,8 +8,9 @@ import uuid
 from pathlib import Path
 
 from postwarden_milter.metrics import Metrics
-from postwarden_milter.spool import AuditSpool
+from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
 from postwarden_policies import AuditEvent
+from tests.fixtures.forked import in_child
 from tests.fixtures.ports import free_port
 
 
@@ -24,7 +25,7 @@ def _event(n: int) -> AuditEvent:
 
 
 def test_spool_appends_and_replays_in_order(tmp_path: Path) -> None:
-    spool = AuditSpool(tmp_path, max_bytes=10**6)
+    spool = AuditSpool(tmp_path, SpoolBudget(10**6))
     first, second = [_event(i) for i in range(3)], [_event(i) for i in range(3, 8)]
     spool.append(first)
     spool.append(second)
@@ -40,7 +41,7 @@ def test_spool_appends_and_replays_in_order(tmp_path: Path) -> None:
 
 
 def test_spool_skips_a_torn_last_line(tmp_path: Path) -> None:
-    spool = AuditSpool(tmp_path, max_bytes=10**6)
+    spool = AuditSpool(tmp_path, SpoolBudget(10**6))
     spool.append([_event(1)])
     with spool.path.open("a") as handle:
         handle.write('{"event_id": "torn')
@@ -49,9 +50,34 @@ def test_spool_skips_a_torn_last_line(tmp_path: Path) -> None:
 
 
 def test_spool_size_survives_restart_and_reports_full(tmp_path: Path) -> None:
-    AuditSpool(tmp_path, max_bytes=10**6).append([_event(1)])
-    reopened = AuditSpool(tmp_path, max_bytes=50)
+    AuditSpool(tmp_path, SpoolBudget(10**6)).append([_event(1)])
+    reopened = AuditSpool(tmp_path, SpoolBudget(50))
     assert reopened.size > 50 and reopened.full
+
+
+def test_the_spools_of_all_workers_count_against_one_budget(tmp_path: Path) -> None:
+    """A first worker whose spool outgrew an equal share (``processes`` raised after an
+    outage) keeps accepting while the milter's spools together stay under the cap."""
+    (tmp_path / spool_name(0)).write_bytes(b"x" * 600 + b"\n")  # from before the raise
+    budget = SpoolBudget(1000, slots=2)
+    first, second = AuditSpool(tmp_path, budget, 0), AuditSpool(tmp_path, budget, 1)
+    assert not first.full and not second.full
+    second.append([_event(1), _event(2)])  # about 800 bytes: 1400 together
+    assert second.size > 400 and first.full and second.full
+    first.clear()
+    assert budget.used == second.size and not first.full and not second.full
+
+
+def test_a_forked_worker_spooling_fills_the_budget_the_others_see(tmp_path: Path) -> None:
+    budget = SpoolBudget(500, slots=2)
+    first = AuditSpool(tmp_path, budget, 0)
+
+    def spool_in_worker() -> int:
+        AuditSpool(tmp_path, budget, 1).append([_event(n) for n in range(3)])
+        return 0
+
+    assert in_child(spool_in_worker) == 0
+    assert first.full and budget.used == (tmp_path / spool_name(1)).stat().st_size
 
 
 def test_metrics_served_on_loopback() -> None:

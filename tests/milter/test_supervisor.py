@@ -17,7 +17,13 @@ from postwarden_milter import supervisor as supervisor_module
 from postwarden_milter.app import EXIT_CONFIG
 from postwarden_milter.errors import StartupError
 from postwarden_milter.settings import MilterSettings
-from postwarden_milter.spool import SPOOL_NAME, AuditSpool, adopt_orphans, spool_name
+from postwarden_milter.spool import (
+    SPOOL_NAME,
+    AuditSpool,
+    SpoolBudget,
+    adopt_orphans,
+    spool_name,
+)
 from postwarden_milter.supervisor import STEADY_SECONDS, Supervisor, _Slot, worker_settings
 
 
@@ -25,11 +31,10 @@ def test_each_worker_gets_its_share_of_the_bounds() -> None:
     settings = MilterSettings(processes=3, max_concurrency=64, audit_queue_size=10_000,
                               spool_max_bytes=900)
     share = worker_settings(settings)
-    assert (share.max_concurrency, share.audit_queue_size, share.spool_max_bytes) == \
-        (21, 3333, 300)
-    # Everything else is the milter's, unchanged.
-    assert dataclasses.replace(share, max_concurrency=64, audit_queue_size=10_000,
-                               spool_max_bytes=900) == settings
+    assert (share.max_concurrency, share.audit_queue_size) == (21, 3333)
+    # Everything else is the milter's, unchanged (spool_max_bytes bounds their
+    # spools together: test_spool_duplicates_metrics.py).
+    assert dataclasses.replace(share, max_concurrency=64, audit_queue_size=10_000) == settings
     tiny = worker_settings(MilterSettings(processes=4, max_concurrency=2))
     assert tiny.max_concurrency == 1  # never none
 
@@ -48,7 +53,7 @@ def test_spools_of_workers_gone_are_appended_to_the_first(tmp_path: Path) -> Non
     assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 0}\n{"a": 2}\n'
     assert (tmp_path / spool_name(1)).read_bytes() == b'{"a": 1}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([SPOOL_NAME, spool_name(1)])
-    assert AuditSpool(tmp_path, 10**6).size == len(b'{"a": 0}\n{"a": 2}\n')
+    assert AuditSpool(tmp_path, SpoolBudget(10**6)).size == len(b'{"a": 0}\n{"a": 2}\n')
 
 
 def test_one_process_adopts_every_worker_spool(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from postwarden_milter.audit_pipeline import AuditPipeline
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.settings import SpoolFullAction
-from postwarden_milter.spool import AuditSpool
+from postwarden_milter.spool import AuditSpool, SpoolBudget
 from postwarden_policies import AuditEvent
 from postwarden_store import connect, migrate_database, write_audit_events
 from tests.fixtures.postgres import PostgresCluster, create_database, wait_until
@@ -124,8 +124,8 @@ def own_cluster() -> Iterator[tuple[PostgresCluster, str]]:
 def _pipeline(dsn: str | None, spool_dir: Path, metrics: Metrics,
               max_bytes: int = 10**9,
               action: SpoolFullAction = SpoolFullAction.TEMPFAIL) -> AuditPipeline:
-    return AuditPipeline(dsn, AuditSpool(spool_dir, max_bytes), metrics, queue_size=1000,
-                         spool_full_action=action)
+    return AuditPipeline(dsn, AuditSpool(spool_dir, SpoolBudget(max_bytes)), metrics,
+                         queue_size=1000, spool_full_action=action)
 
 
 def test_postgres_stopped_mid_run_loses_no_event(
@@ -175,7 +175,7 @@ def test_replay_of_events_already_stored_writes_no_duplicate(
     _cluster, dsn = own_cluster
     event = make_event()
     # A crash after the write but before the spool was cleared leaves the event in both.
-    AuditSpool(tmp_path, 10**9).append([event, event])
+    AuditSpool(tmp_path, SpoolBudget(10**9)).append([event, event])
     loop = LoopThread()
     loop.start()
     pipeline = _pipeline(dsn, tmp_path, Metrics())
@@ -286,14 +286,14 @@ def test_full_spool_drops_and_counts_when_configured(tmp_path: Path) -> None:
 
 
 def test_full_spool_tempfails_new_mail_when_configured(tmp_path: Path) -> None:
-    AuditSpool(tmp_path, 10**9).append([make_event()])
+    AuditSpool(tmp_path, SpoolBudget(10**9)).append([make_event()])
     pipeline = _pipeline(None, tmp_path, Metrics(), max_bytes=10)
     assert pipeline.refusing_mail
 
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
     metrics = Metrics()
-    pipeline = AuditPipeline(None, AuditSpool(tmp_path, 10**9), metrics, queue_size=2,
+    pipeline = AuditPipeline(None, AuditSpool(tmp_path, SpoolBudget(10**9)), metrics, queue_size=2,
                              spool_full_action=SpoolFullAction.TEMPFAIL)
     # Not started: nothing drains the queue, as with a stuck writer.
     for _ in range(5):

@@ -42,7 +42,7 @@ from .metrics import Metrics
 from .metrics_merge import answer_scrapes
 from .reload import PolicyReloader
 from .settings import MilterSettings
-from .spool import AuditSpool, spool_name
+from .spool import AuditSpool, SpoolBudget
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Worker:
 
     index: int
     duplicates: DuplicateDetector  # shared by all workers
+    spool_budget: SpoolBudget  # spool_max_bytes, for all workers' spools together
     scrapes: socket.socket  # the parent asks for this worker's metrics here
 
 
@@ -153,7 +154,9 @@ class MilterProcess:
         self.metrics = Metrics()
         self.loop_thread = LoopThread()
         dsn = settings.database_url.reveal() if settings.database_url else None
-        spool = AuditSpool(settings.spool_dir, settings.spool_max_bytes, spool_name(index))
+        budget = (worker.spool_budget if worker is not None
+                  else SpoolBudget(settings.spool_max_bytes))
+        spool = AuditSpool(settings.spool_dir, budget, index)
         self.pipeline = AuditPipeline(
             dsn, spool, self.metrics,
             queue_size=settings.audit_queue_size, spool_full_action=settings.spool_full_action,

@@ -207,7 +207,7 @@ class AuditPipeline:
     def _to_spool(self, batch: list[AuditEvent]) -> None:
         if self._spool.full and self._full_action is SpoolFullAction.DROP:
             self._metrics.audit_dropped.labels("spool_full").inc(len(batch))
-            log.error("AUDIT SPOOL FULL (%d bytes): %d events dropped", self._spool.size,
+            log.error("AUDIT SPOOL FULL (%d bytes): %d events dropped", self._spool.budget.used,
                       len(batch))
             return
         try:
@@ -219,6 +219,6 @@ class AuditPipeline:
             return
         self._metrics.audit_spooled.inc(len(batch))
         if self._spool.full:
-            log.error("AUDIT SPOOL FULL (%d bytes >= %d): %s", self._spool.size,
-                      self._spool.max_bytes,
+            log.error("AUDIT SPOOL FULL (%d bytes >= %d): %s", self._spool.budget.used,
+                      self._spool.budget.max_bytes,
                       "new mail is tempfailed" if self.refusing_mail else "events will be dropped")

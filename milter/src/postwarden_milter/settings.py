@@ -80,7 +80,8 @@ class MilterSettings:
     id_header: str = "X-Postwarden-Id"  # empty turns the header off
     # Worker processes sharing the socket (one Python process uses about one core).
     # max_concurrency, audit_queue_size and spool_max_bytes are for the whole
-    # milter: each worker gets its share.
+    # milter: each worker gets its share of the first two, and all their spools
+    # together count against spool_max_bytes.
     processes: int = 1
     max_concurrency: int = 64
     message_timeout_seconds: float = 60.0

@@ -12,6 +12,7 @@ admin can ship or rotate), and nothing is ever replayed from it.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -59,11 +60,45 @@ def _append_durably(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-class AuditSpool:
-    def __init__(self, directory: Path, max_bytes: int, name: str = SPOOL_NAME) -> None:
-        self.path = directory / name
+class SpoolBudget:
+    """``spool_max_bytes`` for all the milter's spools together.
+
+    Each worker records its spool's size in its own slot of an array in
+    shared memory made before the fork (MAP_SHARED), so every worker sees the
+    sum without a lock (one writer per slot; a slot is an aligned 8-byte
+    store). Split into fixed shares instead, a worker whose spool outgrew its
+    share (``processes`` raised after an outage) refused mail while the
+    others' shares stood empty. A dead worker's slot keeps its size: its
+    spool file stays, and its successor reads the same size back.
+    """
+
+    def __init__(self, max_bytes: int, slots: int = 1) -> None:
         self.max_bytes = max_bytes
-        self._size = self.path.stat().st_size if self.path.exists() else 0
+        self._sizes = memoryview(mmap.mmap(-1, 8 * slots)).cast("q")
+
+    def record(self, slot: int, size: int) -> None:
+        self._sizes[slot] = size
+
+    @property
+    def used(self) -> int:
+        return sum(self._sizes)
+
+    @property
+    def reached(self) -> bool:
+        return self.used >= self.max_bytes
+
+
+class AuditSpool:
+    def __init__(self, directory: Path, budget: SpoolBudget, worker: int = 0) -> None:
+        self.path = directory / spool_name(worker)
+        self.budget = budget
+        self._worker = worker
+        self._size = 0
+        self._set_size(self.path.stat().st_size if self.path.exists() else 0)
+
+    def _set_size(self, size: int) -> None:
+        self._size = size
+        self.budget.record(self._worker, size)
 
     @property
     def size(self) -> int:
@@ -71,7 +106,8 @@ class AuditSpool:
 
     @property
     def full(self) -> bool:
-        return self._size >= self.max_bytes
+        """The spools of all workers together reached ``spool_max_bytes``."""
+        return self.budget.reached
 
     def __bool__(self) -> bool:
         return self._size > 0
@@ -82,7 +118,7 @@ class AuditSpool:
             return
         data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
         _append_durably(self.path, data)
-        self._size += len(data)
+        self._set_size(self._size + len(data))
 
     def batches(self, size: int, start: int = 0) -> Iterator[tuple[list[AuditEvent], int]]:
         """Events from byte offset ``start`` in order, with the offset after each batch.
@@ -114,4 +150,4 @@ class AuditSpool:
         """Empty the spool once every event in it is safely in Postgres."""
         with self.path.open("wb") as handle:
             os.fsync(handle.fileno())
-        self._size = 0
+        self._set_size(0)

@@ -5,8 +5,8 @@ mail is CPU work. So the parent registers with libmilter and opens the
 socket, then forks the workers: each accepts connections on the inherited
 socket (the kernel spreads them) and runs the single-process milter with its
 own threads, pool, audit queue and spool file. They share the duplicate
-table (shared memory made before the fork); the parent serves the metrics
-endpoint and merges theirs into it.
+table and the spools' byte budget (shared memory made before the fork); the
+parent serves the metrics endpoint and merges theirs into it.
 
 The parent forks from its only thread that touches anything a worker uses
 (the metrics endpoint's thread never does). It passes SIGHUP on to every
@@ -53,6 +53,7 @@ from .errors import StartupError
 from .listener import unix_path
 from .metrics_merge import MergedMetrics
 from .settings import MilterSettings
+from .spool import SpoolBudget
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,13 @@ STOP_GRACE_SECONDS = 10.0  # beyond message_timeout_seconds, before SIGKILL
 
 
 def worker_settings(settings: MilterSettings) -> MilterSettings:
-    """Each worker's share of the milter-wide bounds."""
+    """Each worker's share of the milter-wide bounds held in process memory
+    (``spool_max_bytes`` is not split: the workers count against one SpoolBudget)."""
     n = settings.processes
     return dataclasses.replace(
         settings,
         max_concurrency=max(1, settings.max_concurrency // n),
         audit_queue_size=max(1, settings.audit_queue_size // n),
-        spool_max_bytes=max(1, settings.spool_max_bytes // n),
     )
 
 
@@ -94,6 +95,7 @@ class Supervisor:
         self.settings = settings
         self._shares = worker_settings(settings)
         self._duplicates = DuplicateDetector(settings.duplicate_window_seconds)
+        self._spool_budget = SpoolBudget(settings.spool_max_bytes, settings.processes)
         self._metrics = MergedMetrics()
         self._slots = [_Slot(index) for index in range(settings.processes)]
         self._signals: list[int] = []
@@ -197,7 +199,7 @@ class Supervisor:
                     for sig in SIGNALS:
                         signal.signal(sig, signal.SIG_DFL)
                     _stop_with(parent)
-                    worker = Worker(slot.index, self._duplicates, theirs)
+                    worker = Worker(slot.index, self._duplicates, self._spool_budget, theirs)
                     code = run_process(MilterProcess(self._shares, worker))
                 except BaseException:  # a worker's last word, before _exit
                     log.exception("worker %d failed", slot.index)
