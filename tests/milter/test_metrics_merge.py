@@ -352,8 +352,8 @@ def test_late_answers_are_discarded_and_each_missed_request_answered(
     assert children.end(child) == 0
 
 
-def _answer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "postwarden-metrics-answers"]
+def _answer_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "postwarden-metrics-answers"}
 
 
 def test_answer_thread_ends_when_stopped_or_when_the_parent_goes(
@@ -363,6 +363,7 @@ def test_answer_thread_ends_when_stopped_or_when_the_parent_goes(
     metrics.messages.labels("accept").inc(2)
     ours, theirs = socket.socketpair()
     ours.settimeout(5)
+    others = _answer_threads()  # only this test's thread is looked for
     stop = answer_scrapes(metrics.registry, theirs)
     ours.sendall(b"?")
     frame = b""
@@ -373,19 +374,20 @@ def test_answer_thread_ends_when_stopped_or_when_the_parent_goes(
     started = time.monotonic()
     stop()
     assert time.monotonic() - started < 1  # the blocked read is woken, not waited out
-    assert not _answer_threads()
+    assert _answer_threads() <= others
     assert theirs.fileno() == -1
     assert ours.recv(1) == b""
     ours.close()
 
     caplog.set_level(logging.DEBUG, logger="postwarden_milter.metrics_merge")
     ours, theirs = socket.socketpair()
+    others = _answer_threads()
     stop = answer_scrapes(metrics.registry, theirs)
     ours.sendall(b"?")
     assert select.select([ours], [], [], 5)[0]
     ours.close()  # the parent gone, its answer unread: ECONNRESET in the worker's thread
     # Ended quietly: an exception in it would fail the test.
-    assert wait_until(lambda: not _answer_threads(), timeout=5)
+    assert wait_until(lambda: _answer_threads() <= others, timeout=5)
     assert "metrics channel failed" in caplog.text
     stop()
 
