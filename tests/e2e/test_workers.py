@@ -16,6 +16,7 @@ import pytest
 
 from tests.fixtures.ports import free_port
 from tests.fixtures.postfix import send_message, wait_for
+from tests.fixtures.processes import children_of
 from tests.fixtures.scrape import scrape
 
 from . import messages
@@ -45,19 +46,10 @@ BLOCK_MARKED = """\
 """
 
 
-def workers_of(parent: int) -> set[int]:
-    """The parent's children (the workers), from /proc."""
-    children: set[int] = set()
-    for task in Path(f"/proc/{parent}/task").iterdir():
-        text = (task / "children").read_text()
-        children.update(int(pid) for pid in text.split())
-    return children
-
-
 def wait_for_workers(parent: int, gone: int | None = None) -> set[int]:
     """The full set of workers, once ``gone`` is no longer among them."""
     def ready() -> set[int] | None:
-        workers = workers_of(parent)
+        workers = children_of(parent)
         return workers if len(workers) == WORKERS and gone not in workers else None
 
     found: set[int] = wait_for(ready, 20)

@@ -27,6 +27,7 @@ from postwarden_policies.redact import RedactingFormatter
 from tests.conftest import PgServer
 from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import create_database, drop_database, wait_until
+from tests.fixtures.processes import children_of, running
 
 POLICY = "version: 1\nname: main\nlimits:\n  max_recipients: {limit}\n"
 
@@ -173,15 +174,6 @@ def test_workers_stop_promptly_after_connections(tmp_path: Path) -> None:
         assert time.monotonic() - started < 15, log_path.read_text()
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie nobody reaped has stopped)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
 def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
     env = _env(tmp_path, processes="2")
     log_path = tmp_path / "milter.log"
@@ -190,17 +182,16 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
         with _serving(env, log_path) as proc:
             assert wait_until(lambda: log_path.read_text().count("starting on") == 2,
                               timeout=30)
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
-            workers = [int(pid) for pid in children.split()]
+            workers = sorted(children_of(proc.pid))
             assert len(workers) == 2
             proc.kill()
             proc.wait(10)
-            assert wait_until(lambda: not any(_alive(pid) for pid in workers), timeout=20), \
+            assert wait_until(lambda: not any(running(pid) for pid in workers), timeout=20), \
                 log_path.read_text()
             assert log_path.read_text().count("postwarden milter stopped") == 2  # in order
     finally:
         for pid in workers:
-            if _alive(pid):
+            if running(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
