@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import socket
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from postwarden_admin_api.send.maillog import (
     parse_line,
 )
 from postwarden_admin_api.send.outbox import enqueue
-from postwarden_admin_api.send.syslogline import split_line
+from postwarden_admin_api.send.syslogline import LogLine, split_line
 
 from .test_outbox_limits import ROOMY, submission
 
@@ -325,6 +326,26 @@ async def test_only_lines_about_our_messages_are_applied(
     assert await message_status(pool, message_id) == "delivered"
     # the other mail's lines wait (their queue id may not be stored yet), unapplied
     assert sorted(event.queue_id for _, event in follower._pending) == sorted(others)
+
+
+async def test_the_log_is_parsed_off_the_event_loop(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catching up on a busy log parses up to MAX_READ per poll (about 200 ms for 4 MiB):
+    on the loop, every API request would wait that long."""
+    w = await watched(pool, tmp_path)
+    loop_thread = threading.current_thread()
+    threads: list[threading.Thread] = []
+
+    def recorded(line: str) -> LogLine | None:
+        threads.append(threading.current_thread())
+        return split_line(line)
+
+    monkeypatch.setattr(maillog, "split_line", recorded)
+    append(w.log_file, sent(w.queue_id, w.recipient))
+    await w.follower.poll()
+    assert await message_status(pool, w.message_id) == "delivered"
+    assert threads and loop_thread not in threads
 
 
 async def test_a_poll_that_fails_keeps_its_lines_for_the_next(
