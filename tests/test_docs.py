@@ -1,0 +1,88 @@
+"""What the documents show is what the code does: SECURITY.md's tests exist, and the
+README's policy session prints what it shows."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from postwarden_policies.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+# `tests/x/test_y.py::test_z`, or `::test_z` for the file named last before it.
+_TEST_REFERENCE = re.compile(r"`(tests/[\w/]+\.py)?::(\w+)`")
+
+
+def test_every_test_security_md_names_exists() -> None:
+    missing = []
+    for number, line in enumerate((REPO / "SECURITY.md").read_text().splitlines(), 1):
+        current: str | None = None
+        for match in re.finditer(rf"`(tests/[\w/]+\.py)`|{_TEST_REFERENCE.pattern}", line):
+            path, name = match[1] or match[2] or current, match[3]
+            current = path
+            if name is None:
+                continue
+            assert path is not None, f"SECURITY.md:{number}: `::{name}` names no file before it"
+            defined = re.search(rf"^(?:async )?def {name}\(", (REPO / path).read_text(), re.M)
+            if defined is None:
+                missing.append(f"SECURITY.md:{number}: {path}::{name}")
+    assert not missing
+
+
+def _readme_session() -> list[tuple[list[str], list[str]]]:
+    """Each `$ .venv/bin/postwarden-policy ...` command of the README (continued over
+    lines ending in a backslash) with the output lines it shows."""
+    sessions: list[tuple[list[str], list[str]]] = []
+    command: str | None = None
+    for line in (REPO / "README.md").read_text().splitlines():
+        if command is not None and command.endswith("\\"):
+            command = command[:-1] + line.strip()
+            if not line.endswith("\\"):
+                sessions.append((shlex.split(command)[1:], []))
+            continue
+        if line.startswith("$ .venv/bin/postwarden-policy "):
+            command = line[2:].strip()
+            if not command.endswith("\\"):
+                sessions.append((shlex.split(command)[1:], []))
+        elif line.startswith("```"):
+            command = None
+        elif command is not None:
+            sessions[-1][1].append(line)
+    return sessions
+
+
+def test_the_readme_policy_session_prints_what_it_shows(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Shown lines appear in order in the real output; `...` stands for lines left out."""
+    monkeypatch.chdir(REPO)
+    sessions = _readme_session()
+    assert [argv[0] for argv, _ in sessions] == ["check", "test", "eval"]
+    for argv, shown in sessions:
+        main(argv)
+        printed = capsys.readouterr().out.splitlines()
+        if "..." not in shown:
+            assert printed == shown, argv
+            continue
+        cut = shown.index("...")
+        assert printed[:cut] == shown[:cut], argv
+        assert printed[len(printed) - len(shown[cut + 1:]):] == shown[cut + 1:], argv
+
+
+def test_the_readme_check_error_is_what_check_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (REPO / "README.md").read_text()
+    shown = re.search(r"^inbound-default\.yaml:\d+:\d+: .*'strip_atachment'$", readme, re.M)
+    assert shown is not None
+    examples = shutil.copytree(REPO / "policies" / "examples", tmp_path / "examples")
+    broken = examples / "inbound-default.yaml"
+    policy = broken.read_text()
+    assert policy.count("then: strip_attachment") == 1
+    broken.write_text(policy.replace("then: strip_attachment", "then: strip_atachment"))
+    assert main(["check", str(broken)]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"{examples}/{shown[0]}"]
