@@ -13,24 +13,31 @@ import pytest
 from postwarden_policies.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
-# `tests/x/test_y.py::test_z`, or `::test_z` for the file named last before it.
-_TEST_REFERENCE = re.compile(r"`(tests/[\w/]+\.py)?::(\w+)`")
+# `tests/x/test_y.py`, `tests/x/test_y.py::test_z`, or `::test_z` for the file named
+# last before it on the line.
+_REFERENCE = re.compile(r"(tests/[\w/]+\.py)?(?:::(\w+))?")
 
 
 def test_every_test_security_md_names_exists() -> None:
-    missing = []
+    missing, checked = [], 0
     for number, line in enumerate((REPO / "SECURITY.md").read_text().splitlines(), 1):
         current: str | None = None
-        for match in re.finditer(rf"`(tests/[\w/]+\.py)`|{_TEST_REFERENCE.pattern}", line):
-            path, name = match[1] or match[2] or current, match[3]
-            current = path
-            if name is None:
+        for quoted in line.split("`")[1::2]:  # the code spans
+            if not quoted.startswith(("tests/", "::")):
                 continue
-            assert path is not None, f"SECURITY.md:{number}: `::{name}` names no file before it"
-            defined = re.search(rf"^(?:async )?def {name}\(", (REPO / path).read_text(), re.M)
-            if defined is None:
+            reference = _REFERENCE.fullmatch(quoted)
+            assert reference is not None, f"SECURITY.md:{number}: unread reference {quoted}"
+            path, name = reference[1] or current, reference[2]
+            assert path is not None, f"SECURITY.md:{number}: {quoted} names no file before it"
+            current = path
+            if not (REPO / path).is_file():
+                missing.append(f"SECURITY.md:{number}: {path}")
+            elif name is not None and not re.search(
+                    rf"^(?:async )?def {name}\(", (REPO / path).read_text(), re.M):
                 missing.append(f"SECURITY.md:{number}: {path}::{name}")
+            checked += 1
     assert not missing
+    assert checked > 100  # the references were found at all
 
 
 def _readme_session() -> list[tuple[list[str], list[str]]]:
@@ -63,7 +70,7 @@ def test_the_readme_policy_session_prints_what_it_shows(
     sessions = _readme_session()
     assert [argv[0] for argv, _ in sessions] == ["check", "test", "eval"]
     for argv, shown in sessions:
-        main(argv)
+        assert main(argv) == 0, argv
         printed = capsys.readouterr().out.splitlines()
         if "..." not in shown:
             assert printed == shown, argv

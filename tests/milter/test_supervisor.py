@@ -8,13 +8,14 @@ import dataclasses
 import errno
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from postwarden_milter import supervisor as supervisor_module
-from postwarden_milter.app import EXIT_CONFIG
+from postwarden_milter.app import EXIT_CONFIG, audit_spool
 from postwarden_milter.errors import StartupError
 from postwarden_milter.settings import MilterSettings
 from postwarden_milter.spool import (
@@ -37,6 +38,19 @@ def test_each_worker_gets_its_share_of_the_bounds() -> None:
     assert dataclasses.replace(share, max_concurrency=64, audit_queue_size=10_000) == settings
     tiny = worker_settings(MilterSettings(processes=4, max_concurrency=2))
     assert tiny.max_concurrency == 1  # never none
+
+
+def test_the_workers_share_one_spool_budget_and_one_duplicate_table(tmp_path: Path) -> None:
+    settings = MilterSettings(processes=2, spool_dir=tmp_path, spool_max_bytes=900)
+    supervisor = Supervisor(settings)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        first, second = (supervisor._worker(slot, theirs) for slot in supervisor._slots)
+        assert first.spool_budget is second.spool_budget
+        assert first.duplicates is second.duplicates
+        assert first.spool_budget.max_bytes == 900  # not split: test_spool_duplicates_metrics
+        spool = audit_spool(worker_settings(settings), second)
+        assert spool.budget is second.spool_budget and spool.path == tmp_path / spool_name(1)
 
 
 def test_the_first_worker_keeps_the_single_process_spool() -> None:
@@ -103,8 +117,10 @@ def test_a_worker_the_system_cannot_fork_is_tried_again_later(
     pairs: list[tuple[socket.socket, socket.socket]] = []
 
     def recorded_socketpair() -> tuple[socket.socket, socket.socket]:
-        pairs.append(real_socketpair())
-        return pairs[-1]
+        pair = real_socketpair()
+        if threading.current_thread() is threading.main_thread():  # the supervisor's
+            pairs.append(pair)
+        return pair
 
     real_socketpair = socket.socketpair
     monkeypatch.setattr(supervisor_module.socket, "socketpair", recorded_socketpair)

@@ -348,6 +348,24 @@ async def test_the_log_is_parsed_off_the_event_loop(
     assert threads and loop_thread not in threads
 
 
+async def test_a_poll_reads_to_the_end_as_the_log_was_when_it_read(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines written while a poll parses are the next poll's: on a busy log, counting
+    them against this one would leave the relay waiting on read_past for good."""
+    w = await watched(pool, tmp_path)
+
+    def busy(line: str) -> LogLine | None:
+        append(w.log_file, "Nov 23 15:12:50 mx postfix/qmgr[2]: OTHER: removed\n")
+        return split_line(line)
+
+    monkeypatch.setattr(maillog, "split_line", busy)
+    append(w.log_file, sent(w.queue_id, w.recipient))
+    before = time.monotonic()
+    await w.follower.poll()
+    await asyncio.wait_for(w.follower.read_past(before), timeout=2)  # no other poll runs
+
+
 async def test_a_poll_that_fails_keeps_its_lines_for_the_next(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:

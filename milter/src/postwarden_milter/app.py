@@ -144,6 +144,13 @@ def serve_metrics(settings: MilterSettings,
                            f"{exc.strerror}") from None
 
 
+def audit_spool(settings: MilterSettings, worker: Worker | None) -> AuditSpool:
+    """This process's spool: a worker's counts against the budget all workers share."""
+    if worker is None:
+        return AuditSpool(settings.spool_dir, SpoolBudget(settings.spool_max_bytes))
+    return AuditSpool(settings.spool_dir, worker.spool_budget, worker.index)
+
+
 class MilterProcess:
     """The milter alone, or one worker of several (``worker``)."""
 
@@ -154,11 +161,8 @@ class MilterProcess:
         self.metrics = Metrics()
         self.loop_thread = LoopThread()
         dsn = settings.database_url.reveal() if settings.database_url else None
-        budget = (worker.spool_budget if worker is not None
-                  else SpoolBudget(settings.spool_max_bytes))
-        spool = AuditSpool(settings.spool_dir, budget, index)
         self.pipeline = AuditPipeline(
-            dsn, spool, self.metrics,
+            dsn, audit_spool(settings, worker), self.metrics,
             queue_size=settings.audit_queue_size, spool_full_action=settings.spool_full_action,
         )
         self.reloader = PolicyReloader(

@@ -199,8 +199,7 @@ class Supervisor:
                     for sig in SIGNALS:
                         signal.signal(sig, signal.SIG_DFL)
                     _stop_with(parent)
-                    worker = Worker(slot.index, self._duplicates, self._spool_budget, theirs)
-                    code = run_process(MilterProcess(self._shares, worker))
+                    code = run_process(MilterProcess(self._shares, self._worker(slot, theirs)))
                 except BaseException:  # a worker's last word, before _exit
                     log.exception("worker %d failed", slot.index)
                 finally:
@@ -210,6 +209,10 @@ class Supervisor:
         slot.pid, slot.channel, slot.started, slot.restart_at = pid, ours, time.monotonic(), None
         self._metrics.add(ours)
         log.info("worker %d started (pid %d)", slot.index, pid)
+
+    def _worker(self, slot: _Slot, channel: socket.socket) -> Worker:
+        """What the worker in ``slot`` gets: its channel, and what all workers share."""
+        return Worker(slot.index, self._duplicates, self._spool_budget, channel)
 
     def _reap(self) -> None:
         for slot in self._slots:

@@ -160,10 +160,9 @@ Waiting = tuple[float, DeliveryEvent]
 class _Read:
     """One poll's read of the log, parsed."""
 
-    partial: bytes  # an unfinished last line, completed by the next read
     deliveries: list[Waiting]
     receipts: list[ReceiptLine]
-    unread: int  # bytes left in the file (or a newer one at the path) after this read
+    unread: int  # bytes left in the file (or a newer one at the path) at this read
 
 
 def saved_form(waiting: list[Waiting]) -> list[dict[str, object]]:
@@ -401,19 +400,20 @@ class MaillogFollower:
     def _read_lines(self) -> _Read:
         """Read what was appended and parse it. This runs in a thread: catching up on a
         busy log parses up to MAX_READ at once (about 200 ms for 4 MiB), which on the
-        event loop would hold up every API request meanwhile."""
+        event loop would hold up every API request meanwhile. Only poll() runs it, and
+        nothing else touches the tail or the partial line while it does."""
         appended, new_file = self._tail.read(MAX_READ)
+        unread = self._tail.unread()  # at the read: lines written while parsing come next
         # A new file: the old file's last line was cut short, it ends there.
         lines = ((b"" if new_file else self._partial) + appended).split(b"\n")
-        partial = lines.pop()
+        self._partial = lines.pop()
         now = time.time()
         postfix = [split for line in lines
                    if (split := split_line(line.decode("utf-8", "replace"))) is not None]
         return _Read(
-            partial,
             [(now, e) for line in postfix if (e := parse_line(line)) is not None],
             [r for line in postfix if (r := parse_receipt(line))],
-            self._tail.unread(),
+            unread,
         )
 
     async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int) -> tuple[
@@ -422,7 +422,7 @@ class MaillogFollower:
         unread, the delivery lines applied, those left waiting (all, and those saved),
         the token saved."""
         read = await asyncio.to_thread(self._read_lines)
-        self._partial, unread = read.partial, read.unread
+        unread = read.unread
         queue = self._pending + read.deliveries
         self._pending = queue[-MAX_PENDING:]  # until applied
         self._receipts += read.receipts
