@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
@@ -126,6 +127,51 @@ async def test_another_hosts_lines_leave_our_receipts_alone(pool: asyncpg.Pool) 
         assert await committed_queue_id(conn, message) is None
         await apply_receipts(conn, "mx-b", [ReceiptLine("QSAME", None, committed=True)])
         assert await committed_queue_id(conn, message) == "QSAME"
+
+
+class RecordedExecutes:
+    """A connection whose execute() calls are recorded."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self.executed: list[tuple[object, ...]] = []
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        return await self._conn.fetch(query, *args)
+
+    async def execute(self, query: str, *args: object) -> str:
+        self.executed.append(args)
+        return await self._conn.execute(query, *args)
+
+
+async def test_only_lines_that_can_change_a_receipt_reach_the_database(
+    pool: asyncpg.Pool
+) -> None:
+    """A busy server's log is mostly other mail: its lines cost a statement each."""
+    open_one = await accepted(pool, "open@example.org")
+    committed_one = await accepted(pool, "done@example.org")
+    await add_receipt(pool, open_one, "QOPEN", False)
+    await add_receipt(pool, committed_one, "QDONE", True)
+    ours = await accepted(pool, "new@example.org")
+    lines = [
+        ReceiptLine("QOTHER1", None, committed=False),  # other mail arriving
+        ReceiptLine("QNEW", None, committed=False),  # ours arriving: before its Message-ID
+        ReceiptLine("QNEW", ours, committed=False),
+        ReceiptLine("QOTHER1", None, committed=True),
+        ReceiptLine("QDONE", None, committed=False),  # a committed receipt stays as it is
+        ReceiptLine("QOPEN", None, committed=True),
+        ReceiptLine("QNEW", None, committed=True),
+    ]
+    async with pool.acquire() as conn:
+        recorded = RecordedExecutes(conn)
+        await apply_receipts(cast(asyncpg.Connection, recorded), HOST, lines)
+        await apply_receipts(cast(asyncpg.Connection, recorded), HOST, lines[:1])
+    assert recorded.executed == [
+        (HOST, ["QNEW", "QNEW", "QOPEN", "QNEW"], [None, ours, None, None],
+         [False, False, True, True]),
+    ]
+    assert await receipts(pool) == {
+        (open_one, "QOPEN", True), (committed_one, "QDONE", True), (ours, "QNEW", True)}
 
 
 async def receipts(pool: asyncpg.Pool) -> set[tuple[uuid.UUID, str, bool]]:
