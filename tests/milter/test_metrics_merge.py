@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import select
-import signal
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ from postwarden_milter.metrics_merge import (
     merge_expositions,
     render,
 )
+from tests.fixtures import forked
 from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import wait_until
 from tests.fixtures.scrape import sample_values, scrape
@@ -133,19 +133,18 @@ class Children:
         """A child running ``body(its channel end, its control pipe's read end)``."""
         ours, theirs = socket.socketpair()
         read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                ours.close()
-                os.close(write_end)
-                for other in self.alive:  # else they would hold its EOF back
-                    other.channel.close()
-                    os.close(other.control)
-                body(theirs, read_end)
-                code = 0
-            finally:
-                os._exit(code)
+        others = list(self.alive)
+
+        def run() -> int:
+            ours.close()
+            os.close(write_end)
+            for other in others:  # else they would hold its EOF back
+                other.channel.close()
+                os.close(other.control)
+            body(theirs, read_end)
+            return 0
+
+        pid = forked.fork(run)
         theirs.close()
         os.close(read_end)
         child = Child(pid, ours, write_end)
@@ -153,18 +152,11 @@ class Children:
         return child
 
     def end(self, child: Child) -> int:
-        """Let the child exit and reap it (SIGKILL if it lingers); its exit code."""
+        """Let the child exit and reap it; its exit code."""
         self.alive.remove(child)
         os.close(child.control)
         child.channel.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(child.pid, os.WNOHANG)
-            if pid:
-                return os.waitstatus_to_exitcode(status)
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-        return os.waitstatus_to_exitcode(os.waitpid(child.pid, 0)[1])
+        return forked.reap(child.pid, seconds=10)
 
 
 @pytest.fixture

@@ -93,7 +93,6 @@ class AuditSpool:
         self.path = directory / spool_name(worker)
         self.budget = budget
         self._worker = worker
-        self._size = 0
         self._set_size(self.path.stat().st_size if self.path.exists() else 0)
 
     def _set_size(self, size: int) -> None:

@@ -170,9 +170,9 @@ def saved_form(waiting: list[Waiting]) -> list[dict[str, object]]:
 
 
 def restored(saved: list[dict[str, Any]]) -> list[Waiting]:
-    return [(entry["seen"], DeliveryEvent(
-        entry["queue_id"], entry["recipient"], entry["status"], entry["dsn"],
-        entry["reply"], entry["rewritten"])) for entry in saved]
+    """The lines ``saved_form`` saved."""
+    return [(entry["seen"], DeliveryEvent(**{k: v for k, v in entry.items() if k != "seen"}))
+            for entry in saved]
 
 
 def still_waiting(queue: list[Waiting], applied: set[int], awaited: set[str]
