@@ -300,6 +300,80 @@ async def test_a_bounce_fails_the_message_and_suppresses_the_recipient(
     assert (await again.json())["error"]["code"] == "recipient_suppressed"
 
 
+async def settled(client: Client, headers: dict[str, str], location: str) -> Any:
+    message = await status_of(client, headers, location)
+    return message if message["status"] not in ("queued", "relayed") else None
+
+
+async def test_a_message_the_milter_discards_fails(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    """Postfix answers 250 to a discarded message: only its log says it went nowhere."""
+    tag = uuid.uuid4().hex[:10]
+    response = await client.post("/api/v1/send-email", headers=sender,
+                                 json=body(subject=f"[discard-me] {tag}"))
+    assert response.status == 202
+    message = await eventually(lambda: settled(client, sender, response.headers["Location"]))
+    assert message["status"] == "failed"
+    assert [(r["status"], r["detail"]) for r in message["recipients"]] == [
+        ("failed", "discarded by a milter")]
+    assert not [m for m in mail.capture.messages if tag.encode() in m.data]
+
+
+async def test_a_held_message_deleted_from_the_hold_queue_fails(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    response = await client.post("/api/v1/send-email", headers=sender,
+                                 json=body(subject="[hold-me] quarterly figures"))
+    assert response.status == 202
+    location = response.headers["Location"]
+
+    async def held() -> Any:
+        message = await status_of(client, sender, location)
+        return message if [e["event"] for e in message["events"]][-1:] == ["held"] else None
+
+    message = await eventually(held)
+    assert message["status"] == "relayed"
+    assert message["events"][-1]["detail"] == "held in Postfix's hold queue by a milter"
+    assert message["queue_id"] in mail.postfix.held_queue_ids()
+    await asyncio.to_thread(mail.postfix.delete, message["queue_id"])
+    message = await eventually(lambda: settled(client, sender, location))
+    assert message["status"] == "failed"
+    (recipient,) = message["recipients"]
+    assert recipient["status"] == "failed" and "without delivering" in recipient["detail"]
+
+
+async def test_a_message_postfix_gives_up_on_bounces_its_deferred_recipients(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    """maximal_queue_lifetime 0: Postfix gives up after the first deferral."""
+    later, now = (f"{name}-{uuid.uuid4().hex[:8]}@example.org" for name in ("later", "now"))
+    mail.capture.reply_for(later, "450 4.2.0 try later")
+    lifetimes = {"maximal_queue_lifetime": "0", "bounce_queue_lifetime": "0"}
+    saved = {name: mail.postfix.main.get(name) for name in lifetimes}
+    mail.postfix.main.update(lifetimes)
+    await asyncio.to_thread(mail.postfix.reload)
+    try:
+        response = await client.post("/api/v1/send-email", headers=sender,
+                                     json=body(to=[later, now]))
+        assert response.status == 202
+        message = await eventually(lambda: settled(client, sender, response.headers["Location"]))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del mail.postfix.main[name]
+            else:
+                mail.postfix.main[name] = value
+        await asyncio.to_thread(mail.postfix.reload)
+    assert message["status"] == "partially_delivered"
+    found = {r["address"]: r for r in message["recipients"]}
+    assert found[now]["status"] == "delivered"
+    assert found[later]["status"] == "bounced"
+    assert found[later]["detail"].startswith("expired in Postfix's queue")
+    assert "450 4.2.0 try later" in found[later]["detail"]
+    assert [e["event"] for e in found[later]["timeline"]] == ["deferred", "bounced"]
+
+
 def submit_by_hand(port: int, sender: str, recipients: list[str], content: bytes) -> str:
     """One SMTP transaction with the submission listener; Postfix's queue id."""
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:

@@ -20,12 +20,13 @@ import pytest
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send import maillog
-from postwarden_admin_api.send.maillog import (
+from postwarden_admin_api.send.deliverylines import (
+    EXPIRED_DETAIL,
+    REMOVED_DETAIL,
     DeliveryEvent,
-    MaillogFollower,
-    our_queue_ids,
     parse_line,
 )
+from postwarden_admin_api.send.maillog import MaillogFollower, our_queue_ids
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.syslogline import LogLine, split_line
 
@@ -100,7 +101,10 @@ async def test_a_rewritten_recipient_is_tracked(pool: asyncpg.Pool, tmp_path: Pa
     [
         pytest.param(PREFIX + "from=<app@example.com>, size=420, nrcpt=1 (queue active)",
                      id="qmgr"),
-        pytest.param(PREFIX + "removed", id="removed"),
+        pytest.param(PREFIX.replace("smtp[", "smtpd[") + "removed", id="removed-by-smtpd"),
+        pytest.param(PREFIX.replace("smtp[", "qmgr[") + 'from=<"x>, status=expired, returned '
+                     'to sender"@evil.example>, size=420, nrcpt=1 (queue active)',
+                     id="expired-in-a-sender"),
         pytest.param("Nov 23 15:12:49 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from x: "
                      "554 5.7.1 <a@b.example>: Relay access denied; to=<a@b.example>", id="noq"),
         pytest.param("garbage", id="garbage"),
@@ -132,6 +136,52 @@ def test_a_line_cut_short_takes_its_status_from_postfix_not_the_reply() -> None:
     assert event is not None and (event.status, event.dsn) == ("deferred", "4.2.0")
     assert event.reply == "host said: 450 mailbox busy status=bounced"
 
+
+
+
+WHOLE = "Nov 23 15:12:49 mx postfix/{program}[4242]: 4Wq1Zk3sZnz9vBQ: "
+ENVELOPE = ("from localhost[127.0.0.1]; from=<app@example.com> to=<a@example.org> "
+            "proto=ESMTP helo=<client.example>")
+
+
+def by_checks(action: str) -> str:
+    """cleanup's line when header_checks say ``action`` (it quotes the header)."""
+    return WHOLE.format(program="cleanup") + f"{action}: header Subject: secret plans " + (
+        f"{ENVELOPE}: matched")
+
+
+def by_milter(action: str) -> str:
+    return WHOLE.format(program="cleanup") + f"milter-{action}: END-OF-MESSAGE " + (
+        ENVELOPE.replace(";", f": milter triggers {action.upper()} action;"))
+
+
+@pytest.mark.parametrize(
+    ("line", "status", "detail"),
+    [
+        pytest.param(WHOLE.format(program="qmgr") + "from=<app@example.com>, status=expired, "
+                     "returned to sender", "expired", EXPIRED_DETAIL, id="expired"),
+        pytest.param(WHOLE.format(program="qmgr") + "removed", "removed", REMOVED_DETAIL,
+                     id="removed"),
+        pytest.param(WHOLE.format(program="postsuper") + "removed", "removed", REMOVED_DETAIL,
+                     id="deleted"),
+        pytest.param(by_checks("discard"), "discarded", "discarded by Postfix's content checks",
+                     id="discard"),
+        pytest.param(by_milter("discard"), "discarded", "discarded by a milter",
+                     id="milter-discard"),
+        pytest.param(by_checks("hold"), "held", "held in Postfix's hold queue by its content "
+                     "checks", id="hold"),
+        pytest.param(by_milter("hold"), "held", "held in Postfix's hold queue by a milter",
+                     id="milter-hold"),
+    ],
+)
+def test_lines_about_the_whole_message_are_parsed(line: str, status: str, detail: str) -> None:
+    """Only the kind of line is kept: a discard or hold line quotes the header that
+    matched (here a Subject) and the envelope."""
+    event = delivery(line)
+    assert event is not None
+    assert (event.queue_id, event.recipient, event.status, event.reply) == (
+        "4Wq1Zk3sZnz9vBQ", None, status, detail)
+    assert not event.hard_bounce
 
 
 async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str) -> uuid.UUID:
@@ -182,7 +232,7 @@ def new_queue_id(prefix: str) -> str:
 
 
 # A line about someone else's message: it moves the read position, nothing else.
-OTHERS = "Nov 23 15:12:49 mx postfix/qmgr[2]: Z: removed\n"
+OTHERS = "Nov 23 15:12:49 mx postfix/smtpd[2]: connect from unknown[192.0.2.1]\n"
 
 
 def append(log_file: Path, *lines: str) -> None:
@@ -807,3 +857,138 @@ async def test_an_alias_delivered_to_one_member_stays_delivered(
     assert await message_status(pool, message_id) == "delivered"
     assert not await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
                                    "team@example.org")
+
+
+def about_message(queue_id: str, program: str, text: str) -> str:
+    return f"Nov 23 15:12:49 mx postfix/{program}[9]: {queue_id}: {text}\n"
+
+
+def expired(queue_id: str) -> str:
+    return about_message(queue_id, "qmgr", "from=<app@example.com>, status=expired, "
+                                           "returned to sender")
+
+
+def removed(queue_id: str, program: str = "qmgr") -> str:
+    return about_message(queue_id, program, "removed")
+
+
+async def recipients(pool: asyncpg.Pool, message_id: uuid.UUID) -> dict[str, tuple[str, str]]:
+    rows = await pool.fetch("SELECT address, status, detail FROM outbound_recipients "
+                            "WHERE message_id = $1", message_id)
+    return {r["address"]: (r["status"], r["detail"]) for r in rows}
+
+
+async def test_an_expired_message_bounces_its_deferred_recipients(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Postfix gave up (maximal_queue_lifetime) and returned it to its sender: no line
+    per recipient says so. The last reply was temporary: nobody is suppressed."""
+    metrics = Metrics()
+    log_file = tmp_path / "maillog"
+    log_file.write_text("")
+    follower = MaillogFollower(pool, log_file, metrics)
+    await follower.poll()
+    queue_id = new_queue_id("EXP")
+    later = f"later-{uuid.uuid4().hex[:6]}@example.org"
+    message_id = await relayed_message(pool, queue_id, "ok@example.org", later)
+    append(log_file, sent(queue_id, "ok@example.org"),
+           line(queue_id, later, "deferred", "4.2.0", "host x said: 450 4.2.0 try later"),
+           expired(queue_id), removed(queue_id))
+    await follower.poll()
+    found = await recipients(pool, message_id)
+    assert found["ok@example.org"] == ("delivered", "250 ok")
+    assert found[later] == ("bounced",
+                            f"{EXPIRED_DETAIL} (last: host x said: 450 4.2.0 try later)")
+    assert await message_status(pool, message_id) == "partially_delivered"
+    assert await timeline(pool, message_id) == ["delivered", "deferred", "bounced"]
+    assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
+                               later) == 0
+    counted = {status: metrics.registry.get_sample_value(
+        "postwarden_deliveries_total", {"status": status})
+        for status in ("delivered", "deferred", "expired", "removed")}
+    assert counted == {"delivered": 1, "deferred": 1, "expired": 1, "removed": None}
+
+
+@pytest.mark.parametrize("program", ["qmgr", "postsuper"])
+async def test_recipients_without_a_line_fail_when_their_message_is_removed(
+    pool: asyncpg.Pool, tmp_path: Path, program: str
+) -> None:
+    """A recipient refused at RCPT in an attempt whose replies were lost (the relay
+    found the message queued in the log) never gets a line; nor does one of a message
+    an administrator deleted (postsuper -d)."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("RM")
+    message_id = await relayed_message(pool, queue_id, "ok@example.org", "refused@example.org")
+    append(log_file, sent(queue_id, "ok@example.org"), removed(queue_id, program))
+    await follower.poll()
+    assert await recipients(pool, message_id) == {
+        "ok@example.org": ("delivered", "250 ok"),
+        "refused@example.org": ("failed", REMOVED_DETAIL),
+    }
+    assert await message_status(pool, message_id) == "partially_delivered"
+    assert await timeline(pool, message_id) == ["delivered", "failed"]
+
+
+async def test_a_message_done_with_is_removed_without_a_trace(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("DONE")
+    message_id = await relayed_message(pool, queue_id, "ok@example.org")
+    append(log_file, sent(queue_id, "ok@example.org"), removed(queue_id))
+    await follower.poll()
+    assert await message_status(pool, message_id) == "delivered"
+    assert await pool.fetchval("SELECT count(*) FROM outbound_events WHERE message_id = $1 "
+                               "AND event <> 'accepted'", message_id) == 1
+
+
+async def test_a_removed_line_is_about_the_latest_message_under_its_queue_id(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Postfix reuses short queue ids: an old message left without a result (its lines
+    were lost) is not settled by a newer one's."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("REUSED")
+    old = await relayed_message(pool, queue_id, "old@example.org")
+    new = await relayed_message(pool, queue_id, "new@example.org")
+    append(log_file, removed(queue_id))
+    await follower.poll()
+    assert (await message_status(pool, old), await message_status(pool, new)) == (
+        "relayed", "failed")
+
+
+@pytest.mark.parametrize(("kind", "detail"), [
+    ("milter-discard: END-OF-MESSAGE from localhost[127.0.0.1]: milter triggers DISCARD "
+     "action; from=<app@example.com> to=<a@example.org> proto=ESMTP helo=<x>",
+     "discarded by a milter"),
+    ("discard: header Subject: hi from localhost[127.0.0.1]; from=<app@example.com> "
+     "to=<a@example.org> proto=ESMTP helo=<x>: spam", "discarded by Postfix's content checks"),
+])
+async def test_a_discarded_message_fails(
+    pool: asyncpg.Pool, tmp_path: Path, kind: str, detail: str
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("DROP")
+    message_id = await relayed_message(pool, queue_id, "a@example.org", "b@example.org")
+    append(log_file, about_message(queue_id, "cleanup", kind))
+    await follower.poll()
+    assert await recipients(pool, message_id) == {
+        "a@example.org": ("failed", detail), "b@example.org": ("failed", detail)}
+    assert await message_status(pool, message_id) == "failed"
+
+
+async def test_a_held_message_shows_it_and_waits(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("HOLD")
+    message_id = await relayed_message(pool, queue_id, "a@example.org")
+    append(log_file, about_message(
+        queue_id, "cleanup", "milter-hold: END-OF-MESSAGE from localhost[127.0.0.1]: milter "
+        "triggers HOLD action; from=<app@example.com> to=<a@example.org> proto=ESMTP "
+        "helo=<x>"))
+    await follower.poll()
+    events = await pool.fetch("SELECT recipient, event, detail FROM outbound_events "
+                              "WHERE message_id = $1 AND event = 'held'", message_id)
+    assert [tuple(e) for e in events] == [
+        (None, "held", "held in Postfix's hold queue by a milter")]
+    assert await recipients(pool, message_id) == {"a@example.org": ("relayed", None)}
+    assert await message_status(pool, message_id) == "relayed"

@@ -36,7 +36,8 @@ class Metrics:
             "showed queued)", ["outcome"], registry=self.registry,
         )
         self.deliveries = Counter(
-            "postwarden_deliveries", "send API recipients' results read from Postfix's log",
+            "postwarden_deliveries", "send API messages' results read from Postfix's log: "
+            "delivered, deferred, bounced (a recipient), expired, discarded, held (a message)",
             ["status"], registry=self.registry,
         )
         self.maillog_reading = Gauge(

@@ -1,26 +1,27 @@
 """Delivery tracking: follow Postfix's ``maillog_file`` and map queue ids to recipients.
 
 Lines such as ``QID: to=<a@b>, relay=..., dsn=5.1.1, status=bounced (host ...
-said: 550 5.1.1 ...)`` update that recipient of the message Postfix queued
-as QID to ``delivered``, ``deferred`` or ``bounced`` with the (redacted)
-remote reply; a hard bounce (5.x.x) adds the address to the suppression
-list. A rotated file is read to its end and the new one from its start, and
-one emptied in place too (:mod:`.logtail`), also when the rotation happened
-while no instance read the log (the old file is found by its inode beside
-the log, unless it was compressed). A line can arrive
-before the relay worker stored the queue id it names, so unmatched lines are
-retried for ``PENDING_SECONDS``. Most lines in a busy log are about other
-mail: each poll first asks, in one query, which of its queue ids are ours,
-then applies those lines, in log order, in one statement (``maillog_apply``,
-migrations 0009 and 0013); the rest wait. Waiting lines whose queue id a
-receipt of ours names (the relay has yet to store Postfix's answer) are
-saved with the read position, so the next reader goes on with them
-(migration 0014). A poll whose database work fails keeps all
+said: 550 5.1.1 ...)`` update that recipient of the message Postfix queued as
+QID to ``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote
+reply; a hard bounce (5.x.x) adds the address to the suppression list. Lines
+about the whole message (expired, discarded, removed, held: see
+:mod:`.deliverylines`) settle the recipients no line of their own will. A
+rotated file is read to its end and the new one from its start, and one emptied
+in place too (:mod:`.logtail`), also when the rotation happened while no
+instance read the log (the old file is found by its inode beside the log,
+unless it was compressed). A line can arrive before the relay worker stored the
+queue id it names, so unmatched lines are retried for ``PENDING_SECONDS``. Most
+lines in a busy log are about other mail: each poll first asks, in one query,
+which of its queue ids are ours, then applies those lines, in log order, in one
+statement (``maillog_apply``, migrations 0009, 0013 and 0015); the rest wait.
+Waiting lines whose queue id a receipt of ours names (the relay has yet to
+store Postfix's answer) are saved with the read position, so the next reader
+goes on with them (migration 0014). A poll whose database work fails keeps all
 its lines for the next one. Lines about queue files (:mod:`.receipts`) are
 handed over in the same poll, all of them; :meth:`MaillogFollower.read_past`
-waits for a poll that started after a given moment to read to the end of
-the log, with no newer file waiting at the path (on a standby instance: for
-such a poll of the reader's, told by the ``maillog_reads`` number it drew).
+waits for a poll that started after a given moment to read to the end of the
+log, with no newer file waiting at the path (on a standby instance: for such a
+poll of the reader's, told by the ``maillog_reads`` number it drew).
 
 The read position is kept in ``maillog_positions`` per host, so a restart
 goes on where it stopped. Instances on one host share that row: only the
@@ -45,7 +46,6 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import socket
 import time
 import uuid
@@ -58,28 +58,14 @@ import asyncpg
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
+from .deliverylines import DeliveryEvent, parse_line
 from .logtail import LogTail
 from .receipts import ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
-from .scrub import for_log, scrub_reply
-from .syslogline import LogLine, split_line
+from .scrub import for_log
+from .syslogline import split_line
 
 log = logging.getLogger(__name__)
 
-# Only a delivery agent's line counts (see .syslogline).
-_AGENT = re.compile(r"\S*/(?:smtp|lmtp|local|virtual|pipe|error|retry|discard)")
-# An address as Postfix logs it: a quoted local part may hold ">" and ", ".
-_ADDRESS = r'(?:"(?:[^"\\]|\\.)*"|[^<>"])*'
-_DELIVERY = re.compile(
-    rf"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<to>{_ADDRESS})>,"
-    # The address we gave, when Postfix rewrote it (virtual or canonical maps).
-    rf"(?: orig_to=<(?P<orig_to>{_ADDRESS})>,)?"
-    # Postfix's own fields, up to its status: never the reply's text, even when a
-    # line cut short lacks the reply's closing parenthesis.
-    r"(?P<fields>(?:(?! status=).)*) status=(?P<status>sent|deferred|bounced)"
-    r"(?: \((?P<reply>.*?)\)?)?\s*$"
-)
-_DSN = re.compile(r"\bdsn=(\d\.\d{1,3}\.\d{1,3})")
-STATUSES = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
 POLL_SECONDS = 0.5
 PENDING_SECONDS = 60.0
 MAX_PENDING = 10_000
@@ -121,35 +107,6 @@ RELEASE = "UPDATE maillog_positions SET lease_until = NULL WHERE path = $1 AND l
 TRY_POLL = "SELECT pg_try_advisory_xact_lock(hashtextextended('postwarden maillog ' || $1, 0))"
 LEASE_SECONDS = 15.0  # a reader that has not polled for this long is replaced
 LAST_POLL_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryEvent:
-    queue_id: str
-    recipient: str  # as the relay gave it
-    status: str  # delivered | deferred | bounced
-    dsn: str
-    reply: str
-    rewritten: bool = False  # Postfix delivered to another address (an alias's member)
-
-    @property
-    def hard_bounce(self) -> bool:
-        """The address itself is gone: not when one member of an alias is."""
-        return self.status == "bounced" and self.dsn.startswith("5.") and not self.rewritten
-
-
-def parse_line(line: LogLine) -> DeliveryEvent | None:
-    if not _AGENT.fullmatch(line.program):
-        return None
-    match = _DELIVERY.match(line.text, line.start)
-    if match is None:
-        return None
-    dsn = _DSN.search(match["fields"])
-    return DeliveryEvent(
-        match["queue_id"], match["orig_to"] or match["to"], STATUSES[match["status"]],
-        dsn.group(1) if dsn else "", scrub_reply(match["reply"] or ""),
-        rewritten=match["orig_to"] is not None,
-    )
 
 
 # A line waiting for its queue id: when it was read (time.time()) and what it says.
@@ -212,8 +169,8 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
     applied = [mine[row["line"] - 1] for row in rows]
     for _, event in applied:
         # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}).
-        log.debug("%s: %s %s (%s)", event.queue_id, event.status,
-                 for_log(event.recipient), for_log(event.reply))
+        about = for_log(event.recipient) if event.recipient is not None else "the message"
+        log.debug("%s: %s %s (%s)", event.queue_id, event.status, about, for_log(event.reply))
     return {index for index, _ in applied}, awaited
 
 
@@ -390,7 +347,8 @@ class MaillogFollower:
             self._receipts, self._receipts_dropped = [], False
             self._pending, self._pending_saved = pending
         for event in applied:
-            self._metrics.deliveries.labels(event.status).inc()
+            if event.status != "removed":  # every message's last line, whatever became of it
+                self._metrics.deliveries.labels(event.status).inc()
         self._metrics.maillog_unread.set(unread)
         if unread == 0:
             async with self._progress:

@@ -1,0 +1,113 @@
+"""The lines of Postfix's log that say what became of a message's recipients.
+
+A delivery agent's line is about one recipient: ``QID: to=<a@b>, relay=...,
+dsn=5.1.1, status=bounced (host ... said: 550 5.1.1 ...)`` makes it
+``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote reply.
+Four lines are about the whole message, and matter for the recipients that
+will never get a line of their own (migration 0015):
+
+- qmgr's ``QID: from=<...>, status=expired, returned to sender``: the
+  deferred recipients are given up on (``maximal_queue_lifetime``);
+- cleanup's ``QID: discard: ...`` or ``QID: milter-discard: ...``: the
+  message was dropped after Postfix answered 250;
+- qmgr's or postsuper's ``QID: removed``: the queue file is gone;
+- cleanup's ``QID: hold: ...`` or ``QID: milter-hold: ...``: it waits in the
+  hold queue.
+
+Only the kind of a discard or hold is kept, never the rest of its line: it
+quotes the header that matched (a Subject, say) and the envelope.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .scrub import scrub_reply
+from .syslogline import LogLine
+
+# Only a delivery agent's line is about a recipient (see .syslogline).
+_AGENT = re.compile(r"\S*/(?:smtp|lmtp|local|virtual|pipe|error|retry|discard)")
+# An address as Postfix logs it: a quoted local part may hold ">" and ", ".
+_ADDRESS = r'(?:"(?:[^"\\]|\\.)*"|[^<>"])*'
+_DELIVERY = re.compile(
+    rf"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<to>{_ADDRESS})>,"
+    # The address we gave, when Postfix rewrote it (virtual or canonical maps).
+    rf"(?: orig_to=<(?P<orig_to>{_ADDRESS})>,)?"
+    # Postfix's own fields, up to its status: never the reply's text, even when a
+    # line cut short lacks the reply's closing parenthesis.
+    r"(?P<fields>(?:(?! status=).)*) status=(?P<status>sent|deferred|bounced)"
+    r"(?: \((?P<reply>.*?)\)?)?\s*$"
+)
+_DSN = re.compile(r"\bdsn=(\d\.\d{1,3}\.\d{1,3})")
+STATUSES = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
+
+_QUEUE_KEEPER = re.compile(r"\S*/(?:qmgr|postsuper)")
+_CLEANUP = re.compile(r"\S*/cleanup")
+_EXPIRED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): from=<.*>, status=expired, "
+                      r"returned to sender\s*")
+_REMOVED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): removed\s*")
+_STOPPED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?P<milter>milter-)?(?P<action>hold|discard): ")
+EXPIRED_DETAIL = "expired in Postfix's queue, returned to the sender"
+REMOVED_DETAIL = "Postfix removed the message from its queue without delivering it here"
+_STOPPED_DETAIL = {
+    ("hold", True): "held in Postfix's hold queue by a milter",
+    ("hold", False): "held in Postfix's hold queue by its content checks",
+    ("discard", True): "discarded by a milter",
+    ("discard", False): "discarded by Postfix's content checks",
+}
+_STOPPED_STATUS = {"hold": "held", "discard": "discarded"}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvent:
+    queue_id: str
+    # As the relay gave it; None for a line about the whole message.
+    recipient: str | None
+    # delivered | deferred | bounced; for the whole message expired | discarded |
+    # removed | held.
+    status: str
+    dsn: str
+    reply: str  # the remote reply, or what a line about the whole message means
+    rewritten: bool = False  # Postfix delivered to another address (an alias's member)
+
+    @property
+    def hard_bounce(self) -> bool:
+        """The address itself is gone: not when one member of an alias is."""
+        return self.status == "bounced" and self.dsn.startswith("5.") and not self.rewritten
+
+
+def parse_line(line: LogLine) -> DeliveryEvent | None:
+    """What ``line`` says about a message's recipients, if anything."""
+    if _AGENT.fullmatch(line.program):
+        return _delivery(line)
+    return _about_message(line)
+
+
+def _delivery(line: LogLine) -> DeliveryEvent | None:
+    match = _DELIVERY.match(line.text, line.start)
+    if match is None:
+        return None
+    dsn = _DSN.search(match["fields"])
+    return DeliveryEvent(
+        match["queue_id"], match["orig_to"] or match["to"], STATUSES[match["status"]],
+        dsn.group(1) if dsn else "", scrub_reply(match["reply"] or ""),
+        rewritten=match["orig_to"] is not None,
+    )
+
+
+def _about_message(line: LogLine) -> DeliveryEvent | None:
+    text, program, start = line.text, line.program, line.start
+    if _CLEANUP.fullmatch(program):
+        if (stopped := _STOPPED.match(text, start)) is None:
+            return None
+        action = stopped["action"]
+        return DeliveryEvent(stopped["queue_id"], None, _STOPPED_STATUS[action], "",
+                             _STOPPED_DETAIL[action, stopped["milter"] is not None])
+    if not _QUEUE_KEEPER.fullmatch(program):
+        return None
+    if removed := _REMOVED.fullmatch(text, start):
+        return DeliveryEvent(removed["queue_id"], None, "removed", "", REMOVED_DETAIL)
+    if program.endswith("/qmgr") and (expired := _EXPIRED.fullmatch(text, start)):
+        return DeliveryEvent(expired["queue_id"], None, "expired", "", EXPIRED_DETAIL)
+    return None
