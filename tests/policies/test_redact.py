@@ -30,6 +30,11 @@ CASES = [
     ("token=abc", "token=[REDACTED]"),
     ("client_secret=xyz; next", "client_secret=[REDACTED]; next"),
     ("Token abcdefghijk", "Token [REDACTED]"),
+    ("PWD=x9", "PWD=[REDACTED]"),
+    ("api_key: k1 apikey=k2", "api_key: [REDACTED] apikey=[REDACTED]"),
+    ("REFRESH_TOKEN=r1", "REFRESH_TOKEN=[REDACTED]"),
+    ("ghu_" + "d" * 36 + " ghr_" + "e" * 36, "ghu_[REDACTED] ghr_[REDACTED]"),
+    ("HTTPS://Bob:Pass@Host", "HTTPS://Bob:[REDACTED]@Host"),
 ]
 
 NEGATIVES = [

@@ -992,3 +992,59 @@ async def test_a_held_message_shows_it_and_waits(pool: asyncpg.Pool, tmp_path: P
         (None, "held", "held in Postfix's hold queue by a milter")]
     assert await recipients(pool, message_id) == {"a@example.org": ("relayed", None)}
     assert await message_status(pool, message_id) == "relayed"
+
+
+def arriving(queue_id: str, message_id: str) -> str:
+    return (f"Nov 23 15:12:49 mx postfix/smtpd[5]: {queue_id}: client=x.example[192.0.2.1]\n"
+            f"Nov 23 15:12:49 mx postfix/cleanup[6]: {queue_id}: message-id={message_id}\n")
+
+
+async def test_lines_of_mail_seen_arriving_as_another_s_never_wait(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nor are they asked about: on a busy server nearly every line is other mail's.
+    Postfix reuses the queue id for a message of ours afterwards: that one's lines are
+    applied."""
+    asked: list[set[str]] = []
+    ask = maillog.our_queue_ids
+
+    async def recording(conn: asyncpg.Connection, host: str, queue_ids: set[str]
+                        ) -> tuple[set[str], set[str]]:
+        asked.append(set(queue_ids))
+        return await ask(conn, host, queue_ids)
+
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    monkeypatch.setattr(maillog, "our_queue_ids", recording)
+    theirs, unknown = new_queue_id("THEIRS"), new_queue_id("UNKNOWN")
+    append(log_file, arriving(theirs, "<1.2@mua.example>"), sent(theirs, "x@example.net"),
+           removed(theirs), sent(unknown, "y@example.net"))
+    await follower.poll()
+    assert asked == [{unknown}]  # a line not seen arriving waits as before
+    message_id = await relayed_message(pool, theirs, "ours@example.org")
+    # Other mail again under that queue id, never removed (its lines were lost), then
+    # ours: its first line starts the queue id afresh.
+    append(log_file, arriving(theirs, "<1.3@mua.example>"),
+           f"Nov 23 15:12:50 mx postfix/smtpd[5]: {theirs}: client=x.example[192.0.2.1]\n",
+           sent(theirs, "ours@example.org"))
+    await follower.poll()
+    assert await message_status(pool, message_id) == "delivered"
+
+
+async def test_a_reader_back_after_another_read_on_forgets_the_other_mail_it_knew(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Meanwhile the other instance read a queue id of other mail start afresh as ours."""
+    monkeypatch.setattr(maillog, "LEASE_SECONDS", 0.5)
+    log_file, first = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("REUSE")
+    append(log_file, arriving(queue_id, "<9.9@mua.example>"))
+    await first.poll()
+    await asyncio.sleep(0.6)  # first stalls
+    second = MaillogFollower(pool, log_file)
+    append(log_file, f"Nov 23 15:12:50 mx postfix/smtpd[5]: {queue_id}: client=x[192.0.2.1]\n")
+    await second.poll()
+    await second.release()
+    message_id = await relayed_message(pool, queue_id, "ours@example.org")
+    append(log_file, sent(queue_id, "ours@example.org"))
+    await first.poll()
+    assert await message_status(pool, message_id) == "delivered"

@@ -69,7 +69,8 @@ def receipt(line: str) -> ReceiptLine | None:
         pytest.param(cleanup("4AB", f"<{OURS.hex}@example.com>"),
                      ReceiptLine("4AB", OURS, committed=False), id="our-message-id"),
         pytest.param(cleanup("4AB", "<20261123.x@mua.example>"),
-                     ReceiptLine("4AB", None, committed=False), id="other-message-id"),
+                     ReceiptLine("4AB", None, committed=False, foreign=True),
+                     id="other-message-id"),
         pytest.param(active("4AB"), ReceiptLine("4AB", None, committed=True), id="queue-active"),
         # Lines that start a queue id afresh: a message's first line, a reject.
         pytest.param(PREFIX + "postfix/postwarden-send/smtpd[7]: 4AB: client=localhost"

@@ -60,6 +60,7 @@ from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .deliverylines import DeliveryEvent, parse_line
 from .logtail import LogTail
+from .othermail import OtherMail
 from .receipts import ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
 from .scrub import for_log
 from .syslogline import split_line
@@ -212,6 +213,7 @@ class MaillogFollower:
         self._pending: list[Waiting] = []
         self._pending_saved: list[Waiting] = []  # those of them in the row, as last saved
         self._receipts: list[ReceiptLine] = []
+        self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
         self._receipts_dropped = False
         self._read_to_end_at = -math.inf  # when the last poll that read to the end began
         self._progress = asyncio.Condition()
@@ -269,6 +271,7 @@ class MaillogFollower:
         self._tail.close()
         self._partial, self._pending, self._pending_saved, self._receipts = b"", [], [], []
         self._receipts_dropped = False
+        self._other_mail.clear()
 
     async def _take_over(self, row: asyncpg.Record | None) -> None:
         """Go on where the last reader (this instance before a restart, or another) stopped."""
@@ -366,13 +369,17 @@ class MaillogFollower:
         lines = ((b"" if new_file else self._partial) + appended).split(b"\n")
         self._partial = lines.pop()
         now = time.time()
-        postfix = [split for line in lines
-                   if (split := split_line(line.decode("utf-8", "replace"))) is not None]
-        return _Read(
-            [(now, e) for line in postfix if (e := parse_line(line)) is not None],
-            [r for line in postfix if (r := parse_receipt(line))],
-            unread,
-        )
+        deliveries: list[Waiting] = []
+        receipts: list[ReceiptLine] = []
+        for raw in lines:
+            if (line := split_line(raw.decode("utf-8", "replace"))) is None:
+                continue
+            if (receipt := parse_receipt(line)) is not None:
+                receipts.append(receipt)
+                self._other_mail.note(receipt)
+            elif (event := parse_line(line)) is not None and not self._other_mail.claims(event):
+                deliveries.append((now, event))
+        return _Read(deliveries, receipts, unread)
 
     async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int) -> tuple[
             int, list[DeliveryEvent], tuple[list[Waiting], list[Waiting]], uuid.UUID]:

@@ -54,6 +54,8 @@ class ReceiptLine:
     queue_id: str
     message: uuid.UUID | None
     committed: bool
+    # A Message-ID line of other mail: no id of ours could be in that shape.
+    foreign: bool = False
 
 
 def parse_receipt(line: LogLine) -> ReceiptLine | None:
@@ -61,8 +63,9 @@ def parse_receipt(line: LogLine) -> ReceiptLine | None:
     if _CLEANUP.fullmatch(program):
         if (found := _MESSAGE_ID.fullmatch(text, start)) is not None:
             ours = _OURS.fullmatch(found["value"])
-            return ReceiptLine(found["queue_id"], uuid.UUID(ours["hex"]) if ours else None,
-                               committed=False)
+            if ours is None:
+                return ReceiptLine(found["queue_id"], None, committed=False, foreign=True)
+            return ReceiptLine(found["queue_id"], uuid.UUID(ours["hex"]), committed=False)
         if (rejected := _REJECTED.match(text, start)) is not None:
             return ReceiptLine(rejected["queue_id"], None, committed=False)
     elif _QMGR.fullmatch(program):
