@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
 
+from postwarden_admin_api.commits import FLUSH
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.send import idempotency
 from postwarden_admin_api.send.build import build_message, new_message_id
@@ -21,6 +23,9 @@ from postwarden_admin_api.send.limits import (
 )
 from postwarden_admin_api.send.outbox import Submission, enqueue
 from postwarden_admin_api.send.request_model import Caps, parse_request
+from postwarden_store import connect
+from tests.conftest import PgServer
+from tests.fixtures.postgres import durable_commits_hang
 
 CAPS = Caps(50, 1_000_000, 100_000)
 HASH_KEY = b"k" * 32
@@ -213,3 +218,58 @@ async def test_housekeeping_drops_ended_windows_and_old_records(pool: asyncpg.Po
     assert await count(pool, "SELECT count(*) FROM outbound_rate_counters WHERE subject = $1 "
                              "OR window_start < $2", key, NOW - dt.timedelta(days=2)) == 0
     assert await count(pool, "SELECT count(*) FROM send_idempotency WHERE key_id = $1", key) == 0
+
+
+async def waiting_on(admin_dsn: str, conn: asyncpg.Connection, statement: str) -> None:
+    """Until ``conn``'s backend waits for durability in ``statement``; fails at once
+    when it waits on a lock instead."""
+    admin = await asyncpg.connect(admin_dsn)
+    row = None
+    try:
+        async with asyncio.timeout(10):
+            while row is None or (row["wait_event"], row["query"]) != ("SyncRep", statement):
+                await asyncio.sleep(0.02)
+                row = await admin.fetchrow(
+                    "SELECT wait_event_type, wait_event, query FROM pg_stat_activity "
+                    "WHERE pid = $1", conn.get_server_pid())
+                assert row["wait_event_type"] != "Lock", f"waits on a lock in {row['query']}"
+    except TimeoutError:
+        raise AssertionError(f"not waiting in {statement!r} but: {dict(row or {})}") from None
+    finally:
+        await admin.close()
+
+
+async def test_one_key_s_sends_do_not_queue_behind_each_other_s_disk_flush(
+    database_url: str, pg_server: PgServer
+) -> None:
+    """The key's usage counters stay locked until the enqueue commits. That commit does
+    not wait for the disk; the FLUSH after it does, with nothing locked, and only then
+    is the message accepted. Here durable commits never end, so where each send waits
+    shows: both in FLUSH. Before, the first waited in its enqueue, counters locked,
+    and the second waited on its lock."""
+    key = f"hot-{uuid.uuid4().hex[:8]}"
+    conns = [await connect(database_url) for _ in range(2)]
+    for conn in conns:
+        await conn.execute("SET synchronous_commit = on")  # the tests' server has it off
+    sends: list[asyncio.Task[Any]] = []
+    try:
+        async with durable_commits_hang(pg_server.admin_dsn):
+            for n, conn in enumerate(conns):
+                sends.append(asyncio.create_task(
+                    enqueue(conn, submission(key, f"r{n}@example.org"), ROOMY, NOW)))
+                await waiting_on(pg_server.admin_dsn, conn, FLUSH)
+            assert not any(send.done() for send in sends)
+            admin = await asyncpg.connect(pg_server.admin_dsn)
+            try:  # ends the waits; the commits stand
+                await admin.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                                    "WHERE pid = ANY($1::int[])",
+                                    [conn.get_server_pid() for conn in conns])
+            finally:
+                await admin.close()
+            accepted = await asyncio.gather(*sends)
+    finally:
+        for send in sends:
+            send.cancel()
+        for conn in conns:
+            conn.terminate()
+    assert len({a.id for a in accepted}) == 2

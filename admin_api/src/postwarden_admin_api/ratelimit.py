@@ -27,18 +27,22 @@ from dataclasses import dataclass
 import asyncpg
 from aiohttp import web
 
+from .commits import NO_WAIT
 from .periodic import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
-HIT = """
-INSERT INTO rate_limit_counters (bucket, window_start, count) VALUES ($1, to_timestamp($2), 1)
+# Both commit without waiting for the disk (.commits): a hit lost in a crash is harmless.
+HIT = f"""
+WITH {NO_WAIT}
+INSERT INTO rate_limit_counters (bucket, window_start, count)
+SELECT $1, to_timestamp($2), 1 FROM no_wait
 ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limit_counters.count + 1
 WHERE rate_limit_counters.count < $3
 RETURNING count
-"""
-ADMIT = """
-WITH live AS (
+"""  # noqa: S608 - a constant CTE
+ADMIT = f"""
+WITH {NO_WAIT}, live AS (
     SELECT key_id FROM api_keys
     WHERE key_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
 ), touched AS (
@@ -57,7 +61,8 @@ WITH live AS (
 )
 SELECT $1::text IS NULL OR EXISTS (SELECT FROM live) AS live,
        EXISTS (SELECT FROM blocked) AS blocked, (SELECT count FROM hit) AS count
-"""
+FROM no_wait
+"""  # noqa: S608 - a constant CTE
 PURGE = "DELETE FROM rate_limit_counters WHERE window_start < now() - $1::interval"
 
 

@@ -3,7 +3,8 @@
 ``send_enqueue`` (migration 0007) checks the suppression list, counts the
 usage limits (:mod:`.limits`), and stores the message, its recipients, its
 first timeline event, the outbox row and the idempotency answer, all in one
-round trip. A reached limit rolls the whole statement back, so a refused
+statement; a second, :data:`~postwarden_admin_api.commits.FLUSH`, waits for
+it to reach the disk. A reached limit rolls the whole statement back, so a refused
 request leaves no trace but its log line.
 """
 
@@ -16,14 +17,20 @@ from typing import Any
 
 import asyncpg
 
+from postwarden_admin_api.commits import FLUSH, NO_WAIT
+
 from . import limits
 from .refusals import Refusal
 from .request_model import SendRequest
 
-ENQUEUE = """
+# Committed without waiting for the disk, then made durable by FLUSH (.commits):
+# the key's usage counters are not locked while the WAL is flushed.
+ENQUEUE = f"""
+WITH {NO_WAIT}
 SELECT send_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
                     $17, $18, $19, $20, $21)
-"""
+FROM no_wait
+"""  # noqa: S608 - a constant CTE
 
 
 class Suppressed(Exception):
@@ -59,7 +66,11 @@ class Submission:
 async def enqueue(
     conn: asyncpg.Connection, submission: Submission, quota: limits.Limits, now: dt.datetime
 ) -> Accepted:
-    """Store the message for the relay worker, or raise Suppressed or limits.LimitReached."""
+    """Store the message for the relay worker, or raise Suppressed or limits.LimitReached.
+
+    Outside a transaction, as the service calls it: it returns once the message is on
+    disk. Inside one (tests batch a few), the commit is the caller's and does not wait.
+    """
     windows = limits.Windows.at(now)
     accepted = Accepted(submission.id, submission.message_id)
     request = submission.request
@@ -84,4 +95,5 @@ async def enqueue(
         raise reached from None
     if suppressed is not None:
         raise Suppressed(set(suppressed))
+    await conn.execute(FLUSH)  # accepted only once it survives a crash
     return accepted
