@@ -24,7 +24,11 @@ Postgres and in Postfix (bench/cpu.py), and how busy the cores were while
 each phase's load was sent: where they were all busy, a rate goes as the
 inverse of its total.
 
+Postfix fsyncs every queue file; the throwaway Postgres does not wait for the
+disk unless --durable says so.
+
     .venv/bin/python bench/send_api.py [--messages 2000] [--rounds 3] [--timeout 120]
+        [--durable]
 """
 
 from __future__ import annotations
@@ -61,7 +65,11 @@ from tests.fixtures.postfix import (  # noqa: E402
     smtp_sink,
     wait_for,
 )
-from tests.fixtures.postgres import create_database, running_cluster  # noqa: E402
+from tests.fixtures.postgres import (  # noqa: E402
+    DURABLE_SETTINGS,
+    create_database,
+    running_cluster,
+)
 
 from postwarden_admin_api.context import Role  # noqa: E402
 from postwarden_admin_api.keys import create_key  # noqa: E402
@@ -252,6 +260,9 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per phase")
+    parser.add_argument("--durable", action="store_true",
+                        help="PostgreSQL waits for the disk at commit, as Postfix does for "
+                             "its queue files (default: the tests' settings, which do not)")
     args = parser.parse_args()
     count = args.messages
     rounds: list[Round] = []
@@ -260,7 +271,7 @@ def main() -> int:
     with ExitStack() as stack:
         sink_port, api_port = free_port(), free_port()
         stack.enter_context(smtp_sink(sink_port))
-        cluster = stack.enter_context(running_cluster())
+        cluster = stack.enter_context(running_cluster(DURABLE_SETTINGS if args.durable else None))
         dsn = cluster.dsn(asyncio.run(create_database(cluster.admin_dsn, "pwbench")))
         key = asyncio.run(prepare_database(dsn))
         postfix = PostfixInstance(sink_port)

@@ -28,15 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.postgres import create_database, running_cluster
+from tests.fixtures.postgres import DURABLE_SETTINGS, create_database, running_cluster
 from tests.send_api.test_outbox_limits import submission
 
 from postwarden_admin_api.send.limits import Limits
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_store import connect, create_pool, migrate_database
 
-DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
-           "commit_siblings": "0"}
+# commit_siblings 0: commit_delay applies to every commit, not only amid others.
+DURABLE = {**DURABLE_SETTINGS, "commit_siblings": "0"}
 UNLIMITED = Limits(per_key_per_minute=10**9, per_recipient_per_day=10**9, per_key_per_day=10**9)
 
 
