@@ -11,17 +11,19 @@ in place too (:mod:`.logtail`), also when the rotation happened while no
 instance read the log (the old file is found by its inode beside the log,
 unless it was compressed). A line can arrive before the relay worker stored the
 queue id it names, so unmatched lines are retried for ``PENDING_SECONDS``. Most
-lines in a busy log are about other mail: each poll first asks, in one query,
-which of its queue ids are ours, then applies those lines, in log order, in one
-statement (``maillog_apply``, migrations 0009, 0013 and 0015); the rest wait.
-Waiting lines whose queue id a receipt of ours names (the relay has yet to
-store Postfix's answer) are saved with the read position, so the next reader
-goes on with them (migration 0014). A poll whose database work fails keeps all
-its lines for the next one. Lines about queue files (:mod:`.receipts`) are
-handed over in the same poll, all of them; :meth:`MaillogFollower.read_past`
-waits for a poll that started after a given moment to read to the end of the
-log, with no newer file waiting at the path (on a standby instance: for such a
-poll of the reader's, told by the ``maillog_reads`` number it drew).
+lines in a busy log are about other mail: those of mail seen arriving as
+another's are dropped as they are parsed (:mod:`.othermail`); of the rest, each
+poll first asks, in one query, which queue ids are ours, then applies those
+lines, in log order, in one statement (``maillog_apply``, migrations 0009, 0013
+and 0015); the rest wait. Waiting lines whose queue id a receipt of ours names
+(the relay has yet to store Postfix's answer) are saved with the read position,
+so the next reader goes on with them (migration 0014). A poll whose database
+work fails keeps all its lines for the next one. Lines about queue files
+(:mod:`.receipts`) are handed over in the same poll, all of them;
+:meth:`MaillogFollower.read_past` waits for a poll that started after a given
+moment to read to the end of the log, with no newer file waiting at the path
+(on a standby instance: for such a poll of the reader's, told by the
+``maillog_reads`` number it drew).
 
 The read position is kept in ``maillog_positions`` per host, so a restart
 goes on where it stopped. Instances on one host share that row: only the
