@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import re2
 
-from postwarden_policies.redact import _RULES, redact
+from postwarden_policies.redact import _ANY_RULE, _RULES, redact
 
 CASES = [
     ("Authorization: Bearer abcdef123456.xyz", "Authorization: Bearer [REDACTED]"),
@@ -79,3 +79,21 @@ def test_every_rule_is_an_re2_pattern() -> None:
 def test_a_long_run_of_scheme_characters_is_left_alone() -> None:
     text = "a-" * 50_000 + "b://u:p@h"
     assert redact(text) == "a-" * 50_000 + "b://u:[REDACTED]@h"
+
+
+def _variants(text: str) -> set[str]:
+    """``text`` in other cases, and with the letters RE2's case-insensitive rules fold
+    from other code points: the long s and the Kelvin sign."""
+    return {text, text.upper(), text.lower(), text.swapcase(), text.replace("s", "\u017f"),
+            text.replace("S", "\u017f"), text.replace("k", "\u212a"),
+            text.replace("K", "\u212a")}
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_the_keyword_check_lets_through_whatever_a_rule_matches(
+    text: str, expected: str
+) -> None:
+    """Text without a keyword skips RE2; none may hold a secret a rule would find."""
+    for variant in _variants(text):
+        if _ANY_RULE.search(variant):
+            assert redact(variant) != variant, variant
