@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fixtures.postgres import DURABLE_SETTINGS, create_database, running_cluster
-from tests.send_api.test_outbox_limits import submission
+from tests.fixtures.submissions import submission
 
 from postwarden_admin_api.send.limits import Limits
 from postwarden_admin_api.send.outbox import enqueue

@@ -21,6 +21,7 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send import maillog
 from postwarden_admin_api.send.deliverylines import (
+    DELETED_DETAIL,
     EXPIRED_DETAIL,
     REMOVED_DETAIL,
     DeliveryEvent,
@@ -28,9 +29,10 @@ from postwarden_admin_api.send.deliverylines import (
 )
 from postwarden_admin_api.send.maillog import MaillogFollower, our_queue_ids
 from postwarden_admin_api.send.outbox import enqueue
+from postwarden_admin_api.send.relay import Claimed, RelayConfig, record
+from postwarden_admin_api.send.submit import Outcome, SubmitResult
 from postwarden_admin_api.send.syslogline import LogLine, split_line
-
-from .test_outbox_limits import ROOMY, submission
+from tests.fixtures.submissions import ROOMY, submission
 
 
 def delivery(line: str) -> DeliveryEvent | None:
@@ -162,14 +164,18 @@ def by_milter(action: str) -> str:
                      "returned to sender", "expired", EXPIRED_DETAIL, id="expired"),
         pytest.param(WHOLE.format(program="qmgr") + "removed", "removed", REMOVED_DETAIL,
                      id="removed"),
-        pytest.param(WHOLE.format(program="postsuper") + "removed", "removed", REMOVED_DETAIL,
+        pytest.param(WHOLE.format(program="postsuper") + "removed", "deleted", DELETED_DETAIL,
                      id="deleted"),
-        pytest.param(by_checks("discard"), "discarded", "discarded by Postfix's content checks",
+        pytest.param(WHOLE.format(program="smtpd") + "discard: RCPT from x[192.0.2.1]: "
+                     "<a@example.org>: Recipient address triggers DISCARD action; "
+                     "from=<app@example.com> to=<a@example.org> proto=ESMTP helo=<x>",
+                     "discarded", "discarded by Postfix's checks", id="access-discard"),
+        pytest.param(by_checks("discard"), "discarded", "discarded by Postfix's checks",
                      id="discard"),
         pytest.param(by_milter("discard"), "discarded", "discarded by a milter",
                      id="milter-discard"),
-        pytest.param(by_checks("hold"), "held", "held in Postfix's hold queue by its content "
-                     "checks", id="hold"),
+        pytest.param(by_checks("hold"), "held", "held in Postfix's hold queue by its checks",
+                     id="hold"),
         pytest.param(by_milter("hold"), "held", "held in Postfix's hold queue by a milter",
                      id="milter-hold"),
     ],
@@ -184,20 +190,30 @@ def test_lines_about_the_whole_message_are_parsed(line: str, status: str, detail
     assert not event.hard_bounce
 
 
-async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str) -> uuid.UUID:
+async def accepted_message(pool: asyncpg.Pool, *recipients: str) -> uuid.UUID:
     async with pool.acquire() as conn:
         accepted = await enqueue(
             conn, submission(uuid.uuid4().hex, *recipients), ROOMY, dt.datetime.now(dt.UTC)
         )
-        await conn.execute(
-            "UPDATE outbound_messages SET status = 'relayed', queue_id = $2 WHERE id = $1",
-            accepted.id, queue_id,
-        )
-        await conn.execute(
-            "UPDATE outbound_recipients SET status = 'relayed' WHERE message_id = $1",
-            accepted.id,
-        )
     return accepted.id
+
+
+async def relay_as(pool: asyncpg.Pool, message_id: uuid.UUID, queue_id: str, *,
+                   found_in_log: bool = False) -> None:
+    """Store Postfix's answer as the relay does (``found_in_log``: read from its log
+    after an interrupted attempt)."""
+    row = Claimed(message_id, "app@example.com", [], b"", attempts=1)
+    async with pool.acquire() as conn:
+        await record(conn, RelayConfig("127.0.0.1", 25, 3, 1.0), row,
+                     SubmitResult(Outcome.QUEUED, f"250 queued as {queue_id}", queue_id),
+                     found_in_log=found_in_log)
+
+
+async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str,
+                          found_in_log: bool = False) -> uuid.UUID:
+    message_id = await accepted_message(pool, *recipients)
+    await relay_as(pool, message_id, queue_id, found_in_log=found_in_log)
+    return message_id
 
 
 async def follower_at_end(
@@ -909,24 +925,59 @@ async def test_an_expired_message_bounces_its_deferred_recipients(
     assert counted == {"delivered": 1, "deferred": 1, "expired": 1, "removed": None}
 
 
-@pytest.mark.parametrize("program", ["qmgr", "postsuper"])
-async def test_recipients_without_a_line_fail_when_their_message_is_removed(
-    pool: asyncpg.Pool, tmp_path: Path, program: str
+async def test_the_recipients_of_a_deleted_message_fail(
+    pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    """A recipient refused at RCPT in an attempt whose replies were lost (the relay
-    found the message queued in the log) never gets a line; nor does one of a message
-    an administrator deleted (postsuper -d)."""
+    """An administrator deleted it (postsuper -d) while one recipient was deferred and
+    another not tried yet."""
     log_file, follower = await follower_at_end(pool, tmp_path)
-    queue_id = new_queue_id("RM")
-    message_id = await relayed_message(pool, queue_id, "ok@example.org", "refused@example.org")
-    append(log_file, sent(queue_id, "ok@example.org"), removed(queue_id, program))
+    queue_id = new_queue_id("DEL")
+    message_id = await relayed_message(pool, queue_id, "ok@example.org", "later@example.org",
+                                       "untried@example.org")
+    append(log_file, sent(queue_id, "ok@example.org"),
+           line(queue_id, "later@example.org", "deferred", "4.2.0", "450 busy"),
+           removed(queue_id, "postsuper"))
+    await follower.poll()
+    assert await recipients(pool, message_id) == {
+        "ok@example.org": ("delivered", "250 ok"),
+        "later@example.org": ("failed", f"{DELETED_DETAIL} (last: 450 busy)"),
+        "untried@example.org": ("failed", DELETED_DETAIL),
+    }
+    assert await message_status(pool, message_id) == "partially_delivered"
+    assert await timeline(pool, message_id) == ["delivered", "deferred", "failed", "failed"]
+
+
+async def test_a_recipient_refused_in_an_attempt_settled_from_the_log_fails_at_the_end(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The relay read Postfix's answer from the log, so not which recipient it refused
+    at RCPT: once qmgr is done with the message, one left without a line was that."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("FOUND")
+    message_id = await relayed_message(pool, queue_id, "ok@example.org", "refused@example.org",
+                                       found_in_log=True)
+    append(log_file, sent(queue_id, "ok@example.org"), removed(queue_id))
     await follower.poll()
     assert await recipients(pool, message_id) == {
         "ok@example.org": ("delivered", "250 ok"),
         "refused@example.org": ("failed", REMOVED_DETAIL),
     }
     assert await message_status(pool, message_id) == "partially_delivered"
-    assert await timeline(pool, message_id) == ["delivered", "failed"]
+
+
+async def test_a_recipient_whose_line_was_lost_is_not_failed_at_the_end(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The relay stored Postfix's refusals: a recipient without a line when qmgr is done
+    had it lost (or logged under another address), not refused."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("LOST")
+    message_id = await relayed_message(pool, queue_id, "ok@example.org", "lost@example.org")
+    append(log_file, sent(queue_id, "ok@example.org"), removed(queue_id))
+    await follower.poll()
+    assert await recipients(pool, message_id) == {
+        "ok@example.org": ("delivered", "250 ok"), "lost@example.org": ("relayed", None)}
+    assert await message_status(pool, message_id) == "relayed"
 
 
 async def test_a_message_done_with_is_removed_without_a_trace(
@@ -934,26 +985,31 @@ async def test_a_message_done_with_is_removed_without_a_trace(
 ) -> None:
     log_file, follower = await follower_at_end(pool, tmp_path)
     queue_id = new_queue_id("DONE")
-    message_id = await relayed_message(pool, queue_id, "ok@example.org")
+    message_id = await relayed_message(pool, queue_id, "ok@example.org",
+                                       found_in_log=True)
     append(log_file, sent(queue_id, "ok@example.org"), removed(queue_id))
     await follower.poll()
     assert await message_status(pool, message_id) == "delivered"
-    assert await pool.fetchval("SELECT count(*) FROM outbound_events WHERE message_id = $1 "
-                               "AND event <> 'accepted'", message_id) == 1
+    events = await pool.fetch("SELECT event FROM outbound_events WHERE message_id = $1",
+                              message_id)
+    assert sorted(e["event"] for e in events) == [
+        "accepted", "delivered", "found_in_log", "relayed"]
 
 
-async def test_a_removed_line_is_about_the_latest_message_under_its_queue_id(
+async def test_a_line_about_the_whole_message_is_about_the_one_relayed_last_under_its_id(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     """Postfix reuses short queue ids: an old message left without a result (its lines
-    were lost) is not settled by a newer one's."""
+    were lost) is not settled by a newer one's. Newer by relaying, not by acceptance:
+    the one accepted first may have waited out retries."""
     log_file, follower = await follower_at_end(pool, tmp_path)
     queue_id = new_queue_id("REUSED")
-    old = await relayed_message(pool, queue_id, "old@example.org")
-    new = await relayed_message(pool, queue_id, "new@example.org")
-    append(log_file, removed(queue_id))
+    late = await accepted_message(pool, "late@example.org")
+    early = await relayed_message(pool, queue_id, "early@example.org")
+    await relay_as(pool, late, queue_id)
+    append(log_file, removed(queue_id, "postsuper"))
     await follower.poll()
-    assert (await message_status(pool, old), await message_status(pool, new)) == (
+    assert (await message_status(pool, early), await message_status(pool, late)) == (
         "relayed", "failed")
 
 
@@ -962,7 +1018,7 @@ async def test_a_removed_line_is_about_the_latest_message_under_its_queue_id(
      "action; from=<app@example.com> to=<a@example.org> proto=ESMTP helo=<x>",
      "discarded by a milter"),
     ("discard: header Subject: hi from localhost[127.0.0.1]; from=<app@example.com> "
-     "to=<a@example.org> proto=ESMTP helo=<x>: spam", "discarded by Postfix's content checks"),
+     "to=<a@example.org> proto=ESMTP helo=<x>: spam", "discarded by Postfix's checks"),
 ])
 async def test_a_discarded_message_fails(
     pool: asyncpg.Pool, tmp_path: Path, kind: str, detail: str

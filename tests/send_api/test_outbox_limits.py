@@ -13,39 +13,17 @@ import pytest
 from postwarden_admin_api.commits import FLUSH
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.send import idempotency
-from postwarden_admin_api.send.build import build_message, new_message_id
 from postwarden_admin_api.send.limits import (
     LimitReached,
     Limits,
     purge_windows,
-    recipient_hash,
     stored_hash_key,
 )
-from postwarden_admin_api.send.outbox import Submission, enqueue
-from postwarden_admin_api.send.request_model import Caps, parse_request
+from postwarden_admin_api.send.outbox import enqueue
 from postwarden_store import connect
 from tests.conftest import PgServer
 from tests.fixtures.postgres import durable_commits_hang
-
-CAPS = Caps(50, 1_000_000, 100_000)
-HASH_KEY = b"k" * 32
-NOW = dt.datetime(2026, 11, 23, 12, 30, 15, tzinfo=dt.UTC)
-ROOMY = Limits(per_key_per_minute=1000, per_recipient_per_day=1000, per_key_per_day=1000)
-
-
-
-def submission(key_id: str, *recipients: str, idem: str | None = None,
-               claim: uuid.UUID | None = None) -> Submission:
-    request = parse_request(
-        {"from": "app@example.com", "to": list(recipients), "subject": "s", "text": "t"},
-        CAPS, lambda m: True,
-    )
-    message = claim or uuid.uuid4()
-    message_id = new_message_id(request.sender, message)
-    return Submission(
-        key_id, request, message_id, build_message(request, message_id, NOW),
-        [recipient_hash(HASH_KEY, m.key) for m in request.recipients], idem, message,
-    )
+from tests.fixtures.submissions import NOW, ROOMY, submission
 
 
 async def count(pool: asyncpg.Pool, sql: str, *args: object) -> int:

@@ -36,9 +36,9 @@ from postwarden_admin_api.send.relay import Claimed, RelayConfig, RelayWorker, r
 from postwarden_admin_api.send.submit import Outcome, SubmitResult
 from postwarden_admin_api.send.syslogline import split_line
 from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data
+from tests.fixtures.submissions import ROOMY, submission
 
 from .test_maillog import append, follower_at_end, message_status, new_queue_id, sent
-from .test_outbox_limits import ROOMY, submission
 from .test_relay import accepted, settled, until_true
 
 OURS = uuid.UUID("0f8e3a52c1d44b7e9a6b2c3d4e5f6a7b")

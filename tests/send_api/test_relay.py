@@ -19,8 +19,7 @@ from postwarden_store import create_pool
 from tests.conftest import PgServer
 from tests.fixtures.ports import free_port
 from tests.fixtures.scripted_smtp import Scripted
-
-from .test_outbox_limits import ROOMY, submission
+from tests.fixtures.submissions import ROOMY, submission
 
 
 async def accepted(pool: asyncpg.Pool, *recipients: str) -> uuid.UUID:

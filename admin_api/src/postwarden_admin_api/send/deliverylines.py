@@ -3,16 +3,19 @@
 A delivery agent's line is about one recipient: ``QID: to=<a@b>, relay=...,
 dsn=5.1.1, status=bounced (host ... said: 550 5.1.1 ...)`` makes it
 ``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote reply.
-Four lines are about the whole message, and matter for the recipients that
+Some lines are about the whole message, and matter for the recipients that
 will never get a line of their own (migration 0015):
 
 - qmgr's ``QID: from=<...>, status=expired, returned to sender``: the
   deferred recipients are given up on (``maximal_queue_lifetime``);
-- cleanup's ``QID: discard: ...`` or ``QID: milter-discard: ...``: the
-  message was dropped after Postfix answered 250;
-- qmgr's or postsuper's ``QID: removed``: the queue file is gone;
-- cleanup's ``QID: hold: ...`` or ``QID: milter-hold: ...``: it waits in the
-  hold queue.
+- cleanup's or smtpd's ``QID: discard: ...`` or ``QID: milter-discard: ...``:
+  the message was dropped after Postfix answered 250;
+- postsuper's ``QID: removed``: an administrator deleted it (``deleted``);
+- qmgr's ``QID: removed``: Postfix is done with every recipient it took
+  (``removed``), so one left without a line was refused at RCPT, which only
+  matters where the relay read Postfix's answer from the log;
+- cleanup's or smtpd's ``QID: hold: ...`` or ``QID: milter-hold: ...``: it
+  waits in the hold queue.
 
 Only the kind of a discard or hold is kept, never the rest of its line: it
 quotes the header that matched (a Subject, say) and the envelope.
@@ -27,7 +30,7 @@ from .scrub import scrub_reply
 from .syslogline import LogLine
 
 # Only a delivery agent's line is about a recipient (see .syslogline).
-_AGENT = re.compile(r"\S*/(?:smtp|lmtp|local|virtual|pipe|error|retry|discard)")
+_AGENTS = frozenset({"smtp", "lmtp", "local", "virtual", "pipe", "error", "retry", "discard"})
 # An address as Postfix logs it: a quoted local part may hold ">" and ", ".
 _ADDRESS = r'(?:"(?:[^"\\]|\\.)*"|[^<>"])*'
 _DELIVERY = re.compile(
@@ -42,19 +45,18 @@ _DELIVERY = re.compile(
 _DSN = re.compile(r"\bdsn=(\d\.\d{1,3}\.\d{1,3})")
 STATUSES = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
 
-_QUEUE_KEEPER = re.compile(r"\S*/(?:qmgr|postsuper)")
-_CLEANUP = re.compile(r"\S*/cleanup")
 _EXPIRED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): from=<.*>, status=expired, "
                       r"returned to sender\s*")
 _REMOVED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): removed\s*")
 _STOPPED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?P<milter>milter-)?(?P<action>hold|discard): ")
 EXPIRED_DETAIL = "expired in Postfix's queue, returned to the sender"
-REMOVED_DETAIL = "Postfix removed the message from its queue without delivering it here"
+DELETED_DETAIL = "deleted from Postfix's queue before it was delivered here"
+REMOVED_DETAIL = "not taken by Postfix: refused in an attempt whose replies were lost"
 _STOPPED_DETAIL = {
     ("hold", True): "held in Postfix's hold queue by a milter",
-    ("hold", False): "held in Postfix's hold queue by its content checks",
+    ("hold", False): "held in Postfix's hold queue by its checks",
     ("discard", True): "discarded by a milter",
-    ("discard", False): "discarded by Postfix's content checks",
+    ("discard", False): "discarded by Postfix's checks",
 }
 _STOPPED_STATUS = {"hold": "held", "discard": "discarded"}
 
@@ -65,7 +67,7 @@ class DeliveryEvent:
     # As the relay gave it; None for a line about the whole message.
     recipient: str | None
     # delivered | deferred | bounced; for the whole message expired | discarded |
-    # removed | held.
+    # deleted | removed | held.
     status: str
     dsn: str
     reply: str  # the remote reply, or what a line about the whole message means
@@ -79,7 +81,7 @@ class DeliveryEvent:
 
 def parse_line(line: LogLine) -> DeliveryEvent | None:
     """What ``line`` says about a message's recipients, if anything."""
-    if _AGENT.fullmatch(line.program):
+    if line.daemon in _AGENTS:
         return _delivery(line)
     return _about_message(line)
 
@@ -97,17 +99,19 @@ def _delivery(line: LogLine) -> DeliveryEvent | None:
 
 
 def _about_message(line: LogLine) -> DeliveryEvent | None:
-    text, program, start = line.text, line.program, line.start
-    if _CLEANUP.fullmatch(program):
+    text, start, daemon = line.text, line.start, line.daemon
+    if daemon in ("cleanup", "smtpd"):
         if (stopped := _STOPPED.match(text, start)) is None:
             return None
         action = stopped["action"]
         return DeliveryEvent(stopped["queue_id"], None, _STOPPED_STATUS[action], "",
                              _STOPPED_DETAIL[action, stopped["milter"] is not None])
-    if not _QUEUE_KEEPER.fullmatch(program):
+    if daemon == "postsuper" and (deleted := _REMOVED.fullmatch(text, start)):
+        return DeliveryEvent(deleted["queue_id"], None, "deleted", "", DELETED_DETAIL)
+    if daemon != "qmgr":
         return None
     if removed := _REMOVED.fullmatch(text, start):
         return DeliveryEvent(removed["queue_id"], None, "removed", "", REMOVED_DETAIL)
-    if program.endswith("/qmgr") and (expired := _EXPIRED.fullmatch(text, start)):
+    if expired := _EXPIRED.fullmatch(text, start):
         return DeliveryEvent(expired["queue_id"], None, "expired", "", EXPIRED_DETAIL)
     return None

@@ -3,7 +3,7 @@
 cleanup logs each message's Message-ID before any line about its delivery. One
 not shaped like ours (:mod:`.receipts`) says the queue id is another's until a
 line starts it afresh (Postfix reuses short queue ids: the next message's
-``client=``, or a Message-ID of ours) or says it is removed. The reader drops
+``client=``, or a Message-ID of ours) or says it is removed or deleted. The reader drops
 such mail's lines as it parses them, instead of keeping them for
 ``PENDING_SECONDS`` and asking Postgres at every poll whether their queue id
 is ours: on a busy server nearly every line is one. A queue id not seen
@@ -42,10 +42,11 @@ class OtherMail:
             self._ids.pop(receipt.queue_id, None)
 
     def claims(self, event: DeliveryEvent) -> bool:
-        """Whether ``event`` is about other mail; its last line ("removed") forgets it."""
+        """Whether ``event`` is about other mail; its last line (removed, or deleted by
+        an administrator) forgets it."""
         if event.queue_id not in self._ids:
             return False
-        if event.status == "removed":
+        if event.status in ("removed", "deleted"):
             del self._ids[event.queue_id]
         return True
 

@@ -27,9 +27,7 @@ import asyncpg
 
 from .syslogline import LogLine
 
-_CLEANUP = re.compile(r"\S*/cleanup")
-_QMGR = re.compile(r"\S*/qmgr")
-_RECEIVER = re.compile(r"\S*/(?:smtpd|qmqpd|pickup)")
+_RECEIVERS = ("smtpd", "qmqpd", "pickup")
 _MESSAGE_ID = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): message-id=(?P<value>.*?)\s*")
 _OURS = re.compile(r"<(?P<hex>[0-9a-f]{32})@[^<>\s]+>")
 _REJECTED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?:milter-)?reject: ")
@@ -59,8 +57,8 @@ class ReceiptLine:
 
 
 def parse_receipt(line: LogLine) -> ReceiptLine | None:
-    text, program, start = line.text, line.program, line.start
-    if _CLEANUP.fullmatch(program):
+    text, start, daemon = line.text, line.start, line.daemon
+    if daemon == "cleanup":
         if (found := _MESSAGE_ID.fullmatch(text, start)) is not None:
             ours = _OURS.fullmatch(found["value"])
             if ours is None:
@@ -68,10 +66,10 @@ def parse_receipt(line: LogLine) -> ReceiptLine | None:
             return ReceiptLine(found["queue_id"], uuid.UUID(ours["hex"]), committed=False)
         if (rejected := _REJECTED.match(text, start)) is not None:
             return ReceiptLine(rejected["queue_id"], None, committed=False)
-    elif _QMGR.fullmatch(program):
+    elif daemon == "qmgr":
         if (active := _ACTIVE.fullmatch(text, start)) is not None:
             return ReceiptLine(active["queue_id"], None, committed=True)
-    elif _RECEIVER.fullmatch(program) and (arriving := _ARRIVING.match(text, start)):
+    elif daemon in _RECEIVERS and (arriving := _ARRIVING.match(text, start)):
         return ReceiptLine(arriving["queue_id"], None, committed=False)
     return None
 

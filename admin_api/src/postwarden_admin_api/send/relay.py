@@ -59,9 +59,14 @@ UPDATE outbox SET next_attempt_at = now(), unsettled = false WHERE message_id = 
 RENEW = """
 UPDATE outbox SET next_attempt_at = now() + $2::interval WHERE message_id = ANY($1::uuid[])
 """
+# $7: Postfix's answer was read from its log after an interrupted attempt, so which
+# recipients it refused at RCPT is unknown: the timeline says so, and the recipients
+# left without a line when qmgr removes the message were those (migration 0015).
 RELAYED = """
 WITH done AS (
     DELETE FROM outbox WHERE message_id = $1
+), found AS (
+    INSERT INTO outbound_events (message_id, event) SELECT $1, 'found_in_log' WHERE $7
 ), message AS (
     UPDATE outbound_messages
     SET status = 'relayed', queue_id = $2, attempts = $3, last_error = NULL, updated_at = now()
@@ -132,15 +137,17 @@ def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
 
 
 async def record(
-    conn: asyncpg.Connection, config: RelayConfig, row: Claimed, result: SubmitResult
+    conn: asyncpg.Connection, config: RelayConfig, row: Claimed, result: SubmitResult,
+    *, found_in_log: bool = False,
 ) -> str:
-    """Store the outcome; its name (relayed, deferred, failed)."""
+    """Store the outcome; its name (relayed, deferred, failed). ``found_in_log``: the
+    answer was read from Postfix's log after an interrupted attempt."""
     reply = scrub_reply(result.reply)
     if result.outcome is Outcome.QUEUED:
         refused_detail = scrub_reply("; ".join(result.refused.values())) or None
         await conn.execute(
             RELAYED, row.id, result.queue_id, row.attempts, list(result.refused),
-            refused_detail, result.queue_id,
+            refused_detail, result.queue_id, found_in_log,
         )
         # DEBUG: the message's timeline keeps it; the attempt was logged at INFO.
         log.debug("relayed message %s as %s (%d refused)", row.id, result.queue_id,
@@ -242,7 +249,7 @@ class RelayWorker:
             found = result is not None
             if result is None:
                 result = await session.submit(row.envelope_from, row.recipients, row.content)
-            outcome = await self._record(row, result)
+            outcome = await self._record(row, result, found_in_log=found)
             if outcome is not None:
                 self._outcomes.labels("found_queued" if found else outcome).inc()
 
@@ -271,14 +278,16 @@ class RelayWorker:
         return SubmitResult(Outcome.QUEUED, f"250 queued as {queue_id} (read from the "
                             "mail log after an interrupted attempt)", queue_id)
 
-    async def _record(self, row: Claimed, result: SubmitResult) -> str | None:
+    async def _record(self, row: Claimed, result: SubmitResult, *,
+                      found_in_log: bool) -> str | None:
         """Store Postfix's answer, trying again while Postgres fails; only a stop gives up
         (None)."""
         delay = RECORD_RETRY_MIN
         while True:
             try:
                 async with self._pool.acquire() as conn:
-                    return await record(conn, self._config, row, result)
+                    return await record(conn, self._config, row, result,
+                                        found_in_log=found_in_log)
             except DB_ERRORS as exc:
                 if self._stopping.is_set():
                     log.error("relay: stopping without storing the outcome of message %s "

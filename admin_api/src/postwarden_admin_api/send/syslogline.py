@@ -22,6 +22,13 @@ class LogLine:
     program: str  # postfix/cleanup, postfix-x/smtp, ...
     start: int  # where the message begins in ``text``
 
+    @property
+    def daemon(self) -> str:
+        """The Postfix daemon, without its instance (cleanup, smtp, ...); "" for a
+        program not named as Postfix's are."""
+        _, slash, name = self.program.rpartition("/")
+        return name if slash else ""
+
 
 def split_line(line: str) -> LogLine | None:
     """Who wrote ``line`` and where its message starts; None for a line not shaped

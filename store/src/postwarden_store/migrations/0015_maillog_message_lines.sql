@@ -4,14 +4,18 @@
 --   expired    qmgr gave up on the deferred recipients (maximal_queue_lifetime)
 --              and returned the message to its sender: they become bounced (no
 --              suppression: the last reply was a temporary one);
---   discarded  cleanup dropped the message (a milter's or header_checks' DISCARD)
---              after Postfix answered 250: every recipient not done fails;
---   removed    the queue file is gone (delivered, expired, or postsuper -d):
---              every recipient still without a result fails (one refused at RCPT
---              in an attempt whose replies were lost, or a message deleted);
+--   discarded  cleanup or smtpd dropped the message (a milter's, header_checks'
+--              or an access table's DISCARD) after Postfix answered 250: every
+--              recipient not done fails;
+--   deleted    an administrator deleted it (postsuper -d): the same;
+--   removed    qmgr is done with every recipient it took. One left "relayed" was
+--              refused at RCPT, but only a message whose answer the relay read
+--              from the log (event found_in_log) can have such a recipient: for
+--              any other, the relay stored Postfix's refusals, and a recipient
+--              left without a line had its line lost or unmatched, so it stays;
 --   held       the message went to the hold queue: only the timeline notes it.
--- The follower passes them with p_recipients[i] NULL. They apply to the latest
--- message under the queue id (Postfix reuses short queue ids); each changed
+-- The follower passes them with p_recipients[i] NULL. They apply to the message
+-- relayed last under the queue id (Postfix reuses short queue ids); each changed
 -- recipient gets its own timeline line, so webhooks report it like any other.
 CREATE FUNCTION maillog_settle(p_message uuid) RETURNS void LANGUAGE sql AS $$
     UPDATE outbound_messages m SET status = s.status, updated_at = now()
@@ -30,6 +34,10 @@ $$;
 CREATE FUNCTION maillog_message_line(p_message uuid, p_status text, p_detail text)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
+    v_open text[] := CASE p_status
+        WHEN 'expired' THEN ARRAY['deferred']
+        WHEN 'removed' THEN ARRAY['relayed']
+        ELSE ARRAY['relayed', 'deferred'] END;
     v_settled integer;
 BEGIN
     IF p_status = 'held' THEN
@@ -37,15 +45,18 @@ BEGIN
         VALUES (p_message, 'held', p_detail);
         RETURN 0;
     END IF;
+    IF p_status = 'removed' AND NOT EXISTS (
+        SELECT FROM outbound_events WHERE message_id = p_message AND event = 'found_in_log'
+    ) THEN
+        RETURN 0;  -- most messages: everything settled already
+    END IF;
     WITH changed AS (
         UPDATE outbound_recipients
         SET status = CASE WHEN p_status = 'expired' THEN 'bounced' ELSE 'failed' END,
             -- The last reply stays readable: why it was deferred until it expired.
             detail = p_detail || coalesce(' (last: ' || detail || ')', ''),
             updated_at = now()
-        WHERE message_id = p_message
-          AND status = ANY(CASE WHEN p_status = 'expired' THEN ARRAY['deferred']
-                                ELSE ARRAY['relayed', 'deferred'] END)
+        WHERE message_id = p_message AND status = ANY(v_open)
         RETURNING address, status, detail
     ), noted AS (
         INSERT INTO outbound_events (message_id, recipient, event, detail)
@@ -67,10 +78,12 @@ DECLARE
 BEGIN
     FOR i IN 1 .. coalesce(cardinality(p_queue_ids), 0) LOOP
         IF p_recipients[i] IS NULL THEN
-            SELECT id INTO v_message FROM outbound_messages WHERE queue_id = p_queue_ids[i]
-            ORDER BY created_at DESC LIMIT 1;
+            SELECT m.id INTO v_message FROM outbound_messages m
+            WHERE m.queue_id = p_queue_ids[i]
+            ORDER BY (SELECT max(e.id) FROM outbound_events e
+                      WHERE e.message_id = m.id AND e.event = 'relayed') DESC NULLS LAST
+            LIMIT 1;
             CONTINUE WHEN NOT FOUND;
-            -- Every message ends with "removed": most settle nothing.
             IF maillog_message_line(v_message, p_statuses[i], p_details[i]) > 0 THEN
                 PERFORM maillog_settle(v_message);
             END IF;
