@@ -19,7 +19,7 @@ from postwarden_admin_api.send.limits import (
     purge_windows,
     stored_hash_key,
 )
-from postwarden_admin_api.send.outbox import enqueue
+from postwarden_admin_api.send.outbox import Accepted, Unconfirmed, confirm, enqueue
 from postwarden_store import connect
 from tests.conftest import PgServer
 from tests.fixtures.postgres import durable_commits_hang
@@ -251,3 +251,34 @@ async def test_one_key_s_sends_do_not_queue_behind_each_other_s_disk_flush(
         for conn in conns:
             conn.terminate()
     assert len({a.id for a in accepted}) == 2
+
+
+async def test_a_connection_lost_while_waiting_for_the_disk_is_confirmed_on_another(
+    database_url: str, pg_server: PgServer
+) -> None:
+    """The message is stored; only its flush is unsure. Answering an error would have a
+    client that retries without an Idempotency-Key send it twice: another connection
+    finds it stored and flushes (a message not found there, lost in a crash, keeps the
+    error)."""
+    first, other = await connect(database_url), await connect(database_url)
+    try:
+        for conn in (first, other):
+            await conn.execute("SET synchronous_commit = on")
+        async with durable_commits_hang(pg_server.admin_dsn):
+            send = asyncio.create_task(enqueue(
+                first, submission(uuid.uuid4().hex, "a@example.org"), ROOMY, NOW))
+            await waiting_on(pg_server.admin_dsn, first, FLUSH)
+            await other.execute("SELECT pg_terminate_backend($1)", first.get_server_pid())
+            with pytest.raises(Unconfirmed) as unsure:
+                await send
+        accepted = await confirm(other, unsure.value)
+        assert accepted == unsure.value.accepted
+        assert await other.fetchval("SELECT count(*) FROM outbox WHERE message_id = $1",
+                                    accepted.id) == 1
+        lost = Unconfirmed(Accepted(uuid.uuid4(), "<lost@example.com>"))
+        lost.__cause__ = ConnectionResetError("cut off")
+        with pytest.raises(ConnectionResetError):
+            await confirm(other, lost)
+    finally:
+        first.terminate()
+        await other.close()

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from postwarden_admin_api.commits import FLUSH, NO_WAIT
+from postwarden_admin_api.periodic import DB_ERRORS
 
 from . import limits
 from .refusals import Refusal
@@ -31,6 +32,21 @@ SELECT send_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
                     $17, $18, $19, $20, $21)
 FROM no_wait
 """  # noqa: S608 - a constant CTE
+
+
+# Visible to another session: its commit is in the WAL, so a flush after it covers it.
+STORED = "SELECT EXISTS (SELECT FROM outbound_messages WHERE id = $1)"
+
+
+class Unconfirmed(Exception):
+    """Stored, but the connection failed while waiting for the disk: whether the
+    message survives (the server may have crashed) is for :func:`confirm` to say.
+    Answering an error instead would have a client that retries without an
+    Idempotency-Key send it twice."""
+
+    def __init__(self, accepted: Accepted) -> None:
+        super().__init__("stored, not confirmed on disk")
+        self.accepted = accepted
 
 
 class Suppressed(Exception):
@@ -95,5 +111,17 @@ async def enqueue(
         raise reached from None
     if suppressed is not None:
         raise Suppressed(set(suppressed))
-    await conn.execute(FLUSH)  # accepted only once it survives a crash
+    try:
+        await conn.execute(FLUSH)  # accepted only once it survives a crash
+    except DB_ERRORS as exc:
+        raise Unconfirmed(accepted) from exc
     return accepted
+
+
+async def confirm(conn: asyncpg.Connection, unsure: Unconfirmed) -> Accepted:
+    """On another connection after :class:`Unconfirmed`: the message, now on disk, if it
+    was stored; else the error that cut the first connection off."""
+    if not await conn.fetchval(STORED, unsure.accepted.id):
+        raise unsure.__cause__ or unsure
+    await conn.execute(FLUSH)
+    return unsure.accepted

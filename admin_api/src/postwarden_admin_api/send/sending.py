@@ -28,7 +28,7 @@ from postwarden_admin_api.secrets import KEYRING, SecretsError
 from . import checks, idempotency, limits
 from .attempts import Attempt
 from .build import AmbiguousAddresses, build_message, new_message_id
-from .outbox import Submission, Suppressed, enqueue
+from .outbox import Submission, Suppressed, Unconfirmed, confirm, enqueue
 from .refusals import FieldProblem, Refusal, refuse
 from .relay import RelayWorker
 from .request_model import parse_request
@@ -113,6 +113,9 @@ async def _accept(
             raise checks.suppressed_refusal(request, suppressed.addresses) from None
         except limits.LimitReached as reached:
             raise reached.refusal.error({"Retry-After": str(reached.retry_after)}) from None
+        except Unconfirmed as unsure:
+            async with app[POOL].acquire() as other:
+                accepted = await confirm(other, unsure)
     if state.relay is not None:
         state.relay.wake()
     return accepted.body()
