@@ -426,6 +426,9 @@ async def test_an_attempt_cut_off_after_postfix_queued_it_is_delivered_once(
 
     first, second = [await eventually(lambda m=m: relayed(m)) for m in (queued, lost)]
     assert first["queue_id"] == queue_id and second["queue_id"] not in (None, queue_id)
+    found = await pool.fetch("SELECT message_id FROM outbound_events WHERE event = "
+                             "'found_in_log' AND message_id = ANY($1::uuid[])", [queued, lost])
+    assert [row["message_id"] for row in found] == [queued]
     for message in (first, second):
         await eventually(lambda message=message: with_message_id(mail, message["message_id"]))
     await asyncio.sleep(2.0)
