@@ -127,6 +127,12 @@ async def status_of(client: Client, headers: dict[str, str], location: str) -> d
     return message
 
 
+async def settled(client: Client, headers: dict[str, str], location: str) -> Any:
+    """The message once its status is final, else None."""
+    message = await status_of(client, headers, location)
+    return message if message["status"] not in ("queued", "relayed") else None
+
+
 async def test_an_allowed_sender_is_delivered_with_the_milter_header(
     client: Client, sender: dict[str, str], mail: Mail
 ) -> None:
@@ -138,16 +144,14 @@ async def test_an_allowed_sender_is_delivered_with_the_milter_header(
     assert parsed["X-Postwarden-Id"]
     assert delivered.mail_from == "app@example.com"
     location = response.headers["Location"]
-    message = await eventually(lambda: _delivered(client, sender, location))
+    message = await eventually(lambda: settled(client, sender, location))
+    assert message["status"] == "delivered"
     assert message["queue_id"] and message["recipients"][0]["status"] == "delivered"
     timeline = message["recipients"][0]["timeline"]
     assert [e["event"] for e in timeline] == ["delivered"]
     assert "250" in timeline[0]["detail"]
 
 
-async def _delivered(client: Client, headers: dict[str, str], location: str) -> Any:
-    message = await status_of(client, headers, location)
-    return message if message["status"] == "delivered" else None
 
 
 async def test_a_disallowed_sender_reaches_nothing(
@@ -287,22 +291,13 @@ async def test_a_bounce_fails_the_message_and_suppresses_the_recipient(
     response = await client.post("/api/v1/send-email", json=body(to=[address]), headers=sender)
     assert response.status == 202
     location = response.headers["Location"]
-
-    async def failed() -> Any:
-        message = await status_of(client, sender, location)
-        return message if message["status"] == "failed" else None
-
-    message = await eventually(failed, within=60)
+    message = await eventually(lambda: settled(client, sender, location), within=60)
+    assert message["status"] == "failed"
     (recipient,) = message["recipients"]
     assert recipient["status"] == "bounced" and "550 5.1.1" in recipient["detail"]
     again = await client.post("/api/v1/send-email", json=body(to=[address]), headers=sender)
     assert again.status == 422
     assert (await again.json())["error"]["code"] == "recipient_suppressed"
-
-
-async def settled(client: Client, headers: dict[str, str], location: str) -> Any:
-    message = await status_of(client, headers, location)
-    return message if message["status"] not in ("queued", "relayed") else None
 
 
 async def test_a_message_the_milter_discards_fails(
