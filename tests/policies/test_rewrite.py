@@ -313,3 +313,25 @@ def test_utf16_html_is_sanitized_as_readers_decode_it() -> None:
     html = new.parts[2]
     decoded = base64.b64decode(new.raw[html.body_start : html.body_end]).decode("utf-16")
     assert decoded == "<p>hi</p>"
+
+
+@pytest.mark.parametrize(
+    ("html", "handler"),
+    [
+        # nh3 writes the valueless attribute as alt="": one "=" more for the one it removed
+        ('<img src="cid:logo" alt onerror="alert(1)">', b"onerror"),
+        ('<table><tr><td nowrap onclick="alert(1)">x</td></tr></table>', b"onclick"),
+        # the value, unescaped by nh3, reads like the attribute it removed
+        ('<p title="&#32;onclick=x" onclick="alert(1)">x</p>', b'onclick="alert'),
+        # the tree builder clones the misnested <b title>, and its "=" with it
+        ('<b title="x" onclick="alert(1)"><p>a</b>b</p>', b"onclick"),
+    ],
+)
+def test_html_goes_out_sanitized_whatever_the_count_of_removals_says(
+    html: str, handler: bytes
+) -> None:
+    facts = parse_message(_crlf(b"Content-Type: text/html\n\n" + html.encode()), Envelope())
+    result = rewrite_body(facts, SANITIZE)
+    assert result.body is not None
+    assert handler not in result.body
+    assert [type(change) for change in result.changes] == [HtmlSanitized]

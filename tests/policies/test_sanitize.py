@@ -103,6 +103,24 @@ def test_remote_images() -> None:
     assert sanitize_html(html, STRIP) == ('<img><img><img src="cid:a">', (("remote-image", 2),))
 
 
+@pytest.mark.parametrize(
+    "src",
+    ["h&#9;ttp://t.example/p.gif", "ht\ntps://t.example/p.gif", " \x01https://t.example/p.gif",
+     "\\\\t.example/p.gif", "/\\t.example/p.gif"],
+)
+def test_remote_images_are_judged_as_the_url_parser_reads_them(src: str) -> None:
+    clean, removed = sanitize_html(f'<p>x</p><img src="{src}">', STRIP)
+    assert (clean, removed) == ("<p>x</p><img>", (("remote-image", 1),))
+
+
+def test_data_urls_are_judged_as_the_url_parser_reads_them() -> None:
+    # "url(" in the text makes the attribute filter, which lets data: images by, run.
+    link = '<p>url(</p><a href="d&#9;ata:text/html;base64,PHA+">open</a>'
+    assert sanitize_html(link, KEEP)[1] == (("url:data", 1),)
+    image = '<p>url(</p><img src=" da&#10;ta:image/png;base64,iVBORw0K">'
+    assert sanitize_html(image, KEEP)[1] == ()
+
+
 def test_url_schemes_come_from_the_options() -> None:
     only_https = HtmlOptions("keep", frozenset({"https"}))
     assert sanitize_html('<a href="mailto:a@b">m</a>', only_https)[1] == (("@href", 1),)

@@ -63,7 +63,7 @@ CSS_DANGER = (
     "expression", "url(", "behavior", "javascript:", "-moz-binding", "@import",
     "src(", "image-set(", "image(", "cross-fade(",
 )
-# Document structure, not content: dropping it alone leaves the part untouched,
-# so a newsletter with <head><title> still passes byte for byte. Whatever the
-# head held that matters (style, script, meta, link, base) is counted by its own name.
+# Document structure, not content: not reported as removed (the precheck lets a
+# newsletter with <head><title> pass byte for byte). Whatever the head held that
+# matters (style, script, meta, link, base) is counted by its own name.
 NOT_COUNTED = frozenset({"html", "head", "title", "body", "tbody"})

@@ -18,7 +18,8 @@ attachment to strip, HTML the sanitizer would clean) raises
 A part inside a stripped part goes with it. A file uuencoded in a text part
 (``MimePart.uuencoded``) cannot be stripped or sanitized apart from that
 text: a plan that would change one raises :class:`RewriteError`. An HTML part
-whose sanitizing removed nothing (only re-serialized) stays untouched.
+stays untouched only when the sanitizer gives it back as it is (what it
+counted as removed never decides: see :mod:`postwarden_policies.sanitize`).
 
 Every result is re-parsed and checked: the intended parts changed, every other
 part is byte-identical, no new parser flags. A failed check raises
@@ -125,10 +126,10 @@ def _sanitize_edit(
     if readable:
         html = decode_bytes(data, part.charset or "utf-8", unknown)
         clean, removed = sanitize_html(html, options)
+        if clean == html:  # within the allowlist as it is
+            return None
     else:
         clean, removed = removed_whole("unsafe_charset")  # see read_as_readers
-    if not removed:
-        return None
     charset = part.charset if readable and not unknown and part.charset else "us-ascii"
     cte = part.transfer_encoding
     new = clean.encode(charset, "xmlcharrefreplace")
@@ -136,6 +137,8 @@ def _sanitize_edit(
         new = clean.encode("ascii", "xmlcharrefreplace")  # must stay 7-bit clean
     if b"\r\n" in data:
         new = new.replace(b"\n", b"\r\n")
+    if new == data:  # nh3 changed nothing but line ends
+        return None
     width = transfer.base64_line_length(original)
     body = _with_tail(original, transfer.encode(new, cte, facts.newline, width))
     change = HtmlSanitized(

@@ -11,19 +11,27 @@ message, so they track nobody, and raster images run no code; this holds in
 both ``remote_images`` modes. ``remote_images: strip`` drops ``src`` from
 images served over http(s).
 
-``removed`` counts what went away, compared before and after (document structure
--- html, head, title, body -- aside): tag names
-(``("script", 1)``), attributes (``("@onerror", 1)``), comments
-(``("comment", 2)``) and style declarations (``("style:url(", 1)``). A
-part whose count is empty was only re-serialized and is left untouched by
-:mod:`postwarden_policies.rewrite`.
+HTML goes out as it came only when it is already within the allowlist
+(:mod:`postwarden_policies.html_precheck` proves it) or nh3 gives it back
+unchanged; everything else goes out as nh3 wrote it. ``removed`` reports what
+went away, compared before and after (document structure -- html, head, title,
+body -- aside): tag names (``("script", 1)``), attributes (``("@onerror", 1)``),
+comments (``("comment", 2)``) and style declarations (``("style:url(", 1)``).
+It is counted from the text, so it can miss what HTML's parser alone sees (an
+attribute written without a value, a handler masked by look-alike text in a
+value); that is why nothing ever decides on it. A part rewritten with nothing
+counted was only re-serialized, or lost something the count missed.
 
 CSS properties outside the allowlist are dropped from a part that is
-rewritten anyway but are not counted, so they alone never cause a rewrite:
-nearly every newsletter carries some (``mso-*``, ``-webkit-*``,
-``position``), and a property runs and fetches nothing. What can
-(``url(``, ``expression``, ``behavior``, ``javascript:``, bindings,
-``@import``) is counted, and sends the part through the rewrite.
+rewritten but are not counted, and the precheck lets them through: nearly
+every newsletter carries some (``mso-*``, ``-webkit-*``, ``position``), and a
+property runs and fetches nothing. What can (``url(``, ``expression``,
+``behavior``, ``javascript:``, bindings, ``@import``) is counted.
+
+``href`` and ``src`` are judged as a browser's URL parser reads them: tabs and
+newlines anywhere are dropped, leading and trailing controls and spaces are
+trimmed, and ``\\`` counts as ``/``, so ``h&#9;ttp://`` is a remote image and
+``d&#9;ata:`` a ``data:`` URL.
 """
 
 from __future__ import annotations
@@ -58,6 +66,8 @@ _ATTR = re.compile(r"[\s\"'/]([a-z_:@][-a-z0-9_:.@]*)\s*=")
 _CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
 _LINK_REL = "noopener noreferrer"
+_URL_TRIMMED = "".join(map(chr, range(0x21)))  # C0 controls and space
+_URL_DROPPED = str.maketrans("", "", "\t\n\r")
 # A style value holding none of these goes through untouched: each counted CSS
 # word without the punctuation whitespace could part from it ("@ import",
 # "javascript :"), plus CSS escapes and comments, which could hide any of them.
@@ -94,6 +104,13 @@ def _filter_style(value: str, dropped: Counter[str]) -> str | None:
     return result or None
 
 
+def _as_url_parser_reads(value: str) -> str:
+    """``value`` lower-cased, as a browser's URL parser reads it before the scheme:
+    tabs and newlines gone wherever they are, C0 controls and spaces trimmed at
+    both ends, and backslashes as slashes (which they are in http(s) URLs)."""
+    return value.strip(_URL_TRIMMED).translate(_URL_DROPPED).replace("\\", "/").lower()
+
+
 def _counter() -> Counter[str]:
     dropped = _dropped.get(None)
     return Counter() if dropped is None else dropped  # None: called outside sanitize_html
@@ -113,8 +130,9 @@ def _make_filter(strip_remote: bool) -> Callable[[str, str, str], str | None]:
             return kept
         if attribute not in {"href", "src"}:
             return value
-        scheme = value.lstrip()[:6].lower()
-        if scheme.startswith("data:") and not (tag == "img" and _DATA_IMAGE.match(value.strip())):
+        url = _as_url_parser_reads(value)
+        scheme = url[:6]
+        if scheme.startswith("data:") and not (tag == "img" and _DATA_IMAGE.match(url)):
             dropped = _counter()
             dropped["url:data"] += 1
             dropped[f"@{attribute}"] -= 1  # counted once, by the reason
