@@ -53,6 +53,29 @@ async def test_every_schema_problem_is_listed_with_its_position(
     assert len(body["error"]["details"]) >= 3
 
 
+async def test_a_number_too_large_is_a_validation_error_not_a_500(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    text = 'version: 1\nname: huge\nlimits:\n  max_attachment_bytes: "' + "9" * 5000 + 'MB"\n'
+    status, body = await upload(admin_client, admin_key, text)
+    assert status == 422
+    assert body["error"]["details"] == [{
+        "file": "upload", "line": 4, "column": 25,
+        "message": "size too large: at most 9223372036854775807 bytes",
+    }]
+
+
+async def test_the_stored_name_is_the_one_the_engine_compiled(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # YAML 1.1 (yaml.safe_load) reads 2024_01 as the number 202401; the loader reads text.
+    status, body = await upload(admin_client, admin_key, "version: 1\nname: 2024_01\n")
+    assert status == 201
+    assert body["policy_name"] == "2024_01"
+    listed = await (await admin_client.get("/api/v1/policies", headers=bearer(admin_key))).json()
+    assert "2024_01" in {p["policy_name"] for p in listed["policies"]}
+
+
 async def test_upload_list_fetch_diff(admin_client: TestClient[Any, Any], admin_key: str) -> None:
     first_text = policy("lifecycle")
     status, first = await upload(admin_client, admin_key, first_text, "first")

@@ -42,6 +42,20 @@ def test_check_reports_every_issue_sorted(
     ]
 
 
+def test_check_reports_a_number_too_large_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: Python's digit limit escaped as a ValueError traceback.
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(
+        'version: 1\nname: huge\nlimits:\n  max_attachment_bytes: "' + "9" * 5000 + 'MB"\n'
+    )
+    assert main(["check", str(huge)]) == 1
+    assert capsys.readouterr().err == (
+        f"{huge}:4:25: size too large: at most 9223372036854775807 bytes\n"
+    )
+
+
 def test_test_command_passes_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["test", str(EXAMPLES)]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -233,6 +233,17 @@ def test_parser_caps_count_as_structure_limits(flag: str) -> None:
     )
 
 
+def test_structure_quarantine_is_not_undone_by_a_policy_that_sets_no_limits() -> None:
+    quarantine = (
+        "version: 1\nname: a\nlimits: {max_mime_parts: 2, on_structure_limit: quarantine}\n"
+    )
+    silent = "version: 1\nname: b\nrules:\n  - name: tag\n    then: {add_header: {X-T: '1'}}\n"
+    policy_set = load_policy_set_from_sources([("a.yaml", quarantine), ("b.yaml", silent)])
+    verdict = evaluate_message(policy_set, WITH_FILES, ENVELOPE)
+    assert verdict.decision == Quarantine("limit max_mime_parts")
+    assert verdict.rules == ("limit:max_mime_parts",)
+
+
 def test_structure_quarantine_is_tagged() -> None:
     verdict = evaluate(
         policy("limits: {on_structure_limit: quarantine}\n"), facts(flags=frozenset({"too_deep"}))

@@ -14,7 +14,7 @@ from postwarden_policies.loader import load_policy_set_from_sources
 from postwarden_policies.model import Mode, StructureAction
 from postwarden_policies.patterns import MAX_SET_PROGRAM_SIZE
 from postwarden_policies.verdicts import Action, SmtpReply
-from postwarden_policies.yamlnodes import MAX_NESTING, MAX_NODES, MAX_SOURCE_CHARS
+from postwarden_policies.yamlnodes import MAX_INTEGER, MAX_NESTING, MAX_NODES, MAX_SOURCE_CHARS
 
 from .policy_helpers import policy
 
@@ -408,7 +408,7 @@ def test_defaults_and_values() -> None:
     )
     assert loaded.limits.max_message_bytes == 25 * 1024 * 1024
     assert loaded.limits.max_attachment_bytes == 512 * 1024
-    assert loaded.limits.on_structure_limit is StructureAction.REJECT
+    assert loaded.limits.on_structure_limit is None  # not written: the set decides
     assert loaded.sanitize.allowed_url_schemes == frozenset({"https"})
     assert loaded.sanitize.remote_images == "keep"
     reject, quarantine, tempfail = loaded.rules
@@ -430,7 +430,7 @@ def test_limits_and_sanitizing_combine_as_the_strictest() -> None:
     policy_set = load_policy_set_from_sources([("a", a), ("b", b), ("c", report)])
     limits = policy_set.limits
     assert (limits.max_message_bytes, limits.max_recipients, limits.max_mime_depth) == (100, 5, 4)
-    assert limits.on_structure_limit is StructureAction.REJECT
+    assert limits.on_structure_limit is StructureAction.QUARANTINE  # only a sets it
     assert policy_set.max_mime_depth == 4
     assert policy_set.html_options is not None
     assert policy_set.html_options.remote_images == "strip"
@@ -528,3 +528,93 @@ def test_a_policy_test_with_a_client_ip_no_client_has_is_refused() -> None:
     text = (H + "tests:\n  - name: t\n    raw: 'Subject: x\\n\\nhi\\n'\n"
             "    recipients: [a@example.org]\n    client_ip: 10.1.2.300\n    expect: accept\n")
     assert issues(text) == ["7:16: test 't': expected an IP address, got '10.1.2.300'"]
+
+
+TOO_LARGE = [
+    pytest.param(
+        'limits:\n  max_attachment_bytes: "' + "9" * 5000 + 'MB"\n',
+        f"4:25: size too large: at most {MAX_INTEGER} bytes",
+        id="size-string-past-pythons-digit-limit",
+    ),
+    pytest.param(
+        "limits: {max_message_bytes: 8589934592 GiB}\n",  # 2**63
+        f"3:29: size too large: at most {MAX_INTEGER} bytes",
+        id="size-string-times-its-unit",
+    ),
+    pytest.param(
+        f"limits: {{max_message_bytes: {MAX_INTEGER + 1}}}\n",
+        f"3:29: size too large: at most {MAX_INTEGER} bytes",
+        id="size-integer",
+    ),
+    pytest.param(
+        "rules:\n  - name: r\n    when: {size_over: " + "9" * 5000 + "}\n    then: reject\n",
+        f"5:23: rule 'r': size too large: at most {MAX_INTEGER} bytes",
+        id="size-in-a-condition",
+    ),
+    pytest.param(
+        "priority: " + "9" * 5000 + "\n",
+        f"3:11: integer too large: at most {MAX_INTEGER}",
+        id="integer-past-pythons-digit-limit",
+    ),
+    pytest.param(
+        f"limits: {{max_recipients: {MAX_INTEGER + 1}}}\n",
+        f"3:26: integer too large: at most {MAX_INTEGER}",
+        id="integer-past-63-bits",
+    ),
+    pytest.param(
+        "priority: 0x8000000000000000\n",
+        f"3:11: integer too large: at most {MAX_INTEGER}",
+        id="hex-integer-past-63-bits",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), TOO_LARGE)
+def test_a_number_too_large_is_an_issue_at_its_node(body: str, expected: str) -> None:
+    # Before: int() past Python's 4300 digits raised ValueError out of the loader, and a
+    # long integer was "expected an integer, got an integer".
+    assert issues(H + body) == [expected]
+
+
+def test_the_largest_size_and_integer_load() -> None:
+    loaded = load_policy_set_from_sources(
+        [("t.yaml", H + f"priority: {MAX_INTEGER}\nlimits: {{max_message_bytes: '{MAX_INTEGER}B'}}\n")]
+    )
+    assert (loaded.policies[0].priority, loaded.limits.max_message_bytes) == (MAX_INTEGER, MAX_INTEGER)
+
+
+def test_a_huge_number_where_text_belongs_still_says_quote_it() -> None:
+    assert issues("version: 1\nname: " + "9" * 5000 + "\n") == [
+        "2:7: expected a string, got an integer (quote it to make it a string)"
+    ]
+
+
+QUARANTINE = "limits:\n  max_mime_parts: 3\n  on_structure_limit: quarantine\n"
+STRUCTURE_COMBINATIONS = [
+    pytest.param([QUARANTINE, "rules: []\n"], StructureAction.QUARANTINE, id="other-has-no-limits"),
+    pytest.param(
+        [QUARANTINE, "limits: {max_mime_depth: 4}\n"],
+        StructureAction.QUARANTINE,
+        id="other-has-limits-without-it",
+    ),
+    pytest.param(
+        [QUARANTINE, "limits: {on_structure_limit: reject}\n"],
+        StructureAction.REJECT,
+        id="reject-wins-when-both-set-it",
+    ),
+    pytest.param(
+        [QUARANTINE, "mode: report\nlimits: {on_structure_limit: reject}\n"],
+        StructureAction.QUARANTINE,
+        id="report-mode-sets-nothing",
+    ),
+    pytest.param(["limits: {max_mime_parts: 3}\n", "rules: []\n"], StructureAction.REJECT, id="none-sets-it"),
+    pytest.param([], StructureAction.REJECT, id="no-policies"),
+]
+
+
+@pytest.mark.parametrize(("bodies", "expected"), STRUCTURE_COMBINATIONS)
+def test_on_structure_limit_combines_only_the_policies_that_set_it(
+    bodies: list[str], expected: StructureAction
+) -> None:
+    sources = [(f"p{n}.yaml", f"version: 1\nname: p{n}\n{body}") for n, body in enumerate(bodies)]
+    assert load_policy_set_from_sources(sources).limits.on_structure_limit is expected

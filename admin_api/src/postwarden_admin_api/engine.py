@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
 from postwarden_policies import (
     Envelope,
     PolicyIssue,
@@ -40,10 +38,12 @@ def compile_sources(sources: Sequence[tuple[str, str]]) -> PolicySet:
         raise ValidationFailed(issue_details(exc.issues), "policy did not load") from None
 
 
-def policy_name(source: str) -> str:
-    """The ``name:`` of a document that already compiled."""
-    document = yaml.safe_load(source)
-    return str(document["name"])
+def compile_upload(source: str) -> tuple[PolicySet, str]:
+    """An uploaded document compiled on its own, and its policy's name as the engine read
+    it (another YAML parser could read ``name: 2024_01`` differently), or 422."""
+    policy_set = compile_sources([("upload", source)])
+    (policy,) = policy_set.policies  # one source that loads is one policy
+    return policy_set, policy.name
 
 
 def evaluate(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Verdict:

@@ -10,7 +10,7 @@ from aiohttp import web
 from . import admin_audit
 from .bodies import json_ok, path_int, query_int, read_json_object
 from .context import POOL, Role, allow, principal
-from .engine import compile_sources, policy_name
+from .engine import compile_upload
 from .errors import ApiError, ValidationFailed
 from .openapi import json_content, operation, param, ref
 from .revisions import (
@@ -51,8 +51,7 @@ def _comment(request: web.Request) -> str | None:
 async def policy_upload(request: web.Request) -> web.Response:
     source = await _source(request)
     comment = _comment(request)
-    policy_set = compile_sources([("upload", source)])
-    name = policy_name(source)
+    policy_set, name = compile_upload(source)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row, created = await store_revision(
             conn, name, source, content_hash=policy_set.content_hash,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .conditions import ALWAYS, Condition
 from .verdicts import Action, SmtpReply
 
 DEFAULT_URL_SCHEMES = frozenset({"http", "https", "mailto", "cid"})
+_T = TypeVar("_T")
 
 
 class Mode(enum.StrEnum):
@@ -46,29 +49,42 @@ class Rule:
     where: tuple[int, int] = (0, 0)  # line, column in the source
 
 
+def _stricter_action(a: StructureAction, b: StructureAction) -> StructureAction:
+    return StructureAction.REJECT if StructureAction.REJECT in (a, b) else a
+
+
+def _written(a: _T | None, b: _T | None, stricter: Callable[[_T, _T], _T]) -> _T | None:
+    """The stricter of two values, counting only the ones a policy wrote (not None)."""
+    return b if a is None else a if b is None else stricter(a, b)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Limits of one policy; :meth:`combine` keeps the strictest of two (None = no limit)."""
+    """Limits of one policy; :meth:`combine` keeps the strictest of two.
+
+    None is "not written": no limit, and for ``on_structure_limit`` reject unless
+    another policy says quarantine (so a policy that is silent overrides nothing).
+    """
 
     max_message_bytes: int | None = None
     max_attachment_bytes: int | None = None
     max_recipients: int | None = None
     max_mime_parts: int | None = None
     max_mime_depth: int | None = None
-    on_structure_limit: StructureAction = StructureAction.REJECT
+    on_structure_limit: StructureAction | None = None
 
     def combine(self, other: Limits) -> Limits:
-        def low(a: int | None, b: int | None) -> int | None:
-            return b if a is None else a if b is None else min(a, b)
-
-        strict = StructureAction.REJECT in (self.on_structure_limit, other.on_structure_limit)
         return Limits(
-            max_message_bytes=low(self.max_message_bytes, other.max_message_bytes),
-            max_attachment_bytes=low(self.max_attachment_bytes, other.max_attachment_bytes),
-            max_recipients=low(self.max_recipients, other.max_recipients),
-            max_mime_parts=low(self.max_mime_parts, other.max_mime_parts),
-            max_mime_depth=low(self.max_mime_depth, other.max_mime_depth),
-            on_structure_limit=StructureAction.REJECT if strict else StructureAction.QUARANTINE,
+            max_message_bytes=_written(self.max_message_bytes, other.max_message_bytes, min),
+            max_attachment_bytes=_written(
+                self.max_attachment_bytes, other.max_attachment_bytes, min
+            ),
+            max_recipients=_written(self.max_recipients, other.max_recipients, min),
+            max_mime_parts=_written(self.max_mime_parts, other.max_mime_parts, min),
+            max_mime_depth=_written(self.max_mime_depth, other.max_mime_depth, min),
+            on_structure_limit=_written(
+                self.on_structure_limit, other.on_structure_limit, _stricter_action
+            ),
         )
 
 

@@ -61,7 +61,7 @@ def _schemes(values: tuple[str, ...]) -> frozenset[str]:
 
 LIMITS = Obj(
     "limits",
-    "Limits; with several policies the strictest value of each wins.",
+    "Limits; with several policies the strictest value set for each wins.",
     {
         "max_message_bytes": Field(Size(), "Larger messages are rejected with 552 5.3.4."),
         "max_attachment_bytes": Field(
@@ -73,15 +73,14 @@ LIMITS = Obj(
         ),
         "max_mime_parts": Field(integer(minimum=1), "More MIME parts: on_structure_limit applies."),
         "max_mime_depth": Field(integer(minimum=1), "Deeper nesting: on_structure_limit applies."),
+        # No default: a policy that leaves it out must not outvote one that sets it.
         "on_structure_limit": Field(
-            choice(*StructureAction),
-            "reject (554 5.6.0) or quarantine a message past max_mime_parts/max_mime_depth.",
-            default=StructureAction.REJECT.value,
+            Convert(choice(*StructureAction), StructureAction),
+            "reject (554 5.6.0) or quarantine a message past max_mime_parts/max_mime_depth."
+            " Of the policies that set it, reject wins; reject when none does.",
         ),
     },
-    lambda values, _: Limits(
-        **{**values, "on_structure_limit": StructureAction(values["on_structure_limit"])}
-    ),
+    lambda values, _: Limits(**values),
     def_name="limits",
 )
 

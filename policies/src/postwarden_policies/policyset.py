@@ -5,8 +5,10 @@ How policies combine:
 - ``mode: report`` policies are evaluated on their own; their matched rules are
   recorded as "report:<rule>" and their actions, limits and sanitize settings
   are not applied.
-- Limits of enforce-mode policies combine as the strictest: the smallest value
-  of each limit, and ``on_structure_limit: reject`` wins over ``quarantine``.
+- Limits of enforce-mode policies combine as the strictest of the values they
+  set: the smallest value of each limit, and ``on_structure_limit: reject`` wins
+  over ``quarantine``; a policy that leaves a limit out changes nothing, and
+  ``on_structure_limit`` is reject when no policy sets it.
 - HTML sanitizing is on when any enforce-mode policy turns it on; among those
   policies ``remote_images: strip`` wins, allowed URL schemes are the ones all
   of them allow, and signed mail is sanitized only when all of them say so.
@@ -19,10 +21,10 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .html_allowlist import HtmlOptions
-from .model import Limits, Policy, Rule
+from .model import Limits, Policy, Rule, StructureAction
 
 # The parser's own caps: a message past them is flagged and treated as past the limit.
 PARSER_MAX_PARTS = 1000
@@ -50,6 +52,11 @@ def _html_options(policies: tuple[Policy, ...]) -> HtmlOptions | None:
     return HtmlOptions(remote_images="strip" if strip else "keep", allowed_url_schemes=schemes)
 
 
+def _combined_limits(policies: tuple[Policy, ...]) -> Limits:
+    limits = functools.reduce(Limits.combine, (p.limits for p in policies), Limits())
+    return replace(limits, on_structure_limit=limits.on_structure_limit or StructureAction.REJECT)
+
+
 @dataclass(frozen=True, slots=True)
 class PolicySet:
     """Build with :meth:`of`; every combined value is computed once, here."""
@@ -72,7 +79,7 @@ class PolicySet:
             content_hash=digest,
             enforced_rules=tuple(rule for policy in enforced for rule in policy.rules),
             report_policies=tuple(p for p in ordered if p.report_only),
-            limits=functools.reduce(Limits.combine, [p.limits for p in enforced] or [Limits()]),
+            limits=_combined_limits(enforced),
             html_options=_html_options(enforced),
             skip_signed=not all(
                 p.sanitize.signed_mail == "sanitize" for p in enforced if p.sanitize.html

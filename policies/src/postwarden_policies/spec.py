@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import yaml
 
-from .yamlnodes import Reader, describe
+from .yamlnodes import INTEGER_TOO_LARGE, MAX_INTEGER, TOO_LARGE, Reader, describe
 
 JsonSchema = dict[str, Any]
 
@@ -70,6 +70,9 @@ class Scalar(Spec):
             reader.error(node, f"expected {self.expected}, got {describe(node)}")
             return INVALID
         value = reader.scalar(node)
+        if value is TOO_LARGE and self.python_type is int:
+            reader.error(node, INTEGER_TOO_LARGE)
+            return INVALID
         if type(value) is not self.python_type:
             hint = " (quote it to make it a string)" if self.python_type is str else ""
             reader.error(node, f"expected {self.expected}, got {describe(node)}{hint}")
@@ -109,7 +112,8 @@ def integer(*, minimum: int = 0) -> Scalar:
         if value < minimum:
             raise SpecError(f"expected an integer of at least {minimum}, got {value}")
 
-    return Scalar(int, "integer", "an integer", check=check, extra={"minimum": minimum})
+    extra = {"minimum": minimum, "maximum": MAX_INTEGER}
+    return Scalar(int, "integer", "an integer", check=check, extra=extra)
 
 
 def boolean() -> Scalar:
@@ -128,6 +132,16 @@ def choice(*values: str) -> Scalar:
 
 _SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_SIZE_TOO_LARGE = f"size too large: at most {MAX_INTEGER} bytes"
+
+
+def _size_bytes(found: re.Match[str]) -> object:
+    """The bytes a matched size string means, or TOO_LARGE (as for an integer scalar)."""
+    digits = found.group(1).lstrip("0")
+    if len(digits) > len(str(MAX_INTEGER)):  # spares int() thousands of digits
+        return TOO_LARGE
+    size = int(digits or "0") * _SIZE_UNITS[found.group(2).lower()]
+    return size if size <= MAX_INTEGER else TOO_LARGE
 
 
 class Size(Spec):
@@ -135,10 +149,13 @@ class Size(Spec):
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
         value = reader.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(value, str) and (found := _SIZE.fullmatch(value.strip())):
+            value = _size_bytes(found)
+        if value is TOO_LARGE:
+            reader.error(node, _SIZE_TOO_LARGE)
+            return INVALID
         if type(value) is int and value >= 0:
             return value
-        if isinstance(value, str) and (found := _SIZE.fullmatch(value.strip())):
-            return int(found.group(1)) * _SIZE_UNITS[found.group(2).lower()]
         reader.error(
             node, f'expected a size in bytes such as 1048576 or "1MB", got {describe(node)}'
         )
@@ -147,7 +164,7 @@ class Size(Spec):
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
         return {
             "anyOf": [
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
                 {"type": "string", "pattern": r"^\s*\d+\s*([KMGkmg]?)(i?[Bb])?\s*$"},
             ]
         }

@@ -7,7 +7,9 @@ collects every issue of one source instead of stopping at the first.
 
 Integers are read as YAML 1.2 writes them, not as YAML 1.1 (PyYAML's default)
 does: ``010`` is ten, not eight, and ``1:30`` is text, not ninety, so a size
-or a code means what its author wrote.
+or a code means what its author wrote. An integer past :data:`MAX_INTEGER` does
+not read: Python refuses to parse thousands of digits, and nothing in a policy
+or settings file needs more than 63 bits.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Final
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
@@ -27,6 +30,9 @@ from .errors import PolicyIssue
 MAX_NODES = 100_000
 MAX_NESTING = 32  # conditions inside conditions (not, any, all)
 MAX_SOURCE_CHARS = 4 * 1024 * 1024
+MAX_INTEGER = 2**63 - 1  # either side of zero: fits a signed 64-bit field
+INTEGER_TOO_LARGE = f"integer too large: at most {MAX_INTEGER}"
+_MAX_DIGITS = 21  # 8**21 is 2**63
 
 TAG_PREFIX = "tag:yaml.org,2002:"
 INT_TAG = TAG_PREFIX + "int"
@@ -44,12 +50,24 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(INT_TAG, _INT, list("-+0123456789"))
 
 
+class _IntegerTooLarge(ConstructorError):
+    """An integer scalar past MAX_INTEGER."""
+
+
 class _Constructor(SafeConstructor):
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         text = str(self.construct_scalar(node))
-        if text.startswith(("0x", "0o")):
-            return int(text[2:], 16 if text[1] == "x" else 8)
-        return int(text, 10)  # "010" is ten (YAML 1.1 reads it as octal)
+        if not _INT.fullmatch(text):  # an explicit !!int tag on other text
+            raise ConstructorError(None, None, "expected an integer", node.start_mark)
+        # Sign, base prefix and leading zeros off: past 21 digits (in base 8 or more)
+        # it is past 63 bits, and int() of thousands of decimal digits is slow.
+        if len(text.lstrip("+-0ox")) > _MAX_DIGITS:
+            raise _IntegerTooLarge(None, None, INTEGER_TOO_LARGE, node.start_mark)
+        # "010" is ten (YAML 1.1 reads it as octal)
+        value = int(text, {"0x": 16, "0o": 8}.get(text[:2], 10))
+        if abs(value) > MAX_INTEGER:
+            raise _IntegerTooLarge(None, None, INTEGER_TOO_LARGE, node.start_mark)
+        return value
 
 
 # Its own table: add_constructor would copy the base's, which names the base's method.
@@ -128,15 +146,22 @@ class Reader:
         return self._nodes <= MAX_NODES
 
     def scalar(self, node: yaml.ScalarNode) -> object:
-        """The Python value of a scalar under the safe schema (str, int, bool, None, ...)."""
+        """The Python value of a scalar under the safe schema (str, int, bool, None, ...);
+        :data:`TOO_LARGE` for an integer past :data:`MAX_INTEGER`."""
         try:
             return self._constructor.construct_object(node)
+        except _IntegerTooLarge:
+            return TOO_LARGE
         except (ConstructorError, ValueError):
             return _Unreadable()
 
 
 class _Unreadable:
     """A scalar the safe constructor refused (an unknown tag, a bad timestamp)."""
+
+
+# Its own value so that a spec expecting a number says why, not "got an integer".
+TOO_LARGE: Final = _Unreadable()
 
 
 def _marked_issue(label: str, exc: yaml.MarkedYAMLError) -> PolicyIssue:
@@ -146,9 +171,11 @@ def _marked_issue(label: str, exc: yaml.MarkedYAMLError) -> PolicyIssue:
     problem = exc.problem or exc.context or "invalid YAML"
     if exc.context and exc.context.startswith("expected"):  # "expected a single document"
         problem = f"{exc.context}, {problem}"
+    if not isinstance(exc, _IntegerTooLarge):  # well-formed YAML, just a value we refuse
+        problem = f"YAML syntax error: {problem}"
     if mark is None:
-        return PolicyIssue(label, None, None, f"YAML syntax error: {problem}")
-    return PolicyIssue(label, mark.line + 1, mark.column + 1, f"YAML syntax error: {problem}")
+        return PolicyIssue(label, None, None, problem)
+    return PolicyIssue(label, mark.line + 1, mark.column + 1, problem)
 
 
 def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]:
