@@ -24,12 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fixtures.postgres import create_database, running_cluster
 
-from postwarden_admin_api.audit_queries import (
-    STATS_SERIES,
-    STATS_TOP_RULES,
-    Cursor,
-    search_sql,
-)
+from postwarden_admin_api.audit_queries import STATS_SERIES, STATS_TOP_RULES, search_sql
+from postwarden_admin_api.cursors import Cursor
 from postwarden_store import apply_migrations, connect
 
 END = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

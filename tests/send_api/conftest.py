@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api.app import create_app
+from postwarden_admin_api.context import Role
 from postwarden_admin_api.runtime_settings import apply_changes
 from postwarden_admin_api.secrets import Keyring
+from postwarden_admin_api.settings import ServiceSettings
 from postwarden_store import connect, create_pool
 from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
+    AiohttpClient,
+    MintKey,
     admin_client,
     admin_key,
     admin_settings,
+    bearer,
     make_admin_settings,
     mint_key,
 )
-from tests.fixtures.scripted_smtp import smtp_server  # noqa: F401 - fixture
+from tests.fixtures.scripted_smtp import Scripted, smtp_server  # noqa: F401 - fixture
 
 SetRuntime = Callable[..., Awaitable[None]]
+Client = TestClient[Any, Any]
 
 
 @pytest.fixture
@@ -46,3 +55,34 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "from": "App <app@example.com>", "to": [f"{uuid.uuid4().hex[:10]}@example.org"],
+        "subject": "Hello", "text": "Hi there",
+    }
+    values.update(changes)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@pytest.fixture
+async def client(
+    # First, so it stops last: an SMTP server stopped while the app's relay still holds
+    # a connection to it leaves that connection's transport to be garbage-collected,
+    # and the ResourceWarning fails whichever test is running then.
+    smtp_server: tuple[Scripted, int],  # noqa: F811 - the imported fixture
+    aiohttp_client: AiohttpClient,
+    make_admin_settings: Callable[..., ServiceSettings],  # noqa: F811 - the imported fixture
+    set_runtime: SetRuntime,
+) -> Client:
+    await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
+                      outbound_per_key_per_minute=1000)
+    settings = make_admin_settings(relay_host="127.0.0.1", relay_port=smtp_server[1],
+                                   relay_backoff_seconds=0.05)
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def sender(mint_key: MintKey) -> dict[str, str]:  # noqa: F811 - the imported fixture
+    return bearer(await mint_key(Role.SENDER, ["app@example.com", "*@example.com"]))

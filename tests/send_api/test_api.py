@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
@@ -19,40 +18,7 @@ from postwarden_admin_api.settings import ServiceSettings
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 from tests.fixtures.scripted_smtp import Scripted
 
-from .conftest import SetRuntime
-
-Client = TestClient[Any, Any]
-
-
-def body(**changes: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "from": "App <app@example.com>", "to": [f"{uuid.uuid4().hex[:10]}@example.org"],
-        "subject": "Hello", "text": "Hi there",
-    }
-    values.update(changes)
-    return {k: v for k, v in values.items() if v is not None}
-
-
-@pytest.fixture
-async def client(
-    # First, so it stops last: an SMTP server stopped while the app's relay still holds
-    # a connection to it leaves that connection's transport to be garbage-collected,
-    # and the ResourceWarning fails whichever test is running then.
-    smtp_server: tuple[Scripted, int],
-    aiohttp_client: AiohttpClient,
-    make_admin_settings: Callable[..., ServiceSettings],
-    set_runtime: SetRuntime,
-) -> Client:
-    await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
-                      outbound_per_key_per_minute=1000)
-    settings = make_admin_settings(relay_host="127.0.0.1", relay_port=smtp_server[1],
-                                   relay_backoff_seconds=0.05)
-    return await aiohttp_client(create_app(settings))
-
-
-@pytest.fixture
-async def sender(mint_key: MintKey) -> dict[str, str]:
-    return bearer(await mint_key(Role.SENDER, ["app@example.com", "*@example.com"]))
+from .conftest import Client, SetRuntime, body
 
 
 async def refresh(client: Client) -> None:

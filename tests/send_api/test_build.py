@@ -201,3 +201,8 @@ def test_punctuation_in_a_short_display_name_is_quoted_and_reads_back() -> None:
     assert message["From"].addresses[0].display_name == "Smith, John (Ops)"
     assert email.utils.getaddresses([str(message["To"])]) == [
         ("Doe, Jane", "jane@example.org"), ("", "bob@example.org")]
+
+
+def test_an_escaped_quote_in_a_quoted_display_name_reads_back_as_a_quote() -> None:
+    _, message = built(**{"from": r'"Doe \"JJ\" John" <app@example.com>'})
+    assert message["From"].addresses[0].display_name == 'Doe "JJ" John'

@@ -11,7 +11,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiosmtpd.controller import Controller
 
+from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.send import relay
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker, backoff
@@ -112,16 +114,87 @@ async def test_a_refused_recipient_fails_alone(
     assert statuses == {"nobody@example.org": "failed", "somebody@example.org": "relayed"}
 
 
-async def test_no_server_retries_up_to_the_limit(pool: asyncpg.Pool) -> None:
-    worker = RelayWorker(pool, RelayConfig("127.0.0.1", free_port(), 3, 0.02, workers=1))
+async def test_an_unreachable_postfix_costs_no_attempt_and_loses_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    port = free_port()
+    metrics = Metrics()
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 2, 0.02, workers=1),
+                         metrics=metrics)
+    message_id = await accepted(pool, "later@example.org")
+    worker.start()
+    try:
+        await wait_until_counted(metrics, "unreachable", 4)  # twice the attempts allowed
+        row = await pool.fetchrow(
+            "SELECT m.status, m.attempts, o.attempts AS claimed, o.unsettled FROM "
+            "outbound_messages m JOIN outbox o ON o.message_id = m.id WHERE m.id = $1",
+            message_id,
+        )
+        assert dict(row) == {"status": "queued", "attempts": 0, "claimed": 0,
+                             "unsettled": False}
+        handler = Scripted()
+        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            row = await settled(pool, message_id)
+        finally:
+            controller.stop()
+    finally:
+        await worker.stop(grace=10)
+    assert (row["status"], row["attempts"]) == ("relayed", 1)
+    assert [r[1] for r in handler.received] == [("later@example.org",)]
+
+
+async def test_rows_given_back_still_say_an_earlier_attempt_was_interrupted(
+    pool: asyncpg.Pool,
+) -> None:
+    metrics = Metrics()
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", free_port(), 2, 0.02, workers=1),
+                         metrics=metrics)
+    message_id = await accepted(pool, "cut-off@example.org")
+    await pool.execute("UPDATE outbox SET unsettled = true WHERE message_id = $1", message_id)
+    worker.start()
+    try:
+        await wait_until_counted(metrics, "unreachable", 2)
+    finally:
+        await worker.stop(grace=10)
+    row = await pool.fetchrow("SELECT attempts, unsettled FROM outbox WHERE message_id = $1",
+                              message_id)
+    assert dict(row) == {"attempts": 0, "unsettled": True}
+
+
+async def test_a_connection_lost_in_a_transaction_counts_as_an_attempt(
+    pool: asyncpg.Pool,
+) -> None:
+    async def hang_up_at_mail(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                              ) -> None:
+        writer.write(b"220 ready\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250 relay.test\r\n")
+        await reader.readline()  # MAIL
+        writer.close()
+
+    server = await asyncio.start_server(hang_up_at_mail, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.02, workers=1))
     message_id = await accepted(pool, "nowhere@example.org")
     worker.start()
     try:
         row = await settled(pool, message_id)
     finally:
         await worker.stop(grace=10)
+        server.close()
     assert (row["status"], row["attempts"]) == ("failed", 3)
-    assert row["last_error"] == "connection failed: ConnectionRefusedError"
+    assert row["last_error"].startswith("connection failed: ")
+
+
+async def wait_until_counted(metrics: Metrics, outcome: str, count: int,
+                             within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while (metrics.registry.get_sample_value("postwarden_relay_outcomes_total",
+                                             {"outcome": outcome}) or 0) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} {outcome} outcomes"
+        await asyncio.sleep(0.02)
 
 
 def test_backoff_grows_with_jitter() -> None:

@@ -70,6 +70,7 @@ def test_a_valid_request_is_parsed() -> None:
     ("text", "address"),
     [
         pytest.param("user@bücher.example", "user@xn--bcher-kva.example", id="idn"),
+        pytest.param("user@XN--BCHER-KVA.example", "user@xn--bcher-kva.example", id="a-label"),
         pytest.param("User@EXAMPLE.com", "User@example.com", id="domain-lowered"),
         pytest.param('"Doe, John" <j.doe+x@example.com>', "j.doe+x@example.com", id="quoted-name"),
     ],
@@ -90,11 +91,39 @@ def test_addresses_are_normalised(text: str, address: str) -> None:
         pytest.param("Evil\nName <a@example.com>", id="lf-in-name"),
         pytest.param("ünïcode@example.com", id="utf8-local"),
         pytest.param("a@" + "x" * 64 + ".example", id="long-label"),
+        # A-labels that decode to no valid U-label, and the hyphens IDNA reserves.
+        pytest.param("a@xn--zz.com", id="a-label-not-punycode"),
+        pytest.param("a@xn--a.com", id="a-label-decodes-to-a-control"),
+        pytest.param("a@XN--ZZ.example.com", id="a-label-upper-case"),
+        pytest.param("a@ab--cd.com", id="reserved-hyphens"),
+        pytest.param("a@bücher.xn--zz", id="a-label-beside-a-u-label"),
     ],
 )
 def test_bad_addresses_are_refused(text: str) -> None:
     with pytest.raises(AddressError):
         parse_mailbox(text)
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "code"),
+    [("to", "a@xn--zz.com", "invalid_recipient"), ("from", "a@xn--a.com", "invalid_field")],
+)
+def test_an_invalid_a_label_is_a_field_error(field: str, text: str, code: str) -> None:
+    error = refusal(**{field: text})
+    assert (error.status, error.code) == (422, code)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        pytest.param(r'"Doe \"JJ\" John" <a@example.com>', 'Doe "JJ" John', id="escaped-quotes"),
+        pytest.param(r'"back\\slash" <a@example.com>', "back\\slash", id="escaped-backslash"),
+        pytest.param(r'"\a\b" <a@example.com>', "ab", id="any-escaped-character"),
+        pytest.param('Doe "JJ" John <a@example.com>', 'Doe "JJ" John', id="not-quoted"),
+    ],
+)
+def test_a_quoted_display_name_is_unquoted(text: str, name: str) -> None:
+    assert parse_mailbox(text).display_name == name
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
 
+from postwarden_admin_api.runtime_settings import DEFAULTS
 from postwarden_admin_api.send.submit import Outcome, SmtpSession, data_block
 from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data
 
@@ -98,7 +101,7 @@ async def test_a_refused_transaction_is_reset_and_the_session_reused(
     assert deferred.outcome is Outcome.QUEUED
 
 
-async def test_a_server_that_does_not_speak_smtp_means_retry(
+async def test_a_server_that_does_not_speak_smtp_is_unreachable(
     broken_server: Callable[[Answer], Awaitable[int]],
 ) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -107,7 +110,7 @@ async def test_a_server_that_does_not_speak_smtp_means_retry(
 
     port = await broken_server(answer)
     result = await session(port).submit("app@example.com", ["a@example.org"], b"\r\nx\r\n")
-    assert (result.outcome, result.reply) == (Outcome.RETRY, "connection failed: ProtocolError")
+    assert (result.outcome, result.reply) == (Outcome.UNREACHABLE, "no session: ProtocolError")
 
 
 async def test_a_server_that_goes_silent_times_out_to_retry(
@@ -148,7 +151,7 @@ async def test_an_endless_reply_is_refused(
 
     port = await broken_server(answer)
     result = await session(port).submit("app@example.com", ["a@example.org"], b"\r\nx\r\n")
-    assert (result.outcome, result.reply) == (Outcome.RETRY, "connection failed: ProtocolError")
+    assert (result.outcome, result.reply) == (Outcome.UNREACHABLE, "no session: ProtocolError")
 
 
 async def test_a_command_cannot_carry_a_line_break(smtp_server: tuple[Scripted, int]) -> None:
@@ -307,3 +310,69 @@ async def test_a_slow_reply_to_the_end_of_data_is_awaited_not_retried(
     async with connected(await broken_server(answer), reply_timeout=0.5) as smtp:
         result = await smtp.submit("app@example.com", ["a@example.org"], b"Subject: x\r\n\r\nx")
     assert (result.outcome, result.queue_id) == (Outcome.QUEUED, "SLOW1")
+
+
+class SizeLimitServer:
+    """Offers SIZE (or not) and refuses a MAIL that declares more, as Postfix does; a
+    message that gets past MAIL is read whole and then refused (552 after DATA)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit  # None: SIZE is not offered
+        self.commands: list[str] = []
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 relay.test ESMTP\r\n")
+        while line := await reader.readline():
+            command = line.decode().strip()
+            self.commands.append(command)
+            if command.startswith("EHLO"):
+                offer = b"" if self.limit is None else f"250-SIZE {self.limit}\r\n".encode()
+                writer.write(b"250-relay.test\r\n" + offer + b"250 8BITMIME\r\n")
+            elif command.startswith("MAIL"):
+                size = command.partition(" SIZE=")[2]
+                too_large = self.limit is not None and size != "" and int(size) > self.limit
+                writer.write(b"552 5.3.4 Message size exceeds fixed limit\r\n" if too_large
+                             else b"250 2.1.0 Ok\r\n")
+            elif command == "DATA":
+                writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                while await reader.readline() not in (b".\r\n", b""):
+                    pass
+                writer.write(b"552 5.3.4 Message size exceeds fixed limit\r\n")
+            elif command == "QUIT":
+                writer.write(b"221 2.0.0 Bye\r\n")
+                return
+            else:  # RCPT, RSET
+                writer.write(b"250 2.0.0 Ok\r\n")
+
+
+async def test_mail_declares_the_size_so_a_message_too_large_is_refused_before_data(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    server = SizeLimitServer(limit=100)
+    content = b"Subject: big\r\n\r\n" + b"x" * 200 + b"\r\n"
+    async with connected(await broken_server(server), reply_timeout=2.0) as smtp:
+        result = await smtp.submit("app@example.com", ["a@example.org"], content)
+    assert (result.outcome, result.reply) == (
+        Outcome.FAILED, "552 5.3.4 Message size exceeds fixed limit")
+    assert f"MAIL FROM:<app@example.com> SIZE={len(content)}" in server.commands
+    assert "DATA" not in server.commands  # nothing of the message went out
+
+
+async def test_mail_declares_no_size_to_a_server_that_does_not_offer_size(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    server = SizeLimitServer(limit=None)
+    async with connected(await broken_server(server), reply_timeout=2.0) as smtp:
+        await smtp.submit("app@example.com", ["a@example.org"], b"Subject: x\r\n\r\nx\r\n")
+    assert "MAIL FROM:<app@example.com>" in server.commands
+
+
+@pytest.mark.skipif(shutil.which("postconf") is None, reason="Postfix is not installed")
+def test_the_default_message_size_limit_is_no_larger_than_postfix_default() -> None:
+    """A message the API accepts by default must not then be refused by a Postfix
+    left at its default message_size_limit (a 202, then a 552)."""
+    postfix_default = subprocess.run(
+        ["postconf", "-d", "-h", "message_size_limit"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    assert DEFAULTS.max_message_bytes <= int(postfix_default)

@@ -9,17 +9,12 @@ never shift a page a client is walking.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
 import ipaddress
-import json
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from .bodies import TIME_EXPECTED, parse_time
+from .cursors import Cursor
 from .errors import ValidationFailed
 
 COLUMNS = (
@@ -41,27 +36,6 @@ FILTERS: Mapping[str, str] = {
 }
 ACTIONS = ("accept", "reject", "tempfail", "discard", "quarantine", "aborted", "error")
 TEXT_MAX = 998
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    time: dt.datetime
-    event_id: uuid.UUID
-
-    def encode(self) -> str:
-        raw = json.dumps([self.time.isoformat(), str(self.event_id)]).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str) -> Cursor:
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            when, event_id = json.loads(raw)
-            if not isinstance(when, str) or not isinstance(event_id, str):
-                raise TypeError("not a cursor")
-            return cls(parse_time(when), uuid.UUID(event_id))
-        except (ValueError, TypeError, RecursionError, binascii.Error):
-            raise ValidationFailed([{"field": "cursor", "message": "invalid cursor"}]) from None
 
 
 def parse_filters(query: Mapping[str, str]) -> dict[str, Any]:
@@ -101,7 +75,7 @@ def build_where(filters: Mapping[str, Any], cursor: Cursor | None) -> tuple[str,
             params.append(filters[name])
             clauses.append(fragment.format(len(params)))
     if cursor is not None:
-        params += [cursor.time, cursor.event_id]
+        params += [cursor.time, cursor.id]
         clauses.append(f"(time, event_id) < (${len(params) - 1}, ${len(params)})")
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 

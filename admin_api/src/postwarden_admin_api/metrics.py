@@ -32,8 +32,9 @@ class Metrics:
         )
         self.relay_outcomes = Counter(
             "postwarden_relay_outcomes", "send API relay attempts by outcome: relayed, "
-            "deferred, failed, or found_queued (an interrupted attempt Postfix's log "
-            "showed queued)", ["outcome"], registry=self.registry,
+            "deferred, failed, found_queued (an interrupted attempt Postfix's log "
+            "showed queued), or unreachable (Postfix could not be reached; no attempt "
+            "counted)", ["outcome"], registry=self.registry,
         )
         self.deliveries = Counter(
             "postwarden_deliveries", "send API messages' results read from Postfix's log: "

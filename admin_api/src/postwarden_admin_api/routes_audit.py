@@ -19,7 +19,6 @@ from .audit_queries import (
     SELECT_ONE,
     STATS_SERIES,
     STATS_TOP_RULES,
-    Cursor,
     event_json,
     export_sql,
     parse_filters,
@@ -27,6 +26,7 @@ from .audit_queries import (
 )
 from .bodies import json_ok, query_int, query_time
 from .context import POOL, Role, allow
+from .cursors import Cursor, query_cursor
 from .errors import ApiError, ValidationFailed
 from .openapi import operation, param, ref
 
@@ -45,9 +45,7 @@ CSV_FIELDS = ("event_id", "time", "instance", "queue_id", "message_uid", "client
 async def audit_search(request: web.Request) -> web.Response:
     filters = parse_filters(request.query)
     limit = query_int(request, "limit", 100, 1, 1000)
-    raw_cursor = request.query.get("cursor")
-    cursor = Cursor.decode(raw_cursor) if raw_cursor else None
-    sql, params = search_sql(filters, cursor, limit + 1)
+    sql, params = search_sql(filters, query_cursor(request), limit + 1)
     async with request.app[POOL].acquire() as conn:
         rows = await conn.fetch(sql, *params)
     page = rows[:limit]

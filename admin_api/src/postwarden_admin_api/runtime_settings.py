@@ -37,7 +37,9 @@ class RuntimeSettings:
     outbound_per_recipient_per_day: int = 100
     outbound_per_key_per_day: int = 10_000
     outbound_max_recipients: int = 50
-    max_message_bytes: int = 25 * MIB
+    # Postfix's default message_size_limit: a larger message would get its 202 and
+    # then Postfix's 552. Raise both together.
+    max_message_bytes: int = 10_240_000
     max_request_body_bytes: int = 40 * MIB
     max_attachment_bytes: int = 10 * MIB
     audit_retention_days: int = 180

@@ -18,6 +18,8 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _ANGLE_FORM = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
+_QUOTED_STRING = re.compile(r'"(?P<text>(?:[^"\\]|\\.)*)"')
+_QUOTED_PAIR = re.compile(r"\\(.)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 # RFC 2047's encoded word. The email package decodes one wherever it meets it in
 # header text, so through it a client could pass what the checks refused (another
@@ -77,7 +79,24 @@ def ascii_domain(domain: str) -> str:
         raise AddressError("domain is not a valid host name")
     if labels[-1].isdigit():
         raise AddressError("domain must be a name, not an address")
+    # "--" in the 3rd and 4th places marks an A-label ("xn--") or a prefix IDNA
+    # reserves: such a label must decode (IDNA 2008), or no U-label matches it.
+    try:
+        for label in labels:
+            if label[2:4] == "--":
+                idna.decode(label)
+    except idna.IDNAError as exc:
+        raise AddressError("domain is not a valid internationalised name") from exc
     return encoded
+
+
+def _display_name(raw: str) -> str:
+    """The name as given, or the text of a quoted string with its backslash escapes undone."""
+    name = raw.strip()
+    quoted = _QUOTED_STRING.fullmatch(name)
+    if quoted is not None:
+        name = _QUOTED_PAIR.sub(r"\1", quoted["text"]).strip()
+    return name
 
 
 def parse_mailbox(text: str) -> Mailbox:
@@ -89,7 +108,7 @@ def parse_mailbox(text: str) -> Mailbox:
     display_name = ""
     angle = _ANGLE_FORM.fullmatch(text)
     if angle is not None:
-        display_name = angle["name"].strip().strip('"').strip()
+        display_name = _display_name(angle["name"])
         text = angle["address"].strip()
         if len(display_name) > MAX_DISPLAY_NAME:
             raise AddressError("display name is too long")

@@ -71,6 +71,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 _SENDERS = [Role.SENDER]
 _READERS = [Role.SENDER, Role.AUDITOR]
 _ADDRESS_QUERY = param("address", "query", {"type": "string"}, required=True)
+_ADDRESS_FILTER = ("an address (local@domain or Name <local@domain>), compared as parsed: "
+                   "case-insensitively, an IDN domain in either form; 422 if invalid")
 
 OPENAPI_PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/send-email": {
@@ -92,12 +94,13 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             "search sent messages, newest first", _READERS,
             parameters=[
                 param("status", "query", {"type": "string"}),
-                param("from", "query", {"type": "string"}),
-                param("to", "query", {"type": "string"}),
+                param("from", "query", {"type": "string"}, description=_ADDRESS_FILTER),
+                param("to", "query", {"type": "string"}, description=_ADDRESS_FILTER),
                 param("tag", "query", {"type": "string"}),
                 param("since", "query", _TIME),
                 param("until", "query", _TIME),
-                param("cursor", "query", {"type": "string"}),
+                param("cursor", "query", {"type": "string"},
+                      description="next_cursor of the previous page, as given (URL-safe)"),
                 param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
             ],
             responses={200: {"type": "object", "properties": {

@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from postwarden_admin_api.cursors import Cursor
+
 SELECT_MESSAGE = """
 SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata, status,
        queue_id, attempts, last_error, created_at, updated_at
@@ -27,10 +29,10 @@ SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, met
 FROM outbound_messages m
 WHERE ($1::text IS NULL OR key_id = $1)
   AND ($2::text IS NULL OR status = $2)
-  AND ($3::text IS NULL OR lower(sender) = lower($3))
+  AND ($3::text IS NULL OR lower(sender) = $3)
   AND ($4::text IS NULL OR EXISTS (
         SELECT 1 FROM outbound_recipients r
-        WHERE r.message_id = m.id AND lower(r.address) = lower($4)))
+        WHERE r.message_id = m.id AND lower(r.address) = $4))
   AND ($5::text IS NULL OR $5 = ANY(tags))
   AND ($6::timestamptz IS NULL OR created_at >= $6)
   AND ($7::timestamptz IS NULL OR created_at < $7)
@@ -58,12 +60,12 @@ DELETE_SUPPRESSION = "DELETE FROM suppressions WHERE address = $1 RETURNING addr
 class MessageFilter:
     key_id: str | None = None  # a sender key sees its own messages only
     status: str | None = None
-    sender: str | None = None
-    recipient: str | None = None
+    sender: str | None = None  # Mailbox.key: lower-case, the domain in A-labels
+    recipient: str | None = None  # Mailbox.key too
     tag: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
-    after: tuple[dt.datetime, uuid.UUID] | None = None  # the cursor: the last row seen
+    after: Cursor | None = None  # the last row seen
     limit: int = 50
 
 
@@ -104,14 +106,15 @@ async def search_messages(
     conn: asyncpg.Connection, search: MessageFilter
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page, newest first, and the cursor of the next page (None at the end)."""
-    after_time, after_id = search.after if search.after else (None, None)
+    after = search.after
+    after_time, after_id = (after.time, after.id) if after else (None, None)
     rows = await conn.fetch(
         SEARCH_MESSAGES, search.key_id, search.status, search.sender, search.recipient,
         search.tag, search.since, search.until, after_time, after_id, search.limit,
     )
     cursor = None
     if len(rows) == search.limit:
-        cursor = f"{rows[-1]['created_at'].isoformat()},{rows[-1]['id']}"
+        cursor = Cursor(rows[-1]["created_at"], rows[-1]["id"]).encode()
     return [_message(row) for row in rows], cursor
 
 

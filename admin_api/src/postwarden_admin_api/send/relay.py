@@ -9,6 +9,12 @@ connection failures retry with exponential backoff and jitter until
 reply. ``workers`` tasks run on the event loop, each with its own SMTP session
 (:mod:`.submit`) reused for message after message.
 
+A Postfix that cannot be reached at all (no connection, no greeting, EHLO
+refused) is no attempt on any message: the worker gives its rows back as they
+were and pauses, growing the pause up to :data:`UNREACHABLE_PAUSE_MAX`, so an
+outage of any length loses nothing and costs nobody their attempts, and mail
+flows within that pause once Postfix is back.
+
 Once Postfix has answered, the answer is stored however long Postgres is
 away: a worker that gave up would leave the row to come back when its lease
 ends, and a message Postfix had queued would be sent a second time. When
@@ -53,8 +59,13 @@ WHERE o.message_id = due.message_id
 RETURNING o.message_id, o.envelope_from, o.recipients, o.content, o.attempts,
           due.unsettled AS interrupted
 """
+# Rows claimed but not tried go back as they were: due, the claim's attempt not
+# counted, and still unsettled when an earlier attempt was interrupted.
 UNLEASE = """
-UPDATE outbox SET next_attempt_at = now(), unsettled = false WHERE message_id = ANY($1::uuid[])
+UPDATE outbox o
+SET next_attempt_at = now(), attempts = o.attempts - 1, unsettled = u.interrupted
+FROM unnest($1::uuid[], $2::bool[]) AS u (message_id, interrupted)
+WHERE o.message_id = u.message_id
 """
 RENEW = """
 UPDATE outbox SET next_attempt_at = now() + $2::interval WHERE message_id = ANY($1::uuid[])
@@ -106,6 +117,7 @@ BATCH = 10
 LEASE = dt.timedelta(minutes=15)  # renewed while a slow batch is still being worked on
 POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
+UNREACHABLE_PAUSE_MAX = 60.0
 SMTP_TIMEOUT = 60.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
 LOG_WAIT_SECONDS = 60.0  # for the follower to read the log to its end
@@ -212,18 +224,30 @@ class RelayWorker:
         session = SmtpSession(
             self._config.host, self._config.port, SMTP_TIMEOUT, socket.getfqdn()
         )
+        unreached = 0  # claims in a row that found Postfix unreachable
         try:
             while not self._stopping.is_set():
                 relayed = False
                 with surviving("relay worker"):
                     rows = await self._claim()
                     if rows:
-                        await self._relay(session, rows)
-                        relayed = True
-                if not relayed:  # nothing to do, or it failed: pause before the next claim
+                        reached = await self._relay(session, rows)
+                        unreached = 0 if reached else unreached + 1
+                        relayed = reached
+                if unreached:
+                    await self._pause(unreached)
+                elif not relayed:  # nothing to do, or it failed: pause before the next claim
                     await self._idle()
         finally:
             await session.close()
+
+    async def _pause(self, unreached: int) -> None:
+        """Wait before trying an unreachable Postfix again (only a stop cuts it short)."""
+        seconds = min(backoff(self._config, unreached).total_seconds(), UNREACHABLE_PAUSE_MAX)
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
 
     async def _idle(self) -> None:
         self._wakeup.clear()
@@ -232,13 +256,14 @@ class RelayWorker:
         except TimeoutError:
             pass
 
-    async def _relay(self, session: SmtpSession, rows: list[Claimed]) -> None:
+    async def _relay(self, session: SmtpSession, rows: list[Claimed]) -> bool:
+        """Submit the rows in turn; False when Postfix could not be reached (the row
+        being tried and those after it were given back)."""
         leased = time.monotonic()
         for index, row in enumerate(rows):
             if self._stopping.is_set():
-                async with self._pool.acquire() as conn:
-                    await conn.execute(UNLEASE, [r.id for r in rows[index:]])
-                return
+                await self._unlease(rows[index:])
+                return True
             if time.monotonic() - leased > LEASE.total_seconds() / 3:
                 # A slow Postfix (each end of DATA may take minutes): the rows left
                 # must not come back to another worker while this one still has them.
@@ -249,9 +274,21 @@ class RelayWorker:
             found = result is not None
             if result is None:
                 result = await session.submit(row.envelope_from, row.recipients, row.content)
+            if result.outcome is Outcome.UNREACHABLE:
+                await self._unlease(rows[index:])
+                self._outcomes.labels("unreachable").inc()
+                log.warning("relay: Postfix at %s:%d cannot be reached (%s); %d claimed "
+                            "message(s) wait in the outbox", self._config.host,
+                            self._config.port, result.reply, len(rows) - index)
+                return False
             outcome = await self._record(row, result, found_in_log=found)
             if outcome is not None:
                 self._outcomes.labels("found_queued" if found else outcome).inc()
+        return True
+
+    async def _unlease(self, rows: list[Claimed]) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(UNLEASE, [r.id for r in rows], [r.interrupted for r in rows])
 
     async def _queued_before(self, row: Claimed) -> SubmitResult | None:
         """Postfix's answer to an interrupted attempt, when its log shows the message queued."""

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from aiohttp import web
 
-from postwarden_admin_api.bodies import (
-    json_ok,
-    parse_time,
-    query_int,
-    query_time,
-    read_json_object,
-)
+from postwarden_admin_api.bodies import json_ok, query_int, query_time, read_json_object
 from postwarden_admin_api.context import POOL, Role, allow, principal
+from postwarden_admin_api.cursors import query_cursor
 from postwarden_admin_api.errors import ApiError, ValidationFailed
 
 from . import queries
@@ -52,14 +46,19 @@ async def get_message(request: web.Request) -> web.Response:
     return json_ok(found)
 
 
-def _cursor(raw: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
-    if raw is None:
-        return None
+def _address(raw: object, field: str) -> str:
+    """The address's key, as stored for suppressions and compared in searches."""
     try:
-        when, _, ident = raw.partition(",")
-        return parse_time(when), uuid.UUID(ident)
-    except ValueError:
-        raise ValidationFailed([{"field": "cursor", "message": "not a cursor"}]) from None
+        if not isinstance(raw, str):
+            raise AddressError("expected an address")
+        return parse_mailbox(raw).key
+    except AddressError as exc:
+        raise ValidationFailed([{"field": field, "message": str(exc)}]) from None
+
+
+def _address_filter(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    return None if raw is None else _address(raw, name)
 
 
 @routes.get("/api/v1/messages")
@@ -70,23 +69,15 @@ async def search_messages(request: web.Request) -> web.Response:
     if status is not None and status not in MESSAGE_STATUSES:
         raise ValidationFailed([{"field": "status", "message": f"one of {MESSAGE_STATUSES}"}])
     search = queries.MessageFilter(
-        key_id=_own_key(request), status=status, sender=query.get("from"),
-        recipient=query.get("to"), tag=query.get("tag"), since=query_time(request, "since"),
-        until=query_time(request, "until"), after=_cursor(query.get("cursor")),
+        key_id=_own_key(request), status=status, sender=_address_filter(request, "from"),
+        recipient=_address_filter(request, "to"), tag=query.get("tag"),
+        since=query_time(request, "since"), until=query_time(request, "until"),
+        after=query_cursor(request),
         limit=query_int(request, "limit", 50, 1, 500),
     )
     async with request.app[POOL].acquire() as conn:
         messages, cursor = await queries.search_messages(conn, search)
     return json_ok({"messages": messages, "next_cursor": cursor})
-
-
-def _address(raw: object) -> str:
-    try:
-        if not isinstance(raw, str):
-            raise AddressError("expected an address")
-        return parse_mailbox(raw).key
-    except AddressError as exc:
-        raise ValidationFailed([{"field": "address", "message": str(exc)}]) from None
 
 
 @routes.get("/api/v1/suppressions")
@@ -106,7 +97,7 @@ async def list_suppressions(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def add_suppression(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    address = _address(body.get("address"))
+    address = _address(body.get("address"), "address")
     detail = body.get("detail")
     if detail is not None and (not isinstance(detail, str) or len(detail) > 500):
         raise ValidationFailed([{"field": "detail", "message": "at most 500 characters"}])
@@ -120,7 +111,7 @@ async def add_suppression(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/suppressions")
 @allow(Role.OPERATOR)
 async def delete_suppression(request: web.Request) -> web.Response:
-    address = _address(request.query.get("address"))
+    address = _address(request.query.get("address"), "address")
     async with request.app[POOL].acquire() as conn:
         deleted = await queries.delete_suppression(conn, address)
     if not deleted:

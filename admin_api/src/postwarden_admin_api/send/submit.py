@@ -10,12 +10,15 @@ reusing it. When the server offers PIPELINING (RFC 2920; Postfix does),
 MAIL, every RCPT and DATA go out in one write and their replies are read
 together: two round trips per message instead of three plus one per
 recipient. The replies decide the same way in both modes (:func:`_settle`).
+When it offers SIZE (RFC 1870; Postfix does), MAIL declares the message's
+size: one over ``message_size_limit`` is refused at MAIL (552 5.3.4), not
+once all of it went out.
 
 Every outcome is a value: ``QUEUED`` with Postfix's queue id,
-``RETRY`` for 4xx replies and connection failures (``uncertain`` when the
-connection failed after the message went out: Postfix may have queued it),
-``FAILED`` for 5xx replies; recipients refused one by one with 5xx are
-listed apart.
+``RETRY`` for 4xx replies and connections lost in a transaction (``uncertain``
+when the message had gone out: Postfix may have queued it), ``UNREACHABLE``
+when no session could be opened (the message never left), ``FAILED`` for 5xx
+replies; recipients refused one by one with 5xx are listed apart.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ DATA_END_SECONDS = 600.0
 class Outcome(enum.Enum):
     QUEUED = "queued"
     RETRY = "retry"
+    UNREACHABLE = "unreachable"  # no session: no connection, no greeting, EHLO refused
     FAILED = "failed"
 
 
@@ -129,6 +133,7 @@ class _Connection:
         self._writer = writer
         self._timeout = timeout
         self.pipelining = False
+        self.offers_size = False
 
     def _send(self, lines: list[str]) -> None:
         """Addresses were validated, so the guard never fires; it stays on principle."""
@@ -223,7 +228,9 @@ class SmtpSession:
                 hello = await conn.command(f"EHLO {self._helo}")
                 if hello.code != 250:
                     raise ProtocolError(f"EHLO answered {hello}")
-                conn.pipelining = "PIPELINING" in hello.text.upper().split()
+                extensions = hello.text.upper().split()
+                conn.pipelining = "PIPELINING" in extensions
+                conn.offers_size = "SIZE" in extensions
             except BaseException:
                 conn.close()
                 raise
@@ -234,6 +241,10 @@ class SmtpSession:
     async def submit(self, sender: str, recipients: list[str], content: bytes) -> SubmitResult:
         try:
             conn = await self._connection()
+        except (OSError, ProtocolError, TimeoutError, ValueError) as exc:
+            self._drop()
+            return SubmitResult(Outcome.UNREACHABLE, f"no session: {type(exc).__name__}")
+        try:
             result, in_data = await self._transaction(conn, sender, recipients, content)
         except _Unanswered as unanswered:
             self._drop()
@@ -266,7 +277,8 @@ class SmtpSession:
         conn: _Connection, sender: str, recipients: list[str], content: bytes
     ) -> tuple[SubmitResult, bool]:
         """The outcome, and whether the server was left in DATA mode."""
-        commands = [f"MAIL FROM:<{sender}>", *(f"RCPT TO:<{r}>" for r in recipients), "DATA"]
+        mail = f"MAIL FROM:<{sender}>" + (f" SIZE={len(content)}" if conn.offers_size else "")
+        commands = [mail, *(f"RCPT TO:<{r}>" for r in recipients), "DATA"]
         if conn.pipelining:
             replies = await conn.pipeline(commands)
             settled, refused = _settle(recipients, replies)

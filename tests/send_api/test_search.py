@@ -1,0 +1,77 @@
+"""Searching sent messages: address filters as the send API parses addresses, and pages."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.runtime_settings import RUNTIME
+from tests.fixtures.adminapp import MintKey, bearer
+
+from .conftest import Client, SetRuntime, body
+
+
+@pytest.fixture
+async def idn_sender(client: Client, set_runtime: SetRuntime, mint_key: MintKey) -> dict[str, str]:
+    """A key that may send as *@bücher.example (allowed globally too)."""
+    await set_runtime(allowed_sender_addresses=["*@example.com", "*@bücher.example"])
+    client.app[RUNTIME].invalidate()
+    return bearer(await mint_key(Role.SENDER, ["*@bücher.example"]))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("to", "{local}@bücher.example", id="to-u-label"),
+        pytest.param("to", "{LOCAL}@XN--BCHER-KVA.example", id="to-a-label-upper-case"),
+        pytest.param("to", "Someone <{local}@xn--bcher-kva.example>", id="to-name-addr"),
+        pytest.param("from", "shop@bücher.example", id="from-u-label"),
+        pytest.param("from", "Shop <SHOP@xn--bcher-kva.example>", id="from-name-addr"),
+    ],
+)
+async def test_address_filters_compare_parsed_addresses(
+    client: Client, idn_sender: dict[str, str], name: str, value: str
+) -> None:
+    local = uuid.uuid4().hex[:10]
+    sent = await client.post("/api/v1/send-email", headers=idn_sender, json=body(
+        to=[f"{local}@bücher.example"], tags=[local], **{"from": "Shop <shop@bücher.example>"}))
+    assert sent.status == 202, await sent.text()
+    found = await client.get("/api/v1/messages", headers=idn_sender, params={
+        name: value.format(local=local, LOCAL=local.upper()), "tag": local})
+    assert found.status == 200, await found.text()
+    assert [m["id"] for m in (await found.json())["messages"]] == [(await sent.json())["id"]]
+
+
+@pytest.mark.parametrize("name", ["to", "from"])
+async def test_an_address_filter_that_is_no_address_is_a_422(
+    client: Client, sender: dict[str, str], name: str
+) -> None:
+    found = await client.get("/api/v1/messages", headers=sender, params={name: "a@xn--zz.com"})
+    assert found.status == 422
+    error = (await found.json())["error"]
+    assert error["code"] == "validation_failed"
+    assert [d["field"] for d in error["details"]] == [name]
+
+
+async def test_the_cursor_works_pasted_into_a_url_as_given(
+    client: Client, mint_key: MintKey
+) -> None:
+    own = bearer(await mint_key(Role.SENDER, ["*@example.com"]))  # a key with only these messages
+    sent = []
+    for _ in range(3):
+        response = await client.post("/api/v1/send-email", json=body(), headers=own)
+        sent.append((await response.json())["id"])
+    seen: list[str] = []
+    url = "/api/v1/messages?limit=2"
+    while url:
+        response = await client.get(url, headers=own)  # the query string is not re-encoded
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        seen += [m["id"] for m in page["messages"]]
+        cursor = page["next_cursor"]
+        assert cursor is None or re.fullmatch(r"[A-Za-z0-9_-]+", cursor)
+        url = f"/api/v1/messages?limit=2&cursor={cursor}" if cursor else ""
+    assert seen == sent[::-1]
