@@ -143,6 +143,31 @@ def test_several_messages_per_connection_and_abort(harness: Harness) -> None:
     assert len(uids) == 3
 
 
+def _headers_only(ctx: Ctx, sender: str) -> None:
+    """A transaction that got as far as its headers (and a body chunk), no further."""
+    assert ctx._envfrom(f"<{sender}>") == Milter.CONTINUE
+    assert ctx._envrcpt("<bob@example.net>") == Milter.CONTINUE
+    for name, value in (("From", " Alice <alice@example.org>"), ("Subject", " Lunch"),
+                        ("Message-ID", " <lunch-2@example.org>")):
+        ctx._header(name, value)
+    ctx._eoh()
+    ctx._priv.body(b"See you")
+
+
+def test_the_row_of_an_aborted_transaction_names_the_message(harness: Harness) -> None:
+    ctx = harness.connect(queue_id="4QABORT")
+    _headers_only(ctx, "alice@example.org")
+    ctx._priv.abort()  # RSET, another milter refused, ... (TestCtx._abort closes too)
+    _headers_only(ctx, "carol@example.org")
+    assert ctx._envfrom("<dave@example.org>") == Milter.CONTINUE  # a new MAIL FROM, no abort
+    rows = [(e.action, e.sender, e.header_from, e.subject, e.message_id)
+            for e in harness.audit.events]
+    assert rows == [
+        ("aborted", "alice@example.org", "alice@example.org", "Lunch", "<lunch-2@example.org>"),
+        ("aborted", "carol@example.org", "alice@example.org", "Lunch", "<lunch-2@example.org>"),
+    ]
+
+
 def test_redelivery_is_recognised(harness: Harness) -> None:
     first, second = harness.connect(), harness.connect()
     assert first.send(CLEAN) == Milter.CONTINUE

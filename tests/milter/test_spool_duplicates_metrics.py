@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
+
+from postwarden_milter import spool as spool_module
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
 from postwarden_policies import AuditEvent
@@ -47,6 +52,58 @@ def test_spool_skips_a_torn_last_line(tmp_path: Path) -> None:
         handle.write('{"event_id": "torn')
     events = [e for batch, _ in spool.batches(10) for e in batch]
     assert [e.message_uid for e in events] == ["1"]
+
+
+def test_a_line_torn_by_a_crash_is_cut_on_open_and_swallows_nothing(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path, SpoolBudget(10**6))
+    spool.append([_event(1)])
+    with spool.path.open("a") as handle:  # the crash, mid-append: half a line
+        handle.write(_event(2).to_json()[:40])
+    reopened = AuditSpool(tmp_path, SpoolBudget(10**6))  # the restart
+    assert reopened.size == len(_event(1).to_json()) + 1
+    reopened.append([_event(3)])  # acknowledged as spooled: it must be replayed
+    assert [e.message_uid for batch, _ in reopened.batches(10) for e in batch] == ["1", "3"]
+
+
+def test_a_torn_line_longer_than_a_read_is_cut_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "TAIL_CHUNK", 7)
+    (tmp_path / spool_name(0)).write_bytes(b'{"a": 1}\n' + b"x" * 30)
+    assert AuditSpool(tmp_path, SpoolBudget(10**6)).path.read_bytes() == b'{"a": 1}\n'
+    (tmp_path / spool_name(0)).write_bytes(b"x" * 30)  # no line whole at all
+    assert AuditSpool(tmp_path, SpoolBudget(10**6)).size == 0
+
+
+def test_a_failed_append_leaves_no_part_for_the_next_to_be_glued_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = AuditSpool(tmp_path, SpoolBudget(10**6))
+    spool.append([_event(1)])
+    write = os.write
+
+    def disk_full(fd: int, data: bytes | memoryview) -> int:
+        write(fd, bytes(data[:10]))  # part of the batch went to disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        spool.append([_event(2)])
+    monkeypatch.undo()
+    spool.append([_event(3)])
+    assert [e.message_uid for batch, _ in spool.batches(10) for e in batch] == ["1", "3"]
+    assert spool.budget.used == spool.size
+
+
+def test_the_size_is_the_files_so_a_rotated_log_starts_again(tmp_path: Path) -> None:
+    budget = SpoolBudget(10**6)
+    spool = AuditSpool(tmp_path, budget)
+    spool.append([_event(1), _event(2)])
+    spool.path.rename(tmp_path / "audit-2024-01.jsonl")  # the admin rotates the log
+    assert spool.size == 0 and not spool
+    spool.append([_event(3)])
+    assert spool.size == budget.used == spool.path.stat().st_size
+    assert [e.message_uid for batch, _ in spool.batches(10) for e in batch] == ["3"]
 
 
 def test_spool_size_survives_restart_and_reports_full(tmp_path: Path) -> None:

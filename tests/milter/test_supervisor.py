@@ -70,6 +70,13 @@ def test_spools_of_workers_gone_are_appended_to_the_first(tmp_path: Path) -> Non
     assert AuditSpool(tmp_path, SpoolBudget(10**6)).size == len(b'{"a": 0}\n{"a": 2}\n')
 
 
+def test_spools_adopted_are_not_glued_onto_a_torn_last_line(tmp_path: Path) -> None:
+    (tmp_path / SPOOL_NAME).write_bytes(b'{"a": 0}\n{"to')  # the first worker crashed too
+    (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')
+    adopt_orphans(tmp_path, workers=1)
+    assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 0}\n{"a": 1}\n'
+
+
 def test_one_process_adopts_every_worker_spool(tmp_path: Path) -> None:
     (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')
     adopt_orphans(tmp_path, workers=1)

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,27 @@ async def test_batch_spanning_months_creates_partitions(fresh_database_url: str)
     assert {"audit_events_202401", "audit_events_202402"} <= partitions
 
 
+async def test_nul_and_undecodable_bytes_are_stored_replaced(fresh_database_url: str) -> None:
+    # A NUL from an encoded word, lone surrogates from raw 8-bit headers: Postgres
+    # takes neither, in text columns, arrays or jsonb.
+    event = make_event(
+        subject="hello\x00world", header_from="jos\udce9@example.org",
+        recipients=("b\udcfc@example.net",), message_id="<m\x00@x>",
+        changes=({"kind": "attachment_stripped", "filename": "a\x00\udce9.exe", "size": 1},),
+    )
+    conn = await connect(fresh_database_url)
+    try:
+        assert await write_audit_events(conn, [event]) == 1
+        row = await conn.fetchrow("SELECT * FROM audit_events")
+    finally:
+        await conn.close()
+    assert row is not None
+    assert (row["subject"], row["header_from"], row["message_id"]) == (
+        "hello\ufffdworld", "jos\ufffd@example.org", "<m\ufffd@x>")
+    assert row["recipients"] == ["b\ufffd@example.net"]
+    assert row["changes"][0]["filename"] == "a\ufffd\ufffd.exe"
+
+
 # --- the pipeline: Postgres going away loses nothing ---------------------------
 
 
@@ -128,44 +150,54 @@ def _pipeline(dsn: str | None, spool_dir: Path, metrics: Metrics,
                          queue_size=1000, spool_full_action=action)
 
 
+@contextmanager
+def _running(dsn: str | None, spool_dir: Path, metrics: Metrics,
+             **options: Any) -> Iterator[AuditPipeline]:
+    """A started pipeline on its own loop thread; drained and stopped on leaving."""
+    loop = LoopThread()
+    loop.start()
+    pipeline = _pipeline(dsn, spool_dir, metrics, **options)
+    pipeline.start(loop)
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+        loop.stop()
+
+
 def test_postgres_stopped_mid_run_loses_no_event(
     own_cluster: tuple[PostgresCluster, str], tmp_path: Path
 ) -> None:
     cluster, dsn = own_cluster
     metrics = Metrics()
-    loop = LoopThread()
-    loop.start()
-    pipeline = _pipeline(dsn, tmp_path, metrics)
-    pipeline.start(loop)
     spool = tmp_path / "audit-spool.jsonl"
-    try:
-        before = [make_event() for _ in range(20)]
-        for event in before:
-            pipeline.submit(event)
-        assert wait_until(lambda: len(event_ids(dsn)) == 20, timeout=15)
+    with _running(dsn, tmp_path, metrics) as pipeline:
+        try:
+            before = [make_event() for _ in range(20)]
+            for event in before:
+                pipeline.submit(event)
+            assert wait_until(lambda: len(event_ids(dsn)) == 20, timeout=15)
 
-        cluster.stop()
-        during = [make_event() for _ in range(30)]
-        for event in during:
-            pipeline.submit(event)
-        assert wait_until(
-            lambda: metrics.registry.get_sample_value("postwarden_audit_spooled_total") == 30,
-            timeout=30,
-        )
-        assert len(spool.read_text().splitlines()) == 30
+            cluster.stop()
+            during = [make_event() for _ in range(30)]
+            for event in during:
+                pipeline.submit(event)
+            assert wait_until(
+                lambda: metrics.registry.get_sample_value("postwarden_audit_spooled_total") == 30,
+                timeout=30,
+            )
+            assert len(spool.read_text().splitlines()) == 30
 
-        cluster.start()
-        after = [make_event() for _ in range(5)]
-        for event in after:
-            pipeline.submit(event)
-        expected = sorted(e.event_id for e in before + during + after)
-        assert wait_until(lambda: sorted(event_ids(dsn)) == expected, timeout=60)
-        assert wait_until(lambda: spool.stat().st_size == 0, timeout=10)
-    finally:
-        pipeline.stop()
-        loop.stop()
-        if not cluster.is_running():
             cluster.start()
+            after = [make_event() for _ in range(5)]
+            for event in after:
+                pipeline.submit(event)
+            expected = sorted(e.event_id for e in before + during + after)
+            assert wait_until(lambda: sorted(event_ids(dsn)) == expected, timeout=60)
+            assert wait_until(lambda: spool.stat().st_size == 0, timeout=10)
+        finally:
+            if not cluster.is_running():
+                cluster.start()
     assert sorted(event_ids(dsn)) == expected  # exactly once each
 
 
@@ -176,16 +208,9 @@ def test_replay_of_events_already_stored_writes_no_duplicate(
     event = make_event()
     # A crash after the write but before the spool was cleared leaves the event in both.
     AuditSpool(tmp_path, SpoolBudget(10**9)).append([event, event])
-    loop = LoopThread()
-    loop.start()
-    pipeline = _pipeline(dsn, tmp_path, Metrics())
-    pipeline.start(loop)
-    try:
+    with _running(dsn, tmp_path, Metrics()):
         assert wait_until(lambda: (tmp_path / "audit-spool.jsonl").stat().st_size == 0,
                           timeout=15)
-    finally:
-        pipeline.stop()
-        loop.stop()
     assert event_ids(dsn).count(event.event_id) == 1
 
 
@@ -203,23 +228,69 @@ def test_an_unexpected_write_error_spools_the_batch_and_loses_nothing(
         await write_audit_events(conn, batch)
 
     monkeypatch.setattr(audit_pipeline, "write_audit_events", fails_first)
-    loop = LoopThread()
-    loop.start()
-    pipeline = _pipeline(dsn, tmp_path, Metrics())
-    pipeline.start(loop)
     events = [make_event() for _ in range(3)]
-    try:
+    with _running(dsn, tmp_path, Metrics()) as pipeline:
         pipeline.submit(events[0])
         assert wait_until(lambda: len(calls) == 1, timeout=15)
         for event in events[1:]:
             pipeline.submit(event)
         stored = {e.event_id for e in events}
         assert wait_until(lambda: stored <= set(event_ids(dsn)), timeout=30)
-    finally:
-        pipeline.stop()
-        loop.stop()
     assert "audit writer: unexpected error writing to Postgres" in caplog.text
     assert "RuntimeError: a bug, not an outage" in caplog.text  # with its traceback
+
+
+# Values Postgres refuses that no sanitizing can mend (from a spool an older
+# version wrote, say); the marker must not reach the log.
+UNSTORABLE = [
+    pytest.param({"client_address": "not-an-address-7f3a"}, id="refused-by-postgres"),
+    pytest.param({"size": 2**63, "subject": "not-an-address-7f3a"}, id="refused-by-asyncpg"),
+]
+
+
+def _dropped(metrics: Metrics) -> float | None:
+    return metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "unstorable"})
+
+
+@pytest.mark.parametrize("poison", UNSTORABLE)
+def test_an_event_postgres_refuses_is_dropped_alone_and_the_writer_goes_on(
+    own_cluster: tuple[PostgresCluster, str], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, poison: dict[str, Any],
+) -> None:
+    _cluster, dsn = own_cluster
+    metrics = Metrics()
+    bad, good = make_event(**poison), [make_event() for _ in range(4)]
+    with _running(dsn, tmp_path, metrics) as pipeline:
+        for event in (good[0], bad, good[1]):  # one batch, most likely
+            pipeline.submit(event)
+        assert wait_until(lambda: {e.event_id for e in good[:2]} <= set(event_ids(dsn)),
+                          timeout=15)
+        for event in good[2:]:  # nothing is held back behind it
+            pipeline.submit(event)
+        assert wait_until(lambda: {e.event_id for e in good} <= set(event_ids(dsn)), timeout=15)
+    assert bad.event_id not in event_ids(dsn)
+    assert _dropped(metrics) == 1
+    assert not (tmp_path / "audit-spool.jsonl").exists()  # no outage, nothing spooled
+    assert f"audit event {bad.event_id} refused by Postgres" in caplog.text
+    assert "not-an-address-7f3a" not in caplog.text
+
+
+@pytest.mark.parametrize("poison", UNSTORABLE)
+def test_an_event_postgres_refuses_does_not_wedge_the_spool_replay(
+    own_cluster: tuple[PostgresCluster, str], tmp_path: Path, poison: dict[str, Any],
+) -> None:
+    _cluster, dsn = own_cluster
+    bad, good = make_event(**poison), [make_event() for _ in range(3)]
+    AuditSpool(tmp_path, SpoolBudget(10**9)).append([good[0], bad, good[1]])
+    metrics = Metrics()
+    with _running(dsn, tmp_path, metrics) as pipeline:
+        assert wait_until(lambda: (tmp_path / "audit-spool.jsonl").stat().st_size == 0,
+                          timeout=15)
+        pipeline.submit(good[2])
+        assert wait_until(lambda: {e.event_id for e in good} <= set(event_ids(dsn)), timeout=15)
+    assert bad.event_id not in event_ids(dsn)
+    assert _dropped(metrics) == 1
 
 
 def test_a_batch_the_spool_cannot_take_is_counted_and_the_writer_goes_on(
@@ -236,16 +307,11 @@ def test_a_batch_the_spool_cannot_take_is_counted_and_the_writer_goes_on(
 
     monkeypatch.setattr(AuditSpool, "append", fails_first)
     metrics = Metrics()
-    loop = LoopThread()
-    loop.start()
-    pipeline = _pipeline(None, tmp_path, metrics)
-    pipeline.start(loop)
-    pipeline.submit(make_event())
-    assert wait_until(lambda: len(calls) == 1, timeout=15)
-    kept = make_event()
-    pipeline.submit(kept)
-    pipeline.stop()
-    loop.stop()
+    with _running(None, tmp_path, metrics) as pipeline:
+        pipeline.submit(make_event())
+        assert wait_until(lambda: len(calls) == 1, timeout=15)
+        kept = make_event()
+        pipeline.submit(kept)
     assert metrics.registry.get_sample_value(
         "postwarden_audit_dropped_total", {"reason": "error"}) == 1
     lines = (tmp_path / "audit-spool.jsonl").read_text().splitlines()
@@ -253,31 +319,27 @@ def test_a_batch_the_spool_cannot_take_is_counted_and_the_writer_goes_on(
 
 
 def test_without_database_events_go_to_the_spool(tmp_path: Path) -> None:
-    loop = LoopThread()
-    loop.start()
-    pipeline = _pipeline(None, tmp_path, Metrics())
-    pipeline.start(loop)
-    events = [make_event() for _ in range(7)]
-    for event in events:
-        pipeline.submit(event)
-    pipeline.stop()  # drains the queue before returning
-    loop.stop()
+    with _running(None, tmp_path, Metrics()) as pipeline:
+        events = [make_event() for _ in range(7)]
+        for event in events:
+            pipeline.submit(event)
+    # the pipeline drains its queue as the with block ends
     lines = (tmp_path / "audit-spool.jsonl").read_text().splitlines()
     assert [AuditEvent.from_json(line) for line in lines] == events
 
 
+# Nothing listens on port 1: the database is down, the spool a backlog.
+UNREACHABLE = "postgresql://postwarden@127.0.0.1:1/postwarden"
+
+
 def test_full_spool_drops_and_counts_when_configured(tmp_path: Path) -> None:
     metrics = Metrics()
-    loop = LoopThread()
-    loop.start()
-    pipeline = _pipeline(None, tmp_path, metrics, max_bytes=1, action=SpoolFullAction.DROP)
-    pipeline.start(loop)
-    pipeline.submit(make_event())
-    assert wait_until((tmp_path / "audit-spool.jsonl").exists, timeout=5)
-    assert not pipeline.refusing_mail  # drop mode keeps mail flowing
-    pipeline.submit(make_event())
-    pipeline.stop()
-    loop.stop()
+    with _running(UNREACHABLE, tmp_path, metrics, max_bytes=1,
+                  action=SpoolFullAction.DROP) as pipeline:
+        pipeline.submit(make_event())
+        assert wait_until((tmp_path / "audit-spool.jsonl").exists, timeout=5)
+        assert not pipeline.refusing_mail  # drop mode keeps mail flowing
+        pipeline.submit(make_event())
     dropped = metrics.registry.get_sample_value(
         "postwarden_audit_dropped_total", {"reason": "spool_full"}
     )
@@ -287,8 +349,33 @@ def test_full_spool_drops_and_counts_when_configured(tmp_path: Path) -> None:
 
 def test_full_spool_tempfails_new_mail_when_configured(tmp_path: Path) -> None:
     AuditSpool(tmp_path, SpoolBudget(10**9)).append([make_event()])
-    pipeline = _pipeline(None, tmp_path, Metrics(), max_bytes=10)
+    pipeline = _pipeline(UNREACHABLE, tmp_path, Metrics(), max_bytes=10)
     assert pipeline.refusing_mail
+
+
+@pytest.mark.parametrize("action", list(SpoolFullAction))
+def test_without_database_the_spool_is_a_log_past_the_cap_and_refuses_nothing(
+    tmp_path: Path, action: SpoolFullAction
+) -> None:
+    """Never drained, it would refuse mail for good once at spool_max_bytes, even rotated."""
+    metrics = Metrics()
+    log = tmp_path / "audit-spool.jsonl"
+    events = [make_event() for _ in range(6)]  # well past 1000 bytes
+    with _running(None, tmp_path, metrics, max_bytes=1000, action=action) as pipeline:
+        for event in events[:3]:
+            pipeline.submit(event)
+        assert wait_until(lambda: log.exists() and log.stat().st_size > 1000, timeout=5)
+        assert not pipeline.refusing_mail
+        log.rename(tmp_path / "audit-1.jsonl")  # rotated
+        for event in events[3:]:
+            pipeline.submit(event)
+    assert not pipeline.refusing_mail
+    lines = (tmp_path / "audit-1.jsonl").read_text().splitlines() + log.read_text().splitlines()
+    logged = [AuditEvent.from_json(line) for line in lines]
+    assert logged == events
+    assert metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "spool_full"}) is None
+    assert metrics.registry.get_sample_value("postwarden_audit_spool_bytes") == log.stat().st_size
 
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:

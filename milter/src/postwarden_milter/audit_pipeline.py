@@ -9,8 +9,14 @@ the :class:`LoopThread`, owns the asyncpg pool and writes batches of up to
 Postgres is unreachable, slow or its schema is too old (or a write fails for
 any other reason, which is logged with its traceback), batches go to the
 local spool (fsync'd) and are replayed in order once it is back; event ids
-make replay idempotent. Without a database the spool is the audit log. No
-error ends the writer.
+make replay idempotent. A batch Postgres refuses for its *data* (an event it
+cannot store, see :data:`DATA_ERRORS`) is not an outage: spooled, it would be
+refused again on every replay and hold back everything behind it. So it is
+split in halves until the events Postgres refuses stand alone, and only those
+are dropped (counted, logged by event id). Without a database the spool is
+the audit log, never drained, so ``spool_max_bytes`` applies only with one:
+it caps a backlog, and an audit log that grows is for the admin to rotate,
+not a reason to refuse mail. No error ends the writer.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ CONNECT_TIMEOUT = 5.0
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
+# What one event's values can make a write raise: Postgres refusing them (SQLSTATE
+# classes 22 and 23), or asyncpg failing to encode them (UnicodeEncodeError, a bad
+# uuid: ValueError; an integer out of range: OverflowError).
+DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError,
+               OverflowError)
 
 
 class AuditPipeline:
@@ -78,8 +89,13 @@ class AuditPipeline:
 
     @property
     def refusing_mail(self) -> bool:
-        """True while the spool is full and the admin chose to tempfail new mail."""
-        return self._full_action is SpoolFullAction.TEMPFAIL and self._spool.full
+        """True while the backlog is full and the admin chose to tempfail new mail."""
+        return self._full_action is SpoolFullAction.TEMPFAIL and self._backlog_full
+
+    @property
+    def _backlog_full(self) -> bool:
+        """The spools, a backlog for the database, reached ``spool_max_bytes``."""
+        return self._dsn is not None and self._spool.full
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -119,7 +135,7 @@ class AuditPipeline:
                 batch = self._take()
                 if batch:
                     await self._deliver_or_drop(batch)
-                elif self._spool and self._dsn is not None and await self._connected():
+                elif self._dsn is not None and self._spool and await self._connected():
                     await self._replay()
         finally:
             if self._pool is not None:
@@ -144,6 +160,22 @@ class AuditPipeline:
         self._to_spool(batch)
 
     async def _write(self, batch: list[AuditEvent]) -> None:
+        """Write a batch; one Postgres refuses for its data is halved until the events it
+        refuses stand alone, and those are dropped. Any other error propagates."""
+        try:
+            await self._copy(batch)
+        except DATA_ERRORS as exc:
+            if len(batch) == 1:
+                self._metrics.audit_dropped.labels("unstorable").inc()
+                # The type only: a message from Postgres may quote the offending value.
+                log.error("audit event %s refused by Postgres (%s): dropped",
+                          batch[0].event_id, type(exc).__name__)
+                return
+            middle = len(batch) // 2
+            await self._write(batch[:middle])
+            await self._write(batch[middle:])
+
+    async def _copy(self, batch: list[AuditEvent]) -> None:
         assert self._pool is not None  # noqa: S101 - callers checked _connected()
         async with self._pool.acquire(timeout=WRITE_TIMEOUT) as conn:
             await asyncio.wait_for(write_audit_events(conn, batch), WRITE_TIMEOUT)
@@ -205,7 +237,7 @@ class AuditPipeline:
         self._schedule_retry(exc)
 
     def _to_spool(self, batch: list[AuditEvent]) -> None:
-        if self._spool.full and self._full_action is SpoolFullAction.DROP:
+        if self._backlog_full and self._full_action is SpoolFullAction.DROP:
             self._metrics.audit_dropped.labels("spool_full").inc(len(batch))
             log.error("AUDIT SPOOL FULL (%d bytes): %d events dropped", self._spool.budget.used,
                       len(batch))
@@ -218,7 +250,7 @@ class AuditPipeline:
                       exc.strerror, len(batch))
             return
         self._metrics.audit_spooled.inc(len(batch))
-        if self._spool.full:
+        if self._backlog_full:
             log.error("AUDIT SPOOL FULL (%d bytes >= %d): %s", self._spool.budget.used,
                       self._spool.budget.max_bytes,
                       "new mail is tempfailed" if self.refusing_mail else "events will be dropped")

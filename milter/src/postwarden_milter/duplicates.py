@@ -1,15 +1,24 @@
-"""Re-delivery detection: same Message-ID, same envelope sender, same body.
+"""Re-delivery detection: same Message-ID, envelope sender, recipients and body.
 
 A bare Message-ID match is never enough (the sender chooses it), so the key
-also holds the envelope sender and the body, by SHA-256. Entries expire after
-the window.
+also holds the envelope sender, the transaction's recipients and the body, by
+SHA-256. The recipients tell a re-delivery from the next part of a message a
+sending MTA split into several transactions (its per-destination recipient
+limit, or our own 452 past ``max_recipients``): same Message-ID, sender and
+body, other recipients.
+
+Looking a key up and recording it are separate steps: the policy needs the
+answer before its verdict, and a message is recorded only once that verdict
+took it (see the handler). A refused or tempfailed message was not
+delivered, so the sender's retry is no re-delivery. Entries expire after the
+window, counted from the first recording.
 
 The milter may run as several worker processes forked from one parent, and a
 message first seen by one worker must be a duplicate when it comes again to
 another. So the table lives in an anonymous shared mapping made by the
 constructor: a detector built before ``os.fork()`` is one table for the
 parent and every child. It holds no Python objects, only fixed-size slots: 16
-bytes of a keyed SHA-256 over the three parts, and the first-seen
+bytes of a keyed SHA-256 over the four parts, and the first-seen
 ``time.monotonic()`` (system-wide on Linux, so times compare across processes).
 
 It is bounded by construction: ``max_entries`` slots, fixed when made. A key
@@ -22,6 +31,7 @@ memory.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import mmap
@@ -30,7 +40,7 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 MAX_ENTRIES = 200_000
 NEIGHBOURHOOD = 16  # slots a key may occupy, from its home slot on
@@ -54,7 +64,7 @@ class DuplicateDetector:
         self._window = window_seconds
         self._clock = clock
         if not self.enabled:
-            return  # no table, no locks: seen() never gets past its first line
+            return  # no table, no locks: key() gives None, so nothing is looked up
         self._neighbourhood = min(NEIGHBOURHOOD, max_entries)
         # Homes stop short of the end so a neighbourhood never wraps: one slice each.
         self._homes = max_entries - self._neighbourhood + 1
@@ -68,7 +78,7 @@ class DuplicateDetector:
         self._map[: self._digest_base] = struct.pack("d", _EMPTY) * max_entries
         # Cross-process lock: a POSIX record lock on a memfd that every child
         # inherits. Record locks belong to a process and the kernel drops them
-        # when it dies, so a worker killed inside seen() (OOM killer, a crash)
+        # when it dies, so a worker killed holding it (OOM killer, a crash)
         # cannot wedge the others, as a semaphore-based lock would. They do not
         # exclude threads of one process, hence the thread lock taken first.
         self._lock_fd = os.memfd_create("postwarden-duplicates-lock")
@@ -80,59 +90,72 @@ class DuplicateDetector:
     def enabled(self) -> bool:
         return self._window > 0
 
-    def seen(self, message_id: str | None, sender: str, body: bytes | memoryview) -> bool:
-        """Record this message and say whether it was already seen within the window.
+    def key(self, message_id: str | None, sender: str, recipients: Iterable[str],
+            body: bytes | memoryview) -> bytes | None:
+        """The message's key; None when the detector is off or the message has no
+        Message-ID, in which case the body is not hashed (no other message pays for it).
 
-        The body is hashed here, only when the detector is on and the message
-        has a Message-ID, so no other message pays for it.
+        Keyed, truncated SHA-256 over the parts, each preceded by its length (and
+        the recipients by their count) so that none can pass for another; the
+        recipients lower-cased, sorted and deduplicated, as their order means
+        nothing. surrogatepass takes header text with lone surrogates from
+        undecodable bytes.
         """
         if not self.enabled or not message_id:
-            return False
-        key = self._digest(message_id.strip().lower(), sender.lower(), body)
-        home = int.from_bytes(key[:8], "little") % self._homes
-        end = home + self._neighbourhood
-        base = self._digest_base
+            return None
+        addresses = sorted({address.lower() for address in recipients})
+        digest = hashlib.sha256(self._secret + len(addresses).to_bytes(8, "little"))
+        for part in (message_id.strip().lower(), sender.lower(), *addresses):
+            data = part.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "little") + data)
+        digest.update(body)
+        return digest.digest()[:DIGEST_SIZE]
+
+    def seen(self, key: bytes) -> bool:
+        """Whether ``key`` was recorded within the window; records nothing."""
+        with self._locked() as now:
+            _home, times, i = self._find(key)
+            return i >= 0 and times[i] > now - self._window
+
+    def record(self, key: bytes) -> None:
+        """Remember ``key`` as delivered now; a live entry keeps its first time."""
+        with self._locked() as now:
+            home, times, i = self._find(key)
+            if i >= 0 and times[i] > now - self._window:
+                return
+            if i < 0:  # else its own expired entry: one copy of a key, at most
+                i = times.index(min(times))  # empty, else expired, else oldest
+            slot = home + i
+            base = self._digest_base
+            # Emptied first: a worker killed before the time is written leaves an
+            # empty slot, never the new key with the evicted entry's live time.
+            self._times[slot] = _EMPTY
+            self._map[base + slot * DIGEST_SIZE: base + (slot + 1) * DIGEST_SIZE] = key
+            self._times[slot] = now
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[float]:
+        """Hold the table against other threads and processes; gives the time now."""
         with self._thread_lock:  # record locks exclude processes, not threads
             fcntl.lockf(self._lock_fd, fcntl.LOCK_EX)
             try:
-                now = self._clock()
-                times = self._times[home:end].tolist()
-                digests = self._map[base + home * DIGEST_SIZE: base + end * DIGEST_SIZE]
-                reuse = -1
-                # Check the whole neighbourhood: an empty or expired slot before
-                # the key's slot proves nothing, since inserts take any slot of it.
-                at = digests.find(key)
-                while at >= 0:
-                    if at % DIGEST_SIZE == 0:  # not straddling two digests
-                        i = at // DIGEST_SIZE
-                        if times[i] > now - self._window:
-                            return True
-                        reuse = i  # its own expired entry: keep one copy of a key
-                    at = digests.find(key, at + 1)
-                if reuse < 0:
-                    reuse = times.index(min(times))  # empty, else expired, else oldest
-                slot = home + reuse
-                # Emptied first: a worker killed before the time is written leaves an
-                # empty slot, never the new key with the evicted entry's live time.
-                self._times[slot] = _EMPTY
-                self._map[base + slot * DIGEST_SIZE: base + (slot + 1) * DIGEST_SIZE] = key
-                self._times[slot] = now
+                yield self._clock()
             finally:
                 fcntl.lockf(self._lock_fd, fcntl.LOCK_UN)
-        return False
 
-    def _digest(self, message_id: str, sender: str, body: bytes | memoryview) -> bytes:
-        """Keyed, truncated SHA-256 over the three parts, unambiguously joined.
-
-        One pass over the body; the lengths make the parts unambiguous, and
-        surrogatepass takes header text with lone surrogates from undecodable bytes.
-        """
-        mid = message_id.encode("utf-8", "surrogatepass")
-        snd = sender.encode("utf-8", "surrogatepass")
-        digest = hashlib.sha256(b"".join((self._secret, len(mid).to_bytes(8, "little"), mid,
-                                          len(snd).to_bytes(8, "little"), snd)))
-        digest.update(body)
-        return digest.digest()[:DIGEST_SIZE]
+    def _find(self, key: bytes) -> tuple[int, Sequence[float], int]:
+        """With the table held: the key's home slot, the first-seen times of its
+        neighbourhood, and the key's index there (-1 when absent)."""
+        home = int.from_bytes(key[:8], "little") % self._homes
+        end = home + self._neighbourhood
+        base = self._digest_base
+        digests = self._map[base + home * DIGEST_SIZE: base + end * DIGEST_SIZE]
+        # The whole neighbourhood is searched: an empty or expired slot before the
+        # key's slot proves nothing, since inserts take any slot of it.
+        at = digests.find(key)
+        while at > 0 and at % DIGEST_SIZE:  # straddling two digests
+            at = digests.find(key, at + 1)
+        return home, self._times[home:end].tolist(), at // DIGEST_SIZE if at >= 0 else -1
 
 
 def _renew_thread_locks() -> None:

@@ -54,7 +54,11 @@ from .settings import MilterSettings
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 5.0  # well under Postfix's milter_content_timeout (300 s)
+# Answers after which the client holds the message as delivered (250; a discarded
+# message too): sent again, it is a re-delivery. After a 4xx or 5xx it is not.
+DELIVERED = frozenset({Outcome.CONTINUE, Outcome.ACCEPT, Outcome.DISCARD})
 P = ParamSpec("P")
+Decision = tuple[MessageFacts, Verdict, bytes | None]  # and the duplicate key, if any
 
 
 class AuditSink(Protocol):
@@ -195,12 +199,25 @@ class ConnectionHandler:
             self.enter()
         applied = reply_with(self._actions, reply)
         log.info("%s: %s", action, applied.reply)
-        facts = None
-        if txn is not None and txn.header_bytes:
-            # Headers only: cheap, and gives the row its From, Subject and Message-ID.
-            facts = parse_message(bytes(txn.header_bytes) + b"\r\n", txn.envelope(self._client))
-        self._finish(action, applied.reply, facts)
+        self._finish(action, applied.reply, self._header_facts())
         return applied.outcome
+
+    def _abandon(self) -> None:
+        """Audit an unfinished transaction (if one is open) as aborted, and forget it."""
+        try:
+            facts = self._header_facts()
+        except Exception:  # abort() is unguarded: the row goes without them, the txn still ends
+            log.exception("cannot parse the headers of an aborted transaction")
+            facts = None
+        self._finish("aborted", None, facts)
+
+    def _header_facts(self) -> MessageFacts | None:
+        """For a transaction ended before its verdict: the headers received so far,
+        parsed alone (cheap), so its audit row names From, Subject and Message-ID."""
+        txn = self._txn
+        if txn is None or not txn.header_bytes:
+            return None
+        return parse_message(bytes(txn.header_bytes) + b"\r\n", txn.envelope(self._client))
 
     # --- callbacks ---------------------------------------------------------------
 
@@ -223,7 +240,7 @@ class ConnectionHandler:
 
     @guarded("envfrom")
     def mail(self, sender: str, params: tuple[str, ...]) -> Outcome:
-        self._finish("aborted", None)  # a new MAIL FROM ends an unfinished transaction
+        self._abandon()  # a new MAIL FROM ends an unfinished transaction
         policy_set = self._s.policies.current
         self._txn = Transaction(
             sender=strip_brackets(sender),
@@ -281,18 +298,20 @@ class ConnectionHandler:
             job = self._s.workers.submit(
                 self._decide, policy_set, txn.raw_message(), txn.envelope(self._client)
             )
-            facts, verdict = self._wait(job)
+            facts, verdict, key = self._wait(job)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,
                 header_counts=txn.header_names, rcpt_as_given=txn.rcpt_as_given,
                 leading_space=self.leading_space,
             ))
         self._report(verdict, applied, facts)
+        if key is not None and applied.outcome in DELIVERED:
+            self._s.duplicates.record(key)
         return applied.outcome
 
     def abort(self) -> Outcome:
         self.enter()
-        self._finish("aborted", None)
+        self._abandon()
         self.pending_failure = None
         return Outcome.CONTINUE
 
@@ -311,18 +330,22 @@ class ConnectionHandler:
             raise RuntimeError("message callback outside a transaction")
         return self._txn
 
-    def _decide(self, policy_set: PolicySet, raw: bytes,
-                envelope: Envelope) -> tuple[MessageFacts, Verdict]:
-        """Worker thread: parse, mark re-deliveries, evaluate."""
+    def _decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Decision:
+        """Worker thread: parse, look re-deliveries up, evaluate.
+
+        The duplicate key is only looked up here; eom records it once the verdict
+        delivered the message, so that the retry of a refused one is no re-delivery.
+        """
         facts = parse_message(raw, envelope, max_parts=policy_set.max_mime_parts,
                               max_depth=policy_set.max_mime_depth)
-        body = memoryview(raw)[facts.body_offset:]
-        if self._s.duplicates.seen(facts.message_id, envelope.sender, body):
+        duplicates = self._s.duplicates
+        key = duplicates.key(facts.message_id, envelope.sender, envelope.recipients,
+                             memoryview(raw)[facts.body_offset:])
+        if key is not None and duplicates.seen(key):
             facts = dataclasses.replace(facts, duplicate=True)
-        return facts, evaluate(policy_set, facts)
+        return facts, evaluate(policy_set, facts), key
 
-    def _wait(self, job: concurrent.futures.Future[tuple[MessageFacts, Verdict]],
-              ) -> tuple[MessageFacts, Verdict]:
+    def _wait(self, job: concurrent.futures.Future[Decision]) -> Decision:
         """The verdict within the deadline, with progress replies while it is worked out.
 
         The deadline covers our own processing from end of message: a slow client

@@ -39,7 +39,8 @@ class Metrics:
             "postwarden_audit_spooled", "Audit events appended to the local spool", registry=r
         )
         self.audit_dropped = Counter(
-            "postwarden_audit_dropped", "Audit events lost (queue or spool full)", ["reason"],
+            "postwarden_audit_dropped",
+            "Audit events lost (queue or spool full, or refused by Postgres)", ["reason"],
             registry=r,
         )
         self.spool_bytes = Gauge(

@@ -3,14 +3,19 @@
 Only the audit writer thread touches it. When Postgres is away, batches are
 appended here; once it is back they are read in order and written again.
 Each event's unique id makes that replay idempotent, so a crash between
-"written to Postgres" and "spool truncated" duplicates nothing.
+"written to Postgres" and "spool truncated" duplicates nothing. A line torn
+by a crash mid-append is cut when the spool is opened, and a failed append
+is cut off again: either would swallow the next batch into one bad line.
 
 With no database configured the spool *is* the audit log (JSON lines an
-admin can ship or rotate), and nothing is ever replayed from it.
+admin can ship or rotate), and nothing is ever replayed from it. Its size is
+therefore read from the file, never counted along: after a rotation it is
+the new file's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
@@ -23,6 +28,7 @@ from postwarden_policies import AuditEvent
 log = logging.getLogger(__name__)
 
 SPOOL_NAME = "audit-spool.jsonl"
+TAIL_CHUNK = 64 * 1024  # read backwards in these to find the last newline
 _WORKER_SPOOL = re.compile(r"audit-spool-(\d+)\.jsonl")
 
 
@@ -34,28 +40,62 @@ def spool_name(worker: int) -> str:
 def adopt_orphans(directory: Path, workers: int) -> None:
     """Append the spools of workers that no longer exist (``processes`` was lowered) to
     the first worker's, so their events are replayed; only while no worker runs."""
+    target = directory / SPOOL_NAME
+    _cut_torn_line(target)  # before anything is appended to it
     for path in sorted(directory.glob("audit-spool-*.jsonl")):
         match = _WORKER_SPOOL.fullmatch(path.name)
         if match is None or int(match[1]) < workers:
             continue
+        _cut_torn_line(path)
         data = path.read_bytes()
-        if data and not data.endswith(b"\n"):  # a torn last line: the batch never counted
-            data = data[:data.rfind(b"\n") + 1]
-        _append_durably(directory / SPOOL_NAME, data)
+        _append_durably(target, data)
         path.unlink()
         log.warning("audit spool: %d bytes from %s appended to %s", len(data), path.name,
                     SPOOL_NAME)
 
 
-def _append_durably(path: Path, data: bytes) -> None:
-    """One append, then fsync: a batch is spooled only once this returns."""
+def _cut_torn_line(path: Path) -> None:
+    """Cut a last line without its newline: a crash tore it mid-append, so its batch
+    never counted as spooled, and the next append would be glued onto it."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        size = keep = os.fstat(fd).st_size
+        while keep > 0:
+            start = max(0, keep - TAIL_CHUNK)
+            newline = os.pread(fd, keep - start, start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            keep = start
+        if keep < size:
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+            log.error("audit spool: cut a torn last line (%d bytes) from %s", size - keep,
+                      path.name)
+    finally:
+        os.close(fd)
+
+
+def _append_durably(path: Path, data: bytes) -> int:
+    """One append, then fsync: a batch is spooled only once this returns (the file's
+    new size). A failed append is cut off again, so that no part of it is left."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):  # the append's own error is the one to report
+                os.ftruncate(fd, size)
+            raise
+        return size + len(data)
     finally:
         os.close(fd)
 
@@ -93,15 +133,16 @@ class AuditSpool:
         self.path = directory / spool_name(worker)
         self.budget = budget
         self._worker = worker
-        self._set_size(self.path.stat().st_size if self.path.exists() else 0)
-
-    def _set_size(self, size: int) -> None:
-        self._size = size
-        self.budget.record(self._worker, size)
+        _cut_torn_line(self.path)
+        budget.record(worker, self.size)
 
     @property
     def size(self) -> int:
-        return self._size
+        """The file's size now (0 while rotated away)."""
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     @property
     def full(self) -> bool:
@@ -109,21 +150,21 @@ class AuditSpool:
         return self.budget.reached
 
     def __bool__(self) -> bool:
-        return self._size > 0
+        return self.size > 0
 
     def append(self, events: Sequence[AuditEvent]) -> None:
         """Append a batch durably (one write, one fsync)."""
         if not events:
             return
         data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
-        _append_durably(self.path, data)
-        self._set_size(self._size + len(data))
+        self.budget.record(self._worker, _append_durably(self.path, data))
 
     def batches(self, size: int, start: int = 0) -> Iterator[tuple[list[AuditEvent], int]]:
         """Events from byte offset ``start`` in order, with the offset after each batch.
 
-        A line torn by a crash mid-append (no trailing newline) is skipped and
-        logged: the batch it belonged to was never acknowledged as spooled.
+        A torn last line (no trailing newline; cut on open, so only from an
+        append whose failure could not be undone) is skipped and logged: the
+        batch it belonged to was never acknowledged as spooled.
         """
         batch: list[AuditEvent] = []
         with self.path.open("rb") as handle:
@@ -149,4 +190,4 @@ class AuditSpool:
         """Empty the spool once every event in it is safely in Postgres."""
         with self.path.open("wb") as handle:
             os.fsync(handle.fileno())
-        self._set_size(0)
+        self.budget.record(self._worker, 0)

@@ -5,12 +5,17 @@ COPY is the fast path for many rows; going through a temporary table lets
 the milter's spool idempotent (exactly one row per event id). The staging
 table holds jsonb and inet columns as text so the binary COPY needs no
 custom codecs; the casts happen in the insert-select.
+
+Every string is made storable first: Postgres takes no NUL and no lone
+surrogate (Python's stand-in for an undecodable byte in a header) in text or
+jsonb, and one such event would fail its whole batch.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,15 +60,25 @@ def _month(time: dt.datetime) -> dt.datetime:
     return utc.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with NUL and lone surrogates replaced by U+FFFD in every string; tuples
+    become lists (arrays)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
+
+
 def _record(event: AuditEvent) -> tuple[Any, ...]:
-    return (
-        event.event_id, event.time, event.instance, event.queue_id, event.message_uid,
-        event.client_address, event.client_name, event.helo, event.auth_user, event.sender,
-        list(event.recipients), event.header_from, event.message_id, event.subject, event.size,
-        event.action, event.smtp_reply, list(event.rules),
-        json.dumps(list(event.changes), separators=(",", ":")), event.policy_hash,
-        event.duration_ms, list(event.flags), list(event.notify),
-    )
+    values = {column: _storable(getattr(event, column)) for column in COLUMNS}
+    values["changes"] = json.dumps(values["changes"], separators=(",", ":"))
+    return tuple(values[column] for column in COLUMNS)
 
 
 async def write_audit_events(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> int:
