@@ -267,3 +267,15 @@ def test_what_the_proof_accepts_nh3_leaves_alone(html: str, options: HtmlOptions
 ]), max_size=20).map("".join))
 def test_allowlisted_documents_are_recognised(html: str) -> None:
     assert needs_no_sanitizing(html, KEEP)
+
+
+@pytest.mark.parametrize("target", ["mailview2", "_self", "_top", "_parent"])
+def test_a_link_opening_another_window_goes_through_nh3_for_its_rel(target: str) -> None:
+    """Browsers imply noopener for target="_blank" only; nh3 adds rel to every link."""
+    html = f'<a href="https://news.example.org/" target="{target}">Open</a>'
+    assert not needs_no_sanitizing(html, KEEP)
+    assert sanitize.sanitize_html(html, KEEP)[0] == (
+        f'<a href="https://news.example.org/" target="{target}" rel="noopener noreferrer">'
+        "Open</a>"
+    )
+    assert needs_no_sanitizing(html.replace(target, "_blank"), KEEP)

@@ -271,6 +271,14 @@ def _html_part(charset: str, body: bytes) -> MessageFacts:
         # Browsers let a byte order mark overrule the label.
         ("utf-8", b"\xff\xfe" + "<img src=x onerror=alert(1)>".encode("utf-16-le")),
         ("utf-16be", b"\xff\xfe" + "<img src=x onerror=alert(1)>".encode("utf-16-le")),
+        ("iso-2022-jp", b"\xef\xbb\xbf<p>\x1b$B<img src=x onerror=alert(1)>\x1b(B</p>"),
+        # Spellings Python knows and readers do not: they read the bytes ASCII-based.
+        ("utf16", b"<img src=x onerror=alert(1)><script>alert(1)</script>"),
+        ("u16", b"<img src=x onerror=alert(1)><script>alert(1)</script>"),
+        ("unicodelittleunmarked", b"<img src=x onerror=alert(1)><script>alert(1)</script>"),
+        ("iso2022jp", b"<p>\x1b$B<img src=x onerror=alert(1)>\x1b(B</p>"),
+        # A line end in two-byte mode: ICU's decoder goes back to ASCII there.
+        ("iso-2022-jp", b"<p>\x1b$B\n<img src=x onerror=alert(1)>\n\x1b(B</p>"),
     ],
 )
 def test_html_in_a_charset_readers_do_not_share_becomes_a_notice(
@@ -292,6 +300,9 @@ def test_html_in_a_charset_readers_do_not_share_becomes_a_notice(
         ("iso-2022-jp", b"<p>\x1b$B$3$s$K$A$O\x1b(B</p><script>alert(1)</script>"),
         ("shift_jis", "<p>こんにちは</p><script>alert(1)</script>".encode("shift_jis")),
         ("windows-1252", b"<p>caf\xe9</p><script>alert(1)</script>"),
+        # Readers do not know this spelling, but their fallback reads it alike.
+        ("latin-1", b"<p>caf\xe9</p><script>alert(1)</script>"),
+        ("utf-8", b"\xef\xbb\xbf<p>caf\xc3\xa9</p><script>alert(1)</script>"),
         ("utf-16le", b"\xff\xfe" + "<p>hi</p><script>alert(1)</script>".encode("utf-16-le")),
     ],
 )

@@ -33,6 +33,9 @@ match a strict grammar, and anything outside it goes to nh3 as before.
   hid the real value from this check).
 - The document structure that nh3 drops uncounted (``html``, ``head``,
   ``title``, ``body``) is accepted without attributes.
+- A link's ``target`` is accepted as ``_blank`` only: nh3 would add
+  ``rel="noopener noreferrer"``, and browsers imply the noopener for
+  ``_blank`` alone (another window could otherwise navigate the reader's).
 
 Names match ASCII case-insensitively, as the tokenizer lower-cases them: the
 grammar reads the lower-cased part, and a part holding one of the two
@@ -82,6 +85,10 @@ _SPECIAL = frozenset(
     {"http", "https", "ftp", "ws", "wss", "file", "data", "javascript", "vbscript"}
 )
 _URL_ATTRIBUTES = frozenset({"href", "src"})
+# nh3 gives every link rel="noopener noreferrer"; a link opening another window
+# needs the noopener (else that window can navigate the reader's away), which
+# browsers imply only for target="_blank": any other target is no proof.
+_BLANK_TARGET = """target{equals}(?:"_blank"|'_blank')"""
 # After whitespace (see needs_no_sanitizing), and quoted values stop at "<". The
 # literal comes first and the whitespace is looked behind: sre then finds
 # candidates with a fast literal search (several times faster on a newsletter).
@@ -136,9 +143,11 @@ def _attributes(tag: str, options: HtmlOptions) -> str:
     names = ATTRIBUTES["*"] | ATTRIBUTES.get(tag, frozenset())
     equals = f"{_WS}*={_WS}*"
     forms = [
-        f"{_trie(names - _URL_ATTRIBUTES - {'style'})}(?:{equals}{_VALUE})?",
+        f"{_trie(names - _URL_ATTRIBUTES - {'style', 'target'})}(?:{equals}{_VALUE})?",
         f"{_trie({'style'})}{equals}{_STYLE_VALUE}",
     ]
+    if "target" in names:
+        forms.append(_BLANK_TARGET.format(equals=equals))
     if names & _URL_ATTRIBUTES:
         forms.append(f"{_trie(names & _URL_ATTRIBUTES)}{equals}{_url(schemes)}")
     return f"(?:{_WS}+(?:{'|'.join(forms)}))*"
