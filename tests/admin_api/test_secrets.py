@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from postwarden_admin_api.secrets import (
@@ -15,6 +17,7 @@ from postwarden_admin_api.secrets import (
     parse_key_material,
     rotate_secrets,
 )
+from postwarden_admin_api.settings import load_settings
 from postwarden_store import connect
 
 OLD = bytes(range(32))
@@ -82,3 +85,31 @@ async def test_rotate_re_encrypts_every_ciphertext_column(fresh_database_url: st
     assert new.decrypt(setting) == "relay-pw"
     with pytest.raises(UnknownSecretKey):
         old.decrypt(setting)
+
+
+async def test_what_a_running_service_wrote_during_a_rotation_is_read_then_rotated(
+    tmp_path: Path, fresh_database_url: str,
+) -> None:
+    """Between `secrets rotate` and the restart the service still encrypts under the
+    old key; restarted with it as previous_secret_key_file, it reads those values, and
+    a second `secrets rotate` moves them under the new key."""
+    old_file, new_file = tmp_path / "old.key", tmp_path / "new.key"
+    old_file.write_text(OLD.hex())
+    new_file.write_text(NEW.hex())
+    restarted = Keyring.from_settings(load_settings(None, {
+        "POSTWARDEN_DATABASE_URL": fresh_database_url,
+        "POSTWARDEN_SECRET_KEY_FILE": str(new_file),
+        "POSTWARDEN_PREVIOUS_SECRET_KEY_FILE": str(old_file),
+    }))
+    late = Keyring(OLD).encrypt("written-after-the-rotation")
+    assert restarted.decrypt(late) == "written-after-the-rotation"
+    assert restarted.current_key_id == Keyring(NEW).current_key_id  # encrypts under the new
+    conn = await connect(fresh_database_url)
+    try:
+        await conn.execute("CREATE TABLE late_secrets (token_ciphertext text)")
+        await conn.execute("INSERT INTO late_secrets VALUES ($1)", late)
+        assert await rotate_secrets(conn, restarted, Keyring(NEW)) == 1
+        token = await conn.fetchval("SELECT token_ciphertext FROM late_secrets")
+    finally:
+        await conn.close()
+    assert Keyring(NEW).decrypt(token) == "written-after-the-rotation"

@@ -88,9 +88,12 @@ class Keyring:
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> Keyring:
+        """The current key, and the previous one while a rotation settles."""
+        previous = settings.previous_secret_key
+        older = (parse_key_material(previous.reveal()),) if previous is not None else ()
         if settings.secret_key is None:
-            return cls(None)
-        return cls(parse_key_material(settings.secret_key.reveal()))
+            return cls(None, older)
+        return cls(parse_key_material(settings.secret_key.reveal()), older)
 
     @property
     def current_key_id(self) -> str | None:

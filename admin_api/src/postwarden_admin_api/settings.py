@@ -45,6 +45,9 @@ class ServiceSettings:
     listen: str = "127.0.0.1:8025"
     secret_key: Secret | None = None  # AES-256 key, 32 bytes as hex or base64
     secret_key_file: Path | None = None  # read into secret_key when loading
+    # The key before a rotation, to read what was encrypted under it (decrypt only).
+    previous_secret_key: Secret | None = None
+    previous_secret_key_file: Path | None = None  # read into previous_secret_key
     max_request_body_bytes: int = 40 * 1024 * 1024
     requests_per_minute: int = 1200  # per API key
     auth_failures_per_minute: int = 30  # per client address
@@ -127,15 +130,16 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
     return problems
 
 
-def _read_key_file(values: dict[str, Any], raw: RawSettings) -> None:
-    path = values.get("secret_key_file")
-    if path is None or "secret_key" in values:
-        return
-    try:
-        values["secret_key"] = Secret(Path(path).read_text(encoding="utf-8").strip())
-    except OSError as exc:
-        raise SettingsError(raw.problem(
-            "secret_key_file", f"secret_key_file: cannot read {path}: {exc.strerror}")) from exc
+def _read_key_files(values: dict[str, Any], raw: RawSettings) -> None:
+    for key in ("secret_key", "previous_secret_key"):
+        path = values.get(f"{key}_file")
+        if path is None or key in values:
+            continue
+        try:
+            values[key] = Secret(Path(path).read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise SettingsError(raw.problem(
+                f"{key}_file", f"{key}_file: cannot read {path}: {exc.strerror}")) from exc
 
 
 def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None
@@ -157,7 +161,7 @@ def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None 
             problems.append(raw.problem(name, f"{name}: expected {FIELDS[name].type}"))
     if problems:
         raise SettingsError(problems)
-    _read_key_file(converted, raw)
+    _read_key_files(converted, raw)
     settings = ServiceSettings(**converted)
     problems = [raw.problem(name, f"{name}: {text}") for name, text in _validate(settings)]
     if problems:
