@@ -10,12 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
 from postwarden_admin_api.runtime_settings import RUNTIME
+from postwarden_admin_api.secrets import Keyring, SecretsError
 from postwarden_admin_api.settings import ServiceSettings
-from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
+from postwarden_store import connect
+from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 from tests.fixtures.scripted_smtp import Scripted
 
 from .conftest import Client, SetRuntime, body
@@ -333,3 +336,26 @@ async def test_the_openapi_document_lists_the_send_routes(client: Client) -> Non
     assert document["paths"]["/api/v1/send-email"]["post"]["x-roles"] == ["admin", "sender"]
     assert "delete" in document["paths"]["/api/v1/suppressions"]
     assert "SendEmail" in document["components"]["schemas"]
+
+
+async def test_a_recipient_hash_key_this_instance_cannot_decrypt_stops_its_start(
+    fresh_database_url: str,
+) -> None:
+    """With another key its per-recipient counts would go apart from the others'."""
+    elsewhere = Keyring(bytes(range(32)))  # another instance's secret key
+    conn = await connect(fresh_database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO runtime_settings (name, value_ciphertext) "
+            "VALUES ('recipient_hash_key', $1) "
+            "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
+            elsewhere.encrypt("shared-hash-secret"))
+    finally:
+        await conn.close()
+    runner = web.AppRunner(create_app(settings_for(fresh_database_url)))
+    try:
+        with pytest.raises(SecretsError,
+                           match="recipient_hash_key is set but cannot be decrypted"):
+            await runner.setup()  # the start-up, where the send API loads its key
+    finally:
+        await runner.cleanup()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +31,6 @@ from .outbox import Submission, Suppressed, Unconfirmed, confirm, enqueue
 from .refusals import FieldProblem, Refusal, refuse
 from .relay import RelayWorker
 from .request_model import parse_request
-
-log = logging.getLogger(__name__)
 
 _UNAMBIGUOUS = "the display name cannot be written unambiguously: shorten it or drop punctuation"
 _AMBIGUOUS = {
@@ -57,12 +54,19 @@ SEND = web.AppKey("send", SendState)
 
 
 async def load_hash_key(app: web.Application, conn: asyncpg.Connection) -> bytes:
-    """The recipient-hash key: the runtime secret if set, else one kept in the database."""
+    """The recipient-hash key: the runtime secret if set, else one kept in the database.
+
+    A secret this instance cannot decrypt stops its start: with any other key its
+    per-recipient counts would go apart from the other instances', and the limit
+    would hold per instance only.
+    """
     try:
         secret = await load_secret_setting(conn, app[KEYRING], HASH_KEY_SETTING)
-    except SecretsError:
-        log.warning("%s cannot be decrypted; using the database's own key", HASH_KEY_SETTING)
-        secret = None
+    except SecretsError as exc:
+        raise SecretsError(
+            f"{HASH_KEY_SETTING} is set but cannot be decrypted here ({exc}); give this "
+            "instance the secret_key it was stored under (or that key as "
+            "previous_secret_key during a rotation)") from exc
     if secret is not None:
         return limits.derive_hash_key(secret.encode())
     return await limits.stored_hash_key(conn)
