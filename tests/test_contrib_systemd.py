@@ -78,3 +78,38 @@ def test_the_sysusers_file_creates_the_user_the_units_run_as(tmp_path: Path) -> 
     milter = (SYSTEMD_DIR / "postwarden-milter.service").read_text(encoding="utf-8")
     state = re.search(r"^StateDirectory=(\S+)$", milter, re.MULTILINE)
     assert state is not None and home == f"/var/lib/{state.group(1)}"
+
+
+CONTRIB = SYSTEMD_DIR.parent
+README = SYSTEMD_DIR / "README.md"
+
+
+def _setting(path: Path, name: str) -> str:
+    """A top-level setting of a contrib example file, commented out or not."""
+    found = re.search(rf"^#? ?{name}\s*[:=]\s*\"?([^\"\s]+)\"?\s*$", path.read_text(), re.M)
+    assert found is not None, f"{path.name}: no {name}"
+    return found.group(1)
+
+
+def test_the_install_steps_create_the_policy_dir_the_example_names() -> None:
+    """The milter refuses to start when policy_dir is not a directory."""
+    policy_dir = _setting(CONTRIB / "postwarden.example.yaml", "policy_dir")
+    steps = README.read_text(encoding="utf-8")
+    assert re.search(rf"^install -d .*{re.escape(policy_dir)}$", steps, re.M)
+    assert re.search(rf"^cp -R policies/examples/\. {re.escape(policy_dir)}/", steps, re.M)
+
+
+def test_one_postfix_log_path_everywhere() -> None:
+    """Postfix's maillog_file, the admin service's maillog_path and the ACL name
+    one file; /var/log/mail.log (rsyslog's, absent on a fresh Debian 12) is not
+    what the steps follow."""
+    maillog = _setting(CONTRIB / "postfix" / "main.cf.snippet", "maillog_file")
+    assert _setting(CONTRIB / "postwarden-admin.example.yaml", "maillog_path") == maillog
+    steps = README.read_text(encoding="utf-8")
+    assert f"setfacl -m u:postwarden:r {maillog}" in steps
+    assert f"maillog_path: {maillog}" in steps
+    for path in [README, CONTRIB / "postfix" / "README.md",
+                 CONTRIB / "postwarden-admin.example.yaml", *UNITS]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            assert not re.search(r"(grep|setfacl|maillog_path).*/var/log/mail\.log", line), (
+                f"{path.name}: {line}")

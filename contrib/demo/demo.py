@@ -6,8 +6,9 @@ hop, the milter with policies/examples, and a private Postfix instance that
 passes every message through the milter and relays it to the capture server.
 It sends the sample messages in contrib/demo/messages (plus one generated
 message with an oversized attachment), shows what each SMTP client heard and
-where each message went, prints the audit log, and stops everything it
-started, even when interrupted.
+where each message went (with the headers and body as delivered, compared
+with what was sent), prints the audit log, and stops everything it started,
+even when interrupted.
 
 The servers come from the test fixtures (tests/fixtures), so the demo runs
 exactly what the end-to-end tests run. Run as root (Postfix and the
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO))
 import asyncpg  # noqa: E402
 from tests.fixtures.milterproc import running_milter  # noqa: E402
 from tests.fixtures.postfix import (  # noqa: E402
+    CapturedMessage,
     PostfixInstance,
     SmtpResult,
     has_header,
@@ -50,6 +52,9 @@ RECIPIENT = "bob@example.net"
 # notice and refuses messages over 25 MB; Postfix's own limit must let them in.
 OVERSIZED_ATTACHMENT_BYTES = 11 * 1024 * 1024
 POSTFIX_MAIN = {"message_size_limit": str(40 * 1024 * 1024)}
+# Added to every delivered message: Postfix's trace header, and the milter's
+# id_header that ties the message to its audit row.
+TRANSPORT_HEADERS = {"received", "x-postwarden-id"}
 
 
 @dataclass(frozen=True)
@@ -99,21 +104,66 @@ def samples() -> list[Sample]:
     ]
 
 
-def _fate(sample: Sample, result: SmtpResult, postfix: PostfixInstance,
-          delivered: set[str]) -> str:
+def _fate(result: SmtpResult, queue_id: str | None, postfix: PostfixInstance,
+          delivered: CapturedMessage | None) -> str:
     if not result.accepted:
         return "refused"
-    if result.queue_id and result.queue_id in postfix.held_queue_ids():
+    if queue_id and queue_id in postfix.held_queue_ids():
         return "held (hold queue)"
-    return "delivered" if sample.message_id in delivered else "queued"
+    return "delivered" if delivered is not None else "queued"
+
+
+def _split(data: bytes) -> tuple[list[tuple[str, str]], bytes]:
+    """The header fields (name, unfolded value) and the body of a CRLF message."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields: list[tuple[str, str]] = []
+    for line in head.decode("utf-8", "replace").split("\r\n"):
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] = (fields[-1][0], f"{fields[-1][1]} {line.strip()}")
+        elif line:
+            name, _, value = line.partition(":")
+            fields.append((name, value.strip()))
+    return fields, body
+
+
+def _short(text: str, width: int = 32) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _header_edits(sent: bytes, delivered: bytes) -> str:
+    """What the delivered copy's header block has that the sent one had not, and the
+    other way round (Received and X-Postwarden-Id, added to every message, left out)."""
+    before, _ = _split(sent)
+    after, _ = _split(delivered)
+    edits = []
+    for name, value in after:
+        if name.lower() in TRANSPORT_HEADERS:
+            continue
+        if (name, value) in before:
+            before.remove((name, value))
+        elif any(n.lower() == name.lower() for n, _ in before):
+            edits.append(f"{name}: {_short(value)}")
+        else:
+            edits.append(f"+{name}: {_short(value)}")
+    after_names = {name.lower() for name, _ in after}
+    edits += [f"-{name}" for name, _ in before if name.lower() not in after_names]
+    return "; ".join(edits) or "none"
+
+
+def _body(sent: bytes, delivered: bytes) -> str:
+    return "as sent" if _split(sent)[1] == _split(delivered)[1] else "rewritten"
+
+
+def _bare(message_id: str | None) -> str | None:
+    return message_id.strip().strip("<>") if message_id else None
 
 
 async def _audit(dsn: str) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT queue_id, sender, action, smtp_reply, rules, changes, duration_ms "
-            "FROM audit_events ORDER BY time"
+            "SELECT queue_id, message_id, sender, action, smtp_reply, rules, changes, "
+            "duration_ms FROM audit_events ORDER BY time"
         )
         return [dict(row) for row in rows]
     finally:
@@ -167,21 +217,38 @@ def main() -> int:
                     if result.accepted and "held" not in sample.label:
                         capture.wait_for_message(has_header("Message-ID", sample.message_id))
                 delivered = {
-                    sample.message_id for sample, _ in results
-                    for m in capture.messages if has_header("Message-ID", sample.message_id)(m)
+                    sample.message_id: next((
+                        m for m in capture.messages
+                        if has_header("Message-ID", sample.message_id)(m)), None)
+                    for sample, _ in results
                 }
-                print("\nWhere each message went:")
-                print(_table(
-                    [[s.label, r.queue_id or "-", f"{r.code}", _fate(s, r, postfix, delivered)]
-                     for s, r in results],
-                    ["message", "queue id", "reply", "fate"]))
                 wait_for(lambda: len(asyncio.run(_audit(dsn))) >= len(results), timeout=30)
                 rows = asyncio.run(_audit(dsn))
-        print("\nThe audit log (table audit_events):")
+                # The queue id from the audit row: Postfix assigns one before the
+                # milter's verdict, so a refused message has one too (its reply does
+                # not say it).
+                audited = {_bare(row["message_id"]): row["queue_id"] for row in rows}
+                table = []
+                for s, r in results:
+                    queue_id = audited.get(_bare(s.message_id)) or r.queue_id
+                    copy = delivered[s.message_id]
+                    table.append([
+                        s.label, queue_id or "-", f"{r.code}",
+                        _fate(r, queue_id, postfix, copy),
+                        _header_edits(s.data, copy.data) if copy else "-",
+                        _body(s.data, copy.data) if copy else "-",
+                    ])
+                print("\nWhere each message went (headers and body as delivered):")
+                print(_table(table, ["message", "queue id", "reply", "fate",
+                                     "header edits", "body"]))
+                print("(every delivered copy also gets Postfix's Received header and "
+                      "X-Postwarden-Id, left out above)")
+        print("\nThe audit log (table audit_events; header edits are not recorded there,"
+              " the rules that made them are):")
         print(_table(
             [[row["queue_id"] or "-", row["sender"], row["action"],
               ", ".join(row["rules"]) or "-", _edits(row["changes"])] for row in rows],
-            ["queue id", "sender", "verdict", "rules", "edits"]))
+            ["queue id", "sender", "verdict", "rules", "content edits"]))
     _step("stopped everything; done", started)
     return 0
 

@@ -1,0 +1,182 @@
+"""contrib/postfix: every service that uses the milter finds its socket.
+
+main.cf.snippet names the milter's unix socket relative to Postfix's chroot
+(``unix:/postwarden/milter.sock``): Postfix resolves that path under
+``queue_directory`` only in a service whose master.cf chroot column is ``y``.
+A service that is not chrooted looks for ``/postwarden/milter.sock`` on the
+real filesystem, never reaches the milter, and ``milter_default_action =
+tempfail`` defers every message it receives. So for each master.cf entry
+contrib ships or shows (live or as a commented example), and for the Debian
+defaults the snippet relies on, the milter list the service uses (its own
+``-o`` override, or main.cf's, with ``$name`` expanded) must name the socket
+the milter listens on (``milter_socket`` in contrib/postwarden.example.yaml).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+POSTFIX_DIR = REPO / "contrib" / "postfix"
+MAIN_CF = POSTFIX_DIR / "main.cf.snippet"
+MASTER_CFS = [POSTFIX_DIR / "master.cf.snippet", POSTFIX_DIR / "master.cf.send-api"]
+MILTER_SETTINGS = REPO / "contrib" / "postwarden.example.yaml"
+QUEUE_DIRECTORY = "/var/spool/postfix"  # Debian's; a chrooted service's root
+# Which milter list a daemon uses: smtpd's for SMTP, cleanup's for sendmail(1).
+MILTER_PARAMETER = {"smtpd": "smtpd_milters", "cleanup": "non_smtpd_milters"}
+# The entries of Debian 12's default master.cf that use main.cf's milters.
+DEBIAN_DEFAULTS = """\
+smtp      inet  n       -       y       -       -       smtpd
+cleanup   unix  n       -       y       -       0       cleanup
+"""
+_TYPES = {"inet", "unix", "unix-dgram", "fifo", "pass"}
+_COLUMN = re.compile(r"(?:[yn-]|\d+\??)")
+
+
+@dataclass
+class Entry:
+    where: str
+    service: str
+    chroot: bool
+    command: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def main_cf(text: str) -> dict[str, str]:
+    """``name = value`` lines (a line starting with whitespace continues one)."""
+    params: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0].isspace() and name is not None:
+            params[name] += " " + line.strip()
+            continue
+        name, equals, value = line.partition("=")
+        assert equals, f"not a main.cf parameter: {line!r}"
+        name = name.strip()
+        params[name] = value.strip()
+    return params
+
+
+def master_entries(text: str, where: str) -> list[Entry]:
+    """The entries of a master.cf file, live or shown in comments (``#`` removed):
+    a line `service type private unpriv chroot wakeup maxproc command` and the
+    ``-o name=value`` lines after it (``...`` stands for lines left out)."""
+    entries: list[Entry] = []
+    current: Entry | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.lstrip("#").strip()
+        fields = line.split()
+        if len(fields) >= 8 and fields[1] in _TYPES and all(
+                _COLUMN.fullmatch(column) for column in fields[2:7]):
+            # Since Postfix 3.0 a `-` in the chroot column means `n`.
+            current = Entry(f"{where}:{number}", fields[0], fields[4] == "y", fields[7])
+            entries.append(current)
+        elif current is not None and line.startswith("-o "):
+            name, _, value = line[3:].strip().partition("=")
+            current.options[name] = value
+        elif line != "..." and not line.startswith("... "):
+            current = None
+    return entries
+
+
+def expand(value: str, params: dict[str, str]) -> str:
+    """Expand ``$name``, ``${name}`` and ``$(name)`` from `params`."""
+    pattern = re.compile(r"\$(?:\{(\w+)\}|\((\w+)\)|(\w+))")
+    for _ in range(10):
+        expanded = pattern.sub(lambda m: params.get(m[1] or m[2] or m[3], m[0]), value)
+        if expanded == value:
+            return value
+        value = expanded
+    raise AssertionError(f"{value!r}: recursive parameter")
+
+
+def milter_socket() -> str:
+    found = re.search(r'^milter_socket:\s*"?unix:([^"\s]+)"?\s*$',
+                      MILTER_SETTINGS.read_text(), re.MULTILINE)
+    assert found is not None, f"{MILTER_SETTINGS.name}: no unix milter_socket"
+    return found[1]
+
+
+def all_entries() -> list[Entry]:
+    entries = master_entries(DEBIAN_DEFAULTS, "Debian's master.cf")
+    for path in MASTER_CFS:
+        entries += master_entries(path.read_text(), path.name)
+    return entries
+
+
+def socket_problems(entry: Entry, params: dict[str, str], socket: str) -> list[str]:
+    parameter = MILTER_PARAMETER.get(entry.command)
+    if parameter is None:
+        return []
+    milters = expand(entry.options.get(parameter, params.get(parameter, "")),
+                     {**params, **entry.options})
+    problems = []
+    for milter in re.split(r"[\s,]+", milters.strip()):
+        if not milter.startswith("unix:"):
+            continue  # inet: (another milter, e.g. a DKIM signer)
+        path = milter.removeprefix("unix:")
+        seen = QUEUE_DIRECTORY + path if entry.chroot else path
+        if seen != socket:
+            problems.append(
+                f"{entry.where}: {entry.service} (chroot {'y' if entry.chroot else 'n'}) "
+                f"connects to {milter}, which is {seen} on the real filesystem; "
+                f"the milter listens on {socket}")
+    return problems
+
+
+def test_the_parsers_find_the_entries() -> None:
+    entries = all_entries()
+    services = [(entry.where.split(":")[0], entry.service) for entry in entries]
+    assert ("master.cf.send-api", "127.0.0.1:10026") in services
+    assert ("master.cf.snippet", "submission") in services  # the commented example
+    send_api = next(e for e in entries if e.service == "127.0.0.1:10026")
+    assert send_api.command == "smtpd"
+    assert send_api.options["mynetworks"] == "127.0.0.0/8"
+    params = main_cf(MAIN_CF.read_text())
+    assert params["smtpd_milters"].startswith("unix:")
+    assert expand(params["non_smtpd_milters"], params) == params["smtpd_milters"]
+
+
+def test_every_service_using_the_milter_reaches_its_socket() -> None:
+    params = main_cf(MAIN_CF.read_text())
+    socket = milter_socket()
+    problems = [problem for entry in all_entries()
+                for problem in socket_problems(entry, params, socket)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("chroot, milters, ok", [
+    ("y", None, True),  # inherits unix:/postwarden/milter.sock, inside the chroot
+    ("n", None, False),  # the same path on the real filesystem
+    ("-", None, False),  # `-` is `n`
+    ("n", "unix:/var/spool/postfix/postwarden/milter.sock", True),
+    ("y", "unix:/var/spool/postfix/postwarden/milter.sock", False),  # doubled
+    ("n", "inet:127.0.0.1:8899", True),
+    ("n", "", True),  # no milter at all
+])
+def test_the_check_tells_a_chrooted_path_from_a_full_one(
+        chroot: str, milters: str | None, ok: bool) -> None:
+    text = f"127.0.0.1:10026 inet n - {chroot} - - smtpd\n  -o syslog_name=x\n"
+    if milters is not None:
+        text += f"  -o smtpd_milters={milters}\n"
+    [entry] = master_entries(text, "test")
+    params = {"smtpd_milters": "unix:/postwarden/milter.sock"}
+    problems = socket_problems(entry, params, "/var/spool/postfix/postwarden/milter.sock")
+    assert (not problems) == ok, problems
+
+
+def test_the_readme_shows_the_send_api_entry_as_it_is() -> None:
+    """README.md quotes the start of master.cf.send-api."""
+    readme = (REPO / "README.md").read_text()
+    shown = re.search(r"it starts with\n\n```\n(.*?)\n```", readme, re.DOTALL)
+    assert shown is not None
+    live = [line for line in (POSTFIX_DIR / "master.cf.send-api").read_text().splitlines()
+            if line and not line.startswith("#")]
+    lines = shown[1].splitlines()
+    assert lines == live[:len(lines)]
