@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
+from postwarden_admin_api.keys import create_key
 from postwarden_admin_api.runtime_settings import RUNTIME
-from postwarden_admin_api.secrets import Keyring, SecretsError
+from postwarden_admin_api.secrets import Keyring
 from postwarden_admin_api.settings import ServiceSettings
 from postwarden_store import connect
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
@@ -338,10 +338,11 @@ async def test_the_openapi_document_lists_the_send_routes(client: Client) -> Non
     assert "SendEmail" in document["components"]["schemas"]
 
 
-async def test_a_recipient_hash_key_this_instance_cannot_decrypt_stops_its_start(
-    fresh_database_url: str,
+async def test_a_recipient_hash_key_this_instance_cannot_decrypt_stops_its_sending(
+    aiohttp_client: AiohttpClient, fresh_database_url: str,
 ) -> None:
-    """With another key its per-recipient counts would go apart from the others'."""
+    """With another key its per-recipient counts would go apart from the others'; the
+    rest of the service runs on."""
     elsewhere = Keyring(bytes(range(32)))  # another instance's secret key
     conn = await connect(fresh_database_url)
     try:
@@ -350,12 +351,11 @@ async def test_a_recipient_hash_key_this_instance_cannot_decrypt_stops_its_start
             "VALUES ('recipient_hash_key', $1) "
             "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
             elsewhere.encrypt("shared-hash-secret"))
+        sender = bearer(await create_key(conn, Role.SENDER, "app", ["app@example.com"]))
     finally:
         await conn.close()
-    runner = web.AppRunner(create_app(settings_for(fresh_database_url)))
-    try:
-        with pytest.raises(SecretsError,
-                           match="recipient_hash_key is set but cannot be decrypted"):
-            await runner.setup()  # the start-up, where the send API loads its key
-    finally:
-        await runner.cleanup()
+    client = await aiohttp_client(create_app(settings_for(fresh_database_url)))
+    response = await client.post("/api/v1/send-email", json=body(), headers=sender)
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "hash_key_unreadable"
+    assert (await client.get("/api/v1/messages", headers=sender)).status == 200

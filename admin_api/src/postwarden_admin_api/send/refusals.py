@@ -18,6 +18,10 @@ from postwarden_admin_api.errors import ApiError
 class Refusal(enum.Enum):
     OUTBOUND_DISABLED = ("outbound_disabled", 503, "outbound mail is disabled")
     RELAY_NOT_CONFIGURED = ("relay_not_configured", 503, "no relay is configured")
+    HASH_KEY_UNREADABLE = (
+        "hash_key_unreadable", 503,
+        "recipient_hash_key is set but this instance cannot decrypt it",
+    )
     SENDER_NOT_ALLOWED = ("sender_not_allowed", 403, "this key may not send as this sender")
     BODY_TOO_LARGE = ("body_too_large", 413, "the body is too large")
     MESSAGE_TOO_LARGE = ("message_too_large", 413, "the message is too large")

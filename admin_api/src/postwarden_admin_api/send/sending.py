@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ from .refusals import FieldProblem, Refusal, refuse
 from .relay import RelayWorker
 from .request_model import parse_request
 
+log = logging.getLogger(__name__)
+
 _UNAMBIGUOUS = "the display name cannot be written unambiguously: shorten it or drop punctuation"
 _AMBIGUOUS = {
     "From": FieldProblem("from", Refusal.INVALID_FIELD, _UNAMBIGUOUS),
@@ -46,27 +49,27 @@ HASH_KEY_SETTING = "recipient_hash_key"
 
 @dataclass
 class SendState:
-    hash_key: bytes
+    hash_key: bytes | None  # None: the runtime secret is set, and unreadable here
     relay: RelayWorker | None = None
 
 
 SEND = web.AppKey("send", SendState)
 
 
-async def load_hash_key(app: web.Application, conn: asyncpg.Connection) -> bytes:
+async def load_hash_key(app: web.Application, conn: asyncpg.Connection) -> bytes | None:
     """The recipient-hash key: the runtime secret if set, else one kept in the database.
 
-    A secret this instance cannot decrypt stops its start: with any other key its
-    per-recipient counts would go apart from the other instances', and the limit
-    would hold per instance only.
+    None for a secret this instance cannot decrypt: it then refuses to send (503)
+    rather than count per-recipient limits under another key than the other
+    instances, where the limit would hold per instance only.
     """
     try:
         secret = await load_secret_setting(conn, app[KEYRING], HASH_KEY_SETTING)
     except SecretsError as exc:
-        raise SecretsError(
-            f"{HASH_KEY_SETTING} is set but cannot be decrypted here ({exc}); give this "
-            "instance the secret_key it was stored under (or that key as "
-            "previous_secret_key during a rotation)") from exc
+        log.error("%s is set but cannot be decrypted here (%s): sending refused; give this "
+                  "instance the secret_key it was stored under (or that key as "
+                  "previous_secret_key during a rotation)", HASH_KEY_SETTING, exc)
+        return None
     if secret is not None:
         return limits.derive_hash_key(secret.encode())
     return await limits.stored_hash_key(conn)
@@ -98,6 +101,10 @@ async def _accept(
         raise Refusal.OUTBOUND_DISABLED.error()
     if not app[SETTINGS].relay_host:
         raise Refusal.RELAY_NOT_CONFIGURED.error()
+    state = app[SEND]
+    hash_key = state.hash_key
+    if hash_key is None:
+        raise Refusal.HASH_KEY_UNREADABLE.error()
     allowed = checks.sender_allowed(who.allowed_senders, runtime.allowed_sender_addresses)
     request = await run_sized(large, parse_request, body, checks.caps_of(runtime), allowed)
     now = dt.datetime.now(dt.UTC)
@@ -107,8 +114,7 @@ async def _accept(
     except AmbiguousAddresses as ambiguous:
         raise refuse([_AMBIGUOUS[ambiguous.header]]) from None
     checks.check_size(content, runtime)
-    state = app[SEND]
-    hashes = [limits.recipient_hash(state.hash_key, m.key) for m in request.recipients]
+    hashes = [limits.recipient_hash(hash_key, m.key) for m in request.recipients]
     submission = Submission(who.key_id, request, message_id, content, hashes, key, message_uuid)
     async with app[POOL].acquire() as conn:
         try:
