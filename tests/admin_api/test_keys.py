@@ -128,3 +128,22 @@ async def test_unknown_id_and_wrong_secret_take_the_same_time(
         await conn.close()
     wrong, unknown = statistics.median(samples["wrong"]), statistics.median(samples["unknown"])
     assert abs(wrong - unknown) / max(wrong, unknown) < 0.25, (wrong, unknown)
+
+
+async def test_an_expired_key_is_not_rotated_like_a_revoked_one(
+    admin_client: TestClient[Any, Any], admin_key: str, mint_key: MintKey
+) -> None:
+    expired = await mint_key(Role.OPERATOR, expires_at=dt.datetime.now(dt.UTC)
+                             - dt.timedelta(seconds=1))
+    revoked = await mint_key(Role.OPERATOR)
+    revoked_id = revoked.split("_")[1]
+    await admin_client.delete(f"/api/v1/keys/{revoked_id}", headers=bearer(admin_key))
+    before = await (await admin_client.get("/api/v1/keys", headers=bearer(admin_key))).json()
+    answers = []
+    for key_id in (expired.split("_")[1], revoked_id):
+        response = await admin_client.post(f"/api/v1/keys/{key_id}/rotate",
+                                           headers=bearer(admin_key), json={})
+        answers.append((response.status, (await response.json())["error"]["code"]))
+    assert answers == [(404, "not_found")] * 2
+    after = await (await admin_client.get("/api/v1/keys", headers=bearer(admin_key))).json()
+    assert after == before

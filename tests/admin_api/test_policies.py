@@ -186,3 +186,15 @@ async def test_policy_test_route_reports_bad_fields(
     assert response.status == 422
     fields = {d["field"] for d in (await response.json())["error"]["details"]}
     assert fields == {"message", "client_ip"}
+
+
+async def test_concurrent_identical_uploads_store_one_revision(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    answers = await asyncio.gather(*[upload(admin_client, admin_key, policy("racing"))
+                                     for _ in range(8)])
+    assert sorted(status for status, _ in answers) == [200] * 7 + [201]
+    assert len({body["id"] for _, body in answers}) == 1
+    response = await admin_client.get("/api/v1/policies/racing/revisions",
+                                      headers=bearer(admin_key))
+    assert len((await response.json())["revisions"]) == 1

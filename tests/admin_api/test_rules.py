@@ -72,3 +72,34 @@ async def test_rule_errors(admin_client: TestClient[Any, Any], admin_key: str) -
         "rule": block("late", "c@evil.test"), "position": 99})
     assert response.status == 422
     assert (await admin_client.delete("/api/v1/rules/none", headers=headers)).status == 404
+
+
+async def test_edits_after_a_rollback_build_on_the_active_revision(
+    admin_client: TestClient[Any, Any], admin_key: str, database_url: str
+) -> None:
+    headers = bearer(admin_key)
+    before = await _names(admin_client, admin_key)
+    for rule in (block("undo-keep", "a@evil.test"), block("undo-mistake", "ceo@example.com")):
+        response = await admin_client.post("/api/v1/rules", headers=headers, json={"rule": rule})
+        assert response.status == 201
+    response = await admin_client.post("/api/v1/policies/database-rules/rollback",
+                                       headers=headers)
+    assert response.status == 200
+    rolled_back_to = (await response.json())["id"]
+    body = await (await admin_client.get("/api/v1/rules", headers=headers)).json()
+    assert body["revision_id"] == rolled_back_to
+    assert [rule["name"] for rule in body["rules"]] == [*before, "undo-keep"]
+
+    response = await admin_client.post("/api/v1/rules", headers=headers,
+                                       json={"rule": block("undo-other", "x@evil.test")})
+    assert response.status == 201
+    assert [rule["name"] for rule in (await response.json())["rules"]] == [
+        *before, "undo-keep", "undo-other"]
+    conn = await connect(database_url)
+    try:
+        sources = dict(await fetch_active_sources(conn))
+    finally:
+        await conn.close()
+    [active] = [source for label, source in sources.items()
+                if label.startswith("database-rules@")]
+    assert "x@evil.test" in active and "ceo@example.com" not in active

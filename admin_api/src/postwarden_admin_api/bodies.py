@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
@@ -61,7 +62,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 def _json_object(raw: bytes) -> dict[str, Any]:
     """Parse and check ``raw``: every pass over a large body runs off the event loop."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_non_finite, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
     except RecursionError:
@@ -78,6 +79,22 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "request body holds a NUL (\\u0000) or a lone "
                        "surrogate (\\ud800-\\udfff), which no field takes")
     return data
+
+
+# Python's json reads NaN, Infinity and -Infinity (and 1e999 as inf), none of
+# them JSON: jsonb refuses them (a 500) and json.dumps writes them back as is.
+_NON_FINITE = "request body holds NaN, Infinity or a number too large for a float"
+
+
+def _non_finite(literal: str) -> float:
+    raise ApiError(400, "invalid_json", _NON_FINITE)
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ApiError(400, "invalid_json", _NON_FINITE)
+    return value
 
 
 def _depth(value: Any) -> int:

@@ -30,16 +30,18 @@ SELECT key_id, secret_sha256, name, role, allowed_senders,
        revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) AS active
 FROM api_keys WHERE key_id = $1
 """
-SELECT_KEYS = """
-SELECT key_id, name, role, allowed_senders, created_at, created_by, expires_at, revoked_at,
-       rotated_to, last_used_at
-FROM api_keys ORDER BY created_at, key_id
-"""
-SELECT_KEY = """
-SELECT key_id, name, role, allowed_senders, created_at, created_by, expires_at, revoked_at,
-       rotated_to, last_used_at
-FROM api_keys WHERE key_id = $1
-"""
+KEY_COLUMNS = (
+    "key_id, name, role, allowed_senders, created_at, created_by, expires_at, revoked_at, "
+    "rotated_to, last_used_at"
+)
+SELECT_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"  # noqa: S608
+SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"  # noqa: S608
+# Locked, so a revocation racing the rotation cannot leave a revoked key a live successor.
+SELECT_ACTIVE_KEY_FOR_UPDATE = f"""
+SELECT {KEY_COLUMNS} FROM api_keys
+WHERE key_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+FOR UPDATE
+"""  # noqa: S608 - constant columns
 REVOKE_KEY = """
 UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id
 """
@@ -148,11 +150,16 @@ async def revoke_key(conn: asyncpg.Connection, key_id: str) -> bool:
 async def rotate_key(
     conn: asyncpg.Connection, key_id: str, grace: dt.timedelta, created_by: str | None = None
 ) -> str | None:
-    """A new key with the same role and senders; the old one expires after ``grace``."""
+    """A new key with the same role and senders; the old one expires after ``grace``.
+
+    None for an unknown, revoked or expired key: the successor would inherit
+    the expiry (already past) and a dead key should stay dead.
+    """
     async with conn.transaction():
-        old = await get_key(conn, key_id)
-        if old is None or old.revoked_at is not None:
+        row = await conn.fetchrow(SELECT_ACTIVE_KEY_FOR_UPDATE, key_id)
+        if row is None:
             return None
+        old = KeyInfo.from_row(row)
         new_key = await create_key(
             conn, old.role, old.name, old.allowed_senders, old.expires_at, created_by=created_by
         )

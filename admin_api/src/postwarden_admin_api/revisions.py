@@ -2,7 +2,7 @@
 
 Activation compiles the whole set that would become active first, so a
 revision that conflicts with the other active policies is refused before any
-milter is told to reload. An advisory lock serialises activations.
+milter is told to reload. An advisory lock serialises activations and stores.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ SELECT {REVISION_COLUMNS}, r.source
 FROM policy_revisions r
 LEFT JOIN active_policies a ON a.revision_id = r.id
 WHERE r.policy_name = $1 ORDER BY r.id DESC LIMIT 1
+"""  # noqa: S608
+SELECT_ACTIVE_REVISION = f"""
+SELECT {REVISION_COLUMNS}, r.source
+FROM active_policies a
+JOIN policy_revisions r ON r.id = a.revision_id
+WHERE a.policy_name = $1
 """  # noqa: S608
 LIST_REVISIONS = f"""
 SELECT {REVISION_COLUMNS}
@@ -88,11 +94,21 @@ async def fetch_latest(conn: asyncpg.Connection, name: str) -> asyncpg.Record | 
     return row
 
 
+async def fetch_active(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(SELECT_ACTIVE_REVISION, name)
+    return row
+
+
 async def store_revision(
     conn: asyncpg.Connection, name: str, source: str, *, content_hash: str,
     author: str | None, comment: str | None,
 ) -> tuple[asyncpg.Record, bool]:
-    """(revision, created); an upload equal to the latest revision returns that one."""
+    """(revision, created); an upload equal to the latest revision returns that one.
+
+    Call in a transaction: the lock held until it ends keeps concurrent
+    identical uploads from each seeing no such revision and inserting one.
+    """
+    await lock_policies(conn)
     latest = await fetch_latest(conn, name)
     if latest is not None and latest["content_hash"] == content_hash:
         return latest, False

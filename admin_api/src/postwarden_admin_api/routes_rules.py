@@ -2,6 +2,8 @@
 
 The managed policy is an ordinary policy named ``database-rules``; every
 change writes a new revision (so history is never lost) and activates it.
+Changes build on the active revision, not the newest: after a rollback the
+newest is the one rolled back from, and building on it would bring it back.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from .context import POOL, Role, allow, principal
 from .engine import compile_sources
 from .errors import ApiError, ValidationFailed
 from .openapi import json_content, operation, param, ref
-from .revisions import activate, fetch_latest, lock_policies, revision_json, store_revision
+from .revisions import (
+    activate,
+    fetch_active,
+    fetch_latest,
+    fetch_revision,
+    lock_policies,
+    revision_json,
+    store_revision,
+)
 
 routes = web.RouteTableDef()
 MANAGED_POLICY = "database-rules"
@@ -37,11 +47,12 @@ def managed_document(rules: list[dict[str, Any]]) -> str:
 
 
 async def _current(conn: asyncpg.Connection) -> tuple[int | None, list[dict[str, Any]]]:
-    latest = await fetch_latest(conn, MANAGED_POLICY)
-    if latest is None:
+    """The active revision's id and rules; the newest revision's while none is active."""
+    current = await fetch_active(conn, MANAGED_POLICY) or await fetch_latest(conn, MANAGED_POLICY)
+    if current is None:
         return None, []
-    rules = yaml.safe_load(latest["source"]).get("rules") or []
-    return latest["id"], list(rules)
+    rules = yaml.safe_load(current["source"]).get("rules") or []
+    return current["id"], list(rules)
 
 
 def _index(rules: list[dict[str, Any]], name: str) -> int:
@@ -90,9 +101,9 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
                                   comment=comment or action)
     await activate(conn, row, actor)
     await admin_audit.record(conn, request, action, target, {"revision": row["id"]})
-    latest = await fetch_latest(conn, MANAGED_POLICY)
-    assert latest is not None  # noqa: S101 - stored above
-    return json_ok({"revision": revision_json(latest), "rules": rules})
+    stored = await fetch_revision(conn, row["id"])  # again: now active
+    assert stored is not None  # noqa: S101 - stored above
+    return json_ok({"revision": revision_json(stored), "rules": rules})
 
 
 @routes.get("/api/v1/rules")
@@ -168,7 +179,7 @@ _RESULT = {"type": "object", "required": ["revision", "rules"], "properties": {
 _NAME = param("name", "path", {"type": "string"})
 OPENAPI_PATHS = {
     "/api/v1/rules": {
-        "get": operation("rules of the database-managed policy, in order",
+        "get": operation("rules of the database-managed policy's active revision, in order",
                          [Role.OPERATOR, Role.AUDITOR],
                          responses={200: {"type": "object", "required": ["rules"], "properties": {
                              "revision_id": {"type": ["integer", "null"]},
