@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api.audit_queries import build_where
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.retention import enforce_retention
 from postwarden_store import connect
@@ -170,3 +171,58 @@ async def test_retention_drops_whole_old_partitions(fresh_database_url: str) -> 
         assert await enforce_retention(conn) == []
     finally:
         await conn.close()
+
+
+async def test_the_recipient_filter_ignores_case_and_keeps_the_address_as_given(
+    admin_client: TestClient[Any, Any], auditor: str, database_url: str
+) -> None:
+    when = BASE + dt.timedelta(hours=2)  # outside the windows the other tests count
+    conn = await connect(database_url)
+    try:
+        await conn.execute("SELECT audit_ensure_partition($1)", when)
+        await conn.execute(INSERT, uuid.uuid4(), when, "QCASE", "uid-case", None,
+                           "case@example.com", ["Bob@Example.COM", "carol@example.org"],
+                           "<case@x>", "accept", [])
+    finally:
+        await conn.close()
+    for recipient in ("bob@example.com", "Bob@Example.COM", "BOB@EXAMPLE.COM"):
+        page = await _get(admin_client, auditor, "/api/v1/audit", recipient=recipient)
+        assert [e["queue_id"] for e in page["events"]] == ["QCASE"], recipient
+        assert page["events"][0]["recipients"] == ["Bob@Example.COM", "carol@example.org"]
+    for recipient in ("bob@example.co", "ob@example.com"):
+        page = await _get(admin_client, auditor, "/api/v1/audit", recipient=recipient)
+        assert page["events"] == []
+
+
+def _index_scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """(node type, index name) of every node of a JSON plan that reads an index."""
+    found = []
+    if "Index Name" in plan:
+        found.append((plan["Node Type"], plan["Index Name"]))
+    for child in plan.get("Plans", []):
+        found += _index_scans(child)
+    return found
+
+
+async def test_the_recipient_filter_is_served_by_the_lower_cased_index(
+    auditor: str, database_url: str
+) -> None:
+    where, params = build_where({"recipient": "Bob@Example.COM"}, None)
+    conn = await connect(database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            plan = await conn.fetchval(  # the pool's codec decodes the json
+                f"EXPLAIN (FORMAT JSON) SELECT event_id FROM audit_events{where}",  # noqa: S608
+                *params)
+        partition_indexes = {row[0] for row in await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'audit_events_recipients_lower'::regclass")}
+        partitions = await conn.fetchval(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit_events'::regclass")
+    finally:
+        await conn.close()
+    scans = _index_scans(plan[0]["Plan"])
+    assert len(scans) == partitions >= 2
+    assert {node for node, _ in scans} == {"Bitmap Index Scan"}
+    assert {index for _, index in scans} <= partition_indexes

@@ -27,7 +27,8 @@ FILTERS: Mapping[str, str] = {
     "since": "time >= ${}",
     "until": "time < ${}",
     "sender": "lower(sender) = lower(${})",
-    "recipient": "recipients @> ARRAY[${}::text]",
+    # audit_lower() lower-cases each address; its GIN index serves this filter
+    "recipient": "audit_lower(recipients) @> ARRAY[lower(${}::text)]",
     "action": "action = ${}",
     "rule": "rules @> ARRAY[${}::text]",
     "queue_id": "queue_id = ${}",

@@ -1,10 +1,18 @@
-"""The asyncpg pool, with JSON codecs so jsonb columns take and give Python values."""
+"""The asyncpg pool, with JSON codecs so jsonb columns take and give Python values.
+
+Every connection runs with TimeZone UTC, whatever the server's or database's
+default: PostgreSQL does timestamptz arithmetic (``+ interval '1 month'``,
+``date_trunc``) and renders timestamps as text or JSON in the session's zone,
+and nothing of ours wants local time.
+"""
 
 from __future__ import annotations
 
 import json
 
 import asyncpg
+
+SERVER_SETTINGS = {"timezone": "UTC"}
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -35,11 +43,14 @@ async def create_pool(
         timeout=connect_timeout,
         init=_init_connection,
         reset=_keep_session,
+        server_settings=SERVER_SETTINGS,
     )
     return pool
 
 
 async def connect(dsn: str, *, connect_timeout: float = 10.0) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=connect_timeout)
+    conn: asyncpg.Connection = await asyncpg.connect(
+        dsn, timeout=connect_timeout, server_settings=SERVER_SETTINGS
+    )
     await _init_connection(conn)
     return conn
