@@ -54,6 +54,57 @@ CASES = [
     ),
     pytest.param("sender_domain: [.sewhere.test]", {}, False, id="domain-suffix-is-not-label"),
     pytest.param("sender_domain: [example.com]", {"sender": ""}, False, id="domain-null-sender"),
+    # the message's domains as DNS compares them: no trailing dot, IDN as A-labels
+    pytest.param(
+        "sender_domain: [evil.test]", {"sender": "x@Evil.Test."}, True, id="domain-trailing-dot"
+    ),
+    pytest.param(
+        "sender_domain: [.evil.test]", {"sender": "x@mx.evil.test.."}, True, id="sub-trailing-dots"
+    ),
+    pytest.param(
+        "from_domain: [example.com]", {"from_address": "ceo@example.com."}, True,
+        id="from-domain-trailing-dot",
+    ),
+    pytest.param(
+        "from: [ceo@example.com]", {"from_address": "<CEO@example.com.>"}, True,
+        id="from-trailing-dot",
+    ),
+    pytest.param(
+        "recipient: [bob@example.com.]", {"recipients": ("bob@example.com",)}, True,
+        id="policy-address-trailing-dot",
+    ),
+    pytest.param(
+        "sender_domain: [xn--bcher-kva.example]", {"sender": "x@bücher.example"}, True,
+        id="idn-a-label-rule",
+    ),
+    pytest.param(
+        "sender_domain: [Bücher.example]", {"sender": "x@xn--bcher-kva.example"}, True,
+        id="idn-u-label-rule",
+    ),
+    pytest.param(
+        "sender_domain: [bücher.example]", {"sender": "x@BÜCHER.EXAMPLE"}, True, id="idn-case"
+    ),
+    pytest.param(
+        "sender_domain: [bücher.example]", {"sender": "x@bücher。example"}, True,
+        id="idn-ideographic-full-stop",
+    ),
+    pytest.param(
+        "sender_domain: [bücher.example]", {"sender": "x@bucher.example"}, False, id="idn-other"
+    ),
+    pytest.param(
+        "recipient_domain: ['*.bücher.example']",
+        {"recipients": ("a@mx.xn--bcher-kva.example",)},
+        True,
+        id="idn-subdomains",
+    ),
+    pytest.param(
+        "recipient: [user@bücher.example]", {"recipients": ("User@xn--bcher-kva.example",)}, True,
+        id="idn-address",
+    ),
+    pytest.param(
+        "sender_domain: [.evil.test]", {"sender": "x@bad☠label.evil.test"}, True,
+        id="idn-invalid-label-kept",
+    ),
     # header From
     pytest.param("from: [SOMEONE@elsewhere.test]", {}, True, id="from"),
     pytest.param(
@@ -94,6 +145,22 @@ CASES = [
     pytest.param(
         "client_ip: ['2001:db8::/32']", {"client_ip": "[IPv6:2001:db8::1]"}, True,
         id="ip-postfix-v6-bracketed",
+    ),
+    # a range written IPv4-mapped is the IPv4 range client addresses are compared in
+    pytest.param(
+        "client_ip: ['::ffff:192.0.2.0/120']", {"client_ip": "192.0.2.5"}, True,
+        id="ip-mapped-range",
+    ),
+    pytest.param(
+        "client_ip: ['::ffff:192.0.2.0/120']", {"client_ip": "::ffff:192.0.2.5"}, True,
+        id="ip-mapped-range-mapped-client",
+    ),
+    pytest.param(
+        "client_ip: ['::ffff:192.0.2.0/120']", {"client_ip": "192.0.3.5"}, False,
+        id="ip-mapped-range-out",
+    ),
+    pytest.param(
+        "client_ip: ['::ffff:0:0/96']", {"client_ip": "203.0.113.1"}, True, id="ip-mapped-all"
     ),
     pytest.param("client_ip: [0.0.0.0/0]", {"client_ip": None}, False, id="ip-missing"),
     pytest.param("client_ip: [0.0.0.0/0]", {"client_ip": "unknown"}, False, id="ip-unparsable"),
@@ -180,16 +247,39 @@ def test_condition(when: str, kwargs: dict[str, Any], expected: bool) -> None:
 
 SELECTION = [
     pytest.param("attachment: {filename: ['*.exe', '*.pdf']}", {1, 2}, id="both"),
+    # A matched branch not about attachments selects them all, as such a rule does.
     pytest.param(
-        "any: [{attachment: {filename: ['*.exe']}}, {size_over: 1}]", {1}, id="any-collects"
+        "any: [{attachment: {filename: ['*.exe']}}, {size_over: 1}]", {1, 2}, id="any-with-all"
+    ),
+    pytest.param(
+        "any: [{attachment: {filename: ['*.zip']}}, {size_over: 1}]",
+        {1, 2},
+        id="any-other-branch-only",
+    ),
+    pytest.param(
+        "any: [{attachment: {filename: ['*.exe']}}, {size_over: 5000}]", {1}, id="any-collects"
     ),
     pytest.param(
         "any: [{attachment: {filename: ['*.exe']}}, {attachment: {filename: ['*.pdf']}}]",
         {1, 2},
         id="any-unites",
     ),
-    pytest.param("not: {attachment: {filename: ['*.zip']}}", set(), id="not-selects-nothing"),
-    pytest.param("size_over: 1", set(), id="no-attachment-condition"),
+    # all: what every attachment condition selected, not what any one did.
+    pytest.param(
+        "all: [{attachment: {filename: ['*.exe', '*.pdf']}}, {attachment: {size_over: 1000}}]",
+        {1},
+        id="all-intersects",
+    ),
+    pytest.param(
+        "all: [{attachment: {filename: ['*.exe']}}, {attachment: {filename: ['*.pdf']}}]",
+        set(),
+        id="all-matches-with-none-in-common",
+    ),
+    pytest.param(
+        "attachment: {filename: ['*.pdf']}\nsize_over: 1", {2}, id="and-with-other-condition"
+    ),
+    pytest.param("not: {attachment: {filename: ['*.zip']}}", {1, 2}, id="not-selects-all"),
+    pytest.param("size_over: 1", {1, 2}, id="no-attachment-condition"),
 ]
 
 

@@ -39,6 +39,8 @@ from postwarden_policies.rewrite import RewriteError, RewritePlan, RewriteResult
 
 from .policy_helpers import facts, policy
 
+HEAD_A = "version: 1\nname: a\npriority: 10\n"
+HEAD_B = "version: 1\nname: b\npriority: 20\n"
 ENVELOPE = Envelope("someone@elsewhere.test", ("alice@example.com",), "198.51.100.7")
 
 
@@ -164,6 +166,27 @@ def test_strip_without_attachment_condition_strips_all() -> None:
     assert stripped(verdict) == [("tool.exe", "all"), ("sheet.xlsm", "all")]
 
 
+def test_strip_under_any_strips_all_when_a_branch_not_about_attachments_matched() -> None:
+    # "Everything from untrusted.test, and .xlsm files from anyone."
+    rule = (
+        "rules:\n  - name: r\n    when:\n      any:\n        - sender_domain: [elsewhere.test]\n"
+        "        - attachment: {filename: ['*.xlsm']}\n    then: strip_attachment\n"
+    )
+    assert stripped(run(rule, WITH_FILES)) == [("tool.exe", "r"), ("sheet.xlsm", "r")]
+    other = Envelope("someone@other.test", ("alice@example.com",))
+    assert stripped(run(rule, WITH_FILES, other)) == [("sheet.xlsm", "r")]
+
+
+def test_strip_under_all_strips_what_every_attachment_condition_selected() -> None:
+    verdict = run(
+        "rules:\n  - name: r\n    when:\n      all:\n"
+        "        - attachment: {filename: ['*.exe', '*.xlsm']}\n"
+        "        - attachment: {size_over: 1000}\n    then: strip_attachment\n",
+        WITH_FILES,
+    )
+    assert stripped(verdict) == [("sheet.xlsm", "r")]
+
+
 def test_strip_with_nothing_to_strip_leaves_the_body() -> None:
     verdict = run("rules:\n  - name: all\n    then: strip_attachment\n", PLAIN)
     assert verdict.edits == () and verdict.changes == ()
@@ -271,6 +294,8 @@ SUBJECTS = [
                  id="one-of-two-there"),
     pytest.param("Hi", ["[EXT] ", "[EXT] "], ChangeHeader("Subject", 1, "[EXT] Hi"),
                  id="one-prefix-from-two-rules"),
+    pytest.param(None, ["[EXT] ", "[B] ", "[EXT] "], AddHeader("Subject", "[B] [EXT]"),
+                 id="one-prefix-from-two-rules-no-subject"),
     # Python decodes these to "[EXT] ..."; readers without UTF-7 (or the made-up
     # charset) show the encoded word as it is: the prefix must still go on.
     pytest.param(
@@ -295,6 +320,16 @@ def test_subject_prefix(subject: str | None, prefixes: list[str], edit: object) 
     )
     verdict = run("tag_flags: false\nrules:\n" + rules, message(subject=subject))
     assert verdict.edits == (() if edit is None else (edit,))
+
+
+def test_one_prefix_from_two_policies_without_a_subject() -> None:
+    tag = "rules:\n  - name: {}\n    then: {{subject_prefix: '[EXT] '}}\n"
+    policy_set = load_policy_set_from_sources(
+        [("a.yaml", HEAD_A + tag.format("a")), ("b.yaml", HEAD_B + tag.format("b"))]
+    )
+    verdict = evaluate_message(policy_set, message(subject=None), ENVELOPE)
+    assert verdict.rules == ("a", "b")
+    assert verdict.edits == (AddHeader("Subject", "[EXT]"),)
 
 
 def test_remove_header_only_when_present() -> None:
@@ -372,9 +407,20 @@ def test_malformed_is_delivered_unmodified_and_tagged() -> None:
     assert verdict.changes == ()
 
 
+FORGED = b"From: a@b.test\r\nX-Postwarden-Flags: malformed\r\nSubject: x\r\n\r\nclean\r\n"
+
+
+def test_a_forged_flags_header_is_removed_from_a_message_not_flagged() -> None:
+    verdict = run("rules: []\n", FORGED)
+    assert verdict.flags == frozenset()
+    assert verdict.edits == (RemoveHeader("X-Postwarden-Flags"),)
+    assert apply_edits(FORGED, verdict) == b"From: a@b.test\r\nSubject: x\r\n\r\nclean\r\n"
+
+
 def test_tagging_can_be_turned_off() -> None:
     verdict = run("tag_flags: false\n", MALFORMED)
     assert "malformed" in verdict.flags and verdict.edits == ()
+    assert run("tag_flags: false\n", FORGED).edits == ()
 
 
 def test_a_rewrite_that_fails_its_check_quarantines(monkeypatch: pytest.MonkeyPatch) -> None:

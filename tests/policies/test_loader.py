@@ -226,6 +226,44 @@ ERRORS = [
         id="bad-domain",
     ),
     pytest.param(
+        H + "rules:\n  - name: r\n    when: {sender: ['*@evil.test']}\n    then: accept\n",
+        ["5:21: rule 'r': '*@evil.test' is a glob, but address lists hold whole addresses: use sender_domain for every address at a domain (here 'evil.test')"],
+        id="address-glob-sender",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {from: ['*@*.example.com']}\n    then: accept\n",
+        ["5:19: rule 'r': '*@*.example.com' is a glob, but address lists hold whole addresses: use from_domain for every address at a domain (here '*.example.com')"],
+        id="address-glob-from",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {recipient: ['bo?@example.com']}\n    then: accept\n",
+        ["5:24: rule 'r': 'bo?@example.com' is a glob, but address lists hold whole addresses: use recipient_domain for every address at a domain (here 'example.com')"],
+        id="address-glob-recipient",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {sender_domain: ['bad☠.example']}\n    then: accept\n",
+        ["5:28: rule 'r': invalid internationalised domain name 'bad☠.example': Codepoint U+2620 at position 4 of 'bad☠' not allowed"],
+        id="bad-idn-domain",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {recipient: ['a@bad☠.example']}\n    then: accept\n",
+        ["5:24: rule 'r': invalid internationalised domain name 'bad☠.example': Codepoint U+2620 at position 4 of 'bad☠' not allowed"],
+        id="bad-idn-address",
+    ),
+    pytest.param(
+        H + "rules:\n  - name: r\n    when: {client_ip: ['::ffff:192.0.2.0/95']}\n    then: accept\n",
+        ["5:24: rule 'r': invalid CIDR '::ffff:192.0.2.0/95': an IPv4-mapped range needs /96 or longer (::ffff:a.b.c.d/96+n is a.b.c.d/n)"],
+        id="mapped-prefix-too-short",
+    ),
+    pytest.param(
+        H + "tests:\n  - name: c\n    raw: x\n    recipients: [a@b.test]\n    expect: accept\n    expect_headers: {Subject: \"a\\u2028b\", X-A: \"a\\nb\"}\n",
+        [
+            "8:31: test 'c': expected a header value on one line, got 'a\\u2028b'",
+            "8:48: test 'c': expected a header value on one line, got 'a\\nb'",
+        ],
+        id="expect-headers-one-line",
+    ),
+    pytest.param(
         H + "rules:\n  - name: 'has space'\n    then: accept\n",
         ["4:11: rule 'has space': expected a rule name (letters, digits, . _ -), got 'has space'"],
         id="bad-rule-name",

@@ -84,6 +84,18 @@ def test_headers_checked_on_the_delivered_message() -> None:
     assert result.problems == ()
 
 
+def test_expected_headers_may_hold_any_text() -> None:
+    text = (
+        "version: 1\nname: p\nrules:\n  - name: tag\n    then: {subject_prefix: '[EXT] '}\n"
+        "tests:\n  - name: c\n"
+        '    raw: "From: a@b.test\\nSubject: =?utf-8?q?R=C3=A9union?=\\n\\nhi\\n"\n'
+        "    recipients: [c@d.test]\n    expect: accept\n"
+        "    expect_headers: {Subject: '[EXT] Réunion'}\n"
+    )
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    assert result.problems == ()
+
+
 def test_duplicate_flag_reaches_the_policy() -> None:
     text = POLICY.replace("when: {body: 'AKIA[0-9A-Z]{16}'}", "when: {duplicate: true}")
     text += "    duplicate: true\n    expect: reject\n    expect_rules: [keys]\n"

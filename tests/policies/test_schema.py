@@ -86,3 +86,21 @@ def test_sizes_and_codes_in_both_forms_validate() -> None:
     }
     jsonschema.Draft202012Validator(policy_schema()).validate(document)
     assert json.loads(schema_text()) == policy_schema()
+
+
+def test_unicode_domains_and_header_values_validate() -> None:
+    document = {
+        "version": 1,
+        "name": "p",
+        "rules": [{"name": "r", "when": {"sender_domain": ["bücher.example"]}, "then": "reject"}],
+        "tests": [
+            {
+                "name": "c",
+                "raw": "x",
+                "recipients": ["a@b.test"],
+                "expect": "accept",
+                "expect_headers": {"Subject": "[EXT] Réunion"},
+            }
+        ],
+    }
+    jsonschema.Draft202012Validator(policy_schema()).validate(document)

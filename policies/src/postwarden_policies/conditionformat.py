@@ -2,6 +2,9 @@
 
 Domain lists match a domain exactly; write ".example.com" or "*.example.com"
 to match its subdomains (not example.com itself: list both for both).
+Domains may be written in Unicode or as A-labels (xn--...); both sides compare
+in the A-label form. Address lists hold whole addresses: "*@example.com" is
+refused (sender_domain and the like say that).
 Address, domain and user lists compare case-insensitively; globs follow
 fnmatch and are case-insensitive; regular expressions are RE2 and
 case-sensitive unless they start with "(?i)".
@@ -34,16 +37,16 @@ from .spec import (
 )
 
 ADDRESS = r"[^@\s<>]+@[^@\s<>]+"
-DOMAIN = r"(\*?\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?"
+_LABEL = r"(?:[A-Za-z0-9_-]|[^\x00-\x7f])+"  # letters of any script: IDN labels too
+DOMAIN = rf"(\*?\.)?{_LABEL}(\.{_LABEL})*\.?"
 HEADER_NAME = r"[!-9;-~]+"  # RFC 5322 field name: printable ASCII except ":"
+# Legal in an address, but written in a policy's address list they are meant as globs.
+_GLOB_CHARS = "*?"
+_MAPPED_PREFIX = "an IPv4-mapped range needs /96 or longer (::ffff:a.b.c.d/96+n is a.b.c.d/n)"
 
 
 def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.lower() for v in values)
-
-
-def _null_sender(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple("" if v == "<>" else v.lower() for v in values)
 
 
 def _glob(value: str) -> str:
@@ -57,28 +60,68 @@ def glob_list(what: str) -> Convert:
 
 
 def _network(value: str) -> c.IpNetwork:
+    """The network; an IPv4-mapped range is its IPv4 range, the form client addresses take."""
     try:
-        return ipaddress.ip_network(value, strict=True)
+        network = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
-        raise SpecError(f"invalid CIDR {value!r}: {exc}") from None
+        reason = _MAPPED_PREFIX if _short_mapped(value) else str(exc)
+        raise SpecError(f"invalid CIDR {value!r}: {reason}") from None
+    if isinstance(network, ipaddress.IPv6Network):
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:  # a strict mapped range is /96 or longer
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+def _short_mapped(value: str) -> bool:
+    try:
+        interface = ipaddress.IPv6Interface(value)
+    except ValueError:
+        return False
+    return interface.ip.ipv4_mapped is not None and interface.network.prefixlen < 96
+
+
+def _domain(value: str) -> str:
+    """A domain as conditions compare it (see conditions.ascii_domain), "." or "*." kept."""
+    bare = value.removeprefix("*").lstrip(".")
+    try:
+        return value[: len(value) - len(bare)] + c.ascii_domain(bare, strict=True)
+    except UnicodeError as exc:
+        raise SpecError(f"invalid internationalised domain name {value!r}: {exc}") from None
+
+
+def _address(domain_key: str) -> Callable[[str], str]:
+    def convert(value: str) -> str:
+        domain = value.rpartition("@")[2]
+        if any(char in value for char in _GLOB_CHARS):
+            raise SpecError(
+                f"{value!r} is a glob, but address lists hold whole addresses: "
+                f"use {domain_key} for every address at a domain (here {domain!r})"
+            )
+        try:
+            return c.normal_address(value, strict=True)
+        except UnicodeError as exc:
+            raise SpecError(f"invalid internationalised domain name {domain!r}: {exc}") from None
+
+    return convert
 
 
 def _values(item: Spec, make: Callable[[tuple[Any, ...]], c.Condition], doc: str) -> Convert:
     return Convert(ListOf(item), make, doc)
 
 
-def _addresses(get: c.Getter, *, null_ok: bool = False) -> Convert:
+def _addresses(get: c.Getter, domain_key: str, *, null_ok: bool = False) -> Convert:
     pattern = f"<>|{ADDRESS}" if null_ok else ADDRESS
     return _values(
-        text(pattern=pattern, what="an e-mail address"),
-        lambda v: c.ValueIn(get, _null_sender(v) if null_ok else _lowered(v)),
+        Convert(text(pattern=pattern, what="an e-mail address"), _address(domain_key)),
+        lambda v: c.ValueIn(get, v),
         "addresses",
     )
 
 
 def _domains(get: c.Getter) -> Convert:
     return _values(
-        text(pattern=DOMAIN, what="a domain such as example.com or .example.com"),
+        Convert(text(pattern=DOMAIN, what="a domain such as example.com or .example.com"), _domain),
         lambda v: c.DomainIn(get, c.DomainSet.of(v)),
         "domains",
     )
@@ -146,12 +189,15 @@ CONDITION: Spec = Obj(
     "Conditions; all keys given must hold (AND). Nest with any / all / not.",
     {
         "sender": Field(
-            _addresses(c.get_sender, null_ok=True), "Envelope sender addresses (<> = null sender)."
+            _addresses(c.get_sender, "sender_domain", null_ok=True),
+            "Envelope sender addresses (<> = null sender).",
         ),
         "sender_domain": Field(_domains(c.get_sender_domain), "Envelope sender domains."),
-        "from": Field(_addresses(c.get_from), "Addresses in the From header."),
+        "from": Field(_addresses(c.get_from, "from_domain"), "Addresses in the From header."),
         "from_domain": Field(_domains(c.get_from_domain), "Domains of the From header address."),
-        "recipient": Field(_addresses(c.get_recipients), "True when any recipient is listed."),
+        "recipient": Field(
+            _addresses(c.get_recipients, "recipient_domain"), "True when any recipient is listed."
+        ),
         "recipient_domain": Field(
             _domains(c.get_recipient_domains), "True when any recipient's domain is listed."
         ),

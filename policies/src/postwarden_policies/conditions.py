@@ -2,34 +2,74 @@
 
 Every condition is an immutable object compiled once (frozensets, network
 lists, RE2 patterns); :meth:`Condition.match` reads a :class:`MatchInput`
-built once per message. A match returns the indices of the attachments that
-matched (empty when the condition is not about attachments) so that
-``strip_attachment`` knows which parts to strip; ``None`` means no match.
+built once per message. A match returns the indices of the attachments it
+holds for, which ``strip_attachment`` strips: those an ``attachment`` condition
+matched, every attachment for a condition not about attachments (so ``not``
+too); ``all`` keeps what every child selected and ``any`` unites what its
+matching children selected. ``None`` means no match.
+
+Domains compare as DNS does: lower case, internationalised labels as
+A-labels, no trailing dot, on the policy's side and the message's alike, so
+no spelling of a domain gets past a rule written in another.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import idna
+
 from .facts import IpAddress, MessageFacts, MimePart, client_ip
 from .patterns import Pattern
 
 Matched = frozenset[int] | None
-NOTHING: frozenset[int] = frozenset()
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# The full stops IDNA reads as label separators (RFC 3490, section 3.1).
+_DOTS = re.compile("[.\u3002\uff0e\uff61]")
+
+
+def _a_label(label: str, strict: bool) -> str:
+    if label.isascii():
+        return label.lower()
+    try:
+        mapped = idna.uts46_remap(label, std3_rules=False)
+        return mapped if mapped.isascii() else idna.alabel(mapped).decode("ascii")
+    except UnicodeError:  # idna.IDNAError among them
+        if strict:
+            raise
+        return label.lower()  # no resolver accepts it either; kept as written
+
+
+def ascii_domain(domain: str, *, strict: bool = False) -> str:
+    """``domain`` lower-case, without trailing dots, each non-ASCII label as its A-label.
+
+    A label that is no valid IDN is kept as written (message side), or raises
+    UnicodeError (``idna.IDNAError``) with ``strict`` (policy side).
+    """
+    if domain.isascii():
+        return domain.lower().rstrip(".")
+    labels = _DOTS.sub(".", domain).rstrip(".").split(".")
+    return ".".join(_a_label(label, strict) for label in labels)
+
+
+def normal_address(value: str, *, strict: bool = False) -> str:
+    """Lower-case address without angle brackets, its domain as :func:`ascii_domain` gives it.
+
+    "" stays the null sender; raises like :func:`ascii_domain` with ``strict``.
+    """
+    local, at, domain = value.strip().strip("<>").rpartition("@")
+    return local.lower() + at + ascii_domain(domain, strict=strict)
 
 
 def _domain(address: str) -> str:
     return address.rpartition("@")[2]
-
-
-def _address(value: str) -> str:
-    """Lower-case address without angle brackets; "" stays the null sender."""
-    return value.strip().strip("<>").lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +86,14 @@ class MatchInput:
     client_ip: IpAddress | None
     subject: str
     attachments: tuple[MimePart, ...]
+    every_attachment: frozenset[int]  # what a condition not about attachments selects
 
     @classmethod
     def of(cls, facts: MessageFacts) -> MatchInput:
         envelope = facts.envelope
-        sender = _address(envelope.sender)
-        recipients = tuple(_address(r) for r in envelope.recipients)
-        header_from = _address(facts.from_address) if facts.from_address else None
+        sender = normal_address(envelope.sender)
+        recipients = tuple(normal_address(r) for r in envelope.recipients)
+        header_from = normal_address(facts.from_address) if facts.from_address else None
         return cls(
             facts=facts,
             sender=sender,
@@ -64,14 +105,12 @@ class MatchInput:
             client_ip=client_ip(envelope.client_ip),
             subject=facts.subject or "",
             attachments=facts.attachments,
+            every_attachment=frozenset(part.index for part in facts.attachments),
         )
 
 
 class Condition(ABC):
     """A compiled test on one message."""
-
-    # True when a positive match may name attachments (so strip_attachment strips those).
-    selects_attachments = False
 
     @abstractmethod
     def match(self, item: MatchInput) -> Matched: ...
@@ -80,8 +119,8 @@ class Condition(ABC):
 Getter = Callable[[MatchInput], Iterable[str | None]]
 
 
-def _hit(found: bool) -> Matched:
-    return NOTHING if found else None
+def _hit(item: MatchInput, found: bool) -> Matched:
+    return item.every_attachment if found else None
 
 
 class ValueIn(Condition):
@@ -92,7 +131,8 @@ class ValueIn(Condition):
         self.values = frozenset(values)
 
     def match(self, item: MatchInput) -> Matched:
-        return _hit(any(value in self.values for value in self.get(item) if value is not None))
+        values = self.get(item)
+        return _hit(item, any(value in self.values for value in values if value is not None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +146,8 @@ class DomainSet:
     def of(cls, domains: Iterable[str]) -> DomainSet:
         exact: set[str] = set()
         parents: set[str] = set()
-        for domain in domains:
-            bare = domain.lower().removeprefix("*").rstrip(".")
+        for domain in domains:  # each as ascii_domain gives it, after any "." or "*." prefix
+            bare = domain.removeprefix("*")
             (parents if bare.startswith(".") else exact).add(bare.lstrip("."))
         return cls(frozenset(exact), frozenset(parents))
 
@@ -132,7 +172,7 @@ class DomainIn(Condition):
         self.domains = domains
 
     def match(self, item: MatchInput) -> Matched:
-        return _hit(any(value in self.domains for value in self.get(item)))
+        return _hit(item, any(value in self.domains for value in self.get(item)))
 
 
 class PatternMatch(Condition):
@@ -143,7 +183,7 @@ class PatternMatch(Condition):
         self.pattern = pattern
 
     def match(self, item: MatchInput) -> Matched:
-        return _hit(any(v is not None and self.pattern.test(v) for v in self.get(item)))
+        return _hit(item, any(v is not None and self.pattern.test(v) for v in self.get(item)))
 
 
 class NetworkIn(Condition):
@@ -154,7 +194,7 @@ class NetworkIn(Condition):
         address = item.client_ip
         if address is None:
             return None
-        return _hit(any(address in network for network in self.networks))
+        return _hit(item, any(address in network for network in self.networks))
 
 
 class Predicate(Condition):
@@ -165,7 +205,7 @@ class Predicate(Condition):
         self.wanted = wanted
 
     def match(self, item: MatchInput) -> Matched:
-        return _hit(self.test(item) is self.wanted)
+        return _hit(item, self.test(item) is self.wanted)
 
 
 class SizeOver(Condition):
@@ -173,7 +213,7 @@ class SizeOver(Condition):
         self.limit = limit
 
     def match(self, item: MatchInput) -> Matched:
-        return _hit(item.facts.size > self.limit)
+        return _hit(item, item.facts.size > self.limit)
 
 
 class FlagIn(Condition):
@@ -181,7 +221,7 @@ class FlagIn(Condition):
         self.flags = frozenset(flags)
 
     def match(self, item: MatchInput) -> Matched:
-        return _hit(not self.flags.isdisjoint(item.facts.flags))
+        return _hit(item, not self.flags.isdisjoint(item.facts.flags))
 
 
 class HeaderMatch(Condition):
@@ -193,10 +233,11 @@ class HeaderMatch(Condition):
 
     def match(self, item: MatchInput) -> Matched:
         return _hit(
+            item,
             any(
                 h.name.lower() == self.name and self.pattern.test(h.value)
                 for h in item.facts.headers
-            )
+            ),
         )
 
 
@@ -222,8 +263,6 @@ class AttachmentTest:
 
 
 class AttachmentMatch(Condition):
-    selects_attachments = True
-
     def __init__(self, test: AttachmentTest) -> None:
         self.test = test
 
@@ -233,18 +272,18 @@ class AttachmentMatch(Condition):
 
 
 class AllOf(Condition):
+    """True when every child matches; selects the attachments every child selected."""
+
     def __init__(self, children: Iterable[Condition]) -> None:
         self.children = tuple(children)
-        self.selects_attachments = any(c.selects_attachments for c in self.children)
 
     def match(self, item: MatchInput) -> Matched:
-        selected = NOTHING
+        selected = item.every_attachment
         for child in self.children:
             found = child.match(item)
             if found is None:
                 return None
-            if found:
-                selected = selected | found
+            selected = selected & found
         return selected
 
 
@@ -253,7 +292,6 @@ class AnyOf(Condition):
 
     def __init__(self, children: Iterable[Condition]) -> None:
         self.children = tuple(children)
-        self.selects_attachments = any(c.selects_attachments for c in self.children)
 
     def match(self, item: MatchInput) -> Matched:
         selected: Matched = None
@@ -265,13 +303,13 @@ class AnyOf(Condition):
 
 
 class Not(Condition):
-    """Negation; attachments matched inside a `not` are never selected."""
+    """Negation; like any condition not about attachments, it selects every attachment."""
 
     def __init__(self, child: Condition) -> None:
         self.child = child
 
     def match(self, item: MatchInput) -> Matched:
-        return NOTHING if self.child.match(item) is None else None
+        return _hit(item, self.child.match(item) is None)
 
 
 ALWAYS = AllOf(())

@@ -12,7 +12,8 @@ Order of evaluation:
    ``max_recipients`` removed, header edits, the Subject prefix, attachments
    stripped (rules and ``max_attachment_bytes``), HTML sanitized unless a
    matched rule said ``sanitize: false``, and the X-Postwarden-Flags header
-   when the parser flagged it (incoming copies of that header are removed).
+   when the parser flagged it (incoming copies of that header are removed
+   whenever tagging is on, flagged or not).
 
 Malformed messages (parser flag ``malformed``) are delivered as they are and
 tagged: they are not sanitized. Attachments a rule or limit strips are still
@@ -75,10 +76,7 @@ def run_rules(rules: tuple[Rule, ...], item: MatchInput) -> Outcome:
             continue
         outcome.matched.append(rule)
         if rule.then.strip_attachment:
-            targets = (
-                selected if rule.when.selects_attachments else (p.index for p in item.attachments)
-            )
-            for index in targets:
+            for index in selected:
                 outcome.strip.setdefault(index, rule.name)
         if rule.then.terminal is not None:
             outcome.terminal = rule

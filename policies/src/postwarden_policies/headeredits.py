@@ -17,12 +17,13 @@ FLAGS_HEADER = "X-Postwarden-Flags"
 
 
 def _subject_edit(facts: MessageFacts, prefixes: list[str]) -> Edit | None:
+    prefixes = list(dict.fromkeys(prefixes))  # rules (or policies) sharing a prefix add it once
     subjects = [h for h in facts.headers if h.name.lower() == "subject"]
     if not subjects:
         return AddHeader("Subject", "".join(reversed(prefixes)).rstrip())
     raw = subjects[0].raw_value.lstrip()
     present = _leading_prefixes(raw, prefixes)
-    missing = [prefix for prefix in dict.fromkeys(prefixes) if prefix not in present]
+    missing = [prefix for prefix in prefixes if prefix not in present]
     if not missing:
         return None
     return ChangeHeader("Subject", 1, "".join(reversed(missing)) + raw)
@@ -48,6 +49,10 @@ def _leading_prefixes(subject: str, prefixes: list[str]) -> set[str]:
 def header_edits(policy_set: PolicySet, facts: MessageFacts, rules: Iterable[Rule]) -> list[Edit]:
     present = {h.name.lower() for h in facts.headers}
     edits: list[Edit] = []
+    if policy_set.tag_flags and FLAGS_HEADER.lower() in present:
+        # A sender must not forge our tag, on a message we do not flag either.
+        edits.append(RemoveHeader(FLAGS_HEADER))
+        present.discard(FLAGS_HEADER.lower())
     prefixes: list[str] = []
     for rule in rules:
         for name in rule.then.remove_headers:
@@ -62,7 +67,5 @@ def header_edits(policy_set: PolicySet, facts: MessageFacts, rules: Iterable[Rul
     if prefixes and (subject := _subject_edit(facts, prefixes)) is not None:
         edits.append(subject)
     if policy_set.tag_flags and facts.flags:
-        if FLAGS_HEADER.lower() in present:
-            edits.append(RemoveHeader(FLAGS_HEADER))  # a sender must not forge our tag
         edits.append(AddHeader(FLAGS_HEADER, ", ".join(sorted(facts.flags))))
     return edits

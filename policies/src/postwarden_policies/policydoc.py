@@ -188,7 +188,8 @@ POLICY = Obj(
         "sanitize": Field(SANITIZE, "HTML sanitizing."),
         "tag_flags": Field(
             boolean(),
-            "Add X-Postwarden-Flags (e.g. malformed) to delivered messages the parser flagged.",
+            "Add X-Postwarden-Flags (e.g. malformed) to delivered messages the parser flagged; "
+            "copies a sender wrote are removed.",
             default=True,
         ),
         "rules": Field(ListOf(RULE, min_items=0, single_ok=False), "Rules, evaluated in order."),

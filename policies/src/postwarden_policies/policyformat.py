@@ -111,8 +111,9 @@ ACTIONS = Either(
             "action": Field(choice(*TERMINALS), "Terminal action: evaluation stops here."),
             "strip_attachment": Field(
                 boolean(),
-                "Replace the attachments this rule's attachment condition matched "
-                "(all attachments when it has none) by a text notice.",
+                "Replace by a text notice the attachments this rule's condition selected "
+                "(all attachments when it has no attachment condition, or when a matched "
+                "`any` branch is not about attachments).",
             ),
             "add_header": Field(
                 MapOf(
