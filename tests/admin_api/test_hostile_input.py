@@ -43,29 +43,34 @@ async def _raw(client: Client, request: bytes) -> bytes:
 
 
 @pytest.fixture
-async def audited(database_url: str) -> None:
-    """One audit row whose values a sender chose to look like spreadsheet formulas."""
+async def audited(database_url: str) -> str:
+    """One audit row whose values a sender chose to look like spreadsheet formulas;
+    its queue id, unique to the test (the module's database holds the others' rows)."""
+    queue_id = f"Q{uuid.uuid4().hex[:12].upper()}"
     conn = await connect(database_url)
     try:
         await conn.execute("SELECT audit_ensure_partition($1)", WHEN)
         await conn.execute(
-            "INSERT INTO audit_events (event_id, time, instance, message_uid, client_name,"
-            " sender, recipients, subject, size, action, rules, changes, policy_hash,"
-            " duration_ms) VALUES ($1, $2, 'mx1', 'u1', '+cmd|calc', '@evil.example', '{}',"
-            " $3, 1, 'accept', '{}', '[]', 'h', 1)",
-            uuid.uuid4(), WHEN, FORMULA,
+            "INSERT INTO audit_events (event_id, time, instance, queue_id, message_uid,"
+            " client_name, sender, recipients, subject, size, action, rules, changes,"
+            " policy_hash, duration_ms) VALUES ($1, $2, 'mx1', $3, 'u1', '+cmd|calc',"
+            " '@evil.example', '{}', $4, 1, 'accept', '{}', '[]', 'h', 1)",
+            uuid.uuid4(), WHEN, queue_id, FORMULA,
         )
     finally:
         await conn.close()
+    return queue_id
 
 
-@pytest.mark.usefixtures("audited")
 async def test_a_csv_cell_a_spreadsheet_would_run_is_defused(
-    admin_client: Client, role_keys: dict[Role, str]
+    admin_client: Client, role_keys: dict[Role, str], audited: str
 ) -> None:
-    response = await admin_client.get("/api/v1/audit/export", params={"format": "csv"},
+    response = await admin_client.get("/api/v1/audit/export",
+                                      params={"format": "csv", "queue_id": audited},
                                       headers=bearer(role_keys[Role.AUDITOR]))
+    assert response.status == 200, await response.text()
     [row] = list(csv.DictReader(io.StringIO(await response.text())))
+    assert row["queue_id"] == audited
     assert row["subject"] == "'" + FORMULA
     assert (row["client_name"], row["sender"]) == ("'+cmd|calc", "'@evil.example")
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_store import connect
 from postwarden_store.policies import fetch_active_sources
 from tests.fixtures.adminapp import bearer
+
+
+@pytest.fixture
+def database_url(fresh_database_url: str) -> str:
+    """A database of each test's own (in place of the module's shared one): the tests
+    here expect the exact list of rules and count revisions, which another test's
+    rules would change whatever order the tests run in."""
+    return fresh_database_url
 
 
 def block(name: str, sender: str) -> dict[str, Any]:

@@ -313,22 +313,34 @@ async def test_attempts_are_logged_without_body_or_key(
 async def test_senders_see_only_their_own_messages(
     client: Client, sender: dict[str, str], mint_key: MintKey
 ) -> None:
-    response = await client.post("/api/v1/send-email", json=body(tags=["t1"]), headers=sender)
+    tag = f"t-{uuid.uuid4().hex}"  # this test's messages, whatever else the database holds
+    response = await client.post("/api/v1/send-email", json=body(tags=[tag]), headers=sender)
+    assert response.status == 202, await response.text()
     location = response.headers["Location"]
     other = bearer(await mint_key(Role.SENDER, ["*@example.com"]))
     auditor = bearer(await mint_key(Role.AUDITOR))
     assert (await client.get(location, headers=other)).status == 404
     assert (await client.get(location, headers=auditor)).status == 200
     assert (await client.get("/api/v1/messages/not-a-uuid", headers=auditor)).status == 404
-    mine = await (await client.get("/api/v1/messages?tag=t1", headers=sender)).json()
-    theirs = await (await client.get("/api/v1/messages?tag=t1", headers=other)).json()
+    mine = await (await client.get("/api/v1/messages", params={"tag": tag},
+                                    headers=sender)).json()
+    theirs = await (await client.get("/api/v1/messages", params={"tag": tag},
+                                      headers=other)).json()
     assert len(mine["messages"]) == 1 and theirs["messages"] == []
-    page = await (await client.get("/api/v1/messages?limit=1", headers=auditor)).json()
+
+    # A second message of its own, so the auditor's walk has two pages to turn.
+    response = await client.post("/api/v1/send-email", json=body(tags=[tag]), headers=other)
+    assert response.status == 202, await response.text()
+    own = {mine["messages"][0]["id"], (await response.json())["id"]}
+    page = await (await client.get("/api/v1/messages", params={"tag": tag, "limit": "1"},
+                                    headers=auditor)).json()
     assert len(page["messages"]) == 1 and page["next_cursor"]
     following = await client.get("/api/v1/messages", params={
-        "limit": "1", "cursor": page["next_cursor"]}, headers=auditor)
+        "tag": tag, "limit": "1", "cursor": page["next_cursor"]}, headers=auditor)
     assert following.status == 200
-    assert (await following.json())["messages"][0]["id"] != page["messages"][0]["id"]
+    second = (await following.json())["messages"]
+    assert len(second) == 1
+    assert {page["messages"][0]["id"], second[0]["id"]} == own
 
 
 async def test_the_openapi_document_lists_the_send_routes(client: Client) -> None:
