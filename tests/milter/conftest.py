@@ -18,6 +18,7 @@ from postwarden_milter.handler import ConnectionSlots, Services
 from postwarden_milter.libmilter import PostwardenMilter
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.reload import PolicyHolder
+from postwarden_milter.session import OpenTransactions
 from postwarden_milter.settings import load_settings
 from postwarden_policies import AuditEvent, load_policy_set_from_sources
 
@@ -169,7 +170,8 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
             settings=settings,
             policies=PolicyHolder(load_policy_set_from_sources([("test.yaml", POLICY)])),
             audit=audit, metrics=metrics, duplicates=DuplicateDetector(600),
-            slots=ConnectionSlots(settings.max_concurrency), workers=workers,
+            slots=ConnectionSlots(settings.max_concurrency), transactions=OpenTransactions(),
+            workers=workers,
         )
         PostwardenMilter.services = services
         Milter.factory = PostwardenMilter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import threading
 import time
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from postwarden_milter import handler
 from postwarden_milter.handler import ConnectionSlots
+from postwarden_milter.logcontext import MessageContextFilter
 from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.settings import FailAction
 from postwarden_policies import load_policy_set_from_sources
@@ -297,3 +299,23 @@ def test_long_work_sends_progress_replies(
         assert ctx.send(CLEAN) == Milter.CONTINUE
     assert len(progress) >= 2  # one every PROGRESS_SECONDS while the job ran
     assert harness.audit.events[0].action == "accept"
+
+
+def test_lines_logged_while_a_message_is_evaluated_carry_its_ids(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Parsing and evaluation run on the worker pool: its thread logs (a rewrite that
+    failed, a part cut short) in the context of the message, with its queue id."""
+    evaluate = handler.evaluate
+
+    def noisy(*args: Any) -> Any:
+        logging.getLogger("postwarden_policies.engine").warning("from the pool")
+        return evaluate(*args)
+
+    monkeypatch.setattr(handler, "evaluate", noisy)
+    caplog.handler.addFilter(MessageContextFilter())
+    ctx = harness.connect(queue_id="4QPOOL")
+    assert ctx.send(CLEAN) == Milter.CONTINUE
+    [record] = [r for r in caplog.records if r.getMessage() == "from the pool"]
+    assert record.threadName.startswith("ThreadPoolExecutor")  # not the callback's thread
+    assert (record.queue_id, record.uid) == ("4QPOOL", harness.audit.events[0].message_uid)

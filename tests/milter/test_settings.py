@@ -14,6 +14,7 @@ from postwarden_milter.settings import (
     SettingsError,
     SpoolFullAction,
     load_settings,
+    stray_variables,
 )
 
 
@@ -195,3 +196,99 @@ def test_a_settings_file_reads_integers_as_a_policy_file_does(
     assert load_settings(config, base_env).max_concurrency == 10
     assert problems_of(config, "message_timeout_seconds: 1:30\n", base_env) == [
         f"{config}:1: message_timeout_seconds: '1:30' is not a number"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        pytest.param("MESSAGE_TIMEOUT_SECONDS", "nan", "'nan' is not a finite number", id="nan"),
+        pytest.param("POLICY_POLL_SECONDS", "NaN", "'NaN' is not a finite number",
+                     id="nan-poll"),
+        pytest.param("DUPLICATE_WINDOW_SECONDS", "inf", "'inf' is not a finite number",
+                     id="inf"),
+        pytest.param("MAX_CONCURRENCY", "-inf", "'-inf' is not a finite number",
+                     id="inf-integer"),
+        pytest.param("SPOOL_DIR", "", "spool_dir: empty", id="empty-spool-dir"),
+        pytest.param("SPOOL_DIR", "  ", "spool_dir: empty", id="blank-spool-dir"),
+    ],
+)
+def test_values_no_bound_holds_for_are_refused(
+    base_env: dict[str, str], name: str, value: str, message: str
+) -> None:
+    """NaN passed every bound (each comparison is false): a NaN poll killed the reload
+    thread, a NaN timeout made the parent kill its workers at once. An empty spool_dir
+    was the working directory."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {**base_env, f"POSTWARDEN_{name}": value})
+    assert refused.value.problems == [f"POSTWARDEN_{name}: {name.lower()}: "
+                                      + message.removeprefix(f"{name.lower()}: ")
+                                      + (" (leave it unset for the default)"
+                                         if name == "SPOOL_DIR" else "")]
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        pytest.param("processes: true", "processes: True is not a number", id="bool"),
+        pytest.param("max_concurrency: yes", "max_concurrency: True is not a number",
+                     id="yes"),
+        pytest.param("max_concurrency: 2.5", "max_concurrency: 2.5 is not a whole number",
+                     id="fraction"),
+        pytest.param("spool_max_bytes: 1e3.5", "spool_max_bytes: '1e3.5' is not a number",
+                     id="text"),
+        pytest.param("message_timeout_seconds: .nan",
+                     "message_timeout_seconds: nan is not a finite number", id="yaml-nan"),
+        pytest.param("duplicate_window_seconds: false",
+                     "duplicate_window_seconds: False is not a number", id="bool-float"),
+        pytest.param("spool_dir:", "spool_dir: empty (leave it unset for the default)",
+                     id="null-spool-dir"),
+    ],
+)
+def test_numbers_from_the_file_are_taken_as_written_or_refused(
+    base_env: dict[str, str], tmp_path: Path, line: str, problem: str
+) -> None:
+    """int() made true 1 and 2.5 two, without a word."""
+    config = tmp_path / "postwarden.yaml"
+    env = {k: v for k, v in base_env.items() if not line.startswith("spool_dir")
+           or k != "POSTWARDEN_SPOOL_DIR"}
+    assert problems_of(config, line + "\n", env) == [f"{config}:1: {problem}"]
+    config.write_text("max_concurrency: 8.0\nmessage_timeout_seconds: 2\n")
+    settings = load_settings(config, base_env)
+    assert (settings.max_concurrency, settings.message_timeout_seconds) == (8, 2.0)
+
+
+def test_a_setting_given_twice_in_the_file_is_refused_with_both_lines(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """YAML keeps the last of two equal keys without a word: an admin editing the first
+    would change nothing."""
+    config = tmp_path / "postwarden.yaml"
+    assert problems_of(config, "processes: 2\nfail_action: accept\nprocesses: 4\n",
+                       base_env) == [f"{config}:3: 'processes' set twice (first at line 1)"]
+
+
+def test_a_misspelt_variable_is_told_and_the_admin_services_are_not() -> None:
+    """An unknown POSTWARDEN_ variable is not refused: the admin service reads its own
+    from the same environment file. One that looks like a milter setting is told."""
+    from postwarden_admin_api.settings import FIELDS  # noqa: PLC0415 - only here
+
+    shared = {f"POSTWARDEN_{name.upper()}": "x" for name in FIELDS}
+    environ = {**shared, "POSTWARDEN_CONFIG": "/etc/postwarden/postwarden.yaml",
+               "POSTWARDEN_API_KEY": "k", "POSTWARDEN_POLCY_DIR": "/srv/policies",
+               "POSTWARDEN_MAX_CONCURENCY": "8", "PATH": "/usr/bin"}
+    assert stray_variables(environ) == [
+        "POSTWARDEN_MAX_CONCURENCY is not a milter setting, ignored "
+        "(did you mean POSTWARDEN_MAX_CONCURRENCY?)",
+        "POSTWARDEN_POLCY_DIR is not a milter setting, ignored "
+        "(did you mean POSTWARDEN_POLICY_DIR?)",
+    ]
+
+
+def test_a_misspelt_variable_is_warned_about_at_start(base_env: dict[str, str]) -> None:
+    (Path(base_env["POSTWARDEN_POLICY_DIR"]) / "main.yaml").write_text("version: 1\nname: m\n")
+    env = {**base_env, "POSTWARDEN_MESAGE_TIMEOUT_SECONDS": "5", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "postwarden_milter", "check"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "warning: POSTWARDEN_MESAGE_TIMEOUT_SECONDS is not a milter setting, ignored " \
+        "(did you mean POSTWARDEN_MESSAGE_TIMEOUT_SECONDS?)" in result.stderr.splitlines()

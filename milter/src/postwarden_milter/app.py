@@ -1,14 +1,19 @@
 """Start-up and shutdown of the milter process, alone or as one worker of several
 (:mod:`.supervisor` forks them once it has opened the socket).
 
-Order matters. Everything that can refuse to start (settings, schema,
-policies) runs before the socket opens (with workers, the parent checks the
-schema and a ``policy_dir`` set; a worker that cannot load its set stops the
-milter). Our threads are started with our signals (``SIGNALS``) blocked,
-and libmilter runs on its own thread, so the signals reach the main
-thread's Python handlers (libmilter would otherwise treat SIGHUP as
-"stop"). Shutdown: stop accepting, let running messages finish (bounded),
-drain the audit queue, close the pool, stop the loop, join the threads.
+Order matters. Our signal handlers come first: they only queue the request,
+so a reload or a stop asked for while the milter starts is done once it
+serves (a default action would kill it). Everything that can refuse to start
+(settings, schema, policies, a unix socket another milter serves) runs before
+the socket opens (with workers, the parent checks the schema and loads a
+``policy_dir`` set, which it hands to the workers; a worker that cannot load
+its set from the database stops the milter). Our threads are started with
+our signals (``SIGNALS``) blocked, and libmilter runs on its own thread, so
+the signals reach the main thread's Python handlers (libmilter would
+otherwise treat SIGHUP as "stop"). A stop refuses new transactions (421),
+lets open ones finish (bounded; connections idle between messages are not
+waited for), then stops libmilter (which stops accepting), drains the audit
+queue, closes the pool, stops the loop and joins the threads.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import asyncpg
 
-from postwarden_policies import PoliciesError, PolicySet, load_policy_set
+from postwarden_policies import PoliciesError
 from postwarden_store import SchemaTooOld, check_schema_current, connect
 
 from . import libmilter
@@ -36,11 +42,12 @@ from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
 from .handler import ConnectionSlots, Services
-from .listener import bind_problem, disown_listener
+from .listener import bind_problem, disown_listener, served_elsewhere, unix_path
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
-from .reload import PolicyReloader
+from .reload import PolicyFiles, PolicyReloader, RunningSet
+from .session import OpenTransactions
 from .settings import MilterSettings
 from .spool import AuditSpool, SpoolBudget
 
@@ -53,6 +60,7 @@ EXIT_CONFIG = 2
 # from our handlers when two arrive back to back.
 SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2}
 RELOAD_SIGNALS = {signal.SIGHUP, signal.SIGUSR1}
+TICK_SECONDS = 0.1  # how soon serve() acts on a stop, and then on its transactions' end
 SCHEMA_TIMEOUT = 10.0
 
 
@@ -64,6 +72,7 @@ class Worker:
     duplicates: DuplicateDetector  # shared by all workers
     spool_budget: SpoolBudget  # spool_max_bytes, for all workers' spools together
     scrapes: socket.socket  # the parent asks for this worker's metrics here
+    policies: RunningSet | None  # policy_dir's set the others run; None: the database's
 
 
 @contextmanager
@@ -104,7 +113,7 @@ def policies_refused(exc: PoliciesError) -> StartupError:
 
 @dataclass(frozen=True, slots=True)
 class Preflight:
-    policy_set: PolicySet | None  # policy_dir's; None: the database's active set
+    policies: RunningSet | None  # policy_dir's; None: the database's active set
     database_reachable: bool | None  # None: no database configured
 
 
@@ -114,13 +123,21 @@ def preflight(settings: MilterSettings) -> Preflight:
     reachable = None
     if settings.database_url is not None:
         reachable = check_schema(settings.database_url.reveal())
-    policy_set = None
+    policies = None
     if settings.policy_dir is not None:
+        files = PolicyFiles(settings.policy_dir)
         try:
-            policy_set = load_policy_set([settings.policy_dir])
+            policies = RunningSet(files.load(), files)
         except PoliciesError as exc:
             raise policies_refused(exc) from None
-    return Preflight(policy_set, reachable)
+    return Preflight(policies, reachable)
+
+
+def refuse_served_socket(connection: str) -> None:
+    """Another milter serving our unix socket: refuse to start (StartupError). libmilter
+    would unlink its file to bind ours, leaving it running unreachable."""
+    if served_elsewhere(connection):
+        raise StartupError(f"another milter is listening on {unix_path(connection)}")
 
 
 def socket_refused(connection: str) -> StartupError:
@@ -175,18 +192,26 @@ class MilterProcess:
             max_workers=settings.max_concurrency, thread_name_prefix="postwarden-eval"
         )
         self.slots = ConnectionSlots(settings.max_concurrency)
+        self.transactions = OpenTransactions()
         self._stop_metrics: Callable[[], None] | None = None
         self._stopping = threading.Event()
         self._milter_error: BaseException | None = None
 
+    def handle_signals(self) -> dict[signal.Signals, Any]:
+        """Install our handlers (before anything else); the ones they replace."""
+        return {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+
     def start(self) -> Services:
         """Everything but the socket; raises StartupError for what the admin must fix."""
-        if self.settings.database_url is not None and self.worker is None:
-            check_schema(self.settings.database_url.reveal())  # workers: the parent did
+        if self.worker is None:  # workers: the parent did
+            refuse_served_socket(self.settings.milter_socket)
+            if self.settings.database_url is not None:
+                check_schema(self.settings.database_url.reveal())
         with signals_blocked():
             self.loop_thread.start()
             try:
-                holder = self.reloader.load_initial()
+                holder = self.reloader.load_initial(
+                    self.worker.policies if self.worker is not None else None)
             except PoliciesError as exc:
                 raise policies_refused(exc) from None
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
@@ -201,7 +226,8 @@ class MilterProcess:
                       else DuplicateDetector(self.settings.duplicate_window_seconds))
         return Services(
             settings=self.settings, policies=holder, audit=self.pipeline, metrics=self.metrics,
-            duplicates=duplicates, slots=self.slots, workers=self.workers,
+            duplicates=duplicates, slots=self.slots, transactions=self.transactions,
+            workers=self.workers,
         )
 
     def _start_metrics(self) -> None:
@@ -213,22 +239,26 @@ class MilterProcess:
 
     def serve(self, services: Services) -> None:
         """Run libmilter until SIGTERM/SIGINT, reloading policies on SIGHUP."""
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
-        # A worker was forked with them held (.supervisor): those sent meanwhile arrive
-        # now, here, before libmilter's own signal thread exists to take one.
+        # A worker was forked with our signals held (.supervisor): those sent meanwhile
+        # arrive now, here, before libmilter's own signal thread exists to take one.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+        if self._stopping.is_set():  # asked for while starting
+            return
         with signals_blocked():
             thread = threading.Thread(target=self._run_milter, args=(services,),
                                       name="postwarden-libmilter", daemon=True)
             thread.start()
         log.info("postwarden milter %s starting on %s", self.settings.instance_name,
                  self.settings.milter_socket)
-        try:
-            while thread.is_alive():
-                thread.join(timeout=1.0)  # interruptible, so signal handlers run promptly
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        stop_by: float | None = None  # once stopping: how long open transactions may run
+        stopped = False
+        while thread.is_alive():
+            thread.join(timeout=TICK_SECONDS)  # interruptible: signal handlers run promptly
+            if self._stopping.is_set() and not stopped:
+                stop_by = stop_by or time.monotonic() + self.settings.message_timeout_seconds
+                if not self.transactions.open or time.monotonic() >= stop_by:
+                    self._stop_libmilter()
+                    stopped = True
         if self._stopping.is_set():
             return
         if self._milter_error is not None:
@@ -253,18 +283,21 @@ class MilterProcess:
             log.info("%s: reloading policies", signal.Signals(signum).name)
             self.reloader.request()
             return
-        if not self._stopping.is_set():
+        if not self._stopping.is_set():  # serve() stops libmilter, once
             log.info("%s: stopping", signal.Signals(signum).name)
+            self.transactions.refuse_new()
             self._stopping.set()
-            if self.worker is not None:  # the socket stays, for the parent and the others
-                disown_listener(self.settings.milter_socket)
-            libmilter.stop()
+
+    def _stop_libmilter(self) -> None:
+        """Stop accepting and serving. Only once open transactions have ended: libmilter
+        (Debian's, built with its pool of workers) serves no connection after a stop,
+        not even one in the middle of a message."""
+        if self.worker is not None:  # the socket stays, for the parent and the others
+            disown_listener(self.settings.milter_socket)
+        libmilter.stop()
 
     def shutdown(self) -> None:
-        """Let running messages finish, then drain and stop everything we started."""
-        deadline = time.monotonic() + self.settings.message_timeout_seconds
-        while self.slots.active and time.monotonic() < deadline:
-            time.sleep(0.05)
+        """Drain and stop everything we started."""
         self.reloader.stop()
         self.workers.shutdown(wait=False, cancel_futures=True)
         self.pipeline.stop()
@@ -276,6 +309,7 @@ class MilterProcess:
 
 def run_process(process: MilterProcess) -> int:
     """Start, serve until a stop signal, shut down; the exit code (errors on stderr)."""
+    previous = process.handle_signals()
     try:
         services = process.start()
         process.serve(services)
@@ -287,4 +321,6 @@ def run_process(process: MilterProcess) -> int:
         return 1
     finally:
         process.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

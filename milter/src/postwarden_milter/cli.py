@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,9 +15,11 @@ from .app import EXIT_CONFIG, PROG, MilterProcess, preflight, run_process
 from .errors import StartupError
 from .heap import keep_freed_memory
 from .logcontext import configure_logging
-from .settings import MilterSettings, SettingsError, load_settings
+from .settings import MilterSettings, SettingsError, load_settings, stray_variables
 from .spool import adopt_orphans
 from .supervisor import Supervisor
+
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,14 +51,17 @@ def check(config: Path | None) -> int:
     if settings is None:
         return EXIT_CONFIG
     print(f"settings: ok ({config or 'environment only'})")
+    for stray in stray_variables(os.environ):
+        print(f"warning: {stray}", file=sys.stderr)
     try:
         found = preflight(settings)
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if found.policy_set is not None:
-        print(f"policies: {len(found.policy_set.policies)} from {settings.policy_dir}, "
-              f"set {found.policy_set.content_hash[:12]}")
+    if found.policies is not None:
+        policy_set = found.policies.policy_set
+        print(f"policies: {len(policy_set.policies)} from {settings.policy_dir}, "
+              f"set {policy_set.content_hash[:12]}")
     else:
         print("policies: the set active in the database (not checked here)")
     if found.database_reachable is True:
@@ -70,6 +76,8 @@ def serve(config: Path | None) -> int:
     if settings is None:
         return EXIT_CONFIG
     configure_logging(settings.log_level)
+    for stray in stray_variables(os.environ):
+        log.warning("%s", stray)
     keep_freed_memory()
     adopt_orphans(settings.spool_dir, settings.processes)  # no worker runs yet
     if settings.processes == 1:

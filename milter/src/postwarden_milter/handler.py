@@ -20,6 +20,7 @@ threads are Python's own.
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -48,7 +49,7 @@ from .events import build_event
 from .logcontext import set_message_context
 from .metrics import Metrics
 from .reload import PolicyHolder
-from .session import Client, Transaction, esmtp_size, strip_brackets
+from .session import Client, OpenTransactions, Transaction, esmtp_size, strip_brackets
 from .settings import MilterSettings
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Services:
     metrics: Metrics
     duplicates: DuplicateDetector
     slots: ConnectionSlots
+    transactions: OpenTransactions
     workers: concurrent.futures.ThreadPoolExecutor
 
 
@@ -189,6 +191,7 @@ class ConnectionHandler:
             ))
         finally:
             txn.close()
+            self._s.transactions.end()
 
     def _refuse(self, reply: Reply, action: str) -> Outcome:
         """Refuse before end of message; the audit row still names the message."""
@@ -242,21 +245,27 @@ class ConnectionHandler:
     def mail(self, sender: str, params: tuple[str, ...]) -> Outcome:
         self._abandon()  # a new MAIL FROM ends an unfinished transaction
         policy_set = self._s.policies.current
-        self._txn = Transaction(
+        txn = Transaction(
             sender=strip_brackets(sender),
             auth_user=self._macro("{auth_authen}"),
             memory_threshold=self._s.settings.body_memory_threshold,
             max_bytes=policy_set.limits.max_message_bytes,
             queue_id=self._macro("i"),
         )
-        self.enter()
+        set_message_context(txn.queue_id, txn.uid)
         if self._s.audit.refusing_mail:
             # No audit row: it could not be stored, and refusals must not grow the spool.
-            self._txn.close()
-            self._txn = None
+            txn.close()
             self._s.metrics.audit_dropped.labels("spool_full").inc()
             log.warning("audit spool full: tempfailing new mail")
             return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
+        if not self._s.transactions.begin():
+            # No audit row either (the queue is draining). On 421 Postfix ends the SMTP
+            # session: the client comes back later, to a milter that is running.
+            txn.close()
+            log.info("stopping: refusing a new transaction")
+            return reply_with(self._actions, Reply.OVERLOADED).outcome
+        self._txn = txn
         declared = esmtp_size(params)
         if declared is not None and not self._txn.fits(declared):
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
@@ -295,8 +304,10 @@ class ConnectionHandler:
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
         with self._s.metrics.latency.time():
             policy_set = self._s.policies.current
+            # In this thread's context, so that the pool thread logs with the message's ids.
             job = self._s.workers.submit(
-                self._decide, policy_set, txn.raw_message(), txn.envelope(self._client)
+                contextvars.copy_context().run,
+                self._decide, policy_set, txn.raw_message(), txn.envelope(self._client),
             )
             facts, verdict, key = self._wait(job)
             applied = apply_verdict(self._actions, verdict, MessageEdits(

@@ -18,6 +18,12 @@ not pass the flag on to accepted connections). And libmilter, when it stops,
 unlinks a unix socket's file (unless it runs as root): one worker stopping
 alone would leave the others unreachable, so a worker hands its descriptor
 of the socket over to ``/dev/null`` first (:func:`disown_listener`).
+
+libmilter also unlinks a unix socket's file before it binds its own (pymilter
+asks it to, so a file left by a milter that was killed does not stop the
+next start): a second milter started on the same path would leave the first
+running unreachable. Start-up checks first whether anything accepts on the
+file (:func:`served_elsewhere`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import socket
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+
+PROBE_SECONDS = 2.0
 
 
 def inet_port(connection: str) -> int | None:
@@ -62,6 +70,23 @@ def bind_problem(connection: str) -> str | None:
     except OSError as exc:
         return exc.strerror or type(exc).__name__
     return None
+
+
+def served_elsewhere(connection: str) -> bool:
+    """Whether a process accepts connections on the unix socket file of ``connection``
+    (False for a stale file, one whose process is gone: it may be replaced)."""
+    path = unix_path(connection)
+    if path is None or not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(PROBE_SECONDS)
+        try:
+            probe.connect(path)
+        except TimeoutError:  # a full backlog: it is there, busy
+            return True
+        except OSError:  # refused (stale), gone meanwhile, or not ours to connect to
+            return False
+    return True
 
 
 def _is_listener_on(sock: socket.socket, connection: str) -> bool:

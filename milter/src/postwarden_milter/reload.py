@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -72,6 +73,53 @@ def _fingerprint(directory: Path) -> Fingerprint:
     return tuple(entries)
 
 
+class PolicyFiles:
+    """policy_dir, and the state of its files when last read: a change is loaded once it
+    has settled (see :meth:`PolicyReloader.poll_files`).
+
+    The parent of worker processes keeps one, with the set last read from it, in step
+    with its workers (the same triggers) and hands both to each worker it forks: a
+    replacement starts with the set the others run, not with what the directory holds
+    now, which they may have refused.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._fingerprint: Fingerprint = ()  # of the files last read, loaded or refused
+        self._settling: Fingerprint | None = None  # a change seen, not yet loaded
+
+    def load(self) -> PolicySet:
+        """The directory's set; raises PoliciesError (a refused set is not read again
+        until its files change)."""
+        self._fingerprint = _fingerprint(self._directory)
+        return load_policy_set([self._directory])
+
+    def settled(self) -> bool:
+        """Whether the files changed since last read, then stayed unchanged for a poll.
+
+        A checkout or a sync writes the files one by one: loading the first
+        state seen could refuse a half-written set (and raise
+        ``policy.load_failed`` to the admins for nothing).
+        """
+        seen = _fingerprint(self._directory)
+        if seen == self._fingerprint:
+            self._settling = None
+            return False
+        if seen == self._settling:
+            self._settling = None
+            return True
+        self._settling = seen
+        return False
+
+
+@dataclass(frozen=True)
+class RunningSet:
+    """A set loaded from policy_dir and the files it was read from (see PolicyFiles)."""
+
+    policy_set: PolicySet
+    files: PolicyFiles
+
+
 def save_last_good(spool_dir: Path, sources: Sources) -> None:
     target = spool_dir / LAST_GOOD_NAME
     temporary = target.with_suffix(f".{os.getpid()}.tmp")  # worker processes write it too
@@ -103,7 +151,7 @@ class PolicyReloader:
     ) -> None:
         self._metrics = metrics
         self._spool_dir = spool_dir
-        self._dir = policy_dir
+        self._files = PolicyFiles(policy_dir) if policy_dir is not None else None
         self._dsn = database_url if policy_dir is None else None
         self._poll = poll_seconds
         self._loop_thread = loop_thread
@@ -114,8 +162,6 @@ class PolicyReloader:
         self._requested = threading.Event()
         self._request_reason = "signal"
         self._stopping = threading.Event()
-        self._fingerprint: Fingerprint = ()  # of the files the running set was read from
-        self._settling: Fingerprint | None = None  # a change seen, not yet loaded
         self._thread = threading.Thread(target=self._watch, name="postwarden-reload",
                                         daemon=True)
         self._listen_task: asyncio.Task[None] | None = None
@@ -124,9 +170,8 @@ class PolicyReloader:
     # --- loading -------------------------------------------------------------
 
     def _load(self) -> PolicySet:
-        if self._dir is not None:
-            self._fingerprint = _fingerprint(self._dir)
-            return load_policy_set([self._dir])
+        if self._files is not None:
+            return self._files.load()
         sources = self._fetch_sources()
         policy_set = load_policy_set_from_sources(sources)
         save_last_good(self._spool_dir, sources)
@@ -145,10 +190,15 @@ class PolicyReloader:
 
         return self._loop_thread.submit(fetch()).result(DB_TIMEOUT * 2)
 
-    def load_initial(self) -> PolicyHolder:
-        """The first set; raises PoliciesError (or a database error) when there is none."""
+    def load_initial(self, running: RunningSet | None = None) -> PolicyHolder:
+        """The first set: ``running`` when given (from the parent of worker processes),
+        else loaded; raises PoliciesError (or a database error) when there is none."""
         try:
-            policy_set = self._load()
+            if running is not None:
+                self._files = running.files
+                policy_set = running.policy_set
+            else:
+                policy_set = self._load()
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             if self._dsn is None:
                 raise
@@ -215,27 +265,16 @@ class PolicyReloader:
                 if requested:
                     self._requested.clear()
                     self.reload(self._request_reason)
-                elif self._dir is not None:
+                elif self._files is not None:
                     self.poll_files()
             except Exception:  # a watcher that died would leave reloads off for good
                 log.exception("policy watcher: unexpected error, still watching")
 
     def poll_files(self) -> None:
-        """Reload once the directory changed and then stayed unchanged for a whole poll.
-
-        A checkout or a sync writes the files one by one: loading the first
-        state seen could refuse a half-written set (and raise
-        ``policy.load_failed`` to the admins for nothing).
-        """
-        assert self._dir is not None  # noqa: S101 - file mode only
-        seen = _fingerprint(self._dir)
-        if seen == self._fingerprint:
-            self._settling = None
-        elif seen == self._settling:
-            self._settling = None
+        """Reload once the directory changed and then stayed unchanged for a whole poll."""
+        assert self._files is not None  # noqa: S101 - file mode only
+        if self._files.settled():
             self.reload("file change")
-        else:
-            self._settling = seen
 
     async def _listen(self) -> None:
         """Hold a LISTEN connection; reconnect (and reload, a NOTIFY may be lost) on failure."""

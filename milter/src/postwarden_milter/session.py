@@ -10,6 +10,7 @@ checked on every chunk: a message that passes it is not stored any further
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -173,3 +174,35 @@ class Transaction:
         if self._body is not None:
             self._body.close()
             self._body = None
+
+
+class OpenTransactions:
+    """How many transactions are open: what a stop waits for. Not connections: Postfix
+    holds one open for a whole SMTP session, idle between messages. Once the stop has
+    begun no new transaction opens, so a session sending message after message cannot
+    hold the stop up until its deadline."""
+
+    def __init__(self) -> None:
+        self._open = 0
+        self._refusing = False
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    def begin(self) -> bool:
+        """Count a new transaction; False once stopping (it must be refused)."""
+        with self._lock:
+            if self._refusing:
+                return False
+            self._open += 1
+            return True
+
+    def end(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+    def refuse_new(self) -> None:
+        with self._lock:
+            self._refusing = True

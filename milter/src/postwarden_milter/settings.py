@@ -8,17 +8,23 @@ line naming the setting instead of failing later on a live connection.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import enum
+import math
 import os
 import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+import yaml
 
 from postwarden_policies import SettingsError, gather_settings
-from postwarden_policies.settings_source import LOG_LEVELS, RawSettings
+from postwarden_policies.settings_source import ENV_PREFIX, LOG_LEVELS, RawSettings
+from postwarden_policies.yamlnodes import compose
 from postwarden_store import dsn_problem
 
 __all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction",
@@ -105,6 +111,9 @@ class MilterSettings:
 
 
 MAX_PROCESSES = 64
+# How alike a name must be to a setting's to be told as misspelt (difflib's ratio): the
+# admin service's names stay below (webhook_timeout_seconds vs message_timeout_seconds: 0.74).
+STRAY_CUTOFF = 0.8
 SETTING_NAMES = tuple(f.name for f in fields(MilterSettings))
 
 _SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
@@ -153,13 +162,31 @@ def _listen(value: str) -> str:
     return value
 
 
-def _positive(kind: Callable[[Any], T], name: str, allow_zero: bool = False,
+def _number(kind: type[T], value: Any, name: str) -> T:
+    """``value`` as a finite ``kind``: not a bool (YAML reads ``yes`` as true), nor NaN
+    (no bound holds: every comparison with it is false) or an infinity, nor a fraction
+    for an integer setting (``int`` would cut 2.5 down to 2 without a word)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: {value!r} is not a finite number")
+    if kind is float:
+        return cast(T, number)
+    if not number.is_integer():
+        raise ValueError(f"{name}: {value!r} is not a whole number")
+    with contextlib.suppress(ValueError):
+        return cast(T, int(value))  # exact beyond a float's 53 bits
+    return cast(T, int(number))  # "2.0"
+
+
+def _positive(kind: type[T], name: str, allow_zero: bool = False,
               most: int | None = None) -> Callable[[Any], T]:
     def convert(value: Any) -> T:
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: {value!r} is not a number") from None
+        number = _number(kind, value, name)
         if number < 0 or (number == 0 and not allow_zero):  # type: ignore[operator]
             raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
         if most is not None and number > most:  # type: ignore[operator]
@@ -198,6 +225,13 @@ def _optional_path(value: Any) -> Path | None:
     return Path(str(value)) if value not in (None, "") else None
 
 
+def _spool_dir(value: Any) -> Path:
+    text = "" if value is None else str(value)
+    if not text.strip():  # Path("") is the working directory
+        raise ValueError("spool_dir: empty (leave it unset for the default)")
+    return Path(text)
+
+
 def _database_url(value: Any) -> Secret | None:
     if value in (None, ""):
         return None
@@ -212,7 +246,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "milter_socket": lambda v: _socket(str(v)),
     "milter_socket_mode": _socket_mode,
     "database_url": _database_url,
-    "spool_dir": lambda v: Path(str(v)),
+    "spool_dir": _spool_dir,
     "fail_action": _choice(FailAction, "fail_action"),
     "metrics_listen": lambda v: _listen(str(v or "")),
     "instance_name": lambda v: str(v or ""),
@@ -249,12 +283,47 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings) -> list[str]:
     return problems
 
 
+def _set_twice(path: Path) -> list[str]:
+    """The keys ``path`` sets more than once (YAML keeps the last one without a word);
+    the file has been read and found valid YAML."""
+    node, _ = compose(str(path), path.read_text(encoding="utf-8"))
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    first: dict[str, int] = {}
+    problems = []
+    for key, _ in node.value:
+        line = key.start_mark.line + 1
+        if key.value in first:
+            problems.append(f"{path}:{line}: {key.value!r} set twice "
+                            f"(first at line {first[key.value]})")
+        first.setdefault(key.value, line)
+    return problems
+
+
+def stray_variables(environ: Mapping[str, str]) -> list[str]:
+    """POSTWARDEN_ variables that look like a misspelt milter setting, which the milter
+    ignores. Unknown ones are not refused, nor all told: the admin service and the
+    command-line tools read variables of their own (POSTWARDEN_LISTEN,
+    POSTWARDEN_SECRET_KEY, ...), often from the same environment file."""
+    known = [name.upper() for name in SETTING_NAMES]
+    told = []
+    for variable in sorted(environ):
+        name = variable.removeprefix(ENV_PREFIX)
+        if name == variable or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=STRAY_CUTOFF)
+        if close:
+            told.append(f"{variable} is not a milter setting, ignored "
+                        f"(did you mean {ENV_PREFIX}{close[0]}?)")
+    return told
+
+
 def load_settings(path: Path | None, environ: Mapping[str, str]) -> MilterSettings:
     """Read, convert and check every setting; raise SettingsError naming each culprit
     and where it was set."""
     raw = gather_settings(path, environ, SETTING_NAMES)
     values: dict[str, Any] = {}
-    problems = []
+    problems = _set_twice(path) if path is not None else []
     for name, value in raw.values.items():
         try:
             values[name] = _CONVERTERS[name](value)

@@ -13,17 +13,27 @@ The parent forks from its only thread that touches anything a worker uses
 worker as SIGUSR1, and SIGTERM or SIGINT as SIGUSR2: libmilter's own signal
 thread in a worker waits for SIGHUP, SIGTERM and SIGINT, and could take one from our
 handlers. A worker that dies is replaced, after a pause that grows while
-workers keep dying. A first worker that exits with a configuration error as
-it starts (no policy set it can load, say) stops the milter with that exit
-code, as the single process would. A worker whose parent dies gets a stop
-from the kernel, so none goes on serving unsupervised. A worker stopping
-alone leaves a unix socket's file in place (.listener); should the file
-still go (an admin, a cleanup job), the parent exits 1 so the service
-manager starts a milter Postfix can reach.
+workers keep dying; with policies from ``policy_dir`` the replacement starts
+with the set the others run, which the parent keeps in step with them (it
+reloads on the same signals and polls the same files), not with what the
+directory holds now: an edit the workers refused would stop every
+replacement. A first worker that exits with a configuration error as
+it starts (no policy set it can load from the database, say) stops the
+milter with that exit code, as the single process would. When no worker
+runs and none is due to start soon, the parent exits 1 rather than keep a
+socket nobody answers (Postfix would wait on each connection instead of
+applying milter_default_action at once); the service manager restarts the
+milter. A worker whose parent dies gets a stop from the kernel, so none
+goes on serving unsupervised. A worker stopping alone leaves a unix
+socket's file in place (.listener); should the file still go (an admin, a
+cleanup job), the parent exits 1 so the service manager starts a milter
+Postfix can reach. Once stopping, the parent closes its listening socket
+first, so that no connection waits for a worker that is stopping too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -35,6 +45,8 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
+from postwarden_policies import PoliciesError
+
 from . import libmilter
 from .app import (
     EXIT_CONFIG,
@@ -43,6 +55,7 @@ from .app import (
     MilterProcess,
     Worker,
     preflight,
+    refuse_served_socket,
     run_process,
     serve_metrics,
     signals_blocked,
@@ -50,8 +63,9 @@ from .app import (
 )
 from .duplicates import DuplicateDetector
 from .errors import StartupError
-from .listener import unix_path
+from .listener import disown_listener, unix_path
 from .metrics_merge import MergedMetrics
+from .reload import RunningSet
 from .settings import MilterSettings
 from .spool import SpoolBudget
 
@@ -62,6 +76,9 @@ RESTART_PAUSES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # by quick deaths in a row
 STEADY_SECONDS = 60.0  # a worker that ran this long resets the pause
 PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 STOP_GRACE_SECONDS = 10.0  # beyond message_timeout_seconds, before SIGKILL
+# No worker running: connections wait in the socket's backlog for the next one to start,
+# at most this long (more, and the parent exits 1: Postfix is refused, not kept waiting).
+NO_WORKER_SECONDS = 2.0
 
 
 def worker_settings(settings: MilterSettings) -> MilterSettings:
@@ -99,23 +116,29 @@ class Supervisor:
         self._metrics = MergedMetrics()
         self._slots = [_Slot(index) for index in range(settings.processes)]
         self._signals: list[int] = []
+        self._policies: RunningSet | None = None  # policy_dir's set, as the workers run it
+        self._next_poll = 0.0
         self._opened = False  # libmilter opened the socket: later errors are not its
         self._socket_file: tuple[int, int] | None = None  # (device, inode) of a unix socket
         self._exit_code = 0
 
     def run(self) -> int:
         """Open the socket, keep the workers running until a stop signal; the exit code."""
-        preflight(self.settings)  # as one process does, before the socket opens
-        stop_metrics = serve_metrics(self.settings, self._metrics.serve)
-        # From here on: a SIGHUP or SIGTERM before the workers exist waits for them.
+        # First: a SIGHUP or SIGTERM before the workers exist waits for them.
         previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+        stop_metrics = None
         try:
-            libmilter.open_then(self.settings.milter_socket, self.settings.milter_socket_mode,
-                                self._supervise)
-        except Exception:  # pymilter raises its own error type
-            if self._opened:
-                raise
-            raise socket_refused(self.settings.milter_socket) from None
+            # As one process does, before the socket opens.
+            self._policies = preflight(self.settings).policies
+            refuse_served_socket(self.settings.milter_socket)
+            stop_metrics = serve_metrics(self.settings, self._metrics.serve)
+            try:
+                libmilter.open_then(self.settings.milter_socket,
+                                    self.settings.milter_socket_mode, self._supervise)
+            except Exception:  # pymilter raises its own error type
+                if self._opened:
+                    raise
+                raise socket_refused(self.settings.milter_socket) from None
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -138,6 +161,7 @@ class Supervisor:
             while self._watch():
                 time.sleep(TICK_SECONDS)
         finally:
+            disown_listener(self.settings.milter_socket)  # new connections: refused
             self._stop_workers()
         log.info("postwarden milter stopped")
 
@@ -152,7 +176,9 @@ class Supervisor:
                 log.info("%s: stopping the workers", signal.Signals(signum).name)
                 return False
             log.info("%s: passed on to the workers", signal.Signals(signum).name)
+            self._reload_policies()
             self._send(signal.SIGUSR1)
+        self._poll_policies()
         self._reap()
         if self._socket_file != _identity(self.settings.milter_socket):
             log.error("the socket file of %s was removed or replaced: Postfix cannot reach "
@@ -165,7 +191,36 @@ class Supervisor:
         for slot in self._slots:
             if slot.pid == 0 and slot.restart_at is not None and now >= slot.restart_at:
                 self._replace(slot)
+        if not any(slot.pid for slot in self._slots):
+            due = min(slot.restart_at or now for slot in self._slots)
+            if due - now > NO_WORKER_SECONDS:
+                log.error("no worker process runs and the next starts in %.1f s: stopping so "
+                          "that Postfix is refused at once, and the service manager restarts "
+                          "the milter", due - now)
+                self._exit_code = 1
+                return False
         return True
+
+    def _reload_policies(self) -> None:
+        """Reload the copy of policy_dir's set kept for replacements, as the workers do."""
+        if self._policies is None:
+            return
+        files = self._policies.files
+        with contextlib.suppress(PoliciesError):  # refused: the workers say why, and keep
+            self._policies = RunningSet(files.load(), files)  # their set, as the copy stays
+
+    def _poll_policies(self) -> None:
+        """Follow policy_dir's changes as the workers' own polls do (.reload)."""
+        poll = self.settings.policy_poll_seconds
+        now = time.monotonic()
+        if self._policies is None or poll <= 0 or now < self._next_poll:
+            return
+        self._next_poll = now + poll
+        try:
+            if self._policies.files.settled():
+                self._reload_policies()
+        except OSError as exc:  # an unreadable directory: the copy stays
+            log.warning("policy_dir: cannot read: %s", exc.strerror or exc)
 
     def _replace(self, slot: _Slot) -> None:
         """Start a dead worker's successor; when the system cannot (no memory, no process
@@ -196,8 +251,6 @@ class Supervisor:
                 try:
                     ours.close()
                     self._metrics.close_in_worker()  # the endpoint, the other workers' channels
-                    for sig in SIGNALS:
-                        signal.signal(sig, signal.SIG_DFL)
                     _stop_with(parent)
                     code = run_process(MilterProcess(self._shares, self._worker(slot, theirs)))
                 except BaseException:  # a worker's last word, before _exit
@@ -212,7 +265,7 @@ class Supervisor:
 
     def _worker(self, slot: _Slot, channel: socket.socket) -> Worker:
         """What the worker in ``slot`` gets: its channel, and what all workers share."""
-        return Worker(slot.index, self._duplicates, self._spool_budget, channel)
+        return Worker(slot.index, self._duplicates, self._spool_budget, channel, self._policies)
 
     def _reap(self) -> None:
         for slot in self._slots:

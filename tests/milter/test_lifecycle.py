@@ -1,0 +1,221 @@
+"""The milter process's life around mail: signals while it starts, a stop with
+connections open, a second start on the same socket, workers that die."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.postgres import wait_until
+from tests.fixtures.processes import children_of, running
+from tests.milter.milterclient import MilterClient
+from tests.milter.test_process import _env, _run, _serving
+
+REFUSED_EDIT = "version: 1\nname: [\n"
+
+
+def _refused(spec: str) -> bool:
+    try:
+        MilterClient(spec, timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _serving_count(log_path: Path) -> int:
+    return log_path.read_text().count("starting on")
+
+
+@contextmanager
+def _silent_database() -> Iterator[tuple[str, threading.Event]]:
+    """A database URL whose server accepts and never answers (start-up's schema check
+    waits out its timeout), and an event set once the milter has connected."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    connected = threading.Event()
+
+    def accept() -> None:
+        with suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+                connected.set()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"postgresql://u:p@127.0.0.1:{server.getsockname()[1]}/db", connected
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+def _stop(proc: object) -> None:
+    assert hasattr(proc, "send_signal") and hasattr(proc, "wait")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a listening TCP socket on ``port``."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:  # LISTEN
+            inodes.add(f"socket:[{fields[9]}]")
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with suppress(OSError):
+            held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return bool(inodes & held)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_stop_waits_for_open_transactions_not_idle_connections(
+        tmp_path: Path, processes: int) -> None:
+    """Postfix holds a milter connection open for a whole SMTP session: one idle between
+    messages must not hold the stop up (it did for message_timeout_seconds, past the
+    unit's TimeoutStopSec). A transaction in progress is finished; a new one is
+    refused with 421, on a connection old or new. The parent of workers closes its
+    listening socket at once: none is left in its backlog for nobody."""
+    env = _env(tmp_path, processes=str(processes), message_timeout_seconds="30")
+    spec = env["POSTWARDEN_MILTER_SOCKET"]
+    port = int(spec.split(":")[1].split("@")[0])
+    log_path = tmp_path / "milter.log"
+    with _serving(env, log_path) as proc:
+        assert wait_until(lambda: _serving_count(log_path) == processes, timeout=30)
+        assert _listens(proc.pid, port)
+        idle = MilterClient(spec).open()
+        assert idle.message("4QIDLE")[0] == b"c"
+        busy = MilterClient(spec).open()
+        busy.begin("4QBUSY")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: "stopping" in log_path.read_text(), timeout=10)
+        for client in (idle, MilterClient(spec, timeout=10).open()):
+            late = client.begin("4QLATE")
+            client.close()
+            assert late is not None and late[0] == b"y", late
+            assert late[1].startswith(b"421 4.3.2")
+        if processes > 1:
+            assert wait_until(lambda: not _listens(proc.pid, port), timeout=5)
+        time.sleep(0.5)
+        assert proc.poll() is None  # the open transaction holds the stop
+        assert busy.finish("4QBUSY")[0] == b"c"
+        busy.close()
+        assert proc.wait(timeout=20) == 0
+        assert time.monotonic() - started < 15, log_path.read_text()
+    text = log_path.read_text()
+    assert text.count("postwarden milter stopped") == processes + (processes > 1)
+    assert "stopping: refusing a new transaction" in text
+
+
+def test_a_replacement_worker_starts_with_the_set_the_others_run(tmp_path: Path) -> None:
+    """An edit the workers refused stays on disk: a worker that dies is still replaced
+    (reading policy_dir afresh, it exited 2, again and again), with their set."""
+    env = _env(tmp_path, processes="2")
+    log_path = tmp_path / "milter.log"
+    with _serving(env, log_path) as proc:
+        assert wait_until(lambda: _serving_count(log_path) == 2, timeout=30)
+        [loaded] = set(re.findall(r"policy set (\w+) loaded", log_path.read_text()))
+        (tmp_path / "policies" / "main.yaml").write_text(REFUSED_EDIT)
+        proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: log_path.read_text().count("refused, keeping the running set")
+                          == 2, timeout=15)
+        victim = min(children_of(proc.pid))
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: _serving_count(log_path) == 3, timeout=30), \
+            log_path.read_text()
+        time.sleep(2)  # a replacement that cannot start would have ended by now
+        text = log_path.read_text()
+        assert "exit 2" not in text and proc.poll() is None, text
+        assert text.count(f"policy set {loaded} loaded") == 3
+        assert len(children_of(proc.pid) - {victim}) == 2
+        client = MilterClient(env["POSTWARDEN_MILTER_SOCKET"]).open()
+        assert client.message("4QAFTER")[0] == b"c"
+        client.close()
+        _stop(proc)
+        assert proc.returncode == 0
+
+
+def test_with_no_worker_left_to_serve_the_parent_exits_1(tmp_path: Path) -> None:
+    """Workers that keep dying: rather than hold a socket nobody answers (Postfix would
+    wait on each connection), the parent exits 1 for the service manager to restart."""
+    env = _env(tmp_path, processes="2")
+    log_path = tmp_path / "milter.log"
+    killed: set[int] = set()
+    with _serving(env, log_path) as proc:
+        assert wait_until(lambda: _serving_count(log_path) == 2, timeout=30)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            for pid in children_of(proc.pid):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            time.sleep(0.05)
+        assert proc.wait(timeout=5) == 1
+    assert "no worker process runs" in log_path.read_text()
+    assert not any(running(pid) for pid in killed)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_second_milter_on_a_served_unix_socket_is_refused(
+        tmp_path: Path, processes: int) -> None:
+    """libmilter unlinks the socket file before it binds: a second start (by hand, a second
+    unit) left the first milter running and unreachable. A stale file still goes."""
+    path = tmp_path / "milter.sock"
+    env = _env(tmp_path, processes=str(processes), milter_socket=f"unix:{path}")
+    spec = env["POSTWARDEN_MILTER_SOCKET"]
+    log_path = tmp_path / "milter.log"
+    with _serving(env, log_path) as first:
+        assert wait_until(lambda: _serving_count(log_path) == processes, timeout=30)
+        inode = path.stat().st_ino
+        second = _run([], {**env, "POSTWARDEN_SPOOL_DIR": str(tmp_path / "spool2")})
+        assert second.returncode == 2, second.stderr
+        assert f"postwarden-milter: another milter is listening on {path}" \
+            in second.stderr.splitlines()
+        assert path.stat().st_ino == inode
+        client = MilterClient(spec).open()
+        assert client.message("4QFIRST")[0] == b"c"
+        client.close()
+        first.kill()  # leaves the file behind
+        first.wait(10)
+    assert wait_until(lambda: _refused(spec), timeout=20)  # workers too are gone
+    restarted_log = tmp_path / "restarted.log"
+    with _serving(env, restarted_log) as restarted:
+        assert wait_until(lambda: _serving_count(restarted_log) == processes, timeout=30), \
+            restarted_log.read_text()
+        client = MilterClient(spec).open()
+        assert client.message("4QAGAIN")[0] == b"c"
+        client.close()
+        _stop(restarted)
+        assert restarted.returncode == 0
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_reload_asked_for_while_starting_is_done_once_serving(
+        tmp_path: Path, processes: int) -> None:
+    """SIGHUP (systemctl reload) during a slow start (a database that does not answer,
+    which start-up waits out) killed the milter: the handlers came only after."""
+    with _silent_database() as (database_url, connected):
+        env = _env(tmp_path, processes=str(processes), database_url=database_url)
+        log_path = tmp_path / "milter.log"
+        with _serving(env, log_path) as proc:
+            assert connected.wait(timeout=30)  # in the schema check
+            proc.send_signal(signal.SIGHUP)
+            assert wait_until(lambda: log_path.read_text().count("policy set reloaded (signal)")
+                              == processes, timeout=60), log_path.read_text()
+            assert proc.poll() is None and _serving_count(log_path) == processes
+            _stop(proc)
+            assert proc.returncode == 0
