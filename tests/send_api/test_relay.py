@@ -331,3 +331,27 @@ async def test_a_slow_batch_keeps_its_rows_from_other_workers(
         await worker.stop(grace=10)
         server.close()
     assert sorted(received) == [f"slow{n}@example.org" for n in range(4)]  # each once
+
+
+async def test_rows_claimed_again_meanwhile_are_neither_given_back_nor_kept(
+    pool: asyncpg.Pool,
+) -> None:
+    """Postgres away longer than the lease: another worker may have claimed the rows
+    left in a batch. Giving them back would reset its claim (a second send), and
+    renewing them would keep sending them here too."""
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", free_port(), 3, 0.02, workers=1))
+    ours, theirs = (await accepted(pool, "ours@example.org"),
+                    await accepted(pool, "theirs@example.org"))
+    rows = await worker._claim()
+    assert {r.id for r in rows} == {ours, theirs}
+    # The lease ran out and another worker claimed this one: one more attempt.
+    await pool.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = "
+                       "now() + interval '1 hour' WHERE message_id = $1", theirs)
+    before = await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1", theirs)
+    assert await worker._renew(rows) == {theirs}
+    await worker._unlease(rows)
+    assert await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1", theirs) == before
+    given_back = await pool.fetchrow(
+        "SELECT attempts, unsettled, next_attempt_at <= now() AS due FROM outbox "
+        "WHERE message_id = $1", ours)
+    assert dict(given_back) == {"attempts": 0, "unsettled": False, "due": True}

@@ -60,15 +60,20 @@ RETURNING o.message_id, o.envelope_from, o.recipients, o.content, o.attempts,
           due.unsettled AS interrupted
 """
 # Rows claimed but not tried go back as they were: due, the claim's attempt not
-# counted, and still unsettled when an earlier attempt was interrupted.
+# counted, and still unsettled when an earlier attempt was interrupted. Only
+# while still this claim's (every claim counts an attempt): a lease that ran
+# out, Postgres away, may have let another worker claim a row meanwhile.
 UNLEASE = """
 UPDATE outbox o
 SET next_attempt_at = now(), attempts = o.attempts - 1, unsettled = u.interrupted
-FROM unnest($1::uuid[], $2::bool[]) AS u (message_id, interrupted)
-WHERE o.message_id = u.message_id
+FROM unnest($1::uuid[], $2::bool[], $3::int[]) AS u (message_id, interrupted, attempts)
+WHERE o.message_id = u.message_id AND o.attempts = u.attempts
 """
 RENEW = """
-UPDATE outbox SET next_attempt_at = now() + $2::interval WHERE message_id = ANY($1::uuid[])
+UPDATE outbox o SET next_attempt_at = now() + $3::interval
+FROM unnest($1::uuid[], $2::int[]) AS u (message_id, attempts)
+WHERE o.message_id = u.message_id AND o.attempts = u.attempts
+RETURNING o.message_id
 """
 # $7: Postfix's answer was read from its log after an interrupted attempt, so which
 # recipients it refused at RCPT is unknown: the timeline says so, and the recipients
@@ -260,6 +265,7 @@ class RelayWorker:
         """Submit the rows in turn; False when Postfix could not be reached (the row
         being tried and those after it were given back)."""
         leased = time.monotonic()
+        lost: set[uuid.UUID] = set()  # rows whose lease ran out and another claimed
         for index, row in enumerate(rows):
             if self._stopping.is_set():
                 await self._unlease(rows[index:])
@@ -267,9 +273,12 @@ class RelayWorker:
             if time.monotonic() - leased > LEASE.total_seconds() / 3:
                 # A slow Postfix (each end of DATA may take minutes): the rows left
                 # must not come back to another worker while this one still has them.
-                async with self._pool.acquire() as conn:
-                    await conn.execute(RENEW, [r.id for r in rows[index:]], LEASE)
+                lost = await self._renew(rows[index:])
                 leased = time.monotonic()
+            if row.id in lost:
+                log.warning("relay: message %s was claimed again while this worker was "
+                            "held up: leaving it to that claim", row.id)
+                continue
             result = await self._queued_before(row) if row.interrupted else None
             found = result is not None
             if result is None:
@@ -288,7 +297,15 @@ class RelayWorker:
 
     async def _unlease(self, rows: list[Claimed]) -> None:
         async with self._pool.acquire() as conn:
-            await conn.execute(UNLEASE, [r.id for r in rows], [r.interrupted for r in rows])
+            await conn.execute(UNLEASE, [r.id for r in rows], [r.interrupted for r in rows],
+                               [r.attempts for r in rows])
+
+    async def _renew(self, rows: list[Claimed]) -> set[uuid.UUID]:
+        """Extend the lease of the rows still this claim's; the others (lost)."""
+        async with self._pool.acquire() as conn:
+            kept = await conn.fetch(RENEW, [r.id for r in rows], [r.attempts for r in rows],
+                                    LEASE)
+        return {r.id for r in rows} - {k["message_id"] for k in kept}
 
     async def _queued_before(self, row: Claimed) -> SubmitResult | None:
         """Postfix's answer to an interrupted attempt, when its log shows the message queued."""
