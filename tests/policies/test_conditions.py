@@ -170,6 +170,11 @@ CASES = [
     pytest.param("client_name: ['*']", {"client_name": None}, False, id="client-name-missing"),
     pytest.param("helo: ['mail.?lsewhere.test']", {}, True, id="helo-question-mark"),
     pytest.param("helo: ['[!m]ail.*']", {}, False, id="helo-negated-class"),
+    pytest.param("helo: ['*.evil.test']", {"helo": "mx.evil.test."}, True, id="helo-trailing-dot"),
+    pytest.param("helo: ['*.xn--bcher-kva.example']", {"helo": "mx.bücher.example"}, True,
+                 id="helo-idn"),
+    pytest.param("client_name: ['*.evil.test']", {"client_name": "mx.Evil.Test."}, True,
+                 id="client-name-trailing-dot"),
     # authentication
     pytest.param("authenticated: true", {"auth_user": "dave"}, True, id="authenticated"),
     pytest.param("authenticated: true", {}, False, id="not-authenticated"),

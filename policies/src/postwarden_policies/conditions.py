@@ -339,12 +339,18 @@ def get_from_domain(item: MatchInput) -> tuple[str | None]:
     return (item.from_domain,)
 
 
+def _host_name(name: str | None) -> str | None:
+    """A host name as its domain compares (the client chooses its HELO: a trailing dot
+    or a Unicode spelling must not get it past a glob)."""
+    return None if name is None else ascii_domain(name)
+
+
 def get_client_name(item: MatchInput) -> tuple[str | None]:
-    return (item.facts.envelope.client_name,)
+    return (_host_name(item.facts.envelope.client_name),)
 
 
 def get_helo(item: MatchInput) -> tuple[str | None]:
-    return (item.facts.envelope.helo,)
+    return (_host_name(item.facts.envelope.helo),)
 
 
 def get_auth_user(item: MatchInput) -> tuple[str | None]:
