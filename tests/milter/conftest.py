@@ -14,11 +14,11 @@ import pytest
 from Milter.testctx import TestCtx
 
 from postwarden_milter.duplicates import DuplicateDetector
-from postwarden_milter.handler import ConnectionSlots, Services
+from postwarden_milter.handler import Services
 from postwarden_milter.libmilter import PostwardenMilter
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.reload import PolicyHolder
-from postwarden_milter.session import OpenTransactions
+from postwarden_milter.session import Slots
 from postwarden_milter.settings import load_settings
 from postwarden_policies import AuditEvent, load_policy_set_from_sources
 
@@ -170,7 +170,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
             settings=settings,
             policies=PolicyHolder(load_policy_set_from_sources([("test.yaml", POLICY)])),
             audit=audit, metrics=metrics, duplicates=DuplicateDetector(600),
-            slots=ConnectionSlots(settings.max_concurrency), transactions=OpenTransactions(),
+            slots=Slots(settings.max_concurrency), transactions=Slots(),
             workers=workers,
         )
         PostwardenMilter.services = services

@@ -12,9 +12,9 @@ import Milter
 import pytest
 
 from postwarden_milter import handler
-from postwarden_milter.handler import ConnectionSlots
 from postwarden_milter.logcontext import MessageContextFilter
 from postwarden_milter.reload import PolicyHolder
+from postwarden_milter.session import Slots
 from postwarden_milter.settings import FailAction
 from postwarden_policies import load_policy_set_from_sources
 from tests.milter.conftest import Ctx, Harness
@@ -206,7 +206,7 @@ def test_deadline_answers_fail_action_reject(harness: Harness) -> None:
 
 
 def test_overload_gets_cheap_421_and_slot_is_released(harness: Harness) -> None:
-    harness.use(slots=ConnectionSlots(1))
+    harness.use(slots=Slots(1))
     first = harness.connect()
     second = Ctx()
     assert second._connect(ip="192.0.2.11") == Milter.TEMPFAIL

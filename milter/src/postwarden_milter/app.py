@@ -41,13 +41,13 @@ from . import libmilter
 from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
-from .handler import ConnectionSlots, Services
+from .handler import Services
 from .listener import bind_problem, disown_listener, served_elsewhere, unix_path
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
 from .reload import PolicyFiles, PolicyReloader, RunningSet
-from .session import OpenTransactions
+from .session import Slots
 from .settings import MilterSettings
 from .spool import AuditSpool, SpoolBudget
 
@@ -191,8 +191,8 @@ class MilterProcess:
         self.workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="postwarden-eval"
         )
-        self.slots = ConnectionSlots(settings.max_concurrency)
-        self.transactions = OpenTransactions()
+        self.slots = Slots(settings.max_concurrency)
+        self.transactions = Slots()
         self._stop_metrics: Callable[[], None] | None = None
         self._stopping = threading.Event()
         self._milter_error: BaseException | None = None
@@ -256,7 +256,7 @@ class MilterProcess:
             thread.join(timeout=TICK_SECONDS)  # interruptible: signal handlers run promptly
             if self._stopping.is_set() and not stopped:
                 stop_by = stop_by or time.monotonic() + self.settings.message_timeout_seconds
-                if not self.transactions.open or time.monotonic() >= stop_by:
+                if not self.transactions.active or time.monotonic() >= stop_by:
                     self._stop_libmilter()
                     stopped = True
         if self._stopping.is_set():
@@ -285,7 +285,7 @@ class MilterProcess:
             return
         if not self._stopping.is_set():  # serve() stops libmilter, once
             log.info("%s: stopping", signal.Signals(signum).name)
-            self.transactions.refuse_new()
+            self.transactions.close()
             self._stopping.set()
 
     def _stop_libmilter(self) -> None:

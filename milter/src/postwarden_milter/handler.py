@@ -24,7 +24,6 @@ import contextvars
 import dataclasses
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from .events import build_event
 from .logcontext import set_message_context
 from .metrics import Metrics
 from .reload import PolicyHolder
-from .session import Client, OpenTransactions, Transaction, esmtp_size, strip_brackets
+from .session import Client, Slots, Transaction, esmtp_size, strip_brackets
 from .settings import MilterSettings
 
 log = logging.getLogger(__name__)
@@ -77,30 +76,6 @@ class Actions(MilterActions, MacroSource, Protocol):
     pass
 
 
-class ConnectionSlots:
-    """Bounded concurrency: past the limit a new connection gets a cheap 421."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._active = 0
-        self._lock = threading.Lock()
-
-    @property
-    def active(self) -> int:
-        return self._active
-
-    def acquire(self) -> bool:
-        with self._lock:
-            if self._active >= self._limit:
-                return False
-            self._active += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._active -= 1
-
-
 @dataclass(frozen=True)
 class Services:
     """Everything the callbacks share across connections."""
@@ -110,8 +85,8 @@ class Services:
     audit: AuditSink
     metrics: Metrics
     duplicates: DuplicateDetector
-    slots: ConnectionSlots
-    transactions: OpenTransactions
+    slots: Slots  # connections, up to max_concurrency
+    transactions: Slots  # open ones, what a stop waits for
     workers: concurrent.futures.ThreadPoolExecutor
 
 
@@ -191,7 +166,7 @@ class ConnectionHandler:
             ))
         finally:
             txn.close()
-            self._s.transactions.end()
+            self._s.transactions.release()
 
     def _refuse(self, reply: Reply, action: str) -> Outcome:
         """Refuse before end of message; the audit row still names the message."""
@@ -259,7 +234,7 @@ class ConnectionHandler:
             self._s.metrics.audit_dropped.labels("spool_full").inc()
             log.warning("audit spool full: tempfailing new mail")
             return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
-        if not self._s.transactions.begin():
+        if not self._s.transactions.acquire():
             # No audit row either (the queue is draining). On 421 Postfix ends the SMTP
             # session: the client comes back later, to a milter that is running.
             txn.close()

@@ -9,6 +9,7 @@ checked on every chunk: a message that passes it is not stored any further
 
 from __future__ import annotations
 
+import math
 import tempfile
 import threading
 import time
@@ -176,33 +177,36 @@ class Transaction:
             self._body = None
 
 
-class OpenTransactions:
-    """How many transactions are open: what a stop waits for. Not connections: Postfix
-    holds one open for a whole SMTP session, idle between messages. Once the stop has
-    begun no new transaction opens, so a session sending message after message cannot
-    hold the stop up until its deadline."""
+class Slots:
+    """What is admitted, counted, up to a limit; once closed, nothing more is admitted.
 
-    def __init__(self) -> None:
-        self._open = 0
-        self._refusing = False
+    Connections: past ``max_concurrency`` a new one gets a cheap 421. Transactions:
+    what a stop waits for (not connections: Postfix holds one open for a whole SMTP
+    session, idle between messages); once the stop has begun none opens, so a
+    session sending message after message cannot hold the stop up to its deadline.
+    """
+
+    def __init__(self, limit: float = math.inf) -> None:
+        self._limit = limit
+        self._active = 0
         self._lock = threading.Lock()
 
     @property
-    def open(self) -> int:
-        return self._open
+    def active(self) -> int:
+        return self._active
 
-    def begin(self) -> bool:
-        """Count a new transaction; False once stopping (it must be refused)."""
+    def acquire(self) -> bool:
+        """Count one more; False past the limit or once closed."""
         with self._lock:
-            if self._refusing:
+            if self._active >= self._limit:
                 return False
-            self._open += 1
+            self._active += 1
             return True
 
-    def end(self) -> None:
+    def release(self) -> None:
         with self._lock:
-            self._open -= 1
+            self._active -= 1
 
-    def refuse_new(self) -> None:
+    def close(self) -> None:
         with self._lock:
-            self._refusing = True
+            self._limit = 0
