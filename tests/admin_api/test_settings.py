@@ -170,3 +170,12 @@ def test_process_settings_report_every_problem(tmp_path: Path) -> None:
         load_settings(None, {"POSTWARDEN_DATABASE_URL": "postgres ql://u:hunter22@@db"})
     assert info.value.problems == ["POSTWARDEN_DATABASE_URL: database_url: expected "
                                    "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"]
+
+
+def test_a_setting_given_twice_in_the_file_is_refused(tmp_path: Path) -> None:
+    """YAML would keep the second without a word; the milter's reader refuses it too."""
+    config = tmp_path / "admin.yaml"
+    config.write_text("listen: 127.0.0.1:9000\nlog_level: INFO\nlisten: 0.0.0.0:9000\n")
+    with pytest.raises(SettingsError) as refused:
+        load_settings(config, {"POSTWARDEN_DATABASE_URL": "postgresql://u@127.0.0.1/db"})
+    assert refused.value.problems == [f"{config}:3: 'listen' set twice (first at line 1)"]

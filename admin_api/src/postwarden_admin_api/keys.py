@@ -25,11 +25,12 @@ INSERT_KEY = """
 INSERT INTO api_keys (key_id, secret_sha256, name, role, allowed_senders, expires_at, created_by)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
-SELECT_FOR_AUTH = """
-SELECT key_id, secret_sha256, name, role, allowed_senders,
-       revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) AS active
+# A key that works: not revoked, not expired (by the database's clock).
+LIVE_KEY = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+SELECT_FOR_AUTH = f"""
+SELECT key_id, secret_sha256, name, role, allowed_senders, {LIVE_KEY} AS active
 FROM api_keys WHERE key_id = $1
-"""
+"""  # noqa: S608 - constant SQL
 KEY_COLUMNS = (
     "key_id, name, role, allowed_senders, created_at, created_by, expires_at, revoked_at, "
     "rotated_to, last_used_at"
@@ -39,7 +40,7 @@ SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"  # noqa: S6
 # Locked, so a revocation racing the rotation cannot leave a revoked key a live successor.
 SELECT_ACTIVE_KEY_FOR_UPDATE = f"""
 SELECT {KEY_COLUMNS} FROM api_keys
-WHERE key_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+WHERE key_id = $1 AND {LIVE_KEY}
 FOR UPDATE
 """  # noqa: S608 - constant columns
 REVOKE_KEY = """

@@ -28,6 +28,7 @@ import asyncpg
 from aiohttp import web
 
 from .commits import NO_WAIT
+from .keys import LIVE_KEY
 from .periodic import DB_ERRORS
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ RETURNING count
 ADMIT = f"""
 WITH {NO_WAIT}, live AS (
     SELECT key_id FROM api_keys
-    WHERE key_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+    WHERE key_id = $1 AND {LIVE_KEY}
 ), touched AS (
     UPDATE api_keys SET last_used_at = now()
     WHERE key_id IN (SELECT key_id FROM live)

@@ -20,11 +20,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import yaml
-
 from postwarden_policies import SettingsError, gather_settings
 from postwarden_policies.settings_source import ENV_PREFIX, LOG_LEVELS, RawSettings
-from postwarden_policies.yamlnodes import compose
 from postwarden_store import dsn_problem
 
 __all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction",
@@ -283,23 +280,6 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings) -> list[str]:
     return problems
 
 
-def _set_twice(path: Path) -> list[str]:
-    """The keys ``path`` sets more than once (YAML keeps the last one without a word);
-    the file has been read and found valid YAML."""
-    node, _ = compose(str(path), path.read_text(encoding="utf-8"))
-    if not isinstance(node, yaml.MappingNode):
-        return []
-    first: dict[str, int] = {}
-    problems = []
-    for key, _ in node.value:
-        line = key.start_mark.line + 1
-        if key.value in first:
-            problems.append(f"{path}:{line}: {key.value!r} set twice "
-                            f"(first at line {first[key.value]})")
-        first.setdefault(key.value, line)
-    return problems
-
-
 def stray_variables(environ: Mapping[str, str]) -> list[str]:
     """POSTWARDEN_ variables that look like a misspelt milter setting, which the milter
     ignores. Unknown ones are not refused, nor all told: the admin service and the
@@ -323,7 +303,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> MilterSettin
     and where it was set."""
     raw = gather_settings(path, environ, SETTING_NAMES)
     values: dict[str, Any] = {}
-    problems = _set_twice(path) if path is not None else []
+    problems: list[str] = []
     for name, value in raw.values.items():
         try:
             values[name] = _CONVERTERS[name](value)

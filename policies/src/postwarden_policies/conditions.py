@@ -72,6 +72,10 @@ def _domain(address: str) -> str:
     return address.rpartition("@")[2]
 
 
+def _host_name(name: str | None) -> str | None:
+    return None if name is None else ascii_domain(name)
+
+
 @dataclass(frozen=True, slots=True)
 class MatchInput:
     """The facts in the form conditions compare against, computed once per message."""
@@ -84,6 +88,10 @@ class MatchInput:
     from_address: str | None
     from_domain: str | None
     client_ip: IpAddress | None
+    # Host names compare as domains do: the client chooses its HELO, and a trailing
+    # dot or a Unicode spelling must not get it past a glob.
+    client_name: str | None
+    helo: str | None
     subject: str
     attachments: tuple[MimePart, ...]
     every_attachment: frozenset[int]  # what a condition not about attachments selects
@@ -103,6 +111,8 @@ class MatchInput:
             from_address=header_from,
             from_domain=_domain(header_from) if header_from else None,
             client_ip=client_ip(envelope.client_ip),
+            client_name=_host_name(envelope.client_name),
+            helo=_host_name(envelope.helo),
             subject=facts.subject or "",
             attachments=facts.attachments,
             every_attachment=frozenset(part.index for part in facts.attachments),
@@ -339,18 +349,12 @@ def get_from_domain(item: MatchInput) -> tuple[str | None]:
     return (item.from_domain,)
 
 
-def _host_name(name: str | None) -> str | None:
-    """A host name as its domain compares (the client chooses its HELO: a trailing dot
-    or a Unicode spelling must not get it past a glob)."""
-    return None if name is None else ascii_domain(name)
-
-
 def get_client_name(item: MatchInput) -> tuple[str | None]:
-    return (_host_name(item.facts.envelope.client_name),)
+    return (item.client_name,)
 
 
 def get_helo(item: MatchInput) -> tuple[str | None]:
-    return (_host_name(item.facts.envelope.helo),)
+    return (item.helo,)
 
 
 def get_auth_user(item: MatchInput) -> tuple[str | None]:

@@ -60,11 +60,18 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
         raise SettingsError([str(issue) for issue in issues])
     if not isinstance(loaded, dict) or not isinstance(node, yaml.MappingNode | None):
         raise SettingsError(f"{path}: expected a mapping of settings")
-    lines = {key.value: key.start_mark.line + 1 for key, _ in (node.value if node else [])}
-    unknown = [f"{path}:{lines.get(k, '?')}: unknown setting {k!r}" for k in loaded
-               if k not in known]
-    if unknown:
-        raise SettingsError(unknown)
+    lines: dict[str, int] = {}
+    problems = []
+    for key, _ in node.value if node else []:
+        line = key.start_mark.line + 1
+        if key.value in lines:  # YAML would keep the last one without a word
+            problems.append(f"{path}:{line}: {key.value!r} set twice "
+                            f"(first at line {lines[key.value]})")
+        lines.setdefault(key.value, line)
+    problems += [f"{path}:{lines.get(k, '?')}: unknown setting {k!r}" for k in loaded
+                 if k not in known]
+    if problems:
+        raise SettingsError(problems)
     raw.values.update(loaded)
     raw.sources.update({name: f"{path}:{lines[name]}" for name in loaded if name in lines})
 

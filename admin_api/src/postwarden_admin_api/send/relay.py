@@ -184,6 +184,14 @@ async def record(
     return "failed"
 
 
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set, for ``seconds`` at most."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
 class RelayWorker:
     """``workers`` tasks, each with its own SMTP session; ``wake()`` after an enqueue."""
 
@@ -249,17 +257,11 @@ class RelayWorker:
     async def _pause(self, unreached: int) -> None:
         """Wait before trying an unreachable Postfix again (only a stop cuts it short)."""
         seconds = min(backoff(self._config, unreached).total_seconds(), UNREACHABLE_PAUSE_MAX)
-        try:
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass
+        await _wait(self._stopping, seconds)
 
     async def _idle(self) -> None:
         self._wakeup.clear()
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
-        except TimeoutError:
-            pass
+        await _wait(self._wakeup, POLL_SECONDS)
 
     async def _relay(self, session: SmtpSession, rows: list[Claimed]) -> bool:
         """Submit the rows in turn; False when Postfix could not be reached (the row

@@ -116,6 +116,7 @@ async def _accept(
     checks.check_size(content, runtime)
     hashes = [limits.recipient_hash(hash_key, m.key) for m in request.recipients]
     submission = Submission(who.key_id, request, message_id, content, hashes, key, message_uuid)
+    unsure: Unconfirmed | None = None
     async with app[POOL].acquire() as conn:
         try:
             accepted = await enqueue(conn, submission, checks.limits_of(runtime), now)
@@ -123,9 +124,14 @@ async def _accept(
             raise checks.suppressed_refusal(request, suppressed.addresses) from None
         except limits.LimitReached as reached:
             raise reached.refusal.error({"Retry-After": str(reached.retry_after)}) from None
-        except Unconfirmed as unsure:
-            async with app[POOL].acquire() as other:
-                accepted = await confirm(other, unsure)
+        except Unconfirmed as exc:
+            unsure = exc
+    if unsure is not None:
+        # On another connection, once the failed one is back: a Postgres restart cuts
+        # every send at once, and each holding one while waiting for a second would
+        # drain the pool.
+        async with app[POOL].acquire() as conn:
+            accepted = await confirm(conn, unsure)
     if state.relay is not None:
         state.relay.wake()
     return accepted.body()
