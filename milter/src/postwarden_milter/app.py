@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 import asyncpg
 
@@ -83,6 +82,18 @@ def signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def signals_handled(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Our signals go to ``handler`` inside (installed first thing: they only queue a
+    request, where the default action would kill a milter still starting)."""
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, earlier in previous.items():
+            signal.signal(sig, earlier)
 
 
 def check_schema(dsn: str) -> bool:
@@ -197,10 +208,6 @@ class MilterProcess:
         self._stopping = threading.Event()
         self._milter_error: BaseException | None = None
 
-    def handle_signals(self) -> dict[signal.Signals, Any]:
-        """Install our handlers (before anything else); the ones they replace."""
-        return {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
-
     def start(self) -> Services:
         """Everything but the socket; raises StartupError for what the admin must fix."""
         if self.worker is None:  # workers: the parent did
@@ -278,7 +285,7 @@ class MilterProcess:
             self._milter_error = exc
             log.error("libmilter stopped: %s", exc)
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum in RELOAD_SIGNALS:
             log.info("%s: reloading policies", signal.Signals(signum).name)
             self.reloader.request()
@@ -309,18 +316,16 @@ class MilterProcess:
 
 def run_process(process: MilterProcess) -> int:
     """Start, serve until a stop signal, shut down; the exit code (errors on stderr)."""
-    previous = process.handle_signals()
-    try:
-        services = process.start()
-        process.serve(services)
-    except StartupError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except MilterError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        process.shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with signals_handled(process.on_signal):
+        try:
+            services = process.start()
+            process.serve(services)
+        except StartupError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except MilterError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            process.shutdown()
     return 0

@@ -51,7 +51,6 @@ from . import libmilter
 from .app import (
     EXIT_CONFIG,
     RELOAD_SIGNALS,
-    SIGNALS,
     MilterProcess,
     Worker,
     preflight,
@@ -59,6 +58,7 @@ from .app import (
     run_process,
     serve_metrics,
     signals_blocked,
+    signals_handled,
     socket_refused,
 )
 from .duplicates import DuplicateDetector
@@ -125,25 +125,23 @@ class Supervisor:
     def run(self) -> int:
         """Open the socket, keep the workers running until a stop signal; the exit code."""
         # First: a SIGHUP or SIGTERM before the workers exist waits for them.
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
         stop_metrics = None
-        try:
-            # As one process does, before the socket opens.
-            self._policies = preflight(self.settings).policies
-            refuse_served_socket(self.settings.milter_socket)
-            stop_metrics = serve_metrics(self.settings, self._metrics.serve)
+        with signals_handled(self._on_signal):
             try:
-                libmilter.open_then(self.settings.milter_socket,
-                                    self.settings.milter_socket_mode, self._supervise)
-            except Exception:  # pymilter raises its own error type
-                if self._opened:
-                    raise
-                raise socket_refused(self.settings.milter_socket) from None
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            if stop_metrics is not None:
-                stop_metrics()
+                # As one process does, before the socket opens.
+                self._policies = preflight(self.settings).policies
+                refuse_served_socket(self.settings.milter_socket)
+                stop_metrics = serve_metrics(self.settings, self._metrics.serve)
+                try:
+                    libmilter.open_then(self.settings.milter_socket,
+                                        self.settings.milter_socket_mode, self._supervise)
+                except Exception:  # pymilter raises its own error type
+                    if self._opened:
+                        raise
+                    raise socket_refused(self.settings.milter_socket) from None
+            finally:
+                if stop_metrics is not None:
+                    stop_metrics()
         return self._exit_code
 
     def _supervise(self) -> None:

@@ -16,7 +16,14 @@ from typing import Any, Final
 
 import yaml
 
-from .yamlnodes import INTEGER_TOO_LARGE, MAX_INTEGER, TOO_LARGE, Reader, describe
+from .yamlnodes import (
+    INTEGER_TOO_LARGE,
+    MAX_INTEGER,
+    TOO_LARGE,
+    Reader,
+    bounded_int,
+    describe,
+)
 
 JsonSchema = dict[str, Any]
 
@@ -137,10 +144,10 @@ _SIZE_TOO_LARGE = f"size too large: at most {MAX_INTEGER} bytes"
 
 def _size_bytes(found: re.Match[str]) -> object:
     """The bytes a matched size string means, or TOO_LARGE (as for an integer scalar)."""
-    digits = found.group(1).lstrip("0")
-    if len(digits) > len(str(MAX_INTEGER)):  # spares int() thousands of digits
+    count = bounded_int(found.group(1))
+    if count is None:
         return TOO_LARGE
-    size = int(digits or "0") * _SIZE_UNITS[found.group(2).lower()]
+    size = count * _SIZE_UNITS[found.group(2).lower()]
     return size if size <= MAX_INTEGER else TOO_LARGE
 
 

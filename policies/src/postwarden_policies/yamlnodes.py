@@ -54,18 +54,26 @@ class _IntegerTooLarge(ConstructorError):
     """An integer scalar past MAX_INTEGER."""
 
 
+def bounded_int(text: str, base: int = 10) -> int | None:
+    """``int(text, base)``, or None past MAX_INTEGER either side of zero.
+
+    Sign, base prefix and leading zeros off, past 21 digits (in base 8 or more) it is
+    past 63 bits: refused before int() pays for thousands of decimal digits.
+    """
+    if len(text.lstrip("+-0ox")) > _MAX_DIGITS:
+        return None
+    value = int(text, base)
+    return value if abs(value) <= MAX_INTEGER else None
+
+
 class _Constructor(SafeConstructor):
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         text = str(self.construct_scalar(node))
         if not _INT.fullmatch(text):  # an explicit !!int tag on other text
             raise ConstructorError(None, None, "expected an integer", node.start_mark)
-        # Sign, base prefix and leading zeros off: past 21 digits (in base 8 or more)
-        # it is past 63 bits, and int() of thousands of decimal digits is slow.
-        if len(text.lstrip("+-0ox")) > _MAX_DIGITS:
-            raise _IntegerTooLarge(None, None, INTEGER_TOO_LARGE, node.start_mark)
         # "010" is ten (YAML 1.1 reads it as octal)
-        value = int(text, {"0x": 16, "0o": 8}.get(text[:2], 10))
-        if abs(value) > MAX_INTEGER:
+        value = bounded_int(text, {"0x": 16, "0o": 8}.get(text[:2], 10))
+        if value is None:
             raise _IntegerTooLarge(None, None, INTEGER_TOO_LARGE, node.start_mark)
         return value
 
