@@ -3,7 +3,8 @@
 Each setting has a spec (type, default, bounds). Secret settings are stored
 encrypted and are write-only: reads only say whether they are set. Other
 modules read the typed :class:`RuntimeSettings` with :func:`load_runtime_settings`
-or, per request, through the short-lived cache in ``app[RUNTIME]``.
+or, per request, through the short-lived cache in ``app[RUNTIME]``, which also
+holds the secrets as stored (encrypted), for their users to decrypt.
 """
 
 from __future__ import annotations
@@ -63,13 +64,13 @@ INT_BOUNDS: Mapping[str, Bounds] = {
 }
 # Write-only settings, stored encrypted: name -> description.
 SECRET_SETTINGS: Mapping[str, str] = {
-    "recipient_hash_key": "key for the keyed hash of recipient addresses in rate counters",
+    "recipient_hash_key": "key for the keyed hash of recipient addresses in rate counters; "
+                          "a change starts every recipient's count for the day afresh",
 }
 FIELDS = {f.name: f for f in dataclasses.fields(RuntimeSettings)}
 DEFAULTS = RuntimeSettings()
 
-SELECT_ALL = "SELECT name, value, value_ciphertext IS NOT NULL AS is_set FROM runtime_settings"
-SELECT_SEALED = "SELECT value_ciphertext FROM runtime_settings WHERE name = $1"
+SELECT_ALL = "SELECT name, value, value_ciphertext FROM runtime_settings"
 UPSERT = """
 INSERT INTO runtime_settings (name, value, value_ciphertext, updated_at, updated_by)
 VALUES ($1, $2, $3, now(), $4)
@@ -134,6 +135,12 @@ def _typed(rows: list[asyncpg.Record]) -> RuntimeSettings:
     return dataclasses.replace(DEFAULTS, **values)
 
 
+def _sealed(rows: list[asyncpg.Record]) -> dict[str, str]:
+    """The secrets that are set, still encrypted: name -> stored token."""
+    return {row["name"]: row["value_ciphertext"] for row in rows
+            if row["name"] in SECRET_SETTINGS and row["value_ciphertext"] is not None}
+
+
 async def load_runtime_settings(conn: asyncpg.Connection) -> RuntimeSettings:
     return _typed(await conn.fetch(SELECT_ALL))
 
@@ -145,9 +152,9 @@ async def describe_settings(conn: asyncpg.Connection) -> dict[str, Any]:
     for name, value in shown.items():
         if isinstance(value, tuple):
             shown[name] = list(value)
-    stored = {row["name"]: row["is_set"] for row in rows}
+    sealed = _sealed(rows)
     for name in SECRET_SETTINGS:
-        shown[name] = {"is_set": bool(stored.get(name, False))}
+        shown[name] = {"is_set": name in sealed}
     return shown
 
 
@@ -166,11 +173,6 @@ async def apply_changes(
                 await conn.execute(UPSERT, name, stored, None, actor)
 
 
-async def load_secret_setting(conn: asyncpg.Connection, keyring: Keyring, name: str) -> str | None:
-    token = await conn.fetchval(SELECT_SEALED, name)
-    return None if token is None else keyring.decrypt(token)
-
-
 class RuntimeSettingsCache:
     """Runtime settings re-read at most every ``ttl`` seconds (and after every change)."""
 
@@ -178,6 +180,7 @@ class RuntimeSettingsCache:
         self._pool = pool
         self._ttl = ttl
         self._value = DEFAULTS
+        self._sealed: Mapping[str, str] = {}
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -185,17 +188,26 @@ class RuntimeSettingsCache:
         self._loaded_at = float("-inf")
 
     async def get(self) -> RuntimeSettings:
+        await self._refresh()
+        return self._value
+
+    async def sealed(self, name: str) -> str | None:
+        """Secret setting ``name`` as stored (encrypted), as fresh as :meth:`get`; None: unset."""
+        await self._refresh()
+        return self._sealed.get(name)
+
+    async def _refresh(self) -> None:
         if time.monotonic() - self._loaded_at < self._ttl:
-            return self._value
+            return
         async with self._lock:
             if time.monotonic() - self._loaded_at >= self._ttl:
                 try:
                     async with self._pool.acquire(timeout=2.0) as conn:
-                        self._value = await load_runtime_settings(conn)
+                        rows = await conn.fetch(SELECT_ALL)
+                    self._value, self._sealed = _typed(rows), _sealed(rows)
                 except DB_ERRORS:
                     log.warning("runtime settings: database unreachable, using last known")
                 self._loaded_at = time.monotonic()
-        return self._value
 
 
 RUNTIME = web.AppKey("runtime_settings", RuntimeSettingsCache)

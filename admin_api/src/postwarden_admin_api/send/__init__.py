@@ -22,13 +22,14 @@ from postwarden_admin_api.context import POOL, SETTINGS
 from postwarden_admin_api.metrics import METRICS
 from postwarden_admin_api.openapi import OPENAPI
 from postwarden_admin_api.periodic import periodic
+from postwarden_admin_api.secrets import KEYRING
 
 from . import idempotency, limits
 from .maillog import MaillogFollower
 from .openapi_paths import OPENAPI_PATHS, SCHEMAS
 from .relay import RelayConfig, RelayWorker
 from .routes import routes
-from .sending import SEND, SendState, load_hash_key
+from .sending import SEND, SendState, current_hash_key
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 3600.0
@@ -44,8 +45,11 @@ async def _housekeeping(conn: asyncpg.Connection) -> None:
 async def _send_workers(app: web.Application) -> AsyncIterator[None]:
     settings, pool = app[SETTINGS], app[POOL]
     async with pool.acquire() as conn:
-        state = SendState(await load_hash_key(app, conn))
+        # Even while recipient_hash_key is set: clearing it then needs no query.
+        stored = await limits.stored_hash_key(conn)
+    state = SendState(limits.HashKey(app[KEYRING], stored))
     app[SEND] = state
+    await current_hash_key(app)  # reports an unreadable recipient_hash_key at start-up
     follower = None
     if settings.maillog_path is not None:
         follower = MaillogFollower(pool, settings.maillog_path, app[METRICS],

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from postwarden_admin_api.bodies import is_large, json_ok, read_json_object, run_sized
 from postwarden_admin_api.context import POOL, SETTINGS, Principal
 from postwarden_admin_api.errors import ApiError, ValidationFailed
-from postwarden_admin_api.runtime_settings import RUNTIME, load_secret_setting
-from postwarden_admin_api.secrets import KEYRING, SecretsError
+from postwarden_admin_api.runtime_settings import RUNTIME
 
 from . import checks, idempotency, limits
 from .attempts import Attempt
@@ -32,8 +29,6 @@ from .outbox import Submission, Suppressed, Unconfirmed, confirm, enqueue
 from .refusals import FieldProblem, Refusal, refuse
 from .relay import RelayWorker
 from .request_model import parse_request
-
-log = logging.getLogger(__name__)
 
 _UNAMBIGUOUS = "the display name cannot be written unambiguously: shorten it or drop punctuation"
 _AMBIGUOUS = {
@@ -44,35 +39,25 @@ _AMBIGUOUS = {
     "Reply-To": FieldProblem("reply_to", Refusal.INVALID_FIELD, _UNAMBIGUOUS),
 }
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-HASH_KEY_SETTING = "recipient_hash_key"
 
 
 @dataclass
 class SendState:
-    hash_key: bytes | None  # None: the runtime secret is set, and unreadable here
+    hash_key: limits.HashKey
     relay: RelayWorker | None = None
 
 
 SEND = web.AppKey("send", SendState)
 
 
-async def load_hash_key(app: web.Application, conn: asyncpg.Connection) -> bytes | None:
-    """The recipient-hash key: the runtime secret if set, else one kept in the database.
+async def current_hash_key(app: web.Application) -> bytes | None:
+    """The recipient-hash key as of the runtime-settings cache (None: unreadable here).
 
-    None for a secret this instance cannot decrypt: it then refuses to send (503)
-    rather than count per-recipient limits under another key than the other
-    instances, where the limit would hold per instance only.
+    The cache is re-read within 2 s, and at once on the instance that changed the
+    setting, so the instances agree on the key as soon as on any other setting.
     """
-    try:
-        secret = await load_secret_setting(conn, app[KEYRING], HASH_KEY_SETTING)
-    except SecretsError as exc:
-        log.error("%s is set but cannot be decrypted here (%s): sending refused; give this "
-                  "instance the secret_key it was stored under (or that key as "
-                  "previous_secret_key during a rotation)", HASH_KEY_SETTING, exc)
-        return None
-    if secret is not None:
-        return limits.derive_hash_key(secret.encode())
-    return await limits.stored_hash_key(conn)
+    token = await app[RUNTIME].sealed(limits.HASH_KEY_SETTING)
+    return app[SEND].hash_key.current(token)
 
 
 def _idempotency_key(request: web.Request) -> str | None:
@@ -102,7 +87,7 @@ async def _accept(
     if not app[SETTINGS].relay_host:
         raise Refusal.RELAY_NOT_CONFIGURED.error()
     state = app[SEND]
-    hash_key = state.hash_key
+    hash_key = await current_hash_key(app)
     if hash_key is None:
         raise Refusal.HASH_KEY_UNREADABLE.error()
     allowed = checks.sender_allowed(who.allowed_senders, runtime.allowed_sender_addresses)
