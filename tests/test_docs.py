@@ -3,6 +3,7 @@ README's policy session prints what it shows."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 import shutil
@@ -93,3 +94,22 @@ def test_the_readme_check_error_is_what_check_reports(
     broken.write_text(policy.replace("then: strip_attachment", "then: strip_atachment"))
     assert main(["check", str(broken)]) == 1
     assert capsys.readouterr().err.splitlines() == [f"{examples}/{shown[0]}"]
+
+
+def _cases(path: str, name: str) -> int:
+    """How many cases pytest makes of ``path::name`` (its parametrize marks multiplied)."""
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    count = 1
+    for mark in getattr(getattr(module, name), "pytestmark", []):
+        if mark.name == "parametrize":
+            count *= len(mark.args[1])
+    return count
+
+
+def test_the_counts_security_md_gives_are_the_tests_counts() -> None:
+    """`tests/x.py::test_y` (N cases) or (N URLs): N is what the test runs."""
+    counted = re.findall(r"`(tests/[\w/]+\.py)::(\w+)` \((\d+) (?:cases|URLs)\)",
+                         (REPO / "SECURITY.md").read_text())
+    assert len(counted) >= 2
+    assert [(path, name, int(n)) for path, name, n in counted] == [
+        (path, name, _cases(path, name)) for path, name, _ in counted]

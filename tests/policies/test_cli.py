@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from postwarden_policies import load_policy_set
-from postwarden_policies.cli import main
+from postwarden_policies.cli import build_parser, main
 from postwarden_policies.schema import schema_text
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
@@ -182,3 +183,19 @@ def test_console_script_runs_from_stdin(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["rules"] == ["tag-external"]
+
+
+def test_help_reads_as_plain_text_and_describes_every_eval_option(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    assert stopped.value.code == 0
+    text = capsys.readouterr().out
+    assert "``" not in text  # reStructuredText from a docstring is no help text
+    assert "without a database or Postfix" in text
+    commands = next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    unexplained = [option for action in commands.choices["eval"]._actions
+                   if not action.help for option in action.option_strings]
+    assert unexplained == []

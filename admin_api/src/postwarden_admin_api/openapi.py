@@ -62,11 +62,15 @@ def operation(
     body: Schema | None = None,
     parameters: list[Schema] | None = None,
     response_type: str | tuple[str, ...] = "application/json",
+    descriptions: Mapping[int, str] | None = None,
 ) -> Schema:
-    """One operation; ``roles`` None marks a public route. A None schema: no body."""
+    """One operation; ``roles`` None marks a public route. A None schema: no body.
+    ``descriptions``: a response's own description (else the summary, or for an
+    error status "see code")."""
     built: Schema = {"summary": summary, "responses": {}}
     for status, schema in responses.items():
-        answer: Schema = {"description": summary if status < 300 else "see code"}
+        default = summary if status < 300 else "see code"
+        answer: Schema = {"description": (descriptions or {}).get(status, default)}
         if schema is not None:
             types = (response_type,) if isinstance(response_type, str) else response_type
             answer["content"] = {kind: {"schema": schema} for kind in types}
@@ -101,9 +105,13 @@ class OpenApiRegistry:
             "paths": copy.deepcopy(self.paths),
             "components": {
                 "schemas": copy.deepcopy(self.schemas),
-                "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+                # The key as "Authorization: Bearer <key>", or as "X-Api-Key: <key>".
+                "securitySchemes": {
+                    "apiKey": {"type": "http", "scheme": "bearer"},
+                    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+                },
             },
-            "security": [{"apiKey": []}],
+            "security": [{"apiKey": []}, {"apiKeyHeader": []}],
         }
 
 

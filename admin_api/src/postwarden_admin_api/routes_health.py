@@ -49,8 +49,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 OPENAPI_PATHS = {
     "/healthz": {"get": operation("process is up", None, responses={200: STATUS})},
-    "/readyz": {"get": operation("database reachable and migrations current", None,
-                                 responses={200: STATUS, 503: STATUS})},
+    "/readyz": {"get": operation(
+        "database reachable and migrations current", None, responses={200: STATUS, 503: STATUS},
+        descriptions={503: "unready: problem is database unreachable or migrations pending"},
+    )},
     "/metrics": {"get": operation("Prometheus metrics", None, responses={200: {"type": "string"}},
                                   response_type="text/plain")},
 }

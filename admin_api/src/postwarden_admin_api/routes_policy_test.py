@@ -118,6 +118,7 @@ _VERDICT = {
     "required": ["action", "smtp_reply", "rules", "edits", "changes", "policy_hash"],
     "properties": {
         "action": _STR, "smtp_reply": {"type": ["string", "null"]},
+        "quarantine_reason": {"type": ["string", "null"]},
         "rules": {"type": "array", "items": _STR},
         "edits": {"type": "array", "items": {"type": "object"}},
         "changes": {"type": "array", "items": {"type": "object"}},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,16 +85,26 @@ class ServiceSettings:
 FIELDS = {f.name: f for f in dataclasses.fields(ServiceSettings)}
 
 
+def _number(raw: Any) -> float:
+    """A finite number: not a bool (YAML reads ``yes`` as true), NaN or an infinity."""
+    if isinstance(raw, bool):
+        raise ValueError("not a number")
+    number = float(raw)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
 def _convert(name: str, raw: Any) -> Any:
     kind = str(FIELDS[name].type)
     if kind in ("Secret", "Secret | None"):
         return Secret(str(raw))
     if kind == "int":
-        if isinstance(raw, bool):
-            raise ValueError("expected an integer")
-        return int(raw)
+        if not _number(raw).is_integer():  # int() would cut 2.5 down to 2 without a word
+            raise ValueError("not a whole number")
+        return int(raw) if isinstance(raw, int) else int(float(raw))
     if kind == "float":
-        return float(raw)
+        return _number(raw)
     if kind == "Path | None":
         return Path(str(raw))
     if kind == "tuple[str, ...]":
@@ -116,6 +127,12 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
                  "webhook_prune_interval_seconds"):
         if getattr(settings, name) < 1:
             problems.append((name, "must be at least 1"))
+    for name in ("retention_interval_seconds", "relay_backoff_seconds",
+                 "webhook_timeout_seconds"):
+        if getattr(settings, name) <= 0:
+            problems.append((name, "must be more than 0"))
+    if settings.pool_min_size > settings.pool_max_size:
+        problems.append(("pool_min_size", "must not exceed pool_max_size"))
     if settings.maillog_host is not None and (
             not settings.maillog_host or not settings.maillog_host.isprintable()
             or any(c.isspace() for c in settings.maillog_host)):

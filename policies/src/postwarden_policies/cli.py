@@ -111,7 +111,9 @@ def _schema(_: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="postwarden-policy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="postwarden-policy",
+        description="Check, test and try postwarden policies, without a database or Postfix.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="load policies and report every error")
     check.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
@@ -120,13 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     test.set_defaults(run=_test)
     ev = commands.add_parser("eval", help="evaluate one message against policies")
-    ev.add_argument("--policy", action="append", required=True, metavar="FILE_OR_DIR")
-    ev.add_argument("--from", dest="sender", required=True, metavar="ADDRESS", help="<> for null")
-    ev.add_argument("--to", dest="recipients", action="append", required=True, metavar="ADDRESS")
-    ev.add_argument("--client-ip")
-    ev.add_argument("--client-name")
-    ev.add_argument("--helo")
-    ev.add_argument("--auth-user")
+    ev.add_argument("--policy", action="append", required=True, metavar="FILE_OR_DIR",
+                    help="policy file or directory (repeatable)")
+    ev.add_argument("--from", dest="sender", required=True, metavar="ADDRESS",
+                    help="envelope sender; <> for null")
+    ev.add_argument("--to", dest="recipients", action="append", required=True, metavar="ADDRESS",
+                    help="envelope recipient (repeatable)")
+    ev.add_argument("--client-ip", help="the SMTP client's address")
+    ev.add_argument("--client-name", help="the client's reverse DNS name")
+    ev.add_argument("--helo", help="the HELO/EHLO name")
+    ev.add_argument("--auth-user", help="SASL login name (the client authenticated)")
     ev.add_argument("--diff", action="store_true", help="show what the filter changed")
     ev.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     ev.add_argument("--output", metavar="FILE", help="write the message as it would be delivered")

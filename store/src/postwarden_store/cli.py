@@ -51,10 +51,16 @@ def run_migrate(argv: list[str] | None = None, prog: str = "postwarden-store mig
         return 1
 
 
+USAGE = "usage: postwarden-store migrate [--database-url URL] [--dry-run]"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if not args or args[0] != "migrate":
-        print("usage: postwarden-store migrate [--database-url URL] [--dry-run]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     return run_migrate(args[1:])
 

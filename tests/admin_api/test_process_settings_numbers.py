@@ -1,0 +1,42 @@
+"""The admin service's numeric process settings are read as strictly as the milter's:
+whole numbers for integer settings, finite and positive intervals and timeouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postwarden_admin_api.settings import load_settings
+from postwarden_policies.settings_source import SettingsError
+
+DATABASE = "database_url: postgresql://u@127.0.0.1/db\n"
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("relay_workers: 2.5", "relay_workers: expected int"),  # was read as 2
+    ("requests_per_minute: true", "requests_per_minute: expected int"),
+    ("retention_interval_seconds: .nan", "retention_interval_seconds: expected float"),
+    ("webhook_timeout_seconds: .inf", "webhook_timeout_seconds: expected float"),
+    ("relay_backoff_seconds: yes", "relay_backoff_seconds: expected float"),
+    ("webhook_timeout_seconds: -1", "webhook_timeout_seconds: must be more than 0"),
+    ("retention_interval_seconds: 0", "retention_interval_seconds: must be more than 0"),
+    ("relay_backoff_seconds: 0", "relay_backoff_seconds: must be more than 0"),
+    ("pool_min_size: 20", "pool_min_size: must not exceed pool_max_size"),
+])
+def test_a_number_that_cannot_work_is_refused_at_its_line(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    config = tmp_path / "admin.yaml"
+    config.write_text(DATABASE + line + "\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(config, {})
+    assert info.value.problems == [f"{config}:2: {problem}"]
+
+
+def test_whole_numbers_in_any_spelling_are_taken(tmp_path: Path) -> None:
+    config = tmp_path / "admin.yaml"
+    config.write_text(DATABASE + "relay_workers: 4.0\nrelay_backoff_seconds: 0.5\n")
+    settings = load_settings(config, {"POSTWARDEN_POOL_MAX_SIZE": "12"})
+    assert (settings.relay_workers, settings.relay_backoff_seconds) == (4, 0.5)
+    assert settings.pool_max_size == 12
