@@ -61,6 +61,15 @@ def test_the_unit_is_sandboxed(unit: Path, tmp_path: Path) -> None:
     assert float(found.group(1)) <= MAX_EXPOSURE
 
 
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_the_unit_is_started_once_its_main_process_says_it_is_ready(unit: Path) -> None:
+    """The services say READY=1 (tests/milter/test_readiness.py,
+    tests/admin_api/test_readiness.py); only the main process is heard."""
+    text = unit.read_text(encoding="utf-8")
+    assert re.findall(r"^(Type|NotifyAccess)=(.*)$", text, re.M) == [
+        ("Type", "notify"), ("NotifyAccess", "main")]
+
+
 def test_the_sysusers_file_creates_the_user_the_units_run_as(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     subprocess.run(

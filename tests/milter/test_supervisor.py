@@ -26,6 +26,9 @@ from postwarden_milter.spool import (
     spool_name,
 )
 from postwarden_milter.supervisor import STEADY_SECONDS, Supervisor, _Slot, worker_settings
+from postwarden_policies.systemd_notify import SystemdNotifier
+
+NO_SYSTEMD = SystemdNotifier(None)
 
 
 def test_each_worker_gets_its_share_of_the_bounds() -> None:
@@ -42,7 +45,7 @@ def test_each_worker_gets_its_share_of_the_bounds() -> None:
 
 def test_the_workers_share_one_spool_budget_and_one_duplicate_table(tmp_path: Path) -> None:
     settings = MilterSettings(processes=2, spool_dir=tmp_path, spool_max_bytes=900)
-    supervisor = Supervisor(settings)
+    supervisor = Supervisor(settings, NO_SYSTEMD)
     ours, theirs = socket.socketpair()
     with ours, theirs:
         first, second = (supervisor._worker(slot, theirs) for slot in supervisor._slots)
@@ -86,7 +89,7 @@ def test_one_process_adopts_every_worker_spool(tmp_path: Path) -> None:
 def test_exit_2_stops_the_milter_only_as_a_first_worker_starts(tmp_path: Path) -> None:
     """A configuration error at start stops everything; the same exit code from a worker
     that has served for a while (libmilter failing days later) only gets it replaced."""
-    supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path))
+    supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path), NO_SYSTEMD)
     starting, served = _Slot(0, pid=1, started=time.monotonic()), \
         _Slot(1, pid=2, started=time.monotonic() - STEADY_SECONDS - 1)
     supervisor._ended(served, EXIT_CONFIG)
@@ -103,7 +106,8 @@ def test_a_worker_the_system_cannot_fork_at_start_stops_the_milter_with_the_reas
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path,
-                                           milter_socket=f"unix:{tmp_path}/milter.sock"))
+                                           milter_socket=f"unix:{tmp_path}/milter.sock"),
+                            NO_SYSTEMD)
     monkeypatch.setattr(supervisor_module.os, "fork", no_fork)
     with pytest.raises(StartupError) as refused:
         supervisor._supervise()
@@ -117,7 +121,8 @@ def test_a_worker_the_system_cannot_fork_is_tried_again_later(
     """No memory or process left as a dead worker is replaced: the others keep serving,
     the start is tried again after the next pause, and nothing leaks."""
     supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path,
-                                           milter_socket=f"unix:{tmp_path}/milter.sock"))
+                                           milter_socket=f"unix:{tmp_path}/milter.sock"),
+                            NO_SYSTEMD)
     slot = supervisor._slots[1]
     slot.first, slot.restart_at = False, time.monotonic() - 1
     monkeypatch.setattr(supervisor_module.os, "fork", no_fork)

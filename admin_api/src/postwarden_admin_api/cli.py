@@ -20,6 +20,7 @@ from pathlib import Path
 
 from postwarden_policies.redact import log_to_stderr
 from postwarden_policies.settings_source import SettingsError
+from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import StoreError, apply_migrations, connect
 
 from . import admin_audit
@@ -140,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ)
         if args.command == "serve":
             configure_logging(settings.log_level.upper())
-            asyncio.run(serve(create_app(settings), settings.listen_host, settings.listen_port))
+            notifier = SystemdNotifier.from_environment()
+            asyncio.run(serve(create_app(settings), settings.listen_host, settings.listen_port,
+                              notifier))
             return 0
         if args.command == "policy":
             url = args.url or f"http://{settings.listen}"

@@ -1,5 +1,9 @@
 """Serving the app until SIGTERM or SIGINT, with a JSON answer to a request aiohttp cannot parse.
 
+systemd hears ``READY=1`` once the site listens (the pool and the workers of the
+cleanup contexts have started, the signal handlers are in place) and ``STOPPING=1``
+as the stop begins.
+
 aiohttp answers a request line or header it cannot parse by itself, before
 any middleware runs: a text/plain 400 that quotes the offending line, which
 can be the ``Authorization`` header with the caller's API key in it. Here
@@ -22,6 +26,8 @@ import signal
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
+
+from postwarden_policies.systemd_notify import SystemdNotifier
 
 from .errors import ApiError
 
@@ -77,7 +83,7 @@ async def start(app: web.Application, host: str, port: int,
     return runner
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
+async def serve(app: web.Application, host: str, port: int, notifier: SystemdNotifier) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests under way and stop."""
     runner = await start(app, host, port)
     # Only now: a signal during startup (a database that does not answer) ends
@@ -87,7 +93,9 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log.info("serving on http://%s:%d", host, port)
+    notifier.ready()
     try:
         await stop.wait()
     finally:
+        notifier.stopping()
         await runner.cleanup()

@@ -14,6 +14,15 @@ otherwise treat SIGHUP as "stop"). A stop refuses new transactions (421),
 lets open ones finish (bounded; connections idle between messages are not
 waited for), then stops libmilter (which stops accepting), drains the audit
 queue, closes the pool, stops the loop and joins the threads.
+
+The service manager hears ``READY=1`` once the socket accepts connections,
+said by the main thread once its signals are unblocked (libmilter's signal
+thread would take a SIGHUP the main thread still blocks, and stop);
+``RELOADING=1`` and ``READY=1`` around a reload asked for by signal, from the
+reload thread; ``STOPPING=1`` as serve() begins a stop. Signal handlers say
+nothing themselves: one run between two steps of the main thread would say
+things out of order. A worker tells its parent instead, which speaks for all
+of them (.supervisor).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
+from typing import Protocol
 
 import asyncpg
 
@@ -72,6 +82,14 @@ class Worker:
     spool_budget: SpoolBudget  # spool_max_bytes, for all workers' spools together
     scrapes: socket.socket  # the parent asks for this worker's metrics here
     policies: RunningSet | None  # policy_dir's set the others run; None: the database's
+
+
+class Notifier(Protocol):
+    """Who hears how the milter is doing: systemd (SystemdNotifier), or a worker's parent."""
+
+    def ready(self) -> None: ...
+    def reloading(self) -> None: ...
+    def stopping(self) -> None: ...
 
 
 @contextmanager
@@ -182,8 +200,10 @@ def audit_spool(settings: MilterSettings, worker: Worker | None) -> AuditSpool:
 class MilterProcess:
     """The milter alone, or one worker of several (``worker``)."""
 
-    def __init__(self, settings: MilterSettings, worker: Worker | None = None) -> None:
+    def __init__(self, settings: MilterSettings, notifier: Notifier,
+                 worker: Worker | None = None) -> None:
         self.settings = settings
+        self.notifier = notifier
         self.worker = worker
         index = worker.index if worker is not None else 0
         self.metrics = Metrics()
@@ -197,7 +217,7 @@ class MilterProcess:
             self.metrics, spool_dir=settings.spool_dir, policy_dir=settings.policy_dir,
             database_url=dsn, poll_seconds=settings.policy_poll_seconds,
             loop_thread=self.loop_thread, instance_name=settings.instance_name,
-            announce_failures=index == 0,
+            announce_failures=index == 0, around_request=self._announced,
         )
         self.workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="postwarden-eval"
@@ -206,6 +226,11 @@ class MilterProcess:
         self.transactions = Slots()
         self._stop_metrics: Callable[[], None] | None = None
         self._stopping = threading.Event()
+        self._socket_open = threading.Event()  # set on libmilter's thread
+        # Start-up's READY=1, then a reload's RELOADING=1 (before, the READY=1 ending
+        # the reload would tell systemd that the milter serves).
+        self._ready_said = False
+        self._ready_lock = threading.Lock()
         self._milter_error: BaseException | None = None
 
     def start(self) -> Services:
@@ -261,8 +286,11 @@ class MilterProcess:
         stopped = False
         while thread.is_alive():
             thread.join(timeout=TICK_SECONDS)  # interruptible: signal handlers run promptly
+            self._ready_once_open()
             if self._stopping.is_set() and not stopped:
-                stop_by = stop_by or time.monotonic() + self.settings.message_timeout_seconds
+                if stop_by is None:
+                    self.notifier.stopping()
+                    stop_by = time.monotonic() + self.settings.message_timeout_seconds
                 if not self.transactions.active or time.monotonic() >= stop_by:
                     self._stop_libmilter()
                     stopped = True
@@ -277,13 +305,36 @@ class MilterProcess:
     def _run_milter(self, services: Services) -> None:
         try:
             if self.worker is not None:
+                self._socket_open.set()  # the parent opened it
                 libmilter.serve_opened(services)
             else:
-                libmilter.run(services, self.settings.milter_socket,
+                libmilter.run(services, self.settings.milter_socket, self._socket_open.set,
                               self.settings.milter_socket_mode)
         except Exception as exc:  # noqa: BLE001 - reported by serve() on the main thread
             self._milter_error = exc
             log.error("libmilter stopped: %s", exc)
+
+    def _ready_once_open(self) -> None:
+        """READY=1, once, when the socket accepts connections (on the main thread)."""
+        if self._socket_open.is_set() and not (self._ready_said or self._stopping.is_set()):
+            with self._ready_lock:
+                self.notifier.ready()
+                self._ready_said = True
+
+    @contextmanager
+    def _announced(self, reason: str) -> Iterator[None]:
+        """Around a requested reload (on the reload thread): RELOADING=1, then READY=1
+        once the set is loaded or refused, for one asked for by signal after start-up's
+        READY=1."""
+        with self._ready_lock:
+            announce = reason == "signal" and self._ready_said
+            if announce:
+                self.notifier.reloading()
+        try:
+            yield
+        finally:
+            if announce:
+                self.notifier.ready()
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum in RELOAD_SIGNALS:

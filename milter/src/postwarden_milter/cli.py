@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store.cli import run_migrate
 
 from .app import EXIT_CONFIG, PROG, MilterProcess, preflight, run_process
@@ -72,6 +73,7 @@ def check(config: Path | None) -> int:
 
 
 def serve(config: Path | None) -> int:
+    notifier = SystemdNotifier.from_environment()  # first: no process we fork inherits it
     settings = _settings(config)
     if settings is None:
         return EXIT_CONFIG
@@ -81,9 +83,9 @@ def serve(config: Path | None) -> int:
     keep_freed_memory()
     adopt_orphans(settings.spool_dir, settings.processes)  # no worker runs yet
     if settings.processes == 1:
-        return run_process(MilterProcess(settings))
+        return run_process(MilterProcess(settings, notifier))
     try:
-        return Supervisor(settings).run()
+        return Supervisor(settings, notifier).run()
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG

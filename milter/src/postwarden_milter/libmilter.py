@@ -121,11 +121,12 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         return _text(value) if value is not None else None
 
 
-def run(services: Services, connection: str, socket_mode: int = 0o660,
-        name: str = "postwarden") -> None:
-    """Serve until :func:`stop` (or libmilter's own SIGTERM handling) ends the loop."""
+def run(services: Services, connection: str, opened: Callable[[], None],
+        socket_mode: int = 0o660, name: str = "postwarden") -> None:
+    """Serve until :func:`stop` (or libmilter's own SIGTERM handling) ends the loop;
+    ``opened`` is called once the socket accepts connections."""
     PostwardenMilter.services = services
-    _prepare(connection, socket_mode, shared=False)
+    _prepare(connection, socket_mode, shared=False, opened=opened)
     Milter.runmilter(name, connection)
 
 
@@ -148,19 +149,21 @@ def serve_opened(services: Services) -> None:
     _SERVE()
 
 
-def _prepare(connection: str, socket_mode: int, shared: bool) -> None:
+def _prepare(connection: str, socket_mode: int, shared: bool,
+             opened: Callable[[], None] | None = None) -> None:
     Milter.factory = PostwardenMilter
     # Explicit, though it is libmilter's default: an exception that escapes our
     # guards still answers 451 4.3.0, never an unchecked accept.
     Milter.set_exception_policy(Milter.TEMPFAIL)
     Milter.set_flags(ACTIONS)
-    _tune_after_open(connection, socket_mode, shared)
+    _tune_after_open(connection, socket_mode, shared, opened)
 
 
-def _tune_after_open(connection: str, socket_mode: int, shared: bool) -> None:
+def _tune_after_open(connection: str, socket_mode: int, shared: bool,
+                     opened: Callable[[], None] | None) -> None:
     """Have runmilter's opensocket step also tune the socket, before the first accept:
     Nagle off on TCP, the configured permissions on a unix socket, and non-blocking
-    when worker processes share it (.listener)."""
+    when worker processes share it (.listener); then call ``opened``, if given."""
     port, path = inet_port(connection), unix_path(connection)
     extension = Milter.milter
     open_socket = extension.opensocket
@@ -174,6 +177,8 @@ def _tune_after_open(connection: str, socket_mode: int, shared: bool) -> None:
         if shared:
             never_block_accept(connection)
         log.info("listening on %s", connection)
+        if opened is not None:
+            opened()
         return result
 
     extension.opensocket = opensocket

@@ -21,6 +21,8 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +137,12 @@ def load_last_good(spool_dir: Path) -> Sources | None:
 
 
 class PolicyReloader:
-    """Loads the first set, then reloads on SIGHUP, file changes or NOTIFY."""
+    """Loads the first set, then reloads on SIGHUP, file changes or NOTIFY.
+
+    A requested reload (:meth:`request`) runs inside ``around_request(reason)``:
+    the milter tells systemd it reloads, and once the set is loaded or refused,
+    that it is ready again.
+    """
 
     def __init__(
         self,
@@ -148,6 +155,8 @@ class PolicyReloader:
         loop_thread: LoopThread,
         instance_name: str,
         announce_failures: bool = True,
+        around_request: Callable[[str], AbstractContextManager[None]] = (
+            lambda _reason: nullcontext()),
     ) -> None:
         self._metrics = metrics
         self._spool_dir = spool_dir
@@ -160,6 +169,7 @@ class PolicyReloader:
         self._notifier = LoadFailedNotifier(database_url if announce_failures else None,
                                             instance_name, loop_thread, metrics)
         self._requested = threading.Event()
+        self._around_request = around_request
         self._request_reason = "signal"
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="postwarden-reload",
@@ -264,7 +274,9 @@ class PolicyReloader:
             try:
                 if requested:
                     self._requested.clear()
-                    self.reload(self._request_reason)
+                    reason = self._request_reason
+                    with self._around_request(reason):
+                        self.reload(reason)
                 elif self._files is not None:
                     self.poll_files()
             except Exception:  # a watcher that died would leave reloads off for good

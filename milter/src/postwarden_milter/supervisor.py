@@ -29,6 +29,11 @@ socket's file in place (.listener); should the file still go (an admin, a
 cleanup job), the parent exits 1 so the service manager starts a milter
 Postfix can reach. Once stopping, the parent closes its listening socket
 first, so that no connection waits for a worker that is stopping too.
+
+Only the parent speaks to systemd (``NotifyAccess=main``). Each worker writes
+to a pipe of its own when it serves, and again after a reload it was passed;
+the parent says ``READY=1`` once every worker position has a worker serving,
+at start and after the ``RELOADING=1`` it says on SIGHUP.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from postwarden_policies import PoliciesError
+from postwarden_policies.systemd_notify import SystemdNotifier
 
 from . import libmilter
 from .app import (
@@ -105,11 +111,33 @@ class _Slot:
     first: bool = True
     quick_deaths: int = 0
     restart_at: float | None = None
+    readiness: int | None = None  # the parent's end of its process's pipe (_ToParent)
+    serving: bool = False  # its process said so, since it started or was passed a reload
+
+
+class _ToParent:
+    """A worker's notifier: it tells the parent when it serves; the parent speaks to
+    systemd for all its workers (RELOADING and STOPPING included)."""
+
+    def __init__(self, pipe: int) -> None:
+        self._pipe = pipe
+
+    def ready(self) -> None:
+        with contextlib.suppress(OSError):  # the parent gone: the kernel stops this worker
+            os.write(self._pipe, b".")
+
+    def reloading(self) -> None:  # the parent says it
+        pass
+
+    def stopping(self) -> None:  # the parent says it
+        pass
 
 
 class Supervisor:
-    def __init__(self, settings: MilterSettings) -> None:
+    def __init__(self, settings: MilterSettings, notifier: SystemdNotifier) -> None:
         self.settings = settings
+        self._notifier = notifier
+        self._ready_owed = True  # to systemd, once every worker serves: at start, after reloads
         self._shares = worker_settings(settings)
         self._duplicates = DuplicateDetector(settings.duplicate_window_seconds)
         self._spool_budget = SpoolBudget(settings.spool_max_bytes, settings.processes)
@@ -168,12 +196,19 @@ class Supervisor:
 
     def _watch(self) -> bool:
         """One round: pass signals on, reap and replace workers; False once stopping."""
+        self._hear_workers()  # first: what they said before a reload passed on below
         while self._signals:
             signum = self._signals.pop(0)
             if signum not in RELOAD_SIGNALS:
                 log.info("%s: stopping the workers", signal.Signals(signum).name)
+                self._notifier.stopping()
                 return False
             log.info("%s: passed on to the workers", signal.Signals(signum).name)
+            if not self._ready_owed:  # as one process: not before start-up's READY=1
+                self._notifier.reloading()
+            self._ready_owed = True
+            for slot in self._slots:
+                slot.serving = False
             self._reload_policies()
             self._send(signal.SIGUSR1)
         self._poll_policies()
@@ -198,6 +233,18 @@ class Supervisor:
                 self._exit_code = 1
                 return False
         return True
+
+    def _hear_workers(self) -> None:
+        """Note the workers that said they serve; READY=1 to systemd once all do."""
+        for slot in self._slots:
+            if slot.readiness is None:
+                continue
+            with contextlib.suppress(BlockingIOError):  # nothing said
+                if os.read(slot.readiness, 256):  # b"": its process ended, reaped below
+                    slot.serving = True
+        if self._ready_owed and all(slot.serving for slot in self._slots):
+            self._ready_owed = False
+            self._notifier.ready()
 
     def _reload_policies(self) -> None:
         """Reload the copy of policy_dir's set kept for replacements, as the workers do."""
@@ -232,6 +279,8 @@ class Supervisor:
 
     def _fork(self, slot: _Slot) -> None:
         ours, theirs = socket.socketpair()
+        heard, said = os.pipe()
+        os.set_blocking(heard, False)
         sys.stdout.flush()
         sys.stderr.flush()
         # The worker starts with our signals held: until its handlers are in place a
@@ -243,21 +292,27 @@ class Supervisor:
             except OSError:
                 ours.close()
                 theirs.close()
+                os.close(heard)
+                os.close(said)
                 raise
             if pid == 0:  # the worker
                 code = 1
                 try:
                     ours.close()
+                    os.close(heard)
                     self._metrics.close_in_worker()  # the endpoint, the other workers' channels
                     _stop_with(parent)
-                    code = run_process(MilterProcess(self._shares, self._worker(slot, theirs)))
+                    code = run_process(MilterProcess(self._shares, _ToParent(said),
+                                                     self._worker(slot, theirs)))
                 except BaseException:  # a worker's last word, before _exit
                     log.exception("worker %d failed", slot.index)
                 finally:
                     logging.shutdown()
                     os._exit(code)
         theirs.close()
+        os.close(said)
         slot.pid, slot.channel, slot.started, slot.restart_at = pid, ours, time.monotonic(), None
+        slot.readiness, slot.serving = heard, False
         self._metrics.add(ours)
         log.info("worker %d started (pid %d)", slot.index, pid)
 
@@ -301,7 +356,10 @@ class Supervisor:
             self._metrics.remove(slot.channel)
             slot.channel.close()
             slot.channel = None
-        slot.pid = 0
+        if slot.readiness is not None:
+            os.close(slot.readiness)
+            slot.readiness = None
+        slot.pid, slot.serving = 0, False
 
     def _send(self, signum: int) -> None:
         for slot in self._slots:
