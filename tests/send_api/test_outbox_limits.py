@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from postwarden_admin_api.commits import FLUSH
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.send import idempotency
 from postwarden_admin_api.send.limits import (
@@ -19,7 +18,7 @@ from postwarden_admin_api.send.limits import (
     purge_windows,
     stored_hash_key,
 )
-from postwarden_admin_api.send.outbox import Accepted, Unconfirmed, confirm, enqueue
+from postwarden_admin_api.send.outbox import ENQUEUE, Accepted, Unconfirmed, confirm, enqueue
 from postwarden_store import connect
 from tests.conftest import PgServer
 from tests.fixtures.postgres import durable_commits_hang
@@ -198,19 +197,22 @@ async def test_housekeeping_drops_ended_windows_and_old_records(pool: asyncpg.Po
     assert await count(pool, "SELECT count(*) FROM send_idempotency WHERE key_id = $1", key) == 0
 
 
-async def waiting_on(admin_dsn: str, conn: asyncpg.Connection, statement: str) -> None:
-    """Until ``conn``'s backend waits for durability in ``statement``; fails at once
-    when it waits on a lock instead."""
+async def waiting_on(admin_dsn: str, conn: asyncpg.Connection, statement: str,
+                     event: str = "SyncRep") -> None:
+    """Until ``conn``'s backend waits in ``statement`` on ``event`` (SyncRep: for the
+    disk; transactionid: for another transaction's row); fails at once when it waits on
+    a lock while it should wait for the disk."""
     admin = await asyncpg.connect(admin_dsn)
     row = None
     try:
         async with asyncio.timeout(10):
-            while row is None or (row["wait_event"], row["query"]) != ("SyncRep", statement):
+            while row is None or (row["wait_event"], row["query"]) != (event, statement):
                 await asyncio.sleep(0.02)
                 row = await admin.fetchrow(
                     "SELECT wait_event_type, wait_event, query FROM pg_stat_activity "
                     "WHERE pid = $1", conn.get_server_pid())
-                assert row["wait_event_type"] != "Lock", f"waits on a lock in {row['query']}"
+                assert event != "SyncRep" or row["wait_event_type"] != "Lock", (
+                    f"waits on a lock in {row['query']}")
     except TimeoutError:
         raise AssertionError(f"not waiting in {statement!r} but: {dict(row or {})}") from None
     finally:
@@ -221,10 +223,10 @@ async def test_one_key_s_sends_do_not_queue_behind_each_other_s_disk_flush(
     database_url: str, pg_server: PgServer
 ) -> None:
     """The key's usage counters stay locked until the enqueue commits. That commit does
-    not wait for the disk; the FLUSH after it does, with nothing locked, and only then
-    is the message accepted. Here durable commits never end, so where each send waits
-    shows: both in FLUSH. Before, the first waited in its enqueue, counters locked,
-    and the second waited on its lock."""
+    not wait for the disk; the second transaction of the same call does, with nothing
+    locked, and only then is the message accepted. Here durable commits never end, so
+    where each send waits shows: both for the disk. Before, the first waited with its
+    counters locked, and the second waited on its lock."""
     key = f"hot-{uuid.uuid4().hex[:8]}"
     conns = [await connect(database_url) for _ in range(2)]
     for conn in conns:
@@ -235,7 +237,7 @@ async def test_one_key_s_sends_do_not_queue_behind_each_other_s_disk_flush(
             for n, conn in enumerate(conns):
                 sends.append(asyncio.create_task(
                     enqueue(conn, submission(key, f"r{n}@example.org"), ROOMY, NOW)))
-                await waiting_on(pg_server.admin_dsn, conn, FLUSH)
+                await waiting_on(pg_server.admin_dsn, conn, ENQUEUE)
             assert not any(send.done() for send in sends)
             admin = await asyncpg.connect(pg_server.admin_dsn)
             try:  # ends the waits; the commits stand
@@ -267,7 +269,7 @@ async def test_a_connection_lost_while_waiting_for_the_disk_is_confirmed_on_anot
         async with durable_commits_hang(pg_server.admin_dsn):
             send = asyncio.create_task(enqueue(
                 first, submission(uuid.uuid4().hex, "a@example.org"), ROOMY, NOW))
-            await waiting_on(pg_server.admin_dsn, first, FLUSH)
+            await waiting_on(pg_server.admin_dsn, first, ENQUEUE)
             await other.execute("SELECT pg_terminate_backend($1)", first.get_server_pid())
             with pytest.raises(Unconfirmed) as unsure:
                 await send
@@ -282,3 +284,28 @@ async def test_a_connection_lost_while_waiting_for_the_disk_is_confirmed_on_anot
     finally:
         first.terminate()
         await other.close()
+
+
+async def test_a_connection_lost_before_the_enqueue_committed_keeps_its_error(
+    database_url: str, pg_server: PgServer
+) -> None:
+    """One call stores the message and waits for the disk, so a failure anywhere in
+    it is unsure: another connection looks, and finds nothing stored here (the call
+    was cut off while it waited for the key's counters)."""
+    key = f"held-{uuid.uuid4().hex[:8]}"
+    holder, first, other = [await connect(database_url) for _ in range(3)]
+    try:
+        async with holder.transaction():  # the key's counters stay locked meanwhile
+            await enqueue(holder, submission(key, "a@example.org"), ROOMY, NOW)
+            send = asyncio.create_task(
+                enqueue(first, submission(key, "b@example.org"), ROOMY, NOW))
+            await waiting_on(pg_server.admin_dsn, first, ENQUEUE, "transactionid")
+            await other.execute("SELECT pg_terminate_backend($1)", first.get_server_pid())
+            with pytest.raises(Unconfirmed) as unsure:
+                await send
+            with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+                await confirm(other, unsure.value)
+    finally:
+        first.terminate()
+        for conn in (holder, other):
+            await conn.close()

@@ -39,7 +39,7 @@ from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data
 from tests.fixtures.submissions import ROOMY, submission
 
 from .test_maillog import append, follower_at_end, message_status, new_queue_id, sent
-from .test_relay import accepted, settled, until_true
+from .test_relay import accepted, settled, until_true, until_waiting_on_a_lock
 
 OURS = uuid.UUID("0f8e3a52c1d44b7e9a6b2c3d4e5f6a7b")
 HOST = socket.gethostname()
@@ -502,3 +502,29 @@ async def test_lines_dropped_while_postgres_was_away_void_uncommitted_receipts(
         assert (await committed_queue_id(conn, pending), await committed_queue_id(conn, done)
                 ) == (None, "QD1")
     assert (elsewhere, "QE1", False) in await receipts(pool)
+
+
+async def test_the_outbox_rows_of_a_poll_s_receipts_are_locked_in_one_order(
+    pool: asyncpg.Pool,
+) -> None:
+    """In message_id order, as the relay locks those whose outcomes it stores together
+    (migration 0017): a row the relay holds is waited for before any later one is
+    locked. In log order, the follower held a later row the relay wanted while it
+    waited for an earlier one the relay held: each waited for the other."""
+    low, high = sorted([await accepted(pool, "low@example.org"),
+                        await accepted(pool, "high@example.org")])
+    lines = [ReceiptLine(new_queue_id("H"), high, committed=False),
+             ReceiptLine(new_queue_id("L"), low, committed=False)]
+    async with pool.acquire() as relaying, pool.acquire() as conn:
+        storing = relaying.transaction()  # as the relay, deleting the row
+        await storing.start()
+        await relaying.execute("SELECT FROM outbox WHERE message_id = $1 FOR UPDATE", low)
+        applying = asyncio.create_task(apply_receipts(conn, HOST, lines))
+        await until_waiting_on_a_lock(pool, conn)
+        await relaying.execute("SELECT FROM outbox WHERE message_id = $1 FOR UPDATE NOWAIT",
+                               high)  # not locked yet: the follower waits for the first
+        await storing.rollback()
+        await applying
+    assert {row["message_id"] for row in await pool.fetch(
+        "SELECT message_id FROM relay_receipts WHERE message_id = ANY($1)", [low, high])
+    } == {low, high}

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -16,7 +16,14 @@ from aiosmtpd.controller import Controller
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.send import relay
 from postwarden_admin_api.send.outbox import enqueue
-from postwarden_admin_api.send.relay import RelayConfig, RelayWorker, backoff
+from postwarden_admin_api.send.relay import (
+    RelayConfig,
+    Relayed,
+    RelayWorker,
+    backoff,
+    store_relayed,
+)
+from postwarden_admin_api.send.submit import Outcome, SubmitResult
 from postwarden_store import create_pool
 from tests.conftest import PgServer
 from tests.fixtures.ports import free_port
@@ -355,3 +362,106 @@ async def test_rows_claimed_again_meanwhile_are_neither_given_back_nor_kept(
         "SELECT attempts, unsettled, next_attempt_at <= now() AS due FROM outbox "
         "WHERE message_id = $1", ours)
     assert dict(given_back) == {"attempts": 0, "unsettled": False, "due": True}
+
+
+def queued(queue_id: str, **refused: str) -> SubmitResult:
+    return SubmitResult(Outcome.QUEUED, f"250 queued as {queue_id}", queue_id, refused)
+
+
+async def test_outcomes_stored_together_are_stored_each_as_alone(pool: asyncpg.Pool) -> None:
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", free_port(), 3, 0.02, workers=1))
+    first = await accepted(pool, "a@example.org", "nobody@example.org")
+    second = await accepted(pool, "b@example.org")
+    rows = {r.id: r for r in await worker._claim()}
+    async with pool.acquire() as conn:
+        await store_relayed(conn, [
+            Relayed(rows[first], queued("QA", **{"nobody@example.org": "550 5.1.1 no"})),
+            Relayed(rows[second], queued("QB"), found_in_log=True),
+        ])
+    messages = await pool.fetch(
+        "SELECT id, status, queue_id, attempts FROM outbound_messages WHERE id = ANY($1)",
+        [first, second])
+    assert {tuple(m) for m in messages} == {(first, "relayed", "QA", 1),
+                                             (second, "relayed", "QB", 1)}
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = ANY($1)",
+                               [first, second]) == 0
+    recipients = await pool.fetch(
+        "SELECT address, status, detail FROM outbound_recipients WHERE message_id = ANY($1)",
+        [first, second])
+    assert {tuple(r) for r in recipients} == {
+        ("a@example.org", "relayed", None), ("nobody@example.org", "failed", "550 5.1.1 no"),
+        ("b@example.org", "relayed", None)}
+    events = await pool.fetch(
+        "SELECT message_id, event, detail FROM outbound_events WHERE message_id = ANY($1) "
+        "AND event <> 'accepted'", [first, second])
+    assert sorted(tuple(e) for e in events) == sorted([
+        (first, "relayed", "QA"), (second, "relayed", "QB"), (second, "found_in_log", None)])
+
+
+async def test_answers_arriving_while_one_is_stored_are_stored_together(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each task waits for its own answer to be stored before it sends its next message,
+    as it did when each answer took a statement of its own."""
+    stores: list[int] = []
+    first_stored = asyncio.Event()
+    store = relay.store_relayed
+
+    async def gated(conn: asyncpg.Connection, outcomes: list[Relayed]) -> None:
+        stores.append(len(outcomes))
+        if len(stores) == 1:
+            await first_stored.wait()
+        await store(conn, outcomes)
+
+    monkeypatch.setattr(relay, "store_relayed", gated)
+    monkeypatch.setattr(relay, "BATCH", 1)  # a message for each task
+    handler, port = smtp_server
+    messages = [await accepted(pool, f"t{n}@example.org") for n in range(3)]
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=3))
+    worker.start()
+    try:
+        await until_true(lambda: len(handler.received) == 3)
+        await asyncio.sleep(0.2)  # the other two answers arrive while the first is stored
+        first_stored.set()
+        for message in messages:
+            await settled(pool, message)
+    finally:
+        await worker.stop(grace=10)
+    assert stores == [1, 2]
+
+
+async def until_waiting_on_a_lock(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    pid = conn.get_server_pid()
+    await until_async(lambda: pool.fetchval(
+        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid))
+
+
+async def until_async(condition: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
+
+
+async def test_outbox_rows_stored_together_are_locked_in_one_order(pool: asyncpg.Pool) -> None:
+    """In message_id order, as the maillog follower locks them (migration 0017): a row
+    another transaction holds is waited for before any later one is locked, so two
+    transactions that each want several never wait for each other in a cycle."""
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", free_port(), 3, 0.02, workers=1))
+    for n in range(2):
+        await accepted(pool, f"o{n}@example.org")
+    low, high = sorted(await worker._claim(), key=lambda row: row.id)
+    async with pool.acquire() as holder, pool.acquire() as conn:
+        reading = holder.transaction()  # as the follower, adding a receipt for it
+        await reading.start()
+        await holder.execute("SELECT FROM outbox WHERE message_id = $1 FOR KEY SHARE", low.id)
+        storing = asyncio.create_task(store_relayed(
+            conn, [Relayed(high, queued("QH")), Relayed(low, queued("QL"))]))
+        await until_waiting_on_a_lock(pool, conn)
+        await holder.execute("SELECT FROM outbox WHERE message_id = $1 FOR KEY SHARE NOWAIT",
+                             high.id)  # not locked yet: the storing waits for the first
+        await reading.rollback()
+        await storing
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = ANY($1)",
+                               [low.id, high.id]) == 0

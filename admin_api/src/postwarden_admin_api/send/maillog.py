@@ -170,10 +170,13 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
         [e.hard_bounce for _, e in mine], [e.rewritten for _, e in mine],
     )
     applied = [mine[row["line"] - 1] for row in rows]
-    for _, event in applied:
-        # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}).
-        about = for_log(event.recipient) if event.recipient is not None else "the message"
-        log.debug("%s: %s %s (%s)", event.queue_id, event.status, about, for_log(event.reply))
+    # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}). Masked for the
+    # log (some microseconds a line) only when it is logged.
+    if log.isEnabledFor(logging.DEBUG):
+        for _, event in applied:
+            about = for_log(event.recipient) if event.recipient is not None else "the message"
+            log.debug("%s: %s %s (%s)", event.queue_id, event.status, about,
+                      for_log(event.reply))
     return {index for index, _ in applied}, awaited
 
 

@@ -3,9 +3,11 @@
 ``send_enqueue`` (migration 0007) checks the suppression list, counts the
 usage limits (:mod:`.limits`), and stores the message, its recipients, its
 first timeline event, the outbox row and the idempotency answer, all in one
-statement; a second, :data:`~postwarden_admin_api.commits.FLUSH`, waits for
-it to reach the disk. A reached limit rolls the whole statement back, so a refused
-request leaves no trace but its log line.
+statement. The service calls it through ``send_enqueue_flushed`` (migration
+0017), which commits that without waiting for the disk, then waits for it to
+reach the disk in a second transaction (:mod:`postwarden_admin_api.commits`),
+in the same round trip. A reached limit rolls the whole statement back, so a
+refused request leaves no trace but its log line.
 """
 
 from __future__ import annotations
@@ -17,30 +19,33 @@ from typing import Any
 
 import asyncpg
 
-from postwarden_admin_api.commits import FLUSH, NO_WAIT
+from postwarden_admin_api.commits import FLUSH
 from postwarden_admin_api.periodic import DB_ERRORS
 
 from . import limits
 from .refusals import Refusal
 from .request_model import SendRequest
 
-# Committed without waiting for the disk, then made durable by FLUSH (.commits):
-# the key's usage counters are not locked while the WAL is flushed.
-ENQUEUE = f"""
-WITH {NO_WAIT}
+# Outside a transaction block: committed without waiting for the disk, so the key's
+# usage counters are not locked while the WAL is flushed, then made durable.
+ENQUEUE = """
+CALL send_enqueue_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                          $16, $17, $18, $19, $20, $21)
+"""
+# Inside one the commit is the caller's (a procedure cannot commit there).
+ENQUEUE_IN_TRANSACTION = """
 SELECT send_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
                     $17, $18, $19, $20, $21)
-FROM no_wait
-"""  # noqa: S608 - a constant CTE
-
+"""
 
 # Visible to another session: its commit is in the WAL, so a flush after it covers it.
 STORED = "SELECT EXISTS (SELECT FROM outbound_messages WHERE id = $1)"
 
 
 class Unconfirmed(Exception):
-    """Stored, but the connection failed while waiting for the disk: whether the
-    message survives (the server may have crashed) is for :func:`confirm` to say.
+    """The enqueue failed short of its answer, perhaps once the message was stored
+    (the connection failed while waiting for the disk, say): whether the message was
+    stored and survives (the server may have crashed) is for :func:`confirm` to say.
     Answering an error instead would have a client that retries without an
     Idempotency-Key send it twice."""
 
@@ -92,29 +97,32 @@ async def enqueue(
     request = submission.request
     recipients = request.recipients_by_field
     hashes = sorted(set(submission.recipient_hashes))
+    in_transaction = conn.is_in_transaction()
     try:
         suppressed = await conn.fetchval(
-            ENQUEUE, accepted.id, submission.key_id, submission.message_id,
+            ENQUEUE_IN_TRANSACTION if in_transaction else ENQUEUE,
+            accepted.id, submission.key_id, submission.message_id,
             request.sender.address, request.subject, list(request.tags), request.metadata, now,
             [m.address for m, _ in recipients], [kind for _, kind in recipients],
             submission.content, [m.key for m, _ in recipients], hashes,
             windows.minute_start, windows.day_start, windows.day_start.date(),
             quota.per_key_per_minute, quota.per_recipient_per_day, quota.per_key_per_day,
-            submission.idempotency_key, accepted.body(),
+            submission.idempotency_key,
+            None if submission.idempotency_key is None else accepted.body(),  # its answer
         )
-    except asyncpg.RaiseError as raised:
+    except asyncpg.RaiseError as raised:  # raised before anything was committed
         if raised.message == Refusal.IDEMPOTENCY_IN_PROGRESS.code:  # our claim was taken over
             raise Refusal.IDEMPOTENCY_IN_PROGRESS.error() from None
         reached = windows.refusal(raised.message)
         if reached is None:
             raise
         raise reached from None
+    except DB_ERRORS as exc:
+        if in_transaction:
+            raise
+        raise Unconfirmed(accepted) from exc  # the first commit may have gone through
     if suppressed is not None:
         raise Suppressed(set(suppressed))
-    try:
-        await conn.execute(FLUSH)  # accepted only once it survives a crash
-    except DB_ERRORS as exc:
-        raise Unconfirmed(accepted) from exc
     return accepted
 
 

@@ -20,7 +20,9 @@ away: a worker that gave up would leave the row to come back when its lease
 ends, and a message Postfix had queued would be sent a second time. When
 the service dies in that gap all the same, the row comes back "interrupted"
 and Postfix's log says whether it was queued (:mod:`.receipts`); so does a
-connection lost after the message went out.
+connection lost after the message went out. A task sends its next message
+only once its answer is stored; 250s that come while another is being stored
+are stored together next, in one transaction and round trip (:mod:`.groupcommit`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import asyncpg
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
+from .groupcommit import GroupCommit
 from .maillog import MaillogFollower
 from .receipts import committed_queue_id
 from .scrub import for_log, scrub_reply
@@ -153,23 +156,43 @@ def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=base * random.uniform(0.75, 1.25))  # noqa: S311 - jitter
 
 
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """Postfix queued ``row``; ``found_in_log``: its answer was read from Postfix's log
+    after an interrupted attempt."""
+
+    row: Claimed
+    result: SubmitResult
+    found_in_log: bool = False
+
+
+async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed]) -> None:
+    """Store these messages' outcomes in one round trip and one transaction (asyncpg's
+    ``executemany``). Their outbox rows are deleted in message_id order, the order in
+    which the maillog follower locks them (migration 0017): two transactions that each
+    want several never wait for each other in a cycle."""
+    await conn.executemany(RELAYED, [
+        (o.row.id, o.result.queue_id, o.row.attempts, list(o.result.refused),
+         scrub_reply("; ".join(o.result.refused.values())) or None, o.result.queue_id,
+         o.found_in_log)
+        for o in sorted(outcomes, key=lambda o: o.row.id)
+    ])
+    for o in outcomes:
+        # DEBUG: the message's timeline keeps it; the attempt was logged at INFO.
+        log.debug("relayed message %s as %s (%d refused)", o.row.id, o.result.queue_id,
+                  len(o.result.refused))
+
+
 async def record(
     conn: asyncpg.Connection, config: RelayConfig, row: Claimed, result: SubmitResult,
     *, found_in_log: bool = False,
 ) -> str:
     """Store the outcome; its name (relayed, deferred, failed). ``found_in_log``: the
     answer was read from Postfix's log after an interrupted attempt."""
-    reply = scrub_reply(result.reply)
     if result.outcome is Outcome.QUEUED:
-        refused_detail = scrub_reply("; ".join(result.refused.values())) or None
-        await conn.execute(
-            RELAYED, row.id, result.queue_id, row.attempts, list(result.refused),
-            refused_detail, result.queue_id, found_in_log,
-        )
-        # DEBUG: the message's timeline keeps it; the attempt was logged at INFO.
-        log.debug("relayed message %s as %s (%d refused)", row.id, result.queue_id,
-                 len(result.refused))
+        await store_relayed(conn, [Relayed(row, result, found_in_log)])
         return "relayed"
+    reply = scrub_reply(result.reply)
     if result.outcome is Outcome.RETRY and row.attempts < config.max_attempts:
         # Still unsettled when Postfix may hold a copy: this attempt's, or the one
         # interrupted before, whose queue file qmgr may not have taken in yet.
@@ -203,6 +226,8 @@ class RelayWorker:
         self._config = config
         self._maillog = maillog
         self._outcomes = (metrics or Metrics()).relay_outcomes
+        # Postfix's 250s: those that come while one is being stored go together next.
+        self._relayed = GroupCommit(self._store_relayed)
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -334,6 +359,10 @@ class RelayWorker:
         return SubmitResult(Outcome.QUEUED, f"250 queued as {queue_id} (read from the "
                             "mail log after an interrupted attempt)", queue_id)
 
+    async def _store_relayed(self, outcomes: list[Relayed]) -> None:
+        async with self._pool.acquire() as conn:
+            await store_relayed(conn, outcomes)
+
     async def _record(self, row: Claimed, result: SubmitResult, *,
                       found_in_log: bool) -> str | None:
         """Store Postfix's answer, trying again while Postgres fails; only a stop gives up
@@ -341,6 +370,9 @@ class RelayWorker:
         delay = RECORD_RETRY_MIN
         while True:
             try:
+                if result.outcome is Outcome.QUEUED:
+                    await self._relayed(Relayed(row, result, found_in_log))
+                    return "relayed"
                 async with self._pool.acquire() as conn:
                     return await record(conn, self._config, row, result,
                                         found_in_log=found_in_log)
