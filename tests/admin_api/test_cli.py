@@ -1,8 +1,12 @@
-"""``postwarden-admin``: keys, secrets rotate and policy push, run as the CLI runs."""
+"""``postwarden-admin``: keys, secrets rotate and policy push, run as the CLI runs; its
+help, and --config on either side of a command."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +14,21 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.cli import main
+from postwarden_admin_api.keys import MAX_GRACE_SECONDS
 from postwarden_admin_api.secrets import Keyring, parse_key_material
 from postwarden_store import connect
-from tests.fixtures.adminapp import TEST_SECRET_KEY, bearer
+from tests.fixtures.adminapp import TEST_SECRET_KEY, MintKey, bearer
 
 
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
     monkeypatch.setenv("POSTWARDEN_DATABASE_URL", database_url)
     monkeypatch.setenv("POSTWARDEN_SECRET_KEY", TEST_SECRET_KEY)
+
+
+def _no_settings_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in [v for v in os.environ if v.startswith("POSTWARDEN_")]:
+        monkeypatch.delenv(variable)
 
 
 async def _cli(argv: list[str]) -> int:
@@ -68,33 +78,123 @@ async def test_policy_push_uploads_and_activates(
     tmp_path: Path, admin_client: TestClient[Any, Any], admin_key: str,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
     for name in ("pushed-a", "pushed-b"):
-        (tmp_path / f"{name}.yaml").write_text(
+        (policies / f"{name}.yaml").write_text(
             f"version: 1\nname: {name}\nrules:\n  - name: {name}-r\n"
             "    when:\n      sender: [x@evil.test]\n    then: reject\n")
-    monkeypatch.setenv("POSTWARDEN_DATABASE_URL", "postgresql://unused/")
+    # As in CI: no database_url, the key only; the service found by --url or `listen`.
+    _no_settings_in_environment(monkeypatch)
     monkeypatch.setenv("POSTWARDEN_API_KEY", admin_key)
-    url = str(admin_client.make_url(""))
-    assert await _cli(["policy", "push", str(tmp_path), "--url", url]) == 0
+    config = tmp_path / "admin.yaml"
+    config.write_text(f"listen: {admin_client.host}:{admin_client.port}\n")
+    assert await _cli(["--config", str(config), "policy", "push", str(policies)]) == 0
     assert capsys.readouterr().out.count("active as revision") == 2
     listed = await (await admin_client.get("/api/v1/policies", headers=bearer(admin_key))).json()
     active = {p["policy_name"] for p in listed["policies"] if p["active_revision"]}
     assert {"pushed-a", "pushed-b"} <= active
 
-    (tmp_path / "pushed-c.yaml").write_text("version: 1\nname: pushed-c\nrules: [\n")
-    assert await _cli(["policy", "push", str(tmp_path), "--url", url]) == 1
+    (policies / "pushed-c.yaml").write_text("version: 1\nname: pushed-c\nrules: [\n")
+    url = str(admin_client.make_url(""))
+    assert await _cli(["policy", "push", str(policies), "--url", url]) == 1
     assert "pushed-c.yaml: refused (422)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("before", [True, False])
 def test_invalid_settings_are_listed_one_per_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    before: bool,
 ) -> None:
+    """--config goes before the command or after it."""
     config = tmp_path / "postwarden.yaml"
     config.write_text("database_url: postgresql:///x\nlisten: nowhere\n")
     monkeypatch.setenv("POSTWARDEN_RELAY_WORKERS", "0")
-    assert main(["--config", str(config), "serve"]) == 1
+    given = ["--config", str(config)]
+    assert main([*given, "serve"] if before else ["serve", *given]) == 1
     assert capsys.readouterr().err.splitlines() == [
         "postwarden-admin: invalid settings:",
         f"  {config}:2: listen: expected HOST:PORT",
         "  POSTWARDEN_RELAY_WORKERS: relay_workers: must be at least 1",
     ]
+
+
+@pytest.mark.parametrize(("command", "subcommands"), [
+    ([], ["serve", "migrate", "keys", "secrets", "policy"]),
+    (["keys"], ["create", "list", "revoke", "rotate"]),
+    (["secrets"], ["rotate"]),
+    (["policy"], ["push"]),
+])
+def test_every_command_is_explained_in_help(
+    command: list[str], subcommands: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    for name in subcommands:
+        assert re.search(rf"^    {name} +\w", shown, re.MULTILINE), f"{name} has no help"
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_keys_list_tells_expired_and_revoked_keys_from_active_ones(
+    mint_key: MintKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    keys = {
+        "active": await mint_key("auditor", expires_at=now + dt.timedelta(days=1)),
+        "expired": await mint_key("auditor", expires_at=now - dt.timedelta(seconds=1)),
+        "revoked": await mint_key("auditor"),
+    }
+    assert await _cli(["keys", "revoke", keys["revoked"].split("_")[1]]) == 0
+    capsys.readouterr()
+    assert await _cli(["keys", "list"]) == 0
+    states = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()}
+    assert {state: states[key.split("_")[1]] for state, key in keys.items()} == {
+        state: state for state in keys}
+
+
+@pytest.mark.parametrize("grace", ["-1", str(MAX_GRACE_SECONDS + 1), "1.5", "day"])
+def test_rotate_takes_the_apis_grace_period_bounds(
+    grace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["keys", "rotate", "abc", "--grace-seconds", grace])
+    assert exited.value.code == 2
+    assert f"--grace-seconds: '{grace}': expected a whole number of seconds from 0 to " \
+        f"{MAX_GRACE_SECONDS}" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_rotate_takes_the_longest_grace_period_the_api_takes(
+    mint_key: MintKey, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_id = (await mint_key("auditor")).split("_")[1]
+    assert await _cli(["keys", "rotate", key_id, "--grace-seconds", str(MAX_GRACE_SECONDS)]) == 0
+    conn = await connect(database_url)
+    try:
+        left = await conn.fetchval(
+            "SELECT expires_at - now() FROM api_keys WHERE key_id = $1", key_id)
+    finally:
+        await conn.close()
+    assert dt.timedelta(days=29) < left <= dt.timedelta(days=30)
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_create_checks_and_lower_cases_senders_as_the_api_does(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        await _cli(["keys", "create", "--role", "sender", "--name", "app", "--sender", "billing"])
+    assert exited.value.code == 2
+    assert "--sender: 'billing': expected an address" in capsys.readouterr().err
+    assert await _cli(["keys", "create", "--role", "sender", "--name", "app",
+                       "--sender", "Billing@Example.COM", "--sender", "*@Shop.Example"]) == 0
+    key_id = capsys.readouterr().out.split("_")[1]
+    conn = await connect(database_url)
+    try:
+        senders = await conn.fetchval(
+            "SELECT allowed_senders FROM api_keys WHERE key_id = $1", key_id)
+    finally:
+        await conn.close()
+    assert senders == ["billing@example.com", "*@shop.example"]

@@ -3,7 +3,10 @@
 The pool, the rate limiter, the runtime-settings cache and the retention job
 start in cleanup contexts, in that order, and stop in reverse; the send API
 and webhooks plug in with their own ``setup_*`` functions after them, so
-their workers find the pool ready.
+their workers find the pool ready. A database never migrated stops the
+start-up there (:class:`NotMigrated`): every later step would fail on a
+missing table. One with migrations pending is served, and ``/readyz``
+answers 503 until they are applied.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from postwarden_store import create_pool
+from postwarden_store.migrations import applied_migrations
 
 from . import (
     openapi,
@@ -48,6 +52,12 @@ ROUTE_MODULES = (
 )
 
 
+class NotMigrated(Exception):
+    def __init__(self) -> None:
+        super().__init__("the database has no postwarden schema: "
+                         "run `postwarden-admin migrate` first")
+
+
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     pool = await create_pool(
@@ -55,10 +65,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
     )
-    app[POOL] = pool
-    app[LIMITER] = RateLimiter(pool)
-    app[RUNTIME] = RuntimeSettingsCache(pool)
     try:
+        async with pool.acquire() as conn:
+            if not await applied_migrations(conn):
+                raise NotMigrated
+        app[POOL] = pool
+        app[LIMITER] = RateLimiter(pool)
+        app[RUNTIME] = RuntimeSettingsCache(pool)
         yield
     finally:
         await pool.close()

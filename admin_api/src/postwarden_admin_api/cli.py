@@ -1,11 +1,14 @@
 """``postwarden-admin``: serve, migrate, keys, secrets and policy push.
 
-    postwarden-admin serve [--config FILE]
-    postwarden-admin migrate [--config FILE]
+    postwarden-admin [--config FILE] serve
+    postwarden-admin [--config FILE] migrate
     postwarden-admin keys create --role ROLE --name NAME [--sender ADDR]... [--expires-at T]
     postwarden-admin keys list | revoke KEY_ID | rotate KEY_ID [--grace-seconds N]
     postwarden-admin secrets rotate --new-key-file FILE
     postwarden-admin policy push DIR [--url URL] [--comment TEXT]   (key: $POSTWARDEN_API_KEY)
+
+``--config FILE`` goes before the command or after it (``serve --config FILE``).
+``policy push`` talks to the service over HTTP and needs no ``database_url``.
 """
 
 from __future__ import annotations
@@ -19,49 +22,121 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from postwarden_policies.redact import log_to_stderr
-from postwarden_policies.settings_source import SettingsError
+from postwarden_policies.settings_source import SettingsError, gather_settings
 from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import StoreError, apply_migrations, connect
 
 from . import admin_audit
-from .app import create_app
+from .app import NotMigrated, create_app
 from .context import Principal, Role
 from .httpserver import serve
-from .keys import create_key, list_keys, revoke_key, rotate_key
+from .keys import (
+    DEFAULT_GRACE_SECONDS,
+    MAX_GRACE_SECONDS,
+    KeyInfo,
+    allowed_sender,
+    create_key,
+    list_keys,
+    revoke_key,
+    rotate_key,
+)
 from .policy_push import PushError, push_directory
 from .secrets import Keyring, SecretsError, parse_key_material, rotate_secrets
-from .settings import ServiceSettings, load_settings
+from .settings import FIELDS, ServiceSettings, load_settings
 
-CLI_ACTOR = Principal(key_id="cli", name="postwarden-admin", role=Role.ADMIN)
+PROG = "postwarden-admin"
+CLI_ACTOR = Principal(key_id="cli", name=PROG, role=Role.ADMIN)
+CONFIG_HELP = "YAML settings file (POSTWARDEN_<SETTING> variables win over it)"
+
+
+def _sender(text: str) -> str:
+    """Checked and lower-cased as the API does (keys.allowed_sender)."""
+    try:
+        return allowed_sender(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected an address or *@domain") from None
+
+
+def _grace_seconds(text: str) -> int:
+    """The API's bound (keys.MAX_GRACE_SECONDS)."""
+    seconds = int(text) if text.isascii() and text.isdigit() else -1
+    if not 0 <= seconds <= MAX_GRACE_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a whole number of seconds from 0 to {MAX_GRACE_SECONDS}")
+    return seconds
+
+
+def _config_option() -> argparse.ArgumentParser:
+    """--config after a command too; SUPPRESS, so that one not given there leaves
+    the one given before the command."""
+    option = argparse.ArgumentParser(add_help=False)
+    option.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                        help=CONFIG_HELP)
+    return option
+
+
+def _command(group: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+             text: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    return group.add_parser(name, help=text, description=text, parents=parents)
+
+
+def _subcommands(parser: argparse.ArgumentParser, dest: str
+                 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    return parser.add_subparsers(dest=dest, required=True, metavar="COMMAND")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="postwarden-admin")
-    parser.add_argument("--config", type=Path, help="YAML settings file")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the admin service")
-    sub.add_parser("migrate", help="apply database migrations")
-    keys = sub.add_parser("keys").add_subparsers(dest="keys_command", required=True)
-    create = keys.add_parser("create")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="postwarden admin service: the HTTP API, and the tools to "
+        "set it up (migrations, API keys, the secrets key, policy deploys).")
+    parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
+    leaf = [_config_option()]
+    top = _subcommands(parser, "command")
+    _command(top, "serve", "run the admin service", leaf)
+    _command(top, "migrate", "apply the database migrations", leaf)
+
+    keys = _subcommands(_command(top, "keys", "manage API keys", []), "keys_command")
+    create = _command(keys, "create", "create a key and print it (the only time it is shown)",
+                      leaf)
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--name", required=True)
-    create.add_argument("--sender", action="append", default=[], help="allowed sender")
-    create.add_argument("--expires-at", type=dt.datetime.fromisoformat)
-    keys.add_parser("list")
-    revoke = keys.add_parser("revoke")
-    revoke.add_argument("key_id")
-    rotate = keys.add_parser("rotate")
+    create.add_argument("--sender", action="append", default=[], type=_sender, metavar="ADDR",
+                        help="an address (or *@domain) the key may send as; repeatable")
+    create.add_argument("--expires-at", type=dt.datetime.fromisoformat, metavar="TIME",
+                        help="ISO 8601 time the key stops working")
+    _command(keys, "list", "list the keys: id, role, state (active, expired, revoked), "
+             "expiry, name", leaf)
+    _command(keys, "revoke", "revoke a key at once", leaf).add_argument("key_id")
+    rotate = _command(keys, "rotate", "replace a key by a new one (printed); the old one "
+                      "keeps working for the grace period", leaf)
     rotate.add_argument("key_id")
-    rotate.add_argument("--grace-seconds", type=int, default=86400)
-    secrets = sub.add_parser("secrets").add_subparsers(dest="secrets_command", required=True)
-    secrets_rotate = secrets.add_parser("rotate")
-    secrets_rotate.add_argument("--new-key-file", type=Path, required=True)
-    policy = sub.add_parser("policy").add_subparsers(dest="policy_command", required=True)
-    push = policy.add_parser("push", help="upload and activate the policies of a directory")
+    rotate.add_argument("--grace-seconds", type=_grace_seconds, default=DEFAULT_GRACE_SECONDS,
+                        metavar="N", help=f"0 to {MAX_GRACE_SECONDS} "
+                        f"(default: {DEFAULT_GRACE_SECONDS}, a day)")
+
+    secrets = _subcommands(
+        _command(top, "secrets", "the key that encrypts secrets at rest", []), "secrets_command")
+    _command(secrets, "rotate", "re-encrypt the stored secrets under a new key",
+             leaf).add_argument("--new-key-file", type=Path, required=True, metavar="FILE",
+                                help="the new key: 32 bytes as hex or base64")
+
+    policy = _subcommands(_command(top, "policy", "deploy policy files", []), "policy_command")
+    push = _command(policy, "push", "upload and activate the policies of a directory "
+                    "(the key: $POSTWARDEN_API_KEY, an operator or admin key)", leaf)
     push.add_argument("directory", type=Path)
-    push.add_argument("--url", help="service URL (default: http://<listen>)")
+    push.add_argument("--url", help="service URL (default: http://<listen> of the settings)")
     push.add_argument("--comment")
     return parser
+
+
+def _key_state(info: KeyInfo, now: dt.datetime) -> str:
+    """As authentication sees the key (keys.LIVE_KEY)."""
+    if info.revoked_at is not None:
+        return "revoked"
+    if info.expires_at is not None and info.expires_at <= now:
+        return "expired"
+    return "active"
 
 
 async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]]) -> int:
@@ -75,8 +150,9 @@ async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]
 async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> int:
     async def work(conn: object) -> int:
         if args.keys_command == "list":
+            now = dt.datetime.now(dt.UTC)
             for info in await list_keys(conn):
-                state = "revoked" if info.revoked_at else "active"
+                state = _key_state(info, now)
                 expiry = info.expires_at.isoformat() if info.expires_at else "-"
                 print(f"{info.key_id}  {info.role:<8}  {state:<7}  expires {expiry}  {info.name}")
             return 0
@@ -135,9 +211,22 @@ def configure_logging(level: str) -> None:
     log_to_stderr("%(asctime)s %(levelname)s %(name)s %(message)s", level)
 
 
+def _push_url(args: argparse.Namespace) -> str:
+    """--url, else the service at the settings' ``listen``. The push goes over HTTP:
+    nothing else of the settings is read (no database_url: a CI machine has none)."""
+    if args.url:
+        return str(args.url)
+    raw = gather_settings(args.config, os.environ, FIELDS)
+    return f"http://{raw.values.get('listen', FIELDS['listen'].default)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "policy":
+            return asyncio.run(push_directory(_push_url(args),
+                                              os.environ.get("POSTWARDEN_API_KEY", ""),
+                                              args.directory, args.comment))
         settings = load_settings(args.config, os.environ)
         if args.command == "serve":
             configure_logging(settings.log_level.upper())
@@ -145,20 +234,16 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(serve(create_app(settings), settings.listen_host, settings.listen_port,
                               notifier))
             return 0
-        if args.command == "policy":
-            url = args.url or f"http://{settings.listen}"
-            return asyncio.run(push_directory(url, os.environ.get("POSTWARDEN_API_KEY", ""),
-                                              args.directory, args.comment))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         if args.command == "keys":
             return asyncio.run(_keys(args, settings))
         return asyncio.run(_secrets_rotate(args, settings))
     except SettingsError as exc:
-        print("postwarden-admin: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
+        print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
         return 1
-    except (StoreError, SecretsError, PushError, OSError) as exc:
-        print(f"postwarden-admin: {exc}", file=sys.stderr)
+    except (StoreError, NotMigrated, SecretsError, PushError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
 
 

@@ -19,6 +19,10 @@ import asyncpg
 from .context import Principal, Role
 
 PREFIX = "pw_"
+SENDER_MAX = 320
+# How long a rotated key keeps working: a day unless told, at most 30 days.
+DEFAULT_GRACE_SECONDS = 86400
+MAX_GRACE_SECONDS = 30 * 86400
 _DUMMY_HASH = hashlib.sha256(b"postwarden-no-such-key").digest()
 
 INSERT_KEY = """
@@ -82,6 +86,14 @@ class KeyInfo:
             rotated_to=row["rotated_to"],
             last_used_at=row["last_used_at"],
         )
+
+
+def allowed_sender(value: object) -> str:
+    """A key's allowed sender as stored (an address or ``*@domain``, lower-cased);
+    ValueError for anything else."""
+    if not isinstance(value, str) or "@" not in value or len(value) > SENDER_MAX:
+        raise ValueError("expected an address")
+    return value.lower()
 
 
 def _hash(secret: str) -> bytes:

@@ -11,11 +11,20 @@ from . import admin_audit
 from .bodies import TIME_EXPECTED, json_ok, parse_time, read_json_object
 from .context import POOL, Role, allow, principal
 from .errors import ApiError, ValidationFailed
-from .keys import KeyInfo, create_key, get_key, list_keys, revoke_key, rotate_key
+from .keys import (
+    DEFAULT_GRACE_SECONDS,
+    MAX_GRACE_SECONDS,
+    KeyInfo,
+    allowed_sender,
+    create_key,
+    get_key,
+    list_keys,
+    revoke_key,
+    rotate_key,
+)
 from .openapi import json_content, operation, param, ref
 
 routes = web.RouteTableDef()
-MAX_GRACE_SECONDS = 30 * 86400
 NAME_MAX = 200
 
 
@@ -37,10 +46,13 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
         problems.append({"field": "name", "message": f"expected 1..{NAME_MAX} characters"})
-    senders = data.get("allowed_senders", [])
-    if not isinstance(senders, list) or not all(
-        isinstance(s, str) and "@" in s and len(s) <= 320 for s in senders
-    ):
+    senders: tuple[str, ...] = ()
+    try:
+        listed = data.get("allowed_senders", [])
+        if not isinstance(listed, list):
+            raise ValueError("not a list")
+        senders = tuple(allowed_sender(s) for s in listed)
+    except ValueError:
         problems.append({"field": "allowed_senders", "message": "expected a list of addresses"})
     expires_at: dt.datetime | None = None
     raw_expiry = data.get("expires_at")
@@ -55,7 +67,7 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
     problems += [{"field": f, "message": "unknown field"} for f in unknown]
     if problems:
         raise ValidationFailed(problems)
-    return Role(str(role)), str(name).strip(), tuple(s.lower() for s in senders), expires_at
+    return Role(str(role)), str(name).strip(), senders, expires_at
 
 
 @routes.get("/api/v1/keys")
@@ -106,7 +118,7 @@ async def keys_revoke(request: web.Request) -> web.Response:
 async def keys_rotate(request: web.Request) -> web.Response:
     key_id = await _known(request)
     data = await read_json_object(request) if request.can_read_body else {}
-    grace = data.get("grace_seconds", 86400)
+    grace = data.get("grace_seconds", DEFAULT_GRACE_SECONDS)
     if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= MAX_GRACE_SECONDS:
         raise ValidationFailed(
             [{"field": "grace_seconds", "message": f"expected 0..{MAX_GRACE_SECONDS}"}]

@@ -1,5 +1,6 @@
-"""`postwarden-milter [--config FILE]`, `postwarden-milter check [--config FILE]` and
-`postwarden-milter migrate`."""
+"""`postwarden-milter [--config FILE]` serves; `postwarden-milter [--config FILE] check`
+and `postwarden-milter [--config FILE] migrate [--database-url URL] [--dry-run]` (the
+commands take --config after them too)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,60 @@ import os
 import sys
 from pathlib import Path
 
+from postwarden_policies import gather_settings
 from postwarden_policies.systemd_notify import SystemdNotifier
-from postwarden_store.cli import run_migrate
+from postwarden_store import dsn_problem
+from postwarden_store.cli import add_migrate_options
+from postwarden_store.cli import migrate as migrate_database
 
 from .app import EXIT_CONFIG, PROG, MilterProcess, preflight, run_process
 from .errors import StartupError
 from .heap import keep_freed_memory
 from .logcontext import configure_logging
-from .settings import MilterSettings, SettingsError, load_settings, stray_variables
+from .settings import (
+    SETTING_NAMES,
+    MilterSettings,
+    SettingsError,
+    load_settings,
+    stray_variables,
+)
 from .spool import adopt_orphans
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
+CONFIG_HELP = "YAML settings file (default: $POSTWARDEN_CONFIG, or none)"
+USAGE = "%(prog)s [-h] [--config FILE] [check | migrate [--database-url URL] [--dry-run]]"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="postwarden milter: check, sanitize and audit mail passing through Postfix. "
-        "Settings come from --config and POSTWARDEN_<SETTING> variables (which win). "
-        f"`{PROG} check` says whether the milter would start with them, without serving; "
-        f"`{PROG} migrate` applies the database migrations.",
+        prog=PROG, usage=USAGE,
+        description="postwarden milter: check, sanitize and audit mail passing through Postfix; "
+        "without a command it serves. Settings come from --config and POSTWARDEN_<SETTING> "
+        "variables (which win).",
     )
-    parser.add_argument("--config", type=Path, default=os.environ.get("POSTWARDEN_CONFIG"),
-                        help="YAML settings file (default: $POSTWARDEN_CONFIG, or none)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        default=os.environ.get("POSTWARDEN_CONFIG"), help=CONFIG_HELP)
+    # --config after a command too; SUPPRESS, so that one not given there leaves the
+    # one given before the command.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                       help=CONFIG_HELP)
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND",
+                                     prog=PROG)
+    text = "say whether the milter would start with these settings, without serving"
+    commands.add_parser("check", parents=[after], help=text, description=text)
+    text = "apply the database migrations to the settings' database_url"
+    migrate_command = commands.add_parser("migrate", parents=[after], help=text,
+                                          description=text)
+    add_migrate_options(migrate_command, "PostgreSQL URL (default: the settings' database_url)")
     return parser
+
+
+def _refused(exc: SettingsError) -> int:
+    print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def _settings(config: Path | None) -> MilterSettings | None:
@@ -41,7 +71,7 @@ def _settings(config: Path | None) -> MilterSettings | None:
     try:
         return load_settings(config, os.environ)
     except SettingsError as exc:
-        print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
+        _refused(exc)
         return None
 
 
@@ -91,11 +121,36 @@ def serve(config: Path | None) -> int:
         return EXIT_CONFIG
 
 
+def _database_url(config: Path | None, given: str | None) -> str:
+    """``given`` (--database-url), else the settings' database_url; SettingsError when
+    neither is usable. Of the settings only database_url is checked (the file still is
+    for unknown or repeated names): load_settings would create spool_dir as whoever
+    migrates, and want policy_dir."""
+    raw = gather_settings(config, os.environ, SETTING_NAMES)
+    if given is not None:
+        raw.values["database_url"], raw.sources["database_url"] = given, "--database-url"
+    url = str(raw.values.get("database_url") or "")
+    if not url:
+        raise SettingsError("database_url: not set (set it in --config FILE or "
+                            "POSTWARDEN_DATABASE_URL, or pass --database-url)")
+    problem = dsn_problem(url)  # told without the URL: it holds the password
+    if problem is not None:
+        raise SettingsError(raw.problem("database_url", f"database_url: {problem}"))
+    return url
+
+
+def migrate(config: Path | None, database_url: str | None, dry_run: bool) -> int:
+    try:
+        url = _database_url(config, database_url)
+    except SettingsError as exc:
+        return _refused(exc)
+    return migrate_database(url, dry_run, f"{PROG} migrate")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["migrate"]:
-        return run_migrate(args[1:], prog=f"{PROG} migrate")
-    if args[:1] == ["check"]:
-        return check(_parser().parse_args(args[1:]).config)
-    options = _parser().parse_args(args)
-    return serve(options.config)
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        return check(args.config)
+    if args.command == "migrate":
+        return migrate(args.config, args.database_url, args.dry_run)
+    return serve(args.config)

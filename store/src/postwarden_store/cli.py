@@ -7,6 +7,8 @@ import asyncio
 import os
 import sys
 
+import asyncpg
+
 from .dsn import dsn_problem
 from .errors import StoreError
 from .migrations import apply_migrations, pending_migrations
@@ -30,25 +32,35 @@ async def _migrate(dsn: str, dry_run: bool) -> int:
         await conn.close()
 
 
-def run_migrate(argv: list[str] | None = None, prog: str = "postwarden-store migrate") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="apply database migrations")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("POSTWARDEN_DATABASE_URL"),
-        help="PostgreSQL URL (default: $POSTWARDEN_DATABASE_URL)",
-    )
+def add_migrate_options(parser: argparse.ArgumentParser, database_url_help: str) -> None:
+    """``--database-url`` and ``--dry-run``; where the URL comes from without
+    ``--database-url`` is each command's own (``database_url_help`` says)."""
+    parser.add_argument("--database-url", metavar="URL", help=database_url_help)
     parser.add_argument("--dry-run", action="store_true", help="list pending migrations only")
+
+
+def migrate(database_url: str, dry_run: bool, prog: str) -> int:
+    """Apply the pending migrations, or list them; 1 with one line naming what failed
+    (never the URL: it holds the password)."""
+    try:
+        return asyncio.run(_migrate(database_url, dry_run))
+    except (StoreError, OSError, asyncpg.PostgresError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_migrate(argv: list[str] | None = None) -> int:
+    prog = "postwarden-store migrate"
+    parser = argparse.ArgumentParser(prog=prog, description="apply database migrations")
+    add_migrate_options(parser, "PostgreSQL URL (default: $POSTWARDEN_DATABASE_URL)")
+    parser.set_defaults(database_url=os.environ.get("POSTWARDEN_DATABASE_URL"))
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("no database: pass --database-url or set POSTWARDEN_DATABASE_URL")
     problem = dsn_problem(args.database_url)
     if problem is not None:
         parser.error(f"database url: {problem}")
-    try:
-        return asyncio.run(_migrate(args.database_url, args.dry_run))
-    except (StoreError, OSError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
+    return migrate(args.database_url, args.dry_run, prog)
 
 
 USAGE = "usage: postwarden-store migrate [--database-url URL] [--dry-run]"

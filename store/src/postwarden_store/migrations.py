@@ -49,7 +49,8 @@ def available_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [Migration(f.stem, f.read_text(encoding="utf-8")) for f in files]
 
 
-async def _applied(conn: asyncpg.Connection) -> dict[str, str]:
+async def applied_migrations(conn: asyncpg.Connection) -> dict[str, str]:
+    """version -> checksum of each migration applied; empty for a database never migrated."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
         return {}
@@ -68,7 +69,7 @@ def _check_checksums(applied: dict[str, str], migrations: list[Migration]) -> No
 
 async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
     migrations = available_migrations()
-    applied = await _applied(conn)
+    applied = await applied_migrations(conn)
     _check_checksums(applied, migrations)
     return [m.version for m in migrations if m.version not in applied]
 
@@ -86,7 +87,7 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
     try:
         await conn.execute(CREATE_TABLE)
         migrations = available_migrations()
-        applied = await _applied(conn)
+        applied = await applied_migrations(conn)
         _check_checksums(applied, migrations)
         done: list[str] = []
         for migration in migrations:
