@@ -13,10 +13,12 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import cast
 
 from postwarden_milter.duplicates import NEIGHBOURHOOD, DuplicateDetector
 from tests.fixtures.forked import CHILD_SECONDS, fork, in_child, reap
+from tests.fixtures.postgres import wait_until
 
 FIRST, DUPLICATE = 10, 11  # child exit statuses for deliver() False/True
 
@@ -210,28 +212,43 @@ def test_worker_killed_inside_seen_does_not_wedge_the_others() -> None:
                      seconds=5.0) == FIRST
 
 
+def _waits_for_the_table(pid: int, detector: DuplicateDetector) -> bool:
+    """Whether process ``pid`` waits for the table's record lock: /proc/locks lists a
+    blocked request as "->", with its pid and its file's major:minor:inode."""
+    held = os.fstat(detector._lock_fd)
+    lock_file = f"{os.major(held.st_dev):02x}:{os.minor(held.st_dev):02x}:{held.st_ino}"
+    return any(fields[1:2] == ["->"] and fields[5:7] == [str(pid), lock_file]
+               for fields in map(str.split, Path("/proc/locks").read_text().splitlines()))
+
+
 def test_fork_while_a_thread_is_inside_seen() -> None:
-    parent = os.getpid()
     inside, leave = threading.Event(), threading.Event()
 
-    def clock() -> float:  # called with the table locked: the parent's thread waits there
-        if os.getpid() == parent and not leave.is_set():
+    def clock() -> float:  # called with the table locked: the holder waits there
+        if threading.current_thread() is holder and not leave.is_set():
             inside.set()
             leave.wait(CHILD_SECONDS)
         return time.monotonic()
 
     detector = DuplicateDetector(window_seconds=60, clock=clock)
-    holder = threading.Thread(target=deliver, args=(detector, "<held@x>", "a@x", b"body"))
+    key = detector.key("<held@x>", "a@x", ["b@x"], b"body")
+    assert key is not None
+    holder = threading.Thread(target=detector.seen, args=(key,))
+    # Recorded first: the child's answer cannot depend on whether it locks the table
+    # before or after the holder's thread (a look-up, then a record, in two locks).
+    detector.record(key)
     holder.start()
     try:
         assert inside.wait(CHILD_SECONDS)
         with warnings.catch_warnings():  # Python 3.12+ warns of fork() with threads
             warnings.simplefilter("ignore", DeprecationWarning)
-            pid = fork(lambda: DUPLICATE if deliver(detector, "<held@x>", "a@x", b"body")
-                       else FIRST)
-        time.sleep(0.1)  # the child now waits for the parent's lock...
+            pid = fork(lambda: DUPLICATE if detector.seen(key) else FIRST)
+        # Past its copy of the thread lock, taken at the fork (renewed), the child
+        # waits for the parent's record lock...
+        waited = wait_until(lambda: _waits_for_the_table(pid, detector), timeout=CHILD_SECONDS)
     finally:
         leave.set()
         holder.join()
-    # ... and gets it: its copy of the thread lock, taken at the fork, was renewed.
+    # ... and gets it once the holder lets go.
     assert reap(pid, seconds=5.0) == DUPLICATE
+    assert waited

@@ -342,9 +342,11 @@ class MilterProcess:
             self.reloader.request()
             return
         if not self._stopping.is_set():  # serve() stops libmilter, once
-            log.info("%s: stopping", signal.Signals(signum).name)
             self.transactions.close()
             self._stopping.set()
+            # Only now: from this line on, a new transaction is refused (the write
+            # gives up the GIL, and a MAIL FROM could be admitted meanwhile).
+            log.info("%s: stopping", signal.Signals(signum).name)
 
     def _stop_libmilter(self) -> None:
         """Stop accepting and serving. Only once open transactions have ended: libmilter
