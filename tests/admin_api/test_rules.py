@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from postwarden_policies import Envelope, evaluate_message, load_policy_set_from_sources
 from postwarden_store import connect
 from postwarden_store.policies import fetch_active_sources
 from tests.fixtures.adminapp import bearer
@@ -112,3 +113,57 @@ async def test_edits_after_a_rollback_build_on_the_active_revision(
     [active] = [source for label, source in sources.items()
                 if label.startswith("database-rules@")]
     assert "x@evil.test" in active and "ceo@example.com" not in active
+
+
+# Each value means one thing to YAML 1.1 (yaml.safe_load) and another to the policy loader
+# (YAML 1.2): 040 is 32 or 40, off false or text, 1:30 ninety or text. The route must
+# list what the engine runs and keep it through every rewrite of the source.
+LEGACY_SOURCE = """version: 1
+name: database-rules
+rules:
+  - name: legacy
+    when: {size_over: 040, subject: off}
+    then: reject
+    message: 1:30
+"""
+LEGACY = {"name": "legacy", "when": {"size_over": 40, "subject": "off"}, "then": "reject",
+          "message": "1:30"}
+# Text in JSON that a YAML writer following YAML 1.1 would leave unquoted, and YAML 1.2
+# then reads as a number (1e3, 0o17); y is a boolean to some YAML 1.1 readers.
+ADDED = {"name": "added", "when": {"subject": "1e3", "header": {"X-Id": "0o17"}},
+         "then": {"subject_prefix": "y"}}
+
+
+async def test_values_yaml_1_1_reads_otherwise_survive_add_update_and_list(
+    admin_client: TestClient[Any, Any], admin_key: str, database_url: str
+) -> None:
+    headers = bearer(admin_key)
+    response = await admin_client.post("/api/v1/policies", data=LEGACY_SOURCE.encode(),
+                                       headers={**headers, "Content-Type": "application/yaml"})
+    assert response.status == 201, await response.text()
+    listed = await (await admin_client.get("/api/v1/rules", headers=headers)).json()
+    assert listed["rules"] == [LEGACY]
+
+    response = await admin_client.post("/api/v1/rules", headers=headers, json={"rule": ADDED})
+    assert response.status == 201, await response.text()
+    assert (await response.json())["rules"] == [LEGACY, ADDED]
+    response = await admin_client.patch("/api/v1/rules/legacy", headers=headers,
+                                        json={"position": 1})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["rules"] == [ADDED, LEGACY]
+    listed = await (await admin_client.get("/api/v1/rules", headers=headers)).json()
+    assert listed["rules"] == [ADDED, LEGACY]
+
+    conn = await connect(database_url)
+    try:
+        sources = await fetch_active_sources(conn)
+    finally:
+        await conn.close()
+    rules = {rule.name: rule for rule in load_policy_set_from_sources(sources).enforced_rules}
+    assert rules["legacy"].reply is not None and rules["legacy"].reply.text == "1:30"
+    assert rules["added"].then.subject_prefix == "y"
+    policy_set = load_policy_set_from_sources(sources)
+    matched = [evaluate_message(policy_set, b"Subject: off\r\n\r\n" + b"x" * (size - 16),
+                                Envelope(recipients=("a@example.com",))).rules
+               for size in (36, 41)]  # 36 is over 32, not over 40
+    assert matched == [(), ("legacy",)]

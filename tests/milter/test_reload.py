@@ -340,7 +340,7 @@ def test_a_conflicting_database_revision_raises_policy_load_failed(
     assert event["trigger"] == "notify" and event["instance"] == "mx-test"
     [label] = event["sources"]
     assert re.fullmatch(r"second@r\d+", label)
-    assert re.fullmatch(rf"{label}:4:5: rule name 'shared' is also used in first@r\d+",
+    assert re.fullmatch(rf"{label}:4:11: rule name 'shared' is also used at first@r\d+:4:11",
                         event["error"])
 
 

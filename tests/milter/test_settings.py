@@ -230,7 +230,7 @@ def test_values_no_bound_holds_for_are_refused(
     ("line", "problem"),
     [
         pytest.param("processes: true", "processes: True is not a number", id="bool"),
-        pytest.param("max_concurrency: yes", "max_concurrency: True is not a number",
+        pytest.param("max_concurrency: yes", "max_concurrency: 'yes' is not a number",
                      id="yes"),
         pytest.param("max_concurrency: 2.5", "max_concurrency: 2.5 is not a whole number",
                      id="fraction"),

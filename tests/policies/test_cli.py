@@ -57,6 +57,20 @@ def test_check_reports_a_number_too_large_at_its_line(
     )
 
 
+def test_check_reports_names_repeated_across_files_at_their_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rule = "rules:\n  - name: shared\n    then: accept\n"
+    (tmp_path / "a.yaml").write_text("version: 1\nname: one\n" + rule)
+    (tmp_path / "b.yaml").write_text("version: 1\npriority: 5\nname: one\n" + rule)
+    assert main(["check", str(tmp_path)]) == 1
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    assert capsys.readouterr().err.splitlines() == [
+        f"{second}:3:7: policy name 'one' is also used at {first}:2:7",
+        f"{second}:5:11: rule name 'shared' is also used at {first}:4:11",
+    ]
+
+
 def test_test_command_passes_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["test", str(EXAMPLES)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -139,6 +153,38 @@ def test_eval_does_not_write_a_rejected_message(
     assert main([*EVAL, "--output", str(out), str(SAMPLES / "exe-attachment.eml")]) == 0
     assert not out.exists()
     assert capsys.readouterr().err == "not written: the message is not delivered (reject)\n"
+
+
+@pytest.mark.parametrize(("option", "value", "problem"), [
+    pytest.param("--client-ip", "bogus", "expected an IPv4 or IPv6 address, got 'bogus'",
+                 id="ip-text"),
+    pytest.param("--client-ip", "10.0.0.0/8", "expected an IPv4 or IPv6 address, got '10.0.0.0/8'",
+                 id="ip-network"),
+    pytest.param("--client-ip", "192.0.2.256",
+                 "expected an IPv4 or IPv6 address, got '192.0.2.256'", id="ip-out-of-range"),
+    pytest.param("--from", "billing", "expected an address such as user@example.com, got 'billing'",
+                 id="sender-without-domain"),
+    pytest.param("--to", "a@b@c", "expected an address such as user@example.com, got 'a@b@c'",
+                 id="recipient-two-ats"),
+])
+def test_eval_refuses_malformed_envelope_options(
+    option: str, value: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main([*EVAL, option, value, str(SAMPLES / "internal-plain.eml")])
+    assert raised.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"postwarden-policy eval: error: argument {option}: {problem}"
+    )
+
+
+@pytest.mark.parametrize("address", ["192.0.2.7", "2001:db8::7", "[2001:db8::7]",
+                                     "IPv6:2001:db8::7", "::ffff:192.0.2.7"])
+def test_eval_takes_a_client_ip_in_every_form_the_milter_reads(
+    address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*EVAL, "--client-ip", address, str(SAMPLES / "internal-plain.eml")]) == 0
+    assert capsys.readouterr().out.startswith("action: accept\n")
 
 
 def test_eval_unreadable_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from postwarden_policies import PolicyIssue, PolicyLoadError, check_policy_text, load_policy_set
+from postwarden_policies import (
+    Envelope,
+    PolicyIssue,
+    PolicyLoadError,
+    check_policy_text,
+    evaluate_message,
+    load_policy_set,
+)
 from postwarden_policies.loader import load_policy_set_from_sources
 from postwarden_policies.model import Mode, StructureAction
 from postwarden_policies.patterns import MAX_SET_PROGRAM_SIZE
@@ -122,7 +129,7 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    then: accept\n  - name: r\n    then: reject\n",
-        ["6:5: duplicate rule name 'r' (first at line 4)"],
+        ["6:11: duplicate rule name 'r' (first at line 4)"],
         id="duplicate-rule",
     ),
     pytest.param(
@@ -161,7 +168,7 @@ ERRORS = [
         id="javascript-scheme",
     ),
     pytest.param(
-        H + "rules:\n  - name: r\n    when: {sender: [yes]}\n    then: accept\n",
+        H + "rules:\n  - name: r\n    when: {sender: [true]}\n    then: accept\n",
         ["5:21: rule 'r': expected a string, got a boolean (quote it to make it a string)"],
         id="bool-for-string",
     ),
@@ -382,17 +389,18 @@ def test_set_orders_by_priority_then_name(tmp_path: Path) -> None:
 
 
 def test_names_must_be_unique_across_the_set() -> None:
+    """Each repeat is an issue at its name that says where the name was first used."""
     rule = "rules:\n  - name: shared\n    then: accept\n"
     with pytest.raises(PolicyLoadError) as raised:
         load_policy_set_from_sources(
             [
                 ("one@r1", "version: 1\nname: one\n" + rule),
-                ("two@r2", "version: 1\nname: one\n" + rule),
+                ("two@r2", "# the same name\nversion: 1\nname:   one\n" + rule),
             ]
         )
     assert [str(i) for i in raised.value.issues] == [
-        "two@r2: policy name 'one' is also used by one@r1",
-        "two@r2:4:5: rule name 'shared' is also used in one@r1",
+        "two@r2:3:9: policy name 'one' is also used at one@r1:2:7",
+        "two@r2:5:11: rule name 'shared' is also used at one@r1:4:11",
     ]
 
 
@@ -551,6 +559,42 @@ def test_numbers_mean_what_they_say_as_yaml_1_2_reads_them() -> None:
     assert issues(H + "limits: {max_recipients: 1:30}\n") == [
         "3:26: expected an integer, got a string"
     ]
+
+
+def test_yaml_1_1_booleans_are_text_as_yaml_1_2_reads_them() -> None:
+    # PyYAML's YAML 1.1 read these as false: a subject pattern, a prefix, a header value.
+    loaded = load_policy_set_from_sources([("t.yaml", H + (
+        "rules:\n  - name: r\n    when: {subject: ^NO$}\n"
+        "    then: {subject_prefix: off, add_header: {X-Spam: no}}\n"
+    ))])
+    [rule] = loaded.enforced_rules
+    assert (rule.then.subject_prefix, rule.then.add_headers) == ("off", (("X-Spam", "no"),))
+    envelope = Envelope(recipients=("a@example.com",))
+    matched = [evaluate_message(loaded, f"Subject: {subject}\r\n\r\nx\r\n".encode(), envelope).rules
+               for subject in ("NO", "False")]
+    assert matched == [("r",), ()]
+
+
+@pytest.mark.parametrize(("body", "value"), [
+    pytest.param("tag_flags: yes\n", True, id="top-level"),
+    pytest.param("tag_flags: Off\n", False, id="capitalised"),
+    pytest.param("tag_flags: ON\n", True, id="upper-case"),
+])
+def test_a_boolean_field_takes_yaml_1_1_words_as_it_did(body: str, value: bool) -> None:
+    """A policy written for the YAML 1.1 reader keeps loading, and meaning the same."""
+    [policy] = load_policy_set_from_sources([("t.yaml", H + body)]).policies
+    assert policy.tag_flags is value
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    pytest.param("tag_flags: oN\n", "3:12: expected true or false, got a string", id="mixed-case"),
+    pytest.param("rules:\n  - name: r\n    then: accept\n    sanitize: n\n",
+                 "6:15: rule 'r': expected true or false, got a string", id="y-n-never-were"),
+    pytest.param("tag_flags: maybe\n", "3:12: expected true or false, got a string",
+                 id="other-text"),
+])
+def test_a_boolean_field_refuses_other_text(body: str, expected: str) -> None:
+    assert issues(H + body) == [expected]
 
 
 def test_an_empty_condition_is_refused_not_read_as_every_message() -> None:

@@ -4,6 +4,8 @@ The managed policy is an ordinary policy named ``database-rules``; every
 change writes a new revision (so history is never lost) and activates it.
 Changes build on the active revision, not the newest: after a rollback the
 newest is the one rolled back from, and building on it would bring it back.
+The stored source is read and written as the policy loader reads it (YAML 1.2):
+``010``, ``off`` or ``1:30`` in a rule mean the same in the list as in the engine.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import yaml
 from aiohttp import web
+
+from postwarden_policies import PolicyLoadError
+from postwarden_policies.yamlnodes import compose, construct, dump
 
 from . import admin_audit
 from .bodies import json_ok, read_json_object
@@ -36,14 +40,26 @@ MAX_RULES = 10_000
 
 
 def managed_document(rules: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump({
+    return dump({
         "version": 1,
         "name": MANAGED_POLICY,
         "description": "Rules managed through the admin API (/api/v1/rules)",
         "mode": "enforce",
         "priority": 1,
         "rules": rules,
-    }, sort_keys=False, allow_unicode=True)
+    })
+
+
+def _stored_rules(label: str, source: str) -> list[dict[str, Any]]:
+    """The rules of a stored source, read as the engine read it when it was stored."""
+    node, issues = compose(label, source)
+    document: object = None
+    if node is not None:
+        document, issues = construct(label, node)
+    if issues:  # it compiled when stored: an internal error, not the client's
+        raise PolicyLoadError(issues)
+    rules = document.get("rules") if isinstance(document, dict) else None
+    return list(rules or [])
 
 
 async def _current(conn: asyncpg.Connection) -> tuple[int | None, list[dict[str, Any]]]:
@@ -51,8 +67,7 @@ async def _current(conn: asyncpg.Connection) -> tuple[int | None, list[dict[str,
     current = await fetch_active(conn, MANAGED_POLICY) or await fetch_latest(conn, MANAGED_POLICY)
     if current is None:
         return None, []
-    rules = yaml.safe_load(current["source"]).get("rules") or []
-    return current["id"], list(rules)
+    return current["id"], _stored_rules(f"{MANAGED_POLICY}@r{current['id']}", current["source"])
 
 
 def _index(rules: list[dict[str, Any]], name: str) -> int:

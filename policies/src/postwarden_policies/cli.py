@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .conditionformat import ADDRESS
 from .delivery import apply_edits
 from .engine import evaluate_message
 from .errors import PolicyLoadError
-from .facts import Envelope
+from .facts import Envelope, client_ip
 from .loader import load_policy_set
 from .policyset import PolicySet
 from .policytests import run_policy_tests
@@ -27,6 +29,28 @@ from .schema import schema_text
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+NULL_SENDER = "<>"
+
+
+def _ip_address(value: str) -> str:
+    """An address as the milter reads a client's (:func:`client_ip`); anything else would
+    match no ``client_ip`` network, and a verdict would hold for the wrong reason."""
+    if client_ip(value) is None:
+        raise argparse.ArgumentTypeError(f"expected an IPv4 or IPv6 address, got {value!r}")
+    return value
+
+
+def _address(value: str) -> str:
+    """local@domain, as a policy's tests: section takes envelope addresses."""
+    if not re.fullmatch(ADDRESS, value):
+        raise argparse.ArgumentTypeError(
+            f"expected an address such as user@example.com, got {value!r}"
+        )
+    return value
+
+
+def _sender(value: str) -> str:
+    return value if value == NULL_SENDER else _address(value)
 
 
 def _load(paths: Sequence[str]) -> PolicySet | None:
@@ -82,7 +106,7 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"{args.message}: cannot read: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
     envelope = Envelope(
-        sender="" if args.sender == "<>" else args.sender,
+        sender="" if args.sender == NULL_SENDER else args.sender,
         recipients=tuple(args.recipients),
         client_ip=args.client_ip,
         client_name=args.client_name,
@@ -124,11 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="evaluate one message against policies")
     ev.add_argument("--policy", action="append", required=True, metavar="FILE_OR_DIR",
                     help="policy file or directory (repeatable)")
-    ev.add_argument("--from", dest="sender", required=True, metavar="ADDRESS",
+    ev.add_argument("--from", dest="sender", required=True, metavar="ADDRESS", type=_sender,
                     help="envelope sender; <> for null")
     ev.add_argument("--to", dest="recipients", action="append", required=True, metavar="ADDRESS",
-                    help="envelope recipient (repeatable)")
-    ev.add_argument("--client-ip", help="the SMTP client's address")
+                    type=_address, help="envelope recipient (repeatable)")
+    ev.add_argument("--client-ip", type=_ip_address, metavar="IP",
+                    help="the SMTP client's address (IPv4 or IPv6)")
     ev.add_argument("--client-name", help="the client's reverse DNS name")
     ev.add_argument("--helo", help="the HELO/EHLO name")
     ev.add_argument("--auth-user", help="SASL login name (the client authenticated)")

@@ -3,7 +3,8 @@
 Sources are files (a directory stands for its ``*.yaml`` and ``*.yml`` files,
 not recursively) or (label, text) pairs such as the revisions the admin
 service stores. Policy names must be unique in a set, and so must rule names,
-so that a rule name in an audit row points at one rule.
+so that a rule name in an audit row points at one rule; a repeated name is an
+issue at its line that names the first one's ``file:line:column``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import PolicyIssue, PolicyLoadError
-from .model import Policy
+from .model import Policy, Rule
 from .patterns import compile_budget
 from .policydoc import read_policy
 from .policyset import PolicySet, content_hash
@@ -37,21 +38,28 @@ def check_policy_text(label: str, text: str) -> list[PolicyIssue]:
 
 
 def _set_issues(policies: list[Policy]) -> list[PolicyIssue]:
-    """Names that must be unique across the set."""
+    """Names that must be unique across the set: each repeat is an issue at its name,
+    saying where the name was first used."""
     issues: list[PolicyIssue] = []
     policy_names: dict[str, Policy] = {}
-    rule_names: dict[str, Policy] = {}
+    rule_names: dict[str, tuple[Policy, Rule]] = {}
     for policy in policies:
-        other = policy_names.setdefault(policy.name, policy)
-        if other is not policy:
-            message = f"policy name {policy.name!r} is also used by {other.source}"
-            issues.append(PolicyIssue(policy.source, None, None, message))
+        first = policy_names.setdefault(policy.name, policy)
+        if first is not policy:
+            first_at = _at(first.source, first.where)
+            message = f"policy name {policy.name!r} is also used at {first_at}"
+            issues.append(PolicyIssue(policy.source, *policy.where, message))
         for rule in policy.rules:
-            owner = rule_names.setdefault(rule.name, policy)
+            owner, first_rule = rule_names.setdefault(rule.name, (policy, rule))
             if owner is not policy:
-                message = f"rule name {rule.name!r} is also used in {owner.source}"
+                first_at = _at(owner.source, first_rule.where)
+                message = f"rule name {rule.name!r} is also used at {first_at}"
                 issues.append(PolicyIssue(policy.source, *rule.where, message))
     return issues
+
+
+def _at(source: str, where: tuple[int, int]) -> str:
+    return f"{source}:{where[0]}:{where[1]}"
 
 
 def _build(sources: Iterable[tuple[str, str, Path | None]], issues: list[PolicyIssue]) -> PolicySet:

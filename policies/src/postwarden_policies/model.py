@@ -46,7 +46,7 @@ class Rule:
     reason: str | None = None  # quarantine
     sanitize: bool = True
     description: str = ""
-    where: tuple[int, int] = (0, 0)  # line, column in the source
+    where: tuple[int, int] = (0, 0)  # line, column of the name in the source
 
 
 def _stricter_action(a: StructureAction, b: StructureAction) -> StructureAction:
@@ -130,6 +130,7 @@ class Policy:
     tag_flags: bool = True
     rules: tuple[Rule, ...] = ()
     tests: tuple[PolicyTest, ...] = field(default=(), repr=False)
+    where: tuple[int, int] = (0, 0)  # line, column of the name in the source
 
     @property
     def report_only(self) -> bool:

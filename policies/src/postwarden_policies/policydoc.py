@@ -154,6 +154,7 @@ def _policy(values: dict[str, Any], ctx: ObjectContext) -> Any:
         tag_flags=values["tag_flags"],
         rules=rules,
         tests=tests,
+        where=ctx.where("name"),
     )
 
 

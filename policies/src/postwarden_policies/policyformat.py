@@ -45,10 +45,6 @@ STRUCTURAL_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mi
 _CODE = re.compile(r"([245]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?")
 
 
-def _where(ctx: ObjectContext) -> tuple[int, int]:
-    return ctx.node.start_mark.line + 1, ctx.node.start_mark.column + 1
-
-
 class ReplyCode(Spec):
     """``550`` or ``"550 5.7.1"``: read as (basic code, enhanced status or None)."""
 
@@ -171,7 +167,7 @@ def _rule(values: dict[str, Any], ctx: ObjectContext) -> Any:
         reason=values.get("message") if terminal is Action.QUARANTINE else None,
         sanitize=values["sanitize"],
         description=values.get("description", ""),
-        where=_where(ctx),
+        where=ctx.where("name"),
     )
 
 

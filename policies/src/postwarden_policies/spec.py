@@ -20,6 +20,7 @@ from .yamlnodes import (
     INTEGER_TOO_LARGE,
     MAX_INTEGER,
     TOO_LARGE,
+    YAML11_BOOLEANS,
     Reader,
     bounded_int,
     describe,
@@ -77,6 +78,8 @@ class Scalar(Spec):
             reader.error(node, f"expected {self.expected}, got {describe(node)}")
             return INVALID
         value = reader.scalar(node)
+        if self.python_type is bool and isinstance(value, str) and value in YAML11_BOOLEANS:
+            value = YAML11_BOOLEANS[value]
         if value is TOO_LARGE and self.python_type is int:
             reader.error(node, INTEGER_TOO_LARGE)
             return INVALID
@@ -311,8 +314,16 @@ class ObjectContext:
         self.fields = fields
         self.reader = reader
 
+    def _node(self, key: str | None) -> yaml.Node:
+        return self.fields.get(key, self.node) if key else self.node
+
     def error(self, key: str | None, message: str) -> None:
-        self.reader.error(self.fields.get(key, self.node) if key else self.node, message)
+        self.reader.error(self._node(key), message)
+
+    def where(self, key: str | None = None) -> tuple[int, int]:
+        """Line and column (1-based) of a field's value, or of the object itself."""
+        mark = self._node(key).start_mark
+        return mark.line + 1, mark.column + 1
 
 
 Builder = Callable[[dict[str, Any], ObjectContext], Any]

@@ -70,7 +70,7 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
         expect_reply=values.get("expect_reply"),
         expect_headers=tuple(values.get("expect_headers", {}).items()),
         expect_stripped=values.get("expect_stripped"),
-        where=(ctx.node.start_mark.line + 1, ctx.node.start_mark.column + 1),
+        where=ctx.where(),
     )
 
 

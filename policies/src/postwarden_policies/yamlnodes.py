@@ -5,11 +5,15 @@ nothing in a policy file can construct Python objects, and every value keeps
 the mark (line, column) it came from for error messages. A :class:`Reader`
 collects every issue of one source instead of stopping at the first.
 
-Integers are read as YAML 1.2 writes them, not as YAML 1.1 (PyYAML's default)
-does: ``010`` is ten, not eight, and ``1:30`` is text, not ninety, so a size
-or a code means what its author wrote. An integer past :data:`MAX_INTEGER` does
-not read: Python refuses to parse thousands of digits, and nothing in a policy
-or settings file needs more than 63 bits.
+Booleans, integers and floats are read as YAML 1.2's core schema writes them,
+not as YAML 1.1 (PyYAML's default) does, so a value means what its author
+wrote: ``010`` is ten, not eight; ``1:30``, ``1_000`` and ``1:30.5`` are text,
+not numbers; only ``true`` and ``false`` (also ``True``, ``TRUE``, ...) are
+booleans, and ``yes``, ``no``, ``on`` and ``off`` are text (a subject pattern
+``NO``, a header value ``off``). :func:`dump` writes plain data back so that
+YAML 1.1 and 1.2 both read it as written. An integer past :data:`MAX_INTEGER`
+does not read: Python refuses to parse thousands of digits, and nothing in a
+policy or settings file needs more than 63 bits.
 """
 
 from __future__ import annotations
@@ -36,18 +40,61 @@ _MAX_DIGITS = 21  # 8**21 is 2**63
 
 TAG_PREFIX = "tag:yaml.org,2002:"
 INT_TAG = TAG_PREFIX + "int"
+FLOAT_TAG = TAG_PREFIX + "float"
+BOOL_TAG = TAG_PREFIX + "bool"
+# YAML 1.2 core schema (10.3.2); the float pattern also matches integers, which
+# resolve first.
 _INT = re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+# The words PyYAML's YAML 1.1 reads as booleans, in its three spellings of each: text
+# to this reader, yet a boolean field still takes them as before (spec.Scalar), so a
+# policy written for the YAML 1.1 reader keeps loading and meaning what it did.
+YAML11_BOOLEANS: Final[dict[str, bool]] = {
+    spelling: value
+    for word, value in (("yes", True), ("no", False), ("on", True), ("off", False))
+    for spelling in (word, word.capitalize(), word.upper())
+}
 
 
 class _Loader(yaml.SafeLoader):
-    """The safe loader with YAML 1.2's integers."""
+    """The safe loader with YAML 1.2's booleans, integers and floats."""
 
 
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != INT_TAG]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (INT_TAG, FLOAT_TAG, BOOL_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(INT_TAG, _INT, list("-+0123456789"))
+_Loader.add_implicit_resolver(FLOAT_TAG, _FLOAT, list("-+0123456789."))
+_Loader.add_implicit_resolver(BOOL_TAG, _BOOL, list("tTfF"))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that YAML 1.2 (this module) or YAML 1.1 would read as
+    something else, so that a file it writes means the same to either reader."""
+
+
+_Dumper.yaml_implicit_resolvers = {
+    first: [
+        *_Loader.yaml_implicit_resolvers.get(first, []),
+        *yaml.SafeDumper.yaml_implicit_resolvers.get(first, []),
+    ]
+    for first in {*_Loader.yaml_implicit_resolvers, *yaml.SafeDumper.yaml_implicit_resolvers}
+}
+# Other YAML 1.1 readers take any spelling of these words, and y and n too.
+_Dumper.add_implicit_resolver(
+    BOOL_TAG, re.compile(r"^(?:yes|no|on|off|y|n)$", re.IGNORECASE), list("yYnNoO")
+)
+
+
+def dump(data: object) -> str:
+    """Plain data (mappings, lists, strings, numbers, booleans, None) as YAML text, keys in
+    their given order, that :func:`compose` and :func:`construct` read back unchanged."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 class _IntegerTooLarge(ConstructorError):
@@ -67,20 +114,36 @@ def bounded_int(text: str, base: int = 10) -> int | None:
 
 
 class _Constructor(SafeConstructor):
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+    def _core_text(self, node: yaml.ScalarNode, pattern: re.Pattern[str], expected: str) -> str:
+        """The scalar's text if YAML 1.2 reads it as ``pattern`` does; an explicit tag on
+        other text (``!!int abc``, ``!!bool yes``, ``!!float 1:30``) does not read."""
         text = str(self.construct_scalar(node))
-        if not _INT.fullmatch(text):  # an explicit !!int tag on other text
-            raise ConstructorError(None, None, "expected an integer", node.start_mark)
+        if not pattern.fullmatch(text):
+            raise ConstructorError(None, None, f"expected {expected}", node.start_mark)
+        return text
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = self._core_text(node, _INT, "an integer")
         # "010" is ten (YAML 1.1 reads it as octal)
         value = bounded_int(text, {"0x": 16, "0o": 8}.get(text[:2], 10))
         if value is None:
             raise _IntegerTooLarge(None, None, INTEGER_TOO_LARGE, node.start_mark)
         return value
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        text = self._core_text(node, _FLOAT, "a number")
+        return float(text.lower().replace(".inf", "inf").replace(".nan", "nan"))
+
+    def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
+        return self._core_text(node, _BOOL, "true or false").lower() == "true"
+
 
 # Its own table: add_constructor would copy the base's, which names the base's method.
 _Constructor.yaml_constructors = {
-    **SafeConstructor.yaml_constructors, INT_TAG: _Constructor.construct_yaml_int,
+    **SafeConstructor.yaml_constructors,
+    INT_TAG: _Constructor.construct_yaml_int,
+    FLOAT_TAG: _Constructor.construct_yaml_float,
+    BOOL_TAG: _Constructor.construct_yaml_bool,
 }
 TAG_NAMES = {
     "str": "a string",
