@@ -1,5 +1,7 @@
-"""`postwarden-admin serve` on a database never migrated: one line naming the command to
-run, no traceback. (One with migrations pending is served, /readyz answering 503:
+"""`postwarden-admin` on a database never migrated: `serve`, `keys ...` and `secrets
+rotate` refuse in one line naming the command to run, with no traceback; `migrate`
+is what they name, and it works there. (One with migrations pending is served,
+/readyz answering 503:
 tests/admin_api/test_smoke.py::test_readyz_is_503_while_a_migration_is_pending.)"""
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,20 +20,53 @@ from tests.fixtures.adminapp import TEST_SECRET_KEY
 from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import create_database, drop_database
 
+REFUSAL = ("postwarden-admin: the database has no postwarden schema: "
+           "run `postwarden-admin migrate` first")
 
-@pytest.mark.postgres
-def test_a_database_never_migrated_is_refused_in_one_line(pg_server: PgServer) -> None:
+
+@pytest.fixture
+def never_migrated(pg_server: PgServer) -> Iterator[str]:
+    """The URL of an empty database."""
     name = asyncio.run(create_database(pg_server.admin_dsn))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
-    env |= {"POSTWARDEN_DATABASE_URL": pg_server.dsn(name),
-            "POSTWARDEN_SECRET_KEY": TEST_SECRET_KEY,
-            "POSTWARDEN_LISTEN": f"127.0.0.1:{free_port()}"}
     try:
-        done = subprocess.run([sys.executable, "-m", "postwarden_admin_api", "serve"],
-                              env=env, capture_output=True, text=True, timeout=60, check=False)
+        yield pg_server.dsn(name)
     finally:
         asyncio.run(drop_database(pg_server.admin_dsn, name))
-    assert done.stderr.splitlines() == [
-        "postwarden-admin: the database has no postwarden schema: "
-        "run `postwarden-admin migrate` first"]
+
+
+def _run(database_url: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
+    env |= {"POSTWARDEN_DATABASE_URL": database_url,
+            "POSTWARDEN_SECRET_KEY": TEST_SECRET_KEY,
+            "POSTWARDEN_LISTEN": f"127.0.0.1:{free_port()}"}
+    return subprocess.run([sys.executable, "-m", "postwarden_admin_api", *argv],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("argv", [
+    pytest.param(["serve"], id="serve"),
+    pytest.param(["keys", "list"], id="keys-list"),
+    pytest.param(["keys", "create", "--role", "admin", "--name", "first"], id="keys-create"),
+    pytest.param(["keys", "revoke", "k1"], id="keys-revoke"),
+    pytest.param(["keys", "rotate", "k1"], id="keys-rotate"),
+    pytest.param(["secrets", "rotate", "--new-key-file", "{new_key}"], id="secrets-rotate"),
+])
+def test_a_database_never_migrated_is_refused_in_one_line(
+    never_migrated: str, tmp_path: Path, argv: list[str]
+) -> None:
+    new_key = tmp_path / "new.key"
+    new_key.write_text("22" * 32)
+    done = _run(never_migrated, *(arg.format(new_key=new_key) for arg in argv))
+    assert done.stderr.splitlines() == [REFUSAL]
+    assert done.stdout == ""
     assert done.returncode == 1
+
+
+@pytest.mark.postgres
+def test_migrate_is_not_refused_and_then_keys_work(never_migrated: str) -> None:
+    migrated = _run(never_migrated, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.startswith("applied 0001_")
+    listed = _run(never_migrated, "keys", "list")
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "", "")

@@ -4,8 +4,8 @@ The pool, the rate limiter, the runtime-settings cache and the retention job
 start in cleanup contexts, in that order, and stop in reverse; the send API
 and webhooks plug in with their own ``setup_*`` functions after them, so
 their workers find the pool ready. A database never migrated stops the
-start-up there (:class:`NotMigrated`): every later step would fail on a
-missing table. One with migrations pending is served, and ``/readyz``
+start-up there (:class:`~.schema.NotMigrated`): every later step would fail
+on a missing table. One with migrations pending is served, and ``/readyz``
 answers 503 until they are applied.
 """
 
@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from postwarden_store import create_pool
-from postwarden_store.migrations import applied_migrations
 
 from . import (
     openapi,
@@ -35,6 +34,7 @@ from .middleware import access, add_extra_headers, body_cap, errors, request_con
 from .openapi import OPENAPI, OpenApiRegistry
 from .ratelimit import LIMITER, RateLimiter
 from .runtime_settings import RUNTIME, RuntimeSettingsCache
+from .schema import require_schema
 from .secrets import KEYRING, Keyring
 from .send import setup_send
 from .settings import ServiceSettings
@@ -52,12 +52,6 @@ ROUTE_MODULES = (
 )
 
 
-class NotMigrated(Exception):
-    def __init__(self) -> None:
-        super().__init__("the database has no postwarden schema: "
-                         "run `postwarden-admin migrate` first")
-
-
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     pool = await create_pool(
@@ -67,8 +61,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     )
     try:
         async with pool.acquire() as conn:
-            if not await applied_migrations(conn):
-                raise NotMigrated
+            await require_schema(conn)
         app[POOL] = pool
         app[LIMITER] = RateLimiter(pool)
         app[RUNTIME] = RuntimeSettingsCache(pool)

@@ -27,7 +27,7 @@ from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import StoreError, apply_migrations, connect
 
 from . import admin_audit
-from .app import NotMigrated, create_app
+from .app import create_app
 from .context import Principal, Role
 from .httpserver import serve
 from .keys import (
@@ -41,6 +41,7 @@ from .keys import (
     rotate_key,
 )
 from .policy_push import PushError, push_directory
+from .schema import NotMigrated, require_schema
 from .secrets import Keyring, SecretsError, parse_key_material, rotate_secrets
 from .settings import FIELDS, ServiceSettings, load_settings
 
@@ -139,9 +140,14 @@ def _key_state(info: KeyInfo, now: dt.datetime) -> str:
     return "active"
 
 
-async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]]) -> int:
+async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]],
+                   *, needs_schema: bool = True) -> int:
+    """Run ``work`` on a connection; first refuse a database never migrated (NotMigrated)
+    unless the work is the migration itself."""
     conn = await connect(settings.database_url.reveal())
     try:
+        if needs_schema:
+            await require_schema(conn)
         return await work(conn)
     finally:
         await conn.close()
@@ -203,7 +209,7 @@ async def _migrate(settings: ServiceSettings) -> int:
         print("\n".join(f"applied {v}" for v in applied) or "schema is current")
         return 0
 
-    return await _with_db(settings, work)
+    return await _with_db(settings, work, needs_schema=False)
 
 
 def configure_logging(level: str) -> None:

@@ -41,6 +41,7 @@ HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+HTTP_FALLBACK_CODE = "http_error"  # any other error status aiohttp raises
 
 
 def _route_label(request: web.Request) -> str:
@@ -96,9 +97,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = HTTP_CODES.get(exc.status, "http_error")
+        code = HTTP_CODES.get(exc.status, HTTP_FALLBACK_CODE)
         message = HTTPStatus(exc.status).phrase.lower()
-        return _error_response(request, ApiError(exc.status, code, message))
+        # A 405 must say which methods the route takes (RFC 9110, 15.5.6).
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _error_response(request, ApiError(exc.status, code, message, headers=headers))
     except Exception:
         log.exception("unhandled error answering %s %s (request %s)",
                       request.method, _route_label(request), request.get(REQUEST_ID))
@@ -129,7 +132,9 @@ def _rate_limited(quota: Quota, kind: str) -> ApiError:
 
 def _is_public(request: web.Request) -> bool:
     resource = request.match_info.route.resource
-    return resource is not None and resource.canonical in PUBLIC_PATHS
+    # A wrong method on a public path matches no resource; its 405 needs no key either.
+    path = request.path if resource is None else resource.canonical
+    return path in PUBLIC_PATHS
 
 
 async def _failed_auth(request: web.Request, error: ApiError, guard: str) -> ApiError:
@@ -177,6 +182,13 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         forget_presented_key(request)
         raise await _failed_auth(request, unauthenticated(), guard)
     request[PRINCIPAL] = principal
+    quota = admission.quota
+    if not quota.allowed:
+        metrics.rate_limited.labels("key").inc()
+        raise _rate_limited(quota, "key")
+    # On every answer to the key from here on, refusals (403, 404, 405) included:
+    # they were counted too.
+    request[EXTRA_HEADERS].update(quota.headers())
     if request.match_info.http_exception is not None:
         raise request.match_info.http_exception
     roles = allowed_roles(request.match_info.handler)
@@ -185,9 +197,4 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise ApiError(403, "forbidden", "this key may not use this route")
     if principal.role not in roles:
         raise ApiError(403, "forbidden", "this key may not use this route")
-    quota = admission.quota
-    if not quota.allowed:
-        metrics.rate_limited.labels("key").inc()
-        raise _rate_limited(quota, "key")
-    request[EXTRA_HEADERS].update(quota.headers())
     return await handler(request)

@@ -86,7 +86,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(ServiceSettings)}
 
 
 def _number(raw: Any) -> float:
-    """A finite number: not a bool (YAML reads ``yes`` as true), NaN or an infinity."""
+    """A finite number: not a bool (``true`` is no count), NaN or an infinity."""
     if isinstance(raw, bool):
         raise ValueError("not a number")
     number = float(raw)

@@ -1,0 +1,25 @@
+"""The check that the database was ever migrated, for whatever needs its tables.
+
+``serve`` and the CLI's database commands (keys, secrets) run it first: on a
+database never migrated every later step would fail on a missing table, with
+a traceback that does not say what to do. Pending migrations pass here; the
+service then answers ``/readyz`` with 503 until they are applied.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from postwarden_store.migrations import applied_migrations
+
+
+class NotMigrated(Exception):
+    def __init__(self) -> None:
+        super().__init__("the database has no postwarden schema: "
+                         "run `postwarden-admin migrate` first")
+
+
+async def require_schema(conn: asyncpg.Connection) -> None:
+    """Raise :class:`NotMigrated` unless a migration was ever applied."""
+    if not await applied_migrations(conn):
+        raise NotMigrated

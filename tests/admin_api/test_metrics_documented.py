@@ -1,0 +1,51 @@
+"""The README's list of the admin service's metrics is what ``/metrics`` exposes: every
+metric it names is there, and every metric there is named (the names are read
+from the README, so a rename on either side fails here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def documented_names() -> set[str]:
+    """The metric names in the README's Metrics item, up to where the milter's start."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("The admin service serves `/metrics`")
+    end = text.index("the milter on `metrics_listen`", start)
+    return set(re.findall(r"`(postwarden_\w+)`", text[start:end]))
+
+
+def exposed_names(exposition: str) -> dict[str, set[str]]:
+    """Each family's name -> the names a document may call it by: the family's, its
+    samples', and a counter's ``_total`` (exposed only once it is counted, for labels)."""
+    names: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(exposition):
+        aliases = {family.name, *(sample.name for sample in family.samples)}
+        if family.type == "counter":
+            aliases.add(f"{family.name}_total")
+        names[family.name] = aliases
+    return names
+
+
+async def test_every_documented_admin_metric_is_exposed_and_no_other(
+    admin_client: TestClient[Any, Any],
+) -> None:
+    assert (await admin_client.get("/healthz")).status == 200  # something counted
+    response = await admin_client.get("/metrics")
+    assert response.status == 200
+    exposed = exposed_names(await response.text())
+    documented = documented_names()
+    assert len(documented) >= 8  # the README's list was found at all
+    known = set().union(*exposed.values())
+    assert sorted(documented - known) == []
+    # prometheus_client adds an ``X_created`` family for each counter or histogram X.
+    companions = {f"{family}_created" for family in exposed}
+    assert sorted(family for family, aliases in exposed.items()
+                  if not aliases & documented and family not in companions) == []
