@@ -7,6 +7,9 @@ group is a set of root processes with their descendants: its time is user
 plus system time of the members alive at a reading, plus what
 they reaped (a process's reaped children are in its cutime and cstime, so
 Postfix's short-lived smtpd and cleanup processes count under master).
+A process counted *alone* is its own time only, every thread's, without any
+descendant's: a benchmark's own process, the load generator, whose children
+are the servers it measures.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from dataclasses import dataclass
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat_fields(text: bytes) -> list[bytes]:
+    """/proc/PID/stat after the command's closing parenthesis, from proc(5)'s field 3
+    (state): [1] ppid, [11:15] utime, stime, cutime, cstime."""
+    return text[text.rindex(b")") + 2:].split()
+
+
 def _processes() -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, CPU ticks of the process and of the children it reaped)."""
     found = {}
@@ -31,9 +40,7 @@ def _processes() -> dict[int, tuple[int, int]]:
                 text = stat.read()
         except OSError:  # ended meanwhile
             continue
-        # After the command's closing parenthesis, from proc(5)'s field 3 (state):
-        # [1] ppid, [11:15] utime, stime, cutime, cstime.
-        fields = text[text.rindex(b")") + 2:].split()
+        fields = _stat_fields(text)
         found[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
     return found
 
@@ -55,6 +62,13 @@ def tree_seconds(groups: Mapping[str, Iterable[int | None]]) -> dict[str, float]
                 todo.extend(children.get(pid, ()))
         totals[name] = sum(processes[pid][1] for pid in members) / TICKS
     return totals
+
+
+def own_seconds(pid: int) -> float:
+    """CPU seconds the process itself has used so far, its threads' but not its children's."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = _stat_fields(stat.read())
+    return sum(int(f) for f in fields[11:13]) / TICKS
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -85,14 +99,21 @@ def cores_busy() -> Iterator[Busy]:
     busy.fraction = busy_fraction(before, machine_ticks())
 
 
+def _seconds(groups: Mapping[str, Iterable[int | None]], alone: Mapping[str, int]
+             ) -> dict[str, float]:
+    return tree_seconds(groups) | {name: own_seconds(pid) for name, pid in alone.items()}
+
+
 @contextmanager
-def measured(groups: Mapping[str, Iterable[int | None]]) -> Iterator[dict[str, float]]:
-    """A dict that holds, once the block ends, each group's CPU seconds within it."""
+def measured(groups: Mapping[str, Iterable[int | None]], alone: Mapping[str, int] | None = None
+             ) -> Iterator[dict[str, float]]:
+    """A dict that holds, once the block ends, each group's CPU seconds within it, and
+    each process's of ``alone`` (name -> pid), counted without its descendants."""
     used: dict[str, float] = {}
-    before = tree_seconds(groups)
+    before = _seconds(groups, alone or {})
     yield used
-    after = tree_seconds(groups)
-    used.update({name: after[name] - before[name] for name in groups})
+    after = _seconds(groups, alone or {})
+    used.update({name: after[name] - before[name] for name in after})
 
 
 def per_message_ms(used: Mapping[str, float], messages: int) -> dict[str, float]:

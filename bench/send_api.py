@@ -8,21 +8,29 @@ follower. Postfix runs without a milter, the strictest comparison: every
 millisecond the API adds shows.
 
 1. API: N requests (`POST /api/v1/send-email`, ~2 KB text, one recipient)
-   at concurrency 32 from an aiohttp client. Reported: accepted requests
-   per second (202 answers / wall time), p50 and p99 latency, and delivered
+   over 32 HTTP/1.1 keep-alive connections, each sending its next request
+   once the last answer is read. The client is a few lines on asyncio's
+   streams, the requests encoded before the clock starts: it reads the status
+   line, the headers and the Content-Length body, and counts anything but a
+   202 with a JSON object as an error. Reported: accepted requests per second
+   (202 answers / wall time), p50 and p99 latency of the 202s, and delivered
    messages per second (from the first request until Postfix's log shows all
-   N `status=sent`).
-2. Raw: the same N messages, built exactly as the API builds them, submitted
-   by 32 threads with smtplib (one connection each, reused) to the same
-   listener; delivered messages per second measured the same way.
+   accepted ones `status=sent`).
+2. Raw: the same N messages, built exactly as the API builds them before the
+   clock starts, submitted over 32 connections to the same listener by the
+   relay's own asyncio SMTP client (postwarden_admin_api.send.submit: one
+   message per transaction, MAIL, RCPT and DATA pipelined as the relay sends
+   them, every reply code checked; anything not queued is an error);
+   delivered messages per second measured the same way.
 
 Each round runs both phases back to back (API, then raw) so machine noise hits
 both alike; printed are each round's figures and the medians over rounds
 (the ratio is the median of the rounds' ratios). Every phase is bounded by
 --timeout seconds. Last, the CPU per message of each phase in the service, in
-Postgres and in Postfix (bench/cpu.py), and how busy the cores were while
+Postgres, in Postfix and in the client (this process alone, following
+Postfix's log included; bench/cpu.py), and how busy the cores were while
 each phase's load was sent: where they were all busy, a rate goes as the
-inverse of its total.
+inverse of its total. Errors are printed; the exit status is 1 when there were any.
 
 Postfix fsyncs every queue file; the throwaway Postgres does not wait for the
 disk unless --durable says so.
@@ -36,9 +44,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import re
-import smtplib
 import statistics
 import subprocess
 import sys
@@ -46,13 +54,10 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -76,10 +81,13 @@ from postwarden_admin_api.keys import create_key  # noqa: E402
 from postwarden_admin_api.runtime_settings import apply_changes  # noqa: E402
 from postwarden_admin_api.secrets import Keyring  # noqa: E402
 from postwarden_admin_api.send.build import build_message, new_message_id  # noqa: E402
+from postwarden_admin_api.send.relay import SMTP_TIMEOUT  # noqa: E402
 from postwarden_admin_api.send.request_model import Caps, parse_request  # noqa: E402
+from postwarden_admin_api.send.submit import Outcome, SmtpSession  # noqa: E402
 from postwarden_store import apply_migrations, connect  # noqa: E402
 
 CONCURRENCY = 32
+MAX_HEADERS = 100  # header lines of one answer: more is a broken server
 SETTLE_SECONDS = 1.0  # two of the maillog follower's polls
 SECRET_KEY = "22" * 32  # bench only
 SNIPPET = REPO / "contrib" / "postfix" / "master.cf.send-api"
@@ -157,30 +165,82 @@ def wait_delivered(maillog: Path, run: str, count: int, deadline: float) -> floa
             time.sleep(0.05)
 
 
-async def api_load(port: int, key: str, count: int, run: str, deadline: float
-                   ) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
+class HttpError(Exception):
+    """An answer the API client does not count as accepted."""
+
+
+def api_requests(port: int, key: str, count: int, run: str) -> list[bytes]:
+    """The N requests, encoded before the clock starts."""
+    head = (f"POST /api/v1/send-email HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n")
+    requests = []
     for n in range(count):
-        queue.put_nowait(n)
-    headers = {"Authorization": f"Bearer {key}"}
-    url = f"http://127.0.0.1:{port}/api/v1/send-email"
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
+        body = json.dumps(request_body(n, run)).encode()
+        requests.append(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return requests
 
-        async def worker() -> None:
-            while not queue.empty() and time.monotonic() < deadline:
-                n = queue.get_nowait()
+
+async def read_accepted(reader: asyncio.StreamReader) -> bool:
+    """Read one answer; raise HttpError unless it is a 202 with a JSON object. True when
+    the server keeps the connection open."""
+    status = await reader.readline()
+    headers: dict[bytes, bytes] = {}
+    for _ in range(MAX_HEADERS):
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip().lower()
+    else:
+        raise HttpError("too many header lines")
+    if b"content-length" not in headers:
+        raise HttpError(f"no Content-Length: {status!r}")
+    body = await reader.readexactly(int(headers[b"content-length"]))
+    if status.split(b" ", 2)[1:2] != [b"202"]:
+        raise HttpError(f"status line {status!r}")
+    if not headers.get(b"content-type", b"").startswith(b"application/json") \
+            or not isinstance(json.loads(body), dict):
+        raise HttpError("not a JSON object")
+    return headers.get(b"connection") != b"close" and status.startswith(b"HTTP/1.1 ")
+
+
+async def api_load(port: int, requests: list[bytes], deadline: float
+                   ) -> tuple[list[float], int, float]:
+    """Latencies of the 202s, the count of anything else, and the wall time.
+
+    CONCURRENCY keep-alive connections over raw streams, each sending its next request
+    once the answer to the last one is read; one that fails, or that the server closes,
+    is opened again."""
+    latencies: list[float] = []
+    errors = 0
+    todo = iter(requests)
+
+    async def connection() -> None:
+        nonlocal errors
+        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            for request in todo:  # shared: each request goes out once
                 started = time.perf_counter()
-                async with session.post(url, json=request_body(n, run), headers=headers) as r:
-                    await r.read()
-                    if r.status != 202:
-                        raise RuntimeError(f"request {n}: HTTP {r.status}")
-                latencies.append(time.perf_counter() - started)
+                try:
+                    if streams is None:
+                        streams = await asyncio.open_connection("127.0.0.1", port)
+                    streams[1].write(request)
+                    keep = await read_accepted(streams[0])
+                    latencies.append(time.perf_counter() - started)
+                except (OSError, EOFError, ValueError, HttpError):  # ValueError: not HTTP
+                    errors += 1
+                    keep = False
+                if not keep and streams is not None:
+                    streams[1].close()
+                    streams = None
+        finally:
+            if streams is not None:
+                streams[1].close()
 
-        started = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return latencies, time.monotonic() - started
+    started = time.monotonic()
+    async with asyncio.timeout(deadline - started):
+        await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
+    return latencies, errors, time.monotonic() - started
 
 
 def raw_messages(count: int, run: str) -> list[tuple[str, str, bytes]]:
@@ -194,18 +254,30 @@ def raw_messages(count: int, run: str) -> list[tuple[str, str, bytes]]:
     return built
 
 
-def raw_load(port: int, messages: list[tuple[str, str, bytes]], deadline: float) -> None:
-    shares = [messages[i::CONCURRENCY] for i in range(CONCURRENCY)]
+async def raw_load(port: int, messages: list[tuple[str, str, bytes]], deadline: float
+                   ) -> tuple[int, int]:
+    """(queued, errors). CONCURRENCY SMTP sessions with the relay's own client
+    (.send.submit: one message per transaction, PIPELINING and SIZE as the relay uses
+    them, every reply code checked); anything but a queued message is an error."""
+    queued = errors = 0
+    todo = iter(messages)
 
-    def submit(share: list[tuple[str, str, bytes]]) -> None:
-        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
-            for sender, recipient, data in share:
-                if time.monotonic() > deadline:
-                    return
-                smtp.sendmail(sender, [recipient], data)
+    async def connection() -> None:
+        nonlocal queued, errors
+        session = SmtpSession("127.0.0.1", port, SMTP_TIMEOUT, "bench.localhost")
+        try:
+            for sender, recipient, data in todo:  # shared: each message goes out once
+                result = await session.submit(sender, [recipient], data)
+                if result.outcome is Outcome.QUEUED:
+                    queued += 1
+                else:
+                    errors += 1
+        finally:
+            await session.close()
 
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        list(pool.map(submit, shares))
+    async with asyncio.timeout(deadline - time.monotonic()):
+        await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
+    return queued, errors
 
 
 @dataclass(frozen=True)
@@ -219,6 +291,8 @@ class Round:
     raw_cpu: dict[str, float]
     api_busy: float  # how busy the cores were while the requests were sent
     raw_busy: float  # ... while the raw messages were submitted
+    api_errors: int  # answers other than a 202 with a JSON object, failed requests
+    raw_errors: int  # messages not queued
 
     @property
     def ratio(self) -> float:
@@ -228,31 +302,36 @@ class Round:
 def one_round(port: int, key: str, submission: int, maillog: Path,
               groups: dict[str, list[int | None]], *, count: int, timeout: float) -> Round:
     """Each phase's CPU is counted until its last delivery, plus SETTLE_SECONDS for the
-    service to apply the last log lines."""
+    service to apply the last log lines; the client's (this process alone) over the
+    same span, so it includes following Postfix's log."""
+    client = {"client": os.getpid()}
     run = f"api{time.monotonic_ns()}"
-    with measured(groups) as api_cpu:
+    requests = api_requests(port, key, count, run)
+    with measured(groups, client) as api_cpu:
         started = time.monotonic()
         deadline = started + timeout
         with cores_busy() as api_busy:
-            latencies, wall = asyncio.run(api_load(port, key, count, run, deadline))
+            latencies, api_errors, wall = asyncio.run(api_load(port, requests, deadline))
         api_done = wait_delivered(maillog, run, len(latencies), deadline)
         time.sleep(SETTLE_SECONDS)
 
     raw_run = f"raw{time.monotonic_ns()}"
     messages = raw_messages(count, raw_run)
-    with measured(groups) as raw_cpu:
+    with measured(groups, client) as raw_cpu:
         raw_started = time.monotonic()
         deadline = raw_started + timeout
         with cores_busy() as raw_busy:
-            raw_load(submission, messages, deadline)
-        raw_done = wait_delivered(maillog, raw_run, count, deadline)
+            queued, raw_errors = asyncio.run(raw_load(submission, messages, deadline))
+        raw_done = wait_delivered(maillog, raw_run, queued, deadline)
         time.sleep(SETTLE_SECONDS)
 
+    if len(latencies) < 2 or not queued:
+        raise RuntimeError(f"{api_errors} requests and {raw_errors} messages of {count} failed")
     quantiles = statistics.quantiles(latencies, n=100)
     return Round(len(latencies) / wall, quantiles[49], quantiles[98],
-                 len(latencies) / (api_done - started), count / (raw_done - raw_started),
-                 per_message_ms(api_cpu, len(latencies)), per_message_ms(raw_cpu, count),
-                 api_busy.fraction, raw_busy.fraction)
+                 len(latencies) / (api_done - started), queued / (raw_done - raw_started),
+                 per_message_ms(api_cpu, len(latencies)), per_message_ms(raw_cpu, queued),
+                 api_busy.fraction, raw_busy.fraction, api_errors, raw_errors)
 
 
 def main() -> int:
@@ -280,8 +359,9 @@ def main() -> int:
         postfix.start()
         service_pid = stack.enter_context(
             service(dsn, api_port, submission, postfix.maillog))
-        groups = {"service": [service_pid], "postgres": [cluster.postmaster_pid()],
-                  "postfix": [postfix.master_pid()]}
+        groups: dict[str, list[int | None]] = {
+            "service": [service_pid], "postgres": [cluster.postmaster_pid()],
+            "postfix": [postfix.master_pid()]}
         for number in range(1, args.rounds + 1):
             result = one_round(api_port, key, submission, postfix.maillog, groups,
                                count=count, timeout=args.timeout)
@@ -289,7 +369,8 @@ def main() -> int:
             print(f"round {number}: API accepted {result.accepted:6.1f} req/s "
                   f"(p50 {result.p50 * 1000:5.1f} ms, p99 {result.p99 * 1000:5.1f} ms), "
                   f"delivered {result.api_delivered:6.1f} msg/s; raw SMTP delivered "
-                  f"{result.raw_delivered:6.1f} msg/s; ratio {result.ratio:4.2f}", flush=True)
+                  f"{result.raw_delivered:6.1f} msg/s; ratio {result.ratio:4.2f}; errors "
+                  f"API {result.api_errors}, raw {result.raw_errors}", flush=True)
 
     def median(field: Callable[[Round], float]) -> float:
         return statistics.median(field(r) for r in rounds)
@@ -301,15 +382,19 @@ def main() -> int:
     print(f"API delivered:      {median(lambda r: r.api_delivered):8.1f} messages/s end to end")
     print(f"raw SMTP delivered: {median(lambda r: r.raw_delivered):8.1f} messages/s end to end")
     print(f"ratio API/raw:      {median(lambda r: r.ratio):8.2f} (median of the rounds' ratios)")
-    print("\nCPU per message, ms (median of the rounds; the load generator, this process, "
-          "not counted), and how busy the cores were while the load was sent:")
-    names = list(groups)
+    print("\nCPU per message, ms (median of the rounds; client: the load generator, this "
+          "process, in the total too), and how busy the cores were while the load was sent:")
+    names = [*groups, "client"]
     print(f"{'phase':6}" + header_cells(names) + f" {'busy':>6}")
     print(f"{'API':6}" + median_cells([r.api_cpu for r in rounds], names)
           + f" {median(lambda r: r.api_busy):6.0%}")
     print(f"{'raw':6}" + median_cells([r.raw_cpu for r in rounds], names)
           + f" {median(lambda r: r.raw_busy):6.0%}")
-    return 0
+    errors = sum(r.api_errors + r.raw_errors for r in rounds)
+    if errors:
+        print(f"\n{errors} error(s): requests not answered 202 with a JSON object, or "
+              "messages not queued (counted in no figure above)")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

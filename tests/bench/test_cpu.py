@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from bench.cpu import (
     busy_fraction,
@@ -82,3 +83,14 @@ def test_a_burning_process_makes_the_machine_busier() -> None:
 def test_busy_is_the_share_of_ticks_not_idle() -> None:
     assert busy_fraction((1000, 400), (1200, 450)) == 0.75
     assert busy_fraction((1000, 400), (1000, 400)) == 0.0
+
+
+def test_a_process_alone_is_its_own_time_without_its_childrens() -> None:
+    with measured({"tree": [os.getpid()]}, {"alone": os.getpid()}) as used:
+        subprocess.run([sys.executable, "-c", BURN], input="", text=True, check=True,
+                       capture_output=True)
+        end = time.process_time() + 0.3
+        while time.process_time() < end:  # bounded: 0.3 s of this process's CPU
+            pass
+    assert used["tree"] >= 0.4  # the child's 0.3 s and this process's
+    assert 0.2 <= used["alone"] < used["tree"] - 0.2
