@@ -238,6 +238,11 @@ def test_mask_hides_the_local_part() -> None:
                      "invalid_recipient", id="empty-charset-recipient-name"),
         pytest.param({"from": "=??q?Support_=3Cceo@bank.example=3E?= <app@example.com>"},
                      "from", "invalid_field", id="empty-charset-display-name"),
+        # Escaped in a quoted name: undoing the escapes joins "=\?" into "=?".
+        pytest.param({"from": '"=\\?utf-8\\?q\\?Bob=0D=0ABcc:_x@evil.test\\?=" <app@example.com>'},
+                     "from", "invalid_field", id="escaped-encoded-display-name"),
+        pytest.param({"to": ['"=\\?utf-8\\?q\\?a=00b=1Bc\\?=" <bob@example.org>']}, "to[0]",
+                     "invalid_recipient", id="escaped-encoded-recipient-name"),
         pytest.param(attached("invoice.exe. ", "text/plain", b"x"),
                      "attachments[0]", "attachment_not_allowed", id="exe-trailing-dot-space"),
         pytest.param(attached("disk.img", "text/plain", b"x"),

@@ -99,16 +99,23 @@ def _display_name(raw: str) -> str:
     return name
 
 
-def parse_mailbox(text: str) -> Mailbox:
+def _refuse_hidden_text(text: str) -> None:
+    """Refuse what would put other text in the header than the text given."""
     if has_control(text):
         raise AddressError("address contains control characters")
     if has_encoded_word(text):
         raise AddressError("RFC 2047 encoded words are not accepted: send the text itself")
+
+
+def parse_mailbox(text: str) -> Mailbox:
+    _refuse_hidden_text(text)
     text = text.strip()
     display_name = ""
     angle = _ANGLE_FORM.fullmatch(text)
     if angle is not None:
         display_name = _display_name(angle["name"])
+        # Undone escapes can join what the check saw apart: "=\?" becomes "=?".
+        _refuse_hidden_text(display_name)
         text = angle["address"].strip()
         if len(display_name) > MAX_DISPLAY_NAME:
             raise AddressError("display name is too long")
