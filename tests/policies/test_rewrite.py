@@ -277,6 +277,10 @@ def _html_part(charset: str, body: bytes) -> MessageFacts:
         ("u16", b"<img src=x onerror=alert(1)><script>alert(1)</script>"),
         ("unicodelittleunmarked", b"<img src=x onerror=alert(1)><script>alert(1)</script>"),
         ("iso2022jp", b"<p>\x1b$B<img src=x onerror=alert(1)>\x1b(B</p>"),
+        # Labels readers know and Python does not: read as UTF-16, Shift_JIS and GBK.
+        ("unicode", b"<p>hi</p><script>alert(1)</script>"),
+        ("x-sjis", b"<p>hi</p><script>alert(1)</script>"),
+        ("x-gbk", b"<p>hi</p><script>alert(1)</script>"),
         # A line end in two-byte mode: ICU's decoder goes back to ASCII there.
         ("iso-2022-jp", b"<p>\x1b$B\n<img src=x onerror=alert(1)>\n\x1b(B</p>"),
     ],

@@ -202,10 +202,13 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
     label Python knows and WHATWG does not (``utf16``, ``iso2022jp``) unless the
     codec reads ASCII as any fallback does; for ISO-2022-JP escapes WHATWG does
     not know, or a line end in its two-byte mode; or for a byte order mark that
-    contradicts the label. A charset Python does not know is read as UTF-8, as
-    readers fall back to an ASCII-based reading too.
+    contradicts the label. A WHATWG label Python does not know (``unicode``,
+    ``x-sjis``) is not read alike either; any other unknown charset is read as
+    UTF-8, as readers fall back to an ASCII-based reading too.
     """
     info = _text_codec(charset)
+    if info is None and charset is not None and _label(charset) in _WHATWG_LABELS:
+        return False  # readers decode it (as UTF-16, Shift_JIS, ...); we cannot
     codec = info.name if info is not None else "utf-8"
     if not _bom_agrees(codec, data):
         return False
