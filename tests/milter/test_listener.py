@@ -13,8 +13,11 @@ import pytest
 from postwarden_milter.listener import (
     disable_nagle,
     disown_listener,
+    hang_up,
     inet_port,
     never_block_accept,
+    remove_socket_file,
+    socket_file,
     unix_path,
 )
 from tests.fixtures.milterproc import MilterProcess
@@ -107,6 +110,50 @@ def test_a_stopping_worker_lets_go_of_the_shared_socket(tmp_path: Path) -> None:
         assert stat.S_ISCHR(os.fstat(unix.fileno()).st_mode)  # /dev/null, not the socket
         assert stat.S_ISSOCK(os.fstat(tcp.fileno()).st_mode)  # another listener, untouched
         assert stat.S_ISSOCK(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_UNIX])
+def test_a_stop_hangs_up_the_accepted_connections_only(tmp_path: Path, family: int) -> None:
+    """The connections accepted on the milter's socket, and nothing else: not the
+    listener, not a connection of ours elsewhere (the database's)."""
+    address: str | tuple[str, int] = (str(tmp_path / "milter.sock") if family == socket.AF_UNIX
+                                      else ("127.0.0.1", 0))
+    with socket.socket(family) as listener, socket.socket() as elsewhere:
+        listener.bind(address)
+        listener.listen()
+        bound = listener.getsockname()
+        spec = f"unix:{bound}" if family == socket.AF_UNIX else f"inet:{bound[1]}@127.0.0.1"
+        elsewhere.bind(("127.0.0.1", 0))
+        elsewhere.listen()
+        with socket.socket(family) as mta, socket.create_connection(
+                elsewhere.getsockname()) as ours:
+            mta.connect(bound)
+            accepted, _ = listener.accept()
+            theirs, _ = elsewhere.accept()
+            with accepted, theirs:
+                assert hang_up(spec) == 1
+                mta.settimeout(10)
+                assert mta.recv(1) == b""  # the MTA sees the connection closed
+                assert accepted.fileno() >= 0  # the descriptor stays, libmilter's to close
+                ours.sendall(b".")
+                assert theirs.recv(1) == b"."
+            assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+
+
+def test_a_stopping_milter_removes_only_the_socket_file_it_made(tmp_path: Path) -> None:
+    path = tmp_path / "milter.sock"
+    spec = f"unix:{path}"
+    with socket.socket(socket.AF_UNIX) as ours:
+        ours.bind(str(path))
+        made = socket_file(spec)
+        path.unlink()  # another milter's since (a second start replaced it)
+        with socket.socket(socket.AF_UNIX) as theirs:
+            theirs.bind(str(path))
+            remove_socket_file(spec, made)
+            assert path.exists()
+            remove_socket_file(spec, socket_file(spec))
+            assert not path.exists()
+    remove_socket_file("inet:8899@127.0.0.1", None)  # TCP: no file
 
 
 def test_unix_socket_gets_the_configured_mode() -> None:

@@ -78,6 +78,16 @@ def test_environment_wins_over_file(base_env: dict[str, str], tmp_path: Path) ->
         pytest.param("ID_HEADER", "X Bad: Header", "id_header", id="header-name"),
         pytest.param("LOG_LEVEL", "chatty", "log_level", id="log-level"),
         pytest.param("POLICY_DIR", "/nonexistent/policies", "not a directory", id="policy-dir"),
+        pytest.param("BODY_MEMORY_THRESHOLD", "0", "body_memory_threshold: must be > 0, got '0'",
+                     id="threshold-zero"),
+        pytest.param("BODY_MEMORY_THRESHOLD", "4MB",
+                     "body_memory_threshold: '4MB' is not a number", id="threshold-unit"),
+        pytest.param("BODY_MEMORY_THRESHOLD", "1.5",
+                     "body_memory_threshold: '1.5' is not a whole number", id="threshold-fraction"),
+        pytest.param("POLICY_POLL_SECONDS", "-1", "policy_poll_seconds: must be >= 0, got '-1'",
+                     id="poll-negative"),
+        pytest.param("POLICY_POLL_SECONDS", "often", "policy_poll_seconds: 'often' is not a number",
+                     id="poll-text"),
     ],
 )
 def test_invalid_values_name_the_setting(

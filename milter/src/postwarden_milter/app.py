@@ -12,8 +12,10 @@ our signals (``SIGNALS``) blocked, and libmilter runs on its own thread, so
 the signals reach the main thread's Python handlers (libmilter would
 otherwise treat SIGHUP as "stop"). A stop refuses new transactions (421),
 lets open ones finish (bounded; connections idle between messages are not
-waited for), then stops libmilter (which stops accepting), drains the audit
-queue, closes the pool, stops the loop and joins the threads.
+waited for), then stops libmilter (which stops accepting) and hangs up the
+connections left idle, drains the audit queue, closes the pool, stops the loop
+and joins our threads (not libmilter's listener, which sees its stop only
+when its poll for a connection times out, every 5 s).
 
 The service manager hears ``READY=1`` once the socket accepts connections,
 said by the main thread once its signals are unblocked (libmilter's signal
@@ -51,7 +53,15 @@ from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
 from .handler import Services
-from .listener import bind_problem, disown_listener, served_elsewhere, unix_path
+from .listener import (
+    bind_problem,
+    disown_listener,
+    hang_up,
+    remove_socket_file,
+    served_elsewhere,
+    socket_file,
+    unix_path,
+)
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
@@ -227,6 +237,7 @@ class MilterProcess:
         self._stop_metrics: Callable[[], None] | None = None
         self._stopping = threading.Event()
         self._socket_open = threading.Event()  # set on libmilter's thread
+        self._socket_file: tuple[int, int] | None = None  # the unix socket's file we made
         # Start-up's READY=1, then a reload's RELOADING=1 (before, the READY=1 ending
         # the reload would tell systemd that the milter serves).
         self._ready_said = False
@@ -283,19 +294,18 @@ class MilterProcess:
         log.info("postwarden milter %s starting on %s", self.settings.instance_name,
                  self.settings.milter_socket)
         stop_by: float | None = None  # once stopping: how long open transactions may run
-        stopped = False
         while thread.is_alive():
             thread.join(timeout=TICK_SECONDS)  # interruptible: signal handlers run promptly
             self._ready_once_open()
-            if self._stopping.is_set() and not stopped:
+            if self._stopping.is_set():
                 if stop_by is None:
                     self.notifier.stopping()
                     stop_by = time.monotonic() + self.settings.message_timeout_seconds
                 if not self.transactions.active or time.monotonic() >= stop_by:
+                    # Not joined: libmilter's listener sees its stop only when its poll
+                    # times out (every 5 s, MI_CHK_TIME), with nothing left to do.
                     self._stop_libmilter()
-                    stopped = True
-        if self._stopping.is_set():
-            return
+                    return
         if self._milter_error is not None:
             raise socket_refused(self.settings.milter_socket)
         # libmilter's own signal thread took a signal meant for us: exit non-zero so the
@@ -308,11 +318,16 @@ class MilterProcess:
                 self._socket_open.set()  # the parent opened it
                 libmilter.serve_opened(services)
             else:
-                libmilter.run(services, self.settings.milter_socket, self._socket_open.set,
+                libmilter.run(services, self.settings.milter_socket, self._opened,
                               self.settings.milter_socket_mode)
         except Exception as exc:  # noqa: BLE001 - reported by serve() on the main thread
             self._milter_error = exc
             log.error("libmilter stopped: %s", exc)
+
+    def _opened(self) -> None:
+        """libmilter opened the socket (on its thread): note the unix socket's file."""
+        self._socket_file = socket_file(self.settings.milter_socket)
+        self._socket_open.set()
 
     def _ready_once_open(self) -> None:
         """READY=1, once, when the socket accepts connections (on the main thread)."""
@@ -351,10 +366,20 @@ class MilterProcess:
     def _stop_libmilter(self) -> None:
         """Stop accepting and serving. Only once open transactions have ended: libmilter
         (Debian's, built with its pool of workers) serves no connection after a stop,
-        not even one in the middle of a message."""
+        not even one in the middle of a message. It leaves the connections open, idle
+        between messages, unanswered: hang them up, so that Postfix applies
+        milter_default_action to each next command at once rather than wait for it
+        (milter_command_timeout) or for this process to exit."""
+        connection = self.settings.milter_socket
         if self.worker is not None:  # the socket stays, for the parent and the others
-            disown_listener(self.settings.milter_socket)
-        libmilter.stop()
+            disown_listener(connection)
+        with signals_blocked():  # its thread's
+            libmilter.stop()
+        hung_up = hang_up(connection)
+        if hung_up:
+            log.info("closed %d idle connections", hung_up)
+        if self.worker is None:  # as libmilter's listener would, once it saw the stop
+            remove_socket_file(connection, self._socket_file)
 
     def shutdown(self) -> None:
         """Drain and stop everything we started."""

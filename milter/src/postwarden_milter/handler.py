@@ -267,7 +267,11 @@ class ConnectionHandler:
         # 2 MB message is 32 round trips fewer); a body past the size limit
         # stops being stored here and is refused at end of message, which is
         # when the SMTP client hears any answer to DATA anyway.
-        self._require().add_body(chunk)
+        txn = self._require()
+        spilled = txn.spilled
+        txn.add_body(chunk)
+        if txn.spilled and not spilled:
+            self._s.metrics.bodies_spilled.inc()
         return Outcome.CONTINUE
 
     @guarded("eom")

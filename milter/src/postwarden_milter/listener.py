@@ -19,6 +19,12 @@ unlinks a unix socket's file (unless it runs as root): one worker stopping
 alone would leave the others unreachable, so a worker hands its descriptor
 of the socket over to ``/dev/null`` first (:func:`disown_listener`).
 
+A stop does not wait for libmilter's listener to see it (it polls for a
+connection 5 s at a time, holding the lock ``smfi_stop`` needs), and libmilter
+leaves the connections it accepted open, unanswered, until the process exits:
+the stopping milter hangs them up itself (:func:`hang_up`) and, alone on a
+unix socket, removes its file as libmilter would (:func:`remove_socket_file`).
+
 libmilter also unlinks a unix socket's file before it binds its own (pymilter
 asks it to, so a file left by a milter that was killed does not stop the
 next start): a second milter started on the same path would leave the first
@@ -91,8 +97,21 @@ def served_elsewhere(connection: str) -> bool:
 
 def _is_listener_on(sock: socket.socket, connection: str) -> bool:
     """Whether ``sock`` is a listening socket of the libmilter ``connection`` spec."""
-    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
-            socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+    return _listens(sock) and _bound_to(sock, connection)
+
+
+def _is_connection_on(sock: socket.socket, connection: str) -> bool:
+    """Whether ``sock`` is a connection accepted on ``connection`` (an accepted socket
+    bears its listener's address: a unix socket's path, a TCP socket's port)."""
+    return not _listens(sock) and _bound_to(sock, connection)
+
+
+def _listens(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+
+
+def _bound_to(sock: socket.socket, connection: str) -> bool:
+    if sock.type != socket.SOCK_STREAM:
         return False
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
@@ -107,6 +126,13 @@ def _is_listener_on(sock: socket.socket, connection: str) -> bool:
 def _tune_listeners(connection: str, tune: Callable[[socket.socket], object],
                     fd_dir: str) -> int:
     """Apply ``tune`` to our listening sockets of ``connection``; returns how many."""
+    return _tune_sockets(connection, _is_listener_on, tune, fd_dir)
+
+
+def _tune_sockets(connection: str, which: Callable[[socket.socket, str], bool],
+                  tune: Callable[[socket.socket], object], fd_dir: str) -> int:
+    """Apply ``tune`` to our sockets of ``connection`` that ``which`` picks; returns
+    how many."""
     tuned = 0
     for name in os.listdir(fd_dir):
         fd = int(name)
@@ -116,7 +142,7 @@ def _tune_listeners(connection: str, tune: Callable[[socket.socket], object],
             continue  # not a socket (or already closed)
         try:
             with contextlib.suppress(OSError, ValueError):
-                if _is_listener_on(sock, connection):
+                if which(sock, connection):
                     tune(sock)
                     tuned += 1
         finally:
@@ -152,3 +178,33 @@ def disown_listener(connection: str, fd_dir: str = "/proc/self/fd") -> int:
         return _tune_listeners(connection, lambda sock: os.dup2(null, sock.fileno()), fd_dir)
     finally:
         os.close(null)
+
+
+def hang_up(connection: str, fd_dir: str = "/proc/self/fd") -> int:
+    """Shut down our connections accepted on ``connection`` (both ways): the MTA's next
+    command on each fails at once, and it applies ``milter_default_action``. The
+    descriptors stay open and libmilter's (closing them under its threads could hand
+    their numbers to a new file meanwhile); returns how many."""
+    return _tune_sockets(connection, _is_connection_on,
+                         lambda sock: sock.shutdown(socket.SHUT_RDWR), fd_dir)
+
+
+def socket_file(connection: str) -> tuple[int, int] | None:
+    """(device, inode) of a unix socket's file; None for TCP, or when it is gone."""
+    path = unix_path(connection)
+    if path is None:
+        return None
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def remove_socket_file(connection: str, made: tuple[int, int] | None) -> None:
+    """Remove the unix socket's file of ``connection`` if it is still the one ``made``
+    (its :func:`socket_file` when opened), not one another milter has put there since."""
+    path = unix_path(connection)
+    if path is not None and made is not None and socket_file(connection) == made:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

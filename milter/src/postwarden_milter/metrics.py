@@ -49,6 +49,11 @@ class Metrics:
         self.policy_reloads = Counter(
             "postwarden_policy_reloads", "Policy set reloads", ["result"], registry=r
         )
+        self.bodies_spilled = Counter(
+            "postwarden_bodies_spilled",
+            "Message bodies past body_memory_threshold, spooled to a temporary file",
+            registry=r,
+        )
         self.errors = Counter("postwarden_errors", "Internal errors", ["kind"], registry=r)
         self.connections = Gauge(
             "postwarden_connections", "SMTP connections being filtered", registry=r

@@ -146,6 +146,11 @@ class Transaction:
         return True
 
     @property
+    def spilled(self) -> bool:
+        """Whether the body went to a temporary file (past ``memory_threshold``)."""
+        return self._body is not None and self._body.spilled
+
+    @property
     def within_limit(self) -> bool:
         return self.fits(self.size)
 

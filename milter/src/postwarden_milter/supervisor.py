@@ -69,7 +69,7 @@ from .app import (
 )
 from .duplicates import DuplicateDetector
 from .errors import StartupError
-from .listener import disown_listener, unix_path
+from .listener import disown_listener, socket_file
 from .metrics_merge import MergedMetrics
 from .reload import RunningSet
 from .settings import MilterSettings
@@ -174,7 +174,7 @@ class Supervisor:
 
     def _supervise(self) -> None:
         self._opened = True
-        self._socket_file = _identity(self.settings.milter_socket)
+        self._socket_file = socket_file(self.settings.milter_socket)
         log.info("postwarden milter %s starting %d worker processes on %s",
                  self.settings.instance_name, len(self._slots), self.settings.milter_socket)
         try:
@@ -213,7 +213,7 @@ class Supervisor:
             self._send(signal.SIGUSR1)
         self._poll_policies()
         self._reap()
-        if self._socket_file != _identity(self.settings.milter_socket):
+        if self._socket_file != socket_file(self.settings.milter_socket):
             log.error("the socket file of %s was removed or replaced: Postfix cannot reach "
                       "the workers; stopping so that the service manager restarts the milter",
                       self.settings.milter_socket)
@@ -391,18 +391,6 @@ def _stop_with(parent: int) -> None:
         log.warning("worker: prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
     if os.getppid() != parent:  # it died before the call
         os.kill(os.getpid(), signal.SIGUSR2)
-
-
-def _identity(connection: str) -> tuple[int, int] | None:
-    """(device, inode) of a unix socket's file; None for TCP, or when it is gone."""
-    path = unix_path(connection)
-    if path is None:
-        return None
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return found.st_dev, found.st_ino
 
 
 def _describe(code: int) -> str:
