@@ -160,7 +160,7 @@ def _listen(value: str) -> str:
 
 
 def _number(kind: type[T], value: Any, name: str) -> T:
-    """``value`` as a finite ``kind``: not a bool (YAML reads ``yes`` as true), nor NaN
+    """``value`` as a finite ``kind``: not a bool (``true`` is no count), nor NaN
     (no bound holds: every comparison with it is false) or an infinity, nor a fraction
     for an integer setting (``int`` would cut 2.5 down to 2 without a word)."""
     if isinstance(value, bool):
