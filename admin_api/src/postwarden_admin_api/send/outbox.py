@@ -40,18 +40,33 @@ SELECT send_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
 
 # Visible to another session: its commit is in the WAL, so a flush after it covers it.
 STORED = "SELECT EXISTS (SELECT FROM outbound_messages WHERE id = $1)"
+# A lost connection does not stop its backend: it may still be running the call (waiting
+# for the key's counters, say) and commit after a look found nothing. Ended here, and
+# waited for until it has left (true; none: already gone), its transaction can no longer
+# commit. Only a backend of this role: another role's under that pid is not the one that
+# ran the call (and the service's role may not signal it).
+END_BACKEND = """
+SELECT pg_terminate_backend(pid, $2) FROM pg_stat_activity
+WHERE pid = $1 AND usename = session_user
+"""
+BACKEND_GONE = """
+SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1 AND usename = session_user)
+"""
+END_WITHIN_MS = 5000  # a signalled backend ends in milliseconds; past this, the answer is unsure
 
 
 class Unconfirmed(Exception):
     """The enqueue failed short of its answer, perhaps once the message was stored
-    (the connection failed while waiting for the disk, say): whether the message was
-    stored and survives (the server may have crashed) is for :func:`confirm` to say.
-    Answering an error instead would have a client that retries without an
-    Idempotency-Key send it twice."""
+    (the connection failed while waiting for the disk, say), perhaps while its backend
+    still runs the call: whether the message was stored and survives (the server may
+    have crashed) is for :func:`confirm` to say, once that backend has ended. Answering
+    an error instead would have a client that retries without an Idempotency-Key send
+    it twice."""
 
-    def __init__(self, accepted: Accepted) -> None:
-        super().__init__("stored, not confirmed on disk")
+    def __init__(self, accepted: Accepted, backend: int | None = None) -> None:
+        super().__init__("enqueue outcome unknown")
         self.accepted = accepted
+        self.backend = backend  # the pid of the backend that ran the call, if it may still run
 
 
 class Suppressed(Exception):
@@ -98,6 +113,7 @@ async def enqueue(
     recipients = request.recipients_by_field
     hashes = sorted(set(submission.recipient_hashes))
     in_transaction = conn.is_in_transaction()
+    backend = conn.get_server_pid()  # not to be had once the connection is lost
     try:
         suppressed = await conn.fetchval(
             ENQUEUE_IN_TRANSACTION if in_transaction else ENQUEUE,
@@ -120,16 +136,31 @@ async def enqueue(
     except DB_ERRORS as exc:
         if in_transaction:
             raise
-        raise Unconfirmed(accepted) from exc  # the first commit may have gone through
+        # The first commit may have gone through, or may yet. Closed, so that no one else
+        # gets this connection (a pool's) while confirm() ends its backend.
+        conn.terminate()
+        raise Unconfirmed(accepted, backend) from exc
     if suppressed is not None:
         raise Suppressed(set(suppressed))
     return accepted
 
 
 async def confirm(conn: asyncpg.Connection, unsure: Unconfirmed) -> Accepted:
-    """On another connection after :class:`Unconfirmed`: the message, now on disk, if it
-    was stored; else the error that cut the first connection off."""
+    """On another connection after :class:`Unconfirmed`, once the backend that ran the
+    call has ended: the message, now on disk, if it was stored; else the error that cut
+    the first connection off. A backend that does not end in time leaves the outcome
+    unknown: TimeoutError."""
+    if unsure.backend is not None and not await _ended(conn, unsure.backend):
+        raise TimeoutError(f"the enqueue's backend (pid {unsure.backend}) did not end "
+                           f"within {END_WITHIN_MS} ms") from unsure.__cause__
     if not await conn.fetchval(STORED, unsure.accepted.id):
         raise unsure.__cause__ or unsure
     await conn.execute(FLUSH)
     return unsure.accepted
+
+
+async def _ended(conn: asyncpg.Connection, pid: int) -> bool:
+    if await conn.fetchval(END_BACKEND, pid, END_WITHIN_MS) is not False:
+        return True
+    # False: it did not end in time, or ended on its own just before the signal.
+    return bool(await conn.fetchval(BACKEND_GONE, pid))

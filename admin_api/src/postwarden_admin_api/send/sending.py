@@ -112,9 +112,10 @@ async def _accept(
         except Unconfirmed as exc:
             unsure = exc
     if unsure is not None:
-        # On another connection, once the failed one is back: a Postgres restart cuts
-        # every send at once, and each holding one while waiting for a second would
-        # drain the pool.
+        # On another connection, once the failed one (closed by enqueue) is given back:
+        # a Postgres restart cuts every send at once, and each holding one while waiting
+        # for a second would drain the pool. confirm ends the failed one's backend first,
+        # which may still be running the call: a TimeoutError if it cannot (a 500).
         async with app[POOL].acquire() as conn:
             accepted = await confirm(conn, unsure)
     if state.relay is not None:
