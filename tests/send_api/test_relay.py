@@ -7,6 +7,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,8 @@ from aiosmtpd.controller import Controller
 
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.send import relay
+from postwarden_admin_api.send.lease import BatchLease
+from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.relay import (
     RelayConfig,
@@ -23,7 +26,7 @@ from postwarden_admin_api.send.relay import (
     backoff,
     store_relayed,
 )
-from postwarden_admin_api.send.submit import Outcome, SubmitResult
+from postwarden_admin_api.send.submit import Outcome, SmtpSession, SubmitResult
 from postwarden_store import create_pool
 from tests.conftest import PgServer
 from tests.fixtures.ports import free_port
@@ -87,6 +90,25 @@ async def test_a_message_is_relayed_and_keeps_the_queue_id(
         "SELECT status FROM outbound_recipients WHERE message_id = $1", message_id
     )
     assert {r["status"] for r in statuses} == {"relayed"}
+
+
+async def test_the_relay_names_the_host_whose_postfix_queued_the_message(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], tmp_path: Path
+) -> None:
+    """Delivery lines are about a queue id of one host's Postfix (migration 0018)."""
+    maillog = tmp_path / "maillog"
+    maillog.write_text("")
+    follower = MaillogFollower(pool, maillog, host="mx-7")
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", smtp_server[1], 3, 0.05, workers=1),
+                         maillog=follower)
+    worker.start()
+    try:
+        message_id = await accepted(pool, "a@example.org")
+        worker.wake()
+        row = await settled(pool, message_id)
+    finally:
+        await worker.stop(grace=10)
+    assert (row["status"], row["queue_host"]) == ("relayed", "mx-7")
 
 
 async def test_4xx_is_retried_then_relayed(
@@ -340,6 +362,124 @@ async def test_a_slow_batch_keeps_its_rows_from_other_workers(
     assert sorted(received) == [f"slow{n}@example.org" for n in range(4)]  # each once
 
 
+async def test_a_submit_that_outlasts_the_lease_keeps_its_row_from_other_workers(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postfix answers the final dot only after the whole lease has run out (a slow
+    milter; an end of DATA may take up to DATA_END_SECONDS): the lease is renewed while
+    the submit is pending, so the other worker never claims the row and sends it too."""
+    monkeypatch.setattr(relay, "LEASE", dt.timedelta(seconds=0.6))
+    monkeypatch.setattr(relay, "POLL_SECONDS", 0.05)
+    handler, port = smtp_server
+    handler.data_gate.clear()
+    message_id = await accepted(pool, "once@example.org")
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=2))
+    worker.start()
+    try:
+        await until_true(lambda: bool(handler.received))  # its 250 waits for the gate
+        first_lease = await pool.fetchval(
+            "SELECT next_attempt_at FROM outbox WHERE message_id = $1", message_id)
+        # The lease the claim set, and a whole one more, run out while Postfix holds it.
+        await until_async(lambda: pool.fetchval(
+            "SELECT now() > $1::timestamptz + $2::interval", first_lease, relay.LEASE))
+        claims = await pool.fetchval("SELECT attempts FROM outbox WHERE message_id = $1",
+                                     message_id)
+        handler.data_gate.set()
+        row = await settled(pool, message_id)
+    finally:
+        handler.data_gate.set()
+        await worker.stop(grace=10)  # a second copy under way would be answered first
+    assert [r[1] for r in handler.received] == [("once@example.org",)]
+    assert claims == 1
+    assert (row["status"], row["queue_id"]) == ("relayed", "Q1X")
+    events = await pool.fetch("SELECT event FROM outbound_events WHERE message_id = $1 "
+                              "ORDER BY id", message_id)
+    assert [e["event"] for e in events] == ["accepted", "relayed"]
+
+
+async def test_rows_whose_lease_ran_out_unrenewed_are_given_back_unsent(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A batch held up (a busy event loop, say) until its lease ran out: another worker
+    may have claimed its rows meanwhile, so none is sent; they are given back."""
+    monkeypatch.setattr(relay, "LEASE", dt.timedelta(seconds=0.3))
+    handler, port = smtp_server
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1))
+    for n in range(2):
+        await accepted(pool, f"late{n}@example.org")
+    claimed = time.monotonic()
+    rows = await worker._claim()
+    await until_async(lambda: pool.fetchval("SELECT bool_and(next_attempt_at < now()) "
+                                            "FROM outbox"))
+    session = SmtpSession("127.0.0.1", port, 5.0, "relay.test")
+    try:
+        assert await worker._relay(session, rows, claimed)
+    finally:
+        await session.close()
+    assert handler.received == []
+    given_back = await pool.fetch("SELECT attempts, next_attempt_at <= now() AS due "
+                                  "FROM outbox")
+    assert [tuple(r) for r in given_back] == [(0, True), (0, True)]
+    assert "lease of 2 claimed message(s) cannot be proven" in caplog.text
+    assert lease_tasks() == []
+
+
+async def test_a_lease_postgres_cannot_renew_is_unproven_until_renewed_again(
+    fresh_database_url: str, pg_server: PgServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(relay, "LEASE", dt.timedelta(seconds=0.6))
+    database = fresh_database_url.rsplit("/", 1)[1]
+    pool = await create_pool(fresh_database_url, min_size=1, max_size=4)
+    admin = await asyncpg.connect(pg_server.admin_dsn)
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", free_port(), 3, 0.05, workers=1))
+    try:
+        await accepted(pool, "kept@example.org")
+        claimed = time.monotonic()
+        lease = BatchLease(worker._renew, await worker._claim(), since=claimed,
+                           seconds=relay.LEASE.total_seconds(),
+                           retry_seconds=relay.RECORD_RETRY_MAX)
+        try:
+            assert lease.proven()
+            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = $1", database)
+            await until_true(lambda: not lease.proven())
+            await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            await until_true(lease.proven)  # nobody claimed the row meanwhile: still ours
+            assert lease.lost == set()
+        finally:
+            await lease.stop()
+        assert lease_tasks() == []
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await pool.close()
+
+
+async def test_a_worker_cancelled_mid_submit_leaves_no_lease_renewing(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int]
+) -> None:
+    handler, port = smtp_server
+    handler.data_gate.clear()
+    await accepted(pool, "cut-short@example.org")
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1))
+    worker.start()
+    try:
+        await until_true(lambda: bool(handler.received))
+        assert len(lease_tasks()) == 1  # renewing while Postfix has not answered
+        await worker.stop(grace=0)  # cancels the submit
+    finally:
+        handler.data_gate.set()
+        await worker.stop(grace=10)
+    assert lease_tasks() == []
+
+
+def lease_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks()
+            if t.get_name() == "postwarden-relay-lease" and not t.done()]
+
+
 async def test_rows_claimed_again_meanwhile_are_neither_given_back_nor_kept(
     pool: asyncpg.Pool,
 ) -> None:
@@ -407,11 +547,12 @@ async def test_answers_arriving_while_one_is_stored_are_stored_together(
     first_stored = asyncio.Event()
     store = relay.store_relayed
 
-    async def gated(conn: asyncpg.Connection, outcomes: list[Relayed]) -> None:
+    async def gated(conn: asyncpg.Connection, outcomes: list[Relayed],
+                    queue_host: str | None = None) -> None:
         stores.append(len(outcomes))
         if len(stores) == 1:
             await first_stored.wait()
-        await store(conn, outcomes)
+        await store(conn, outcomes, queue_host)
 
     monkeypatch.setattr(relay, "store_relayed", gated)
     monkeypatch.setattr(relay, "BATCH", 1)  # a message for each task

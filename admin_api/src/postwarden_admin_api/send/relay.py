@@ -9,6 +9,10 @@ connection failures retry with exponential backoff and jitter until
 reply. ``workers`` tasks run on the event loop, each with its own SMTP session
 (:mod:`.submit`) reused for message after message.
 
+A claimed batch's lease is renewed while it is worked on, a submit in flight
+included (:mod:`.lease`); once it can no longer be proven, the batch sends no
+further row: those left are given back, or come back when their lease ends.
+
 A Postfix that cannot be reached at all (no connection, no greeting, EHLO
 refused) is no attempt on any message: the worker gives its rows back as they
 were and pauses, growing the pause up to :data:`UNREACHABLE_PAUSE_MAX`, so an
@@ -42,6 +46,7 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .groupcommit import GroupCommit
+from .lease import BatchLease
 from .maillog import MaillogFollower
 from .receipts import committed_queue_id
 from .scrub import for_log, scrub_reply
@@ -88,7 +93,8 @@ WITH done AS (
     INSERT INTO outbound_events (message_id, event) SELECT $1, 'found_in_log' WHERE $7
 ), message AS (
     UPDATE outbound_messages
-    SET status = 'relayed', queue_id = $2, attempts = $3, last_error = NULL, updated_at = now()
+    SET status = 'relayed', queue_id = $2, queue_host = $8, attempts = $3, last_error = NULL,
+        updated_at = now()
     WHERE id = $1
 ), recipients AS (
     UPDATE outbound_recipients
@@ -122,7 +128,7 @@ INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'failed', $3
 """
 
 BATCH = 10
-LEASE = dt.timedelta(minutes=15)  # renewed while a slow batch is still being worked on
+LEASE = dt.timedelta(minutes=15)  # renewed every third of it while a batch is worked on
 POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 UNREACHABLE_PAUSE_MAX = 60.0
@@ -166,15 +172,18 @@ class Relayed:
     found_in_log: bool = False
 
 
-async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed]) -> None:
+async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed],
+                        queue_host: str | None = None) -> None:
     """Store these messages' outcomes in one round trip and one transaction (asyncpg's
-    ``executemany``). Their outbox rows are deleted in message_id order, the order in
-    which the maillog follower locks them (migration 0017): two transactions that each
+    ``executemany``); ``queue_host``: the name of the host whose Postfix queued them, as
+    its log follower knows it (None: unknown, lines of any host's log are about them).
+    Their outbox rows are deleted in message_id order, the order in which the maillog
+    follower locks them (migration 0017): two transactions that each
     want several never wait for each other in a cycle."""
     await conn.executemany(RELAYED, [
         (o.row.id, o.result.queue_id, o.row.attempts, list(o.result.refused),
          scrub_reply("; ".join(o.result.refused.values())) or None, o.result.queue_id,
-         o.found_in_log)
+         o.found_in_log, queue_host)
         for o in sorted(outcomes, key=lambda o: o.row.id)
     ])
     for o in outcomes:
@@ -185,12 +194,13 @@ async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed]) -> No
 
 async def record(
     conn: asyncpg.Connection, config: RelayConfig, row: Claimed, result: SubmitResult,
-    *, found_in_log: bool = False,
+    *, found_in_log: bool = False, queue_host: str | None = None,
 ) -> str:
     """Store the outcome; its name (relayed, deferred, failed). ``found_in_log``: the
-    answer was read from Postfix's log after an interrupted attempt."""
+    answer was read from Postfix's log after an interrupted attempt; ``queue_host`` as
+    for :func:`store_relayed`."""
     if result.outcome is Outcome.QUEUED:
-        await store_relayed(conn, [Relayed(row, result, found_in_log)])
+        await store_relayed(conn, [Relayed(row, result, found_in_log)], queue_host)
         return "relayed"
     reply = scrub_reply(result.reply)
     if result.outcome is Outcome.RETRY and row.attempts < config.max_attempts:
@@ -225,6 +235,7 @@ class RelayWorker:
         self._pool = pool
         self._config = config
         self._maillog = maillog
+        self._queue_host = maillog.host if maillog is not None else None
         self._outcomes = (metrics or Metrics()).relay_outcomes
         # Postfix's 250s: those that come while one is being stored go together next.
         self._relayed = GroupCommit(self._store_relayed)
@@ -267,9 +278,10 @@ class RelayWorker:
             while not self._stopping.is_set():
                 relayed = False
                 with surviving("relay worker"):
+                    claimed = time.monotonic()
                     rows = await self._claim()
                     if rows:
-                        reached = await self._relay(session, rows)
+                        reached = await self._relay(session, rows, claimed)
                         unreached = 0 if reached else unreached + 1
                         relayed = reached
                 if unreached:
@@ -288,39 +300,49 @@ class RelayWorker:
         self._wakeup.clear()
         await _wait(self._wakeup, POLL_SECONDS)
 
-    async def _relay(self, session: SmtpSession, rows: list[Claimed]) -> bool:
-        """Submit the rows in turn; False when Postfix could not be reached (the row
-        being tried and those after it were given back)."""
-        leased = time.monotonic()
-        lost: set[uuid.UUID] = set()  # rows whose lease ran out and another claimed
-        for index, row in enumerate(rows):
-            if self._stopping.is_set():
-                await self._unlease(rows[index:])
-                return True
-            if time.monotonic() - leased > LEASE.total_seconds() / 3:
-                # A slow Postfix (each end of DATA may take minutes): the rows left
-                # must not come back to another worker while this one still has them.
-                lost = await self._renew(rows[index:])
-                leased = time.monotonic()
-            if row.id in lost:
-                log.warning("relay: message %s was claimed again while this worker was "
-                            "held up: leaving it to that claim", row.id)
-                continue
-            result = await self._queued_before(row) if row.interrupted else None
-            found = result is not None
-            if result is None:
-                result = await session.submit(row.envelope_from, row.recipients, row.content)
-            if result.outcome is Outcome.UNREACHABLE:
-                await self._unlease(rows[index:])
-                self._outcomes.labels("unreachable").inc()
-                log.warning("relay: Postfix at %s:%d cannot be reached (%s); %d claimed "
-                            "message(s) wait in the outbox", self._config.host,
-                            self._config.port, result.reply, len(rows) - index)
-                return False
-            outcome = await self._record(row, result, found_in_log=found)
-            if outcome is not None:
-                self._outcomes.labels("found_queued" if found else outcome).inc()
-        return True
+    async def _relay(self, session: SmtpSession, rows: list[Claimed], claimed: float) -> bool:
+        """Submit the rows in turn, claimed at ``claimed`` (monotonic); False when Postfix
+        could not be reached (the row being tried and those after it were given back)."""
+        lease = BatchLease(self._renew, rows, since=claimed, seconds=LEASE.total_seconds(),
+                           retry_seconds=RECORD_RETRY_MAX)
+        try:
+            for index, row in enumerate(rows):
+                if self._stopping.is_set():
+                    await self._give_back(lease, rows[index:])
+                    return True
+                if not lease.proven():
+                    log.warning("relay: the lease of %d claimed message(s) cannot be proven "
+                                "(not renewed in time): giving them back unsent",
+                                len(rows) - index)
+                    await self._give_back(lease, rows[index:])
+                    return True
+                if row.id in lease.lost:
+                    log.warning("relay: message %s was claimed again while this worker was "
+                                "held up: leaving it to that claim", row.id)
+                    continue
+                result = await self._queued_before(row) if row.interrupted else None
+                found = result is not None
+                if result is None:
+                    result = await session.submit(row.envelope_from, row.recipients,
+                                                  row.content)
+                if result.outcome is Outcome.UNREACHABLE:
+                    await self._give_back(lease, rows[index:])
+                    self._outcomes.labels("unreachable").inc()
+                    log.warning("relay: Postfix at %s:%d cannot be reached (%s); %d claimed "
+                                "message(s) wait in the outbox", self._config.host,
+                                self._config.port, result.reply, len(rows) - index)
+                    return False
+                await lease.settle(row)
+                outcome = await self._record(row, result, found_in_log=found)
+                if outcome is not None:
+                    self._outcomes.labels("found_queued" if found else outcome).inc()
+            return True
+        finally:
+            await lease.stop()
+
+    async def _give_back(self, lease: BatchLease[Claimed], rows: list[Claimed]) -> None:
+        await lease.release()
+        await self._unlease(rows)
 
     async def _unlease(self, rows: list[Claimed]) -> None:
         async with self._pool.acquire() as conn:
@@ -361,7 +383,7 @@ class RelayWorker:
 
     async def _store_relayed(self, outcomes: list[Relayed]) -> None:
         async with self._pool.acquire() as conn:
-            await store_relayed(conn, outcomes)
+            await store_relayed(conn, outcomes, self._queue_host)
 
     async def _record(self, row: Claimed, result: SubmitResult, *,
                       found_in_log: bool) -> str | None:
@@ -375,7 +397,7 @@ class RelayWorker:
                     return "relayed"
                 async with self._pool.acquire() as conn:
                     return await record(conn, self._config, row, result,
-                                        found_in_log=found_in_log)
+                                        found_in_log=found_in_log, queue_host=self._queue_host)
             except DB_ERRORS as exc:
                 if self._stopping.is_set():
                     log.error("relay: stopping without storing the outcome of message %s "
