@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import socket
 import threading
@@ -25,6 +26,7 @@ from postwarden_admin_api.send.deliverylines import (
     EXPIRED_DETAIL,
     REMOVED_DETAIL,
     DeliveryEvent,
+    address_gone,
     parse_line,
 )
 from postwarden_admin_api.send.maillog import MaillogFollower, our_queue_ids
@@ -84,6 +86,34 @@ def test_a_recipient_postfix_rewrote_is_known_by_the_address_we_gave() -> None:
     assert event is not None
     assert (event.recipient, event.status, event.dsn, event.hard_bounce) == (
         "team@example.org", "bounced", "5.1.1", False)
+
+
+@pytest.mark.parametrize(("dsn", "gone"), [
+    ("5.1.1", True),    # bad destination mailbox
+    ("5.1.2", True),    # bad destination system (no such domain)
+    ("5.1.3", True),    # bad destination mailbox address syntax
+    ("5.1.6", True),    # mailbox moved, no forwarding address
+    ("5.1.10", True),   # null MX (RFC 7505)
+    ("5.2.1", True),    # mailbox disabled
+    ("5.1.7", False),   # the sender's mailbox address syntax
+    ("5.1.8", False),   # the sender's system address
+    ("5.2.2", False),   # mailbox full
+    ("5.3.4", False),   # message too large
+    ("5.4.6", False),   # routing loop
+    ("5.7.1", False),   # refused by policy, as spam
+    ("5.0.0", False),   # unspecified
+    ("4.1.1", False),   # a temporary failure is never a bounce to suppress
+    ("5.21.1", False),
+    ("", False),        # a line about the whole message
+])
+def test_only_a_bounce_saying_the_address_is_bad_suppresses_it(dsn: str, gone: bool) -> None:
+    """A refusal of one message (too large, spam, a full mailbox) says nothing of the
+    next: suppressing the address for good would refuse every later send to it."""
+    assert address_gone(dsn) is gone
+    bounce = DeliveryEvent("4Wq1Zk3sZnz9vBQ", "a@example.org", "bounced", dsn, "550 no")
+    assert bounce.hard_bounce is gone
+    assert not dataclasses.replace(bounce, status="deferred").hard_bounce
+    assert not dataclasses.replace(bounce, rewritten=True).hard_bounce
 
 
 async def test_a_rewritten_recipient_is_tracked(pool: asyncpg.Pool, tmp_path: Path) -> None:
@@ -199,14 +229,14 @@ async def accepted_message(pool: asyncpg.Pool, *recipients: str) -> uuid.UUID:
 
 
 async def relay_as(pool: asyncpg.Pool, message_id: uuid.UUID, queue_id: str, *,
-                   found_in_log: bool = False) -> None:
+                   found_in_log: bool = False, queue_host: str | None = None) -> None:
     """Store Postfix's answer as the relay does (``found_in_log``: read from its log
-    after an interrupted attempt)."""
+    after an interrupted attempt; ``queue_host``: whose Postfix queued it)."""
     row = Claimed(message_id, "app@example.com", [], b"", attempts=1)
     async with pool.acquire() as conn:
         await record(conn, RelayConfig("127.0.0.1", 25, 3, 1.0), row,
                      SubmitResult(Outcome.QUEUED, f"250 queued as {queue_id}", queue_id),
-                     found_in_log=found_in_log)
+                     found_in_log=found_in_log, queue_host=queue_host)
 
 
 async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str,
@@ -1011,6 +1041,80 @@ async def test_a_line_about_the_whole_message_is_about_the_one_relayed_last_unde
     await follower.poll()
     assert (await message_status(pool, early), await message_status(pool, late)) == (
         "relayed", "failed")
+
+
+async def test_a_recipient_line_under_a_reused_queue_id_is_about_the_message_relayed_last(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Messages are never purged: a new message's bounce under an old one's queue id
+    used to rewrite the old, delivered message to failed (and raise webhooks for it)."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("AGAIN")
+    address = f"again-{uuid.uuid4().hex[:6]}@example.org"
+    old = await relayed_message(pool, queue_id, address)
+    append(log_file, sent(queue_id, address), removed(queue_id))
+    await follower.poll()
+    new = await relayed_message(pool, queue_id, address)
+    append(log_file, line(queue_id, address, "bounced", "5.2.2", "552 5.2.2 mailbox full"))
+    await follower.poll()
+    assert (await recipients(pool, old), await timeline(pool, old)) == (
+        {address: ("delivered", "250 ok")}, ["delivered"])
+    assert await message_status(pool, old) == "delivered"
+    assert (await recipients(pool, new), await timeline(pool, new)) == (
+        {address: ("bounced", "552 5.2.2 mailbox full")}, ["bounced"])
+    assert await message_status(pool, new) == "failed"
+
+
+async def relayed_through(pool: asyncpg.Pool, host: str, queue_id: str, address: str
+                          ) -> uuid.UUID:
+    """A message relayed through ``host``'s Postfix, the relay storing the host's name
+    with Postfix's 250."""
+    message_id = await accepted_message(pool, address)
+    await relay_as(pool, message_id, queue_id, queue_host=host)
+    return message_id
+
+
+async def test_a_line_of_a_hosts_log_is_about_a_message_relayed_through_that_host(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Each host's Postfix has queue ids of its own: the same id in another host's log
+    names another message, ours or not."""
+    queue_id = new_queue_id("HOSTS")
+    through_b = await relayed_through(pool, "mail-b", queue_id, "b@example.org")
+    through_a = await relayed_through(pool, "mail-a", queue_id, "a@example.org")  # later
+    log_file = tmp_path / "maillog"
+    log_file.write_text("")
+    follower = MaillogFollower(pool, log_file, host="mail-b")
+    await follower.poll()
+    append(log_file, sent(queue_id, "a@example.org"), sent(queue_id, "b@example.org"))
+    await follower.poll()
+    assert (await message_status(pool, through_a), await message_status(pool, through_b)) == (
+        "relayed", "delivered")
+    async with pool.acquire() as conn:
+        assert await our_queue_ids(conn, "mail-c", {queue_id}) == (set(), set())
+
+
+async def test_a_bounce_for_this_message_only_leaves_the_address_unsuppressed(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Too large for one recipient's server (5.3.4) says nothing of the next message to
+    them; no such user (5.1.1) does. Both bounce all the same."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("SIZE")
+    big = f"big-{uuid.uuid4().hex[:6]}@example.org"
+    gone = f"gone-{uuid.uuid4().hex[:6]}@example.org"
+    message_id = await relayed_message(pool, queue_id, big, gone)
+    append(log_file,
+           line(queue_id, big, "bounced", "5.3.4", "host x said: 552 5.3.4 message too big"),
+           line(queue_id, gone, "bounced", "5.1.1", "host x said: 550 5.1.1 no such user"))
+    await follower.poll()
+    assert {a: s for a, (s, _) in (await recipients(pool, message_id)).items()} == {
+        big: "bounced", gone: "bounced"}
+    assert await message_status(pool, message_id) == "failed"
+    assert await timeline(pool, message_id) == ["bounced", "bounced"]
+    suppressed = await pool.fetch("SELECT address, reason FROM suppressions "
+                                  "WHERE address = ANY($1::text[])", [big, gone])
+    assert [tuple(row) for row in suppressed] == [(gone, "hard_bounce")]
 
 
 @pytest.mark.parametrize(("kind", "detail"), [

@@ -38,7 +38,15 @@ from postwarden_admin_api.send.syslogline import split_line
 from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data
 from tests.fixtures.submissions import ROOMY, submission
 
-from .test_maillog import append, follower_at_end, message_status, new_queue_id, sent
+from .test_maillog import (
+    append,
+    follower_at_end,
+    line,
+    message_status,
+    new_queue_id,
+    relay_as,
+    sent,
+)
 from .test_relay import accepted, settled, until_true, until_waiting_on_a_lock
 
 OURS = uuid.UUID("0f8e3a52c1d44b7e9a6b2c3d4e5f6a7b")
@@ -288,6 +296,33 @@ async def test_a_delivery_line_awaiting_the_relay_outlives_its_reader(
     assert await message_status(pool, message) == "delivered"
     assert await pool.fetchval("SELECT pending FROM maillog_positions WHERE path = $1",
                                f"{HOST}:{log_file}") == []
+
+
+async def test_a_line_for_a_message_yet_to_be_stored_waits_for_it_not_an_older_one(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Postfix queued a new message under an old one's queue id and the relay has yet to
+    store its 250 (a group commit, an interrupted attempt): its line used to go to the
+    old message, counted as applied, and the new one stayed relayed for good."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("REUSE")
+    address = f"full-{uuid.uuid4().hex[:6]}@example.org"
+    old = await accepted(pool, address)
+    await relay_as(pool, old, queue_id)
+    append(log_file, sent(queue_id, address))
+    await follower.poll()
+    new = await accepted(pool, address)
+    append(log_file, cleanup(queue_id, f"<{new.hex}@example.com>"), active(queue_id),
+           line(queue_id, address, "bounced", "5.2.2", "552 5.2.2 mailbox full"))
+    await follower.poll()
+    assert (await message_status(pool, old), await message_status(pool, new)) == (
+        "delivered", "queued")
+    await relay_as(pool, new, queue_id)
+    await follower.poll()
+    assert (await message_status(pool, old), await message_status(pool, new)) == (
+        "delivered", "failed")
+    assert await pool.fetchval("SELECT status FROM outbound_recipients WHERE message_id = $1",
+                               new) == "bounced"
 
 
 async def test_read_past_waits_for_a_poll_that_began_later(

@@ -44,6 +44,9 @@ _DELIVERY = re.compile(
 )
 _DSN = re.compile(r"\bdsn=(\d\.\d{1,3}\.\d{1,3})")
 STATUSES = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
+# X.1.x details that do not say the recipient's address is bad: 5 destination address
+# valid, 7 and 8 the sender's mailbox or system, 9 relayed to a non-compliant mailer.
+_NOT_GONE = frozenset({5, 7, 8, 9})
 
 _EXPIRED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): from=<.*>, status=expired, "
                       r"returned to sender\s*")
@@ -75,8 +78,24 @@ class DeliveryEvent:
 
     @property
     def hard_bounce(self) -> bool:
-        """The address itself is gone: not when one member of an alias is."""
-        return self.status == "bounced" and self.dsn.startswith("5.") and not self.rewritten
+        """The address itself is gone (:func:`address_gone`): not when one member of an
+        alias is."""
+        return self.status == "bounced" and address_gone(self.dsn) and not self.rewritten
+
+
+def address_gone(dsn: str) -> bool:
+    """Whether a permanent status says the address itself is bad, so that no later
+    message to it can be delivered either (RFC 3463, RFC 7505): a 5.1.x addressing
+    status (no such mailbox or domain, bad syntax, moved, a null MX; see
+    ``_NOT_GONE``) or 5.2.1 (mailbox disabled). Any other is about this message or
+    passes: refused as spam (5.7.1), mailbox full (5.2.2), too large (5.3.4), a loop
+    (5.4.6)."""
+    parts = dsn.split(".")
+    if len(parts) != 3 or not all(part.isdecimal() for part in parts):
+        return False  # none: a line about the whole message
+    klass, subject, detail = (int(part) for part in parts)
+    return klass == 5 and ((subject == 1 and detail not in _NOT_GONE)
+                           or (subject, detail) == (2, 1))
 
 
 def parse_line(line: LogLine) -> DeliveryEvent | None:

@@ -1,9 +1,11 @@
 """Delivery tracking: follow Postfix's ``maillog_file`` and map queue ids to recipients.
 
 Lines such as ``QID: to=<a@b>, relay=..., dsn=5.1.1, status=bounced (host ...
-said: 550 5.1.1 ...)`` update that recipient of the message Postfix queued as
-QID to ``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote
-reply; a hard bounce (5.x.x) adds the address to the suppression list. Lines
+said: 550 5.1.1 ...)`` update that recipient of the message this host's Postfix
+queued as QID (the one relayed last: Postfix reuses short queue ids) to
+``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote reply; a
+bounce saying the address itself is bad (5.1.x, 5.2.1: see
+:attr:`.DeliveryEvent.hard_bounce`) adds it to the suppression list. Lines
 about the whole message (expired, discarded, removed, held: see
 :mod:`.deliverylines`) settle the recipients no line of their own will. A
 rotated file is read to its end and the new one from its start, and one emptied
@@ -14,9 +16,10 @@ queue id it names, so unmatched lines are retried for ``PENDING_SECONDS``. Most
 lines in a busy log are about other mail: those of mail seen arriving as
 another's are dropped as they are parsed (:mod:`.othermail`); of the rest, each
 poll first asks, in one query, which queue ids are ours, then applies those
-lines, in log order, in one statement (``maillog_apply``, migrations 0009, 0013
-and 0015); the rest wait. Waiting lines whose queue id a receipt of ours names
-(the relay has yet to store Postfix's answer) are saved with the read position,
+lines, in log order, in one statement (``maillog_apply``, migrations 0009, 0013,
+0015 and 0018); the rest wait. Waiting lines whose queue id a receipt of ours names
+(the relay has yet to store Postfix's answer, even where an older message was
+stored under that queue id) are saved with the read position,
 so the next reader goes on with them (migration 0014). A poll whose database
 work fails keeps all its lines for the next one. Lines about queue files
 (:mod:`.receipts`) are handed over in the same poll, all of them;
@@ -75,11 +78,14 @@ MAX_PENDING = 10_000
 MAX_PENDING_RECEIPTS = 200_000  # about 20 MB of lines kept while Postgres is away
 MAX_READ = 4 * 1024 * 1024
 
-# Migrations 0009, 0013: every line of a poll in one statement, applied in log order.
-APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6) AS line"
-# Stored by the relay (recorded), or so far named only by a receipt in this host's log.
+# Migration 0018: every line of a poll in one statement, applied in log order, each to
+# the message relayed last under its queue id through this host's Postfix.
+APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7) AS line"
+# Stored by the relay (recorded: through this host's Postfix, or a host not named), or
+# so far named only by a receipt in this host's log.
 OURS = """
-SELECT queue_id, true AS recorded FROM outbound_messages WHERE queue_id = ANY($1::text[])
+SELECT queue_id, true AS recorded FROM outbound_messages
+WHERE queue_id = ANY($1::text[]) AND (queue_host = $2 OR queue_host IS NULL)
 UNION
 SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1::text[])
 """
@@ -160,12 +166,14 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
     the queue ids still awaited (a receipt in ``host``'s log names them, the relay has
     yet to store them)."""
     recorded, awaited = await our_queue_ids(conn, host, {event.queue_id for event in events})
+    # A queue id awaited for a message in the outbox is that message's now, even where an
+    # older message was stored under it (Postfix reuses short ids): its lines wait for it.
     mine = [(index, event) for index, event in enumerate(events)
-            if event.queue_id in recorded]
+            if event.queue_id in recorded and event.queue_id not in awaited]
     if not mine:
         return set(), awaited
     rows = await conn.fetch(
-        APPLY, [e.queue_id for _, e in mine], [e.recipient for _, e in mine],
+        APPLY, host, [e.queue_id for _, e in mine], [e.recipient for _, e in mine],
         [e.status for _, e in mine], [e.reply or None for _, e in mine],
         [e.hard_bounce for _, e in mine], [e.rewritten for _, e in mine],
     )
@@ -193,7 +201,8 @@ def _renamed(path: Path, inode: int) -> Path | None:
 async def our_queue_ids(conn: asyncpg.Connection, host: str, queue_ids: set[str]
                         ) -> tuple[set[str], set[str]]:
     """Among ``queue_ids``, in one query: those naming a message of ours as the relay
-    stored it, and those only a receipt in ``host``'s log names so far."""
+    stored it (relayed through ``host``'s Postfix, or a host it did not name), and those
+    a receipt in ``host``'s log names (the relay has yet to store them)."""
     if not queue_ids:
         return set(), set()
     rows = await conn.fetch(OURS, list(queue_ids), host)
@@ -223,6 +232,12 @@ class MaillogFollower:
         self._read_to_end_at = -math.inf  # when the last poll that read to the end began
         self._progress = asyncio.Condition()
         self._stopping = asyncio.Event()
+
+    @property
+    def host(self) -> str:
+        """The name this host's log is known by, for the relay to store with each queue id
+        (``queue_host``, migration 0018)."""
+        return self._host
 
     @property
     def leading(self) -> bool:
