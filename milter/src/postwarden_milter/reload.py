@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -30,6 +31,8 @@ import asyncpg
 
 from postwarden_policies import (
     PoliciesError,
+    PolicyIssue,
+    PolicyLoadError,
     PolicySet,
     load_policy_set,
     load_policy_set_from_sources,
@@ -75,6 +78,12 @@ def _fingerprint(directory: Path) -> Fingerprint:
     return tuple(entries)
 
 
+def _unreadable(directory: Path, exc: OSError) -> PolicyIssue:
+    """policy_dir (or a file in it) that cannot be listed, as a problem of its set."""
+    return PolicyIssue(str(exc.filename or directory), None, None,
+                       f"cannot read: {exc.strerror or exc}")
+
+
 class PolicyFiles:
     """policy_dir, and the state of its files when last read: a change is loaded once it
     has settled (see :meth:`PolicyReloader.poll_files`).
@@ -89,21 +98,42 @@ class PolicyFiles:
         self._directory = directory
         self._fingerprint: Fingerprint = ()  # of the files last read, loaded or refused
         self._settling: Fingerprint | None = None  # a change seen, not yet loaded
+        self._listing_problem: str | None = None  # why the last poll could not list it
 
     def load(self) -> PolicySet:
-        """The directory's set; raises PoliciesError (a refused set is not read again
-        until its files change)."""
-        self._fingerprint = _fingerprint(self._directory)
-        return load_policy_set([self._directory])
+        """The directory's set; raises PoliciesError, for a directory that cannot be
+        listed too (a set refused for its content is not read again until its files
+        change)."""
+        try:
+            seen = _fingerprint(self._directory)
+            policy_set = load_policy_set([self._directory])
+        except OSError as exc:  # not the files' fault: the last read stays the reference
+            raise PolicyLoadError([_unreadable(self._directory, exc)]) from None
+        except PoliciesError:
+            self._fingerprint = seen
+            raise
+        self._fingerprint = seen
+        return policy_set
 
     def settled(self) -> bool:
         """Whether the files changed since last read, then stayed unchanged for a poll.
 
         A checkout or a sync writes the files one by one: loading the first
         state seen could refuse a half-written set (and raise
-        ``policy.load_failed`` to the admins for nothing).
+        ``policy.load_failed`` to the admins for nothing). A directory that cannot be
+        listed has not changed: it is logged once, not at each poll.
         """
-        seen = _fingerprint(self._directory)
+        try:
+            seen = _fingerprint(self._directory)
+        except OSError as exc:
+            problem = str(_unreadable(self._directory, exc))
+            if problem != self._listing_problem:
+                log.warning("policy_dir: %s; the running set stays", problem)
+            self._listing_problem, self._settling = problem, None
+            return False
+        if self._listing_problem is not None:
+            log.info("policy_dir %s: readable again", self._directory)
+            self._listing_problem = None
         if seen == self._fingerprint:
             self._settling = None
             return False
@@ -169,8 +199,10 @@ class PolicyReloader:
         self._notifier = LoadFailedNotifier(database_url if announce_failures else None,
                                             instance_name, loop_thread, metrics)
         self._requested = threading.Event()
+        # Reasons asked for, not yet acted on (SimpleQueue.put is reentrant: a signal
+        # handler may run in the middle of another request()).
+        self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._around_request = around_request
-        self._request_reason = "signal"
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="postwarden-reload",
                                         daemon=True)
@@ -249,7 +281,7 @@ class PolicyReloader:
 
     def request(self, reason: str = "signal") -> None:
         """Ask for a reload (SIGHUP handler, NOTIFY listener): cheap, any thread."""
-        self._request_reason = reason
+        self._requests.put(reason)
         self._requested.set()
 
     def start(self) -> None:
@@ -274,13 +306,23 @@ class PolicyReloader:
             try:
                 if requested:
                     self._requested.clear()
-                    reason = self._request_reason
-                    with self._around_request(reason):
-                        self.reload(reason)
+                    self._reload_requested()
                 elif self._files is not None:
                     self.poll_files()
             except Exception:  # a watcher that died would leave reloads off for good
                 log.exception("policy watcher: unexpected error, still watching")
+
+    def _reload_requested(self) -> None:
+        """One reload for the requests made since the last. A signal's is announced
+        (around_request): its sender waits for the READY=1 that ends it, so a NOTIFY
+        arriving before the reload starts must not make it a silent one."""
+        # The only reader: qsize() items are there to take.
+        reasons = {self._requests.get_nowait() for _ in range(self._requests.qsize())}
+        if not reasons:  # taken by the reload of an earlier wake-up
+            return
+        reason = "signal" if "signal" in reasons else reasons.pop()
+        with self._around_request(reason):
+            self.reload(reason)
 
     def poll_files(self) -> None:
         """Reload once the directory changed and then stayed unchanged for a whole poll."""

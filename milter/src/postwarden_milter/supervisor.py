@@ -251,8 +251,10 @@ class Supervisor:
         if self._policies is None:
             return
         files = self._policies.files
-        with contextlib.suppress(PoliciesError):  # refused: the workers say why, and keep
-            self._policies = RunningSet(files.load(), files)  # their set, as the copy stays
+        # Refused (a directory that cannot be listed too): the workers say why, and keep
+        # their set, as the copy stays.
+        with contextlib.suppress(PoliciesError):
+            self._policies = RunningSet(files.load(), files)
 
     def _poll_policies(self) -> None:
         """Follow policy_dir's changes as the workers' own polls do (.reload)."""
@@ -261,11 +263,8 @@ class Supervisor:
         if self._policies is None or poll <= 0 or now < self._next_poll:
             return
         self._next_poll = now + poll
-        try:
-            if self._policies.files.settled():
-                self._reload_policies()
-        except OSError as exc:  # an unreadable directory: the copy stays
-            log.warning("policy_dir: cannot read: %s", exc.strerror or exc)
+        if self._policies.files.settled():
+            self._reload_policies()
 
     def _replace(self, slot: _Slot) -> None:
         """Start a dead worker's successor; when the system cannot (no memory, no process
