@@ -108,3 +108,4 @@ def test_a_stop_hangs_up_idle_connections_once_no_transaction_is_open(
             assert milter.wait(timeout=30) == 0, milter.log()
         assert {queued, "4QSTOPBUSY"} <= _queue_ids(database_url)
         assert "closed" in milter.log() and "idle connection" in milter.log()
+        assert "transactions cut" not in milter.log()  # none waited for its deadline

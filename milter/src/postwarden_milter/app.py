@@ -66,7 +66,7 @@ from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
 from .reload import PolicyFiles, PolicyReloader, RunningSet
-from .session import Slots
+from .session import Settling, Slots
 from .settings import MilterSettings
 from .spool import AuditSpool, SpoolBudget
 
@@ -294,6 +294,7 @@ class MilterProcess:
         log.info("postwarden milter %s starting on %s", self.settings.instance_name,
                  self.settings.milter_socket)
         stop_by: float | None = None  # once stopping: how long open transactions may run
+        settling = Settling(services.transactions, services.callbacks)
         while thread.is_alive():
             thread.join(timeout=TICK_SECONDS)  # interruptible: signal handlers run promptly
             self._ready_once_open()
@@ -301,10 +302,12 @@ class MilterProcess:
                 if stop_by is None:
                     self.notifier.stopping()
                     stop_by = time.monotonic() + self.settings.message_timeout_seconds
-                if not self.transactions.active or time.monotonic() >= stop_by:
+                # Settled: the last transaction's reply was handed to libmilter a tick
+                # ago at least (session.Settling); at the deadline, what is open is cut.
+                if settling.settled() or time.monotonic() >= stop_by:
                     # Not joined: libmilter's listener sees its stop only when its poll
                     # times out (every 5 s, MI_CHK_TIME), with nothing left to do.
-                    self._stop_libmilter()
+                    self._stop_libmilter(services)
                     return
         if self._milter_error is not None:
             raise socket_refused(self.settings.milter_socket)
@@ -363,21 +366,28 @@ class MilterProcess:
             # gives up the GIL, and a MAIL FROM could be admitted meanwhile).
             log.info("%s: stopping", signal.Signals(signum).name)
 
-    def _stop_libmilter(self) -> None:
-        """Stop accepting and serving. Only once open transactions have ended: libmilter
-        (Debian's, built with its pool of workers) serves no connection after a stop,
-        not even one in the middle of a message. It leaves the connections open, idle
-        between messages, unanswered: hang them up, so that Postfix applies
+    def _stop_libmilter(self, services: Services) -> None:
+        """Stop accepting and serving. Only once open transactions have ended (or at the
+        stop's deadline): libmilter (Debian's, built with its pool of workers) serves no
+        connection after a stop, not even one in the middle of a message. It leaves the
+        connections open, unanswered: hang them up, so that Postfix applies
         milter_default_action to each next command at once rather than wait for it
-        (milter_command_timeout) or for this process to exit."""
+        (milter_command_timeout) or for this process to exit. A transaction still open
+        (the deadline passed) is audited as aborted first, flagged stop_deadline: no
+        abort callback comes for it, and the audit queue drains after this."""
         connection = self.settings.milter_socket
         if self.worker is not None:  # the socket stays, for the parent and the others
             disown_listener(connection)
         with signals_blocked():  # its thread's
             libmilter.stop()
-        hung_up = hang_up(connection)
-        if hung_up:
-            log.info("closed %d idle connections", hung_up)
+        cut = services.open.cut()
+        if cut:
+            log.warning("stop deadline (message_timeout_seconds, %.0f s) passed: "
+                        "%d open transactions cut, audited as aborted",
+                        self.settings.message_timeout_seconds, cut)
+        idle = hang_up(connection) - cut
+        if idle > 0:
+            log.info("closed %d idle connections", idle)
         if self.worker is None:  # as libmilter's listener would, once it saw the stop
             remove_socket_file(connection, self._socket_file)
 

@@ -40,8 +40,9 @@ def change_dict(change: Change) -> dict[str, Any]:
     return {"kind": kind.lstrip("_"), **dataclasses.asdict(change)}
 
 
-def _flags(facts: MessageFacts | None, verdict: Verdict | None) -> tuple[str, ...]:
-    flags: set[str] = set()
+def _flags(facts: MessageFacts | None, verdict: Verdict | None,
+           extra: frozenset[str]) -> tuple[str, ...]:
+    flags = set(extra)
     if facts is not None:
         flags |= facts.flags | ({"duplicate"} if facts.duplicate else set())
     if verdict is not None:
@@ -59,7 +60,9 @@ def build_event(
     policy_hash: str,
     facts: MessageFacts | None = None,
     verdict: Verdict | None = None,
+    flags: frozenset[str] = frozenset(),
 ) -> AuditEvent:
+    """``flags``: besides the parser's and the verdict's (e.g. handler.STOP_DEADLINE)."""
     return AuditEvent(
         event_id=uuid.uuid4().hex,
         time=dt.datetime.now(dt.UTC),
@@ -82,6 +85,6 @@ def build_event(
         changes=tuple(change_dict(c) for c in verdict.changes) if verdict else (),
         policy_hash=policy_hash,
         duration_ms=transaction.elapsed() * 1000.0,
-        flags=_flags(facts, verdict),
+        flags=_flags(facts, verdict, flags),
         notify=verdict.notify if verdict else (),
     )

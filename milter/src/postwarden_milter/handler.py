@@ -24,6 +24,7 @@ import contextvars
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from .events import build_event
 from .logcontext import set_message_context
 from .metrics import Metrics
 from .reload import PolicyHolder
-from .session import Client, Slots, Transaction, esmtp_size, strip_brackets
+from .session import Client, InFlight, Slots, Transaction, esmtp_size, strip_brackets
 from .settings import MilterSettings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ PROGRESS_SECONDS = 5.0  # well under Postfix's milter_content_timeout (300 s)
 # Answers after which the client holds the message as delivered (250; a discarded
 # message too): sent again, it is a re-delivery. After a 4xx or 5xx it is not.
 DELIVERED = frozenset({Outcome.CONTINUE, Outcome.ACCEPT, Outcome.DISCARD})
+# The flag of an aborted row whose transaction a stop's deadline cut (README, Stopping).
+STOP_DEADLINE = "stop_deadline"
 P = ParamSpec("P")
 Decision = tuple[MessageFacts, Verdict, bytes | None]  # and the duplicate key, if any
 
@@ -76,6 +79,29 @@ class Actions(MilterActions, MacroSource, Protocol):
     pass
 
 
+class OpenTransactions:
+    """The connections holding a transaction open, for a stop whose deadline cuts them
+    (``Services.transactions`` counts them and admits new ones)."""
+
+    def __init__(self) -> None:
+        self._holders: set[ConnectionHandler] = set()
+        self._lock = threading.Lock()
+
+    def add(self, holder: ConnectionHandler) -> None:
+        with self._lock:
+            self._holders.add(holder)
+
+    def discard(self, holder: ConnectionHandler) -> None:
+        with self._lock:
+            self._holders.discard(holder)
+
+    def cut(self) -> int:
+        """Audit each as aborted by the stop's deadline and forget it; how many."""
+        with self._lock:
+            holders = list(self._holders)
+        return sum(holder.cut() for holder in holders)
+
+
 @dataclass(frozen=True)
 class Services:
     """Everything the callbacks share across connections."""
@@ -88,6 +114,8 @@ class Services:
     slots: Slots  # connections, up to max_concurrency
     transactions: Slots  # open ones, what a stop waits for
     workers: concurrent.futures.ThreadPoolExecutor
+    callbacks: InFlight = dataclasses.field(default_factory=InFlight)  # running, for a stop
+    open: OpenTransactions = dataclasses.field(default_factory=OpenTransactions)
 
 
 def guarded(
@@ -128,6 +156,7 @@ class ConnectionHandler:
         self._actions = actions
         self._client = Client()
         self._txn: Transaction | None = None
+        self._txn_lock = threading.Lock()  # a stop's deadline may end it from its thread
         self._has_slot = False
         self.leading_space = False  # set once the protocol is negotiated
         self.pending_failure: str | None = None
@@ -152,21 +181,27 @@ class ConnectionHandler:
         return applied.outcome
 
     def _finish(self, action: str, reply: SmtpReply | None,
-                facts: MessageFacts | None = None, verdict: Verdict | None = None) -> None:
-        """Audit the transaction (if one is open) and forget it."""
-        txn, self._txn = self._txn, None
+                facts: MessageFacts | None = None, verdict: Verdict | None = None,
+                flags: frozenset[str] = frozenset()) -> bool:
+        """Audit the transaction (if one is open) and forget it; False when none was
+        (or a stop's deadline cut it meanwhile, and audited it)."""
+        with self._txn_lock:
+            txn, self._txn = self._txn, None
         if txn is None:
-            return
+            return False
         policy_hash = verdict.policy_hash if verdict else self._s.policies.current.content_hash
         try:
             self._s.metrics.messages.labels(action).inc()
             self._s.audit.submit(build_event(
                 instance=self._s.settings.instance_name, transaction=txn, client=self._client,
                 action=action, reply=reply, facts=facts, verdict=verdict, policy_hash=policy_hash,
+                flags=flags,
             ))
         finally:
             txn.close()
+            self._s.open.discard(self)
             self._s.transactions.release()
+        return True
 
     def _refuse(self, reply: Reply, action: str) -> Outcome:
         """Refuse before end of message; the audit row still names the message."""
@@ -180,14 +215,20 @@ class ConnectionHandler:
         self._finish(action, applied.reply, self._header_facts())
         return applied.outcome
 
-    def _abandon(self) -> None:
+    def _abandon(self, flags: frozenset[str] = frozenset()) -> bool:
         """Audit an unfinished transaction (if one is open) as aborted, and forget it."""
         try:
             facts = self._header_facts()
         except Exception:  # abort() is unguarded: the row goes without them, the txn still ends
             log.exception("cannot parse the headers of an aborted transaction")
             facts = None
-        self._finish("aborted", None, facts)
+        return self._finish("aborted", None, facts, flags=flags)
+
+    def cut(self) -> bool:
+        """A stop's deadline ends the open transaction (on the stop's thread, before it
+        hangs the connection up, which no callback then answers): its row says aborted,
+        flagged stop_deadline. False when none was open."""
+        return self._abandon(frozenset({STOP_DEADLINE}))
 
     def _header_facts(self) -> MessageFacts | None:
         """For a transaction ended before its verdict: the headers received so far,
@@ -241,6 +282,7 @@ class ConnectionHandler:
             log.info("stopping: refusing a new transaction")
             return reply_with(self._actions, Reply.OVERLOADED).outcome
         self._txn = txn
+        self._s.open.add(self)
         declared = esmtp_size(params)
         if declared is not None and not self._txn.fits(declared):
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
@@ -294,8 +336,10 @@ class ConnectionHandler:
                 header_counts=txn.header_names, rcpt_as_given=txn.rcpt_as_given,
                 leading_space=self.leading_space,
             ))
-        self._report(verdict, applied, facts)
-        if key is not None and applied.outcome in DELIVERED:
+        reported = self._report(verdict, applied, facts)
+        # Not once a stop's deadline cut the transaction (its row says aborted): the
+        # connection is hung up, and the MTA applies milter_default_action.
+        if reported and key is not None and applied.outcome in DELIVERED:
             self._s.duplicates.record(key)
         return applied.outcome
 
@@ -353,7 +397,7 @@ class ConnectionHandler:
             except concurrent.futures.TimeoutError:
                 self._actions.progress()
 
-    def _report(self, verdict: Verdict, applied: Applied, facts: MessageFacts) -> None:
+    def _report(self, verdict: Verdict, applied: Applied, facts: MessageFacts) -> bool:
         metrics = self._s.metrics
         for rule in verdict.rules:
             metrics.rules.labels(rule).inc()
@@ -362,4 +406,4 @@ class ConnectionHandler:
             log.info("re-delivery of message-id %s", facts.message_id)
         log.info("%s from=<%s> rules=%s", action, facts.envelope.sender,
                  ",".join(verdict.rules) or "-")
-        self._finish(action, applied.reply, facts, verdict)
+        return self._finish(action, applied.reply, facts, verdict)

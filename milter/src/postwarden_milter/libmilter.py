@@ -11,6 +11,7 @@ rebuilt exactly as received.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -39,9 +40,26 @@ CODES: dict[Outcome, int] = {
 
 
 F = TypeVar("F", bound=Callable[..., int])
+C = TypeVar("C", bound=Callable[..., Any])
 
 # libmilter's accept loop, kept: open_then() puts its supervisor in its place.
 _SERVE: Callable[[], None] = Milter.milter.main
+
+
+def _counted(method: C) -> C:
+    """A callback, counted while it runs (``Services.callbacks``): a stop hangs the
+    connections up only once none runs, and a tick later (session.Settling)."""
+
+    @functools.wraps(method)
+    def run(self: PostwardenMilter, *args: Any) -> Any:
+        callbacks = self._callbacks
+        callbacks.enter()
+        try:
+            return method(self, *args)
+        finally:
+            callbacks.leave()
+
+    return cast(C, run)
 
 
 def _noreply(func: F) -> F:
@@ -72,12 +90,15 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
 
     def __init__(self) -> None:
         self._handler = ConnectionHandler(self.services, self)
+        self._callbacks = self.services.callbacks
 
+    @_counted
     def negotiate(self, opts: list[int]) -> Any:
         result = super().negotiate(opts)
         opts[0] = self._actions = opts[0] & ACTIONS
         return result
 
+    @_counted
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         self._handler.leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
         address = None
@@ -86,30 +107,38 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         return CODES[self._handler.connect(_text(hostname), address)]
 
     @_noreply
+    @_counted
     def hello(self, hostname: str) -> int:
         return CODES[self._handler.helo(_text(hostname))]
 
+    @_counted
     def envfrom(self, sender: str, *params: str) -> int:
         return CODES[self._handler.mail(_text(sender), tuple(_text(p) for p in params))]
 
+    @_counted
     def envrcpt(self, recipient: str, *params: str) -> int:
         return CODES[self._handler.rcpt(_text(recipient), tuple(_text(p) for p in params))]
 
     @_noreply
     @_decode_bytes
+    @_counted
     def header(self, name: str, value: bytes) -> int:
         return CODES[self._handler.header(_text(name), _bytes(value))]
 
     @_noreply
+    @_counted
     def body(self, chunk: bytes) -> int:
         return CODES[self._handler.body(chunk)]
 
+    @_counted
     def eom(self) -> int:
         return CODES[self._handler.eom()]
 
+    @_counted
     def abort(self) -> int:
         return CODES[self._handler.abort()]
 
+    @_counted
     def close(self) -> int:
         return CODES[self._handler.close()]
 

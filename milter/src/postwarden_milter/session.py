@@ -215,3 +215,51 @@ class Slots:
     def close(self) -> None:
         with self._lock:
             self._limit = 0
+
+
+class InFlight:
+    """Our callbacks running now, on libmilter's threads (counted by libmilter.py's
+    wrappers): a callback may still be on its way to the reply a stop must let through,
+    after its transaction already counts as ended."""
+
+    def __init__(self) -> None:
+        self._active = 0
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    # enter()/leave() rather than a context manager: every callback pays for them, and
+    # a generator-based one costs three times as much.
+    def enter(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+
+class Settling:
+    """Whether a stop may hang the connections up, asked once per tick of its loop.
+
+    Only once no transaction is open and no callback runs, found so at two ticks in a
+    row: libmilter writes a callback's reply after the callback returns, and a
+    transaction counts as ended inside the callback that ends it. Hung up before its
+    reply is written, the message is tempfailed by the MTA although its audit row says
+    accepted and the duplicate table holds it. A tick found quiet saw every
+    transaction-ending callback already returned (none can start afterwards: a stop
+    admits no transaction), so the next tick leaves libmilter a tick to write it.
+    """
+
+    def __init__(self, transactions: Slots, callbacks: InFlight) -> None:
+        self._transactions = transactions
+        self._callbacks = callbacks
+        self._was_quiet = False
+
+    def settled(self) -> bool:
+        # Transactions first: one ended since is by a callback counted as running.
+        quiet = not self._transactions.active and not self._callbacks.active
+        settled, self._was_quiet = quiet and self._was_quiet, quiet
+        return settled

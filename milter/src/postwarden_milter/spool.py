@@ -11,6 +11,11 @@ With no database configured the spool *is* the audit log (JSON lines an
 admin can ship or rotate), and nothing is ever replayed from it. Its size is
 therefore read from the file, never counted along: after a rotation it is
 the new file's.
+
+An fsync makes a file's data durable, not its name: after creating a file
+(and after unlinking one) the directory is fsync'd too, or a power cut could
+take the new file away with every batch reported spooled in it. Only then:
+appends to an existing file cost no more than their own fsync.
 """
 
 from __future__ import annotations
@@ -50,8 +55,19 @@ def adopt_orphans(directory: Path, workers: int) -> None:
         data = path.read_bytes()
         _append_durably(target, data)
         path.unlink()
+        # Else after a power cut the orphan could be back, to be appended a second time.
+        fsync_directory(directory)
         log.warning("audit spool: %d bytes from %s appended to %s", len(data), path.name,
                     SPOOL_NAME)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the names created or removed in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _cut_torn_line(path: Path) -> None:
@@ -80,9 +96,16 @@ def _cut_torn_line(path: Path) -> None:
 
 
 def _append_durably(path: Path, data: bytes) -> int:
-    """One append, then fsync: a batch is spooled only once this returns (the file's
-    new size). A failed append is cut off again, so that no part of it is left."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    """One append, then fsync (and the directory's, when the file is new): a batch is
+    spooled only once this returns (the file's new size). A failed append is cut off
+    again, so that no part of it is left; a file it created is removed again, so that
+    the next append creates it anew, fsyncing the directory."""
+    flags = os.O_WRONLY | os.O_APPEND
+    created = False
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        fd, created = os.open(path, flags | os.O_CREAT, 0o600), True
     try:
         size = os.fstat(fd).st_size
         try:
@@ -91,9 +114,14 @@ def _append_durably(path: Path, data: bytes) -> int:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
+            if created:
+                fsync_directory(path.parent)
         except OSError:
             with contextlib.suppress(OSError):  # the append's own error is the one to report
-                os.ftruncate(fd, size)
+                if created:
+                    path.unlink()
+                else:
+                    os.ftruncate(fd, size)
             raise
         return size + len(data)
     finally:
@@ -187,7 +215,16 @@ class AuditSpool:
                 yield batch, offset
 
     def clear(self) -> None:
-        """Empty the spool once every event in it is safely in Postgres."""
-        with self.path.open("wb") as handle:
-            os.fsync(handle.fileno())
+        """Empty the spool once every event in it is safely in Postgres. A spool rotated
+        away meanwhile stays away: created here, the next append would find it there and
+        not fsync the directory."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
+        except FileNotFoundError:
+            pass
+        else:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         self.budget.record(self._worker, 0)
