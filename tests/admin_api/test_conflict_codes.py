@@ -37,6 +37,17 @@ async def error_code(response: ClientResponse) -> str:
     return code
 
 
+async def upload_and_activate(client: TestClient[Any, Any], key: str, source: str) -> int:
+    """Upload a policy and activate it, as an admin does; the revision's id."""
+    uploaded = await client.post("/api/v1/policies", data=source.encode(),
+                                 headers={**bearer(key), **YAML})
+    assert uploaded.status == 201, await uploaded.text()
+    revision: int = (await uploaded.json())["id"]
+    activated = await client.post(f"/api/v1/revisions/{revision}/activate", headers=bearer(key))
+    assert activated.status == 200, await activated.text()
+    return revision
+
+
 @pytest.mark.parametrize(("method", "path", "allowed"), [
     pytest.param("DELETE", "/api/v1/audit", {"GET", "HEAD"}, id="keyed-route"),
     pytest.param("PUT", "/api/v1/keys", {"GET", "HEAD", "POST"}, id="two-methods"),
@@ -64,13 +75,7 @@ async def test_a_wrong_method_on_a_public_path_is_405_without_a_key(
 async def test_rollback_with_a_single_revision_is_no_previous_revision(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:
-    uploaded = await admin_client.post("/api/v1/policies", data=POLICY.encode(),
-                                       headers={**bearer(admin_key), **YAML})
-    assert uploaded.status == 201, await uploaded.text()
-    revision = (await uploaded.json())["id"]
-    activated = await admin_client.post(f"/api/v1/revisions/{revision}/activate",
-                                        headers=bearer(admin_key))
-    assert activated.status == 200, await activated.text()
+    revision = await upload_and_activate(admin_client, admin_key, POLICY)
 
     response = await admin_client.post("/api/v1/policies/lonely/rollback",
                                        headers=bearer(admin_key))

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.routes_rules import MANAGED_POLICY, MAX_RULES, managed_document
-from tests.admin_api.test_conflict_codes import YAML, error_code
+from tests.admin_api.test_conflict_codes import error_code, upload_and_activate
 from tests.fixtures.adminapp import bearer
 
 Client = TestClient[Any, Any]
@@ -73,13 +73,7 @@ async def test_adding_past_the_most_rules_is_too_many_rules(
     """The managed policy is brought to MAX_RULES by an ordinary upload and activation
     (the revision list, not /api/v1/rules, checks the outcome: it is quicker to read)."""
     full = managed_document([block(f"r{i}") for i in range(MAX_RULES)])
-    uploaded = await admin_client.post("/api/v1/policies", data=full.encode(),
-                                       headers={**bearer(admin_key), **YAML})
-    assert uploaded.status == 201, await uploaded.text()
-    revision = (await uploaded.json())["id"]
-    activated = await admin_client.post(f"/api/v1/revisions/{revision}/activate",
-                                        headers=bearer(admin_key))
-    assert activated.status == 200, await activated.text()
+    revision = await upload_and_activate(admin_client, admin_key, full)
 
     response = await admin_client.post("/api/v1/rules", headers=bearer(admin_key),
                                        json={"rule": block("one-more")})
