@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from postwarden_milter.reload import LAST_GOOD_NAME, load_last_good, save_last_good
 from postwarden_milter.spool import AuditSpool, SpoolBudget, adopt_orphans, spool_name
 from postwarden_policies import AuditEvent
 
@@ -103,3 +104,14 @@ def test_adopting_an_orphan_spool_fsyncs_the_directory_after_removing_it(
     adopt_orphans(tmp_path, workers=1)
     assert not orphan.path.exists()
     assert fsynced == [tmp_path / spool_name(0), tmp_path]  # the events moved, then the name
+
+
+def test_the_last_good_policy_set_reaches_the_disk_before_its_name(
+        tmp_path: Path, fsynced: list[Path]) -> None:
+    """Written to a temporary file, fsync'd, renamed, then the directory fsync'd: never
+    an empty file under the name after a power cut."""
+    save_last_good(tmp_path, [("a.yaml", "version: 1")])
+    temporary, directory = fsynced
+    assert (temporary.parent, temporary.suffix, directory) == (tmp_path, ".tmp", tmp_path)
+    assert load_last_good(tmp_path) == [("a.yaml", "version: 1")]
+    assert [p.name for p in tmp_path.iterdir()] == [LAST_GOOD_NAME]

@@ -44,6 +44,7 @@ from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
 from .load_failed import LoadFailedNotifier
 from .loopthread import LoopThread
 from .metrics import Metrics
+from .spool import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,17 @@ class RunningSet:
 
 
 def save_last_good(spool_dir: Path, sources: Sources) -> None:
+    """Replace the last good set whole. Its data reaches the disk before the rename, and
+    the rename before this returns: after a power cut the file is the old set or the
+    new one, never an empty file (the set a start falls back on without Postgres)."""
     target = spool_dir / LAST_GOOD_NAME
     temporary = target.with_suffix(f".{os.getpid()}.tmp")  # worker processes write it too
-    temporary.write_text(json.dumps(sources), encoding="utf-8")
+    with temporary.open("w", encoding="utf-8") as handle:
+        json.dump(sources, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(temporary, target)
+    fsync_directory(spool_dir)
 
 
 def load_last_good(spool_dir: Path) -> Sources | None:
