@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.cli import main
 from postwarden_admin_api.keys import MAX_GRACE_SECONDS
 from postwarden_admin_api.secrets import Keyring, parse_key_material
 from postwarden_store import connect
-from tests.fixtures.adminapp import TEST_SECRET_KEY, MintKey, bearer
+from tests.fixtures.adminapp import TEST_SECRET_KEY, AiohttpClient, MintKey, bearer
 
 
 @pytest.fixture
@@ -99,6 +100,30 @@ async def test_policy_push_uploads_and_activates(
     url = str(admin_client.make_url(""))
     assert await _cli(["policy", "push", str(policies), "--url", url]) == 1
     assert "pushed-c.yaml: refused (422)" in capsys.readouterr().err
+
+
+async def test_policy_push_to_something_that_answers_no_json_says_so_in_one_line(
+    tmp_path: Path, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A proxy's HTML error page (a 502) was a traceback from the JSON decoder."""
+    async def bad_gateway(_: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>",
+                            content_type="text/html")
+
+    proxy = web.Application()
+    proxy.router.add_post("/api/v1/policies", bad_gateway)
+    client = await aiohttp_client(proxy)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.yaml").write_text("version: 1\nname: p\n")
+    _no_settings_in_environment(monkeypatch)
+    monkeypatch.setenv("POSTWARDEN_API_KEY", "pw_x_y")
+    url = str(client.make_url(""))
+    assert await _cli(["policy", "push", str(policies), "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert "answered 502 without JSON" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("before", [True, False])

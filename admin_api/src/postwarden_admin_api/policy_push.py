@@ -24,6 +24,15 @@ def policy_files(directory: Path) -> list[Path]:
     return files
 
 
+async def _body(response: aiohttp.ClientResponse) -> Any:
+    """The service's JSON answer; a PushError for anything else (a proxy's error page)."""
+    try:
+        return await response.json(content_type=None)
+    except ValueError:  # json's JSONDecodeError, or undecodable text
+        raise PushError(f"{response.url}: answered {response.status} without JSON: is the "
+                        "URL the admin service's?") from None
+
+
 def _problems(body: Any) -> str:
     details = body.get("error", {}).get("details", []) if isinstance(body, dict) else []
     lines = [f"  {d.get('line')}:{d.get('column')}: {d.get('message')}" for d in details]
@@ -42,7 +51,7 @@ async def push_directory(url: str, key: str, directory: Path, comment: str | Non
         for path in policy_files(directory):
             async with session.post("/api/v1/policies", data=path.read_bytes(),
                                     headers=headers, params=params) as response:
-                body = await response.json(content_type=None)
+                body = await _body(response)
                 if response.status not in (200, 201):
                     failed = True
                     print(f"{path}: refused ({response.status})\n{_problems(body)}",
@@ -55,7 +64,7 @@ async def push_directory(url: str, key: str, directory: Path, comment: str | Non
             async with session.post(f"/api/v1/revisions/{revision_id}/activate",
                                     headers={"Authorization": f"Bearer {key}"}) as response:
                 if response.status != 200:
-                    body = await response.json(content_type=None)
+                    body = await _body(response)
                     print(f"{path}: activation refused ({response.status})\n{_problems(body)}",
                           file=sys.stderr)
                     return 1
