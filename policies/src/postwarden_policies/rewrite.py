@@ -7,8 +7,11 @@ naming the file, its decoded size and SHA-256. A sanitized HTML part
 (``MimePart.is_html``: text/html, or an inline octet-stream named as HTML)
 keeps its headers; its body is re-encoded in its own transfer encoding and
 charset (characters the charset lacks become HTML character references, so
-the charset parameter never changes). The top-level header section is never
-changed: a top-level attachment keeps its headers and gets the notice as body.
+the charset parameter never changes). Line ends follow the original's, set in
+the text before it is encoded; the new bytes must decode, by the part's label,
+to that text, or :class:`RewriteError` is raised (a 7bit part labelled UTF-16,
+say, whose HTML would have to go out as ASCII). The top-level header section is
+never changed: a top-level attachment keeps its headers and gets the notice as body.
 
 Parts under a well-formed multipart/signed, multipart/encrypted or S/MIME are
 kept intact when ``plan.skip_signed`` (the default): changing them would break
@@ -116,6 +119,18 @@ def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit
     return _Edit(part.header_start, part.body_end, _with_tail(original, slot), part, True), change
 
 
+def _with_references(text: str, charset: str) -> str:
+    """``text`` with each character ``charset`` lacks as an HTML character reference,
+    so the part keeps its charset parameter."""
+    lacking: dict[int, str] = {}
+    for char in set(text):
+        try:
+            char.encode(charset)
+        except UnicodeEncodeError:
+            lacking[ord(char)] = f"&#{ord(char)};"
+    return text.translate(lacking)
+
+
 def _sanitize_edit(
     facts: MessageFacts, part: MimePart, options: HtmlOptions
 ) -> tuple[_Edit, Change] | None:
@@ -128,15 +143,24 @@ def _sanitize_edit(
         clean, removed = sanitize_html(html, options)
         if clean == html:  # within the allowlist as it is
             return None
+        # nh3 writes every line end as LF. Convert in the text, never in the encoded
+        # bytes: in UTF-16 a 0x0A byte can be half a character.
+        if "\r\n" in html:
+            clean = clean.replace("\n", "\r\n")
     else:
         clean, removed = removed_whole("unsafe_charset")  # see read_as_readers
     charset = part.charset if readable and not unknown and part.charset else "us-ascii"
     cte = part.transfer_encoding
-    new = clean.encode(charset, "xmlcharrefreplace")
+    text = _with_references(clean, charset)
+    new = text.encode(charset)
     if cte not in ("8bit", "binary", "base64", "quoted-printable") and not new.isascii():
-        new = clean.encode("ascii", "xmlcharrefreplace")  # must stay 7-bit clean
-    if b"\r\n" in data:
-        new = new.replace(b"\n", b"\r\n")
+        text = _with_references(clean, "us-ascii")  # must stay 7-bit clean
+        new = text.encode("us-ascii")
+    # The reader decodes the bytes by the part's label (unchanged): they must read
+    # as the text we cleaned. ASCII under a label such as utf-16 does not, and the
+    # label is in a header section we keep, so such a part is held.
+    if readable and decode_bytes(new, part.charset or "utf-8", set()) != text:
+        raise RewriteError("a sanitized part would not read as it was cleaned")
     if new == data:  # nh3 changed nothing but line ends
         return None
     width = transfer.base64_line_length(original)

@@ -1,0 +1,78 @@
+"""Sanitized HTML keeps its line ends, set in the text: never in the encoded bytes."""
+
+from __future__ import annotations
+
+import base64
+import codecs
+
+import pytest
+
+from postwarden_policies import Quarantine, evaluate_message
+from postwarden_policies.facts import Envelope, MessageFacts
+from postwarden_policies.mimeparse import parse_message
+from postwarden_policies.rewrite import HtmlOptions, RewriteError, RewritePlan, rewrite_body
+
+from .policy_helpers import policy
+
+SANITIZE = RewritePlan(strip=(), sanitize_html=HtmlOptions("keep", frozenset({"https"})))
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def _html_message(html: bytes, charset: str, cte: str = "base64") -> MessageFacts:
+    body = base64.encodebytes(html).replace(b"\n", b"\r\n") if cte == "base64" else html
+    head = (
+        "From: a@elsewhere.test\r\nTo: alice@example.com\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/html; charset={charset}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+    )
+    return parse_message(head.encode() + body, Envelope())
+
+
+def _as_a_reader_reads(facts: MessageFacts) -> str:
+    """The delivered HTML part decoded as a WHATWG reader does: a BOM overrules the label."""
+    result = rewrite_body(facts, SANITIZE)
+    assert result.body is not None
+    new = parse_message(facts.raw[: facts.body_offset] + result.body, facts.envelope)
+    [part] = new.parts
+    assert part.charset is not None
+    data = base64.b64decode(new.raw[part.body_start : part.body_end])
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(codec, "replace")
+    return data.decode(part.charset, "replace")
+
+
+def test_utf16_text_holding_a_crlf_byte_pair_is_not_shifted_into_markup() -> None:
+    hidden = "<img src=x onerror=alert(1)> "
+    smuggled = "".join(chr(ord(c) << 8) for c in hidden)  # CJK text: U+3C00 U+6900 ...
+    # U+0A0D is 0D 0A in UTF-16LE: the encoded bytes hold b"\r\n", the text no line end.
+    html = "\ufeff<p>a\u0a0d</p><script>x()</script><p>" + smuggled + "</p>"
+    shown = _as_a_reader_reads(_html_message(html.encode("utf-16-le"), "utf-16"))
+    assert "onerror" not in shown and "<img" not in shown
+    assert shown == "<p>a\u0a0d</p><p>" + smuggled + "</p>"
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "utf-16", "utf-16le"])
+@pytest.mark.parametrize("newline", ["\r\n", "\n"], ids=["crlf", "lf"])
+def test_sanitized_html_keeps_its_line_ends(charset: str, newline: str) -> None:
+    text = "<p>one</p>\n<p>caf\u00e9 \u65e5\u672c</p>\n"
+    html = (text + "<script>x()</script>\n").replace("\n", newline)
+    shown = _as_a_reader_reads(_html_message(html.encode(charset), charset))
+    assert shown == (text + "\n").replace("\n", newline)
+
+
+def test_html_that_cannot_go_out_as_its_label_says_is_held() -> None:
+    # A 7bit part must stay ASCII, which does not read as its label (UTF-16) says:
+    # the header section is kept, so the message is held rather than garbled.
+    html = "<p>hi</p><script>x()</script>".encode("utf-16")
+    facts = _html_message(html, "utf-16", cte="7bit")
+    with pytest.raises(RewriteError, match="would not read as it was cleaned"):
+        rewrite_body(facts, SANITIZE)
+    verdict = evaluate_message(policy("sanitize: {html: true}\n"), facts.raw, Envelope())
+    assert verdict.decision == Quarantine(
+        "rewrite failed: a sanitized part would not read as it was cleaned"
+    )
+    assert verdict.changes == ()
