@@ -1,4 +1,4 @@
-"""Audit search: filters, keyset pagination, export cursor and dashboard stats.
+"""Audit search: filters, keyset pagination (search and export) and dashboard stats.
 
 The WHERE clause is assembled only from the constant fragments below, each
 with its own ``$n`` parameter, so every filter can use its index (a generic
@@ -88,12 +88,6 @@ def search_sql(filters: Mapping[str, Any], cursor: Cursor | None, limit: int
     sql = (f"SELECT {COLUMNS} FROM audit_events{where} "  # noqa: S608 - constant fragments
            f"ORDER BY time DESC, event_id DESC LIMIT ${len(params)}")
     return sql, params
-
-
-def export_sql(filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    where, params = build_where(filters, None)
-    return (f"SELECT {COLUMNS} FROM audit_events{where} "  # noqa: S608 - constant fragments
-            "ORDER BY time DESC, event_id DESC"), params
 
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM audit_events WHERE event_id = $1"  # noqa: S608

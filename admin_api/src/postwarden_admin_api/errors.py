@@ -5,11 +5,21 @@
 
 Handlers raise these; nothing else reaches a client. Unexpected exceptions
 become 500 ``internal_error`` with no exception text.
+
+Requests take their pooled connection with :func:`connection`: when the pool
+stays full for ``ACQUIRE_TIMEOUT`` seconds the answer is 503 ``database_busy``,
+not a request that waits for ever behind whoever holds the connections.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+import asyncpg
+
+ACQUIRE_TIMEOUT = 5.0  # seconds a request waits for a pooled connection
 
 
 class ApiError(Exception):
@@ -35,3 +45,21 @@ class ApiError(Exception):
 class ValidationFailed(ApiError):
     def __init__(self, details: list[dict[str, Any]], message: str = "request is invalid") -> None:
         super().__init__(422, "validation_failed", message, details)
+
+
+def database_busy() -> ApiError:
+    return ApiError(503, "database_busy", "every database connection is in use, retry later",
+                    headers={"Retry-After": "1"})
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for a request, or :func:`database_busy` once none frees up."""
+    try:
+        conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT)
+    except TimeoutError:
+        raise database_busy() from None
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)

@@ -28,6 +28,7 @@ import asyncpg
 from aiohttp import web
 
 from .commits import NO_WAIT
+from .errors import connection
 from .keys import LIVE_KEY
 from .periodic import DB_ERRORS
 
@@ -160,7 +161,7 @@ class RateLimiter:
         start, reset = self._current_window()
         if self._known_full(guard, start):
             return Admission(True, Quota(False, guard_limit, 0, reset), blocked=True)
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(ADMIT, key_id, bucket, start, limit, guard, guard_limit)
         if not row["live"]:
             return Admission(False, Quota(False, limit, 0, reset))

@@ -13,7 +13,7 @@ import asyncpg
 
 from postwarden_store.policies import fetch_active_sources, notify_policy_change
 
-from .engine import compile_sources
+from .engine import compile_sources, off_loop
 
 # pg_advisory_xact_lock key: ASCII of "pwpolicy".
 POLICY_LOCK_KEY = 0x7077706F6C696379
@@ -136,7 +136,7 @@ async def activate(conn: asyncpg.Connection, revision: asyncpg.Record, actor: st
     label = f"{name}@r{revision['id']}"
     others = [(lbl, src) for lbl, src in await fetch_active_sources(conn)
               if not lbl.startswith(f"{name}@r")]
-    compile_sources([*others, (label, revision["source"])])
+    await off_loop(compile_sources, [*others, (label, revision["source"])])
     await conn.execute(UPSERT_ACTIVE, name, revision["id"], actor)
     await notify_policy_change(conn)
 

@@ -10,8 +10,8 @@ from aiohttp import web
 from . import admin_audit
 from .bodies import json_ok, path_int, query_int, read_json_object
 from .context import POOL, Role, allow, principal
-from .engine import compile_upload
-from .errors import ApiError, ValidationFailed
+from .engine import compile_upload, off_loop
+from .errors import ApiError, ValidationFailed, connection
 from .openapi import json_content, operation, param, ref
 from .revisions import (
     activate,
@@ -51,8 +51,8 @@ def _comment(request: web.Request) -> str | None:
 async def policy_upload(request: web.Request) -> web.Response:
     source = await _source(request)
     comment = _comment(request)
-    policy_set, name = compile_upload(source)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    policy_set, name = await off_loop(compile_upload, source)
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         row, created = await store_revision(
             conn, name, source, content_hash=policy_set.content_hash,
             author=principal(request).key_id, comment=comment,
@@ -66,7 +66,7 @@ async def policy_upload(request: web.Request) -> web.Response:
 @routes.get("/api/v1/policies")
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def policy_list(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         return json_ok({"policies": await list_policies(conn)})
 
 
@@ -74,7 +74,7 @@ async def policy_list(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def policy_revisions(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, 1000)
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         found = await list_revisions(conn, request.match_info["name"], limit)
     if not found:
         raise ApiError(404, "not_found", "no such policy")
@@ -83,7 +83,7 @@ async def policy_revisions(request: web.Request) -> web.Response:
 
 async def _revision(request: web.Request, name: str = "revision_id") -> Any:
     revision_id = path_int(request, name)
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         row = await fetch_revision(conn, revision_id)
     if row is None:
         raise ApiError(404, "not_found", "no such revision")
@@ -106,15 +106,18 @@ async def revision_get(request: web.Request) -> web.Response:
 async def revision_diff(request: web.Request) -> web.Response:
     old = await _revision(request)
     new = await _revision(request, "other_id")
-    diff = difflib.unified_diff(
+    return web.Response(text=await off_loop(_unified_diff, old, new), content_type="text/x-diff")
+
+
+def _unified_diff(old: Any, new: Any) -> str:
+    return "".join(difflib.unified_diff(
         old["source"].splitlines(keepends=True), new["source"].splitlines(keepends=True),
         fromfile=f"{old['policy_name']}@r{old['id']}", tofile=f"{new['policy_name']}@r{new['id']}",
-    )
-    return web.Response(text="".join(diff), content_type="text/x-diff")
+    ))
 
 
 async def _activate(request: web.Request, revision_id: int, action: str) -> web.Response:
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         row = await fetch_revision(conn, revision_id)
         if row is None:
             raise ApiError(404, "not_found", "no such revision")
@@ -141,11 +144,11 @@ async def policy_rollback(request: web.Request) -> web.Response:
     if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
         raise ValidationFailed([{"field": "revision_id", "message": "expected an integer"}])
     if target is None:
-        async with request.app[POOL].acquire() as conn:
+        async with connection(request.app[POOL]) as conn:
             target = await previous_revision(conn, name)
         if target is None:
             raise ApiError(409, "no_previous_revision", "no earlier revision to roll back to")
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         row = await fetch_revision(conn, target) if 0 < target < 2**63 else None
     if row is None or row["policy_name"] != name:
         raise ApiError(404, "not_found", "no such revision of this policy")

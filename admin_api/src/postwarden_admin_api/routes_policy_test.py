@@ -17,8 +17,8 @@ from postwarden_store.policies import fetch_active_sources
 
 from .bodies import json_ok
 from .context import POOL, Role, allow
-from .engine import compile_sources, evaluate
-from .errors import ApiError, ValidationFailed
+from .engine import compile_sources, evaluate, off_loop
+from .errors import ApiError, ValidationFailed, connection
 from .openapi import operation
 from .revisions import fetch_revision
 
@@ -74,7 +74,7 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
     if policy is not None:
         text = policy.decode("utf-8", "replace") if isinstance(policy, bytes) else str(policy)
         return [("upload", text)]
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         if revision is None:
             return await fetch_active_sources(conn)
         if (not isinstance(revision, str) or not (revision.isascii() and revision.isdigit())
@@ -108,8 +108,12 @@ async def policy_test(request: web.Request) -> web.Response:
         raise ValidationFailed(problems)
     if not sources:
         raise ApiError(409, "no_active_policy", "no policy is active; upload or name one")
-    policy_set = compile_sources(sources)
-    return json_ok(verdict_json(evaluate(policy_set, message, envelope)))
+    return json_ok(await off_loop(_verdict, sources, message, envelope))
+
+
+def _verdict(sources: list[tuple[str, str]], message: bytes, envelope: Envelope
+             ) -> dict[str, Any]:
+    return verdict_json(evaluate(compile_sources(sources), message, envelope))
 
 
 _STR = {"type": "string"}
