@@ -1,4 +1,4 @@
-"""The development fallback key: loopback socket peers only, and only while no admin key exists."""
+"""The development fallback key: loopback socket peers only, and only while no API key exists."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.auth import is_loopback_peer
 from postwarden_admin_api.context import Role
-from postwarden_admin_api.keys import create_key
+from postwarden_admin_api.keys import create_key, revoke_key, split_key
 from postwarden_store import connect
 from tests.fixtures.adminapp import AiohttpClient, bearer, settings_for
 
@@ -87,16 +87,47 @@ async def test_fallback_refused_from_a_non_loopback_peer(
     assert (await response.json())["error"]["code"] == "unauthenticated"
 
 
-async def test_fallback_stops_once_an_admin_key_exists(
-    aiohttp_client: AiohttpClient, fresh_database_url: str
+@pytest.mark.parametrize("role", list(Role))
+async def test_fallback_stops_once_any_key_exists(
+    aiohttp_client: AiohttpClient, fresh_database_url: str, role: Role
 ) -> None:
     client = await _client(aiohttp_client, fresh_database_url, None)
     assert (await client.get("/api/v1/keys", headers=DEV)).status == 200
     conn = await connect(fresh_database_url)
     try:
-        await create_key(conn, Role.OPERATOR, "not-admin")
-        assert (await client.get("/api/v1/keys", headers=DEV)).status == 200
-        await create_key(conn, Role.ADMIN, "first-admin")
+        await create_key(conn, role, "first", ["app@example.com"] if role == Role.SENDER else [])
     finally:
         await conn.close()
+    assert (await client.get("/api/v1/keys", headers=DEV)).status == 401
+
+
+async def test_application_keys_made_first_close_it_behind_a_same_host_proxy(
+    aiohttp_client: AiohttpClient, fresh_database_url: str
+) -> None:
+    """Behind a TLS proxy on the same host every client is 127.0.0.1 (as the test
+    client is): with only sender and operator keys made, nobody may mint an admin."""
+    conn = await connect(fresh_database_url)
+    try:
+        await create_key(conn, Role.SENDER, "app", ["app@example.com"])
+        await create_key(conn, Role.OPERATOR, "ops")
+    finally:
+        await conn.close()
+    client = await _client(aiohttp_client, fresh_database_url, None)
+    response = await client.post("/api/v1/keys", headers=DEV,
+                                 json={"role": "admin", "name": "mine"})
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "unauthenticated"
+
+
+async def test_revoking_every_key_does_not_bring_it_back(
+    aiohttp_client: AiohttpClient, fresh_database_url: str
+) -> None:
+    conn = await connect(fresh_database_url)
+    try:
+        parts = split_key(await create_key(conn, Role.OPERATOR, "only"))
+        assert parts is not None
+        assert await revoke_key(conn, parts[0])
+    finally:
+        await conn.close()
+    client = await _client(aiohttp_client, fresh_database_url, None)
     assert (await client.get("/api/v1/keys", headers=DEV)).status == 401

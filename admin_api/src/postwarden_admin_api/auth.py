@@ -23,8 +23,8 @@ from collections import OrderedDict
 from aiohttp import web
 
 from .context import POOL, Principal, Role
-from .errors import ApiError
-from .keys import admin_key_exists, verify_key
+from .errors import ApiError, connection
+from .keys import verify_key
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ DEV_FALLBACK_KEY = "dev-admin-key"
 DEV_PRINCIPAL = Principal(
     key_id="dev-fallback", name="dev-admin-key", role=Role.ADMIN, is_dev_fallback=True
 )
+# The fallback is for a fresh install only: any key ever created, of any role
+# (revoked ones too), turns it off. Until then, behind a reverse proxy on the
+# same host, every client of the proxy is a loopback peer.
+ANY_KEY_EXISTS = "SELECT EXISTS (SELECT FROM api_keys)"
 
 
 class VerifiedKeys:
@@ -119,6 +123,12 @@ def forget_presented_key(request: web.Request) -> None:
         VERIFIED.forget(_digest(key))
 
 
+def is_remembered(request: web.Request) -> bool:
+    """Whether the request's key was verified before: only its owner can present it."""
+    key = presented_key(request)
+    return key is not None and VERIFIED.get(_digest(key)) is not None
+
+
 async def authenticate(request: web.Request) -> Principal:
     """The principal of a valid key; :func:`unauthenticated` for anything else.
 
@@ -133,9 +143,9 @@ async def authenticate(request: web.Request) -> Principal:
     if remembered is not None:
         return remembered
     pool = request.app[POOL]
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         if key == DEV_FALLBACK_KEY:
-            if is_loopback_peer(_peername(request)) and not await admin_key_exists(conn):
+            if is_loopback_peer(_peername(request)) and not await conn.fetchval(ANY_KEY_EXISTS):
                 log.warning(
                     "development fallback key used from %s: create an admin key "
                     "(postwarden-admin keys create --role admin) to disable it",

@@ -19,7 +19,13 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from .auth import authenticate, client_address, forget_presented_key, unauthenticated
+from .auth import (
+    authenticate,
+    client_address,
+    forget_presented_key,
+    is_remembered,
+    unauthenticated,
+)
 from .context import PRINCIPAL, PUBLIC_PATHS, SETTINGS, allowed_roles
 from .errors import ApiError
 from .metrics import METRICS
@@ -130,6 +136,14 @@ def _rate_limited(quota: Quota, kind: str) -> ApiError:
                     details=[{"limit": quota.limit, "kind": kind}], headers=quota.headers())
 
 
+# The failed-auth block stops guessing, not keys: behind a reverse proxy on the
+# same host every client shares the proxy's address, so a stranger's wrong keys
+# would lock every application out. A key verified before (only its owner can
+# present it) passes a blocked address, and a verified key is never refused for
+# its address: admit() checks this guard bucket, in which nothing is counted.
+NO_GUARD = ""
+
+
 def _is_public(request: web.Request) -> bool:
     resource = request.match_info.route.resource
     # A wrong method on a public path matches no resource; its 405 needs no key either.
@@ -152,7 +166,8 @@ async def _failed_auth(request: web.Request, error: ApiError, guard: str) -> Api
 @web.middleware
 async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One database statement per request with a remembered key (see :mod:`.auth`):
-    the key's liveness, the client address's failed-auth block and the key's count.
+    the key's liveness and the key's count. A blocked client address (failed
+    authentications) gets 429 for any key but a remembered one.
 
     Every authenticated request counts against its key's limit, refused ones
     (403, 404, 405) included.
@@ -163,7 +178,7 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     limiter, settings, metrics = app[LIMITER], app[SETTINGS], app[METRICS]
     guard = f"auth-failures:{client_address(request)}"
     blocked = limiter.remembered_full(guard, settings.auth_failures_per_minute)
-    if blocked is not None:
+    if blocked is not None and not is_remembered(request):
         metrics.rate_limited.labels("auth_failures").inc()
         raise _rate_limited(blocked, "auth_failures")
     try:
@@ -173,11 +188,8 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     admission = await limiter.admit(
         None if principal.is_dev_fallback else principal.key_id,
         f"key:{principal.key_id}", settings.requests_per_minute,
-        guard, settings.auth_failures_per_minute,
+        NO_GUARD, settings.auth_failures_per_minute,
     )
-    if admission.blocked:
-        metrics.rate_limited.labels("auth_failures").inc()
-        raise _rate_limited(admission.quota, "auth_failures")
     if not admission.live:
         forget_presented_key(request)
         raise await _failed_auth(request, unauthenticated(), guard)

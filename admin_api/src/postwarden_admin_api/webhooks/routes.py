@@ -5,7 +5,9 @@ shown as ``{"is_set": bool}``. The URL is a secret too (:mod:`.urls`): stored
 encrypted and shown only as its scheme and host with a mask
 (``https://hooks.slack.com/…``) and ``url_is_set``. A URL the SSRF guard refuses on its face is
 answered with 422 ``url_not_allowed`` and the reason; host names are checked
-again at every delivery.
+again at every delivery. A replay goes only to the URL the delivery was made
+for: one made before the URL was last set is 409 ``webhook_url_changed`` (an
+operator, who may not read the audit log, could otherwise collect it elsewhere).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .payloads import Kind, header_problems, template_problems
 from .signing import SignatureError, secret_key
 from .ssrf import UrlRefused
 from .urls import masked, origin
-from .worker import replay
+from .worker import cancel_pending_replays, replay
 
 routes = web.RouteTableDef()
 
@@ -57,7 +59,10 @@ UPDATE = f"""
 UPDATE webhook_endpoints
 SET name = $2, url = $3, url_ciphertext = $4, url_origin = $5, kind = $6, events = $7,
     enabled = $8, body_template = $9::text::jsonb, secret_ciphertext = $10,
-    headers_ciphertext = $11, updated_at = now()
+    headers_ciphertext = $11, updated_at = now(),
+    -- a new URL gets a fresh ciphertext (random nonce): see REPLAY in .worker
+    url_set_at = CASE WHEN url_ciphertext IS DISTINCT FROM $4 OR url IS DISTINCT FROM $3
+                      THEN now() ELSE url_set_at END
 WHERE id = $1
 RETURNING {COLUMNS}
 """  # noqa: S608
@@ -76,6 +81,11 @@ SELECT d.id, e.event_id::text AS event_id, e.type, d.status, d.attempts, d.next_
        d.last_attempt_at, d.last_status_code, d.last_error, d.delivered_at, d.replay_of,
        d.created_at
 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+WHERE d.id = $1 AND d.endpoint_id = $2
+"""
+NOT_REPLAYED = """
+SELECT d.status, d.created_at < p.url_set_at AS url_changed
+FROM webhook_deliveries d JOIN webhook_endpoints p ON p.id = d.endpoint_id
 WHERE d.id = $1 AND d.endpoint_id = $2
 """
 
@@ -254,6 +264,8 @@ async def webhooks_update(request: web.Request) -> web.Response:
             )
         except asyncpg.UniqueViolationError:
             raise _name_taken() from None
+        if "url" in data:
+            await cancel_pending_replays(conn, current["id"])
         await admin_audit.record(conn, request, "webhook.updated", row["name"],
                                  {"fields": sorted(data)})
     return json_ok(_shown(updated))
@@ -285,18 +297,29 @@ async def webhooks_deliveries(request: web.Request) -> web.Response:
     return json_ok({"deliveries": [dict(row) for row in rows]})
 
 
+async def _not_replayed(conn: asyncpg.Connection, endpoint_id: int, delivery_id: int
+                        ) -> ApiError:
+    """Why :func:`.worker.replay` queued nothing."""
+    found = await conn.fetchrow(NOT_REPLAYED, delivery_id, endpoint_id)
+    if found is None:
+        return ApiError(404, "not_found", "no such delivery")
+    if found["status"] == "pending":
+        return ApiError(409, "delivery_pending", "the delivery is still pending")
+    # Replaying it would send its event to a URL it was never meant for.
+    return ApiError(409, "webhook_url_changed",
+                    "the webhook's URL was set after this delivery was made")
+
+
 @routes.post("/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay")
 @allow(Role.OPERATOR)
 async def webhooks_replay(request: web.Request) -> web.Response:
     delivery_id = path_int(request, "delivery_id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        endpoint = await _current(conn, request)
+        # Locked: a URL set meanwhile waits, then finds this replay pending and cancels it.
+        endpoint = await _current(conn, request, lock=True)
         new_id = await replay(conn, endpoint["id"], delivery_id)
         if new_id is None:
-            exists = await conn.fetchrow(SELECT_DELIVERY, delivery_id, endpoint["id"])
-            if exists is None:
-                raise ApiError(404, "not_found", "no such delivery")
-            raise ApiError(409, "delivery_pending", "the delivery is still pending")
+            raise await _not_replayed(conn, endpoint["id"], delivery_id)
         await admin_audit.record(conn, request, "webhook.replayed", endpoint["name"],
                                  {"delivery_id": delivery_id, "new_delivery_id": new_id})
         created = await conn.fetchrow(SELECT_DELIVERY, new_id, endpoint["id"])

@@ -64,17 +64,27 @@ WHERE id = $1
 """
 MARK_FAILED = """
 UPDATE webhook_deliveries
-SET status = CASE WHEN attempts >= $4 THEN 'dead' ELSE 'pending' END,
+SET status = CASE WHEN status = 'dead' OR attempts >= $4 THEN 'dead' ELSE 'pending' END,
     next_attempt_at = now() + make_interval(secs => $5),
     last_status_code = $2, last_error = $3
 WHERE id = $1
 RETURNING status
 """
+# Only to the URL the delivery was made for (migration 0020): not to one set since.
 REPLAY = """
 INSERT INTO webhook_deliveries (event_id, endpoint_id, replay_of)
-SELECT event_id, endpoint_id, id FROM webhook_deliveries
-WHERE id = $1 AND endpoint_id = $2 AND status IN ('delivered', 'dead')
+SELECT d.event_id, d.endpoint_id, d.id FROM webhook_deliveries d
+JOIN webhook_endpoints p ON p.id = d.endpoint_id
+WHERE d.id = $1 AND d.endpoint_id = $2 AND d.status IN ('delivered', 'dead')
+  AND d.created_at >= p.url_set_at
 RETURNING id
+"""
+# A replay still pending when the URL is set would go to the new URL: it is
+# dead instead (an attempt in flight keeps it so, see MARK_FAILED).
+CANCEL_REPLAYS = """
+UPDATE webhook_deliveries
+SET status = 'dead', last_error = 'endpoint URL changed before the replay was sent'
+WHERE endpoint_id = $1 AND status = 'pending' AND replay_of IS NOT NULL
 """
 
 
@@ -176,9 +186,15 @@ async def run_worker(
 
 
 async def replay(conn: asyncpg.Connection, endpoint_id: int, delivery_id: int) -> int | None:
-    """Queue a new delivery of a delivered or dead one; None if there is no such delivery."""
+    """Queue a new delivery of a delivered or dead one made for the endpoint's current
+    URL; None if there is no such delivery."""
     new_id: int | None = await conn.fetchval(REPLAY, delivery_id, endpoint_id)
     return new_id
+
+
+async def cancel_pending_replays(conn: asyncpg.Connection, endpoint_id: int) -> None:
+    """Mark the endpoint's pending replays dead: its URL is being set."""
+    await conn.execute(CANCEL_REPLAYS, endpoint_id)
 
 
 @contextlib.asynccontextmanager
