@@ -27,14 +27,21 @@ _BIDI_OVERRIDE = re.compile("[\u202d\u202e]")
 # gives one (MimeHeaders_get_name); no RFC has them, but they occur.
 _NAME_HEADERS = ("content-name", "x-sun-data-name")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
-_ANGLE_ADDR = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>")
 _ADDR_SPEC = r"([^<>()\s\",;:\\@\[\]]+@[^<>()\s\",;:\\@\[\]]+)"
 # "Name" <a@b>, Name <a@b> (no specials in the name) or a bare a@b: read alike by all.
+# The unquoted name takes in the whitespace around it: adjacent repeats that can
+# match the same characters (a name, then \s*) backtrack quadratically on a long
+# run, and Postfix lets a 100 KB header through.
 _SIMPLE_FROM = re.compile(
-    r"\s*(?:(?:\"[^\"\\]*\"|[^\"<>()\[\],;:@\\]*)\s*<" + _ADDR_SPEC + r">|" + _ADDR_SPEC + r")\s*"
+    r"(?:\s*\"[^\"\\]*\"\s*|[^\"<>()\[\],;:@\\]*)<" + _ADDR_SPEC + r">\s*|\s*" + _ADDR_SPEC + r"\s*"
 )
 _ADDRESSES = HeaderRegistry()
-_BARE_ADDR = re.compile(r"[^\s<>,;:\"()]+@[^\s<>,;:\"()]+")
+# The first <a@b> and the first run of address characters with an '@' inside, each
+# whole. Linear for the same reason: the local part stops at its first '@' after
+# its first character, and a bare address starts only where a run does.
+_ANGLE_ADDR = re.compile(r"<\s*([^<>\s][^<>\s@]*@[^<>\s]+)\s*>")
+_NOT_BARE = r"\s<>,;:\"()"  # what ends a bare address
+_BARE_ADDR = re.compile(rf"(?<![^{_NOT_BARE}])[^{_NOT_BARE}][^{_NOT_BARE}@]*@[^{_NOT_BARE}]+")
 _COMMENT = re.compile(r"\([^()]*\)")
 _TYPE_END = re.compile(r"[\s;,]")
 

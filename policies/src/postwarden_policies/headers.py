@@ -31,6 +31,9 @@ _LINE_BREAK = re.compile(rb"\r\n?|\n")
 # before it skipped, ended by the next space or comment.
 _TOKEN = re.compile(r"(?:\s|\([^()]*\))*([^\s(]*)")
 NAME_PARAMETERS = ("filename", "name")  # parameters that name a part's file
+# An RFC 2231 continuation piece: its number as written, whether it is
+# percent-encoded (``name*1*=``), its text.
+_Piece = tuple[str, bool, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,14 +305,14 @@ def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict
     """Every ``; name=value`` in ``text``, and the RFC 2231 value of each name (see below)."""
     found: list[tuple[str, str]] = []
     extended: dict[str, str] = {}
-    pieces: dict[str, list[tuple[int, bool, str]]] = {}
+    pieces: dict[str, list[_Piece]] = {}
     for match in _PARAM.finditer(";" + text):
         name = match.group(1).lower()
         raw = match.group(2).strip()
         cont = _CONTINUATION.match(name)
         if cont is not None:
             pieces.setdefault(cont.group(1), []).append(
-                (int(cont.group(2)[:6]), cont.group(3) == "*", _unquote(raw))
+                (cont.group(2), cont.group(3) == "*", _unquote(raw))
             )
         elif name.endswith("*"):
             found.append((name[:-1], _decode_2231(_unquote(raw), True, flags)))
@@ -320,17 +323,42 @@ def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict
             if name in NAME_PARAMETERS and token and token[1] not in ("", raw) and raw[:1] != '"':
                 found.append((name, decode_words(token[1], flags)))
     for name, parts in pieces.items():
-        parts.sort(key=lambda item: item[0])
-        # Percent-decode the encoded segments together: a multi-byte character
-        # may be split across continuation lines.
-        encoded = any(enc for _, enc, _ in parts)
-        joined = "".join(
-            text if enc or not encoded else urllib.parse.quote(text, safe="'")
-            for _, enc, text in parts
-        )
-        found.append((name, _decode_2231(joined, True, flags) if encoded else joined))
-        extended.setdefault(name, found[-1][1])
+        # Readers join malformed continuations differently; a rule must see each
+        # reading. Thunderbird's comes first (if it has one): it is the one shown.
+        run = _reader_run(parts)
+        values = dict.fromkeys([_join(run, flags)] if run else [])
+        # Python's compat32 policy joins every piece, sorted by number, then text.
+        values.setdefault(_join(sorted(parts, key=lambda p: (int(p[0][:6]), p[2])), flags))
+        found += [(name, value) for value in values]
+        extended.setdefault(name, next(iter(values)))
     return found, extended
+
+
+def _reader_run(parts: list[_Piece]) -> list[_Piece]:
+    """The continuation pieces Thunderbird joins: ``*0``, ``*1``, ... in order, up
+    to a missing or repeated number. A number with a leading zero or over 999
+    counts as missing."""
+    by_index: dict[str, list[_Piece]] = {}
+    for part in parts:
+        by_index.setdefault(part[0], []).append(part)
+    run: list[_Piece] = []
+    for index in range(1000):
+        copies = by_index.get(str(index), [])
+        run += copies[:1]
+        if len(copies) != 1:
+            break
+    return run
+
+
+def _join(parts: list[_Piece], flags: set[str]) -> str:
+    # Percent-decode the encoded segments together: a multi-byte character
+    # may be split across continuation lines.
+    encoded = any(enc for _, enc, _ in parts)
+    joined = "".join(
+        text if enc or not encoded else urllib.parse.quote(text, safe="'")
+        for _, enc, text in parts
+    )
+    return _decode_2231(joined, True, flags) if encoded else joined
 
 
 def parameter_list(
@@ -340,7 +368,9 @@ def parameter_list(
 
     Parameters come as (lower-case name, decoded value) in order, repeats
     included; RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined,
-    decoded with their ``charset'lang'`` prefix and listed last. RFC 2047 words
+    decoded with their ``charset'lang'`` prefix and listed last: as Thunderbird
+    joins them (up to a missing or repeated number) and, if that differs, all of
+    them in order of number. RFC 2047 words
     in quoted values are decoded because common mailers write filenames that way.
     An unquoted file name with a space or comment in it is listed twice: as
     Mozilla reads it (to the ';') and as Python's email package does (to the space).
