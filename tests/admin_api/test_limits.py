@@ -132,7 +132,7 @@ async def test_counting_a_request_does_not_wait_for_the_disk(
         limiter = RateLimiter(pool)
         async with durable_commits_hang(pg_server.admin_dsn), asyncio.timeout(10):
             assert (await limiter.hit("durable-test", 5)).allowed
-            admission = await limiter.admit(None, "durable-admit", 5, "durable-guard", 5)
+            admission = await limiter.admit(None, "durable-admit", 5)
             assert admission.quota.allowed
     finally:
         pool.terminate()

@@ -17,6 +17,7 @@ import pytest
 from postwarden_admin_api import errors
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
+from postwarden_admin_api.metrics import METRICS
 from postwarden_store import connect
 from postwarden_store.audit import write_audit_events
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
@@ -110,3 +111,5 @@ async def test_a_full_pool_answers_503_database_busy(
         for conn in held:
             await pool.release(conn)
     assert (await client.get("/api/v1/stats", headers=bearer(fresh))).status == 200
+    # A busy pool is no failed login: nothing counted against the client's address.
+    assert app[METRICS].registry.get_sample_value("postwarden_api_auth_failures_total") == 0

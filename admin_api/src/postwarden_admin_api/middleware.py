@@ -136,14 +136,6 @@ def _rate_limited(quota: Quota, kind: str) -> ApiError:
                     details=[{"limit": quota.limit, "kind": kind}], headers=quota.headers())
 
 
-# The failed-auth block stops guessing, not keys: behind a reverse proxy on the
-# same host every client shares the proxy's address, so a stranger's wrong keys
-# would lock every application out. A key verified before (only its owner can
-# present it) passes a blocked address, and a verified key is never refused for
-# its address: admit() checks this guard bucket, in which nothing is counted.
-NO_GUARD = ""
-
-
 def _is_public(request: web.Request) -> bool:
     resource = request.match_info.route.resource
     # A wrong method on a public path matches no resource; its 405 needs no key either.
@@ -184,11 +176,12 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         principal = await authenticate(request)
     except ApiError as error:
+        if error.status != 401:  # the database's trouble (503), not a wrong key
+            raise
         raise await _failed_auth(request, error, guard) from None
     admission = await limiter.admit(
         None if principal.is_dev_fallback else principal.key_id,
         f"key:{principal.key_id}", settings.requests_per_minute,
-        NO_GUARD, settings.auth_failures_per_minute,
     )
     if not admission.live:
         forget_presented_key(request)

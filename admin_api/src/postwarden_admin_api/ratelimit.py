@@ -11,9 +11,9 @@ and answers such buckets without a round trip.
 
 :meth:`RateLimiter.admit` is the one statement an authenticated request
 costs: it checks that the key is still active (revoked or expired keys are
-refused on their next request, whatever the caller cached), that the client
-address is not blocked for failed logins, and counts the request against
-the key's limit.
+refused on their next request, whatever the caller cached), and counts the
+request against the key's limit. A key that verified is never refused for its
+client address's failed logins (the middleware's block stops guessing only).
 """
 
 from __future__ import annotations
@@ -51,18 +51,14 @@ WITH {NO_WAIT}, live AS (
     UPDATE api_keys SET last_used_at = now()
     WHERE key_id IN (SELECT key_id FROM live)
       AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-), blocked AS (
-    SELECT FROM rate_limit_counters
-    WHERE bucket = $5 AND window_start = to_timestamp($3) AND count >= $6
 ), hit AS (
     INSERT INTO rate_limit_counters AS c (bucket, window_start, count)
     SELECT $2, to_timestamp($3), 1
-    WHERE ($1::text IS NULL OR EXISTS (SELECT FROM live)) AND NOT EXISTS (SELECT FROM blocked)
+    WHERE $1::text IS NULL OR EXISTS (SELECT FROM live)
     ON CONFLICT (bucket, window_start) DO UPDATE SET count = c.count + 1 WHERE c.count < $4
     RETURNING c.count
 )
-SELECT $1::text IS NULL OR EXISTS (SELECT FROM live) AS live,
-       EXISTS (SELECT FROM blocked) AS blocked, (SELECT count FROM hit) AS count
+SELECT $1::text IS NULL OR EXISTS (SELECT FROM live) AS live, (SELECT count FROM hit) AS count
 FROM no_wait
 """  # noqa: S608 - a constant CTE
 PURGE = "DELETE FROM rate_limit_counters WHERE window_start < now() - $1::interval"
@@ -92,8 +88,7 @@ class Admission:
     """What :meth:`RateLimiter.admit` found."""
 
     live: bool  # the key is neither revoked nor expired (nothing counted if not)
-    quota: Quota  # the key's count, or the address's refusal when ``blocked``
-    blocked: bool = False  # the client address is blocked for failed authentications
+    quota: Quota  # the key's count
 
 
 class RateLimiter:
@@ -150,24 +145,19 @@ class RateLimiter:
         return Quota(False, limit, 0, reset) if self._known_full(bucket, start) else None
 
     async def admit(
-        self, key_id: str | None, bucket: str, limit: int, guard: str, guard_limit: int
+        self, key_id: str | None, bucket: str, limit: int
     ) -> Admission:
-        """Check that ``key_id`` is active (None: no stored key to check) and that
-        ``guard`` is below ``guard_limit``; then count one request in ``bucket``.
+        """Check that ``key_id`` is active (None: no stored key to check); then count one
+        request in ``bucket``.
 
         Database failures propagate: without the database a key's liveness is
         unknown, so the request fails closed.
         """
         start, reset = self._current_window()
-        if self._known_full(guard, start):
-            return Admission(True, Quota(False, guard_limit, 0, reset), blocked=True)
         async with connection(self._pool) as conn:
-            row = await conn.fetchrow(ADMIT, key_id, bucket, start, limit, guard, guard_limit)
+            row = await conn.fetchrow(ADMIT, key_id, bucket, start, limit)
         if not row["live"]:
             return Admission(False, Quota(False, limit, 0, reset))
-        if row["blocked"]:
-            self._remember_full(guard, start)
-            return Admission(True, Quota(False, guard_limit, 0, reset), blocked=True)
         count = row["count"]
         if count is None:
             self._remember_full(bucket, start)

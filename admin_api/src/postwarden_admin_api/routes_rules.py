@@ -21,7 +21,7 @@ from postwarden_policies.yamlnodes import compose, construct, dump
 from . import admin_audit
 from .bodies import json_ok, read_json_object
 from .context import POOL, Role, allow, principal
-from .engine import compile_sources
+from .engine import compile_sources, off_loop
 from .errors import ApiError, ValidationFailed
 from .openapi import json_content, operation, param, ref
 from .revisions import (
@@ -67,7 +67,8 @@ async def _current(conn: asyncpg.Connection) -> tuple[int | None, list[dict[str,
     current = await fetch_active(conn, MANAGED_POLICY) or await fetch_latest(conn, MANAGED_POLICY)
     if current is None:
         return None, []
-    return current["id"], _stored_rules(f"{MANAGED_POLICY}@r{current['id']}", current["source"])
+    rules = await off_loop(_stored_rules, f"{MANAGED_POLICY}@r{current['id']}", current["source"])
+    return current["id"], rules
 
 
 def _index(rules: list[dict[str, Any]], name: str) -> int:
@@ -108,8 +109,9 @@ def _check_body(data: dict[str, Any]) -> str | None:
 
 async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict[str, Any]],
                 action: str, *, target: str, comment: str | None) -> web.Response:
-    source = managed_document(rules)
-    policy_set = compile_sources([(MANAGED_POLICY, source)])
+    # YAML and compiling cost seconds at MAX_RULES: off the event loop.
+    source = await off_loop(managed_document, rules)
+    policy_set = await off_loop(compile_sources, [(MANAGED_POLICY, source)])
     actor = principal(request).key_id
     row, _ = await store_revision(conn, MANAGED_POLICY, source,
                                   content_hash=policy_set.content_hash, author=actor,
