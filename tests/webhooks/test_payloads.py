@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 
 from postwarden_admin_api.webhooks.events import envelope, metadata
 from postwarden_admin_api.webhooks.payloads import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
     Endpoint,
     Kind,
     header_problems,
@@ -73,6 +76,28 @@ def test_api_call_template_and_headers() -> None:
     }
     assert request.headers["Authorization"] == "Bearer t0ken"
     assert request.headers["webhook-id"] == "evt-3"
+
+
+def _repeated(placeholder: str, times: int) -> dict[str, Any]:
+    """A template naming the recipients ``times`` times, as a whole value or in text."""
+    if placeholder == "whole":
+        return {"to": ["{{data.recipients}}"] * times}
+    return {"to": "{{data.recipients}}" * times}
+
+
+@pytest.mark.parametrize("placeholder", ["whole", "interpolated"])
+def test_a_template_naming_a_long_value_many_times_is_refused_before_the_body_is_built(
+    placeholder: str,
+) -> None:
+    """Hundreds of copies of a 1,000-recipient list fit a 16 KiB template: a body of
+    tens of MB, built in memory for every delivery."""
+    context = {"data": {"recipients": [f"user{n}@example.net" for n in range(1000)]}}
+    template = _repeated(placeholder, 650)
+    assert template_problems(template) == []  # the template itself is acceptable
+    with pytest.raises(BodyTooLarge):
+        substitute(template, context)
+    filled = substitute(_repeated(placeholder, 30), context)  # about 700 KB: delivered
+    assert len(json.dumps(filled)) <= MAX_BODY_BYTES
 
 
 def test_substitution_only_looks_values_up() -> None:

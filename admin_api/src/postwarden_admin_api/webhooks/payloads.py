@@ -26,6 +26,7 @@ from typing import Any
 from .signing import sign_headers
 
 MAX_TEMPLATE_BYTES = 16 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # of the values an api_call template is filled with
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 4096
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -114,18 +115,52 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+class BodyTooLarge(ValueError):
+    """A template filled past :data:`MAX_BODY_BYTES`: a 16 KiB template may name a long
+    value (a message's recipients, which a remote sender chooses) hundreds of times."""
+
+
 def substitute(template: Any, context: Mapping[str, Any]) -> Any:
-    """Fill ``{{ path }}`` placeholders in every string of ``template``."""
-    if isinstance(template, str):
-        whole = PLACEHOLDER.fullmatch(template)
-        if whole:
-            return _lookup(context, whole.group(1))
-        return PLACEHOLDER.sub(lambda m: _as_text(_lookup(context, m.group(1))), template)
-    if isinstance(template, list):
-        return [substitute(item, context) for item in template]
-    if isinstance(template, dict):
-        return {key: substitute(value, context) for key, value in template.items()}
-    return template
+    """Fill ``{{ path }}`` placeholders in every string of ``template``; raises
+    :class:`BodyTooLarge` once the values filled in pass :data:`MAX_BODY_BYTES`, before
+    the body is built."""
+    return _Filler(context).fill(template)
+
+
+class _Filler:
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self._context = context
+        self._left = MAX_BODY_BYTES
+        self._json_sizes: dict[str, int] = {}  # a whole-placeholder value's, by path
+
+    def _spend(self, size: int) -> None:
+        self._left -= size
+        if self._left < 0:
+            raise BodyTooLarge(f"the body would be larger than {MAX_BODY_BYTES} bytes")
+
+    def _value(self, path: str) -> Any:
+        value = _lookup(self._context, path)
+        if path not in self._json_sizes:
+            self._json_sizes[path] = len(json.dumps(value, ensure_ascii=False))
+        self._spend(self._json_sizes[path])
+        return value
+
+    def _text(self, path: str) -> str:
+        text = _as_text(_lookup(self._context, path))
+        self._spend(len(text))
+        return text
+
+    def fill(self, template: Any) -> Any:
+        if isinstance(template, str):
+            whole = PLACEHOLDER.fullmatch(template)
+            if whole:
+                return self._value(whole.group(1))
+            return PLACEHOLDER.sub(lambda m: self._text(m.group(1)), template)
+        if isinstance(template, list):
+            return [self.fill(item) for item in template]
+        if isinstance(template, dict):
+            return {key: self.fill(value) for key, value in template.items()}
+        return template
 
 
 def template_problems(template: Any) -> list[str]:

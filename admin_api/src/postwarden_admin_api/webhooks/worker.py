@@ -31,7 +31,7 @@ from postwarden_admin_api.secrets import KEYRING, Keyring, SecretsError
 from .connector import Outcome, open_session, post
 from .events import envelope
 from .options import WEBHOOK_OPTIONS, WebhookOptions
-from .payloads import Endpoint, Kind, render
+from .payloads import BodyTooLarge, Endpoint, Kind, render
 from .urls import seal_plain_urls, url_of
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,12 @@ async def _attempt(
         log.error("webhook %s: cannot decrypt the endpoint's secrets", row["name"])
         return Outcome(None, "endpoint secret cannot be decrypted")
     event = envelope(row["type"], row["created_at"], json.loads(row["payload"]))
-    return await post(session, options.guard, endpoint.url, render(endpoint, row["msg_id"], event))
+    try:
+        request = render(endpoint, row["msg_id"], event)
+    except BodyTooLarge as exc:
+        log.error("webhook %s: %s: not sent", row["name"], exc)
+        return Outcome(None, str(exc))
+    return await post(session, options.guard, endpoint.url, request)
 
 
 async def _deliver(
