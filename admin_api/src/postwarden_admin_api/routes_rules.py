@@ -16,7 +16,7 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_policies import PolicyLoadError
-from postwarden_policies.yamlnodes import compose, construct, dump
+from postwarden_policies.yamlnodes import dump, read_plain
 
 from . import admin_audit
 from .bodies import json_ok, read_json_object
@@ -52,10 +52,7 @@ def managed_document(rules: list[dict[str, Any]]) -> str:
 
 def _stored_rules(label: str, source: str) -> list[dict[str, Any]]:
     """The rules of a stored source, read as the engine read it when it was stored."""
-    node, issues = compose(label, source)
-    document: object = None
-    if node is not None:
-        document, issues = construct(label, node)
+    _, document, issues = read_plain(label, source)
     if issues:  # it compiled when stored: an internal error, not the client's
         raise PolicyLoadError(issues)
     rules = document.get("rules") if isinstance(document, dict) else None

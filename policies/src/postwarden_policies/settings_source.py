@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .yamlnodes import compose, construct
+from .yamlnodes import read_plain
 
 ENV_PREFIX = "POSTWARDEN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -52,12 +52,11 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
         raise SettingsError(f"{path}: cannot read settings file: {exc.strerror}") from exc
     except UnicodeDecodeError:
         raise SettingsError(f"{path}: not UTF-8 text") from None
-    node, issues = compose(str(path), text)
-    loaded: object = {}
-    if node is not None and not issues:
-        loaded, issues = construct(str(path), node)
+    node, loaded, issues = read_plain(str(path), text)
     if issues:
         raise SettingsError([str(issue) for issue in issues])
+    if node is None:  # an empty file sets nothing
+        loaded = {}
     if not isinstance(loaded, dict) or not isinstance(node, yaml.MappingNode | None):
         raise SettingsError(f"{path}: expected a mapping of settings")
     lines: dict[str, int] = {}

@@ -271,3 +271,13 @@ def construct(label: str, node: yaml.Node) -> tuple[object, list[PolicyIssue]]:
         return _Constructor().construct_document(node), []
     except yaml.MarkedYAMLError as exc:  # a tag no safe constructor knows, ...
         return None, [_marked_issue(label, exc)]
+
+
+def read_plain(label: str, text: str) -> tuple[yaml.Node | None, object, list[PolicyIssue]]:
+    """:func:`compose`, then :func:`construct`: the document's nodes (for their marks),
+    its plain value (None for an empty document), and the issues of either step."""
+    node, issues = compose(label, text)
+    if node is None or issues:
+        return node, None, issues
+    value, issues = construct(label, node)
+    return node, value, issues
