@@ -170,7 +170,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
             settings=settings,
             policies=PolicyHolder(load_policy_set_from_sources([("test.yaml", POLICY)])),
             audit=audit, metrics=metrics, duplicates=DuplicateDetector(600),
-            slots=Slots(settings.max_concurrency), transactions=Slots(),
+            slots=Slots(settings.max_concurrency),
             workers=workers,
         )
         PostwardenMilter.services = services

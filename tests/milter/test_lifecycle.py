@@ -174,7 +174,7 @@ def test_a_stop_is_logged_once_new_transactions_are_refused(tmp_path: Path) -> N
     class Probe(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if record.getMessage() == "SIGTERM: stopping":
-                admitted.append(process.transactions.acquire())
+                admitted.append(process.transactions.admit(object()))  # type: ignore[arg-type]
 
     logger, probe = logging.getLogger("postwarden_milter.app"), Probe()
     level = logger.level

@@ -89,7 +89,7 @@ def test_an_eom_running_at_the_deadline_leaves_the_cut_row_alone(harness: Harnes
         sent = mta.submit(ctx.send, message)
         try:
             assert gate.reached.wait(WAIT)
-            assert harness.services.open.cut() == 1
+            assert harness.services.transactions.cut() == 1
         finally:
             gate.opened.set()
         sent.result(WAIT)
@@ -99,4 +99,4 @@ def test_an_eom_running_at_the_deadline_leaves_the_cut_row_alone(harness: Harnes
     assert "stop_deadline" in event.flags
     assert gate.recorded == []
     assert harness.services.transactions.active == 0
-    assert harness.services.open.cut() == 0  # nothing left to cut
+    assert harness.services.transactions.cut() == 0  # nothing left to cut

@@ -52,7 +52,7 @@ from . import libmilter
 from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
-from .handler import Services
+from .handler import OpenTransactions, Services
 from .listener import (
     bind_problem,
     disown_listener,
@@ -233,7 +233,7 @@ class MilterProcess:
             max_workers=settings.max_concurrency, thread_name_prefix="postwarden-eval"
         )
         self.slots = Slots(settings.max_concurrency)
-        self.transactions = Slots()
+        self.transactions = OpenTransactions()
         self._stop_metrics: Callable[[], None] | None = None
         self._stopping = threading.Event()
         self._socket_open = threading.Event()  # set on libmilter's thread
@@ -380,7 +380,7 @@ class MilterProcess:
             disown_listener(connection)
         with signals_blocked():  # its thread's
             libmilter.stop()
-        cut = services.open.cut()
+        cut = services.transactions.cut()
         if cut:
             log.warning("stop deadline (message_timeout_seconds, %.0f s) passed: "
                         "%d open transactions cut, audited as aborted",

@@ -80,20 +80,34 @@ class Actions(MilterActions, MacroSource, Protocol):
 
 
 class OpenTransactions:
-    """The connections holding a transaction open, for a stop whose deadline cuts them
-    (``Services.transactions`` counts them and admits new ones)."""
+    """The connections holding a transaction open: what a stop waits for, and what its
+    deadline cuts. Once closed (the stop has begun) none is admitted, so a session
+    sending message after message cannot hold the stop up to its deadline."""
 
     def __init__(self) -> None:
         self._holders: set[ConnectionHandler] = set()
+        self._closed = False
         self._lock = threading.Lock()
 
-    def add(self, holder: ConnectionHandler) -> None:
-        with self._lock:
-            self._holders.add(holder)
+    @property
+    def active(self) -> int:
+        return len(self._holders)
 
-    def discard(self, holder: ConnectionHandler) -> None:
+    def admit(self, holder: ConnectionHandler) -> bool:
+        """Count ``holder``'s new transaction; False once closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._holders.add(holder)
+            return True
+
+    def release(self, holder: ConnectionHandler) -> None:
         with self._lock:
             self._holders.discard(holder)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
 
     def cut(self) -> int:
         """Audit each as aborted by the stop's deadline and forget it; how many."""
@@ -112,10 +126,9 @@ class Services:
     metrics: Metrics
     duplicates: DuplicateDetector
     slots: Slots  # connections, up to max_concurrency
-    transactions: Slots  # open ones, what a stop waits for
     workers: concurrent.futures.ThreadPoolExecutor
+    transactions: OpenTransactions = dataclasses.field(default_factory=OpenTransactions)
     callbacks: InFlight = dataclasses.field(default_factory=InFlight)  # running, for a stop
-    open: OpenTransactions = dataclasses.field(default_factory=OpenTransactions)
 
 
 def guarded(
@@ -199,8 +212,7 @@ class ConnectionHandler:
             ))
         finally:
             txn.close()
-            self._s.open.discard(self)
-            self._s.transactions.release()
+            self._s.transactions.release(self)
         return True
 
     def _refuse(self, reply: Reply, action: str) -> Outcome:
@@ -275,14 +287,14 @@ class ConnectionHandler:
             self._s.metrics.audit_dropped.labels("spool_full").inc()
             log.warning("audit spool full: tempfailing new mail")
             return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
-        if not self._s.transactions.acquire():
+        self._txn = txn  # first: a stop's deadline may cut it once admitted
+        if not self._s.transactions.admit(self):
             # No audit row either (the queue is draining). On 421 Postfix ends the SMTP
             # session: the client comes back later, to a milter that is running.
+            self._txn = None
             txn.close()
             log.info("stopping: refusing a new transaction")
             return reply_with(self._actions, Reply.OVERLOADED).outcome
-        self._txn = txn
-        self._s.open.add(self)
         declared = esmtp_size(params)
         if declared is not None and not self._txn.fits(declared):
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")

@@ -9,14 +9,13 @@ checked on every chunk: a message that passes it is not stored any further
 
 from __future__ import annotations
 
-import math
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol
 
 from postwarden_policies import Envelope
 
@@ -183,15 +182,10 @@ class Transaction:
 
 
 class Slots:
-    """What is admitted, counted, up to a limit; once closed, nothing more is admitted.
+    """Connections admitted, counted up to ``max_concurrency`` (past it a new one gets
+    a cheap 421)."""
 
-    Connections: past ``max_concurrency`` a new one gets a cheap 421. Transactions:
-    what a stop waits for (not connections: Postfix holds one open for a whole SMTP
-    session, idle between messages); once the stop has begun none opens, so a
-    session sending message after message cannot hold the stop up to its deadline.
-    """
-
-    def __init__(self, limit: float = math.inf) -> None:
+    def __init__(self, limit: int) -> None:
         self._limit = limit
         self._active = 0
         self._lock = threading.Lock()
@@ -201,7 +195,7 @@ class Slots:
         return self._active
 
     def acquire(self) -> bool:
-        """Count one more; False past the limit or once closed."""
+        """Count one more; False past the limit."""
         with self._lock:
             if self._active >= self._limit:
                 return False
@@ -211,10 +205,6 @@ class Slots:
     def release(self) -> None:
         with self._lock:
             self._active -= 1
-
-    def close(self) -> None:
-        with self._lock:
-            self._limit = 0
 
 
 class InFlight:
@@ -241,6 +231,13 @@ class InFlight:
             self._active -= 1
 
 
+class _Counted(Protocol):
+    """How many are open (handler.OpenTransactions)."""
+
+    @property
+    def active(self) -> int: ...
+
+
 class Settling:
     """Whether a stop may hang the connections up, asked once per tick of its loop.
 
@@ -253,7 +250,7 @@ class Settling:
     admits no transaction), so the next tick leaves libmilter a tick to write it.
     """
 
-    def __init__(self, transactions: Slots, callbacks: InFlight) -> None:
+    def __init__(self, transactions: _Counted, callbacks: InFlight) -> None:
         self._transactions = transactions
         self._callbacks = callbacks
         self._was_quiet = False
