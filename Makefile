@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := postfix libmilter-dev postgresql-15 postgresql-client-15 build-essential python3-venv \
+APT_PACKAGES := postfix libmilter-dev postgresql-15 postgresql-client-15 build-essential python3-venv python3-dev \
   systemd
 EXAMPLES := policies/examples
 
