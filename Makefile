@@ -39,7 +39,7 @@ typecheck: venv
 
 policy-check: venv
 	$(VENV)/bin/postwarden-policy check $(EXAMPLES)
-	$(VENV)/bin/postwarden-policy test $(EXAMPLES)
+	$(VENV)/bin/postwarden-policy test --whole-set $(EXAMPLES)
 
 pytest: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

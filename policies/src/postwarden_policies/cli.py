@@ -1,9 +1,19 @@
 """``postwarden-policy``: check, test and try policies from the command line.
 
 postwarden-policy check FILE_OR_DIR...     load; print file:line:col errors, exit 1
-postwarden-policy test FILE_OR_DIR...      run the tests: sections, exit 1 on a failure
+postwarden-policy test [--whole-set] FILE_OR_DIR...
+                                           run the tests: sections, exit 1 on a failure
 postwarden-policy eval --policy DIR --from A --to B message.eml
 postwarden-policy schema                   print the JSON Schema of policy files
+
+``check`` and ``test`` require the ``message:`` files of tests to exist; ``eval``
+loads policies as a milter does, without. ``test`` runs each case against its
+policy alone and shows where the whole loaded set takes another action;
+``--whole-set`` makes that a failure (for CI on the directory that is deployed).
+``eval --output FILE`` writes the message as it would be delivered; for a
+reject, tempfail or discard nothing is delivered: FILE is not written (one left
+from an earlier run is removed) and stderr says so. The exit code is 0 either
+way: it tells whether the message was evaluated, the verdict is on stdout.
 """
 
 from __future__ import annotations
@@ -26,10 +36,12 @@ from .policyset import PolicySet
 from .policytests import run_policy_tests
 from .render import verdict_json, verdict_lines
 from .schema import schema_text
+from .verdicts import Action, Verdict
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 NULL_SENDER = "<>"
+NOT_DELIVERED = frozenset({Action.REJECT, Action.TEMPFAIL, Action.DISCARD})
 
 
 def _ip_address(value: str) -> str:
@@ -53,9 +65,9 @@ def _sender(value: str) -> str:
     return value if value == NULL_SENDER else _address(value)
 
 
-def _load(paths: Sequence[str]) -> PolicySet | None:
+def _load(paths: Sequence[str], *, check_samples: bool = False) -> PolicySet | None:
     try:
-        return load_policy_set(paths)
+        return load_policy_set(paths, check_samples=check_samples)
     except PolicyLoadError as exc:
         for issue in sorted(exc.issues, key=lambda i: (i.file, i.line or 0, i.column or 0)):
             print(issue, file=sys.stderr)
@@ -63,7 +75,7 @@ def _load(paths: Sequence[str]) -> PolicySet | None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    policy_set = _load(args.paths)
+    policy_set = _load(args.paths, check_samples=True)
     if policy_set is None:
         return EXIT_FAILED
     rules = sum(len(p.rules) for p in policy_set.policies)
@@ -73,18 +85,30 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rules(verdict: Verdict) -> str:
+    return ", ".join(verdict.rules) or "(none)"
+
+
 def _test(args: argparse.Namespace) -> int:
-    policy_set = _load(args.paths)
+    policy_set = _load(args.paths, check_samples=True)
     if policy_set is None:
         return EXIT_FAILED
     results = run_policy_tests(policy_set)
     for result in results:
-        rules = ", ".join(result.verdict.rules) if result.verdict else "-"
-        status = "PASS" if result.passed else "FAIL"
-        print(f"{status} {result.policy.source}: {result.case.name} [rules: {rules or '(none)'}]")
+        rules = _rules(result.verdict) if result.verdict else "-"
+        passed = result.passed and not (args.whole_set and result.whole_set)
+        print(f"{'PASS' if passed else 'FAIL'} {result.policy.source}: {result.case.name} "
+              f"[rules: {rules}]")
         for problem in result.problems:
             print(f"    {problem}")
-    failed = sum(not r.passed for r in results)
+        if result.whole_set and result.verdict:
+            print(f"    whole set: {result.whole_set.action} [rules: {_rules(result.whole_set)}]"
+                  f" where this policy alone gives {result.verdict.action}")
+    differing = sum(r.whole_set is not None for r in results)
+    if differing and not args.whole_set:
+        print(f"{differing} case(s) get another action from the whole set "
+              "(--whole-set makes that a failure)")
+    failed = sum(not r.passed or bool(args.whole_set and r.whole_set) for r in results)
     print(f"{len(results) - failed} passed, {failed} failed")
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -122,10 +146,22 @@ def _eval(args: argparse.Namespace) -> int:
     if args.diff:
         print(_diff(raw, delivered), end="")
     if args.output:
-        if verdict.action.value in ("reject", "tempfail", "discard"):
+        return _write_output(Path(args.output), verdict, delivered)
+    return EXIT_OK
+
+
+def _write_output(path: Path, verdict: Verdict, delivered: bytes) -> int:
+    """The delivered message; for one that is not delivered, no file at all, so that a
+    file left from an earlier run is not taken for this one's."""
+    try:
+        if verdict.action in NOT_DELIVERED:
+            path.unlink(missing_ok=True)
             print(f"not written: the message is not delivered ({verdict.action})", file=sys.stderr)
         else:
-            Path(args.output).write_bytes(delivered)
+            path.write_bytes(delivered)
+    except OSError as exc:
+        print(f"{path}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -143,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     check.set_defaults(run=_check)
     test = commands.add_parser("test", help="run the tests: sections of policies")
+    test.add_argument("--whole-set", action="store_true",
+                      help="fail a case the whole loaded set gives another action")
     test.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     test.set_defaults(run=_test)
     ev = commands.add_parser("eval", help="evaluate one message against policies")
@@ -159,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--auth-user", help="SASL login name (the client authenticated)")
     ev.add_argument("--diff", action="store_true", help="show what the filter changed")
     ev.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
-    ev.add_argument("--output", metavar="FILE", help="write the message as it would be delivered")
+    ev.add_argument("--output", metavar="FILE",
+                    help="write the message as it would be delivered (none for reject, "
+                         "tempfail, discard: FILE is removed)")
     ev.add_argument("message", help="the .eml file, or - for standard input")
     ev.set_defaults(run=_eval)
     schema = commands.add_parser("schema", help="print the JSON Schema of policy files")

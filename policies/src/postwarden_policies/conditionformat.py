@@ -5,6 +5,9 @@ to match its subdomains (not example.com itself: list both for both).
 Domains may be written in Unicode or as A-labels (xn--...); both sides compare
 in the A-label form. Address lists hold whole addresses: "*@example.com" is
 refused (sender_domain and the like say that).
+``helo`` and ``client_name`` globs are read as domains are (lower case,
+A-labels, no trailing dot); a non-ASCII label in them must be whole (no
+``*``, ``?`` or ``[...]``), since only a whole label has an A-label.
 Address, domain and user lists compare case-insensitively; globs follow
 fnmatch and are case-insensitive; regular expressions are RE2 and
 case-sensitive unless they start with "(?i)".
@@ -16,6 +19,8 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+import yaml
+
 from . import conditions as c
 from .mimeparse import FLAGS
 from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
@@ -23,6 +28,7 @@ from .spec import (
     INVALID,
     Convert,
     Field,
+    JsonSchema,
     Lazy,
     ListOf,
     MapOf,
@@ -35,6 +41,7 @@ from .spec import (
     choice,
     text,
 )
+from .yamlnodes import Reader
 
 ADDRESS = r"[^@\s<>]+@[^@\s<>]+"
 _LABEL = r"(?:[A-Za-z0-9_-]|[^\x00-\x7f])+"  # letters of any script: IDN labels too
@@ -54,9 +61,50 @@ def _glob(value: str) -> str:
     return value
 
 
-def glob_list(what: str) -> Convert:
-    """Globs, each checked where it is written, compiled together."""
-    return Convert(ListOf(Convert(text(what=what), _glob)), compile_globs)
+def _host_glob(value: str) -> str:
+    """A glob on host names in the form they are compared in (conditions.MatchInput):
+    lower case, A-labels, no trailing dot; else it could never match."""
+    try:
+        normal = c.ascii_domain(value, strict=True)
+    except UnicodeError as exc:  # a non-ASCII label with * ? [ ] has no A-label
+        raise SpecError(
+            f"invalid internationalised host name glob {value!r}: {exc} (write a non-ASCII "
+            "label whole, or as its A-label xn--...)"
+        ) from None
+    return _glob(normal)
+
+
+def _compile_error(glob: str) -> str | None:
+    try:
+        compile_globs((glob,))
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+class GlobList(Spec):
+    """Globs, each checked where it is written, compiled together into one pattern."""
+
+    def __init__(self, what: str, item: Callable[[str], str] = _glob) -> None:
+        self.items = ListOf(Convert(text(what=what), item))
+
+    def read(self, node: yaml.Node, reader: Reader) -> Any:
+        globs = self.items.read(node, reader)
+        if globs is INVALID:
+            return INVALID
+        try:
+            return compile_globs(globs)
+        except SpecError as exc:
+            # Name the glob RE2 refuses (a range such as [z-a]) at its own line.
+            nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
+            errors = [(n, _compile_error(g)) for n, g in zip(nodes, globs, strict=True)]
+            failing = [(n, e) for n, e in errors if e is not None]
+            for item_node, error in failing or [(node, str(exc))]:
+                reader.error(item_node, error)
+            return INVALID
+
+    def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
+        return self.items.schema(defs)
 
 
 def _network(value: str) -> c.IpNetwork:
@@ -127,8 +175,12 @@ def _domains(get: c.Getter) -> Convert:
     )
 
 
-def _globs(get: c.Getter) -> Convert:
-    return Convert(glob_list("a glob"), lambda pattern: c.PatternMatch(get, pattern), "globs")
+def _host_globs(get: c.Getter) -> Convert:
+    return Convert(
+        GlobList("a glob on host names", _host_glob),
+        lambda pattern: c.PatternMatch(get, pattern),
+        "globs",
+    )
 
 
 def _regex(get: c.Getter) -> Convert:
@@ -141,8 +193,8 @@ def _predicate(test: Callable[[c.MatchInput], bool]) -> Convert:
     return Convert(boolean(), lambda wanted: c.Predicate(test, wanted))
 
 
-def _type_globs() -> Convert:
-    return glob_list("a glob such as application/*")
+def _type_globs() -> GlobList:
+    return GlobList("a glob such as application/*")
 
 
 def _attachment(values: dict[str, Any], _: object) -> c.Condition:
@@ -154,7 +206,7 @@ ATTACHMENT = Obj(
     "True when one attachment satisfies every sub-condition given ({} = any attachment).",
     {
         "filename": Field(
-            glob_list("a glob such as *.exe"),
+            GlobList("a glob such as *.exe"),
             "Globs on the decoded file name (RFC 2231/2047), case-insensitive.",
         ),
         "content_type": Field(_type_globs(), "Globs on the declared type, e.g. application/*."),
@@ -205,8 +257,10 @@ CONDITION: Spec = Obj(
             _values(Convert(text(what="a CIDR"), _network), c.NetworkIn, "CIDRs"),
             "Client address in one of these networks (IPv4 or IPv6, e.g. 203.0.113.0/24).",
         ),
-        "client_name": Field(_globs(c.get_client_name), "Globs on the client's reverse DNS name."),
-        "helo": Field(_globs(c.get_helo), "Globs on the HELO/EHLO name."),
+        "client_name": Field(
+            _host_globs(c.get_client_name), "Globs on the client's reverse DNS name."
+        ),
+        "helo": Field(_host_globs(c.get_helo), "Globs on the HELO/EHLO name."),
         "authenticated": Field(_predicate(c.is_authenticated), "SMTP AUTH was used (or not)."),
         "auth_user": Field(
             _values(

@@ -1,8 +1,11 @@
 """Loading policy sources into a :class:`PolicySet`, collecting every issue on the way.
 
-Sources are files (a directory stands for its ``*.yaml`` and ``*.yml`` files,
-not recursively) or (label, text) pairs such as the revisions the admin
-service stores. Policy names must be unique in a set, and so must rule names,
+Sources are files (a directory stands for its files named ``*.yaml`` or
+``*.yml``, the suffix in any case (``.YAML`` too), not recursively) or
+(label, text) pairs such as the revisions the admin service stores. The
+``message:`` sample files of `tests:` must exist only when asked
+(``check_samples``): ``postwarden-policy check`` and ``test`` ask, a milter
+reading its policy_dir does not. Policy names must be unique in a set, and so must rule names,
 so that a rule name in an audit row points at one rule; a repeated name is an
 issue at its line that names the first one's ``file:line:column``.
 """
@@ -22,13 +25,16 @@ from .yamlnodes import MAX_SOURCE_CHARS, Reader, compose
 POLICY_SUFFIXES = (".yaml", ".yml")
 
 
-def _read(label: str, text: str, base_dir: Path | None) -> tuple[Policy | None, list[PolicyIssue]]:
+def _read(
+    label: str, text: str, base_dir: Path | None, check_samples: bool = False
+) -> tuple[Policy | None, list[PolicyIssue]]:
     node, issues = compose(label, text)
     if issues:
         return None, issues
-    reader = Reader(label, base_dir)
+    reader = Reader(label, base_dir, check_files=check_samples)
     policy = read_policy(node, reader)
-    return policy, reader.issues
+    # An aliased value is read once per use: say each of its problems once.
+    return policy, list(dict.fromkeys(reader.issues))
 
 
 def check_policy_text(label: str, text: str) -> list[PolicyIssue]:
@@ -62,13 +68,17 @@ def _at(source: str, where: tuple[int, int]) -> str:
     return f"{source}:{where[0]}:{where[1]}"
 
 
-def _build(sources: Iterable[tuple[str, str, Path | None]], issues: list[PolicyIssue]) -> PolicySet:
+def _build(
+    sources: Iterable[tuple[str, str, Path | None]],
+    issues: list[PolicyIssue],
+    check_samples: bool = False,
+) -> PolicySet:
     """Read every source; raise with ``issues`` plus everything found here."""
     policies: list[Policy] = []
     texts: list[str] = []
     with compile_budget():
         for label, text, base_dir in sources:
-            policy, found = _read(label, text, base_dir)
+            policy, found = _read(label, text, base_dir, check_samples)
             issues.extend(found)
             texts.append(text)
             if policy is not None:
@@ -103,8 +113,12 @@ def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIs
     return files, issues
 
 
-def load_policy_set(paths: Iterable[Path | str]) -> PolicySet:
-    """Load files and directories of policy files into one set; raises PolicyLoadError."""
+def load_policy_set(paths: Iterable[Path | str], *, check_samples: bool = False) -> PolicySet:
+    """Load files and directories of policy files into one set; raises PolicyLoadError.
+
+    With ``check_samples`` a `tests:` case's ``message:`` file must exist (where the
+    tests run); without, as a milter loads, it need not.
+    """
     files, issues = policy_files(paths)
     sources: list[tuple[str, str, Path | None]] = []
     for path in files:
@@ -119,4 +133,4 @@ def load_policy_set(paths: Iterable[Path | str]) -> PolicySet:
             issues.append(PolicyIssue(str(path), None, None, f"cannot read: {reason}"))
             continue
         sources.append((str(path), text, path.parent))
-    return _build(sources, issues)
+    return _build(sources, issues, check_samples)

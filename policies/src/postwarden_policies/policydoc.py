@@ -7,6 +7,7 @@ Schema for editors.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -16,8 +17,6 @@ from .model import (
     Limits,
     Mode,
     Policy,
-    PolicyTest,
-    Rule,
     SanitizeSettings,
     StructureAction,
 )
@@ -37,8 +36,8 @@ from .spec import (
     integer,
     text,
 )
-from .testformat import TEST_CASE
-from .yamlnodes import Reader
+from .testformat import RULE_REF, TEST_CASE
+from .yamlnodes import Reader, placed
 
 FORMAT_VERSION = 1
 FORBIDDEN_SCHEMES = frozenset({"javascript", "vbscript"})
@@ -111,49 +110,72 @@ SANITIZE = Obj(
 )
 
 
-def _known_rule(name: str, rules: set[str]) -> bool:
-    bare = name.removeprefix("report:")
-    return bare in rules or name.startswith("limit:")
+def _value(node: yaml.Node | None, key: str, reader: Reader) -> yaml.Node | None:
+    """The node of ``key`` in a mapping node; None when there is none."""
+    pairs: list[tuple[yaml.Node, yaml.Node]] = (
+        node.value if isinstance(node, yaml.MappingNode) else []
+    )
+    for key_node, value_node in pairs:
+        if isinstance(key_node, yaml.ScalarNode) and reader.scalar(key_node) == key:
+            return value_node
+    return None
 
 
-def _policy(values: dict[str, Any], ctx: ObjectContext) -> Any:
-    reader = ctx.reader
-    rules: tuple[Rule, ...] = values.get("rules", ())
-    tests: tuple[PolicyTest, ...] = values.get("tests", ())
-    seen: dict[str, Rule] = {}
-    ok = True
-    for rule in rules:
-        if rule.name in seen:
-            first = seen[rule.name].where[0]
-            reader.issues.append(
-                reader.issue_at(
-                    rule.where, f"duplicate rule name {rule.name!r} (first at line {first})"
-                )
-            )
-            ok = False
-        seen.setdefault(rule.name, rule)
-    for case in tests:
-        unknown = [n for n in case.expect_rules or () if not _known_rule(n, set(seen))]
+def _text(node: yaml.Node | None, reader: Reader, pattern: str) -> str | None:
+    """A scalar's string when it matches ``pattern`` (else it is an issue of its own)."""
+    value = reader.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+    return value if isinstance(value, str) and re.fullmatch(pattern, value) else None
+
+
+def _items(node: yaml.Node | None) -> list[yaml.Node]:
+    return node.value if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_names(node: yaml.Node, reader: Reader) -> None:
+    """Rule names unique, and every rule a test expects defined: checked on the nodes,
+    so that a mistake elsewhere in a rule or test hides neither (issues come all at once).
+    Only nodes the read visited are looked at, so this costs no more than reading."""
+    if reader.too_large:
+        return
+    seen: dict[str, yaml.Node] = {}
+    for rule in _items(_value(node, "rules", reader)):
+        name_node = _value(rule, "name", reader)
+        name = _text(name_node, reader, NAME)
+        if name_node is None or name is None:
+            continue
+        name_node = placed(name_node, rule)  # an aliased rule: at the alias
+        first = seen.setdefault(name, name_node)
+        if first is not name_node:
+            line = first.start_mark.line + 1
+            reader.error(name_node, f"duplicate rule name {name!r} (first at line {line})")
+    for case in _items(_value(node, "tests", reader)):
+        expected = _value(case, "expect_rules", reader)
+        nodes: list[yaml.Node | None] = [*_items(expected)] or [expected]  # or one scalar
+        listed = [_text(item, reader, RULE_REF) for item in nodes]
+        unknown = [
+            name for name in listed
+            if name is not None and name.removeprefix("report:") not in seen
+            and not name.startswith("limit:")
+        ]
         if unknown:
-            reader.issues.append(
-                reader.issue_at(
-                    case.where, f"test {case.name!r}: unknown rule {unknown[0]!r} in expect_rules"
-                )
-            )
-            ok = False
-    if not ok:
-        return INVALID
+            title = _text(_value(case, "name", reader), reader, "(?s).+")
+            prefix = f"test {title!r}: " if title is not None else ""
+            reader.error(case, f"{prefix}unknown rule {unknown[0]!r} in expect_rules")
+
+
+def _policy(values: dict[str, Any], ctx: ObjectContext) -> Policy:
+    # Rule names and expect_rules are checked by read_policy, valid rules or not.
     return Policy(
         name=values["name"],
-        source=reader.label,
+        source=ctx.reader.label,
         mode=Mode(values["mode"]),
         priority=values["priority"],
         description=values.get("description", ""),
         limits=values.get("limits", Limits()),
         sanitize=values.get("sanitize", SanitizeSettings()),
         tag_flags=values["tag_flags"],
-        rules=rules,
-        tests=tests,
+        rules=values.get("rules", ()),
+        tests=values.get("tests", ()),
         where=ctx.where("name"),
     )
 
@@ -209,4 +231,6 @@ def read_policy(node: yaml.Node | None, reader: Reader) -> Policy | None:
         reader.error(None, "empty document: expected a policy mapping")
         return None
     policy = POLICY.read(node, reader)
-    return None if policy is INVALID else policy
+    known = len(reader.issues)
+    _check_names(node, reader)
+    return None if policy is INVALID or len(reader.issues) > known else policy

@@ -14,6 +14,7 @@ import yaml
 
 from .conditionformat import CONDITION, HEADER_NAME
 from .conditions import ALWAYS
+from .headeredits import FLAGS_HEADER
 from .model import (
     Actions,
     Rule,
@@ -40,7 +41,7 @@ from .yamlnodes import Reader, describe
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PRINTABLE = r"[\t -~]+"  # one line of printable ASCII: header values, SMTP reply texts
 TERMINALS = tuple(action.value for action in Action)
-# Removing these would change how the body is read, so a policy may not.
+# Removing or adding these would change how the body is read, so a policy may not.
 STRUCTURAL_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
 _CODE = re.compile(r"([245]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?")
 
@@ -78,6 +79,16 @@ def _header_names(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
+def _added_header_name(name: str) -> str:
+    """A second Content-Type (or encoding) leaves every delivered message malformed, and
+    X-Postwarden-Flags is the engine's own tag, which a rule must not forge."""
+    if name.lower() in STRUCTURAL_HEADERS:
+        raise SpecError(f"{name} cannot be added: it defines how the body is read")
+    if name.lower() == FLAGS_HEADER.lower():
+        raise SpecError(f"{name} cannot be added: postwarden adds it itself (tag_flags)")
+    return name
+
+
 def _actions_from_name(name: str) -> Actions:
     if name == "strip_attachment":
         return Actions(strip_attachment=True)
@@ -113,7 +124,7 @@ ACTIONS = Either(
             ),
             "add_header": Field(
                 MapOf(
-                    text(pattern=HEADER_NAME, what="a header name"),
+                    Convert(text(pattern=HEADER_NAME, what="a header name"), _added_header_name),
                     text(pattern=PRINTABLE, what="one line of printable ASCII", max_length=900),
                     "headers",
                 ),

@@ -3,6 +3,13 @@
 Each case runs against its own policy alone, so a file's tests describe that
 file whatever else is loaded beside it. A case passes when every expectation
 it states holds; problems say what differed.
+
+With several policies loaded, each case also runs against the whole set, as
+a milter loading them would run: when that gives another action than the
+policy alone and than the case expects, the result carries the set's verdict
+(``whole_set``), so a test that passes alone is not taken for what the
+deployment does. Only the action is compared: the other policies' rules,
+report-mode ones among them, legitimately add rules and edits.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ class CaseResult:
     case: PolicyTest
     verdict: Verdict | None  # None when the message could not be read
     problems: tuple[str, ...]
+    whole_set: Verdict | None = None  # the loaded set's verdict, when its action differs
 
     @property
     def passed(self) -> bool:
@@ -79,10 +87,26 @@ def run_case(policy_set: PolicySet, policy: Policy, case: PolicyTest) -> CaseRes
     return CaseResult(policy, case, verdict, tuple(_problems(case, raw, verdict)))
 
 
+def _in_whole_set(result: CaseResult, policy_set: PolicySet) -> CaseResult:
+    """``result`` with the set's verdict when the set takes another action than the
+    policy alone and than the case expects."""
+    whole = run_case(policy_set, result.policy, result.case).verdict
+    if result.verdict is None or whole is None:
+        return result
+    if whole.action in (result.verdict.action, result.case.expect):
+        return result
+    return replace(result, whole_set=whole)
+
+
 def run_policy_tests(policy_set: PolicySet) -> list[CaseResult]:
-    """Every case of every policy in the set, in policy order."""
+    """Every case of every policy in the set, in policy order: against its policy alone,
+    and against the whole set when it holds more than that policy."""
     results: list[CaseResult] = []
     for policy in policy_set.policies:
         alone = PolicySet.of([policy], policy_set.content_hash)
-        results.extend(run_case(alone, policy, case) for case in policy.tests)
+        for case in policy.tests:
+            result = run_case(alone, policy, case)
+            if len(policy_set.policies) > 1:
+                result = _in_whole_set(result, policy_set)
+            results.append(result)
     return results

@@ -24,6 +24,7 @@ from .yamlnodes import (
     Reader,
     bounded_int,
     describe,
+    placed,
 )
 
 JsonSchema = dict[str, Any]
@@ -315,7 +316,8 @@ class ObjectContext:
         self.reader = reader
 
     def _node(self, key: str | None) -> yaml.Node:
-        return self.fields.get(key, self.node) if key else self.node
+        # A field of an aliased object is reported at the alias, not at the anchor.
+        return placed(self.fields.get(key, self.node), self.node) if key else self.node
 
     def error(self, key: str | None, message: str) -> None:
         self.reader.error(self._node(key), message)

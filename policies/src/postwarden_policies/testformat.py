@@ -1,11 +1,13 @@
 """The `tests:` section of a policy file: sample messages and the outcome they must get.
 
 A case names its message with ``message:`` (a path relative to the policy
-file) or gives it inline with ``raw:``. ``expect_rules`` lists exactly the
-rules that must match, in order (report-mode rules as "report:<name>",
-limits as "limit:<name>"); ``expect_reply`` must be the start of the SMTP
-reply; ``expect_headers`` are header values the delivered message carries;
-``expect_stripped`` the file names of the attachments stripped.
+file; it must exist only when the loader is asked to check sample files, as
+``postwarden-policy check`` and ``test`` do) or gives it inline with ``raw:``.
+``expect_rules`` lists exactly the rules that must match, in order
+(report-mode rules as "report:<name>", limits as "limit:<name>");
+``expect_reply`` must be the start of the SMTP reply; ``expect_headers`` are
+header values the delivered message carries; ``expect_stripped`` the file
+names of the attachments stripped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .spec import (
 from .verdicts import Action
 
 _ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
+RULE_REF = f"(report:|limit:)?{NAME}"  # an expect_rules item
 # One line of any text but control characters: compared with the decoded header
 # value, which may hold any character.
 _HEADER_TEXT = r"[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+"
@@ -44,16 +47,15 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
         return INVALID
     message = None
     if "message" in values:
+        # From stored text (an API upload of a file from git) the path stays relative:
+        # the sample files stay in the repository, where `postwarden-policy test` runs.
         base = ctx.reader.base_dir
-        if base is None:
-            # Loaded from stored text (an API upload of a file from git): the
-            # sample files stay in the repository, where `postwarden-policy test` runs.
-            message = Path(values["message"])
-        else:
-            message = base / values["message"]
-            if not message.is_file():
-                ctx.error("message", f"message file not found: {values['message']}")
-                return INVALID
+        message = Path(values["message"]) if base is None else base / values["message"]
+        # Only `check` and `test` require the file: a milter's policy_dir often holds
+        # just the policies, and samples have nothing to do with filtering mail.
+        if ctx.reader.check_files and not message.is_file():
+            ctx.error("message", f"message file not found: {values['message']}")
+            return INVALID
     return PolicyTest(
         name=values["name"],
         expect=Action(values["expect"]),
@@ -103,7 +105,7 @@ TEST_CASE = Obj(
         "duplicate": Field(boolean(), "Pretend the milter has seen this message before."),
         "expect": Field(choice(*TERMINALS), "The expected action.", required=True),
         "expect_rules": Field(
-            ListOf(text(pattern=f"(report:|limit:)?{NAME}", what="a rule name"), min_items=0),
+            ListOf(text(pattern=RULE_REF, what="a rule name"), min_items=0),
             "Exactly the rules that must match, in order.",
         ),
         "expect_reply": Field(

@@ -18,6 +18,7 @@ policy or settings file needs more than 63 bits.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,7 +62,23 @@ YAML11_BOOLEANS: Final[dict[str, bool]] = {
 
 
 class _Loader(yaml.SafeLoader):
-    """The safe loader with YAML 1.2's booleans, integers and floats."""
+    """The safe loader with YAML 1.2's booleans, integers and floats.
+
+    An alias becomes a shallow copy of its anchor's node marked where the alias is
+    written, so an issue about the aliased value as a whole (a rule repeated with
+    ``*r``) names the alias's line; what it holds stays the anchor's (shared, not
+    copied: aliases cannot make composing expensive).
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        is_alias = self.check_event(yaml.AliasEvent)
+        alias = self.peek_event() if is_alias else None  # type: ignore[no-untyped-call]
+        node = super().compose_node(parent, index)
+        if alias is None or node is None:
+            return node
+        placed = copy.copy(node)
+        placed.start_mark, placed.end_mark = alias.start_mark, alias.end_mark
+        return placed
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -158,6 +175,13 @@ TAG_NAMES = {
 }
 
 
+def placed(node: yaml.Node, within: yaml.Node) -> yaml.Node:
+    """The node to report ``node`` at: itself, or ``within`` (a node holding it) when it
+    is written elsewhere, because ``within`` is an alias of what holds it."""
+    start, end = within.start_mark, within.end_mark
+    return node if start.index <= node.start_mark.index <= end.index else within
+
+
 def describe(node: yaml.Node) -> str:
     """What a node holds, in words: 'a string', 'a mapping', ..."""
     short = node.tag.removeprefix(TAG_PREFIX)
@@ -167,9 +191,13 @@ def describe(node: yaml.Node) -> str:
 class Reader:
     """Issue collector and scalar constructor for one policy source."""
 
-    def __init__(self, label: str, base_dir: Path | None = None) -> None:
+    def __init__(
+        self, label: str, base_dir: Path | None = None, *, check_files: bool = False
+    ) -> None:
         self.label = label
-        self.base_dir = base_dir
+        self.base_dir = base_dir  # what paths in the source are relative to (None: stored text)
+        # Whether those paths must name files (test samples): only where the tests run.
+        self.check_files = check_files
         self.issues: list[PolicyIssue] = []
         self._prefixes: list[str] = []
         self._constructor = _Constructor()
@@ -215,6 +243,11 @@ class Reader:
         if self._nodes == MAX_NODES + 1:
             self.error(node, f"document too large: more than {MAX_NODES} values (check aliases)")
         return self._nodes <= MAX_NODES
+
+    @property
+    def too_large(self) -> bool:
+        """Whether reading stopped at :data:`MAX_NODES` (after its one issue)."""
+        return self._nodes > MAX_NODES
 
     def scalar(self, node: yaml.ScalarNode) -> object:
         """The Python value of a scalar under the safe schema (str, int, bool, None, ...);

@@ -1,0 +1,44 @@
+"""A mistake in one rule hides neither a repeated rule name nor an unknown expect_rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postwarden_policies import PolicyLoadError, check_policy_text, load_policy_set
+
+TEXT = """version: 1
+name: p
+rules:
+  - name: a
+    then: rejekt
+  - name: b
+    then: reject
+  - name: b
+    then: accept
+tests:
+  - name: t
+    raw: x
+    recipients: [a@b.test]
+    expect: acept
+    expect_rules: [a, nope]
+"""
+
+
+def test_every_issue_is_reported() -> None:
+    assert [str(i) for i in check_policy_text("p.yaml", TEXT)] == [
+        "p.yaml:5:11: rule 'a': expected one of accept, reject, tempfail, discard, quarantine, "
+        "strip_attachment; got 'rejekt'",
+        "p.yaml:14:13: test 't': expected one of accept, reject, tempfail, discard, quarantine; "
+        "got 'acept'",
+        "p.yaml:8:11: duplicate rule name 'b' (first at line 6)",
+        "p.yaml:11:5: test 't': unknown rule 'nope' in expect_rules",
+    ]
+
+
+def test_a_name_check_alone_refuses_the_policy(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(TEXT.replace("rejekt", "reject").replace("acept", "accept"))
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([tmp_path])
+    assert [i.line for i in refused.value.issues] == [8, 11]

@@ -1,0 +1,53 @@
+"""`tests:` sample files are checked where tests run (`check`, `test`), not where mail is
+filtered: a policy_dir holding only the *.yaml files loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postwarden_policies import PolicyLoadError, load_policy_set
+from postwarden_policies.cli import main
+
+POLICY = (
+    "version: 1\nname: p\nrules:\n  - name: r\n    then: reject\ntests:\n"
+    "  - name: c\n    message: samples/m.eml\n    recipients: [a@b.test]\n    expect: reject\n"
+)
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    (tmp_path / "p.yaml").write_text(POLICY)  # samples/ not copied, as in a deployment
+    return tmp_path
+
+
+def test_the_milter_load_does_not_need_the_samples(policy_dir: Path) -> None:
+    (policy,) = load_policy_set([policy_dir]).policies
+    assert [rule.name for rule in policy.rules] == ["r"]
+    assert policy.tests[0].message == policy_dir / "samples" / "m.eml"
+
+
+def test_a_load_that_checks_samples_names_the_missing_file(policy_dir: Path) -> None:
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([policy_dir], check_samples=True)
+    assert [str(i) for i in refused.value.issues] == [
+        f"{policy_dir / 'p.yaml'}:8:14: test 'c': message file not found: samples/m.eml"
+    ]
+
+
+@pytest.mark.parametrize("command", ["check", "test"])
+def test_check_and_test_refuse_a_missing_sample(
+    policy_dir: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, str(policy_dir)]) == 1
+    assert "message file not found: samples/m.eml" in capsys.readouterr().err
+
+
+def test_check_passes_once_the_sample_is_there(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (policy_dir / "samples").mkdir()
+    (policy_dir / "samples" / "m.eml").write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    assert main(["test", str(policy_dir)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 passed, 0 failed"
