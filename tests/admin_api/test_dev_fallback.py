@@ -1,4 +1,5 @@
-"""The development fallback key: loopback socket peers only, and only while no API key exists."""
+"""The development fallback key, turned on (``development_key``): loopback socket peers
+only, and only while no API key exists. Off by default: tests/admin_api/test_dev_key_opt_in.py."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _peer_as(address: str) -> Callable[..., Any]:
 
 async def _client(aiohttp_client: AiohttpClient, url: str, peer: str | None
                   ) -> TestClient[Any, Any]:
-    app = create_app(settings_for(url))
+    app = create_app(settings_for(url, development_key=True))
     if peer is not None:
         app.middlewares.insert(0, _peer_as(peer))
     return await aiohttp_client(app)

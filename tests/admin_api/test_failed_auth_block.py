@@ -32,7 +32,7 @@ async def _mint(database_url: str, role: Role) -> str:
 
 async def _client(aiohttp_client: AiohttpClient, database_url: str) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(
-        settings_for(database_url, auth_failures_per_minute=LIMIT)))
+        settings_for(database_url, auth_failures_per_minute=LIMIT, development_key=True)))
 
 
 async def _block(client: TestClient[Any, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -13,10 +14,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api import keys
+from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.keys import split_key, verify_key
+from postwarden_admin_api.settings import ServiceSettings
 from postwarden_store import connect
-from tests.fixtures.adminapp import MintKey, bearer
+from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 
 UNAUTHENTICATED = {"code": "unauthenticated", "message": "a valid API key is required",
                    "details": []}
@@ -81,8 +84,11 @@ async def test_rotation_keeps_old_key_for_the_grace_period(
 
 
 async def test_every_bad_key_gets_the_same_401(
-    admin_client: TestClient[Any, Any], mint_key: MintKey, admin_key: str
+    aiohttp_client: AiohttpClient, make_admin_settings: Callable[..., ServiceSettings],
+    mint_key: MintKey, admin_key: str
 ) -> None:
+    # The fallback key on, to show that an existing admin key still turns it off.
+    admin_client = await aiohttp_client(create_app(make_admin_settings(development_key=True)))
     good = await mint_key(Role.OPERATOR)
     expired = await mint_key(Role.OPERATOR, expires_at=dt.datetime.now(dt.UTC)
                              - dt.timedelta(seconds=1))

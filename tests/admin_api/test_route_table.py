@@ -24,6 +24,8 @@ EXPECTED_ROLES = {
     ("GET", "/api/v1/policies"): {A, OP, U},
     ("GET", "/api/v1/policies/{name}/revisions"): {A, OP, U},
     ("POST", "/api/v1/policies/{name}/rollback"): {A, OP},
+    ("POST", "/api/v1/policies/{name}/deactivate"): {A, OP},
+    ("POST", "/api/v1/policies/deploy"): {A, OP},
     ("POST", "/api/v1/policies/test"): {A, OP, U},
     ("GET", "/api/v1/revisions/{revision_id}"): {A, OP, U},
     ("GET", "/api/v1/revisions/{revision_id}/diff/{other_id}"): {A, OP, U},

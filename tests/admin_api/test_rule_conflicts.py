@@ -10,7 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.routes_rules import MANAGED_POLICY, MAX_RULES, managed_document
-from tests.admin_api.test_conflict_codes import error_code, upload_and_activate
+from tests.admin_api.managed_seed import seed_managed
+from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import bearer
 
 Client = TestClient[Any, Any]
@@ -68,12 +69,13 @@ async def test_renaming_a_rule_to_a_taken_name_is_rule_exists(
 
 
 async def test_adding_past_the_most_rules_is_too_many_rules(
-    admin_client: Client, admin_key: str
+    admin_client: Client, admin_key: str, database_url: str
 ) -> None:
-    """The managed policy is brought to MAX_RULES by an ordinary upload and activation
-    (the revision list, not /api/v1/rules, checks the outcome: it is quicker to read)."""
+    """The managed policy is brought to MAX_RULES by a revision seeded in the store (the
+    policies routes refuse its name; the revision list, not /api/v1/rules, checks the
+    outcome: it is quicker to read)."""
     full = managed_document([block(f"r{i}") for i in range(MAX_RULES)])
-    revision = await upload_and_activate(admin_client, admin_key, full)
+    revision = await seed_managed(database_url, full)
 
     response = await admin_client.post("/api/v1/rules", headers=bearer(admin_key),
                                        json={"rule": block("one-more")})

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 from postwarden_policies import Envelope, evaluate_message, load_policy_set_from_sources
 from postwarden_store import connect
 from postwarden_store.policies import fetch_active_sources
+from tests.admin_api.managed_seed import seed_managed
 from tests.fixtures.adminapp import bearer
 
 
@@ -117,7 +118,8 @@ async def test_edits_after_a_rollback_build_on_the_active_revision(
 
 # Each value means one thing to YAML 1.1 (yaml.safe_load) and another to the policy loader
 # (YAML 1.2): 040 is 32 or 40, off false or text, 1:30 ninety or text. The route must
-# list what the engine runs and keep it through every rewrite of the source.
+# list what the engine runs and keep it through every rewrite of the source. The source
+# is one an older writer stored (seeded: the policies routes refuse this name now).
 LEGACY_SOURCE = """version: 1
 name: database-rules
 rules:
@@ -138,9 +140,7 @@ async def test_values_yaml_1_1_reads_otherwise_survive_add_update_and_list(
     admin_client: TestClient[Any, Any], admin_key: str, database_url: str
 ) -> None:
     headers = bearer(admin_key)
-    response = await admin_client.post("/api/v1/policies", data=LEGACY_SOURCE.encode(),
-                                       headers={**headers, "Content-Type": "application/yaml"})
-    assert response.status == 201, await response.text()
+    await seed_managed(database_url, LEGACY_SOURCE)
     listed = await (await admin_client.get("/api/v1/rules", headers=headers)).json()
     assert listed["rules"] == [LEGACY]
 

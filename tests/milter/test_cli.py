@@ -63,7 +63,7 @@ def test_migrate_takes_the_database_from_the_settings(
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines() == [f"pending {m.version}" for m in available_migrations()]
     # --database-url wins over the file: this one cannot be reached.
-    away = f"postgresql://postwarden:{PASSWORD}@127.0.0.1:{free_port()}/x"
+    away = f"postgresql://postwarden@127.0.0.1:{free_port()}/x"
     refused = _run(["--config", config, "migrate", "--database-url", away], env)
     assert refused.returncode == 1
     assert refused.stderr.startswith("postwarden-milter migrate: ")

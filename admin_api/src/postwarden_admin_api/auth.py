@@ -1,5 +1,9 @@
 """Who is calling: API keys, the development fallback key, the socket peer.
 
+The development fallback key works only where the ``development_key`` setting
+turns it on (off by default: on a shared host any local account is a loopback
+peer and could mint itself a permanent admin key).
+
 The client address is always the TCP peer of the socket, never a header such
 as X-Forwarded-For or Host, which a client controls.
 
@@ -22,7 +26,7 @@ from collections import OrderedDict
 
 from aiohttp import web
 
-from .context import POOL, Principal, Role
+from .context import POOL, SETTINGS, Principal, Role
 from .errors import ApiError, connection
 from .keys import verify_key
 
@@ -144,7 +148,7 @@ async def authenticate(request: web.Request) -> Principal:
         return remembered
     pool = request.app[POOL]
     async with connection(pool) as conn:
-        if key == DEV_FALLBACK_KEY:
+        if key == DEV_FALLBACK_KEY and request.app[SETTINGS].development_key:
             if is_loopback_peer(_peername(request)) and not await conn.fetchval(ANY_KEY_EXISTS):
                 log.warning(
                     "development fallback key used from %s: create an admin key "

@@ -5,7 +5,8 @@
     postwarden-admin keys create --role ROLE --name NAME [--sender ADDR]... [--expires-at T]
     postwarden-admin keys list | revoke KEY_ID | rotate KEY_ID [--grace-seconds N]
     postwarden-admin secrets rotate --new-key-file FILE
-    postwarden-admin policy push DIR [--url URL] [--comment TEXT]   (key: $POSTWARDEN_API_KEY)
+    postwarden-admin policy push DIR [--url URL] [--comment TEXT] [--prune]
+                                                                  (key: $POSTWARDEN_API_KEY)
 
 ``--config FILE`` goes before the command or after it (``serve --config FILE``).
 ``policy push`` talks to the service over HTTP and needs no ``database_url``.
@@ -20,6 +21,8 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import asyncpg
 
 from postwarden_policies.redact import log_to_stderr
 from postwarden_policies.settings_source import SettingsError, gather_settings
@@ -42,7 +45,13 @@ from .keys import (
 )
 from .policy_push import PushError, push_directory
 from .schema import NotMigrated, require_schema
-from .secrets import Keyring, SecretsError, parse_key_material, rotate_secrets
+from .secrets import (
+    BadSecretKey,
+    Keyring,
+    SecretsError,
+    parse_key_material,
+    rotate_secrets,
+)
 from .settings import FIELDS, ServiceSettings, load_settings
 
 PROG = "postwarden-admin"
@@ -123,11 +132,16 @@ def _parser() -> argparse.ArgumentParser:
                                 help="the new key: 32 bytes as hex or base64")
 
     policy = _subcommands(_command(top, "policy", "deploy policy files", []), "policy_command")
-    push = _command(policy, "push", "upload and activate the policies of a directory "
-                    "(the key: $POSTWARDEN_API_KEY, an operator or admin key)", leaf)
+    push = _command(policy, "push", "check the policies of a directory as `postwarden-policy "
+                    "check` does, upload them and activate them all in one change (the key: "
+                    "$POSTWARDEN_API_KEY, an operator or admin key)", leaf)
     push.add_argument("directory", type=Path)
     push.add_argument("--url", help="service URL (default: http://<listen> of the settings)")
     push.add_argument("--comment")
+    push.add_argument("--prune", action="store_true",
+                      help="deactivate the active policies the directory does not hold (not "
+                      "database-rules: the Rules API manages it); without --prune they stay "
+                      "active, named in a warning")
     return parser
 
 
@@ -187,10 +201,18 @@ async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> int:
     return await _with_db(settings, work)
 
 
+def _new_key(path: Path) -> bytes:
+    """The key of --new-key-file; BadSecretKey naming the file (never its content)."""
+    try:
+        return parse_key_material(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, BadSecretKey):
+        raise BadSecretKey(f"--new-key-file {path}: expected 32 bytes as 64 hex digits or "
+                           "base64 (openssl rand -hex 32)") from None
+
+
 async def _secrets_rotate(args: argparse.Namespace, settings: ServiceSettings) -> int:
     old = Keyring.from_settings(settings)
-    new_key = parse_key_material(args.new_key_file.read_text(encoding="utf-8"))
-    new = Keyring(new_key)
+    new = Keyring(_new_key(args.new_key_file))
 
     async def work(conn: object) -> int:
         count = await rotate_secrets(conn, old, new)
@@ -232,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "policy":
             return asyncio.run(push_directory(_push_url(args),
                                               os.environ.get("POSTWARDEN_API_KEY", ""),
-                                              args.directory, args.comment))
+                                              args.directory, args.comment, args.prune))
         settings = load_settings(args.config, os.environ)
         if args.command == "serve":
             configure_logging(settings.log_level.upper())
@@ -248,8 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
         return 1
-    except (StoreError, NotMigrated, SecretsError, PushError, OSError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+    except (StoreError, NotMigrated, SecretsError, PushError, OSError,
+            asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # InterfaceError: asyncpg's ClientConfigurationError too (a root certificate
+        # missing for sslmode=verify-full), its hint on a line of its own; no asyncpg
+        # error's text names the password.
+        first_line = str(exc).split("\n", 1)[0]
+        print(f"{PROG}: {first_line}", file=sys.stderr)
         return 1
 
 

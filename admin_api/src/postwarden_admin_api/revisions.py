@@ -1,12 +1,15 @@
-"""Policy revisions in Postgres: store (immutable), list, activate with NOTIFY.
+"""Policy revisions in Postgres: store (immutable), list, activate and deactivate with NOTIFY.
 
-Activation compiles the whole set that would become active first, so a
-revision that conflicts with the other active policies is refused before any
-milter is told to reload. An advisory lock serialises activations and stores.
+A change of the active set (revisions activated, policies deactivated, any
+number at once) compiles the whole set that would result first, so a change
+that conflicts with the policies staying active is refused, all of it, before
+anything is written or any milter is told to reload. An advisory lock
+serialises changes and stores.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -58,6 +61,10 @@ GROUP BY r.policy_name, a.revision_id, a.activated_at, a.activated_by
 ORDER BY r.policy_name
 """
 SELECT_ACTIVE = "SELECT revision_id FROM active_policies WHERE policy_name = $1"
+SELECT_ACTIVE_OF = """
+SELECT policy_name, revision_id FROM active_policies WHERE policy_name = ANY($1::text[])
+"""
+DELETE_ACTIVE = "DELETE FROM active_policies WHERE policy_name = ANY($1::text[])"
 SELECT_PREVIOUS = """
 SELECT id FROM policy_revisions WHERE policy_name = $1 AND id < $2 ORDER BY id DESC LIMIT 1
 """
@@ -129,16 +136,44 @@ async def list_revisions(conn: asyncpg.Connection, name: str, limit: int) -> lis
     return [revision_json(row) for row in await conn.fetch(LIST_REVISIONS, name, limit)]
 
 
+def revision_label(revision: asyncpg.Record) -> str:
+    """How compile errors name a stored revision (as the milter's loader names it)."""
+    return f"{revision['policy_name']}@r{revision['id']}"
+
+
+def _label_name(label: str) -> str:
+    """The policy name of a label name@rID (what precedes its last "@r")."""
+    return label.rpartition("@r")[0]
+
+
+async def active_revisions(conn: asyncpg.Connection, names: Iterable[str]) -> dict[str, int]:
+    """The active revision of each of ``names`` that has one."""
+    rows = await conn.fetch(SELECT_ACTIVE_OF, list(names))
+    return {row["policy_name"]: row["revision_id"] for row in rows}
+
+
+async def change_active_set(
+    conn: asyncpg.Connection, activate: Sequence[asyncpg.Record], deactivate: Sequence[str],
+    actor: str,
+) -> None:
+    """Make each revision of ``activate`` (at most one per policy) its policy's active one and
+    deactivate the policies ``deactivate``, as one change; tell every milter. The resulting
+    set is compiled once first: a problem is 422 and nothing changes. Call in a transaction."""
+    await lock_policies(conn)
+    replaced = {revision["policy_name"] for revision in activate}.union(deactivate)
+    kept = [(label, source) for label, source in await fetch_active_sources(conn)
+            if _label_name(label) not in replaced]
+    new = [(revision_label(revision), revision["source"]) for revision in activate]
+    # The new ones last: a repeated name is reported at them, "also used at" the kept one.
+    await off_loop(compile_sources, [*kept, *new])
+    await conn.executemany(UPSERT_ACTIVE, [(r["policy_name"], r["id"], actor) for r in activate])
+    await conn.execute(DELETE_ACTIVE, list(deactivate))
+    await notify_policy_change(conn)
+
+
 async def activate(conn: asyncpg.Connection, revision: asyncpg.Record, actor: str) -> None:
     """Make ``revision`` its policy's active one and tell every milter. Call in a transaction."""
-    await lock_policies(conn)
-    name = revision["policy_name"]
-    label = f"{name}@r{revision['id']}"
-    others = [(lbl, src) for lbl, src in await fetch_active_sources(conn)
-              if not lbl.startswith(f"{name}@r")]
-    await off_loop(compile_sources, [*others, (label, revision["source"])])
-    await conn.execute(UPSERT_ACTIVE, name, revision["id"], actor)
-    await notify_policy_change(conn)
+    await change_active_set(conn, [revision], [], actor)
 
 
 async def previous_revision(conn: asyncpg.Connection, name: str) -> int | None:

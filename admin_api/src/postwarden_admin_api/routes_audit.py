@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 EXPORT_BATCH = 500
+EXPORT_WRITE_TIMEOUT = 60.0  # seconds a client has to take in one page of an export
 CSV_FIELDS = ("event_id", "time", "instance", "queue_id", "message_uid", "client_address",
               "client_name", "helo", "auth_user", "sender", "recipients", "header_from",
               "message_id", "subject", "size", "action", "smtp_reply", "rules", "changes",
@@ -70,18 +72,27 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     pool = request.app[POOL]
     rows = await _export_page(pool, filters, None)  # before the 200: a busy pool is a 503
     await response.prepare(request)
+    lines = [_csv_line(CSV_FIELDS)] if kind == "csv" else []
     try:
-        if kind == "csv":
-            await response.write(_csv_line(CSV_FIELDS))
         while True:  # keyset pages only move back in time: ends at the first short one
-            for row in rows:
-                event = event_json(row)
-                if kind == "ndjson":
-                    await response.write(json.dumps(event).encode() + b"\n")
-                else:
-                    await response.write(_csv_line([_csv_value(event[f]) for f in CSV_FIELDS]))
-            if len(rows) < EXPORT_BATCH:
-                break
+            lines += [_export_line(kind, event_json(row)) for row in rows]
+            last_page = len(rows) < EXPORT_BATCH
+            try:
+                async with asyncio.timeout(EXPORT_WRITE_TIMEOUT):
+                    for line in lines:
+                        await response.write(line)
+                    if last_page:
+                        await response.write_eof()
+            except TimeoutError:
+                # A client that stops reading would hold its socket and this page
+                # for ever.
+                log.warning("audit export: the client did not take in a page within %s s; "
+                            "connection closed", EXPORT_WRITE_TIMEOUT)
+                _cut(request)
+                return response
+            if last_page:
+                return response
+            lines = []
             last = rows[-1]
             rows = await _export_page(pool, filters, Cursor(last["time"], last["event_id"]))
     except Exception:
@@ -89,11 +100,19 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         # inside this one. Cutting the connection tells the client the
         # export is incomplete.
         log.exception("audit export failed while streaming; connection cut")
-        if request.transport is not None:
-            request.transport.abort()
+        _cut(request)
         return response
-    await response.write_eof()
-    return response
+
+
+def _export_line(kind: str, event: dict[str, Any]) -> bytes:
+    if kind == "ndjson":
+        return json.dumps(event).encode() + b"\n"
+    return _csv_line([_csv_value(event[f]) for f in CSV_FIELDS])
+
+
+def _cut(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
 
 
 async def _export_page(pool: asyncpg.Pool, filters: dict[str, Any], after: Cursor | None

@@ -10,7 +10,7 @@ from aiohttp import web
 from . import admin_audit
 from .bodies import TIME_EXPECTED, json_ok, parse_time, read_json_object
 from .context import POOL, Role, allow, principal
-from .errors import ApiError, ValidationFailed
+from .errors import ApiError, ValidationFailed, connection
 from .keys import (
     DEFAULT_GRACE_SECONDS,
     MAX_GRACE_SECONDS,
@@ -73,7 +73,7 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
 @routes.get("/api/v1/keys")
 @allow()
 async def keys_list(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         keys = await list_keys(conn)
     return json_ok({"keys": [_shown(k) for k in keys]})
 
@@ -83,7 +83,7 @@ async def keys_list(request: web.Request) -> web.Response:
 async def keys_create(request: web.Request) -> web.Response:
     role, name, senders, expires_at = _parse_create(await read_json_object(request))
     actor = principal(request).key_id
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         key = await create_key(conn, role, name, senders, expires_at, created_by=actor)
         key_id = key.split("_")[1]
         await admin_audit.record(conn, request, "key.created", key_id,
@@ -104,7 +104,7 @@ async def _known(request: web.Request) -> str:
 @allow()
 async def keys_revoke(request: web.Request) -> web.Response:
     key_id = await _known(request)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         if not await revoke_key(conn, key_id):
             raise ApiError(404, "not_found", "no such active key")
         await admin_audit.record(conn, request, "key.revoked", key_id)
@@ -123,7 +123,7 @@ async def keys_rotate(request: web.Request) -> web.Response:
         raise ValidationFailed(
             [{"field": "grace_seconds", "message": f"expected 0..{MAX_GRACE_SECONDS}"}]
         )
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         key = await rotate_key(conn, key_id, dt.timedelta(seconds=grace),
                                principal(request).key_id)
         if key is None:

@@ -1,10 +1,18 @@
-"""Policy revisions: upload (validated), list, fetch as YAML, diff, activate, roll back."""
+"""Policy revisions: upload (validated), list, fetch as YAML, diff, activate, roll back,
+deploy (activate and deactivate several policies as one change), deactivate.
+
+The policy ``database-rules`` belongs to the Rules API (routes_rules): it rewrites
+the policy from its rules alone, so these routes refuse to upload, activate,
+deploy or deactivate it (422 ``reserved_policy_name``). Rolling it back stays
+possible: that is how a Rules API change is undone.
+"""
 
 from __future__ import annotations
 
 import difflib
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from . import admin_audit
@@ -15,18 +23,24 @@ from .errors import ApiError, ValidationFailed, connection
 from .openapi import json_content, operation, param, ref
 from .revisions import (
     activate,
+    active_revisions,
+    change_active_set,
     fetch_revision,
     list_policies,
     list_revisions,
+    lock_policies,
     previous_revision,
     revision_json,
+    revision_label,
     store_revision,
 )
+from .routes_rules import MANAGED_POLICY
 
 routes = web.RouteTableDef()
 SOURCE_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json",
                 "text/plain")
 COMMENT_MAX = 1000
+DEPLOY_MAX = 1000  # revisions, and policies, one deploy may name
 
 
 async def _source(request: web.Request) -> str:
@@ -52,13 +66,17 @@ async def policy_upload(request: web.Request) -> web.Response:
     source = await _source(request)
     comment = _comment(request)
     policy_set, name = await off_loop(compile_upload, source)
+    if name == MANAGED_POLICY:
+        line, column = policy_set.policies[0].where
+        raise _reserved([{"file": "upload", "line": line, "column": column,
+                          "message": f"policy name {name!r} is reserved for the Rules API"}])
     async with connection(request.app[POOL]) as conn, conn.transaction():
         row, created = await store_revision(
             conn, name, source, content_hash=policy_set.content_hash,
             author=principal(request).key_id, comment=comment,
         )
         if created:
-            await admin_audit.record(conn, request, "policy.uploaded", f"{name}@r{row['id']}",
+            await admin_audit.record(conn, request, "policy.uploaded", revision_label(row),
                                      {"content_hash": row["content_hash"], "comment": comment})
     return json_ok(revision_json(row), status=201 if created else 200)
 
@@ -122,16 +140,107 @@ async def _activate(request: web.Request, revision_id: int, action: str) -> web.
         if row is None:
             raise ApiError(404, "not_found", "no such revision")
         await activate(conn, row, principal(request).key_id)
-        await admin_audit.record(conn, request, action, f"{row['policy_name']}@r{row['id']}",
+        await admin_audit.record(conn, request, action, revision_label(row),
                                  {"content_hash": row["content_hash"]})
         row = await fetch_revision(conn, revision_id)
     return json_ok(revision_json(row))
 
 
+def _reserved(details: list[dict[str, Any]] | None = None) -> ApiError:
+    return ApiError(422, "reserved_policy_name", f"the policy {MANAGED_POLICY!r} belongs to "
+                    "the Rules API: change it through /api/v1/rules", details)
+
+
 @routes.post("/api/v1/revisions/{revision_id}/activate")
 @allow(Role.OPERATOR)
 async def revision_activate(request: web.Request) -> web.Response:
-    return await _activate(request, path_int(request, "revision_id"), "policy.activated")
+    row = await _revision(request)
+    if row["policy_name"] == MANAGED_POLICY:
+        raise _reserved()
+    return await _activate(request, row["id"], "policy.activated")
+
+
+def _deploy_lists(data: dict[str, Any]) -> tuple[list[int], list[str]]:
+    """The revision ids to activate and the policy names to deactivate, or 422."""
+    problems = [{"field": f, "message": "unknown field"}
+                for f in sorted(set(data) - {"activate", "deactivate"})]
+    ids, names = data.get("activate", []), data.get("deactivate", [])
+    for field, items, valid, expected in (
+        ("activate", ids, lambda v: type(v) is int and 0 < v < 2**63, "revision ids"),
+        ("deactivate", names, lambda v: isinstance(v, str) and v != "", "policy names"),
+    ):
+        if not isinstance(items, list) or len(items) > DEPLOY_MAX or not all(map(valid, items)):
+            problems.append({"field": field,
+                             "message": f"expected a list of at most {DEPLOY_MAX} {expected}"})
+    if problems:
+        raise ValidationFailed(problems)
+    return ids, names
+
+
+def _one_change_per_policy(rows: list[asyncpg.Record], names: list[str]) -> None:
+    """422 when a policy is named twice (two revisions, or activated and deactivated)."""
+    fields = [(f"activate[{i}]", row["policy_name"]) for i, row in enumerate(rows)]
+    fields += [(f"deactivate[{i}]", name) for i, name in enumerate(names)]
+    if any(name == MANAGED_POLICY for _, name in fields):
+        raise _reserved()
+    first: dict[str, str] = {}
+    problems = []
+    for field, name in fields:
+        if name in first:
+            problems.append({"field": field,
+                             "message": f"policy {name!r} is also in {first[name]}"})
+        else:
+            first[name] = field
+    if problems:
+        raise ValidationFailed(problems, "a policy is named more than once")
+
+
+async def _revisions(conn: asyncpg.Connection, ids: list[int]) -> list[asyncpg.Record]:
+    """The revisions ``ids``, in that order, or 404 naming each one missing."""
+    rows = [await fetch_revision(conn, revision_id) for revision_id in ids]
+    missing = [{"field": f"activate[{i}]", "message": "no such revision"}
+               for i, row in enumerate(rows) if row is None]
+    if missing:
+        raise ApiError(404, "not_found", "no such revision", missing)
+    return rows
+
+
+async def _deploy(request: web.Request, ids: list[int], names: list[str]) -> web.Response:
+    """Activate revisions ``ids`` and deactivate policies ``names``: all of it, or nothing."""
+    async with connection(request.app[POOL]) as conn, conn.transaction():
+        await lock_policies(conn)  # what is active is read under the lock
+        rows = await _revisions(conn, ids)
+        _one_change_per_policy(rows, names)
+        active = await active_revisions(conn, names)
+        if inactive := [name for name in names if name not in active]:
+            raise ApiError(409, "no_active_policy", "a policy to deactivate is not active",
+                           [{"field": "deactivate", "message": f"{name!r} is not active"}
+                            for name in inactive])
+        changed = [row for row in rows if not row["active"]]  # the others: no reload, no event
+        if changed or names:
+            await change_active_set(conn, changed, names, principal(request).key_id)
+        for row in changed:
+            await admin_audit.record(conn, request, "policy.activated", revision_label(row),
+                                     {"content_hash": row["content_hash"]})
+        for name in names:
+            await admin_audit.record(conn, request, "policy.deactivated",
+                                     f"{name}@r{active[name]}")
+        rows = await _revisions(conn, ids)
+    return json_ok({"revisions": [revision_json(row) for row in rows],
+                    "activated": [row["id"] for row in changed], "deactivated": names})
+
+
+@routes.post("/api/v1/policies/deploy")
+@allow(Role.OPERATOR)
+async def policies_deploy(request: web.Request) -> web.Response:
+    ids, names = _deploy_lists(await read_json_object(request))
+    return await _deploy(request, ids, names)
+
+
+@routes.post("/api/v1/policies/{name}/deactivate")
+@allow(Role.OPERATOR)
+async def policy_deactivate(request: web.Request) -> web.Response:
+    return await _deploy(request, [], [request.match_info["name"]])
 
 
 @routes.post("/api/v1/policies/{name}/rollback")
@@ -158,6 +267,7 @@ async def policy_rollback(request: web.Request) -> web.Response:
 _STR = {"type": "string"}
 _NULL_STR = {"type": ["string", "null"]}
 _INT = {"type": "integer", "minimum": 1}
+_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 SCHEMAS = {
     "Revision": {
         "type": "object",
@@ -169,6 +279,17 @@ SCHEMAS = {
             "active": {"type": "boolean"}, "source": _STR,
         },
     },
+    "Deployment": {
+        "type": "object",
+        "required": ["revisions", "activated", "deactivated"],
+        "properties": {
+            "revisions": {"type": "array", "items": ref("Revision"),
+                          "description": "the revisions named, all active now"},
+            "activated": {"type": "array", "items": {"type": "integer"},
+                          "description": "those that were not active before"},
+            "deactivated": {"type": "array", "items": _STR},
+        },
+    },
 }
 _REVISION = param("revision_id", "path", _INT)
 _NAME = param("name", "path", _STR)
@@ -177,7 +298,8 @@ _READERS = [Role.OPERATOR, Role.AUDITOR]
 OPENAPI_PATHS = {
     "/api/v1/policies": {
         "post": operation(
-            "upload a policy document; 422 lists every problem with line and column",
+            "upload a policy document; 422 lists every problem with line and column "
+            "(reserved_policy_name: database-rules belongs to /api/v1/rules)",
             _OPERATORS, parameters=[param("comment", "query", {"type": "string",
                                                                 "maxLength": COMMENT_MAX})],
             body={"application/yaml": {"schema": _STR}, "application/json": {"schema": {}}},
@@ -193,6 +315,23 @@ OPENAPI_PATHS = {
                                                     "maximum": 1000})],
         responses={200: {"type": "object", "required": ["revisions"], "properties": {
             "revisions": {"type": "array", "items": ref("Revision")}}}},
+    )},
+    "/api/v1/policies/deploy": {"post": operation(
+        "activate revisions and deactivate policies as one change: the resulting set is "
+        "compiled once, and a problem (422 with every issue, file, line and column) refuses "
+        "all of it; milters reload through NOTIFY when anything changed", _OPERATORS,
+        body=json_content({"type": "object", "additionalProperties": False, "properties": {
+            "activate": {"type": "array", "maxItems": DEPLOY_MAX, "items": _ID,
+                         "description": "revision ids, at most one per policy"},
+            "deactivate": {"type": "array", "maxItems": DEPLOY_MAX,
+                           "items": {"type": "string", "minLength": 1},
+                           "description": "names of active policies"},
+        }}),
+        responses={200: ref("Deployment")},
+    )},
+    "/api/v1/policies/{name}/deactivate": {"post": operation(
+        "deactivate a policy (its revisions are kept); milters reload through NOTIFY",
+        _OPERATORS, parameters=[_NAME], responses={200: ref("Deployment")},
     )},
     "/api/v1/policies/{name}/rollback": {"post": operation(
         "activate an earlier revision (default: the one before the active one)", _OPERATORS,
@@ -211,7 +350,8 @@ OPENAPI_PATHS = {
         responses={200: _STR}, response_type="text/x-diff",
     )},
     "/api/v1/revisions/{revision_id}/activate": {"post": operation(
-        "activate a revision; milters reload through NOTIFY", _OPERATORS,
+        "activate a revision (not one of database-rules); milters reload through NOTIFY",
+        _OPERATORS,
         parameters=[_REVISION], responses={200: ref("Revision")},
     )},
 }

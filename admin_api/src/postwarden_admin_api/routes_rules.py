@@ -22,7 +22,7 @@ from . import admin_audit
 from .bodies import json_ok, read_json_object
 from .context import POOL, Role, allow, principal
 from .engine import compile_sources, off_loop
-from .errors import ApiError, ValidationFailed
+from .errors import ApiError, ValidationFailed, connection
 from .openapi import json_content, operation, param, ref
 from .revisions import (
     activate,
@@ -123,7 +123,7 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
 @routes.get("/api/v1/rules")
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def rules_list(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         revision_id, rules = await _current(conn)
     return json_ok({"revision_id": revision_id, "rules": rules})
 
@@ -135,7 +135,7 @@ async def rules_create(request: web.Request) -> web.Response:
     comment = _check_body(data)
     rule = _rule(data, required=True)
     assert rule is not None  # noqa: S101 - required
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies(conn)
         _, rules = await _current(conn)
         if any(r.get("name") == rule["name"] for r in rules):
@@ -157,7 +157,7 @@ async def rules_update(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     comment = _check_body(data)
     replacement = _rule(data, required=False)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies(conn)
         _, rules = await _current(conn)
         index = _index(rules, name)
@@ -175,7 +175,7 @@ async def rules_update(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def rules_delete(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies(conn)
         _, rules = await _current(conn)
         del rules[_index(rules, name)]

@@ -9,7 +9,7 @@ from aiohttp import web
 from . import admin_audit
 from .bodies import json_ok, read_json_object
 from .context import POOL, Role, allow, principal
-from .errors import ApiError, ValidationFailed
+from .errors import ApiError, ValidationFailed, connection
 from .openapi import json_content, operation, ref
 from .runtime_settings import (
     FIELDS,
@@ -28,7 +28,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/settings")
 @allow(Role.OPERATOR)
 async def settings_get(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         return json_ok(await describe_settings(conn))
 
 
@@ -51,7 +51,7 @@ async def settings_put(request: web.Request) -> web.Response:
     if secret_names and principal(request).role is not Role.ADMIN:
         raise ApiError(403, "forbidden", "only admins may change secret settings",
                        details=[{"field": name} for name in secret_names])
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         await apply_changes(conn, request.app[KEYRING], changes, principal(request).key_id)
         await admin_audit.record(conn, request, "settings.changed", None, _summary(changes))
         shown = await describe_settings(conn)

@@ -71,6 +71,9 @@ class ServiceSettings:
     webhook_history_days: int = 30  # delivered/dead deliveries and their events kept this long
     webhook_prune_interval_seconds: float = 3600.0
     log_level: str = "INFO"
+    # Accept `dev-admin-key` as admin from loopback peers until the first API key
+    # exists. Off: on a shared host any local account could mint an admin key.
+    development_key: bool = False
 
     @property
     def listen_host(self) -> str:
@@ -83,6 +86,9 @@ class ServiceSettings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ServiceSettings)}
+# What a value of a type should look like, where the type's name does not say it.
+_EXPECTED = {"bool": "true or false"}
+_KEY_EXPECTED = "expected 32 bytes as 64 hex digits or base64 (openssl rand -hex 32)"
 
 
 def _number(raw: Any) -> float:
@@ -99,6 +105,12 @@ def _convert(name: str, raw: Any) -> Any:
     kind = str(FIELDS[name].type)
     if kind in ("Secret", "Secret | None"):
         return Secret(str(raw))
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+            return raw.strip().lower() == "true"
+        raise ValueError("not true or false")
     if kind == "int":
         if not _number(raw).is_integer():  # int() would cut 2.5 down to 2 without a word
             raise ValueError("not a whole number")
@@ -113,6 +125,18 @@ def _convert(name: str, raw: Any) -> Any:
     return str(raw)
 
 
+def _is_host(text: str) -> bool:
+    """A name or address for asyncio.open_connection: ``host:port``, ``[v6]`` or a URL is
+    not (an IPv6 address has colons of its own)."""
+    if ":" in text:
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError:
+            return False
+        return True
+    return text.isprintable() and not any(c.isspace() or c in "[]/@" for c in text)
+
+
 def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
     """(setting, problem) for each value that converted but cannot work."""
     problems = []
@@ -121,6 +145,11 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
     host, sep, port = settings.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         problems.append(("listen", "expected HOST:PORT"))
+    if settings.relay_port > 65535:  # below 1 is told with the counts below
+        problems.append(("relay_port", "must be at most 65535"))
+    if settings.relay_host and not _is_host(settings.relay_host):
+        problems.append(("relay_host", "expected a host name or IP address without a port "
+                                       "(the port goes in relay_port)"))
     for name in ("max_request_body_bytes", "requests_per_minute", "auth_failures_per_minute",
                  "pool_min_size", "pool_max_size", "relay_port", "relay_max_attempts",
                  "relay_workers", "webhook_max_attempts", "webhook_history_days",
@@ -147,16 +176,37 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
     return problems
 
 
-def _read_key_files(values: dict[str, Any], raw: RawSettings) -> None:
+def _load_keys(values: dict[str, Any], raw: RawSettings) -> list[str]:
+    """Read the key files into their keys and check every key; a problem for each bad one,
+    naming the setting (and the file), never the key."""
+    # Here, not at the top: secrets imports this module.
+    from .secrets import BadSecretKey, parse_key_material  # noqa: PLC0415
+
+    problems = []
     for key in ("secret_key", "previous_secret_key"):
-        path = values.get(f"{key}_file")
-        if path is None or key in values:
+        setting, path = f"{key}_file", values.get(f"{key}_file")
+        if values.get(key) is None and path is not None:
+            try:
+                values[key] = Secret(Path(path).read_text(encoding="utf-8").strip())
+            except OSError as exc:
+                problems.append(raw.problem(
+                    setting, f"{setting}: cannot read {path}: {exc.strerror}"))
+                continue
+            except UnicodeDecodeError:
+                problems.append(raw.problem(
+                    setting, f"{setting}: {path} is not text: {_KEY_EXPECTED}"))
+                continue
+            told = f"{setting}: {path}"
+        else:
+            setting = told = key
+        secret = values.get(key)
+        if secret is None:
             continue
         try:
-            values[key] = Secret(Path(path).read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            raise SettingsError(raw.problem(
-                f"{key}_file", f"{key}_file: cannot read {path}: {exc.strerror}")) from exc
+            parse_key_material(secret.reveal())
+        except BadSecretKey:
+            problems.append(raw.problem(setting, f"{told}: {_KEY_EXPECTED}"))
+    return problems
 
 
 def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None
@@ -175,12 +225,13 @@ def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None 
         try:
             converted[name] = value if value is None else _convert(name, value)
         except (TypeError, ValueError):
-            problems.append(raw.problem(name, f"{name}: expected {FIELDS[name].type}"))
+            kind = str(FIELDS[name].type)
+            problems.append(raw.problem(name, f"{name}: expected {_EXPECTED.get(kind, kind)}"))
     if problems:
         raise SettingsError(problems)
-    _read_key_files(converted, raw)
+    problems = _load_keys(converted, raw)
     settings = ServiceSettings(**converted)
-    problems = [raw.problem(name, f"{name}: {text}") for name, text in _validate(settings)]
+    problems += [raw.problem(name, f"{name}: {text}") for name, text in _validate(settings)]
     if problems:
         raise SettingsError(problems)
     return settings

@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     text = "apply the database migrations to the settings' database_url"
     migrate_command = commands.add_parser("migrate", parents=[after], help=text,
                                           description=text)
-    add_migrate_options(migrate_command, "PostgreSQL URL (default: the settings' database_url)")
+    add_migrate_options(migrate_command, "PostgreSQL URL (default: the settings' database_url)",
+                        "set the whole URL as database_url in --config FILE or "
+                        "POSTWARDEN_DATABASE_URL instead")
     return parser
 
 

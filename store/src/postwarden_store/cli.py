@@ -9,7 +9,7 @@ import sys
 
 import asyncpg
 
-from .dsn import dsn_problem
+from .dsn import dsn_problem, has_password
 from .errors import StoreError
 from .migrations import apply_migrations, pending_migrations
 from .pool import connect
@@ -32,10 +32,23 @@ async def _migrate(dsn: str, dry_run: bool) -> int:
         await conn.close()
 
 
-def add_migrate_options(parser: argparse.ArgumentParser, database_url_help: str) -> None:
+def add_migrate_options(parser: argparse.ArgumentParser, database_url_help: str,
+                        instead: str) -> None:
     """``--database-url`` and ``--dry-run``; where the URL comes from without
-    ``--database-url`` is each command's own (``database_url_help`` says)."""
-    parser.add_argument("--database-url", metavar="URL", help=database_url_help)
+    ``--database-url`` is each command's own (``database_url_help`` says, and
+    ``instead`` says where a URL with a password goes)."""
+
+    def database_url(text: str) -> str:
+        # A command line is anyone's to read (ps, /proc/PID/cmdline).
+        if has_password(text):
+            raise argparse.ArgumentTypeError(
+                f"a password here is visible to every local user: pass the URL without "
+                f"it and keep the password in ~/.pgpass (or $PGPASSFILE), or {instead}")
+        return text
+
+    parser.add_argument("--database-url", metavar="URL", type=database_url,
+                        help=f"{database_url_help}; without a password, which ps would show "
+                             "(it goes in ~/.pgpass)")
     parser.add_argument("--dry-run", action="store_true", help="list pending migrations only")
 
 
@@ -44,23 +57,29 @@ def migrate(database_url: str, dry_run: bool, prog: str) -> int:
     (never the URL: it holds the password)."""
     try:
         return asyncio.run(_migrate(database_url, dry_run))
-    except (StoreError, OSError, asyncpg.PostgresError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+    except (StoreError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # InterfaceError: asyncpg's ClientConfigurationError too (a root certificate
+        # missing for sslmode=verify-full), its hint on a line of its own; no asyncpg
+        # error's text names the password.
+        first_line = str(exc).split("\n", 1)[0]
+        print(f"{prog}: {first_line}", file=sys.stderr)
         return 1
 
 
 def run_migrate(argv: list[str] | None = None) -> int:
     prog = "postwarden-store migrate"
     parser = argparse.ArgumentParser(prog=prog, description="apply database migrations")
-    add_migrate_options(parser, "PostgreSQL URL (default: $POSTWARDEN_DATABASE_URL)")
-    parser.set_defaults(database_url=os.environ.get("POSTWARDEN_DATABASE_URL"))
+    add_migrate_options(parser, "PostgreSQL URL (default: $POSTWARDEN_DATABASE_URL)",
+                        "set the whole URL in POSTWARDEN_DATABASE_URL instead")
     args = parser.parse_args(argv)
-    if not args.database_url:
+    # Not a parser default: argparse would put it through --database-url's password check.
+    url = args.database_url or os.environ.get("POSTWARDEN_DATABASE_URL")
+    if not url:
         parser.error("no database: pass --database-url or set POSTWARDEN_DATABASE_URL")
-    problem = dsn_problem(args.database_url)
+    problem = dsn_problem(url)
     if problem is not None:
         parser.error(f"database url: {problem}")
-    return migrate(args.database_url, args.dry_run, prog)
+    return migrate(url, args.dry_run, prog)
 
 
 USAGE = "usage: postwarden-store migrate [--database-url URL] [--dry-run]"

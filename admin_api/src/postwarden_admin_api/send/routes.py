@@ -9,7 +9,7 @@ from aiohttp import web
 from postwarden_admin_api.bodies import json_ok, query_int, query_time, read_json_object
 from postwarden_admin_api.context import POOL, Role, allow, principal
 from postwarden_admin_api.cursors import query_cursor
-from postwarden_admin_api.errors import ApiError, ValidationFailed
+from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 
 from . import queries
 from .addresses import AddressError, parse_mailbox
@@ -39,7 +39,7 @@ async def get_message(request: web.Request) -> web.Response:
         message_id = uuid.UUID(request.match_info["id"])
     except ValueError:
         raise NOT_FOUND from None
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         found = await queries.get_message(conn, message_id, _own_key(request))
     if found is None:
         raise NOT_FOUND
@@ -75,7 +75,7 @@ async def search_messages(request: web.Request) -> web.Response:
         after=query_cursor(request),
         limit=query_int(request, "limit", 50, 1, 500),
     )
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         messages, cursor = await queries.search_messages(conn, search)
     return json_ok({"messages": messages, "next_cursor": cursor})
 
@@ -87,7 +87,7 @@ async def list_suppressions(request: web.Request) -> web.Response:
     if reason not in (None, "hard_bounce", "manual"):
         raise ValidationFailed([{"field": "reason", "message": "hard_bounce or manual"}])
     limit = query_int(request, "limit", 100, 1, 1000)
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         found = await queries.list_suppressions(conn, request.query.get("after"), reason, limit)
     after = found[-1]["address"] if len(found) == limit else None
     return json_ok({"suppressions": found, "next_after": after})
@@ -101,7 +101,7 @@ async def add_suppression(request: web.Request) -> web.Response:
     detail = body.get("detail")
     if detail is not None and (not isinstance(detail, str) or len(detail) > 500):
         raise ValidationFailed([{"field": "detail", "message": "at most 500 characters"}])
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         entry, created = await queries.add_suppression(
             conn, address, detail, principal(request).key_id
         )
@@ -112,7 +112,7 @@ async def add_suppression(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def delete_suppression(request: web.Request) -> web.Response:
     address = _address(request.query.get("address"), "address")
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         deleted = await queries.delete_suppression(conn, address)
     if not deleted:
         raise ApiError(404, "not_found", "the address is not suppressed")

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from postwarden_admin_api.bodies import is_large, json_ok, read_json_object, run_sized
 from postwarden_admin_api.context import POOL, SETTINGS, Principal
-from postwarden_admin_api.errors import ApiError, ValidationFailed
+from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 from postwarden_admin_api.runtime_settings import RUNTIME
 
 from . import checks, idempotency, limits
@@ -39,6 +41,7 @@ _AMBIGUOUS = {
     "Reply-To": FieldProblem("reply_to", Refusal.INVALID_FIELD, _UNAMBIGUOUS),
 }
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,7 +105,8 @@ async def _accept(
     hashes = [limits.recipient_hash(hash_key, m.key) for m in request.recipients]
     submission = Submission(who.key_id, request, message_id, content, hashes, key, message_uuid)
     unsure: Unconfirmed | None = None
-    async with app[POOL].acquire() as conn:
+    # A full pool answers 503 here, before the enqueue has written anything.
+    async with connection(app[POOL]) as conn:
         try:
             accepted = await enqueue(conn, submission, checks.limits_of(runtime), now)
         except Suppressed as suppressed:
@@ -116,11 +120,25 @@ async def _accept(
         # a Postgres restart cuts every send at once, and each holding one while waiting
         # for a second would drain the pool. confirm ends the failed one's backend first,
         # which may still be running the call: a TimeoutError if it cannot (a 500).
+        # It waits for its connection however long: the message may be stored, and a
+        # 503 would have the client send it again.
         async with app[POOL].acquire() as conn:
             accepted = await confirm(conn, unsure)
     if state.relay is not None:
         state.relay.wake()
     return accepted.body()
+
+
+async def _release_claim(pool: asyncpg.Pool, key_id: str, key: str, claim_id: uuid.UUID
+                         ) -> None:
+    """Give the Idempotency-Key back so a corrected retry can run. With the pool full
+    the claim stays until it is stale (``idempotency.STALE_CLAIM``), which is safe (the
+    key then sends nothing twice), and the request's own error stands."""
+    try:
+        async with connection(pool) as conn:
+            await asyncio.shield(idempotency.release(conn, key_id, key, claim_id))
+    except ApiError as busy:
+        log.warning("Idempotency-Key claim of key %s left to go stale: %s", key_id, busy.code)
 
 
 async def send_email(request: web.Request, who: Principal) -> web.Response:
@@ -134,7 +152,7 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         message_uuid = uuid.uuid4()  # the message's id, and the key's claim
         if key is not None:
             digest = await run_sized(large, idempotency.request_digest, body)
-            async with pool.acquire() as conn:
+            async with connection(pool) as conn:
                 stored = await idempotency.claim(conn, who.key_id, key, digest, message_uuid)
             if stored is not None:
                 attempt.log("replayed")
@@ -144,9 +162,7 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
                                    message_uuid=message_uuid)
         except BaseException:
             if key is not None:
-                async with pool.acquire() as conn:
-                    await asyncio.shield(
-                        idempotency.release(conn, who.key_id, key, message_uuid))
+                await _release_claim(pool, who.key_id, key, message_uuid)
             raise
     except ApiError as error:
         attempt.log("refused", error.code)

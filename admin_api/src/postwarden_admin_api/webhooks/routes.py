@@ -24,7 +24,7 @@ from yarl import URL
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.bodies import json_ok, path_int, query_int, read_json_object
 from postwarden_admin_api.context import POOL, Role, allow
-from postwarden_admin_api.errors import ApiError, ValidationFailed
+from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 from postwarden_admin_api.secrets import KEYRING
 
 from .events import SUBSCRIBABLE
@@ -206,7 +206,7 @@ def _name_taken() -> ApiError:
 @routes.get("/api/v1/webhooks")
 @allow(Role.OPERATOR)
 async def webhooks_list(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         rows = await conn.fetch(SELECT_ALL)
     return json_ok({"webhooks": [_shown(row) for row in rows]})
 
@@ -219,7 +219,7 @@ async def webhooks_create(request: web.Request) -> web.Response:
     if missing:
         raise ValidationFailed(missing)
     row = _merged(request, data, NEW_ENDPOINT)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         try:
             created = await conn.fetchrow(
                 INSERT, row["name"], row["url_ciphertext"], row["url_origin"], row["kind"],
@@ -245,7 +245,7 @@ async def _current(conn: asyncpg.Connection, request: web.Request, lock: bool = 
 @routes.get("/api/v1/webhooks/{id}")
 @allow(Role.OPERATOR)
 async def webhooks_get(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         return json_ok(_shown(await _current(conn, request)))
 
 
@@ -253,7 +253,7 @@ async def webhooks_get(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def webhooks_update(request: web.Request) -> web.Response:
     data = await read_json_object(request)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         current = await _current(conn, request, lock=True)
         row = _merged(request, data, current)
         try:
@@ -274,7 +274,7 @@ async def webhooks_update(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/webhooks/{id}")
 @allow(Role.OPERATOR)
 async def webhooks_delete(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         name = await conn.fetchval(DELETE, path_int(request, "id"))
         if name is None:
             raise ApiError(404, "not_found", "no such webhook")
@@ -291,7 +291,7 @@ async def webhooks_deliveries(request: web.Request) -> web.Response:
                                  + ", ".join(DELIVERY_STATUSES)}])
     before = query_int(request, "before_id", 0, 0, 2**63 - 1) or None
     limit = query_int(request, "limit", 50, 1, 500)
-    async with request.app[POOL].acquire() as conn:
+    async with connection(request.app[POOL]) as conn:
         endpoint = await _current(conn, request)
         rows = await conn.fetch(SELECT_DELIVERIES, endpoint["id"], status, before, limit)
     return json_ok({"deliveries": [dict(row) for row in rows]})
@@ -314,7 +314,7 @@ async def _not_replayed(conn: asyncpg.Connection, endpoint_id: int, delivery_id:
 @allow(Role.OPERATOR)
 async def webhooks_replay(request: web.Request) -> web.Response:
     delivery_id = path_int(request, "delivery_id")
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         # Locked: a URL set meanwhile waits, then finds this replay pending and cancels it.
         endpoint = await _current(conn, request, lock=True)
         new_id = await replay(conn, endpoint["id"], delivery_id)
