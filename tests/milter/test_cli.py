@@ -89,3 +89,21 @@ def test_migrate_tells_a_bad_or_missing_database_url_without_its_password(
     unset = _run(["migrate"], _environment())
     assert unset.returncode == 2
     assert "database_url: not set" in unset.stderr
+
+
+def test_check_tells_a_database_url_the_client_refuses_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Options that pass the settings' checks but that asyncpg refuses when it connects
+    (verify-full with no root certificate in the user's ~/.postgresql) stop the start in
+    one line, exit 2: they are no outage to spool through."""
+    for variable in [v for v in os.environ if v.startswith(("POSTWARDEN_", "PGSSL"))]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.postgresql/root.crt
+    url = f"postgresql://postwarden:{PASSWORD}@127.0.0.1:{free_port()}/x?sslmode=verify-full"
+    config = str(_config(tmp_path, database_url=f"'{url}'"))
+    assert main(["check", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("postwarden-milter: database_url: the Postgres client refuses it: ")
+    assert "root certificate" in err and len(err.splitlines()) == 1
+    assert PASSWORD not in err

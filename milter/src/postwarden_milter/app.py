@@ -139,6 +139,12 @@ def check_schema(dsn: str) -> bool:
         asyncio.run(check())
     except SchemaTooOld as exc:
         raise StartupError(str(exc)) from None
+    except asyncpg.InterfaceError as exc:
+        # The client refuses the URL's options (sslmode=verify-full with no root
+        # certificate, say): no outage to wait out, the admin must fix the setting.
+        # asyncpg's first line names the option, never the password.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StartupError(f"database_url: the Postgres client refuses it: {reason}") from None
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         log.warning("database unreachable at start (%s): audit events are spooled until it is back",
                     type(exc).__name__)
