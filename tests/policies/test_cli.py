@@ -21,7 +21,7 @@ SAMPLES = EXAMPLES / "samples"
 def test_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(EXAMPLES)]) == 0
     digest = load_policy_set([EXAMPLES]).content_hash
-    assert capsys.readouterr().out == f"ok: 2 policies, 8 rules ({digest[:12]})\n"
+    assert capsys.readouterr().out == f"ok: 2 policies, 9 rules ({digest[:12]})\n"
 
 
 def test_check_reports_every_issue_sorted(

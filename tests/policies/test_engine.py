@@ -350,7 +350,7 @@ def test_report_mode_records_but_applies_nothing() -> None:
     policy_set = load_policy_set_from_sources([("e", enforce), ("s", report)])
     verdict = evaluate_message(policy_set, PLAIN, ENVELOPE)
     assert verdict.decision == Accept()
-    assert verdict.rules == ("tag", "report:would-reject")
+    assert verdict.rules == ("tag", "report:limit:max_message_bytes", "report:would-reject")
     assert verdict.report_only is True
     assert verdict.notify == ()
     assert verdict.edits == (AddHeader("X-A", "1"),)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -366,8 +366,10 @@ def get_subject(item: MatchInput) -> tuple[str]:
     return (item.subject,)
 
 
-def get_text(item: MatchInput) -> tuple[str]:
-    return (item.facts.text,)
+def get_text(item: MatchInput) -> Iterator[str]:
+    """The text as written, then (only if that did not match) as readers show it."""
+    yield item.facts.text
+    yield from item.facts.renderings
 
 
 def is_authenticated(item: MatchInput) -> bool:

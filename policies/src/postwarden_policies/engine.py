@@ -7,7 +7,9 @@ Order of evaluation:
    flags: reject 554 5.6.0, or quarantine with ``on_structure_limit: quarantine``.
 3. Rules of enforce-mode policies in order; non-terminal actions accumulate and
    the first terminal action ends evaluation (no terminal rule: accept).
-   Report-mode policies are evaluated on their own and only recorded.
+   Report-mode policies are evaluated on their own and only recorded, whatever
+   the enforced limits decided: each one's limits (``report:limit:<name>``),
+   then its rules (``report:<rule>``).
 4. A message that is delivered (accept, quarantine) then gets: recipients past
    ``max_recipients`` removed, header edits, the Subject prefix, attachments
    stripped (rules and ``max_attachment_bytes``), HTML sanitized unless a
@@ -34,7 +36,7 @@ from .conditions import MatchInput
 from .facts import Envelope, MessageFacts
 from .headeredits import header_edits
 from .mimeparse import parse_message
-from .model import Rule, StructureAction
+from .model import Limits, Rule, StructureAction
 from .policyset import PolicySet
 from .rewrite import RewriteError, RewritePlan, rewrite_body
 from .verdicts import (
@@ -99,10 +101,12 @@ def _decision(rule: Rule | None) -> Decision:
     return Accept()
 
 
-def _structure_limit(policy_set: PolicySet, facts: MessageFacts) -> str | None:
-    limits = policy_set.limits
+def _structure_limit(limits: Limits, facts: MessageFacts, *, parser_caps: bool) -> str | None:
+    """The structure limit the message is past. The parser's flags say it was past
+    its caps: a hit for the enforced limits (``parser_caps``: the caps are theirs),
+    for a report-mode policy's only where it sets that limit."""
     for flag, limit in STRUCTURE_FLAGS.items():
-        if flag in facts.flags:
+        if flag in facts.flags and (parser_caps or getattr(limits, limit) is not None):
             return limit
     if limits.max_mime_parts is not None and len(facts.parts) > limits.max_mime_parts:
         return "max_mime_parts"
@@ -121,7 +125,7 @@ def _limit_verdict(policy_set: PolicySet, facts: MessageFacts) -> Verdict | None
             policy_hash=policy_set.content_hash,
             flags=facts.flags,
         )
-    hit = _structure_limit(policy_set, facts)
+    hit = _structure_limit(limits, facts, parser_caps=True)
     if hit is None:
         return None
     if limits.on_structure_limit is StructureAction.QUARANTINE:
@@ -150,17 +154,41 @@ def _rewrite(
     return result.body, result.changes
 
 
+def _limits_past(limits: Limits, item: MatchInput) -> tuple[str, ...]:
+    """Every limit of a report-mode policy the message is past, in evaluation order."""
+    facts = item.facts
+    past = []
+    if limits.max_message_bytes is not None and facts.size > limits.max_message_bytes:
+        past.append("max_message_bytes")
+    if (structure := _structure_limit(limits, facts, parser_caps=False)) is not None:
+        past.append(structure)
+    if limits.max_recipients is not None and len(item.recipients) > limits.max_recipients:
+        past.append("max_recipients")
+    most = limits.max_attachment_bytes
+    if most is not None and any(part.decoded_size > most for part in item.attachments):
+        past.append(OVERSIZE)
+    return tuple(past)
+
+
+def _reported(policy_set: PolicySet, item: MatchInput) -> tuple[str, ...]:
+    """What report-mode policies would have done, to record: never applied."""
+    return tuple(
+        f"report:{name}"
+        for policy in policy_set.report_policies
+        for name in (
+            *(f"limit:{limit}" for limit in _limits_past(policy.limits, item)),
+            *(rule.name for rule in run_rules(policy.rules, item).matched),
+        )
+    )
+
+
 def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
+    item = MatchInput.of(facts)
+    reported = _reported(policy_set, item)
     limited = _limit_verdict(policy_set, facts)
     if limited is not None:
-        return limited
-    item = MatchInput.of(facts)
+        return replace(limited, rules=limited.rules + reported, report_only=bool(reported))
     outcome = run_rules(policy_set.enforced_rules, item)
-    reported = tuple(
-        f"report:{rule.name}"
-        for policy in policy_set.report_policies
-        for rule in run_rules(policy.rules, item).matched
-    )
     rules = tuple(rule.name for rule in outcome.matched)
     notify = tuple(dict.fromkeys(n for rule in outcome.matched for n in rule.then.notify))
     decision = _decision(outcome.terminal)

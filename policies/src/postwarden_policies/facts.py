@@ -10,6 +10,7 @@ back byte for byte.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -118,6 +119,9 @@ class MessageFacts:
     duplicate: bool = False  # set by the milter's duplicate detector
     newline: bytes = b"\r\n"  # the message's own line ending, kept by rewrites
     text: str = field(default="", repr=False)  # decoded text and HTML parts, for body regexes
+    # Those parts as readers show them (HTML rendered, flowed text unwrapped), where that
+    # differs: bodytext.Renderings, worked out on the first body rule that reads them.
+    renderings: Iterable[str] = field(default=(), repr=False, compare=False)
 
     def header_values(self, name: str) -> tuple[str, ...]:
         wanted = name.lower()

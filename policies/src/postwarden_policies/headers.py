@@ -162,6 +162,36 @@ _WHATWG_LABELS = frozenset("""
     ksc_5601 windows-949
     unicodefffe utf-16be csunicode iso-10646-ucs-2 ucs-2 unicode unicodefeff utf-16 utf-16le
 """.split())
+# The WHATWG labels above that Python does not know, and the codec of the encoding
+# each names there. Readers decode by them, so body rules and header rules read
+# text so labelled with them (``decode_as_readers``); ``decode_bytes`` does not,
+# since the sanitizer cannot write a part back under such a label.
+_WHATWG_ONLY = {
+    **dict.fromkeys(("unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "x-unicode20utf8"),
+                    "utf-8"),
+    **{f"iso8859{n}": f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8)},
+    **{f"iso88591{n}": f"iso8859-1{n}" for n in (0, 3, 4, 5)},
+    **dict.fromkeys(("csiso88596e", "csiso88596i", "iso-8859-6-e", "iso-8859-6-i"), "iso8859-6"),
+    "sun_eu_greek": "iso8859-7",
+    **dict.fromkeys(("csiso88598e", "iso-8859-8-e", "visual", "csiso88598i", "iso-8859-8-i",
+                     "logical"), "iso8859-8"),
+    "csisolatin9": "iso8859-15",
+    "koi": "koi8-r", "koi8": "koi8-r", "koi8-ru": "koi8-u",
+    **dict.fromkeys(("csmacintosh", "mac", "x-mac-roman"), "mac-roman"),
+    **dict.fromkeys(("x-mac-cyrillic", "x-mac-ukrainian"), "mac-cyrillic"),
+    **dict.fromkeys(("dos-874", "iso885911", "windows-874"), "cp874"),
+    **{f"x-cp{n}": f"cp{n}" for n in range(1250, 1259)},
+    "iso88591": "cp1252", "iso88599": "cp1254",
+    **dict.fromkeys(("csgb2312", "gb_2312", "gb_2312-80", "x-gbk"), "gbk"),
+    **dict.fromkeys(("cn-big5", "x-x-big5"), "big5hkscs"),
+    **dict.fromkeys(("cseucpkdfmtjapanese", "x-euc-jp"), "euc_jp"),
+    **dict.fromkeys(("windows-31j", "x-sjis"), "cp932"),
+    **dict.fromkeys(("cseuckr", "csksc56011987", "iso-ir-149", "ks_c_5601-1989", "ksc_5601",
+                     "windows-949"), "cp949"),
+    "unicodefffe": "utf-16-be",
+    **dict.fromkeys(("csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff"),
+                    "utf-16-le"),
+}
 # WHATWG's ISO-2022-JP decoder knows these escapes only; Python's also switches on
 # others (ESC $ ( B, ESC $ A, ...) and reads the ASCII after them as kanji.
 _UNSHARED_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?!\(B|\(J|\(I|\$@|\$B)")
@@ -237,6 +267,15 @@ def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
         return data.decode("utf-8", "replace")
 
 
+def decode_as_readers(data: bytes, charset: str | None, flags: set[str]) -> str:
+    """:func:`decode_bytes`, but a label only readers know (``unicode``, ``x-sjis``)
+    decodes as they decode it: the text rules must see is the text readers show."""
+    label = _label(charset or "")
+    if label in _WHATWG_ONLY and _text_codec(charset) is None:
+        return decode_bytes(data, _WHATWG_ONLY[label], flags)
+    return decode_bytes(data, charset, flags)
+
+
 def _word_bytes(match: re.Match[str], flags: set[str]) -> bytes | None:
     """The bytes an encoded word carries; None (flagged) when they do not decode."""
     encoding, payload = match.group(2).lower(), match.group(3)
@@ -252,8 +291,10 @@ def _word_bytes(match: re.Match[str], flags: set[str]) -> bytes | None:
 
 def decode_words(value: str, flags: set[str]) -> str:
     """Decode RFC 2047 encoded words as readers do: whitespace between adjacent words
-    vanishes, and adjacent words in one charset are decoded together, since a
-    character may be split between two of them."""
+    vanishes, adjacent words in one charset are decoded together, since a
+    character may be split between two of them, and a charset label is read as
+    body text's is (:func:`decode_as_readers`, flag ``unshared_charset`` where
+    :func:`read_as_readers` says readers may read it otherwise)."""
     if "=?" not in value:
         return value
     value = _BETWEEN_WORDS.sub(r"\1\2", value)
@@ -270,7 +311,7 @@ def decode_words(value: str, flags: set[str]) -> str:
         )
         if not joins:
             if run_charset is not None:
-                pieces.append(decode_bytes(bytes(run), run_charset, flags))
+                pieces.append(_decode_run(bytes(run), run_charset, flags))
                 run_charset, run = None, bytearray()
             pieces.append(value[pos : match.start()])
         if data is None:
@@ -280,9 +321,16 @@ def decode_words(value: str, flags: set[str]) -> str:
             run += data
         pos = match.end()
     if run_charset is not None:
-        pieces.append(decode_bytes(bytes(run), run_charset, flags))
+        pieces.append(_decode_run(bytes(run), run_charset, flags))
     pieces.append(value[pos:])
     return "".join(pieces)
+
+
+def _decode_run(data: bytes, charset: str, flags: set[str]) -> str:
+    """The text of adjacent encoded words in one charset."""
+    if not read_as_readers(charset, data) and _label(charset) not in _WHATWG_ONLY:
+        flags.add("unshared_charset")
+    return decode_as_readers(data, charset, flags)
 
 
 def _unquote(value: str) -> str:
@@ -298,7 +346,7 @@ def _decode_2231(value: str, with_charset: bool, flags: set[str]) -> str:
     if with_charset and value.count("'") >= 2:
         charset, _lang, value = value.split("'", 2)
     data = urllib.parse.unquote_to_bytes(value)
-    return decode_bytes(data, charset or "utf-8", flags)
+    return decode_as_readers(data, charset or "utf-8", flags)
 
 
 def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict[str, str]]:

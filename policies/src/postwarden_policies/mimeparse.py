@@ -22,6 +22,13 @@ the message. 7bit/8bit text is searched in place to its end; base64 or
 quoted-printable text is decoded and searched through its first ``UU_SCAN``
 encoded bytes, and a longer part is flagged ``unscanned_text``.
 
+Body rules read ``MessageFacts.text``: the decoded text of every part readers
+show as text (text/plain, HTML, and an inline text part of another type without
+a file name), up to ``TEXT_BUDGET`` characters in all; then, where readers show
+a part otherwise, its rendering (:mod:`postwarden_policies.bodytext`), worked out
+only when a rule needs it (``MessageFacts.renderings``; never longer than the
+text it renders, so within the budget twice over).
+
 It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 
 =========================  ================================================
@@ -54,6 +61,9 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
 ``unscanned_text``         (m) a base64 or quoted-printable text/plain part longer
                            than ``UU_SCAN``: the rest was not searched for
                            uuencoded files
+``text_truncated``         the message text is longer than ``TEXT_BUDGET``: body
+                           rules did not see the rest (not malformed: a long
+                           log pasted inline is well-formed mail)
 ``uuencoded``              a text/plain part carries uuencoded, yEncoded or BinHex files (listed as
                            attachments that cannot be stripped on their own)
 ``ambiguous_from``         (m) the From header reads as another domain to a strict
@@ -68,7 +78,8 @@ It never raises. What it found wrong is reported in ``MessageFacts.flags``:
                            X-Sun-Data-Name headers) and the names differ;
                            attachment rules test every one of them
 ``malformed_encoded_word``  an RFC 2047 word that does not decode
-``unknown_charset``        a charset Python does not know (read as UTF-8)
+``unknown_charset``        a charset neither Python nor readers (WHATWG labels) know
+                           (read as UTF-8)
 ``unshared_charset``       a text part in a charset mail readers may decode
                            otherwise than Python (see ``headers.read_as_readers``):
                            body rules may not see the text the reader sees
@@ -85,10 +96,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from postwarden_policies import entityheaders, magic, transfer, uuencode
+from postwarden_policies import bodytext, entityheaders, magic, transfer, uuencode
 from postwarden_policies.facts import Envelope, Header, MessageFacts, MimePart
 from postwarden_policies.headers import (
-    decode_bytes,
+    decode_as_readers,
     line_end,
     parameter_list,
     parse_header_section,
@@ -97,7 +108,9 @@ from postwarden_policies.headers import (
 
 log = logging.getLogger(__name__)
 
-TEXT_BUDGET = 4_000_000  # characters of decoded text kept for body regexes
+# Characters of decoded text (and its renderings) kept for body regexes: bounds
+# memory and time; past it, ``text_truncated``.
+TEXT_BUDGET = 4_000_000
 UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
 _ENCODED = ("base64", "quoted-printable")
 # Headers RFC 5322 allows once that rules read (from, from_domain, subject).
@@ -109,8 +122,8 @@ FLAGS = frozenset({
     "empty_body", "encoded_message", "malformed", "malformed_content_type",
     "malformed_encoded_word", "missing_boundary", "missing_end_boundary",
     "missing_header_separator", "no_headers", "padded_encoding", "parser_error", "too_deep",
-    "too_many_parts", "unknown_charset", "unknown_transfer_encoding", "unscanned_text",
-    "unshared_charset", "uuencoded",
+    "text_truncated", "too_many_parts", "unknown_charset", "unknown_transfer_encoding",
+    "unscanned_text", "unshared_charset", "uuencoded",
 })
 _MALFORMED = frozenset(
     {
@@ -189,6 +202,7 @@ class _Parser:
         self.flags: set[str] = set()
         self.parts: list[MimePart] = []
         self.texts: list[str] = []
+        self.renderable: list[bodytext.Source] = []
         self.text_left = TEXT_BUDGET
 
     def run(self) -> tuple[tuple[Header, ...], int]:
@@ -287,7 +301,7 @@ class _Parser:
             in_signed=in_signed,
         )
         self.parts.append(part)
-        self._read_text(part, params.get("charset"))
+        self._read_text(part, params)
         return headers, body_start, children
 
     def _signed(self, ctype: str, params: dict[str, str], ranges: list[tuple[int, int]]) -> bool:
@@ -373,13 +387,13 @@ class _Parser:
             return size, None
         return size, magic.detect(head)
 
-    def _read_text(self, part: MimePart, charset: str | None) -> None:
+    def _read_text(self, part: MimePart, params: dict[str, str]) -> None:
         """What readers show of a text part: its text (for body rules), uuencoded files.
 
         A base64 or quoted-printable part that both readings take whole (the usual
         case) is decoded once for both.
         """
-        if not (part.content_type == "text/plain" or part.is_html):
+        if not _is_body_text(part):
             return  # an attachment: read only where a rule asks (magic bytes, size)
         whole = None
         size = part.body_end - part.body_start
@@ -389,7 +403,7 @@ class _Parser:
             )
         if part.content_type == "text/plain":
             self._find_uuencoded(part, whole)
-        self._collect_text(part, charset, whole)
+        self._collect_text(part, params, whole)
 
     def _find_uuencoded(self, carrier: MimePart, whole: bytes | None) -> None:
         """List the files uuencoded in a text/plain part as attachments below it."""
@@ -449,22 +463,47 @@ class _Parser:
             uuencoded=True,
         )
 
-    def _collect_text(self, part: MimePart, charset: str | None, whole: bytes | None) -> None:
-        """Keep the text of a part readers show as text, HTML named as such included."""
-        if self.text_left <= 0 or not (part.content_type == "text/plain" or part.is_html):
+    def _collect_text(self, part: MimePart, params: dict[str, str], whole: bytes | None) -> None:
+        """Keep the text of a part readers show as text and, where readers show it
+        otherwise (HTML, format=flowed), what to render it from, within ``TEXT_BUDGET``."""
+        if self.text_left <= 0:
+            if part.body_end > part.body_start:
+                self.flags.add("text_truncated")
             return
         if whole is not None:
             data = whole
         else:
             # Encoded text is at most ~3 bytes per decoded character (QP escapes).
             start = part.body_start
-            chunk = self.raw[start : min(part.body_end, start + self.text_left * 3)]
-            data = transfer.decode(chunk, part.transfer_encoding)
+            stop = min(part.body_end, start + self.text_left * 3)
+            if stop < part.body_end:
+                self.flags.add("text_truncated")
+            data = transfer.decode(self.raw[start:stop], part.transfer_encoding)
+        charset = params.get("charset")
         if not read_as_readers(charset, data):
             self.flags.add("unshared_charset")
-        text = decode_bytes(data, charset, self.flags)[: self.text_left]
-        self.texts.append(text)
-        self.text_left -= len(text)
+        text = self._keep(decode_as_readers(data, charset, self.flags))
+        if bodytext.renders(part, params):
+            self.renderable.append((part, params, text))  # rendered if a rule asks
+
+    def _keep(self, text: str) -> str:
+        """Add ``text`` to the body text, as much as the budget still allows."""
+        kept = text[: self.text_left]
+        if len(kept) < len(text):
+            self.flags.add("text_truncated")
+        self.texts.append(kept)
+        self.text_left -= len(kept)
+        return kept
+
+
+def _is_body_text(part: MimePart) -> bool:
+    """Whether readers show the part as message text: text/plain and HTML, and an
+    inline text part of another type (text/enriched, an unknown subtype) without a name."""
+    return (
+        part.content_type == "text/plain"
+        or part.is_html
+        or (part.content_type.startswith("text/") and not part.is_attachment)
+    )
 
 
 def parse_message(
@@ -501,4 +540,5 @@ def parse_message(
         flags=frozenset(flags),
         newline=_newline(raw),
         text="\n".join(parser.texts),
+        renderings=bodytext.Renderings(parser.renderable),
     )

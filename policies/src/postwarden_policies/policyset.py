@@ -2,9 +2,12 @@
 
 How policies combine:
 - Rules run policy by policy, ordered by ``priority`` (lower first) then name.
-- ``mode: report`` policies are evaluated on their own; their matched rules are
-  recorded as "report:<rule>" and their actions, limits and sanitize settings
-  are not applied.
+- ``mode: report`` policies are evaluated on their own, even for a message an
+  enforced limit refuses: the limits each one sets are checked and those the
+  message is past recorded as "report:limit:<name>", its matched rules as
+  "report:<rule>"; none of their actions, limits or sanitize settings apply
+  (``limits`` below, which the milter also checks at MAIL and RCPT time, are
+  the enforced ones only).
 - Limits of enforce-mode policies combine as the strictest of the values they
   set: the smallest value of each limit, and ``on_structure_limit: reject`` wins
   over ``quarantine``; a policy that leaves a limit out changes nothing, and
