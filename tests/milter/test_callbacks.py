@@ -170,6 +170,25 @@ def test_the_row_of_an_aborted_transaction_names_the_message(harness: Harness) -
     ]
 
 
+def test_the_row_of_an_aborted_transaction_says_nothing_of_the_body_it_lacks(
+    harness: Harness,
+) -> None:
+    """Parsed alone, a multipart header has an empty body with no boundary: flags
+    (empty_body, missing_boundary, malformed) an admin searching the audit log for
+    broken mail would find on every aborted message. What the header shows stays."""
+    ctx = harness.connect(queue_id="4QABORT")
+    assert ctx._envfrom("<alice@example.org>") == Milter.CONTINUE
+    assert ctx._envrcpt("<bob@example.net>") == Milter.CONTINUE
+    for name, value in (("From", " Alice <alice@example.org>"), ("Subject", " One"),
+                        ("Subject", " Two"),
+                        ("Content-Type", ' multipart/mixed; boundary="b"')):
+        ctx._header(name, value)
+    ctx._priv.abort()
+    [event] = harness.audit.events
+    assert event.action == "aborted"
+    assert event.flags == ("duplicate_header", "malformed")  # two Subjects: the header's own
+
+
 def test_redelivery_is_recognised(harness: Harness) -> None:
     first, second = harness.connect(), harness.connect()
     assert first.send(CLEAN) == Milter.CONTINUE

@@ -248,7 +248,8 @@ class ConnectionHandler:
         txn = self._txn
         if txn is None or not txn.header_bytes:
             return None
-        return parse_message(bytes(txn.header_bytes) + b"\r\n", txn.envelope(self._client))
+        return parse_message(bytes(txn.header_bytes) + b"\r\n", txn.envelope(self._client),
+                             header_only=True)
 
     # --- callbacks ---------------------------------------------------------------
 

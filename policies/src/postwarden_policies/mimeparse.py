@@ -125,6 +125,8 @@ FLAGS = frozenset({
     "text_truncated", "too_many_parts", "unknown_charset", "unknown_transfer_encoding",
     "unscanned_text", "unshared_charset", "uuencoded",
 })
+# What a body that never came makes the parser say: untrue of the message.
+_NO_BODY = frozenset({"empty_body", "missing_boundary", "missing_end_boundary"})
 _MALFORMED = frozenset(
     {
         "no_headers",
@@ -507,9 +509,14 @@ def _is_body_text(part: MimePart) -> bool:
 
 
 def parse_message(
-    raw: bytes, envelope: Envelope, *, max_parts: int = 1000, max_depth: int = 100
+    raw: bytes, envelope: Envelope, *, max_parts: int = 1000, max_depth: int = 100,
+    header_only: bool = False,
 ) -> MessageFacts:
-    """Facts about ``raw`` (CRLF or LF line ends). Never raises; see the flags above."""
+    """Facts about ``raw`` (CRLF or LF line ends). Never raises; see the flags above.
+
+    ``header_only``: ``raw`` is the header of a message that ended before its body
+    came (a refused or aborted transaction): the flags say nothing of the body.
+    """
     parser = _Parser(raw, max_parts, max_depth)
     headers: tuple[Header, ...] = ()
     body_offset = 0
@@ -525,6 +532,8 @@ def parse_message(
         flags.add("empty_body")
     for name in _READ_ONCE:
         entityheaders.header_copies(headers, name, flags, "duplicate_header")
+    if header_only:
+        flags -= _NO_BODY
     if flags & _MALFORMED:
         flags.add("malformed")
     return MessageFacts(
