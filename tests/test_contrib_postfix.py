@@ -180,3 +180,18 @@ def test_the_readme_shows_the_send_api_entry_as_it_is() -> None:
             if line and not line.startswith("#")]
     lines = shown[1].splitlines()
     assert lines == live[:len(lines)]
+
+
+def test_the_snippet_puts_postfix_in_the_socket_group_the_install_steps_make() -> None:
+    """main.cf.snippet says how Postfix gets to the socket: by the group of the
+    socket's directory (contrib/systemd/README.md), never by the postwarden group,
+    which reads the secret key."""
+    comment = " ".join(line.lstrip("#").strip() for line in MAIN_CF.read_text().splitlines()
+                       if line.startswith("#"))
+    told = set(re.findall(r"usermod -a -G (\S+) postfix\b", comment))
+    directory = milter_socket().rpartition("/")[0]
+    steps = (REPO / "contrib" / "systemd" / "README.md").read_text()
+    made = re.search(rf"^install -d -m \d+ -o postwarden -g (\S+) {re.escape(directory)}$",
+                     steps, re.MULTILINE)
+    assert made is not None, f"contrib/systemd/README.md makes no {directory}"
+    assert told == {made[1]} != {"postwarden"}

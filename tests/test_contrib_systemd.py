@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
+
+from postwarden_milter.settings import MilterSettings
 
 SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "contrib" / "systemd"
 UNITS = sorted(SYSTEMD_DIR.glob("*.service"))
@@ -87,6 +89,12 @@ def test_the_sysusers_file_creates_the_user_the_units_run_as(tmp_path: Path) -> 
     milter = (SYSTEMD_DIR / "postwarden-milter.service").read_text(encoding="utf-8")
     state = re.search(r"^StateDirectory=(\S+)$", milter, re.MULTILINE)
     assert state is not None and home == f"/var/lib/{state.group(1)}"
+    # The socket's group (see test_postfix_joins_the_socket_group_alone) is made too,
+    # apart from the user's own.
+    groups = dict(line.split(":")[:3:2]
+                  for line in (tmp_path / "etc" / "group").read_text().splitlines())
+    socket_group = _socket_directory()[1]
+    assert socket_group in groups and groups[socket_group] != groups[name]
 
 
 CONTRIB = SYSTEMD_DIR.parent
@@ -122,3 +130,92 @@ def test_one_postfix_log_path_everywhere() -> None:
         for line in path.read_text(encoding="utf-8").splitlines():
             assert not re.search(r"(grep|setfacl|maillog_path).*/var/log/mail\.log", line), (
                 f"{path.name}: {line}")
+
+
+MILTER_UNIT = SYSTEMD_DIR / "postwarden-milter.service"
+POSTFIX_JOINS = re.compile(r"usermod -a -G (\S+) postfix\b")
+
+
+def _steps() -> list[str]:
+    """The command lines of the README's code blocks, without their comments."""
+    blocks = re.findall(r"^```\n(.*?)^```$", README.read_text(encoding="utf-8"), re.M | re.S)
+    return [line.partition("#")[0].strip() for block in blocks for line in block.splitlines()]
+
+
+def _socket_directory() -> tuple[str, str, int]:
+    """(path, group, mode) of the milter socket's directory as the install steps make it."""
+    socket = _setting(CONTRIB / "postwarden.example.yaml", "milter_socket").removeprefix("unix:")
+    directory = str(PurePosixPath(socket).parent)
+    made = [found for line in _steps() if (found := re.fullmatch(
+        rf"install -d -m (\d+) -o postwarden -g (\S+) {re.escape(directory)}", line))]
+    assert len(made) == 1, f"no single install step makes {directory}"
+    return directory, made[0][2], int(made[0][1], 8)
+
+
+def _groups_given(path: str, steps: list[str]) -> set[str]:
+    """The groups ``steps`` give ``path`` (install -g, chgrp, chown :GROUP)."""
+    groups = set()
+    for line in steps:
+        if not line.endswith(f" {path}") and f" {path} " not in line and f" {path})" not in line:
+            continue
+        groups |= set(re.findall(r"^install .*-g (\S+) ", line))
+        groups |= set(re.findall(r"chgrp (\S+) ", line))
+        groups |= set(re.findall(r"chown \S*:(\S+) ", line))
+    return groups
+
+
+def test_postfix_joins_the_socket_group_alone() -> None:
+    """Postfix's daemons (internet-facing, user postfix) get the milter's socket and
+    nothing else: their group is not the one that reads the settings and the secret
+    key, and no group reads the database password. Postfix in the postwarden group
+    read /etc/postwarden/environment and secret.key."""
+    steps = _steps()
+    directory, socket_group, mode = _socket_directory()
+    joined = {found[1] for line in steps if (found := POSTFIX_JOINS.search(line))}
+    assert joined == {socket_group}
+    assert socket_group != "postwarden"
+    # setgid: the socket libmilter creates takes the directory's group, which
+    # milter_socket_mode (0660) lets in.
+    assert mode & 0o2000 and mode & 0o050 == 0o050 and mode & 0o007 == 0
+    # Secrets: the database password is root's (systemd reads EnvironmentFile as root),
+    # the AES key the postwarden group's.
+    environment = "/etc/postwarden/environment"
+    assert f"install -m 0600 /dev/null {environment}" in steps
+    assert _groups_given(environment, steps) <= {"root"}
+    secret_key = _setting(CONTRIB / "postwarden-admin.example.yaml", "secret_key_file")
+    assert _groups_given(secret_key, steps) == {"postwarden"}
+    assert _groups_given(directory, steps) == {socket_group}
+
+
+@pytest.mark.parametrize("line, group", [
+    ("install -m 0640 -g postwarden /dev/null /etc/postwarden/environment", "postwarden"),
+    ("(umask 027; openssl rand -hex 32 > /etc/x.key) && chgrp postwarden /etc/x.key",
+     "postwarden"),
+    ("chown root:adm /etc/x.key", "adm"),
+])
+def test_the_check_reads_the_group_a_step_gives(line: str, group: str) -> None:
+    assert _groups_given(line.rsplit(maxsplit=1)[-1], [line]) == {group}
+
+
+def test_the_milter_starts_before_the_postfix_daemon() -> None:
+    """On Debian 12 postfix.service is a oneshot /bin/true: the daemon is its default
+    instance, postfix@-.service, which is ordered before postfix.service itself, so
+    Before=postfix.service alone orders nothing against it."""
+    text = MILTER_UNIT.read_text(encoding="utf-8")
+    before = {unit for line in re.findall(r"^Before=(.*)$", text, re.M) for unit in line.split()}
+    assert {"postfix.service", "postfix@-.service"} <= before
+
+
+def test_the_milters_default_spool_dir_is_writable_in_its_unit() -> None:
+    """ProtectSystem=strict leaves the file system read-only but for the unit's
+    StateDirectory and ReadWritePaths: a default elsewhere (/var/spool/postwarden) could
+    not be created, and the milter did not start without a spool_dir setting."""
+    text = MILTER_UNIT.read_text(encoding="utf-8")
+    writable = [PurePosixPath(f"/var/lib/{name}")
+                for line in re.findall(r"^StateDirectory=(.*)$", text, re.M)
+                for name in line.split()]
+    writable += [PurePosixPath(path.lstrip("-"))
+                 for line in re.findall(r"^ReadWritePaths=(.*)$", text, re.M)
+                 for path in line.split()]
+    spool = PurePosixPath(MilterSettings().spool_dir)
+    assert any(spool == place or place in spool.parents for place in writable), writable

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 LAST_GOOD_NAME = "policies-last-good.json"
 DB_TIMEOUT = 10.0
 LISTEN_RETRY = 5.0
+WATCH_ERROR_PAUSE = 1.0  # seconds the watcher rests after an unexpected error
 Sources = list[tuple[str, str]]
 Fingerprint = tuple[tuple[str, int, int], ...]
 
@@ -159,7 +160,10 @@ def save_last_good(spool_dir: Path, sources: Sources) -> None:
     new one, never an empty file (the set a start falls back on without Postgres)."""
     target = spool_dir / LAST_GOOD_NAME
     temporary = target.with_suffix(f".{os.getpid()}.tmp")  # worker processes write it too
-    with temporary.open("w", encoding="utf-8") as handle:
+    # 0600 whatever the umask (0022 without systemd): the policies are the milter's.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    with open(os.open(temporary, flags, 0o600), "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # a file a killed writer left kept its mode
         json.dump(sources, handle)
         handle.flush()
         os.fsync(handle.fileno())
@@ -308,10 +312,10 @@ class PolicyReloader:
 
     def _watch(self) -> None:
         while not self._stopping.is_set():
-            requested = self._requested.wait(self._poll if self._poll > 0 else None)
-            if self._stopping.is_set():
-                return
             try:
+                requested = self._requested.wait(self._poll if self._poll > 0 else None)
+                if self._stopping.is_set():
+                    return
                 if requested:
                     self._requested.clear()
                     self._reload_requested()
@@ -319,6 +323,8 @@ class PolicyReloader:
                     self.poll_files()
             except Exception:  # a watcher that died would leave reloads off for good
                 log.exception("policy watcher: unexpected error, still watching")
+                # An error that comes back at once (in the wait itself) must not spin.
+                self._stopping.wait(WATCH_ERROR_PAUSE)
 
     def _reload_requested(self) -> None:
         """One reload for the requests made since the last. A signal's is announced

@@ -73,10 +73,12 @@ class MilterSettings:
     policy_dir: Path | None = None
     milter_socket: str = "inet:8899@127.0.0.1"
     # A unix socket's permissions, set once libmilter has created it: Postfix's
-    # smtpd must be able to connect (put the postfix user in our group).
+    # smtpd must be able to connect. The socket's group is its directory's when
+    # that is setgid (contrib/systemd/README.md: a group for the socket alone).
     milter_socket_mode: int = 0o660
     database_url: Secret | None = None
-    spool_dir: Path = Path("/var/spool/postwarden")
+    # The systemd unit's StateDirectory (ProtectSystem=strict leaves /var/spool read-only).
+    spool_dir: Path = Path("/var/lib/postwarden/spool")
     fail_action: FailAction = FailAction.TEMPFAIL
     metrics_listen: str = ""  # "HOST:PORT"; empty turns the endpoint off
     instance_name: str = ""  # empty: the host name
@@ -108,6 +110,13 @@ class MilterSettings:
 
 
 MAX_PROCESSES = 64
+# Bounds of the *_seconds settings. threading waits refuse a timeout past
+# threading.TIMEOUT_MAX (about 292 years): a larger poll killed the reload thread.
+MAX_POLL_SECONDS = 86400.0  # a day
+MAX_MESSAGE_TIMEOUT_SECONDS = 3600.0  # an hour: 60 times the default
+MAX_DUPLICATE_WINDOW_SECONDS = 7 * 86400.0  # past Postfix's 5-day queue lifetime
+# The spool holds message metadata (senders, recipients, subjects): the milter's alone.
+SPOOL_DIR_MODE = 0o700
 # How alike a name must be to a setting's to be told as misspelt (difflib's ratio): the
 # admin service's names stay below (webhook_timeout_seconds vs message_timeout_seconds: 0.74).
 STRAY_CUTOFF = 0.8
@@ -181,13 +190,13 @@ def _number(kind: type[T], value: Any, name: str) -> T:
 
 
 def _positive(kind: type[T], name: str, allow_zero: bool = False,
-              most: int | None = None) -> Callable[[Any], T]:
+              most: float | None = None) -> Callable[[Any], T]:
     def convert(value: Any) -> T:
         number = _number(kind, value, name)
         if number < 0 or (number == 0 and not allow_zero):  # type: ignore[operator]
             raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
         if most is not None and number > most:  # type: ignore[operator]
-            raise ValueError(f"{name}: at most {most}, got {value!r}")
+            raise ValueError(f"{name}: at most {most:g}, got {value!r}")
         return number
 
     return convert
@@ -250,14 +259,17 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "id_header": _id_header,
     "processes": _positive(int, "processes", most=MAX_PROCESSES),
     "max_concurrency": _positive(int, "max_concurrency"),
-    "message_timeout_seconds": _positive(float, "message_timeout_seconds"),
+    "message_timeout_seconds": _positive(float, "message_timeout_seconds",
+                                         most=MAX_MESSAGE_TIMEOUT_SECONDS),
     "body_memory_threshold": _positive(int, "body_memory_threshold"),
     "spool_max_bytes": _positive(int, "spool_max_bytes"),
     "spool_full_action": _choice(SpoolFullAction, "spool_full_action"),
-    "duplicate_window_seconds": _positive(float, "duplicate_window_seconds", allow_zero=True),
+    "duplicate_window_seconds": _positive(float, "duplicate_window_seconds", allow_zero=True,
+                                          most=MAX_DUPLICATE_WINDOW_SECONDS),
     "audit_queue_size": _positive(int, "audit_queue_size"),
     "log_level": _log_level,
-    "policy_poll_seconds": _positive(float, "policy_poll_seconds", allow_zero=True),
+    "policy_poll_seconds": _positive(float, "policy_poll_seconds", allow_zero=True,
+                                     most=MAX_POLL_SECONDS),
 }
 
 
@@ -269,7 +281,7 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings) -> list[str]:
         problems.append(raw.problem(
             "policy_dir", f"policy_dir: {settings.policy_dir} is not a directory"))
     try:
-        settings.spool_dir.mkdir(parents=True, exist_ok=True)
+        settings.spool_dir.mkdir(SPOOL_DIR_MODE, parents=True, exist_ok=True)
     except OSError as exc:
         problems.append(raw.problem(
             "spool_dir", f"spool_dir: cannot create {settings.spool_dir}: {exc.strerror}"))
