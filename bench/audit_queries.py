@@ -24,7 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fixtures.postgres import create_database, running_cluster
 
-from postwarden_admin_api.audit_queries import STATS_SERIES, STATS_TOP_RULES, search_sql
+from postwarden_admin_api.audit_queries import (
+    SELECT_ONE,
+    STATS_SERIES,
+    STATS_TOP_RULES,
+    search_sql,
+)
 from postwarden_admin_api.cursors import Cursor
 from postwarden_store import apply_migrations, connect
 
@@ -52,9 +57,9 @@ FROM generate_series(1, $3) AS i
 """
 
 
-def _cases(rows: int) -> list[tuple[str, str, list[Any]]]:
+def _cases(rows: int, oldest: uuid.UUID) -> list[tuple[str, str, list[Any]]]:
     day_start = END - dt.timedelta(days=1)
-    cases = [
+    cases: list[tuple[str, dict[str, Any], Cursor | None]] = [
         ("newest page", {}, None),
         ("by sender", {"sender": "user42@sender42.test"}, None),
         ("by recipient", {"recipient": "rcpt77@example.org"}, None),
@@ -71,6 +76,7 @@ def _cases(rows: int) -> list[tuple[str, str, list[Any]]]:
         built.append((name, sql, params))
     built.append(("stats by hour, one day", STATS_SERIES, [day_start, END, "hour"]))
     built.append(("top rules, one day", STATS_TOP_RULES, [day_start, END, 10]))
+    built.append(("one event by id (the oldest)", SELECT_ONE, [oldest]))
     return built
 
 
@@ -87,7 +93,8 @@ async def _run(dsn: str, rows: int) -> None:
         # What autovacuum does in service: statistics, and the GIN pending lists merged.
         await conn.execute("VACUUM ANALYZE audit_events")
         print(f"generated {rows} rows in {time.perf_counter() - began:.1f} s")
-        for name, sql, params in _cases(rows):
+        oldest = await conn.fetchval("SELECT event_id FROM audit_events ORDER BY time LIMIT 1")
+        for name, sql, params in _cases(rows, oldest):
             # The first run reads the pages in; the timing reported is the second (warm) one.
             text = await conn.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}", *params)
             plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)

@@ -5,17 +5,30 @@ with its own ``$n`` parameter, so every filter can use its index (a generic
 ``$1 IS NULL OR ...`` form defeats the planner once plans are cached).
 Pages are keyed on ``(time, event_id)`` descending, so inserts of new events
 never shift a page a client is walking.
+
+Every read of ``audit_events`` runs through :func:`reading`, in a read-only
+transaction whose statements are cut after ``STATEMENT_TIMEOUT_MS``: a reader
+holds a lock on the table, and retention's DROP of an old partition cannot
+start until every reader is done, so no search, export page or stats query
+may hold one for ever.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
+
+import asyncpg
 
 from .bodies import TIME_EXPECTED, parse_time
 from .cursors import Cursor
-from .errors import ValidationFailed
+from .errors import ApiError, ValidationFailed, connection
+
+STATEMENT_TIMEOUT_MS = 30_000
+SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', $1, true)"
 
 COLUMNS = (
     "event_id, time, instance, queue_id, message_uid, host(client_address) AS client_address, "
@@ -63,9 +76,20 @@ def parse_filters(query: Mapping[str, str]) -> dict[str, Any]:
             problems.append({"field": name, "message": "invalid value"})
         else:
             values[name] = raw
+    problem = range_problem(values.get("since"), values.get("until"))
+    if problem is not None:
+        problems.append(problem)
     if problems:
         raise ValidationFailed(problems)
     return values
+
+
+def range_problem(since: dt.datetime | None, until: dt.datetime | None
+                  ) -> dict[str, str] | None:
+    """The problem of a time range that holds no instant (search, export and stats)."""
+    if since is not None and until is not None and since >= until:
+        return {"field": "since", "message": "must be before until"}
+    return None
 
 
 def build_where(filters: Mapping[str, Any], cursor: Cursor | None) -> tuple[str, list[Any]]:
@@ -88,6 +112,24 @@ def search_sql(filters: Mapping[str, Any], cursor: Cursor | None, limit: int
     sql = (f"SELECT {COLUMNS} FROM audit_events{where} "  # noqa: S608 - constant fragments
            f"ORDER BY time DESC, event_id DESC LIMIT ${len(params)}")
     return sql, params
+
+
+@asynccontextmanager
+async def reading(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection in a read-only transaction whose every statement is cut
+    after ``STATEMENT_TIMEOUT_MS`` (503 ``query_timeout``).
+
+    Per transaction, not a pool setting: the pool also serves the send API, the
+    relay workers and retention, whose statements this limit is not meant for.
+    """
+    try:
+        async with connection(pool) as conn, conn.transaction(readonly=True):
+            await conn.execute(SET_STATEMENT_TIMEOUT, str(STATEMENT_TIMEOUT_MS))
+            yield conn
+    except asyncpg.QueryCanceledError:
+        raise ApiError(503, "query_timeout",
+                       f"the audit query ran past {STATEMENT_TIMEOUT_MS / 1000:g} s; "
+                       "narrow the time range or the filters") from None
 
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM audit_events WHERE event_id = $1"  # noqa: S608

@@ -1,7 +1,9 @@
 """Background loops of the admin service: maintenance jobs, and what keeps every loop alive.
 
 A job is a coroutine function taking one pooled connection. :func:`periodic`
-runs it at start and then every ``interval`` seconds while the service runs.
+runs it at start and then every ``interval`` seconds while the service runs; a
+job that could not do its work this round (a lock held elsewhere) raises
+:class:`Postponed` and runs again after its ``retry`` seconds instead.
 Each round of every background loop (these jobs, the relay workers, the
 maillog follower) runs inside :func:`surviving`: no error ends a loop, since a
 dead relay or follower would stop mail or tracking silently until a restart.
@@ -27,6 +29,10 @@ DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceErro
 Job = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 
+class Postponed(Exception):
+    """A job's round could not run now; its text says why (logged as a warning)."""
+
+
 @contextlib.contextmanager
 def surviving(name: str, *, traceback: bool = True) -> Iterator[None]:
     """One round of a background loop: an error is logged, and the loop goes on.
@@ -46,12 +52,18 @@ def surviving(name: str, *, traceback: bool = True) -> Iterator[None]:
                   exc_info=traceback)
 
 
-async def _repeat(name: str, pool: asyncpg.Pool, job: Job, interval: float) -> None:
+async def _repeat(name: str, pool: asyncpg.Pool, job: Job, interval: float, retry: float
+                  ) -> None:
     while True:
+        delay = interval
         with surviving(name):
-            async with pool.acquire() as conn:
-                await job(conn)
-        await asyncio.sleep(interval)
+            try:
+                async with pool.acquire() as conn:
+                    await job(conn)
+            except Postponed as exc:
+                delay = retry
+                log.warning("%s: %s; trying again in %s s", name, exc, delay)
+        await asyncio.sleep(delay)
 
 
 async def stop_task(task: asyncio.Task[Any]) -> None:
@@ -69,9 +81,12 @@ async def stop_task(task: asyncio.Task[Any]) -> None:
 
 @contextlib.asynccontextmanager
 async def periodic(name: str, pool: asyncpg.Pool, job: Job, interval: float,
-                   ) -> AsyncIterator[None]:
-    """Run ``job`` every ``interval`` seconds inside the ``async with`` block."""
-    task = asyncio.create_task(_repeat(name, pool, job, interval), name=f"postwarden-{name}")
+                   retry: float | None = None) -> AsyncIterator[None]:
+    """Run ``job`` every ``interval`` seconds inside the ``async with`` block; a round
+    the job postponed is tried again after ``retry`` seconds (at most ``interval``)."""
+    retry = interval if retry is None else min(retry, interval)
+    task = asyncio.create_task(_repeat(name, pool, job, interval, retry),
+                               name=f"postwarden-{name}")
     try:
         yield
     finally:

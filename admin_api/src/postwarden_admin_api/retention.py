@@ -2,6 +2,14 @@
 
 Partitions are monthly, so a partition goes once its whole month is older
 than the cutoff. Old rate-limit windows are purged by the same job.
+
+Dropping a partition (and making next month's) takes an ACCESS EXCLUSIVE lock
+on ``audit_events``: it waits for every open reader, and while it waits every
+milter write queues behind it. So each lock is waited for ``LOCK_TIMEOUT`` at
+most; past that the round is undone and tried again ``LOCK_RETRY_SECONDS``
+later. Admin instances sharing a database run the job at the same moments: an
+advisory lock lets one of them work and the others skip the round (two at once
+would drop the same partitions, and fail or deadlock).
 """
 
 from __future__ import annotations
@@ -14,23 +22,44 @@ import asyncpg
 from aiohttp import web
 
 from .context import POOL, SETTINGS
-from .periodic import periodic
+from .periodic import Postponed, periodic
 from .ratelimit import purge_counters
 from .runtime_settings import load_runtime_settings
 
 log = logging.getLogger(__name__)
 
+LOCK_KEY = 0x7077726574656E74  # advisory lock key: the ASCII of "pwretent"
+# What a milter write may wait behind a queued DROP: well within the writes' own
+# lock_timeout (1 s, postwarden_store.audit), so they never give up for retention.
+LOCK_TIMEOUT = "500ms"
+LOCK_RETRY_SECONDS = 60.0
+
+TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
+SET_LOCK_TIMEOUT = f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
 DROP_BEFORE = "SELECT audit_drop_partitions_before($1)"
 ENSURE_NEXT = "SELECT audit_ensure_partition(now() + interval '1 month')"
 
 
 async def enforce_retention(conn: asyncpg.Connection, now: dt.datetime | None = None) -> list[str]:
-    """Drop expired partitions (and make next month's); returns the dropped names."""
+    """Drop expired partitions (and make next month's); returns the dropped names.
+
+    Returns nothing dropped when another instance is running the job; raises
+    :class:`Postponed`, having changed nothing, when a lock stayed taken past
+    ``LOCK_TIMEOUT``.
+    """
     days = (await load_runtime_settings(conn)).audit_retention_days
     cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
     async with conn.transaction():
-        dropped = [row[0] for row in await conn.fetch(DROP_BEFORE, cutoff)]
-        await conn.execute(ENSURE_NEXT)
+        if not await conn.fetchval(TRY_LOCK, LOCK_KEY):
+            log.info("retention: another instance is running it, round skipped")
+            return []
+        await conn.execute(SET_LOCK_TIMEOUT)
+        try:
+            dropped = [row[0] for row in await conn.fetch(DROP_BEFORE, cutoff)]
+            await conn.execute(ENSURE_NEXT)
+        except asyncpg.LockNotAvailableError:
+            raise Postponed(f"audit_events stayed locked for {LOCK_TIMEOUT} "
+                            "(a long audit search, export page or stats query)") from None
     await purge_counters(conn, dt.timedelta(days=1))
     for name in dropped:
         log.info("retention: dropped audit partition %s (older than %s days)", name, days)
@@ -40,5 +69,6 @@ async def enforce_retention(conn: asyncpg.Connection, now: dt.datetime | None = 
 async def retention_job(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: enforce retention at start and every ``retention_interval_seconds``."""
     interval = app[SETTINGS].retention_interval_seconds
-    async with periodic("retention", app[POOL], enforce_retention, interval):
+    async with periodic("retention", app[POOL], enforce_retention, interval,
+                        retry=LOCK_RETRY_SECONDS):
         yield

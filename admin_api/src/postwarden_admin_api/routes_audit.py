@@ -23,6 +23,8 @@ from .audit_queries import (
     STATS_TOP_RULES,
     event_json,
     parse_filters,
+    range_problem,
+    reading,
     search_sql,
 )
 from .bodies import json_ok, query_int, query_time
@@ -48,7 +50,7 @@ async def audit_search(request: web.Request) -> web.Response:
     filters = parse_filters(request.query)
     limit = query_int(request, "limit", 100, 1, 1000)
     sql, params = search_sql(filters, query_cursor(request), limit + 1)
-    async with connection(request.app[POOL]) as conn:
+    async with reading(request.app[POOL]) as conn:
         rows = await conn.fetch(sql, *params)
     page = rows[:limit]
     next_cursor = None
@@ -120,7 +122,7 @@ async def _export_page(pool: asyncpg.Pool, filters: dict[str, Any], after: Curso
     """One page of the export, the connection released before the client gets it: a
     client that reads slowly, or not at all, holds no database connection."""
     sql, params = search_sql(filters, after, EXPORT_BATCH)
-    async with connection(pool) as conn:
+    async with reading(pool) as conn:
         rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
     return rows
 
@@ -151,7 +153,7 @@ async def audit_event(request: web.Request) -> web.Response:
         event_id = uuid.UUID(request.match_info["event_id"])
     except ValueError:
         raise ApiError(404, "not_found", "no such audit event") from None
-    async with connection(request.app[POOL]) as conn:
+    async with reading(request.app[POOL]) as conn:
         row = await conn.fetchrow(SELECT_ONE, event_id)
     if row is None:
         raise ApiError(404, "not_found", "no such audit event")
@@ -168,14 +170,15 @@ async def stats(request: web.Request) -> web.Response:
     problems = []
     if bucket not in ("hour", "day"):
         problems.append({"field": "bucket", "message": "expected hour or day"})
-    if since >= until:
-        problems.append({"field": "since", "message": "must be before until"})
+    empty = range_problem(since, until)
+    if empty is not None:
+        problems.append(empty)
     elif until - since > dt.timedelta(days=400):
         problems.append({"field": "since", "message": "range is limited to 400 days"})
     if problems:
         raise ValidationFailed(problems)
     top = query_int(request, "top", 10, 1, 100)
-    async with connection(request.app[POOL]) as conn:
+    async with reading(request.app[POOL]) as conn:
         series_rows = await conn.fetch(STATS_SERIES, since, until, bucket)
         rule_rows = await conn.fetch(STATS_TOP_RULES, since, until, top)
     series: dict[str, dict[str, int]] = {}
