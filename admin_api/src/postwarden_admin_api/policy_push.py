@@ -42,7 +42,7 @@ def checked_files(directory: Path) -> list[tuple[str, bytes]] | None:
     try:
         policy_set = load_policy_set([directory], check_samples=True)
     except PolicyLoadError as exc:
-        for issue in sorted(exc.issues, key=lambda i: (i.file, i.line or 0, i.column or 0)):
+        for issue in exc.in_order():
             print(issue, file=sys.stderr)
         return None
     reserved = [p for p in policy_set.policies if p.name == MANAGED_POLICY]

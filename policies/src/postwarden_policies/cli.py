@@ -69,7 +69,7 @@ def _load(paths: Sequence[str], *, check_samples: bool = False) -> PolicySet | N
     try:
         return load_policy_set(paths, check_samples=check_samples)
     except PolicyLoadError as exc:
-        for issue in sorted(exc.issues, key=lambda i: (i.file, i.line or 0, i.column or 0)):
+        for issue in exc.in_order():
             print(issue, file=sys.stderr)
         return None
 

@@ -39,3 +39,7 @@ class PolicyLoadError(PoliciesError):
         first = str(self.issues[0]) if self.issues else "no details"
         more = f" (and {count - 1} more)" if count > 1 else ""
         super().__init__(f"policy did not load: {first}{more}")
+
+    def in_order(self) -> list[PolicyIssue]:
+        """The issues by file, line and column: how ``check`` (and ``push``) print them."""
+        return sorted(self.issues, key=lambda i: (i.file, i.line or 0, i.column or 0))
