@@ -3,9 +3,13 @@
 Callbacks only call :meth:`AuditPipeline.submit`, which never blocks: when
 the bounded queue is full (the writer is stuck for longer than the queue
 lasts, default 10 000 events) the event is dropped, counted and logged, since
-a mail thread must never wait on audit storage. The writer coroutine runs on
-the :class:`LoopThread`, owns the asyncpg pool and writes batches of up to
-:data:`BATCH_SIZE` events, every :data:`FLUSH_SECONDS`, with COPY. When
+a mail thread must never wait on audit storage (nor work for it: an event is
+queued as it is). The writer coroutine runs on the :class:`LoopThread`, owns
+the asyncpg pool and writes batches of up to :data:`BATCH_SIZE` events and
+about :data:`BATCH_BYTES` (``postwarden_store.audit.weight``), every
+:data:`FLUSH_SECONDS`, with COPY; the store makes each storable as it writes
+it (cut to what Postgres indexes take and to a bounded weight, flagged
+``truncated``). When
 Postgres is unreachable, slow or its schema is too old (or a write fails for
 any other reason, which is logged with its traceback), batches go to the
 local spool (fsync'd) and are replayed in order once it is back; event ids
@@ -13,7 +17,13 @@ make replay idempotent. A batch Postgres refuses for its *data* (an event it
 cannot store, see :data:`DATA_ERRORS`) is not an outage: spooled, it would be
 refused again on every replay and hold back everything behind it. So it is
 split in halves until the events Postgres refuses stand alone, and only those
-are dropped (counted, logged by event id). Without a database the spool is
+are dropped (counted, logged by event id). A batch not written within
+:data:`WRITE_TIMEOUT` while Postgres still commits a probe is split the same
+way; an event that alone is not written in time is spooled and retried, and
+dropped (counted, logged) after :data:`SLOW_EVENT_ATTEMPTS` such attempts,
+so that it cannot hold back the events behind it for ever. The retry delay
+grows until a write succeeds, not merely a connect: a database that takes
+connections but no writes is not hammered. Without a database the spool is
 the audit log, never drained, so ``spool_max_bytes`` applies only with one:
 it caps a backlog, and an audit log that grows is for the admin to rotate,
 not a reason to refuse mail. No error ends the writer.
@@ -32,6 +42,7 @@ import asyncpg
 
 from postwarden_policies import AuditEvent
 from postwarden_store import StoreError, check_schema_current, create_pool, write_audit_events
+from postwarden_store.audit import weight
 
 from .loopthread import LoopThread
 from .metrics import Metrics
@@ -41,17 +52,29 @@ from .spool import AuditSpool
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+# Of events as stored (postwarden_store.audit.weight): well under a second to write.
+BATCH_BYTES = 4 * 1024 * 1024
 FLUSH_SECONDS = 0.2
 WRITE_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 5.0
+PROBE_TIMEOUT = 1.0
+# Its catalog rows make the commit write WAL and wait for it to be durable, as a
+# batch's does (a transaction that wrote none would not wait).
+PROBE = "BEGIN; CREATE TEMPORARY TABLE audit_probe () ON COMMIT DROP; COMMIT"
+SLOW_EVENT_ATTEMPTS = 3
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
 # What one event's values can make a write raise: Postgres refusing them (SQLSTATE
-# classes 22 and 23), or asyncpg failing to encode them (UnicodeEncodeError, a bad
-# uuid: ValueError; an integer out of range: OverflowError).
-DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError,
-               OverflowError)
+# classes 22 and 23, and 54: an index entry too big, say), or asyncpg failing to
+# encode them (UnicodeEncodeError, a bad uuid: ValueError; an integer out of range:
+# OverflowError).
+DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
+               asyncpg.ProgramLimitExceededError, ValueError, OverflowError)
+
+
+class WriteTimeout(TimeoutError):
+    """A batch was not written within :data:`WRITE_TIMEOUT` (once it had a connection)."""
 
 
 class AuditPipeline:
@@ -74,6 +97,7 @@ class AuditPipeline:
         self._retry_at = 0.0
         self._retry_delay = RETRY_MIN
         self._replay_offset = 0
+        self._slow_event = ("", 0)  # the event last written alone too slowly, and how often
         self._writer: concurrent.futures.Future[None] | None = None
         metrics.audit_queue_depth.set_function(self._queue.qsize)
         metrics.spool_bytes.set_function(lambda: spool.size)
@@ -117,11 +141,14 @@ class AuditPipeline:
 
     def _take(self) -> list[AuditEvent]:
         batch: list[AuditEvent] = []
-        while len(batch) < BATCH_SIZE:
+        size = 0
+        while len(batch) < BATCH_SIZE and size < BATCH_BYTES:
             try:
-                batch.append(self._queue.get_nowait())
+                event = self._queue.get_nowait()
             except queue.Empty:
                 break
+            batch.append(event)
+            size += weight(event)
         return batch
 
     async def _run(self) -> None:
@@ -160,8 +187,10 @@ class AuditPipeline:
         self._to_spool(batch)
 
     async def _write(self, batch: list[AuditEvent]) -> None:
-        """Write a batch; one Postgres refuses for its data is halved until the events it
-        refuses stand alone, and those are dropped. Any other error propagates."""
+        """Write a batch; one Postgres refuses for its data, or takes too long to write
+        while it commits a probe, is halved until the events at fault stand alone. Those
+        it refuses are dropped; one too slow is dropped after SLOW_EVENT_ATTEMPTS tries,
+        and until then fails the write. Any other error propagates."""
         try:
             await self._copy(batch)
         except DATA_ERRORS as exc:
@@ -171,22 +200,59 @@ class AuditPipeline:
                 log.error("audit event %s refused by Postgres (%s): dropped",
                           batch[0].event_id, type(exc).__name__)
                 return
-            middle = len(batch) // 2
-            await self._write(batch[:middle])
-            await self._write(batch[middle:])
+            await self._write_halves(batch)
+        except WriteTimeout:
+            await self._probe()  # raises when Postgres cannot commit: an outage
+            if len(batch) > 1:
+                await self._write_halves(batch)
+            elif self._slow_again(batch[0]):
+                self._metrics.audit_dropped.labels("timeout").inc()
+                log.error("AUDIT EVENT %s DROPPED: not written within %.0f s in %d attempts "
+                          "while Postgres committed a probe", batch[0].event_id, WRITE_TIMEOUT,
+                          SLOW_EVENT_ATTEMPTS)
+            else:
+                raise
+
+    async def _write_halves(self, batch: list[AuditEvent]) -> None:
+        middle = len(batch) // 2
+        await self._write(batch[:middle])
+        await self._write(batch[middle:])
+
+    def _slow_again(self, event: AuditEvent) -> bool:
+        """Count a write of ``event`` alone that timed out; True at the last allowed."""
+        last, count = self._slow_event
+        count = count + 1 if last == event.event_id else 1
+        self._slow_event = (event.event_id, count)
+        return count >= SLOW_EVENT_ATTEMPTS
 
     async def _copy(self, batch: list[AuditEvent]) -> None:
         assert self._pool is not None  # noqa: S101 - callers checked _connected()
-        async with self._pool.acquire(timeout=WRITE_TIMEOUT) as conn:
+        conn = await self._pool.acquire(timeout=WRITE_TIMEOUT)
+        try:
             await asyncio.wait_for(write_audit_events(conn, batch), WRITE_TIMEOUT)
+        except TimeoutError as exc:
+            raise WriteTimeout from exc
+        finally:
+            # Bounded: after a timeout the release waits for Postgres to cancel the query.
+            await self._pool.release(conn, timeout=WRITE_TIMEOUT)
         self._metrics.audit_written.inc(len(batch))
+        self._retry_delay = RETRY_MIN  # Postgres writes again: the next outage starts afresh
+
+    async def _probe(self) -> None:
+        """Return when Postgres commits a trivial write within PROBE_TIMEOUT, else raise.
+        A write, for a database that answers reads but cannot commit (a disk stall, a
+        synchronous standby away) is out, not slowed by the batch."""
+        assert self._pool is not None  # noqa: S101 - only after a write on the pool
+        async with self._pool.acquire(timeout=PROBE_TIMEOUT) as conn:
+            await asyncio.wait_for(conn.execute(PROBE), PROBE_TIMEOUT)
 
     async def _replay(self) -> bool:
         """Write the spooled events in order; False when Postgres failed meanwhile."""
         if not self._spool or self._dsn is None:
             return True
         try:
-            for events, offset in self._spool.batches(BATCH_SIZE, self._replay_offset):
+            for events, offset in self._spool.batches(BATCH_SIZE, self._replay_offset,
+                                                      max_bytes=BATCH_BYTES):
                 await self._write(events)
                 self._replay_offset = offset
         except Exception as exc:  # noqa: BLE001 - the spool keeps the events, whatever failed
@@ -218,7 +284,9 @@ class AuditPipeline:
             self._schedule_retry(exc)
             return False
         log.info("audit writer connected to Postgres")
-        self._pool, self._retry_delay = pool, RETRY_MIN
+        # The retry delay stays until a write succeeds: one that fails after every
+        # connect must not make the writer reconnect (and warn) twice a second.
+        self._pool = pool
         return True
 
     def _schedule_retry(self, exc: BaseException) -> None:

@@ -187,14 +187,18 @@ class AuditSpool:
         data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
         self.budget.record(self._worker, _append_durably(self.path, data))
 
-    def batches(self, size: int, start: int = 0) -> Iterator[tuple[list[AuditEvent], int]]:
-        """Events from byte offset ``start`` in order, with the offset after each batch.
+    def batches(self, size: int, start: int = 0, *, max_bytes: int | None = None,
+                ) -> Iterator[tuple[list[AuditEvent], int]]:
+        """Events from byte offset ``start`` in order, with the offset after each batch:
+        ``size`` events, or fewer that reach ``max_bytes`` (the line that reaches it
+        included, so that a batch holds at least one event).
 
         A torn last line (no trailing newline; cut on open, so only from an
         append whose failure could not be undone) is skipped and logged: the
         batch it belonged to was never acknowledged as spooled.
         """
         batch: list[AuditEvent] = []
+        weight = 0
         with self.path.open("rb") as handle:
             handle.seek(start)
             offset = start
@@ -208,9 +212,10 @@ class AuditSpool:
                 except (ValueError, TypeError, KeyError):
                     log.error("audit spool: skipping an unreadable line at offset %d", offset)
                     continue
-                if len(batch) >= size:
+                weight += len(line)
+                if len(batch) >= size or (max_bytes is not None and weight >= max_bytes):
                     yield batch, offset
-                    batch = []
+                    batch, weight = [], 0
             if batch:
                 yield batch, offset
 

@@ -6,17 +6,28 @@ the milter's spool idempotent (exactly one row per event id). The staging
 table holds jsonb and inet columns as text so the binary COPY needs no
 custom codecs; the casts happen in the insert-select.
 
-Every string is made storable first: Postgres takes no NUL and no lone
+Every event is made storable first (:func:`storable`), since one event
+Postgres refuses would fail its whole batch: it takes no NUL and no lone
 surrogate (Python's stand-in for an undecodable byte in a header) in text or
-jsonb, and one such event would fail its whole batch.
+jsonb, and no btree or GIN index entry over about 2.7 KB, which a sender's
+Message-ID, address or HELO can exceed. Values a sender chooses are therefore
+cut to a length every index takes, and ``changes`` (a stripped attachment's
+file name is the sender's too) to a weight any batch writes quickly; a row
+so cut carries the flag ``truncated``.
+
+A batch waits at most ``lock_timeout`` (:data:`LOCK_TIMEOUT`) for a lock,
+such as the parent table's that retention's DROP of an old partition queues
+for: the milter spools and retries then instead of waiting its whole write
+timeout, queued behind the DROP.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -29,6 +40,23 @@ COLUMNS = (
     "message_id", "subject", "size", "action", "smtp_reply", "rules", "changes",
     "policy_hash", "duration_ms", "flags", "notify",
 )
+
+# Every index entry fits: btree and GIN take up to 2704 bytes, and lower() (the
+# sender and recipient indexes) makes a character at most 1.5 times longer in UTF-8.
+TEXT_MAX = 998  # characters: an RFC 5322 line, and the longest value the audit search takes
+TEXT_MAX_BYTES = 1600  # UTF-8
+BOUNDED_TEXT = ("queue_id", "client_name", "helo", "auth_user", "sender", "header_from",
+                "message_id")
+BOUNDED_ARRAYS = ("recipients", "rules")  # each element
+CHANGE_TEXT_MAX = 255  # characters of each string in ``changes`` (a file name, say)
+CHANGES_MAX = 1000  # entries, as many as the MIME parser takes parts
+CHANGES_MAX_BYTES = 128 * 1024  # of their JSON
+TRUNCATED = "truncated"
+ELLIPSIS = "\u2026"
+
+LOCK_TIMEOUT = "1s"
+
+SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', $1, true)"
 
 CREATE_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS audit_events_staging (
@@ -63,20 +91,87 @@ def _month(time: dt.datetime) -> dt.datetime:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _storable(value: Any) -> Any:
-    """``value`` with NUL and lone surrogates replaced by U+FFFD in every string; tuples
-    become lists (arrays)."""
+def _map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    """``value`` with ``change`` applied to every string in it, keys included."""
     if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
+        return change(value)
     if isinstance(value, list | tuple):
-        return [_storable(item) for item in value]
+        return type(value)(_map_strings(item, change) for item in value)
     if isinstance(value, dict):
-        return {_storable(key): _storable(item) for key, item in value.items()}
+        return {_map_strings(key, change): _map_strings(item, change)
+                for key, item in value.items()}
     return value
 
 
+def _sanitized(text: str) -> str:
+    """NUL and lone surrogates replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _cut(text: str, max_chars: int, max_bytes: int) -> str:
+    """``text`` if it fits, else its start and an ellipsis within both limits."""
+    if len(text) <= max_bytes // 4 or (  # at most 4 UTF-8 bytes a character: fits
+            len(text) <= max_chars and len(text.encode("utf-8")) <= max_bytes):
+        return text
+    start = text[: max_chars - 1].encode("utf-8")[: max_bytes - len(ELLIPSIS.encode("utf-8"))]
+    return start.decode("utf-8", "ignore") + ELLIPSIS
+
+
+def _bounded(text: str) -> str:
+    return _cut(text, TEXT_MAX, TEXT_MAX_BYTES)
+
+
+def _bounded_change(text: str) -> str:
+    return _cut(text, CHANGE_TEXT_MAX, 4 * CHANGE_TEXT_MAX)
+
+
+def _bounded_changes(changes: Sequence[Any]) -> tuple[Any, ...]:
+    """The first entries, each string cut, within :data:`CHANGES_MAX` and
+    :data:`CHANGES_MAX_BYTES`."""
+    kept: list[Any] = []
+    size = 0
+    for change in changes[:CHANGES_MAX]:
+        entry = _map_strings(change, _bounded_change)
+        size += len(json.dumps(entry, separators=(",", ":")))
+        if size > CHANGES_MAX_BYTES:
+            break
+        kept.append(entry)
+    return tuple(kept)
+
+
+def _stored_values(event: AuditEvent) -> dict[str, Any]:
+    """The column values of :func:`storable`'s event."""
+    clean = {column: _map_strings(getattr(event, column), _sanitized) for column in COLUMNS}
+    cut: dict[str, Any] = {column: _bounded(clean[column]) for column in BOUNDED_TEXT
+                           if clean[column] is not None}
+    cut |= {column: tuple(_bounded(item) for item in clean[column]) for column in BOUNDED_ARRAYS}
+    if clean["changes"]:
+        cut["changes"] = _bounded_changes(clean["changes"])
+    if any(cut[column] != clean[column] for column in cut):
+        clean["flags"] = tuple(sorted({*clean["flags"], TRUNCATED}))
+    return clean | cut
+
+
+def storable(event: AuditEvent) -> AuditEvent:
+    """``event`` as Postgres stores it: its strings sanitized (:func:`_sanitized`), the
+    values a sender chooses cut to what every index takes and ``changes`` to a bounded
+    weight; flagged ``truncated`` when anything was cut. The same again when applied twice."""
+    return dataclasses.replace(event, **_stored_values(event))
+
+
+def weight(event: AuditEvent) -> int:
+    """About the bytes ``event`` weighs once storable, without encoding it (a batch is
+    capped by it): its bounded values at their bound, a change at most about 1 KiB."""
+    texts = [getattr(event, column) or "" for column in BOUNDED_TEXT]
+    texts += [item for column in BOUNDED_ARRAYS for item in getattr(event, column)]
+    changes = min(len(event.changes) * 1024, CHANGES_MAX_BYTES)
+    bounded = sum(min(len(text), TEXT_MAX_BYTES) for text in texts)
+    return 512 + len(event.subject or "") + bounded + changes
+
+
 def _record(event: AuditEvent) -> tuple[Any, ...]:
-    values = {column: _storable(getattr(event, column)) for column in COLUMNS}
+    """The row of :func:`storable`'s event, for the COPY."""
+    values = _stored_values(event)
     values["changes"] = json.dumps(values["changes"], separators=(",", ":"))
     return tuple(values[column] for column in COLUMNS)
 
@@ -85,12 +180,14 @@ async def write_audit_events(conn: asyncpg.Connection, events: Sequence[AuditEve
     """Store a batch in one transaction; returns how many rows were new."""
     if not events:
         return 0
+    records = [_record(event) for event in events]
     async with conn.transaction():
+        await conn.execute(SET_LOCK_TIMEOUT, LOCK_TIMEOUT)
         for month in sorted({_month(event.time) for event in events}):
             await conn.execute(ENSURE_PARTITION, month)
         await conn.execute(CREATE_STAGING)
         await conn.copy_records_to_table(
-            "audit_events_staging", records=[_record(e) for e in events], columns=COLUMNS
+            "audit_events_staging", records=records, columns=COLUMNS
         )
         status: str = await conn.execute(INSERT_FROM_STAGING)
     return int(status.rsplit(" ", 1)[-1])
