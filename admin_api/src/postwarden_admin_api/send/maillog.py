@@ -77,6 +77,9 @@ PENDING_SECONDS = 60.0
 MAX_PENDING = 10_000
 MAX_PENDING_RECEIPTS = 200_000  # about 20 MB of lines kept while Postgres is away
 MAX_READ = 4 * 1024 * 1024
+# No line of Postfix's comes near it: a longer one (no newline in a run of bytes, as a
+# crash's NUL-filled tail) is skipped to its end rather than held, and copied, whole.
+MAX_LINE = 1024 * 1024
 
 # Migration 0018: every line of a poll in one statement, applied in log order, each to
 # the message relayed last under its queue id through this host's Postfix.
@@ -224,6 +227,7 @@ class MaillogFollower:
         self._leading = False
         self._committed: uuid.UUID | None = None  # the row's saved_by as this instance left it
         self._partial = b""
+        self._skipped = 0  # bytes so far of an over-long line being skipped (not held)
         self._pending: list[Waiting] = []
         self._pending_saved: list[Waiting] = []  # those of them in the row, as last saved
         self._receipts: list[ReceiptLine] = []
@@ -290,6 +294,7 @@ class MaillogFollower:
         self._committed = None
         self._tail.close()
         self._partial, self._pending, self._pending_saved, self._receipts = b"", [], [], []
+        self._skipped = 0
         self._receipts_dropped = False
         self._other_mail.clear()
 
@@ -385,9 +390,19 @@ class MaillogFollower:
         nothing else touches the tail or the partial line while it does."""
         appended, new_file = self._tail.read(MAX_READ)
         unread = self._tail.unread()  # at the read: lines written while parsing come next
-        # A new file: the old file's last line was cut short, it ends there.
-        lines = ((b"" if new_file else self._partial) + appended).split(b"\n")
+        if new_file:  # the old file's last line was cut short, it ends there
+            self._partial, self._skipped = b"", 0
+        lines = (self._partial + appended).split(b"\n")
         self._partial = lines.pop()
+        if self._skipped and lines:  # the over-long line ends here: its rest is no line
+            del lines[0]
+            self._skipped = 0
+        elif self._skipped:
+            self._skipped, self._partial = self._skipped + len(self._partial), b""
+        if len(self._partial) > MAX_LINE:
+            log.warning("maillog follower: skipping a line of over %d bytes in %s",
+                        MAX_LINE, self._path)
+            self._skipped, self._partial = len(self._partial), b""
         now = time.time()
         deliveries: list[Waiting] = []
         receipts: list[ReceiptLine] = []
@@ -397,7 +412,8 @@ class MaillogFollower:
             if (receipt := parse_receipt(line)) is not None:
                 receipts.append(receipt)
                 self._other_mail.note(receipt)
-            elif (event := parse_line(line)) is not None and not self._other_mail.claims(event):
+            # Not elif: a milter's hold commits a receipt and is a timeline event too.
+            if (event := parse_line(line)) is not None and not self._other_mail.claims(event):
                 deliveries.append((now, event))
         return _Read(deliveries, receipts, unread)
 
@@ -430,8 +446,10 @@ class MaillogFollower:
         read_to_end = unread == 0
         saved = uuid.uuid4()
         # The lease is renewed with the position, at every poll.
-        await conn.execute(SAVE_POSITION, self._key, self._tail.inode,
-                           self._tail.position - len(self._partial), self._me, LEASE_SECONDS,
+        # From the start of the line not read whole: the next reader reads all of it.
+        line_start = self._tail.position - len(self._partial) - self._skipped
+        await conn.execute(SAVE_POSITION, self._key, self._tail.inode, line_start, self._me,
+                           LEASE_SECONDS,
                            saved, read_no if read_to_end else None,
                            saved_form(kept) if kept != self._pending_saved else None)
         return unread, [queue[index][1] for index in applied], (pending, kept), saved

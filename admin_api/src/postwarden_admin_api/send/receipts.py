@@ -13,8 +13,12 @@ for messages still in the outbox. A queue id starts afresh at the first line
 of every message (smtpd's or qmqpd's ``client=``, pickup's ``uid=``, any
 Message-ID line) and at a reject: Postfix reuses short queue ids, and a
 receipt of ours that was never committed must not be committed by another
-message's line. Before sending an unsettled row again, the relay looks for a
-committed receipt and stores its queue id instead.
+message's line. A message a milter quarantines goes to the hold queue, which
+qmgr never reads: cleanup's ``milter-hold: END-OF-MESSAGE`` line, the last of
+its checks before it commits the file, is that message's commit (a hold by
+``header_checks`` comes while the message still arrives, and commits nothing).
+Before sending an unsettled row again, the relay looks for a committed receipt
+and stores its queue id instead.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ _RECEIVERS = ("smtpd", "qmqpd", "pickup")
 _MESSAGE_ID = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): message-id=(?P<value>.*?)\s*")
 _OURS = re.compile(r"<(?P<hex>[0-9a-f]{32})@[^<>\s]+>")
 _REJECTED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?:milter-)?reject: ")
+_HELD = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): milter-hold: END-OF-MESSAGE from ")
 _ARRIVING = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?:client|uid)=")
 _ACTIVE = re.compile(
     r"(?P<queue_id>[0-9A-Za-z]+): from=<.*>, size=\d+, nrcpt=\d+ \(queue active\)\s*"
@@ -40,7 +45,8 @@ APPLY = "SELECT maillog_receipts($1, $2, $3, $4)"
 OPEN = "SELECT queue_id FROM relay_receipts WHERE host = $1 AND NOT committed"
 VOID = "DELETE FROM relay_receipts WHERE host = $1 AND NOT committed"
 COMMITTED = """
-SELECT queue_id FROM relay_receipts WHERE message_id = $1 AND committed ORDER BY seq LIMIT 1
+SELECT queue_id, host FROM relay_receipts WHERE message_id = $1 AND committed
+ORDER BY seq LIMIT 1
 """
 
 
@@ -66,6 +72,8 @@ def parse_receipt(line: LogLine) -> ReceiptLine | None:
             return ReceiptLine(found["queue_id"], uuid.UUID(ours["hex"]), committed=False)
         if (rejected := _REJECTED.match(text, start)) is not None:
             return ReceiptLine(rejected["queue_id"], None, committed=False)
+        if (held := _HELD.match(text, start)) is not None:
+            return ReceiptLine(held["queue_id"], None, committed=True)
     elif daemon == "qmgr":
         if (active := _ACTIVE.fullmatch(text, start)) is not None:
             return ReceiptLine(active["queue_id"], None, committed=True)
@@ -101,7 +109,16 @@ async def void_uncommitted(conn: asyncpg.Connection, host: str) -> None:
     await conn.execute(VOID, host)
 
 
-async def committed_queue_id(conn: asyncpg.Connection, message: uuid.UUID) -> str | None:
-    """The queue id Postfix committed ``message`` under, as its log showed."""
-    queue_id: str | None = await conn.fetchval(COMMITTED, message)
-    return queue_id
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Where Postfix committed a message: its queue id in the Postfix of ``host``, whose
+    log showed it (another host's, when a row cut off there was claimed here next)."""
+
+    queue_id: str
+    host: str
+
+
+async def committed(conn: asyncpg.Connection, message: uuid.UUID) -> Commit | None:
+    """Where Postfix committed ``message``, as a log showed."""
+    row = await conn.fetchrow(COMMITTED, message)
+    return None if row is None else Commit(row["queue_id"], row["host"])

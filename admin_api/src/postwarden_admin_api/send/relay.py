@@ -6,8 +6,11 @@ stays open during SMTP and a crashed worker's rows come back when the lease
 ends. Postfix's reply decides: 250 stores its queue id (``relayed``), 4xx and
 connection failures retry with exponential backoff and jitter until
 ``relay_max_attempts``, 5xx marks the message ``failed`` with the redacted
-reply. ``workers`` tasks run on the event loop, each with its own SMTP session
-(:mod:`.submit`) reused for message after message.
+reply. A last attempt whose message went out unanswered is not ``failed`` at
+once: Postfix may have queued it, so it comes back once more for Postfix's log
+to decide (:mod:`.receipts`), and is not sent again. ``workers`` tasks run on
+the event loop, each with its own SMTP session (:mod:`.submit`) reused for
+message after message.
 
 A claimed batch's lease is renewed while it is worked on, a submit in flight
 included (:mod:`.lease`); once it can no longer be proven, the batch sends no
@@ -48,7 +51,7 @@ from postwarden_admin_api.periodic import DB_ERRORS, surviving
 from .groupcommit import GroupCommit
 from .lease import BatchLease
 from .maillog import MaillogFollower
-from .receipts import committed_queue_id
+from .receipts import Commit, committed
 from .scrub import for_log, scrub_reply
 from .submit import Outcome, SmtpSession, SubmitResult
 
@@ -135,6 +138,10 @@ UNREACHABLE_PAUSE_MAX = 60.0
 SMTP_TIMEOUT = 60.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
 LOG_WAIT_SECONDS = 60.0  # for the follower to read the log to its end
+# The outcome of a row back past its last attempt, that attempt unanswered, when
+# nothing shows Postfix queued the message (its log, where there is one, does not).
+UNANSWERED_LAST = SubmitResult(Outcome.FAILED, "no answer to the message sent in the last "
+                               "attempt, and nothing shows Postfix queued it")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,25 +172,34 @@ def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
 @dataclass(frozen=True, slots=True)
 class Relayed:
     """Postfix queued ``row``; ``found_in_log``: its answer was read from Postfix's log
-    after an interrupted attempt."""
+    after an interrupted attempt; ``queue_host``: then, the host whose log it was (None:
+    the storing relay's)."""
 
     row: Claimed
     result: SubmitResult
     found_in_log: bool = False
+    queue_host: str | None = None
+
+
+def found_answer(commit: Commit) -> SubmitResult:
+    """Postfix's answer to an interrupted attempt, as read from its log."""
+    return SubmitResult(Outcome.QUEUED, f"250 queued as {commit.queue_id} (read from the "
+                        "mail log after an interrupted attempt)", commit.queue_id)
 
 
 async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed],
                         queue_host: str | None = None) -> None:
     """Store these messages' outcomes in one round trip and one transaction (asyncpg's
     ``executemany``); ``queue_host``: the name of the host whose Postfix queued them, as
-    its log follower knows it (None: unknown, lines of any host's log are about them).
+    its log follower knows it (None: unknown, lines of any host's log are about them),
+    for those that do not name one.
     Their outbox rows are deleted in message_id order, the order in which the maillog
     follower locks them (migration 0017): two transactions that each
     want several never wait for each other in a cycle."""
     await conn.executemany(RELAYED, [
         (o.row.id, o.result.queue_id, o.row.attempts, list(o.result.refused),
          scrub_reply("; ".join(o.result.refused.values())) or None, o.result.queue_id,
-         o.found_in_log, queue_host)
+         o.found_in_log, o.queue_host or queue_host)
         for o in sorted(outcomes, key=lambda o: o.row.id)
     ])
     for o in outcomes:
@@ -203,7 +219,11 @@ async def record(
         await store_relayed(conn, [Relayed(row, result, found_in_log)], queue_host)
         return "relayed"
     reply = scrub_reply(result.reply)
-    if result.outcome is Outcome.RETRY and row.attempts < config.max_attempts:
+    # A last attempt whose message went out unanswered is no failure yet: Postfix may
+    # have queued it (and deliver it), and a client told "failed" would send it again.
+    # It comes back once more for the log to decide, and is not sent again (_relay).
+    if result.outcome is Outcome.RETRY and (row.attempts < config.max_attempts
+                                            or result.uncertain):
         # Still unsettled when Postfix may hold a copy: this attempt's, or the one
         # interrupted before, whose queue file qmgr may not have taken in yet.
         await conn.execute(RETRY, row.id, row.attempts, backoff(config, row.attempts), reply,
@@ -320,9 +340,13 @@ class RelayWorker:
                     log.warning("relay: message %s was claimed again while this worker was "
                                 "held up: leaving it to that claim", row.id)
                     continue
-                result = await self._queued_before(row) if row.interrupted else None
-                found = result is not None
-                if result is None:
+                commit = await self._queued_before(row) if row.interrupted else None
+                found = commit is not None
+                if commit is not None:
+                    result = found_answer(commit)
+                elif row.interrupted and row.attempts > self._config.max_attempts:
+                    result = UNANSWERED_LAST  # its attempts are spent: not sent again
+                else:
                     result = await session.submit(row.envelope_from, row.recipients,
                                                   row.content)
                 if result.outcome is Outcome.UNREACHABLE:
@@ -333,7 +357,8 @@ class RelayWorker:
                                 self._config.port, result.reply, len(rows) - index)
                     return False
                 await lease.settle(row)
-                outcome = await self._record(row, result, found_in_log=found)
+                outcome = await self._record(row, result, found_in_log=found,
+                                             queue_host=None if commit is None else commit.host)
                 if outcome is not None:
                     self._outcomes.labels("found_queued" if found else outcome).inc()
             return True
@@ -356,44 +381,44 @@ class RelayWorker:
                                     LEASE)
         return {r.id for r in rows} - {k["message_id"] for k in kept}
 
-    async def _queued_before(self, row: Claimed) -> SubmitResult | None:
-        """Postfix's answer to an interrupted attempt, when its log shows the message queued."""
+    async def _queued_before(self, row: Claimed) -> Commit | None:
+        """Where Postfix queued an interrupted attempt's message, when a log shows it."""
         if self._maillog is None:
             log.warning("relay: an attempt to relay message %s was interrupted; without "
-                        "maillog_path nothing tells whether Postfix queued it: sending it "
-                        "again", row.id)
+                        "maillog_path nothing tells whether Postfix queued it", row.id)
             return None
         try:
             async with asyncio.timeout(LOG_WAIT_SECONDS):
                 await self._maillog.read_past(time.monotonic())
         except TimeoutError:
-            log.warning("relay: the maillog follower has not read to the end of the log; "
-                        "sending message %s again after an interrupted attempt", row.id)
+            log.warning("relay: the maillog follower has not read to the end of the log: "
+                        "whether Postfix queued message %s in an interrupted attempt is "
+                        "unknown", row.id)
             return None
         async with self._pool.acquire() as conn:
-            queue_id = await committed_queue_id(conn, row.id)
-        if queue_id is None:
+            commit = await committed(conn, row.id)
+        if commit is None:
             log.info("relay: Postfix's log shows no queue file committed for message %s "
-                     "after an interrupted attempt: sending it again", row.id)
+                     "after an interrupted attempt", row.id)
             return None
         log.warning("relay: an attempt to relay message %s was interrupted after Postfix "
-                    "queued it as %s: not sending it again", row.id, queue_id)
-        return SubmitResult(Outcome.QUEUED, f"250 queued as {queue_id} (read from the "
-                            "mail log after an interrupted attempt)", queue_id)
+                    "queued it as %s: not sending it again (read in %s's log)", row.id,
+                    commit.queue_id, commit.host)
+        return commit
 
     async def _store_relayed(self, outcomes: list[Relayed]) -> None:
         async with self._pool.acquire() as conn:
             await store_relayed(conn, outcomes, self._queue_host)
 
     async def _record(self, row: Claimed, result: SubmitResult, *,
-                      found_in_log: bool) -> str | None:
+                      found_in_log: bool, queue_host: str | None) -> str | None:
         """Store Postfix's answer, trying again while Postgres fails; only a stop gives up
         (None)."""
         delay = RECORD_RETRY_MIN
         while True:
             try:
                 if result.outcome is Outcome.QUEUED:
-                    await self._relayed(Relayed(row, result, found_in_log))
+                    await self._relayed(Relayed(row, result, found_in_log, queue_host))
                     return "relayed"
                 async with self._pool.acquire() as conn:
                     return await record(conn, self._config, row, result,

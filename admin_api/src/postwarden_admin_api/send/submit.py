@@ -12,7 +12,10 @@ together: two round trips per message instead of three plus one per
 recipient. The replies decide the same way in both modes (:func:`_settle`).
 When it offers SIZE (RFC 1870; Postfix does), MAIL declares the message's
 size: one over ``message_size_limit`` is refused at MAIL (552 5.3.4), not
-once all of it went out.
+once all of it went out. A busy session skips the NOOP: a connection the
+server closed since its last transaction (Postfix stopped or restarted) fails
+at the next one's first reply, before any of the message went out, and the
+transaction is made again on a new connection (or the server is unreachable).
 
 Every outcome is a value: ``QUEUED`` with Postfix's queue id,
 ``RETRY`` for 4xx replies and connections lost in a transaction (``uncertain``
@@ -58,6 +61,11 @@ class SubmitResult:
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> 5xx reply
     # RETRY after the whole message went out without an answer: Postfix may have queued it.
     uncertain: bool = False
+
+
+# A connection used before failed at the first reply of a transaction: the server
+# closed it since (stopped, restarted). Nothing of the message went out.
+_CLOSED = SubmitResult(Outcome.RETRY, "connection closed by the server since its last use")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +142,8 @@ class _Connection:
         self._timeout = timeout
         self.pipelining = False
         self.offers_size = False
+        self.used = False  # a transaction was made on it (the server may have closed it since)
+        self.replies = 0  # read whole so far
 
     def _send(self, lines: list[str]) -> None:
         """Addresses were validated, so the guard never fires; it stays on principle."""
@@ -174,6 +184,7 @@ class _Connection:
                 raise ProtocolError("reply without a code")
             texts.append(text.decode("utf-8", "replace"))
             if more != b"-":
+                self.replies += 1
                 return Reply(int(code), " ".join(texts))
         raise ProtocolError("reply with too many lines")
 
@@ -239,11 +250,19 @@ class SmtpSession:
         return self._conn
 
     async def submit(self, sender: str, recipients: list[str], content: bytes) -> SubmitResult:
+        result = await self._submit(sender, recipients, content)
+        if result is _CLOSED:  # nothing went out: once more, on a new connection
+            result = await self._submit(sender, recipients, content)
+        return result
+
+    async def _submit(self, sender: str, recipients: list[str], content: bytes
+                      ) -> SubmitResult:
         try:
             conn = await self._connection()
         except (OSError, ProtocolError, TimeoutError, ValueError) as exc:
             self._drop()
             return SubmitResult(Outcome.UNREACHABLE, f"no session: {type(exc).__name__}")
+        answered = conn.replies
         try:
             result, in_data = await self._transaction(conn, sender, recipients, content)
         except _Unanswered as unanswered:
@@ -254,10 +273,15 @@ class SmtpSession:
         except (OSError, ProtocolError, TimeoutError, ValueError) as exc:
             # ValueError: a reply line over the reader's limit, or a command not one ASCII line.
             self._drop()
+            # Hung up (not silent: TimeoutError is an OSError too) before its first reply.
+            if (conn.used and conn.replies == answered and not isinstance(exc, TimeoutError)
+                    and isinstance(exc, OSError | ProtocolError)):
+                return _CLOSED  # closed by the server since its last transaction
             return SubmitResult(Outcome.RETRY, f"connection failed: {type(exc).__name__}")
         except BaseException:  # cancelled, or a bug: the connection's state is unknown
             self._drop()
             raise
+        conn.used = True
         if in_data:  # the server waits for a message we will not send: only hanging up ends it
             self._drop()
         elif result.outcome is not Outcome.QUEUED:

@@ -1,0 +1,79 @@
+"""An interrupted attempt found queued in another host's log keeps that host.
+
+Instances on several hosts share the outbox, each relaying to its own Postfix and
+following its own log. A row cut off on one host may be claimed next on another,
+which finds the first host's commit among the receipts: the message is that
+host's Postfix's, under that Postfix's queue id. Stored as the claiming host's,
+its delivery lines (in the first host's log) never apply, and the claiming
+host's lines for another message under the same short queue id would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.metrics import Metrics
+from postwarden_admin_api.periodic import stop_task
+from postwarden_admin_api.send.deliverylines import DeliveryEvent
+from postwarden_admin_api.send.maillog import MaillogFollower, apply_events
+from postwarden_admin_api.send.outbox import enqueue
+from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
+from tests.fixtures.scripted_smtp import Scripted
+from tests.fixtures.submissions import ROOMY, submission
+
+from .test_maillog import follower_at_end
+from .test_receipts import HOST, add_receipt
+from .test_relay import settled
+
+OTHER_HOST = "mx-b.internal"
+
+
+@pytest.fixture
+def database_url(fresh_database_url: str) -> str:
+    """An outbox of this test's own: the worker sends whatever it holds."""
+    return fresh_database_url
+
+
+@pytest.fixture
+async def maillog(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[MaillogFollower]:
+    """This host's follower (named by the host name, as the receipts' HOST)."""
+    _, follower = await follower_at_end(pool, tmp_path)
+    task = asyncio.create_task(follower.run())
+    yield follower
+    await stop_task(task)
+
+
+async def test_a_commit_in_another_host_s_log_is_stored_as_that_host_s(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], maillog: MaillogFollower
+) -> None:
+    server, port = smtp_server
+    async with pool.acquire() as conn, conn.transaction():
+        message = (await enqueue(conn, submission(uuid.uuid4().hex, "far@example.org"), ROOMY,
+                                 dt.datetime.now(dt.UTC))).id
+        # Cut off on the other host, whose follower read Postfix's commit there.
+        await conn.execute("UPDATE outbox SET attempts = 1, unsettled = true "
+                           "WHERE message_id = $1", message)
+        await add_receipt(conn, message, "QFAR1", True, host=OTHER_HOST)
+    assert maillog.host == HOST != OTHER_HOST
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1), maillog,
+                         Metrics())
+    worker.start()
+    try:
+        row = await settled(pool, message)
+    finally:
+        await worker.stop(grace=10)
+    assert (row["status"], row["queue_id"], row["queue_host"]) == ("relayed", "QFAR1",
+                                                                    OTHER_HOST)
+    assert not server.received
+    # This host's Postfix's own QFAR1 is another message: its bounce touches nothing.
+    bounce = DeliveryEvent("QFAR1", "far@example.org", "bounced", "5.1.1", "550 5.1.1 no")
+    async with pool.acquire() as conn:
+        assert await apply_events(conn, HOST, [bounce]) == (set(), set())
+        assert await apply_events(conn, OTHER_HOST, [bounce]) == ({0}, set())
