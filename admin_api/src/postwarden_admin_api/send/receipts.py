@@ -19,10 +19,19 @@ its checks before it commits the file, is that message's commit (a hold by
 ``header_checks`` comes while the message still arrives, and commits nothing).
 Before sending an unsettled row again, the relay looks for a committed receipt
 and stores its queue id instead.
+
+An open receipt (cleanup named our Message-ID, and no commit, reject or reuse of
+the queue id followed) is no "not queued": cleanup makes the queue file final
+before smtpd's 250, and qmgr logs ``queue active`` only once it takes the file
+from the incoming queue, which a busy qmgr (active queue full) does late; the log
+shows nothing in between. A transfer cut off mid-DATA looks the same (its file is
+removed without a line), so an open receipt holds the row back only until it is
+:data:`OPEN_RECEIPT_LIMIT` old (:func:`taking_in`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
@@ -48,6 +57,15 @@ COMMITTED = """
 SELECT queue_id, host FROM relay_receipts WHERE message_id = $1 AND committed
 ORDER BY seq LIMIT 1
 """
+# The newest receipt still open, seen within $2.
+TAKING_IN = """
+SELECT queue_id, host FROM relay_receipts
+WHERE message_id = $1 AND NOT committed AND seen_at > now() - $2::interval
+ORDER BY seq DESC LIMIT 1
+"""
+# Past it, qmgr is taken to have dropped, not delayed, a file cleanup opened: two of
+# qmgr's default queue_run_delay periods, far past any lag of a qmgr still working.
+OPEN_RECEIPT_LIMIT = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,4 +139,11 @@ class Commit:
 async def committed(conn: asyncpg.Connection, message: uuid.UUID) -> Commit | None:
     """Where Postfix committed ``message``, as a log showed."""
     row = await conn.fetchrow(COMMITTED, message)
+    return None if row is None else Commit(row["queue_id"], row["host"])
+
+
+async def taking_in(conn: asyncpg.Connection, message: uuid.UUID) -> Commit | None:
+    """Where Postfix may still be taking ``message`` in: cleanup named it less than
+    :data:`OPEN_RECEIPT_LIMIT` ago, and nothing has committed or voided that since."""
+    row = await conn.fetchrow(TAKING_IN, message, OPEN_RECEIPT_LIMIT)
     return None if row is None else Commit(row["queue_id"], row["host"])

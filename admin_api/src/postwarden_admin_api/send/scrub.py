@@ -9,7 +9,9 @@ from postwarden_policies.redact import redact
 from .addresses import mask
 
 MAX_REPLY = 500
-_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[A-Za-z0-9.-]+")
+# The domain as freely as the local part: an IDN one (SMTPUTF8, ``a@ñandu.es``) may
+# start with a letter outside ASCII, where an ASCII-only class missed the whole address.
+_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:@]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
