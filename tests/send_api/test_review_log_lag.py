@@ -22,7 +22,7 @@ import pytest
 
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
-from postwarden_admin_api.send import relay as relay_module
+from postwarden_admin_api.send import interrupted
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.receipts import OPEN_RECEIPT_LIMIT
@@ -144,7 +144,7 @@ async def test_a_follower_behind_puts_the_message_off_then_is_not_waited_for_for
 ) -> None:
     """The follower never reads to the end (it is not running): the outcome is unknown,
     so the row is put off; past LOG_LAG_LIMIT it is decided as without a log."""
-    monkeypatch.setattr(relay_module, "LOG_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(interrupted, "LOG_WAIT_SECONDS", 0.2)
     server, port = smtp_server
     _, stalled = await follower_at_end(pool, tmp_path)
     recipient = "unknown@example.org"
@@ -156,7 +156,7 @@ async def test_a_follower_behind_puts_the_message_off_then_is_not_waited_for_for
         await due(pool, worker, message)
         await put_off(pool, server, message, recipient)
         assert "has not read to the end of the log (for 0 s)" in caplog.text
-        monkeypatch.setattr(relay_module, "LOG_LAG_LIMIT", 0.0)
+        monkeypatch.setattr(interrupted, "LOG_LAG_LIMIT", 0.0)
         await due(pool, worker, message)
         row = await settled(pool, message)
     finally:

@@ -29,10 +29,8 @@ the service dies in that gap all the same, the row comes back "interrupted"
 and Postfix's log says whether it was queued (:mod:`.receipts`); so does a
 connection lost after the message went out. While the log cannot tell yet (the
 follower has not read to its end, or cleanup took the message in and qmgr has
-yet to log it), the row is put off (:data:`LOG_RECHECK`) without costing an
-attempt and nothing is sent; a follower that stays behind for
-:data:`LOG_LAG_LIMIT` is reported at ERROR and no longer waited for: the row is
-sent again (or, past its last attempt, failed) as without a log. A task sends its next message
+yet to log it), the row is put off without costing an attempt and nothing is
+sent (:mod:`.interrupted`). A task sends its next message
 only once its answer is stored; 250s that come while another is being stored
 are stored together next, in one transaction and round trip (:mod:`.groupcommit`).
 """
@@ -54,9 +52,10 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .groupcommit import GroupCommit
+from .interrupted import LOG_RECHECK, InterruptedAttempts, Undecided
 from .lease import BatchLease
 from .maillog import MaillogFollower
-from .receipts import Commit, committed, taking_in
+from .receipts import Commit
 from .scrub import for_log, scrub_reply
 from .submit import Outcome, SmtpSession, SubmitResult
 
@@ -148,11 +147,6 @@ MAX_BACKOFF_SECONDS = 3600.0
 UNREACHABLE_PAUSE_MAX = 60.0
 SMTP_TIMEOUT = 60.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
-LOG_WAIT_SECONDS = 60.0  # for the follower to read the log to its end
-LOG_RECHECK = dt.timedelta(seconds=10)  # a row the log cannot settle yet is claimed again
-# A follower behind for this long (per worker process, from the first row it held up)
-# is no longer waited for: an outage of the log must not keep mail back for good.
-LOG_LAG_LIMIT = 1800.0
 # The outcome of a row back past its last attempt, that attempt unanswered, when
 # nothing shows Postfix queued the message (its log, where there is one, does not).
 UNANSWERED_LAST = SubmitResult(Outcome.FAILED, "no answer to the message sent in the last "
@@ -182,11 +176,6 @@ def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
     """Exponential in the attempts made, with +-25% jitter so retries do not align."""
     base = min(MAX_BACKOFF_SECONDS, config.backoff_seconds * 2 ** max(0, attempts - 1))
     return dt.timedelta(seconds=base * random.uniform(0.75, 1.25))  # noqa: S311 - jitter
-
-
-@dataclass(frozen=True, slots=True)
-class Undecided:
-    """Postfix's log cannot tell yet whether an interrupted attempt's message was queued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +266,7 @@ class RelayWorker:
         self._maillog = maillog
         self._queue_host = maillog.host if maillog is not None else None
         self._outcomes = (metrics or Metrics()).relay_outcomes
-        # Rows held up by a follower behind: when each was first (monotonic).
-        self._log_behind: dict[uuid.UUID, float] = {}
+        self._interrupted = InterruptedAttempts(pool, maillog)
         # Postfix's 250s: those that come while one is being stored go together next.
         self._relayed = GroupCommit(self._store_relayed)
         self._wakeup = asyncio.Event()
@@ -362,7 +350,7 @@ class RelayWorker:
                     log.warning("relay: message %s was claimed again while this worker was "
                                 "held up: leaving it to that claim", row.id)
                     continue
-                commit = await self._queued_before(row) if row.interrupted else None
+                commit = await self._interrupted.queued(row.id) if row.interrupted else None
                 if isinstance(commit, Undecided):
                     await lease.settle(row)
                     await self._put_off(row)
@@ -410,59 +398,6 @@ class RelayWorker:
     async def _put_off(self, row: Claimed) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute(PUT_OFF, row.id, row.attempts, LOG_RECHECK)
-
-    async def _queued_before(self, row: Claimed) -> Commit | Undecided | None:
-        """Where Postfix queued an interrupted attempt's message, when a log shows it;
-        Undecided while the log may still show it; None when it shows it was not (or
-        there is no log to ask)."""
-        if self._maillog is None:
-            log.warning("relay: an attempt to relay message %s was interrupted; without "
-                        "maillog_path nothing tells whether Postfix queued it", row.id)
-            return None
-        try:
-            async with asyncio.timeout(LOG_WAIT_SECONDS):
-                await self._maillog.read_past(time.monotonic())
-        except TimeoutError:
-            return self._log_behind_for(row)
-        self._log_behind.pop(row.id, None)
-        async with self._pool.acquire() as conn:
-            commit = await committed(conn, row.id)
-            arriving = None if commit is not None else await taking_in(conn, row.id)
-        if arriving is not None:
-            log.warning("relay: message %s of an interrupted attempt reached Postfix's "
-                        "cleanup as %s (%s's log) and qmgr has not taken it in yet: "
-                        "trying again in %d s, not sending it", row.id, arriving.queue_id,
-                        arriving.host, LOG_RECHECK.total_seconds())
-            return Undecided()
-        if commit is None:
-            log.info("relay: Postfix's log shows no queue file committed for message %s "
-                     "after an interrupted attempt", row.id)
-            return None
-        log.warning("relay: an attempt to relay message %s was interrupted after Postfix "
-                    "queued it as %s: not sending it again (read in %s's log)", row.id,
-                    commit.queue_id, commit.host)
-        return commit
-
-    def _log_behind_for(self, row: Claimed) -> Undecided | None:
-        """A follower that did not read the log to its end in time: Undecided until it
-        has held ``row`` up for LOG_LAG_LIMIT, then None (decided without the log)."""
-        now = time.monotonic()
-        # Rows settled by another instance meanwhile would stay: dropped once long past.
-        self._log_behind = {k: v for k, v in self._log_behind.items()
-                            if now - v < 2 * LOG_LAG_LIMIT}
-        since = self._log_behind.setdefault(row.id, now)
-        if now - since < LOG_LAG_LIMIT:
-            log.warning("relay: the maillog follower has not read to the end of the log "
-                        "(for %d s): whether Postfix queued message %s in an interrupted "
-                        "attempt is unknown, trying again in %d s", now - since, row.id,
-                        LOG_RECHECK.total_seconds())
-            return Undecided()
-        del self._log_behind[row.id]
-        log.error("relay: the maillog follower has not read to the end of the log for "
-                  "%d s: deciding message %s of an interrupted attempt without it (sent "
-                  "again while attempts remain, else failed); Postfix may hold a copy",
-                  now - since, row.id)
-        return None
 
     async def _store_relayed(self, outcomes: list[Relayed]) -> None:
         async with self._pool.acquire() as conn:
