@@ -8,6 +8,7 @@ style: the same base64 line length and the message's own line ending.
 from __future__ import annotations
 
 import binascii
+import re
 
 from . import magic
 
@@ -16,6 +17,7 @@ _B64_PAD_AND_SPACE = b"=\r\n \t"
 _SAMPLE = 4096  # bytes checked at each end of a regular base64 body
 HEAD_SCAN = 65_536  # encoded bytes searched at most for a part's first decoded bytes
 _B64_NOT_ALPHABET = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))
+_BARE_CR = re.compile(rb"\r(?!\n)")
 KNOWN_ENCODINGS = frozenset({"7bit", "8bit", "binary", "base64", "quoted-printable"})
 
 
@@ -109,6 +111,10 @@ def decode(data: bytes, encoding: str) -> bytes:
         clean = data.translate(None, _B64_NOT_ALPHABET)
         return binascii.a2b_base64(clean[: len(clean) - len(clean) % 4] + _pad(clean))
     if encoding == "quoted-printable":
+        if data.count(b"\r") != data.count(b"\r\n"):
+            # a2b_qp takes "=" and a bare CR for a soft break running to the next LF,
+            # hiding what lies between; readers end the line at the CR.
+            data = _BARE_CR.sub(b"\r\n", data)
         return binascii.a2b_qp(data)
     return data
 
