@@ -13,34 +13,17 @@ import asyncio
 import functools
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from postwarden_admin_api.metrics import Metrics
-from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
 from tests.fixtures.scripted_smtp import hang_up_after_data
 
-from .test_maillog import follower_at_end
-from .test_receipts import add_receipt, until
-from .test_relay import accepted, settled
-
-
-@pytest.fixture
-def database_url(fresh_database_url: str) -> str:
-    """An outbox of this test's own: the worker sends whatever it holds."""
-    return fresh_database_url
-
-
-@pytest.fixture
-async def maillog(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[MaillogFollower]:
-    _, follower = await follower_at_end(pool, tmp_path)
-    task = asyncio.create_task(follower.run())
-    yield follower
-    await stop_task(task)
+from .test_receipts import add_receipt, maillog, until  # noqa: F401 - a fixture
+from .test_relay import accepted, database_url, settled  # noqa: F401 - a fixture
 
 
 @pytest.fixture
@@ -55,12 +38,12 @@ async def silent_postfix() -> AsyncIterator[tuple[int, list[bytes]]]:
         server.close()
 
 
-async def last_attempt_unanswered(pool: asyncpg.Pool, maillog: MaillogFollower, port: int,
+async def last_attempt_unanswered(pool: asyncpg.Pool, follower: MaillogFollower, port: int,
                                   recipient: str, receipt: str | None) -> asyncpg.Record:
     """Relay one message with a single attempt allowed; once that attempt's answer was
     lost, let Postfix's log show ``receipt`` committed (None: nothing) and let it run."""
     message = await accepted(pool, recipient)
-    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 1, 60.0, workers=1), maillog,
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 1, 60.0, workers=1), follower,
                          Metrics())
     worker.start()
     try:
@@ -79,7 +62,9 @@ async def last_attempt_unanswered(pool: asyncpg.Pool, maillog: MaillogFollower, 
 
 
 async def test_a_last_attempt_postfix_queued_unanswered_is_relayed_not_failed(
-    pool: asyncpg.Pool, maillog: MaillogFollower, silent_postfix: tuple[int, list[bytes]]
+    pool: asyncpg.Pool,
+    maillog: MaillogFollower,  # noqa: F811 - the imported fixture
+    silent_postfix: tuple[int, list[bytes]],
 ) -> None:
     port, sent = silent_postfix
     row = await last_attempt_unanswered(pool, maillog, port, "last@example.org", "QLAST1")
@@ -89,7 +74,9 @@ async def test_a_last_attempt_postfix_queued_unanswered_is_relayed_not_failed(
 
 
 async def test_a_last_attempt_postfix_did_not_queue_fails_unsent_again(
-    pool: asyncpg.Pool, maillog: MaillogFollower, silent_postfix: tuple[int, list[bytes]]
+    pool: asyncpg.Pool,
+    maillog: MaillogFollower,  # noqa: F811 - the imported fixture
+    silent_postfix: tuple[int, list[bytes]],
 ) -> None:
     port, sent = silent_postfix
     row = await last_attempt_unanswered(pool, maillog, port, "gone@example.org", None)

@@ -32,7 +32,7 @@ from tests.fixtures.submissions import ROOMY, submission
 
 from .test_maillog import append, follower_at_end, new_queue_id
 from .test_receipts import active, add_receipt, cleanup, sent_to, until
-from .test_relay import settled
+from .test_relay import database_url, settled  # noqa: F401 - a fixture
 
 # Put off: due again later, the claim's attempt given back, still unsettled (or the
 # row is gone: sent and settled, which the test then reports).
@@ -41,12 +41,6 @@ SELECT NOT EXISTS (SELECT FROM outbox WHERE message_id = $1)
     OR EXISTS (SELECT FROM outbox WHERE message_id = $1 AND attempts = 1 AND unsettled
                AND next_attempt_at > now() + interval '5 seconds')
 """
-
-
-@pytest.fixture
-def database_url(fresh_database_url: str) -> str:
-    """An outbox of this test's own: the worker sends whatever it holds."""
-    return fresh_database_url
 
 
 @pytest.fixture

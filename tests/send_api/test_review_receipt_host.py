@@ -10,17 +10,12 @@ host's lines for another message under the same short queue id would.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
-import pytest
 
 from postwarden_admin_api.metrics import Metrics
-from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.deliverylines import DeliveryEvent
 from postwarden_admin_api.send.maillog import MaillogFollower, apply_events
 from postwarden_admin_api.send.outbox import enqueue
@@ -28,30 +23,15 @@ from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
 from tests.fixtures.scripted_smtp import Scripted
 from tests.fixtures.submissions import ROOMY, submission
 
-from .test_maillog import follower_at_end
-from .test_receipts import HOST, add_receipt
-from .test_relay import settled
+from .test_receipts import HOST, add_receipt, maillog  # noqa: F401 - a fixture
+from .test_relay import database_url, settled  # noqa: F401 - a fixture
 
 OTHER_HOST = "mx-b.internal"
 
 
-@pytest.fixture
-def database_url(fresh_database_url: str) -> str:
-    """An outbox of this test's own: the worker sends whatever it holds."""
-    return fresh_database_url
-
-
-@pytest.fixture
-async def maillog(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[MaillogFollower]:
-    """This host's follower (named by the host name, as the receipts' HOST)."""
-    _, follower = await follower_at_end(pool, tmp_path)
-    task = asyncio.create_task(follower.run())
-    yield follower
-    await stop_task(task)
-
-
 async def test_a_commit_in_another_host_s_log_is_stored_as_that_host_s(
-    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], maillog: MaillogFollower
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int],
+    maillog: MaillogFollower,  # noqa: F811 - the imported fixture
 ) -> None:
     server, port = smtp_server
     async with pool.acquire() as conn, conn.transaction():
