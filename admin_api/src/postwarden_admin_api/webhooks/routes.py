@@ -5,9 +5,11 @@ shown as ``{"is_set": bool}``. The URL is a secret too (:mod:`.urls`): stored
 encrypted and shown only as its scheme and host with a mask
 (``https://hooks.slack.com/…``) and ``url_is_set``. A URL the SSRF guard refuses on its face is
 answered with 422 ``url_not_allowed`` and the reason; host names are checked
-again at every delivery. A replay goes only to the URL the delivery was made
-for: one made before the URL was last set is 409 ``webhook_url_changed`` (an
-operator, who may not read the audit log, could otherwise collect it elsewhere).
+again at every delivery. A new URL needs the api_call headers given again (or
+``null``): kept, they would go wherever an operator points the endpoint. A
+replay goes only to the URL the delivery was made for: one made before the URL
+was last set is 409 ``webhook_url_changed`` (an operator, who may not read the
+audit log, could otherwise collect it elsewhere).
 """
 
 from __future__ import annotations
@@ -60,9 +62,12 @@ UPDATE webhook_endpoints
 SET name = $2, url = $3, url_ciphertext = $4, url_origin = $5, kind = $6, events = $7,
     enabled = $8, body_template = $9::text::jsonb, secret_ciphertext = $10,
     headers_ciphertext = $11, updated_at = now(),
-    -- a new URL gets a fresh ciphertext (random nonce): see REPLAY in .worker
+    -- a new URL gets a fresh ciphertext (random nonce): see REPLAY in .worker. The
+    -- clock, not now(): this transaction may have waited for the row while deliveries
+    -- made after its start went to the old URL; none is made after this statement
+    -- until it commits (webhook_raise waits for the row)
     url_set_at = CASE WHEN url_ciphertext IS DISTINCT FROM $4 OR url IS DISTINCT FROM $3
-                      THEN now() ELSE url_set_at END
+                      THEN clock_timestamp() ELSE url_set_at END
 WHERE id = $1
 RETURNING {COLUMNS}
 """  # noqa: S608
@@ -159,11 +164,21 @@ def _kind_problems(kind: str, secret_set: bool, headers_set: bool, template: Any
     return problems
 
 
+def _headers_follow_url(data: Mapping[str, Any], current: Mapping[str, Any]
+                        ) -> list[dict[str, Any]]:
+    """Headers set for one URL must not go to a new one unasked: an operator could
+    point the endpoint at their own server and read them (they are write-only)."""
+    if "url" in data and "headers" not in data and current["headers_ciphertext"] is not None:
+        return [{"field": "headers", "message": "a new url needs the headers given again"
+                 " (or null): they were set for the old one"}]
+    return []
+
+
 def _merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str, Any]
             ) -> dict[str, Any]:
     """The endpoint's columns after applying ``data`` to ``current`` (validated)."""
     parsed = _check_url(request, data["url"]) if "url" in data else None
-    problems = _field_problems(data)
+    problems = _field_problems(data) + _headers_follow_url(data, current)
     if problems:
         raise ValidationFailed(problems)
     keyring = request.app[KEYRING]
