@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import os
 import socket
 import threading
@@ -28,7 +29,9 @@ from .listener import disable_nagle, inet_port, never_block_accept, unix_path
 log = logging.getLogger(__name__)
 
 # addheader, chgheader (and delete), replacebody, delrcpt, quarantine.
-ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.MODBODY | Milter.DELRCPT | Milter.QUARANTINE
+ACTION_NAMES = {"ADDHDRS": Milter.ADDHDRS, "CHGHDRS": Milter.CHGHDRS, "MODBODY": Milter.MODBODY,
+                "DELRCPT": Milter.DELRCPT, "QUARANTINE": Milter.QUARANTINE}
+ACTIONS = functools.reduce(operator.or_, ACTION_NAMES.values())
 
 CODES: dict[Outcome, int] = {
     Outcome.CONTINUE: Milter.CONTINUE,
@@ -94,8 +97,16 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
 
     @_counted
     def negotiate(self, opts: list[int]) -> Any:
+        # Without every action a verdict may need, a quarantine (or a forged tag's
+        # removal) would fail at end of message, after other edits went out, and
+        # fail_action=accept would deliver the message: refuse the connection instead,
+        # so the MTA applies its milter_default_action to all of it.
+        if missing := [name for name, flag in ACTION_NAMES.items() if not opts[0] & flag]:
+            log.error("the MTA does not offer the milter actions %s: refusing the connection",
+                      ", ".join(missing))
+            return Milter.REJECT
         result = super().negotiate(opts)
-        opts[0] = self._actions = opts[0] & ACTIONS
+        opts[0] = self._actions = ACTIONS
         return result
 
     @_counted

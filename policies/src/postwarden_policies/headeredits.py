@@ -16,17 +16,35 @@ from .verdicts import AddHeader, ChangeHeader, Edit, RemoveHeader
 FLAGS_HEADER = "X-Postwarden-Flags"
 
 
-def _subject_edit(facts: MessageFacts, prefixes: list[str]) -> Edit | None:
+def _with_subject_prefix(facts: MessageFacts, edits: list[Edit], prefixes: list[str]) -> list[Edit]:
+    """``edits`` with the prefixes put on the first Subject they leave: the message's
+    own unless a rule removed it, else the first a rule added after that, else a new
+    one. Never a change to a Subject a removal deleted: Postfix would add it back
+    (or change a rule's added copy) with the text the removal was for."""
     prefixes = list(dict.fromkeys(prefixes))  # rules (or policies) sharing a prefix add it once
+    removed = max((i for i, edit in enumerate(edits)
+                   if isinstance(edit, RemoveHeader) and edit.name.lower() == "subject"),
+                  default=None)
     subjects = [h for h in facts.headers if h.name.lower() == "subject"]
-    if not subjects:
-        return AddHeader("Subject", "".join(reversed(prefixes)).rstrip())
-    raw = subjects[0].raw_value.lstrip()
-    present = _leading_prefixes(raw, prefixes)
-    missing = [prefix for prefix in prefixes if prefix not in present]
-    if not missing:
-        return None
-    return ChangeHeader("Subject", 1, "".join(reversed(missing)) + raw)
+    if removed is None and subjects:
+        raw = subjects[0].raw_value.lstrip()
+        missing = _missing(raw, prefixes)
+        return [*edits, ChangeHeader("Subject", 1, missing + raw)] if missing else edits
+    start = 0 if removed is None else removed + 1
+    for at in range(start, len(edits)):
+        added = edits[at]
+        if isinstance(added, AddHeader) and added.name.lower() == "subject":
+            missing = _missing(added.value, prefixes)
+            if not missing:
+                return edits
+            return [*edits[:at], AddHeader(added.name, missing + added.value), *edits[at + 1:]]
+    return [*edits, AddHeader("Subject", "".join(reversed(prefixes)).rstrip())]
+
+
+def _missing(subject: str, prefixes: list[str]) -> str:
+    """The prefixes ``subject`` does not start with yet, as they go in front of it."""
+    present = _leading_prefixes(subject, prefixes)
+    return "".join(reversed([prefix for prefix in prefixes if prefix not in present]))
 
 
 def _leading_prefixes(subject: str, prefixes: list[str]) -> set[str]:
@@ -64,8 +82,8 @@ def header_edits(policy_set: PolicySet, facts: MessageFacts, rules: Iterable[Rul
             present.add(name.lower())
         if rule.then.subject_prefix:
             prefixes.append(rule.then.subject_prefix)
-    if prefixes and (subject := _subject_edit(facts, prefixes)) is not None:
-        edits.append(subject)
+    if prefixes:
+        edits = _with_subject_prefix(facts, edits, prefixes)
     if policy_set.tag_flags and facts.flags:
         edits.append(AddHeader(FLAGS_HEADER, ", ".join(sorted(facts.flags))))
     return edits

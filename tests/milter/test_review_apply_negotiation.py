@@ -1,0 +1,81 @@
+"""An MTA that does not offer every milter action a verdict may need is refused at
+negotiation, by the real milter process: accepted, its connection would meet a
+quarantine verdict it cannot carry out after other edits went out, and with
+fail_action=accept the message held for review would be delivered."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import Milter
+import pytest
+
+from tests.fixtures.milterproc import MilterProcess, running_milter
+from tests.fixtures.postgres import wait_until
+from tests.milter.milterclient import MilterClient
+
+POLICY = """\
+version: 1
+name: negotiation
+rules:
+  - name: hold
+    when:
+      subject: '\\[hold-me\\]'
+    then: quarantine
+    message: held for review
+"""
+ALL_ACTIONS = 0x1FF  # what Postfix offers (SMFIF_* of protocol version 6)
+ALL_STEPS = 0x1FFFFF
+
+
+class Client(MilterClient):
+    def offering(self, actions: int) -> Client:
+        """Negotiate offering only ``actions``, then connect."""
+        self._send(b"O", struct.pack(">III", 6, actions, ALL_STEPS))
+        command, data = self._receive()
+        assert command == b"O", command
+        self.protocol = struct.unpack(">III", data[:12])[2]
+        answer = self.step(b"C", b"client.example\x004" + struct.pack(">H", 25000)
+                           + b"127.0.0.1\x00")
+        assert answer is None or answer[0] == b"c", answer
+        return self
+
+    def held_message(self) -> bytes:
+        """A message the policy quarantines: the command of the final answer."""
+        self.macros(b"M", i="Q1")
+        self.step(b"M", b"<alice@example.org>\0")
+        self.step(b"R", b"<bob@example.net>\0")
+        self.step(b"L", b"Subject\0 [hold-me] please\0")
+        self.step(b"N")
+        return self.finish("Q1")[0]
+
+
+@pytest.fixture(scope="module")
+def milter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilterProcess]:
+    policy_dir = tmp_path_factory.mktemp("policies")
+    (policy_dir / "negotiation.yaml").write_text(POLICY)
+    with running_milter(Path(policy_dir), env={"POSTWARDEN_FAIL_ACTION": "accept"}) as process:
+        yield process
+
+
+def test_every_action_offered_quarantines(milter: MilterProcess) -> None:
+    client = Client(milter.env["POSTWARDEN_MILTER_SOCKET"])
+    try:
+        assert client.offering(ALL_ACTIONS).held_message() == b"c"  # held by 'q', not accepted
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("name", ["ADDHDRS", "CHGHDRS", "MODBODY", "DELRCPT", "QUARANTINE"])
+def test_an_action_not_offered_refuses_the_connection(milter: MilterProcess, name: str) -> None:
+    client = Client(milter.env["POSTWARDEN_MILTER_SOCKET"])
+    try:
+        with pytest.raises(EOFError):
+            answer = client.offering(ALL_ACTIONS & ~getattr(Milter, name)).held_message()
+            # Only reached without the refusal: what the message would have met.
+            pytest.fail(f"accepted without {name}; the held message was answered {answer!r}")
+    finally:
+        client.close()
+    assert wait_until(lambda: f"milter actions {name}: refusing" in milter.log(), timeout=10)
