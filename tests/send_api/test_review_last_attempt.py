@@ -47,9 +47,11 @@ async def last_attempt_unanswered(pool: asyncpg.Pool, follower: MaillogFollower,
                          Metrics())
     worker.start()
     try:
-        # Either the row waits, unsettled, for the log, or the message was settled at once.
-        await until(pool, "SELECT EXISTS (SELECT FROM outbox WHERE message_id = $1 AND "
-                    "unsettled AND attempts = 1) OR (SELECT status <> 'queued' FROM "
+        # Either the attempt's deferral is stored (the row waits, unsettled, for the log),
+        # or the message was settled at once. Not merely "unsettled": a claim marks the
+        # row so before its attempt, whose deferral would then undo the update below.
+        await until(pool, "SELECT EXISTS (SELECT FROM outbound_events WHERE message_id = $1 "
+                    "AND event = 'relay_deferred') OR (SELECT status <> 'queued' FROM "
                     "outbound_messages WHERE id = $1)", message)
         if receipt is not None:
             await add_receipt(pool, message, receipt, True)
