@@ -6,7 +6,7 @@ the milter's spool idempotent (exactly one row per event id). The staging
 table holds jsonb and inet columns as text so the binary COPY needs no
 custom codecs; the casts happen in the insert-select.
 
-Every event is made storable first (:func:`storable`), since one event
+Every event is made storable first (:func:`stored_values`), since one event
 Postgres refuses would fail its whole batch: it takes no NUL and no lone
 surrogate (Python's stand-in for an undecodable byte in a header) in text or
 jsonb, and no btree or GIN index entry over about 2.7 KB, which a sender's
@@ -23,7 +23,6 @@ timeout, queued behind the DROP.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import re
@@ -139,8 +138,10 @@ def _bounded_changes(changes: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(kept)
 
 
-def _stored_values(event: AuditEvent) -> dict[str, Any]:
-    """The column values of :func:`storable`'s event."""
+def stored_values(event: AuditEvent) -> dict[str, Any]:
+    """``event``'s column values as Postgres stores them: its strings sanitized
+    (:func:`_sanitized`), the values a sender chooses cut to what every index takes and
+    ``changes`` to a bounded weight; flagged ``truncated`` when anything was cut."""
     clean = {column: _map_strings(getattr(event, column), _sanitized) for column in COLUMNS}
     cut: dict[str, Any] = {column: _bounded(clean[column]) for column in BOUNDED_TEXT
                            if clean[column] is not None}
@@ -152,15 +153,8 @@ def _stored_values(event: AuditEvent) -> dict[str, Any]:
     return clean | cut
 
 
-def storable(event: AuditEvent) -> AuditEvent:
-    """``event`` as Postgres stores it: its strings sanitized (:func:`_sanitized`), the
-    values a sender chooses cut to what every index takes and ``changes`` to a bounded
-    weight; flagged ``truncated`` when anything was cut. The same again when applied twice."""
-    return dataclasses.replace(event, **_stored_values(event))
-
-
 def weight(event: AuditEvent) -> int:
-    """About the bytes ``event`` weighs once storable, without encoding it (a batch is
+    """About the bytes ``event`` weighs once stored, without encoding it (a batch is
     capped by it): its bounded values at their bound, a change at most about 1 KiB."""
     texts = [getattr(event, column) or "" for column in BOUNDED_TEXT]
     texts += [item for column in BOUNDED_ARRAYS for item in getattr(event, column)]
@@ -170,8 +164,8 @@ def weight(event: AuditEvent) -> int:
 
 
 def _record(event: AuditEvent) -> tuple[Any, ...]:
-    """The row of :func:`storable`'s event, for the COPY."""
-    values = _stored_values(event)
+    """The row of :func:`stored_values`, for the COPY."""
+    values = stored_values(event)
     values["changes"] = json.dumps(values["changes"], separators=(",", ":"))
     return tuple(values[column] for column in COLUMNS)
 
