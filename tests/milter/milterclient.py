@@ -12,6 +12,8 @@ import struct
 NO_REPLY = {b"C": 0x1000, b"H": 0x2000, b"M": 0x4000, b"R": 0x8000, b"L": 0x80,
             b"N": 0x40000, b"B": 0x80000}
 PROGRESS = b"p"
+ALL_ACTIONS = 0x1FF  # what Postfix offers (SMFIF_* of protocol version 6)
+ALL_STEPS = 0x1FFFFF
 MODIFICATIONS = frozenset(b"hmbie+-24q")
 
 
@@ -69,9 +71,10 @@ class MilterClient:
     def macros(self, stage: bytes, **values: str) -> None:
         self._send(b"D", stage + b"".join(f"{k}\0{v}\0".encode() for k, v in values.items()))
 
-    def open(self) -> MilterClient:
-        """Negotiate and connect, as smtpd does for a new SMTP session."""
-        self._send(b"O", struct.pack(">III", 6, 0x1FF, 0x1FFFFF))
+    def open(self, actions: int = ALL_ACTIONS) -> MilterClient:
+        """Negotiate (offering ``actions``: all, as Postfix does) and connect, as smtpd
+        does for a new SMTP session."""
+        self._send(b"O", struct.pack(">III", 6, actions, ALL_STEPS))
         command, data = self._receive()
         assert command == b"O", command
         self.protocol = struct.unpack(">III", data[:12])[2]

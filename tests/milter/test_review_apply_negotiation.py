@@ -5,7 +5,6 @@ fail_action=accept the message held for review would be delivered."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from tests.fixtures.milterproc import MilterProcess, running_milter
 from tests.fixtures.postgres import wait_until
-from tests.milter.milterclient import MilterClient
+from tests.milter.milterclient import ALL_ACTIONS, MilterClient
 
 POLICY = """\
 version: 1
@@ -26,22 +25,9 @@ rules:
     then: quarantine
     message: held for review
 """
-ALL_ACTIONS = 0x1FF  # what Postfix offers (SMFIF_* of protocol version 6)
-ALL_STEPS = 0x1FFFFF
 
 
 class Client(MilterClient):
-    def offering(self, actions: int) -> Client:
-        """Negotiate offering only ``actions``, then connect."""
-        self._send(b"O", struct.pack(">III", 6, actions, ALL_STEPS))
-        command, data = self._receive()
-        assert command == b"O", command
-        self.protocol = struct.unpack(">III", data[:12])[2]
-        answer = self.step(b"C", b"client.example\x004" + struct.pack(">H", 25000)
-                           + b"127.0.0.1\x00")
-        assert answer is None or answer[0] == b"c", answer
-        return self
-
     def held_message(self) -> bytes:
         """A message the policy quarantines: the command of the final answer."""
         self.macros(b"M", i="Q1")
@@ -63,7 +49,8 @@ def milter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilterProcess]:
 def test_every_action_offered_quarantines(milter: MilterProcess) -> None:
     client = Client(milter.env["POSTWARDEN_MILTER_SOCKET"])
     try:
-        assert client.offering(ALL_ACTIONS).held_message() == b"c"  # held by 'q', not accepted
+        client.open(ALL_ACTIONS)
+        assert client.held_message() == b"c"  # held by 'q', not accepted
     finally:
         client.close()
 
@@ -73,7 +60,8 @@ def test_an_action_not_offered_refuses_the_connection(milter: MilterProcess, nam
     client = Client(milter.env["POSTWARDEN_MILTER_SOCKET"])
     try:
         with pytest.raises(EOFError):
-            answer = client.offering(ALL_ACTIONS & ~getattr(Milter, name)).held_message()
+            client.open(ALL_ACTIONS & ~getattr(Milter, name))
+            answer = client.held_message()
             # Only reached without the refusal: what the message would have met.
             pytest.fail(f"accepted without {name}; the held message was answered {answer!r}")
     finally:

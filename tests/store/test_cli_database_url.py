@@ -5,17 +5,14 @@ one that holds a password, saying where it goes instead; POSTWARDEN_DATABASE_URL
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from postwarden_store.dsn import has_password
-from tests.conftest import PgServer
-from tests.fixtures.postgres import create_database, drop_database
+from tests.milter.test_process import empty_database  # noqa: F401 - a fixture
 
 PASSWORD = "Sup3rS3cretPW"
 COMMANDS = [
@@ -70,17 +67,11 @@ def test_help_says_to_leave_the_password_out(argv: list[str], instead: str) -> N
     assert "without a password" in " ".join(done.stdout.split())
 
 
-@pytest.fixture
-def empty_database(pg_server: PgServer) -> Iterator[str]:
-    name = asyncio.run(create_database(pg_server.admin_dsn))
-    yield pg_server.dsn(name)
-    asyncio.run(drop_database(pg_server.admin_dsn, name))
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize(("argv", "instead"), COMMANDS)
 def test_the_environment_may_hold_the_password_and_the_argument_the_rest(
-    argv: list[str], instead: str, empty_database: str
+    argv: list[str], instead: str,
+    empty_database: str,  # noqa: F811 - the imported fixture
 ) -> None:
     # The fixture's server trusts loopback: the password is taken and not checked.
     with_password = empty_database.replace("postgres@", f"postgres:{PASSWORD}@", 1)
