@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
-from postwarden_policies import PolicyIssue
+from postwarden_policies import PolicyIssue, yamlnodes
 from postwarden_policies.yamlnodes import (
     MAX_INTEGER,
     TOO_LARGE,
@@ -104,3 +106,66 @@ def test_dump_reads_back_unchanged_under_yaml_1_2_and_1_1() -> None:
     assert node is not None and not issues
     assert construct("d.yaml", node) == (data, [])
     assert yaml.safe_load(text) == data
+
+
+@pytest.mark.parametrize("text", ["rules: [\n", "a: \ud800\n", "a: \x00\n"],
+                         ids=["unclosed-flow", "lone-surrogate", "nul"])
+def test_a_source_libyaml_refuses_is_one_issue_in_pyyamls_words(text: str) -> None:
+    # libyaml parses; its refusals are explained by PyYAML's reader, scanner and parser,
+    # which say what they expected and what they found, and take a str libyaml cannot.
+    node, issues = compose("t.yaml", text)
+    assert node is None and len(issues) == 1
+    assert "but found" in issues[0].message or "not allowed" in issues[0].message
+
+
+def test_an_alias_is_placed_where_it_is_written() -> None:
+    node, issues = compose("t.yaml", "a: &r [1]\nb: *r\n")
+    assert node is not None and not issues
+    alias = node.value[1][1]
+    assert (alias.start_mark.line, alias.start_mark.column) == (1, 3)
+    assert alias.value is node.value[0][1].value  # shared, not copied
+
+
+REPO = Path(__file__).resolve().parents[2]
+EVERY_FORM = r"""
+plain: text
+ints: [010, 0x1f, 0o17, -3, 1_000]
+floats: [1.5, .inf, -.Inf, .nan, 1e3]
+bools: [true, False, yes, off, ~, null]
+quoted: ['single ''q''', "double \t \u00e9"]
+block: |
+  two
+  lines
+folded: >-
+  one
+  line
+anchor: &a {k: [1, 2]}
+alias: *a
+tagged: !!str 12
+"""
+
+
+def _shape(node: yaml.Node) -> object:
+    """A node tree as comparable values: tag, value, and where it starts."""
+    where = (node.start_mark.line, node.start_mark.column)
+    if isinstance(node, yaml.ScalarNode):
+        return (node.tag, node.value, where)
+    if isinstance(node, yaml.SequenceNode):
+        return (node.tag, [_shape(item) for item in node.value], where)
+    return (node.tag, [(_shape(k), _shape(v)) for k, v in node.value], where)
+
+
+SHIPPED = [path for top in ("contrib", "policies", "tests")
+           for path in (REPO / top).rglob("*.yaml")]
+
+
+@pytest.mark.parametrize("path", [*sorted(SHIPPED), None],
+                         ids=lambda path: str(path.relative_to(REPO)) if path else "every-form")
+def test_libyaml_composes_as_pyyaml_does(path: Path | None) -> None:
+    # libyaml does the reading, PyYAML only explains refusals: the two must agree on
+    # every document we ship (and on one with every scalar form and an alias).
+    text = path.read_text() if path else EVERY_FORM
+    fast = yaml.compose(text, Loader=yamlnodes._Loader)
+    explained = yaml.compose(text, Loader=yamlnodes._ExplainingLoader)
+    assert fast is not None and explained is not None
+    assert _shape(fast) == _shape(explained)

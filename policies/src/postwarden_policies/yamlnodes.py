@@ -23,10 +23,13 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 import yaml
+from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.parser import Parser
+from yaml.resolver import Resolver
 
 from .errors import PolicyIssue
 
@@ -61,18 +64,16 @@ YAML11_BOOLEANS: Final[dict[str, bool]] = {
 }
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader with YAML 1.2's booleans, integers and floats.
-
-    An alias becomes a shallow copy of its anchor's node marked where the alias is
-    written, so an issue about the aliased value as a whole (a rule repeated with
-    ``*r``) names the alias's line; what it holds stays the anchor's (shared, not
-    copied: aliases cannot make composing expensive).
-    """
+class _PlacingAliases(Composer):
+    """PyYAML's composer, except that an alias becomes a shallow copy of its anchor's
+    node marked where the alias is written, so an issue about the aliased value as a
+    whole (a rule repeated with ``*r``) names the alias's line; what it holds stays the
+    anchor's (shared, not copied: aliases cannot make composing expensive)."""
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        is_alias = self.check_event(yaml.AliasEvent)
-        alias = self.peek_event() if is_alias else None  # type: ignore[no-untyped-call]
+        events = cast(Parser, self)  # the parser it is mixed with: libyaml's or PyYAML's
+        is_alias = events.check_event(yaml.AliasEvent)
+        alias = events.peek_event() if is_alias else None  # type: ignore[no-untyped-call]
         node = super().compose_node(parent, index)
         if alias is None or node is None:
             return node
@@ -81,13 +82,30 @@ class _Loader(yaml.SafeLoader):
         return placed
 
 
-_Loader.yaml_implicit_resolvers = {
+class _Loader(_PlacingAliases, yaml.CSafeLoader):
+    """Composes with the safe resolver and YAML 1.2's booleans, integers and floats
+    (the constructor is never asked to build anything). libyaml scans and parses:
+    PyYAML's own scanner took seconds on the Rules API's largest policy."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.CSafeLoader.__init__(self, stream)
+        Composer.__init__(self)
+
+
+class _ExplainingLoader(_PlacingAliases, yaml.SafeLoader):
+    """The same in pure Python, run again on a source libyaml refused: its messages
+    say what it expected and what it found ("but found '<stream end>'")."""
+
+
+_RESOLVERS = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (INT_TAG, FLOAT_TAG, BOOL_TAG)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in Resolver.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(INT_TAG, _INT, list("-+0123456789"))
-_Loader.add_implicit_resolver(FLOAT_TAG, _FLOAT, list("-+0123456789."))
-_Loader.add_implicit_resolver(BOOL_TAG, _BOOL, list("tTfF"))
+for _loader in (_Loader, _ExplainingLoader):
+    _loader.yaml_implicit_resolvers = copy.deepcopy(_RESOLVERS)
+    _loader.add_implicit_resolver(INT_TAG, _INT, list("-+0123456789"))
+    _loader.add_implicit_resolver(FLOAT_TAG, _FLOAT, list("-+0123456789."))
+    _loader.add_implicit_resolver(BOOL_TAG, _BOOL, list("tTfF"))
 
 
 class _Dumper(yaml.SafeDumper):
@@ -287,7 +305,10 @@ def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]
     if len(text) > MAX_SOURCE_CHARS:
         return None, [PolicyIssue(label, None, None, f"larger than {MAX_SOURCE_CHARS} characters")]
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        try:
+            node = yaml.compose(text, Loader=_Loader)
+        except (yaml.YAMLError, UnicodeEncodeError):  # a lone surrogate does not encode
+            node = yaml.compose(text, Loader=_ExplainingLoader)
     except yaml.MarkedYAMLError as exc:
         return None, [_marked_issue(label, exc)]
     except yaml.YAMLError as exc:
