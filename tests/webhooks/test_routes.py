@@ -116,6 +116,10 @@ async def test_allowed_network_from_settings(
      ({**new_hook("sec"), "secret": "hunter2"}, "secret"),
      ({**new_hook("hdr"), "headers": {"X": "y"}}, "headers"),
      ({"name": "api", "url": "https://a.example.com/", "kind": "api_call"}, "body_template"),
+     # aiohttp refuses a control character but HTAB when it sends: every delivery failed
+     *[pytest.param({"name": "ctl", "url": "https://a.example.com/", "kind": "api_call",
+                     "body_template": {}, "headers": {"X-Token": f"a{ch}b"}}, "headers",
+                    id=f"header-{ord(ch):#04x}") for ch in "\x01\x1b\x7f"],
      ({**new_hook("extra"), "color": "red"}, "color")],
 )
 async def test_validation(client: Client, admin_key: str, body: dict[str, Any],

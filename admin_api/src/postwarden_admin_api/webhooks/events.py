@@ -3,9 +3,10 @@
 Events are rows in ``webhook_events`` with one delivery per endpoint that
 wants them. Triggers (migration ``0005_webhooks.sql``) raise them in the
 transaction of the change they report: milter verdicts from ``audit_events``,
-``policy.activated`` from ``active_policies``, ``send.*`` from
-``outbound_events``. Anything else (``policy.load_failed``) is raised with
-:func:`raise_event`, or the SQL function ``webhook_raise(type, payload)``.
+``policy.activated`` and ``policy.deactivated`` from ``active_policies``
+(``0022_webhook_policy_deactivated.sql``), ``send.*`` from ``outbound_events``.
+Anything else (``policy.load_failed``) is raised with :func:`raise_event`, or the
+SQL function ``webhook_raise(type, payload)``.
 
 Payloads carry metadata only: each event family has a list of fields it may
 carry (never a subject, body or attachment) and every string passes through
@@ -36,6 +37,7 @@ class EventType(enum.StrEnum):
     SEND_BOUNCED = "send.bounced"
     SEND_FAILED = "send.failed"
     POLICY_ACTIVATED = "policy.activated"
+    POLICY_DEACTIVATED = "policy.deactivated"
     POLICY_LOAD_FAILED = "policy.load_failed"
     # Raised by the policy action `notify: <endpoint>` for the named endpoints
     # only; endpoints cannot subscribe to it.

@@ -74,7 +74,9 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/webhooks/{id}": {
         "get": operation("one webhook endpoint", _ROLES, parameters=[_ID],
                          responses={200: ref("Webhook")}),
-        "patch": operation("change a webhook endpoint", _ROLES, parameters=[_ID],
+        "patch": operation("change a webhook endpoint (a new url, kind or body_template needs "
+                           "write-only values given again: 422 validation_failed)", _ROLES,
+                           parameters=[_ID],
                            body=json_content(ref("WebhookChange")),
                            responses={200: ref("Webhook")}),
         "delete": operation("delete a webhook endpoint and its deliveries", _ROLES,

@@ -3,46 +3,35 @@
 The signing secret and the api_call headers are write-only: stored encrypted,
 shown as ``{"is_set": bool}``. The URL is a secret too (:mod:`.urls`): stored
 encrypted and shown only as its scheme and host with a mask
-(``https://hooks.slack.com/…``) and ``url_is_set``. A URL the SSRF guard refuses on its face is
-answered with 422 ``url_not_allowed`` and the reason; host names are checked
-again at every delivery. A new URL needs the api_call headers given again (or
-``null``): kept, they would go wherever an operator points the endpoint. A
-replay goes only to the URL the delivery was made for: one made before the URL
-was last set is 409 ``webhook_url_changed`` (an operator, who may not read the
-audit log, could otherwise collect it elsewhere).
+(``https://hooks.slack.com/…``) and ``url_is_set``. What a create or change may do is
+checked in :mod:`.changes`: every problem at once, a URL the SSRF guard refuses on its
+face among them (422 ``url_not_allowed`` with the reason; host names are checked again
+at every delivery), and write-only values given again where the change would let them
+serve another receiver or another content. A replay goes only to the URL the delivery
+was made for: one made before the URL was last set is 409 ``webhook_url_changed`` (an
+operator, who may not read the audit log, could otherwise collect it elsewhere).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 from aiohttp import web
-from yarl import URL
 
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.bodies import json_ok, path_int, query_int, read_json_object
 from postwarden_admin_api.context import POOL, Role, allow
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
-from postwarden_admin_api.secrets import KEYRING
 
-from .events import SUBSCRIBABLE
-from .options import WEBHOOK_OPTIONS
-from .payloads import Kind, header_problems, template_problems
-from .signing import SignatureError, secret_key
-from .ssrf import UrlRefused
-from .urls import masked, origin
+from .changes import NEW_ENDPOINT, merged
+from .urls import masked
 from .worker import cancel_pending_replays, replay
 
 routes = web.RouteTableDef()
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-MAX_URL = 2048
-FIELDS = frozenset({"name", "url", "kind", "events", "secret", "headers", "body_template",
-                    "enabled"})
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
 
 COLUMNS = """id, name, url, url_ciphertext, url_origin, kind, events, enabled, created_at,
@@ -108,110 +97,6 @@ def _shown(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_url(request: web.Request, url: Any) -> URL:
-    if not isinstance(url, str) or not url or len(url) > MAX_URL:
-        raise ValidationFailed([{"field": "url", "message": f"expected 1..{MAX_URL} characters"}])
-    try:
-        return request.app[WEBHOOK_OPTIONS].guard.check_url(url)
-    except UrlRefused as refused:
-        raise ApiError(
-            422, "url_not_allowed", "the URL is not allowed as a webhook target",
-            details=[{"field": "url", "reason": refused.reason.value, "message": refused.detail}],
-        ) from None
-
-
-def _field_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Problems with each field given, on its own."""
-    problems = [{"field": f, "message": "unknown field"} for f in sorted(set(data) - FIELDS)]
-    if "name" in data and not (isinstance(data["name"], str) and NAME.match(data["name"])):
-        problems.append({"field": "name", "message": "expected 1..64 of A-Z a-z 0-9 _ . -"})
-    if "kind" in data and data["kind"] not in [k.value for k in Kind]:  # a list: [] is no key
-        problems.append({"field": "kind", "message": "expected webhook, slack or api_call"})
-    events = data.get("events", [])
-    if not isinstance(events, list) or not all(
-        isinstance(e, str) and e in SUBSCRIBABLE for e in events
-    ):
-        problems.append({"field": "events", "message": "expected a list of event types: "
-                         + ", ".join(sorted(SUBSCRIBABLE))})
-    if "enabled" in data and not isinstance(data["enabled"], bool):
-        problems.append({"field": "enabled", "message": "expected true or false"})
-    secret = data.get("secret")
-    if secret is not None:
-        try:
-            secret_key(secret if isinstance(secret, str) else "")
-        except SignatureError as exc:
-            problems.append({"field": "secret", "message": str(exc)})
-    if data.get("headers") is not None:
-        problems += [{"field": "headers", "message": m} for m in header_problems(data["headers"])]
-    if data.get("body_template") is not None:
-        problems += [{"field": "body_template", "message": m}
-                     for m in template_problems(data["body_template"])]
-    return problems
-
-
-def _kind_problems(kind: str, secret_set: bool, headers_set: bool, template: Any
-                   ) -> list[dict[str, Any]]:
-    """Problems of the endpoint as a whole, once the change is applied."""
-    problems = []
-    if kind == Kind.WEBHOOK and not secret_set:
-        problems.append({"field": "secret", "message": "a webhook endpoint needs a secret"})
-    if kind == Kind.API_CALL and template is None:
-        problems.append({"field": "body_template", "message": "an api_call needs a template"})
-    if kind != Kind.API_CALL:
-        for name, is_set in (("headers", headers_set), ("body_template", template is not None)):
-            if is_set:
-                problems.append({"field": name, "message": "only api_call endpoints have this"})
-    return problems
-
-
-def _headers_follow_url(data: Mapping[str, Any], current: Mapping[str, Any]
-                        ) -> list[dict[str, Any]]:
-    """Headers set for one URL must not go to a new one unasked: an operator could
-    point the endpoint at their own server and read them (they are write-only)."""
-    if "url" in data and "headers" not in data and current["headers_ciphertext"] is not None:
-        return [{"field": "headers", "message": "a new url needs the headers given again"
-                 " (or null): they were set for the old one"}]
-    return []
-
-
-def _merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str, Any]
-            ) -> dict[str, Any]:
-    """The endpoint's columns after applying ``data`` to ``current`` (validated)."""
-    parsed = _check_url(request, data["url"]) if "url" in data else None
-    problems = _field_problems(data) + _headers_follow_url(data, current)
-    if problems:
-        raise ValidationFailed(problems)
-    keyring = request.app[KEYRING]
-    row = {key: current[key] for key in ("name", "url", "url_ciphertext", "url_origin", "kind",
-                                          "enabled", "secret_ciphertext", "headers_ciphertext")}
-    row["events"] = sorted(set(data.get("events", current["events"])))
-    template = data.get("body_template", json.loads(current["body_template"] or "null"))
-    row["body_template"] = None if template is None else json.dumps(template)
-    row.update({key: data[key] for key in ("name", "kind", "enabled") if key in data})
-    if parsed is not None:
-        row.update(url=None, url_ciphertext=keyring.encrypt(data["url"]),
-                   url_origin=origin(parsed))
-    if "secret" in data:
-        secret = data["secret"]
-        row["secret_ciphertext"] = None if secret is None else keyring.encrypt(secret)
-    if "headers" in data:
-        headers = data["headers"]
-        row["headers_ciphertext"] = (
-            None if headers is None else keyring.encrypt(json.dumps(headers))
-        )
-    problems = _kind_problems(row["kind"], row["secret_ciphertext"] is not None,
-                              row["headers_ciphertext"] is not None, template)
-    if problems:
-        raise ValidationFailed(problems)
-    return row
-
-
-NEW_ENDPOINT: dict[str, Any] = {
-    "name": None, "url": None, "url_ciphertext": None, "url_origin": None,
-    "kind": Kind.WEBHOOK.value, "events": [], "enabled": True, "body_template": None,
-    "secret_ciphertext": None, "headers_ciphertext": None,
-}
-
 
 def _name_taken() -> ApiError:
     return ApiError(409, "name_taken", "a webhook with this name exists",
@@ -231,9 +116,7 @@ async def webhooks_list(request: web.Request) -> web.Response:
 async def webhooks_create(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     missing = [{"field": f, "message": "required"} for f in ("name", "url") if f not in data]
-    if missing:
-        raise ValidationFailed(missing)
-    row = _merged(request, data, NEW_ENDPOINT)
+    row = merged(request, data, NEW_ENDPOINT, missing)
     async with connection(request.app[POOL]) as conn, conn.transaction():
         try:
             created = await conn.fetchrow(
@@ -270,7 +153,7 @@ async def webhooks_update(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     async with connection(request.app[POOL]) as conn, conn.transaction():
         current = await _current(conn, request, lock=True)
-        row = _merged(request, data, current)
+        row = merged(request, data, current)
         try:
             updated = await conn.fetchrow(
                 UPDATE, current["id"], row["name"], row["url"], row["url_ciphertext"],

@@ -1,0 +1,190 @@
+"""Checking a webhook endpoint's create or change, and the columns it leaves.
+
+Every problem of a request is listed in one answer, a URL the SSRF guard refuses on
+its face among them (then the code is ``url_not_allowed``). Write-only values (the
+URL, the signing secret, an api_call's headers) stay bound to what they were given
+for: a new URL needs the headers given again (or ``null``), else they would go
+wherever an operator points the endpoint; a new kind or body template needs the URL,
+and the secret and headers when set, else an operator who never learned them could
+make them carry a body of their choosing (signed JSON, a post to a Slack URL). See
+:func:`_given_again`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+from postwarden_admin_api.errors import ApiError, ValidationFailed
+from postwarden_admin_api.secrets import KEYRING
+
+from .events import SUBSCRIBABLE
+from .options import WEBHOOK_OPTIONS
+from .payloads import Kind, header_problems, template_problems
+from .signing import SignatureError, secret_key
+from .ssrf import UrlRefused
+from .urls import origin
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+MAX_URL = 2048
+FIELDS = frozenset({"name", "url", "kind", "events", "secret", "headers", "body_template",
+                    "enabled"})
+KINDS = [kind.value for kind in Kind]  # a list: `in` must not hash a field value ([] or {})
+
+
+def _url_problems(request: web.Request, data: Mapping[str, Any]
+                  ) -> tuple[URL | None, list[dict[str, Any]]]:
+    """The new URL parsed, or why it is refused (a guard refusal carries its ``reason``)."""
+    if "url" not in data:
+        return None, []
+    url = data["url"]
+    if not isinstance(url, str) or not url or len(url) > MAX_URL:
+        return None, [{"field": "url", "message": f"expected 1..{MAX_URL} characters"}]
+    try:
+        return request.app[WEBHOOK_OPTIONS].guard.check_url(url), []
+    except UrlRefused as refused:
+        return None, [{"field": "url", "reason": refused.reason.value,
+                       "message": refused.detail}]
+
+
+def _refused(problems: list[dict[str, Any]]) -> ApiError:
+    """Every problem in one answer; url_not_allowed when the guard refused the URL."""
+    if any("reason" in problem for problem in problems):
+        return ApiError(422, "url_not_allowed", "the URL is not allowed as a webhook target",
+                        details=problems)
+    return ValidationFailed(problems)
+
+
+def _field_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Problems with each field given, on its own."""
+    problems = [{"field": f, "message": "unknown field"} for f in sorted(set(data) - FIELDS)]
+    if "name" in data and not (isinstance(data["name"], str) and NAME.match(data["name"])):
+        problems.append({"field": "name", "message": "expected 1..64 of A-Z a-z 0-9 _ . -"})
+    if "kind" in data and data["kind"] not in KINDS:
+        problems.append({"field": "kind", "message": "expected webhook, slack or api_call"})
+    events = data.get("events", [])
+    if not isinstance(events, list) or not all(
+        isinstance(e, str) and e in SUBSCRIBABLE for e in events
+    ):
+        problems.append({"field": "events", "message": "expected a list of event types: "
+                         + ", ".join(sorted(SUBSCRIBABLE))})
+    if "enabled" in data and not isinstance(data["enabled"], bool):
+        problems.append({"field": "enabled", "message": "expected true or false"})
+    secret = data.get("secret")
+    if secret is not None:
+        try:
+            secret_key(secret if isinstance(secret, str) else "")
+        except SignatureError as exc:
+            problems.append({"field": "secret", "message": str(exc)})
+    if data.get("headers") is not None:
+        problems += [{"field": "headers", "message": m} for m in header_problems(data["headers"])]
+    if data.get("body_template") is not None:
+        problems += [{"field": "body_template", "message": m}
+                     for m in template_problems(data["body_template"])]
+    return problems
+
+
+def _template(current: Mapping[str, Any]) -> Any:
+    return None if current["body_template"] is None else json.loads(current["body_template"])
+
+
+def _is_set(current: Mapping[str, Any], field: str) -> bool:
+    """Whether the write-only ``field`` (url, secret, headers) holds a value."""
+    if field == "url":
+        return current["url_ciphertext"] is not None or current["url"] is not None
+    return current[f"{field}_ciphertext"] is not None
+
+
+def _sends_other_content(data: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether ``data`` changes what a delivery sends: the kind or the body template."""
+    kind = data.get("kind", current["kind"])
+    if kind != current["kind"]:
+        return kind in KINDS  # an unknown kind is a field problem, not a change
+    # sort_keys: jsonb keeps no key order; json.dumps tells true from 1, which == does not
+    return "body_template" in data and (json.dumps(data["body_template"], sort_keys=True)
+                                        != json.dumps(_template(current), sort_keys=True))
+
+
+def _given_again(data: Mapping[str, Any], current: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Write-only values were given for one receiver and one content; an operator who
+    never learned them must not keep them for another. Headers set for one URL would
+    be sent to a new one (an operator's own server); the URL (a Slack webhook's path,
+    a token in the query), the secret (the signature a receiver trusts) and the headers
+    (an Authorization token) must not authorize a body of the operator's choosing (a
+    new kind, a new template): such changes need them given again (or null)."""
+    wanted: dict[str, str] = {}
+    if "url" in data:
+        wanted["headers"] = ("a new url needs the headers given again (or null): they were"
+                             " set for the old one")
+    if _sends_other_content(data, current):
+        for field in ("url", "secret", "headers"):
+            wanted.setdefault(field, f"a new kind or body_template needs the {field} given"
+                              f" again{'' if field == 'url' else ' (or null)'}: it was set"
+                              " for what the endpoint sent before")
+    if data.get("kind", current["kind"]) != Kind.API_CALL:
+        wanted.pop("headers", None)  # only api_call sends them; _kind_problems wants null
+    return [{"field": field, "message": message} for field, message in wanted.items()
+            if field not in data and _is_set(current, field)]
+
+
+def _kind_problems(data: Mapping[str, Any], current: Mapping[str, Any]
+                   ) -> list[dict[str, Any]]:
+    """Problems of the endpoint as a whole, once the change is applied."""
+    kind = data.get("kind", current["kind"])
+    if kind not in KINDS:
+        return []  # a field problem already
+    secret_set, headers_set = (data[f] is not None if f in data else _is_set(current, f)
+                               for f in ("secret", "headers"))
+    template = data["body_template"] if "body_template" in data else _template(current)
+    problems = []
+    if kind == Kind.WEBHOOK and not secret_set:
+        problems.append({"field": "secret", "message": "a webhook endpoint needs a secret"})
+    if kind == Kind.API_CALL and template is None:
+        problems.append({"field": "body_template", "message": "an api_call needs a template"})
+    if kind != Kind.API_CALL:
+        for name, is_set in (("headers", headers_set), ("body_template", template is not None)):
+            if is_set:
+                problems.append({"field": name, "message": "only api_call endpoints have this"})
+    return problems
+
+
+def merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str, Any],
+            missing: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The endpoint's columns after applying ``data`` to ``current``; every problem of the
+    request (and the ``missing`` fields) is refused in one answer."""
+    parsed, url_problems = _url_problems(request, data)
+    problems = [*missing, *url_problems, *_field_problems(data), *_given_again(data, current),
+                *_kind_problems(data, current)]
+    if problems:
+        raise _refused(problems)
+    keyring = request.app[KEYRING]
+    row = {key: current[key] for key in ("name", "url", "url_ciphertext", "url_origin", "kind",
+                                          "enabled", "secret_ciphertext", "headers_ciphertext")}
+    row["events"] = sorted(set(data.get("events", current["events"])))
+    template = data.get("body_template", _template(current))
+    row["body_template"] = None if template is None else json.dumps(template)
+    row.update({key: data[key] for key in ("name", "kind", "enabled") if key in data})
+    if parsed is not None:
+        row.update(url=None, url_ciphertext=keyring.encrypt(data["url"]),
+                   url_origin=origin(parsed))
+    if "secret" in data:
+        secret = data["secret"]
+        row["secret_ciphertext"] = None if secret is None else keyring.encrypt(secret)
+    if "headers" in data:
+        headers = data["headers"]
+        row["headers_ciphertext"] = (
+            None if headers is None else keyring.encrypt(json.dumps(headers))
+        )
+    return row
+
+
+NEW_ENDPOINT: dict[str, Any] = {
+    "name": None, "url": None, "url_ciphertext": None, "url_origin": None,
+    "kind": Kind.WEBHOOK.value, "events": [], "enabled": True, "body_template": None,
+    "secret_ciphertext": None, "headers_ciphertext": None,
+}
