@@ -29,6 +29,7 @@ from postwarden_policies import (
     Verdict,
 )
 
+from .headervalues import sendable
 from .settings import FailAction
 
 REPLACEBODY_CHUNK = 64 * 1024  # libmilter's limit per replacebody call
@@ -68,7 +69,7 @@ class MessageEdits:
     uid: str
     id_header: str  # empty: do not add our id header
     header_counts: Mapping[str, int]  # lower-case name -> occurrences
-    rcpt_as_given: Mapping[str, str]  # lower-case address -> RCPT TO argument
+    recipients: tuple[str, ...]  # RCPT TO addresses as Postfix holds them (no <>), in order
     leading_space: bool  # P_HDR_LEADSPC negotiated: we supply the space after the colon
 
 
@@ -94,33 +95,39 @@ def fail(actions: MilterActions, action: FailAction) -> Applied:
     return reply_with(actions, Reply.INTERNAL_ERROR)
 
 
-def _value(text: str, message: MessageEdits) -> str:
-    """A header value libmilter can take: pymilter hands it over as strict UTF-8 in a
-    C string, so raw 8-bit bytes that are not UTF-8 (a Latin-1 Subject we prefix,
-    kept as surrogates) become U+FFFD and a NUL goes, instead of failing the message."""
-    sendable = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    sendable = sendable.replace("\0", "")
-    return " " + sendable if message.leading_space else sendable
-
-
 def _edit_headers(actions: MilterActions, verdict: Verdict, message: MessageEdits) -> None:
     # Postfix's header indexes count the copies we add too (they go after the rest).
     counts = Counter(message.header_counts)
     for edit in verdict.edits:
         if isinstance(edit, AddHeader):
-            actions.addheader(edit.name, _value(edit.value, message))
+            actions.addheader(edit.name, sendable(edit.name, edit.value, message.leading_space))
             counts[edit.name.lower()] += 1
         elif isinstance(edit, ChangeHeader):
-            actions.chgheader(edit.name, edit.index, _value(edit.value, message))
+            # An empty value deletes (delivery.py); with the leading space it would not.
+            value = sendable(edit.name, edit.value, message.leading_space) if edit.value else ""
+            actions.chgheader(edit.name, edit.index, value)
         elif isinstance(edit, RemoveHeader):
             _remove_header(actions, edit.name, counts)
-        elif isinstance(edit, DeleteRecipient):
-            as_given = message.rcpt_as_given.get(edit.address.lower(), f"<{edit.address}>")
-            actions.delrcpt(as_given)
+    _delete_recipients(actions, verdict, message.recipients)
     if message.id_header:
         # A sender's copy must not stand before ours, where a reader looks first.
         _remove_header(actions, message.id_header, counts)
-        actions.addheader(message.id_header, _value(message.uid, message))
+        actions.addheader(message.id_header,
+                          sendable(message.id_header, message.uid, message.leading_space))
+
+
+def _delete_recipients(actions: MilterActions, verdict: Verdict,
+                       recipients: tuple[str, ...]) -> None:
+    """Postfix keeps one recipient of those differing only in case (the first given: its
+    duplicate filter folds case), and deletes every one whose RCPT TO address is byte for
+    byte the one named. So each address past the limit is named as given, once, and not
+    while a copy spelt the same stays: naming it would delete the kept one."""
+    left = Counter(recipients)
+    deleted = [e.address for e in verdict.edits if isinstance(e, DeleteRecipient)]
+    left.subtract(deleted)
+    for address in dict.fromkeys(deleted):
+        if left[address] <= 0:
+            actions.delrcpt(f"<{address}>")
 
 
 def _remove_header(actions: MilterActions, name: str, counts: Counter[str]) -> None:

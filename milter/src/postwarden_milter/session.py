@@ -110,16 +110,13 @@ class Transaction:
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)
     recipients: list[str] = field(default_factory=list)
-    rcpt_as_given: dict[str, str] = field(default_factory=dict)  # for delrcpt
     header_bytes: bytearray = field(default_factory=bytearray)
     header_names: Counter[str] = field(default_factory=Counter)
     size: int = 0
     _body: BodyBuffer | None = None
 
     def add_recipient(self, as_given: str) -> None:
-        address = strip_brackets(as_given)
-        self.recipients.append(address)
-        self.rcpt_as_given.setdefault(address.lower(), as_given)
+        self.recipients.append(strip_brackets(as_given))
 
     def add_header(self, name: str, value: bytes, leading_space: bool) -> bool:
         """Keep the header as received; False once the message is too big."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .facts import MessageFacts
+from .facts import Header, MessageFacts
 from .model import Rule
 from .policyset import PolicySet
 from .verdicts import AddHeader, ChangeHeader, Edit, RemoveHeader
@@ -27,9 +27,10 @@ def _with_subject_prefix(facts: MessageFacts, edits: list[Edit], prefixes: list[
                   default=None)
     subjects = [h for h in facts.headers if h.name.lower() == "subject"]
     if removed is None and subjects:
-        raw = subjects[0].raw_value.lstrip()
-        missing = _missing(raw, prefixes)
-        return [*edits, ChangeHeader("Subject", 1, missing + raw)] if missing else edits
+        missing = _missing(subjects[0].raw_value.lstrip(), prefixes)
+        if not missing:
+            return edits
+        return [*edits, ChangeHeader("Subject", 1, missing + _folded(facts, subjects[0]))]
     start = 0 if removed is None else removed + 1
     for at in range(start, len(edits)):
         added = edits[at]
@@ -39,6 +40,39 @@ def _with_subject_prefix(facts: MessageFacts, edits: list[Edit], prefixes: list[
                 return edits
             return [*edits[:at], AddHeader(added.name, missing + added.value), *edits[at + 1:]]
     return [*edits, AddHeader("Subject", "".join(reversed(prefixes)).rstrip())]
+
+
+def _folded(facts: MessageFacts, header: Header) -> str:
+    """``header``'s value with the folding it was received with (line breaks as the
+    message's own), so that prefixing a long Subject does not make it one line; the
+    unfolded value where the raw section does not give back exactly that value."""
+    pieces: list[str] = []
+    for line in _field_lines(facts.raw[: facts.body_offset], header.name):
+        text = line.decode("utf-8", "surrogateescape")
+        if pieces and not (pieces[-1].strip(" \t") and text.strip(" \t")):
+            pieces[-1] += text  # no line of blanks alone (nor a break after an empty first)
+        else:
+            pieces.append(text)
+    unfolded = header.raw_value.lstrip()
+    folded = facts.newline.decode("ascii").join(pieces).strip(" \t")
+    return folded if "".join(pieces).strip(" \t") == unfolded else unfolded
+
+
+def _field_lines(section: bytes, name: str) -> list[bytes]:
+    """The first ``name`` field of a header section: its value's first line and its
+    continuation lines, without line ends (split as headers.parse_header_section does)."""
+    wanted = name.lower().encode("ascii", "replace")
+    lines: list[bytes] = []
+    for line in section.splitlines():
+        if lines:
+            if line[:1] not in (b" ", b"\t"):
+                break
+            lines.append(line)
+            continue
+        field, colon, value = line.partition(b":")
+        if colon and field[:1] not in (b" ", b"\t") and field.rstrip(b" \t").lower() == wanted:
+            lines.append(value)
+    return lines
 
 
 def _missing(subject: str, prefixes: list[str]) -> str:

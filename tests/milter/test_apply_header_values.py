@@ -1,0 +1,145 @@
+"""Header values as the adapter hands them to libmilter: folded with bare LF (as they
+came, and wherever a line would pass 998 octets), raw 8-bit bytes that are not UTF-8 in
+RFC 2047 encoded words that carry them, never a break that starts a new field."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.header
+import re
+
+import pytest
+
+from postwarden_milter.apply import apply_verdict
+from postwarden_policies import Accept, AddHeader, ChangeHeader, Verdict
+
+from .test_apply import EDITS, Recorder
+
+NO_ID = dataclasses.replace(EDITS, id_header="")
+ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?=")
+
+
+def _sent(value: str, name: str = "Subject") -> str:
+    """What chgheader gets for a changed value, without the leading space."""
+    actions = Recorder()
+    apply_verdict(actions, Verdict(Accept(), edits=(ChangeHeader(name, 1, value),)), NO_ID)
+    (call,) = actions.calls
+    sent = str(call[-1])
+    assert sent.startswith(" ")
+    return sent[1:]
+
+
+def _lines(name: str, sent: str) -> list[bytes]:
+    """The field's lines as Postfix writes them (it adds the CR)."""
+    return f"{name}: {sent}".encode().split(b"\n")
+
+
+def _raw_bytes(value: str) -> bytes:
+    """The value's text as a reader decodes it, as bytes (encoded words to their bytes)."""
+    parts = email.header.decode_header(value.replace("\n", ""))
+    return b"".join(p if isinstance(p, bytes) else p.encode() for p, _ in parts)
+
+
+def test_the_folding_a_value_came_with_goes_as_bare_lf() -> None:
+    assert _sent("[EXT] one\r\n two\r\n\tthree") == "[EXT] one\n two\n\tthree"
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("[EXT] " + " ".join(f"word{n:04d}" for n in range(300)), id="words"),
+    pytest.param("[EXT] " + "x" * 3000, id="no-blank-at-all"),
+    pytest.param("[EXT] " + "x" * 1200 + " tail", id="a-blank-past-998"),
+    pytest.param("[EXT] " + "ä" * 700 + " " + "ö" * 700, id="multi-byte-characters"),
+    pytest.param("a\r\n " + "b " * 1000, id="a-long-continuation"),
+])
+def test_no_line_passes_998_octets(value: str) -> None:
+    lines = _lines("Subject", _sent(value))
+    assert len(lines) > 1 and max(len(line) for line in lines) <= 998
+    lines[0].decode("utf-8")  # never a character cut in two
+    for line in lines[1:]:
+        assert line[:1] in (b" ", b"\t")
+        line.decode("utf-8")
+
+
+def test_a_long_line_is_folded_at_blanks_to_78_octets() -> None:
+    value = "[EXT] " + " ".join(f"word{n:04d}" for n in range(300))
+    sent = _sent(value)
+    assert sent.replace("\n", "") == value  # folding only: unfolded, the same text
+    assert max(len(line) for line in _lines("Subject", sent)) <= 78
+
+
+def test_lines_within_998_octets_stay_as_they_are() -> None:
+    value = "[EXT] " + "y " * 200 + "end"
+    assert _sent(value) == value
+
+
+def test_a_run_without_blanks_is_cut_with_a_space_put_in() -> None:
+    sent = _sent("x" * 3000)
+    assert sent.replace("\n ", "") == "x" * 3000
+
+
+def test_an_encoded_word_is_never_folded_inside() -> None:
+    # Readers decode an encoded word with blanks inside; a fold there would break it.
+    word = "=?utf-8?q?" + "a b " * 60 + "?="
+    sent = _sent("[EXT] " + "z " * 600 + word + " " + "z " * 300)
+    assert any(word in line for line in sent.split("\n"))
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("a\nX-Injected: yes", id="lf"),
+    pytest.param("a\rX-Injected: yes", id="cr"),
+    pytest.param("a\r\nX-Injected: yes", id="crlf"),
+])
+def test_a_break_never_starts_a_new_field(value: str) -> None:
+    assert _sent(value) == "a\n X-Injected: yes"
+
+
+def test_blank_lines_fold_nothing() -> None:
+    assert _sent("a\r\n \r\n b\r\n") == "a \n b"
+
+
+@pytest.mark.parametrize(("value", "sent"), [
+    pytest.param("[EXT] f\udce4llig", "[EXT] =?ISO-8859-1?Q?f=E4llig?=", id="one-word"),
+    # Readers drop the blanks between encoded words: adjacent raw words share one.
+    pytest.param("gr\udcfc\udcdfe aus M\udcfcnchen", "=?ISO-8859-1?Q?gr=FC=DFe?= aus "
+                 "=?ISO-8859-1?Q?M=FCnchen?=", id="ascii-word-between"),
+    pytest.param("gr\udcfc\udcdfe\t\udce4", "=?ISO-8859-1?Q?gr=FC=DFe=09=E4?=",
+                 id="adjacent-raw-words"),
+    # Beside an encoded word the text had, the blank between goes inside ours.
+    pytest.param("=?utf-8?q?x?= \udce4 =?utf-8?q?y?=",
+                 "=?utf-8?q?x?= =?ISO-8859-1?Q?_=E4_?= =?utf-8?q?y?=", id="beside-encoded-words"),
+    pytest.param("f\udce4llig\r\n n\udce4chste", "=?ISO-8859-1?Q?f=E4llig_n=E4chste?=",
+                 id="across-a-fold"),
+])
+def test_raw_8_bit_goes_in_encoded_words(value: str, sent: str) -> None:
+    assert _sent(value) == sent
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("[EXT] " + "\udce4" * 200, id="a-long-run"),
+    pytest.param("[EXT] Gr\udcfc\udcdfe =?utf-8?q?=C3=A4?= f\udce4llig _=?= ?", id="mixed"),
+    pytest.param("\udcff\udc80 \udce4", id="only-raw"),
+])
+def test_encoded_words_carry_the_raw_bytes(value: str) -> None:
+    sent = _sent(value)
+    sent.encode("utf-8")  # as pymilter converts it
+    assert all(len(word) <= 75 for word in ENCODED_WORD.findall(sent))
+    assert sent.isascii()
+    original = email.header.decode_header(value.encode("utf-8", "surrogateescape")
+                                          .decode("latin-1"))
+    expected = b"".join(p if isinstance(p, bytes) else p.encode("latin-1") for p, _ in original)
+    assert _raw_bytes(sent) == expected
+
+
+def test_an_added_value_is_folded_too() -> None:
+    actions = Recorder()
+    verdict = Verdict(Accept(), edits=(AddHeader("X-Long", "v" * 1500),))
+    apply_verdict(actions, verdict, NO_ID)
+    (call,) = actions.calls
+    assert max(len(line) for line in _lines("X-Long", str(call[-1])[1:])) <= 998
+
+
+def test_an_empty_changed_value_deletes_the_header() -> None:
+    # As delivery.apply_edits reads a ChangeHeader; " " would leave an empty Subject.
+    actions = Recorder()
+    apply_verdict(actions, Verdict(Accept(), edits=(ChangeHeader("Subject", 1, ""),)), NO_ID)
+    assert actions.calls == [("chgheader", "Subject", 1, "")]

@@ -1,0 +1,34 @@
+"""Recipients past max_recipients: named to delrcpt as given, once, and not while a copy
+spelt the same stays (Postfix deletes every recipient whose address is byte for byte
+the one named). tests/e2e/test_apply_recipients.py shows what Postfix then delivers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from postwarden_milter.apply import apply_verdict
+from postwarden_policies import Accept, DeleteRecipient, Verdict
+
+from .test_apply import EDITS, Recorder
+
+
+@pytest.mark.parametrize(("recipients", "deleted", "calls"), [
+    pytest.param(("A@x.test", "a@x.test"), ("a@x.test",), ["<a@x.test>"], id="case-variant"),
+    pytest.param(("a@x.test", "A@x.test"), ("A@x.test",), ["<A@x.test>"],
+                 id="case-variant-other-way"),
+    pytest.param(("a@x.test", "b@x.test", "a@x.test"), ("a@x.test",), [],
+                 id="identical-copy-of-a-kept-one"),
+    pytest.param(("a@x.test", "b@x.test", "b@x.test"), ("b@x.test", "b@x.test"), ["<b@x.test>"],
+                 id="every-copy-deleted-named-once"),
+    pytest.param(("a@x.test", "c@x.test", "b@x.test"), ("c@x.test", "b@x.test"),
+                 ["<c@x.test>", "<b@x.test>"], id="in-order"),
+])
+def test_recipients_past_the_limit(recipients: tuple[str, ...], deleted: tuple[str, ...],
+                                   calls: list[str]) -> None:
+    actions = Recorder()
+    verdict = Verdict(Accept(), edits=tuple(DeleteRecipient(a) for a in deleted))
+    apply_verdict(actions, verdict, dataclasses.replace(EDITS, id_header="",
+                                                        recipients=recipients))
+    assert actions.calls == [("delrcpt", call) for call in calls]

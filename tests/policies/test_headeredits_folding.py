@@ -1,0 +1,51 @@
+"""The Subject prefix keeps the folding the Subject came with (its line breaks as the
+message's own); where the raw header section does not give the parsed value back, the
+unfolded value is what it goes on."""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_policies import ChangeHeader, Envelope, evaluate, parse_message
+
+from .policy_helpers import policy
+
+TAG = policy("tag_flags: false\nrules:\n  - name: tag\n    then: {subject_prefix: '[EXT] '}\n")
+
+
+def _subject_edit(head: bytes) -> object:
+    facts = parse_message(head + b"\r\nbody\r\n", Envelope())
+    (edit,) = evaluate(TAG, facts).edits
+    return edit
+
+
+@pytest.mark.parametrize(("head", "value"), [
+    pytest.param(b"Subject: one\r\n two\r\n\tthree\r\n", "[EXT] one\r\n two\r\n\tthree",
+                 id="folded"),
+    pytest.param(b"From: a@b.test\r\nSubject: one\r\n two\r\nTo: c@d.test\r\n",
+                 "[EXT] one\r\n two", id="among-others"),
+    pytest.param(b"Subject:\r\n  one\r\n two\r\n", "[EXT] one\r\n two",
+                 id="empty-first-line-folds-nothing"),
+    pytest.param(b"Subject: one\r\n \r\n two\r\n", "[EXT] one \r\n two",
+                 id="a-line-of-blanks-folds-nothing"),
+    pytest.param(b"Subject: one \r\n  \r\n", "[EXT] one", id="trailing-blank-lines"),
+    pytest.param(b"Subject: f\xe4llig\r\n n\xe4chste\r\n",
+                 "[EXT] f\udce4llig\r\n n\udce4chste", id="raw-8-bit-kept"),
+    pytest.param(b"subject : one\r\n two\r\n", "[EXT] one\r\n two", id="name-spelt-otherwise"),
+    # The parsed value strips a leading vertical tab; the raw lines do not give it back.
+    pytest.param(b"Subject: \x0bone\r\n two\r\n", "[EXT] one two", id="unfolded-otherwise"),
+    pytest.param(b"Subject: one\r\n two\r\nSubject: other\r\n three\r\n", "[EXT] one\r\n two",
+                 id="the-first-of-two"),
+])
+def test_the_prefixed_subject_keeps_its_folding(head: bytes, value: str) -> None:
+    assert _subject_edit(head) == ChangeHeader("Subject", 1, value)
+
+
+def test_a_message_with_bare_lf_keeps_its_own_line_breaks() -> None:
+    facts = parse_message(b"Subject: one\n two\n\nbody\n", Envelope())
+    assert evaluate(TAG, facts).edits == (ChangeHeader("Subject", 1, "[EXT] one\n two"),)
+
+
+def test_an_unfolded_subject_stays_one_line() -> None:
+    assert _subject_edit(b"Subject: " + b"x " * 600 + b"\r\n") == ChangeHeader(
+        "Subject", 1, "[EXT] " + "x " * 599 + "x")
