@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -13,6 +14,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api import admin_audit, audit_queries
 from postwarden_admin_api.audit_queries import build_where
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.retention import enforce_retention
@@ -144,6 +146,106 @@ async def test_stats_by_hour_and_top_rules(
     assert stats["totals"] == {"accept": 10, "reject": 10, "quarantine": 10}
     assert stats["series"][0]["start"].startswith("2026-11-20T12:00")
     assert stats["top_rules"][0] == {"rule": "rule-0", "count": 8}
+
+
+async def test_top_rules_count_an_event_once_per_rule_name(
+    admin_client: TestClient[Any, Any], mint_key: MintKey, database_url: str
+) -> None:
+    """Two policies of a set may each have a rule "spam": an event they both matched
+    names it twice, and is one event for it."""
+    conn = await connect(database_url)
+    try:
+        await conn.execute("SELECT audit_ensure_partition($1)", BASE)
+        for rules in (["spam", "spam", "virus"], ["virus"]):
+            await conn.execute(INSERT, uuid.uuid4(), BASE, "Q1", "uid", "192.0.2.1",
+                               "a@example.com", ["b@example.org"], "<m@x>", "reject", rules)
+    finally:
+        await conn.close()
+    key = await mint_key(Role.AUDITOR)
+    stats = await _get(admin_client, key, "/api/v1/stats", since=BASE.isoformat(),
+                       until=(BASE + dt.timedelta(minutes=1)).isoformat())
+    assert stats["top_rules"] == [{"rule": "virus", "count": 2}, {"rule": "spam", "count": 1}]
+
+
+async def test_the_admin_log_read_is_cut_at_the_statement_timeout(
+    admin_client: TestClient[Any, Any], auditor: str, database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(audit_queries, "STATEMENT_TIMEOUT_MS", 200)
+    blocker = await connect(database_url)
+    try:
+        async with blocker.transaction():
+            # The read waits for this lock: it stands for a read that is slow.
+            await blocker.execute("LOCK TABLE admin_audit IN ACCESS EXCLUSIVE MODE")
+            async with asyncio.timeout(30):
+                response = await admin_client.get("/api/v1/admin-audit", headers=bearer(auditor))
+            assert response.status == 503
+            assert (await response.json())["error"]["code"] == "query_timeout"
+    finally:
+        await blocker.close()
+
+
+async def test_the_admin_log_pages_end_where_the_entries_do(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    for name in ("one", "two"):
+        await admin_client.post("/api/v1/keys", headers=bearer(admin_key),
+                                json={"role": "auditor", "name": name})
+    first = await _get(admin_client, admin_key, "/api/v1/admin-audit", action="key.created",
+                       limit="1")
+    assert [e["summary"]["name"] for e in first["entries"]] == ["two"]
+    second = await _get(admin_client, admin_key, "/api/v1/admin-audit", action="key.created",
+                        limit="1", before=str(first["next_before"]))
+    assert [e["summary"]["name"] for e in second["entries"]] == ["one"]
+    assert second["next_before"] is None  # no last page that is empty
+
+
+async def test_the_admin_log_refuses_an_empty_range(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    response = await admin_client.get("/api/v1/admin-audit", headers=bearer(auditor),
+                                      params={"since": BASE.isoformat(),
+                                              "until": BASE.isoformat()})
+    assert response.status == 422
+    assert (await response.json())["error"]["details"] == [
+        {"field": "since", "message": "must be before until"}]
+
+
+def _rows_removed(plan: dict[str, Any]) -> int:
+    """Rows every node of a JSON plan (EXPLAIN ANALYZE) read and then threw away."""
+    return int(plan.get("Rows Removed by Filter", 0)) + sum(
+        _rows_removed(child) for child in plan.get("Plans", []))
+
+
+async def test_an_admin_log_page_reads_no_newer_entries(database_url: str) -> None:
+    """The page before entry 100 of 5000, planned as a cached statement may be: an
+    index condition, not a filter over the 4900 newer entries."""
+    conn = await connect(database_url)
+    try:
+        await conn.execute("INSERT INTO admin_audit (action, target) "
+                           "SELECT 'key.created', 'k' || n FROM generate_series(1, 5000) n")
+        await conn.execute("ANALYZE admin_audit")
+        before = await conn.fetchval("SELECT min(id) + 99 FROM admin_audit")
+        queries: list[Any] = []
+        conn.add_query_logger(queries.append)
+        page = await admin_audit.fetch_page(conn, since=None, until=None, action=None,
+                                            before_id=before, limit=10)
+        for _ in range(1000):  # the logger is called soon after, not at once
+            if queries:
+                break
+            await asyncio.sleep(0)
+        conn.remove_query_logger(queries.append)
+        assert [entry["id"] for entry in page] == list(range(before - 1, before - 11, -1))
+        [logged] = queries
+        literals = ", ".join("NULL" if arg is None else str(int(arg)) for arg in logged.args)
+        async with conn.transaction():
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await conn.execute(f"PREPARE page AS {logged.query}")
+            plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page({literals})")
+            await conn.execute("DEALLOCATE page")
+    finally:
+        await conn.close()
+    assert _rows_removed(plan[0]["Plan"]) == 0
 
 
 async def test_admin_audit_is_append_only_and_listed(

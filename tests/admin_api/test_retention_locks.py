@@ -36,6 +36,7 @@ PARTITIONS = ("SELECT inhrelid::regclass::text FROM pg_inherits "
 LOCK_WAITERS = ("SELECT count(*) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND wait_event_type = 'Lock'")
 DEADLINE = 30.0  # only keeps a broken test from hanging
+ENSURE = "SELECT audit_ensure_partition($1)"  # as a batch starts
 
 
 async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
@@ -122,6 +123,8 @@ async def test_two_instances_at_once_drop_each_partition_once(fresh_database_url
     for _ in range(10):
         setup = await connect(dsn)
         try:
+            # The last round's drops stay dropped: forget them to write the months again.
+            await setup.execute("UPDATE audit_retention SET kept_from = NULL")
             await write_audit_events(setup, [make_event(when) for when in OLD_MONTHS])
         finally:
             await setup.close()
@@ -132,6 +135,28 @@ async def test_two_instances_at_once_drop_each_partition_once(fresh_database_url
             await a.close()
             await b.close()
         assert sorted(dropped[0] + dropped[1]) == OLD_PARTITIONS
+
+
+async def test_retention_waits_for_a_batch_that_read_what_it_keeps(
+    fresh_database_url: str,
+) -> None:
+    """A batch that asked for its partitions before retention moved what it keeps
+    commits before anything is dropped (else it would make a month again that
+    retention is dropping)."""
+    dsn = fresh_database_url
+    conn, batch = await connect(dsn), await connect(dsn)
+    try:
+        await write_audit_events(conn, [make_event(OLD_MONTHS[0])])
+        async with batch.transaction():
+            assert await batch.fetchval(ENSURE, OLD_MONTHS[0]) == OLD_PARTITIONS[0]
+            with pytest.raises(Postponed):
+                await asyncio.wait_for(enforce_retention(conn), DEADLINE)
+            assert OLD_PARTITIONS[0] in await _partitions(batch)
+        assert await enforce_retention(conn) == OLD_PARTITIONS[:1]
+        assert await batch.fetchval(ENSURE, OLD_MONTHS[0]) is None
+    finally:
+        await conn.close()
+        await batch.close()
 
 
 async def test_an_audit_read_is_cut_at_the_statement_timeout(

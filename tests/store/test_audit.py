@@ -20,6 +20,7 @@ from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool, SpoolBudget
 from postwarden_policies import AuditEvent
 from postwarden_store import connect, migrate_database, write_audit_events
+from postwarden_store.audit import Written, write_audit_batch
 from tests.fixtures.postgres import PostgresCluster, create_database, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -229,13 +230,13 @@ def test_an_unexpected_write_error_spools_the_batch_and_loses_nothing(
     _cluster, dsn = own_cluster
     calls: list[int] = []
 
-    async def fails_first(conn: Any, batch: list[AuditEvent]) -> None:
+    async def fails_first(conn: Any, batch: list[AuditEvent]) -> Written:
         calls.append(len(batch))
         if len(calls) == 1:
             raise RuntimeError("a bug, not an outage")
-        await write_audit_events(conn, batch)
+        return await write_audit_batch(conn, batch)
 
-    monkeypatch.setattr(audit_pipeline, "write_audit_events", fails_first)
+    monkeypatch.setattr(audit_pipeline, "write_audit_batch", fails_first)
     events = [make_event() for _ in range(3)]
     with _running(dsn, tmp_path, Metrics()) as pipeline:
         pipeline.submit(events[0])

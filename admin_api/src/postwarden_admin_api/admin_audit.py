@@ -21,13 +21,18 @@ INSERT = """
 INSERT INTO admin_audit (key_id, key_name, client_address, action, target, summary)
 VALUES ($1, $2, $3, $4, $5, $6)
 """
-SELECT_PAGE = """
-SELECT id, time, key_id, key_name, host(client_address) AS client_address, action, target, summary
-FROM admin_audit
-WHERE ($1::timestamptz IS NULL OR time >= $1) AND ($2::timestamptz IS NULL OR time < $2)
-  AND ($3::text IS NULL OR action = $3) AND ($4::bigint IS NULL OR id < $4)
-ORDER BY id DESC LIMIT $5
-"""
+PAGE_COLUMNS = ("id, time, key_id, key_name, host(client_address) AS client_address, action, "
+                "target, summary")
+# filter -> SQL fragment with one placeholder "{}" for its parameter number. Only the
+# filters given are in the query: in a generic plan (one asyncpg's cached statement may
+# get) "$4 IS NULL OR id < $4" is no index condition, and every page read the log
+# from its newest entry on.
+PAGE_FILTERS = {
+    "since": "time >= ${}",
+    "until": "time < ${}",
+    "action": "action = ${}",
+    "before_id": "id < ${}",
+}
 
 
 def _scrub(value: Any) -> Any:
@@ -72,6 +77,21 @@ async def record(
                 action=action, target=target, summary=summary)
 
 
+def page_sql(filters: dict[str, Any], limit: int) -> tuple[str, list[Any]]:
+    """The query of one page, newest first, and its parameters; ``filters`` maps names of
+    :data:`PAGE_FILTERS` to values, None for a filter not given."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name, fragment in PAGE_FILTERS.items():
+        if filters.get(name) is not None:
+            params.append(filters[name])
+            clauses.append(fragment.format(len(params)))
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    params.append(limit)
+    return (f"SELECT {PAGE_COLUMNS} FROM admin_audit{where} "  # noqa: S608 - constant fragments
+            f"ORDER BY id DESC LIMIT ${len(params)}", params)
+
+
 async def fetch_page(
     conn: asyncpg.Connection,
     *,
@@ -81,5 +101,7 @@ async def fetch_page(
     before_id: int | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    rows = await conn.fetch(SELECT_PAGE, since, until, action, before_id, limit)
+    sql, params = page_sql({"since": since, "until": until, "action": action,
+                            "before_id": before_id}, limit)
+    rows = await conn.fetch(sql, *params)
     return [{**dict(row), "time": row["time"].isoformat()} for row in rows]

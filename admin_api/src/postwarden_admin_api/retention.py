@@ -1,7 +1,11 @@
 """Retention: a periodic job drops audit partitions older than ``audit_retention_days``.
 
 Partitions are monthly, so a partition goes once its whole month is older
-than the cutoff. Old rate-limit windows are purged by the same job.
+than the cutoff. What is dropped stays dropped: the round first records the
+cutoff's month as the first one kept (``audit_retention.kept_from``), and no
+audit write stores an event older than that (a milter replaying its spool
+after a long outage counts such events as expired). Old rate-limit windows are
+purged by the same job.
 
 Dropping a partition (and making next month's) takes an ACCESS EXCLUSIVE lock
 on ``audit_events``: it waits for every open reader, and while it waits every
@@ -59,7 +63,8 @@ async def enforce_retention(conn: asyncpg.Connection, now: dt.datetime | None = 
             await conn.execute(ENSURE_NEXT)
         except asyncpg.LockNotAvailableError:
             raise Postponed(f"audit_events stayed locked for {LOCK_TIMEOUT} "
-                            "(a long audit search, export page or stats query)") from None
+                            "(a long audit search, export page or stats query, or a "
+                            "milter's audit write)") from None
     await purge_counters(conn, dt.timedelta(days=1))
     for name in dropped:
         log.info("retention: dropped audit partition %s (older than %s days)", name, days)

@@ -4,7 +4,11 @@ deploy (activate and deactivate several policies as one change), deactivate.
 The policy ``database-rules`` belongs to the Rules API (routes_rules): it rewrites
 the policy from its rules alone, so these routes refuse to upload, activate,
 deploy or deactivate it (422 ``reserved_policy_name``). Rolling it back stays
-possible: that is how a Rules API change is undone.
+possible: that is how a Rules API change is undone. But only to a revision that
+is the document the Rules API writes for its rules: one uploaded by hand before
+uploads of that name were refused may set anything else (mode, defaults...),
+which the Rules API would silently drop with its next change; rolling back to it
+is refused with the same code.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+
+from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
 from .bodies import json_ok, path_int, query_int, read_json_object
@@ -34,7 +40,7 @@ from .revisions import (
     revision_label,
     store_revision,
 )
-from .routes_rules import MANAGED_POLICY
+from .routes_rules import MANAGED_POLICY, managed_document
 
 routes = web.RouteTableDef()
 SOURCE_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json",
@@ -261,7 +267,24 @@ async def policy_rollback(request: web.Request) -> web.Response:
         row = await fetch_revision(conn, target) if 0 < target < 2**63 else None
     if row is None or row["policy_name"] != name:
         raise ApiError(404, "not_found", "no such revision of this policy")
+    if name == MANAGED_POLICY and not await off_loop(_written_by_rules_api, row):
+        raise ApiError(422, "reserved_policy_name", f"revision {target} of {MANAGED_POLICY!r} "
+                       "was uploaded by hand, not written by the Rules API: roll back to one "
+                       "it wrote (name it as revision_id)")
     return await _activate(request, target, "policy.rolled_back")
+
+
+def _written_by_rules_api(revision: asyncpg.Record) -> bool:
+    """Whether a revision reads as the document the Rules API writes for its rules.
+    Documents are compared, not text: a change of the YAML writer's layout leaves the
+    revisions it wrote before restorable."""
+    label = revision_label(revision)
+    _, document, _ = read_plain(label, revision["source"])
+    rules = document.get("rules") if isinstance(document, dict) else None
+    if not isinstance(rules, list):
+        return False
+    _, generated, _ = read_plain(label, managed_document(rules))
+    return bool(document == generated)
 
 
 _STR = {"type": "string"}
@@ -334,7 +357,9 @@ OPENAPI_PATHS = {
         _OPERATORS, parameters=[_NAME], responses={200: ref("Deployment")},
     )},
     "/api/v1/policies/{name}/rollback": {"post": operation(
-        "activate an earlier revision (default: the one before the active one)", _OPERATORS,
+        "activate an earlier revision (default: the one before the active one); of "
+        "database-rules only one the Rules API wrote (else 422 reserved_policy_name)",
+        _OPERATORS,
         parameters=[_NAME], responses={200: ref("Revision")},
         body=json_content({"type": "object", "properties": {"revision_id": _INT}}),
     )},

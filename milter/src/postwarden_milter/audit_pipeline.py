@@ -26,7 +26,10 @@ grows until a write succeeds, not merely a connect: a database that takes
 connections but no writes is not hammered. Without a database the spool is
 the audit log, never drained, so ``spool_max_bytes`` applies only with one:
 it caps a backlog, and an audit log that grows is for the admin to rotate,
-not a reason to refuse mail. No error ends the writer.
+not a reason to refuse mail. Spooled events older than the audit retention
+(their month's partition dropped meanwhile) are not written: the store skips
+them, and they are counted (``reason="expired"``) and logged. No error ends
+the writer.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ import time
 import asyncpg
 
 from postwarden_policies import AuditEvent
-from postwarden_store import StoreError, check_schema_current, create_pool, write_audit_events
-from postwarden_store.audit import weight
+from postwarden_store import StoreError, check_schema_current, create_pool
+from postwarden_store.audit import weight, write_audit_batch
 
 from .loopthread import LoopThread
 from .metrics import Metrics
@@ -229,13 +232,17 @@ class AuditPipeline:
         assert self._pool is not None  # noqa: S101 - callers checked _connected()
         conn = await self._pool.acquire(timeout=WRITE_TIMEOUT)
         try:
-            await asyncio.wait_for(write_audit_events(conn, batch), WRITE_TIMEOUT)
+            written = await asyncio.wait_for(write_audit_batch(conn, batch), WRITE_TIMEOUT)
         except TimeoutError as exc:
             raise WriteTimeout from exc
         finally:
             # Bounded: after a timeout the release waits for Postgres to cancel the query.
             await self._pool.release(conn, timeout=WRITE_TIMEOUT)
-        self._metrics.audit_written.inc(len(batch))
+        if written.expired:
+            self._metrics.audit_dropped.labels("expired").inc(written.expired)
+            log.warning("%d audit events older than the audit retention not written "
+                        "(their month was dropped)", written.expired)
+        self._metrics.audit_written.inc(len(batch) - written.expired)
         self._retry_delay = RETRY_MIN  # Postgres writes again: the next outage starts afresh
 
     async def _probe(self) -> None:

@@ -40,7 +40,8 @@ class Metrics:
         )
         self.audit_dropped = Counter(
             "postwarden_audit_dropped",
-            "Audit events lost (queue or spool full, refused by Postgres, too slow to write)",
+            "Audit events lost (queue or spool full, refused by Postgres, too slow to write, "
+            "older than the audit retention)",
             ["reason"],
             registry=r,
         )

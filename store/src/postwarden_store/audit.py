@@ -19,6 +19,13 @@ A batch waits at most ``lock_timeout`` (:data:`LOCK_TIMEOUT`) for a lock,
 such as the parent table's that retention's DROP of an old partition queues
 for: the milter spools and retries then instead of waiting its whole write
 timeout, queued behind the DROP.
+
+Retention's drops stay dropped: an event of a month before the first one
+retention keeps (a spooled event replayed after a long outage, say) is not
+written, and its month's partition is not made again; :func:`write_audit_batch`
+counts it as expired. ``audit_ensure_partition`` decides, and locks what it
+read until the batch commits (migration 0023), so no batch writes into a month
+retention is dropping.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -67,6 +75,7 @@ CREATE TEMPORARY TABLE IF NOT EXISTS audit_events_staging (
 ) ON COMMIT DELETE ROWS
 """
 
+# The partition's name; NULL for a month retention dropped.
 ENSURE_PARTITION = "SELECT audit_ensure_partition($1)"
 
 INSERT_FROM_STAGING = """
@@ -170,18 +179,38 @@ def _record(event: AuditEvent) -> tuple[Any, ...]:
     return tuple(values[column] for column in COLUMNS)
 
 
-async def write_audit_events(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> int:
-    """Store a batch in one transaction; returns how many rows were new."""
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a batch came to: rows new to the log, and events retention had expired."""
+
+    new: int
+    expired: int
+
+
+async def write_audit_batch(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> Written:
+    """Store a batch in one transaction, but not its events of a month retention dropped
+    (for which ``audit_ensure_partition`` makes no partition and answers NULL)."""
     if not events:
-        return 0
-    records = [_record(event) for event in events]
+        return Written(0, 0)
+    records = [(_month(event.time), _record(event)) for event in events]
     async with conn.transaction():
         await conn.execute(SET_LOCK_TIMEOUT, LOCK_TIMEOUT)
-        for month in sorted({_month(event.time) for event in events}):
-            await conn.execute(ENSURE_PARTITION, month)
-        await conn.execute(CREATE_STAGING)
-        await conn.copy_records_to_table(
-            "audit_events_staging", records=records, columns=COLUMNS
-        )
-        status: str = await conn.execute(INSERT_FROM_STAGING)
+        dropped = set()
+        for month in sorted({month for month, _ in records}):  # every writer in one order
+            if await conn.fetchval(ENSURE_PARTITION, month) is None:
+                dropped.add(month)
+        kept = [record for month, record in records if month not in dropped]
+        new = await _insert(conn, kept) if kept else 0
+    return Written(new, len(records) - len(kept))
+
+
+async def _insert(conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> int:
+    await conn.execute(CREATE_STAGING)
+    await conn.copy_records_to_table("audit_events_staging", records=records, columns=COLUMNS)
+    status: str = await conn.execute(INSERT_FROM_STAGING)
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def write_audit_events(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> int:
+    """Store a batch (:func:`write_audit_batch`); returns how many rows were new."""
+    return (await write_audit_batch(conn, events)).new
