@@ -36,6 +36,13 @@ class Metrics:
             "showed queued), or unreachable (Postfix could not be reached; no attempt "
             "counted)", ["outcome"], registry=self.registry,
         )
+        self.relay_put_off = Counter(
+            "postwarden_relay_put_off", "send API outbox rows of an interrupted attempt put "
+            "off, unsent and no attempt counted, because Postfix's log cannot tell yet "
+            "whether Postfix queued it, by reason: open_receipt (cleanup took it in, qmgr "
+            "has not logged it yet) or log_behind (the log follower has not read to the "
+            "end of the log)", ["reason"], registry=self.registry,
+        )
         self.deliveries = Counter(
             "postwarden_deliveries", "send API messages' results read from Postfix's log: "
             "delivered, deferred, bounced (a recipient), expired, discarded, deleted, held "

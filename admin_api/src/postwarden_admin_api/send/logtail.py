@@ -6,14 +6,75 @@ file it reads open, so what was written to a renamed file before the rename
 is still read, to its end, before the new file is. It recognises a file
 emptied in place even when the file has grown past the old position since:
 the last bytes it read must still be where it read them.
+
+A file emptied in place is read on in the copy ``copytruncate`` made beside it,
+found by those bytes (:func:`copy_of`), to its end: the lines written after the
+last read and before the copy are there only. A reader that stops keeps the
+bytes' fingerprint with its position (:func:`mark_token`), so the next one
+recognises a file emptied in place while no one read it too: without it, a file
+refilled past the position was read on from there, mid-line, the lines before
+it never read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 MARK_BYTES = 64
+
+
+def _fingerprint(mark: bytes) -> bytes:
+    """The first 8 bytes of a version 8 UUID (RFC 9562: custom) for ``mark``."""
+    stamp = bytearray(hashlib.blake2b(mark, digest_size=8).digest())
+    stamp[6] = stamp[6] & 0x0F | 0x80
+    return bytes(stamp)
+
+
+def mark_token(mark: bytes) -> uuid.UUID:
+    """A fresh token that carries the fingerprint of ``mark``, the bytes just before a
+    saved position: 8 bytes of it, 8 random (less the UUID's variant bits)."""
+    rest = bytearray(os.urandom(8))
+    rest[0] = rest[0] & 0x3F | 0x80
+    return uuid.UUID(bytes=_fingerprint(mark) + bytes(rest))
+
+
+def carries(token: uuid.UUID | None, mark: bytes) -> bool | None:
+    """Whether ``token`` carries the fingerprint of ``mark``; None when it carries none
+    (saved by an older version)."""
+    if token is None or token.version != 8:
+        return None
+    return token.bytes[:8] == _fingerprint(mark)
+
+
+def mark_at(path: Path, position: int) -> bytes | None:
+    """The MARK_BYTES of the file at ``path`` before ``position``; None when it is shorter."""
+    try:
+        with path.open("rb") as file:
+            if os.fstat(file.fileno()).st_size < position:
+                return None
+            return os.pread(file.fileno(), min(position, MARK_BYTES),
+                            max(0, position - MARK_BYTES))
+    except FileNotFoundError:
+        return None
+
+
+def copy_of(path: Path, position: int, holds: Callable[[bytes], bool]) -> Path | None:
+    """The copy of the log at ``path`` beside it (``copytruncate``'s) whose bytes before
+    ``position`` are those the log had (``holds`` says): the newest, when several are."""
+    try:
+        own = path.stat().st_ino
+        with os.scandir(path.parent) as entries:
+            found = [Path(e.path) for e in entries
+                     if e.name.startswith(path.name) and e.is_file(follow_symlinks=False)
+                     and e.inode() != own]
+    except OSError:
+        return None
+    copies = [f for f in found if (mark := mark_at(f, position)) is not None and holds(mark)]
+    return max(copies, key=lambda f: f.stat().st_mtime, default=None)
 
 
 class LogTail:
@@ -24,9 +85,28 @@ class LogTail:
         self._fd: int | None = None
         self._mark = b""  # the last bytes read, ending at ``position``
 
+    def mark_before(self, position: int) -> bytes:
+        """The MARK_BYTES of the open file before ``position`` (b"": none open)."""
+        if self._fd is None:
+            return b""
+        return os.pread(self._fd, min(position, MARK_BYTES), max(0, position - MARK_BYTES))
+
     def resume(self, inode: int, position: int) -> None:
         """Go on at ``position`` of the file ``inode`` (where an earlier run stopped)."""
         self.inode, self.position = inode, position
+
+    def resume_in_place(self, inode: int, position: int, token: uuid.UUID | None) -> bool:
+        """Go on at ``position`` of the file at the path (``inode``, the one it was saved
+        in), unless it was emptied in place since (``copytruncate``: shorter now, or other
+        bytes before the position than ``token`` fingerprints): then the rest of its copy
+        beside it first, found by those bytes, and the file from its start. False when
+        it was and no copy holds them (the file is read from its start)."""
+        mark = mark_at(self.path, position)
+        # None: saved by an older version, which kept no fingerprint: taken as it is.
+        if mark is not None and carries(token, mark) is not False:
+            self.resume(inode, position)
+            return True
+        return self._resume_copy(position, lambda mark: carries(token, mark) is True)
 
     def resume_renamed(self, renamed: Path, inode: int, position: int) -> bool:
         """Go on at ``position`` of the file ``inode``, renamed to ``renamed`` while
@@ -47,8 +127,10 @@ class LogTail:
         restarted = self._fd is None and self._open()
         if self._fd is None:
             return b"", False
-        if self._rewritten():
-            self.position, self._mark, restarted = 0, b"", True
+        if self._rewritten():  # the rest in its copy, if one is beside it, then from its start
+            mark = self._mark
+            if not (mark and self._resume_copy(self.position, lambda found: found.endswith(mark))):
+                self.position, self._mark, restarted = 0, b"", True
         data = os.pread(self._fd, limit, self.position)
         if not data and self._replaced():  # the old file is read to its end: on to the new
             self.close()
@@ -59,6 +141,11 @@ class LogTail:
         self.position += len(data)
         self._mark = (self._mark + data)[-MARK_BYTES:]
         return data, restarted
+
+    def _resume_copy(self, position: int, holds: Callable[[bytes], bool]) -> bool:
+        """Go on at ``position`` of the copy of the log (:func:`copy_of`), if there is one."""
+        copy = copy_of(self.path, position, holds)
+        return copy is not None and self.resume_renamed(copy, copy.stat().st_ino, position)
 
     def unread(self) -> int:
         """Bytes not read yet: the rest of the file being read and any newer one."""

@@ -10,9 +10,11 @@ about the whole message (expired, discarded, removed, held: see
 :mod:`.deliverylines`) settle the recipients no line of their own will. A
 rotated file is read to its end and the new one from its start, and one emptied
 in place too (:mod:`.logtail`), also when the rotation happened while no
-instance read the log (the old file is found by its inode beside the log,
-unless it was compressed). A line can arrive before the relay worker stored the
-queue id it names, so unmatched lines are retried for ``PENDING_SECONDS``. Most
+instance read the log (the old file is found by its inode beside the log, or,
+for one emptied in place, the copy by the bytes before the saved position, which
+the saved token fingerprints; unless it was compressed). A line can arrive
+before the relay worker stored the queue id it names, so unmatched lines are
+retried for ``PENDING_SECONDS``. Most
 lines in a busy log are about other mail: those of mail seen arriving as
 another's are dropped as they are parsed (:mod:`.othermail`); of the rest, each
 poll first asks, in one query, which queue ids are ours, then applies those
@@ -64,9 +66,9 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .deliverylines import DeliveryEvent, parse_line
-from .logtail import LogTail
+from .logtail import LogTail, mark_token
 from .othermail import OtherMail
-from .receipts import ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
+from .receipts import Holds, ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
 from .scrub import for_log
 from .syslogline import split_line
 
@@ -132,6 +134,9 @@ class _Read:
     deliveries: list[Waiting]
     receipts: list[ReceiptLine]
     unread: int  # bytes left in the file (or a newer one at the path) at this read
+    # Where the line not read whole starts (the position to save), and the bytes before it.
+    line_start: int
+    mark: bytes
 
 
 def saved_form(waiting: list[Waiting]) -> list[dict[str, object]]:
@@ -233,6 +238,8 @@ class MaillogFollower:
         self._receipts: list[ReceiptLine] = []
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
         self._receipts_dropped = False
+        self._holds = Holds()  # as of the last committed poll
+        self._holds_read = self._holds  # as of the poll in its transaction
         self._read_to_end_at = -math.inf  # when the last poll that read to the end began
         self._progress = asyncio.Condition()
         self._stopping = asyncio.Event()
@@ -296,6 +303,7 @@ class MaillogFollower:
         self._partial, self._pending, self._pending_saved, self._receipts = b"", [], [], []
         self._skipped = 0
         self._receipts_dropped = False
+        self._holds = self._holds_read = Holds()
         self._other_mail.clear()
 
     async def _take_over(self, row: asyncpg.Record | None) -> None:
@@ -314,8 +322,11 @@ class MaillogFollower:
             return
         self._pending = self._pending_saved = restored(row["pending"])
         if stat is not None and row["inode"] == stat.st_ino:
-            if row["position"] <= stat.st_size:  # else emptied in place: from its start
-                self._tail.resume(stat.st_ino, row["position"])
+            if not await asyncio.to_thread(self._tail.resume_in_place, stat.st_ino,
+                                           row["position"], row["saved_by"]):
+                log.warning("maillog follower: %s was emptied in place while no instance "
+                            "read it and its copy is not beside it (compressed?): its last "
+                            "lines were not read", self._path)
             return
         # Rotated since (perhaps the new file is not there yet): the old one first.
         renamed = await asyncio.to_thread(_renamed, self._path, row["inode"])
@@ -373,6 +384,7 @@ class MaillogFollower:
             # all). Before the connection goes back: its reset may fail.
             self._committed = saved
             self._receipts, self._receipts_dropped = [], False
+            self._holds = self._holds_read
             self._pending, self._pending_saved = pending
         for event in applied:
             if event.status != "removed":  # every message's last line, whatever became of it
@@ -415,7 +427,10 @@ class MaillogFollower:
             # Not elif: a milter's hold commits a receipt and is a timeline event too.
             if (event := parse_line(line)) is not None and not self._other_mail.claims(event):
                 deliveries.append((now, event))
-        return _Read(deliveries, receipts, unread)
+        # From the start of the line not read whole: the next reader reads all of it.
+        line_start = self._tail.position - len(self._partial) - self._skipped
+        return _Read(deliveries, receipts, unread, line_start,
+                     self._tail.mark_before(line_start))
 
     async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int) -> tuple[
             int, list[DeliveryEvent], tuple[list[Waiting], list[Waiting]], uuid.UUID]:
@@ -437,18 +452,17 @@ class MaillogFollower:
             self._receipts_dropped = True
         if self._receipts_dropped:
             await void_uncommitted(conn, self._host)
-        await apply_receipts(conn, self._host, self._receipts)
+        self._holds_read = await apply_receipts(conn, self._host, self._receipts,
+                                                self._holds)
         applied, awaited = await apply_events(conn, self._host, [event for _, event in queue])
         kept, others = still_waiting(queue, applied, awaited)
         pending = others + kept  # a cut to MAX_PENDING drops older lines of other mail first
         # Read to the end: nothing left in the file nor in a newer one at the path
         # (the last bytes of a renamed file do not say so).
         read_to_end = unread == 0
-        saved = uuid.uuid4()
+        saved = mark_token(read.mark)  # a restart checks the file still holds these bytes
         # The lease is renewed with the position, at every poll.
-        # From the start of the line not read whole: the next reader reads all of it.
-        line_start = self._tail.position - len(self._partial) - self._skipped
-        await conn.execute(SAVE_POSITION, self._key, self._tail.inode, line_start, self._me,
+        await conn.execute(SAVE_POSITION, self._key, self._tail.inode, read.line_start, self._me,
                            LEASE_SECONDS,
                            saved, read_no if read_to_end else None,
                            saved_form(kept) if kept != self._pending_saved else None)

@@ -17,6 +17,13 @@ message's line. A message a milter quarantines goes to the hold queue, which
 qmgr never reads: cleanup's ``milter-hold: END-OF-MESSAGE`` line, the last of
 its checks before it commits the file, is that message's commit (a hold by
 ``header_checks`` comes while the message still arrives, and commits nothing).
+A later milter may still reject the message at its end, and cleanup logs the
+hold first: a ``milter-reject: END-OF-MESSAGE`` line for the queue id that
+follows its hold with no other line of it between undoes that commit
+(:func:`apply_receipts`). The reader remembers such holds between polls
+(:class:`Holds`); one taken over by another reader between the two lines is
+not known to it, and a relay that asks between them (while the later milter
+still decides) takes the hold for the commit.
 Before sending an unsettled row again, the relay looks for a committed receipt
 and stores its queue id instead.
 
@@ -26,7 +33,8 @@ before smtpd's 250, and qmgr logs ``queue active`` only once it takes the file
 from the incoming queue, which a busy qmgr (active queue full) does late; the log
 shows nothing in between. A transfer cut off mid-DATA looks the same (its file is
 removed without a line), so an open receipt holds the row back only until it is
-:data:`OPEN_RECEIPT_LIMIT` old (:func:`taking_in`).
+:data:`OPEN_RECEIPT_LIMIT` old (:func:`opened`), unless Postfix's queue shows the
+file finished (:class:`.interrupted.PostfixQueue`).
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -43,7 +53,8 @@ from .syslogline import LogLine
 _RECEIVERS = ("smtpd", "qmqpd", "pickup")
 _MESSAGE_ID = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): message-id=(?P<value>.*?)\s*")
 _OURS = re.compile(r"<(?P<hex>[0-9a-f]{32})@[^<>\s]+>")
-_REJECTED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?:milter-)?reject: ")
+_REJECTED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?P<milter>milter-)?reject: "
+                       r"(?P<at_end>END-OF-MESSAGE from )?")
 _HELD = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): milter-hold: END-OF-MESSAGE from ")
 _ARRIVING = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?:client|uid)=")
 _ACTIVE = re.compile(
@@ -53,19 +64,31 @@ _ACTIVE = re.compile(
 APPLY = "SELECT maillog_receipts($1, $2, $3, $4)"
 OPEN = "SELECT queue_id FROM relay_receipts WHERE host = $1 AND NOT committed"
 VOID = "DELETE FROM relay_receipts WHERE host = $1 AND NOT committed"
+# The commit a hold made, undone by a later milter's reject: the newest committed
+# receipt of the queue id (an older one is another message's, the id reused). Its
+# outbox row is locked first, as maillog_receipts locks them: a row the relay is
+# deleting is waited for, then skipped.
+UNDO_HOLD = """
+WITH held AS (
+    SELECT r.seq FROM relay_receipts r JOIN outbox o USING (message_id)
+    WHERE r.host = $1 AND r.queue_id = $2 AND r.committed
+    ORDER BY r.seq DESC LIMIT 1 FOR KEY SHARE OF o
+)
+DELETE FROM relay_receipts WHERE seq IN (SELECT seq FROM held)
+"""
 COMMITTED = """
 SELECT queue_id, host FROM relay_receipts WHERE message_id = $1 AND committed
 ORDER BY seq LIMIT 1
 """
-# The newest receipt still open, seen within $2.
-TAKING_IN = """
-SELECT queue_id, host FROM relay_receipts
-WHERE message_id = $1 AND NOT committed AND seen_at > now() - $2::interval
-ORDER BY seq DESC LIMIT 1
+# The newest receipt still open, and whether it was seen within $2.
+OPENED = """
+SELECT queue_id, host, seen_at > now() - $2::interval AS recent FROM relay_receipts
+WHERE message_id = $1 AND NOT committed ORDER BY seq DESC LIMIT 1
 """
 # Past it, qmgr is taken to have dropped, not delayed, a file cleanup opened: two of
 # qmgr's default queue_run_delay periods, far past any lag of a qmgr still working.
 OPEN_RECEIPT_LIMIT = dt.timedelta(minutes=10)
+MAX_HOLDS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +101,9 @@ class ReceiptLine:
     committed: bool
     # A Message-ID line of other mail: no id of ours could be in that shape.
     foreign: bool = False
+    # A milter's verdict at the end of the message: a hold (committed), or a reject
+    # that undoes the hold of an earlier milter. Not compared: it refines ``committed``.
+    at_end: bool = field(default=False, compare=False)
 
 
 def parse_receipt(line: LogLine) -> ReceiptLine | None:
@@ -89,9 +115,10 @@ def parse_receipt(line: LogLine) -> ReceiptLine | None:
                 return ReceiptLine(found["queue_id"], None, committed=False, foreign=True)
             return ReceiptLine(found["queue_id"], uuid.UUID(ours["hex"]), committed=False)
         if (rejected := _REJECTED.match(text, start)) is not None:
-            return ReceiptLine(rejected["queue_id"], None, committed=False)
+            return ReceiptLine(rejected["queue_id"], None, committed=False,
+                               at_end=bool(rejected["milter"] and rejected["at_end"]))
         if (held := _HELD.match(text, start)) is not None:
-            return ReceiptLine(held["queue_id"], None, committed=True)
+            return ReceiptLine(held["queue_id"], None, committed=True, at_end=True)
     elif daemon == "qmgr":
         if (active := _ACTIVE.fullmatch(text, start)) is not None:
             return ReceiptLine(active["queue_id"], None, committed=True)
@@ -100,9 +127,37 @@ def parse_receipt(line: LogLine) -> ReceiptLine | None:
     return None
 
 
-async def apply_receipts(conn: asyncpg.Connection, host: str, lines: list[ReceiptLine]
-                         ) -> None:
-    """Apply the lines of ``host``'s Postfix log, in their order.
+class Holds:
+    """Queue ids whose last receipt line was a milter's hold at the end of the message,
+    as a reader saw them (the newest ``limit``: most are never named again)."""
+
+    def __init__(self, ids: Iterable[str] = (), limit: int = MAX_HOLDS) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict.fromkeys(ids)
+        self._limit = limit
+
+    def undone(self, lines: list[ReceiptLine]) -> tuple[list[int], Holds]:
+        """The indexes of the lines that undo a hold, and the holds after ``lines``
+        (self is left as it was: a poll that fails reads the same lines again)."""
+        if not any(line.at_end or line.queue_id in self._ids for line in lines):
+            return [], self  # the common case: no copy
+        ids = OrderedDict(self._ids)
+        undone: list[int] = []
+        for index, line in enumerate(lines):
+            was_held = line.queue_id in ids
+            ids.pop(line.queue_id, None)  # any other line of it ends the hold's turn
+            if line.at_end and line.committed:
+                ids[line.queue_id] = None
+            elif line.at_end and was_held:
+                undone.append(index)
+        while len(ids) > self._limit:
+            ids.popitem(last=False)
+        return undone, Holds(ids, self._limit)
+
+
+async def apply_receipts(conn: asyncpg.Connection, host: str, lines: list[ReceiptLine],
+                         holds: Holds | None = None) -> Holds:
+    """Apply the lines of ``host``'s Postfix log, in their order, after ``holds`` (those
+    of the lines before them); the holds after them.
 
     Only lines that can change a receipt go to the database: those naming a message
     of ours, and those about a queue id with an uncommitted receipt, already stored
@@ -112,6 +167,17 @@ async def apply_receipts(conn: asyncpg.Connection, host: str, lines: list[Receip
     per 4 MiB read. Only this host's reader, under its lease, adds receipts, so the
     set read here holds every one a line could touch.
     """
+    undone, after = (holds or Holds()).undone(lines)
+    start = 0
+    for index in undone:  # each in its place: a later line may name the queue id afresh
+        await _apply(conn, host, lines[start:index + 1])
+        await conn.execute(UNDO_HOLD, host, lines[index].queue_id)
+        start = index + 1
+    await _apply(conn, host, lines[start:])
+    return after
+
+
+async def _apply(conn: asyncpg.Connection, host: str, lines: list[ReceiptLine]) -> None:
     if not lines:
         return
     relevant = {r.queue_id for r in lines if r.message is not None}
@@ -142,8 +208,17 @@ async def committed(conn: asyncpg.Connection, message: uuid.UUID) -> Commit | No
     return None if row is None else Commit(row["queue_id"], row["host"])
 
 
-async def taking_in(conn: asyncpg.Connection, message: uuid.UUID) -> Commit | None:
-    """Where Postfix may still be taking ``message`` in: cleanup named it less than
-    :data:`OPEN_RECEIPT_LIMIT` ago, and nothing has committed or voided that since."""
-    row = await conn.fetchrow(TAKING_IN, message, OPEN_RECEIPT_LIMIT)
-    return None if row is None else Commit(row["queue_id"], row["host"])
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A receipt still open: cleanup named the message under ``at``, and nothing has
+    committed or voided that since; ``recent``: less than :data:`OPEN_RECEIPT_LIMIT`
+    ago, so Postfix may still be taking it in."""
+
+    at: Commit
+    recent: bool
+
+
+async def opened(conn: asyncpg.Connection, message: uuid.UUID) -> Opened | None:
+    """The newest receipt of ``message`` still open."""
+    row = await conn.fetchrow(OPENED, message, OPEN_RECEIPT_LIMIT)
+    return None if row is None else Opened(Commit(row["queue_id"], row["host"]), row["recent"])

@@ -14,7 +14,12 @@ message after message.
 
 A claimed batch's lease is renewed while it is worked on, a submit in flight
 included (:mod:`.lease`); once it can no longer be proven, the batch sends no
-further row: those left are given back, or come back when their lease ends.
+further row: those left are given back, or come back when their lease ends. A
+submit is cut off past :data:`SUBMIT_SECONDS` (taken as an answer lost after the
+message went out: the log decides), and starts only while the lease lasts that
+long and :data:`LEASE_MARGIN_SECONDS` more, renewed first when it would not: a
+network partition or a slow Postfix then cannot let another worker claim the row
+while it is still being submitted.
 
 A Postfix that cannot be reached at all (no connection, no greeting, EHLO
 refused) is no attempt on any message: the worker gives its rows back as they
@@ -52,12 +57,12 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .groupcommit import GroupCommit
-from .interrupted import LOG_RECHECK, InterruptedAttempts, Undecided
+from .interrupted import LOG_RECHECK, InterruptedAttempts, PostfixQueue, Undecided
 from .lease import BatchLease
 from .maillog import MaillogFollower
 from .receipts import Commit
 from .scrub import for_log, scrub_reply
-from .submit import Outcome, SmtpSession, SubmitResult
+from .submit import DATA_END_SECONDS, QUIT_SECONDS, Outcome, SmtpSession, SubmitResult
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +151,12 @@ POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 UNREACHABLE_PAUSE_MAX = 60.0
 SMTP_TIMEOUT = 60.0
+# The longest one submit may take: the end of DATA's wait, and two SMTP timeouts for
+# the rest (a Postfix on loopback answers the rest in milliseconds).
+SUBMIT_SECONDS = DATA_END_SECONDS + 2 * SMTP_TIMEOUT
+# What the lease must last beyond a submit's bound when it starts: closing the
+# connection after an overrun, and clocks (Postgres's, ours) that drift apart.
+LEASE_MARGIN_SECONDS = QUIT_SECONDS + 30.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
 # The outcome of a row back past its last attempt, that attempt unanswered, when
 # nothing shows Postfix queued the message (its log, where there is one, does not).
@@ -170,6 +181,11 @@ class Claimed:
     content: bytes
     attempts: int
     interrupted: bool = False  # an earlier attempt's outcome was never stored
+
+
+def submit_span() -> float:
+    """How much longer the lease must last when a submit starts (read at each use)."""
+    return SUBMIT_SECONDS + LEASE_MARGIN_SECONDS
 
 
 def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
@@ -246,6 +262,11 @@ async def record(
     return "failed"
 
 
+def _left_to_another(row: Claimed) -> None:
+    log.warning("relay: message %s was claimed again while this worker was held up: "
+                "leaving it to that claim", row.id)
+
+
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     """Until ``event`` is set, for ``seconds`` at most."""
     try:
@@ -258,15 +279,19 @@ class RelayWorker:
     """``workers`` tasks, each with its own SMTP session; ``wake()`` after an enqueue."""
 
     def __init__(self, pool: asyncpg.Pool, config: RelayConfig,
-                 maillog: MaillogFollower | None = None, metrics: Metrics | None = None) -> None:
+                 maillog: MaillogFollower | None = None, metrics: Metrics | None = None,
+                 queue: PostfixQueue | None = None) -> None:
         """``maillog``: the follower of Postfix's log (None without one); unsettled
-        rows are settled from what it read."""
+        rows are settled from what it read, and from what ``queue`` lists (the same
+        Postfix's; None: not listed)."""
         self._pool = pool
         self._config = config
         self._maillog = maillog
         self._queue_host = maillog.host if maillog is not None else None
-        self._outcomes = (metrics or Metrics()).relay_outcomes
-        self._interrupted = InterruptedAttempts(pool, maillog)
+        metrics = metrics or Metrics()
+        self._outcomes = metrics.relay_outcomes
+        self._put_off_rows = metrics.relay_put_off
+        self._interrupted = InterruptedAttempts(pool, maillog, queue)
         # Postfix's 250s: those that come while one is being stored go together next.
         self._relayed = GroupCommit(self._store_relayed)
         self._wakeup = asyncio.Event()
@@ -334,24 +359,21 @@ class RelayWorker:
         """Submit the rows in turn, claimed at ``claimed`` (monotonic); False when Postfix
         could not be reached (the row being tried and those after it were given back)."""
         lease = BatchLease(self._renew, rows, since=claimed, seconds=LEASE.total_seconds(),
-                           retry_seconds=RECORD_RETRY_MAX)
+                           retry_seconds=RECORD_RETRY_MAX, keep=submit_span())
         try:
             for index, row in enumerate(rows):
                 if self._stopping.is_set():
                     await self._give_back(lease, rows[index:])
                     return True
                 if not lease.proven():
-                    log.warning("relay: the lease of %d claimed message(s) cannot be proven "
-                                "(not renewed in time): giving them back unsent",
-                                len(rows) - index)
-                    await self._give_back(lease, rows[index:])
+                    await self._unproven(lease, rows[index:])
                     return True
                 if row.id in lease.lost:
-                    log.warning("relay: message %s was claimed again while this worker was "
-                                "held up: leaving it to that claim", row.id)
+                    _left_to_another(row)
                     continue
                 commit = await self._interrupted.queued(row.id) if row.interrupted else None
                 if isinstance(commit, Undecided):
+                    self._put_off_rows.labels(commit.reason).inc()
                     await lease.settle(row)
                     await self._put_off(row)
                     continue
@@ -361,8 +383,14 @@ class RelayWorker:
                 elif row.interrupted and row.attempts > self._config.max_attempts:
                     result = UNANSWERED_LAST  # its attempts are spent: not sent again
                 else:
-                    result = await session.submit(row.envelope_from, row.recipients,
-                                                  row.content)
+                    # Checked last: the log's answer above may take a while.
+                    if not await lease.covers(submit_span()):
+                        await self._unproven(lease, rows[index:])
+                        return True
+                    if row.id in lease.lost:  # its renewal just now found it claimed
+                        _left_to_another(row)
+                        continue
+                    result = await self._submit(session, row)
                 if result.outcome is Outcome.UNREACHABLE:
                     await self._give_back(lease, rows[index:])
                     self._outcomes.labels("unreachable").inc()
@@ -378,6 +406,28 @@ class RelayWorker:
             return True
         finally:
             await lease.stop()
+
+    @staticmethod
+    async def _submit(session: SmtpSession, row: Claimed) -> SubmitResult:
+        """Postfix's answer within SUBMIT_SECONDS; past it, the connection is closed and
+        the answer taken as lost after the message went out (it may have)."""
+        deadline = asyncio.timeout(SUBMIT_SECONDS)
+        try:
+            async with deadline:
+                return await session.submit(row.envelope_from, row.recipients, row.content)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+        await session.close()  # its connection's state is unknown
+        log.warning("relay: submitting message %s took over %g s: cut off, Postfix's log "
+                    "decides whether it was queued", row.id, SUBMIT_SECONDS)
+        return SubmitResult(Outcome.RETRY, f"no answer within {SUBMIT_SECONDS:g} s",
+                            uncertain=True)
+
+    async def _unproven(self, lease: BatchLease[Claimed], rows: list[Claimed]) -> None:
+        log.warning("relay: the lease of %d claimed message(s) cannot be proven (not "
+                    "renewed in time): giving them back unsent", len(rows))
+        await self._give_back(lease, rows)
 
     async def _give_back(self, lease: BatchLease[Claimed], rows: list[Claimed]) -> None:
         await lease.release()

@@ -1,0 +1,127 @@
+"""A log emptied in place (logrotate's ``copytruncate``) while no instance read it.
+
+The file keeps its inode, so the saved position looked valid: a restart went on
+there, in the middle of whatever Postfix had written since, and the lines before
+it (and the rest of the old file, now in the copy) were never read. The read
+position now carries a fingerprint of the bytes before it: the restart sees they
+changed, reads the rest of the copy beside the log, then the log from its start.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.send.logtail import carries, mark_token
+from postwarden_admin_api.send.maillog import MaillogFollower
+
+from .test_maillog import (
+    OTHERS,
+    append,
+    message_status,
+    new_queue_id,
+    relayed_message,
+    sent,
+    watched,
+)
+
+FILLER = "Dec  5 00:00:0{n} mx postfix/smtpd[2]: connect from unknown[192.0.2.{n}]\n"
+
+
+def test_a_token_fingerprints_the_bytes_before_the_position() -> None:
+    token = mark_token(b"line one\n")
+    assert token.version == 8
+    assert carries(token, b"line one\n") is True
+    assert carries(token, b"line two\n") is False
+    assert mark_token(b"line one\n") != token  # still a fresh token at every save
+    assert carries(None, b"x") is None  # a row saved by an older version
+
+
+@pytest.mark.parametrize("refilled", [
+    pytest.param(True, id="refilled-past-the-position"),
+    pytest.param(False, id="shorter-than-the-position"),
+])
+async def test_a_log_emptied_in_place_while_stopped_is_read_from_the_copy_then_its_start(
+    pool: asyncpg.Pool, tmp_path: Path, refilled: bool, caplog: pytest.LogCaptureFixture,
+) -> None:
+    w = await watched(pool, tmp_path)
+    read = await relayed_message(pool, (read_id := new_queue_id("READ")), "read@example.org")
+    append(w.log_file, OTHERS, sent(read_id, "read@example.org"))
+    await w.follower.poll()  # the position is saved; then the service stops
+    await w.follower.release()
+    append(w.log_file, sent(w.queue_id, w.recipient))  # written while it was stopped
+    # copytruncate: the copy, then the log emptied and written on by Postfix.
+    shutil.copyfile(w.log_file, tmp_path / "maillog.1")
+    with w.log_file.open("r+") as log:
+        log.truncate(0)
+    later = await relayed_message(pool, (later_id := new_queue_id("NEW")), "new@example.org")
+    append(w.log_file, sent(later_id, "new@example.org"),
+           *(FILLER.format(n=n) for n in range(9 if refilled else 0)))
+    assert (w.log_file.stat().st_size > len(OTHERS) + len(sent(read_id, "read@example.org"))
+            ) == refilled
+    restarted = MaillogFollower(pool, w.log_file)
+    await restarted.poll()
+    await restarted.poll()
+    assert await message_status(pool, later) == "delivered"
+    assert await message_status(pool, w.message_id) == "delivered"
+    # The line read before the stop is not read again.
+    assert await pool.fetchval("SELECT count(*) FROM outbound_events WHERE message_id = $1 "
+                               "AND event = 'delivered'", read) == 1
+    assert "emptied in place" not in caplog.text
+
+
+async def test_lines_written_before_the_copy_are_read_in_it_by_a_running_reader(
+    pool: asyncpg.Pool, tmp_path: Path,
+) -> None:
+    """Between two polls, Postfix logs our line, logrotate copies the log and empties it,
+    and Postfix writes on: the line is in the copy only."""
+    w = await watched(pool, tmp_path)
+    append(w.log_file, OTHERS * 3)
+    await w.follower.poll()
+    append(w.log_file, sent(w.queue_id, w.recipient))
+    shutil.copyfile(w.log_file, tmp_path / "maillog.1")
+    with w.log_file.open("r+") as log:
+        log.truncate(0)
+    later = await relayed_message(pool, (later_id := new_queue_id("NEW")), "new@example.org")
+    append(w.log_file, sent(later_id, "new@example.org"), *(FILLER.format(n=n) for n in range(9)))
+    await w.follower.poll()
+    await w.follower.poll()
+    assert await message_status(pool, w.message_id) == "delivered"
+    assert await message_status(pool, later) == "delivered"
+
+
+async def test_a_log_emptied_in_place_without_its_copy_is_read_from_its_start(
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    w = await watched(pool, tmp_path)
+    append(w.log_file, OTHERS * 3)
+    await w.follower.poll()
+    await w.follower.release()
+    append(w.log_file, sent(w.queue_id, w.recipient))
+    with w.log_file.open("r+") as log:  # the copy was compressed away
+        log.truncate(0)
+    later = await relayed_message(pool, (later_id := new_queue_id("NEW")), "new@example.org")
+    append(w.log_file, sent(later_id, "new@example.org"), *(FILLER.format(n=n) for n in range(9)))
+    restarted = MaillogFollower(pool, w.log_file)
+    await restarted.poll()
+    assert await message_status(pool, later) == "delivered"
+    assert await message_status(pool, w.message_id) == "relayed"  # its line went with the copy
+    assert "was emptied in place while no instance read it" in caplog.text
+
+
+async def test_a_restart_on_an_untouched_log_goes_on_where_it_stopped(
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    w = await watched(pool, tmp_path)
+    append(w.log_file, sent(w.queue_id, w.recipient), OTHERS)
+    await w.follower.poll()
+    await w.follower.release()
+    append(w.log_file, sent(w.queue_id, w.recipient))  # delivered again, say
+    restarted = MaillogFollower(pool, w.log_file)
+    await restarted.poll()
+    assert await pool.fetchval("SELECT count(*) FROM outbound_events WHERE message_id = $1 "
+                               "AND event = 'delivered'", w.message_id) == 2
+    assert "emptied in place" not in caplog.text
