@@ -54,6 +54,7 @@ from .html_allowlist import (
     TAGS,
     HtmlOptions,
 )
+from .html_cost import too_costly
 from .html_precheck import needs_no_sanitizing
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,10 @@ def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str
 
 def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
     folded = html.lower()
+    if too_costly(folded):  # nh3 cannot be stopped once it runs
+        log.warning("an HTML part would hold the sanitizer too long (nested too deep, or "
+                    "formatting reopened too often); replaced with a notice")
+        return removed_whole("too_complex")
     cleaner = _cleaner(
         options.remote_images, options.allowed_url_schemes, _needs_filter(folded, options)
     )

@@ -1,0 +1,24 @@
+"""HTML shapes for the sanitizer's cost guard (postwarden_policies.html_cost): ordinary
+and sloppy mail it must pass, and what would hold nh3's tree builder for seconds.
+Shared by bench/html_cost.py (which times nh3 on them) and its tests."""
+
+from __future__ import annotations
+
+from bench.milter_throughput import html_60k
+
+_NEWSLETTER = html_60k()[html_60k().index("<!DOCTYPE"):]
+
+ORDINARY = [
+    ("newsletter 60 KB", _NEWSLETTER),
+    ("newsletter 240 KB with a script", _NEWSLETTER * 4 + "<script>x</script>"),
+    ("20,000 unclosed <p>", "<p>x" * 20_000),
+    ("20,000 unclosed <li>", "<ul>" + "<li>x" * 20_000),
+    ("unclosed <font> in 3,000 cells", "<table>" + "".join(
+        f"<tr><td><font color=#{i:06x}>x" for i in range(3_000)) + "</table>"),
+    ("2,000 nested tables", "<table><tr><td>" * 2_000 + "x"),
+]
+COSTLY = [
+    ("40,000 nested divs", "<div>" * 40_000 + "x" + "</div>" * 40_000),
+    ("formatting reopened at every close",
+     "<div>" * 1_000 + "".join(f"<b c={i}>" for i in range(1_000)) + "x</div>" * 1_000),
+]

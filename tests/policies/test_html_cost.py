@@ -1,0 +1,40 @@
+"""The sanitizer's guard against HTML whose tree nh3 would take seconds to build.
+
+The estimate is checked on shapes, not timed: bench/html_cost.py prints nh3's
+CPU beside it for the same shapes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from bench.html_shapes import COSTLY, ORDINARY
+
+from postwarden_policies.html_cost import BUDGET, estimated_cost, too_costly
+from postwarden_policies.rewrite import HtmlOptions
+from postwarden_policies.sanitize import sanitize_html
+
+
+@pytest.mark.parametrize(("label", "html"), ORDINARY, ids=[label for label, _ in ORDINARY])
+def test_ordinary_and_sloppy_html_is_far_below_the_budget(label: str, html: str) -> None:
+    # Unclosed <p>, <li> and <font> in cells are closed by the tree builder as it goes:
+    # read as nesting, they would refuse ordinary mail.
+    assert estimated_cost(html.lower(), BUDGET) < BUDGET // 100
+
+
+@pytest.mark.parametrize(("label", "html"), COSTLY, ids=[label for label, _ in COSTLY])
+def test_deep_nesting_and_formatting_reopened_over_and_over_are_too_costly(
+    label: str, html: str,
+) -> None:
+    assert too_costly(html.lower())
+
+
+def test_a_costly_part_is_replaced_with_a_notice_without_nh3() -> None:
+    ladder = dict(COSTLY)["formatting reopened at every close"] + "<script>x</script>"
+    clean, removed = sanitize_html(ladder, HtmlOptions("keep", ("https",)))
+    assert removed == (("too_complex", 1),)
+    assert "<b" not in clean
+
+
+def test_counting_stops_once_past_the_budget() -> None:
+    deep = "<div>" * 100_000
+    assert BUDGET < estimated_cost(deep, BUDGET) < 2 * BUDGET
