@@ -159,6 +159,18 @@ CASES: dict[str, Case] = {
     "qp_text_body": Case(),
     "nul_bytes_body": Case(),
     "html_signed_skipped": Case(attachments=(("smime.p7s", "application/pkcs7-signature", None),)),
+    # Outlook's winmail.dat: the file inside is an attachment too (short and long name).
+    "tnef_winmail_exe": Case(
+        f("ambiguous_filename"),
+        attachments=(
+            ("winmail.dat", "application/ms-tnef", "application/vnd.ms-tnef"),
+            ("REPORT~1.SCR", OCTET, EXE),
+        ),
+    ),
+    "tnef_cut_short": Case(
+        f(M, "unreadable_tnef"),
+        attachments=(("winmail.dat", "application/ms-tnef", "application/vnd.ms-tnef"),),
+    ),
 }
 
 
@@ -236,6 +248,8 @@ def test_corpus_details() -> None:
         ("2.1.2", 3, 3),
     ]
     assert nested.text == "see attached\ninner text"
+    tnef = _parse("tnef_winmail_exe").attachments[1]
+    assert (tnef.path, tnef.filenames) == ("2.1", ("REPORT~1.SCR", "report.pdf.scr"))
     digest = _parse("digest_default_rfc822")
     assert [p.content_type for p in digest.parts] == [
         "multipart/digest",

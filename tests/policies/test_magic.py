@@ -57,6 +57,7 @@ def _zip(name: bytes, data: bytes = b"", extra: bytes = b"") -> bytes:
         pytest.param(b"GIF89a", "image/gif", id="gif"),
         pytest.param(b"#!/bin/sh\n", "text/x-shellscript", id="shebang"),
         pytest.param(b"{\\rtf1\\ansi", "text/rtf", id="rtf"),
+        pytest.param(b"\x78\x9f\x3e\x22\x01\x00", "application/vnd.ms-tnef", id="tnef"),
         pytest.param(b"\xef\xbb\xbf  <!DOCTYPE HTML>", "text/html", id="html-bom"),
         pytest.param(b"\r\n<Html><body>", "text/html", id="html"),
         pytest.param(b"hello world", None, id="text"),

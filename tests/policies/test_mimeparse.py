@@ -14,6 +14,7 @@ from postwarden_policies import (
     Action,
     evaluate,
     load_policy_set_from_sources,
+    mimeflags,
     mimeparse,
     transfer,
 )
@@ -425,5 +426,5 @@ rules:
 
 
 def test_the_flags_a_policy_may_name_are_the_documented_ones() -> None:
-    table = re.findall(r"^``([a-z0-9_]+)``  ", mimeparse.__doc__ or "", re.MULTILINE)
-    assert sorted(table) == sorted(mimeparse.FLAGS)
+    table = re.findall(r"^``([a-z0-9_]+)``  ", mimeflags.__doc__ or "", re.MULTILINE)
+    assert sorted(table) == sorted(mimeflags.FLAGS) == sorted(mimeparse.FLAGS)

@@ -2,7 +2,7 @@
 names and, for the message, its From address.
 
 Each function takes the parser's ``flags`` and adds the flags of
-:mod:`postwarden_policies.mimeparse`'s table for what it found ambiguous or
+:mod:`postwarden_policies.mimeflags`' table for what it found ambiguous or
 malformed; none raises.
 """
 
@@ -43,6 +43,15 @@ _ANGLE_ADDR = re.compile(r"<\s*([^<>\s][^<>\s@]*@[^<>\s]+)\s*>")
 _NOT_BARE = r"\s<>,;:\"()"  # what ends a bare address
 _BARE_ADDR = re.compile(rf"(?<![^{_NOT_BARE}])[^{_NOT_BARE}][^{_NOT_BARE}@]*@[^{_NOT_BARE}]+")
 _COMMENT = re.compile(r"\([^()]*\)")
+# The email package's parser slices the rest of the value at each token, so its
+# time grows with length times tokens: seconds for 10 KB of '"a"a"a...', 'a a a
+# ...' or 'a,a,a...', and Postfix lets a 100 KB header through. It is handed a
+# From whose length times runs of the separators that start new tokens stays
+# within a line's worth (998 characters) squared; a costlier one is left to the
+# plain search and flagged. '@' and '<' do not count: a long '<a@a@...' is
+# still read whole (about a second for 100 KB, linear in its length).
+_TOKEN_BREAKS = re.compile(r'[\s.",:;\\]+')
+_STRICT_PARSE_COST = 998 * 998
 _TYPE_END = re.compile(r"[\s;,]")
 
 
@@ -159,7 +168,8 @@ def from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
     The common forms match a strict pattern; anything else goes through the
     RFC 5322 parser of Python's email package (comments, quoted display names,
     folding around ``@``). When a plain search for an address finds another
-    domain there, readers may well show either: flagged ``ambiguous_from``.
+    domain there, readers may well show either: flagged ``ambiguous_from``;
+    so is a value that parser fails on or would take too long on (``_STRICT_PARSE_COST``).
     """
     raw = next((h.raw_value for h in headers if h.name.lower() == "from"), None)
     if not raw:
@@ -167,12 +177,9 @@ def from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
     simple = _SIMPLE_FROM.fullmatch(raw)
     if simple:
         return (simple.group(1) or simple.group(2)).lower()
-    try:
-        header = _ADDRESSES("from", raw)
-    except Exception:  # noqa: BLE001 - its parser raises IndexError, AttributeError, ...
-        header, broken = None, True
-    else:
-        broken = False
+    costly = len(raw) * len(_TOKEN_BREAKS.findall(raw)) > _STRICT_PARSE_COST
+    header = None if costly else _strict_parse(raw)
+    broken = header is None
     addresses: tuple[Address, ...] = (
         header.addresses if isinstance(header, AddressHeader) else ()
     )
@@ -184,6 +191,13 @@ def from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
         flags.add("ambiguous_from")
     address = parsed or searched
     return address.lower() if address else None
+
+
+def _strict_parse(raw: str) -> object | None:
+    try:
+        return _ADDRESSES("from", raw)
+    except Exception:  # noqa: BLE001 - its parser raises IndexError, AttributeError, ...
+        return None
 
 
 def _domain(address: str) -> str:

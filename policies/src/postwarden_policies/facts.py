@@ -84,9 +84,9 @@ class MimePart:
     # Every name a mail reader might show (filename, name, RFC 2231 forms,
     # repeats, Content-Name), ``filename`` first; attachment rules test them all.
     filenames: tuple[str, ...] = ()
-    # A file uuencoded (yEncoded, BinHexed) in the text of its parent part, not a
-    # MIME entity of its own: rules see it as an attachment, but it cannot be
-    # stripped or sanitized.
+    # A file inside its parent part's content, not a MIME entity of its own:
+    # uuencoded (yEncoded, BinHexed) in its text, or inside its TNEF (winmail.dat).
+    # Rules see it as an attachment, but it cannot be stripped or sanitized.
     uuencoded: bool = False
 
     @property

@@ -35,6 +35,7 @@ _PREFIXES: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
     (b"#!", "text/x-shellscript"),
+    (b"\x78\x9f\x3e\x22", "application/vnd.ms-tnef"),  # winmail.dat
 )
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<iframe", b"<svg")

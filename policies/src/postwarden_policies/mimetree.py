@@ -1,0 +1,293 @@
+"""The MIME entity tree, walked from bytes: each entity's headers, the body parts
+between its boundary delimiters, the message inside a message/rfc822 part.
+
+It never builds Python ``email`` objects and never decodes whole attachments:
+boundaries are found with ``bytes.find``, sizes are counted from the encoded
+text, detected types come from the first decoded bytes. Parts are numbered
+depth first; ``path`` is "" for the top-level entity, "1", "1.2", ... below it,
+and the message inside a ``message/rfc822`` part at path P has path "P.1".
+What it finds wrong goes into the flags of :mod:`postwarden_policies.mimeflags`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from postwarden_policies import entityheaders, magic, tnefparts, transfer
+from postwarden_policies.facts import Header, MimePart
+from postwarden_policies.headers import line_end, parameter_list, parse_header_section
+from postwarden_policies.partlist import PartList
+from postwarden_policies.textparts import TextReader
+
+# S/MIME: signed or encrypted as a whole, in one opaque part. Multipart structures
+# count only when well formed (Parser._signed).
+_OPAQUE_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+# multipart/signed protocols (RFC 3156, RFC 8551) and the kind of signature each is.
+_SIGNATURES = {
+    "application/pgp-signature": "pgp",
+    "application/pkcs7-signature": "smime",
+    "application/x-pkcs7-signature": "smime",
+}
+# The parts of a PGP/MIME multipart/encrypted, in order (RFC 3156 section 4).
+_PGP_ENCRYPTED = ("application/pgp-encrypted", "application/octet-stream")
+_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    """A work item: an entity's byte range and where it sits in the tree."""
+
+    start: int
+    end: int
+    depth: int
+    parent: int | None
+    path: str
+    in_signed: bool
+    default_type: str
+
+
+def _delimiter_lines(
+    raw: bytes, start: int, end: int, boundary: bytes
+) -> Iterator[re.Match[bytes]]:
+    """Each delimiter line of ``boundary`` in ``raw[start:end]``, in order (RFC 2046
+    5.1.1): at the start of a line (after LF or a lone CR, which readers take for a
+    line end too), ``--`` and the boundary, ``--`` for the close delimiter
+    (group 1), then only spaces to the line end. A longer boundary that merely
+    starts like ours does not count.
+
+    Regular expressions with a literal prefix do the searching, so a line that
+    only looks like a delimiter costs no Python step: multiparts nested with
+    boundaries that prefix each other made each level step through every such
+    line of the levels below.
+    """
+    line = b"--" + re.escape(boundary) + rb"(--)?[ \t]*(?=[\r\n]|\Z)"
+    first = re.compile(line).match(raw, start, end)
+    after_break = (re.compile(br + line).finditer(raw, start, end) for br in (b"\n", b"\r"))
+    return itertools.chain([first] if first else [], heapq.merge(*after_break, key=_line_start))
+
+
+def _line_start(match: re.Match[bytes]) -> int:
+    """Where a delimiter line starts (a match after a line break starts with it)."""
+    return match.start() + (match.group(0)[:1] in b"\r\n")
+
+
+# Bytes searched for delimiter lines in all, as a multiple of the message's size
+# (plus a floor for small ones): each multipart searches its own body, so nested
+# ones search the same bytes again, level after level. Real mail nests a few
+# levels; a hundred levels over 25 MB would be seconds of searching.
+_SEARCH_FACTOR = 16
+_SEARCH_FLOOR = 16 * 1024 * 1024
+
+
+class Parser:
+    """One message's walk: the parts, flags and text found, shared with the
+    readers of text (:class:`TextReader`) and TNEF (:mod:`~postwarden_policies.tnefparts`)."""
+
+    def __init__(self, raw: bytes, max_parts: int, max_depth: int) -> None:
+        self.raw = raw
+        self.max_depth = max_depth
+        self.flags: set[str] = set()
+        self.parts: list[MimePart] = []
+        self.listing = PartList(raw, self.flags, max_parts, max_depth, self.parts)
+        self.text = TextReader(self.listing)
+        self.search_left = _SEARCH_FACTOR * len(raw) + _SEARCH_FLOOR
+
+    def run(self) -> tuple[tuple[Header, ...], int]:
+        """Walk the whole tree; returns the top-level headers and body offset."""
+        stack = [_Entity(0, len(self.raw), 0, None, "", False, "text/plain")]
+        top: tuple[Header, ...] = ()
+        body_offset = 0
+        while stack:
+            if not self.listing.room():
+                self.flags.add("too_many_parts")
+                break
+            entity = stack.pop()
+            headers, body_start, children = self._visit(entity)
+            if entity.parent is None:
+                top, body_offset = headers, body_start
+            stack.extend(reversed(children))
+        return top, body_offset
+
+    def _header_section(self, entity: _Entity) -> tuple[tuple[Header, ...], int]:
+        """The entity's headers and where its body starts, what is wrong with them flagged."""
+        section = parse_header_section(self.raw, entity.start, entity.end, self.flags)
+        if section.eight_bit:
+            self.flags.add("eight_bit_headers")
+        if section.bare_cr:
+            self.flags.add("bare_cr")
+        if entity.parent is None and not section.headers:
+            self.flags.add("no_headers")
+        elif section.separator_missing:
+            self.flags.add("missing_header_separator")
+        return section.headers, section.body_start
+
+    def _visit(self, entity: _Entity) -> tuple[tuple[Header, ...], int, list[_Entity]]:
+        flags = self.flags
+        headers, body_start = self._header_section(entity)
+        types = entityheaders.header_copies(headers, "content-type", flags)
+        main, ctype_params, params = parameter_list(next(iter(types), ""), flags)
+        ctype = entityheaders.media_type(main, entity.default_type, flags)
+        entityheaders.flag_conflicting(ctype_params, flags)
+        encodings = entityheaders.header_copies(headers, "content-transfer-encoding", flags)
+        cte = (next(iter(encodings), "") or "7bit").strip().lower()
+        if cte not in transfer.KNOWN_ENCODINGS:
+            flags.add("unknown_transfer_encoding")
+        disp, filenames = entityheaders.disposition(headers, ctype_params, types[1:], flags)
+        boundary = params.get("boundary", "") if ctype.startswith("multipart/") else ""
+        if ctype.startswith("multipart/") and not boundary:
+            flags.add("missing_boundary")
+        is_multipart = bool(boundary)
+        ranges: list[tuple[int, int]] = []
+        if is_multipart:
+            ranges = self._split(body_start, entity.end, boundary.encode("utf-8", "replace"))
+        in_signed = entity.in_signed or self._signed(ctype, params, ranges)
+        index = len(self.parts)
+        children: list[_Entity] = []
+        descend = entity.depth < self.max_depth
+        if is_multipart:
+            default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+            for number, (start, end) in enumerate(ranges, 1):
+                path = f"{entity.path}.{number}" if entity.path else str(number)
+                children.append(
+                    _Entity(start, end, entity.depth + 1, index, path, in_signed, default)
+                )
+        elif ctype in _MESSAGE_TYPES:
+            if cte in ("base64", "quoted-printable"):
+                flags.add("encoded_message")
+            else:
+                path = f"{entity.path}.1" if entity.path else "1"
+                inner = _Entity(
+                    body_start, entity.end, entity.depth + 1, index, path, in_signed, "text/plain"
+                )
+                children.append(inner)
+        if children and not descend:
+            flags.add("too_deep")
+            children = []
+        leaf = not is_multipart and ctype not in _MESSAGE_TYPES
+        decoded_size, detected = self._measure(body_start, entity.end, cte) if leaf else (0, None)
+        part = MimePart(
+            index=index,
+            path=entity.path,
+            depth=entity.depth,
+            parent=entity.parent,
+            content_type=ctype,
+            charset=params.get("charset", "").strip().lower() or None,
+            transfer_encoding=cte,
+            disposition=disp,
+            filename=filenames[0] if filenames else None,
+            filenames=filenames,
+            is_multipart=is_multipart,
+            is_attachment=not is_multipart
+            and (
+                disp == "attachment"
+                or bool(filenames)
+                or not ctype.startswith(("text/", "multipart/"))
+            ),
+            header_start=entity.start,
+            body_start=body_start,
+            body_end=entity.end,
+            encoded_size=entity.end - body_start,
+            decoded_size=decoded_size if leaf else entity.end - body_start,
+            detected_type=detected,
+            in_signed=in_signed,
+        )
+        self.parts.append(part)
+        self.text.read(part, params)
+        tnefparts.list_members(self.listing, part)
+        return headers, body_start, children
+
+    def _signed(self, ctype: str, params: dict[str, str], ranges: list[tuple[int, int]]) -> bool:
+        """Whether ``ctype`` starts a signed or encrypted structure, to be left unmodified.
+
+        Thunderbird shows a multipart/signed or multipart/encrypted whose
+        protocol is missing or unknown, or whose parts do not fit it, as
+        multipart/mixed: such a "signature" or "encryption" must not keep its
+        parts from being sanitized or stripped.
+        """
+        protocol = params.get("protocol", "").strip().lower()
+        if ctype == "multipart/signed":
+            kind = _SIGNATURES.get(protocol)
+            return (
+                kind is not None
+                and len(ranges) == 2
+                and _SIGNATURES.get(self._part_type(ranges[1])) == kind
+            )
+        if ctype == "multipart/encrypted":
+            return (
+                protocol == _PGP_ENCRYPTED[0]
+                and len(ranges) == 2
+                and tuple(map(self._part_type, ranges)) == _PGP_ENCRYPTED
+            )
+        return ctype in _OPAQUE_TYPES
+
+    def _part_type(self, bounds: tuple[int, int]) -> str:
+        """The declared type of the body part at ``bounds``, as written (no recovery)."""
+        headers = parse_header_section(self.raw, *bounds, set()).headers
+        return parameter_list(entityheaders.first_value(headers, "content-type") or "", set())[0]
+
+    def _split(self, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
+        """Byte ranges of the body parts between delimiter lines (RFC 2046 5.1.1).
+
+        Only as many as may still be listed, and one more (at least three, so a
+        signature's "exactly two parts" is still judged right): past that, the
+        rest is not read (``too_many_parts``). A megabyte of delimiter lines would
+        otherwise cost a hundred megabytes of ranges never visited. None once the
+        bodies searched add up to more than ``_SEARCH_FACTOR`` times the message
+        (``too_deep``).
+        """
+        self.search_left -= end - start
+        if self.search_left < 0:
+            self.flags.add("too_deep")  # nested past what may be searched: not split
+            return []
+        raw = self.raw
+        most = max(3, self.listing.room() + 1)
+        ranges: list[tuple[int, int]] = []
+        part_start = -1
+        closed = False
+        for match in _delimiter_lines(raw, start, end, boundary):
+            found = _line_start(match)
+            is_close = match.group(1) is not None
+            stop = line_end(raw, match.end(), end)
+            if raw[stop - 1] == 0x0D or (found != start and raw[found - 1] == 0x0D):
+                self.flags.add("bare_cr")  # taken for a line end, as readers take it
+            if part_start >= 0:
+                # The line break before a delimiter belongs to it.
+                body_end = found
+                if body_end > part_start and raw[body_end - 1] == 0x0A:
+                    body_end -= 1
+                if body_end > part_start and raw[body_end - 1] == 0x0D:
+                    body_end -= 1
+                ranges.append((part_start, body_end))
+                if len(ranges) >= most:
+                    self.flags.add("too_many_parts")
+                    return ranges
+            if is_close:
+                closed = True
+                break
+            part_start = stop
+        if part_start < 0:
+            self.flags.add("missing_boundary")
+        elif not closed:
+            self.flags.add("missing_end_boundary")
+            ranges.append((part_start, end))
+        return ranges
+
+    def _measure(self, start: int, end: int, cte: str) -> tuple[int, str | None]:
+        if cte == "base64":
+            size, ok = transfer.base64_size(self.raw, start, end)
+            if not ok:
+                self.flags.add("bad_base64")
+        elif cte == "quoted-printable":
+            size = transfer.qp_size(self.raw, start, end)
+        else:
+            size = end - start
+        head = transfer.decode_head(self.raw, start, end, cte)
+        if head is None:
+            self.flags.add("padded_encoding")
+            return size, None
+        return size, magic.detect(head)
+

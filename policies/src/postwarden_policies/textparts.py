@@ -1,0 +1,148 @@
+"""What readers show of a text part: its text for body rules, and the files
+uuencoded, yEncoded or BinHexed in it.
+
+Body rules read ``MessageFacts.text``: the decoded text of every part readers
+show as text (text/plain, HTML, and an inline text part of another type without
+a file name), up to ``TEXT_BUDGET`` characters in all; then, where readers show
+a part otherwise, its rendering (:mod:`postwarden_policies.bodytext`), worked out
+only when a rule needs it (``MessageFacts.renderings``; never longer than the
+text it renders, so within the budget twice over).
+
+Files in plain text (``begin 644 name`` ... ``end``, ``=ybegin ... name=NAME``
+... ``=yend``, ``(This file must be converted with BinHex 4.0)`` ..., which
+Thunderbird shows as attachments of an untyped or text/plain body) are listed
+below their text/plain part (:mod:`postwarden_policies.partlist`): type
+application/octet-stream (application/mac-binhex40 for BinHex), the name from
+the begin line (also as Thunderbird reads it in a made-up
+``filename="..."``; BinHex: the name inside its data), the detected type from
+the first lines, decoded. 7bit/8bit text is searched in place to its end;
+base64 or quoted-printable text is decoded and searched through its first
+``UU_SCAN`` encoded bytes, and a longer part is flagged ``unscanned_text``.
+"""
+
+from __future__ import annotations
+
+from postwarden_policies import bodytext, transfer, uuencode
+from postwarden_policies.facts import MimePart
+from postwarden_policies.headers import decode_as_readers, parameter_list, read_as_readers
+from postwarden_policies.partlist import EmbeddedFile, PartList
+
+# Characters of decoded text (and its renderings) kept for body regexes: bounds
+# memory and time; past it, ``text_truncated``.
+TEXT_BUDGET = 4_000_000
+UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
+_ENCODED = ("base64", "quoted-printable")
+
+
+def is_body_text(part: MimePart) -> bool:
+    """Whether readers show the part as message text: text/plain and HTML, and an
+    inline text part of another type (text/enriched, an unknown subtype) without a name."""
+    return (
+        part.content_type == "text/plain"
+        or part.is_html
+        or (part.content_type.startswith("text/") and not part.is_attachment)
+    )
+
+
+class TextReader:
+    """The message text gathered part by part, within ``TEXT_BUDGET``."""
+
+    def __init__(self, listing: PartList) -> None:
+        self.listing = listing
+        self.texts: list[str] = []
+        self.renderable: list[bodytext.Source] = []
+        self.text_left = TEXT_BUDGET
+
+    def read(self, part: MimePart, params: dict[str, str]) -> None:
+        """Read a text part (anything else is left alone).
+
+        A base64 or quoted-printable part that both readings take whole (the usual
+        case) is decoded once for both.
+        """
+        if not is_body_text(part):
+            return  # an attachment: read only where a rule asks (magic bytes, size)
+        whole = None
+        size = part.body_end - part.body_start
+        if part.transfer_encoding in _ENCODED and size <= min(UU_SCAN, self.text_left * 3):
+            whole = transfer.decode(
+                self.listing.raw[part.body_start : part.body_end], part.transfer_encoding
+            )
+        if part.content_type == "text/plain":
+            self._find_uuencoded(part, whole)
+        self._collect_text(part, params, whole)
+
+    def _find_uuencoded(self, carrier: MimePart, whole: bytes | None) -> None:
+        """List the files uuencoded in a text/plain part as attachments below it."""
+        if whole is not None:
+            text, start, end = whole, 0, len(whole)
+        else:
+            text, start, end = self._plain_text(carrier)
+        found, more = uuencode.blocks(text, start, end, self.listing.room())
+        in_place = text is self.listing.raw  # block offsets are offsets into the message
+        files = [self._uuencoded_file(carrier, block, in_place) for block in found]
+        if self.listing.add_embedded(carrier, files, more):
+            self.listing.flags.add("uuencoded")
+
+    def _plain_text(self, part: MimePart) -> tuple[bytes, int, int]:
+        """A text part's bytes and where they lie: in place, or decoded up to ``UU_SCAN``."""
+        if part.transfer_encoding not in _ENCODED:
+            return self.listing.raw, part.body_start, part.body_end
+        stop = min(part.body_end, part.body_start + UU_SCAN)
+        if stop < part.body_end:
+            self.listing.flags.add("unscanned_text")
+        text = transfer.decode(self.listing.raw[part.body_start : stop], part.transfer_encoding)
+        return text, 0, len(text)
+
+    def _uuencoded_file(
+        self, carrier: MimePart, block: uuencode.Block, in_place: bool
+    ) -> EmbeddedFile:
+        """A uuencoded file; its offsets are the carrier's body unless in place."""
+        # Thunderbird names it in a made-up 'Content-Disposition: inline; filename="NAME"'.
+        made_up = parameter_list(f'inline; filename="{block.name}"', self.listing.flags)[1]
+        if in_place:
+            span = (block.start, block.data_start, block.end)
+        else:
+            span = (carrier.body_start, carrier.body_start, carrier.body_end)
+        return EmbeddedFile(
+            names=[*made_up, ("filename", block.name)],
+            content_type=block.content_type,
+            encoding=block.encoding,
+            disposition="inline",
+            span=span,
+            encoded_size=block.end - block.start,
+            decoded_size=block.size,
+            head=block.head,
+        )
+
+    def _collect_text(self, part: MimePart, params: dict[str, str], whole: bytes | None) -> None:
+        """Keep the text of a part readers show as text and, where readers show it
+        otherwise (HTML, format=flowed), what to render it from, within ``TEXT_BUDGET``."""
+        flags = self.listing.flags
+        if self.text_left <= 0:
+            if part.body_end > part.body_start:
+                flags.add("text_truncated")
+            return
+        if whole is not None:
+            data = whole
+        else:
+            # Encoded text is at most ~3 bytes per decoded character (QP escapes).
+            start = part.body_start
+            stop = min(part.body_end, start + self.text_left * 3)
+            if stop < part.body_end:
+                flags.add("text_truncated")
+            data = transfer.decode(self.listing.raw[start:stop], part.transfer_encoding)
+        charset = params.get("charset")
+        if not read_as_readers(charset, data):
+            flags.add("unshared_charset")
+        text = self._keep(decode_as_readers(data, charset, flags))
+        if bodytext.renders(part, params):
+            self.renderable.append((part, params, text))  # rendered if a rule asks
+
+    def _keep(self, text: str) -> str:
+        """Add ``text`` to the body text, as much as the budget still allows."""
+        kept = text[: self.text_left]
+        if len(kept) < len(text):
+            self.listing.flags.add("text_truncated")
+        self.texts.append(kept)
+        self.text_left -= len(kept)
+        return kept

@@ -1,0 +1,204 @@
+"""The attachments inside a TNEF stream (Outlook's ``winmail.dat``,
+``application/ms-tnef``), read within bounds and never raising (MS-OXTNEF).
+
+A stream is a signature, a two-byte key, then attributes: a level byte (1 the
+message, 2 an attachment), a 32-bit id, a 32-bit length, that many bytes and a
+16-bit checksum (not checked: a wrong one hides nothing). An attachment starts
+at ``attAttachRendData``; its names are ``attAttachTitle``, the transport file
+name and, in the MAPI properties of ``attAttachment``, the long file name, the
+short one and the display name (readers show one or another, so all are
+listed); its bytes are ``attAttachData`` or the property ``PR_ATTACH_DATA``.
+An attached Outlook message is an object whose bytes, after a 16-byte
+interface id, are a TNEF stream of its own (``Attachment.nested``, as is an
+attached ``winmail.dat``).
+
+Reading stops at the first thing out of place (a length past the end, an
+unknown property type, more than ``_STEPS`` attributes and properties): the
+stream is then not ``readable``, and what was read before it is still listed.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass, field
+
+from postwarden_policies import magic
+
+SIGNATURE = b"\x78\x9f\x3e\x22"
+_LEVEL_ATTACHMENT = 2
+_REND_DATA = 0x00069002  # starts an attachment
+_TITLE = 0x00018010
+_DATA = 0x0006800F
+_TRANSPORT_NAME = 0x00069001
+_PROPERTIES = 0x00069005  # the attachment's MAPI properties
+_CODEPAGE = 0x00069007  # of the 8-bit strings (attOemCodepage)
+# MAPI property ids of the names and the bytes, and of the declared type.
+_NAME_PROPS = frozenset({0x3707, 0x3704, 0x3001})  # long and short file name, display name
+_DATA_PROP = 0x3701
+_MIME_TAG = 0x370E
+_OBJECT = 0x000D
+_STRING8, _UNICODE = 0x001E, 0x001F
+_VARIABLE = frozenset({_STRING8, _UNICODE, 0x0102, _OBJECT})  # counted, length-prefixed
+# Bytes of one value of each fixed-size property type, padded to 4.
+_FIXED = {0x0000: 4, 0x0001: 4, 0x0002: 4, 0x0003: 4, 0x0004: 4, 0x0005: 8, 0x0006: 8,
+          0x0007: 8, 0x000A: 4, 0x000B: 4, 0x0014: 8, 0x0040: 8, 0x0048: 16}
+_MULTIPLE = 0x1000
+_IID = 16  # the interface id before an attached message's stream
+# Attributes and properties read in all, nested streams included: a real stream
+# has a few dozen an attachment; a hostile one could have millions of 11 bytes.
+_STEPS = 100_000
+
+
+class _Unreadable(Exception):
+    """Something in the stream is out of place; reading stops there."""
+
+
+@dataclass(slots=True)
+class Attachment:
+    names: list[str] = field(default_factory=list)
+    content_type: str | None = None  # PR_ATTACH_MIME_TAG, as written
+    # Its bytes; an attached message's after the interface id: a TNEF stream.
+    data: memoryview = field(default_factory=lambda: memoryview(b""))
+
+    @property
+    def head(self) -> bytes:
+        return bytes(self.data[: magic.HEAD_BYTES])
+
+    @property
+    def nested(self) -> memoryview | None:
+        """The TNEF stream it is (an attached message, a winmail.dat attached), if so."""
+        return self.data if bytes(self.data[:4]) == SIGNATURE else None
+
+
+@dataclass(slots=True)
+class Listing:
+    """What a stream holds, as far as it was read."""
+
+    attachments: list[Attachment]
+    more: bool  # there were more than the limit
+    readable: bool
+
+
+class Reader:
+    """Reads TNEF streams, an attached message's within its carrier's budget of
+    ``_STEPS`` attributes and properties."""
+
+    def __init__(self) -> None:
+        self.steps = _STEPS
+        self.codec = "cp1252"
+
+    def read(self, data: memoryview, limit: int) -> Listing:
+        """Up to ``limit`` attachments of the stream ``data``. Never raises."""
+        listing = Listing([], more=False, readable=True)
+        try:
+            self._read(data, limit, listing)
+        except _Unreadable:
+            listing.readable = False
+        return listing
+
+    def _step(self) -> None:
+        self.steps -= 1
+        if self.steps < 0:
+            raise _Unreadable
+
+    def _read(self, data: memoryview, limit: int, into: Listing) -> None:
+        if bytes(data[:4]) != SIGNATURE:
+            raise _Unreadable
+        pos = _need(data, 4, 2)
+        current: Attachment | None = None
+        while pos < len(data):
+            self._step()
+            level, attribute, length = data[pos], _u32(data, pos + 1), _u32(data, pos + 5)
+            value = data[pos + 9 : _need(data, pos + 9, length)]
+            pos = _need(data, pos + 9 + length, 2)  # and the checksum
+            if level not in (1, _LEVEL_ATTACHMENT):
+                raise _Unreadable
+            if attribute == _CODEPAGE and length >= 4:
+                self.codec = _codec(_u32(value, 0))
+            if level != _LEVEL_ATTACHMENT:
+                continue
+            if attribute == _REND_DATA:
+                if len(into.attachments) >= limit:
+                    into.more = True
+                    return
+                current = Attachment()
+                into.attachments.append(current)
+            elif current is not None:
+                self._attribute(current, attribute, value)
+
+    def _attribute(self, attachment: Attachment, attribute: int, value: memoryview) -> None:
+        if attribute in (_TITLE, _TRANSPORT_NAME):
+            attachment.names.append(_text(value, self.codec))
+        elif attribute == _DATA:
+            attachment.data = value
+        elif attribute == _PROPERTIES:
+            self._properties(attachment, value)
+
+    def _properties(self, attachment: Attachment, data: memoryview) -> None:
+        """Read a MAPI property list: a count, then each property's type, id (a
+        named property's name after it) and value(s)."""
+        pos = 4
+        for _ in range(_u32(data, 0)):
+            self._step()
+            kind, prop = _u32(data, pos) & 0xFFFF, _u32(data, pos) >> 16
+            pos += 4
+            if prop >= 0x8000:  # a GUID, then a number or a length-prefixed name
+                pos = _need(data, pos, 20)
+                if _u32(data, pos - 4) == 1:
+                    pos = _need(data, pos + 4, _padded(_u32(data, pos)))
+            values, pos = self._values(data, pos, kind)
+            codec = "utf-16-le" if kind & ~_MULTIPLE == _UNICODE else self.codec
+            texts = [_text(v, codec) for v in values] if kind in (_STRING8, _UNICODE) else []
+            if prop in _NAME_PROPS:
+                attachment.names += texts
+            elif prop == _MIME_TAG and texts:
+                attachment.content_type = texts[0]
+            elif prop == _DATA_PROP and values:
+                attachment.data = values[0][_IID:] if kind == _OBJECT else values[0]
+
+    def _values(self, data: memoryview, pos: int, kind: int) -> tuple[list[memoryview], int]:
+        """The value(s) of one property at ``pos``, and where the next one starts."""
+        base = kind & ~_MULTIPLE
+        count = 1
+        if base in _VARIABLE or kind & _MULTIPLE:
+            count, pos = _u32(data, pos), pos + 4
+        if base not in _VARIABLE:
+            if base not in _FIXED:
+                raise _Unreadable
+            end = _need(data, pos, count * _FIXED[base])
+            return [data[pos:end]], end
+        values = []
+        for _ in range(count):
+            self._step()
+            size = _u32(data, pos)
+            values.append(data[pos + 4 : _need(data, pos + 4, size)])
+            pos = _need(data, pos + 4, _padded(size))
+        return values, pos
+
+
+def _u32(data: memoryview, pos: int) -> int:
+    """The little-endian 32-bit number at ``pos``; unreadable past the end."""
+    return int.from_bytes(data[pos : _need(data, pos, 4)], "little")
+
+
+def _need(data: memoryview, pos: int, size: int) -> int:
+    """The offset ``size`` bytes after ``pos``; unreadable if that is past the end."""
+    if pos + size > len(data):
+        raise _Unreadable
+    return pos + size
+
+
+def _padded(size: int) -> int:
+    return size + -size % 4
+
+
+def _codec(codepage: int) -> str:
+    try:
+        return codecs.lookup(f"cp{codepage}").name
+    except LookupError:
+        return "cp1252"
+
+
+def _text(value: memoryview, codec: str) -> str:
+    """A name as Outlook reads it: up to its first NUL."""
+    return bytes(value).decode(codec, "replace").split("\0", 1)[0].strip()
