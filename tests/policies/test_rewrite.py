@@ -9,7 +9,7 @@ import hashlib
 import pytest
 
 from postwarden_policies.facts import Envelope, MessageFacts
-from postwarden_policies.mimeparse import parse_message
+from postwarden_policies.mimeparse import TEXT_BUDGET, parse_message
 from postwarden_policies.rewrite import HtmlOptions, RewriteError, RewritePlan, rewrite_body
 from postwarden_policies.verdicts import AttachmentStripped, HtmlSanitized
 
@@ -210,11 +210,25 @@ def test_a_signed_part_that_needs_no_change_goes_out_untouched() -> None:
     assert rewrite_body(facts, SANITIZE).body is None
 
 
-def test_a_result_that_reparses_differently_is_refused() -> None:
-    # The entity decodes to a real line "--B--" once sanitized: that would close the multipart.
+def test_a_dash_the_sanitizer_decodes_at_a_line_start_stays_a_reference() -> None:
+    # nh3 decodes the entity: written as it is, the line "--B--" would close the multipart.
     part = b"Content-Type: text/html\n\n<p>\n&#45;-B--\n</p><script>1</script>"
     facts = parse_message(_mixed(part), Envelope())
-    with pytest.raises(RewriteError):
+    new, changes = _apply(facts, SANITIZE)
+    assert [type(change) for change in changes] == [HtmlSanitized]
+    assert _slot(new, 2) == b"Content-Type: text/html\r\n\r\n<p>\r\n&#45;-B--\r\n</p>"
+    assert [_slot(new, i) for i in (1, 3)] == [_slot(facts, i) for i in (1, 3)]
+
+
+def test_a_result_that_reparses_differently_is_refused() -> None:
+    # Text that fills the budget exactly, then HTML the sanitizer closes (and so
+    # lengthens): read back, the result would be cut short, so it is refused.
+    html = b"<b><i><u><s><em><strong>x<script></script>"
+    filler = b"x" * (TEXT_BUDGET - len(html))
+    raw = _mixed(b"Content-Type: text/html\n\n" + html).replace(b"plain text", filler)
+    facts = parse_message(raw, Envelope())
+    assert not facts.flags
+    with pytest.raises(RewriteError, match="parser flags"):
         rewrite_body(facts, SANITIZE)
 
 

@@ -24,6 +24,11 @@ text: a plan that would change one raises :class:`RewriteError`. An HTML part
 stays untouched only when the sanitizer gives it back as it is (what it
 counted as removed never decides: see :mod:`postwarden_policies.sanitize`).
 
+No line of a rewritten part starts with "--", so none reads as a boundary
+delimiter (RFC 2046 forbids even its prefix): in sanitized HTML such a dash is
+written ``&#45;``, and a quoted-printable line starting with "-" (a line break
+falls where the sender's text puts it) starts with ``=2D``.
+
 Every result is re-parsed and checked: the intended parts changed, every other
 part is byte-identical, no new parser flags. A failed check raises
 :class:`RewriteError` (the engine catches it and falls back safely).
@@ -37,6 +42,7 @@ Exceptions::
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from postwarden_policies import transfer
@@ -52,6 +58,10 @@ __all__ = ["HtmlOptions", "RewriteError", "RewritePlan", "RewriteResult", "rewri
 # Flags a faithful rewrite may add: the parser's limits, re-applied, and an HTML
 # body that was nothing but what the sanitizer removes (a lone <script>).
 _EXPECTED_FLAGS = frozenset({"too_many_parts", "too_deep", "empty_body"})
+# Two dashes at the start of a line (after LF, or a CR, which parsers take for a
+# line end too): how every boundary delimiter begins.
+_LINE_DASHES = re.compile(r"(?<![^\r\n])--")
+_QP_LINE = 76
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,33 @@ def _with_tail(original: bytes, encoded: bytes) -> bytes:
     return encoded.rstrip(b"\r\n") + tail
 
 
+def _encode(data: bytes, cte: str, newline: bytes, width: int = 76) -> bytes:
+    """``data`` in ``cte``, and in quoted-printable no line starting with "-".
+
+    A line that starts with "--" and a boundary would end the part early (RFC 2046
+    forbids even the prefix), and quoted-printable breaks lines where the 76th
+    character falls, which a sender chooses. "=2D" is the same dash; a line it
+    makes too long is broken again (its rest is checked in turn).
+    """
+    encoded = transfer.encode(data, cte, newline, width)
+    if cte != "quoted-printable" or not (encoded.startswith(b"-") or b"\n-" in encoded):
+        return encoded
+    lines: list[bytes] = []
+    for written in encoded.split(newline):
+        line = written
+        while line.startswith(b"-"):
+            line = b"=2D" + line[1:]
+            if len(line) <= _QP_LINE:
+                break
+            cut = _QP_LINE - 1  # room for the soft break's "="
+            while b"=" in line[cut - 2 : cut]:  # never inside an "=XX" escape
+                cut -= 1
+            lines.append(line[:cut] + b"=")
+            line = line[cut:]
+        lines.append(line)
+    return newline.join(lines)
+
+
 def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit, Change]:
     data = _decoded(facts, part)
     digest = hashlib.sha256(data).hexdigest()
@@ -105,7 +142,7 @@ def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit
     )
     original = facts.raw[part.body_start : part.body_end]
     if part.parent is None:  # the top-level header section stays as it is
-        body = _with_tail(original, transfer.encode(notice, part.transfer_encoding, nl))
+        body = _with_tail(original, _encode(notice, part.transfer_encoding, nl))
         return _Edit(part.body_start, part.body_end, body, part, False), change
     slot = nl.join(
         (
@@ -113,7 +150,7 @@ def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit
             b"Content-Transfer-Encoding: quoted-printable",
             b"Content-Disposition: inline",
             b"",
-            transfer.encode(notice, "quoted-printable", nl).rstrip(b"\r\n"),
+            _encode(notice, "quoted-printable", nl).rstrip(b"\r\n"),
         )
     )
     return _Edit(part.header_start, part.body_end, _with_tail(original, slot), part, True), change
@@ -143,6 +180,11 @@ def _sanitize_edit(
         clean, removed = sanitize_html(html, options)
         if clean == html:  # within the allowlist as it is
             return None
+        # nh3 decodes "&#45;&#45;B" in text and attribute values, its only output
+        # where a line can start; written as a reference again, no delimiter of the
+        # enclosing multipart can start a line of this part.
+        if clean.startswith("--") or "\n--" in clean or "\r--" in clean:  # sre is slower
+            clean = _LINE_DASHES.sub("&#45;-", clean)
         # nh3 writes every line end as LF. Convert in the text, never in the encoded
         # bytes: in UTF-16 a 0x0A byte can be half a character.
         if "\r\n" in html:
@@ -164,7 +206,7 @@ def _sanitize_edit(
     if new == data:  # nh3 changed nothing but line ends
         return None
     width = transfer.base64_line_length(original)
-    body = _with_tail(original, transfer.encode(new, cte, facts.newline, width))
+    body = _with_tail(original, _encode(new, cte, facts.newline, width))
     change = HtmlSanitized(
         part=part.path, removed=removed, bytes_before=len(data), bytes_after=len(new)
     )

@@ -95,10 +95,15 @@ def _unescape(match: re.Match[str]) -> str:
     return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
 
 
+def css_unescaped(text: str) -> str:
+    """CSS text with its escapes read as the browser reads them."""
+    return _CSS_ESCAPE.sub(_unescape, text) if "\\" in text else text
+
+
 def _filter_style(value: str, dropped: Counter[str]) -> str | None:
     kept = []
     for declaration in value.split(";"):
-        folded = _CSS_COMMENT_OR_SPACE.sub("", _CSS_ESCAPE.sub(_unescape, declaration)).lower()
+        folded = _CSS_COMMENT_OR_SPACE.sub("", css_unescaped(declaration)).lower()
         danger = next((word for word in CSS_DANGER if word in folded), None)
         if danger is None:
             kept.append(declaration.strip())

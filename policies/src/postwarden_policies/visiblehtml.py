@@ -1,0 +1,261 @@
+"""The text of HTML as a reader shows it, leaving out what inline CSS hides: a
+linear walk over the tokens of :data:`~postwarden_policies.htmltokens.MARKUP`
+that keeps the open elements as HTML's tree builder does (see :class:`_Walk`),
+each with the look :func:`~postwarden_policies.inlinestyle.look_of` reads.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TypeAlias
+
+from .htmltokens import BLOCK, MARKUP, RAW, TAG_PARTS, WS
+from .inlinestyle import PLAIN, UNREADABLE_PX, Look, font_px, look_of
+
+# A right-to-left override and the pop that ends it: a reversing element's text
+# goes between them, which bodytext.visible_characters then draws reversed.
+OVERRIDE, POP = "\u202e", "\u202c"
+
+_VOID = frozenset(
+    "area base br col embed hr img input keygen link meta param source track wbr".split()
+)
+# Formatting elements: closed by an end tag of an element around them, they are
+# opened again (same attributes) before the next text (HTML's "reconstruct the
+# active formatting elements"), so a hidden <b> hides on past a </div>.
+_FORMATTING = frozenset("a b big code em font i nobr s small strike strong tt u".split())
+_CELLS = frozenset({"td", "th", "caption"})  # their end forgets those formatting elements
+_TABLE_CONTEXT = frozenset({"table", "tbody", "thead", "tfoot", "tr"})
+# What a start tag there keeps in the table; anything else goes before it.
+_TABLE_PARTS = frozenset(
+    "caption col colgroup form script style table tbody td template tfoot th thead tr".split()
+)
+# What the walk writes to: text, and the lists of a table and of what goes before it.
+_Segment: TypeAlias = "list[str | _Segment]"
+# Start tags that close an open <p> near the top of the stack (not <table> in quirks
+# mode, which most mail renders in: it has no doctype), and the elements a start tag
+# closes when one is the current element.
+_BLOCKS = frozenset(BLOCK)
+_CLOSES_P = _BLOCKS - {"br", "caption", "table", "tbody", "td", "tfoot", "th", "thead", "tr"}
+_P_SCOPE = frozenset({"table", "td", "th", "caption", "button", "applet", "object", "marquee"})
+_P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays linear
+_SIBLINGS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt"), "td": ("td", "th"),
+             "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
+
+
+class _Element:
+    """An open element as the walk keeps it: how text in it shows, and where it goes."""
+
+    __slots__ = (
+        "breaks", "container", "font_px", "fostered", "gone", "host", "look", "name",
+        "painted", "readable", "segment", "visible",
+    )
+    gone: bool  # for all inside too
+    visible: bool  # these three are inherited, and a child may undo them
+    painted: bool  # in a colour
+    font_px: float
+    readable: bool
+    container: _Segment  # where its line breaks go
+    segment: _Segment  # where what it holds goes
+    fostered: _Segment  # in a table: where text and tags out of place go, before it
+    host: _Element  # in a table: the table's parent, which those inherit from
+
+    def __init__(self, name: str, look: Look, parent: _Element | None = None) -> None:
+        self.name = name
+        self.look = look  # kept to open it again (see _FORMATTING)
+        self.breaks = name in _BLOCKS if look.breaks is None else look.breaks
+        if parent is None:
+            self.gone, self.visible, self.painted, self.font_px = False, True, True, 16.0
+            self.readable = True
+            return
+        self.gone, self.visible, self.painted = parent.gone, parent.visible, parent.painted
+        self.font_px, self.readable = parent.font_px, parent.readable
+        if look is not PLAIN:
+            self.gone = self.gone or look.gone
+            if look.visible is not None:
+                self.visible = look.visible
+            if look.painted is not None:
+                self.painted = look.painted
+            if look.font_size is not None:
+                self.font_px = font_px(look.font_size, self.font_px)
+            self.readable = (not self.gone and self.visible and self.painted
+                             and self.font_px >= UNREADABLE_PX)
+
+
+class _Walk:
+    """The text of HTML as its tags come, leaving out what no reader sees.
+
+    Elements are tracked on a stack as HTML's tree builder keeps them, in the
+    parts that decide what an element holds and where it shows: void elements
+    hold nothing; an end tag closes up to the open element of its name and is
+    ignored without one; block starts close a nearby <p>, and <li>, <td>,
+    <tr>... close their own kind; formatting elements an end tag closed around
+    them open again before the next text; text and tags out of place in a table
+    show before it ("foster parenting": ``vi<table>agra<tr>`` reads ``viagra``).
+    What shows goes into nested lists (a table's and what goes before it), joined
+    once at the end. Each step is constant work but the reopening, which a
+    ladder of nested tags could make quadratic: it is bounded by the text's
+    length, past which nothing is reopened.
+    """
+
+    def __init__(self, budget: int) -> None:
+        root = _Element("", PLAIN)
+        root.host, root.container = root, []
+        root.segment = root.fostered = root.container
+        self.root = root.segment
+        self.stack = [root]
+        self.open: dict[str, int] = {}
+        self.closed: list[_Element] = []  # formatting elements to open again
+        self.budget = budget
+        self.looks: dict[tuple[str, str], Look] = {}  # mail repeats its styles
+
+    def text(self, text: str) -> None:
+        if self.closed:
+            self._reopen()
+        top = self.stack[-1]
+        if top.name in _TABLE_CONTEXT and text.strip(WS):
+            owner, segment = top.host, top.fostered
+        else:
+            owner, segment = top, top.segment
+        if owner.readable:
+            segment.append(html.unescape(text) if "&" in text else text)
+
+    def start(self, name: str, attributes: str) -> _Element:
+        if self.closed:
+            self._reopen()
+        if name in _CLOSES_P or name in _SIBLINGS:
+            self._close_implied(name)
+        look = self.looks.get((name, attributes))
+        if look is None:
+            look = self.looks[name, attributes] = look_of(name, attributes)
+        return self._open(name, look)
+
+    def _open(self, name: str, look: Look, again: bool = False) -> _Element:
+        top = self.stack[-1]
+        fostered = top.name in _TABLE_CONTEXT and name not in _TABLE_PARTS
+        element = _Element(name, look, top.host if fostered else top)
+        # Opened again, a block (by CSS) breaks no line: the rendering stays shorter
+        # than the text, however often an element is opened again.
+        element.breaks = element.breaks and not again
+        container = element.container = top.fostered if fostered else top.segment
+        element.host, element.fostered = top.host, top.fostered
+        if name == "table":
+            element.host, element.fostered = (top.host if fostered else top), []
+            container.append(element.fostered)
+        if element.breaks and not element.gone:
+            container.append("\n")
+        if look.shows and element.readable:
+            container.append(look.shows)
+        element.segment = container
+        if name == "table":
+            element.segment = []
+            container.append(element.segment)
+        if name not in _VOID:
+            self.stack.append(element)
+            self.open[name] = self.open.get(name, 0) + 1
+            if look.reverses:
+                element.segment.append(OVERRIDE)
+        return element
+
+    def end(self, name: str) -> None:
+        top = self.stack[-1]
+        if top.name == name and not top.look.reverses:  # the usual case, in short
+            self.stack.pop()
+            self.open[name] -= 1
+            if top.breaks and not top.gone:
+                top.container.append("\n")
+            return
+        if not self.open.get(name):
+            # A formatting element closed around it, now closed itself: not reopened.
+            for index in range(len(self.closed) - 1, -1, -1):
+                if self.closed[index].name == name:
+                    del self.closed[index]
+                    break
+            return
+        popped: list[_Element] = []
+        while True:
+            element = self.stack.pop()
+            self.open[element.name] -= 1
+            if element.look.reverses:
+                element.segment.append(POP)
+            if element.breaks and not element.gone:
+                element.container.append("\n")
+            if element.name == name:
+                break
+            popped.append(element)
+        if name in _CELLS:
+            self.closed.clear()
+        else:
+            self.closed += (e for e in reversed(popped) if e.name in _FORMATTING)
+
+    def _close_implied(self, name: str) -> None:
+        if name == "table" and self.stack[-1].name in _TABLE_CONTEXT:
+            self.end("table")  # a table cannot hold one but in a cell: it ends the first
+        if name in _CLOSES_P and self.open.get("p"):
+            for element in self.stack[: -_P_SEARCH - 1 : -1]:
+                if element.name in _P_SCOPE:
+                    break
+                if element.name == "p":
+                    self.end("p")
+                    break
+        siblings = _SIBLINGS.get(name, ())
+        while self.stack[-1].name in siblings:
+            self.end(self.stack[-1].name)
+
+    def _reopen(self) -> None:
+        closed, self.closed = self.closed, []
+        self.budget -= len(closed)
+        if self.budget < 0:
+            return  # past the bound: left closed (see the class text)
+        for element in closed:
+            self._open(element.name, element.look, again=True)
+
+    def shown(self) -> str:
+        """What showed, in order: the nested lists read depth first."""
+        pieces: list[str] = []
+        todo = [iter(self.root)]
+        while todo:
+            for item in todo[-1]:
+                if isinstance(item, str):
+                    pieces.append(item)
+                else:
+                    todo.append(iter(item))
+                    break
+            else:
+                todo.pop()
+        return "".join(pieces)
+
+
+def render_visible(text: str) -> str:
+    """What a reader shows of the HTML ``text``, leaving out what its inline CSS or
+    ``hidden`` attributes hide: ``display: none``, ``visibility: hidden``, a font
+    under 2 px (``font-size: 0``, ``font: 0/0 a``), ``opacity`` of at most 0.1, a
+    transparent colour, a zero height or width with ``overflow: hidden``, and
+    Outlook's ``mso-hide: all``, and ``<template>`` content. An element CSS makes
+    inline breaks no line; ``<bdo dir=rtl>`` and a CSS bidi override are drawn
+    reversed; images show their alt text (as with images off) and inputs their value.
+
+    The tokens are :func:`~postwarden_policies.bodytext.render_html`'s; :class:`_Walk`
+    tells what each element holds. ``<style>`` sheets are not read (a rule there may
+    hide by class).
+    """
+    walk = _Walk(budget=len(text) // 4)
+    pos = 0
+    for match in MARKUP.finditer(text):
+        if match.start() > pos:
+            walk.text(text[pos : match.start()])
+        pos = match.end()
+        tag = TAG_PARTS.match(match.group())
+        if tag is None:  # a comment, doctype or processing instruction
+            continue
+        name = tag.group(2).lower()
+        if tag.group(1):
+            walk.end(name)
+        elif name not in RAW:
+            walk.start(name, tag.group(3))
+        elif (textarea := walk.start(name, tag.group(3))).readable and name == "textarea":
+            textarea.segment.append(html.unescape(match.group(1) or ""))
+        # other raw text readers do not show (or, <plaintext>, the source holds)
+    if pos < len(text):
+        walk.text(text[pos:])
+    return walk.shown()
+

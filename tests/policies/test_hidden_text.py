@@ -1,0 +1,241 @@
+"""Body rules see a word a sender split with what readers do not show.
+
+Zero-width and other default-ignorable characters, written out or as
+references, in plain text and in HTML; text hidden by inline CSS or the
+``hidden`` attribute in the middle of a word; text drawn reversed by a bidi
+override; alt text that readers show with images off.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_policies import (
+    Envelope,
+    bodytext,
+    evaluate,
+    evaluate_message,
+    parse_message,
+    visiblehtml,
+)
+from postwarden_policies.bodytext import Renderings
+from postwarden_policies.visiblehtml import render_visible
+
+from .policy_helpers import html_part, rule_policy
+
+HEAD = "From: a@elsewhere.test\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\nSubject: hi\r\n"
+RULE = rule_policy("body: '(?i)viagra'", "reject")
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e", "\u034f",
+             "\u180e", "\U000e0041", "\ufe0f"]
+
+
+def _message(content_type: str, body: str, cte: str = "8bit") -> bytes:
+    return (
+        f"{HEAD}Content-Type: {content_type}; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: {cte}\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def _rejected(raw: bytes) -> bool:
+    return evaluate_message(RULE, raw, Envelope()).rules == ("r",)
+
+
+@pytest.mark.parametrize("char", [pytest.param(c, id=f"U+{ord(c):04X}") for c in INVISIBLE])
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html", "text/x-unknown"])
+def test_an_invisible_character_inside_the_word_does_not_hide_it(
+    char: str, content_type: str
+) -> None:
+    assert _rejected(_message(content_type, f"buy via{char}gra now"))
+
+
+@pytest.mark.parametrize(
+    "reference", ["&#8203;", "&#x200B;", "&#x200b", "&shy;", "&zwnj;", "&ZeroWidthSpace;",
+                  "&NoBreak;", "&#65279;", "&lrm;"],
+)
+def test_an_invisible_character_written_as_a_reference_does_not_hide_the_word(
+    reference: str,
+) -> None:
+    assert _rejected(_message("text/html", f"<p>v{reference}ia{reference}gra</p>"))
+
+
+def test_an_invisible_character_in_quoted_printable_flowed_text_does_not_hide_the_word() -> None:
+    body = "via=E2=80=8B \r\ngra"
+    assert _rejected(_message("text/plain; format=flowed; delsp=yes", body, "quoted-printable"))
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        pytest.param('<span style="display:none">xyz</span>', id="display-none"),
+        pytest.param("<span style='DISPLAY : None !important'>xyz</span>", id="spaced-important"),
+        pytest.param("<span style=display:none>x<b>y</b>z</span>", id="unquoted-nested"),
+        pytest.param('<div style="display:none">xyz</div>', id="hidden-block-no-break"),
+        pytest.param('<span style="visibility:hidden">xyz</span>', id="visibility-hidden"),
+        pytest.param('<span style="font-size:0">xyz</span>', id="font-size-0"),
+        pytest.param('<span style="font-size:0px;line-height:0">xyz</span>', id="font-size-0px"),
+        pytest.param('<span style="font-size:1px">xyz</span>', id="font-size-1px"),
+        pytest.param('<span style="font:0/0 a">xyz</span>', id="font-shorthand"),
+        pytest.param('<span style="font-size:calc(0px)">xyz</span>', id="font-size-calc"),
+        pytest.param('<span style="opacity:0">xyz</span>', id="opacity"),
+        pytest.param('<span style="color:transparent">xyz</span>', id="transparent"),
+        pytest.param('<span style="color:rgba(0,0,0,0)">xyz</span>', id="rgba-alpha-0"),
+        pytest.param('<span style="max-height:0;overflow:hidden">xyz</span>', id="zero-box"),
+        pytest.param('<span style="mso-hide:all">xyz</span>', id="mso-hide"),
+        pytest.param("<span hidden>xyz</span>", id="hidden-attribute"),
+        pytest.param("<x-y hidden>xyz</x-y>", id="custom-element"),
+        pytest.param('<span style="displ&#97;y:n&#111;ne">xyz</span>', id="references-in-style"),
+        pytest.param('<span style="display:n\\6f ne">xyz</span>', id="css-escape"),
+        pytest.param('<span style="display:/**/none">xyz</span>', id="css-comment"),
+        pytest.param('<span title="a>b" style="display:none">xyz</span>', id="gt-in-value"),
+        pytest.param("<template>xyz</template>", id="template"),
+        pytest.param('<b><i style="display:none">x</b>yz</i>', id="reopened-formatting"),
+        pytest.param('<span style="display:none">x<p>y</p>z</span>', id="block-inside"),
+    ],
+)
+def test_text_hidden_inside_a_word_does_not_hide_it(hidden: str) -> None:
+    assert _rejected(_message("text/html", f"<div>via{hidden}gra</div>"))
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param("<p>via<wbr>gra</p>", id="wbr"),
+        pytest.param("<p>via<!-- x -->gra</p>", id="comment"),
+        pytest.param('<div>via<div style="display:inline">gra</div></div>',
+                     id="block-made-inline"),
+        pytest.param('<p>via<img src="cid:x" alt="gra"></p>', id="alt-text"),
+        pytest.param("<p>via<input value='gra'></p>", id="input-value"),
+        pytest.param("<p><bdo dir=rtl>argaiv</bdo></p>", id="bdo"),
+        pytest.param('<p style="direction:rtl;unicode-bidi:bidi-override">argaiv</p>',
+                     id="css-bidi-override"),
+        pytest.param("<p>\u202eargaiv\u202c</p>", id="rlo-in-html"),
+        pytest.param("<p>&#x202e;argaiv&#x202c;</p>", id="rlo-reference"),
+        pytest.param("<p>vi<table>agra<tr><td>x</td></tr></table></p>", id="text-out-of-place"),
+        pytest.param("vi<table><tr><b>agra</b><td>x</td></tr></table>", id="tag-out-of-place"),
+        pytest.param("vi<table style='display:none'>agra<tr><td>x</table>",
+                     id="out-of-place-past-a-hidden-table"),
+    ],
+)
+def test_a_word_readers_show_whole_is_found(html: str) -> None:
+    assert _rejected(_message("text/html", html))
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param("<p>via<!--[if mso]>gra<![endif]--></p>", id="shown-to-outlook"),
+        pytest.param("<p>via<!--[if (gte mso 9)|(IE)]>gra<![endif]--></p>", id="vml-condition"),
+        pytest.param("<p>via<!--[if !mso]><!-->xyz<!--<![endif]-->gra</p>",
+                     id="hidden-from-outlook"),
+        pytest.param("<p>via<![if !mso]>xyz<![endif]>gra</p>", id="bogus-comment-form"),
+        pytest.param("<p>via<!--[if mso]>gra", id="unclosed"),
+    ],
+)
+def test_a_word_outlook_shows_whole_is_found(html: str) -> None:
+    """Outlook's Word engine shows what a conditional comment's condition keeps."""
+    assert _rejected(_message("text/html", html))
+
+
+def test_a_condition_outlook_does_not_meet_hides_nothing_it_shows() -> None:
+    assert not _rejected(_message("text/html", "<p>via<!--[if !mso]>gra<![endif]--></p>"))
+    assert not _rejected(_message("text/html", "<p>via<!--[if lt mso 12]>gra<![endif]--></p>"))
+
+
+def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
+    assert _rejected(_message("text/plain", "buy \u202eargaiv\u202c now"))
+
+
+@pytest.mark.parametrize(
+    ("html", "shown"),
+    [
+        pytest.param("<span hidden style='display:inline'>x</span>", "x", id="css-undoes-hidden"),
+        pytest.param("<span style=visibility:hidden>x<b style=visibility:visible>y</b></span>",
+                     "y", id="visible-child"),
+        pytest.param("<span style=font-size:0>x<b style=font-size:12px>y</b></span>", "y",
+                     id="readable-child"),
+        pytest.param("<span style=display:none>x</span><b>y</b>", "y", id="ends-at-its-end"),
+        pytest.param("<div><b style=display:none>x</div>y", "\n\n", id="reopened-after-div"),
+        pytest.param("<td><b style=display:none>x</td><td>y", "\n\n\ny", id="not-past-a-cell"),
+        pytest.param("<p style=display:none>x<p>y", "\ny", id="p-closed-by-p"),
+        pytest.param("<ul><li hidden>x<li>y</ul>", "\n\ny\n\n", id="li-closed-by-li"),
+        pytest.param("<span style=display:none>x</div>y</span>z", "z", id="stray-end-tag"),
+        pytest.param("<span style='display:none'>x<br>y</span>", "", id="hidden-break"),
+        pytest.param("<textarea style=display:none>x</textarea>y", "y", id="hidden-textarea"),
+        pytest.param("<span style='color:#000'>x</span>", "x", id="ordinary-style"),
+        pytest.param("a<table> <tr><td>1</td><td>2</td></tr> </table>b",
+                     "a\n \n\n1\n\n2\n\n \nb", id="table-cells-apart"),
+    ],
+)
+def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) -> None:
+    assert render_visible(html) == shown
+
+
+def test_a_hidden_keyword_is_still_found() -> None:
+    """The rendering with hidden text stays: a rule may look for what spam hides."""
+    assert _rejected(_message("text/html", '<p>hi<span style="display:none">viagra</span></p>'))
+
+
+def test_ordinary_words_are_not_joined() -> None:
+    html = '<p>via <span style="color:#333">gra</span></p><div>via</div><div>gra</div>'
+    assert not _rejected(_message("text/html", html))
+    assert not _rejected(_message("text/plain", "via\u200b gra"))
+
+
+def test_text_in_ascii_has_no_rendering_to_search() -> None:
+    """Plain text in ASCII holds no invisible character: nothing is rendered."""
+    facts = parse_message(_message("text/plain", "plain words"), Envelope())
+    assert evaluate(RULE, facts).rules == ()
+    assert list(facts.renderings) == []
+
+
+def test_a_rule_that_matches_the_source_renders_nothing() -> None:
+    facts = parse_message(_message("text/plain", "viagra\u200b"), Envelope())
+    renderings = facts.renderings
+    assert isinstance(renderings, Renderings)
+    assert evaluate(RULE, facts).rules == ("r",)
+    assert renderings._texts is None
+
+
+ADVERSARIAL = [
+    # Formatting elements an end tag closes around them are opened again before the
+    # next text: a ladder of them under nested blocks asks for quadratic work.
+    pytest.param(lambda n: "<div>" * n + "".join(f"<b c={i}>" for i in range(n))
+                 + "x</div>" * n, id="reopening-ladder"),
+    pytest.param(lambda n: "<div>" * n + "<b style=display:block>" * n + "x</div>" * n,
+                 id="reopening-blocks"),
+    pytest.param(lambda n: "<div>" * (4 * n) + "</span>" * (4 * n), id="deep-stray-ends"),
+    pytest.param(lambda n: "<p>" + "<b>" * (4 * n) + "<div>x" * n, id="p-search"),
+    pytest.param(lambda n: "<span style='display:none'>" * (2 * n) + "x</span>" * (2 * n),
+                 id="nested-hidden"),
+    pytest.param(lambda n: "<b style='" + "a:b;" * (4 * n) + "'>x" * 2, id="long-style"),
+    pytest.param(lambda n: "<span hidden><b>" * n + "<li>" * (2 * n), id="implied-ends"),
+    pytest.param(lambda n: "<!--[if mso]><span hidden>" * n, id="unclosed-conditionals"),
+    pytest.param(lambda n: "<table><tr><td>x<b style=color:red>y" * n, id="nested-tables"),
+    pytest.param(lambda n: "<table>a<i>b" * (2 * n), id="out-of-place-runs"),
+]
+
+
+@pytest.mark.parametrize("build", ADVERSARIAL)
+def test_hidden_text_rendering_does_linear_work(
+    build: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Elements made (pushed, or opened again) stay within a fixed multiple of the
+    HTML's length at every size, so the work is linear in it."""
+    made = 0
+    element = visiblehtml._Element
+
+    class Counted(element):  # type: ignore[valid-type,misc]
+        __slots__ = ()
+
+        def __init__(self, *args: object) -> None:
+            nonlocal made
+            made += 1
+            super().__init__(*args)
+
+    monkeypatch.setattr(visiblehtml, "_Element", Counted)
+    for n in (1_000, 16_000):
+        html = build(n)  # type: ignore[operator]
+        made = 0
+        assert len(render_visible(html)) <= len(html)
+        assert made <= 2 * len(html), (n, made, len(html))
+        assert all(len(view) <= len(html) for view in bodytext.rendering(html_part(0), {}, html))
