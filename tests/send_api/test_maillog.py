@@ -20,7 +20,8 @@ import pytest
 
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
-from postwarden_admin_api.send import maillog
+from postwarden_admin_api.send import deliveryapply, maillog
+from postwarden_admin_api.send.deliveryapply import our_queue_ids
 from postwarden_admin_api.send.deliverylines import (
     DELETED_DETAIL,
     EXPIRED_DETAIL,
@@ -29,9 +30,9 @@ from postwarden_admin_api.send.deliverylines import (
     address_gone,
     parse_line,
 )
-from postwarden_admin_api.send.maillog import MaillogFollower, our_queue_ids
+from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
-from postwarden_admin_api.send.relay import Claimed, RelayConfig, record
+from postwarden_admin_api.send.relayoutcomes import Claimed, RelayConfig, record
 from postwarden_admin_api.send.submit import Outcome, SubmitResult
 from postwarden_admin_api.send.syslogline import LogLine, split_line
 from tests.fixtures.submissions import ROOMY, submission
@@ -1166,7 +1167,7 @@ async def test_lines_of_mail_seen_arriving_as_another_s_never_wait(
     Postfix reuses the queue id for a message of ours afterwards: that one's lines are
     applied."""
     asked: list[set[str]] = []
-    ask = maillog.our_queue_ids
+    ask = deliveryapply.our_queue_ids
 
     async def recording(conn: asyncpg.Connection, host: str, queue_ids: set[str]
                         ) -> tuple[set[str], set[str]]:
@@ -1174,7 +1175,7 @@ async def test_lines_of_mail_seen_arriving_as_another_s_never_wait(
         return await ask(conn, host, queue_ids)
 
     log_file, follower = await follower_at_end(pool, tmp_path)
-    monkeypatch.setattr(maillog, "our_queue_ids", recording)
+    monkeypatch.setattr(deliveryapply, "our_queue_ids", recording)
     theirs, unknown = new_queue_id("THEIRS"), new_queue_id("UNKNOWN")
     append(log_file, arriving(theirs, "<1.2@mua.example>"), sent(theirs, "x@example.net"),
            removed(theirs), sent(unknown, "y@example.net"))

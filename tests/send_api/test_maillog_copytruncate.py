@@ -3,7 +3,8 @@
 The file keeps its inode, so the saved position looked valid: a restart went on
 there, in the middle of whatever Postfix had written since, and the lines before
 it (and the rest of the old file, now in the copy) were never read. The read
-position now carries a fingerprint of the bytes before it: the restart sees they
+position is now saved with a fingerprint of the bytes before it (migration 0024,
+its own column; a row without one is trusted as before): the restart sees they
 changed, reads the rest of the copy beside the log, then the log from its start.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from postwarden_admin_api.send.logtail import carries, mark_token
+from postwarden_admin_api.send.logtail import fingerprint, matches
 from postwarden_admin_api.send.maillog import MaillogFollower
 
 from .test_maillog import (
@@ -31,13 +32,11 @@ from .test_maillog import (
 FILLER = "Dec  5 00:00:0{n} mx postfix/smtpd[2]: connect from unknown[192.0.2.{n}]\n"
 
 
-def test_a_token_fingerprints_the_bytes_before_the_position() -> None:
-    token = mark_token(b"line one\n")
-    assert token.version == 8
-    assert carries(token, b"line one\n") is True
-    assert carries(token, b"line two\n") is False
-    assert mark_token(b"line one\n") != token  # still a fresh token at every save
-    assert carries(None, b"x") is None  # a row saved by an older version
+def test_a_fingerprint_tells_the_bytes_before_the_position() -> None:
+    saved = fingerprint(b"line one\n")
+    assert matches(saved, b"line one\n") is True
+    assert matches(saved, b"line two\n") is False
+    assert matches(None, b"x") is None  # a row saved by an older version
 
 
 @pytest.mark.parametrize("refilled", [
@@ -112,13 +111,26 @@ async def test_a_log_emptied_in_place_without_its_copy_is_read_from_its_start(
     assert "was emptied in place while no instance read it" in caplog.text
 
 
+@pytest.mark.parametrize("older_row", [
+    pytest.param(False, id="with-its-fingerprint"),
+    pytest.param(True, id="saved-without-one-by-an-older-version"),
+])
 async def test_a_restart_on_an_untouched_log_goes_on_where_it_stopped(
-    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture, older_row: bool,
 ) -> None:
+    """The fingerprint has a column of its own (migration 0024), saved_by stays a plain
+    token; a row without a fingerprint is trusted as before."""
     w = await watched(pool, tmp_path)
     append(w.log_file, sent(w.queue_id, w.recipient), OTHERS)
     await w.follower.poll()
     await w.follower.release()
+    row = await pool.fetchrow("SELECT saved_by, mark_fingerprint FROM maillog_positions "
+                              "WHERE path LIKE '%' || $1", str(w.log_file))
+    assert row["saved_by"].version == 4
+    assert matches(row["mark_fingerprint"], OTHERS.encode()[-64:]) is True
+    if older_row:
+        await pool.execute("UPDATE maillog_positions SET mark_fingerprint = NULL "
+                           "WHERE path LIKE '%' || $1", str(w.log_file))
     append(w.log_file, sent(w.queue_id, w.recipient))  # delivered again, say
     restarted = MaillogFollower(pool, w.log_file)
     await restarted.poll()

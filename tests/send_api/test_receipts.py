@@ -24,6 +24,7 @@ import pytest
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send import maillog as maillog_module
+from postwarden_admin_api.send import waitinglines
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.receipts import (
@@ -34,7 +35,8 @@ from postwarden_admin_api.send.receipts import (
 from postwarden_admin_api.send.receipts import (
     committed as committed_at,
 )
-from postwarden_admin_api.send.relay import Claimed, RelayConfig, RelayWorker, record
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import Claimed, RelayConfig, record
 from postwarden_admin_api.send.submit import Outcome, SubmitResult
 from postwarden_admin_api.send.syslogline import split_line
 from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data
@@ -279,7 +281,7 @@ async def test_a_delivery_line_awaiting_the_relay_outlives_its_reader(
     read position (lines about other mail are not), and the next reader applies it
     once the relay settles the row from the log, however long that takes."""
     monkeypatch.setattr(maillog_module, "LEASE_SECONDS", 0.5)
-    monkeypatch.setattr(maillog_module, "PENDING_SECONDS", 0.2)
+    monkeypatch.setattr(waitinglines, "PENDING_SECONDS", 0.2)
     log_file, first = await follower_at_end(pool, tmp_path)
     message = await accepted(pool, "fast@example.org")
     queue_id = new_queue_id("D")

@@ -19,10 +19,10 @@ from postwarden_admin_api.send import relay
 from postwarden_admin_api.send.lease import BatchLease
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
-from postwarden_admin_api.send.relay import (
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import (
     RelayConfig,
     Relayed,
-    RelayWorker,
     backoff,
     store_relayed,
 )

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from postwarden_admin_api.send.relay import Claimed, RelayConfig, RelayWorker
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import Claimed, RelayConfig
 from postwarden_admin_api.send.submit import SmtpSession
 
 from .test_relay import accepted, database_url, short_lease  # noqa: F401 - a fixture

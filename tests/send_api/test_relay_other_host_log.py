@@ -22,7 +22,8 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send import interrupted
 from postwarden_admin_api.send.maillog import MaillogFollower
-from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from tests.fixtures.scripted_smtp import Scripted
 
 from .test_maillog import append, new_queue_id

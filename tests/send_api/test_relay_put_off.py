@@ -17,7 +17,8 @@ import pytest
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.send import interrupted
 from postwarden_admin_api.send.maillog import MaillogFollower
-from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from tests.fixtures.scripted_smtp import Scripted
 
 from .test_maillog import append, follower_at_end, new_queue_id

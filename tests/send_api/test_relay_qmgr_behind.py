@@ -26,7 +26,8 @@ from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.interrupted import PostfixQueue
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.receipts import OPEN_RECEIPT_LIMIT
-from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from tests.fixtures.postfix import PostfixInstance, running_postfix, wait_for
 
 from .test_receipts import until

@@ -19,7 +19,8 @@ import pytest
 
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.send.maillog import MaillogFollower
-from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from tests.fixtures.scripted_smtp import hang_up_after_data
 
 from .test_receipts import add_receipt, maillog, until  # noqa: F401 - a fixture

@@ -26,7 +26,8 @@ from postwarden_admin_api.send import interrupted
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.receipts import OPEN_RECEIPT_LIMIT
-from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from tests.fixtures.scripted_smtp import Scripted
 from tests.fixtures.submissions import ROOMY, submission
 

@@ -16,10 +16,12 @@ import uuid
 import asyncpg
 
 from postwarden_admin_api.metrics import Metrics
+from postwarden_admin_api.send.deliveryapply import apply_events
 from postwarden_admin_api.send.deliverylines import DeliveryEvent
-from postwarden_admin_api.send.maillog import MaillogFollower, apply_events
+from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
-from postwarden_admin_api.send.relay import RelayConfig, RelayWorker
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from tests.fixtures.scripted_smtp import Scripted
 from tests.fixtures.submissions import ROOMY, submission
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,10 @@ class ServiceSettings:
     maillog_path: Path | None = None
     # The name the log's read position and receipts are kept under; unset: the host name.
     maillog_host: str | None = None
+    # The config directory of the Postfix instance the relay submits to, whose queue
+    # `postqueue -c DIR -j` lists; unset: not asked (with several instances on a host,
+    # plain `postqueue -j` could list another's queue).
+    postfix_config_dir: Path | None = None
     # webhooks (postwarden_admin_api.webhooks)
     webhook_max_attempts: int = 8
     webhook_timeout_seconds: float = 10.0
@@ -137,6 +142,20 @@ def _is_host(text: str) -> bool:
     return text.isprintable() and not any(c.isspace() or c in "[]/@" for c in text)
 
 
+def _postfix_config_dir_problems(settings: ServiceSettings) -> list[tuple[str, str]]:
+    """Its queue is asked only about what the log follower read, of the Postfix the
+    relay submits to: it needs both, and must be a Postfix config directory."""
+    config_dir = settings.postfix_config_dir
+    if config_dir is None:
+        return []
+    if settings.maillog_path is None or not settings.relay_host:
+        return [("postfix_config_dir", "needs maillog_path and relay_host")]
+    if not os.path.isfile(config_dir / "main.cf"):  # False, not raised, when unreadable
+        return [("postfix_config_dir", f"{config_dir} holds no main.cf (expected a "
+                                       "Postfix config directory)")]
+    return []
+
+
 def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
     """(setting, problem) for each value that converted but cannot work."""
     problems = []
@@ -166,6 +185,7 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
             not settings.maillog_host or not settings.maillog_host.isprintable()
             or any(c.isspace() for c in settings.maillog_host)):
         problems.append(("maillog_host", "expected a name without spaces"))
+    problems += _postfix_config_dir_problems(settings)
     if settings.log_level.upper() not in LOG_LEVELS:
         problems.append(("log_level", f"expected one of {', '.join(LOG_LEVELS)}"))
     for network in settings.webhook_allowed_networks:

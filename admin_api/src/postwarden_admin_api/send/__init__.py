@@ -3,7 +3,8 @@
 ``setup_send(app)`` adds the routes (``POST /api/v1/send-email``, messages,
 suppressions) with their OpenAPI entries, and one cleanup context that runs
 the relay worker, hourly housekeeping and, when ``maillog_path`` is set, the
-maillog follower.
+maillog follower (and, when ``postfix_config_dir`` is set, the relay asks that
+Postfix's queue about interrupted attempts qmgr has not logged: :mod:`.interrupted`).
 It needs ``app[POOL]`` ready, so ``create_app`` calls it after the database
 context.
 """
@@ -25,9 +26,11 @@ from postwarden_admin_api.periodic import periodic
 from postwarden_admin_api.secrets import KEYRING
 
 from . import idempotency, limits
+from .interrupted import PostfixQueue
 from .maillog import MaillogFollower
 from .openapi_paths import OPENAPI_PATHS, SCHEMAS
-from .relay import RelayConfig, RelayWorker
+from .relay import RelayWorker
+from .relayoutcomes import RelayConfig
 from .routes import routes
 from .sending import SEND, SendState, current_hash_key
 
@@ -55,10 +58,13 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
         follower = MaillogFollower(pool, settings.maillog_path, app[METRICS],
                                    settings.maillog_host)
     if settings.relay_host:
+        queue = None
+        if settings.postfix_config_dir is not None:
+            queue = PostfixQueue(settings.postfix_config_dir)
         state.relay = RelayWorker(pool, RelayConfig(
             settings.relay_host, settings.relay_port, settings.relay_max_attempts,
             settings.relay_backoff_seconds, settings.relay_workers,
-        ), follower, app[METRICS])
+        ), follower, app[METRICS], queue)
         state.relay.start()
     following = None
     if follower is not None:

@@ -39,6 +39,7 @@ from postwarden_admin_api.periodic import DB_ERRORS
 
 from .maillog import NEXT_READ, POLL_SECONDS, MaillogFollower
 from .receipts import Commit, Opened, committed, opened
+from .scrub import for_log
 
 log = logging.getLogger(__name__)
 
@@ -81,19 +82,21 @@ class PostfixQueue:
         try:
             process = await asyncio.create_subprocess_exec(
                 *self._command, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL)
+                stderr=asyncio.subprocess.PIPE)
         except OSError as exc:
             log.warning("relay: cannot list Postfix's queue (%s)", type(exc).__name__)
             return None
         try:
             async with asyncio.timeout(POSTQUEUE_SECONDS):
-                listing, _ = await process.communicate()
+                listing, errors = await process.communicate()
         finally:  # timed out or cancelled: not left running
             if process.returncode is None:
                 process.kill()
                 await process.wait()
         if process.returncode != 0:
-            log.warning("relay: postqueue -j exited with %d", process.returncode)
+            # Its fatal line says why (no showq access without group postdrop, say).
+            log.warning("relay: postqueue -j exited with %d: %s", process.returncode,
+                        for_log(errors.decode("utf-8", "replace").strip()[-300:]))
             return None
         try:
             return queue_id in {json.loads(line)["queue_id"] for line in listing.splitlines()}

@@ -10,7 +10,7 @@ the last bytes it read must still be where it read them.
 A file emptied in place is read on in the copy ``copytruncate`` made beside it,
 found by those bytes (:func:`copy_of`), to its end: the lines written after the
 last read and before the copy are there only. A reader that stops keeps the
-bytes' fingerprint with its position (:func:`mark_token`), so the next one
+bytes' fingerprint with its position (:func:`fingerprint`), so the next one
 recognises a file emptied in place while no one read it too: without it, a file
 refilled past the position was read on from there, mid-line, the lines before
 it never read.
@@ -20,34 +20,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 MARK_BYTES = 64
 
 
-def _fingerprint(mark: bytes) -> bytes:
-    """The first 8 bytes of a version 8 UUID (RFC 9562: custom) for ``mark``."""
-    stamp = bytearray(hashlib.blake2b(mark, digest_size=8).digest())
-    stamp[6] = stamp[6] & 0x0F | 0x80
-    return bytes(stamp)
+def fingerprint(mark: bytes) -> bytes:
+    """What a reader saves with its position for ``mark``, the bytes just before it."""
+    return hashlib.blake2b(mark, digest_size=16).digest()
 
 
-def mark_token(mark: bytes) -> uuid.UUID:
-    """A fresh token that carries the fingerprint of ``mark``, the bytes just before a
-    saved position: 8 bytes of it, 8 random (less the UUID's variant bits)."""
-    rest = bytearray(os.urandom(8))
-    rest[0] = rest[0] & 0x3F | 0x80
-    return uuid.UUID(bytes=_fingerprint(mark) + bytes(rest))
-
-
-def carries(token: uuid.UUID | None, mark: bytes) -> bool | None:
-    """Whether ``token`` carries the fingerprint of ``mark``; None when it carries none
-    (saved by an older version)."""
-    if token is None or token.version != 8:
+def matches(saved: bytes | None, mark: bytes) -> bool | None:
+    """Whether ``saved`` is the fingerprint of ``mark``; None when there is none (the
+    position was saved by an older version)."""
+    if saved is None:
         return None
-    return token.bytes[:8] == _fingerprint(mark)
+    return saved == fingerprint(mark)
 
 
 def mark_at(path: Path, position: int) -> bytes | None:
@@ -77,6 +66,17 @@ def copy_of(path: Path, position: int, holds: Callable[[bytes], bool]) -> Path |
     return max(copies, key=lambda f: f.stat().st_mtime, default=None)
 
 
+def renamed_file(path: Path, inode: int) -> Path | None:
+    """The file beside ``path`` that is the file ``inode`` (``path`` renamed by a rotation)."""
+    try:
+        with os.scandir(path.parent) as entries:
+            return next((Path(e.path) for e in entries
+                         if e.is_file(follow_symlinks=False) and e.inode() == inode), None)
+    except OSError:
+        return None
+
+
+
 class LogTail:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -95,18 +95,18 @@ class LogTail:
         """Go on at ``position`` of the file ``inode`` (where an earlier run stopped)."""
         self.inode, self.position = inode, position
 
-    def resume_in_place(self, inode: int, position: int, token: uuid.UUID | None) -> bool:
+    def resume_in_place(self, inode: int, position: int, saved: bytes | None) -> bool:
         """Go on at ``position`` of the file at the path (``inode``, the one it was saved
         in), unless it was emptied in place since (``copytruncate``: shorter now, or other
-        bytes before the position than ``token`` fingerprints): then the rest of its copy
+        bytes before the position than ``saved`` fingerprints): then the rest of its copy
         beside it first, found by those bytes, and the file from its start. False when
         it was and no copy holds them (the file is read from its start)."""
         mark = mark_at(self.path, position)
         # None: saved by an older version, which kept no fingerprint: taken as it is.
-        if mark is not None and carries(token, mark) is not False:
+        if mark is not None and matches(saved, mark) is not False:
             self.resume(inode, position)
             return True
-        return self._resume_copy(position, lambda mark: carries(token, mark) is True)
+        return self._resume_copy(position, lambda mark: matches(saved, mark) is True)
 
     def resume_renamed(self, renamed: Path, inode: int, position: int) -> bool:
         """Go on at ``position`` of the file ``inode``, renamed to ``renamed`` while

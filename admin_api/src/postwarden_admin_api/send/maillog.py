@@ -11,18 +11,18 @@ about the whole message (expired, discarded, removed, held: see
 rotated file is read to its end and the new one from its start, and one emptied
 in place too (:mod:`.logtail`), also when the rotation happened while no
 instance read the log (the old file is found by its inode beside the log, or,
-for one emptied in place, the copy by the bytes before the saved position, which
-the saved token fingerprints; unless it was compressed). A line can arrive
-before the relay worker stored the queue id it names, so unmatched lines are
-retried for ``PENDING_SECONDS``. Most
+for one emptied in place, the copy by the bytes before the saved position, whose
+fingerprint is saved with it, migration 0024; unless it was compressed). A line
+can arrive before the relay worker stored the queue id it names, so unmatched
+lines are retried for a while (:mod:`.waitinglines`). Most
 lines in a busy log are about other mail: those of mail seen arriving as
 another's are dropped as they are parsed (:mod:`.othermail`); of the rest, each
 poll first asks, in one query, which queue ids are ours, then applies those
-lines, in log order, in one statement (``maillog_apply``, migrations 0009, 0013,
-0015 and 0018); the rest wait. Waiting lines whose queue id a receipt of ours names
-(the relay has yet to store Postfix's answer, even where an older message was
-stored under that queue id) are saved with the read position,
-so the next reader goes on with them (migration 0014). A poll whose database
+lines, in log order, in one statement (:mod:`.deliveryapply`); the rest wait.
+Waiting lines whose queue id a receipt of ours names (the relay has yet to store
+Postfix's answer, even where an older message was stored under that queue id)
+are saved with the read position, so the next reader goes on with them
+(migration 0014). A poll whose database
 work fails keeps all its lines for the next one. Lines about queue files
 (:mod:`.receipts`) are handed over in the same poll, all of them;
 :meth:`MaillogFollower.read_past` waits for a poll that started after a given
@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
 import os
@@ -58,60 +57,50 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
+from .deliveryapply import apply_events
 from .deliverylines import DeliveryEvent, parse_line
-from .logtail import LogTail, mark_token
+from .logtail import LogTail, fingerprint, renamed_file
 from .othermail import OtherMail
 from .receipts import Holds, ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
-from .scrub import for_log
 from .syslogline import split_line
+from .waitinglines import MAX_PENDING, Waiting, restored, saved_form, still_waiting
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
-PENDING_SECONDS = 60.0
-MAX_PENDING = 10_000
 MAX_PENDING_RECEIPTS = 200_000  # about 20 MB of lines kept while Postgres is away
 MAX_READ = 4 * 1024 * 1024
 # No line of Postfix's comes near it: a longer one (no newline in a run of bytes, as a
 # crash's NUL-filled tail) is skipped to its end rather than held, and copied, whole.
 MAX_LINE = 1024 * 1024
 
-# Migration 0018: every line of a poll in one statement, applied in log order, each to
-# the message relayed last under its queue id through this host's Postfix.
-APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7) AS line"
-# Stored by the relay (recorded: through this host's Postfix, or a host not named), or
-# so far named only by a receipt in this host's log.
-OURS = """
-SELECT queue_id, true AS recorded FROM outbound_messages
-WHERE queue_id = ANY($1::text[]) AND (queue_host = $2 OR queue_host IS NULL)
-UNION
-SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1::text[])
-"""
 # Keyed by host and path: service instances on several hosts each follow their own
 # Postfix's log, often at the same path. (Rows of older versions are keyed by path.)
 # Instances on one host share a row: the lease says which one reads (migration 0012).
 SELECT_POSITION = """
-SELECT inode, position, leader, saved_by, read_to_end, pending,
+SELECT inode, position, leader, saved_by, mark_fingerprint, read_to_end, pending,
        coalesce(leader <> $2 AND lease_until > now(), false) AS taken
 FROM maillog_positions WHERE path = ANY($1::text[])
 ORDER BY path = $1[1] DESC LIMIT 1
 """
 # The lease counts from the save, not from the start of a poll that may be slow.
-# $8, the waiting lines to save: NULL when they are as saved last.
+# $8, the waiting lines to save: NULL when they are as saved last. $9: the fingerprint
+# of the bytes before the position (migration 0024).
 SAVE_POSITION = """
 INSERT INTO maillog_positions
-    (path, inode, position, leader, lease_until, saved_by, read_to_end, pending)
+    (path, inode, position, leader, lease_until, saved_by, read_to_end, pending,
+     mark_fingerprint)
 VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5), $6, $7,
-        coalesce($8::jsonb, '[]'))
+        coalesce($8::jsonb, '[]'), $9)
 ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, leader = $4,
-    lease_until = EXCLUDED.lease_until, saved_by = $6, updated_at = now(),
+    lease_until = EXCLUDED.lease_until, saved_by = $6, mark_fingerprint = $9,
+    updated_at = now(),
     read_to_end = coalesce($7, maillog_positions.read_to_end),
     pending = coalesce($8::jsonb, maillog_positions.pending)
 """
@@ -121,10 +110,6 @@ RELEASE = "UPDATE maillog_positions SET lease_until = NULL WHERE path = $1 AND l
 TRY_POLL = "SELECT pg_try_advisory_xact_lock(hashtextextended('postwarden maillog ' || $1, 0))"
 LEASE_SECONDS = 15.0  # a reader that has not polled for this long is replaced
 LAST_POLL_SECONDS = 5.0
-
-
-# A line waiting for its queue id: when it was read (time.time()) and what it says.
-Waiting = tuple[float, DeliveryEvent]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,85 +122,6 @@ class _Read:
     # Where the line not read whole starts (the position to save), and the bytes before it.
     line_start: int
     mark: bytes
-
-
-def saved_form(waiting: list[Waiting]) -> list[dict[str, object]]:
-    return [{"seen": seen, **dataclasses.asdict(event)} for seen, event in waiting]
-
-
-def restored(saved: list[dict[str, Any]]) -> list[Waiting]:
-    """The lines ``saved_form`` saved."""
-    return [(entry["seen"], DeliveryEvent(**{k: v for k, v in entry.items() if k != "seen"}))
-            for entry in saved]
-
-
-def still_waiting(queue: list[Waiting], applied: set[int], awaited: set[str]
-                  ) -> tuple[list[Waiting], list[Waiting]]:
-    """The lines of ``queue`` not applied: those about a message of ours the relay has
-    yet to store (``awaited``: kept as long as its receipt, to be saved with the read
-    position), and the others, for ``PENDING_SECONDS`` and within ``MAX_PENDING``."""
-    now = time.time()
-    kept: list[Waiting] = []
-    others: list[Waiting] = []
-    for index, (seen, event) in enumerate(queue):
-        if index in applied:
-            continue
-        if event.queue_id in awaited:
-            kept.append((seen, event))
-        elif now - seen < PENDING_SECONDS:
-            others.append((seen, event))
-    room = max(0, MAX_PENDING - len(kept))
-    return kept, others[len(others) - room:]
-
-
-async def apply_events(conn: asyncpg.Connection, host: str, events: list[DeliveryEvent]
-                       ) -> tuple[set[int], set[str]]:
-    """Record the events about messages of ours: the indexes of those that matched, and
-    the queue ids still awaited (a receipt in ``host``'s log names them, the relay has
-    yet to store them)."""
-    recorded, awaited = await our_queue_ids(conn, host, {event.queue_id for event in events})
-    # A queue id awaited for a message in the outbox is that message's now, even where an
-    # older message was stored under it (Postfix reuses short ids): its lines wait for it.
-    mine = [(index, event) for index, event in enumerate(events)
-            if event.queue_id in recorded and event.queue_id not in awaited]
-    if not mine:
-        return set(), awaited
-    rows = await conn.fetch(
-        APPLY, host, [e.queue_id for _, e in mine], [e.recipient for _, e in mine],
-        [e.status for _, e in mine], [e.reply or None for _, e in mine],
-        [e.hard_bounce for _, e in mine], [e.rewritten for _, e in mine],
-    )
-    applied = [mine[row["line"] - 1] for row in rows]
-    # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}). Masked for the
-    # log (some microseconds a line) only when it is logged.
-    if log.isEnabledFor(logging.DEBUG):
-        for _, event in applied:
-            about = for_log(event.recipient) if event.recipient is not None else "the message"
-            log.debug("%s: %s %s (%s)", event.queue_id, event.status, about,
-                      for_log(event.reply))
-    return {index for index, _ in applied}, awaited
-
-
-def _renamed(path: Path, inode: int) -> Path | None:
-    """The file beside ``path`` that is the file ``inode`` (``path`` renamed by a rotation)."""
-    try:
-        with os.scandir(path.parent) as entries:
-            return next((Path(e.path) for e in entries
-                         if e.is_file(follow_symlinks=False) and e.inode() == inode), None)
-    except OSError:
-        return None
-
-
-async def our_queue_ids(conn: asyncpg.Connection, host: str, queue_ids: set[str]
-                        ) -> tuple[set[str], set[str]]:
-    """Among ``queue_ids``, in one query: those naming a message of ours as the relay
-    stored it (relayed through ``host``'s Postfix, or a host it did not name), and those
-    a receipt in ``host``'s log names (the relay has yet to store them)."""
-    if not queue_ids:
-        return set(), set()
-    rows = await conn.fetch(OURS, list(queue_ids), host)
-    return ({row["queue_id"] for row in rows if row["recorded"]},
-            {row["queue_id"] for row in rows if not row["recorded"]})
 
 
 class MaillogFollower:
@@ -323,13 +229,13 @@ class MaillogFollower:
         self._pending = self._pending_saved = restored(row["pending"])
         if stat is not None and row["inode"] == stat.st_ino:
             if not await asyncio.to_thread(self._tail.resume_in_place, stat.st_ino,
-                                           row["position"], row["saved_by"]):
+                                           row["position"], row["mark_fingerprint"]):
                 log.warning("maillog follower: %s was emptied in place while no instance "
                             "read it and its copy is not beside it (compressed?): its last "
                             "lines were not read", self._path)
             return
         # Rotated since (perhaps the new file is not there yet): the old one first.
-        renamed = await asyncio.to_thread(_renamed, self._path, row["inode"])
+        renamed = await asyncio.to_thread(renamed_file, self._path, row["inode"])
         if renamed is not None and self._tail.resume_renamed(
                 renamed, row["inode"], row["position"]):
             return
@@ -460,10 +366,12 @@ class MaillogFollower:
         # Read to the end: nothing left in the file nor in a newer one at the path
         # (the last bytes of a renamed file do not say so).
         read_to_end = unread == 0
-        saved = mark_token(read.mark)  # a restart checks the file still holds these bytes
+        saved = uuid.uuid4()
         # The lease is renewed with the position, at every poll.
         await conn.execute(SAVE_POSITION, self._key, self._tail.inode, read.line_start, self._me,
                            LEASE_SECONDS,
                            saved, read_no if read_to_end else None,
-                           saved_form(kept) if kept != self._pending_saved else None)
+                           saved_form(kept) if kept != self._pending_saved else None,
+                           # A restart checks the file still holds these bytes there.
+                           fingerprint(read.mark))
         return unread, [queue[index][1] for index in applied], (pending, kept), saved

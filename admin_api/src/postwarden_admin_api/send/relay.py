@@ -36,8 +36,9 @@ connection lost after the message went out. While the log cannot tell yet (the
 follower has not read to its end, or cleanup took the message in and qmgr has
 yet to log it), the row is put off without costing an attempt and nothing is
 sent (:mod:`.interrupted`). A task sends its next message
-only once its answer is stored; 250s that come while another is being stored
-are stored together next, in one transaction and round trip (:mod:`.groupcommit`).
+only once its answer is stored (:mod:`.relayoutcomes`); 250s that come while
+another is being stored are stored together next, in one transaction and round
+trip (:mod:`.groupcommit`).
 """
 
 from __future__ import annotations
@@ -45,11 +46,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 
 import asyncpg
 
@@ -60,8 +59,15 @@ from .groupcommit import GroupCommit
 from .interrupted import LOG_RECHECK, InterruptedAttempts, PostfixQueue, Undecided
 from .lease import BatchLease
 from .maillog import MaillogFollower
-from .receipts import Commit
-from .scrub import for_log, scrub_reply
+from .relayoutcomes import (
+    Claimed,
+    RelayConfig,
+    Relayed,
+    backoff,
+    found_answer,
+    record,
+    store_relayed,
+)
 from .submit import DATA_END_SECONDS, QUIT_SECONDS, Outcome, SmtpSession, SubmitResult
 
 log = logging.getLogger(__name__)
@@ -95,60 +101,16 @@ FROM unnest($1::uuid[], $2::int[]) AS u (message_id, attempts)
 WHERE o.message_id = u.message_id AND o.attempts = u.attempts
 RETURNING o.message_id
 """
-# $7: Postfix's answer was read from its log after an interrupted attempt, so which
-# recipients it refused at RCPT is unknown: the timeline says so, and the recipients
-# left without a line when qmgr removes the message were those (migration 0015).
-RELAYED = """
-WITH done AS (
-    DELETE FROM outbox WHERE message_id = $1
-), found AS (
-    INSERT INTO outbound_events (message_id, event) SELECT $1, 'found_in_log' WHERE $7
-), message AS (
-    UPDATE outbound_messages
-    SET status = 'relayed', queue_id = $2, queue_host = $8, attempts = $3, last_error = NULL,
-        updated_at = now()
-    WHERE id = $1
-), recipients AS (
-    UPDATE outbound_recipients
-    SET status = CASE WHEN address = ANY($4::text[]) THEN 'failed' ELSE 'relayed' END,
-        detail = CASE WHEN address = ANY($4::text[]) THEN $5 ELSE NULL END,
-        updated_at = now()
-    WHERE message_id = $1 AND status = 'queued'
-)
-INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'relayed', $6)
-"""
 # An interrupted attempt's row the log cannot settle yet: due again later, the claim's
 # attempt not counted, still unsettled; only while still this claim's (as UNLEASE).
 PUT_OFF = """
 UPDATE outbox SET next_attempt_at = now() + $3::interval, attempts = attempts - 1
 WHERE message_id = $1 AND attempts = $2
 """
-RETRY = """
-WITH later AS (
-    UPDATE outbox SET next_attempt_at = now() + $3::interval, unsettled = $5
-    WHERE message_id = $1
-), message AS (
-    UPDATE outbound_messages SET attempts = $2, last_error = $4, updated_at = now() WHERE id = $1
-)
-INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'relay_deferred', $4)
-"""
-FAILED = """
-WITH done AS (
-    DELETE FROM outbox WHERE message_id = $1
-), message AS (
-    UPDATE outbound_messages
-    SET status = 'failed', attempts = $2, last_error = $3, updated_at = now() WHERE id = $1
-), recipients AS (
-    UPDATE outbound_recipients SET status = 'failed', detail = $3, updated_at = now()
-    WHERE message_id = $1 AND status = 'queued'
-)
-INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'failed', $3)
-"""
 
 BATCH = 10
 LEASE = dt.timedelta(minutes=15)  # renewed every third of it while a batch is worked on
 POLL_SECONDS = 1.0
-MAX_BACKOFF_SECONDS = 3600.0
 UNREACHABLE_PAUSE_MAX = 60.0
 SMTP_TIMEOUT = 60.0
 # The longest one submit may take: the end of DATA's wait, and two SMTP timeouts for
@@ -164,102 +126,9 @@ UNANSWERED_LAST = SubmitResult(Outcome.FAILED, "no answer to the message sent in
                                "attempt, and nothing shows Postfix queued it")
 
 
-@dataclass(frozen=True, slots=True)
-class RelayConfig:
-    host: str
-    port: int
-    max_attempts: int
-    backoff_seconds: float
-    workers: int = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    id: uuid.UUID
-    envelope_from: str
-    recipients: list[str]
-    content: bytes
-    attempts: int
-    interrupted: bool = False  # an earlier attempt's outcome was never stored
-
-
 def submit_span() -> float:
     """How much longer the lease must last when a submit starts (read at each use)."""
     return SUBMIT_SECONDS + LEASE_MARGIN_SECONDS
-
-
-def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
-    """Exponential in the attempts made, with +-25% jitter so retries do not align."""
-    base = min(MAX_BACKOFF_SECONDS, config.backoff_seconds * 2 ** max(0, attempts - 1))
-    return dt.timedelta(seconds=base * random.uniform(0.75, 1.25))  # noqa: S311 - jitter
-
-
-@dataclass(frozen=True, slots=True)
-class Relayed:
-    """Postfix queued ``row``; ``found_in_log``: its answer was read from Postfix's log
-    after an interrupted attempt; ``queue_host``: then, the host whose log it was (None:
-    the storing relay's)."""
-
-    row: Claimed
-    result: SubmitResult
-    found_in_log: bool = False
-    queue_host: str | None = None
-
-
-def found_answer(commit: Commit) -> SubmitResult:
-    """Postfix's answer to an interrupted attempt, as read from its log."""
-    return SubmitResult(Outcome.QUEUED, f"250 queued as {commit.queue_id} (read from the "
-                        "mail log after an interrupted attempt)", commit.queue_id)
-
-
-async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed],
-                        queue_host: str | None = None) -> None:
-    """Store these messages' outcomes in one round trip and one transaction (asyncpg's
-    ``executemany``); ``queue_host``: the name of the host whose Postfix queued them, as
-    its log follower knows it (None: unknown, lines of any host's log are about them),
-    for those that do not name one.
-    Their outbox rows are deleted in message_id order, the order in which the maillog
-    follower locks them (migration 0017): two transactions that each
-    want several never wait for each other in a cycle."""
-    await conn.executemany(RELAYED, [
-        (o.row.id, o.result.queue_id, o.row.attempts, list(o.result.refused),
-         scrub_reply("; ".join(o.result.refused.values())) or None, o.result.queue_id,
-         o.found_in_log, o.queue_host or queue_host)
-        for o in sorted(outcomes, key=lambda o: o.row.id)
-    ])
-    for o in outcomes:
-        # DEBUG: the message's timeline keeps it; the attempt was logged at INFO.
-        log.debug("relayed message %s as %s (%d refused)", o.row.id, o.result.queue_id,
-                  len(o.result.refused))
-
-
-async def record(
-    conn: asyncpg.Connection, config: RelayConfig, row: Claimed, result: SubmitResult,
-    *, found_in_log: bool = False, queue_host: str | None = None,
-) -> str:
-    """Store the outcome; its name (relayed, deferred, failed). ``found_in_log``: the
-    answer was read from Postfix's log after an interrupted attempt; ``queue_host`` as
-    for :func:`store_relayed`."""
-    if result.outcome is Outcome.QUEUED:
-        await store_relayed(conn, [Relayed(row, result, found_in_log)], queue_host)
-        return "relayed"
-    reply = scrub_reply(result.reply)
-    # A last attempt whose message went out unanswered is no failure yet: Postfix may
-    # have queued it (and deliver it), and a client told "failed" would send it again.
-    # It comes back once more for the log to decide, and is not sent again (_relay).
-    if result.outcome is Outcome.RETRY and (row.attempts < config.max_attempts
-                                            or result.uncertain):
-        # Still unsettled when Postfix may hold a copy: this attempt's, or the one
-        # interrupted before, whose queue file qmgr may not have taken in yet.
-        await conn.execute(RETRY, row.id, row.attempts, backoff(config, row.attempts), reply,
-                           result.uncertain or row.interrupted)
-        log.warning("relay deferred message %s (attempt %d): %s", row.id, row.attempts,
-                    for_log(reply))
-        return "deferred"
-    await conn.execute(FAILED, row.id, row.attempts, reply)
-    log.warning("relay failed message %s after %d attempt(s): %s", row.id, row.attempts,
-                for_log(reply))
-    return "failed"
 
 
 def _left_to_another(row: Claimed) -> None:

@@ -1,0 +1,73 @@
+"""Applying delivery lines to the messages of ours they are about.
+
+Postfix reuses short queue ids, so a line is applied only to the message relayed
+last under its queue id through this host's Postfix, and only once the relay
+stored that queue id; in one query a poll asks which of its lines' queue ids are
+ours, and applies those lines, in log order, in one statement (``maillog_apply``,
+migrations 0009, 0013, 0015 and 0018).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from .deliverylines import DeliveryEvent
+from .scrub import for_log
+
+log = logging.getLogger(__name__)
+
+# Migration 0018: every line of a poll in one statement, applied in log order, each to
+# the message relayed last under its queue id through this host's Postfix.
+APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7) AS line"
+# Stored by the relay (recorded: through this host's Postfix, or a host not named), or
+# so far named only by a receipt in this host's log.
+OURS = """
+SELECT queue_id, true AS recorded FROM outbound_messages
+WHERE queue_id = ANY($1::text[]) AND (queue_host = $2 OR queue_host IS NULL)
+UNION
+SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1::text[])
+"""
+
+
+async def our_queue_ids(conn: asyncpg.Connection, host: str, queue_ids: set[str]
+                        ) -> tuple[set[str], set[str]]:
+    """Among ``queue_ids``, in one query: those naming a message of ours as the relay
+    stored it (relayed through ``host``'s Postfix, or a host it did not name), and those
+    a receipt in ``host``'s log names (the relay has yet to store them)."""
+    if not queue_ids:
+        return set(), set()
+    rows = await conn.fetch(OURS, list(queue_ids), host)
+    return ({row["queue_id"] for row in rows if row["recorded"]},
+            {row["queue_id"] for row in rows if not row["recorded"]})
+
+
+
+async def apply_events(conn: asyncpg.Connection, host: str, events: list[DeliveryEvent]
+                       ) -> tuple[set[int], set[str]]:
+    """Record the events about messages of ours: the indexes of those that matched, and
+    the queue ids still awaited (a receipt in ``host``'s log names them, the relay has
+    yet to store them)."""
+    recorded, awaited = await our_queue_ids(conn, host, {event.queue_id for event in events})
+    # A queue id awaited for a message in the outbox is that message's now, even where an
+    # older message was stored under it (Postfix reuses short ids): its lines wait for it.
+    mine = [(index, event) for index, event in enumerate(events)
+            if event.queue_id in recorded and event.queue_id not in awaited]
+    if not mine:
+        return set(), awaited
+    rows = await conn.fetch(
+        APPLY, host, [e.queue_id for _, e in mine], [e.recipient for _, e in mine],
+        [e.status for _, e in mine], [e.reply or None for _, e in mine],
+        [e.hard_bounce for _, e in mine], [e.rewritten for _, e in mine],
+    )
+    applied = [mine[row["line"] - 1] for row in rows]
+    # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}). Masked for the
+    # log (some microseconds a line) only when it is logged.
+    if log.isEnabledFor(logging.DEBUG):
+        for _, event in applied:
+            about = for_log(event.recipient) if event.recipient is not None else "the message"
+            log.debug("%s: %s %s (%s)", event.queue_id, event.status, about,
+                      for_log(event.reply))
+    return {index for index, _ in applied}, awaited
+

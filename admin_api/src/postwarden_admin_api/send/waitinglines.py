@@ -1,0 +1,52 @@
+"""Delivery lines waiting for their queue id, and the form they are saved in.
+
+A line can be read before the relay stored the queue id it names: the maillog
+follower (:mod:`.maillog`) tries it again at its next polls. Those about a
+message of ours the relay has yet to store (a receipt names its queue id) are
+kept as long as the receipt and saved with the read position (migration 0014),
+so the next reader goes on with them; the others wait ``PENDING_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from .deliverylines import DeliveryEvent
+
+PENDING_SECONDS = 60.0
+MAX_PENDING = 10_000
+
+# A line waiting for its queue id: when it was read (time.time()) and what it says.
+Waiting = tuple[float, DeliveryEvent]
+
+
+def saved_form(waiting: list[Waiting]) -> list[dict[str, object]]:
+    return [{"seen": seen, **dataclasses.asdict(event)} for seen, event in waiting]
+
+
+def restored(saved: list[dict[str, Any]]) -> list[Waiting]:
+    """The lines ``saved_form`` saved."""
+    return [(entry["seen"], DeliveryEvent(**{k: v for k, v in entry.items() if k != "seen"}))
+            for entry in saved]
+
+
+def still_waiting(queue: list[Waiting], applied: set[int], awaited: set[str]
+                  ) -> tuple[list[Waiting], list[Waiting]]:
+    """The lines of ``queue`` not applied: those about a message of ours the relay has
+    yet to store (``awaited``: kept as long as its receipt, to be saved with the read
+    position), and the others, for ``PENDING_SECONDS`` and within ``MAX_PENDING``."""
+    now = time.time()
+    kept: list[Waiting] = []
+    others: list[Waiting] = []
+    for index, (seen, event) in enumerate(queue):
+        if index in applied:
+            continue
+        if event.queue_id in awaited:
+            kept.append((seen, event))
+        elif now - seen < PENDING_SECONDS:
+            others.append((seen, event))
+    room = max(0, MAX_PENDING - len(kept))
+    return kept, others[len(others) - room:]
+
