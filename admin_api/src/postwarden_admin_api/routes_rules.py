@@ -59,13 +59,29 @@ def _stored_rules(label: str, source: str) -> list[dict[str, Any]]:
     return list(rules or [])
 
 
+# The rules of the revision last read or written, by (id, content hash): a revision
+# never changes, and edits come in runs, each building on the last one (reading
+# MAX_RULES rules back costs about a second).
+_LAST: dict[tuple[int, str], tuple[dict[str, Any], ...]] = {}
+
+
+def _remember(revision: asyncpg.Record, rules: list[dict[str, Any]]) -> None:
+    _LAST.clear()
+    _LAST[(revision["id"], revision["content_hash"])] = tuple(rules)
+
+
 async def _current(conn: asyncpg.Connection) -> tuple[int | None, list[dict[str, Any]]]:
     """The active revision's id and rules; the newest revision's while none is active."""
     current = await fetch_active(conn, MANAGED_POLICY) or await fetch_latest(conn, MANAGED_POLICY)
     if current is None:
         return None, []
-    rules = await off_loop(_stored_rules, f"{MANAGED_POLICY}@r{current['id']}", current["source"])
-    return current["id"], rules
+    rules = _LAST.get((current["id"], current["content_hash"]))
+    if rules is None:
+        read = await off_loop(_stored_rules, f"{MANAGED_POLICY}@r{current['id']}",
+                              current["source"])
+        _remember(current, read)
+        return current["id"], read
+    return current["id"], list(rules)  # a new list: the route edits it
 
 
 def _index(rules: list[dict[str, Any]], name: str) -> int:
@@ -114,6 +130,7 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
                                   content_hash=policy_set.content_hash, author=actor,
                                   comment=comment or action)
     await activate(conn, row, actor)
+    _remember(row, rules)  # as read back: dump() writes what YAML reads unchanged
     await admin_audit.record(conn, request, action, target, {"revision": row["id"]})
     stored = await fetch_revision(conn, row["id"])  # again: now active
     assert stored is not None  # noqa: S101 - stored above
