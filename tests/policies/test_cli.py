@@ -245,3 +245,16 @@ def test_help_reads_as_plain_text_and_describes_every_eval_option(
     unexplained = [option for action in commands.choices["eval"]._actions
                    if not action.help for option in action.option_strings]
     assert unexplained == []
+
+
+def test_eval_shows_a_header_edit_on_one_line_with_controls_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The prefixed Subject keeps its folding, and it is the sender's text: printed as
+    # it is, it would break the line and send the terminal its escapes.
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"From: <a@elsewhere.test>\r\nTo: <a@example.com>\r\n"
+                        b"Subject: a folded\r\n subject \x1b[2Jhere\r\n\r\nhi\r\n")
+    assert main([*EVAL, str(message)]) == 0
+    edits = [line for line in capsys.readouterr().out.splitlines() if line.startswith("edit:")]
+    assert "edit: change header Subject[1]: [EXT] a folded subject \\x1b[2Jhere" in edits

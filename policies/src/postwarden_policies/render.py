@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from .verdicts import (
@@ -68,13 +69,24 @@ def _change_line(change: Change) -> str:
     )
 
 
+# A fold (a line break before a blank) reads as nothing; any other control character
+# is shown escaped: a header value is the sender's text, and a terminal obeys escapes.
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _shown(value: str) -> str:
+    """A header value on one line, as a terminal can show it."""
+    return _CONTROL.sub(lambda char: repr(char[0])[1:-1], _FOLD.sub("", value))
+
+
 def _edit_line(edit: Edit) -> str:
     if isinstance(edit, AddHeader):
-        return f"add header {edit.name}: {edit.value}"
+        return f"add header {edit.name}: {_shown(edit.value)}"
     if isinstance(edit, RemoveHeader):
         return f"remove header {edit.name}"
     if isinstance(edit, ChangeHeader):
-        return f"change header {edit.name}[{edit.index}]: {edit.value}"
+        return f"change header {edit.name}[{edit.index}]: {_shown(edit.value)}"
     if isinstance(edit, DeleteRecipient):
         return f"delete recipient {edit.address}"
     return f"replace body ({len(edit.body)} bytes)"
