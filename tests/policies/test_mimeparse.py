@@ -428,3 +428,17 @@ rules:
 def test_the_flags_a_policy_may_name_are_the_documented_ones() -> None:
     table = re.findall(r"^``([a-z0-9_]+)``  ", mimeflags.__doc__ or "", re.MULTILINE)
     assert sorted(table) == sorted(mimeflags.FLAGS) == sorted(mimeparse.FLAGS)
+
+
+@pytest.mark.parametrize("lookalikes", [0, 63, 64, 200])
+def test_delimiters_are_found_past_many_lines_that_only_look_like_them(lookalikes: int) -> None:
+    # Past 64 places that hold the delimiter but are no delimiter line, the search
+    # changes from bytes.find to regular expressions: the parts come out the same.
+    noise = b"".join(b"--bb %d\r\nx--b\r\n" % i for i in range(lookalikes))
+    raw = (b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\n" + noise + b"one\r\n"
+           b"--b \r\nContent-Type: text/plain\r\n\r\ntwo\r\n--b--\r\n")
+    facts = parse_message(raw, ENV)
+    assert [p.content_type for p in facts.parts] == ["multipart/mixed", "text/plain", "text/plain"]
+    assert not facts.flags
+    assert facts.raw[facts.parts[2].body_start:facts.parts[2].body_end] == b"two"
