@@ -95,6 +95,23 @@ def is_loopback_peer(peername: object) -> bool:
     return address.is_loopback
 
 
+def address_group(host: str | None) -> str:
+    """The client a failed authentication counts against: an IPv4 address (IPv4-mapped
+    ones too), or an IPv6 address's /64. One host holds a whole /64 (SLAAC, privacy
+    addresses) and could take a fresh address for every guess."""
+    if host is None:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # a zone id names our link
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def _peername(request: web.Request) -> object:
     transport = request.transport
     return transport.get_extra_info("peername") if transport is not None else None

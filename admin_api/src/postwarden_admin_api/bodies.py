@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
@@ -38,6 +38,7 @@ P = ParamSpec("P")
 # Past this size a body's work (JSON parsing, digests, base64) runs on a worker
 # thread: tens of milliseconds on the event loop would stall every other request.
 LARGE_BODY_BYTES = 256 * 1024
+BODY_IDLE_SECONDS = 60.0  # nginx's client_body_timeout
 MAX_JSON_DEPTH = 64  # the policy loader allows 32 levels of conditions, wrapped
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
@@ -53,9 +54,33 @@ async def run_sized(large: bool, func: Callable[P, T], *args: P.args, **kwargs: 
     return func(*args, **kwargs)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """``request.read()``, within :func:`idle_bounded`."""
+    return await idle_bounded(request, request.read())
+
+
+async def idle_bounded(request: web.Request, reading: Awaitable[T]) -> T:
+    """``reading`` (of the request body); 408 ``request_timeout`` once the client sends
+    nothing for ``BODY_IDLE_SECONDS``. aiohttp has no such limit: a body that stops
+    arriving would hold its connection and handler for ever (slowloris)."""
+    task = asyncio.ensure_future(reading)
+    received = request.content.total_bytes
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=BODY_IDLE_SECONDS)
+            if done:
+                return task.result()
+            if request.content.total_bytes == received:
+                raise ApiError(408, "request_timeout", "the request body stopped arriving "
+                               f"for {BODY_IDLE_SECONDS:g} seconds")
+            received = request.content.total_bytes
+    finally:
+        task.cancel()  # a no-op once read; else nobody waits for it any more
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; 400 ``invalid_json`` otherwise."""
-    raw = await request.read()
+    raw = await read_body(request)
     return await run_sized(is_large(raw), _json_object, raw)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ KEY_COLUMNS = (
     "key_id, name, role, allowed_senders, created_at, created_by, expires_at, revoked_at, "
     "rotated_to, last_used_at"
 )
+IS_LIVE = f"SELECT {LIVE_KEY} FROM api_keys WHERE key_id = $1"  # noqa: S608 - constant SQL
 SELECT_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"  # noqa: S608
 SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"  # noqa: S608
 # Locked, so a revocation racing the rotation cannot leave a revoked key a live successor.
@@ -88,10 +90,15 @@ class KeyInfo:
         )
 
 
+# local@domain or *@domain. Anything else ("*@", "@", "a@b@c", "*@*") matches no
+# sender, so an admin who meant "any sender" would get a key that sends nothing.
+_SENDER = re.compile(r"^[^@\s]+@[^@\s*]+\Z")  # local part "*": any
+
+
 def allowed_sender(value: object) -> str:
     """A key's allowed sender as stored (an address or ``*@domain``, lower-cased);
     ValueError for anything else."""
-    if not isinstance(value, str) or "@" not in value or len(value) > SENDER_MAX:
+    if not isinstance(value, str) or len(value) > SENDER_MAX or not _SENDER.match(value):
         raise ValueError("expected an address")
     return value.lower()
 
@@ -145,6 +152,12 @@ async def verify_key(conn: asyncpg.Connection, presented: str) -> Principal | No
         role=Role(row["role"]),
         allowed_senders=tuple(row["allowed_senders"]),
     )
+
+
+async def is_live(conn: asyncpg.Connection, principal: Principal) -> bool:
+    """Whether ``principal``'s key is still neither revoked nor expired: for work that
+    outlasts the request's admission (an audit export streams for as long as it takes)."""
+    return principal.is_dev_fallback or bool(await conn.fetchval(IS_LIVE, principal.key_id))
 
 
 async def list_keys(conn: asyncpg.Connection) -> list[KeyInfo]:

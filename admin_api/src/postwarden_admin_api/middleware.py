@@ -20,6 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from .auth import (
+    address_group,
     authenticate,
     client_address,
     forget_presented_key,
@@ -168,7 +169,7 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     app = request.app
     limiter, settings, metrics = app[LIMITER], app[SETTINGS], app[METRICS]
-    guard = f"auth-failures:{client_address(request)}"
+    guard = f"auth-failures:{address_group(client_address(request))}"
     blocked = limiter.remembered_full(guard, settings.auth_failures_per_minute)
     if blocked is not None and not is_remembered(request):
         metrics.rate_limited.labels("auth_failures").inc()

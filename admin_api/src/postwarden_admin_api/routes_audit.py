@@ -28,9 +28,10 @@ from .audit_queries import (
     search_sql,
 )
 from .bodies import json_ok, query_int, query_time
-from .context import POOL, Role, allow
+from .context import POOL, Role, allow, principal
 from .cursors import Cursor, query_cursor
 from .errors import ApiError, ValidationFailed
+from .keys import is_live
 from .openapi import operation, param, ref
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         "Content-Type": "application/x-ndjson" if kind == "ndjson" else "text/csv",
         "Content-Disposition": f'attachment; filename="audit.{kind}"',
     })
-    pool = request.app[POOL]
-    rows = await _export_page(pool, filters, None)  # before the 200: a busy pool is a 503
+    rows = await _export_page(request, filters, None)  # before the 200: a busy pool is a 503
     await response.prepare(request)
     lines = [_csv_line(CSV_FIELDS)] if kind == "csv" else []
     sent = 0
@@ -98,7 +98,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
             sent += len(rows)
             lines = []
             last = rows[-1]
-            rows = await _export_page(pool, filters, Cursor(last["time"], last["event_id"]))
+            rows = await _export_page(request, filters, Cursor(last["time"], last["event_id"]))
     # The 200 is out: an error answer now would be a second response inside
     # this one. Cutting the connection (no last chunk) tells the client the
     # export is incomplete.
@@ -123,12 +123,15 @@ def _cut(request: web.Request) -> None:
         request.transport.abort()
 
 
-async def _export_page(pool: asyncpg.Pool, filters: dict[str, Any], after: Cursor | None
+async def _export_page(request: web.Request, filters: dict[str, Any], after: Cursor | None
                        ) -> list[asyncpg.Record]:
     """One page of the export, the connection released before the client gets it: a
-    client that reads slowly, or not at all, holds no database connection."""
+    client that reads slowly, or not at all, holds no database connection. A later
+    page only while the key is live: an export may stream for hours."""
     sql, params = search_sql(filters, after, EXPORT_BATCH)
-    async with reading(pool) as conn:
+    async with reading(request.app[POOL]) as conn:
+        if after is not None and not await is_live(conn, principal(request)):
+            raise ApiError(401, "unauthenticated", "the key was revoked or expired")
         rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
     return rows
 

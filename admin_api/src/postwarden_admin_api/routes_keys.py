@@ -26,6 +26,7 @@ from .openapi import json_content, operation, param, ref
 
 routes = web.RouteTableDef()
 NAME_MAX = 200
+GRACE = "grace_seconds"
 
 
 def _shown(info: KeyInfo) -> dict[str, Any]:
@@ -118,11 +119,13 @@ async def keys_revoke(request: web.Request) -> web.Response:
 async def keys_rotate(request: web.Request) -> web.Response:
     key_id = await _known(request)
     data = await read_json_object(request) if request.can_read_body else {}
-    grace = data.get("grace_seconds", DEFAULT_GRACE_SECONDS)
+    grace = data.get(GRACE, DEFAULT_GRACE_SECONDS)
+    problems = [{"field": f, "message": "unknown field"} for f in sorted(set(data) - {GRACE})]
     if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= MAX_GRACE_SECONDS:
-        raise ValidationFailed(
-            [{"field": "grace_seconds", "message": f"expected 0..{MAX_GRACE_SECONDS}"}]
-        )
+        problems.append({"field": GRACE, "message": f"expected 0..{MAX_GRACE_SECONDS}"})
+    # A misspelt grace_seconds must not leave a leaked key working for the default day.
+    if problems:
+        raise ValidationFailed(problems)
     async with connection(request.app[POOL]) as conn, conn.transaction():
         key = await rotate_key(conn, key_id, dt.timedelta(seconds=grace),
                                principal(request).key_id)
@@ -182,8 +185,8 @@ OPENAPI_PATHS = {
         "post": operation(
             "replace a key; the old one stays valid for grace_seconds", [],
             parameters=[_KEY_ID], responses={201: ref("ApiKey")},
-            body=json_content({"type": "object", "properties": {
-                "grace_seconds": {"type": "integer", "minimum": 0, "maximum": MAX_GRACE_SECONDS},
+            body=json_content({"type": "object", "additionalProperties": False, "properties": {
+                GRACE: {"type": "integer", "minimum": 0, "maximum": MAX_GRACE_SECONDS},
             }}),
         ),
     },

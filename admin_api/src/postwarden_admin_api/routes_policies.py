@@ -22,7 +22,7 @@ from aiohttp import web
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
-from .bodies import json_ok, path_int, query_int, read_json_object
+from .bodies import json_ok, path_int, query_int, read_body, read_json_object
 from .context import POOL, Role, allow, principal
 from .engine import compile_upload, off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -54,7 +54,7 @@ async def _source(request: web.Request) -> str:
         raise ApiError(415, "unsupported_media_type",
                        "send the policy as application/yaml or application/json")
     try:
-        return (await request.read()).decode("utf-8")
+        return (await read_body(request)).decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationFailed([{"field": "body", "message": "policy must be UTF-8"}]) from None
 

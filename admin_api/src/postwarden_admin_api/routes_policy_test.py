@@ -15,7 +15,7 @@ from aiohttp import web
 from postwarden_policies import Envelope, verdict_json
 from postwarden_store.policies import fetch_active_sources
 
-from .bodies import json_ok
+from .bodies import idle_bounded, json_ok
 from .context import POOL, Role, allow
 from .engine import compile_sources, evaluate, off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -93,7 +93,7 @@ async def policy_test(request: web.Request) -> web.Response:
     if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
     try:
-        form = _read_fields(await request.post())
+        form = _read_fields(await idle_bounded(request, request.post()))
     # aiohttp raises LookupError for an unknown charset, RuntimeError for an
     # unknown Content-Transfer-Encoding of a part.
     except (ValueError, LookupError, RuntimeError):

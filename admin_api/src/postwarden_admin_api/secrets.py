@@ -117,12 +117,14 @@ class Keyring:
         key = self._keys.get(key_id)
         if key is None:
             raise UnknownSecretKey(key_id)
-        raw = base64.b64decode(blob)
+        # A damaged value (bad base64, too short, not UTF-8) is a SecretsError like a
+        # tampered one: its users log it and go on, rather than fail to start.
         try:
+            raw = base64.b64decode(blob, validate=True)
             plain = AESGCM(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _AAD)
-        except InvalidTag as exc:
+            return plain.decode()
+        except (InvalidTag, ValueError) as exc:  # binascii.Error, UnicodeDecodeError: ValueErrors
             raise SecretsError("stored secret failed authentication") from exc
-        return plain.decode()
 
 
 def _split(token: str) -> tuple[str, str, str]:
@@ -160,9 +162,13 @@ async def rotate_secrets(conn: asyncpg.Connection, old: Keyring, new: Keyring) -
                 f"SELECT ctid, {col} AS value FROM {table} WHERE {col} IS NOT NULL FOR UPDATE"  # noqa: S608
             )
             for row in rows:
-                if token_key_id(row["value"]) == new.current_key_id:
-                    continue
-                fresh = new.encrypt(old.decrypt(row["value"]))
+                try:
+                    if token_key_id(row["value"]) == new.current_key_id:
+                        continue
+                    fresh = new.encrypt(old.decrypt(row["value"]))
+                except SecretsError as exc:  # nothing is rotated: say which value stops it
+                    raise SecretsError(f"{column['table_name']}.{column['column_name']}: "
+                                       f"{exc}") from exc
                 await conn.execute(
                     f"UPDATE {table} SET {col} = $1 WHERE ctid = $2", fresh, row["ctid"]  # noqa: S608
                 )

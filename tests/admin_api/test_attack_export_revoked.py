@@ -1,0 +1,54 @@
+"""An audit export streams for as long as it takes, but only while its key is live: a
+key revoked meanwhile gets no further page (one warning line, and a body without its
+last chunk, so the client can tell the export is incomplete)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api import routes_audit
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.keys import revoke_key, split_key
+from postwarden_store import connect
+from tests.admin_api.test_audit_export_timeout import LAST_CHUNK, _three_events
+from tests.admin_api.test_hostile_input import _raw
+from tests.fixtures.adminapp import MintKey
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_a_key_revoked_mid_export_gets_no_further_page(
+    admin_client: TestClient[Any, Any], mint_key: MintKey, database_url: str,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(routes_audit, "EXPORT_BATCH", 2)
+    conn = await connect(database_url)
+    queue_id = await _three_events(conn)
+    key = await mint_key(Role.AUDITOR)
+    page = routes_audit._export_page
+
+    async def revoked_after_the_first(request: Any, filters: Any, after: Any) -> Any:
+        if after is not None:  # the 200 and the first page are out: an admin revokes
+            parts = split_key(key)
+            assert parts is not None and await revoke_key(conn, parts[0])
+        return await page(request, filters, after)
+
+    monkeypatch.setattr(routes_audit, "_export_page", revoked_after_the_first)
+    caplog.set_level(logging.INFO, logger=routes_audit.log.name)
+    try:
+        data = await _raw(admin_client, (
+            f"GET /api/v1/audit/export?queue_id={queue_id} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {key}\r\n\r\n").encode())
+    finally:
+        await conn.close()
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.count(queue_id.encode()) == 2  # the first page only
+    assert not data.endswith(LAST_CHUNK)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == routes_audit.log.name] == [
+        ("WARNING", "audit export cut after 2 events: unauthenticated (the key was revoked "
+                    "or expired)")]

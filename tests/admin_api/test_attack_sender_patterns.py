@@ -1,0 +1,36 @@
+"""A sender key's allowed senders are addresses or ``*@domain``. A pattern that can
+match no sender ("*@", "@", "a@b@c", "*@*") used to be stored as given: an admin who
+meant "any sender" got a 201 and a key that sends nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.fixtures.adminapp import bearer
+
+MATCHING_NOTHING = ["*@", "@", "a@b@c", "*@*", "app @example.com"]
+
+
+@pytest.mark.parametrize("pattern", MATCHING_NOTHING)
+async def test_a_pattern_that_matches_no_sender_is_refused(
+    admin_client: TestClient[Any, Any], admin_key: str, pattern: str
+) -> None:
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "sender", "name": "app", "allowed_senders": ["app@example.com", pattern]})
+    assert response.status == 422
+    assert (await response.json())["error"]["details"] == [
+        {"field": "allowed_senders", "message": "expected a list of addresses"}]
+
+
+async def test_addresses_and_domains_are_stored_lower_cased(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "sender", "name": "app",
+        "allowed_senders": ["Billing@Example.COM", "*@Shop.Example", "a*b@example.org"]})
+    assert response.status == 201
+    assert (await response.json())["allowed_senders"] == [
+        "billing@example.com", "*@shop.example", "a*b@example.org"]
