@@ -25,6 +25,7 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send import maillog as maillog_module
 from postwarden_admin_api.send import waitinglines
+from postwarden_admin_api.send.interrupted import LOG_WAIT_SECONDS
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.receipts import (
@@ -517,7 +518,9 @@ async def test_a_connection_lost_after_the_message_went_out_is_settled_from_the_
         await pool.execute("UPDATE outbox SET next_attempt_at = now() WHERE message_id = $1",
                            message)
         worker.wake()
-        row = await settled(pool, message)
+        # The relay waits up to LOG_WAIT_SECONDS for the follower to read the log to its
+        # end before it answers from it (15 s was not always enough under a loaded CI).
+        row = await settled(pool, message, within=LOG_WAIT_SECONDS + 15)
     finally:
         await worker.stop(grace=10)
         server.close()
