@@ -182,6 +182,7 @@ def test_a_stop_is_logged_once_new_transactions_are_refused(tmp_path: Path) -> N
     logger.setLevel(logging.INFO)
     try:
         process.on_signal(signal.SIGTERM, None)
+        process.act_on_signals()
     finally:
         logger.removeHandler(probe)
         logger.setLevel(level)

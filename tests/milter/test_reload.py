@@ -136,7 +136,7 @@ def test_a_file_removed_while_listing_counts_as_a_change(
     policy.write_text(POLICY.format(name="main", limit=5))
     gone = tmp_path / "gone.yaml"  # listed, then removed before its stat
     monkeypatch.setattr(reload_module, "policy_files", lambda paths: ([gone, policy], []))
-    assert [name for name, _, _ in reload_module._fingerprint(tmp_path)] == [str(policy)]
+    assert [name for name, *_ in reload_module._fingerprint(tmp_path)] == [str(policy)]
 
 
 async def _activate(dsn: str, name: str, source: str) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
 import signal
 import socket
 import sys
@@ -241,6 +242,7 @@ class MilterProcess:
         self.slots = Slots(settings.max_concurrency)
         self.transactions = OpenTransactions()
         self._stop_metrics: Callable[[], None] | None = None
+        self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()  # see on_signal
         self._stopping = threading.Event()
         self._socket_open = threading.Event()  # set on libmilter's thread
         self._socket_file: tuple[int, int] | None = None  # the unix socket's file we made
@@ -291,7 +293,8 @@ class MilterProcess:
         # A worker was forked with our signals held (.supervisor): those sent meanwhile
         # arrive now, here, before libmilter's own signal thread exists to take one.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
-        if self._stopping.is_set():  # asked for while starting
+        self.act_on_signals()  # those of the start
+        if self._stopping.is_set():
             return
         with signals_blocked():
             thread = threading.Thread(target=self._run_milter, args=(services,),
@@ -302,7 +305,8 @@ class MilterProcess:
         stop_by: float | None = None  # once stopping: how long open transactions may run
         settling = Settling(services.transactions, services.callbacks)
         while thread.is_alive():
-            thread.join(timeout=TICK_SECONDS)  # interruptible: signal handlers run promptly
+            thread.join(timeout=TICK_SECONDS)
+            self.act_on_signals()
             self._ready_once_open()
             if self._stopping.is_set():
                 if stop_by is None:
@@ -361,16 +365,31 @@ class MilterProcess:
                 self.notifier.ready()
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum in RELOAD_SIGNALS:
-            log.info("%s: reloading policies", signal.Signals(signum).name)
+        """Only queue ``signum`` for serve() (:meth:`act_on_signals`). A handler runs
+        between two steps of the main thread, inside another handler too when signals
+        come back to back: one that took a lock (Event.set's) or logged could wait for
+        itself forever, a SIGTERM after it unheard. SimpleQueue.put is reentrant."""
+        self._signals.put(signum)
+
+    def act_on_signals(self) -> None:
+        """Do what the signals queued since the last call ask (on the main thread): one
+        reload request for any number of SIGHUPs, a stop once."""
+        reloads = set()
+        # The only reader: qsize() items are there to take (a storm still coming waits
+        # for the next call).
+        for _ in range(self._signals.qsize()):
+            signum = self._signals.get_nowait()
+            if signum in RELOAD_SIGNALS:
+                reloads.add(signal.Signals(signum).name)
+            elif not self._stopping.is_set():  # serve() stops libmilter, once
+                self.transactions.close()
+                self._stopping.set()
+                # Only now: from this line on, a new transaction is refused (the write
+                # gives up the GIL, and a MAIL FROM could be admitted meanwhile).
+                log.info("%s: stopping", signal.Signals(signum).name)
+        if reloads and not self._stopping.is_set():
+            log.info("%s: reloading policies", "/".join(sorted(reloads)))
             self.reloader.request()
-            return
-        if not self._stopping.is_set():  # serve() stops libmilter, once
-            self.transactions.close()
-            self._stopping.set()
-            # Only now: from this line on, a new transaction is refused (the write
-            # gives up the GIL, and a MAIL FROM could be admitted meanwhile).
-            log.info("%s: stopping", signal.Signals(signum).name)
 
     def _stop_libmilter(self, services: Services) -> None:
         """Stop accepting and serving. Only once open transactions have ended (or at the

@@ -68,10 +68,10 @@ def _refused(exc: SettingsError) -> int:
     return EXIT_CONFIG
 
 
-def _settings(config: Path | None) -> MilterSettings | None:
+def _settings(config: Path | None, create_spool_dir: bool = True) -> MilterSettings | None:
     """The settings, or None once their problems are printed."""
     try:
-        return load_settings(config, os.environ)
+        return load_settings(config, os.environ, create_spool_dir=create_spool_dir)
     except SettingsError as exc:
         _refused(exc)
         return None
@@ -80,7 +80,7 @@ def _settings(config: Path | None) -> MilterSettings | None:
 def check(config: Path | None) -> int:
     """What start-up checks before the socket opens, for a deployment or a reload to run
     first: the settings, the policies of policy_dir, the database's schema."""
-    settings = _settings(config)
+    settings = _settings(config, create_spool_dir=False)
     if settings is None:
         return EXIT_CONFIG
     print(f"settings: ok ({config or 'environment only'})")

@@ -39,6 +39,7 @@ import ipaddress
 import logging
 import os
 import socket
+import stat
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,11 @@ def unix_path(connection: str) -> str | None:
 
 
 def bind_problem(connection: str) -> str | None:
-    """Why libmilter could not listen on an ``inet:PORT@HOST`` spec (it only says it
-    could not), found by binding it ourselves; None when we cannot tell."""
+    """Why libmilter could not listen on ``connection`` (it only says it could not),
+    found by binding it ourselves; None when we cannot tell."""
+    path = unix_path(connection)
+    if path is not None:
+        return _unix_bind_problem(path)
     port = inet_port(connection)
     host = connection.partition("@")[2]
     if port is None or not host:
@@ -75,6 +79,25 @@ def bind_problem(connection: str) -> str | None:
             probe.bind((host, port))
     except OSError as exc:
         return exc.strerror or type(exc).__name__
+    return None
+
+
+def _unix_bind_problem(path: str) -> str | None:
+    """Why no unix socket could be made at ``path``: a file there that is no socket
+    (libmilter leaves it), or a directory this user may not create in (its owner's, a
+    read-only file system): told by binding a probe of our own beside it."""
+    with contextlib.suppress(OSError):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return "the file there is not a socket"
+    directory, name = os.path.split(path)
+    probe_path = os.path.join(directory, f".{name}.probe-{os.getpid()}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(probe_path)
+        except OSError as exc:
+            return f"{directory}: {exc.strerror or exc}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(probe_path)
     return None
 
 

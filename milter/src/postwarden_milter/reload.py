@@ -53,7 +53,7 @@ DB_TIMEOUT = 10.0
 LISTEN_RETRY = 5.0
 WATCH_ERROR_PAUSE = 1.0  # seconds the watcher rests after an unexpected error
 Sources = list[tuple[str, str]]
-Fingerprint = tuple[tuple[str, int, int], ...]
+Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 
 
 class PolicyHolder:
@@ -69,14 +69,17 @@ class PolicyHolder:
 
 
 def _fingerprint(directory: Path) -> Fingerprint:
-    """Name, mtime and size of the files a load would read (the loader's own list)."""
+    """Name, file (device and inode), mtime and size of the files a load would read (the
+    loader's own list). The file itself: a deploy that swaps a symlink
+    (``ln -sfn releases/N current``) or moves a new directory into place may bring files
+    of the same size and mtime (copied with ``cp -p``, or a Nix store's, all mtime 1)."""
     entries = []
     for path in policy_files([directory])[0]:
         try:
             stat = path.stat()
         except FileNotFoundError:  # removed since the listing: its absence is the change
             continue
-        entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+        entries.append((str(path), stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size))
     return tuple(entries)
 
 

@@ -110,9 +110,15 @@ class MilterSettings:
 
 
 MAX_PROCESSES = 64
+# sun_path holds 108 bytes with the terminating NUL: libmilter refuses a longer path,
+# saying only that it cannot open the socket.
+MAX_UNIX_SOCKET_PATH = 107
 # Bounds of the *_seconds settings. threading waits refuse a timeout past
 # threading.TIMEOUT_MAX (about 292 years): a larger poll killed the reload thread.
 MAX_POLL_SECONDS = 86400.0  # a day
+# Below, an idle milter spends much of a core listing policy_dir (every microsecond:
+# 44 %), holding the GIL mail needs; and "unchanged for a whole poll" waits out no checkout.
+MIN_POLL_SECONDS = 0.1
 MAX_MESSAGE_TIMEOUT_SECONDS = 3600.0  # an hour: 60 times the default
 MAX_DUPLICATE_WINDOW_SECONDS = 7 * 86400.0  # past Postfix's 5-day queue lifetime
 # The spool holds message metadata (senders, recipients, subjects): the milter's alone.
@@ -140,7 +146,12 @@ def _socket(value: str) -> str:
         _check_port(match.group(1), "milter_socket")
         return value
     if _SOCKET_UNIX.match(value):
-        parent = Path(value.split(":", 1)[1]).parent
+        path = value.split(":", 1)[1]
+        length = len(os.fsencode(path))
+        if length > MAX_UNIX_SOCKET_PATH:
+            raise ValueError(f"milter_socket: the path is {length} bytes long, a unix "
+                             f"socket's at most {MAX_UNIX_SOCKET_PATH}")
+        parent = Path(path).parent
         if not parent.is_dir():
             raise ValueError(f"milter_socket: directory {parent} does not exist")
         return value
@@ -202,6 +213,15 @@ def _positive(kind: type[T], name: str, allow_zero: bool = False,
     return convert
 
 
+def _poll_seconds(value: Any) -> float:
+    seconds = _positive(float, "policy_poll_seconds", allow_zero=True,
+                        most=MAX_POLL_SECONDS)(value)
+    if 0 < seconds < MIN_POLL_SECONDS:
+        raise ValueError(f"policy_poll_seconds: at least {MIN_POLL_SECONDS:g} (0 turns "
+                         f"polling off), got {value!r}")
+    return seconds
+
+
 def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
         try:
@@ -214,6 +234,9 @@ def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
 
 
 def _id_header(value: Any) -> str:
+    if value is None:  # `id_header:` with nothing after it: str() made it a header "None"
+        raise ValueError('id_header: no value (write "" to turn the header off, or remove '
+                         "the line for the default)")
     text = str(value).strip()
     if text and not _HEADER_NAME.match(text):
         raise ValueError(f"id_header: {text!r} is not a valid header name")
@@ -268,27 +291,32 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
                                           most=MAX_DUPLICATE_WINDOW_SECONDS),
     "audit_queue_size": _positive(int, "audit_queue_size"),
     "log_level": _log_level,
-    "policy_poll_seconds": _positive(float, "policy_poll_seconds", allow_zero=True,
-                                     most=MAX_POLL_SECONDS),
+    "policy_poll_seconds": _poll_seconds,
 }
 
 
-def _check_dirs(settings: MilterSettings, raw: RawSettings) -> list[str]:
+def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bool
+                ) -> list[str]:
     if settings.policy_dir is None and settings.database_url is None:
         return ["policy_dir: set policy_dir or database_url (policies come from one)"]
     problems = []
     if settings.policy_dir is not None and not settings.policy_dir.is_dir():
         problems.append(raw.problem(
             "policy_dir", f"policy_dir: {settings.policy_dir} is not a directory"))
-    try:
-        settings.spool_dir.mkdir(SPOOL_DIR_MODE, parents=True, exist_ok=True)
-    except OSError as exc:
-        problems.append(raw.problem(
-            "spool_dir", f"spool_dir: cannot create {settings.spool_dir}: {exc.strerror}"))
-    else:
-        if not os.access(settings.spool_dir, os.W_OK | os.X_OK):
+    spool_dir = settings.spool_dir
+    if create_spool_dir:
+        try:
+            spool_dir.mkdir(SPOOL_DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
             problems.append(raw.problem(
-                "spool_dir", f"spool_dir: {settings.spool_dir} is not writable"))
+                "spool_dir", f"spool_dir: cannot create {spool_dir}: {exc.strerror}"))
+            return problems
+    # Itself, or (not created: check) the directory the milter would create it in.
+    existing = next(path for path in (spool_dir, *spool_dir.parents) if path.exists())
+    if not existing.is_dir():
+        problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not a directory"))
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not writable"))
     return problems
 
 
@@ -310,9 +338,12 @@ def stray_variables(environ: Mapping[str, str]) -> list[str]:
     return told
 
 
-def load_settings(path: Path | None, environ: Mapping[str, str]) -> MilterSettings:
+def load_settings(path: Path | None, environ: Mapping[str, str], *,
+                  create_spool_dir: bool = True) -> MilterSettings:
     """Read, convert and check every setting; raise SettingsError naming each culprit
-    and where it was set."""
+    and where it was set. ``create_spool_dir=False`` (check) leaves a missing spool_dir
+    to the milter: made by whoever checks (root), it would be theirs, and the milter's
+    user could not write it."""
     raw = gather_settings(path, environ, SETTING_NAMES)
     values: dict[str, Any] = {}
     problems: list[str] = []
@@ -326,7 +357,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> MilterSettin
     if not values.get("instance_name"):
         values["instance_name"] = socket.gethostname()
     settings = MilterSettings(**values)
-    problems = _check_dirs(settings, raw)
+    problems = _check_dirs(settings, raw, create_spool_dir)
     if problems:
         raise SettingsError(problems)
     return settings

@@ -1,0 +1,70 @@
+"""A unix socket the milter cannot make: the start (and ``check``, where settings alone
+tell) fails with one line saying why, not just that libmilter could not open it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from postwarden_milter.settings import MAX_UNIX_SOCKET_PATH
+from tests.milter.test_process import _env, _run
+from tests.milter.test_reload_unreadable import (  # noqa: F401 - a fixture
+    AS_ROOT,
+    MILTER,
+    shared_dir,
+)
+
+
+def _refused(spec: str, reason: str) -> str:
+    return f"postwarden-milter: milter_socket: cannot serve on {spec}: {reason}"
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_file_that_is_no_socket_is_named_and_kept(tmp_path: Path, processes: str) -> None:
+    taken = tmp_path / "milter.sock"
+    taken.write_text("not a socket\n")
+    spec = f"unix:{taken}"
+    result = _run([], _env(tmp_path, milter_socket=spec, processes=processes))
+    assert result.returncode == 2, result.stderr
+    assert _refused(spec, "the file there is not a socket") in result.stderr.splitlines()
+    assert taken.read_text() == "not a socket\n"
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_directory_of_someone_else_is_named(shared_dir: Path,  # noqa: F811 - the fixture
+                                              processes: str) -> None:
+    """The socket's directory is root's (0755) and the milter runs as nobody: what an
+    install that skipped `install -d -o postwarden ...` meets."""
+    theirs = shared_dir / "theirs"
+    theirs.mkdir(mode=0o755)
+    if AS_ROOT:
+        os.chown(theirs, 0, 0)
+    else:
+        theirs.chmod(0o555)  # ours, but closed to us all the same
+    spec = f"unix:{theirs}/milter.sock"
+    env = _env(shared_dir, milter_socket=spec, processes=processes)
+    result = subprocess.run(MILTER, env=env, cwd=shared_dir, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert _refused(spec, f"{theirs}: Permission denied") in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("command", [[], ["check"]])
+def test_a_path_too_long_for_a_socket_is_a_setting_problem(tmp_path: Path,
+                                                           command: list[str]) -> None:
+    """sun_path holds 108 bytes: libmilter refuses a longer path without a reason, and
+    ``check`` passed it."""
+    deep = tmp_path / ("d" * max(1, MAX_UNIX_SOCKET_PATH - len(str(tmp_path))))
+    deep.mkdir()
+    spec = f"unix:{deep}/milter.sock"
+    result = _run(command, _env(tmp_path, milter_socket=spec))
+    length = len(os.fsencode(f"{deep}/milter.sock"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "postwarden-milter: invalid settings:",
+        f"  POSTWARDEN_MILTER_SOCKET: milter_socket: the path is {length} bytes long, "
+        f"a unix socket's at most {MAX_UNIX_SOCKET_PATH}",
+    ]
