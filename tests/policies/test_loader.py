@@ -369,6 +369,13 @@ def test_a_policy_file_suffix_in_capitals_is_read(tmp_path: Path) -> None:
     assert [p.name for p in load_policy_set([tmp_path]).policies] == ["t"]
 
 
+def test_hidden_files_in_a_directory_are_not_policies(tmp_path: Path) -> None:
+    # A tool's temporary copy, half written, would be loaded (and refused) meanwhile.
+    (tmp_path / "a.yaml").write_text(H, encoding="utf-8")
+    (tmp_path / ".ansible_tmp1234main.yaml").write_text("version: 1\nname: [", encoding="utf-8")
+    assert [p.name for p in load_policy_set([tmp_path]).policies] == ["t"]
+
+
 def test_unreadable_policy_file(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"version: 1\nname: caf\xe9\n")

@@ -100,8 +100,12 @@ def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIs
     issues: list[PolicyIssue] = []
     for path in map(Path, paths):
         if path.is_dir():
+            # Not hidden files: tools write their temporary copies so (Ansible's
+            # .ansible_tmp...main.yaml), and a half-written one would be loaded.
             found = sorted(
-                p for p in path.iterdir() if p.suffix.lower() in POLICY_SUFFIXES and p.is_file()
+                p for p in path.iterdir()
+                if p.suffix.lower() in POLICY_SUFFIXES and not p.name.startswith(".")
+                and p.is_file()
             )
             if not found:
                 issues.append(PolicyIssue(str(path), None, None, "no *.yaml or *.yml policy files"))
