@@ -41,13 +41,20 @@ BLOCKED_CONTENT = frozenset({
 ISO9660_MARK = (0x8001, b"CD001")
 
 
+def _extensions(filename: str) -> list[str]:
+    """The extensions a saved copy of ``filename`` may end in."""
+    # Windows drops trailing dots and spaces when it saves a file: "a.exe. " is a.exe.
+    # NTFS reads what follows a colon as a stream of the file named before it, and
+    # writes "a.exe::$DATA" (the unnamed stream: the content) as a.exe.
+    names = (filename.rstrip(". "), filename.partition(":")[0].rstrip(". "))
+    return [name.rsplit(".", 1)[-1].lower() for name in names if "." in name]
+
+
 def refusal_reason(filename: str, content_type: str, content: bytes) -> str | None:
     """Why this attachment is refused, or None when it may be sent."""
-    # Windows drops trailing dots and spaces when it saves a file: "a.exe. " is a.exe.
-    name = filename.rstrip(". ")
-    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if extension in BLOCKED_EXTENSIONS:
-        return f"files ending in .{extension} are not allowed"
+    for extension in _extensions(filename):
+        if extension in BLOCKED_EXTENSIONS:
+            return f"files ending in .{extension} are not allowed"
     if content_type in BLOCKED_TYPES:
         return f"content type {content_type} is not allowed"
     if content_type.startswith(STRUCTURED_TYPES):

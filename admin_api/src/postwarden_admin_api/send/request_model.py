@@ -131,11 +131,16 @@ class _Reader:
             return None
         return value
 
-    def mailboxes(self, name: str, refusal: Refusal) -> tuple[Mailbox, ...]:
+    def mailboxes(self, name: str, refusal: Refusal, too_many: Refusal) -> tuple[Mailbox, ...]:
         raw = self.body.get(name, [])
         items = [raw] if isinstance(raw, str) else raw
         if not isinstance(items, list):
             self.problem(name, refusal, "expected an address or a list of addresses")
+            return ()
+        # Counted as listed, before parsing: duplicates are sent once but each is
+        # written to the header, and writing tens of thousands took minutes of CPU.
+        if len(items) > self.caps.max_recipients:
+            self.problem(name, too_many, f"at most {self.caps.max_recipients} addresses")
             return ()
         found: list[Mailbox] = []
         for index, item in enumerate(items):
@@ -308,12 +313,12 @@ def parse_request(
     sender = reader.sender()
     if sender is not None and not sender_allowed(sender):
         reader.problem("from", Refusal.SENDER_NOT_ALLOWED, "not an allowed sender for this key")
-    to = reader.mailboxes("to", Refusal.INVALID_RECIPIENT)
-    cc = reader.mailboxes("cc", Refusal.INVALID_RECIPIENT)
-    bcc = reader.mailboxes("bcc", Refusal.INVALID_RECIPIENT)
-    reply_to = reader.mailboxes("reply_to", Refusal.INVALID_FIELD)
+    to, cc, bcc = (reader.mailboxes(name, Refusal.INVALID_RECIPIENT, Refusal.TOO_MANY_RECIPIENTS)
+                   for name in ("to", "cc", "bcc"))
+    reply_to = reader.mailboxes("reply_to", Refusal.INVALID_FIELD, Refusal.INVALID_FIELD)
     count = len({m.key for m in (*to, *cc, *bcc)})
-    if count == 0 and not any(p.refusal is Refusal.INVALID_RECIPIENT for p in reader.problems):
+    recipient_refusals = (Refusal.INVALID_RECIPIENT, Refusal.TOO_MANY_RECIPIENTS)
+    if count == 0 and not any(p.refusal in recipient_refusals for p in reader.problems):
         reader.problem("to", Refusal.INVALID_RECIPIENT, "at least one recipient is required")
     elif count > caps.max_recipients:
         reader.problem("to", Refusal.TOO_MANY_RECIPIENTS, f"at most {caps.max_recipients}")
