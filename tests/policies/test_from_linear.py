@@ -43,25 +43,29 @@ def _message(value: bytes) -> bytes:
     return b"From: " + value + b"\r\nTo: alice@example.com\r\nSubject: s\r\n\r\nhi\r\n"
 
 
+# A value past four lines' worth (3,992 characters) that is not one of the common
+# forms is not handed to the email package's parser (a '<a@a@...' of 100 KB took it a
+# second): the plain search reads it, and it is flagged ambiguous_from.
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    ("value", "expected", "flagged"),
     [
-        (b"a" * 100_000, None),  # no '@' anywhere: each start scanned to the end
-        (b"a" + b" " * 100_000 + b"b", None),
+        (b"a" * 100_000, None, True),  # no '@' anywhere: each start scanned to the end
+        (b"a" + b" " * 100_000 + b"b", None, True),
         # Not stripped as spaces are, and three repeats took it: cubic, 6 s for 2,000.
-        ("\u00a0".encode() * 2_500 + b"x", None),
-        (b"<" + b"a@" * 25_000, "a@" * 25_000),  # each '@' tried against each end
-        (b"<" + b"a@" * 25_000 + b">", "a@" * 25_000),
-        (b" " * 50_000 + b"Bob" + b" " * 50_000 + b"<bob@example.org>", "bob@example.org"),
-        (b"bob@example.org" + b" " * 100_000, "bob@example.org"),
+        ("\u00a0".encode() * 2_500 + b"x", None, False),
+        (b"<" + b"a@" * 25_000, "a@" * 25_000, True),  # each '@' tried against each end
+        (b"<" + b"a@" * 25_000 + b">", "a@" * 25_000, True),
+        (b" " * 50_000 + b"Bob" + b" " * 50_000 + b"<bob@example.org>", "bob@example.org",
+         False),
+        (b"bob@example.org" + b" " * 100_000, "bob@example.org", False),
     ],
     ids=["no-at", "spaces", "nbsp", "angle-no-close", "angle-closed", "spaced-name",
          "trailing-spaces"],
 )
-def test_a_long_from_header_is_read(value: bytes, expected: str | None) -> None:
+def test_a_long_from_header_is_read(value: bytes, expected: str | None, flagged: bool) -> None:
     from_address, flags = _read_within_cpu_budget(_message(value))
     assert from_address == expected
-    assert "ambiguous_from" not in flags
+    assert ("ambiguous_from" in flags) == flagged
 
 
 # A bound that fails the test, not a measure: the backtracking patterns spent 12 to
@@ -91,10 +95,10 @@ def _read_within_cpu_budget(message: bytes) -> tuple[str | None, list[str]]:
     return from_address, flags
 
 
-def test_a_100kb_from_header_goes_through_the_example_policy() -> None:
+def test_a_100kb_from_header_is_held_by_the_example_policy() -> None:
     policies = load_policy_set([str(EXAMPLE)])
     verdict = evaluate_message(policies, _message(b"<" + b"a@" * 25_000), ENV)
-    assert verdict.rules == ("tag-external",)
+    assert verdict.rules == ("hold-broken-mime",)
 
 
 def _corpus_from_values() -> list[bytes]:

@@ -48,10 +48,11 @@ _COMMENT = re.compile(r"\([^()]*\)")
 # ...' or 'a,a,a...', and Postfix lets a 100 KB header through. It is handed a
 # From whose length times runs of the separators that start new tokens stays
 # within a line's worth (998 characters) squared; a costlier one is left to the
-# plain search and flagged. '@' and '<' do not count: a long '<a@a@...' is
-# still read whole (about a second for 100 KB, linear in its length).
+# plain search and flagged. So is one past four lines' worth: even without such
+# runs, a '<a@a@...' of 100 KB took it a second.
 _TOKEN_BREAKS = re.compile(r'[\s.",:;\\]+')
 _STRICT_PARSE_COST = 998 * 998
+_STRICT_PARSE_CHARS = 4 * 998
 _TYPE_END = re.compile(r"[\s;,]")
 
 
@@ -169,7 +170,8 @@ def from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
     RFC 5322 parser of Python's email package (comments, quoted display names,
     folding around ``@``). When a plain search for an address finds another
     domain there, readers may well show either: flagged ``ambiguous_from``;
-    so is a value that parser fails on or would take too long on (``_STRICT_PARSE_COST``).
+    so is a value that parser fails on or would take too long on (``_STRICT_PARSE_COST``,
+    ``_STRICT_PARSE_CHARS``).
     """
     raw = next((h.raw_value for h in headers if h.name.lower() == "from"), None)
     if not raw:
@@ -177,7 +179,8 @@ def from_address(headers: tuple[Header, ...], flags: set[str]) -> str | None:
     simple = _SIMPLE_FROM.fullmatch(raw)
     if simple:
         return (simple.group(1) or simple.group(2)).lower()
-    costly = len(raw) * len(_TOKEN_BREAKS.findall(raw)) > _STRICT_PARSE_COST
+    costly = (len(raw) > _STRICT_PARSE_CHARS
+              or len(raw) * len(_TOKEN_BREAKS.findall(raw)) > _STRICT_PARSE_COST)
     header = None if costly else _strict_parse(raw)
     broken = header is None
     addresses: tuple[Address, ...] = (
