@@ -59,3 +59,33 @@ async def test_a_stalled_body_is_a_408(
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ")
     assert json.loads(body)["error"]["code"] == "request_timeout"
+
+
+async def test_a_trickling_body_is_a_408_once_past_its_time(
+    database_url: str, mint_key: MintKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A byte more often than the idle limit, never the whole body: without a deadline
+    # for the whole, one byte a minute would hold the handler for ever.
+    monkeypatch.setattr(bodies, "BODY_IDLE_SECONDS", IDLE)
+    monkeypatch.setattr(bodies, "BODY_MIN_RATE", 100)  # 100 bytes: IDLE + 1 s in all
+    server = TestServer(create_app(settings_for(database_url)), host="127.0.0.1")
+    await server.start_server()
+    key = await mint_key(Role.OPERATOR)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"PUT /api/v1/settings HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                     + key.encode() + b"\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n")
+        answer = asyncio.ensure_future(reader.read(65536))
+        sent = 0
+        while sent < 99 and not answer.done():  # bounded: under 99 bytes, at most ~25 s
+            writer.write(b" ")
+            await writer.drain()
+            sent += 1
+            await asyncio.wait({answer}, timeout=IDLE / 2)
+        head = await asyncio.wait_for(answer, ANSWER_DEADLINE)
+    finally:
+        writer.close()
+        await server.close()
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert sent < 50  # answered while the body still trickled, not once it stopped

@@ -39,6 +39,8 @@ P = ParamSpec("P")
 # thread: tens of milliseconds on the event loop would stall every other request.
 LARGE_BODY_BYTES = 256 * 1024
 BODY_IDLE_SECONDS = 60.0  # nginx's client_body_timeout
+BODY_MIN_RATE = 10 * 1024  # bytes a second a body must keep up, on the whole
+MAX_BODY_WITHOUT_LENGTH = 1024 * 1024  # what a chunked body is given time for
 MAX_JSON_DEPTH = 64  # the policy loader allows 32 levels of conditions, wrapped
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
@@ -64,18 +66,25 @@ async def read_body(request: web.Request) -> bytes:
 
 async def idle_bounded(request: web.Request, reading: Awaitable[T]) -> T:
     """``reading`` (of the request body); 408 ``request_timeout`` once the client sends
-    nothing for ``BODY_IDLE_SECONDS``. aiohttp has no such limit: a body that stops
-    arriving would hold its connection and handler for ever (slowloris)."""
+    nothing for ``BODY_IDLE_SECONDS``, or has not sent it all by then plus a second per
+    ``BODY_MIN_RATE`` bytes announced. aiohttp has no such limit: a body that stops
+    arriving, or trickles a byte a minute, would hold its connection and handler for
+    ever (slowloris)."""
     task = asyncio.ensure_future(reading)
     received = request.content.total_bytes
+    loop = asyncio.get_running_loop()
+    announced = request.content_length or MAX_BODY_WITHOUT_LENGTH
+    deadline = loop.time() + BODY_IDLE_SECONDS + announced / BODY_MIN_RATE
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=BODY_IDLE_SECONDS)
+            left = deadline - loop.time()
+            done, _ = await asyncio.wait({task}, timeout=max(0.0, min(BODY_IDLE_SECONDS, left)))
             if done:
                 return task.result()
-            if request.content.total_bytes == received:
-                raise ApiError(408, "request_timeout", "the request body stopped arriving "
-                               f"for {BODY_IDLE_SECONDS:g} seconds")
+            if request.content.total_bytes == received or loop.time() >= deadline:
+                raise ApiError(408, "request_timeout", "the request body did not arrive "
+                               f"in time (nothing for {BODY_IDLE_SECONDS:g} seconds, or "
+                               f"slower than {BODY_MIN_RATE} bytes a second)")
             received = request.content.total_bytes
     finally:
         task.cancel()  # a no-op once read; else nobody waits for it any more

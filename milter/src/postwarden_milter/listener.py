@@ -89,8 +89,10 @@ def _unix_bind_problem(path: str) -> str | None:
     with contextlib.suppress(OSError):
         if not stat.S_ISSOCK(os.stat(path).st_mode):
             return "the file there is not a socket"
-    directory, name = os.path.split(path)
-    probe_path = os.path.join(directory, f".{name}.probe-{os.getpid()}")
+    directory = os.path.dirname(path)
+    # Short: a probe longer than the socket's own path could pass the 107-byte limit
+    # and be refused for that, not for the directory.
+    probe_path = os.path.join(directory, f".pw{os.getpid()}")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
             probe.bind(probe_path)

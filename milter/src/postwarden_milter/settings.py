@@ -312,7 +312,12 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bo
                 "spool_dir", f"spool_dir: cannot create {spool_dir}: {exc.strerror}"))
             return problems
     # Itself, or (not created: check) the directory the milter would create it in.
-    existing = next(path for path in (spool_dir, *spool_dir.parents) if path.exists())
+    try:
+        existing = next(path for path in (spool_dir, *spool_dir.parents) if path.exists())
+    except OSError as exc:  # a parent this user may not search
+        problems.append(raw.problem("spool_dir", f"spool_dir: cannot read {exc.filename}: "
+                                    f"{exc.strerror}"))
+        return problems
     if not existing.is_dir():
         problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not a directory"))
     elif not os.access(existing, os.W_OK | os.X_OK):

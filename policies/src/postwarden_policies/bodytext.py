@@ -88,13 +88,6 @@ def unwrap_flowed(text: str, delsp: bool) -> str:
     return _FLOWED_BREAK.sub("" if delsp else " ", text)
 
 
-def renders(part: MimePart, params: Mapping[str, str]) -> bool:
-    """Whether readers may show the text part otherwise than as written: always, as
-    any text may hold characters they draw as nothing (worked out lazily, and
-    free for text in ASCII)."""
-    return True
-
-
 def rendering(part: MimePart, params: Mapping[str, str], text: str) -> tuple[str, ...]:
     """What readers show of the text part's ``text``, where that differs from it: HTML
     with text hidden by CSS twice, with and without that text, and with conditional

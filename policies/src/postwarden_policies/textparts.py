@@ -135,8 +135,9 @@ class TextReader:
         if not read_as_readers(charset, data):
             flags.add("unshared_charset")
         text = self._keep(decode_as_readers(data, charset, flags))
-        if bodytext.renders(part, params):
-            self.renderable.append((part, params, text))  # rendered if a rule asks
+        # Rendered if a rule asks: any text part may read otherwise than as written (at
+        # least, it may hold characters readers draw as nothing).
+        self.renderable.append((part, params, text))
 
     def _keep(self, text: str) -> str:
         """Add ``text`` to the body text, as much as the budget still allows."""

@@ -136,7 +136,9 @@ class InterruptedAttempts:
         async with self._pool.acquire() as conn:
             commit = await committed(conn, message)
             arriving = None if commit is not None else await opened(conn, message)
-        if arriving is not None:
+        # The queue is asked only past OPEN_RECEIPT_LIMIT: a listing of a backlogged
+        # queue is large, and a recent file is left to qmgr's log line meanwhile.
+        if arriving is not None and not arriving.recent:
             commit = await self._finished(message, arriving)
             if commit is not None:
                 log.warning("relay: an attempt to relay message %s was interrupted after "

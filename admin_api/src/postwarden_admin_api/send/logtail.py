@@ -18,6 +18,7 @@ it never read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -62,8 +63,12 @@ def copy_of(path: Path, position: int, holds: Callable[[bytes], bool]) -> Path |
                      and e.inode() != own]
     except OSError:
         return None
-    copies = [f for f in found if (mark := mark_at(f, position)) is not None and holds(mark)]
-    return max(copies, key=lambda f: f.stat().st_mtime, default=None)
+    copies = []
+    for file in found:
+        with contextlib.suppress(OSError):  # removed meanwhile (logrotate's next round)
+            if (mark := mark_at(file, position)) is not None and holds(mark):
+                copies.append((file.stat().st_mtime, file))
+    return max(copies, default=(0.0, None))[1]
 
 
 def renamed_file(path: Path, inode: int) -> Path | None:

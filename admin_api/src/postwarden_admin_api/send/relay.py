@@ -109,7 +109,7 @@ WHERE message_id = $1 AND attempts = $2
 """
 
 BATCH = 10
-LEASE = dt.timedelta(minutes=15)  # renewed every third of it while a batch is worked on
+LEASE = dt.timedelta(minutes=15)  # renewed while a batch is worked on (BatchLease)
 POLL_SECONDS = 1.0
 UNREACHABLE_PAUSE_MAX = 60.0
 SMTP_TIMEOUT = 60.0
