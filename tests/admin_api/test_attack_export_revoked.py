@@ -14,8 +14,11 @@ from postwarden_admin_api import routes_audit
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.keys import revoke_key, split_key
 from postwarden_store import connect
-from tests.admin_api.test_audit_export_timeout import LAST_CHUNK, _three_events
-from tests.admin_api.test_hostile_input import _raw
+from tests.admin_api.test_audit_export_timeout import (
+    _three_events,
+    assert_cut_after_the_first_page,
+    export,
+)
 from tests.fixtures.adminapp import MintKey
 
 pytestmark = pytest.mark.postgres
@@ -40,14 +43,10 @@ async def test_a_key_revoked_mid_export_gets_no_further_page(
     monkeypatch.setattr(routes_audit, "_export_page", revoked_after_the_first)
     caplog.set_level(logging.INFO, logger=routes_audit.log.name)
     try:
-        data = await _raw(admin_client, (
-            f"GET /api/v1/audit/export?queue_id={queue_id} HTTP/1.1\r\nHost: x\r\n"
-            f"Authorization: Bearer {key}\r\n\r\n").encode())
+        data = await export(admin_client, key, queue_id)
     finally:
         await conn.close()
-    assert data.startswith(b"HTTP/1.1 200 ")
-    assert data.count(queue_id.encode()) == 2  # the first page only
-    assert not data.endswith(LAST_CHUNK)
+    assert_cut_after_the_first_page(data, queue_id)
     assert [(r.levelname, r.getMessage()) for r in caplog.records
             if r.name == routes_audit.log.name] == [
         ("WARNING", "audit export cut after 2 events: unauthenticated (the key was revoked "

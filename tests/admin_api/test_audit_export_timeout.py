@@ -40,6 +40,19 @@ async def _three_events(conn: asyncpg.Connection) -> str:
     return queue_id
 
 
+async def export(client: TestClient[Any, Any], key: str, queue_id: str) -> bytes:
+    """The raw answer to an export of ``queue_id``'s events (in pages of 2)."""
+    return await _raw(client, (
+        f"GET /api/v1/audit/export?queue_id={queue_id} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {key}\r\n\r\n").encode())
+
+
+def assert_cut_after_the_first_page(data: bytes, queue_id: str) -> None:
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.count(queue_id.encode()) == 2  # the first page only
+    assert not data.endswith(LAST_CHUNK)  # so the client can tell it is incomplete
+
+
 async def test_a_later_page_past_the_statement_timeout_cuts_the_export_with_one_line(
     admin_client: TestClient[Any, Any], mint_key: MintKey, database_url: str,
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
@@ -59,14 +72,10 @@ async def test_a_later_page_past_the_statement_timeout_cuts_the_export_with_one_
     monkeypatch.setattr(routes_audit, "_export_page", slow_from_the_second)
     caplog.set_level(logging.INFO, logger=routes_audit.log.name)
     try:
-        data = await _raw(admin_client, (
-            f"GET /api/v1/audit/export?queue_id={queue_id} HTTP/1.1\r\nHost: x\r\n"
-            f"Authorization: Bearer {key}\r\n\r\n").encode())
+        data = await export(admin_client, key, queue_id)
     finally:
         await blocker.close()
-    assert data.startswith(b"HTTP/1.1 200 ")
-    assert data.count(queue_id.encode()) == 2  # the first page only
-    assert not data.endswith(LAST_CHUNK)
+    assert_cut_after_the_first_page(data, queue_id)
     records = [r for r in caplog.records if r.name == routes_audit.log.name]
     assert [(r.levelname, r.getMessage()) for r in records] == [
         ("WARNING", "audit export cut after 2 events: query_timeout (the audit query ran "
