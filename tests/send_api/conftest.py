@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -86,3 +87,18 @@ async def client(
 @pytest.fixture
 async def sender(mint_key: MintKey) -> dict[str, str]:  # noqa: F811 - the imported fixture
     return bearer(await mint_key(Role.SENDER, ["app@example.com", "*@example.com"]))
+
+
+@pytest.fixture
+def on_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the service hands to ``asyncio.to_thread``, in order:
+    to tell work done off the event loop from work done on it."""
+    names: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def recording(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        names.append(getattr(func, "__name__", repr(func)))
+        return await to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", recording)
+    return names

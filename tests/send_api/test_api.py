@@ -7,7 +7,6 @@ import base64
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -155,16 +154,8 @@ async def test_idempotency_key_semantics(client: Client, sender: dict[str, str])
 
 
 async def test_a_large_request_is_worked_off_the_event_loop(
-    client: Client, sender: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    client: Client, sender: dict[str, str], on_threads: list[str],
 ) -> None:
-    on_threads: list[str] = []
-    to_thread = asyncio.to_thread
-
-    async def recording(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        on_threads.append(getattr(func, "__name__", repr(func)))
-        return await to_thread(func, *args, **kwargs)
-
-    monkeypatch.setattr(asyncio, "to_thread", recording)
     content = base64.b64encode(b"%PDF-1.7\n" + bytes(300_000)).decode()
     request = body(attachments=[
         {"filename": "r.pdf", "content_type": "application/pdf", "content": content}])

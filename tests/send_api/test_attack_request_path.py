@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -79,17 +77,8 @@ _SLOW_HEADERS = {
 
 @pytest.mark.parametrize("changes", _SLOW_HEADERS.values(), ids=_SLOW_HEADERS.keys())
 async def test_a_small_body_of_slow_headers_is_built_off_the_event_loop(
-    client: Client, sender: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-    changes: dict[str, Any],
+    client: Client, sender: dict[str, str], on_threads: list[str], changes: dict[str, Any],
 ) -> None:
-    on_threads: list[str] = []
-    to_thread = asyncio.to_thread
-
-    async def recording(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        on_threads.append(getattr(func, "__name__", repr(func)))
-        return await to_thread(func, *args, **kwargs)
-
-    monkeypatch.setattr(asyncio, "to_thread", recording)
     response = await client.post("/api/v1/send-email", headers=sender, json=body(**changes))
     assert response.status == 202, await response.text()
     assert "build_message" in on_threads
