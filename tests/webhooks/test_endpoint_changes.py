@@ -16,14 +16,12 @@ from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.webhooks.signing import SignatureError, generate_secret, verify
-from postwarden_store import connect
-from postwarden_store.audit import write_audit_events
 from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import MintKey, bearer
 
 from .conftest import RECEIVER_NAME, Start
 from .receiver import Receiver, wait_for
-from .support import audit_event
+from .support import raise_reject
 
 pytestmark = pytest.mark.postgres
 Client = TestClient[Any, Any]
@@ -42,14 +40,6 @@ async def _create(client: Client, key: str, **body: Any) -> str:
                                  json={"events": ["message.rejected"], **body})
     assert response.status == 201, await response.text()
     return f"/api/v1/webhooks/{(await response.json())['id']}"
-
-
-async def _raise_event(database_url: str) -> None:
-    conn = await connect(database_url)
-    try:
-        await write_audit_events(conn, [audit_event("reject")])
-    finally:
-        await conn.close()
 
 
 async def _refused_fields(client: Client, key: str, hook: str, change: dict[str, Any]
@@ -75,7 +65,7 @@ async def test_a_new_kind_does_not_keep_the_signing_secret(  # noqa: PLR0917 - f
     operator = await mint_key(Role.OPERATOR)
 
     assert await _refused_fields(client, operator, hook, change) == ["url", "secret"]
-    await _raise_event(database_url)
+    await raise_reject(database_url)
     assert await wait_for(lambda: len(receiver.requests) == 1)
     verify(secret, receiver.requests[0].headers, receiver.requests[0].body)
     assert json.loads(receiver.requests[0].body)["type"] == "message.rejected"
@@ -84,7 +74,7 @@ async def test_a_new_kind_does_not_keep_the_signing_secret(  # noqa: PLR0917 - f
     given = await client.patch(hook, headers=bearer(operator),
                                json={**change, "url": url, "secret": theirs})
     assert given.status == 200, await given.text()
-    await _raise_event(database_url)
+    await raise_reject(database_url)
     assert await wait_for(lambda: len(receiver.requests) == 2)
     verify(theirs, receiver.requests[1].headers, receiver.requests[1].body)
     with pytest.raises(SignatureError, match="no valid signature"):
@@ -101,7 +91,7 @@ async def test_a_slack_url_does_not_post_a_body_of_the_operators_choosing(
 
     change = {"kind": "api_call", "body_template": {"text": "<!channel> wire the money"}}
     assert await _refused_fields(client, operator, hook, change) == ["url"]
-    await _raise_event(database_url)
+    await raise_reject(database_url)
     assert await wait_for(lambda: len(receiver.requests) == 1)
     assert json.loads(receiver.requests[0].body)["text"].startswith("postwarden: ")
 

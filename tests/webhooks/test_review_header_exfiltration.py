@@ -13,13 +13,12 @@ from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.context import Role
 from postwarden_store import connect
-from postwarden_store.audit import write_audit_events
 from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import MintKey, bearer
 
 from .conftest import RECEIVER_NAME, Start, StubDns
 from .receiver import Receiver, Tls, wait_for
-from .support import audit_event
+from .support import raise_reject
 
 pytestmark = pytest.mark.postgres
 
@@ -61,14 +60,6 @@ async def crm(start: Start, admin_key: str, receiver: Receiver, database_url: st
     return Crm(client, f"/api/v1/webhooks/{(await created.json())['id']}")
 
 
-async def _raise_event(database_url: str) -> None:
-    conn = await connect(database_url)
-    try:
-        await write_audit_events(conn, [audit_event("reject")])
-    finally:
-        await conn.close()
-
-
 async def test_new_url_without_the_headers_is_refused_and_the_token_stays_home(
     crm: Crm, mint_key: MintKey, receiver: Receiver, attacker: Receiver, database_url: str,
 ) -> None:
@@ -81,7 +72,7 @@ async def test_new_url_without_the_headers_is_refused_and_the_token_stays_home(
     assert await error_code(moved) == "validation_failed"
     assert [d["field"] for d in (await moved.json())["error"]["details"]] == ["headers"]
 
-    await _raise_event(database_url)
+    await raise_reject(database_url)
     assert await wait_for(lambda: len(receiver.requests) + len(attacker.requests) == 1)
     assert attacker.requests == []
     assert receiver.requests[0].headers["Authorization"] == TOKEN
@@ -98,14 +89,14 @@ async def test_new_url_with_headers_given_again_or_cleared(
                                  json={"url": own, "headers": None})
     assert cleared.status == 200, await cleared.text()
     assert (await cleared.json())["headers"] == {"is_set": False}
-    await _raise_event(database_url)
+    await raise_reject(database_url)
     assert await wait_for(lambda: len(attacker.requests) == 1)
     assert "Authorization" not in attacker.requests[0].headers
 
     given = await client.patch(hook, headers=bearer(operator), json={
         "url": own + "2", "headers": {"Authorization": "Bearer theirs"}})
     assert given.status == 200, await given.text()
-    await _raise_event(database_url)
+    await raise_reject(database_url)
     assert await wait_for(lambda: len(attacker.requests) == 2)
     assert attacker.requests[1].headers["Authorization"] == "Bearer theirs"
     assert TOKEN not in [r.headers.get("Authorization") for r in attacker.requests]
