@@ -19,7 +19,7 @@ from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
 from postwarden_admin_api.metrics import METRICS
 from postwarden_store import connect
-from postwarden_store.audit import write_audit_events
+from postwarden_store.audit import write_audit_batch
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 from tests.webhooks.support import audit_event
 
@@ -33,7 +33,7 @@ async def _write_events(database_url: str, count: int, subject: str) -> None:
     conn = await connect(database_url)
     try:
         for start in range(0, count, 2500):
-            await write_audit_events(conn, [
+            await write_audit_batch(conn, [
                 dataclasses.replace(event, event_id=audit_event().event_id)
                 for _ in range(min(2500, count - start))])
     finally:

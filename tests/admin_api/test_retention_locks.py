@@ -23,7 +23,7 @@ from postwarden_admin_api.context import Role
 from postwarden_admin_api.periodic import Postponed
 from postwarden_admin_api.retention import enforce_retention
 from postwarden_milter.audit_pipeline import WRITE_TIMEOUT
-from postwarden_store import connect, write_audit_events
+from postwarden_store import connect, write_audit_batch
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 from tests.store.test_audit import make_event
 
@@ -69,7 +69,7 @@ async def test_an_open_reader_postpones_retention_and_milter_writes_go_on(
     dsn = fresh_database_url
     conn, writer = await connect(dsn), await connect(dsn)
     try:
-        await write_audit_events(conn, [make_event(OLD_MONTHS[0])])
+        await write_audit_batch(conn, [make_event(OLD_MONTHS[0])])
         async with _open_reader(dsn):
             job = asyncio.create_task(enforce_retention(conn))
 
@@ -80,7 +80,7 @@ async def test_an_open_reader_postpones_retention_and_milter_writes_go_on(
             # A milter's write, behind the DROP, is through while the reader is still
             # open (were the DROP to wait for the reader, so would the write, until its
             # own lock timeout failed it).
-            await asyncio.wait_for(write_audit_events(writer, [make_event()]), WRITE_TIMEOUT)
+            await asyncio.wait_for(write_audit_batch(writer, [make_event()]), WRITE_TIMEOUT)
             with pytest.raises(Postponed):
                 await asyncio.wait_for(job, DEADLINE)
             assert OLD_PARTITIONS[0] in await _partitions(writer)
@@ -98,7 +98,7 @@ async def test_the_service_tries_a_postponed_round_again_soon(
     dsn = fresh_database_url
     conn = await connect(dsn)
     try:
-        await write_audit_events(conn, [make_event(OLD_MONTHS[0])])
+        await write_audit_batch(conn, [make_event(OLD_MONTHS[0])])
         async with _open_reader(dsn):
             await aiohttp_client(create_app(settings_for(dsn, retention_interval_seconds=3600)))
 
@@ -125,7 +125,7 @@ async def test_two_instances_at_once_drop_each_partition_once(fresh_database_url
         try:
             # The last round's drops stay dropped: forget them to write the months again.
             await setup.execute("UPDATE audit_retention SET kept_from = NULL")
-            await write_audit_events(setup, [make_event(when) for when in OLD_MONTHS])
+            await write_audit_batch(setup, [make_event(when) for when in OLD_MONTHS])
         finally:
             await setup.close()
         a, b = await connect(dsn), await connect(dsn)
@@ -146,7 +146,7 @@ async def test_retention_waits_for_a_batch_that_read_what_it_keeps(
     dsn = fresh_database_url
     conn, batch = await connect(dsn), await connect(dsn)
     try:
-        await write_audit_events(conn, [make_event(OLD_MONTHS[0])])
+        await write_audit_batch(conn, [make_event(OLD_MONTHS[0])])
         async with batch.transaction():
             assert await batch.fetchval(ENSURE, OLD_MONTHS[0]) == OLD_PARTITIONS[0]
             with pytest.raises(Postponed):

@@ -19,8 +19,8 @@ from postwarden_milter.metrics import Metrics
 from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool, SpoolBudget
 from postwarden_policies import AuditEvent
-from postwarden_store import connect, migrate_database, write_audit_events
-from postwarden_store.audit import Written, write_audit_batch
+from postwarden_store import connect, migrate_database, write_audit_batch
+from postwarden_store.audit import Written
 from tests.fixtures.postgres import PostgresCluster, create_database, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -79,8 +79,8 @@ async def test_batch_is_written_once_and_replay_is_idempotent(fresh_database_url
     events = [make_event() for _ in range(3)]
     conn = await connect(fresh_database_url)
     try:
-        assert await write_audit_events(conn, events) == 3
-        assert await write_audit_events(conn, events) == 0
+        assert (await write_audit_batch(conn, events)).new == 3
+        assert (await write_audit_batch(conn, events)).new == 0
         row = await conn.fetchrow(
             "SELECT * FROM audit_events WHERE event_id = $1", uuid.UUID(events[0].event_id)
         )
@@ -100,7 +100,7 @@ async def test_batch_spanning_months_creates_partitions(fresh_database_url: str)
     events = [make_event(old), make_event(old + dt.timedelta(minutes=2))]
     conn = await connect(fresh_database_url)
     try:
-        assert await write_audit_events(conn, events) == 2
+        assert (await write_audit_batch(conn, events)).new == 2
         partitions = {
             row["relname"]
             for row in await conn.fetch(
@@ -123,7 +123,7 @@ async def test_nul_and_undecodable_bytes_are_stored_replaced(fresh_database_url:
     )
     conn = await connect(fresh_database_url)
     try:
-        assert await write_audit_events(conn, [event]) == 1
+        assert (await write_audit_batch(conn, [event])).new == 1
         row = await conn.fetchrow("SELECT * FROM audit_events")
     finally:
         await conn.close()

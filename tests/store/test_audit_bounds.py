@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from postwarden_store import connect, write_audit_events
+from postwarden_store import connect, write_audit_batch
 from postwarden_store.audit import (
     CHANGE_TEXT_MAX,
     CHANGES_MAX,
@@ -48,7 +48,7 @@ async def _stored(dsn: str, event_id: str) -> asyncpg.Record:
 async def _write(dsn: str, *events: Any) -> int:
     conn = await connect(dsn)
     try:
-        return await write_audit_events(conn, list(events))
+        return (await write_audit_batch(conn, list(events))).new
     finally:
         await conn.close()
 
@@ -157,7 +157,7 @@ async def test_a_write_queued_behind_retentions_drop_gives_up_at_its_lock_timeou
             else:
                 pytest.fail("the DROP never waited for its lock")
             with pytest.raises(asyncpg.LockNotAvailableError):
-                await asyncio.wait_for(write_audit_events(writer, [make_event()]), 15)
+                await asyncio.wait_for(write_audit_batch(writer, [make_event()]), 15)
         assert await asyncio.wait_for(drop, 15)  # the reader done, the DROP goes ahead
     finally:
         for conn in (reader, dropper, writer):

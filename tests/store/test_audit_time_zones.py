@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from postwarden_store import apply_migrations, connect, create_pool, write_audit_events
+from postwarden_store import apply_migrations, connect, create_pool, write_audit_batch
 from postwarden_store.migrations import INSERT_APPLIED, available_migrations
 from tests.conftest import PgServer
 from tests.fixtures.postgres import create_database, drop_database
@@ -123,7 +123,7 @@ async def test_the_first_and_last_instants_of_every_month_are_written_in_any_ses
     conn = await local_connection(fresh_database_url, zone)
     try:
         for instant in instants:  # one batch each: a failure fails only its own
-            assert await write_audit_events(conn, [make_event(instant)]) == 1
+            assert (await write_audit_batch(conn, [make_event(instant)])).new == 1
         stored = await conn.fetch(
             "SELECT time, tableoid::regclass::text AS part FROM audit_events "
             "WHERE time >= $1 ORDER BY time", instants[0])
@@ -144,7 +144,7 @@ async def test_a_database_made_in_a_local_zone_has_utc_months(
     try:
         assert await conn.fetchval("SHOW timezone") == "UTC"
         may_31 = dt.datetime(2031, 5, 31, 12, tzinfo=UTC)
-        assert await write_audit_events(conn, [make_event(may_31)]) == 1
+        assert (await write_audit_batch(conn, [make_event(may_31)])).new == 1
         assert await partition_bounds(conn, this_month.year) == expected_bounds([this_month])
         assert await partition_bounds(conn, 2031) == expected_bounds([may_31.replace(day=1)])
     finally:
@@ -184,7 +184,7 @@ async def test_retention_keeps_a_partition_until_its_whole_utc_month_is_past(
     conn = await local_connection(fresh_database_url, zone)
     name = f"audit_events_{month:%Y%m}"
     try:
-        await write_audit_events(conn, [make_event(row)])
+        await write_audit_batch(conn, [make_event(row)])
         for cutoff in (row - dt.timedelta(hours=1), row + dt.timedelta(seconds=1),
                        next_month(month) - dt.timedelta(seconds=1)):
             dropped = [r[0] for r in await conn.fetch(
@@ -206,7 +206,7 @@ async def test_retention_keeps_a_partition_holding_rows_newer_than_the_cutoff(
     try:
         await conn.execute("CREATE TABLE audit_events_203001 PARTITION OF audit_events "
                            "FOR VALUES FROM ('2030-01-01 00:00+00') TO ('2030-03-01 00:00+00')")
-        # not write_audit_events: it would ask for February's partition
+        # not write_audit_batch: it would ask for February's partition
         await insert_without_partition(conn, dt.datetime(2030, 2, 10, tzinfo=UTC))
         cutoff = dt.datetime(2030, 2, 1, tzinfo=UTC)
         assert "audit_events_203001" not in [
@@ -257,7 +257,7 @@ async def test_the_migration_gives_partitions_made_by_the_old_functions_their_ut
                     if when.month == 11:  # the writer would first ask for November's partition
                         await insert_without_partition(old, when, "reject")
                     else:
-                        await write_audit_events(old, [make_event(when, action="reject")])
+                        await write_audit_batch(old, [make_event(when, action="reject")])
             await old.execute("SET timezone = 'UTC'")
             wrong = await partition_bounds(old, 2031) | await partition_bounds(old, 2032)
             assert wrong["audit_events_203105"].endswith("TO ('2031-05-31 00:00:00+00')")
@@ -282,7 +282,7 @@ async def test_the_migration_gives_partitions_made_by_the_old_functions_their_ut
                 (when, f"audit_events_{when:%Y%m}") for times in rows.values() for when in times]
             # moved rows raise no webhook event again; the trigger still fires for new ones
             assert await conn.fetchval("SELECT count(*) FROM webhook_events") == webhook_events
-            await write_audit_events(conn, [make_event(dt.datetime(2031, 5, 31, 12, tzinfo=UTC),
+            await write_audit_batch(conn, [make_event(dt.datetime(2031, 5, 31, 12, tzinfo=UTC),
                                                        action="reject")])
             assert await conn.fetchval("SELECT count(*) FROM webhook_events") == webhook_events + 1
             assert await conn.fetchval(

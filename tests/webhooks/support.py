@@ -19,7 +19,7 @@ from postwarden_admin_api.webhooks.urls import origin
 from postwarden_admin_api.webhooks.worker import running
 from postwarden_policies.audit import AuditEvent
 from postwarden_store import connect
-from postwarden_store.audit import write_audit_events
+from postwarden_store.audit import write_audit_batch
 
 from .receiver import Tls
 
@@ -79,14 +79,14 @@ def running_worker(pool: asyncpg.Pool, options: WebhookOptions
 
 async def write_audit(pool: asyncpg.Pool, *events: AuditEvent) -> None:
     async with pool.acquire() as conn:
-        await write_audit_events(conn, events)
+        await write_audit_batch(conn, events)
 
 
 async def raise_reject(database_url: str) -> None:
     """A milter's reject in the audit log, as the milter writes it: its webhook event."""
     conn = await connect(database_url)
     try:
-        await write_audit_events(conn, [audit_event("reject")])
+        await write_audit_batch(conn, [audit_event("reject")])
     finally:
         await conn.close()
 

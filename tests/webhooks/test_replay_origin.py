@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.webhooks.signing import generate_secret
 from postwarden_store import connect
-from postwarden_store.audit import write_audit_events
+from postwarden_store.audit import write_audit_batch
 from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import MintKey, bearer
 
@@ -37,7 +37,7 @@ async def _delivered_hook(client: TestClient[Any, Any], admin_key: str, receiver
     assert created.status == 201, await created.text()
     conn = await connect(database_url)
     try:
-        await write_audit_events(conn, [audit_event("reject") for _ in range(events)])
+        await write_audit_batch(conn, [audit_event("reject") for _ in range(events)])
     finally:
         await conn.close()
     assert await wait_for(lambda: len(receiver.delivered()) == events)
@@ -75,7 +75,7 @@ async def test_operator_cannot_replay_past_deliveries_to_a_new_url(
     # A delivery made for the new URL replays as before, to that URL.
     conn = await connect(database_url)
     try:
-        await write_audit_events(conn, [audit_event("reject")])
+        await write_audit_batch(conn, [audit_event("reject")])
     finally:
         await conn.close()
     assert await wait_for(lambda: len(receiver.delivered()) == 3)

@@ -12,7 +12,7 @@ from postwarden_admin_api.app import create_app
 from postwarden_admin_api.settings import ServiceSettings
 from postwarden_admin_api.webhooks.signing import generate_secret
 from postwarden_store import connect
-from postwarden_store.audit import write_audit_events
+from postwarden_store.audit import write_audit_batch
 from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import AiohttpClient, bearer
 
@@ -36,7 +36,7 @@ async def test_replaying_a_pending_delivery_is_delivery_pending(
         # A rejection as the milter records it, its delivery waiting for a retry an
         # hour away: in one transaction, so the service's worker never finds it due.
         async with conn.transaction():
-            await write_audit_events(conn, [audit_event("reject")])
+            await write_audit_batch(conn, [audit_event("reject")])
             await conn.execute("UPDATE webhook_deliveries SET next_attempt_at = "
                                "now() + interval '1 hour' WHERE status = 'pending'")
     finally:

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.webhooks.signing import generate_secret
 from postwarden_store import connect
-from postwarden_store.audit import write_audit_events
+from postwarden_store.audit import write_audit_batch
 from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import MintKey, bearer
 
@@ -62,13 +62,13 @@ async def test_delivery_sent_while_the_url_change_waited_is_not_replayed_to_the_
         # A milter audit batch in flight holds the endpoint's row (FOR KEY SHARE).
         in_flight = batch.transaction()
         await in_flight.start()
-        await write_audit_events(batch, [audit_event("reject")])
+        await write_audit_batch(batch, [audit_event("reject")])
         moving = asyncio.create_task(siem.client.patch(
             siem.hook, headers=bearer(siem.operator),
             json={"url": f"https://{ATTACKER_NAME}:{attacker.port}/collect"}))
         assert await wait_for_async(lambda: _url_change_waits(watch))
         # Meanwhile the next batch commits and is delivered to the URL still set.
-        await write_audit_events(other, [audit_event("reject")])
+        await write_audit_batch(other, [audit_event("reject")])
         assert await wait_for(lambda: len(receiver.delivered()) == 1)
         await in_flight.commit()
         moved = await asyncio.wait_for(moving, timeout=30)

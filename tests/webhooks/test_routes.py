@@ -13,7 +13,7 @@ from postwarden_admin_api.context import Role
 from postwarden_admin_api.settings import ServiceSettings
 from postwarden_admin_api.webhooks.signing import generate_secret, verify
 from postwarden_store import connect
-from postwarden_store.audit import write_audit_events
+from postwarden_store.audit import write_audit_batch
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 
 from .conftest import RECEIVER_NAME
@@ -198,7 +198,7 @@ async def test_deliveries_listed_and_replayed_and_no_event_lost_while_stopped(
     await first.close()  # the admin service is down; the milter goes on writing audit rows
     conn = await connect(database_url)
     try:
-        await write_audit_events(conn, [audit_event("reject") for _ in range(3)])
+        await write_audit_batch(conn, [audit_event("reject") for _ in range(3)])
     finally:
         await conn.close()
     assert receiver.requests == []

@@ -11,7 +11,7 @@ from yarl import URL
 
 from postwarden_admin_api.webhooks.urls import masked, origin, url_of
 from postwarden_store import connect
-from postwarden_store.audit import write_audit_events
+from postwarden_store.audit import write_audit_batch
 from tests.fixtures.adminapp import bearer
 
 from .conftest import RECEIVER_NAME, Start, StubDns
@@ -91,7 +91,7 @@ async def test_slack_url_never_shown_nor_logged_and_deliveries_use_it(
             shown["id"])
         audit = await conn.fetch("SELECT summary::text FROM admin_audit"
                                  " WHERE target = 'slack-secret'")
-        await write_audit_events(conn, [audit_event("reject")])  # as the milter would
+        await write_audit_batch(conn, [audit_event("reject")])  # as the milter would
     finally:
         await conn.close()
     assert stored["url"] is None and stored["url_origin"] == base

@@ -1,6 +1,6 @@
 """postwarden_store: PostgreSQL schema, migrations, pool and shared queries."""
 
-from .audit import write_audit_events
+from .audit import write_audit_batch
 from .dsn import dsn_problem
 from .errors import MigrationError, SchemaTooOld, StoreError
 from .migrations import (
@@ -22,5 +22,5 @@ __all__ = [
     "dsn_problem",
     "migrate_database",
     "pending_migrations",
-    "write_audit_events",
+    "write_audit_batch",
 ]

@@ -209,8 +209,3 @@ async def _insert(conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> i
     await conn.copy_records_to_table("audit_events_staging", records=records, columns=COLUMNS)
     status: str = await conn.execute(INSERT_FROM_STAGING)
     return int(status.rsplit(" ", 1)[-1])
-
-
-async def write_audit_events(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> int:
-    """Store a batch (:func:`write_audit_batch`); returns how many rows were new."""
-    return (await write_audit_batch(conn, events)).new
