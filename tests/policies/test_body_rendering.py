@@ -7,7 +7,7 @@ import pytest
 
 from postwarden_policies import Envelope, evaluate, evaluate_message, parse_message
 from postwarden_policies.bodytext import Renderings, render_html
-from postwarden_policies.mimeparse import TEXT_BUDGET
+from postwarden_policies.textparts import TEXT_BUDGET
 
 from .policy_helpers import rule_policy
 

@@ -24,8 +24,8 @@ from postwarden_policies import (
     Verdict,
     evaluate,
     load_policy_set,
-    mimeparse,
     parse_message,
+    textparts,
     transfer,
 )
 from postwarden_policies.delivery import apply_edits
@@ -353,7 +353,7 @@ def test_uuencoded_html_that_cannot_be_sanitized_holds_the_message() -> None:
 
 def test_text_past_the_uuencode_scan_bound_is_malformed_not_clean() -> None:
     text = b"x" * 70 + b"\r\n"
-    body = text * (mimeparse.UU_SCAN // len(text)) + _uuencoded(b"invoice.exe", _EXE)
+    body = text * (textparts.UU_SCAN // len(text)) + _uuencoded(b"invoice.exe", _EXE)
     raw = HEAD + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(body)
     facts, verdict = _run(raw)
     assert {"unscanned_text", "malformed"} <= facts.flags

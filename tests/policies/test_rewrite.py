@@ -9,8 +9,9 @@ import hashlib
 import pytest
 
 from postwarden_policies.facts import Envelope, MessageFacts
-from postwarden_policies.mimeparse import TEXT_BUDGET, parse_message
+from postwarden_policies.mimeparse import parse_message
 from postwarden_policies.rewrite import HtmlOptions, RewriteError, RewritePlan, rewrite_body
+from postwarden_policies.textparts import TEXT_BUDGET
 from postwarden_policies.verdicts import AttachmentStripped, HtmlSanitized
 
 OPTIONS = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))

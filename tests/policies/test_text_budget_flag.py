@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from postwarden_policies import Envelope, evaluate_message, load_policy_set, parse_message
-from postwarden_policies.mimeparse import TEXT_BUDGET
+from postwarden_policies.textparts import TEXT_BUDGET
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 HEAD = "From: a@elsewhere.test\r\nTo: b@example.com\r\nSubject: s\r\n"

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from . import conditions as c
-from .mimeparse import FLAGS
+from .mimeflags import FLAGS
 from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
 from .spec import (
     INVALID,

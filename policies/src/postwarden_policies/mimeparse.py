@@ -20,11 +20,10 @@ import logging
 
 from postwarden_policies import bodytext, entityheaders
 from postwarden_policies.facts import Envelope, Header, MessageFacts
-from postwarden_policies.mimeflags import FLAGS, MALFORMED, NO_BODY
+from postwarden_policies.mimeflags import MALFORMED, NO_BODY
 from postwarden_policies.mimetree import Parser
-from postwarden_policies.textparts import TEXT_BUDGET, UU_SCAN
 
-__all__ = ["FLAGS", "TEXT_BUDGET", "UU_SCAN", "parse_message"]
+__all__ = ["parse_message"]
 
 log = logging.getLogger(__name__)
 # Headers RFC 5322 allows once that rules read (from, from_domain, subject).
