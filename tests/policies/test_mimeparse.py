@@ -315,10 +315,13 @@ def test_every_name_a_reader_might_show_is_tested(headers: tuple[bytes, ...]) ->
     assert evaluate(rule, facts).action is Action.REJECT
 
 
-def test_a_name_is_also_tested_as_windows_saves_it() -> None:
-    facts = parse_message(_attachment(b'Content-Disposition: attachment; filename="a.exe. ."'), ENV)
+@pytest.mark.parametrize("written", ["a.exe. .", "a.exe::$DATA"],
+                         ids=["trailing-dots", "ntfs-stream"])
+def test_a_name_is_also_tested_as_windows_saves_it(written: str) -> None:
+    facts = parse_message(_attachment(
+        b'Content-Disposition: attachment; filename="%s"' % written.encode()), ENV)
     [part] = facts.attachments
-    assert part.filenames == ("a.exe. .", "a.exe")
+    assert part.filenames == (written, "a.exe")
     assert "ambiguous_filename" not in facts.flags
     rule = load_policy_set_from_sources([("p", _EXE_RULE)])
     assert evaluate(rule, facts).action is Action.REJECT

@@ -149,9 +149,17 @@ def file_names(
         flags.add("ambiguous_filename")
     if any(_BIDI_OVERRIDE.search(name) for name in names):
         flags.add("bidi_override")
-    # Windows drops trailing dots and spaces when it saves a file: "a.js." is saved as a.js.
-    names.update(dict.fromkeys(saved for name in list(names) if (saved := name.rstrip(". "))))
+    names.update(dict.fromkeys(saved for name in list(names) for saved in saved_names(name)))
     return tuple(names)
+
+
+def saved_names(name: str) -> list[str]:
+    """The names a Windows reader may save a file ``name`` under, when they differ from
+    it: without trailing dots and spaces ("a.js. " is saved as a.js), and, NTFS taking
+    what follows a colon for a stream of the file named before it, the name before the
+    first colon ("a.exe::$DATA", the unnamed stream, is the file a.exe)."""
+    candidates = (name.rstrip(". "), name.partition(":")[0].rstrip(". "))
+    return [saved for saved in dict.fromkeys(candidates) if saved and saved != name]
 
 
 def _mozilla_name(name: str, flags: set[str]) -> str:

@@ -8,6 +8,7 @@ executable.
 from __future__ import annotations
 
 from postwarden_policies import magic
+from postwarden_policies.entityheaders import saved_names
 
 BLOCKED_EXTENSIONS = frozenset({
     "ade", "adp", "apk", "app", "appref-ms", "appx", "bat", "cab", "chm", "cmd", "com",
@@ -42,11 +43,8 @@ ISO9660_MARK = (0x8001, b"CD001")
 
 
 def _extensions(filename: str) -> list[str]:
-    """The extensions a saved copy of ``filename`` may end in."""
-    # Windows drops trailing dots and spaces when it saves a file: "a.exe. " is a.exe.
-    # NTFS reads what follows a colon as a stream of the file named before it, and
-    # writes "a.exe::$DATA" (the unnamed stream: the content) as a.exe.
-    names = (filename.rstrip(". "), filename.partition(":")[0].rstrip(". "))
+    """The extensions ``filename``, or a copy a reader saves of it, may end in."""
+    names = (filename, *saved_names(filename))
     return [name.rsplit(".", 1)[-1].lower() for name in names if "." in name]
 
 
