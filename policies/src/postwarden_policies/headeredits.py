@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .facts import Header, MessageFacts
+from .headers import header_fields
 from .model import Rule
 from .policyset import PolicySet
 from .verdicts import AddHeader, ChangeHeader, Edit, RemoveHeader
@@ -47,7 +48,7 @@ def _folded(facts: MessageFacts, header: Header) -> str:
     message's own), so that prefixing a long Subject does not make it one line; the
     unfolded value where the raw section does not give back exactly that value."""
     pieces: list[str] = []
-    for line in _field_lines(facts.raw[: facts.body_offset], header.name):
+    for line in _field_lines(facts, header.name):
         text = line.decode("utf-8", "surrogateescape")
         if pieces and not (pieces[-1].strip(" \t") and text.strip(" \t")):
             pieces[-1] += text  # no line of blanks alone (nor a break after an empty first)
@@ -58,21 +59,12 @@ def _folded(facts: MessageFacts, header: Header) -> str:
     return folded if "".join(pieces).strip(" \t") == unfolded else unfolded
 
 
-def _field_lines(section: bytes, name: str) -> list[bytes]:
-    """The first ``name`` field of a header section: its value's first line and its
-    continuation lines, without line ends (split as headers.parse_header_section does)."""
+def _field_lines(facts: MessageFacts, name: str) -> list[bytes]:
+    """The first ``name`` field of the message's header section: its value's first line
+    and its continuation lines, as the parser read them."""
     wanted = name.lower().encode("ascii", "replace")
-    lines: list[bytes] = []
-    for line in section.splitlines():
-        if lines:
-            if line[:1] not in (b" ", b"\t"):
-                break
-            lines.append(line)
-            continue
-        field, colon, value = line.partition(b":")
-        if colon and field[:1] not in (b" ", b"\t") and field.rstrip(b" \t").lower() == wanted:
-            lines.append(value)
-    return lines
+    fields, _, _ = header_fields(facts.raw, 0, facts.body_offset)
+    return next((lines for field, lines in fields if field.lower() == wanted), [])
 
 
 def _missing(subject: str, prefixes: list[str]) -> str:

@@ -54,11 +54,14 @@ def line_end(raw: bytes, pos: int, end: int) -> int:
     return end if match is None else match.end()
 
 
-def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> HeaderSection:
-    """Parse the header lines of the entity in ``raw[start:end]``.
+def header_fields(raw: bytes, start: int, end: int
+                  ) -> tuple[list[tuple[bytes, list[bytes]]], int, bool]:
+    """The fields of the header section in ``raw[start:end]``, each its name and its lines
+    as written (the first after the colon; line ends cut off); where the body starts;
+    whether the section ended at a line that is neither a field nor a continuation.
 
-    The section ends at the first empty line, or (leniently) at the first line
-    that is neither a field nor a continuation: that line starts the body.
+    The section ends at the first empty line, or (leniently) at that other line: it
+    starts the body.
     """
     fields: list[tuple[bytes, list[bytes]]] = []
     pos = start
@@ -78,6 +81,12 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
             separator_missing = True
             break
         pos = stop
+    return fields, pos, separator_missing
+
+
+def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> HeaderSection:
+    """Parse the header lines of the entity in ``raw[start:end]`` (:func:`header_fields`)."""
+    fields, pos, separator_missing = header_fields(raw, start, end)
     eight_bit = False
     headers = []
     for name, lines in fields:
