@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,7 +69,7 @@ class MessageEdits:
     uid: str
     id_header: str  # empty: do not add our id header
     header_counts: Mapping[str, int]  # lower-case name -> occurrences
-    recipients: tuple[str, ...]  # RCPT TO addresses as Postfix holds them (no <>), in order
+    recipients: Sequence[str]  # RCPT TO addresses as Postfix holds them (no <>), in order
     leading_space: bool  # P_HDR_LEADSPC negotiated: we supply the space after the colon
 
 
@@ -117,13 +117,15 @@ def _edit_headers(actions: MilterActions, verdict: Verdict, message: MessageEdit
 
 
 def _delete_recipients(actions: MilterActions, verdict: Verdict,
-                       recipients: tuple[str, ...]) -> None:
+                       recipients: Sequence[str]) -> None:
     """Postfix keeps one recipient of those differing only in case (the first given: its
     duplicate filter folds case), and deletes every one whose RCPT TO address is byte for
     byte the one named. So each address past the limit is named as given, once, and not
     while a copy spelt the same stays: naming it would delete the kept one."""
-    left = Counter(recipients)
     deleted = [e.address for e in verdict.edits if isinstance(e, DeleteRecipient)]
+    if not deleted:  # nearly every message: no Counter to build
+        return
+    left = Counter(recipients)
     left.subtract(deleted)
     for address in dict.fromkeys(deleted):
         if left[address] <= 0:

@@ -346,7 +346,7 @@ class ConnectionHandler:
             facts, verdict, key = self._wait(job)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,
-                header_counts=txn.header_names, recipients=tuple(txn.recipients),
+                header_counts=txn.header_names, recipients=txn.recipients,
                 leading_space=self.leading_space,
             ))
         reported = self._report(verdict, applied, facts)

@@ -19,6 +19,7 @@ LINE_OCTETS = 78
 MAX_LINE_OCTETS = 998
 RAW_CHARSET = "ISO-8859-1"  # the label raw 8-bit goes under: every byte is a character
 _BREAK = re.compile(r"\r\n|\r|\n")
+_ONE_PLAIN_LINE = re.compile(r"[\x01-\x09\x0b\x0c\x0e-\x7f]*")  # ASCII, no line end, no NUL
 _BLANKS = re.compile(r"([ \t\r\n]+)")
 # As headers.py reads them: the encoded text may hold spaces (readers decode it anyway).
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?=")
@@ -31,13 +32,16 @@ def sendable(name: str, text: str, leading_space: bool) -> str:
     came, and wherever a line would pass 998 octets); valid UTF-8, as pymilter hands it
     over as a strict UTF-8 C string (it refuses bytes, and raw 8-bit that is not UTF-8
     fails the call); no NUL; the space after the colon when we supply it."""
-    lines = _BREAK.split(encode_raw_words(text.replace("\0", "")))
-    folded: list[str] = []
     used = len(name) + len(": ")
-    for line in _continuations(lines):
-        folded += fold_line(line, used)
-        used = 0
-    value = "\n".join(folded)
+    if _ONE_PLAIN_LINE.fullmatch(text) and used + len(text) <= MAX_LINE_OCTETS:
+        value = text  # our id header and most edits: nothing to encode or fold
+    else:
+        lines = _BREAK.split(encode_raw_words(text.replace("\0", "")))
+        folded: list[str] = []
+        for line in _continuations(lines):
+            folded += fold_line(line, used)
+            used = 0
+        value = "\n".join(folded)
     return " " + value if leading_space else value
 
 
