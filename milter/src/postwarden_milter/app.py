@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import queue
 import signal
 import socket
 import sys
@@ -69,6 +68,7 @@ from .metrics_merge import answer_scrapes
 from .reload import PolicyFiles, PolicyReloader, RunningSet
 from .session import Settling, Slots
 from .settings import MilterSettings
+from .signals import SIGNALS, PendingSignals, signals_blocked, signals_handled
 from .spool import AuditSpool, SpoolBudget
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,6 @@ EXIT_CONFIG = 2
 # SIGUSR1 (reload) and SIGUSR2 (stop) are what the parent sends its workers:
 # libmilter's own signal thread waits for the other three, and can take one
 # from our handlers when two arrive back to back.
-SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2}
-RELOAD_SIGNALS = {signal.SIGHUP, signal.SIGUSR1}
 TICK_SECONDS = 0.1  # how soon serve() acts on a stop, and then on its transactions' end
 SCHEMA_TIMEOUT = 10.0
 
@@ -101,28 +99,6 @@ class Notifier(Protocol):
     def ready(self) -> None: ...
     def reloading(self) -> None: ...
     def stopping(self) -> None: ...
-
-
-@contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Threads started inside inherit a mask without our signals."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-@contextmanager
-def signals_handled(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
-    """Our signals go to ``handler`` inside (installed first thing: they only queue a
-    request, where the default action would kill a milter still starting)."""
-    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, earlier in previous.items():
-            signal.signal(sig, earlier)
 
 
 def check_schema(dsn: str) -> bool:
@@ -242,7 +218,7 @@ class MilterProcess:
         self.slots = Slots(settings.max_concurrency)
         self.transactions = OpenTransactions()
         self._stop_metrics: Callable[[], None] | None = None
-        self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()  # see on_signal
+        self._signals = PendingSignals()
         self._stopping = threading.Event()
         self._socket_open = threading.Event()  # set on libmilter's thread
         self._socket_file: tuple[int, int] | None = None  # the unix socket's file we made
@@ -365,30 +341,21 @@ class MilterProcess:
                 self.notifier.ready()
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        """Only queue ``signum`` for serve() (:meth:`act_on_signals`). A handler runs
-        between two steps of the main thread, inside another handler too when signals
-        come back to back: one that took a lock (Event.set's) or logged could wait for
-        itself forever, a SIGTERM after it unheard. SimpleQueue.put is reentrant."""
+        """Only queue ``signum`` for serve() (:meth:`act_on_signals`; .signals)."""
         self._signals.put(signum)
 
     def act_on_signals(self) -> None:
         """Do what the signals queued since the last call ask (on the main thread): one
-        reload request for any number of SIGHUPs, a stop once."""
-        reloads = set()
-        # The only reader: qsize() items are there to take (a storm still coming waits
-        # for the next call).
-        for _ in range(self._signals.qsize()):
-            signum = self._signals.get_nowait()
-            if signum in RELOAD_SIGNALS:
-                reloads.add(signal.Signals(signum).name)
-            elif not self._stopping.is_set():  # serve() stops libmilter, once
-                self.transactions.close()
-                self._stopping.set()
-                # Only now: from this line on, a new transaction is refused (the write
-                # gives up the GIL, and a MAIL FROM could be admitted meanwhile).
-                log.info("%s: stopping", signal.Signals(signum).name)
+        reload request for any number of reload signals, a stop once."""
+        reloads, stop = self._signals.take()
+        if stop is not None and not self._stopping.is_set():  # serve() stops libmilter, once
+            self.transactions.close()
+            self._stopping.set()
+            # Only now: from this line on, a new transaction is refused (the write
+            # gives up the GIL, and a MAIL FROM could be admitted meanwhile).
+            log.info("%s: stopping", stop)
         if reloads and not self._stopping.is_set():
-            log.info("%s: reloading policies", "/".join(sorted(reloads)))
+            log.info("%s: reloading policies", "/".join(reloads))
             self.reloader.request()
 
     def _stop_libmilter(self, services: Services) -> None:

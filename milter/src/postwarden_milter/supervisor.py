@@ -48,7 +48,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from types import FrameType
 
 from postwarden_policies import PoliciesError
 from postwarden_policies.systemd_notify import SystemdNotifier
@@ -56,15 +55,12 @@ from postwarden_policies.systemd_notify import SystemdNotifier
 from . import libmilter
 from .app import (
     EXIT_CONFIG,
-    RELOAD_SIGNALS,
     MilterProcess,
     Worker,
     preflight,
     refuse_served_socket,
     run_process,
     serve_metrics,
-    signals_blocked,
-    signals_handled,
     socket_refused,
 )
 from .duplicates import DuplicateDetector
@@ -73,6 +69,7 @@ from .listener import disown_listener, socket_file
 from .metrics_merge import MergedMetrics
 from .reload import RunningSet
 from .settings import MilterSettings
+from .signals import PendingSignals, signals_blocked, signals_handled
 from .spool import SpoolBudget
 
 log = logging.getLogger(__name__)
@@ -143,7 +140,7 @@ class Supervisor:
         self._spool_budget = SpoolBudget(settings.spool_max_bytes, settings.processes)
         self._metrics = MergedMetrics()
         self._slots = [_Slot(index) for index in range(settings.processes)]
-        self._signals: list[int] = []
+        self._signals = PendingSignals()
         self._policies: RunningSet | None = None  # policy_dir's set, as the workers run it
         self._next_poll = 0.0
         self._opened = False  # libmilter opened the socket: later errors are not its
@@ -154,7 +151,7 @@ class Supervisor:
         """Open the socket, keep the workers running until a stop signal; the exit code."""
         # First: a SIGHUP or SIGTERM before the workers exist waits for them.
         stop_metrics = None
-        with signals_handled(self._on_signal):
+        with signals_handled(self._signals.put):
             try:
                 # As one process does, before the socket opens.
                 self._policies = preflight(self.settings).policies
@@ -191,19 +188,16 @@ class Supervisor:
             self._stop_workers()
         log.info("postwarden milter stopped")
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._signals.append(signum)  # acted on by _watch, outside the handler
-
     def _watch(self) -> bool:
         """One round: pass signals on, reap and replace workers; False once stopping."""
         self._hear_workers()  # first: what they said before a reload passed on below
-        while self._signals:
-            signum = self._signals.pop(0)
-            if signum not in RELOAD_SIGNALS:
-                log.info("%s: stopping the workers", signal.Signals(signum).name)
-                self._notifier.stopping()
-                return False
-            log.info("%s: passed on to the workers", signal.Signals(signum).name)
+        reloads, stop = self._signals.take()  # any number of reload signals: one reload
+        if stop is not None:
+            log.info("%s: stopping the workers", stop)
+            self._notifier.stopping()
+            return False
+        if reloads:
+            log.info("%s: passed on to the workers", "/".join(reloads))
             if not self._ready_owed:  # as one process: not before start-up's READY=1
                 self._notifier.reloading()
             self._ready_owed = True
