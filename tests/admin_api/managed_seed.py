@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from postwarden_admin_api.revisions import activate, store_revision
 from postwarden_admin_api.routes_rules import MANAGED_POLICY
-from postwarden_policies import load_policy_set_from_sources
+from postwarden_policies.policyset import content_hash
 from postwarden_store import connect
 
 
 async def seed_managed(database_url: str, source: str) -> int:
     """Store ``source`` as the newest revision of database-rules, activate it; its id."""
-    content_hash = load_policy_set_from_sources([(MANAGED_POLICY, source)]).content_hash
     conn = await connect(database_url)
     try:
         async with conn.transaction():
             row, _ = await store_revision(conn, MANAGED_POLICY, source,
-                                          content_hash=content_hash, author=None,
+                                          content_hash=content_hash([source]), author=None,
                                           comment="seeded by a test")
             await activate(conn, row, "test")
     finally:
