@@ -118,8 +118,9 @@ def _edit_headers(actions: MilterActions, verdict: Verdict, message: MessageEdit
 
 def _delete_recipients(actions: MilterActions, verdict: Verdict,
                        recipients: Sequence[str]) -> None:
-    """Postfix keeps one recipient of those differing only in case (the first given: its
-    duplicate filter folds case), and deletes every one whose RCPT TO address is byte for
+    """``recipients`` are those Postfix keeps (its duplicate filter drops a repeated one,
+    session.recipient_key), yet one address may stay twice (given with other DSN
+    parameters), and Postfix deletes every recipient whose RCPT TO address is byte for
     byte the one named. So each address past the limit is named as given, once, and not
     while a copy spelt the same stays: naming it would delete the kept one."""
     deleted = [e.address for e in verdict.edits if isinstance(e, DeleteRecipient)]

@@ -305,10 +305,8 @@ class ConnectionHandler:
     def rcpt(self, recipient: str, params: tuple[str, ...]) -> Outcome:
         txn = self._require()
         txn.queue_id = txn.queue_id or self._macro("i")
-        limit = self._s.policies.current.max_recipients
-        if limit is not None and len(txn.recipients) >= limit:
+        if not txn.add_recipient(recipient, params, self._s.policies.current.max_recipients):
             return reply_with(self._actions, Reply.TOO_MANY_RECIPIENTS).outcome
-        txn.add_recipient(recipient)
         return Outcome.CONTINUE
 
     @guarded("header", replies=False)

@@ -31,13 +31,38 @@ def strip_brackets(address: str) -> str:
     return text
 
 
-def esmtp_size(params: tuple[str, ...]) -> int | None:
-    """The SIZE= value of MAIL FROM, when the client declared one."""
+def esmtp_param(params: tuple[str, ...], wanted: str) -> str | None:
+    """The value of the ESMTP parameter ``wanted`` (upper case), when the client gave it."""
     for param in params:
         name, _, value = param.partition("=")
-        if name.upper() == "SIZE" and value.isdigit():
-            return int(value)
+        if name.upper() == wanted:
+            return value
     return None
+
+
+def esmtp_size(params: tuple[str, ...]) -> int | None:
+    """The SIZE= value of MAIL FROM, when the client declared one."""
+    value = esmtp_param(params, "SIZE")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+RecipientKey = tuple[str, frozenset[str], str]
+
+
+def recipient_key(address: str, params: tuple[str, ...]) -> RecipientKey:
+    """What Postfix's cleanup compares to drop a repeated recipient (duplicate_filter_limit,
+    with enable_original_recipient at its default): the DSN original recipient, the
+    NOTIFY flags and the address, all without regard to case (Unicode case folding).
+    Without ORCPT, smtpd makes one up from the address as given, so ``"bob"@x`` and
+    ``bob@x`` stay two. ORCPT's xtext and, when ORCPT is given, the address's quoting are
+    compared as sent where Postfix decodes them: at worst a recipient counts twice here."""
+    orcpt = esmtp_param(params, "ORCPT")
+    notify = esmtp_param(params, "NOTIFY")
+    return (
+        (f"rfc822;{address}" if orcpt is None else orcpt).casefold(),
+        frozenset(notify.upper().split(",")) if notify else frozenset(),
+        address.casefold(),
+    )
 
 
 @dataclass
@@ -110,13 +135,28 @@ class Transaction:
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)
     recipients: list[str] = field(default_factory=list)
+    _recipient_keys: set[RecipientKey] = field(default_factory=set)
     header_bytes: bytearray = field(default_factory=bytearray)
     header_names: Counter[str] = field(default_factory=Counter)
     size: int = 0
     _body: BodyBuffer | None = None
 
-    def add_recipient(self, as_given: str) -> None:
-        self.recipients.append(strip_brackets(as_given))
+    def add_recipient(self, as_given: str, params: tuple[str, ...], limit: int | None) -> bool:
+        """Keep a new recipient; False (nothing kept) when it would be one past ``limit``.
+
+        ``recipients`` holds what Postfix's cleanup keeps: one repeated the way its
+        duplicate filter drops is no further recipient (only the first spelling given
+        stays), so a client repeating RCPT TO is not refused before ``limit`` of them.
+        """
+        address = strip_brackets(as_given)
+        key = recipient_key(address, params)
+        if key in self._recipient_keys:
+            return True
+        if limit is not None and len(self.recipients) >= limit:
+            return False
+        self._recipient_keys.add(key)
+        self.recipients.append(address)
+        return True
 
     def add_header(self, name: str, value: bytes, leading_space: bool) -> bool:
         """Keep the header as received; False once the message is too big."""

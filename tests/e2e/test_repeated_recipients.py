@@ -1,0 +1,85 @@
+"""max_recipients through a real Postfix counts the recipients its cleanup keeps, not the
+RCPT TO commands: a client repeating one (in any case) is not refused before the limit,
+and a limit lowered by a reload after RCPT deletes only recipients past it."""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.postfix import has_header
+
+from . import messages
+from .conftest import MailSystem, mail_system_for
+from .messages import SENDER
+from .test_apply_recipients import POLICY, _delivered_to, _set_limit
+
+pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
+
+Given = tuple[str, tuple[str, ...]]  # RCPT TO address and its ESMTP parameters
+
+
+@pytest.fixture(scope="module")
+def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = Path(tmp_path_factory.mktemp("policies"))
+    (directory / "limits.yaml").write_text(POLICY.format(limit=10))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def system(database_url: str, policy_dir: Path) -> Iterator[MailSystem]:
+    with mail_system_for(database_url, policy_dir=policy_dir,
+                         env={"POSTWARDEN_POLICY_POLL_SECONDS": "0.2"}) as mail_system:
+        yield mail_system
+
+
+@pytest.fixture
+def limit_of_3(system: MailSystem, policy_dir: Path) -> Iterator[None]:
+    _set_limit(system, policy_dir, 3)
+    yield
+    _set_limit(system, policy_dir, 10)
+
+
+def _send(system: MailSystem, given: list[Given]) -> tuple[list[int], tuple[str, ...]]:
+    """The reply code to each RCPT TO, and the recipients the message reached."""
+    sample = messages.clean()
+    with smtplib.SMTP("127.0.0.1", system.postfix.port, timeout=60) as smtp:
+        smtp.ehlo("client.postwarden.test")
+        smtp.mail(SENDER)
+        codes = [smtp.rcpt(address, options=list(params))[0] for address, params in given]
+        assert smtp.data(sample.data)[0] == 250
+    delivered = system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    return codes, delivered.rcpt_tos
+
+
+@pytest.mark.usefixtures("limit_of_3")
+def test_a_repeated_recipient_is_not_counted_again(system: MailSystem) -> None:
+    given: list[Given] = [("bob@example.net", ()), ("Bob@example.net", ()),
+                          ("bob@EXAMPLE.NET", ()), ("carol@example.net", ()),
+                          ("dave@example.net", ()), ("erin@example.net", ())]
+    codes, delivered = _send(system, given)
+    assert codes == [250, 250, 250, 250, 250, 452]
+    assert sorted(delivered) == ["bob@example.net", "carol@example.net", "dave@example.net"]
+
+
+@pytest.mark.usefixtures("limit_of_3")
+def test_one_address_postfix_keeps_twice_counts_twice(system: MailSystem) -> None:
+    # Other DSN parameters: cleanup's duplicate filter keeps both, and both go out.
+    given: list[Given] = [("bob@example.net", ()), ("bob@example.net", ("NOTIFY=NEVER",)),
+                          ("carol@example.net", ()), ("dave@example.net", ())]
+    codes, delivered = _send(system, given)
+    assert codes == [250, 250, 250, 452]
+    assert sorted(delivered) == ["bob@example.net", "bob@example.net", "carol@example.net"]
+
+
+@pytest.mark.usefixtures("limit_of_3")
+def test_a_lowered_limit_deletes_the_distinct_recipients_past_it(
+    system: MailSystem, policy_dir: Path,
+) -> None:
+    recipients = ["bob@example.net", "carol@example.net", "Bob@example.net",
+                  "bob@example.net", "dave@example.net", "carol@example.net"]
+    delivered = _delivered_to(system, policy_dir, recipients, 2)
+    assert sorted(delivered) == ["bob@example.net", "carol@example.net"]
