@@ -3,12 +3,18 @@
 The declared name and type come from the client and can lie, so the first
 bytes are checked too: an executable renamed to ``report.pdf`` is still an
 executable.
+
+A TNEF attachment (Outlook's ``winmail.dat``) is read through as the milter
+reads it (:mod:`postwarden_policies.tnefparts`): each file inside, those of an
+attached Outlook message included, is checked by its names, declared type and
+content like an attachment of its own (the refusal names it); a TNEF that
+cannot be read to its end is refused, since what was not read could hide anything.
 """
 
 from __future__ import annotations
 
-from postwarden_policies import magic
-from postwarden_policies.entityheaders import saved_names
+from postwarden_policies import magic, tnef
+from postwarden_policies.entityheaders import file_names, media_type, saved_names
 
 BLOCKED_EXTENSIONS = frozenset({
     "ade", "adp", "apk", "app", "appref-ms", "appx", "bat", "cab", "chm", "cmd", "com",
@@ -40,6 +46,16 @@ BLOCKED_CONTENT = frozenset({
 # An ISO 9660 image (.iso/.img, opened by a double click on Windows): its first
 # volume descriptor, at sector 16, starts with a type byte and "CD001".
 ISO9660_MARK = (0x8001, b"CD001")
+# What the milter reads as TNEF besides a stream with its signature (the sets of
+# postwarden_policies.tnefparts, private there): Outlook goes by the type, other
+# readers by the name.
+TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+TNEF_NAMES = frozenset({"winmail.dat", "win.dat"})
+# Files read inside one TNEF attachment, nested ones included (the reader's own
+# budget bounds the work): past them the rest goes unchecked, so it is refused.
+MAX_TNEF_FILES = 1000
+SHOWN_NAME = 100  # characters of an inner file's name given back in a refusal
+UNREADABLE_TNEF = "a TNEF (winmail.dat) that cannot be read to its end: its files go unchecked"
 
 
 def _extensions(filename: str) -> list[str]:
@@ -48,19 +64,83 @@ def _extensions(filename: str) -> list[str]:
     return [name.rsplit(".", 1)[-1].lower() for name in names if "." in name]
 
 
-def refusal_reason(filename: str, content_type: str, content: bytes) -> str | None:
-    """Why this attachment is refused, or None when it may be sent."""
+def _name_reason(filename: str) -> str | None:
     for extension in _extensions(filename):
         if extension in BLOCKED_EXTENSIONS:
             return f"files ending in .{extension} are not allowed"
+    return None
+
+
+def _type_reason(content_type: str) -> str | None:
     if content_type in BLOCKED_TYPES:
         return f"content type {content_type} is not allowed"
-    if content_type.startswith(STRUCTURED_TYPES):
-        return f"a {content_type.partition('/')[0]} cannot be attached: send it as a file"
-    detected = magic.detect(content)
+    return None
+
+
+def _content_reason(content: bytes | memoryview) -> str | None:
+    """Why the bytes are refused, whatever the name and type say; only their head and
+    the ISO mark are read (a memoryview is not copied)."""
+    detected = magic.detect(bytes(content[: magic.HEAD_BYTES]))
     if detected in BLOCKED_CONTENT:
         return f"the content is {detected}"
     offset, mark = ISO9660_MARK
-    if content[offset:offset + len(mark)] == mark:
+    if content[offset : offset + len(mark)] == mark:
         return "the content is a disk image"
     return None
+
+
+def _is_tnef(filename: str, content_type: str, content: bytes) -> bool:
+    names = (filename, *saved_names(filename))
+    return (content_type in TNEF_TYPES or any(name.lower() in TNEF_NAMES for name in names)
+            or content.startswith(tnef.SIGNATURE))
+
+
+def _inner_reason(inner: tnef.Attachment) -> str | None:
+    """Why a file inside a TNEF is refused, naming it; its names and type as the milter
+    reads them."""
+    names = file_names(None, [("filename", name) for name in inner.names], set())
+    for name in names:
+        if (reason := _name_reason(name)) is not None:
+            return f"{_shown(name)} in this TNEF: {reason}"
+    declared = (inner.content_type or "").strip().lower()
+    reason = (_type_reason(media_type(declared, "application/octet-stream", set()))
+              or _content_reason(inner.data))
+    if reason is None:
+        return None
+    return f"{_shown(names[0]) if names else 'a file without a name'} in this TNEF: {reason}"
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME] + "...")
+
+
+def _tnef_reason(content: bytes) -> str | None:
+    """Why a file inside the TNEF ``content`` is refused, or that it cannot be read."""
+    reader = tnef.Reader()  # one budget for the stream and the streams inside it
+    streams = [memoryview(content)]
+    room = MAX_TNEF_FILES
+    while streams:  # a stack, not recursion, however deep they nest
+        listing = reader.read(streams.pop(), room)
+        room -= len(listing.attachments)
+        for inner in listing.attachments:
+            reason = _inner_reason(inner)
+            if reason is not None:
+                return reason
+            if inner.nested is not None:
+                streams.append(inner.nested)
+        if listing.more or not listing.readable:
+            return UNREADABLE_TNEF
+    return None
+
+
+def refusal_reason(filename: str, content_type: str, content: bytes) -> str | None:
+    """Why this attachment is refused, or None when it may be sent."""
+    reason = _name_reason(filename) or _type_reason(content_type)
+    if reason is not None:
+        return reason
+    if content_type.startswith(STRUCTURED_TYPES):
+        return f"a {content_type.partition('/')[0]} cannot be attached: send it as a file"
+    reason = _content_reason(content)
+    if reason is None and _is_tnef(filename, content_type, content):
+        return _tnef_reason(content)
+    return reason

@@ -11,6 +11,24 @@ _ADDRESSES: dict[str, Any] = {
     "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
 }
 _TIME = {"type": "string", "format": "date-time"}
+# The optional fields of SendEmail: null stands for the field left out.
+_OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
+    "to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES, "reply_to": _ADDRESSES,
+    "text": {"type": "string"},
+    "html": {"type": "string"},
+    "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                "maxProperties": 20},
+    "attachments": {"type": "array", "maxItems": 20, "items": {
+        "type": "object", "required": ["filename", "content_type", "content"],
+        "properties": {
+            "filename": {"type": "string"},
+            "content_type": {"type": "string"},
+            "content": {"type": "string", "contentEncoding": "base64"},
+        },
+    }},
+    "tags": {"type": "array", "maxItems": 10, "items": {"type": "string"}},
+    "metadata": {"type": "object"},
+}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "SendEmail": {
@@ -19,22 +37,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "from": {"type": "string", "description": "address or Name <address>"},
-            "to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES, "reply_to": _ADDRESSES,
             "subject": {"type": "string", "minLength": 1, "maxLength": 998},
-            "text": {"type": "string"},
-            "html": {"type": "string"},
-            "headers": {"type": "object", "additionalProperties": {"type": "string"},
-                        "maxProperties": 20},
-            "attachments": {"type": "array", "maxItems": 20, "items": {
-                "type": "object", "required": ["filename", "content_type", "content"],
-                "properties": {
-                    "filename": {"type": "string"},
-                    "content_type": {"type": "string"},
-                    "content": {"type": "string", "contentEncoding": "base64"},
-                },
-            }},
-            "tags": {"type": "array", "maxItems": 10, "items": {"type": "string"}},
-            "metadata": {"type": "object"},
+            **{name: {"anyOf": [schema, {"type": "null"}]}
+               for name, schema in _OPTIONAL_SEND_FIELDS.items()},
         },
     },
     "SendAccepted": {

@@ -4,6 +4,10 @@ Every problem is collected with its field name before anything is refused,
 so a client sees all of them at once. Nothing that could become a header
 (addresses, display names, subject, extra headers, file names, tags) may
 hold a control character: a CR or LF never reaches a header line.
+
+``null`` for an optional field is that field left out, the common JSON
+convention; ``from`` and ``subject`` stay required, and inside a list or
+object (an address, a tag, a header's value) ``null`` is refused.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +29,7 @@ FIELDS = frozenset({
     "from", "to", "cc", "bcc", "reply_to", "subject", "text", "html", "headers",
     "attachments", "tags", "metadata",
 })
+OPTIONAL_FIELDS = FIELDS - {"from", "subject"}
 # Extra headers a client may set; every other name (From, To, Bcc, Received,
 # DKIM-Signature, Message-ID, Content-*, ...) is ours or Postfix's to write.
 ALLOWED_HEADERS = frozenset({
@@ -302,12 +307,18 @@ class _Reader:
 
 
 def parse_request(
-    body: Any, caps: Caps, sender_allowed: Callable[[Mailbox], bool]
+    body: Any, caps: Caps, sender_allowed: Callable[[Mailbox], bool],
+    found: Sequence[FieldProblem] = (),
 ) -> SendRequest:
-    """Validate ``body``; raise one ApiError listing every problem found."""
+    """Validate ``body``; raise one ApiError listing every problem found, ``found``
+    (those of the request's HTTP headers) first."""
     if not isinstance(body, dict):
-        raise refuse([FieldProblem("body", Refusal.INVALID_FIELD, "expected a JSON object")])
+        not_object = FieldProblem("body", Refusal.INVALID_FIELD, "expected a JSON object")
+        raise refuse([*found, not_object])
+    body = {name: value for name, value in body.items()
+            if value is not None or name not in OPTIONAL_FIELDS}
     reader = _Reader(body, caps)
+    reader.problems.extend(found)
     for unknown in sorted(set(body) - FIELDS):
         reader.problem(unknown, Refusal.INVALID_FIELD, "unknown field")
     sender = reader.sender()

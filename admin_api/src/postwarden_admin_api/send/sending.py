@@ -1,10 +1,11 @@
 """``POST /api/v1/send-email``: from a request to an outbox row, or a refusal.
 
 Order: read the JSON, claim the ``Idempotency-Key`` (a finished twin answers
-with its stored result), then the checks that need no database (outbound
-enabled, relay configured, every field, size), then the one enqueue
-statement (suppressions, rate limits, storage). A refusal after the claim
-releases it. Every attempt leaves one log line (:mod:`.attempts`).
+with its stored result; a malformed one claims nothing and is listed with the
+field problems, which then refuse the request), then the checks that need no
+database (outbound enabled, relay configured, every field, size), then the one
+enqueue statement (suppressions, rate limits, storage). A refusal after the
+claim releases it. Every attempt leaves one log line (:mod:`.attempts`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from postwarden_admin_api.bodies import is_large, json_ok, read_json_object, run_sized
 from postwarden_admin_api.context import POOL, SETTINGS, Principal
-from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
+from postwarden_admin_api.errors import ApiError, connection
 from postwarden_admin_api.runtime_settings import RUNTIME
 
 from . import checks, idempotency, limits
@@ -70,14 +71,14 @@ async def current_hash_key(app: web.Application) -> bytes | None:
     return app[SEND].hash_key.current(token)
 
 
-def _idempotency_key(request: web.Request) -> str | None:
+def _idempotency_key(request: web.Request) -> tuple[str | None, tuple[FieldProblem, ...]]:
+    """The request's ``Idempotency-Key``; a malformed one is no key but a problem to
+    list with the body's (all of a request's field errors come in one answer)."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is not None and not idempotency.valid_key(key):
-        raise ValidationFailed([{
-            "field": IDEMPOTENCY_HEADER, "code": "invalid_field",
-            "message": "1 to 255 visible ASCII characters",
-        }])
-    return key
+    if key is None or idempotency.valid_key(key):
+        return key, ()
+    return None, (FieldProblem(IDEMPOTENCY_HEADER, Refusal.INVALID_FIELD,
+                               "1 to 255 visible ASCII characters"),)
 
 
 def _answer(status: int, body: dict[str, Any], replayed: bool) -> web.Response:
@@ -98,7 +99,7 @@ def _heavy_headers(request: SendRequest) -> bool:
 
 async def _accept(
     app: web.Application, who: Principal, body: dict[str, Any], large: bool, *,
-    key: str | None, message_uuid: uuid.UUID,
+    key: str | None, message_uuid: uuid.UUID, found: tuple[FieldProblem, ...],
 ) -> dict[str, Any]:
     runtime = await app[RUNTIME].get()
     if not runtime.outbound_enabled:
@@ -110,7 +111,8 @@ async def _accept(
     if hash_key is None:
         raise Refusal.HASH_KEY_UNREADABLE.error()
     allowed = checks.sender_allowed(who.allowed_senders, runtime.allowed_sender_addresses)
-    request = await run_sized(large, parse_request, body, checks.caps_of(runtime), allowed)
+    request = await run_sized(large, parse_request, body, checks.caps_of(runtime), allowed,
+                              found)
     now = dt.datetime.now(dt.UTC)
     message_id = new_message_id(request.sender, message_uuid)
     try:
@@ -164,7 +166,7 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         body = await read_json_object(request)
         large = is_large(await request.read())  # read() returns the body already read
         attempt.describe(body)
-        key = _idempotency_key(request)
+        key, key_problems = _idempotency_key(request)
         pool = request.app[POOL]
         message_uuid = uuid.uuid4()  # the message's id, and the key's claim
         if key is not None:
@@ -176,7 +178,7 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
                 return _answer(stored.status, stored.body, replayed=True)
         try:
             answer = await _accept(request.app, who, body, large, key=key,
-                                   message_uuid=message_uuid)
+                                   message_uuid=message_uuid, found=key_problems)
         except BaseException:
             if key is not None:
                 await _release_claim(pool, who.key_id, key, message_uuid)
