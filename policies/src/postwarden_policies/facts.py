@@ -86,7 +86,8 @@ class MimePart:
     filenames: tuple[str, ...] = ()
     # A file inside its parent part's content, not a MIME entity of its own:
     # uuencoded (yEncoded, BinHexed) in its text, or inside its TNEF (winmail.dat).
-    # Rules see it as an attachment, but it cannot be stripped or sanitized.
+    # Rules see it as an attachment; it cannot be stripped or sanitized apart from its
+    # carrier, except a TNEF's files (see tnefrewrite).
     uuencoded: bool = False
 
     @property

@@ -4,9 +4,10 @@ below a part that are no MIME entities of their own.
 Files uuencoded in a text part (:mod:`postwarden_policies.textparts`) and the
 attachments inside a TNEF ``winmail.dat`` (:mod:`postwarden_policies.tnefparts`)
 are listed as attachments below the part that carries them, paths "P.1",
-"P.2", ..., with ``MimePart.uuencoded`` set: rules see them, but they cannot
-be stripped or sanitized apart from their carrier. They count against
-``max_parts`` and ``max_depth`` like parts.
+"P.2", ..., with ``MimePart.uuencoded`` set: rules see them; they cannot be
+stripped or sanitized apart from their carrier, except a TNEF's files, which
+are stripped from its stream (:mod:`postwarden_policies.tnefrewrite`). They
+count against ``max_parts`` and ``max_depth`` like parts.
 """
 
 from __future__ import annotations

@@ -20,7 +20,12 @@ attachment to strip, HTML the sanitizer would clean) raises
 :class:`RewriteError` instead, and the engine holds the message.
 A part inside a stripped part goes with it. A file uuencoded in a text part
 (``MimePart.uuencoded``) cannot be stripped or sanitized apart from that
-text: a plan that would change one raises :class:`RewriteError`. An HTML part
+text: a plan that would change one raises :class:`RewriteError`. A file inside
+a TNEF ``winmail.dat`` is stripped from the stream instead
+(:mod:`postwarden_policies.tnefrewrite`: a text file naming it takes its
+place), the part's body re-encoded as sanitized HTML is, and the re-read TNEF
+must list its other files as before; one inside an attached Outlook message,
+or in a TNEF not read to its end (``unreadable_tnef``), raises. An HTML part
 stays untouched only when the sanitizer gives it back as it is (what it
 counted as removed never decides: see :mod:`postwarden_policies.sanitize`).
 
@@ -45,7 +50,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from postwarden_policies import transfer
+from postwarden_policies import tnefparts, tnefrewrite, transfer
 from postwarden_policies.facts import MessageFacts, MimePart
 from postwarden_policies.headers import decode_bytes, read_as_readers
 from postwarden_policies.html_allowlist import HtmlOptions
@@ -88,6 +93,7 @@ class _Edit:
     data: bytes
     part: MimePart
     whole_slot: bool  # headers and body replaced (a stripped attachment)
+    members: tuple[MimePart, ...] = ()  # files of its TNEF replaced by notices
 
 
 def _decoded(facts: MessageFacts, part: MimePart) -> bytes:
@@ -127,8 +133,8 @@ def _encode(data: bytes, cte: str, newline: bytes, width: int = 76) -> bytes:
     return newline.join(lines)
 
 
-def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit, Change]:
-    data = _decoded(facts, part)
+def _stripped(part: MimePart, data: bytes, reason: str) -> tuple[bytes, AttachmentStripped]:
+    """The notice that takes the place of ``part`` (its bytes ``data``), and the change."""
     digest = hashlib.sha256(data).hexdigest()
     name = part.filename or "(unnamed)"
     shown = "".join(ch if ch.isprintable() else "?" for ch in name)
@@ -136,10 +142,15 @@ def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit
         f'The attachment "{shown}" ({len(data)} bytes, SHA-256 {digest}) '
         "was removed by the mail filter.\n"
     ).encode()
-    nl = facts.newline
     change = AttachmentStripped(
         part=part.path, filename=name, size=len(data), sha256=digest, reason=reason
     )
+    return notice, change
+
+
+def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit, Change]:
+    notice, change = _stripped(part, _decoded(facts, part), reason)
+    nl = facts.newline
     original = facts.raw[part.body_start : part.body_end]
     if part.parent is None:  # the top-level header section stays as it is
         body = _with_tail(original, _encode(notice, part.transfer_encoding, nl))
@@ -154,6 +165,13 @@ def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit
         )
     )
     return _Edit(part.header_start, part.body_end, _with_tail(original, slot), part, True), change
+
+
+def _reencoded(original: bytes, new: bytes, cte: str, newline: bytes) -> bytes:
+    """``new`` in the transfer encoding and style (base64 line length, final line
+    breaks) of the body ``original``."""
+    width = transfer.base64_line_length(original)
+    return _with_tail(original, _encode(new, cte, newline, width))
 
 
 def _with_references(text: str, charset: str) -> str:
@@ -205,12 +223,53 @@ def _sanitize_edit(
         raise RewriteError("a sanitized part would not read as it was cleaned")
     if new == data:  # nh3 changed nothing but line ends
         return None
-    width = transfer.base64_line_length(original)
-    body = _with_tail(original, _encode(new, cte, facts.newline, width))
+    body = _reencoded(original, new, cte, facts.newline)
     change = HtmlSanitized(
         part=part.path, removed=removed, bytes_before=len(data), bytes_after=len(new)
     )
     return _Edit(part.body_start, part.body_end, body, part, False), change
+
+
+def _tnef_notice(notice: bytes) -> bytes:
+    # A file Outlook opens in Notepad: Windows line ends, and a byte order mark so
+    # that an older Notepad, which would take the bytes for the ANSI code page,
+    # shows a file name outside ASCII as written.
+    return b"\xef\xbb\xbf" + notice.replace(b"\n", b"\r\n")
+
+
+def _tnef_edit(
+    facts: MessageFacts, carrier: MimePart, members: list[tuple[MimePart, str]]
+) -> tuple[_Edit, list[Change]]:
+    """Replace ``members`` (files its TNEF lists) by notices in the body of ``carrier``."""
+    original = facts.raw[carrier.body_start : carrier.body_end]
+    stream = transfer.decode(original, carrier.transfer_encoding)
+    notices: dict[int, bytes] = {}
+    changes: list[Change] = []
+    try:
+        found = tnefrewrite.attachments(stream)
+        for part, reason in members:
+            number = tnefparts.number(facts.parts, part)
+            if number >= len(found) or len(found[number].data) != part.decoded_size:
+                raise RewriteError("a TNEF file is not where it was listed")
+            notice, change = _stripped(part, bytes(found[number].data), reason)
+            notices[number] = _tnef_notice(notice)
+            changes.append(change)
+        new = tnefrewrite.replace_attachments(stream, notices)
+    except tnefrewrite.UnsafeTnef as exc:
+        raise RewriteError(str(exc)) from exc
+    body = _reencoded(original, new, carrier.transfer_encoding, facts.newline)
+    if transfer.decode(body, carrier.transfer_encoding) != new:  # 7bit, say, or binary QP
+        raise RewriteError("a TNEF stream would not survive its transfer encoding")
+    stripped = tuple(part for part, _ in members)
+    return _Edit(carrier.body_start, carrier.body_end, body, carrier, False, stripped), changes
+
+
+def _below_any(facts: MessageFacts, part: MimePart, indexes: set[int]) -> bool:
+    """Whether ``part`` is listed below one of the parts at ``indexes``."""
+    parent = part.parent
+    while parent is not None and parent not in indexes:
+        parent = facts.parts[parent].parent
+    return parent is not None
 
 
 def _inside(part: MimePart, edits: list[_Edit]) -> bool:
@@ -232,6 +291,18 @@ def _check_changeable(part: MimePart, plan: RewritePlan) -> None:
         raise RewriteError("a signed part would have to change")
 
 
+def _check_tnef_strippable(facts: MessageFacts, carrier: MimePart, plan: RewritePlan) -> None:
+    """Raise :class:`RewriteError` unless a file listed below ``carrier`` (its
+    TNEF) can be stripped: one inside an attached Outlook message would mean
+    rewriting a stream inside a stream, and a stream not read to its end may hide
+    what a rewrite would break."""
+    if carrier.uuencoded:
+        raise RewriteError("a file inside an attached message cannot be stripped on its own")
+    if "unreadable_tnef" in facts.flags:
+        raise RewriteError("an unreadable TNEF stream cannot be rewritten")
+    _check_changeable(carrier, plan)
+
+
 def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], list[Change]]:
     edits: list[_Edit] = []
     changes: list[Change] = []
@@ -239,13 +310,27 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], li
         ((facts.parts[i], reason) for i, reason in plan.strip if 0 <= i < len(facts.parts)),
         key=lambda item: (item[0].header_start, -item[0].body_end),
     )
+    in_tnef: dict[int, list[tuple[MimePart, str]]] = {}  # by the carrier's index
+    tnef_files: set[int] = set()
     for part, reason in wanted:
-        if _inside(part, edits):  # gone with a stripped part
+        # Gone with a stripped part, or with a stripped file of a TNEF (an attached
+        # message), which shares its carrier's bytes and so is inside no edit.
+        if _inside(part, edits) or _below_any(facts, part, tnef_files):
+            continue
+        carrier = tnefparts.carrier(facts.parts, part)
+        if carrier is not None:  # stripped with the others its carrier lists, below
+            _check_tnef_strippable(facts, carrier, plan)
+            in_tnef.setdefault(carrier.index, []).append((part, reason))
+            tnef_files.add(part.index)
             continue
         _check_changeable(part, plan)
         edit, change = _strip_edit(facts, part, reason)
         edits.append(edit)
         changes.append(change)
+    for index, members in in_tnef.items():
+        edit, stripped = _tnef_edit(facts, facts.parts[index], members)
+        edits.append(edit)
+        changes += stripped
     if plan.sanitize_html is not None:
         for part in facts.parts:
             if not part.is_html or _inside(part, edits):
@@ -256,6 +341,30 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], li
                 edits.append(done[0])
                 changes.append(done[1])
     return edits, changes
+
+
+def _below(parts: tuple[MimePart, ...], top: MimePart) -> tuple[MimePart, ...]:
+    """The parts listed below ``top``: they follow it, deeper, in depth-first order."""
+    end = top.index + 1
+    while end < len(parts) and parts[end].depth > top.depth:
+        end += 1
+    return parts[top.index + 1 : end]
+
+
+def _tnef_files(
+    parts: tuple[MimePart, ...], carrier: MimePart, stripped: tuple[str, ...]
+) -> list[tuple[object, ...]]:
+    """The files ``carrier``'s TNEF lists, as compared before and after a rewrite: a
+    stripped one by its path alone (its notice is checked with the stream), nothing
+    below it."""
+    under = tuple(f"{path}." for path in stripped)
+    return [
+        (p.path,)
+        if p.path in stripped
+        else (p.path, p.filenames, p.content_type, p.decoded_size, p.detected_type)
+        for p in _below(parts, carrier)
+        if not p.path.startswith(under)
+    ]
 
 
 def _verify(facts: MessageFacts, raw: bytes, edits: list[_Edit]) -> None:
@@ -289,6 +398,12 @@ def _verify(facts: MessageFacts, raw: bytes, edits: list[_Edit]) -> None:
                 != (facts.raw[part.header_start : part.body_end])
             ):
                 raise RewriteError("an untouched part changed")
+    for done in edits:
+        stripped = tuple(member.path for member in done.members)
+        if stripped and _tnef_files(facts.parts, done.part, stripped) != _tnef_files(
+            new.parts, by_path[done.part.path], stripped
+        ):
+            raise RewriteError("a TNEF file was not listed as before")
 
 
 def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:

@@ -25,20 +25,20 @@ from dataclasses import dataclass, field
 from postwarden_policies import magic
 
 SIGNATURE = b"\x78\x9f\x3e\x22"
-_LEVEL_ATTACHMENT = 2
-_REND_DATA = 0x00069002  # starts an attachment
-_TITLE = 0x00018010
-_DATA = 0x0006800F
+LEVEL_ATTACHMENT = 2
+REND_DATA = 0x00069002  # starts an attachment
+TITLE = 0x00018010
+DATA = 0x0006800F
 _TRANSPORT_NAME = 0x00069001
-_PROPERTIES = 0x00069005  # the attachment's MAPI properties
+PROPERTIES = 0x00069005  # the attachment's MAPI properties
 _CODEPAGE = 0x00069007  # of the 8-bit strings (attOemCodepage)
 # MAPI property ids of the names and the bytes, and of the declared type.
 _NAME_PROPS = frozenset({0x3707, 0x3704, 0x3001})  # long and short file name, display name
 _DATA_PROP = 0x3701
-_MIME_TAG = 0x370E
+MIME_TAG = 0x370E
 _OBJECT = 0x000D
-_STRING8, _UNICODE = 0x001E, 0x001F
-_VARIABLE = frozenset({_STRING8, _UNICODE, 0x0102, _OBJECT})  # counted, length-prefixed
+STRING8, _UNICODE = 0x001E, 0x001F
+_VARIABLE = frozenset({STRING8, _UNICODE, 0x0102, _OBJECT})  # counted, length-prefixed
 # Bytes of one value of each fixed-size property type, padded to 4.
 _FIXED = {0x0000: 4, 0x0001: 4, 0x0002: 4, 0x0003: 4, 0x0004: 4, 0x0005: 8, 0x0006: 8,
           0x0007: 8, 0x000A: 4, 0x000B: 4, 0x0014: 8, 0x0040: 8, 0x0048: 16}
@@ -59,6 +59,10 @@ class Attachment:
     content_type: str | None = None  # PR_ATTACH_MIME_TAG, as written
     # Its bytes; an attached message's after the interface id: a TNEF stream.
     data: memoryview = field(default_factory=lambda: memoryview(b""))
+    # Where its attributes run in the stream: from its attAttachRendData to the
+    # end of its last attribute (a rewrite removes or replaces that run).
+    start: int = 0
+    end: int = 0
 
     @property
     def head(self) -> bytes:
@@ -108,30 +112,33 @@ class Reader:
         current: Attachment | None = None
         while pos < len(data):
             self._step()
+            start = pos
             level, attribute, length = data[pos], _u32(data, pos + 1), _u32(data, pos + 5)
             value = data[pos + 9 : _need(data, pos + 9, length)]
             pos = _need(data, pos + 9 + length, 2)  # and the checksum
-            if level not in (1, _LEVEL_ATTACHMENT):
+            if level not in (1, LEVEL_ATTACHMENT):
                 raise _Unreadable
             if attribute == _CODEPAGE and length >= 4:
                 self.codec = _codec(_u32(value, 0))
-            if level != _LEVEL_ATTACHMENT:
+            if level != LEVEL_ATTACHMENT:
                 continue
-            if attribute == _REND_DATA:
+            if attribute == REND_DATA:
                 if len(into.attachments) >= limit:
                     into.more = True
                     return
-                current = Attachment()
+                current = Attachment(start=start)
                 into.attachments.append(current)
             elif current is not None:
                 self._attribute(current, attribute, value)
+            if current is not None:
+                current.end = pos
 
     def _attribute(self, attachment: Attachment, attribute: int, value: memoryview) -> None:
-        if attribute in (_TITLE, _TRANSPORT_NAME):
+        if attribute in (TITLE, _TRANSPORT_NAME):
             attachment.names.append(_text(value, self.codec))
-        elif attribute == _DATA:
+        elif attribute == DATA:
             attachment.data = value
-        elif attribute == _PROPERTIES:
+        elif attribute == PROPERTIES:
             self._properties(attachment, value)
 
     def _properties(self, attachment: Attachment, data: memoryview) -> None:
@@ -148,10 +155,10 @@ class Reader:
                     pos = _need(data, pos + 4, _padded(_u32(data, pos)))
             values, pos = self._values(data, pos, kind)
             codec = "utf-16-le" if kind & ~_MULTIPLE == _UNICODE else self.codec
-            texts = [_text(v, codec) for v in values] if kind in (_STRING8, _UNICODE) else []
+            texts = [_text(v, codec) for v in values] if kind in (STRING8, _UNICODE) else []
             if prop in _NAME_PROPS:
                 attachment.names += texts
-            elif prop == _MIME_TAG and texts:
+            elif prop == MIME_TAG and texts:
                 attachment.content_type = texts[0]
             elif prop == _DATA_PROP and values:
                 attachment.data = values[0][_IID:] if kind == _OBJECT else values[0]

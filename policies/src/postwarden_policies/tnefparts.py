@@ -16,7 +16,7 @@ listed, the rest may hide anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from postwarden_policies import tnef, transfer
 from postwarden_policies.entityheaders import media_type
@@ -27,10 +27,27 @@ TNEF_SCAN = 32 * 1024 * 1024  # encoded bytes of a TNEF part decoded to be read
 _TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 _NAMES = frozenset({"winmail.dat", "win.dat"})
 _DETECTED = "application/vnd.ms-tnef"
+ENCODING = "x-tnef"  # the transfer encoding a listed attachment carries
 
 
-def _declared(part: MimePart) -> bool:
-    return part.content_type in _TYPES or any(n.lower() in _NAMES for n in part.filenames)
+def declared(content_type: str, names: Iterable[str]) -> bool:
+    """Whether a part so typed and named says it is TNEF: Outlook goes by the type,
+    other readers by the name."""
+    return content_type in _TYPES or any(n.lower() in _NAMES for n in names)
+
+
+def carrier(parts: Sequence[MimePart], member: MimePart) -> MimePart | None:
+    """The part whose TNEF stream lists ``member`` (an attached message, if it is in
+    one), or None when no TNEF lists it."""
+    if member.transfer_encoding != ENCODING or member.parent is None:
+        return None
+    return parts[member.parent]
+
+
+def number(parts: Sequence[MimePart], member: MimePart) -> int:
+    """Which attachment of its stream ``member`` is, from 0: the stream's attachments
+    are listed in order, right after the part that carries them."""
+    return sum(1 for part in parts[member.parent : member.index] if part.parent == member.parent)
 
 
 def list_members(listing: PartList, part: MimePart) -> None:
@@ -38,7 +55,7 @@ def list_members(listing: PartList, part: MimePart) -> None:
     if part.is_multipart or not part.is_attachment or part.uuencoded:
         return
     if part.detected_type != _DETECTED:
-        if _declared(part):
+        if declared(part.content_type, part.filenames):
             listing.flags.add("unreadable_tnef")
         return
     if part.body_end - part.body_start > TNEF_SCAN:
@@ -71,7 +88,7 @@ def _members(
             content_type=media_type(
                 (attachment.content_type or "").strip().lower(), "application/octet-stream", set()
             ),
-            encoding="x-tnef",
+            encoding=ENCODING,
             disposition="attachment",
             span=span,
             encoded_size=len(attachment.data),

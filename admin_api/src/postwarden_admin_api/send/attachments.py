@@ -13,7 +13,7 @@ cannot be read to its end is refused, since what was not read could hide anythin
 
 from __future__ import annotations
 
-from postwarden_policies import magic, tnef
+from postwarden_policies import magic, tnef, tnefparts
 from postwarden_policies.entityheaders import file_names, media_type, saved_names
 
 BLOCKED_EXTENSIONS = frozenset({
@@ -46,11 +46,6 @@ BLOCKED_CONTENT = frozenset({
 # An ISO 9660 image (.iso/.img, opened by a double click on Windows): its first
 # volume descriptor, at sector 16, starts with a type byte and "CD001".
 ISO9660_MARK = (0x8001, b"CD001")
-# What the milter reads as TNEF besides a stream with its signature (the sets of
-# postwarden_policies.tnefparts, private there): Outlook goes by the type, other
-# readers by the name.
-TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
-TNEF_NAMES = frozenset({"winmail.dat", "win.dat"})
 # Files read inside one TNEF attachment, nested ones included (the reader's own
 # budget bounds the work): past them the rest goes unchecked, so it is refused.
 MAX_TNEF_FILES = 1000
@@ -90,8 +85,7 @@ def _content_reason(content: bytes | memoryview) -> str | None:
 
 
 def _is_tnef(filename: str, content_type: str, content: bytes) -> bool:
-    names = (filename, *saved_names(filename))
-    return (content_type in TNEF_TYPES or any(name.lower() in TNEF_NAMES for name in names)
+    return (tnefparts.declared(content_type, (filename, *saved_names(filename)))
             or content.startswith(tnef.SIGNATURE))
 
 
