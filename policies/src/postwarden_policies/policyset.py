@@ -46,6 +46,14 @@ def content_hash(texts: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(digests).encode("ascii")).hexdigest()
 
 
+def _skip_signed(enforced: tuple[Policy, ...]) -> bool:
+    """Whether signed parts stay intact: ``signed_mail`` of the policies that sanitize
+    HTML, or of every policy when none does (a strip rule changes signed parts too);
+    any one saying ``skip`` wins. With no policy to say it, the default ``skip``."""
+    deciding = [p for p in enforced if p.sanitize.html] or list(enforced)
+    return not deciding or any(p.sanitize.signed_mail != "sanitize" for p in deciding)
+
+
 def _html_options(policies: tuple[Policy, ...]) -> HtmlOptions | None:
     sanitizing = [p.sanitize for p in policies if p.sanitize.html]
     if not sanitizing:
@@ -84,9 +92,7 @@ class PolicySet:
             report_policies=tuple(p for p in ordered if p.report_only),
             limits=_combined_limits(enforced),
             html_options=_html_options(enforced),
-            skip_signed=not all(
-                p.sanitize.signed_mail == "sanitize" for p in enforced if p.sanitize.html
-            ),
+            skip_signed=_skip_signed(enforced),
             tag_flags=any(p.tag_flags for p in enforced),
         )
 
