@@ -103,8 +103,31 @@ async def test_operator_may_not_set_secrets(
                                       json={"recipient_hash_key": "x"})
     assert response.status == 403
     response = await admin_client.put("/api/v1/settings", headers=bearer(operator),
-                                      json={"audit_retention_days": 90})
+                                      json={"outbound_max_recipients": 40})
     assert response.status == 200
+
+
+async def test_only_admins_may_shorten_audit_retention(
+    admin_client: TestClient[Any, Any], mint_key: MintKey, admin_key: str
+) -> None:
+    operator = bearer(await mint_key(Role.OPERATOR))
+
+    async def put(headers: dict[str, str], days: int | None) -> int:
+        response = await admin_client.put("/api/v1/settings", headers=headers,
+                                          json={"audit_retention_days": days})
+        if response.status == 403:
+            error = (await response.json())["error"]
+            assert (error["code"], error["details"]) == (
+                "forbidden", [{"field": "audit_retention_days"}])
+        return response.status
+
+    assert await put(operator, 90) == 403  # below the default 180
+    assert await put(operator, 365) == 200  # longer: keeps more
+    assert await put(operator, 365) == 200  # the same
+    assert await put(operator, None) == 403  # the default again: 180 < 365
+    assert await put(bearer(admin_key), 30) == 200
+    shown = await (await admin_client.get("/api/v1/settings", headers=operator)).json()
+    assert shown["audit_retention_days"] == 30
 
 
 async def test_storing_a_secret_without_a_key_fails_clearly(

@@ -1,9 +1,11 @@
-"""Runtime settings: read, and change with validation (secrets write-only, admins only)."""
+"""Runtime settings: read, and change with validation (secrets write-only; secrets and a
+shorter audit retention are admins' to change)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from . import admin_audit
@@ -18,11 +20,13 @@ from .runtime_settings import (
     SECRET_SETTINGS,
     apply_changes,
     describe_settings,
+    load_runtime_settings,
     validate_changes,
 )
 from .secrets import KEYRING
 
 routes = web.RouteTableDef()
+RETENTION = "audit_retention_days"
 
 
 @routes.get("/api/v1/settings")
@@ -41,17 +45,34 @@ def _summary(changes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _shortens_retention(conn: asyncpg.Connection, changes: dict[str, Any]) -> bool:
+    """Whether ``changes`` keep the audit log for fewer days than now (null: the default).
+    Retention drops months of it for good: not an operator's call, who could so
+    shorten the record of what they did."""
+    if RETENTION not in changes:
+        return False
+    wanted = changes[RETENTION]
+    if wanted is None:
+        wanted = FIELDS[RETENTION].default
+    current: int = (await load_runtime_settings(conn)).audit_retention_days
+    return bool(wanted < current)
+
+
 @routes.put("/api/v1/settings")
 @allow(Role.OPERATOR)
 async def settings_put(request: web.Request) -> web.Response:
     changes, problems = validate_changes(await read_json_object(request))
     if problems:
         raise ValidationFailed(problems)
+    admin = principal(request).role is Role.ADMIN
     secret_names = sorted(set(changes) & set(SECRET_SETTINGS))
-    if secret_names and principal(request).role is not Role.ADMIN:
+    if secret_names and not admin:
         raise ApiError(403, "forbidden", "only admins may change secret settings",
                        details=[{"field": name} for name in secret_names])
     async with connection(request.app[POOL]) as conn, conn.transaction():
+        if not admin and await _shortens_retention(conn, changes):
+            raise ApiError(403, "forbidden", "only admins may shorten audit retention",
+                           details=[{"field": RETENTION}])
         await apply_changes(conn, request.app[KEYRING], changes, principal(request).key_id)
         await admin_audit.record(conn, request, "settings.changed", None, _summary(changes))
         shown = await describe_settings(conn)
