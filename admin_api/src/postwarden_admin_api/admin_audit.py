@@ -6,7 +6,7 @@ secret values in them (only names and ``"<set>"`` markers).
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import AsyncIterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -14,6 +14,7 @@ from aiohttp import web
 
 from postwarden_policies.redact import redact
 
+from .audit_queries import ROWS_PREFETCH
 from .auth import client_address
 from .context import PRINCIPAL, Principal
 
@@ -92,16 +93,15 @@ def page_sql(filters: dict[str, Any], limit: int) -> tuple[str, list[Any]]:
             f"ORDER BY id DESC LIMIT ${len(params)}", params)
 
 
-async def fetch_page(
-    conn: asyncpg.Connection,
-    *,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    action: str | None,
-    before_id: int | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    sql, params = page_sql({"since": since, "until": until, "action": action,
-                            "before_id": before_id}, limit)
-    rows = await conn.fetch(sql, *params)
-    return [{**dict(row), "time": row["time"].isoformat()} for row in rows]
+def page_rows(conn: asyncpg.Connection, filters: dict[str, Any], limit: int
+              ) -> AsyncIterable[asyncpg.Record]:
+    """The rows of :func:`page_sql`, fetched a few at a time (inside a transaction): an
+    entry can hold a whole settings change, so the route cuts a page in bytes too
+    (:func:`~.bodies.fill_page`)."""
+    sql, params = page_sql(filters, limit)
+    rows: AsyncIterable[asyncpg.Record] = conn.cursor(sql, *params, prefetch=ROWS_PREFETCH)
+    return rows
+
+
+def entry_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {**dict(row), "time": row["time"].isoformat()}

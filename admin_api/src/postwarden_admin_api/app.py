@@ -30,7 +30,14 @@ from . import (
 )
 from .context import POOL, SETTINGS
 from .metrics import METRICS, Metrics
-from .middleware import access, add_extra_headers, body_cap, errors, request_context
+from .middleware import (
+    access,
+    add_extra_headers,
+    body_cap,
+    defer_expectations,
+    errors,
+    request_context,
+)
 from .openapi import OPENAPI, OpenApiRegistry
 from .ratelimit import LIMITER, RateLimiter
 from .runtime_settings import RUNTIME, RuntimeSettingsCache
@@ -87,4 +94,5 @@ def create_app(settings: ServiceSettings) -> web.Application:
         app[OPENAPI].add(module.OPENAPI_PATHS, getattr(module, "SCHEMAS", None))
     setup_send(app)
     setup_webhooks(app)
+    defer_expectations(app)  # every route added: see .middleware
     return app

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,6 +29,9 @@ from .cursors import Cursor
 from .errors import ApiError, ValidationFailed, connection
 
 STATEMENT_TIMEOUT_MS = 30_000
+# Rows a page reads at a time: a few MiB at most of events that carry 128 KiB of
+# changes, the page's budget (bodies.PAGE_MAX_BYTES) being met after a few batches.
+ROWS_PREFETCH = 16
 SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', $1, true)"
 
 COLUMNS = (
@@ -113,6 +116,15 @@ def search_sql(filters: Mapping[str, Any], cursor: Cursor | None, limit: int
     sql = (f"SELECT {COLUMNS} FROM audit_events{where} "  # noqa: S608 - constant fragments
            f"ORDER BY time DESC, event_id DESC LIMIT ${len(params)}")
     return sql, params
+
+
+def search_rows(conn: asyncpg.Connection, filters: Mapping[str, Any], cursor: Cursor | None,
+                limit: int) -> AsyncIterable[asyncpg.Record]:
+    """The rows of :func:`search_sql`, fetched ``ROWS_PREFETCH`` at a time (inside
+    :func:`reading`'s transaction), for :func:`~.bodies.fill_page`."""
+    sql, params = search_sql(filters, cursor, limit)
+    rows: AsyncIterable[asyncpg.Record] = conn.cursor(sql, *params, prefetch=ROWS_PREFETCH)
+    return rows
 
 
 @asynccontextmanager

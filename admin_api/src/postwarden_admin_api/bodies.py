@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
@@ -34,6 +34,44 @@ def json_ok(data: object, status: int = 200, headers: Mapping[str, str] | None =
 
 T = TypeVar("T")
 P = ParamSpec("P")
+R = TypeVar("R")
+
+# What the items of one page of a listing may hold, as JSON: an audit event carries up
+# to 128 KiB of ``changes``, an admin log entry a whole settings change, so a count
+# alone lets one page run to hundreds of MiB in memory.
+PAGE_MAX_BYTES = 4 * 1024 * 1024
+
+
+async def fill_page(rows: AsyncIterable[R], limit: int, render: Callable[[R], str]
+                    ) -> tuple[list[str], R | None]:
+    """``render(row)`` (JSON text) of the first ``limit`` rows, fewer once the next would
+    take them past ``PAGE_MAX_BYTES`` (one at least, so that paging advances); and the
+    last row rendered when rows remain (the next page starts after it), else None.
+
+    ``rows`` is read only as far as needed: give it ``limit + 1`` rows, fetched a few
+    at a time (an asyncpg cursor), and no more than the page is ever held.
+    """
+    items: list[str] = []
+    size = 0
+    last: R | None = None
+    async for row in rows:
+        if len(items) == limit:
+            return items, last
+        item = render(row)
+        if items and size + len(item) > PAGE_MAX_BYTES:
+            return items, last
+        items.append(item)
+        size += len(item)
+        last = row
+    return items, None
+
+
+def json_page(name: str, items: list[str], next_name: str, next_value: object) -> web.Response:
+    """``{name: [...], next_name: next_value}`` from items already JSON text (see
+    :func:`fill_page`, which measured them so): no page is encoded twice."""
+    text = f'{{{dumps(name)}: [{",".join(items)}], {dumps(next_name)}: {dumps(next_value)}}}'
+    return web.Response(text=text, content_type="application/json")
+
 
 # Past this size a body's work (JSON parsing, digests, base64) runs on a worker
 # thread: tens of milliseconds on the event loop would stall every other request.

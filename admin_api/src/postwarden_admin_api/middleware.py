@@ -4,7 +4,16 @@ request_context   X-Request-Id on every response, metrics
 errors            ApiError and aiohttp's HTTP errors to JSON; anything else 500, no text
 body_cap          max_request_body_bytes on the bytes actually read (chunked too)
 access            authentication, key liveness, per-key and failed-auth rate limits, roles
-                  (fail closed)
+                  (fail closed); only then ``Expect: 100-continue`` is answered
+
+aiohttp answers ``Expect: 100-continue`` as soon as a route matches, before any
+middleware runs: a client with no key would be invited to send its body.
+:func:`defer_expectations` makes every route's expect handler only note the
+header; :func:`access` meets it once the request is admitted, so every refusal
+(401, 403, 413, 429) goes out without ``100 Continue`` and with ``Connection:
+close``: a client not invited to send its body may not send it, and what it sends
+next could not be told from a body. (A path or method no route takes is aiohttp's
+own 404 or 405, whose expect handler this cannot reach.)
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -47,8 +58,45 @@ HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    417: "expectation_failed",
 }
 HTTP_FALLBACK_CODE = "http_error"  # any other error status aiohttp raises
+
+
+ExpectHandler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse | None]]
+
+
+class Expectation:
+    """A request's ``Expect`` header, noted before the middlewares run, met by :func:`access`."""
+
+    def __init__(self, meet: ExpectHandler) -> None:
+        self._meet = meet  # the route's own: aiohttp's sends 100 Continue, or raises 417
+        self.met = False
+
+    async def meet(self, request: web.Request) -> web.StreamResponse | None:
+        answer = await self._meet(request)
+        await request.writer.drain()
+        self.met = True
+        return answer
+
+
+# An object shared by the request and its clones (body_cap clones the request).
+EXPECTATION = web.RequestKey("expectation", Expectation)
+
+
+def defer_expectations(app: web.Application) -> None:
+    """Make each route of ``app`` note an ``Expect`` header for :func:`access` rather
+    than answer it. aiohttp has no setter for a route's expect handler (``_expect_handler``
+    is internal); ``tests/admin_api/test_expect_continue.py`` fails if that changes."""
+    for route in app.router.routes():
+        route._expect_handler = _noting(route._expect_handler)
+
+
+def _noting(meet: ExpectHandler) -> ExpectHandler:
+    async def note(request: web.Request) -> None:
+        request[EXPECTATION] = Expectation(meet)
+
+    return note
 
 
 def _route_label(request: web.Request) -> str:
@@ -82,7 +130,11 @@ async def add_extra_headers(request: web.Request, response: web.StreamResponse) 
 
 
 def _error_response(request: web.Request, error: ApiError) -> web.Response:
-    return web.json_response(error.body(), status=error.status, headers=error.headers)
+    response = web.json_response(error.body(), status=error.status, headers=error.headers)
+    expectation: Expectation | None = request.get(EXPECTATION)
+    if expectation is not None and not expectation.met:
+        response.force_close()  # see the module docstring
+    return response
 
 
 @web.middleware
@@ -163,10 +215,11 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     authentications) gets 429 for any key but a remembered one.
 
     Every authenticated request counts against its key's limit, refused ones
-    (403, 404, 405) included.
+    (403, 404, 405) included. An ``Expect`` header is met only once the request is
+    admitted (see the module docstring).
     """
     if _is_public(request):
-        return await handler(request)
+        return await _admitted(request, handler)
     app = request.app
     limiter, settings, metrics = app[LIMITER], app[SETTINGS], app[METRICS]
     guard = f"auth-failures:{address_group(client_address(request))}"
@@ -203,4 +256,14 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise ApiError(403, "forbidden", "this key may not use this route")
     if principal.role not in roles:
         raise ApiError(403, "forbidden", "this key may not use this route")
+    return await _admitted(request, handler)
+
+
+async def _admitted(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, the request's ``Expect`` header met first."""
+    expectation: Expectation | None = request.get(EXPECTATION)
+    if expectation is not None:
+        answer = await expectation.meet(request)
+        if answer is not None:
+            return answer
     return await handler(request)

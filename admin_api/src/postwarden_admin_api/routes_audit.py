@@ -25,9 +25,10 @@ from .audit_queries import (
     parse_filters,
     range_problem,
     reading,
+    search_rows,
     search_sql,
 )
-from .bodies import json_ok, query_int, query_time
+from .bodies import dumps, fill_page, json_ok, json_page, query_int, query_time
 from .context import POOL, Role, allow, principal
 from .cursors import Cursor, query_cursor
 from .errors import ApiError, ValidationFailed
@@ -50,15 +51,20 @@ CSV_FIELDS = ("event_id", "time", "instance", "queue_id", "message_uid", "client
 async def audit_search(request: web.Request) -> web.Response:
     filters = parse_filters(request.query)
     limit = query_int(request, "limit", 100, 1, 1000)
-    sql, params = search_sql(filters, query_cursor(request), limit + 1)
     async with reading(request.app[POOL]) as conn:
-        rows = await conn.fetch(sql, *params)
-    page = rows[:limit]
-    next_cursor = None
-    if len(rows) > limit:
-        last = page[-1]
-        next_cursor = Cursor(last["time"], last["event_id"]).encode()
-    return json_ok({"events": [event_json(r) for r in page], "next_cursor": next_cursor})
+        rows = search_rows(conn, filters, query_cursor(request), limit + 1)
+        events, last = await fill_page(rows, limit, _event_text)
+    next_cursor = None if last is None else _after(last).encode()
+    return json_page("events", events, "next_cursor", next_cursor)
+
+
+def _event_text(row: asyncpg.Record) -> str:
+    return dumps(event_json(row))
+
+
+def _after(row: asyncpg.Record) -> Cursor:
+    """The cursor of the page that follows ``row``."""
+    return Cursor(row["time"], row["event_id"])
 
 
 @routes.get("/api/v1/audit/export")
@@ -97,8 +103,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
                 return response
             sent += len(rows)
             lines = []
-            last = rows[-1]
-            rows = await _export_page(request, filters, Cursor(last["time"], last["event_id"]))
+            rows = await _export_page(request, filters, _after(rows[-1]))
     # The 200 is out: an error answer now would be a second response inside
     # this one. Cutting the connection (no last chunk) tells the client the
     # export is incomplete.
@@ -212,14 +217,17 @@ async def admin_audit_log(request: web.Request) -> web.Response:
     empty = range_problem(since, until)
     if empty is not None:
         raise ValidationFailed([empty])
+    filters = {"since": since, "until": until, "action": request.query.get("action"),
+               "before_id": before}
     # Cut at the statement timeout as the audit reads are: the log only grows.
     async with reading(request.app[POOL]) as conn:
-        entries = await admin_audit.fetch_page(
-            conn, since=since, until=until, action=request.query.get("action"),
-            before_id=before, limit=limit + 1,
-        )
-    next_before = entries[limit - 1]["id"] if len(entries) > limit else None
-    return json_ok({"entries": entries[:limit], "next_before": next_before})
+        rows = admin_audit.page_rows(conn, filters, limit + 1)
+        entries, last = await fill_page(rows, limit, _entry_text)
+    return json_page("entries", entries, "next_before", None if last is None else last["id"])
+
+
+def _entry_text(row: asyncpg.Record) -> str:
+    return dumps(admin_audit.entry_json(row))
 
 
 _STR = {"type": "string"}
