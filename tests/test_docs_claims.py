@@ -1,0 +1,91 @@
+"""What README.md and contrib/ say about settings, metrics and the policy push is what
+the code does: the push's output order, the log levels the admin settings take, and
+every metric name and label value the README gives."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from postwarden_admin_api.metrics import Metrics as AdminMetrics
+from postwarden_admin_api.policy_push import checked_files
+from postwarden_milter.metrics import Metrics as MilterMetrics
+from postwarden_milter.metrics_merge import MergedMetrics
+from postwarden_policies.settings_source import LOG_LEVELS
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+ADMIN_EXAMPLE = REPO / "contrib" / "postwarden-admin.example.yaml"
+# `name{label="value"}`, as the README shows one series of a metric.
+SERIES = re.compile(r'`(postwarden_\w+)\{(\w+)="(\w+)"\}`')
+# The README's other postwarden_ names: the Python packages.
+PACKAGES = {"postwarden_policies", "postwarden_store", "postwarden_milter",
+            "postwarden_admin_api"}
+
+
+def _metrics_item() -> str:
+    """The README's Operations item that lists the metrics."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("- **Metrics.**")
+    return text[start:text.index("\n## ", start)]
+
+
+def _families(*registries: CollectorRegistry) -> dict[str, set[str]]:
+    """Each family -> the names a document may call it by (a counter's ``_total`` too)."""
+    families: dict[str, set[str]] = {}
+    for registry in registries:
+        for family in registry.collect():
+            aliases = {family.name}
+            if family.type == "counter":
+                aliases.add(f"{family.name}_total")
+            families[family.name] = aliases
+    return families
+
+
+def test_the_readme_push_session_shows_the_files_in_the_order_push_prints_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a fresh database the first file push uploads gets revision 1: the README's
+    session is what `policy push policies/examples` prints there."""
+    monkeypatch.chdir(REPO)
+    shown = re.findall(r"^(\S+): active as revision (\d+)$", README.read_text(), re.M)
+    pushed = checked_files(Path("policies/examples"))
+    assert pushed is not None
+    assert shown == [(file, str(number)) for number, (file, _) in enumerate(pushed, 1)]
+
+
+def test_the_admin_example_names_every_log_level_the_setting_takes() -> None:
+    text = ADMIN_EXAMPLE.read_text(encoding="utf-8")
+    comment = text[text.rindex("\n\n", 0, text.index("\nlog_level:")):text.index("\nlog_level:")]
+    assert [level for level in LOG_LEVELS if level not in comment] == []
+
+
+def test_every_metric_the_readme_names_is_exposed_and_every_milter_metric_is_named() -> None:
+    milter = _families(MilterMetrics().registry, MergedMetrics().registry)
+    exposed = set().union(*milter.values(), *_families(AdminMetrics().registry).values())
+    named = set(re.findall(r"\b(postwarden_\w+)", README.read_text(encoding="utf-8")))
+    named -= PACKAGES
+    # `postwarden_audit_*` stands for every metric of that prefix.
+    prefixes = tuple(name for name in named if name.endswith("_"))
+    assert sorted(named - set(prefixes) - exposed) == []
+    assert all(any(name.startswith(prefix) for name in exposed) for prefix in prefixes)
+    assert sorted(family for family, aliases in milter.items()
+                  if not aliases & named and not family.startswith(prefixes)) == []
+
+
+def test_the_metrics_item_lists_every_label_value_the_readme_shows() -> None:
+    """A series shown elsewhere (`postwarden_relay_outcomes_total{outcome="unreachable"}`)
+    is among the values the Metrics item lists for its metric, where it lists them."""
+    item = _metrics_item()
+    listed = [(m.start(), m[1]) for m in re.finditer(r"`(postwarden_\w+)`", item)]
+    segments = {name: item[start:end] for (start, name), (end, _) in
+                zip(listed, [*listed[1:], (len(item), "")], strict=True)}
+    shown = set(SERIES.findall(README.read_text(encoding="utf-8")))
+    assert shown  # the README's series were found at all
+    missing = [f"{name}{{{label}={value!r}}}" for name, label, value in sorted(shown)
+               if name in segments and f"by {label}" in segments[name]
+               and f"`{value}`" not in segments[name]]
+    assert missing == []
