@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.settings import ServiceSettings
 from postwarden_admin_api.webhooks import WEBHOOK_OPTIONS
-from postwarden_admin_api.webhooks.signing import generate_secret, verify
+from postwarden_admin_api.webhooks.signing import verify
 from postwarden_admin_api.webhooks.ssrf import IPAddress
 from postwarden_policies import load_policy_set_from_sources
 from postwarden_store import connect
@@ -45,7 +45,7 @@ from tests.fixtures.milterproc import MilterProcess
 from tests.fixtures.postfix import SmtpResult, has_header, send_message, wait_for
 from tests.webhooks.receiver import Receiver, make_tls
 from tests.webhooks.receiver import wait_for as wait_async
-from tests.webhooks.support import worker_options
+from tests.webhooks.support import generate_secret, worker_options
 
 from . import messages
 from .conftest import MailSystem, mail_system_for

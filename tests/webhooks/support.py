@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
+import secrets
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ from yarl import URL
 
 from postwarden_admin_api.secrets import Keyring
 from postwarden_admin_api.webhooks.options import WebhookOptions
+from postwarden_admin_api.webhooks.signing import SECRET_PREFIX
 from postwarden_admin_api.webhooks.ssrf import Guard
 from postwarden_admin_api.webhooks.urls import origin
 from postwarden_admin_api.webhooks.worker import running
@@ -27,6 +30,11 @@ if TYPE_CHECKING:
     from .conftest import StubDns
 
 KEYRING = Keyring(bytes.fromhex("11" * 32))
+
+
+def generate_secret() -> str:
+    """A signing secret as a receiver's owner would give one."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 INSERT_ENDPOINT = """
 INSERT INTO webhook_endpoints

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from postwarden_admin_api.webhooks import EventType, raise_event, worker
-from postwarden_admin_api.webhooks.signing import generate_secret, verify
+from postwarden_admin_api.webhooks.signing import verify
 from postwarden_admin_api.webhooks.worker import replay
 from postwarden_store import create_pool
 
@@ -21,6 +21,7 @@ from .support import (
     add_endpoint,
     audit_event,
     delivery_states,
+    generate_secret,
     running_worker,
     worker_options,
     write_audit,

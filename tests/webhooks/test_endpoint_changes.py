@@ -15,13 +15,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.context import Role
-from postwarden_admin_api.webhooks.signing import SignatureError, generate_secret, verify
+from postwarden_admin_api.webhooks.signing import SignatureError, verify
 from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import MintKey, bearer
 
 from .conftest import RECEIVER_NAME, Start
 from .receiver import Receiver, wait_for
-from .support import raise_reject
+from .support import generate_secret, raise_reject
 
 pytestmark = pytest.mark.postgres
 Client = TestClient[Any, Any]

@@ -19,7 +19,8 @@ from postwarden_admin_api.webhooks.payloads import (
     substitute,
     template_problems,
 )
-from postwarden_admin_api.webhooks.signing import generate_secret, verify
+from postwarden_admin_api.webhooks.signing import verify
+from tests.webhooks.support import generate_secret
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 AUDIT_ROW = {

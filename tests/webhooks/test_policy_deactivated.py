@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from postwarden_admin_api.webhooks.signing import generate_secret, verify
+from postwarden_admin_api.webhooks.signing import verify
 from tests.fixtures.adminapp import bearer
+from tests.webhooks.support import generate_secret
 
 from .conftest import RECEIVER_NAME, Start
 from .receiver import Receiver, wait_for

@@ -10,11 +10,11 @@ from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.settings import ServiceSettings
-from postwarden_admin_api.webhooks.signing import generate_secret
 from postwarden_store import connect
 from postwarden_store.audit import write_audit_batch
 from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import AiohttpClient, bearer
+from tests.webhooks.support import generate_secret
 
 from .support import audit_event
 

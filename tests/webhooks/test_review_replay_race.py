@@ -14,11 +14,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.context import Role
-from postwarden_admin_api.webhooks.signing import generate_secret
 from postwarden_store import connect
 from postwarden_store.audit import write_audit_batch
 from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import MintKey, bearer
+from tests.webhooks.support import generate_secret
 
 from .conftest import RECEIVER_NAME, Start
 from .receiver import Receiver, wait_for, wait_for_async

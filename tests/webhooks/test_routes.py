@@ -11,10 +11,11 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.settings import ServiceSettings
-from postwarden_admin_api.webhooks.signing import generate_secret, verify
+from postwarden_admin_api.webhooks.signing import verify
 from postwarden_store import connect
 from postwarden_store.audit import write_audit_batch
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
+from tests.webhooks.support import generate_secret
 
 from .conftest import RECEIVER_NAME
 from .receiver import Receiver, wait_for

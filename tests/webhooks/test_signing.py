@@ -10,11 +10,12 @@ import pytest
 
 from postwarden_admin_api.webhooks.signing import (
     SignatureError,
-    generate_secret,
     secret_key,
     sign_headers,
     verify,
 )
+
+from .support import generate_secret
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 BODY = b'{"type":"message.rejected","data":{}}'

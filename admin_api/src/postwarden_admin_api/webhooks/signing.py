@@ -31,7 +31,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import secrets
 import time
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
@@ -42,10 +41,6 @@ DEFAULT_TOLERANCE_SECONDS = 300
 
 class SignatureError(Exception):
     """A secret is malformed or a signature does not verify."""
-
-
-def generate_secret() -> str:
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def secret_key(secret: str) -> bytes:
