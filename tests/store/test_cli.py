@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from postwarden_store import connect, pending_migrations
+from postwarden_store import apply_migrations, connect, pending_migrations
 from postwarden_store.cli import main
 from postwarden_store.migrations import available_migrations
 from tests.conftest import PgServer
@@ -38,7 +38,11 @@ async def test_dry_run_lists_what_migrate_would_apply_and_applies_nothing(
         conn = await connect(url)
         try:
             assert len(await pending_migrations(conn)) == len(listed)
+            await apply_migrations(conn)
         finally:
             await conn.close()
+        # Nothing pending says so, rather than printing nothing at all.
+        assert await asyncio.to_thread(main, ["migrate", "--database-url", url, "--dry-run"]) == 0
+        assert capsys.readouterr().out == "schema is current\n"
     finally:
         await drop_database(pg_server.admin_dsn, name)

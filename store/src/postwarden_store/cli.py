@@ -19,8 +19,11 @@ async def _migrate(dsn: str, dry_run: bool) -> int:
     conn = await connect(dsn)
     try:
         if dry_run:
-            for version in await pending_migrations(conn):
+            pending = await pending_migrations(conn)
+            for version in pending:
                 print(f"pending {version}")
+            if not pending:
+                print("schema is current")
             return 0
         applied = await apply_migrations(conn)
         for version in applied:
