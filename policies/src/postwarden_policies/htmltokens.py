@@ -75,6 +75,10 @@ MARKUP = re.compile(
     ")",
     re.DOTALL,
 )
+# A <style> element's content (its sheet), up to where MARKUP ends the element: a
+# loop over runs without "<" (five times faster than MARKUP's lazy .*? here).
+_STYLE = _names(["style"])
+STYLE_SHEET = re.compile(rf"<{_STYLE}{_ATTRIBUTES}((?:[^<]++|<(?!/{_STYLE}))*+)", re.DOTALL)
 # A tag (a piece of MARKUP) read as its "/" if an end tag, its name and its attributes.
 TAG_PARTS = re.compile(rf"<(/?)([a-zA-Z][^{WS}/>]*+)({_ATTRIBUTE_LIST})")
 # One attribute in those: its name and its value as written, quotes and all.

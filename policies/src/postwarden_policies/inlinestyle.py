@@ -1,13 +1,16 @@
 """How an element's inline CSS and attributes make its content show, for
 :func:`~postwarden_policies.visiblehtml.render_visible`.
 
-An inline style is read as the cascade leaves it (the last declaration of a
-name wins, unless an earlier one is ``!important``); ``<style>`` sheets are
-not read. What hides an element's content: ``display: none`` (or the
-``hidden`` attribute, ``<template>``), ``visibility: hidden``, a font under
-2 px (``font-size: 0``, ``font: 0/0 a``), ``opacity`` of at most 0.1, a
-transparent colour, a zero height or width with ``overflow: hidden``, and
-Outlook's ``mso-hide: all``.
+Its style is read as the cascade leaves it, from its style attribute and the
+document's ``<style>`` sheets as far as :mod:`~postwarden_policies.stylesheets`
+reads them (simple selectors). What hides an element's content: ``display:
+none`` (or the ``hidden`` attribute, ``<template>``), ``visibility: hidden``, a
+font under 2 px (``font-size: 0``, ``font: 0/0 a``), ``opacity`` of at most 0.1,
+a transparent colour or the colour of the background behind it
+(:mod:`~postwarden_policies.colours`), a zero height or width with
+``overflow: hidden``, Outlook's ``mso-hide: all``, and a place off the screen:
+positioned far to the left or top, absolutely positioned and clipped to nothing, a
+``text-indent`` far to the left, a ``clip-path`` that leaves nothing.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import html
 import re
 from typing import NamedTuple
 
+from .colours import Colour, background, colour
 from .htmltokens import ATTRIBUTE
-from .sanitize import css_unescaped
+from .stylesheets import EMPTY, INLINE, Declared, StyleSheet, cascade, cleaned, declarations
 
-# Attributes look_of reads; a tag without any of them shows as its parent does.
-_LOOKED_AT = re.compile(r"style|hidden|dir|alt|value", re.IGNORECASE)
+# Attributes look_of reads; a tag without any of them (nor a sheet's rule for it)
+# shows as its parent does.
+_LOOKED_AT = re.compile(r"style|hidden|dir|alt|value|color", re.IGNORECASE)
 _VISIBILITY = ("hidden", "collapse", "visible")
-_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.DOTALL)
 _NUMBER_TEXT = r"[+-]?(?:\d+\.?\d*|\.\d+)"
 _NUMBER = re.compile(_NUMBER_TEXT)
 _LENGTH = re.compile(rf"({_NUMBER_TEXT})([a-z%]*)")
@@ -43,24 +47,35 @@ _TRANSPARENT = re.compile(
 )
 _ZERO_BOX = ("height", "max-height", "width", "max-width", "line-height")
 _OVERFLOW = ("overflow", "overflow-x", "overflow-y")
+_BACKGROUND = ("background-color", "background")
+_FAR = -1000.0  # px: a place further left or up than this is off the screen
+_SIDES = ("left", "top")
+_MOVED = ("absolute", "fixed", "relative", "sticky")  # the positions left and top move
+_CLIP = re.compile(r"rect\(([^()]*)\)")
+_CLIP_EDGES = re.compile(r"[\s,]+")
+_EMPTY_CLIP_PATH = re.compile(  # inset by half or more, or a circle or ellipse of size 0
+    r"inset\((?:\s*(?:[5-9]\d|\d{3,})(?:\.\d*)?%){1,4}\s*\)"
+    r"|(?:circle|ellipse)\(\s*0+\.?0*(?:px|%)?[\s)]"
+)
+# The properties look_of reads: what a sheet keeps.
+PROPERTIES = frozenset(
+    ("display", "visibility", "font-size", "font", "opacity", "color", "mso-hide",
+     "direction", "unicode-bidi", "position", "text-indent", "clip", "clip-path",
+     *_ZERO_BOX, *_OVERFLOW, *_BACKGROUND, *_SIDES)
+)
 
 
-def _declarations(style: str) -> dict[str, str]:
-    """An inline style's declarations, name to value as the cascade leaves them: the
-    last of a name wins, unless an earlier one is ``!important``."""
-    found: dict[str, str] = {}
-    important: set[str] = set()
-    text = _CSS_COMMENT.sub(" ", css_unescaped(html.unescape(style))).lower()
-    for declaration in text.split(";"):
-        name, _, value = (piece.strip() for piece in declaration.partition(":"))
-        is_important = value.endswith("important") and "!" in value
-        if is_important:
-            value = value[: value.rindex("!")].strip()
-        if name and value and (is_important or name not in important):
-            found[name] = value
-            if is_important:
-                important.add(name)
-    return found
+def _declarations(values: dict[str, str], name: str, sheet: StyleSheet) -> dict[str, str]:
+    """An element's declarations, name to value as the cascade leaves them, from the
+    sheet and its style attribute (``values``: its attributes)."""
+    found: Declared = {}
+    if sheet is not EMPTY:
+        found = sheet.declared(
+            name, html.unescape(values.get("class", "")), html.unescape(values.get("id", ""))
+        )
+    if values.get("style"):
+        cascade(found, declarations(cleaned(html.unescape(values["style"])), PROPERTIES), INLINE, 0)
+    return {property_name: value for property_name, (_, value) in found.items()}
 
 
 def font_px(value: str, parent: float) -> float:
@@ -101,21 +116,25 @@ class Look(NamedTuple):
     font_size: str | None
     visible: bool | None
     painted: bool | None
+    colour: Colour | None
+    backdrop: Colour | None  # the background it paints (UNKNOWN: an image)
 
 
 # The look of a tag without any attribute look_of reads: as its parent shows.
-PLAIN = Look(False, None, False, "", None, None, None)
+PLAIN = Look(False, None, False, "", None, None, None, None, None)
 
 
-def look_of(name: str, attributes: str) -> Look:
-    """How the element ``name`` with these attributes (as written) shows."""
-    if name != "template" and not _LOOKED_AT.search(attributes):
+def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY) -> Look:
+    """How the element ``name`` with these attributes (as written) shows, given the
+    document's style sheets."""
+    if (name != "template" and not _LOOKED_AT.search(attributes)
+            and not sheet.may_style(name, attributes)):
         return PLAIN
     values: dict[str, str] = {}
     for attribute in ATTRIBUTE.finditer(attributes):
         # The first of a name counts; the value as written, quotes off.
         values.setdefault(attribute.group(1).lower(), (attribute.group(2) or "").strip("\"'"))
-    css = _declarations(values["style"]) if values.get("style") else {}
+    css = _declarations(values, name, sheet)
     display = css.get("display", "")
     overflow = " ".join(css.get(name, "") for name in _OVERFLOW)
     size = css.get("font-size")
@@ -136,6 +155,7 @@ def look_of(name: str, attributes: str) -> Look:
             or _number_at_most(css.get("opacity", "1"), 0.1)
             or (("hidden" in overflow or "clip" in overflow)
                 and any(_number_at_most(css.get(name, "1"), 0) for name in _ZERO_BOX))
+            or _off_screen(css)
         ),
         breaks=not display.startswith(("inline", "contents")) if display else None,
         reverses=(values.get("dir", "").lower() == "rtl" and name == "bdo") or (
@@ -144,6 +164,54 @@ def look_of(name: str, attributes: str) -> Look:
         font_size=size,
         visible=visibility == "visible" if visibility in _VISIBILITY else None,
         painted=_TRANSPARENT.search(css["color"]) is None if "color" in css else None,
+        colour=_colour(css, values, name),
+        backdrop=_backdrop(css, values),
     )
+
+
+def _colour(css: dict[str, str], values: dict[str, str], name: str) -> Colour | None:
+    """The text colour an element sets: CSS, or a <font>'s color attribute."""
+    if "color" in css:
+        return colour(css["color"])
+    return _attribute_colour(values.get("color")) if name == "font" else None
+
+
+def _backdrop(css: dict[str, str], values: dict[str, str]) -> Colour | None:
+    """The background colour an element paints: CSS, or its bgcolor attribute."""
+    if "background-color" in css and not _TRANSPARENT.search(css["background-color"]):
+        return colour(css["background-color"])
+    if "background" in css and not _TRANSPARENT.search(css["background"]):
+        return background(css["background"])
+    return _attribute_colour(values.get("bgcolor"))
+
+
+def _attribute_colour(value: str | None) -> Colour | None:
+    """A color or bgcolor attribute's colour: a name, or hex digits (with or without #)."""
+    if not value:
+        return None
+    value = html.unescape(value).strip().lower()
+    return colour(value) or colour(f"#{value}")
+
+
+def _off_screen(css: dict[str, str]) -> bool:
+    """Whether CSS puts the element where no reader sees it. Lengths are read with a
+    font of 16 px: only far-off places count, so an em more or less does not matter."""
+    position = css.get("position")
+    if position in _MOVED and any(font_px(css.get(side, "0"), 16.0) < _FAR for side in _SIDES):
+        return True
+    if position in ("absolute", "fixed") and _clipped_to_nothing(css.get("clip", "")):
+        return True
+    return (font_px(css.get("text-indent", "0"), 16.0) < _FAR
+            or _EMPTY_CLIP_PATH.match(css.get("clip-path", "")) is not None)
+
+
+def _clipped_to_nothing(clip: str) -> bool:
+    """Whether ``clip: rect(top right bottom left)`` leaves no area."""
+    rect = _CLIP.match(clip)
+    edges = _CLIP_EDGES.split(rect.group(1).strip()) if rect else []
+    if len(edges) != 4 or "auto" in edges:
+        return False
+    top, right, bottom, left = (font_px(edge, 16.0) for edge in edges)
+    return bottom <= top or right <= left
 
 

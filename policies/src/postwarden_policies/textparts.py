@@ -5,8 +5,8 @@ Body rules read ``MessageFacts.text``: the decoded text of every part readers
 show as text (text/plain, HTML, and an inline text part of another type without
 a file name), up to ``TEXT_BUDGET`` characters in all; then, where readers show
 a part otherwise, its rendering (:mod:`postwarden_policies.bodytext`), worked out
-only when a rule needs it (``MessageFacts.renderings``; never longer than the
-text it renders, so within the budget twice over).
+only when a rule needs it (``MessageFacts.renderings``; each never longer than
+the text it renders, its compatibility form never twice as long).
 
 Files in plain text (``begin 644 name`` ... ``end``, ``=ybegin ... name=NAME``
 ... ``=yend``, ``(This file must be converted with BinHex 4.0)`` ..., which

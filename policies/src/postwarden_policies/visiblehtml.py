@@ -1,7 +1,8 @@
 """The text of HTML as a reader shows it, leaving out what inline CSS hides: a
 linear walk over the tokens of :data:`~postwarden_policies.htmltokens.MARKUP`
 that keeps the open elements as HTML's tree builder does (see :class:`_Walk`),
-each with the look :func:`~postwarden_policies.inlinestyle.look_of` reads.
+each with the look :func:`~postwarden_policies.inlinestyle.look_of` reads from its
+attributes and the document's ``<style>`` sheets.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import html
 from typing import TypeAlias
 
+from .colours import Colour, near
 from .htmltokens import BLOCK, MARKUP, RAW, TAG_PARTS, WS
-from .inlinestyle import PLAIN, UNREADABLE_PX, Look, font_px, look_of
+from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
+from .stylesheets import StyleSheet, read_style_sheets
 
 # A right-to-left override and the pop that ends it: a reversing element's text
 # goes between them, which bodytext.visible_characters then draws reversed.
@@ -46,13 +49,15 @@ class _Element:
     """An open element as the walk keeps it: how text in it shows, and where it goes."""
 
     __slots__ = (
-        "breaks", "container", "font_px", "fostered", "gone", "host", "look", "name",
-        "painted", "readable", "segment", "visible",
+        "backdrop", "breaks", "colour", "container", "font_px", "fostered", "gone", "host",
+        "look", "name", "painted", "readable", "segment", "visible",
     )
     gone: bool  # for all inside too
-    visible: bool  # these three are inherited, and a child may undo them
+    visible: bool  # these five are inherited, and a child may undo them
     painted: bool  # in a colour
     font_px: float
+    colour: Colour | None  # the text's, where known
+    backdrop: Colour | None  # the background's behind it, where one is set
     readable: bool
     container: _Segment  # where its line breaks go
     segment: _Segment  # where what it holds goes
@@ -65,10 +70,12 @@ class _Element:
         self.breaks = name in _BLOCKS if look.breaks is None else look.breaks
         if parent is None:
             self.gone, self.visible, self.painted, self.font_px = False, True, True, 16.0
+            self.colour = self.backdrop = None
             self.readable = True
             return
         self.gone, self.visible, self.painted = parent.gone, parent.visible, parent.painted
         self.font_px, self.readable = parent.font_px, parent.readable
+        self.colour, self.backdrop = parent.colour, parent.backdrop
         if look is not PLAIN:
             self.gone = self.gone or look.gone
             if look.visible is not None:
@@ -77,8 +84,13 @@ class _Element:
                 self.painted = look.painted
             if look.font_size is not None:
                 self.font_px = font_px(look.font_size, self.font_px)
+            if look.colour is not None:
+                self.colour = look.colour
+            if look.backdrop is not None:
+                self.backdrop = look.backdrop
             self.readable = (not self.gone and self.visible and self.painted
-                             and self.font_px >= UNREADABLE_PX)
+                             and self.font_px >= UNREADABLE_PX
+                             and not near(self.colour, self.backdrop))
 
 
 class _Walk:
@@ -97,7 +109,7 @@ class _Walk:
     length, past which nothing is reopened.
     """
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, sheet: StyleSheet) -> None:
         root = _Element("", PLAIN)
         root.host, root.container = root, []
         root.segment = root.fostered = root.container
@@ -107,6 +119,7 @@ class _Walk:
         self.closed: list[_Element] = []  # formatting elements to open again
         self.budget = budget
         self.looks: dict[tuple[str, str], Look] = {}  # mail repeats its styles
+        self.sheet = sheet
 
     def text(self, text: str) -> None:
         if self.closed:
@@ -126,7 +139,7 @@ class _Walk:
             self._close_implied(name)
         look = self.looks.get((name, attributes))
         if look is None:
-            look = self.looks[name, attributes] = look_of(name, attributes)
+            look = self.looks[name, attributes] = look_of(name, attributes, self.sheet)
         return self._open(name, look)
 
     def _open(self, name: str, look: Look, again: bool = False) -> _Element:
@@ -226,19 +239,20 @@ class _Walk:
 
 
 def render_visible(text: str) -> str:
-    """What a reader shows of the HTML ``text``, leaving out what its inline CSS or
-    ``hidden`` attributes hide: ``display: none``, ``visibility: hidden``, a font
-    under 2 px (``font-size: 0``, ``font: 0/0 a``), ``opacity`` of at most 0.1, a
-    transparent colour, a zero height or width with ``overflow: hidden``, and
-    Outlook's ``mso-hide: all``, and ``<template>`` content. An element CSS makes
-    inline breaks no line; ``<bdo dir=rtl>`` and a CSS bidi override are drawn
-    reversed; images show their alt text (as with images off) and inputs their value.
+    """What a reader shows of the HTML ``text``, leaving out what its CSS (inline, or
+    in ``<style>`` sheets with simple selectors), ``hidden`` attributes or colours
+    hide: ``display: none``, ``visibility: hidden``, a font under 2 px (``font-size:
+    0``, ``font: 0/0 a``), ``opacity`` of at most 0.1, a transparent colour or the
+    background's, a zero height or width with ``overflow: hidden``, Outlook's
+    ``mso-hide: all``, a place off the screen, and ``<template>`` content (see
+    :mod:`~postwarden_policies.inlinestyle`). An element CSS makes inline breaks no
+    line; ``<bdo dir=rtl>`` and a CSS bidi override are drawn reversed; images show
+    their alt text (as with images off) and inputs their value.
 
     The tokens are :func:`~postwarden_policies.bodytext.render_html`'s; :class:`_Walk`
-    tells what each element holds. ``<style>`` sheets are not read (a rule there may
-    hide by class).
+    tells what each element holds.
     """
-    walk = _Walk(budget=len(text) // 4)
+    walk = _Walk(budget=len(text) // 4, sheet=read_style_sheets(text, PROPERTIES))
     pos = 0
     for match in MARKUP.finditer(text):
         if match.start() > pos:

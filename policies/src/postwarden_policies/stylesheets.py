@@ -1,0 +1,161 @@
+"""The ``<style>`` sheets of HTML as far as body rules read them, for
+:func:`~postwarden_policies.inlinestyle.look_of`.
+
+Rules with simple selectors only: a tag name or ``*``, ``.class``, ``#id``,
+``tag.class``, ``tag#id``, and lists of them. A selector of another kind
+(descendants, attributes, pseudo-classes, two classes) and what an at-rule holds
+(``@media``...) are not read: what they would hide stays in the rendering. Class
+and id names are matched ignoring case, as quirks mode (most mail has no
+doctype) does. The cascade is CSS's: ``!important`` first, then the style
+attribute, then the more specific selector, then the later rule. A ``<style>``
+is found wherever it is, in a comment too: that can only hide more, and finding
+it as the tokenizer does would cost a second pass over all the markup.
+
+Reading is linear in the sheets: one scan of their braces; and so is matching,
+in the element's attributes: each of its classes and its id is looked up (no
+selector is tried against it), and only the properties asked for are kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Iterator
+
+from .htmltokens import STYLE_SHEET, WS
+from .sanitize import css_unescaped
+
+# How a declaration ranks in the cascade: !important, specificity, rule order.
+Rank = tuple[bool, int, int]
+# Declarations as the cascade leaves them: a property's rank and value.
+Declared = dict[str, tuple[Rank, str]]
+INLINE = 1000  # a style attribute's specificity: above any selector's
+
+_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.DOTALL)
+_CDO_CDC = re.compile("<!--|-->")  # ignored in a sheet: old mail wraps its rules in them
+# What structures a sheet: braces, and strings, which hide theirs.
+_STRUCTURE = re.compile(r"""[{}]|"(?:[^"\\\n]|\\.)*+"?|'(?:[^'\\\n]|\\.)*+'?""", re.DOTALL)
+# A simple selector as read here: a tag (or *), then a class or an id.
+_SELECTOR = re.compile(r"([a-z][^\s.#:\[\]>+~*]*|\*)?(?:([.#])([^\s.#:\[\]>+~*()]+))?")
+_SPECIFICITY = {"": 0, ".": 10, "#": 100}
+_NAMED = re.compile("class|id", re.IGNORECASE)  # attributes a class or id rule needs
+
+
+def declarations(block: str, properties: frozenset[str]) -> Iterator[tuple[str, str, bool]]:
+    """A declaration block's declarations (unescaped, lower-cased, without comments)
+    of these properties: name, value and whether ``!important``."""
+    for declaration in _declaration_of(properties).finditer(block):
+        name, value = declaration.group(1), declaration.group(2).strip()
+        important = value.endswith("important") and "!" in value
+        if important:
+            value = value[: value.rindex("!")].strip()
+        if value:
+            yield name, value, important
+
+
+@functools.cache
+def _declaration_of(properties: frozenset[str]) -> re.Pattern[str]:
+    """A declaration of one of these properties (looked for alone: others cost nothing)."""
+    names = "|".join(map(re.escape, sorted(properties, key=len, reverse=True)))
+    return re.compile(rf"(?:^|;)[{WS}]*+({names})[{WS}]*+:([^;]*+)")
+
+
+def cascade(
+    into: Declared, declared: Iterable[tuple[str, str, bool]], specificity: int, order: int
+) -> None:
+    """Add a block's declarations to ``into`` where they win the cascade."""
+    for name, value, important in declared:
+        rank = (important, specificity, order)
+        if name not in into or rank >= into[name][0]:
+            into[name] = (rank, value)
+
+
+def cleaned(css: str) -> str:
+    """CSS text as read: escapes read, comments out, lower-cased."""
+    return _CSS_COMMENT.sub(" ", css_unescaped(css)).lower()
+
+
+class StyleSheet:
+    """The declarations of a document's sheets, by the selector (``span``, ``.h``,
+    ``span#x``...) that applies them."""
+
+    __slots__ = ("_names", "_rules")
+
+    def __init__(self, rules: dict[str, Declared]) -> None:
+        self._rules = rules
+        self._names = frozenset(key for key in rules if key[:1] not in ".#")
+
+    def may_style(self, name: str, attributes: str) -> bool:
+        """Whether a rule may apply to a ``name`` element with these attributes."""
+        return bool(self._rules) and (
+            name in self._names or "*" in self._names or _NAMED.search(attributes) is not None
+        )
+
+    def declared(self, name: str, classes: str, element_id: str) -> Declared:
+        """What the sheets declare for an element (as the cascade leaves it), given
+        its name and its class and id attributes (references decoded)."""
+        keys = [name, "*"]
+        for word in dict.fromkeys(classes.lower().split()):
+            keys += (f".{word}", f"{name}.{word}")
+        if element_id:
+            keys += (f"#{element_id.lower()}", f"{name}#{element_id.lower()}")
+        found: Declared = {}
+        for key in keys:
+            for property_name, entry in self._rules.get(key, {}).items():
+                if property_name not in found or entry[0] >= found[property_name][0]:
+                    found[property_name] = entry
+        return found
+
+
+EMPTY = StyleSheet({})
+
+
+def read_style_sheets(html: str, properties: frozenset[str]) -> StyleSheet:
+    """The sheets of the HTML ``html``, keeping the ``properties`` asked for."""
+    sheets = [match.group(1) or "" for match in STYLE_SHEET.finditer(html)]
+    if not sheets:
+        return EMPTY
+    # Lower-cased whole; escapes are read in each piece, where they cannot add a brace.
+    sheet = _CDO_CDC.sub(" ", _CSS_COMMENT.sub(" ", " ".join(sheets))).lower()
+    rules: dict[str, Declared] = {}
+    for order, (prelude, block) in enumerate(_rules(sheet)):
+        kept = list(declarations(css_unescaped(block), properties))
+        if kept:
+            for key, specificity in _selectors(css_unescaped(prelude)):
+                cascade(rules.setdefault(key, {}), kept, specificity, order)
+    return StyleSheet(rules)
+
+
+def _rules(sheet: str) -> Iterator[tuple[str, str]]:
+    """A sheet's rules (without comments), prelude and block, leaving out at-rules
+    and what they hold."""
+    depth, start, prelude = 0, 0, ""
+    for match in _STRUCTURE.finditer(sheet):
+        char = match.group()
+        if char == "{":
+            if depth == 0:
+                # After the statements before it (@import, @charset), ended by ";".
+                prelude = sheet[start : match.start()].rpartition(";")[2]
+                start = match.end()
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                if not prelude.lstrip().startswith("@"):
+                    yield prelude, sheet[start : match.start()]
+                start = match.end()
+    # An unclosed rule ends with the sheet, as CSS ends it.
+    if depth == 1 and not prelude.lstrip().startswith("@"):
+        yield prelude, sheet[start:]
+
+
+def _selectors(prelude: str) -> Iterable[tuple[str, int]]:
+    """The simple selectors of a selector list, as keys of StyleSheet's rules, and
+    their specificity; others left out."""
+    for selector in prelude.split(","):
+        simple = _SELECTOR.fullmatch(selector.strip(WS))
+        if simple is None or not selector.strip(WS):
+            continue
+        tag, kind, word = simple.group(1) or "", simple.group(2) or "", simple.group(3) or ""
+        key = (tag if tag != "*" or not kind else "") + kind + word
+        yield key, _SPECIFICITY[kind] + (1 if tag and tag != "*" else 0)

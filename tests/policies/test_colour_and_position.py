@@ -1,0 +1,96 @@
+"""Body rules see a word a sender split with text readers cannot see: text in the
+colour of the background behind it, and text placed off the screen or clipped to
+nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_policies import Envelope, evaluate_message
+
+from .policy_helpers import rule_policy
+
+HEAD = "From: a@elsewhere.test\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\nSubject: hi\r\n"
+RULE = rule_policy("body: '(?i)viagra'", "reject")
+
+
+def _rejected(html: str) -> bool:
+    raw = (
+        f"{HEAD}Content-Type: text/html; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: 8bit\r\n\r\n{html}\r\n"
+    ).encode()
+    return evaluate_message(RULE, raw, Envelope()).rules == ("r",)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param('<body bgcolor="#FFFFFF"><p>via<font color="white">xyz</font>gra',
+                     id="font-on-bgcolor"),
+        pytest.param("<body bgcolor=ffffff><p>via<font color=fff>xyz</font>gra",
+                     id="attribute-hex-without-hash"),
+        pytest.param('<div style="background-color:#000">via<span style="color:black">xyz'
+                     "</span>gra</div>", id="css-background-color"),
+        pytest.param('<div style="background:#fff no-repeat">via<b style="color:rgb(255,255,'
+                     '255)">xyz</b>gra</div>', id="background-shorthand-rgb"),
+        pytest.param('<div style="background:white">via<b style="color:hsl(0,0%,100%)">xyz'
+                     "</b>gra</div>", id="hsl"),
+        pytest.param('<div style="background:#ffffff">via<b style="color:#fefefe">xyz</b>gra'
+                     "</div>", id="all-but-the-same"),
+        pytest.param("<table bgcolor=red><tr><td>via<b style=color:red>xyz</b>gra</td></tr>"
+                     "</table>", id="cell-in-a-coloured-table"),
+        pytest.param('<p>via<b style="color:#ccc;background:#ccc">xyz</b>gra</p>',
+                     id="own-background"),
+        pytest.param("<style>body{background:#fff} .h{color:#fff}</style><body><p>via"
+                     '<span class="h">xyz</span>gra', id="from-a-sheet"),
+        pytest.param('<p>via<span style="position:absolute;left:-9999px">xyz</span>gra</p>',
+                     id="absolute-far-left"),
+        pytest.param('<p>via<span style="position:fixed;top:-100em">xyz</span>gra</p>',
+                     id="fixed-far-up-in-em"),
+        pytest.param('<p>via<span style="position:relative;left:-5000px">xyz</span>gra</p>',
+                     id="relative-far-left"),
+        pytest.param('<p>via<span style="position:absolute;clip:rect(0 0 0 0)">xyz</span>gra',
+                     id="clip-rect-zero"),
+        pytest.param('<p>via<span style="position:absolute;clip:rect(1px,1px,1px,1px)">xyz'
+                     "</span>gra", id="clip-rect-one-pixel-edges"),
+        pytest.param('<p>via<span style="display:inline-block;text-indent:-9999px">xyz'
+                     "</span>gra", id="text-indent"),
+        pytest.param('<p>via<span style="clip-path:inset(50%)">xyz</span>gra', id="inset-50"),
+        pytest.param('<p>via<span style="clip-path:circle(0)">xyz</span>gra', id="circle-0"),
+    ],
+)
+def test_text_readers_cannot_see_inside_a_word_does_not_hide_it(html: str) -> None:
+    assert _rejected(html)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param('<p>via<font color="white">xyz</font>gra', id="no-background-set"),
+        pytest.param('<div style="background:url(x.png) #fff">via<b style="color:#fff">xyz'
+                     "</b>gra</div>", id="over-an-image"),
+        pytest.param('<div style="background:#fff">via<b style="color:#eee">xyz</b>gra</div>',
+                     id="light-grey-on-white"),
+        pytest.param('<div style="background:#fff">via<b style="color:#fff;background:#000">'
+                     "xyz</b>gra</div>", id="own-background-differs"),
+        pytest.param('<div style="background:transparent">via<b style="color:#000">xyz</b>'
+                     "gra</div>", id="transparent-background"),
+        pytest.param('<p>via<span style="left:-9999px">xyz</span>gra', id="static-position"),
+        pytest.param('<p>via<span style="position:absolute;left:-20px">xyz</span>gra',
+                     id="a-little-left"),
+        pytest.param('<p>via<span style="clip:rect(0 0 0 0)">xyz</span>gra', id="clip-static"),
+        pytest.param('<p>via<span style="position:absolute;clip:rect(auto,auto,auto,auto)">'
+                     "xyz</span>gra", id="clip-auto"),
+        pytest.param('<p>via<span style="clip-path:inset(10%)">xyz</span>gra', id="inset-10"),
+    ],
+)
+def test_text_readers_see_is_not_left_out(html: str) -> None:
+    assert not _rejected(html)
+
+
+def test_a_child_in_another_colour_shows() -> None:
+    html = ('<div style="background:#fff">vi<b style="color:#fff">xyz<i style="color:#000">'
+            "agr</i>xyz</b>a</div>")
+    assert _rejected(html)
+    assert not _rejected(html.replace("#000", "#fff"))

@@ -1,0 +1,91 @@
+"""Body rules read letters in Unicode's compatibility forms as the plain letters.
+
+Fullwidth, mathematical, circled and ligature forms of letters read as a
+rule written in plain letters, in plain text and in HTML (NFKC); the NFKC reading
+stays within the length of the text it reads, however much it would expand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from postwarden_policies import Envelope, bodytext, evaluate, evaluate_message, parse_message
+
+from .policy_helpers import html_part, rule_policy
+
+HEAD = "From: a@elsewhere.test\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\nSubject: hi\r\n"
+RULE = rule_policy("body: '(?i)free money'", "reject")
+
+
+def _message(content_type: str, body: str) -> bytes:
+    return (
+        f"{HEAD}Content-Type: {content_type}; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def _rejected(raw: bytes) -> bool:
+    return evaluate_message(RULE, raw, Envelope()).rules == ("r",)
+
+
+FORMS = [
+    pytest.param("ｆｒｅｅ ｍｏｎｅｙ", id="fullwidth"),
+    pytest.param("ＦＲＥＥ ＭＯＮＥＹ", id="fullwidth-capitals"),
+    pytest.param("\U0001d41f\U0001d42b\U0001d41e\U0001d41e money", id="mathematical-bold"),
+    pytest.param("\U0001d4bb\U0001d4c7\U0001d452\U0001d452 money", id="mathematical-script"),
+    pytest.param("\U0001d5cb\U0001d5cb\U0001d5be\U0001d5be money".replace(
+        "\U0001d5cb\U0001d5cb", "\U0001d5bf\U0001d5cb"), id="mathematical-sans"),
+    pytest.param("ⓕⓡⓔⓔ money", id="circled"),
+    pytest.param("free m\uff4fney", id="one-letter"),
+]
+
+
+@pytest.mark.parametrize("text", FORMS)
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html"])
+def test_letters_in_a_compatibility_form_match_a_plain_rule(text: str, content_type: str) -> None:
+    assert _rejected(_message(content_type, text))
+
+
+def test_a_compatibility_form_written_as_references_matches() -> None:
+    assert _rejected(_message("text/html", "<p>&#xff46;&#xff52;&#xff45;&#xff45; money</p>"))
+
+
+def test_a_ligature_in_html_reads_as_its_letters() -> None:
+    """Its reading is longer: the tags HTML's rendering leaves out make room for it."""
+    policy = rule_policy("body: 'finance offer'", "reject")
+    raw = _message("text/html", "<p>best \ufb01nance offer</p>")
+    assert evaluate_message(policy, raw, Envelope()).rules == ("r",)
+
+
+def test_expanding_characters_do_not_push_the_word_out_of_reach() -> None:
+    """An ellipsis reads as three dots: thousands of them would make the reading
+    longer than the text; they are then left as written, and the word still reads."""
+    assert _rejected(_message("text/plain", "\u2026" * 5000 + " ｆｒｅｅ ｍｏｎｅｙ"))
+    assert _rejected(_message("text/plain", "\ufdfa" * 5000 + " ｆｒｅｅ ｍｏｎｅｙ"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\ufdfa" * 5000 + "ｆｒｅｅ", "\u2026ｆｒｅｅ" * 5000, "\u4e00\ufdfa" * 5000 + "ｆｒｅｅ"],
+)
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html"])
+def test_the_reading_is_never_twice_as_long_as_the_text(text: str, content_type: str) -> None:
+    part = dataclasses.replace(html_part(0), content_type=content_type)
+    views = bodytext.rendering(part, {}, text)
+    assert any("free" in view for view in views)
+    assert all(len(view) <= 2 * len(text) for view in views)
+
+
+def test_an_ellipsis_reads_as_three_dots() -> None:
+    """The common case: a few expanding characters, read in full NFKC."""
+    views = bodytext.rendering(dataclasses.replace(html_part(0), content_type="text/plain"),
+                               {}, "Gr\u00fc\u00dfe\u2026 \uff46\uff52\uff45\uff45")
+    assert "Gr\u00fc\u00dfe... free" in views
+
+
+def test_text_already_in_its_compatibility_form_has_no_rendering_to_search() -> None:
+    facts = parse_message(_message("text/plain", "caf\u00e9 na\u00efve words"), Envelope())
+    assert evaluate(RULE, facts).rules == ()
+    assert list(facts.renderings) == []

@@ -1,0 +1,103 @@
+"""Body rules see a word a sender split with text a ``<style>`` sheet hides.
+
+Rules with simple selectors (tag, ``.class``, ``#id``, ``tag.class``, ``tag#id``,
+lists of them) hide what inline CSS would; the cascade decides between a sheet's
+rules and the style attribute (bench/style_sheets.py shows the reading linear in the HTML).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_policies import Envelope, evaluate_message
+
+from .policy_helpers import rule_policy
+
+HEAD = "From: a@elsewhere.test\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\nSubject: hi\r\n"
+RULE = rule_policy("body: '(?i)viagra'", "reject")
+
+
+def _rejected(html: str) -> bool:
+    raw = (
+        f"{HEAD}Content-Type: text/html; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: 8bit\r\n\r\n{html}\r\n"
+    ).encode()
+    return evaluate_message(RULE, raw, Envelope()).rules == ("r",)
+
+
+def _split(sheet: str, tag: str = '<span class="h">') -> str:
+    """A word split by an element the sheet may hide."""
+    name = tag[1:].split(maxsplit=1)[0].rstrip(">")
+    return f"<html><head><style>{sheet}</style></head><body><p>via{tag}xyz</{name}>gra</p>"
+
+
+@pytest.mark.parametrize(
+    ("sheet", "tag"),
+    [
+        pytest.param(".h{display:none}", '<span class="h">', id="class"),
+        pytest.param(".h { visibility : hidden }", '<span class="h">', id="visibility"),
+        pytest.param(".h{font-size:0}", '<span class="h">', id="font-size-0"),
+        pytest.param(".h{font:0/0 a}", '<span class="h">', id="font-shorthand"),
+        pytest.param(".h{opacity:0}", '<span class="h">', id="opacity"),
+        pytest.param(".h{color:transparent}", '<span class="h">', id="transparent"),
+        pytest.param(".h{mso-hide:all}", '<span class="h">', id="mso-hide"),
+        pytest.param(".h{max-height:0;overflow:hidden}", '<span class="h">', id="zero-box"),
+        pytest.param("#x{display:none}", '<span id="x">', id="id"),
+        pytest.param("em{display:none}", "<em>", id="tag"),
+        pytest.param("EM{display:none}", "<em>", id="tag-upper-case"),
+        pytest.param("span.h{display:none}", '<span class="h">', id="tag-class"),
+        pytest.param("span#x{display:none}", "<span id=x>", id="tag-id"),
+        pytest.param("*.h{display:none}", '<span class="h">', id="universal-class"),
+        pytest.param(".a, p > b, .h {display:none}", '<span class="h">', id="selector-list"),
+        pytest.param(".h{display:none}", '<span class="a  H\tb">', id="one-of-classes"),
+        pytest.param(".h{display:none}", '<span class="&#104;">', id="reference-in-class"),
+        pytest.param(".\\68 {display:none}", '<span class="h">', id="escape-in-selector"),
+        pytest.param(".h{displ\\61y:none}", '<span class="h">', id="escape-in-property"),
+        pytest.param(".h{/* x */display:/**/none}", '<span class="h">', id="comments"),
+        pytest.param("<!-- .h{display:none} -->", '<span class="h">', id="cdo-cdc"),
+        pytest.param("@import url(x.css); .h{display:none}", '<span class="h">',
+                     id="after-import"),
+        pytest.param("@media print{.a{color:red}} .h{display:none}", '<span class="h">',
+                     id="after-media-block"),
+        pytest.param('.a{content:"{"} .h{display:none}', '<span class="h">',
+                     id="brace-in-string"),
+        pytest.param(".h{color:red;display:none", '<span class="h">', id="unclosed-rule"),
+        pytest.param(".h{display:none !important}", '<span class="h" style="display:inline">',
+                     id="important-over-style-attribute"),
+        pytest.param("span.h{display:none} .h{display:inline}", '<span class="h">',
+                     id="more-specific-wins"),
+        pytest.param(".h{display:none} .h{color:red}", '<span class="h">', id="merged-rules"),
+    ],
+)
+def test_text_a_sheet_hides_inside_a_word_does_not_hide_it(sheet: str, tag: str) -> None:
+    assert _rejected(_split(sheet, tag))
+
+
+def test_a_sheet_after_the_text_hides_it_too() -> None:
+    """A sheet applies to the whole document, wherever it is."""
+    assert _rejected('<p>via<span class="h">xyz</span>gra</p><style>.h{display:none}</style>')
+
+
+@pytest.mark.parametrize(
+    ("sheet", "tag"),
+    [
+        pytest.param(".h{display:none} .h{display:inline}", '<span class="h">', id="later-wins"),
+        pytest.param(".h{display:none}", '<span class="h" style="display:inline">',
+                     id="style-attribute-wins"),
+        pytest.param(".h{display:none !important}",
+                     '<span class="h" style="display:inline !important">',
+                     id="important-style-attribute-wins"),
+        pytest.param("#x{display:inline} .h{display:none}", '<span class="h" id="x">',
+                     id="id-wins-over-class"),
+        pytest.param(".h{display:none}", '<span class="hx">', id="other-class"),
+        pytest.param("b.h{display:none}", '<span class="h">', id="other-tag"),
+        pytest.param("@media print{.h{display:none}}", '<span class="h">', id="media-rule"),
+        pytest.param(".h{color:red}", '<span class="h">', id="nothing-hidden"),
+    ],
+)
+def test_text_the_cascade_shows_is_not_left_out(sheet: str, tag: str) -> None:
+    assert not _rejected(_split(sheet, tag))
+
+
+def test_a_hidden_keyword_is_still_found() -> None:
+    assert _rejected('<style>.h{display:none}</style><p>hi<span class="h">viagra</span></p>')
