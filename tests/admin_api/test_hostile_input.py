@@ -20,6 +20,7 @@ from postwarden_admin_api import routes_audit
 from postwarden_admin_api.cli import configure_logging
 from postwarden_admin_api.context import Role
 from postwarden_store import connect
+from tests.admin_api.test_pool_exhaustion import _write_events
 from tests.fixtures.adminapp import bearer
 
 Client = TestClient[Any, Any]
@@ -77,10 +78,20 @@ async def test_a_csv_cell_a_spreadsheet_would_run_is_defused(
 
 @pytest.mark.usefixtures("audited")
 async def test_an_export_failing_while_streaming_is_cut_not_answered_twice(
-    admin_client: Client, role_keys: dict[Role, str], monkeypatch: pytest.MonkeyPatch
+    admin_client: Client, role_keys: dict[Role, str], database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    await _write_events(database_url, 2, "cut")  # pages of one: the second is met streaming
+    monkeypatch.setattr(routes_audit, "EXPORT_BATCH", 1)
+    rendered = 0
+    first = routes_audit.event_json
+
     def broken(row: Any) -> Any:
-        raise RuntimeError("a bug met on the first row")
+        nonlocal rendered
+        rendered += 1
+        if rendered > 1:  # the first page is rendered before the 200
+            raise RuntimeError("a bug met on the second row")
+        return first(row)
 
     monkeypatch.setattr(routes_audit, "event_json", broken)
     key = role_keys[Role.AUDITOR]
@@ -89,6 +100,7 @@ async def test_an_export_failing_while_streaming_is_cut_not_answered_twice(
     assert data.startswith(b"HTTP/1.1 200 ")
     assert data.count(b"HTTP/1.1 ") == 1  # no error response written into the body
     body = data.partition(b"\r\n\r\n")[2]
+    assert b'"event_id"' in body  # the first page went out
     assert not (b"\r\n" + body).endswith(b"\r\n0\r\n\r\n")  # no last chunk: incomplete
 
 

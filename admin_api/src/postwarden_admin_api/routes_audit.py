@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import logging
@@ -26,7 +27,6 @@ from .audit_queries import (
     range_problem,
     reading,
     search_rows,
-    search_sql,
 )
 from .bodies import dumps, fill_page, json_ok, json_page, query_int, query_time
 from .context import POOL, Role, allow, principal
@@ -71,39 +71,24 @@ def _after(row: asyncpg.Record) -> Cursor:
 @allow(Role.AUDITOR)
 async def audit_export(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query)
-    kind = request.query.get("format", "ndjson")
-    if kind not in ("ndjson", "csv"):
-        raise ValidationFailed([{"field": "format", "message": "expected ndjson or csv"}])
+    kind = _export_format(request)
     response = web.StreamResponse(headers={
         "Content-Type": "application/x-ndjson" if kind == "ndjson" else "text/csv",
         "Content-Disposition": f'attachment; filename="audit.{kind}"',
     })
-    rows = await _export_page(request, filters, None)  # before the 200: a busy pool is a 503
+    # Before the 200: a busy pool is a 503, an event that cannot be rendered a 500.
+    lines, last = await _export_page(request, filters, None)
     await response.prepare(request)
-    lines = [_csv_line(CSV_FIELDS)] if kind == "csv" else []
+    head = [_csv_line(CSV_FIELDS)] if kind == "csv" else []
     sent = 0
     try:
-        while True:  # keyset pages only move back in time: ends at the first short one
-            lines += [_export_line(kind, event_json(row)) for row in rows]
-            last_page = len(rows) < EXPORT_BATCH
-            try:
-                async with asyncio.timeout(EXPORT_WRITE_TIMEOUT):
-                    for line in lines:
-                        await response.write(line)
-                    if last_page:
-                        await response.write_eof()
-            except TimeoutError:
-                # A client that stops reading would hold its socket and this page
-                # for ever.
-                log.warning("audit export: the client did not take in a page within %s s; "
-                            "connection closed", EXPORT_WRITE_TIMEOUT)
-                _cut(request)
+        while True:  # one page in memory at a time: PAGE_MAX_BYTES of lines, or one event
+            if not await _send(request, response, head + lines, last is None) or last is None:
                 return response
-            if last_page:
-                return response
-            sent += len(rows)
-            lines = []
-            rows = await _export_page(request, filters, _after(rows[-1]))
+            sent += len(lines)
+            head = []
+            lines.clear()  # the page is out: not held while the next one is read
+            lines, last = await _export_page(request, filters, _after(last))
     # The 200 is out: an error answer now would be a second response inside
     # this one. Cutting the connection (no last chunk) tells the client the
     # export is incomplete.
@@ -117,9 +102,36 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _export_line(kind: str, event: dict[str, Any]) -> bytes:
+def _export_format(request: web.Request) -> str:
+    kind = request.query.get("format", "ndjson")
+    if kind not in ("ndjson", "csv"):
+        raise ValidationFailed([{"field": "format", "message": "expected ndjson or csv"}])
+    return kind
+
+
+async def _send(request: web.Request, response: web.StreamResponse, lines: list[str],
+                last_page: bool) -> bool:
+    """Write one page's ``lines`` (and the end after the last page); False, the
+    connection cut, when the client does not take them in within EXPORT_WRITE_TIMEOUT:
+    a client that stops reading would hold its socket and this page for ever."""
+    try:
+        async with asyncio.timeout(EXPORT_WRITE_TIMEOUT):
+            for line in lines:
+                await response.write(line.encode())
+            if last_page:
+                await response.write_eof()
+    except TimeoutError:
+        log.warning("audit export: the client did not take in a page within %s s; "
+                    "connection closed", EXPORT_WRITE_TIMEOUT)
+        _cut(request)
+        return False
+    return True
+
+
+def _export_line(kind: str, row: asyncpg.Record) -> str:
+    event = event_json(row)
     if kind == "ndjson":
-        return json.dumps(event).encode() + b"\n"
+        return json.dumps(event) + "\n"
     return _csv_line([_csv_value(event[f]) for f in CSV_FIELDS])
 
 
@@ -129,16 +141,21 @@ def _cut(request: web.Request) -> None:
 
 
 async def _export_page(request: web.Request, filters: dict[str, Any], after: Cursor | None
-                       ) -> list[asyncpg.Record]:
-    """One page of the export, the connection released before the client gets it: a
-    client that reads slowly, or not at all, holds no database connection. A later
-    page only while the key is live: an export may stream for hours."""
-    sql, params = search_sql(filters, after, EXPORT_BATCH)
+                       ) -> tuple[list[str], asyncpg.Record | None]:
+    """The lines of one page of the export (at most EXPORT_BATCH events, and
+    ``PAGE_MAX_BYTES`` of lines: an event carries up to 128 KiB of changes), and the
+    page's last event when more follow (see :func:`~.bodies.fill_page`).
+
+    Rows are read a few at a time and each rendered once, the connection released
+    before the client gets the page: a client that reads slowly, or not at all, holds
+    no database connection. A later page only while the key is live: an export may
+    stream for hours."""
+    render = functools.partial(_export_line, _export_format(request))
     async with reading(request.app[POOL]) as conn:
         if after is not None and not await is_live(conn, principal(request)):
             raise ApiError(401, "unauthenticated", "the key was revoked or expired")
-        rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
-    return rows
+        rows = search_rows(conn, filters, after, EXPORT_BATCH + 1)
+        return await fill_page(rows, EXPORT_BATCH, render)
 
 
 # A cell a spreadsheet would run as a formula (OWASP's list): senders choose
@@ -154,10 +171,10 @@ def _csv_value(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _csv_line(values: Any) -> bytes:
+def _csv_line(values: Any) -> str:
     buffer = io.StringIO()
     csv.writer(buffer).writerow(values)
-    return buffer.getvalue().encode()
+    return buffer.getvalue()
 
 
 @routes.get("/api/v1/audit/{event_id}")
