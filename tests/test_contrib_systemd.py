@@ -11,6 +11,7 @@ console scripts), the sandbox scores as hardened (``systemd-analyze security
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
@@ -18,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from postwarden_milter.settings import MilterSettings
+from postwarden_milter.signals import RELOAD_SIGNALS
 
 SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "contrib" / "systemd"
 UNITS = sorted(SYSTEMD_DIR.glob("*.service"))
@@ -219,3 +221,13 @@ def test_the_milters_default_spool_dir_is_writable_in_its_unit() -> None:
                  for path in line.split()]
     spool = PurePosixPath(MilterSettings().spool_dir)
     assert any(spool == place or place in spool.parents for place in writable), writable
+
+
+def test_the_reload_sends_a_signal_libmilter_never_takes() -> None:
+    """A reload signal libmilter's own signal thread also waits for (SIGHUP) may be taken
+    by it, when sent while another is handled, and stop a single-process milter."""
+    unit = (SYSTEMD_DIR / "postwarden-milter.service").read_text(encoding="utf-8")
+    [sent] = re.findall(r"^ExecReload=/bin/kill -(\w+) \$MAINPID$", unit, re.MULTILINE)
+    signum = signal.Signals(f"SIG{sent}")
+    assert signum in RELOAD_SIGNALS
+    assert signum not in {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}  # libmilter's
