@@ -228,6 +228,6 @@ def test_the_reload_sends_a_signal_libmilter_never_takes() -> None:
     by it, when sent while another is handled, and stop a single-process milter."""
     unit = (SYSTEMD_DIR / "postwarden-milter.service").read_text(encoding="utf-8")
     [sent] = re.findall(r"^ExecReload=/bin/kill -(\w+) \$MAINPID$", unit, re.MULTILINE)
-    signum = signal.Signals(f"SIG{sent}")
+    signum = signal.Signals[f"SIG{sent}"]
     assert signum in RELOAD_SIGNALS
     assert signum not in {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}  # libmilter's
