@@ -13,18 +13,24 @@ attempt and sending nothing:
   no log line tells a finished incoming file from one an aborted transfer left,
   so where Postfix's queue can be listed (:class:`PostfixQueue`), a file listed
   there under the receipt's queue id is the commit, however late qmgr is;
-- the follower has not read the log to its end within :data:`LOG_WAIT_SECONDS`,
-  nor has every other host's that read its log within :data:`LOG_LAG_LIMIT` (the
-  attempt may have been made there, through that host's Postfix, whose log only
-  that host reads): until it has held a row up for :data:`LOG_LAG_LIMIT` (per
+- the log that may show the attempt has not been read to its end since the row
+  was first looked at: that of the host whose Postfix the attempt went to (the
+  relay's claim names it, migration 0025), unless the instance that made it read
+  that log to its end at its stop, its relay stopped first; when that is not known
+  (a row of an older version), this host's and every other host's that read
+  within :data:`LOG_LAG_LIMIT`. The row is looked at again every
+  :data:`READ_RECHECK` (a reader reads every half second), and past
+  :data:`LOG_WAIT_SECONDS` it counts as held up by a log behind, looked at every
+  :data:`LOG_RECHECK`: until it has been held up for :data:`LOG_LAG_LIMIT` (per
   process), then the row is decided as without a log, at ERROR, since an outage
   of the log must not keep mail back for good.
+
+No row is waited for inline: the relay goes on with its other rows meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -35,25 +41,30 @@ from pathlib import Path
 
 import asyncpg
 
-from postwarden_admin_api.periodic import DB_ERRORS
-
-from .maillog import NEXT_READ, POLL_SECONDS, MaillogFollower
+from .maillog import NEXT_READ, MaillogFollower
 from .receipts import Commit, Opened, committed, opened
+from .relayoutcomes import Claimed
 from .scrub import for_log
 
 log = logging.getLogger(__name__)
 
-LOG_WAIT_SECONDS = 60.0  # for the follower to read the log to its end
+LOG_WAIT_SECONDS = 60.0  # for the log to be read to its end, before it counts as behind
+READ_RECHECK = dt.timedelta(seconds=1)  # meanwhile, the row is claimed again
 LOG_RECHECK = dt.timedelta(seconds=10)  # a row the log cannot settle yet is claimed again
 LOG_LAG_LIMIT = 1800.0
 POSTQUEUE_SECONDS = 30.0
-# Other hosts' log readers ($3: this host's keys' prefix) that read within $2 and have
-# not read their log to its end since read number $1 was drawn. Rows without a leader
-# are older versions', keyed by path alone.
-OTHER_HOSTS_BEHIND = """
+# Whether a log that may show an interrupted attempt has not been read to its end since
+# read number $1 was drawn: the one keyed $2, the attempt's (made by reader $3), unless
+# that reader read it to its end at its stop; not known ($2 NULL), this host's ($4) and
+# every other host's ($5: this host's keys' prefix). Other than this host's, only those
+# read within $6. Rows without a leader are older versions', keyed by path alone.
+LOGS_BEHIND = """
 SELECT EXISTS (SELECT FROM maillog_positions
-               WHERE NOT starts_with(path, $3) AND leader IS NOT NULL
-                 AND updated_at > now() - $2::interval AND coalesce(read_to_end, 0) <= $1)
+               WHERE leader IS NOT NULL AND coalesce(read_to_end, 0) <= $1
+                 AND (path = $4 OR updated_at > now() - $6::interval)
+                 AND CASE WHEN $2::text IS NULL THEN path = $4 OR NOT starts_with(path, $5)
+                          ELSE path = $2
+                               AND NOT (read_to_stop AND leader IS NOT DISTINCT FROM $3) END)
 """
 
 
@@ -62,9 +73,20 @@ class Undecided:
     """Postfix's log cannot tell yet whether an interrupted attempt's message was queued;
     ``reason`` (as the ``postwarden_relay_put_off`` metric counts it): ``open_receipt``,
     cleanup took it in and qmgr has yet to log it, or ``log_behind``, the follower has
-    not read the log to its end."""
+    not read the log to its end; None: not read to its end since the row was first
+    looked at, for less than LOG_WAIT_SECONDS. ``recheck``: when to look again."""
 
-    reason: str
+    reason: str | None
+    recheck: dt.timedelta = LOG_RECHECK
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A row whose attempt's log was not read to its end when it was first looked at."""
+
+    read: int  # the maillog_reads number drawn then: a read since has read past the attempt
+    since: float  # then (monotonic)
+    behind: float | None = None  # when it first counted as held up by a log behind
 
 
 class PostfixQueue:
@@ -115,24 +137,23 @@ class InterruptedAttempts:
         self._pool = pool
         self._maillog = maillog
         self._queue = queue
-        # Rows held up by a follower behind: when each was first (monotonic).
-        self._log_behind: dict[uuid.UUID, float] = {}
+        # Rows whose attempt's log was not read to its end when they were looked at.
+        self._waiting: dict[uuid.UUID, _Waiting] = {}
 
-    async def queued(self, message: uuid.UUID) -> Commit | Undecided | None:
+    async def queued(self, row: Claimed) -> Commit | Undecided | None:
         """Where Postfix queued an interrupted attempt's message, when a log shows it;
         Undecided while the log may still show it; None when it shows it was not (or
         there is no log to ask)."""
+        message = row.id
         if self._maillog is None:
             log.warning("relay: an attempt to relay message %s was interrupted; without "
                         "maillog_path nothing tells whether Postfix queued it", message)
             return None
-        try:
-            async with asyncio.timeout(LOG_WAIT_SECONDS):
-                await self._maillog.read_past(time.monotonic())
-                await self._other_hosts_read(self._maillog.host)
-        except TimeoutError:
-            return self._log_behind_for(message)
-        self._log_behind.pop(message, None)
+        if await self._logs_behind(row, self._maillog):
+            undecided = self._unread_for(message)
+            if undecided is not None:
+                return undecided
+        self._waiting.pop(message, None)
         async with self._pool.acquire() as conn:
             commit = await committed(conn, message)
             arriving = None if commit is not None else await opened(conn, message)
@@ -183,37 +204,40 @@ class InterruptedAttempts:
             return commit
         return arriving.at if still is not None and still.at == arriving.at else None
 
-    async def _other_hosts_read(self, host: str) -> None:
-        """Return once every other host's log reader that read within LOG_LAG_LIMIT has
-        read its log to its end since the call."""
-        asked: int | None = None
-        while True:
-            with contextlib.suppress(*DB_ERRORS):  # asked again at the next round
-                asked = asked or await self._pool.fetchval(NEXT_READ)
-                if not await self._pool.fetchval(OTHER_HOSTS_BEHIND, asked,
-                                                 dt.timedelta(seconds=LOG_LAG_LIMIT),
-                                                 f"{host}:"):
-                    return
-            await asyncio.sleep(POLL_SECONDS)
-
-    def _log_behind_for(self, message: uuid.UUID) -> Undecided | None:
-        """A follower that did not read the log to its end in time: Undecided until it
-        has held ``message`` up for LOG_LAG_LIMIT, then None (decided without the log)."""
+    async def _logs_behind(self, row: Claimed, maillog: MaillogFollower) -> bool:
+        """Whether a log that may show ``row``'s interrupted attempt has not been read to
+        its end since the row was first looked at (by this process)."""
         now = time.monotonic()
         # Rows settled by another instance meanwhile would stay: dropped once long past.
-        self._log_behind = {k: v for k, v in self._log_behind.items()
-                            if now - v < 2 * LOG_LAG_LIMIT}
-        since = self._log_behind.setdefault(message, now)
-        if now - since < LOG_LAG_LIMIT:
-            log.warning("relay: the maillog follower (this host's, or another host's that "
-                        "read lately) has not read to the end of the log (for %d s): whether "
-                        "Postfix queued message %s in an interrupted attempt is unknown, "
-                        "trying again in %d s", now - since, message,
-                        LOG_RECHECK.total_seconds())
+        self._waiting = {k: v for k, v in self._waiting.items()
+                         if k == row.id or now - v.since < 2 * LOG_LAG_LIMIT}
+        waiting = self._waiting.get(row.id)
+        if waiting is None:
+            waiting = self._waiting[row.id] = _Waiting(await self._pool.fetchval(NEXT_READ),
+                                                       now)
+        return bool(await self._pool.fetchval(
+            LOGS_BEHIND, waiting.read, row.attempt_log, row.attempt_by, maillog.key,
+            f"{maillog.host}:", dt.timedelta(seconds=LOG_LAG_LIMIT)))
+
+    def _unread_for(self, message: uuid.UUID) -> Undecided | None:
+        """A log not read to its end since ``message`` was first looked at: Undecided,
+        looked at again soon until LOG_WAIT_SECONDS have passed, then as held up by a
+        log behind until LOG_LAG_LIMIT more have; then None (decided without the log)."""
+        waiting = self._waiting[message]
+        now = time.monotonic()
+        if now - waiting.since < LOG_WAIT_SECONDS:
+            return Undecided(None, READ_RECHECK)
+        if waiting.behind is None:
+            waiting.behind = now
+        if now - waiting.behind < LOG_LAG_LIMIT:
+            log.warning("relay: the maillog follower (of the host the attempt went to, or "
+                        "when not known, this host's or another's that read lately) has not "
+                        "read to the end of the log (for %d s): whether Postfix queued "
+                        "message %s in an interrupted attempt is unknown, trying again in "
+                        "%d s", now - waiting.behind, message, LOG_RECHECK.total_seconds())
             return Undecided("log_behind")
-        del self._log_behind[message]
         log.error("relay: the maillog follower has not read to the end of the log for "
                   "%d s: deciding message %s of an interrupted attempt without it (sent "
                   "again while attempts remain, else failed); Postfix may hold a copy",
-                  now - since, message)
+                  now - waiting.behind, message)
         return None

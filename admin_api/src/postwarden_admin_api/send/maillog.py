@@ -40,9 +40,12 @@ it (a token is saved with the position: it stalled past its lease and another
 read on, or a commit whose answer it lost went through) drops what it holds
 and goes on from the row. At a stop the
 service stops the relay first and the reader reads once more, so lines
-waiting for a queue id the relay stored last are applied. Instances are told
-apart by host name, or by the ``maillog_host`` setting where containers get
-a new host name at each start: instances following one log share the name.
+waiting for a queue id the relay stored last are applied; the save of that
+poll says whether it read to the end (``read_to_stop``, migration 0025): then
+the log as read shows every attempt that instance's relay made
+(:mod:`.interrupted`). Instances are told apart by host name, or by the
+``maillog_host`` setting where containers get a new host name at each start:
+instances following one log share the name.
 """
 
 from __future__ import annotations
@@ -91,16 +94,17 @@ ORDER BY path = $1[1] DESC LIMIT 1
 """
 # The lease counts from the save, not from the start of a poll that may be slow.
 # $8, the waiting lines to save: NULL when they are as saved last. $9: the fingerprint
-# of the bytes before the position (migration 0024).
+# of the bytes before the position (migration 0024). $10: a stopping reader's final
+# poll read the log to its end (migration 0025).
 SAVE_POSITION = """
 INSERT INTO maillog_positions
     (path, inode, position, leader, lease_until, saved_by, read_to_end, pending,
-     mark_fingerprint)
+     mark_fingerprint, read_to_stop)
 VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5), $6, $7,
-        coalesce($8::jsonb, '[]'), $9)
+        coalesce($8::jsonb, '[]'), $9, $10)
 ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, leader = $4,
     lease_until = EXCLUDED.lease_until, saved_by = $6, mark_fingerprint = $9,
-    updated_at = now(),
+    read_to_stop = $10, updated_at = now(),
     read_to_end = coalesce($7, maillog_positions.read_to_end),
     pending = coalesce($8::jsonb, maillog_positions.pending)
 """
@@ -157,6 +161,16 @@ class MaillogFollower:
         return self._host
 
     @property
+    def key(self) -> str:
+        """This host's log's row in ``maillog_positions``."""
+        return self._key
+
+    @property
+    def instance(self) -> str:
+        """This instance, as the row names its reader (``leader``)."""
+        return self._me
+
+    @property
     def leading(self) -> bool:
         """Whether this instance reads the log (holds its lease)."""
         return self._leading
@@ -171,10 +185,12 @@ class MaillogFollower:
                     async with asyncio.timeout(POLL_SECONDS):
                         await self._stopping.wait()
             # Lines waiting for a queue id the relay stored as it stopped: applied now,
-            # where the next reader would not see them.
+            # where the next reader would not see them. Read to the end, this poll also
+            # tells other hosts' relays that the log shows every attempt this
+            # instance's relay made (.interrupted).
             with surviving("maillog follower"):
                 async with asyncio.timeout(LAST_POLL_SECONDS):
-                    await self.poll()
+                    await self.poll(final=True)
         finally:
             self._tail.close()
             with surviving("maillog follower"):
@@ -262,9 +278,10 @@ class MaillogFollower:
                     async with asyncio.timeout(POLL_SECONDS):
                         await self._progress.wait()
 
-    async def poll(self) -> None:
+    async def poll(self, *, final: bool = False) -> None:
         """Read what was appended and apply it (plus lines still waiting for their queue
-        id), if this instance holds the log's lease or can take it."""
+        id), if this instance holds the log's lease or can take it. ``final``: the last
+        poll at a stop, this instance's relay already stopped."""
         began = time.monotonic()
         async with self._pool.acquire() as conn:
             if not self._leading:  # a standby looks without the lock, not to hold up the reader
@@ -285,7 +302,8 @@ class MaillogFollower:
                     # this instance holds in memory is stale.
                     await self._take_over(row)
                 read_no = await conn.fetchval(NEXT_READ)  # drawn before the log is read
-                unread, applied, pending, saved = await self._read_and_apply(conn, read_no)
+                unread, applied, pending, saved = await self._read_and_apply(conn, read_no,
+                                                                             final)
             # Committed: only now are the lines done with (a failure above keeps them
             # all). Before the connection goes back: its reset may fail.
             self._committed = saved
@@ -338,11 +356,12 @@ class MaillogFollower:
         return _Read(deliveries, receipts, unread, line_start,
                      self._tail.mark_before(line_start))
 
-    async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int) -> tuple[
-            int, list[DeliveryEvent], tuple[list[Waiting], list[Waiting]], uuid.UUID]:
-        """Read what was appended and apply it in ``conn``'s transaction: the bytes left
-        unread, the delivery lines applied, those left waiting (all, and those saved),
-        the token saved."""
+    async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int, final: bool
+                              ) -> tuple[int, list[DeliveryEvent],
+                                         tuple[list[Waiting], list[Waiting]], uuid.UUID]:
+        """Read what was appended and apply it in ``conn``'s transaction (``final``: as
+        :meth:`poll`): the bytes left unread, the delivery lines applied, those left
+        waiting (all, and those saved), the token saved."""
         read = await asyncio.to_thread(self._read_lines)
         unread = read.unread
         queue = self._pending + read.deliveries
@@ -373,5 +392,5 @@ class MaillogFollower:
                            saved, read_no if read_to_end else None,
                            saved_form(kept) if kept != self._pending_saved else None,
                            # A restart checks the file still holds these bytes there.
-                           fingerprint(read.mark))
+                           fingerprint(read.mark), final and read_to_end)
         return unread, [queue[index][1] for index in applied], (pending, kept), saved

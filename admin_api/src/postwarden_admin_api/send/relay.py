@@ -32,10 +32,13 @@ away: a worker that gave up would leave the row to come back when its lease
 ends, and a message Postfix had queued would be sent a second time. When
 the service dies in that gap all the same, the row comes back "interrupted"
 and Postfix's log says whether it was queued (:mod:`.receipts`); so does a
-connection lost after the message went out. While the log cannot tell yet (the
-follower has not read to its end, or cleanup took the message in and qmgr has
-yet to log it), the row is put off without costing an attempt and nothing is
-sent (:mod:`.interrupted`). A task sends its next message
+connection lost after the message went out. The claim names the log that will
+show an attempt (that of this host's Postfix, which the relay submits to), kept
+while the row is unsettled, so only that log is waited for. While the log cannot
+tell yet (its follower has not read to its end since, or cleanup took the message
+in and qmgr has yet to log it), the row is put off without costing an attempt and
+nothing is sent (:mod:`.interrupted`); the batch's other rows go on meanwhile. A
+task sends its next message
 only once its answer is stored (:mod:`.relayoutcomes`); 250s that come while
 another is being stored are stored together next, in one transaction and round
 trip (:mod:`.groupcommit`).
@@ -56,7 +59,7 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .groupcommit import GroupCommit
-from .interrupted import LOG_RECHECK, InterruptedAttempts, PostfixQueue, Undecided
+from .interrupted import InterruptedAttempts, PostfixQueue, Undecided
 from .lease import BatchLease
 from .maillog import MaillogFollower
 from .relayoutcomes import (
@@ -73,17 +76,26 @@ from .submit import DATA_END_SECONDS, QUIT_SECONDS, Outcome, SmtpSession, Submit
 log = logging.getLogger(__name__)
 
 # A claimed row stays "unsettled" until its outcome is stored; claiming one
-# that still is means an earlier attempt was cut off (.receipts).
+# that still is means an earlier attempt was cut off (.receipts). Its attempt goes to
+# the Postfix whose log is $3, made by reader $4 (.interrupted); one cut off before
+# keeps those of that attempt until it is sent again (ATTEMPT).
 CLAIM = """
 UPDATE outbox o
-SET attempts = o.attempts + 1, next_attempt_at = now() + $2::interval, unsettled = true
+SET attempts = o.attempts + 1, next_attempt_at = now() + $2::interval, unsettled = true,
+    attempt_log = CASE WHEN due.unsettled THEN o.attempt_log ELSE $3 END,
+    attempt_by = CASE WHEN due.unsettled THEN o.attempt_by ELSE $4 END
 FROM (
     SELECT message_id, unsettled FROM outbox WHERE next_attempt_at <= now()
     ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
 ) due
 WHERE o.message_id = due.message_id
 RETURNING o.message_id, o.envelope_from, o.recipients, o.content, o.attempts,
-          due.unsettled AS interrupted
+          due.unsettled AS interrupted, o.attempt_log, o.attempt_by
+"""
+# An interrupted attempt's row about to be sent again: its new attempt's log and reader,
+# only while still this claim's (as UNLEASE).
+ATTEMPT = """
+UPDATE outbox SET attempt_log = $3, attempt_by = $4 WHERE message_id = $1 AND attempts = $2
 """
 # Rows claimed but not tried go back as they were: due, the claim's attempt not
 # counted, and still unsettled when an earlier attempt was interrupted. Only
@@ -157,6 +169,9 @@ class RelayWorker:
         self._config = config
         self._maillog = maillog
         self._queue_host = maillog.host if maillog is not None else None
+        # Where this relay's attempts are logged, and by which reader (.interrupted).
+        self._attempt_log = (None, None) if maillog is None else (maillog.key,
+                                                                  maillog.instance)
         metrics = metrics or Metrics()
         self._outcomes = metrics.relay_outcomes
         self._put_off_rows = metrics.relay_put_off
@@ -189,9 +204,10 @@ class RelayWorker:
 
     async def _claim(self) -> list[Claimed]:
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(CLAIM, BATCH, LEASE)
+            rows = await conn.fetch(CLAIM, BATCH, LEASE, *self._attempt_log)
         return [Claimed(r["message_id"], r["envelope_from"], list(r["recipients"]),
-                        r["content"], r["attempts"], r["interrupted"]) for r in rows]
+                        r["content"], r["attempts"], r["interrupted"], r["attempt_log"],
+                        r["attempt_by"]) for r in rows]
 
     async def _run(self) -> None:
         session = SmtpSession(
@@ -240,11 +256,12 @@ class RelayWorker:
                 if row.id in lease.lost:
                     _left_to_another(row)
                     continue
-                commit = await self._interrupted.queued(row.id) if row.interrupted else None
+                commit = await self._interrupted.queued(row) if row.interrupted else None
                 if isinstance(commit, Undecided):
-                    self._put_off_rows.labels(commit.reason).inc()
+                    if commit.reason is not None:
+                        self._put_off_rows.labels(commit.reason).inc()
                     await lease.settle(row)
-                    await self._put_off(row)
+                    await self._put_off(row, commit.recheck)
                     continue
                 found = commit is not None
                 if commit is not None:
@@ -259,6 +276,8 @@ class RelayWorker:
                     if row.id in lease.lost:  # its renewal just now found it claimed
                         _left_to_another(row)
                         continue
+                    if row.interrupted:  # the log to ask, should this attempt be cut off
+                        await self._attempting(row)
                     result = await self._submit(session, row)
                 if result.outcome is Outcome.UNREACHABLE:
                     await self._give_back(lease, rows[index:])
@@ -314,9 +333,13 @@ class RelayWorker:
                                     LEASE)
         return {r.id for r in rows} - {k["message_id"] for k in kept}
 
-    async def _put_off(self, row: Claimed) -> None:
+    async def _put_off(self, row: Claimed, recheck: dt.timedelta) -> None:
         async with self._pool.acquire() as conn:
-            await conn.execute(PUT_OFF, row.id, row.attempts, LOG_RECHECK)
+            await conn.execute(PUT_OFF, row.id, row.attempts, recheck)
+
+    async def _attempting(self, row: Claimed) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(ATTEMPT, row.id, row.attempts, *self._attempt_log)
 
     async def _store_relayed(self, outcomes: list[Relayed]) -> None:
         async with self._pool.acquire() as conn:

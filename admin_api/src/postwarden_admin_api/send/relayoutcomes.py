@@ -87,6 +87,10 @@ class Claimed:
     content: bytes
     attempts: int
     interrupted: bool = False  # an earlier attempt's outcome was never stored
+    # Then, the log of the Postfix it went to (its maillog_positions key) and the
+    # instance that made it (None: not known; migration 0025).
+    attempt_log: str | None = None
+    attempt_by: str | None = None
 
 
 def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
