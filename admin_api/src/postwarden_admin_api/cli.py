@@ -5,7 +5,7 @@
     postwarden-admin keys create --role ROLE --name NAME [--sender ADDR]... [--expires-at T]
     postwarden-admin keys list | revoke KEY_ID | rotate KEY_ID [--grace-seconds N]
     postwarden-admin secrets rotate --new-key-file FILE
-    postwarden-admin policy push DIR [--url URL] [--comment TEXT] [--prune]
+    postwarden-admin policy push DIR [--url URL] [--comment TEXT] [--prune] [--dry-run]
                                                                   (key: $POSTWARDEN_API_KEY)
 
 ``--config FILE`` goes before the command or after it (``serve --config FILE``).
@@ -142,6 +142,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="deactivate the active policies the directory does not hold (not "
                       "database-rules: the Rules API manages it); without --prune they stay "
                       "active, named in a warning")
+    push.add_argument("--dry-run", action="store_true",
+                      help="upload and activate nothing: show what the push would change "
+                      "(the diff of each changed policy) and whether the service would take "
+                      "the set (exit 1 if not); an auditor key will do")
     return parser
 
 
@@ -254,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "policy":
             return asyncio.run(push_directory(_push_url(args),
                                               os.environ.get("POSTWARDEN_API_KEY", ""),
-                                              args.directory, args.comment, args.prune))
+                                              args.directory, args.comment,
+                                              prune=args.prune, dry_run=args.dry_run))
         settings = load_settings(args.config, os.environ)
         if args.command == "serve":
             configure_logging(settings.log_level.upper())

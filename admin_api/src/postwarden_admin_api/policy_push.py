@@ -10,10 +10,17 @@
    transaction: the service compiles the resulting set once, so either all of it
    goes live or none of it does. Without ``--prune`` such policies stay active and
    are named in a warning.
+
+With ``--dry-run`` steps 2 and 3 are replaced by a look: the active revisions are
+read (an auditor key will do), the set the deploy would make active is compiled
+here as the service would compile it, and each file is shown as unchanged, new, or
+replacing its active revision (with the diff); nothing is uploaded or activated.
+Exit 1 when the service would refuse the set.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from collections.abc import Mapping
@@ -21,13 +28,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
-from postwarden_policies import PolicyLoadError, load_policy_set
+from postwarden_policies import (
+    PolicyLoadError,
+    PolicySet,
+    load_policy_set,
+    load_policy_set_from_sources,
+)
+from postwarden_policies.policyset import content_hash
 
 from .routes_rules import MANAGED_POLICY
 
 # A stored revision as the service's errors name it: policy name (letters, digits, . _ -)@rID.
 LABEL = re.compile(r"[A-Za-z0-9._-]+@r[0-9]+")
+DEPLOY_PATH = "/api/v1/policies/deploy"
+TIMEOUT_SECONDS = 60  # each request's
+KEY_REFUSED = (401, 403)  # a wrong or expired key, or one without the role
 
 
 class PushError(Exception):
@@ -36,7 +53,19 @@ class PushError(Exception):
 
 def checked_files(directory: Path) -> list[tuple[str, bytes]] | None:
     """(file, content) of each policy file of the directory, read as soon as the directory
-    loaded; None once its problems are printed as check prints them."""
+    loaded; None once its problems are printed."""
+    policy_set = _checked_set(directory)
+    return None if policy_set is None else list(_contents(policy_set).values())
+
+
+def _contents(policy_set: PolicySet) -> dict[str, tuple[str, bytes]]:
+    """{policy name: (file, content)}: the bytes an upload sends."""
+    return {p.name: (p.source, Path(p.source).read_bytes()) for p in policy_set.policies}
+
+
+def _checked_set(directory: Path) -> PolicySet | None:
+    """The directory loaded as check loads it; None once its problems are printed as check
+    prints them."""
     if not directory.is_dir():
         raise PushError(f"{directory}: not a directory")
     try:
@@ -50,9 +79,7 @@ def checked_files(directory: Path) -> list[tuple[str, bytes]] | None:
         line, column = policy.where
         print(f"{policy.source}:{line}:{column}: policy name {MANAGED_POLICY!r} is reserved: "
               "the Rules API (/api/v1/rules) manages it", file=sys.stderr)
-    if reserved:
-        return None
-    return [(p.source, Path(p.source).read_bytes()) for p in policy_set.policies]
+    return None if reserved else policy_set
 
 
 async def _body(response: aiohttp.ClientResponse) -> Any:
@@ -79,6 +106,31 @@ def _problems(body: Any, files: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _unreached(path: str, exc: Exception) -> str:
+    """What a request that got no answer means for the deploy: only one lost during the
+    deploy call itself may have changed what is active."""
+    reason = str(exc) or f"no answer within {TIMEOUT_SECONDS} seconds"  # TimeoutError: ""
+    if path == DEPLOY_PATH:
+        outcome = ("the deploy may or may not have been applied: push again (unchanged "
+                   "files change nothing)")
+    else:
+        outcome = "nothing was activated"
+    return f"{path}: {reason}; {outcome}"
+
+
+def _base_url(url: str) -> URL:
+    """The service's root, ending in "/" as a base URL with a path must; PushError for what
+    is not an http(s) URL (``host:port``)."""
+    try:
+        base = URL(url)
+    except ValueError:  # yarl: an unclosed [IPv6, a port out of range
+        base = URL()
+    if base.scheme not in ("http", "https") or not base.host:
+        raise PushError("--url: expected the service's address as http://host:port or "
+                        "https://host:port")
+    return base if base.path.endswith("/") else base.with_path(f"{base.path}/")
+
+
 class _Service:
     """The admin service's policy routes, as one key sees them."""
 
@@ -88,8 +140,13 @@ class _Service:
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         headers = {**self.auth, **kwargs.pop("headers", {})}
-        async with self.session.request(method, path, headers=headers, **kwargs) as response:
-            return response.status, await _body(response)
+        try:
+            # Relative to the base URL, so that a proxy's prefix (https://host/postwarden/) stays.
+            async with self.session.request(method, path.lstrip("/"), headers=headers,
+                                            **kwargs) as response:
+                return response.status, await _body(response)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PushError(_unreached(path, exc)) from None
 
     async def upload(self, files: list[tuple[str, bytes]], comment: str | None
                      ) -> dict[str, tuple[str, int]] | None:
@@ -103,40 +160,110 @@ class _Service:
                 headers={"Content-Type": "application/yaml"}, params=params)
             if status in (200, 201):
                 revisions[body["policy_name"]] = (file, body["id"])
-            else:
-                failed = True
-                print(f"{file}: refused ({status})\n{_problems(body, {'upload': file})}",
-                      file=sys.stderr)
+                continue
+            failed = True
+            print(f"{file}: refused ({status})\n{_problems(body, {'upload': file})}",
+                  file=sys.stderr)
+            if status in KEY_REFUSED:  # so would every other file be: said once is enough
+                break
         return None if failed else revisions
 
-    async def active_names(self) -> set[str] | None:
-        status, body = await self.call("GET", "/api/v1/policies")
+    async def _read(self, what: str, path: str, **params: str) -> Any:
+        """The JSON of a GET, or None once its refusal is printed."""
+        status, body = await self.call("GET", path, params=params)
         if status != 200:
-            print(f"listing the active policies refused ({status})\n{_problems(body, {})}",
-                  file=sys.stderr)
+            print(f"{what} refused ({status})\n{_problems(body, {})}", file=sys.stderr)
             return None
-        return {p["policy_name"] for p in body["policies"] if p["active_revision"]}
+        return body
+
+    async def active(self) -> dict[str, int] | None:
+        """{policy name: active revision} of every active policy."""
+        body = await self._read("listing the active policies", "/api/v1/policies")
+        return None if body is None else {
+            p["policy_name"]: p["active_revision"] for p in body["policies"]
+            if p["active_revision"]}
+
+    async def revision(self, revision: int) -> dict[str, Any] | None:
+        """A revision with its source."""
+        body: dict[str, Any] | None = await self._read(
+            f"reading revision {revision}", f"/api/v1/revisions/{revision}", format="json")
+        return body
 
 
-async def push_directory(url: str, key: str, directory: Path, comment: str | None,
-                         prune: bool = False) -> int:
+def _warn_left_active(directory: Path, others: list[str]) -> None:
+    print(f"warning: active but not in {directory}, left active (--prune deactivates "
+          f"them): {', '.join(others)}", file=sys.stderr)
+
+
+def _diff(stored: dict[str, Any], file: str, text: str) -> str:
+    """From the active revision to the file, line ends aside (they do not change the hash)."""
+    lines = difflib.unified_diff(stored["source"].splitlines(), text.splitlines(),
+                                 f"{stored['policy_name']}@r{stored['id']}", file, lineterm="")
+    return "\n".join(lines)
+
+
+async def _dry_run(service: _Service, directory: Path, files: dict[str, tuple[str, bytes]],
+                   prune: bool) -> int:
+    """What the push would change; the set it would make active compiled as the deploy
+    compiles it (stored revisions labelled name@rID, the files after them)."""
+    active = await service.active()
+    if active is None:
+        return 1
+    stored: dict[str, dict[str, Any]] = {}
+    for name, revision in active.items():
+        read = await service.revision(revision)
+        if read is None:
+            return 1
+        stored[name] = read
+    texts = {name: (file, content.decode("utf-8")) for name, (file, content) in files.items()}
+    others = sorted(set(active) - {*files, MANAGED_POLICY})
+    kept = [(f"{name}@r{active[name]}", revision["source"]) for name, revision
+            in stored.items() if name not in files and not (prune and name in others)]
+    try:
+        load_policy_set_from_sources([*kept, *texts.values()])
+    except PolicyLoadError as exc:
+        print(f"{directory}: the deploy would be refused", file=sys.stderr)
+        for issue in exc.in_order():
+            print(f"  {issue}", file=sys.stderr)
+        return 1
+    for name, (file, text) in texts.items():
+        current = stored.get(name)
+        if current is None:
+            print(f"{file}: would add policy {name}")
+        elif current["content_hash"] == content_hash([text]):
+            print(f"{file}: unchanged (revision {current['id']})")
+        else:
+            print(f"{file}: would replace revision {current['id']}\n{_diff(current, file, text)}")
+    if others and not prune:
+        _warn_left_active(directory, others)
+    for name in others if prune else []:
+        print(f"{name}: would be deactivated")
+    print("dry run: nothing uploaded, nothing activated")
+    return 0
+
+
+async def push_directory(url: str, key: str, directory: Path, comment: str | None, *,
+                         prune: bool = False, dry_run: bool = False) -> int:
     if not key:
         raise PushError("set POSTWARDEN_API_KEY to an operator or admin key")
-    files = checked_files(directory)
-    if files is None:
+    base = _base_url(url)
+    policy_set = _checked_set(directory)
+    if policy_set is None:
         return 1
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(base_url=url, timeout=timeout) as session:
+    files = _contents(policy_set)
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(base_url=base, timeout=timeout) as session:
         service = _Service(session, key)
-        revisions = await service.upload(files, comment)
-        active = await service.active_names() if revisions is not None else None
+        if dry_run:
+            return await _dry_run(service, directory, files, prune)
+        revisions = await service.upload(list(files.values()), comment)
+        active = await service.active() if revisions is not None else None
         if revisions is None or active is None:
             return 1
-        others = sorted(active - {*revisions, MANAGED_POLICY})
+        others = sorted(set(active) - {*revisions, MANAGED_POLICY})
         if others and not prune:
-            print(f"warning: active but not in {directory}, left active (--prune deactivates "
-                  f"them): {', '.join(others)}", file=sys.stderr)
-        status, body = await service.call("POST", "/api/v1/policies/deploy", json={
+            _warn_left_active(directory, others)
+        status, body = await service.call("POST", DEPLOY_PATH, json={
             "activate": [revision for _, revision in revisions.values()],
             "deactivate": others if prune else [],
         })

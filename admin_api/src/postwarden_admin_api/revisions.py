@@ -110,15 +110,17 @@ async def store_revision(
     conn: asyncpg.Connection, name: str, source: str, *, content_hash: str,
     author: str | None, comment: str | None,
 ) -> tuple[asyncpg.Record, bool]:
-    """(revision, created); an upload equal to the latest revision returns that one.
+    """(revision, created); an upload equal to the active or the latest revision returns
+    that one. The active one first: after a rollback the latest is not active, and a
+    push of what is active (the repository reverted to match) must change nothing.
 
     Call in a transaction: the lock held until it ends keeps concurrent
     identical uploads from each seeing no such revision and inserting one.
     """
     await lock_policies(conn)
-    latest = await fetch_latest(conn, name)
-    if latest is not None and latest["content_hash"] == content_hash:
-        return latest, False
+    for existing in (await fetch_active(conn, name), await fetch_latest(conn, name)):
+        if existing is not None and existing["content_hash"] == content_hash:
+            return existing, False
     revision_id = await conn.fetchval(INSERT_REVISION, name, content_hash, source, author, comment)
     row = await fetch_revision(conn, revision_id)
     assert row is not None  # noqa: S101 - inserted in this transaction

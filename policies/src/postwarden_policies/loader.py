@@ -7,60 +7,85 @@ Sources are files (a directory stands for its files named ``*.yaml`` or
 (``check_samples``): ``postwarden-policy check`` and ``test`` ask, a milter
 reading its policy_dir does not. Policy names must be unique in a set, and so must rule names,
 so that a rule name in an audit row points at one rule; a repeated name is an
-issue at its line that names the first one's ``file:line:column``.
+issue at its line that names the first one's ``file:line:column``. A merge conflict
+left in a source (a ``<<<<<<<`` line) is reported at its marker.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import PolicyIssue, PolicyLoadError
-from .model import Policy, Rule
+from .model import Policy
 from .patterns import compile_budget
-from .policydoc import read_policy
+from .policydoc import DeclaredNames, declared_names, read_policy
 from .policyset import PolicySet, content_hash
 from .yamlnodes import MAX_SOURCE_CHARS, Reader, compose
 
 POLICY_SUFFIXES = (".yaml", ".yml")
+# The lines git writes around a conflict (diff3's ||||||| too), always at column 0.
+CONFLICT_MARKER = re.compile(r"^(<{7}|\|{7}|={7}|>{7})(?=[ \t\r\n]|$)", re.MULTILINE)
 
 
-def _read(
-    label: str, text: str, base_dir: Path | None, check_samples: bool = False
-) -> tuple[Policy | None, list[PolicyIssue]]:
+def _conflict_marker(label: str, text: str) -> PolicyIssue | None:
+    """The first merge conflict marker of a source. YAML would report one as a syntax
+    error lines away ("could not find expected ':'"), or, in a quoted value spanning
+    lines, read the conflict as text and load both sides."""
+    marker = CONFLICT_MARKER.search(text)
+    if marker is None:
+        return None
+    line = text.count("\n", 0, marker.start()) + 1
+    return PolicyIssue(label, line, 1, f"merge conflict marker {marker[1]!r}: the file "
+                       "holds an unresolved conflict")
+
+
+class _Read(NamedTuple):
+    policy: Policy | None
+    names: DeclaredNames  # read even when the policy is not
+    issues: list[PolicyIssue]
+
+
+NO_NAMES = DeclaredNames(None, ())
+
+
+def _read(label: str, text: str, base_dir: Path | None, check_samples: bool = False) -> _Read:
+    conflict = _conflict_marker(label, text)
+    if conflict is not None:
+        return _Read(None, NO_NAMES, [conflict])
     node, issues = compose(label, text)
     if issues:
-        return None, issues
+        return _Read(None, NO_NAMES, issues)
     reader = Reader(label, base_dir, check_files=check_samples)
     policy = read_policy(node, reader)
+    names = NO_NAMES if node is None else declared_names(node, reader)
     # An aliased value is read once per use: say each of its problems once.
-    return policy, list(dict.fromkeys(reader.issues))
+    return _Read(policy, names, list(dict.fromkeys(reader.issues)))
 
 
 def check_policy_text(label: str, text: str) -> list[PolicyIssue]:
     """Every issue of one policy source (empty when it loads); for upload validation."""
     with compile_budget():
-        return _read(label, text, None)[1]
+        return _read(label, text, None).issues
 
 
-def _set_issues(policies: list[Policy]) -> list[PolicyIssue]:
+def _set_issues(declared: list[tuple[str, DeclaredNames]]) -> list[PolicyIssue]:
     """Names that must be unique across the set: each repeat is an issue at its name,
-    saying where the name was first used."""
+    saying where the name was first used. A repeat within one source is that source's
+    own issue (policydoc)."""
     issues: list[PolicyIssue] = []
-    policy_names: dict[str, Policy] = {}
-    rule_names: dict[str, tuple[Policy, Rule]] = {}
-    for policy in policies:
-        first = policy_names.setdefault(policy.name, policy)
-        if first is not policy:
-            first_at = _at(first.source, first.where)
-            message = f"policy name {policy.name!r} is also used at {first_at}"
-            issues.append(PolicyIssue(policy.source, *policy.where, message))
-        for rule in policy.rules:
-            owner, first_rule = rule_names.setdefault(rule.name, (policy, rule))
-            if owner is not policy:
-                first_at = _at(owner.source, first_rule.where)
-                message = f"rule name {rule.name!r} is also used at {first_at}"
-                issues.append(PolicyIssue(policy.source, *rule.where, message))
+    policy_names: dict[str, tuple[int, str]] = {}  # name: (source index, file:line:column)
+    rule_names: dict[str, tuple[int, str]] = {}
+    for index, (label, names) in enumerate(declared):
+        named = [("policy", policy_names, names.policy)] if names.policy else []
+        named += [("rule", rule_names, rule) for rule in names.rules]
+        for kind, seen, (name, where) in named:
+            owner, first_at = seen.setdefault(name, (index, _at(label, where)))
+            if owner != index:
+                message = f"{kind} name {name!r} is also used at {first_at}"
+                issues.append(PolicyIssue(label, *where, message))
     return issues
 
 
@@ -75,15 +100,17 @@ def _build(
 ) -> PolicySet:
     """Read every source; raise with ``issues`` plus everything found here."""
     policies: list[Policy] = []
+    declared: list[tuple[str, DeclaredNames]] = []
     texts: list[str] = []
     with compile_budget():
         for label, text, base_dir in sources:
-            policy, found = _read(label, text, base_dir, check_samples)
-            issues.extend(found)
+            read = _read(label, text, base_dir, check_samples)
+            issues.extend(read.issues)
             texts.append(text)
-            if policy is not None:
-                policies.append(policy)
-    issues.extend(_set_issues(policies))
+            declared.append((label, read.names))
+            if read.policy is not None:
+                policies.append(read.policy)
+    issues.extend(_set_issues(declared))
     if issues:
         raise PolicyLoadError(issues)
     return PolicySet.of(policies, content_hash(texts))
@@ -96,7 +123,7 @@ def load_policy_set_from_sources(sources: Iterable[tuple[str, str]]) -> PolicySe
 
 def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIssue]]:
     """The policy files that ``paths`` name, in a stable order, and the paths that name none."""
-    files: list[Path] = []
+    files: dict[Path, Path] = {}  # by resolved path: each file once
     issues: list[PolicyIssue] = []
     for path in map(Path, paths):
         if path.is_dir():
@@ -109,12 +136,16 @@ def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIs
             )
             if not found:
                 issues.append(PolicyIssue(str(path), None, None, "no *.yaml or *.yml policy files"))
-            files.extend(found)
         elif path.is_file():
-            files.append(path)
+            found = [path]
         else:
             issues.append(PolicyIssue(str(path), None, None, "no such file or directory"))
-    return files, issues
+            continue
+        # A file named twice (a directory and a file in it, overlapping globs, a symlink)
+        # is one policy: loaded twice, every name in it would be "also used at" itself.
+        for file in found:
+            files.setdefault(file.resolve(), file)
+    return list(files.values()), issues
 
 
 def load_policy_set(paths: Iterable[Path | str], *, check_samples: bool = False) -> PolicySet:

@@ -8,6 +8,8 @@ Schema for editors.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -131,6 +133,15 @@ def _items(node: yaml.Node | None) -> list[yaml.Node]:
     return node.value if isinstance(node, yaml.SequenceNode) else []
 
 
+def _rule_names(node: yaml.Node, reader: Reader) -> Iterator[tuple[str, yaml.Node]]:
+    """Each rule's name that is a valid one, with the node to report it at."""
+    for rule in _items(_value(node, "rules", reader)):
+        name_node = _value(rule, "name", reader)
+        name = _text(name_node, reader, NAME)
+        if name_node is not None and name is not None:
+            yield name, placed(name_node, rule)  # an aliased rule: at the alias
+
+
 def _check_names(node: yaml.Node, reader: Reader) -> None:
     """Rule names unique, and every rule a test expects defined: checked on the nodes,
     so that a mistake elsewhere in a rule or test hides neither (issues come all at once).
@@ -138,12 +149,7 @@ def _check_names(node: yaml.Node, reader: Reader) -> None:
     if reader.too_large:
         return
     seen: dict[str, yaml.Node] = {}
-    for rule in _items(_value(node, "rules", reader)):
-        name_node = _value(rule, "name", reader)
-        name = _text(name_node, reader, NAME)
-        if name_node is None or name is None:
-            continue
-        name_node = placed(name_node, rule)  # an aliased rule: at the alias
+    for name, name_node in _rule_names(node, reader):
         first = seen.setdefault(name, name_node)
         if first is not name_node:
             line = first.start_mark.line + 1
@@ -161,6 +167,32 @@ def _check_names(node: yaml.Node, reader: Reader) -> None:
             title = _text(_value(case, "name", reader), reader, "(?s).+")
             prefix = f"test {title!r}: " if title is not None else ""
             reader.error(case, f"{prefix}unknown rule {unknown[0]!r} in expect_rules")
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredNames:
+    """The names a source declares, each with its (line, column): what must be unique
+    across a set."""
+
+    policy: tuple[str, tuple[int, int]] | None
+    rules: tuple[tuple[str, tuple[int, int]], ...]
+
+
+def _where(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def declared_names(node: yaml.Node, reader: Reader) -> DeclaredNames:
+    """The policy's and its rules' names, read from the nodes as :func:`_check_names`
+    reads them: a source with other problems still takes part in the checks across the
+    set, so a name it repeats is reported with those problems, not once they are fixed."""
+    if reader.too_large:
+        return DeclaredNames(None, ())
+    name_node = _value(node, "name", reader)
+    name = _text(name_node, reader, NAME)
+    policy = (name, _where(name_node)) if name_node is not None and name is not None else None
+    rules = tuple((rule, _where(at)) for rule, at in _rule_names(node, reader))
+    return DeclaredNames(policy, rules)
 
 
 def _policy(values: dict[str, Any], ctx: ObjectContext) -> Policy:
