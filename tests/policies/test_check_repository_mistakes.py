@@ -12,6 +12,7 @@ import pytest
 
 from postwarden_policies import check_policy_text
 from postwarden_policies.cli import main
+from postwarden_policies.policyset import content_hash
 
 RULES = """version: 1
 name: team-inbound
@@ -83,3 +84,22 @@ def test_a_name_repeated_by_a_file_with_other_problems_is_reported_with_them(
         f"{second}:7:20: rule 'block-exe': expected a size in bytes such as 1048576 or "
         '"1MB", got a string',
     ])
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    (RULES.replace("    then: reject", "  then: reject"), "a key"),  # a rule key too far out
+    (RULES.replace("    then: reject", "   then: reject"), "a key"),
+    (RULES + "   - name: other\n", "a list"),
+])
+def test_a_misindented_line_is_named_in_words(text: str, found: str) -> None:
+    """PyYAML says "expected <block end>, but found '?'": the author reads which line is
+    out of its block, and what was found there."""
+    [issue] = check_policy_text("inbound.yaml", text)
+    assert issue.message == (f"YAML syntax error: expected the end of a block, but found "
+                             f"{found} (check this line's indentation)")
+    assert "<" not in issue.message and "'?'" not in issue.message
+
+
+def test_a_byte_order_mark_changes_no_hash() -> None:
+    """An editor on Windows may add one: the policy loads the same, so no new revision."""
+    assert content_hash(["\ufeff" + RULES.replace("\n", "\r\n")]) == content_hash([RULES])

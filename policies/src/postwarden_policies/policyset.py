@@ -35,8 +35,9 @@ PARSER_MAX_DEPTH = 100
 
 
 def source_digest(text: str) -> str:
-    """sha256 of a source with normalised line endings."""
-    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    """sha256 of a source with normalised line endings and no byte order mark: what an
+    editor on Windows adds changes nothing that loads, so it makes no new revision."""
+    normalised = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     return hashlib.sha256(normalised.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -287,6 +287,15 @@ class _Unreadable:
 TOO_LARGE: Final = _Unreadable()
 
 
+# PyYAML's names of the tokens a syntax error quotes, in the words of a policy's author.
+_TOKEN_WORDS = {
+    "'?'": "a key", "'<block mapping start>'": "a key", "'<block sequence start>'": "a list",
+    "'-'": "a list item", "'<block end>'": "the end of a block",
+    "<block end>": "the end of a block",
+}
+_TOKEN = re.compile("|".join(map(re.escape, sorted(_TOKEN_WORDS, key=len, reverse=True))))
+
+
 def _marked_issue(label: str, exc: yaml.MarkedYAMLError) -> PolicyIssue:
     """Where and what, never PyYAML's own text: it quotes the line (which may hold a
     secret, in a settings file)."""
@@ -294,6 +303,9 @@ def _marked_issue(label: str, exc: yaml.MarkedYAMLError) -> PolicyIssue:
     problem = exc.problem or exc.context or "invalid YAML"
     if exc.context and exc.context.startswith("expected"):  # "expected a single document"
         problem = f"{exc.context}, {problem}"
+    if "<block end>" in problem:  # a line indented less, or more, than its block's
+        worded = _TOKEN.sub(lambda token: _TOKEN_WORDS[token[0]], problem)
+        problem = f"{worded} (check this line's indentation)"
     if not isinstance(exc, _IntegerTooLarge):  # well-formed YAML, just a value we refuse
         problem = f"YAML syntax error: {problem}"
     if mark is None:
