@@ -123,3 +123,25 @@ class Delivered:
             if key.decode().lower() == name.lower():
                 return value.decode().strip()
         return None
+
+
+EIGHT_BIT_TEXT = "Grüße aus Köln – the plain part.\n"
+
+
+def eight_bit_alternative() -> Sample:
+    """Raw UTF-8 in both parts (Content-Transfer-Encoding: 8bit; BODY=8BITMIME on the
+    wire), the HTML part hostile."""
+    html = HOSTILE_HTML.replace("see below", "siehe unten – Grüße")
+    body = _crlf(
+        "--alt\n"
+        "Content-Type: text/plain; charset=utf-8\n"
+        "Content-Transfer-Encoding: 8bit\n\n"
+        f"{EIGHT_BIT_TEXT}"
+        "--alt\n"
+        "Content-Type: text/html; charset=utf-8\n"
+        "Content-Transfer-Encoding: 8bit\n\n"
+        f"{html}"
+        "--alt--\n"
+    )
+    return _build([("Subject", "Newsletter"), ("MIME-Version", "1.0"),
+                   ("Content-Type", 'multipart/alternative; boundary="alt"')], body, "eightbit")

@@ -60,6 +60,9 @@ PROGRESS_SECONDS = 5.0  # well under Postfix's milter_content_timeout (300 s)
 DELIVERED = frozenset({Outcome.CONTINUE, Outcome.ACCEPT, Outcome.DISCARD})
 # The flag of an aborted row whose transaction a stop's deadline cut (README, Stopping).
 STOP_DEADLINE = "stop_deadline"
+# The connection Postfix's cleanup makes up for mail submitted with sendmail(1): port 0,
+# which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address).
+LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
 P = ParamSpec("P")
 Decision = tuple[MessageFacts, Verdict, bytes | None]  # and the duplicate key, if any
 
@@ -254,15 +257,16 @@ class ConnectionHandler:
     # --- callbacks ---------------------------------------------------------------
 
     @guarded("connect")
-    def connect(self, hostname: str, address: str | None) -> Outcome:
+    def connect(self, hostname: str, address: str | None, port: int | None = None) -> Outcome:
         if not self._s.slots.acquire():
             self._s.metrics.errors.labels("overload").inc()
             log.warning("overloaded (%d connections): refusing %s", self._s.slots.active, address)
             return reply_with(self._actions, Reply.OVERLOADED).outcome
         self._has_slot = True
         self._s.metrics.connections.inc()
-        # Non-SMTP submissions (non_smtpd_milters) carry no socket address; the macro may.
-        self._client = Client(address=address or self._macro("{client_addr}"), name=hostname)
+        # No socket address (a family libmilter does not pass on): the macro may have one.
+        self._client = Client(address=address or self._macro("{client_addr}"), name=hostname,
+                              local=(hostname, address, port) == LOCAL_SUBMISSION)
         return Outcome.CONTINUE
 
     @guarded("helo", replies=False)
@@ -305,7 +309,11 @@ class ConnectionHandler:
     def rcpt(self, recipient: str, params: tuple[str, ...]) -> Outcome:
         txn = self._require()
         txn.queue_id = txn.queue_id or self._macro("i")
-        if not txn.add_recipient(recipient, params, self._s.policies.current.max_recipients):
+        # Refusing a recipient of a local submission, Postfix defers the whole message
+        # ("milter configuration error"), and pickup retries it forever: keep them all,
+        # end of message refuses the message past the limit.
+        limit = None if self._client.local else self._s.policies.current.max_recipients
+        if not txn.add_recipient(recipient, params, limit):
             return reply_with(self._actions, Reply.TOO_MANY_RECIPIENTS).outcome
         return Outcome.CONTINUE
 
@@ -334,8 +342,11 @@ class ConnectionHandler:
         self.enter()
         if not txn.within_limit:
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
+        policy_set = self._s.policies.current
+        most = policy_set.max_recipients
+        if self._client.local and most is not None and len(txn.recipients) > most:
+            return self._refuse(Reply.TOO_MANY_LOCAL_RECIPIENTS, "reject")
         with self._s.metrics.latency.time():
-            policy_set = self._s.policies.current
             # In this thread's context, so that the pool thread logs with the message's ids.
             job = self._s.workers.submit(
                 contextvars.copy_context().run,

@@ -112,10 +112,11 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     @_counted
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         self._handler.leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
-        address = None
+        address, port = None, None
         if family in (socket.AF_INET, socket.AF_INET6):
             address = hostaddr[0] if isinstance(hostaddr, tuple) else str(hostaddr)
-        return CODES[self._handler.connect(_text(hostname), address)]
+            port = hostaddr[1] if isinstance(hostaddr, tuple) else None
+        return CODES[self._handler.connect(_text(hostname), address, port)]
 
     @_noreply
     @_counted

@@ -72,6 +72,9 @@ class Client:
     address: str | None = None
     name: str | None = None
     helo: str | None = None
+    # Mail submitted with sendmail(1) (non_smtpd_milters): no SMTP client, a connection
+    # Postfix's cleanup makes up, on which it cannot refuse a recipient alone.
+    local: bool = False
 
 
 class BodyBuffer:

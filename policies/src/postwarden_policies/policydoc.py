@@ -70,7 +70,8 @@ LIMITS = Obj(
             "Larger attachments are replaced by a text notice (reason max_attachment_bytes).",
         ),
         "max_recipients": Field(
-            integer(minimum=1), "Recipients beyond this get 452 4.5.3 (and are removed)."
+            integer(minimum=1), "Recipients beyond this get 452 4.5.3 (and are removed); "
+            "mail submitted with sendmail(1) past it is refused whole (550 5.5.3)."
         ),
         "max_mime_parts": Field(integer(minimum=1), "More MIME parts: on_structure_limit applies."),
         "max_mime_depth": Field(integer(minimum=1), "Deeper nesting: on_structure_limit applies."),

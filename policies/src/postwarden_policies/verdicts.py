@@ -34,6 +34,9 @@ class Reply(enum.Enum):
     TEMPFAIL = SmtpReply("451", "4.7.1", "Message deferred by policy, try again later")
     MESSAGE_TOO_BIG = SmtpReply("552", "5.3.4", "Message size exceeds fixed limit")
     TOO_MANY_RECIPIENTS = SmtpReply("452", "4.5.3", "Too many recipients")
+    # A local submission (sendmail) is refused whole: Postfix can refuse none of its
+    # recipients alone, and the sender learns of it from the bounce.
+    TOO_MANY_LOCAL_RECIPIENTS = SmtpReply("550", "5.5.3", "Too many recipients")
     TOO_MANY_PARTS = SmtpReply("554", "5.6.0", "Message structure too complex")
     INTERNAL_ERROR = SmtpReply("451", "4.3.0", "Temporary internal error, try again later")
     OVERLOADED = SmtpReply("421", "4.3.2", "Service busy, try again later")
