@@ -1,7 +1,12 @@
-"""Recipients past max_recipients, deleted at end of message after a reload lowered the
-limit once they were accepted, through a real Postfix: it deletes every recipient whose
-RCPT TO address is byte for byte the one named (and keeps one of identical ones), so
-the milter must name the very copies past the limit, and none that stays."""
+"""max_recipients through a real Postfix.
+
+Recipients past it, deleted at end of message after a reload lowered the limit once
+they were accepted: Postfix deletes every recipient whose RCPT TO address is byte for
+byte the one named (and keeps one of identical ones), so the milter must name the very
+copies past the limit, and none that stays. And the limit counts the recipients
+Postfix's cleanup keeps, not the RCPT TO commands: a client repeating one (in any case)
+is not refused before the limit (tests/milter/test_repeated_recipients.py has the pairs
+Postfix keeps once or twice)."""
 
 from __future__ import annotations
 
@@ -74,5 +79,57 @@ def test_an_identical_copy_past_the_limit_does_not_take_the_kept_one_along(
     system: MailSystem, policy_dir: Path,
 ) -> None:
     recipients = ["bob@example.net", "carol@example.net", "bob@example.net", "dave@example.net"]
+    delivered = _delivered_to(system, policy_dir, recipients, 2)
+    assert sorted(delivered) == ["bob@example.net", "carol@example.net"]
+
+
+Given = tuple[str, tuple[str, ...]]  # RCPT TO address and its ESMTP parameters
+
+
+@pytest.fixture
+def limit_of_3(system: MailSystem, policy_dir: Path) -> Iterator[None]:
+    _set_limit(system, policy_dir, 3)
+    yield
+    _set_limit(system, policy_dir, 10)
+
+
+def _send(system: MailSystem, given: list[Given]) -> tuple[list[int], tuple[str, ...]]:
+    """The reply code to each RCPT TO, and the recipients the message reached."""
+    sample = messages.clean()
+    with smtplib.SMTP("127.0.0.1", system.postfix.port, timeout=60) as smtp:
+        smtp.ehlo("client.postwarden.test")
+        smtp.mail(SENDER)
+        codes = [smtp.rcpt(address, options=list(params))[0] for address, params in given]
+        assert smtp.data(sample.data)[0] == 250
+    delivered = system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    return codes, delivered.rcpt_tos
+
+
+@pytest.mark.usefixtures("limit_of_3")
+def test_a_repeated_recipient_is_not_counted_again(system: MailSystem) -> None:
+    given: list[Given] = [("bob@example.net", ()), ("Bob@example.net", ()),
+                          ("bob@EXAMPLE.NET", ()), ("carol@example.net", ()),
+                          ("dave@example.net", ()), ("erin@example.net", ())]
+    codes, delivered = _send(system, given)
+    assert codes == [250, 250, 250, 250, 250, 452]
+    assert sorted(delivered) == ["bob@example.net", "carol@example.net", "dave@example.net"]
+
+
+@pytest.mark.usefixtures("limit_of_3")
+def test_one_address_postfix_keeps_twice_counts_twice(system: MailSystem) -> None:
+    # Other DSN parameters: cleanup's duplicate filter keeps both, and both go out.
+    given: list[Given] = [("bob@example.net", ()), ("bob@example.net", ("NOTIFY=NEVER",)),
+                          ("carol@example.net", ()), ("dave@example.net", ())]
+    codes, delivered = _send(system, given)
+    assert codes == [250, 250, 250, 452]
+    assert sorted(delivered) == ["bob@example.net", "bob@example.net", "carol@example.net"]
+
+
+@pytest.mark.usefixtures("limit_of_3")
+def test_a_lowered_limit_deletes_the_distinct_recipients_past_it(
+    system: MailSystem, policy_dir: Path,
+) -> None:
+    recipients = ["bob@example.net", "carol@example.net", "Bob@example.net",
+                  "bob@example.net", "dave@example.net", "carol@example.net"]
     delivered = _delivered_to(system, policy_dir, recipients, 2)
     assert sorted(delivered) == ["bob@example.net", "carol@example.net"]

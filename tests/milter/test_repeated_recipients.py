@@ -1,6 +1,6 @@
 """max_recipients counts recipients, not RCPT TO commands: one Postfix's cleanup drops as
 a repeat (its duplicate filter) is no further recipient. The pairs below are what the real
-Postfix 3.7 delivered once (same) or twice (distinct); tests/e2e/test_repeated_recipients.py
+Postfix 3.7 delivered once (same) or twice (distinct); tests/e2e/test_apply_recipients.py
 checks some of them through it."""
 
 from __future__ import annotations

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import textwrap
 
-from postwarden_policies import Envelope, Header, MessageFacts, MimePart, PolicySet
+from postwarden_policies import (
+    Envelope,
+    Header,
+    MessageFacts,
+    MimePart,
+    PolicySet,
+    evaluate_message,
+)
 from postwarden_policies.loader import load_policy_set_from_sources
 
 HEAD = "version: 1\nname: t\n"
@@ -19,6 +27,28 @@ def rule_policy(when: str, then: str = "accept") -> PolicySet:
     """A policy with one rule named r: ``when`` is the YAML of its conditions."""
     indented = textwrap.indent(textwrap.dedent(when).strip(), "      ")
     return policy(f"rules:\n  - name: r\n    when:\n{indented}\n    then: {then}\n")
+
+
+MAIL_HEAD = "From: a@elsewhere.test\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\nSubject: hi\r\n"
+
+
+def text_message(content_type: str, body: str, cte: str = "8bit") -> bytes:
+    """A message of one UTF-8 text part (``content_type`` without its charset)."""
+    return (
+        f"{MAIL_HEAD}Content-Type: {content_type}; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: {cte}\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+@functools.cache
+def body_rule(pattern: str) -> PolicySet:
+    """A policy whose rule r rejects a body the RE2 ``pattern`` matches."""
+    return rule_policy(f"body: '{pattern}'", "reject")
+
+
+def body_rule_matches(pattern: str, raw: bytes) -> bool:
+    """Whether a body rule of the RE2 ``pattern`` matches the message ``raw``."""
+    return evaluate_message(body_rule(pattern), raw, Envelope()).rules == ("r",)
 
 
 def attachment(

@@ -13,21 +13,11 @@ import pytest
 
 from postwarden_policies import Envelope, bodytext, evaluate, evaluate_message, parse_message
 
-from .policy_helpers import html_part, rule_policy
-
-HEAD = "From: a@elsewhere.test\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\nSubject: hi\r\n"
-RULE = rule_policy("body: '(?i)free money'", "reject")
-
-
-def _message(content_type: str, body: str) -> bytes:
-    return (
-        f"{HEAD}Content-Type: {content_type}; charset=utf-8\r\n"
-        f"Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
-    ).encode()
+from .policy_helpers import body_rule, body_rule_matches, html_part, rule_policy, text_message
 
 
 def _rejected(raw: bytes) -> bool:
-    return evaluate_message(RULE, raw, Envelope()).rules == ("r",)
+    return body_rule_matches("(?i)free money", raw)
 
 
 FORMS = [
@@ -45,25 +35,25 @@ FORMS = [
 @pytest.mark.parametrize("text", FORMS)
 @pytest.mark.parametrize("content_type", ["text/plain", "text/html"])
 def test_letters_in_a_compatibility_form_match_a_plain_rule(text: str, content_type: str) -> None:
-    assert _rejected(_message(content_type, text))
+    assert _rejected(text_message(content_type, text))
 
 
 def test_a_compatibility_form_written_as_references_matches() -> None:
-    assert _rejected(_message("text/html", "<p>&#xff46;&#xff52;&#xff45;&#xff45; money</p>"))
+    assert _rejected(text_message("text/html", "<p>&#xff46;&#xff52;&#xff45;&#xff45; money</p>"))
 
 
 def test_a_ligature_in_html_reads_as_its_letters() -> None:
     """Its reading is longer: the tags HTML's rendering leaves out make room for it."""
     policy = rule_policy("body: 'finance offer'", "reject")
-    raw = _message("text/html", "<p>best \ufb01nance offer</p>")
+    raw = text_message("text/html", "<p>best \ufb01nance offer</p>")
     assert evaluate_message(policy, raw, Envelope()).rules == ("r",)
 
 
 def test_expanding_characters_do_not_push_the_word_out_of_reach() -> None:
     """An ellipsis reads as three dots: thousands of them would make the reading
     longer than the text; they are then left as written, and the word still reads."""
-    assert _rejected(_message("text/plain", "\u2026" * 5000 + " ｆｒｅｅ ｍｏｎｅｙ"))
-    assert _rejected(_message("text/plain", "\ufdfa" * 5000 + " ｆｒｅｅ ｍｏｎｅｙ"))
+    assert _rejected(text_message("text/plain", "\u2026" * 5000 + " ｆｒｅｅ ｍｏｎｅｙ"))
+    assert _rejected(text_message("text/plain", "\ufdfa" * 5000 + " ｆｒｅｅ ｍｏｎｅｙ"))
 
 
 @pytest.mark.parametrize(
@@ -86,6 +76,6 @@ def test_an_ellipsis_reads_as_three_dots() -> None:
 
 
 def test_text_already_in_its_compatibility_form_has_no_rendering_to_search() -> None:
-    facts = parse_message(_message("text/plain", "caf\u00e9 na\u00efve words"), Envelope())
-    assert evaluate(RULE, facts).rules == ()
+    facts = parse_message(text_message("text/plain", "caf\u00e9 na\u00efve words"), Envelope())
+    assert evaluate(body_rule("(?i)free money"), facts).rules == ()
     assert list(facts.renderings) == []

@@ -9,20 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from postwarden_policies import Envelope, evaluate_message
-
-from .policy_helpers import rule_policy
-
-HEAD = "From: a@elsewhere.test\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\nSubject: hi\r\n"
-RULE = rule_policy("body: '(?i)viagra'", "reject")
+from .policy_helpers import body_rule_matches, text_message
 
 
 def _rejected(html: str) -> bool:
-    raw = (
-        f"{HEAD}Content-Type: text/html; charset=utf-8\r\n"
-        f"Content-Transfer-Encoding: 8bit\r\n\r\n{html}\r\n"
-    ).encode()
-    return evaluate_message(RULE, raw, Envelope()).rules == ("r",)
+    return body_rule_matches("(?i)viagra", text_message("text/html", html))
 
 
 def _split(sheet: str, tag: str = '<span class="h">') -> str:
