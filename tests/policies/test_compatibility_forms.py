@@ -8,6 +8,7 @@ stays within the length of the text it reads, however much it would expand.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 
 import pytest
 
@@ -79,3 +80,20 @@ def test_text_already_in_its_compatibility_form_has_no_rendering_to_search() -> 
     facts = parse_message(text_message("text/plain", "caf\u00e9 na\u00efve words"), Envelope())
     assert evaluate(body_rule("(?i)free money"), facts).rules == ()
     assert list(facts.renderings) == []
+
+
+def test_normalizing_stops_at_the_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    """U+FDFA is 18 characters in NFKC: normalized whole, 2,000,000 characters of text made
+    19,000,000 (seconds, hundreds of MiB); a slice at a time, the work stops at the room."""
+    made: list[int] = []
+    normalize = unicodedata.normalize
+
+    def counted(form: str, text: str) -> str:
+        made.append(len(normalized := normalize(form, text)))  # type: ignore[arg-type]
+        return normalized
+
+    monkeypatch.setattr(unicodedata, "normalize", counted)
+    text = "\ufdfa " * 1_000_000
+    folded = bodytext.compatibility_form(text, 2 * len(text))
+    assert len(folded) == len(text)  # one character for one, past the room
+    assert sum(made) <= 2 * len(text) + 18 * 2 * bodytext.NFKC_SLICE

@@ -39,6 +39,7 @@ from .test_tnef import (
     _mail,
     _message_object,
     _stream,
+    _string8,
     _unicode,
 )
 
@@ -200,3 +201,38 @@ def test_stripping_from_a_stream_overwritten_anywhere_strips_or_holds(at: int, j
     verdict = evaluate_message(STRIP_EXE, raw, ENV)
     assert "internal_error" not in verdict.flags
     assert isinstance(verdict.decision, Accept | Quarantine)
+
+
+PAGE = _attachment("page.html", b"<p>hi</p><script>alert(1)</script>",
+                   _string8(0x370E, "text/html"))  # PR_ATTACH_MIME_TAG
+
+
+def test_an_html_file_inside_a_tnef_is_held_where_html_is_sanitized() -> None:
+    """Its bytes are the stream's: no entity to clean alone, and passed on as it is, its
+    script would reach whoever opens it (it went out unsanitized before)."""
+    verdict = evaluate_message(STRIP_EXE, _mail(_stream(NOTE, PAGE)), ENV)
+    assert isinstance(verdict.decision, Quarantine), verdict.decision
+    assert "inside a TNEF cannot be sanitized" in verdict.decision.reason
+    not_sanitizing = policy("rules:\n  - name: s\n    when: {attachment: {filename: ['*.exe']}}\n"
+                            "    then: strip_attachment\n")
+    kept = evaluate_message(not_sanitizing, _mail(_stream(NOTE, PAGE)), ENV)
+    assert isinstance(kept.decision, Accept) and kept.changes == ()
+
+
+def test_an_html_file_a_rule_strips_from_a_tnef_needs_no_sanitizing() -> None:
+    strip_html = policy("sanitize: {html: true}\nrules:\n  - name: s\n"
+                        "    when: {attachment: {filename: ['*.html']}}\n"
+                        "    then: strip_attachment\n")
+    verdict = evaluate_message(strip_html, _mail(_stream(NOTE, PAGE)), ENV)
+    assert [c.filename for c in verdict.changes] == ["page.html"]
+
+
+def test_a_mime_part_labelled_x_tnef_is_stripped_like_any_other() -> None:
+    """Only a file a TNEF lists is carried: a MIME part may name x-tnef as its own
+    transfer encoding, and its multipart parent is no TNEF."""
+    raw = (b"From: a@elsewhere.test\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b"
+           b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+           b"--b\r\nContent-Type: application/octet-stream; name=a.exe\r\n"
+           b"Content-Transfer-Encoding: x-tnef\r\n\r\nMZ payload\r\n--b--\r\n")
+    verdict = evaluate_message(STRIP_EXE, raw, ENV)
+    assert [c.filename for c in verdict.changes] == ["a.exe"]

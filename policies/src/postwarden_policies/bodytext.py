@@ -43,6 +43,8 @@ from .visiblehtml import OVERRIDE, render_visible
 # Parts written in tags of their own that readers render (RFC 1896 and its predecessor):
 # the HTML tokenizer removes their commands too.
 _TAGGED_TYPES = frozenset({"text/enriched", "text/richtext"})
+NFKC_SLICE = 1 << 16  # characters normalized at a time (compatibility_form)
+_ASCII = re.compile("[\x00-\x7f]")
 # A flowed line's trailing space and line break, and the next line's quote marks
 # or stuffed space (RFC 3676 section 4).
 _FLOWED_BREAK = re.compile(r" \r?\n(?:>+ ?| )?")
@@ -75,14 +77,32 @@ def compatibility_form(text: str, room: int) -> str:
     mathematical, circled, superscript and ligature forms as the plain letters,
     within ``room`` characters: where expanding (``\ufb01`` to ``fi``, ``\u2026`` to
     ``...``) would go past it, only the characters whose form is one character are
-    changed, each to it (no character expands, no sequence composes)."""
-    if text.isascii():  # O(1): the common case costs nothing
+    changed, each to it (no character expands, no sequence composes).
+
+    Normalized a slice at a time (one character may become 18), each cut before an
+    ASCII character, which nothing composes with as its second part: the work and
+    the memory stop at ``room``, whatever the text holds."""
+    if text.isascii() or unicodedata.is_normalized("NFKC", text):  # the common cases
         return text
-    folded = unicodedata.normalize("NFKC", text)  # text itself when already in NFKC
-    if len(folded) <= room:
-        return folded
-    # One character for one, in C and in place: no piece per character, which
-    # 4,000,000 characters would make hundreds of megabytes of.
+    pieces: list[str] = []
+    size = start = 0
+    while start < len(text):
+        cut = _ASCII.search(text, min(start + NFKC_SLICE, len(text)))
+        stop = len(text) if cut is None else cut.start()
+        if stop - start > 2 * NFKC_SLICE:  # no place to cut in reach
+            return _one_for_one(text)
+        piece = unicodedata.normalize("NFKC", text[start:stop])
+        size += len(piece)
+        if size > room:
+            return _one_for_one(text)
+        pieces.append(piece)
+        start = stop
+    return "".join(pieces)
+
+
+def _one_for_one(text: str) -> str:
+    # In C and in place: no piece per character, which 4,000,000 characters would make
+    # hundreds of megabytes of.
     return text.translate(_single_forms())
 
 

@@ -25,8 +25,9 @@ a TNEF ``winmail.dat`` is stripped from the stream instead
 (:mod:`postwarden_policies.tnefrewrite`: a text file naming it takes its
 place), the part's body re-encoded as sanitized HTML is, and the re-read TNEF
 must list its other files as before; one inside an attached Outlook message,
-or in a TNEF not read to its end (``unreadable_tnef``), raises. An HTML part
-stays untouched only when the sanitizer gives it back as it is (what it
+or in a TNEF not read to its end (``unreadable_tnef``), raises, and so does an
+HTML file in a TNEF a plan sanitizes HTML in (unless stripped): its bytes are in
+the stream, no entity to clean alone. An HTML part stays untouched only when the sanitizer gives it back as it is (what it
 counted as removed never decides: see :mod:`postwarden_policies.sanitize`).
 
 No line of a rewritten part starts with "--", so none reads as a boundary
@@ -333,8 +334,12 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[_Edit], li
         changes += stripped
     if plan.sanitize_html is not None:
         for part in facts.parts:
-            if not part.is_html or _inside(part, edits):
+            if not part.is_html or _inside(part, edits) or part.index in tnef_files:
                 continue
+            if tnefparts.carrier(facts.parts, part) is not None:
+                # Its bytes are inside the stream: no entity to clean alone, and passed
+                # on as it is, its script would reach whoever opens it.
+                raise RewriteError("an HTML file inside a TNEF cannot be sanitized")
             done = _sanitize_edit(facts, part, plan.sanitize_html)
             if done is not None:
                 _check_changeable(part, plan)

@@ -38,8 +38,9 @@ def declared(content_type: str, names: Iterable[str]) -> bool:
 
 def carrier(parts: Sequence[MimePart], member: MimePart) -> MimePart | None:
     """The part whose TNEF stream lists ``member`` (an attached message, if it is in
-    one), or None when no TNEF lists it."""
-    if member.transfer_encoding != ENCODING or member.parent is None:
+    one), or None when no TNEF lists it (a MIME part may call its own transfer encoding
+    x-tnef: only a listed file is carried)."""
+    if not member.uuencoded or member.transfer_encoding != ENCODING or member.parent is None:
         return None
     return parts[member.parent]
 
