@@ -46,23 +46,30 @@ def esmtp_size(params: tuple[str, ...]) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-RecipientKey = tuple[str, frozenset[str], str]
+RecipientKey = tuple[bytes, frozenset[str], bytes]
 
 
 def recipient_key(address: str, params: tuple[str, ...]) -> RecipientKey:
     """What Postfix's cleanup compares to drop a repeated recipient (duplicate_filter_limit,
     with enable_original_recipient at its default): the DSN original recipient, the
-    NOTIFY flags and the address, all without regard to case (Unicode case folding).
-    Without ORCPT, smtpd makes one up from the address as given, so ``"bob"@x`` and
-    ``bob@x`` stay two. ORCPT's xtext and, when ORCPT is given, the address's quoting are
-    compared as sent where Postfix decodes them: at worst a recipient counts twice here."""
+    NOTIFY flags and the address, all without regard to ASCII case. Postfix folds the
+    case of other letters too, but only with smtputf8_enable: folded here, ``K`` and
+    the Kelvin sign would count once where Postfix may keep both. Without ORCPT, smtpd
+    makes one up from the address as given, so ``"bob"@x`` and ``bob@x`` stay two.
+    ORCPT's xtext and, when ORCPT is given, the address's quoting are compared as sent
+    where Postfix decodes them. So at worst a recipient counts twice here, never once
+    where Postfix keeps two."""
     orcpt = esmtp_param(params, "ORCPT")
     notify = esmtp_param(params, "NOTIFY")
     return (
-        (f"rfc822;{address}" if orcpt is None else orcpt).casefold(),
+        _ascii_folded(f"rfc822;{address}" if orcpt is None else orcpt),
         frozenset(notify.upper().split(",")) if notify else frozenset(),
-        address.casefold(),
+        _ascii_folded(address),
     )
+
+
+def _ascii_folded(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape").lower()  # bytes.lower: ASCII only
 
 
 @dataclass
