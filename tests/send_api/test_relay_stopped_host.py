@@ -205,3 +205,48 @@ async def test_a_host_that_stopped_before_reading_its_log_to_the_end_is_waited_f
         await stop_task(back)
     assert (row["status"], row["queue_id"], row["queue_host"]) == ("relayed", queue_id, "mx-b")
     assert sent_to(here.postfix, recipient) == 0
+
+
+async def test_a_relay_stop_that_cuts_an_attempt_off_says_so(pool: asyncpg.Pool) -> None:
+    """A server that never answers holds the attempt past the stop's grace: the task is
+    cancelled, its outcome unknown to this instance, and the service then lets Postfix
+    log it before the follower's last read (LOG_SETTLE_SECONDS)."""
+    done = asyncio.Event()
+
+    async def mute(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    await accepted(pool, "cut-off@example.org")
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", server.sockets[0].getsockname()[1],
+                                           3, 3600.0, workers=1), None, Metrics())
+    try:
+        assert not worker.cut_off
+        worker.start()
+        await until(pool, "SELECT EXISTS (SELECT FROM outbox WHERE unsettled)")
+        await worker.stop(grace=0.2)
+        assert worker.cut_off
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_last_read_after_a_settle_takes_in_what_postfix_logged_meanwhile(
+    pool: asyncpg.Pool, there: tuple[Path, MaillogFollower],
+) -> None:
+    log_file, other = there
+    message = await accepted(pool, "logged-late@example.org")
+    task = asyncio.create_task(other.run())
+    await asyncio.sleep(0.2)
+    other.stop(settle=1.0)
+    await asyncio.sleep(0.3)  # Postfix writes its lines after the relay stopped
+    queue_id = new_queue_id("LATE")
+    append(log_file, cleanup(queue_id, f"<{message.hex}@example.com>"), active(queue_id))
+    await task
+    assert await pool.fetchval("SELECT committed FROM relay_receipts WHERE message_id = $1",
+                               message)
+    assert await pool.fetchval("SELECT read_to_stop FROM maillog_positions WHERE path = $1",
+                               other.key)

@@ -37,6 +37,9 @@ from .sending import SEND, SendState, current_hash_key
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 3600.0
 FOLLOWER_STOP_SECONDS = 10.0  # its last poll is bounded at 5 s
+# After a relay stop that cut an attempt off: time for Postfix to log it before the
+# follower's last read, which tells other hosts the log shows all it did.
+LOG_SETTLE_SECONDS = 2.0
 
 
 async def _housekeeping(conn: asyncpg.Connection) -> None:
@@ -78,7 +81,8 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
         if state.relay is not None:
             await state.relay.stop()
         if follower is not None and following is not None:
-            follower.stop()
+            cut_off = state.relay is not None and state.relay.cut_off
+            follower.stop(settle=LOG_SETTLE_SECONDS if cut_off else 0.0)
             try:
                 await asyncio.wait_for(following, FOLLOWER_STOP_SECONDS)
             except TimeoutError:  # wait_for cancelled it: the lease lapses instead

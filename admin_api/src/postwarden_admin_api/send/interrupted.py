@@ -25,7 +25,10 @@ attempt and sending nothing:
   process), then the row is decided as without a log, at ERROR, since an outage
   of the log must not keep mail back for good.
 
-No row is waited for inline: the relay goes on with its other rows meanwhile.
+No row is waited for inline, the relay going on with its other rows meanwhile, but
+one whose open receipt is older than the queue manager's 10 minutes where Postfix's
+queue can be listed: the listing (``postqueue -j``, up to :data:`POSTQUEUE_SECONDS`)
+and a read of this host's log past it (up to :data:`LOG_WAIT_SECONDS`).
 """
 
 from __future__ import annotations

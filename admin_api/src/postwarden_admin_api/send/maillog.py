@@ -153,6 +153,7 @@ class MaillogFollower:
         self._read_to_end_at = -math.inf  # when the last poll that read to the end began
         self._progress = asyncio.Condition()
         self._stopping = asyncio.Event()
+        self._settle = 0.0  # before the last read, set by stop()
 
     @property
     def host(self) -> str:
@@ -187,7 +188,9 @@ class MaillogFollower:
             # Lines waiting for a queue id the relay stored as it stopped: applied now,
             # where the next reader would not see them. Read to the end, this poll also
             # tells other hosts' relays that the log shows every attempt this
-            # instance's relay made (.interrupted).
+            # instance's relay made (.interrupted): after a moment when the relay cut
+            # one off, whose lines Postfix may still be writing.
+            await asyncio.sleep(self._settle)
             with surviving("maillog follower"):
                 async with asyncio.timeout(LAST_POLL_SECONDS):
                     await self.poll(final=True)
@@ -196,8 +199,10 @@ class MaillogFollower:
             with surviving("maillog follower"):
                 await self.release()
 
-    def stop(self) -> None:
-        """End :meth:`run` (stop the relay first: its last queue ids are read then)."""
+    def stop(self, settle: float = 0.0) -> None:
+        """End :meth:`run` (stop the relay first: its last queue ids are read then), its
+        last read ``settle`` seconds from now."""
+        self._settle = settle
         self._stopping.set()
 
     async def release(self) -> None:

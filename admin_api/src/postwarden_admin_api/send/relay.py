@@ -169,6 +169,9 @@ class RelayWorker:
         self._config = config
         self._maillog = maillog
         self._queue_host = maillog.host if maillog is not None else None
+        # A stop left an attempt whose outcome it did not store: Postfix may log it yet
+        # (the maillog follower's last read waits a moment for it: .maillog).
+        self.cut_off = False
         # Where this relay's attempts are logged, and by which reader (.interrupted).
         self._attempt_log = (None, None) if maillog is None else (maillog.key,
                                                                   maillog.instance)
@@ -192,12 +195,13 @@ class RelayWorker:
         ]
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Let each task finish its current message, then cancel what is left."""
+        """Let each task finish its current message, then cancel what is left (``cut_off``)."""
         self._stopping.set()
         self._wakeup.set()
         if not self._tasks:
             return
         _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        self.cut_off = self.cut_off or bool(pending)
         for task in pending:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -360,6 +364,7 @@ class RelayWorker:
                                         found_in_log=found_in_log, queue_host=self._queue_host)
             except DB_ERRORS as exc:
                 if self._stopping.is_set():
+                    self.cut_off = True
                     log.error("relay: stopping without storing the outcome of message %s "
                               "(%s, Postfix queue id %s): when its lease ends, Postfix's log "
                               "decides whether it is sent again", row.id,
