@@ -27,8 +27,9 @@ place), the part's body re-encoded as sanitized HTML is, and the re-read TNEF
 must list its other files as before; one inside an attached Outlook message,
 or in a TNEF not read to its end (``unreadable_tnef``), raises, and so does an
 HTML file in a TNEF a plan sanitizes HTML in (unless stripped): its bytes are in
-the stream, no entity to clean alone. An HTML part stays untouched only when the sanitizer gives it back as it is (what it
-counted as removed never decides: see :mod:`postwarden_policies.sanitize`).
+the stream, no entity to clean alone. An HTML part stays untouched only when the
+sanitizer gives it back as it is (what it counted as removed never decides: see
+:mod:`postwarden_policies.sanitize`).
 
 No line of a rewritten part starts with "--", so none reads as a boundary
 delimiter (RFC 2046 forbids even its prefix): in sanitized HTML such a dash is
