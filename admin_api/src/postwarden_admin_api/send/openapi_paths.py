@@ -7,10 +7,26 @@ from typing import Any
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.openapi import json_content, operation, param, ref
 
+from .queries import MESSAGE_STATUSES, RECIPIENT_STATUSES
+
 _ADDRESSES: dict[str, Any] = {
     "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
 }
 _TIME = {"type": "string", "format": "date-time"}
+_EVENT: dict[str, Any] = {
+    "type": "object", "required": ["time", "event"],
+    "properties": {"time": _TIME, "event": {"type": "string"},
+                   "detail": {"type": ["string", "null"]}},
+}
+_RECIPIENT: dict[str, Any] = {
+    "type": "object", "required": ["address", "kind", "status", "updated_at", "timeline"],
+    "properties": {
+        "address": {"type": "string"}, "kind": {"enum": ["to", "cc", "bcc"]},
+        "status": {"enum": list(RECIPIENT_STATUSES)},
+        "detail": {"type": ["string", "null"], "description": "the last reply about it"},
+        "updated_at": _TIME, "timeline": {"type": "array", "items": _EVENT},
+    },
+}
 # The optional fields of SendEmail: null stands for the field left out.
 _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
     "to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES, "reply_to": _ADDRESSES,
@@ -52,15 +68,20 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "OutboundMessage": {
         "type": "object",
-        "required": ["id", "message_id", "from", "status", "created_at"],
+        "required": ["id", "message_id", "from", "status", "created_at", "updated_at"],
         "properties": {
             "id": {"type": "string", "format": "uuid"}, "message_id": {"type": "string"},
             "key_id": {"type": "string"}, "from": {"type": "string"},
-            "subject": {"type": "string"}, "status": {"type": "string"},
+            "subject": {"type": "string"}, "status": {"enum": list(MESSAGE_STATUSES)},
+            "recipient_count": {"type": "integer"},
+            "size": {"type": "integer", "description": "bytes of the built message"},
+            "tags": {"type": "array", "items": {"type": "string"}}, "metadata": {"type": "object"},
             "queue_id": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
-            "last_error": {"type": ["string", "null"]}, "created_at": _TIME,
-            "recipients": {"type": "array", "items": {"type": "object"}},
-            "events": {"type": "array", "items": {"type": "object"}},
+            "last_error": {"type": ["string", "null"]}, "created_at": _TIME, "updated_at": _TIME,
+            "recipients": {"type": "array", "description": "GET /api/v1/messages/{id} only",
+                           "items": _RECIPIENT},
+            "events": {"type": "array", "description": "the message's own events",
+                       "items": _EVENT},
         },
     },
     "Suppression": {
@@ -98,7 +119,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
         "get": operation(
             "search sent messages, newest first", _READERS,
             parameters=[
-                param("status", "query", {"type": "string"}),
+                param("status", "query", {"enum": list(MESSAGE_STATUSES)}),
                 param("from", "query", {"type": "string"}, description=_ADDRESS_FILTER),
                 param("to", "query", {"type": "string"}, description=_ADDRESS_FILTER),
                 param("tag", "query", {"type": "string"}),

@@ -11,6 +11,9 @@ import asyncpg
 
 from postwarden_admin_api.cursors import Cursor
 
+# As the outbound_messages and outbound_recipients tables' CHECKs allow.
+MESSAGE_STATUSES = ("queued", "relayed", "delivered", "partially_delivered", "failed")
+RECIPIENT_STATUSES = ("queued", "relayed", "delivered", "deferred", "bounced", "failed")
 SELECT_MESSAGE = """
 SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata, status,
        queue_id, attempts, last_error, created_at, updated_at
@@ -108,20 +111,26 @@ async def search_messages(
     """One page, newest first, and the cursor of the next page (None at the end)."""
     after = search.after
     after_time, after_id = (after.time, after.id) if after else (None, None)
+    # One row more than the page: a cursor only when a row follows, so a client
+    # never turns to an empty last page.
     rows = await conn.fetch(
         SEARCH_MESSAGES, search.key_id, search.status, search.sender, search.recipient,
-        search.tag, search.since, search.until, after_time, after_id, search.limit,
+        search.tag, search.since, search.until, after_time, after_id, search.limit + 1,
     )
+    page = rows[:search.limit]
     cursor = None
-    if len(rows) == search.limit:
-        cursor = Cursor(rows[-1]["created_at"], rows[-1]["id"]).encode()
-    return [_message(row) for row in rows], cursor
+    if len(rows) > search.limit:
+        cursor = Cursor(page[-1]["created_at"], page[-1]["id"]).encode()
+    return [_message(row) for row in page], cursor
 
 
 async def list_suppressions(
     conn: asyncpg.Connection, after: str | None, reason: str | None, limit: int
-) -> list[dict[str, Any]]:
-    return [dict(row) for row in await conn.fetch(SELECT_SUPPRESSIONS, after, reason, limit)]
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page by address, and the ``after`` of the next page (None at the end)."""
+    rows = await conn.fetch(SELECT_SUPPRESSIONS, after, reason, limit + 1)  # one more: any next?
+    page = [dict(row) for row in rows[:limit]]
+    return page, page[-1]["address"] if len(rows) > limit else None
 
 
 async def add_suppression(

@@ -39,19 +39,34 @@ class Refusal(enum.Enum):
     )
     DAILY_QUOTA_EXCEEDED = ("daily_quota_exceeded", 429, "the daily quota of this key is used up")
     IDEMPOTENCY_KEY_REUSED = (
-        "idempotency_key_reused", 422, "this Idempotency-Key was used for another request"
+        "idempotency_key_reused", 422, "this Idempotency-Key was used for another request",
+        None, ("Idempotency-Key", "used in the last 24 hours for a request with another body: "
+                                  "a new request needs a new key"),
     )
+    # A running twin is done within a second or so: the retry then gets its answer.
     IDEMPOTENCY_IN_PROGRESS = (
-        "idempotency_request_in_progress", 409, "a request with this Idempotency-Key is running"
+        "idempotency_request_in_progress", 409, "a request with this Idempotency-Key is running",
+        "1",
     )
 
-    def __init__(self, code: str, status: int, message: str) -> None:
+    def __init__(
+        self, code: str, status: int, message: str, retry_after: str | None = None,
+        field: tuple[str, str] | None = None,
+    ) -> None:
         self.code = code
         self.status = status
         self.message = message
+        self.retry_after = retry_after  # the Retry-After of a refusal that passes by itself
+        self.field = field  # (field, detail) of a refusal about one field, raised on its own
 
     def error(self, headers: dict[str, str] | None = None) -> ApiError:
-        return ApiError(self.status, self.code, self.message, headers=headers)
+        if headers is None and self.retry_after is not None:
+            headers = {"Retry-After": self.retry_after}
+        details = []
+        if self.field is not None:
+            name, detail = self.field
+            details.append(FieldProblem(name, self, detail).as_detail())
+        return ApiError(self.status, self.code, self.message, details, headers=headers)
 
 
 _SEVERITY = {403: 0, 413: 1, 422: 2}

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from postwarden_admin_api.audit_queries import range_problem
 from postwarden_admin_api.bodies import json_ok, query_int, query_time, read_json_object
 from postwarden_admin_api.context import POOL, Role, allow, principal
 from postwarden_admin_api.cursors import query_cursor
@@ -16,8 +19,8 @@ from .addresses import AddressError, parse_mailbox
 from .sending import send_email
 
 routes = web.RouteTableDef()
-MESSAGE_STATUSES = ("queued", "relayed", "delivered", "partially_delivered", "failed")
 NOT_FOUND = ApiError(404, "not_found", "no such message")
+T = TypeVar("T")
 
 
 def _own_key(request: web.Request) -> str | None:
@@ -61,20 +64,45 @@ def _address_filter(request: web.Request, name: str) -> str | None:
     return None if raw is None else _address(raw, name)
 
 
+def _status_filter(request: web.Request) -> str | None:
+    status = request.query.get("status")
+    if status is not None and status not in queries.MESSAGE_STATUSES:
+        expected = ", ".join(queries.MESSAGE_STATUSES)
+        raise ValidationFailed([{"field": "status", "message": f"expected one of {expected}"}])
+    return status
+
+
+def _message_filter(request: web.Request) -> queries.MessageFilter:
+    """The search's filters; one 422 lists every bad parameter, not only the first."""
+    problems: list[dict[str, Any]] = []
+
+    def read(parse: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return parse(request, *args)
+        except ValidationFailed as failed:
+            problems.extend(failed.details)
+            return None
+
+    since, until = read(query_time, "since"), read(query_time, "until")
+    status = read(_status_filter)
+    sender, recipient = read(_address_filter, "from"), read(_address_filter, "to")
+    after = read(query_cursor)
+    limit = read(query_int, "limit", 50, 1, 500)
+    empty = range_problem(since, until)
+    if empty is not None:
+        problems.append(empty)
+    if problems or limit is None:
+        raise ValidationFailed(problems)
+    return queries.MessageFilter(
+        key_id=_own_key(request), status=status, sender=sender, recipient=recipient,
+        tag=request.query.get("tag"), since=since, until=until, after=after, limit=limit,
+    )
+
+
 @routes.get("/api/v1/messages")
 @allow(Role.SENDER, Role.AUDITOR)
 async def search_messages(request: web.Request) -> web.Response:
-    query = request.query
-    status = query.get("status")
-    if status is not None and status not in MESSAGE_STATUSES:
-        raise ValidationFailed([{"field": "status", "message": f"one of {MESSAGE_STATUSES}"}])
-    search = queries.MessageFilter(
-        key_id=_own_key(request), status=status, sender=_address_filter(request, "from"),
-        recipient=_address_filter(request, "to"), tag=query.get("tag"),
-        since=query_time(request, "since"), until=query_time(request, "until"),
-        after=query_cursor(request),
-        limit=query_int(request, "limit", 50, 1, 500),
-    )
+    search = _message_filter(request)
     async with connection(request.app[POOL]) as conn:
         messages, cursor = await queries.search_messages(conn, search)
     return json_ok({"messages": messages, "next_cursor": cursor})
@@ -88,8 +116,9 @@ async def list_suppressions(request: web.Request) -> web.Response:
         raise ValidationFailed([{"field": "reason", "message": "hard_bounce or manual"}])
     limit = query_int(request, "limit", 100, 1, 1000)
     async with connection(request.app[POOL]) as conn:
-        found = await queries.list_suppressions(conn, request.query.get("after"), reason, limit)
-    after = found[-1]["address"] if len(found) == limit else None
+        found, after = await queries.list_suppressions(
+            conn, request.query.get("after"), reason, limit
+        )
     return json_ok({"suppressions": found, "next_after": after})
 
 
