@@ -54,7 +54,8 @@ def test_the_readme_push_session_shows_the_files_in_the_order_push_prints_them(
     shown = re.findall(r"^(\S+): active as revision (\d+)$", README.read_text(), re.M)
     pushed = checked_files(Path("policies/examples"))
     assert pushed is not None
-    assert shown == [(file, str(number)) for number, (file, _) in enumerate(pushed, 1)]
+    assert shown == [(file, str(number))
+                     for number, (file, _) in enumerate(pushed.values(), 1)]
 
 
 def test_the_admin_example_names_every_log_level_the_setting_takes() -> None:

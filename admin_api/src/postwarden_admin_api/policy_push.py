@@ -32,7 +32,6 @@ from yarl import URL
 
 from postwarden_policies import (
     PolicyLoadError,
-    PolicySet,
     load_policy_set,
     load_policy_set_from_sources,
 )
@@ -51,21 +50,10 @@ class PushError(Exception):
     pass
 
 
-def checked_files(directory: Path) -> list[tuple[str, bytes]] | None:
-    """(file, content) of each policy file of the directory, read as soon as the directory
-    loaded; None once its problems are printed."""
-    policy_set = _checked_set(directory)
-    return None if policy_set is None else list(_contents(policy_set).values())
-
-
-def _contents(policy_set: PolicySet) -> dict[str, tuple[str, bytes]]:
-    """{policy name: (file, content)}: the bytes an upload sends."""
-    return {p.name: (p.source, Path(p.source).read_bytes()) for p in policy_set.policies}
-
-
-def _checked_set(directory: Path) -> PolicySet | None:
-    """The directory loaded as check loads it; None once its problems are printed as check
-    prints them."""
+def checked_files(directory: Path) -> dict[str, tuple[str, bytes]] | None:
+    """{policy name: (file, content)} of the directory's policies, loaded as check loads
+    them (the bytes an upload sends, read as soon as they loaded); None once its
+    problems are printed as check prints them."""
     if not directory.is_dir():
         raise PushError(f"{directory}: not a directory")
     try:
@@ -79,7 +67,9 @@ def _checked_set(directory: Path) -> PolicySet | None:
         line, column = policy.where
         print(f"{policy.source}:{line}:{column}: policy name {MANAGED_POLICY!r} is reserved: "
               "the Rules API (/api/v1/rules) manages it", file=sys.stderr)
-    return None if reserved else policy_set
+    if reserved:
+        return None
+    return {p.name: (p.source, Path(p.source).read_bytes()) for p in policy_set.policies}
 
 
 async def _body(response: aiohttp.ClientResponse) -> Any:
@@ -247,10 +237,9 @@ async def push_directory(url: str, key: str, directory: Path, comment: str | Non
     if not key:
         raise PushError("set POSTWARDEN_API_KEY to an operator or admin key")
     base = _base_url(url)
-    policy_set = _checked_set(directory)
-    if policy_set is None:
+    files = checked_files(directory)
+    if files is None:
         return 1
-    files = _contents(policy_set)
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(base_url=base, timeout=timeout) as session:
         service = _Service(session, key)
