@@ -14,7 +14,7 @@ from aiohttp import web
 
 from postwarden_policies.redact import redact
 
-from .audit_queries import ROWS_PREFETCH
+from .audit_queries import cursor_rows
 from .auth import client_address
 from .context import PRINCIPAL, Principal
 
@@ -95,12 +95,9 @@ def page_sql(filters: dict[str, Any], limit: int) -> tuple[str, list[Any]]:
 
 def page_rows(conn: asyncpg.Connection, filters: dict[str, Any], limit: int
               ) -> AsyncIterable[asyncpg.Record]:
-    """The rows of :func:`page_sql`, fetched a few at a time (inside a transaction): an
-    entry can hold a whole settings change, so the route cuts a page in bytes too
-    (:func:`~.bodies.fill_page`)."""
-    sql, params = page_sql(filters, limit)
-    rows: AsyncIterable[asyncpg.Record] = conn.cursor(sql, *params, prefetch=ROWS_PREFETCH)
-    return rows
+    """The rows of :func:`page_sql`, a few at a time: an entry can hold a whole settings
+    change, so the route cuts a page in bytes too (:func:`~.audit_queries.cursor_rows`)."""
+    return cursor_rows(conn, *page_sql(filters, limit))
 
 
 def entry_json(row: Mapping[str, Any]) -> dict[str, Any]:

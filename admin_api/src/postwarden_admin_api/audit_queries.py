@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -118,13 +118,19 @@ def search_sql(filters: Mapping[str, Any], cursor: Cursor | None, limit: int
     return sql, params
 
 
-def search_rows(conn: asyncpg.Connection, filters: Mapping[str, Any], cursor: Cursor | None,
-                limit: int) -> AsyncIterable[asyncpg.Record]:
-    """The rows of :func:`search_sql`, fetched ``ROWS_PREFETCH`` at a time (inside
-    :func:`reading`'s transaction), for :func:`~.bodies.fill_page`."""
-    sql, params = search_sql(filters, cursor, limit)
+def cursor_rows(conn: asyncpg.Connection, sql: str, params: Sequence[Any]
+                ) -> AsyncIterable[asyncpg.Record]:
+    """The rows of ``sql``, fetched ``ROWS_PREFETCH`` at a time (inside a transaction,
+    :func:`reading`'s), for :func:`~.bodies.fill_page`: rows that may be large are held
+    no more than a page."""
     rows: AsyncIterable[asyncpg.Record] = conn.cursor(sql, *params, prefetch=ROWS_PREFETCH)
     return rows
+
+
+def search_rows(conn: asyncpg.Connection, filters: Mapping[str, Any], cursor: Cursor | None,
+                limit: int) -> AsyncIterable[asyncpg.Record]:
+    """The rows of :func:`search_sql` (:func:`cursor_rows`)."""
+    return cursor_rows(conn, *search_sql(filters, cursor, limit))
 
 
 @asynccontextmanager
