@@ -54,11 +54,13 @@ async def test_pushing_what_a_rollback_made_active_changes_nothing(  # noqa: PLR
     await listener.add_listener(POLICY_CHANNEL, lambda *args: reloads.put_nowait(args[3]))
     try:
         assert await push(admin_client, admin_key, d, monkeypatch=monkeypatch) == 0
-        await asyncio.sleep(0.3)  # a NOTIFY would have arrived by now
+        # NOTIFYs arrive in commit order: a reload the push asked for comes before this.
+        await listener.execute("SELECT pg_notify($1, 'marker')", POLICY_CHANNEL)
+        first = await asyncio.wait_for(reloads.get(), 10)
     finally:
         await listener.close()
     assert capsys.readouterr().out == (f"{d / 'inbound.yaml'}: active as revision {good} "
                                        "(unchanged)\n")
-    assert reloads.empty()
+    assert first == "marker"
     assert await revisions(admin_client, admin_key, "team-inbound") == before
     assert await active(admin_client, admin_key) == {"team-inbound": good}
