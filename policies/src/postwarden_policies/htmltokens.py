@@ -52,9 +52,10 @@ def _names(words: Iterable[str]) -> str:
 
 
 def _raw_text(name: str, keep: bool) -> str:
-    """A raw-text element's start tag and content, up to its own end tag."""
-    content = "(.*?)" if keep else ".*?"
-    return rf"{_names([name])}{_ATTRIBUTES}{content}(?=</{_names([name])}|\Z)"
+    """A raw-text element's start tag and content, up to its own end tag: a loop over
+    runs without "<" (a lazy ``.*?`` tries the end tag at every character)."""
+    content = rf"(?:[^<]++|<(?!/{_names([name])}))*+"
+    return rf"{_names([name])}{_ATTRIBUTES}{f'({content})' if keep else content}"
 
 
 # Every piece of markup. re.split keeps the two groups: a textarea's content
