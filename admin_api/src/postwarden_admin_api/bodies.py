@@ -128,8 +128,21 @@ async def idle_bounded(request: web.Request, reading: Awaitable[T]) -> T:
         task.cancel()  # a no-op once read; else nobody waits for it any more
 
 
+def _declared_json(request: web.Request) -> bool:
+    """The body is declared JSON: ``application/json`` or a ``+json`` type (RFC 6839),
+    any parameter (a charset) aside. aiohttp reads a missing type as octet-stream."""
+    media_type = request.content_type  # lower case, without parameters
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json"))
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; 400 ``invalid_json`` otherwise."""
+    """The body as a JSON object; 400 ``invalid_json`` otherwise, 415
+    ``unsupported_media_type`` (unread) if it is not declared JSON, as the routes
+    taking YAML or form data refuse what they do not read."""
+    if not _declared_json(request):
+        raise ApiError(415, "unsupported_media_type",
+                       "send the body as JSON, with Content-Type: application/json")
     raw = await read_body(request)
     return await run_sized(is_large(raw), _json_object, raw)
 
@@ -230,6 +243,21 @@ def parse_time(raw: str) -> dt.datetime:
     return value
 
 
+def _time_expected(raw: str) -> str:
+    """TIME_EXPECTED, with a hint when ``raw`` is a time once its last space is a "+":
+    a query string's unencoded "+" (of an offset) arrives as a space. Such a time is
+    refused, not read as meant: the client's URLs lose every other "+" too (an address
+    filter's ``a+tag@b``), and only the hint gets those right as well."""
+    head, space, tail = raw.rpartition(" ")
+    if space:
+        try:
+            parse_time(f"{head}+{tail}")
+        except ValueError:
+            return TIME_EXPECTED
+        return f"{TIME_EXPECTED} (write + as %2B in a URL)"
+    return TIME_EXPECTED
+
+
 def query_time(request: web.Request, name: str) -> dt.datetime | None:
     raw = request.query.get(name)
     if raw is None:
@@ -237,7 +265,7 @@ def query_time(request: web.Request, name: str) -> dt.datetime | None:
     try:
         return parse_time(raw)
     except ValueError:
-        raise ValidationFailed([{"field": name, "message": TIME_EXPECTED}]) from None
+        raise ValidationFailed([{"field": name, "message": _time_expected(raw)}]) from None
 
 
 def path_int(request: web.Request, name: str) -> int:

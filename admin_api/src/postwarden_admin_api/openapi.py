@@ -54,6 +54,27 @@ def param(name: str, where: str, schema: Schema, required: bool = False,
     return found
 
 
+def header(description: str, schema: Schema, required: bool = True) -> Schema:
+    """A response header (an OpenAPI Header Object)."""
+    return {"description": description, "required": required, "schema": schema}
+
+
+_SECONDS = {"type": "integer", "minimum": 1}
+# What the access middleware adds to every answer to a key it admitted (ratelimit.Quota).
+RATE_LIMIT_HEADERS: Mapping[str, Schema] = {
+    "RateLimit-Limit": header("requests_per_minute of the key", {"type": "integer"}),
+    "RateLimit-Remaining": header("requests the key has left in this minute's window",
+                                  {"type": "integer", "minimum": 0}),
+    "RateLimit-Reset": header("seconds until this minute's window ends", _SECONDS),
+}
+RETRY_AFTER = header("seconds to wait before trying again", _SECONDS)
+_TOO_MANY: Schema = {
+    "description": "a rate limit: see code (rate_limited: details[].kind names the limit)",
+    "headers": {"Retry-After": RETRY_AFTER, **RATE_LIMIT_HEADERS},
+    "content": json_content(ref("Error")),
+}
+
+
 def operation(
     summary: str,
     roles: Iterable[Role] | None,
@@ -63,23 +84,33 @@ def operation(
     parameters: list[Schema] | None = None,
     response_type: str | tuple[str, ...] = "application/json",
     descriptions: Mapping[int, str] | None = None,
+    headers: Mapping[int, Mapping[str, Schema]] | None = None,
 ) -> Schema:
     """One operation; ``roles`` None marks a public route. A None schema: no body.
     ``descriptions``: a response's own description (else the summary, or for an
-    error status "see code")."""
+    error status "see code"). ``headers``: the headers (see :func:`header`) a response
+    carries besides those every authenticated answer does (``RATE_LIMIT_HEADERS``);
+    the 429 of an authenticated route is declared here."""
+    if set(headers or {}) - set(responses):
+        raise ValueError(f"{summary}: headers of a response not declared")
     built: Schema = {"summary": summary, "responses": {}}
+    common = {} if roles is None else RATE_LIMIT_HEADERS
     for status, schema in responses.items():
         default = summary if status < 300 else "see code"
         answer: Schema = {"description": (descriptions or {}).get(status, default)}
         if schema is not None:
             types = (response_type,) if isinstance(response_type, str) else response_type
             answer["content"] = {kind: {"schema": schema} for kind in types}
+        sent = {**common, **(headers or {}).get(status, {})}
+        if sent:
+            answer["headers"] = dict(sent)
         built["responses"][str(status)] = answer
     built["responses"]["default"] = {"description": "error", "content": json_content(ref("Error"))}
     if roles is None:
         built["security"] = []
     else:
         built["x-roles"] = sorted({Role.ADMIN, *roles})
+        built["responses"]["429"] = copy.deepcopy(_TOO_MANY)
     if body is not None:
         built["requestBody"] = {"required": True, "content": body}
     if parameters:

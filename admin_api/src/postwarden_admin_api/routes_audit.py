@@ -33,7 +33,7 @@ from .context import POOL, Role, allow, principal
 from .cursors import Cursor, query_cursor
 from .errors import ApiError, ValidationFailed
 from .keys import is_live
-from .openapi import operation, param, ref
+from .openapi import header, operation, param, ref
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +288,8 @@ OPENAPI_PATHS = {
         parameters=[*_FILTER_PARAMS,
                     param("format", "query", {"type": "string", "enum": ["ndjson", "csv"]})],
         responses={200: _STR}, response_type=("application/x-ndjson", "text/csv"),
+        headers={200: {"Content-Disposition": header(
+            'attachment; filename="audit.ndjson" (or audit.csv)', _STR)}},
     )},
     "/api/v1/audit/{event_id}": {"get": operation(
         "one audit event", _READERS, parameters=[param("event_id", "path", _STR)],

@@ -26,7 +26,7 @@ from .bodies import json_ok, path_int, query_int, read_body, read_json_object
 from .context import POOL, Role, allow, principal
 from .engine import compile_upload, off_loop
 from .errors import ApiError, ValidationFailed, connection
-from .openapi import json_content, operation, param, ref
+from .openapi import header, json_content, operation, param, ref
 from .revisions import (
     activate,
     active_revisions,
@@ -368,6 +368,11 @@ OPENAPI_PATHS = {
         parameters=[_REVISION, param("format", "query", {"type": "string",
                                                          "enum": ["yaml", "json"]})],
         responses={200: None},
+        headers={200: {  # with the YAML source only
+            "X-Policy-Name": header("the revision's policy", {"type": "string"}, required=False),
+            "X-Content-Hash": header("the source's content hash", {"type": "string"},
+                                     required=False),
+        }},
     )},
     "/api/v1/revisions/{revision_id}/diff/{other_id}": {"get": operation(
         "unified diff from one revision to another", _READERS,

@@ -20,6 +20,7 @@ _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _ANGLE_FORM = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
 _QUOTED_STRING = re.compile(r'"(?P<text>(?:[^"\\]|\\.)*)"')
 _QUOTED_PAIR = re.compile(r"\\(.)")
+_LIST_SEPARATOR = re.compile(r"[,;]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 # RFC 2047's encoded word. The email package decodes one wherever it meets it in
 # header text, so through it a client could pass what the checks refused (another
@@ -40,6 +41,13 @@ MAX_MAILBOX_TEXT = 2 * MAX_DISPLAY_NAME + MAX_ADDRESS + 16
 
 class AddressError(ValueError):
     """The text is not an address we accept; the message says why (no address in it)."""
+
+
+class SeveralAddresses(AddressError):
+    """The text holds several addresses (``a@x.org, b@x.org``) where one goes."""
+
+    def __init__(self) -> None:
+        super().__init__("one address per string")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,12 @@ def _refuse_hidden_text(text: str) -> None:
         raise AddressError("RFC 2047 encoded words are not accepted: send the text itself")
 
 
+def _holds_several(text: str) -> bool:
+    """True when ``text`` reads as a list of addresses: two parts or more with an "@",
+    split where a header's address list is (",") or a mail client's (";")."""
+    return sum("@" in part for part in _LIST_SEPARATOR.split(text)) > 1
+
+
 def parse_mailbox(text: str) -> Mailbox:
     if len(text) > MAX_MAILBOX_TEXT:
         raise AddressError("address is too long")
@@ -130,6 +144,8 @@ def parse_mailbox(text: str) -> Mailbox:
             raise AddressError("display name is too long")
     local, sep, domain = text.rpartition("@")
     if not sep or not _DOT_ATOM.fullmatch(local) or len(local) > 64:
+        if _holds_several(text):
+            raise SeveralAddresses
         raise AddressError("expected local@domain with a plain ASCII local part")
     mailbox = Mailbox(local, ascii_domain(domain), display_name)
     if len(mailbox.address) > MAX_ADDRESS:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.secrets import Keyring, SecretsError
 
 from .refusals import Refusal
@@ -50,6 +51,17 @@ class LimitReached(Exception):
         super().__init__(refusal.code)
         self.refusal = refusal
         self.retry_after = retry_after
+
+    def error(self, limits: Limits) -> ApiError:
+        """The 429, its ``details[].kind`` naming the limit: ``rate_limited`` is the
+        per-key request limit's code too (whose kind is ``key``)."""
+        kind, limit = {
+            Refusal.RATE_LIMITED: ("send_per_minute", limits.per_key_per_minute),
+            Refusal.RECIPIENT_RATE_LIMITED: ("recipient_per_day", limits.per_recipient_per_day),
+            Refusal.DAILY_QUOTA_EXCEEDED: ("send_per_day", limits.per_key_per_day),
+        }[self.refusal]
+        return self.refusal.error({"Retry-After": str(self.retry_after)},
+                                  [{"kind": kind, "limit": limit}])
 
 
 def recipient_hash(hash_key: bytes, address: str) -> str:

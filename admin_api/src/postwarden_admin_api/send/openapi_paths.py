@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from postwarden_admin_api.context import Role
-from postwarden_admin_api.openapi import json_content, operation, param, ref
+from postwarden_admin_api.openapi import (
+    RETRY_AFTER,
+    header,
+    json_content,
+    operation,
+    param,
+    ref,
+)
 
 from .queries import MESSAGE_STATUSES, RECIPIENT_STATUSES
 
@@ -104,8 +111,20 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/send-email": {
         "post": operation(
             "queue a message for sending through Postfix", _SENDERS,
-            body=json_content(ref("SendEmail")), responses={202: ref("SendAccepted")},
+            body=json_content(ref("SendEmail")),
+            responses={202: ref("SendAccepted"), 409: ref("Error")},
             parameters=[param("Idempotency-Key", "header", {"type": "string", "maxLength": 255})],
+            headers={
+                202: {
+                    "Location": header("the message's URL (GET it for its status)",
+                                       {"type": "string"}),
+                    "Idempotent-Replayed": header(
+                        "the first answer to this Idempotency-Key, sent again: nothing was "
+                        "sent twice", {"const": "true"}, required=False),
+                },
+                409: {"Retry-After": RETRY_AFTER},
+            },
+            descriptions={409: "idempotency_request_in_progress: retry after Retry-After"},
         ),
     },
     "/api/v1/messages/{id}": {

@@ -59,10 +59,11 @@ class Refusal(enum.Enum):
         self.retry_after = retry_after  # the Retry-After of a refusal that passes by itself
         self.field = field  # (field, detail) of a refusal about one field, raised on its own
 
-    def error(self, headers: dict[str, str] | None = None) -> ApiError:
+    def error(self, headers: dict[str, str] | None = None,
+              details: list[dict[str, Any]] | None = None) -> ApiError:
         if headers is None and self.retry_after is not None:
             headers = {"Retry-After": self.retry_after}
-        details = []
+        details = list(details or ())
         if self.field is not None:
             name, detail = self.field
             details.append(FieldProblem(name, self, detail).as_detail())

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import attachments
-from .addresses import AddressError, Mailbox, has_control, has_encoded_word, parse_mailbox
+from .addresses import (
+    AddressError,
+    Mailbox,
+    SeveralAddresses,
+    has_control,
+    has_encoded_word,
+    parse_mailbox,
+)
 from .refusals import FieldProblem, Refusal, refuse
 
 FIELDS = frozenset({
@@ -45,6 +52,7 @@ _CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
 MAX_SUBJECT = 998
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 900
+SHOWN_NAME = 80  # characters of an invalid header name given back (a valid one has 76)
 MAX_ATTACHMENTS = 20
 MAX_FILENAME = 255
 MAX_TAGS = 10
@@ -154,6 +162,8 @@ class _Reader:
                 continue
             try:
                 found.append(parse_mailbox(text))
+            except SeveralAddresses as exc:  # where a list of them is taken
+                self.problem(f"{name}[{index}]", refusal, f"{exc}: give a list")
             except AddressError as exc:
                 self.problem(f"{name}[{index}]", refusal, str(exc))
         return tuple(found)
@@ -206,8 +216,9 @@ class _Reader:
         for name, value in raw.items():
             where = f"headers.{name}"
             lower = name.lower()
-            if not _HEADER_NAME.fullmatch(name):
-                self.problem("headers", Refusal.INVALID_HEADER, "not a valid header name")
+            if not _HEADER_NAME.fullmatch(name):  # the field stays "headers", as it was
+                self.problem("headers", Refusal.INVALID_HEADER,
+                             f"not a valid header name: {json.dumps(name[:SHOWN_NAME])}")
             elif lower in seen:  # JSON keys differ in case only: one header, given twice
                 self.problem(where, Refusal.INVALID_HEADER, "this header is given twice")
             elif lower.startswith(RESERVED_HEADER_PREFIXES) or not (

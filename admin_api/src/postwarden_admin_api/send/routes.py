@@ -108,6 +108,18 @@ async def search_messages(request: web.Request) -> web.Response:
     return json_ok({"messages": messages, "next_cursor": cursor})
 
 
+def _listing_position(raw: str | None) -> str | None:
+    """``after`` as the listing writes addresses (lower case, A-labels), so that one
+    written otherwise starts the page where that address is. What is no address is
+    kept as given: a position in the listing's order, refused nowhere before."""
+    if raw is None:
+        return None
+    try:
+        return parse_mailbox(raw).key
+    except AddressError:
+        return raw
+
+
 @routes.get("/api/v1/suppressions")
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def list_suppressions(request: web.Request) -> web.Response:
@@ -117,7 +129,7 @@ async def list_suppressions(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, 1000)
     async with connection(request.app[POOL]) as conn:
         found, after = await queries.list_suppressions(
-            conn, request.query.get("after"), reason, limit
+            conn, _listing_position(request.query.get("after")), reason, limit
         )
     return json_ok({"suppressions": found, "next_after": after})
 

@@ -125,13 +125,14 @@ async def _accept(
     submission = Submission(who.key_id, request, message_id, content, hashes, key, message_uuid)
     unsure: Unconfirmed | None = None
     # A full pool answers 503 here, before the enqueue has written anything.
+    send_limits = checks.limits_of(runtime)
     async with connection(app[POOL]) as conn:
         try:
-            accepted = await enqueue(conn, submission, checks.limits_of(runtime), now)
+            accepted = await enqueue(conn, submission, send_limits, now)
         except Suppressed as suppressed:
             raise checks.suppressed_refusal(request, suppressed.addresses) from None
         except limits.LimitReached as reached:
-            raise reached.refusal.error({"Retry-After": str(reached.retry_after)}) from None
+            raise reached.error(send_limits) from None
         except Unconfirmed as exc:
             unsure = exc
     if unsure is not None:
