@@ -89,8 +89,9 @@ def _slack_escape(text: str) -> str:
 def slack_text(event: Mapping[str, Any]) -> str:
     data: Mapping[str, Any] = event.get("data", {})
     parts = [f"postwarden: {event.get('type')}"]
-    for label, key in (("queue id", "queue_id"), ("from", "sender"), ("policy", "policy_name"),
-                       ("status", "status")):
+    # send.* name one recipient, policy.load_failed the instance that refused the set
+    for label, key in (("queue id", "queue_id"), ("from", "sender"), ("to", "recipient"),
+                       ("policy", "policy_name"), ("status", "status"), ("instance", "instance")):
         if data.get(key):
             parts.append(f"{label} {data[key]}")
     if data.get("recipients"):

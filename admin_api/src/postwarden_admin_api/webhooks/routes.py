@@ -61,22 +61,24 @@ WHERE id = $1
 RETURNING {COLUMNS}
 """  # noqa: S608
 DELETE = "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING name"
-SELECT_DELIVERIES = """
-SELECT d.id, e.event_id::text AS event_id, e.type, d.status, d.attempts, d.next_attempt_at,
+# next_attempt_at only while pending: the worker's claim pushes it ahead as a lease, and a
+# delivered or dead delivery showing a time to come would look as if it were tried again.
+DELIVERY_COLUMNS = """d.id, e.event_id::text AS event_id, e.type, d.status, d.attempts,
+       CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at,
        d.last_attempt_at, d.last_status_code, d.last_error, d.delivered_at, d.replay_of,
-       d.created_at
+       d.created_at"""
+SELECT_DELIVERIES = f"""
+SELECT {DELIVERY_COLUMNS}
 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
 WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
   AND ($3::bigint IS NULL OR d.id < $3)
 ORDER BY d.id DESC LIMIT $4
-"""
-SELECT_DELIVERY = """
-SELECT d.id, e.event_id::text AS event_id, e.type, d.status, d.attempts, d.next_attempt_at,
-       d.last_attempt_at, d.last_status_code, d.last_error, d.delivered_at, d.replay_of,
-       d.created_at
+"""  # noqa: S608
+SELECT_DELIVERY = f"""
+SELECT {DELIVERY_COLUMNS}
 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
 WHERE d.id = $1 AND d.endpoint_id = $2
-"""
+"""  # noqa: S608
 NOT_REPLAYED = """
 SELECT d.status, d.created_at < p.url_set_at AS url_changed
 FROM webhook_deliveries d JOIN webhook_endpoints p ON p.id = d.endpoint_id
