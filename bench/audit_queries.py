@@ -74,7 +74,7 @@ def _cases(rows: int, oldest: uuid.UUID) -> list[tuple[str, str, list[Any]]]:
     for name, filters, cursor in cases:
         sql, params = search_sql(filters, cursor, 101)
         built.append((name, sql, params))
-    built.append(("stats by hour, one day", STATS_SERIES, [day_start, END, "hour"]))
+    built.append(("stats by hour, one day", STATS_SERIES, [day_start, END, "hour", "UTC"]))
     built.append(("top rules, one day", STATS_TOP_RULES, [day_start, END, 10]))
     built.append(("one event by id (the oldest)", SELECT_ONE, [oldest]))
     return built

@@ -224,3 +224,23 @@ async def test_create_checks_and_lower_cases_senders_as_the_api_does(
     finally:
         await conn.close()
     assert senders == ["billing@example.com", "*@shop.example"]
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_key_commands_are_in_the_admin_log_as_the_api_names_them(
+    capsys: pytest.CaptureFixture[str], database_url: str
+) -> None:
+    """A search of the admin log by action (key.created...) finds the CLI's too."""
+    assert await _cli(["keys", "create", "--role", "auditor", "--name", "logged"]) == 0
+    key_id = capsys.readouterr().out.strip().split("_")[1]
+    assert await _cli(["keys", "rotate", key_id, "--grace-seconds", "0"]) == 0
+    new_id = capsys.readouterr().out.strip().split("_")[1]
+    assert await _cli(["keys", "revoke", new_id]) == 0
+    conn = await connect(database_url)
+    try:
+        actions = [row["action"] for row in await conn.fetch(
+            "SELECT action FROM admin_audit WHERE key_id = 'cli' AND target = ANY($1) "
+            "ORDER BY id", [key_id, new_id])]
+    finally:
+        await conn.close()
+    assert actions == ["key.created", "key.rotated", "key.revoked"]

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import idna
 
-from .bodies import TIME_EXPECTED, parse_time
+from postwarden_policies.conditions import ascii_domain
+
+from .bodies import parse_time, time_expected
 from .cursors import Cursor
 from .errors import ApiError, ValidationFailed, connection
 
@@ -52,14 +55,23 @@ FILTERS: Mapping[str, str] = {
     "message_id": "message_id = ${}",
     "client_address": "client_address = ${}::inet",
 }
+# The address filters of an address whose domain is an IDN: any of its forms
+# (_idn_forms). Only then: "= ANY" reads the sender index in no time order, so a
+# page of a busy sender would sort all its events, where "=" stops at the page's end.
+IDN_FILTERS: Mapping[str, str] = {
+    "sender": "lower(sender) = ANY(audit_lower(${}::text[]))",
+    "recipient": "audit_lower(recipients) && audit_lower(${}::text[])",
+}
 ACTIONS = ("accept", "reject", "tempfail", "discard", "quarantine", "aborted", "error")
 TEXT_MAX = 998
 
 
-def parse_filters(query: Mapping[str, str]) -> dict[str, Any]:
-    """Typed filter values from query parameters; every bad one is reported."""
+def parse_filters(query: Mapping[str, str], others: Collection[str]) -> dict[str, Any]:
+    """Typed filter values from query parameters; every bad one is reported, and every
+    parameter neither a filter nor one of ``others`` (a misspelt filter would widen the
+    search to every event)."""
     values: dict[str, Any] = {}
-    problems: list[dict[str, Any]] = []
+    problems = unknown_parameters(query, [*FILTERS, *others])
     for name in FILTERS:
         raw = query.get(name)
         if raw is None:
@@ -68,7 +80,7 @@ def parse_filters(query: Mapping[str, str]) -> dict[str, Any]:
             try:
                 values[name] = parse_time(raw)
             except ValueError:
-                problems.append({"field": name, "message": TIME_EXPECTED})
+                problems.append({"field": name, "message": time_expected(raw)})
         elif name == "client_address":
             try:
                 values[name] = str(ipaddress.ip_address(raw))
@@ -88,6 +100,28 @@ def parse_filters(query: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def unknown_parameters(query: Mapping[str, str], known: Collection[str]
+                       ) -> list[dict[str, Any]]:
+    """A problem for each query parameter not in ``known``."""
+    return [{"field": name, "message": f"unknown parameter; expected one of {', '.join(known)}"}
+            for name in dict.fromkeys(query) if name not in known]
+
+
+def _idn_forms(address: str) -> list[str] | None:
+    """``address`` with its domain in A-labels and in U-labels, when the domain is an IDN
+    (else None): the milter stores the envelope as the client sent it, an SMTPUTF8
+    client most often in U-labels, any other in A-labels."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return None
+    try:
+        encoded = ascii_domain(domain)
+        decoded = idna.decode(encoded)
+    except UnicodeError:  # idna.IDNAError among them: no other form
+        return None
+    return None if decoded == encoded else [address, f"{local}@{encoded}", f"{local}@{decoded}"]
+
+
 def range_problem(since: dt.datetime | None, until: dt.datetime | None
                   ) -> dict[str, str] | None:
     """The problem of a time range that holds no instant (search, export and stats)."""
@@ -96,12 +130,19 @@ def range_problem(since: dt.datetime | None, until: dt.datetime | None
     return None
 
 
+def _clause(name: str, value: Any) -> tuple[str, Any]:
+    """The fragment and parameter of one filter; an IDN address's holds its every form."""
+    forms = _idn_forms(value) if name in IDN_FILTERS else None
+    return (FILTERS[name], value) if forms is None else (IDN_FILTERS[name], forms)
+
+
 def build_where(filters: Mapping[str, Any], cursor: Cursor | None) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
-    for name, fragment in FILTERS.items():
+    for name in FILTERS:
         if name in filters:
-            params.append(filters[name])
+            fragment, value = _clause(name, filters[name])
+            params.append(value)
             clauses.append(fragment.format(len(params)))
     if cursor is not None:
         params += [cursor.time, cursor.id]
@@ -154,7 +195,7 @@ async def reading(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 SELECT_ONE = f"SELECT {COLUMNS} FROM audit_events WHERE event_id = $1"  # noqa: S608
 
 STATS_SERIES = """
-SELECT date_trunc($3, time, 'UTC') AS bucket, action, count(*) AS n
+SELECT date_trunc($3, time, $4) AS bucket, action, count(*) AS n
 FROM audit_events WHERE time >= $1 AND time < $2
 GROUP BY 1, 2 ORDER BY 1, 2
 """

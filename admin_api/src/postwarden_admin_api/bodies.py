@@ -243,7 +243,7 @@ def parse_time(raw: str) -> dt.datetime:
     return value
 
 
-def _time_expected(raw: str) -> str:
+def time_expected(raw: str) -> str:
     """TIME_EXPECTED, with a hint when ``raw`` is a time once its last space is a "+":
     a query string's unencoded "+" (of an offset) arrives as a space. Such a time is
     refused, not read as meant: the client's URLs lose every other "+" too (an address
@@ -265,7 +265,7 @@ def query_time(request: web.Request, name: str) -> dt.datetime | None:
     try:
         return parse_time(raw)
     except ValueError:
-        raise ValidationFailed([{"field": name, "message": _time_expected(raw)}]) from None
+        raise ValidationFailed([{"field": name, "message": time_expected(raw)}]) from None
 
 
 def path_int(request: web.Request, name: str) -> int:

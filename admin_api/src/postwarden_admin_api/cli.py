@@ -198,8 +198,11 @@ async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> int:
                 return 1
             target, summary = args.key_id, {"new_key_id": new.split("_")[1]}
             print(new)
-        await admin_audit.write(conn, actor=CLI_ACTOR, address=None,
-                                action=f"key.{args.keys_command}", target=target, summary=summary)
+        # Named as the API names them: a search by action finds both.
+        action = {"create": "key.created", "revoke": "key.revoked",
+                  "rotate": "key.rotated"}[args.keys_command]
+        await admin_audit.write(conn, actor=CLI_ACTOR, address=None, action=action,
+                                target=target, summary=summary)
         return 0
 
     return await _with_db(settings, work)

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import uuid
+import zoneinfo
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ from .audit_queries import (
     range_problem,
     reading,
     search_rows,
+    unknown_parameters,
 )
 from .bodies import dumps, fill_page, json_ok, json_page, query_int, query_time
 from .context import POOL, Role, allow, principal
@@ -49,7 +51,7 @@ CSV_FIELDS = ("event_id", "time", "instance", "queue_id", "message_uid", "client
 @routes.get("/api/v1/audit")
 @allow(Role.AUDITOR)
 async def audit_search(request: web.Request) -> web.Response:
-    filters = parse_filters(request.query)
+    filters = parse_filters(request.query, ("limit", "cursor"))
     limit = query_int(request, "limit", 100, 1, 1000)
     async with reading(request.app[POOL]) as conn:
         rows = search_rows(conn, filters, query_cursor(request), limit + 1)
@@ -70,7 +72,7 @@ def _after(row: asyncpg.Record) -> Cursor:
 @routes.get("/api/v1/audit/export")
 @allow(Role.AUDITOR)
 async def audit_export(request: web.Request) -> web.StreamResponse:
-    filters = parse_filters(request.query)
+    filters = parse_filters(request.query, ("format",))
     kind = _export_format(request)
     response = web.StreamResponse(headers={
         "Content-Type": "application/x-ndjson" if kind == "ndjson" else "text/csv",
@@ -198,9 +200,10 @@ async def stats(request: web.Request) -> web.Response:
     until = query_time(request, "until") or now
     since = query_time(request, "since") or until - dt.timedelta(days=1)
     bucket = request.query.get("bucket", "hour")
-    problems = []
+    problems = unknown_parameters(request.query, ("since", "until", "bucket", "tz", "top"))
     if bucket not in ("hour", "day"):
         problems.append({"field": "bucket", "message": "expected hour or day"})
+    zone = _query_zone(request, problems)
     empty = range_problem(since, until)
     if empty is not None:
         problems.append(empty)
@@ -210,19 +213,33 @@ async def stats(request: web.Request) -> web.Response:
         raise ValidationFailed(problems)
     top = query_int(request, "top", 10, 1, 100)
     async with reading(request.app[POOL]) as conn:
-        series_rows = await conn.fetch(STATS_SERIES, since, until, bucket)
+        series_rows = await conn.fetch(STATS_SERIES, since, until, bucket, zone.key)
         rule_rows = await conn.fetch(STATS_TOP_RULES, since, until, top)
     series: dict[str, dict[str, int]] = {}
     totals: dict[str, int] = {}
     for row in series_rows:
-        series.setdefault(row["bucket"].isoformat(), {})[row["action"]] = row["n"]
+        series.setdefault(row["bucket"].astimezone(zone).isoformat(), {})[row["action"]] = row["n"]
         totals[row["action"]] = totals.get(row["action"], 0) + row["n"]
     return json_ok({
         "since": since.isoformat(), "until": until.isoformat(), "bucket": bucket,
+        "tz": zone.key,
         "series": [{"start": start, "counts": counts} for start, counts in series.items()],
         "totals": totals,
         "top_rules": [{"rule": r["rule"], "count": r["n"]} for r in rule_rows],
     })
+
+
+def _query_zone(request: web.Request, problems: list[dict[str, Any]]) -> zoneinfo.ZoneInfo:
+    """The ``tz`` parameter, an IANA time zone (UTC when absent) whose days and hours
+    the buckets are: an analyst's day, 23 or 25 hours long at a DST change, is not UTC's.
+    A bad name is added to ``problems`` (and UTC answered)."""
+    name = request.query.get("tz", "UTC")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):  # ValueError: a path, not a name
+        problems.append({"field": "tz", "message": "expected an IANA time zone such as "
+                                                   "Europe/Berlin"})
+        return zoneinfo.ZoneInfo("UTC")
 
 
 @routes.get("/api/v1/admin-audit")
@@ -231,9 +248,12 @@ async def admin_audit_log(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, 1000)
     before = query_int(request, "before", 0, 0, 2**62) or None
     since, until = query_time(request, "since"), query_time(request, "until")
+    problems = unknown_parameters(request.query, ("since", "until", "action", "limit", "before"))
     empty = range_problem(since, until)
     if empty is not None:
-        raise ValidationFailed([empty])
+        problems.append(empty)
+    if problems:
+        raise ValidationFailed(problems)
     filters = {"since": since, "until": until, "action": request.query.get("action"),
                "before_id": before}
     # Cut at the statement timeout as the audit reads are: the log only grows.
@@ -299,10 +319,11 @@ OPENAPI_PATHS = {
         "counts by verdict per hour or day, and the top rules", [Role.AUDITOR, Role.OPERATOR],
         parameters=[param("since", "query", _TIME_PARAM), param("until", "query", _TIME_PARAM),
                     param("bucket", "query", {"type": "string", "enum": ["hour", "day"]}),
+                    param("tz", "query", _STR),
                     param("top", "query", {"type": "integer", "minimum": 1, "maximum": 100})],
         responses={200: {"type": "object", "required": ["series", "totals", "top_rules"],
                          "properties": {
-                             "since": _STR, "until": _STR, "bucket": _STR,
+                             "since": _STR, "until": _STR, "bucket": _STR, "tz": _STR,
                              "series": {"type": "array", "items": {"type": "object"}},
                              "totals": {"type": "object"},
                              "top_rules": {"type": "array", "items": {"type": "object"}},

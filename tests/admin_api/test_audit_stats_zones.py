@@ -1,0 +1,99 @@
+"""Stats by an analyst's own days, across a DST change, adding up to the search."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.context import Role
+from postwarden_store import connect
+from tests.fixtures.adminapp import MintKey, bearer
+
+# Europe/Berlin leaves summer time at 2026-10-25T01:00Z: that local day has 25 hours.
+FIRST = dt.datetime(2026, 10, 23, 20, 0, tzinfo=dt.UTC)
+HOURS = 78  # to 2026-10-27T01:00Z
+INSERT = """
+INSERT INTO audit_events (event_id, time, instance, message_uid, sender, recipients, size,
+    action, rules, changes, policy_hash, duration_ms)
+SELECT gen_random_uuid(), $1::timestamptz + n * interval '1 hour', 'mx' || n % 3, 'u' || n,
+    'a@example.com', '{b@example.org}', 100, 'quarantine', '{hold}', '[]', 'h', 1.5
+FROM generate_series(0, $2 - 1) AS n
+"""
+LOCAL_DAYS = {"since": "2026-10-24T00:00:00+02:00", "until": "2026-10-27T00:00:00+01:00"}
+
+
+@pytest.fixture
+def database_url(fresh_database_url: str) -> str:
+    return fresh_database_url
+
+
+@pytest.fixture
+async def auditor(mint_key: MintKey, database_url: str) -> str:
+    """An event an hour from FIRST on, every one of them held."""
+    conn = await connect(database_url)
+    try:
+        await conn.execute("SELECT audit_ensure_partition($1)", FIRST)
+        await conn.execute(INSERT, FIRST, HOURS)
+    finally:
+        await conn.close()
+    return await mint_key(Role.AUDITOR)
+
+
+async def _get(client: TestClient[Any, Any], key: str, path: str, **params: str
+               ) -> tuple[int, Any]:
+    response = await client.get(path, headers=bearer(key), params=params)
+    return response.status, await response.json()
+
+
+async def _search_count(client: TestClient[Any, Any], key: str, **params: str) -> int:
+    count, cursor = 0, ""
+    while True:
+        status, body = await _get(client, key, "/api/v1/audit", limit="10", cursor=cursor,
+                                  **params)
+        assert status == 200, body
+        count += len(body["events"])
+        if body["next_cursor"] is None:
+            return count
+        cursor = body["next_cursor"]
+
+
+async def test_days_of_a_time_zone_across_dst_add_up_to_the_search(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    status, body = await _get(admin_client, auditor, "/api/v1/stats", bucket="day",
+                              tz="Europe/Berlin", **LOCAL_DAYS)
+    assert status == 200, body
+    assert body["tz"] == "Europe/Berlin"
+    assert body["series"] == [
+        {"start": "2026-10-24T00:00:00+02:00", "counts": {"quarantine": 24}},
+        {"start": "2026-10-25T00:00:00+02:00", "counts": {"quarantine": 25}},
+        {"start": "2026-10-26T00:00:00+01:00", "counts": {"quarantine": 24}},
+    ]
+    searched = await _search_count(admin_client, auditor, action="quarantine", **LOCAL_DAYS)
+    assert body["totals"] == {"quarantine": searched} == {"quarantine": 73}
+    assert body["top_rules"] == [{"rule": "hold", "count": 73}]
+
+
+async def test_utc_days_stay_the_default(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    status, body = await _get(admin_client, auditor, "/api/v1/stats", bucket="day",
+                              since="2026-10-24T00:00:00Z", until="2026-10-26T00:00:00Z")
+    assert status == 200, body
+    assert body["series"] == [
+        {"start": "2026-10-24T00:00:00+00:00", "counts": {"quarantine": 24}},
+        {"start": "2026-10-25T00:00:00+00:00", "counts": {"quarantine": 24}},
+    ]
+
+
+@pytest.mark.parametrize("zone", ["CEST", "europe/berlin", "../../etc/passwd", ""])
+async def test_a_zone_that_is_no_iana_name_is_refused(
+    admin_client: TestClient[Any, Any], auditor: str, zone: str
+) -> None:
+    status, body = await _get(admin_client, auditor, "/api/v1/stats", tz=zone)
+    assert status == 422, body
+    assert body["error"]["details"] == [
+        {"field": "tz", "message": "expected an IANA time zone such as Europe/Berlin"}]
