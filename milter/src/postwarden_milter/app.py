@@ -49,7 +49,7 @@ from postwarden_policies import PoliciesError
 from postwarden_store import SchemaTooOld, check_schema_current, connect
 
 from . import libmilter
-from .audit_pipeline import AuditPipeline
+from .audit_pipeline import AuditPipeline, database_problem
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
 from .handler import OpenTransactions, Services
@@ -124,7 +124,7 @@ def check_schema(dsn: str) -> bool:
         raise StartupError(f"database_url: the Postgres client refuses it: {reason}") from None
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         log.warning("database unreachable at start (%s): audit events are spooled until it is back",
-                    type(exc).__name__)
+                    database_problem(exc))
         return False
     return True
 

@@ -26,7 +26,9 @@ grows until a write succeeds, not merely a connect: a database that takes
 connections but no writes is not hammered. Without a database the spool is
 the audit log, never drained, so ``spool_max_bytes`` applies only with one:
 it caps a backlog, and an audit log that grows is for the admin to rotate,
-not a reason to refuse mail. Spooled events older than the audit retention
+not a reason to refuse mail. A backlog spool that takes no more events (its
+filesystem full or read-only) counts as full until an append or Postgres takes
+them again. Spooled events older than the audit retention
 (their month's partition dropped meanwhile) are not written: the store skips
 them, and they are counted (``reason="expired"``) and logged. No error ends
 the writer.
@@ -76,6 +78,24 @@ DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
                asyncpg.ProgramLimitExceededError, ValueError, OverflowError)
 
 
+def database_problem(exc: BaseException) -> str:
+    """What went wrong with Postgres, for a log line: the type, and what the admin must
+    fix (see :func:`_detail`)."""
+    detail = _detail(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _detail(exc: BaseException) -> str | None:
+    """The server's own first line (a database or role that does not exist, a password
+    refused; it never quotes the password), or the system's word for a connection that
+    failed."""
+    if isinstance(exc, asyncpg.PostgresError) and str(exc):
+        return str(exc).splitlines()[0]
+    if isinstance(exc, OSError):
+        return exc.strerror
+    return None
+
+
 class WriteTimeout(TimeoutError):
     """A batch was not written within :data:`WRITE_TIMEOUT` (once it had a connection)."""
 
@@ -101,6 +121,9 @@ class AuditPipeline:
         self._retry_delay = RETRY_MIN
         self._replay_offset = 0
         self._slow_event = ("", 0)  # the event last written alone too slowly, and how often
+        # The last append to the spool failed (a full or read-only filesystem): with a
+        # database, as good as a full backlog until an append or Postgres takes events.
+        self._spool_failing = False
         self._writer: concurrent.futures.Future[None] | None = None
         metrics.audit_queue_depth.set_function(self._queue.qsize)
         metrics.spool_bytes.set_function(lambda: spool.size)
@@ -116,8 +139,10 @@ class AuditPipeline:
 
     @property
     def refusing_mail(self) -> bool:
-        """True while the backlog is full and the admin chose to tempfail new mail."""
-        return self._full_action is SpoolFullAction.TEMPFAIL and self._backlog_full
+        """True while the backlog is full, or the spool takes no more of it (a full or
+        read-only filesystem), and the admin chose to tempfail new mail."""
+        failing = self._dsn is not None and self._spool_failing
+        return self._full_action is SpoolFullAction.TEMPFAIL and (self._backlog_full or failing)
 
     @property
     def _backlog_full(self) -> bool:
@@ -165,8 +190,9 @@ class AuditPipeline:
                 batch = self._take()
                 if batch:
                     await self._deliver_or_drop(batch)
-                elif self._dsn is not None and self._spool and await self._connected():
-                    await self._replay()
+                elif (self._dsn is not None and (self._spool or self._spool_failing)
+                      and await self._connected() and await self._replay()):
+                    self._spool_failing = False
         finally:
             if self._pool is not None:
                 await self._pool.close()
@@ -277,8 +303,11 @@ class AuditPipeline:
             return False
         assert self._dsn is not None  # noqa: S101 - only called with a database
         try:
+            # No floor (min_size 0): asyncpg would reconnect a lost floor connection by
+            # itself, logging a traceback every few seconds of an outage; this writer
+            # reconnects on its own schedule, and says so in one line.
             pool = await create_pool(
-                self._dsn, min_size=1, max_size=2, connect_timeout=CONNECT_TIMEOUT
+                self._dsn, min_size=0, max_size=2, connect_timeout=CONNECT_TIMEOUT
             )
         except DB_ERRORS as exc:
             self._schedule_retry(exc)
@@ -297,8 +326,9 @@ class AuditPipeline:
         return True
 
     def _schedule_retry(self, exc: BaseException) -> None:
-        log.warning("audit database unavailable (%s); spooling, retry in %.1f s",
-                    type(exc).__name__, self._retry_delay)
+        detail = _detail(exc)
+        log.warning("audit database unavailable (%s); spooling, retry in %.1f s%s",
+                    type(exc).__name__, self._retry_delay, f": {detail}" if detail else "")
         self._metrics.errors.labels("audit_db").inc()
         self._retry_at = time.monotonic() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
@@ -320,10 +350,13 @@ class AuditPipeline:
         try:
             self._spool.append(batch)
         except OSError as exc:
+            self._spool_failing = True
             self._metrics.audit_dropped.labels("spool_error").inc(len(batch))
-            log.error("cannot append to the audit spool (%s): %d events dropped",
-                      exc.strerror, len(batch))
+            log.error("cannot append to the audit spool (%s): %d events dropped%s",
+                      exc.strerror, len(batch),
+                      "; new mail is tempfailed" if self.refusing_mail else "")
             return
+        self._spool_failing = False
         self._metrics.audit_spooled.inc(len(batch))
         if self._backlog_full:
             log.error("AUDIT SPOOL FULL (%d bytes >= %d): %s", self._spool.budget.used,

@@ -41,6 +41,7 @@ from postwarden_policies import (
     evaluate,
     parse_message,
 )
+from postwarden_policies.render import change_json
 
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
 from .duplicates import DuplicateDetector
@@ -206,6 +207,7 @@ class ConnectionHandler:
         if txn is None:
             return False
         policy_hash = verdict.policy_hash if verdict else self._s.policies.current.content_hash
+        log_verdict(action, txn, reply, verdict)
         try:
             self._s.metrics.messages.labels(action).inc()
             self._s.audit.submit(build_event(
@@ -226,7 +228,6 @@ class ConnectionHandler:
             txn.queue_id = txn.queue_id or self._macro("i")
             self.enter()
         applied = reply_with(self._actions, reply)
-        log.info("%s: %s", action, applied.reply)
         self._finish(action, applied.reply, self._header_facts())
         return applied.outcome
 
@@ -243,6 +244,11 @@ class ConnectionHandler:
         """A stop's deadline ends the open transaction (on the stop's thread, before it
         hangs the connection up, which no callback then answers): its row says aborted,
         flagged stop_deadline. False when none was open."""
+        # In the message's context (a copy: the stop's own lines keep theirs).
+        return contextvars.copy_context().run(self._cut)
+
+    def _cut(self) -> bool:
+        self.enter()
         return self._abandon(frozenset({STOP_DEADLINE}))
 
     def _header_facts(self) -> MessageFacts | None:
@@ -426,6 +432,16 @@ class ConnectionHandler:
         action = verdict.action.value
         if facts.duplicate:
             log.info("re-delivery of message-id %s", facts.message_id)
-        log.info("%s from=<%s> rules=%s", action, facts.envelope.sender,
-                 ",".join(verdict.rules) or "-")
         return self._finish(action, applied.reply, facts, verdict)
+
+
+def log_verdict(action: str, txn: Transaction, reply: SmtpReply | None,
+                verdict: Verdict | None) -> None:
+    """The one line of each audited transaction, the same fields whether the policies,
+    a limit, an error or an abort ended it (the queue id and our id ride in the
+    context): grep finds it by either id, a script reads its fields by name (the reply,
+    with spaces, comes last)."""
+    rules = ",".join(verdict.rules) if verdict else ""
+    changes = ",".join(change_json(c)["type"] for c in verdict.changes) if verdict else ""
+    log.info("%s from=<%s> nrcpt=%d rules=%s changes=%s reply=%s", action, txn.sender,
+             len(txn.recipients), rules or "-", changes or "-", reply or "-")

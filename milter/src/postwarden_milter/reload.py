@@ -41,6 +41,7 @@ from postwarden_policies.loader import policy_files
 from postwarden_store import connect
 from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
 
+from .audit_pipeline import database_problem
 from .load_failed import LoadFailedNotifier
 from .loopthread import LoopThread
 from .metrics import Metrics
@@ -263,7 +264,7 @@ class PolicyReloader:
             if sources is None:
                 raise
             log.warning("policy database unavailable (%s): using the last good policy set",
-                        type(exc).__name__)
+                        database_problem(exc))
             policy_set = load_policy_set_from_sources(sources)
         self.holder = PolicyHolder(policy_set)
         self._metrics.policy_reloads.labels("initial").inc()
@@ -279,7 +280,7 @@ class PolicyReloader:
             self._notifier.notify(reason, exc)
             return False
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            self._refused(reason, type(exc).__name__)
+            self._refused(reason, database_problem(exc))
             return False
         old = self.holder.current.content_hash
         self.holder.swap(policy_set)

@@ -154,6 +154,10 @@ def _socket(value: str) -> str:
         parent = Path(path).parent
         if not parent.is_dir():
             raise ValueError(f"milter_socket: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            # Else `check` passes and the start fails in libmilter ("cannot opensocket").
+            raise ValueError(f"milter_socket: directory {parent} is not writable: the milter "
+                             "creates the socket there")
         return value
     raise ValueError(
         f"milter_socket: {value!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH"

@@ -1,0 +1,61 @@
+"""The audit writer as an admin meets it in an outage of Postgres: with a spool that
+takes no more events (its filesystem full or read-only) it is a full backlog
+(`spool_full_action: tempfail` refuses new mail rather than pass it with no audit
+row, until Postgres takes events), and the log says so in the milter's own lines."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from postwarden_milter.metrics import Metrics
+from postwarden_milter.spool import spool_name
+from tests.fixtures.postgres import PostgresCluster, wait_until
+from tests.milter.test_audit_wedges import _stored
+from tests.store.test_audit import _running, make_event, own_cluster
+
+__all__ = ["own_cluster"]  # the fixture, imported for this module's test
+
+pytestmark = pytest.mark.postgres
+
+
+def test_a_spool_on_a_full_filesystem_tempfails_new_mail_until_postgres_is_back(
+    own_cluster: tuple[PostgresCluster, str], tmp_path: Path
+) -> None:
+    cluster, dsn = own_cluster
+    # /dev/full answers every write with ENOSPC, as a full filesystem does.
+    os.symlink("/dev/full", tmp_path / spool_name(0))
+    metrics = Metrics()
+    cluster.stop()
+    with _running(dsn, tmp_path, metrics) as pipeline:
+        try:
+            assert not pipeline.refusing_mail
+            pipeline.submit(make_event())
+            assert wait_until(lambda: pipeline.refusing_mail, timeout=10)
+        finally:
+            cluster.start()
+        # Events go to Postgres again (the retry delay is short after one failure).
+        assert wait_until(lambda: not pipeline.refusing_mail, timeout=15)
+    assert metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "spool_error"}) == 1
+
+
+def test_postgres_going_away_while_idle_logs_no_traceback(
+    own_cluster: tuple[PostgresCluster, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The audit writer's pool keeps no floor of connections that asyncpg would
+    reconnect by itself, a traceback in the milter's log every few seconds of an outage."""
+    cluster, dsn = own_cluster
+    event = make_event()
+    with _running(dsn, tmp_path, Metrics()) as pipeline:
+        pipeline.submit(event)
+        assert wait_until(lambda: _stored(dsn, event), timeout=10)
+        cluster.stop()
+        try:
+            time.sleep(2.5)  # asyncpg retries its floor after 1 s, then 2 s
+        finally:
+            cluster.start()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncpg")] == []
