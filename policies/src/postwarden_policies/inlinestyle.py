@@ -19,19 +19,22 @@ import html
 import re
 from typing import NamedTuple
 
-from .colours import Colour, background, colour
+from .colours import UNKNOWN, Colour, background, colour
 from .htmltokens import ATTRIBUTE
 from .stylesheets import EMPTY, INLINE, Declared, StyleSheet, cascade, cleaned, declarations
 
 # Attributes look_of reads; a tag without any of them (nor a sheet's rule for it)
 # shows as its parent does.
-_LOOKED_AT = re.compile(r"style|hidden|dir|alt|value|color", re.IGNORECASE)
+_LOOKED_AT = re.compile(r"style|hidden|dir|alt|value|color|background", re.IGNORECASE)
 _VISIBILITY = ("hidden", "collapse", "visible")
-_NUMBER_TEXT = r"[+-]?(?:\d+\.?\d*|\.\d+)"
+# Possessive: "\d+\.?\d*" could split a run of digits every way, and a long run that
+# fails after it (a unit that is no unit) took time quadratic in its length.
+_NUMBER_TEXT = r"[+-]?(?:\d++(?:\.\d*+)?|\.\d++)"
+_ZERO = r"0++(?:\.0*+)?"  # a zero written without a unit
 _NUMBER = re.compile(_NUMBER_TEXT)
 _LENGTH = re.compile(rf"({_NUMBER_TEXT})([a-z%]*)")
 _FONT_SIZE_IN_FONT = re.compile(  # the size in the font shorthand: before "/" or the family
-    rf"(?:^|\s)((?:{_NUMBER_TEXT}[a-z%]+|0+\.?0*)|[a-z-]*(?:small|medium|large|er))"
+    rf"(?:^|\s)((?:{_NUMBER_TEXT}[a-z%]+|{_ZERO})|[a-z-]*(?:small|medium|large|er))"
     r"(?=\s*/|\s+\S)"
 )
 # A number without a unit is px to quirks mode, in which most mail (no doctype) renders.
@@ -43,11 +46,14 @@ _KEYWORD_PX = {"xx-small": 9.0, "x-small": 10.0, "small": 13.0, "medium": 16.0,
 UNREADABLE_PX = 2.0  # text smaller than this shows as a speck, if at all
 _TRANSPARENT = re.compile(
     r"^transparent$|^#(?:[0-9a-f]{3}0|[0-9a-f]{6}00)$"
-    r"|^(?:rgb|hsl)a?\(.*[,/]\s*(?:0+\.?0*|\.0+)%?\s*\)$"
+    rf"|^(?:rgb|hsl)a?\(.*[,/]\s*+(?:{_ZERO}|\.0++)%?\s*+\)$"
 )
 _ZERO_BOX = ("height", "max-height", "width", "max-width", "line-height")
 _OVERFLOW = ("overflow", "overflow-x", "overflow-y")
-_BACKGROUND = ("background-color", "background")
+_BACKGROUND = ("background-color", "background", "background-image")
+# The elements readers paint a bgcolor (or a background image) attribute on: on a
+# <div> or a <span> it paints nothing, so text there in that colour shows.
+_PAINTED_BY_ATTRIBUTE = frozenset("body table thead tbody tfoot tr td th marquee".split())
 _FAR = -1000.0  # px: a place further left or up than this is off the screen
 _SIDES = ("left", "top")
 _MOVED = ("absolute", "fixed", "relative", "sticky")  # the positions left and top move
@@ -55,7 +61,7 @@ _CLIP = re.compile(r"rect\(([^()]*)\)")
 _CLIP_EDGES = re.compile(r"[\s,]+")
 _EMPTY_CLIP_PATH = re.compile(  # inset by half or more, or a circle or ellipse of size 0
     r"inset\((?:\s*(?:[5-9]\d|\d{3,})(?:\.\d*)?%){1,4}\s*\)"
-    r"|(?:circle|ellipse)\(\s*0+\.?0*(?:px|%)?[\s)]"
+    rf"|(?:circle|ellipse)\(\s*+{_ZERO}(?:px|%)?[\s)]"
 )
 # The properties look_of reads: what a sheet keeps.
 PROPERTIES = frozenset(
@@ -165,7 +171,7 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY) -> Look:
         visible=visibility == "visible" if visibility in _VISIBILITY else None,
         painted=_TRANSPARENT.search(css["color"]) is None if "color" in css else None,
         colour=_colour(css, values, name),
-        backdrop=_backdrop(css, values),
+        backdrop=_backdrop(css, values, name),
     )
 
 
@@ -176,13 +182,17 @@ def _colour(css: dict[str, str], values: dict[str, str], name: str) -> Colour | 
     return _attribute_colour(values.get("color")) if name == "font" else None
 
 
-def _backdrop(css: dict[str, str], values: dict[str, str]) -> Colour | None:
-    """The background colour an element paints: CSS, or its bgcolor attribute."""
+def _backdrop(css: dict[str, str], values: dict[str, str], name: str) -> Colour | None:
+    """The background colour an element paints: CSS, or its bgcolor attribute; UNKNOWN
+    under an image (CSS's, or the background attribute's), which covers the colour."""
+    painted = name in _PAINTED_BY_ATTRIBUTE
+    if css.get("background-image", "none") != "none" or (painted and values.get("background")):
+        return UNKNOWN
     if "background-color" in css and not _TRANSPARENT.search(css["background-color"]):
         return colour(css["background-color"])
     if "background" in css and not _TRANSPARENT.search(css["background"]):
         return background(css["background"])
-    return _attribute_colour(values.get("bgcolor"))
+    return _attribute_colour(values.get("bgcolor")) if painted else None
 
 
 def _attribute_colour(value: str | None) -> Colour | None:

@@ -18,7 +18,6 @@ selector is tried against it), and only the properties asked for are kept.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Iterator
 
@@ -31,10 +30,19 @@ Rank = tuple[bool, int, int]
 Declared = dict[str, tuple[Rank, str]]
 INLINE = 1000  # a style attribute's specificity: above any selector's
 
-_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.DOTALL)
+# A string, or an escaped character: what hides a brace, a ";" or a comment in CSS.
+_QUOTED = r"""\\.|"(?:[^"\\\n]|\\.)*+"?|'(?:[^'\\\n]|\\.)*+'?"""
+# A comment; or (group 1, kept as it is) a string or an escape, which opens none.
+_CSS_COMMENT = re.compile(rf"({_QUOTED})|/\*.*?(?:\*/|\Z)", re.DOTALL)
 _CDO_CDC = re.compile("<!--|-->")  # ignored in a sheet: old mail wraps its rules in them
-# What structures a sheet: braces, and strings, which hide theirs.
-_STRUCTURE = re.compile(r"""[{}]|"(?:[^"\\\n]|\\.)*+"?|'(?:[^'\\\n]|\\.)*+'?""", re.DOTALL)
+# What structures a sheet: braces, and strings and escapes, which hide theirs.
+_STRUCTURE = re.compile(rf"[{{}}]|{_QUOTED}", re.DOTALL)
+# A declaration as CSS splits it, escapes read after: a name up to its first ":" and a
+# value up to ";". An escape or a string is a character of them, not a separator: read
+# first, "\3b" ended a value early and "\2f\2a" opened a comment that hid the rest.
+_DECLARATION = re.compile(
+    rf"(?:^|;)([^;:\\]*+(?:\\.[^;:\\]*+)*+):((?:[^;\\\"']++|{_QUOTED})*+)", re.DOTALL
+)
 # A simple selector as read here: a tag (or *), then a class or an id.
 _SELECTOR = re.compile(r"([a-z][^\s.#:\[\]>+~*]*|\*)?(?:([.#])([^\s.#:\[\]>+~*()]+))?")
 _SPECIFICITY = {"": 0, ".": 10, "#": 100}
@@ -42,22 +50,18 @@ _NAMED = re.compile("class|id", re.IGNORECASE)  # attributes a class or id rule 
 
 
 def declarations(block: str, properties: frozenset[str]) -> Iterator[tuple[str, str, bool]]:
-    """A declaration block's declarations (unescaped, lower-cased, without comments)
-    of these properties: name, value and whether ``!important``."""
-    for declaration in _declaration_of(properties).finditer(block):
-        name, value = declaration.group(1), declaration.group(2).strip()
+    """A declaration block's declarations (without comments) of these properties: name
+    and value unescaped and lower-cased, and whether ``!important``."""
+    for declaration in _DECLARATION.finditer(block):
+        name = css_unescaped(declaration.group(1)).strip(WS).lower()
+        if name not in properties:
+            continue
+        value = css_unescaped(declaration.group(2)).strip().lower()
         important = value.endswith("important") and "!" in value
         if important:
             value = value[: value.rindex("!")].strip()
         if value:
             yield name, value, important
-
-
-@functools.cache
-def _declaration_of(properties: frozenset[str]) -> re.Pattern[str]:
-    """A declaration of one of these properties (looked for alone: others cost nothing)."""
-    names = "|".join(map(re.escape, sorted(properties, key=len, reverse=True)))
-    return re.compile(rf"(?:^|;)[{WS}]*+({names})[{WS}]*+:([^;]*+)")
 
 
 def cascade(
@@ -71,8 +75,12 @@ def cascade(
 
 
 def cleaned(css: str) -> str:
-    """CSS text as read: escapes read, comments out, lower-cased."""
-    return _CSS_COMMENT.sub(" ", css_unescaped(css)).lower()
+    """CSS text without its comments, escapes left for :func:`declarations` to read."""
+    return _CSS_COMMENT.sub(_uncommented, css) if "/*" in css else css
+
+
+def _uncommented(match: re.Match[str]) -> str:
+    return match.group(1) or " "
 
 
 class StyleSheet:
@@ -115,13 +123,14 @@ def read_style_sheets(html: str, properties: frozenset[str]) -> StyleSheet:
     sheets = [match.group(1) or "" for match in STYLE_SHEET.finditer(html)]
     if not sheets:
         return EMPTY
-    # Lower-cased whole; escapes are read in each piece, where they cannot add a brace.
-    sheet = _CDO_CDC.sub(" ", _CSS_COMMENT.sub(" ", " ".join(sheets))).lower()
+    # Escapes are read in each name, value and selector, where they cannot add a brace
+    # or a separator; then lower-cased ("\4e" is "N").
+    sheet = _CDO_CDC.sub(" ", cleaned(" ".join(sheets)))
     rules: dict[str, Declared] = {}
     for order, (prelude, block) in enumerate(_rules(sheet)):
-        kept = list(declarations(css_unescaped(block), properties))
+        kept = list(declarations(block, properties))
         if kept:
-            for key, specificity in _selectors(css_unescaped(prelude)):
+            for key, specificity in _selectors(prelude):
                 cascade(rules.setdefault(key, {}), kept, specificity, order)
     return StyleSheet(rules)
 
@@ -152,9 +161,10 @@ def _rules(sheet: str) -> Iterator[tuple[str, str]]:
 def _selectors(prelude: str) -> Iterable[tuple[str, int]]:
     """The simple selectors of a selector list, as keys of StyleSheet's rules, and
     their specificity; others left out."""
-    for selector in prelude.split(","):
-        simple = _SELECTOR.fullmatch(selector.strip(WS))
-        if simple is None or not selector.strip(WS):
+    for written in prelude.split(","):
+        selector = css_unescaped(written).strip(WS).lower()
+        simple = _SELECTOR.fullmatch(selector)
+        if simple is None or not selector:
             continue
         tag, kind, word = simple.group(1) or "", simple.group(2) or "", simple.group(3) or ""
         key = (tag if tag != "*" or not kind else "") + kind + word

@@ -43,6 +43,7 @@ _VARIABLE = frozenset({STRING8, _UNICODE, 0x0102, _OBJECT})  # counted, length-p
 _FIXED = {0x0000: 4, 0x0001: 4, 0x0002: 4, 0x0003: 4, 0x0004: 4, 0x0005: 8, 0x0006: 8,
           0x0007: 8, 0x000A: 4, 0x000B: 4, 0x0014: 8, 0x0040: 8, 0x0048: 16}
 _MULTIPLE = 0x1000
+_MNID_ID, _MNID_STRING = 0, 1  # a named property's kind of name
 _IID = 16  # the interface id before an attached message's stream
 # Attributes and properties read in all, nested streams included: a real stream
 # has a few dozen an attachment; a hostile one could have millions of 11 bytes.
@@ -118,9 +119,11 @@ class Reader:
             pos = _need(data, pos + 9 + length, 2)  # and the checksum
             if level not in (1, LEVEL_ATTACHMENT):
                 raise _Unreadable
-            if attribute == _CODEPAGE and length >= 4:
-                self.codec = _codec(_u32(value, 0))
             if level != LEVEL_ATTACHMENT:
+                # The message's code page: at level 2 its id is no attribute Outlook
+                # reads, and read there an EBCDIC one made the next file's name garbage.
+                if attribute == _CODEPAGE and length >= 4:
+                    self.codec = _codec(_u32(value, 0))
                 continue
             if attribute == REND_DATA:
                 if len(into.attachments) >= limit:
@@ -149,10 +152,8 @@ class Reader:
             self._step()
             kind, prop = _u32(data, pos) & 0xFFFF, _u32(data, pos) >> 16
             pos += 4
-            if prop >= 0x8000:  # a GUID, then a number or a length-prefixed name
-                pos = _need(data, pos, 20)
-                if _u32(data, pos - 4) == 1:
-                    pos = _need(data, pos + 4, _padded(_u32(data, pos)))
+            if prop >= 0x8000:  # a GUID, its kind, then a number or a length-prefixed name
+                pos = self._property_name(data, pos)
             values, pos = self._values(data, pos, kind)
             codec = "utf-16-le" if kind & ~_MULTIPLE == _UNICODE else self.codec
             texts = [_text(v, codec) for v in values] if kind in (STRING8, _UNICODE) else []
@@ -162,6 +163,20 @@ class Reader:
                 attachment.content_type = texts[0]
             elif prop == _DATA_PROP and values:
                 attachment.data = values[0][_IID:] if kind == _OBJECT else values[0]
+
+    @staticmethod
+    def _property_name(data: memoryview, pos: int) -> int:
+        """Where a named property's value starts, after its name at ``pos``: a GUID and
+        the kind of name, then the number (MNID_ID: 4 bytes, which a reader skipping
+        none would take for the value, and Outlook's next properties for a value's
+        bytes) or the length and the name (MNID_STRING)."""
+        pos = _need(data, pos, 20)
+        kind = _u32(data, pos - 4)
+        if kind == _MNID_ID:
+            return _need(data, pos, 4)
+        if kind == _MNID_STRING:
+            return _need(data, pos + 4, _padded(_u32(data, pos)))
+        raise _Unreadable
 
     def _values(self, data: memoryview, pos: int, kind: int) -> tuple[list[memoryview], int]:
         """The value(s) of one property at ``pos``, and where the next one starts."""

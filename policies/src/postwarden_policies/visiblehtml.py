@@ -116,7 +116,10 @@ class _Walk:
         self.root = root.segment
         self.stack = [root]
         self.open: dict[str, int] = {}
-        self.closed: list[_Element] = []  # formatting elements to open again
+        self.closed: list[_Element | None] = []  # to open again (None: ended since)
+        # Where each name is in closed, last last: an end tag finds its element there
+        # at once (a scan of closed per end tag made </i> after many <b> quadratic).
+        self.closed_at: dict[str, list[int]] = {}
         self.budget = budget
         self.looks: dict[tuple[str, str], Look] = {}  # mail repeats its styles
         self.sheet = sheet
@@ -179,10 +182,8 @@ class _Walk:
             return
         if not self.open.get(name):
             # A formatting element closed around it, now closed itself: not reopened.
-            for index in range(len(self.closed) - 1, -1, -1):
-                if self.closed[index].name == name:
-                    del self.closed[index]
-                    break
+            if places := self.closed_at.get(name):
+                self.closed[places.pop()] = None
             return
         popped: list[_Element] = []
         while True:
@@ -197,8 +198,12 @@ class _Walk:
             popped.append(element)
         if name in _CELLS:
             self.closed.clear()
-        else:
-            self.closed += (e for e in reversed(popped) if e.name in _FORMATTING)
+            self.closed_at.clear()
+            return
+        for element in reversed(popped):
+            if element.name in _FORMATTING:
+                self.closed_at.setdefault(element.name, []).append(len(self.closed))
+                self.closed.append(element)
 
     def _close_implied(self, name: str) -> None:
         if name == "table" and self.stack[-1].name in _TABLE_CONTEXT:
@@ -215,7 +220,8 @@ class _Walk:
             self.end(self.stack[-1].name)
 
     def _reopen(self) -> None:
-        closed, self.closed = self.closed, []
+        closed = [element for element in self.closed if element is not None]
+        self.closed, self.closed_at = [], {}
         self.budget -= len(closed)
         if self.budget < 0:
             return  # past the bound: left closed (see the class text)
