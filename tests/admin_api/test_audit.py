@@ -80,6 +80,8 @@ async def test_filters(admin_client: TestClient[Any, Any], auditor: str) -> None
     assert len((await count(rule="rule-2"))["events"]) == 7
     assert [e["queue_id"] for e in (await count(queue_id="Q0007"))["events"]] == ["Q0007"]
     assert len((await count(message_id="<m3@x>"))["events"]) == 1
+    # Our id, as the X-Postwarden-Id header of a delivered copy shows it.
+    assert [e["queue_id"] for e in (await count(message_uid="uid12"))["events"]] == ["Q0012"]
     assert len((await count(client_address="198.51.100.2"))["events"]) == 6
     window = await count(since=(BASE + dt.timedelta(minutes=10)).isoformat(),
                          until=(BASE + dt.timedelta(minutes=20)).isoformat())

@@ -52,6 +52,7 @@ FILTERS: Mapping[str, str] = {
     "action": "action = ${}",
     "rule": "rules @> ARRAY[${}::text]",
     "queue_id": "queue_id = ${}",
+    "message_uid": "message_uid = ${}",  # the X-Postwarden-Id header's value
     "message_id": "message_id = ${}",
     "client_address": "client_address = ${}::inet",
 }
