@@ -137,3 +137,31 @@ def test_css_escapes_and_strings_are_read_as_browsers_read_them(html: str) -> No
     """Escapes were read before the CSS was split and lower-cased after it was, so an
     escape could hide a declaration from the reading or make one of a value."""
     assert render_visible(html) == "viagra"
+
+
+_ESCAPED_SEMICOLONS = "\\;" * 100_000
+
+
+@pytest.mark.parametrize("html", [f"<b style='{_ESCAPED_SEMICOLONS}'>x</b>",
+                                  f"<style>b{{{_ESCAPED_SEMICOLONS}}}</style><b>x</b>"],
+                         ids=["attribute", "sheet"])
+def test_escaped_semicolons_without_a_colon_are_read_in_linear_time(html: str) -> None:
+    """A declaration's ":" was required: each escaped ";" of a name without one made the
+    search start again inside it (100 KB took 16 s). The kernel stops the child past
+    CPU_SECONDS of CPU: a kill switch, not a measure."""
+    done = subprocess.run([sys.executable, "-c", _RENDER], input=html, text=True,
+                          capture_output=True, preexec_fn=_limit_cpu, check=False)
+    assert done.returncode == 0, f"not rendered within {CPU_SECONDS} s of CPU ({done.returncode})"
+    assert done.stdout.strip() == repr("x")
+
+
+@pytest.mark.parametrize("sheet", ["x;b{display:none}", "x\\;b{display:none}"])
+def test_a_semicolon_in_a_selector_spoils_the_rule(sheet: str) -> None:
+    """Browsers drop such a rule: a ";" ends an at-rule's statement only. Cut there, the
+    rule hid every <b>, and a keyword split around one with it."""
+    assert render_visible(f"<style>{sheet}</style>vi<b>agra</b>") == "viagra"
+
+
+def test_statements_before_a_rule_still_end_at_their_semicolon() -> None:
+    html = '<style>@charset "utf-8";@import url(a.css);b{display:none}</style>vi<b>agra</b>'
+    assert render_visible(html) == "vi"

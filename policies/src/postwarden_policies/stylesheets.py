@@ -40,8 +40,10 @@ _STRUCTURE = re.compile(rf"[{{}}]|{_QUOTED}", re.DOTALL)
 # A declaration as CSS splits it, escapes read after: a name up to its first ":" and a
 # value up to ";". An escape or a string is a character of them, not a separator: read
 # first, "\3b" ended a value early and "\2f\2a" opened a comment that hid the rest.
+# The ":" and value are optional so that every match ends at a real ";": required, a
+# name of escaped ";"s and no ":" made each search start again inside it (quadratic).
 _DECLARATION = re.compile(
-    rf"(?:^|;)([^;:\\]*+(?:\\.[^;:\\]*+)*+):((?:[^;\\\"']++|{_QUOTED})*+)", re.DOTALL
+    rf"(?:^|;)([^;:\\]*+(?:\\.[^;:\\]*+)*+)(?::((?:[^;\\\"']++|{_QUOTED})*+))?", re.DOTALL
 )
 # A simple selector as read here: a tag (or *), then a class or an id.
 _SELECTOR = re.compile(r"([a-z][^\s.#:\[\]>+~*]*|\*)?(?:([.#])([^\s.#:\[\]>+~*()]+))?")
@@ -54,7 +56,7 @@ def declarations(block: str, properties: frozenset[str]) -> Iterator[tuple[str, 
     and value unescaped and lower-cased, and whether ``!important``."""
     for declaration in _DECLARATION.finditer(block):
         name = css_unescaped(declaration.group(1)).strip(WS).lower()
-        if name not in properties:
+        if declaration.group(2) is None or name not in properties:
             continue
         value = css_unescaped(declaration.group(2)).strip().lower()
         important = value.endswith("important") and "!" in value
@@ -143,8 +145,7 @@ def _rules(sheet: str) -> Iterator[tuple[str, str]]:
         char = match.group()
         if char == "{":
             if depth == 0:
-                # After the statements before it (@import, @charset), ended by ";".
-                prelude = sheet[start : match.start()].rpartition(";")[2]
+                prelude = _after_statements(sheet[start : match.start()])
                 start = match.end()
             depth += 1
         elif char == "}" and depth:
@@ -156,6 +157,15 @@ def _rules(sheet: str) -> Iterator[tuple[str, str]]:
     # An unclosed rule ends with the sheet, as CSS ends it.
     if depth == 1 and not prelude.lstrip().startswith("@"):
         yield prelude, sheet[start:]
+
+
+def _after_statements(text: str) -> str:
+    """What follows the statements before a rule (``@import ...;``, ``@charset ...;``):
+    a ";" ends an at-rule's statement only. Elsewhere it is part of the selector, which
+    it spoils (browsers drop the rule): cut there, ``x;b{...}`` hid every ``<b>``."""
+    while text.lstrip(WS).startswith("@") and ";" in text:
+        text = text.partition(";")[2]
+    return text
 
 
 def _selectors(prelude: str) -> Iterable[tuple[str, int]]:
