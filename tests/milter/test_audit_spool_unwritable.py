@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from postwarden_milter.audit_pipeline import FLUSH_SECONDS
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.spool import spool_name
 from tests.fixtures.postgres import PostgresCluster, wait_until
@@ -59,3 +60,27 @@ def test_postgres_going_away_while_idle_logs_no_traceback(
         finally:
             cluster.start()
     assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncpg")] == []
+
+
+def test_refusing_ends_once_postgres_is_back_under_steady_mail(
+    own_cluster: tuple[PostgresCluster, str], tmp_path: Path,
+) -> None:
+    """Mail that never pauses keeps the writer from its idle replay: the refusal ended
+    only there, so mail stayed refused while Postgres took every event again."""
+    cluster, dsn = own_cluster
+    os.symlink("/dev/full", tmp_path / spool_name(0))
+    cluster.stop()
+    with _running(dsn, tmp_path, Metrics()) as pipeline:
+        try:
+            pipeline.submit(make_event())
+            assert wait_until(lambda: pipeline.refusing_mail, timeout=10)
+        finally:
+            cluster.start()
+        last = None
+        deadline = time.monotonic() + 15
+        while pipeline.refusing_mail and time.monotonic() < deadline:
+            last = make_event()  # each refused transaction is audited too
+            pipeline.submit(last)
+            time.sleep(FLUSH_SECONDS / 2)
+        assert not pipeline.refusing_mail
+        assert last is not None and wait_until(lambda: _stored(dsn, last), timeout=10)

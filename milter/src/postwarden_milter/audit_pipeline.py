@@ -210,6 +210,7 @@ class AuditPipeline:
         try:
             if self._dsn is not None and await self._connected() and await self._replay():
                 await self._write(batch)
+                self._spool_failing = False  # Postgres takes events: the spool is no limit
                 return
         except Exception as exc:  # noqa: BLE001 - the spool keeps the batch, whatever failed
             await self._disconnect(exc)

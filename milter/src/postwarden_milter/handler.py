@@ -41,7 +41,7 @@ from postwarden_policies import (
     evaluate,
     parse_message,
 )
-from postwarden_policies.render import change_json
+from postwarden_policies.render import change_type
 
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
 from .duplicates import DuplicateDetector
@@ -207,8 +207,8 @@ class ConnectionHandler:
         if txn is None:
             return False
         policy_hash = verdict.policy_hash if verdict else self._s.policies.current.content_hash
-        log_verdict(action, txn, reply, verdict)
         try:
+            log_verdict(action, txn, reply, verdict)
             self._s.metrics.messages.labels(action).inc()
             self._s.audit.submit(build_event(
                 instance=self._s.settings.instance_name, transaction=txn, client=self._client,
@@ -442,6 +442,6 @@ def log_verdict(action: str, txn: Transaction, reply: SmtpReply | None,
     context): grep finds it by either id, a script reads its fields by name (the reply,
     with spaces, comes last)."""
     rules = ",".join(verdict.rules) if verdict else ""
-    changes = ",".join(change_json(c)["type"] for c in verdict.changes) if verdict else ""
+    changes = ",".join(change_type(c) for c in verdict.changes) if verdict else ""
     log.info("%s from=<%s> nrcpt=%d rules=%s changes=%s reply=%s", action, txn.sender,
              len(txn.recipients), rules or "-", changes or "-", reply or "-")

@@ -31,12 +31,15 @@ def edit_json(edit: Edit) -> dict[str, Any]:
     return {"type": kind, **dataclasses.asdict(edit)}
 
 
+def change_type(change: Change) -> str:
+    return "attachment_stripped" if isinstance(change, AttachmentStripped) else "html_sanitized"
+
+
 def change_json(change: Change) -> dict[str, Any]:
-    kind = "attachment_stripped" if isinstance(change, AttachmentStripped) else "html_sanitized"
     data = dataclasses.asdict(change)
     if "removed" in data:
         data["removed"] = dict(data["removed"])
-    return {"type": kind, **data}
+    return {"type": change_type(change), **data}
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
