@@ -62,9 +62,11 @@ def header(description: str, schema: Schema, required: bool = True) -> Schema:
 _SECONDS = {"type": "integer", "minimum": 1}
 # What the access middleware adds to every answer to a key it admitted (ratelimit.Quota).
 RATE_LIMIT_HEADERS: Mapping[str, Schema] = {
-    "RateLimit-Limit": header("requests_per_minute of the key", {"type": "integer"}),
-    "RateLimit-Remaining": header("requests the key has left in this minute's window",
-                                  {"type": "integer", "minimum": 0}),
+    "RateLimit-Limit": header("requests_per_minute of the key (on a 429 for failed "
+                              "authentications: the client address's quota of them)",
+                              {"type": "integer"}),
+    "RateLimit-Remaining": header("requests (failed authentications) left in this "
+                                  "minute's window", {"type": "integer", "minimum": 0}),
     "RateLimit-Reset": header("seconds until this minute's window ends", _SECONDS),
 }
 RETRY_AFTER = header("seconds to wait before trying again", _SECONDS)
