@@ -43,7 +43,7 @@ async def test_every_bad_search_parameter_is_listed_in_one_answer(
     client: Client, sender: dict[str, str]
 ) -> None:
     found = await client.get("/api/v1/messages", headers=sender, params={
-        "status": "sent", "limit": "0", "to": "nobody",
+        "status": "sent", "limit": "0", "to": "nobody", "sender": "a@example.com",
         "since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z",
     })
     assert found.status == 422
@@ -53,4 +53,6 @@ async def test_every_bad_search_parameter_is_listed_in_one_answer(
         "to": "expected local@domain with a plain ASCII local part",
         "limit": "expected 1..500",
         "since": "must be before until",
+        "sender": "unknown parameter; expected one of since, until, status, from, to, tag, "
+                  "cursor, limit",
     }

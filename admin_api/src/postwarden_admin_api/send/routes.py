@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from postwarden_admin_api.audit_queries import range_problem
+from postwarden_admin_api.audit_queries import range_problem, unknown_parameters
 from postwarden_admin_api.bodies import json_ok, query_int, query_time, read_json_object
 from postwarden_admin_api.context import POOL, Role, allow, principal
 from postwarden_admin_api.cursors import query_cursor
@@ -72,9 +72,13 @@ def _status_filter(request: web.Request) -> str | None:
     return status
 
 
+SEARCH_PARAMETERS = ("since", "until", "status", "from", "to", "tag", "cursor", "limit")
+
+
 def _message_filter(request: web.Request) -> queries.MessageFilter:
-    """The search's filters; one 422 lists every bad parameter, not only the first."""
-    problems: list[dict[str, Any]] = []
+    """The search's filters; one 422 lists every bad parameter, not only the first, and
+    every unknown one (a misspelt filter, ``sender=``, would widen the search to all)."""
+    problems = unknown_parameters(request.query, SEARCH_PARAMETERS)
 
     def read(parse: Callable[..., T], *args: Any) -> T | None:
         try:
