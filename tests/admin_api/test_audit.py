@@ -98,6 +98,22 @@ async def test_bad_filters_are_all_reported(
     assert fields == {"since", "client_address", "action"}
 
 
+@pytest.mark.parametrize(("path", "params", "expected"), [
+    ("/api/v1/stats", {"until": "soon", "top": "0", "bucket": "week", "tz": "Mars/Olympus"},
+     {"until", "top", "bucket", "tz"}),
+    ("/api/v1/admin-audit", {"limit": "0", "before": "-1", "since": "today", "who": "me"},
+     {"limit", "before", "since", "who"}),
+])
+async def test_stats_and_the_admin_log_list_every_bad_parameter(
+    admin_client: TestClient[Any, Any], auditor: str, path: str, params: dict[str, str],
+    expected: set[str],
+) -> None:
+    """Not the first alone: a client fixes them in one round."""
+    response = await admin_client.get(path, headers=bearer(auditor), params=params)
+    assert response.status == 422
+    assert {d["field"] for d in (await response.json())["error"]["details"]} == expected
+
+
 async def test_keyset_pages_are_stable_under_inserts(
     admin_client: TestClient[Any, Any], auditor: str, database_url: str
 ) -> None:

@@ -268,6 +268,27 @@ def query_time(request: web.Request, name: str) -> dt.datetime | None:
         raise ValidationFailed([{"field": name, "message": time_expected(raw)}]) from None
 
 
+class QueryProblems:
+    """Query parameters read so that one 422 lists every bad one, not the first:
+    :meth:`read` gives None for a bad one and keeps its problem."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.found: list[dict[str, Any]] = []
+
+    def read(self, parse: Callable[..., T], *args: Any) -> T | None:
+        """``parse(request, *args)`` (query_int, query_time...), None if it refused."""
+        try:
+            return parse(self.request, *args)
+        except ValidationFailed as failed:
+            self.found.extend(failed.details)
+            return None
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ValidationFailed(self.found)
+
+
 def path_int(request: web.Request, name: str) -> int:
     try:
         value = int(request.match_info[name])

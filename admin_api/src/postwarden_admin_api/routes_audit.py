@@ -30,7 +30,7 @@ from .audit_queries import (
     search_rows,
     unknown_parameters,
 )
-from .bodies import dumps, fill_page, json_ok, json_page, query_int, query_time
+from .bodies import QueryProblems, dumps, fill_page, json_ok, json_page, query_int, query_time
 from .context import POOL, Role, allow, principal
 from .cursors import Cursor, query_cursor
 from .errors import ApiError, ValidationFailed
@@ -196,22 +196,21 @@ async def audit_event(request: web.Request) -> web.Response:
 @routes.get("/api/v1/stats")
 @allow(Role.AUDITOR, Role.OPERATOR)
 async def stats(request: web.Request) -> web.Response:
-    now = dt.datetime.now(dt.UTC)
-    until = query_time(request, "until") or now
-    since = query_time(request, "since") or until - dt.timedelta(days=1)
+    query = QueryProblems(request)
+    query.found += unknown_parameters(request.query, ("since", "until", "bucket", "tz", "top"))
+    until = query.read(query_time, "until") or dt.datetime.now(dt.UTC)
+    since = query.read(query_time, "since") or until - dt.timedelta(days=1)
+    top = query.read(query_int, "top", 10, 1, 100)
     bucket = request.query.get("bucket", "hour")
-    problems = unknown_parameters(request.query, ("since", "until", "bucket", "tz", "top"))
     if bucket not in ("hour", "day"):
-        problems.append({"field": "bucket", "message": "expected hour or day"})
-    zone = _query_zone(request, problems)
+        query.found.append({"field": "bucket", "message": "expected hour or day"})
+    zone = _query_zone(request, query.found)
     empty = range_problem(since, until)
     if empty is not None:
-        problems.append(empty)
+        query.found.append(empty)
     elif until - since > dt.timedelta(days=400):
-        problems.append({"field": "since", "message": "range is limited to 400 days"})
-    if problems:
-        raise ValidationFailed(problems)
-    top = query_int(request, "top", 10, 1, 100)
+        query.found.append({"field": "since", "message": "range is limited to 400 days"})
+    query.raise_any()
     async with reading(request.app[POOL]) as conn:
         series_rows = await conn.fetch(STATS_SERIES, since, until, bucket, zone.key)
         rule_rows = await conn.fetch(STATS_TOP_RULES, since, until, top)
@@ -245,15 +244,17 @@ def _query_zone(request: web.Request, problems: list[dict[str, Any]]) -> zoneinf
 @routes.get("/api/v1/admin-audit")
 @allow(Role.AUDITOR)
 async def admin_audit_log(request: web.Request) -> web.Response:
-    limit = query_int(request, "limit", 100, 1, 1000)
-    before = query_int(request, "before", 0, 0, 2**62) or None
-    since, until = query_time(request, "since"), query_time(request, "until")
-    problems = unknown_parameters(request.query, ("since", "until", "action", "limit", "before"))
+    query = QueryProblems(request)
+    query.found += unknown_parameters(request.query,
+                                      ("since", "until", "action", "limit", "before"))
+    limit = query.read(query_int, "limit", 100, 1, 1000)
+    before = query.read(query_int, "before", 0, 0, 2**62) or None
+    since, until = query.read(query_time, "since"), query.read(query_time, "until")
     empty = range_problem(since, until)
     if empty is not None:
-        problems.append(empty)
-    if problems:
-        raise ValidationFailed(problems)
+        query.found.append(empty)
+    query.raise_any()
+    assert limit is not None  # noqa: S101 - a bad one was raised above
     filters = {"since": since, "until": until, "action": request.query.get("action"),
                "before_id": before}
     # Cut at the statement timeout as the audit reads are: the log only grows.

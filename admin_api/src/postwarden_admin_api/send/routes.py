@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from aiohttp import web
 
 from postwarden_admin_api.audit_queries import range_problem, unknown_parameters
-from postwarden_admin_api.bodies import json_ok, query_int, query_time, read_json_object
+from postwarden_admin_api.bodies import (
+    QueryProblems,
+    json_ok,
+    query_int,
+    query_time,
+    read_json_object,
+)
 from postwarden_admin_api.context import POOL, Role, allow, principal
 from postwarden_admin_api.cursors import query_cursor
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
@@ -20,7 +24,6 @@ from .sending import send_email
 
 routes = web.RouteTableDef()
 NOT_FOUND = ApiError(404, "not_found", "no such message")
-T = TypeVar("T")
 
 
 def _own_key(request: web.Request) -> str | None:
@@ -78,25 +81,18 @@ SEARCH_PARAMETERS = ("since", "until", "status", "from", "to", "tag", "cursor", 
 def _message_filter(request: web.Request) -> queries.MessageFilter:
     """The search's filters; one 422 lists every bad parameter, not only the first, and
     every unknown one (a misspelt filter, ``sender=``, would widen the search to all)."""
-    problems = unknown_parameters(request.query, SEARCH_PARAMETERS)
-
-    def read(parse: Callable[..., T], *args: Any) -> T | None:
-        try:
-            return parse(request, *args)
-        except ValidationFailed as failed:
-            problems.extend(failed.details)
-            return None
-
-    since, until = read(query_time, "since"), read(query_time, "until")
-    status = read(_status_filter)
-    sender, recipient = read(_address_filter, "from"), read(_address_filter, "to")
-    after = read(query_cursor)
-    limit = read(query_int, "limit", 50, 1, 500)
+    query = QueryProblems(request)
+    query.found += unknown_parameters(request.query, SEARCH_PARAMETERS)
+    since, until = query.read(query_time, "since"), query.read(query_time, "until")
+    status = query.read(_status_filter)
+    sender, recipient = query.read(_address_filter, "from"), query.read(_address_filter, "to")
+    after = query.read(query_cursor)
+    limit = query.read(query_int, "limit", 50, 1, 500)
     empty = range_problem(since, until)
     if empty is not None:
-        problems.append(empty)
-    if problems or limit is None:
-        raise ValidationFailed(problems)
+        query.found.append(empty)
+    query.raise_any()
+    assert limit is not None  # noqa: S101 - a bad one was raised above
     return queries.MessageFilter(
         key_id=_own_key(request), status=status, sender=sender, recipient=recipient,
         tag=request.query.get("tag"), since=since, until=until, after=after, limit=limit,
