@@ -61,10 +61,11 @@ def recipient_key(address: str, params: tuple[str, ...]) -> RecipientKey:
     where Postfix keeps two."""
     orcpt = esmtp_param(params, "ORCPT")
     notify = esmtp_param(params, "NOTIFY")
+    folded = _ascii_folded(address)
     return (
-        _ascii_folded(f"rfc822;{address}" if orcpt is None else orcpt),
+        b"rfc822;" + folded if orcpt is None else _ascii_folded(orcpt),
         frozenset(notify.upper().split(",")) if notify else frozenset(),
-        _ascii_folded(address),
+        folded,
     )
 
 
