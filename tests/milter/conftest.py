@@ -113,6 +113,9 @@ class Ctx(TestCtx):  # type: ignore[misc]
             rc = self._envrcpt(f"<{rcpt}>")
             if rc not in (Milter.CONTINUE, Milter.TEMPFAIL):
                 return rc
+        rc = self._data()
+        if rc not in (Milter.CONTINUE, Milter.NOREPLY):
+            return rc
         head, _, body = raw.partition(b"\r\n\r\n")
         for line in head.replace(b"\r\n ", b"\n ").replace(b"\r\n\t", b"\n\t").split(b"\r\n"):
             name, _, value = line.partition(b":")

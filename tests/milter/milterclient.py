@@ -9,7 +9,7 @@ import socket
 import struct
 
 # Steps the milter may negotiate as "no reply" (SMFIP_NR_*).
-NO_REPLY = {b"C": 0x1000, b"H": 0x2000, b"M": 0x4000, b"R": 0x8000, b"L": 0x80,
+NO_REPLY = {b"C": 0x1000, b"H": 0x2000, b"M": 0x4000, b"R": 0x8000, b"T": 0x10000, b"L": 0x80,
             b"N": 0x40000, b"B": 0x80000}
 PROGRESS = b"p"
 ALL_ACTIONS = 0x1FF  # what Postfix offers (SMFIF_* of protocol version 6)

@@ -4,7 +4,7 @@ A :class:`ConnectionHandler` lives as long as one SMTP connection and holds at
 most one :class:`Transaction`. Every callback is guarded: an exception or a
 missed end-of-message deadline answers the configured fail action (tempfail
 ``451 4.3.0`` by default), is logged with the queue id and counted. Steps the
-MTA does not wait for (helo, header and body are negotiated as "no reply")
+MTA does not wait for (helo, DATA, header and body are negotiated as "no reply")
 remember a failure and the next step that replies answers it.
 
 Parsing and evaluation run on a worker pool so this thread can send progress
@@ -321,6 +321,17 @@ class ConnectionHandler:
         limit = None if self._client.local else self._s.policies.current.max_recipients
         if not txn.add_recipient(recipient, params, limit):
             return reply_with(self._actions, Reply.TOO_MANY_RECIPIENTS).outcome
+        return Outcome.CONTINUE
+
+    @guarded("data", replies=False)
+    def data(self) -> Outcome:
+        # Postfix names the queue id from the first accepted RCPT on, but sends it at
+        # RCPT only from the second: with one recipient, DATA is the first step that
+        # brings it, and a message aborted before end of message is audited under it.
+        txn = self._require()
+        if txn.queue_id is None:
+            txn.queue_id = self._macro("i")
+            self.enter()  # the log context too, for the rest of the transaction
         return Outcome.CONTINUE
 
     @guarded("header", replies=False)

@@ -4,9 +4,9 @@
 :class:`~postwarden_milter.handler.ConnectionHandler` and maps our
 :class:`~postwarden_milter.apply.Outcome` values to libmilter's codes. It
 negotiates only what postwarden uses: the actions below, no-reply for helo,
-header and body (the handler answers what they find at the next step that
-replies), and header values with their leading space so the message can be
-rebuilt exactly as received.
+DATA, header and body (the handler answers what they find at the next step that
+replies; DATA only brings Postfix's queue id), and header values with their
+leading space so the message can be rebuilt exactly as received.
 """
 
 from __future__ import annotations
@@ -130,6 +130,11 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     @_counted
     def envrcpt(self, recipient: str, *params: str) -> int:
         return CODES[self._handler.rcpt(_text(recipient), tuple(_text(p) for p in params))]
+
+    @_noreply
+    @_counted
+    def data(self) -> int:
+        return CODES[self._handler.data()]
 
     @_noreply
     @_decode_bytes
