@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -14,6 +15,7 @@ from postwarden_admin_api.app import create_app
 from postwarden_admin_api.settings import ServiceSettings
 from postwarden_admin_api.webhooks import WEBHOOK_OPTIONS
 from postwarden_admin_api.webhooks.ssrf import IPAddress
+from postwarden_store import create_pool
 from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
     AiohttpClient,
     admin_key,
@@ -57,6 +59,19 @@ async def receiver(tls: Tls) -> AsyncIterator[Receiver]:
         yield server
     finally:
         await server.stop()
+
+
+def hook_url(receiver: Receiver) -> str:
+    return f"https://{RECEIVER_NAME}:{receiver.port}/hook"
+
+
+@pytest.fixture
+async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(fresh_database_url, max_size=5)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -13,9 +12,8 @@ import pytest
 from postwarden_admin_api.webhooks import EventType, raise_event, worker
 from postwarden_admin_api.webhooks.signing import verify
 from postwarden_admin_api.webhooks.worker import replay
-from postwarden_store import create_pool
 
-from .conftest import RECEIVER_NAME, StubDns
+from .conftest import RECEIVER_NAME, StubDns, hook_url
 from .receiver import Receiver, Tls, wait_for, wait_for_async
 from .support import (
     add_endpoint,
@@ -28,19 +26,6 @@ from .support import (
 )
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(fresh_database_url, max_size=5)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-def hook_url(receiver: Receiver) -> str:
-    return f"https://{RECEIVER_NAME}:{receiver.port}/hook"
 
 
 async def test_audit_rows_raise_the_right_events(pool: asyncpg.Pool) -> None:

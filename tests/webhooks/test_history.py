@@ -15,7 +15,6 @@ from postwarden_store import connect
 from .conftest import Start
 from .receiver import wait_for_async
 from .support import add_endpoint
-from .test_delivery import pool  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.postgres
 
@@ -51,7 +50,7 @@ async def _remaining(conn: asyncpg.Connection) -> dict[int, list[str]]:
 
 
 async def test_prune_removes_finished_old_deliveries_and_unreferenced_events(
-    pool: asyncpg.Pool,  # noqa: F811
+    pool: asyncpg.Pool,
 ) -> None:
     async with pool.acquire() as conn:
         for name in ("a", "b"):

@@ -24,7 +24,6 @@ from .support import (
     worker_options,
     write_audit,
 )
-from .test_delivery import pool  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.postgres
 
@@ -113,7 +112,7 @@ async def test_slack_url_never_shown_nor_logged_and_deliveries_use_it(
 
 
 async def test_guard_refusal_at_delivery_names_only_the_host(
-    pool: asyncpg.Pool, tls: Tls, caplog: pytest.LogCaptureFixture,  # noqa: F811
+    pool: asyncpg.Pool, tls: Tls, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     dns = StubDns({"hooks.turned-private.test": [["10.1.2.3"]]})

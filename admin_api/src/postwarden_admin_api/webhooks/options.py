@@ -22,13 +22,22 @@ class WebhookOptions:
     backoff_base_seconds: float = 10.0  # first retry after 5 to 10 s, then doubling
     backoff_cap_seconds: float = 3600.0
     poll_interval_seconds: float = 1.0
-    batch_size: int = 10
+    batch_size: int = 10  # deliveries in flight at once (see endpoint_in_flight)
     # Delivered and dead deliveries (and then their events) older than this are pruned.
     history_retention: dt.timedelta = dt.timedelta(days=30)
     prune_interval_seconds: float = 3600.0
     # A receiver's CA for tests; None verifies against the system's trust store.
     ssl_context: ssl.SSLContext | None = None
     lookup: Lookup = system_lookup
+
+    @property
+    def endpoint_in_flight(self) -> int:
+        """At most this many deliveries of one endpoint in flight: a quarter of
+        ``batch_size``, at least one (2 of the default 10). A receiver that hangs until
+        the timeout holds at most a quarter of the window, so it takes at least four
+        hanging at once to stall the other endpoints, while a healthy endpoint's backlog
+        still goes out more than one at a time."""
+        return max(1, self.batch_size // 4)
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> WebhookOptions:

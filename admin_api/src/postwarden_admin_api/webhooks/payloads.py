@@ -120,7 +120,8 @@ def _as_text(value: Any) -> str:
 
 class BodyTooLarge(ValueError):
     """A template filled past :data:`MAX_BODY_BYTES`: a 16 KiB template may name a long
-    value (a message's recipients, which a remote sender chooses) hundreds of times."""
+    value (a message's recipients, which a remote sender chooses) hundreds of times.
+    The event's data will not shrink, so the worker marks such a delivery dead at once."""
 
 
 def substitute(template: Any, context: Mapping[str, Any]) -> Any:

@@ -7,17 +7,28 @@ request runs outside any transaction. If the process dies mid-request the
 lease runs out and the delivery is tried again: delivery is at least once,
 and receivers deduplicate on ``webhook-id``. A failed attempt is retried
 after an exponential backoff with jitter; after ``max_attempts`` the delivery
-is ``dead`` and can be replayed through the API.
+is ``dead`` and can be replayed through the API. One that can never be sent
+(an ``api_call`` body over the limit: the event's data will not shrink) is
+``dead`` at once.
+
+Deliveries are sent in a rolling window: up to ``batch_size`` in flight, and
+more claimed as soon as one ends, so a receiver that hangs until the timeout
+holds only its own deliveries. Of one endpoint at most
+``WebhookOptions.endpoint_in_flight`` are in flight (the claim skips the rest
+of its deliveries), so a dead endpoint with a long queue cannot fill the
+window either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any
 
 import aiohttp
@@ -36,15 +47,37 @@ from .urls import seal_plain_urls, url_of
 
 log = logging.getLogger(__name__)
 
+# $1 free slots of the window, $2 the lease, $3/$4 the endpoints with deliveries in
+# flight and how many, $5 the cap per endpoint. Only the first $1 * $5 due deliveries
+# of endpoints below their cap are ranked, so a backlog is never sorted whole; should
+# one endpoint fill them, it is at its cap after this claim and skipped by the next.
 CLAIM = """
-WITH claimed AS (
+WITH busy AS (
+    SELECT * FROM unnest($3::bigint[], $4::int[]) AS b(endpoint_id, in_flight)
+), due AS (
+    SELECT w.id, w.endpoint_id, w.next_attempt_at, coalesce(b.in_flight, 0) AS in_flight
+    FROM webhook_deliveries w
+    JOIN webhook_endpoints p ON p.id = w.endpoint_id AND p.enabled
+    LEFT JOIN busy b ON b.endpoint_id = w.endpoint_id
+    WHERE w.status = 'pending' AND w.next_attempt_at <= now()
+      AND coalesce(b.in_flight, 0) < $5
+    ORDER BY w.next_attempt_at, w.id
+    LIMIT $1 * $5
+), within_cap AS (
+    SELECT id FROM (
+        SELECT id, in_flight + row_number() OVER (
+            PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS slot
+        FROM due) ranked
+    WHERE slot <= $5
+), claimed AS (
     UPDATE webhook_deliveries d
     SET attempts = d.attempts + 1, last_attempt_at = now(),
         next_attempt_at = now() + make_interval(secs => $2)
     WHERE d.id IN (
+        -- Checked again once locked: another instance may have claimed it meanwhile.
         SELECT w.id FROM webhook_deliveries w
-        JOIN webhook_endpoints p ON p.id = w.endpoint_id AND p.enabled
-        WHERE w.status = 'pending' AND w.next_attempt_at <= now()
+        WHERE w.id IN (SELECT id FROM within_cap)
+          AND w.status = 'pending' AND w.next_attempt_at <= now()
         ORDER BY w.next_attempt_at, w.id
         LIMIT $1
         FOR UPDATE OF w SKIP LOCKED)
@@ -62,9 +95,10 @@ UPDATE webhook_deliveries
 SET status = 'delivered', delivered_at = now(), last_status_code = $2, last_error = NULL
 WHERE id = $1
 """
+# $6: the delivery can never be sent, so it is dead whatever its attempts.
 MARK_FAILED = """
 UPDATE webhook_deliveries
-SET status = CASE WHEN status = 'dead' OR attempts >= $4 THEN 'dead' ELSE 'pending' END,
+SET status = CASE WHEN status = 'dead' OR attempts >= $4 OR $6 THEN 'dead' ELSE 'pending' END,
     next_attempt_at = now() + make_interval(secs => $5),
     last_status_code = $2, last_error = $3
 WHERE id = $1
@@ -116,17 +150,14 @@ async def _attempt(
     session: aiohttp.ClientSession, options: WebhookOptions, keyring: Keyring,
     row: Mapping[str, Any],
 ) -> Outcome:
+    """One attempt; raises BodyTooLarge when the delivery can never be sent."""
     try:
         endpoint = endpoint_from_row(row, keyring)
     except SecretsError:
         log.error("webhook %s: cannot decrypt the endpoint's secrets", row["name"])
         return Outcome(None, "endpoint secret cannot be decrypted")
     event = envelope(row["type"], row["created_at"], json.loads(row["payload"]))
-    try:
-        request = render(endpoint, row["msg_id"], event)
-    except BodyTooLarge as exc:
-        log.error("webhook %s: %s: not sent", row["name"], exc)
-        return Outcome(None, str(exc))
+    request = render(endpoint, row["msg_id"], event)
     return await post(session, options.guard, endpoint.url, request)
 
 
@@ -134,14 +165,28 @@ async def _deliver(
     pool: asyncpg.Pool, session: aiohttp.ClientSession, options: WebhookOptions,
     keyring: Keyring, row: Mapping[str, Any],
 ) -> None:
+    """Send one claimed delivery and record the outcome; raises nothing but cancellation."""
+    final = False
     try:
         outcome = await _attempt(session, options, keyring, row)
+    except BodyTooLarge as exc:
+        # The event's data will not shrink: every retry would fail the same way.
+        outcome, final = Outcome(None, f"not sent, not retried: {exc}"), True
     # A bug must cost this delivery an attempt, not stop the worker. Logged by type
     # only, without a traceback: an exception's text may quote the URL, a secret.
     except Exception as exc:  # noqa: BLE001
         log.error("webhook %s: delivery %s failed unexpectedly (%s)", row["name"], row["id"],
                   type(exc).__name__)
         outcome = Outcome(None, "internal error")
+    # Unrecorded (the database is away), the delivery comes back when its lease ends.
+    with surviving("webhook worker", traceback=False):
+        await _record(pool, options, row, outcome, final=final)
+
+
+async def _record(
+    pool: asyncpg.Pool, options: WebhookOptions, row: Mapping[str, Any], outcome: Outcome,
+    *, final: bool,
+) -> None:
     async with pool.acquire() as conn:
         if outcome.ok:
             await conn.execute(MARK_DELIVERED, row["id"], outcome.status)
@@ -150,23 +195,77 @@ async def _deliver(
             return
         status = await conn.fetchval(
             MARK_FAILED, row["id"], outcome.status, outcome.error, options.max_attempts,
-            backoff_seconds(row["attempts"], options),
+            backoff_seconds(row["attempts"], options), final,
         )
     # The origin, never the URL: its path or query may hold a credential.
-    log.warning("webhook %s (%s): delivery %s attempt %s failed (%s), now %s",
-                row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error, status)
+    log.log(logging.ERROR if final else logging.WARNING,
+            "webhook %s (%s): delivery %s attempt %s failed (%s), now %s",
+            row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error, status)
+
+
+class InFlight:
+    """The deliveries being sent: at most ``batch_size``, of one endpoint at most
+    ``endpoint_in_flight``."""
+
+    def __init__(self, options: WebhookOptions) -> None:
+        self._size = options.batch_size
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._endpoints: Counter[int] = Counter()
+        self.freed = asyncio.Event()  # set whenever a delivery ends
+
+    def free(self) -> int:
+        return self._size - len(self._tasks)
+
+    def busy(self) -> tuple[list[int], list[int]]:
+        """The endpoints with deliveries in flight, and how many each (the claim's $3, $4)."""
+        return list(self._endpoints), list(self._endpoints.values())
+
+    def start(self, endpoint_id: int, delivery: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(delivery)
+        self._tasks.add(task)
+        self._endpoints[endpoint_id] += 1
+        task.add_done_callback(functools.partial(self._ended, endpoint_id))
+
+    def _ended(self, endpoint_id: int, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._endpoints[endpoint_id] -= 1
+        if not self._endpoints[endpoint_id]:
+            del self._endpoints[endpoint_id]
+        self.freed.set()
+
+    async def finish(self) -> None:
+        """Wait for every delivery in flight to be sent and recorded."""
+        await asyncio.gather(*self._tasks)
+
+
+# A claimed delivery starts at once and its request ends within timeout_seconds;
+# the margin covers rendering it and waiting for a pool connection to record it.
+LEASE_MARGIN_SECONDS = 30.0
 
 
 async def deliver_due(
     pool: asyncpg.Pool, session: aiohttp.ClientSession, options: WebhookOptions,
-    keyring: Keyring,
+    keyring: Keyring, in_flight: InFlight,
 ) -> int:
-    """Claim and send one batch of due deliveries; returns how many were claimed."""
-    lease = options.timeout_seconds + 30.0
+    """Claim due deliveries into the free slots of ``in_flight`` and start sending them;
+    returns how many were claimed."""
+    lease = options.timeout_seconds + LEASE_MARGIN_SECONDS
     async with pool.acquire() as conn:
-        rows = await conn.fetch(CLAIM, options.batch_size, lease)
-    await asyncio.gather(*(_deliver(pool, session, options, keyring, row) for row in rows))
+        rows = await conn.fetch(CLAIM, in_flight.free(), lease, *in_flight.busy(),
+                                options.endpoint_in_flight)
+    for row in rows:
+        in_flight.start(row["endpoint_id"], _deliver(pool, session, options, keyring, row))
     return len(rows)
+
+
+async def _any_set(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def run_worker(
@@ -174,20 +273,28 @@ async def run_worker(
 ) -> None:
     """Deliver until ``stop`` is set; no error ends the loop (see ``surviving``).
 
-    The batch in flight when ``stop`` is set is finished and recorded, so a
-    restart does not send it again.
+    The deliveries in flight when ``stop`` is set are finished and recorded, so
+    a restart does not send them again.
     """
     async with open_session(
         options.guard, options.timeout_seconds, options.ssl_context, options.lookup
     ) as session:
-        while not stop.is_set():
-            claimed = 0
-            with surviving("webhook worker", traceback=False):
-                claimed = await deliver_due(pool, session, options, keyring)
-            if claimed < options.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(options.poll_interval_seconds):
-                        await stop.wait()
+        in_flight = InFlight(options)
+        try:
+            while not stop.is_set():
+                in_flight.freed.clear()
+                claimed = 0
+                if in_flight.free():
+                    with surviving("webhook worker", traceback=False):
+                        claimed = await deliver_due(pool, session, options, keyring, in_flight)
+                # Claim again at once while claims fill slots; else wait for a slot to
+                # free (an endpoint below its cap again) or for new deliveries to come due.
+                if not claimed:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(options.poll_interval_seconds):
+                            await _any_set(stop, in_flight.freed)
+        finally:
+            await in_flight.finish()
 
 
 async def replay(conn: asyncpg.Connection, endpoint_id: int, delivery_id: int) -> int | None:
@@ -205,7 +312,7 @@ async def cancel_pending_replays(conn: asyncpg.Connection, endpoint_id: int) -> 
 @contextlib.asynccontextmanager
 async def running(pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring
                   ) -> AsyncIterator[None]:
-    """Run the worker in the background; on exit let the batch in flight finish."""
+    """Run the worker in the background; on exit let the deliveries in flight finish."""
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(pool, options, keyring, stop))
     try:
