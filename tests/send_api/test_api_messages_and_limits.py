@@ -112,7 +112,7 @@ async def test_each_sending_limit_names_its_kind(  # noqa: PLR0917 - fixtures an
     assert again.status == 429
     error = await _error(again)
     assert error["code"] == code
-    assert error["details"] == [{"kind": kind, "limit": 1}]
+    assert [(d["kind"], d["limit"]) for d in error["details"]] == [(kind, 1)]
     assert int(again.headers["Retry-After"]) > 0
 
 
@@ -202,8 +202,8 @@ async def test_a_202_carries_the_headers_its_document_declares(
                              headers={**sender, "Idempotency-Key": uuid.uuid4().hex})
     assert sent.status == 202
     required = {name for name, spec in declared.items() if spec["required"]}
-    assert required <= set(sent.headers)
+    assert all(name in sent.headers for name in required)  # names are case-insensitive
     again = await client.post("/api/v1/send-email", json=first, headers={
         **sender, "Idempotency-Key": sent.request_info.headers["Idempotency-Key"]})
-    assert set(declared) <= set(again.headers)
+    assert all(name in again.headers for name in declared)
     assert again.headers["Location"] == sent.headers["Location"]

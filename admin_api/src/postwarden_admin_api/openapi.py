@@ -69,10 +69,30 @@ RATE_LIMIT_HEADERS: Mapping[str, Schema] = {
                                   "minute's window", {"type": "integer", "minimum": 0}),
     "RateLimit-Reset": header("seconds until this minute's window ends", _SECONDS),
 }
+# What middleware.request_context adds to every answer, public ones and errors too.
+EVERY_ANSWER: Mapping[str, Schema] = {
+    "X-Request-Id": header("the request's id, in the service's log lines: the X-Request-Id "
+                           "sent, if 1 to 64 of [A-Za-z0-9._-], else a new one",
+                           {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}),
+}
 RETRY_AFTER = header("seconds to wait before trying again", _SECONDS)
 _TOO_MANY: Schema = {
-    "description": "a rate limit: see code (rate_limited: details[].kind names the limit)",
-    "headers": {"Retry-After": RETRY_AFTER, **RATE_LIMIT_HEADERS},
+    "description": "a rate limit: see code (details[].kind names the limit; "
+                   "recipient_rate_limited: details[].field each recipient at its limit)",
+    "headers": {"Retry-After": RETRY_AFTER, **RATE_LIMIT_HEADERS, **EVERY_ANSWER},
+    "content": json_content(ref("Error")),
+}
+# errors.database_busy, which any authenticated request may meet (its key is looked up
+# in the database); a 503 before the key is counted has no RateLimit-* headers.
+_UNAVAILABLE: Schema = {
+    "description": "see code (database_busy: every database connection is in use, "
+                   "retry after Retry-After)",
+    "headers": {
+        "Retry-After": header("database_busy only: seconds to wait before trying again",
+                              _SECONDS, required=False),
+        **{name: {**spec, "required": False} for name, spec in RATE_LIMIT_HEADERS.items()},
+        **EVERY_ANSWER,
+    },
     "content": json_content(ref("Error")),
 }
 
@@ -91,28 +111,29 @@ def operation(
     """One operation; ``roles`` None marks a public route. A None schema: no body.
     ``descriptions``: a response's own description (else the summary, or for an
     error status "see code"). ``headers``: the headers (see :func:`header`) a response
-    carries besides those every authenticated answer does (``RATE_LIMIT_HEADERS``);
-    the 429 of an authenticated route is declared here."""
+    carries besides those every answer does (``EVERY_ANSWER``) and every authenticated
+    one (``RATE_LIMIT_HEADERS``); the 429 and 503 of an authenticated route are
+    declared here."""
     if set(headers or {}) - set(responses):
         raise ValueError(f"{summary}: headers of a response not declared")
     built: Schema = {"summary": summary, "responses": {}}
-    common = {} if roles is None else RATE_LIMIT_HEADERS
+    common = {**EVERY_ANSWER, **({} if roles is None else RATE_LIMIT_HEADERS)}
     for status, schema in responses.items():
         default = summary if status < 300 else "see code"
         answer: Schema = {"description": (descriptions or {}).get(status, default)}
         if schema is not None:
             types = (response_type,) if isinstance(response_type, str) else response_type
             answer["content"] = {kind: {"schema": schema} for kind in types}
-        sent = {**common, **(headers or {}).get(status, {})}
-        if sent:
-            answer["headers"] = dict(sent)
+        answer["headers"] = {**common, **(headers or {}).get(status, {})}
         built["responses"][str(status)] = answer
-    built["responses"]["default"] = {"description": "error", "content": json_content(ref("Error"))}
+    built["responses"]["default"] = {"description": "error", "headers": dict(EVERY_ANSWER),
+                                     "content": json_content(ref("Error"))}
     if roles is None:
         built["security"] = []
     else:
         built["x-roles"] = sorted({Role.ADMIN, *roles})
         built["responses"]["429"] = copy.deepcopy(_TOO_MANY)
+        built["responses"]["503"] = copy.deepcopy(_UNAVAILABLE)
     if body is not None:
         built["requestBody"] = {"required": True, "content": body}
     if parameters:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.runtime_settings import RuntimeSettings
@@ -48,12 +48,17 @@ def check_size(content: bytes, runtime: RuntimeSettings) -> None:
         )])
 
 
-def suppressed_refusal(request: SendRequest, suppressed: set[str]) -> ApiError:
-    """The refusal naming each field whose recipient is on the suppression list."""
-    problems = [
-        FieldProblem(f"{name}[{index}]", Refusal.RECIPIENT_SUPPRESSED, "on the suppression list")
+def recipient_fields(request: SendRequest, keys: Collection[str]) -> list[str]:
+    """Each field (``to[3]``) whose recipient's key is one of ``keys``, in request order."""
+    return [
+        f"{name}[{index}]"
         for name, mailboxes in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc))
         for index, mailbox in enumerate(mailboxes)
-        if mailbox.key in suppressed
+        if mailbox.key in keys
     ]
-    return refuse(problems)
+
+
+def suppressed_refusal(request: SendRequest, suppressed: set[str]) -> ApiError:
+    """The refusal naming each field whose recipient is on the suppression list."""
+    return refuse([FieldProblem(field, Refusal.RECIPIENT_SUPPRESSED, "on the suppression list")
+                   for field in recipient_fields(request, suppressed)])

@@ -10,6 +10,10 @@ cycle, and the key's rows (which every request of that key needs) are locked
 last, for the shortest time. This module holds the windows, the refusals
 and the recipient hashing.
 
+A refused request moved no counter, so which recipients stopped it is read
+afterwards (:meth:`LimitReached.full_recipients`): a window's counts only
+grow, so the one that refused it is among those found at their limit.
+
 Recipients are counted by an HMAC of the address, so the table holds no
 plain addresses.
 """
@@ -22,6 +26,7 @@ import hmac
 import logging
 import math
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import asyncpg
@@ -29,7 +34,7 @@ import asyncpg
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.secrets import Keyring, SecretsError
 
-from .refusals import Refusal
+from .refusals import FieldProblem, Refusal
 
 log = logging.getLogger(__name__)
 HASH_KEY_SETTING = "recipient_hash_key"
@@ -37,6 +42,12 @@ HASH_KEY_SETTING = "recipient_hash_key"
 PURGE_WINDOWS = "DELETE FROM outbound_rate_counters WHERE window_start < $1"
 SELECT_HASH_KEY = "SELECT key FROM send_hash_key"
 INSERT_HASH_KEY = "INSERT INTO send_hash_key (key) VALUES ($1) ON CONFLICT DO NOTHING"
+FULL_RECIPIENTS = """
+SELECT subject FROM outbound_rate_counters
+WHERE scope = 'recipient_day' AND window_start = $1 AND subject = ANY ($2::text[])
+  AND count >= $3
+"""
+RECIPIENT_FULL = "this recipient has had its limit of messages today"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,21 +58,35 @@ class Limits:
 
 
 class LimitReached(Exception):
-    def __init__(self, refusal: Refusal, retry_after: int) -> None:
+    def __init__(self, refusal: Refusal, retry_after: int, window_start: dt.datetime) -> None:
         super().__init__(refusal.code)
         self.refusal = refusal
         self.retry_after = retry_after
+        self.window_start = window_start  # of the counter that refused
 
-    def error(self, limits: Limits) -> ApiError:
+    async def full_recipients(self, conn: asyncpg.Connection, hashes: Collection[str],
+                              limits: Limits) -> set[str]:
+        """Which of ``hashes`` are at their daily limit; none unless this refusal is
+        ``recipient_rate_limited``. A read: it counts nothing."""
+        if self.refusal is not Refusal.RECIPIENT_RATE_LIMITED:
+            return set()
+        rows = await conn.fetch(FULL_RECIPIENTS, self.window_start, list(hashes),
+                                limits.per_recipient_per_day)
+        return {row["subject"] for row in rows}
+
+    def error(self, limits: Limits, fields: Collection[str] = ()) -> ApiError:
         """The 429, its ``details[].kind`` naming the limit: ``rate_limited`` is the
-        per-key request limit's code too (whose kind is ``key``)."""
+        per-key request limit's code too (whose kind is ``key``). ``fields`` (``to[3]``)
+        name the recipients at their limit: one entry each, as a field problem."""
         kind, limit = {
             Refusal.RATE_LIMITED: ("send_per_minute", limits.per_key_per_minute),
             Refusal.RECIPIENT_RATE_LIMITED: ("recipient_per_day", limits.per_recipient_per_day),
             Refusal.DAILY_QUOTA_EXCEEDED: ("send_per_day", limits.per_key_per_day),
         }[self.refusal]
-        return self.refusal.error({"Retry-After": str(self.retry_after)},
-                                  [{"kind": kind, "limit": limit}])
+        reached = {"kind": kind, "limit": limit}
+        details = [FieldProblem(field, self.refusal, RECIPIENT_FULL).as_detail() | reached
+                   for field in fields]
+        return self.refusal.error({"Retry-After": str(self.retry_after)}, details or [reached])
 
 
 def recipient_hash(hash_key: bytes, address: str) -> str:
@@ -140,10 +165,11 @@ class Windows:
         next_day = self.day_start + dt.timedelta(days=1)
         if code == Refusal.RATE_LIMITED.code:
             next_minute = self.minute_start + dt.timedelta(minutes=1)
-            return LimitReached(Refusal.RATE_LIMITED, _seconds_until(next_minute, self.now))
+            return LimitReached(Refusal.RATE_LIMITED, _seconds_until(next_minute, self.now),
+                                self.minute_start)
         for refusal in (Refusal.RECIPIENT_RATE_LIMITED, Refusal.DAILY_QUOTA_EXCEEDED):
             if code == refusal.code:
-                return LimitReached(refusal, _seconds_until(next_day, self.now))
+                return LimitReached(refusal, _seconds_until(next_day, self.now), self.day_start)
         return None
 
 

@@ -121,8 +121,9 @@ async def _accept(
     except AmbiguousAddresses as ambiguous:
         raise refuse([_AMBIGUOUS[ambiguous.header]]) from None
     checks.check_size(content, runtime)
-    hashes = [limits.recipient_hash(hash_key, m.key) for m in request.recipients]
-    submission = Submission(who.key_id, request, message_id, content, hashes, key, message_uuid)
+    hashes = {m.key: limits.recipient_hash(hash_key, m.key) for m in request.recipients}
+    submission = Submission(who.key_id, request, message_id, content, list(hashes.values()),
+                            key, message_uuid)
     unsure: Unconfirmed | None = None
     # A full pool answers 503 here, before the enqueue has written anything.
     send_limits = checks.limits_of(runtime)
@@ -132,7 +133,7 @@ async def _accept(
         except Suppressed as suppressed:
             raise checks.suppressed_refusal(request, suppressed.addresses) from None
         except limits.LimitReached as reached:
-            raise reached.error(send_limits) from None
+            raise await _limit_refusal(conn, reached, request, hashes, send_limits) from None
         except Unconfirmed as exc:
             unsure = exc
     if unsure is not None:
@@ -147,6 +148,17 @@ async def _accept(
     if state.relay is not None:
         state.relay.wake()
     return accepted.body()
+
+
+async def _limit_refusal(
+    conn: asyncpg.Connection, reached: limits.LimitReached, request: SendRequest,
+    hashes: dict[str, str], send_limits: limits.Limits,
+) -> ApiError:
+    """The 429 of a reached limit, naming each field whose recipient is at its daily
+    limit: the caller's own fields, so that it knows which recipient to drop."""
+    full = await reached.full_recipients(conn, hashes.values(), send_limits)
+    at_limit = {address for address, digest in hashes.items() if digest in full}
+    return reached.error(send_limits, checks.recipient_fields(request, at_limit))
 
 
 async def _release_claim(pool: asyncpg.Pool, key_id: str, key: str, claim_id: uuid.UUID
