@@ -41,6 +41,8 @@ SETTINGS = web.AppKey("settings", ServiceSettings)
 # Routes that need no API key; everything else fails closed without `allow`.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"})
 PRINCIPAL = web.RequestKey("principal", Principal)  # request storage of the Principal
+# An X-Request-Id a client sends is kept when it is this (else the service makes one).
+REQUEST_ID_FORM = "[A-Za-z0-9._-]{1,64}"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)

@@ -38,7 +38,7 @@ from .auth import (
     is_remembered,
     unauthenticated,
 )
-from .context import PRINCIPAL, PUBLIC_PATHS, SETTINGS, allowed_roles
+from .context import PRINCIPAL, PUBLIC_PATHS, REQUEST_ID_FORM, SETTINGS, allowed_roles
 from .errors import ApiError
 from .metrics import METRICS
 from .ratelimit import LIMITER, Quota
@@ -51,7 +51,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 # Headers for whatever response goes out: a dict shared by the request and its
 # clones (body_cap clones the request), applied in on_response_prepare.
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
+_CLIENT_REQUEST_ID = re.compile(rf"^{REQUEST_ID_FORM}\Z")
 HTTP_CODES = {
     400: "bad_request",
     404: "not_found",

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .context import Role
+from .context import REQUEST_ID_FORM, Role
 
 Schema = dict[str, Any]
 
@@ -73,7 +73,7 @@ RATE_LIMIT_HEADERS: Mapping[str, Schema] = {
 EVERY_ANSWER: Mapping[str, Schema] = {
     "X-Request-Id": header("the request's id, in the service's log lines: the X-Request-Id "
                            "sent, if 1 to 64 of [A-Za-z0-9._-], else a new one",
-                           {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}),
+                           {"type": "string", "pattern": f"^{REQUEST_ID_FORM}$"}),
 }
 RETRY_AFTER = header("seconds to wait before trying again", _SECONDS)
 _TOO_MANY: Schema = {
