@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import idna
 
-from postwarden_policies.conditions import ascii_domain
+from postwarden_policies.conditions import IpNetwork, ascii_domain
 
 from .bodies import parse_time, time_expected
 from .cursors import Cursor
@@ -54,8 +54,15 @@ FILTERS: Mapping[str, str] = {
     "queue_id": "queue_id = ${}",
     "message_uid": "message_uid = ${}",  # the X-Postwarden-Id header's value
     "message_id": "message_id = ${}",
-    "client_address": "client_address = ${}::inet",
+    "client_address": "client_address = ${}::inet",  # one address (see _clause)
 }
+# The client_address filter of a network, not one address. Postgres makes "<<=" an
+# index range only for a constant, never for the parameter of a generic plan (one a
+# cached statement may get): the range is written out, from the network itself to its
+# broadcast address as a host (inet sorts a network before the hosts in it).
+CLIENT_NETWORK = ("client_address >= ${0}::inet "
+                  "AND client_address <= host(broadcast(${0}::inet))::inet "
+                  "AND client_address <<= ${0}::inet")
 # The address filters of an address whose domain is an IDN: any of its forms
 # (_idn_forms). Only then: "= ANY" reads the sender index in no time order, so a
 # page of a busy sender would sort all its events, where "=" stops at the page's end.
@@ -65,6 +72,7 @@ IDN_FILTERS: Mapping[str, str] = {
 }
 ACTIONS = ("accept", "reject", "tempfail", "discard", "quarantine", "aborted", "error")
 TEXT_MAX = 998
+NETWORK_EXPECTED = "expected an IP address or a CIDR network such as 192.0.2.0/24 or 2001:db8::/32"
 
 
 def parse_filters(query: Mapping[str, str], others: Collection[str]) -> dict[str, Any]:
@@ -84,9 +92,9 @@ def parse_filters(query: Mapping[str, str], others: Collection[str]) -> dict[str
                 problems.append({"field": name, "message": time_expected(raw)})
         elif name == "client_address":
             try:
-                values[name] = str(ipaddress.ip_address(raw))
-            except ValueError:
-                problems.append({"field": name, "message": "expected an IP address"})
+                values[name] = _client_network(raw)
+            except ValueError as exc:
+                problems.append({"field": name, "message": str(exc)})
         elif name == "action" and raw not in ACTIONS:
             problems.append({"field": name, "message": f"expected one of {', '.join(ACTIONS)}"})
         elif len(raw) > TEXT_MAX or "\x00" in raw:
@@ -99,6 +107,34 @@ def parse_filters(query: Mapping[str, str], others: Collection[str]) -> dict[str
     if problems:
         raise ValidationFailed(problems)
     return values
+
+
+def _client_network(raw: str) -> IpNetwork:
+    """The client_address filter: an address (a network of one) or a CIDR network.
+    ValueError, its text for the client, for a network with host bits set (naming the
+    network meant: widening the search silently would pass for an answer) or anything
+    else. An IPv4-mapped IPv6 address or network is its IPv4 form, as the milter
+    records a mapped client address (and as policies' networks take it)."""
+    # A zone index (fe80::1%eth0) names an interface of one host: no client's.
+    if "%" in raw:
+        raise ValueError(NETWORK_EXPECTED)
+    try:
+        interface = ipaddress.ip_interface(raw)
+    except ValueError:
+        raise ValueError(NETWORK_EXPECTED) from None
+    network = _unmapped(interface.network)
+    if interface.ip != interface.network.network_address:
+        raise ValueError(f"host bits set: the network is {network} "
+                         "(an address without a prefix matches that address alone)")
+    return network
+
+
+def _unmapped(network: IpNetwork) -> IpNetwork:
+    if isinstance(network, ipaddress.IPv6Network):
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:  # a mapped network without host bits is /96 or longer
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def unknown_parameters(query: Mapping[str, str], known: Collection[str]
@@ -132,7 +168,13 @@ def range_problem(since: dt.datetime | None, until: dt.datetime | None
 
 
 def _clause(name: str, value: Any) -> tuple[str, Any]:
-    """The fragment and parameter of one filter; an IDN address's holds its every form."""
+    """The fragment and parameter of one filter; an IDN address's holds its every form,
+    a client network's spans its range. One address stays "=": the client index then
+    gives its events in time order, and a page stops at its end."""
+    if name == "client_address":
+        if value.prefixlen < value.max_prefixlen:
+            return CLIENT_NETWORK, str(value)
+        return FILTERS[name], str(value.network_address)
     forms = _idn_forms(value) if name in IDN_FILTERS else None
     return (FILTERS[name], value) if forms is None else (IDN_FILTERS[name], forms)
 

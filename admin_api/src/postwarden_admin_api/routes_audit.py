@@ -288,9 +288,15 @@ SCHEMAS = {
         },
     },
 }
+_FILTER_NOTES = {
+    "client_address": "the SMTP client's IP address, or a CIDR network holding it "
+                      "(192.0.2.0/24, 2001:db8::/32; host bits set are refused); an "
+                      "IPv4-mapped IPv6 address or network matches as its IPv4 form",
+}
 _FILTER_PARAMS = [
     param(name, "query", _TIME_PARAM if name in ("since", "until")
-          else {"type": "string", "enum": list(ACTIONS)} if name == "action" else _STR)
+          else {"type": "string", "enum": list(ACTIONS)} if name == "action" else _STR,
+          description=_FILTER_NOTES.get(name, ""))
     for name in FILTERS
 ]
 _LIMIT = param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})

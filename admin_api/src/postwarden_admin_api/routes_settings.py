@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from . import admin_audit
@@ -20,13 +19,15 @@ from .runtime_settings import (
     SECRET_SETTINGS,
     apply_changes,
     describe_settings,
-    load_runtime_settings,
     validate_changes,
 )
 from .secrets import KEYRING
 
 routes = web.RouteTableDef()
 RETENTION = "audit_retention_days"
+# pg_advisory_xact_lock key: the ASCII of "pwsettin". Changes one at a time, so that
+# the values a change replaced, as the admin log keeps them, are those it replaced.
+SETTINGS_LOCK_KEY = 0x707773657474696E
 
 
 @routes.get("/api/v1/settings")
@@ -36,16 +37,19 @@ async def settings_get(request: web.Request) -> web.Response:
         return json_ok(await describe_settings(conn))
 
 
-def _summary(changes: dict[str, Any]) -> dict[str, Any]:
-    """What the admin log keeps: values of plain settings, only set/cleared for secrets."""
+def _summary(changes: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
+             ) -> dict[str, Any]:
+    """What the admin log keeps of ``changes``: a plain setting's value before and after
+    (as :func:`describe_settings` shows them: null in a change is the default), only
+    ``"<set>"`` or ``"<cleared>"`` for a secret, never its value nor a digest of it."""
     return {
         name: ("<cleared>" if value is None else "<set>") if name in SECRET_SETTINGS
-        else (list(value) if isinstance(value, tuple) else value)
+        else {"old": before[name], "new": after[name]}
         for name, value in changes.items()
     }
 
 
-async def _shortens_retention(conn: asyncpg.Connection, changes: dict[str, Any]) -> bool:
+def _shortens_retention(before: dict[str, Any], changes: dict[str, Any]) -> bool:
     """Whether ``changes`` keep the audit log for fewer days than now (null: the default).
     Retention drops months of it for good: not an operator's call, who could so
     shorten the record of what they did."""
@@ -54,8 +58,7 @@ async def _shortens_retention(conn: asyncpg.Connection, changes: dict[str, Any])
     wanted = changes[RETENTION]
     if wanted is None:
         wanted = FIELDS[RETENTION].default
-    current: int = (await load_runtime_settings(conn)).audit_retention_days
-    return bool(wanted < current)
+    return bool(wanted < before[RETENTION])
 
 
 @routes.put("/api/v1/settings")
@@ -70,12 +73,15 @@ async def settings_put(request: web.Request) -> web.Response:
         raise ApiError(403, "forbidden", "only admins may change secret settings",
                        details=[{"field": name} for name in secret_names])
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        if not admin and await _shortens_retention(conn, changes):
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SETTINGS_LOCK_KEY)
+        before = await describe_settings(conn)
+        if not admin and _shortens_retention(before, changes):
             raise ApiError(403, "forbidden", "only admins may shorten audit retention",
                            details=[{"field": RETENTION}])
         await apply_changes(conn, request.app[KEYRING], changes, principal(request).key_id)
-        await admin_audit.record(conn, request, "settings.changed", None, _summary(changes))
         shown = await describe_settings(conn)
+        await admin_audit.record(conn, request, "settings.changed", None,
+                                 _summary(changes, before, shown))
     request.app[RUNTIME].invalidate()
     return json_ok(shown)
 
