@@ -68,3 +68,11 @@ def test_the_message_code_page_still_reads_names() -> None:
     title = _attribute(2, 0x00018010, "отчёт.pdf".encode("cp1251") + b"\0")
     stream = _stream(code_page + _attachment(None, b"x") + title)
     assert _names(stream) == [["отчёт.pdf"]]
+
+
+def test_without_a_code_page_names_are_read_in_437_as_outlook_reads_them() -> None:
+    """MAPI's GetTnefStreamCodepage answers 437 for a stream without attOemCodepage:
+    byte 0x82 is "é" there (in 1252 it is a low quotation mark)."""
+    title = _attribute(2, 0x00018010, "résumé.pdf".encode("cp437") + b"\0")
+    stream = _stream(_attachment(None, b"x") + title)
+    assert _names(stream) == [["résumé.pdf"]]

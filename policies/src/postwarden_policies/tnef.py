@@ -38,6 +38,9 @@ _DATA_PROP = 0x3701
 MIME_TAG = 0x370E
 _OBJECT = 0x000D
 STRING8, _UNICODE = 0x001E, 0x001F
+# The 8-bit strings' code page when the stream names none: MAPI's GetTnefStreamCodepage
+# answers 437 then, so Outlook reads a name so.
+DEFAULT_CODEC = "cp437"
 _VARIABLE = frozenset({STRING8, _UNICODE, 0x0102, _OBJECT})  # counted, length-prefixed
 # Bytes of one value of each fixed-size property type, padded to 4.
 _FIXED = {0x0000: 4, 0x0001: 4, 0x0002: 4, 0x0003: 4, 0x0004: 4, 0x0005: 8, 0x0006: 8,
@@ -90,7 +93,7 @@ class Reader:
 
     def __init__(self) -> None:
         self.steps = _STEPS
-        self.codec = "cp1252"
+        self.codec = DEFAULT_CODEC
 
     def read(self, data: memoryview, limit: int) -> Listing:
         """Up to ``limit`` attachments of the stream ``data``. Never raises."""
