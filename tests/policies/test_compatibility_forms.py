@@ -8,6 +8,7 @@ stays within the length of the text it reads, however much it would expand.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import unicodedata
 
 import pytest
@@ -97,3 +98,33 @@ def test_normalizing_stops_at_the_room(monkeypatch: pytest.MonkeyPatch) -> None:
     folded = bodytext.compatibility_form(text, 2 * len(text))
     assert len(folded) == len(text)  # one character for one, past the room
     assert sum(made) <= 2 * len(text) + 18 * 2 * bodytext.NFKC_SLICE
+
+
+def _second_parts() -> set[str]:
+    """Every character some canonical composition takes as its second part."""
+    parts = set()
+    for code in range(sys.maxunicode + 1):
+        mapping = unicodedata.decomposition(chr(code)).split()
+        if len(mapping) == 2 and not mapping[0].startswith("<"):
+            parts.add(chr(int(mapping[1], 16)))
+    return parts
+
+
+def test_a_slice_ends_only_where_the_text_normalizes_the_same_in_two_pieces() -> None:
+    """Before each character of the cut set, nothing from the left composes or reorders
+    with it, so each slice normalizes as it would within the whole text."""
+    second = _second_parts()
+    for char in map(chr, range(sys.maxunicode + 1)):
+        if bodytext.NFKC_CUT.match(char):
+            assert unicodedata.category(char) != "Cn", hex(ord(char))
+            assert unicodedata.combining(char) == 0, hex(ord(char))
+            assert unicodedata.normalize("NFKC", char) == char, hex(ord(char))
+            assert char not in second, hex(ord(char))
+
+
+def test_a_ligature_in_long_text_without_ascii_is_read_in_full() -> None:
+    """300,000 characters of Chinese without a space or line break: the slices end before
+    ideographs, so the ligature far into it still reads as two letters."""
+    text = "中文" * 100_000 + "\ufb01nance" + "文" * 1000
+    folded = bodytext.compatibility_form(text, 2 * len(text))
+    assert "finance" in folded and len(folded) == len(text) + 1

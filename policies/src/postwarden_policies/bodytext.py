@@ -44,7 +44,17 @@ from .visiblehtml import OVERRIDE, render_visible
 # the HTML tokenizer removes their commands too.
 _TAGGED_TYPES = frozenset({"text/enriched", "text/richtext"})
 NFKC_SLICE = 1 << 16  # characters normalized at a time (compatibility_form)
-_ASCII = re.compile("[\x00-\x7f]")
+# Where a slice may end: before a character that is its own compatibility form, of
+# combining class 0 and the second part of no composition, so the text normalizes the
+# same in two pieces as whole (tested for each). ASCII, and the letters of the scripts
+# long text without one is written in: Greek, Cyrillic, Hebrew, Arabic, Thai, kana,
+# CJK ideographs, Hangul syllables.
+NFKC_CUT_RANGES = (
+    "\x00-\x7f\u0391-\u03a1\u03a3-\u03a9\u03b1-\u03c9\u0410-\u044f\u05d0-\u05ea"
+    "\u0621-\u063a\u0641-\u064a\u0e01-\u0e2e\u3041-\u3096\u30a1-\u30fa"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3"
+)
+NFKC_CUT = re.compile(f"[{NFKC_CUT_RANGES}]")
 # A flowed line's trailing space and line break, and the next line's quote marks
 # or stuffed space (RFC 3676 section 4).
 _FLOWED_BREAK = re.compile(r" \r?\n(?:>+ ?| )?")
@@ -79,15 +89,15 @@ def compatibility_form(text: str, room: int) -> str:
     ``...``) would go past it, only the characters whose form is one character are
     changed, each to it (no character expands, no sequence composes).
 
-    Normalized a slice at a time (one character may become 18), each cut before an
-    ASCII character, which nothing composes with as its second part: the work and
-    the memory stop at ``room``, whatever the text holds."""
+    Normalized a slice at a time (one character may become 18), each cut before a
+    character nothing composes with as its second part (``NFKC_CUT_RANGES``): the
+    work and the memory stop at ``room``, whatever the text holds."""
     if text.isascii() or unicodedata.is_normalized("NFKC", text):  # the common cases
         return text
     pieces: list[str] = []
     size = start = 0
     while start < len(text):
-        cut = _ASCII.search(text, min(start + NFKC_SLICE, len(text)))
+        cut = NFKC_CUT.search(text, min(start + NFKC_SLICE, len(text)))
         stop = len(text) if cut is None else cut.start()
         if stop - start > 2 * NFKC_SLICE:  # no place to cut in reach
             return _one_for_one(text)
