@@ -32,11 +32,10 @@ class WebhookOptions:
 
     @property
     def endpoint_in_flight(self) -> int:
-        """At most this many deliveries of one endpoint in flight: a quarter of
-        ``batch_size``, at least one (2 of the default 10). A receiver that hangs until
-        the timeout holds at most a quarter of the window, so it takes at least four
-        hanging at once to stall the other endpoints, while a healthy endpoint's backlog
-        still goes out more than one at a time."""
+        """At most this many deliveries of one endpoint in flight, in this process:
+        ``batch_size`` // 4, at least one (2 of the default 10). Fewer than five hanging
+        receivers (with the defaults) leave slots for the other endpoints, while a
+        healthy endpoint's backlog still goes out more than one at a time."""
         return max(1, self.batch_size // 4)
 
     @classmethod

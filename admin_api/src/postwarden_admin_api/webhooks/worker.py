@@ -48,27 +48,22 @@ from .urls import seal_plain_urls, url_of
 log = logging.getLogger(__name__)
 
 # $1 free slots of the window, $2 the lease, $3/$4 the endpoints with deliveries in
-# flight and how many, $5 the cap per endpoint. Only the first $1 * $5 due deliveries
-# of endpoints below their cap are ranked, so a backlog is never sorted whole; should
-# one endpoint fill them, it is at its cap after this claim and skipped by the next.
+# flight and how many, $5 the cap per endpoint. Each enabled endpoint below its cap
+# offers its oldest due deliveries, as many as it has room for (one short range of
+# webhook_deliveries_endpoint_due each: a capped endpoint's backlog is never read);
+# the oldest $1 of those are claimed.
 CLAIM = """
 WITH busy AS (
     SELECT * FROM unnest($3::bigint[], $4::int[]) AS b(endpoint_id, in_flight)
-), due AS (
-    SELECT w.id, w.endpoint_id, w.next_attempt_at, coalesce(b.in_flight, 0) AS in_flight
-    FROM webhook_deliveries w
-    JOIN webhook_endpoints p ON p.id = w.endpoint_id AND p.enabled
-    LEFT JOIN busy b ON b.endpoint_id = w.endpoint_id
-    WHERE w.status = 'pending' AND w.next_attempt_at <= now()
-      AND coalesce(b.in_flight, 0) < $5
-    ORDER BY w.next_attempt_at, w.id
-    LIMIT $1 * $5
 ), within_cap AS (
-    SELECT id FROM (
-        SELECT id, in_flight + row_number() OVER (
-            PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS slot
-        FROM due) ranked
-    WHERE slot <= $5
+    SELECT w.id FROM webhook_endpoints p
+    LEFT JOIN busy b ON b.endpoint_id = p.id
+    CROSS JOIN LATERAL (
+        SELECT w.id FROM webhook_deliveries w
+        WHERE w.endpoint_id = p.id AND w.status = 'pending' AND w.next_attempt_at <= now()
+        ORDER BY w.next_attempt_at, w.id
+        LIMIT $5 - coalesce(b.in_flight, 0)) w
+    WHERE p.enabled AND coalesce(b.in_flight, 0) < $5
 ), claimed AS (
     UPDATE webhook_deliveries d
     SET attempts = d.attempts + 1, last_attempt_at = now(),
@@ -76,7 +71,7 @@ WITH busy AS (
     WHERE d.id IN (
         -- Checked again once locked: another instance may have claimed it meanwhile.
         SELECT w.id FROM webhook_deliveries w
-        WHERE w.id IN (SELECT id FROM within_cap)
+        WHERE w.id = ANY (ARRAY(SELECT id FROM within_cap))
           AND w.status = 'pending' AND w.next_attempt_at <= now()
         ORDER BY w.next_attempt_at, w.id
         LIMIT $1
