@@ -35,8 +35,15 @@ inverse of its total. Errors are printed; the exit status is 1 when there were a
 Postfix fsyncs every queue file; the throwaway Postgres does not wait for the
 disk unless --durable says so.
 
+--accept-only runs only the API phase, against a service whose relay finds
+nothing listening (its attempts fail at connect and wait out their backoff) and
+which follows no log: what accepting a request costs alone, without the relay,
+delivery tracking and Postfix competing for the cores. --statements loads
+pg_stat_statements and prints, at the end, the statements PostgreSQL spent most
+time in (those inside functions too; a time includes waits for row locks).
+
     .venv/bin/python bench/send_api.py [--messages 2000] [--rounds 3] [--timeout 120]
-        [--durable]
+        [--durable] [--accept-only] [--statements]
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -116,16 +125,18 @@ async def prepare_database(dsn: str) -> str:
 
 
 @contextmanager
-def service(dsn: str, port: int, relay_port: int, maillog: Path) -> Iterator[int]:
-    """The admin service with its relay and maillog follower; yields its process id."""
+def service(dsn: str, port: int, relay_port: int, maillog: Path | None) -> Iterator[int]:
+    """The admin service with its relay and (given a log) maillog follower; yields its
+    process id."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
     env.update({
         "POSTWARDEN_DATABASE_URL": dsn, "POSTWARDEN_LISTEN": f"127.0.0.1:{port}",
         "POSTWARDEN_SECRET_KEY": SECRET_KEY, "POSTWARDEN_REQUESTS_PER_MINUTE": "10000000",
         "POSTWARDEN_POOL_MAX_SIZE": "20", "POSTWARDEN_RELAY_HOST": "127.0.0.1",
         "POSTWARDEN_RELAY_PORT": str(relay_port), "POSTWARDEN_RELAY_BACKOFF_SECONDS": "1",
-        "POSTWARDEN_MAILLOG_PATH": str(maillog),
     })
+    if maillog is not None:
+        env["POSTWARDEN_MAILLOG_PATH"] = str(maillog)
     proc = subprocess.Popen([sys.executable, "-m", "postwarden_admin_api", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -334,6 +345,57 @@ def one_round(port: int, key: str, submission: int, maillog: Path,
                  api_busy.fraction, raw_busy.fraction, api_errors, raw_errors)
 
 
+TOP_STATEMENTS = """
+SELECT calls, total_exec_time, mean_exec_time, query FROM pg_stat_statements
+ORDER BY total_exec_time DESC LIMIT 15
+"""
+
+
+async def fetch(dsn: str, query: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(query)
+    finally:
+        await conn.close()
+    return rows
+
+
+def print_statements(dsn: str) -> None:
+    print("\nstatements PostgreSQL spent most time in (ms in all, calls, mean us):")
+    for row in asyncio.run(fetch(dsn, TOP_STATEMENTS)):
+        print(f"{row['total_exec_time']:9.1f} {row['calls']:7d} "
+              f"{row['mean_exec_time'] * 1000:8.1f}  {' '.join(row['query'].split())[:110]}")
+
+
+def accept_only(port: int, key: str, groups: dict[str, list[int | None]], *,
+                count: int, rounds: int, timeout: float) -> int:
+    """The API phase alone, ``rounds`` times; prints each round and the medians."""
+    results = []
+    for number in range(1, rounds + 1):
+        requests = api_requests(port, key, count, f"accept{time.monotonic_ns()}")
+        with measured(groups, {"client": os.getpid()}) as cpu, cores_busy() as busy:
+            latencies, errors, wall = asyncio.run(
+                api_load(port, requests, time.monotonic() + timeout))
+        if len(latencies) < 2:
+            raise RuntimeError(f"{errors} requests of {count} failed")
+        quantiles = statistics.quantiles(latencies, n=100)
+        results.append((len(latencies) / wall, quantiles[49], quantiles[98],
+                        per_message_ms(cpu, len(latencies)), busy.fraction, errors))
+        print(f"round {number}: API accepted {results[-1][0]:6.1f} req/s (p50 "
+              f"{quantiles[49] * 1000:5.1f} ms, p99 {quantiles[98] * 1000:5.1f} ms); "
+              f"errors {errors}", flush=True)
+    print(f"\nmedian of {rounds} rounds, accepting only: "
+          f"{statistics.median(r[0] for r in results):.1f} requests/s "
+          f"(p50 {statistics.median(r[1] for r in results) * 1000:.1f} ms, "
+          f"p99 {statistics.median(r[2] for r in results) * 1000:.1f} ms)")
+    names = [*groups, "client"]
+    print("CPU per request, ms (median of the rounds):")
+    print(f"{'phase':6}" + header_cells(names) + f" {'busy':>6}")
+    print(f"{'accept':6}" + median_cells([r[3] for r in results], names)
+          + f" {statistics.median(r[4] for r in results):6.0%}")
+    return 1 if any(r[5] for r in results) else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -342,6 +404,10 @@ def main() -> int:
     parser.add_argument("--durable", action="store_true",
                         help="PostgreSQL waits for the disk at commit, as Postfix does for "
                              "its queue files (default: the tests' settings, which do not)")
+    parser.add_argument("--accept-only", action="store_true",
+                        help="only the API phase, with no relay target and no log to follow")
+    parser.add_argument("--statements", action="store_true",
+                        help="print the statements PostgreSQL spent most time in")
     args = parser.parse_args()
     count = args.messages
     rounds: list[Round] = []
@@ -349,10 +415,22 @@ def main() -> int:
           f"{len(TEXT)} bytes of text each")
     with ExitStack() as stack:
         sink_port, api_port = free_port(), free_port()
-        stack.enter_context(smtp_sink(sink_port))
-        cluster = stack.enter_context(running_cluster(DURABLE_SETTINGS if args.durable else None))
+        settings = dict(DURABLE_SETTINGS) if args.durable else {}
+        if args.statements:
+            settings.update({"shared_preload_libraries": "pg_stat_statements",
+                             "pg_stat_statements.track": "all"})
+        cluster = stack.enter_context(running_cluster(settings))
         dsn = cluster.dsn(asyncio.run(create_database(cluster.admin_dsn, "pwbench")))
         key = asyncio.run(prepare_database(dsn))
+        if args.statements:
+            asyncio.run(fetch(dsn, "CREATE EXTENSION pg_stat_statements"))
+            stack.callback(print_statements, dsn)
+        if args.accept_only:  # nothing listens on the relay's port: each attempt fails
+            service_pid = stack.enter_context(service(dsn, api_port, free_port(), None))
+            return accept_only(api_port, key, {"service": [service_pid],
+                                               "postgres": [cluster.postmaster_pid()]},
+                               count=count, rounds=args.rounds, timeout=args.timeout)
+        stack.enter_context(smtp_sink(sink_port))
         postfix = PostfixInstance(sink_port)
         stack.callback(postfix.destroy)
         submission = postfix.add_smtpd_listener(master_cf_options(SNIPPET))
