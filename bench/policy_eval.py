@@ -1,7 +1,10 @@
 """Policy evaluation and sanitizer benchmark.
 
 Prints the evaluation time per message (median and p99) against a generated
-1,000-rule policy for a few kinds of message, the sanitizer's throughput
+1,000-rule policy for a few kinds of message, the time to parse and evaluate a
+body rule that does not match the 60 KB HTML newsletter of
+bench/milter_throughput.py (its text as written, then rendered as readers show
+it: hidden text left out), the sanitizer's throughput
 on a 60 KB HTML message that needs nh3, the time to check one already
 within the allowlist (html_precheck, no nh3), and the time to redact a
 100 KB sender-chosen Subject of "a-a-a-..." (what the audit row and log
@@ -15,8 +18,14 @@ from __future__ import annotations
 
 import base64
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.milter_throughput import html_60k
 
 from postwarden_policies import (
     Envelope,
@@ -32,6 +41,10 @@ ROUNDS = 300
 DEADLINE = 20.0  # seconds per measurement at most
 ENVELOPE = Envelope(
     "someone@elsewhere.test", ("alice@example.com", "bob@example.com"), "198.51.100.7"
+)
+BODY_RULE = (
+    "version: 1\nname: body\nrules:\n"
+    "  - {name: phrase, when: {body: '(?i)wire transfer urgently'}, then: quarantine}\n"
 )
 
 
@@ -132,6 +145,13 @@ def main() -> None:
             f"parse+evaluate: {label}",
             timings(lambda r=raw: evaluate(policy_set, parse_message(r, ENVELOPE))),
         )
+
+    body_rule = load_policy_set_from_sources([("body", BODY_RULE)])
+    newsletter = html_60k().replace("\n", "\r\n").encode()
+    assert not evaluate(body_rule, parse_message(newsletter, ENVELOPE)).rules
+    # Parsed each time: a message renders its HTML once, for the first body rule.
+    results = timings(lambda: evaluate(body_rule, parse_message(newsletter, ENVELOPE)))
+    print(f"body rule, 60 KB HTML newsletter, no match: {statistics.median(results) * 1000:.2f} ms")
 
     sanitizing = load_policy_set_from_sources(
         [("s", "version: 1\nname: s\nsanitize: {html: true}\n")]

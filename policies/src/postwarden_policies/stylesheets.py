@@ -48,17 +48,19 @@ _DECLARATION = re.compile(
 # A simple selector as read here: a tag (or *), then a class or an id.
 _SELECTOR = re.compile(r"([a-z][^\s.#:\[\]>+~*]*|\*)?(?:([.#])([^\s.#:\[\]>+~*()]+))?")
 _SPECIFICITY = {"": 0, ".": 10, "#": 100}
-_NAMED = re.compile("class|id", re.IGNORECASE)  # attributes a class or id rule needs
+# Attributes a class or id rule needs, searched for in the attributes lower-cased (as
+# inlinestyle's _LOOKED_AT, several times faster than with re.IGNORECASE).
+_NAMED = re.compile("class|id")
 
 
 def declarations(block: str, properties: frozenset[str]) -> Iterator[tuple[str, str, bool]]:
     """A declaration block's declarations (without comments) of these properties: name
     and value unescaped and lower-cased, and whether ``!important``."""
-    for declaration in _DECLARATION.finditer(block):
-        name = css_unescaped(declaration.group(1)).strip(WS).lower()
-        if declaration.group(2) is None or name not in properties:
+    for written_name, written_value in _DECLARATION.findall(block):
+        name = css_unescaped(written_name).strip(WS).lower()
+        if not written_value or name not in properties:  # no ":", or nothing after it
             continue
-        value = css_unescaped(declaration.group(2)).strip().lower()
+        value = css_unescaped(written_value).strip().lower()
         important = value.endswith("important") and "!" in value
         if important:
             value = value[: value.rindex("!")].strip()
@@ -98,7 +100,8 @@ class StyleSheet:
     def may_style(self, name: str, attributes: str) -> bool:
         """Whether a rule may apply to a ``name`` element with these attributes."""
         return bool(self._rules) and (
-            name in self._names or "*" in self._names or _NAMED.search(attributes) is not None
+            name in self._names or "*" in self._names
+            or _NAMED.search(attributes.lower()) is not None
         )
 
     def declared(self, name: str, classes: str, element_id: str) -> Declared:

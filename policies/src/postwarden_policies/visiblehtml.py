@@ -1,5 +1,5 @@
 """The text of HTML as a reader shows it, leaving out what inline CSS hides: a
-linear walk over the tokens of :data:`~postwarden_policies.htmltokens.MARKUP`
+linear walk over the tokens of :data:`~postwarden_policies.htmltokens.TOKENS`
 that keeps the open elements as HTML's tree builder does (see :class:`_Walk`),
 each with the look :func:`~postwarden_policies.inlinestyle.look_of` reads from its
 attributes and the document's ``<style>`` sheets.
@@ -11,7 +11,7 @@ import html
 from typing import TypeAlias
 
 from .colours import Colour, near
-from .htmltokens import BLOCK, MARKUP, RAW, TAG_PARTS, WS
+from .htmltokens import BLOCK, TOKENS, WS
 from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
 from .stylesheets import StyleSheet, read_style_sheets
 
@@ -43,54 +43,74 @@ _P_SCOPE = frozenset({"table", "td", "th", "caption", "button", "applet", "objec
 _P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays linear
 _SIBLINGS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt"), "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
+_IMPLIES = _CLOSES_P | _SIBLINGS.keys()  # start tags that may close open elements
 
 
-class _Element:
-    """An open element as the walk keeps it: how text in it shows, and where it goes."""
+class _Style:
+    """How text in an element shows: what it inherits, and a child may undo. Shared by
+    the elements that change none of it (most of them: a tag whose look is PLAIN)."""
 
-    __slots__ = (
-        "backdrop", "breaks", "colour", "container", "font_px", "fostered", "gone", "host",
-        "look", "name", "painted", "readable", "segment", "visible",
-    )
+    __slots__ = ("backdrop", "colour", "font_px", "gone", "painted", "readable", "visible")
     gone: bool  # for all inside too
-    visible: bool  # these five are inherited, and a child may undo them
+    visible: bool
     painted: bool  # in a colour
     font_px: float
     colour: Colour | None  # the text's, where known
     backdrop: Colour | None  # the background's behind it, where one is set
-    readable: bool
-    container: _Segment  # where its line breaks go
-    segment: _Segment  # where what it holds goes
-    fostered: _Segment  # in a table: where text and tags out of place go, before it
-    host: _Element  # in a table: the table's parent, which those inherit from
+    readable: bool  # what all that leaves
 
-    def __init__(self, name: str, look: Look, parent: _Element | None = None) -> None:
-        self.name = name
-        self.look = look  # kept to open it again (see _FORMATTING)
-        self.breaks = name in _BLOCKS if look.breaks is None else look.breaks
+    def __init__(self, parent: _Style | None = None, look: Look = PLAIN) -> None:
         if parent is None:
             self.gone, self.visible, self.painted, self.font_px = False, True, True, 16.0
             self.colour = self.backdrop = None
             self.readable = True
             return
-        self.gone, self.visible, self.painted = parent.gone, parent.visible, parent.painted
-        self.font_px, self.readable = parent.font_px, parent.readable
-        self.colour, self.backdrop = parent.colour, parent.backdrop
-        if look is not PLAIN:
-            self.gone = self.gone or look.gone
-            if look.visible is not None:
-                self.visible = look.visible
-            if look.painted is not None:
-                self.painted = look.painted
-            if look.font_size is not None:
-                self.font_px = font_px(look.font_size, self.font_px)
-            if look.colour is not None:
-                self.colour = look.colour
-            if look.backdrop is not None:
-                self.backdrop = look.backdrop
-            self.readable = (not self.gone and self.visible and self.painted
-                             and self.font_px >= UNREADABLE_PX
-                             and not near(self.colour, self.backdrop))
+        self.gone = parent.gone or look.gone
+        self.visible = parent.visible if look.visible is None else look.visible
+        self.painted = parent.painted if look.painted is None else look.painted
+        self.font_px = (parent.font_px if look.font_size is None
+                        else font_px(look.font_size, parent.font_px))
+        self.colour = parent.colour if look.colour is None else look.colour
+        self.backdrop = parent.backdrop if look.backdrop is None else look.backdrop
+        self.readable = (not self.gone and self.visible and self.painted
+                         and self.font_px >= UNREADABLE_PX
+                         and not near(self.colour, self.backdrop))
+
+
+class _Element:
+    """An open element as the walk keeps it: how text in it shows, and where it goes."""
+
+    __slots__ = ("breaks", "container", "fostered", "host", "look", "name", "segment", "style")
+
+    def __init__(  # noqa: PLR0917 - one per slot, by position: the walk's hot path
+        self, name: str, look: Look, style: _Style, breaks: bool, container: _Segment,
+        segment: _Segment, host: _Style, fostered: _Segment,
+    ) -> None:
+        self.name = name
+        self.look = look  # kept to open it again (see _FORMATTING)
+        self.style = style
+        self.breaks = breaks  # a line break before and after (a block, not gone)
+        self.container = container  # where its line breaks go
+        self.segment = segment  # where what it holds goes
+        self.host = host  # in a table: the style of the table's parent, for what is fostered
+        self.fostered = fostered  # in a table: where text and tags out of place go, before it
+
+    def child(self, name: str, look: Look, again: bool = False) -> _Element:
+        """The element a start tag of this look opens in this one (nothing of it shown
+        yet: see _Walk._open)."""
+        if self.name in _TABLE_CONTEXT and name not in _TABLE_PARTS:  # fostered
+            parent, container = self.host, self.fostered
+        else:
+            parent, container = self.style, self.segment
+        style = parent if look is PLAIN else _Style(parent, look)
+        # Opened again, a block (by CSS) breaks no line: the rendering stays shorter
+        # than the text, however often an element is opened again.
+        breaks = (name in _BLOCKS if look.breaks is None else look.breaks) and not (
+            again or style.gone)
+        if name == "table":  # what is fostered goes before it, what it holds in it
+            return _Element(name, look, style, breaks, container, [], parent, [])
+        return _Element(name, look, style, breaks, container, container, self.host,
+                        self.fostered)
 
 
 class _Walk:
@@ -110,11 +130,9 @@ class _Walk:
     """
 
     def __init__(self, budget: int, sheet: StyleSheet) -> None:
-        root = _Element("", PLAIN)
-        root.host, root.container = root, []
-        root.segment = root.fostered = root.container
-        self.root = root.segment
-        self.stack = [root]
+        style = _Style()
+        self.root: _Segment = []
+        self.stack = [_Element("", PLAIN, style, False, self.root, self.root, style, self.root)]
         self.open: dict[str, int] = {}
         self.closed: list[_Element | None] = []  # to open again (None: ended since)
         # Where each name is in closed, last last: an end tag finds its element there
@@ -122,6 +140,9 @@ class _Walk:
         self.closed_at: dict[str, list[int]] = {}
         self.budget = budget
         self.looks: dict[tuple[str, str], Look] = {}  # mail repeats its styles
+        # And its tags, in the same places: an element is made once for a tag in the
+        # element it opens in (but a table, whose lists are its own).
+        self.made: dict[tuple[_Element, str, str], _Element] = {}
         self.sheet = sheet
 
     def text(self, text: str) -> None:
@@ -129,55 +150,52 @@ class _Walk:
             self._reopen()
         top = self.stack[-1]
         if top.name in _TABLE_CONTEXT and text.strip(WS):
-            owner, segment = top.host, top.fostered
+            style, segment = top.host, top.fostered
         else:
-            owner, segment = top, top.segment
-        if owner.readable:
+            style, segment = top.style, top.segment
+        if style.readable:
             segment.append(html.unescape(text) if "&" in text else text)
 
-    def start(self, name: str, attributes: str) -> _Element:
+    def start(self, name: str, attributes: str) -> None:
         if self.closed:
             self._reopen()
-        if name in _CLOSES_P or name in _SIBLINGS:
+        if name in _IMPLIES:
             self._close_implied(name)
-        look = self.looks.get((name, attributes))
-        if look is None:
-            look = self.looks[name, attributes] = look_of(name, attributes, self.sheet)
-        return self._open(name, look)
-
-    def _open(self, name: str, look: Look, again: bool = False) -> _Element:
         top = self.stack[-1]
-        fostered = top.name in _TABLE_CONTEXT and name not in _TABLE_PARTS
-        element = _Element(name, look, top.host if fostered else top)
-        # Opened again, a block (by CSS) breaks no line: the rendering stays shorter
-        # than the text, however often an element is opened again.
-        element.breaks = element.breaks and not again
-        container = element.container = top.fostered if fostered else top.segment
-        element.host, element.fostered = top.host, top.fostered
-        if name == "table":
-            element.host, element.fostered = (top.host if fostered else top), []
+        key = (top, name, attributes)
+        element = self.made.get(key)
+        if element is None:
+            look = self.looks.get((name, attributes))
+            if look is None:
+                look = self.looks[name, attributes] = look_of(name, attributes, self.sheet)
+            element = top.child(name, look)
+            if name != "table":  # a table's lists are its own
+                self.made[key] = element
+        self._open(element)
+
+    def _open(self, element: _Element) -> None:
+        """Show what the element shows where it opens, and keep it open (but a void one)."""
+        container, look = element.container, element.look
+        if element.name == "table":
             container.append(element.fostered)
-        if element.breaks and not element.gone:
+        if element.breaks:
             container.append("\n")
-        if look.shows and element.readable:
+        if look.shows and element.style.readable:
             container.append(look.shows)
-        element.segment = container
-        if name == "table":
-            element.segment = []
+        if element.name == "table":
             container.append(element.segment)
-        if name not in _VOID:
+        if element.name not in _VOID:
             self.stack.append(element)
-            self.open[name] = self.open.get(name, 0) + 1
+            self.open[element.name] = self.open.get(element.name, 0) + 1
             if look.reverses:
                 element.segment.append(OVERRIDE)
-        return element
 
     def end(self, name: str) -> None:
         top = self.stack[-1]
         if top.name == name and not top.look.reverses:  # the usual case, in short
             self.stack.pop()
             self.open[name] -= 1
-            if top.breaks and not top.gone:
+            if top.breaks:
                 top.container.append("\n")
             return
         if not self.open.get(name):
@@ -191,7 +209,7 @@ class _Walk:
             self.open[element.name] -= 1
             if element.look.reverses:
                 element.segment.append(POP)
-            if element.breaks and not element.gone:
+            if element.breaks:
                 element.container.append("\n")
             if element.name == name:
                 break
@@ -226,7 +244,7 @@ class _Walk:
         if self.budget < 0:
             return  # past the bound: left closed (see the class text)
         for element in closed:
-            self._open(element.name, element.look, again=True)
+            self._open(self.stack[-1].child(element.name, element.look, again=True))
 
     def shown(self) -> str:
         """What showed, in order: the nested lists read depth first."""
@@ -255,27 +273,23 @@ def render_visible(text: str) -> str:
     line; ``<bdo dir=rtl>`` and a CSS bidi override are drawn reversed; images show
     their alt text (as with images off) and inputs their value.
 
-    The tokens are :func:`~postwarden_policies.bodytext.render_html`'s; :class:`_Walk`
-    tells what each element holds.
+    The tokens are :func:`~postwarden_policies.bodytext.render_html`'s (split into the
+    parts of each tag); :class:`_Walk` tells what each element holds.
     """
     walk = _Walk(budget=len(text) // 4, sheet=read_style_sheets(text, PROPERTIES))
-    pos = 0
-    for match in MARKUP.finditer(text):
-        if match.start() > pos:
-            walk.text(text[pos : match.start()])
-        pos = match.end()
-        tag = TAG_PARTS.match(match.group())
-        if tag is None:  # a comment, doctype or processing instruction
-            continue
-        name = tag.group(2).lower()
-        if tag.group(1):
-            walk.end(name)
-        elif name not in RAW:
-            walk.start(name, tag.group(3))
-        elif (textarea := walk.start(name, tag.group(3))).readable and name == "textarea":
-            textarea.segment.append(html.unescape(match.group(1) or ""))
-        # other raw text readers do not show (or, <plaintext>, the source holds)
-    if pos < len(text):
-        walk.text(text[pos:])
+    parts = TOKENS.split(text)
+    pieces = iter(parts)
+    shows, starts, ends = walk.text, walk.start, walk.end  # looked up once, not per tag
+    # Six at a time: the text before a piece of markup, then its groups.
+    for before, end_name, _, _, name, attributes in zip(*[pieces] * 6, strict=False):
+        if before:
+            shows(before)
+        if end_name:
+            ends(end_name.lower())
+        elif name:
+            # A raw-text element's content readers do not show (or, <plaintext>, the
+            # source holds); what is no tag has no name.
+            starts(name.lower(), attributes)
+    if parts[-1]:
+        shows(parts[-1])
     return walk.shown()
-
