@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api.audit_queries import build_where, parse_filters
 from postwarden_admin_api.context import Role
 from postwarden_store import connect
-from tests.fixtures.adminapp import MintKey, bearer
+from tests.fixtures.adminapp import MintKey, bearer, get_json
 
 BASE = dt.datetime(2026, 9, 14, 8, 0, tzinfo=dt.UTC)
 INSERT = """
@@ -45,12 +45,6 @@ async def auditor(mint_key: MintKey, database_url: str) -> str:
     return await mint_key(Role.AUDITOR)
 
 
-async def _get(client: TestClient[Any, Any], key: str, path: str, **params: str
-               ) -> tuple[int, Any]:
-    response = await client.get(path, headers=bearer(key), params=params)
-    return response.status, await response.json()
-
-
 @pytest.mark.parametrize(("value", "queue_ids"), [
     pytest.param("192.0.2.0/24", {"Q4a", "Q4b"}, id="ipv4-network"),
     pytest.param("192.0.0.0/16", {"Q4a", "Q4b", "Q4c"}, id="wider-ipv4-network"),
@@ -66,7 +60,7 @@ async def _get(client: TestClient[Any, Any], key: str, path: str, **params: str
 async def test_a_network_matches_the_events_of_its_clients(
     admin_client: TestClient[Any, Any], auditor: str, value: str, queue_ids: set[str]
 ) -> None:
-    status, body = await _get(admin_client, auditor, "/api/v1/audit", client_address=value)
+    status, body = await get_json(admin_client, auditor, "/api/v1/audit", client_address=value)
     assert status == 200, body
     assert {event["queue_id"] for event in body["events"]} == queue_ids
 
@@ -92,7 +86,7 @@ async def test_host_bits_are_refused_naming_the_network(
 ) -> None:
     """Not widened silently: 192.0.2.1/24 may mean the one client, or its network.
     Every other bad parameter is listed in the same answer."""
-    status, body = await _get(admin_client, auditor, path, client_address=value,
+    status, body = await get_json(admin_client, auditor, path, client_address=value,
                               action="explode", since="yesterday")
     assert status == 422, body
     problems = {d["field"]: d["message"] for d in body["error"]["details"]}
@@ -111,7 +105,7 @@ async def test_host_bits_are_refused_naming_the_network(
 async def test_what_is_no_address_nor_network_is_refused(
     admin_client: TestClient[Any, Any], auditor: str, value: str
 ) -> None:
-    status, body = await _get(admin_client, auditor, "/api/v1/audit", client_address=value)
+    status, body = await get_json(admin_client, auditor, "/api/v1/audit", client_address=value)
     assert status == 422, body
     assert body["error"]["details"] == [{
         "field": "client_address",

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.context import Role
 from postwarden_store import connect
-from tests.fixtures.adminapp import MintKey, bearer
+from tests.fixtures.adminapp import MintKey, get_json
 
 BASE = dt.datetime(2026, 10, 24, 22, 0, tzinfo=dt.UTC)
 INSERT = """
@@ -46,12 +46,6 @@ async def auditor(mint_key: MintKey, database_url: str) -> str:
     return await mint_key(Role.AUDITOR)
 
 
-async def _get(client: TestClient[Any, Any], key: str, path: str, **params: str
-               ) -> tuple[int, Any]:
-    response = await client.get(path, headers=bearer(key), params=params)
-    return response.status, await response.json()
-
-
 @pytest.mark.parametrize(("name", "value", "queue_ids"), [
     ("sender", "bob@bücher.example", ["Q1"]),
     ("sender", "BOB@XN--BCHER-KVA.EXAMPLE", ["Q1"]),
@@ -65,7 +59,7 @@ async def test_an_idn_address_matches_in_either_form(
     admin_client: TestClient[Any, Any], auditor: str, name: str, value: str,
     queue_ids: list[str],
 ) -> None:
-    status, body = await _get(admin_client, auditor, "/api/v1/audit", **{name: value})
+    status, body = await get_json(admin_client, auditor, "/api/v1/audit", **{name: value})
     assert status == 200, body
     assert [event["queue_id"] for event in body["events"]] == queue_ids
 
@@ -81,7 +75,7 @@ async def test_a_misspelt_parameter_is_refused_not_ignored(
     admin_client: TestClient[Any, Any], auditor: str, path: str, wrong: str
 ) -> None:
     """Ignored, ``Sender=`` would answer every event: all mail seen as this sender's."""
-    status, body = await _get(admin_client, auditor, path, **{wrong: "carol@example.com"})
+    status, body = await get_json(admin_client, auditor, path, **{wrong: "carol@example.com"})
     assert status == 422, body
     [problem] = body["error"]["details"]
     assert problem["field"] == wrong
@@ -91,7 +85,7 @@ async def test_a_misspelt_parameter_is_refused_not_ignored(
 async def test_a_filter_time_whose_plus_became_a_space_says_to_write_2b(
     admin_client: TestClient[Any, Any], auditor: str
 ) -> None:
-    status, body = await _get(admin_client, auditor, "/api/v1/audit",
+    status, body = await get_json(admin_client, auditor, "/api/v1/audit",
                               since="2026-10-25T00:00:00 02:00")
     assert status == 422
     assert body["error"]["details"] == [{

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.context import Role
 from postwarden_store import connect
-from tests.fixtures.adminapp import MintKey, bearer
+from tests.fixtures.adminapp import MintKey, get_json
 
 # Europe/Berlin leaves summer time at 2026-10-25T01:00Z: that local day has 25 hours.
 FIRST = dt.datetime(2026, 10, 23, 20, 0, tzinfo=dt.UTC)
@@ -42,16 +42,10 @@ async def auditor(mint_key: MintKey, database_url: str) -> str:
     return await mint_key(Role.AUDITOR)
 
 
-async def _get(client: TestClient[Any, Any], key: str, path: str, **params: str
-               ) -> tuple[int, Any]:
-    response = await client.get(path, headers=bearer(key), params=params)
-    return response.status, await response.json()
-
-
 async def _search_count(client: TestClient[Any, Any], key: str, **params: str) -> int:
     count, cursor = 0, ""
     while True:
-        status, body = await _get(client, key, "/api/v1/audit", limit="10", cursor=cursor,
+        status, body = await get_json(client, key, "/api/v1/audit", limit="10", cursor=cursor,
                                   **params)
         assert status == 200, body
         count += len(body["events"])
@@ -63,7 +57,7 @@ async def _search_count(client: TestClient[Any, Any], key: str, **params: str) -
 async def test_days_of_a_time_zone_across_dst_add_up_to_the_search(
     admin_client: TestClient[Any, Any], auditor: str
 ) -> None:
-    status, body = await _get(admin_client, auditor, "/api/v1/stats", bucket="day",
+    status, body = await get_json(admin_client, auditor, "/api/v1/stats", bucket="day",
                               tz="Europe/Berlin", **LOCAL_DAYS)
     assert status == 200, body
     assert body["tz"] == "Europe/Berlin"
@@ -80,7 +74,7 @@ async def test_days_of_a_time_zone_across_dst_add_up_to_the_search(
 async def test_utc_days_stay_the_default(
     admin_client: TestClient[Any, Any], auditor: str
 ) -> None:
-    status, body = await _get(admin_client, auditor, "/api/v1/stats", bucket="day",
+    status, body = await get_json(admin_client, auditor, "/api/v1/stats", bucket="day",
                               since="2026-10-24T00:00:00Z", until="2026-10-26T00:00:00Z")
     assert status == 200, body
     assert body["series"] == [
@@ -93,7 +87,7 @@ async def test_utc_days_stay_the_default(
 async def test_a_zone_that_is_no_iana_name_is_refused(
     admin_client: TestClient[Any, Any], auditor: str, zone: str
 ) -> None:
-    status, body = await _get(admin_client, auditor, "/api/v1/stats", tz=zone)
+    status, body = await get_json(admin_client, auditor, "/api/v1/stats", tz=zone)
     assert status == 422, body
     assert body["error"]["details"] == [
         {"field": "tz", "message": "expected an IANA time zone such as Europe/Berlin"}]
