@@ -15,9 +15,6 @@ import re
 Colour = tuple[int, ...]  # red, green and blue, 0 to 255
 # A background that cannot be told (an image, a gradient): like no colour at all.
 UNKNOWN: Colour = ()
-# What readers paint behind a message that sets no background: white, so white text
-# there shows nothing.
-PAGE: Colour = (255, 255, 255)
 NEAR = 8
 
 _NAMES = (

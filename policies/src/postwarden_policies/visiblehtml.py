@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import TypeAlias
 
-from .colours import PAGE, Colour, near
+from .colours import Colour, near
 from .htmltokens import BLOCK, TOKENS, WS
 from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
 from .stylesheets import StyleSheet, read_style_sheets
@@ -56,13 +56,13 @@ class _Style:
     painted: bool  # in a colour
     font_px: float
     colour: Colour | None  # the text's, where known
-    backdrop: Colour | None  # the background's behind it (PAGE where none is set)
+    backdrop: Colour | None  # the background's behind it, where one is set
     readable: bool  # what all that leaves
 
     def __init__(self, parent: _Style | None = None, look: Look = PLAIN) -> None:
         if parent is None:
             self.gone, self.visible, self.painted, self.font_px = False, True, True, 16.0
-            self.colour, self.backdrop = None, PAGE
+            self.colour = self.backdrop = None
             self.readable = True
             return
         self.gone = parent.gone or look.gone
