@@ -49,6 +49,19 @@ def _rejected(html: str) -> bool:
                      "</span>gra", id="text-indent"),
         pytest.param('<p>via<span style="clip-path:inset(50%)">xyz</span>gra', id="inset-50"),
         pytest.param('<p>via<span style="clip-path:circle(0)">xyz</span>gra', id="circle-0"),
+        # A link, <mark> and form controls have colours of their own: the part of the
+        # word they hold shows, whatever colour is around them.
+        pytest.param('<div style="background:#000">via<span style="display:none">xyz</span>'
+                     '<font color=black><a href="https://x.example/">gra</a></font></div>',
+                     id="link-in-the-background-colour"),
+        pytest.param('<div style="background:#ff0">via<span style="display:none">xyz</span>'
+                     '<font color="#ff0"><mark>gra</mark></font></div>', id="mark"),
+        # Names and keywords are compared ASCII case-insensitively, as readers do: the
+        # Kelvin sign makes no <link> and no "black".
+        pytest.param('<p>via<lin\u212a style="display:none">xyz</lin\u212a>gra',
+                     id="kelvin-sign-tag-name"),
+        pytest.param('<p>via<span style="display:none">xyz</span><span style="background:'
+                     'blac\u212a;color:#000">gra</span>', id="kelvin-sign-colour-name"),
     ],
 )
 def test_text_readers_cannot_see_inside_a_word_does_not_hide_it(html: str) -> None:
@@ -59,6 +72,8 @@ def test_text_readers_cannot_see_inside_a_word_does_not_hide_it(html: str) -> No
     "html",
     [
         pytest.param('<p>via<font color="white">xyz</font>gra', id="no-background-set"),
+        pytest.param('<div style="background:#000">via<font color=black><a href="https://x.'
+                     'example/">xyz</a></font>gra</div>', id="a-link-has-its-own-colour"),
         pytest.param('<div style="background:url(x.png) #fff">via<b style="color:#fff">xyz'
                      "</b>gra</div>", id="over-an-image"),
         pytest.param('<div style="background:#fff">via<b style="color:#eee">xyz</b>gra</div>',

@@ -51,3 +51,15 @@ def test_a_repeated_row_makes_its_elements_once(monkeypatch: pytest.MonkeyPatch)
     row = '<tr><td style="color:#333"><b>offer</b> <i>now</i></td><td>x</td></tr>\n'
     assert render_visible(f"<table>{row * 200}</table>").count("offer") == 200
     assert made < 20  # one per tag of the first row, not per row
+
+
+def test_a_long_document_renders_the_same_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tags are split a batch at a time and the elements kept for reuse are bounded: a
+    raw-text element and a table across a batch's end render as they would whole."""
+    html = ("<b>a</b>" * 30 + "<script>x<b>y</b></script>" + '<i style="color:red">b</i>' * 30
+            + "<table>c<tr><td>d</td></tr></table>" + "<u>e</u>" * 30)
+    whole = render_visible(html)
+    monkeypatch.setattr(visiblehtml, "_SPLIT_BATCH", 7)
+    monkeypatch.setattr(visiblehtml, "_MADE_MOST", 3)
+    assert render_visible(html) == whole
+    assert whole.replace("\n", "") == "a" * 30 + "b" * 30 + "cd" + "e" * 30

@@ -37,6 +37,16 @@ BLOCK = (
 ).split()
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with A to Z lower-cased and nothing else, as HTML and CSS compare names
+    and keywords: str.lower() also turns the Kelvin sign into "k", so ``<lin\u212a>``
+    read as a void <link> and ``blac\u212a`` as a colour, where readers see neither."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
 def _caseless(char: str) -> str:
     """One character of a tag name, ASCII case-insensitively as the tokenizer reads it.
 

@@ -20,7 +20,7 @@ import re
 from typing import NamedTuple
 
 from .colours import UNKNOWN, Colour, background, colour
-from .htmltokens import ATTRIBUTE
+from .htmltokens import ATTRIBUTE, ascii_lower
 from .stylesheets import EMPTY, INLINE, Declared, StyleSheet, cascade, cleaned, declarations
 
 # Attributes look_of reads; a tag without any of them (nor a sheet's rule for it)
@@ -132,18 +132,25 @@ class Look(NamedTuple):
 
 # The look of a tag without any attribute look_of reads: as its parent shows.
 PLAIN = Look(False, None, False, "", None, None, None, None, None)
+# Elements readers give a colour of their own (a link, <mark>, form controls): their
+# text is not in the colour around it, so never taken for text in its background's
+# colour, unless CSS or an attribute sets theirs. OWN_COLOUR: such a tag's plain look.
+_OWN_COLOUR = frozenset({"mark", "button", "input", "select", "option", "textarea"})
+OWN_COLOUR = PLAIN._replace(colour=UNKNOWN)
 
 
 def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY) -> Look:
     """How the element ``name`` with these attributes (as written) shows, given the
     document's style sheets."""
-    if (name != "template" and not _LOOKED_AT.search(attributes.lower())
+    lowered = attributes.lower()
+    own_colour = name in _OWN_COLOUR or (name == "a" and "href" in lowered)
+    if (name != "template" and not _LOOKED_AT.search(lowered)
             and not sheet.may_style(name, attributes)):
-        return PLAIN
+        return OWN_COLOUR if own_colour else PLAIN
     values: dict[str, str] = {}
     for attribute, value in ATTRIBUTE.findall(attributes):
         # The first of a name counts; the value as written, quotes off.
-        values.setdefault(attribute.lower(), value.strip("\"'"))
+        values.setdefault(ascii_lower(attribute), value.strip("\"'"))
     css = _declarations(values, name, sheet)
     display = css.get("display", "")
     size = css.get("font-size")
@@ -152,7 +159,7 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY) -> Look:
         size = shorthand.group(1) if shorthand else None
     visibility = css.get("visibility")
     shows = ""
-    if name == "img" or (name == "input" and values.get("type", "text").lower()
+    if name == "img" or (name == "input" and ascii_lower(values.get("type", "text"))
                          in ("text", "submit", "button", "reset", "search")):
         shows = html.unescape(values.get("alt" if name == "img" else "value", ""))
     return Look(
@@ -162,13 +169,13 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY) -> Look:
             or (bool(css) and _hidden_by(css, display))  # most tags have no CSS
         ),
         breaks=not display.startswith(("inline", "contents")) if display else None,
-        reverses=(values.get("dir", "").lower() == "rtl" and name == "bdo") or (
+        reverses=(ascii_lower(values.get("dir", "")) == "rtl" and name == "bdo") or (
             css.get("direction") == "rtl" and "override" in css.get("unicode-bidi", "")),
         shows=shows,
         font_size=size,
         visible=visibility == "visible" if visibility in _VISIBILITY else None,
         painted=_TRANSPARENT.search(css["color"]) is None if "color" in css else None,
-        colour=_colour(css, values, name),
+        colour=_colour(css, values, name) or (UNKNOWN if own_colour else None),
         backdrop=_backdrop(css, values, name),
     )
 
@@ -210,7 +217,7 @@ def _attribute_colour(value: str | None) -> Colour | None:
     """A color or bgcolor attribute's colour: a name, or hex digits (with or without #)."""
     if not value:
         return None
-    value = html.unescape(value).strip().lower()
+    value = ascii_lower(html.unescape(value).strip())
     return colour(value) or colour(f"#{value}")
 
 

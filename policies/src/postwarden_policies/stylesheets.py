@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from .htmltokens import STYLE_SHEET, WS
+from .htmltokens import STYLE_SHEET, WS, ascii_lower
 from .sanitize import css_unescaped
 
 # How a declaration ranks in the cascade: !important, specificity, rule order.
@@ -57,10 +57,10 @@ def declarations(block: str, properties: frozenset[str]) -> Iterator[tuple[str, 
     """A declaration block's declarations (without comments) of these properties: name
     and value unescaped and lower-cased, and whether ``!important``."""
     for written_name, written_value in _DECLARATION.findall(block):
-        name = css_unescaped(written_name).strip(WS).lower()
+        name = ascii_lower(css_unescaped(written_name).strip(WS))
         if not written_value or name not in properties:  # no ":", or nothing after it
             continue
-        value = css_unescaped(written_value).strip().lower()
+        value = ascii_lower(css_unescaped(written_value).strip())
         important = value.endswith("important") and "!" in value
         if important:
             value = value[: value.rindex("!")].strip()
@@ -108,10 +108,10 @@ class StyleSheet:
         """What the sheets declare for an element (as the cascade leaves it), given
         its name and its class and id attributes (references decoded)."""
         keys = [name, "*"]
-        for word in dict.fromkeys(classes.lower().split()):
+        for word in dict.fromkeys(ascii_lower(classes).split()):
             keys += (f".{word}", f"{name}.{word}")
         if element_id:
-            keys += (f"#{element_id.lower()}", f"{name}#{element_id.lower()}")
+            keys += (f"#{ascii_lower(element_id)}", f"{name}#{ascii_lower(element_id)}")
         found: Declared = {}
         for key in keys:
             for property_name, entry in self._rules.get(key, {}).items():
@@ -175,7 +175,7 @@ def _selectors(prelude: str) -> Iterable[tuple[str, int]]:
     """The simple selectors of a selector list, as keys of StyleSheet's rules, and
     their specificity; others left out."""
     for written in prelude.split(","):
-        selector = css_unescaped(written).strip(WS).lower()
+        selector = ascii_lower(css_unescaped(written).strip(WS))
         simple = _SELECTOR.fullmatch(selector)
         if simple is None or not selector:
             continue

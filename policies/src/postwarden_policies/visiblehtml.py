@@ -11,7 +11,7 @@ import html
 from typing import TypeAlias
 
 from .colours import Colour, near
-from .htmltokens import BLOCK, TOKENS, WS
+from .htmltokens import BLOCK, TOKENS, WS, ascii_lower
 from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
 from .stylesheets import StyleSheet, read_style_sheets
 
@@ -44,6 +44,8 @@ _P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays
 _SIBLINGS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt"), "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
 _IMPLIES = _CLOSES_P | _SIBLINGS.keys()  # start tags that may close open elements
+_SPLIT_BATCH = 4096  # tags split at a time (render_visible)
+_MADE_MOST = 4096  # elements kept for reuse (_Walk.made): past that, it starts afresh
 
 
 class _Style:
@@ -170,6 +172,8 @@ class _Walk:
                 look = self.looks[name, attributes] = look_of(name, attributes, self.sheet)
             element = top.child(name, look)
             if name != "table":  # a table's lists are its own
+                if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
+                    self.made.clear()
                 self.made[key] = element
         self._open(element)
 
@@ -277,19 +281,26 @@ def render_visible(text: str) -> str:
     parts of each tag); :class:`_Walk` tells what each element holds.
     """
     walk = _Walk(budget=len(text) // 4, sheet=read_style_sheets(text, PROPERTIES))
-    parts = TOKENS.split(text)
-    pieces = iter(parts)
     shows, starts, ends = walk.text, walk.start, walk.end  # looked up once, not per tag
-    # Six at a time: the text before a piece of markup, then its groups.
-    for before, end_name, _, _, name, attributes in zip(*[pieces] * 6, strict=False):
-        if before:
-            shows(before)
-        if end_name:
-            ends(end_name.lower())
-        elif name:
-            # A raw-text element's content readers do not show (or, <plaintext>, the
-            # source holds); what is no tag has no name.
-            starts(name.lower(), attributes)
-    if parts[-1]:
-        shows(parts[-1])
+    rest = text
+    while True:
+        # A batch of tags at a time: split whole, 4,000,000 characters of tags made
+        # lists of six items per tag (a hundred MB). TOKENS looks behind nothing, so
+        # the rest splits as it would have.
+        parts = TOKENS.split(rest, maxsplit=_SPLIT_BATCH)
+        rest = parts.pop()
+        # Six at a time: the text before a piece of markup, then its groups.
+        for before, end_name, _, _, name, attributes in zip(*[iter(parts)] * 6, strict=True):
+            if before:
+                shows(before)
+            if end_name:
+                ends(ascii_lower(end_name))
+            elif name:
+                # A raw-text element's content readers do not show (or, <plaintext>, the
+                # source holds); what is no tag has no name.
+                starts(ascii_lower(name), attributes)
+        if len(parts) < 6 * _SPLIT_BATCH:  # no tag past them: what is left is text
+            break
+    if rest:
+        shows(rest)
     return walk.shown()
