@@ -63,3 +63,8 @@ def test_a_long_document_renders_the_same_in_batches(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(visiblehtml, "_MADE_MOST", 3)
     assert render_visible(html) == whole
     assert whole.replace("\n", "") == "a" * 30 + "b" * 30 + "cd" + "e" * 30
+
+
+def test_a_textarea_shows_its_text() -> None:
+    assert render_visible('via<span style="display:none">zz</span><textarea>gr&amp;a'
+                          "</textarea>") == "viagr&a"

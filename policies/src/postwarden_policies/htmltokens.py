@@ -91,14 +91,15 @@ MARKUP = re.compile(
 # The pieces of MARKUP, split into what visiblehtml reads of a tag: an end tag's name;
 # a start tag's name and attributes. A raw-text element's content goes with its start
 # tag as in MARKUP: up to an end tag of the name the start tag has (ASCII letters in
-# any case), or, a <plaintext>'s, to the end; the two empty groups before the name tell
-# which. re.split makes no match object per tag: twice as fast as re.finditer here.
+# any case; the last group), or, a <plaintext>'s, to the end; the two empty groups
+# before the name tell which. re.split makes no match object per tag: twice as fast as
+# re.finditer here.
 TOKENS = re.compile(
     f"<(?:{_NOT_A_TAG}"
     rf"|/(?:(?P<end>{_TAG_NAME}){_ATTRIBUTES}|[^>]*+(?:>|\Z))"
     rf"|(?:(?={_names(RAW)})(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
     rf"(?P<name>{_TAG_NAME})(?P<attributes>{_ATTRIBUTE_LIST})(?:>|\Z)"
-    rf"(?(plaintext).*|(?(raw)(?:[^<]++|<(?!/(?ai:(?P=name)){_NAME_END}))*+))"
+    rf"(?(plaintext).*|(?(raw)(?P<content>(?:[^<]++|<(?!/(?ai:(?P=name)){_NAME_END}))*+)))"
     ")",
     re.DOTALL,
 )

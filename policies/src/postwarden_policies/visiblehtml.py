@@ -275,7 +275,7 @@ def render_visible(text: str) -> str:
     ``mso-hide: all``, a place off the screen, and ``<template>`` content (see
     :mod:`~postwarden_policies.inlinestyle`). An element CSS makes inline breaks no
     line; ``<bdo dir=rtl>`` and a CSS bidi override are drawn reversed; images show
-    their alt text (as with images off) and inputs their value.
+    their alt text (as with images off), inputs their value and textareas their text.
 
     The tokens are :func:`~postwarden_policies.bodytext.render_html`'s (split into the
     parts of each tag); :class:`_Walk` tells what each element holds.
@@ -289,17 +289,21 @@ def render_visible(text: str) -> str:
         # the rest splits as it would have.
         parts = TOKENS.split(rest, maxsplit=_SPLIT_BATCH)
         rest = parts.pop()
-        # Six at a time: the text before a piece of markup, then its groups.
-        for before, end_name, _, _, name, attributes in zip(*[iter(parts)] * 6, strict=True):
+        # Seven at a time: the text before a piece of markup, then its groups.
+        for before, end_name, _, _, written, attributes, content in zip(
+                *[iter(parts)] * 7, strict=True):
             if before:
                 shows(before)
             if end_name:
                 ends(ascii_lower(end_name))
-            elif name:
-                # A raw-text element's content readers do not show (or, <plaintext>, the
-                # source holds); what is no tag has no name.
-                starts(ascii_lower(name), attributes)
-        if len(parts) < 6 * _SPLIT_BATCH:  # no tag past them: what is left is text
+            elif written:  # what is no tag has no name
+                name = ascii_lower(written)
+                starts(name, attributes)
+                # Of raw text, readers show a textarea's only (and <plaintext>'s, as
+                # the source has it).
+                if content and name == "textarea":
+                    shows(content)
+        if len(parts) < 7 * _SPLIT_BATCH:  # no tag past them: what is left is text
             break
     if rest:
         shows(rest)
