@@ -282,7 +282,10 @@ CONDITION: Spec = Obj(
             ),
             "Header name -> RE2 regex searched in each (decoded) value; all entries must match.",
         ),
-        "subject": Field(_regex(c.get_subject), "RE2 regex searched in the decoded Subject."),
+        "subject": Field(
+            _regex(c.get_subject),
+            "RE2 regex searched in the decoded Subject, as written and as readers read it.",
+        ),
         "body": Field(_regex(c.get_text), "RE2 regex searched in the decoded text parts."),
         "has_html": Field(
             _predicate(c.has_html),

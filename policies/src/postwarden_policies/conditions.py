@@ -24,6 +24,7 @@ from typing import Any
 
 import idna
 
+from .bodytext import line_readings
 from .facts import IpAddress, MessageFacts, MimePart, client_ip
 from .patterns import Pattern
 
@@ -362,8 +363,10 @@ def get_auth_user(item: MatchInput) -> tuple[str | None]:
     return (user.lower() if user is not None else None,)
 
 
-def get_subject(item: MatchInput) -> tuple[str]:
-    return (item.subject,)
+def get_subject(item: MatchInput) -> Iterator[str]:
+    """The Subject as written, then (only if that did not match) as readers read it."""
+    yield item.subject
+    yield from line_readings(item.subject)
 
 
 def get_text(item: MatchInput) -> Iterator[str]:
