@@ -97,7 +97,8 @@ def test_normalizing_stops_at_the_room(monkeypatch: pytest.MonkeyPatch) -> None:
     text = "\ufdfa " * 1_000_000
     folded = bodytext.compatibility_form(text, 2 * len(text))
     assert len(folded) == len(text)  # one character for one, past the room
-    assert sum(made) <= 2 * len(text) + 18 * 2 * bodytext.NFKC_SLICE
+    # The first slice expands past its share of the room: the work stops there.
+    assert sum(made) <= 18 * 2 * bodytext.NFKC_SLICE
 
 
 def _second_parts() -> set[str]:

@@ -94,7 +94,8 @@ def compatibility_form(text: str, room: int) -> str:
 
     Normalized a slice at a time (one character may become 18), each cut before a
     character nothing composes with as its second part (``NFKC_CUT_RANGES``): the
-    work and the memory stop at ``room``, whatever the text holds."""
+    work and the memory stop at ``room``, or at the first slice that expands past its
+    share of it, whatever the text holds."""
     if text.isascii() or unicodedata.is_normalized("NFKC", text):  # the common cases
         return text
     pieces: list[str] = []
@@ -106,7 +107,9 @@ def compatibility_form(text: str, room: int) -> str:
             return _one_for_one(text)
         piece = unicodedata.normalize("NFKC", text[start:stop])
         size += len(piece)
-        if size > room:
+        # Past the room, or on the way there: a slice past its share of the room (and a
+        # slice's worth more) means text made to expand, not to read.
+        if size > room or len(piece) > room * (stop - start) // len(text) + NFKC_SLICE:
             return _one_for_one(text)
         pieces.append(piece)
         start = stop
