@@ -125,3 +125,19 @@ def test_a_subject_that_matches_as_written_is_read_no_other_way(
     assert _subject_matches("(?i)caf", "Caf\u00e9 P\u0430ypal")
     facts = parse_message(_subject_message("Caf\u00e9"), Envelope())
     assert facts.subject == "Caf\u00e9"
+
+
+@pytest.mark.parametrize(
+    ("name", "matches"),
+    [
+        pytest.param("P\u0430ypal Service", True, id="lookalike-display-name"),
+        pytest.param("\uff30\uff41\uff59\uff50\uff41\uff4c", True, id="fullwidth-display-name"),
+        pytest.param("\u0420\u0430\u0439", False, id="russian-name"),
+    ],
+)
+def test_a_header_rule_reads_a_value_as_readers_do(name: str, matches: bool) -> None:
+    encoded = base64.b64encode(name.encode()).decode()
+    raw = (f"From: =?utf-8?b?{encoded}?= <x@evil.example>\r\nTo: b@example.com\r\n"
+           "Subject: hi\r\n\r\nhello\r\n").encode()
+    policy = rule_policy("header: {From: '(?i)paypal'}", "reject")
+    assert (evaluate_message(policy, raw, Envelope()).rules == ("r",)) is matches

@@ -177,10 +177,12 @@ def rendering(part: MimePart, params: Mapping[str, str], text: str) -> tuple[str
     return _readings(shown, text)
 
 
-@functools.lru_cache(maxsize=16)  # a Subject is read once per message, not once per rule
+# A Subject or header value is read once per message, not once per rule that asks.
+@functools.lru_cache(maxsize=64)
 def line_readings(line: str) -> tuple[str, ...]:
-    """How readers read the one line ``line`` (a Subject), where that differs from it:
-    without its invisible characters, in its compatibility form, lookalikes as Latin."""
+    """How readers read the one line ``line`` (a Subject, a header value), where that
+    differs from it: without its invisible characters, in its compatibility form,
+    lookalikes as Latin."""
     return _readings([line], line)
 
 

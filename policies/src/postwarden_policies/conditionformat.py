@@ -280,7 +280,8 @@ CONDITION: Spec = Obj(
                 ),
                 _headers,
             ),
-            "Header name -> RE2 regex searched in each (decoded) value; all entries must match.",
+            "Header name -> RE2 regex searched in each (decoded) value, as written and as "
+            "readers read it; all entries must match.",
         ),
         "subject": Field(
             _regex(c.get_subject),

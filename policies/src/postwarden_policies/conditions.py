@@ -243,13 +243,12 @@ class HeaderMatch(Condition):
         self.pattern = pattern
 
     def match(self, item: MatchInput) -> Matched:
-        return _hit(
-            item,
-            any(
-                h.name.lower() == self.name and self.pattern.test(h.value)
-                for h in item.facts.headers
-            ),
-        )
+        """As written first; only if no value matched, each as readers read it (a From
+        display name "P\u0430ypal" with a Cyrillic a: see bodytext.line_readings)."""
+        values = [h.value for h in item.facts.headers if h.name.lower() == self.name]
+        test = self.pattern.test
+        return _hit(item, any(map(test, values)) or any(
+            test(reading) for value in values for reading in line_readings(value)))
 
 
 @dataclass(frozen=True, slots=True)
