@@ -60,6 +60,12 @@ def _rejected(html: str) -> bool:
         # Kelvin sign makes no <link> and no "black".
         pytest.param('<p>via<lin\u212a style="display:none">xyz</lin\u212a>gra',
                      id="kelvin-sign-tag-name"),
+        # An <a> without href is no link: it has the colour around it.
+        pytest.param('<body bgcolor=white>via<font color=white><a hreflang=en>xyz</a></font>'
+                     'gra', id="a-without-href"),
+        # What follows <plaintext> shows, as it is.
+        pytest.param('via<span style="display:none">xyz</span><plaintext style='
+                     'display:inline>gra', id="plaintext"),
         pytest.param('<p>via<span style="display:none">xyz</span><span style="background:'
                      'blac\u212a;color:#000">gra</span>', id="kelvin-sign-colour-name"),
     ],

@@ -13,7 +13,7 @@ import dataclasses
 
 import pytest
 
-from postwarden_policies import Envelope, bodytext, conditions, evaluate_message, parse_message
+from postwarden_policies import Envelope, bodytext, evaluate_message, parse_message
 from postwarden_policies.lookalikes import MANY_MIXED, MIXED_SPAN, as_latin
 
 from .policy_helpers import body_rule_matches, html_part, rule_policy, text_message
@@ -54,7 +54,11 @@ def test_a_mixed_word_in_a_compatibility_form_reads_as_latin() -> None:
     assert body_rule_matches("(?i)paypal", text_message("text/plain", "P\U0001d6c2ypal"))
 
 
-@pytest.mark.parametrize("text", [RUSSIAN, GREEK, f"{RUSSIAN} Paypal {GREEK}"])
+@pytest.mark.parametrize("text", [
+    RUSSIAN, GREEK, f"{RUSSIAN} Paypal {GREEK}",
+    # Ukrainian writes an apostrophe that is a modifier letter (U+02BC), in no script.
+    "\u0441\u0456\u043c\u02bc\u044f \u0441\u043e\u0440",
+])
 def test_words_wholly_in_cyrillic_or_greek_are_read_as_written(text: str) -> None:
     assert as_latin(text) == text
     assert _plain(text) == ()
@@ -121,7 +125,7 @@ def test_a_subject_that_matches_as_written_is_read_no_other_way(
     def unread(line: str) -> tuple[str, ...]:
         raise AssertionError("read otherwise")
 
-    monkeypatch.setattr(conditions, "line_readings", unread)
+    monkeypatch.setattr(bodytext, "line_readings", unread)
     assert _subject_matches("(?i)caf", "Caf\u00e9 P\u0430ypal")
     facts = parse_message(_subject_message("Caf\u00e9"), Envelope())
     assert facts.subject == "Caf\u00e9"
@@ -141,3 +145,23 @@ def test_a_header_rule_reads_a_value_as_readers_do(name: str, matches: bool) -> 
            "Subject: hi\r\n\r\nhello\r\n").encode()
     policy = rule_policy("header: {From: '(?i)paypal'}", "reject")
     assert (evaluate_message(policy, raw, Envelope()).rules == ("r",)) is matches
+
+
+def test_header_values_are_read_otherwise_once_and_within_a_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A value's first LINE_READ_MOST characters, LINES_READ_MOST characters in all,
+    whatever the rules asking: hundreds of long crafted values in one message cost
+    seconds when every rule read every value whole again."""
+    read: list[int] = []
+    real = bodytext.line_readings
+    monkeypatch.setattr(bodytext, "line_readings", lambda line: read.append(len(line))
+                        or real(line))
+    long_value = "P\u0430ypal\u200b " * 10_000  # 90,000 characters
+    headers = "".join(f"X-Note: {long_value}{n}\r\n" for n in range(200))
+    raw = f"From: a@elsewhere.test\r\n{headers}Subject: hi\r\n\r\nhello\r\n".encode()
+    policy = rule_policy("any:\n  - header: {X-Note: '(?i)wire transfer'}\n"
+                         "  - header: {X-Note: '(?i)invoice'}", "reject")
+    assert evaluate_message(policy, raw, Envelope()).rules == ()
+    assert max(read) == bodytext.LINE_READ_MOST
+    assert sum(read) <= bodytext.LINES_READ_MOST

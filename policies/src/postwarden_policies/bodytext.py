@@ -177,13 +177,39 @@ def rendering(part: MimePart, params: Mapping[str, str], text: str) -> tuple[str
     return _readings(shown, text)
 
 
-# A Subject or header value is read once per message, not once per rule that asks.
-@functools.lru_cache(maxsize=64)
 def line_readings(line: str) -> tuple[str, ...]:
     """How readers read the one line ``line`` (a Subject, a header value), where that
     differs from it: without its invisible characters, in its compatibility form,
     lookalikes as Latin."""
     return _readings([line], line)
+
+
+LINE_READ_MOST = 16_384  # characters of one Subject or header value read otherwise
+LINES_READ_MOST = 1_000_000  # characters of them read otherwise, per message
+
+
+class LineReadings:
+    """A message's Subject and header values as readers read them (:func:`line_readings`),
+    each worked out once whatever the rules that ask: of a value, its first
+    :data:`LINE_READ_MOST` characters; of all, :data:`LINES_READ_MOST` (past that,
+    values are read as written only). The header count has no limit but the
+    message's size: hundreds of long values must not cost seconds."""
+
+    __slots__ = ("_found", "_left")
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[str, ...]] = {}
+        self._left = LINES_READ_MOST
+
+    def of(self, line: str) -> tuple[str, ...]:
+        found = self._found.get(line)
+        if found is None:
+            read = line[:LINE_READ_MOST]
+            if len(read) > self._left:
+                return ()
+            self._left -= len(read)
+            found = self._found[line] = line_readings(read)
+        return found
 
 
 def _readings(shown: list[str], text: str) -> tuple[str, ...]:

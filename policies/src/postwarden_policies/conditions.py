@@ -19,12 +19,12 @@ import ipaddress
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import idna
 
-from .bodytext import line_readings
+from .bodytext import LineReadings
 from .facts import IpAddress, MessageFacts, MimePart, client_ip
 from .patterns import Pattern
 
@@ -96,6 +96,7 @@ class MatchInput:
     subject: str
     attachments: tuple[MimePart, ...]
     every_attachment: frozenset[int]  # what a condition not about attachments selects
+    readings: LineReadings = field(default_factory=LineReadings)  # Subject, header values
 
     @classmethod
     def of(cls, facts: MessageFacts) -> MatchInput:
@@ -244,11 +245,11 @@ class HeaderMatch(Condition):
 
     def match(self, item: MatchInput) -> Matched:
         """As written first; only if no value matched, each as readers read it (a From
-        display name "P\u0430ypal" with a Cyrillic a: see bodytext.line_readings)."""
+        display name "P\u0430ypal" with a Cyrillic a: see bodytext.LineReadings)."""
         values = [h.value for h in item.facts.headers if h.name.lower() == self.name]
         test = self.pattern.test
         return _hit(item, any(map(test, values)) or any(
-            test(reading) for value in values for reading in line_readings(value)))
+            test(reading) for value in values for reading in item.readings.of(value)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +366,7 @@ def get_auth_user(item: MatchInput) -> tuple[str | None]:
 def get_subject(item: MatchInput) -> Iterator[str]:
     """The Subject as written, then (only if that did not match) as readers read it."""
     yield item.subject
-    yield from line_readings(item.subject)
+    yield from item.readings.of(item.subject)
 
 
 def get_text(item: MatchInput) -> Iterator[str]:

@@ -72,10 +72,11 @@ def _raw_text(name: str, keep: bool) -> str:
 # A comment, doctype, bogus comment or processing instruction: no tag.
 _NOT_A_TAG = r"!(?:--(?:-?>|.*?(?:--!?>|\Z))|[^>]*+(?:>|\Z))|\?[^>]*+(?:>|\Z)"
 _TAG_NAME = rf"[a-zA-Z][^{WS}/>]*+"
-# Every piece of markup. re.split keeps the two groups: the ">" ending a block-level
-# tag, start or end (no raw-text element is one), turned into a line break afterwards,
-# and a textarea's content (shown as text, references decoded). re.split runs no
-# Python code per tag, which a replacement function or a group template would.
+# Every piece of markup. re.split keeps the groups: the ">" ending a block-level tag,
+# start or end (no raw-text element is one), turned into a line break afterwards, and
+# the text readers show of raw text: a textarea's content and all that follows a
+# <plaintext> tag. re.split runs no Python code per tag, which a replacement function
+# or a group template would.
 _TAG = rf"{_TAG_NAME}{_ATTRIBUTES}"
 MARKUP = re.compile(
     f"<(?:{_NOT_A_TAG}"
@@ -83,7 +84,7 @@ MARKUP = re.compile(
     rf"|/(?:{_TAG}|[^>]*+(?:>|\Z))"
     rf"|(?=[a-zA-Z])(?:(?={_names(RAW)})(?:"
     + "|".join(_raw_text(name, keep=False) for name in _HIDDEN)
-    + rf"|{_raw_text('textarea', keep=True)}|{_names(['plaintext'])}.*)"  # plaintext: as written
+    + rf"|{_raw_text('textarea', keep=True)}|{_names(['plaintext'])}{_ATTRIBUTES}(.*))"
     + rf"|{_TAG})"
     ")",
     re.DOTALL,
@@ -99,7 +100,7 @@ TOKENS = re.compile(
     rf"|/(?:(?P<end>{_TAG_NAME}){_ATTRIBUTES}|[^>]*+(?:>|\Z))"
     rf"|(?:(?={_names(RAW)})(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
     rf"(?P<name>{_TAG_NAME})(?P<attributes>{_ATTRIBUTE_LIST})(?:>|\Z)"
-    rf"(?(plaintext).*|(?(raw)(?P<content>(?:[^<]++|<(?!/(?ai:(?P=name)){_NAME_END}))*+)))"
+    rf"(?P<content>(?(plaintext).*|(?(raw)(?:[^<]++|<(?!/(?ai:(?P=name)){_NAME_END}))*+)))"
     ")",
     re.DOTALL,
 )

@@ -20,7 +20,7 @@ import re
 from typing import NamedTuple
 
 from .colours import UNKNOWN, Colour, background, colour
-from .htmltokens import ATTRIBUTE, ascii_lower
+from .htmltokens import ATTRIBUTE, WS, ascii_lower
 from .stylesheets import EMPTY, INLINE, Declared, StyleSheet, cascade, cleaned, declarations
 
 # Attributes look_of reads; a tag without any of them (nor a sheet's rule for it)
@@ -137,13 +137,14 @@ PLAIN = Look(False, None, False, "", None, None, None, None, None)
 # colour, unless CSS or an attribute sets theirs. OWN_COLOUR: such a tag's plain look.
 _OWN_COLOUR = frozenset({"mark", "button", "input", "select", "option", "textarea"})
 OWN_COLOUR = PLAIN._replace(colour=UNKNOWN)
+_HREF = re.compile(rf"(?:^|[{WS}/])href(?![^{WS}/>=])")  # the attribute, in lower case
 
 
 def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY) -> Look:
     """How the element ``name`` with these attributes (as written) shows, given the
     document's style sheets."""
     lowered = attributes.lower()
-    own_colour = name in _OWN_COLOUR or (name == "a" and "href" in lowered)
+    own_colour = name in _OWN_COLOUR or (name == "a" and _HREF.search(lowered) is not None)
     if (name != "template" and not _LOOKED_AT.search(lowered)
             and not sheet.may_style(name, attributes)):
         return OWN_COLOUR if own_colour else PLAIN

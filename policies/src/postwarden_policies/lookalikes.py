@@ -9,9 +9,10 @@ A *word* is a run of letters (any script), digits, underscores and combining
 marks (what ``\\w`` matches, and the marks); punctuation, symbols and spaces end
 it. A word is *mixed* (Unicode's mixed script, UTS #39) where two of its letters
 side by side are of different scripts among Latin (U+0041-005A, U+0061-007A,
-U+00C0-02BF), Cyrillic (U+0400-052F) and Greek (U+0386-03FF). A word written
-wholly in Cyrillic or Greek is never changed: Russian "\u0441\u043e\u0440" stays
-"\u0441\u043e\u0440", not "cop".
+U+00C0-027F: not the IPA letters nor the modifier letters after them, such as the
+apostrophe Ukrainian writes, U+02BC), Cyrillic (U+0400-052F) and Greek (U+0386-03FF).
+A word written wholly in Cyrillic or Greek is never changed: Russian
+"\u0441\u043e\u0440" stays "\u0441\u043e\u0440", not "cop".
 
 Cheap and linear, in C where it can be: ASCII text is returned at once; other
 text is classed one byte per character (its UTF-8 lead byte through a table) and
@@ -57,7 +58,7 @@ def _script_table() -> bytes:
     table = bytearray(256)
     for letter in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
         table[letter] = _LATIN
-    table[0xC3:0xCB] = bytes([_LATIN]) * 8  # U+00C0-02BF (and the signs for times and divide)
+    table[0xC3:0xCA] = bytes([_LATIN]) * 7  # U+00C0-027F (and the signs for times and divide)
     table[0xCE:0xD0] = bytes([_GREEK]) * 2  # U+0380-03FF
     table[0xD0:0xD5] = bytes([_CYRILLIC]) * 5  # U+0400-053F (Armenian from U+0531)
     return bytes(table)
@@ -70,7 +71,7 @@ _MET = bytes([0]) + bytes([1]) * 255  # a place where scripts meet, as 1
 _MARKS = "\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 _WORD = re.compile(rf"[\w{_MARKS}]*+")  # one character class: a few ns a character
 _SCRIPT_LETTERS = (
-    "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02bf",
+    "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u027f",
     "\u0400-\u052f",
     "\u0386-\u03ff",
 )

@@ -45,6 +45,7 @@ _SIBLINGS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt"), "td": ("td",
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
 _IMPLIES = _CLOSES_P | _SIBLINGS.keys()  # start tags that may close open elements
 _SPLIT_BATCH = 4096  # tags split at a time (render_visible)
+_SHOWN_RAW = frozenset({"textarea", "plaintext"})  # raw text readers show
 _MADE_MOST = 4096  # elements kept for reuse (_Walk.made): past that, it starts afresh
 
 
@@ -299,9 +300,9 @@ def render_visible(text: str) -> str:
             elif written:  # what is no tag has no name
                 name = ascii_lower(written)
                 starts(name, attributes)
-                # Of raw text, readers show a textarea's only (and <plaintext>'s, as
-                # the source has it).
-                if content and name == "textarea":
+                # Of raw text, readers show a textarea's and <plaintext>'s (all the
+                # rest of the document, as it is) only.
+                if content and name in _SHOWN_RAW:
                     shows(content)
         if len(parts) < 7 * _SPLIT_BATCH:  # no tag past them: what is left is text
             break
