@@ -60,6 +60,12 @@ def _rejected(html: str) -> bool:
         # Kelvin sign makes no <link> and no "black".
         pytest.param('<p>via<lin\u212a style="display:none">xyz</lin\u212a>gra',
                      id="kelvin-sign-tag-name"),
+        # A shadow, an outline, a fill or a filter paints the text otherwise.
+        pytest.param('<div style="background:#000">via<span style="display:none">xyz</span>'
+                     '<span style="color:#000;text-shadow:0 0 2px #fff">gra</span></div>',
+                     id="text-shadow"),
+        pytest.param('<div style="background:#fff">via<span style="display:none">xyz</span>'
+                     '<span style="color:#fff;filter:invert(1)">gra</span></div>', id="filter"),
         # An <a> without href is no link: it has the colour around it.
         pytest.param('<body bgcolor=white>via<font color=white><a hreflang=en>xyz</a></font>'
                      'gra', id="a-without-href"),

@@ -66,10 +66,16 @@ _EMPTY_CLIP_PATH = re.compile(  # inset by half or more, or a circle or ellipse 
     rf"|(?:circle|ellipse)\(\s*+{_ZERO}(?:px|%)?[\s)]"
 )
 # The properties look_of reads: what a sheet keeps.
+# What paints text otherwise than in its colour (a shadow, an outline, a fill, a
+# filter, a blend): text that sets one is not taken for text in its background's
+# colour, whatever both are.
+_REPAINTED = ("text-shadow", "-webkit-text-fill-color", "-webkit-text-stroke", "filter",
+              "mix-blend-mode")
+_NOT_REPAINTED = frozenset({"none", "normal", "currentcolor", "initial", "inherit", "unset"})
 PROPERTIES = frozenset(
     ("display", "visibility", "font-size", "font", "opacity", "color", "mso-hide",
      "direction", "unicode-bidi", "position", "text-indent", "clip", "clip-path",
-     *_ZERO_BOX, *_OVERFLOW, *_BACKGROUND, *_SIDES)
+     *_ZERO_BOX, *_OVERFLOW, *_BACKGROUND, *_SIDES, *_REPAINTED)
 )
 
 
@@ -195,7 +201,10 @@ def _hidden_by(css: dict[str, str], display: str) -> bool:
 
 
 def _colour(css: dict[str, str], values: dict[str, str], name: str) -> Colour | None:
-    """The text colour an element sets: CSS, or a <font>'s color attribute."""
+    """The text colour an element sets: CSS, or a <font>'s color attribute; UNKNOWN
+    where CSS paints its text otherwise too."""
+    if any(css.get(other, "none") not in _NOT_REPAINTED for other in _REPAINTED):
+        return UNKNOWN
     if "color" in css:
         return colour(css["color"])
     return _attribute_colour(values.get("color")) if name == "font" else None
