@@ -155,8 +155,13 @@ async def _limit_refusal(
     hashes: dict[str, str], send_limits: limits.Limits,
 ) -> ApiError:
     """The 429 of a reached limit, naming each field whose recipient is at its daily
-    limit: the caller's own fields, so that it knows which recipient to drop."""
-    full = await reached.full_recipients(conn, hashes.values(), send_limits)
+    limit: the caller's own fields, so that it knows which recipient to drop. The limit
+    was reached whether or not they can be read: without them it is still the 429."""
+    try:
+        full = await reached.full_recipients(conn, hashes.values(), send_limits)
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        log.warning("cannot tell which recipients are at their limit (%s)", type(exc).__name__)
+        full = set()
     at_limit = {address for address, digest in hashes.items() if digest in full}
     return reached.error(send_limits, checks.recipient_fields(request, at_limit))
 
