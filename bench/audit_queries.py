@@ -17,6 +17,7 @@ import json
 import sys
 import time
 import uuid
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,10 @@ def _cases(rows: int, oldest: uuid.UUID) -> list[tuple[str, str, list[Any]]]:
         ("by recipient", {"recipient": "rcpt77@example.org"}, None),
         ("by queue id", {"queue_id": format(rows // 2 * 7919, "X")}, None),
         ("by message id", {"message_id": f"<{rows // 3}@mail.test>"}, None),
-        ("by client, one day", {"client_address": "198.51.100.9", "since": day_start}, None),
+        ("by client, one day", {"client_address": ip_network("198.51.100.9/32"),
+                                "since": day_start}, None),
+        ("by client network /24, one day", {"client_address": ip_network("198.51.100.0/24"),
+                                            "since": day_start}, None),
         ("rejects, one day", {"action": "reject", "since": day_start}, None),
         ("by rule", {"rule": "rule-10"}, None),
         ("second page (keyset)", {}, Cursor(END - dt.timedelta(days=30), uuid.UUID(int=0))),
