@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import idna
 
-from postwarden_policies.conditions import IpNetwork, ascii_domain
+from postwarden_policies.conditions import IpNetwork, ascii_domain, unmapped
 
 from .bodies import parse_time, time_expected
 from .cursors import Cursor
@@ -122,18 +122,10 @@ def _client_network(raw: str) -> IpNetwork:
         interface = ipaddress.ip_interface(raw)
     except ValueError:
         raise ValueError(NETWORK_EXPECTED) from None
-    network = _unmapped(interface.network)
+    network = unmapped(interface.network)
     if interface.ip != interface.network.network_address:
         raise ValueError(f"host bits set: the network is {network} "
                          "(an address without a prefix matches that address alone)")
-    return network
-
-
-def _unmapped(network: IpNetwork) -> IpNetwork:
-    if isinstance(network, ipaddress.IPv6Network):
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:  # a mapped network without host bits is /96 or longer
-            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
     return network
 
 

@@ -114,11 +114,7 @@ def _network(value: str) -> c.IpNetwork:
     except ValueError as exc:
         reason = _MAPPED_PREFIX if _short_mapped(value) else str(exc)
         raise SpecError(f"invalid CIDR {value!r}: {reason}") from None
-    if isinstance(network, ipaddress.IPv6Network):
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:  # a strict mapped range is /96 or longer
-            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
-    return network
+    return c.unmapped(network)
 
 
 def _short_mapped(value: str) -> bool:

@@ -32,6 +32,16 @@ Matched = frozenset[int] | None
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def unmapped(network: IpNetwork) -> IpNetwork:
+    """An IPv4-mapped IPv6 network (``::ffff:192.0.2.0/120``, /96 or longer) as its IPv4
+    network: the form client addresses take (see facts.client_ip); others as they are."""
+    if isinstance(network, ipaddress.IPv6Network):
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None and network.prefixlen >= 96:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
 # The full stops IDNA reads as label separators (RFC 3490, section 3.1).
 _DOTS = re.compile("[.\u3002\uff0e\uff61]")
 
