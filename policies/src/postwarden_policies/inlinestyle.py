@@ -152,7 +152,7 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY) -> Look:
     lowered = attributes.lower()
     own_colour = name in _OWN_COLOUR or (name == "a" and _HREF.search(lowered) is not None)
     if (name != "template" and not _LOOKED_AT.search(lowered)
-            and not sheet.may_style(name, attributes)):
+            and not sheet.may_style(name, lowered)):
         return OWN_COLOUR if own_colour else PLAIN
     values: dict[str, str] = {}
     for attribute, value in ATTRIBUTE.findall(attributes):

@@ -97,11 +97,11 @@ class StyleSheet:
         self._rules = rules
         self._names = frozenset(key for key in rules if key[:1] not in ".#")
 
-    def may_style(self, name: str, attributes: str) -> bool:
-        """Whether a rule may apply to a ``name`` element with these attributes."""
+    def may_style(self, name: str, lowered: str) -> bool:
+        """Whether a rule may apply to a ``name`` element with these attributes (as
+        written, lower-cased: a name that lower-cases to class or id is found too)."""
         return bool(self._rules) and (
-            name in self._names or "*" in self._names
-            or _NAMED.search(attributes.lower()) is not None
+            name in self._names or "*" in self._names or _NAMED.search(lowered) is not None
         )
 
     def declared(self, name: str, classes: str, element_id: str) -> Declared:
