@@ -201,7 +201,14 @@ def test_redelivery_is_recognised(harness: Harness) -> None:
     assert "duplicate" not in harness.audit.events[-1].flags
 
 
-def test_internal_error_answers_the_fail_action(harness: Harness) -> None:
+@pytest.fixture
+def on_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every message is decided on the worker pool, as a large one is."""
+    monkeypatch.setattr(handler, "INLINE_BYTES", 0)
+
+
+@pytest.mark.usefixtures("on_the_pool")
+def test_internal_error_on_the_pool_answers_the_fail_action(harness: Harness) -> None:
     broken = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     broken.shutdown()  # submit() now raises inside the eom callback
     harness.use(workers=broken)
@@ -214,7 +221,11 @@ def test_internal_error_answers_the_fail_action(harness: Harness) -> None:
         "postwarden_errors_total", {"kind": "eom"}) == 1
 
 
-def test_deadline_answers_fail_action_reject(harness: Harness) -> None:
+@pytest.mark.parametrize("inline_bytes", [handler.INLINE_BYTES, 0], ids=["here", "pool"])
+def test_deadline_answers_fail_action_reject(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, inline_bytes: int
+) -> None:
+    monkeypatch.setattr(handler, "INLINE_BYTES", inline_bytes)
     harness.configure(message_timeout_seconds=1e-9, fail_action=FailAction.REJECT)
     ctx = harness.connect()
     assert ctx.send(CLEAN) == Milter.REJECT
@@ -290,11 +301,9 @@ class SlowWorkers(concurrent.futures.ThreadPoolExecutor):
         return super().submit(slow)
 
 
-def test_even_a_small_message_is_decided_on_a_pool_thread(
+def test_a_small_message_is_decided_here_a_large_one_on_the_pool(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Never on the callback's thread, libmilter's: evaluation's extension code crashed
-    the milter there (see handler's docstring)."""
     threads: list[int] = []
     decide = handler.ConnectionHandler._decide
 
@@ -303,10 +312,28 @@ def test_even_a_small_message_is_decided_on_a_pool_thread(
         return decide(self, *args)
 
     monkeypatch.setattr(handler.ConnectionHandler, "_decide", recorded)
+    monkeypatch.setattr(handler, "INLINE_BYTES", len(CLEAN))
     assert harness.connect().send(CLEAN) == Milter.CONTINUE
-    assert threads and threading.get_ident() not in threads
+    assert threads == [threading.get_ident()]
+    assert harness.connect().send(CLEAN + b"one more line\r\n") == Milter.CONTINUE
+    assert len(threads) == 2 and threads[1] != threading.get_ident()
+    assert [e.action for e in harness.audit.events] == ["accept", "accept"]
 
 
+def test_internal_error_here_answers_the_fail_action(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("parse failed")
+
+    monkeypatch.setattr(handler, "parse_message", broken)
+    ctx = harness.connect(queue_id="4QERR")
+    assert ctx.send(CLEAN) == Milter.TEMPFAIL
+    assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
+    assert [(e.action, e.queue_id) for e in harness.audit.events] == [("error", "4QERR")]
+
+
+@pytest.mark.usefixtures("on_the_pool")
 def test_long_work_sends_progress_replies(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -321,11 +348,13 @@ def test_long_work_sends_progress_replies(
     assert harness.audit.events[0].action == "accept"
 
 
+@pytest.mark.usefixtures("on_the_pool")
 def test_lines_logged_while_a_message_is_evaluated_carry_its_ids(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Parsing and evaluation run on the worker pool: its thread logs (a rewrite that
-    failed, a part cut short) in the context of the message, with its queue id."""
+    """A large message is parsed and evaluated on the worker pool: its thread logs (a
+    rewrite that failed, a part cut short) in the context of the message, with its
+    queue id."""
     evaluate = handler.evaluate
 
     def noisy(*args: Any) -> Any:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
+import nh3
 import pytest
 
 from postwarden_policies import sanitize
@@ -132,6 +137,40 @@ def test_filter_outside_a_call_counts_nothing() -> None:
     attribute_filter = sanitize._make_filter(strip_remote=True)
     assert attribute_filter("img", "src", "https://x/y.png") is None
     assert attribute_filter("p", "style", "color: red") == "color: red"
+
+
+def test_nh3_calls_python_back_only_on_a_thread_python_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sanitize._filter_threads says why; HTML that needs no filter is cleaned where
+    it is asked for."""
+    called_on: list[str] = []
+
+    def spying_cleaner(_remote: str, _schemes: frozenset[str], filtered: bool) -> nh3.Cleaner:
+        def attribute_filter(_tag: str, _attribute: str, value: str) -> str:
+            called_on.append(threading.current_thread().name)
+            return value
+
+        return nh3.Cleaner(attribute_filter=attribute_filter if filtered else None)
+
+    monkeypatch.setattr(sanitize, "_cleaner", spying_cleaner)
+    assert sanitize_html('<p title="t" onclick="x">url(</p>', KEEP)[0] == '<p title="t">url(</p>'
+    assert called_on and {name.split("_")[0] for name in called_on} == {"postwarden-nh3"}
+    called_on.clear()
+    assert sanitize_html('<p title="t" onclick="x">plain</p>', KEEP)[0] == '<p title="t">plain</p>'
+    assert called_on == []
+
+
+def test_a_forked_child_still_cleans_with_the_filter() -> None:
+    html = '<p style="color: red; background: url(x)">x</p>'
+    expected = sanitize_html(html, KEEP)  # this process's filter threads have started
+    assert expected[1] == (("style:url(", 1),)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's result is its exit status
+        signal.alarm(10)  # a hang ends the child with SIGALRM
+        os._exit(0 if sanitize_html(html, KEEP) == expected else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 class PanicException(BaseException):  # the name pyo3 gives its panics

@@ -7,14 +7,15 @@ missed end-of-message deadline answers the configured fail action (tempfail
 MTA does not wait for (helo, DATA, header and body are negotiated as "no reply")
 remember a failure and the next step that replies answers it.
 
-Parsing and evaluation run on a worker pool so this thread can send progress
-replies while it waits and give up at the deadline. They stay off this thread
-whatever the message's size: it is libmilter's, with a thread state pymilter
-made, and doing small messages' work here crashed the milter in libpython (a
-NULL dereference) in 3 runs of 5 of tests/e2e/test_postfix_milter.py, just
-after sanitizing HTML. nh3 (Rust, through PyO3) is the likely cause: RE2 runs
-on this thread for every message (redaction) without trouble. The pool's
-threads are Python's own.
+A message up to :data:`INLINE_BYTES` is parsed and evaluated on the callback's
+thread: handing it to another thread and back cost a fifth of the milter's CPU
+per small message (thread switches under the GIL), and its worst case is a
+fraction of a second, so it needs no progress replies, and a verdict later than
+the deadline still answers the fail action. A larger one goes to a worker pool,
+so that this thread can send progress replies while it waits and give up at the
+deadline. (The callback's thread is libmilter's, with a thread state pymilter
+made: nh3's calls back into Python must not run there, see
+``postwarden_policies.sanitize``.)
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ from .settings import MilterSettings
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 5.0  # well under Postfix's milter_content_timeout (300 s)
+# Larger messages are decided on the worker pool (module docstring). The slowest
+# message known of this size takes ~0.17 s (bench/policy_eval.py, "worst known").
+INLINE_BYTES = 256 * 1024
 # Answers after which the client holds the message as delivered (250; a discarded
 # message too): sent again, it is a re-delivery. After a 4xx or 5xx it is not.
 DELIVERED = frozenset({Outcome.CONTINUE, Outcome.ACCEPT, Outcome.DISCARD})
@@ -364,12 +368,7 @@ class ConnectionHandler:
         if self._client.local and most is not None and len(txn.recipients) > most:
             return self._refuse(Reply.TOO_MANY_LOCAL_RECIPIENTS, "reject")
         with self._s.metrics.latency.time():
-            # In this thread's context, so that the pool thread logs with the message's ids.
-            job = self._s.workers.submit(
-                contextvars.copy_context().run,
-                self._decide, policy_set, txn.raw_message(), txn.envelope(self._client),
-            )
-            facts, verdict, key = self._wait(job)
+            facts, verdict, key = self._decision(policy_set, txn)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,
                 header_counts=txn.header_names, recipients=txn.recipients,
@@ -404,7 +403,7 @@ class ConnectionHandler:
         return self._txn
 
     def _decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Decision:
-        """Worker thread: parse, look re-deliveries up, evaluate.
+        """Parse, look re-deliveries up, evaluate.
 
         The duplicate key is only looked up here; eom records it once the verdict
         delivered the message, so that the retry of a refused one is no re-delivery.
@@ -418,19 +417,33 @@ class ConnectionHandler:
             facts = dataclasses.replace(facts, duplicate=True)
         return facts, evaluate(policy_set, facts), key
 
-    def _wait(self, job: concurrent.futures.Future[Decision]) -> Decision:
-        """The verdict within the deadline, with progress replies while it is worked out.
+    def _decision(self, policy_set: PolicySet, txn: Transaction) -> Decision:
+        """:meth:`_decide` within the deadline, here or on the pool (module docstring).
 
         The deadline covers our own processing from end of message: a slow client
         sending a large body must not turn into a tempfail.
         """
         timeout = self._s.settings.message_timeout_seconds
         deadline = time.monotonic() + timeout
+        raw, envelope = txn.raw_message(), txn.envelope(self._client)
+        if len(raw) > INLINE_BYTES:
+            # In this thread's context, so that the pool thread logs with the message's ids.
+            job = self._s.workers.submit(
+                contextvars.copy_context().run, self._decide, policy_set, raw, envelope)
+            return self._wait(job, deadline)
+        decision = self._decide(policy_set, raw, envelope)
+        if time.monotonic() > deadline:
+            raise MessageTimeout(f"no verdict within {timeout:g} s")
+        return decision
+
+    def _wait(self, job: concurrent.futures.Future[Decision], deadline: float) -> Decision:
+        """The pool's verdict by ``deadline``, with progress replies while it is worked out."""
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 job.cancel()
-                raise MessageTimeout(f"no verdict within {timeout:.0f} s")
+                raise MessageTimeout(
+                    f"no verdict within {self._s.settings.message_timeout_seconds:g} s")
             try:
                 return job.result(timeout=min(PROGRESS_SECONDS, remaining))
             except concurrent.futures.TimeoutError:

@@ -36,9 +36,11 @@ trimmed, and ``\\`` counts as ``/``, so ``h&#9;ttp://`` is a remote image and
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import functools
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -82,9 +84,32 @@ _FILTER_MARKERS = ("data:", *_STYLE_MARKERS)
 _STYLE_REFERENCE = re.compile(r"""style\s*=\s*(?:"[^"]*&|'[^']*&|[^\s"'>]*&)""")
 _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
 
-# Per-call counters for what the attribute filter dropped (the milter sanitizes
-# on many threads at once; a ContextVar is private to each).
+# Per-call counters for what the attribute filter dropped (several threads may
+# sanitize at once; a ContextVar is private to each).
 _dropped: contextvars.ContextVar[Counter[str]] = contextvars.ContextVar("dropped")
+
+
+def _filter_threads() -> concurrent.futures.ThreadPoolExecutor:
+    """Where nh3 runs with the attribute filter. nh3 calls the filter back through
+    PyGILState_Ensure, which resumes the thread state Python registered for the OS
+    thread; on a thread a C library started that may be another thread's state:
+    libmilter runs a connection's callbacks on any of its pooled workers, with the
+    state pymilter made on the first, and two threads resuming one state crashed
+    the milter in libpython. Threads Python started have their own."""
+    return concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="postwarden-nh3")
+
+
+_FILTER_THREADS = _filter_threads()
+
+
+def _renew_filter_threads() -> None:
+    # A forked child has none of the parent's threads, and an executor that had
+    # started one would wait on it for ever.
+    global _FILTER_THREADS  # noqa: PLW0603
+    _FILTER_THREADS = _filter_threads()
+
+
+os.register_at_fork(after_in_child=_renew_filter_threads)
 
 
 def _unescape(match: re.Match[str]) -> str:
@@ -246,13 +271,13 @@ def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int],
         log.warning("an HTML part would hold the sanitizer too long (nested too deep, or "
                     "formatting reopened too often); replaced with a notice")
         return removed_whole("too_complex")
-    cleaner = _cleaner(
-        options.remote_images, options.allowed_url_schemes, _needs_filter(folded, options)
-    )
-    dropped: Counter[str] = Counter()
-    token = _dropped.set(dropped)
+    filtered = _needs_filter(folded, options)
+    cleaner = _cleaner(options.remote_images, options.allowed_url_schemes, filtered)
     try:
-        clean = cleaner.clean(html)
+        if filtered:
+            clean, dropped = _FILTER_THREADS.submit(_filtered_clean, cleaner, html).result()
+        else:  # nh3 calls no Python back: any thread will do
+            clean, dropped = cleaner.clean(html), Counter()
     except UnicodeEncodeError:  # lone surrogates: nh3 takes only text that is valid UTF-8
         log.warning("an HTML part holds text that is not valid Unicode; replaced with a notice")
         return removed_whole("unsanitizable")
@@ -261,6 +286,14 @@ def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int],
             raise
         log.error("nh3 panicked on an HTML part; replaced with a notice")
         return removed_whole("unsanitizable")
+    return clean, _removed(folded, clean.lower(), dropped)
+
+
+def _filtered_clean(cleaner: nh3.Cleaner, html: str) -> tuple[str, Counter[str]]:
+    """On one of _FILTER_THREADS: the clean HTML, and what the attribute filter dropped."""
+    dropped: Counter[str] = Counter()
+    token = _dropped.set(dropped)
+    try:
+        return cleaner.clean(html), dropped
     finally:
         _dropped.reset(token)
-    return clean, _removed(folded, clean.lower(), dropped)
