@@ -33,6 +33,7 @@ ACTION_NAMES = {"ADDHDRS": Milter.ADDHDRS, "CHGHDRS": Milter.CHGHDRS, "MODBODY":
                 "DELRCPT": Milter.DELRCPT, "QUARANTINE": Milter.QUARANTINE}
 ACTIONS = functools.reduce(operator.or_, ACTION_NAMES.values())
 
+CONTINUE: int = Milter.CONTINUE
 CODES: dict[Outcome, int] = {
     Outcome.CONTINUE: Milter.CONTINUE,
     Outcome.ACCEPT: Milter.ACCEPT,
@@ -40,6 +41,14 @@ CODES: dict[Outcome, int] = {
     Outcome.TEMPFAIL: Milter.TEMPFAIL,
     Outcome.DISCARD: Milter.DISCARD,
 }
+
+
+
+
+def _code(outcome: Outcome) -> int:
+    # Nearly every answer is CONTINUE: spare it the lookup (an Enum member hashes
+    # in Python, and every callback answers).
+    return CONTINUE if outcome is Outcome.CONTINUE else CODES[outcome]
 
 
 F = TypeVar("F", bound=Callable[..., int])
@@ -116,48 +125,48 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         if family in (socket.AF_INET, socket.AF_INET6):
             address = hostaddr[0] if isinstance(hostaddr, tuple) else str(hostaddr)
             port = hostaddr[1] if isinstance(hostaddr, tuple) else None
-        return CODES[self._handler.connect(_text(hostname), address, port)]
+        return _code(self._handler.connect(_text(hostname), address, port))
 
     @_noreply
     @_counted
     def hello(self, hostname: str) -> int:
-        return CODES[self._handler.helo(_text(hostname))]
+        return _code(self._handler.helo(_text(hostname)))
 
     @_counted
     def envfrom(self, sender: str, *params: str) -> int:
-        return CODES[self._handler.mail(_text(sender), tuple(_text(p) for p in params))]
+        return _code(self._handler.mail(_text(sender), tuple(_text(p) for p in params)))
 
     @_counted
     def envrcpt(self, recipient: str, *params: str) -> int:
-        return CODES[self._handler.rcpt(_text(recipient), tuple(_text(p) for p in params))]
+        return _code(self._handler.rcpt(_text(recipient), tuple(_text(p) for p in params)))
 
     @_noreply
     @_counted
     def data(self) -> int:
-        return CODES[self._handler.data()]
+        return _code(self._handler.data())
 
     @_noreply
     @_decode_bytes
     @_counted
     def header(self, name: str, value: bytes) -> int:
-        return CODES[self._handler.header(_text(name), _bytes(value))]
+        return _code(self._handler.header(_text(name), _bytes(value)))
 
     @_noreply
     @_counted
     def body(self, chunk: bytes) -> int:
-        return CODES[self._handler.body(chunk)]
+        return _code(self._handler.body(chunk))
 
     @_counted
     def eom(self) -> int:
-        return CODES[self._handler.eom()]
+        return _code(self._handler.eom())
 
     @_counted
     def abort(self) -> int:
-        return CODES[self._handler.abort()]
+        return _code(self._handler.abort())
 
     @_counted
     def close(self) -> int:
-        return CODES[self._handler.close()]
+        return _code(self._handler.close())
 
     # The actions, typed for handler.Actions (pymilter's signatures are untyped).
     def setreply(self, rcode: str, xcode: str | None = None, msg: str | None = None) -> None:

@@ -29,7 +29,11 @@ MESSAGE: ContextVar[MessageContext | None] = ContextVar("postwarden_message", de
 
 
 def set_message_context(queue_id: str | None, uid: str | None) -> None:
-    MESSAGE.set(MessageContext(queue_id or "-", uid or "-"))
+    queue_id, uid = queue_id or "-", uid or "-"
+    current = MESSAGE.get()
+    # Every callback calls this, and the ids seldom change within a connection.
+    if current is None or current.queue_id != queue_id or current.uid != uid:
+        MESSAGE.set(MessageContext(queue_id, uid))
 
 
 class MessageContextFilter(logging.Filter):
