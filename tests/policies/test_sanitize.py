@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import nh3
 import pytest
@@ -139,36 +142,89 @@ def test_filter_outside_a_call_counts_nothing() -> None:
     assert attribute_filter("p", "style", "color: red") == "color: red"
 
 
-def test_nh3_calls_python_back_only_on_a_thread_python_started(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """sanitize._filter_threads says why; HTML that needs no filter is cleaned where
-    it is asked for."""
+NEEDS_FILTER = '<p style="color: red; background: url(x)">x</p>'
+
+
+def on_foreign_thread(call: Callable[[], Any]) -> Any:
+    """``call()``'s result (or exception) on a thread threading did not start, as
+    libmilter's are."""
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    _thread.start_new_thread(run, ())
+    assert done.wait(10)
+    [(returned, value)] = outcome
+    if not returned:
+        raise value
+    return value
+
+
+def spying_cleaners(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads the attribute filter runs on, from now on."""
     called_on: list[str] = []
 
-    def spying_cleaner(_remote: str, _schemes: frozenset[str], filtered: bool) -> nh3.Cleaner:
+    def cleaner(_remote: str, _schemes: frozenset[str], filtered: bool) -> nh3.Cleaner:
         def attribute_filter(_tag: str, _attribute: str, value: str) -> str:
             called_on.append(threading.current_thread().name)
             return value
 
         return nh3.Cleaner(attribute_filter=attribute_filter if filtered else None)
 
-    monkeypatch.setattr(sanitize, "_cleaner", spying_cleaner)
-    assert sanitize_html('<p title="t" onclick="x">url(</p>', KEEP)[0] == '<p title="t">url(</p>'
+    monkeypatch.setattr(sanitize, "_cleaner", cleaner)
+    return called_on
+
+
+def test_nh3_calls_python_back_only_on_a_thread_python_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sanitize._filter_threads says why."""
+    called_on = spying_cleaners(monkeypatch)
+    html = '<p title="t" onclick="x">url(</p>'
+    assert on_foreign_thread(lambda: sanitize_html(html, KEEP))[0] == '<p title="t">url(</p>'
     assert called_on and {name.split("_")[0] for name in called_on} == {"postwarden-nh3"}
     called_on.clear()
-    assert sanitize_html('<p title="t" onclick="x">plain</p>', KEEP)[0] == '<p title="t">plain</p>'
+    assert sanitize_html(html, KEEP)[0] == '<p title="t">url(</p>'  # a thread of Python's
+    assert called_on and set(called_on) == {threading.current_thread().name}
+    called_on.clear()
+    plain = '<p title="t" onclick="x">plain</p>'  # needs no filter: no callback at all
+    assert on_foreign_thread(lambda: sanitize_html(plain, KEEP))[0] == '<p title="t">plain</p>'
     assert called_on == []
 
 
+def test_a_thread_python_started_does_not_wait_for_the_filter_threads() -> None:
+    """The milter's pool decides large messages: their parts must not queue behind
+    other large parts holding the filter threads."""
+    release = threading.Event()
+    busy = [sanitize._FILTER_THREADS.submit(release.wait) for _ in range(4)]
+    done: list[tuple[str, tuple[tuple[str, int], ...]]] = []
+    worker = threading.Thread(target=lambda: done.append(sanitize_html(NEEDS_FILTER, KEEP)))
+    try:
+        worker.start()
+        worker.join(5)
+        assert done and done[0][1] == (("style:url(", 1),)
+    finally:
+        release.set()
+        for job in busy:
+            job.result()
+        worker.join()
+
+
 def test_a_forked_child_still_cleans_with_the_filter() -> None:
-    html = '<p style="color: red; background: url(x)">x</p>'
-    expected = sanitize_html(html, KEEP)  # this process's filter threads have started
+    html = NEEDS_FILTER
+    expected = on_foreign_thread(lambda: sanitize_html(html, KEEP))  # filter threads started
     assert expected[1] == (("style:url(", 1),)
     child = os.fork()
     if child == 0:  # pragma: no cover - the child's result is its exit status
         signal.alarm(10)  # a hang ends the child with SIGALRM
-        os._exit(0 if sanitize_html(html, KEEP) == expected else 1)
+        os._exit(0 if on_foreign_thread(lambda: sanitize_html(html, KEEP)) == expected else 1)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
 
@@ -198,6 +254,17 @@ def test_other_base_exceptions_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sanitize, "_cleaner", lambda *_: _InterruptedCleaner())
     with pytest.raises(KeyboardInterrupt):
         sanitize_html("<p onclick=x>x</p>", KEEP)
+
+
+def test_the_filter_threads_pass_a_panic_and_other_exceptions_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sanitize, "_cleaner", lambda *_: _PanickingCleaner())
+    clean, removed = on_foreign_thread(lambda: sanitize_html(NEEDS_FILTER, KEEP))
+    assert "could not be sanitized" in clean and removed == (("unsanitizable", 1),)
+    monkeypatch.setattr(sanitize, "_cleaner", lambda *_: _InterruptedCleaner())
+    with pytest.raises(KeyboardInterrupt):
+        on_foreign_thread(lambda: sanitize_html(NEEDS_FILTER, KEEP))
 
 
 def test_cleaners_are_built_once_per_options() -> None:

@@ -42,6 +42,7 @@ import functools
 import logging
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 
@@ -90,13 +91,20 @@ _dropped: contextvars.ContextVar[Counter[str]] = contextvars.ContextVar("dropped
 
 
 def _filter_threads() -> concurrent.futures.ThreadPoolExecutor:
-    """Where nh3 runs with the attribute filter. nh3 calls the filter back through
-    PyGILState_Ensure, which resumes the thread state Python registered for the OS
-    thread; on a thread a C library started that may be another thread's state:
-    libmilter runs a connection's callbacks on any of its pooled workers, with the
-    state pymilter made on the first, and two threads resuming one state crashed
-    the milter in libpython. Threads Python started have their own."""
-    return concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="postwarden-nh3")
+    """Where nh3 runs with the attribute filter when asked on a thread Python did not
+    start. nh3 calls the filter back through PyGILState_Ensure, which resumes the
+    thread state Python registered for the OS thread; on a thread a C library
+    started that may be another thread's state: libmilter runs a connection's
+    callbacks on any of its pooled workers, with the state pymilter made on the
+    first, and two threads resuming one state crashed the milter in libpython.
+    Threads Python started have their own, and clean where they are: the milter's
+    pool decides large messages, whose parts would hold these threads for seconds."""
+    return concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="postwarden-nh3")
+
+
+def _on_foreign_thread() -> bool:
+    # threading knows a thread it did not start (libmilter's) only as a dummy.
+    return isinstance(threading.current_thread(), threading._DummyThread)
 
 
 _FILTER_THREADS = _filter_threads()
@@ -273,11 +281,14 @@ def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int],
         return removed_whole("too_complex")
     filtered = _needs_filter(folded, options)
     cleaner = _cleaner(options.remote_images, options.allowed_url_schemes, filtered)
+    dropped: Counter[str]
     try:
-        if filtered:
-            clean, dropped = _FILTER_THREADS.submit(_filtered_clean, cleaner, html).result()
-        else:  # nh3 calls no Python back: any thread will do
+        if not filtered:  # nh3 calls no Python back: any thread will do
             clean, dropped = cleaner.clean(html), Counter()
+        elif _on_foreign_thread():
+            clean, dropped = _FILTER_THREADS.submit(_filtered_clean, cleaner, html).result()
+        else:
+            clean, dropped = _filtered_clean(cleaner, html)
     except UnicodeEncodeError:  # lone surrogates: nh3 takes only text that is valid UTF-8
         log.warning("an HTML part holds text that is not valid Unicode; replaced with a notice")
         return removed_whole("unsanitizable")
@@ -290,7 +301,7 @@ def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int],
 
 
 def _filtered_clean(cleaner: nh3.Cleaner, html: str) -> tuple[str, Counter[str]]:
-    """On one of _FILTER_THREADS: the clean HTML, and what the attribute filter dropped."""
+    """The clean HTML, and what the attribute filter dropped."""
     dropped: Counter[str] = Counter()
     token = _dropped.set(dropped)
     try:
