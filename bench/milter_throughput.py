@@ -24,6 +24,12 @@ milter protocol cost without Python.
 `processes` setting), one side per value ("milter" for 1, "milterN" else);
 a side's filter CPU is that of the parent and all its workers.
 
+--checkout DIR (repeatable) also runs postwarden from another checkout (its
+milter, policies and store sources; the database is migrated by this one, so an
+older commit), a side named after the directory: a change and its parent
+compared in one interleaved series, e.g.
+`git worktree add /tmp/before HEAD~1` then `--checkout /tmp/before`.
+
 Postfix reaches the milters on unix sockets, as contrib/postfix recommends;
 --inet uses loopback TCP instead. Over TCP, each message stalls for tens of
 milliseconds in the socket layer whatever the filter does (a do-nothing
@@ -45,7 +51,7 @@ were all busy, a side's rate goes roughly as the inverse of its total:
 these figures say what a ratio to bare can reach.
 
     .venv/bin/python bench/milter_throughput.py [--rounds 3] [--scale 1.0] [--floor]
-        [--naive] [--c-floor] [--processes N ...] [--inet]
+        [--naive] [--c-floor] [--processes N ...] [--checkout DIR ...] [--inet]
         [--only plain-4k|html-60k|attach-2m ...]
 """
 
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import random
 import re
 import socket
@@ -302,6 +309,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, nargs="+", default=[1],
                         help="postwarden's worker processes (setting `processes`); several "
                         "values: one postwarden side each (milter, milter2, ...)")
+    parser.add_argument("--checkout", type=Path, action="append", default=[],
+                        help="also run postwarden from this (older) checkout, as a side "
+                        "named after its directory")
     parser.add_argument("--inet", action="store_true",
                         help="reach the milters over loopback TCP instead of unix sockets")
     return parser.parse_args(argv)
@@ -309,20 +319,30 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def start_milters(stack: ExitStack, args: argparse.Namespace, dsn: str
                   ) -> dict[str, tuple[MilterProcess, int]]:
-    """One postwarden per --processes value: side name -> (milter, its metrics port)."""
-    milters = {}
-    for processes in args.processes:
+    """One postwarden per --processes value and per --checkout: side name -> (milter,
+    its metrics port)."""
+
+    def start(processes: int, env: dict[str, str]) -> tuple[MilterProcess, int]:
         metrics_port = free_port()
         milter = MilterProcess(
             args.policy_dir, dsn,
             env={"POSTWARDEN_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
                  "POSTWARDEN_INSTANCE_NAME": "bench", "POSTWARDEN_LOG_LEVEL": "WARNING",
-                 "POSTWARDEN_PROCESSES": str(processes)},
+                 "POSTWARDEN_PROCESSES": str(processes), **env},
             unix_socket=not args.inet,
         )
         stack.callback(milter.destroy)
         milter.start()
-        milters["milter" if processes == 1 else f"milter{processes}"] = milter, metrics_port
+        return milter, metrics_port
+
+    milters = {}
+    for processes in args.processes:
+        milters["milter" if processes == 1 else f"milter{processes}"] = start(processes, {})
+    for checkout in args.checkout:
+        # Ahead of the virtualenv's editable installs, which point at this checkout.
+        sources = os.pathsep.join(
+            str(checkout.resolve() / part / "src") for part in ("milter", "policies", "store"))
+        milters[checkout.name] = start(1, {"PYTHONPATH": sources})
     return milters
 
 
