@@ -338,12 +338,27 @@ def start_milters(stack: ExitStack, args: argparse.Namespace, dsn: str
     milters = {}
     for processes in args.processes:
         milters["milter" if processes == 1 else f"milter{processes}"] = start(processes, {})
-    for checkout in args.checkout:
-        # Ahead of the virtualenv's editable installs, which point at this checkout.
-        sources = os.pathsep.join(
-            str(checkout.resolve() / part / "src") for part in ("milter", "policies", "store"))
-        milters[checkout.name] = start(1, {"PYTHONPATH": sources})
+    taken = {"bare", *REFERENCE_SCRIPTS, "cfloor", *milters}
+    for name, sources in checkout_sides(args.checkout, taken).items():
+        milters[name] = start(1, {"PYTHONPATH": sources})
     return milters
+
+
+def checkout_sides(checkouts: list[Path], taken: set[str]) -> dict[str, str]:
+    """Each --checkout's side name (its directory's) and the PYTHONPATH that runs its
+    sources, ahead of the virtualenv's editable installs (which point at this checkout);
+    SystemExit for a directory without them (the imports would fall back to this
+    checkout's code, silently) or a name another side has."""
+    sides: dict[str, str] = {}
+    for checkout in checkouts:
+        root = checkout.resolve()
+        sources = [root / part / "src" for part in ("milter", "policies", "store")]
+        if missing := [str(path) for path in sources if not path.is_dir()]:
+            raise SystemExit(f"--checkout {checkout}: no {', '.join(missing)}")
+        if root.name in taken or root.name in sides:
+            raise SystemExit(f"--checkout {checkout}: another side is named {root.name!r}")
+        sides[root.name] = os.pathsep.join(map(str, sources))
+    return sides
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -203,7 +203,8 @@ def test_a_thread_python_started_does_not_wait_for_the_filter_threads() -> None:
     """The milter's pool decides large messages: their parts must not queue behind
     other large parts holding the filter threads."""
     release = threading.Event()
-    busy = [sanitize._FILTER_THREADS.submit(release.wait) for _ in range(4)]
+    threads = sanitize._FILTER_THREADS._max_workers
+    busy = [sanitize._FILTER_THREADS.submit(release.wait) for _ in range(threads)]
     done: list[tuple[str, tuple[tuple[str, int], ...]]] = []
     worker = threading.Thread(target=lambda: done.append(sanitize_html(NEEDS_FILTER, KEEP)))
     try:
@@ -259,12 +260,23 @@ def test_other_base_exceptions_pass(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_filter_threads_pass_a_panic_and_other_exceptions_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sanitize, "_cleaner", lambda *_: _PanickingCleaner())
+    ran_on: list[str] = []
+
+    class Failing:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def clean(self, html: str) -> str:
+            ran_on.append(threading.current_thread().name)
+            raise self.exc
+
+    monkeypatch.setattr(sanitize, "_cleaner", lambda *_: Failing(PanicException("panicked")))
     clean, removed = on_foreign_thread(lambda: sanitize_html(NEEDS_FILTER, KEEP))
     assert "could not be sanitized" in clean and removed == (("unsanitizable", 1),)
-    monkeypatch.setattr(sanitize, "_cleaner", lambda *_: _InterruptedCleaner())
+    monkeypatch.setattr(sanitize, "_cleaner", lambda *_: Failing(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         on_foreign_thread(lambda: sanitize_html(NEEDS_FILTER, KEEP))
+    assert len(ran_on) == 2 and {name.split("_")[0] for name in ran_on} == {"postwarden-nh3"}
 
 
 def test_cleaners_are_built_once_per_options() -> None:
