@@ -423,8 +423,7 @@ class ConnectionHandler:
         The deadline covers our own processing from end of message: a slow client
         sending a large body must not turn into a tempfail.
         """
-        timeout = self._s.settings.message_timeout_seconds
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self._s.settings.message_timeout_seconds
         raw, envelope = txn.raw_message(), txn.envelope(self._client)
         if len(raw) > INLINE_BYTES:
             # In this thread's context, so that the pool thread logs with the message's ids.
@@ -433,7 +432,7 @@ class ConnectionHandler:
             return self._wait(job, deadline)
         decision = self._decide(policy_set, raw, envelope)
         if time.monotonic() > deadline:
-            raise MessageTimeout(f"no verdict within {timeout:g} s")
+            raise self._too_late()
         return decision
 
     def _wait(self, job: concurrent.futures.Future[Decision], deadline: float) -> Decision:
@@ -442,12 +441,14 @@ class ConnectionHandler:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 job.cancel()
-                raise MessageTimeout(
-                    f"no verdict within {self._s.settings.message_timeout_seconds:g} s")
+                raise self._too_late()
             try:
                 return job.result(timeout=min(PROGRESS_SECONDS, remaining))
             except concurrent.futures.TimeoutError:
                 self._actions.progress()
+
+    def _too_late(self) -> MessageTimeout:
+        return MessageTimeout(f"no verdict within {self._s.settings.message_timeout_seconds:g} s")
 
     def _report(self, verdict: Verdict, applied: Applied, facts: MessageFacts) -> bool:
         metrics = self._s.metrics

@@ -33,7 +33,6 @@ ACTION_NAMES = {"ADDHDRS": Milter.ADDHDRS, "CHGHDRS": Milter.CHGHDRS, "MODBODY":
                 "DELRCPT": Milter.DELRCPT, "QUARANTINE": Milter.QUARANTINE}
 ACTIONS = functools.reduce(operator.or_, ACTION_NAMES.values())
 
-_CONTINUE: int = Milter.CONTINUE
 CODES: dict[Outcome, int] = {
     Outcome.CONTINUE: Milter.CONTINUE,
     Outcome.ACCEPT: Milter.ACCEPT,
@@ -46,7 +45,7 @@ CODES: dict[Outcome, int] = {
 def _code(outcome: Outcome) -> int:
     # Nearly every answer is CONTINUE: spare it the lookup (an Enum member hashes
     # in Python, and every callback answers).
-    return _CONTINUE if outcome is Outcome.CONTINUE else CODES[outcome]
+    return Milter.CONTINUE if outcome is Outcome.CONTINUE else CODES[outcome]
 
 
 F = TypeVar("F", bound=Callable[..., int])
