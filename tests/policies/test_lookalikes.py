@@ -165,3 +165,16 @@ def test_header_values_are_read_otherwise_within_a_budget(
     assert evaluate_message(policy, raw, Envelope()).rules == ()
     assert max(read) == bodytext.LINE_READ_MOST
     assert sum(read) <= bodytext.LINES_READ_MOST
+
+
+@pytest.mark.parametrize("padding", ["a", "\u00e9"], ids=["ascii", "latin-1"])
+def test_padded_headers_leave_the_subject_read_as_readers_read_it(padding: str) -> None:
+    """Header values share a budget for being read otherwise; the Subject does not, and
+    ASCII (which reads no otherwise) spends none of it."""
+    subject = base64.b64encode("Your P\u0430ypal account".encode()).decode()
+    pad = "".join(f"X-Pad: {padding * 9_997}{n}\r\n" for n in range(100, 200))
+    raw = (f"From: x@evil.example\r\nTo: a@example.com\r\n{pad}"
+           f"Subject: =?utf-8?b?{subject}?=\r\n\r\nhi\r\n").encode()
+    policy = rule_policy("any:\n  - header: {X-Pad: never-there}\n"
+                         "  - subject: '(?i)paypal'", "reject")
+    assert evaluate_message(policy, raw, Envelope()).rules == ("r",)

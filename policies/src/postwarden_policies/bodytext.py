@@ -191,9 +191,11 @@ LINES_READ_MOST = 1_000_000  # characters of them read otherwise, per message
 class LineReadings:
     """A message's Subject and header values as readers read them (:func:`line_readings`),
     each worked out once whatever the rules that ask: of a value, its first
-    :data:`LINE_READ_MOST` characters; of all, :data:`LINES_READ_MOST` (past that,
-    values are read as written only). The header count has no limit but the
-    message's size: hundreds of long values must not cost seconds."""
+    :data:`LINE_READ_MOST` characters; of the header values, :data:`LINES_READ_MOST`
+    in all (past that, they are read as written only). The header count has no limit
+    but the message's size: hundreds of long values must not cost seconds. The
+    Subject, one per message, is not counted: headers a sender pads must not leave it
+    read as written only. ASCII reads no otherwise, and costs nothing."""
 
     __slots__ = ("_found", "_left")
 
@@ -201,13 +203,16 @@ class LineReadings:
         self._found: dict[str, tuple[str, ...]] = {}
         self._left = LINES_READ_MOST
 
-    def of(self, line: str) -> tuple[str, ...]:
+    def of(self, line: str, counted: bool = True) -> tuple[str, ...]:
+        if line.isascii():
+            return ()
         found = self._found.get(line)
         if found is None:
             read = line[:LINE_READ_MOST]
-            if len(read) > self._left:
-                return ()
-            self._left -= len(read)
+            if counted:
+                if len(read) > self._left:
+                    return ()
+                self._left -= len(read)
             found = self._found[line] = line_readings(read)
         return found
 

@@ -376,7 +376,7 @@ def get_auth_user(item: MatchInput) -> tuple[str | None]:
 def get_subject(item: MatchInput) -> Iterator[str]:
     """The Subject as written, then (only if that did not match) as readers read it."""
     yield item.subject
-    yield from item.readings.of(item.subject)
+    yield from item.readings.of(item.subject, counted=False)
 
 
 def get_text(item: MatchInput) -> Iterator[str]:
