@@ -9,8 +9,12 @@ those in flight and records them, so a restart does not send them again.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import pytest
+
+from postwarden_admin_api.webhooks import worker
 
 from .conftest import StubDns, hook_url
 from .receiver import Receiver, Tls, wait_for
@@ -58,3 +62,34 @@ async def test_a_hanging_receiver_does_not_hold_the_others(
         assert [e["last_error"] for e in errors] == ["timeout"] * 2  # finished and recorded
     finally:
         await slow.stop()
+
+
+async def test_a_claim_that_fills_fewer_slots_than_are_free_waits(
+    pool: asyncpg.Pool, tls: Tls, dns: StubDns, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It took everything due: claiming again before a slot frees finds nothing new."""
+    calls: list[tuple[int, int]] = []  # (free slots, claimed) of each claim
+    deliver_due = worker.deliver_due
+
+    async def counted(*args: Any) -> int:
+        free = args[-1].free()
+        claimed: int = await deliver_due(*args)
+        calls.append((free, claimed))
+        return claimed
+
+    monkeypatch.setattr(worker, "deliver_due", counted)
+    slow = Receiver("127.0.0.1", tls, delay_seconds=1.0)
+    await slow.start()
+    try:
+        async with pool.acquire() as conn:
+            await add_endpoint(conn, "slow", hook_url(slow), ["message.rejected"],
+                               generate_secret())
+        await write_audit(pool, audit_event("reject"), audit_event("reject"))
+        async with running_worker(pool, worker_options(tls, dns, poll_interval_seconds=30.0)):
+            assert await wait_for(lambda: len(slow.requests) == 2, seconds=3.0)
+            assert await wait_for(lambda: len(calls) >= 2, seconds=3.0)  # one slot freed
+            first, second = calls[:2]
+    finally:
+        await slow.stop()
+    assert first[1] == 2 and first[1] < first[0]
+    assert second[0] > first[0] - first[1]  # only after a delivery ended

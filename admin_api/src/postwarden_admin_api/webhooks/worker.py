@@ -278,13 +278,14 @@ async def run_worker(
         try:
             while not stop.is_set():
                 in_flight.freed.clear()
-                claimed = 0
-                if in_flight.free():
+                free, claimed = in_flight.free(), 0
+                if free:
                     with surviving("webhook worker", traceback=False):
                         claimed = await deliver_due(pool, session, options, keyring, in_flight)
-                # Claim again at once while claims fill slots; else wait for a slot to
-                # free (an endpoint below its cap again) or for new deliveries to come due.
-                if not claimed:
+                # Claim again at once while a claim fills every free slot (more may be
+                # due); else wait for a slot to free (an endpoint below its cap again) or
+                # for deliveries to come due: a claim now would find nothing new.
+                if not free or claimed < free:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(options.poll_interval_seconds):
                             await _any_set(stop, in_flight.freed)
