@@ -12,7 +12,6 @@ import pytest
 
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.runtime_settings import RUNTIME
-from postwarden_admin_api.send import limits
 from tests.fixtures.adminapp import MintKey, bearer
 
 from .conftest import Client, SetRuntime, body
@@ -85,18 +84,3 @@ async def test_a_limit_reached_through_another_key_names_no_address(
     answer = await refused.text()
     assert "@" not in answer
     assert (await refused.json())["error"]["details"] == [_named("cc[0]")]
-
-
-async def test_the_limit_is_told_when_its_recipients_cannot_be_read(
-    client: Client, one_a_day: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The read that names them failing (here a query Postgres refuses), the answer is
-    still the 429 of the limit, without names, never a 5xx."""
-    monkeypatch.setattr(limits, "FULL_RECIPIENTS", "SELECT subject FROM no_such_table")
-    [full] = _addresses(1)
-    assert (await _send(client, one_a_day, to=[full])).status == 202
-    refused = await _send(client, one_a_day, to=[full])
-    assert refused.status == 429
-    error = (await refused.json())["error"]
-    assert (error["code"], error["details"]) == (
-        "recipient_rate_limited", [{"kind": "recipient_per_day", "limit": 1}])

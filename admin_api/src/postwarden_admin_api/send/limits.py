@@ -42,11 +42,6 @@ HASH_KEY_SETTING = "recipient_hash_key"
 PURGE_WINDOWS = "DELETE FROM outbound_rate_counters WHERE window_start < $1"
 SELECT_HASH_KEY = "SELECT key FROM send_hash_key"
 INSERT_HASH_KEY = "INSERT INTO send_hash_key (key) VALUES ($1) ON CONFLICT DO NOTHING"
-FULL_RECIPIENTS = """
-SELECT subject FROM outbound_rate_counters
-WHERE scope = 'recipient_day' AND window_start = $1 AND subject = ANY ($2::text[])
-  AND count >= $3
-"""
 RECIPIENT_FULL = "this recipient has had its limit of messages today"
 
 
@@ -58,21 +53,13 @@ class Limits:
 
 
 class LimitReached(Exception):
-    def __init__(self, refusal: Refusal, retry_after: int, window_start: dt.datetime) -> None:
+    def __init__(self, refusal: Refusal, retry_after: int,
+                 full_recipients: frozenset[str] = frozenset()) -> None:
         super().__init__(refusal.code)
         self.refusal = refusal
         self.retry_after = retry_after
-        self.window_start = window_start  # of the counter that refused
-
-    async def full_recipients(self, conn: asyncpg.Connection, hashes: Collection[str],
-                              limits: Limits) -> set[str]:
-        """Which of ``hashes`` are at their daily limit; none unless this refusal is
-        ``recipient_rate_limited``. A read: it counts nothing."""
-        if self.refusal is not Refusal.RECIPIENT_RATE_LIMITED:
-            return set()
-        rows = await conn.fetch(FULL_RECIPIENTS, self.window_start, list(hashes),
-                                limits.per_recipient_per_day)
-        return {row["subject"] for row in rows}
+        # recipient_rate_limited: the hashes of the recipients at their daily limit.
+        self.full_recipients = full_recipients
 
     def error(self, limits: Limits, fields: Collection[str] = ()) -> ApiError:
         """The 429, its ``details[].kind`` naming the limit: ``rate_limited`` is the
@@ -160,16 +147,18 @@ class Windows:
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         return cls(now.replace(second=0, microsecond=0), day_start, now)
 
-    def refusal(self, code: str) -> LimitReached | None:
-        """The LimitReached for a refusal code raised by ``send_enqueue``, else None."""
-        next_day = self.day_start + dt.timedelta(days=1)
+    def refusal(self, code: str, detail: str | None = None) -> LimitReached | None:
+        """The LimitReached for a refusal code raised by ``send_enqueue`` (with its DETAIL:
+        the recipient hashes at their limit), else None."""
+        next_day = _seconds_until(self.day_start + dt.timedelta(days=1), self.now)
         if code == Refusal.RATE_LIMITED.code:
             next_minute = self.minute_start + dt.timedelta(minutes=1)
-            return LimitReached(Refusal.RATE_LIMITED, _seconds_until(next_minute, self.now),
-                                self.minute_start)
-        for refusal in (Refusal.RECIPIENT_RATE_LIMITED, Refusal.DAILY_QUOTA_EXCEEDED):
-            if code == refusal.code:
-                return LimitReached(refusal, _seconds_until(next_day, self.now), self.day_start)
+            return LimitReached(Refusal.RATE_LIMITED, _seconds_until(next_minute, self.now))
+        if code == Refusal.RECIPIENT_RATE_LIMITED.code:
+            return LimitReached(Refusal.RECIPIENT_RATE_LIMITED, next_day,
+                                frozenset(detail.split(",")) if detail else frozenset())
+        if code == Refusal.DAILY_QUOTA_EXCEEDED.code:
+            return LimitReached(Refusal.DAILY_QUOTA_EXCEEDED, next_day)
         return None
 
 

@@ -129,7 +129,7 @@ async def enqueue(
     except asyncpg.RaiseError as raised:  # raised before anything was committed
         if raised.message == Refusal.IDEMPOTENCY_IN_PROGRESS.code:  # our claim was taken over
             raise Refusal.IDEMPOTENCY_IN_PROGRESS.error() from None
-        reached = windows.refusal(raised.message)
+        reached = windows.refusal(raised.message, raised.detail)
         if reached is None:
             raise
         raise reached from None

@@ -133,7 +133,12 @@ async def _accept(
         except Suppressed as suppressed:
             raise checks.suppressed_refusal(request, suppressed.addresses) from None
         except limits.LimitReached as reached:
-            raise await _limit_refusal(conn, reached, request, hashes, send_limits) from None
+            # The caller's own fields whose recipient is at its daily limit, so that it
+            # knows which recipient to drop.
+            at_limit = {address for address, digest in hashes.items()
+                        if digest in reached.full_recipients}
+            fields = checks.recipient_fields(request, at_limit)
+            raise reached.error(send_limits, fields) from None
         except Unconfirmed as exc:
             unsure = exc
     if unsure is not None:
@@ -148,22 +153,6 @@ async def _accept(
     if state.relay is not None:
         state.relay.wake()
     return accepted.body()
-
-
-async def _limit_refusal(
-    conn: asyncpg.Connection, reached: limits.LimitReached, request: SendRequest,
-    hashes: dict[str, str], send_limits: limits.Limits,
-) -> ApiError:
-    """The 429 of a reached limit, naming each field whose recipient is at its daily
-    limit: the caller's own fields, so that it knows which recipient to drop. The limit
-    was reached whether or not they can be read: without them it is still the 429."""
-    try:
-        full = await reached.full_recipients(conn, hashes.values(), send_limits)
-    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
-        log.warning("cannot tell which recipients are at their limit (%s)", type(exc).__name__)
-        full = set()
-    at_limit = {address for address, digest in hashes.items() if digest in full}
-    return reached.error(send_limits, checks.recipient_fields(request, at_limit))
 
 
 async def _release_claim(pool: asyncpg.Pool, key_id: str, key: str, claim_id: uuid.UUID
