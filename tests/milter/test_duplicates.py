@@ -212,13 +212,35 @@ def test_worker_killed_inside_seen_does_not_wedge_the_others() -> None:
                      seconds=5.0) == FIRST
 
 
+def _record_locks(pid: int) -> list[list[str]]:
+    """Process ``pid``'s POSIX record locks in /proc/locks, held and waited for ("->")."""
+    return [fields for fields in map(str.split, Path("/proc/locks").read_text().splitlines())
+            if "POSIX" in fields[1:3] and str(pid) in fields[4:6]]
+
+
 def _waits_for_the_table(pid: int, detector: DuplicateDetector) -> bool:
     """Whether process ``pid`` waits for the table's record lock: /proc/locks lists a
     blocked request as "->", with its pid and its file's major:minor:inode."""
+    assert detector._lock_fd is not None
     held = os.fstat(detector._lock_fd)
     lock_file = f"{os.major(held.st_dev):02x}:{os.minor(held.st_dev):02x}:{held.st_ino}"
     return any(fields[1:2] == ["->"] and fields[5:7] == [str(pid), lock_file]
-               for fields in map(str.split, Path("/proc/locks").read_text().splitlines()))
+               for fields in _record_locks(pid))
+
+
+def test_one_process_detector_takes_no_record_lock() -> None:
+    locks_inside: list[list[list[str]]] = []
+
+    def clock() -> float:  # called with the table locked
+        locks_inside.append(_record_locks(os.getpid()))
+        return time.monotonic()
+
+    shared = DuplicateDetector(window_seconds=60, clock=clock)
+    assert not deliver(shared, "<m@x>", "a@x", b"body")
+    alone = DuplicateDetector(window_seconds=60, clock=clock, shared=False)
+    assert not deliver(alone, "<m@x>", "a@x", b"body")
+    assert deliver(alone, "<m@x>", "a@x", b"body")
+    assert [len(locks) for locks in locks_inside] == [1, 1, 0, 0, 0, 0]
 
 
 def test_fork_while_a_thread_is_inside_seen() -> None:

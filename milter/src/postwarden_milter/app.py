@@ -250,7 +250,8 @@ class MilterProcess:
             self.reloader.start()
             self._start_metrics()
         duplicates = (self.worker.duplicates if self.worker is not None
-                      else DuplicateDetector(self.settings.duplicate_window_seconds))
+                      else DuplicateDetector(self.settings.duplicate_window_seconds,
+                                             shared=False))
         return Services(
             settings=self.settings, policies=holder, audit=self.pipeline, metrics=self.metrics,
             duplicates=duplicates, slots=self.slots, transactions=self.transactions,

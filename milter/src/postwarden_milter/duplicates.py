@@ -20,6 +20,10 @@ constructor: a detector built before ``os.fork()`` is one table for the
 parent and every child. It holds no Python objects, only fixed-size slots: 16
 bytes of a keyed SHA-256 over the four parts, and the first-seen
 ``time.monotonic()`` (system-wide on Linux, so times compare across processes).
+A detector for one process only (``shared=False``: the milter without worker
+processes) takes no lock between processes: the record lock cost two system
+calls per look-up and per record, each giving up the GIL and waiting to take it
+back behind the other mail threads.
 
 It is bounded by construction: ``max_entries`` slots, fixed when made. A key
 may sit only in the ``NEIGHBOURHOOD`` slots from its home slot on (open
@@ -58,7 +62,11 @@ class DuplicateDetector:
         window_seconds: float,
         max_entries: int = MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        shared: bool = True,
     ) -> None:
+        """``shared``: the table is used by processes forked after this (False: by
+        this process only, whose threads it still keeps apart)."""
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._window = window_seconds
@@ -81,8 +89,10 @@ class DuplicateDetector:
         # when it dies, so a worker killed holding it (OOM killer, a crash)
         # cannot wedge the others, as a semaphore-based lock would. They do not
         # exclude threads of one process, hence the thread lock taken first.
-        self._lock_fd = os.memfd_create("postwarden-duplicates-lock")
-        weakref.finalize(self, os.close, self._lock_fd)
+        self._lock_fd: int | None = None
+        if shared:
+            self._lock_fd = os.memfd_create("postwarden-duplicates-lock")
+            weakref.finalize(self, os.close, self._lock_fd)
         self._thread_lock = threading.Lock()
         _live.add(self)
 
@@ -137,6 +147,9 @@ class DuplicateDetector:
     def _locked(self) -> Iterator[float]:
         """Hold the table against other threads and processes; gives the time now."""
         with self._thread_lock:  # record locks exclude processes, not threads
+            if self._lock_fd is None:
+                yield self._clock()
+                return
             fcntl.lockf(self._lock_fd, fcntl.LOCK_EX)
             try:
                 yield self._clock()
