@@ -129,6 +129,25 @@ def test_the_watcher_outlives_an_unexpected_error(
     assert "policy watcher: unexpected error, still watching" in caplog.text
 
 
+def test_an_unexpected_error_while_loading_is_a_counted_refusal(
+    tmp_path: Path, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    policy, metrics, reloader = _file_reloader(tmp_path, loop_thread)
+    holder = reloader.load_initial()
+
+    def broken(paths: list[Path]) -> None:
+        raise RuntimeError("a bug in the loader")
+
+    monkeypatch.setattr(reload_module, "load_policy_set", broken)
+    policy.write_text(POLICY.format(name="main", limit=7))
+    assert not reloader.reload("test")
+    assert holder.current.max_recipients == 5
+    assert (_count(metrics, "ok"), _count(metrics, "failed")) == (0, 1)
+    assert "unexpected RuntimeError (logged above)" in caplog.text
+    assert "a bug in the loader" in caplog.text  # the traceback
+
+
 def test_a_file_removed_while_listing_counts_as_a_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,3 +37,55 @@ def test_every_bad_glob_of_a_list_is_reported() -> None:
     assert [issue.split(": rule")[0] for issue in _issues(text)] == [
         "p.yaml:6:14", "p.yaml:7:14"
     ]
+
+
+def test_a_control_character_deep_in_a_file_is_placed() -> None:
+    text = ("version: 1\nname: p\n" + "# a comment\n" * 170
+            + "rules:\n  - {name: r\f, then: reject}\n")
+    assert _issues(text) == [
+        "p.yaml:174:13: YAML syntax error: character U+000C is not allowed (a control "
+        "character: YAML takes tab and line ends only)"
+    ]
+
+
+def test_a_lone_surrogate_escape_is_an_issue_where_text_is_read() -> None:
+    # PyYAML makes "\ud800" a lone surrogate, which no pattern compiles from (it raised).
+    rules = (
+        "version: 1\nname: p\nrules:\n"
+        '  - {name: r1, when: {subject: "a\\ud800"}, then: reject}\n'
+        '  - {name: r2, when: {attachment: {filename: ["*.\\udfff"]}}, then: reject}\n'
+        '  - {name: r3, then: {add_header: {X-Tag: "\\udcff"}}}\n'
+    )
+    assert _issues(rules) == [
+        f"p.yaml:{line}:{column}: rule '{rule}': holds \\u{code}, a lone surrogate: no character"
+        for line, column, rule, code in ((4, 32, "r1", "d800"), (5, 47, "r2", "dfff"),
+                                         (6, 43, "r3", "dcff"))
+    ]
+
+
+def test_a_raw_test_message_takes_surrogates_only_for_bytes() -> None:
+    raw = ('tests:\n  - {{name: t, raw: "Subject: {}\\r\\n\\r\\nx\\r\\n", recipients: [a@b.test],\n'
+           "      expect: accept}}\n")
+    head = "version: 1\nname: p\nrules:\n  - {name: r, then: accept}\n"
+    assert _issues(head + raw.format("\\udcff")) == []  # the byte 0xff
+    assert _issues(head + raw.format("\\ud800")) == [
+        "p.yaml:6:20: test 't': holds \\ud800, a lone surrogate: no character, only "
+        "\\udc80 to \\udcff (the bytes 0x80 to 0xff)"
+    ]
+
+
+def test_a_merge_key_is_refused_in_words() -> None:
+    text = "version: 1\nname: p\nrules:\n  - &base\n    name: r1\n    then: reject\n" \
+           "  - <<: *base\n    name: r2\n"
+    assert _issues(text) == [
+        "p.yaml:7:5: rule 'r2': YAML merge keys (<<) are not supported: alias the whole "
+        "value, or write its keys out"
+    ]
+
+
+def test_a_pattern_is_quoted_as_written() -> None:
+    text = "version: 1\nname: p\nrules:\n  - {name: r, when: {subject: '(a)\\1'}, then: reject}\n"
+    assert _issues(text) == [
+        "p.yaml:4:31: rule 'r': invalid RE2 regular expression '(a)\\1': invalid escape "
+        "sequence: \\1"
+    ]

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,11 +20,12 @@ from postwarden_policies import (
     evaluate_message,
     load_policy_set,
 )
-from postwarden_policies.loader import load_policy_set_from_sources
+from postwarden_policies.loader import NOT_A_FILE, load_policy_set_from_sources
 from postwarden_policies.model import Mode, StructureAction
 from postwarden_policies.patterns import MAX_SET_PROGRAM_SIZE
 from postwarden_policies.verdicts import Action, SmtpReply
 from postwarden_policies.yamlnodes import MAX_INTEGER, MAX_NESTING, MAX_NODES, MAX_SOURCE_CHARS
+from tests.fixtures.forked import in_child
 
 from .policy_helpers import policy
 
@@ -381,7 +385,54 @@ def test_unreadable_policy_file(tmp_path: Path) -> None:
     path.write_bytes(b"version: 1\nname: caf\xe9\n")
     with pytest.raises(PolicyLoadError) as raised:
         load_policy_set([path])
-    assert [str(i) for i in raised.value.issues] == [f"{path}: cannot read: not UTF-8 text"]
+    assert [str(i) for i in raised.value.issues] == [
+        f"{path}:2:10: cannot read: byte 0xe9 is not UTF-8 text"]
+
+
+def test_a_byte_past_the_first_buffer_that_is_not_utf8_is_placed(tmp_path: Path) -> None:
+    path = tmp_path / "long.yaml"
+    comments = "".join(f"# line {n} caf\u00e9\n" for n in range(1, 2001)).encode()
+    path.write_bytes(comments + b"version: 1\nname: caf\xe9\n")
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set([path])
+    assert [str(i) for i in raised.value.issues] == [
+        f"{path}:2002:10: cannot read: byte 0xe9 is not UTF-8 text"]
+
+
+def test_an_entry_named_like_a_policy_that_is_no_file_refuses_the_set(tmp_path: Path) -> None:
+    # A policy whose link broke must not drop out of the set unnoticed: a reload
+    # would then run without its rules.
+    (tmp_path / "good.yaml").write_text(H, encoding="utf-8")
+    (tmp_path / "gone.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+    (tmp_path / "loop.yml").symlink_to(tmp_path / "loop.yml")
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "sub.yaml").mkdir()  # a directory so named is no policy: left alone
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set([tmp_path])
+    assert [str(i) for i in raised.value.issues] == [
+        f"{tmp_path / name}: {NOT_A_FILE}" for name in ("gone.yaml", "loop.yml", "pipe.yaml")]
+
+
+def test_a_directory_that_cannot_be_listed_is_an_issue() -> None:
+    # Read as nobody, in a child (the suite runs as root, whom no mode stops): a
+    # directory it may enter but not list.
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o711)  # noqa: S103 - nobody must enter it
+        locked = Path(top) / "locked"
+        locked.mkdir(mode=0o711)
+
+        def load_as_nobody() -> int:
+            nobody = pwd.getpwnam("nobody")
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                load_policy_set([locked])
+            except PolicyLoadError as exc:
+                return 0 if [str(i) for i in exc.issues] == [
+                    f"{locked}: cannot read: Permission denied"] else 1
+            return 2
+
+        assert in_child(load_as_nobody) == 0
 
 
 def test_set_orders_by_priority_then_name(tmp_path: Path) -> None:

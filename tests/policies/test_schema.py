@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from postwarden_policies import policy_schema
+from postwarden_policies import load_policy_set_from_sources, policy_schema
 from postwarden_policies.schema import schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +86,14 @@ def test_sizes_and_codes_in_both_forms_validate() -> None:
     }
     jsonschema.Draft202012Validator(policy_schema()).validate(document)
     assert json.loads(schema_text()) == policy_schema()
+
+
+@pytest.mark.parametrize("size", ["10 KIB", "10kib", "10 KiB", "10mB", "3 g"])
+def test_a_size_the_loader_takes_in_any_case_validates(size: str) -> None:
+    text = f"version: 1\nname: p\nlimits: {{max_message_bytes: {size}}}\n"
+    load_policy_set_from_sources([("p.yaml", text)])  # the loader takes it: so must the schema
+    document = {"version": 1, "name": "p", "limits": {"max_message_bytes": size}}
+    jsonschema.Draft202012Validator(policy_schema()).validate(document)
 
 
 def test_unicode_domains_and_header_values_validate() -> None:

@@ -282,6 +282,10 @@ class PolicyReloader:
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             self._refused(reason, database_problem(exc))
             return False
+        except Exception as exc:  # a bug in loading refuses the set as any failure does
+            log.exception("policy reload (%s): unexpected error while loading", reason)
+            self._refused(reason, f"unexpected {type(exc).__name__} (logged above)")
+            return False
         old = self.holder.current.content_hash
         self.holder.swap(policy_set)
         self._metrics.policy_reloads.labels("ok").inc()

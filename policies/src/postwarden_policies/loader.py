@@ -127,14 +127,13 @@ def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIs
     issues: list[PolicyIssue] = []
     for path in map(Path, paths):
         if path.is_dir():
-            # Not hidden files: tools write their temporary copies so (Ansible's
-            # .ansible_tmp...main.yaml), and a half-written one would be loaded.
-            found = sorted(
-                p for p in path.iterdir()
-                if p.suffix.lower() in POLICY_SUFFIXES and not p.name.startswith(".")
-                and p.is_file()
-            )
-            if not found:
+            try:
+                found, unreadable = _directory_files(path)
+            except OSError as exc:
+                issues.append(PolicyIssue(str(path), None, None, f"cannot read: {exc.strerror}"))
+                continue
+            issues.extend(PolicyIssue(str(p), None, None, NOT_A_FILE) for p in unreadable)
+            if not found and not unreadable:
                 issues.append(PolicyIssue(str(path), None, None, "no *.yaml or *.yml policy files"))
         elif path.is_file():
             found = [path]
@@ -146,6 +145,43 @@ def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIs
         for file in found:
             files.setdefault(file.resolve(), file)
     return list(files.values()), issues
+
+
+NOT_A_FILE = "not a file that can be read (a broken symbolic link, a link loop, a FIFO?)"
+
+
+def _directory_files(directory: Path) -> tuple[list[Path], list[Path]]:
+    """A directory's policy files, sorted, and the entries named like one that are no
+    file: a policy whose link broke is refused as a file that cannot be read is,
+    never dropped from the set unnoticed."""
+    files: list[Path] = []
+    unreadable: list[Path] = []
+    # Not hidden files: tools write their temporary copies so (Ansible's
+    # .ansible_tmp...main.yaml), and a half-written one would be loaded.
+    for entry in directory.iterdir():
+        if entry.suffix.lower() not in POLICY_SUFFIXES or entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            files.append(entry)
+        elif not entry.is_dir():
+            unreadable.append(entry)
+    return sorted(files), sorted(unreadable)
+
+
+def _not_utf8(path: Path) -> PolicyIssue:
+    """Where a file that is not UTF-8 first is not (read_text tells a place in its
+    buffer, not in the file)."""
+    try:
+        data = path.read_bytes()
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[line_start:exc.start].decode("utf-8", "replace")) + 1
+        return PolicyIssue(str(path), data.count(b"\n", 0, exc.start) + 1, column,
+                           f"cannot read: byte 0x{data[exc.start]:02x} is not UTF-8 text")
+    except OSError:
+        pass
+    return PolicyIssue(str(path), None, None, "cannot read: not UTF-8 text")  # changed since
 
 
 def load_policy_set(paths: Iterable[Path | str], *, check_samples: bool = False) -> PolicySet:
@@ -163,9 +199,11 @@ def load_policy_set(paths: Iterable[Path | str], *, check_samples: bool = False)
                                           f"larger than {MAX_SOURCE_CHARS} characters"))
                 continue
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            issues.append(PolicyIssue(str(path), None, None, f"cannot read: {reason}"))
+        except OSError as exc:
+            issues.append(PolicyIssue(str(path), None, None, f"cannot read: {exc.strerror}"))
+            continue
+        except UnicodeDecodeError:
+            issues.append(_not_utf8(path))
             continue
         sources.append((str(path), text, path.parent))
     return _build(sources, issues, check_samples)

@@ -74,6 +74,12 @@ def re2_options() -> Any:
     return options
 
 
+def _quoted(shown: str) -> str:
+    """A pattern as its author wrote it (repr doubles every backslash), unless it holds
+    characters a one-line message should not."""
+    return f"'{shown}'" if shown.isprintable() else repr(shown)
+
+
 def _compile(source: str, what: str, shown: str) -> Pattern:
     budget = _BUDGET.get()
     if budget is not None:
@@ -81,20 +87,20 @@ def _compile(source: str, what: str, shown: str) -> Pattern:
         if known is not None:
             return known
         if budget.left <= 0:
-            raise SpecError(f"{what} {shown!r} not compiled: the policy set's patterns together "
-                            f"exceed {MAX_SET_PROGRAM_SIZE} RE2 instructions")
+            raise SpecError(f"{what} {_quoted(shown)} not compiled: the policy set's patterns "
+                            f"together exceed {MAX_SET_PROGRAM_SIZE} RE2 instructions")
     try:
         compiled = re2.compile(source.encode("utf-8"), re2_options())
     except re2.error as exc:
         detail = exc.args[0] if exc.args else "unknown error"
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
-        raise SpecError(f"invalid {what} {shown!r}: {detail}") from None
+        raise SpecError(f"invalid {what} {_quoted(shown)}: {detail}") from None
     size = compiled.programsize
     if budget is not None:
         budget.left -= size
     if size > MAX_PROGRAM_SIZE:
-        raise SpecError(f"{what} {shown!r} is too complex: {size} RE2 instructions, "
+        raise SpecError(f"{what} {_quoted(shown)} is too complex: {size} RE2 instructions, "
                         f"at most {MAX_PROGRAM_SIZE} (a counted repeat of a Unicode class?)")
     pattern = Pattern(shown, compiled)
     if budget is not None:

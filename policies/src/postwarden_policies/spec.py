@@ -28,6 +28,7 @@ from .yamlnodes import (
 )
 
 JsonSchema = dict[str, Any]
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _Invalid:
@@ -100,15 +101,30 @@ class Scalar(Spec):
         return {"type": self.json_type, **self.extra}
 
 
-def text(*, pattern: str | None = None, what: str = "text", max_length: int = 1000) -> Scalar:
-    """A non-empty string, optionally matching ``pattern`` (described as ``what``)."""
+# A "\ud800" escape makes a lone surrogate, which is no character: UTF-8 cannot hold
+# it, so no pattern would compile with it nor header be written. Where text stands
+# for bytes (a test's raw message), \udc80 to \udcff stand for the bytes 0x80 to
+# 0xff, as Python's surrogateescape reads them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
+def text(*, pattern: str | None = None, what: str = "text", max_length: int = 1000,
+         byte_escapes: bool = False) -> Scalar:
+    """A non-empty string, optionally matching ``pattern`` (described as ``what``);
+    ``byte_escapes``: \\udc80 to \\udcff may stand for the bytes 0x80 to 0xff."""
     compiled = re.compile(pattern) if pattern else None
+    surrogate = _NOT_A_BYTE if byte_escapes else _SURROGATE
 
     def check(value: str) -> None:
         if not value:
             raise SpecError(f"expected {what}, got an empty string")
         if len(value) > max_length:
             raise SpecError(f"too long: at most {max_length} characters")
+        if found := surrogate.search(value):
+            allowed = ", only \\udc80 to \\udcff (the bytes 0x80 to 0xff)" if byte_escapes else ""
+            raise SpecError(f"holds \\u{ord(found.group()):04x}, a lone surrogate: no "
+                            f"character{allowed}")
         if compiled is not None and not compiled.fullmatch(value):
             raise SpecError(f"expected {what}, got {value!r}")
 
@@ -176,7 +192,7 @@ class Size(Spec):
         return {
             "anyOf": [
                 {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
-                {"type": "string", "pattern": r"^\s*\d+\s*([KMGkmg]?)(i?[Bb])?\s*$"},
+                {"type": "string", "pattern": r"^\s*\d+\s*([KMGkmg]?)([iI]?[bB])?\s*$"},
             ]
         }
 
@@ -248,6 +264,11 @@ def _mapping_items(
         if not reader.visit(value_node):
             return None
         key = reader.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+        if key_node.tag == MERGE_TAG:
+            reader.error(key_node, "YAML merge keys (<<) are not supported: alias the whole "
+                                   "value, or write its keys out")
+            ok = False
+            continue
         if not isinstance(key, str):
             reader.error(key_node, f"expected a string key, got {describe(key_node)}")
             ok = False

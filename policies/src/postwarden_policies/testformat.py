@@ -91,7 +91,9 @@ TEST_CASE = Obj(
     {
         "name": Field(text(max_length=200), "What the case shows.", required=True),
         "message": Field(text(what="a path"), "The .eml file, relative to the policy file."),
-        "raw": Field(text(max_length=1_000_000), "The message itself (instead of message)."),
+        "raw": Field(text(max_length=1_000_000, byte_escapes=True),
+                     "The message itself (instead of message); \\udc80 to \\udcff "
+                     "stand for the bytes 0x80 to 0xff."),
         "sender": Field(
             text(pattern=f"<>|{ADDRESS}", what="an e-mail address or <>"),
             "Envelope sender (<> by default).",

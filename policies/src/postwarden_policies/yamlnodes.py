@@ -313,6 +313,21 @@ def _marked_issue(label: str, exc: yaml.MarkedYAMLError) -> PolicyIssue:
     return PolicyIssue(label, mark.line + 1, mark.column + 1, problem)
 
 
+def _character_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> PolicyIssue:
+    """A character YAML refuses, placed by line and column (PyYAML tells an offset)."""
+    code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+    if 0xD800 <= code <= 0xDFFF:
+        kind = "a lone surrogate"
+    elif code < 0x20 or 0x7F <= code < 0xA0:
+        kind = "a control character: YAML takes tab and line ends only"
+    else:
+        kind = "a noncharacter"
+    line_start = text.rfind("\n", 0, exc.position) + 1
+    return PolicyIssue(label, text.count("\n", 0, exc.position) + 1,
+                       exc.position - line_start + 1,
+                       f"YAML syntax error: character U+{code:04X} is not allowed ({kind})")
+
+
 def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]:
     """Compose one YAML document into nodes; a syntax error becomes an issue."""
     if len(text) > MAX_SOURCE_CHARS:
@@ -324,6 +339,8 @@ def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]
             node = yaml.compose(text, Loader=_ExplainingLoader)
     except yaml.MarkedYAMLError as exc:
         return None, [_marked_issue(label, exc)]
+    except yaml.reader.ReaderError as exc:
+        return None, [_character_issue(label, text, exc)]
     except yaml.YAMLError as exc:
         return None, [PolicyIssue(label, None, None, f"YAML error: {exc}")]
     except RecursionError:  # PyYAML's composer recurses once per level of [ or {
