@@ -1,7 +1,7 @@
 """The socket directory of contrib/systemd/README.md works with the real milter: owned
 by the milter's user, group a socket group of its own, mode 2750. The milter, not in
-that group (under the unit's PrivateUsers=yes it could not be), makes a socket of
-that group, mode 0660; Postfix's user reaches it through that group alone. So
+that group, makes a socket of that group, mode 0660; Postfix's user reaches it
+through that group alone. So
 Postfix need not join the postwarden group, which reads the secret key.
 
 Needs root: it runs the milter and the client as other users (setpriv).
