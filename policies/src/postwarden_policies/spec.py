@@ -252,14 +252,17 @@ class ListOf(Spec):
 
 def _mapping_items(
     node: yaml.Node, reader: Reader, what: str
-) -> list[tuple[str, yaml.Node, yaml.Node]] | None:
-    """(key, key node, value node) of a mapping with string keys; duplicates are issues."""
+) -> tuple[list[tuple[str, yaml.Node, yaml.Node]], bool] | None:
+    """(key, key node, value node) of a mapping's string keys, and whether there was no
+    duplicate among them. A duplicate is an issue, and the other keys are still read,
+    to tell their issues at the same time; a key that is no string (a merge key too)
+    leaves the mapping's meaning unknown: None, once each such key is told."""
     if not isinstance(node, yaml.MappingNode):
         reader.error(node, f"expected a mapping ({what}), got {describe(node)}")
         return None
     items: list[tuple[str, yaml.Node, yaml.Node]] = []
     seen: dict[str, yaml.Node] = {}
-    ok = True
+    ok = strings = True
     for key_node, value_node in node.value:
         if not reader.visit(value_node):
             return None
@@ -267,11 +270,11 @@ def _mapping_items(
         if key_node.tag == MERGE_TAG:
             reader.error(key_node, "YAML merge keys (<<) are not supported: alias the whole "
                                    "value, or write its keys out")
-            ok = False
+            strings = False
             continue
         if not isinstance(key, str):
             reader.error(key_node, f"expected a string key, got {describe(key_node)}")
-            ok = False
+            strings = False
             continue
         lowered = key.lower()
         if lowered in seen:
@@ -281,7 +284,7 @@ def _mapping_items(
             continue
         seen[lowered] = key_node
         items.append((key, key_node, value_node))
-    return items if ok else None
+    return (items, ok) if strings else None
 
 
 class MapOf(Spec):
@@ -294,14 +297,14 @@ class MapOf(Spec):
         self.min_items = min_items
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
-        items = _mapping_items(node, reader, self.what)
-        if items is None:
+        read = _mapping_items(node, reader, self.what)
+        if read is None:
             return INVALID
-        if len(items) < self.min_items:
+        items, ok = read
+        if ok and len(items) < self.min_items:
             reader.error(node, f"expected at least {self.min_items} entry in {self.what}")
             return INVALID
         result: dict[Any, Any] = {}
-        ok = True
         for _, key_node, value_node in items:
             key = self.key.read(key_node, reader)
             value = self.value.read(value_node, reader)
@@ -395,10 +398,12 @@ class Obj(Spec):
         return None
 
     def _read(self, node: yaml.Node, reader: Reader) -> Any:
-        items = _mapping_items(node, reader, self.title)
-        if items is None:
+        read = _mapping_items(node, reader, self.title)
+        if read is None:
             return INVALID
-        return self._read_items(node, items, reader)
+        items, whole = read
+        value = self._read_items(node, items, reader)
+        return value if whole else INVALID
 
     def _read_items(
         self, node: yaml.Node, items: list[tuple[str, yaml.Node, yaml.Node]], reader: Reader
