@@ -16,9 +16,20 @@ ORDINARY = [
     ("unclosed <font> in 3,000 cells", "<table>" + "".join(
         f"<tr><td><font color=#{i:06x}>x" for i in range(3_000)) + "</table>"),
     ("2,000 nested tables", "<table><tr><td>" * 2_000 + "x"),
+    ("5,000 unclosed <dt> and <dd>", "<dl>" + "<dt>term<dd>meaning" * 5_000 + "</dl>"),
+    ("a select of 5,000 unclosed <option>s", "<select>" + "<option>x" * 5_000 + "</select>"),
+    ("2,000 lists in list items", "<ul><li>a<ul><li>b</ul></ul>" * 2_000),
 ]
 COSTLY = [
     ("40,000 nested divs", "<div>" * 40_000 + "x" + "</div>" * 40_000),
     ("formatting reopened at every close",
      "<div>" * 1_000 + "".join(f"<b c={i}>" for i in range(1_000)) + "x</div>" * 1_000),
+    # List items and options close only what the tree builder closes: each of these
+    # nests as deep as it repeats.
+    ("<li> under a special element, 6,000 deep", "<li><ul><x>" * 6_000),
+    ("<dd> under a special element, 6,000 deep", "<dt><div><dd><section>x" * 6_000),
+    ("<option> under a <div>, 8,000 deep", "<div><option>x" * 8_000),
+    ("<optgroup> under an <option>, 8,000 deep", "<option><optgroup>" * 8_000),
+    # Outside a table, the tree builder ignores a cell's start tag.
+    ("<td> outside a table, 16,000 <rt>s deep", "<td><rt>x" * 16_000),
 ]

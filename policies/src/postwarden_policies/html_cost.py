@@ -42,8 +42,22 @@ _CLOSE_P = frozenset(
 )
 # Elements that put a marker in the active formatting list (the standard's list).
 _MARKERS = frozenset("applet caption marquee object td th template".split())
-_SIBLINGS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt"), "td": ("td", "th"),
-             "th": ("td", "th"), "tr": ("tr",), "option": ("option",)}
+# A start tag that closes an open cell or row of its table (within its scope).
+_SIBLINGS = {"td": ("td", "th"), "th": ("td", "th"), "tr": ("tr",)}
+# A list item closes an open one of its kind only if that is the innermost of the
+# standard's special elements (all below but address, div and p, which the search looks
+# past): <li><ul><x><li> nests, as the tree builder builds it.
+_LIST_ITEMS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt")}
+_SPECIAL = frozenset(
+    """applet area article aside base basefont bgsound blockquote body br button caption
+    center col colgroup dd details dir dl dt embed fieldset figcaption figure footer form
+    frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img input keygen li
+    link listing main marquee menu meta nav noembed noframes noscript object ol param
+    plaintext pre script search section select source style summary table tbody td
+    template textarea tfoot th thead title tr track ul wbr xmp""".split()
+)
+# Outside a table the tree builder ignores these start tags.
+_TABLE_ONLY = frozenset("caption col colgroup tbody td tfoot th thead tr".split())
 NOAHS_ARK = 3
 # Measured with nh3 0.2 on this project's 2-core machine: about 1.7 ns per open
 # element looked through, 600 ns per formatting element reopened (created, then
@@ -59,6 +73,7 @@ class _Builder:
         self.open: list[str] = []
         self.at: defaultdict[str, list[int]] = defaultdict(list)  # name -> its indexes in open
         self.scopes: list[int] = []  # indexes in open of scope elements
+        self.special: list[int] = []  # indexes in open of _SPECIAL elements
         self.floor = 0  # where a search for a scope stops: the innermost scope element
         # Active formatting entries, None once closed; a cell or caption sets a marker:
         # closing it clears the entries after it, which are never reopened past it.
@@ -80,9 +95,15 @@ class _Builder:
 
     def start(self, name: str, attributes: str) -> None:
         at = self.at
-        if name in _SIBLINGS:
+        if name in _TABLE_ONLY and not at.get("table"):
+            return
+        if name in _LIST_ITEMS:
+            self._close_list_item(name)
+        elif name in _SIBLINGS:
             for sibling in _SIBLINGS[name]:
                 self.end(sibling)
+        elif name in ("option", "optgroup") and self.open and self.open[-1] == "option":
+            self.end("option")  # only the current node: an option further down stays open
         if name in _CLOSE_P:  # looks for an open p: through the scope, or to close it
             if at.get("p"):
                 self.end("p")
@@ -125,6 +146,14 @@ class _Builder:
                 self.displaced += 1
         self.displaced = min(self.displaced, self.live)
 
+    def _close_list_item(self, name: str) -> None:
+        """The standard's search for an open list item to close: down to the innermost
+        special element, which is closed if it is one of ``name``'s kind."""
+        innermost = self.special[-1] if self.special else 0
+        self.cost += len(self.open) - innermost
+        if self.special and self.open[innermost] in _LIST_ITEMS[name]:
+            self.end(self.open[innermost])
+
     def _forget(self, at: int) -> None:
         entry = self.active[at]
         assert entry is not None  # noqa: S101 - active_at holds live entries only
@@ -147,6 +176,8 @@ class _Builder:
         if name in _SCOPE:
             self.floor = len(self.open)
             self.scopes.append(self.floor)
+        if name in _SPECIAL:
+            self.special.append(len(self.open))
         self.at[name].append(len(self.open))
         self.open.append(name)
 
@@ -156,6 +187,8 @@ class _Builder:
         if name in _SCOPE:
             self.scopes.pop()
             self.floor = self.scopes[-1] if self.scopes else 0
+        if name in _SPECIAL:
+            self.special.pop()
         if name in _MARKERS:
             self._clear_to_marker()
         return name
