@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postwarden_milter.session import CRLF, BodyBuffer, Transaction
+from postwarden_milter.session import AUDIT_HEADER_BYTES, CRLF, BodyBuffer, Transaction
 
 
 def transaction(threshold: int, max_bytes: int | None = None) -> Transaction:
@@ -60,3 +60,34 @@ def test_the_size_limit_is_checked_on_every_chunk() -> None:
         assert txn.size == len(b"Subject: hello\r\n\r\n") + 700
     finally:
         txn.close()
+
+
+def test_the_size_counts_the_blank_line_once_body_or_not() -> None:
+    # Counted at the first chunk only, a header-only message was two bytes smaller
+    # than it is, and one its size over the limit was refused at the limit.
+    header_only = transaction(1000, max_bytes=len(b"Subject: hello\r\n\r\n"))
+    assert header_only.size == len(header_only.raw_message()) and header_only.within_limit
+    with_body = transaction(1000)
+    with_body.add_body(b"x\r\n")
+    assert with_body.size == len(with_body.raw_message())
+    with_body.close()
+
+
+def test_headers_past_the_limit_are_counted_not_kept() -> None:
+    txn = transaction(1000, max_bytes=20_000)
+    line = b" " + b"v" * 990
+    for n in range(2_000):  # 2 MB of headers
+        txn.add_header(f"X-H{n}", line, leading_space=True)
+    assert not txn.within_limit
+    assert len(txn.header_bytes) <= 20_000
+    assert txn.size > 2_000 * 990
+    assert txn.header_names["x-h1999"] == 1
+
+
+def test_the_audit_reads_the_leading_headers_whole_lines_only() -> None:
+    txn = transaction(1000)  # no size limit: an aborted transaction holds all it got
+    for n in range(200):
+        txn.add_header(f"X-H{n}", b" " + b"v" * 990, leading_space=True)
+    head = txn.leading_headers()
+    assert head.startswith(b"Subject: hello\r\n") and head.endswith(b"v\r\n")
+    assert AUDIT_HEADER_BYTES - 1000 < len(head) <= AUDIT_HEADER_BYTES

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import pwd
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ import pytest
 from postwarden_policies import load_policy_set
 from postwarden_policies.cli import build_parser, main
 from postwarden_policies.schema import schema_text
+from tests.fixtures.forked import in_child
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 SAMPLES = EXAMPLES / "samples"
@@ -258,3 +263,23 @@ def test_eval_shows_a_header_edit_on_one_line_with_controls_escaped(
     assert main([*EVAL, str(message)]) == 0
     edits = [line for line in capsys.readouterr().out.splitlines() if line.startswith("edit:")]
     assert "edit: change header Subject[1]: [EXT] a folded subject \\x1b[2Jhere" in edits
+
+
+def test_check_names_a_directory_it_may_not_list() -> None:
+    # It was a PermissionError traceback. Run as nobody, in a child (the suite runs as
+    # root, whom no mode stops), on a directory nobody may enter but not list.
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o711)  # noqa: S103 - nobody must enter it
+        locked = Path(top) / "locked"
+        locked.mkdir(mode=0o711)
+
+        def check_as_nobody() -> int:
+            nobody = pwd.getpwnam("nobody")
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            sys.stderr = told = io.StringIO()
+            code = main(["check", str(locked)])
+            return 0 if (code, told.getvalue()) == (
+                1, f"{locked}: cannot read: Permission denied\n") else 1
+
+        assert in_child(check_as_nobody) == 0

@@ -256,12 +256,12 @@ class ConnectionHandler:
         return self._abandon(frozenset({STOP_DEADLINE}))
 
     def _header_facts(self) -> MessageFacts | None:
-        """For a transaction ended before its verdict: the headers received so far,
-        parsed alone (cheap), so its audit row names From, Subject and Message-ID."""
+        """For a transaction ended before its verdict: the headers received so far (their
+        first 64 KiB), parsed alone, so its audit row names From, Subject and Message-ID."""
         txn = self._txn
         if txn is None or not txn.header_bytes:
             return None
-        return parse_message(bytes(txn.header_bytes) + b"\r\n", txn.envelope(self._client),
+        return parse_message(txn.leading_headers() + b"\r\n", txn.envelope(self._client),
                              header_only=True)
 
     # --- callbacks ---------------------------------------------------------------

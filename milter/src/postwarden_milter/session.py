@@ -3,8 +3,8 @@
 A :class:`Transaction` starts at MAIL FROM and ends at end-of-message or
 abort. The body streams into a buffer that stays in memory up to a
 threshold and spills to a temporary file beyond it. The size limit is
-checked on every chunk: a message that passes it is not stored any further
-(what was held is freed at once) and is refused at end of message.
+checked on every header and chunk: a message that passes it is not stored
+any further (the body held is freed at once) and is refused at end of message.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from postwarden_policies import Envelope
 
 CRLF = b"\r\n"
 SPILL_BATCH = 256 * 1024
+# Of the headers of a transaction ended before its verdict (refused as too big,
+# aborted), what is parsed for its audit row's From, Subject and Message-ID.
+AUDIT_HEADER_BYTES = 64 * 1024
 
 
 def strip_brackets(address: str) -> str:
@@ -149,7 +152,8 @@ class Transaction:
     _recipient_keys: set[RecipientKey] = field(default_factory=set)
     header_bytes: bytearray = field(default_factory=bytearray)
     header_names: Counter[str] = field(default_factory=Counter)
-    size: int = 0
+    size: int = 0  # of the message so far, as raw_message() gives it
+    _begun: bool = False  # size counts the blank line after the headers
     _body: BodyBuffer | None = None
 
     def add_recipient(self, as_given: str, params: tuple[str, ...], limit: int | None) -> bool:
@@ -175,18 +179,35 @@ class Transaction:
         value = value.replace(CRLF, b"\n").replace(b"\n", CRLF)
         line = name.encode("utf-8", "surrogateescape") + (b":" if leading_space else b": ")
         line += value + CRLF
-        self.header_bytes += line
         self.header_names[name.lower()] += 1
-        self.size += len(line)
+        if not self._grow(len(line)):  # refused at end of message: counted, not kept
+            return False
+        self.header_bytes += line
+        return True
+
+    def _grow(self, count: int) -> bool:
+        """Count ``count`` more bytes (with the first, the blank line that ends the
+        headers, which a message has with or without a body); whether it still fits."""
+        if not self._begun:
+            self._begun = True
+            count += len(CRLF)
+        self.size += count
         return self.within_limit
+
+    def leading_headers(self) -> bytes:
+        """The headers held, up to :data:`AUDIT_HEADER_BYTES` (cut at a line end): what
+        a transaction ended before its verdict parses for its audit row."""
+        held = self.header_bytes
+        if len(held) <= AUDIT_HEADER_BYTES:
+            return bytes(held)
+        cut = held.rfind(CRLF, 0, AUDIT_HEADER_BYTES - 1)
+        return bytes(held[: cut + len(CRLF)] if cut > 0 else held[:AUDIT_HEADER_BYTES])
 
     def add_body(self, chunk: bytes) -> bool:
         """Keep the chunk; past the size limit keep nothing, only count (False)."""
         if self._body is None:
             self._body = BodyBuffer(self.memory_threshold)
-            self.size += len(CRLF)
-        self.size += len(chunk)
-        if not self.within_limit:
+        if not self._grow(len(chunk)):
             self._body.close()
             return False
         self._body.write(chunk)

@@ -72,6 +72,9 @@ def _load(paths: Sequence[str], *, check_samples: bool = False) -> PolicySet | N
         for issue in exc.in_order():
             print(issue, file=sys.stderr)
         return None
+    except OSError as exc:  # a directory it may not list
+        print(f"{exc.filename}: cannot read: {exc.strerror}", file=sys.stderr)
+        return None
 
 
 def _check(args: argparse.Namespace) -> int:

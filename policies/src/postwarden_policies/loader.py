@@ -127,11 +127,7 @@ def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIs
     issues: list[PolicyIssue] = []
     for path in map(Path, paths):
         if path.is_dir():
-            try:
-                found, unreadable = _directory_files(path)
-            except OSError as exc:
-                issues.append(PolicyIssue(str(path), None, None, f"cannot read: {exc.strerror}"))
-                continue
+            found, unreadable = _directory_files(path)  # OSError: callers say it their way
             issues.extend(PolicyIssue(str(p), None, None, NOT_A_FILE) for p in unreadable)
             if not found and not unreadable:
                 issues.append(PolicyIssue(str(path), None, None, "no *.yaml or *.yml policy files"))
