@@ -396,6 +396,7 @@ def test_hostile_html_under_a_well_formed_but_bogus_signature_is_held() -> None:
     facts, verdict = _run(raw)
     assert facts.parts[1].in_signed
     assert verdict.decision == Quarantine("rewrite failed: a signed part would have to change")
+    assert "rewrite_failed" in verdict.flags  # for the audit row: no rule it lists holds it
 
 
 def _yencoded(name: bytes, data: bytes) -> bytes:

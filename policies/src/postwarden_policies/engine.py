@@ -182,6 +182,9 @@ def _reported(policy_set: PolicySet, item: MatchInput) -> tuple[str, ...]:
     )
 
 
+REWRITE_FAILED = "rewrite_failed"  # a verdict's flag: quarantined, the body could not change
+
+
 def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
     item = MatchInput.of(facts)
     reported = _reported(policy_set, item)
@@ -221,8 +224,10 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
     except RewriteError as exc:
         # The milter's log lines carry the queue id; a policy test has none.
         log.warning("rewrite failed (%s); quarantined", exc)
-        # The reason names the cause (our own fixed text) for the hold queue's reader.
-        return replace(base, decision=Quarantine(f"rewrite failed: {exc}"), edits=tuple(edits))
+        # The reason names the cause (our own fixed text) for the hold queue's reader;
+        # the flag tells the audit row's (no rule it lists holds the message).
+        return replace(base, decision=Quarantine(f"rewrite failed: {exc}"), edits=tuple(edits),
+                       flags=base.flags | {REWRITE_FAILED})
     if body is not None:
         edits.append(ReplaceBody(body))
     return replace(base, edits=tuple(edits), changes=changes)
