@@ -56,6 +56,7 @@ from postwarden_policies import tnefparts, tnefrewrite, transfer
 from postwarden_policies.facts import MessageFacts, MimePart
 from postwarden_policies.headers import decode_bytes, read_as_readers
 from postwarden_policies.html_allowlist import HtmlOptions
+from postwarden_policies.htmllines import within_line_limit
 from postwarden_policies.mimeparse import parse_message
 from postwarden_policies.sanitize import removed_whole, sanitize_html
 from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitized
@@ -214,10 +215,12 @@ def _sanitize_edit(
     charset = part.charset if readable and not unknown and part.charset else "us-ascii"
     cte = part.transfer_encoding
     text = _with_references(clean, charset)
+    if cte not in ("8bit", "binary", "base64", "quoted-printable") \
+            and not text.encode(charset).isascii():
+        charset, text = "us-ascii", _with_references(clean, "us-ascii")  # stays 7-bit clean
+    if cte in ("7bit", "8bit"):  # lines travel as they are: within SMTP's limit
+        text = within_line_limit(text, charset, "\r\n" if "\r\n" in text else "\n")
     new = text.encode(charset)
-    if cte not in ("8bit", "binary", "base64", "quoted-printable") and not new.isascii():
-        text = _with_references(clean, "us-ascii")  # must stay 7-bit clean
-        new = text.encode("us-ascii")
     # The reader decodes the bytes by the part's label (unchanged): they must read
     # as the text we cleaned. ASCII under a label such as utf-16 does not, and the
     # label is in a header section we keep, so such a part is held.
