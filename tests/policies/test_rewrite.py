@@ -148,6 +148,24 @@ def test_top_level_attachment_gets_the_notice_as_body() -> None:
     assert len(changes) == 1
 
 
+def test_a_top_level_notice_its_charset_label_would_garble_is_refused() -> None:
+    # The header section stays: under "charset=utf-16" readers would show the ASCII
+    # notice as CJK characters. Held instead (the engine quarantines on RewriteError).
+    raw = _crlf(
+        b'From: a@example.com\nContent-Type: text/plain; charset=utf-16; name="a.zip"\n'
+        b'Content-Disposition: attachment; filename="a.zip"\n\nPK\x03\x04zzzz\n'
+    )
+    facts = parse_message(raw, Envelope())
+    with pytest.raises(RewriteError, match="would not read as its part's charset says"):
+        rewrite_body(facts, RewritePlan(strip=((0, "r"),), sanitize_html=None))
+    for label, name in (("iso-8859-1", "caf\u00e9.zip"), ("us-ascii", "caf?.zip")):
+        labelled = raw.replace(b"utf-16", label.encode()).replace(b"a.zip", b"caf\xc3\xa9.zip")
+        facts = parse_message(labelled, Envelope())
+        body = rewrite_body(facts, RewritePlan(strip=((0, "r"),), sanitize_html=None)).body
+        assert body is not None
+        assert body.decode(label).startswith(f'The attachment "{name}" (')
+
+
 def _forwarded() -> MessageFacts:
     exe = base64.encodebytes(EXE)
     raw = _crlf(

@@ -151,11 +151,29 @@ def _stripped(part: MimePart, data: bytes, reason: str) -> tuple[bytes, Attachme
     return notice, change
 
 
+def _as_labelled(notice: bytes, part: MimePart) -> bytes:
+    """The notice for a top-level part, whose header section stays: a text part's in
+    the charset it is labelled with (its file name's letters as "?" if that lacks
+    them); RewriteError where no reader would read it so (a label such as utf-16)."""
+    if not part.content_type.startswith("text/") or not part.charset:
+        return notice
+    text = notice.decode()
+    for shown in (text, text.encode("ascii", "replace").decode()):
+        try:
+            encoded = shown.encode(part.charset)
+        except (LookupError, ValueError):  # unknown to Python, or lacking the letters
+            continue
+        if b"\0" not in encoded and decode_bytes(encoded, part.charset, set()) == shown:
+            return encoded
+    raise RewriteError("the notice would not read as its part's charset says")
+
+
 def _strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[_Edit, Change]:
     notice, change = _stripped(part, _decoded(facts, part), reason)
     nl = facts.newline
     original = facts.raw[part.body_start : part.body_end]
     if part.parent is None:  # the top-level header section stays as it is
+        notice = _as_labelled(notice, part)
         body = _with_tail(original, _encode(notice, part.transfer_encoding, nl))
         return _Edit(part.body_start, part.body_end, body, part, False), change
     slot = nl.join(
