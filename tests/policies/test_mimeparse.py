@@ -444,3 +444,14 @@ def test_delimiters_are_found_past_many_lines_that_only_look_like_them(lookalike
     assert [p.content_type for p in facts.parts] == ["multipart/mixed", "text/plain", "text/plain"]
     assert not facts.flags
     assert facts.raw[facts.parts[2].body_start:facts.parts[2].body_end] == b"two"
+
+
+def test_a_message_partial_fragment_is_flagged_as_not_looked_into() -> None:
+    # A reader that reassembles the fragments sees a.zip; no fragment shows it here.
+    raw = (b"From: a@example.com\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: message/partial; id="x@y"; number=1; total=2\r\n\r\n'
+           b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           b'Content-Type: application/zip; name="a.zip"\r\n\r\nPK\x03\x04\r\n')
+    facts = parse_message(raw, ENV)
+    assert {"partial_message", "malformed"} <= facts.flags
+    assert [part.content_type for part in facts.attachments] == ["message/partial"]

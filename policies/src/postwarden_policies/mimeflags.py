@@ -30,6 +30,9 @@ raises) is reported in ``MessageFacts.flags``:
 ``unknown_transfer_encoding``  (m) a transfer encoding outside RFC 2045
 ``encoded_message``        (m) a message/rfc822 part that is base64 or QP
                            encoded (not looked into)
+``partial_message``        (m) a message/partial part: a fragment of a message
+                           some readers put back together, whose parts cannot
+                           be looked into here
 ``unscanned_text``         (m) a base64 or quoted-printable text/plain part longer
                            than ``textparts.UU_SCAN``: the rest was not searched for
                            uuencoded files
@@ -76,7 +79,8 @@ FLAGS = frozenset({
     "conflicting_parameter", "duplicate_header", "duplicate_mime_header", "eight_bit_headers",
     "empty_body", "encoded_message", "malformed", "malformed_content_type",
     "malformed_encoded_word", "missing_boundary", "missing_end_boundary",
-    "missing_header_separator", "no_headers", "padded_encoding", "parser_error", "too_deep",
+    "missing_header_separator", "no_headers", "padded_encoding", "parser_error",
+    "partial_message", "too_deep",
     "text_truncated", "too_many_parts", "unknown_charset", "unknown_transfer_encoding",
     "unreadable_tnef", "unscanned_text", "unshared_charset", "uuencoded",
 })
@@ -98,6 +102,7 @@ MALFORMED = frozenset(
         "padded_encoding",
         "unknown_transfer_encoding",
         "encoded_message",
+        "partial_message",
         "unscanned_text",
         "ambiguous_from",
         "unreadable_tnef",

@@ -182,6 +182,8 @@ class Parser:
                 children.append(
                     _Entity(start, end, entity.depth + 1, index, path, in_signed, default)
                 )
+        elif ctype == "message/partial":  # a fragment: only the whole, reassembled, reads
+            flags.add("partial_message")
         elif ctype in _MESSAGE_TYPES:
             if cte in ("base64", "quoted-printable"):
                 flags.add("encoded_message")
