@@ -5,9 +5,14 @@ ends) with 7-bit transfer encodings, so the message passes any relay. The
 header names of the result are split out the way an MTA reads them and
 compared with the ones we set: a
 header that appeared from nowhere (an injection through some field) stops
-the build instead of reaching Postfix. Address headers the registry wrote
-are read back, strictly and the way ``parseaddr`` reads them: a display name
-that would show another mailbox is refused (:class:`AmbiguousAddresses`).
+the build instead of reaching Postfix. Address headers are written here, not
+by the email package, whose folding of a long display name with ":", ";" or
+"@" in it read back as other mailboxes, or as no header at all: a name that
+is not plain words goes out as RFC 2047 encoded words (UTF-8, base64), each
+mailbox on a line of its own. They are read back all the same, strictly and
+the way ``parseaddr`` reads them: a display name that would show another
+mailbox is refused (:class:`AmbiguousAddresses`), and so is one a parser
+cannot read back at all.
 
 Parsing a header value into the registry's objects and folding it again is
 most of the build's time, and for the common case, a short ASCII value
@@ -20,6 +25,7 @@ skip the registry too (:func:`_set_text_content`).
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import re
@@ -30,7 +36,8 @@ from email.contentmanager import (  # type: ignore[attr-defined] # _encode_text:
     _encode_text,
     raw_data_manager,
 )
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.errors import MessageError
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import Policy
@@ -97,6 +104,9 @@ POLICY = policy.SMTP.clone(cte_type="7bit", header_factory=_CachingRegistry(),
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 _LINE_LENGTH = POLICY.max_line_length or 78  # SMTP's policy folds at 78
+# 56 characters of base64, 68 with "=?utf-8?b?" and "?=": within RFC 2047's 75, and
+# within 78 a line after "Reply-To: ", the longest of our address headers' names.
+_ENCODED_WORD_BYTES = 42
 
 
 class BuildError(RuntimeError):
@@ -119,10 +129,6 @@ _LEGACY_HEADERS = BytesHeaderParser(policy=policy.compat32)
 def new_message_id(sender: Mailbox, message: uuid.UUID) -> str:
     """The Message-ID header: the outbox id, so Postfix's log names our row (.receipts)."""
     return f"<{message.hex}@{sender.domain}>"
-
-
-def _address(mailbox: Mailbox) -> Address:
-    return Address(mailbox.display_name, mailbox.local, mailbox.domain)
 
 
 def _plain(name: str, value: str) -> str | None:
@@ -149,14 +155,44 @@ def _plain_mailboxes(mailboxes: Sequence[Mailbox]) -> str | None:
 
 
 def _set_addresses(message: EmailMessage, name: str, mailboxes: Sequence[Mailbox]) -> bool:
-    """Set the header; True when the registry wrote it (and it must be read back)."""
+    """Set the header; True when it is not one short plain line (and must be read back)."""
     joined = _plain_mailboxes(mailboxes)
     raw = _plain(name, joined) if joined is not None else None
     if raw is not None:
         message.set_raw(name, raw)
         return False
-    message[name] = [_address(m) for m in mailboxes]
+    message.set_raw(name, _Unparsed(name, _folded_mailboxes(name, mailboxes)))
     return True
+
+
+def _folded_mailboxes(name: str, mailboxes: Sequence[Mailbox]) -> str:
+    """The header's value, folded before a word that would take its line past 78
+    characters; a display name that is not plain words as encoded words (each within
+    75 characters, as RFC 2047 says)."""
+    lines = [f"{name}:"]
+    for number, mailbox in enumerate(mailboxes):
+        display = mailbox.display_name
+        words = ([] if not display else display.split(" ") if _PLAIN_PHRASE.fullmatch(display)
+                 else _encoded_words(display))
+        words.append(f"<{mailbox.address}>" if display else mailbox.address)
+        if number < len(mailboxes) - 1:
+            words[-1] += ","
+        for word in words:
+            if len(lines[-1]) + 1 + len(word) > _LINE_LENGTH and lines[-1] != f"{name}:":
+                lines.append("")
+            lines[-1] += " " + word
+    return POLICY.linesep.join(lines)[len(name) + 2:]  # each next line starts with a space
+
+
+def _encoded_words(text: str) -> list[str]:
+    """``text`` as RFC 2047 encoded words (UTF-8, base64), no character split across two."""
+    words: list[bytes] = [b""]
+    for char in text:
+        data = char.encode("utf-8")
+        if len(words[-1]) + len(data) > _ENCODED_WORD_BYTES:
+            words.append(b"")
+        words[-1] += data
+    return [f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?=" for word in words]
 
 
 def _set_text(message: EmailMessage, name: str, value: str) -> None:
@@ -259,7 +295,12 @@ def _check_addresses(data: bytes, read_back: dict[str, list[str]]) -> None:
     head = data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
     strict, legacy = _STRICT_HEADERS.parsebytes(head), _LEGACY_HEADERS.parsebytes(head)
     for name, addresses in read_back.items():
-        seen_strict = [a.addr_spec.lower() for a in strict[name].addresses]
-        seen_legacy = [a.lower() for _, a in getaddresses([str(legacy[name])])]
+        try:
+            seen_strict = [a.addr_spec.lower() for a in strict[name].addresses]
+            seen_legacy = [a.lower() for _, a in getaddresses([str(legacy[name])])]
+        except (MessageError, AttributeError, IndexError, TypeError, ValueError):
+            # The email package's parser raises these on values it cannot read back:
+            # none of ours should be one, and a reader would not show ours either.
+            raise AmbiguousAddresses(name) from None
         if seen_strict != addresses or seen_legacy != addresses:
             raise AmbiguousAddresses(name)
