@@ -12,6 +12,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict
 
 from postwarden_admin_api import keys
 from postwarden_admin_api.app import create_app
@@ -62,6 +63,17 @@ async def test_create_reports_every_bad_field(
     assert response.status == 422
     fields = {d["field"] for d in (await response.json())["error"]["details"]}
     assert fields == {"role", "name", "allowed_senders", "expires_at", "extra"}
+
+
+@pytest.mark.parametrize("role", [[], {}, ["admin"]], ids=["list", "object", "list of one"])
+async def test_a_role_that_is_no_string_is_a_field_error(
+    admin_client: TestClient[Any, Any], admin_key: str, role: object
+) -> None:
+    # It was a 500: a list is unhashable, and the check looked it up in a set.
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key),
+                                       json={"role": role, "name": "n"})
+    assert response.status == 422
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == ["role"]
 
 
 async def test_rotation_keeps_old_key_for_the_grace_period(
@@ -195,3 +207,18 @@ async def test_an_expired_key_is_not_rotated_like_a_revoked_one(
     assert answers == [(404, "not_found")] * 2
     after = await (await admin_client.get("/api/v1/keys", headers=bearer(admin_key))).json()
     assert after == before
+
+
+@pytest.mark.parametrize("name", ["Authorization", "X-Api-Key"])
+async def test_a_key_header_given_twice_is_a_400_whatever_the_order(
+    admin_client: TestClient[Any, Any], admin_key: str, name: str
+) -> None:
+    # The first copy was used: a proxy in front that checks the last would disagree.
+    value = f"Bearer {admin_key}" if name == "Authorization" else admin_key
+    wrong = "Bearer pw_wrong" if name == "Authorization" else "pw_wrong"
+    for pair in ((value, wrong), (wrong, value)):
+        headers = CIMultiDict([(name, pair[0]), (name, pair[1])])
+        response = await admin_client.get("/api/v1/keys", headers=headers)
+        assert response.status == 400
+        assert (await response.json())["error"] == {
+            "code": "bad_request", "message": f"{name} given more than once", "details": []}

@@ -122,6 +122,10 @@ def client_address(request: web.Request) -> str | None:
 
 
 def presented_key(request: web.Request) -> str | None:
+    for name in ("Authorization", "X-Api-Key"):
+        if len(request.headers.getall(name, ())) > 1:
+            # A proxy in front may check another copy than the one read here.
+            raise ApiError(400, "bad_request", f"{name} given more than once")
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():

@@ -42,7 +42,7 @@ def _shown(info: KeyInfo) -> dict[str, Any]:
 def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.datetime | None]:
     problems: list[dict[str, Any]] = []
     role = data.get("role")
-    if role not in {r.value for r in Role}:
+    if not isinstance(role, str) or role not in {r.value for r in Role}:
         problems.append({"field": "role", "message": "expected admin, operator, auditor or sender"})
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
