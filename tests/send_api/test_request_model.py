@@ -243,6 +243,11 @@ def test_mask_hides_the_local_part() -> None:
                      "from", "invalid_field", id="escaped-encoded-display-name"),
         pytest.param({"to": ['"=\\?utf-8\\?q\\?a=00b=1Bc\\?=" <bob@example.org>']}, "to[0]",
                      "invalid_recipient", id="escaped-encoded-recipient-name"),
+        # A bidi override shows the letters after it reversed: "invoicetxt.pdf".
+        pytest.param(attached("invoice\u202efdp.txt", "text/plain", b"x"),
+                     "attachments[0].filename", "invalid_field", id="bidi-override-filename"),
+        pytest.param(attached("a\u2067b.txt", "text/plain", b"x"),
+                     "attachments[0].filename", "invalid_field", id="bidi-isolate-filename"),
         pytest.param(attached("invoice.exe. ", "text/plain", b"x"),
                      "attachments[0]", "attachment_not_allowed", id="exe-trailing-dot-space"),
         pytest.param(attached("disk.img", "text/plain", b"x"),
