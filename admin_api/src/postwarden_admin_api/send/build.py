@@ -7,12 +7,12 @@ compared with the ones we set: a
 header that appeared from nowhere (an injection through some field) stops
 the build instead of reaching Postfix. Address headers are written here, not
 by the email package, whose folding of a long display name with ":", ";" or
-"@" in it read back as other mailboxes, or as no header at all: a name that
-is not plain words goes out as RFC 2047 encoded words (UTF-8, base64), each
-mailbox on a line of its own. They are read back all the same, strictly and
-the way ``parseaddr`` reads them: a display name that would show another
-mailbox is refused (:class:`AmbiguousAddresses`), and so is one a parser
-cannot read back at all.
+"@" in it read back as other mailboxes, or as no header at all: a printable
+ASCII name that is not plain words goes out as one quoted string, any other
+as RFC 2047 encoded words (UTF-8, base64), folded between words and mailboxes.
+They are read back all the same, strictly and the way ``parseaddr`` reads
+them: a display name that would show another mailbox is refused
+(:class:`AmbiguousAddresses`), and so is one a parser cannot read back.
 
 Parsing a header value into the registry's objects and folding it again is
 most of the build's time, and for the common case, a short ASCII value
@@ -167,14 +167,11 @@ def _set_addresses(message: EmailMessage, name: str, mailboxes: Sequence[Mailbox
 
 def _folded_mailboxes(name: str, mailboxes: Sequence[Mailbox]) -> str:
     """The header's value, folded before a word that would take its line past 78
-    characters; a display name that is not plain words as encoded words (each within
-    75 characters, as RFC 2047 says)."""
+    characters (a quoted string is one word: folded inside, parseaddr misreads it)."""
     lines = [f"{name}:"]
     for number, mailbox in enumerate(mailboxes):
-        display = mailbox.display_name
-        words = ([] if not display else display.split(" ") if _PLAIN_PHRASE.fullmatch(display)
-                 else _encoded_words(display))
-        words.append(f"<{mailbox.address}>" if display else mailbox.address)
+        words = _display_words(mailbox.display_name)
+        words.append(f"<{mailbox.address}>" if mailbox.display_name else mailbox.address)
         if number < len(mailboxes) - 1:
             words[-1] += ","
         for word in words:
@@ -182,6 +179,19 @@ def _folded_mailboxes(name: str, mailboxes: Sequence[Mailbox]) -> str:
                 lines.append("")
             lines[-1] += " " + word
     return POLICY.linesep.join(lines)[len(name) + 2:]  # each next line starts with a space
+
+
+def _display_words(display: str) -> list[str]:
+    """Plain words as they are; other printable ASCII as one quoted string (as mail
+    clients write "Smith, John": spam filters score names base64-encoded for no
+    need); anything else as RFC 2047 encoded words."""
+    if not display:
+        return []
+    if _PLAIN_PHRASE.fullmatch(display):
+        return display.split(" ")
+    if _PRINTABLE_ASCII.fullmatch(display):
+        return ['"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"']
+    return _encoded_words(display)
 
 
 def _encoded_words(text: str) -> list[str]:
