@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from postwarden_policies import check_policy_text
+from postwarden_policies import (
+    Envelope,
+    check_policy_text,
+    evaluate,
+    load_policy_set_from_sources,
+    parse_message,
+)
 
 
 def _issues(text: str) -> list[str]:
@@ -89,3 +95,13 @@ def test_a_pattern_is_quoted_as_written() -> None:
         "p.yaml:4:31: rule 'r': invalid RE2 regular expression '(a)\\1': invalid escape "
         "sequence: \\1"
     ]
+
+
+def test_a_surrogate_pair_of_escapes_is_one_character() -> None:
+    # json.dumps writes an emoji so; PyYAML leaves the two escapes apart.
+    text = ('version: 1\nname: p\nrules:\n'
+            '  - {name: r, when: {subject: "\\ud83d\\udcb0 offer"}, then: reject}\n')
+    assert _issues(text) == []
+    policy_set = load_policy_set_from_sources([("p.yaml", text)])
+    raw = b"Subject: =?utf-8?b?8J+SsCBvZmZlcg==?=\r\n\r\nx\r\n"  # the emoji, " offer"
+    assert evaluate(policy_set, parse_message(raw, Envelope())).rules == ("r",)

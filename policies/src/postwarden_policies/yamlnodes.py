@@ -272,11 +272,19 @@ class Reader:
         """The Python value of a scalar under the safe schema (str, int, bool, None, ...);
         :data:`TOO_LARGE` for an integer past :data:`MAX_INTEGER`."""
         try:
-            return self._constructor.construct_object(node)
+            value = self._constructor.construct_object(node)
         except _IntegerTooLarge:
             return TOO_LARGE
         except (ConstructorError, ValueError):
             return _Unreadable()
+        if isinstance(value, str) and not value.isascii() and _SURROGATE.search(value):
+            # "\ud83d\udcb0" (as json.dumps writes an emoji) is two escapes PyYAML
+            # leaves apart: one character; a lone surrogate stays one (spec.text refuses it).
+            value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+        return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Unreadable:
