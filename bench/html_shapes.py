@@ -19,6 +19,11 @@ ORDINARY = [
     ("5,000 unclosed <dt> and <dd>", "<dl>" + "<dt>term<dd>meaning" * 5_000 + "</dl>"),
     ("a select of 5,000 unclosed <option>s", "<select>" + "<option>x" * 5_000 + "</select>"),
     ("2,000 lists in list items", "<ul><li>a<ul><li>b</ul></ul>" * 2_000),
+    ("a select of 2,000 unclosed <optgroup>s",
+     "<select>" + '<optgroup label="g"><option>one<option>two' * 2_000 + "</select>"),
+    ("6,000 list items with <basefont>", "<ul>" + "<li><basefont size=2>x" * 6_000),
+    ("6,000 list items with a <form>", "<ul>" + "<li><form>x" * 6_000),
+    ("500 paragraphs with an unclosed <font>", "<p><font face=arial>Some text" * 500),
 ]
 COSTLY = [
     ("40,000 nested divs", "<div>" * 40_000 + "x" + "</div>" * 40_000),

@@ -28,7 +28,8 @@ from collections import Counter, defaultdict
 # close took away.
 _TAG = re.compile(r"<(/?)([a-z][^\t\n\f\r />]*)([^>]*)>?([^<]?)")
 _VOID = frozenset(
-    "area base br col embed hr img input keygen link meta param source track wbr".split()
+    """area base basefont bgsound br col embed frame hr img input keygen link meta param
+    source track wbr""".split()
 )
 _FORMATTING = frozenset("a b big code em font i nobr s small strike strong tt u".split())
 _REOPENED = "\0"  # a formatting element opened again: closed by no end tag we follow
@@ -56,6 +57,9 @@ _SPECIAL = frozenset(
     plaintext pre script search section select source style summary table tbody td
     template textarea tfoot th thead title tr track ul wbr xmp""".split()
 )
+# Start tags before which the standard does not reopen active formatting elements
+# (besides _CLOSE_P): reopened there, sloppy <p><font>text mail nested without end.
+_NO_REOPENING = frozenset("form plaintext table xmp".split())
 # Outside a table the tree builder ignores these start tags.
 _TABLE_ONLY = frozenset("caption col colgroup tbody td tfoot th thead tr".split())
 NOAHS_ARK = 3
@@ -102,15 +106,17 @@ class _Builder:
         elif name in _SIBLINGS:
             for sibling in _SIBLINGS[name]:
                 self.end(sibling)
-        elif name in ("option", "optgroup") and self.open and self.open[-1] == "option":
-            self.end("option")  # only the current node: an option further down stays open
+        elif name in ("option", "optgroup"):
+            self._close_current_option(name)
+        elif name == "form" and at.get("form"):
+            return  # the tree builder ignores a form inside a form
         if name in _CLOSE_P:  # looks for an open p: through the scope, or to close it
             if at.get("p"):
                 self.end("p")
             else:
                 self.cost += len(self.open) - self.floor
-        if self.displaced:
-            self.text()
+        if self.displaced and name not in _CLOSE_P and name not in _NO_REOPENING:
+            self.text()  # the standard reopens before inline content, not a block
         self.cost += len(self.open) - self.floor
         if name in _VOID:
             return
@@ -145,6 +151,15 @@ class _Builder:
             if closed in _FORMATTING or closed == _REOPENED:
                 self.displaced += 1
         self.displaced = min(self.displaced, self.live)
+
+    def _close_current_option(self, name: str) -> None:
+        """An option or optgroup closes the current option only (one further down stays
+        open); in a select, an optgroup the current optgroup too."""
+        if self.open and self.open[-1] == "option":
+            self.end("option")
+        if name == "optgroup" and self.at.get("select") and self.open and \
+                self.open[-1] == "optgroup":
+            self.end("optgroup")
 
     def _close_list_item(self, name: str) -> None:
         """The standard's search for an open list item to close: down to the innermost
