@@ -84,10 +84,26 @@ def test_headers_past_the_limit_are_counted_not_kept() -> None:
     assert txn.header_names["x-h1999"] == 1
 
 
-def test_the_audit_reads_the_leading_headers_whole_lines_only() -> None:
+def test_the_audit_reads_whole_leading_fields_and_the_later_from() -> None:
     txn = transaction(1000)  # no size limit: an aborted transaction holds all it got
-    for n in range(200):
+    for n in range(64):
         txn.add_header(f"X-H{n}", b" " + b"v" * 990, leading_space=True)
+    # A folded From straddling the cut: the field is read whole, or not cut into.
+    txn.add_header("From", b' "ceo@bank.example"\n <mallory@evil.example>', leading_space=True)
+    for n in range(64, 200):
+        txn.add_header(f"X-H{n}", b" " + b"v" * 990, leading_space=True)
+    txn.add_header("Message-ID", b" <late@example.org>", leading_space=True)
     head = txn.leading_headers()
-    assert head.startswith(b"Subject: hello\r\n") and head.endswith(b"v\r\n")
-    assert AUDIT_HEADER_BYTES - 1000 < len(head) <= AUDIT_HEADER_BYTES
+    assert head.startswith(b"Subject: hello\r\n")
+    assert b'From: "ceo@bank.example"\r\n <mallory@evil.example>\r\n' in head
+    assert head.endswith(b"Message-ID: <late@example.org>\r\n")
+    assert len(head) <= AUDIT_HEADER_BYTES + 200
+
+
+def test_the_audit_reads_a_from_past_the_size_limit() -> None:
+    txn = transaction(1000, max_bytes=5_000)
+    for n in range(10):
+        txn.add_header(f"X-H{n}", b" " + b"v" * 990, leading_space=True)
+    txn.add_header("From", b" <late@example.org>", leading_space=True)
+    assert not txn.within_limit
+    assert txn.leading_headers().endswith(b"From: <late@example.org>\r\n")

@@ -24,6 +24,8 @@ SPILL_BATCH = 256 * 1024
 # Of the headers of a transaction ended before its verdict (refused as too big,
 # aborted), what is parsed for its audit row's From, Subject and Message-ID.
 AUDIT_HEADER_BYTES = 64 * 1024
+# Their first lines are kept for that row wherever they come (bounded as above).
+_AUDITED = frozenset({"from", "subject", "message-id"})
 
 
 def strip_brackets(address: str) -> str:
@@ -86,6 +88,15 @@ class Client:
     # Mail submitted with sendmail(1) (non_smtpd_milters): no SMTP client, a connection
     # Postfix's cleanup makes up, on which it cannot refuse a recipient alone.
     local: bool = False
+
+
+def _field_start(held: bytearray) -> int:
+    """Where the last header field that starts within AUDIT_HEADER_BYTES starts (a line
+    end followed by a space or tab only folds the field before it); 0 for none."""
+    end = held.rfind(CRLF, 0, AUDIT_HEADER_BYTES - 1)
+    while end >= 0 and bytes(held[end + 2 : end + 3]) in (b" ", b"\t"):
+        end = held.rfind(CRLF, 0, end)
+    return end + len(CRLF) if end >= 0 else 0
 
 
 class BodyBuffer:
@@ -153,6 +164,9 @@ class Transaction:
     header_bytes: bytearray = field(default_factory=bytearray)
     header_names: Counter[str] = field(default_factory=Counter)
     size: int = 0  # of the message so far, as raw_message() gives it
+    # The first From, Subject and Message-ID lines: where header_bytes holds each (None:
+    # past the size limit, not kept), and the line.
+    _audited: dict[str, tuple[int | None, bytes]] = field(default_factory=dict)
     _begun: bool = False  # size counts the blank line after the headers
     _body: BodyBuffer | None = None
 
@@ -179,11 +193,15 @@ class Transaction:
         value = value.replace(CRLF, b"\n").replace(b"\n", CRLF)
         line = name.encode("utf-8", "surrogateescape") + (b":" if leading_space else b": ")
         line += value + CRLF
-        self.header_names[name.lower()] += 1
-        if not self._grow(len(line)):  # refused at end of message: counted, not kept
-            return False
-        self.header_bytes += line
-        return True
+        lower = name.lower()
+        self.header_names[lower] += 1
+        kept = self._grow(len(line))  # past the limit: refused at end of message, not kept
+        if lower in _AUDITED and lower not in self._audited:
+            short = line if len(line) <= AUDIT_HEADER_BYTES else line[:AUDIT_HEADER_BYTES] + CRLF
+            self._audited[lower] = (len(self.header_bytes) if kept else None, short)
+        if kept:
+            self.header_bytes += line
+        return kept
 
     def _grow(self, count: int) -> bool:
         """Count ``count`` more bytes (with the first, the blank line that ends the
@@ -195,13 +213,13 @@ class Transaction:
         return self.within_limit
 
     def leading_headers(self) -> bytes:
-        """The headers held, up to :data:`AUDIT_HEADER_BYTES` (cut at a line end): what
-        a transaction ended before its verdict parses for its audit row."""
+        """What a transaction ended before its verdict parses for its audit row: the
+        whole header fields held within :data:`AUDIT_HEADER_BYTES`, and the first From,
+        Subject and Message-ID lines that came later (or were not kept)."""
         held = self.header_bytes
-        if len(held) <= AUDIT_HEADER_BYTES:
-            return bytes(held)
-        cut = held.rfind(CRLF, 0, AUDIT_HEADER_BYTES - 1)
-        return bytes(held[: cut + len(CRLF)] if cut > 0 else held[:AUDIT_HEADER_BYTES])
+        cut = len(held) if len(held) <= AUDIT_HEADER_BYTES else _field_start(held)
+        later = [line for at, line in self._audited.values() if at is None or at >= cut]
+        return bytes(held[:cut]) + b"".join(later)
 
     def add_body(self, chunk: bytes) -> bool:
         """Keep the chunk; past the size limit keep nothing, only count (False)."""
