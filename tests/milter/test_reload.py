@@ -140,12 +140,30 @@ def test_an_unexpected_error_while_loading_is_a_counted_refusal(
         raise RuntimeError("a bug in the loader")
 
     monkeypatch.setattr(reload_module, "load_policy_set", broken)
+    events: list[tuple[str, str]] = []  # what policy.load_failed would say (tested below)
+    monkeypatch.setattr(reloader._notifier, "notify",
+                        lambda trigger, error: events.append((trigger, str(error))))
     policy.write_text(POLICY.format(name="main", limit=7))
     assert not reloader.reload("test")
     assert holder.current.max_recipients == 5
     assert (_count(metrics, "ok"), _count(metrics, "failed")) == (0, 1)
     assert "unexpected RuntimeError (logged above)" in caplog.text
-    assert "a bug in the loader" in caplog.text  # the traceback
+    assert "a bug in the loader" in caplog.text  # the traceback, in the log only
+    assert events == [("test", "unexpected RuntimeError while loading (see the milter's log)")]
+
+
+def test_removing_a_broken_link_that_refused_the_set_is_a_change(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(POLICY.format(name="a", limit=5))
+    files = reload_module.PolicyFiles(tmp_path)
+    files.load()
+    (tmp_path / "a.yaml").write_text(POLICY.format(name="a", limit=7) + "# edited\n")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "gone.yaml")  # a link that broke
+    assert [files.settled(), files.settled()] == [False, True]
+    with pytest.raises(PolicyLoadError):
+        files.load()  # refused: the running set stays
+    (tmp_path / "b.yaml").unlink()  # the fix: the poll must see it, or never reload
+    assert [files.settled(), files.settled()] == [False, True]
+    assert files.load().max_recipients == 7
 
 
 def test_a_file_removed_while_listing_counts_as_a_change(

@@ -74,13 +74,17 @@ def _fingerprint(directory: Path) -> Fingerprint:
     loader's own list). The file itself: a deploy that swaps a symlink
     (``ln -sfn releases/N current``) or moves a new directory into place may bring files
     of the same size and mtime (copied with ``cp -p``, or a Nix store's, all mtime 1)."""
+    files, issues = policy_files([directory])
     entries = []
-    for path in policy_files([directory])[0]:
+    for path in files:
         try:
             stat = path.stat()
         except FileNotFoundError:  # removed since the listing: its absence is the change
             continue
         entries.append((str(path), stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size))
+    # An entry named like a policy that is no file (a broken link) refuses the set: its
+    # removal, or its repair, is a change too.
+    entries += ((issue.file, 0, 0, 0, -1) for issue in issues)
     return tuple(entries)
 
 
@@ -285,6 +289,9 @@ class PolicyReloader:
         except Exception as exc:  # a bug in loading refuses the set as any failure does
             log.exception("policy reload (%s): unexpected error while loading", reason)
             self._refused(reason, f"unexpected {type(exc).__name__} (logged above)")
+            # Its event too; the traceback stays in the log (it may quote a policy).
+            self._notifier.notify(reason, PoliciesError(
+                f"unexpected {type(exc).__name__} while loading (see the milter's log)"))
             return False
         old = self.holder.current.content_hash
         self.holder.swap(policy_set)
