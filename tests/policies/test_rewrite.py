@@ -158,12 +158,28 @@ def test_a_top_level_notice_its_charset_label_would_garble_is_refused() -> None:
     facts = parse_message(raw, Envelope())
     with pytest.raises(RewriteError, match="would not read as its part's charset says"):
         rewrite_body(facts, RewritePlan(strip=((0, "r"),), sanitize_html=None))
-    for label, name in (("iso-8859-1", "caf\u00e9.zip"), ("us-ascii", "caf?.zip")):
+    # Letters the label's charset lacks, or a 7bit body cannot carry, or a label Python
+    # does not know (readers read it as a superset of ASCII): "?".
+    for label, cte, name in (("iso-8859-1", "8bit", "caf\u00e9.zip"),
+                             ("iso-8859-1", "7bit", "caf?.zip"), ("us-ascii", "7bit", "caf?.zip"),
+                             ("x-bogus", "8bit", "caf?.zip")):
         labelled = raw.replace(b"utf-16", label.encode()).replace(b"a.zip", b"caf\xc3\xa9.zip")
+        labelled = labelled.replace(b"\r\n\r\n", f"\r\nContent-Transfer-Encoding: {cte}"
+                                    "\r\n\r\n".encode(), 1)
         facts = parse_message(labelled, Envelope())
         body = rewrite_body(facts, RewritePlan(strip=((0, "r"),), sanitize_html=None)).body
         assert body is not None
-        assert body.decode(label).startswith(f'The attachment "{name}" (')
+        assert body.decode("latin-1").startswith(f'The attachment "{name}" (')
+
+
+def test_a_top_level_html_notice_shows_the_file_name_as_text() -> None:
+    raw = _crlf(
+        b'From: a@example.com\nContent-Type: text/html; charset=utf-8\n'
+        b'Content-Disposition: attachment; filename="<img src=x>.html"\n\n<p>x</p>\n'
+    )
+    body = rewrite_body(parse_message(raw, Envelope()),
+                        RewritePlan(strip=((0, "r"),), sanitize_html=None)).body
+    assert body is not None and b"&lt;img src=x&gt;.html" in body and b"<img" not in body
 
 
 def _forwarded() -> MessageFacts:

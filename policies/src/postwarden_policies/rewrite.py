@@ -49,6 +49,7 @@ Exceptions::
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 from dataclasses import dataclass
 
@@ -152,18 +153,27 @@ def _stripped(part: MimePart, data: bytes, reason: str) -> tuple[bytes, Attachme
 
 
 def _as_labelled(notice: bytes, part: MimePart) -> bytes:
-    """The notice for a top-level part, whose header section stays: a text part's in
-    the charset it is labelled with (its file name's letters as "?" if that lacks
-    them); RewriteError where no reader would read it so (a label such as utf-16)."""
-    if not part.content_type.startswith("text/") or not part.charset:
-        return notice
+    """The notice for a top-level part, whose header section stays: escaped in HTML; in
+    a text part's labelled charset (the file name's letters as "?" where that lacks them,
+    or Python does not know it); RewriteError where no reader would read it so (a
+    utf-16 label on a 7bit body, say)."""
     text = notice.decode()
-    for shown in (text, text.encode("ascii", "replace").decode()):
+    if part.content_type == "text/html":  # a file name is no markup
+        text = html.escape(text, quote=False)
+    if not part.content_type.startswith("text/") or not part.charset:
+        return text.encode()
+    cte = part.transfer_encoding
+    for shown, codec in ((text, part.charset),
+                         (text.encode("ascii", "replace").decode(), "ascii")):
         try:
-            encoded = shown.encode(part.charset)
+            encoded = shown.encode(codec)
         except (LookupError, ValueError):  # unknown to Python, or lacking the letters
             continue
-        if b"\0" not in encoded and decode_bytes(encoded, part.charset, set()) == shown:
+        if cte in ("7bit", "8bit", "binary") and b"\0" in encoded:
+            continue  # as it is, a NUL byte ends no reader's text well
+        if cte == "7bit" and not encoded.isascii():
+            continue
+        if decode_bytes(encoded, part.charset, set()) == shown:
             return encoded
     raise RewriteError("the notice would not read as its part's charset says")
 
