@@ -61,3 +61,18 @@ def test_a_sanitized_part_sent_as_it_is_keeps_within_the_limit(cte: str) -> None
     assert result.body is not None
     assert max(map(len, result.body.split(b"\r\n"))) <= LINE_LIMIT
     assert b"a &lt; b &amp; c" in result.body and b"<script" not in result.body
+
+
+def test_where_css_may_keep_whitespace_only_tags_break() -> None:
+    # nh3 keeps white-space in a style: a line end in that text would show as a break.
+    text = "a b " * 300
+    html = f'<div style="white-space: pre-wrap">{text}</div>' + '<a href="x" title="y">z</a>' * 30
+    out = within_line_limit(html, "us-ascii", "\n")
+    assert text in out and out != html  # the text as it was; a tag's space broke
+
+
+def test_an_iso_2022_jp_line_is_measured_in_its_octets() -> None:
+    # 249 characters, 1,096 octets: escape sequences at every change of script.
+    html = "<p>" + "\u3042 " * 121 + "</p>"
+    out = within_line_limit(html, "iso-2022-jp", "\n")
+    assert max(_octets(out, "iso-2022-jp", "\n")) <= LINE_LIMIT

@@ -27,7 +27,9 @@ _BARE_SPACE = re.compile(r""""[^"]*"|'[^']*'|( )""")
 def within_line_limit(html: str, charset: str, newline: str) -> str:
     """``html`` (encodable in ``charset``, lines ending in ``newline``) with each line
     longer than :data:`LINE_LIMIT` octets broken at spaces where HTML allows it."""
-    if not any(len(line) > LINE_LIMIT // 4 and len(line.encode(charset)) > LINE_LIMIT
+    # No charset writes a character in more than 8 octets (iso-2022-jp alternating
+    # scripts: 4.5), so shorter lines need no encoding to know they fit.
+    if not any(len(line) > LINE_LIMIT // 8 and len(line.encode(charset)) > LINE_LIMIT
                for line in html.split(newline)):
         return html
     pieces: list[str] = []
@@ -73,8 +75,11 @@ def _find_all(text: str, sub: str) -> Iterator[int]:
 
 def _spaces(html: str) -> Iterator[int]:
     """The spaces that may become line ends, in order; never one before a "-" (a
-    line of a MIME part must not start with "--", the delimiters' prefix)."""
-    keep = 0  # open elements that keep their whitespace
+    line of a MIME part must not start with "--", the delimiters' prefix). Where CSS
+    may set ``white-space`` (pre, pre-wrap, ...), those in text show as written: only
+    the spaces between a tag's attributes may then break."""
+    floor = 1 if "white-space" in html.lower() else 0
+    keep = floor  # open elements that keep their whitespace (one for all, with CSS's)
     for token in _TOKEN.finditer(html):
         closing, name = token.group(1), token.group(2)
         if name is None:  # text
@@ -87,7 +92,7 @@ def _spaces(html: str) -> Iterator[int]:
                 at += 1
             continue
         if name.lower() in _KEEPS_WHITESPACE:
-            keep = max(0, keep - 1) if closing else keep + 1
+            keep = max(floor, keep - 1) if closing else keep + 1
         for space in _BARE_SPACE.finditer(html, token.start(), token.end()):
             if space.group(1) and html[space.end(1) : space.end(1) + 1] != "-":
                 yield space.start(1)
