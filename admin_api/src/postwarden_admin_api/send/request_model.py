@@ -49,7 +49,9 @@ RESERVED_HEADER_PREFIXES = ("x-postwarden-",)
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
 _TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
-_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")  # embeddings, overrides, isolates
+# The bidi overrides (LRO, RLO) the milter flags in a file name (bidi_override): they show
+# letters in another order. Embeddings and isolates, which right-to-left names use, pass.
+_BIDI_OVERRIDE = re.compile("[\u202d\u202e]")
 MAX_SUBJECT = 998
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 900
@@ -271,10 +273,10 @@ class _Reader:
         ):
             self.problem(f"{where}.filename", Refusal.INVALID_FIELD, "not a plain file name")
             filename = None
-        elif filename is not None and _BIDI_CONTROL.search(filename):
-            # "invoice\u202efdp.txt" shows as invoicetxt.pdf; the milter flags it too.
+        elif filename is not None and _BIDI_OVERRIDE.search(filename):
+            # "invoice\u202efdp.txt" shows as invoicetxt.pdf.
             self.problem(f"{where}.filename", Refusal.INVALID_FIELD,
-                         "holds a bidi control, which shows its letters in another order")
+                         "holds a bidi override, which shows its letters in another order")
             filename = None
         if ctype is not None and not _CONTENT_TYPE.fullmatch(ctype.lower()):
             self.problem(f"{where}.content_type", Refusal.INVALID_FIELD, "not a type/subtype")
