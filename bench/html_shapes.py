@@ -37,4 +37,8 @@ COSTLY = [
     ("<optgroup> under an <option>, 8,000 deep", "<option><optgroup>" * 8_000),
     # Outside a table, the tree builder ignores a cell's start tag.
     ("<td> outside a table, 16,000 <rt>s deep", "<td><rt>x" * 16_000),
+    # An end tag the tree builder ignores: </li> behind a list, </option> behind a
+    # special element.
+    ("</li> behind a list, 15,000 deep", "<li><ul></li>" * 15_000),
+    ("</option> behind a list, 10,000 deep", "<option><ol></option>" * 10_000),
 ]

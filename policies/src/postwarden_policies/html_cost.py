@@ -144,6 +144,8 @@ class _Builder:
             return
         if where[-1] < self.floor and name not in _SCOPE:
             return
+        if where[-1] < self._end_tag_stop(name):
+            return  # the tree builder ignores it: the element stays open
         while len(self.open) > where[-1]:
             closed = self._pop()
             if closed == name:
@@ -151,6 +153,17 @@ class _Builder:
             if closed in _FORMATTING or closed == _REOPENED:
                 self.displaced += 1
         self.displaced = min(self.displaced, self.live)
+
+    def _end_tag_stop(self, name: str) -> int:
+        """Below which an open ``name`` is out of reach of its end tag: a list item's
+        behind a list (the standard's list item scope), any other element's that is
+        not special, nor formatting, behind a special element (its "any other end tag")."""
+        if name == "li":
+            return max(self.at["ul"][-1] if self.at.get("ul") else -1,
+                       self.at["ol"][-1] if self.at.get("ol") else -1)
+        if name in _SPECIAL or name in _FORMATTING or name == _REOPENED:
+            return -1
+        return self.special[-1] if self.special else -1
 
     def _close_current_option(self, name: str) -> None:
         """An option or optgroup closes the current option only (one further down stays
