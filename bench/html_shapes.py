@@ -24,6 +24,10 @@ ORDINARY = [
     ("6,000 list items with <basefont>", "<ul>" + "<li><basefont size=2>x" * 6_000),
     ("6,000 list items with a <form>", "<ul>" + "<li><form>x" * 6_000),
     ("500 paragraphs with an unclosed <font>", "<p><font face=arial>Some text" * 500),
+    ("200 inline SVG icons in table cells", "<table>" + "".join(
+        f'<tr><td><svg width="16" viewBox="0 0 16 16"><g><path d="M{i} 0L16 8z"/>'
+        f'<circle cx="8" cy="8" r="4"></circle></g></svg> item {i}</td></tr>'
+        for i in range(200)) + "</table>"),
 ]
 COSTLY = [
     ("40,000 nested divs", "<div>" * 40_000 + "x" + "</div>" * 40_000),
@@ -41,4 +45,7 @@ COSTLY = [
     # special element.
     ("</li> behind a list, 15,000 deep", "<li><ul></li>" * 15_000),
     ("</option> behind a list, 10,000 deep", "<option><ol></option>" * 10_000),
+    # In SVG or MathML every start tag nests, and an end tag looks down through them all.
+    ("</div> through 20,000 SVG elements", "</div><button><svg>" * 20_000),
+    ("</x> through 30,000 MathML elements", "<math>" + "<tr></x>" * 30_000),
 ]

@@ -60,6 +60,14 @@ _SPECIAL = frozenset(
 # Start tags before which the standard does not reopen active formatting elements
 # (besides _CLOSE_P): reopened there, sloppy <p><font>text mail nested without end.
 _NO_REOPENING = frozenset("form plaintext table xmp".split())
+# Inside SVG or MathML every start tag but these is another foreign element; these
+# close all the foreign ones first (the standard's breakout list).
+_BREAKOUT = frozenset(
+    """b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr
+    i img li listing menu meta nobr ol p pre ruby s small span strike strong sub sup table
+    tt u ul var""".split()
+)
+_FOREIGN = "\1"  # prefixed to a foreign element's name: none of the HTML rules apply to it
 # Outside a table the tree builder ignores these start tags.
 _TABLE_ONLY = frozenset("caption col colgroup tbody td tfoot th thead tr".split())
 NOAHS_ARK = 3
@@ -88,16 +96,31 @@ class _Builder:
         self.live = 0  # entries not None since the last marker
         self.live_before: list[int] = []  # live at each marker
         self.displaced = 0  # active formatting elements a close took off the stack
+        self.foreign_from: int | None = None  # index in open of the outermost svg or math
         self.cost = 0
 
     def text(self) -> None:
-        if self.displaced:  # the standard's "reconstruct the active formatting elements"
+        # The standard's "reconstruct the active formatting elements" (not in SVG, MathML).
+        if self.displaced and self.foreign_from is None:
             self.cost += self.displaced * _REOPEN_WEIGHT
             for _ in range(self.displaced):
                 self._push(_REOPENED)
             self.displaced = 0
 
     def start(self, name: str, attributes: str) -> None:
+        if self.foreign_from is not None:
+            if name not in _BREAKOUT:
+                self.cost += 1
+                self._push(_FOREIGN + name)
+                return
+            while self.foreign_from is not None:  # out of SVG or MathML, then as HTML
+                self._pop()
+                self.cost += 1
+        if name in ("svg", "math"):
+            self.cost += len(self.open) - self.floor  # as any start tag (below)
+            self.foreign_from = len(self.open)
+            self._push(_FOREIGN + name)
+            return
         at = self.at
         if name in _TABLE_ONLY and not at.get("table"):
             return
@@ -134,6 +157,16 @@ class _Builder:
 
     def end(self, name: str) -> None:
         """Close the nearest open ``name`` within the scope, if there is one."""
+        if self.foreign_from is not None:
+            # The tree builder looks down through the foreign elements for one so named,
+            # then, reaching an HTML one, reads the end tag as HTML.
+            self.cost += len(self.open) - self.foreign_from
+            where = self.at.get(_FOREIGN + name)
+            if where and where[-1] >= self.foreign_from:
+                found = where[-1]
+                while len(self.open) > found:
+                    self._pop()
+                return
         self.cost += len(self.open) - self.floor
         if name in _FORMATTING and self.active_at[name]:
             at = self.active_at[name][-1]
@@ -212,6 +245,8 @@ class _Builder:
     def _pop(self) -> str:
         name = self.open.pop()
         self.at[name].pop()
+        if len(self.open) == self.foreign_from:
+            self.foreign_from = None
         if name in _SCOPE:
             self.scopes.pop()
             self.floor = self.scopes[-1] if self.scopes else 0
