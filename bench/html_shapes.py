@@ -48,4 +48,8 @@ COSTLY = [
     # In SVG or MathML every start tag nests, and an end tag looks down through them all.
     ("</div> through 20,000 SVG elements", "</div><button><svg>" * 20_000),
     ("</x> through 30,000 MathML elements", "<math>" + "<tr></x>" * 30_000),
+    # A formatting end tag over a special element (the adoption agency) leaves it open;
+    # a ruby annotation closes the list item before it, so the next one nests.
+    ("</a> over a list, 20,000 deep", "<a><ol></a>" * 20_000),
+    ("<dt> in unclosed ruby annotations, 12,000 deep", "<ruby><dt><rt>" * 12_000),
 ]

@@ -68,6 +68,9 @@ _BREAKOUT = frozenset(
     tt u ul var""".split()
 )
 _FOREIGN = "\1"  # prefixed to a foreign element's name: none of the HTML rules apply to it
+# Closed by a ruby annotation's start tag while a ruby is in scope (the standard's
+# "generate implied end tags"; rtc stays for rt and rp).
+_IMPLIED_END = frozenset("dd dt li optgroup option p rb rp rt rtc".split())
 # Outside a table the tree builder ignores these start tags.
 _TABLE_ONLY = frozenset("caption col colgroup tbody td tfoot th thead tr".split())
 NOAHS_ARK = 3
@@ -133,6 +136,10 @@ class _Builder:
             self._close_current_option(name)
         elif name == "form" and at.get("form"):
             return  # the tree builder ignores a form inside a form
+        elif name in ("rb", "rp", "rt", "rtc") and at.get("ruby") and at["ruby"][-1] >= self.floor:
+            keep = "rtc" if name in ("rp", "rt") else ""
+            while self.open and self.open[-1] in _IMPLIED_END and self.open[-1] != keep:
+                self.end(self.open[-1])
         if name in _CLOSE_P:  # looks for an open p: through the scope, or to close it
             if at.get("p"):
                 self.end("p")
@@ -176,6 +183,11 @@ class _Builder:
         if not where:  # the common case: a p implied closed that was not open
             return
         if where[-1] < self.floor and name not in _SCOPE:
+            return
+        if name in _FORMATTING and self.special and self.special[-1] > where[-1]:
+            # The adoption agency: the special elements above it stay open (it moves
+            # them, and what they hold, under a copy of it). Read as staying open too.
+            self.cost += len(self.open) - where[-1]
             return
         if where[-1] < self._end_tag_stop(name):
             return  # the tree builder ignores it: the element stays open
