@@ -24,6 +24,13 @@ ORDINARY = [
     ("6,000 list items with <basefont>", "<ul>" + "<li><basefont size=2>x" * 6_000),
     ("6,000 list items with a <form>", "<ul>" + "<li><form>x" * 6_000),
     ("500 paragraphs with an unclosed <font>", "<p><font face=arial>Some text" * 500),
+    ("2,000 headings in links closed inside",
+     '<a href="https://x.test/"><h3>Title</a></h3>' * 2_000),
+    ("a chart of 3,000 self-closed SVG circles", "<svg>" + "".join(
+        f'<circle cx="{i}" cy="8" r="2"/><text>{i}</text>' for i in range(3_000)) + "</svg>"),
+    ("<font> around 2,000 rows with <b> left open in cells",
+     '<font face="Arial"><table>' + "".join(
+         f"<tr><td><b>Product {i}</td><td>$9.99</td></tr>" for i in range(2_000)) + "</table>"),
     ("200 inline SVG icons in table cells", "<table>" + "".join(
         f'<tr><td><svg width="16" viewBox="0 0 16 16"><g><path d="M{i} 0L16 8z"/>'
         f'<circle cx="8" cy="8" r="4"></circle></g></svg> item {i}</td></tr>'

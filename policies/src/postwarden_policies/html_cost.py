@@ -68,6 +68,7 @@ _BREAKOUT = frozenset(
     tt u ul var""".split()
 )
 _FOREIGN = "\1"  # prefixed to a foreign element's name: none of the HTML rules apply to it
+_ADOPTED = "\2"  # the slot of a formatting element the adoption agency took off the stack
 # Closed by a ruby annotation's start tag while a ruby is in scope (the standard's
 # "generate implied end tags"; rtc stays for rt and rp).
 _IMPLIED_END = frozenset("dd dt li optgroup option p rb rp rt rtc".split())
@@ -98,6 +99,7 @@ class _Builder:
         self.markers: list[int] = []  # len(active) at each marker
         self.live = 0  # entries not None since the last marker
         self.live_before: list[int] = []  # live at each marker
+        self.displaced_before: list[int] = []  # displaced at each marker
         self.displaced = 0  # active formatting elements a close took off the stack
         self.foreign_from: int | None = None  # index in open of the outermost svg or math
         self.cost = 0
@@ -114,7 +116,8 @@ class _Builder:
         if self.foreign_from is not None:
             if name not in _BREAKOUT:
                 self.cost += 1
-                self._push(_FOREIGN + name)
+                if not attributes.rstrip().endswith("/"):  # a self-closing one is popped at once
+                    self._push(_FOREIGN + name)
                 return
             while self.foreign_from is not None:  # out of SVG or MathML, then as HTML
                 self._pop()
@@ -155,6 +158,9 @@ class _Builder:
             self.markers.append(len(self.active))
             self.live_before.append(self.live)
             self.live = 0
+            # Nothing outside a cell or caption is reopened inside it.
+            self.displaced_before.append(self.displaced)
+            self.displaced = 0
         entry = (name, attributes.strip())
         if name in _FORMATTING and self.ark[entry] < NOAHS_ARK:
             self.ark[entry] += 1
@@ -186,8 +192,10 @@ class _Builder:
             return
         if name in _FORMATTING and self.special and self.special[-1] > where[-1]:
             # The adoption agency: the special elements above it stay open (it moves
-            # them, and what they hold, under a copy of it). Read as staying open too.
+            # them, and what they hold, under a copy of it), and it leaves the stack;
+            # its slot stays until all above it close.
             self.cost += len(self.open) - where[-1]
+            self.open[self.at[name].pop()] = _ADOPTED
             return
         if where[-1] < self._end_tag_stop(name):
             return  # the tree builder ignores it: the element stays open
@@ -243,7 +251,7 @@ class _Builder:
                 self.active_at[entry[0]].pop()
                 self.ark[entry] -= 1
         self.live = self.live_before.pop()
-        self.displaced = min(self.displaced, self.live)
+        self.displaced = self.displaced_before.pop()  # those displaced inside go with it
 
     def _push(self, name: str) -> None:
         if name in _SCOPE:
@@ -257,8 +265,6 @@ class _Builder:
     def _pop(self) -> str:
         name = self.open.pop()
         self.at[name].pop()
-        if len(self.open) == self.foreign_from:
-            self.foreign_from = None
         if name in _SCOPE:
             self.scopes.pop()
             self.floor = self.scopes[-1] if self.scopes else 0
@@ -266,6 +272,10 @@ class _Builder:
             self.special.pop()
         if name in _MARKERS:
             self._clear_to_marker()
+        while self.open and self.open[-1] == _ADOPTED:  # slots with nothing above
+            self.open.pop()
+        if self.foreign_from is not None and len(self.open) <= self.foreign_from:
+            self.foreign_from = None
         return name
 
 
