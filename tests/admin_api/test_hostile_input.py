@@ -123,6 +123,27 @@ async def test_a_nul_in_the_path_or_query_is_a_400(
 
 
 @pytest.mark.parametrize(
+    ("role", "path", "query"),
+    [
+        (Role.SENDER, "/api/v1/messages", "status=queued&status=bogus&limit=5&limit=-1"),
+        (Role.SENDER, "/api/v1/suppressions", "reason=manual&reason=bogus&limit=5&limit=-1"),
+        (Role.AUDITOR, "/api/v1/audit", "action=reject&action=accept&limit=5&limit=-1"),
+    ],
+    ids=["messages", "suppressions", "audit"],
+)
+async def test_a_query_parameter_given_twice_is_a_422_naming_it(
+    admin_client: Client, role_keys: dict[Role, str], role: Role, path: str, query: str,
+) -> None:
+    # The first copy was taken: status=queued&status=bogus filtered on queued, silently.
+    response = await admin_client.get(f"{path}?{query}", headers=bearer(role_keys[role]))
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert error["code"] == "validation_failed"
+    assert [(d["field"], d["message"]) for d in error["details"]] == [
+        (name, "given more than once") for name in sorted({query.partition("=")[0], "limit"})]
+
+
+@pytest.mark.parametrize(
     ("role", "path", "params"),
     [
         (Role.SENDER, "/api/v1/messages", {"since": "9999-12-31T23:59:59-12:00"}),

@@ -39,7 +39,7 @@ from .auth import (
     unauthenticated,
 )
 from .context import PRINCIPAL, PUBLIC_PATHS, REQUEST_ID_FORM, SETTINGS, allowed_roles
-from .errors import ApiError
+from .errors import ApiError, ValidationFailed
 from .metrics import METRICS
 from .ratelimit import LIMITER, Quota
 from .runtime_settings import RUNTIME
@@ -143,6 +143,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if "\x00" in request.path or any("\x00" in k + v for k, v in request.query.items()):
             # No route takes one, and Postgres refuses it in any text.
             raise ApiError(400, "bad_request", "a NUL character in the path or query")
+        if repeated := sorted({name for name in request.query
+                               if len(request.query.getall(name)) > 1}):
+            # No route takes a list so: which copy counts would be a guess (the first was
+            # taken, so status=queued&status=bogus filtered on queued, said nothing).
+            raise ValidationFailed([{"field": name, "message": "given more than once"}
+                                    for name in repeated])
         return await handler(request)
     except ApiError as error:
         return _error_response(request, error)
