@@ -163,11 +163,10 @@ class Transaction:
     _recipient_keys: set[RecipientKey] = field(default_factory=set)
     header_bytes: bytearray = field(default_factory=bytearray)
     header_names: Counter[str] = field(default_factory=Counter)
-    size: int = 0  # of the message so far, as raw_message() gives it
+    size: int = 0  # of the message so far, as raw_message() gives it (0: nothing yet)
     # The first From, Subject and Message-ID lines: where header_bytes holds each (None:
     # past the size limit, not kept), and the line.
     _audited: dict[str, tuple[int | None, bytes]] = field(default_factory=dict)
-    _begun: bool = False  # size counts the blank line after the headers
     _body: BodyBuffer | None = None
 
     def add_recipient(self, as_given: str, params: tuple[str, ...], limit: int | None) -> bool:
@@ -206,8 +205,7 @@ class Transaction:
     def _grow(self, count: int) -> bool:
         """Count ``count`` more bytes (with the first, the blank line that ends the
         headers, which a message has with or without a body); whether it still fits."""
-        if not self._begun:
-            self._begun = True
+        if not self.size:
             count += len(CRLF)
         self.size += count
         return self.within_limit

@@ -22,7 +22,7 @@ from postwarden_policies.headers import (
 # Left-to-right and right-to-left override: Latin letters after one are shown reversed.
 # (Marks, embeddings and isolates occur in legitimate right-to-left names and
 # do not reorder Latin letters.)
-_BIDI_OVERRIDE = re.compile("[\u202d\u202e]")
+BIDI_OVERRIDE = re.compile("[\u202d\u202e]")
 # Headers Thunderbird takes a part's name from when neither filename= nor name=
 # gives one (MimeHeaders_get_name); no RFC has them, but they occur.
 _NAME_HEADERS = ("content-name", "x-sun-data-name")
@@ -147,7 +147,7 @@ def file_names(
     )
     if len(names) > 1:
         flags.add("ambiguous_filename")
-    if any(_BIDI_OVERRIDE.search(name) for name in names):
+    if any(BIDI_OVERRIDE.search(name) for name in names):
         flags.add("bidi_override")
     names.update(dict.fromkeys(saved for name in list(names) for saved in saved_names(name)))
     return tuple(names)

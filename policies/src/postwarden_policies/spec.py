@@ -19,6 +19,7 @@ import yaml
 from .yamlnodes import (
     INTEGER_TOO_LARGE,
     MAX_INTEGER,
+    SURROGATE,
     TOO_LARGE,
     YAML11_BOOLEANS,
     Reader,
@@ -105,7 +106,6 @@ class Scalar(Spec):
 # it, so no pattern would compile with it nor header be written. Where text stands
 # for bytes (a test's raw message), \udc80 to \udcff stand for the bytes 0x80 to
 # 0xff, as Python's surrogateescape reads them.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
@@ -114,7 +114,7 @@ def text(*, pattern: str | None = None, what: str = "text", max_length: int = 10
     """A non-empty string, optionally matching ``pattern`` (described as ``what``);
     ``byte_escapes``: \\udc80 to \\udcff may stand for the bytes 0x80 to 0xff."""
     compiled = re.compile(pattern) if pattern else None
-    surrogate = _NOT_A_BYTE if byte_escapes else _SURROGATE
+    surrogate = _NOT_A_BYTE if byte_escapes else SURROGATE
 
     def check(value: str) -> None:
         if not value:

@@ -277,14 +277,14 @@ class Reader:
             return TOO_LARGE
         except (ConstructorError, ValueError):
             return _Unreadable()
-        if isinstance(value, str) and not value.isascii() and _SURROGATE.search(value):
+        if isinstance(value, str) and not value.isascii() and SURROGATE.search(value):
             # "\ud83d\udcb0" (as json.dumps writes an emoji) is two escapes PyYAML
             # leaves apart: one character; a lone surrogate stays one (spec.text refuses it).
             value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
         return value
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Unreadable:

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from postwarden_policies.entityheaders import BIDI_OVERRIDE
+
 from . import attachments
 from .addresses import (
     AddressError,
@@ -49,9 +51,6 @@ RESERVED_HEADER_PREFIXES = ("x-postwarden-",)
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
 _TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
-# The bidi overrides (LRO, RLO) the milter flags in a file name (bidi_override): they show
-# letters in another order. Embeddings and isolates, which right-to-left names use, pass.
-_BIDI_OVERRIDE = re.compile("[\u202d\u202e]")
 MAX_SUBJECT = 998
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 900
@@ -273,8 +272,9 @@ class _Reader:
         ):
             self.problem(f"{where}.filename", Refusal.INVALID_FIELD, "not a plain file name")
             filename = None
-        elif filename is not None and _BIDI_OVERRIDE.search(filename):
-            # "invoice\u202efdp.txt" shows as invoicetxt.pdf.
+        elif filename is not None and BIDI_OVERRIDE.search(filename):
+            # "invoice\u202efdp.txt" shows as invoicetxt.pdf: the milter flags it
+            # bidi_override (embeddings and isolates, in right-to-left names, pass).
             self.problem(f"{where}.filename", Refusal.INVALID_FIELD,
                          "holds a bidi override, which shows its letters in another order")
             filename = None
