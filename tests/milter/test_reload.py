@@ -129,29 +129,6 @@ def test_the_watcher_outlives_an_unexpected_error(
     assert "policy watcher: unexpected error, still watching" in caplog.text
 
 
-def test_an_unexpected_error_while_loading_is_a_counted_refusal(
-    tmp_path: Path, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    policy, metrics, reloader = _file_reloader(tmp_path, loop_thread)
-    holder = reloader.load_initial()
-
-    def broken(paths: list[Path]) -> None:
-        raise RuntimeError("a bug in the loader")
-
-    monkeypatch.setattr(reload_module, "load_policy_set", broken)
-    events: list[tuple[str, str]] = []  # what policy.load_failed would say (tested below)
-    monkeypatch.setattr(reloader._notifier, "notify",
-                        lambda trigger, error: events.append((trigger, str(error))))
-    policy.write_text(POLICY.format(name="main", limit=7))
-    assert not reloader.reload("test")
-    assert holder.current.max_recipients == 5
-    assert (_count(metrics, "ok"), _count(metrics, "failed")) == (0, 1)
-    assert "unexpected RuntimeError (logged above)" in caplog.text
-    assert "a bug in the loader" in caplog.text  # the traceback, in the log only
-    assert events == [("test", "unexpected RuntimeError while loading (see the milter's log)")]
-
-
 def test_removing_a_broken_link_that_refused_the_set_is_a_change(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(POLICY.format(name="a", limit=5))
     files = reload_module.PolicyFiles(tmp_path)
@@ -325,6 +302,34 @@ def test_a_broken_policy_file_raises_policy_load_failed(
     }
     assert second["trigger"] == "signal" and second["error"] == first["error"]
     assert "oops" not in json.dumps([first, second])  # no policy content
+
+
+@pytest.mark.postgres
+def test_an_unexpected_error_while_loading_is_a_counted_refusal_with_its_event(
+    database_url: str, tmp_path: Path, loop_thread: LoopThread,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    policy_dir = _watched_policies(database_url, tmp_path, "ops-unexpected")
+    metrics = Metrics()
+    reloader = _reloader(metrics, loop_thread, tmp_path, policy_dir=policy_dir,
+                         database_url=database_url)
+    holder = reloader.load_initial()
+
+    def broken(paths: list[Path]) -> None:
+        raise RuntimeError("a bug in the loader")
+
+    monkeypatch.setattr(reload_module, "load_policy_set", broken)  # the fault injected
+    (policy_dir / "main.yaml").write_text(POLICY.format(name="main", limit=7))
+    assert not reloader.reload("test")
+    assert holder.current.max_recipients == 5
+    assert (_count(metrics, "ok"), _count(metrics, "failed")) == (0, 1)
+    assert "unexpected RuntimeError (logged above)" in caplog.text
+    assert "a bug in the loader" in caplog.text  # the traceback, in the log only
+    [event] = _deliveries(database_url, "ops-unexpected", 1)
+    assert event == {
+        "status": "pending", "instance": "mx-test", "trigger": "test", "sources": [],
+        "error": "unexpected RuntimeError while loading (see the milter's log)",
+    }
 
 
 @pytest.mark.postgres
