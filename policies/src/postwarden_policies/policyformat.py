@@ -89,6 +89,11 @@ def _added_header_name(name: str) -> str:
     return name
 
 
+# Actions that end a message undelivered; edits in the same rule would be lost silently.
+_UNDELIVERED = frozenset({Action.REJECT.value, Action.TEMPFAIL.value, Action.DISCARD.value})
+_EDITS = ("strip_attachment", "add_header", "remove_header", "subject_prefix")
+
+
 def _actions_from_name(name: str) -> Actions:
     if name == "strip_attachment":
         return Actions(strip_attachment=True)
@@ -99,6 +104,14 @@ def _actions(values: dict[str, Any], ctx: ObjectContext) -> Any:
     if not values:
         ctx.error(None, "expected at least one action in then")
         return INVALID
+    action = values.get("action")
+    if action in _UNDELIVERED:
+        wasted = [key for key in _EDITS if values.get(key)]
+        for key in wasted:
+            ctx.error(key, f"{key} never applies with action {action}: the message is not "
+                           "delivered")
+        if wasted:
+            return INVALID
     return Actions(
         terminal=Action(values["action"]) if "action" in values else None,
         strip_attachment=values.get("strip_attachment", False),
