@@ -36,6 +36,7 @@ trimmed, and ``\\`` counts as ``/``, so ``h&#9;ttp://`` is a remote image and
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextvars
 import functools
@@ -59,6 +60,7 @@ from .html_allowlist import (
 )
 from .html_cost import too_costly
 from .html_precheck import needs_no_sanitizing
+from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +99,8 @@ def _filter_threads() -> concurrent.futures.ThreadPoolExecutor:
     started that may be another thread's state: libmilter runs a connection's
     callbacks on any of its pooled workers, with the state pymilter made on the
     first, and two threads resuming one state crashed the milter in libpython.
-    Threads Python started have their own, and clean where they are: the milter's
-    pool decides large messages, whose parts would hold these threads for seconds."""
+    Threads Python started have their own, and clean where they are. Parts over
+    ISOLATE_CHARS go to a child process (:mod:`.sanitizer_process`), never here."""
     return concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="postwarden-nh3")
 
 
@@ -108,16 +110,23 @@ def _on_foreign_thread() -> bool:
 
 
 _FILTER_THREADS = _filter_threads()
+# Where parts over ISOLATE_CHARS are cleaned, started on first use.
+_CHILDREN: SanitizerProcesses | None = None
+_CHILDREN_LOCK = threading.Lock()
 
 
-def _renew_filter_threads() -> None:
+def _after_fork() -> None:
     # A forked child has none of the parent's threads, and an executor that had
-    # started one would wait on it for ever.
-    global _FILTER_THREADS  # noqa: PLW0603
+    # started one would wait on it for ever; the sanitizer children are the parent's.
+    global _FILTER_THREADS, _CHILDREN, _CHILDREN_LOCK  # noqa: PLW0603
     _FILTER_THREADS = _filter_threads()
+    _CHILDREN_LOCK = threading.Lock()
+    if _CHILDREN is not None:
+        _CHILDREN.forget()
+        _CHILDREN = None
 
 
-os.register_at_fork(after_in_child=_renew_filter_threads)
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _unescape(match: re.Match[str]) -> str:
@@ -280,24 +289,70 @@ def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int],
                     "formatting reopened too often); replaced with a notice")
         return removed_whole("too_complex")
     filtered = _needs_filter(folded, options)
-    cleaner = _cleaner(options.remote_images, options.allowed_url_schemes, filtered)
-    dropped: Counter[str]
+    request = (html, options.remote_images, options.allowed_url_schemes, filtered)
+    if len(html) <= ISOLATE_CHARS:
+        done = _clean_here(*request)
+    else:
+        done = _clean_in_child(request)
+    if isinstance(done, str):
+        removed, level, message = _FAILURES[done]
+        log.log(level, "%s; replaced with a notice", message)
+        return removed_whole(removed)
+    clean, dropped = done
+    return clean, _removed(folded, clean.lower(), dropped)
+
+
+# Why nh3 gave no HTML back -> (removed reason, log level, what the log says).
+_FAILURES = {
+    "not_unicode": ("unsanitizable", logging.WARNING,
+                    "an HTML part holds text that is not valid Unicode"),
+    "panic": ("unsanitizable", logging.ERROR, "nh3 panicked on an HTML part"),
+    "child_failed": ("unsanitizable", logging.ERROR,
+                     "the sanitizer's child process failed on an HTML part"),
+    "too_slow": ("too_complex", logging.WARNING,
+                 "an HTML part held the sanitizer past its time limit; its child process "
+                 "was stopped"),
+}
+_Cleaned = tuple[str, Counter[str]] | str  # the clean HTML and what the filter dropped, or why not
+
+
+def _clean_here(html: str, remote_images: str, schemes: frozenset[str],
+                filtered: bool) -> _Cleaned:
+    if filtered and _on_foreign_thread():
+        return _FILTER_THREADS.submit(clean_in_process, html, remote_images, schemes,
+                                      filtered).result()
+    return clean_in_process(html, remote_images, schemes, filtered)
+
+
+def clean_in_process(html: str, remote_images: str, schemes: frozenset[str],
+                     filtered: bool) -> _Cleaned:
+    """nh3 on ``html`` in this thread (the work of :mod:`.sanitizer_process`'s children)."""
+    cleaner = _cleaner(remote_images, schemes, filtered)
     try:
         if not filtered:  # nh3 calls no Python back: any thread will do
-            clean, dropped = cleaner.clean(html), Counter()
-        elif _on_foreign_thread():
-            clean, dropped = _FILTER_THREADS.submit(_filtered_clean, cleaner, html).result()
-        else:
-            clean, dropped = _filtered_clean(cleaner, html)
+            return cleaner.clean(html), Counter()
+        return _filtered_clean(cleaner, html)
     except UnicodeEncodeError:  # lone surrogates: nh3 takes only text that is valid UTF-8
-        log.warning("an HTML part holds text that is not valid Unicode; replaced with a notice")
-        return removed_whole("unsanitizable")
+        return "not_unicode"
     except BaseException as exc:
         if not _is_panic(exc):
             raise
-        log.error("nh3 panicked on an HTML part; replaced with a notice")
-        return removed_whole("unsanitizable")
-    return clean, _removed(folded, clean.lower(), dropped)
+        return "panic"
+
+
+def _clean_in_child(request: tuple[str, str, frozenset[str], bool]) -> _Cleaned:
+    global _CHILDREN  # noqa: PLW0603
+    with _CHILDREN_LOCK:
+        if _CHILDREN is None:
+            _CHILDREN = SanitizerProcesses(f"{__name__}:clean_in_process")
+            atexit.register(_CHILDREN.close)
+        children = _CHILDREN
+    try:
+        done: _Cleaned | None = children.run(request)
+    except ChildFailed as exc:
+        log.error("%s", exc)
+        return "child_failed"
+    return "too_slow" if done is None else done
 
 
 def _filtered_clean(cleaner: nh3.Cleaner, html: str) -> tuple[str, Counter[str]]:

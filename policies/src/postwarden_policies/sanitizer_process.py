@@ -1,0 +1,214 @@
+"""nh3 in a child process that can be stopped.
+
+nh3 cannot be interrupted once it runs, and :mod:`postwarden_policies.html_cost`
+models its tree builder only as far as shapes have been found: one it misjudges
+(``<div></a><a>`` repeated to 200 KB: 0.36 s) holds the thread that called it, and
+the more text, the longer. So HTML over :data:`ISOLATE_CHARS` is cleaned in a child
+process, killed when it has not answered within :data:`TIME_LIMIT_SECONDS`; no part
+holds the filter longer, whatever the model says. Smaller HTML stays in process: the
+round trip costs more than nh3 spends on it, and a misjudged shape that small costs
+tens of milliseconds.
+
+Children start on first use (:func:`main`, from the same source tree,
+with an empty environment), at most :data:`MAX_CHILDREN` at once, and are kept while
+they answer; one killed or dead is replaced at the next use. Requests and answers are
+pickles framed by their length, on pipes between this process and the children it
+started.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+ISOLATE_CHARS = 64 * 1024
+TIME_LIMIT_SECONDS = 10.0
+MAX_CHILDREN = 4
+
+_FRAME = struct.Struct("!I")
+_READ_CHUNK = 1 << 20
+# The source tree this module was imported from: the child must run the same code.
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+class ChildFailed(Exception):
+    """The child died or broke the protocol (not a timeout)."""
+
+
+class _Child:
+    def __init__(self, handler: str) -> None:
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+                # -P: no working directory on the path (it is anything, maybe writable).
+                [sys.executable, "-P", "-c", f"from {__name__} import main; main()", handler],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={"PYTHONPATH": _SOURCE_ROOT},
+            )
+        except OSError as exc:  # out of processes, descriptors or memory
+            raise ChildFailed(f"cannot start a sanitizer child: {exc}") from exc
+        # Both are pipes (PIPE above), never None. Writing without blocking: a child
+        # that stopped reading must not hold the caller past the deadline either.
+        self._stdin: IO[bytes] = self._proc.stdin  # type: ignore[assignment]
+        self._stdout: IO[bytes] = self._proc.stdout  # type: ignore[assignment]
+        os.set_blocking(self._stdin.fileno(), False)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def ask(self, request: bytes, deadline: float) -> bytes | None:
+        """The child's answer, or None when the deadline passed first."""
+        if not self._write(_FRAME.pack(len(request)) + request, deadline):
+            return None
+        header = self._read(_FRAME.size, deadline)
+        if header is None:
+            return None
+        return self._read(_FRAME.unpack(header)[0], deadline)
+
+    def _write(self, data: bytes, deadline: float) -> bool:
+        fd = self._stdin.fileno()
+        pending = memoryview(data)
+        while pending:
+            if not _ready(fd, select.POLLOUT, deadline):
+                return False
+            try:
+                pending = pending[os.write(fd, pending):]
+            except BlockingIOError:
+                continue
+            except OSError as exc:  # BrokenPipeError: it died
+                raise ChildFailed(f"sanitizer child {self.pid}: {exc}") from exc
+        return True
+
+    def _read(self, size: int, deadline: float) -> bytes | None:
+        fd = self._stdout.fileno()
+        chunks: list[bytes] = []
+        while size:
+            if not _ready(fd, select.POLLIN, deadline):
+                return None
+            chunk = os.read(fd, min(size, _READ_CHUNK))
+            if not chunk:
+                raise ChildFailed(f"sanitizer child {self.pid} exited")
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+        self.forget()
+
+    def stop(self) -> None:
+        """End of input: it exits when done, or is killed a second later."""
+        self._stdin.close()
+        try:
+            self._proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._stdout.close()
+
+    def forget(self) -> None:
+        """Close this end of the pipes, leaving the process as it is (after fork:
+        it is the parent's child, not ours)."""
+        self._stdin.close()
+        self._stdout.close()
+
+
+def _ready(fd: int, event: int, deadline: float) -> bool:
+    """Whether ``fd`` is ready for ``event`` (or hung up) before the deadline."""
+    # poll, not select: a milter's descriptors go past select's 1024.
+    poller = select.poll()
+    poller.register(fd, event)
+    wait = deadline - time.monotonic()
+    return wait > 0 and bool(poller.poll(wait * 1000))
+
+
+class SanitizerProcesses:
+    """Children that answer one request at a time each, within a time limit, with
+    ``handler`` ("module:function"), called with the request's items."""
+
+    def __init__(self, handler: str, max_children: int = MAX_CHILDREN,
+                 time_limit: float = TIME_LIMIT_SECONDS) -> None:
+        self.handler = handler
+        self.time_limit = time_limit
+        self._slots = threading.BoundedSemaphore(max_children)
+        self._children: set[_Child] = set()  # idle or busy
+        self._idle: list[_Child] = []
+        self._lock = threading.Lock()
+
+    def run(self, request: Any) -> Any | None:
+        """The child's answer to ``request``; None when it took longer than the limit
+        (the child is killed). Raises :class:`ChildFailed` if the child died."""
+        payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._slots:
+            deadline = time.monotonic() + self.time_limit
+            child = self._take()
+            try:
+                answer = child.ask(payload, deadline)
+            except ChildFailed:
+                self._discard(child)
+                raise
+            if answer is None:
+                self._discard(child)
+                return None
+            with self._lock:
+                self._idle.append(child)
+        return pickle.loads(answer)  # noqa: S301 - written by our own child
+
+    def _take(self) -> _Child:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        child = _Child(self.handler)
+        with self._lock:
+            self._children.add(child)
+        return child
+
+    def _discard(self, child: _Child) -> None:
+        child.kill()
+        with self._lock:
+            self._children.discard(child)
+
+    def close(self) -> None:
+        """Stop the idle children (at exit)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._children.difference_update(idle)
+        for child in idle:
+            child.stop()
+
+    def forget(self) -> None:
+        """Let go of every child without stopping it: in a forked process, where they
+        are the parent's and no other thread runs (so no lock: one may have been held)."""
+        for child in self._children:
+            child.forget()
+        self._children.clear()
+        self._idle.clear()
+
+
+def serve(handle: Any, source: IO[bytes], sink: IO[bytes]) -> None:
+    """The child's loop: a request in, ``handle(*request)`` out, until end of input."""
+    while header := source.read(_FRAME.size):
+        request = pickle.loads(source.read(_FRAME.unpack(header)[0]))  # noqa: S301
+        answer = pickle.dumps(handle(*request), protocol=pickle.HIGHEST_PROTOCOL)
+        sink.write(_FRAME.pack(len(answer)) + answer)
+        sink.flush()
+
+
+def main() -> None:
+    """A child: serves the handler its command line names."""
+    # Its life is its input: the terminal's ^C or hangup is for the parent to handle.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    module, _, name = sys.argv[1].partition(":")
+    serve(getattr(importlib.import_module(module), name), sys.stdin.buffer, sys.stdout.buffer)
+
