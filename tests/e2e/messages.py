@@ -62,10 +62,10 @@ HOSTILE_HTML = (
 )
 
 
-def hostile_html() -> Sample:
+def hostile_html(copies: int = 1) -> Sample:
     return _build([("Subject", "Your invoice"), ("MIME-Version", "1.0"),
                    ("Content-Type", "text/html; charset=us-ascii")],
-                  _crlf(HOSTILE_HTML), "html")
+                  _crlf(HOSTILE_HTML * copies), "html")
 
 
 def with_attachment(

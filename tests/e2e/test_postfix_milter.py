@@ -12,10 +12,13 @@ import hashlib
 import json
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from postwarden_milter.handler import INLINE_BYTES
+from postwarden_policies.sanitizer_process import ISOLATE_CHARS
 from tests.fixtures.postfix import has_header, send_message
 
 from . import messages
@@ -95,6 +98,32 @@ def test_html_message_arrives_sanitized(mail_system: MailSystem) -> None:
     removed = dict((what, count) for what, count in sanitized[0]["removed"])
     assert removed["style:url("] == 1 and all(count > 0 for count in removed.values())
     assert sanitized[0]["bytes_after"] < sanitized[0]["bytes_before"]
+
+
+def test_large_html_is_sanitized_in_a_child_process(mail_system: MailSystem) -> None:
+    """A part over ISOLATE_CHARS is cleaned by a child of the milter, which can be killed
+    (here on libmilter's own thread: the message is under the inline size)."""
+    copies = ISOLATE_CHARS // len(messages.HOSTILE_HTML) + 100
+    sample = messages.hostile_html(copies)
+    assert ISOLATE_CHARS < len(sample.data) < INLINE_BYTES
+    assert _send(mail_system, sample).accepted
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    body = Delivered.parse(delivered.data).body.lower()
+    assert b"<script" not in body and b"onclick" not in body
+    assert body.count(b"see below") == copies
+
+    [sanitized] = [c for c in _changes(_audited(mail_system, sample, "accept"))
+                   if c["kind"] == "html_sanitized"]
+    assert dict(sanitized["removed"])["style:url("] == copies
+    assert mail_system.milter.pid is not None
+    assert any(b"sanitizer_process" in command
+               for command in _commands_of_children(mail_system.milter.pid))
+
+
+def _commands_of_children(pid: int) -> list[bytes]:
+    children = [child for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    return [Path(f"/proc/{child}/cmdline").read_bytes() for child in children]
 
 
 def test_executable_attachment_rejected_at_smtp(mail_system: MailSystem) -> None:
