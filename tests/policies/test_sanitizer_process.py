@@ -7,16 +7,28 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from postwarden_policies import sanitize
+from postwarden_policies import Envelope, evaluate_message, load_policy_set_from_sources, sanitize
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.html_cost import too_costly
-from postwarden_policies.sanitize import sanitize_html
-from postwarden_policies.sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
+from postwarden_policies.sanitize import DEADLINE, sanitize_html
+from postwarden_policies.sanitizer_process import (
+    ISOLATE_CHARS,
+    RETIRE_BYTES,
+    ChildFailed,
+    SanitizerBusy,
+    SanitizerProcesses,
+)
 
 OPTIONS = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
 HANDLER = "postwarden_policies.sanitize:clean_in_process"
@@ -93,7 +105,7 @@ def test_a_failed_child_leaves_a_notice(
     quick_limit: SanitizerProcesses, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture
 ) -> None:
-    def dies(request: object) -> object:
+    def dies(request: object, deadline: float | None = None) -> object:
         raise ChildFailed("sanitizer child 1234 exited")
 
     monkeypatch.setattr(quick_limit, "run", dies)
@@ -148,3 +160,111 @@ def test_a_forked_worker_starts_its_own_children() -> None:
     assert ok == "True"
     assert used != str(parent_children) and used != "[]"
     assert all(alive(child) for child in parent_children)  # not stopped by the worker
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """Whether ``pid`` exits within ``seconds`` (a zombie has exited: no one reaped it yet)."""
+    for _ in range(int(seconds / 0.05)):  # bounded
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+SLOW_REQUEST = (SLOW_HTML, "keep", OPTIONS.allowed_url_schemes, True)
+SMALL_REQUEST = ('<p onclick="x">a</p>', "keep", OPTIONS.allowed_url_schemes, True)
+
+
+def test_the_message_deadline_stops_a_part_before_the_time_limit() -> None:
+    """The milter sets DEADLINE per message: a child is not kept on a part past it."""
+    token = DEADLINE.set(time.monotonic() + 0.5)
+    try:
+        started = time.monotonic()
+        assert sanitize_html(SLOW_HTML, OPTIONS) == sanitize.removed_whole("too_complex")
+        assert time.monotonic() - started < 3  # the time limit is 10 s
+    finally:
+        DEADLINE.reset(token)
+
+
+def test_waiting_for_a_busy_child_ends_at_the_deadline() -> None:
+    children = SanitizerProcesses(HANDLER, max_children=1, time_limit=5)
+    busy = threading.Thread(target=children.run, args=(SLOW_REQUEST,))
+    busy.start()
+    try:
+        while not children._children:  # bounded by the busy run's 5 s
+            time.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(SanitizerBusy):
+            children.run(SMALL_REQUEST, deadline=time.monotonic() + 0.3)
+        assert time.monotonic() - started < 2
+    finally:
+        busy.join()
+        children.close()
+
+
+def test_a_message_no_child_came_free_for_is_deferred(
+    quick_limit: SanitizerProcesses, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """Overload is not the part's fault: the message is deferred, not given a notice."""
+    def busy(request: object, deadline: float | None = None) -> object:
+        raise SanitizerBusy("every sanitizer child stayed busy")
+
+    monkeypatch.setattr(quick_limit, "run", busy)
+    policy_set = load_policy_set_from_sources(
+        [("p.yaml", "version: 1\nname: p\nsanitize:\n  html: true\n")])
+    html = '<p onclick="x">a</p>' * ISOLATE_CHARS
+    raw = (b"From: a@example.com\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n"
+           + html.encode())
+    with caplog.at_level(logging.WARNING, logger="postwarden_policies.engine"):
+        verdict = evaluate_message(policy_set, raw, Envelope(sender="a@example.com",
+                                                             recipients=("b@example.com",)))
+    assert str(verdict.decision.reply) == "451 4.3.0 Temporary internal error, try again later"
+    assert "internal_error" in verdict.flags
+    assert "deferred" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_an_idle_child_killed_meanwhile_is_replaced() -> None:
+    children = SanitizerProcesses(HANDLER, max_children=1)
+    assert children.run(SMALL_REQUEST)[0] == "<p>a</p>"
+    [child] = children._idle
+    os.kill(child.pid, signal.SIGKILL)
+    assert children.run(SMALL_REQUEST)[0] == "<p>a</p>"  # not ChildFailed
+    assert _gone_within(child.pid, 5)
+    assert [c.pid for c in children._idle] != [child.pid]
+    children.close()
+
+
+def test_a_child_that_took_a_large_request_is_retired() -> None:
+    children = SanitizerProcesses(HANDLER, max_children=1)
+    html = '<p onclick="x">a</p>' * (RETIRE_BYTES // 10)
+    assert children.run((html, "keep", OPTIONS.allowed_url_schemes, True)) is not None
+    assert children._idle == [] and children._children == set()
+    children.close()
+
+
+def test_a_child_leaves_when_its_parent_is_killed_mid_request() -> None:
+    parent = textwrap.dedent(f"""
+        import sys, threading, time
+        from postwarden_policies.sanitizer_process import SanitizerProcesses
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_sanitizer_process import SLOW_REQUEST
+        children = SanitizerProcesses({HANDLER!r}, time_limit=60)
+        threading.Thread(target=children.run, args=(SLOW_REQUEST,), daemon=True).start()
+        while not children._children:
+            time.sleep(0.01)
+        print(next(iter(children._children)).pid, flush=True)
+        time.sleep(60)
+    """)
+    with subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE) as process:
+        try:
+            assert process.stdout is not None
+            child = int(process.stdout.readline())
+            assert alive(child)
+        finally:
+            process.kill()
+    assert _gone_within(child, 5), "the child went on cleaning for a parent that is gone"

@@ -43,6 +43,7 @@ from postwarden_policies import (
     parse_message,
 )
 from postwarden_policies.render import change_type
+from postwarden_policies.sanitize import DEADLINE as SANITIZE_DEADLINE
 
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
 from .duplicates import DuplicateDetector
@@ -425,12 +426,18 @@ class ConnectionHandler:
         """
         deadline = time.monotonic() + self._s.settings.message_timeout_seconds
         raw, envelope = txn.raw_message(), txn.envelope(self._client)
-        if len(raw) > INLINE_BYTES:
-            # In this thread's context, so that the pool thread logs with the message's ids.
-            job = self._s.workers.submit(
-                contextvars.copy_context().run, self._decide, policy_set, raw, envelope)
-            return self._wait(job, deadline)
-        decision = self._decide(policy_set, raw, envelope)
+        # A sanitizer child working past the deadline would work for nobody.
+        token = SANITIZE_DEADLINE.set(deadline)
+        try:
+            if len(raw) > INLINE_BYTES:
+                # In this thread's context, so that the pool thread logs with the
+                # message's ids (and sees the deadline).
+                job = self._s.workers.submit(
+                    contextvars.copy_context().run, self._decide, policy_set, raw, envelope)
+                return self._wait(job, deadline)
+            decision = self._decide(policy_set, raw, envelope)
+        finally:
+            SANITIZE_DEADLINE.reset(token)
         if time.monotonic() > deadline:
             raise self._too_late()
         return decision

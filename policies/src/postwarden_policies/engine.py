@@ -39,6 +39,7 @@ from .mimeparse import parse_message
 from .model import Limits, Rule, StructureAction
 from .policyset import PolicySet
 from .rewrite import RewriteError, RewritePlan, rewrite_body
+from .sanitizer_process import SanitizerBusy
 from .verdicts import (
     Accept,
     Action,
@@ -237,13 +238,15 @@ def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
     """The verdict of ``policy_set`` on one message; never raises."""
     try:
         return _evaluate(policy_set, facts)
+    except SanitizerBusy as exc:  # overload, not a bug: no traceback
+        log.warning("policy evaluation deferred for %s: %s", facts.envelope.queue_id, exc)
     except Exception:  # a bug here must defer the message, not crash the filter
         log.exception("policy evaluation failed for %s", facts.envelope.queue_id)
-        return Verdict(
-            TempFail(Reply.INTERNAL_ERROR.reply),
-            policy_hash=policy_set.content_hash,
-            flags=facts.flags | {"internal_error"},
-        )
+    return Verdict(
+        TempFail(Reply.INTERNAL_ERROR.reply),
+        policy_hash=policy_set.content_hash,
+        flags=facts.flags | {"internal_error"},
+    )
 
 
 def evaluate_message(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Verdict:

@@ -113,6 +113,11 @@ _FILTER_THREADS = _filter_threads()
 # Where parts over ISOLATE_CHARS are cleaned, started on first use.
 _CHILDREN: SanitizerProcesses | None = None
 _CHILDREN_LOCK = threading.Lock()
+# When the caller stops waiting for this message (a time.monotonic() value): a part in
+# a child is given no longer. The milter sets it per message; without it, each part
+# has the children's time limit.
+DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "sanitize_deadline", default=None)
 
 
 def _after_fork() -> None:
@@ -121,9 +126,7 @@ def _after_fork() -> None:
     global _FILTER_THREADS, _CHILDREN, _CHILDREN_LOCK  # noqa: PLW0603
     _FILTER_THREADS = _filter_threads()
     _CHILDREN_LOCK = threading.Lock()
-    if _CHILDREN is not None:
-        _CHILDREN.forget()
-        _CHILDREN = None
+    _CHILDREN = None
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -348,7 +351,7 @@ def _clean_in_child(request: tuple[str, str, frozenset[str], bool]) -> _Cleaned:
             atexit.register(_CHILDREN.close)
         children = _CHILDREN
     try:
-        done: _Cleaned | None = children.run(request)
+        done: _Cleaned | None = children.run(request, DEADLINE.get())
     except ChildFailed as exc:
         log.error("%s", exc)
         return "child_failed"

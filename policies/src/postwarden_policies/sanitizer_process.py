@@ -34,6 +34,10 @@ from typing import IO, Any
 ISOLATE_CHARS = 64 * 1024
 TIME_LIMIT_SECONDS = 10.0
 MAX_CHILDREN = 4
+# A child that took a request this large is retired: its heap would keep the peak.
+RETIRE_BYTES = 4 * 1024 * 1024
+# How often a child checks that the process that started it is still there.
+ORPHAN_CHECK_SECONDS = 1.0
 
 _FRAME = struct.Struct("!I")
 _READ_CHUNK = 1 << 20
@@ -43,6 +47,10 @@ _SOURCE_ROOT = str(Path(__file__).resolve().parents[1])
 
 class ChildFailed(Exception):
     """The child died or broke the protocol (not a timeout)."""
+
+
+class SanitizerBusy(Exception):
+    """No child came free in time: the work is not done, and no verdict should say it was."""
 
 
 class _Child:
@@ -64,6 +72,9 @@ class _Child:
     @property
     def pid(self) -> int:
         return self._proc.pid
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
 
     def ask(self, request: bytes, deadline: float) -> bytes | None:
         """The child's answer, or None when the deadline passed first."""
@@ -144,34 +155,68 @@ class SanitizerProcesses:
         self._children: set[_Child] = set()  # idle or busy
         self._idle: list[_Child] = []
         self._lock = threading.Lock()
+        # Held across a fork, so a child started meanwhile is known to forget().
+        os.register_at_fork(before=self._lock.acquire, after_in_parent=self._lock.release,
+                            after_in_child=self._forget)
 
-    def run(self, request: Any) -> Any | None:
-        """The child's answer to ``request``; None when it took longer than the limit
-        (the child is killed). Raises :class:`ChildFailed` if the child died."""
+    def run(self, request: Any, deadline: float | None = None) -> Any | None:
+        """The child's answer to ``request``, or None when it did not come within the
+        time limit or by ``deadline`` (a time.monotonic() value; the child is killed).
+        Raises :class:`SanitizerBusy` when no child was free by the deadline (or
+        within the time limit, without one), :class:`ChildFailed` if the child died."""
         payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._slots:
-            deadline = time.monotonic() + self.time_limit
-            child = self._take()
-            try:
-                answer = child.ask(payload, deadline)
-            except ChildFailed:
-                self._discard(child)
-                raise
+        now = time.monotonic()
+        if not self._slots.acquire(timeout=max((deadline or now + self.time_limit) - now, 0)):
+            raise SanitizerBusy(f"every sanitizer child stayed busy ({self.time_limit:g} s "
+                                "or the message's deadline)")
+        try:
+            until = time.monotonic() + self.time_limit
+            if deadline is not None:
+                until = min(until, deadline)
+                if until <= time.monotonic():
+                    return None  # the message's time is up: no child is worth starting on it
+            answer, child = self._ask(payload, until)
             if answer is None:
                 self._discard(child)
                 return None
-            with self._lock:
-                self._idle.append(child)
+            if len(payload) > RETIRE_BYTES:  # its heap keeps the peak: start afresh
+                self._discard(child)
+            else:
+                with self._lock:
+                    self._idle.append(child)
+        finally:
+            self._slots.release()
         return pickle.loads(answer)  # noqa: S301 - written by our own child
 
-    def _take(self) -> _Child:
+    def _ask(self, payload: bytes, until: float) -> tuple[bytes | None, _Child]:
+        """The answer of an idle child or, if it fails before answering (killed while
+        idle: the OOM killer, an admin), of a new one."""
+        child = self._take()
+        try:
+            return child.ask(payload, until), child
+        except ChildFailed:
+            self._discard(child)
+        except BaseException:
+            self._discard(child)
+            raise
+        child = self._take(reuse=False)
+        try:
+            return child.ask(payload, until), child
+        except BaseException:
+            self._discard(child)
+            raise
+
+    def _take(self, reuse: bool = True) -> _Child:
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        child = _Child(self.handler)
-        with self._lock:
+            while reuse and self._idle:
+                child = self._idle.pop()
+                if child.alive():
+                    return child
+                self._children.discard(child)
+                child.forget()
+            child = _Child(self.handler)
             self._children.add(child)
-        return child
+            return child
 
     def _discard(self, child: _Child) -> None:
         child.kill()
@@ -186,29 +231,42 @@ class SanitizerProcesses:
         for child in idle:
             child.stop()
 
-    def forget(self) -> None:
-        """Let go of every child without stopping it: in a forked process, where they
-        are the parent's and no other thread runs (so no lock: one may have been held)."""
+    def _forget(self) -> None:
+        """In a forked process: let go of every child without stopping it (they are the
+        parent's), then release the lock the fork held."""
         for child in self._children:
             child.forget()
         self._children.clear()
         self._idle.clear()
+        self._lock.release()
 
 
 def serve(handle: Any, source: IO[bytes], sink: IO[bytes]) -> None:
     """The child's loop: a request in, ``handle(*request)`` out, until end of input."""
-    while header := source.read(_FRAME.size):
-        request = pickle.loads(source.read(_FRAME.unpack(header)[0]))  # noqa: S301
+    while len(header := source.read(_FRAME.size)) == _FRAME.size:
+        size = _FRAME.unpack(header)[0]
+        if len(body := source.read(size)) < size:
+            return  # the parent went away while writing
+        request = pickle.loads(body)  # noqa: S301 - written by our parent
         answer = pickle.dumps(handle(*request), protocol=pickle.HIGHEST_PROTOCOL)
         sink.write(_FRAME.pack(len(answer)) + answer)
         sink.flush()
 
 
+def _exit_when_orphaned(parent: int) -> None:
+    # End of input comes only between requests: a parent killed meanwhile would
+    # leave nh3 running on its part for as long as it takes.
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(1)
+
+
 def main() -> None:
     """A child: serves the handler its command line names."""
-    # Its life is its input: the terminal's ^C or hangup is for the parent to handle.
+    # Its life is its parent's: the terminal's ^C or hangup is for the parent to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     module, _, name = sys.argv[1].partition(":")
     serve(getattr(importlib.import_module(module), name), sys.stdin.buffer, sys.stdout.buffer)
 
