@@ -41,11 +41,13 @@ def limits_of(runtime: RuntimeSettings) -> Limits:
 
 
 def check_size(content: bytes, runtime: RuntimeSettings) -> None:
+    """The built message within ``max_message_bytes``. Its detail names no field:
+    every field makes its size, and none is over a limit of its own."""
     if len(content) > runtime.max_message_bytes:
-        raise refuse([FieldProblem(
-            "body", Refusal.MESSAGE_TOO_LARGE,
-            f"the built message is larger than {runtime.max_message_bytes} bytes",
-        )])
+        raise Refusal.MESSAGE_TOO_LARGE.error(details=[{
+            "code": Refusal.MESSAGE_TOO_LARGE.code,
+            "message": f"the built message is larger than {runtime.max_message_bytes} bytes",
+        }])
 
 
 def recipient_fields(request: SendRequest, keys: Collection[str]) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from .refusals import Refusal
+from .request_model import read_fields
 
 MAX_KEY_LENGTH = 255
 # Visible ASCII, as in the IETF draft's examples.
@@ -64,8 +65,11 @@ def valid_key(key: str) -> bool:
 
 
 def request_digest(body: dict[str, Any]) -> bytes:
-    """The same JSON, whatever its key order or spacing, gives the same digest."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """The same request as the service reads it (:func:`.request_model.read_fields`)
+    gives the same digest, whatever its key order, spacing, nulls for fields left out,
+    or a lone address given as a list of one."""
+    canonical = json.dumps(read_fields(body), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).digest()
 
 

@@ -15,6 +15,16 @@ from postwarden_admin_api.openapi import (
 )
 
 from .queries import MESSAGE_STATUSES, RECIPIENT_STATUSES
+from .request_model import (
+    MAX_ATTACHMENTS,
+    MAX_HEADER_VALUE,
+    MAX_HEADERS,
+    MAX_METADATA_BYTES,
+    MAX_SUBJECT,
+    MAX_TAG,
+    MAX_TAGS,
+    TAG,
+)
 
 _ADDRESSES: dict[str, Any] = {
     "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
@@ -39,18 +49,29 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
     "to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES, "reply_to": _ADDRESSES,
     "text": {"type": "string"},
     "html": {"type": "string"},
-    "headers": {"type": "object", "additionalProperties": {"type": "string"},
-                "maxProperties": 20},
-    "attachments": {"type": "array", "maxItems": 20, "items": {
+    "headers": {"type": "object", "maxProperties": MAX_HEADERS, "additionalProperties": {
+        "type": "string", "minLength": 1, "maxLength": MAX_HEADER_VALUE}},
+    "attachments": {"type": "array", "maxItems": MAX_ATTACHMENTS, "items": {
         "type": "object", "required": ["filename", "content_type", "content"],
+        "additionalProperties": False,
         "properties": {
             "filename": {"type": "string"},
             "content_type": {"type": "string"},
             "content": {"type": "string", "contentEncoding": "base64"},
         },
     }},
-    "tags": {"type": "array", "maxItems": 10, "items": {"type": "string"}},
-    "metadata": {"type": "object"},
+    "tags": {"type": "array", "maxItems": MAX_TAGS, "items": {
+        "type": "string", "pattern": f"^{TAG.pattern}$", "maxLength": MAX_TAG}},
+    # Flat: a value is never an object or a list. No string in it can be longer than
+    # the whole may be; the whole's size JSON Schema cannot say.
+    "metadata": {
+        "type": "object",
+        "description": f"a flat object of at most {MAX_METADATA_BYTES} bytes written as "
+                       "JSON (UTF-8): string, number, boolean or null values",
+        "propertyNames": {"maxLength": MAX_METADATA_BYTES},
+        "additionalProperties": {"type": ["string", "number", "boolean", "null"],
+                                 "maxLength": MAX_METADATA_BYTES},
+    },
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -60,7 +81,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "from": {"type": "string", "description": "address or Name <address>"},
-            "subject": {"type": "string", "minLength": 1, "maxLength": 998},
+            "subject": {"type": "string", "minLength": 1, "maxLength": MAX_SUBJECT},
             **{name: {"anyOf": [schema, {"type": "null"}]}
                for name, schema in _OPTIONAL_SEND_FIELDS.items()},
         },
@@ -169,9 +190,11 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
         ),
         "post": operation(
             "suppress an address", [Role.OPERATOR],
-            body=json_content({"type": "object", "required": ["address"], "properties": {
-                "address": {"type": "string"}, "detail": {"type": "string", "maxLength": 500},
-            }}),
+            body=json_content({
+                "type": "object", "required": ["address"], "additionalProperties": False,
+                "properties": {"address": {"type": "string"},
+                               "detail": {"type": "string", "maxLength": 500}},
+            }),
             responses={200: ref("Suppression"), 201: ref("Suppression")},
         ),
         "delete": operation(

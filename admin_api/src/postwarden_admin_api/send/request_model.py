@@ -39,6 +39,7 @@ FIELDS = frozenset({
     "attachments", "tags", "metadata",
 })
 OPTIONAL_FIELDS = FIELDS - {"from", "subject"}
+ADDRESS_FIELDS = frozenset({"to", "cc", "bcc", "reply_to"})  # an address or a list of them
 # Extra headers a client may set; every other name (From, To, Bcc, Received,
 # DKIM-Signature, Message-ID, Content-*, ...) is ours or Postfix's to write.
 ALLOWED_HEADERS = frozenset({
@@ -49,7 +50,8 @@ ALLOWED_HEADERS = frozenset({
 })
 RESERVED_HEADER_PREFIXES = ("x-postwarden-",)
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
-_TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_TAG = 64
+TAG = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TAG}}}")
 _CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
 MAX_SUBJECT = 998
 MAX_HEADERS = 20
@@ -147,8 +149,7 @@ class _Reader:
         return value
 
     def mailboxes(self, name: str, refusal: Refusal, too_many: Refusal) -> tuple[Mailbox, ...]:
-        raw = self.body.get(name, [])
-        items = [raw] if isinstance(raw, str) else raw
+        items = self.body.get(name, [])  # a lone address is a list of one (read_fields)
         if not isinstance(items, list):
             self.problem(name, refusal, "expected an address or a list of addresses")
             return ()
@@ -305,7 +306,7 @@ class _Reader:
     def tags(self) -> tuple[str, ...]:
         raw = self.body.get("tags", [])
         if not isinstance(raw, list) or len(raw) > MAX_TAGS or not all(
-            isinstance(tag, str) and _TAG.fullmatch(tag) for tag in raw
+            isinstance(tag, str) and TAG.fullmatch(tag) for tag in raw
         ):
             self.problem("tags", Refusal.INVALID_FIELD, "at most 10 tags of [A-Za-z0-9_.:-]")
             return ()
@@ -325,6 +326,15 @@ class _Reader:
         return raw
 
 
+def read_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as :func:`parse_request` reads it: an optional field given as null
+    left out, a lone address (``"to": "a@x"``) a list of one. The Idempotency-Key
+    digest is taken over this, so such a difference makes no other request."""
+    return {name: [value] if name in ADDRESS_FIELDS and isinstance(value, str) else value
+            for name, value in body.items()
+            if value is not None or name not in OPTIONAL_FIELDS}
+
+
 def parse_request(
     body: Any, caps: Caps, sender_allowed: Callable[[Mailbox], bool],
     found: Sequence[FieldProblem] = (),
@@ -334,9 +344,7 @@ def parse_request(
     if not isinstance(body, dict):
         not_object = FieldProblem("body", Refusal.INVALID_FIELD, "expected a JSON object")
         raise refuse([*found, not_object])
-    body = {name: value for name, value in body.items()
-            if value is not None or name not in OPTIONAL_FIELDS}
-    reader = _Reader(body, caps)
+    reader = _Reader(read_fields(body), caps)
     reader.problems.extend(found)
     for unknown in sorted(set(body) - FIELDS):
         reader.problem(unknown, Refusal.INVALID_FIELD, "unknown field")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiohttp import web
 
@@ -120,13 +121,27 @@ def _listing_position(raw: str | None) -> str | None:
         return raw
 
 
-@routes.get("/api/v1/suppressions")
-@allow(Role.OPERATOR, Role.AUDITOR)
-async def list_suppressions(request: web.Request) -> web.Response:
+SUPPRESSION_PARAMETERS = ("reason", "limit", "after")
+SUPPRESSION_FIELDS = frozenset({"address", "detail"})
+
+
+def _reason_filter(request: web.Request) -> str | None:
     reason = request.query.get("reason")
     if reason not in (None, "hard_bounce", "manual"):
         raise ValidationFailed([{"field": "reason", "message": "hard_bounce or manual"}])
-    limit = query_int(request, "limit", 100, 1, 1000)
+    return reason
+
+
+@routes.get("/api/v1/suppressions")
+@allow(Role.OPERATOR, Role.AUDITOR)
+async def list_suppressions(request: web.Request) -> web.Response:
+    # As the message search: a misspelt filter (reasn=) would list every suppression.
+    query = QueryProblems(request)
+    query.found += unknown_parameters(request.query, SUPPRESSION_PARAMETERS)
+    reason = query.read(_reason_filter)
+    limit = query.read(query_int, "limit", 100, 1, 1000)
+    query.raise_any()
+    assert limit is not None  # noqa: S101 - a bad one was raised above
     async with connection(request.app[POOL]) as conn:
         found, after = await queries.list_suppressions(
             conn, _listing_position(request.query.get("after")), reason, limit
@@ -134,14 +149,28 @@ async def list_suppressions(request: web.Request) -> web.Response:
     return json_ok({"suppressions": found, "next_after": after})
 
 
+def _new_suppression(body: dict[str, Any]) -> tuple[str, str | None]:
+    """The address and detail to suppress; one 422 lists every problem, an unknown
+    field among them (a misspelt ``detail`` would be dropped unseen)."""
+    problems = [{"field": name, "message": "unknown field"}
+                for name in sorted(set(body) - SUPPRESSION_FIELDS)]
+    address = ""
+    try:
+        address = _address(body.get("address"), "address")
+    except ValidationFailed as failed:
+        problems += failed.details
+    detail = body.get("detail")
+    if detail is not None and (not isinstance(detail, str) or len(detail) > 500):
+        problems.append({"field": "detail", "message": "at most 500 characters"})
+    if problems:
+        raise ValidationFailed(problems)
+    return address, detail
+
+
 @routes.post("/api/v1/suppressions")
 @allow(Role.OPERATOR)
 async def add_suppression(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
-    address = _address(body.get("address"), "address")
-    detail = body.get("detail")
-    if detail is not None and (not isinstance(detail, str) or len(detail) > 500):
-        raise ValidationFailed([{"field": "detail", "message": "at most 500 characters"}])
+    address, detail = _new_suppression(await read_json_object(request))
     async with connection(request.app[POOL]) as conn:
         entry, created = await queries.add_suppression(
             conn, address, detail, principal(request).key_id

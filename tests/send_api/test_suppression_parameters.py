@@ -1,0 +1,47 @@
+"""The suppression list refuses what it does not know, as the message search does: a
+misspelt filter would list every suppression, a misspelt body field would be dropped."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from postwarden_admin_api.context import Role
+from tests.fixtures.adminapp import MintKey, bearer
+
+from .conftest import Client
+
+SUPPRESSIONS = "/api/v1/suppressions"
+
+
+async def _operator(mint_key: MintKey) -> dict[str, str]:
+    return bearer(await mint_key(Role.OPERATOR))
+
+
+def _problems(error: dict[str, Any]) -> list[str]:
+    assert error["code"] == "validation_failed"
+    return [detail["field"] for detail in error["details"]]
+
+
+async def test_an_unknown_filter_is_a_422_naming_it(client: Client, mint_key: MintKey) -> None:
+    operator = await _operator(mint_key)
+    response = await client.get(f"{SUPPRESSIONS}?reasn=manual&limit=0", headers=operator)
+    assert response.status == 422, await response.text()
+    assert _problems((await response.json())["error"]) == ["reasn", "limit"]
+    listed = await client.get(f"{SUPPRESSIONS}?reason=manual&limit=5&after=a", headers=operator)
+    assert listed.status == 200, await listed.text()
+
+
+async def test_an_unknown_body_field_is_a_422_and_suppresses_nothing(
+    client: Client, mint_key: MintKey
+) -> None:
+    operator = await _operator(mint_key)
+    address = f"typo-{uuid.uuid4().hex[:8]}@example.org"
+    response = await client.post(SUPPRESSIONS, headers=operator,
+                                 json={"address": address, "detial": "asked by phone"})
+    assert response.status == 422, await response.text()
+    assert _problems((await response.json())["error"]) == ["detial"]
+    both = await client.post(SUPPRESSIONS, headers=operator, json={"adress": address})
+    assert _problems((await both.json())["error"]) == ["adress", "address"]
+    lifted = await client.delete(SUPPRESSIONS, headers=operator, params={"address": address})
+    assert lifted.status == 404  # not suppressed
