@@ -1,6 +1,9 @@
 """Storing what came of a relay attempt: ``relayed``, ``deferred`` (retried with
 exponential backoff and jitter) or ``failed``, each with its event on the message's
-timeline; the claimed rows and the relay's settings they are stored with.
+timeline, and a ``failed`` event on the timeline of each recipient the relay's answer
+fails (refused at RCPT, or with the whole message), which raises its ``send.failed``
+webhook as a bounce's line does; the claimed rows and the relay's settings they are
+stored with.
 
 The relay worker (:mod:`.relay`) stores 250s through :func:`store_relayed`, several
 in one round trip (:mod:`.groupcommit`), and every other answer through
@@ -26,6 +29,9 @@ log = logging.getLogger(__name__)
 # $7: Postfix's answer was read from its log after an interrupted attempt, so which
 # recipients it refused at RCPT is unknown: the timeline says so, and the recipients
 # left without a line when qmgr removes the message were those (migration 0015).
+# $4, $5: the recipients refused at RCPT and each one's reply. Only a recipient still
+# queued changes, and gets its event: one per recipient and outcome, however often
+# the outcome is stored.
 RELAYED = """
 WITH done AS (
     DELETE FROM outbox WHERE message_id = $1
@@ -39,11 +45,15 @@ WITH done AS (
 ), recipients AS (
     UPDATE outbound_recipients
     SET status = CASE WHEN address = ANY($4::text[]) THEN 'failed' ELSE 'relayed' END,
-        detail = CASE WHEN address = ANY($4::text[]) THEN $5 ELSE NULL END,
+        detail = ($5::text[])[array_position($4::text[], address)],
         updated_at = now()
     WHERE message_id = $1 AND status = 'queued'
+    RETURNING address, status, detail
 )
-INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'relayed', $6)
+INSERT INTO outbound_events (message_id, recipient, event, detail)
+SELECT $1, address, 'failed', detail FROM recipients WHERE status = 'failed'
+UNION ALL
+SELECT $1, NULL, 'relayed', $6
 """
 RETRY = """
 WITH later AS (
@@ -54,6 +64,8 @@ WITH later AS (
 )
 INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'relay_deferred', $4)
 """
+# Each recipient's event, then the message's own (one, as before): a recipient
+# refused at RCPT ($4, $5 as for RELAYED) with its reply, the others with the message's.
 FAILED = """
 WITH done AS (
     DELETE FROM outbox WHERE message_id = $1
@@ -61,10 +73,17 @@ WITH done AS (
     UPDATE outbound_messages
     SET status = 'failed', attempts = $2, last_error = $3, updated_at = now() WHERE id = $1
 ), recipients AS (
-    UPDATE outbound_recipients SET status = 'failed', detail = $3, updated_at = now()
+    UPDATE outbound_recipients
+    SET status = 'failed',
+        detail = coalesce(($5::text[])[array_position($4::text[], address)], $3),
+        updated_at = now()
     WHERE message_id = $1 AND status = 'queued'
+    RETURNING address, detail
 )
-INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'failed', $3)
+INSERT INTO outbound_events (message_id, recipient, event, detail)
+SELECT $1, address, 'failed', detail FROM recipients
+UNION ALL
+SELECT $1, NULL, 'failed', $3
 """
 
 MAX_BACKOFF_SECONDS = 3600.0
@@ -117,6 +136,11 @@ def found_answer(commit: Commit) -> SubmitResult:
                         "mail log after an interrupted attempt)", commit.queue_id)
 
 
+def _refusals(result: SubmitResult) -> tuple[list[str], list[str]]:
+    """The recipients refused one by one, and each one's reply fit to store."""
+    return list(result.refused), [scrub_reply(reply) for reply in result.refused.values()]
+
+
 async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed],
                         queue_host: str | None = None) -> None:
     """Store these messages' outcomes in one round trip and one transaction (asyncpg's
@@ -127,8 +151,7 @@ async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed],
     follower locks them (migration 0017): two transactions that each
     want several never wait for each other in a cycle."""
     await conn.executemany(RELAYED, [
-        (o.row.id, o.result.queue_id, o.row.attempts, list(o.result.refused),
-         scrub_reply("; ".join(o.result.refused.values())) or None, o.result.queue_id,
+        (o.row.id, o.result.queue_id, o.row.attempts, *_refusals(o.result), o.result.queue_id,
          o.found_in_log, o.queue_host or queue_host)
         for o in sorted(outcomes, key=lambda o: o.row.id)
     ])
@@ -162,7 +185,7 @@ async def record(
         log.warning("relay deferred message %s (attempt %d): %s", row.id, row.attempts,
                     for_log(reply))
         return "deferred"
-    await conn.execute(FAILED, row.id, row.attempts, reply)
+    await conn.execute(FAILED, row.id, row.attempts, reply, *_refusals(result))
     log.warning("relay failed message %s after %d attempt(s): %s", row.id, row.attempts,
                 for_log(reply))
     return "failed"

@@ -1,0 +1,167 @@
+"""A recipient the relay's Postfix refuses gets a ``failed`` event on its timeline, with
+its own (redacted) reply, and so a ``send.failed`` webhook, as a bounce's line does.
+
+Postfix refuses here as a deployment's restrictions would: one listener refuses the
+domain refused.example at RCPT (an access map), another every message at its end
+(``smtpd_end_of_data_restrictions``). The service follows the instance's log.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.app import create_app
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.settings import ServiceSettings
+from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
+from tests.fixtures.postfix import CaptureServer, master_cf_options, running_postfix
+
+from .conftest import SetRuntime
+from .test_e2e import SNIPPET, Client, body, eventually, settled
+
+pytestmark = pytest.mark.postfix
+
+MAILLOG_HOST = "postwarden-refusals"
+REFUSING = {"smtpd_recipient_restrictions":
+            "check_recipient_access,inline:{refused.example=REJECT},permit_mynetworks,reject"}
+CLOSING = {"smtpd_end_of_data_restrictions": "reject"}
+
+
+@dataclass(frozen=True)
+class Refusing:
+    capture: CaptureServer
+    maillog: str
+    rcpt_port: int  # refuses refused.example at RCPT
+    data_port: int  # refuses every message after its end
+
+
+@pytest.fixture(scope="module")
+def refusing() -> Iterator[Refusing]:
+    ports: list[int] = []
+
+    def listeners(instance: Any) -> None:
+        for overrides in (REFUSING, CLOSING):
+            ports.append(instance.add_smtpd_listener(master_cf_options(SNIPPET) | overrides))
+
+    with running_postfix(configure=listeners) as (postfix, capture):
+        yield Refusing(capture, str(postfix.maillog), *ports)
+
+
+Start = Callable[[int], Awaitable[Client]]
+
+
+@pytest.fixture
+async def start(
+    aiohttp_client: AiohttpClient, make_admin_settings: Callable[..., ServiceSettings],
+    set_runtime: SetRuntime, refusing: Refusing,
+) -> Start:
+    """The service, relaying to the listener on ``port``."""
+    await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
+                      outbound_per_key_per_minute=1000, outbound_per_recipient_per_day=1000)
+
+    async def app(port: int) -> Client:
+        settings = make_admin_settings(
+            relay_host="127.0.0.1", relay_port=port, relay_backoff_seconds=0.2,
+            maillog_path=refusing.maillog, maillog_host=MAILLOG_HOST)
+        return await aiohttp_client(create_app(settings))
+
+    return app
+
+
+@pytest.fixture
+async def sender(mint_key: MintKey) -> dict[str, str]:
+    return bearer(await mint_key(Role.SENDER, ["*@example.com"]))
+
+
+@pytest.fixture
+async def send_failed(pool: asyncpg.Pool) -> Callable[[str], Awaitable[list[Any]]]:
+    """An endpoint that wants send.failed (never called: the guard refuses its plain
+    http URL), and the send.failed events raised for a message: (recipient, detail)."""
+    await pool.execute(
+        "INSERT INTO webhook_endpoints (name, url, url_origin, kind, events) "
+        "VALUES ($1, 'http://127.0.0.1:9/', 'http://127.0.0.1:9', 'slack', '{send.failed}')",
+        f"failures-{uuid.uuid4().hex[:6]}")
+
+    async def raised(message_id: str) -> list[Any]:
+        rows = await pool.fetch(
+            "SELECT payload->>'recipient' AS recipient, payload->>'detail' AS detail "
+            "FROM webhook_events WHERE type = 'send.failed' AND payload->>'id' = $1 "
+            "ORDER BY id", message_id)
+        return [tuple(row) for row in rows]
+
+    return raised
+
+
+def address(domain: str) -> str:
+    return f"r-{uuid.uuid4().hex[:8]}@{domain}"
+
+
+def timelines(message: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    return {r["address"]: [(e["event"], e["detail"]) for e in r["timeline"]]
+            for r in message["recipients"]}
+
+
+async def test_a_recipient_refused_at_rcpt_fails_on_its_timeline(
+    start: Start, sender: dict[str, str], refusing: Refusing,
+    send_failed: Callable[[str], Awaitable[list[Any]]],
+) -> None:
+    """The others are relayed and delivered: the message ends partially delivered."""
+    client = await start(refusing.rcpt_port)
+    ok, refused = address("example.org"), address("refused.example")
+    response = await client.post("/api/v1/send-email", json=body(to=[ok, refused]),
+                                 headers=sender)
+    location = response.headers["Location"]
+    message = await eventually(lambda: settled(client, sender, location), within=60)
+    assert message["status"] == "partially_delivered"
+    found = timelines(message)
+    assert [event for event, _ in found[ok]] == ["delivered"]
+    ((event, detail),) = found[refused]
+    assert event == "failed" and detail.startswith("554 5.7.1") and refused in detail
+    (recipient,) = [r for r in message["recipients"] if r["address"] == refused]
+    assert recipient["detail"] == detail == message["last_error"]
+    assert [e["event"] for e in message["events"]] == ["accepted", "relayed"]
+    assert await send_failed(message["id"]) == [(refused, detail)]
+
+
+async def test_recipients_all_refused_at_rcpt_each_fail_with_their_own_reply(
+    start: Start, sender: dict[str, str], refusing: Refusing,
+    send_failed: Callable[[str], Awaitable[list[Any]]],
+) -> None:
+    """The message fails at once: its own event (one) says so too."""
+    client = await start(refusing.rcpt_port)
+    first, second = address("refused.example"), address("refused.example")
+    response = await client.post("/api/v1/send-email", json=body(to=[first, second]),
+                                 headers=sender)
+    message = await eventually(lambda: settled(client, sender, response.headers["Location"]))
+    assert message["status"] == "failed"
+    found = timelines(message)
+    for mine, other in ((first, second), (second, first)):
+        ((event, detail),) = found[mine]
+        assert event == "failed" and mine in detail and other not in detail
+    assert [e["event"] for e in message["events"]] == ["accepted", "failed"]
+    assert sorted(await send_failed(message["id"]), key=str) == sorted(
+        [(first, found[first][0][1]), (second, found[second][0][1]),
+         (None, message["last_error"])], key=str)
+
+
+async def test_a_message_refused_at_its_end_fails_every_recipient_on_its_timeline(
+    start: Start, sender: dict[str, str], refusing: Refusing,
+    send_failed: Callable[[str], Awaitable[list[Any]]],
+) -> None:
+    client = await start(refusing.data_port)
+    to = [address("example.org"), address("example.org")]
+    response = await client.post("/api/v1/send-email", json=body(to=to), headers=sender)
+    location = response.headers["Location"]
+    message = await eventually(lambda: settled(client, sender, location))
+    assert message["status"] == "failed" and message["last_error"].startswith("5")
+    reply = message["last_error"]
+    assert timelines(message) == {a: [("failed", reply)] for a in to}
+    assert [e["event"] for e in message["events"]] == ["accepted", "failed"]
+    assert sorted(await send_failed(message["id"]), key=str) == sorted(
+        [(to[0], reply), (to[1], reply), (None, reply)], key=str)
