@@ -61,6 +61,10 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
         follower = MaillogFollower(pool, settings.maillog_path, app[METRICS],
                                    settings.maillog_host)
     if settings.relay_host:
+        if follower is None:
+            log.warning("relay_host is set without maillog_path: sent messages stay "
+                        "'relayed' (nothing reads what Postfix did with them), and a relay "
+                        "attempt cut off by a stop is sent again")
         queue = None
         if settings.postfix_config_dir is not None:
             queue = PostfixQueue(settings.postfix_config_dir)
