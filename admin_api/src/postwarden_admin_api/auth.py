@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 DEV_FALLBACK_KEY = "dev-admin-key"
 DEV_PRINCIPAL = Principal(
-    key_id="dev-fallback", name="dev-admin-key", role=Role.ADMIN, is_dev_fallback=True
+    key_id="dev-fallback", owner="dev-fallback", name="dev-admin-key", role=Role.ADMIN,
+    is_dev_fallback=True,
 )
 # The fallback is for a fresh install only: any key ever created, of any role
 # (revoked ones too), turns it off. Until then, behind a reverse proxy on the

@@ -55,7 +55,7 @@ from .secrets import (
 from .settings import FIELDS, ServiceSettings, load_settings
 
 PROG = "postwarden-admin"
-CLI_ACTOR = Principal(key_id="cli", name=PROG, role=Role.ADMIN)
+CLI_ACTOR = Principal(key_id="cli", owner="cli", name=PROG, role=Role.ADMIN)
 CONFIG_HELP = "YAML settings file (POSTWARDEN_<SETTING> variables win over it)"
 
 

@@ -30,6 +30,9 @@ class Role(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Principal:
     key_id: str
+    # The first key of its rotation line (its own id if it was rotated from none):
+    # what it sends, its idempotency keys and sending limits belong to that line.
+    owner: str
     name: str
     role: Role
     allowed_senders: tuple[str, ...] = ()  # exact addresses or "*@domain"; sender keys

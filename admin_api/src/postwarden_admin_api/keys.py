@@ -27,18 +27,19 @@ MAX_GRACE_SECONDS = 30 * 86400
 _DUMMY_HASH = hashlib.sha256(b"postwarden-no-such-key").digest()
 
 INSERT_KEY = """
-INSERT INTO api_keys (key_id, secret_sha256, name, role, allowed_senders, expires_at, created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO api_keys
+    (key_id, secret_sha256, name, role, allowed_senders, expires_at, created_by, owner)
+VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, $1))
 """
 # A key that works: not revoked, not expired (by the database's clock).
 LIVE_KEY = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
 SELECT_FOR_AUTH = f"""
-SELECT key_id, secret_sha256, name, role, allowed_senders, {LIVE_KEY} AS active
+SELECT key_id, secret_sha256, name, role, allowed_senders, owner, {LIVE_KEY} AS active
 FROM api_keys WHERE key_id = $1
 """  # noqa: S608 - constant SQL
 KEY_COLUMNS = (
     "key_id, name, role, allowed_senders, created_at, created_by, expires_at, revoked_at, "
-    "rotated_to, last_used_at"
+    "rotated_to, last_used_at, owner"
 )
 IS_LIVE = f"SELECT {LIVE_KEY} FROM api_keys WHERE key_id = $1"  # noqa: S608 - constant SQL
 SELECT_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"  # noqa: S608
@@ -73,6 +74,7 @@ class KeyInfo:
     revoked_at: dt.datetime | None
     rotated_to: str | None
     last_used_at: dt.datetime | None
+    owner: str  # the first key of its rotation line (migration 0030)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> KeyInfo:
@@ -87,6 +89,7 @@ class KeyInfo:
             revoked_at=row["revoked_at"],
             rotated_to=row["rotated_to"],
             last_used_at=row["last_used_at"],
+            owner=row["owner"],
         )
 
 
@@ -125,13 +128,15 @@ async def create_key(
     expires_at: dt.datetime | None = None,
     *,
     created_by: str | None = None,
+    owner: str | None = None,
 ) -> str:
-    """Store a new key and return it in full; this is the only time it is visible."""
+    """Store a new key and return it in full; this is the only time it is visible.
+    ``owner``: the first key of the rotation line it continues (None: it begins one)."""
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     await conn.execute(
         INSERT_KEY, key_id, _hash(secret), name, Role(role).value,
-        list(allowed_senders), expires_at, created_by,
+        list(allowed_senders), expires_at, created_by, owner,
     )
     return f"{PREFIX}{key_id}_{secret}"
 
@@ -148,6 +153,7 @@ async def verify_key(conn: asyncpg.Connection, presented: str) -> Principal | No
         return None
     return Principal(
         key_id=key_id,
+        owner=row["owner"],
         name=row["name"],
         role=Role(row["role"]),
         allowed_senders=tuple(row["allowed_senders"]),
@@ -187,7 +193,8 @@ async def rotate_key(
             return None
         old = KeyInfo.from_row(row)
         new_key = await create_key(
-            conn, old.role, old.name, old.allowed_senders, old.expires_at, created_by=created_by
+            conn, old.role, old.name, old.allowed_senders, old.expires_at, created_by=created_by,
+            owner=old.owner,
         )
         new_id = new_key[len(PREFIX):].partition("_")[0]
         await conn.execute(SHORTEN_EXPIRY, key_id, new_id, grace)

@@ -28,9 +28,10 @@ NOT_FOUND = ApiError(404, "not_found", "no such message")
 
 
 def _own_key(request: web.Request) -> str | None:
-    """Sender keys see their own messages only; admins and auditors see all."""
+    """Sender keys see their own messages only (their rotation line's: the keys they
+    were rotated from); admins and auditors see all."""
     who = principal(request)
-    return who.key_id if who.role is Role.SENDER else None
+    return who.owner if who.role is Role.SENDER else None
 
 
 @routes.post("/api/v1/send-email")
