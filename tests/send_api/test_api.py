@@ -265,7 +265,11 @@ async def test_message_too_large(
         response = await client.post("/api/v1/send-email", json=body(text="é" * 1000),
                                      headers=sender)
         assert response.status == 413
-        assert (await response.json())["error"]["code"] == "message_too_large"
+        error = (await response.json())["error"]
+        assert error["code"] == "message_too_large"
+        # No field makes the size alone: the detail names none.
+        assert error["details"] == [{"code": "message_too_large", "message":
+                                     "the built message is larger than 2048 bytes"}]
         response = await client.post("/api/v1/send-email", json=body(text="x" * 3000),
                                      headers=sender)
         assert (await response.json())["error"]["code"] == "body_too_large"

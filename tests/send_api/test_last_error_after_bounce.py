@@ -70,11 +70,12 @@ async def test_the_recipient_that_failed_last_says_why(
     log_file, follower = await follower_at_end(pool, tmp_path)
     queue_id = new_queue_id("LASTERR")
     message_id = await relayed_message(pool, queue_id, "a@example.org", "b@example.org")
+    # b@ last: neither the first address nor the first line names the answer.
     append(log_file,
-           line(queue_id, "b@example.org", "bounced", "5.2.2", "552 5.2.2 mailbox full"),
-           line(queue_id, "a@example.org", "bounced", "5.1.1", "550 5.1.1 no such user"))
+           line(queue_id, "a@example.org", "bounced", "5.1.1", "550 5.1.1 no such user"),
+           line(queue_id, "b@example.org", "bounced", "5.2.2", "552 5.2.2 mailbox full"))
     await follower.poll()
-    assert tuple(await last_error(pool, message_id)) == ("failed", "550 5.1.1 no such user")
+    assert tuple(await last_error(pool, message_id)) == ("failed", "552 5.2.2 mailbox full")
 
 
 async def test_a_recipient_the_relay_refused_says_why_when_the_others_are_delivered(

@@ -3,7 +3,8 @@ its own (redacted) reply, and so a ``send.failed`` webhook, as a bounce's line d
 
 Postfix refuses here as a deployment's restrictions would: one listener refuses the
 domain refused.example at RCPT (an access map), another every message at its end
-(``smtpd_end_of_data_restrictions``). The service follows the instance's log.
+(``smtpd_end_of_data_restrictions``), a third does both. The service follows the
+instance's log.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Refusing:
     maillog: str
     rcpt_port: int  # refuses refused.example at RCPT
     data_port: int  # refuses every message after its end
+    both_port: int  # both
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def refusing() -> Iterator[Refusing]:
     ports: list[int] = []
 
     def listeners(instance: Any) -> None:
-        for overrides in (REFUSING, CLOSING):
+        for overrides in (REFUSING, CLOSING, REFUSING | CLOSING):
             ports.append(instance.add_smtpd_listener(master_cf_options(SNIPPET) | overrides))
 
     with running_postfix(configure=listeners) as (postfix, capture):
@@ -165,3 +167,21 @@ async def test_a_message_refused_at_its_end_fails_every_recipient_on_its_timelin
     assert [e["event"] for e in message["events"]] == ["accepted", "failed"]
     assert sorted(await send_failed(message["id"]), key=str) == sorted(
         [(to[0], reply), (to[1], reply), (None, reply)], key=str)
+
+
+async def test_a_recipient_refused_before_the_message_keeps_its_own_reply(
+    start: Start, sender: dict[str, str], refusing: Refusing,
+) -> None:
+    """Refused at RCPT, then the message at its end: the refused recipient failed for
+    its own reason, the others for the message's."""
+    client = await start(refusing.both_port)
+    kept, refused = address("example.org"), address("refused.example")
+    response = await client.post("/api/v1/send-email", json=body(to=[kept, refused]),
+                                 headers=sender)
+    message = await eventually(lambda: settled(client, sender, response.headers["Location"]))
+    assert message["status"] == "failed"
+    [(kept_event, kept_reply)] = timelines(message)[kept]
+    [(refused_event, refused_reply)] = timelines(message)[refused]
+    assert kept_event == refused_event == "failed"
+    assert kept_reply == message["last_error"] and refused not in kept_reply
+    assert refused in refused_reply and refused_reply != kept_reply

@@ -31,7 +31,7 @@ class Role(enum.StrEnum):
 class Principal:
     key_id: str
     # The first key of its rotation line (its own id if it was rotated from none):
-    # what it sends, its idempotency keys and sending limits belong to that line.
+    # a sender key sees the messages every key of its line sent.
     owner: str
     name: str
     role: Role

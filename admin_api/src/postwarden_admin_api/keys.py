@@ -29,7 +29,7 @@ _DUMMY_HASH = hashlib.sha256(b"postwarden-no-such-key").digest()
 INSERT_KEY = """
 INSERT INTO api_keys
     (key_id, secret_sha256, name, role, allowed_senders, expires_at, created_by, owner)
-VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, $1))
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 # A key that works: not revoked, not expired (by the database's clock).
 LIVE_KEY = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"

@@ -90,7 +90,7 @@ class Accepted:
 class Submission:
     """Everything the enqueue transaction needs about one accepted request."""
 
-    key_id: str  # the sending key's owner (Principal.owner): the message is the line's
+    key_id: str
     request: SendRequest
     message_id: str
     content: bytes

@@ -14,10 +14,12 @@ from postwarden_admin_api.cursors import Cursor
 # As the outbound_messages and outbound_recipients tables' CHECKs allow.
 MESSAGE_STATUSES = ("queued", "relayed", "delivered", "partially_delivered", "failed")
 RECIPIENT_STATUSES = ("queued", "relayed", "delivered", "deferred", "bounced", "failed")
+# A sender key sees the messages of its rotation line: every key with its owner.
 SELECT_MESSAGE = """
 SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata, status,
        queue_id, attempts, last_error, created_at, updated_at
-FROM outbound_messages WHERE id = $1 AND ($2::text IS NULL OR key_id = $2)
+FROM outbound_messages
+WHERE id = $1 AND ($2::text IS NULL OR key_id IN (SELECT key_id FROM api_keys WHERE owner = $2))
 """
 SELECT_RECIPIENTS = """
 SELECT address, kind, status, detail, updated_at FROM outbound_recipients
@@ -30,7 +32,7 @@ SEARCH_MESSAGES = """
 SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata, status,
        queue_id, attempts, last_error, created_at, updated_at
 FROM outbound_messages m
-WHERE ($1::text IS NULL OR key_id = $1)
+WHERE ($1::text IS NULL OR key_id IN (SELECT key_id FROM api_keys WHERE owner = $1))
   AND ($2::text IS NULL OR status = $2)
   AND ($3::text IS NULL OR lower(sender) = $3)
   AND ($4::text IS NULL OR EXISTS (
@@ -61,7 +63,7 @@ DELETE_SUPPRESSION = "DELETE FROM suppressions WHERE address = $1 RETURNING addr
 
 @dataclass(frozen=True, slots=True)
 class MessageFilter:
-    key_id: str | None = None  # a sender key sees its own messages only
+    key_id: str | None = None  # a sender key sees its rotation line's only (owner)
     status: str | None = None
     sender: str | None = None  # Mailbox.key: lower-case, the domain in A-labels
     recipient: str | None = None  # Mailbox.key too
@@ -83,7 +85,8 @@ def _message(row: asyncpg.Record) -> dict[str, Any]:
 async def get_message(
     conn: asyncpg.Connection, message_id: uuid.UUID, key_id: str | None
 ) -> dict[str, Any] | None:
-    """The message with its recipients, each with its own timeline, and message events."""
+    """The message with its recipients, each with its own timeline, and message events;
+    ``key_id``: a rotation line's owner, to see only its messages."""
     row = await conn.fetchrow(SELECT_MESSAGE, message_id, key_id)
     if row is None:
         return None

@@ -28,8 +28,8 @@ NOT_FOUND = ApiError(404, "not_found", "no such message")
 
 
 def _own_key(request: web.Request) -> str | None:
-    """Sender keys see their own messages only (their rotation line's: the keys they
-    were rotated from); admins and auditors see all."""
+    """The rotation line whose messages a sender key sees (its own, and those of the
+    keys it replaced or that replaced it: Principal.owner); admins and auditors see all."""
     who = principal(request)
     return who.owner if who.role is Role.SENDER else None
 

@@ -122,7 +122,7 @@ async def _accept(
         raise refuse([_AMBIGUOUS[ambiguous.header]]) from None
     checks.check_size(content, runtime)
     hashes = {m.key: limits.recipient_hash(hash_key, m.key) for m in request.recipients}
-    submission = Submission(who.owner, request, message_id, content, list(hashes.values()),
+    submission = Submission(who.key_id, request, message_id, content, list(hashes.values()),
                             key, message_uuid)
     unsure: Unconfirmed | None = None
     # A full pool answers 503 here, before the enqueue has written anything.
@@ -179,7 +179,7 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         if key is not None:
             digest = await run_sized(large, idempotency.request_digest, body)
             async with connection(pool) as conn:
-                stored = await idempotency.claim(conn, who.owner, key, digest, message_uuid)
+                stored = await idempotency.claim(conn, who.key_id, key, digest, message_uuid)
             if stored is not None:
                 attempt.log("replayed")
                 return _answer(stored.status, stored.body, replayed=True)
@@ -188,7 +188,7 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
                                    message_uuid=message_uuid, found=key_problems)
         except BaseException:
             if key is not None:
-                await _release_claim(pool, who.owner, key, message_uuid)
+                await _release_claim(pool, who.key_id, key, message_uuid)
             raise
     except ApiError as error:
         attempt.log("refused", error.code)

@@ -85,9 +85,11 @@ class _Unanswered(Exception):
     """The connection failed once the message was being sent (its cause chained)."""
 
 
-def _by_code(reply: Reply) -> SubmitResult:
+def _by_code(reply: Reply, refused: dict[str, str] | None = None) -> SubmitResult:
+    """``refused``: the recipients refused at RCPT before this reply to DATA, each of
+    whose failure is its own reply, not this one."""
     outcome = Outcome.FAILED if 500 <= reply.code < 600 else Outcome.RETRY
-    return SubmitResult(outcome, str(reply))
+    return SubmitResult(outcome, str(reply), refused=refused or {})
 
 
 def data_block(content: bytes) -> bytes:
@@ -130,7 +132,7 @@ def _settle(
         return SubmitResult(Outcome.FAILED, next(iter(refused.values())), refused=refused), refused
     data = replies[1 + len(recipients)] if len(replies) > 1 + len(recipients) else None
     if data is not None and data.code != 354:
-        return _by_code(data), refused
+        return _by_code(data, refused), refused
     return None, refused
 
 
@@ -322,7 +324,7 @@ class SmtpSession:
         except (OSError, ProtocolError, TimeoutError, ValueError) as exc:
             raise _Unanswered from exc
         if reply.code != 250:
-            return _by_code(reply), False
+            return _by_code(reply, refused), False
         match = _QUEUE_ID.search(str(reply))
         queued = SubmitResult(
             Outcome.QUEUED, str(reply), match.group(1) if match else None, refused
