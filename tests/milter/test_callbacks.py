@@ -17,6 +17,7 @@ from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.session import Slots
 from postwarden_milter.settings import FailAction
 from postwarden_policies import load_policy_set_from_sources
+from postwarden_policies.sanitize import DEADLINE
 from tests.milter.conftest import Ctx, Harness
 
 CLEAN = (
@@ -382,3 +383,28 @@ def test_lines_logged_while_a_message_is_evaluated_carry_its_ids(
     [record] = [r for r in caplog.records if r.getMessage() == "from the pool"]
     assert record.threadName.startswith("ThreadPoolExecutor")  # not the callback's thread
     assert (record.queue_id, record.uid) == ("4QPOOL", harness.audit.events[0].message_uid)
+
+
+@pytest.mark.parametrize("inline_bytes", [handler.INLINE_BYTES, 0], ids=["here", "pool"])
+def test_the_sanitizer_is_given_what_the_message_has_left(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, inline_bytes: int
+) -> None:
+    """Its children stop at the message's deadline; on libmilter's thread, which sends no
+    progress replies, at INLINE_CHILD_SECONDS."""
+    monkeypatch.setattr(handler, "INLINE_BYTES", inline_bytes)
+    harness.configure(message_timeout_seconds=600)
+    seen: list[float | None] = []
+    evaluate = handler.evaluate
+
+    def recording(*args: Any) -> Any:
+        seen.append(DEADLINE.get())
+        return evaluate(*args)
+
+    monkeypatch.setattr(handler, "evaluate", recording)
+    before = time.monotonic()
+    assert harness.connect().send(CLEAN) == Milter.CONTINUE
+    [deadline] = seen
+    assert deadline is not None
+    given = handler.INLINE_CHILD_SECONDS if inline_bytes else 600
+    assert before + given <= deadline <= time.monotonic() + given
+    assert DEADLINE.get() is None  # not left for the connection's next message

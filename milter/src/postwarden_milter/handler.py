@@ -11,7 +11,9 @@ A message up to :data:`INLINE_BYTES` is parsed and evaluated on the callback's
 thread: handing it to another thread and back cost a fifth of the milter's CPU
 per small message (thread switches under the GIL), and its worst case is a
 fraction of a second, so it needs no progress replies, and a verdict later than
-the deadline still answers the fail action. A larger one goes to a worker pool,
+the deadline still answers the fail action. Its HTML parts cleaned in child
+processes get :data:`INLINE_CHILD_SECONDS` in all (a part past it becomes a
+notice, as one past the sanitizer's own limit). A larger one goes to a worker pool,
 so that this thread can send progress replies while it waits and give up at the
 deadline. (The callback's thread is libmilter's, with a thread state pymilter
 made: nh3's calls back into Python must not run there, see
@@ -61,6 +63,9 @@ PROGRESS_SECONDS = 5.0  # well under Postfix's milter_content_timeout (300 s)
 # Larger messages are decided on the worker pool (module docstring). The slowest
 # message known of this size takes ~0.17 s (bench/policy_eval.py, "worst known").
 INLINE_BYTES = 256 * 1024
+# What HTML parts the sanitizer cleans in child processes get, all together, in a
+# message decided here: this thread sends no progress replies while it waits.
+INLINE_CHILD_SECONDS = PROGRESS_SECONDS
 # Answers after which the client holds the message as delivered (250; a discarded
 # message too): sent again, it is a re-delivery. After a 4xx or 5xx it is not.
 DELIVERED = frozenset({Outcome.CONTINUE, Outcome.ACCEPT, Outcome.DISCARD})
@@ -426,10 +431,13 @@ class ConnectionHandler:
         """
         deadline = time.monotonic() + self._s.settings.message_timeout_seconds
         raw, envelope = txn.raw_message(), txn.envelope(self._client)
-        # A sanitizer child working past the deadline would work for nobody.
-        token = SANITIZE_DEADLINE.set(deadline)
+        inline = len(raw) <= INLINE_BYTES
+        # A sanitizer child working past the deadline would work for nobody. Here,
+        # with no progress replies, its parts get INLINE_CHILD_SECONDS in all.
+        token = SANITIZE_DEADLINE.set(
+            min(deadline, time.monotonic() + INLINE_CHILD_SECONDS) if inline else deadline)
         try:
-            if len(raw) > INLINE_BYTES:
+            if not inline:
                 # In this thread's context, so that the pool thread logs with the
                 # message's ids (and sees the deadline).
                 job = self._s.workers.submit(

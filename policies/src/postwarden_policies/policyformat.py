@@ -128,7 +128,9 @@ ACTIONS = Either(
         "then",
         "Actions of a rule: one terminal `action` at most, plus edits that accumulate.",
         {
-            "action": Field(choice(*TERMINALS), "Terminal action: evaluation stops here."),
+            "action": Field(choice(*TERMINALS), "Terminal action: evaluation stops here. "
+                            "With reject, tempfail or discard the rule may have no edit "
+                            "(they would never apply)."),
             "strip_attachment": Field(
                 boolean(),
                 "Replace by a text notice the attachments this rule's condition selected "

@@ -274,7 +274,8 @@ def removed_whole(reason: str) -> tuple[str, tuple[tuple[str, int], ...]]:
 
 
 def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """(clean HTML, what was removed). Never raises for any input.
+    """(clean HTML, what was removed). Raises nothing for any input; only
+    :class:`~.sanitizer_process.SanitizerBusy`, when no child process came free in time.
 
     With nothing removed the caller leaves the part as it was, so HTML already
     within the allowlist (:mod:`postwarden_policies.html_precheck`) comes back
@@ -313,8 +314,8 @@ _FAILURES = {
     "child_failed": ("unsanitizable", logging.ERROR,
                      "the sanitizer's child process failed on an HTML part"),
     "too_slow": ("too_complex", logging.WARNING,
-                 "an HTML part held the sanitizer past its time limit; its child process "
-                 "was stopped"),
+                 "an HTML part was not sanitized within its time (the sanitizer's limit, or "
+                 "what the message had left)"),
 }
 _Cleaned = tuple[str, Counter[str]] | str  # the clean HTML and what the filter dropped, or why not
 

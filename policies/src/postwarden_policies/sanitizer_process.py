@@ -10,7 +10,7 @@ round trip costs more than nh3 spends on it, and a misjudged shape that small co
 tens of milliseconds.
 
 Children start on first use (:func:`main`, from the same source tree,
-with an empty environment), at most :data:`MAX_CHILDREN` at once, and are kept while
+with little of the environment), at most :data:`MAX_CHILDREN` at once, and are kept while
 they answer; one killed or dead is replaced at the next use. Requests and answers are
 pickles framed by their length, on pipes between this process and the children it
 started.
@@ -43,10 +43,22 @@ _FRAME = struct.Struct("!I")
 _READ_CHUNK = 1 << 20
 # The source tree this module was imported from: the child must run the same code.
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[1])
+_PASSED_PREFIXES = ("MALLOC_", "PYTHONMALLOC")
+_PASSED = frozenset({"GLIBC_TUNABLES", "LD_LIBRARY_PATH"})
+
+
+def _child_environment() -> dict[str, str]:
+    """This source tree, and the allocator's and loader's settings an admin gave the
+    milter (README, Memory); nothing else (the database URL stays here)."""
+    passed = {name: value for name, value in os.environ.items()
+              if name.startswith(_PASSED_PREFIXES) or name in _PASSED}
+    return passed | {"PYTHONPATH": _SOURCE_ROOT}
 
 
 class ChildFailed(Exception):
     """The child died or broke the protocol (not a timeout)."""
+
+
 
 
 class SanitizerBusy(Exception):
@@ -59,7 +71,7 @@ class _Child:
             self._proc = subprocess.Popen(  # noqa: S603 - this interpreter, this module
                 # -P: no working directory on the path (it is anything, maybe writable).
                 [sys.executable, "-P", "-c", f"from {__name__} import main; main()", handler],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={"PYTHONPATH": _SOURCE_ROOT},
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_environment(),
             )
         except OSError as exc:  # out of processes, descriptors or memory
             raise ChildFailed(f"cannot start a sanitizer child: {exc}") from exc
@@ -175,7 +187,12 @@ class SanitizerProcesses:
                 until = min(until, deadline)
                 if until <= time.monotonic():
                     return None  # the message's time is up: no child is worth starting on it
-            answer, child = self._ask(payload, until)
+            child = self._take()
+            try:
+                answer = child.ask(payload, until)
+            except BaseException:  # a request its child died on goes to no other
+                self._discard(child)
+                raise
             if answer is None:
                 self._discard(child)
                 return None
@@ -188,31 +205,13 @@ class SanitizerProcesses:
             self._slots.release()
         return pickle.loads(answer)  # noqa: S301 - written by our own child
 
-    def _ask(self, payload: bytes, until: float) -> tuple[bytes | None, _Child]:
-        """The answer of an idle child or, if it fails before answering (killed while
-        idle: the OOM killer, an admin), of a new one."""
-        child = self._take()
-        try:
-            return child.ask(payload, until), child
-        except ChildFailed:
-            self._discard(child)
-        except BaseException:
-            self._discard(child)
-            raise
-        child = self._take(reuse=False)
-        try:
-            return child.ask(payload, until), child
-        except BaseException:
-            self._discard(child)
-            raise
-
-    def _take(self, reuse: bool = True) -> _Child:
+    def _take(self) -> _Child:
         with self._lock:
-            while reuse and self._idle:
+            while self._idle:
                 child = self._idle.pop()
                 if child.alive():
                     return child
-                self._children.discard(child)
+                self._children.discard(child)  # killed while idle: OOM killer, an admin
                 child.forget()
             child = _Child(self.handler)
             self._children.add(child)
