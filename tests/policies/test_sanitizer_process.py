@@ -32,7 +32,7 @@ from postwarden_policies.sanitizer_process import (
 )
 
 OPTIONS = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
-HANDLER = "postwarden_policies.sanitize:clean_in_process"
+HANDLER = "postwarden_policies.sanitize:clean_with_nh3"
 STRIP = HtmlOptions("strip", OPTIONS.allowed_url_schemes)
 # Misjudged by the guard, quadratic in nh3's tree builder; the handler makes it need nh3.
 SLOW_UNIT = "<div></a><a>"
@@ -128,7 +128,7 @@ def test_the_child_gives_what_nh3_gives_in_process(options: HtmlOptions, unit: s
     request = (html, options.remote_images, options.allowed_url_schemes,
                sanitize._needs_filter(html.lower(), options))
     children = SanitizerProcesses(HANDLER, max_children=1)
-    assert children.run(request) == sanitize.clean_in_process(*request)
+    assert children.run(request) == sanitize.clean_with_nh3(*request)
     children.close()
 
 

@@ -274,7 +274,7 @@ def removed_whole(reason: str) -> tuple[str, tuple[tuple[str, int], ...]]:
 
 
 def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """(clean HTML, what was removed). Raises nothing for any input; only
+    """(clean HTML, what was removed), whatever the input. The one exception:
     :class:`~.sanitizer_process.SanitizerBusy`, when no child process came free in time.
 
     With nothing removed the caller leaves the part as it was, so HTML already
@@ -323,14 +323,15 @@ _Cleaned = tuple[str, Counter[str]] | str  # the clean HTML and what the filter 
 def _clean_here(html: str, remote_images: str, schemes: frozenset[str],
                 filtered: bool) -> _Cleaned:
     if filtered and _on_foreign_thread():
-        return _FILTER_THREADS.submit(clean_in_process, html, remote_images, schemes,
+        return _FILTER_THREADS.submit(clean_with_nh3, html, remote_images, schemes,
                                       filtered).result()
-    return clean_in_process(html, remote_images, schemes, filtered)
+    return clean_with_nh3(html, remote_images, schemes, filtered)
 
 
-def clean_in_process(html: str, remote_images: str, schemes: frozenset[str],
+def clean_with_nh3(html: str, remote_images: str, schemes: frozenset[str],
                      filtered: bool) -> _Cleaned:
-    """nh3 on ``html`` in this thread (the work of :mod:`.sanitizer_process`'s children)."""
+    """nh3 on ``html`` in this thread: the work of :mod:`.sanitizer_process`'s children,
+    and of this process for smaller parts."""
     cleaner = _cleaner(remote_images, schemes, filtered)
     try:
         if not filtered:  # nh3 calls no Python back: any thread will do
@@ -348,7 +349,7 @@ def _clean_in_child(request: tuple[str, str, frozenset[str], bool]) -> _Cleaned:
     global _CHILDREN  # noqa: PLW0603
     with _CHILDREN_LOCK:
         if _CHILDREN is None:
-            _CHILDREN = SanitizerProcesses(f"{__name__}:clean_in_process")
+            _CHILDREN = SanitizerProcesses(f"{__name__}:clean_with_nh3")
             atexit.register(_CHILDREN.close)
         children = _CHILDREN
     try:

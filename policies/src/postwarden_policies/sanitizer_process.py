@@ -59,8 +59,6 @@ class ChildFailed(Exception):
     """The child died or broke the protocol (not a timeout)."""
 
 
-
-
 class SanitizerBusy(Exception):
     """No child came free in time: the work is not done, and no verdict should say it was."""
 
