@@ -195,6 +195,21 @@ def test_the_message_deadline_stops_a_part_before_the_time_limit() -> None:
         DEADLINE.reset(token)
 
 
+def test_no_part_is_started_once_the_message_deadline_passed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Small parts run in process, where nothing can stop them: none starts late."""
+    token = DEADLINE.set(time.monotonic() - 1)
+    try:
+        with caplog.at_level(logging.WARNING, logger="postwarden_policies.sanitize"):
+            assert sanitize_html('<p onclick="x">a</p>', OPTIONS) == sanitize.removed_whole(
+                "too_complex")
+    finally:
+        DEADLINE.reset(token)
+    assert "not sanitized within its time" in caplog.text
+    assert sanitize_html('<p onclick="x">a</p>', OPTIONS) == ("<p>a</p>", (("@onclick", 1),))
+
+
 def test_waiting_for_a_busy_child_ends_at_the_deadline() -> None:
     children = SanitizerProcesses(HANDLER, max_children=1, time_limit=5)
     busy = threading.Thread(target=children.run, args=(SLOW_REQUEST,))

@@ -44,6 +44,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -114,8 +115,8 @@ _FILTER_THREADS = _filter_threads()
 _CHILDREN: SanitizerProcesses | None = None
 _CHILDREN_LOCK = threading.Lock()
 # When the caller stops waiting for this message (a time.monotonic() value): a part in
-# a child is given no longer. The milter sets it per message; without it, each part
-# has the children's time limit.
+# a child is given no longer, and a part after it none. The milter sets it per message;
+# without it, each part has the children's time limit.
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "sanitize_deadline", default=None)
 
@@ -294,7 +295,11 @@ def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int],
         return removed_whole("too_complex")
     filtered = _needs_filter(folded, options)
     request = (html, options.remote_images, options.allowed_url_schemes, filtered)
-    if len(html) <= ISOLATE_CHARS:
+    deadline = DEADLINE.get()
+    done: _Cleaned
+    if deadline is not None and time.monotonic() >= deadline:
+        done = "too_slow"  # the message's time is up: its parts are not worth starting
+    elif len(html) <= ISOLATE_CHARS:
         done = _clean_here(*request)
     else:
         done = _clean_in_child(request)
