@@ -93,6 +93,10 @@ async def test_rotation_keeps_old_key_for_the_grace_period(
     newest = (await response.json())["key"]
     assert (await _status(admin_client, new))[0] == 401
     assert (await _status(admin_client, newest))[0] == 200
+    # One line, named by its first key: whose sent messages each of them sees.
+    listed = await (await admin_client.get("/api/v1/keys", headers=bearer(admin_key))).json()
+    owners = {k["key_id"]: k["owner"] for k in listed["keys"]}
+    assert [owners[key.split("_")[1]] for key in (old, new, newest)] == [old_id] * 3
 
 
 async def test_every_bad_key_gets_the_same_401(

@@ -35,7 +35,7 @@ def _shown(info: KeyInfo) -> dict[str, Any]:
         "allowed_senders": list(info.allowed_senders), "created_at": info.created_at,
         "created_by": info.created_by, "expires_at": info.expires_at,
         "revoked_at": info.revoked_at, "rotated_to": info.rotated_to,
-        "last_used_at": info.last_used_at,
+        "last_used_at": info.last_used_at, "owner": info.owner,
     }
 
 
@@ -152,6 +152,9 @@ SCHEMAS = {
             "created_by": {"type": ["string", "null"]}, "expires_at": _TIME,
             "revoked_at": _TIME, "rotated_to": {"type": ["string", "null"]},
             "last_used_at": _TIME,
+            "owner": {"type": "string", "description": "the first key of its rotation line "
+                      "(its own id if it was rotated from none): keys with one owner see "
+                      "each other's sent messages"},
             "key": {"type": "string", "description": "the full key, shown once"},
         },
     },
