@@ -13,7 +13,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,28 @@ def alive(pid: int) -> bool:
     return True
 
 
+UseChildren = Callable[..., SanitizerProcesses]
+
+
 @pytest.fixture
-def quick_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[SanitizerProcesses]:
+def use_children(monkeypatch: pytest.MonkeyPatch) -> Iterator[UseChildren]:
+    """sanitize's children made as a test asks (another handler, a shorter limit)."""
+    made: list[SanitizerProcesses] = []
+
+    def use(handler: str = HANDLER, **settings: Any) -> SanitizerProcesses:
+        made.append(SanitizerProcesses(handler, **settings))
+        monkeypatch.setattr(sanitize, "_CHILDREN", made[-1])
+        return made[-1]
+
+    yield use
+    for children in made:
+        children.close()
+
+
+@pytest.fixture
+def quick_limit(use_children: UseChildren) -> SanitizerProcesses:
     """sanitize's children, stopped after half a second instead of ten."""
-    children = SanitizerProcesses(HANDLER, max_children=2, time_limit=0.5)
-    monkeypatch.setattr(sanitize, "_CHILDREN", children)
-    yield children
-    children.close()
+    return use_children(max_children=2, time_limit=0.5)
 
 
 def test_the_slow_shape_is_misjudged_by_the_guard() -> None:
@@ -103,17 +118,13 @@ def test_a_child_that_dies_is_reported_and_replaced(capfd: pytest.CaptureFixture
 
 
 def test_a_failed_child_leaves_a_notice(
-    quick_limit: SanitizerProcesses, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture
+    use_children: UseChildren, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def dies(request: object, deadline: float | None = None) -> object:
-        raise ChildFailed("sanitizer child 1234 exited")
-
-    monkeypatch.setattr(quick_limit, "run", dies)
+    use_children("os:_exit")  # called with the request's four items: the child dies
     with caplog.at_level(logging.ERROR, logger="postwarden_policies.sanitize"):
         result = sanitize_html('<p onclick="x">a</p>' * ISOLATE_CHARS, OPTIONS)
     assert result == sanitize.removed_whole("unsanitizable")
-    assert "1234 exited" in caplog.text and "child process failed" in caplog.text
+    assert "exited" in caplog.text and "child process failed" in caplog.text
 
 
 @pytest.mark.parametrize("options", [OPTIONS, STRIP], ids=["keep", "strip"])
@@ -227,22 +238,27 @@ def test_waiting_for_a_busy_child_ends_at_the_deadline() -> None:
 
 
 def test_a_message_no_child_came_free_for_is_deferred(
-    quick_limit: SanitizerProcesses, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture
+    use_children: UseChildren, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Overload is not the part's fault: the message is deferred, not given a notice."""
-    def busy(request: object, deadline: float | None = None) -> object:
-        raise SanitizerBusy("every sanitizer child stayed busy")
-
-    monkeypatch.setattr(quick_limit, "run", busy)
+    children = use_children(max_children=1, time_limit=1.5)
+    busy = threading.Thread(target=children.run, args=(SLOW_REQUEST,))
+    busy.start()
+    while not children._children:  # bounded by the busy run's 1.5 s
+        time.sleep(0.01)
     policy_set = load_policy_set_from_sources(
         [("p.yaml", "version: 1\nname: p\nsanitize:\n  html: true\n")])
     html = '<p onclick="x">a</p>' * ISOLATE_CHARS
     raw = (b"From: a@example.com\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n"
            + html.encode())
-    with caplog.at_level(logging.WARNING, logger="postwarden_policies.engine"):
-        verdict = evaluate_message(policy_set, raw, Envelope(sender="a@example.com",
-                                                             recipients=("b@example.com",)))
+    token = DEADLINE.set(time.monotonic() + 0.3)
+    try:
+        with caplog.at_level(logging.WARNING, logger="postwarden_policies.engine"):
+            verdict = evaluate_message(policy_set, raw, Envelope(
+                sender="a@example.com", recipients=("b@example.com",)))
+    finally:
+        DEADLINE.reset(token)
+        busy.join()
     assert str(verdict.decision.reply) == "451 4.3.0 Temporary internal error, try again later"
     assert "internal_error" in verdict.flags
     assert "deferred" in caplog.text and "Traceback" not in caplog.text

@@ -104,6 +104,18 @@ def address(domain: str) -> str:
     return f"r-{uuid.uuid4().hex[:8]}@{domain}"
 
 
+async def sent_and_settled(start: Start, port: int, sender: dict[str, str], to: list[str],
+                           within: float = 30.0) -> dict[str, Any]:
+    """The message sent to ``to`` through the listener on ``port``, once it settled."""
+    client = await start(port)
+    response = await client.post("/api/v1/send-email", json=body(to=to), headers=sender)
+    assert response.status == 202, await response.text()
+    location = response.headers["Location"]
+    settled_message: dict[str, Any] = await eventually(
+        lambda: settled(client, sender, location), within=within)
+    return settled_message
+
+
 def timelines(message: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     return {r["address"]: [(e["event"], e["detail"]) for e in r["timeline"]]
             for r in message["recipients"]}
@@ -114,12 +126,9 @@ async def test_a_recipient_refused_at_rcpt_fails_on_its_timeline(
     send_failed: Callable[[str], Awaitable[list[Any]]],
 ) -> None:
     """The others are relayed and delivered: the message ends partially delivered."""
-    client = await start(refusing.rcpt_port)
     ok, refused = address("example.org"), address("refused.example")
-    response = await client.post("/api/v1/send-email", json=body(to=[ok, refused]),
-                                 headers=sender)
-    location = response.headers["Location"]
-    message = await eventually(lambda: settled(client, sender, location), within=60)
+    message = await sent_and_settled(start, refusing.rcpt_port, sender, [ok, refused],
+                                     within=60)
     assert message["status"] == "partially_delivered"
     found = timelines(message)
     assert [event for event, _ in found[ok]] == ["delivered"]
@@ -136,11 +145,8 @@ async def test_recipients_all_refused_at_rcpt_each_fail_with_their_own_reply(
     send_failed: Callable[[str], Awaitable[list[Any]]],
 ) -> None:
     """The message fails at once: its own event (one) says so too."""
-    client = await start(refusing.rcpt_port)
     first, second = address("refused.example"), address("refused.example")
-    response = await client.post("/api/v1/send-email", json=body(to=[first, second]),
-                                 headers=sender)
-    message = await eventually(lambda: settled(client, sender, response.headers["Location"]))
+    message = await sent_and_settled(start, refusing.rcpt_port, sender, [first, second])
     assert message["status"] == "failed"
     found = timelines(message)
     for mine, other in ((first, second), (second, first)):
@@ -156,11 +162,8 @@ async def test_a_message_refused_at_its_end_fails_every_recipient_on_its_timelin
     start: Start, sender: dict[str, str], refusing: Refusing,
     send_failed: Callable[[str], Awaitable[list[Any]]],
 ) -> None:
-    client = await start(refusing.data_port)
     to = [address("example.org"), address("example.org")]
-    response = await client.post("/api/v1/send-email", json=body(to=to), headers=sender)
-    location = response.headers["Location"]
-    message = await eventually(lambda: settled(client, sender, location))
+    message = await sent_and_settled(start, refusing.data_port, sender, to)
     assert message["status"] == "failed" and message["last_error"].startswith("5")
     reply = message["last_error"]
     assert timelines(message) == {a: [("failed", reply)] for a in to}
@@ -174,11 +177,8 @@ async def test_a_recipient_refused_before_the_message_keeps_its_own_reply(
 ) -> None:
     """Refused at RCPT, then the message at its end: the refused recipient failed for
     its own reason, the others for the message's."""
-    client = await start(refusing.both_port)
     kept, refused = address("example.org"), address("refused.example")
-    response = await client.post("/api/v1/send-email", json=body(to=[kept, refused]),
-                                 headers=sender)
-    message = await eventually(lambda: settled(client, sender, response.headers["Location"]))
+    message = await sent_and_settled(start, refusing.both_port, sender, [kept, refused])
     assert message["status"] == "failed"
     [(kept_event, kept_reply)] = timelines(message)[kept]
     [(refused_event, refused_reply)] = timelines(message)[refused]
