@@ -20,6 +20,7 @@ import pytest
 from postwarden_milter.handler import INLINE_BYTES
 from postwarden_policies.sanitizer_process import ISOLATE_CHARS
 from tests.fixtures.postfix import has_header, send_message
+from tests.fixtures.processes import children_of
 
 from . import messages
 from .conftest import MailSystem
@@ -116,14 +117,8 @@ def test_large_html_is_sanitized_in_a_child_process(mail_system: MailSystem) -> 
                    if c["kind"] == "html_sanitized"]
     assert dict(sanitized["removed"])["style:url("] == copies
     assert mail_system.milter.pid is not None
-    assert any(b"sanitizer_process" in command
-               for command in _commands_of_children(mail_system.milter.pid))
-
-
-def _commands_of_children(pid: int) -> list[bytes]:
-    children = [child for task in Path(f"/proc/{pid}/task").iterdir()
-                for child in (task / "children").read_text().split()]
-    return [Path(f"/proc/{child}/cmdline").read_bytes() for child in children]
+    assert any(b"sanitizer_process" in Path(f"/proc/{child}/cmdline").read_bytes()
+               for child in children_of(mail_system.milter.pid))
 
 
 def test_executable_attachment_rejected_at_smtp(mail_system: MailSystem) -> None:

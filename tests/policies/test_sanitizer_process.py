@@ -14,7 +14,6 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +29,8 @@ from postwarden_policies.sanitizer_process import (
     SanitizerBusy,
     SanitizerProcesses,
 )
+from tests.fixtures.postfix import wait_for
+from tests.fixtures.processes import running
 
 OPTIONS = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
 HANDLER = "postwarden_policies.sanitize:clean_with_nh3"
@@ -37,14 +38,6 @@ STRIP = HtmlOptions("strip", OPTIONS.allowed_url_schemes)
 # Misjudged by the guard, quadratic in nh3's tree builder; the handler makes it need nh3.
 SLOW_UNIT = "<div></a><a>"
 SLOW_HTML = '<p onclick="x">hi</p>' + SLOW_UNIT * (1_500_000 // len(SLOW_UNIT))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 UseChildren = Callable[..., SanitizerProcesses]
@@ -93,7 +86,7 @@ def test_a_stopped_child_is_killed_and_replaced(quick_limit: SanitizerProcesses)
     assert sanitize_html(html, OPTIONS) == ("<p>hello</p>" * (ISOLATE_CHARS // 10),
                                             (("@onclick", ISOLATE_CHARS // 10),))
     [child] = quick_limit._idle
-    assert alive(child.pid)
+    assert running(child.pid)
 
 
 def test_the_killed_child_is_gone() -> None:
@@ -103,7 +96,7 @@ def test_the_killed_child_is_gone() -> None:
     assert children.run(small)[0] == "<p>a</p>"
     [child] = children._idle
     assert children.run(request) is None
-    assert not alive(child.pid) and children._idle == []
+    assert not running(child.pid) and children._idle == []
     children.close()
 
 
@@ -175,20 +168,7 @@ def test_a_forked_worker_starts_its_own_children() -> None:
     ok, used = answer.split(" ", 1)
     assert ok == "True"
     assert used != str(parent_children) and used != "[]"
-    assert all(alive(child) for child in parent_children)  # not stopped by the worker
-
-
-def _gone_within(pid: int, seconds: float) -> bool:
-    """Whether ``pid`` exits within ``seconds`` (a zombie has exited: no one reaped it yet)."""
-    for _ in range(int(seconds / 0.05)):  # bounded
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False
+    assert all(running(child) for child in parent_children)  # not stopped by the worker
 
 
 SLOW_REQUEST = (SLOW_HTML, "keep", OPTIONS.allowed_url_schemes, True)
@@ -269,10 +249,7 @@ def test_an_idle_child_killed_meanwhile_is_replaced() -> None:
     assert children.run(SMALL_REQUEST)[0] == "<p>a</p>"
     [child] = children._idle
     os.kill(child.pid, signal.SIGKILL)
-    for _ in range(100):  # bounded: 5 s; until every thread of it is gone
-        if not child.alive():
-            break
-        time.sleep(0.05)
+    wait_for(lambda: not child.alive(), 5)  # until every thread of it is gone
     assert children.run(SMALL_REQUEST)[0] == "<p>a</p>"  # not ChildFailed
     assert [c.pid for c in children._idle] != [child.pid]
     children.close()
@@ -333,7 +310,7 @@ def test_a_child_leaves_when_its_parent_is_killed_mid_request() -> None:
         try:
             assert process.stdout is not None
             child = int(process.stdout.readline())
-            assert alive(child)
+            assert running(child)
         finally:
             process.kill()
-    assert _gone_within(child, 5), "the child went on cleaning for a parent that is gone"
+    wait_for(lambda: not running(child), 5)  # else it cleans on for a parent that is gone
