@@ -206,8 +206,7 @@ def test_waiting_for_a_busy_child_ends_at_the_deadline() -> None:
     busy = threading.Thread(target=children.run, args=(SLOW_REQUEST,))
     busy.start()
     try:
-        while not children._children:  # bounded by the busy run's 5 s
-            time.sleep(0.01)
+        wait_for(lambda: children._children, 5)  # the busy one has its child
         started = time.monotonic()
         with pytest.raises(SanitizerBusy):
             children.run(SMALL_REQUEST, deadline=time.monotonic() + 0.3)
@@ -224,8 +223,7 @@ def test_a_message_no_child_came_free_for_is_deferred(
     children = use_children(max_children=1, time_limit=1.5)
     busy = threading.Thread(target=children.run, args=(SLOW_REQUEST,))
     busy.start()
-    while not children._children:  # bounded by the busy run's 1.5 s
-        time.sleep(0.01)
+    wait_for(lambda: children._children, 5)  # the busy one has its child
     policy_set = load_policy_set_from_sources(
         [("p.yaml", "version: 1\nname: p\nsanitize:\n  html: true\n")])
     html = '<p onclick="x">a</p>' * ISOLATE_CHARS
