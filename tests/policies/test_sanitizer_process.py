@@ -37,7 +37,8 @@ HANDLER = "postwarden_policies.sanitize:clean_with_nh3"
 STRIP = HtmlOptions("strip", OPTIONS.allowed_url_schemes)
 # Misjudged by the guard, quadratic in nh3's tree builder; the handler makes it need nh3.
 SLOW_UNIT = "<div></a><a>"
-SLOW_HTML = '<p onclick="x">hi</p>' + SLOW_UNIT * (1_500_000 // len(SLOW_UNIT))
+SLOW_PREFIX = '<p onclick="x">hi</p>'
+SLOW_HTML = SLOW_PREFIX + SLOW_UNIT * (1_500_000 // len(SLOW_UNIT))
 
 
 UseChildren = Callable[..., SanitizerProcesses]
@@ -293,14 +294,17 @@ def test_a_child_that_took_a_large_request_is_retired() -> None:
 
 def test_a_child_leaves_when_its_parent_is_killed_mid_request() -> None:
     parent = textwrap.dedent(f"""
-        import sys, threading, time
+        import threading, time
         from postwarden_policies.sanitizer_process import SanitizerProcesses
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from test_sanitizer_process import SLOW_REQUEST
+        request = ({SLOW_PREFIX!r} + {SLOW_UNIT!r} * {1_500_000 // len(SLOW_UNIT)},
+                   "keep", frozenset({{"http"}}), True)
         children = SanitizerProcesses({HANDLER!r}, time_limit=60)
-        threading.Thread(target=children.run, args=(SLOW_REQUEST,), daemon=True).start()
-        while not children._children:
+        threading.Thread(target=children.run, args=(request,), daemon=True).start()
+        for _ in range(500):  # 5 s at most
+            if children._children:
+                break
             time.sleep(0.01)
+        time.sleep(0.5)  # the request written: the child is inside nh3 (40 s of it)
         print(next(iter(children._children)).pid, flush=True)
         time.sleep(60)
     """)
