@@ -58,6 +58,7 @@ class Header:
     name: str  # as written
     raw_value: str  # undecoded, unfolded value (surrogateescape for 8-bit bytes)
     value: str  # RFC 2047 decoded for display and matching
+    folded: bool = False  # written on several lines (a Subject prefix keeps the folding)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,8 @@ def _folded(facts: MessageFacts, header: Header) -> str:
     """``header``'s value with the folding it was received with (line breaks as the
     message's own), so that prefixing a long Subject does not make it one line; the
     unfolded value where the raw section does not give back exactly that value."""
+    if not header.folded:  # nearly every Subject: no need to read the section again
+        return header.raw_value
     pieces: list[str] = []
     for line in _field_lines(facts, header.name):
         text = line.decode("utf-8", "surrogateescape")

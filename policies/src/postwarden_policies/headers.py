@@ -100,6 +100,7 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str]) -> H
                 name=name.decode("ascii", "replace"),
                 raw_value=raw_value,
                 value=decode_words(text, flags),
+                folded=len(lines) > 1,
             )
         )
     crs = raw.count(b"\r", start, pos)
