@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from postwarden_admin_api import admin_audit, audit_queries
+from postwarden_admin_api import admin_audit, audit_queries, retention
 from postwarden_admin_api.audit_queries import build_where
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.retention import enforce_retention
@@ -298,6 +298,37 @@ async def test_retention_drops_whole_old_partitions(fresh_database_url: str) -> 
         assert dropped == [f"audit_events_{old:%Y%m}"]
         assert await conn.fetchval("SELECT count(*) FROM audit_events") == 0
         assert await enforce_retention(conn) == []
+    finally:
+        await conn.close()
+
+
+class _HostClockAhead:
+    """The ``datetime`` module as the retention job sees it, on a host whose clock runs a
+    year ahead (a bad RTC at boot, a bad NTP answer)."""
+
+    UTC = dt.UTC
+    timedelta = dt.timedelta
+
+    class datetime(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+            return dt.datetime.now(tz) + dt.timedelta(days=400)
+
+
+async def test_retention_goes_by_the_databases_clock_not_the_hosts(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retention, "dt", _HostClockAhead)
+    conn = await connect(fresh_database_url)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        await _insert(conn, 1, now)
+        await conn.execute(
+            "INSERT INTO runtime_settings (name, value) VALUES ('audit_retention_days', '30')")
+        assert await enforce_retention(conn) == []
+        assert await conn.fetchval("SELECT count(*) FROM audit_events") == 1
+        # nothing of this month is refused as expired afterwards
+        assert await conn.fetchval("SELECT kept_from FROM audit_retention") <= now
     finally:
         await conn.close()
 

@@ -7,6 +7,11 @@ audit write stores an event older than that (a milter replaying its spool
 after a long outage counts such events as expired). Old rate-limit windows are
 purged by the same job.
 
+The cutoff is taken from the database's clock, never the admin host's: a host
+clock a year ahead for one round (a bad RTC at boot, a bad NTP answer) would
+drop every partition, and, ``kept_from`` only moving forward, have every
+correct event refused as expired until real time caught up.
+
 Dropping a partition (and making next month's) takes an ACCESS EXCLUSIVE lock
 on ``audit_events``: it waits for every open reader, and while it waits every
 milter write queues behind it. So each lock is waited for ``LOCK_TIMEOUT`` at
@@ -40,11 +45,11 @@ LOCK_RETRY_SECONDS = 60.0
 
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
 SET_LOCK_TIMEOUT = f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
-DROP_BEFORE = "SELECT audit_drop_partitions_before($1)"
+DROP_BEFORE = "SELECT audit_drop_partitions_before(now() - make_interval(days => $1))"
 ENSURE_NEXT = "SELECT audit_ensure_partition(now() + interval '1 month')"
 
 
-async def enforce_retention(conn: asyncpg.Connection, now: dt.datetime | None = None) -> list[str]:
+async def enforce_retention(conn: asyncpg.Connection) -> list[str]:
     """Drop expired partitions (and make next month's); returns the dropped names.
 
     Returns nothing dropped when another instance is running the job; raises
@@ -52,14 +57,13 @@ async def enforce_retention(conn: asyncpg.Connection, now: dt.datetime | None = 
     ``LOCK_TIMEOUT``.
     """
     days = (await load_runtime_settings(conn)).audit_retention_days
-    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
     async with conn.transaction():
         if not await conn.fetchval(TRY_LOCK, LOCK_KEY):
             log.info("retention: another instance is running it, round skipped")
             return []
         await conn.execute(SET_LOCK_TIMEOUT)
         try:
-            dropped = [row[0] for row in await conn.fetch(DROP_BEFORE, cutoff)]
+            dropped = [row[0] for row in await conn.fetch(DROP_BEFORE, days)]
             await conn.execute(ENSURE_NEXT)
         except asyncpg.LockNotAvailableError:
             raise Postponed(f"audit_events stayed locked for {LOCK_TIMEOUT} "
