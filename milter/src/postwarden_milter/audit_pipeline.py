@@ -13,7 +13,9 @@ it (cut to what Postgres indexes take and to a bounded weight, flagged
 Postgres is unreachable, slow or its schema is too old (or a write fails for
 any other reason, which is logged with its traceback), batches go to the
 local spool (fsync'd) and are replayed in order once it is back; event ids
-make replay idempotent. A batch Postgres refuses for its *data* (an event it
+make replay idempotent. Events queued meanwhile are written between the
+replay's batches, so that a long replay fills no queue, and a stop ends the
+replay, leaving the rest for the next start. A batch Postgres refuses for its *data* (an event it
 cannot store, see :data:`DATA_ERRORS`) is not an outage: spooled, it would be
 refused again on every replay and hold back everything behind it. So it is
 split in halves until the events Postgres refuses stand alone, and only those
@@ -269,7 +271,7 @@ class AuditPipeline:
             self._metrics.audit_dropped.labels("expired").inc(written.expired)
             log.warning("%d audit events older than the audit retention not written "
                         "(their month was dropped)", written.expired)
-        self._metrics.audit_written.inc(len(batch) - written.expired)
+        self._metrics.audit_written.inc(written.new)  # not those a replay wrote before
         self._retry_delay = RETRY_MIN  # Postgres writes again: the next outage starts afresh
 
     async def _probe(self) -> None:
@@ -281,14 +283,21 @@ class AuditPipeline:
             await asyncio.wait_for(conn.execute(PROBE), PROBE_TIMEOUT)
 
     async def _replay(self) -> bool:
-        """Write the spooled events in order; False when Postgres failed meanwhile."""
+        """Write the spooled events in order, and between their batches those queued
+        meanwhile; False when Postgres failed meanwhile, or the milter stops (what is
+        left is replayed at the next start)."""
         if not self._spool or self._dsn is None:
             return True
         try:
-            for events, offset in self._spool.batches(BATCH_SIZE, self._replay_offset,
-                                                      max_bytes=BATCH_BYTES):
+            for events, offset in self._spool.batches(
+                    BATCH_SIZE, self._replay_offset, max_bytes=BATCH_BYTES,
+                    unreadable=self._metrics.audit_dropped.labels("unreadable").inc):
+                if self._stopping.is_set():
+                    return False
                 await self._write(events)
                 self._replay_offset = offset
+                self._spool.replayed_to(offset)  # room again, for a tempfail to end
+                await self._write_queued()
         except Exception as exc:  # noqa: BLE001 - the spool keeps the events, whatever failed
             await self._disconnect(exc)
             return False
@@ -296,6 +305,19 @@ class AuditPipeline:
         self._spool.clear()
         self._replay_offset = 0
         return True
+
+    async def _write_queued(self) -> None:
+        """The queue, during a replay: a spool of an hour's outage takes minutes to
+        replay, and meanwhile the queue would fill and drop new mail's events. A batch
+        that cannot be written is spooled (after the rest of the backlog)."""
+        while batch := self._take():
+            try:
+                await self._write(batch)
+            except Exception:
+                self._to_spool(batch)
+                raise
+            if len(batch) < BATCH_SIZE:  # that emptied it: back to the replay
+                return
 
     async def _connected(self) -> bool:
         if self._pool is not None:

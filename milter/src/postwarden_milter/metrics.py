@@ -33,7 +33,9 @@ class Metrics:
             "postwarden_audit_queue_depth", "Audit events waiting for the writer", registry=r
         )
         self.audit_written = Counter(
-            "postwarden_audit_written", "Audit events written to Postgres", registry=r
+            "postwarden_audit_written", "Audit events written to Postgres (once: one "
+            "replayed again after a crash or a stop mid-replay is not counted again)",
+            registry=r
         )
         self.audit_spooled = Counter(
             "postwarden_audit_spooled", "Audit events appended to the local spool", registry=r
@@ -41,7 +43,7 @@ class Metrics:
         self.audit_dropped = Counter(
             "postwarden_audit_dropped",
             "Audit events lost (queue or spool full, refused by Postgres, too slow to write, "
-            "older than the audit retention)",
+            "older than the audit retention, unreadable in the spool)",
             ["reason"],
             registry=r,
         )

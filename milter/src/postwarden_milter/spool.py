@@ -25,7 +25,7 @@ import logging
 import mmap
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from postwarden_policies import AuditEvent
@@ -187,7 +187,13 @@ class AuditSpool:
         data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
         self.budget.record(self._worker, _append_durably(self.path, data))
 
+    def replayed_to(self, offset: int) -> None:
+        """Events up to byte ``offset`` are in Postgres: only the rest counts against
+        ``spool_max_bytes`` (the file is emptied once all of it is)."""
+        self.budget.record(self._worker, max(0, self.size - offset))
+
     def batches(self, size: int, start: int = 0, *, max_bytes: int | None = None,
+                unreadable: Callable[[], None] = lambda: None,
                 ) -> Iterator[tuple[list[AuditEvent], int]]:
         """Events from byte offset ``start`` in order, with the offset after each batch:
         ``size`` events, or fewer that reach ``max_bytes`` (the line that reaches it
@@ -195,7 +201,9 @@ class AuditSpool:
 
         A torn last line (no trailing newline; cut on open, so only from an
         append whose failure could not be undone) is skipped and logged: the
-        batch it belonged to was never acknowledged as spooled.
+        batch it belonged to was never acknowledged as spooled. A whole line that
+        is no event (damaged on disk) is an event lost: skipped, logged, and
+        ``unreadable`` is called.
         """
         batch: list[AuditEvent] = []
         weight = 0
@@ -210,7 +218,9 @@ class AuditSpool:
                 try:
                     batch.append(AuditEvent.from_json(line.decode("utf-8")))
                 except (ValueError, TypeError, KeyError):
-                    log.error("audit spool: skipping an unreadable line at offset %d", offset)
+                    log.error("audit spool: skipping an unreadable line at offset %d",
+                              offset - len(line))
+                    unreadable()
                     continue
                 weight += len(line)
                 if len(batch) >= size or (max_bytes is not None and weight >= max_bytes):

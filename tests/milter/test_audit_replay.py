@@ -1,0 +1,159 @@
+"""A long replay of the audit spool, once PostgreSQL is back after an outage: new mail's
+events keep being written, a stop ends it, and a full spool makes room as it goes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from postwarden_milter import audit_pipeline
+from postwarden_milter.audit_pipeline import AuditPipeline
+from postwarden_milter.loopthread import LoopThread
+from postwarden_milter.metrics import Metrics
+from postwarden_milter.settings import SpoolFullAction
+from postwarden_milter.spool import AuditSpool, SpoolBudget
+from postwarden_policies import AuditEvent
+from tests.fixtures.postgres import wait_until
+from tests.milter.test_audit_wedges import _dropped, _session, _stored
+from tests.store.test_audit import make_event
+
+pytestmark = pytest.mark.postgres
+
+BATCH = 10  # events per replayed batch (BATCH_SIZE), each batch with one slow event
+SLOW_SECONDS = 0.2
+
+
+@contextmanager
+def _slow_backlog(dsn: str, spool_dir: Path, batches: int, budget: SpoolBudget
+                  ) -> Iterator[tuple[AuditSpool, list[AuditEvent]]]:
+    """A spool of ``batches`` batches, each holding one event whose insert takes
+    SLOW_SECONDS meanwhile (a trigger): a replay of a few seconds."""
+    marker = f"<slow-{uuid.uuid4().hex}"
+    backlog = [make_event(message_id=f"{marker}-{n}@replay.test" if n % BATCH == 0 else None)
+               for n in range(batches * BATCH)]
+    spool = AuditSpool(spool_dir, budget)
+    spool.append(backlog)
+    with _session(dsn) as run:
+        run(f"""
+            CREATE FUNCTION audit_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep({SLOW_SECONDS}); RETURN NEW; END $$;
+            CREATE TRIGGER audit_test_slow BEFORE INSERT ON audit_events FOR EACH ROW
+                WHEN (NEW.message_id LIKE '{marker}%') EXECUTE FUNCTION audit_test_slow();
+        """)
+        try:
+            yield spool, backlog
+        finally:
+            run("DROP TRIGGER audit_test_slow ON audit_events; DROP FUNCTION audit_test_slow()")
+
+
+@contextmanager
+def _writer(dsn: str, spool: AuditSpool, metrics: Metrics, *, queue_size: int = 1000,
+            stop_timeout: float = 30.0) -> Iterator[AuditPipeline]:
+    loop = LoopThread()
+    loop.start()
+    pipeline = AuditPipeline(dsn, spool, metrics, queue_size=queue_size,
+                             spool_full_action=SpoolFullAction.TEMPFAIL)
+    pipeline.start(loop)
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop(stop_timeout)
+        loop.stop()
+
+
+def _replaying(metrics: Metrics, spool: AuditSpool) -> bool:
+    """Part of the spool is in Postgres, the rest not yet."""
+    written = metrics.registry.get_sample_value("postwarden_audit_written_total") or 0
+    return written > 0 and spool.size > 0
+
+
+@pytest.fixture(autouse=True)
+def _small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_pipeline, "BATCH_SIZE", BATCH)
+
+
+def test_new_mails_events_are_written_while_a_long_spool_replays(
+    database_url: str, tmp_path: Path,
+) -> None:
+    metrics = Metrics()
+    live = [make_event() for _ in range(150)]
+    with _slow_backlog(database_url, tmp_path, 15, SpoolBudget(10**9)) as (spool, backlog), \
+            _writer(database_url, spool, metrics, queue_size=50) as pipeline:
+        assert wait_until(lambda: _replaying(metrics, spool), timeout=15)
+        for event in live:  # 150 events in about 1.5 s, for a queue of 50
+            pipeline.submit(event)
+            time.sleep(0.01)
+        assert spool.size > 0  # the replay was still under way
+        assert wait_until(lambda: spool.size == 0, timeout=30)
+    assert _dropped(metrics, "queue_full") is None
+    assert _stored(database_url, *live, *backlog)
+
+
+def test_a_stop_mid_replay_spools_the_queue_and_leaves_the_rest_for_the_next_start(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    live = [make_event() for _ in range(20)]
+    with _slow_backlog(database_url, tmp_path, 40, SpoolBudget(10**9)) as (spool, backlog):
+        with _writer(database_url, spool, metrics, stop_timeout=3.0) as pipeline:
+            assert wait_until(lambda: _replaying(metrics, spool), timeout=15)
+            for event in live:
+                pipeline.submit(event)
+        # stopped well within its 3 s, most of the 8 s of replay left undone
+        assert "audit writer did not drain" not in caplog.text
+        assert spool.size > 0
+    with _writer(database_url, spool, Metrics()):
+        assert wait_until(lambda: spool.size == 0, timeout=30)  # the next start
+    assert _stored(database_url, *live, *backlog)
+
+
+def test_a_full_spool_stops_refusing_mail_as_its_replay_makes_room(
+    database_url: str, tmp_path: Path,
+) -> None:
+    metrics = Metrics()
+    budget = SpoolBudget(10**9)
+    with _slow_backlog(database_url, tmp_path, 15, budget) as (spool, _):
+        budget.max_bytes = spool.size  # exactly full: mail is refused
+        with _writer(database_url, spool, metrics) as pipeline:
+            assert pipeline.refusing_mail
+            # accepted again while the replay is still under way, not once it ended
+            assert wait_until(lambda: not pipeline.refusing_mail and spool.size > 0,
+                              timeout=15)
+
+
+def test_a_damaged_line_of_the_spool_is_counted_as_lost(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, last = make_event(), make_event()
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.append([first])
+    with spool.path.open("ab") as handle:  # a line damaged on disk
+        handle.write(b'{"event_id": "\x00\x00\x00 not an event\n')
+    spool.append([last])
+    metrics = Metrics()
+    with _writer(database_url, spool, metrics):
+        assert wait_until(lambda: spool.size == 0, timeout=15)
+    assert _stored(database_url, first, last)
+    assert _dropped(metrics, "unreadable") == 1
+    offset = len(first.to_json()) + 1
+    assert f"skipping an unreadable line at offset {offset}" in caplog.text
+
+
+def test_events_a_replay_finds_stored_already_are_not_counted_again(
+    database_url: str, tmp_path: Path,
+) -> None:
+    events = [make_event() for _ in range(3)]
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.append(events)
+    with _writer(database_url, spool, Metrics()):
+        assert wait_until(lambda: spool.size == 0, timeout=15)
+    spool.append(events)  # as a stop mid-replay leaves them for the next start
+    metrics = Metrics()
+    with _writer(database_url, spool, metrics):
+        assert wait_until(lambda: spool.size == 0, timeout=15)
+    assert metrics.registry.get_sample_value("postwarden_audit_written_total") == 0
