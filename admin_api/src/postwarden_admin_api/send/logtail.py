@@ -14,17 +14,37 @@ bytes' fingerprint with its position (:func:`fingerprint`), so the next one
 recognises a file emptied in place while no one read it too: without it, a file
 refilled past the position was read on from there, mid-line, the lines before
 it never read.
+
+Postfix (postlogd, or syslog) writes on in a renamed file until it reopens its
+log, and logrotate's ``create`` makes the new file before its postrotate makes
+Postfix do so (and grants the ACL that lets us open it). A :class:`LogTail`
+therefore reads one file at a time: the old one, kept open, until the writer has
+left it (the new file has bytes, so the old one's are all written: Postfix
+writes to one file at a time), or it has been quiet for :data:`GRACE_SECONDS`;
+only then the new one, from its start. The position saved is thus always in the
+file being read, so a restart in the gap goes on in the old file (found by its
+inode) and reads neither file's lines twice. A new file that cannot be opened
+yet is tried again at the next read, the old one still open.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
+import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 MARK_BYTES = 64
+# A renamed file whose successor stays empty is left once it has had no new bytes for
+# this long: the rename, the new file, the ACL and Postfix's reopen (logrotate's
+# postrotate) take well under it.
+GRACE_SECONDS = 5.0
 
 
 def fingerprint(mark: bytes) -> bytes:
@@ -83,12 +103,16 @@ def renamed_file(path: Path, inode: int) -> Path | None:
 
 
 class LogTail:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self.inode = 0
         self.position = 0  # in the file ``inode``
         self._fd: int | None = None
         self._mark = b""  # the last bytes read, ending at ``position``
+        self._clock = clock
+        # Since when the open file, replaced at the path, has had no new bytes.
+        self._quiet_since: float | None = None
+        self._refused = False  # the path could not be opened (logged once)
 
     def mark_before(self, position: int) -> bytes:
         """The MARK_BYTES of the open file before ``position`` (b"": none open)."""
@@ -124,6 +148,7 @@ class LogTail:
             return False
         self.close()
         self._fd, self.inode, self.position, self._mark = fd, inode, position, b""
+        self._quiet_since = None
         return True
 
     def read(self, limit: int) -> tuple[bytes, bool]:
@@ -136,12 +161,12 @@ class LogTail:
             mark = self._mark
             if not (mark and self._resume_copy(self.position, lambda found: found.endswith(mark))):
                 self.position, self._mark, restarted = 0, b"", True
+        left = self._left()  # before the read: what was written before it left is read
         data = os.pread(self._fd, limit, self.position)
-        if not data and self._replaced():  # the old file is read to its end: on to the new
-            self.close()
-            restarted = self._open() or restarted
-            if self._fd is None:
-                return b"", restarted
+        if data:
+            self._quiet_since = None
+        elif left and self._open():  # read to its end: on to the new file
+            restarted = True
             data = os.pread(self._fd, limit, self.position)
         self.position += len(data)
         self._mark = (self._mark + data)[-MARK_BYTES:]
@@ -150,7 +175,10 @@ class LogTail:
     def _resume_copy(self, position: int, holds: Callable[[bytes], bool]) -> bool:
         """Go on at ``position`` of the copy of the log (:func:`copy_of`), if there is one."""
         copy = copy_of(self.path, position, holds)
-        return copy is not None and self.resume_renamed(copy, copy.stat().st_ino, position)
+        if copy is None or not self.resume_renamed(copy, copy.stat().st_ino, position):
+            return False
+        self._quiet_since = -math.inf  # no one writes to a copy: left as soon as read
+        return True
 
     def unread(self) -> int:
         """Bytes not read yet: the rest of the file being read and any newer one."""
@@ -171,12 +199,25 @@ class LogTail:
             self._fd = None
 
     def _open(self) -> bool:
-        """Open the path; True when it is another file than the one we were in."""
+        """Open the path instead of the file open, if any; True when it is another file
+        than the one we were in. The open one is kept when the path cannot be opened:
+        gone again, or not readable yet (created before the ACL that lets us read it)."""
         try:
-            self._fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return False
-        inode = os.fstat(self._fd).st_ino
+        except PermissionError as error:
+            if not self._refused:
+                log.warning("cannot open %s (%s): trying again at each read, "
+                            "reading on the file open if any", self.path, error.strerror)
+            self._refused = True
+            return False
+        if self._refused:
+            log.info("can open %s now", self.path)
+        self._refused = False
+        self.close()
+        self._fd, self._quiet_since = fd, None
+        inode = os.fstat(fd).st_ino
         if inode == self.inode:
             return False
         self.inode, self.position, self._mark = inode, 0, b""
@@ -190,8 +231,17 @@ class LogTail:
         start = self.position - len(self._mark)
         return bool(self._mark) and os.pread(self._fd, len(self._mark), start) != self._mark
 
-    def _replaced(self) -> bool:
+    def _left(self) -> bool:
+        """Whether the writer has left the open file for another one at the path: that
+        one has bytes, or ours has had none new for GRACE_SECONDS (counted from the first
+        read that found it replaced and at its end)."""
         try:
-            return os.stat(self.path).st_ino != self.inode
+            current = os.stat(self.path)
         except FileNotFoundError:  # renamed, the new one not there yet: stay on the old
             return False
+        if current.st_ino == self.inode:
+            return False
+        now = self._clock()
+        if self._quiet_since is None:
+            self._quiet_since = now
+        return current.st_size > 0 or now - self._quiet_since >= GRACE_SECONDS
