@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
-from postwarden_policies import load_policy_set, run_policy_tests
+from postwarden_policies import PolicyLoadError, load_policy_set, policy_schema, run_policy_tests
 from postwarden_policies.loader import load_policy_set_from_sources
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
@@ -134,3 +136,38 @@ def test_example_policies_pass() -> None:
     results = run_policy_tests(load_policy_set([EXAMPLES]))
     assert len(results) == 13
     assert [r.problems for r in results if not r.passed] == []
+
+
+REPORTED_LIMIT = """version: 1
+name: p
+mode: report
+limits: {max_message_bytes: 10}
+tests:
+  - name: c
+    raw: "Subject: hi\\n\\nhello world\\n"
+    recipients: [a@b.test]
+    expect: accept
+    expect_rules: [RULE]
+"""
+
+
+def test_a_report_mode_policys_limit_can_be_expected() -> None:
+    text = REPORTED_LIMIT.replace("RULE", "report:limit:max_message_bytes")
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    assert (result.passed, result.problems) == (True, ())
+
+
+@pytest.mark.parametrize("rule", ["limit:max_mesage_bytes", "report:limit:max_mesage_bytes"])
+def test_a_misspelt_limit_is_refused_at_its_line(rule: str) -> None:
+    text = REPORTED_LIMIT.replace("RULE", rule)
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set_from_sources([("p", text)])
+    assert [str(issue) for issue in raised.value.issues] == [
+        "p:10:20: test 'c': expected a rule name or limit:<limit> (report:<either> for a "
+        "report-mode policy; limits: max_message_bytes, max_attachment_bytes, max_recipients, "
+        f"max_mime_parts, max_mime_depth), got {rule!r}"
+    ]
+    document = yaml.safe_load(text)
+    assert not jsonschema.Draft202012Validator(policy_schema()).is_valid(document)
+    document["tests"][0]["expect_rules"] = ["report:limit:max_message_bytes", "report:r"]
+    assert jsonschema.Draft202012Validator(policy_schema()).is_valid(document)

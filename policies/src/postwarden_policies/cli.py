@@ -9,7 +9,8 @@ postwarden-policy schema                   print the JSON Schema of policy files
 ``check`` and ``test`` require the ``message:`` files of tests to exist; ``eval``
 loads policies as a milter does, without. ``test`` runs each case against its
 policy alone and shows where the whole loaded set takes another action;
-``--whole-set`` makes that a failure (for CI on the directory that is deployed).
+``--whole-set`` fails a case the set breaks in anything it expects (for CI on
+the directory that is deployed), and shows what.
 ``eval --output FILE`` writes the message as it would be delivered; for a
 reject, tempfail or discard nothing is delivered: FILE is not written (one left
 from an earlier run is removed) and stderr says so. The exit code is 0 either
@@ -23,7 +24,7 @@ import difflib
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .conditionformat import ADDRESS
@@ -33,7 +34,7 @@ from .errors import PolicyLoadError
 from .facts import Envelope, client_ip
 from .loader import load_policy_set
 from .policyset import PolicySet
-from .policytests import run_policy_tests
+from .policytests import CaseResult, run_policy_tests
 from .render import verdict_json, verdict_lines
 from .schema import schema_text
 from .verdicts import Action, Verdict
@@ -104,16 +105,27 @@ def _test(args: argparse.Namespace) -> int:
               f"[rules: {rules}]")
         for problem in result.problems:
             print(f"    {problem}")
-        if result.whole_set and result.verdict:
-            print(f"    whole set: {result.whole_set.action} [rules: {_rules(result.whole_set)}]"
-                  f" where this policy alone gives {result.verdict.action}")
-    differing = sum(r.whole_set is not None for r in results)
+        for line in _whole_set_lines(result, failing=args.whole_set):
+            print(line)
+    differing = sum(r.other_action for r in results)
     if differing and not args.whole_set:
         print(f"{differing} case(s) get another action from the whole set "
               "(--whole-set makes that a failure)")
     failed = sum(not r.passed or bool(args.whole_set and r.whole_set) for r in results)
     print(f"{len(results) - failed} passed, {failed} failed")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _whole_set_lines(result: CaseResult, *, failing: bool) -> Iterator[str]:
+    """The whole set's verdict and what it breaks; without ``failing`` (--whole-set) only
+    another action, as a notice."""
+    whole, alone = result.whole_set, result.verdict
+    if whole is None or alone is None or not (failing or result.other_action):
+        return
+    differs = f" where this policy alone gives {alone.action}" if result.other_action else ""
+    yield f"    whole set: {whole.action} [rules: {_rules(whole)}]{differs}"
+    if failing:
+        yield from (f"    whole set: {problem}" for problem in result.whole_set_problems)
 
 
 def _diff(before: bytes, after: bytes) -> str:
@@ -183,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
     test = commands.add_parser("test", help="run the tests: sections of policies")
     test.add_argument("--whole-set", action="store_true",
-                      help="fail a case the whole loaded set gives another action")
+                      help="fail a case the whole loaded set gives another outcome")
     test.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     test.set_defaults(run=_test)
     ev = commands.add_parser("eval", help="evaluate one message against policies")

@@ -162,7 +162,6 @@ def _check_names(node: yaml.Node, reader: Reader) -> None:
         unknown = [
             name for name in listed
             if name is not None and name.removeprefix("report:") not in seen
-            and not name.startswith("limit:")
         ]
         if unknown:
             title = _text(_value(case, "name", reader), reader, "(?s).+")

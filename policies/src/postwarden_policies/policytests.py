@@ -5,11 +5,13 @@ file whatever else is loaded beside it. A case passes when every expectation
 it states holds; problems say what differed.
 
 With several policies loaded, each case also runs against the whole set, as
-a milter loading them would run: when that gives another action than the
-policy alone and than the case expects, the result carries the set's verdict
-(``whole_set``), so a test that passes alone is not taken for what the
-deployment does. Only the action is compared: the other policies' rules,
-report-mode ones among them, legitimately add rules and edits.
+a milter loading them would run, and is checked on everything it states that
+the set decides, so a test that passes alone is not taken for what the
+deployment does: the action, reply, stripped attachments and headers as
+alone, and each rule of ``expect_rules`` must match, though not only those
+(the other policies' rules, report-mode ones among them, legitimately match
+too). When the set breaks an expectation the policy alone meets, the result
+carries the set's verdict (``whole_set``) and what it breaks.
 """
 
 from __future__ import annotations
@@ -32,11 +34,23 @@ class CaseResult:
     case: PolicyTest
     verdict: Verdict | None  # None when the message could not be read
     problems: tuple[str, ...]
-    whole_set: Verdict | None = None  # the loaded set's verdict, when its action differs
+    # The loaded set's verdict, when it breaks an expectation the policy alone meets;
+    # what it breaks but the action, which the verdict shows (see other_action).
+    whole_set: Verdict | None = None
+    whole_set_problems: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
         return not self.problems
+
+    @property
+    def other_action(self) -> bool:
+        """Whether the set takes another action than the policy alone and the case."""
+        return (
+            self.whole_set is not None
+            and self.verdict is not None
+            and self.whole_set.action not in (self.verdict.action, self.case.expect)
+        )
 
 
 def _message(case: PolicyTest) -> bytes:
@@ -50,6 +64,21 @@ def _problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[str]:
         yield f"expected {case.expect}, got {verdict.action}"
     if case.expect_rules is not None and verdict.rules != case.expect_rules:
         yield f"expected rules [{', '.join(case.expect_rules)}], got [{', '.join(verdict.rules)}]"
+    yield from _outcome_problems(case, raw, verdict)
+
+
+def _whole_set_problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[str]:
+    """The set's problems but the action: every expected rule must match, though the other
+    policies' rules may match too (and come between them)."""
+    expected = case.expect_rules or ()
+    if any(rule not in verdict.rules for rule in expected):
+        yield (f"expected rules [{', '.join(expected)}] among those matched, "
+               f"got [{', '.join(verdict.rules)}]")
+    yield from _outcome_problems(case, raw, verdict)
+
+
+def _outcome_problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[str]:
+    """Reply, headers and stripped attachments: checked alike alone and in the whole set."""
     reply = str(verdict.smtp_reply) if verdict.smtp_reply else ""
     if case.expect_reply is not None and not reply.startswith(case.expect_reply):
         yield f"expected reply {case.expect_reply!r}, got {reply or 'none'!r}"
@@ -65,11 +94,20 @@ def _problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[str]:
             yield f"expected stripped {list(case.expect_stripped)!r}, got {list(stripped)!r}"
 
 
-def run_case(policy_set: PolicySet, policy: Policy, case: PolicyTest) -> CaseResult:
+def run_case(
+    policy_set: PolicySet, policy: Policy, case: PolicyTest, whole_set: PolicySet | None = None
+) -> CaseResult:
+    """``case`` against ``policy_set`` (its policy alone) and, given one, ``whole_set``."""
     try:
         raw = _message(case)
     except OSError as exc:
         return CaseResult(policy, case, None, (f"cannot read {case.message}: {exc.strerror}",))
+    verdict = _verdict(policy_set, case, raw)
+    result = CaseResult(policy, case, verdict, tuple(_problems(case, raw, verdict)))
+    return result if whole_set is None else _in_whole_set(result, raw, whole_set)
+
+
+def _verdict(policy_set: PolicySet, case: PolicyTest, raw: bytes) -> Verdict:
     envelope = Envelope(
         sender=case.sender,
         recipients=case.recipients,
@@ -83,19 +121,18 @@ def run_case(policy_set: PolicySet, policy: Policy, case: PolicyTest) -> CaseRes
     )
     if case.duplicate:
         facts = replace(facts, duplicate=True)
-    verdict = evaluate(policy_set, facts)
-    return CaseResult(policy, case, verdict, tuple(_problems(case, raw, verdict)))
+    return evaluate(policy_set, facts)
 
 
-def _in_whole_set(result: CaseResult, policy_set: PolicySet) -> CaseResult:
-    """``result`` with the set's verdict when the set takes another action than the
-    policy alone and than the case expects."""
-    whole = run_case(policy_set, result.policy, result.case).verdict
-    if result.verdict is None or whole is None:
-        return result
-    if whole.action in (result.verdict.action, result.case.expect):
-        return result
-    return replace(result, whole_set=whole)
+def _in_whole_set(result: CaseResult, raw: bytes, policy_set: PolicySet) -> CaseResult:
+    """``result`` with the set's verdict and problems, when the set breaks an expectation
+    the policy alone meets (one it breaks too is reported once, as the policy's)."""
+    whole = _verdict(policy_set, result.case, raw)
+    problems = tuple(
+        p for p in _whole_set_problems(result.case, raw, whole) if p not in result.problems
+    )
+    in_set = replace(result, whole_set=whole, whole_set_problems=problems)
+    return in_set if problems or in_set.other_action else result
 
 
 def run_policy_tests(policy_set: PolicySet) -> list[CaseResult]:
@@ -104,9 +141,6 @@ def run_policy_tests(policy_set: PolicySet) -> list[CaseResult]:
     results: list[CaseResult] = []
     for policy in policy_set.policies:
         alone = PolicySet.of([policy], policy_set.content_hash)
-        for case in policy.tests:
-            result = run_case(alone, policy, case)
-            if len(policy_set.policies) > 1:
-                result = _in_whole_set(result, policy_set)
-            results.append(result)
+        whole = policy_set if len(policy_set.policies) > 1 else None
+        results.extend(run_case(alone, policy, case, whole) for case in policy.tests)
     return results

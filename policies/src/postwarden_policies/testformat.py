@@ -4,7 +4,8 @@ A case names its message with ``message:`` (a path relative to the policy
 file; it must exist only when the loader is asked to check sample files, as
 ``postwarden-policy check`` and ``test`` do) or gives it inline with ``raw:``.
 ``expect_rules`` lists exactly the rules that must match, in order
-(report-mode rules as "report:<name>", limits as "limit:<name>");
+(report-mode rules as "report:<name>", limits as "limit:<name>", a report-mode
+policy's as "report:limit:<name>", with the name of a real limit);
 ``expect_reply`` must be the start of the SMTP reply; ``expect_headers`` are
 header values the delivered message carries; ``expect_stripped`` the file
 names of the attachments stripped.
@@ -13,11 +14,12 @@ names of the attachments stripped.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from .conditionformat import ADDRESS, HEADER_NAME
-from .model import PolicyTest
+from .model import Limits, PolicyTest
 from .policyformat import NAME, PRINTABLE, TERMINALS
 from .spec import (
     INVALID,
@@ -35,7 +37,17 @@ from .spec import (
 from .verdicts import Action
 
 _ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
-RULE_REF = f"(report:|limit:)?{NAME}"  # an expect_rules item
+# What verdicts name a limit by (on_structure_limit is what happens past two of them).
+_LIMIT_NAMES = tuple(f.name for f in fields(Limits) if f.name != "on_structure_limit")
+# expect_rules items: one naming a rule (which must be the policy's), or a limit,
+# by its real name: a misspelt one would name nothing a verdict can hold.
+RULE_REF = f"(?:report:)?{NAME}"
+_LIMIT_REF = f"(?:report:)?limit:(?:{'|'.join(_LIMIT_NAMES)})"
+_EXPECTED_RULE = text(
+    pattern=f"{RULE_REF}|{_LIMIT_REF}",
+    what=f"a rule name or limit:<limit> (report:<either> for a report-mode policy; "
+    f"limits: {', '.join(_LIMIT_NAMES)})",
+)
 # One line of any text but control characters: compared with the decoded header
 # value, which may hold any character.
 _HEADER_TEXT = r"[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+"
@@ -107,7 +119,7 @@ TEST_CASE = Obj(
         "duplicate": Field(boolean(), "Pretend the milter has seen this message before."),
         "expect": Field(choice(*TERMINALS), "The expected action.", required=True),
         "expect_rules": Field(
-            ListOf(text(pattern=RULE_REF, what="a rule name"), min_items=0),
+            ListOf(_EXPECTED_RULE, min_items=0),
             "Exactly the rules that must match, in order.",
         ),
         "expect_reply": Field(
