@@ -96,6 +96,16 @@ def test_a_size_the_loader_takes_in_any_case_validates(size: str) -> None:
     jsonschema.Draft202012Validator(policy_schema()).validate(document)
 
 
+@pytest.mark.parametrize("word", ["yes", "No", "ON", "off"])
+def test_a_yaml_1_1_boolean_the_loader_takes_validates(word: str) -> None:
+    text = (f"version: 1\nname: p\ntag_flags: {word}\nsanitize: {{html: {word}}}\n"
+            f"rules:\n  - {{name: r, when: {{authenticated: {word}}}, then: accept}}\n")
+    load_policy_set_from_sources([("p.yaml", text)])  # the loader takes it: so must the schema
+    document = {"version": 1, "name": "p", "tag_flags": word, "sanitize": {"html": word},
+                "rules": [{"name": "r", "when": {"authenticated": word}, "then": "accept"}]}
+    jsonschema.Draft202012Validator(policy_schema()).validate(document)
+
+
 def test_unicode_domains_and_header_values_validate() -> None:
     document = {
         "version": 1,

@@ -99,6 +99,9 @@ class Scalar(Spec):
         return value
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
+        if self.python_type is bool:  # the YAML 1.1 words read() takes too, as text
+            return {"anyOf": [{"type": "boolean"}, {"enum": list(YAML11_BOOLEANS)}],
+                    **self.extra}
         return {"type": self.json_type, **self.extra}
 
 
