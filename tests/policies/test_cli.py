@@ -283,3 +283,17 @@ def test_check_names_a_directory_it_may_not_list() -> None:
                 1, f"{locked}: cannot read: Permission denied\n") else 1
 
         assert in_child(check_as_nobody) == 0
+
+
+def test_a_reader_that_left_gets_no_traceback() -> None:
+    """`postwarden-policy schema | head -1`, head gone before the schema is written."""
+    script = Path(sys.executable).with_name("postwarden-policy")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([str(script), "schema"], stdout=write_end,
+                                stderr=subprocess.PIPE, check=False, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert result.stderr == b""
