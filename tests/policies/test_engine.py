@@ -332,6 +332,25 @@ def test_one_prefix_from_two_policies_without_a_subject() -> None:
     assert verdict.edits == (AddHeader("Subject", "[EXT]"),)
 
 
+def test_one_header_two_policies_add_goes_once_unless_removed_between() -> None:
+    tag = "rules:\n  - name: {}\n    then: {{add_header: {{X-External: 'yes'}}}}\n"
+    policy_set = load_policy_set_from_sources(
+        [("a.yaml", HEAD_A + tag.format("a")), ("b.yaml", HEAD_B + tag.format("b"))]
+    )
+    verdict = evaluate_message(policy_set, message(), ENVELOPE)
+    assert verdict.rules == ("a", "b")
+    assert verdict.edits == (AddHeader("X-External", "yes"),)
+    readded = run("""
+        rules:
+          - {name: a, then: {add_header: {X-External: "yes"}}}
+          - {name: b, then: {remove_header: [X-External]}}
+          - {name: c, then: {add_header: {X-External: "yes"}}}
+          - {name: d, then: {add_header: {X-External: "no"}}}
+        """)
+    assert readded.edits == (AddHeader("X-External", "yes"), RemoveHeader("X-External"),
+                             AddHeader("X-External", "yes"), AddHeader("X-External", "no"))
+
+
 def test_remove_header_only_when_present() -> None:
     raw = message(extra="X-Mailer: spam 1.0\r\nx-mailer: again\r\n")
     rule = "rules:\n  - name: r\n    then: {remove_header: [X-Mailer, X-Absent]}\n"

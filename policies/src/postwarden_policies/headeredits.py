@@ -100,13 +100,17 @@ def header_edits(policy_set: PolicySet, facts: MessageFacts, rules: Iterable[Rul
         edits.append(RemoveHeader(FLAGS_HEADER))
         present.discard(FLAGS_HEADER.lower())
     prefixes: list[str] = []
+    added: set[tuple[str, str]] = set()  # since its last removal: two rules adding one go once
     for rule in rules:
         for name in rule.then.remove_headers:
             if name.lower() in present:
                 edits.append(RemoveHeader(name))
                 present.discard(name.lower())
+                added = {a for a in added if a[0] != name.lower()}
         for name, value in rule.then.add_headers:
-            edits.append(AddHeader(name, value))
+            if (name.lower(), value) not in added:
+                edits.append(AddHeader(name, value))
+                added.add((name.lower(), value))
             present.add(name.lower())
         if rule.then.subject_prefix:
             prefixes.append(rule.then.subject_prefix)
