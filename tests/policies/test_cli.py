@@ -80,7 +80,7 @@ def test_test_command_passes_examples(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["test", str(EXAMPLES)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (
-        f"PASS {EXAMPLES / 'outbound-submission.yaml'}: an authenticated user sends normally "
+        f"PASS {EXAMPLES / 'outbound-submission.yaml'}:55: an authenticated user sends normally "
         "[rules: tag-submission]"
     )
     assert lines[-1] == "13 passed, 0 failed"
@@ -94,8 +94,9 @@ def test_test_command_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     )
     assert main(["test", str(path)]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        f"FAIL {path}: c [rules: r]",
+        f"FAIL {path}:7: c [rules: r]",
         "    expected accept, got reject",
+        "    message flags: malformed, missing_header_separator",
         "0 passed, 1 failed",
     ]
 

@@ -42,7 +42,7 @@ def test_same_action_in_the_whole_set_carries_nothing(tmp_path: Path) -> None:
 def test_test_shows_the_difference(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["test", str(policy_dir)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"PASS {policy_dir / 'b.yaml'}: alone [rules: (none)]",
+        f"PASS {policy_dir / 'b.yaml'}:4: alone [rules: (none)]",
         "    whole set: reject [rules: all] where this policy alone gives accept",
         "1 case(s) get another action from the whole set (--whole-set makes that a failure)",
         "1 passed, 0 failed",
@@ -54,7 +54,8 @@ def test_whole_set_flag_fails_the_case(
 ) -> None:
     assert main(["test", "--whole-set", str(policy_dir)]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        f"FAIL {policy_dir / 'b.yaml'}: alone [rules: (none)]",
+        f"FAIL {policy_dir / 'b.yaml'}:4: alone [rules: (none)]",
+        "    message flags: malformed, missing_header_separator",
         "    whole set: reject [rules: all] where this policy alone gives accept",
         "0 passed, 1 failed",
     ]

@@ -67,7 +67,7 @@ def test_whole_set_flag_fails_it_with_expected_and_actual(
     directory = policy_dir(tmp_path, PARTNER, SHADOWED)
     assert main(["test", "--whole-set", str(directory)]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        f"FAIL {directory / 'b.yaml'}: stripped [rules: strip-macros]",
+        f"FAIL {directory / 'b.yaml'}:9: stripped [rules: strip-macros]",
         "    whole set: accept [rules: trusted-supplier]",
         "    whole set: expected rules [strip-macros] among those matched, got [trusted-supplier]",
         "    whole set: expected header X-Stripped: 'yes', got []",
@@ -82,7 +82,7 @@ def test_without_the_flag_only_another_action_is_shown(
     directory = policy_dir(tmp_path, PARTNER, SHADOWED)
     assert main(["test", str(directory)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"PASS {directory / 'b.yaml'}: stripped [rules: strip-macros]",
+        f"PASS {directory / 'b.yaml'}:9: stripped [rules: strip-macros]",
         "1 passed, 0 failed",
     ]
 

@@ -102,10 +102,14 @@ def _test(args: argparse.Namespace) -> int:
     for result in results:
         rules = _rules(result.verdict) if result.verdict else "-"
         passed = result.passed and not (args.whole_set and result.whole_set)
-        print(f"{'PASS' if passed else 'FAIL'} {result.policy.source}: {result.case.name} "
-              f"[rules: {rules}]")
+        at = result.case.where[0]  # file:line: where an editor or a CI annotation goes
+        print(f"{'PASS' if passed else 'FAIL'} {result.policy.source}:{at}: "
+              f"{result.case.name} [rules: {rules}]")
         for problem in result.problems:
             print(f"    {problem}")
+        if not passed and result.verdict and result.verdict.flags:
+            # What the parser made of the message: often why no rule matched.
+            print(f"    message flags: {', '.join(sorted(result.verdict.flags))}")
         for line in _whole_set_lines(result, failing=args.whole_set):
             print(line)
     differing = sum(r.other_action for r in results)
