@@ -23,6 +23,7 @@ from postwarden_milter.logcontext import (
     MessageContextFilter,
     set_message_context,
 )
+from postwarden_policies import load_policy_set
 from postwarden_policies.redact import RedactingFormatter
 from tests.conftest import PgServer
 from tests.fixtures.ports import free_port
@@ -132,9 +133,13 @@ def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(
                           == processes, timeout=15)
         assert proc.poll() is None  # libmilter would have stopped on SIGHUP
         url = f"http://127.0.0.1:{metrics_port}/metrics"
+        running = load_policy_set([tmp_path / "policies"]).content_hash[:12]
         with urllib.request.urlopen(url, timeout=5) as response:
-            assert f'postwarden_policy_reloads_total{{result="ok"}} {processes}.0' \
-                in response.read().decode()
+            exposition = response.read().decode()
+        assert f'postwarden_policy_reloads_total{{result="ok"}} {processes}.0' in exposition
+        # every worker runs the new set, none failed its reload
+        assert f'postwarden_policy_set{{hash="{running}"}} {processes}.0' in exposition
+        assert "postwarden_policy_reload_failing 0.0" in exposition
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -63,6 +63,14 @@ def _count(metrics: Metrics, result: str) -> float:
                                              {"result": result}) or 0.0
 
 
+def _running(metrics: Metrics) -> tuple[set[str], float | None]:
+    """The hashes postwarden_policy_set shows, and postwarden_policy_reload_failing."""
+    hashes = {sample.labels["hash"] for family in metrics.registry.collect()
+              if family.name == "postwarden_policy_set" for sample in family.samples
+              if sample.value == 1}
+    return hashes, metrics.registry.get_sample_value("postwarden_policy_reload_failing")
+
+
 def test_file_change_reloads_and_a_bad_set_is_refused(
     tmp_path: Path, loop_thread: LoopThread
 ) -> None:
@@ -72,13 +80,16 @@ def test_file_change_reloads_and_a_bad_set_is_refused(
     try:
         first = holder.current
         assert first.max_recipients == 5
+        assert _running(metrics) == ({first.content_hash[:12]}, 0)
         policy.write_text(POLICY.format(name="main", limit=7))
         assert wait_until(lambda: holder.current.max_recipients == 7, timeout=10)
 
         good = holder.current
+        assert _running(metrics) == ({good.content_hash[:12]}, 0)
         policy.write_text("version: 1\nname: main\nrules: [oops\n")
         assert wait_until(lambda: _count(metrics, "failed") == 1, timeout=10)
         assert holder.current is good  # the running set stays
+        assert _running(metrics) == ({good.content_hash[:12]}, 1)
 
         reloader.request()  # SIGHUP path: re-read even without a change
         assert wait_until(lambda: _count(metrics, "failed") == 2, timeout=10)

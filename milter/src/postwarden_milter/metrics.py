@@ -53,6 +53,16 @@ class Metrics:
         self.policy_reloads = Counter(
             "postwarden_policy_reloads", "Policy set reloads", ["result"], registry=r
         )
+        self.policy_reload_failing = Gauge(
+            "postwarden_policy_reload_failing", "1 while the last reload was refused: the "
+            "policy set running is not the one in the files or the database (with several "
+            "worker processes, how many of them)", registry=r,
+        )
+        self.policy_set = Gauge(
+            "postwarden_policy_set", "The policy set running, by its hash (the first 12 "
+            "characters audit rows and the admin API show): 1 (with several worker "
+            "processes, how many run it)", ["hash"], registry=r,
+        )
         self.bodies_spilled = Counter(
             "postwarden_bodies_spilled",
             "Message bodies past body_memory_threshold, spooled to a temporary file",

@@ -272,6 +272,7 @@ class PolicyReloader:
             policy_set = load_policy_set_from_sources(sources)
         self.holder = PolicyHolder(policy_set)
         self._metrics.policy_reloads.labels("initial").inc()
+        self._running(policy_set)
         log.info("policy set %s loaded", policy_set.content_hash[:12])
         return self.holder
 
@@ -296,12 +297,19 @@ class PolicyReloader:
         old = self.holder.current.content_hash
         self.holder.swap(policy_set)
         self._metrics.policy_reloads.labels("ok").inc()
+        self._running(policy_set)
         log.info("policy set reloaded (%s): %s -> %s", reason, old[:12],
                  policy_set.content_hash[:12])
         return True
 
+    def _running(self, policy_set: PolicySet) -> None:
+        self._metrics.policy_reload_failing.set(0)
+        self._metrics.policy_set.clear()
+        self._metrics.policy_set.labels(policy_set.content_hash[:12]).set(1)
+
     def _refused(self, reason: str, detail: str) -> None:
         self._metrics.policy_reloads.labels("failed").inc()
+        self._metrics.policy_reload_failing.set(1)
         log.error("policy reload (%s) refused, keeping the running set: %s", reason, detail)
 
     # --- triggers ------------------------------------------------------------
