@@ -9,7 +9,8 @@ and, when a database is configured, raised as the webhook event
 
 Sources: a policy directory (polled, and loaded once a change has settled;
 re-read at once on SIGHUP), or
-the database's active revisions (LISTEN on ``postwarden_policy``). In
+the database's active revisions (LISTEN on ``postwarden_policy``, the connection pinged
+so that one whose server went away silently is replaced). In
 database mode the last good sources are kept under the spool directory, so a
 milter restarted while Postgres is away still filters with them.
 """
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 LAST_GOOD_NAME = "policies-last-good.json"
 DB_TIMEOUT = 10.0
 LISTEN_RETRY = 5.0
+# How often the LISTEN connection is asked to answer: one whose server went away
+# without a word (a failover that moved its address, a firewall that forgot the
+# flow) is never seen closed, and every NOTIFY after it would be missed.
+LISTEN_PING_SECONDS = 30.0
 WATCH_ERROR_PAUSE = 1.0  # seconds the watcher rests after an unexpected error
 Sources = list[tuple[str, str]]
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
@@ -380,10 +385,29 @@ class PolicyReloader:
                 continue
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            silent = False
             try:
                 await conn.add_listener(POLICY_CHANNEL, lambda *_args: self.request("notify"))
                 self.request("notify")
-                await lost.wait()
+                silent = not await _until_lost(conn, lost)
             finally:
-                await conn.close(timeout=DB_TIMEOUT)
+                if silent:  # a close would wait for a server that does not answer
+                    conn.terminate()
+                else:
+                    await conn.close(timeout=DB_TIMEOUT)
             await asyncio.sleep(LISTEN_RETRY)
+
+
+async def _until_lost(conn: asyncpg.Connection, lost: asyncio.Event) -> bool:
+    """Wait until ``conn`` is closed (True), or does not answer a ping within
+    DB_TIMEOUT (False)."""
+    while not lost.is_set():
+        try:
+            await asyncio.wait_for(lost.wait(), LISTEN_PING_SECONDS)
+        except TimeoutError:
+            try:
+                await asyncio.wait_for(conn.execute("SELECT 1"), DB_TIMEOUT)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                log.warning("the policy LISTEN connection does not answer: reconnecting")
+                return False
+    return True
