@@ -40,3 +40,9 @@ def test_whole_numbers_in_any_spelling_are_taken(tmp_path: Path) -> None:
     settings = load_settings(config, {"POSTWARDEN_POOL_MAX_SIZE": "12"})
     assert (settings.relay_workers, settings.relay_backoff_seconds) == (4, 0.5)
     assert settings.pool_max_size == 12
+
+
+def test_a_whole_number_past_a_floats_precision_is_taken_exactly() -> None:
+    settings = load_settings(None, {"POSTWARDEN_DATABASE_URL": "postgresql://u@127.0.0.1/db",
+                                    "POSTWARDEN_MAX_REQUEST_BODY_BYTES": "9007199254740993"})
+    assert settings.max_request_body_bytes == 2**53 + 1  # through a float: 2**53

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,25 +19,12 @@ from typing import Any
 from postwarden_policies.settings_source import (
     LOG_LEVELS,
     RawSettings,
+    Secret,
     SettingsError,
+    finite_number,
     gather_settings,
 )
 from postwarden_store import dsn_problem
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Secret:
-    """A secret string whose repr and str never show the value."""
-
-    value: str
-
-    def reveal(self) -> str:
-        return self.value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +82,6 @@ _EXPECTED = {"bool": "true or false"}
 _KEY_EXPECTED = "expected 32 bytes as 64 hex digits or base64 (openssl rand -hex 32)"
 
 
-def _number(raw: Any) -> float:
-    """A finite number: not a bool (``true`` is no count), NaN or an infinity."""
-    if isinstance(raw, bool):
-        raise ValueError("not a number")
-    number = float(raw)
-    if not math.isfinite(number):
-        raise ValueError("not a finite number")
-    return number
-
-
 def _convert(name: str, raw: Any) -> Any:
     kind = str(FIELDS[name].type)
     if kind in ("Secret", "Secret | None"):
@@ -117,11 +93,9 @@ def _convert(name: str, raw: Any) -> Any:
             return raw.strip().lower() == "true"
         raise ValueError("not true or false")
     if kind == "int":
-        if not _number(raw).is_integer():  # int() would cut 2.5 down to 2 without a word
-            raise ValueError("not a whole number")
-        return int(raw) if isinstance(raw, int) else int(float(raw))
+        return finite_number(int, raw, name)
     if kind == "float":
-        return _number(raw)
+        return finite_number(float, raw, name)
     if kind == "Path | None":
         return Path(str(raw))
     if kind == "tuple[str, ...]":

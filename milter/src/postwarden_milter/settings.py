@@ -8,20 +8,24 @@ line naming the setting instead of failing later on a live connection.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import enum
-import math
 import os
 import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from postwarden_policies import SettingsError, gather_settings
-from postwarden_policies.settings_source import ENV_PREFIX, LOG_LEVELS, RawSettings
+from postwarden_policies.settings_source import (
+    ENV_PREFIX,
+    LOG_LEVELS,
+    RawSettings,
+    Secret,
+    finite_number,
+)
 from postwarden_store import dsn_problem
 
 __all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction",
@@ -43,29 +47,6 @@ class SpoolFullAction(enum.StrEnum):
 
     TEMPFAIL = "tempfail"  # refuse new mail (4xx) until the spool drains
     DROP = "drop"  # keep accepting mail, count and log the lost events
-
-
-class Secret:
-    """A string whose ``repr``/``str`` never shows the value (database URLs hold passwords)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,31 +164,10 @@ def _listen(value: str) -> str:
     return value
 
 
-def _number(kind: type[T], value: Any, name: str) -> T:
-    """``value`` as a finite ``kind``: not a bool (``true`` is no count), nor NaN
-    (no bound holds: every comparison with it is false) or an infinity, nor a fraction
-    for an integer setting (``int`` would cut 2.5 down to 2 without a word)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: {value!r} is not a number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: {value!r} is not a number") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name}: {value!r} is not a finite number")
-    if kind is float:
-        return cast(T, number)
-    if not number.is_integer():
-        raise ValueError(f"{name}: {value!r} is not a whole number")
-    with contextlib.suppress(ValueError):
-        return cast(T, int(value))  # exact beyond a float's 53 bits
-    return cast(T, int(number))  # "2.0"
-
-
 def _positive(kind: type[T], name: str, allow_zero: bool = False,
               most: float | None = None) -> Callable[[Any], T]:
     def convert(value: Any) -> T:
-        number = _number(kind, value, name)
+        number = finite_number(kind, value, name)
         if number < 0 or (number == 0 and not allow_zero):  # type: ignore[operator]
             raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
         if most is not None and number > most:  # type: ignore[operator]

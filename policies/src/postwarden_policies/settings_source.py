@@ -10,10 +10,12 @@ at a time.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import yaml
 
@@ -22,6 +24,8 @@ from .yamlnodes import read_plain
 ENV_PREFIX = "POSTWARDEN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+T = TypeVar("T")
+
 
 class SettingsError(ValueError):
     """A settings file or variable is unusable; the message says which and why."""
@@ -29,6 +33,50 @@ class SettingsError(ValueError):
     def __init__(self, problems: str | list[str]) -> None:
         self.problems = [problems] if isinstance(problems, str) else problems
         super().__init__("; ".join(self.problems))
+
+
+class Secret:
+    """A string whose ``repr``/``str`` never shows the value (database URLs hold passwords)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def finite_number(kind: type[T], value: Any, name: str) -> T:
+    """``value`` as a finite ``kind``: not a bool (``true`` is no count), nor NaN
+    (no bound holds: every comparison with it is false) or an infinity, nor a fraction
+    for an integer setting (``int`` would cut 2.5 down to 2 without a word)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: {value!r} is not a finite number")
+    if kind is float:
+        return cast(T, number)
+    if not number.is_integer():
+        raise ValueError(f"{name}: {value!r} is not a whole number")
+    with contextlib.suppress(ValueError):
+        return cast(T, int(value))  # exact beyond a float's 53 bits
+    return cast(T, int(number))  # "2.0"
 
 
 @dataclass
