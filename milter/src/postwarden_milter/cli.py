@@ -12,9 +12,8 @@ from pathlib import Path
 
 from postwarden_policies import gather_settings
 from postwarden_policies.systemd_notify import SystemdNotifier
+from postwarden_store import cli as store_cli
 from postwarden_store import dsn_problem
-from postwarden_store.cli import add_migrate_options
-from postwarden_store.cli import migrate as migrate_database
 
 from .app import EXIT_CONFIG, PROG, MilterProcess, preflight, run_process
 from .errors import StartupError
@@ -57,9 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     text = "apply the database migrations to the settings' database_url"
     migrate_command = commands.add_parser("migrate", parents=[after], help=text,
                                           description=text)
-    add_migrate_options(migrate_command, "PostgreSQL URL (default: the settings' database_url)",
-                        "set the whole URL as database_url in --config FILE or "
-                        "POSTWARDEN_DATABASE_URL instead")
+    store_cli.add_migrate_options(
+        migrate_command, "PostgreSQL URL (default: the settings' database_url)",
+        "set the whole URL as database_url in --config FILE or POSTWARDEN_DATABASE_URL instead")
     return parser
 
 
@@ -146,7 +145,7 @@ def migrate(config: Path | None, database_url: str | None, dry_run: bool) -> int
         url = _database_url(config, database_url)
     except SettingsError as exc:
         return _refused(exc)
-    return migrate_database(url, dry_run, f"{PROG} migrate")
+    return store_cli.migrate(url, dry_run, f"{PROG} migrate")
 
 
 def main(argv: list[str] | None = None) -> int:

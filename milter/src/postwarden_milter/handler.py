@@ -1,7 +1,8 @@
 """What each milter callback does, independent of pymilter.
 
 A :class:`ConnectionHandler` lives as long as one SMTP connection and holds at
-most one :class:`Transaction`. Every callback is guarded: an exception or a
+most one :class:`Transaction`. Every callback that answers is guarded (abort and
+close answer nothing, and end the transaction whatever fails): an exception or a
 missed end-of-message deadline answers the configured fail action (tempfail
 ``451 4.3.0`` by default), is logged with the queue id and counted. Steps the
 MTA does not wait for (helo, DATA, header and body are negotiated as "no reply")
@@ -75,7 +76,7 @@ STOP_DEADLINE = "stop_deadline"
 # which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address).
 LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
 P = ParamSpec("P")
-Decision = tuple[MessageFacts, Verdict, bytes | None]  # and the duplicate key, if any
+Decided = tuple[MessageFacts, Verdict, bytes | None]  # and the duplicate key, if any
 
 
 class AuditSink(Protocol):
@@ -262,8 +263,9 @@ class ConnectionHandler:
         return self._abandon(frozenset({STOP_DEADLINE}))
 
     def _header_facts(self) -> MessageFacts | None:
-        """For a transaction ended before its verdict: the headers received so far (their
-        first 64 KiB), parsed alone, so its audit row names From, Subject and Message-ID."""
+        """For a transaction ended before its verdict: the headers received so far (those
+        within the first 64 KiB, and a later From, Subject and Message-ID: see
+        Transaction.leading_headers), parsed alone, so its audit row names them."""
         txn = self._txn
         if txn is None or not txn.header_bytes:
             return None
@@ -408,7 +410,7 @@ class ConnectionHandler:
             raise RuntimeError("message callback outside a transaction")
         return self._txn
 
-    def _decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Decision:
+    def _decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Decided:
         """Parse, look re-deliveries up, evaluate.
 
         The duplicate key is only looked up here; eom records it once the verdict
@@ -423,7 +425,7 @@ class ConnectionHandler:
             facts = dataclasses.replace(facts, duplicate=True)
         return facts, evaluate(policy_set, facts), key
 
-    def _decision(self, policy_set: PolicySet, txn: Transaction) -> Decision:
+    def _decision(self, policy_set: PolicySet, txn: Transaction) -> Decided:
         """:meth:`_decide` within the deadline, here or on the pool (module docstring).
 
         The deadline covers our own processing from end of message: a slow client
@@ -450,7 +452,7 @@ class ConnectionHandler:
             raise self._too_late()
         return decision
 
-    def _wait(self, job: concurrent.futures.Future[Decision], deadline: float) -> Decision:
+    def _wait(self, job: concurrent.futures.Future[Decided], deadline: float) -> Decided:
         """The pool's verdict by ``deadline``, with progress replies while it is worked out."""
         while True:
             remaining = deadline - time.monotonic()
