@@ -65,6 +65,9 @@ def test_a_database_never_migrated_is_refused_in_one_line(
 
 @pytest.mark.postgres
 def test_migrate_is_not_refused_and_then_keys_work(never_migrated: str) -> None:
+    pending = _run(never_migrated, "migrate", "--dry-run")  # as postwarden-store's lists them
+    assert pending.returncode == 0, pending.stderr
+    assert pending.stdout.startswith("pending 0001_")
     migrated = _run(never_migrated, "migrate")
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout.startswith("applied 0001_")

@@ -27,7 +27,8 @@ import asyncpg
 from postwarden_policies.redact import log_to_stderr
 from postwarden_policies.settings_source import SettingsError, gather_settings
 from postwarden_policies.systemd_notify import SystemdNotifier
-from postwarden_store import StoreError, apply_migrations, connect
+from postwarden_store import StoreError, connect
+from postwarden_store import cli as store_cli
 
 from . import admin_audit
 from .app import create_app
@@ -104,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     leaf = [_config_option()]
     top = _subcommands(parser, "command")
     _command(top, "serve", "run the admin service", leaf)
-    _command(top, "migrate", "apply the database migrations", leaf)
+    migrate = _command(top, "migrate", "apply the database migrations", leaf)
+    migrate.add_argument("--dry-run", action="store_true", help="list pending migrations only")
 
     keys = _subcommands(_command(top, "keys", "manage API keys", []), "keys_command")
     create = _command(keys, "create", "create a key and print it (the only time it is shown)",
@@ -158,14 +160,11 @@ def _key_state(info: KeyInfo, now: dt.datetime) -> str:
     return "active"
 
 
-async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]],
-                   *, needs_schema: bool = True) -> int:
-    """Run ``work`` on a connection; first refuse a database never migrated (NotMigrated)
-    unless the work is the migration itself."""
+async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]]) -> int:
+    """Run ``work`` on a connection; first refuse a database never migrated (NotMigrated)."""
     conn = await connect(settings.database_url.reveal())
     try:
-        if needs_schema:
-            await require_schema(conn)
+        await require_schema(conn)
         return await work(conn)
     finally:
         await conn.close()
@@ -232,15 +231,6 @@ async def _secrets_rotate(args: argparse.Namespace, settings: ServiceSettings) -
     return await _with_db(settings, work)
 
 
-async def _migrate(settings: ServiceSettings) -> int:
-    async def work(conn: object) -> int:
-        applied = await apply_migrations(conn)
-        print("\n".join(f"applied {v}" for v in applied) or "schema is current")
-        return 0
-
-    return await _with_db(settings, work, needs_schema=False)
-
-
 def configure_logging(level: str) -> None:
     """Every record to stderr (systemd's journal), redacted, aiohttp's own included."""
     log_to_stderr("%(asctime)s %(levelname)s %(name)s %(message)s", level)
@@ -271,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                               notifier))
             return 0
         if args.command == "migrate":
-            return asyncio.run(_migrate(settings))
+            return store_cli.migrate(settings.database_url.reveal(), args.dry_run,
+                                     f"{PROG} migrate")
         if args.command == "keys":
             return asyncio.run(_keys(args, settings))
         return asyncio.run(_secrets_rotate(args, settings))
