@@ -11,28 +11,21 @@ import asyncpg
 
 from .dsn import dsn_problem, has_password
 from .errors import StoreError
-from .migrations import apply_migrations, pending_migrations
+from .migrations import migrate_database, pending_migrations
 from .pool import connect
 
 
 async def _migrate(dsn: str, dry_run: bool) -> int:
-    conn = await connect(dsn)
-    try:
-        if dry_run:
-            pending = await pending_migrations(conn)
-            for version in pending:
-                print(f"pending {version}")
-            if not pending:
-                print("schema is current")
-            return 0
-        applied = await apply_migrations(conn)
-        for version in applied:
-            print(f"applied {version}")
-        if not applied:
-            print("schema is current")
-        return 0
-    finally:
-        await conn.close()
+    if dry_run:
+        conn = await connect(dsn)
+        try:
+            versions, done = await pending_migrations(conn), "pending"
+        finally:
+            await conn.close()
+    else:
+        versions, done = await migrate_database(dsn), "applied"
+    print("\n".join(f"{done} {version}" for version in versions) or "schema is current")
+    return 0
 
 
 def add_migrate_options(parser: argparse.ArgumentParser, database_url_help: str,
