@@ -642,7 +642,7 @@ def test_an_empty_condition_is_refused_not_read_as_every_message() -> None:
 def test_a_policy_test_with_a_client_ip_no_client_has_is_refused() -> None:
     text = (H + "tests:\n  - name: t\n    raw: 'Subject: x\\n\\nhi\\n'\n"
             "    recipients: [a@example.org]\n    client_ip: 10.1.2.300\n    expect: accept\n")
-    assert issues(text) == ["7:16: test 't': expected an IP address, got '10.1.2.300'"]
+    assert issues(text) == ["7:16: test 't': expected an IPv4 or IPv6 address, got '10.1.2.300'"]
 
 
 TOO_LARGE = [

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from postwarden_policies import PolicyLoadError, load_policy_set, policy_schema, run_policy_tests
+from postwarden_policies.cli import build_parser
 from postwarden_policies.loader import load_policy_set_from_sources
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
@@ -103,6 +104,25 @@ def test_duplicate_flag_reaches_the_policy() -> None:
     text += "    duplicate: true\n    expect: reject\n    expect_rules: [keys]\n"
     (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
     assert result.passed
+
+
+@pytest.mark.parametrize(("given", "network", "address"), [
+    pytest.param("[192.0.2.1]", "192.0.2.0/24", "192.0.2.1", id="bracketed"),
+    pytest.param("IPv6:2001:db8::1", "2001:db8::/32", "2001:db8::1", id="ipv6-tag"),
+    pytest.param("::ffff:192.0.2.1", "192.0.2.0/24", "192.0.2.1", id="v4-mapped"),
+])
+def test_a_case_takes_a_client_ip_as_eval_does(given: str, network: str, address: str) -> None:
+    """A case's client_ip is read as the milter reads one, to the form eval --client-ip gives."""
+    text = POLICY.replace("{body: 'AKIA[0-9A-Z]{16}'}", f"{{client_ip: ['{network}']}}")
+    text += f"    client_ip: '{given}'\n    expect: reject\n    expect_rules: [keys]\n"
+    policy_set = load_policy_set_from_sources([("p", text)])
+    (result,) = run_policy_tests(policy_set)
+    assert result.problems == ()
+    (case,) = policy_set.policies[0].tests
+    args = build_parser().parse_args(
+        ["eval", "--policy", "p", "--from", "<>", "--to", "c@d.test", "--client-ip", given, "m"]
+    )
+    assert case.client_ip == args.client_ip == address
 
 
 def test_each_file_is_tested_alone(tmp_path: Path) -> None:

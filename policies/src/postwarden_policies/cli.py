@@ -32,7 +32,7 @@ from .conditionformat import ADDRESS
 from .delivery import apply_edits
 from .engine import evaluate_message
 from .errors import PolicyLoadError
-from .facts import Envelope, client_ip
+from .facts import Envelope, client_ip_text
 from .loader import load_policy_set
 from .policyset import PolicySet
 from .policytests import CaseResult, run_policy_tests
@@ -47,11 +47,10 @@ NOT_DELIVERED = frozenset({Action.REJECT, Action.TEMPFAIL, Action.DISCARD})
 
 
 def _ip_address(value: str) -> str:
-    """An address as the milter reads a client's (:func:`client_ip`); anything else would
-    match no ``client_ip`` network, and a verdict would hold for the wrong reason."""
-    if client_ip(value) is None:
-        raise argparse.ArgumentTypeError(f"expected an IPv4 or IPv6 address, got {value!r}")
-    return value
+    try:
+        return client_ip_text(value)
+    except ValueError as exc:  # argparse would print its own text, not the problem
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _address(value: str) -> str:

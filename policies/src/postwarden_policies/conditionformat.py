@@ -28,6 +28,7 @@ from .spec import (
     INVALID,
     Convert,
     Field,
+    Invalid,
     JsonSchema,
     Lazy,
     ListOf,
@@ -224,7 +225,7 @@ def _condition_list(make: Callable[[tuple[c.Condition, ...]], c.Condition]) -> C
     return Convert(ListOf(Lazy(lambda: CONDITION), single_ok=False), make)
 
 
-def _all_keys(values: dict[str, c.Condition], context: ObjectContext) -> Any:
+def _all_keys(values: dict[str, c.Condition], context: ObjectContext) -> c.Condition | Invalid:
     if not values:  # "when: {}" would hold for every message, unlikely what was meant
         context.error(None, "an empty condition holds for every message; "
                             "leave 'when' out to mean that")

@@ -20,7 +20,6 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import idna
 
@@ -397,7 +396,7 @@ def is_duplicate(item: MatchInput) -> bool:
     return item.facts.duplicate
 
 
-def all_of(conditions: dict[str, Any]) -> Condition:
+def all_of(conditions: dict[str, Condition]) -> Condition:
     """The conditions of one `when:` mapping, ANDed (a single one stands alone)."""
-    children = [c for c in conditions.values() if isinstance(c, Condition)]
+    children = list(conditions.values())
     return children[0] if len(children) == 1 else AllOf(children)

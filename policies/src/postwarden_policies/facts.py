@@ -38,6 +38,20 @@ def client_ip(value: str | None) -> IpAddress | None:
     return address
 
 
+def client_ip_text(value: str) -> str:
+    """``value`` as the milter reads a client's address, in :func:`client_ip`'s one form
+    (``[192.0.2.1]`` and ``::ffff:192.0.2.1`` are ``192.0.2.1``).
+
+    For an address written by hand (``eval --client-ip``, a `tests:` case): ValueError
+    when the milter would read no address in it, as that matches no ``client_ip``
+    network and a verdict would hold for the wrong reason.
+    """
+    address = client_ip(value)
+    if address is None:
+        raise ValueError(f"expected an IPv4 or IPv6 address, got {value!r}")
+    return str(address)
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     sender: str = ""  # envelope MAIL FROM, "" for the null sender

@@ -66,7 +66,12 @@ def _read(label: str, text: str, base_dir: Path | None, check_samples: bool = Fa
 
 
 def check_policy_text(label: str, text: str) -> list[PolicyIssue]:
-    """Every issue of one policy source (empty when it loads); for upload validation."""
+    """Every issue of one policy source read alone (empty when it loads), as a list
+    rather than a raised PolicyLoadError; ``message:`` files are not looked for.
+
+    Only tests use it, to assert on the issues of a snippet; the admin upload loads
+    through :func:`load_policy_set_from_sources`, which also checks names across a set.
+    """
     with compile_budget():
         return _read(label, text, None).issues
 

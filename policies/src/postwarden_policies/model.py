@@ -46,7 +46,6 @@ class Rule:
     reason: str | None = None  # quarantine
     sanitize: bool = True
     description: str = ""
-    where: tuple[int, int] = (0, 0)  # line, column of the name in the source
 
 
 def _stricter_action(a: StructureAction, b: StructureAction) -> StructureAction:

@@ -32,14 +32,14 @@ JsonSchema = dict[str, Any]
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _Invalid:
+class Invalid:
     """Marks a value that did not read; its issue is already recorded."""
 
     def __repr__(self) -> str:
         return "INVALID"
 
 
-INVALID: Final = _Invalid()
+INVALID: Final = Invalid()
 
 
 class SpecError(ValueError):

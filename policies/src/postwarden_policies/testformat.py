@@ -13,12 +13,12 @@ names of the attachments stripped.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from .conditionformat import ADDRESS, HEADER_NAME
+from .facts import client_ip_text
 from .model import Limits, PolicyTest
 from .policyformat import NAME, PRINTABLE, TERMINALS
 from .spec import (
@@ -89,12 +89,10 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
 
 
 def _ip_address(value: str) -> str:
-    """Only an address the milter could see: a case with another would pass for the
-    wrong reason (an unknown client_ip matches no network, so ``not`` holds)."""
     try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise SpecError(f"expected an IP address, got {value!r}") from None
+        return client_ip_text(value)
+    except ValueError as exc:  # an issue at the case's file:line, not a crash
+        raise SpecError(str(exc)) from None
 
 
 TEST_CASE = Obj(

@@ -244,9 +244,6 @@ class Reader:
             mark = node.start_mark
             self.issues.append(PolicyIssue(self.label, mark.line + 1, mark.column + 1, text))
 
-    def issue_at(self, where: tuple[int, int], message: str) -> PolicyIssue:
-        return PolicyIssue(self.label, where[0], where[1], "".join(self._prefixes) + message)
-
     @contextmanager
     def prefixed(self, prefix: str) -> Iterator[None]:
         """Prefix every issue raised inside, e.g. with "rule 'name': "."""
