@@ -1,4 +1,4 @@
-"""The admin service's one door to the policy engine: compile, check, evaluate.
+"""The admin service's door to the policy compiler: compile, check, run off the loop.
 
 Uploaded documents are checked exactly as the milter loads them, and engine
 issues become 422 ``validation_failed`` details with file, line and column.
@@ -17,12 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 from postwarden_policies import (
-    Envelope,
     PolicyIssue,
     PolicyLoadError,
     PolicySet,
-    Verdict,
-    evaluate_message,
     load_policy_set_from_sources,
 )
 
@@ -64,7 +61,3 @@ def compile_upload(source: str) -> tuple[PolicySet, str]:
     policy_set = compile_sources([("upload", source)])
     (policy,) = policy_set.policies  # one source that loads is one policy
     return policy_set, policy.name
-
-
-def evaluate(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Verdict:
-    return evaluate_message(policy_set, raw, envelope)

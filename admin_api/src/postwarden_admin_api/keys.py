@@ -59,7 +59,6 @@ SET rotated_to = $2,
     expires_at = least(coalesce(expires_at, now() + $3::interval), now() + $3::interval)
 WHERE key_id = $1
 """
-ADMIN_KEY_EXISTS = "SELECT EXISTS (SELECT 1 FROM api_keys WHERE role = 'admin')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +198,3 @@ async def rotate_key(
         new_id = new_key[len(PREFIX):].partition("_")[0]
         await conn.execute(SHORTEN_EXPIRY, key_id, new_id, grace)
         return new_key
-
-
-async def admin_key_exists(conn: asyncpg.Connection) -> bool:
-    """True once any admin key was ever created (revoked ones count: no fallback again)."""
-    return bool(await conn.fetchval(ADMIN_KEY_EXISTS))

@@ -78,7 +78,7 @@ def has_encoded_word(text: str) -> bool:
     return start is not None and "?=" in text[start.end():]
 
 
-def ascii_domain(domain: str) -> str:
+def checked_domain(domain: str) -> str:
     """The lower-case A-label form of ``domain``; raises AddressError when invalid."""
     if not domain or domain.endswith(".") or "." not in domain:
         raise AddressError("domain must be a fully qualified name")
@@ -147,7 +147,7 @@ def parse_mailbox(text: str) -> Mailbox:
         if _holds_several(text):
             raise SeveralAddresses
         raise AddressError("expected local@domain with a plain ASCII local part")
-    mailbox = Mailbox(local, ascii_domain(domain), display_name)
+    mailbox = Mailbox(local, checked_domain(domain), display_name)
     if len(mailbox.address) > MAX_ADDRESS:
         raise AddressError("address is too long")
     return mailbox
@@ -158,7 +158,7 @@ def sender_matches(mailbox: Mailbox, patterns: tuple[str, ...] | list[str]) -> b
     for pattern in patterns:
         local, _, domain = pattern.strip().rpartition("@")
         try:
-            domain = ascii_domain(domain)
+            domain = checked_domain(domain)
         except AddressError:
             continue
         if domain != mailbox.domain:

@@ -150,7 +150,7 @@ async def confirm(conn: asyncpg.Connection, unsure: Unconfirmed) -> Accepted:
     call has ended: the message, now on disk, if it was stored; else the error that cut
     the first connection off. A backend that does not end in time leaves the outcome
     unknown: TimeoutError."""
-    if unsure.backend is not None and not await _ended(conn, unsure.backend):
+    if unsure.backend is not None and not await _terminate_backend(conn, unsure.backend):
         raise TimeoutError(f"the enqueue's backend (pid {unsure.backend}) did not end "
                            f"within {END_WITHIN_MS} ms") from unsure.__cause__
     if not await conn.fetchval(STORED, unsure.accepted.id):
@@ -159,7 +159,7 @@ async def confirm(conn: asyncpg.Connection, unsure: Unconfirmed) -> Accepted:
     return unsure.accepted
 
 
-async def _ended(conn: asyncpg.Connection, pid: int) -> bool:
+async def _terminate_backend(conn: asyncpg.Connection, pid: int) -> bool:
     if await conn.fetchval(END_BACKEND, pid, END_WITHIN_MS) is not False:
         return True
     # False: it did not end in time, or ended on its own just before the signal.

@@ -63,7 +63,7 @@ DELETE_SUPPRESSION = "DELETE FROM suppressions WHERE address = $1 RETURNING addr
 
 @dataclass(frozen=True, slots=True)
 class MessageFilter:
-    key_id: str | None = None  # a sender key sees its rotation line's only (owner)
+    owner: str | None = None  # api_keys.owner, not a key id: a sender sees its rotation line's
     status: str | None = None
     sender: str | None = None  # Mailbox.key: lower-case, the domain in A-labels
     recipient: str | None = None  # Mailbox.key too
@@ -83,11 +83,11 @@ def _message(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def get_message(
-    conn: asyncpg.Connection, message_id: uuid.UUID, key_id: str | None
+    conn: asyncpg.Connection, message_id: uuid.UUID, owner: str | None
 ) -> dict[str, Any] | None:
     """The message with its recipients, each with its own timeline, and message events;
-    ``key_id``: a rotation line's owner, to see only its messages."""
-    row = await conn.fetchrow(SELECT_MESSAGE, message_id, key_id)
+    ``owner``: only that rotation line's (api_keys.owner, not a key id); None: any."""
+    row = await conn.fetchrow(SELECT_MESSAGE, message_id, owner)
     if row is None:
         return None
     shown = _message(row)
@@ -117,7 +117,7 @@ async def search_messages(
     # One row more than the page: a cursor only when a row follows, so a client
     # never turns to an empty last page.
     rows = await conn.fetch(
-        SEARCH_MESSAGES, search.key_id, search.status, search.sender, search.recipient,
+        SEARCH_MESSAGES, search.owner, search.status, search.sender, search.recipient,
         search.tag, search.since, search.until, after_time, after_id, search.limit + 1,
     )
     page = rows[:search.limit]

@@ -27,7 +27,7 @@ routes = web.RouteTableDef()
 NOT_FOUND = ApiError(404, "not_found", "no such message")
 
 
-def _own_key(request: web.Request) -> str | None:
+def _own_line(request: web.Request) -> str | None:
     """The rotation line whose messages a sender key sees (its own, and those of the
     keys it replaced or that replaced it: Principal.owner); admins and auditors see all."""
     who = principal(request)
@@ -48,7 +48,7 @@ async def get_message(request: web.Request) -> web.Response:
     except ValueError:
         raise NOT_FOUND from None
     async with connection(request.app[POOL]) as conn:
-        found = await queries.get_message(conn, message_id, _own_key(request))
+        found = await queries.get_message(conn, message_id, _own_line(request))
     if found is None:
         raise NOT_FOUND
     return json_ok(found)
@@ -96,7 +96,7 @@ def _message_filter(request: web.Request) -> queries.MessageFilter:
     query.raise_any()
     assert limit is not None  # noqa: S101 - a bad one was raised above
     return queries.MessageFilter(
-        key_id=_own_key(request), status=status, sender=sender, recipient=recipient,
+        owner=_own_line(request), status=status, sender=sender, recipient=recipient,
         tag=request.query.get("tag"), since=since, until=until, after=after, limit=limit,
     )
 
