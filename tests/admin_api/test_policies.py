@@ -175,6 +175,22 @@ async def test_policy_test_route_gives_the_verdict(
     assert verdict["rules"]
 
 
+async def test_policy_test_route_reads_the_client_address_as_the_milter_does(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    form = aiohttp.FormData()
+    form.add_field("message", (EXAMPLES / "samples" / "exe-attachment.eml").read_bytes(),
+                   filename="m.eml", content_type="message/rfc822")
+    form.add_field("policy", policy("brackets").replace(
+        "sender: [bad@evil.test]", "client_ip: [198.51.100.0/24]"))
+    form.add_field("recipients", "alice@example.com")
+    form.add_field("client_ip", "[198.51.100.7]")  # as Postfix may write it
+    response = await admin_client.post("/api/v1/policies/test", data=form,
+                                       headers=bearer(admin_key))
+    assert response.status == 200, await response.text()
+    assert (await response.json())["rules"] == ["brackets-block"]
+
+
 async def test_policy_test_route_reports_bad_fields(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:
