@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import asyncpg
@@ -124,3 +125,15 @@ async def test_a_restart_in_the_gap_reads_the_old_files_last_lines_once_then_the
     await restarted.poll()
     assert await timeline(pool, w.message_id) == ["delivered"]
     assert await timeline(pool, later) == ["delivered"]
+
+
+def test_a_copytruncate_copy_is_left_as_soon_as_it_is_read(tmp_path: Path) -> None:
+    log_file = tmp_path / "postfix.log"
+    log_file.write_bytes(b"line1\nline2\n")
+    tail = LogTail(log_file, Clock())  # a clock that never moves: no grace counts down
+    assert tail.read(6)[0] == b"line1\n"
+    shutil.copyfile(log_file, tmp_path / "postfix.log.1")  # copytruncate
+    log_file.write_bytes(b"")
+    assert read_all(tail) == b"line2\n"  # the rest, from the copy
+    assert tail.read(1 << 20) == (b"", True)  # no one writes to a copy: on to the path
+    assert tail.inode == log_file.stat().st_ino

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -112,6 +111,7 @@ class LogTail:
         self._clock = clock
         # Since when the open file, replaced at the path, has had no new bytes.
         self._quiet_since: float | None = None
+        self._copy = False  # the open file is a copytruncate's copy: no one writes to it
         self._refused = False  # the path could not be opened (logged once)
 
     def mark_before(self, position: int) -> bytes:
@@ -148,7 +148,7 @@ class LogTail:
             return False
         self.close()
         self._fd, self.inode, self.position, self._mark = fd, inode, position, b""
-        self._quiet_since = None
+        self._quiet_since, self._copy = None, False
         return True
 
     def read(self, limit: int) -> tuple[bytes, bool]:
@@ -177,7 +177,7 @@ class LogTail:
         copy = copy_of(self.path, position, holds)
         if copy is None or not self.resume_renamed(copy, copy.stat().st_ino, position):
             return False
-        self._quiet_since = -math.inf  # no one writes to a copy: left as soon as read
+        self._copy = True  # left as soon as read to its end
         return True
 
     def unread(self) -> int:
@@ -216,7 +216,7 @@ class LogTail:
             log.info("can open %s now", self.path)
         self._refused = False
         self.close()
-        self._fd, self._quiet_since = fd, None
+        self._fd, self._quiet_since, self._copy = fd, None, False
         inode = os.fstat(fd).st_ino
         if inode == self.inode:
             return False
@@ -241,6 +241,8 @@ class LogTail:
             return False
         if current.st_ino == self.inode:
             return False
+        if self._copy:
+            return True
         now = self._clock()
         if self._quiet_since is None:
             self._quiet_since = now
