@@ -157,3 +157,23 @@ def test_events_a_replay_finds_stored_already_are_not_counted_again(
     with _writer(database_url, spool, metrics):
         assert wait_until(lambda: spool.size == 0, timeout=15)
     assert metrics.registry.get_sample_value("postwarden_audit_written_total") == 0
+
+
+def test_what_was_replayed_before_an_outage_stays_out_of_the_budget(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.append([make_event() for _ in range(4)])
+    (_, half), _ = spool.batches(2)
+    spool.replayed_to(half)  # then Postgres goes away again: the next batch is spooled
+    spool.append([make_event()])
+    assert spool.budget.used == spool.size - half
+
+
+def test_a_damaged_line_read_again_by_a_later_replay_is_counted_once(tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.append([make_event()])
+    with spool.path.open("ab") as handle:
+        handle.write(b"not an event\n")
+    counted: list[None] = []
+    for _ in range(2):  # a replay that failed, and the next
+        list(spool.batches(10, unreadable=lambda: counted.append(None)))
+    assert len(counted) == 1

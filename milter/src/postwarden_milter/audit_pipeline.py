@@ -288,6 +288,8 @@ class AuditPipeline:
         left is replayed at the next start)."""
         if not self._spool or self._dsn is None:
             return True
+        if self._stopping.is_set():
+            return False
         try:
             for events, offset in self._spool.batches(
                     BATCH_SIZE, self._replay_offset, max_bytes=BATCH_BYTES,

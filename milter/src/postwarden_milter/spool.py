@@ -161,6 +161,8 @@ class AuditSpool:
         self.path = directory / spool_name(worker)
         self.budget = budget
         self._worker = worker
+        self._replayed = 0  # bytes at the start already in Postgres (replayed_to)
+        self._read_to = 0  # how far batches() got: a damaged line is counted once
         _cut_torn_line(self.path)
         budget.record(worker, self.size)
 
@@ -185,11 +187,12 @@ class AuditSpool:
         if not events:
             return
         data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
-        self.budget.record(self._worker, _append_durably(self.path, data))
+        self.budget.record(self._worker, _append_durably(self.path, data) - self._replayed)
 
     def replayed_to(self, offset: int) -> None:
         """Events up to byte ``offset`` are in Postgres: only the rest counts against
         ``spool_max_bytes`` (the file is emptied once all of it is)."""
+        self._replayed = offset
         self.budget.record(self._worker, max(0, self.size - offset))
 
     def batches(self, size: int, start: int = 0, *, max_bytes: int | None = None,
@@ -218,10 +221,13 @@ class AuditSpool:
                 try:
                     batch.append(AuditEvent.from_json(line.decode("utf-8")))
                 except (ValueError, TypeError, KeyError):
-                    log.error("audit spool: skipping an unreadable line at offset %d",
-                              offset - len(line))
-                    unreadable()
+                    if offset > self._read_to:  # not told at an earlier, failed replay
+                        log.error("audit spool: skipping an unreadable line at offset %d",
+                                  offset - len(line))
+                        unreadable()
                     continue
+                finally:
+                    self._read_to = max(self._read_to, offset)
                 weight += len(line)
                 if len(batch) >= size or (max_bytes is not None and weight >= max_bytes):
                     yield batch, offset
@@ -242,4 +248,5 @@ class AuditSpool:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        self._replayed = self._read_to = 0
         self.budget.record(self._worker, 0)
