@@ -78,7 +78,9 @@ TICK_SECONDS = 0.2
 RESTART_PAUSES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # by quick deaths in a row
 STEADY_SECONDS = 60.0  # a worker that ran this long resets the pause
 PR_SET_PDEATHSIG = 1  # from linux/prctl.h
-STOP_GRACE_SECONDS = 10.0  # beyond message_timeout_seconds, before SIGKILL
+# Beyond message_timeout_seconds, before SIGKILL: a worker's shutdown after its last
+# transaction (the policy reloader's up to 10 s, the audit flush's up to 30 s).
+STOP_GRACE_SECONDS = 45.0
 # No worker running: connections wait in the socket's backlog for the next one to start,
 # at most this long (more, and the parent exits 1: Postfix is refused, not kept waiting).
 NO_WORKER_SECONDS = 2.0
