@@ -114,3 +114,14 @@ def test_a_problem_the_policy_has_alone_is_not_repeated(tmp_path: Path) -> None:
     (result,) = run_policy_tests(load_policy_set([policy_dir(tmp_path, TAGGING, expectations)]))
     assert result.problems == ("expected header X-Other: '1', got []",)
     assert result.whole_set is None
+
+
+def test_a_rule_the_policy_alone_misses_is_told_once(tmp_path: Path) -> None:
+    expectations = "    expect_rules: [other-rule]\n"
+    hygiene = HYGIENE.replace("rules:\n", "rules:\n  - {name: other-rule, when: "
+                              "{sender: [nobody@nowhere.test]}, then: reject}\n", 1)
+    (tmp_path / "a.yaml").write_text(TAGGING)
+    (tmp_path / "b.yaml").write_text(hygiene + expectations)
+    (result,) = run_policy_tests(load_policy_set([tmp_path]))
+    assert result.problems == ("expected rules [other-rule], got [strip-macros]",)
+    assert result.whole_set_problems == ()

@@ -67,11 +67,14 @@ def _problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[str]:
     yield from _outcome_problems(case, raw, verdict)
 
 
-def _whole_set_problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[str]:
+def _whole_set_problems(case: PolicyTest, raw: bytes, verdict: Verdict,
+                        alone: Verdict) -> Iterator[str]:
     """The set's problems but the action: every expected rule must match, though the other
-    policies' rules may match too (and come between them)."""
+    policies' rules may match too (and come between them); not told again when the
+    policy alone misses one already."""
     expected = case.expect_rules or ()
-    if any(rule not in verdict.rules for rule in expected):
+    missing = [rule for rule in expected if rule not in verdict.rules]
+    if missing and all(rule in alone.rules for rule in expected):
         yield (f"expected rules [{', '.join(expected)}] among those matched, "
                f"got [{', '.join(verdict.rules)}]")
     yield from _outcome_problems(case, raw, verdict)
@@ -128,9 +131,9 @@ def _in_whole_set(result: CaseResult, raw: bytes, policy_set: PolicySet) -> Case
     """``result`` with the set's verdict and problems, when the set breaks an expectation
     the policy alone meets (one it breaks too is reported once, as the policy's)."""
     whole = _verdict(policy_set, result.case, raw)
-    problems = tuple(
-        p for p in _whole_set_problems(result.case, raw, whole) if p not in result.problems
-    )
+    assert result.verdict is not None  # noqa: S101 - run_case read the message
+    problems = tuple(p for p in _whole_set_problems(result.case, raw, whole, result.verdict)
+                     if p not in result.problems)
     in_set = replace(result, whole_set=whole, whole_set_problems=problems)
     return in_set if problems or in_set.other_action else result
 

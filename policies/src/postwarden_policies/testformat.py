@@ -39,15 +39,17 @@ from .verdicts import Action
 _ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
 # What verdicts name a limit by (on_structure_limit is what happens past two of them).
 _LIMIT_NAMES = tuple(f.name for f in fields(Limits) if f.name != "on_structure_limit")
-# expect_rules items: one naming a rule (which must be the policy's), or a limit,
-# by its real name: a misspelt one would name nothing a verdict can hold.
+# expect_rules items: one naming a rule (which must be the policy's), or a limit.
 RULE_REF = f"(?:report:)?{NAME}"
-_LIMIT_REF = f"(?:report:)?limit:(?:{'|'.join(_LIMIT_NAMES)})"
 _EXPECTED_RULE = text(
-    pattern=f"{RULE_REF}|{_LIMIT_REF}",
-    what=f"a rule name or limit:<limit> (report:<either> for a report-mode policy; "
-    f"limits: {', '.join(_LIMIT_NAMES)})",
+    pattern=f"{RULE_REF}|(?:report:)?limit:{NAME}",
+    what="a rule name or limit:<limit> (report:<either> for a report-mode policy)",
 )
+# A limit by its real name, for an editor at once; the loader leaves a misspelt one to
+# `check` and `test` (_limit_problem): a typo in a test's expectation must not stop a
+# milter from loading the policies that filter mail.
+_EXPECTED_RULE.extra["pattern"] = (
+    f"^(?:{RULE_REF}|(?:report:)?limit:(?:{'|'.join(_LIMIT_NAMES)}))$")
 # One line of any text but control characters: compared with the decoded header
 # value, which may hold any character.
 _HEADER_TEXT = r"[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+"
@@ -68,6 +70,11 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
         if ctx.reader.check_files and not message.is_file():
             ctx.error("message", f"message file not found: {values['message']}")
             return INVALID
+    if ctx.reader.check_files:
+        for ref in values.get("expect_rules") or ():
+            if problem := _limit_problem(ref):
+                ctx.error("expect_rules", problem)
+                return INVALID
     return PolicyTest(
         name=values["name"],
         expect=Action(values["expect"]),
@@ -86,6 +93,20 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
         expect_stripped=values.get("expect_stripped"),
         where=ctx.where(),
     )
+
+
+def _limit_problem(ref: str) -> str | None:
+    """Why ``ref`` names no limit a verdict can hold (None: a rule, or such a limit)."""
+    limit = ref.removeprefix("report:")
+    if not limit.startswith("limit:"):
+        return None
+    name = limit.removeprefix("limit:")
+    if name not in _LIMIT_NAMES:
+        return f"unknown limit {name!r} in {ref!r} (limits: {', '.join(_LIMIT_NAMES)})"
+    if name == "max_attachment_bytes" and limit == ref:
+        return ("limit:max_attachment_bytes names no rule: an enforced one strips the "
+                "attachment (expect_stripped says which)")
+    return None
 
 
 def _ip_address(value: str) -> str:
