@@ -298,3 +298,21 @@ def test_a_reader_that_left_gets_no_traceback() -> None:
         os.close(write_end)
     assert result.returncode == 1
     assert result.stderr == b""
+
+
+def test_eval_writes_its_output_file_before_a_reader_that_left_ends_it(tmp_path: Path) -> None:
+    output = tmp_path / "out.eml"
+    output.write_bytes(b"an earlier run's message")
+    script = Path(sys.executable).with_name("postwarden-policy")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `eval ... --output out.eml m.eml | head -1`, head gone
+    try:
+        result = subprocess.run(
+            [str(script), "eval", "--policy", str(EXAMPLES), "--from", "a@elsewhere.test",
+             "--to", "b@example.com", "--output", str(output),
+             str(SAMPLES / "internal-plain.eml")],
+            stdout=write_end, stderr=subprocess.PIPE, check=False, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1 and result.stderr == b""
+    assert output.read_bytes() != b"an earlier run's message"

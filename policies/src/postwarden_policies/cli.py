@@ -158,15 +158,15 @@ def _eval(args: argparse.Namespace) -> int:
     )
     verdict = evaluate_message(policy_set, raw, envelope)
     delivered = apply_edits(raw, verdict)
+    # First: a reader of stdout that leaves (| head) must not leave an old FILE.
+    written = _write_output(Path(args.output), verdict, delivered) if args.output else EXIT_OK
     if args.json:
         print(json.dumps(verdict_json(verdict), indent=2))
     else:
         print("\n".join(verdict_lines(verdict)))
     if args.diff:
         print(_diff(raw, delivered), end="")
-    if args.output:
-        return _write_output(Path(args.output), verdict, delivered)
-    return EXIT_OK
+    return written
 
 
 def _write_output(path: Path, verdict: Verdict, delivered: bytes) -> int:
