@@ -437,6 +437,21 @@ def test_names_must_be_unique_across_the_set() -> None:
     ]
 
 
+def test_a_report_mode_copy_may_name_its_rules_as_the_enforced_policy_does() -> None:
+    rule = "rules:\n  - name: hold-it\n    when: {subject: hold}\n    then: quarantine\n"
+    enforced = ("in.yaml", "version: 1\nname: inbound\n" + rule)
+    trial = ("next.yaml", "version: 1\nname: inbound-next\nmode: report\n" + rule)
+    policy_set = load_policy_set_from_sources([enforced, trial])
+    verdict = evaluate_message(policy_set, b"Subject: hold\r\n\r\nbody\r\n",
+                               Envelope(sender="a@b.test", recipients=("c@d.test",)))
+    assert verdict.rules == ("hold-it", "report:hold-it")  # each points at one rule
+    second = ("again.yaml", "version: 1\nname: inbound-again\nmode: report\n" + rule)
+    with pytest.raises(PolicyLoadError) as raised:  # report:hold-it would name two
+        load_policy_set_from_sources([enforced, trial, second])
+    assert [str(i) for i in raised.value.issues] == [
+        "again.yaml:5:11: rule name 'hold-it' is also used at next.yaml:5:11"]
+
+
 def test_content_hash_ignores_labels_order_and_line_endings() -> None:
     one, two = H + "priority: 1\n", "version: 1\nname: u\n"
     first = load_policy_set_from_sources([("a", one), ("b", two)]).content_hash

@@ -84,10 +84,11 @@ def _set_issues(declared: list[tuple[str, DeclaredNames]]) -> list[PolicyIssue]:
     policy_names: dict[str, tuple[int, str]] = {}  # name: (source index, file:line:column)
     rule_names: dict[str, tuple[int, str]] = {}
     for index, (label, names) in enumerate(declared):
-        named = [("policy", policy_names, names.policy)] if names.policy else []
-        named += [("rule", rule_names, rule) for rule in names.rules]
-        for kind, seen, (name, where) in named:
-            owner, first_at = seen.setdefault(name, (index, _at(label, where)))
+        named = [("policy", policy_names, names.policy, "")] if names.policy else []
+        prefix = "report:" if names.report else ""  # as verdicts and audit rows name them
+        named += [("rule", rule_names, rule, prefix) for rule in names.rules]
+        for kind, seen, (name, where), recorded_as in named:
+            owner, first_at = seen.setdefault(recorded_as + name, (index, _at(label, where)))
             if owner != index:
                 message = f"{kind} name {name!r} is also used at {first_at}"
                 issues.append(PolicyIssue(label, *where, message))

@@ -176,6 +176,9 @@ class DeclaredNames:
 
     policy: tuple[str, tuple[int, int]] | None
     rules: tuple[tuple[str, tuple[int, int]], ...]
+    # A report-mode policy's rules are recorded as "report:<name>": they may share the
+    # names of enforced ones (a report-mode copy of a policy, to try a change out).
+    report: bool = False
 
 
 def _where(node: yaml.Node) -> tuple[int, int]:
@@ -192,7 +195,8 @@ def declared_names(node: yaml.Node, reader: Reader) -> DeclaredNames:
     name = _text(name_node, reader, NAME)
     policy = (name, _where(name_node)) if name_node is not None and name is not None else None
     rules = tuple((rule, _where(at)) for rule, at in _rule_names(node, reader))
-    return DeclaredNames(policy, rules)
+    report = _text(_value(node, "mode", reader), reader, "report") is not None
+    return DeclaredNames(policy, rules, report)
 
 
 def _policy(values: dict[str, Any], ctx: ObjectContext) -> Policy:
