@@ -30,7 +30,8 @@ both alike; printed are each round's figures and the medians over rounds
 Postgres, in Postfix and in the client (this process alone, following
 Postfix's log included; bench/cpu.py), and how busy the cores were while
 each phase's load was sent: where they were all busy, a rate goes as the
-inverse of its total. Errors are printed; the exit status is 1 when there were any.
+inverse of its total; and the service's full garbage collections (each stops
+every request under way: postwarden_gc_pause_seconds). Errors are printed; the exit status is 1 when there were any.
 
 Postfix fsyncs every queue file; the throwaway Postgres does not wait for the
 disk unless --durable says so.
@@ -52,6 +53,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import re
 import statistics
@@ -67,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -158,6 +161,22 @@ def _healthy(port: int) -> bool:
             return bool(answer.status == 200)
     except OSError:
         return False
+
+
+def full_collections(port: int) -> str:
+    """The service's full garbage collections so far (postwarden_gc_pause_seconds,
+    generation 2): each stops every request under way."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        exposition = answer.read().decode()
+    samples = [sample for family in text_string_to_metric_families(exposition)
+               for sample in family.samples if sample.labels.get("generation") == "2"]
+    count = next((s.value for s in samples if s.name.endswith("_count")), 0.0)
+    total = next((s.value for s in samples if s.name.endswith("_sum")), 0.0)
+    # The longest: under the first bucket that holds them all.
+    longest = min((float(s.labels["le"]) for s in samples
+                   if s.name.endswith("_bucket") and s.value == count), default=math.inf)
+    return (f"{count:.0f} full garbage collections in the service, {total * 1000:.1f} ms "
+            f"in all, the longest under {longest * 1000:g} ms")
 
 
 def wait_delivered(maillog: Path, run: str, count: int, deadline: float) -> float:
@@ -449,6 +468,7 @@ def main() -> int:
                   f"delivered {result.api_delivered:6.1f} msg/s; raw SMTP delivered "
                   f"{result.raw_delivered:6.1f} msg/s; ratio {result.ratio:4.2f}; errors "
                   f"API {result.api_errors}, raw {result.raw_errors}", flush=True)
+        collections = full_collections(api_port)
 
     def median(field: Callable[[Round], float]) -> float:
         return statistics.median(field(r) for r in rounds)
@@ -468,6 +488,7 @@ def main() -> int:
           + f" {median(lambda r: r.api_busy):6.0%}")
     print(f"{'raw':6}" + median_cells([r.raw_cpu for r in rounds], names)
           + f" {median(lambda r: r.raw_busy):6.0%}")
+    print(f"\n{collections}")
     errors = sum(r.api_errors + r.raw_errors for r in rounds)
     if errors:
         print(f"\n{errors} error(s): requests not answered 202 with a JSON object, or "

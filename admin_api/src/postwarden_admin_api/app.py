@@ -29,6 +29,7 @@ from . import (
     routes_settings,
 )
 from .context import POOL, SETTINGS
+from .gcpauses import gc_pauses
 from .metrics import METRICS, Metrics
 from .middleware import (
     access,
@@ -86,6 +87,7 @@ def create_app(settings: ServiceSettings) -> web.Application:
     app[KEYRING] = Keyring.from_settings(settings)
     app[METRICS] = Metrics()
     app.on_response_prepare.append(add_extra_headers)
+    app.cleanup_ctx.append(gc_pauses)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(retention.retention_job)
     app[OPENAPI] = OpenApiRegistry()

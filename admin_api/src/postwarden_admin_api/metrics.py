@@ -59,6 +59,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.gc_pauses = Histogram(
+            "postwarden_gc_pause_seconds", "Pauses of Python's garbage collector, by "
+            "generation (2: a full collection); no request is answered meanwhile",
+            ["generation"], buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=self.registry,
+        )
+
     def exposition(self) -> web.Response:
         response = web.Response(body=generate_latest(self.registry))
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
