@@ -20,6 +20,7 @@ builds the server itself (``_make_server`` and the server's ``_loop`` and
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -86,6 +87,9 @@ async def start(app: web.Application, host: str, port: int,
 async def serve(app: web.Application, host: str, port: int, notifier: SystemdNotifier) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests under way and stop."""
     runner = await start(app, host, port)
+    # What start-up built (modules, the pool, the compiled policies) lives as long as
+    # the process: full collections need not walk it again (.gcpauses).
+    gc.freeze()
     # Only now: a signal during startup (a database that does not answer) ends
     # the process at once, as it would without a handler.
     stop = asyncio.Event()
