@@ -216,6 +216,18 @@ def test_redelivery_is_recognised(harness: Harness) -> None:
     assert "duplicate" not in harness.audit.events[-1].flags
 
 
+def test_our_own_copy_scanned_again_is_no_redelivery(harness: Harness) -> None:
+    """The milter listed twice in smtpd_milters, or a content_filter re-injecting into an
+    smtpd that runs it: the second pass sees the id header the first one added."""
+    first, second = harness.connect(), harness.connect()
+    assert first.send(CLEAN) == Milter.CONTINUE
+    (added,) = [edit for edit in first.header_edits if edit[1] == "X-Postwarden-Id"]
+    rescanned = CLEAN.replace(b"\r\n\r\n", f"\r\nX-Postwarden-Id:{added[2]}\r\n\r\n".encode(), 1)
+    assert second.send(rescanned) == Milter.CONTINUE
+    assert ("add", "X-Redelivered", " yes") not in second.header_edits
+    assert [("duplicate" in e.flags) for e in harness.audit.events] == [False, False]
+
+
 @pytest.fixture
 def on_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every message is decided on the worker pool, as a large one is."""

@@ -421,9 +421,17 @@ class ConnectionHandler:
         duplicates = self._s.duplicates
         key = duplicates.key(facts.message_id, envelope.sender, envelope.recipients,
                              memoryview(raw)[facts.body_offset:])
-        if key is not None and duplicates.seen(key):
+        if key is not None and duplicates.seen(key) and not self._rescan(facts):
             facts = dataclasses.replace(facts, duplicate=True)
         return facts, evaluate(policy_set, facts), key
+
+    def _rescan(self, facts: MessageFacts) -> bool:
+        """The message carries our id header: it passed a postwarden milter already (one
+        listed twice, or re-injected by a content_filter into an smtpd that runs the
+        milter), which recorded it: its own copy again, not a sender's re-delivery. (A
+        sender adding the header only keeps its own retries from being flagged.)"""
+        name = self._s.settings.id_header.lower()
+        return bool(name) and any(h.name.lower() == name for h in facts.headers)
 
     def _decision(self, policy_set: PolicySet, txn: Transaction) -> Decided:
         """:meth:`_decide` within the deadline, here or on the pool (module docstring).
