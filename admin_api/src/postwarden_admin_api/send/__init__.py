@@ -53,6 +53,11 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
     async with pool.acquire() as conn:
         # Even while recipient_hash_key is set: clearing it then needs no query.
         stored = await limits.stored_hash_key(conn)
+        # The server's (or the role's, the database's) own: a 202 is as durable as it says.
+        if await conn.fetchval("SHOW synchronous_commit") == "off":
+            log.warning("synchronous_commit is off: a message the send API accepts can be "
+                        "lost, or sent twice, if PostgreSQL crashes; turn it on for the "
+                        "service (ALTER ROLE ... SET synchronous_commit = on)")
     state = SendState(limits.HashKey(app[KEYRING], stored))
     app[SEND] = state
     await current_hash_key(app)  # reports an unreadable recipient_hash_key at start-up
