@@ -228,6 +228,16 @@ def test_our_own_copy_scanned_again_is_no_redelivery(harness: Harness) -> None:
     assert [("duplicate" in e.flags) for e in harness.audit.events] == [False, False]
 
 
+def test_an_id_header_the_milter_did_not_write_keeps_nothing_from_being_a_redelivery(
+    harness: Harness,
+) -> None:
+    """A sender's made-up value, or another site's postwarden's."""
+    forged = CLEAN.replace(b"\r\n\r\n", b"\r\nX-Postwarden-Id: 0123456789abcdef\r\n\r\n", 1)
+    for _ in range(2):
+        assert harness.connect().send(forged) == Milter.CONTINUE
+    assert [("duplicate" in e.flags) for e in harness.audit.events] == [False, True]
+
+
 @pytest.fixture
 def on_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every message is decided on the worker pool, as a large one is."""

@@ -121,6 +121,13 @@ class DuplicateDetector:
         digest.update(body)
         return digest.digest()[:DIGEST_SIZE]
 
+    def issued_key(self, uid: str) -> bytes:
+        """The key under which the milter records an id it wrote into a delivered message
+        (its id header): a message carrying it comes from this milter's own earlier pass,
+        and a sender cannot guess one. Only for an enabled detector."""
+        digest = hashlib.sha256(self._secret + b"\0issued\0" + uid.encode("utf-8", "replace"))
+        return digest.digest()[:DIGEST_SIZE]
+
     def seen(self, key: bytes) -> bool:
         """Whether ``key`` was recorded within the window; records nothing."""
         with self._locked() as now:

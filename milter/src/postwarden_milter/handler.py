@@ -387,6 +387,8 @@ class ConnectionHandler:
         # connection is hung up, and the MTA applies milter_default_action.
         if reported and key is not None and applied.outcome in DELIVERED:
             self._s.duplicates.record(key)
+            if self._s.settings.id_header:  # the id it carries from now on: see _rescan
+                self._s.duplicates.record(self._s.duplicates.issued_key(txn.uid))
         return applied.outcome
 
     def abort(self) -> Outcome:
@@ -426,12 +428,15 @@ class ConnectionHandler:
         return facts, evaluate(policy_set, facts), key
 
     def _rescan(self, facts: MessageFacts) -> bool:
-        """The message carries our id header: it passed a postwarden milter already (one
-        listed twice, or re-injected by a content_filter into an smtpd that runs the
-        milter), which recorded it: its own copy again, not a sender's re-delivery. (A
-        sender adding the header only keeps its own retries from being flagged.)"""
+        """The message carries an id this milter wrote into a message it delivered: it is
+        that message passing it again (the milter listed twice, or re-injected by a
+        content_filter into an smtpd that runs it), not a sender's re-delivery. Any other
+        value of the header (forged, or another site's) counts for nothing."""
         name = self._s.settings.id_header.lower()
-        return bool(name) and any(h.name.lower() == name for h in facts.headers)
+        duplicates = self._s.duplicates
+        return bool(name) and any(
+            duplicates.seen(duplicates.issued_key(h.raw_value.strip()))
+            for h in facts.headers if h.name.lower() == name)
 
     def _decision(self, policy_set: PolicySet, txn: Transaction) -> Decided:
         """:meth:`_decide` within the deadline, here or on the pool (module docstring).
