@@ -31,7 +31,8 @@ Postgres, in Postfix and in the client (this process alone, following
 Postfix's log included; bench/cpu.py), and how busy the cores were while
 each phase's load was sent: where they were all busy, a rate goes as the
 inverse of its total; and the service's full garbage collections (each stops
-every request under way: postwarden_gc_pause_seconds). Errors are printed; the exit status is 1 when there were any.
+every request under way: postwarden_gc_pause_seconds). Errors are printed; the
+exit status is 1 when there were any.
 
 Postfix fsyncs every queue file; the throwaway Postgres does not wait for the
 disk unless --durable says so.
