@@ -2,7 +2,7 @@
 
 A full collection walks every object the process holds that is tracked; in the send
 API's benchmark one took up to 32 ms, for every request under way. ``serve`` freezes
-what start-up built (modules, the pool, compiled policies: :func:`gc.freeze`), which
+what start-up built (modules, the pool, the routes: :func:`gc.freeze`), which
 full collections then skip; ``postwarden_gc_pause_seconds`` shows what is left.
 """
 

@@ -87,8 +87,10 @@ async def start(app: web.Application, host: str, port: int,
 async def serve(app: web.Application, host: str, port: int, notifier: SystemdNotifier) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests under way and stop."""
     runner = await start(app, host, port)
-    # What start-up built (modules, the pool, the compiled policies) lives as long as
-    # the process: full collections need not walk it again (.gcpauses).
+    # What start-up built (modules, the pool, the routes) lives as long as the process:
+    # full collections need not walk it again (.gcpauses). Start-up's garbage first, or
+    # frozen it would stay.
+    gc.collect()
     gc.freeze()
     # Only now: a signal during startup (a database that does not answer) ends
     # the process at once, as it would without a handler.
