@@ -177,3 +177,15 @@ def test_a_damaged_line_read_again_by_a_later_replay_is_counted_once(tmp_path: P
     for _ in range(2):  # a replay that failed, and the next
         list(spool.batches(10, unreadable=lambda: counted.append(None)))
     assert len(counted) == 1
+
+
+def test_a_spool_moved_away_after_a_partial_replay_counts_the_new_file_whole(
+    tmp_path: Path,
+) -> None:
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.append([make_event() for _ in range(4)])
+    (_, half), _ = spool.batches(2)
+    spool.replayed_to(half)
+    spool.path.rename(tmp_path / "moved.jsonl")
+    spool.append([make_event()])
+    assert spool.budget.used == spool.size > 0

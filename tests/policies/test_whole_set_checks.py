@@ -125,3 +125,21 @@ def test_a_rule_the_policy_alone_misses_is_told_once(tmp_path: Path) -> None:
     (result,) = run_policy_tests(load_policy_set([tmp_path]))
     assert result.problems == ("expected rules [other-rule], got [strip-macros]",)
     assert result.whole_set_problems == ()
+
+
+def test_a_rule_only_the_whole_set_misses_is_told_beside_one_the_policy_misses(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "version: 1\nname: a\npriority: 1\nrules:\n"
+        "  - {name: stop-bar, when: {subject: bar}, then: accept}\n")
+    (tmp_path / "b.yaml").write_text(
+        "version: 1\nname: b\npriority: 2\nrules:\n"
+        "  - {name: tag-foo, when: {subject: foo}, then: {add_header: {X-Foo: '1'}}}\n"
+        "  - {name: tag-bar, when: {subject: bar}, then: {add_header: {X-Bar: '1'}}}\n"
+        "tests:\n  - name: both\n    raw: \"Subject: bar\\n\\nhi\\n\"\n"
+        "    recipients: [a@b.test]\n    expect: accept\n    expect_rules: [tag-foo, tag-bar]\n")
+    (result,) = run_policy_tests(load_policy_set([tmp_path]))
+    assert result.problems == ("expected rules [tag-foo, tag-bar], got [tag-bar]",)
+    assert result.whole_set_problems == (
+        "expected rules [tag-foo, tag-bar] among those matched, got [stop-bar]",)

@@ -234,8 +234,8 @@ SELECT date_trunc($3, time, $4) AS bucket, action, count(*) AS n
 FROM audit_events WHERE time >= $1 AND time < $2
 GROUP BY 1, 2 ORDER BY 1, 2
 """
-# Events per rule name: an event names a rule twice when two policies of the set
-# have a rule of that name, and counts once for it.
+# Events per rule name, each event once per name (rows written before rule names were
+# unique across a set may name one twice).
 STATS_TOP_RULES = """
 SELECT rule, count(*) AS n
 FROM audit_events, LATERAL (SELECT DISTINCT rule FROM unnest(rules) AS rule) AS fired

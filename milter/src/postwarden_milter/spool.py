@@ -9,8 +9,8 @@ is cut off again: either would swallow the next batch into one bad line.
 
 With no database configured the spool *is* the audit log (JSON lines an
 admin can ship or rotate), and nothing is ever replayed from it. Its size is
-therefore read from the file, never counted along: after a rotation it is
-the new file's.
+therefore read from the file at each append, never counted along: after a
+rotation it is the new file's (with a database, less what a replay wrote).
 
 An fsync makes a file's data durable, not its name: after creating a file
 (and after unlinking one) the directory is fsync'd too, or a power cut could
@@ -187,7 +187,10 @@ class AuditSpool:
         if not events:
             return
         data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
-        self.budget.record(self._worker, _append_durably(self.path, data) - self._replayed)
+        size = _append_durably(self.path, data)
+        if size - len(data) < self._replayed:  # another file since the replay (moved away)
+            self._replayed = 0
+        self.budget.record(self._worker, size - self._replayed)
 
     def replayed_to(self, offset: int) -> None:
         """Events up to byte ``offset`` are in Postgres: only the rest counts against

@@ -5,8 +5,9 @@ Sources are files (a directory stands for its files named ``*.yaml`` or
 (label, text) pairs such as the revisions the admin service stores. The
 ``message:`` sample files of `tests:` must exist only when asked
 (``check_samples``): ``postwarden-policy check`` and ``test`` ask, a milter
-reading its policy_dir does not. Policy names must be unique in a set, and so must rule names,
-so that a rule name in an audit row points at one rule; a repeated name is an
+reading its policy_dir does not. Policy names must be unique in a set, and so must rule names
+as audit rows name them (a report-mode policy's as ``report:<name>``), so that a rule
+name in an audit row points at one rule; a repeated name is an
 issue at its line that names the first one's ``file:line:column``. A merge conflict
 left in a source (a ``<<<<<<<`` line) is reported at its marker.
 """
