@@ -155,21 +155,26 @@ async def test_activation_refused_when_the_set_would_not_load(
     assert "shared-rule" in str(await refused.json())
 
 
-async def test_policy_test_route_gives_the_verdict(
-    admin_client: TestClient[Any, Any], admin_key: str
-) -> None:
+async def _test_exe_sample(client: TestClient[Any, Any], key: str, policy_text: str,
+                           client_ip: str) -> Any:
+    """POST /api/v1/policies/test with the example executable sample; its verdict."""
     form = aiohttp.FormData()
     form.add_field("message", (EXAMPLES / "samples" / "exe-attachment.eml").read_bytes(),
                    filename="m.eml", content_type="message/rfc822")
-    form.add_field("policy", policy("exe").replace(
-        "sender: [bad@evil.test]", 'attachment: {filename: ["*.exe"]}'))
+    form.add_field("policy", policy_text)
     form.add_field("sender", "someone@elsewhere.test")
     form.add_field("recipients", "alice@example.com")
-    form.add_field("client_ip", "198.51.100.7")
-    response = await admin_client.post("/api/v1/policies/test", data=form,
-                                       headers=bearer(admin_key))
+    form.add_field("client_ip", client_ip)
+    response = await client.post("/api/v1/policies/test", data=form, headers=bearer(key))
     assert response.status == 200, await response.text()
-    verdict = await response.json()
+    return await response.json()
+
+
+async def test_policy_test_route_gives_the_verdict(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    verdict = await _test_exe_sample(admin_client, admin_key, policy("exe").replace(
+        "sender: [bad@evil.test]", 'attachment: {filename: ["*.exe"]}'), "198.51.100.7")
     assert verdict["action"] == "reject"
     assert verdict["smtp_reply"].startswith("550 5.7.1")
     assert verdict["rules"]
@@ -178,17 +183,10 @@ async def test_policy_test_route_gives_the_verdict(
 async def test_policy_test_route_reads_the_client_address_as_the_milter_does(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:
-    form = aiohttp.FormData()
-    form.add_field("message", (EXAMPLES / "samples" / "exe-attachment.eml").read_bytes(),
-                   filename="m.eml", content_type="message/rfc822")
-    form.add_field("policy", policy("brackets").replace(
-        "sender: [bad@evil.test]", "client_ip: [198.51.100.0/24]"))
-    form.add_field("recipients", "alice@example.com")
-    form.add_field("client_ip", "[198.51.100.7]")  # as Postfix may write it
-    response = await admin_client.post("/api/v1/policies/test", data=form,
-                                       headers=bearer(admin_key))
-    assert response.status == 200, await response.text()
-    assert (await response.json())["rules"] == ["brackets-block"]
+    verdict = await _test_exe_sample(admin_client, admin_key, policy("brackets").replace(
+        "sender: [bad@evil.test]", "client_ip: [198.51.100.0/24]"),
+        "[198.51.100.7]")  # as Postfix may write it
+    assert verdict["rules"] == ["brackets-block"]
 
 
 async def test_policy_test_route_reports_bad_fields(
