@@ -25,6 +25,10 @@ processes) takes no lock between processes: the record lock cost two system
 calls per look-up and per record, each giving up the GIL and waiting to take it
 back behind the other mail threads.
 
+A delivered message takes two slots: its key, and the id the milter wrote into it
+(:meth:`DuplicateDetector.issued_key`), which tells the message passing the milter
+again from a sender's re-delivery.
+
 It is bounded by construction: ``max_entries`` slots, fixed when made. A key
 may sit only in the ``NEIGHBOURHOOD`` slots from its home slot on (open
 addressing); a lookup checks all of them, and an insert takes the oldest
