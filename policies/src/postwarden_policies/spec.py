@@ -113,9 +113,10 @@ _NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
 def text(*, pattern: str | None = None, what: str = "text", max_length: int = 1000,
-         byte_escapes: bool = False) -> Scalar:
+         byte_escapes: bool = False, schema_pattern: str | None = None) -> Scalar:
     """A non-empty string, optionally matching ``pattern`` (described as ``what``);
-    ``byte_escapes``: \\udc80 to \\udcff may stand for the bytes 0x80 to 0xff."""
+    ``byte_escapes``: \\udc80 to \\udcff may stand for the bytes 0x80 to 0xff;
+    ``schema_pattern``: a stricter one the JSON Schema gives an editor instead."""
     compiled = re.compile(pattern) if pattern else None
     surrogate = _NOT_A_BYTE if byte_escapes else SURROGATE
 
@@ -132,8 +133,8 @@ def text(*, pattern: str | None = None, what: str = "text", max_length: int = 10
             raise SpecError(f"expected {what}, got {value!r}")
 
     extra: JsonSchema = {"minLength": 1, "maxLength": max_length}
-    if pattern:
-        extra["pattern"] = f"^(?:{pattern})$"
+    if schema_pattern or pattern:
+        extra["pattern"] = f"^(?:{schema_pattern or pattern})$"
     return Scalar(str, "string", "a string", check=check, extra=extra)
 
 

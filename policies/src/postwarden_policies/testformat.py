@@ -41,15 +41,14 @@ _ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
 _LIMIT_NAMES = tuple(f.name for f in fields(Limits) if f.name != "on_structure_limit")
 # expect_rules items: one naming a rule (which must be the policy's), or a limit.
 RULE_REF = f"(?:report:)?{NAME}"
+# A limit by its real name for an editor at once; the loader leaves a misspelt one to
+# `check` and `test` (_limit_problem): a typo in a test's expectation must not stop a
+# milter from loading the policies that filter mail.
 _EXPECTED_RULE = text(
     pattern=f"{RULE_REF}|(?:report:)?limit:{NAME}",
     what="a rule name or limit:<limit> (report:<either> for a report-mode policy)",
+    schema_pattern=f"{RULE_REF}|(?:report:)?limit:(?:{'|'.join(_LIMIT_NAMES)})",
 )
-# A limit by its real name, for an editor at once; the loader leaves a misspelt one to
-# `check` and `test` (_limit_problem): a typo in a test's expectation must not stop a
-# milter from loading the policies that filter mail.
-_EXPECTED_RULE.extra["pattern"] = (
-    f"^(?:{RULE_REF}|(?:report:)?limit:(?:{'|'.join(_LIMIT_NAMES)}))$")
 # One line of any text but control characters: compared with the decoded header
 # value, which may hold any character.
 _HEADER_TEXT = r"[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+"
