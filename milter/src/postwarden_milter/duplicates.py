@@ -138,21 +138,26 @@ class DuplicateDetector:
             _home, times, i = self._find(key)
             return i >= 0 and times[i] > now - self._window
 
-    def record(self, key: bytes) -> None:
-        """Remember ``key`` as delivered now; a live entry keeps its first time."""
+    def record(self, *keys: bytes) -> None:
+        """Remember ``keys`` as delivered now (under one lock); a live entry keeps its
+        first time."""
         with self._locked() as now:
-            home, times, i = self._find(key)
-            if i >= 0 and times[i] > now - self._window:
-                return
-            if i < 0:  # else its own expired entry: one copy of a key, at most
-                i = times.index(min(times))  # empty, else expired, else oldest
-            slot = home + i
-            base = self._digest_base
-            # Emptied first: a worker killed before the time is written leaves an
-            # empty slot, never the new key with the evicted entry's live time.
-            self._times[slot] = _EMPTY
-            self._map[base + slot * DIGEST_SIZE: base + (slot + 1) * DIGEST_SIZE] = key
-            self._times[slot] = now
+            for key in keys:
+                self._record(key, now)
+
+    def _record(self, key: bytes, now: float) -> None:
+        home, times, i = self._find(key)
+        if i >= 0 and times[i] > now - self._window:
+            return
+        if i < 0:  # else its own expired entry: one copy of a key, at most
+            i = times.index(min(times))  # empty, else expired, else oldest
+        slot = home + i
+        base = self._digest_base
+        # Emptied first: a worker killed before the time is written leaves an
+        # empty slot, never the new key with the evicted entry's live time.
+        self._times[slot] = _EMPTY
+        self._map[base + slot * DIGEST_SIZE: base + (slot + 1) * DIGEST_SIZE] = key
+        self._times[slot] = now
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[float]:

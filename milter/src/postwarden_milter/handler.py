@@ -386,9 +386,10 @@ class ConnectionHandler:
         # Not once a stop's deadline cut the transaction (its row says aborted): the
         # connection is hung up, and the MTA applies milter_default_action.
         if reported and key is not None and applied.outcome in DELIVERED:
-            self._s.duplicates.record(key)
-            if self._s.settings.id_header:  # the id it carries from now on: see _rescan
-                self._s.duplicates.record(self._s.duplicates.issued_key(txn.uid))
+            duplicates = self._s.duplicates
+            # With the id it carries from now on, if any (see _rescan): under one lock.
+            issued = [duplicates.issued_key(txn.uid)] if self._s.settings.id_header else []
+            duplicates.record(key, *issued)
         return applied.outcome
 
     def abort(self) -> Outcome:
