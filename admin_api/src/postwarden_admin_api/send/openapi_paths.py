@@ -14,7 +14,7 @@ from postwarden_admin_api.openapi import (
     ref,
 )
 
-from .queries import MESSAGE_STATUSES, RECIPIENT_STATUSES
+from .queries import MAX_SUPPRESSION_DETAIL, MESSAGE_STATUSES, RECIPIENT_STATUSES
 from .request_model import (
     MAX_ATTACHMENTS,
     MAX_HEADER_VALUE,
@@ -193,7 +193,8 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             body=json_content({
                 "type": "object", "required": ["address"], "additionalProperties": False,
                 "properties": {"address": {"type": "string"},
-                               "detail": {"type": "string", "maxLength": 500}},
+                               "detail": {"type": "string",
+                                          "maxLength": MAX_SUPPRESSION_DETAIL}},
             }),
             responses={200: ref("Suppression"), 201: ref("Suppression")},
         ),

@@ -59,6 +59,7 @@ SELECT_SUPPRESSION = """
 SELECT address, reason, detail, created_at, created_by FROM suppressions WHERE address = $1
 """
 DELETE_SUPPRESSION = "DELETE FROM suppressions WHERE address = $1 RETURNING address"
+MAX_SUPPRESSION_DETAIL = 500  # characters of a suppression's detail given by hand
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,8 +161,9 @@ def _new_suppression(body: dict[str, Any]) -> tuple[str, str | None]:
     except ValidationFailed as failed:
         problems += failed.details
     detail = body.get("detail")
-    if detail is not None and (not isinstance(detail, str) or len(detail) > 500):
-        problems.append({"field": "detail", "message": "at most 500 characters"})
+    most = queries.MAX_SUPPRESSION_DETAIL
+    if detail is not None and (not isinstance(detail, str) or len(detail) > most):
+        problems.append({"field": "detail", "message": f"at most {most} characters"})
     if problems:
         raise ValidationFailed(problems)
     return address, detail
