@@ -28,10 +28,10 @@ class Gate(DuplicateDetector):
         self.reached = threading.Event()
         self.opened = threading.Event()
 
-    def record(self, key: bytes) -> None:
+    def record(self, *keys: bytes) -> None:
         self.reached.set()
         assert self.opened.wait(WAIT)
-        super().record(key)
+        super().record(*keys)
 
 
 def test_a_stop_settles_only_a_tick_after_the_last_eom_returned(harness: Harness) -> None:
