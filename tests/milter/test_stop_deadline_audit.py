@@ -71,9 +71,9 @@ class Gate(DuplicateDetector):
         assert self.opened.wait(WAIT)
         return super().seen(key)
 
-    def record(self, key: bytes) -> None:
-        self.recorded.append(key)
-        super().record(key)
+    def record(self, *keys: bytes) -> None:
+        self.recorded.extend(keys)
+        super().record(*keys)
 
 
 def test_an_eom_running_at_the_deadline_leaves_the_cut_row_alone(harness: Harness) -> None:
