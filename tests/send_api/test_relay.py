@@ -607,3 +607,30 @@ async def test_outbox_rows_stored_together_are_locked_in_one_order(pool: asyncpg
         await storing
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = ANY($1)",
                                [low.id, high.id]) == 0
+
+
+async def test_an_outcome_whose_message_is_no_longer_stored_holds_up_no_other(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Postfix queues a message whose stored rows are gone meanwhile (a PostgreSQL crash
+    with synchronous_commit off loses the commit that stored it): its outcome can never
+    be stored, so the worker says so and goes on to the next message of its batch,
+    instead of trying again until it stops."""
+    server, port = smtp_server
+    lost = await accepted(pool, "lost@example.org")
+    kept = await accepted(pool, "kept@example.org")
+    server.data_gate.clear()
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1))
+    worker.start()
+    try:
+        await until_true(lambda: bool(server.received))
+        first = server.received[0][1][0]
+        gone, other = (lost, kept) if first == "lost@example.org" else (kept, lost)
+        await pool.execute("DELETE FROM outbound_messages WHERE id = $1", gone)
+        server.data_gate.set()
+        row = await settled(pool, other, within=10)
+        assert row["status"] == "relayed"
+        assert f"message {gone} is no longer stored" in caplog.text
+    finally:
+        server.data_gate.set()
+        await worker.stop(grace=10)

@@ -30,6 +30,8 @@ flows within that pause once Postfix is back.
 Once Postfix has answered, the answer is stored however long Postgres is
 away: a worker that gave up would leave the row to come back when its lease
 ends, and a message Postfix had queued would be sent a second time. When
+the message's rows are gone (a PostgreSQL crash with synchronous_commit off lost the
+commit that stored them), nothing can store it: the worker logs that and goes on. When
 the service dies in that gap all the same, the row comes back "interrupted"
 and Postfix's log says whether it was queued (:mod:`.receipts`); so does a
 connection lost after the message went out. The claim names the log that will
@@ -62,6 +64,7 @@ from .groupcommit import GroupCommit
 from .interrupted import InterruptedAttempts, PostfixQueue, Undecided
 from .lease import BatchLease
 from .maillog import MaillogFollower
+from .outbox import STORED
 from .relayoutcomes import (
     Claimed,
     RelayConfig,
@@ -351,8 +354,8 @@ class RelayWorker:
 
     async def _record(self, row: Claimed, result: SubmitResult, *,
                       found_in_log: bool, queue_host: str | None) -> str | None:
-        """Store Postfix's answer, trying again while Postgres fails; only a stop gives up
-        (None)."""
+        """Store Postfix's answer, trying again while Postgres fails; only a stop, or a
+        message no longer stored, gives up (None)."""
         delay = RECORD_RETRY_MIN
         while True:
             try:
@@ -363,6 +366,11 @@ class RelayWorker:
                     return await record(conn, self._config, row, result,
                                         found_in_log=found_in_log, queue_host=self._queue_host)
             except DB_ERRORS as exc:
+                # The one error trying again cannot mend: its message's rows are gone. Under
+                # a group commit, the others stored with it get it too, and try again.
+                if isinstance(exc, asyncpg.ForeignKeyViolationError) \
+                        and await self._no_longer_stored(row, result):
+                    return None
                 if self._stopping.is_set():
                     self.cut_off = True
                     log.error("relay: stopping without storing the outcome of message %s "
@@ -374,3 +382,18 @@ class RelayWorker:
                             "again in %.1f s", row.id, type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECORD_RETRY_MAX)
+
+    async def _no_longer_stored(self, row: Claimed, result: SubmitResult) -> bool:
+        """Whether ``row``'s message is gone from the database, logged if so: a PostgreSQL
+        crash with synchronous_commit off loses commits it had shown, such as the one that
+        stored a message the relay then claimed. Unsure (the database fails): False."""
+        try:
+            async with self._pool.acquire() as conn:
+                if await conn.fetchval(STORED, row.id):
+                    return False
+        except DB_ERRORS:
+            return False
+        log.error("relay: message %s is no longer stored (a lost commit?); Postfix's answer "
+                  "(%s, queue id %s) cannot be recorded", row.id, result.outcome.value,
+                  result.queue_id)
+        return True
