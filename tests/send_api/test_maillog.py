@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from postwarden_admin_api.metrics import Metrics
-from postwarden_admin_api.periodic import stop_task
+from postwarden_admin_api.periodic import DB_ERRORS, stop_task
 from postwarden_admin_api.send import deliveryapply, maillog
 from postwarden_admin_api.send.deliveryapply import our_queue_ids
 from postwarden_admin_api.send.deliverylines import (
@@ -35,6 +35,8 @@ from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.relayoutcomes import Claimed, RelayConfig, record
 from postwarden_admin_api.send.submit import Outcome, SubmitResult
 from postwarden_admin_api.send.syslogline import LogLine, split_line
+from postwarden_store import create_pool
+from tests.conftest import PgServer
 from tests.fixtures.submissions import ROOMY, submission
 
 
@@ -850,6 +852,35 @@ async def test_metrics_say_which_instance_reads_and_how_far_behind_it_is(
     assert sample(reader_metrics, "postwarden_maillog_unread_bytes") == len(OTHERS) * 6
     assert sample(standby_metrics, "postwarden_maillog_reading") == 0
     assert sample(standby_metrics, "postwarden_maillog_unread_bytes") == 0
+
+
+async def test_how_far_behind_keeps_growing_while_the_database_is_away(
+    fresh_database_url: str, pg_server: PgServer, tmp_path: Path
+) -> None:
+    """The lines wait for the database, and the gauge an admin alerts on says how many
+    pile up, instead of keeping its last value."""
+    log_file = tmp_path / "maillog"
+    log_file.write_text(OTHERS)
+    database = fresh_database_url.rsplit("/", 1)[1]
+    pool = await create_pool(fresh_database_url, min_size=1, max_size=2)
+    admin = await asyncpg.connect(pg_server.admin_dsn)
+    metrics = Metrics()
+    reader = MaillogFollower(pool, log_file, metrics)
+    try:
+        await reader.poll()
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = $1", database)
+        with log_file.open("a") as log:
+            log.write(OTHERS * 3)
+        with pytest.raises(DB_ERRORS):
+            await reader.poll()
+        assert metrics.registry.get_sample_value(
+            "postwarden_maillog_unread_bytes") == len(OTHERS) * 3
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await pool.close()
 
 
 async def test_a_line_waiting_for_its_queue_id_at_a_stop_is_applied_then(

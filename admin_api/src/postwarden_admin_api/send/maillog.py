@@ -287,6 +287,14 @@ class MaillogFollower:
         """Read what was appended and apply it (plus lines still waiting for their queue
         id), if this instance holds the log's lease or can take it. ``final``: the last
         poll at a stop, this instance's relay already stopped."""
+        try:
+            await self._poll(final)
+        except DB_ERRORS:
+            if self._leading:  # the lines wait for the database: how many is worth telling
+                self._metrics.maillog_unread.set(self._tail.unread())
+            raise
+
+    async def _poll(self, final: bool) -> None:
         began = time.monotonic()
         async with self._pool.acquire() as conn:
             if not self._leading:  # a standby looks without the lock, not to hold up the reader
