@@ -59,7 +59,7 @@ raises) is reported in ``MessageFacts.flags``:
 ``unknown_charset``        a charset neither Python nor readers (WHATWG labels) know
                            (read as UTF-8)
 ``unshared_charset``       a text part in a charset mail readers may decode
-                           otherwise than Python (see ``headers.read_as_readers``):
+                           otherwise than Python (see ``charsets.read_as_readers``):
                            body rules may not see the text the reader sees
 ``empty_body``             the message body is empty
 ``too_deep``               nesting beyond ``max_depth``, or multiparts nested so that their

@@ -54,8 +54,8 @@ import re
 from dataclasses import dataclass
 
 from postwarden_policies import tnefparts, tnefrewrite, transfer
+from postwarden_policies.charsets import decode_bytes, read_as_readers
 from postwarden_policies.facts import MessageFacts, MimePart
-from postwarden_policies.headers import decode_bytes, read_as_readers
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.htmllines import within_line_limit
 from postwarden_policies.mimeparse import parse_message

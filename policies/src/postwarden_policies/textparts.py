@@ -23,8 +23,9 @@ base64 or quoted-printable text is decoded and searched through its first
 from __future__ import annotations
 
 from postwarden_policies import bodytext, transfer, uuencode
+from postwarden_policies.charsets import decode_as_readers, read_as_readers
 from postwarden_policies.facts import MimePart
-from postwarden_policies.headers import decode_as_readers, parameter_list, read_as_readers
+from postwarden_policies.headers import parameter_list
 from postwarden_policies.partlist import EmbeddedFile, PartList
 
 # Characters of decoded text (and its renderings) kept for body regexes: bounds

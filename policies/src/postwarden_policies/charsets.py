@@ -1,0 +1,196 @@
+"""Charsets as mail readers know them: decoding text, and whether readers see what we see.
+
+Python knows more codecs and labels than readers do (the WHATWG Encoding
+Standard's), and readers know a few labels Python does not. Text rules must
+read the text readers show, and the sanitizer may leave bytes alone only where
+readers see the markup it checked.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import re
+
+
+def _label(charset: str) -> str:
+    return charset.strip().strip('"').lower()
+
+
+def _text_codec(charset: str | None) -> codecs.CodecInfo | None:
+    """The text codec for ``charset`` (default UTF-8); None when unknown."""
+    try:
+        info = codecs.lookup(_label(charset or "utf-8"))
+    except (LookupError, ValueError):  # ValueError: a name with a NUL in it
+        return None
+    # codecs also holds bytes-to-bytes transforms (zlib, base64, rot13): refuse them.
+    return info if getattr(info, "_is_text_encoding", True) else None
+
+
+# The codecs of the WHATWG Encoding Standard, which mail readers decode by, as
+# Python names them: these read the ASCII bytes (the markup) as readers do.
+# Others Python knows, readers do not (EBCDIC, UTF-32, UTF-7, johab, HZ,
+# ISO-2022-JP-2, unicode-escape, ...), and they read those bytes in an
+# ASCII-based fallback where Python may see no markup at all.
+_SHARED_CODECS = frozenset({
+    "utf-8", "utf-16", "utf-16-le", "utf-16-be", "ascii", "cp866", "koi8-r", "koi8-u",
+    "mac-roman", "mac-cyrillic", "cp874", "gbk", "gb2312", "gb18030", "big5", "big5hkscs",
+    "euc_jp", "iso2022_jp", "shift_jis", "cp932", "euc_kr", "cp949",
+    *(f"iso8859-{n}" for n in range(1, 17) if n != 12), *(f"cp{n}" for n in range(1250, 1259)),
+})
+# The labels readers look a charset up by (the WHATWG Encoding Standard's, of the
+# encodings above). Python knows more spellings (utf16, u16, iso2022jp, latin-1,
+# ...), which readers do not: they read such a part in an ASCII-based fallback.
+_WHATWG_LABELS = frozenset("""
+    unicode-1-1-utf-8 unicode11utf8 unicode20utf8 utf-8 utf8 x-unicode20utf8
+    866 cp866 csibm866 ibm866
+    csisolatin2 iso-8859-2 iso-ir-101 iso8859-2 iso88592 iso_8859-2 iso_8859-2:1987 l2 latin2
+    csisolatin3 iso-8859-3 iso-ir-109 iso8859-3 iso88593 iso_8859-3 iso_8859-3:1988 l3 latin3
+    csisolatin4 iso-8859-4 iso-ir-110 iso8859-4 iso88594 iso_8859-4 iso_8859-4:1988 l4 latin4
+    csisolatincyrillic cyrillic iso-8859-5 iso-ir-144 iso8859-5 iso88595 iso_8859-5
+    iso_8859-5:1988
+    arabic asmo-708 csiso88596e csiso88596i csisolatinarabic ecma-114 iso-8859-6 iso-8859-6-e
+    iso-8859-6-i iso-ir-127 iso8859-6 iso88596 iso_8859-6 iso_8859-6:1987
+    csisolatingreek ecma-118 elot_928 greek greek8 iso-8859-7 iso-ir-126 iso8859-7 iso88597
+    iso_8859-7 iso_8859-7:1987 sun_eu_greek
+    csiso88598e csisolatinhebrew hebrew iso-8859-8 iso-8859-8-e iso-ir-138 iso8859-8 iso88598
+    iso_8859-8 iso_8859-8:1988 visual csiso88598i iso-8859-8-i logical
+    csisolatin6 iso-8859-10 iso-ir-157 iso8859-10 iso885910 l6 latin6
+    iso-8859-13 iso8859-13 iso885913 iso-8859-14 iso8859-14 iso885914
+    csisolatin9 iso-8859-15 iso8859-15 iso885915 iso_8859-15 l9 iso-8859-16
+    cskoi8r koi koi8 koi8-r koi8_r koi8-ru koi8-u
+    csmacintosh mac macintosh x-mac-roman x-mac-cyrillic x-mac-ukrainian
+    dos-874 iso-8859-11 iso8859-11 iso885911 tis-620 windows-874
+    cp1250 windows-1250 x-cp1250 cp1251 windows-1251 x-cp1251
+    ansi_x3.4-1968 ascii cp1252 cp819 csisolatin1 ibm819 iso-8859-1 iso-ir-100 iso8859-1
+    iso88591 iso_8859-1 iso_8859-1:1987 l1 latin1 us-ascii windows-1252 x-cp1252
+    cp1253 windows-1253 x-cp1253
+    cp1254 csisolatin5 iso-8859-9 iso-ir-148 iso8859-9 iso88599 iso_8859-9 iso_8859-9:1989 l5
+    latin5 windows-1254 x-cp1254
+    cp1255 windows-1255 x-cp1255 cp1256 windows-1256 x-cp1256 cp1257 windows-1257 x-cp1257
+    cp1258 windows-1258 x-cp1258
+    chinese csgb2312 csiso58gb231280 gb2312 gb_2312 gb_2312-80 gbk iso-ir-58 x-gbk gb18030
+    big5 big5-hkscs cn-big5 csbig5 x-x-big5
+    cseucpkdfmtjapanese euc-jp x-euc-jp csiso2022jp iso-2022-jp
+    csshiftjis ms932 ms_kanji shift-jis shift_jis sjis windows-31j x-sjis
+    cseuckr csksc56011987 euc-kr iso-ir-149 korean ks_c_5601-1987 ks_c_5601-1989 ksc5601
+    ksc_5601 windows-949
+    unicodefffe utf-16be csunicode iso-10646-ucs-2 ucs-2 unicode unicodefeff utf-16 utf-16le
+""".split())
+# The WHATWG labels above that Python does not know, and the codec of the encoding
+# each names there. Readers decode by them, so body rules and header rules read
+# text so labelled with them (``decode_as_readers``); ``decode_bytes`` does not,
+# since the sanitizer cannot write a part back under such a label.
+_WHATWG_ONLY = {
+    **dict.fromkeys(("unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "x-unicode20utf8"),
+                    "utf-8"),
+    **{f"iso8859{n}": f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8)},
+    **{f"iso88591{n}": f"iso8859-1{n}" for n in (0, 3, 4, 5)},
+    **dict.fromkeys(("csiso88596e", "csiso88596i", "iso-8859-6-e", "iso-8859-6-i"), "iso8859-6"),
+    "sun_eu_greek": "iso8859-7",
+    **dict.fromkeys(("csiso88598e", "iso-8859-8-e", "visual", "csiso88598i", "iso-8859-8-i",
+                     "logical"), "iso8859-8"),
+    "csisolatin9": "iso8859-15",
+    "koi": "koi8-r", "koi8": "koi8-r", "koi8-ru": "koi8-u",
+    **dict.fromkeys(("csmacintosh", "mac", "x-mac-roman"), "mac-roman"),
+    **dict.fromkeys(("x-mac-cyrillic", "x-mac-ukrainian"), "mac-cyrillic"),
+    **dict.fromkeys(("dos-874", "iso885911", "windows-874"), "cp874"),
+    **{f"x-cp{n}": f"cp{n}" for n in range(1250, 1259)},
+    "iso88591": "cp1252", "iso88599": "cp1254",
+    **dict.fromkeys(("csgb2312", "gb_2312", "gb_2312-80", "x-gbk"), "gbk"),
+    **dict.fromkeys(("cn-big5", "x-x-big5"), "big5hkscs"),
+    **dict.fromkeys(("cseucpkdfmtjapanese", "x-euc-jp"), "euc_jp"),
+    **dict.fromkeys(("windows-31j", "x-sjis"), "cp932"),
+    **dict.fromkeys(("cseuckr", "csksc56011987", "iso-ir-149", "ks_c_5601-1989", "ksc_5601",
+                     "windows-949"), "cp949"),
+    "unicodefffe": "utf-16-be",
+    **dict.fromkeys(("csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff"),
+                    "utf-16-le"),
+}
+# WHATWG's ISO-2022-JP decoder knows these escapes only; Python's also switches on
+# others (ESC $ ( B, ESC $ A, ...) and reads the ASCII after them as kanji.
+_UNSHARED_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?!\(B|\(J|\(I|\$@|\$B)")
+# A line end in two-byte mode: Python reads on in kanji, some readers (ICU's
+# decoder) return to ASCII there. RFC 1468 has senders switch back before it.
+_ISO2022JP_LINE_END_IN_KANJI = re.compile(rb"\x1b\$[@B][^\x1b]*[\r\n]")
+
+
+_ASCII = "".join(map(chr, range(128)))
+
+
+@functools.cache
+def _ascii_transparent(codec: str) -> bool:
+    """Whether every ASCII byte reads as itself and no other byte reads as, or joins,
+    ASCII (UTF-8 and the single-byte ASCII-based codecs): then any ASCII-based
+    reading of the bytes, a reader's fallback say, shows the same markup."""
+    if codec == "utf-8":  # its multi-byte sequences are of bytes past ASCII only
+        return True
+    # Single-byte (one character per byte) and stateless (no escape switches it).
+    switches = b"\x1b$B<p>\x1b$)C\x0e<p>~{<p>"
+    text = (bytes(range(256)) + switches).decode(codec, "replace")
+    return (len(text) == 256 + len(switches) and text[:128] == _ASCII
+            and all(c >= "\x80" for c in text[128:256]) and text[256:] == switches.decode())
+
+
+def _bom_agrees(codec: str, data: bytes) -> bool:
+    """Browsers let a byte order mark overrule the declared charset."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        order = "utf-16-le" if data.startswith(codecs.BOM_UTF16_LE) else "utf-16-be"
+        return codec in ("utf-16", order)
+    return not data.startswith(codecs.BOM_UTF8) or _ascii_transparent(codec)
+
+
+def read_as_readers(charset: str | None, data: bytes) -> bool:
+    """Whether mail readers see the markup of ``data`` as :func:`decode_bytes` reads it.
+
+    HTML that the sanitizer leaves alone is delivered byte for byte, so the text
+    it checked must be the text the reader sees. Not so for a codec outside the
+    WHATWG set, which Python decodes and readers do not (falling back to an
+    ASCII-based reading that can show a ``<script>`` we never saw), nor for a
+    label Python knows and WHATWG does not (``utf16``, ``iso2022jp``) unless the
+    codec reads ASCII as any fallback does; for ISO-2022-JP escapes WHATWG does
+    not know, or a line end in its two-byte mode; or for a byte order mark that
+    contradicts the label. A WHATWG label Python does not know (``unicode``,
+    ``x-sjis``) is not read alike either; any other unknown charset is read as
+    UTF-8, as readers fall back to an ASCII-based reading too.
+    """
+    info = _text_codec(charset)
+    if info is None and charset is not None and _label(charset) in _WHATWG_LABELS:
+        return False  # readers decode it (as UTF-16, Shift_JIS, ...); we cannot
+    codec = info.name if info is not None else "utf-8"
+    if not _bom_agrees(codec, data):
+        return False
+    if charset is not None and info is not None and _label(charset) not in _WHATWG_LABELS:
+        # Readers do not know the label: they read ASCII-based, as Python must too.
+        return codec in _SHARED_CODECS and _ascii_transparent(codec)
+    if codec == "iso2022_jp":
+        return not (_UNSHARED_ISO2022JP_ESCAPE.search(data)
+                    or _ISO2022JP_LINE_END_IN_KANJI.search(data))
+    return codec in _SHARED_CODECS
+
+
+def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
+    """Decode text in ``charset``; unknown or non-text codecs fall back to UTF-8."""
+    info = _text_codec(charset)
+    if info is None:
+        flags.add("unknown_charset")
+        return data.decode("utf-8", "replace")
+    try:
+        return info.decode(data, "replace")[0]
+    except (UnicodeError, ValueError, TypeError):
+        flags.add("unknown_charset")
+        return data.decode("utf-8", "replace")
+
+
+def readers_only(charset: str | None) -> bool:
+    """Whether ``charset`` is a label only mail readers know (``unicode``, ``x-sjis``),
+    which :func:`decode_as_readers` decodes as they do."""
+    return _label(charset or "") in _WHATWG_ONLY and _text_codec(charset) is None
+
+
+def decode_as_readers(data: bytes, charset: str | None, flags: set[str]) -> str:
+    """:func:`decode_bytes`, but a label only readers know (:func:`readers_only`)
+    decodes as they decode it: the text rules must see is the text readers show."""
+    if readers_only(charset):
+        return decode_bytes(data, _WHATWG_ONLY[_label(charset or "")], flags)
+    return decode_bytes(data, charset, flags)
