@@ -102,7 +102,11 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         self._callbacks = self.services.callbacks
 
     @_counted
-    def negotiate(self, opts: list[int]) -> Any:
+    def negotiate(self, opts: list[int]) -> int:
+        """pymilter passes the MTA's offer as four ints (actions, protocol steps, two
+        reserved) and takes an int back: CONTINUE, to agree to ``opts`` as changed
+        here; ALL_OPTS, to keep the offer; REJECT (any other int), to refuse the
+        connection."""
         # Without every action a verdict may need, a quarantine (or a forged tag's
         # removal) would fail at end of message, after other edits went out, and
         # fail_action=accept would deliver the message: refuse the connection instead,
@@ -110,8 +114,8 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         if missing := [name for name, flag in ACTION_NAMES.items() if not opts[0] & flag]:
             log.error("the MTA does not offer the milter actions %s: refusing the connection",
                       ", ".join(missing))
-            return Milter.REJECT
-        result = super().negotiate(opts)
+            return _code(Outcome.REJECT)
+        result: int = super().negotiate(opts)
         opts[0] = self._actions = ACTIONS
         return result
 

@@ -112,7 +112,7 @@ def _on_foreign_thread() -> bool:
 
 _FILTER_THREADS = _filter_threads()
 # Where parts over ISOLATE_CHARS are cleaned, started on first use.
-_CHILDREN: SanitizerProcesses | None = None
+_CHILDREN: SanitizerProcesses[_Cleaned] | None = None
 _CHILDREN_LOCK = threading.Lock()
 # When the caller stops waiting for this message (a time.monotonic() value): a part in
 # a child is given no longer, and a part after it none. The milter sets it per message;

@@ -28,8 +28,9 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 ISOLATE_CHARS = 64 * 1024
 TIME_LIMIT_SECONDS = 10.0
@@ -45,6 +46,18 @@ _READ_CHUNK = 1 << 20
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[1])
 _PASSED_PREFIXES = ("MALLOC_", "PYTHONMALLOC")
 _PASSED = frozenset({"GLIBC_TUNABLES", "LD_LIBRARY_PATH"})
+
+# What the handler returns, as the caller declares it (a "module:function" string
+# tells the type checker nothing).
+Answer_co = TypeVar("Answer_co", covariant=True)
+# Instances alive in this process, for the one fork hook (_before_fork): a hook each
+# would keep every instance ever made alive (hooks cannot be unregistered).
+_live: weakref.WeakSet[SanitizerProcesses[object]] = weakref.WeakSet()
+# Held by a forking thread from before the fork to after it: one fork at a time takes
+# the instances' locks (two cannot take them in opposite orders), no instance is made
+# meanwhile, and the locks released after the fork are those taken before (_forking).
+_fork_lock = threading.Lock()
+_forking: list[SanitizerProcesses[object]] = []
 
 
 def _child_environment() -> dict[str, str]:
@@ -153,9 +166,10 @@ def _ready(fd: int, event: int, deadline: float) -> bool:
     return wait > 0 and bool(poller.poll(wait * 1000))
 
 
-class SanitizerProcesses:
+class SanitizerProcesses(Generic[Answer_co]):
     """Children that answer one request at a time each, within a time limit, with
-    ``handler`` ("module:function"), called with the request's items."""
+    ``handler`` ("module:function"), called with the request's items; ``Answer_co`` is
+    what the handler returns."""
 
     def __init__(self, handler: str, max_children: int = MAX_CHILDREN,
                  time_limit: float = TIME_LIMIT_SECONDS) -> None:
@@ -164,14 +178,16 @@ class SanitizerProcesses:
         self._slots = threading.BoundedSemaphore(max_children)
         self._children: set[_Child] = set()  # idle or busy
         self._idle: list[_Child] = []
+        # Held across a fork (_before_fork), so a child started meanwhile is known
+        # to forget().
         self._lock = threading.Lock()
-        # Held across a fork, so a child started meanwhile is known to forget().
-        os.register_at_fork(before=self._lock.acquire, after_in_parent=self._lock.release,
-                            after_in_child=self._forget)
+        with _fork_lock:
+            _live.add(self)
 
-    def run(self, request: Any, deadline: float | None = None) -> Any | None:
-        """The child's answer to ``request``, or None when it did not come within the
-        time limit or by ``deadline`` (a time.monotonic() value; the child is killed).
+    def run(self, request: tuple[object, ...], deadline: float | None = None) -> Answer_co | None:
+        """The child's answer to ``request`` (the handler's arguments, picklable), or
+        None when it did not come within the time limit or by ``deadline`` (a
+        time.monotonic() value; the child is killed).
         Raises :class:`SanitizerBusy` when no child was free by the deadline (or
         within the time limit, without one), :class:`ChildFailed` if the child died."""
         payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
@@ -201,7 +217,8 @@ class SanitizerProcesses:
                     self._idle.append(child)
         finally:
             self._slots.release()
-        return pickle.loads(answer)  # noqa: S301 - written by our own child
+        result: Answer_co = pickle.loads(answer)  # noqa: S301 - written by our own child
+        return result
 
     def _take(self) -> _Child:
         with self._lock:
@@ -236,6 +253,31 @@ class SanitizerProcesses:
         self._children.clear()
         self._idle.clear()
         self._lock.release()
+
+
+def _before_fork() -> None:
+    _fork_lock.acquire()
+    _forking.extend(_live)
+    for processes in _forking:
+        processes._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for processes in _forking:
+        processes._lock.release()
+    _forking.clear()
+    _fork_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    for processes in _forking:
+        processes._forget()
+    _forking.clear()
+    _fork_lock.release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
 
 
 def serve(handle: Any, source: IO[bytes], sink: IO[bytes]) -> None:
