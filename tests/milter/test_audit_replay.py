@@ -1,5 +1,6 @@
 """A long replay of the audit spool, once PostgreSQL is back after an outage: new mail's
-events keep being written, a stop ends it, and a full spool makes room as it goes."""
+events keep being written, a stop ends it, a full spool makes room as it goes, and the
+metrics show how much is left to replay."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from postwarden_milter.spool import AuditSpool, SpoolBudget
 from postwarden_policies import AuditEvent
 from tests.fixtures.postgres import wait_until
 from tests.milter.test_audit_wedges import _dropped, _session, _stored
-from tests.store.test_audit import make_event
+from tests.store.test_audit import UNREACHABLE, make_event
 
 pytestmark = pytest.mark.postgres
 
@@ -124,6 +125,44 @@ def test_a_full_spool_stops_refusing_mail_as_its_replay_makes_room(
             # accepted again while the replay is still under way, not once it ended
             assert wait_until(lambda: not pipeline.refusing_mail and spool.size > 0,
                               timeout=15)
+
+
+def _pending(metrics: Metrics) -> float | None:
+    return metrics.registry.get_sample_value("postwarden_audit_spool_pending_bytes")
+
+
+def _replayed(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value("postwarden_audit_replayed_total") or 0
+
+
+def test_the_metrics_show_what_is_left_to_replay_from_a_start_to_the_end(
+    database_url: str, tmp_path: Path,
+) -> None:
+    with _slow_backlog(database_url, tmp_path, 15, SpoolBudget(10**9)) as (spool, backlog):
+        whole = spool.size
+        # A start with the spool an earlier run left, Postgres still away: all of it pending.
+        outage = Metrics()
+        with _writer(UNREACHABLE, AuditSpool(tmp_path, SpoolBudget(10**9)), outage):
+            assert _pending(outage) == whole
+            assert _replayed(outage) == 0
+        back = Metrics()
+        with _writer(database_url, AuditSpool(tmp_path, SpoolBudget(10**9)), back):
+            # under way: less left, some replayed
+            assert wait_until(lambda: 0 < (_pending(back) or 0) < whole
+                              and 0 < _replayed(back) < len(backlog), timeout=15)
+            assert wait_until(lambda: spool.size == 0, timeout=30)
+        assert _pending(back) == 0
+        assert _replayed(back) == len(backlog)
+
+
+def test_without_a_database_nothing_is_pending_replay(tmp_path: Path) -> None:
+    """The spool is then the audit log, never replayed: no backlog to alert on."""
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.append([make_event()])
+    metrics = Metrics()
+    AuditPipeline(None, spool, metrics, queue_size=10, spool_full_action=SpoolFullAction.DROP)
+    assert _pending(metrics) == 0
+    assert metrics.registry.get_sample_value("postwarden_audit_spool_bytes") == spool.size > 0
 
 
 def test_a_damaged_line_of_the_spool_is_counted_as_lost(

@@ -289,8 +289,12 @@ def test_full_spool_tempfails_new_mail(harness: Harness) -> None:
     assert ctx._envfrom("<alice@example.org>") == Milter.TEMPFAIL
     assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
     assert harness.audit.events == []  # refusals must not grow a full spool
+    # A refusal, counted as one: no audit event was lost (that series is for the
+    # events spool_full_action=drop loses).
     assert harness.metrics.registry.get_sample_value(
-        "postwarden_audit_dropped_total", {"reason": "spool_full"}) == 1
+        "postwarden_errors_total", {"kind": "spool_full"}) == 1
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "spool_full"}) is None
 
 
 def test_only_used_actions_are_negotiated(harness: Harness) -> None:

@@ -129,6 +129,8 @@ class AuditPipeline:
         self._writer: concurrent.futures.Future[None] | None = None
         metrics.audit_queue_depth.set_function(self._queue.qsize)
         metrics.spool_bytes.set_function(lambda: spool.size)
+        if database_url is not None:  # else the spool is the audit log: nothing to replay
+            metrics.spool_pending_bytes.set_function(lambda: spool.unreplayed)
 
     # --- callback side (any thread) ------------------------------------------
 
@@ -299,6 +301,7 @@ class AuditPipeline:
                 await self._write(events)
                 self._replay_offset = offset
                 self._spool.replayed_to(offset)  # room again, for a tempfail to end
+                self._metrics.audit_replayed.inc(len(events))
                 await self._write_queued()
         except Exception as exc:  # noqa: BLE001 - the spool keeps the events, whatever failed
             await self._disconnect(exc)

@@ -306,8 +306,9 @@ class ConnectionHandler:
         set_message_context(txn.queue_id, txn.uid)
         if self._s.audit.refusing_mail:
             # No audit row: it could not be stored, and refusals must not grow the spool.
+            # Counted as a refusal, as overload is: no audit event was lost.
             txn.close()
-            self._s.metrics.audit_dropped.labels("spool_full").inc()
+            self._s.metrics.errors.labels("spool_full").inc()
             log.warning("audit spool full: tempfailing new mail")
             return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
         self._txn = txn  # first: a stop's deadline may cut it once admitted

@@ -50,6 +50,15 @@ class Metrics:
         self.spool_bytes = Gauge(
             "postwarden_audit_spool_bytes", "Size of the local audit spool", registry=r
         )
+        self.spool_pending_bytes = Gauge(
+            "postwarden_audit_spool_pending_bytes", "Bytes of the audit spool not yet "
+            "replayed into Postgres (after a restart all of it: the replay begins again); 0 "
+            "without a database", registry=r,
+        )
+        self.audit_replayed = Counter(
+            "postwarden_audit_replayed", "Audit events a replay took out of the spool "
+            "(written, found stored already, or dropped and counted as such)", registry=r,
+        )
         self.policy_reloads = Counter(
             "postwarden_policy_reloads", "Policy set reloads", ["result"], registry=r
         )

@@ -179,6 +179,12 @@ class AuditSpool:
         """The spools of all workers together reached ``spool_max_bytes``."""
         return self.budget.reached
 
+    @property
+    def unreplayed(self) -> int:
+        """Bytes not yet in Postgres: all of the file after a start (its replay begins
+        again at the beginning), less what a replay wrote since."""
+        return max(0, self.size - self._replayed)
+
     def __bool__(self) -> bool:
         return self.size > 0
 
@@ -196,7 +202,7 @@ class AuditSpool:
         """Events up to byte ``offset`` are in Postgres: only the rest counts against
         ``spool_max_bytes`` (the file is emptied once all of it is)."""
         self._replayed = offset
-        self.budget.record(self._worker, max(0, self.size - offset))
+        self.budget.record(self._worker, self.unreplayed)
 
     def batches(self, size: int, start: int = 0, *, max_bytes: int | None = None,
                 unreadable: Callable[[], None] = lambda: None,
