@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import periodic
 from postwarden_store import create_pool
 
@@ -17,7 +18,7 @@ async def test_a_job_goes_on_after_an_outage_and_after_a_bug(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     rounds: list[int] = []
-    third = asyncio.Event()
+    counted = asyncio.Event()
 
     async def job(conn: asyncpg.Connection) -> None:
         rounds.append(await conn.fetchval("SELECT $1::int", len(rounds)))
@@ -25,13 +26,15 @@ async def test_a_job_goes_on_after_an_outage_and_after_a_bug(
             raise asyncpg.ConnectionDoesNotExistError("the database went away")
         if len(rounds) == 2:
             raise KeyError("a bug")
-        third.set()
+        if len(rounds) == 4:  # the third round has been counted
+            counted.set()
 
+    metrics = Metrics()
     pool = await create_pool(database_url, min_size=1, max_size=1)
     try:
-        async with periodic("test-job", pool, job, interval=0.01):
+        async with periodic("test-job", pool, job, 0.01, metrics=metrics):
             async with asyncio.timeout(10):
-                await third.wait()
+                await counted.wait()
     finally:
         await pool.close()
     assert rounds[:3] == [0, 1, 2]
@@ -41,3 +44,12 @@ async def test_a_job_goes_on_after_an_outage_and_after_a_bug(
                     "(ConnectionDoesNotExistError), trying again", False),
         ("ERROR", "test-job: unexpected error (KeyError), trying again", True),
     ]
+
+    def rounds_counted(outcome: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "postwarden_job_rounds_total", {"job": "test-job", "outcome": outcome})
+
+    assert rounds_counted("failed") == 2
+    assert (rounds_counted("done") or 0) >= 1
+    assert (metrics.registry.get_sample_value(
+        "postwarden_job_last_done_timestamp_seconds", {"job": "test-job"}) or 0) > 0

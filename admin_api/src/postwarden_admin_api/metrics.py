@@ -58,7 +58,17 @@ class Metrics:
             "to read, after its last poll (0 when it does not read the log)",
             registry=self.registry,
         )
-
+        self.job_rounds = Counter(
+            "postwarden_job_rounds", "rounds of the service's periodic jobs (retention, "
+            "send-housekeeping, webhook-pruning) by outcome: done (retention's too when "
+            "another instance held it), postponed (a lock held elsewhere: tried again "
+            "sooner), failed (the database away, or a bug: logged)", ["job", "outcome"],
+            registry=self.registry,
+        )
+        self.job_last_done = Gauge(
+            "postwarden_job_last_done_timestamp_seconds", "when each periodic job last "
+            "finished a round (Unix time)", ["job"], registry=self.registry,
+        )
         self.gc_pauses = Histogram(
             "postwarden_gc_pause_seconds", "Pauses of Python's garbage collector, by "
             "generation (2: a full collection); no request is answered meanwhile",

@@ -19,6 +19,8 @@ from typing import Any
 
 import asyncpg
 
+from .metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 # What an unreachable, restarting or overloaded Postgres raises. asyncpg's
@@ -52,17 +54,21 @@ def surviving(name: str, *, traceback: bool = True) -> Iterator[None]:
                   exc_info=traceback)
 
 
-async def _repeat(name: str, pool: asyncpg.Pool, job: Job, interval: float, retry: float
-                  ) -> None:
+async def _repeat(name: str, pool: asyncpg.Pool, job: Job, *, interval: float,
+                  retry: float, metrics: Metrics) -> None:
     while True:
-        delay = interval
+        delay, outcome = interval, "failed"
         with surviving(name):
             try:
                 async with pool.acquire() as conn:
                     await job(conn)
+                outcome = "done"
             except Postponed as exc:
-                delay = retry
+                delay, outcome = retry, "postponed"
                 log.warning("%s: %s; trying again in %s s", name, exc, delay)
+        metrics.job_rounds.labels(name, outcome).inc()
+        if outcome == "done":
+            metrics.job_last_done.labels(name).set_to_current_time()
         await asyncio.sleep(delay)
 
 
@@ -80,12 +86,14 @@ async def stop_task(task: asyncio.Task[Any]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def periodic(name: str, pool: asyncpg.Pool, job: Job, interval: float,
-                   retry: float | None = None) -> AsyncIterator[None]:
+async def periodic(name: str, pool: asyncpg.Pool, job: Job, interval: float, *,
+                   metrics: Metrics, retry: float | None = None) -> AsyncIterator[None]:
     """Run ``job`` every ``interval`` seconds inside the ``async with`` block; a round
-    the job postponed is tried again after ``retry`` seconds (at most ``interval``)."""
+    the job postponed is tried again after ``retry`` seconds (at most ``interval``).
+    Each round is counted by outcome, so that a job that stopped getting done shows."""
     retry = interval if retry is None else min(retry, interval)
-    task = asyncio.create_task(_repeat(name, pool, job, interval, retry),
+    task = asyncio.create_task(_repeat(name, pool, job, interval=interval, retry=retry,
+                                       metrics=metrics),
                                name=f"postwarden-{name}")
     try:
         yield

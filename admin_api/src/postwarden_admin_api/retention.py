@@ -31,6 +31,7 @@ import asyncpg
 from aiohttp import web
 
 from .context import POOL, SETTINGS
+from .metrics import METRICS
 from .periodic import Postponed, periodic
 from .ratelimit import purge_counters
 from .runtime_settings import load_runtime_settings
@@ -79,5 +80,5 @@ async def retention_job(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: enforce retention at start and every ``retention_interval_seconds``."""
     interval = app[SETTINGS].retention_interval_seconds
     async with periodic("retention", app[POOL], enforce_retention, interval,
-                        retry=LOCK_RETRY_SECONDS):
+                        metrics=app[METRICS], retry=LOCK_RETRY_SECONDS):
         yield

@@ -82,7 +82,8 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
     if follower is not None:
         following = asyncio.create_task(follower.run(), name="postwarden-maillog")
     try:
-        async with periodic("send-housekeeping", pool, _housekeeping, HOUSEKEEPING_SECONDS):
+        async with periodic("send-housekeeping", pool, _housekeeping, HOUSEKEEPING_SECONDS,
+                            metrics=app[METRICS]):
             yield
     finally:
         # The relay first: the follower answers its last questions about the log,

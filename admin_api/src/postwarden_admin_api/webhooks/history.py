@@ -17,6 +17,7 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_admin_api.context import POOL
+from postwarden_admin_api.metrics import METRICS
 from postwarden_admin_api.periodic import periodic
 
 from .options import WEBHOOK_OPTIONS
@@ -74,5 +75,6 @@ async def pruning_context(app: web.Application) -> AsyncIterator[None]:
     async def prune(conn: asyncpg.Connection) -> int:
         return await prune_webhook_history(conn, options.history_retention)
 
-    async with periodic("webhook-pruning", app[POOL], prune, options.prune_interval_seconds):
+    async with periodic("webhook-pruning", app[POOL], prune, options.prune_interval_seconds,
+                        metrics=app[METRICS]):
         yield
