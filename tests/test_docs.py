@@ -92,7 +92,7 @@ def test_the_readme_check_error_is_what_check_reports(
     policy = broken.read_text()
     assert policy.count("then: strip_attachment") == 1
     broken.write_text(policy.replace("then: strip_attachment", "then: strip_atachment"))
-    assert main(["check", str(broken)]) == 1
+    assert main(["check", str(broken)]) == 2
     assert capsys.readouterr().err.splitlines() == [f"{examples}/{shown[0]}"]
 
 

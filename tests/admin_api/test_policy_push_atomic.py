@@ -62,7 +62,7 @@ async def test_a_policy_name_in_two_files_is_refused_as_check_refuses_it(
     d = tmp_path / "p"
     write(d, "a.yaml", "shared", "rule-a")
     write(d, "b.yaml", "shared", "rule-b")
-    assert policy_main(["check", str(d)]) == 1
+    assert policy_main(["check", str(d)]) == 2
     checked = capsys.readouterr().err
     assert await push(admin_client, admin_key, d, monkeypatch=monkeypatch) == 1
     assert capsys.readouterr().err == checked

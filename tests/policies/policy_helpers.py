@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import textwrap
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from postwarden_policies import (
     Envelope,
@@ -15,12 +17,20 @@ from postwarden_policies import (
 )
 from postwarden_policies.loader import load_policy_set_from_sources
 
+if TYPE_CHECKING:
+    from postwarden_policies.policytests import Failure
+
 HEAD = "version: 1\nname: t\n"
 
 
 def policy(body: str, *, head: str = HEAD) -> PolicySet:
     """A one-policy set from the YAML after the version/name header."""
     return load_policy_set_from_sources([("t.yaml", head + textwrap.dedent(body))])
+
+
+def said(failures: Iterable[Failure]) -> tuple[str, ...]:
+    """What a case's failures say, as `test` prints them."""
+    return tuple(map(str, failures))
 
 
 def rule_policy(when: str, then: str = "accept") -> PolicySet:

@@ -37,7 +37,7 @@ def test_a_conflict_between_rules_is_named_at_its_marker(
     conflicted = RULES.replace("    then: reject\n", "<<<<<<< HEAD\n    then: reject\n=======\n"
                                "    then: quarantine\n>>>>>>> feature/quarantine\n")
     (tmp_path / "inbound.yaml").write_bytes(conflicted.replace("\n", newline).encode())
-    assert check([tmp_path], capsys) == (1, f"{tmp_path / 'inbound.yaml'}:8:1: merge conflict "
+    assert check([tmp_path], capsys) == (2, f"{tmp_path / 'inbound.yaml'}:8:1: merge conflict "
                                             "marker '<<<<<<<': the file holds an unresolved "
                                             "conflict\n")
 
@@ -78,7 +78,7 @@ def test_a_name_repeated_by_a_file_with_other_problems_is_reported_with_them(
         RULES.replace('filename: ["*.exe"]', "size_over: lots"))  # this rule does not load
     code, err = check([tmp_path], capsys)
     first, second = tmp_path / "inbound.yaml", tmp_path / "outbound.yaml"
-    assert (code, err.splitlines()) == (1, [
+    assert (code, err.splitlines()) == (2, [
         f"{second}:2:7: policy name 'team-inbound' is also used at {first}:2:7",
         f"{second}:4:11: rule name 'block-exe' is also used at {first}:4:11",
         f"{second}:7:20: rule 'block-exe': expected a size in bytes such as 1048576 or "

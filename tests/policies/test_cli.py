@@ -37,7 +37,7 @@ def test_check_reports_every_issue_sorted(
         "version: 1\nname: bad\nrules:\n  - name: r\n    when: {client_ip: [10.0.0.1/8]}\n"
         "    then: bounce\n"
     )
-    assert main(["check", str(bad), str(tmp_path / "gone.yaml")]) == 1
+    assert main(["check", str(bad), str(tmp_path / "gone.yaml")]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines() == [
@@ -56,7 +56,7 @@ def test_check_reports_a_number_too_large_at_its_line(
     huge.write_text(
         'version: 1\nname: huge\nlimits:\n  max_attachment_bytes: "' + "9" * 5000 + 'MB"\n'
     )
-    assert main(["check", str(huge)]) == 1
+    assert main(["check", str(huge)]) == 2
     assert capsys.readouterr().err == (
         f"{huge}:4:25: size too large: at most 9223372036854775807 bytes\n"
     )
@@ -68,7 +68,7 @@ def test_check_reports_names_repeated_across_files_at_their_lines(
     rule = "rules:\n  - name: shared\n    then: accept\n"
     (tmp_path / "a.yaml").write_text("version: 1\nname: one\n" + rule)
     (tmp_path / "b.yaml").write_text("version: 1\npriority: 5\nname: one\n" + rule)
-    assert main(["check", str(tmp_path)]) == 1
+    assert main(["check", str(tmp_path)]) == 2
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     assert capsys.readouterr().err.splitlines() == [
         f"{second}:3:7: policy name 'one' is also used at {first}:2:7",
@@ -104,7 +104,7 @@ def test_test_command_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_test_command_with_load_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("version: 1\n")
-    assert main(["test", str(path)]) == 1
+    assert main(["test", str(path)]) == 2
     assert capsys.readouterr().err == f"{path}:1:1: missing required key 'name' in policy\n"
 
 
@@ -201,6 +201,16 @@ def test_eval_unreadable_message(tmp_path: Path, capsys: pytest.CaptureFixture[s
     )
 
 
+def test_eval_against_policies_that_do_not_load_exits_2_as_check_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken.yaml").write_text("name: broken\nrules: [\n")
+    assert main(["eval", "--policy", str(tmp_path), "--from", "a@elsewhere.test",
+                 "--to", "b@example.com", str(SAMPLES / "internal-plain.eml")]) == 2
+    assert main(["check", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.count(f"{tmp_path / 'broken.yaml'}:") == 2
+
+
 def test_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     assert capsys.readouterr().out == schema_text()
@@ -281,7 +291,7 @@ def test_check_names_a_directory_it_may_not_list() -> None:
             sys.stderr = told = io.StringIO()
             code = main(["check", str(locked)])
             return 0 if (code, told.getvalue()) == (
-                1, f"{locked}: cannot read: Permission denied\n") else 1
+                2, f"{locked}: cannot read: Permission denied\n") else 1
 
         assert in_child(check_as_nobody) == 0
 
@@ -296,7 +306,7 @@ def test_a_reader_that_left_gets_no_traceback() -> None:
                                 stderr=subprocess.PIPE, check=False, timeout=60)
     finally:
         os.close(write_end)
-    assert result.returncode == 1
+    assert result.returncode == 141  # as a shell reports SIGPIPE's end: no test failed
     assert result.stderr == b""
 
 
@@ -314,5 +324,5 @@ def test_eval_writes_its_output_file_before_a_reader_that_left_ends_it(tmp_path:
             stdout=write_end, stderr=subprocess.PIPE, check=False, timeout=60)
     finally:
         os.close(write_end)
-    assert result.returncode == 1 and result.stderr == b""
+    assert result.returncode == 141 and result.stderr == b""
     assert output.read_bytes() != b"an earlier run's message"

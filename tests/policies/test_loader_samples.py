@@ -40,7 +40,7 @@ def test_a_load_that_checks_samples_names_the_missing_file(policy_dir: Path) -> 
 def test_check_and_test_refuse_a_missing_sample(
     policy_dir: Path, command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main([command, str(policy_dir)]) == 1
+    assert main([command, str(policy_dir)]) == 2
     assert "message file not found: samples/m.eml" in capsys.readouterr().err
 
 

@@ -12,6 +12,8 @@ from postwarden_policies import PolicyLoadError, load_policy_set, policy_schema,
 from postwarden_policies.cli import build_parser
 from postwarden_policies.loader import load_policy_set_from_sources
 
+from .policy_helpers import said
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 
 MESSAGE = (
@@ -37,7 +39,7 @@ tests:
 def outcome(expectations: str) -> tuple[bool, tuple[str, ...]]:
     text = POLICY + "".join(f"    {line}\n" for line in expectations.splitlines())
     (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
-    return result.passed, result.problems
+    return result.passed, said(result.problems)
 
 
 CASES = [
@@ -149,7 +151,7 @@ def test_unreadable_message_fails_the_case(tmp_path: Path) -> None:
     message.unlink()
     (result,) = run_policy_tests(policy_set)
     assert result.verdict is None
-    assert result.problems == (f"cannot read {message}: No such file or directory",)
+    assert said(result.problems) == (f"cannot read {message}: No such file or directory",)
 
 
 def test_example_policies_pass() -> None:

@@ -11,6 +11,8 @@ import pytest
 from postwarden_policies import load_policy_set, run_policy_tests
 from postwarden_policies.cli import main
 
+from .policy_helpers import said
+
 SAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples" / "samples"
 MACRO_DOCUMENT = SAMPLES / "macro-document.eml"
 PARTNER = """version: 1
@@ -54,7 +56,7 @@ def test_a_shadowed_rule_breaks_the_case_in_the_whole_set(tmp_path: Path) -> Non
     assert result.passed  # alone
     assert result.whole_set is not None and result.whole_set.rules == ("trusted-supplier",)
     assert not result.other_action
-    assert result.whole_set_problems == (
+    assert said(result.whole_set_problems) == (
         "expected rules [strip-macros] among those matched, got [trusted-supplier]",
         "expected header X-Stripped: 'yes', got []",
         "expected stripped ['invoice.docm'], got []",
@@ -104,7 +106,7 @@ def test_the_reply_is_checked_in_the_whole_set(tmp_path: Path) -> None:
     )
     (result,) = run_policy_tests(load_policy_set([tmp_path]))
     assert result.passed and not result.other_action
-    assert result.whole_set_problems == (
+    assert said(result.whole_set_problems) == (
         "expected reply '550 5.7.1 No macros', got '550 5.7.1 Not from you'",
     )
 
@@ -112,7 +114,7 @@ def test_the_reply_is_checked_in_the_whole_set(tmp_path: Path) -> None:
 def test_a_problem_the_policy_has_alone_is_not_repeated(tmp_path: Path) -> None:
     expectations = "    expect_headers: {X-Other: '1'}\n"
     (result,) = run_policy_tests(load_policy_set([policy_dir(tmp_path, TAGGING, expectations)]))
-    assert result.problems == ("expected header X-Other: '1', got []",)
+    assert said(result.problems) == ("expected header X-Other: '1', got []",)
     assert result.whole_set is None
 
 
@@ -123,7 +125,7 @@ def test_a_rule_the_policy_alone_misses_is_told_once(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(TAGGING)
     (tmp_path / "b.yaml").write_text(hygiene + expectations)
     (result,) = run_policy_tests(load_policy_set([tmp_path]))
-    assert result.problems == ("expected rules [other-rule], got [strip-macros]",)
+    assert said(result.problems) == ("expected rules [other-rule], got [strip-macros]",)
     assert result.whole_set_problems == ()
 
 
@@ -140,6 +142,6 @@ def test_a_rule_only_the_whole_set_misses_is_told_beside_one_the_policy_misses(
         "tests:\n  - name: both\n    raw: \"Subject: bar\\n\\nhi\\n\"\n"
         "    recipients: [a@b.test]\n    expect: accept\n    expect_rules: [tag-foo, tag-bar]\n")
     (result,) = run_policy_tests(load_policy_set([tmp_path]))
-    assert result.problems == ("expected rules [tag-foo, tag-bar], got [tag-bar]",)
-    assert result.whole_set_problems == (
+    assert said(result.problems) == ("expected rules [tag-foo, tag-bar], got [tag-bar]",)
+    assert said(result.whole_set_problems) == (
         "expected rules [tag-foo, tag-bar] among those matched, got [stop-bar]",)

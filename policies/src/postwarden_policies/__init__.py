@@ -15,7 +15,7 @@ from .html_allowlist import HtmlOptions
 from .loader import check_policy_text, load_policy_set, load_policy_set_from_sources
 from .mimeparse import parse_message
 from .policyset import PolicySet
-from .policytests import CaseResult, run_policy_tests
+from .policytests import CaseResult, Failure, run_policy_tests
 from .redact import redact
 from .render import verdict_json
 from .rewrite import RewritePlan, RewriteResult, rewrite_body
@@ -57,6 +57,7 @@ __all__ = [
     "Discard",
     "Edit",
     "Envelope",
+    "Failure",
     "Header",
     "HtmlOptions",
     "HtmlSanitized",

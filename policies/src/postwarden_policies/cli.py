@@ -1,10 +1,18 @@
 """``postwarden-policy``: check, test and try policies from the command line.
 
-postwarden-policy check FILE_OR_DIR...     load; print file:line:col errors, exit 1
-postwarden-policy test [--whole-set] FILE_OR_DIR...
-                                           run the tests: sections, exit 1 on a failure
+postwarden-policy check [--format json] FILE_OR_DIR...
+                                           load; print file:line:col errors
+postwarden-policy test [--whole-set] [--format json] FILE_OR_DIR...
+                                           run the tests: sections
 postwarden-policy eval --policy DIR --from A --to B message.eml
 postwarden-policy schema                   print the JSON Schema of policy files
+
+``check`` and ``test`` exit 0 when all is well, 1 when a test fails, 2 when the
+policies do not load (as argparse does for a usage error; ``eval`` too): a CI gate
+tells a broken file from a broken expectation; 141 when the reader of the output
+left (``| head``), as a shell reports a process SIGPIPE ended. ``--format json``
+prints one JSON document on stdout instead of text (testreport). Warnings (a
+subdirectory not loaded) go with the errors and change no exit code.
 
 ``check`` and ``test`` require the ``message:`` files of tests to exist; ``eval``
 loads policies as a milter does, without. ``test`` runs each case against its
@@ -25,23 +33,34 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .conditionformat import ADDRESS
 from .delivery import apply_edits
 from .engine import evaluate_message
-from .errors import PolicyLoadError
+from .errors import PolicyIssue, PolicyLoadError
 from .facts import Envelope, client_ip_text
 from .loader import load_policy_set
-from .policyset import PolicySet
-from .policytests import CaseResult, run_policy_tests
+from .policytests import run_policy_tests
 from .render import verdict_json, verdict_lines
 from .schema import schema_text
+from .testreport import (
+    Loaded,
+    case_failed,
+    case_lines,
+    check_document,
+    check_line,
+    issue_lines,
+    results_document,
+)
 from .verdicts import Action, Verdict
 
 EXIT_OK = 0
-EXIT_FAILED = 1
+EXIT_FAILED = 1  # a test failed (eval: the message could not be read or written)
+EXIT_NOT_LOADED = 2  # the policies do not load (check, test, eval); argparse's usage error too
+EXIT_READER_LEFT = 128 + 13  # as a shell reports a process SIGPIPE ended: no test failed
 NULL_SENDER = "<>"
 NOT_DELIVERED = frozenset({Action.REJECT, Action.TEMPFAIL, Action.DISCARD})
 
@@ -66,70 +85,52 @@ def _sender(value: str) -> str:
     return value if value == NULL_SENDER else _address(value)
 
 
-def _load(paths: Sequence[str], *, check_samples: bool = False) -> PolicySet | None:
+def _load(paths: Sequence[str], *, check_samples: bool = False) -> Loaded:
+    warnings: list[PolicyIssue] = []
     try:
-        return load_policy_set(paths, check_samples=check_samples)
+        policy_set = load_policy_set(paths, check_samples=check_samples, warn=warnings.append)
     except PolicyLoadError as exc:
-        for issue in exc.in_order():
-            print(issue, file=sys.stderr)
-        return None
+        return Loaded(None, exc.in_order(), warnings)
     except OSError as exc:  # a directory it may not list
-        print(f"{exc.filename}: cannot read: {exc.strerror}", file=sys.stderr)
-        return None
+        issue = PolicyIssue(str(exc.filename), None, None, f"cannot read: {exc.strerror}")
+        return Loaded(None, [issue], warnings)
+    return Loaded(policy_set, (), warnings)
+
+
+def _print_issues(loaded: Loaded) -> None:
+    for line in issue_lines(loaded):
+        print(line, file=sys.stderr)
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    print(json.dumps(document, indent=2))
 
 
 def _check(args: argparse.Namespace) -> int:
-    policy_set = _load(args.paths, check_samples=True)
-    if policy_set is None:
-        return EXIT_FAILED
-    rules = sum(len(p.rules) for p in policy_set.policies)
-    print(
-        f"ok: {len(policy_set.policies)} policies, {rules} rules ({policy_set.content_hash[:12]})"
-    )
-    return EXIT_OK
-
-
-def _rules(verdict: Verdict) -> str:
-    return ", ".join(verdict.rules) or "(none)"
+    loaded = _load(args.paths, check_samples=True)
+    if args.format == "json":
+        _print_json(check_document(loaded))
+    else:
+        _print_issues(loaded)
+        if loaded.policy_set is not None:
+            print(check_line(loaded.policy_set))
+    return EXIT_NOT_LOADED if loaded.policy_set is None else EXIT_OK
 
 
 def _test(args: argparse.Namespace) -> int:
-    policy_set = _load(args.paths, check_samples=True)
-    if policy_set is None:
-        return EXIT_FAILED
-    results = run_policy_tests(policy_set)
-    for result in results:
-        rules = _rules(result.verdict) if result.verdict else "-"
-        passed = result.passed and not (args.whole_set and result.whole_set)
-        at = result.case.where[0]  # file:line: where an editor or a CI annotation goes
-        print(f"{'PASS' if passed else 'FAIL'} {result.policy.source}:{at}: "
-              f"{result.case.name} [rules: {rules}]")
-        for problem in result.problems:
-            print(f"    {problem}")
-        if not passed and result.verdict and result.verdict.flags:
-            # What the parser made of the message: often why no rule matched.
-            print(f"    message flags: {', '.join(sorted(result.verdict.flags))}")
-        for line in _whole_set_lines(result, failing=args.whole_set):
-            print(line)
-    differing = sum(r.other_action for r in results)
-    if differing and not args.whole_set:
-        print(f"{differing} case(s) get another action from the whole set "
-              "(--whole-set makes that a failure)")
-    failed = sum(not r.passed or bool(args.whole_set and r.whole_set) for r in results)
-    print(f"{len(results) - failed} passed, {failed} failed")
+    loaded = _load(args.paths, check_samples=True)
+    results = run_policy_tests(loaded.policy_set) if loaded.policy_set is not None else []
+    if args.format == "json":
+        _print_json(results_document(loaded, results, whole_set=args.whole_set))
+    else:
+        _print_issues(loaded)
+        if loaded.policy_set is not None:
+            for line in case_lines(results, whole_set=args.whole_set):
+                print(line)
+    if loaded.policy_set is None:
+        return EXIT_NOT_LOADED
+    failed = any(case_failed(r, whole_set=args.whole_set) for r in results)
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _whole_set_lines(result: CaseResult, *, failing: bool) -> Iterator[str]:
-    """The whole set's verdict and what it breaks; without ``failing`` (--whole-set) only
-    another action, as a notice."""
-    whole, alone = result.whole_set, result.verdict
-    if whole is None or alone is None or not (failing or result.other_action):
-        return
-    differs = f" where this policy alone gives {alone.action}" if result.other_action else ""
-    yield f"    whole set: {whole.action} [rules: {_rules(whole)}]{differs}"
-    if failing:
-        yield from (f"    whole set: {problem}" for problem in result.whole_set_problems)
 
 
 def _diff(before: bytes, after: bytes) -> str:
@@ -140,9 +141,11 @@ def _diff(before: bytes, after: bytes) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    policy_set = _load(args.policy)
+    loaded = _load(args.policy)
+    _print_issues(loaded)
+    policy_set = loaded.policy_set
     if policy_set is None:
-        return EXIT_FAILED
+        return EXIT_NOT_LOADED
     try:
         raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
     except OSError as exc:
@@ -189,17 +192,24 @@ def _schema(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_format(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--format", choices=("text", "json"), default="text",
+                         help="text (default), or one JSON document on stdout")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="postwarden-policy",
         description="Check, test and try postwarden policies, without a database or Postfix.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="load policies and report every error")
+    _add_format(check)
     check.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     check.set_defaults(run=_check)
     test = commands.add_parser("test", help="run the tests: sections of policies")
     test.add_argument("--whole-set", action="store_true",
                       help="fail a case the whole loaded set gives another outcome")
+    _add_format(test)
     test.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     test.set_defaults(run=_test)
     ev = commands.add_parser("eval", help="evaluate one message against policies")
@@ -235,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader left (`... | head`): no traceback, and none again when Python
         # flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+        return EXIT_READER_LEFT
     return code
 
 

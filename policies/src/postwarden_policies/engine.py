@@ -184,6 +184,7 @@ def _reported(policy_set: PolicySet, item: MatchInput) -> tuple[str, ...]:
 
 
 REWRITE_FAILED = "rewrite_failed"  # a verdict's flag: quarantined, the body could not change
+INTERNAL_ERROR = "internal_error"  # a verdict's flag: evaluating failed, the message deferred
 
 
 def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
@@ -245,7 +246,7 @@ def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
     return Verdict(
         TempFail(Reply.INTERNAL_ERROR.reply),
         policy_hash=policy_set.content_hash,
-        flags=facts.flags | {"internal_error"},
+        flags=facts.flags | {INTERNAL_ERROR},
     )
 
 

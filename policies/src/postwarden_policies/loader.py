@@ -10,12 +10,21 @@ as audit rows name them (a report-mode policy's as ``report:<name>``), so that a
 name in an audit row points at one rule; a repeated name is an
 issue at its line that names the first one's ``file:line:column``. A merge conflict
 left in a source (a ``<<<<<<<`` line) is reported at its marker.
+
+A subdirectory of a named directory that holds policy files (at any depth, not in
+hidden directories) is a warning, not an issue: files moved into ``team-a/`` would
+otherwise stop applying unnoticed, yet loading them instead (recursion) would start
+applying what a deployment keeps aside (``archive/``, ``disabled/``), and refusing
+would stop a milter over a directory it never read. Callers of
+:func:`load_policy_set` choose where warnings go: the log by default (a milter's).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,6 +34,8 @@ from .patterns import compile_budget
 from .policydoc import DeclaredNames, declared_names, read_policy
 from .policyset import PolicySet, content_hash
 from .yamlnodes import MAX_SOURCE_CHARS, Reader, compose
+
+log = logging.getLogger(__name__)
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 # The lines git writes around a conflict (diff3's ||||||| too), always at column 0.
@@ -162,13 +173,56 @@ def _directory_files(directory: Path) -> tuple[list[Path], list[Path]]:
     # Not hidden files: tools write their temporary copies so (Ansible's
     # .ansible_tmp...main.yaml), and a half-written one would be loaded.
     for entry in directory.iterdir():
-        if entry.suffix.lower() not in POLICY_SUFFIXES or entry.name.startswith("."):
+        if not _named_like_policy(entry.name):
             continue
         if entry.is_file():
             files.append(entry)
         elif not entry.is_dir():
             unreadable.append(entry)
     return sorted(files), sorted(unreadable)
+
+
+def _named_like_policy(name: str) -> bool:
+    return Path(name).suffix.lower() in POLICY_SUFFIXES and not name.startswith(".")
+
+
+def unloaded_subdirectories(paths: Iterable[Path], loaded: Iterable[Path]) -> list[PolicyIssue]:
+    """A warning for each subdirectory of the directories in ``paths`` that holds policy
+    files not among ``loaded`` (named on their own, they are); one named itself is told
+    of its own subdirectories."""
+    loaded_files = {path.resolve() for path in loaded}
+    directories = [path for path in paths if path.is_dir()]
+    named = {directory.resolve() for directory in directories}
+    warnings: list[PolicyIssue] = []
+    for directory in directories:
+        for sub in sorted(directory.iterdir()):
+            if sub.name.startswith(".") or not sub.is_dir() or sub.resolve() in named:
+                continue
+            left = [f for f in _files_below(sub) if f.resolve() not in loaded_files]
+            if left:
+                warnings.append(PolicyIssue(str(sub), None, None, _unloaded(directory, left)))
+    return warnings
+
+
+def _files_below(directory: Path) -> Iterator[Path]:
+    """Files named like policies anywhere below ``directory``, in a stable order; not in
+    hidden directories (.git, .github hold *.yml of their own), nor what is no file (a
+    link loop, which Path.resolve would raise on)."""
+    for root, dirs, names in os.walk(directory):  # links to directories are not followed
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found = (Path(root, name) for name in sorted(names) if _named_like_policy(name))
+        yield from (path for path in found if path.is_file())
+
+
+def _unloaded(directory: Path, files: list[Path]) -> str:
+    shown = ", ".join(str(f.relative_to(directory)) for f in files[:3])
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+    return (f"subdirectory not loaded: it holds {shown}{more}, but a policy directory is "
+            "read without its subdirectories (name it too, or move the files up)")
+
+
+def _log_warning(issue: PolicyIssue) -> None:
+    log.warning("%s", issue)
 
 
 def _not_utf8(path: Path) -> PolicyIssue:
@@ -187,13 +241,22 @@ def _not_utf8(path: Path) -> PolicyIssue:
     return PolicyIssue(str(path), None, None, "cannot read: not UTF-8 text")  # changed since
 
 
-def load_policy_set(paths: Iterable[Path | str], *, check_samples: bool = False) -> PolicySet:
+def load_policy_set(
+    paths: Iterable[Path | str],
+    *,
+    check_samples: bool = False,
+    warn: Callable[[PolicyIssue], None] = _log_warning,
+) -> PolicySet:
     """Load files and directories of policy files into one set; raises PolicyLoadError.
 
     With ``check_samples`` a `tests:` case's ``message:`` file must exist (where the
-    tests run); without, as a milter loads, it need not.
+    tests run); without, as a milter loads, it need not. ``warn`` gets each warning
+    (:func:`unloaded_subdirectories`), before any issue is raised: a warning may be why.
     """
-    files, issues = policy_files(paths)
+    named = [Path(path) for path in paths]
+    files, issues = policy_files(named)
+    for warning in unloaded_subdirectories(named, files):
+        warn(warning)
     sources: list[tuple[str, str, Path | None]] = []
     for path in files:
         try:

@@ -113,6 +113,9 @@ class PolicyTest:
     expect_rules: tuple[str, ...] | None = None
     expect_reply: str | None = None
     expect_headers: tuple[tuple[str, str], ...] = ()
+    expect_headers_absent: tuple[str, ...] = ()
+    expect_flags: tuple[str, ...] = ()  # among the verdict's flags, not all of them
+    expect_notify: tuple[str, ...] | None = None
     expect_stripped: tuple[str, ...] | None = None
     where: tuple[int, int] = (0, 0)
 

@@ -7,16 +7,21 @@ it states holds; problems say what differed.
 With several policies loaded, each case also runs against the whole set, as
 a milter loading them would run, and is checked on everything it states that
 the set decides, so a test that passes alone is not taken for what the
-deployment does: the action, reply, stripped attachments and headers as
-alone, and each rule of ``expect_rules`` must match, though not only those
-(the other policies' rules, report-mode ones among them, legitimately match
-too). When the set breaks an expectation the policy alone meets, the result
-carries the set's verdict (``whole_set``) and what it breaks.
+deployment does: the action, reply, stripped attachments, headers (present
+and absent) and flags as alone, and each rule of ``expect_rules`` and each
+endpoint of ``expect_notify`` must be there, though not only those (the other
+policies' rules, report-mode ones among them, legitimately match too, and
+notify endpoints of their own). When the set breaks an expectation the policy
+alone meets, the result carries the set's verdict (``whole_set``) and what it
+breaks.
+
+Each problem is a :class:`Failure`: the key of the expectation it breaks and
+what differed, for a reader (its text) and for a program (``--format json``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from .delivery import apply_edits
@@ -29,15 +34,26 @@ from .verdicts import AttachmentStripped, Verdict
 
 
 @dataclass(frozen=True, slots=True)
+class Failure:
+    """An expectation a case states that the verdict breaks."""
+
+    expectation: str  # the case's key ("expect", "expect_rules", ...); "message": unread
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
 class CaseResult:
     policy: Policy
     case: PolicyTest
     verdict: Verdict | None  # None when the message could not be read
-    problems: tuple[str, ...]
+    problems: tuple[Failure, ...]
     # The loaded set's verdict, when it breaks an expectation the policy alone meets;
     # what it breaks but the action, which the verdict shows (see other_action).
     whole_set: Verdict | None = None
-    whole_set_problems: tuple[str, ...] = ()
+    whole_set_problems: tuple[Failure, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -59,42 +75,74 @@ def _message(case: PolicyTest) -> bytes:
     return (case.raw or "").encode("utf-8", "surrogateescape")
 
 
-def _problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[str]:
+def _problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[Failure]:
     if verdict.action is not case.expect:
-        yield f"expected {case.expect}, got {verdict.action}"
+        yield Failure("expect", f"expected {case.expect}, got {verdict.action}")
     if case.expect_rules is not None and verdict.rules != case.expect_rules:
-        yield f"expected rules [{', '.join(case.expect_rules)}], got [{', '.join(verdict.rules)}]"
+        yield Failure("expect_rules", f"expected rules [{', '.join(case.expect_rules)}], "
+                                      f"got [{', '.join(verdict.rules)}]")
+    if case.expect_notify is not None and set(verdict.notify) != set(case.expect_notify):
+        yield Failure("expect_notify", f"expected notify [{', '.join(case.expect_notify)}], "
+                                       f"got [{', '.join(verdict.notify)}]")
     yield from _outcome_problems(case, raw, verdict)
 
 
 def _whole_set_problems(case: PolicyTest, raw: bytes, verdict: Verdict,
-                        alone: Verdict) -> Iterator[str]:
-    """The set's problems but the action: every expected rule must match, though the other
-    policies' rules may match too (and come between them); not told again when the
-    policy alone misses one already."""
-    expected = case.expect_rules or ()
-    missing = [rule for rule in expected if rule not in verdict.rules]
-    if any(rule in alone.rules for rule in missing):
-        yield (f"expected rules [{', '.join(expected)}] among those matched, "
-               f"got [{', '.join(verdict.rules)}]")
+                        alone: Verdict) -> Iterator[Failure]:
+    """The set's problems but the action: every expected rule must match and every
+    expected endpoint be notified, though the other policies' may be too (and come
+    between them); not told again when the policy alone misses one already."""
+    yield from _among("expect_rules", "rules matched", case.expect_rules, verdict.rules,
+                      alone=alone.rules)
+    yield from _among("expect_notify", "notify notified", case.expect_notify, verdict.notify,
+                      alone=alone.notify)
     yield from _outcome_problems(case, raw, verdict)
 
 
-def _outcome_problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[str]:
-    """Reply, headers and stripped attachments: checked alike alone and in the whole set."""
+def _among(expectation: str, what: str, expected: Sequence[str] | None, got: Sequence[str],
+           *, alone: Sequence[str]) -> Iterator[Failure]:
+    """A failure when the set misses an expected item that the policy alone has; ``what``
+    names the items ("rules matched")."""
+    expected = expected or ()
+    missing = [item for item in expected if item not in got]
+    if any(item in alone for item in missing):
+        noun, done = what.split()
+        yield Failure(expectation, f"expected {noun} [{', '.join(expected)}] among those "
+                                   f"{done}, got [{', '.join(got)}]")
+
+
+def _outcome_problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[Failure]:
+    """Reply, headers, flags and stripped attachments: checked alike alone and in the
+    whole set."""
     reply = str(verdict.smtp_reply) if verdict.smtp_reply else ""
     if case.expect_reply is not None and not reply.startswith(case.expect_reply):
-        yield f"expected reply {case.expect_reply!r}, got {reply or 'none'!r}"
-    if case.expect_headers:
-        delivered = parse_message(apply_edits(raw, verdict), Envelope())
-        for name, value in case.expect_headers:
-            values = delivered.header_values(name)
-            if value not in values:
-                yield f"expected header {name}: {value!r}, got {list(values)!r}"
+        yield Failure("expect_reply",
+                      f"expected reply {case.expect_reply!r}, got {reply or 'none'!r}")
+    yield from _header_problems(case, raw, verdict)
+    missing = [flag for flag in case.expect_flags if flag not in verdict.flags]
+    if missing:
+        yield Failure("expect_flags", f"expected flags [{', '.join(case.expect_flags)}] among "
+                                      f"the verdict's, got [{', '.join(sorted(verdict.flags))}]")
     if case.expect_stripped is not None:
         stripped = tuple(c.filename for c in verdict.changes if isinstance(c, AttachmentStripped))
         if sorted(stripped) != sorted(case.expect_stripped):
-            yield f"expected stripped {list(case.expect_stripped)!r}, got {list(stripped)!r}"
+            yield Failure("expect_stripped", f"expected stripped {list(case.expect_stripped)!r}, "
+                                             f"got {list(stripped)!r}")
+
+
+def _header_problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[Failure]:
+    if not (case.expect_headers or case.expect_headers_absent):
+        return
+    delivered = parse_message(apply_edits(raw, verdict), Envelope())
+    for name, value in case.expect_headers:
+        values = delivered.header_values(name)
+        if value not in values:
+            yield Failure("expect_headers",
+                          f"expected header {name}: {value!r}, got {list(values)!r}")
+    for name in case.expect_headers_absent:
+        if values := delivered.header_values(name):
+            yield Failure("expect_headers_absent",
+                          f"expected no header {name}, got {list(values)!r}")
 
 
 def run_case(
@@ -104,7 +152,8 @@ def run_case(
     try:
         raw = _message(case)
     except OSError as exc:
-        return CaseResult(policy, case, None, (f"cannot read {case.message}: {exc.strerror}",))
+        unread = Failure("message", f"cannot read {case.message}: {exc.strerror}")
+        return CaseResult(policy, case, None, (unread,))
     verdict = _verdict(policy_set, case, raw)
     result = CaseResult(policy, case, verdict, tuple(_problems(case, raw, verdict)))
     return result if whole_set is None else _in_whole_set(result, raw, whole_set)

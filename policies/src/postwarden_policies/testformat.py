@@ -7,8 +7,12 @@ file; it must exist only when the loader is asked to check sample files, as
 (report-mode rules as "report:<name>", limits as "limit:<name>", a report-mode
 policy's as "report:limit:<name>", with the name of a real limit);
 ``expect_reply`` must be the start of the SMTP reply; ``expect_headers`` are
-header values the delivered message carries; ``expect_stripped`` the file
-names of the attachments stripped.
+header values the delivered message carries, ``expect_headers_absent`` names of
+headers it does not; ``expect_flags`` flags the verdict carries among others (the
+parser sets companions such as ``malformed`` and notes harmless oddities, which a
+case should not have to list, nor break on when a parser release notes one more);
+``expect_notify`` exactly the webhook endpoints notified; ``expect_stripped`` the
+file names of the attachments stripped.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .conditionformat import ADDRESS, HEADER_NAME
+from .engine import INTERNAL_ERROR, REWRITE_FAILED
 from .facts import client_ip_text
+from .mimeflags import FLAGS
 from .model import Limits, PolicyTest
 from .policyformat import NAME, PRINTABLE, TERMINALS
 from .spec import (
@@ -52,6 +58,10 @@ _EXPECTED_RULE = text(
 # One line of any text but control characters: compared with the decoded header
 # value, which may hold any character.
 _HEADER_TEXT = r"[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+"
+_HEADER = text(pattern=HEADER_NAME, what="a header name")
+# What a verdict's flags may hold: the parser's, and the two the engine adds itself
+# (a rewrite that failed, an internal error).
+VERDICT_FLAGS = FLAGS | {REWRITE_FAILED, INTERNAL_ERROR}
 
 
 def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
@@ -69,11 +79,8 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
         if ctx.reader.check_files and not message.is_file():
             ctx.error("message", f"message file not found: {values['message']}")
             return INVALID
-    if ctx.reader.check_files:
-        for ref in values.get("expect_rules") or ():
-            if problem := _limit_problem(ref):
-                ctx.error("expect_rules", problem)
-                return INVALID
+    if ctx.reader.check_files and not _expectations_hold_together(values, ctx):
+        return INVALID
     return PolicyTest(
         name=values["name"],
         expect=Action(values["expect"]),
@@ -89,9 +96,29 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
         expect_rules=values.get("expect_rules"),
         expect_reply=values.get("expect_reply"),
         expect_headers=tuple(values.get("expect_headers", {}).items()),
+        expect_headers_absent=values.get("expect_headers_absent", ()),
+        expect_flags=values.get("expect_flags", ()),
+        expect_notify=values.get("expect_notify"),
         expect_stripped=values.get("expect_stripped"),
         where=ctx.where(),
     )
+
+
+def _expectations_hold_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
+    """Whether no expectation is one no verdict can meet: a limit no verdict names, a
+    header both expected and expected absent. Only `check` and `test` ask (see
+    _EXPECTED_RULE)."""
+    for ref in values.get("expect_rules") or ():
+        if problem := _limit_problem(ref):
+            ctx.error("expect_rules", problem)
+            return False
+    present = {name.lower() for name in values.get("expect_headers", {})}
+    for name in values.get("expect_headers_absent", ()):
+        if name.lower() in present:
+            ctx.error("expect_headers_absent", f"header {name!r} is expected in expect_headers "
+                                               "too: no message can meet both")
+            return False
+    return True
 
 
 def _limit_problem(ref: str) -> str | None:
@@ -145,11 +172,22 @@ TEST_CASE = Obj(
         ),
         "expect_headers": Field(
             MapOf(
-                text(pattern=HEADER_NAME, what="a header name"),
+                _HEADER,
                 text(pattern=_HEADER_TEXT, what="a header value on one line"),
                 "headers",
             ),
             "Header values (decoded) the delivered message must carry.",
+        ),
+        "expect_headers_absent": Field(
+            ListOf(_HEADER), "Headers (by name, any case) the delivered message must not carry."
+        ),
+        "expect_flags": Field(
+            ListOf(choice(*sorted(VERDICT_FLAGS))),
+            "Flags the verdict must carry (among others: see the policy language).",
+        ),
+        "expect_notify": Field(
+            ListOf(text(pattern=NAME, what="a webhook endpoint name"), min_items=0),
+            "Exactly the webhook endpoints notified, in any order.",
         ),
         "expect_stripped": Field(
             ListOf(text(what="a file name"), min_items=0), "File names of the attachments stripped."

@@ -1,0 +1,143 @@
+"""`check` and `test`: exit codes that tell a broken file (2) from a failing test (1), and
+`--format json`, one document on stdout with the field names docs/policy-language.md gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postwarden_policies import load_policy_set
+from postwarden_policies.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
+POLICY = """version: 1
+name: p
+rules:
+  - name: r
+    then: {action: reject, notify: [soc]}
+tests:
+  - name: c
+    raw: "Subject: x\\n\\nbody\\n"
+    recipients: [a@b.test]
+    expect: EXPECT
+"""
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
+    """The exit code and the JSON document; nothing but it is printed."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert err == ""
+    return code, json.loads(out)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("command", "text", "code"), [
+    pytest.param("check", POLICY.replace("EXPECT", "accept"), 0, id="check-ok"),
+    pytest.param("check", "version: 1\n", 2, id="check-not-loaded"),
+    pytest.param("test", POLICY.replace("EXPECT", "reject"), 0, id="test-passed"),
+    pytest.param("test", POLICY.replace("EXPECT", "accept"), 1, id="test-failed"),
+    pytest.param("test", "version: 1\n", 2, id="test-not-loaded"),
+])
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_exit_codes(tmp_path: Path, command: str, text: str, code: int, output: str) -> None:
+    assert main([command, "--format", output, str(write(tmp_path, text))]) == code
+
+
+def test_check_json_when_it_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    digest = load_policy_set([EXAMPLES]).content_hash
+    assert run(["check", "--format", "json", str(EXAMPLES)], capsys) == (0, {
+        "version": 1, "ok": True, "errors": [], "warnings": [],
+        "policies": 2, "rules": 9, "policy_hash": digest,
+    })
+
+
+def test_check_json_gives_each_error_with_its_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, POLICY.replace("EXPECT", "bounce"))
+    gone = tmp_path / "gone.yaml"
+    assert run(["check", "--format", "json", str(path), str(gone)], capsys) == (2, {
+        "version": 1, "ok": False, "warnings": [],
+        "errors": [  # by file, line and column, as the text
+            {"file": str(gone), "line": None, "column": None,
+             "message": "no such file or directory"},
+            {"file": str(path), "line": 10, "column": 13,
+             "message": "test 'c': expected one of accept, reject, tempfail, discard, "
+                        "quarantine; got 'bounce'"},
+        ],
+        "policies": None, "rules": None, "policy_hash": None,
+    })
+
+
+def test_test_json_gives_each_case_and_what_it_breaks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, POLICY.replace("EXPECT", "accept") + "    expect_notify: []\n")
+    code, document = run(["test", "--format", "json", str(path)], capsys)
+    assert code == 1
+    assert document == {
+        "version": 1, "ok": False, "errors": [], "warnings": [],
+        "cases": [{
+            "file": str(path), "line": 7, "name": "c", "policy": "p", "passed": False,
+            "action": "reject", "rules": ["r"], "flags": [], "notify": ["soc"],
+            "failures": [
+                {"expectation": "expect", "message": "expected accept, got reject"},
+                {"expectation": "expect_notify", "message": "expected notify [], got [soc]"},
+            ],
+            "whole_set": None,
+        }],
+        "passed": 0, "failed": 1,
+    }
+
+
+def test_test_json_when_the_policies_do_not_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "version: 1\n")
+    assert run(["test", "--format", "json", str(path)], capsys) == (2, {
+        "version": 1, "ok": False, "warnings": [], "cases": [], "passed": 0, "failed": 0,
+        "errors": [{"file": str(path), "line": 1, "column": 1,
+                    "message": "missing required key 'name' in policy"}],
+    })
+
+
+def test_test_json_shows_the_whole_set_and_fails_with_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "version: 1\nname: first\npriority: 1\nrules:\n  - {name: all, then: discard}\n")
+    write(tmp_path, POLICY.replace("EXPECT", "reject"))
+    for flag, code in (([], 0), (["--whole-set"], 1)):
+        _, document = run(["test", "--format", "json", *flag, str(tmp_path)], capsys)
+        (case,) = document["cases"]
+        assert (main(["test", *flag, str(tmp_path)]), case["passed"]) == (code, not code)
+        capsys.readouterr()
+        assert (case["failures"], case["whole_set"]) == ([], {
+            "action": "discard", "rules": ["all"], "flags": [], "notify": [],
+            "other_action": True,
+            "failures": [{"expectation": "expect", "message": "expected reject, got discard"}],
+        })
+
+
+def test_the_example_policies_pass_in_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, document = run(["test", "--whole-set", "--format", "json", str(EXAMPLES)], capsys)
+    assert (code, document["ok"], document["passed"], document["failed"]) == (0, True, 13, 0)
+    assert {tuple(case) for case in document["cases"]} == {(
+        "file", "line", "name", "policy", "passed", "action", "rules", "flags", "notify",
+        "failures", "whole_set")}
+
+
+def test_format_is_a_choice(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["check", "--format", "yaml", str(EXAMPLES)])
+    assert exited.value.code == 2
+    assert "invalid choice: 'yaml'" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""`expect_headers_absent`, `expect_flags` and `expect_notify`: read and refused at their
+line, checked alone and in the whole set, told on failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from postwarden_policies import PolicyLoadError, load_policy_set, policy_schema, run_policy_tests
+from postwarden_policies.cli import main
+from postwarden_policies.loader import check_policy_text, load_policy_set_from_sources
+
+from .policy_helpers import said
+
+# A Subject twice: the parser flags duplicate_header and, with it, malformed.
+MESSAGE = "From: a@b.test\\nSubject: one\\nSubject: two\\nX-Spam: yes\\n\\nhello\\n"
+POLICY = f"""version: 1
+name: p
+rules:
+  - name: scrub
+    then: {{remove_header: [X-Spam], add_header: {{X-Seen: "1"}}, notify: [soc, audit]}}
+tests:
+  - name: CASE
+    raw: "{MESSAGE}"
+    recipients: [c@d.test]
+    expect: accept
+"""
+
+
+def outcome(expectations: str) -> tuple[bool, tuple[str, ...]]:
+    text = POLICY + "".join(f"    {line}\n" for line in expectations.splitlines())
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    return result.passed, said(result.problems)
+
+
+@pytest.mark.parametrize(("expectations", "passed", "problems"), [
+    pytest.param("expect_headers_absent: [x-spam, X-Other]", True, (), id="absent"),
+    pytest.param("expect_headers_absent: X-Seen", False,
+                 ("expected no header X-Seen, got ['1']",), id="absent-but-added"),
+    pytest.param("expect_headers_absent: [From]", False,
+                 ("expected no header From, got ['a@b.test']",), id="absent-but-kept"),
+    pytest.param("expect_flags: [duplicate_header]", True, (), id="flags-among-others"),
+    pytest.param("expect_flags: [malformed, duplicate_header]", True, (), id="flags-all"),
+    pytest.param("expect_flags: [bare_cr, malformed]", False,
+                 ("expected flags [bare_cr, malformed] among the verdict's, "
+                  "got [duplicate_header, malformed]",), id="flag-missing"),
+    pytest.param("expect_notify: [audit, soc]", True, (), id="notify-any-order"),
+    pytest.param("expect_notify: [soc]", False,
+                 ("expected notify [soc], got [soc, audit]",), id="notify-exact"),
+    pytest.param("expect_notify: []", False,
+                 ("expected notify [], got [soc, audit]",), id="notify-none"),
+])
+def test_case_outcome(expectations: str, passed: bool, problems: tuple[str, ...]) -> None:
+    assert outcome(expectations) == (passed, problems)
+
+
+def test_each_failure_names_the_expectation_it_breaks() -> None:
+    text = POLICY + ("    expect_headers_absent: [X-Seen]\n    expect_flags: [bare_cr]\n"
+                     "    expect_notify: [soc]\n")
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    assert [f.expectation for f in result.problems] == [
+        "expect_notify", "expect_headers_absent", "expect_flags"]
+
+
+def test_no_notify_expected_of_a_case_that_raises_none() -> None:
+    text = POLICY.replace(", notify: [soc, audit]", "") + "    expect_notify: []\n"
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    assert result.passed
+
+
+@pytest.mark.parametrize(("expectation", "column", "problem"), [
+    pytest.param("expect_headers_absent: ['X Spam']", 29,
+                 "expected a header name, got 'X Spam'", id="header-name"),
+    pytest.param("expect_flags: [malformed, malfromed]", 31,
+                 "expected one of ambiguous_filename,", id="unknown-flag"),
+    pytest.param("expect_flags: []", 19, "expected at least 1 item(s)", id="no-flag"),
+    pytest.param("expect_notify: [soc, 'a b']", 26,
+                 "expected a webhook endpoint name, got 'a b'", id="endpoint-name"),
+])
+def test_a_malformed_expectation_is_refused_at_its_line(
+    expectation: str, column: int, problem: str
+) -> None:
+    (issue,) = check_policy_text("p.yaml", POLICY + f"    {expectation}\n")
+    assert (issue.line, issue.column) == (11, column)
+    assert issue.message.startswith(f"test 'CASE': {problem}")
+    document = yaml.safe_load(POLICY + f"    {expectation}\n")
+    assert not jsonschema.Draft202012Validator(policy_schema()).is_valid(document)
+
+
+def test_every_flag_a_verdict_carries_may_be_expected() -> None:
+    """The parser's flags, and the engine's own: a rewrite that failed, an internal error."""
+    text = POLICY + "    expect_flags: [malformed, bidi_override, rewrite_failed, internal_error]\n"
+    assert check_policy_text("p.yaml", text) == []
+    jsonschema.Draft202012Validator(policy_schema()).validate(yaml.safe_load(text))
+
+
+def test_a_header_expected_and_expected_absent_is_refused_by_check(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(POLICY + "    expect_headers: {X-Seen: '1'}\n"
+                      "    expect_headers_absent: [x-seen]\n")
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([policy], check_samples=True)
+    assert [str(i) for i in refused.value.issues] == [
+        f"{policy}:12:28: test 'CASE': header 'x-seen' is expected in expect_headers too: "
+        "no message can meet both"]
+    # As a misspelt limit: a milter loads the policy that filters mail whatever a test says.
+    assert load_policy_set([policy]).policies[0].name == "p"
+
+
+OTHER = """version: 1
+name: other
+priority: 200
+rules:
+  - name: mark
+    then: {add_header: {X-Spam: "maybe"}, notify: [siem]}
+"""
+
+
+def test_the_whole_set_may_notify_more_but_not_bring_back_a_header(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(OTHER)
+    (tmp_path / "b.yaml").write_text(
+        POLICY + "    expect_notify: [audit, soc]\n    expect_headers_absent: [X-Spam]\n"
+        "    expect_flags: [duplicate_header]\n")
+    (result,) = run_policy_tests(load_policy_set([tmp_path]))
+    assert result.passed  # alone
+    assert result.whole_set is not None and set(result.whole_set.notify) == {
+        "siem", "soc", "audit"}
+    assert said(result.whole_set_problems) == ("expected no header X-Spam, got ['maybe']",)
+
+
+def test_the_whole_set_missing_an_endpoint_is_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.yaml").write_text(OTHER.replace("priority: 200", "priority: 1").replace(
+        "then: {add_header: {X-Spam: \"maybe\"}, notify: [siem]}", "then: accept"))
+    (tmp_path / "b.yaml").write_text(POLICY + "    expect_notify: [soc, audit]\n")
+    assert main(["test", "--whole-set", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"FAIL {tmp_path / 'b.yaml'}:7: CASE [rules: scrub]",
+        "    message flags: duplicate_header, malformed",
+        "    whole set: accept [rules: mark]",
+        "    whole set: expected notify [soc, audit] among those notified, got []",
+        "0 passed, 1 failed",
+    ]
+
+
+def test_test_shows_the_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(POLICY + "    expect_headers_absent: [X-Seen]\n    expect_flags: [bare_cr]\n"
+                      "    expect_notify: [soc]\n")
+    assert main(["test", str(policy)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"FAIL {policy}:7: CASE [rules: scrub]",
+        "    expected notify [soc], got [soc, audit]",
+        "    expected no header X-Seen, got ['1']",
+        "    expected flags [bare_cr] among the verdict's, got [duplicate_header, malformed]",
+        "    message flags: duplicate_header, malformed",
+        "0 passed, 1 failed",
+    ]
