@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
@@ -210,6 +210,12 @@ def _storable(value: Any) -> bool:
     if isinstance(value, list):
         return all(_storable(item) for item in value)
     return True
+
+
+def unknown_fields(data: Mapping[str, Any], known: Collection[str]) -> list[dict[str, Any]]:
+    """A problem for each field of ``data`` not in ``known``, by name: a misspelt optional
+    field would otherwise be dropped unseen."""
+    return [{"field": name, "message": "unknown field"} for name in sorted(data.keys() - known)]
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

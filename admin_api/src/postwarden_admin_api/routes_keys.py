@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from . import admin_audit
-from .bodies import TIME_EXPECTED, json_ok, parse_time, read_json_object
+from .bodies import TIME_EXPECTED, json_ok, parse_time, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .errors import ApiError, ValidationFailed, connection
 from .keys import (
@@ -64,8 +64,7 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
             expires_at = parse_time(raw_expiry)
         except ValueError:
             problems.append({"field": "expires_at", "message": TIME_EXPECTED})
-    unknown = sorted(set(data) - {"role", "name", "allowed_senders", "expires_at"})
-    problems += [{"field": f, "message": "unknown field"} for f in unknown]
+    problems += unknown_fields(data, {"role", "name", "allowed_senders", "expires_at"})
     if problems:
         raise ValidationFailed(problems)
     return Role(str(role)), str(name).strip(), senders, expires_at
@@ -120,7 +119,7 @@ async def keys_rotate(request: web.Request) -> web.Response:
     key_id = await _known(request)
     data = await read_json_object(request) if request.can_read_body else {}
     grace = data.get(GRACE, DEFAULT_GRACE_SECONDS)
-    problems = [{"field": f, "message": "unknown field"} for f in sorted(set(data) - {GRACE})]
+    problems = unknown_fields(data, {GRACE})
     if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= MAX_GRACE_SECONDS:
         problems.append({"field": GRACE, "message": f"expected 0..{MAX_GRACE_SECONDS}"})
     # A misspelt grace_seconds must not leave a leaked key working for the default day.

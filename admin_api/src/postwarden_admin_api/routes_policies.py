@@ -22,7 +22,7 @@ from aiohttp import web
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
-from .bodies import json_ok, path_int, query_int, read_body, read_json_object
+from .bodies import json_ok, path_int, query_int, read_body, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .engine import compile_upload, off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -168,8 +168,7 @@ async def revision_activate(request: web.Request) -> web.Response:
 
 def _deploy_lists(data: dict[str, Any]) -> tuple[list[int], list[str]]:
     """The revision ids to activate and the policy names to deactivate, or 422."""
-    problems = [{"field": f, "message": "unknown field"}
-                for f in sorted(set(data) - {"activate", "deactivate"})]
+    problems = unknown_fields(data, {"activate", "deactivate"})
     ids, names = data.get("activate", []), data.get("deactivate", [])
     for field, items, valid, expected in (
         ("activate", ids, lambda v: type(v) is int and 0 < v < 2**63, "revision ids"),

@@ -20,7 +20,7 @@ from postwarden_policies.policyset import content_hash
 from postwarden_policies.yamlnodes import dump, read_plain
 
 from . import admin_audit
-from .bodies import json_ok, read_json_object
+from .bodies import json_ok, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .engine import off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -111,9 +111,8 @@ def _rule(data: dict[str, Any], required: bool) -> dict[str, Any] | None:
 
 
 def _check_body(data: dict[str, Any]) -> str | None:
-    unknown = sorted(set(data) - {"rule", "position", "comment"})
     comment = data.get("comment")
-    problems = [{"field": f, "message": "unknown field"} for f in unknown]
+    problems = unknown_fields(data, {"rule", "position", "comment"})
     if comment is not None and (not isinstance(comment, str) or len(comment) > 1000):
         problems.append({"field": "comment", "message": "expected at most 1000 characters"})
     if problems:

@@ -121,6 +121,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
 }
+# The body of POST /api/v1/suppressions: its properties are the fields the route takes
+# (routes.SUPPRESSION_FIELDS); any other is refused.
+SUPPRESSION_REQUEST: dict[str, Any] = {
+    "type": "object", "required": ["address"], "additionalProperties": False,
+    "properties": {"address": {"type": "string"},
+                   # null: as if left out
+                   "detail": {"type": ["string", "null"], "maxLength": MAX_SUPPRESSION_DETAIL}},
+}
 
 _SENDERS = [Role.SENDER]
 _READERS = [Role.SENDER, Role.AUDITOR]
@@ -190,12 +198,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
         ),
         "post": operation(
             "suppress an address", [Role.OPERATOR],
-            body=json_content({
-                "type": "object", "required": ["address"], "additionalProperties": False,
-                "properties": {"address": {"type": "string"},
-                               "detail": {"type": "string",
-                                          "maxLength": MAX_SUPPRESSION_DETAIL}},
-            }),
+            body=json_content(SUPPRESSION_REQUEST),
             responses={200: ref("Suppression"), 201: ref("Suppression")},
         ),
         "delete": operation(

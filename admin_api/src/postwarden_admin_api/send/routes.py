@@ -14,6 +14,7 @@ from postwarden_admin_api.bodies import (
     query_int,
     query_time,
     read_json_object,
+    unknown_fields,
 )
 from postwarden_admin_api.context import POOL, Role, allow, principal
 from postwarden_admin_api.cursors import query_cursor
@@ -21,6 +22,7 @@ from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 
 from . import queries
 from .addresses import AddressError, parse_mailbox
+from .openapi_paths import SUPPRESSION_REQUEST
 from .sending import send_email
 
 routes = web.RouteTableDef()
@@ -123,7 +125,7 @@ def _listing_position(raw: str | None) -> str | None:
 
 
 SUPPRESSION_PARAMETERS = ("reason", "limit", "after")
-SUPPRESSION_FIELDS = frozenset({"address", "detail"})
+SUPPRESSION_FIELDS = frozenset(SUPPRESSION_REQUEST["properties"])  # as documented
 
 
 def _reason_filter(request: web.Request) -> str | None:
@@ -153,8 +155,7 @@ async def list_suppressions(request: web.Request) -> web.Response:
 def _new_suppression(body: dict[str, Any]) -> tuple[str, str | None]:
     """The address and detail to suppress; one 422 lists every problem, an unknown
     field among them (a misspelt ``detail`` would be dropped unseen)."""
-    problems = [{"field": name, "message": "unknown field"}
-                for name in sorted(set(body) - SUPPRESSION_FIELDS)]
+    problems = unknown_fields(body, SUPPRESSION_FIELDS)
     address = ""
     try:
         address = _address(body.get("address"), "address")

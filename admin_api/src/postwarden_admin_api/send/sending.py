@@ -31,7 +31,7 @@ from .build import AmbiguousAddresses, build_message, new_message_id
 from .outbox import Submission, Suppressed, Unconfirmed, confirm, enqueue
 from .refusals import FieldProblem, Refusal, refuse
 from .relay import RelayWorker
-from .request_model import SendRequest, parse_request
+from .request_model import ReadFields, SendRequest, parse_request, read_fields
 
 _UNAMBIGUOUS = "the display name cannot be written unambiguously: shorten it or drop punctuation"
 _AMBIGUOUS = {
@@ -98,7 +98,7 @@ def _heavy_headers(request: SendRequest) -> bool:
 
 
 async def _accept(
-    app: web.Application, who: Principal, body: dict[str, Any], large: bool, *,
+    app: web.Application, who: Principal, body: ReadFields, large: bool, *,
     key: str | None, message_uuid: uuid.UUID, found: tuple[FieldProblem, ...],
 ) -> dict[str, Any]:
     runtime = await app[RUNTIME].get()
@@ -173,18 +173,20 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         body = await read_json_object(request)
         large = is_large(await request.read())  # read() returns the body already read
         attempt.describe(body)
+        # Read once, for both the Idempotency-Key digest and the parsing.
+        fields = await run_sized(large, read_fields, body)
         key, key_problems = _idempotency_key(request)
         pool = request.app[POOL]
         message_uuid = uuid.uuid4()  # the message's id, and the key's claim
         if key is not None:
-            digest = await run_sized(large, idempotency.request_digest, body)
+            digest = await run_sized(large, idempotency.request_digest, fields)
             async with connection(pool) as conn:
                 stored = await idempotency.claim(conn, who.key_id, key, digest, message_uuid)
             if stored is not None:
                 attempt.log("replayed")
                 return _answer(stored.status, stored.body, replayed=True)
         try:
-            answer = await _accept(request.app, who, body, large, key=key,
+            answer = await _accept(request.app, who, fields, large, key=key,
                                    message_uuid=message_uuid, found=key_problems)
         except BaseException:
             if key is not None:

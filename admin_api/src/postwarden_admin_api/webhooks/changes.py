@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from postwarden_admin_api.bodies import unknown_fields
 from postwarden_admin_api.errors import ApiError, ValidationFailed
 from postwarden_admin_api.secrets import KEYRING
 
@@ -62,7 +63,7 @@ def _refused(problems: list[dict[str, Any]]) -> ApiError:
 
 def _field_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Problems with each field given, on its own."""
-    problems = [{"field": f, "message": "unknown field"} for f in sorted(set(data) - FIELDS)]
+    problems = unknown_fields(data, FIELDS)
     if "name" in data and not (isinstance(data["name"], str) and NAME.match(data["name"])):
         problems.append({"field": "name", "message": "expected 1..64 of A-Z a-z 0-9 _ . -"})
     if "kind" in data and data["kind"] not in KINDS:
