@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from postwarden_admin_api.settings import FIELDS, Secret, ServiceSettings, load_settings
+from postwarden_admin_api.settings import FIELDS, ServiceSettings, load_settings
+from postwarden_policies.settings_source import Secret
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "contrib" / "postwarden-admin.example.yaml"
 # A setting shown but left commented out: "# name: value" at the start of a line.
