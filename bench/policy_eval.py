@@ -10,7 +10,7 @@ within the allowlist (html_precheck, no nh3), and the time to redact a
 100 KB sender-chosen Subject of "a-a-a-..." (what the audit row and log
 lines do; Python's engine took seconds on it), and the slowest message known
 of the size up to which the milter decides on libmilter's thread
-(postwarden_milter.handler.INLINE_BYTES): HTML tables nested in each other,
+(postwarden_milter.decider.INLINE_BYTES): HTML tables nested in each other,
 under a body rule and the sanitizer. Bounded: a fixed number of rounds,
 stopped early after DEADLINE seconds.
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.milter_throughput import html_60k
 
-from postwarden_milter.handler import INLINE_BYTES
+from postwarden_milter.decider import INLINE_BYTES
 from postwarden_policies import (
     Envelope,
     PolicySet,

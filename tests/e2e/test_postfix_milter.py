@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from postwarden_milter.handler import INLINE_BYTES
+from postwarden_milter.decider import INLINE_BYTES
 from postwarden_policies.sanitizer_process import ISOLATE_CHARS
 from tests.fixtures.postfix import has_header, send_message
 from tests.fixtures.processes import children_of

@@ -11,7 +11,7 @@ from typing import Any
 import Milter
 import pytest
 
-from postwarden_milter import handler
+from postwarden_milter import decider
 from postwarden_milter.logcontext import MessageContextFilter
 from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.session import Slots
@@ -241,7 +241,7 @@ def test_an_id_header_the_milter_did_not_write_keeps_nothing_from_being_a_redeli
 @pytest.fixture
 def on_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every message is decided on the worker pool, as a large one is."""
-    monkeypatch.setattr(handler, "INLINE_BYTES", 0)
+    monkeypatch.setattr(decider, "INLINE_BYTES", 0)
 
 
 @pytest.mark.usefixtures("on_the_pool")
@@ -258,11 +258,11 @@ def test_internal_error_on_the_pool_answers_the_fail_action(harness: Harness) ->
         "postwarden_errors_total", {"kind": "eom"}) == 1
 
 
-@pytest.mark.parametrize("inline_bytes", [handler.INLINE_BYTES, 0], ids=["here", "pool"])
+@pytest.mark.parametrize("inline_bytes", [decider.INLINE_BYTES, 0], ids=["here", "pool"])
 def test_deadline_answers_fail_action_reject(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, inline_bytes: int
 ) -> None:
-    monkeypatch.setattr(handler, "INLINE_BYTES", inline_bytes)
+    monkeypatch.setattr(decider, "INLINE_BYTES", inline_bytes)
     harness.configure(message_timeout_seconds=1e-9, fail_action=FailAction.REJECT)
     ctx = harness.connect()
     assert ctx.send(CLEAN) == Milter.REJECT
@@ -346,14 +346,14 @@ def test_a_small_message_is_decided_here_a_large_one_on_the_pool(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[int] = []
-    decide = handler.ConnectionHandler._decide
+    decide = decider.Decider.decide
 
-    def recorded(self: handler.ConnectionHandler, *args: Any) -> Any:
+    def recorded(self: decider.Decider, *args: Any) -> Any:
         threads.append(threading.get_ident())
         return decide(self, *args)
 
-    monkeypatch.setattr(handler.ConnectionHandler, "_decide", recorded)
-    monkeypatch.setattr(handler, "INLINE_BYTES", len(CLEAN))
+    monkeypatch.setattr(decider.Decider, "decide", recorded)
+    monkeypatch.setattr(decider, "INLINE_BYTES", len(CLEAN))
     assert harness.connect().send(CLEAN) == Milter.CONTINUE
     assert threads == [threading.get_ident()]
     assert harness.connect().send(CLEAN + b"one more line\r\n") == Milter.CONTINUE
@@ -367,7 +367,7 @@ def test_internal_error_here_answers_the_fail_action(
     def broken(*_args: Any) -> Any:
         raise RuntimeError("parse failed")
 
-    monkeypatch.setattr(handler, "parse_message", broken)
+    monkeypatch.setattr(decider, "parse_message", broken)
     ctx = harness.connect(queue_id="4QERR")
     assert ctx.send(CLEAN) == Milter.TEMPFAIL
     assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
@@ -378,7 +378,7 @@ def test_internal_error_here_answers_the_fail_action(
 def test_long_work_sends_progress_replies(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(handler, "PROGRESS_SECONDS", 0.1)
+    monkeypatch.setattr(decider, "PROGRESS_SECONDS", 0.1)
     progress: list[float] = []
     with SlowWorkers(max_workers=1) as slow:
         harness.use(workers=slow)
@@ -396,13 +396,13 @@ def test_lines_logged_while_a_message_is_evaluated_carry_its_ids(
     """A large message is parsed and evaluated on the worker pool: its thread logs (a
     rewrite that failed, a part cut short) in the context of the message, with its
     queue id."""
-    evaluate = handler.evaluate
+    evaluate = decider.evaluate
 
     def noisy(*args: Any) -> Any:
         logging.getLogger("postwarden_policies.engine").warning("from the pool")
         return evaluate(*args)
 
-    monkeypatch.setattr(handler, "evaluate", noisy)
+    monkeypatch.setattr(decider, "evaluate", noisy)
     caplog.handler.addFilter(MessageContextFilter())
     ctx = harness.connect(queue_id="4QPOOL")
     assert ctx.send(CLEAN) == Milter.CONTINUE
@@ -411,26 +411,26 @@ def test_lines_logged_while_a_message_is_evaluated_carry_its_ids(
     assert (record.queue_id, record.uid) == ("4QPOOL", harness.audit.events[0].message_uid)
 
 
-@pytest.mark.parametrize("inline_bytes", [handler.INLINE_BYTES, 0], ids=["here", "pool"])
+@pytest.mark.parametrize("inline_bytes", [decider.INLINE_BYTES, 0], ids=["here", "pool"])
 def test_the_sanitizer_is_given_what_the_message_has_left(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, inline_bytes: int
 ) -> None:
     """Its children stop at the message's deadline; on libmilter's thread, which sends no
     progress replies, at INLINE_CHILD_SECONDS."""
-    monkeypatch.setattr(handler, "INLINE_BYTES", inline_bytes)
+    monkeypatch.setattr(decider, "INLINE_BYTES", inline_bytes)
     harness.configure(message_timeout_seconds=600)
     seen: list[float | None] = []
-    evaluate = handler.evaluate
+    evaluate = decider.evaluate
 
     def recording(*args: Any) -> Any:
         seen.append(DEADLINE.get())
         return evaluate(*args)
 
-    monkeypatch.setattr(handler, "evaluate", recording)
+    monkeypatch.setattr(decider, "evaluate", recording)
     before = time.monotonic()
     assert harness.connect().send(CLEAN) == Milter.CONTINUE
     [deadline] = seen
     assert deadline is not None
-    given = handler.INLINE_CHILD_SECONDS if inline_bytes else 600
+    given = decider.INLINE_CHILD_SECONDS if inline_bytes else 600
     assert before + given <= deadline <= time.monotonic() + given
     assert DEADLINE.get() is None  # not left for the connection's next message

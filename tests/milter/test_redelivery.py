@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import Milter
 import pytest
 
-from postwarden_milter import handler
+from postwarden_milter import decider, handler
 from postwarden_milter.reload import PolicyHolder
 from postwarden_policies import load_policy_set_from_sources
 from tests.milter.conftest import Harness
@@ -29,14 +30,14 @@ def answering(action: str) -> Setup:
     return use
 
 
-def failing(name: str) -> Setup:
-    """The handler's ``name`` (evaluate, apply_verdict) raising."""
+def failing(module: ModuleType, name: str) -> Setup:
+    """``module``'s ``name`` (the decider's evaluate, the handler's apply_verdict) raising."""
 
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError(f"{name} failed")
 
     def use(_harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(handler, name, broken)
+        monkeypatch.setattr(module, name, broken)
 
     return use
 
@@ -55,8 +56,8 @@ def _redelivered(harness: Harness, ctx: Any) -> bool:
     pytest.param(past_deadline, Milter.TEMPFAIL, id="deadline"),
     pytest.param(answering("tempfail"), Milter.TEMPFAIL, id="tempfail-rule"),
     pytest.param(answering("reject"), Milter.REJECT, id="reject-rule"),
-    pytest.param(failing("evaluate"), Milter.TEMPFAIL, id="evaluation-error"),
-    pytest.param(failing("apply_verdict"), Milter.TEMPFAIL, id="apply-error"),
+    pytest.param(failing(decider, "evaluate"), Milter.TEMPFAIL, id="evaluation-error"),
+    pytest.param(failing(handler, "apply_verdict"), Milter.TEMPFAIL, id="apply-error"),
 ])
 def test_the_retry_of_a_message_not_delivered_is_no_redelivery(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, first_attempt: Setup, answer: int,

@@ -25,7 +25,8 @@ from typing import Any
 import asyncpg
 import idna
 
-from postwarden_policies.conditions import IpNetwork, ascii_domain, unmapped
+from postwarden_policies.conditions import IpNetwork, unmapped
+from postwarden_policies.domains import ascii_domain
 
 from .bodies import parse_time, time_expected
 from .cursors import Cursor

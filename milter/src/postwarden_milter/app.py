@@ -29,7 +29,6 @@ of them (.supervisor).
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 import signal
@@ -46,30 +45,28 @@ from typing import Protocol
 import asyncpg
 
 from postwarden_policies import PoliciesError
-from postwarden_store import SchemaTooOld, check_schema_current, connect
 
 from . import libmilter
-from .audit_pipeline import AuditPipeline, database_problem
+from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
 from .handler import OpenTransactions, Services
-from .listener import (
-    bind_problem,
-    disown_listener,
-    hang_up,
-    remove_socket_file,
-    served_elsewhere,
-    socket_file,
-    unix_path,
-)
+from .listener import disown_listener, hang_up, remove_socket_file, socket_file
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
-from .reload import PolicyFiles, PolicyReloader, RunningSet
+from .reload import PolicyReloader, RunningSet
 from .session import Settling, Slots
 from .settings import MilterSettings
 from .signals import SIGNALS, PendingSignals, signals_blocked, signals_handled
 from .spool import AuditSpool, SpoolBudget
+from .startup_checks import (
+    check_schema,
+    policies_refused,
+    refuse_served_socket,
+    serve_metrics,
+    socket_refused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +76,6 @@ EXIT_CONFIG = 2
 # libmilter's own signal thread waits for the other three, and can take one
 # from our handlers when two arrive back to back.
 TICK_SECONDS = 0.1  # how soon serve() acts on a stop, and then on its transactions' end
-SCHEMA_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -99,88 +95,6 @@ class Notifier(Protocol):
     def ready(self) -> None: ...
     def reloading(self) -> None: ...
     def stopping(self) -> None: ...
-
-
-def check_schema(dsn: str) -> bool:
-    """Refuse to start against a database that lacks migrations; tolerate one that is down
-    (False: it could not be asked)."""
-
-    async def check() -> None:
-        conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
-        try:
-            await check_schema_current(conn)
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(check())
-    except SchemaTooOld as exc:
-        raise StartupError(str(exc)) from None
-    except asyncpg.InterfaceError as exc:
-        # The client refuses the URL's options (sslmode=verify-full with no root
-        # certificate, say): no outage to wait out, the admin must fix the setting.
-        # asyncpg's first line names the option, never the password.
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StartupError(f"database_url: the Postgres client refuses it: {reason}") from None
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        log.warning("database unreachable at start (%s): audit events are spooled until it is back",
-                    database_problem(exc))
-        return False
-    return True
-
-
-def policies_refused(exc: PoliciesError) -> StartupError:
-    return StartupError(f"policies do not load: {exc}")
-
-
-@dataclass(frozen=True, slots=True)
-class Preflight:
-    policies: RunningSet | None  # policy_dir's; None: the database's active set
-    database_reachable: bool | None  # None: no database configured
-
-
-def preflight(settings: MilterSettings) -> Preflight:
-    """What refuses a start before anything is served: a schema too old, policy_dir's
-    policies not loading (StartupError). An unreachable database does not."""
-    reachable = None
-    if settings.database_url is not None:
-        reachable = check_schema(settings.database_url.reveal())
-    policies = None
-    if settings.policy_dir is not None:
-        files = PolicyFiles(settings.policy_dir)
-        try:
-            policies = RunningSet(files.load(), files)
-        except PoliciesError as exc:
-            raise policies_refused(exc) from None
-    return Preflight(policies, reachable)
-
-
-def refuse_served_socket(connection: str) -> None:
-    """Another milter serving our unix socket: refuse to start (StartupError). libmilter
-    would unlink its file to bind ours, leaving it running unreachable."""
-    if served_elsewhere(connection):
-        raise StartupError(f"another milter is listening on {unix_path(connection)}")
-
-
-def socket_refused(connection: str) -> StartupError:
-    """libmilter could not listen on ``connection`` (it only says so): with the reason."""
-    reason = bind_problem(connection)
-    return StartupError(f"milter_socket: cannot serve on {connection}"
-                        + (f": {reason}" if reason else ""))
-
-
-def serve_metrics(settings: MilterSettings,
-                  serve: Callable[[tuple[str, int]], Callable[[], None]]
-                  ) -> Callable[[], None] | None:
-    """``serve`` an endpoint on ``metrics_listen`` (None when it is off); returns its stop."""
-    address = settings.metrics_address
-    if address is None:
-        return None
-    try:
-        return serve(address)
-    except OSError as exc:
-        raise StartupError(f"metrics_listen: cannot listen on {settings.metrics_listen}: "
-                           f"{exc.strerror}") from None
 
 
 def audit_spool(settings: MilterSettings, worker: Worker | None) -> AuditSpool:

@@ -15,7 +15,7 @@ from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import cli as store_cli
 from postwarden_store import dsn_problem
 
-from .app import EXIT_CONFIG, PROG, MilterProcess, preflight, run_process
+from .app import EXIT_CONFIG, PROG, MilterProcess, run_process
 from .errors import StartupError
 from .heap import keep_freed_memory
 from .logcontext import configure_logging
@@ -27,6 +27,7 @@ from .settings import (
     stray_variables,
 )
 from .spool import adopt_orphans
+from .startup_checks import preflight
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@
     └── MessageTimeout      a message missed its processing deadline
 
 Inside callbacks every exception becomes the configured fail action in one
-place (``handler.ConnectionHandler._fail``); none reaches the SMTP client.
+place (``handler.ConnectionHandler.fail``); none reaches the SMTP client.
 """
 
 

@@ -6,19 +6,8 @@ close answer nothing, and end the transaction whatever fails): an exception or a
 missed end-of-message deadline answers the configured fail action (tempfail
 ``451 4.3.0`` by default), is logged with the queue id and counted. Steps the
 MTA does not wait for (helo, DATA, header and body are negotiated as "no reply")
-remember a failure and the next step that replies answers it.
-
-A message up to :data:`INLINE_BYTES` is parsed and evaluated on the callback's
-thread: handing it to another thread and back cost a fifth of the milter's CPU
-per small message (thread switches under the GIL), and its worst case is a
-fraction of a second, so it needs no progress replies, and a verdict later than
-the deadline still answers the fail action. Its HTML parts cleaned in child
-processes get :data:`INLINE_CHILD_SECONDS` in all (a part past it becomes a
-notice, as one past the sanitizer's own limit). A larger one goes to a worker pool,
-so that this thread can send progress replies while it waits and give up at the
-deadline. (The callback's thread is libmilter's, with a thread state pymilter
-made: nh3's calls back into Python must not run there, see
-``postwarden_policies.sanitize``.)
+remember a failure and the next step that replies answers it. End of message
+gets its verdict from a :class:`~.decider.Decider`, here or on the worker pool.
 """
 
 from __future__ import annotations
@@ -29,26 +18,22 @@ import dataclasses
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, Protocol
 
 from postwarden_policies import (
     AuditEvent,
-    Envelope,
     MessageFacts,
-    PolicySet,
     Reply,
     SmtpReply,
     Verdict,
-    evaluate,
     parse_message,
 )
 from postwarden_policies.render import change_type
-from postwarden_policies.sanitize import DEADLINE as SANITIZE_DEADLINE
 
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
+from .decider import Decider
 from .duplicates import DuplicateDetector
 from .errors import MessageTimeout
 from .events import build_event
@@ -60,13 +45,6 @@ from .settings import MilterSettings
 
 log = logging.getLogger(__name__)
 
-PROGRESS_SECONDS = 5.0  # well under Postfix's milter_content_timeout (300 s)
-# Larger messages are decided on the worker pool (module docstring). The slowest
-# message known of this size takes ~0.17 s (bench/policy_eval.py, "worst known").
-INLINE_BYTES = 256 * 1024
-# What HTML parts the sanitizer cleans in child processes get, all together, in a
-# message decided here: this thread sends no progress replies while it waits.
-INLINE_CHILD_SECONDS = PROGRESS_SECONDS
 # Answers after which the client holds the message as delivered (250; a discarded
 # message too): sent again, it is a re-delivery. After a 4xx or 5xx it is not.
 DELIVERED = frozenset({Outcome.CONTINUE, Outcome.ACCEPT, Outcome.DISCARD})
@@ -76,7 +54,6 @@ STOP_DEADLINE = "stop_deadline"
 # which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address).
 LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
 P = ParamSpec("P")
-Decided = tuple[MessageFacts, Verdict, bytes | None]  # and the duplicate key, if any
 
 
 class AuditSink(Protocol):
@@ -182,6 +159,7 @@ class ConnectionHandler:
     def __init__(self, services: Services, actions: Actions) -> None:
         self._s = services
         self._actions = actions
+        self._decider = Decider(services.settings, services.duplicates, services.workers)
         self._client = Client()
         self._txn: Transaction | None = None
         self._txn_lock = threading.Lock()  # a stop's deadline may end it from its thread
@@ -377,7 +355,8 @@ class ConnectionHandler:
         if self._client.local and most is not None and len(txn.recipients) > most:
             return self._refuse(Reply.TOO_MANY_LOCAL_RECIPIENTS, "reject")
         with self._s.metrics.latency.time():
-            facts, verdict, key = self._decision(policy_set, txn)
+            facts, verdict, key = self._decider.decide_in_time(
+                policy_set, txn, self._client, self._actions.progress)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,
                 header_counts=txn.header_names, recipients=txn.recipients,
@@ -388,7 +367,7 @@ class ConnectionHandler:
         # connection is hung up, and the MTA applies milter_default_action.
         if reported and key is not None and applied.outcome in DELIVERED:
             duplicates = self._s.duplicates
-            # With the id it carries from now on, if any (see _rescan): under one lock.
+            # With the id it carries from now on, if any (see Decider._rescan): under one lock.
             issued = [duplicates.issued_key(txn.uid)] if self._s.settings.id_header else []
             duplicates.record(key, *issued)
         return applied.outcome
@@ -413,74 +392,6 @@ class ConnectionHandler:
         if self._txn is None:
             raise RuntimeError("message callback outside a transaction")
         return self._txn
-
-    def _decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Decided:
-        """Parse, look re-deliveries up, evaluate.
-
-        The duplicate key is only looked up here; eom records it once the verdict
-        delivered the message, so that the retry of a refused one is no re-delivery.
-        """
-        facts = parse_message(raw, envelope, max_parts=policy_set.max_mime_parts,
-                              max_depth=policy_set.max_mime_depth)
-        duplicates = self._s.duplicates
-        key = duplicates.key(facts.message_id, envelope.sender, envelope.recipients,
-                             memoryview(raw)[facts.body_offset:])
-        if key is not None and duplicates.seen(key) and not self._rescan(facts):
-            facts = dataclasses.replace(facts, duplicate=True)
-        return facts, evaluate(policy_set, facts), key
-
-    def _rescan(self, facts: MessageFacts) -> bool:
-        """The message carries an id this milter wrote into a message it delivered: it is
-        that message passing it again (the milter listed twice, or re-injected by a
-        content_filter into an smtpd that runs it), not a sender's re-delivery. Any other
-        value of the header (forged, or another site's) counts for nothing."""
-        name = self._s.settings.id_header.lower()
-        duplicates = self._s.duplicates
-        return bool(name) and any(
-            duplicates.seen(duplicates.issued_key(h.raw_value.strip()))
-            for h in facts.headers if h.name.lower() == name)
-
-    def _decision(self, policy_set: PolicySet, txn: Transaction) -> Decided:
-        """:meth:`_decide` within the deadline, here or on the pool (module docstring).
-
-        The deadline covers our own processing from end of message: a slow client
-        sending a large body must not turn into a tempfail.
-        """
-        deadline = time.monotonic() + self._s.settings.message_timeout_seconds
-        raw, envelope = txn.raw_message(), txn.envelope(self._client)
-        inline = len(raw) <= INLINE_BYTES
-        # A sanitizer child working past the deadline would work for nobody. Here,
-        # with no progress replies, its parts get INLINE_CHILD_SECONDS in all.
-        token = SANITIZE_DEADLINE.set(
-            min(deadline, time.monotonic() + INLINE_CHILD_SECONDS) if inline else deadline)
-        try:
-            if not inline:
-                # In this thread's context, so that the pool thread logs with the
-                # message's ids (and sees the deadline).
-                job = self._s.workers.submit(
-                    contextvars.copy_context().run, self._decide, policy_set, raw, envelope)
-                return self._wait(job, deadline)
-            decision = self._decide(policy_set, raw, envelope)
-        finally:
-            SANITIZE_DEADLINE.reset(token)
-        if time.monotonic() > deadline:
-            raise self._too_late()
-        return decision
-
-    def _wait(self, job: concurrent.futures.Future[Decided], deadline: float) -> Decided:
-        """The pool's verdict by ``deadline``, with progress replies while it is worked out."""
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                job.cancel()
-                raise self._too_late()
-            try:
-                return job.result(timeout=min(PROGRESS_SECONDS, remaining))
-            except concurrent.futures.TimeoutError:
-                self._actions.progress()
-
-    def _too_late(self) -> MessageTimeout:
-        return MessageTimeout(f"no verdict within {self._s.settings.message_timeout_seconds:g} s")
 
     def _report(self, verdict: Verdict, applied: Applied, facts: MessageFacts) -> bool:
         metrics = self._s.metrics

@@ -53,16 +53,7 @@ from postwarden_policies import PoliciesError
 from postwarden_policies.systemd_notify import SystemdNotifier
 
 from . import libmilter
-from .app import (
-    EXIT_CONFIG,
-    MilterProcess,
-    Worker,
-    preflight,
-    refuse_served_socket,
-    run_process,
-    serve_metrics,
-    socket_refused,
-)
+from .app import EXIT_CONFIG, MilterProcess, Worker, run_process
 from .duplicates import DuplicateDetector
 from .errors import StartupError
 from .listener import disown_listener, socket_file
@@ -71,6 +62,7 @@ from .reload import RunningSet
 from .settings import MilterSettings
 from .signals import PendingSignals, signals_blocked, signals_handled
 from .spool import SpoolBudget
+from .startup_checks import preflight, refuse_served_socket, serve_metrics, socket_refused
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from . import conditions as c
+from .domains import ascii_domain, normal_address
 from .mimeflags import FLAGS
 from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
 from .spec import (
@@ -66,7 +67,7 @@ def _host_glob(value: str) -> str:
     """A glob on host names in the form they are compared in (conditions.MatchInput):
     lower case, A-labels, no trailing dot; else it could never match."""
     try:
-        normal = c.ascii_domain(value, strict=True)
+        normal = ascii_domain(value, strict=True)
     except UnicodeError as exc:  # a non-ASCII label with * ? [ ] has no A-label
         raise SpecError(
             f"invalid internationalised host name glob {value!r}: {exc} (write a non-ASCII "
@@ -127,10 +128,10 @@ def _short_mapped(value: str) -> bool:
 
 
 def _domain(value: str) -> str:
-    """A domain as conditions compare it (see conditions.ascii_domain), "." or "*." kept."""
+    """A domain as conditions compare it (see domains.ascii_domain), "." or "*." kept."""
     bare = value.removeprefix("*").lstrip(".")
     try:
-        return value[: len(value) - len(bare)] + c.ascii_domain(bare, strict=True)
+        return value[: len(value) - len(bare)] + ascii_domain(bare, strict=True)
     except UnicodeError as exc:
         raise SpecError(f"invalid internationalised domain name {value!r}: {exc}") from None
 
@@ -144,7 +145,7 @@ def _address(domain_key: str) -> Callable[[str], str]:
                 f"use {domain_key} for every address at a domain (here {domain!r})"
             )
         try:
-            return c.normal_address(value, strict=True)
+            return normal_address(value, strict=True)
         except UnicodeError as exc:
             raise SpecError(f"invalid internationalised domain name {domain!r}: {exc}") from None
 

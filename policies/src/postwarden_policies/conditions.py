@@ -6,24 +6,19 @@ built once per message. A match returns the indices of the attachments it
 holds for, which ``strip_attachment`` strips: those an ``attachment`` condition
 matched, every attachment for a condition not about attachments (so ``not``
 too); ``all`` keeps what every child selected and ``any`` unites what its
-matching children selected. ``None`` means no match.
-
-Domains compare as DNS does: lower case, internationalised labels as
-A-labels, no trailing dot, on the policy's side and the message's alike, so
-no spelling of a domain gets past a rule written in another.
+matching children selected. ``None`` means no match. Domains, addresses and
+host names compare in the one form :mod:`.domains` gives them.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-import idna
-
 from .bodytext import LineReadings
+from .domains import ascii_domain, normal_address
 from .facts import IpAddress, MessageFacts, MimePart, client_ip
 from .patterns import Pattern
 
@@ -39,43 +34,6 @@ def unmapped(network: IpNetwork) -> IpNetwork:
         if mapped is not None and network.prefixlen >= 96:
             return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
     return network
-
-
-# The full stops IDNA reads as label separators (RFC 3490, section 3.1).
-_DOTS = re.compile("[.\u3002\uff0e\uff61]")
-
-
-def _a_label(label: str, strict: bool) -> str:
-    if label.isascii():
-        return label.lower()
-    try:
-        mapped = idna.uts46_remap(label, std3_rules=False)
-        return mapped if mapped.isascii() else idna.alabel(mapped).decode("ascii")
-    except UnicodeError:  # idna.IDNAError among them
-        if strict:
-            raise
-        return label.lower()  # no resolver accepts it either; kept as written
-
-
-def ascii_domain(domain: str, *, strict: bool = False) -> str:
-    """``domain`` lower-case, without trailing dots, each non-ASCII label as its A-label.
-
-    A label that is no valid IDN is kept as written (message side), or raises
-    UnicodeError (``idna.IDNAError``) with ``strict`` (policy side).
-    """
-    if domain.isascii():
-        return domain.lower().rstrip(".")
-    labels = _DOTS.sub(".", domain).rstrip(".").split(".")
-    return ".".join(_a_label(label, strict) for label in labels)
-
-
-def normal_address(value: str, *, strict: bool = False) -> str:
-    """Lower-case address without angle brackets, its domain as :func:`ascii_domain` gives it.
-
-    "" stays the null sender; raises like :func:`ascii_domain` with ``strict``.
-    """
-    local, at, domain = value.strip().strip("<>").rpartition("@")
-    return local.lower() + at + ascii_domain(domain, strict=strict)
 
 
 def _domain(address: str) -> str:

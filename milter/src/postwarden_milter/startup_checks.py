@@ -1,0 +1,112 @@
+"""What refuses a start: the checks the milter, or the supervisor for its workers,
+makes before it serves, each raising :class:`~.errors.StartupError` with what the
+admin must fix (a schema too old, policies that do not load, a socket or metrics
+address that cannot be served). A database that is down refuses nothing: audit
+events are spooled until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from postwarden_policies import PoliciesError
+from postwarden_store import SchemaTooOld, check_schema_current, connect
+
+from .audit_pipeline import database_problem
+from .errors import StartupError
+from .listener import bind_problem, served_elsewhere, unix_path
+from .reload import PolicyFiles, RunningSet
+from .settings import MilterSettings
+
+# Under the name of the module these checks left (app), which its log lines have
+# always carried: log filters, and admins' greps, select on it.
+log = logging.getLogger("postwarden_milter.app")
+
+SCHEMA_TIMEOUT = 10.0
+
+
+def check_schema(dsn: str) -> bool:
+    """Refuse to start against a database that lacks migrations; tolerate one that is down
+    (False: it could not be asked)."""
+
+    async def check() -> None:
+        conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
+        try:
+            await check_schema_current(conn)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(check())
+    except SchemaTooOld as exc:
+        raise StartupError(str(exc)) from None
+    except asyncpg.InterfaceError as exc:
+        # The client refuses the URL's options (sslmode=verify-full with no root
+        # certificate, say): no outage to wait out, the admin must fix the setting.
+        # asyncpg's first line names the option, never the password.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StartupError(f"database_url: the Postgres client refuses it: {reason}") from None
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        log.warning("database unreachable at start (%s): audit events are spooled until it is back",
+                    database_problem(exc))
+        return False
+    return True
+
+
+def policies_refused(exc: PoliciesError) -> StartupError:
+    return StartupError(f"policies do not load: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    policies: RunningSet | None  # policy_dir's; None: the database's active set
+    database_reachable: bool | None  # None: no database configured
+
+
+def preflight(settings: MilterSettings) -> Preflight:
+    """What refuses a start before anything is served: a schema too old, policy_dir's
+    policies not loading (StartupError). An unreachable database does not."""
+    reachable = None
+    if settings.database_url is not None:
+        reachable = check_schema(settings.database_url.reveal())
+    policies = None
+    if settings.policy_dir is not None:
+        files = PolicyFiles(settings.policy_dir)
+        try:
+            policies = RunningSet(files.load(), files)
+        except PoliciesError as exc:
+            raise policies_refused(exc) from None
+    return Preflight(policies, reachable)
+
+
+def refuse_served_socket(connection: str) -> None:
+    """Another milter serving our unix socket: refuse to start (StartupError). libmilter
+    would unlink its file to bind ours, leaving it running unreachable."""
+    if served_elsewhere(connection):
+        raise StartupError(f"another milter is listening on {unix_path(connection)}")
+
+
+def socket_refused(connection: str) -> StartupError:
+    """libmilter could not listen on ``connection`` (it only says so): with the reason."""
+    reason = bind_problem(connection)
+    return StartupError(f"milter_socket: cannot serve on {connection}"
+                        + (f": {reason}" if reason else ""))
+
+
+def serve_metrics(settings: MilterSettings,
+                  serve: Callable[[tuple[str, int]], Callable[[], None]]
+                  ) -> Callable[[], None] | None:
+    """``serve`` an endpoint on ``metrics_listen`` (None when it is off); returns its stop."""
+    address = settings.metrics_address
+    if address is None:
+        return None
+    try:
+        return serve(address)
+    except OSError as exc:
+        raise StartupError(f"metrics_listen: cannot listen on {settings.metrics_listen}: "
+                           f"{exc.strerror}") from None
