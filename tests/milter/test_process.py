@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from postwarden_milter.logcontext import (
@@ -88,6 +89,30 @@ def test_refuses_pending_migrations_until_migrate_runs(
     migrated = _run(["migrate"], env)
     assert migrated.returncode == 0, migrated.stderr
     assert "applied 0001_audit" in migrated.stdout
+
+
+@pytest.mark.postgres
+def test_a_database_another_build_migrated_refuses_the_start_in_one_line(
+    tmp_path: Path, empty_database: str
+) -> None:
+    """An applied migration that differs from this build's: exit 2 naming it, no traceback."""
+    env = _env(tmp_path, database_url=empty_database)
+    assert _run(["migrate"], env).returncode == 0
+
+    async def edit() -> None:
+        conn = await asyncpg.connect(empty_database)
+        try:
+            await conn.execute("UPDATE schema_migrations SET checksum = 'other' "
+                               "WHERE version = '0001_audit'")
+        finally:
+            await conn.close()
+
+    asyncio.run(edit())
+    for command in ([], ["check"]):
+        refused = _run(command, env)
+        assert refused.returncode == 2, refused.stderr
+        assert "migration 0001_audit differs from the one applied" in refused.stderr
+        assert "Traceback" not in refused.stderr
 
 
 @pytest.mark.postgres

@@ -64,7 +64,7 @@ async def test_edited_migration_is_detected(fresh_database_url: str) -> None:
         await conn.execute(
             "UPDATE schema_migrations SET checksum = 'edited' WHERE version = $1", first.version
         )
-        with pytest.raises(MigrationError, match="changed after it was applied"):
+        with pytest.raises(MigrationError, match="differs from the one applied to this database"):
             await pending_migrations(conn)
     finally:
         await conn.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from postwarden_policies import PoliciesError
-from postwarden_store import SchemaTooOld, check_schema_current, connect
+from postwarden_store import MigrationError, SchemaTooOld, check_schema_current, connect
 
 from .audit_pipeline import database_problem
 from .errors import StartupError
@@ -43,7 +43,7 @@ def check_schema(dsn: str) -> bool:
 
     try:
         asyncio.run(check())
-    except SchemaTooOld as exc:
+    except (SchemaTooOld, MigrationError) as exc:  # pending, or applied by another build
         raise StartupError(str(exc)) from None
     except asyncpg.InterfaceError as exc:
         # The client refuses the URL's options (sslmode=verify-full with no root

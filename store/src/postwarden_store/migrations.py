@@ -3,10 +3,20 @@
 Each file ``NNNN_name.sql`` in ``migrations/`` runs in its own transaction
 and is recorded in ``schema_migrations`` with its SHA-256, so an edited
 migration that was already applied is detected instead of silently skipped.
+
+A migration that alters a table waits for every transaction using it, and
+while it waits every new query on that table queues behind it: one reader left
+open (a psql session, a pg_dump) would stall the send API for as long. So a
+migration waits for a lock :data:`LOCK_TIMEOUT_SECONDS` at most, then gives up, lets
+traffic through for :data:`LOCK_PAUSE_SECONDS` and tries again, up to
+:data:`LOCK_ATTEMPTS` times, naming the transactions open longer than that. A
+migrate killed while it waits leaves a backend that gives up as soon, instead
+of one holding its place in the lock queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -32,6 +42,19 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 SELECT_APPLIED = "SELECT version, checksum FROM schema_migrations"
 INSERT_APPLIED = "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)"
+LOCK_TIMEOUT_SECONDS = 2
+LOCK_ATTEMPTS = 30
+LOCK_PAUSE_SECONDS = 2.0
+SET_LOCK_TIMEOUT = f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'"
+# Who may hold what a migration waits for: transactions of this database open longer.
+LONG_TRANSACTIONS = """
+SELECT pid, coalesce(nullif(application_name, ''), usename) AS who, state,
+       extract(epoch FROM now() - xact_start)::bigint AS seconds
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND xact_start < now() - make_interval(secs => $1)
+ORDER BY xact_start LIMIT 5
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +85,11 @@ def _check_checksums(applied: dict[str, str], migrations: list[Migration]) -> No
         recorded = applied.get(migration.version)
         if recorded is not None and recorded != migration.checksum:
             raise MigrationError(
-                f"migration {migration.version} was changed after it was applied "
-                "(checksum mismatch); add a new migration instead"
+                f"migration {migration.version} differs from the one applied to this "
+                f"database (recorded sha256 {recorded[:12]}, this build's "
+                f"{migration.checksum[:12]}): it was migrated by another build of "
+                "postwarden; run this build only where the migration it ships is the one "
+                "applied (a released migration is never edited: a change is a new one)"
             )
 
 
@@ -83,7 +109,9 @@ async def check_schema_current(conn: asyncpg.Connection) -> None:
 
 async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
     """Apply pending migrations; several processes may race, the lock serialises them."""
-    await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY):
+        log.info("another migrate is running: waiting for it to finish")
+        await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
     try:
         await conn.execute(CREATE_TABLE)
         migrations = available_migrations()
@@ -93,14 +121,42 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
         for migration in migrations:
             if migration.version in applied:
                 continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(INSERT_APPLIED, migration.version, migration.checksum)
+            await _apply(conn, migration)
             log.info("applied migration %s", migration.version)
             done.append(migration.version)
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+
+
+async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
+    """Run ``migration`` in a transaction of its own, each wait for a lock bounded (module
+    docstring); MigrationError when the locks stay taken."""
+    for attempt in range(1, LOCK_ATTEMPTS + 1):
+        try:
+            async with conn.transaction():
+                await conn.execute(SET_LOCK_TIMEOUT)
+                await conn.execute(migration.sql)
+                await conn.execute(INSERT_APPLIED, migration.version, migration.checksum)
+            return
+        except asyncpg.LockNotAvailableError:
+            holders = await _long_transactions(conn)
+            if attempt == LOCK_ATTEMPTS:
+                raise MigrationError(
+                    f"migration {migration.version} could not take its locks ({attempt} "
+                    f"tries, each waiting {LOCK_TIMEOUT_SECONDS} s): {holders}; end those "
+                    "transactions, or run migrate again once they are done") from None
+            log.warning("migration %s waits for a lock another transaction holds (try %d "
+                        "of %d): %s", migration.version, attempt, LOCK_ATTEMPTS, holders)
+            await asyncio.sleep(LOCK_PAUSE_SECONDS)
+
+
+async def _long_transactions(conn: asyncpg.Connection) -> str:
+    rows = await conn.fetch(LONG_TRANSACTIONS, LOCK_TIMEOUT_SECONDS)
+    if not rows:
+        return f"no transaction open longer than {LOCK_TIMEOUT_SECONDS} s now"
+    return "transactions open longer: " + ", ".join(
+        f"pid {r['pid']} ({r['who']}, {r['state']}, {r['seconds']} s)" for r in rows)
 
 
 async def migrate_database(dsn: str) -> list[str]:

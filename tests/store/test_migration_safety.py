@@ -1,0 +1,137 @@
+"""Migrations that cannot hurt an upgrade: a released one is never edited, and one that
+needs a lock another transaction holds neither stalls the tables it waits for nor waits
+for good."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from postwarden_store import MigrationError, apply_migrations, connect, migrations
+from postwarden_store.migrations import Migration, available_migrations
+
+# Each migration as released. A database migrated by one build must migrate on with
+# the next: an edited migration refuses it (checksum mismatch), so a change to the
+# schema is a new migration, and a new migration is added here as it is released.
+RELEASED = {
+    "0001_audit":
+        "dfdfb4edb5d51f94a8aa026fbb55114606204c58116703bd28855e35224011cf",
+    "0002_policies":
+        "3b8c358753fa3334d701dd27add35d15c7528ff94a10a99019389f7dd0faa974",
+    "0003_admin":
+        "e21aa55c35bc3792b044dae1c06debbd7b650652a5cab82218f7465fe90b81be",
+    "0004_outbox":
+        "7bbda5e010915ea6af62be90f7675398b77387731d3cfba7b04e36e722641b61",
+    "0005_webhooks":
+        "268403e2558385485e912c150696ce840103ca7de255502a491432f43a1520c6",
+    "0006_webhook_url_secret":
+        "ed2f82adb950f2126a58b71265befa3444b0d8d957c7a020d256eb6e36dc1205",
+    "0007_send_enqueue":
+        "82829bc72e21699e5610deb31cd4d8bc15dfaabb68f72b1bc8ec8d7379a86dce",
+    "0008_webhook_wanted":
+        "fbcd82aafae6caca6ed2bb5562b2cdf8b451b3d6774cdc2e47524b44aa1a78e5",
+    "0009_maillog_apply":
+        "c7d95d49d2624973a90834353c163482bb1dfa343ccd3b2a686b4b88a0f54931",
+    "0010_idempotency_fence":
+        "b6629f621530b7539d12ab11726e2000185e2818764f83f663face8a17ea9618",
+    "0011_relay_receipts":
+        "43c3a04cde731097a8f8eacb91d6e94f50bd74f55128af2156a4c70152a3a332",
+    "0012_maillog_leader":
+        "00017f21d54e42699e6551f756eec4a5348b005fb2085c05e0ff284ddc6ebeef",
+    "0013_maillog_alias_members":
+        "e042e469d78c94bc593632231afc4c43b62f5a13cd7728e4453d8aaba7998060",
+    "0014_maillog_pending":
+        "b8c6ecd928bd43f4f928a58c1a0095c6f4f8a22bb3e59ad3a7dea010023fc0b4",
+    "0015_maillog_message_lines":
+        "77e6ca9c0029603f711d9c51aa783e492232299cf9fcd6aa97a9fb9ce3b9a43a",
+    "0016_audit_utc_months_and_recipient_case":
+        "584ad5fec8c1ee33febaab0bce938d4ee86cc924555d02bc5f94e942289a932f",
+    "0017_send_cpu":
+        "9e8964bf4ce65c65e5f78c8820c473bdd06f63861a08809b449d3c54716feb99",
+    "0018_maillog_one_message_per_queue_id":
+        "cce4bf8def632bc655bfa0176d5c2e2d56896724edb3eec2ca1e7811a478b8a8",
+    "0019_webhook_raise_locks_endpoints":
+        "3e677d76130f2af421126af2a4eab31b29da6c12ef37b30250ba6e3fd7fb9944",
+    "0020_webhook_url_set_at":
+        "76be5d6ad17244d8b22947e8adb646066bab4ea6909ea1006292c4ce81a6f639",
+    "0021_audit_event_id_index":
+        "049511846a906b240470d29ffbc108ccf5ec822a5da532751e3226e262c7899a",
+    "0022_webhook_policy_deactivated":
+        "85646c1a76b2e0ec8569c711883935dd6745bb375fa1bfbf5243bc9de3536920",
+    "0023_audit_retention_horizon":
+        "c324eef2bf48b231d8780fc07e3352cc3f573856de52de394adc2b8cf86a7a6c",
+    "0024_maillog_position_fingerprint":
+        "2319552fcc840d939ac24e651bcc25a5f4b51ec9a86a27721dced20b30bc6b04",
+    "0025_relay_attempt_log":
+        "d5dff7af54b20c92e586a9a676ac2888e1b753beeb33224fea33ece34d91d731",
+    "0026_audit_message_uid_index":
+        "d1e7dcff682c2dda0e2c7bbb0ff6e4e0c4ca498de88147bc8567b0adfcb00844",
+    "0027_webhook_endpoint_due_index":
+        "8baf14b0b36d51aa562e299d4cc6d687ae104f51f11e147f38bdaf33ac68d888",
+    "0028_send_enqueue_names_full_recipients":
+        "696a6e4255f13ddcbbb459ca897a357a4b4ed053b5b6d8194a640a80f026c1d7",
+    "0029_maillog_settle_last_error":
+        "1bd61c6cfa58bf640e80dc7bc43b31a301d403946f6c222d3d101e92b9de7015",
+    "0030_api_key_owner":
+        "368e94a1c82b7791586e63d9970c233d49dcf9c48cb581ad3b740d50733f3e76",
+}
+
+
+def test_released_migrations_are_never_edited() -> None:
+    shipped = {m.version: m.checksum for m in available_migrations()}
+    edited = sorted(v for v, checksum in RELEASED.items() if shipped.get(v) != checksum)
+    assert edited == [], "a released migration changed: write a new one instead"
+    assert sorted(shipped.keys() - RELEASED.keys()) == [], "pin the new migration here"
+
+
+LOCKING = Migration("9999_lock_test", "ALTER TABLE api_keys ADD COLUMN lock_test integer")
+
+
+async def test_a_migration_that_waits_for_a_lock_lets_traffic_through_then_names_the_holder(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(migrations, "available_migrations",
+                        lambda: [*available_migrations(), LOCKING])
+    monkeypatch.setattr(migrations, "LOCK_ATTEMPTS", 2)
+    monkeypatch.setattr(migrations, "LOCK_PAUSE_SECONDS", 0.5)
+    holder, migrator, client = [await connect(fresh_database_url) for _ in range(3)]
+    try:
+        # A reader left open (a psql session in a transaction, a pg_dump).
+        reading = holder.transaction()
+        await reading.start()
+        await holder.fetchval("SELECT count(*) FROM api_keys")
+        migrating = asyncio.create_task(apply_migrations(migrator))
+        await asyncio.sleep(0.5)  # the ALTER waits in the lock queue now
+        started = time.monotonic()
+        # Queued behind the waiting ALTER, the send API's key lookup gets through once the
+        # migration gives way, not when the reader ends.
+        await asyncio.wait_for(client.fetchval("SELECT count(*) FROM api_keys"), 10)
+        assert time.monotonic() - started < migrations.LOCK_TIMEOUT_SECONDS + 1
+        with pytest.raises(MigrationError, match=f"pid {holder.get_server_pid()} "):
+            await migrating
+        await reading.rollback()
+        assert await apply_migrations(migrator) == [LOCKING.version]
+    finally:
+        for conn in (holder, migrator, client):
+            await conn.close()
+
+
+async def test_a_second_migrate_says_it_waits_for_the_first(
+    fresh_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=migrations.__name__)
+    first, second = await connect(fresh_database_url), await connect(fresh_database_url)
+    try:
+        await first.execute("SELECT pg_advisory_lock($1)", migrations.ADVISORY_LOCK_KEY)
+        waiting = asyncio.create_task(apply_migrations(second))
+        await asyncio.sleep(0.5)
+        assert "another migrate is running" in caplog.text
+        assert not waiting.done()
+        await first.execute("SELECT pg_advisory_unlock($1)", migrations.ADVISORY_LOCK_KEY)
+        assert await asyncio.wait_for(waiting, 10) == []
+    finally:
+        await first.close()
+        await second.close()
