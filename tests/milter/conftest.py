@@ -14,10 +14,10 @@ import pytest
 from Milter.testctx import TestCtx
 
 from postwarden_milter.duplicates import DuplicateDetector
-from postwarden_milter.handler import Services
 from postwarden_milter.libmilter import PostwardenMilter
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.reload import PolicyHolder
+from postwarden_milter.services import Services
 from postwarden_milter.session import Slots
 from postwarden_milter.settings import load_settings
 from postwarden_policies import AuditEvent, load_policy_set_from_sources

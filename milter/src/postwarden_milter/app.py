@@ -50,12 +50,12 @@ from . import libmilter
 from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
-from .handler import OpenTransactions, Services
 from .listener import disown_listener, hang_up, remove_socket_file, socket_file
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
 from .reload import PolicyReloader, RunningSet
+from .services import OpenTransactions, Services
 from .session import Settling, Slots
 from .settings import MilterSettings
 from .signals import SIGNALS, PendingSignals, signals_blocked, signals_handled

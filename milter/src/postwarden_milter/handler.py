@@ -12,18 +12,14 @@ gets its verdict from a :class:`~.decider.Decider`, here or on the worker pool.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextvars
-import dataclasses
 import functools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, Protocol
 
 from postwarden_policies import (
-    AuditEvent,
     MessageFacts,
     Reply,
     SmtpReply,
@@ -34,14 +30,11 @@ from postwarden_policies.render import change_type
 
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
 from .decider import Decider
-from .duplicates import DuplicateDetector
 from .errors import MessageTimeout
 from .events import build_event
 from .logcontext import set_message_context
-from .metrics import Metrics
-from .reload import PolicyHolder
-from .session import Client, InFlight, Slots, Transaction, esmtp_size, strip_brackets
-from .settings import MilterSettings
+from .services import Services
+from .session import Client, Transaction, esmtp_size, strip_brackets
 
 log = logging.getLogger(__name__)
 
@@ -56,71 +49,12 @@ LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
 P = ParamSpec("P")
 
 
-class AuditSink(Protocol):
-    def submit(self, event: AuditEvent) -> None: ...
-
-    @property
-    def refusing_mail(self) -> bool: ...
-
-
 class MacroSource(Protocol):
     def getsymval(self, sym: str) -> str | None: ...
 
 
 class Actions(MilterActions, MacroSource, Protocol):
     pass
-
-
-class OpenTransactions:
-    """The connections holding a transaction open: what a stop waits for, and what its
-    deadline cuts. Once closed (the stop has begun) none is admitted, so a session
-    sending message after message cannot hold the stop up to its deadline."""
-
-    def __init__(self) -> None:
-        self._holders: set[ConnectionHandler] = set()
-        self._closed = False
-        self._lock = threading.Lock()
-
-    @property
-    def active(self) -> int:
-        return len(self._holders)
-
-    def admit(self, holder: ConnectionHandler) -> bool:
-        """Count ``holder``'s new transaction; False once closed."""
-        with self._lock:
-            if self._closed:
-                return False
-            self._holders.add(holder)
-            return True
-
-    def release(self, holder: ConnectionHandler) -> None:
-        with self._lock:
-            self._holders.discard(holder)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-
-    def cut(self) -> int:
-        """Audit each as aborted by the stop's deadline and forget it; how many."""
-        with self._lock:
-            holders = list(self._holders)
-        return sum(holder.cut() for holder in holders)
-
-
-@dataclass(frozen=True)
-class Services:
-    """Everything the callbacks share across connections."""
-
-    settings: MilterSettings
-    policies: PolicyHolder
-    audit: AuditSink
-    metrics: Metrics
-    duplicates: DuplicateDetector
-    slots: Slots  # connections, up to max_concurrency
-    workers: concurrent.futures.ThreadPoolExecutor
-    transactions: OpenTransactions = dataclasses.field(default_factory=OpenTransactions)
-    callbacks: InFlight = dataclasses.field(default_factory=InFlight)  # running, for a stop
 
 
 def guarded(

@@ -23,8 +23,9 @@ from typing import Any, ClassVar, TypeVar, cast
 import Milter
 
 from .apply import Outcome
-from .handler import ConnectionHandler, Services
+from .handler import ConnectionHandler
 from .listener import disable_nagle, inet_port, never_block_accept, unix_path
+from .services import Services
 
 log = logging.getLogger(__name__)
 

@@ -317,7 +317,7 @@ class InFlight:
 
 
 class _Counted(Protocol):
-    """How many are open (handler.OpenTransactions)."""
+    """How many are open (services.OpenTransactions)."""
 
     @property
     def active(self) -> int: ...

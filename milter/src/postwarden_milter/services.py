@@ -1,0 +1,83 @@
+"""What the callbacks of every connection share (:class:`Services`), among it the
+transactions open right now, which a stop waits for and whose deadline cuts them."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from postwarden_policies import AuditEvent
+
+from .duplicates import DuplicateDetector
+from .metrics import Metrics
+from .reload import PolicyHolder
+from .session import InFlight, Slots
+from .settings import MilterSettings
+
+
+class AuditSink(Protocol):
+    def submit(self, event: AuditEvent) -> None: ...
+
+    @property
+    def refusing_mail(self) -> bool: ...
+
+
+class TransactionHolder(Protocol):
+    """A connection with a transaction open (handler.ConnectionHandler)."""
+
+    def cut(self) -> bool: ...
+
+
+class OpenTransactions:
+    """The connections holding a transaction open: what a stop waits for, and what its
+    deadline cuts. Once closed (the stop has begun) none is admitted, so a session
+    sending message after message cannot hold the stop up to its deadline."""
+
+    def __init__(self) -> None:
+        self._holders: set[TransactionHolder] = set()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> int:
+        return len(self._holders)
+
+    def admit(self, holder: TransactionHolder) -> bool:
+        """Count ``holder``'s new transaction; False once closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._holders.add(holder)
+            return True
+
+    def release(self, holder: TransactionHolder) -> None:
+        with self._lock:
+            self._holders.discard(holder)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def cut(self) -> int:
+        """Audit each as aborted by the stop's deadline and forget it; how many."""
+        with self._lock:
+            holders = list(self._holders)
+        return sum(holder.cut() for holder in holders)
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the callbacks share across connections."""
+
+    settings: MilterSettings
+    policies: PolicyHolder
+    audit: AuditSink
+    metrics: Metrics
+    duplicates: DuplicateDetector
+    slots: Slots  # connections, up to max_concurrency
+    workers: concurrent.futures.ThreadPoolExecutor
+    transactions: OpenTransactions = dataclasses.field(default_factory=OpenTransactions)
+    callbacks: InFlight = dataclasses.field(default_factory=InFlight)  # running, for a stop
