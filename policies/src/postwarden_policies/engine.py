@@ -24,7 +24,9 @@ text part cannot be stripped or sanitized on its own) the message is
 quarantined rather than delivered with what had to go.
 
 ``evaluate`` is pure and thread-safe (nothing shared is mutated) and never
-raises: an internal error gives a tempfail verdict (451 4.3.0).
+raises: an internal error gives a tempfail verdict (451 4.3.0), and so does HTML
+that could not be sanitized for want of a sanitizer child: none came free in time,
+or they refuse to run because the package was upgraded under this process.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .mimeparse import parse_message
 from .model import Limits, Rule, StructureAction
 from .policyset import PolicySet
 from .rewrite import RewriteError, RewritePlan, rewrite_body
-from .sanitizer_process import SanitizerBusy
+from .sanitizer_process import SanitizerBusy, SanitizerCodeChanged
 from .verdicts import (
     Accept,
     Action,
@@ -241,6 +243,9 @@ def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
         return _evaluate(policy_set, facts)
     except SanitizerBusy as exc:  # overload, not a bug: no traceback
         log.warning("policy evaluation deferred for %s: %s", facts.envelope.queue_id, exc)
+    except SanitizerCodeChanged as exc:  # not the part's fault (a notice would be): defer
+        log.error("policy evaluation deferred for %s: %s; restart the milter after an "
+                  "upgrade", facts.envelope.queue_id, exc)
     except Exception:  # a bug here must defer the message, not crash the filter
         log.exception("policy evaluation failed for %s", facts.envelope.queue_id)
     return Verdict(

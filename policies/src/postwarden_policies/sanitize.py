@@ -275,8 +275,11 @@ def removed_whole(reason: str) -> tuple[str, tuple[tuple[str, int], ...]]:
 
 
 def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """(clean HTML, what was removed), whatever the input. The one exception:
-    :class:`~.sanitizer_process.SanitizerBusy`, when no child process came free in time.
+    """(clean HTML, what was removed), whatever the input. The exceptions, both for the
+    caller to defer the message (the part is not at fault):
+    :class:`~.sanitizer_process.SanitizerBusy`, when no child process came free in time,
+    and :class:`~.sanitizer_process.SanitizerCodeChanged`, when a child refused to run
+    because the package on disk is no longer this process's code.
 
     With nothing removed the caller leaves the part as it was, so HTML already
     within the allowlist (:mod:`postwarden_policies.html_precheck`) comes back
@@ -359,7 +362,8 @@ def _clean_in_child(request: tuple[str, str, frozenset[str], bool]) -> _Cleaned:
         children = _CHILDREN
     try:
         done: _Cleaned | None = children.run(request, DEADLINE.get())
-    except ChildFailed as exc:
+    except ChildFailed as exc:  # maybe the part's doing: retried, it would kill the next
+        # child, and the next. SanitizerBusy and SanitizerCodeChanged are not: they go up.
         log.error("%s", exc)
         return "child_failed"
     return "too_slow" if done is None else done

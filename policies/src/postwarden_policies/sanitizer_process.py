@@ -14,10 +14,26 @@ with little of the environment), at most :data:`MAX_CHILDREN` at once, and are k
 they answer; one killed or dead is replaced at the next use. Requests and answers are
 pickles framed by their length, on pipes between this process and the children it
 started.
+
+A child reads the package from disk when it starts, which after an upgrade in place is
+not the code its parent runs: it could lack the handler, or clean otherwise than the
+parent's policy expects. So each side takes the package's :data:`FINGERPRINT` when it
+imports this module, the parent passes its own in :data:`FINGERPRINT_VARIABLE`, and a
+child whose own differs serves nothing and exits with :data:`CODE_DIFFERS_STATUS`: its
+parent raises :class:`SanitizerCodeChanged`, which defers the message until a restart.
+The variable, the status and where :func:`main` lives are a contract between versions:
+a later version's child must keep them, or a parent of this one sees a crash again.
+
+Exceptions, each straight from Exception (the caller treats each otherwise)::
+
+    ChildFailed           the child died or broke the protocol: maybe the part's doing
+    SanitizerBusy         no child came free in time: overload
+    SanitizerCodeChanged  the child refused its parent's code: a restart is due
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import pickle
@@ -46,6 +62,8 @@ _READ_CHUNK = 1 << 20
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[1])
 _PASSED_PREFIXES = ("MALLOC_", "PYTHONMALLOC")
 _PASSED = frozenset({"GLIBC_TUNABLES", "LD_LIBRARY_PATH"})
+FINGERPRINT_VARIABLE = "POSTWARDEN_SANITIZER_CODE"
+CODE_DIFFERS_STATUS = 75  # EX_TEMPFAIL (sysexits.h); a crash exits 1, a signal below 0
 
 # What the handler returns, as the caller declares it (a "module:function" string
 # tells the type checker nothing).
@@ -60,12 +78,28 @@ _fork_lock = threading.Lock()
 _forking: list[SanitizerProcesses[object]] = []
 
 
+def code_fingerprint(package: Path) -> str:
+    """SHA-256 over the package's modules: each name and content, in order of name."""
+    digest = hashlib.sha256()
+    for module in sorted(package.glob("*.py")):
+        source = module.read_bytes()
+        digest.update(b"%s\0%d\0" % (module.name.encode(), len(source)))
+        digest.update(source)
+    return digest.hexdigest()
+
+
+# The code this process runs, as read at its import (about 1 ms): an upgrade in place
+# changes the files later, not the modules this process has loaded.
+FINGERPRINT = code_fingerprint(Path(__file__).resolve().parent)
+
+
 def _child_environment() -> dict[str, str]:
-    """This source tree, and the allocator's and loader's settings an admin gave the
-    milter (README, Memory); nothing else (the database URL stays here)."""
+    """This source tree and this process's code, and the allocator's and loader's
+    settings an admin gave the milter (README, Memory); nothing else (the database URL
+    stays here)."""
     passed = {name: value for name, value in os.environ.items()
               if name.startswith(_PASSED_PREFIXES) or name in _PASSED}
-    return passed | {"PYTHONPATH": _SOURCE_ROOT}
+    return passed | {"PYTHONPATH": _SOURCE_ROOT, FINGERPRINT_VARIABLE: FINGERPRINT}
 
 
 class ChildFailed(Exception):
@@ -74,6 +108,12 @@ class ChildFailed(Exception):
 
 class SanitizerBusy(Exception):
     """No child came free in time: the work is not done, and no verdict should say it was."""
+
+
+class SanitizerCodeChanged(Exception):
+    """A child refused to serve: the package on disk is no longer the code this process
+    runs (upgraded in place). Not the part's fault, and every child would refuse until
+    this process restarts: the work is not done, and no verdict should say it was."""
 
 
 class _Child:
@@ -119,7 +159,7 @@ class _Child:
             except BlockingIOError:
                 continue
             except OSError as exc:  # BrokenPipeError: it died
-                raise ChildFailed(f"sanitizer child {self.pid}: {exc}") from exc
+                raise self._gone(f"sanitizer child {self.pid}: {exc}", deadline) from exc
         return True
 
     def _read(self, size: int, deadline: float) -> bytes | None:
@@ -130,10 +170,24 @@ class _Child:
                 return None
             chunk = os.read(fd, min(size, _READ_CHUNK))
             if not chunk:
-                raise ChildFailed(f"sanitizer child {self.pid} exited")
+                raise self._gone(f"sanitizer child {self.pid} exited", deadline)
             chunks.append(chunk)
             size -= len(chunk)
         return b"".join(chunks)
+
+    def _gone(self, failure: str, deadline: float) -> ChildFailed | SanitizerCodeChanged:
+        """Why the child is gone: it refused this process's code, or it died (``failure``
+        says how)."""
+        try:  # it is exiting (its pipes are closed): the status comes at once
+            status = self._proc.wait(max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            status = None
+        if status != CODE_DIFFERS_STATUS:
+            return ChildFailed(failure)
+        return SanitizerCodeChanged(
+            f"sanitizer child {self.pid} refused to serve: the postwarden_policies package "
+            f"in {_SOURCE_ROOT} is not the code this process runs (upgraded in place?), and "
+            f"every HTML part over {ISOLATE_CHARS} characters needs a child")
 
     def kill(self) -> None:
         self._proc.kill()
@@ -189,7 +243,8 @@ class SanitizerProcesses(Generic[Answer_co]):
         None when it did not come within the time limit or by ``deadline`` (a
         time.monotonic() value; the child is killed).
         Raises :class:`SanitizerBusy` when no child was free by the deadline (or
-        within the time limit, without one), :class:`ChildFailed` if the child died."""
+        within the time limit, without one), :class:`ChildFailed` if the child died,
+        :class:`SanitizerCodeChanged` if it refused this process's code."""
         payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
         now = time.monotonic()
         if not self._slots.acquire(timeout=max((deadline or now + self.time_limit) - now, 0)):
@@ -301,7 +356,12 @@ def _exit_when_orphaned(parent: int) -> None:
 
 
 def main() -> None:
-    """A child: serves the handler its command line names."""
+    """A child: serves the handler its command line names, if it runs its parent's code."""
+    if os.environ.get(FINGERPRINT_VARIABLE) != FINGERPRINT:  # before importing the handler
+        sys.stderr.write(f"postwarden sanitizer child {os.getpid()}: the package on disk is "
+                         "not its parent's code; restart the milter after an upgrade\n")
+        sys.stderr.flush()
+        os._exit(CODE_DIFFERS_STATUS)
     # Its life is its parent's: the terminal's ^C or hangup is for the parent to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
