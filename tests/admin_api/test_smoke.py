@@ -88,17 +88,19 @@ async def test_the_policy_test_schema_names_every_field_of_the_answer(
     assert "migrations pending" in readyz["description"]
 
 
-async def test_readyz_is_503_while_a_migration_is_pending(
+async def test_readyz_is_503_once_a_migration_is_pending(
     aiohttp_client: AiohttpClient, fresh_database_url: str
 ) -> None:
-    """README: until `migrate` has run, /readyz answers 503 `migrations pending`."""
+    """The service refuses to start with a migration pending
+    (tests/admin_api/test_startup_schema.py); one the database loses under a running
+    service (another database restored at its address) makes /readyz 503."""
+    client = await aiohttp_client(create_app(settings_for(fresh_database_url)))
     conn = await connect(fresh_database_url)
     try:
         await conn.execute("DELETE FROM schema_migrations WHERE version = "
                            "(SELECT max(version) FROM schema_migrations)")
     finally:
         await conn.close()
-    client = await aiohttp_client(create_app(settings_for(fresh_database_url)))
     response = await client.get("/readyz")
     assert response.status == 503
     assert await response.json() == {"status": "unready", "problem": "migrations pending"}

@@ -1,8 +1,8 @@
 """`postwarden-admin` on a database never migrated: `serve`, `keys ...` and `secrets
 rotate` refuse in one line naming the command to run, with no traceback; `migrate`
-is what they name, and it works there. (One with migrations pending is served,
-/readyz answering 503:
-tests/admin_api/test_smoke.py::test_readyz_is_503_while_a_migration_is_pending.)"""
+is what they name, and it works there. `serve` refuses as well, before it listens,
+a database with migrations pending or an applied migration changed: served, its
+routes answered 500 and its workers logged an outage."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from postwarden_store.migrations import INSERT_APPLIED, available_migrations
 from tests.conftest import PgServer
 from tests.fixtures.adminapp import TEST_SECRET_KEY
 from tests.fixtures.ports import free_port
@@ -30,6 +32,33 @@ def never_migrated(pg_server: PgServer) -> Iterator[str]:
     name = asyncio.run(create_database(pg_server.admin_dsn))
     try:
         yield pg_server.dsn(name)
+    finally:
+        asyncio.run(drop_database(pg_server.admin_dsn, name))
+
+
+@pytest.fixture
+def behind(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a database migrated as an older version left it: the last three
+    migrations not applied."""
+    name = asyncio.run(create_database(pg_server.admin_dsn))
+    url = pg_server.dsn(name)
+
+    async def migrate_but_the_last_three() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, "
+                               "checksum text NOT NULL, "
+                               "applied_at timestamptz NOT NULL DEFAULT now())")
+            for migration in available_migrations()[:-3]:
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(INSERT_APPLIED, migration.version, migration.checksum)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(migrate_but_the_last_three())
+        yield url
     finally:
         asyncio.run(drop_database(pg_server.admin_dsn, name))
 
@@ -73,3 +102,37 @@ def test_migrate_is_not_refused_and_then_keys_work(never_migrated: str) -> None:
     assert migrated.stdout.startswith("applied 0001_")
     listed = _run(never_migrated, "keys", "list")
     assert (listed.returncode, listed.stdout, listed.stderr) == (0, "", "")
+
+
+@pytest.mark.postgres
+def test_serve_refuses_a_database_with_migrations_pending_naming_what_applies_them(
+    behind: str
+) -> None:
+    pending = [m.version for m in available_migrations()[-3:]]
+    done = _run(behind, "serve")
+    assert done.stderr.splitlines() == [
+        f"postwarden-admin: database schema is missing 3 migration(s) ({', '.join(pending)}); "
+        "run `postwarden-admin migrate`"]
+    assert (done.returncode, done.stdout) == (1, "")
+    assert _run(behind, "migrate").stdout.splitlines() == [f"applied {v}" for v in pending]
+
+
+@pytest.mark.postgres
+def test_serve_refuses_a_database_whose_applied_migration_was_changed(
+    fresh_database_url: str
+) -> None:
+    first = available_migrations()[0].version
+
+    async def change() -> None:
+        conn = await asyncpg.connect(fresh_database_url)
+        try:
+            await conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = $1",
+                               first)
+        finally:
+            await conn.close()
+
+    asyncio.run(change())
+    done = _run(fresh_database_url, "serve")
+    [line] = done.stderr.splitlines()  # the store's text: what differs, and what it means
+    assert line.startswith(f"postwarden-admin: migration {first} differs from the one applied")
+    assert (done.returncode, done.stdout) == (1, "")

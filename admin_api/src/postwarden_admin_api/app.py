@@ -3,10 +3,13 @@
 The pool, the rate limiter, the runtime-settings cache and the retention job
 start in cleanup contexts, in that order, and stop in reverse; the send API
 and webhooks plug in with their own ``setup_*`` functions after them, so
-their workers find the pool ready. A database never migrated stops the
-start-up there (:class:`~.schema.NotMigrated`): every later step would fail
-on a missing table. One with migrations pending is served, and ``/readyz``
-answers 503 until they are applied.
+their workers find the pool ready. A database whose schema is not this
+code's stops the start-up there, before the site listens: never migrated
+(:class:`~.schema.NotMigrated`), migrations pending (``SchemaTooOld``) or an
+applied one that differs from this build's (``MigrationError``). Served, later
+steps and routes would fail on a missing table or column, in errors that do
+not say what to do. A database unreachable at start stops it too (the pool cannot
+open); systemd's ``Restart=on-failure`` tries again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from postwarden_store import create_pool
+from postwarden_store import check_schema_current, create_pool
 
 from . import (
     openapi,
@@ -70,6 +73,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     try:
         async with pool.acquire() as conn:
             await require_schema(conn)
+            await check_schema_current(conn)
         app[POOL] = pool
         app[LIMITER] = RateLimiter(pool)
         app[RUNTIME] = RuntimeSettingsCache(pool)

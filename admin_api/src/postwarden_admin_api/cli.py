@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ import asyncpg
 from postwarden_policies.redact import log_to_stderr
 from postwarden_policies.settings_source import SettingsError, gather_settings
 from postwarden_policies.systemd_notify import SystemdNotifier
-from postwarden_store import StoreError, connect
+from postwarden_store import SchemaTooOld, StoreError, connect
 from postwarden_store import cli as store_cli
 
 from . import admin_audit
@@ -53,9 +54,10 @@ from .secrets import (
     parse_key_material,
     rotate_secrets,
 )
-from .settings import FIELDS, ServiceSettings, load_settings
+from .settings import FIELDS, ServiceSettings, load_settings, stray_variables
 
 PROG = "postwarden-admin"
+log = logging.getLogger(__name__)
 CLI_ACTOR = Principal(key_id="cli", owner="cli", name=PROG, role=Role.ADMIN)
 CONFIG_HELP = "YAML settings file (POSTWARDEN_<SETTING> variables win over it)"
 
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ)
         if args.command == "serve":
             configure_logging(settings.log_level.upper())
+            for stray in stray_variables(os.environ):
+                log.warning("%s", stray)
             notifier = SystemdNotifier.from_environment()
             asyncio.run(serve(create_app(settings), settings.listen_host, settings.listen_port,
                               notifier))
@@ -268,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_secrets_rotate(args, settings))
     except SettingsError as exc:
         print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
+        return 1
+    except SchemaTooOld as exc:
+        # serve's start-up check (app): the store's text names other commands than ours.
+        print(f"{PROG}: database schema is missing {len(exc.pending)} migration(s) "
+              f"({', '.join(exc.pending)}); run `{PROG} migrate`", file=sys.stderr)
         return 1
     except (StoreError, NotMigrated, SecretsError, PushError, OSError,
             asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -2,8 +2,9 @@
 
 ``serve`` and the CLI's database commands (keys, secrets) run it first: on a
 database never migrated every later step would fail on a missing table, with
-a traceback that does not say what to do. Pending migrations pass here; the
-service then answers ``/readyz`` with 503 until they are applied.
+a traceback that does not say what to do. Pending migrations pass here: the
+keys and secrets commands run on a schema a migration behind, and ``serve`` checks
+for them next (app, ``check_schema_current``).
 """
 
 from __future__ import annotations

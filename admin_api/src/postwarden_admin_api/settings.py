@@ -23,6 +23,7 @@ from postwarden_policies.settings_source import (
     SettingsError,
     finite_number,
     gather_settings,
+    misspelt_variables,
 )
 from postwarden_store import dsn_problem
 
@@ -229,6 +230,12 @@ def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None 
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def stray_variables(environ: Mapping[str, str]) -> list[str]:
+    """POSTWARDEN_ variables that look like a misspelt setting of the service, which it
+    ignores; the milter's are not told (settings_source.misspelt_variables)."""
+    return misspelt_variables(environ, FIELDS, "an admin service setting")
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str]) -> ServiceSettings:

@@ -8,7 +8,6 @@ line naming the setting instead of failing later on a live connection.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import os
 import re
@@ -20,11 +19,11 @@ from typing import Any, TypeVar
 
 from postwarden_policies import SettingsError, gather_settings
 from postwarden_policies.settings_source import (
-    ENV_PREFIX,
     LOG_LEVELS,
     RawSettings,
     Secret,
     finite_number,
+    misspelt_variables,
 )
 from postwarden_store import dsn_problem
 
@@ -104,9 +103,6 @@ MAX_MESSAGE_TIMEOUT_SECONDS = 3600.0  # an hour: 60 times the default
 MAX_DUPLICATE_WINDOW_SECONDS = 7 * 86400.0  # past Postfix's 5-day queue lifetime
 # The spool holds message metadata (senders, recipients, subjects): the milter's alone.
 SPOOL_DIR_MODE = 0o700
-# How alike a name must be to a setting's to be told as misspelt (difflib's ratio): the
-# admin service's names stay below (webhook_timeout_seconds vs message_timeout_seconds: 0.74).
-STRAY_CUTOFF = 0.8
 SETTING_NAMES = tuple(f.name for f in fields(MilterSettings))
 
 _SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
@@ -291,20 +287,8 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bo
 
 def stray_variables(environ: Mapping[str, str]) -> list[str]:
     """POSTWARDEN_ variables that look like a misspelt milter setting, which the milter
-    ignores. Unknown ones are not refused, nor all told: the admin service and the
-    command-line tools read variables of their own (POSTWARDEN_LISTEN,
-    POSTWARDEN_SECRET_KEY, ...), often from the same environment file."""
-    known = [name.upper() for name in SETTING_NAMES]
-    told = []
-    for variable in sorted(environ):
-        name = variable.removeprefix(ENV_PREFIX)
-        if name == variable or name in known:
-            continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=STRAY_CUTOFF)
-        if close:
-            told.append(f"{variable} is not a milter setting, ignored "
-                        f"(did you mean {ENV_PREFIX}{close[0]}?)")
-    return told
+    ignores; the admin service's are not told (settings_source.misspelt_variables)."""
+    return misspelt_variables(environ, SETTING_NAMES, "a milter setting")
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str], *,

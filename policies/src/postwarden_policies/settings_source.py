@@ -11,6 +11,7 @@ at a time.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,11 @@ from .yamlnodes import read_plain
 
 ENV_PREFIX = "POSTWARDEN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# How alike a variable's name must be to a setting's to be told as misspelt (difflib's
+# ratio). The other service's names stay below it: both read one environment file
+# (message_timeout_seconds vs webhook_timeout_seconds: 0.74, spool_max_bytes vs
+# pool_max_size: 0.71).
+STRAY_CUTOFF = 0.8
 
 T = TypeVar("T")
 
@@ -138,3 +144,23 @@ def gather_settings(
             raw.values[name] = env_value
             raw.sources[name] = variable
     return raw
+
+
+def misspelt_variables(environ: Mapping[str, str], names: Iterable[str], what: str
+                       ) -> list[str]:
+    """POSTWARDEN_ variables that look like a misspelt setting of ``names``, which the
+    process ignores, each told as not being ``what`` ("a milter setting"). Unknown ones
+    are not refused, nor all told: the other service and the command-line tools read
+    variables of their own (POSTWARDEN_LISTEN, POSTWARDEN_API_KEY, ...), often from the
+    same environment file."""
+    known = [name.upper() for name in names]
+    told = []
+    for variable in sorted(environ):
+        name = variable.removeprefix(ENV_PREFIX)
+        if name == variable or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=STRAY_CUTOFF)
+        if close:
+            told.append(f"{variable} is not {what}, ignored "
+                        f"(did you mean {ENV_PREFIX}{close[0]}?)")
+    return told
