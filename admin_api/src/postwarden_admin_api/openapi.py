@@ -4,21 +4,27 @@ Every route module calls ``app[OPENAPI].add(paths, schemas)`` (the core
 modules do it through ``create_app``; the send and webhooks packages from
 their ``setup_*`` functions). :func:`operation` builds one operation with the
 roles it allows (``x-roles``), the API-key security requirement and the
-shared error response. A test checks that documented and routed paths match
-both ways and that ``x-roles`` equals each handler's ``allow``.
+shared error response; given the error codes its handler answers with, every
+error status it may answer, each with its codes as an ``enum`` (the middleware
+chain's, :data:`AUTHENTICATED_ERRORS`, too). A test checks that documented and
+routed paths match both ways and that ``x-roles`` equals each handler's ``allow``.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 
+from .auth import unauthenticated
 from .context import REQUEST_ID_FORM, Role
+from .errors import ValidationFailed, database_busy
+from .middleware import HTTP_CODES
 
 Schema = dict[str, Any]
+ErrorCodes = Mapping[int, Collection[str]]  # status -> the codes an error with it may carry
 
 ERROR_SCHEMA: Schema = {
     "type": "object",
@@ -35,6 +41,46 @@ ERROR_SCHEMA: Schema = {
         }
     },
 }
+
+
+def error_schema(codes: Collection[str]) -> Schema:
+    """ERROR_SCHEMA, its code one of ``codes``."""
+    schema = copy.deepcopy(ERROR_SCHEMA)
+    schema["properties"]["error"]["properties"]["code"]["enum"] = sorted(codes)
+    return schema
+
+
+VALIDATION_FAILED = ValidationFailed([]).code
+# What the middleware chain (middleware.py) may answer any authenticated route with,
+# whatever its handler does. Codes written out here are raised as literals; a test
+# checks each against the source.
+AUTHENTICATED_ERRORS: ErrorCodes = {
+    # A NUL in the path or query, a malformed request, Authorization given twice.
+    400: [HTTP_CODES[400]],
+    401: [unauthenticated().code],
+    403: ["forbidden"],  # the key's role may not use the route
+    413: [HTTP_CODES[413]],  # over max_request_body_bytes, whatever the route
+    417: [HTTP_CODES[417]],  # an Expect header other than 100-continue
+    422: [VALIDATION_FAILED],  # a query parameter given more than once
+    429: ["rate_limited"],
+    500: ["internal_error"],
+    503: [database_busy().code],
+}
+# What a route reading its body with bodies.read_json_object may answer besides.
+JSON_BODY_ERRORS: ErrorCodes = {
+    400: ["invalid_json"],
+    408: ["request_timeout"],
+    415: [HTTP_CODES[415]],
+}
+
+
+def error_codes(*tables: ErrorCodes) -> dict[int, list[str]]:
+    """The union of ``tables``, by status."""
+    merged: dict[int, set[str]] = {}
+    for table in tables:
+        for status, codes in table.items():
+            merged.setdefault(status, set()).update(codes)
+    return {status: sorted(codes) for status, codes in sorted(merged.items())}
 
 
 def ref(name: str) -> Schema:
@@ -57,6 +103,11 @@ def param(name: str, where: str, schema: Schema, required: bool = False,
 def header(description: str, schema: Schema, required: bool = True) -> Schema:
     """A response header (an OpenAPI Header Object)."""
     return {"description": description, "required": required, "schema": schema}
+
+
+def _optional(headers: Mapping[str, Schema]) -> dict[str, Schema]:
+    """``headers``, none of them required."""
+    return {name: {**spec, "required": False} for name, spec in headers.items()}
 
 
 _SECONDS = {"type": "integer", "minimum": 1}
@@ -90,11 +141,26 @@ _UNAVAILABLE: Schema = {
     "headers": {
         "Retry-After": header("database_busy only: seconds to wait before trying again",
                               _SECONDS, required=False),
-        **{name: {**spec, "required": False} for name, spec in RATE_LIMIT_HEADERS.items()},
+        **_optional(RATE_LIMIT_HEADERS),
         **EVERY_ANSWER,
     },
     "content": json_content(ref("Error")),
 }
+
+
+# Statuses the middleware chain may answer before the key is counted (errors, body_cap
+# and access refuse first): such an answer carries no RateLimit-* headers.
+_BEFORE_THE_KEY = frozenset({400, 401, 413, 422, 500, 503})
+
+
+def _middleware_headers(status: int) -> dict[str, Schema]:
+    """Headers an authenticated route's answer with ``status`` may carry, or lack, when
+    the middleware chain gives it (:data:`AUTHENTICATED_ERRORS`)."""
+    if status == 401:
+        return {**_optional(RATE_LIMIT_HEADERS), **{
+            name: header("the scheme to authenticate with", {"type": "string"})
+            for name in unauthenticated().headers}}
+    return _optional(RATE_LIMIT_HEADERS) if status in _BEFORE_THE_KEY else {}
 
 
 def operation(
@@ -107,33 +173,47 @@ def operation(
     response_type: str | tuple[str, ...] = "application/json",
     descriptions: Mapping[int, str] | None = None,
     headers: Mapping[int, Mapping[str, Schema]] | None = None,
+    errors: ErrorCodes | None = None,
 ) -> Schema:
     """One operation; ``roles`` None marks a public route. A None schema: no body.
     ``descriptions``: a response's own description (else the summary, or for an
     error status "see code"). ``headers``: the headers (see :func:`header`) a response
     carries besides those every answer does (``EVERY_ANSWER``) and every authenticated
     one (``RATE_LIMIT_HEADERS``); the 429 and 503 of an authenticated route are
-    declared here."""
-    if set(headers or {}) - set(responses):
+    declared here. ``errors``: the error codes the handler itself answers with, by
+    status; given, every error status the route may answer is declared, its codes
+    (an authenticated route's :data:`AUTHENTICATED_ERRORS` too) an ``enum``."""
+    enumerated = ({} if errors is None else
+                  error_codes(errors, {} if roles is None else AUTHENTICATED_ERRORS))
+    if set(headers or {}) - set(responses) - set(enumerated):
         raise ValueError(f"{summary}: headers of a response not declared")
+    types = (response_type,) if isinstance(response_type, str) else response_type
+    contents: dict[int, Schema | None] = {
+        **{status: None if schema is None else {kind: {"schema": schema} for kind in types}
+           for status, schema in responses.items()},
+        **{status: json_content(error_schema(codes)) for status, codes in enumerated.items()},
+    }
     built: Schema = {"summary": summary, "responses": {}}
     common = {**EVERY_ANSWER, **({} if roles is None else RATE_LIMIT_HEADERS)}
-    for status, schema in responses.items():
+    for status, content in sorted(contents.items()):
         default = summary if status < 300 else "see code"
         answer: Schema = {"description": (descriptions or {}).get(status, default)}
-        if schema is not None:
-            types = (response_type,) if isinstance(response_type, str) else response_type
-            answer["content"] = {kind: {"schema": schema} for kind in types}
+        if content is not None:
+            answer["content"] = content
         answer["headers"] = {**common, **(headers or {}).get(status, {})}
+        if roles is not None and status in enumerated:
+            answer["headers"].update(_middleware_headers(status))
         built["responses"][str(status)] = answer
-    built["responses"]["default"] = {"description": "error", "headers": dict(EVERY_ANSWER),
-                                     "content": json_content(ref("Error"))}
     if roles is None:
         built["security"] = []
     else:
         built["x-roles"] = sorted({Role.ADMIN, *roles})
-        built["responses"]["429"] = copy.deepcopy(_TOO_MANY)
-        built["responses"]["503"] = copy.deepcopy(_UNAVAILABLE)
+        for status, fixed in ((429, _TOO_MANY), (503, _UNAVAILABLE)):
+            built["responses"][str(status)] = copy.deepcopy(fixed)
+            if status in enumerated:
+                built["responses"][str(status)]["content"] = contents[status]
+    built["responses"]["default"] = {"description": "error", "headers": dict(EVERY_ANSWER),
+                                     "content": json_content(ref("Error"))}
     if body is not None:
         built["requestBody"] = {"required": True, "content": body}
     if parameters:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from postwarden_admin_api.context import Role
+from postwarden_admin_api.middleware import HTTP_CODES
 from postwarden_admin_api.openapi import (
+    JSON_BODY_ERRORS,
     RETRY_AFTER,
+    VALIDATION_FAILED,
+    error_codes,
     header,
     json_content,
     operation,
@@ -14,7 +19,9 @@ from postwarden_admin_api.openapi import (
     ref,
 )
 
+from .idempotency import MAX_KEY_LENGTH, RETENTION
 from .queries import MAX_SUPPRESSION_DETAIL, MESSAGE_STATUSES, RECIPIENT_STATUSES
+from .refusals import Refusal
 from .request_model import (
     MAX_ATTACHMENTS,
     MAX_HEADER_VALUE,
@@ -130,6 +137,19 @@ SUPPRESSION_REQUEST: dict[str, Any] = {
                    "detail": {"type": ["string", "null"], "maxLength": MAX_SUPPRESSION_DETAIL}},
 }
 
+# The error codes each handler answers with itself, by status (see operation's errors).
+_REFUSALS = {status: [r.code for r in Refusal if r.status == status]
+             for status in {r.status for r in Refusal}}
+_INVALID = {422: [VALIDATION_FAILED]}
+_NOT_FOUND = {404: [HTTP_CODES[404]]}
+# idempotency.valid_key: visible ASCII (a test checks the two agree).
+_IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
+                    "pattern": "^[!-~]+$"}
+_REUSED = Refusal.IDEMPOTENCY_KEY_REUSED
+_IDEMPOTENCY = (f"a retry with the same key and body within {RETENTION / dt.timedelta(hours=1):g}"
+                " hours gets the first answer (Idempotent-Replayed) and sends nothing; "
+                f"another body with it is {_REUSED.status} {_REUSED.code}")
+
 _SENDERS = [Role.SENDER]
 _READERS = [Role.SENDER, Role.AUDITOR]
 _ADDRESS_QUERY = param("address", "query", {"type": "string"}, required=True)
@@ -141,8 +161,10 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
         "post": operation(
             "queue a message for sending through Postfix", _SENDERS,
             body=json_content(ref("SendEmail")),
-            responses={202: ref("SendAccepted"), 409: ref("Error")},
-            parameters=[param("Idempotency-Key", "header", {"type": "string", "maxLength": 255})],
+            responses={202: ref("SendAccepted")},
+            errors=error_codes(JSON_BODY_ERRORS, _REFUSALS),
+            parameters=[param("Idempotency-Key", "header", _IDEMPOTENCY_KEY,
+                              description=_IDEMPOTENCY)],
             headers={
                 202: {
                     "Location": header("the message's URL (GET it for its status)",
@@ -160,7 +182,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
         "get": operation(
             "a sent message with its per-recipient timeline", _READERS,
             parameters=[param("id", "path", {"type": "string", "format": "uuid"})],
-            responses={200: ref("OutboundMessage")},
+            responses={200: ref("OutboundMessage")}, errors=_NOT_FOUND,
         ),
     },
     "/api/v1/messages": {
@@ -180,7 +202,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             responses={200: {"type": "object", "properties": {
                 "messages": {"type": "array", "items": ref("OutboundMessage")},
                 "next_cursor": {"type": ["string", "null"]},
-            }}},
+            }}}, errors=_INVALID,
         ),
     },
     "/api/v1/suppressions": {
@@ -194,19 +216,20 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             responses={200: {"type": "object", "properties": {
                 "suppressions": {"type": "array", "items": ref("Suppression")},
                 "next_after": {"type": ["string", "null"]},
-            }}},
+            }}}, errors=_INVALID,
         ),
         "post": operation(
             "suppress an address", [Role.OPERATOR],
             body=json_content(SUPPRESSION_REQUEST),
             responses={200: ref("Suppression"), 201: ref("Suppression")},
+            errors=error_codes(JSON_BODY_ERRORS, _INVALID),
         ),
         "delete": operation(
             "remove an address from the suppression list", [Role.OPERATOR],
             parameters=[_ADDRESS_QUERY],
             responses={200: {"type": "object", "properties": {
                 "address": {"type": "string"}, "deleted": {"const": True},
-            }}},
+            }}}, errors=error_codes(_INVALID, _NOT_FOUND),
         ),
     },
 }
