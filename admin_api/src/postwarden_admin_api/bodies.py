@@ -136,13 +136,22 @@ def _declared_json(request: web.Request) -> bool:
         media_type.startswith("application/") and media_type.endswith("+json"))
 
 
+# The charset labels of UTF-8 clients send (utf8 is the WHATWG Encoding Standard's too).
+UTF8_LABELS = frozenset({"utf-8", "utf8"})
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; 400 ``invalid_json`` otherwise, 415
-    ``unsupported_media_type`` (unread) if it is not declared JSON, as the routes
-    taking YAML or form data refuse what they do not read."""
+    ``unsupported_media_type`` (unread) if it is not declared JSON, or declared in
+    another charset than UTF-8, as the routes taking YAML or form data refuse what
+    they do not read."""
     if not _declared_json(request):
         raise ApiError(415, "unsupported_media_type",
                        "send the body as JSON, with Content-Type: application/json")
+    if (request.charset or "utf-8").lower() not in UTF8_LABELS:  # aiohttp unquotes it
+        raise ApiError(415, "unsupported_media_type",
+                       "the body must be UTF-8, as JSON is (RFC 8259): send it with "
+                       "charset=utf-8 or no charset")
     raw = await read_body(request)
     return await run_sized(is_large(raw), _json_object, raw)
 
@@ -150,8 +159,15 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 def _json_object(raw: bytes) -> dict[str, Any]:
     """Parse and check ``raw``: every pass over a large body runs off the event loop."""
     try:
-        data = json.loads(raw, parse_constant=_non_finite, parse_float=_finite_float)
-    except (ValueError, UnicodeDecodeError):
+        # Strict UTF-8 (a BOM aside): json.loads would take UTF-16 and UTF-32 too, and
+        # UTF-8 encoded surrogates, past the checks on ``raw`` below.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "request body is not UTF-8") from None
+    try:
+        data = json.loads(text, parse_constant=_non_finite, parse_float=_finite_float,
+                          object_pairs_hook=_unique_keys)
+    except ValueError:
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
     except RecursionError:
         raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
@@ -166,6 +182,23 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     if _SUSPECT_ESCAPE.search(raw) and not _storable(data):
         raise ApiError(400, "invalid_json", "request body holds a NUL (\\u0000) or a lone "
                        "surrogate (\\ud800-\\udfff), which no field takes")
+    return data
+
+
+SHOWN_KEY = 80  # characters of a duplicate key given back
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused if it names a key twice: json.loads keeps the last, and a
+    gateway reading the first (``to``, say) would see another request."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ApiError(400, "invalid_json",
+                               f"request body has a duplicate key {key[:SHOWN_KEY]!r}")
+            seen.add(key)
     return data
 
 

@@ -6,9 +6,10 @@
 Handlers raise these; nothing else reaches a client. Unexpected exceptions
 become 500 ``internal_error`` with no exception text.
 
-Requests take their pooled connection with :func:`connection`: when the pool
-stays full for ``ACQUIRE_TIMEOUT`` seconds the answer is 503 ``database_busy``,
-not a request that waits for ever behind whoever holds the connections.
+Requests take their pooled connection with :func:`connection` (or :func:`acquire`, to
+keep it across several steps): when the pool stays full for ``ACQUIRE_TIMEOUT``
+seconds the answer is 503 ``database_busy``, not a request that waits for ever
+behind whoever holds the connections.
 """
 
 from __future__ import annotations
@@ -52,13 +53,19 @@ def database_busy() -> ApiError:
                     headers={"Retry-After": "1"})
 
 
-@asynccontextmanager
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for a request, or :func:`database_busy` once none frees up."""
+async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
+    """A pooled connection for a request (to ``pool.release``), or :func:`database_busy`
+    once none frees up."""
     try:
-        conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT)
+        return await pool.acquire(timeout=ACQUIRE_TIMEOUT)
     except TimeoutError:
         raise database_busy() from None
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """:func:`acquire`, released on leaving."""
+    conn = await acquire(pool)
     try:
         yield conn
     finally:

@@ -298,7 +298,10 @@ class _Reader:
         if encoded is None:
             return None
         try:
-            return base64.b64decode(encoded, validate=True)
+            # Line breaks, as MIME encoders wrap it (`base64`, Python's encodebytes,
+            # Java's MIME encoder: 76-character lines); anything else is refused.
+            return base64.b64decode(encoded.replace("\r", "").replace("\n", ""),
+                                    validate=True)
         except (binascii.Error, ValueError):
             self.problem(where, Refusal.INVALID_FIELD, "not valid base64")
             return None

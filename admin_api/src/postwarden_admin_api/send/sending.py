@@ -6,6 +6,14 @@ field problems, which then refuse the request), then the checks that need no
 database (outbound enabled, relay configured, every field, size), then the one
 enqueue statement (suppressions, rate limits, storage). A refusal after the
 claim releases it. Every attempt leaves one log line (:mod:`.attempts`).
+
+A request holds one pooled connection at a time (:class:`_Held`): with a key, the
+claim's, kept through the checks and the build (milliseconds; a second or two for
+the largest bodies) for the enqueue and the release, so that a full pool answers
+503 before anything is claimed. Were the enqueue to take a second, its 503 would
+leave the claim with no connection to be released on, and the key refused 409 until
+the claim is stale (``idempotency.STALE_CLAIM``). The runtime settings are read
+first: their refresh takes a connection of its own.
 """
 
 from __future__ import annotations
@@ -22,8 +30,8 @@ from aiohttp import web
 
 from postwarden_admin_api.bodies import is_large, json_ok, read_json_object, run_sized
 from postwarden_admin_api.context import POOL, SETTINGS, Principal
-from postwarden_admin_api.errors import ApiError, connection
-from postwarden_admin_api.runtime_settings import RUNTIME
+from postwarden_admin_api.errors import ApiError, acquire
+from postwarden_admin_api.runtime_settings import RUNTIME, RuntimeSettings
 
 from . import checks, idempotency, limits
 from .attempts import Attempt
@@ -97,17 +105,38 @@ def _heavy_headers(request: SendRequest) -> bool:
     return NAME_WEIGHT * names + values > HEAVY_HEADER_TEXT
 
 
+class _Held:
+    """The request's pooled connection: taken when first needed (503 ``database_busy``
+    from a full pool), then kept until given back. One lost meanwhile (enqueue closes
+    the one it lost) is given back before another is taken."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._conn: asyncpg.Connection | None = None
+
+    async def get(self) -> asyncpg.Connection:
+        if self._conn is not None and self._conn.is_closed():
+            await self.give_back()
+        if self._conn is None:
+            self._conn = await acquire(self.pool)
+        return self._conn
+
+    async def give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self.pool.release(conn)
+
+
 async def _accept(
-    app: web.Application, who: Principal, body: ReadFields, large: bool, *,
-    key: str | None, message_uuid: uuid.UUID, found: tuple[FieldProblem, ...],
+    app: web.Application, who: Principal, body: ReadFields, large: bool, *, held: _Held,
+    runtime: RuntimeSettings, hash_key: bytes | None, key: str | None,
+    message_uuid: uuid.UUID, found: tuple[FieldProblem, ...],
 ) -> dict[str, Any]:
-    runtime = await app[RUNTIME].get()
     if not runtime.outbound_enabled:
         raise Refusal.OUTBOUND_DISABLED.error()
     if not app[SETTINGS].relay_host:
         raise Refusal.RELAY_NOT_CONFIGURED.error()
     state = app[SEND]
-    hash_key = await current_hash_key(app)
     if hash_key is None:
         raise Refusal.HASH_KEY_UNREADABLE.error()
     allowed = checks.sender_allowed(who.allowed_senders, runtime.allowed_sender_addresses)
@@ -124,45 +153,42 @@ async def _accept(
     hashes = {m.key: limits.recipient_hash(hash_key, m.key) for m in request.recipients}
     submission = Submission(who.key_id, request, message_id, content, list(hashes.values()),
                             key, message_uuid)
-    unsure: Unconfirmed | None = None
-    # A full pool answers 503 here, before the enqueue has written anything.
     send_limits = checks.limits_of(runtime)
-    async with connection(app[POOL]) as conn:
-        try:
-            accepted = await enqueue(conn, submission, send_limits, now)
-        except Suppressed as suppressed:
-            raise checks.suppressed_refusal(request, suppressed.addresses) from None
-        except limits.LimitReached as reached:
-            # The caller's own fields whose recipient is at its daily limit, so that it
-            # knows which recipient to drop.
-            at_limit = {address for address, digest in hashes.items()
-                        if digest in reached.full_recipients}
-            fields = checks.recipient_fields(request, at_limit)
-            raise reached.error(send_limits, fields) from None
-        except Unconfirmed as exc:
-            unsure = exc
-    if unsure is not None:
+    try:
+        # Without a key, a full pool answers 503 here, before the enqueue wrote anything.
+        accepted = await enqueue(await held.get(), submission, send_limits, now)
+    except Suppressed as suppressed:
+        raise checks.suppressed_refusal(request, suppressed.addresses) from None
+    except limits.LimitReached as reached:
+        # The caller's own fields whose recipient is at its daily limit, so that it
+        # knows which recipient to drop.
+        at_limit = {address for address, digest in hashes.items()
+                    if digest in reached.full_recipients}
+        fields = checks.recipient_fields(request, at_limit)
+        raise reached.error(send_limits, fields) from None
+    except Unconfirmed as unsure:
         # On another connection, once the failed one (closed by enqueue) is given back:
         # a Postgres restart cuts every send at once, and each holding one while waiting
         # for a second would drain the pool. confirm ends the failed one's backend first,
         # which may still be running the call: a TimeoutError if it cannot (a 500).
         # It waits for its connection however long: the message may be stored, and a
         # 503 would have the client send it again.
-        async with app[POOL].acquire() as conn:
+        await held.give_back()
+        async with held.pool.acquire() as conn:
             accepted = await confirm(conn, unsure)
     if state.relay is not None:
         state.relay.wake()
     return accepted.body()
 
 
-async def _release_claim(pool: asyncpg.Pool, key_id: str, key: str, claim_id: uuid.UUID
-                         ) -> None:
-    """Give the Idempotency-Key back so a corrected retry can run. With the pool full
-    the claim stays until it is stale (``idempotency.STALE_CLAIM``), which is safe (the
-    key then sends nothing twice), and the request's own error stands."""
+async def _release_claim(held: _Held, key_id: str, key: str, claim_id: uuid.UUID) -> None:
+    """Give the Idempotency-Key back so a corrected retry can run, on the claim's own
+    connection. Only once that was lost (the enqueue's outcome then confirmed on
+    another) is one taken again: with the pool full then, the claim stays until it is
+    stale (``idempotency.STALE_CLAIM``), which is safe (the key then sends nothing
+    twice), and the request's own error stands."""
     try:
-        async with connection(pool) as conn:
-            await asyncio.shield(idempotency.release(conn, key_id, key, claim_id))
+        await asyncio.shield(idempotency.release(await held.get(), key_id, key, claim_id))
     except ApiError as busy:
         log.warning("Idempotency-Key claim of key %s left to go stale: %s", key_id, busy.code)
 
@@ -176,22 +202,30 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         # Read once, for both the Idempotency-Key digest and the parsing.
         fields = await run_sized(large, read_fields, body)
         key, key_problems = _idempotency_key(request)
-        pool = request.app[POOL]
+        app = request.app
+        # Before a connection is held: a refresh of either takes one of its own.
+        runtime = await app[RUNTIME].get()
+        hash_key = await current_hash_key(app)
         message_uuid = uuid.uuid4()  # the message's id, and the key's claim
-        if key is not None:
-            digest = await run_sized(large, idempotency.request_digest, fields)
-            async with connection(pool) as conn:
-                stored = await idempotency.claim(conn, who.key_id, key, digest, message_uuid)
-            if stored is not None:
-                attempt.log("replayed")
-                return _answer(stored.status, stored.body, replayed=True)
+        held = _Held(app[POOL])
         try:
-            answer = await _accept(request.app, who, fields, large, key=key,
-                                   message_uuid=message_uuid, found=key_problems)
-        except BaseException:
             if key is not None:
-                await _release_claim(pool, who.key_id, key, message_uuid)
-            raise
+                digest = await run_sized(large, idempotency.request_digest, fields)
+                stored = await idempotency.claim(await held.get(), who.key_id, key, digest,
+                                                 message_uuid)
+                if stored is not None:
+                    attempt.log("replayed")
+                    return _answer(stored.status, stored.body, replayed=True)
+            try:
+                answer = await _accept(app, who, fields, large, held=held, runtime=runtime,
+                                       hash_key=hash_key, key=key,
+                                       message_uuid=message_uuid, found=key_problems)
+            except BaseException:
+                if key is not None:
+                    await _release_claim(held, who.key_id, key, message_uuid)
+                raise
+        finally:
+            await held.give_back()
     except ApiError as error:
         attempt.log("refused", error.code)
         raise
