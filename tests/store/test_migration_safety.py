@@ -77,6 +77,8 @@ RELEASED = {
         "1bd61c6cfa58bf640e80dc7bc43b31a301d403946f6c222d3d101e92b9de7015",
     "0030_api_key_owner":
         "368e94a1c82b7791586e63d9970c233d49dcf9c48cb581ad3b740d50733f3e76",
+    "0031_webhook_send_order":
+        "4e6accfa08caddb9d3ec7e4b3137409b51bc3a78e25f275d65283fa4c8e2e179",
 }
 
 

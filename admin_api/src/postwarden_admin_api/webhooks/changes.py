@@ -7,7 +7,9 @@ for: a new URL needs the headers given again (or ``null``), else they would go
 wherever an operator points the endpoint; a new kind or body template needs the URL,
 and the secret and headers when set, else an operator who never learned them could
 make them carry a body of their choosing (signed JSON, a post to a Slack URL). See
-:func:`_given_again`.
+:func:`_given_again`. ``send_keys`` (null: every key) limits the ``send.*`` events to
+messages of those API keys' rotation lines; each must name a stored key
+(:func:`key_problems`), else the filter would let nothing through unnoticed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from yarl import URL
 
@@ -34,7 +37,13 @@ from .urls import origin
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 MAX_URL = 2048
 FIELDS = frozenset({"name", "url", "kind", "events", "secret", "headers", "body_template",
-                    "enabled"})
+                    "enabled", "send_keys"})
+MAX_SEND_KEYS = 100
+MAX_KEY_ID = 64
+UNKNOWN_KEYS = """
+SELECT k FROM unnest($1::text[]) k WHERE NOT EXISTS (SELECT FROM api_keys WHERE key_id = k)
+ORDER BY k
+"""
 KINDS = [kind.value for kind in Kind]  # a list: `in` must not hash a field value ([] or {})
 
 
@@ -51,6 +60,28 @@ def _url_problems(request: web.Request, data: Mapping[str, Any]
     except UrlRefused as refused:
         return None, [{"field": "url", "reason": refused.reason.value,
                        "message": refused.detail}]
+
+
+def _send_keys(data: Mapping[str, Any]) -> list[str] | None:
+    """The key ids of a well-formed ``send_keys`` given, else None (null, absent or bad)."""
+    keys = data.get("send_keys")
+    if not isinstance(keys, list) or not 0 < len(keys) <= MAX_SEND_KEYS or not all(
+        isinstance(k, str) and 0 < len(k) <= MAX_KEY_ID for k in keys
+    ):
+        return None
+    return sorted(set(keys))
+
+
+async def key_problems(conn: asyncpg.Connection, data: Mapping[str, Any]
+                       ) -> list[dict[str, Any]]:
+    """``send_keys`` naming a key that is not stored (a filter no event would pass)."""
+    keys = _send_keys(data)
+    if keys is None:
+        return []  # none given, or a field problem already
+    unknown = [row[0] for row in await conn.fetch(UNKNOWN_KEYS, keys)]
+    if not unknown:
+        return []
+    return [{"field": "send_keys", "message": "no such API key: " + ", ".join(unknown)}]
 
 
 def _refused(problems: list[dict[str, Any]]) -> ApiError:
@@ -76,6 +107,9 @@ def _field_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
                          + ", ".join(sorted(SUBSCRIBABLE))})
     if "enabled" in data and not isinstance(data["enabled"], bool):
         problems.append({"field": "enabled", "message": "expected true or false"})
+    if data.get("send_keys") is not None and _send_keys(data) is None:
+        problems.append({"field": "send_keys", "message": "expected null (every key) or a list"
+                         f" of 1..{MAX_SEND_KEYS} API key ids"})
     secret = data.get("secret")
     if secret is not None:
         try:
@@ -155,18 +189,22 @@ def _kind_problems(data: Mapping[str, Any], current: Mapping[str, Any]
 
 
 def merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str, Any],
-            missing: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+            found: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
     """The endpoint's columns after applying ``data`` to ``current``; every problem of the
-    request (and the ``missing`` fields) is refused in one answer."""
+    request (and those ``found`` by the caller: fields missing, keys not stored) is refused
+    in one answer."""
     parsed, url_problems = _url_problems(request, data)
-    problems = [*missing, *url_problems, *_field_problems(data), *_given_again(data, current),
+    problems = [*found, *url_problems, *_field_problems(data), *_given_again(data, current),
                 *_kind_problems(data, current)]
     if problems:
         raise _refused(problems)
     keyring = request.app[KEYRING]
     row = {key: current[key] for key in ("name", "url", "url_ciphertext", "url_origin", "kind",
-                                          "enabled", "secret_ciphertext", "headers_ciphertext")}
+                                          "enabled", "secret_ciphertext", "headers_ciphertext",
+                                          "send_keys")}
     row["events"] = sorted(set(data.get("events", current["events"])))
+    if "send_keys" in data:
+        row["send_keys"] = _send_keys(data)
     template = data.get("body_template", _template(current))
     row["body_template"] = None if template is None else json.dumps(template)
     row.update({key: data[key] for key in ("name", "kind", "enabled") if key in data})
@@ -187,5 +225,5 @@ def merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str, 
 NEW_ENDPOINT: dict[str, Any] = {
     "name": None, "url": None, "url_ciphertext": None, "url_origin": None,
     "kind": Kind.WEBHOOK.value, "events": [], "enabled": True, "body_template": None,
-    "secret_ciphertext": None, "headers_ciphertext": None,
+    "secret_ciphertext": None, "headers_ciphertext": None, "send_keys": None,
 }

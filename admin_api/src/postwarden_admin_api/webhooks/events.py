@@ -56,7 +56,8 @@ _CHANGE_FIELDS = frozenset({
 })
 _SEND_FIELDS = frozenset({
     "id", "message_id", "status", "queue_id", "sender", "recipient", "recipients", "attempts",
-    "key_id", "tags", "detail", "time",
+    "key_id", "tags", "metadata", "detail", "time",
+    "sequence",  # the timeline event's id: orders one message's events (migration 0031)
 })
 _POLICY_FIELDS = frozenset({
     "policy_name", "revision_id", "content_hash", "activated_by", "time", "error",

@@ -7,6 +7,7 @@ from typing import Any
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.openapi import json_content, operation, param, ref
 
+from .changes import MAX_KEY_ID, MAX_SEND_KEYS
 from .events import SUBSCRIBABLE
 from .payloads import Kind
 
@@ -26,12 +27,17 @@ _FIELDS: dict[str, Any] = {
                 "description": "api_call only; write-only"},
     "body_template": {"type": ["object", "array", "null"],
                       "description": "api_call only; strings may hold {{ data.field }}"},
+    "send_keys": {"type": ["array", "null"], "minItems": 1, "maxItems": MAX_SEND_KEYS,
+                  "items": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_ID},
+                  "description": "null: send.* events of every API key; else only of messages "
+                                 "sent by these stored keys' rotation lines (a key's "
+                                 "successors and predecessors count too)"},
 }
 SCHEMAS: dict[str, Any] = {
     "Webhook": {
         "type": "object",
         "required": ["id", "name", "url", "url_is_set", "kind", "events", "enabled", "secret",
-                     "headers"],
+                     "headers", "send_keys"],
         "properties": {
             **{k: v for k, v in _FIELDS.items() if k not in ("url", "secret", "headers")},
             "id": {"type": "integer"}, "secret": _IS_SET, "headers": _IS_SET,

@@ -26,7 +26,7 @@ from postwarden_admin_api.bodies import json_ok, path_int, query_int, read_json_
 from postwarden_admin_api.context import POOL, Role, allow
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 
-from .changes import NEW_ENDPOINT, merged
+from .changes import NEW_ENDPOINT, key_problems, merged
 from .urls import masked
 from .worker import cancel_pending_replays, replay
 
@@ -36,21 +36,21 @@ DELIVERY_STATUSES = ("pending", "delivered", "dead")
 
 COLUMNS = """id, name, url, url_ciphertext, url_origin, kind, events, enabled, created_at,
     updated_at,
-    body_template::text AS body_template, secret_ciphertext, headers_ciphertext"""
+    body_template::text AS body_template, secret_ciphertext, headers_ciphertext, send_keys"""
 SELECT_ALL = f"SELECT {COLUMNS} FROM webhook_endpoints ORDER BY name"  # noqa: S608
 SELECT_ONE = f"SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1"  # noqa: S608
 INSERT = f"""
 INSERT INTO webhook_endpoints
     (name, url_ciphertext, url_origin, kind, events, enabled, body_template, secret_ciphertext,
-     headers_ciphertext)
-VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9)
+     headers_ciphertext, send_keys)
+VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10)
 RETURNING {COLUMNS}
 """  # noqa: S608
 UPDATE = f"""
 UPDATE webhook_endpoints
 SET name = $2, url = $3, url_ciphertext = $4, url_origin = $5, kind = $6, events = $7,
     enabled = $8, body_template = $9::text::jsonb, secret_ciphertext = $10,
-    headers_ciphertext = $11, updated_at = now(),
+    headers_ciphertext = $11, send_keys = $12, updated_at = now(),
     -- a new URL gets a fresh ciphertext (random nonce): see REPLAY in .worker. The
     -- clock, not now(): this transaction may have waited for the row while deliveries
     -- made after its start went to the old URL; none is made after this statement
@@ -95,6 +95,7 @@ def _shown(row: Mapping[str, Any]) -> dict[str, Any]:
         "secret": {"is_set": row["secret_ciphertext"] is not None},
         "headers": {"is_set": row["headers_ciphertext"] is not None},
         "body_template": None if template is None else json.loads(template),
+        "send_keys": row["send_keys"],
         "created_at": row["created_at"], "updated_at": row["updated_at"],
     }
 
@@ -118,18 +119,19 @@ async def webhooks_list(request: web.Request) -> web.Response:
 async def webhooks_create(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     missing = [{"field": f, "message": "required"} for f in ("name", "url") if f not in data]
-    row = merged(request, data, NEW_ENDPOINT, missing)
     async with connection(request.app[POOL]) as conn, conn.transaction():
+        row = merged(request, data, NEW_ENDPOINT, [*missing, *await key_problems(conn, data)])
         try:
             created = await conn.fetchrow(
                 INSERT, row["name"], row["url_ciphertext"], row["url_origin"], row["kind"],
                 row["events"], row["enabled"], row["body_template"], row["secret_ciphertext"],
-                row["headers_ciphertext"],
+                row["headers_ciphertext"], row["send_keys"],
             )
         except asyncpg.UniqueViolationError:
             raise _name_taken() from None
         await admin_audit.record(conn, request, "webhook.created", row["name"],
-                                 {"kind": row["kind"], "events": row["events"]})
+                                 {"kind": row["kind"], "events": row["events"],
+                                  "send_keys": row["send_keys"]})
     return json_ok(_shown(created), status=201)
 
 
@@ -155,12 +157,13 @@ async def webhooks_update(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     async with connection(request.app[POOL]) as conn, conn.transaction():
         current = await _current(conn, request, lock=True)
-        row = merged(request, data, current)
+        row = merged(request, data, current, await key_problems(conn, data))
         try:
             updated = await conn.fetchrow(
                 UPDATE, current["id"], row["name"], row["url"], row["url_ciphertext"],
                 row["url_origin"], row["kind"], row["events"], row["enabled"],
                 row["body_template"], row["secret_ciphertext"], row["headers_ciphertext"],
+                row["send_keys"],
             )
         except asyncpg.UniqueViolationError:
             raise _name_taken() from None
