@@ -60,8 +60,16 @@ def _add_a_comment(package: Path) -> None:
 
 
 Upgrade = Callable[[Path], None]
+def _break_an_import(package: Path) -> None:
+    """pip halfway through, or a dependency the new version needs missing: a child could
+    not even import the package to look at its code."""
+    module = package / "engine.py"
+    module.write_text("import postwarden_module_not_installed\n" + module.read_text())
+
+
 UPGRADES = [pytest.param(_rename_the_handler, id="handler-renamed"),
-            pytest.param(_add_a_comment, id="comment-added")]
+            pytest.param(_add_a_comment, id="comment-added"),
+            pytest.param(_break_an_import, id="import-broken")]
 
 
 @pytest.fixture
@@ -117,7 +125,8 @@ def test_a_message_for_a_child_on_other_code_is_deferred(
     assert not any(isinstance(edit, ReplaceBody) for edit in verdict.edits)
     [line] = _restart_lines(caplog)
     assert line.levelno == logging.ERROR and line.name == "postwarden_policies.engine"
-    assert "4QX1" in line.getMessage() and "refused to serve" in line.getMessage()
+    assert "4QX1" in line.getMessage()
+    assert "is not the code this process runs" in line.getMessage()
     assert "replaced with a notice" not in caplog.text and "Traceback" not in caplog.text
 
 
@@ -136,10 +145,13 @@ def test_each_message_says_it_once(
 
 
 def test_the_refusal_is_told_from_a_crash(
-    on_disk: Path, capfd: pytest.CaptureFixture[str],
+    on_disk: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """ChildFailed is the part's doing and becomes a notice; a refusal is no one part's."""
+    """ChildFailed is the part's doing and becomes a notice; a refusal is no one part's.
+    Here the files change after the parent looked at them, as the child starts: the
+    child's own look refuses."""
     _rename_the_handler(on_disk)
+    monkeypatch.setattr(sanitizer_process, "_on_disk", lambda: sanitizer_process.FINGERPRINT)
     processes: SanitizerProcesses = SanitizerProcesses(HANDLER, max_children=1)
     with pytest.raises(SanitizerCodeChanged, match="is not the code this process runs") as got:
         processes.run((LARGE_HTML, "keep", OPTIONS.allowed_url_schemes, True))

@@ -18,11 +18,14 @@ started.
 A child reads the package from disk when it starts, which after an upgrade in place is
 not the code its parent runs: it could lack the handler, or clean otherwise than the
 parent's policy expects. So each side takes the package's :data:`FINGERPRINT` when it
-imports this module, the parent passes its own in :data:`FINGERPRINT_VARIABLE`, and a
-child whose own differs serves nothing and exits with :data:`CODE_DIFFERS_STATUS`: its
-parent raises :class:`SanitizerCodeChanged`, which defers the message until a restart.
-The variable, the status and where :func:`main` lives are a contract between versions:
-a later version's child must keep them, or a parent of this one sees a crash again.
+imports this module, and the parent raises :class:`SanitizerCodeChanged`, which defers
+the message until a restart, when the files on disk no longer give its own: before it
+starts a child (about 1 ms: new code that cannot even be imported would crash the child
+before any check of its own), and, for files that change while the child starts, when
+the child, given the parent's in :data:`FINGERPRINT_VARIABLE`, finds its own differs,
+serves nothing and exits with :data:`CODE_DIFFERS_STATUS`. The variable, the status and
+where :func:`main` lives are a contract between versions: a later version's child must
+keep them, or a parent of this one sees a crash again.
 
 Exceptions, each straight from Exception (the caller treats each otherwise)::
 
@@ -93,6 +96,11 @@ def code_fingerprint(package: Path) -> str:
 FINGERPRINT = code_fingerprint(Path(__file__).resolve().parent)
 
 
+def _on_disk() -> str:
+    """The fingerprint of the package a child would import now."""
+    return code_fingerprint(Path(_SOURCE_ROOT) / __name__.split(".")[0])
+
+
 def _child_environment() -> dict[str, str]:
     """This source tree and this process's code, and the allocator's and loader's
     settings an admin gave the milter (README, Memory); nothing else (the database URL
@@ -118,6 +126,14 @@ class SanitizerCodeChanged(Exception):
 
 class _Child:
     def __init__(self, handler: str) -> None:
+        # Looked at here too, before the child imports anything: new code that cannot
+        # even be imported (pip halfway through, a dependency missing) would crash it,
+        # and a crash becomes a notice (ChildFailed), not a deferral.
+        if _on_disk() != FINGERPRINT:
+            raise SanitizerCodeChanged(
+                f"the postwarden_policies package in {_SOURCE_ROOT} is not the code this "
+                "process runs (upgraded in place?), and every HTML part over "
+                f"{ISOLATE_CHARS} characters needs a sanitizer child: none was started")
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - this interpreter, this module
                 # -P: no working directory on the path (it is anything, maybe writable).
