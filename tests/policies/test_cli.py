@@ -310,6 +310,26 @@ def test_a_reader_that_left_gets_no_traceback() -> None:
     assert result.stderr == b""
 
 
+def test_a_reader_that_left_does_not_hide_a_failing_case(tmp_path: Path) -> None:
+    """`postwarden-policy test ... | head`: a failure keeps its code (1), not 141, which a
+    script may take as harmless."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nname: p\nrules:\n  - name: r\n    then: reject\ntests:\n  - name: c\n"
+        "    raw: 'Subject: x\n\n      body'\n    recipients: [a@b.test]\n    expect: accept\n"
+    )
+    script = Path(sys.executable).with_name("postwarden-policy")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([str(script), "test", str(path)], stdout=write_end,
+                                stderr=subprocess.PIPE, check=False, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert result.stderr == b""
+
+
 def test_eval_writes_its_output_file_before_a_reader_that_left_ends_it(tmp_path: Path) -> None:
     output = tmp_path / "out.eml"
     output.write_bytes(b"an earlier run's message")

@@ -10,7 +10,7 @@ postwarden-policy schema                   print the JSON Schema of policy files
 ``check`` and ``test`` exit 0 when all is well, 1 when a test fails, 2 when the
 policies do not load (as argparse does for a usage error; ``eval`` too): a CI gate
 tells a broken file from a broken expectation; 141 when the reader of the output
-left (``| head``), as a shell reports a process SIGPIPE ended. ``--format json``
+left (``| head``) and nothing failed, as a shell reports a process SIGPIPE ended. ``--format json``
 prints one JSON document on stdout instead of text (testreport). Warnings (a
 subdirectory not loaded) go with the errors and change no exit code.
 
@@ -60,7 +60,7 @@ from .verdicts import Action, Verdict
 EXIT_OK = 0
 EXIT_FAILED = 1  # a test failed (eval: the message could not be read or written)
 EXIT_NOT_LOADED = 2  # the policies do not load (check, test, eval); argparse's usage error too
-EXIT_READER_LEFT = 128 + 13  # as a shell reports a process SIGPIPE ended: no test failed
+EXIT_READER_LEFT = 128 + 13  # as a shell reports a process SIGPIPE ended, when all was well
 NULL_SENDER = "<>"
 NOT_DELIVERED = frozenset({Action.REJECT, Action.TEMPFAIL, Action.DISCARD})
 
@@ -108,18 +108,22 @@ def _print_json(document: dict[str, Any]) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     loaded = _load(args.paths, check_samples=True)
+    args.outcome = EXIT_NOT_LOADED if loaded.policy_set is None else EXIT_OK
     if args.format == "json":
         _print_json(check_document(loaded))
     else:
         _print_issues(loaded)
         if loaded.policy_set is not None:
             print(check_line(loaded.policy_set))
-    return EXIT_NOT_LOADED if loaded.policy_set is None else EXIT_OK
+    return int(args.outcome)
 
 
 def _test(args: argparse.Namespace) -> int:
     loaded = _load(args.paths, check_samples=True)
     results = run_policy_tests(loaded.policy_set) if loaded.policy_set is not None else []
+    failed = any(case_failed(r, whole_set=args.whole_set) for r in results)
+    args.outcome = (EXIT_NOT_LOADED if loaded.policy_set is None
+                    else EXIT_FAILED if failed else EXIT_OK)
     if args.format == "json":
         _print_json(results_document(loaded, results, whole_set=args.whole_set))
     else:
@@ -127,10 +131,7 @@ def _test(args: argparse.Namespace) -> int:
         if loaded.policy_set is not None:
             for line in case_lines(results, whole_set=args.whole_set):
                 print(line)
-    if loaded.policy_set is None:
-        return EXIT_NOT_LOADED
-    failed = any(case_failed(r, whole_set=args.whole_set) for r in results)
-    return EXIT_FAILED if failed else EXIT_OK
+    return int(args.outcome)
 
 
 def _diff(before: bytes, after: bytes) -> str:
@@ -245,7 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader left (`... | head`): no traceback, and none again when Python
         # flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_READER_LEFT
+        # What check and test found before printing it stands: a reader that left
+        # must not turn a failure into a code a script may take as harmless.
+        return int(getattr(args, "outcome", EXIT_OK)) or EXIT_READER_LEFT
     return code
 
 
