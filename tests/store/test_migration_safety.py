@@ -5,7 +5,6 @@ for good."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 import pytest
@@ -124,7 +123,6 @@ async def test_a_migration_that_waits_for_a_lock_lets_traffic_through_then_names
 async def test_a_second_migrate_says_it_waits_for_the_first(
     fresh_database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger=migrations.__name__)
     first, second = await connect(fresh_database_url), await connect(fresh_database_url)
     try:
         await first.execute("SELECT pg_advisory_lock($1)", migrations.ADVISORY_LOCK_KEY)

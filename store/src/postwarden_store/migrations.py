@@ -110,7 +110,8 @@ async def check_schema_current(conn: asyncpg.Connection) -> None:
 async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
     """Apply pending migrations; several processes may race, the lock serialises them."""
     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY):
-        log.info("another migrate is running: waiting for it to finish")
+        # A warning, so that the CLIs, which set no logging up, show it on stderr.
+        log.warning("another migrate is running: waiting for it to finish")
         await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
     try:
         await conn.execute(CREATE_TABLE)
