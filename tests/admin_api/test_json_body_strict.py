@@ -104,6 +104,7 @@ async def test_a_charset_other_than_utf8_is_a_415(
 @pytest.mark.parametrize("content_type", [
     "application/json", "application/json; charset=utf-8", 'application/json; charset="UTF-8"',
     "application/json;charset=Utf-8", "application/json; charset=utf8",
+    "application/json; charset=US-ASCII",
 ])
 async def test_utf8_with_or_without_its_charset_is_read(
     admin_client: Client, role_keys: dict[Role, str], content_type: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 import pytest
@@ -53,3 +54,25 @@ async def test_a_job_goes_on_after_an_outage_and_after_a_bug(
     assert (rounds_counted("done") or 0) >= 1
     assert (metrics.registry.get_sample_value(
         "postwarden_job_last_done_timestamp_seconds", {"job": "test-job"}) or 0) > 0
+
+
+async def test_a_job_that_never_finishes_a_round_still_ages(database_url: str) -> None:
+    """The alert on the last round done must fire for a job broken since the start too:
+    the gauge holds the start time until a round is done."""
+    failed = asyncio.Event()
+
+    async def job(conn: asyncpg.Connection) -> None:
+        failed.set()
+        raise asyncpg.ConnectionDoesNotExistError("the database went away")
+
+    metrics = Metrics()
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with periodic("broken-job", pool, job, 0.01, metrics=metrics):
+            async with asyncio.timeout(10):
+                await failed.wait()
+    finally:
+        await pool.close()
+    since = metrics.registry.get_sample_value(
+        "postwarden_job_last_done_timestamp_seconds", {"job": "broken-job"})
+    assert since is not None and time.time() - 60 < since <= time.time()

@@ -620,7 +620,9 @@ async def test_an_outcome_whose_message_is_no_longer_stored_holds_up_no_other(
     lost = await accepted(pool, "lost@example.org")
     kept = await accepted(pool, "kept@example.org")
     server.data_gate.clear()
-    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1))
+    metrics = Metrics()
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1),
+                         metrics=metrics)
     worker.start()
     try:
         await until_true(lambda: bool(server.received))
@@ -631,6 +633,8 @@ async def test_an_outcome_whose_message_is_no_longer_stored_holds_up_no_other(
         row = await settled(pool, other, within=10)
         assert row["status"] == "relayed"
         assert f"message {gone} is no longer stored" in caplog.text
+        assert metrics.registry.get_sample_value(
+            "postwarden_relay_outcomes_total", {"outcome": "lost"}) == 1
     finally:
         server.data_gate.set()
         await worker.stop(grace=10)

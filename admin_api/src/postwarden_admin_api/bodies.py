@@ -136,8 +136,9 @@ def _declared_json(request: web.Request) -> bool:
         media_type.startswith("application/") and media_type.endswith("+json"))
 
 
-# The charset labels of UTF-8 clients send (utf8 is the WHATWG Encoding Standard's too).
-UTF8_LABELS = frozenset({"utf-8", "utf8"})
+# The charset labels of UTF-8 clients send (utf8 is the WHATWG Encoding Standard's too),
+# and ASCII, a part of it.
+UTF8_LABELS = frozenset({"utf-8", "utf8", "us-ascii"})
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

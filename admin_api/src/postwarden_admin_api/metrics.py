@@ -33,8 +33,9 @@ class Metrics:
         self.relay_outcomes = Counter(
             "postwarden_relay_outcomes", "send API relay attempts by outcome: relayed, "
             "deferred, failed, found_queued (an interrupted attempt Postfix's log "
-            "showed queued), or unreachable (Postfix could not be reached; no attempt "
-            "counted)", ["outcome"], registry=self.registry,
+            "showed queued), unreachable (Postfix could not be reached; no attempt "
+            "counted), or lost (Postfix answered for a message no longer stored: a "
+            "PostgreSQL crash lost its commit)", ["outcome"], registry=self.registry,
         )
         self.relay_put_off = Counter(
             "postwarden_relay_put_off", "send API outbox rows of an interrupted attempt put "
@@ -67,7 +68,8 @@ class Metrics:
         )
         self.job_last_done = Gauge(
             "postwarden_job_last_done_timestamp_seconds", "when each periodic job last "
-            "finished a round (Unix time)", ["job"], registry=self.registry,
+            "finished a round, or when it started before its first (Unix time)", ["job"],
+            registry=self.registry,
         )
         self.gc_pauses = Histogram(
             "postwarden_gc_pause_seconds", "Pauses of Python's garbage collector, by "

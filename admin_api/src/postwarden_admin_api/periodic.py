@@ -56,6 +56,8 @@ def surviving(name: str, *, traceback: bool = True) -> Iterator[None]:
 
 async def _repeat(name: str, pool: asyncpg.Pool, job: Job, *, interval: float,
                   retry: float, metrics: Metrics) -> None:
+    # From the start: a job that never finishes a round must age like one that stopped.
+    metrics.job_last_done.labels(name).set_to_current_time()
     while True:
         delay, outcome = interval, "failed"
         with surviving(name):

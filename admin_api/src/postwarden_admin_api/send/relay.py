@@ -396,4 +396,5 @@ class RelayWorker:
         log.error("relay: message %s is no longer stored (a lost commit?); Postfix's answer "
                   "(%s, queue id %s) cannot be recorded", row.id, result.outcome.value,
                   result.queue_id)
+        self._outcomes.labels("lost").inc()
         return True
