@@ -23,19 +23,16 @@ import yaml
 
 from . import conditions as c
 from .domains import ascii_domain, normal_address
+from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
 from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
 from .spec import (
     INVALID,
     Convert,
-    Field,
     Invalid,
     JsonSchema,
     Lazy,
     ListOf,
-    MapOf,
-    Obj,
-    ObjectContext,
     Size,
     Spec,
     SpecError,

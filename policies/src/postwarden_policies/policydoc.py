@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .mappingspecs import Field, Obj, ObjectContext
 from .model import (
     DEFAULT_URL_SCHEMES,
     Limits,
@@ -26,10 +27,7 @@ from .policyformat import NAME, RULE
 from .spec import (
     INVALID,
     Convert,
-    Field,
     ListOf,
-    Obj,
-    ObjectContext,
     Scalar,
     Size,
     SpecError,

@@ -15,6 +15,7 @@ import yaml
 from .conditionformat import CONDITION, HEADER_NAME
 from .conditions import ALWAYS
 from .headeredits import FLAGS_HEADER
+from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .model import (
     Actions,
     Rule,
@@ -23,12 +24,8 @@ from .spec import (
     INVALID,
     Convert,
     Either,
-    Field,
     JsonSchema,
     ListOf,
-    MapOf,
-    Obj,
-    ObjectContext,
     Spec,
     SpecError,
     boolean,

@@ -2,7 +2,9 @@
 
 Each :class:`Spec` reads a YAML node into a value (reporting issues at node
 marks through a :class:`~postwarden_policies.yamlnodes.Reader`) and describes
-itself as JSON Schema (draft 2020-12). ``policyformat`` uses these pieces to
+itself as JSON Schema (draft 2020-12). This module holds the base, the scalars
+and the combinators (conversion, lists, alternatives, recursion); the specs of
+mappings are in :mod:`.mappingspecs`. ``policyformat`` uses these pieces to
 describe the policy file format once.
 """
 
@@ -10,8 +12,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import yaml
@@ -25,11 +26,9 @@ from .yamlnodes import (
     Reader,
     bounded_int,
     describe,
-    placed,
 )
 
 JsonSchema = dict[str, Any]
-MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class Invalid:
@@ -252,218 +251,6 @@ class ListOf(Spec):
         item = self.item.schema(defs)
         array = {"type": "array", "items": item, "minItems": self.min_items}
         return {"anyOf": [item, array]} if self.single_ok else array
-
-
-def _mapping_items(
-    node: yaml.Node, reader: Reader, what: str
-) -> tuple[list[tuple[str, yaml.Node, yaml.Node]], bool] | None:
-    """(key, key node, value node) of a mapping's string keys, and whether there was no
-    duplicate among them. A duplicate is an issue, and the other keys are still read,
-    to tell their issues at the same time; a key that is no string (a merge key too)
-    leaves the mapping's meaning unknown: None, once each such key is told."""
-    if not isinstance(node, yaml.MappingNode):
-        reader.error(node, f"expected a mapping ({what}), got {describe(node)}")
-        return None
-    items: list[tuple[str, yaml.Node, yaml.Node]] = []
-    seen: dict[str, yaml.Node] = {}
-    ok = strings = True
-    for key_node, value_node in node.value:
-        if not reader.visit(value_node):
-            return None
-        key = reader.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-        if key_node.tag == MERGE_TAG:
-            reader.error(key_node, "YAML merge keys (<<) are not supported: alias the whole "
-                                   "value, or write its keys out")
-            strings = False
-            continue
-        if not isinstance(key, str):
-            reader.error(key_node, f"expected a string key, got {describe(key_node)}")
-            strings = False
-            continue
-        lowered = key.lower()
-        if lowered in seen:
-            first = seen[lowered].start_mark.line + 1
-            reader.error(key_node, f"duplicate key {key!r} (first defined at line {first})")
-            ok = False
-            continue
-        seen[lowered] = key_node
-        items.append((key, key_node, value_node))
-    return (items, ok) if strings else None
-
-
-class MapOf(Spec):
-    """A mapping from ``key`` strings to ``value`` (keys compared case-insensitively)."""
-
-    def __init__(self, key: Spec, value: Spec, what: str, *, min_items: int = 1) -> None:
-        self.key = key
-        self.value = value
-        self.what = what
-        self.min_items = min_items
-
-    def read(self, node: yaml.Node, reader: Reader) -> Any:
-        read = _mapping_items(node, reader, self.what)
-        if read is None:
-            return INVALID
-        items, ok = read
-        if ok and len(items) < self.min_items:
-            reader.error(node, f"expected at least {self.min_items} entry in {self.what}")
-            return INVALID
-        result: dict[Any, Any] = {}
-        for _, key_node, value_node in items:
-            key = self.key.read(key_node, reader)
-            value = self.value.read(value_node, reader)
-            if key is INVALID or value is INVALID:
-                ok = False
-            else:
-                result[key] = value
-        return result if ok else INVALID
-
-    def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
-        return {
-            "type": "object",
-            "propertyNames": self.key.schema(defs),
-            "additionalProperties": self.value.schema(defs),
-            "minProperties": self.min_items,
-        }
-
-
-@dataclass(frozen=True)
-class Field:
-    spec: Spec
-    doc: str
-    required: bool = False
-    default: Any = None
-
-
-class ObjectContext:
-    """What a build function may use: the nodes of the fields, to report issues at."""
-
-    def __init__(self, node: yaml.Node, fields: Mapping[str, yaml.Node], reader: Reader) -> None:
-        self.node = node
-        self.fields = fields
-        self.reader = reader
-
-    def _node(self, key: str | None) -> yaml.Node:
-        # A field of an aliased object is reported at the alias, not at the anchor.
-        return placed(self.fields.get(key, self.node), self.node) if key else self.node
-
-    def error(self, key: str | None, message: str) -> None:
-        self.reader.error(self._node(key), message)
-
-    def where(self, key: str | None = None) -> tuple[int, int]:
-        """Line and column (1-based) of a field's value, or of the object itself."""
-        mark = self._node(key).start_mark
-        return mark.line + 1, mark.column + 1
-
-
-Builder = Callable[[dict[str, Any], ObjectContext], Any]
-
-
-class Obj(Spec):
-    """A mapping with known keys; ``build`` turns the read values into a model object.
-
-    With ``label_key`` every issue inside is prefixed with "<title> '<label>': ".
-    With ``def_name`` the JSON Schema puts it under ``$defs`` (needed for recursion).
-    """
-
-    def __init__(
-        self,
-        title: str,
-        doc: str,
-        fields: Mapping[str, Field],
-        build: Builder,
-        *,
-        def_name: str | None = None,
-        label_key: str | None = None,
-    ) -> None:
-        self.title = title
-        self.doc = doc
-        self.fields = dict(fields)
-        self.build = build
-        self.def_name = def_name
-        self.label_key = label_key
-
-    def read(self, node: yaml.Node, reader: Reader) -> Any:
-        label = self._label(node, reader)
-        if label is None:
-            return self._read(node, reader)
-        with reader.prefixed(f"{self.title} {label!r}: "):
-            return self._read(node, reader)
-
-    def _label(self, node: yaml.Node, reader: Reader) -> str | None:
-        if self.label_key is None or not isinstance(node, yaml.MappingNode):
-            return None
-        for key_node, value_node in node.value:
-            if getattr(key_node, "value", None) == self.label_key:
-                value = (
-                    reader.scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
-                )
-                return value if isinstance(value, str) else None
-        return None
-
-    def _read(self, node: yaml.Node, reader: Reader) -> Any:
-        read = _mapping_items(node, reader, self.title)
-        if read is None:
-            return INVALID
-        items, whole = read
-        value = self._read_items(node, items, reader)
-        return value if whole else INVALID
-
-    def _read_items(
-        self, node: yaml.Node, items: list[tuple[str, yaml.Node, yaml.Node]], reader: Reader
-    ) -> Any:
-        values: dict[str, Any] = {}
-        nodes: dict[str, yaml.Node] = {}
-        ok = True
-        for key, key_node, value_node in items:
-            field = self.fields.get(key)
-            if field is None:
-                expected = ", ".join(self.fields)
-                reader.error(
-                    key_node, f"unknown key {key!r} in {self.title}; expected one of: {expected}"
-                )
-                ok = False
-                continue
-            nodes[key] = value_node
-            value = field.spec.read(value_node, reader)
-            ok = ok and value is not INVALID
-            values[key] = value
-        for key, field in self.fields.items():
-            if key in values:
-                continue
-            if field.required:
-                reader.error(node, f"missing required key {key!r} in {self.title}")
-                ok = False
-            elif field.default is not None:
-                values[key] = field.default
-        if not ok:
-            return INVALID
-        return self.build(values, ObjectContext(node, nodes, reader))
-
-    def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
-        if self.def_name and self.def_name in defs:
-            return {"$ref": f"#/$defs/{self.def_name}"}
-        if self.def_name:
-            defs[self.def_name] = {}  # reserve the name first: the object may refer to itself
-        properties: JsonSchema = {}
-        for key, field in self.fields.items():
-            prop = {**field.spec.schema(defs), "description": field.doc}
-            if field.default is not None and isinstance(field.default, str | int | bool):
-                prop["default"] = field.default
-            properties[key] = prop
-        body: JsonSchema = {
-            "type": "object",
-            "description": self.doc,
-            "properties": properties,
-            "additionalProperties": False,
-        }
-        required = [key for key, field in self.fields.items() if field.required]
-        if required:
-            body["required"] = required
-        if not self.def_name:
-            return body
-        defs[self.def_name] = body
-        return {"$ref": f"#/$defs/{self.def_name}"}
 
 
 class Either(Spec):

@@ -24,17 +24,14 @@ from typing import Any
 from .conditionformat import ADDRESS, HEADER_NAME
 from .engine import INTERNAL_ERROR, REWRITE_FAILED
 from .facts import client_ip_text
+from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
 from .model import Limits, PolicyTest
 from .policyformat import NAME, PRINTABLE, TERMINALS
 from .spec import (
     INVALID,
     Convert,
-    Field,
     ListOf,
-    MapOf,
-    Obj,
-    ObjectContext,
     SpecError,
     boolean,
     choice,
