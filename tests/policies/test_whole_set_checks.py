@@ -145,3 +145,53 @@ def test_a_rule_only_the_whole_set_misses_is_told_beside_one_the_policy_misses(
     assert said(result.problems) == ("expected rules [tag-foo, tag-bar], got [tag-bar]",)
     assert said(result.whole_set_problems) == (
         "expected rules [tag-foo, tag-bar] among those matched, got [stop-bar]",)
+
+
+ENFORCED = """version: 1
+name: macros
+rules:
+  - name: block-macros
+    when: {attachment: {filename: ["*.docm"]}}
+    then: reject
+"""
+# The documented trial: a report-mode copy beside the policy it would replace, its rule
+# named as the enforced one's. Alone it accepts and reports; in the set the enforced
+# copy rejects the sample, which is no failure of the trial's case.
+TRIAL = f"""version: 1
+name: macros-trial
+mode: report
+rules:
+  - name: block-macros
+    when: {{attachment: {{filename: ["*.docm", "*.xlsm"]}}}}
+    then: reject
+tests:
+  - name: the trial reports it
+    message: {MACRO_DOCUMENT}
+    sender: billing@supplier.test
+    recipients: [accounts@example.com]
+    expect: accept
+    expect_rules: [report:block-macros]
+"""
+
+
+def test_a_report_mode_trial_passes_whole_set_whatever_the_enforced_policies_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "macros.yaml").write_text(ENFORCED)
+    (tmp_path / "trial.yaml").write_text(TRIAL)
+    assert main(["test", "--whole-set", str(tmp_path)]) == 0, capsys.readouterr().out
+    (result,) = run_policy_tests(load_policy_set([tmp_path]))
+    assert result.whole_set is None and not result.other_action
+
+
+def test_a_report_mode_trial_still_needs_its_report_rules_in_the_whole_set(
+    tmp_path: Path,
+) -> None:
+    """The report rule must match in the set too: here the set's structure limit stops the
+    parser before the attachment, so the trial's rule never reports in the deployment."""
+    (tmp_path / "macros.yaml").write_text(ENFORCED + "limits: {max_mime_parts: 1}\n")
+    (tmp_path / "trial.yaml").write_text(TRIAL)
+    (result,) = run_policy_tests(load_policy_set([tmp_path]))
+    assert result.passed  # alone
+    assert result.whole_set is not None
+    assert [p.expectation for p in result.whole_set_problems] == ["expect_rules"]

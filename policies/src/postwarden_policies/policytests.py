@@ -13,7 +13,9 @@ endpoint of ``expect_notify`` must be there, though not only those (the other
 policies' rules, report-mode ones among them, legitimately match too, and
 notify endpoints of their own). When the set breaks an expectation the policy
 alone meets, the result carries the set's verdict (``whole_set``) and what it
-breaks.
+breaks. A report-mode policy decides nothing in the set (a copy on trial beside the
+enforced policy it would replace, say): its cases there only need its ``report:`` rules
+among those matched, whatever the enforced policies do with the message.
 
 Each problem is a :class:`Failure`: the key of the expectation it breaks and
 what differed, for a reader (its text) and for a program (``--format json``).
@@ -28,7 +30,7 @@ from .delivery import apply_edits
 from .engine import evaluate
 from .facts import Envelope
 from .mimeparse import parse_message
-from .model import Policy, PolicyTest
+from .model import Mode, Policy, PolicyTest
 from .policyset import PolicySet
 from .verdicts import AttachmentStripped, Verdict
 
@@ -65,6 +67,7 @@ class CaseResult:
         return (
             self.whole_set is not None
             and self.verdict is not None
+            and self.policy.mode is not Mode.REPORT  # decides nothing in the set
             and self.whole_set.action not in (self.verdict.action, self.case.expect)
         )
 
@@ -181,8 +184,11 @@ def _in_whole_set(result: CaseResult, raw: bytes, policy_set: PolicySet) -> Case
     the policy alone meets (one it breaks too is reported once, as the policy's)."""
     whole = _verdict(policy_set, result.case, raw)
     assert result.verdict is not None  # noqa: S101 - run_case read the message
-    problems = tuple(p for p in _whole_set_problems(result.case, raw, whole, result.verdict)
-                     if p not in result.problems)
+    found = (_among("expect_rules", "rules matched", result.case.expect_rules, whole.rules,
+                    alone=result.verdict.rules)
+             if result.policy.mode is Mode.REPORT
+             else _whole_set_problems(result.case, raw, whole, result.verdict))
+    problems = tuple(p for p in found if p not in result.problems)
     in_set = replace(result, whole_set=whole, whole_set_problems=problems)
     return in_set if problems or in_set.other_action else result
 
