@@ -330,6 +330,24 @@ def test_a_reader_that_left_does_not_hide_a_failing_case(tmp_path: Path) -> None
     assert result.stderr == b""
 
 
+def test_a_reader_that_left_does_not_hide_an_output_eval_could_not_write(
+    tmp_path: Path,
+) -> None:
+    script = Path(sys.executable).with_name("postwarden-policy")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [str(script), "eval", "--policy", str(EXAMPLES), "--from", "a@elsewhere.test",
+             "--to", "b@example.com", "--output", str(tmp_path / "none" / "out.eml"),
+             str(SAMPLES / "internal-plain.eml")],
+            stdout=write_end, stderr=subprocess.PIPE, check=False, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert b"cannot write" in result.stderr
+
+
 def test_eval_writes_its_output_file_before_a_reader_that_left_ends_it(tmp_path: Path) -> None:
     output = tmp_path / "out.eml"
     output.write_bytes(b"an earlier run's message")

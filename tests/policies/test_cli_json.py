@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +143,33 @@ def test_format_is_a_choice(capsys: pytest.CaptureFixture[str]) -> None:
         main(["check", "--format", "yaml", str(EXAMPLES)])
     assert exited.value.code == 2
     assert "invalid choice: 'yaml'" in capsys.readouterr().err
+
+
+REWRITE_FAILS = r'''version: 1
+name: rw
+rules:
+  - name: strip-all
+    then: strip_attachment
+tests:
+  - name: a uuencoded file cannot be stripped
+    raw: "From: a@b.test\nSubject: x\nContent-Type: text/plain\n\nhello\n\
+      begin 644 evil.exe\nM1&5L;&\\@=V]R;&0*\n`\nend\n"
+    recipients: [bob@example.com]
+    expect: quarantine
+    expect_flags: [rewrite_failed, uuencoded]
+'''
+
+
+def test_json_mode_writes_nothing_but_the_document(tmp_path: Path) -> None:
+    """The engine warns when a rewrite fails; with --format json that line must not reach
+    stderr, where `2>&1 | jq` would read it (the verdict's flag says it already)."""
+    (tmp_path / "rw.yaml").write_text(REWRITE_FAILS)
+    script = Path(sys.executable).with_name("postwarden-policy")
+    ran = subprocess.run([str(script), "test", "--format", "json", str(tmp_path)],
+                         capture_output=True, check=False, timeout=60)
+    assert ran.returncode == 0, ran.stdout
+    assert ran.stderr == b""
+    assert json.loads(ran.stdout)["passed"] == 1
+    text = subprocess.run([str(script), "test", str(tmp_path)], capture_output=True,
+                          check=False, timeout=60)
+    assert b"rewrite failed" in text.stderr  # text mode keeps telling it

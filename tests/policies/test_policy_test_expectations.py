@@ -119,6 +119,39 @@ rules:
 """
 
 
+@pytest.mark.parametrize("expectation", [
+    "expect_headers: {X-Seen: '1'}", "expect_headers_absent: [X-Spam]",
+    "expect_stripped: []"])
+def test_what_is_delivered_is_not_expected_of_a_refused_message(
+    tmp_path: Path, expectation: str
+) -> None:
+    """A rejected message is delivered with nothing: its headers were checked on the
+    message as it came, and passed or failed for the wrong reason."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(POLICY.replace("expect: accept", "expect: reject")
+                      + f"    {expectation}\n")
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([policy], check_samples=True)
+    [issue] = refused.value.issues
+    assert issue.line == 11
+    assert "expect: reject delivers nothing" in issue.message
+
+
+def test_a_sample_path_the_system_refuses_is_an_issue_at_its_case(tmp_path: Path) -> None:
+    """A name too long for the file system: the case's line says so, and the other
+    problems of the set are still told."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(POLICY.replace('raw: "' + MESSAGE + '"', "message: " + "x" * 300 + ".eml"))
+    (tmp_path / "q.yaml").write_text("version: 1\nname: q\nrules:\n  - name: r\n"
+                                     "    then: rejekt\n")
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([tmp_path], check_samples=True)
+    told = [(Path(i.file).name, i.line, i.message) for i in refused.value.issues]
+    assert told[0][:2] == ("p.yaml", 8)  # the case, whose message: is one of its keys
+    assert "cannot read message file" in told[0][2] and "name too long" in told[0][2]
+    assert [(name, line) for name, line, _ in told[1:]] == [("q.yaml", 5)]
+
+
 def test_the_whole_set_may_notify_more_but_not_bring_back_a_header(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(OTHER)
     (tmp_path / "b.yaml").write_text(

@@ -28,12 +28,14 @@ way: it tells whether the message was evaluated, the verdict is on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
+import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +108,27 @@ def _print_json(document: dict[str, Any]) -> None:
     print(json.dumps(document, indent=2))
 
 
+@contextlib.contextmanager
+def _quiet_unless_text(args: argparse.Namespace) -> Iterator[None]:
+    """With ``--format json`` nothing but the document is written: the engine's warnings
+    (a rewrite that failed, say) are in the verdicts the document holds."""
+    if args.format != "json":
+        yield
+        return
+    package, silent = logging.getLogger(__package__), logging.NullHandler()
+    propagating = package.propagate
+    package.propagate = False
+    package.addHandler(silent)  # else logging's last resort writes to stderr
+    try:
+        yield
+    finally:
+        package.removeHandler(silent)
+        package.propagate = propagating
+
+
 def _check(args: argparse.Namespace) -> int:
-    loaded = _load(args.paths, check_samples=True)
+    with _quiet_unless_text(args):
+        loaded = _load(args.paths, check_samples=True)
     args.outcome = EXIT_NOT_LOADED if loaded.policy_set is None else EXIT_OK
     if args.format == "json":
         _print_json(check_document(loaded))
@@ -119,8 +140,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    loaded = _load(args.paths, check_samples=True)
-    results = run_policy_tests(loaded.policy_set) if loaded.policy_set is not None else []
+    with _quiet_unless_text(args):
+        loaded = _load(args.paths, check_samples=True)
+        results = run_policy_tests(loaded.policy_set) if loaded.policy_set is not None else []
     failed = any(case_failed(r, whole_set=args.whole_set) for r in results)
     args.outcome = (EXIT_NOT_LOADED if loaded.policy_set is None
                     else EXIT_FAILED if failed else EXIT_OK)
@@ -164,6 +186,7 @@ def _eval(args: argparse.Namespace) -> int:
     delivered = apply_edits(raw, verdict)
     # First: a reader of stdout that leaves (| head) must not leave an old FILE.
     written = _write_output(Path(args.output), verdict, delivered) if args.output else EXIT_OK
+    args.outcome = written
     if args.json:
         print(json.dumps(verdict_json(verdict), indent=2))
     else:

@@ -73,8 +73,7 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
         message = Path(values["message"]) if base is None else base / values["message"]
         # Only `check` and `test` require the file: a milter's policy_dir often holds
         # just the policies, and samples have nothing to do with filtering mail.
-        if ctx.reader.check_files and not message.is_file():
-            ctx.error("message", f"message file not found: {values['message']}")
+        if ctx.reader.check_files and not _sample_found(message, values["message"], ctx):
             return INVALID
     if ctx.reader.check_files and not _expectations_hold_together(values, ctx):
         return INVALID
@@ -101,14 +100,37 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
     )
 
 
+def _sample_found(path: Path, given: str, ctx: ObjectContext) -> bool:
+    """Whether the sample is a file; else an issue at the case (is_file raises for a name
+    too long or a directory it may not search, which would end the whole load)."""
+    try:
+        if path.is_file():
+            return True
+        ctx.error("message", f"message file not found: {given}")
+    except OSError as exc:
+        ctx.error("message", f"cannot read message file {given}: {exc.strerror}")
+    return False
+
+
+# Actions after which nothing is delivered: no header or stripped file to expect.
+NOT_DELIVERED = frozenset({Action.REJECT, Action.TEMPFAIL, Action.DISCARD})
+DELIVERY_EXPECTATIONS = ("expect_headers", "expect_headers_absent", "expect_stripped")
+
+
 def _expectations_hold_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
     """Whether no expectation is one no verdict can meet: a limit no verdict names, a
-    header both expected and expected absent. Only `check` and `test` ask (see
-    _EXPECTED_RULE)."""
+    header both expected and expected absent, what is delivered of a message refused.
+    Only `check` and `test` ask (see _EXPECTED_RULE)."""
     for ref in values.get("expect_rules") or ():
         if problem := _limit_problem(ref):
             ctx.error("expect_rules", problem)
             return False
+    if Action(values["expect"]) in NOT_DELIVERED:
+        for key in DELIVERY_EXPECTATIONS:
+            if key in values:
+                ctx.error(key, f"expect: {values['expect']} delivers nothing: no message "
+                               f"to hold or lack headers, nor attachments stripped from it")
+                return False
     present = {name.lower() for name in values.get("expect_headers", {})}
     for name in values.get("expect_headers_absent", ()):
         if name.lower() in present:
