@@ -348,6 +348,26 @@ def test_a_reader_that_left_does_not_hide_an_output_eval_could_not_write(
     assert b"cannot write" in result.stderr
 
 
+@pytest.mark.parametrize("stdout", ["full", "closed"])
+def test_an_output_that_cannot_be_written_is_told_not_taken_for_a_failed_case(
+    stdout: str,
+) -> None:
+    """`test ... > /dev/full` or with stdout closed: 74 and one line, not a traceback and
+    1, which says a case failed."""
+    script = Path(sys.executable).with_name("postwarden-policy")
+    command = [str(script), "test", "--format", "json", str(EXAMPLES)]
+    if stdout == "full":
+        with open("/dev/full", "wb") as full:
+            result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE,
+                                    check=False, timeout=60)
+    else:
+        result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                check=False, timeout=60, preexec_fn=lambda: os.close(1))
+    assert result.returncode == 74, result.stderr
+    assert result.stderr.startswith(b"postwarden-policy: cannot write the output: ")
+    assert b"Traceback" not in result.stderr
+
+
 def test_eval_writes_its_output_file_before_a_reader_that_left_ends_it(tmp_path: Path) -> None:
     output = tmp_path / "out.eml"
     output.write_bytes(b"an earlier run's message")

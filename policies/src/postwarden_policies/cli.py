@@ -59,9 +59,11 @@ from .testreport import (
 )
 from .verdicts import Action, Verdict
 
+PROG = "postwarden-policy"
 EXIT_OK = 0
 EXIT_FAILED = 1  # a test failed (eval: the message could not be read or written)
 EXIT_NOT_LOADED = 2  # the policies do not load (check, test, eval); argparse's usage error too
+EXIT_OUTPUT_FAILED = 74  # EX_IOERR (sysexits.h): the output could not be written
 EXIT_READER_LEFT = 128 + 13  # as a shell reports a process SIGPIPE ended, when all was well
 NULL_SENDER = "<>"
 NOT_DELIVERED = frozenset({Action.REJECT, Action.TEMPFAIL, Action.DISCARD})
@@ -223,7 +225,7 @@ def _add_format(command: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="postwarden-policy",
+        prog=PROG,
         description="Check, test and try postwarden policies, without a database or Postfix.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="load policies and report every error")
@@ -262,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if sys.stdout is None:  # started with it closed (>&-)
+        return _output_failed("standard output is closed")
     try:
         code: int = args.run(args)
         sys.stdout.flush()
@@ -272,7 +276,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # What check and test found before printing it stands: a reader that left
         # must not turn a failure into a code a script may take as harmless.
         return int(getattr(args, "outcome", EXIT_OK)) or EXIT_READER_LEFT
+    except OSError as exc:  # a full disk, say: no test's outcome, and no traceback
+        return _output_failed(exc.strerror or str(exc))
     return code
+
+
+def _output_failed(why: str) -> int:
+    print(f"{PROG}: cannot write the output: {why}", file=sys.stderr)
+    return EXIT_OUTPUT_FAILED
 
 
 if __name__ == "__main__":
