@@ -64,6 +64,14 @@ INVALID = [
         id="condition-key",
     ),
     pytest.param({"version": 1, "name": "p", "limits": {"max_message_bytes": "ten"}}, id="size"),
+    # As the loader: a case gives its message as a file or inline, exactly one of them.
+    pytest.param({"version": 1, "name": "p", "tests": [
+        {"name": "c", "expect": "accept", "recipients": ["a@b.test"]}]},
+        id="case-without-message"),
+    pytest.param({"version": 1, "name": "p", "tests": [
+        {"name": "c", "expect": "accept", "recipients": ["a@b.test"], "message": "m.eml",
+         "raw": "Subject: x\n\nx"}]},
+        id="case-with-both-messages"),
 ]
 
 

@@ -131,6 +131,8 @@ class Obj(Spec):
 
     With ``label_key`` every issue inside is prefixed with "<title> '<label>': ".
     With ``def_name`` the JSON Schema puts it under ``$defs`` (needed for recursion).
+    ``one_of`` names keys of which exactly one must be given: the JSON Schema says so
+    (``oneOf``); ``build`` checks it, as it has the words to tell a reader why.
     """
 
     def __init__(
@@ -142,8 +144,10 @@ class Obj(Spec):
         *,
         def_name: str | None = None,
         label_key: str | None = None,
+        one_of: tuple[str, ...] = (),
     ) -> None:
         self.title = title
+        self.one_of = one_of
         self.doc = doc
         self.fields = dict(fields)
         self.build = build
@@ -227,6 +231,8 @@ class Obj(Spec):
         required = [key for key, field in self.fields.items() if field.required]
         if required:
             body["required"] = required
+        if self.one_of:
+            body["oneOf"] = [{"required": [key]} for key in self.one_of]
         if not self.def_name:
             return body
         defs[self.def_name] = body

@@ -61,8 +61,11 @@ _HEADER = text(pattern=HEADER_NAME, what="a header name")
 VERDICT_FLAGS = FLAGS | {REWRITE_FAILED, INTERNAL_ERROR}
 
 
+SAMPLE_KEYS = ("message", "raw")  # a case gives exactly one
+
+
 def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
-    if ("message" in values) == ("raw" in values):
+    if sum(key in values for key in SAMPLE_KEYS) != 1:
         ctx.error(None, "give exactly one of message (a file) or raw (the message inline)")
         return INVALID
     message = None
@@ -215,4 +218,5 @@ TEST_CASE = Obj(
     _test_case,
     def_name="test",
     label_key="name",
+    one_of=SAMPLE_KEYS,
 )
