@@ -883,6 +883,36 @@ async def test_how_far_behind_keeps_growing_while_the_database_is_away(
         await pool.close()
 
 
+async def test_lines_read_but_not_stored_still_count_as_behind(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """A poll that read lines and then failed (its save timed out behind a lock) keeps
+    them in memory for the next: they are behind until stored, and the gauge says so."""
+    log_file = tmp_path / "maillog"
+    log_file.write_text(OTHERS)
+    pool = await create_pool(f"{fresh_database_url}?statement_timeout=500", max_size=2)
+    locker = await asyncpg.connect(fresh_database_url)
+    metrics = Metrics()
+    reader = MaillogFollower(pool, log_file, metrics)
+    try:
+        await reader.poll()
+        holding = locker.transaction()
+        await holding.start()
+        await locker.execute("SELECT * FROM maillog_positions FOR UPDATE")
+        with log_file.open("a") as log:
+            log.write(OTHERS * 3)
+        with pytest.raises(DB_ERRORS):
+            await reader.poll()
+        assert metrics.registry.get_sample_value(
+            "postwarden_maillog_unread_bytes") == len(OTHERS) * 3
+        await holding.rollback()
+        await reader.poll()
+        assert metrics.registry.get_sample_value("postwarden_maillog_unread_bytes") == 0
+    finally:
+        await locker.close()
+        await pool.close()
+
+
 async def test_a_line_waiting_for_its_queue_id_at_a_stop_is_applied_then(
     pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -56,7 +56,8 @@ class Metrics:
         )
         self.maillog_unread = Gauge(
             "postwarden_maillog_unread_bytes", "bytes of Postfix's log this instance has yet "
-            "to read, after its last poll (0 when it does not read the log)",
+            "to read or to store (read while PostgreSQL failed), after its last poll (0 "
+            "when it does not read the log)",
             registry=self.registry,
         )
         self.job_rounds = Counter(

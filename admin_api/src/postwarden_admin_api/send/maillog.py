@@ -151,6 +151,9 @@ class MaillogFollower:
         self._holds = Holds()  # as of the last committed poll
         self._holds_read = self._holds  # as of the poll in its transaction
         self._read_to_end_at = -math.inf  # when the last poll that read to the end began
+        # Bytes read since the last commit: a poll that failed after reading keeps their
+        # lines in memory, to apply once the database takes them; they are still behind.
+        self._uncommitted = 0
         self._progress = asyncio.Condition()
         self._stopping = asyncio.Event()
         self._settle = 0.0  # before the last read, set by stop()
@@ -228,7 +231,7 @@ class MaillogFollower:
         self._committed = None
         self._tail.close()
         self._partial, self._pending, self._pending_saved, self._receipts = b"", [], [], []
-        self._skipped = 0
+        self._skipped = self._uncommitted = 0
         self._receipts_dropped = False
         self._holds = self._holds_read = Holds()
         self._other_mail.clear()
@@ -291,7 +294,7 @@ class MaillogFollower:
             await self._poll(final)
         except DB_ERRORS:
             if self._leading:  # the lines wait for the database: how many is worth telling
-                self._metrics.maillog_unread.set(self._tail.unread())
+                self._metrics.maillog_unread.set(self._tail.unread() + self._uncommitted)
             raise
 
     async def _poll(self, final: bool) -> None:
@@ -320,6 +323,7 @@ class MaillogFollower:
             # Committed: only now are the lines done with (a failure above keeps them
             # all). Before the connection goes back: its reset may fail.
             self._committed = saved
+            self._uncommitted = 0
             self._receipts, self._receipts_dropped = [], False
             self._holds = self._holds_read
             self._pending, self._pending_saved = pending
@@ -338,6 +342,7 @@ class MaillogFollower:
         event loop would hold up every API request meanwhile. Only poll() runs it, and
         nothing else touches the tail or the partial line while it does."""
         appended, new_file = self._tail.read(MAX_READ)
+        self._uncommitted += len(appended)
         unread = self._tail.unread()  # at the read: lines written while parsing come next
         if new_file:  # the old file's last line was cut short, it ends there
             self._partial, self._skipped = b"", 0
