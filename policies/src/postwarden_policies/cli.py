@@ -57,7 +57,7 @@ from .testreport import (
     issue_lines,
     results_document,
 )
-from .verdicts import Action, Verdict
+from .verdicts import NOT_DELIVERED, Verdict
 
 PROG = "postwarden-policy"
 EXIT_OK = 0
@@ -66,7 +66,6 @@ EXIT_NOT_LOADED = 2  # the policies do not load (check, test, eval); argparse's 
 EXIT_OUTPUT_FAILED = 74  # EX_IOERR (sysexits.h): the output could not be written
 EXIT_READER_LEFT = 128 + 13  # as a shell reports a process SIGPIPE ended, when all was well
 NULL_SENDER = "<>"
-NOT_DELIVERED = frozenset({Action.REJECT, Action.TEMPFAIL, Action.DISCARD})
 
 
 def _ip_address(value: str) -> str:

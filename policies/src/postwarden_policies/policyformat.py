@@ -32,7 +32,7 @@ from .spec import (
     choice,
     text,
 )
-from .verdicts import Action, Reply, SmtpReply
+from .verdicts import NOT_DELIVERED, Action, Reply, SmtpReply
 from .yamlnodes import Reader, describe
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -86,8 +86,7 @@ def _added_header_name(name: str) -> str:
     return name
 
 
-# Actions that end a message undelivered; edits in the same rule would be lost silently.
-_UNDELIVERED = frozenset({Action.REJECT.value, Action.TEMPFAIL.value, Action.DISCARD.value})
+# Edits in a rule whose action ends the message undelivered would be lost silently.
 _EDITS = ("strip_attachment", "add_header", "remove_header", "subject_prefix")
 
 
@@ -102,7 +101,7 @@ def _actions(values: dict[str, Any], ctx: ObjectContext) -> Any:
         ctx.error(None, "expected at least one action in then")
         return INVALID
     action = values.get("action")
-    if action in _UNDELIVERED:
+    if action in NOT_DELIVERED:
         wasted = [key for key in _EDITS if values.get(key)]
         for key in wasted:
             ctx.error(key, f"{key} never applies with action {action}: the message is not "

@@ -37,7 +37,7 @@ from .spec import (
     choice,
     text,
 )
-from .verdicts import Action
+from .verdicts import NOT_DELIVERED, Action
 
 _ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
 # What verdicts name a limit by (on_structure_limit is what happens past two of them).
@@ -115,8 +115,6 @@ def _sample_found(path: Path, given: str, ctx: ObjectContext) -> bool:
     return False
 
 
-# Actions after which nothing is delivered: no header or stripped file to expect.
-NOT_DELIVERED = frozenset({Action.REJECT, Action.TEMPFAIL, Action.DISCARD})
 DELIVERY_EXPECTATIONS = ("expect_headers", "expect_headers_absent", "expect_stripped")
 
 

@@ -57,6 +57,10 @@ class Action(enum.StrEnum):
     QUARANTINE = "quarantine"
 
 
+# After these nothing is delivered: no header edit, stripped file or output to speak of.
+NOT_DELIVERED = frozenset({Action.REJECT, Action.TEMPFAIL, Action.DISCARD})
+
+
 # --- terminal decisions ----------------------------------------------------
 
 
