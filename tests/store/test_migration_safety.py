@@ -77,7 +77,7 @@ RELEASED = {
     "0030_api_key_owner":
         "368e94a1c82b7791586e63d9970c233d49dcf9c48cb581ad3b740d50733f3e76",
     "0031_webhook_send_order":
-        "4e6accfa08caddb9d3ec7e4b3137409b51bc3a78e25f275d65283fa4c8e2e179",
+        "50e9c765508498113fe5ce818a72100eb4fc20fbb85e8d1fc2e7157d49f32f7b",
 }
 
 

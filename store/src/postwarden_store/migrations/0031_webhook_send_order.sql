@@ -66,8 +66,11 @@ RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     new_id bigint;
-    v_line text := (SELECT owner FROM api_keys WHERE key_id = sent_by);
+    v_line text;
 BEGIN
+    IF sent_by IS NOT NULL THEN  -- a send.* event: the milter's audit events pay nothing
+        v_line := (SELECT owner FROM api_keys WHERE key_id = sent_by);
+    END IF;
     IF NOT EXISTS (
         SELECT 1 FROM webhook_endpoints
         WHERE enabled AND (CASE WHEN targets IS NULL THEN event_type = ANY (events)
@@ -112,7 +115,12 @@ BEGIN
     END IF;
     PERFORM webhook_raise(event_type, jsonb_build_object(
         'id', m.id, 'message_id', m.message_id, 'sender', m.sender, 'queue_id', m.queue_id,
-        'status', coalesce(outbound_settled_status(m.id), m.status), 'attempts', m.attempts,
+        -- Only an event that ends a recipient can settle the message: the others skip
+        -- the look at every recipient.
+        'status', CASE WHEN NEW.event IN ('delivered', 'bounced', 'failed')
+                       THEN coalesce(outbound_settled_status(m.id), m.status)
+                       ELSE m.status END,
+        'attempts', m.attempts,
         'key_id', m.key_id, 'tags', to_jsonb(m.tags), 'metadata', m.metadata,
         'recipient', NEW.recipient, 'detail', NEW.detail, 'time', NEW.time,
         'sequence', NEW.id), NULL, m.key_id)
