@@ -29,7 +29,6 @@ from postwarden_policies import (
 from postwarden_policies.render import change_type
 
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
-from .decider import Decider
 from .errors import MessageTimeout
 from .events import build_event
 from .logcontext import set_message_context
@@ -93,7 +92,6 @@ class ConnectionHandler:
     def __init__(self, services: Services, actions: Actions) -> None:
         self._s = services
         self._actions = actions
-        self._decider = Decider(services.settings, services.duplicates, services.workers)
         self._client = Client()
         self._txn: Transaction | None = None
         self._txn_lock = threading.Lock()  # a stop's deadline may end it from its thread
@@ -289,7 +287,7 @@ class ConnectionHandler:
         if self._client.local and most is not None and len(txn.recipients) > most:
             return self._refuse(Reply.TOO_MANY_LOCAL_RECIPIENTS, "reject")
         with self._s.metrics.latency.time():
-            facts, verdict, key = self._decider.decide_in_time(
+            facts, verdict, key = self._s.decider.decide_in_time(
                 policy_set, txn, self._client, self._actions.progress)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,

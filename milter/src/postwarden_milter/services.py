@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Protocol
 
 from postwarden_policies import AuditEvent
 
+from .decider import Decider
 from .duplicates import DuplicateDetector
 from .metrics import Metrics
 from .reload import PolicyHolder
@@ -81,3 +83,8 @@ class Services:
     workers: concurrent.futures.ThreadPoolExecutor
     transactions: OpenTransactions = dataclasses.field(default_factory=OpenTransactions)
     callbacks: InFlight = dataclasses.field(default_factory=InFlight)  # running, for a stop
+
+    @functools.cached_property
+    def decider(self) -> Decider:
+        """End of message's verdicts, one for every connection (made of the above)."""
+        return Decider(self.settings, self.duplicates, self.workers)
