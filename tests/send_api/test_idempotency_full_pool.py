@@ -60,8 +60,11 @@ async def _take_free(pool: asyncpg.Pool, into: list[asyncpg.Connection]) -> None
 
 def _filling_the_pool_in(step: str, pool: asyncpg.Pool, held: list[asyncpg.Connection],
                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Have ``sending.<step>``, the first time it runs (on a worker thread), fill the pool."""
-    real = getattr(sending, step)
+    """Have ``step`` (a name sending calls, ``module.name`` for one of its modules'), the
+    first time it runs (on a worker thread), fill the pool."""
+    owner_name, _, name = step.rpartition(".")
+    owner = getattr(sending, owner_name) if owner_name else sending
+    real = getattr(owner, name)
     loop = asyncio.get_running_loop()
     filled: list[bool] = []
 
@@ -71,12 +74,12 @@ def _filling_the_pool_in(step: str, pool: asyncpg.Pool, held: list[asyncpg.Conne
             asyncio.run_coroutine_threadsafe(_take_free(pool, held), loop).result(30)
         return real(*args)
 
-    monkeypatch.setattr(sending, step, step_filling_first)
+    monkeypatch.setattr(owner, name, step_filling_first)
 
 
 @pytest.mark.parametrize(("step", "first_status"), [
     # Before the claim: 503 with nothing claimed.
-    pytest.param("read_fields", 503, id="full-before-the-claim"),
+    pytest.param("idempotency.request_digest", 503, id="full-before-the-claim"),
     # After it: the claim's own connection carries the enqueue (before, the enqueue
     # took another: 503, and the claim had no connection to be released on).
     pytest.param("parse_request", 202, id="full-after-the-claim"),

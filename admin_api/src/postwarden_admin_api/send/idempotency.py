@@ -67,7 +67,7 @@ def valid_key(key: str) -> bool:
 def request_digest(body: dict[str, Any]) -> bytes:
     """The same request as the service reads it (:func:`.request_model.read_fields`)
     gives the same digest, whatever its key order, spacing, nulls for fields left out,
-    or a lone address given as a list of one. ``body`` may be as sent or as read."""
+    or a lone address given as a list of one."""
     canonical = json.dumps(read_fields(body), sort_keys=True, separators=(",", ":"),
                            ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).digest()

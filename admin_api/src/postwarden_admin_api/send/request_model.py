@@ -329,28 +329,21 @@ class _Reader:
         return raw
 
 
-class ReadFields(dict[str, Any]):
-    """A body as :func:`read_fields` gives it, which it gives back as is: a request
-    read once, for its Idempotency-Key digest and to parse it, is not read again."""
-
-
-def read_fields(body: dict[str, Any]) -> ReadFields:
+def read_fields(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` as :func:`parse_request` reads it: an optional field given as null
     left out, a lone address (``"to": "a@x"``) a list of one. The Idempotency-Key
-    digest is taken over this, so such a difference makes no other request."""
-    if isinstance(body, ReadFields):
-        return body
-    return ReadFields(
-        (name, [value] if name in ADDRESS_FIELDS and isinstance(value, str) else value)
-        for name, value in body.items() if value is not None or name not in OPTIONAL_FIELDS
-    )
+    digest is taken over this, so such a difference makes no other request. A walk over
+    the top-level keys only: it costs nothing worth sparing twice."""
+    return {name: [value] if name in ADDRESS_FIELDS and isinstance(value, str) else value
+            for name, value in body.items()
+            if value is not None or name not in OPTIONAL_FIELDS}
 
 
 def parse_request(
     body: Any, caps: Caps, sender_allowed: Callable[[Mailbox], bool],
     found: Sequence[FieldProblem] = (),
 ) -> SendRequest:
-    """Validate ``body`` (as sent, or as :func:`read_fields` gave it); raise one ApiError
+    """Validate ``body``; raise one ApiError
     listing every problem found, ``found`` (those of the request's HTTP headers) first."""
     if not isinstance(body, dict):
         not_object = FieldProblem("body", Refusal.INVALID_FIELD, "expected a JSON object")

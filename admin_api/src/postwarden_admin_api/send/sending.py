@@ -39,7 +39,7 @@ from .build import AmbiguousAddresses, build_message, new_message_id
 from .outbox import Submission, Suppressed, Unconfirmed, confirm, enqueue
 from .refusals import FieldProblem, Refusal, refuse
 from .relay import RelayWorker
-from .request_model import ReadFields, SendRequest, parse_request, read_fields
+from .request_model import SendRequest, parse_request
 
 _UNAMBIGUOUS = "the display name cannot be written unambiguously: shorten it or drop punctuation"
 _AMBIGUOUS = {
@@ -128,7 +128,7 @@ class _Held:
 
 
 async def _accept(
-    app: web.Application, who: Principal, body: ReadFields, large: bool, *, held: _Held,
+    app: web.Application, who: Principal, body: dict[str, Any], large: bool, *, held: _Held,
     runtime: RuntimeSettings, hash_key: bytes | None, key: str | None,
     message_uuid: uuid.UUID, found: tuple[FieldProblem, ...],
 ) -> dict[str, Any]:
@@ -199,8 +199,6 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         body = await read_json_object(request)
         large = is_large(await request.read())  # read() returns the body already read
         attempt.describe(body)
-        # Read once, for both the Idempotency-Key digest and the parsing.
-        fields = await run_sized(large, read_fields, body)
         key, key_problems = _idempotency_key(request)
         app = request.app
         # Before a connection is held: a refresh of either takes one of its own.
@@ -210,14 +208,14 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         held = _Held(app[POOL])
         try:
             if key is not None:
-                digest = await run_sized(large, idempotency.request_digest, fields)
+                digest = await run_sized(large, idempotency.request_digest, body)
                 stored = await idempotency.claim(await held.get(), who.key_id, key, digest,
                                                  message_uuid)
                 if stored is not None:
                     attempt.log("replayed")
                     return _answer(stored.status, stored.body, replayed=True)
             try:
-                answer = await _accept(app, who, fields, large, held=held, runtime=runtime,
+                answer = await _accept(app, who, body, large, held=held, runtime=runtime,
                                        hash_key=hash_key, key=key,
                                        message_uuid=message_uuid, found=key_problems)
             except BaseException:
