@@ -150,7 +150,9 @@ _UNAVAILABLE: Schema = {
 
 # Statuses the middleware chain may answer before the key is counted (errors, body_cap
 # and access refuse first): such an answer carries no RateLimit-* headers.
-_BEFORE_THE_KEY = frozenset({400, 401, 413, 422, 500, 503})
+_BEFORE_THE_KEY = frozenset({400, 401, 413, 422, 500})
+# An authenticated route's 429 and 503, headers and all (their codes enumerated below).
+_FIXED_ANSWERS: Mapping[int, Schema] = {429: _TOO_MANY, 503: _UNAVAILABLE}
 
 
 def _middleware_headers(status: int) -> dict[str, Schema]:
@@ -196,6 +198,8 @@ def operation(
     built: Schema = {"summary": summary, "responses": {}}
     common = {**EVERY_ANSWER, **({} if roles is None else RATE_LIMIT_HEADERS)}
     for status, content in sorted(contents.items()):
+        if roles is not None and status in _FIXED_ANSWERS:
+            continue  # built from the fixed answer below
         default = summary if status < 300 else "see code"
         answer: Schema = {"description": (descriptions or {}).get(status, default)}
         if content is not None:
@@ -208,7 +212,7 @@ def operation(
         built["security"] = []
     else:
         built["x-roles"] = sorted({Role.ADMIN, *roles})
-        for status, fixed in ((429, _TOO_MANY), (503, _UNAVAILABLE)):
+        for status, fixed in _FIXED_ANSWERS.items():
             built["responses"][str(status)] = copy.deepcopy(fixed)
             if status in enumerated:
                 built["responses"][str(status)]["content"] = contents[status]
