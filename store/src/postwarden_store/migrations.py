@@ -17,8 +17,10 @@ of one holding its place in the lock queue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +69,12 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def available_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+@functools.cache
+def available_migrations(directory: Path = MIGRATIONS_DIR) -> tuple[Migration, ...]:
+    """The migrations this build ships, read once: they do not change under a running
+    process, and /readyz asks on every probe."""
     files = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
-    return [Migration(f.stem, f.read_text(encoding="utf-8")) for f in files]
+    return tuple(Migration(f.stem, f.read_text(encoding="utf-8")) for f in files)
 
 
 async def applied_migrations(conn: asyncpg.Connection) -> dict[str, str]:
@@ -80,7 +85,7 @@ async def applied_migrations(conn: asyncpg.Connection) -> dict[str, str]:
     return {row["version"]: row["checksum"] for row in await conn.fetch(SELECT_APPLIED)}
 
 
-def _check_checksums(applied: dict[str, str], migrations: list[Migration]) -> None:
+def _check_checksums(applied: dict[str, str], migrations: Sequence[Migration]) -> None:
     for migration in migrations:
         recorded = applied.get(migration.version)
         if recorded is not None and recorded != migration.checksum:
