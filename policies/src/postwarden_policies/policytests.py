@@ -95,21 +95,21 @@ def _whole_set_problems(case: PolicyTest, raw: bytes, verdict: Verdict,
     """The set's problems but the action: every expected rule must match and every
     expected endpoint be notified, though the other policies' may be too (and come
     between them); not told again when the policy alone misses one already."""
-    yield from _among("expect_rules", "rules matched", case.expect_rules, verdict.rules,
+    yield from _among("expect_rules", ("rules", "matched"), case.expect_rules, verdict.rules,
                       alone=alone.rules)
-    yield from _among("expect_notify", "notify notified", case.expect_notify, verdict.notify,
+    yield from _among("expect_notify", ("notify", "notified"), case.expect_notify, verdict.notify,
                       alone=alone.notify)
     yield from _outcome_problems(case, raw, verdict)
 
 
-def _among(expectation: str, what: str, expected: Sequence[str] | None, got: Sequence[str],
-           *, alone: Sequence[str]) -> Iterator[Failure]:
+def _among(expectation: str, what: tuple[str, str], expected: Sequence[str] | None,
+           got: Sequence[str], *, alone: Sequence[str]) -> Iterator[Failure]:
     """A failure when the set misses an expected item that the policy alone has; ``what``
-    names the items ("rules matched")."""
+    names the items and what became of them (("rules", "matched"))."""
     expected = expected or ()
     missing = [item for item in expected if item not in got]
     if any(item in alone for item in missing):
-        noun, done = what.split()
+        noun, done = what
         yield Failure(expectation, f"expected {noun} [{', '.join(expected)}] among those "
                                    f"{done}, got [{', '.join(got)}]")
 
@@ -184,7 +184,7 @@ def _in_whole_set(result: CaseResult, raw: bytes, policy_set: PolicySet) -> Case
     the policy alone meets (one it breaks too is reported once, as the policy's)."""
     whole = _verdict(policy_set, result.case, raw)
     assert result.verdict is not None  # noqa: S101 - run_case read the message
-    found = (_among("expect_rules", "rules matched", result.case.expect_rules, whole.rules,
+    found = (_among("expect_rules", ("rules", "matched"), result.case.expect_rules, whole.rules,
                     alone=result.verdict.rules)
              if result.policy.mode is Mode.REPORT
              else _whole_set_problems(result.case, raw, whole, result.verdict))
