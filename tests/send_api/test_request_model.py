@@ -97,6 +97,10 @@ def test_addresses_are_normalised(text: str, address: str) -> None:
         pytest.param("a@XN--ZZ.example.com", id="a-label-upper-case"),
         pytest.param("a@ab--cd.com", id="reserved-hyphens"),
         pytest.param("a@bücher.xn--zz", id="a-label-beside-a-u-label"),
+        # Postfix would deliver these to victim@victim.example (its percent hack and
+        # bang paths), past the suppression list and the limits of that address.
+        pytest.param("victim%victim.example@mx.example.com", id="percent-hack"),
+        pytest.param("victim.example!victim@mx.example.com", id="bang-path"),
     ],
 )
 def test_bad_addresses_are_refused(text: str) -> None:
@@ -328,3 +332,30 @@ def test_a_disk_image_is_refused_by_its_content() -> None:
     assert attachments.refusal_reason("photos.zip", "application/zip", image) == (
         "the content is a disk image")
     assert attachments.refusal_reason("photos.zip", "application/zip", image[:0x8001]) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "code"),
+    [
+        pytest.param({"from": '"ceo@example.com" <app@example.com>'}, "from", "invalid_field",
+                     id="from"),
+        pytest.param({"from": "ceo＠example.com <app@example.com>"}, "from", "invalid_field",
+                     id="fullwidth-at"),
+        pytest.param({"headers": {"Sender": '"ceo@example.com" <app@example.com>'}},
+                     "headers.Sender", "invalid_header", id="sender-header"),
+        pytest.param({"reply_to": ['"CEO (ceo@example.com)" <collect@evil.example>']},
+                     "reply_to[0]", "invalid_field", id="reply-to"),
+    ],
+)
+def test_a_display_name_showing_another_address_is_refused(
+    changes: dict[str, Any], field: str, code: str
+) -> None:
+    error = refusal(**changes)
+    assert [(d["field"], d["code"]) for d in error.details] == [(field, code)]
+    assert "display name" in error.details[0]["message"]
+
+
+def test_a_display_name_may_be_the_address_itself() -> None:
+    request = parse(**{"from": "APP@example.com <app@example.com>"},
+                    to=['"bob@example.org" <bob@example.org>'])
+    assert request.sender.display_name == "APP@example.com"

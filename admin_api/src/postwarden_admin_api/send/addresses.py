@@ -10,12 +10,17 @@ spellings of one domain compare equal.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import idna
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+# Routing characters: Postfix rewrites "a%b@c" and "c!a@b" to a@b for a domain it
+# treats as its own (mydestination covers its host name), so the address checked and
+# counted here would not be the one that gets the mail.
+_ROUTING = re.compile(r"[%!]")
 _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _ANGLE_FORM = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
 _QUOTED_STRING = re.compile(r'"(?P<text>(?:[^"\\]|\\.)*)"')
@@ -147,10 +152,21 @@ def parse_mailbox(text: str) -> Mailbox:
         if _holds_several(text):
             raise SeveralAddresses
         raise AddressError("expected local@domain with a plain ASCII local part")
+    if _ROUTING.search(local):
+        raise AddressError("'%' and '!' are not accepted in an address: Postfix routes by "
+                           "them (a%b@c goes to a@b)")
     mailbox = Mailbox(local, checked_domain(domain), display_name)
     if len(mailbox.address) > MAX_ADDRESS:
         raise AddressError("address is too long")
     return mailbox
+
+
+def shows_another_address(mailbox: Mailbox) -> bool:
+    """True when the display name holds an "@" (compatibility forms such as U+FF20
+    included) and is not the mailbox's own address: many mail readers show that name
+    alone, so ``"ceo@example.com" <app@example.com>`` reads as mail from the CEO."""
+    name = unicodedata.normalize("NFKC", mailbox.display_name)
+    return "@" in name and name.strip().lower() != mailbox.key
 
 
 def sender_matches(mailbox: Mailbox, patterns: tuple[str, ...] | list[str]) -> bool:

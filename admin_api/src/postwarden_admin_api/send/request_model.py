@@ -31,6 +31,7 @@ from .addresses import (
     has_control,
     has_encoded_word,
     parse_mailbox,
+    shows_another_address,
 )
 from .refusals import FieldProblem, Refusal, refuse
 
@@ -62,6 +63,8 @@ MAX_FILENAME = 255
 MAX_TAGS = 10
 MAX_METADATA_BYTES = 2048
 ENCODED_WORD_DETAIL = "RFC 2047 encoded words are not accepted: send the text itself"
+SHOWN_ADDRESS_DETAIL = ("the display name holds an address that is not this one: "
+                        "readers would show it as the sender")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +151,25 @@ class _Reader:
             return None
         return value
 
-    def mailboxes(self, name: str, refusal: Refusal, too_many: Refusal) -> tuple[Mailbox, ...]:
+    def mailbox(self, where: str, text: str, refusal: Refusal, *, shown: bool,
+                list_hint: str = "") -> Mailbox | None:
+        """``text`` parsed; None when refused. ``shown``: a field readers take as who
+        the mail is from (From, Sender, Reply-To), whose display name must not hold
+        another address."""
+        try:
+            mailbox = parse_mailbox(text)
+        except SeveralAddresses as exc:
+            self.problem(where, refusal, f"{exc}{list_hint}")
+        except AddressError as exc:
+            self.problem(where, refusal, str(exc))
+        else:
+            if not (shown and shows_another_address(mailbox)):
+                return mailbox
+            self.problem(where, refusal, SHOWN_ADDRESS_DETAIL)
+        return None
+
+    def mailboxes(self, name: str, refusal: Refusal, too_many: Refusal, *,
+                  shown: bool = False) -> tuple[Mailbox, ...]:
         items = self.body.get(name, [])  # a lone address is a list of one (read_fields)
         if not isinstance(items, list):
             self.problem(name, refusal, "expected an address or a list of addresses")
@@ -160,26 +181,18 @@ class _Reader:
             return ()
         found: list[Mailbox] = []
         for index, item in enumerate(items):
-            text = self.string(f"{name}[{index}]", item, refusal)
-            if text is None:
-                continue
-            try:
-                found.append(parse_mailbox(text))
-            except SeveralAddresses as exc:  # where a list of them is taken
-                self.problem(f"{name}[{index}]", refusal, f"{exc}: give a list")
-            except AddressError as exc:
-                self.problem(f"{name}[{index}]", refusal, str(exc))
+            where = f"{name}[{index}]"
+            text = self.string(where, item, refusal)
+            mailbox = None if text is None else self.mailbox(
+                where, text, refusal, shown=shown, list_hint=": give a list")
+            if mailbox is not None:
+                found.append(mailbox)
         return tuple(found)
 
     def sender(self) -> Mailbox | None:
         text = self.string("from", self.body.get("from"))
-        if text is None:
-            return None
-        try:
-            return parse_mailbox(text)
-        except AddressError as exc:
-            self.problem("from", Refusal.INVALID_FIELD, str(exc))
-            return None
+        return None if text is None else self.mailbox("from", text, Refusal.INVALID_FIELD,
+                                                      shown=True)
 
     def subject(self) -> str:
         subject = self.string("subject", self.body.get("subject"), Refusal.INVALID_SUBJECT)
@@ -234,18 +247,12 @@ class _Reader:
                 elif has_encoded_word(text):
                     self.problem(where, Refusal.INVALID_HEADER, ENCODED_WORD_DETAIL)
                 elif lower == "sender":  # kept parsed, as sender_header
-                    self.sender_header = self._header_sender(where, text)
+                    self.sender_header = self.mailbox(where, text, Refusal.INVALID_HEADER,
+                                                      shown=True)
                 else:
                     found.append((name, text))
             seen.add(lower)
         return tuple(found)
-
-    def _header_sender(self, where: str, text: str) -> Mailbox | None:
-        try:
-            return parse_mailbox(text)
-        except AddressError as exc:
-            self.problem(where, Refusal.INVALID_HEADER, str(exc))
-            return None
 
     def attachments(self) -> tuple[Attachment, ...]:
         raw = self.body.get("attachments", [])
@@ -357,7 +364,8 @@ def parse_request(
         reader.problem("from", Refusal.SENDER_NOT_ALLOWED, "not an allowed sender for this key")
     to, cc, bcc = (reader.mailboxes(name, Refusal.INVALID_RECIPIENT, Refusal.TOO_MANY_RECIPIENTS)
                    for name in ("to", "cc", "bcc"))
-    reply_to = reader.mailboxes("reply_to", Refusal.INVALID_FIELD, Refusal.INVALID_FIELD)
+    reply_to = reader.mailboxes("reply_to", Refusal.INVALID_FIELD, Refusal.INVALID_FIELD,
+                                shown=True)
     count = len({m.key for m in (*to, *cc, *bcc)})
     recipient_refusals = (Refusal.INVALID_RECIPIENT, Refusal.TOO_MANY_RECIPIENTS)
     if count == 0 and not any(p.refusal in recipient_refusals for p in reader.problems):
