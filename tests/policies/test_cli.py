@@ -80,10 +80,10 @@ def test_test_command_passes_examples(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["test", str(EXAMPLES)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (
-        f"PASS {EXAMPLES / 'outbound-submission.yaml'}:55: an authenticated user sends normally "
+        f"PASS {EXAMPLES / 'outbound-submission.yaml'}:59: an authenticated user sends normally "
         "[rules: tag-submission]"
     )
-    assert lines[-1] == "13 passed, 0 failed"
+    assert lines[-1] == "17 passed, 0 failed"
 
 
 def test_test_command_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
