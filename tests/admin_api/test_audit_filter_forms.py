@@ -25,6 +25,7 @@ ENVELOPES = [
     ("José@Bücher.example", "Zoë@xn--mller-kva.example"),
     ("bob@xn--bcher-kva.example", "ann@Müller.example"),
     ("carol@example.com", "dan@example.org"),
+    ("eve@💩.la", "fay@example.org"),  # IDNA 2003 only: resolvers take it, IDNA 2008 not
 ]
 
 
@@ -54,6 +55,7 @@ async def auditor(mint_key: MintKey, database_url: str) -> str:
     ("recipient", "zoë@müller.example", ["Q0"]),
     ("recipient", "ann@xn--mller-kva.example", ["Q1"]),
     ("recipient", "ANN@MÜLLER.EXAMPLE", ["Q1"]),
+    ("sender", "eve@xn--ls8h.la", ["Q3"]),
 ])
 async def test_an_idn_address_matches_in_either_form(
     admin_client: TestClient[Any, Any], auditor: str, name: str, value: str,

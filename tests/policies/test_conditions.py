@@ -91,6 +91,12 @@ CASES = [
     pytest.param(
         "sender_domain: [bücher.example]", {"sender": "x@bucher.example"}, False, id="idn-other"
     ),
+    # IDNA 2008 refuses symbol and emoji labels; resolvers take them (IDNA 2003).
+    pytest.param("sender_domain: [xn--ls8h.la]", {"sender": "x@💩.la"}, True, id="emoji-domain"),
+    pytest.param("sender_domain: [💩.la]", {"sender": "x@xn--ls8h.la"}, True,
+                 id="emoji-domain-in-rule"),
+    pytest.param("from_domain: [xn--ls8h.la]", {"from_address": "x@💩.LA"}, True,
+                 id="emoji-from-domain"),
     pytest.param(
         "recipient_domain: ['*.bücher.example']",
         {"recipients": ("a@mx.xn--bcher-kva.example",)},

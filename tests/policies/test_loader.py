@@ -249,13 +249,13 @@ ERRORS = [
         id="address-glob-recipient",
     ),
     pytest.param(
-        H + "rules:\n  - name: r\n    when: {sender_domain: ['bad☠.example']}\n    then: accept\n",
-        ["5:28: rule 'r': invalid internationalised domain name 'bad☠.example': Codepoint U+2620 at position 4 of 'bad☠' not allowed"],
+        H + "rules:\n  - name: r\n    when: {sender_domain: ['bü_d.example']}\n    then: accept\n",
+        ["5:28: rule 'r': invalid internationalised domain name 'bü_d.example': Codepoint U+005F at position 3 of 'bü_d' not allowed"],
         id="bad-idn-domain",
     ),
     pytest.param(
-        H + "rules:\n  - name: r\n    when: {recipient: ['a@bad☠.example']}\n    then: accept\n",
-        ["5:24: rule 'r': invalid internationalised domain name 'bad☠.example': Codepoint U+2620 at position 4 of 'bad☠' not allowed"],
+        H + "rules:\n  - name: r\n    when: {recipient: ['a@bü_d.example']}\n    then: accept\n",
+        ["5:24: rule 'r': invalid internationalised domain name 'bü_d.example': Codepoint U+005F at position 3 of 'bü_d' not allowed"],
         id="bad-idn-address",
     ),
     pytest.param(

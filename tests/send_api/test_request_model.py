@@ -73,6 +73,9 @@ def test_a_valid_request_is_parsed() -> None:
         pytest.param("user@XN--BCHER-KVA.example", "user@xn--bcher-kva.example", id="a-label"),
         pytest.param("User@EXAMPLE.com", "User@example.com", id="domain-lowered"),
         pytest.param('"Doe, John" <j.doe+x@example.com>', "j.doe+x@example.com", id="quoted-name"),
+        # IDNA's other full stops are dots (RFC 3490, 3.1).
+        pytest.param("bob@bücher\u3002example", "bob@xn--bcher-kva.example",
+                     id="ideographic-full-stop"),
     ],
 )
 def test_addresses_are_normalised(text: str, address: str) -> None:

@@ -23,10 +23,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-import idna
 
 from postwarden_policies.conditions import IpNetwork, unmapped
-from postwarden_policies.domains import ascii_domain
+from postwarden_policies.domains import ascii_domain, unicode_domain
 
 from .bodies import parse_time, time_expected
 from .cursors import Cursor
@@ -146,7 +145,7 @@ def _idn_forms(address: str) -> list[str] | None:
         return None
     try:
         encoded = ascii_domain(domain)
-        decoded = idna.decode(encoded)
+        decoded = unicode_domain(encoded)
     except UnicodeError:  # idna.IDNAError among them: no other form
         return None
     return None if decoded == encoded else [address, f"{local}@{encoded}", f"{local}@{decoded}"]

@@ -7,12 +7,25 @@ no spelling of a domain gets past a rule written in another.
 
 from __future__ import annotations
 
+import encodings.idna
 import re
 
 import idna
 
 # The full stops IDNA reads as label separators (RFC 3490, section 3.1).
 _DOTS = re.compile("[.\u3002\uff0e\uff61]")
+_LDH_LABEL = re.compile(r"[a-z0-9-]{1,63}")
+
+
+def _lenient_a_label(label: str) -> str | None:
+    """The label's IDNA 2003 A-label, or None. IDNA 2008 refuses symbols and emoji
+    (``💩.la``), but registries sell them and browsers and resolvers take them
+    (``xn--ls8h.la``): a sender must not get past a rule by spelling one in Unicode."""
+    try:
+        encoded = encodings.idna.ToASCII(label).decode("ascii").lower()
+    except UnicodeError:
+        return None
+    return encoded if _LDH_LABEL.fullmatch(encoded) else None
 
 
 def _a_label(label: str, strict: bool) -> str:
@@ -22,9 +35,26 @@ def _a_label(label: str, strict: bool) -> str:
         mapped = idna.uts46_remap(label, std3_rules=False)
         return mapped if mapped.isascii() else idna.alabel(mapped).decode("ascii")
     except UnicodeError:  # idna.IDNAError among them
+        lenient = _lenient_a_label(label)
+        if lenient is not None:
+            return lenient
         if strict:
             raise
         return label.lower()  # no resolver accepts it either; kept as written
+
+
+def unicode_domain(domain: str) -> str:
+    """The U-label form of an A-label ``domain`` (IDNA 2008, else IDNA 2003, as
+    :func:`ascii_domain` makes it); raises UnicodeError when it has none."""
+    try:
+        return idna.decode(domain)
+    except UnicodeError:
+        return domain.encode("ascii").decode("idna")
+
+
+def full_stops_as_dots(domain: str) -> str:
+    """``domain`` with the full stops IDNA reads as label separators (``。``) as dots."""
+    return _DOTS.sub(".", domain)
 
 
 def ascii_domain(domain: str, *, strict: bool = False) -> str:
@@ -35,7 +65,7 @@ def ascii_domain(domain: str, *, strict: bool = False) -> str:
     """
     if domain.isascii():
         return domain.lower().rstrip(".")
-    labels = _DOTS.sub(".", domain).rstrip(".").split(".")
+    labels = full_stops_as_dots(domain).rstrip(".").split(".")
     return ".".join(_a_label(label, strict) for label in labels)
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import idna
 
+from postwarden_policies.domains import full_stops_as_dots
+
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 # Routing characters: Postfix rewrites "a%b@c" and "c!a@b" to a@b for a domain it
@@ -85,6 +87,7 @@ def has_encoded_word(text: str) -> bool:
 
 def checked_domain(domain: str) -> str:
     """The lower-case A-label form of ``domain``; raises AddressError when invalid."""
+    domain = full_stops_as_dots(domain)
     if not domain or domain.endswith(".") or "." not in domain:
         raise AddressError("domain must be a fully qualified name")
     try:
