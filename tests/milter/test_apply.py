@@ -100,8 +100,8 @@ def test_edits_are_applied_when_the_message_goes_on() -> None:
     assert actions.calls[:8] == [
         ("addheader", "X-Scanned", " yes"), ("chgheader", "Subject", 1, " [ext] hi"),
         ("chgheader", "X-Spam", 3, ""), ("chgheader", "X-Spam", 2, ""),
-        ("chgheader", "X-Spam", 1, ""), ("delrcpt", "<Bob@Example.NET>"),
-        ("addheader", "X-Postwarden-Id", " u1"), ("replacebody", body[:REPLACEBODY_CHUNK]),
+        ("chgheader", "X-Spam", 1, ""), ("addheader", "X-Postwarden-Id", " u1"),
+        ("delrcpt", "<Bob@Example.NET>"), ("replacebody", body[:REPLACEBODY_CHUNK]),
     ]
     chunks = [c[1] for c in actions.calls if c[0] == "replacebody"]
     assert all(isinstance(c, bytes) and len(c) <= REPLACEBODY_CHUNK for c in chunks)

@@ -273,14 +273,16 @@ def test_deadline_answers_fail_action_reject(
 
 
 def test_overload_gets_cheap_421_and_slot_is_released(harness: Harness) -> None:
+    # A slot is a transaction's, from MAIL FROM (tests/milter/test_transaction_slots.py).
     harness.use(slots=Slots(1))
     first = harness.connect()
-    second = Ctx()
-    assert second._connect(ip="192.0.2.11") == Milter.TEMPFAIL
+    second = harness.connect(ip="192.0.2.11")
+    assert first._envfrom("<alice@example.org>") == Milter.CONTINUE
+    assert second._envfrom("<carol@example.org>") == Milter.TEMPFAIL
     assert second._reply == ("421", "4.3.2", "Service busy, try again later")
     first._close()
-    third = Ctx()
-    assert third._connect(ip="192.0.2.12") in (Milter.CONTINUE, Milter.NOREPLY)
+    third = harness.connect(ip="192.0.2.12")
+    assert third._envfrom("<dave@example.org>") == Milter.CONTINUE
 
 
 def test_full_spool_tempfails_new_mail(harness: Harness) -> None:

@@ -1,7 +1,11 @@
 """What each milter callback does, independent of pymilter.
 
 A :class:`ConnectionHandler` lives as long as one SMTP connection and holds at
-most one :class:`Transaction`. Every callback that answers is guarded (abort and
+most one :class:`Transaction`, and with it one of the ``max_concurrency`` slots:
+taken at MAIL FROM (past the bound a new transaction gets a cheap ``421 4.3.2``),
+given back wherever the transaction ends (end of message, abort, a new MAIL FROM,
+close, a failure, a stop's deadline: all through ``_finish``), so a session idle
+between transactions holds none. Every callback that answers is guarded (abort and
 close answer nothing, and end the transaction whatever fails): an exception or a
 missed end-of-message deadline answers the configured fail action (tempfail
 ``451 4.3.0`` by default), is logged with the queue id and counted. Steps the
@@ -93,9 +97,10 @@ class ConnectionHandler:
         self._s = services
         self._actions = actions
         self._client = Client()
+        # Set only while it holds a slot (mail), which _finish gives back as it clears it.
         self._txn: Transaction | None = None
         self._txn_lock = threading.Lock()  # a stop's deadline may end it from its thread
-        self._has_slot = False
+        self._counted = False  # in the connections gauge
         self.leading_space = False  # set once the protocol is negotiated
         self.pending_failure: str | None = None
 
@@ -127,8 +132,8 @@ class ConnectionHandler:
             txn, self._txn = self._txn, None
         if txn is None:
             return False
-        policy_hash = verdict.policy_hash if verdict else self._s.policies.current.content_hash
         try:
+            policy_hash = verdict.policy_hash if verdict else self._s.policies.current.content_hash
             log_verdict(action, txn, reply, verdict)
             self._s.metrics.messages.labels(action).inc()
             self._s.audit.submit(build_event(
@@ -139,6 +144,7 @@ class ConnectionHandler:
         finally:
             txn.close()
             self._s.transactions.release(self)
+            self._s.slots.release()
         return True
 
     def _refuse(self, reply: Reply, action: str) -> Outcome:
@@ -186,11 +192,8 @@ class ConnectionHandler:
 
     @guarded("connect")
     def connect(self, hostname: str, address: str | None, port: int | None = None) -> Outcome:
-        if not self._s.slots.acquire():
-            self._s.metrics.errors.labels("overload").inc()
-            log.warning("overloaded (%d connections): refusing %s", self._s.slots.active, address)
-            return reply_with(self._actions, Reply.OVERLOADED).outcome
-        self._has_slot = True
+        # No slot yet: a session idle before MAIL FROM holds no body, no evaluation.
+        self._counted = True
         self._s.metrics.connections.inc()
         # No socket address (a family libmilter does not pass on): the macro may have one.
         self._client = Client(address=address or self._macro("{client_addr}"), name=hostname,
@@ -221,12 +224,20 @@ class ConnectionHandler:
             self._s.metrics.errors.labels("spool_full").inc()
             log.warning("audit spool full: tempfailing new mail")
             return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
+        # On 421 Postfix ends the SMTP session: the client comes back later. No audit row
+        # for either refusal: nothing of the message came yet.
+        if not self._s.slots.acquire():
+            txn.close()
+            self._s.metrics.errors.labels("overload").inc()
+            log.warning("overloaded (%d transactions): refusing one from %s",
+                        self._s.slots.active, self._client.address)
+            return reply_with(self._actions, Reply.OVERLOADED).outcome
         self._txn = txn  # first: a stop's deadline may cut it once admitted
         if not self._s.transactions.admit(self):
-            # No audit row either (the queue is draining). On 421 Postfix ends the SMTP
-            # session: the client comes back later, to a milter that is running.
+            # Stopping (the queue is draining): back to a milter that is running.
             self._txn = None
             txn.close()
+            self._s.slots.release()
             log.info("stopping: refusing a new transaction")
             return reply_with(self._actions, Reply.OVERLOADED).outcome
         declared = esmtp_size(params)
@@ -312,9 +323,8 @@ class ConnectionHandler:
 
     def close(self) -> Outcome:
         self.abort()
-        if self._has_slot:
-            self._has_slot = False
-            self._s.slots.release()
+        if self._counted:
+            self._counted = False
             self._s.metrics.connections.dec()
         return Outcome.CONTINUE
 
@@ -326,6 +336,11 @@ class ConnectionHandler:
         return self._txn
 
     def _report(self, verdict: Verdict, applied: Applied, facts: MessageFacts) -> bool:
+        if applied.refused is not None:
+            # The milter's own limit (apply.MAX_HEADER_DELETIONS), like the size limit:
+            # a reject, and no verdict in the row (none of its edits or changes was made).
+            return self._finish("reject", applied.reply, facts,
+                                flags=frozenset({applied.refused}))
         metrics = self._s.metrics
         for rule in verdict.rules:
             metrics.rules.labels(rule).inc()

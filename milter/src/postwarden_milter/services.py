@@ -79,7 +79,7 @@ class Services:
     audit: AuditSink
     metrics: Metrics
     duplicates: DuplicateDetector
-    slots: Slots  # connections, up to max_concurrency
+    slots: Slots  # transactions, up to max_concurrency
     workers: concurrent.futures.ThreadPoolExecutor
     transactions: OpenTransactions = dataclasses.field(default_factory=OpenTransactions)
     callbacks: InFlight = dataclasses.field(default_factory=InFlight)  # running, for a stop

@@ -267,8 +267,10 @@ class Transaction:
 
 
 class Slots:
-    """Connections admitted, counted up to ``max_concurrency`` (past it a new one gets
-    a cheap 421)."""
+    """Transactions open, counted up to ``max_concurrency`` (past it a new MAIL FROM gets
+    a cheap 421). Not connections: Postfix holds the milter's connection for the whole
+    SMTP session, and idle sessions, which hold no body and need no evaluation, would
+    lock all mail out (handler.ConnectionHandler takes one at MAIL FROM)."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
