@@ -104,6 +104,9 @@ class MimePart:
     # Rules see it as an attachment; it cannot be stripped or sanitized apart from its
     # carrier, except a TNEF's files (see tnefrewrite).
     uuencoded: bool = False
+    # Inside the content of an S/MIME signed-data part (opaque signed), listed below it:
+    # its offsets are that part's body, whose DER holds it and cannot be rewritten.
+    in_signed_data: bool = False
 
     @property
     def is_html(self) -> bool:

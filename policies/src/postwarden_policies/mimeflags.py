@@ -44,6 +44,9 @@ raises) is reported in ``MessageFacts.flags``:
 ``unreadable_tnef``        (m) a part declared TNEF (``winmail.dat``) that is none, or a TNEF
                            stream cut short or out of place: attachments in it may
                            not be listed (see :mod:`postwarden_policies.tnefparts`)
+``unreadable_smime``       (m) an S/MIME part whose signed data is cut short or malformed:
+                           what it holds may not be listed (see
+                           :mod:`postwarden_policies.mimetree`)
 ``ambiguous_from``         (m) the From header reads as another domain to a strict
                            RFC 5322 parse than to a plain search for an address
                            (a comment or a quoted name holding ``<x@other>``, ...),
@@ -62,8 +65,9 @@ raises) is reported in ``MessageFacts.flags``:
                            otherwise than Python (see ``charsets.read_as_readers``):
                            body rules may not see the text the reader sees
 ``empty_body``             the message body is empty
-``too_deep``               nesting beyond ``max_depth``, or multiparts nested so that their
-                           bodies add up to more than 16 times the message
+``too_deep``               nesting beyond ``max_depth``, or multiparts (and S/MIME signed
+                           data) nested so that their bodies add up to more than 16 times
+                           the message
                            (``mimetree._SEARCH_FACTOR``): not descended further
 ``too_many_parts``         more than ``max_parts`` entities (containers and the
                            top-level entity count): the rest is not listed
@@ -82,7 +86,7 @@ FLAGS = frozenset({
     "missing_header_separator", "no_headers", "padded_encoding", "parser_error",
     "partial_message", "too_deep",
     "text_truncated", "too_many_parts", "unknown_charset", "unknown_transfer_encoding",
-    "unreadable_tnef", "unscanned_text", "unshared_charset", "uuencoded",
+    "unreadable_smime", "unreadable_tnef", "unscanned_text", "unshared_charset", "uuencoded",
 })
 # What a body that never came makes the parser say: untrue of the message.
 NO_BODY = frozenset({"empty_body", "missing_boundary", "missing_end_boundary"})
@@ -106,6 +110,7 @@ MALFORMED = frozenset(
         "unscanned_text",
         "ambiguous_from",
         "unreadable_tnef",
+        "unreadable_smime",
         "parser_error",
     }
 )

@@ -7,6 +7,16 @@ text, detected types come from the first decoded bytes. Parts are numbered
 depth first; ``path`` is "" for the top-level entity, "1", "1.2", ... below it,
 and the message inside a ``message/rfc822`` part at path P has path "P.1".
 What it finds wrong goes into the flags of :mod:`postwarden_policies.mimeflags`.
+
+An S/MIME ``application/pkcs7-mime`` part whose content is signed data (by its
+DER, whatever its ``smime-type`` says) carries a MIME entity in the clear, which
+readers show: it is walked like the message inside a message/rfc822 part, path
+"P.1", from the content :mod:`postwarden_policies.cms` finds (decoded, within
+the bytes searched in all). Its parts count against the limits like any; they
+are signed (``in_signed``) and ``in_signed_data``: their offsets are the
+carrier's body, which cannot be rewritten apart from its signature. Signed data
+cut short or malformed is flagged ``unreadable_smime`` and what was read is
+listed. Enveloped (encrypted) data is left opaque.
 """
 
 from __future__ import annotations
@@ -14,9 +24,9 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from postwarden_policies import entityheaders, magic, tnefparts, transfer
+from postwarden_policies import cms, entityheaders, magic, tnefparts, transfer
 from postwarden_policies.facts import Header, MimePart
 from postwarden_policies.headers import line_end, parameter_list, parse_header_section
 from postwarden_policies.partlist import PartList
@@ -24,7 +34,7 @@ from postwarden_policies.textparts import TextReader
 
 # S/MIME: signed or encrypted as a whole, in one opaque part. Multipart structures
 # count only when well formed (Parser._signed).
-_OPAQUE_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+OPAQUE_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
 # multipart/signed protocols (RFC 3156, RFC 8551) and the kind of signature each is.
 _SIGNATURES = {
     "application/pgp-signature": "pgp",
@@ -34,6 +44,14 @@ _SIGNATURES = {
 # The parts of a PGP/MIME multipart/encrypted, in order (RFC 3156 section 4).
 _PGP_ENCRYPTED = ("application/pgp-encrypted", "application/octet-stream")
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+
+
+@dataclass(frozen=True, slots=True)
+class _SignedData:
+    """The content of an S/MIME signed-data part: the bytes its entities lie in."""
+
+    data: bytes
+    span: tuple[int, int]  # the body of the part that carries it, in the message
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +65,7 @@ class _Entity:
     path: str
     in_signed: bool
     default_type: str
+    signed_data: _SignedData | None = None  # the range is in it, not in the message
 
 
 def _delimiter_lines(
@@ -105,7 +124,8 @@ _MISSES = 64  # places that hold a delimiter but are no delimiter line, before r
 # Bytes searched for delimiter lines in all, as a multiple of the message's size
 # (plus a floor for small ones): each multipart searches its own body, so nested
 # ones search the same bytes again, level after level. Real mail nests a few
-# levels; a hundred levels over 25 MB would be seconds of searching.
+# levels; a hundred levels over 25 MB would be seconds of searching. Signed data
+# decoded counts too: in binary, each level of it costs a few bytes.
 _SEARCH_FACTOR = 16
 _SEARCH_FLOOR = 16 * 1024 * 1024
 
@@ -114,8 +134,12 @@ class Parser:
     """One message's walk: the parts, flags and text found, shared with the
     readers of text (:class:`TextReader`) and TNEF (:mod:`~postwarden_policies.tnefparts`)."""
 
-    def __init__(self, raw: bytes, max_parts: int, max_depth: int) -> None:
-        self.raw = raw
+    def __init__(
+        self, raw: bytes, max_parts: int, max_depth: int, unwrap_signed: bool = True
+    ) -> None:
+        self.message = raw
+        self.raw = raw  # the bytes of the entity visited: the message or signed content
+        self.unwrap_signed = unwrap_signed
         self.max_depth = max_depth
         self.flags: set[str] = set()
         self.parts: list[MimePart] = []
@@ -154,6 +178,8 @@ class Parser:
 
     def _visit(self, entity: _Entity) -> tuple[tuple[Header, ...], int, list[_Entity]]:
         flags = self.flags
+        inside = entity.signed_data
+        self.raw = self.listing.raw = self.message if inside is None else inside.data
         headers, body_start = self._header_section(entity)
         types = entityheaders.header_copies(headers, "content-type", flags)
         main, ctype_params, params = parameter_list(next(iter(types), ""), flags)
@@ -180,7 +206,7 @@ class Parser:
             for number, (start, end) in enumerate(ranges, 1):
                 path = f"{entity.path}.{number}" if entity.path else str(number)
                 children.append(
-                    _Entity(start, end, entity.depth + 1, index, path, in_signed, default)
+                    _Entity(start, end, entity.depth + 1, index, path, in_signed, default, inside)
                 )
         elif ctype == "message/partial":  # a fragment: only the whole, reassembled, reads
             flags.add("partial_message")
@@ -190,9 +216,12 @@ class Parser:
             else:
                 path = f"{entity.path}.1" if entity.path else "1"
                 inner = _Entity(
-                    body_start, entity.end, entity.depth + 1, index, path, in_signed, "text/plain"
+                    body_start, entity.end, entity.depth + 1, index, path, in_signed,
+                    "text/plain", inside,
                 )
                 children.append(inner)
+        elif ctype in OPAQUE_TYPES and self.unwrap_signed:
+            children += self._signed_data(entity, index, body_start, cte)
         if children and not descend:
             flags.add("too_deep")
             children = []
@@ -227,7 +256,47 @@ class Parser:
         self.parts.append(part)
         self.text.read(part, params)
         tnefparts.list_members(self.listing, part)
+        if inside is not None:
+            self._in_carrier(index, inside.span)
         return headers, body_start, children
+
+    def _in_carrier(self, index: int, span: tuple[int, int]) -> None:
+        """Give the part at ``index``, read in signed data, and the files listed below
+        it the offsets of the body that carries them in the message."""
+        start, end = span
+        for listed in range(index, len(self.parts)):
+            self.parts[listed] = replace(
+                self.parts[listed], header_start=start, body_start=start, body_end=end,
+                in_signed_data=True,
+            )
+
+    def _signed_data(
+        self, carrier: _Entity, index: int, start: int, cte: str
+    ) -> list[_Entity]:
+        """The MIME entity inside the S/MIME part ``carrier`` (listed at ``index``, its
+        body from ``start``) if that is signed data; decoded within the bytes that may
+        still be searched."""
+        end = carrier.end
+        head = transfer.decode_head(self.raw, start, end, cte, cms.HEAD_BYTES)
+        if head is None or not cms.is_signed_data(head):
+            return []
+        self.search_left -= end - start
+        if self.search_left < 0:
+            self.flags.add("too_deep")  # nested past what may be searched: not read
+            return []
+        found = cms.signed_content(transfer.decode(self.raw[start:end], cte))
+        if found is None:
+            return []
+        if not found.complete:
+            self.flags.add("unreadable_smime")
+        if not found.content:
+            return []
+        outer = carrier.signed_data
+        inside = _SignedData(found.content, (start, end) if outer is None else outer.span)
+        path = f"{carrier.path}.1" if carrier.path else "1"
+        root = _Entity(0, len(found.content), carrier.depth + 1, index, path, True, "text/plain",
+                       inside)
+        return [root]
 
     def _signed(self, ctype: str, params: dict[str, str], ranges: list[tuple[int, int]]) -> bool:
         """Whether ``ctype`` starts a signed or encrypted structure, to be left unmodified.
@@ -251,7 +320,7 @@ class Parser:
                 and len(ranges) == 2
                 and tuple(map(self._part_type, ranges)) == _PGP_ENCRYPTED
             )
-        return ctype in _OPAQUE_TYPES
+        return ctype in OPAQUE_TYPES
 
     def _part_type(self, bounds: tuple[int, int]) -> str:
         """The declared type of the body part at ``bounds``, as written (no recovery)."""

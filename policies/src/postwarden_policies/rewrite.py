@@ -9,7 +9,12 @@ Parts under a well-formed multipart/signed, multipart/encrypted or S/MIME are
 kept intact when ``plan.skip_signed`` (the default): changing them would break
 the signature (``MimePart.in_signed``). One that would need a change (an
 attachment to strip, HTML the sanitizer would clean) raises
-:class:`RewriteError` instead, and the engine holds the message.
+:class:`RewriteError` instead, and the engine holds the message. A part
+inside S/MIME signed data (``MimePart.in_signed_data``: an opaque
+``application/pkcs7-mime`` message, whose DER holds it) is never changed,
+whatever ``plan.skip_signed`` says: one to strip, or HTML the sanitizer would
+clean (judged on its bytes, found again by :mod:`postwarden_policies.signeddata`),
+raises.
 A part inside a stripped part goes with it. A file uuencoded in a text part
 (``MimePart.uuencoded``) cannot be stripped or sanitized apart from that
 text: a plan that would change one raises :class:`RewriteError`. A file inside
@@ -42,6 +47,7 @@ from postwarden_policies.partedits import (
     strip_edit,
     tnef_edit,
 )
+from postwarden_policies.signeddata import SignedContents
 from postwarden_policies.verdicts import Change
 
 __all__ = ["HtmlOptions", "RewriteError", "RewritePlan", "RewriteResult", "rewrite_body"]
@@ -117,6 +123,8 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit],
         # message), which shares its carrier's bytes and so is inside no edit.
         if _inside(part, edits) or _below_any(facts, part, tnef_files):
             continue
+        if part.in_signed_data:
+            raise RewriteError("a part inside S/MIME signed data cannot be changed")
         carrier = tnefparts.carrier(facts.parts, part)
         if carrier is not None:  # stripped with the others its carrier lists, below
             _check_tnef_strippable(facts, carrier, plan)
@@ -132,6 +140,7 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit],
         edits.append(edit)
         changes += stripped
     if plan.sanitize_html is not None:
+        signed = SignedContents(facts)
         for part in facts.parts:
             if not part.is_html or _inside(part, edits) or part.index in tnef_files:
                 continue
@@ -139,6 +148,10 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit],
                 # Its bytes are inside the stream: no entity to clean alone, and passed
                 # on as it is, its script would reach whoever opens it.
                 raise RewriteError("an HTML file inside a TNEF cannot be sanitized")
+            if part.in_signed_data:
+                if sanitize_edit(*signed.locate(part), plan.sanitize_html) is not None:
+                    raise RewriteError("HTML inside S/MIME signed data would have to change")
+                continue
             done = sanitize_edit(facts, part, plan.sanitize_html)
             if done is not None:
                 _check_changeable(part, plan)
