@@ -24,7 +24,9 @@ place), the part's body re-encoded as sanitized HTML is, and the re-read TNEF
 must list its other files as before; one inside an attached Outlook message,
 or in a TNEF not read to its end (``unreadable_tnef``), raises, and so does an
 HTML file in a TNEF a plan sanitizes HTML in (unless stripped): its bytes are in
-the stream, no entity to clean alone.
+the stream, no entity to clean alone. The HTML parts of a message share the
+sanitizer's budget for one message (:data:`~postwarden_policies.sanitize.MESSAGE_BUDGET`):
+a part that would take them past it gets the ``too_complex`` notice.
 
 Every result is re-parsed and checked: the intended parts changed, every other
 part is byte-identical, no new parser flags. A failed check raises
@@ -47,6 +49,7 @@ from postwarden_policies.partedits import (
     strip_edit,
     tnef_edit,
 )
+from postwarden_policies.sanitize import message_budget
 from postwarden_policies.signeddata import SignedContents
 from postwarden_policies.verdicts import Change
 
@@ -225,7 +228,8 @@ def _verify(facts: MessageFacts, raw: bytes, edits: list[PartEdit]) -> None:
 
 def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
     """Apply ``plan`` to the message; ``body`` is None when nothing changed."""
-    edits, changes = _plan_edits(facts, plan)
+    with message_budget():  # its HTML parts share the sanitizer's time for a message
+        edits, changes = _plan_edits(facts, plan)
     if not edits:
         return RewriteResult(body=None, changes=())
     pieces: list[bytes] = []

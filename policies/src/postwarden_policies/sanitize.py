@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import logging
@@ -46,7 +47,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import nh3
 
@@ -59,7 +60,7 @@ from .html_allowlist import (
     TAGS,
     HtmlOptions,
 )
-from .html_cost import too_costly
+from .html_cost import BUDGET, estimated_cost
 from .html_precheck import needs_no_sanitizing
 from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
 
@@ -119,6 +120,36 @@ _CHILDREN_LOCK = threading.Lock()
 # without it, each part has the children's time limit.
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "sanitize_deadline", default=None)
+# What nh3 may spend on all the HTML parts of one message, as html_cost estimates it
+# (about 300 ms): a part within its own BUDGET can still cost a tenth of a second, and
+# a message can hold hundreds of them. Ordinary newsletters stay far below it (twenty
+# parts of 60 KB: a thousandth of it).
+MESSAGE_BUDGET = 3 * BUDGET
+
+
+class _Spent:
+    """The estimated cost of the parts of one message sanitized so far."""
+
+    __slots__ = ("cost",)
+
+    def __init__(self) -> None:
+        self.cost = 0
+
+
+_spent: contextvars.ContextVar[_Spent | None] = contextvars.ContextVar(
+    "sanitize_spent", default=None)
+
+
+@contextlib.contextmanager
+def message_budget() -> Iterator[None]:
+    """Within it, the parts sanitized share MESSAGE_BUDGET: once their estimated costs
+    add up to it, the next part that would go past it gets the ``too_complex`` notice
+    (without it, each part has only its own BUDGET)."""
+    token = _spent.set(_Spent())
+    try:
+        yield
+    finally:
+        _spent.reset(token)
 
 
 def _after_fork() -> None:
@@ -292,10 +323,16 @@ def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str
 
 def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
     folded = html.lower()
-    if too_costly(folded):  # nh3 cannot be stopped once it runs
-        log.warning("an HTML part would hold the sanitizer too long (nested too deep, or "
-                    "formatting reopened too often); replaced with a notice")
+    spent = _spent.get()
+    left = BUDGET if spent is None else min(BUDGET, MESSAGE_BUDGET - spent.cost)
+    cost = estimated_cost(folded, left)
+    if cost > left:  # nh3 cannot be stopped once it runs
+        log.warning("%s; replaced with a notice", _TOO_COSTLY if left == BUDGET else
+                    "this HTML part would take the message's parts past the sanitizer's "
+                    "time for one message")
         return removed_whole("too_complex")
+    if spent is not None:
+        spent.cost += cost
     filtered = _needs_filter(folded, options)
     request = (html, options.remote_images, options.allowed_url_schemes, filtered)
     deadline = DEADLINE.get()
@@ -314,6 +351,8 @@ def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int],
     return clean, _removed(folded, clean.lower(), dropped)
 
 
+_TOO_COSTLY = ("an HTML part would hold the sanitizer too long (nested too deep, formatting "
+               "reopened too often, or a tag with too many attributes)")
 # Why nh3 gave no HTML back -> (removed reason, log level, what the log says).
 _FAILURES = {
     "not_unicode": ("unsanitizable", logging.WARNING,
