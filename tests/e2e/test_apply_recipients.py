@@ -94,11 +94,15 @@ def limit_of_3(system: MailSystem, policy_dir: Path) -> Iterator[None]:
 
 
 def _send(system: MailSystem, given: list[Given]) -> tuple[list[int], tuple[str, ...]]:
-    """The reply code to each RCPT TO, and the recipients the message reached."""
+    """The reply code to each RCPT TO, and the recipients the message reached (with
+    SMTPUTF8 when an address is not ASCII)."""
     sample = messages.clean()
+    utf8 = not all(address.isascii() for address, _ in given)
     with smtplib.SMTP("127.0.0.1", system.postfix.port, timeout=60) as smtp:
         smtp.ehlo("client.postwarden.test")
-        smtp.mail(SENDER)
+        if utf8:
+            smtp.command_encoding = "utf-8"
+        smtp.mail(SENDER, options=["SMTPUTF8"] if utf8 else [])
         codes = [smtp.rcpt(address, options=list(params))[0] for address, params in given]
         assert smtp.data(sample.data)[0] == 250
     delivered = system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
@@ -113,6 +117,18 @@ def test_a_repeated_recipient_is_not_counted_again(system: MailSystem) -> None:
     codes, delivered = _send(system, given)
     assert codes == [250, 250, 250, 250, 250, 452]
     assert sorted(delivered) == ["bob@example.net", "carol@example.net", "dave@example.net"]
+
+
+@pytest.mark.usefixtures("limit_of_3")
+def test_a_recipient_repeated_in_another_unicode_case_is_not_counted_again(
+    system: MailSystem,
+) -> None:
+    # Postfix with smtputf8_enable (its default) folds case as Unicode does: BØB is bøb.
+    given: list[Given] = [("bøb@example.net", ()), ("BØB@example.net", ()),
+                          ("carol@example.net", ()), ("dave@example.net", ())]
+    codes, delivered = _send(system, given)
+    assert codes == [250, 250, 250, 250]
+    assert sorted(delivered) == ["bøb@example.net", "carol@example.net", "dave@example.net"]
 
 
 @pytest.mark.usefixtures("limit_of_3")

@@ -113,13 +113,13 @@ class DuplicateDetector:
 
         Keyed, truncated SHA-256 over the parts, each preceded by its length (and
         the recipients by their count) so that none can pass for another; the
-        recipients lower-cased, sorted and deduplicated, as their order means
-        nothing. surrogatepass takes header text with lone surrogates from
-        undecodable bytes.
+        recipients case-folded (Postfix keeps one of two spellings:
+        session.recipient_key), sorted and deduplicated, as their order means nothing.
+        surrogatepass takes header text with lone surrogates from undecodable bytes.
         """
         if not self.enabled or not message_id:
             return None
-        addresses = sorted({address.lower() for address in recipients})
+        addresses = sorted({address.casefold() for address in recipients})
         digest = hashlib.sha256(self._secret + len(addresses).to_bytes(8, "little"))
         for part in (message_id.strip().lower(), sender.lower(), *addresses):
             data = part.encode("utf-8", "surrogatepass")

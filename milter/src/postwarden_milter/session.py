@@ -57,25 +57,28 @@ RecipientKey = tuple[bytes, frozenset[str], bytes]
 def recipient_key(address: str, params: tuple[str, ...]) -> RecipientKey:
     """What Postfix's cleanup compares to drop a repeated recipient (duplicate_filter_limit,
     with enable_original_recipient at its default): the DSN original recipient, the
-    NOTIFY flags and the address, all without regard to ASCII case. Postfix folds the
-    case of other letters too, but only with smtputf8_enable: folded here, ``K`` and
-    the Kelvin sign would count once where Postfix may keep both. Without ORCPT, smtpd
-    makes one up from the address as given, so ``"bob"@x`` and ``bob@x`` stay two.
-    ORCPT's xtext and, when ORCPT is given, the address's quoting are compared as sent
-    where Postfix decodes them. So at worst a recipient counts twice here, never once
-    where Postfix keeps two."""
+    NOTIFY flags and the address, all without regard to case. With smtputf8_enable
+    (its default since compatibility level 1, Debian's too) Postfix folds case as
+    Unicode does in full (ICU's u_strFoldCase, as str.casefold: ``BØB`` is ``bøb``,
+    ``STRASSE`` is ``straße``, the Kelvin sign is ``k``); with it off, ASCII letters
+    only, and two such spellings count once here where Postfix keeps both. Without
+    ORCPT, smtpd makes one up from the address as given, so ``"bob"@x`` and ``bob@x``
+    stay two. ORCPT's xtext and, when ORCPT is given, the address's quoting are
+    compared as sent where Postfix decodes them: such a recipient counts twice here."""
     orcpt = esmtp_param(params, "ORCPT")
     notify = esmtp_param(params, "NOTIFY")
-    folded = _ascii_folded(address)
+    folded = _folded(address)
     return (
-        b"rfc822;" + folded if orcpt is None else _ascii_folded(orcpt),
+        b"rfc822;" + folded if orcpt is None else _folded(orcpt),
         frozenset(notify.upper().split(",")) if notify else frozenset(),
         folded,
     )
 
 
-def _ascii_folded(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape").lower()  # bytes.lower: ASCII only
+def _folded(text: str) -> bytes:
+    if text.isascii():  # nearly always: bytes.lower is the whole of it
+        return text.encode("ascii").lower()
+    return text.casefold().encode("utf-8", "surrogateescape")
 
 
 @dataclass
