@@ -14,6 +14,7 @@ from .policy_helpers import attachment, facts, html_part, rule_policy
 EXE = attachment(1, "Setup.EXE", detected="application/x-dosexec", size=5000)
 PDF = attachment(2, "report.pdf", "application/pdf", detected="application/pdf", size=200)
 NAMELESS = attachment(3, None, "application/zip", detected="application/zip", size=50)
+DECOMPOSED = attachment(4, "Rechnu\u0308ng.pdf", "application/pdf", size=200)  # as macOS sends
 
 
 def matches(when: str, **kwargs: Any) -> bool:
@@ -107,6 +108,8 @@ CASES = [
         "recipient: [user@bücher.example]", {"recipients": ("User@xn--bcher-kva.example",)}, True,
         id="idn-address",
     ),
+    pytest.param("sender: [jörg@example.com]", {"sender": "JO\u0308RG@example.com"}, True,
+                 id="local-part-decomposed"),
     pytest.param(
         "sender_domain: [.evil.test]", {"sender": "x@bad☠label.evil.test"}, True,
         id="idn-invalid-label-kept",
@@ -223,6 +226,10 @@ CASES = [
     pytest.param("attachment: {filename: ['*.exe']}", {"parts": (EXE,)}, True, id="att-name-case"),
     pytest.param("attachment: {filename: ['*.exe']}", {"parts": (PDF,)}, False, id="att-name-no"),
     pytest.param("attachment: {filename: ['*']}", {"parts": (NAMELESS,)}, False, id="att-nameless"),
+    pytest.param("attachment: {filename: ['rechnüng*']}", {"parts": (DECOMPOSED,)}, True,
+                 id="att-name-decomposed"),
+    pytest.param("attachment: {filename: ['rechnu\u0308ng*']}", {"parts": (DECOMPOSED,)}, True,
+                 id="att-glob-decomposed"),
     pytest.param("attachment: {}", {"parts": (NAMELESS,)}, True, id="att-any"),
     pytest.param("attachment: {}", {}, False, id="att-none"),
     pytest.param(

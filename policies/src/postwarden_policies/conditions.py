@@ -13,6 +13,7 @@ host names compare in the one form :mod:`.domains` gives them.
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -229,7 +230,10 @@ class AttachmentTest:
     size_over: int | None = None
 
     def accepts(self, part: MimePart) -> bool:
-        if self.filename is not None and not any(map(self.filename.test, part.filenames)):
+        if self.filename is not None and not any(
+            # NFC, as globs are compiled: macOS clients send names decomposed (u + U+0308).
+            self.filename.test(unicodedata.normalize("NFC", name)) for name in part.filenames
+        ):
             return False
         if self.content_type is not None and not self.content_type.test(part.content_type):
             return False

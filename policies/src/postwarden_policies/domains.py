@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import encodings.idna
 import re
+import unicodedata
 
 import idna
 
@@ -70,9 +71,12 @@ def ascii_domain(domain: str, *, strict: bool = False) -> str:
 
 
 def normal_address(value: str, *, strict: bool = False) -> str:
-    """Lower-case address without angle brackets, its domain as :func:`ascii_domain` gives it.
+    """Lower-case address without angle brackets, its domain as :func:`ascii_domain` gives it
+    and its local part composed (NFC: ``jörg`` typed as ``o`` and U+0308 is ``jörg``).
 
     "" stays the null sender; raises like :func:`ascii_domain` with ``strict``.
     """
     local, at, domain = value.strip().strip("<>").rpartition("@")
+    if not local.isascii():
+        local = unicodedata.normalize("NFC", local)
     return local.lower() + at + ascii_domain(domain, strict=strict)

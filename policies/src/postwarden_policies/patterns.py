@@ -13,6 +13,7 @@ compiled. The same pattern written twice (an alias) is compiled once.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -146,7 +147,8 @@ def _literal(char: str) -> str:
 
 
 def compile_globs(globs: Iterable[str]) -> Pattern:
-    """Globs matched case-insensitively against the whole value, as one pattern."""
+    """Globs matched case-insensitively against the whole value, as one pattern; in NFC
+    (composed) form, as values they are tested on that may come decomposed."""
     globs = tuple(globs)
-    fragments = "|".join(glob_to_re2(glob) for glob in globs)
+    fragments = "|".join(glob_to_re2(unicodedata.normalize("NFC", glob)) for glob in globs)
     return _compile(f"(?is)^(?:{fragments})$", "glob list", ", ".join(globs))
