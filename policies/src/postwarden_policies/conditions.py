@@ -220,6 +220,11 @@ class HeaderMatch(Condition):
             test(reading) for value in values for reading in item.readings.of(value)))
 
 
+def _composed(name: str) -> str:
+    """NFC, as globs are compiled: macOS clients send names decomposed (u + U+0308)."""
+    return name if name.isascii() else unicodedata.normalize("NFC", name)
+
+
 @dataclass(frozen=True, slots=True)
 class AttachmentTest:
     """The sub-conditions of `attachment:`; each one given must hold for the same part."""
@@ -231,8 +236,7 @@ class AttachmentTest:
 
     def accepts(self, part: MimePart) -> bool:
         if self.filename is not None and not any(
-            # NFC, as globs are compiled: macOS clients send names decomposed (u + U+0308).
-            self.filename.test(unicodedata.normalize("NFC", name)) for name in part.filenames
+            map(self.filename.test, map(_composed, part.filenames))
         ):
             return False
         if self.content_type is not None and not self.content_type.test(part.content_type):
