@@ -81,7 +81,7 @@ def test_an_executable_inside_signed_data_is_rejected(name: str) -> None:
         ("1.1", "text/plain", None, None),
         ("1.2", "application/octet-stream", "setup.exe", "application/x-dosexec"),
     ]
-    assert all(p.in_signed and p.in_signed_data for p in facts.parts[1:])
+    assert all(p.in_signed and p.in_decoded == "signed_data" for p in facts.parts[1:])
     assert facts.flags == frozenset()
     verdict = evaluate_message(load_policy_set([INBOUND]), raw, ENV)
     assert isinstance(verdict.decision, Reject)

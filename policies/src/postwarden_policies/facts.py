@@ -12,12 +12,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Types Thunderbird replaces with the type its file name says (mime_create), and
 # the extensions it maps to text/html.
 _TYPED_BY_NAME = frozenset({"application/octet-stream", "application/x-unknown-content-type"})
 _HTML_EXTENSIONS = (".html", ".htm", ".shtml", ".ehtml")
+# What a part carries encoded and the parser lists below it (MimePart.in_decoded): the
+# content of S/MIME signed data, or the message of a base64 or QP message/global.
+DecodedKind = Literal["signed_data", "encoded_message"]
 
 
 def client_ip(value: str | None) -> IpAddress | None:
@@ -104,9 +108,10 @@ class MimePart:
     # Rules see it as an attachment; it cannot be stripped or sanitized apart from its
     # carrier, except a TNEF's files (see tnefrewrite).
     uuencoded: bool = False
-    # Inside the content of an S/MIME signed-data part (opaque signed), listed below it:
-    # its offsets are that part's body, whose DER holds it and cannot be rewritten.
-    in_signed_data: bool = False
+    # Inside content a part carries encoded, listed below it, and of what kind that
+    # carrier is (the nearest one): its offsets are the body of the outermost carrier,
+    # whose encoded bytes hold it and cannot be rewritten piecewise. None: in the message.
+    in_decoded: DecodedKind | None = None
 
     @property
     def is_html(self) -> bool:

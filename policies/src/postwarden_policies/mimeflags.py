@@ -29,7 +29,8 @@ raises) is reported in ``MessageFacts.flags``:
                            ``transfer.HEAD_SCAN`` (its detected type is unknown)
 ``unknown_transfer_encoding``  (m) a transfer encoding outside RFC 2045
 ``encoded_message``        (m) a message/rfc822 part that is base64 or QP
-                           encoded (not looked into)
+                           encoded, which RFC 2046 forbids (not looked into; a
+                           message/global may be encoded, RFC 6532, and is read)
 ``partial_message``        (m) a message/partial part: a fragment of a message
                            some readers put back together, whose parts cannot
                            be looked into here
@@ -66,7 +67,8 @@ raises) is reported in ``MessageFacts.flags``:
                            body rules may not see the text the reader sees
 ``empty_body``             the message body is empty
 ``too_deep``               nesting beyond ``max_depth``, or multiparts (and S/MIME signed
-                           data) nested so that their bodies add up to more than 16 times
+                           data, encoded message/global parts) nested so that their
+                           bodies add up to more than 16 times
                            the message
                            (``mimetree._SEARCH_FACTOR``): not descended further
 ``too_many_parts``         more than ``max_parts`` entities (containers and the

@@ -2,8 +2,8 @@
 
 :func:`parse_message` is the whole of it to callers; it never raises. The work is
 done by :mod:`postwarden_policies.mimetree` (the entity tree: headers,
-boundaries, nested messages, the entity inside S/MIME signed data, sizes and
-detected types),
+boundaries, nested messages, the entity inside S/MIME signed data or an encoded
+message/global, sizes and detected types),
 :mod:`postwarden_policies.textparts` (the text body rules read, and files
 uuencoded in it), :mod:`postwarden_policies.tnefparts` (the attachments inside a
 TNEF ``winmail.dat``) and :mod:`postwarden_policies.entityheaders` (how readers
@@ -39,17 +39,18 @@ def _newline(raw: bytes) -> bytes:
 
 def parse_message(
     raw: bytes, envelope: Envelope, *, max_parts: int = 1000, max_depth: int = 100,
-    header_only: bool = False, unwrap_signed: bool = True,
+    header_only: bool = False, read_decoded: bool = True,
 ) -> MessageFacts:
     """Facts about ``raw`` (CRLF or LF line ends). Never raises; flags as in
     :mod:`postwarden_policies.mimeflags`.
 
     ``header_only``: ``raw`` is the header of a message that ended before its body
     came (a refused or aborted transaction): the flags say nothing of the body.
-    ``unwrap_signed=False`` leaves S/MIME signed data unread (see
-    :mod:`postwarden_policies.signeddata`, which reads it one level at a time).
+    ``read_decoded=False`` leaves what parts carry encoded (S/MIME signed data, an
+    encoded message/global) unread (see :mod:`postwarden_policies.decodedcontent`,
+    which reads it one level at a time).
     """
-    parser = Parser(raw, max_parts, max_depth, unwrap_signed)
+    parser = Parser(raw, max_parts, max_depth, read_decoded)
     headers: tuple[Header, ...] = ()
     body_offset = 0
     from_address = None

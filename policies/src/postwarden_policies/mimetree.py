@@ -8,15 +8,19 @@ depth first; ``path`` is "" for the top-level entity, "1", "1.2", ... below it,
 and the message inside a ``message/rfc822`` part at path P has path "P.1".
 What it finds wrong goes into the flags of :mod:`postwarden_policies.mimeflags`.
 
-An S/MIME ``application/pkcs7-mime`` part whose content is signed data (by its
-DER, whatever its ``smime-type`` says) carries a MIME entity in the clear, which
-readers show: it is walked like the message inside a message/rfc822 part, path
-"P.1", from the content :mod:`postwarden_policies.cms` finds (decoded, within
-the bytes searched in all). Its parts count against the limits like any; they
-are signed (``in_signed``) and ``in_signed_data``: their offsets are the
-carrier's body, which cannot be rewritten apart from its signature. Signed data
-cut short or malformed is flagged ``unreadable_smime`` and what was read is
-listed. Enveloped (encrypted) data is left opaque.
+Some parts carry a MIME entity encoded, which readers decode and show: an S/MIME
+``application/pkcs7-mime`` part whose content is signed data (by its DER,
+whatever its ``smime-type`` says), in the clear in that DER, and a base64 or
+quoted-printable ``message/global`` part (RFC 6532 3.5 allows the encoding, and
+a 7-bit path needs it). Decoded, within the bytes searched in all, the entity is
+walked like the message inside a message/rfc822 part, path "P.1". Its parts
+count against the limits like any; they are ``in_decoded`` (with the kind of
+carrier): their offsets are the outermost carrier's body, whose encoded bytes
+cannot be rewritten piecewise. Those in signed data are signed (``in_signed``).
+Signed data cut short or malformed is flagged ``unreadable_smime`` and what was
+read is listed; broken base64 is flagged ``bad_base64``, as in any part, and
+what decodes is read. Enveloped (encrypted) data is left opaque, and so is an
+encoded message/rfc822 (``encoded_message``: RFC 2046 forbids the encoding).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from postwarden_policies import cms, entityheaders, magic, tnefparts, transfer
-from postwarden_policies.facts import Header, MimePart
+from postwarden_policies.facts import DecodedKind, Header, MimePart
 from postwarden_policies.headers import line_end, parameter_list, parse_header_section
 from postwarden_policies.partlist import PartList
 from postwarden_policies.textparts import TextReader
@@ -44,14 +48,35 @@ _SIGNATURES = {
 # The parts of a PGP/MIME multipart/encrypted, in order (RFC 3156 section 4).
 _PGP_ENCRYPTED = ("application/pgp-encrypted", "application/octet-stream")
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+_ENCODED = frozenset({"base64", "quoted-printable"})
+
+
+def decoded_kind(content_type: str, transfer_encoding: str) -> DecodedKind | None:
+    """What a part of this type and encoding may carry encoded, to be listed below it."""
+    if content_type in OPAQUE_TYPES:
+        return "signed_data"
+    if content_type == "message/global" and transfer_encoding in _ENCODED:
+        return "encoded_message"
+    return None
+
+
+def decoded_content(kind: DecodedKind, body: bytes, cte: str) -> tuple[bytes, bool] | None:
+    """The entity a ``kind`` carrier's ``body`` holds, decoded, and whether it was read to
+    its end; None when it holds none (no signed data, a detached signature)."""
+    data = transfer.decode(body, cte)
+    if kind == "encoded_message":
+        return data, True
+    found = cms.signed_content(data)
+    return None if found is None else (found.content, found.complete)
 
 
 @dataclass(frozen=True, slots=True)
-class _SignedData:
-    """The content of an S/MIME signed-data part: the bytes its entities lie in."""
+class _Decoded:
+    """The entity a part carries encoded, decoded: the bytes its entities lie in."""
 
     data: bytes
-    span: tuple[int, int]  # the body of the part that carries it, in the message
+    span: tuple[int, int]  # the body of the outermost part that carries it, in the message
+    kind: DecodedKind  # of the part that carries it
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +90,7 @@ class _Entity:
     path: str
     in_signed: bool
     default_type: str
-    signed_data: _SignedData | None = None  # the range is in it, not in the message
+    decoded: _Decoded | None = None  # the range is in it, not in the message
 
 
 def _delimiter_lines(
@@ -124,8 +149,8 @@ _MISSES = 64  # places that hold a delimiter but are no delimiter line, before r
 # Bytes searched for delimiter lines in all, as a multiple of the message's size
 # (plus a floor for small ones): each multipart searches its own body, so nested
 # ones search the same bytes again, level after level. Real mail nests a few
-# levels; a hundred levels over 25 MB would be seconds of searching. Signed data
-# decoded counts too: in binary, each level of it costs a few bytes.
+# levels; a hundred levels over 25 MB would be seconds of searching. Each body
+# decoded (signed data, message/global) counts too: each level of it costs a few bytes.
 _SEARCH_FACTOR = 16
 _SEARCH_FLOOR = 16 * 1024 * 1024
 
@@ -135,11 +160,11 @@ class Parser:
     readers of text (:class:`TextReader`) and TNEF (:mod:`~postwarden_policies.tnefparts`)."""
 
     def __init__(
-        self, raw: bytes, max_parts: int, max_depth: int, unwrap_signed: bool = True
+        self, raw: bytes, max_parts: int, max_depth: int, read_decoded: bool = True
     ) -> None:
         self.message = raw
-        self.raw = raw  # the bytes of the entity visited: the message or signed content
-        self.unwrap_signed = unwrap_signed
+        self.raw = raw  # the bytes of the entity visited: the message or decoded content
+        self.read_decoded = read_decoded
         self.max_depth = max_depth
         self.flags: set[str] = set()
         self.parts: list[MimePart] = []
@@ -178,7 +203,7 @@ class Parser:
 
     def _visit(self, entity: _Entity) -> tuple[tuple[Header, ...], int, list[_Entity]]:
         flags = self.flags
-        inside = entity.signed_data
+        inside = entity.decoded
         self.raw = self.listing.raw = self.message if inside is None else inside.data
         headers, body_start = self._header_section(entity)
         types = entityheaders.header_copies(headers, "content-type", flags)
@@ -210,22 +235,22 @@ class Parser:
                 )
         elif ctype == "message/partial":  # a fragment: only the whole, reassembled, reads
             flags.add("partial_message")
-        elif ctype in _MESSAGE_TYPES:
-            if cte in ("base64", "quoted-printable"):
-                flags.add("encoded_message")
-            else:
-                path = f"{entity.path}.1" if entity.path else "1"
-                inner = _Entity(
-                    body_start, entity.end, entity.depth + 1, index, path, in_signed,
-                    "text/plain", inside,
-                )
-                children.append(inner)
-        elif ctype in OPAQUE_TYPES and self.unwrap_signed:
-            children += self._signed_data(entity, index, body_start, cte)
+        elif ctype in _MESSAGE_TYPES and cte not in _ENCODED:
+            path = f"{entity.path}.1" if entity.path else "1"
+            inner = _Entity(
+                body_start, entity.end, entity.depth + 1, index, path, in_signed,
+                "text/plain", inside,
+            )
+            children.append(inner)
+        elif ctype == "message/rfc822":  # encoded, which RFC 2046 5.2.1 forbids: not read
+            flags.add("encoded_message")
+        elif self.read_decoded and (kind := decoded_kind(ctype, cte)) is not None:
+            children += self._decoded(entity, index, body_start, cte, kind)
         if children and not descend:
             flags.add("too_deep")
             children = []
-        leaf = not is_multipart and ctype not in _MESSAGE_TYPES
+        # The encoded bytes of the part (an encoded message's too) are what is measured.
+        leaf = not is_multipart and (ctype not in _MESSAGE_TYPES or cte in _ENCODED)
         decoded_size, detected = self._measure(body_start, entity.end, cte) if leaf else (0, None)
         part = MimePart(
             index=index,
@@ -257,44 +282,47 @@ class Parser:
         self.text.read(part, params)
         tnefparts.list_members(self.listing, part)
         if inside is not None:
-            self._in_carrier(index, inside.span)
+            self._in_carrier(index, inside)
         return headers, body_start, children
 
-    def _in_carrier(self, index: int, span: tuple[int, int]) -> None:
-        """Give the part at ``index``, read in signed data, and the files listed below
+    def _in_carrier(self, index: int, inside: _Decoded) -> None:
+        """Give the part at ``index``, read in decoded content, and the files listed below
         it the offsets of the body that carries them in the message."""
-        start, end = span
+        start, end = inside.span
         for listed in range(index, len(self.parts)):
             self.parts[listed] = replace(
                 self.parts[listed], header_start=start, body_start=start, body_end=end,
-                in_signed_data=True,
+                in_decoded=inside.kind,
             )
 
-    def _signed_data(
-        self, carrier: _Entity, index: int, start: int, cte: str
+    def _decoded(
+        self, carrier: _Entity, index: int, start: int, cte: str, kind: DecodedKind
     ) -> list[_Entity]:
-        """The MIME entity inside the S/MIME part ``carrier`` (listed at ``index``, its
-        body from ``start``) if that is signed data; decoded within the bytes that may
-        still be searched."""
+        """The MIME entity the part ``carrier`` (listed at ``index``, its body from
+        ``start``) carries encoded, if any; decoded within the bytes that may still be
+        searched."""
         end = carrier.end
-        head = transfer.decode_head(self.raw, start, end, cte, cms.HEAD_BYTES)
-        if head is None or not cms.is_signed_data(head):
-            return []
+        if kind == "signed_data":
+            head = transfer.decode_head(self.raw, start, end, cte, cms.HEAD_BYTES)
+            if head is None or not cms.is_signed_data(head):
+                return []
         self.search_left -= end - start
         if self.search_left < 0:
             self.flags.add("too_deep")  # nested past what may be searched: not read
             return []
-        found = cms.signed_content(transfer.decode(self.raw[start:end], cte))
+        found = decoded_content(kind, self.raw[start:end], cte)
         if found is None:
             return []
-        if not found.complete:
+        content, complete = found
+        if not complete:
             self.flags.add("unreadable_smime")
-        if not found.content:
+        if not content:
             return []
-        outer = carrier.signed_data
-        inside = _SignedData(found.content, (start, end) if outer is None else outer.span)
+        outer = carrier.decoded
+        inside = _Decoded(content, (start, end) if outer is None else outer.span, kind)
         path = f"{carrier.path}.1" if carrier.path else "1"
-        root = _Entity(0, len(found.content), carrier.depth + 1, index, path, True, "text/plain",
+        signed = kind == "signed_data" or carrier.in_signed
+        root = _Entity(0, len(content), carrier.depth + 1, index, path, signed, "text/plain",
                        inside)
         return [root]
 

@@ -10,11 +10,13 @@ kept intact when ``plan.skip_signed`` (the default): changing them would break
 the signature (``MimePart.in_signed``). One that would need a change (an
 attachment to strip, HTML the sanitizer would clean) raises
 :class:`RewriteError` instead, and the engine holds the message. A part
-inside S/MIME signed data (``MimePart.in_signed_data``: an opaque
-``application/pkcs7-mime`` message, whose DER holds it) is never changed,
-whatever ``plan.skip_signed`` says: one to strip, or HTML the sanitizer would
-clean (judged on its bytes, found again by :mod:`postwarden_policies.signeddata`),
-raises.
+inside content another part carries encoded (``MimePart.in_decoded``: the DER of
+an opaque ``application/pkcs7-mime`` message, the base64 or quoted-printable of a
+message/global) is never changed, whatever ``plan.skip_signed`` says: one to
+strip, or HTML the sanitizer would clean (judged on its bytes, found again by
+:mod:`postwarden_policies.decodedcontent`), raises. (Re-encoding a whole
+message/global could carry the change, but would need a rewrite of the message
+inside, nested carriers and all, and its own check: holding is the safe side.)
 A part inside a stripped part goes with it. A file uuencoded in a text part
 (``MimePart.uuencoded``) cannot be stripped or sanitized apart from that
 text: a plan that would change one raises :class:`RewriteError`. A file inside
@@ -39,7 +41,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from postwarden_policies import tnefparts
-from postwarden_policies.facts import MessageFacts, MimePart
+from postwarden_policies.decodedcontent import DecodedContents
+from postwarden_policies.facts import DecodedKind, MessageFacts, MimePart
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.mimeparse import parse_message
 from postwarden_policies.partedits import (
@@ -50,7 +53,6 @@ from postwarden_policies.partedits import (
     tnef_edit,
 )
 from postwarden_policies.sanitize import message_budget
-from postwarden_policies.signeddata import SignedContents
 from postwarden_policies.verdicts import Change
 
 __all__ = ["HtmlOptions", "RewriteError", "RewritePlan", "RewriteResult", "rewrite_body"]
@@ -58,6 +60,11 @@ __all__ = ["HtmlOptions", "RewriteError", "RewritePlan", "RewriteResult", "rewri
 # Flags a faithful rewrite may add: the parser's limits, re-applied, and an HTML
 # body that was nothing but what the sanitizer removes (a lone <script>).
 _EXPECTED_FLAGS = frozenset({"too_many_parts", "too_deep", "empty_body"})
+# What a part in decoded content (MimePart.in_decoded) is inside, in the reasons given.
+_WITHIN: dict[DecodedKind, str] = {
+    "signed_data": "S/MIME signed data",
+    "encoded_message": "an encoded message/global",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +133,8 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit],
         # message), which shares its carrier's bytes and so is inside no edit.
         if _inside(part, edits) or _below_any(facts, part, tnef_files):
             continue
-        if part.in_signed_data:
-            raise RewriteError("a part inside S/MIME signed data cannot be changed")
+        if part.in_decoded:
+            raise RewriteError(f"a part inside {_WITHIN[part.in_decoded]} cannot be changed")
         carrier = tnefparts.carrier(facts.parts, part)
         if carrier is not None:  # stripped with the others its carrier lists, below
             _check_tnef_strippable(facts, carrier, plan)
@@ -143,7 +150,7 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit],
         edits.append(edit)
         changes += stripped
     if plan.sanitize_html is not None:
-        signed = SignedContents(facts)
+        decoded = DecodedContents(facts)
         for part in facts.parts:
             if not part.is_html or _inside(part, edits) or part.index in tnef_files:
                 continue
@@ -151,9 +158,10 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit],
                 # Its bytes are inside the stream: no entity to clean alone, and passed
                 # on as it is, its script would reach whoever opens it.
                 raise RewriteError("an HTML file inside a TNEF cannot be sanitized")
-            if part.in_signed_data:
-                if sanitize_edit(*signed.locate(part), plan.sanitize_html) is not None:
-                    raise RewriteError("HTML inside S/MIME signed data would have to change")
+            if part.in_decoded:
+                if sanitize_edit(*decoded.locate(part), plan.sanitize_html) is not None:
+                    where = _WITHIN[part.in_decoded]
+                    raise RewriteError(f"HTML inside {where} would have to change")
                 continue
             done = sanitize_edit(facts, part, plan.sanitize_html)
             if done is not None:

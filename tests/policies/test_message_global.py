@@ -1,0 +1,237 @@
+"""A message/global part in base64 or quoted-printable (RFC 6532 3.5 allows the
+encoding; a 7-bit path needs it): the message inside is decoded and listed below the
+part, as an 8bit one is, so rules see its files, text and HTML. Its bytes are the
+part's encoded body, so what a rewrite would change there holds the message.
+An encoded message/rfc822 (RFC 2046 forbids it) is still flagged ``encoded_message``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from pathlib import Path
+
+import pytest
+
+from postwarden_policies import (
+    Envelope,
+    Quarantine,
+    Reject,
+    apply_edits,
+    evaluate_message,
+    load_policy_set,
+    parse_message,
+)
+
+from .policy_helpers import policy
+
+INBOUND = Path(__file__).resolve().parents[2] / "policies" / "examples" / "inbound-default.yaml"
+ENV = Envelope(sender="alice@sender.test", recipients=("bob@example.com",))
+EXE = b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00"
+FORWARDED = (
+    "From: Jörg <jörg@bücher.example>\r\nSubject: Grüße\r\nMIME-Version: 1.0\r\n\r\n"
+    "Hallo, bis morgen.\r\n"
+).encode()
+WITH_EXE = (
+    b"From: a@b.example\r\nSubject: inner\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=IN\r\n\r\n--IN\r\nContent-Type: text/plain\r\n\r\n"
+    b"see the file\r\n--IN\r\nContent-Type: application/octet-stream\r\n"
+    b'Content-Disposition: attachment; filename="tool.exe"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(EXE) + b"\r\n--IN--\r\n"
+)
+HTML = b"From: a@b.example\r\nSubject: page\r\nContent-Type: text/html\r\n\r\n"
+
+
+def _encoded(data: bytes, cte: str) -> bytes:
+    if cte == "base64":
+        return b"\r\n".join(base64.encodebytes(data).splitlines())
+    return binascii.b2a_qp(data.replace(b"\r\n", b"\n"), istext=True).replace(b"\n", b"\r\n")
+
+
+def _part(message: bytes, cte: str, ctype: str = "message/global") -> bytes:
+    """An entity of type ``ctype`` carrying ``message`` in ``cte``."""
+    return f"Content-Type: {ctype}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n".encode() + _encoded(
+        message, cte
+    )
+
+
+def _forward(
+    message: bytes, cte: str, ctype: str = "message/global", boundary: str = "OUT"
+) -> bytes:
+    """A message forwarding ``message`` as an attachment of type ``ctype`` in ``cte``."""
+    return (
+        b"From: carol@elsewhere.test\r\nTo: bob@example.com\r\nSubject: fwd\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=OUT\r\n\r\n"
+        b"--OUT\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n--OUT\r\n"
+        + _part(message, cte, ctype)
+        + b"\r\n--OUT--\r\n"
+    ).replace(b"OUT", boundary.encode())
+
+
+def _body(raw: bytes) -> bytes:
+    return raw.split(b"\r\n\r\n", 1)[1]
+
+
+ENCODINGS = pytest.mark.parametrize("cte", ["base64", "quoted-printable"])
+
+
+@ENCODINGS
+def test_the_message_inside_is_listed(cte: str) -> None:
+    facts = parse_message(_forward(WITH_EXE, cte), ENV)
+    listed = [(p.path, p.content_type, p.filename, p.in_decoded) for p in facts.parts[2:]]
+    assert listed == [
+        ("2", "message/global", None, None),
+        ("2.1", "multipart/mixed", None, "encoded_message"),
+        ("2.1.1", "text/plain", None, "encoded_message"),
+        ("2.1.2", "application/octet-stream", "tool.exe", "encoded_message"),
+    ]
+    assert facts.parts[-1].detected_type == "application/x-dosexec"
+    assert not any(p.in_signed for p in facts.parts)
+    assert "see the file" in facts.text
+    assert facts.flags == frozenset()
+
+
+@ENCODINGS
+def test_a_harmless_forwarded_message_is_delivered_as_it_is(cte: str) -> None:
+    raw = _forward(FORWARDED, cte)
+    facts = parse_message(raw, ENV)
+    assert "malformed" not in facts.flags
+    assert "bis morgen" in facts.text
+    verdict = evaluate_message(load_policy_set([INBOUND]), raw, ENV)
+    assert verdict.decision.action.value == "accept"
+    assert verdict.rules == ("tag-external",)
+    assert _body(apply_edits(raw, verdict)) == _body(raw)
+
+
+@ENCODINGS
+def test_an_executable_inside_is_rejected(cte: str) -> None:
+    verdict = evaluate_message(load_policy_set([INBOUND]), _forward(WITH_EXE, cte), ENV)
+    assert isinstance(verdict.decision, Reject)
+    assert verdict.rules == ("block-executables",)
+
+
+@ENCODINGS
+def test_a_policy_that_does_not_hold_malformed_mail_sees_the_executable(cte: str) -> None:
+    rules = policy("rules:\n  - {name: e, when: {attachment: {filename: '*.exe'}}, then: reject}")
+    assert isinstance(evaluate_message(rules, _forward(WITH_EXE, cte), ENV).decision, Reject)
+
+
+@ENCODINGS
+@pytest.mark.parametrize("levels", [1, 2])
+def test_html_the_sanitizer_would_change_holds_the_message(cte: str, levels: int) -> None:
+    message = HTML + b"<p>hi</p><script>alert(1)</script>\r\n"
+    for level in range(levels):
+        message = _forward(message, cte, boundary=f"OUT{level}")
+    verdict = evaluate_message(load_policy_set([INBOUND]), message, ENV)
+    assert verdict.decision == Quarantine(
+        "rewrite failed: HTML inside an encoded message/global would have to change"
+    )
+    assert "rewrite_failed" in verdict.flags
+
+
+@ENCODINGS
+@pytest.mark.parametrize("levels", [1, 2])
+def test_clean_html_inside_is_delivered_as_it_is(cte: str, levels: int) -> None:
+    message = HTML + b"<p>hi</p>\r\n"
+    for level in range(levels):
+        message = _forward(message, cte, boundary=f"OUT{level}")
+    verdict = evaluate_message(load_policy_set([INBOUND]), message, ENV)
+    assert verdict.decision.action.value == "accept"
+    assert _body(apply_edits(message, verdict)) == _body(message)
+
+
+def test_an_attachment_to_strip_inside_holds_the_message() -> None:
+    inner = WITH_EXE.replace(b"tool.exe", b"plan.docm").replace(base64.b64encode(EXE), b"UEsDBAo=")
+    verdict = evaluate_message(load_policy_set([INBOUND]), _forward(inner, "base64"), ENV)
+    assert verdict.decision == Quarantine(
+        "rewrite failed: a part inside an encoded message/global cannot be changed"
+    )
+
+
+def test_a_strip_beside_it_leaves_the_encoded_message_intact() -> None:
+    macro = (
+        b'Content-Type: application/octet-stream; name="plan.docm"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nUEsDBAo=\r\n"
+    )
+    forwarded = _part(HTML + b"<p>hi</p>\r\n", "base64")
+    raw = (
+        b"From: carol@elsewhere.test\r\nSubject: two\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        + forwarded
+        + b"\r\n--b\r\n"
+        + macro
+        + b"--b--\r\n"
+    )
+    verdict = evaluate_message(load_policy_set([INBOUND]), raw, ENV)
+    assert "strip-macro-documents" in verdict.rules
+    delivered = apply_edits(raw, verdict)
+    assert forwarded in delivered
+    assert b"UEsDBAo=" not in delivered
+
+
+@ENCODINGS
+def test_an_encoded_message_rfc822_is_still_malformed_and_not_read(cte: str) -> None:
+    raw = _forward(WITH_EXE, cte, "message/rfc822")
+    facts = parse_message(raw, ENV)
+    assert {"encoded_message", "malformed"} <= facts.flags
+    assert [p.content_type for p in facts.parts][-1] == "message/rfc822"
+    verdict = evaluate_message(load_policy_set([INBOUND]), raw, ENV)
+    assert verdict.rules == ("hold-broken-mime",)
+
+
+def test_broken_base64_is_flagged_and_what_decodes_is_read() -> None:
+    raw = _forward(WITH_EXE, "base64").replace(b"--OUT--", b"!!!\r\n--OUT--")
+    facts = parse_message(raw, ENV)
+    assert {"bad_base64", "malformed"} <= facts.flags
+    assert "tool.exe" in [p.filename for p in facts.parts]
+
+
+def test_parts_inside_count_against_the_structure_limits() -> None:
+    raw = _forward(WITH_EXE, "base64")  # 6 parts, 3 levels deep
+    for limits in ("max_mime_parts: 5", "max_mime_depth: 2"):
+        verdict = evaluate_message(policy(f"limits:\n  {limits}\n"), raw, ENV)
+        assert isinstance(verdict.decision, Reject), limits
+
+
+def _nested(levels: int, message: bytes, cte: str) -> bytes:
+    for _ in range(levels):
+        message = b"From: a@elsewhere.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n" + _part(
+            message, cte
+        )
+    return message
+
+
+def test_thirty_levels_of_base64_are_read_to_the_bottom() -> None:
+    raw = _nested(30, WITH_EXE, "base64")  # each level a third larger than the one inside
+    started = time.perf_counter()
+    facts = parse_message(raw, ENV)
+    assert time.perf_counter() - started < 2
+    assert (len(facts.parts), facts.flags) == (33, frozenset())
+    assert facts.parts[-1].filename == "tool.exe"
+    # The example policy's max_mime_depth is 20: too deep, refused before any rule.
+    verdict = evaluate_message(load_policy_set([INBOUND]), raw, ENV)
+    assert verdict.rules == ("limit:max_mime_depth",)
+
+
+def test_nesting_that_decodes_to_as_much_spends_the_search_budget() -> None:
+    """Quoted-printable of short lines without "=" decodes to itself: each level of
+    nesting would decode the whole message again."""
+    raw = _nested(60, b"Subject: s\r\n\r\n" + b"words\r\n" * 200_000, "quoted-printable")
+    started = time.perf_counter()
+    facts = parse_message(raw, ENV)
+    assert time.perf_counter() - started < 3
+    assert "too_deep" in facts.flags
+    assert len(facts.parts) <= 30  # 16 MB and 16 times the message: 28 levels of 1.4 MB
+
+
+@pytest.mark.parametrize(("html", "held"), [(b"<p>fine</p>", False), (b"<script>x</script>", True)])
+def test_html_deep_in_encoded_messages_is_judged(html: bytes, held: bool) -> None:
+    raw = _nested(30, HTML + html, "base64")
+    sanitizing = policy("sanitize:\n  html: true\n")
+    started = time.perf_counter()
+    verdict = evaluate_message(sanitizing, raw, ENV)
+    assert time.perf_counter() - started < 3
+    assert isinstance(verdict.decision, Quarantine) == held
+    assert ("rewrite_failed" in verdict.flags) == held
+    assert apply_edits(raw, verdict) == raw
