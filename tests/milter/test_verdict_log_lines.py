@@ -49,6 +49,7 @@ def test_the_line_of_a_sanitized_message_names_its_changes(
     harness.use(policies=PolicyHolder(load_policy_set_from_sources(
         [("s.yaml", "version: 1\nname: s\nsanitize:\n  html: true\nrules: []\n")])))
     caplog.set_level(logging.INFO)
+    caplog.handler.addFilter(MessageContextFilter())  # the prefix's fields, run alone too
     html = message("hi", extra=b"MIME-Version: 1.0\r\nContent-Type: text/html\r\n",
                    body=b"<p>hi</p><script>steal()</script>\r\n")
     assert harness.connect(queue_id="4QHTML").send(html) == Milter.CONTINUE
