@@ -59,4 +59,9 @@ COSTLY = [
     # a ruby annotation closes the list item before it, so the next one nests.
     ("</a> over a list, 20,000 deep", "<a><ol></a>" * 20_000),
     ("<dt> in unclosed ruby annotations, 12,000 deep", "<ruby><dt><rt>" * 12_000),
+    # The tokenizer looks each attribute up among the distinct ones before it.
+    ("one tag with 40,000 distinct attributes",
+     "<p " + " ".join(f"a{i}" for i in range(40_000)) + ">x"),
+    ("5,000 distinct attributes, then 100,000 repeats of the last",
+     "<p " + " ".join(f"a{i}" for i in range(5_000)) + " a4999" * 100_000 + ">x"),
 ]
