@@ -348,6 +348,8 @@ def test_a_disk_image_is_refused_by_its_content() -> None:
                      "headers.Sender", "invalid_header", id="sender-header"),
         pytest.param({"reply_to": ['"CEO (ceo@example.com)" <collect@evil.example>']},
                      "reply_to[0]", "invalid_field", id="reply-to"),
+        pytest.param({"from": '"ceo@bank" <app@example.com>'}, "from", "invalid_field",
+                     id="no-address-of-ours"),
     ],
 )
 def test_a_display_name_showing_another_address_is_refused(
@@ -358,7 +360,15 @@ def test_a_display_name_showing_another_address_is_refused(
     assert "display name" in error.details[0]["message"]
 
 
-def test_a_display_name_may_be_the_address_itself() -> None:
-    request = parse(**{"from": "APP@example.com <app@example.com>"},
+@pytest.mark.parametrize("name", [
+    "APP@example.com", "app@EXAMPLE.com.", "Jane @ Acme", "ACME (@acme on Mastodon)",
+])
+def test_a_display_name_may_hold_its_own_address_or_an_at_sign(name: str) -> None:
+    request = parse(**{"from": f'"{name}" <app@example.com>'},
                     to=['"bob@example.org" <bob@example.org>'])
-    assert request.sender.display_name == "APP@example.com"
+    assert request.sender.display_name == name
+
+
+def test_its_own_address_with_a_unicode_domain_is_its_own() -> None:
+    request = parse(**{"from": '"app@bücher.example" <app@xn--bcher-kva.example>'})
+    assert request.sender.display_name == "app@bücher.example"

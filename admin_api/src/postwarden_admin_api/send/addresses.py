@@ -23,6 +23,8 @@ _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 # treats as its own (mydestination covers its host name), so the address checked and
 # counted here would not be the one that gets the mail.
 _ROUTING = re.compile(r"[%!]")
+# What a reader could take for an address in a display name: text around an "@".
+_ADDRESS_SHAPED = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+")
 _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _ANGLE_FORM = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
 _QUOTED_STRING = re.compile(r'"(?P<text>(?:[^"\\]|\\.)*)"')
@@ -165,11 +167,21 @@ def parse_mailbox(text: str) -> Mailbox:
 
 
 def shows_another_address(mailbox: Mailbox) -> bool:
-    """True when the display name holds an "@" (compatibility forms such as U+FF20
-    included) and is not the mailbox's own address: many mail readers show that name
-    alone, so ``"ceo@example.com" <app@example.com>`` reads as mail from the CEO."""
+    """True when the display name holds an address (compatibility forms such as U+FF20
+    read as "@") other than the mailbox's own: many mail readers show that name alone,
+    so ``"ceo@example.com" <app@example.com>`` reads as mail from the CEO. An "@" that
+    is no address (``Jane @ Acme``, ``@acme on Mastodon``) is a name like any."""
     name = unicodedata.normalize("NFKC", mailbox.display_name)
-    return "@" in name and name.strip().lower() != mailbox.key
+    return not all(_is_own(shown.rstrip("."), mailbox) for shown in _ADDRESS_SHAPED.findall(name))
+
+
+def _is_own(shown: str, mailbox: Mailbox) -> bool:
+    """Whether ``shown`` is the mailbox's address written another way (case, U-labels);
+    what reads as an address but parses as none (``ceo@bank``) is no one's own."""
+    try:
+        return parse_mailbox(shown).key == mailbox.key
+    except AddressError:
+        return False
 
 
 def sender_matches(mailbox: Mailbox, patterns: tuple[str, ...] | list[str]) -> bool:
