@@ -120,14 +120,15 @@ def test_the_install_steps_create_the_policy_dir_the_example_names() -> None:
 
 def test_one_postfix_log_path_everywhere() -> None:
     """Postfix's maillog_file, the admin service's maillog_path and the ACL name
-    one file; /var/log/mail.log (rsyslog's, absent on a fresh Debian 12) is not
-    what the install steps follow (contrib/postfix/README.md says when to follow it)."""
+    one file; /var/log/mail.log (syslog's: any local user writes there) is not
+    what the steps follow."""
     maillog = _setting(CONTRIB / "postfix" / "main.cf.snippet", "maillog_file")
     assert _setting(CONTRIB / "postwarden-admin.example.yaml", "maillog_path") == maillog
     steps = README.read_text(encoding="utf-8")
     assert f"setfacl -m u:postwarden:r {maillog}" in steps
     assert f"maillog_path: {maillog}" in steps
-    for path in [README, CONTRIB / "postwarden-admin.example.yaml", *UNITS]:
+    for path in [README, CONTRIB / "postfix" / "README.md",
+                 CONTRIB / "postwarden-admin.example.yaml", *UNITS]:
         for line in path.read_text(encoding="utf-8").splitlines():
             assert not re.search(r"(grep|setfacl|maillog_path).*/var/log/mail\.log", line), (
                 f"{path.name}: {line}")
