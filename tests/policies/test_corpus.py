@@ -158,7 +158,9 @@ CASES: dict[str, Case] = {
     ),
     "qp_text_body": Case(),
     "nul_bytes_body": Case(),
-    "html_signed_skipped": Case(attachments=(("smime.p7s", "application/pkcs7-signature", None),)),
+    # A detached signature is CMS signed data too (with no content to read).
+    "html_signed_skipped": Case(attachments=(
+        ("smime.p7s", "application/pkcs7-signature", "application/pkcs7-mime"),)),
     # Outlook's winmail.dat: the file inside is an attachment too (short and long name).
     "tnef_winmail_exe": Case(
         f("ambiguous_filename"),

@@ -208,6 +208,40 @@ def test_the_content_decides_not_the_smime_type(declared: bytes) -> None:
     assert isinstance(verdict.decision, Reject)
 
 
+_DECLARED = b'Content-Type: application/x-pkcs7-mime; smime-type=signed-data; name="smime.p7m"\n'
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        # Thunderbird opens an octet-stream by its file name's type, and so S/MIME.
+        b'Content-Type: application/octet-stream; name="smime.p7m"\n',
+        b"",  # no Content-Type: text/plain, base64
+    ],
+)
+def test_signed_data_by_its_content_whatever_the_type(declared: bytes) -> None:
+    raw = _sample("signed_exe.eml").replace(_DECLARED, declared)
+    assert raw != _sample("signed_exe.eml")
+    facts = parse_message(raw, ENV)
+    assert facts.parts[0].detected_type == "application/pkcs7-mime"
+    assert facts.parts[-1].filename == "setup.exe"
+    verdict = evaluate_message(load_policy_set([INBOUND]), raw, ENV)
+    assert isinstance(verdict.decision, Reject)
+
+
+def test_signed_data_attached_as_an_octet_stream_is_read() -> None:
+    body = _sample("signed_exe.eml").split(b"\n\n", 1)[1]
+    raw = (
+        b"From: alice@sender.test\nTo: bob@example.com\nSubject: fwd\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+        b'see attached\n--b\nContent-Type: application/octet-stream; name="smime.p7m"\n'
+        b"Content-Transfer-Encoding: base64\n\n" + body + b"\n--b--\n"
+    )
+    verdict = evaluate_message(load_policy_set([INBOUND]), raw, ENV)
+    assert isinstance(verdict.decision, Reject)
+    assert verdict.rules == ("block-executables",)
+
+
 def test_enveloped_data_stays_opaque() -> None:
     facts = parse_message(_sample("enveloped_exe.eml"), ENV)
     assert [p.content_type for p in facts.parts] == ["application/x-pkcs7-mime"]

@@ -27,7 +27,8 @@ def _carrier(parts: tuple[MimePart, ...], part: MimePart) -> tuple[MimePart, Mim
     root = part
     while root.parent is not None:
         carrier = parts[root.parent]
-        if not root.uuencoded and decoded_kind(carrier.content_type, carrier.transfer_encoding):
+        if not root.uuencoded and decoded_kind(
+                carrier.content_type, carrier.transfer_encoding, carrier.detected_type):
             return root, carrier
         root = carrier
     raise RewriteError("a part inside decoded content has no carrier")
@@ -56,7 +57,8 @@ class DecodedContents:
     ) -> tuple[MessageFacts, dict[str, MimePart]]:
         """The content ``carrier`` (a part of ``holder``) carries, parsed (cached by ``key``)."""
         if key not in self._parsed:
-            kind = decoded_kind(carrier.content_type, carrier.transfer_encoding)
+            kind = decoded_kind(carrier.content_type, carrier.transfer_encoding,
+                                carrier.detected_type)
             body = holder.raw[carrier.body_start : carrier.body_end]
             found = None if kind is None else decoded_content(kind, body, carrier.transfer_encoding)
             if found is None:

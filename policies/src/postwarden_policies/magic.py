@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import struct
 
+from postwarden_policies import cms
+
 # Enough for every signature below and a ZIP's first member name. The milter's
 # parser decodes this many bytes of a part; detect() cuts what it is given to
 # as many, so the send API, which holds the whole file, reads it alike.
@@ -40,6 +42,7 @@ _PREFIXES: tuple[tuple[bytes, str], ...] = (
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<iframe", b"<svg")
 _OOXML = "application/vnd.openxmlformats-officedocument"
+SIGNED_DATA = "application/pkcs7-mime"
 
 
 def _zip_family(head: bytes) -> str:
@@ -77,6 +80,8 @@ def detect(head: bytes) -> str | None:
     for prefix, media_type in _PREFIXES:
         if head.startswith(prefix):
             return media_type
+    if cms.is_signed_data(head):  # S/MIME signed data, whatever the part is called
+        return SIGNED_DATA
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith(_HTML_STARTS):
         return "text/html"

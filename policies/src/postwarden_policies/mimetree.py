@@ -51,9 +51,13 @@ _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 _ENCODED = frozenset({"base64", "quoted-printable"})
 
 
-def decoded_kind(content_type: str, transfer_encoding: str) -> DecodedKind | None:
-    """What a part of this type and encoding may carry encoded, to be listed below it."""
-    if content_type in OPAQUE_TYPES:
+def decoded_kind(
+    content_type: str, transfer_encoding: str, detected_type: str | None
+) -> DecodedKind | None:
+    """What a part of this type, encoding and detected type may carry encoded, to be
+    listed below it. Signed data by its content too: a reader opens an octet-stream
+    ``smime.p7m``, or a part with no type, as S/MIME (Thunderbird by the file name)."""
+    if content_type in OPAQUE_TYPES or detected_type == magic.SIGNED_DATA:
         return "signed_data"
     if content_type == "message/global" and transfer_encoding in _ENCODED:
         return "encoded_message"
@@ -242,16 +246,17 @@ class Parser:
                 "text/plain", inside,
             )
             children.append(inner)
-        elif ctype == "message/rfc822":  # encoded, which RFC 2046 5.2.1 forbids: not read
-            flags.add("encoded_message")
-        elif self.read_decoded and (kind := decoded_kind(ctype, cte)) is not None:
+        # The encoded bytes of the part (an encoded message's too) are what is measured.
+        leaf = not is_multipart and (ctype not in _MESSAGE_TYPES or cte in _ENCODED)
+        decoded_size, detected = self._measure(body_start, entity.end, cte) if leaf else (0, None)
+        if leaf and ctype == "message/rfc822":  # encoded, which RFC 2046 5.2.1 forbids
+            flags.add("encoded_message")  # not read
+        elif (leaf and self.read_decoded
+              and (kind := decoded_kind(ctype, cte, detected)) is not None):
             children += self._decoded(entity, index, body_start, cte, kind)
         if children and not descend:
             flags.add("too_deep")
             children = []
-        # The encoded bytes of the part (an encoded message's too) are what is measured.
-        leaf = not is_multipart and (ctype not in _MESSAGE_TYPES or cte in _ENCODED)
-        decoded_size, detected = self._measure(body_start, entity.end, cte) if leaf else (0, None)
         part = MimePart(
             index=index,
             path=entity.path,
