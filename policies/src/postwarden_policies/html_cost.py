@@ -22,6 +22,7 @@ the budget is spent. Ordinary mail stays three orders of magnitude below it.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter, defaultdict
 
@@ -31,13 +32,14 @@ from collections import Counter, defaultdict
 _TAG = re.compile(r"<(/?)([a-z][^\t\n\f\r />]*)([^>]*)>?([^<]?)")
 # The tokenizer's attributes: a quoted value may hold ">", which then ends no tag.
 _NAME = r"[^\t\n\f\r />][^\t\n\f\r />=]*"
-_VALUE = r"""[\t\n\f\r ]*=[\t\n\f\r ]*(?:"[^"]*"|'[^']*'|[^\t\n\f\r >]*)"""
-_ATTRIBUTE = re.compile(rf"[\t\n\f\r /]*({_NAME})(?:{_VALUE})?")
-# A tag with attributes as the tokenizer starts it (unless in a comment, raw text or an
-# attribute value), its attributes read ahead: the next match may start inside them.
-_ATTRIBUTES = re.compile(
-    rf"</?[a-z][^\t\n\f\r />]*(?=([\t\n\f\r /](?:[\t\n\f\r /]*{_NAME}(?:{_VALUE})?)*))"
-)
+_QUOTED = r"""(?P<quoted>"[^"]*"|'[^']*')"""
+_VALUE = rf"""[\t\n\f\r ]*=[\t\n\f\r ]*(?:{_QUOTED}|[^\t\n\f\r >]*)"""
+_ATTRIBUTE = re.compile(rf"[\t\n\f\r /]*(?P<name>{_NAME})(?:{_VALUE})?")
+# Where the tokenizer starts a tag with attributes (unless in a comment, raw text or an
+# attribute value), and the attributes that follow it.
+_START = re.compile(r"</?[a-z][^\t\n\f\r />]*(?=[\t\n\f\r /])")
+_SPAN = re.compile(
+    rf"[\t\n\f\r /](?:[\t\n\f\r /]*{_NAME}(?:{_VALUE.replace('?P<quoted>', '?:')})?)*")
 # Attributes written shorter than this (128 at most) cost nh3 nothing to speak of.
 _COUNTED_FROM = 256
 # How many times over attributes may be read (see _attribute_cost); ordinary mail
@@ -333,16 +335,38 @@ def _attribute_cost(folded: str, stop: int) -> int:
     read that way more than _RESCANS times over, as quoted values that nest, tell
     nothing in linear time: counted as past ``stop``.
     """
-    cost = 0
-    scanned = 0
-    for tag in _ATTRIBUTES.finditer(folded):
-        start, end = tag.span(1)  # end past the next ">" if a quoted value holds it
+    cost = scanned = frontier = 0
+    quoted: list[tuple[int, int]] = []  # a heap of the quoted values read: (start, end)
+    for tag in _START.finditer(folded):
+        # A start within attributes read already, outside their quoted values, reads as
+        # the rest of them (text with "<" and no ">": each byte once, not once a "<").
+        if tag.start() < frontier and not _within(quoted, tag.start()):
+            continue
+        span = _SPAN.match(folded, tag.end())
+        assert span is not None  # noqa: S101 - _START saw its first character
+        start, end = span.span()
         scanned += end - start
         if scanned > _RESCANS * len(folded):
             return stop + 1
-        if end - start >= _COUNTED_FROM:
-            names = _ATTRIBUTE.findall(folded, start, end)
+        frontier = max(frontier, end)
+        long = end - start >= _COUNTED_FROM
+        if not long and folded.find("<", start, end) < 0:
+            continue  # few attributes, and no tag to start in their values
+        names = []
+        for attribute in _ATTRIBUTE.finditer(folded, start, end):
+            names.append(attribute["name"])
+            if attribute["quoted"] is not None and "<" in attribute["quoted"]:
+                heapq.heappush(quoted, attribute.span("quoted"))
+        if long:
             cost += len(names) * len(set(names)) // _ATTRIBUTE_LOOKS_PER_UNIT
             if cost > stop:
                 break
     return cost
+
+
+def _within(quoted: list[tuple[int, int]], at: int) -> bool:
+    """Whether ``at`` lies in one of the ``quoted`` values (a heap by start), those ended
+    before it dropped: the positions asked about only grow."""
+    while quoted and quoted[0][0] <= at and quoted[0][1] <= at:
+        heapq.heappop(quoted)
+    return bool(quoted) and quoted[0][0] <= at
