@@ -330,6 +330,8 @@ def _html_part(charset: str, body: bytes) -> MessageFacts:
         ("unicode", b"<p>hi</p><script>alert(1)</script>"),
         ("x-sjis", b"<p>hi</p><script>alert(1)</script>"),
         ("x-gbk", b"<p>hi</p><script>alert(1)</script>"),
+        # UTF-7 as Outlook's MLang names it (Python and WHATWG do not know the label).
+        ("x-unicode-2-0-utf-7", b"<p>hi</p>+ADw-script+AD4-alert(1)+ADw-/script+AD4-"),
         # A line end in two-byte mode: ICU's decoder goes back to ASCII there.
         ("iso-2022-jp", b"<p>\x1b$B\n<img src=x onerror=alert(1)>\n\x1b(B</p>"),
     ],

@@ -107,6 +107,12 @@ _WHATWG_ONLY = {
     **dict.fromkeys(("csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff"),
                     "utf-16-le"),
 }
+# Labels of UTF-7 that Windows' MLang (Outlook, Internet Explorer) decodes, as code page
+# 65000, and neither WHATWG nor Python knows: a part so labelled may show readers
+# markup (``+ADw-script+AD4-``) that an ASCII-based reading never saw.
+_MLANG_UTF7 = frozenset({
+    "x-unicode-1-1-utf-7", "unicode-2-0-utf-7", "x-unicode-2-0-utf-7", "csunicode11utf7",
+})
 # WHATWG's ISO-2022-JP decoder knows these escapes only; Python's also switches on
 # others (ESC $ ( B, ESC $ A, ...) and reads the ASCII after them as kanji.
 _UNSHARED_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?!\(B|\(J|\(I|\$@|\$B)")
@@ -151,12 +157,13 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
     codec reads ASCII as any fallback does; for ISO-2022-JP escapes WHATWG does
     not know, or a line end in its two-byte mode; or for a byte order mark that
     contradicts the label. A WHATWG label Python does not know (``unicode``,
-    ``x-sjis``) is not read alike either; any other unknown charset is read as
+    ``x-sjis``), or a label of UTF-7 Outlook knows (``x-unicode-2-0-utf-7``), is not
+    read alike either; any other unknown charset is read as
     UTF-8, as readers fall back to an ASCII-based reading too.
     """
     info = _text_codec(charset)
-    if info is None and charset is not None and _label(charset) in _WHATWG_LABELS:
-        return False  # readers decode it (as UTF-16, Shift_JIS, ...); we cannot
+    if info is None and charset is not None and _label(charset) in _WHATWG_LABELS | _MLANG_UTF7:
+        return False  # readers decode it (as UTF-16, Shift_JIS, UTF-7...); we cannot
     codec = info.name if info is not None else "utf-8"
     if not _bom_agrees(codec, data):
         return False
