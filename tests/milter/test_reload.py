@@ -79,10 +79,10 @@ def test_file_change_reloads_and_a_bad_set_is_refused(
     reloader.start()
     try:
         first = holder.current
-        assert first.max_recipients == 5
+        assert first.limits.max_recipients == 5
         assert _running(metrics) == ({first.content_hash[:12]}, 0)
         policy.write_text(POLICY.format(name="main", limit=7))
-        assert wait_until(lambda: holder.current.max_recipients == 7, timeout=10)
+        assert wait_until(lambda: holder.current.limits.max_recipients == 7, timeout=10)
 
         good = holder.current
         assert _running(metrics) == ({good.content_hash[:12]}, 0)
@@ -107,9 +107,9 @@ def test_a_change_loads_once_the_files_stop_changing(
     reloader.poll_files()
     policy.write_text(POLICY.format(name="main", limit=7))  # ... and finished
     reloader.poll_files()
-    assert holder.current.max_recipients == 5  # still changing at each poll: nothing loaded
+    assert holder.current.limits.max_recipients == 5  # still changing at each poll: nothing loaded
     reloader.poll_files()
-    assert holder.current.max_recipients == 7
+    assert holder.current.limits.max_recipients == 7
     reloader.poll_files()
     assert (_count(metrics, "ok"), _count(metrics, "failed")) == (1, 0)
 
@@ -134,7 +134,7 @@ def test_the_watcher_outlives_an_unexpected_error(
     try:
         assert wait_until(lambda: bool(failures), timeout=10)
         policy.write_text(POLICY.format(name="main", limit=7))
-        assert wait_until(lambda: holder.current.max_recipients == 7, timeout=10)
+        assert wait_until(lambda: holder.current.limits.max_recipients == 7, timeout=10)
     finally:
         reloader.stop()
     assert "policy watcher: unexpected error, still watching" in caplog.text
@@ -151,7 +151,7 @@ def test_removing_a_broken_link_that_refused_the_set_is_a_change(tmp_path: Path)
         files.load()  # refused: the running set stays
     (tmp_path / "b.yaml").unlink()  # the fix: the poll must see it, or never reload
     assert [files.settled(), files.settled()] == [False, True]
-    assert files.load().max_recipients == 7
+    assert files.load().limits.max_recipients == 7
 
 
 def test_a_file_removed_while_listing_counts_as_a_change(
@@ -189,9 +189,9 @@ def test_database_revisions_reload_on_notify_and_survive_an_outage(
     holder = reloader.load_initial()
     reloader.start()
     try:
-        assert holder.current.max_recipients == 2
+        assert holder.current.limits.max_recipients == 2
         asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=9)))
-        assert wait_until(lambda: holder.current.max_recipients == 9, timeout=15)
+        assert wait_until(lambda: holder.current.limits.max_recipients == 9, timeout=15)
     finally:
         reloader.stop()
     assert (tmp_path / "spool" / LAST_GOOD_NAME).exists()
@@ -199,7 +199,7 @@ def test_database_revisions_reload_on_notify_and_survive_an_outage(
     # Postgres unreachable at the next start: the last good set is used.
     unreachable = "postgresql://postgres@127.0.0.1:1/none"
     offline = _reloader(Metrics(), loop_thread, tmp_path, database_url=unreachable)
-    assert offline.load_initial().current.max_recipients == 9
+    assert offline.load_initial().current.limits.max_recipients == 9
 
 
 # --- policy.load_failed ------------------------------------------------------
@@ -332,7 +332,7 @@ def test_an_unexpected_error_while_loading_is_a_counted_refusal_with_its_event(
     monkeypatch.setattr(reload_module, "load_policy_set", broken)  # the fault injected
     (policy_dir / "main.yaml").write_text(POLICY.format(name="main", limit=7))
     assert not reloader.reload("test")
-    assert holder.current.max_recipients == 5
+    assert holder.current.limits.max_recipients == 5
     assert (_count(metrics, "ok"), _count(metrics, "failed")) == (0, 1)
     assert "unexpected RuntimeError (logged above)" in caplog.text
     assert "a bug in the loader" in caplog.text  # the traceback, in the log only

@@ -103,7 +103,7 @@ def test_an_error_in_the_watchers_wait_is_logged_and_reloads_go_on(
         assert wait_until(wake.failed.is_set, timeout=10)
         policy.write_text(POLICY.format(name="main", limit=7))
         reloader.request()  # SIGHUP's path
-        assert wait_until(lambda: holder.current.max_recipients == 7, timeout=10)
+        assert wait_until(lambda: holder.current.limits.max_recipients == 7, timeout=10)
     finally:
         reloader.stop()
     assert "policy watcher: unexpected error, still watching" in caplog.text

@@ -107,7 +107,7 @@ def test_a_listen_connection_that_stops_answering_is_replaced_and_the_set_reload
             relay.silence()
             # its NOTIFY goes to the silent connection
             asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=9)))
-            assert wait_until(lambda: holder.current.max_recipients == 9, timeout=15)
+            assert wait_until(lambda: holder.current.limits.max_recipients == 9, timeout=15)
         finally:
             reloader.stop()
     assert "the policy LISTEN connection does not answer: reconnecting" in caplog.text

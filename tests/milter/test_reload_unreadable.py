@@ -114,7 +114,7 @@ def test_a_reload_refuses_it_and_the_poll_says_so_once(
     (policy_dir / "main.yaml").write_text(POLICY.format(name="main", limit=7))
     reloader.poll_files()  # the edit seen
     reloader.poll_files()  # and settled: loaded
-    assert holder.current.max_recipients == 7
+    assert holder.current.limits.max_recipients == 7
     assert [message for _, message in said()][:1] == [f"policy_dir {policy_dir}: readable again"]
 
 

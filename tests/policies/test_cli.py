@@ -80,7 +80,7 @@ def test_test_command_passes_examples(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["test", str(EXAMPLES)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (
-        f"PASS {EXAMPLES / 'outbound-submission.yaml'}:59: an authenticated user sends normally "
+        f"PASS {EXAMPLES / 'outbound-submission.yaml'}:62: an authenticated user sends normally "
         "[rules: tag-submission]"
     )
     assert lines[-1] == "17 passed, 0 failed"

@@ -217,7 +217,7 @@ def test_max_recipients_deletes_the_extra_recipients() -> None:
     envelope = Envelope("a@b.test", ("r1@x.test", "r2@x.test", "r3@x.test"))
     policy_set = policy("limits: {max_recipients: 1}\nrules:\n  - name: r\n    then: accept\n")
     verdict = evaluate_message(policy_set, PLAIN, envelope)
-    assert policy_set.max_recipients == 1
+    assert policy_set.limits.max_recipients == 1
     assert verdict.edits == (DeleteRecipient("r2@x.test"), DeleteRecipient("r3@x.test"))
     assert verdict.rules == ("r", "limit:max_recipients")
 

@@ -41,9 +41,8 @@ EXE_B64 = b"TVqQAAMAAAAEAAAA"  # MZ...
 
 
 def _run(raw: bytes) -> tuple[MessageFacts, Verdict]:
-    facts = parse_message(
-        raw, ENV, max_parts=INBOUND.max_mime_parts, max_depth=INBOUND.max_mime_depth
-    )
+    max_parts, max_depth = INBOUND.parser_caps(ENV)
+    facts = parse_message(raw, ENV, max_parts=max_parts, max_depth=max_depth)
     return facts, evaluate(INBOUND, facts)
 
 

@@ -468,8 +468,8 @@ def test_content_hash_ignores_labels_order_and_line_endings() -> None:
 def test_empty_set_from_sources_accepts_everything() -> None:
     policy_set = load_policy_set_from_sources([])
     assert policy_set.policies == ()
-    assert policy_set.max_recipients is None
-    assert (policy_set.max_mime_parts, policy_set.max_mime_depth) == (1000, 100)
+    assert policy_set.limits.max_recipients is None
+    assert policy_set.parser_caps(Envelope()) == (1000, 100)
 
 
 def test_defaults_and_values() -> None:
@@ -525,7 +525,7 @@ def test_limits_and_sanitizing_combine_as_the_strictest() -> None:
     limits = policy_set.limits
     assert (limits.max_message_bytes, limits.max_recipients, limits.max_mime_depth) == (100, 5, 4)
     assert limits.on_structure_limit is StructureAction.QUARANTINE  # only a sets it
-    assert policy_set.max_mime_depth == 4
+    assert policy_set.parser_caps(Envelope())[1] == 4
     assert policy_set.html_options is not None
     assert policy_set.html_options.remote_images == "strip"
     assert policy_set.html_options.allowed_url_schemes == frozenset({"https", "cid"})

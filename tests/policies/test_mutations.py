@@ -62,8 +62,8 @@ def mutate(rng: random.Random, message: bytes, others: list[bytes]) -> bytes:
 
 
 def verdict_of(policy_set: PolicySet, raw: bytes) -> tuple[tuple[object, ...], bytes]:
-    facts = parse_message(raw, ENVELOPE, max_parts=policy_set.max_mime_parts,
-                          max_depth=policy_set.max_mime_depth)
+    max_parts, max_depth = policy_set.parser_caps(ENVELOPE)
+    facts = parse_message(raw, ENVELOPE, max_parts=max_parts, max_depth=max_depth)
     verdict = evaluate(policy_set, facts)
     return verdict.changes, apply_edits(raw, verdict) if any(
         isinstance(edit, ReplaceBody) for edit in verdict.edits) else b""

@@ -31,7 +31,7 @@ def test_a_report_mode_policy_records_its_limits_and_changes_nothing() -> None:
     assert verdict.edits == ()  # no recipient removed
     # The milter's MAIL/RCPT checks read the enforced limits only.
     assert policy_set.limits.max_message_bytes is None
-    assert policy_set.max_recipients is None
+    assert policy_set.limits.max_recipients is None
 
 
 def test_report_mode_rules_run_when_an_enforced_limit_refuses() -> None:

@@ -31,6 +31,7 @@ def test_schema_is_valid_draft_2020_12() -> None:
         "attachment",
         "condition",
         "limits",
+        "limits_condition",
         "rule",
         "sanitize",
         "test",

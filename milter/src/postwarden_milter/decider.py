@@ -61,8 +61,8 @@ class Decider:
         The duplicate key is only looked up here; eom records it once the verdict
         delivered the message, so that the retry of a refused one is no re-delivery.
         """
-        facts = parse_message(raw, envelope, max_parts=policy_set.max_mime_parts,
-                              max_depth=policy_set.max_mime_depth)
+        max_parts, max_depth = policy_set.parser_caps(envelope)  # the transaction's own
+        facts = parse_message(raw, envelope, max_parts=max_parts, max_depth=max_depth)
         duplicates = self.duplicates
         key = duplicates.key(facts.message_id, envelope.sender, envelope.recipients,
                              memoryview(raw)[facts.body_offset:])

@@ -25,11 +25,13 @@ from typing import Concatenate, ParamSpec, Protocol
 
 from postwarden_policies import (
     MessageFacts,
+    PolicySet,
     Reply,
     SmtpReply,
     Verdict,
     parse_message,
 )
+from postwarden_policies.model import Limits
 from postwarden_policies.render import change_type
 
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
@@ -113,6 +115,11 @@ class ConnectionHandler:
     def _macro(self, name: str) -> str | None:
         value = self._actions.getsymval(name)
         return value or None
+
+    def _limits(self, policy_set: PolicySet, txn: Transaction) -> Limits:
+        """The transaction's enforced limits in ``policy_set``: those whose `limits: when:`
+        holds for its envelope, which reads only what was known at MAIL FROM."""
+        return policy_set.limits_for(txn.envelope(self._client))
 
     def fail(self, kind: str) -> Outcome:
         """Answer an internal failure; the reply is always set before returning."""
@@ -213,9 +220,11 @@ class ConnectionHandler:
             sender=strip_brackets(sender),
             auth_user=self._macro("{auth_authen}"),
             memory_threshold=self._s.settings.body_memory_threshold,
-            max_bytes=policy_set.limits.max_message_bytes,
+            max_bytes=None,
             queue_id=self._macro("i"),
         )
+        # Kept from here on, for SIZE and the body as it streams, even if the set reloads.
+        txn.max_bytes = self._limits(policy_set, txn).max_message_bytes
         set_message_context(txn.queue_id, txn.uid)
         if self._s.audit.refusing_mail:
             # No audit row: it could not be stored, and refusals must not grow the spool.
@@ -252,7 +261,8 @@ class ConnectionHandler:
         # Refusing a recipient of a local submission, Postfix defers the whole message
         # ("milter configuration error"), and pickup retries it forever: keep them all,
         # end of message refuses the message past the limit.
-        limit = None if self._client.local else self._s.policies.current.max_recipients
+        limit = (None if self._client.local
+                 else self._limits(self._s.policies.current, txn).max_recipients)
         if not txn.add_recipient(recipient, params, limit):
             return reply_with(self._actions, Reply.TOO_MANY_RECIPIENTS).outcome
         return Outcome.CONTINUE
@@ -294,7 +304,7 @@ class ConnectionHandler:
         if not txn.within_limit:
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
         policy_set = self._s.policies.current
-        most = policy_set.max_recipients
+        most = self._limits(policy_set, txn).max_recipients
         if self._client.local and most is not None and len(txn.recipients) > most:
             return self._refuse(Reply.TOO_MANY_LOCAL_RECIPIENTS, "reject")
         with self._s.metrics.latency.time():

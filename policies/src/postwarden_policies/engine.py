@@ -1,5 +1,9 @@
 """The engine: message facts plus a policy set give a Verdict.
 
+The limits are those of the message's transaction (``PolicySet.limits_for``: of the
+enforce-mode policies without ``limits: when:`` or whose ``when`` holds for its
+envelope); they are also the parser's caps (``PolicySet.parser_caps``).
+
 Order of evaluation:
 1. ``max_message_bytes``: a larger message is rejected with 552 5.3.4.
 2. Structure: more parts than ``max_mime_parts``, nesting deeper than
@@ -8,8 +12,8 @@ Order of evaluation:
 3. Rules of enforce-mode policies in order; non-terminal actions accumulate and
    the first terminal action ends evaluation (no terminal rule: accept).
    Report-mode policies are evaluated on their own and only recorded, whatever
-   the enforced limits decided: each one's limits (``report:limit:<name>``),
-   then its rules (``report:<rule>``).
+   the enforced limits decided: each one's limits where they apply
+   (``report:limit:<name>``), then its rules (``report:<rule>``).
 4. A message that is delivered (accept, quarantine) then gets: recipients past
    ``max_recipients`` removed, header edits, the Subject prefix, attachments
    stripped (rules and ``max_attachment_bytes``), HTML sanitized unless a
@@ -38,8 +42,8 @@ from .conditions import MatchInput
 from .facts import Envelope, MessageFacts
 from .headeredits import header_edits
 from .mimeparse import parse_message
-from .model import Limits, Rule, StructureAction
-from .policyset import PolicySet
+from .model import Limits, Policy, Rule, StructureAction
+from .policyset import PolicySet, limits_apply
 from .rewrite import RewriteError, RewritePlan, rewrite_body
 from .sanitizer_process import SanitizerBusy, SanitizerCodeChanged
 from .verdicts import (
@@ -119,8 +123,7 @@ def _structure_limit(limits: Limits, facts: MessageFacts, *, parser_caps: bool) 
     return None
 
 
-def _limit_verdict(policy_set: PolicySet, facts: MessageFacts) -> Verdict | None:
-    limits = policy_set.limits
+def _limit_verdict(policy_set: PolicySet, limits: Limits, facts: MessageFacts) -> Verdict | None:
     if limits.max_message_bytes is not None and facts.size > limits.max_message_bytes:
         return Verdict(
             Reject(Reply.MESSAGE_TOO_BIG.reply),
@@ -157,9 +160,12 @@ def _rewrite(
     return result.body, result.changes
 
 
-def _limits_past(limits: Limits, item: MatchInput) -> tuple[str, ...]:
-    """Every limit of a report-mode policy the message is past, in evaluation order."""
-    facts = item.facts
+def _limits_past(policy: Policy, item: MatchInput) -> tuple[str, ...]:
+    """Every limit of a report-mode policy the message is past, in evaluation order;
+    none where its limits do not apply (their `when` does not hold)."""
+    if not limits_apply(policy, item):
+        return ()
+    limits, facts = policy.limits, item.facts
     past = []
     if limits.max_message_bytes is not None and facts.size > limits.max_message_bytes:
         past.append("max_message_bytes")
@@ -179,7 +185,7 @@ def _reported(policy_set: PolicySet, item: MatchInput) -> tuple[str, ...]:
         f"report:{name}"
         for policy in policy_set.report_policies
         for name in (
-            *(f"limit:{limit}" for limit in _limits_past(policy.limits, item)),
+            *(f"limit:{limit}" for limit in _limits_past(policy, item)),
             *(rule.name for rule in run_rules(policy.rules, item).matched),
         )
     )
@@ -191,8 +197,9 @@ INTERNAL_ERROR = "internal_error"  # a verdict's flag: evaluating failed, the me
 
 def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
     item = MatchInput.of(facts)
+    limits = policy_set.limits_for(facts.envelope)
     reported = _reported(policy_set, item)
-    limited = _limit_verdict(policy_set, facts)
+    limited = _limit_verdict(policy_set, limits, facts)
     if limited is not None:
         return replace(limited, rules=limited.rules + reported, report_only=bool(reported))
     outcome = run_rules(policy_set.enforced_rules, item)
@@ -211,12 +218,12 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
         return base
 
     edits: list[Edit] = []
-    max_recipients = policy_set.limits.max_recipients
+    max_recipients = limits.max_recipients
     if max_recipients is not None and len(facts.envelope.recipients) > max_recipients:
         edits += (DeleteRecipient(r) for r in facts.envelope.recipients[max_recipients:])
         base = replace(base, rules=(*rules, "limit:max_recipients", *reported))
     edits += header_edits(policy_set, facts, outcome.matched)
-    limit = policy_set.limits.max_attachment_bytes
+    limit = limits.max_attachment_bytes
     strip = dict(outcome.strip)
     if limit is not None:
         for part in item.attachments:
@@ -256,8 +263,7 @@ def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
 
 
 def evaluate_message(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Verdict:
-    """Parse with the policy set's structure limits, then evaluate."""
-    facts = parse_message(
-        raw, envelope, max_parts=policy_set.max_mime_parts, max_depth=policy_set.max_mime_depth
-    )
+    """Parse with the transaction's structure limits, then evaluate."""
+    max_parts, max_depth = policy_set.parser_caps(envelope)
+    facts = parse_message(raw, envelope, max_parts=max_parts, max_depth=max_depth)
     return evaluate(policy_set, facts)

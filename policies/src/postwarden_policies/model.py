@@ -128,6 +128,9 @@ class Policy:
     priority: int = 100
     description: str = ""
     limits: Limits = Limits()
+    # `limits: when:`: the transactions the limits apply to (None: every one). Only
+    # what is known at MAIL FROM, so that the milter can apply them from there on.
+    limits_when: Condition | None = None
     sanitize: SanitizeSettings = SanitizeSettings()
     tag_flags: bool = True
     rules: tuple[Rule, ...] = ()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
+from . import conditions as c
+from .conditionformat import CONDITION
 from .mappingspecs import Field, Obj, ObjectContext
 from .model import (
     DEFAULT_URL_SCHEMES,
@@ -27,6 +29,7 @@ from .policyformat import NAME, RULE
 from .spec import (
     INVALID,
     Convert,
+    Lazy,
     ListOf,
     Scalar,
     Size,
@@ -58,10 +61,49 @@ def _schemes(values: tuple[str, ...]) -> frozenset[str]:
     return lowered
 
 
+# What `limits: when:` may test: only what is known at MAIL FROM, so that the milter
+# applies the limits from there on (SIZE, the body as it streams, 452 at RCPT).
+_ENVELOPE_KEYS = (
+    "sender", "sender_domain", "client_ip", "client_name", "helo", "authenticated", "auth_user",
+)
+_CONDITION = cast(Obj, CONDITION)  # typed as the Spec it is used as
+
+
+def _envelope_list(make: type[c.AnyOf] | type[c.AllOf]) -> Convert:
+    return Convert(ListOf(Lazy(lambda: LIMITS_CONDITION), single_ok=False), make)
+
+
+LIMITS_CONDITION: Obj = Obj(
+    "limits condition (what is known at MAIL FROM)",
+    "The transactions these limits apply to, by what is known at MAIL FROM; all keys "
+    "given must hold (AND). Nest with any / all / not.",
+    {
+        **{key: _CONDITION.fields[key] for key in _ENVELOPE_KEYS},
+        "any": Field(_envelope_list(c.AnyOf), _CONDITION.fields["any"].doc),
+        "all": Field(_envelope_list(c.AllOf), _CONDITION.fields["all"].doc),
+        "not": Field(Convert(Lazy(lambda: LIMITS_CONDITION), c.Not),
+                     _CONDITION.fields["not"].doc),
+    },
+    _CONDITION.build,  # ANDs the keys, refuses an empty mapping as a rule's `when` does
+    def_name="limits_condition",
+)
+
+
+def _limits(values: dict[str, Any], _: ObjectContext) -> tuple[Limits, c.Condition | None]:
+    limits = {key: value for key, value in values.items() if key != "when"}
+    return Limits(**limits), values.get("when")
+
+
 LIMITS = Obj(
     "limits",
-    "Limits; with several policies the strictest value set for each wins.",
+    "Limits; with several policies the strictest value set for each wins, among those "
+    "whose limits apply to the transaction (no when, or their when holds).",
     {
+        "when": Field(
+            LIMITS_CONDITION,
+            "Apply these limits only to transactions this holds for (envelope keys known at "
+            "MAIL FROM only); omitted = every transaction.",
+        ),
         "max_message_bytes": Field(Size(), "Larger messages are rejected with 552 5.3.4."),
         "max_attachment_bytes": Field(
             Size(),
@@ -80,7 +122,7 @@ LIMITS = Obj(
             " Of the policies that set it, reject wins; reject when none does.",
         ),
     },
-    lambda values, _: Limits(**values),
+    _limits,
     def_name="limits",
 )
 
@@ -199,13 +241,15 @@ def declared_names(node: yaml.Node, reader: Reader) -> DeclaredNames:
 
 def _policy(values: dict[str, Any], ctx: ObjectContext) -> Policy:
     # Rule names and expect_rules are checked by read_policy, valid rules or not.
+    limits, limits_when = values.get("limits", (Limits(), None))
     return Policy(
         name=values["name"],
         source=ctx.reader.label,
         mode=Mode(values["mode"]),
         priority=values["priority"],
         description=values.get("description", ""),
-        limits=values.get("limits", Limits()),
+        limits=limits,
+        limits_when=limits_when,
         sanitize=values.get("sanitize", SanitizeSettings()),
         tag_flags=values["tag_flags"],
         rules=values.get("rules", ()),

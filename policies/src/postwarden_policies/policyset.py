@@ -6,12 +6,15 @@ How policies combine:
   enforced limit refuses: the limits each one sets are checked and those the
   message is past recorded as "report:limit:<name>", its matched rules as
   "report:<rule>"; none of their actions, limits or sanitize settings apply
-  (``limits`` below, which the milter also checks at MAIL and RCPT time, are
-  the enforced ones only).
+  (:meth:`PolicySet.limits_for`, which the milter also checks at MAIL and RCPT
+  time, gives the enforced ones only). A report-mode policy's limits with
+  ``when`` are checked only where it holds.
 - Limits of enforce-mode policies combine as the strictest of the values they
   set: the smallest value of each limit, and ``on_structure_limit: reject`` wins
   over ``quarantine``; a policy that leaves a limit out changes nothing, and
-  ``on_structure_limit`` is reject when no policy sets it.
+  ``on_structure_limit`` is reject when no policy sets it. A policy's limits with
+  ``when`` take part only for the transactions it holds for (:meth:`PolicySet.limits_for`);
+  it reads only the envelope as it is at MAIL FROM, so the milter applies them from there.
 - HTML sanitizing is on when any enforce-mode policy turns it on; among those
   policies ``remote_images: strip`` wins, allowed URL schemes are the ones all
   of them allow, and signed mail is sanitized only when all of them say so.
@@ -26,6 +29,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from .conditions import MatchInput
+from .facts import Envelope, MessageFacts
 from .html_allowlist import HtmlOptions
 from .model import Limits, Policy, Rule, StructureAction
 
@@ -64,9 +69,24 @@ def _html_options(policies: tuple[Policy, ...]) -> HtmlOptions | None:
     return HtmlOptions(remote_images="strip" if strip else "keep", allowed_url_schemes=schemes)
 
 
-def _combined_limits(policies: tuple[Policy, ...]) -> Limits:
-    limits = functools.reduce(Limits.combine, (p.limits for p in policies), Limits())
-    return replace(limits, on_structure_limit=limits.on_structure_limit or StructureAction.REJECT)
+def _combined_limits(limits: Iterable[Limits]) -> Limits:
+    combined = functools.reduce(Limits.combine, limits, Limits())
+    return replace(
+        combined, on_structure_limit=combined.on_structure_limit or StructureAction.REJECT
+    )
+
+
+def _envelope_input(envelope: Envelope) -> MatchInput:
+    """What a `limits: when:` reads: the envelope alone (it may name nothing else), so
+    that it holds at end of message as it did at MAIL FROM."""
+    facts = MessageFacts(envelope=envelope, raw=b"", body_offset=0, headers=(), parts=(),
+                         from_address=None, subject=None, message_id=None, size=0)
+    return MatchInput.of(facts)
+
+
+def limits_apply(policy: Policy, item: MatchInput) -> bool:
+    """Whether ``policy``'s limits apply to the transaction ``item`` describes."""
+    return policy.limits_when is None or policy.limits_when.match(item) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +97,12 @@ class PolicySet:
     content_hash: str
     enforced_rules: tuple[Rule, ...]
     report_policies: tuple[Policy, ...]
+    # The limits of the enforce-mode policies without `when`: what every transaction
+    # gets (limits_for gives one's own, never looser).
     limits: Limits
+    # Every enforce-mode policy, when one of them has limits with `when`: limits_for
+    # combines those that apply. Empty otherwise: every transaction gets ``limits``.
+    scoped_limits: tuple[Policy, ...]
     html_options: HtmlOptions | None  # None: no enforce-mode policy sanitizes HTML
     skip_signed: bool
     tag_flags: bool
@@ -86,28 +111,32 @@ class PolicySet:
     def of(cls, policies: Iterable[Policy], digest: str) -> PolicySet:
         ordered = tuple(sorted(policies, key=lambda p: (p.priority, p.name)))
         enforced = tuple(p for p in ordered if not p.report_only)
+        scoped = any(p.limits_when is not None for p in enforced)
         return cls(
             policies=ordered,
             content_hash=digest,
             enforced_rules=tuple(rule for policy in enforced for rule in policy.rules),
             report_policies=tuple(p for p in ordered if p.report_only),
-            limits=_combined_limits(enforced),
+            limits=_combined_limits(p.limits for p in enforced if p.limits_when is None),
+            scoped_limits=enforced if scoped else (),
             html_options=_html_options(enforced),
             skip_signed=_skip_signed(enforced),
             tag_flags=any(p.tag_flags for p in enforced),
         )
 
-    @property
-    def max_recipients(self) -> int | None:
-        """Recipients allowed per message; the milter answers 452 4.5.3 past it at RCPT time."""
-        return self.limits.max_recipients
+    def limits_for(self, envelope: Envelope) -> Limits:
+        """The enforced limits of a transaction: the strictest combination of those of
+        the enforce-mode policies whose limits apply to it. No `when` in the set:
+        ``limits``, at no cost."""
+        if not self.scoped_limits:
+            return self.limits
+        item = _envelope_input(envelope)
+        return _combined_limits(p.limits for p in self.scoped_limits if limits_apply(p, item))
 
-    @property
-    def max_mime_parts(self) -> int:
-        """``max_parts`` to give the parser."""
-        return min(self.limits.max_mime_parts or PARSER_MAX_PARTS, PARSER_MAX_PARTS)
+    def parser_caps(self, envelope: Envelope) -> tuple[int, int]:
+        """``max_parts`` and ``max_depth`` to give the parser for a transaction: its own
+        structure limits (:meth:`limits_for`), within the parser's."""
+        limits = self.limits_for(envelope)
+        return (min(limits.max_mime_parts or PARSER_MAX_PARTS, PARSER_MAX_PARTS),
+                min(limits.max_mime_depth or PARSER_MAX_DEPTH, PARSER_MAX_DEPTH))
 
-    @property
-    def max_mime_depth(self) -> int:
-        """``max_depth`` to give the parser."""
-        return min(self.limits.max_mime_depth or PARSER_MAX_DEPTH, PARSER_MAX_DEPTH)

@@ -171,9 +171,8 @@ def _verdict(policy_set: PolicySet, case: PolicyTest, raw: bytes) -> Verdict:
         helo=case.helo,
         auth_user=case.auth_user,
     )
-    facts = parse_message(
-        raw, envelope, max_parts=policy_set.max_mime_parts, max_depth=policy_set.max_mime_depth
-    )
+    max_parts, max_depth = policy_set.parser_caps(envelope)
+    facts = parse_message(raw, envelope, max_parts=max_parts, max_depth=max_depth)
     if case.duplicate:
         facts = replace(facts, duplicate=True)
     return evaluate(policy_set, facts)
