@@ -18,6 +18,12 @@ from .test_callbacks import CLEAN
 
 Given = tuple[str, tuple[str, ...]]  # RCPT TO address and its ESMTP parameters
 
+# Unicode case folding: Postfix's with smtputf8_enable, which SMTPUTF8 in MAIL FROM tells.
+UNICODE_CASE: list[tuple[Given, Given]] = [
+    (("<\u00c9@x.test>", ()), ("<\u00e9@x.test>", ())),
+    (("<stra\u00dfe@x.test>", ()), ("<STRASSE@x.test>", ())),
+    (("<kate@x.test>", ()), ("<\u212aate@x.test>", ())),
+]
 SAME: list[tuple[Given, Given]] = [
     (("<a@x.test>", ()), ("<a@x.test>", ())),
     (("<A@x.test>", ()), ("<a@x.test>", ())),
@@ -27,10 +33,7 @@ SAME: list[tuple[Given, Given]] = [
     (("<a@x.test>", ("ORCPT=rfc822;a@x.test",)), ("<a@x.test>", ("ORCPT=RFC822;A@x.test",))),
     (("<a@x.test>", ("ORCPT=rfc822;a+2Bb@x.test",)),
      ("<a@x.test>", ("ORCPT=rfc822;a+2bb@x.test",))),
-    # Unicode case folding, as Postfix's with smtputf8_enable.
-    (("<\u00c9@x.test>", ()), ("<\u00e9@x.test>", ())),
-    (("<stra\u00dfe@x.test>", ()), ("<STRASSE@x.test>", ())),
-    (("<kate@x.test>", ()), ("<\u212aate@x.test>", ())),
+    *UNICODE_CASE,
 ]
 DISTINCT: list[tuple[Given, Given]] = [
     (("<a@x.test>", ()), ("<b@x.test>", ())),
@@ -41,8 +44,9 @@ DISTINCT: list[tuple[Given, Given]] = [
 ]
 
 
-def _transaction() -> Transaction:
-    return Transaction(sender="s@x.test", auth_user=None, memory_threshold=1024, max_bytes=None)
+def _transaction(smtputf8: bool = True) -> Transaction:
+    return Transaction(sender="s@x.test", auth_user=None, memory_threshold=1024, max_bytes=None,
+                       smtputf8=smtputf8)
 
 
 @pytest.mark.parametrize(("first", "again"), SAME)
@@ -53,6 +57,14 @@ def test_a_recipient_postfix_drops_as_a_repeat_is_none_past_the_limit(
     assert txn.add_recipient(*first, limit=1)
     assert txn.add_recipient(*again, limit=1)
     assert txn.recipients == [first[0].strip("<>")]  # the first spelling, as Postfix keeps
+
+
+@pytest.mark.parametrize(("first", "other"), UNICODE_CASE)
+def test_without_smtputf8_unicode_case_spellings_count_twice(first: Given, other: Given) -> None:
+    # Postfix takes SMTPUTF8 only with smtputf8_enable; without it, it may keep both.
+    txn = _transaction(smtputf8=False)
+    assert txn.add_recipient(*first, limit=1)
+    assert not txn.add_recipient(*other, limit=1)
 
 
 @pytest.mark.parametrize(("first", "other"), DISTINCT)

@@ -39,7 +39,7 @@ from .errors import MessageTimeout
 from .events import build_event
 from .logcontext import set_message_context
 from .services import Services
-from .session import Client, Transaction, esmtp_size, strip_brackets
+from .session import Client, Transaction, esmtp_param, esmtp_size, strip_brackets
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,7 @@ class ConnectionHandler:
             auth_user=self._macro("{auth_authen}"),
             memory_threshold=self._s.settings.body_memory_threshold,
             max_bytes=None,
+            smtputf8=esmtp_param(params, "SMTPUTF8") is not None,
             queue_id=self._macro("i"),
         )
         # Kept from here on, for SIZE and the body as it streams, even if the set reloads.

@@ -54,31 +54,33 @@ def esmtp_size(params: tuple[str, ...]) -> int | None:
 RecipientKey = tuple[bytes, frozenset[str], bytes]
 
 
-def recipient_key(address: str, params: tuple[str, ...]) -> RecipientKey:
+def recipient_key(address: str, params: tuple[str, ...], smtputf8: bool) -> RecipientKey:
     """What Postfix's cleanup compares to drop a repeated recipient (duplicate_filter_limit,
     with enable_original_recipient at its default): the DSN original recipient, the
     NOTIFY flags and the address, all without regard to case. With smtputf8_enable
     (its default since compatibility level 1, Debian's too) Postfix folds case as
     Unicode does in full (ICU's u_strFoldCase, as str.casefold: ``BØB`` is ``bøb``,
-    ``STRASSE`` is ``straße``, the Kelvin sign is ``k``); with it off, ASCII letters
-    only, and two such spellings count once here where Postfix keeps both. Without
-    ORCPT, smtpd makes one up from the address as given, so ``"bob"@x`` and ``bob@x``
-    stay two. ORCPT's xtext and, when ORCPT is given, the address's quoting are
-    compared as sent where Postfix decodes them: such a recipient counts twice here."""
+    ``STRASSE`` is ``straße``, the Kelvin sign is ``k``), else ASCII letters only.
+    Folded in full here only for a transaction whose MAIL FROM said SMTPUTF8, which
+    Postfix takes only with smtputf8_enable; otherwise ASCII only, so that at worst a
+    recipient counts twice here, never once where Postfix keeps two. Without ORCPT,
+    smtpd makes one up from the address as given, so ``"bob"@x`` and ``bob@x`` stay
+    two. ORCPT's xtext and, when ORCPT is given, the address's quoting are compared as
+    sent where Postfix decodes them: such a recipient counts twice here."""
     orcpt = esmtp_param(params, "ORCPT")
     notify = esmtp_param(params, "NOTIFY")
-    folded = _folded(address)
+    folded = _folded(address, smtputf8)
     return (
-        b"rfc822;" + folded if orcpt is None else _folded(orcpt),
+        b"rfc822;" + folded if orcpt is None else _folded(orcpt, smtputf8),
         frozenset(notify.upper().split(",")) if notify else frozenset(),
         folded,
     )
 
 
-def _folded(text: str) -> bytes:
-    if text.isascii():  # nearly always: bytes.lower is the whole of it
-        return text.encode("ascii").lower()
-    return text.casefold().encode("utf-8", "surrogateescape")
+def _folded(text: str, unicode: bool) -> bytes:
+    if unicode and not text.isascii():
+        return text.casefold().encode("utf-8", "surrogateescape")
+    return text.encode("utf-8", "surrogateescape").lower()  # bytes.lower: ASCII only
 
 
 @dataclass
@@ -159,6 +161,7 @@ class Transaction:
     auth_user: str | None
     memory_threshold: int
     max_bytes: int | None
+    smtputf8: bool = False  # MAIL FROM said SMTPUTF8 (see recipient_key)
     queue_id: str | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)
@@ -180,7 +183,7 @@ class Transaction:
         stays), so a client repeating RCPT TO is not refused before ``limit`` of them.
         """
         address = strip_brackets(as_given)
-        key = recipient_key(address, params)
+        key = recipient_key(address, params, self.smtputf8)
         if key in self._recipient_keys:
             return True
         if limit is not None and len(self.recipients) >= limit:
