@@ -242,6 +242,37 @@ def test_signed_data_attached_as_an_octet_stream_is_read() -> None:
     assert verdict.rules == ("block-executables",)
 
 
+def _attached_p7m(name: str, declared: bytes) -> bytes:
+    """A message with a signed file (CAdES, ``openssl cms -sign -nodetach -binary``)."""
+    data = base64.encodebytes((SAMPLES / name).read_bytes())
+    return (
+        b"From: alice@sender.test\nTo: bob@example.com\nSubject: fattura\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+        b"in allegato\n--b\nContent-Type: " + declared + b'; name="' + name.encode()
+        + b'"\nContent-Transfer-Encoding: base64\n\n' + data + b"--b--\n"
+    )
+
+
+@pytest.mark.parametrize("declared", [b"application/octet-stream", b"application/pkcs7-mime"])
+def test_a_signed_file_is_an_attachment_inside_not_broken_mime(declared: bytes) -> None:
+    # Signed invoices (FatturaPA's .xml.p7m) and PDFs: the content is a file, no MIME.
+    raw = _attached_p7m("invoice.pdf.p7m", declared)
+    facts = parse_message(raw, ENV)
+    assert facts.flags == frozenset()
+    assert [(p.path, p.detected_type) for p in facts.parts[2:]] == [
+        ("2", "application/pkcs7-mime"), ("2.1", "application/pdf")]
+    verdict = evaluate_message(load_policy_set([INBOUND]), raw, ENV)
+    assert verdict.decision.action.value == "accept"
+    assert apply_edits(raw, verdict).endswith(raw.split(b"\n\n", 1)[1])
+
+
+def test_an_executable_signed_as_a_file_is_rejected() -> None:
+    raw = _attached_p7m("tool.exe.p7m", b"application/octet-stream")
+    verdict = evaluate_message(load_policy_set([INBOUND]), raw, ENV)
+    assert isinstance(verdict.decision, Reject)
+    assert verdict.rules == ("block-executables",)
+
+
 def test_enveloped_data_stays_opaque() -> None:
     facts = parse_message(_sample("enveloped_exe.eml"), ENV)
     assert [p.content_type for p in facts.parts] == ["application/x-pkcs7-mime"]

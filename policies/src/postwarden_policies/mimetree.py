@@ -48,6 +48,10 @@ _SIGNATURES = {
 # The parts of a PGP/MIME multipart/encrypted, in order (RFC 3156 section 4).
 _PGP_ENCRYPTED = ("application/pgp-encrypted", "application/octet-stream")
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+# How a MIME entity starts: a header field's name and colon, or the empty line of no
+# header at all. A signed PDF ("%PDF-") or XML ("<?xml ...") file does not.
+_MIME_START = re.compile(rb"[!-9;-~]+[ \t]*:|\r?\n")
+_SIGNED_FILE = b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment\r\n\r\n"
 _ENCODED = frozenset({"base64", "quoted-printable"})
 
 
@@ -66,12 +70,19 @@ def decoded_kind(
 
 def decoded_content(kind: DecodedKind, body: bytes, cte: str) -> tuple[bytes, bool] | None:
     """The entity a ``kind`` carrier's ``body`` holds, decoded, and whether it was read to
-    its end; None when it holds none (no signed data, a detached signature)."""
+    its end; None when it holds none (no signed data, a detached signature). Signed
+    data that is no MIME entity (a signed file: CAdES ``fattura.xml.p7m``,
+    ``doc.pdf.p7m``) is that file, an attachment of no declared type."""
     data = transfer.decode(body, cte)
     if kind == "encoded_message":
         return data, True
     found = cms.signed_content(data)
-    return None if found is None else (found.content, found.complete)
+    if found is None:
+        return None
+    content = found.content
+    if content and not _MIME_START.match(content):
+        content = _SIGNED_FILE + content
+    return content, found.complete
 
 
 @dataclass(frozen=True, slots=True)
