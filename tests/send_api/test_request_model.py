@@ -350,6 +350,14 @@ def test_a_disk_image_is_refused_by_its_content() -> None:
                      "reply_to[0]", "invalid_field", id="reply-to"),
         pytest.param({"from": '"ceo@bank" <app@example.com>'}, "from", "invalid_field",
                      id="no-address-of-ours"),
+        pytest.param({"from": '"ceo\u200a@bank.com" <app@example.com>'}, "from",
+                     "invalid_field", id="hair-space"),
+        pytest.param({"from": '"ceo\u2009@\u2009bank.com" <app@example.com>'}, "from",
+                     "invalid_field", id="thin-spaces"),
+        pytest.param({"from": '"ceo\u00a0@bank.com" <app@example.com>'}, "from",
+                     "invalid_field", id="no-break-space"),
+        pytest.param({"reply_to": ['"\\"ceo\\"@bank.com" <collect@evil.example>']},
+                     "reply_to[0]", "invalid_field", id="quoted-local-part"),
     ],
 )
 def test_a_display_name_showing_another_address_is_refused(

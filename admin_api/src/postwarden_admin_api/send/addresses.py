@@ -25,6 +25,7 @@ _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 _ROUTING = re.compile(r"[%!]")
 # What a reader could take for an address in a display name: text around an "@".
 _ADDRESS_SHAPED = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+")
+_JOINING = re.compile(r'[^\S ]|"')  # white space but the plain space, and quotes
 _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _ANGLE_FORM = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
 _QUOTED_STRING = re.compile(r'"(?P<text>(?:[^"\\]|\\.)*)"')
@@ -171,7 +172,11 @@ def shows_another_address(mailbox: Mailbox) -> bool:
     read as "@") other than the mailbox's own: many mail readers show that name alone,
     so ``"ceo@example.com" <app@example.com>`` reads as mail from the CEO. An "@" that
     is no address (``Jane @ Acme``, ``@acme on Mastodon``) is a name like any."""
-    name = unicodedata.normalize("NFKC", mailbox.display_name)
+    # Spaces readers draw thin or not at all (U+200A, U+00A0: NFKC makes them plain
+    # spaces) and quotes join what they stand between: "ceo\u200a@bank.com" reads as
+    # an address. Only a plain space keeps "Jane @ Acme" a name.
+    name = _JOINING.sub("", mailbox.display_name)
+    name = unicodedata.normalize("NFKC", name)
     return not all(_is_own(shown.rstrip("."), mailbox) for shown in _ADDRESS_SHAPED.findall(name))
 
 
