@@ -171,6 +171,7 @@ async def test_a_disallowed_sender_reaches_nothing(
 INJECTIONS: list[dict[str, Any]] = [
     {"subject": "hi\r\nBcc: victim@evil.example"},
     {"from": "App\r\nBcc: victim@evil.example <app@example.com>"},
+    {"from": '"App Bcc: victim@evil.example" <app@example.com>'},  # another address shown
     {"to": ["ok@example.org\r\nBcc: victim@evil.example"]},
     {"cc": ["ok@example.org\nBcc: victim@evil.example"]},
     {"bcc": ["ok@example.org\rBcc: victim@evil.example"]},
@@ -196,7 +197,7 @@ async def test_header_injection_is_refused_or_neutralised(
         assert response.status in (403, 422), injection
     # Text that only looks like a header stays inside its own header or body.
     neutral = body(**{
-        "from": '"App Bcc: victim@evil.example" <app@example.com>',
+        "from": '"App Bcc: victims" <app@example.com>',
         "subject": "Bcc: victim@evil.example", "text": "Bcc: victim@evil.example\r\n\r\nx",
         "headers": {"X-Note": "Bcc: victim@evil.example"},
         "metadata": {"note": "x\r\nBcc: victim@evil.example"},
