@@ -9,12 +9,15 @@ reads it (:mod:`postwarden_policies.tnefparts`): each file inside, those of an
 attached Outlook message included, is checked by its names, declared type and
 content like an attachment of its own (the refusal names it); a TNEF that
 cannot be read to its end is refused, since what was not read could hide anything.
+S/MIME signed data (a ``.p7m``, by its content) is read through the same way: readers
+show what it holds, the milter lists it (:mod:`postwarden_policies.mimetree`).
 """
 
 from __future__ import annotations
 
-from postwarden_policies import magic, tnef, tnefparts
+from postwarden_policies import Envelope, magic, parse_message, tnef, tnefparts
 from postwarden_policies.entityheaders import file_names, media_type, saved_names
+from postwarden_policies.mimetree import decoded_content
 
 BLOCKED_EXTENSIONS = frozenset({
     "ade", "adp", "apk", "app", "appref-ms", "appx", "bat", "cab", "chm", "cmd", "com",
@@ -51,6 +54,7 @@ ISO9660_MARK = (0x8001, b"CD001")
 MAX_TNEF_FILES = 1000
 SHOWN_NAME = 100  # characters of an inner file's name given back in a refusal
 UNREADABLE_TNEF = "a TNEF (winmail.dat) that cannot be read to its end: its files go unchecked"
+UNREADABLE_SIGNED = "S/MIME signed data that cannot be read to its end: its files go unchecked"
 
 
 def _extensions(filename: str) -> list[str]:
@@ -127,6 +131,29 @@ def _tnef_reason(content: bytes) -> str | None:
     return None
 
 
+def _signed_reason(content: bytes) -> str | None:
+    """Why a file inside the S/MIME signed data ``content`` is refused, naming it, as the
+    milter lists them (signed data inside signed data too), or that it cannot be read."""
+    found = decoded_content("signed_data", content, "binary")
+    if found is None:  # a detached signature: nothing inside
+        return None
+    inner, complete = found
+    facts = parse_message(inner, Envelope())
+    if not complete or "unreadable_smime" in facts.flags:
+        return UNREADABLE_SIGNED
+    for part in facts.parts:
+        if part.is_multipart:
+            continue
+        reason = next(filter(None, map(_name_reason, part.filenames)), None) or (
+            _type_reason(part.content_type)
+            or (f"the content is {part.detected_type}"
+                if part.detected_type in BLOCKED_CONTENT else None))
+        if reason is not None:
+            shown = _shown(part.filename) if part.filename else "a file without a name"
+            return f"{shown} in this signed data: {reason}"
+    return None
+
+
 def refusal_reason(filename: str, content_type: str, content: bytes) -> str | None:
     """Why this attachment is refused, or None when it may be sent."""
     reason = _name_reason(filename) or _type_reason(content_type)
@@ -137,4 +164,6 @@ def refusal_reason(filename: str, content_type: str, content: bytes) -> str | No
     reason = _content_reason(content)
     if reason is None and _is_tnef(filename, content_type, content):
         return _tnef_reason(content)
+    if reason is None and magic.detect(content[: magic.HEAD_BYTES]) == magic.SIGNED_DATA:
+        return _signed_reason(content)
     return reason
