@@ -24,6 +24,8 @@ def _word(label: str, codec: str, text: str = "viagra") -> str:
         pytest.param("x-mac-cyrillic", "mac-cyrillic", id="x-mac-cyrillic"),
         pytest.param("x-sjis", "cp932", id="x-sjis"),
         pytest.param("ks_c_5601-1989", "cp949", id="ks_c_5601-1989"),
+        # UTF-7 as Outlook's MLang names it.
+        pytest.param("x-unicode-2-0-utf-7", "utf-7", id="mlang-utf-7"),
     ],
 )
 def test_a_subject_rule_reads_a_label_only_readers_know(label: str, codec: str) -> None:
@@ -35,10 +37,16 @@ def test_a_subject_rule_reads_a_label_only_readers_know(label: str, codec: str) 
     assert "unknown_charset" not in verdict.flags
 
 
-def test_a_body_in_a_label_only_readers_know_is_read_as_they_read_it() -> None:
-    body = base64.b64encode("viagra".encode("utf-16-le")).decode()
+@pytest.mark.parametrize(("label", "data"), [
+    ("unicode", "viagra".encode("utf-16-le")),
+    ("x-unicode-2-0-utf-7", b"+AHY-iagra"),  # "v" written as UTF-7 may write any letter
+])
+def test_a_body_in_a_label_only_readers_know_is_read_as_they_read_it(
+    label: str, data: bytes
+) -> None:
+    body = base64.b64encode(data).decode()
     raw = (
-        "From: a@elsewhere.test\r\nContent-Type: text/plain; charset=unicode\r\n"
+        f"From: a@elsewhere.test\r\nContent-Type: text/plain; charset={label}\r\n"
         f"Content-Transfer-Encoding: base64\r\n\r\n{body}\r\n"
     ).encode()
     assert "viagra" in parse_message(raw, Envelope()).text

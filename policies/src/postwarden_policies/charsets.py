@@ -110,9 +110,11 @@ _WHATWG_ONLY = {
 # Labels of UTF-7 that Windows' MLang (Outlook, Internet Explorer) decodes, as code page
 # 65000, and neither WHATWG nor Python knows: a part so labelled may show readers
 # markup (``+ADw-script+AD4-``) that an ASCII-based reading never saw.
-_MLANG_UTF7 = frozenset({
-    "x-unicode-1-1-utf-7", "unicode-2-0-utf-7", "x-unicode-2-0-utf-7", "csunicode11utf7",
-})
+_MLANG_UTF7 = dict.fromkeys(
+    ("x-unicode-1-1-utf-7", "unicode-2-0-utf-7", "x-unicode-2-0-utf-7", "csunicode11utf7"),
+    "utf-7")
+# Every label readers decode and Python does not know, and the codec they decode it with.
+_READERS_ONLY = {**_WHATWG_ONLY, **_MLANG_UTF7}
 # WHATWG's ISO-2022-JP decoder knows these escapes only; Python's also switches on
 # others (ESC $ ( B, ESC $ A, ...) and reads the ASCII after them as kanji.
 _UNSHARED_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?!\(B|\(J|\(I|\$@|\$B)")
@@ -162,7 +164,7 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
     UTF-8, as readers fall back to an ASCII-based reading too.
     """
     info = _text_codec(charset)
-    if info is None and charset is not None and _label(charset) in _WHATWG_LABELS | _MLANG_UTF7:
+    if info is None and charset is not None and _label(charset) in _READERS_ONLY:
         return False  # readers decode it (as UTF-16, Shift_JIS, UTF-7...); we cannot
     codec = info.name if info is not None else "utf-8"
     if not _bom_agrees(codec, data):
@@ -190,14 +192,14 @@ def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
 
 
 def readers_only(charset: str | None) -> bool:
-    """Whether ``charset`` is a label only mail readers know (``unicode``, ``x-sjis``),
-    which :func:`decode_as_readers` decodes as they do."""
-    return _label(charset or "") in _WHATWG_ONLY and _text_codec(charset) is None
+    """Whether ``charset`` is a label only mail readers know (``unicode``, ``x-sjis``,
+    Outlook's ``x-unicode-2-0-utf-7``), which :func:`decode_as_readers` decodes as they do."""
+    return _label(charset or "") in _READERS_ONLY and _text_codec(charset) is None
 
 
 def decode_as_readers(data: bytes, charset: str | None, flags: set[str]) -> str:
     """:func:`decode_bytes`, but a label only readers know (:func:`readers_only`)
     decodes as they decode it: the text rules must see is the text readers show."""
     if readers_only(charset):
-        return decode_bytes(data, _WHATWG_ONLY[_label(charset or "")], flags)
+        return decode_bytes(data, _READERS_ONLY[_label(charset or "")], flags)
     return decode_bytes(data, charset, flags)
