@@ -119,7 +119,7 @@ class ConnectionHandler:
     def _limits(self, policy_set: PolicySet, txn: Transaction) -> Limits:
         """The transaction's enforced limits in ``policy_set``: those whose `limits: when:`
         holds for its envelope, which reads only what was known at MAIL FROM."""
-        return policy_set.limits_for(txn.envelope(self._client))
+        return policy_set.limits_for(txn.envelope(self._client, recipients=False))
 
     def fail(self, kind: str) -> Outcome:
         """Answer an internal failure; the reply is always set before returning."""

@@ -252,10 +252,12 @@ class Transaction:
         head = bytes(self.header_bytes) + CRLF
         return head if self._body is None else self._body.after(head)
 
-    def envelope(self, client: Client) -> Envelope:
+    def envelope(self, client: Client, *, recipients: bool = True) -> Envelope:
+        """The transaction's envelope; ``recipients=False``: as known at MAIL FROM (what
+        a ``limits: when:`` reads), without copying the recipients at every RCPT."""
         return Envelope(
             sender=self.sender,
-            recipients=tuple(self.recipients),
+            recipients=tuple(self.recipients) if recipients else (),
             client_ip=client.address,
             client_name=client.name,
             helo=client.helo,
