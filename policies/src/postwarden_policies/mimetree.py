@@ -59,9 +59,10 @@ def decoded_kind(
     content_type: str, transfer_encoding: str, detected_type: str | None
 ) -> DecodedKind | None:
     """What a part of this type, encoding and detected type may carry encoded, to be
-    listed below it. Signed data by its content too: a reader opens an octet-stream
-    ``smime.p7m``, or a part with no type, as S/MIME (Thunderbird by the file name)."""
-    if content_type in OPAQUE_TYPES or detected_type == magic.SIGNED_DATA:
+    listed below it. Signed data by its content alone, whatever the part's type says:
+    a reader opens an octet-stream ``smime.p7m``, or a part with no type, as S/MIME
+    (Thunderbird by the file name), and enveloped data is typed alike."""
+    if detected_type == magic.SIGNED_DATA:
         return "signed_data"
     if content_type == "message/global" and transfer_encoding in _ENCODED:
         return "encoded_message"
@@ -318,10 +319,6 @@ class Parser:
         ``start``) carries encoded, if any; decoded within the bytes that may still be
         searched."""
         end = carrier.end
-        if kind == "signed_data":
-            head = transfer.decode_head(self.raw, start, end, cte, cms.HEAD_BYTES)
-            if head is None or not cms.is_signed_data(head):
-                return []
         self.search_left -= end - start
         if self.search_left < 0:
             self.flags.add("too_deep")  # nested past what may be searched: not read
