@@ -78,10 +78,12 @@ def _type_reason(content_type: str) -> str | None:
 
 def _content_reason(content: bytes | memoryview) -> str | None:
     """Why the bytes are refused, whatever the name and type say; only their head and
-    the ISO mark are read (a memoryview is not copied)."""
+    the ISO mark are read (a memoryview is not copied), and signed data through."""
     detected = magic.detect(bytes(content[: magic.HEAD_BYTES]))
     if detected in BLOCKED_CONTENT:
         return f"the content is {detected}"
+    if detected == magic.SIGNED_DATA:
+        return _signed_reason(bytes(content))
     offset, mark = ISO9660_MARK
     if content[offset : offset + len(mark)] == mark:
         return "the content is a disk image"
@@ -164,6 +166,4 @@ def refusal_reason(filename: str, content_type: str, content: bytes) -> str | No
     reason = _content_reason(content)
     if reason is None and _is_tnef(filename, content_type, content):
         return _tnef_reason(content)
-    if reason is None and magic.detect(content[: magic.HEAD_BYTES]) == magic.SIGNED_DATA:
-        return _signed_reason(content)
     return reason
