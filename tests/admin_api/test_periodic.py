@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -14,6 +15,20 @@ from postwarden_store import create_pool
 
 pytestmark = pytest.mark.postgres
 
+
+async def _run_until(database_url: str, name: str,
+                     job: Callable[[asyncpg.Connection], Awaitable[None]],
+                     reached: asyncio.Event) -> Metrics:
+    """Run ``job`` as a periodic job every 10 ms until ``reached`` is set; its metrics."""
+    metrics = Metrics()
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with periodic(name, pool, job, 0.01, metrics=metrics):
+            async with asyncio.timeout(10):
+                await reached.wait()
+    finally:
+        await pool.close()
+    return metrics
 
 async def test_a_job_goes_on_after_an_outage_and_after_a_bug(
     database_url: str, caplog: pytest.LogCaptureFixture
@@ -30,14 +45,7 @@ async def test_a_job_goes_on_after_an_outage_and_after_a_bug(
         if len(rounds) == 4:  # the third round has been counted
             counted.set()
 
-    metrics = Metrics()
-    pool = await create_pool(database_url, min_size=1, max_size=1)
-    try:
-        async with periodic("test-job", pool, job, 0.01, metrics=metrics):
-            async with asyncio.timeout(10):
-                await counted.wait()
-    finally:
-        await pool.close()
+    metrics = await _run_until(database_url, "test-job", job, counted)
     assert rounds[:3] == [0, 1, 2]
     warnings = [r for r in caplog.records if r.name == "postwarden_admin_api.periodic"]
     assert [(r.levelname, r.getMessage(), r.exc_info is not None) for r in warnings[:2]] == [
@@ -65,14 +73,7 @@ async def test_a_job_that_never_finishes_a_round_still_ages(database_url: str) -
         failed.set()
         raise asyncpg.ConnectionDoesNotExistError("the database went away")
 
-    metrics = Metrics()
-    pool = await create_pool(database_url, min_size=1, max_size=1)
-    try:
-        async with periodic("broken-job", pool, job, 0.01, metrics=metrics):
-            async with asyncio.timeout(10):
-                await failed.wait()
-    finally:
-        await pool.close()
+    metrics = await _run_until(database_url, "broken-job", job, failed)
     since = metrics.registry.get_sample_value(
         "postwarden_job_last_done_timestamp_seconds", {"job": "broken-job"})
     assert since is not None and time.time() - 60 < since <= time.time()

@@ -854,6 +854,18 @@ async def test_metrics_say_which_instance_reads_and_how_far_behind_it_is(
     assert sample(standby_metrics, "postwarden_maillog_unread_bytes") == 0
 
 
+async def _failing_poll_counts_what_it_read(
+    reader: MaillogFollower, log_file: Path, metrics: Metrics
+) -> None:
+    """Three lines more in the log and a poll the database fails: they count as behind."""
+    with log_file.open("a") as log:
+        log.write(OTHERS * 3)
+    with pytest.raises(DB_ERRORS):
+        await reader.poll()
+    assert metrics.registry.get_sample_value(
+        "postwarden_maillog_unread_bytes") == len(OTHERS) * 3
+
+
 async def test_how_far_behind_keeps_growing_while_the_database_is_away(
     fresh_database_url: str, pg_server: PgServer, tmp_path: Path
 ) -> None:
@@ -871,12 +883,7 @@ async def test_how_far_behind_keeps_growing_while_the_database_is_away(
         await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                             "WHERE datname = $1", database)
-        with log_file.open("a") as log:
-            log.write(OTHERS * 3)
-        with pytest.raises(DB_ERRORS):
-            await reader.poll()
-        assert metrics.registry.get_sample_value(
-            "postwarden_maillog_unread_bytes") == len(OTHERS) * 3
+        await _failing_poll_counts_what_it_read(reader, log_file, metrics)
     finally:
         await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         await admin.close()
@@ -899,12 +906,7 @@ async def test_lines_read_but_not_stored_still_count_as_behind(
         holding = locker.transaction()
         await holding.start()
         await locker.execute("SELECT * FROM maillog_positions FOR UPDATE")
-        with log_file.open("a") as log:
-            log.write(OTHERS * 3)
-        with pytest.raises(DB_ERRORS):
-            await reader.poll()
-        assert metrics.registry.get_sample_value(
-            "postwarden_maillog_unread_bytes") == len(OTHERS) * 3
+        await _failing_poll_counts_what_it_read(reader, log_file, metrics)
         await holding.rollback()
         await reader.poll()
         assert metrics.registry.get_sample_value("postwarden_maillog_unread_bytes") == 0
