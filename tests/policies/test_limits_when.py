@@ -108,6 +108,13 @@ def test_an_empty_when_is_refused() -> None:
     ]
 
 
+def test_a_when_without_a_limit_is_refused() -> None:
+    text = "version: 1\nname: t\nlimits:\n  when: {authenticated: true}\n"
+    assert [str(i) for i in check_policy_text("t.yaml", text)] == [
+        "t.yaml:4:9: when without a limit to apply it to (add one, or remove when)"
+    ]
+
+
 def test_the_error_names_the_file_as_loading_does() -> None:
     with pytest.raises(PolicyLoadError, match=r"out\.yaml:5:5: unknown key 'recipient'"):
         load_policy_set_from_sources(

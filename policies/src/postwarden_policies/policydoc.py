@@ -89,8 +89,10 @@ LIMITS_CONDITION: Obj = Obj(
 )
 
 
-def _limits(values: dict[str, Any], _: ObjectContext) -> tuple[Limits, c.Condition | None]:
+def _limits(values: dict[str, Any], ctx: ObjectContext) -> tuple[Limits, c.Condition | None]:
     limits = {key: value for key, value in values.items() if key != "when"}
+    if "when" in values and not limits:  # it would scope nothing: a limit left out
+        ctx.error("when", "when without a limit to apply it to (add one, or remove when)")
     return Limits(**limits), values.get("when")
 
 
