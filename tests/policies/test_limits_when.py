@@ -129,6 +129,50 @@ def test_scoped_limits_apply_only_where_their_when_holds() -> None:
     assert policy_set.limits.max_recipients == 100  # what every transaction gets
 
 
+EACH_KEY = """\
+version: 1
+name: each
+limits:
+  when:
+    any:
+      - sender: [a@example.com]
+      - client_ip: [10.0.0.0/8]
+      - client_name: [relay.example.com]
+      - helo: [relay.example.com]
+      - auth_user: [alice]
+  max_recipients: 5
+"""
+
+
+@pytest.mark.parametrize("change", [
+    {"sender": "a@example.com"}, {"client_ip": "10.1.2.3"}, {"client_name": "relay.example.com"},
+    {"helo": "relay.example.com"}, {"auth_user": "alice"},
+])
+def test_an_answer_is_remembered_only_for_the_same_envelope_facts(
+    change: dict[str, str]
+) -> None:
+    """limits_for remembers its answers: two envelopes one fact apart, asked in either
+    order of one policy set, each get their own."""
+    policy_set = load_policy_set_from_sources([("in.yaml", INBOUND), ("each.yaml", EACH_KEY)])
+    plain = Envelope("b@elsewhere.test", client_ip="192.0.2.1", client_name="mx.elsewhere.test",
+                     helo="mx.elsewhere.test")
+    scoped = replace(plain, **change)
+    for _ in range(2):
+        assert policy_set.limits_for(plain).max_recipients == 100
+        assert policy_set.limits_for(scoped).max_recipients == 5
+    assert policy_set.limits_for(replace(plain, recipients=("x@example.net",))) \
+        .max_recipients == 100  # recipients are no fact a `when` reads
+
+
+def test_remembered_answers_are_bounded() -> None:
+    policy_set = both()
+    for n in range(5000):
+        assert policy_set.limits_for(
+            replace(ANONYMOUS, sender=f"a{n}@elsewhere.test")).max_recipients == 100
+    assert policy_set.limits_for(SIGNED_IN).max_recipients == 50
+    assert len(policy_set._scoped) <= 4096
+
+
 def test_without_when_every_transaction_gets_the_set_limits_as_they_are() -> None:
     policy_set = load_policy_set_from_sources([("in.yaml", INBOUND)])
     assert policy_set.scoped_limits == ()
