@@ -99,6 +99,8 @@ def parse_filters(query: Mapping[str, str], others: Collection[str]) -> dict[str
             problems.append({"field": name, "message": f"expected one of {', '.join(ACTIONS)}"})
         elif len(raw) > TEXT_MAX or "\x00" in raw:
             problems.append({"field": name, "message": "invalid value"})
+        elif name in ("sender", "recipient"):
+            values[name] = _unbracketed(raw)
         else:
             values[name] = raw
     problem = range_problem(values.get("since"), values.get("until"))
@@ -107,6 +109,14 @@ def parse_filters(query: Mapping[str, str], others: Collection[str]) -> dict[str
     if problems:
         raise ValidationFailed(problems)
     return values
+
+
+def _unbracketed(address: str) -> str:
+    """An address filter as Postfix's log writes it too: ``from=<a@b>``, and ``<>`` for
+    the null sender (stored as ""), pasted from there matched nothing."""
+    if address.startswith("<") and address.endswith(">"):
+        return address[1:-1]
+    return address
 
 
 def _client_network(raw: str) -> IpNetwork:
