@@ -50,6 +50,11 @@ class Metrics:
             "(a message)",
             ["status"], registry=self.registry,
         )
+        self.maillog_unknown_status = Counter(
+            "postwarden_maillog_unknown_status_lines", "delivery lines in Postfix's log (of "
+            "any mail) whose status= the follower does not know: no result for their "
+            "recipient, who keeps the status it had", registry=self.registry,
+        )
         self.maillog_reading = Gauge(
             "postwarden_maillog_reading", "1 while this instance reads Postfix's log (holds "
             "its lease), 0 while another instance on the host does", registry=self.registry,

@@ -2,12 +2,17 @@
 
 A delivery agent's line is about one recipient: ``QID: to=<a@b>, relay=...,
 dsn=5.1.1, status=bounced (host ... said: 550 5.1.1 ...)`` makes it
-``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote reply.
-Some lines are about the whole message, and matter for the recipients that
-will never get a line of their own (migration 0015):
+``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote reply;
+``status=SOFTBOUNCE`` (``soft_bounce = yes``: a bounce Postfix turned into a
+deferral, dsn 4.x.x, the reply still the remote 5xx) makes it ``deferred``: it
+is retried, and never suppresses. Any other status (:class:`UnknownStatus`) is
+no result: the follower warns of it. Some lines are about the whole message,
+and matter for the recipients that will never get a line of their own
+(migration 0015):
 
 - qmgr's ``QID: from=<...>, status=expired, returned to sender``: the
-  deferred recipients are given up on (``maximal_queue_lifetime``);
+  recipients left deferred or relayed (their lines lost or not understood)
+  are given up on (``maximal_queue_lifetime``, migration 0032);
 - cleanup's or smtpd's ``QID: discard: ...`` or ``QID: milter-discard: ...``:
   the message was dropped after Postfix answered 250;
 - postsuper's ``QID: removed``: an administrator deleted it (``deleted``);
@@ -39,11 +44,14 @@ _DELIVERY = re.compile(
     rf"(?: orig_to=<(?P<orig_to>{_ADDRESS})>,)?"
     # Postfix's own fields, up to its status: never the reply's text, even when a
     # line cut short lacks the reply's closing parenthesis.
-    r"(?P<fields>(?:(?! status=).)*) status=(?P<status>sent|deferred|bounced)"
+    r"(?P<fields>(?:(?! status=).)*) status=(?P<status>[\w-]+)"
     r"(?: \((?P<reply>.*?)\)?)?\s*$"
 )
 _DSN = re.compile(r"\bdsn=(\d\.\d{1,3}\.\d{1,3})")
-STATUSES = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}
+STATUSES = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced",
+            "SOFTBOUNCE": "deferred"}
+# Address verification probes' results: Postfix's own probe messages, never ours.
+_PROBES = frozenset({"deliverable", "undeliverable", "undeliverable-but-not-cached"})
 # X.1.x details that do not say the recipient's address is bad: 5 destination address
 # valid, 7 and 8 the sender's mailbox or system, 9 relayed to a non-compliant mailer.
 _NOT_GONE = frozenset({5, 7, 8, 9})
@@ -83,6 +91,16 @@ class DeliveryEvent:
         return self.status == "bounced" and address_gone(self.dsn) and not self.rewritten
 
 
+@dataclass(frozen=True, slots=True)
+class UnknownStatus:
+    """A delivery agent's line whose status this version does not know: no result for
+    its recipient. Only its queue id and status are kept (the rest is an address and a
+    remote reply)."""
+
+    queue_id: str
+    status: str
+
+
 def address_gone(dsn: str) -> bool:
     """Whether a permanent status says the address itself is bad, so that no later
     message to it can be delivered either (RFC 3463, RFC 7505): a 5.1.x addressing
@@ -98,17 +116,19 @@ def address_gone(dsn: str) -> bool:
                            or (subject, detail) == (2, 1))
 
 
-def parse_line(line: LogLine) -> DeliveryEvent | None:
+def parse_line(line: LogLine) -> DeliveryEvent | UnknownStatus | None:
     """What ``line`` says about a message's recipients, if anything."""
     if line.daemon in _AGENTS:
         return _delivery(line)
     return _about_message(line)
 
 
-def _delivery(line: LogLine) -> DeliveryEvent | None:
+def _delivery(line: LogLine) -> DeliveryEvent | UnknownStatus | None:
     match = _DELIVERY.match(line.text, line.start)
-    if match is None:
+    if match is None or match["status"] in _PROBES:
         return None
+    if match["status"] not in STATUSES:
+        return UnknownStatus(match["queue_id"], match["status"])
     dsn = _DSN.search(match["fields"])
     return DeliveryEvent(
         match["queue_id"], match["orig_to"] or match["to"], STATUSES[match["status"]],

@@ -9,7 +9,9 @@ the last bytes it read must still be where it read them.
 
 A file emptied in place is read on in the copy ``copytruncate`` made beside it,
 found by those bytes (:func:`copy_of`), to its end: the lines written after the
-last read and before the copy are there only. A reader that stops keeps the
+last read and before the copy are there only. Without such a copy (compressed
+at once, or ``truncate -s 0``) it is read from its start, with a warning that
+those lines may have been lost. A reader that stops keeps the
 bytes' fingerprint with its position (:func:`fingerprint`), so the next one
 recognises a file emptied in place while no one read it too: without it, a file
 refilled past the position was read on from there, mid-line, the lines before
@@ -160,6 +162,11 @@ class LogTail:
         if self._rewritten():  # the rest in its copy, if one is beside it, then from its start
             mark = self._mark
             if not (mark and self._resume_copy(self.position, lambda found: found.endswith(mark))):
+                # Lines written after the last read and before it was emptied are nowhere.
+                log.warning("maillog follower: %s was emptied in place and no copy of it is "
+                            "beside it (compressed?): lines written after byte %d before it "
+                            "was emptied may have been lost; reading it from its start",
+                            self.path, self.position)
                 self.position, self._mark, restarted = 0, b"", True
         left = self._left()  # before the read: what was written before it left is read
         data = os.pread(self._fd, limit, self.position)

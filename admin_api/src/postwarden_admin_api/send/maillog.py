@@ -7,7 +7,8 @@ queued as QID (the one relayed last: Postfix reuses short queue ids) to
 bounce saying the address itself is bad (5.1.x, 5.2.1: see
 :attr:`.DeliveryEvent.hard_bounce`) adds it to the suppression list. Lines
 about the whole message (expired, discarded, removed, held: see
-:mod:`.deliverylines`) settle the recipients no line of their own will. A
+:mod:`.deliverylines`) settle the recipients no line of their own will; one
+with a status this version does not know is counted and warned of. A
 rotated file is read to its end and the new one from its start, and one emptied
 in place too (:mod:`.logtail`), also when the rotation happened while no
 instance read the log (the old file is found by its inode beside the log, or,
@@ -67,7 +68,7 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .deliveryapply import apply_events
-from .deliverylines import DeliveryEvent, parse_line
+from .deliverylines import DeliveryEvent, UnknownStatus, parse_line
 from .logtail import LogTail, fingerprint, renamed_file
 from .othermail import OtherMail
 from .receipts import Holds, ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
@@ -82,6 +83,9 @@ MAX_READ = 4 * 1024 * 1024
 # No line of Postfix's comes near it: a longer one (no newline in a run of bytes, as a
 # crash's NUL-filled tail) is skipped to its end rather than held, and copied, whole.
 MAX_LINE = 1024 * 1024
+# Unknown statuses warned of, each once: distinct words in lines others wrote to the log
+# (it should be Postfix's alone) cannot flood the service's log. All are counted.
+MAX_UNKNOWN_NAMED = 20
 
 # Keyed by host and path: service instances on several hosts each follow their own
 # Postfix's log, often at the same path. (Rows of older versions are keyed by path.)
@@ -147,6 +151,7 @@ class MaillogFollower:
         self._pending_saved: list[Waiting] = []  # those of them in the row, as last saved
         self._receipts: list[ReceiptLine] = []
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
+        self._unknown_named: set[str] = set()  # statuses warned of; only the reading thread
         self._receipts_dropped = False
         self._holds = Holds()  # as of the last committed poll
         self._holds_read = self._holds  # as of the poll in its transaction
@@ -367,12 +372,26 @@ class MaillogFollower:
                 receipts.append(receipt)
                 self._other_mail.note(receipt)
             # Not elif: a milter's hold commits a receipt and is a timeline event too.
-            if (event := parse_line(line)) is not None and not self._other_mail.claims(event):
+            event = parse_line(line)
+            if isinstance(event, UnknownStatus):
+                self._unknown_status(event)
+            elif event is not None and not self._other_mail.claims(event):
                 deliveries.append((now, event))
         # From the start of the line not read whole: the next reader reads all of it.
         line_start = self._tail.position - len(self._partial) - self._skipped
         return _Read(deliveries, receipts, unread, line_start,
                      self._tail.mark_before(line_start))
+
+    def _unknown_status(self, line: UnknownStatus) -> None:
+        """Count a delivery line whose status this version does not know; warn of each
+        status once (never the line's address or reply)."""
+        self._metrics.maillog_unknown_status.inc()
+        if line.status in self._unknown_named or len(self._unknown_named) >= MAX_UNKNOWN_NAMED:
+            return
+        self._unknown_named.add(line.status)
+        log.warning("maillog follower: %s: a delivery line with status=%.40s, which this "
+                    "version does not know, gives its recipient no result (warned once per "
+                    "status; all are counted)", line.queue_id, line.status)
 
     async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int, final: bool
                               ) -> tuple[int, list[DeliveryEvent],
