@@ -20,6 +20,14 @@ such as the parent table's that retention's DROP of an old partition queues
 for: the milter spools and retries then instead of waiting its whole write
 timeout, queued behind the DROP.
 
+A batch commits once its rows are on disk, whatever the server's
+``synchronous_commit``: with it ``off`` (a common tuning) a commit is
+acknowledged before its WAL is flushed and a crash can lose it, while the
+milter, told the batch is stored, no longer spools it. So ``off`` becomes
+``on`` for the batch's transaction; ``local`` and the ``remote_*`` values,
+which wait for the local flush already, stay as the server or role set them
+(``on`` would add a wait for a synchronous standby that ``local`` left out).
+
 Retention's drops stay dropped: an event of a month before the first one
 retention keeps (a spooled event replayed after a long outage, say) is not
 written, and its month's partition is not made again; :func:`write_audit_batch`
@@ -63,7 +71,14 @@ ELLIPSIS = "\u2026"
 
 LOCK_TIMEOUT = "1s"
 
-SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', $1, true)"
+# In one round trip: the batch's lock timeout, and a commit that waits for the WAL flush
+# (see the module's docstring); a setting other than off waits for it already and stays.
+SET_BATCH_SETTINGS = """
+SELECT set_config('lock_timeout', $1, true),
+       set_config('synchronous_commit',
+                  CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on'
+                       ELSE current_setting('synchronous_commit') END, true)
+"""
 
 CREATE_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS audit_events_staging (
@@ -194,7 +209,7 @@ async def write_audit_batch(conn: asyncpg.Connection, events: Sequence[AuditEven
         return Written(0, 0)
     records = [(_month(event.time), _record(event)) for event in events]
     async with conn.transaction():
-        await conn.execute(SET_LOCK_TIMEOUT, LOCK_TIMEOUT)
+        await conn.execute(SET_BATCH_SETTINGS, LOCK_TIMEOUT)
         dropped = set()
         for month in sorted({month for month, _ in records}):  # every writer in one order
             if await conn.fetchval(ENSURE_PARTITION, month) is None:
