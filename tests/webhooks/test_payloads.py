@@ -40,6 +40,14 @@ def test_message_events_carry_metadata_only() -> None:
                                 "sha256": "ab"}]
 
 
+def test_a_recipient_the_message_did_not_go_to_is_named() -> None:
+    refused = {"kind": "recipient_refused", "recipient": "d@example.net",
+               "reply": "452 4.5.3 Too many recipients", "more": 2}
+    deleted = {"kind": "recipient_deleted", "recipient": "c@example.net"}
+    data = metadata("message.accepted", {**AUDIT_ROW, "changes": [deleted, refused]})
+    assert data["changes"] == [deleted, refused]
+
+
 def test_envelope_shape() -> None:
     event = envelope("message.rejected", WHEN, AUDIT_ROW)
     assert event["type"] == "message.rejected"

@@ -155,21 +155,20 @@ def _header_calls(verdict: Verdict, message: MessageEdits) -> list[HeaderCall]:
     return calls
 
 
-def _delete_recipients(actions: MilterActions, verdict: Verdict,
-                       recipients: Sequence[str]) -> None:
-    """``recipients`` are those Postfix keeps (its duplicate filter drops a repeated one,
+def recipients_to_delete(verdict: Verdict, recipients: Sequence[str]) -> list[str]:
+    """The addresses end of message names to delrcpt (and the audit row lists).
+
+    ``recipients`` are those Postfix keeps (its duplicate filter drops a repeated one,
     session.recipient_key), yet one address may stay twice (given with other DSN
     parameters), and Postfix deletes every recipient whose RCPT TO address is byte for
     byte the one named. So each address past the limit is named as given, once, and not
     while a copy spelt the same stays: naming it would delete the kept one."""
     deleted = [e.address for e in verdict.edits if isinstance(e, DeleteRecipient)]
     if not deleted:  # nearly every message: no Counter to build
-        return
+        return []
     left = Counter(recipients)
     left.subtract(deleted)
-    for address in dict.fromkeys(deleted):
-        if left[address] <= 0:
-            actions.delrcpt(f"<{address}>")
+    return [address for address in dict.fromkeys(deleted) if left[address] <= 0]
 
 
 def _removals(name: str, counts: Counter[str]) -> list[HeaderCall]:
@@ -217,7 +216,8 @@ def apply_verdict(actions: MilterActions, verdict: Verdict, message: MessageEdit
             actions.addheader(call.name, call.value)
         else:
             actions.chgheader(call.name, call.index, call.value)
-    _delete_recipients(actions, verdict, message.recipients)
+    for address in recipients_to_delete(verdict, message.recipients):
+        actions.delrcpt(f"<{address}>")
     _replace_body(actions, verdict)
     if isinstance(decision, Quarantine):
         actions.quarantine(decision.reason or "postwarden")

@@ -17,6 +17,7 @@ from postwarden_policies import (
     redact,
 )
 
+from .apply import recipients_to_delete
 from .session import Client, Transaction
 
 MAX_SUBJECT = 200
@@ -38,6 +39,22 @@ def _subject(subject: str | None) -> str | None:
 def change_dict(change: Change) -> dict[str, Any]:
     kind = "".join(f"_{c.lower()}" if c.isupper() else c for c in type(change).__name__)
     return {"kind": kind.lstrip("_"), **dataclasses.asdict(change)}
+
+
+def _changes(transaction: Transaction, verdict: Verdict | None) -> tuple[dict[str, Any], ...]:
+    """The verdict's changes, then the recipients it deleted and those refused at RCPT,
+    so that a row found by a recipient says when the message did not go to them. The
+    last refused one counts those past session.REFUSED_KEPT ("more")."""
+    changes: list[dict[str, Any]] = []
+    if verdict is not None:
+        changes += (change_dict(c) for c in verdict.changes)
+        changes += ({"kind": "recipient_deleted", "recipient": address}
+                    for address in recipients_to_delete(verdict, transaction.recipients))
+    changes += ({"kind": "recipient_refused", "recipient": address, "reply": reply}
+                for address, reply in transaction.refused)
+    if transaction.refused_more:  # only past REFUSED_KEPT: the last change is refused
+        changes[-1]["more"] = transaction.refused_more
+    return tuple(changes)
 
 
 def _flags(facts: MessageFacts | None, verdict: Verdict | None,
@@ -82,7 +99,7 @@ def build_event(
         action=action,
         smtp_reply=str(reply) if reply else None,
         rules=verdict.rules if verdict else (),
-        changes=tuple(change_dict(c) for c in verdict.changes) if verdict else (),
+        changes=_changes(transaction, verdict),
         policy_hash=policy_hash,
         duration_ms=transaction.elapsed() * 1000.0,
         flags=_flags(facts, verdict, flags),

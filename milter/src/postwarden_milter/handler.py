@@ -265,7 +265,9 @@ class ConnectionHandler:
         limit = (None if self._client.local
                  else self._limits(self._s.policies.current, txn).max_recipients)
         if not txn.add_recipient(recipient, params, limit):
-            return reply_with(self._actions, Reply.TOO_MANY_RECIPIENTS).outcome
+            applied = reply_with(self._actions, Reply.TOO_MANY_RECIPIENTS)
+            txn.refuse_recipient(recipient, str(applied.reply))
+            return applied.outcome
         return Outcome.CONTINUE
 
     @guarded("data", replies=False)

@@ -26,6 +26,9 @@ SPILL_BATCH = 256 * 1024
 AUDIT_HEADER_BYTES = 64 * 1024
 # Their first lines are kept for that row wherever they come (bounded as above).
 _AUDITED = frozenset({"from", "subject", "message-id"})
+# Recipients refused at RCPT that a transaction's audit row names; past these, only
+# counted (a client may send thousands of RCPT TO).
+REFUSED_KEPT = 100
 
 
 def strip_brackets(address: str) -> str:
@@ -167,6 +170,10 @@ class Transaction:
     started: float = field(default_factory=time.monotonic)
     recipients: list[str] = field(default_factory=list)
     _recipient_keys: set[RecipientKey] = field(default_factory=set)
+    # Recipients refused at RCPT, for the audit row: the first REFUSED_KEPT as given,
+    # each with its reply, and how many more were refused.
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    refused_more: int = 0
     header_bytes: bytearray = field(default_factory=bytearray)
     header_names: Counter[str] = field(default_factory=Counter)
     size: int = 0  # of the message so far, as raw_message() gives it (0: nothing yet)
@@ -191,6 +198,13 @@ class Transaction:
         self._recipient_keys.add(key)
         self.recipients.append(address)
         return True
+
+    def refuse_recipient(self, as_given: str, reply: str) -> None:
+        """Remember a recipient refused with ``reply`` (bounded: REFUSED_KEPT)."""
+        if len(self.refused) < REFUSED_KEPT:
+            self.refused.append((strip_brackets(as_given), reply))
+        else:
+            self.refused_more += 1
 
     def add_header(self, name: str, value: bytes, leading_space: bool) -> bool:
         """Keep the header as received; False once the message is too big."""

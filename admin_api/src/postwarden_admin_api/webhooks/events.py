@@ -53,6 +53,7 @@ _MESSAGE_FIELDS = frozenset({
 _CHANGE_FIELDS = frozenset({
     "kind", "type", "part", "filename", "size", "sha256", "reason", "removed",
     "bytes_before", "bytes_after",
+    "recipient", "reply", "more",  # recipient_refused, recipient_deleted
 })
 _SEND_FIELDS = frozenset({
     "id", "message_id", "status", "queue_id", "sender", "recipient", "recipients", "attempts",
