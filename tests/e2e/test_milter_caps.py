@@ -1,7 +1,8 @@
 """The milter's own caps through a real Postfix: header deletions past the bound get 554
 before Postfix's cleanup has to search its queue file for each (unit tests:
-tests/milter/test_header_deletions.py), and max_concurrency counts transactions, so
-sessions idle after EHLO do not lock mail out (tests/milter/test_transaction_slots.py)."""
+tests/milter/test_header_deletions.py), and max_concurrency counts transactions whose
+content the milter holds, so neither sessions idle after EHLO nor slow clients in DATA lock
+mail out (tests/milter/test_transaction_slots.py)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,24 @@ def test_idle_sessions_do_not_lock_out_a_transaction(system: tuple[MailSystem, i
         assert result.accepted, result
     assert mail.capture.wait_for_message(has_header("Message-ID", sample.message_id))
     assert mail.audit_row(sample.message_id)["action"] == "accept"
+
+
+def test_slow_clients_in_data_do_not_lock_out_a_transaction(
+    system: tuple[MailSystem, int]
+) -> None:
+    """Clients that began DATA and send it slowly: Postfix passes no content to the
+    milter until a client ends it, so they hold no slot."""
+    mail, _ = system
+    with ExitStack() as sessions:
+        for n in range(4 * MAX_CONCURRENCY):
+            smtp = sessions.enter_context(smtplib.SMTP(
+                "127.0.0.1", mail.postfix.port, local_hostname="slow.postwarden.test", timeout=30))
+            assert smtp.ehlo()[0] == 250
+            assert smtp.mail(SENDER)[0] == 250
+            assert smtp.rcpt(RECIPIENT)[0] == 250
+            assert smtp.docmd("DATA")[0] == 354
+            smtp.send(f"Subject: slow {n}\r\n".encode())  # and nothing more, for now
+        sample = messages.clean()
+        result = send_message(mail.postfix.port, sample.data, SENDER, [RECIPIENT])
+        assert result.accepted, result
+    assert mail.capture.wait_for_message(has_header("Message-ID", sample.message_id))

@@ -273,11 +273,13 @@ def test_deadline_answers_fail_action_reject(
 
 
 def test_overload_gets_cheap_421_and_slot_is_released(harness: Harness) -> None:
-    # A slot is a transaction's, from MAIL FROM (tests/milter/test_transaction_slots.py).
+    # A slot is a transaction's, from its content (tests/milter/test_transaction_slots.py).
     harness.use(slots=Slots(1))
     first = harness.connect()
     second = harness.connect(ip="192.0.2.11")
     assert first._envfrom("<alice@example.org>") == Milter.CONTINUE
+    assert first._envrcpt("<bob@example.net>") == Milter.CONTINUE
+    first._header("Subject", " hello")
     assert second._envfrom("<carol@example.org>") == Milter.TEMPFAIL
     assert second._reply == ("421", "4.3.2", "Service busy, try again later")
     first._close()

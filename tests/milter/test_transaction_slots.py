@@ -1,6 +1,9 @@
-"""max_concurrency counts transactions, not connections: a slot is taken at MAIL FROM and
-given back wherever the transaction ends. Postfix holds the milter's connection for the
-whole SMTP session, so counting connections let idle sessions lock all mail out."""
+"""max_concurrency counts transactions whose content the milter holds, not connections
+nor transactions still in their envelope: a slot is taken with the first header or body
+chunk (which Postfix sends once the client ended DATA) and given back wherever the
+transaction ends. Postfix holds the milter's connection for the whole SMTP session, and
+a slow client its transaction for minutes: counting either let a few dozen clients lock
+all mail out."""
 
 from __future__ import annotations
 
@@ -45,6 +48,66 @@ def test_idle_sessions_take_no_slot_and_still_count_as_connections(harness: Harn
     for session in [*idle, ctx]:
         session._close()
     assert (_active(harness), _connections(harness)) == (0, 0)
+
+
+def test_transactions_in_their_envelope_take_no_slot(harness: Harness) -> None:
+    """Slow clients that sent MAIL FROM and RCPT TO and send nothing more (a byte a
+    second of DATA: Postfix passes the content on only once it ends) hold no slot."""
+    harness.use(slots=Slots(2))
+    slow = [harness.connect(ip=f"192.0.2.{n}") for n in range(1, 21)]
+    for ctx in slow:
+        assert ctx._envfrom("<alice@example.org>") == Milter.CONTINUE
+        assert ctx._envrcpt("<bob@example.net>") == Milter.CONTINUE
+        ctx._data()
+    assert _active(harness) == 0
+    ctx = harness.connect(queue_id="4QREAL")
+    assert ctx.send(CLEAN) == Milter.CONTINUE
+    assert [e.action for e in harness.audit.events] == ["accept"]
+    for session in slow:  # their content comes at last: each gets a slot in turn
+        assert session.send(CLEAN) == Milter.CONTINUE  # a new transaction: the old aborts
+    assert _active(harness) == 0
+
+
+def test_content_past_the_bound_is_not_kept_and_gets_451(harness: Harness) -> None:
+    """Content that comes once the slots are taken (its MAIL FROM found one free) is not
+    kept; end of message answers 451 and the row says so; the session goes on."""
+    harness.use(slots=Slots(1))
+    first, second = harness.connect(queue_id="4QFIRST"), harness.connect(queue_id="4QLATE")
+    for ctx in (first, second):
+        assert ctx._envfrom("<alice@example.org>") == Milter.CONTINUE
+        assert ctx._envrcpt("<bob@example.net>") == Milter.CONTINUE
+        ctx._data()
+    first._header("Subject", " first")
+    second._header("Subject", " second")
+    assert _active(harness) == 1
+    second._eoh()
+    assert second._eom() == Milter.TEMPFAIL
+    assert second._reply == ("451", "4.3.2", "Service busy, try again later")
+    [late] = harness.audit.events
+    assert (late.action, late.smtp_reply, late.subject) == (
+        "tempfail", "451 4.3.2 Service busy, try again later", None)  # nothing of it kept
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "overload"}) == 1
+    first._eoh()
+    assert first._eom() == Milter.CONTINUE
+    assert _active(harness) == 0
+    assert second.send(CLEAN) == Milter.CONTINUE  # its next message, now the slot is free
+    assert [e.action for e in harness.audit.events] == ["tempfail", "accept", "accept"]
+
+
+def test_an_empty_message_takes_a_slot_at_its_end(harness: Harness) -> None:
+    harness.use(slots=Slots(1))
+    holder, empty = harness.connect(queue_id="4QHOLD"), harness.connect(queue_id="4QEMPTY")
+    _open(holder)
+    assert empty._envfrom("<alice@example.org>") == Milter.TEMPFAIL  # slots full: 421
+    holder._eom()
+    assert empty._envfrom("<alice@example.org>") == Milter.CONTINUE
+    assert empty._envrcpt("<bob@example.net>") == Milter.CONTINUE
+    _open(holder)  # takes the slot meanwhile
+    empty._data()
+    assert empty._eom() == Milter.TEMPFAIL
+    holder._eom()
+    assert _active(harness) == 0
 
 
 def test_past_the_bound_a_new_transaction_gets_421_while_running_ones_finish(

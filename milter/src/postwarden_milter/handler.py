@@ -151,7 +151,8 @@ class ConnectionHandler:
         finally:
             txn.close()
             self._s.transactions.release(self)
-            self._s.slots.release()
+            if txn.slot:
+                self._s.slots.release()
         return True
 
     def _refuse(self, reply: Reply, action: str) -> Outcome:
@@ -235,19 +236,17 @@ class ConnectionHandler:
             log.warning("audit spool full: tempfailing new mail")
             return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
         # On 421 Postfix ends the SMTP session: the client comes back later. No audit row
-        # for either refusal: nothing of the message came yet.
-        if not self._s.slots.acquire():
+        # for either refusal: nothing of the message came yet. The slot itself is taken
+        # with the content (see _keeps_content).
+        if self._s.slots.full:
             txn.close()
-            self._s.metrics.errors.labels("overload").inc()
-            log.warning("overloaded (%d transactions): refusing one from %s",
-                        self._s.slots.active, self._client.address)
+            self._overloaded()
             return reply_with(self._actions, Reply.OVERLOADED).outcome
         self._txn = txn  # first: a stop's deadline may cut it once admitted
         if not self._s.transactions.admit(self):
             # Stopping (the queue is draining): back to a milter that is running.
             self._txn = None
             txn.close()
-            self._s.slots.release()
             log.info("stopping: refusing a new transaction")
             return reply_with(self._actions, Reply.OVERLOADED).outcome
         declared = esmtp_size(params)
@@ -281,9 +280,27 @@ class ConnectionHandler:
             self.enter()  # the log context too, for the rest of the transaction
         return Outcome.CONTINUE
 
+    def _overloaded(self) -> None:
+        self._s.metrics.errors.labels("overload").inc()
+        log.warning("overloaded (%d transactions): refusing one from %s",
+                    self._s.slots.active, self._client.address)
+
+    def _keeps_content(self, txn: Transaction) -> bool:
+        """Whether the transaction's content is kept: its first header or body chunk (or
+        its end, for an empty message) takes a slot (session.Slots). Past the bound,
+        which other content reached since its MAIL FROM, none is kept, and end of
+        message answers 451 4.3.2."""
+        if txn.slot is None:
+            txn.slot = self._s.slots.acquire()
+            if not txn.slot:
+                self._overloaded()
+        return txn.slot
+
     @guarded("header", replies=False)
     def header(self, name: str, value: bytes) -> Outcome:
-        self._require().add_header(name, value, self.leading_space)
+        txn = self._require()
+        if self._keeps_content(txn):
+            txn.add_header(name, value, self.leading_space)
         return Outcome.CONTINUE
 
     @guarded("body", replies=False)
@@ -293,6 +310,8 @@ class ConnectionHandler:
         # stops being stored here and is refused at end of message, which is
         # when the SMTP client hears any answer to DATA anyway.
         txn = self._require()
+        if not self._keeps_content(txn):
+            return Outcome.CONTINUE
         spilled = txn.spilled
         txn.add_body(chunk)
         if txn.spilled and not spilled:
@@ -304,6 +323,8 @@ class ConnectionHandler:
         txn = self._require()
         txn.queue_id = self._macro("i") or txn.queue_id
         self.enter()
+        if not self._keeps_content(txn):
+            return self._refuse(Reply.BUSY, "tempfail")
         if not txn.within_limit:
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
         policy_set = self._s.policies.current

@@ -174,6 +174,9 @@ class Transaction:
     # each with its reply, and how many more were refused.
     refused: list[tuple[str, str]] = field(default_factory=list)
     refused_more: int = 0
+    # Its content slot (Slots): None until its first header or body chunk, then whether
+    # it got one (without, nothing of the content is kept).
+    slot: bool | None = None
     header_bytes: bytearray = field(default_factory=bytearray)
     header_names: Counter[str] = field(default_factory=Counter)
     size: int = 0  # of the message so far, as raw_message() gives it (0: nothing yet)
@@ -289,10 +292,14 @@ class Transaction:
 
 
 class Slots:
-    """Transactions open, counted up to ``max_concurrency`` (past it a new MAIL FROM gets
-    a cheap 421). Not connections: Postfix holds the milter's connection for the whole
-    SMTP session, and idle sessions, which hold no body and need no evaluation, would
-    lock all mail out (handler.ConnectionHandler takes one at MAIL FROM)."""
+    """Transactions whose content the milter holds, counted up to ``max_concurrency``:
+    past it a new MAIL FROM gets a cheap 421, and content that comes all the same (its
+    MAIL FROM came in time) is not kept and gets 451 at end of message. A transaction
+    takes one with its first header or body chunk (handler.ConnectionHandler), which
+    Postfix sends only once the client ended DATA: not connections, which Postfix holds
+    for the whole SMTP session, nor transactions still in their envelope, which a slow
+    client can keep open for minutes; both hold no body and need no evaluation, and
+    counted, a few dozen of them locked all mail out."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
@@ -302,6 +309,10 @@ class Slots:
     @property
     def active(self) -> int:
         return self._active
+
+    @property
+    def full(self) -> bool:
+        return self._active >= self._limit
 
     def acquire(self) -> bool:
         """Count one more; False past the limit."""

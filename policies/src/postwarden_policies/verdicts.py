@@ -40,6 +40,8 @@ class Reply(enum.Enum):
     TOO_MANY_PARTS = SmtpReply("554", "5.6.0", "Message structure too complex")
     INTERNAL_ERROR = SmtpReply("451", "4.3.0", "Temporary internal error, try again later")
     OVERLOADED = SmtpReply("421", "4.3.2", "Service busy, try again later")
+    # At end of message: the content came past the bound (the session may go on).
+    BUSY = SmtpReply("451", "4.3.2", "Service busy, try again later")
 
     @property
     def reply(self) -> SmtpReply:
