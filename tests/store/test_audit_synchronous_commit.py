@@ -1,7 +1,9 @@
-"""An audit batch commits once it is on disk, whatever the server's synchronous_commit:
-the milter no longer spools a batch the store said was written, and a commit that did
-not wait for the WAL flush is lost in a crash. Durable commits are made to hang here
-(durable_commits_hang): a batch that waits for the disk is seen waiting (SyncRep)."""
+"""An audit batch commits once it is on the local disk, whatever the server's
+synchronous_commit: the milter no longer spools a batch the store said was written, and
+a commit that did not wait for the WAL flush is lost in a crash. ``off`` becomes
+``local`` (no wait for a synchronous standby, which a role set ``off`` may avoid on
+purpose); every other setting waits for the flush already and stays. The milter's probe
+of a slow database commits the same way as a batch."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import asyncio
 import asyncpg
 import pytest
 
+from postwarden_milter.audit_pipeline import PROBE
 from postwarden_store import connect, write_audit_batch
-from postwarden_store.audit import Written
+from postwarden_store.audit import DURABLE_COMMIT, SET_BATCH_SETTINGS, Written
 from tests.conftest import PgServer
 from tests.fixtures.postgres import durable_commits_hang
 from tests.store.test_audit import make_event
@@ -19,43 +22,58 @@ from tests.store.test_audit import make_event
 pytestmark = pytest.mark.postgres
 
 
-async def _wait_event(admin_dsn: str, conn: asyncpg.Connection) -> str | None:
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        event: str | None = await admin.fetchval(
-            "SELECT wait_event FROM pg_stat_activity WHERE pid = $1", conn.get_server_pid())
-        return event
-    finally:
-        await admin.close()
-
-
-async def test_a_batch_waits_for_the_disk_on_a_session_that_would_not(
-    database_url: str, pg_server: PgServer
+@pytest.mark.parametrize(("session", "batch"), [
+    ("off", "local"), ("local", "local"), ("on", "on"), ("remote_write", "remote_write"),
+    ("remote_apply", "remote_apply"),
+])
+@pytest.mark.parametrize("statement", [DURABLE_COMMIT, SET_BATCH_SETTINGS])
+async def test_a_batch_commits_durably_with_the_setting_it_had_if_that_is_durable(
+    database_url: str, session: str, batch: str, statement: str
 ) -> None:
     conn = await connect(database_url)
     try:
-        await conn.execute("SET synchronous_commit = off")  # the tests' server has it off too
-        async with durable_commits_hang(pg_server.admin_dsn):
-            write = asyncio.create_task(write_audit_batch(conn, [make_event()]))
-            async with asyncio.timeout(10):
-                while await _wait_event(pg_server.admin_dsn, conn) != "SyncRep":
-                    assert not write.done(), "the batch committed without waiting for the disk"
-                    await asyncio.sleep(0.02)
-        # Released as the hang ends: the commit stands, the session's setting is back.
-        assert await asyncio.wait_for(write, 10) == Written(1, 0)
-        assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        await conn.execute(f"SET synchronous_commit = {session}")
+        async with conn.transaction():
+            await conn.execute(statement, *(["1s"] if "$1" in statement else []))
+            assert await conn.fetchval("SHOW synchronous_commit") == batch
+        assert await conn.fetchval("SHOW synchronous_commit") == session  # for it alone
     finally:
         await conn.close()
 
 
-async def test_local_is_kept(database_url: str, pg_server: PgServer) -> None:
-    """``local`` waits for the local flush and for no standby: not made ``on``, which
-    would wait for a synchronous standby the DBA chose not to wait for."""
+async def test_write_audit_batch_sets_it_inside_its_transaction(database_url: str) -> None:
+    conn = await connect(database_url)
+    seen: list[tuple[str, bool]] = []
+    conn.add_query_logger(lambda logged: seen.append(
+        (logged.query, conn.is_in_transaction())))
+    try:
+        await conn.execute("SET synchronous_commit = off")
+        assert await write_audit_batch(conn, [make_event()]) == Written(1, 0)
+    finally:
+        await conn.close()
+    assert (SET_BATCH_SETTINGS, True) in seen
+
+
+def test_the_probe_commits_as_a_batch_does() -> None:
+    assert PROBE.startswith(f"BEGIN; {DURABLE_COMMIT}; ")
+
+
+async def test_off_waits_for_no_synchronous_standby(
+    database_url: str, pg_server: PgServer
+) -> None:
+    """A role set off so as not to wait for a synchronous standby (one that is away, as
+    here) still gets its batches written: local waits for the local disk alone."""
     conn = await connect(database_url)
     try:
-        await conn.execute("SET synchronous_commit = local")
+        await conn.execute("SET synchronous_commit = off")
         async with durable_commits_hang(pg_server.admin_dsn):
             assert await asyncio.wait_for(write_audit_batch(conn, [make_event()]), 10) \
                 == Written(1, 0)
+            probe: asyncpg.Connection = await connect(database_url)
+            try:
+                await probe.execute("SET synchronous_commit = off")
+                await asyncio.wait_for(probe.execute(PROBE), 10)
+            finally:
+                await probe.close()
     finally:
         await conn.close()

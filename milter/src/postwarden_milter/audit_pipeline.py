@@ -49,7 +49,7 @@ import asyncpg
 
 from postwarden_policies import AuditEvent
 from postwarden_store import StoreError, check_schema_current, create_pool
-from postwarden_store.audit import weight, write_audit_batch
+from postwarden_store.audit import DURABLE_COMMIT, weight, write_audit_batch
 
 from .loopthread import LoopThread
 from .metrics import Metrics
@@ -66,8 +66,9 @@ WRITE_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 5.0
 PROBE_TIMEOUT = 1.0
 # Its catalog rows make the commit write WAL and wait for it to be durable, as a
-# batch's does (a transaction that wrote none would not wait).
-PROBE = "BEGIN; CREATE TEMPORARY TABLE audit_probe () ON COMMIT DROP; COMMIT"
+# batch's does (a transaction that wrote none would not wait), with the batch's setting.
+PROBE = (f"BEGIN; {DURABLE_COMMIT}; "
+         "CREATE TEMPORARY TABLE audit_probe () ON COMMIT DROP; COMMIT")
 SLOW_EVENT_ATTEMPTS = 3
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
 

@@ -24,9 +24,11 @@ A batch commits once its rows are on disk, whatever the server's
 ``synchronous_commit``: with it ``off`` (a common tuning) a commit is
 acknowledged before its WAL is flushed and a crash can lose it, while the
 milter, told the batch is stored, no longer spools it. So ``off`` becomes
-``on`` for the batch's transaction; ``local`` and the ``remote_*`` values,
-which wait for the local flush already, stay as the server or role set them
-(``on`` would add a wait for a synchronous standby that ``local`` left out).
+``local`` for the batch's transaction (:data:`DURABLE_COMMIT`): the local flush,
+and no wait for a synchronous standby, which a role set ``off`` may be set so to
+avoid. ``on`` and the ``remote_*`` values wait for the local flush already and
+stay as the server or role set them. The milter's probe of a slow database
+commits the same way, so that it waits for what a batch waits for.
 
 Retention's drops stay dropped: an event of a month before the first one
 retention keeps (a spooled event replayed after a long outage, say) is not
@@ -71,14 +73,13 @@ ELLIPSIS = "\u2026"
 
 LOCK_TIMEOUT = "1s"
 
-# In one round trip: the batch's lock timeout, and a commit that waits for the WAL flush
-# (see the module's docstring); a setting other than off waits for it already and stays.
-SET_BATCH_SETTINGS = """
-SELECT set_config('lock_timeout', $1, true),
-       set_config('synchronous_commit',
-                  CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on'
-                       ELSE current_setting('synchronous_commit') END, true)
-"""
+# A commit that waits for its WAL on the local disk (see the module's docstring): off
+# becomes local, any other setting waits for it already and stays.
+_DURABLE = ("set_config('synchronous_commit', CASE current_setting('synchronous_commit') "
+            "WHEN 'off' THEN 'local' ELSE current_setting('synchronous_commit') END, true)")
+DURABLE_COMMIT = f"SELECT {_DURABLE}"
+# In one round trip: the batch's lock timeout, and its durable commit.
+SET_BATCH_SETTINGS = f"SELECT set_config('lock_timeout', $1, true), {_DURABLE}"
 
 CREATE_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS audit_events_staging (
