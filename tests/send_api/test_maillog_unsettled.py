@@ -1,10 +1,11 @@
 """Lines that left a recipient ``relayed`` for good, silently.
 
 ``soft_bounce = yes`` makes Postfix log a refusal as ``status=SOFTBOUNCE`` (dsn 4.x.x,
-the reply still the remote 5xx): it was dropped. ``status=expired`` settled only the
-deferred recipients, so one whose lines were lost or not understood stayed relayed
-(migration 0032). A delivery line with any other status, and a log emptied in place
-with no copy beside it, were passed over without a word.
+the reply still the remote 5xx): it was dropped, and the recipient stayed relayed even
+once the message expired (``status=expired`` settles the deferred recipients; one with
+no line read stays relayed: it may have been delivered). A delivery line with any other
+status, and a log emptied in place with no copy beside it, were passed over without a
+word.
 """
 
 from __future__ import annotations
@@ -83,11 +84,12 @@ async def test_a_soft_bounce_defers_its_recipient_until_the_message_expires(
     assert await suppressed(pool, gone) == 0
 
 
-async def test_an_expired_message_bounces_the_recipients_left_relayed_too(
+async def test_an_expired_message_leaves_a_recipient_without_a_line_relayed(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    """Postfix returned the message to its sender with every recipient it had not
-    delivered: one whose lines were lost is given up on with the deferred one."""
+    """Postfix returns to the sender only the recipients it did not deliver, and a
+    recipient with no line read may have been delivered (its line lost, or another
+    message's, under a reused queue id, not read yet): its result is not guessed."""
     log_file, follower = await follower_at_end(pool, tmp_path)
     queue_id = new_queue_id("EXPR")
     tag = uuid.uuid4().hex[:6]
@@ -96,33 +98,10 @@ async def test_an_expired_message_bounces_the_recipients_left_relayed_too(
     append(log_file, sent(queue_id, ok), line(queue_id, later, "deferred", "4.2.0", "450 busy"),
            expired(queue_id), removed(queue_id))
     await follower.poll()
-    assert await recipients(pool, message_id) == {
-        ok: ("delivered", "250 ok"),
-        later: ("bounced", f"{EXPIRED_DETAIL} (last: 450 busy)"),
-        lost: ("bounced", EXPIRED_DETAIL),
-    }
-    assert await message_status(pool, message_id) == "partially_delivered"
-    assert await pool.fetchval("SELECT last_error FROM outbound_messages WHERE id = $1",
-                               message_id) in (EXPIRED_DETAIL,
-                                               f"{EXPIRED_DETAIL} (last: 450 busy)")
-    assert await timeline(pool, message_id) == ["delivered", "deferred", "bounced", "bounced"]
-    for address in (later, lost):
-        assert await suppressed(pool, address) == 0
-
-
-async def test_an_expired_message_whose_only_recipient_was_left_relayed_fails(
-    pool: asyncpg.Pool, tmp_path: Path
-) -> None:
-    log_file, follower = await follower_at_end(pool, tmp_path)
-    queue_id = new_queue_id("EXPL")
-    lost = f"lost-{uuid.uuid4().hex[:6]}@example.org"
-    message_id = await relayed_message(pool, queue_id, lost)
-    append(log_file, expired(queue_id))
-    await follower.poll()
-    assert await recipients(pool, message_id) == {lost: ("bounced", EXPIRED_DETAIL)}
-    assert await message_status(pool, message_id) == "failed"
-    assert await pool.fetchval("SELECT last_error FROM outbound_messages WHERE id = $1",
-                               message_id) == EXPIRED_DETAIL
+    statuses = {address: status for address, (status, _) in
+                (await recipients(pool, message_id)).items()}
+    assert statuses == {ok: "delivered", later: "bounced", lost: "relayed"}
+    assert await message_status(pool, message_id) == "relayed"
 
 
 def test_a_delivery_line_with_an_unknown_status_is_told_apart() -> None:

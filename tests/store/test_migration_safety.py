@@ -78,8 +78,6 @@ RELEASED = {
         "368e94a1c82b7791586e63d9970c233d49dcf9c48cb581ad3b740d50733f3e76",
     "0031_webhook_send_order":
         "50e9c765508498113fe5ce818a72100eb4fc20fbb85e8d1fc2e7157d49f32f7b",
-    "0032_maillog_expired_relayed":
-        "529d8db70606581074e9b29cb3ecc7994fc80810d18eadaf930a2cf04330be1d",
 }
 
 

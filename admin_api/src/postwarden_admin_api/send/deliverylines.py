@@ -11,8 +11,7 @@ and matter for the recipients that will never get a line of their own
 (migration 0015):
 
 - qmgr's ``QID: from=<...>, status=expired, returned to sender``: the
-  recipients left deferred or relayed (their lines lost or not understood)
-  are given up on (``maximal_queue_lifetime``, migration 0032);
+  deferred recipients are given up on (``maximal_queue_lifetime``);
 - cleanup's or smtpd's ``QID: discard: ...`` or ``QID: milter-discard: ...``:
   the message was dropped after Postfix answered 250;
 - postsuper's ``QID: removed``: an administrator deleted it (``deleted``);
