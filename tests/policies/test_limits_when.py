@@ -170,7 +170,7 @@ def test_remembered_answers_are_bounded() -> None:
         assert policy_set.limits_for(
             replace(ANONYMOUS, sender=f"a{n}@elsewhere.test")).max_recipients == 100
     assert policy_set.limits_for(SIGNED_IN).max_recipients == 50
-    assert len(policy_set._scoped) <= 4096
+    assert len(policy_set._scoped) <= 1024
 
 
 def test_without_when_every_transaction_gets_the_set_limits_as_they_are() -> None:

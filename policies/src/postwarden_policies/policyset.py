@@ -37,7 +37,7 @@ from .model import Limits, Policy, Rule, StructureAction
 # The parser's own caps: a message past them is flagged and treated as past the limit.
 PARSER_MAX_PARTS = 1000
 PARSER_MAX_DEPTH = 100
-_SCOPED_KEPT = 4096  # limits_for answers remembered: past that, it starts afresh
+_SCOPED_KEPT = 1024  # limits_for answers remembered (a few KiB each at most): then afresh
 
 
 def source_digest(text: str) -> str:
