@@ -23,6 +23,7 @@ from postwarden_admin_api.send.deliverylines import EXPIRED_DETAIL, UnknownStatu
 from postwarden_admin_api.send.maillog import MaillogFollower
 
 from .test_maillog import (
+    Watched,
     append,
     delivery,
     expired,
@@ -164,13 +165,20 @@ async def test_unknown_statuses_named_are_bounded(
     assert counted(metrics) == 5
 
 
-async def test_a_log_emptied_in_place_without_a_copy_warns_once_that_lines_may_be_lost(
-    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def read_some(pool: asyncpg.Pool, tmp_path: Path,
+                    caplog: pytest.LogCaptureFixture) -> Watched:
+    """A follower that has read a few lines of a log, warnings captured from then on."""
     w = await watched(pool, tmp_path)
     append(w.log_file, "Nov 23 23:59:58 mx postfix/qmgr[2]: X: removed\n" * 5)
     await w.follower.poll()
     caplog.set_level(logging.WARNING)
+    return w
+
+
+async def test_a_log_emptied_in_place_without_a_copy_warns_once_that_lines_may_be_lost(
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = await read_some(pool, tmp_path, caplog)
     append(w.log_file, "Nov 23 23:59:59 mx postfix/qmgr[2]: LOSTLINE: removed\n")
     with w.log_file.open("r+") as out:  # truncate -s 0, or a copy compressed at once
         out.truncate(0)
@@ -188,10 +196,7 @@ async def test_a_log_emptied_in_place_without_a_copy_warns_once_that_lines_may_b
 async def test_a_log_emptied_in_place_with_its_copy_beside_it_warns_of_nothing(
     pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    w = await watched(pool, tmp_path)
-    append(w.log_file, "Nov 23 23:59:58 mx postfix/qmgr[2]: X: removed\n" * 5)
-    await w.follower.poll()
-    caplog.set_level(logging.WARNING)
+    w = await read_some(pool, tmp_path, caplog)
     append(w.log_file, sent(w.queue_id, w.recipient))
     (tmp_path / "maillog.1").write_bytes(w.log_file.read_bytes())  # copytruncate
     with w.log_file.open("r+") as out:
