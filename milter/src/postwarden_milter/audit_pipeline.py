@@ -25,15 +25,17 @@ way; an event that alone is not written in time is spooled and retried, and
 dropped (counted, logged) after :data:`SLOW_EVENT_ATTEMPTS` such attempts,
 so that it cannot hold back the events behind it for ever. The retry delay
 grows until a write succeeds, not merely a connect: a database that takes
-connections but no writes is not hammered. Without a database the spool is
-the audit log, never drained, so ``spool_max_bytes`` applies only with one:
-it caps a backlog, and an audit log that grows is for the admin to rotate,
-not a reason to refuse mail. A backlog spool that takes no more events (its
-filesystem full or read-only) counts as full until an append or Postgres takes
-them again. Spooled events older than the audit retention
-(their month's partition dropped meanwhile) are not written: the store skips
-them, and they are counted (``reason="expired"``) and logged. No error ends
-the writer.
+connections but no writes is not hammered; but while a full spool refuses mail
+(:attr:`AuditPipeline.refusing_mail`) the writer tries at least every second, since
+every second waited refuses mail, and only the writer drains the spool
+(:mod:`~postwarden_milter.backoff`). Without a database the spool is the audit log,
+never drained, so ``spool_max_bytes`` applies only with one: it caps a backlog,
+and an audit log that grows is for the admin to rotate, not a reason to refuse
+mail. A backlog spool that takes no more events (its filesystem full or
+read-only) counts as full until an append or Postgres takes them again. Spooled
+events older than the audit retention (their month's partition dropped
+meanwhile) are not written: the store skips them, and they are counted
+(``reason="expired"``) and logged. No error ends the writer.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import asyncpg
 
@@ -51,8 +54,10 @@ from postwarden_policies import AuditEvent
 from postwarden_store import StoreError, check_schema_current, create_pool
 from postwarden_store.audit import DURABLE_COMMIT, weight, write_audit_batch
 
+from .backoff import Backoff
 from .loopthread import LoopThread
 from .metrics import Metrics
+from .occasional import Occasional
 from .settings import SpoolFullAction
 from .spool import AuditSpool
 
@@ -70,7 +75,6 @@ PROBE_TIMEOUT = 1.0
 PROBE = (f"BEGIN; {DURABLE_COMMIT}; "
          "CREATE TEMPORARY TABLE audit_probe () ON COMMIT DROP; COMMIT")
 SLOW_EVENT_ATTEMPTS = 3
-RETRY_MIN, RETRY_MAX = 0.5, 30.0
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
 # What one event's values can make a write raise: Postgres refusing them (SQLSTATE
@@ -112,6 +116,7 @@ class AuditPipeline:
         *,
         queue_size: int,
         spool_full_action: SpoolFullAction,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dsn = database_url
         self._spool = spool
@@ -120,8 +125,8 @@ class AuditPipeline:
         self._queue: queue.Queue[AuditEvent] = queue.Queue(maxsize=queue_size)
         self._stopping = threading.Event()
         self._pool: asyncpg.Pool | None = None
-        self._retry_at = 0.0
-        self._retry_delay = RETRY_MIN
+        self._backoff = Backoff(lambda: self.refusing_mail, clock)
+        self._occasional = Occasional(clock=clock)
         self._replay_offset = 0
         self._slow_event = ("", 0)  # the event last written alone too slowly, and how often
         # The last append to the spool failed (a full or read-only filesystem): with a
@@ -275,7 +280,7 @@ class AuditPipeline:
             log.warning("%d audit events older than the audit retention not written "
                         "(their month was dropped)", written.expired)
         self._metrics.audit_written.inc(written.new)  # not those a replay wrote before
-        self._retry_delay = RETRY_MIN  # Postgres writes again: the next outage starts afresh
+        self._backoff.reset()
 
     async def _probe(self) -> None:
         """Return when Postgres commits a trivial write within PROBE_TIMEOUT, else raise.
@@ -328,7 +333,7 @@ class AuditPipeline:
     async def _connected(self) -> bool:
         if self._pool is not None:
             return True
-        if time.monotonic() < self._retry_at:
+        if not self._backoff.due():
             return False
         assert self._dsn is not None  # noqa: S101 - only called with a database
         try:
@@ -355,12 +360,18 @@ class AuditPipeline:
         return True
 
     def _schedule_retry(self, exc: BaseException) -> None:
-        detail = _detail(exc)
-        log.warning("audit database unavailable (%s); spooling, retry in %.1f s%s",
-                    type(exc).__name__, self._retry_delay, f": {detail}" if detail else "")
+        self._backoff.failed()
         self._metrics.errors.labels("audit_db").inc()
-        self._retry_at = time.monotonic() + self._retry_delay
-        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+        # Tried every second while mail is refused: said once a minute, with a count.
+        refusing = self.refusing_mail
+        failed = self._occasional.due("retry") if refusing else 1
+        if failed is None:
+            return
+        detail = _detail(exc)
+        log.warning("audit database unavailable (%s); spooling, retry in %.1f s%s%s",
+                    type(exc).__name__, self._backoff.wait,
+                    f" ({failed} failed since the last such line)" if refusing else "",
+                    f": {detail}" if detail else "")
 
     async def _disconnect(self, exc: Exception) -> None:
         if not isinstance(exc, DB_ERRORS):  # a bug rather than an outage: keep its traceback
@@ -373,8 +384,9 @@ class AuditPipeline:
     def _to_spool(self, batch: list[AuditEvent]) -> None:
         if self._backlog_full and self._full_action is SpoolFullAction.DROP:
             self._metrics.audit_dropped.labels("spool_full").inc(len(batch))
-            log.error("AUDIT SPOOL FULL (%d bytes): %d events dropped", self._spool.budget.used,
-                      len(batch))
+            if (dropped := self._occasional.due("spool_full", len(batch))) is not None:
+                log.error("AUDIT SPOOL FULL (%d bytes): %d events dropped since the last such "
+                          "line", self._spool.budget.used, dropped)
             return
         try:
             self._spool.append(batch)

@@ -233,7 +233,9 @@ class ConnectionHandler:
             # Counted as a refusal, as overload is: no audit event was lost.
             txn.close()
             self._s.metrics.errors.labels("spool_full").inc()
-            log.warning("audit spool full: tempfailing new mail")
+            if (refused := self._s.occasional.due("spool_full")) is not None:
+                log.warning("audit spool full: tempfailing new mail (%d refused since the "
+                            "last such line)", refused)
             return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
         # On 421 Postfix ends the SMTP session: the client comes back later. No audit row
         # for either refusal: nothing of the message came yet. The slot itself is taken
@@ -282,8 +284,10 @@ class ConnectionHandler:
 
     def _overloaded(self) -> None:
         self._s.metrics.errors.labels("overload").inc()
-        log.warning("overloaded (%d transactions): refusing one from %s",
-                    self._s.slots.active, self._client.address)
+        if (refused := self._s.occasional.due("overload")) is not None:
+            log.warning("overloaded (%d transactions): refusing one from %s (%d refused "
+                        "since the last such line)", self._s.slots.active, self._client.address,
+                        refused)
 
     def _keeps_content(self, txn: Transaction) -> bool:
         """Whether the transaction's content is kept: its first header or body chunk (or

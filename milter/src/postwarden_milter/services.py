@@ -15,6 +15,7 @@ from postwarden_policies import AuditEvent
 from .decider import Decider
 from .duplicates import DuplicateDetector
 from .metrics import Metrics
+from .occasional import Occasional
 from .reload import PolicyHolder
 from .session import InFlight, Slots
 from .settings import MilterSettings
@@ -83,6 +84,8 @@ class Services:
     workers: concurrent.futures.ThreadPoolExecutor
     transactions: OpenTransactions = dataclasses.field(default_factory=OpenTransactions)
     callbacks: InFlight = dataclasses.field(default_factory=InFlight)  # running, for a stop
+    # Refusals' warnings, said once a minute with counts: per process, not per connection.
+    occasional: Occasional = dataclasses.field(default_factory=Occasional)
 
     @functools.cached_property
     def decider(self) -> Decider:

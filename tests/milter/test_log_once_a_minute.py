@@ -1,0 +1,141 @@
+"""On a bad day a line per refused MAIL FROM or per dropped batch would bury the log:
+each is said at once, then at most once a minute with how many happened since it was
+last said; the metrics still count every one."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import Milter
+import pytest
+
+from postwarden_milter.audit_pipeline import AuditPipeline
+from postwarden_milter.loopthread import LoopThread
+from postwarden_milter.metrics import Metrics
+from postwarden_milter.occasional import INTERVAL, Occasional
+from postwarden_milter.session import Slots
+from postwarden_milter.settings import SpoolFullAction
+from postwarden_milter.spool import AuditSpool, SpoolBudget
+from tests.fixtures.postgres import wait_until
+from tests.milter.conftest import Harness
+from tests.store.test_audit import UNREACHABLE, make_event
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_line_is_due_at_once_then_once_an_interval_with_the_count_since() -> None:
+    clock = Clock()
+    occasional = Occasional(clock=clock)
+    assert occasional.due("a") == 1
+    assert [occasional.due("a") for _ in range(3)] == [None] * 3
+    assert occasional.due("b", 5) == 5  # each key on its own
+    clock.now += INTERVAL - 1
+    assert occasional.due("a") is None
+    clock.now += 1
+    assert occasional.due("a", 2) == 6  # 1 + 3 + 2 since it was said
+    assert occasional.due("a") is None
+
+
+def test_threads_counting_together_lose_no_count() -> None:
+    clock = Clock()
+    occasional = Occasional(clock=clock)
+    occasional.due("a")
+
+    def count() -> None:
+        for _ in range(1000):
+            occasional.due("a")
+
+    threads = [threading.Thread(target=count) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    clock.now += INTERVAL
+    assert occasional.due("a", 0) == 8000
+
+
+def _lines(caplog: pytest.LogCaptureFixture, start: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(start)]
+
+
+def test_full_spool_refusals_are_said_once_a_minute_and_all_counted(
+    harness: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    harness.use(occasional=Occasional(clock=clock))
+    harness.audit.refusing_mail = True
+    caplog.set_level(logging.WARNING)
+    for _ in range(5):
+        assert harness.connect()._envfrom("<alice@example.org>") == Milter.TEMPFAIL
+    clock.now += INTERVAL
+    assert harness.connect()._envfrom("<alice@example.org>") == Milter.TEMPFAIL
+    assert _lines(caplog, "audit spool full") == [
+        "audit spool full: tempfailing new mail (1 refused since the last such line)",
+        "audit spool full: tempfailing new mail (5 refused since the last such line)",
+    ]
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "spool_full"}) == 6
+
+
+def test_overload_refusals_are_said_once_a_minute_and_all_counted(
+    harness: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    harness.use(slots=Slots(1), occasional=Occasional(clock=clock))
+    caplog.set_level(logging.WARNING)
+    first = harness.connect()
+    assert first._envfrom("<alice@example.org>") == Milter.CONTINUE
+    assert first._envrcpt("<bob@example.net>") == Milter.CONTINUE
+    first._header("Subject", " hello")  # holds the only slot
+    for n in range(4):
+        ctx = harness.connect(ip=f"192.0.2.{20 + n}")
+        assert ctx._envfrom("<carol@example.org>") == Milter.TEMPFAIL
+    clock.now += INTERVAL
+    assert harness.connect(ip="192.0.2.30")._envfrom("<dave@example.org>") == Milter.TEMPFAIL
+    assert _lines(caplog, "overloaded") == [
+        "overloaded (1 transactions): refusing one from 192.0.2.20 (1 refused since the "
+        "last such line)",
+        "overloaded (1 transactions): refusing one from 192.0.2.30 (4 refused since the "
+        "last such line)",
+    ]
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "overload"}) == 5
+
+
+def test_events_dropped_for_a_full_spool_are_said_once_a_minute_and_all_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, metrics = Clock(), Metrics()
+
+    def dropped() -> float:
+        return metrics.registry.get_sample_value(
+            "postwarden_audit_dropped_total", {"reason": "spool_full"}) or 0
+
+    spool = AuditSpool(tmp_path, SpoolBudget(1))
+    spool.append([make_event()])  # full: no database to drain it
+    loop = LoopThread()
+    loop.start()
+    pipeline = AuditPipeline(UNREACHABLE, spool, metrics, queue_size=100,
+                             spool_full_action=SpoolFullAction.DROP, clock=clock)
+    pipeline.start(loop)
+    try:
+        for n in range(1, 5):  # one batch each
+            pipeline.submit(make_event())
+            assert wait_until(lambda n=n: dropped() == n, timeout=5)
+        clock.now += INTERVAL
+        pipeline.submit(make_event())
+        assert wait_until(lambda: dropped() == 5, timeout=5)
+    finally:
+        pipeline.stop()
+        loop.stop()
+    lines = _lines(caplog, "AUDIT SPOOL FULL")
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "1 events dropped since the last such line", "4 events dropped since the last such line"]
