@@ -24,7 +24,7 @@ from tests.milter.test_log_once_a_minute import Clock
 from tests.store.test_audit import UNREACHABLE, make_event
 
 RETRY = re.compile(r"audit database unavailable \(\w+\); spooling, retry in ([\d.]+) s"
-                   r"(?: \((\d+) failed since the last such line\))?")
+                   r"(?: \(tries failed: (\d+) (?:so far|in the last \d+ s)\))?")
 IDLE = 0.6  # real seconds: three polls of the writer (FLUSH_SECONDS)
 
 

@@ -1,23 +1,26 @@
 """On a bad day a line per refused MAIL FROM or per dropped batch would bury the log:
 each is said at once, then at most once a minute with how many happened since it was
-last said; the metrics still count every one."""
+last said, and how long ago that was; the metrics still count every one."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
+import asyncpg
 import Milter
 import pytest
 
+from postwarden_milter import audit_pipeline
 from postwarden_milter.audit_pipeline import AuditPipeline
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
-from postwarden_milter.occasional import INTERVAL, Occasional
+from postwarden_milter.occasional import INTERVAL, Occasional, Tally
 from postwarden_milter.session import Slots
 from postwarden_milter.settings import SpoolFullAction
-from postwarden_milter.spool import AuditSpool, SpoolBudget
+from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
 from tests.fixtures.postgres import wait_until
 from tests.milter.conftest import Harness
 from tests.store.test_audit import UNREACHABLE, make_event
@@ -34,14 +37,18 @@ class Clock:
 def test_a_line_is_due_at_once_then_once_an_interval_with_the_count_since() -> None:
     clock = Clock()
     occasional = Occasional(clock=clock)
-    assert occasional.due("a") == 1
+    assert occasional.due("a") == Tally(1, None)
     assert [occasional.due("a") for _ in range(3)] == [None] * 3
-    assert occasional.due("b", 5) == 5  # each key on its own
+    assert occasional.due("b", 5) == Tally(5, None)  # each key on its own
     clock.now += INTERVAL - 1
     assert occasional.due("a") is None
     clock.now += 1
-    assert occasional.due("a", 2) == 6  # 1 + 3 + 2 since it was said
+    assert occasional.due("a", 2) == Tally(6, INTERVAL)  # 1 + 3 + 2 since it was said
     assert occasional.due("a") is None
+    clock.now += 86400  # a quiet day: the count says over how long it gathered
+    tally = occasional.due("a")
+    assert (tally, str(tally)) == (Tally(2, 86400), "2 in the last 86400 s")
+    assert str(Tally(1, None)) == "1 so far"
 
 
 def test_threads_counting_together_lose_no_count() -> None:
@@ -59,7 +66,7 @@ def test_threads_counting_together_lose_no_count() -> None:
     for thread in threads:
         thread.join()
     clock.now += INTERVAL
-    assert occasional.due("a", 0) == 8000
+    assert occasional.due("a", 0) == Tally(8000, INTERVAL)
 
 
 def _lines(caplog: pytest.LogCaptureFixture, start: str) -> list[str]:
@@ -78,8 +85,8 @@ def test_full_spool_refusals_are_said_once_a_minute_and_all_counted(
     clock.now += INTERVAL
     assert harness.connect()._envfrom("<alice@example.org>") == Milter.TEMPFAIL
     assert _lines(caplog, "audit spool full") == [
-        "audit spool full: tempfailing new mail (1 refused since the last such line)",
-        "audit spool full: tempfailing new mail (5 refused since the last such line)",
+        "audit spool full: tempfailing new mail (refused: 1 so far)",
+        "audit spool full: tempfailing new mail (refused: 5 in the last 60 s)",
     ]
     assert harness.metrics.registry.get_sample_value(
         "postwarden_errors_total", {"kind": "spool_full"}) == 6
@@ -101,10 +108,9 @@ def test_overload_refusals_are_said_once_a_minute_and_all_counted(
     clock.now += INTERVAL
     assert harness.connect(ip="192.0.2.30")._envfrom("<dave@example.org>") == Milter.TEMPFAIL
     assert _lines(caplog, "overloaded") == [
-        "overloaded (1 transactions): refusing one from 192.0.2.20 (1 refused since the "
-        "last such line)",
-        "overloaded (1 transactions): refusing one from 192.0.2.30 (4 refused since the "
-        "last such line)",
+        "overloaded (1 transactions): refusing one from 192.0.2.20 (refused: 1 so far)",
+        "overloaded (1 transactions): refusing one from 192.0.2.30 (refused: 4 in the last "
+        "60 s)",
     ]
     assert harness.metrics.registry.get_sample_value(
         "postwarden_errors_total", {"kind": "overload"}) == 5
@@ -138,4 +144,78 @@ def test_events_dropped_for_a_full_spool_are_said_once_a_minute_and_all_counted(
         loop.stop()
     lines = _lines(caplog, "AUDIT SPOOL FULL")
     assert [line.split(": ", 1)[1] for line in lines] == [
-        "1 events dropped since the last such line", "4 events dropped since the last such line"]
+        "events dropped: 1 so far", "events dropped: 4 in the last 60 s"]
+
+
+def test_events_a_failing_spool_drops_are_said_once_a_minute_and_all_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, metrics = Clock(), Metrics()
+
+    def dropped() -> float:
+        return metrics.registry.get_sample_value(
+            "postwarden_audit_dropped_total", {"reason": "spool_error"}) or 0
+
+    os.symlink("/dev/full", tmp_path / spool_name(0))  # ENOSPC, as a full filesystem
+    loop = LoopThread()
+    loop.start()
+    pipeline = AuditPipeline(UNREACHABLE, AuditSpool(tmp_path, SpoolBudget(10**9)), metrics,
+                             queue_size=100, spool_full_action=SpoolFullAction.DROP, clock=clock)
+    pipeline.start(loop)
+    try:
+        for n in range(1, 5):  # one batch each
+            pipeline.submit(make_event())
+            assert wait_until(lambda n=n: dropped() == n, timeout=5)
+        clock.now += INTERVAL
+        pipeline.submit(make_event())
+        assert wait_until(lambda: dropped() == 5, timeout=5)
+    finally:
+        pipeline.stop()
+        loop.stop()
+    lines = _lines(caplog, "cannot append to the audit spool")
+    assert [line.split("): ", 1)[1] for line in lines] == [
+        "events dropped: 1 so far", "events dropped: 4 in the last 60 s"]
+
+
+@pytest.mark.postgres
+def test_reconnects_while_mail_is_refused_are_said_once_a_minute(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Postgres takes connections but no writes (a full disk, a read-only standby) while
+    a full spool refuses mail: the writer reconnects every second, and says so once a
+    minute."""
+
+    async def no_writes(*_args: object) -> None:
+        raise asyncpg.DiskFullError("could not extend file: No space left on device")
+
+    monkeypatch.setattr(audit_pipeline, "write_audit_batch", no_writes)
+    clock, metrics = Clock(), Metrics()
+    spool = AuditSpool(tmp_path, SpoolBudget(1))
+    spool.append([make_event()])  # full: mail is refused until the writer drains it
+
+    def tries() -> float:
+        return metrics.registry.get_sample_value(
+            "postwarden_errors_total", {"kind": "audit_db"}) or 0
+
+    caplog.set_level(logging.INFO, logger="postwarden_milter")
+    loop = LoopThread()
+    loop.start()
+    pipeline = AuditPipeline(database_url, spool, metrics, queue_size=100,
+                             spool_full_action=SpoolFullAction.TEMPFAIL, clock=clock)
+    pipeline.start(loop)
+    try:
+        assert wait_until(lambda: tries() == 1, timeout=10)
+        for second in range(1, 6):
+            clock.now += 1
+            assert wait_until(lambda second=second: tries() == second + 1, timeout=10)
+        clock.now += INTERVAL
+        assert wait_until(lambda: tries() == 7, timeout=10)
+    finally:
+        pipeline.stop()
+        loop.stop()
+    assert _lines(caplog, "audit writer connected") == [
+        "audit writer connected to Postgres (connects while mail is refused: 1 so far)",
+        "audit writer connected to Postgres (connects while mail is refused: 6 in the last "
+        "65 s)",
+    ]

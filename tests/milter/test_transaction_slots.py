@@ -84,8 +84,9 @@ def test_content_past_the_bound_is_not_kept_and_gets_451(harness: Harness) -> No
     assert second._eom() == Milter.TEMPFAIL
     assert second._reply == ("451", "4.3.2", "Service busy, try again later")
     [late] = harness.audit.events
-    assert (late.action, late.smtp_reply, late.subject) == (
-        "tempfail", "451 4.3.2 Service busy, try again later", None)  # nothing of it kept
+    assert (late.action, late.smtp_reply, late.subject, late.flags) == (
+        "tempfail", "451 4.3.2 Service busy, try again later", None,  # nothing of it kept
+        ("overloaded",))
     assert harness.metrics.registry.get_sample_value(
         "postwarden_errors_total", {"kind": "overload"}) == 1
     first._eoh()

@@ -353,7 +353,13 @@ class AuditPipeline:
             pool.terminate()
             self._schedule_retry(exc)
             return False
-        log.info("audit writer connected to Postgres")
+        # Reconnected every second while mail is refused, if writes keep failing after
+        # each connect (a full disk, a read-only standby): said once a minute then.
+        if not self.refusing_mail:
+            log.info("audit writer connected to Postgres")
+        elif (connects := self._occasional.due("connected")) is not None:
+            log.info("audit writer connected to Postgres (connects while mail is refused: %s)",
+                     connects)
         # The retry delay stays until a write succeeds: one that fails after every
         # connect must not make the writer reconnect (and warn) twice a second.
         self._pool = pool
@@ -364,13 +370,13 @@ class AuditPipeline:
         self._metrics.errors.labels("audit_db").inc()
         # Tried every second while mail is refused: said once a minute, with a count.
         refusing = self.refusing_mail
-        failed = self._occasional.due("retry") if refusing else 1
-        if failed is None:
+        failed = self._occasional.due("retry") if refusing else None
+        if refusing and failed is None:
             return
         detail = _detail(exc)
         log.warning("audit database unavailable (%s); spooling, retry in %.1f s%s%s",
                     type(exc).__name__, self._backoff.wait,
-                    f" ({failed} failed since the last such line)" if refusing else "",
+                    f" (tries failed: {failed})" if failed else "",
                     f": {detail}" if detail else "")
 
     async def _disconnect(self, exc: Exception) -> None:
@@ -385,17 +391,18 @@ class AuditPipeline:
         if self._backlog_full and self._full_action is SpoolFullAction.DROP:
             self._metrics.audit_dropped.labels("spool_full").inc(len(batch))
             if (dropped := self._occasional.due("spool_full", len(batch))) is not None:
-                log.error("AUDIT SPOOL FULL (%d bytes): %d events dropped since the last such "
-                          "line", self._spool.budget.used, dropped)
+                log.error("AUDIT SPOOL FULL (%d bytes): events dropped: %s",
+                          self._spool.budget.used, dropped)
             return
         try:
             self._spool.append(batch)
         except OSError as exc:
             self._spool_failing = True
             self._metrics.audit_dropped.labels("spool_error").inc(len(batch))
-            log.error("cannot append to the audit spool (%s): %d events dropped%s",
-                      exc.strerror, len(batch),
-                      "; new mail is tempfailed" if self.refusing_mail else "")
+            if (dropped := self._occasional.due("spool_error", len(batch))) is not None:
+                log.error("cannot append to the audit spool (%s): events dropped: %s%s",
+                          exc.strerror, dropped,
+                          "; new mail is tempfailed" if self.refusing_mail else "")
             return
         self._spool_failing = False
         self._metrics.audit_spooled.inc(len(batch))

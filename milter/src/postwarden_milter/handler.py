@@ -1,14 +1,15 @@
 """What each milter callback does, independent of pymilter.
 
 A :class:`ConnectionHandler` lives as long as one SMTP connection and holds at
-most one :class:`Transaction`, and with it one of the ``max_concurrency`` slots:
-taken at MAIL FROM (past the bound a new transaction gets a cheap ``421 4.3.2``),
-given back wherever the transaction ends (end of message, abort, a new MAIL FROM,
-close, a failure, a stop's deadline: all through ``_finish``), so a session idle
-between transactions holds none. Every callback that answers is guarded (abort and
-close answer nothing, and end the transaction whatever fails): an exception or a
-missed end-of-message deadline answers the configured fail action (tempfail
-``451 4.3.0`` by default), is logged with the queue id and counted. Steps the
+most one :class:`Transaction`, and with it, once its content comes, one of the
+``max_concurrency`` slots (session.Slots: while they are all taken a new MAIL FROM
+gets a cheap ``421 4.3.2``), given back wherever the transaction ends (end of message,
+abort, a new MAIL FROM, close, a failure, a stop's deadline: all through ``_finish``),
+so neither a session idle between transactions nor a slow client's envelope holds
+one. Every callback that answers is guarded (abort and close answer nothing, and end
+the transaction whatever fails): an exception or a missed end-of-message deadline
+answers the configured fail action (tempfail ``451 4.3.0`` by default), is logged with
+the queue id and counted. Steps the
 MTA does not wait for (helo, DATA, header and body are negotiated as "no reply")
 remember a failure and the next step that replies answers it. End of message
 gets its verdict from a :class:`~.decider.Decider`, here or on the worker pool.
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 DELIVERED = frozenset({Outcome.CONTINUE, Outcome.ACCEPT, Outcome.DISCARD})
 # The flag of an aborted row whose transaction a stop's deadline cut (README, Stopping).
 STOP_DEADLINE = "stop_deadline"
+# The audit flag of content refused past max_concurrency.
+OVERLOADED = frozenset({"overloaded"})
 # The connection Postfix's cleanup makes up for mail submitted with sendmail(1): port 0,
 # which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address).
 LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
@@ -99,7 +102,7 @@ class ConnectionHandler:
         self._s = services
         self._actions = actions
         self._client = Client()
-        # Set only while it holds a slot (mail), which _finish gives back as it clears it.
+        # Set from MAIL FROM until _finish, which gives its slot back (if it took one).
         self._txn: Transaction | None = None
         self._txn_lock = threading.Lock()  # a stop's deadline may end it from its thread
         self._counted = False  # in the connections gauge
@@ -155,7 +158,8 @@ class ConnectionHandler:
                 self._s.slots.release()
         return True
 
-    def _refuse(self, reply: Reply, action: str) -> Outcome:
+    def _refuse(self, reply: Reply, action: str, flags: frozenset[str] = frozenset()
+                ) -> Outcome:
         """Refuse before end of message; the audit row still names the message."""
         txn = self._txn
         if txn is not None:
@@ -163,7 +167,7 @@ class ConnectionHandler:
             txn.queue_id = txn.queue_id or self._macro("i")
             self.enter()
         applied = reply_with(self._actions, reply)
-        self._finish(action, applied.reply, self._header_facts())
+        self._finish(action, applied.reply, self._header_facts(), flags=flags)
         return applied.outcome
 
     def _abandon(self, flags: frozenset[str] = frozenset()) -> bool:
@@ -234,8 +238,7 @@ class ConnectionHandler:
             txn.close()
             self._s.metrics.errors.labels("spool_full").inc()
             if (refused := self._s.occasional.due("spool_full")) is not None:
-                log.warning("audit spool full: tempfailing new mail (%d refused since the "
-                            "last such line)", refused)
+                log.warning("audit spool full: tempfailing new mail (refused: %s)", refused)
             return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
         # On 421 Postfix ends the SMTP session: the client comes back later. No audit row
         # for either refusal: nothing of the message came yet. The slot itself is taken
@@ -285,9 +288,8 @@ class ConnectionHandler:
     def _overloaded(self) -> None:
         self._s.metrics.errors.labels("overload").inc()
         if (refused := self._s.occasional.due("overload")) is not None:
-            log.warning("overloaded (%d transactions): refusing one from %s (%d refused "
-                        "since the last such line)", self._s.slots.active, self._client.address,
-                        refused)
+            log.warning("overloaded (%d transactions): refusing one from %s (refused: %s)",
+                        self._s.slots.active, self._client.address, refused)
 
     def _keeps_content(self, txn: Transaction) -> bool:
         """Whether the transaction's content is kept: its first header or body chunk (or
@@ -328,7 +330,7 @@ class ConnectionHandler:
         txn.queue_id = self._macro("i") or txn.queue_id
         self.enter()
         if not self._keeps_content(txn):
-            return self._refuse(Reply.BUSY, "tempfail")
+            return self._refuse(Reply.BUSY, "tempfail", OVERLOADED)
         if not txn.within_limit:
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
         policy_set = self._s.policies.current

@@ -1,7 +1,8 @@
 """Lines said at most once a minute: on a bad day the same warning, for every refused
 MAIL FROM or every dropped batch, would bury everything else in the log. The metrics
 count each; the log says each kind when it first happens, then at most once an interval
-with how many happened since it was last said."""
+with how many happened since it was last said, and how long ago that was (a count
+gathered over a quiet day must not read as a burst now)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,23 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """How many of a kind came since its line was last said, and how many seconds ago
+    that was (None: never)."""
+
+    count: int
+    since: float | None
+
+    def __str__(self) -> str:
+        if self.since is None:
+            return f"{self.count} so far"
+        return f"{self.count} in the last {self.since:.0f} s"
 
 
 class Occasional:
@@ -23,9 +39,9 @@ class Occasional:
         self._lines: dict[str, tuple[float, int]] = {}  # key: when last said, counted since
         self._lock = threading.Lock()
 
-    def due(self, key: str, count: int = 1) -> int | None:
-        """Count ``count`` more of ``key``: the total since its line was last said (these
-        included) when one is due now, the first at once; else None."""
+    def due(self, key: str, count: int = 1) -> Tally | None:
+        """Count ``count`` more of ``key``: what its line says when one is due now (these
+        included; the first at once), else None."""
         with self._lock:
             now = self._clock()
             said_at, unsaid = self._lines.get(key, (-math.inf, 0))
@@ -34,4 +50,4 @@ class Occasional:
                 self._lines[key] = (said_at, unsaid)
                 return None
             self._lines[key] = (now, 0)
-            return unsaid
+            return Tally(unsaid, None if math.isinf(said_at) else now - said_at)

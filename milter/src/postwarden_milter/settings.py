@@ -68,9 +68,10 @@ class MilterSettings:
     # milter: each worker gets its share of the first two, and all their spools
     # together count against spool_max_bytes.
     processes: int = 1
-    # Transactions (MAIL FROM to end of message) filtered at once; past it a new one gets
-    # 421 4.3.2 while those running finish. Idle SMTP sessions do not count: it bounds
-    # the work and memory (bodies, evaluations), and Postfix bounds the sessions.
+    # Transactions whose content the milter holds (first header to end of message); past
+    # it a new MAIL FROM gets 421 4.3.2 while those running finish. Idle SMTP sessions and
+    # transactions still in their envelope do not count: it bounds the work and memory
+    # (bodies, evaluations), and Postfix bounds the sessions.
     max_concurrency: int = 64
     message_timeout_seconds: float = 60.0
     # Only bodies still arriving are bounded by this (max_concurrency x 4 MiB):
