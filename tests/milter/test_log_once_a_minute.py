@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -116,20 +117,34 @@ def test_overload_refusals_are_said_once_a_minute_and_all_counted(
         "postwarden_errors_total", {"kind": "overload"}) == 5
 
 
-def test_events_dropped_for_a_full_spool_are_said_once_a_minute_and_all_counted(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+def _full(spool_dir: Path) -> AuditSpool:
+    spool = AuditSpool(spool_dir, SpoolBudget(1))
+    spool.append([make_event()])  # full: no database to drain it
+    return spool
+
+
+def _failing(spool_dir: Path) -> AuditSpool:
+    os.symlink("/dev/full", spool_dir / spool_name(0))  # ENOSPC, as a full filesystem
+    return AuditSpool(spool_dir, SpoolBudget(10**9))
+
+
+@pytest.mark.parametrize(("spool", "reason", "line"), [
+    pytest.param(_full, "spool_full", "AUDIT SPOOL FULL", id="full"),
+    pytest.param(_failing, "spool_error", "cannot append to the audit spool", id="failing"),
+])
+def test_events_dropped_are_said_once_a_minute_and_all_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, spool: Callable[[Path], AuditSpool],
+    reason: str, line: str,
 ) -> None:
     clock, metrics = Clock(), Metrics()
 
     def dropped() -> float:
         return metrics.registry.get_sample_value(
-            "postwarden_audit_dropped_total", {"reason": "spool_full"}) or 0
+            "postwarden_audit_dropped_total", {"reason": reason}) or 0
 
-    spool = AuditSpool(tmp_path, SpoolBudget(1))
-    spool.append([make_event()])  # full: no database to drain it
     loop = LoopThread()
     loop.start()
-    pipeline = AuditPipeline(UNREACHABLE, spool, metrics, queue_size=100,
+    pipeline = AuditPipeline(UNREACHABLE, spool(tmp_path), metrics, queue_size=100,
                              spool_full_action=SpoolFullAction.DROP, clock=clock)
     pipeline.start(loop)
     try:
@@ -142,38 +157,7 @@ def test_events_dropped_for_a_full_spool_are_said_once_a_minute_and_all_counted(
     finally:
         pipeline.stop()
         loop.stop()
-    lines = _lines(caplog, "AUDIT SPOOL FULL")
-    assert [line.split(": ", 1)[1] for line in lines] == [
-        "events dropped: 1 so far", "events dropped: 4 in the last 60 s"]
-
-
-def test_events_a_failing_spool_drops_are_said_once_a_minute_and_all_counted(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
-) -> None:
-    clock, metrics = Clock(), Metrics()
-
-    def dropped() -> float:
-        return metrics.registry.get_sample_value(
-            "postwarden_audit_dropped_total", {"reason": "spool_error"}) or 0
-
-    os.symlink("/dev/full", tmp_path / spool_name(0))  # ENOSPC, as a full filesystem
-    loop = LoopThread()
-    loop.start()
-    pipeline = AuditPipeline(UNREACHABLE, AuditSpool(tmp_path, SpoolBudget(10**9)), metrics,
-                             queue_size=100, spool_full_action=SpoolFullAction.DROP, clock=clock)
-    pipeline.start(loop)
-    try:
-        for n in range(1, 5):  # one batch each
-            pipeline.submit(make_event())
-            assert wait_until(lambda n=n: dropped() == n, timeout=5)
-        clock.now += INTERVAL
-        pipeline.submit(make_event())
-        assert wait_until(lambda: dropped() == 5, timeout=5)
-    finally:
-        pipeline.stop()
-        loop.stop()
-    lines = _lines(caplog, "cannot append to the audit spool")
-    assert [line.split("): ", 1)[1] for line in lines] == [
+    assert [said.split("): ", 1)[1] for said in _lines(caplog, line)] == [
         "events dropped: 1 so far", "events dropped: 4 in the last 60 s"]
 
 
