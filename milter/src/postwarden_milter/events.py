@@ -21,6 +21,7 @@ from .apply import recipients_to_delete
 from .session import Client, Transaction
 
 MAX_SUBJECT = 200
+TRUNCATED = frozenset({"truncated"})
 
 
 def _client_address(text: str | None) -> str | None:
@@ -29,11 +30,15 @@ def _client_address(text: str | None) -> str | None:
     return None if address is None else str(address)
 
 
-def _subject(subject: str | None) -> str | None:
+def _subject(subject: str | None) -> tuple[str | None, frozenset[str]]:
+    """The subject as the row keeps it (redacted, cut to MAX_SUBJECT), and the flag
+    ``truncated`` when it was cut, as the store flags what it cuts."""
     if subject is None:
-        return None
+        return None, frozenset()
     text = redact(subject)
-    return text if len(text) <= MAX_SUBJECT else text[: MAX_SUBJECT - 1] + "…"
+    if len(text) <= MAX_SUBJECT:
+        return text, frozenset()
+    return text[: MAX_SUBJECT - 1] + "…", TRUNCATED
 
 
 def change_dict(change: Change) -> dict[str, Any]:
@@ -80,6 +85,7 @@ def build_event(
     flags: frozenset[str] = frozenset(),
 ) -> AuditEvent:
     """``flags``: besides the parser's and the verdict's (e.g. handler.STOP_DEADLINE)."""
+    subject, cut = _subject(facts.subject if facts else None)
     return AuditEvent(
         event_id=uuid.uuid4().hex,
         time=dt.datetime.now(dt.UTC),
@@ -94,7 +100,7 @@ def build_event(
         recipients=tuple(transaction.recipients),
         header_from=facts.from_address if facts else None,
         message_id=facts.message_id if facts else None,
-        subject=_subject(facts.subject) if facts else None,
+        subject=subject,
         size=transaction.size,
         action=action,
         smtp_reply=str(reply) if reply else None,
@@ -102,6 +108,6 @@ def build_event(
         changes=_changes(transaction, verdict),
         policy_hash=policy_hash,
         duration_ms=transaction.elapsed() * 1000.0,
-        flags=_flags(facts, verdict, flags),
+        flags=_flags(facts, verdict, flags | cut),
         notify=verdict.notify if verdict else (),
     )
