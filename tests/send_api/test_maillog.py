@@ -250,12 +250,12 @@ async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str,
 
 
 async def follower_at_end(
-    pool: asyncpg.Pool, tmp_path: Path, existing: str = ""
+    pool: asyncpg.Pool, tmp_path: Path, existing: str = "", metrics: Metrics | None = None
 ) -> tuple[Path, MaillogFollower]:
     """A maillog holding ``existing`` and a follower that starts where it ends."""
     log_file = tmp_path / "maillog"
     log_file.write_text(existing)
-    follower = MaillogFollower(pool, log_file)
+    follower = MaillogFollower(pool, log_file, metrics)
     await follower.poll()  # takes the log's lease; no row yet: it starts at the end
     return log_file, follower
 
@@ -994,10 +994,7 @@ async def test_an_expired_message_bounces_its_deferred_recipients(
     """Postfix gave up (maximal_queue_lifetime) and returned it to its sender: no line
     per recipient says so. The last reply was temporary: nobody is suppressed."""
     metrics = Metrics()
-    log_file = tmp_path / "maillog"
-    log_file.write_text("")
-    follower = MaillogFollower(pool, log_file, metrics)
-    await follower.poll()
+    log_file, follower = await follower_at_end(pool, tmp_path, metrics=metrics)
     queue_id = new_queue_id("EXP")
     later = f"later-{uuid.uuid4().hex[:6]}@example.org"
     message_id = await relayed_message(pool, queue_id, "ok@example.org", later)

@@ -20,7 +20,6 @@ import pytest
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.send import maillog
 from postwarden_admin_api.send.deliverylines import EXPIRED_DETAIL, UnknownStatus
-from postwarden_admin_api.send.maillog import MaillogFollower
 
 from .test_maillog import (
     Watched,
@@ -124,10 +123,7 @@ async def test_a_delivery_line_with_an_unknown_status_is_warned_of_once_and_coun
     pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     metrics = Metrics()
-    log_file = tmp_path / "maillog"
-    log_file.write_text("")
-    follower = MaillogFollower(pool, log_file, metrics)
-    await follower.poll()
+    log_file, follower = await follower_at_end(pool, tmp_path, metrics=metrics)
     queue_id = new_queue_id("UNK")
     who = f"unk-{uuid.uuid4().hex[:6]}@example.org"
     message_id = await relayed_message(pool, queue_id, who)
@@ -153,10 +149,7 @@ async def test_unknown_statuses_named_are_bounded(
     """Lines others wrote to the log cannot flood the service's own."""
     monkeypatch.setattr(maillog, "MAX_UNKNOWN_NAMED", 2)
     metrics = Metrics()
-    log_file = tmp_path / "maillog"
-    log_file.write_text("")
-    follower = MaillogFollower(pool, log_file, metrics)
-    await follower.poll()
+    log_file, follower = await follower_at_end(pool, tmp_path, metrics=metrics)
     caplog.set_level(logging.WARNING)
     append(log_file, *(unknown(new_queue_id("UNK"), "a@example.org", f"made-up{n}")
                        for n in range(5)))
