@@ -371,7 +371,7 @@ def test_internal_error_here_answers_the_fail_action(
     def broken(*_args: Any) -> Any:
         raise RuntimeError("parse failed")
 
-    monkeypatch.setattr(decider, "parse_message", broken)
+    monkeypatch.setattr(decider, "parse_for", broken)
     ctx = harness.connect(queue_id="4QERR")
     assert ctx.send(CLEAN) == Milter.TEMPFAIL
     assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")

@@ -151,7 +151,7 @@ def _ended(harness: Harness, monkeypatch: pytest.MonkeyPatch, ctx: Ctx, how: str
         assert ctx.send(CLEAN, recipients=rcpts) == Milter.CONTINUE
     elif how == "error at end of message":
         with monkeypatch.context() as patch:
-            patch.setattr(decider, "parse_message", _broken)
+            patch.setattr(decider, "parse_for", _broken)
             assert ctx.send(CLEAN) == Milter.TEMPFAIL
     elif how == "error in a no-reply step":
         with monkeypatch.context() as patch:

@@ -24,6 +24,7 @@ from postwarden_policies import (
     Verdict,
     evaluate,
     load_policy_set,
+    parse_for,
     parse_message,
     textparts,
     transfer,
@@ -41,8 +42,7 @@ EXE_B64 = b"TVqQAAMAAAAEAAAA"  # MZ...
 
 
 def _run(raw: bytes) -> tuple[MessageFacts, Verdict]:
-    max_parts, max_depth = INBOUND.parser_caps(ENV)
-    facts = parse_message(raw, ENV, max_parts=max_parts, max_depth=max_depth)
+    facts = parse_for(INBOUND, raw, ENV)
     return facts, evaluate(INBOUND, facts)
 
 

@@ -20,7 +20,7 @@ from postwarden_policies import (
     apply_edits,
     evaluate,
     load_policy_set,
-    parse_message,
+    parse_for,
 )
 from postwarden_policies.policyset import PolicySet
 
@@ -62,8 +62,7 @@ def mutate(rng: random.Random, message: bytes, others: list[bytes]) -> bytes:
 
 
 def verdict_of(policy_set: PolicySet, raw: bytes) -> tuple[tuple[object, ...], bytes]:
-    max_parts, max_depth = policy_set.parser_caps(ENVELOPE)
-    facts = parse_message(raw, ENVELOPE, max_parts=max_parts, max_depth=max_depth)
+    facts = parse_for(policy_set, raw, ENVELOPE)
     verdict = evaluate(policy_set, facts)
     return verdict.changes, apply_edits(raw, verdict) if any(
         isinstance(edit, ReplaceBody) for edit in verdict.edits) else b""

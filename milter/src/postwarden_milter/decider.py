@@ -28,7 +28,7 @@ from postwarden_policies import (
     PolicySet,
     Verdict,
     evaluate,
-    parse_message,
+    parse_for,
 )
 from postwarden_policies.sanitize import DEADLINE as SANITIZE_DEADLINE
 
@@ -61,8 +61,7 @@ class Decider:
         The duplicate key is only looked up here; eom records it once the verdict
         delivered the message, so that the retry of a refused one is no re-delivery.
         """
-        max_parts, max_depth = policy_set.parser_caps(envelope)  # the transaction's own
-        facts = parse_message(raw, envelope, max_parts=max_parts, max_depth=max_depth)
+        facts = parse_for(policy_set, raw, envelope)  # with the transaction's own caps
         duplicates = self.duplicates
         key = duplicates.key(facts.message_id, envelope.sender, envelope.recipients,
                              memoryview(raw)[facts.body_offset:])

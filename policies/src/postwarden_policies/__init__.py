@@ -8,7 +8,7 @@ Load a :class:`PolicySet` (:func:`load_policy_set` from files,
 
 from .audit import AuditEvent
 from .delivery import apply_edits
-from .engine import evaluate, evaluate_message
+from .engine import evaluate, evaluate_message, parse_for
 from .errors import PoliciesError, PolicyIssue, PolicyLoadError
 from .facts import Envelope, Header, MessageFacts, MimePart, client_ip
 from .html_allowlist import HtmlOptions
@@ -86,6 +86,7 @@ __all__ = [
     "gather_settings",
     "load_policy_set",
     "load_policy_set_from_sources",
+    "parse_for",
     "parse_message",
     "policy_schema",
     "redact",

@@ -262,8 +262,12 @@ def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
     )
 
 
+def parse_for(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> MessageFacts:
+    """Parse ``raw`` with its transaction's structure limits as the parser's caps."""
+    max_parts, max_depth = policy_set.parser_caps(envelope)
+    return parse_message(raw, envelope, max_parts=max_parts, max_depth=max_depth)
+
+
 def evaluate_message(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Verdict:
     """Parse with the transaction's structure limits, then evaluate."""
-    max_parts, max_depth = policy_set.parser_caps(envelope)
-    facts = parse_message(raw, envelope, max_parts=max_parts, max_depth=max_depth)
-    return evaluate(policy_set, facts)
+    return evaluate(policy_set, parse_for(policy_set, raw, envelope))
