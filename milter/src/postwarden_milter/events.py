@@ -16,12 +16,13 @@ from postwarden_policies import (
     client_ip,
     redact,
 )
+from postwarden_store.audit import TRUNCATED
 
 from .apply import recipients_to_delete
 from .session import Client, Transaction
 
 MAX_SUBJECT = 200
-TRUNCATED = frozenset({"truncated"})
+_CUT = frozenset({TRUNCATED})  # the store's flag for a row it cut
 
 
 def _client_address(text: str | None) -> str | None:
@@ -38,7 +39,7 @@ def _subject(subject: str | None) -> tuple[str | None, frozenset[str]]:
     text = redact(subject)
     if len(text) <= MAX_SUBJECT:
         return text, frozenset()
-    return text[: MAX_SUBJECT - 1] + "…", TRUNCATED
+    return text[: MAX_SUBJECT - 1] + "…", _CUT
 
 
 def change_dict(change: Change) -> dict[str, Any]:
