@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +26,8 @@ from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
 from tests.fixtures.postgres import wait_until
 from tests.milter.conftest import Harness
+from tests.milter.milterclient import MilterClient
+from tests.milter.test_process import _env, _serving
 from tests.store.test_audit import UNREACHABLE, make_event
 
 
@@ -50,6 +54,20 @@ def test_a_line_is_due_at_once_then_once_an_interval_with_the_count_since() -> N
     tally = occasional.due("a")
     assert (tally, str(tally)) == (Tally(2, 86400), "2 in the last 86400 s")
     assert str(Tally(1, None)) == "1 so far"
+
+
+def test_what_was_counted_since_its_line_is_had_once_for_a_stop() -> None:
+    clock = Clock()
+    occasional = Occasional(clock=clock)
+    occasional.due("a")
+    occasional.due("b", 3)
+    clock.now += 10
+    occasional.due("a", 2)
+    clock.now += 5
+    assert occasional.unsaid() == {"a": Tally(2, 15)}  # "b" said all it counted
+    assert occasional.unsaid() == {}
+    clock.now += INTERVAL - 1
+    assert occasional.due("a") is None  # had for the stop: said, as far as the due goes
 
 
 def test_threads_counting_together_lose_no_count() -> None:
@@ -154,11 +172,17 @@ def test_events_dropped_are_said_once_a_minute_and_all_counted(
         clock.now += INTERVAL
         pipeline.submit(make_event())
         assert wait_until(lambda: dropped() == 5, timeout=5)
+        pipeline.submit(make_event())  # dropped after its line: said by the stop
+        assert wait_until(lambda: dropped() == 6, timeout=5)
+        clock.now += 7
     finally:
         pipeline.stop()
         loop.stop()
     assert [said.split("): ", 1)[1] for said in _lines(caplog, line)] == [
         "events dropped: 1 so far", "events dropped: 4 in the last 60 s"]
+    kind = "spool full" if reason == "spool_full" else "spool unwritable"
+    assert _lines(caplog, "not logged before the stop") == [
+        f"not logged before the stop: audit events dropped ({kind}): 1 in the last 7 s"]
 
 
 @pytest.mark.postgres
@@ -203,3 +227,31 @@ def test_reconnects_while_mail_is_refused_are_said_once_a_minute(
         "audit writer connected to Postgres (connects while mail is refused: 6 in the last "
         "65 s)",
     ]
+
+
+def test_refusals_counted_since_their_line_are_said_when_the_milter_stops(
+    tmp_path: Path,
+) -> None:
+    """The lines said once a minute leave a count unsaid until the next one: a stop says
+    it, in the milter process itself (which owns the refusals' tally)."""
+    env = _env(tmp_path, max_concurrency="1")
+    log_path = tmp_path / "milter.log"
+    with _serving(env, log_path) as proc:
+        assert wait_until(lambda: "starting on" in log_path.read_text(), timeout=30)
+        spec = env["POSTWARDEN_MILTER_SOCKET"]
+        holder = MilterClient(spec).open()
+        begun = holder.begin("4QHOLD")  # its headers hold the only slot
+        assert begun is None or begun[0] == b"c", begun
+        for queue_id in ("4QONE", "4QTWO", "4QTHREE"):
+            client = MilterClient(spec).open()
+            refused = client.begin(queue_id)
+            client.close()
+            assert refused is not None and refused[1].startswith(b"421 4.3.2"), refused
+        assert holder.finish("4QHOLD")[0] == b"c"
+        holder.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    text = log_path.read_text()
+    assert "(refused: 1 so far)" in text
+    assert re.search(r"not logged before the stop: MAIL FROM refused \(overloaded\): 2 in "
+                     r"the last \d+ s\n", text), text

@@ -54,6 +54,7 @@ from .listener import disown_listener, hang_up, remove_socket_file, socket_file
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
+from .occasional import Occasional, log_unsaid
 from .reload import PolicyReloader, RunningSet
 from .services import OpenTransactions, Services
 from .session import Settling, Slots
@@ -130,6 +131,7 @@ class MilterProcess:
             max_workers=settings.max_concurrency, thread_name_prefix="postwarden-eval"
         )
         self.slots = Slots(settings.max_concurrency)
+        self.occasional = Occasional()  # the refusals' lines (Services.occasional)
         self.transactions = OpenTransactions()
         self._stop_metrics: Callable[[], None] | None = None
         self._signals = PendingSignals()
@@ -169,7 +171,7 @@ class MilterProcess:
         return Services(
             settings=self.settings, policies=holder, audit=self.pipeline, metrics=self.metrics,
             duplicates=duplicates, slots=self.slots, transactions=self.transactions,
-            workers=self.workers,
+            workers=self.workers, occasional=self.occasional,
         )
 
     def _start_metrics(self) -> None:
@@ -303,6 +305,7 @@ class MilterProcess:
         self.reloader.stop()
         self.workers.shutdown(wait=False, cancel_futures=True)
         self.pipeline.stop()
+        log_unsaid(self.occasional, log)
         if self._stop_metrics is not None:
             self._stop_metrics()
         self.loop_thread.stop()

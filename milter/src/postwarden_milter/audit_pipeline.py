@@ -57,7 +57,7 @@ from postwarden_store.audit import DURABLE_COMMIT, weight, write_audit_batch
 from .backoff import Backoff
 from .loopthread import LoopThread
 from .metrics import Metrics
-from .occasional import Occasional
+from .occasional import Occasional, log_unsaid
 from .settings import SpoolFullAction
 from .spool import AuditSpool
 
@@ -75,6 +75,11 @@ PROBE_TIMEOUT = 1.0
 PROBE = (f"BEGIN; {DURABLE_COMMIT}; "
          "CREATE TEMPORARY TABLE audit_probe () ON COMMIT DROP; COMMIT")
 SLOW_EVENT_ATTEMPTS = 3
+# What the writer's lines said once a minute count (.occasional), as the stop names them.
+CONNECTS = "Postgres connects while mail is refused"
+RETRIES = "Postgres retries failed while mail is refused"
+DROPPED_FULL = "audit events dropped (spool full)"
+DROPPED_UNWRITABLE = "audit events dropped (spool unwritable)"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
 # What one event's values can make a write raise: Postgres refusing them (SQLSTATE
@@ -174,6 +179,7 @@ class AuditPipeline:
         except (TimeoutError, concurrent.futures.CancelledError):
             log.error("audit writer did not drain within %.0f s; %d events left",
                       timeout, self._queue.qsize())
+        log_unsaid(self._occasional, log)
 
     # --- writer (loop thread) ------------------------------------------------
 
@@ -357,7 +363,7 @@ class AuditPipeline:
         # each connect (a full disk, a read-only standby): said once a minute then.
         if not self.refusing_mail:
             log.info("audit writer connected to Postgres")
-        elif (connects := self._occasional.due("connected")) is not None:
+        elif (connects := self._occasional.due(CONNECTS)) is not None:
             log.info("audit writer connected to Postgres (connects while mail is refused: %s)",
                      connects)
         # The retry delay stays until a write succeeds: one that fails after every
@@ -370,7 +376,7 @@ class AuditPipeline:
         self._metrics.errors.labels("audit_db").inc()
         # Tried every second while mail is refused: said once a minute, with a count.
         refusing = self.refusing_mail
-        failed = self._occasional.due("retry") if refusing else None
+        failed = self._occasional.due(RETRIES) if refusing else None
         if refusing and failed is None:
             return
         detail = _detail(exc)
@@ -390,7 +396,7 @@ class AuditPipeline:
     def _to_spool(self, batch: list[AuditEvent]) -> None:
         if self._backlog_full and self._full_action is SpoolFullAction.DROP:
             self._metrics.audit_dropped.labels("spool_full").inc(len(batch))
-            if (dropped := self._occasional.due("spool_full", len(batch))) is not None:
+            if (dropped := self._occasional.due(DROPPED_FULL, len(batch))) is not None:
                 log.error("AUDIT SPOOL FULL (%d bytes): events dropped: %s",
                           self._spool.budget.used, dropped)
             return
@@ -399,7 +405,7 @@ class AuditPipeline:
         except OSError as exc:
             self._spool_failing = True
             self._metrics.audit_dropped.labels("spool_error").inc(len(batch))
-            if (dropped := self._occasional.due("spool_error", len(batch))) is not None:
+            if (dropped := self._occasional.due(DROPPED_UNWRITABLE, len(batch))) is not None:
                 log.error("cannot append to the audit spool (%s): events dropped: %s%s",
                           exc.strerror, dropped,
                           "; new mail is tempfailed" if self.refusing_mail else "")

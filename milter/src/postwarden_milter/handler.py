@@ -51,6 +51,9 @@ DELIVERED = frozenset({Outcome.CONTINUE, Outcome.ACCEPT, Outcome.DISCARD})
 STOP_DEADLINE = "stop_deadline"
 # The audit flag of content refused past max_concurrency.
 OVERLOADED = frozenset({"overloaded"})
+# What the refusals' lines said once a minute count (.occasional), as the stop names them.
+REFUSED_SPOOL_FULL = "MAIL FROM refused (audit spool full)"
+REFUSED_OVERLOADED = "MAIL FROM refused (overloaded)"
 # The connection Postfix's cleanup makes up for mail submitted with sendmail(1): port 0,
 # which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address).
 LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
@@ -237,7 +240,7 @@ class ConnectionHandler:
             # Counted as a refusal, as overload is: no audit event was lost.
             txn.close()
             self._s.metrics.errors.labels("spool_full").inc()
-            if (refused := self._s.occasional.due("spool_full")) is not None:
+            if (refused := self._s.occasional.due(REFUSED_SPOOL_FULL)) is not None:
                 log.warning("audit spool full: tempfailing new mail (refused: %s)", refused)
             return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
         # On 421 Postfix ends the SMTP session: the client comes back later. No audit row
@@ -287,7 +290,7 @@ class ConnectionHandler:
 
     def _overloaded(self) -> None:
         self._s.metrics.errors.labels("overload").inc()
-        if (refused := self._s.occasional.due("overload")) is not None:
+        if (refused := self._s.occasional.due(REFUSED_OVERLOADED)) is not None:
             log.warning("overloaded (%d transactions): refusing one from %s (refused: %s)",
                         self._s.slots.active, self._client.address, refused)
 

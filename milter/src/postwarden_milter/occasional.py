@@ -6,6 +6,7 @@ gathered over a quiet day must not read as a burst now)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -51,3 +52,19 @@ class Occasional:
                 return None
             self._lines[key] = (now, 0)
             return Tally(unsaid, None if math.isinf(said_at) else now - said_at)
+
+    def unsaid(self) -> dict[str, Tally]:
+        """What each key counted since its line was last said, for a last line at a stop
+        (the log would otherwise never tell); these count as said."""
+        with self._lock:
+            now = self._clock()
+            tallies = {key: Tally(count, now - said_at)
+                       for key, (said_at, count) in self._lines.items() if count}
+            self._lines.update((key, (now, 0)) for key in tallies)
+            return tallies
+
+
+def log_unsaid(occasional: Occasional, logger: logging.Logger) -> None:
+    """At a stop: what each kind counted since its line was last said."""
+    for key, tally in sorted(occasional.unsaid().items()):
+        logger.warning("not logged before the stop: %s: %s", key, tally)
