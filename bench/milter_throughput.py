@@ -85,7 +85,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.cpu import cores_busy, header_cells, measured, median_cells, per_message_ms  # noqa: E402
+from bench.cpu import (  # noqa: E402
+    cores_busy,
+    header_cells,
+    interpreter,
+    measured,
+    median_cells,
+    per_message_ms,
+)
 from tests.fixtures.milterproc import MilterProcess  # noqa: E402
 from tests.fixtures.ports import free_port  # noqa: E402
 from tests.fixtures.postfix import PostfixInstance, smtp_sink, wait_for  # noqa: E402
@@ -391,7 +398,7 @@ def checkout_sides(checkouts: list[Path], taken: set[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-
+    print(interpreter())
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pw-bench-")))
         tmp.chmod(0o755)  # the null milter's socket is in it

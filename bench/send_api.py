@@ -75,7 +75,14 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.cpu import cores_busy, header_cells, measured, median_cells, per_message_ms  # noqa: E402
+from bench.cpu import (  # noqa: E402
+    cores_busy,
+    header_cells,
+    interpreter,
+    measured,
+    median_cells,
+    per_message_ms,
+)
 from tests.fixtures.ports import free_port  # noqa: E402
 from tests.fixtures.postfix import (  # noqa: E402
     PostfixInstance,
@@ -431,7 +438,7 @@ def main() -> int:
     args = parser.parse_args()
     count = args.messages
     rounds: list[Round] = []
-    print(f"messages: {count} per phase, concurrency {CONCURRENCY}, "
+    print(f"{interpreter()}\nmessages: {count} per phase, concurrency {CONCURRENCY}, "
           f"{len(TEXT)} bytes of text each")
     with ExitStack() as stack:
         sink_port, api_port = free_port(), free_port()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from bench.cpu import (
     busy_fraction,
     cores_busy,
     header_cells,
+    interpreter,
     measured,
     median_cells,
     per_message_ms,
@@ -94,3 +96,10 @@ def test_a_process_alone_is_its_own_time_without_its_childrens() -> None:
             pass
     assert used["tree"] >= 0.4  # the child's 0.3 s and this process's
     assert 0.2 <= used["alone"] < used["tree"] - 0.2
+
+
+def test_the_interpreter_named_is_the_build_itself_not_a_virtualenvs_link() -> None:
+    version, _, path = interpreter().removeprefix("python: ").partition(" (")
+    path = path.removesuffix(")")
+    assert version == platform.python_version()
+    assert not os.path.islink(path) and os.path.samefile(path, sys.executable)
