@@ -317,8 +317,14 @@ async def test_a_message_the_milter_discards_fails(
 
 
 async def test_a_held_message_deleted_from_the_hold_queue_fails(
-    client: Client, sender: dict[str, str], mail: Mail
+    client: Client, sender: dict[str, str], mail: Mail, pool: asyncpg.Pool
 ) -> None:
+    """The hold raises send.held: a client that follows webhooks learns its message waits
+    (an endpoint never called: the guard refuses its plain http URL)."""
+    await pool.execute(
+        "INSERT INTO webhook_endpoints (name, url, url_origin, kind, events) "
+        "VALUES ($1, 'http://127.0.0.1:9/', 'http://127.0.0.1:9', 'slack', '{send.held}')",
+        f"held-{uuid.uuid4().hex[:6]}")
     response = await client.post("/api/v1/send-email", headers=sender,
                                  json=body(subject="[hold-me] quarterly figures"))
     assert response.status == 202
@@ -332,6 +338,10 @@ async def test_a_held_message_deleted_from_the_hold_queue_fails(
     assert message["status"] == "relayed"
     assert message["events"][-1]["detail"] == "held in Postfix's hold queue by a milter"
     assert message["queue_id"] in mail.postfix.held_queue_ids()
+    raised = await pool.fetch(
+        "SELECT payload->>'status', payload->>'recipient', payload->>'detail' "
+        "FROM webhook_events WHERE type = 'send.held' AND payload->>'id' = $1", message["id"])
+    assert [tuple(r) for r in raised] == [("relayed", None, message["events"][-1]["detail"])]
     await asyncio.to_thread(mail.postfix.delete, message["queue_id"])
     message = await eventually(lambda: settled(client, sender, location))
     assert message["status"] == "failed"

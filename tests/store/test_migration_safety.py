@@ -78,6 +78,8 @@ RELEASED = {
         "368e94a1c82b7791586e63d9970c233d49dcf9c48cb581ad3b740d50733f3e76",
     "0031_webhook_send_order":
         "50e9c765508498113fe5ce818a72100eb4fc20fbb85e8d1fc2e7157d49f32f7b",
+    "0032_webhook_send_held":
+        "bf7f747258cfba363792f5d5f035d4a8848513e7f3b320c31ea5cc7ed0623dc6",
 }
 
 

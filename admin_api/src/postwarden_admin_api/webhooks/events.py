@@ -32,6 +32,8 @@ class EventType(enum.StrEnum):
     MESSAGE_SANITIZED = "message.sanitized"
     MESSAGE_ATTACHMENT_STRIPPED = "message.attachment_stripped"
     SEND_QUEUED = "send.queued"
+    # In Postfix's hold queue until an administrator releases or deletes it (0032).
+    SEND_HELD = "send.held"
     SEND_DELIVERED = "send.delivered"
     SEND_DEFERRED = "send.deferred"
     SEND_BOUNCED = "send.bounced"
