@@ -41,7 +41,9 @@ class AuditEvent:
     notify: tuple[str, ...] = ()  # webhook endpoint names raised by the policy
 
     def to_json(self) -> str:
-        data = dataclasses.asdict(self)
+        # Not dataclasses.asdict: its deep copy of every value took four fifths of the
+        # time, and json.dumps only reads them.
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["time"] = self.time.isoformat()
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
@@ -52,3 +54,6 @@ class AuditEvent:
         for key in ("recipients", "rules", "changes", "flags", "notify"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)
+
+
+_FIELD_NAMES = tuple(field.name for field in dataclasses.fields(AuditEvent))
