@@ -1,6 +1,7 @@
 """The HTML tokenizer the body renderings share, as linear regular expressions.
 
-One split by :data:`MARKUP` (possessive quantifiers, no backtracking) finds
+One split by :data:`MARKUP` (possessive quantifiers and atomic groups, no
+backtracking) finds
 every piece of markup, or by :data:`TOKENS` the same pieces with the parts of
 each tag; no tree is built. It follows the HTML standard where a difference
 could hide text: a quote opens an attribute value only right after ``=``, so
@@ -8,6 +9,11 @@ could hide text: a quote opens an attribute value only right after ``=``, so
 ``-->`` (``<!-->`` at once); ``<script>``, ``<style>``, ``<title>``,
 ``<textarea>`` and the other raw-text elements end only at their own end tag,
 whatever their content looks like; an unclosed tag or quote runs to the end.
+
+A repeated group that holds a lookahead is atomic, ``(?>(?:...)*)``, not possessive,
+``(?:...)*+``: the Python of Debian 12 (3.11.2) ignores the lookahead after the
+group's first pass, so ``<textarea>`` ran past its end tag (a later 3.11 fixed it;
+tests/test_regex_portability.py keeps such groups out).
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ def _names(words: Iterable[str]) -> str:
 def _raw_text(name: str, keep: bool) -> str:
     """A raw-text element's start tag and content, up to its own end tag: a loop over
     runs without "<" (a lazy ``.*?`` tries the end tag at every character)."""
-    content = rf"(?:[^<]++|<(?!/{_names([name])}))*+"
+    content = rf"(?>(?:[^<]++|<(?!/{_names([name])}))*)"
     return rf"{_names([name])}{_ATTRIBUTES}{f'({content})' if keep else content}"
 
 
@@ -100,14 +106,14 @@ TOKENS = re.compile(
     rf"|/(?:(?P<end>{_TAG_NAME}){_ATTRIBUTES}|[^>]*+(?:>|\Z))"
     rf"|(?:(?={_names(RAW)})(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
     rf"(?P<name>{_TAG_NAME})(?P<attributes>{_ATTRIBUTE_LIST})(?:>|\Z)"
-    rf"(?P<content>(?(plaintext).*|(?(raw)(?:[^<]++|<(?!/(?ai:(?P=name)){_NAME_END}))*+)))"
+    rf"(?P<content>(?(plaintext).*|(?(raw)(?>(?:[^<]++|<(?!/(?ai:(?P=name)){_NAME_END}))*))))"
     ")",
     re.DOTALL,
 )
 # A <style> element's content (its sheet), up to where MARKUP ends the element: a
 # loop over runs without "<" (five times faster than MARKUP's lazy .*? here).
 _STYLE = _names(["style"])
-STYLE_SHEET = re.compile(rf"<{_STYLE}{_ATTRIBUTES}((?:[^<]++|<(?!/{_STYLE}))*+)", re.DOTALL)
+STYLE_SHEET = re.compile(rf"<{_STYLE}{_ATTRIBUTES}((?>(?:[^<]++|<(?!/{_STYLE}))*))", re.DOTALL)
 # One attribute in a tag's attributes: its name and its value as written, quotes and all.
 ATTRIBUTE = re.compile(
     rf"[{WS}/]*+([^{WS}/>][^{WS}/>=]*+)"
