@@ -50,6 +50,7 @@ from . import libmilter
 from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, StartupError
+from .journal import AuditJournal
 from .listener import disown_listener, hang_up, remove_socket_file, socket_file
 from .loopthread import LoopThread
 from .metrics import Metrics
@@ -120,6 +121,7 @@ class MilterProcess:
         self.pipeline = AuditPipeline(
             dsn, audit_spool(settings, worker), self.metrics,
             queue_size=settings.audit_queue_size, spool_full_action=settings.spool_full_action,
+            journal=AuditJournal(settings.spool_dir, index),
         )
         self.reloader = PolicyReloader(
             self.metrics, spool_dir=settings.spool_dir, policy_dir=settings.policy_dir,

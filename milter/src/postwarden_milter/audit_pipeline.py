@@ -55,6 +55,7 @@ from postwarden_store import StoreError, check_schema_current, create_pool
 from postwarden_store.audit import DURABLE_COMMIT, weight, write_audit_batch
 
 from .backoff import Backoff
+from .journal import AuditJournal
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .occasional import Occasional, log_unsaid
@@ -80,6 +81,7 @@ CONNECTS = "Postgres connects while mail is refused"
 RETRIES = "Postgres retries failed while mail is refused"
 DROPPED_FULL = "audit events dropped (spool full)"
 DROPPED_UNWRITABLE = "audit events dropped (spool unwritable)"
+UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
 # What one event's values can make a write raise: Postgres refusing them (SQLSTATE
@@ -121,10 +123,12 @@ class AuditPipeline:
         *,
         queue_size: int,
         spool_full_action: SpoolFullAction,
+        journal: AuditJournal | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dsn = database_url
         self._spool = spool
+        self._journal = journal
         self._metrics = metrics
         self._full_action = spool_full_action
         self._queue: queue.Queue[AuditEvent] = queue.Queue(maxsize=queue_size)
@@ -146,11 +150,30 @@ class AuditPipeline:
     # --- callback side (any thread) ------------------------------------------
 
     def submit(self, event: AuditEvent) -> None:
+        if self._journal is not None:
+            self._journal_append(self._journal, event)
         try:
             self._queue.put_nowait(event)
         except queue.Full:
+            self._settled([event])
             self._metrics.audit_dropped.labels("queue_full").inc()
             log.error("audit queue full: event %s dropped (writer stuck?)", event.event_id)
+
+    def _journal_append(self, journal: AuditJournal, event: AuditEvent) -> None:
+        """On disk before the callback answers (.journal). A journal that cannot be
+        written is no reason to refuse mail: the event goes on as it did without one."""
+        try:
+            journal.append(event)
+        except OSError as exc:
+            self._metrics.errors.labels("audit_journal").inc()
+            if (unjournaled := self._occasional.due(UNJOURNALED)) is not None:
+                log.error("cannot append to the audit journal (%s): %s", exc.strerror,
+                          unjournaled)
+
+    def _settled(self, events: list[AuditEvent]) -> None:
+        """Stored, spooled, or counted dropped: out of the journal."""
+        if self._journal is not None:
+            self._journal.settled(events)
 
     @property
     def refusing_mail(self) -> bool:
@@ -167,6 +190,8 @@ class AuditPipeline:
     # --- lifecycle -----------------------------------------------------------
 
     def start(self, loop_thread: LoopThread) -> None:
+        if self._journal is not None:  # replayed with the spool
+            self._journal.adopt(self._spool.append_lines)
         self._writer = loop_thread.submit(self._run())
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -179,11 +204,15 @@ class AuditPipeline:
         except (TimeoutError, concurrent.futures.CancelledError):
             log.error("audit writer did not drain within %.0f s; %d events left",
                       timeout, self._queue.qsize())
+        if self._journal is not None:  # what was not settled stays, for the next start
+            self._journal.close()
         log_unsaid(self._occasional, log)
 
     # --- writer (loop thread) ------------------------------------------------
 
     def _take(self) -> list[AuditEvent]:
+        if self._journal is not None:  # what comes next goes to a segment of its own
+            self._journal.rotate()
         batch: list[AuditEvent] = []
         size = 0
         while len(batch) < BATCH_SIZE and size < BATCH_BYTES:
@@ -206,6 +235,7 @@ class AuditPipeline:
                 batch = self._take()
                 if batch:
                     await self._deliver_or_drop(batch)
+                    self._settled(batch)
                 elif (self._dsn is not None and (self._spool or self._spool_failing)
                       and await self._connected() and await self._replay()):
                     self._spool_failing = False
@@ -333,6 +363,8 @@ class AuditPipeline:
             except Exception:
                 self._to_spool(batch)
                 raise
+            finally:
+                self._settled(batch)
             if len(batch) < BATCH_SIZE:  # that emptied it: back to the replay
                 return
 

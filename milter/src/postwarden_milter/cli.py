@@ -18,6 +18,7 @@ from postwarden_store import dsn_problem
 from .app import EXIT_CONFIG, PROG, MilterProcess, run_process
 from .errors import StartupError
 from .heap import keep_freed_memory
+from .journal import adopt_orphan_journals
 from .logcontext import configure_logging
 from .settings import (
     SETTING_NAMES,
@@ -114,6 +115,7 @@ def serve(config: Path | None) -> int:
         log.warning("%s", stray)
     keep_freed_memory()
     adopt_orphans(settings.spool_dir, settings.processes)  # no worker runs yet
+    adopt_orphan_journals(settings.spool_dir, settings.processes)
     if settings.processes == 1:
         return run_process(MilterProcess(settings, notifier))
     try:

@@ -53,7 +53,7 @@ def adopt_orphans(directory: Path, workers: int) -> None:
             continue
         _cut_torn_line(path)
         data = path.read_bytes()
-        _append_durably(target, data)
+        append_durably(target, data)
         path.unlink()
         # Else after a power cut the orphan could be back, to be appended a second time.
         fsync_directory(directory)
@@ -95,7 +95,7 @@ def _cut_torn_line(path: Path) -> None:
         os.close(fd)
 
 
-def _append_durably(path: Path, data: bytes) -> int:
+def append_durably(path: Path, data: bytes) -> int:
     """One append, then fsync (and the directory's, when the file is new): a batch is
     spooled only once this returns (the file's new size). A failed append is cut off
     again, so that no part of it is left; a file it created is removed again, so that
@@ -192,8 +192,11 @@ class AuditSpool:
         """Append a batch durably (one write, one fsync)."""
         if not events:
             return
-        data = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
-        size = _append_durably(self.path, data)
+        self.append_lines("".join(event.to_json() + "\n" for event in events).encode())
+
+    def append_lines(self, data: bytes) -> None:
+        """Append events as JSON lines already (a journal's: .journal), durably."""
+        size = append_durably(self.path, data)
         if size - len(data) < self._replayed:  # another file since the replay (moved away)
             self._replayed = 0
         self.budget.record(self._worker, size - self._replayed)

@@ -1,0 +1,191 @@
+"""The audit journal: an event is on disk before its message's reply leaves, so a milter
+killed without a stop (kill -9, the OOM killer) loses no audit row; what it held is
+stored once by the next start."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from postwarden_milter.audit_pipeline import AuditPipeline
+from postwarden_milter.journal import AuditJournal, adopt_orphan_journals, journal_segments
+from postwarden_milter.loopthread import LoopThread
+from postwarden_milter.metrics import Metrics
+from postwarden_milter.settings import SpoolFullAction
+from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
+from postwarden_policies import AuditEvent
+from tests.fixtures.postgres import wait_until
+from tests.fixtures.processes import children_of
+from tests.milter.milterclient import MilterClient
+from tests.milter.test_process import _env, _serving
+from tests.store.test_audit import make_event
+
+
+def _segments(directory: Path) -> list[str]:
+    return sorted(path.name for paths in journal_segments(directory).values() for path in paths)
+
+
+def _events(path: Path) -> list[AuditEvent]:
+    return [AuditEvent.from_json(line) for line in path.read_text().splitlines()]
+
+
+def test_a_segment_goes_once_it_was_rotated_and_its_events_settled(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    first, second, third = make_event(), make_event(), make_event()
+    journal.append(first)
+    journal.append(second)
+    assert _events(tmp_path / "audit-journal-0-0.jsonl") == [first, second]
+    journal.settled([first, second])
+    assert _segments(tmp_path) == ["audit-journal-0-0.jsonl"]  # appends still go there
+    journal.rotate()
+    assert _segments(tmp_path) == []
+    journal.append(third)
+    journal.rotate()  # the writer took a batch: the next event goes to a new segment
+    journal.append(first)
+    assert _segments(tmp_path) == ["audit-journal-0-1.jsonl", "audit-journal-0-2.jsonl"]
+    journal.settled([third])
+    assert _segments(tmp_path) == ["audit-journal-0-2.jsonl"]
+    journal.settled([first])
+    journal.close()
+    assert _segments(tmp_path) == []
+
+
+def test_what_was_not_settled_stays_for_the_next_start(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path, worker=3)
+    kept = make_event()
+    journal.append(kept)
+    journal.close()
+    assert _segments(tmp_path) == ["audit-journal-3-0.jsonl"]
+    spool = AuditSpool(tmp_path, SpoolBudget(10**6, slots=4), 3)
+    assert AuditJournal(tmp_path, worker=3).adopt(spool.append_lines) == 1
+    assert _events(tmp_path / spool_name(3)) == [kept]
+    assert _segments(tmp_path) == []
+
+
+def test_adoption_keeps_the_order_and_cuts_a_line_torn_by_the_death(tmp_path: Path) -> None:
+    events = [make_event() for _ in range(3)]
+    (tmp_path / "audit-journal-0-10.jsonl").write_text(events[2].to_json() + "\n"
+                                                       + events[0].to_json()[:50])
+    (tmp_path / "audit-journal-0-9.jsonl").write_text(
+        "".join(event.to_json() + "\n" for event in events[:2]))
+    spool = AuditSpool(tmp_path, SpoolBudget(10**6))
+    assert AuditJournal(tmp_path).adopt(spool.append_lines) == 3
+    assert _events(spool.path) == [events[0], events[1], events[2]]
+    assert spool.budget.used == spool.size  # counted against spool_max_bytes
+
+
+def test_journals_of_workers_no_longer_run_go_to_the_first_workers_spool(
+        tmp_path: Path) -> None:
+    orphan, kept = make_event(), make_event()
+    (tmp_path / "audit-journal-2-0.jsonl").write_text(orphan.to_json() + "\n")
+    (tmp_path / "audit-journal-1-0.jsonl").write_text(kept.to_json() + "\n")
+    adopt_orphan_journals(tmp_path, workers=2)
+    assert _events(tmp_path / spool_name(0)) == [orphan]
+    assert _segments(tmp_path) == ["audit-journal-1-0.jsonl"]  # worker 1 adopts its own
+
+
+def _pipeline(directory: Path, metrics: Metrics) -> AuditPipeline:
+    return AuditPipeline(None, AuditSpool(directory, SpoolBudget(10**9)), metrics,
+                         queue_size=100, spool_full_action=SpoolFullAction.TEMPFAIL,
+                         journal=AuditJournal(directory))
+
+
+def test_a_pipeline_that_ends_without_a_stop_leaves_its_events_to_the_next(
+        tmp_path: Path) -> None:
+    """The events a pipeline held when its process died (its writer never took them) are
+    in the spool once the next one starts, and the journal is empty again after a stop."""
+    held = [make_event() for _ in range(4)]
+    dead = _pipeline(tmp_path, Metrics())
+    for event in held:
+        dead.submit(event)  # never started: as good as killed before the writer ran
+    loop = LoopThread()
+    loop.start()
+    successor = _pipeline(tmp_path, Metrics())
+    successor.start(loop)
+    later = make_event()
+    successor.submit(later)
+    successor.stop()
+    loop.stop()
+    assert _events(tmp_path / spool_name(0)) == [*held, later]
+    assert _segments(tmp_path) == []
+
+
+def test_a_journal_it_cannot_write_refuses_no_mail_and_is_counted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    pipeline = _pipeline(tmp_path, metrics)
+    loop = LoopThread()
+    loop.start()
+    pipeline.start(loop)
+    os.symlink("/dev/full", tmp_path / "audit-journal-0-0.jsonl")  # ENOSPC
+    events = [make_event(), make_event()]
+    for event in events:
+        pipeline.submit(event)
+    pipeline.stop()
+    loop.stop()
+    assert _events(tmp_path / spool_name(0)) == events
+    assert metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "audit_journal"}) == 2
+    assert [r.getMessage() for r in caplog.records if "audit journal" in r.getMessage()] == [
+        "cannot append to the audit journal (No space left on device): 1 so far"]
+
+
+async def _queue_ids(dsn: str, prefix: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT queue_id FROM audit_events WHERE queue_id LIKE $1 "
+                                "ORDER BY queue_id", f"{prefix}%")
+    finally:
+        await conn.close()
+    return [row["queue_id"] for row in rows]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_milter_killed_after_its_answers_loses_no_audit_row(
+        tmp_path: Path, database_url: str, processes: int) -> None:
+    """SIGKILL right after end of message is answered: the events were still in memory
+    (the writer takes them every 0.2 s). A worker killed is replaced, a milter restarted;
+    either way the rows appear, each once."""
+    prefix = f"4QJ{processes}{time.monotonic_ns() % 10**8}X"
+    env = _env(tmp_path, processes=str(processes), database_url=database_url)
+    first_log, second_log = tmp_path / "milter.log", tmp_path / "restarted.log"
+    queue_ids = [f"{prefix}{n}" for n in range(3)]
+
+    def stored() -> bool:
+        return asyncio.run(_queue_ids(database_url, prefix)) == queue_ids
+
+    with _serving(env, first_log) as proc:
+        assert wait_until(lambda: first_log.read_text().count("starting on") == processes,
+                          timeout=30), first_log.read_text()
+        client = MilterClient(env["POSTWARDEN_MILTER_SOCKET"]).open()
+        for queue_id in queue_ids:
+            assert client.message(queue_id)[0] == b"c"
+        for pid in children_of(proc.pid) if processes > 1 else {proc.pid}:
+            os.kill(pid, signal.SIGKILL)
+        client.close()
+        if processes > 1:  # the parent replaces its workers, which adopt the journals
+            assert wait_until(stored, timeout=30), first_log.read_text()
+            _stop(proc)
+    if processes == 1:  # restarted, as systemd would
+        with _serving(env, second_log) as restarted:
+            assert wait_until(stored, timeout=30), second_log.read_text()
+            _stop(restarted)
+    said = first_log.read_text() + (second_log.read_text() if processes == 1 else "")
+    # Those of the last answers at least: the writer may have taken the first meanwhile.
+    assert re.search(r"audit journal: [123] events of a milter process that ended without "
+                     r"a stop \(worker [01]\)", said), said
+    assert list((tmp_path / "spool").glob("audit-journal-*")) == []  # all settled
