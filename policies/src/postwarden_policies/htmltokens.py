@@ -10,10 +10,13 @@ could hide text: a quote opens an attribute value only right after ``=``, so
 ``<textarea>`` and the other raw-text elements end only at their own end tag,
 whatever their content looks like; an unclosed tag or quote runs to the end.
 
-A repeated group that holds a lookahead is atomic, ``(?>(?:...)*)``, not possessive,
-``(?:...)*+``: the Python of Debian 12 (3.11.2) ignores the lookahead after the
-group's first pass, so ``<textarea>`` ran past its end tag (a later 3.11 fixed it;
-tests/test_regex_portability.py keeps such groups out).
+Raw text runs lazily to its end tag, ``.*?(?=</name|\\Z)``, which sre steps through
+in constant memory. Not ``(?:[^<]++|<(?!/name))*+``: the Python of Debian 12
+(3.11.2) ignores a lookahead in a possessive group after the group's first pass, so
+``<textarea>`` ran past its end tag (a later 3.11 fixed it;
+tests/test_regex_portability.py keeps such groups out); nor its atomic twin
+``(?>(?:...)*)``, which keeps a backtracking point for every pass: 4 MB of ``<`` in a
+textarea took over 1 GB.
 """
 
 from __future__ import annotations
@@ -69,9 +72,8 @@ def _names(words: Iterable[str]) -> str:
 
 
 def _raw_text(name: str, keep: bool) -> str:
-    """A raw-text element's start tag and content, up to its own end tag: a loop over
-    runs without "<" (a lazy ``.*?`` tries the end tag at every character)."""
-    content = rf"(?>(?:[^<]++|<(?!/{_names([name])}))*)"
+    """A raw-text element's start tag and content, up to its own end tag."""
+    content = rf"(?>.*?(?=</{_names([name])}|\Z))"
     return rf"{_names([name])}{_ATTRIBUTES}{f'({content})' if keep else content}"
 
 
@@ -106,14 +108,14 @@ TOKENS = re.compile(
     rf"|/(?:(?P<end>{_TAG_NAME}){_ATTRIBUTES}|[^>]*+(?:>|\Z))"
     rf"|(?:(?={_names(RAW)})(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
     rf"(?P<name>{_TAG_NAME})(?P<attributes>{_ATTRIBUTE_LIST})(?:>|\Z)"
-    rf"(?P<content>(?(plaintext).*|(?(raw)(?>(?:[^<]++|<(?!/(?ai:(?P=name)){_NAME_END}))*))))"
+    rf"(?P<content>(?(plaintext).*|(?(raw)(?>.*?(?=</(?ai:(?P=name)){_NAME_END}|\Z)))))"
     ")",
     re.DOTALL,
 )
 # A <style> element's content (its sheet), up to where MARKUP ends the element: a
 # loop over runs without "<" (five times faster than MARKUP's lazy .*? here).
 _STYLE = _names(["style"])
-STYLE_SHEET = re.compile(rf"<{_STYLE}{_ATTRIBUTES}((?>(?:[^<]++|<(?!/{_STYLE}))*))", re.DOTALL)
+STYLE_SHEET = re.compile(rf"<{_STYLE}{_ATTRIBUTES}((?>.*?(?=</{_STYLE}|\Z)))", re.DOTALL)
 # One attribute in a tag's attributes: its name and its value as written, quotes and all.
 ATTRIBUTE = re.compile(
     rf"[{WS}/]*+([^{WS}/>][^{WS}/>=]*+)"
