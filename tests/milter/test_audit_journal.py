@@ -5,6 +5,7 @@ stored once by the next start."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import signal
@@ -189,3 +190,76 @@ def test_a_milter_killed_after_its_answers_loses_no_audit_row(
     assert re.search(r"audit journal: [123] events of a milter process that ended without "
                      r"a stop \(worker [01]\)", said), said
     assert list((tmp_path / "spool").glob("audit-journal-*")) == []  # all settled
+
+
+def test_a_segment_it_cannot_delete_stops_nothing_and_is_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A read-only spool_dir (errors=remount-ro): the writer must go on."""
+    def read_only(path: Path) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    journal = AuditJournal(tmp_path)
+    for _ in range(2):
+        event = make_event()
+        journal.append(event)
+        journal.rotate()
+        journal.settled([event])
+    assert _segments(tmp_path) == ["audit-journal-0-0.jsonl", "audit-journal-0-1.jsonl"]
+    assert [r.getMessage() for r in caplog.records if "cannot delete" in r.getMessage()] == [
+        "audit journal: cannot delete audit-journal-0-0.jsonl (Read-only file system): the "
+        "next start spools its events again (said once)"]
+
+
+def test_a_spool_that_takes_nothing_keeps_the_journal_and_appends_go_past_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    left = make_event()
+    (tmp_path / "audit-journal-0-5.jsonl").write_text(left.to_json() + "\n")
+
+    def full(data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    journal = AuditJournal(tmp_path)
+    assert journal.adopt(full) == 0  # no exception: the milter starts
+    assert "not spooled (No space left on device): kept for the next start" in caplog.text
+    later = make_event()
+    journal.append(later)  # a segment of its own, not appended to the one kept
+    assert _events(tmp_path / "audit-journal-0-5.jsonl") == [left]
+    assert _events(tmp_path / "audit-journal-0-6.jsonl") == [later]
+
+
+def test_a_short_write_leaves_no_piece_for_the_next_event_to_join(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = AuditJournal(tmp_path)
+    first, cut, after = make_event(), make_event(), make_event()
+    journal.append(first)
+    real_write = os.write
+
+    def half(fd: int, data: bytes) -> int:  # the filesystem filled up midway
+        monkeypatch.setattr(os, "write", real_write)
+        return real_write(fd, data[: len(data) // 2])
+
+    monkeypatch.setattr(os, "write", half)
+    with pytest.raises(OSError, match="No space left"):
+        journal.append(cut)
+    journal.append(after)
+    assert _events(tmp_path / "audit-journal-0-0.jsonl") == [first, after]
+
+
+def test_without_a_database_an_event_already_in_the_log_is_not_added_twice(
+        tmp_path: Path) -> None:
+    """A segment spans several batches while the writer is behind: some of its events
+    were appended to the audit log before the end."""
+    logged = [make_event(), make_event()]
+    unlogged = make_event()
+    AuditSpool(tmp_path, SpoolBudget(10**9)).append(logged)
+    (tmp_path / "audit-journal-0-0.jsonl").write_text(
+        "".join(event.to_json() + "\n" for event in [*logged, unlogged]))
+    loop = LoopThread()
+    loop.start()
+    pipeline = _pipeline(tmp_path, Metrics())
+    pipeline.start(loop)
+    pipeline.stop()
+    loop.stop()
+    assert _events(tmp_path / spool_name(0)) == [*logged, unlogged]

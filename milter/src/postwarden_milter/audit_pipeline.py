@@ -1,15 +1,15 @@
 """The audit pipeline: callbacks enqueue, one writer batches into Postgres.
 
-Callbacks only call :meth:`AuditPipeline.submit`, which never blocks: when
-the bounded queue is full (the writer is stuck for longer than the queue
-lasts, default 10 000 events) the event is dropped, counted and logged, since
-a mail thread must never wait on audit storage (nor work for it: an event is
-queued as it is). The writer coroutine runs on the :class:`LoopThread`, owns
-the asyncpg pool and writes batches of up to :data:`BATCH_SIZE` events and
-about :data:`BATCH_BYTES` (``postwarden_store.audit.weight``), every
-:data:`FLUSH_SECONDS`, with COPY; the store makes each storable as it writes
-it (cut to what Postgres indexes take and to a bounded weight, flagged
-``truncated``). When
+Callbacks only call :meth:`AuditPipeline.submit`, which never waits on the
+writer: it appends the event to the journal (one write, no fsync: .journal) and
+queues it; when the bounded queue is full (the writer is stuck for longer than
+the queue lasts, default 10 000 events) the event is dropped, counted and logged,
+since a mail thread must never wait on audit storage. The writer coroutine runs
+on the :class:`LoopThread`, owns the asyncpg pool and writes batches of up to
+:data:`BATCH_SIZE` events and about :data:`BATCH_BYTES`
+(``postwarden_store.audit.weight``), every :data:`FLUSH_SECONDS`, with COPY; the
+store makes each storable as it writes it (cut to what Postgres indexes take and
+to a bounded weight, flagged ``truncated``). When
 Postgres is unreachable, slow or its schema is too old (or a write fails for
 any other reason, which is logged with its traceback), batches go to the
 local spool (fsync'd) and are replayed in order once it is back; event ids
@@ -76,6 +76,9 @@ PROBE_TIMEOUT = 1.0
 PROBE = (f"BEGIN; {DURABLE_COMMIT}; "
          "CREATE TEMPORARY TABLE audit_probe () ON COMMIT DROP; COMMIT")
 SLOW_EVENT_ATTEMPTS = 3
+# How far back the audit log (no database) is read for events a journal holds too: a
+# full default queue is some 7 MB of events.
+LOG_TAIL_BYTES = 32 * 1024 * 1024
 # What the writer's lines said once a minute count (.occasional), as the stop names them.
 CONNECTS = "Postgres connects while mail is refused"
 RETRIES = "Postgres retries failed while mail is refused"
@@ -191,7 +194,9 @@ class AuditPipeline:
 
     def start(self, loop_thread: LoopThread) -> None:
         if self._journal is not None:  # replayed with the spool
-            self._journal.adopt(self._spool.append_lines)
+            # Without a database the spool is the audit log: no event in it twice.
+            known = self._spool.tail_event_ids(LOG_TAIL_BYTES) if self._dsn is None else ()
+            self._journal.adopt(self._spool.append_lines, known)
         self._writer = loop_thread.submit(self._run())
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -202,8 +207,8 @@ class AuditPipeline:
         try:
             self._writer.result(timeout)
         except (TimeoutError, concurrent.futures.CancelledError):
-            log.error("audit writer did not drain within %.0f s; %d events left",
-                      timeout, self._queue.qsize())
+            log.error("audit writer did not drain within %.0f s; %d events left in the "
+                      "journal for the next start", timeout, self._queue.qsize())
         if self._journal is not None:  # what was not settled stays, for the next start
             self._journal.close()
         log_unsaid(self._occasional, log)
@@ -211,7 +216,9 @@ class AuditPipeline:
     # --- writer (loop thread) ------------------------------------------------
 
     def _take(self) -> list[AuditEvent]:
-        if self._journal is not None:  # what comes next goes to a segment of its own
+        """A batch from the queue; events submitted from now on go to a new journal
+        segment, so that the segments before can go once settled."""
+        if self._journal is not None:
             self._journal.rotate()
         batch: list[AuditEvent] = []
         size = 0

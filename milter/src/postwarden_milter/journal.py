@@ -10,22 +10,27 @@ per batch is for outages, and a power cut also takes what Postfix acknowledged l
 
 The writer settles events once it stored them, spooled them, or counted them dropped.
 A segment (a file) takes appends until the writer takes a batch, then the next one
-does; a segment whose events are all settled is deleted, so the journal holds about
-one batch of events. Segments left by a process that died are appended to its spool
-when the next one starts (:func:`adopt_journal`), and the spool's replay stores each
-event once (event ids), those already stored included.
+does; a segment whose events are all settled is deleted, so the journal holds what
+the queue holds, about one batch in normal times. Segments left by a process that
+died are appended to its spool when the next one starts (:func:`adopt_journal`), and
+the spool's replay stores each event once (event ids), those already stored included.
+Without a database the spool is the audit log, and the events it has already are left
+out (a segment spans several batches while the writer is behind). A journal that
+cannot be written, deleted or adopted (a full or read-only filesystem) refuses no mail
+and stops nothing: what it could not take is unjournaled, what it could not delete or
+adopt is adopted at a later start.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
+import json
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from postwarden_policies import AuditEvent
@@ -41,36 +46,59 @@ def _segment_path(directory: Path, worker: int, segment: int) -> Path:
     return directory / f"audit-journal-{worker}-{segment}.jsonl"
 
 
+def _segment_number(path: Path) -> int:
+    match = _SEGMENT.fullmatch(path.name)
+    assert match is not None  # noqa: S101 - journal_segments() lists only those
+    return int(match[2])
+
+
 def journal_segments(directory: Path) -> dict[int, list[Path]]:
     """Segments on disk by worker index, each worker's in the order they were written."""
-    found: dict[int, list[tuple[int, Path]]] = {}
+    found: dict[int, list[Path]] = {}
     for path in directory.glob("audit-journal-*.jsonl"):
         if match := _SEGMENT.fullmatch(path.name):
-            found.setdefault(int(match[1]), []).append((int(match[2]), path))
-    return {worker: [path for _, path in sorted(paths)] for worker, paths in found.items()}
+            found.setdefault(int(match[1]), []).append(path)
+    return {worker: sorted(paths, key=_segment_number) for worker, paths in found.items()}
 
 
-def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object]) -> int:
+def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object],
+                  known: Collection[str] = ()) -> int:
     """Hand worker ``worker``'s leftover segments to ``append`` (a spool's) and delete
-    them; how many events. Only while that worker does not run. A last line without
-    its newline was torn by the death mid-append: its callback never returned, so
-    Postfix has no answer for its message either."""
+    them, leaving out the events whose ids are ``known``; how many events were handed.
+    Only while that worker does not run. A last line without its newline was torn by
+    the death mid-append: its callback never returned, so Postfix has no answer for
+    its message either. A spool that takes nothing now (a full filesystem) leaves the
+    segments for a later start: logged, no mail refused."""
     events = 0
     segments = journal_segments(directory).get(worker, [])
-    for path in segments:
-        data = path.read_bytes()
-        data = data[: data.rfind(b"\n") + 1]
-        if data:
-            append(data)
-            events += data.count(b"\n")
-        path.unlink()
-    if segments:  # else after a power cut they could be back, to be appended again
-        fsync_directory(directory)
+    try:
+        for path in segments:
+            lines = path.read_bytes().splitlines(keepends=True)
+            kept = [line for line in lines
+                    if line.endswith(b"\n") and _event_id(line) not in known]
+            if kept:
+                append(b"".join(kept))
+                events += len(kept)
+            path.unlink()
+        if segments:  # else after a power cut they could be back, to be appended again
+            fsync_directory(directory)
+    except OSError as exc:
+        log.error("audit journal of worker %d not spooled (%s): kept for the next start",
+                  worker, exc.strerror)
     if events:
         log.warning("audit journal: %d events of a milter process that ended without a "
-                    "stop (worker %d) appended to the audit spool, to be stored once",
-                    events, worker)
+                    "stop (worker %d) appended to the audit spool", events, worker)
     return events
+
+
+def _event_id(line: bytes) -> str | None:
+    """The event id of a journal line; None for a line that is no event (the spool's
+    replay counts it as unreadable)."""
+    try:
+        found = json.loads(line).get("event_id")
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def adopt_orphan_journals(directory: Path, workers: int) -> None:
@@ -90,8 +118,12 @@ class AuditJournal:
         self._directory = directory
         self._worker = worker
         self._lock = threading.Lock()
-        self._segment = 0  # the one appends go to
+        # The one appends go to: past those left over, which an adoption may have kept.
+        left = journal_segments(directory).get(worker, [])
+        self._segment = _segment_number(left[-1]) + 1 if left else 0
         self._fd: int | None = None  # its file, opened by the first append
+        self._size = 0  # its size: a short write is cut back to it
+        self._undeletable = False  # a segment could not be deleted (said once)
         self._pending: dict[int, int] = {}  # segment -> events not yet settled
         self._segment_of: dict[str, int] = {}  # event id -> its segment
 
@@ -104,9 +136,10 @@ class AuditJournal:
                 self._fd = os.open(_segment_path(self._directory, self._worker, self._segment),
                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             written = os.write(self._fd, line)
-            if written != len(line):  # a full filesystem: the next line starts on its own
-                os.write(self._fd, b"\n")
-                raise OSError(errno.ENOSPC, "short write")
+            if written != len(line):  # a full filesystem: no piece for the next to join
+                os.ftruncate(self._fd, self._size)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self._size += written
             self._pending[self._segment] = self._pending.get(self._segment, 0) + 1
             self._segment_of[event.event_id] = self._segment
 
@@ -117,7 +150,7 @@ class AuditJournal:
             if self._fd is None:
                 return
             os.close(self._fd)
-            self._fd = None
+            self._fd, self._size = None, 0
             self._segment += 1
             self._delete_settled(self._segment - 1)
 
@@ -137,13 +170,22 @@ class AuditJournal:
         if segment == self._segment or self._pending.get(segment, 0) > 0:
             return
         self._pending.pop(segment, None)
-        with contextlib.suppress(FileNotFoundError):
-            _segment_path(self._directory, self._worker, segment).unlink()
+        path = _segment_path(self._directory, self._worker, segment)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a read-only spool_dir: the writer goes on
+            if not self._undeletable:
+                self._undeletable = True
+                log.error("audit journal: cannot delete %s (%s): the next start spools its "
+                          "events again (said once)", path.name, exc.strerror)
 
-    def adopt(self, append: Callable[[bytes], object]) -> int:
+    def adopt(self, append: Callable[[bytes], object], known: Collection[str] = ()) -> int:
         """At the start, before any append: what this worker's predecessor left."""
-        return adopt_journal(self._directory, self._worker, append)
+        return adopt_journal(self._directory, self._worker, append, known)
 
     def close(self) -> None:
-        """At the stop, once the writer drained the queue: nothing is left to settle."""
+        """At the stop, once the writer drained the queue (or gave up): what is still
+        unsettled stays for the next start."""
         self.rotate()

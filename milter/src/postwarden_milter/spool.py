@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 SPOOL_NAME = "audit-spool.jsonl"
 TAIL_CHUNK = 64 * 1024  # read backwards in these to find the last newline
 _WORKER_SPOOL = re.compile(r"audit-spool-(\d+)\.jsonl")
+_EVENT_ID = re.compile(rb'"event_id":"([0-9a-f]+)"')  # as AuditEvent.to_json writes it
 
 
 def spool_name(worker: int) -> str:
@@ -200,6 +201,15 @@ class AuditSpool:
         if size - len(data) < self._replayed:  # another file since the replay (moved away)
             self._replayed = 0
         self.budget.record(self._worker, size - self._replayed)
+
+    def tail_event_ids(self, max_bytes: int) -> set[str]:
+        """The ids of the events in the last ``max_bytes`` of the spool."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(max(0, self.size - max_bytes))
+                return {m.decode() for m in _EVENT_ID.findall(handle.read(max_bytes))}
+        except FileNotFoundError:
+            return set()
 
     def replayed_to(self, offset: int) -> None:
         """Events up to byte ``offset`` are in Postgres: only the rest counts against
