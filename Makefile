@@ -7,12 +7,14 @@ PY := $(VENV)/bin/python
 # the tests must run on what is deployed (Debian's 3.11.2 matched some patterns otherwise
 # than a later 3.11: postwarden_policies.htmltokens), and pyenv's default build (a shared
 # libpython, without the distribution's optimisations) ran our code 20-25% slower.
-SYSTEM_PYTHON := /usr/bin/python3
+SYSTEM_PYTHON ?= /usr/bin/python3
+# A virtualenv made on another Python (as earlier versions of this file did) is made anew.
+STALE_VENV := $(if $(and $(realpath $(PY)),$(filter-out $(realpath $(SYSTEM_PYTHON)),$(realpath $(PY)))),FORCE)
 APT_PACKAGES := postfix libmilter-dev postgresql-15 postgresql-client-15 build-essential python3-venv python3-dev \
   systemd
 EXAMPLES := policies/examples
 
-.PHONY: test lint typecheck pytest policy-check demo bench deps venv clean
+.PHONY: test lint typecheck pytest policy-check demo bench deps venv clean FORCE
 
 test: deps venv lint typecheck policy-check pytest
 
@@ -31,7 +33,11 @@ deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(STALE_VENV)
+	if [ -x $(PY) ] && [ "$$(realpath $(PY))" != "$$(realpath $(SYSTEM_PYTHON))" ]; then \
+	  echo "$(VENV) was made on $$(realpath $(PY)): making it anew on $(SYSTEM_PYTHON)"; \
+	  rm -rf $(VENV); \
+	fi
 	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -55,6 +61,8 @@ demo: deps venv
 
 bench: deps venv
 	$(PY) bench/policy_eval.py
+
+FORCE:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
