@@ -6,10 +6,21 @@ from __future__ import annotations
 
 import struct
 
-from postwarden_policies import parse_message
+from postwarden_policies import Reject, evaluate_message, load_policy_set, parse_message
 from postwarden_policies.tnef import Reader
 
-from .test_tnef import ENV, _attachment, _attribute, _mail, _padded, _stream, _string8
+from .test_tnef import (
+    ENV,
+    INBOUND,
+    INVOICE,
+    NOTE,
+    _attachment,
+    _attribute,
+    _mail,
+    _padded,
+    _stream,
+    _string8,
+)
 
 _GUID = bytes(range(16))
 _MNID_ID, _MNID_STRING = 0, 1
@@ -76,3 +87,28 @@ def test_without_a_code_page_names_are_read_in_437_as_outlook_reads_them() -> No
     title = _attribute(2, 0x00018010, "résumé.pdf".encode("cp437") + b"\0")
     stream = _stream(_attachment(None, b"x") + title)
     assert _names(stream) == [["résumé.pdf"]]
+
+
+def _retyped(attachment: bytes, ident: int) -> bytes:
+    """``attachment`` with its attAttachRendData's type half changed: same id."""
+    return attachment[:1] + struct.pack("<I", ident) + attachment[5:]
+
+
+def test_a_start_of_attachment_of_another_type_still_starts_it() -> None:
+    """The review of 6 December: attAttachRendData as 0x00019002 (its id, another type)
+    started no attachment, so its executable was listed nowhere, and readers that tell
+    attributes by id (tnefparse) extract it."""
+    stream = _stream(NOTE, _retyped(INVOICE, 0x00019002))
+    assert _names(stream) == [["notes.txt"], ["INVOIC~1.EXE", "invoice.pdf.exe"]]
+    verdict = evaluate_message(load_policy_set([INBOUND]), _mail(stream), ENV)
+    assert isinstance(verdict.decision, Reject)
+    assert verdict.rules[0] == "block-executables"
+
+
+def test_an_attachments_attribute_before_any_attachment_makes_the_stream_unreadable(
+) -> None:
+    """Its start record dropped, the executable's title and data came with no attachment
+    to hold them: skipped in silence, where a reader may yet extract them."""
+    without_start = INVOICE[len(_attribute(2, 0x00069002, bytes(14))):]
+    listing = Reader().read(memoryview(_stream(without_start)), 10)
+    assert not listing.readable and listing.attachments == []

@@ -12,9 +12,13 @@ An attached Outlook message is an object whose bytes, after a 16-byte
 interface id, are a TNEF stream of its own (``Attachment.nested``, as is an
 attached ``winmail.dat``).
 
-Reading stops at the first thing out of place (a length past the end, an
-unknown property type, more than ``_STEPS`` attributes and properties): the
-stream is then not ``readable``, and what was read before it is still listed.
+Attributes are told apart by their id, the low half of their 32 bits, as readers
+such as tnefparse tell them: the high half, the value's type, can be anything. Reading
+stops at the first thing out of place (a length past the end, an unknown property
+type, an attachment's attribute before any attachment started, more than ``_STEPS``
+attributes and properties): the stream is then not ``readable``, and what was read
+before it is still listed (an attAttachRendData of an odd type, unrecognised, would
+hide the attachment after it from the rules, not from a reader).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ _VARIABLE = frozenset({STRING8, _UNICODE, 0x0102, _OBJECT})  # counted, length-p
 _FIXED = {0x0000: 4, 0x0001: 4, 0x0002: 4, 0x0003: 4, 0x0004: 4, 0x0005: 8, 0x0006: 8,
           0x0007: 8, 0x000A: 4, 0x000B: 4, 0x0014: 8, 0x0040: 8, 0x0048: 16}
 _MULTIPLE = 0x1000
+_ID = 0xFFFF  # an attribute's id; the high half is its type
 _MNID_ID, _MNID_STRING = 0, 1  # a named property's kind of name
 _IID = 16  # the interface id before an attached message's stream
 # Attributes and properties read in all, nested streams included: a real stream
@@ -125,26 +130,27 @@ class Reader:
             if level != LEVEL_ATTACHMENT:
                 # The message's code page: at level 2 its id is no attribute Outlook
                 # reads, and read there an EBCDIC one made the next file's name garbage.
-                if attribute == _CODEPAGE and length >= 4:
+                if attribute & _ID == _CODEPAGE & _ID and length >= 4:
                     self.codec = _codec(_u32(value, 0))
                 continue
-            if attribute == REND_DATA:
+            if attribute & _ID == REND_DATA & _ID:
                 if len(into.attachments) >= limit:
                     into.more = True
                     return
                 current = Attachment(start=start)
                 into.attachments.append(current)
-            elif current is not None:
-                self._attribute(current, attribute, value)
-            if current is not None:
-                current.end = pos
+            elif current is None:  # whose? A reader may take it for an attachment's
+                raise _Unreadable
+            else:
+                self._attribute(current, attribute & _ID, value)
+            current.end = pos
 
-    def _attribute(self, attachment: Attachment, attribute: int, value: memoryview) -> None:
-        if attribute in (TITLE, _TRANSPORT_NAME):
+    def _attribute(self, attachment: Attachment, attribute_id: int, value: memoryview) -> None:
+        if attribute_id in (TITLE & _ID, _TRANSPORT_NAME & _ID):
             attachment.names.append(_text(value, self.codec))
-        elif attribute == DATA:
+        elif attribute_id == DATA & _ID:
             attachment.data = value
-        elif attribute == PROPERTIES:
+        elif attribute_id == PROPERTIES & _ID:
             self._properties(attachment, value)
 
     def _properties(self, attachment: Attachment, data: memoryview) -> None:
