@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -315,6 +316,24 @@ def test_every_name_a_reader_might_show_is_tested(headers: tuple[bytes, ...]) ->
     assert evaluate(rule, facts).action is Action.REJECT
 
 
+@pytest.mark.parametrize("header", [
+    b'Content-Disposition: attachment; filename="a.pdf" update.exe"',
+    b'Content-Type: application/pdf; name="a.pdf" update.exe"; x=y',
+], ids=["disposition", "content-type"])
+def test_a_quoted_name_with_more_after_it_is_read_as_the_email_package_reads_it_too(
+        header: bytes) -> None:
+    """The review of 6 December: Python's email package (compat32) reads the value up to
+    the ";", ``a.pdf" update.exe``, where the quoted string ends at ``a.pdf``; the rules
+    saw only that one."""
+    facts = parse_message(_attachment(header), ENV)
+    [part] = facts.attachments
+    assert part.filename == "a.pdf"
+    assert 'a.pdf" update.exe' in part.filenames
+    assert "ambiguous_filename" in facts.flags
+    rule = load_policy_set_from_sources([("p", _EXE_RULE)])
+    assert evaluate(rule, facts).action is Action.REJECT
+
+
 @pytest.mark.parametrize("written", ["a.exe. .", "a.exe::$DATA"],
                          ids=["trailing-dots", "ntfs-stream"])
 def test_a_name_is_also_tested_as_windows_saves_it(written: str) -> None:
@@ -455,3 +474,18 @@ def test_a_message_partial_fragment_is_flagged_as_not_looked_into() -> None:
     facts = parse_message(raw, ENV)
     assert {"partial_message", "malformed"} <= facts.flags
     assert [part.content_type for part in facts.attachments] == ["message/partial"]
+
+
+def test_a_long_quoted_file_name_costs_no_memory_per_character() -> None:
+    """A 2 MB quoted name: the quoted string's repeat kept a backtracking point per
+    character (some 190 bytes each) before it was made possessive."""
+    name = "a" * 2_000_000 + ".pdf"
+    header = b'Content-Disposition: attachment; filename="%s"' % name.encode()
+    tracemalloc.start()
+    try:
+        facts = parse_message(_attachment(header), ENV)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert facts.attachments[0].filename == name
+    assert peak < 64 * 1024 * 1024, f"{peak / 2**20:.0f} MiB"

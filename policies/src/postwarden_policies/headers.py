@@ -25,8 +25,13 @@ _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 # The encoded text may hold spaces: RFC 2047 forbids them, readers decode them anyway.
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
-# One parameter: name, then a quoted string or a token (lenient about spaces).
-_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)', re.DOTALL)
+# One parameter: name, then a quoted string or a token (lenient about spaces). The
+# quoted string's repeat is possessive: sre kept a backtracking point per character
+# otherwise (a 2.8 MB name took 500 MB).
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*+"?|[^;]*)', re.DOTALL)
+# What follows a quoted value up to the next ";": Python's email package (compat32)
+# reads it as part of the value, ``"invoice.pdf" x.hta"`` as ``invoice.pdf" x.hta``.
+_AFTER_QUOTED = re.compile(r"[^;]*")
 _CONTINUATION = re.compile(r"^(.+?)\*(\d+)(\*?)$")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _LINE_BREAK = re.compile(rb"\r\n?|\n")
@@ -189,7 +194,8 @@ def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict
     found: list[tuple[str, str]] = []
     extended: dict[str, str] = {}
     pieces: dict[str, list[_Piece]] = {}
-    for match in _PARAM.finditer(";" + text):
+    text = ";" + text
+    for match in _PARAM.finditer(text):
         name = match.group(1).lower()
         raw = match.group(2).strip()
         cont = _CONTINUATION.match(name)
@@ -202,9 +208,9 @@ def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict
             extended.setdefault(name[:-1], found[-1][1])
         else:
             found.append((name, decode_words(_unquote(raw), flags)))
-            token = _TOKEN.match(raw)
-            if name in NAME_PARAMETERS and token and token[1] not in ("", raw) and raw[:1] != '"':
-                found.append((name, decode_words(token[1], flags)))
+            if name in NAME_PARAMETERS:
+                found += [(name, decode_words(other, flags))
+                          for other in _other_readings(raw, text, match.end())]
     for name, parts in pieces.items():
         # Readers join malformed continuations differently; a rule must see each
         # reading. Thunderbird's comes first (if it has one): it is the one shown.
@@ -215,6 +221,20 @@ def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict
         found += [(name, value) for value in values]
         extended.setdefault(name, next(iter(values)))
     return found, extended
+
+
+def _other_readings(raw: str, text: str, end: int) -> list[str]:
+    """How Python's email package reads a file name value otherwise than a quoted
+    string or a token: an unquoted value to its first space, and a quoted one with
+    what follows it up to the next ";"."""
+    if raw[:1] != '"':
+        token = _TOKEN.match(raw)
+        return [token[1]] if token and token[1] not in ("", raw) else []
+    after = _AFTER_QUOTED.match(text, end)
+    whole = (raw + after[0]).strip() if after else raw
+    if whole == raw:
+        return []
+    return [whole[1:-1] if len(whole) > 1 and whole.endswith('"') else whole]
 
 
 def _reader_run(parts: list[_Piece]) -> list[_Piece]:
