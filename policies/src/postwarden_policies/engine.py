@@ -7,8 +7,9 @@ envelope); they are also the parser's caps (``PolicySet.parser_caps``).
 Order of evaluation:
 1. ``max_message_bytes``: a larger message is rejected with 552 5.3.4.
 2. Structure: more parts than ``max_mime_parts``, nesting deeper than
-   ``max_mime_depth``, or the parser's own ``too_many_parts`` / ``too_deep``
-   flags: reject 554 5.6.0, or quarantine with ``on_structure_limit: quarantine``.
+   ``max_mime_depth``, or the parser's own ``too_many_parts`` / ``too_deep`` /
+   ``too_many_header_fields`` flags: reject 554 5.6.0, or quarantine with
+   ``on_structure_limit: quarantine``.
 3. Rules of enforce-mode policies in order; non-terminal actions accumulate and
    the first terminal action ends evaluation (no terminal rule: accept).
    Report-mode policies are evaluated on their own and only recorded, whatever
@@ -64,7 +65,8 @@ from .verdicts import (
 
 log = logging.getLogger(__name__)
 
-STRUCTURE_FLAGS = {"too_many_parts": "max_mime_parts", "too_deep": "max_mime_depth"}
+STRUCTURE_FLAGS = {"too_many_parts": "max_mime_parts", "too_deep": "max_mime_depth",
+                   "too_many_header_fields": "max_header_fields"}  # a cap of the parser's
 OVERSIZE = "max_attachment_bytes"
 
 
@@ -113,7 +115,7 @@ def _structure_limit(limits: Limits, facts: MessageFacts, *, parser_caps: bool) 
     its caps: a hit for the enforced limits (``parser_caps``: the caps are theirs),
     for a report-mode policy's only where it sets that limit."""
     for flag, limit in STRUCTURE_FLAGS.items():
-        if flag in facts.flags and (parser_caps or getattr(limits, limit) is not None):
+        if flag in facts.flags and (parser_caps or getattr(limits, limit, None) is not None):
             return limit
     if limits.max_mime_parts is not None and len(facts.parts) > limits.max_mime_parts:
         return "max_mime_parts"

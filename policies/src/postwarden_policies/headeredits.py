@@ -65,7 +65,7 @@ def _field_lines(facts: MessageFacts, name: str) -> list[bytes]:
     """The first ``name`` field of the message's header section: its value's first line
     and its continuation lines, as the parser read them."""
     wanted = name.lower().encode("ascii", "replace")
-    fields, _, _ = header_fields(facts.raw, 0, facts.body_offset)
+    fields, _, _, _ = header_fields(facts.raw, 0, facts.body_offset)
     return next((lines for field, lines in fields if field.lower() == wanted), [])
 
 

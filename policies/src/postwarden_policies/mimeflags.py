@@ -73,6 +73,8 @@ raises) is reported in ``MessageFacts.flags``:
                            (``mimetree._SEARCH_FACTOR``): not descended further
 ``too_many_parts``         more than ``max_parts`` entities (containers and the
                            top-level entity count): the rest is not listed
+``too_many_header_fields``  more than 10,000 header fields in all sections together
+                           (``headers.MAX_FIELDS``): the rest is not read
 ``parser_error``           (m) an internal error; facts are incomplete
 =========================  ================================================
 """
@@ -86,7 +88,7 @@ FLAGS = frozenset({
     "empty_body", "encoded_message", "malformed", "malformed_content_type",
     "malformed_encoded_word", "missing_boundary", "missing_end_boundary",
     "missing_header_separator", "no_headers", "padded_encoding", "parser_error",
-    "partial_message", "too_deep",
+    "partial_message", "too_deep", "too_many_header_fields",
     "text_truncated", "too_many_parts", "unknown_charset", "unknown_transfer_encoding",
     "unreadable_smime", "unreadable_tnef", "unscanned_text", "unshared_charset", "uuencoded",
 })

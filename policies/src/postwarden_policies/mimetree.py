@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 from postwarden_policies import cms, entityheaders, magic, tnefparts, transfer
 from postwarden_policies.facts import DecodedKind, Header, MimePart
-from postwarden_policies.headers import line_end, parameter_list, parse_header_section
+from postwarden_policies.headers import MAX_FIELDS, line_end, parameter_list, parse_header_section
 from postwarden_policies.partlist import PartList
 from postwarden_policies.textparts import TextReader
 
@@ -187,6 +187,7 @@ class Parser:
         self.listing = PartList(raw, self.flags, max_parts, max_depth, self.parts)
         self.text = TextReader(self.listing)
         self.search_left = _SEARCH_FACTOR * len(raw) + _SEARCH_FLOOR
+        self.fields_left = MAX_FIELDS  # header fields, of every section (headers.py)
 
     def run(self) -> tuple[tuple[Header, ...], int]:
         """Walk the whole tree; returns the top-level headers and body offset."""
@@ -206,7 +207,9 @@ class Parser:
 
     def _header_section(self, entity: _Entity) -> tuple[tuple[Header, ...], int]:
         """The entity's headers and where its body starts, what is wrong with them flagged."""
-        section = parse_header_section(self.raw, entity.start, entity.end, self.flags)
+        section = parse_header_section(self.raw, entity.start, entity.end, self.flags,
+                                       self.fields_left)
+        self.fields_left -= len(section.headers)
         if section.eight_bit:
             self.flags.add("eight_bit_headers")
         if section.bare_cr:
