@@ -9,7 +9,6 @@ found have tests of their own at the end.
 
 from __future__ import annotations
 
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from postwarden_policies import (
     rewrite_body,
 )
 from postwarden_policies.rewrite import RewriteError
+from tests.memory import peak_of
 
 ENV = Envelope(sender="x@elsewhere.test", recipients=("alice@example.com",))
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "policies" / "examples").glob("*.yaml"))
@@ -132,12 +132,7 @@ def test_delimiter_lines_past_the_part_limit_are_not_all_kept() -> None:
     # A megabyte of delimiter lines made two hundred thousand ranges the parser
     # would never visit: 50 MB for a 1 MB message (1.5 GB for 25 MB).
     raw = MIXED + b"--a\r\n" * 200_000
-    tracemalloc.start()
-    try:
-        facts = parse_message(raw, ENV)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    facts, peak = peak_of(lambda: parse_message(raw, ENV))
     assert peak < 4 * len(raw)
     assert len(facts.parts) == 1000
     assert facts.flags == {"too_many_parts"}  # the close delimiter is not looked for

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -21,6 +20,7 @@ from postwarden_policies import (
 from postwarden_policies.facts import Envelope
 from postwarden_policies.headers import MAX_FIELDS
 from postwarden_policies.mimeparse import parse_message
+from tests.memory import peak_of
 
 ENV = Envelope(sender="a@example.com", recipients=("b@example.com",))
 PAYLOAD = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
@@ -482,12 +482,7 @@ def test_a_long_quoted_file_name_costs_no_memory_per_character() -> None:
     character (some 190 bytes each) before it was made possessive."""
     name = "a" * 2_000_000 + ".pdf"
     header = b'Content-Disposition: attachment; filename="%s"' % name.encode()
-    tracemalloc.start()
-    try:
-        facts = parse_message(_attachment(header), ENV)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    facts, peak = peak_of(lambda: parse_message(_attachment(header), ENV))
     assert facts.attachments[0].filename == name
     assert peak < 64 * 1024 * 1024, f"{peak / 2**20:.0f} MiB"
 
@@ -516,11 +511,6 @@ def test_past_ten_thousand_header_fields_the_rest_is_unread_and_the_message_refu
 
 def test_a_million_header_fields_cost_no_memory_for_each() -> None:
     raw = b"Subject: s\r\n" + _fields(1_000_000) + b"\r\nbody\r\n"
-    tracemalloc.start()
-    try:
-        facts = parse_message(raw, ENV)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    facts, peak = peak_of(lambda: parse_message(raw, ENV))
     assert "too_many_header_fields" in facts.flags
     assert peak < 64 * 1024 * 1024, f"{peak / 2**20:.0f} MiB"

@@ -6,36 +6,26 @@ milter over a gigabyte."""
 from __future__ import annotations
 
 import re
-import tracemalloc
-from collections.abc import Callable
 
 import pytest
 
 from postwarden_policies.htmltokens import MARKUP, STYLE_SHEET, TOKENS
+from tests.memory import peak_of
 
 HOSTILE = "<" * 4_000_000
 BOUND = 64 * 1024 * 1024  # the text itself, its pieces, and room: nothing per character
-
-
-def _peak(split: Callable[[], list[str]]) -> tuple[list[str], int]:
-    tracemalloc.start()
-    try:
-        pieces = split()
-        return pieces, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 @pytest.mark.parametrize("pattern", [MARKUP, TOKENS], ids=["MARKUP", "TOKENS"])
 @pytest.mark.parametrize("element", ["textarea", "style", "script"])
 def test_raw_text_full_of_tag_openings_costs_no_memory_per_character(
         pattern: re.Pattern[str], element: str) -> None:
-    pieces, peak = _peak(lambda: pattern.split(f"<{element}>{HOSTILE}</{element}>after"))
+    pieces, peak = peak_of(lambda: pattern.split(f"<{element}>{HOSTILE}</{element}>after"))
     assert peak < BOUND, f"{peak / 2**20:.0f} MiB"
     assert pieces[-1] == "after"  # the raw text ended at its end tag
 
 
 def test_a_style_sheet_full_of_tag_openings_costs_no_memory_per_character() -> None:
-    pieces, peak = _peak(lambda: STYLE_SHEET.split(f"<style>{HOSTILE}</style>after"))
+    pieces, peak = peak_of(lambda: STYLE_SHEET.split(f"<style>{HOSTILE}</style>after"))
     assert peak < BOUND, f"{peak / 2**20:.0f} MiB"
     assert pieces[1] == HOSTILE
