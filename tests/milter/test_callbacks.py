@@ -16,7 +16,7 @@ from postwarden_milter.logcontext import MessageContextFilter
 from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.session import Slots
 from postwarden_milter.settings import FailAction
-from postwarden_policies import load_policy_set_from_sources
+from postwarden_policies import engine, load_policy_set_from_sources
 from postwarden_policies.sanitize import DEADLINE
 from tests.milter.conftest import Ctx, Harness
 
@@ -363,6 +363,23 @@ def test_a_small_message_is_decided_here_a_large_one_on_the_pool(
     assert harness.connect().send(CLEAN + b"one more line\r\n") == Milter.CONTINUE
     assert len(threads) == 2 and threads[1] != threading.get_ident()
     assert [e.action for e in harness.audit.events] == ["accept", "accept"]
+
+
+def test_a_failed_evaluation_defers_the_message_and_counts_as_an_error(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine catches its own failures (a bug, a sanitizer child refused after an
+    upgrade in place) and defers the message: an alert on postwarden_errors_total must
+    hear of it (the review of 6 December: it did not)."""
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("rule failed")
+
+    monkeypatch.setattr(engine, "_evaluate", broken)
+    ctx = harness.connect(queue_id="4QEVAL")
+    assert ctx.send(CLEAN) == Milter.TEMPFAIL
+    assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "evaluation"}) == 1
 
 
 def test_internal_error_here_answers_the_fail_action(

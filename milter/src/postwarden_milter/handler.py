@@ -32,6 +32,7 @@ from postwarden_policies import (
     Verdict,
     parse_message,
 )
+from postwarden_policies.engine import INTERNAL_ERROR
 from postwarden_policies.model import Limits
 from postwarden_policies.render import change_type
 
@@ -385,6 +386,8 @@ class ConnectionHandler:
             return self._finish("reject", applied.reply, facts,
                                 flags=frozenset({applied.refused}))
         metrics = self._s.metrics
+        if INTERNAL_ERROR in verdict.flags:  # deferred: evaluating failed (the log says why)
+            metrics.errors.labels("evaluation").inc()
         for rule in verdict.rules:
             metrics.rules.labels(rule).inc()
         action = verdict.action.value
