@@ -317,19 +317,21 @@ def test_every_name_a_reader_might_show_is_tested(headers: tuple[bytes, ...]) ->
     assert evaluate(rule, facts).action is Action.REJECT
 
 
-@pytest.mark.parametrize("header", [
-    b'Content-Disposition: attachment; filename="a.pdf" update.exe"',
-    b'Content-Type: application/pdf; name="a.pdf" update.exe"; x=y',
-], ids=["disposition", "content-type"])
+@pytest.mark.parametrize(("header", "reading"), [
+    (b'Content-Disposition: attachment; filename="a.pdf" update.exe"', 'a.pdf" update.exe'),
+    (b'Content-Type: application/pdf; name="a.pdf" update.exe; x=y', '"a.pdf" update.exe'),
+    (b'Content-Disposition: attachment; filename="a.pdf" x";update.exe"',
+     'a.pdf" x";update.exe'),  # a ";" within quotes ends nothing to it
+], ids=["disposition", "content-type", "quoted-semicolon"])
 def test_a_quoted_name_with_more_after_it_is_read_as_the_email_package_reads_it_too(
-        header: bytes) -> None:
+        header: bytes, reading: str) -> None:
     """The review of 6 December: Python's email package (compat32) reads the value up to
     the ";", ``a.pdf" update.exe``, where the quoted string ends at ``a.pdf``; the rules
     saw only that one."""
     facts = parse_message(_attachment(header), ENV)
     [part] = facts.attachments
     assert part.filename == "a.pdf"
-    assert 'a.pdf" update.exe' in part.filenames
+    assert reading in part.filenames
     assert "ambiguous_filename" in facts.flags
     rule = load_policy_set_from_sources([("p", _EXE_RULE)])
     assert evaluate(rule, facts).action is Action.REJECT
@@ -493,6 +495,7 @@ def _fields(count: int) -> bytes:
 
 @pytest.mark.parametrize(("top", "part", "cut"), [
     (MAX_FIELDS - 2, 1, False),  # Content-Type, then the part's one: 10,000 in all
+    (MAX_FIELDS - 1, 0, False),  # 10,000 at the top, the part's section empty
     (MAX_FIELDS, 0, True),
     (6_000, 6_000, True),  # every section counts
 ])
@@ -514,3 +517,11 @@ def test_a_million_header_fields_cost_no_memory_for_each() -> None:
     facts, peak = peak_of(lambda: parse_message(raw, ENV))
     assert "too_many_header_fields" in facts.flags
     assert peak < 64 * 1024 * 1024, f"{peak / 2**20:.0f} MiB"
+
+
+def test_ten_thousand_fields_and_then_the_body_without_a_blank_line_are_no_more() -> None:
+    """The line after the last field is no field: the body begins, as with fewer."""
+    raw = b"Subject: s\r\n" + _fields(MAX_FIELDS - 1) + b"just text\r\n"
+    facts = parse_message(raw, ENV)
+    assert "too_many_header_fields" not in facts.flags
+    assert "missing_header_separator" in facts.flags

@@ -8,6 +8,8 @@ for byte. Recipient edits belong to the envelope and do not show here.
 
 from __future__ import annotations
 
+import sys
+
 from .headers import parse_header_section
 from .verdicts import AddHeader, ChangeHeader, RemoveHeader, ReplaceBody, Verdict
 
@@ -19,7 +21,8 @@ def _split(raw: bytes) -> tuple[list[bytes], bytes, bytes]:
     empty line, whatever its line end, or at the first line that is no field.
     """
     newline = b"\r\n" if b"\r\n" in raw[: raw.find(b"\n") + 1] else b"\n"
-    section = parse_header_section(raw, 0, len(raw), set())
+    # Every field, past the parser's cap too: added headers go after the last one.
+    section = parse_header_section(raw, 0, len(raw), set(), limit=sys.maxsize)
     lines = raw[: section.body_start].splitlines(keepends=True)
     if lines and not lines[-1].strip(b"\r\n"):
         lines.pop()  # the blank line

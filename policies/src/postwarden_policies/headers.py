@@ -29,9 +29,10 @@ _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 # quoted string's repeat is possessive: sre kept a backtracking point per character
 # otherwise (a 2.8 MB name took 500 MB).
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*+"?|[^;]*)', re.DOTALL)
-# What follows a quoted value up to the next ";": Python's email package (compat32)
-# reads it as part of the value, ``"invoice.pdf" x.hta"`` as ``invoice.pdf" x.hta``.
-_AFTER_QUOTED = re.compile(r"[^;]*")
+# Where Python's email package (compat32) ends a parameter: at the first ";" past an
+# even number of quotes (an escaped one not counted), so ``"invoice.pdf" x";y.hta"``
+# is all one value to it, ``invoice.pdf" x";y.hta``.
+_QUOTE_OR_END = re.compile(r'\\"|"|;')
 _CONTINUATION = re.compile(r"^(.+?)\*(\d+)(\*?)$")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _LINE_BREAK = re.compile(rb"\r\n?|\n")
@@ -89,10 +90,10 @@ def header_fields(raw: bytes, start: int, end: int, limit: int = MAX_FIELDS,
             break
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1][1].append(line)
-        elif len(fields) >= limit:
-            cut = True
-            break
         elif (match := _FIELD.match(line)) is not None:
+            if len(fields) >= limit:
+                cut = True
+                break
             name = line[: match.end() - 1].rstrip(b" \t")
             fields.append((name, [line[match.end() :]]))
         else:
@@ -243,11 +244,22 @@ def _other_readings(raw: str, text: str, end: int) -> list[str]:
     if raw[:1] != '"':
         token = _TOKEN.match(raw)
         return [token[1]] if token and token[1] not in ("", raw) else []
-    after = _AFTER_QUOTED.match(text, end)
-    whole = (raw + after[0]).strip() if after else raw
+    whole = (raw + text[end:_compat32_end(text, end)]).strip()
     if whole == raw:
         return []
     return [whole[1:-1] if len(whole) > 1 and whole.endswith('"') else whole]
+
+
+def _compat32_end(text: str, pos: int) -> int:
+    """Where compat32 ends the parameter whose quoted string ends at ``pos`` (an even
+    number of quotes so far): at the next ";" that follows an even number more."""
+    inside = False
+    for found in _QUOTE_OR_END.finditer(text, pos):
+        if found[0] == '"':
+            inside = not inside
+        elif found[0] == ";" and not inside:
+            return found.start()
+    return len(text)
 
 
 def _reader_run(parts: list[_Piece]) -> list[_Piece]:
