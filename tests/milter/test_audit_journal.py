@@ -88,9 +88,21 @@ def test_journals_of_workers_no_longer_run_go_to_the_first_workers_spool(
     orphan, kept = make_event(), make_event()
     (tmp_path / "audit-journal-2-0.jsonl").write_text(orphan.to_json() + "\n")
     (tmp_path / "audit-journal-1-0.jsonl").write_text(kept.to_json() + "\n")
-    adopt_orphan_journals(tmp_path, workers=2)
+    adopt_orphan_journals(tmp_path, workers=2, audit_log=False)
     assert _events(tmp_path / spool_name(0)) == [orphan]
     assert _segments(tmp_path) == ["audit-journal-1-0.jsonl"]  # worker 1 adopts its own
+
+
+def test_an_orphan_journal_adds_nothing_twice_to_the_audit_log(tmp_path: Path) -> None:
+    """No database: the orphan's spool, appended to the first's first (adopt_orphans),
+    is the audit log, and holds some of the events its journal still lists (review of
+    6 December)."""
+    spooled, unspooled = make_event(), make_event()
+    AuditSpool(tmp_path, SpoolBudget(10**9)).append([spooled])
+    (tmp_path / "audit-journal-2-0.jsonl").write_text(
+        spooled.to_json() + "\n" + unspooled.to_json() + "\n")
+    adopt_orphan_journals(tmp_path, workers=1, audit_log=True)
+    assert _events(tmp_path / spool_name(0)) == [spooled, unspooled]
 
 
 def _pipeline(directory: Path, metrics: Metrics) -> AuditPipeline:

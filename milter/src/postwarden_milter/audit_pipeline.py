@@ -55,12 +55,12 @@ from postwarden_store import StoreError, check_schema_current, create_pool
 from postwarden_store.audit import DURABLE_COMMIT, weight, write_audit_batch
 
 from .backoff import Backoff
-from .journal import AuditJournal
+from .journal import LOG_TAIL_BYTES, AuditJournal
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .occasional import Occasional, log_unsaid
 from .settings import SpoolFullAction
-from .spool import AuditSpool
+from .spool import AuditSpool, tail_event_ids
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,6 @@ PROBE_TIMEOUT = 1.0
 PROBE = (f"BEGIN; {DURABLE_COMMIT}; "
          "CREATE TEMPORARY TABLE audit_probe () ON COMMIT DROP; COMMIT")
 SLOW_EVENT_ATTEMPTS = 3
-# How far back the audit log (no database) is read for events a journal holds too: a
-# full default queue is some 7 MB of events.
-LOG_TAIL_BYTES = 32 * 1024 * 1024
 # What the writer's lines said once a minute count (.occasional), as the stop names them.
 CONNECTS = "Postgres connects while mail is refused"
 RETRIES = "Postgres retries failed while mail is refused"
@@ -195,7 +192,8 @@ class AuditPipeline:
     def start(self, loop_thread: LoopThread) -> None:
         if self._journal is not None:  # replayed with the spool
             # Without a database the spool is the audit log: no event in it twice.
-            known = self._spool.tail_event_ids(LOG_TAIL_BYTES) if self._dsn is None else ()
+            known = (tail_event_ids(self._spool.path, LOG_TAIL_BYTES) if self._dsn is None
+                     else ())
             self._journal.adopt(self._spool.append_lines, known)
         self._writer = loop_thread.submit(self._run())
 

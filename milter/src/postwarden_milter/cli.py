@@ -115,7 +115,8 @@ def serve(config: Path | None) -> int:
         log.warning("%s", stray)
     keep_freed_memory()
     adopt_orphans(settings.spool_dir, settings.processes)  # no worker runs yet
-    adopt_orphan_journals(settings.spool_dir, settings.processes)
+    adopt_orphan_journals(settings.spool_dir, settings.processes,
+                          audit_log=settings.database_url is None)
     if settings.processes == 1:
         return run_process(MilterProcess(settings, notifier))
     try:

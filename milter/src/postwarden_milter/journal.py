@@ -35,11 +35,16 @@ from pathlib import Path
 
 from postwarden_policies import AuditEvent
 
-from .spool import SPOOL_NAME, append_durably, fsync_directory
+from .spool import SPOOL_NAME, append_durably, fsync_directory, tail_event_ids
 
 log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"audit-journal-(\d+)-(\d+)\.jsonl")
+# How far back the audit log (no database) is read for events a journal holds too: a
+# full default queue is some 7 MB of events. A segment kept at a stop because it could
+# not be deleted, and adopted only once more than this was logged since (or the log
+# rotated), may repeat events there.
+LOG_TAIL_BYTES = 32 * 1024 * 1024
 
 
 def _segment_path(directory: Path, worker: int, segment: int) -> Path:
@@ -101,14 +106,17 @@ def _event_id(line: bytes) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def adopt_orphan_journals(directory: Path, workers: int) -> None:
+def adopt_orphan_journals(directory: Path, workers: int, audit_log: bool) -> None:
     """The segments of workers that no longer exist (``processes`` was lowered) go to
-    the first worker's spool, as their spools do (spool.adopt_orphans); only while no
-    worker runs."""
-    first = functools.partial(append_durably, directory / SPOOL_NAME)
+    the first worker's spool, as their spools do (spool.adopt_orphans, which runs
+    first); only while no worker runs. Where the spool is the audit log (no database),
+    the events it holds already are left out."""
+    target = directory / SPOOL_NAME
+    first = functools.partial(append_durably, target)
     for worker in journal_segments(directory):
         if worker >= workers:
-            adopt_journal(directory, worker, first)
+            known = tail_event_ids(target, LOG_TAIL_BYTES) if audit_log else ()
+            adopt_journal(directory, worker, first, known)
 
 
 class AuditJournal:

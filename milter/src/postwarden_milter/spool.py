@@ -62,6 +62,16 @@ def adopt_orphans(directory: Path, workers: int) -> None:
                     SPOOL_NAME)
 
 
+def tail_event_ids(path: Path, max_bytes: int) -> set[str]:
+    """The ids of the events in the last ``max_bytes`` of the spool at ``path``."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - max_bytes))
+            return {found.decode() for found in _EVENT_ID.findall(handle.read(max_bytes))}
+    except FileNotFoundError:
+        return set()
+
+
 def fsync_directory(directory: Path) -> None:
     """Make the names created or removed in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -201,15 +211,6 @@ class AuditSpool:
         if size - len(data) < self._replayed:  # another file since the replay (moved away)
             self._replayed = 0
         self.budget.record(self._worker, size - self._replayed)
-
-    def tail_event_ids(self, max_bytes: int) -> set[str]:
-        """The ids of the events in the last ``max_bytes`` of the spool."""
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(max(0, self.size - max_bytes))
-                return {m.decode() for m in _EVENT_ID.findall(handle.read(max_bytes))}
-        except FileNotFoundError:
-            return set()
 
     def replayed_to(self, offset: int) -> None:
         """Events up to byte ``offset`` are in Postgres: only the rest counts against
