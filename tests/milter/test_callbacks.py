@@ -365,34 +365,27 @@ def test_a_small_message_is_decided_here_a_large_one_on_the_pool(
     assert [e.action for e in harness.audit.events] == ["accept", "accept"]
 
 
-def test_a_failed_evaluation_defers_the_message_and_counts_as_an_error(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("broken", "action", "kind"), [
+    ((decider, "parse_for"), "error", "eom"),  # the callback's guard
+    # The engine catches its own failures (a bug, a sanitizer child refused after an
+    # upgrade in place) and defers: an alert on postwarden_errors_total must hear of it
+    # too (the review of 6 December: it did not).
+    ((engine, "_evaluate"), "tempfail", "evaluation"),
+], ids=["parse", "evaluation"])
+def test_internal_error_here_answers_the_fail_action_and_counts(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, broken: tuple[object, str],
+    action: str, kind: str,
 ) -> None:
-    """The engine catches its own failures (a bug, a sanitizer child refused after an
-    upgrade in place) and defers the message: an alert on postwarden_errors_total must
-    hear of it (the review of 6 December: it did not)."""
-    def broken(*_args: Any) -> Any:
-        raise RuntimeError("rule failed")
+    def failing(*_args: Any) -> Any:
+        raise RuntimeError("failed")
 
-    monkeypatch.setattr(engine, "_evaluate", broken)
-    ctx = harness.connect(queue_id="4QEVAL")
-    assert ctx.send(CLEAN) == Milter.TEMPFAIL
-    assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
-    assert harness.metrics.registry.get_sample_value(
-        "postwarden_errors_total", {"kind": "evaluation"}) == 1
-
-
-def test_internal_error_here_answers_the_fail_action(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken(*_args: Any) -> Any:
-        raise RuntimeError("parse failed")
-
-    monkeypatch.setattr(decider, "parse_for", broken)
+    monkeypatch.setattr(*broken, failing)
     ctx = harness.connect(queue_id="4QERR")
     assert ctx.send(CLEAN) == Milter.TEMPFAIL
     assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
-    assert [(e.action, e.queue_id) for e in harness.audit.events] == [("error", "4QERR")]
+    assert [(e.action, e.queue_id) for e in harness.audit.events] == [(action, "4QERR")]
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": kind}) == 1
 
 
 @pytest.mark.usefixtures("on_the_pool")

@@ -79,8 +79,8 @@ def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object
     try:
         for path in segments:
             lines = path.read_bytes().splitlines(keepends=True)
-            kept = [line for line in lines
-                    if line.endswith(b"\n") and _event_id(line) not in known]
+            kept = [line for line in lines if line.endswith(b"\n")
+                    and (not known or _event_id(line) not in known)]
             if kept:
                 append(b"".join(kept))
                 events += len(kept)

@@ -65,8 +65,10 @@ from .verdicts import (
 
 log = logging.getLogger(__name__)
 
-STRUCTURE_FLAGS = {"too_many_parts": "max_mime_parts", "too_deep": "max_mime_depth",
-                   "too_many_header_fields": "max_header_fields"}  # a cap of the parser's
+STRUCTURE_FLAGS = {"too_many_parts": "max_mime_parts", "too_deep": "max_mime_depth"}
+# The parser's own cap on header fields (headers.MAX_FIELDS), which no policy sets: it
+# binds the enforced limits only.
+FIELDS_FLAG, FIELDS_LIMIT = "too_many_header_fields", "max_header_fields"
 OVERSIZE = "max_attachment_bytes"
 
 
@@ -115,8 +117,10 @@ def _structure_limit(limits: Limits, facts: MessageFacts, *, parser_caps: bool) 
     its caps: a hit for the enforced limits (``parser_caps``: the caps are theirs),
     for a report-mode policy's only where it sets that limit."""
     for flag, limit in STRUCTURE_FLAGS.items():
-        if flag in facts.flags and (parser_caps or getattr(limits, limit, None) is not None):
+        if flag in facts.flags and (parser_caps or getattr(limits, limit) is not None):
             return limit
+    if parser_caps and FIELDS_FLAG in facts.flags:
+        return FIELDS_LIMIT
     if limits.max_mime_parts is not None and len(facts.parts) > limits.max_mime_parts:
         return "max_mime_parts"
     depth = max((part.depth for part in facts.parts), default=0)
