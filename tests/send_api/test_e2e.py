@@ -133,6 +133,13 @@ async def settled(client: Client, headers: dict[str, str], location: str) -> Any
     return message if message["status"] not in ("queued", "relayed") else None
 
 
+async def last_event(client: Client, headers: dict[str, str], location: str, event: str) -> Any:
+    """The message once ``event`` is the last of its own events (not a recipient's), else
+    None."""
+    message = await status_of(client, headers, location)
+    return message if [e["event"] for e in message["events"]][-1:] == [event] else None
+
+
 async def test_an_allowed_sender_is_delivered_with_the_milter_header(
     client: Client, sender: dict[str, str], mail: Mail
 ) -> None:
@@ -150,6 +157,10 @@ async def test_an_allowed_sender_is_delivered_with_the_milter_header(
     timeline = message["recipients"][0]["timeline"]
     assert [e["event"] for e in timeline] == ["delivered"]
     assert "250" in timeline[0]["detail"]
+    # When Postfix logged the line (its log has whole seconds), then read and recorded.
+    logged, recorded = (dt.datetime.fromisoformat(timeline[0][k]) for k in ("logged_at", "time"))
+    assert dt.timedelta(0) <= recorded - logged < dt.timedelta(seconds=10)
+    assert {e["event"]: e["logged_at"] for e in message["events"]}["relayed"] is None
 
 
 
@@ -329,12 +340,7 @@ async def test_a_held_message_deleted_from_the_hold_queue_fails(
                                  json=body(subject="[hold-me] quarterly figures"))
     assert response.status == 202
     location = response.headers["Location"]
-
-    async def held() -> Any:
-        message = await status_of(client, sender, location)
-        return message if [e["event"] for e in message["events"]][-1:] == ["held"] else None
-
-    message = await eventually(held)
+    message = await eventually(lambda: last_event(client, sender, location, "held"))
     assert message["status"] == "relayed"
     assert message["events"][-1]["detail"] == "held in Postfix's hold queue by a milter"
     assert message["queue_id"] in mail.postfix.held_queue_ids()
@@ -348,6 +354,41 @@ async def test_a_held_message_deleted_from_the_hold_queue_fails(
     (recipient,) = message["recipients"]
     assert recipient["status"] == "failed"
     assert recipient["detail"].startswith("deleted from Postfix's queue")
+
+
+def queue_of(postfix: PostfixInstance, queue_id: str) -> str | None:
+    """The name of the Postfix queue that holds ``queue_id`` (None: none does)."""
+    return next((e["queue_name"] for e in postfix.queue() if e["queue_id"] == queue_id), None)
+
+
+async def test_a_message_an_administrator_holds_then_releases_shows_both_and_is_delivered(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    """postsuper -h, then -H. defer_transports keeps the message queued (deferred, never
+    tried) until the administrator has held it, and released it."""
+    saved = dict(mail.postfix.main)
+    mail.postfix.main["defer_transports"] = "smtp"
+    await asyncio.to_thread(mail.postfix.reload)
+    try:
+        response = await client.post("/api/v1/send-email", headers=sender, json=body())
+        assert response.status == 202
+        location = response.headers["Location"]
+        message = await eventually(lambda: last_event(client, sender, location, "relayed"))
+        queue_id = message["queue_id"]
+        await eventually(lambda: queue_of(mail.postfix, queue_id) == "deferred")
+        await asyncio.to_thread(mail.postfix.hold, queue_id)
+        await eventually(lambda: last_event(client, sender, location, "held"))
+        await asyncio.to_thread(mail.postfix.release, queue_id)
+        await eventually(lambda: last_event(client, sender, location, "released"))
+    finally:
+        mail.postfix.main.clear()
+        mail.postfix.main.update(saved)
+        await asyncio.to_thread(mail.postfix.reload)
+    message = await eventually(lambda: settled(client, sender, location))
+    assert message["status"] == "delivered"
+    assert [(e["event"], e["detail"]) for e in message["events"]][-2:] == [
+        ("held", "held in Postfix's hold queue by an administrator"),
+        ("released", "released from Postfix's hold queue by an administrator")]
 
 
 async def test_a_message_postfix_gives_up_on_bounces_its_deferred_recipients(

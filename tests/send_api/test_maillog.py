@@ -211,6 +211,11 @@ def by_milter(action: str) -> str:
                      id="hold"),
         pytest.param(by_milter("hold"), "held", "held in Postfix's hold queue by a milter",
                      id="milter-hold"),
+        pytest.param(WHOLE.format(program="postsuper") + "placed on hold", "held",
+                     "held in Postfix's hold queue by an administrator", id="postsuper-hold"),
+        pytest.param(WHOLE.format(program="postsuper") + "released from hold", "released",
+                     "released from Postfix's hold queue by an administrator",
+                     id="postsuper-release"),
     ],
 )
 def test_lines_about_the_whole_message_are_parsed(line: str, status: str, detail: str) -> None:
@@ -221,6 +226,26 @@ def test_lines_about_the_whole_message_are_parsed(line: str, status: str, detail
     assert (event.queue_id, event.recipient, event.status, event.reply) == (
         "4Wq1Zk3sZnz9vBQ", None, status, detail)
     assert not event.hard_bounce
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # postsuper's summary of a run: about no queue id.
+        pytest.param("Dec 06 10:44:12 mx postfix/postsuper[4215]: Placed on hold: 1 message",
+                     id="hold-summary"),
+        pytest.param("Dec 06 10:44:13 mx postfix/postsuper[4216]: Released from hold: 1 "
+                     "message", id="release-summary"),
+        # The same words from another program are not an administrator's.
+        pytest.param(WHOLE.format(program="qmgr") + "placed on hold", id="qmgr-hold"),
+        pytest.param(WHOLE.format(program="cleanup") + "released from hold",
+                     id="cleanup-release"),
+        pytest.param(WHOLE.format(program="postsuper") + "released from hold queue",
+                     id="more-after"),
+    ],
+)
+def test_only_postsupers_own_hold_and_release_lines_are_about_a_message(line: str) -> None:
+    assert delivery(line) is None
 
 
 async def accepted_message(pool: asyncpg.Pool, *recipients: str) -> uuid.UUID:

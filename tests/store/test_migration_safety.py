@@ -80,6 +80,8 @@ RELEASED = {
         "50e9c765508498113fe5ce818a72100eb4fc20fbb85e8d1fc2e7157d49f32f7b",
     "0032_webhook_send_held":
         "bf7f747258cfba363792f5d5f035d4a8848513e7f3b320c31ea5cc7ed0623dc6",
+    "0033_maillog_hold_moves_and_logged_at":
+        "bc3b5583c5dfb041956e1991da164ed8e35028c8de75158f49b683bf031fbb17",
 }
 
 

@@ -1,5 +1,6 @@
 """send.held: a message Postfix put in its hold queue tells the client so (migration 0032),
-and every other line about a whole message reaches it through the recipients it settles.
+send.released that an administrator let it out (0033), and every other line about a whole
+message reaches it through the recipients it settles.
 
 Postfix's lines are parsed as the follower parses them, and applied as one poll applies
 them.
@@ -47,17 +48,34 @@ def held(queue_id: str) -> DeliveryEvent:
     return about_message(by_milter("hold"), queue_id)
 
 
+def by_postsuper(action: str, queue_id: str) -> DeliveryEvent:
+    """postsuper's line: what an administrator did to the message."""
+    return about_message(WHOLE.format(program="postsuper") + action, queue_id)
+
+
 def deleted(queue_id: str) -> DeliveryEvent:
-    """postsuper's line: an administrator deleted it (from the hold queue, say)."""
-    return about_message(WHOLE.format(program="postsuper") + "removed", queue_id)
+    """An administrator deleted it (from the hold queue, say)."""
+    return by_postsuper("removed", queue_id)
+
+
+def placed_on_hold(queue_id: str) -> DeliveryEvent:
+    return by_postsuper("placed on hold", queue_id)
+
+
+def released(queue_id: str) -> DeliveryEvent:
+    return by_postsuper("released from hold", queue_id)
 
 
 def discarded(queue_id: str) -> DeliveryEvent:
     return about_message(by_milter("discard"), queue_id)
 
 
-def released_and_delivered(queue_id: str) -> DeliveryEvent:
+def delivered(queue_id: str) -> DeliveryEvent:
     return line(queue_id, RECIPIENT, "delivered")
+
+
+HELD_DETAIL = "held in Postfix's hold queue by an administrator"
+RELEASED_DETAIL = "released from Postfix's hold queue by an administrator"
 
 
 async def test_an_operator_subscribes_an_endpoint_to_send_held(start: Start,
@@ -114,8 +132,9 @@ async def test_a_held_message_raises_send_held_for_its_subscribers_only(
               "deleted from Postfix's queue before it was delivered here")],
             id="held-then-deleted"),
         pytest.param(
-            [held, released_and_delivered],
+            [held, released, delivered],
             [("send.held", None, "relayed", "held in Postfix's hold queue by a milter"),
+             ("send.released", None, "relayed", RELEASED_DETAIL),
              ("send.delivered", RECIPIENT, "delivered", "delivered by the test")],
             id="held-then-released"),
         pytest.param(
@@ -131,8 +150,8 @@ async def test_a_client_hears_how_a_stopped_message_ends(  # noqa: PLR0917 - fix
     """Each line in a poll of its own, as Postfix logs them apart; expired, the other
     line about a whole message, is in test_send_events."""
     async with pool.acquire() as conn:
-        await add_endpoint(conn, "ops", hook_url(receiver), [*SEND_EVENTS, "send.held"],
-                           generate_secret())
+        await add_endpoint(conn, "ops", hook_url(receiver),
+                           [*SEND_EVENTS, "send.held", "send.released"], generate_secret())
     queue_id = new_queue_id()
     message = await sent(pool, RECIPIENT)
     await relay(pool, message, queued(queue_id))
@@ -143,3 +162,44 @@ async def test_a_client_hears_how_a_stopped_message_ends(  # noqa: PLR0917 - fix
     assert [(b["type"], b["data"]["recipient"], b["data"]["status"], b["data"]["detail"])
             for b in bodies[1:]] == told
     assert bodies[0]["type"] == "send.queued"
+
+
+async def test_an_administrators_hold_and_release_reach_the_timeline_and_subscribers(
+    pool: asyncpg.Pool, receiver: Receiver, tls: Tls, dns: StubDns
+) -> None:
+    """postsuper -h, then -H, then the delivery: an endpoint that did not subscribe to
+    send.released hears nothing of the release."""
+    async with pool.acquire() as conn:
+        wanting = await add_endpoint(conn, "released", hook_url(receiver),
+                                     ["send.held", "send.released"], generate_secret())
+        others = await add_endpoint(conn, "others", hook_url(receiver),
+                                    [*SEND_EVENTS, "send.held"], generate_secret())
+    queue_id = new_queue_id()
+    message = await sent(pool, RECIPIENT)
+    await relay(pool, message, queued(queue_id))
+    for make in (placed_on_hold, released, delivered):
+        await one_poll(pool, make(queue_id))
+
+    timeline = await pool.fetch("SELECT event, recipient, detail FROM outbound_events "
+                                "WHERE message_id = $1 AND event <> 'accepted' ORDER BY id",
+                                message)
+    assert [tuple(e) for e in timeline] == [
+        ("relayed", None, queue_id), ("held", None, HELD_DETAIL),
+        ("released", None, RELEASED_DETAIL),
+        ("delivered", RECIPIENT, "delivered by the test")]
+    heard = await pool.fetch(
+        "SELECT d.endpoint_id, array_agg(e.type ORDER BY e.id) AS types "
+        "FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id "
+        "GROUP BY d.endpoint_id")
+    assert {r["endpoint_id"]: r["types"] for r in heard} == {
+        wanting: ["send.held", "send.released"],
+        others: ["send.queued", "send.held", "send.delivered"]}
+    [body] = [b for b in await received(pool, receiver, tls, dns)
+              if b["type"] == "send.released"]
+    event_id = await pool.fetchval("SELECT id FROM outbound_events "
+                                   "WHERE message_id = $1 AND event = 'released'", message)
+    assert (body["data"]["recipient"], body["data"]["status"], body["data"]["detail"],
+            body["data"]["sequence"]) == (None, "relayed", RELEASED_DETAIL, event_id)
+    # The release settles nothing: the delivery does, as before.
+    assert await pool.fetchval("SELECT status FROM outbound_messages WHERE id = $1",
+                               message) == "delivered"

@@ -46,8 +46,8 @@ class Metrics:
         )
         self.deliveries = Counter(
             "postwarden_deliveries", "send API messages' results read from Postfix's log: "
-            "delivered, deferred, bounced (a recipient), expired, discarded, deleted, held "
-            "(a message)",
+            "delivered, deferred, bounced (a recipient), expired, discarded, deleted, held, "
+            "released (a message)",
             ["status"], registry=self.registry,
         )
         self.maillog_unknown_status = Counter(

@@ -9,6 +9,7 @@ migrations 0009, 0013, 0015 and 0018).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import asyncpg
@@ -19,8 +20,9 @@ from .scrub import for_log
 log = logging.getLogger(__name__)
 
 # Migration 0018: every line of a poll in one statement, applied in log order, each to
-# the message relayed last under its queue id through this host's Postfix.
-APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7) AS line"
+# the message relayed last under its queue id through this host's Postfix; 0033: with
+# the time each line was logged.
+APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7, $8) AS line"
 # Stored by the relay (recorded: through this host's Postfix, or a host not named), or
 # so far named only by a receipt in this host's log.
 OURS = """
@@ -29,6 +31,10 @@ WHERE queue_id = ANY($1::text[]) AND (queue_host = $2 OR queue_host IS NULL)
 UNION
 SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1::text[])
 """
+
+
+def _moment(seconds: float | None) -> dt.datetime | None:
+    return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 async def our_queue_ids(conn: asyncpg.Connection, host: str, queue_ids: set[str]
@@ -60,6 +66,7 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
         APPLY, host, [e.queue_id for _, e in mine], [e.recipient for _, e in mine],
         [e.status for _, e in mine], [e.reply or None for _, e in mine],
         [e.hard_bounce for _, e in mine], [e.rewritten for _, e in mine],
+        [_moment(e.logged_at) for _, e in mine],
     )
     applied = [mine[row["line"] - 1] for row in rows]
     # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}). Masked for the

@@ -15,6 +15,9 @@ and matter for the recipients that will never get a line of their own
 - cleanup's or smtpd's ``QID: discard: ...`` or ``QID: milter-discard: ...``:
   the message was dropped after Postfix answered 250;
 - postsuper's ``QID: removed``: an administrator deleted it (``deleted``);
+- postsuper's ``QID: placed on hold`` (``held``) or ``QID: released from
+  hold`` (``released``): an administrator put it in the hold queue, or let it
+  out to be delivered;
 - qmgr's ``QID: removed``: Postfix is done with every recipient it took
   (``removed``), so one left without a line was refused at RCPT, which only
   matters where the relay read Postfix's answer from the log;
@@ -59,6 +62,8 @@ _EXPIRED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): from=<.*>, status=expired, "
                       r"returned to sender\s*")
 _REMOVED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): removed\s*")
 _STOPPED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?P<milter>milter-)?(?P<action>hold|discard): ")
+# postsuper's own lines (-h, -H); its summary ("Placed on hold: 1 message") names no queue id.
+_HOLD_MOVE = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?P<move>placed on|released from) hold\s*")
 EXPIRED_DETAIL = "expired in Postfix's queue, returned to the sender"
 DELETED_DETAIL = "deleted from Postfix's queue before it was delivered here"
 REMOVED_DETAIL = "not taken by Postfix: refused in an attempt whose replies were lost"
@@ -69,6 +74,10 @@ _STOPPED_DETAIL = {
     ("discard", False): "discarded by Postfix's checks",
 }
 _STOPPED_STATUS = {"hold": "held", "discard": "discarded"}
+_HOLD_MOVES = {
+    "placed on": ("held", "held in Postfix's hold queue by an administrator"),
+    "released from": ("released", "released from Postfix's hold queue by an administrator"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +86,14 @@ class DeliveryEvent:
     # As the relay gave it; None for a line about the whole message.
     recipient: str | None
     # delivered | deferred | bounced; for the whole message expired | discarded |
-    # deleted | removed | held.
+    # deleted | removed | held | released.
     status: str
     dsn: str
     reply: str  # the remote reply, or what a line about the whole message means
     rewritten: bool = False  # Postfix delivered to another address (an alias's member)
+    # When the line says it was logged (seconds since the epoch: syslogline.logged_at);
+    # set by the follower, None where its stamp was not read.
+    logged_at: float | None = None
 
     @property
     def hard_bounce(self) -> bool:
@@ -144,12 +156,22 @@ def _about_message(line: LogLine) -> DeliveryEvent | None:
         action = stopped["action"]
         return DeliveryEvent(stopped["queue_id"], None, _STOPPED_STATUS[action], "",
                              _STOPPED_DETAIL[action, stopped["milter"] is not None])
-    if daemon == "postsuper" and (deleted := _REMOVED.fullmatch(text, start)):
-        return DeliveryEvent(deleted["queue_id"], None, "deleted", "", DELETED_DETAIL)
+    if daemon == "postsuper":
+        return _by_postsuper(text, start)
     if daemon != "qmgr":
         return None
     if removed := _REMOVED.fullmatch(text, start):
         return DeliveryEvent(removed["queue_id"], None, "removed", "", REMOVED_DETAIL)
     if expired := _EXPIRED.fullmatch(text, start):
         return DeliveryEvent(expired["queue_id"], None, "expired", "", EXPIRED_DETAIL)
+    return None
+
+
+def _by_postsuper(text: str, start: int) -> DeliveryEvent | None:
+    """An administrator's ``postsuper -d``, ``-h`` or ``-H`` of one message."""
+    if deleted := _REMOVED.fullmatch(text, start):
+        return DeliveryEvent(deleted["queue_id"], None, "deleted", "", DELETED_DETAIL)
+    if moved := _HOLD_MOVE.fullmatch(text, start):
+        status, detail = _HOLD_MOVES[moved["move"]]
+        return DeliveryEvent(moved["queue_id"], None, status, "", detail)
     return None

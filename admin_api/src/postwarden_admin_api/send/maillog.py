@@ -6,8 +6,9 @@ queued as QID (the one relayed last: Postfix reuses short queue ids) to
 ``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote reply; a
 bounce saying the address itself is bad (5.1.x, 5.2.1: see
 :attr:`.DeliveryEvent.hard_bounce`) adds it to the suppression list. Lines
-about the whole message (expired, discarded, removed, held: see
-:mod:`.deliverylines`) settle the recipients no line of their own will; one
+about the whole message (expired, discarded, removed: see
+:mod:`.deliverylines`) settle the recipients no line of their own will (held
+and released are noted only); one
 with a status this version does not know is counted and warned of. A
 rotated file is read to its end and the new one from its start, and one emptied
 in place too (:mod:`.logtail`), also when the rotation happened while no
@@ -59,7 +60,7 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncpg
@@ -72,7 +73,7 @@ from .deliverylines import DeliveryEvent, UnknownStatus, parse_line
 from .logtail import LogTail, fingerprint, renamed_file
 from .othermail import OtherMail
 from .receipts import Holds, ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
-from .syslogline import split_line
+from .syslogline import logged_at, split_line
 from .waitinglines import MAX_PENDING, Waiting, restored, saved_form, still_waiting
 
 log = logging.getLogger(__name__)
@@ -376,7 +377,7 @@ class MaillogFollower:
             if isinstance(event, UnknownStatus):
                 self._unknown_status(event)
             elif event is not None and not self._other_mail.claims(event):
-                deliveries.append((now, event))
+                deliveries.append((now, replace(event, logged_at=logged_at(line.text, now))))
         # From the start of the line not read whole: the next reader reads all of it.
         line_start = self._tail.position - len(self._partial) - self._skipped
         return _Read(deliveries, receipts, unread, line_start,

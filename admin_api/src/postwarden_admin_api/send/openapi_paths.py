@@ -39,8 +39,12 @@ _ADDRESSES: dict[str, Any] = {
 _TIME = {"type": "string", "format": "date-time"}
 _EVENT: dict[str, Any] = {
     "type": "object", "required": ["time", "event"],
-    "properties": {"time": _TIME, "event": {"type": "string"},
-                   "detail": {"type": ["string", "null"]}},
+    "properties": {
+        "time": _TIME, "event": {"type": "string"}, "detail": {"type": ["string", "null"]},
+        "logged_at": {"type": ["string", "null"], "format": "date-time",
+                      "description": "when Postfix logged the line the event comes from "
+                                     "(null for the relay's own events)"},
+    },
 }
 _RECIPIENT: dict[str, Any] = {
     "type": "object", "required": ["address", "kind", "status", "updated_at", "timeline"],

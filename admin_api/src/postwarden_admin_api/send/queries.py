@@ -25,8 +25,11 @@ SELECT_RECIPIENTS = """
 SELECT address, kind, status, detail, updated_at FROM outbound_recipients
 WHERE message_id = $1 ORDER BY address
 """
+# time: when the event was recorded; logged_at: when Postfix logged the line it comes
+# from (NULL for the relay's own events, and for lines read before migration 0033).
 SELECT_EVENTS = """
-SELECT time, recipient, event, detail FROM outbound_events WHERE message_id = $1 ORDER BY id
+SELECT time, recipient, event, detail, logged_at FROM outbound_events
+WHERE message_id = $1 ORDER BY id
 """
 SEARCH_MESSAGES = """
 SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata, status,

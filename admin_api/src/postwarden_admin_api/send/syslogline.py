@@ -6,14 +6,28 @@ senders, Message-IDs and remote replies appear. Lines are only ever read
 from the start of their message, and a line whose prefix ends otherwise
 (``dovecot: ...``, a program logging without a pid) is no Postfix line:
 text an outsider put in a log line must not read as one of Postfix's.
+
+A line starts with when it was logged (:func:`logged_at`): Postfix's own
+``maillog_file`` and a traditional syslog file write ``Dec  6 10:44:12`` (local
+time, no year; ``.123456`` added by some), rsyslog's high-precision format RFC
+3339 (``2026-12-06T10:44:12.123456+00:00``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import time
 from dataclasses import dataclass
 
 _PROGRAM = re.compile(r"\S+\[\d+")
+_TRADITIONAL = re.compile(r"([A-Z][a-z]{2}) ( \d|\d\d) (\d\d):(\d\d):(\d\d)(\.\d{1,6})? ")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d) ")
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+# A stamp without a year is taken in the year that puts it at most this far past the
+# reading (clocks a little apart): a line from December read in January is last year's.
+_AHEAD_SECONDS = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +54,27 @@ def split_line(line: str) -> LogLine | None:
     if not _PROGRAM.fullmatch(line, start, end):
         return None
     return LogLine(line, line[start : line.index("[", start)], end + 3)
+
+
+def logged_at(text: str, now: float) -> float | None:
+    """When the line ``text`` says it was logged (seconds since the epoch), read at
+    ``now``; None for a stamp in neither form, or naming no real date. A stamp without
+    a zone is in this host's local time, as the writer's is."""
+    if stamp := _RFC3339.match(text):
+        try:
+            return dt.datetime.fromisoformat(stamp.group().rstrip()).timestamp()
+        except ValueError:  # shaped like one, naming no real moment (month 13)
+            return None
+    if (stamp := _TRADITIONAL.match(text)) is None or stamp[1] not in _MONTHS:
+        return None
+    month, day, hour, minute, second = _MONTHS[stamp[1]], *map(int, stamp.groups()[1:5])
+    fraction = float(stamp[6] or 0)
+    year = time.localtime(now).tm_year
+    for candidate in range(year, year - 5, -1):  # February 29th: the last leap year
+        try:
+            logged = dt.datetime(candidate, month, day, hour, minute, second).timestamp()
+        except ValueError:
+            continue
+        if logged <= now + _AHEAD_SECONDS:
+            return logged + fraction
+    return None

@@ -34,6 +34,8 @@ class EventType(enum.StrEnum):
     SEND_QUEUED = "send.queued"
     # In Postfix's hold queue until an administrator releases or deletes it (0032).
     SEND_HELD = "send.held"
+    # An administrator let it out of the hold queue (postsuper -H) to be delivered (0033).
+    SEND_RELEASED = "send.released"
     SEND_DELIVERED = "send.delivered"
     SEND_DEFERRED = "send.deferred"
     SEND_BOUNCED = "send.bounced"
@@ -61,6 +63,7 @@ _SEND_FIELDS = frozenset({
     "id", "message_id", "status", "queue_id", "sender", "recipient", "recipients", "attempts",
     "key_id", "tags", "metadata", "detail", "time",
     "sequence",  # the timeline event's id: orders one message's events (migration 0031)
+    "logged_at",  # when Postfix logged the line the event comes from (migration 0033)
 })
 _POLICY_FIELDS = frozenset({
     "policy_name", "revision_id", "content_hash", "activated_by", "time", "error",
