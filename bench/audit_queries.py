@@ -53,7 +53,12 @@ SELECT gen_random_uuid(),
        1000 + i % 50000,
        (ARRAY['accept','accept','accept','accept','reject','quarantine','tempfail'])[i % 7 + 1],
        CASE WHEN i % 10 = 0 THEN ARRAY['rule-' || (i % 40)] ELSE ARRAY[]::text[] END,
-       '[]'::jsonb, 'hash', 1.0
+       -- One transaction in a hundred had a recipient refused at RCPT (migration 0034).
+       CASE WHEN i % 100 = 0 THEN jsonb_build_array(jsonb_build_object(
+           'kind', 'recipient_refused', 'recipient', 'rcpt' || (i % 19999) || '@example.org',
+           'reply', '550 5.1.1 Recipient address rejected'))
+       ELSE '[]'::jsonb END,
+       'hash', 1.0
 FROM generate_series(1, $3) AS i
 """
 

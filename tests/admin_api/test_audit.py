@@ -364,9 +364,11 @@ def _index_scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-async def test_the_recipient_filter_is_served_by_the_lower_cased_index(
+async def test_the_recipient_filter_is_served_by_its_indexes(
     auditor: str, database_url: str
 ) -> None:
+    """In every partition, the lower-cased recipients' index and that of the recipients
+    refused at RCPT (migration 0034), their results ORed."""
     where, params = build_where({"recipient": "Bob@Example.COM"}, None)
     conn = await connect(database_url)
     try:
@@ -375,14 +377,16 @@ async def test_the_recipient_filter_is_served_by_the_lower_cased_index(
             plan = await conn.fetchval(  # the pool's codec decodes the json
                 f"EXPLAIN (FORMAT JSON) SELECT event_id FROM audit_events{where}",  # noqa: S608
                 *params)
-        partition_indexes = {row[0] for row in await conn.fetch(
+        partition_indexes = {parent: {row[0] for row in await conn.fetch(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'audit_events_recipients_lower'::regclass")}
+            "WHERE i.inhparent = $1::regclass", parent)}
+            for parent in ("audit_events_recipients_lower", "audit_events_refused")}
         partitions = await conn.fetchval(
             "SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit_events'::regclass")
     finally:
         await conn.close()
     scans = _index_scans(plan[0]["Plan"])
-    assert len(scans) == partitions >= 2
+    assert len(scans) == 2 * partitions >= 4
     assert {node for node, _ in scans} == {"Bitmap Index Scan"}
-    assert {index for _, index in scans} <= partition_indexes
+    for indexes in partition_indexes.values():
+        assert len({index for _, index in scans} & indexes) == partitions

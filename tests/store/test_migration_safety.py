@@ -82,6 +82,8 @@ RELEASED = {
         "bf7f747258cfba363792f5d5f035d4a8848513e7f3b320c31ea5cc7ed0623dc6",
     "0033_maillog_hold_moves_and_logged_at":
         "bc3b5583c5dfb041956e1991da164ed8e35028c8de75158f49b683bf031fbb17",
+    "0034_audit_refused_recipients":
+        "3d917aa33c77eb161d4abe96ce8f131a77990f01cff48800810eec0565bff9a4",
 }
 
 

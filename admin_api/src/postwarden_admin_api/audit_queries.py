@@ -42,13 +42,18 @@ COLUMNS = (
     "client_name, helo, auth_user, sender, recipients, header_from, message_id, subject, size, "
     "action, smtp_reply, rules, changes, policy_hash, duration_ms, flags, notify"
 )
+# The partial index on audit_refused(changes) holds only the events this says (braces
+# doubled: a filter's fragment goes through str.format).
+REFUSING = """changes @> '[{{"kind": "recipient_refused"}}]'"""
 # filter name -> SQL fragment with one placeholder "{}" for its parameter number
 FILTERS: Mapping[str, str] = {
     "since": "time >= ${}",
     "until": "time < ${}",
     "sender": "lower(sender) = lower(${})",
-    # audit_lower() lower-cases each address; its GIN index serves this filter
-    "recipient": "audit_lower(recipients) @> ARRAY[lower(${}::text)]",
+    # audit_lower() lower-cases each address, audit_refused() those refused at RCPT
+    # (migration 0034); a GIN index serves each side
+    "recipient": "(audit_lower(recipients) @> ARRAY[lower(${0}::text)] OR ("
+                 f"{REFUSING} AND audit_refused(changes) @> ARRAY[lower(${{0}}::text)]))",
     "action": "action = ${}",
     "rule": "rules @> ARRAY[${}::text]",
     "queue_id": "queue_id = ${}",
@@ -68,7 +73,8 @@ CLIENT_NETWORK = ("client_address >= ${0}::inet "
 # page of a busy sender would sort all its events, where "=" stops at the page's end.
 IDN_FILTERS: Mapping[str, str] = {
     "sender": "lower(sender) = ANY(audit_lower(${}::text[]))",
-    "recipient": "audit_lower(recipients) && audit_lower(${}::text[])",
+    "recipient": "(audit_lower(recipients) && audit_lower(${0}::text[]) OR ("
+                 f"{REFUSING} AND audit_refused(changes) && audit_lower(${{0}}::text[])))",
 }
 ACTIONS = ("accept", "reject", "tempfail", "discard", "quarantine", "aborted", "error")
 TEXT_MAX = 998

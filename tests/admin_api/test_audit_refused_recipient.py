@@ -1,0 +1,80 @@
+"""The audit filter ``recipient`` finds a transaction by a recipient the milter refused
+at RCPT (migration 0034): such an address is only in the event's `changes`, as a
+`recipient_refused` entry, and asking what became of mail to it must find that event."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.context import Role
+from postwarden_store import connect
+from tests.fixtures.adminapp import MintKey, bearer, get_json
+
+pytestmark = pytest.mark.postgres
+
+BASE = dt.datetime(2026, 10, 7, 8, 0, tzinfo=dt.UTC)
+INSERT = """
+INSERT INTO audit_events (event_id, time, instance, queue_id, message_uid, sender, recipients,
+    size, action, rules, changes, policy_hash, duration_ms)
+VALUES ($1, $2, 'mx1', $3, $3, 's@example.com', $4, 100, $5, '{}', $6, 'h', 1.5)
+ON CONFLICT DO NOTHING
+"""
+
+
+def refused(address: str) -> dict[str, str]:
+    return {"kind": "recipient_refused", "recipient": address,
+            "reply": "550 5.1.1 <" + address + ">: Recipient address rejected"}
+
+
+# queue id -> (accepted recipients, action, changes)
+EVENTS: dict[str, tuple[list[str], str, list[dict[str, Any]]]] = {
+    "QR1": (["ann@example.net"], "accept", [refused("Bob@Example.NET")]),
+    "QR2": (["bob@example.net"], "accept", []),
+    # Every recipient refused: the transaction ends without a message.
+    "QR3": ([], "aborted", [refused("bob@example.net"), refused("cy@example.net")]),
+    "QR4": (["dee@example.net"], "accept", [
+        {"kind": "recipient_deleted", "recipient": "dee@example.net"},
+        {"kind": "attachment_stripped", "filename": "bob@example.net", "size": 1}]),
+    "QR5": (["eve@example.net"], "accept", [refused("jörg@bücher.example")]),
+}
+
+
+@pytest.fixture
+async def auditor(mint_key: MintKey, database_url: str) -> str:
+    conn = await connect(database_url)
+    try:
+        await conn.execute("SELECT audit_ensure_partition($1)", BASE)
+        for i, (queue_id, (recipients, action, changes)) in enumerate(EVENTS.items()):
+            await conn.execute(INSERT, uuid.uuid5(uuid.NAMESPACE_URL, queue_id),
+                               BASE + dt.timedelta(minutes=i), queue_id, recipients, action,
+                               json.loads(json.dumps(changes)))
+    finally:
+        await conn.close()
+    return await mint_key(Role.AUDITOR)
+
+
+@pytest.mark.parametrize(("recipient", "found"), [
+    pytest.param("bob@example.net", ["QR3", "QR2", "QR1"], id="accepted-or-refused"),
+    pytest.param("<BOB@example.net>", ["QR3", "QR2", "QR1"], id="any-case-as-logged"),
+    pytest.param("cy@example.net", ["QR3"], id="refused-with-another"),
+    pytest.param("ann@example.net", ["QR1"], id="accepted-only"),
+    pytest.param("jörg@xn--bcher-kva.example", ["QR5"], id="idn-in-the-other-form"),
+])
+async def test_a_recipient_refused_at_rcpt_finds_its_event(
+    admin_client: TestClient[Any, Any], auditor: str, recipient: str, found: list[str]
+) -> None:
+    params = {"recipient": recipient, "since": BASE.isoformat()}
+    status, body = await get_json(admin_client, auditor, "/api/v1/audit", **params)
+    assert status == 200, body
+    assert [event["queue_id"] for event in body["events"]] == found
+    exported = await admin_client.get("/api/v1/audit/export", headers=bearer(auditor),
+                                      params={**params, "format": "ndjson"})
+    assert exported.status == 200
+    lines = (await exported.text()).splitlines()
+    assert [json.loads(line)["queue_id"] for line in lines] == found
