@@ -84,6 +84,8 @@ RELEASED = {
         "bc3b5583c5dfb041956e1991da164ed8e35028c8de75158f49b683bf031fbb17",
     "0034_audit_refused_recipients":
         "3d917aa33c77eb161d4abe96ce8f131a77990f01cff48800810eec0565bff9a4",
+    "0035_audit_login_from_flag_filters":
+        "f236a8c0382f39ba130a36a28b9a822652a01ee945f7f543d6911cd9e5647666",
 }
 
 

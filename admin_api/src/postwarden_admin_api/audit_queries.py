@@ -60,6 +60,9 @@ FILTERS: Mapping[str, str] = {
     "message_uid": "message_uid = ${}",  # the X-Postwarden-Id header's value
     "message_id": "message_id = ${}",
     "client_address": "client_address = ${}::inet",  # one address (see _clause)
+    "auth_user": "auth_user = ${}",  # the SASL login, as the MTA named it (migration 0035)
+    "header_from": "lower(header_from) = lower(${})",
+    "flag": "flags @> ARRAY[${}::text]",
 }
 # The client_address filter of a network, not one address. Postgres makes "<<=" an
 # index range only for a constant, never for the parameter of a generic plan (one a
@@ -73,6 +76,7 @@ CLIENT_NETWORK = ("client_address >= ${0}::inet "
 # page of a busy sender would sort all its events, where "=" stops at the page's end.
 IDN_FILTERS: Mapping[str, str] = {
     "sender": "lower(sender) = ANY(audit_lower(${}::text[]))",
+    "header_from": "lower(header_from) = ANY(audit_lower(${}::text[]))",
     "recipient": "(audit_lower(recipients) && audit_lower(${0}::text[]) OR ("
                  f"{REFUSING} AND audit_refused(changes) && audit_lower(${{0}}::text[])))",
 }
@@ -105,7 +109,7 @@ def parse_filters(query: Mapping[str, str], others: Collection[str]) -> dict[str
             problems.append({"field": name, "message": f"expected one of {', '.join(ACTIONS)}"})
         elif len(raw) > TEXT_MAX or "\x00" in raw:
             problems.append({"field": name, "message": "invalid value"})
-        elif name in ("sender", "recipient"):
+        elif name in ("sender", "recipient", "header_from"):
             values[name] = _unbracketed(raw)
         else:
             values[name] = raw

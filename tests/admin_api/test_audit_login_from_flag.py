@@ -1,0 +1,104 @@
+"""The audit filters ``auth_user``, ``header_from`` and ``flag`` (migration 0035): what an
+account sent, who was named in From, which messages the parser or the verdict flagged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.audit_queries import build_where
+from postwarden_admin_api.context import Role
+from postwarden_store import connect
+from tests.admin_api.test_audit import _index_scans
+from tests.fixtures.adminapp import MintKey, get_json
+
+pytestmark = pytest.mark.postgres
+
+BASE = dt.datetime(2026, 10, 21, 8, 0, tzinfo=dt.UTC)
+INSERT = """
+INSERT INTO audit_events (event_id, time, instance, queue_id, message_uid, sender, recipients,
+    size, action, rules, changes, policy_hash, duration_ms, auth_user, header_from, flags)
+VALUES ($1, $2, 'mx1', $3, $3, 's@example.com', '{r@example.net}', 100, 'accept', '{}', '[]',
+        'h', 1.5, $4, $5, $6)
+ON CONFLICT DO NOTHING
+"""
+# queue id -> (auth_user, header_from, flags)
+EVENTS: dict[str, tuple[str | None, str | None, list[str]]] = {
+    "QF1": ("alice", "Alice@Example.COM", []),
+    "QF2": ("Alice", "ceo@example.com", ["ambiguous_filename"]),
+    "QF3": (None, "ceo@example.com", ["ambiguous_filename", "too_many_header_fields"]),
+    "QF4": (None, None, []),
+    "QF5": ("bob@example.com", "jörg@bücher.example", []),
+}
+
+
+@pytest.fixture
+async def auditor(mint_key: MintKey, database_url: str) -> str:
+    conn = await connect(database_url)
+    try:
+        await conn.execute("SELECT audit_ensure_partition($1)", BASE)
+        for i, (queue_id, (login, header_from, flags)) in enumerate(EVENTS.items()):
+            await conn.execute(INSERT, uuid.uuid5(uuid.NAMESPACE_URL, queue_id),
+                               BASE + dt.timedelta(minutes=i), queue_id, login, header_from,
+                               flags)
+    finally:
+        await conn.close()
+    return await mint_key(Role.AUDITOR)
+
+
+@pytest.mark.parametrize(("name", "value", "found"), [
+    pytest.param("auth_user", "alice", ["QF1"], id="login-exactly-as-named"),
+    pytest.param("auth_user", "bob@example.com", ["QF5"], id="login-an-address"),
+    pytest.param("header_from", "alice@example.com", ["QF1"], id="from-any-case"),
+    pytest.param("header_from", "<CEO@example.com>", ["QF3", "QF2"], id="from-in-brackets"),
+    pytest.param("header_from", "jörg@xn--bcher-kva.example", ["QF5"], id="from-idn"),
+    pytest.param("flag", "ambiguous_filename", ["QF3", "QF2"], id="flag"),
+    pytest.param("flag", "too_many_header_fields", ["QF3"], id="another-flag"),
+])
+async def test_each_filter_finds_its_events(
+    admin_client: TestClient[Any, Any], auditor: str, name: str, value: str, found: list[str]
+) -> None:
+    status, body = await get_json(admin_client, auditor, "/api/v1/audit",
+                                  **{name: value, "since": BASE.isoformat()})
+    assert status == 200, body
+    assert [event["queue_id"] for event in body["events"]] == found
+
+
+async def test_the_filters_are_in_the_openapi_document(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    status, document = await get_json(admin_client, auditor, "/api/v1/openapi.json")
+    assert status == 200
+    names = {p["name"] for p in document["paths"]["/api/v1/audit"]["get"]["parameters"]}
+    assert {"auth_user", "header_from", "flag"} <= names
+
+
+@pytest.mark.parametrize(("name", "value", "index"), [
+    ("auth_user", "alice", "audit_events_auth_user"),
+    ("header_from", "Alice@Example.COM", "audit_events_header_from"),
+    ("flag", "ambiguous_filename", "audit_events_flags"),
+])
+async def test_each_filter_is_served_by_its_index(
+    auditor: str, database_url: str, name: str, value: str, index: str
+) -> None:
+    where, params = build_where({name: value}, None)
+    conn = await connect(database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            plan = await conn.fetchval(
+                f"EXPLAIN (FORMAT JSON) SELECT event_id FROM audit_events{where} "  # noqa: S608
+                "ORDER BY time DESC LIMIT 10", *params)
+        partition_indexes = {row[0] for row in await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = $1::regclass", index)}
+        partitions = await conn.fetchval(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit_events'::regclass")
+    finally:
+        await conn.close()
+    scans = _index_scans(plan[0]["Plan"])  # the connection's codec decodes the json
+    assert len({index for _, index in scans} & partition_indexes) == partitions >= 2
