@@ -58,23 +58,30 @@ def split_line(line: str) -> LogLine | None:
 
 def logged_at(text: str, now: float) -> float | None:
     """When the line ``text`` says it was logged (seconds since the epoch), read at
-    ``now``; None for a stamp in neither form, or naming no real date. A stamp without
-    a zone is in this host's local time, as the writer's is."""
+    ``now``; None for a stamp in neither form, naming no real date, or one later than
+    ``_AHEAD_SECONDS`` past ``now`` or before 1970 (the database and the webhooks take
+    any other). A stamp without a zone is in this host's local time, as the writer's
+    is; in the hour repeated when daylight saving time ends, the later reading that
+    is not past ``now``."""
     if stamp := _RFC3339.match(text):
         try:
-            return dt.datetime.fromisoformat(stamp.group().rstrip()).timestamp()
+            logged = dt.datetime.fromisoformat(stamp.group().rstrip()).timestamp()
         except ValueError:  # shaped like one, naming no real moment (month 13)
             return None
+        return logged if 0 <= logged <= now + _AHEAD_SECONDS else None
     if (stamp := _TRADITIONAL.match(text)) is None or stamp[1] not in _MONTHS:
         return None
     month, day, hour, minute, second = _MONTHS[stamp[1]], *map(int, stamp.groups()[1:5])
-    fraction = float(stamp[6] or 0)
     year = time.localtime(now).tm_year
-    for candidate in range(year, year - 5, -1):  # February 29th: the last leap year
+    # From next year's (a stamp just past New Year read just before it) back to the
+    # last leap year's (February 29th).
+    for candidate in range(year + 1, year - 5, -1):
         try:
-            logged = dt.datetime(candidate, month, day, hour, minute, second).timestamp()
+            local = dt.datetime(candidate, month, day, hour, minute, second)
         except ValueError:
             continue
+        earlier, later = local.timestamp(), local.replace(fold=1).timestamp()
+        logged = later if earlier < later <= now else earlier
         if logged <= now + _AHEAD_SECONDS:
-            return logged + fraction
+            return logged + float(stamp[6] or 0)
     return None

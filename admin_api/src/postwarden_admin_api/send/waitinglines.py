@@ -22,13 +22,23 @@ MAX_PENDING = 10_000
 Waiting = tuple[float, DeliveryEvent]
 
 
+# Not saved: an instance of an earlier version, taking the lines over, would choke on a
+# field its DeliveryEvent lacks (it passes every key on). Such a line, applied by the
+# next reader, has no logged_at.
+_UNSAVED = frozenset({"logged_at"})
+_FIELDS = frozenset(field.name for field in dataclasses.fields(DeliveryEvent))
+
+
 def saved_form(waiting: list[Waiting]) -> list[dict[str, object]]:
-    return [{"seen": seen, **dataclasses.asdict(event)} for seen, event in waiting]
+    return [{"seen": seen, **{k: v for k, v in dataclasses.asdict(event).items()
+                              if k not in _UNSAVED}}
+            for seen, event in waiting]
 
 
 def restored(saved: list[dict[str, Any]]) -> list[Waiting]:
-    """The lines ``saved_form`` saved."""
-    return [(entry["seen"], DeliveryEvent(**{k: v for k, v in entry.items() if k != "seen"}))
+    """The lines ``saved_form`` saved (a later version's too: what this one's
+    DeliveryEvent lacks is left out)."""
+    return [(entry["seen"], DeliveryEvent(**{k: v for k, v in entry.items() if k in _FIELDS}))
             for entry in saved]
 
 
