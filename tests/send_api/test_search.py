@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
+import asyncpg
 import pytest
 
 from postwarden_admin_api.context import Role
@@ -75,3 +77,40 @@ async def test_the_cursor_works_pasted_into_a_url_as_given(
         assert cursor is None or re.fullmatch(r"[A-Za-z0-9_-]+", cursor)
         url = f"/api/v1/messages?limit=2&cursor={cursor}" if cursor else ""
     assert seen == sent[::-1]
+
+
+async def test_a_message_is_found_by_its_message_id_or_postfix_queue_id(
+    client: Client, sender: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    """As a bounce or a recipient quotes the Message-ID (with or without its angle
+    brackets), and as Postfix's log names the queue file (case told apart)."""
+    tag = uuid.uuid4().hex[:10]
+    answers = []
+    for _ in range(2):
+        sent = await client.post("/api/v1/send-email", headers=sender, json=body(tags=[tag]))
+        assert sent.status == 202, await sent.text()
+        answers.append(await sent.json())
+    first, second = answers
+    queue_ids: dict[str, str] = {}
+    for _ in range(200):  # the app's relay hands them to the test's SMTP server
+        queue_ids = dict(await pool.fetch(
+            "SELECT id::text, queue_id FROM outbound_messages WHERE id = ANY($1::uuid[]) "
+            "AND queue_id IS NOT NULL", [first["id"], second["id"]]))
+        if len(queue_ids) == 2:
+            break
+        await asyncio.sleep(0.05)
+    queue_id = queue_ids[second["id"]]
+
+    async def found(**params: str) -> list[str]:
+        answer = await client.get("/api/v1/messages", headers=sender,
+                                  params={**params, "tag": tag})
+        assert answer.status == 200, await answer.text()
+        return [m["id"] for m in (await answer.json())["messages"]]
+
+    assert first["message_id"].startswith("<")
+    assert await found(message_id=first["message_id"]) == [first["id"]]
+    assert await found(message_id=first["message_id"].strip("<>")) == [first["id"]]
+    assert await found(queue_id=queue_id) == [second["id"]]
+    assert queue_id.swapcase() != queue_id
+    assert await found(queue_id=queue_id.swapcase()) == []
+    assert await found(message_id=first["message_id"], queue_id=queue_id) == []

@@ -54,5 +54,5 @@ async def test_every_bad_search_parameter_is_listed_in_one_answer(
         "limit": "expected 1..500",
         "since": "must be before until",
         "sender": "unknown parameter; expected one of since, until, status, from, to, tag, "
-                  "cursor, limit",
+                  "message_id, queue_id, cursor, limit",
     }

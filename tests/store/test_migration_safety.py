@@ -86,6 +86,8 @@ RELEASED = {
         "3d917aa33c77eb161d4abe96ce8f131a77990f01cff48800810eec0565bff9a4",
     "0035_audit_login_from_flag_filters":
         "f236a8c0382f39ba130a36a28b9a822652a01ee945f7f543d6911cd9e5647666",
+    "0036_outbound_message_id_index":
+        "4bbdda474682e08a494c48523b019eac2c6aba62384f6c2c0f329a5c6c2c19f2",
 }
 
 

@@ -45,6 +45,8 @@ WHERE ($1::text IS NULL OR key_id IN (SELECT key_id FROM api_keys WHERE owner = 
   AND ($6::timestamptz IS NULL OR created_at >= $6)
   AND ($7::timestamptz IS NULL OR created_at < $7)
   AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9::uuid))
+  AND ($11::text IS NULL OR message_id = $11)
+  AND ($12::text IS NULL OR queue_id = $12)
 ORDER BY created_at DESC, id DESC
 LIMIT $10
 """
@@ -72,6 +74,8 @@ class MessageFilter:
     sender: str | None = None  # Mailbox.key: lower-case, the domain in A-labels
     recipient: str | None = None  # Mailbox.key too
     tag: str | None = None
+    message_id: str | None = None  # the Message-ID header, in its angle brackets
+    queue_id: str | None = None  # Postfix's, as its log writes it
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     after: Cursor | None = None  # the last row seen
@@ -123,6 +127,7 @@ async def search_messages(
     rows = await conn.fetch(
         SEARCH_MESSAGES, search.owner, search.status, search.sender, search.recipient,
         search.tag, search.since, search.until, after_time, after_id, search.limit + 1,
+        search.message_id, search.queue_id,
     )
     page = rows[:search.limit]
     cursor = None

@@ -79,7 +79,8 @@ def _status_filter(request: web.Request) -> str | None:
     return status
 
 
-SEARCH_PARAMETERS = ("since", "until", "status", "from", "to", "tag", "cursor", "limit")
+SEARCH_PARAMETERS = ("since", "until", "status", "from", "to", "tag", "message_id", "queue_id",
+                     "cursor", "limit")
 
 
 def _message_filter(request: web.Request) -> queries.MessageFilter:
@@ -99,8 +100,18 @@ def _message_filter(request: web.Request) -> queries.MessageFilter:
     assert limit is not None  # noqa: S101 - a bad one was raised above
     return queries.MessageFilter(
         owner=_own_line(request), status=status, sender=sender, recipient=recipient,
-        tag=request.query.get("tag"), since=since, until=until, after=after, limit=limit,
+        tag=request.query.get("tag"), message_id=_bracketed(request.query.get("message_id")),
+        queue_id=request.query.get("queue_id"), since=since, until=until, after=after,
+        limit=limit,
     )
+
+
+def _bracketed(message_id: str | None) -> str | None:
+    """A Message-ID as the header writes it: one copied without its angle brackets (as
+    many mail clients show it) finds it too."""
+    if message_id is None or message_id.startswith("<"):
+        return message_id
+    return f"<{message_id}>"
 
 
 @routes.get("/api/v1/messages")
