@@ -1294,3 +1294,29 @@ async def test_a_reader_back_after_another_read_on_forgets_the_other_mail_it_kne
     append(log_file, sent(queue_id, "ours@example.org"))
     await first.poll()
     assert await message_status(pool, message_id) == "delivered"
+
+
+async def test_a_line_the_database_refuses_is_left_out_and_the_rest_applied(
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A NUL in an address (a torn write) about a message of ours: PostgreSQL refuses
+    the text. The poll's statement failed at every poll, and no line of any message
+    was applied again; now that line alone is left out, logged and counted."""
+    metrics = Metrics()
+    log_file, follower = await follower_at_end(pool, tmp_path, metrics=metrics)
+    torn, good = new_queue_id("TORN"), new_queue_id("GOOD")
+    torn_message = await relayed_message(pool, torn, "a@example.org", "c@example.org")
+    good_message = await relayed_message(pool, good, "b@example.org")
+    append(log_file, sent(torn, "a@example.org"),
+           line(torn, "c\x00@example.org", "sent", "2.0.0", "250 ok"),
+           sent(good, "b@example.org"))
+    await follower.poll()
+    assert await message_status(pool, good_message) == "delivered"
+    assert await recipients(pool, torn_message) == {
+        "a@example.org": ("delivered", "250 ok"), "c@example.org": ("relayed", None)}
+    assert metrics.maillog_refused_lines._value.get() == 1
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        f"maillog follower: {torn}: a delivered line the database refuses "
+        "(CharacterNotInRepertoireError) is left out"]
+    await follower.poll()  # done with: not tried again
+    assert metrics.maillog_refused_lines._value.get() == 1

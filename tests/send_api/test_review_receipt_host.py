@@ -16,7 +16,7 @@ import uuid
 import asyncpg
 
 from postwarden_admin_api.metrics import Metrics
-from postwarden_admin_api.send.deliveryapply import apply_events
+from postwarden_admin_api.send.deliveryapply import Applied, apply_events
 from postwarden_admin_api.send.deliverylines import DeliveryEvent
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.outbox import enqueue
@@ -57,5 +57,5 @@ async def test_a_commit_in_another_host_s_log_is_stored_as_that_host_s(
     # This host's Postfix's own QFAR1 is another message: its bounce touches nothing.
     bounce = DeliveryEvent("QFAR1", "far@example.org", "bounced", "5.1.1", "550 5.1.1 no")
     async with pool.acquire() as conn:
-        assert await apply_events(conn, HOST, [bounce]) == (set(), set())
-        assert await apply_events(conn, OTHER_HOST, [bounce]) == ({0}, set())
+        assert await apply_events(conn, HOST, [bounce]) == Applied(set(), set(), set())
+        assert await apply_events(conn, OTHER_HOST, [bounce]) == Applied({0}, set(), set())

@@ -55,8 +55,8 @@ def queued(queue_id: str) -> SubmitResult:
 async def one_poll(pool: asyncpg.Pool, *events: DeliveryEvent) -> None:
     """Postfix's lines applied together, in log order, as one poll of the log applies them."""
     async with pool.acquire() as conn:
-        matched, _ = await apply_events(conn, HOST, list(events))
-    assert matched == set(range(len(events)))
+        applied = await apply_events(conn, HOST, list(events))
+    assert applied.recorded == set(range(len(events)))
 
 
 def line(queue_id: str, recipient: str | None, status: str) -> DeliveryEvent:

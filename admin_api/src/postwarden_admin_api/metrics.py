@@ -55,6 +55,11 @@ class Metrics:
             "any mail) whose status= the follower does not know: no result for their "
             "recipient, who keeps the status it had", registry=self.registry,
         )
+        self.maillog_refused_lines = Counter(
+            "postwarden_maillog_refused_lines", "delivery lines about sent messages that "
+            "the database refused (a value it cannot store, such as a NUL from a torn "
+            "write): left out, each logged as an error", registry=self.registry,
+        )
         self.maillog_reading = Gauge(
             "postwarden_maillog_reading", "1 while this instance reads Postfix's log (holds "
             "its lease), 0 while another instance on the host does", registry=self.registry,

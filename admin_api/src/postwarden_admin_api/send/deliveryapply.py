@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -50,25 +51,40 @@ async def our_queue_ids(conn: asyncpg.Connection, host: str, queue_ids: set[str]
 
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What became of a poll's delivery lines, by their indexes."""
+
+    recorded: set[int]  # about a message of ours, and recorded
+    refused: set[int]  # about a message of ours, holding a value the database refuses
+    awaited: set[str]  # queue ids a receipt in the log names, the relay yet to store them
+
+
+# A value the database (or asyncpg, encoding it) refuses: refused again at every poll.
+_REFUSED = (asyncpg.DataError, ValueError, OverflowError)
+
+
 async def apply_events(conn: asyncpg.Connection, host: str, events: list[DeliveryEvent]
-                       ) -> tuple[set[int], set[str]]:
-    """Record the events about messages of ours: the indexes of those that matched, and
-    the queue ids still awaited (a receipt in ``host``'s log names them, the relay has
-    yet to store them)."""
+                       ) -> Applied:
+    """Record the events about messages of ours, in ``conn``'s transaction.
+
+    All of them in one statement. Should the database refuse a value (a NUL in an
+    address read from a torn write), the statement would fail at every poll and
+    delivery tracking would stop for all mail: then each line is applied alone, and
+    those refused are left out (logged, and counted by the caller)."""
     recorded, awaited = await our_queue_ids(conn, host, {event.queue_id for event in events})
     # A queue id awaited for a message in the outbox is that message's now, even where an
     # older message was stored under it (Postfix reuses short ids): its lines wait for it.
     mine = [(index, event) for index, event in enumerate(events)
             if event.queue_id in recorded and event.queue_id not in awaited]
     if not mine:
-        return set(), awaited
-    rows = await conn.fetch(
-        APPLY, host, [e.queue_id for _, e in mine], [e.recipient for _, e in mine],
-        [e.status for _, e in mine], [e.reply or None for _, e in mine],
-        [e.hard_bounce for _, e in mine], [e.rewritten for _, e in mine],
-        [_moment(e.logged_at) for _, e in mine],
-    )
-    applied = [mine[row["line"] - 1] for row in rows]
+        return Applied(set(), set(), awaited)
+    try:
+        async with conn.transaction():  # a savepoint: a refusal undoes these lines only
+            applied = await _apply(conn, host, mine)
+        refused: list[tuple[int, DeliveryEvent]] = []
+    except _REFUSED:
+        applied, refused = await _apply_each(conn, host, mine)
     # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}). Masked for the
     # log (some microseconds a line) only when it is logged.
     if log.isEnabledFor(logging.DEBUG):
@@ -76,5 +92,37 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
             about = for_log(event.recipient) if event.recipient is not None else "the message"
             log.debug("%s: %s %s (%s)", event.queue_id, event.status, about,
                       for_log(event.reply))
-    return {index for index, _ in applied}, awaited
+    return Applied({index for index, _ in applied}, {index for index, _ in refused}, awaited)
 
+
+Line = tuple[int, DeliveryEvent]
+
+
+async def _apply(conn: asyncpg.Connection, host: str, lines: list[Line]) -> list[Line]:
+    """``lines`` applied in one statement, in log order: those that matched."""
+    rows = await conn.fetch(
+        APPLY, host, [e.queue_id for _, e in lines], [e.recipient for _, e in lines],
+        [e.status for _, e in lines], [e.reply or None for _, e in lines],
+        [e.hard_bounce for _, e in lines], [e.rewritten for _, e in lines],
+        [_moment(e.logged_at) for _, e in lines],
+    )
+    return [lines[row["line"] - 1] for row in rows]
+
+
+async def _apply_each(conn: asyncpg.Connection, host: str, lines: list[Line]
+                      ) -> tuple[list[Line], list[Line]]:
+    """``lines`` applied one by one, in log order: those that matched, and those the
+    database refused."""
+    applied: list[Line] = []
+    refused: list[Line] = []
+    for line in lines:
+        try:
+            async with conn.transaction():
+                applied += await _apply(conn, host, [line])
+        except _REFUSED as exc:
+            refused.append(line)
+            _, event = line
+            # Not its address: one the database refuses is none a mask can be sure of.
+            log.error("maillog follower: %s: a %s line the database refuses (%s) is left "
+                      "out", event.queue_id, event.status, type(exc).__name__)
+    return applied, refused

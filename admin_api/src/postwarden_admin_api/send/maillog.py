@@ -133,6 +133,17 @@ class _Read:
     mark: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """One poll's work in its transaction, to take up once it is committed."""
+
+    unread: int  # bytes left unread
+    applied: list[DeliveryEvent]
+    refused: int  # lines left out: the database refused a value of theirs
+    pending: tuple[list[Waiting], list[Waiting]]  # lines left waiting, and those saved
+    saved: uuid.UUID  # the token saved with the position
+
+
 class MaillogFollower:
     def __init__(self, pool: asyncpg.Pool, path: Path, metrics: Metrics | None = None,
                  host: str | None = None) -> None:
@@ -324,20 +335,20 @@ class MaillogFollower:
                     # this instance holds in memory is stale.
                     await self._take_over(row)
                 read_no = await conn.fetchval(NEXT_READ)  # drawn before the log is read
-                unread, applied, pending, saved = await self._read_and_apply(conn, read_no,
-                                                                             final)
+                done = await self._read_and_apply(conn, read_no, final)
             # Committed: only now are the lines done with (a failure above keeps them
             # all). Before the connection goes back: its reset may fail.
-            self._committed = saved
+            self._committed = done.saved
             self._uncommitted = 0
             self._receipts, self._receipts_dropped = [], False
             self._holds = self._holds_read
-            self._pending, self._pending_saved = pending
-        for event in applied:
+            self._pending, self._pending_saved = done.pending
+        for event in done.applied:
             if event.status != "removed":  # every message's last line, whatever became of it
                 self._metrics.deliveries.labels(event.status).inc()
-        self._metrics.maillog_unread.set(unread)
-        if unread == 0:
+        self._metrics.maillog_refused_lines.inc(done.refused)
+        self._metrics.maillog_unread.set(done.unread)
+        if done.unread == 0:
             async with self._progress:
                 self._read_to_end_at = began
                 self._progress.notify_all()
@@ -395,11 +406,9 @@ class MaillogFollower:
                     "status; all are counted)", line.queue_id, line.status)
 
     async def _read_and_apply(self, conn: asyncpg.Connection, read_no: int, final: bool
-                              ) -> tuple[int, list[DeliveryEvent],
-                                         tuple[list[Waiting], list[Waiting]], uuid.UUID]:
+                              ) -> _Applied:
         """Read what was appended and apply it in ``conn``'s transaction (``final``: as
-        :meth:`poll`): the bytes left unread, the delivery lines applied, those left
-        waiting (all, and those saved), the token saved."""
+        :meth:`poll`)."""
         read = await asyncio.to_thread(self._read_lines)
         unread = read.unread
         queue = self._pending + read.deliveries
@@ -417,8 +426,8 @@ class MaillogFollower:
             await void_uncommitted(conn, self._host)
         self._holds_read = await apply_receipts(conn, self._host, self._receipts,
                                                 self._holds)
-        applied, awaited = await apply_events(conn, self._host, [event for _, event in queue])
-        kept, others = still_waiting(queue, applied, awaited)
+        applied = await apply_events(conn, self._host, [event for _, event in queue])
+        kept, others = still_waiting(queue, applied.recorded | applied.refused, applied.awaited)
         pending = others + kept  # a cut to MAX_PENDING drops older lines of other mail first
         # Read to the end: nothing left in the file nor in a newer one at the path
         # (the last bytes of a renamed file do not say so).
@@ -431,4 +440,5 @@ class MaillogFollower:
                            saved_form(kept) if kept != self._pending_saved else None,
                            # A restart checks the file still holds these bytes there.
                            fingerprint(read.mark), final and read_to_end)
-        return unread, [queue[index][1] for index in applied], (pending, kept), saved
+        return _Applied(unread, [queue[index][1] for index in applied.recorded],
+                        len(applied.refused), (pending, kept), saved)
