@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api.audit_queries import search_sql
 from postwarden_admin_api.context import Role
 from postwarden_store import connect
 from tests.fixtures.adminapp import MintKey, bearer, get_json
@@ -78,3 +79,39 @@ async def test_a_recipient_refused_at_rcpt_finds_its_event(
     assert exported.status == 200
     lines = (await exported.text()).splitlines()
     assert [json.loads(line)["queue_id"] for line in lines] == found
+
+
+async def test_a_recheck_before_the_index_predicate_takes_any_changes(
+    database_url: str
+) -> None:
+    """A bitmap page too many rows match (work_mem) is lossy: its rows are rechecked
+    against the index's condition before its predicate, so audit_refused() also meets
+    rows the predicate keeps out of the index, whatever their `changes` (the writer
+    stores a list, but a row is no place to fail a search)."""
+    when = dt.datetime(2026, 10, 20, tzinfo=dt.UTC)
+    conn = await connect(database_url)
+    try:
+        await conn.execute("SELECT audit_ensure_partition($1)", when)
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO audit_events (event_id, time, instance, message_uid, sender, "
+                "recipients, size, action, rules, changes, policy_hash, duration_ms, subject) "
+                "SELECT gen_random_uuid(), $1::timestamptz + i * interval '1 second', 'mx', "
+                "'u', 's', ARRAY[CASE WHEN i % 2 = 0 THEN 'hot' ELSE 'cold' END || "
+                "'@example.org'], 1, 'accept', '{}', CASE WHEN i % 2 = 1 "
+                "THEN '{\"kind\": \"x\"}'::jsonb ELSE '[]'::jsonb END, 'h', 1, "
+                "repeat(md5(i::text), 20) FROM generate_series(1, 40000) AS i", when)
+            for setting in ("work_mem = '64kB'", "enable_seqscan = off",
+                            "enable_indexscan = off"):
+                await conn.execute(f"SET LOCAL {setting}")
+            sql, params = search_sql({"recipient": "hot@example.org"}, None, 10)
+            assert len(await conn.fetch(sql, *params)) == 10
+            raise Rollback
+    except Rollback:
+        pass
+    finally:
+        await conn.close()
+
+
+class Rollback(Exception):
+    """Ends the transaction that added the rows, and them with it."""

@@ -83,9 +83,9 @@ RELEASED = {
     "0033_maillog_hold_moves_and_logged_at":
         "bc3b5583c5dfb041956e1991da164ed8e35028c8de75158f49b683bf031fbb17",
     "0034_audit_refused_recipients":
-        "3d917aa33c77eb161d4abe96ce8f131a77990f01cff48800810eec0565bff9a4",
+        "ec53d87cabef65766cdc1789dc92444a89fc7708b9c45fc4f9cd82a5aaff3db0",
     "0035_audit_login_from_flag_filters":
-        "f236a8c0382f39ba130a36a28b9a822652a01ee945f7f543d6911cd9e5647666",
+        "391a027920bf5f161a04534d8ee134eb77672d5e091b8e03d1eb995ecec9f571",
     "0036_outbound_message_id_index":
         "4bbdda474682e08a494c48523b019eac2c6aba62384f6c2c0f329a5c6c2c19f2",
 }

@@ -60,7 +60,9 @@ FILTERS: Mapping[str, str] = {
     "message_uid": "message_uid = ${}",  # the X-Postwarden-Id header's value
     "message_id": "message_id = ${}",
     "client_address": "client_address = ${}::inet",  # one address (see _clause)
-    "auth_user": "auth_user = ${}",  # the SASL login, as the MTA named it (migration 0035)
+    "auth_user": "lower(auth_user) = lower(${})",  # the SASL login (migration 0035)
+    # Stored lower-cased by Python (entityheaders.from_address), which folds some
+    # letters otherwise than PostgreSQL: the value is lower-cased as it was (parse_filters).
     "header_from": "lower(header_from) = lower(${})",
     "flag": "flags @> ARRAY[${}::text]",
 }
@@ -109,8 +111,10 @@ def parse_filters(query: Mapping[str, str], others: Collection[str]) -> dict[str
             problems.append({"field": name, "message": f"expected one of {', '.join(ACTIONS)}"})
         elif len(raw) > TEXT_MAX or "\x00" in raw:
             problems.append({"field": name, "message": "invalid value"})
-        elif name in ("sender", "recipient", "header_from"):
+        elif name in ("sender", "recipient"):
             values[name] = _unbracketed(raw)
+        elif name == "header_from":
+            values[name] = _unbracketed(raw).lower()
         else:
             values[name] = raw
     problem = range_problem(values.get("since"), values.get("until"))

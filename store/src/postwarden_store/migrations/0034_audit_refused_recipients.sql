@@ -5,11 +5,13 @@
 -- them, lower-cased as audit_lower() does (0016), and a GIN index serves it. The index
 -- is partial: most events refuse no recipient, and the predicate keeps them out of it
 -- (and spares their inserts the function).
+-- Any `changes` at all: a lossy bitmap page rechecks it before the index's predicate.
 CREATE FUNCTION audit_refused(changes jsonb) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE COST 1000
-RETURN ARRAY(SELECT lower(change ->> 'recipient') FROM jsonb_array_elements(changes) AS change
-             WHERE change ->> 'kind' = 'recipient_refused'
-               AND change ->> 'recipient' IS NOT NULL);
+RETURN CASE WHEN jsonb_typeof(changes) = 'array' THEN ARRAY(
+    SELECT lower(change ->> 'recipient') FROM jsonb_array_elements(changes) AS change
+    WHERE change ->> 'kind' = 'recipient_refused' AND change ->> 'recipient' IS NOT NULL)
+    ELSE '{}' END;
 
 CREATE INDEX audit_events_refused ON audit_events USING gin (audit_refused(changes))
     WHERE changes @> '[{"kind": "recipient_refused"}]';
