@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from multidict import CIMultiDict
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
@@ -161,6 +162,20 @@ async def test_idempotency_key_semantics(client: Client, sender: dict[str, str])
     too_long = {**sender, "Idempotency-Key": "x" * 256}
     response = await client.post("/api/v1/send-email", json=request, headers=too_long)
     assert response.status == 422
+
+
+async def test_an_idempotency_key_given_twice_is_refused(
+    client: Client, sender: dict[str, str]
+) -> None:
+    """Which of two a retry would repeat is anyone's guess: neither is taken."""
+    twice = CIMultiDict(sender)
+    twice.add("Idempotency-Key", f"a-{uuid.uuid4()}")
+    twice.add("Idempotency-Key", f"b-{uuid.uuid4()}")
+    response = await client.post("/api/v1/send-email", json=body(), headers=twice)
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert [(d["field"], d["message"]) for d in error["details"]] == [
+        ("Idempotency-Key", "given more than once")]
 
 
 async def test_a_large_request_is_worked_off_the_event_loop(

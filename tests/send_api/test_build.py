@@ -294,3 +294,41 @@ def test_punctuation_in_a_short_display_name_is_quoted_and_reads_back() -> None:
 def test_an_escaped_quote_in_a_quoted_display_name_reads_back_as_a_quote() -> None:
     _, message = built(**{"from": r'"Doe \"JJ\" John" <app@example.com>'})
     assert message["From"].addresses[0].display_name == 'Doe "JJ" John'
+
+
+def test_a_long_msg_id_or_url_goes_out_folded_at_spaces_not_encoded() -> None:
+    """An Outlook Message-ID is longer than a line, and so is many a List-Unsubscribe URL:
+    encoded words (the registry's way with a word past 78 characters) are no msg-id or
+    URL to a reader, so threading and unsubscribing broke."""
+    reply_to = "<DM6PR11MB4331A0B1C2D3E4F5A6B7C8D9E0F1A2B3@DM6PR11MB4331.namprd11.prod.outlook.com>"
+    url = "<https://example.com/unsubscribe?list=newsletter&token=" + "a1b2c3d4" * 10 + ">"
+    references = " ".join(f"<{n}-{'x' * 40}@mail.example.com>" for n in range(4))
+    subject = "A subject of plain words " * 5
+    data, parsed = built(subject=subject.strip(), headers={
+        "In-Reply-To": reply_to, "References": references, "List-Unsubscribe": url})
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"=?" not in head
+    assert parsed["In-Reply-To"] == reply_to
+    assert parsed["List-Unsubscribe"] == url
+    assert parsed["References"] == references
+    assert parsed["Subject"] == subject.strip()
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    folded = [line for line in head.split(b"\r\n") if line.startswith((b"References:", b" <"))]
+    assert len(folded) == 4  # one reference a line: each past half a line
+
+
+def test_a_word_too_long_for_a_line_even_alone_is_encoded() -> None:
+    """Past 998 characters a line breaks SMTP: the registry's encoded words then."""
+    data, parsed = built(subject="x" * 995)
+    assert parsed["Subject"] == "x" * 995
+    assert max(len(line) for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")) <= 998
+
+
+def test_a_quoted_display_name_may_hold_angle_brackets() -> None:
+    """RFC 5322 quotes them; the request was refused as a bad local part."""
+    data, parsed = built(**{"from": '"ACME Inc. <Billing>" <app@example.com>',
+                            "to": ['"Team <Ops>" <ops@example.org>']})
+    assert parsed["From"].addresses[0].display_name == "ACME Inc. <Billing>"
+    assert parsed["From"].addresses[0].addr_spec == "app@example.com"
+    assert parsed["To"].addresses[0].display_name == "Team <Ops>"
+    assert b'From: "ACME Inc. <Billing>" <app@example.com>' in data

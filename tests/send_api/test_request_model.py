@@ -330,6 +330,17 @@ def test_a_right_to_left_file_name_in_an_isolate_is_taken() -> None:
     assert attachment.filename == name
 
 
+@pytest.mark.parametrize("name", [
+    "payload.vbs\u00a0", "payload.vbs\u2003", "payload.vbs\u3000", "\u00a0payload.vbs",
+    "=?utf-8?q?payload=2Evbs?=",
+])
+def test_a_blocked_name_is_read_as_the_milter_and_readers_read_it(name: str) -> None:
+    """A name the header carries as given, which the milter (and Python's email package)
+    read as payload.vbs: a client is not told 202 for what the milter refuses."""
+    assert attachments.refusal_reason(name, "text/plain", b"WScript.Echo 1") == (
+        "files ending in .vbs are not allowed")
+
+
 def test_a_disk_image_is_refused_by_its_content() -> None:
     image = b"\x00" * 0x8000 + b"\x01CD001\x01" + b"\x00" * 100
     assert attachments.refusal_reason("photos.zip", "application/zip", image) == (

@@ -27,7 +27,8 @@ _ROUTING = re.compile(r"[%!]")
 _ADDRESS_SHAPED = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+")
 _JOINING = re.compile(r'[^\S ]|"')  # white space but the plain space, and quotes
 _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
-_ANGLE_FORM = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>")
+# A display name may quote what it holds, angle brackets too ("ACME <Billing>").
+_ANGLE_FORM = re.compile(r'(?P<name>(?:"(?:[^"\\]|\\.)*+"|[^<>"])*+)<(?P<address>[^<>]*)>')
 _QUOTED_STRING = re.compile(r'"(?P<text>(?:[^"\\]|\\.)*)"')
 _QUOTED_PAIR = re.compile(r"\\(.)")
 _LIST_SEPARATOR = re.compile(r"[,;]")

@@ -158,7 +158,10 @@ def _signed_reason(content: bytes) -> str | None:
 
 def refusal_reason(filename: str, content_type: str, content: bytes) -> str | None:
     """Why this attachment is refused, or None when it may be sent."""
-    reason = _name_reason(filename) or _type_reason(content_type)
+    # The name as given, and as the milter and mail readers read it off the header (a
+    # trailing U+00A0 stripped, encoded words decoded): "run.bat\xa0" is run.bat.
+    names = dict.fromkeys((filename, *file_names(None, [("filename", filename)], set())))
+    reason = next(filter(None, map(_name_reason, names)), None) or _type_reason(content_type)
     if reason is not None:
         return reason
     if content_type.startswith(STRUCTURED_TYPES):

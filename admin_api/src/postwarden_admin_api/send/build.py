@@ -104,6 +104,7 @@ POLICY = policy.SMTP.clone(cte_type="7bit", header_factory=_CachingRegistry(),
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 _LINE_LENGTH = POLICY.max_line_length or 78  # SMTP's policy folds at 78
+_MOST_LINE = 998  # RFC 5322's limit of a line, CRLF aside
 # 56 characters of base64, 68 with "=?utf-8?b?" and "?=": within RFC 2047's 75, and
 # within 78 a line after "Reply-To: ", the longest of our address headers' names.
 _ENCODED_WORD_BYTES = 42
@@ -166,18 +167,26 @@ def _set_addresses(message: EmailMessage, name: str, mailboxes: Sequence[Mailbox
 
 
 def _folded_mailboxes(name: str, mailboxes: Sequence[Mailbox]) -> str:
-    """The header's value, folded before a word that would take its line past 78
-    characters (a quoted string is one word: folded inside, parseaddr misreads it)."""
-    lines = [f"{name}:"]
+    """The header's value, folded (a quoted string is one word: folded inside, parseaddr
+    misreads it)."""
+    words = []
     for number, mailbox in enumerate(mailboxes):
-        words = _display_words(mailbox.display_name)
+        words += _display_words(mailbox.display_name)
         words.append(f"<{mailbox.address}>" if mailbox.display_name else mailbox.address)
         if number < len(mailboxes) - 1:
             words[-1] += ","
-        for word in words:
-            if len(lines[-1]) + 1 + len(word) > _LINE_LENGTH and lines[-1] != f"{name}:":
-                lines.append("")
-            lines[-1] += " " + word
+    return _folded(name, words)
+
+
+def _folded(name: str, words: Sequence[str]) -> str:
+    """``words`` joined by spaces, folded before a word that would take its line past 78
+    characters; a longer word stays whole on a line of its own (as a Message-ID or a URL
+    must: an encoded word is neither), which RFC 5322 allows up to 998."""
+    lines = [f"{name}:"]
+    for word in words:
+        if len(lines[-1]) + 1 + len(word) > _LINE_LENGTH and lines[-1] != f"{name}:" and word:
+            lines.append("")
+        lines[-1] += " " + word
     return POLICY.linesep.join(lines)[len(name) + 2:]  # each next line starts with a space
 
 
@@ -209,8 +218,22 @@ def _set_text(message: EmailMessage, name: str, value: str) -> None:
     raw = _plain(name, value)
     if raw is not None:
         message.set_raw(name, raw)
+    elif (folded := _folded_text(name, value)) is not None:
+        message.set_raw(name, _Unparsed(name, folded))
     else:
         message[name] = value
+
+
+def _folded_text(name: str, value: str) -> str | None:
+    """Longer printable ASCII, folded at its spaces rather than encoded: the registry
+    encodes a word past a line's length, and an In-Reply-To, a References or a
+    List-Unsubscribe made of encoded words is no msg-id or URL to a reader. None for
+    other text, or a word too long for a line even alone."""
+    if "=?" in value or not _PRINTABLE_ASCII.fullmatch(value):
+        return None
+    folded = _folded(name, value.split(" "))
+    longest = max(len(line) for line in f"{name}: {folded}".split(POLICY.linesep))
+    return folded if longest <= _MOST_LINE else None
 
 
 def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> bytes:

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from postwarden_admin_api.auth import unauthenticated
 from postwarden_admin_api.commits import FLUSH
 from postwarden_admin_api.periodic import DB_ERRORS
 
@@ -32,6 +33,9 @@ ENQUEUE = """
 CALL send_enqueue_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
                           $16, $17, $18, $19, $20, $21)
 """
+# Migration 0037: the procedure refuses a stored key revoked or expired since the
+# request's admission (its body may take a minute to come in).
+KEY_NOT_LIVE = "key_not_live"
 # Inside one the commit is the caller's (a procedure cannot commit there).
 ENQUEUE_IN_TRANSACTION = """
 SELECT send_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
@@ -129,6 +133,8 @@ async def enqueue(
     except asyncpg.RaiseError as raised:  # raised before anything was committed
         if raised.message == Refusal.IDEMPOTENCY_IN_PROGRESS.code:  # our claim was taken over
             raise Refusal.IDEMPOTENCY_IN_PROGRESS.error() from None
+        if raised.message == KEY_NOT_LIVE:  # revoked or expired since the admission
+            raise unauthenticated() from None
         reached = windows.refusal(raised.message, raised.detail)
         if reached is None:
             raise

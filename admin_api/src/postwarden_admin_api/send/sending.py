@@ -82,7 +82,11 @@ async def current_hash_key(app: web.Application) -> bytes | None:
 def _idempotency_key(request: web.Request) -> tuple[str | None, tuple[FieldProblem, ...]]:
     """The request's ``Idempotency-Key``; a malformed one is no key but a problem to
     list with the body's (all of a request's field errors come in one answer)."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
+    keys = request.headers.getall(IDEMPOTENCY_HEADER, ())
+    if len(keys) > 1:  # which one a retry repeats is anyone's guess
+        return None, (FieldProblem(IDEMPOTENCY_HEADER, Refusal.INVALID_FIELD,
+                                   "given more than once"),)
+    key = keys[0] if keys else None
     if key is None or idempotency.valid_key(key):
         return key, ()
     return None, (FieldProblem(IDEMPOTENCY_HEADER, Refusal.INVALID_FIELD,
