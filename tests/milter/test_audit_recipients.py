@@ -8,8 +8,11 @@ import io
 
 import Milter
 
-from postwarden_milter.session import REFUSED_KEPT
+from postwarden_milter.events import build_event
+from postwarden_milter.session import REFUSED_KEPT, Client, Transaction
 from postwarden_policies import load_policy_set_from_sources
+from postwarden_policies.verdicts import Accept, AttachmentStripped, Verdict
+from postwarden_store.audit import stored_values
 from tests.milter.conftest import Harness
 from tests.milter.test_callbacks import CLEAN
 
@@ -80,3 +83,23 @@ def test_recipients_deleted_at_end_of_message_are_in_the_row(harness: Harness) -
         {"kind": "recipient_deleted", "recipient": "carol@example.net"},
         {"kind": "recipient_deleted", "recipient": "dave@example.net"},
     )
+
+
+def test_recipients_not_served_come_first_and_survive_the_stores_bound() -> None:
+    """The store keeps a row's first changes, within a bound (postwarden_store.audit):
+    behind a verdict that stripped hundreds of attachments, the recipients refused or
+    deleted were cut, and the audit search by recipient could not find the row."""
+    txn = Transaction(sender="s@example.org", auth_user=None, memory_threshold=1 << 20,
+                      max_bytes=None, queue_id="Q1")
+    txn.recipients.append("kept@example.net")
+    txn.refuse_recipient("<late@example.net>", REFUSED)
+    stripped = tuple(AttachmentStripped(part=f"1.{n}", filename=f"{n:04d}-{'x' * 200}.exe",
+                                        size=10, sha256="0" * 64, reason="no-exe")
+                     for n in range(600))
+    event = build_event(instance="mx1", transaction=txn, client=Client("192.0.2.7"),
+                        action="accept", reply=None, policy_hash="h",
+                        verdict=Verdict(decision=Accept(), changes=stripped, rules=("no-exe",)))
+    stored = stored_values(event)["changes"]
+    assert stored[0] == refused("late@example.net")
+    assert len(stored) < len(event.changes)  # the bound cut the verdict's, not the refusal
+    assert "truncated" in stored_values(event)["flags"]

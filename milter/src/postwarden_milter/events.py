@@ -48,18 +48,19 @@ def change_dict(change: Change) -> dict[str, Any]:
 
 
 def _changes(transaction: Transaction, verdict: Verdict | None) -> tuple[dict[str, Any], ...]:
-    """The verdict's changes, then the recipients it deleted and those refused at RCPT,
-    so that a row found by a recipient says when the message did not go to them. The
-    last refused one counts those past session.REFUSED_KEPT ("more")."""
-    changes: list[dict[str, Any]] = []
+    """The recipients refused at RCPT and those the verdict deleted, then the verdict's
+    changes, so that a row found by a recipient says when the message did not go to them
+    (the store keeps a row's first changes, within a bound: those first, there are at
+    most session.REFUSED_KEPT refused ones, the last counting the rest, "more")."""
+    changes: list[dict[str, Any]] = [
+        {"kind": "recipient_refused", "recipient": address, "reply": reply}
+        for address, reply in transaction.refused]
+    if transaction.refused_more:  # only past REFUSED_KEPT: the last so far is refused
+        changes[-1]["more"] = transaction.refused_more
     if verdict is not None:
-        changes += (change_dict(c) for c in verdict.changes)
         changes += ({"kind": "recipient_deleted", "recipient": address}
                     for address in recipients_to_delete(verdict, transaction.recipients))
-    changes += ({"kind": "recipient_refused", "recipient": address, "reply": reply}
-                for address, reply in transaction.refused)
-    if transaction.refused_more:  # only past REFUSED_KEPT: the last change is refused
-        changes[-1]["more"] = transaction.refused_more
+        changes += (change_dict(c) for c in verdict.changes)
     return tuple(changes)
 
 
