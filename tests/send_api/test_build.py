@@ -351,3 +351,4 @@ def test_longer_printable_ascii_reads_back_as_given(value: str) -> None:
     assert b"".join(lines)[len(b"X-Campaign: "):].decode() == value  # unfolded: CRLF out
     assert b"=?" not in b"".join(lines)
     assert max(len(line) for line in lines) <= 998
+    assert parsed["X-Campaign"] == value  # as the email package reads it
