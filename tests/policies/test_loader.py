@@ -554,9 +554,9 @@ def test_conditions_nested_too_deeply_are_an_issue_with_a_line() -> None:
 
 
 def test_yaml_nested_too_deeply_is_an_issue_not_a_traceback() -> None:
-    assert issues(H + "description: " + "[" * 2000 + "]" * 2000 + "\n") == [
-        "-: YAML nested too deeply"
-    ]
+    """Placed where the parser stopped: the column depends on the stack's depth."""
+    [found] = issues(H + "description: " + "[" * 2000 + "]" * 2000 + "\n")
+    assert found.startswith("3:") and found.endswith(": YAML nested too deeply")
 
 
 def test_an_unknown_flag_is_refused() -> None:

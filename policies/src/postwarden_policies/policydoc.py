@@ -8,9 +8,9 @@ Schema for editors.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import yaml
 
@@ -176,10 +176,30 @@ def _items(node: yaml.Node | None) -> list[yaml.Node]:
     return node.value if isinstance(node, yaml.SequenceNode) else []
 
 
+_T = TypeVar("_T")
+
+
+def _once_per_content(walk: Callable[[yaml.Node | None], _T]) -> Callable[[yaml.Node | None], _T]:
+    """``walk``, which looks at a node's contents only, done once for each contents: an
+    alias is a copy of its anchor's node sharing what it holds, so the checks below walk
+    each list or mapping once, however many aliases name it, and cost no more than
+    composing did (the read may have left them unvisited: a key that is no string)."""
+    walked: dict[int, _T] = {}
+
+    def once(node: yaml.Node | None) -> _T:
+        key = id(node.value if node is not None else None)
+        if key not in walked:
+            walked[key] = walk(node)
+        return walked[key]
+
+    return once
+
+
 def _rule_names(node: yaml.Node, reader: Reader) -> Iterator[tuple[str, yaml.Node]]:
     """Each rule's name that is a valid one, with the node to report it at."""
+    name_of = _once_per_content(lambda rule: _value(rule, "name", reader))
     for rule in _items(_value(node, "rules", reader)):
-        name_node = _value(rule, "name", reader)
+        name_node = name_of(rule)
         name = _text(name_node, reader, NAME)
         if name_node is not None and name is not None:
             yield name, placed(name_node, rule)  # an aliased rule: at the alias
@@ -187,8 +207,7 @@ def _rule_names(node: yaml.Node, reader: Reader) -> Iterator[tuple[str, yaml.Nod
 
 def _check_names(node: yaml.Node, reader: Reader) -> None:
     """Rule names unique, and every rule a test expects defined: checked on the nodes,
-    so that a mistake elsewhere in a rule or test hides neither (issues come all at once).
-    Only nodes the read visited are looked at, so this costs no more than reading."""
+    so that a mistake elsewhere in a rule or test hides neither (issues come all at once)."""
     if reader.too_large:
         return
     seen: dict[str, yaml.Node] = {}
@@ -197,18 +216,28 @@ def _check_names(node: yaml.Node, reader: Reader) -> None:
         if first is not name_node:
             line = first.start_mark.line + 1
             reader.error(name_node, f"duplicate rule name {name!r} (first at line {line})")
-    for case in _items(_value(node, "tests", reader)):
-        expected = _value(case, "expect_rules", reader)
+    _check_expected_rules(node, reader, seen)
+
+
+def _check_expected_rules(node: yaml.Node, reader: Reader, rules: dict[str, yaml.Node]) -> None:
+    """Every rule a test's expect_rules names is one of ``rules`` (report: prefix aside)."""
+
+    def first_unknown(expected: yaml.Node | None) -> str | None:
         nodes: list[yaml.Node | None] = [*_items(expected)] or [expected]  # or one scalar
-        listed = [_text(item, reader, RULE_REF) for item in nodes]
-        unknown = [
-            name for name in listed
-            if name is not None and name.removeprefix("report:") not in seen
-        ]
-        if unknown:
-            title = _text(_value(case, "name", reader), reader, "(?s).+")
+        listed = (_text(item, reader, RULE_REF) for item in nodes)
+        unknown = (name for name in listed
+                   if name is not None and name.removeprefix("report:") not in rules)
+        return next(unknown, None)
+
+    expected_of = _once_per_content(lambda case: _value(case, "expect_rules", reader))
+    unknown_in = _once_per_content(first_unknown)
+    title_of = _once_per_content(lambda case: _text(_value(case, "name", reader), reader, "(?s).+"))
+    for case in _items(_value(node, "tests", reader)):
+        unknown = unknown_in(expected_of(case))
+        if unknown is not None:
+            title = title_of(case)
             prefix = f"test {title!r}: " if title is not None else ""
-            reader.error(case, f"{prefix}unknown rule {unknown[0]!r} in expect_rules")
+            reader.error(case, f"{prefix}unknown rule {unknown!r} in expect_rules")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ not as YAML 1.1 (PyYAML's default) does, so a value means what its author
 wrote: ``010`` is ten, not eight; ``1:30``, ``1_000`` and ``1:30.5`` are text,
 not numbers; only ``true`` and ``false`` (also ``True``, ``TRUE``, ...) are
 booleans, and ``yes``, ``no``, ``on`` and ``off`` are text (a subject pattern
-``NO``, a header value ``off``). :func:`dump` writes plain data back so that
+``NO``, a header value ``off``), as are dates (``2024-01-01``) and ``=``. NEL, LS
+and PS (U+0085, U+2028, U+2029) are text too, not line breaks: lines are counted
+as editors, git and grep count them. :func:`dump` writes plain data back so that
 YAML 1.1 and 1.2 both read it as written. An integer past :data:`MAX_INTEGER`
 does not read: Python refuses to parse thousands of digits, and nothing in a
 policy or settings file needs more than 63 bits.
@@ -46,6 +48,8 @@ TAG_PREFIX = "tag:yaml.org,2002:"
 INT_TAG = TAG_PREFIX + "int"
 FLOAT_TAG = TAG_PREFIX + "float"
 BOOL_TAG = TAG_PREFIX + "bool"
+STR_TAG = TAG_PREFIX + "str"
+_YAML11_BREAKS = "\x85\u2028\u2029"  # NEL, LS, PS: line breaks to YAML 1.1 only
 # YAML 1.2 core schema (10.3.2); the float pattern also matches integers, which
 # resolve first.
 _INT = re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)$")
@@ -70,11 +74,15 @@ class _PlacingAliases(Composer):
     whole (a rule repeated with ``*r``) names the alias's line; what it holds stays the
     anchor's (shared, not copied: aliases cannot make composing expensive)."""
 
+    restore: dict[int, int] = {}  # stand-ins back to the characters they stand for (compose)
+
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         events = cast(Parser, self)  # the parser it is mixed with: libyaml's or PyYAML's
         is_alias = events.check_event(yaml.AliasEvent)
         alias = events.peek_event() if is_alias else None  # type: ignore[no-untyped-call]
         node = super().compose_node(parent, index)
+        if alias is None and isinstance(node, yaml.ScalarNode) and self.restore:
+            node.value = node.value.translate(self.restore)  # once: its aliases share it
         if alias is None or node is None:
             return node
         placed = copy.copy(node)
@@ -97,8 +105,10 @@ class _ExplainingLoader(_PlacingAliases, yaml.SafeLoader):
     say what it expected and what it found ("but found '<stream end>'")."""
 
 
+# YAML 1.1's timestamps and value (=) are not in YAML 1.2's core schema: text here.
+_NOT_CORE = (INT_TAG, FLOAT_TAG, BOOL_TAG, TAG_PREFIX + "timestamp", TAG_PREFIX + "value")
 _RESOLVERS = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (INT_TAG, FLOAT_TAG, BOOL_TAG)]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _NOT_CORE]
     for first, resolvers in Resolver.yaml_implicit_resolvers.items()
 }
 for _loader in (_Loader, _ExplainingLoader):
@@ -125,6 +135,17 @@ _Dumper.yaml_implicit_resolvers = {
 _Dumper.add_implicit_resolver(
     BOOL_TAG, re.compile(r"^(?:yes|no|on|off|y|n)$", re.IGNORECASE), list("yYnNoO")
 )
+
+
+def _represent_text(dumper: _Dumper, text: str) -> yaml.ScalarNode:
+    """A string, double-quoted if it holds NEL, LS or PS: libyaml escapes them there
+    (\\N, \\L, \\P), and in other styles writes them as line breaks followed by
+    indentation, which YAML 1.2 (this module) reads as text."""
+    style = '"' if any(char in text for char in _YAML11_BREAKS) else None
+    return dumper.represent_scalar(STR_TAG, text, style=style)
+
+
+_Dumper.add_representer(str, _represent_text)
 
 
 def dump(data: object) -> str:
@@ -301,11 +322,22 @@ _TOKEN_WORDS = {
 _TOKEN = re.compile("|".join(map(re.escape, sorted(_TOKEN_WORDS, key=len, reverse=True))))
 
 
-def _marked_issue(label: str, exc: yaml.MarkedYAMLError) -> PolicyIssue:
+def _issue_at(label: str, mark: yaml.Mark | None, message: str) -> PolicyIssue:
+    if mark is None:
+        return PolicyIssue(label, None, None, message)
+    return PolicyIssue(label, mark.line + 1, mark.column + 1, message)
+
+
+def _marked_issue(
+    label: str, exc: yaml.MarkedYAMLError, restore: dict[int, int] | None = None
+) -> PolicyIssue:
     """Where and what, never PyYAML's own text: it quotes the line (which may hold a
-    secret, in a settings file)."""
+    secret, in a settings file). ``restore`` maps stand-ins back to the characters
+    they took the place of, which PyYAML's problem may quote ("but found '\\ue000'")."""
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or exc.context or "invalid YAML"
+    for stand_in, char in (restore or {}).items():
+        problem = problem.replace(repr(chr(stand_in)), repr(chr(char)))
     if exc.context and exc.context.startswith("expected"):  # "expected a single document"
         problem = f"{exc.context}, {problem}"
     if "<block end>" in problem:  # a line indented less, or more, than its block's
@@ -313,9 +345,7 @@ def _marked_issue(label: str, exc: yaml.MarkedYAMLError) -> PolicyIssue:
         problem = f"{worded} (check this line's indentation)"
     if not isinstance(exc, _IntegerTooLarge):  # well-formed YAML, just a value we refuse
         problem = f"YAML syntax error: {problem}"
-    if mark is None:
-        return PolicyIssue(label, None, None, problem)
-    return PolicyIssue(label, mark.line + 1, mark.column + 1, problem)
+    return _issue_at(label, mark, problem)
 
 
 def _character_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> PolicyIssue:
@@ -333,23 +363,68 @@ def _character_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> Pol
                        f"YAML syntax error: character U+{code:04X} is not allowed ({kind})")
 
 
+# YAML 1.1's line breaks (PyYAML's, libyaml's) include NEL, LS and PS. YAML 1.2 reads
+# them as text, and editors, git and grep count lines by LF: while a source is
+# composed they are swapped for private-use characters it does not hold (same length,
+# so marks keep their place), swapped back in every scalar. A source holding almost
+# every private-use character keeps YAML 1.1's reading of those left without one.
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+
+
+def _stand_ins(text: str) -> dict[int, int]:
+    """Each YAML 1.1-only line break in ``text`` (by code point) to the code point of a
+    private-use character ``text`` does not hold."""
+    breaks = [ord(char) for char in _YAML11_BREAKS if char in text]
+    if not breaks:
+        return {}
+    used = {ord(char) for char in _PRIVATE_USE.findall(text)}
+    free = (code for code in range(0xE000, 0xF900) if code not in used)
+    return dict(zip(breaks, free, strict=False))  # fewer when almost all are used
+
+
+class _NestedTooDeeply(Exception):
+    """PyYAML's composer recursed past Python's limit (once per level of [ or {)."""
+
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__("YAML nested too deeply")
+        self.mark = mark
+
+
+def _composed(
+    loader_type: type[_PlacingAliases], text: str, restore: dict[int, int]
+) -> yaml.Node | None:
+    """The one document of ``text`` (None: empty), each scalar's stand-ins put back."""
+    loader = loader_type(text)  # type: ignore[call-arg]
+    loader.restore = restore
+    events = cast(Parser, loader)
+    try:
+        return loader.get_single_node()
+    except RecursionError:  # placed where the parser stopped, the deepest bracket read
+        raise _NestedTooDeeply(events.peek_event().start_mark) from None  # type: ignore[no-untyped-call]
+    finally:
+        events.dispose()
+
+
 def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]:
     """Compose one YAML document into nodes; a syntax error becomes an issue."""
     if len(text) > MAX_SOURCE_CHARS:
         return None, [PolicyIssue(label, None, None, f"larger than {MAX_SOURCE_CHARS} characters")]
+    stand_ins = _stand_ins(text)
+    source = text.translate(stand_ins)
+    restore = {stand_in: char for char, stand_in in stand_ins.items()}
     try:
         try:
-            node = yaml.compose(text, Loader=_Loader)
+            node = _composed(_Loader, source, restore)
         except (yaml.YAMLError, UnicodeEncodeError):  # a lone surrogate does not encode
-            node = yaml.compose(text, Loader=_ExplainingLoader)
+            node = _composed(_ExplainingLoader, source, restore)
     except yaml.MarkedYAMLError as exc:
-        return None, [_marked_issue(label, exc)]
+        return None, [_marked_issue(label, exc, restore)]
     except yaml.reader.ReaderError as exc:
         return None, [_character_issue(label, text, exc)]
     except yaml.YAMLError as exc:
         return None, [PolicyIssue(label, None, None, f"YAML error: {exc}")]
-    except RecursionError:  # PyYAML's composer recurses once per level of [ or {
-        return None, [PolicyIssue(label, None, None, "YAML nested too deeply")]
+    except _NestedTooDeeply as exc:
+        return None, [_issue_at(label, exc.mark, str(exc))]
     return node, []
 
 
