@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import io
 import json
 import logging
 import os
@@ -265,6 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if sys.stdout is None:  # started with it closed (>&-)
         return _output_failed("standard output is closed")
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A file name that is not UTF-8 reaches the labels as surrogate escapes, which a
+        # strict UTF-8 stdout (an en_US.UTF-8 locale) refuses: show them as \udcXX, as
+        # stderr does.
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         code: int = args.run(args)
         sys.stdout.flush()

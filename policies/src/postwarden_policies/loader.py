@@ -151,6 +151,9 @@ def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIs
                 issues.append(PolicyIssue(str(path), None, None, "no *.yaml or *.yml policy files"))
         elif path.is_file():
             found = [path]
+        elif path.exists() or path.is_symlink():  # a FIFO, a socket, a broken link
+            issues.append(PolicyIssue(str(path), None, None, NOT_A_FILE))
+            continue
         else:
             issues.append(PolicyIssue(str(path), None, None, "no such file or directory"))
             continue
@@ -205,13 +208,36 @@ def unloaded_subdirectories(paths: Iterable[Path], loaded: Iterable[Path]) -> li
 
 
 def _files_below(directory: Path) -> Iterator[Path]:
-    """Files named like policies anywhere below ``directory``, in a stable order; not in
-    hidden directories (.git, .github hold *.yml of their own), nor what is no file (a
-    link loop, which Path.resolve would raise on)."""
-    for root, dirs, names in os.walk(directory):  # links to directories are not followed
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found = (Path(root, name) for name in sorted(names) if _named_like_policy(name))
-        yield from (path for path in found if path.is_file())
+    """Files named like policies anywhere below ``directory``, in a stable order (os.walk's,
+    top down); not in hidden directories (.git, .github hold *.yml of their own), nor what
+    is no file (a link loop, which Path.resolve would raise on). An explicit stack, not
+    os.walk: Python 3.11's recurses, and a chain of a thousand directories would raise
+    RecursionError, which no caller expects."""
+    stack = [directory]
+    while stack:
+        entries = _entries(stack.pop())
+        yield from (Path(e.path) for e in entries
+                    if _named_like_policy(e.name) and _is(e.is_file))
+        below = [e for e in entries if not e.name.startswith(".") and _is(e.is_dir)
+                 and not _is(e.is_symlink)]  # links to directories are not followed
+        stack.extend(Path(e.path) for e in reversed(below))
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    """A directory's entries by name; none for one that cannot be listed (as os.walk)."""
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError:
+        return []
+
+
+def _is(test: Callable[[], bool]) -> bool:
+    """A DirEntry test; False when the entry cannot be examined (gone, too long a path)."""
+    try:
+        return test()
+    except OSError:
+        return False
 
 
 def _unloaded(directory: Path, files: list[Path]) -> str:

@@ -75,10 +75,17 @@ def re2_options() -> Any:
     return options
 
 
+SHOWN_CHARS = 100  # of a pattern in an issue: a glob list of 20,000 globs is one pattern
+# RE2's error for a program past MAX_PATTERN_MEMORY: too large, however valid.
+_PATTERN_TOO_LARGE = "pattern too large"
+
+
 def _quoted(shown: str) -> str:
     """A pattern as its author wrote it (repr doubles every backslash), unless it holds
-    characters a one-line message should not."""
-    return f"'{shown}'" if shown.isprintable() else repr(shown)
+    characters a one-line message should not; cut after SHOWN_CHARS characters."""
+    cut = shown[:SHOWN_CHARS]
+    quoted = f"'{cut}'" if cut.isprintable() else repr(cut)
+    return quoted if cut == shown else f"{quoted}... ({len(shown)} characters)"
 
 
 def _compile(source: str, what: str, shown: str) -> Pattern:
@@ -96,6 +103,10 @@ def _compile(source: str, what: str, shown: str) -> Pattern:
         detail = exc.args[0] if exc.args else "unknown error"
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
+        if detail.startswith(_PATTERN_TOO_LARGE):
+            raise SpecError(f"{what} {_quoted(shown)} is too large: RE2 compiles at most "
+                            f"{MAX_PATTERN_MEMORY // 2**20} MiB of program (split it between "
+                            "conditions under any:)") from None
         raise SpecError(f"invalid {what} {_quoted(shown)}: {detail}") from None
     size = compiled.programsize
     if budget is not None:

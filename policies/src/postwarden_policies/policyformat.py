@@ -31,6 +31,7 @@ from .spec import (
     boolean,
     choice,
     text,
+    whole_number,
 )
 from .verdicts import NOT_DELIVERED, Action, Reply, SmtpReply
 from .yamlnodes import Reader, describe
@@ -40,14 +41,15 @@ PRINTABLE = r"[\t -~]+"  # one line of printable ASCII: header values, SMTP repl
 TERMINALS = tuple(action.value for action in Action)
 # Removing or adding these would change how the body is read, so a policy may not.
 STRUCTURAL_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
-_CODE = re.compile(r"([245]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?")
+# [0-9], not \d: \d matches the digits of every script, and libmilter takes ASCII ones.
+_CODE = re.compile(r"([245][0-9][0-9])(?:\s+([245]\.[0-9]{1,3}\.[0-9]{1,3}))?")
 
 
 class ReplyCode(Spec):
     """``550`` or ``"550 5.7.1"``: read as (basic code, enhanced status or None)."""
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
-        value = reader.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        value = whole_number(reader.scalar(node)) if isinstance(node, yaml.ScalarNode) else None
         found = _CODE.fullmatch(str(value).strip()) if type(value) in (int, str) else None
         if found is None:
             reader.error(
@@ -61,12 +63,17 @@ class ReplyCode(Spec):
         return code, status
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
-        return {
-            "anyOf": [
-                {"type": "integer", "minimum": 200, "maximum": 599},
-                {"type": "string", "pattern": r"^\s*[245]\d\d(\s+[245]\.\d{1,3}\.\d{1,3})?\s*$"},
-            ]
-        }
+        return reply_code_schema("245")
+
+
+def reply_code_schema(classes: str) -> JsonSchema:
+    """Reply codes of these classes (first digits), an enhanced status of the same class."""
+    numbers = [{"type": "integer", "minimum": int(c) * 100, "maximum": int(c) * 100 + 99}
+               for c in classes]
+    status = r"\.[0-9]{1,3}\.[0-9]{1,3}"
+    texts = [{"type": "string", "pattern": rf"^\s*{c}[0-9][0-9](\s+{c}{status})?\s*$"}
+             for c in classes]
+    return {"anyOf": numbers + texts}
 
 
 def _header_names(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -87,7 +94,7 @@ def _added_header_name(name: str) -> str:
 
 
 # Edits in a rule whose action ends the message undelivered would be lost silently.
-_EDITS = ("strip_attachment", "add_header", "remove_header", "subject_prefix")
+EDITS = ("strip_attachment", "add_header", "remove_header", "subject_prefix")
 
 
 def _actions_from_name(name: str) -> Actions:
@@ -102,7 +109,7 @@ def _actions(values: dict[str, Any], ctx: ObjectContext) -> Any:
         return INVALID
     action = values.get("action")
     if action in NOT_DELIVERED:
-        wasted = [key for key in _EDITS if values.get(key)]
+        wasted = [key for key in EDITS if values.get(key)]
         for key in wasted:
             ctx.error(key, f"{key} never applies with action {action}: the message is not "
                            "delivered")

@@ -57,6 +57,15 @@ class Spec(ABC):
         """This spec as JSON Schema; named object specs register themselves in ``defs``."""
 
 
+def whole_number(value: object) -> object:
+    """A float without a fractional part (``1.0``, ``1e3``) as the integer it is, as JSON
+    Schema's "integer" takes it (so that what an editor passes loads), or TOO_LARGE past
+    MAX_INTEGER; any other value as it is."""
+    if type(value) is not float or not value.is_integer():
+        return value
+    return int(value) if abs(value) <= MAX_INTEGER else TOO_LARGE
+
+
 class Scalar(Spec):
     """A scalar of one Python type, optionally constrained by a check."""
 
@@ -80,6 +89,8 @@ class Scalar(Spec):
             reader.error(node, f"expected {self.expected}, got {describe(node)}")
             return INVALID
         value = reader.scalar(node)
+        if self.python_type is int:
+            value = whole_number(value)
         if self.python_type is bool and isinstance(value, str) and value in YAML11_BOOLEANS:
             value = YAML11_BOOLEANS[value]
         if value is TOO_LARGE and self.python_type is int:
@@ -160,7 +171,7 @@ def choice(*values: str) -> Scalar:
     return Scalar(str, "string", f"one of {allowed}", check=check, extra={"enum": list(values)})
 
 
-_SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"([0-9]+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)  # ASCII digits only
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _SIZE_TOO_LARGE = f"size too large: at most {MAX_INTEGER} bytes"
 
@@ -178,7 +189,7 @@ class Size(Spec):
     """A byte count: an integer, or a string such as "10MB" / "512 KiB" (binary units)."""
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
-        value = reader.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        value = whole_number(reader.scalar(node)) if isinstance(node, yaml.ScalarNode) else None
         if isinstance(value, str) and (found := _SIZE.fullmatch(value.strip())):
             value = _size_bytes(found)
         if value is TOO_LARGE:
@@ -192,12 +203,22 @@ class Size(Spec):
         return INVALID
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
+        # A pattern cannot compare a count with MAX_INTEGER // unit: it takes the digits
+        # any count of the unit may have (9 for G), and refuses the few larger that fit.
+        counts = "|".join(
+            f"[0-9]{{1,{len(str(MAX_INTEGER // factor)) - 1}}}\\s*{self._unit(unit)}"
+            for unit, factor in _SIZE_UNITS.items()
+        )
         return {
             "anyOf": [
                 {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
-                {"type": "string", "pattern": r"^\s*\d+\s*([KMGkmg]?)([iI]?[bB])?\s*$"},
+                {"type": "string", "pattern": f"^\\s*0*(?:{counts})(?:[iI]?[bB])?\\s*$"},
             ]
         }
+
+    @staticmethod
+    def _unit(unit: str) -> str:
+        return f"[{unit}{unit.upper()}]" if unit else ""
 
 
 class Convert(Spec):
