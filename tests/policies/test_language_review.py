@@ -88,7 +88,7 @@ REFUSED_BY_BOTH = {
     "code-350": "rules: [{name: r, then: reject, code: 350}]",
     "code-299": "rules: [{name: r, then: reject, code: 299}]",
     "status-of-another-class": 'rules: [{name: r, then: reject, code: "550 4.7.1"}]',
-    "size-string-too-large": "limits: {max_message_bytes: 9999999999G}",
+    "size-string-too-large": "limits: {max_message_bytes: 99999999999G}",  # 11 digits
     "then-empty": "rules: [{name: r, then: {}}]",
     "when-empty": "rules: [{name: r, when: {}, then: accept}]",
     "limits-when-alone": "limits: {when: {authenticated: true}}",
@@ -118,6 +118,10 @@ TAKEN_BY_BOTH = {
     "edits-alone": "rules: [{name: r, then: {add_header: {X-A: b}}}]",
     "limits-when": "limits: {when: {authenticated: true}, max_recipients: 5}",
     "size-largest-in-g": "limits: {max_message_bytes: 999999999G}",
+    # Counts with as many digits as the largest one of their unit.
+    "size-10-digits-g": "limits: {max_message_bytes: 1000000000G}",
+    "size-19-digits": 'limits: {max_message_bytes: "1000000000000000000"}',
+    "size-16-digits-k": "limits: {max_message_bytes: 1000000000000000k}",
 }
 
 
@@ -194,3 +198,11 @@ def test_test_prints_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
     run = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
     assert (run.returncode, run.stderr) == (0, "")
     assert run.stdout == f"PASS {tmp_path}/caf\\udce9.yaml:5: c [rules: r]\n1 passed, 0 failed\n"
+
+
+def test_main_in_process_leaves_stdout_as_it_found_it(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """It escapes what stdout cannot encode for its own run only."""
+    before = sys.stdout.errors
+    main(["check", str(Path(__file__).resolve().parents[2] / "policies" / "examples")])
+    assert sys.stdout.errors == before

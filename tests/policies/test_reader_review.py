@@ -145,3 +145,22 @@ def test_deep_flow_nesting_is_reported_at_its_line() -> None:
     found = issues(H + "description: " + "[" * 5000 + "]" * 5000 + "\n")
     assert len(found) == 1
     assert found[0].startswith("3:") and found[0].endswith(": YAML nested too deeply")
+
+
+def test_a_private_use_character_written_as_an_escape_is_no_stand_in() -> None:
+    """NEL, LS and PS are read with private-use characters standing in for them: one
+    the file writes as an escape is there only after scanning, and came back a NEL."""
+    node, found = compose("t", 'a: "\\ue000"\nb: "\x85"\nc: "\\U0000E001"\n')
+    assert found == []
+    value, _ = construct("t", node)
+    assert value == {"a": "\ue000", "b": "\x85", "c": "\ue001"}
+
+
+def test_equal_scalars_are_checked_each_at_its_own_place() -> None:
+    """expect_rules 1 (a number) and "1" (a string): CPython shares the one-character
+    string, and the second check was taken for the first."""
+    case = ('  - {{name: {n}, raw: "Subject: x\\n\\nx\\n", recipients: [a@b.c], expect: accept, '
+            "expect_rules: {e}}}\n")
+    text = (H + "rules: [{name: r, then: accept}]\ntests:\n"
+            + case.format(n="t1", e="1") + case.format(n="t2", e='"1"'))
+    assert any("test 't2': unknown rule '1' in expect_rules" in issue for issue in issues(text))

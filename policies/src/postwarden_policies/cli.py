@@ -266,11 +266,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if sys.stdout is None:  # started with it closed (>&-)
         return _output_failed("standard output is closed")
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        # A file name that is not UTF-8 reaches the labels as surrogate escapes, which a
-        # strict UTF-8 stdout (an en_US.UTF-8 locale) refuses: show them as \udcXX, as
-        # stderr does.
-        sys.stdout.reconfigure(errors="backslashreplace")
+    with _escaping_stdout():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def _escaping_stdout() -> Iterator[None]:
+    """A file name that is not UTF-8 reaches the labels as surrogate escapes, which a
+    strict UTF-8 stdout (an en_US.UTF-8 locale) refuses: shown as \\udcXX, as stderr
+    does, for this run (a caller of main() in-process keeps its stdout's own setting)."""
+    stdout = sys.stdout
+    if not isinstance(stdout, io.TextIOWrapper):
+        yield
+        return
+    errors = stdout.errors
+    stdout.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # closed meanwhile
+            stdout.reconfigure(errors=errors)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.run(args)
         sys.stdout.flush()

@@ -187,7 +187,10 @@ def _once_per_content(walk: Callable[[yaml.Node | None], _T]) -> Callable[[yaml.
     walked: dict[int, _T] = {}
 
     def once(node: yaml.Node | None) -> _T:
-        key = id(node.value if node is not None else None)
+        # A scalar's value is a string, which CPython may share between equal ones
+        # ("1" here and there): a scalar is its own node (an alias of one is walked
+        # again, at no cost).
+        key = id(node.value if isinstance(node, yaml.CollectionNode) else node)
         if key not in walked:
             walked[key] = walk(node)
         return walked[key]

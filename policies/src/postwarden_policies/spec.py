@@ -203,10 +203,11 @@ class Size(Spec):
         return INVALID
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
-        # A pattern cannot compare a count with MAX_INTEGER // unit: it takes the digits
-        # any count of the unit may have (9 for G), and refuses the few larger that fit.
+        # A pattern cannot compare a count with MAX_INTEGER // unit: it takes as many
+        # digits as the largest count has (10 for G), and so some counts too large that
+        # the loader refuses, never one it takes.
         counts = "|".join(
-            f"[0-9]{{1,{len(str(MAX_INTEGER // factor)) - 1}}}\\s*{self._unit(unit)}"
+            f"[0-9]{{1,{len(str(MAX_INTEGER // factor))}}}\\s*{self._unit(unit)}"
             for unit, factor in _SIZE_UNITS.items()
         )
         return {

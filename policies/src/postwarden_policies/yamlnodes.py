@@ -369,6 +369,7 @@ def _character_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> Pol
 # so marks keep their place), swapped back in every scalar. A source holding almost
 # every private-use character keeps YAML 1.1's reading of those left without one.
 _PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+_ESCAPED = re.compile(r"\\(?:u|U0000)([eEfF][0-9a-fA-F]{3})")
 
 
 def _stand_ins(text: str) -> dict[int, int]:
@@ -378,6 +379,8 @@ def _stand_ins(text: str) -> dict[int, int]:
     if not breaks:
         return {}
     used = {ord(char) for char in _PRIVATE_USE.findall(text)}
+    # And those a double-quoted escape writes (\ue000, \U0000E000): there after scanning.
+    used |= {int(code, 16) for code in _ESCAPED.findall(text)}
     free = (code for code in range(0xE000, 0xF900) if code not in used)
     return dict(zip(breaks, free, strict=False))  # fewer when almost all are used
 
