@@ -1,5 +1,5 @@
 """A key revoked while its request's body still comes in sends nothing (migration
-0037): the key was checked at the request's admission only, and a holder of a leaked key
+0036): the key was checked at the request's admission only, and a holder of a leaked key
 could open requests before the revocation and finish them after it."""
 
 from __future__ import annotations

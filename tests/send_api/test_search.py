@@ -114,3 +114,13 @@ async def test_a_message_is_found_by_its_message_id_or_postfix_queue_id(
     assert queue_id.swapcase() != queue_id
     assert await found(queue_id=queue_id.swapcase()) == []
     assert await found(message_id=first["message_id"], queue_id=queue_id) == []
+
+
+async def test_a_message_id_not_of_ours_finds_nothing(
+    client: Client, sender: dict[str, str]
+) -> None:
+    for message_id in ("<someone@else.example>", "<" + "0" * 32 + "@example.com>", "x"):
+        answer = await client.get("/api/v1/messages", headers=sender,
+                                  params={"message_id": message_id})
+        assert answer.status == 200, await answer.text()
+        assert (await answer.json())["messages"] == []

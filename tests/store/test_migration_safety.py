@@ -86,9 +86,7 @@ RELEASED = {
         "ec53d87cabef65766cdc1789dc92444a89fc7708b9c45fc4f9cd82a5aaff3db0",
     "0035_audit_login_from_flag_filters":
         "391a027920bf5f161a04534d8ee134eb77672d5e091b8e03d1eb995ecec9f571",
-    "0036_outbound_message_id_index":
-        "4bbdda474682e08a494c48523b019eac2c6aba62384f6c2c0f329a5c6c2c19f2",
-    "0037_send_enqueue_live_key":
+    "0036_send_enqueue_live_key":
         "9f377b6dfd0c224893bd161450f6aaaba0d57dd416a6c2bf0deaa1265c9c3a2d",
 }
 

@@ -33,7 +33,7 @@ ENQUEUE = """
 CALL send_enqueue_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
                           $16, $17, $18, $19, $20, $21)
 """
-# Migration 0037: the procedure refuses a stored key revoked or expired since the
+# Migration 0036: the procedure refuses a stored key revoked or expired since the
 # request's admission (its body may take a minute to come in).
 KEY_NOT_LIVE = "key_not_live"
 # Inside one the commit is the caller's (a procedure cannot commit there).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,7 @@ WHERE ($1::text IS NULL OR key_id IN (SELECT key_id FROM api_keys WHERE owner = 
   AND ($6::timestamptz IS NULL OR created_at >= $6)
   AND ($7::timestamptz IS NULL OR created_at < $7)
   AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9::uuid))
-  AND ($11::text IS NULL OR message_id = $11)
+  AND ($11::text IS NULL OR (id = $13::uuid AND message_id = $11))
   AND ($12::text IS NULL OR queue_id = $12)
 ORDER BY created_at DESC, id DESC
 LIMIT $10
@@ -65,6 +66,20 @@ SELECT address, reason, detail, created_at, created_by FROM suppressions WHERE a
 """
 DELETE_SUPPRESSION = "DELETE FROM suppressions WHERE address = $1 RETURNING address"
 MAX_SUPPRESSION_DETAIL = 500  # characters of a suppression's detail given by hand
+
+
+# Our Message-ID names the message's id (build.new_message_id): the primary key finds it,
+# with no index of its own to keep up at every write of a busy table.
+_OUR_MESSAGE_ID = re.compile(r"<([0-9a-f]{32})@[^<>]+>")
+_NO_MESSAGE = uuid.UUID(int=0)
+
+
+def _message_uuid(message_id: str | None) -> uuid.UUID | None:
+    """The id a Message-ID of ours names; for another, one no message has."""
+    if message_id is None:
+        return None
+    ours = _OUR_MESSAGE_ID.fullmatch(message_id)
+    return uuid.UUID(ours.group(1)) if ours else _NO_MESSAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +142,7 @@ async def search_messages(
     rows = await conn.fetch(
         SEARCH_MESSAGES, search.owner, search.status, search.sender, search.recipient,
         search.tag, search.since, search.until, after_time, after_id, search.limit + 1,
-        search.message_id, search.queue_id,
+        search.message_id, search.queue_id, _message_uuid(search.message_id),
     )
     page = rows[:search.limit]
     cursor = None
