@@ -50,7 +50,6 @@ async def our_queue_ids(conn: asyncpg.Connection, host: str, queue_ids: set[str]
             {row["queue_id"] for row in rows if not row["recorded"]})
 
 
-
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What became of a poll's delivery lines, by their indexes."""
@@ -62,6 +61,7 @@ class Applied:
 
 # A value the database (or asyncpg, encoding it) refuses: refused again at every poll.
 _REFUSED = (asyncpg.DataError, ValueError, OverflowError)
+Line = tuple[int, DeliveryEvent]  # a delivery line of the poll, by its index
 
 
 async def apply_events(conn: asyncpg.Connection, host: str, events: list[DeliveryEvent]
@@ -82,7 +82,7 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
     try:
         async with conn.transaction():  # a savepoint: a refusal undoes these lines only
             applied = await _apply(conn, host, mine)
-        refused: list[tuple[int, DeliveryEvent]] = []
+        refused: list[Line] = []
     except _REFUSED:
         applied, refused = await _apply_each(conn, host, mine)
     # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}). Masked for the
@@ -93,9 +93,6 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
             log.debug("%s: %s %s (%s)", event.queue_id, event.status, about,
                       for_log(event.reply))
     return Applied({index for index, _ in applied}, {index for index, _ in refused}, awaited)
-
-
-Line = tuple[int, DeliveryEvent]
 
 
 async def _apply(conn: asyncpg.Connection, host: str, lines: list[Line]) -> list[Line]:
