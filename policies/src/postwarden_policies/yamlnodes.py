@@ -74,7 +74,7 @@ class _PlacingAliases(Composer):
     whole (a rule repeated with ``*r``) names the alias's line; what it holds stays the
     anchor's (shared, not copied: aliases cannot make composing expensive)."""
 
-    restore: dict[int, int]  # stand-ins back to the characters they stand for (_composed)
+    restore: dict[int, int] = {}  # stand-ins back to the characters they stand for (compose)
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         events = cast(Parser, self)  # the parser it is mixed with: libyaml's or PyYAML's
