@@ -88,6 +88,8 @@ RELEASED = {
         "391a027920bf5f161a04534d8ee134eb77672d5e091b8e03d1eb995ecec9f571",
     "0036_send_enqueue_live_key":
         "9f377b6dfd0c224893bd161450f6aaaba0d57dd416a6c2bf0deaa1265c9c3a2d",
+    "0037_send_search_indexes":
+        "d11bb83965e97836c65b047c2e41b0f86eec30cdde695e8825328f20399e3081",
 }
 
 

@@ -15,13 +15,13 @@ from postwarden_admin_api.cursors import Cursor
 # As the outbound_messages and outbound_recipients tables' CHECKs allow.
 MESSAGE_STATUSES = ("queued", "relayed", "delivered", "partially_delivered", "failed")
 RECIPIENT_STATUSES = ("queued", "relayed", "delivered", "deferred", "bounced", "failed")
+MESSAGE_COLUMNS = """id, key_id, message_id, sender, subject, recipient_count, size, tags,
+    metadata, status, queue_id, attempts, last_error, created_at, updated_at"""
 # A sender key sees the messages of its rotation line: every key with its owner.
-SELECT_MESSAGE = """
-SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata, status,
-       queue_id, attempts, last_error, created_at, updated_at
-FROM outbound_messages
+SELECT_MESSAGE = f"""
+SELECT {MESSAGE_COLUMNS} FROM outbound_messages
 WHERE id = $1 AND ($2::text IS NULL OR key_id IN (SELECT key_id FROM api_keys WHERE owner = $2))
-"""
+"""  # noqa: S608 - a constant
 SELECT_RECIPIENTS = """
 SELECT address, kind, status, detail, updated_at FROM outbound_recipients
 WHERE message_id = $1 ORDER BY address
@@ -32,25 +32,22 @@ SELECT_EVENTS = """
 SELECT time, recipient, event, detail, logged_at FROM outbound_events
 WHERE message_id = $1 ORDER BY id
 """
-SEARCH_MESSAGES = """
-SELECT id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata, status,
-       queue_id, attempts, last_error, created_at, updated_at
-FROM outbound_messages m
-WHERE ($1::text IS NULL OR key_id IN (SELECT key_id FROM api_keys WHERE owner = $1))
-  AND ($2::text IS NULL OR status = $2)
-  AND ($3::text IS NULL OR lower(sender) = $3)
-  AND ($4::text IS NULL OR EXISTS (
-        SELECT 1 FROM outbound_recipients r
-        WHERE r.message_id = m.id AND lower(r.address) = $4))
-  AND ($5::text IS NULL OR $5 = ANY(tags))
-  AND ($6::timestamptz IS NULL OR created_at >= $6)
-  AND ($7::timestamptz IS NULL OR created_at < $7)
-  AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9::uuid))
-  AND ($11::text IS NULL OR (id = $13::uuid AND message_id = $11))
-  AND ($12::text IS NULL OR queue_id = $12)
-ORDER BY created_at DESC, id DESC
-LIMIT $10
-"""
+# The search's WHERE is assembled from these constant fragments, each filter with its own
+# parameters, in this order: a `$n IS NULL OR ...` form of every filter in one statement
+# lets PostgreSQL, once it caches a generic plan for the statement, use no filter's index.
+SEARCH_FILTERS = {
+    "owner": "key_id IN (SELECT key_id FROM api_keys WHERE owner = ${})",
+    "status": "status = ${}",
+    "sender": "lower(sender) = ${}",
+    "recipient": "id IN (SELECT message_id FROM outbound_recipients WHERE lower(address) = ${})",
+    "tag": "${} = ANY(tags)",
+    "since": "created_at >= ${}",
+    "until": "created_at < ${}",
+    "queue_id": "queue_id = ${}",
+}
+# Our Message-ID names the message's id: the primary key finds it (_message_uuid).
+SEARCH_MESSAGE_ID = "id = ${}::uuid AND message_id = ${}"
+SEARCH_AFTER = "(created_at, id) < (${}, ${}::uuid)"
 SELECT_SUPPRESSIONS = """
 SELECT address, reason, detail, created_at, created_by FROM suppressions
 WHERE ($1::text IS NULL OR address > $1) AND ($2::text IS NULL OR reason = $2)
@@ -74,10 +71,8 @@ _OUR_MESSAGE_ID = re.compile(r"<([0-9a-f]{32})@[^<>]+>")
 _NO_MESSAGE = uuid.UUID(int=0)
 
 
-def _message_uuid(message_id: str | None) -> uuid.UUID | None:
+def _message_uuid(message_id: str) -> uuid.UUID:
     """The id a Message-ID of ours names; for another, one no message has."""
-    if message_id is None:
-        return None
     ours = _OUR_MESSAGE_ID.fullmatch(message_id)
     return uuid.UUID(ours.group(1)) if ours else _NO_MESSAGE
 
@@ -131,19 +126,37 @@ async def get_message(
     return shown
 
 
+def search_sql(search: MessageFilter) -> tuple[str, list[Any]]:
+    """The statement and parameters of one page of ``search``, and one row more: a cursor
+    only when a row follows, so a client never turns to an empty last page."""
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def where(fragment: str, *values: Any) -> None:
+        first = len(params) + 1
+        params.extend(values)
+        clauses.append(fragment.format(*range(first, first + len(values))))
+
+    for name, fragment in SEARCH_FILTERS.items():
+        if (value := getattr(search, name)) is not None:
+            where(fragment, value)
+    if search.message_id is not None:
+        where(SEARCH_MESSAGE_ID, _message_uuid(search.message_id), search.message_id)
+    if search.after is not None:
+        where(SEARCH_AFTER, search.after.time, search.after.id)
+    params.append(search.limit + 1)
+    conditions = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (f"SELECT {MESSAGE_COLUMNS} FROM outbound_messages{conditions} "  # noqa: S608 - constants
+           f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}")
+    return sql, params
+
+
 async def search_messages(
     conn: asyncpg.Connection, search: MessageFilter
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page, newest first, and the cursor of the next page (None at the end)."""
-    after = search.after
-    after_time, after_id = (after.time, after.id) if after else (None, None)
-    # One row more than the page: a cursor only when a row follows, so a client
-    # never turns to an empty last page.
-    rows = await conn.fetch(
-        SEARCH_MESSAGES, search.owner, search.status, search.sender, search.recipient,
-        search.tag, search.since, search.until, after_time, after_id, search.limit + 1,
-        search.message_id, search.queue_id, _message_uuid(search.message_id),
-    )
+    sql, params = search_sql(search)
+    rows = await conn.fetch(sql, *params)
     page = rows[:search.limit]
     cursor = None
     if len(rows) > search.limit:
