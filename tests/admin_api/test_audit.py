@@ -369,14 +369,14 @@ async def test_the_recipient_filter_is_served_by_its_indexes(
 ) -> None:
     """In every partition, the lower-cased recipients' index and that of the recipients
     refused at RCPT (migration 0034), their results ORed."""
-    where, params = build_where({"recipient": "Bob@Example.COM"}, None)
+    where = build_where({"recipient": "Bob@Example.COM"}, None)
     conn = await connect(database_url)
     try:
         async with conn.transaction():
             await conn.execute("SET LOCAL enable_seqscan = off")
             plan = await conn.fetchval(  # the pool's codec decodes the json
                 f"EXPLAIN (FORMAT JSON) SELECT event_id FROM audit_events{where}",  # noqa: S608
-                *params)
+                *where.params)
         partition_indexes = {parent: {row[0] for row in await conn.fetch(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = $1::regclass", parent)}

@@ -142,7 +142,8 @@ async def test_a_network_is_an_index_range_in_a_generic_plan(fresh_database_url:
             "FROM generate_series(1, 4000) n", BASE)
         await conn.execute("ANALYZE audit_events")
         filters = parse_filters({"client_address": "10.3.0.0/16"}, ())
-        where, [network] = build_where(filters, None)
+        where = build_where(filters, None)
+        [network] = where.params
         async with conn.transaction():
             await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             await conn.execute("SET LOCAL enable_seqscan = off")

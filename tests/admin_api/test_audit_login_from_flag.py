@@ -91,14 +91,14 @@ async def test_the_filters_are_in_the_openapi_document(
 async def test_each_filter_is_served_by_its_index(
     auditor: str, database_url: str, name: str, value: str, index: str
 ) -> None:
-    where, params = build_where({name: value}, None)
+    where = build_where({name: value}, None)
     conn = await connect(database_url)
     try:
         async with conn.transaction():
             await conn.execute("SET LOCAL enable_seqscan = off")
             plan = await conn.fetchval(
                 f"EXPLAIN (FORMAT JSON) SELECT event_id FROM audit_events{where} "  # noqa: S608
-                "ORDER BY time DESC LIMIT 10", *params)
+                "ORDER BY time DESC LIMIT 10", *where.params)
         partition_indexes = {row[0] for row in await conn.fetch(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = $1::regclass", index)}

@@ -17,6 +17,7 @@ from postwarden_policies.redact import redact
 from .audit_queries import cursor_rows
 from .auth import client_address
 from .context import PRINCIPAL, Principal
+from .sqlwhere import Where
 
 INSERT = """
 INSERT INTO admin_audit (key_id, key_name, client_address, action, target, summary)
@@ -24,10 +25,8 @@ VALUES ($1, $2, $3, $4, $5, $6)
 """
 PAGE_COLUMNS = ("id, time, key_id, key_name, host(client_address) AS client_address, action, "
                 "target, summary")
-# filter -> SQL fragment with one placeholder "{}" for its parameter number. Only the
-# filters given are in the query: in a generic plan (one asyncpg's cached statement may
-# get) "$4 IS NULL OR id < $4" is no index condition, and every page read the log
-# from its newest entry on.
+# filter -> SQL fragment with one placeholder "{}" for its parameter number; only the
+# filters given are in the query (.sqlwhere).
 PAGE_FILTERS = {
     "since": "time >= ${}",
     "until": "time < ${}",
@@ -81,16 +80,12 @@ async def record(
 def page_sql(filters: dict[str, Any], limit: int) -> tuple[str, list[Any]]:
     """The query of one page, newest first, and its parameters; ``filters`` maps names of
     :data:`PAGE_FILTERS` to values, None for a filter not given."""
-    clauses: list[str] = []
-    params: list[Any] = []
+    where = Where()
     for name, fragment in PAGE_FILTERS.items():
         if filters.get(name) is not None:
-            params.append(filters[name])
-            clauses.append(fragment.format(len(params)))
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    params.append(limit)
+            where.add(fragment, filters[name])
     return (f"SELECT {PAGE_COLUMNS} FROM admin_audit{where} "  # noqa: S608 - constant fragments
-            f"ORDER BY id DESC LIMIT ${len(params)}", params)
+            f"ORDER BY id DESC LIMIT {where.parameter(limit)}", where.params)
 
 
 def page_rows(conn: asyncpg.Connection, filters: dict[str, Any], limit: int

@@ -1,8 +1,7 @@
 """Audit search: filters, keyset pagination (search and export) and dashboard stats.
 
 The WHERE clause is assembled only from the constant fragments below, each
-with its own ``$n`` parameter, so every filter can use its index (a generic
-``$1 IS NULL OR ...`` form defeats the planner once plans are cached).
+with its own ``$n`` parameter, so every filter can use its index (.sqlwhere).
 Pages are keyed on ``(time, event_id)`` descending, so inserts of new events
 never shift a page a client is walking.
 
@@ -30,6 +29,7 @@ from postwarden_policies.domains import ascii_domain, unicode_domain
 from .bodies import parse_time, time_expected
 from .cursors import Cursor
 from .errors import ApiError, ValidationFailed, connection
+from .sqlwhere import Where
 
 STATEMENT_TIMEOUT_MS = 30_000
 # Rows a page reads at a time: a few MiB at most of events that carry 128 KiB of
@@ -195,27 +195,22 @@ def _clause(name: str, value: Any) -> tuple[str, Any]:
     return (FILTERS[name], value) if forms is None else (IDN_FILTERS[name], forms)
 
 
-def build_where(filters: Mapping[str, Any], cursor: Cursor | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
+def build_where(filters: Mapping[str, Any], cursor: Cursor | None) -> Where:
+    where = Where()
     for name in FILTERS:
         if name in filters:
-            fragment, value = _clause(name, filters[name])
-            params.append(value)
-            clauses.append(fragment.format(len(params)))
+            where.add(*_clause(name, filters[name]))
     if cursor is not None:
-        params += [cursor.time, cursor.id]
-        clauses.append(f"(time, event_id) < (${len(params) - 1}, ${len(params)})")
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        where.add("(time, event_id) < (${}, ${})", cursor.time, cursor.id)
+    return where
 
 
 def search_sql(filters: Mapping[str, Any], cursor: Cursor | None, limit: int
                ) -> tuple[str, list[Any]]:
-    where, params = build_where(filters, cursor)
-    params.append(limit)
+    where = build_where(filters, cursor)
     sql = (f"SELECT {COLUMNS} FROM audit_events{where} "  # noqa: S608 - constant fragments
-           f"ORDER BY time DESC, event_id DESC LIMIT ${len(params)}")
-    return sql, params
+           f"ORDER BY time DESC, event_id DESC LIMIT {where.parameter(limit)}")
+    return sql, where.params
 
 
 def cursor_rows(conn: asyncpg.Connection, sql: str, params: Sequence[Any]

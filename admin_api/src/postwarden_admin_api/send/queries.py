@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from postwarden_admin_api.cursors import Cursor
+from postwarden_admin_api.sqlwhere import Where
 
 # As the outbound_messages and outbound_recipients tables' CHECKs allow.
 MESSAGE_STATUSES = ("queued", "relayed", "delivered", "partially_delivered", "failed")
@@ -32,9 +33,8 @@ SELECT_EVENTS = """
 SELECT time, recipient, event, detail, logged_at FROM outbound_events
 WHERE message_id = $1 ORDER BY id
 """
-# The search's WHERE is assembled from these constant fragments, each filter with its own
-# parameters, in this order: a `$n IS NULL OR ...` form of every filter in one statement
-# lets PostgreSQL, once it caches a generic plan for the statement, use no filter's index.
+# The search's filters (.sqlwhere), each with the index it uses: the recipients' and the
+# sender's are migration 0037's.
 SEARCH_FILTERS = {
     "owner": "key_id IN (SELECT key_id FROM api_keys WHERE owner = ${})",
     "status": "status = ${}",
@@ -48,19 +48,13 @@ SEARCH_FILTERS = {
 # Our Message-ID names the message's id: the primary key finds it (_message_uuid).
 SEARCH_MESSAGE_ID = "id = ${}::uuid AND message_id = ${}"
 SEARCH_AFTER = "(created_at, id) < (${}, ${}::uuid)"
-SELECT_SUPPRESSIONS = """
-SELECT address, reason, detail, created_at, created_by FROM suppressions
-WHERE ($1::text IS NULL OR address > $1) AND ($2::text IS NULL OR reason = $2)
-ORDER BY address LIMIT $3
-"""
+SUPPRESSION_COLUMNS = "address, reason, detail, created_at, created_by"
 INSERT_SUPPRESSION = """
 INSERT INTO suppressions (address, reason, detail, created_by) VALUES ($1, 'manual', $2, $3)
 ON CONFLICT (address) DO NOTHING
 RETURNING address, reason, detail, created_at, created_by
 """
-SELECT_SUPPRESSION = """
-SELECT address, reason, detail, created_at, created_by FROM suppressions WHERE address = $1
-"""
+SELECT_SUPPRESSION = f"SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE address = $1"  # noqa: S608
 DELETE_SUPPRESSION = "DELETE FROM suppressions WHERE address = $1 RETURNING address"
 MAX_SUPPRESSION_DETAIL = 500  # characters of a suppression's detail given by hand
 
@@ -129,26 +123,18 @@ async def get_message(
 def search_sql(search: MessageFilter) -> tuple[str, list[Any]]:
     """The statement and parameters of one page of ``search``, and one row more: a cursor
     only when a row follows, so a client never turns to an empty last page."""
-    clauses: list[str] = []
-    params: list[Any] = []
-
-    def where(fragment: str, *values: Any) -> None:
-        first = len(params) + 1
-        params.extend(values)
-        clauses.append(fragment.format(*range(first, first + len(values))))
-
+    where = Where()
     for name, fragment in SEARCH_FILTERS.items():
         if (value := getattr(search, name)) is not None:
-            where(fragment, value)
+            where.add(fragment, value)
     if search.message_id is not None:
-        where(SEARCH_MESSAGE_ID, _message_uuid(search.message_id), search.message_id)
+        where.add(SEARCH_MESSAGE_ID, _message_uuid(search.message_id), search.message_id)
     if search.after is not None:
-        where(SEARCH_AFTER, search.after.time, search.after.id)
-    params.append(search.limit + 1)
-    conditions = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = (f"SELECT {MESSAGE_COLUMNS} FROM outbound_messages{conditions} "  # noqa: S608 - constants
-           f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}")
-    return sql, params
+        where.add(SEARCH_AFTER, search.after.time, search.after.id)
+    limit = where.parameter(search.limit + 1)
+    sql = (f"SELECT {MESSAGE_COLUMNS} FROM outbound_messages{where} "  # noqa: S608 - constants
+           f"ORDER BY created_at DESC, id DESC LIMIT {limit}")
+    return sql, where.params
 
 
 async def search_messages(
@@ -164,11 +150,26 @@ async def search_messages(
     return [_message(row) for row in page], cursor
 
 
+def suppressions_sql(after: str | None, reason: str | None, limit: int
+                     ) -> tuple[str, list[Any]]:
+    """The statement and parameters of a page by address, and one row more (is there a
+    next page?)."""
+    where = Where()
+    if after is not None:
+        where.add("address > ${}", after)
+    if reason is not None:
+        where.add("reason = ${}", reason)
+    sql = (f"SELECT {SUPPRESSION_COLUMNS} FROM suppressions{where} "  # noqa: S608 - constants
+           f"ORDER BY address LIMIT {where.parameter(limit + 1)}")
+    return sql, where.params
+
+
 async def list_suppressions(
     conn: asyncpg.Connection, after: str | None, reason: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page by address, and the ``after`` of the next page (None at the end)."""
-    rows = await conn.fetch(SELECT_SUPPRESSIONS, after, reason, limit + 1)  # one more: any next?
+    sql, params = suppressions_sql(after, reason, limit)
+    rows = await conn.fetch(sql, *params)
     page = [dict(row) for row in rows[:limit]]
     return page, page[-1]["address"] if len(rows) > limit else None
 

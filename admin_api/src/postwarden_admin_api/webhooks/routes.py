@@ -25,6 +25,7 @@ from postwarden_admin_api import admin_audit
 from postwarden_admin_api.bodies import json_ok, path_int, query_int, read_json_object
 from postwarden_admin_api.context import POOL, Role, allow
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
+from postwarden_admin_api.sqlwhere import Where
 
 from .changes import NEW_ENDPOINT, key_problems, merged
 from .urls import masked
@@ -67,13 +68,6 @@ DELIVERY_COLUMNS = """d.id, e.event_id::text AS event_id, e.type, d.status, d.at
        CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at,
        d.last_attempt_at, d.last_status_code, d.last_error, d.delivered_at, d.replay_of,
        d.created_at"""
-SELECT_DELIVERIES = f"""
-SELECT {DELIVERY_COLUMNS}
-FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2)
-  AND ($3::bigint IS NULL OR d.id < $3)
-ORDER BY d.id DESC LIMIT $4
-"""  # noqa: S608
 SELECT_DELIVERY = f"""
 SELECT {DELIVERY_COLUMNS}
 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
@@ -196,8 +190,25 @@ async def webhooks_deliveries(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, 1, 500)
     async with connection(request.app[POOL]) as conn:
         endpoint = await _current(conn, request)
-        rows = await conn.fetch(SELECT_DELIVERIES, endpoint["id"], status, before, limit)
+        sql, params = deliveries_sql(endpoint["id"], status, before, limit)
+        rows = await conn.fetch(sql, *params)
     return json_ok({"deliveries": [dict(row) for row in rows]})
+
+
+def deliveries_sql(endpoint: int, status: str | None, before: int | None, limit: int
+                      ) -> tuple[str, list[Any]]:
+    """The statement and parameters of a page of an endpoint's deliveries, newest first:
+    only the filters given (.sqlwhere)."""
+    where = Where()
+    where.add("d.endpoint_id = ${}", endpoint)
+    if status is not None:
+        where.add("d.status = ${}", status)
+    if before is not None:
+        where.add("d.id < ${}", before)
+    sql = (f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d "  # noqa: S608 - constants
+           f"JOIN webhook_events e ON e.id = d.event_id{where} "
+           f"ORDER BY d.id DESC LIMIT {where.parameter(limit)}")
+    return sql, where.params
 
 
 async def _not_replayed(conn: asyncpg.Connection, endpoint_id: int, delivery_id: int
