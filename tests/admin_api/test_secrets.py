@@ -12,8 +12,6 @@ from postwarden_admin_api.secrets import (
     NoSecretKey,
     SecretsError,
     UnknownSecretKey,
-    decrypt_secret,
-    encrypt_secret,
     parse_key_material,
     rotate_secrets,
 )
@@ -26,11 +24,11 @@ NEW = bytes(range(1, 33))
 
 def test_round_trip_and_fresh_nonce() -> None:
     keyring = Keyring(OLD)
-    first, second = encrypt_secret(keyring, "s3cret"), encrypt_secret(keyring, "s3cret")
+    first, second = keyring.encrypt("s3cret"), keyring.encrypt("s3cret")
     assert first != second
     assert first.startswith(f"v1:{keyring.current_key_id}:")
     assert "s3cret" not in first
-    assert decrypt_secret(keyring, first) == "s3cret"
+    assert keyring.decrypt(first) == "s3cret"
 
 
 def test_tampered_or_foreign_values_are_refused() -> None:

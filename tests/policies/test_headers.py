@@ -6,10 +6,16 @@ import pytest
 
 from postwarden_policies.headers import (
     decode_words,
+    first_of_each,
     parameter_list,
     parse_header_section,
-    parse_parameters,
 )
+
+
+def parse_parameters(value: str, flags: set[str]) -> tuple[str, dict[str, str]]:
+    """One value per name, the first occurrence's, as the readers of a field take them."""
+    main, parameters, _ = parameter_list(value, flags)
+    return main, first_of_each(parameters)
 
 
 def test_section_unfolds_and_finds_the_body() -> None:

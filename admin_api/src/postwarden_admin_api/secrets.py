@@ -138,14 +138,6 @@ def token_key_id(token: str) -> str:
     return _split(token)[1]
 
 
-def encrypt_secret(keyring: Keyring, plaintext: str) -> str:
-    return keyring.encrypt(plaintext)
-
-
-def decrypt_secret(keyring: Keyring, token: str) -> str:
-    return keyring.decrypt(token)
-
-
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

@@ -323,9 +323,3 @@ def first_of_each(parameters: list[tuple[str, str]]) -> dict[str, str]:
     for name, value in parameters:
         params.setdefault(name, value)
     return params
-
-
-def parse_parameters(value: str, flags: set[str]) -> tuple[str, dict[str, str]]:
-    """:func:`parameter_list` with one value per name (the first occurrence wins)."""
-    main, parameters, _ = parameter_list(value, flags)
-    return main, first_of_each(parameters)
