@@ -28,8 +28,15 @@ async def test_a_key_revoked_while_its_body_comes_in_sends_nothing(
         + f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
         + payload[:10])
     await writer.drain()
-    await asyncio.sleep(0.5)  # admitted: the handler waits for the rest of the body
     key_id = sender["Authorization"].split("_")[1]
+    # Admitted (the admission marks the fresh key used): the handler now waits for the
+    # rest of the body. Revoking before the admission would prove nothing.
+    for _ in range(200):
+        if await pool.fetchval("SELECT last_used_at FROM api_keys WHERE key_id = $1", key_id):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the request was not admitted within 10 s")
     assert await pool.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = $1",
                               key_id) == "UPDATE 1"
     writer.write(payload[10:])
