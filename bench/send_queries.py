@@ -4,9 +4,10 @@
 
 Without --database-url a throwaway PostgreSQL cluster is started (and removed).
 Messages come from generate_series spread over three months, one to three
-recipients each, from 50 senders of 20 key owners; every search is the exact
-call the API makes (postwarden_admin_api.send.queries.search_messages) on one
-connection, whose prepared statements asyncpg keeps as the service's pool does.
+recipients each, from 50 senders of 20 key owners, each tagged with its kind and
+an order number; every search is the exact call the API makes
+(postwarden_admin_api.send.queries.search_messages) on one connection, whose
+prepared statements asyncpg keeps as the service's pool does.
 PostgreSQL plans a kept statement anew for its first five runs, then may switch
 to one generic plan for all parameters: each search is run a dozen times, and
 the first (cold), the median of the rest and the slowest of the rest are
@@ -39,7 +40,7 @@ INSERT INTO outbound_messages (id, key_id, message_id, sender, subject, recipien
     tags, status, queue_id, created_at, updated_at)
 SELECT md5(i::text)::uuid, 'key' || (i % 40), '<' || md5(i::text) || '@example.com>',
        'App' || (i % 50) || '@Example.com', 'subject ' || i, i % 3 + 1, 2000 + i % 5000,
-       CASE WHEN i % 10 = 0 THEN ARRAY['invoice'] ELSE ARRAY['notice'] END,
+       ARRAY[CASE WHEN i % 10 = 0 THEN 'invoice' ELSE 'notice' END, 'order-' || i],
        (ARRAY['delivered','delivered','delivered','relayed','failed'])[i % 5 + 1],
        upper(to_hex(i::bigint * 7919)),
        $1::timestamptz + (i * $2::float8) * interval '1 second',
@@ -71,7 +72,8 @@ def _cases(messages: int) -> list[tuple[str, MessageFilter]]:
         ("by queue id", MessageFilter(queue_id=format(middle * 7919, "X"))),
         ("by message id", MessageFilter(message_id=f"<{_md5(middle)}@example.com>")),
         ("failed, last week", MessageFilter(status="failed", since=week_ago)),
-        ("by tag", MessageFilter(tag="invoice")),
+        ("by tag (one in ten)", MessageFilter(tag="invoice")),
+        ("by tag (one message's)", MessageFilter(tag=f"order-{middle}")),
         ("a queue id no message has", MessageFilter(queue_id="NOSUCHID")),
         ("a sender no message has", MessageFilter(sender="nobody@example.com")),
         ("a recipient no message has", MessageFilter(recipient="nobody@customer.test")),
