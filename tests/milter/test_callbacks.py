@@ -11,7 +11,7 @@ from typing import Any
 import Milter
 import pytest
 
-from postwarden_milter import decider
+from postwarden_milter import decider, handler
 from postwarden_milter.logcontext import MessageContextFilter
 from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.session import Slots
@@ -270,6 +270,39 @@ def test_deadline_answers_fail_action_reject(
     assert harness.audit.events[0].action == "error"
     assert harness.metrics.registry.get_sample_value(
         "postwarden_errors_total", {"kind": "timeout"}) == 1
+
+
+@pytest.mark.parametrize("fail_action", list(FailAction))
+@pytest.mark.parametrize("inline_bytes", [decider.INLINE_BYTES, 0], ids=["here", "pool"])
+def test_the_row_of_a_message_past_its_deadline_names_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, inline_bytes: int,
+    fail_action: FailAction,
+) -> None:
+    """Deferred, refused or (fail_action accept) delivered unchecked: the admin looks
+    the message up by its Message-ID or From as for an aborted one."""
+    monkeypatch.setattr(decider, "INLINE_BYTES", inline_bytes)
+    harness.configure(message_timeout_seconds=1e-9, fail_action=fail_action)
+    harness.connect(queue_id="4QLATE").send(CLEAN)
+    [event] = harness.audit.events
+    assert (event.action, event.queue_id, event.message_id, event.header_from,
+            event.subject) == ("error", "4QLATE", "<lunch-1@example.org>",
+                               "alice@example.org", "Lunch")
+
+
+def test_the_row_of_a_message_whose_headers_fail_to_parse_still_ends_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What fails may be the header parse itself: the row goes without the headers."""
+    def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("failed")
+
+    monkeypatch.setattr(handler, "parse_message", failing)
+    monkeypatch.setattr(decider, "parse_for", failing)
+    ctx = harness.connect(queue_id="4QERR")
+    assert ctx.send(CLEAN) == Milter.TEMPFAIL
+    assert [(e.action, e.queue_id, e.message_id) for e in harness.audit.events] == [
+        ("error", "4QERR", None)]
+    assert harness.services.slots.active == 0
 
 
 def test_overload_gets_cheap_421_and_slot_is_released(harness: Harness) -> None:

@@ -133,7 +133,8 @@ class ConnectionHandler:
         self._s.metrics.errors.labels(kind).inc()
         applied = fail(self._actions, self._s.settings.fail_action)
         log.error("%s: answering %s", kind, applied.reply or applied.outcome.value)
-        self._finish("error", applied.reply)
+        # Deferred, refused or (fail_action accept) delivered unchecked: named as an abort is.
+        self._finish("error", applied.reply, self._header_facts_if_any())
         self.pending_failure = None
         return applied.outcome
 
@@ -176,12 +177,7 @@ class ConnectionHandler:
 
     def _abandon(self, flags: frozenset[str] = frozenset()) -> bool:
         """Audit an unfinished transaction (if one is open) as aborted, and forget it."""
-        try:
-            facts = self._header_facts()
-        except Exception:  # abort() is unguarded: the row goes without them, the txn still ends
-            log.exception("cannot parse the headers of an aborted transaction")
-            facts = None
-        return self._finish("aborted", None, facts, flags=flags)
+        return self._finish("aborted", None, self._header_facts_if_any(), flags=flags)
 
     def cut(self) -> bool:
         """A stop's deadline ends the open transaction (on the stop's thread, before it
@@ -193,6 +189,16 @@ class ConnectionHandler:
     def _cut(self) -> bool:
         self.enter()
         return self._abandon(frozenset({STOP_DEADLINE}))
+
+    def _header_facts_if_any(self) -> MessageFacts | None:
+        """:meth:`_header_facts`, or None when parsing them fails (abort() is unguarded,
+        and a failure may be that parse's own): the row goes without them, the
+        transaction still ends."""
+        try:
+            return self._header_facts()
+        except Exception:
+            log.exception("cannot parse the headers of an unfinished transaction")
+            return None
 
     def _header_facts(self) -> MessageFacts | None:
         """For a transaction ended before its verdict: the headers received so far (those
