@@ -1,8 +1,8 @@
 """max_recipients through a real Postfix.
 
 Recipients past it, deleted at end of message after a reload lowered the limit once
-they were accepted: Postfix deletes every recipient whose RCPT TO address is byte for
-byte the one named (and keeps one of identical ones), so the milter must name the very
+they were accepted: Postfix deletes every recipient whose RCPT TO address, unquoted, is
+byte for byte the one named (and keeps one of identical ones), so the milter must name the very
 copies past the limit, and none that stays. And the limit counts the recipients
 Postfix's cleanup keeps, not the RCPT TO commands: a client repeating one (in any case)
 is not refused before the limit (tests/milter/test_repeated_recipients.py has the pairs
@@ -81,6 +81,20 @@ def test_an_identical_copy_past_the_limit_does_not_take_the_kept_one_along(
     recipients = ["bob@example.net", "carol@example.net", "bob@example.net", "dave@example.net"]
     delivered = _delivered_to(system, policy_dir, recipients, 2)
     assert sorted(delivered) == ["bob@example.net", "carol@example.net"]
+
+
+@pytest.mark.parametrize("recipients", [
+    ["bob@example.net", '"bob"@example.net'],
+    ['"bob"@example.net', "bob@example.net"],
+], ids=["quoted-past-the-limit", "plain-past-the-limit"])
+def test_a_copy_quoted_otherwise_is_not_deleted_with_the_kept_one(
+    system: MailSystem, policy_dir: Path, recipients: list[str],
+) -> None:
+    # Two recipients to Postfix (its made-up ORCPT keeps the quoting), but one address to
+    # delrcpt, which Postfix unquotes before comparing: naming the copy past the limit
+    # deleted the kept one too, and the message (250) went to nobody. Both go out instead.
+    delivered = _delivered_to(system, policy_dir, recipients, 1)
+    assert sorted(delivered) == ["bob@example.net", "bob@example.net"]
 
 
 Given = tuple[str, tuple[str, ...]]  # RCPT TO address and its ESMTP parameters

@@ -1,6 +1,7 @@
 """Recipients past max_recipients: named to delrcpt as given, once, and not while a copy
-spelt the same stays (Postfix deletes every recipient whose address is byte for byte
-the one named). tests/e2e/test_apply_recipients.py shows what Postfix then delivers."""
+that reads the same stays (Postfix deletes every recipient whose address, unquoted, is
+byte for byte the one named). tests/e2e/test_apply_recipients.py shows what Postfix then
+delivers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ from .test_apply import EDITS, Recorder
                  id="every-copy-deleted-named-once"),
     pytest.param(("a@x.test", "c@x.test", "b@x.test"), ("c@x.test", "b@x.test"),
                  ["<c@x.test>", "<b@x.test>"], id="in-order"),
+    # Postfix compares the addresses unquoted, its source route dropped.
+    pytest.param(("a@x.test", '"a"@x.test'), ('"a"@x.test',), [], id="quoted-copy-of-a-kept-one"),
+    pytest.param(('"a"@x.test', "a@x.test"), ("a@x.test",), [], id="plain-copy-of-a-kept-one"),
+    pytest.param(('"a b"@x.test', '"a\\ b"@x.test'), ('"a\\ b"@x.test',), [],
+                 id="escaped-copy-of-a-kept-one"),
+    pytest.param(("a@x.test", "@r.test:a@x.test"), ("@r.test:a@x.test",), [],
+                 id="source-routed-copy-of-a-kept-one"),
+    pytest.param(("a@x.test", '"b"@x.test'), ('"b"@x.test',), ['<"b"@x.test>'],
+                 id="quoted-one-alone-named-as-given"),
 ])
 def test_recipients_past_the_limit(recipients: tuple[str, ...], deleted: tuple[str, ...],
                                    calls: list[str]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ MAX_HEADER_DELETIONS = 100
 TOO_MANY_HEADER_DELETIONS = SmtpReply("554", "5.6.0", "Message structure too complex: "
                                       "too many copies of a header field this server removes")
 HEADER_DELETIONS_FLAG = "too_many_header_deletions"  # the audit row's flag of that refusal
+_QUOTING = re.compile(r'["\\\s]')  # what _as_compared drops of an address
 
 
 class Outcome(enum.Enum):
@@ -160,15 +162,26 @@ def recipients_to_delete(verdict: Verdict, recipients: Sequence[str]) -> list[st
 
     ``recipients`` are those Postfix keeps (its duplicate filter drops a repeated one,
     session.recipient_key), yet one address may stay twice (given with other DSN
-    parameters), and Postfix deletes every recipient whose RCPT TO address is byte for
-    byte the one named. So each address past the limit is named as given, once, and not
-    while a copy spelt the same stays: naming it would delete the kept one."""
+    parameters, or quoted otherwise: ``"bob"@x`` and ``bob@x``), and Postfix deletes
+    every recipient whose RCPT TO address, unquoted, is byte for byte the one named,
+    unquoted. So each address past the limit is named as given, once, and not while a
+    copy that reads the same (:func:`_as_compared`) stays: naming it would delete the
+    kept one (past the limit, it then goes out too)."""
     deleted = [e.address for e in verdict.edits if isinstance(e, DeleteRecipient)]
     if not deleted:  # nearly every message: no Counter to build
         return []
-    left = Counter(recipients)
-    left.subtract(deleted)
-    return [address for address in dict.fromkeys(deleted) if left[address] <= 0]
+    left = Counter(map(_as_compared, recipients))
+    left.subtract(map(_as_compared, deleted))
+    return [address for address in dict.fromkeys(deleted) if left[_as_compared(address)] <= 0]
+
+
+def _as_compared(address: str) -> str:
+    """``address`` as Postfix's delrcpt compares it, or coarser (two that read the same
+    here at worst keep a recipient past the limit): its RFC 5321 source route dropped,
+    and the quotes, backslashes and blanks that quoting brings."""
+    if address.startswith("@"):
+        address = address.partition(":")[2]
+    return _QUOTING.sub("", address)
 
 
 def _removals(name: str, counts: Counter[str]) -> list[HeaderCall]:
