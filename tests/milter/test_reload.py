@@ -202,6 +202,31 @@ def test_database_revisions_reload_on_notify_and_survive_an_outage(
     assert offline.load_initial().current.limits.max_recipients == 9
 
 
+@pytest.mark.postgres
+def test_a_set_spool_dir_cannot_keep_still_goes_live(
+    database_url: str, tmp_path: Path, loop_thread: LoopThread,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A spool_dir that takes no file (its filesystem full: an audit spool grown during
+    an outage) refused every set the database activated, and the start, as if Postgres
+    were away. The file kept for a start without Postgres cannot be replaced here."""
+    asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=2)))
+    (tmp_path / "spool" / LAST_GOOD_NAME).mkdir(parents=True)
+    metrics = Metrics()
+    reloader = _reloader(metrics, loop_thread, tmp_path, database_url=database_url)
+    holder = reloader.load_initial()
+    reloader.start()
+    try:
+        assert holder.current.limits.max_recipients == 2
+        asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=9)))
+        assert wait_until(lambda: holder.current.limits.max_recipients == 9, timeout=15)
+    finally:
+        reloader.stop()
+    assert _running(metrics)[1] == 0
+    assert [path.name for path in (tmp_path / "spool").iterdir()] == [LAST_GOOD_NAME]
+    assert "cannot keep the policy set" in caplog.text
+
+
 # --- policy.load_failed ------------------------------------------------------
 
 BROKEN = "version: 1\nname: main\nrules: [oops\n"

@@ -175,12 +175,16 @@ def save_last_good(spool_dir: Path, sources: Sources) -> None:
     temporary = target.with_suffix(f".{os.getpid()}.tmp")  # worker processes write it too
     # 0600 whatever the umask (0022 without systemd): the policies are the milter's.
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    with open(os.open(temporary, flags, 0o600), "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)  # a file a killed writer left kept its mode
-        json.dump(sources, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
+    try:
+        with open(os.open(temporary, flags, 0o600), "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # a file a killed writer left kept its mode
+            json.dump(sources, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # no part of a set left on a full filesystem
+        raise
     fsync_directory(spool_dir)
 
 
@@ -241,8 +245,18 @@ class PolicyReloader:
             return self._files.load()
         sources = self._fetch_sources()
         policy_set = load_policy_set_from_sources(sources)
-        save_last_good(self._spool_dir, sources)
+        self._keep_last_good(sources)
         return policy_set
+
+    def _keep_last_good(self, sources: Sources) -> None:
+        """Keep the set for a start without Postgres. A spool_dir that cannot take it (its
+        filesystem full, say with an audit spool grown during an outage) refuses no set:
+        it runs, and such a start falls back on the set kept before."""
+        try:
+            save_last_good(self._spool_dir, sources)
+        except OSError as exc:
+            log.warning("cannot keep the policy set in %s for a start without Postgres (%s); "
+                        "it runs all the same", self._spool_dir, exc.strerror or exc)
 
     def _fetch_sources(self) -> Sources:
         assert self._dsn is not None  # noqa: S101 - database mode only
