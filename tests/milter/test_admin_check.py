@@ -5,6 +5,7 @@ not write: it refused to start."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tests.milter.test_process import _env, _run
 from tests.milter.test_reload_unreadable import (  # noqa: F401 - a fixture
     AS_ROOT,
     MILTER,
+    NOBODY,
     shared_dir,
 )
 
@@ -49,3 +51,25 @@ def test_check_names_a_spool_dir_it_could_not_create(tmp_path: Path) -> None:
     result = _run(["check"], env)
     assert result.returncode == 2
     assert f"spool_dir: {tmp_path / 'file'} is not a directory" in result.stderr
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="a file of root's, and the milter as nobody")
+@pytest.mark.parametrize("name", ["audit-spool.jsonl", "audit-journal-0-1.jsonl"])
+def test_a_spool_file_the_milter_cannot_write_is_named_by_check_and_the_start(
+    shared_dir: Path, name: str,  # noqa: F811 - the fixture
+) -> None:
+    """Left by a run as root (the milter tried by hand): the start failed with a
+    traceback from the spool's replay, and check said ok."""
+    env = _env(shared_dir, milter_socket=f"unix:{shared_dir}/milter.sock")
+    spool = Path(env["POSTWARDEN_SPOOL_DIR"])
+    spool.mkdir(mode=0o700)
+    os.chown(spool, NOBODY, NOBODY)
+    (spool / name).write_text("")
+    (spool / name).chmod(0o600)  # root's
+    expected = f"spool_dir: cannot read and write {spool / name}"
+    for command in (["check"], []):
+        result = subprocess.run([*MILTER, *command], env=env, cwd=shared_dir,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr

@@ -286,7 +286,19 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bo
         problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not a directory"))
     elif not os.access(existing, os.W_OK | os.X_OK):
         problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not writable"))
+    elif existing == spool_dir:
+        problems.extend(raw.problem("spool_dir", f"spool_dir: cannot read and write {path}: "
+                                    "the milter replays and appends to it (left by a run as "
+                                    "another user?)")
+                        for path in _foreign_spool_files(spool_dir))
     return problems
+
+
+def _foreign_spool_files(spool_dir: Path) -> list[Path]:
+    """Spools and journals this user may not read and write: a start failed on them
+    with a traceback (a milter run by hand as root leaves root's, mode 0600)."""
+    return sorted(path for path in spool_dir.glob("audit-*.jsonl")
+                  if not os.access(path, os.R_OK | os.W_OK))
 
 
 def stray_variables(environ: Mapping[str, str]) -> list[str]:
