@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from postwarden_store import check_schema_current, create_pool
+from postwarden_store import check_schema_current, create_pool, unreachable
 
 from . import (
     openapi,
@@ -65,11 +65,14 @@ ROUTE_MODULES = (
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    pool = await create_pool(
-        settings.database_url.reveal(),
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
-    )
+    try:
+        pool = await create_pool(
+            settings.database_url.reveal(),
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+        )
+    except OSError as exc:
+        raise unreachable(exc) from exc
     try:
         async with pool.acquire() as conn:
             await require_schema(conn)

@@ -28,7 +28,7 @@ import asyncpg
 from postwarden_policies.redact import log_to_stderr
 from postwarden_policies.settings_source import SettingsError, gather_settings
 from postwarden_policies.systemd_notify import SystemdNotifier
-from postwarden_store import SchemaTooOld, StoreError, connect
+from postwarden_store import SchemaTooOld, StoreError, connect, unreachable
 from postwarden_store import cli as store_cli
 
 from . import admin_audit
@@ -164,7 +164,10 @@ def _key_state(info: KeyInfo, now: dt.datetime) -> str:
 
 async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]]) -> int:
     """Run ``work`` on a connection; first refuse a database never migrated (NotMigrated)."""
-    conn = await connect(settings.database_url.reveal())
+    try:
+        conn = await connect(settings.database_url.reveal())
+    except OSError as exc:
+        raise unreachable(exc) from exc
     try:
         await require_schema(conn)
         return await work(conn)

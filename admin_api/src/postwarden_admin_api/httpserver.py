@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -78,10 +79,24 @@ async def start(app: web.Application, host: str, port: int,
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(f"listen: cannot listen on {host}:{port}: {_reason(exc)}") from exc
     except BaseException:
         await runner.cleanup()
         raise
     return runner
+
+
+class ListenError(OSError):
+    """The site could not listen, named by its setting (asyncio's text names neither
+    the setting nor, for an unknown host, the host)."""
+
+
+def _reason(exc: OSError) -> str:
+    # asyncio's bind error wraps the system's text in its own; a name lookup's errno
+    # is negative, its text its own.
+    return os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
 
 
 async def serve(app: web.Application, host: str, port: int, notifier: SystemdNotifier) -> None:

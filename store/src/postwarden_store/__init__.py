@@ -2,16 +2,17 @@
 
 from .audit import write_audit_batch
 from .dsn import dsn_problem
-from .errors import MigrationError, SchemaTooOld, StoreError
+from .errors import DatabaseUnreachable, MigrationError, SchemaTooOld, StoreError
 from .migrations import (
     apply_migrations,
     check_schema_current,
     migrate_database,
     pending_migrations,
 )
-from .pool import connect, create_pool
+from .pool import connect, create_pool, unreachable
 
 __all__ = [
+    "DatabaseUnreachable",
     "MigrationError",
     "SchemaTooOld",
     "StoreError",
@@ -22,5 +23,6 @@ __all__ = [
     "dsn_problem",
     "migrate_database",
     "pending_migrations",
+    "unreachable",
     "write_audit_batch",
 ]

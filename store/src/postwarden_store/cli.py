@@ -12,7 +12,7 @@ import asyncpg
 from .dsn import dsn_problem, has_password
 from .errors import StoreError
 from .migrations import migrate_database, pending_migrations
-from .pool import connect
+from .pool import connect, unreachable
 
 
 async def _migrate(dsn: str, dry_run: bool) -> int:
@@ -53,7 +53,10 @@ def migrate(database_url: str, dry_run: bool, prog: str) -> int:
     (never the URL: it holds the password)."""
     try:
         return asyncio.run(_migrate(database_url, dry_run))
-    except (StoreError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except OSError as exc:  # every one here is the database's
+        print(f"{prog}: {unreachable(exc)}", file=sys.stderr)
+        return 1
+    except (StoreError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # InterfaceError: asyncpg's ClientConfigurationError too (a root certificate
         # missing for sslmode=verify-full), its hint on a line of its own; no asyncpg
         # error's text names the password.

@@ -2,7 +2,8 @@
 
     StoreError
     ├── MigrationError      a migration failed or an applied one was edited
-    └── SchemaTooOld        the database lacks migrations this code needs
+    ├── SchemaTooOld        the database lacks migrations this code needs
+    └── DatabaseUnreachable a command's connection failed (refused, no answer)
 """
 
 
@@ -11,6 +12,10 @@ class StoreError(Exception):
 
 
 class MigrationError(StoreError):
+    pass
+
+
+class DatabaseUnreachable(StoreError):
     pass
 
 

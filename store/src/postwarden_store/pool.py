@@ -12,7 +12,10 @@ import json
 
 import asyncpg
 
+from .errors import DatabaseUnreachable
+
 SERVER_SETTINGS = {"timezone": "UTC"}
+CONNECT_TIMEOUT = 10.0
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -34,7 +37,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 10.0
+    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT
 ) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
@@ -48,9 +51,20 @@ async def create_pool(
     return pool
 
 
-async def connect(dsn: str, *, connect_timeout: float = 10.0) -> asyncpg.Connection:
+async def connect(dsn: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(
         dsn, timeout=connect_timeout, server_settings=SERVER_SETTINGS
     )
     await _init_connection(conn)
     return conn
+
+
+def unreachable(exc: OSError) -> DatabaseUnreachable:
+    """A command's failed connection in one line naming the setting: the bare
+    OSError named no database, and a server that never answered (a wrong port, a
+    firewall that drops) raised a TimeoutError with no text at all."""
+    reason = str(exc).split("\n", 1)[0]
+    if not reason and isinstance(exc, TimeoutError):
+        reason = f"no answer within {CONNECT_TIMEOUT:g} s"
+    return DatabaseUnreachable(f"database_url: cannot reach the database: "
+                               f"{reason or type(exc).__name__}")
