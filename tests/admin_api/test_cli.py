@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api.bodies import TIME_EXPECTED
 from postwarden_admin_api.cli import main
 from postwarden_admin_api.keys import MAX_GRACE_SECONDS
 from postwarden_admin_api.secrets import Keyring, parse_key_material
@@ -244,3 +245,40 @@ async def test_key_commands_are_in_the_admin_log_as_the_api_names_them(
     finally:
         await conn.close()
     assert actions == ["key.created", "key.rotated", "key.revoked"]
+
+
+@pytest.mark.parametrize(("option", "value", "problem"), [
+    pytest.param("--name", "", "expected 1..200 characters", id="empty-name"),
+    pytest.param("--name", "   ", "expected 1..200 characters", id="blank-name"),
+    pytest.param("--name", "x" * 201, "expected 1..200 characters", id="long-name"),
+    # Stored as -infinity, read back naive: `keys list` then failed with a traceback.
+    pytest.param("--expires-at", "0001-01-01", TIME_EXPECTED, id="year-1"),
+    pytest.param("--expires-at", "9999-12-31T23:59:59-05:00", TIME_EXPECTED, id="year-10000"),
+])
+def test_create_refuses_what_the_api_refuses(
+    option: str, value: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["keys", "create", "--role", "admin", "--name", "ops", option, value]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert f"{option}: {value!r}: {problem}" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_create_reads_a_time_without_an_offset_as_utc_as_the_api_does(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was the machine's local time: 12:00 meant 17:00 UTC in New York in winter."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    assert await _cli(["keys", "create", "--role", "admin", "--name", " ny ",
+                       "--expires-at", "2040-01-01T12:00"]) == 0
+    key_id = capsys.readouterr().out.split("_")[1]
+    conn = await connect(database_url)
+    try:
+        row = await conn.fetchrow("SELECT name, expires_at FROM api_keys WHERE key_id = $1",
+                                  key_id)
+    finally:
+        await conn.close()
+    assert row["name"] == "ny"
+    assert row["expires_at"] == dt.datetime(2040, 1, 1, 12, tzinfo=dt.UTC)

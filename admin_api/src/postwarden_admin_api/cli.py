@@ -33,6 +33,7 @@ from postwarden_store import cli as store_cli
 
 from . import admin_audit
 from .app import create_app
+from .bodies import TIME_EXPECTED, parse_time
 from .context import Principal, Role
 from .httpserver import serve
 from .keys import (
@@ -46,6 +47,7 @@ from .keys import (
     rotate_key,
 )
 from .policy_push import PushError, push_directory
+from .routes_keys import NAME_MAX
 from .schema import NotMigrated, require_schema
 from .secrets import (
     BadSecretKey,
@@ -69,6 +71,23 @@ def _sender(text: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected an address or *@domain") from None
+
+
+def _name(text: str) -> str:
+    """As the API takes a key's name (routes_keys)."""
+    if not text.strip() or len(text) > NAME_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1..{NAME_MAX} characters")
+    return text.strip()
+
+
+def _expiry(text: str) -> dt.datetime:
+    """As the API reads expires_at (bodies.parse_time): without an offset it is UTC,
+    not this machine's time, and a year out of range is refused (year 1 was stored as
+    -infinity, and `keys list` then failed on it)."""
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {TIME_EXPECTED}") from None
 
 
 def _grace_seconds(text: str) -> int:
@@ -114,11 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     create = _command(keys, "create", "create a key and print it (the only time it is shown)",
                       leaf)
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, type=_name)
     create.add_argument("--sender", action="append", default=[], type=_sender, metavar="ADDR",
                         help="an address (or *@domain) the key may send as; repeatable")
-    create.add_argument("--expires-at", type=dt.datetime.fromisoformat, metavar="TIME",
-                        help="ISO 8601 time the key stops working")
+    create.add_argument("--expires-at", type=_expiry, metavar="TIME",
+                        help="ISO 8601 time the key stops working (UTC without an offset)")
     _command(keys, "list", "list the keys: id, role, state (active, expired, revoked), "
              "expiry, name", leaf)
     _command(keys, "revoke", "revoke a key at once", leaf).add_argument("key_id")
