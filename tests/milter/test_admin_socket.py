@@ -22,15 +22,26 @@ def _refused(spec: str, reason: str) -> str:
     return f"postwarden-milter: milter_socket: cannot serve on {spec}: {reason}"
 
 
-@pytest.mark.parametrize("processes", ["1", "2"])
-def test_a_file_that_is_no_socket_is_named_and_kept(tmp_path: Path, processes: str) -> None:
+@pytest.mark.parametrize(("processes", "command"), [("1", []), ("2", []), ("1", ["check"])])
+def test_a_file_that_is_no_socket_is_named_and_kept(tmp_path: Path, processes: str,
+                                                    command: list[str]) -> None:
+    """libmilter replaces only a socket: `check` says so too (it passed, and the start
+    failed)."""
     taken = tmp_path / "milter.sock"
     taken.write_text("not a socket\n")
-    spec = f"unix:{taken}"
-    result = _run([], _env(tmp_path, milter_socket=spec, processes=processes))
+    result = _run(command, _env(tmp_path, milter_socket=f"unix:{taken}", processes=processes))
     assert result.returncode == 2, result.stderr
-    assert _refused(spec, "the file there is not a socket") in result.stderr.splitlines()
+    assert result.stderr.splitlines()[-1] == (
+        f"  POSTWARDEN_MILTER_SOCKET: milter_socket: {taken} is there and is not a socket")
     assert taken.read_text() == "not a socket\n"
+
+
+def test_a_directory_at_the_socket_path_is_named(tmp_path: Path) -> None:
+    taken = tmp_path / "milter.sock"
+    taken.mkdir()
+    result = _run(["check"], _env(tmp_path, milter_socket=f"unix:{taken}"))
+    assert result.returncode == 2, result.stderr
+    assert f"milter_socket: {taken} is there and is not a socket" in result.stderr
 
 
 @pytest.mark.parametrize(("processes", "command"), [("1", []), ("2", []), ("1", ["check"])])

@@ -8,10 +8,12 @@ line naming the setting instead of failing later on a live connection.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
 import socket
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -139,6 +141,10 @@ def _socket(value: str) -> str:
             # Else `check` passes and the start fails in libmilter ("cannot opensocket").
             raise ValueError(f"milter_socket: directory {parent} is not writable: the milter "
                              "creates the socket there")
+        with contextlib.suppress(OSError):  # nothing there (or not ours to look at)
+            if not stat.S_ISSOCK(os.stat(path).st_mode):
+                # Else `check` passes and the start fails: libmilter replaces only a socket.
+                raise ValueError(f"milter_socket: {path} is there and is not a socket")
         return value
     raise ValueError(
         f"milter_socket: {value!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH"
