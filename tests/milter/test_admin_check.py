@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from postwarden_milter.settings import LAST_GOOD_NAME
 from tests.fixtures.postgres import wait_until
 from tests.milter.test_process import _env, _run
 from tests.milter.test_reload_unreadable import (  # noqa: F401 - a fixture
@@ -53,23 +54,51 @@ def test_check_names_a_spool_dir_it_could_not_create(tmp_path: Path) -> None:
     assert f"spool_dir: {tmp_path / 'file'} is not a directory" in result.stderr
 
 
+def _root_file_in_spool(env: dict[str, str], name: str) -> Path:
+    """The milter's (nobody's) spool_dir holding ``name``, root's and mode 0600: what a
+    run by hand as root (the milter tried before its unit) leaves."""
+    spool = Path(env["POSTWARDEN_SPOOL_DIR"])
+    spool.mkdir(mode=0o700)
+    os.chown(spool, NOBODY, NOBODY)
+    (spool / name).write_text("[]")
+    (spool / name).chmod(0o600)
+    return spool / name
+
+
+def _as_nobody(command: list[str], env: dict[str, str], cwd: Path
+               ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MILTER, *command], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
 @pytest.mark.skipif(not AS_ROOT, reason="a file of root's, and the milter as nobody")
 @pytest.mark.parametrize("name", ["audit-spool.jsonl", "audit-journal-0-1.jsonl"])
 def test_a_spool_file_the_milter_cannot_write_is_named_by_check_and_the_start(
     shared_dir: Path, name: str,  # noqa: F811 - the fixture
 ) -> None:
-    """Left by a run as root (the milter tried by hand): the start failed with a
-    traceback from the spool's replay, and check said ok."""
+    """The start failed with a traceback from the spool's replay, and check said ok."""
     env = _env(shared_dir, milter_socket=f"unix:{shared_dir}/milter.sock")
-    spool = Path(env["POSTWARDEN_SPOOL_DIR"])
-    spool.mkdir(mode=0o700)
-    os.chown(spool, NOBODY, NOBODY)
-    (spool / name).write_text("")
-    (spool / name).chmod(0o600)  # root's
-    expected = f"spool_dir: cannot read and write {spool / name}"
+    path = _root_file_in_spool(env, name)
     for command in (["check"], []):
-        result = subprocess.run([*MILTER, *command], env=env, cwd=shared_dir,
-                                capture_output=True, text=True, timeout=60, check=False)
+        result = _as_nobody(command, env, shared_dir)
         assert result.returncode == 2, result.stderr
-        assert expected in result.stderr
+        assert f"spool_dir: cannot read and write {path}" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="a file of root's, and the milter as nobody")
+def test_a_last_good_set_the_milter_cannot_read_is_named_while_postgres_is_up(
+    shared_dir: Path,  # noqa: F811 - the fixture
+) -> None:
+    """With policies from the database, a start in an outage of Postgres reads it: that
+    start failed, saying the database was unreachable "and no last good set in
+    spool_dir". With policy_dir it is never read, and nothing is said."""
+    env = _env(shared_dir, milter_socket=f"unix:{shared_dir}/milter.sock",
+               database_url="postgresql://postwarden@127.0.0.1:1/postwarden")
+    path = _root_file_in_spool(env, LAST_GOOD_NAME)
+    assert _as_nobody(["check"], env, shared_dir).returncode == 0
+    del env["POSTWARDEN_POLICY_DIR"]
+    for command in (["check"], []):
+        result = _as_nobody(command, env, shared_dir)
+        assert result.returncode == 2, result.stderr
+        assert f"spool_dir: cannot read and write {path}" in result.stderr

@@ -46,11 +46,11 @@ from .audit_pipeline import database_problem
 from .load_failed import LoadFailedNotifier
 from .loopthread import LoopThread
 from .metrics import Metrics
+from .settings import LAST_GOOD_NAME
 from .spool import fsync_directory
 
 log = logging.getLogger(__name__)
 
-LAST_GOOD_NAME = "policies-last-good.json"
 DB_TIMEOUT = 10.0
 LISTEN_RETRY = 5.0
 # How often the LISTEN connection is asked to answer: one whose server went away

@@ -109,6 +109,8 @@ MAX_MESSAGE_TIMEOUT_SECONDS = 3600.0  # an hour: 60 times the default
 MAX_DUPLICATE_WINDOW_SECONDS = 7 * 86400.0  # past Postfix's 5-day queue lifetime
 # The spool holds message metadata (senders, recipients, subjects): the milter's alone.
 SPOOL_DIR_MODE = 0o700
+# The policy set a start falls back on while Postgres is unreachable (reload).
+LAST_GOOD_NAME = "policies-last-good.json"
 SETTING_NAMES = tuple(f.name for f in fields(MilterSettings))
 
 _SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
@@ -293,17 +295,19 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bo
     elif not os.access(existing, os.W_OK | os.X_OK):
         problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not writable"))
     elif existing == spool_dir:
-        problems.extend(raw.problem("spool_dir", f"spool_dir: cannot read and write {path}: "
-                                    "the milter replays and appends to it (left by a run as "
-                                    "another user?)")
-                        for path in _foreign_spool_files(spool_dir))
+        problems.extend(raw.problem("spool_dir", f"spool_dir: cannot read and write {path} "
+                                    "(left by a run as another user?)")
+                        for path in _foreign_spool_files(settings))
     return problems
 
 
-def _foreign_spool_files(spool_dir: Path) -> list[Path]:
-    """Spools and journals this user may not read and write: a start failed on them
-    with a traceback (a milter run by hand as root leaves root's, mode 0600)."""
-    return sorted(path for path in spool_dir.glob("audit-*.jsonl")
+def _foreign_spool_files(settings: MilterSettings) -> list[Path]:
+    """Files of spool_dir a start reads that this user may not read and write (a milter
+    run by hand as root leaves root's, mode 0600): spools and journals, which failed the
+    start with a traceback, and with policies from the database the last good set, which
+    failed a start in an outage of Postgres, blaming the database."""
+    patterns = ["audit-*.jsonl", *([LAST_GOOD_NAME] if settings.policy_dir is None else [])]
+    return sorted(path for pattern in patterns for path in settings.spool_dir.glob(pattern)
                   if not os.access(path, os.R_OK | os.W_OK))
 
 
