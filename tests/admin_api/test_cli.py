@@ -48,8 +48,11 @@ async def test_keys_create_list_rotate_revoke(
     assert (await admin_client.get("/api/v1/settings", headers=bearer(key))).status == 200
     assert await _cli(["keys", "list"]) == 0
     assert key_id in capsys.readouterr().out
-    assert await _cli(["keys", "rotate", key_id, "--grace-seconds", "0"]) == 0
+    assert await _cli(["keys", "rotate", key_id, "--grace-seconds", "3600"]) == 0
     new_key = capsys.readouterr().out.strip()
+    assert await _cli(["keys", "rotate", key_id, "--grace-seconds", "0"]) == 1
+    assert f"rotated to {new_key.split('_')[1]}" in capsys.readouterr().err
+    assert await _cli(["keys", "revoke", key_id]) == 0
     assert (await admin_client.get("/api/v1/settings", headers=bearer(key))).status == 401
     assert await _cli(["keys", "revoke", new_key.split("_")[1]]) == 0
     assert (await admin_client.get("/api/v1/settings", headers=bearer(new_key))).status == 401

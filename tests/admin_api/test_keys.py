@@ -213,6 +213,26 @@ async def test_an_expired_key_is_not_rotated_like_a_revoked_one(
     assert after == before
 
 
+async def test_a_key_rotated_before_is_not_rotated_again(
+    admin_client: TestClient[Any, Any], admin_key: str, mint_key: MintKey
+) -> None:
+    # A second rotation (a retry of one whose answer was lost, or one to end the grace
+    # period of a key found leaked) made a key that expired with the first one's grace.
+    old_id = (await mint_key(Role.OPERATOR)).split("_")[1]
+    rotate = f"/api/v1/keys/{old_id}/rotate"
+    first = await admin_client.post(rotate, headers=bearer(admin_key),
+                                    json={"grace_seconds": 3600})
+    successor = (await first.json())["key_id"]
+    before = await (await admin_client.get("/api/v1/keys", headers=bearer(admin_key))).json()
+    again = await admin_client.post(rotate, headers=bearer(admin_key), json={"grace_seconds": 0})
+    assert again.status == 409
+    error = (await again.json())["error"]
+    assert error["code"] == "already_rotated"
+    assert successor in error["message"]
+    after = await (await admin_client.get("/api/v1/keys", headers=bearer(admin_key))).json()
+    assert after == before
+
+
 @pytest.mark.parametrize("name", ["Authorization", "X-Api-Key"])
 async def test_a_key_header_given_twice_is_a_400_whatever_the_order(
     admin_client: TestClient[Any, Any], admin_key: str, name: str

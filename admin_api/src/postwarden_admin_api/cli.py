@@ -39,6 +39,7 @@ from .httpserver import serve
 from .keys import (
     DEFAULT_GRACE_SECONDS,
     MAX_GRACE_SECONDS,
+    AlreadyRotated,
     KeyInfo,
     allowed_sender,
     create_key,
@@ -215,7 +216,12 @@ async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> int:
             target, summary = args.key_id, {}
         else:
             grace = dt.timedelta(seconds=args.grace_seconds)
-            new = await rotate_key(conn, args.key_id, grace, created_by="cli")
+            try:
+                new = await rotate_key(conn, args.key_id, grace, created_by="cli")
+            except AlreadyRotated as rotated:
+                print(f"key {args.key_id} was rotated to {rotated.successor}: rotate that "
+                      "one, or revoke this one to end its grace period", file=sys.stderr)
+                return 1
             if new is None:
                 print(f"no active key {args.key_id}", file=sys.stderr)
                 return 1

@@ -61,6 +61,14 @@ WHERE key_id = $1
 """
 
 
+class AlreadyRotated(Exception):
+    """The key was rotated before: its expiry is now its grace period's end."""
+
+    def __init__(self, successor: str) -> None:
+        super().__init__(successor)
+        self.successor = successor
+
+
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     key_id: str
@@ -184,13 +192,17 @@ async def rotate_key(
     """A new key with the same role and senders; the old one expires after ``grace``.
 
     None for an unknown, revoked or expired key: the successor would inherit
-    the expiry (already past) and a dead key should stay dead.
+    the expiry (already past) and a dead key should stay dead. AlreadyRotated for
+    a key in its grace period: a second successor would inherit the grace
+    period's end as its expiry (the first one has the key's own).
     """
     async with conn.transaction():
         row = await conn.fetchrow(SELECT_ACTIVE_KEY_FOR_UPDATE, key_id)
         if row is None:
             return None
         old = KeyInfo.from_row(row)
+        if old.rotated_to is not None:
+            raise AlreadyRotated(old.rotated_to)
         new_key = await create_key(
             conn, old.role, old.name, old.allowed_senders, old.expires_at, created_by=created_by,
             owner=old.owner,

@@ -14,6 +14,7 @@ from .errors import ApiError, ValidationFailed, connection
 from .keys import (
     DEFAULT_GRACE_SECONDS,
     MAX_GRACE_SECONDS,
+    AlreadyRotated,
     KeyInfo,
     allowed_sender,
     create_key,
@@ -126,8 +127,13 @@ async def keys_rotate(request: web.Request) -> web.Response:
     if problems:
         raise ValidationFailed(problems)
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        key = await rotate_key(conn, key_id, dt.timedelta(seconds=grace),
-                               principal(request).key_id)
+        try:
+            key = await rotate_key(conn, key_id, dt.timedelta(seconds=grace),
+                                   principal(request).key_id)
+        except AlreadyRotated as rotated:
+            raise ApiError(409, "already_rotated", f"this key was rotated to "
+                           f"{rotated.successor}: rotate that one, or revoke this one to "
+                           "end its grace period") from None
         if key is None:
             raise ApiError(404, "not_found", "no such active key")
         new_id = key.split("_")[1]
