@@ -212,3 +212,23 @@ async def test_concurrent_identical_uploads_store_one_revision(
     response = await admin_client.get("/api/v1/policies/racing/revisions",
                                       headers=bearer(admin_key))
     assert len((await response.json())["revisions"]) == 1
+
+
+async def test_a_rollback_with_a_misspelt_revision_id_changes_nothing(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # It rolled back to the revision before the active one, not to the one named.
+    revisions = [(await upload(admin_client, admin_key, policy("misspelt", f"r{i}@evil.test")))[1]
+                 for i in range(3)]
+    response = await admin_client.post(f"/api/v1/revisions/{revisions[2]['id']}/activate",
+                                       headers=bearer(admin_key))
+    assert response.status == 200
+    response = await admin_client.post("/api/v1/policies/misspelt/rollback",
+                                       headers=bearer(admin_key),
+                                       json={"revison_id": revisions[0]["id"]})
+    assert response.status == 422
+    assert (await response.json())["error"]["details"] == [
+        {"field": "revison_id", "message": "unknown field"}]
+    listed = await (await admin_client.get("/api/v1/policies", headers=bearer(admin_key))).json()
+    (entry,) = [p for p in listed["policies"] if p["policy_name"] == "misspelt"]
+    assert entry["active_revision"] == revisions[2]["id"]

@@ -255,8 +255,12 @@ async def policy_rollback(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     data = await read_json_object(request) if request.body_exists else {}
     target = data.get("revision_id")
+    # A misspelt revision_id must not roll back to the revision before the active one.
+    problems = unknown_fields(data, {"revision_id"})
     if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
-        raise ValidationFailed([{"field": "revision_id", "message": "expected an integer"}])
+        problems.append({"field": "revision_id", "message": "expected an integer"})
+    if problems:
+        raise ValidationFailed(problems)
     if target is None:
         async with connection(request.app[POOL]) as conn:
             target = await previous_revision(conn, name)
@@ -360,7 +364,8 @@ OPENAPI_PATHS = {
         "database-rules only one the Rules API wrote (else 422 reserved_policy_name)",
         _OPERATORS,
         parameters=[_NAME], responses={200: ref("Revision")},
-        body=json_content({"type": "object", "properties": {"revision_id": _INT}}),
+        body=json_content({"type": "object", "additionalProperties": False,
+                           "properties": {"revision_id": _INT}}),
     )},
     "/api/v1/revisions/{revision_id}": {"get": operation(
         "a revision's YAML source (format=json: metadata and source)", _READERS,
