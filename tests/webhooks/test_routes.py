@@ -225,3 +225,17 @@ async def test_deliveries_listed_and_replayed_and_no_event_lost_while_stopped(
     assert missing.status == 404
     pending = await second.get(f"{path}?status=pending", headers=bearer(admin_key))
     assert (await pending.json())["deliveries"] == []
+
+
+async def test_deliveries_refuse_a_parameter_that_is_no_filter(
+    client: Client, admin_key: str
+) -> None:
+    # A misspelt status (stauts=dead) listed every delivery, the pending ones among them.
+    created = await client.post("/api/v1/webhooks", json=new_hook("filtered"),
+                                headers=bearer(admin_key))
+    path = f"/api/v1/webhooks/{(await created.json())['id']}/deliveries"
+    response = await client.get(path, headers=bearer(admin_key),
+                                params={"stauts": "dead", "limit": "0"})
+    assert response.status == 422
+    details = (await response.json())["error"]["details"]
+    assert [d["field"] for d in details] == ["stauts", "limit"]

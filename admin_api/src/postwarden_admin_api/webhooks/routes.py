@@ -22,7 +22,14 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_admin_api import admin_audit
-from postwarden_admin_api.bodies import json_ok, path_int, query_int, read_json_object
+from postwarden_admin_api.audit_queries import unknown_parameters
+from postwarden_admin_api.bodies import (
+    QueryProblems,
+    json_ok,
+    path_int,
+    query_int,
+    read_json_object,
+)
 from postwarden_admin_api.context import POOL, Role, allow
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 from postwarden_admin_api.sqlwhere import Where
@@ -34,6 +41,7 @@ from .worker import cancel_pending_replays, replay
 routes = web.RouteTableDef()
 
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
+DELIVERY_PARAMETERS = ("status", "before_id", "limit")
 
 COLUMNS = """id, name, url, url_ciphertext, url_origin, kind, events, enabled, created_at,
     updated_at,
@@ -179,15 +187,25 @@ async def webhooks_delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.get("/api/v1/webhooks/{id}/deliveries")
-@allow(Role.OPERATOR)
-async def webhooks_deliveries(request: web.Request) -> web.Response:
+def _status_filter(request: web.Request) -> str | None:
     status = request.query.get("status")
     if status is not None and status not in DELIVERY_STATUSES:
         raise ValidationFailed([{"field": "status", "message": "expected "
                                  + ", ".join(DELIVERY_STATUSES)}])
-    before = query_int(request, "before_id", 0, 0, 2**63 - 1) or None
-    limit = query_int(request, "limit", 50, 1, 500)
+    return status
+
+
+@routes.get("/api/v1/webhooks/{id}/deliveries")
+@allow(Role.OPERATOR)
+async def webhooks_deliveries(request: web.Request) -> web.Response:
+    # One 422 lists every bad parameter, and every unknown one: a misspelt filter
+    # (stauts=dead) would list every delivery, the pending ones among them.
+    query = QueryProblems(request)
+    query.found += unknown_parameters(request.query, DELIVERY_PARAMETERS)
+    status = query.read(_status_filter)
+    before = query.read(query_int, "before_id", 0, 0, 2**63 - 1) or None
+    limit = query.read(query_int, "limit", 50, 1, 500)
+    query.raise_any()
     async with connection(request.app[POOL]) as conn:
         endpoint = await _current(conn, request)
         sql, params = deliveries_sql(endpoint["id"], status, before, limit)
