@@ -202,6 +202,22 @@ async def test_policy_test_route_reports_bad_fields(
     assert fields == {"message", "client_ip"}
 
 
+async def test_policy_test_route_refuses_a_field_it_does_not_take(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # A misspelt revision_id was dropped: the message was tested against the active set.
+    form = aiohttp.FormData()
+    form.add_field("message", b"Subject: t\r\n\r\nbody\r\n", filename="m.eml")
+    form.add_field("revison_id", "1")
+    form.add_field("recipient", "alice@example.com")
+    response = await admin_client.post("/api/v1/policies/test", data=form,
+                                       headers=bearer(admin_key))
+    assert response.status == 422
+    assert (await response.json())["error"]["details"] == [
+        {"field": "recipient", "message": "unknown field"},
+        {"field": "revison_id", "message": "unknown field"}]
+
+
 async def test_concurrent_identical_uploads_store_one_revision(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

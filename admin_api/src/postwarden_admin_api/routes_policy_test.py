@@ -15,7 +15,7 @@ from postwarden_policies import Envelope, evaluate_message, verdict_json
 from postwarden_policies.facts import client_ip_text
 from postwarden_store.policies import fetch_active_sources
 
-from .bodies import idle_bounded, json_ok
+from .bodies import idle_bounded, json_ok, unknown_fields
 from .context import POOL, Role, allow
 from .engine import compile_sources, off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -24,6 +24,17 @@ from .revisions import fetch_revision
 
 routes = web.RouteTableDef()
 FIELD_MAX = 998
+_STR = {"type": "string"}
+FORM = {
+    "type": "object", "required": ["message"],
+    "properties": {
+        "message": {"type": "string", "format": "binary"},
+        "policy": {"type": "string"}, "revision_id": {"type": "string"},
+        "sender": _STR, "recipients": {"type": "string", "description": "comma-separated"},
+        "client_ip": _STR, "client_name": _STR, "helo": _STR, "auth_user": _STR,
+    },
+}
+FORM_FIELDS = frozenset(FORM["properties"])  # as documented
 
 
 def _text(form: Any, name: str, problems: list[dict[str, Any]]) -> str | None:
@@ -98,7 +109,8 @@ async def policy_test(request: web.Request) -> web.Response:
     # unknown Content-Transfer-Encoding of a part.
     except (ValueError, LookupError, RuntimeError):
         raise ApiError(400, "bad_request", "malformed form data") from None
-    problems: list[dict[str, Any]] = []
+    # A misspelt field would be dropped unseen: revison_id tested the active set instead.
+    problems = unknown_fields(form, FORM_FIELDS)
     message = form.get("message")
     if not isinstance(message, bytes):
         problems.append({"field": "message", "message": "attach the message (.eml) as a file"})
@@ -116,7 +128,6 @@ def _verdict(sources: list[tuple[str, str]], message: bytes, envelope: Envelope
     return verdict_json(evaluate_message(compile_sources(sources), message, envelope))
 
 
-_STR = {"type": "string"}
 _VERDICT = {
     "type": "object",
     "required": ["action", "smtp_reply", "rules", "edits", "changes", "policy_hash"],
@@ -135,16 +146,7 @@ OPENAPI_PATHS = {
     "/api/v1/policies/test": {"post": operation(
         "evaluate a policy (uploaded, a revision, or the active set) against a message",
         [Role.OPERATOR, Role.AUDITOR],
-        body={"multipart/form-data": {"schema": {
-            "type": "object", "required": ["message"],
-            "properties": {
-                "message": {"type": "string", "format": "binary"},
-                "policy": {"type": "string"}, "revision_id": {"type": "string"},
-                "sender": _STR, "recipients": {"type": "string",
-                                               "description": "comma-separated"},
-                "client_ip": _STR, "client_name": _STR, "helo": _STR, "auth_user": _STR,
-            },
-        }}},
+        body={"multipart/form-data": {"schema": {**FORM, "additionalProperties": False}}},
         responses={200: _VERDICT},
     )},
 }
