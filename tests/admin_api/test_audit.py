@@ -20,6 +20,7 @@ from postwarden_admin_api.context import Role
 from postwarden_admin_api.retention import enforce_retention
 from postwarden_store import connect
 from tests.fixtures.adminapp import MintKey, bearer
+from tests.fixtures.clocks import HostClockAhead
 
 BASE = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 INSERT = """
@@ -302,23 +303,10 @@ async def test_retention_drops_whole_old_partitions(fresh_database_url: str) -> 
         await conn.close()
 
 
-class _HostClockAhead:
-    """The ``datetime`` module as the retention job sees it, on a host whose clock runs a
-    year ahead (a bad RTC at boot, a bad NTP answer)."""
-
-    UTC = dt.UTC
-    timedelta = dt.timedelta
-
-    class datetime(dt.datetime):
-        @classmethod
-        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
-            return dt.datetime.now(tz) + dt.timedelta(days=400)
-
-
 async def test_retention_goes_by_the_databases_clock_not_the_hosts(
     fresh_database_url: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(retention, "dt", _HostClockAhead)
+    monkeypatch.setattr(retention, "dt", HostClockAhead)
     conn = await connect(fresh_database_url)
     try:
         now = dt.datetime.now(dt.UTC)

@@ -9,8 +9,14 @@ import asyncpg
 import pytest
 
 from postwarden_admin_api.settings import ServiceSettings
-from postwarden_admin_api.webhooks import WebhookOptions, prune_webhook_history, raise_event
+from postwarden_admin_api.webhooks import (
+    WebhookOptions,
+    history,
+    prune_webhook_history,
+    raise_event,
+)
 from postwarden_store import connect
+from tests.fixtures.clocks import HostClockAhead
 
 from .conftest import Start
 from .receiver import wait_for_async
@@ -70,6 +76,19 @@ async def test_prune_removes_finished_old_deliveries_and_unreferenced_events(
         assert gone not in remaining and also_gone not in remaining
         assert remaining == {waiting: ["b"], recent: ["a", "b"], retried: ["a"]}
         assert await prune_webhook_history(conn, dt.timedelta(days=30)) == 0
+
+
+async def test_prune_goes_by_the_databases_clock_not_the_hosts(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A host clock a year ahead for one round pruned every finished delivery.
+    monkeypatch.setattr(history, "dt", HostClockAhead)
+    async with pool.acquire() as conn:
+        await add_endpoint(conn, "a", "https://a.example.com/in", ["policy.load_failed"], None,
+                           kind="slack")
+        kept = await _event(conn, RECENT, {"a": ("delivered", RECENT)})
+        assert await prune_webhook_history(conn, dt.timedelta(days=30)) == 0
+        assert await _remaining(conn) == {kept: ["a"]}
 
 
 def test_options_from_settings(make_admin_settings: Callable[..., ServiceSettings]) -> None:
