@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from postwarden_store import connect
 from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
 from tests.fixtures.adminapp import bearer
+from tests.webhooks.support import add_endpoint
 
 EXAMPLES = Path(__file__).parents[2] / "policies" / "examples"
 YAML = {"Content-Type": "application/yaml"}
@@ -248,3 +249,33 @@ async def test_a_rollback_with_a_misspelt_revision_id_changes_nothing(
     listed = await (await admin_client.get("/api/v1/policies", headers=bearer(admin_key))).json()
     (entry,) = [p for p in listed["policies"] if p["policy_name"] == "misspelt"]
     assert entry["active_revision"] == revisions[2]["id"]
+
+
+async def test_the_active_revision_activated_again_raises_no_event(
+    admin_client: TestClient[Any, Any], admin_key: str, database_url: str
+) -> None:
+    # It raised policy.activated and had every milter reload, though nothing changed: an
+    # activation of the active revision, a Rules API change that wrote no new revision.
+    headers = bearer(admin_key)
+    conn = await connect(database_url)
+    try:
+        # The worker's guard refuses the loopback URL: nothing is sent anywhere.
+        await add_endpoint(conn, "activations", "https://127.0.0.1:9/hook",
+                           ["policy.activated"], None, kind="slack")
+        _, revision = await upload(admin_client, admin_key, policy("again"))
+        for _ in range(2):
+            response = await admin_client.post(f"/api/v1/revisions/{revision['id']}/activate",
+                                               headers=headers)
+            assert response.status == 200
+        rule = {"name": "again-rule", "when": {"sender": "x@evil.test"}, "then": "reject"}
+        response = await admin_client.post("/api/v1/rules", json={"rule": rule},
+                                           headers=headers)
+        assert response.status == 201
+        response = await admin_client.patch("/api/v1/rules/again-rule", json={"rule": rule},
+                                            headers=headers)
+        assert response.status == 200
+        raised = await conn.fetch("SELECT payload->>'policy_name' AS name FROM webhook_events"
+                                  " WHERE type = 'policy.activated' ORDER BY id")
+    finally:
+        await conn.close()
+    assert [row["name"] for row in raised] == ["again", "database-rules"]

@@ -160,8 +160,15 @@ async def change_active_set(
 ) -> None:
     """Make each revision of ``activate`` (at most one per policy) its policy's active one and
     deactivate the policies ``deactivate``, as one change; tell every milter. The resulting
-    set is compiled once first: a problem is 422 and nothing changes. Call in a transaction."""
+    set is compiled once first: a problem is 422 and nothing changes. A revision active
+    already changes nothing: it raises no policy.activated and reloads no milter (an
+    activation or rollback of the active revision, a Rules API change that wrote no new
+    one). Call in a transaction."""
     await lock_policies(conn)
+    current = await active_revisions(conn, [revision["policy_name"] for revision in activate])
+    activate = [r for r in activate if current.get(r["policy_name"]) != r["id"]]
+    if not activate and not deactivate:
+        return
     replaced = {revision["policy_name"] for revision in activate}.union(deactivate)
     kept = [(label, source) for label, source in await fetch_active_sources(conn)
             if _label_name(label) not in replaced]
