@@ -92,6 +92,21 @@ async def test_a_url_without_its_scheme_is_named(
     assert await active(admin_client, admin_key) == {}
 
 
+async def test_a_url_with_a_user_is_named(
+    tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # aiohttp refused Basic credentials beside the key's header: a traceback, exit 1.
+    write(tmp_path / "p", "a.yaml", "team-a", "rule-a")
+    address = f"http://ci:s3cret@127.0.0.1:{admin_client.port}"
+    assert await push(admin_client, admin_key, tmp_path / "p", "--url", address,
+                      monkeypatch=monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("postwarden-admin: --url: give no user or password in it")
+    assert "s3cret" not in err
+    assert await active(admin_client, admin_key) == {}
+
+
 async def test_a_service_under_a_path_prefix_is_reached(
     tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

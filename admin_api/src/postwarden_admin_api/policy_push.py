@@ -118,6 +118,11 @@ def _base_url(url: str) -> URL:
     if base.scheme not in ("http", "https") or not base.host:
         raise PushError("--url: expected the service's address as http://host:port or "
                         "https://host:port")
+    if base.raw_user is not None or base.raw_password is not None:
+        # aiohttp would send them as Basic credentials, refusing them beside the key's
+        # Authorization header with a traceback.
+        raise PushError("--url: give no user or password in it: the key (POSTWARDEN_API_KEY) "
+                        "is the only credential the service takes")
     return base if base.path.endswith("/") else base.with_path(f"{base.path}/")
 
 
