@@ -23,6 +23,11 @@ DATABASE = "database_url: postgresql://u@127.0.0.1/db\n"
     ("retention_interval_seconds: 0", "retention_interval_seconds: must be more than 0"),
     ("relay_backoff_seconds: 0", "relay_backoff_seconds: must be more than 0"),
     ("pool_min_size: 20", "pool_min_size: must not exceed pool_max_size"),
+    # Past an integer column's range every authenticated request was a 500.
+    ("requests_per_minute: 2147483648", "requests_per_minute: must be at most 2147483647"),
+    ("auth_failures_per_minute: 1e10", "auth_failures_per_minute: must be at most 2147483647"),
+    ("webhook_max_attempts: 2147483648", "webhook_max_attempts: must be at most 2147483647"),
+    ("webhook_history_days: 1000000000", "webhook_history_days: must be at most 36500"),
 ])
 def test_a_number_that_cannot_work_is_refused_at_its_line(
     tmp_path: Path, line: str, problem: str

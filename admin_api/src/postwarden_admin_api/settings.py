@@ -78,6 +78,16 @@ class ServiceSettings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ServiceSettings)}
+# The largest value each of these may take: the first three are compared with integer
+# columns (a rate-limit count, a delivery's attempts), and past an integer's range every
+# authenticated request was a 500; the history's cutoff is a date (a timedelta of a
+# billion days stopped the start with a traceback).
+MAXIMA = {
+    "requests_per_minute": 2**31 - 1,
+    "auth_failures_per_minute": 2**31 - 1,
+    "webhook_max_attempts": 2**31 - 1,
+    "webhook_history_days": 36500,
+}
 # What a value of a type should look like, where the type's name does not say it.
 _EXPECTED = {"bool": "true or false"}
 _KEY_EXPECTED = "expected 32 bytes as 64 hex digits or base64 (openssl rand -hex 32)"
@@ -150,6 +160,9 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
                  "webhook_prune_interval_seconds"):
         if getattr(settings, name) < 1:
             problems.append((name, "must be at least 1"))
+    for name, most in MAXIMA.items():
+        if getattr(settings, name) > most:
+            problems.append((name, f"must be at most {most}"))
     for name in ("retention_interval_seconds", "relay_backoff_seconds",
                  "webhook_timeout_seconds"):
         if getattr(settings, name) <= 0:
