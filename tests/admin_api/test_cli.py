@@ -3,6 +3,7 @@ help, and --config on either side of a command."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 import os
@@ -15,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.bodies import TIME_EXPECTED
-from postwarden_admin_api.cli import main
+from postwarden_admin_api.cli import _push_url, main
 from postwarden_admin_api.keys import MAX_GRACE_SECONDS
 from postwarden_admin_api.secrets import Keyring, parse_key_material
 from postwarden_store import connect
@@ -193,6 +194,19 @@ def test_rotate_takes_the_apis_grace_period_bounds(
     assert exited.value.code == 2
     assert f"--grace-seconds: '{grace}': expected a whole number of seconds from 0 to " \
         f"{MAX_GRACE_SECONDS}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("listen", "url"), [
+    ("127.0.0.1:8025", "http://127.0.0.1:8025"),
+    ("[::1]:8025", "http://[::1]:8025"),
+    ("::1:8025", "http://[::1]:8025"),  # was http://::1:8025, "expected ... http://host:port"
+])
+def test_push_goes_to_the_listen_address_in_either_ipv6_form(
+    listen: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_settings_in_environment(monkeypatch)
+    monkeypatch.setenv("POSTWARDEN_LISTEN", listen)
+    assert _push_url(argparse.Namespace(url=None, config=None)) == url
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -272,7 +272,11 @@ def _push_url(args: argparse.Namespace) -> str:
     if args.url:
         return str(args.url)
     raw = gather_settings(args.config, os.environ, FIELDS)
-    return f"http://{raw.values.get('listen', FIELDS['listen'].default)}"
+    listen = str(raw.values.get("listen", FIELDS["listen"].default))
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    # listen takes an IPv6 address with or without brackets (::1:8025); a URL needs them.
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{listen}"
 
 
 def main(argv: list[str] | None = None) -> int:
