@@ -87,6 +87,18 @@ def test_api_call_template_and_headers() -> None:
     assert request.headers["webhook-id"] == "evt-3"
 
 
+def test_api_call_text_writes_values_as_json_does() -> None:
+    # A boolean in text was Python's True, an object its repr ({'paid': True, 'note': None}).
+    template = {"text": "paid={{ data.metadata.paid }} attempts={{ data.attempts }} "
+                        "meta={{ data.metadata }}"}
+    endpoint = Endpoint(4, "shop", "https://api.example.com/", Kind.API_CALL, None, {},
+                        template)
+    data = {"id": "m1", "attempts": 2, "metadata": {"paid": True, "note": None}}
+    request = render(endpoint, "evt-4", envelope("send.delivered", WHEN, data))
+    assert json.loads(request.body) == {
+        "text": 'paid=true attempts=2 meta={"paid": true, "note": null}'}
+
+
 def _repeated(placeholder: str, times: int) -> dict[str, Any]:
     """A template naming the recipients ``times`` times, as a whole value or in text."""
     if placeholder == "whole":

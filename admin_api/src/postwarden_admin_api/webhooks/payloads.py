@@ -115,7 +115,10 @@ def _as_text(value: Any) -> str:
         return ""
     if isinstance(value, list):
         return ", ".join(_as_text(item) for item in value)
-    return str(value)
+    if isinstance(value, str):
+        return value
+    # As JSON writes it (true, an object): str() gave Python's True and {'paid': None}.
+    return json.dumps(value, ensure_ascii=False)
 
 
 class BodyTooLarge(ValueError):
