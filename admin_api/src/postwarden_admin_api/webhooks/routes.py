@@ -206,6 +206,7 @@ async def webhooks_deliveries(request: web.Request) -> web.Response:
     before = query.read(query_int, "before_id", 0, 0, 2**63 - 1) or None
     limit = query.read(query_int, "limit", 50, 1, 500)
     query.raise_any()
+    assert limit is not None  # noqa: S101 - a bad one was raised above
     async with connection(request.app[POOL]) as conn:
         endpoint = await _current(conn, request)
         sql, params = deliveries_sql(endpoint["id"], status, before, limit)
