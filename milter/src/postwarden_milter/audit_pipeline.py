@@ -81,6 +81,7 @@ CONNECTS = "Postgres connects while mail is refused"
 RETRIES = "Postgres retries failed while mail is refused"
 DROPPED_FULL = "audit events dropped (spool full)"
 DROPPED_UNWRITABLE = "audit events dropped (spool unwritable)"
+KEPT_UNWRITABLE = "audit events kept in the journal (spool unwritable)"
 UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
@@ -240,7 +241,6 @@ class AuditPipeline:
                 batch = self._take()
                 if batch:
                     await self._deliver_or_drop(batch)
-                    self._settled(batch)
                 elif (self._dsn is not None and (self._spool or self._spool_failing)
                       and await self._connected() and await self._replay()):
                     self._spool_failing = False
@@ -250,22 +250,29 @@ class AuditPipeline:
                 self._pool = None
 
     async def _deliver_or_drop(self, batch: list[AuditEvent]) -> None:
-        """Deliver; a batch the spool could not take either is counted, and the writer goes on."""
+        """Deliver, and settle the batch unless the spool could not take it (what the
+        journal holds of it is spooled at the next start); one that fails otherwise is
+        counted dropped, and the writer goes on."""
         try:
-            await self._deliver(batch)
+            settled = await self._deliver(batch)
         except Exception:
             self._metrics.audit_dropped.labels("error").inc(len(batch))
             log.exception("audit writer: unexpected error, %d events dropped", len(batch))
+            settled = True
+        if settled:
+            self._settled(batch)
 
-    async def _deliver(self, batch: list[AuditEvent]) -> None:
+    async def _deliver(self, batch: list[AuditEvent]) -> bool:
+        """Written or spooled (or dropped, :meth:`_to_spool`): False when the spool could
+        not take it."""
         try:
             if self._dsn is not None and await self._connected() and await self._replay():
                 await self._write(batch)
                 self._spool_failing = False  # Postgres takes events: the spool is no limit
-                return
+                return True
         except Exception as exc:  # noqa: BLE001 - the spool keeps the batch, whatever failed
             await self._disconnect(exc)
-        self._to_spool(batch)
+        return self._to_spool(batch)
 
     async def _write(self, batch: list[AuditEvent]) -> None:
         """Write a batch; one Postgres refuses for its data, or takes too long to write
@@ -363,13 +370,15 @@ class AuditPipeline:
         replay, and meanwhile the queue would fill and drop new mail's events. A batch
         that cannot be written is spooled (after the rest of the backlog)."""
         while batch := self._take():
+            settled = True
             try:
                 await self._write(batch)
             except Exception:
-                self._to_spool(batch)
+                settled = self._to_spool(batch)
                 raise
             finally:
-                self._settled(batch)
+                if settled:
+                    self._settled(batch)
             if len(batch) < BATCH_SIZE:  # that emptied it: back to the replay
                 return
 
@@ -430,26 +439,42 @@ class AuditPipeline:
             self._pool = None
         self._schedule_retry(exc)
 
-    def _to_spool(self, batch: list[AuditEvent]) -> None:
+    def _to_spool(self, batch: list[AuditEvent]) -> bool:
+        """Spool the batch, or drop it when the spool is full and the admin chose to; False
+        when the spool could not take it (a full or read-only filesystem): it stays
+        unsettled, and the journal's lines of it (on disk already, written when there was
+        room for them) are spooled at the next start. Those it has none of are dropped."""
         if self._backlog_full and self._full_action is SpoolFullAction.DROP:
             self._metrics.audit_dropped.labels("spool_full").inc(len(batch))
             if (dropped := self._occasional.due(DROPPED_FULL, len(batch))) is not None:
                 log.error("AUDIT SPOOL FULL (%d bytes): events dropped: %s",
                           self._spool.budget.used, dropped)
-            return
+            return True
         try:
             self._spool.append(batch)
         except OSError as exc:
             self._spool_failing = True
-            self._metrics.audit_dropped.labels("spool_error").inc(len(batch))
-            if (dropped := self._occasional.due(DROPPED_UNWRITABLE, len(batch))) is not None:
-                log.error("cannot append to the audit spool (%s): events dropped: %s%s",
-                          exc.strerror, dropped,
-                          "; new mail is tempfailed" if self.refusing_mail else "")
-            return
+            self._unspooled(batch, exc)
+            return False
         self._spool_failing = False
         self._metrics.audit_spooled.inc(len(batch))
         if self._backlog_full:
             log.error("AUDIT SPOOL FULL (%d bytes >= %d): %s", self._spool.budget.used,
                       self._spool.budget.max_bytes,
                       "new mail is tempfailed" if self.refusing_mail else "events will be dropped")
+        return True
+
+    def _unspooled(self, batch: list[AuditEvent], exc: OSError) -> None:
+        """Count and say (once a minute) the events of a batch the spool could not take:
+        kept in the journal, or dropped where it holds none of them."""
+        kept = self._journal.holds(batch) if self._journal is not None else 0
+        tempfailed = "; new mail is tempfailed" if self.refusing_mail else ""
+        if kept and (said := self._occasional.due(KEPT_UNWRITABLE, kept)) is not None:
+            log.error("cannot append to the audit spool (%s): events kept in the audit "
+                      "journal for the next start: %s%s", exc.strerror, said, tempfailed)
+        if kept == len(batch):
+            return
+        self._metrics.audit_dropped.labels("spool_error").inc(len(batch) - kept)
+        if (dropped := self._occasional.due(DROPPED_UNWRITABLE, len(batch) - kept)) is not None:
+            log.error("cannot append to the audit spool (%s): events dropped: %s%s",
+                      exc.strerror, dropped, tempfailed)

@@ -8,7 +8,8 @@ its answer. So each event is first appended here, by the callback's thread, in o
 ``write`` without fsync: it survives the process, not the machine (the spool's fsync
 per batch is for outages, and a power cut also takes what Postfix acknowledged last).
 
-The writer settles events once it stored them, spooled them, or counted them dropped.
+The writer settles events once it stored them, spooled them, or counted them dropped;
+those the spool could not take (a full filesystem) stay unsettled, for the next start.
 A segment (a file) takes appends until the writer takes a batch, then the next one
 does; a segment whose events are all settled is deleted, so the journal holds what
 the queue holds, about one batch in normal times. Segments left by a process that
@@ -173,6 +174,11 @@ class AuditJournal:
                     done.add(segment)
             for segment in done:
                 self._delete_settled(segment)
+
+    def holds(self, events: Iterable[AuditEvent]) -> int:
+        """How many of ``events`` are in the journal, not settled."""
+        with self._lock:
+            return sum(event.event_id in self._segment_of for event in events)
 
     def _delete_settled(self, segment: int) -> None:
         if segment == self._segment or self._pending.get(segment, 0) > 0:
