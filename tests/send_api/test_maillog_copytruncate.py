@@ -21,7 +21,9 @@ from postwarden_admin_api.send.maillog import MaillogFollower
 
 from .test_maillog import (
     OTHERS,
+    Watched,
     append,
+    follower_at_end,
     message_status,
     new_queue_id,
     relayed_message,
@@ -136,4 +138,41 @@ async def test_a_restart_on_an_untouched_log_goes_on_where_it_stopped(
     await restarted.poll()
     assert await pool.fetchval("SELECT count(*) FROM outbound_events WHERE message_id = $1 "
                                "AND event = 'delivered'", w.message_id) == 2
+    assert "emptied in place" not in caplog.text
+
+
+@pytest.mark.parametrize("taken_over", [
+    pytest.param(True, id="taken-over"),
+    pytest.param(False, id="first-start"),
+])
+async def test_a_log_emptied_in_place_before_the_reader_read_a_new_byte(
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture, taken_over: bool,
+) -> None:
+    """A reader that took over (or started at the log's end) kept none of the bytes before
+    its position: until it read a new one it told a log emptied in place by its size
+    alone. A quiet log, then polls that do not run (PostgreSQL away) while logrotate
+    copies and empties it and Postfix writes past the position: it read on there,
+    mid-line, and the lines before it, ours among them, were never read."""
+    if taken_over:
+        w = await watched(pool, tmp_path)
+        append(w.log_file, OTHERS * 3)
+        await w.follower.poll()
+        await w.follower.release()
+        reader = MaillogFollower(pool, w.log_file)
+        await reader.poll()  # takes over; nothing new to read
+    else:
+        log_file, reader = await follower_at_end(pool, tmp_path, OTHERS * 3)
+        queue_id = new_queue_id("ROT")
+        w = Watched(log_file, reader, queue_id, "first@example.org",
+                    await relayed_message(pool, queue_id, "first@example.org"))
+    append(w.log_file, sent(w.queue_id, w.recipient))
+    shutil.copyfile(w.log_file, tmp_path / "maillog.1")
+    with w.log_file.open("r+") as log:
+        log.truncate(0)
+    later = await relayed_message(pool, (later_id := new_queue_id("NEW")), "new@example.org")
+    append(w.log_file, sent(later_id, "new@example.org"), *(FILLER.format(n=n) for n in range(9)))
+    await reader.poll()
+    await reader.poll()
+    assert await message_status(pool, w.message_id) == "delivered"
+    assert await message_status(pool, later) == "delivered"
     assert "emptied in place" not in caplog.text

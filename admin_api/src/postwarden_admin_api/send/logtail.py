@@ -226,6 +226,9 @@ class LogTail:
         self._fd, self._quiet_since, self._copy = fd, None, False
         inode = os.fstat(fd).st_ino
         if inode == self.inode:
+            # Resumed at a position (a start, a takeover): the bytes before it, or a file
+            # emptied in place and refilled past it before a new byte was read is not told.
+            self._mark = self._mark or self.mark_before(self.position)
             return False
         self.inode, self.position, self._mark = inode, 0, b""
         return True
