@@ -391,6 +391,42 @@ async def test_a_message_an_administrator_holds_then_releases_shows_both_and_is_
         ("released", "released from Postfix's hold queue by an administrator")]
 
 
+async def test_a_message_an_administrator_requeues_is_followed_under_its_new_queue_id(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    """postsuper -r: pickup queues it again under a new queue id (orig_id= names the old
+    one). defer_transports keeps it queued until it has been requeued; then it bounces."""
+    address = f"requeued-{uuid.uuid4().hex[:8]}@example.org"
+    saved = dict(mail.postfix.main)
+    mail.postfix.main["defer_transports"] = "smtp"
+    await asyncio.to_thread(mail.postfix.reload)
+    try:
+        response = await client.post("/api/v1/send-email", headers=sender,
+                                     json=body(to=[address]))
+        assert response.status == 202
+        location = response.headers["Location"]
+        message = await eventually(lambda: last_event(client, sender, location, "relayed"))
+        old = message["queue_id"]
+        await eventually(lambda: queue_of(mail.postfix, old) == "deferred")
+        mail.capture.reply_for(address, "550 5.1.1 no such user")
+        await asyncio.to_thread(mail.postfix.requeue, old)
+        await asyncio.to_thread(mail.postfix.kick_pickup)
+        found = await asyncio.to_thread(mail.postfix.wait_for_log,
+                                        rf"(\w+): uid=\d+ from=<[^>]*> orig_id={old}\n")
+        new = found.group(1)
+        await eventually(lambda: queue_of(mail.postfix, new) == "deferred")
+    finally:
+        mail.postfix.main.clear()
+        mail.postfix.main.update(saved)
+        await asyncio.to_thread(mail.postfix.reload)
+    await asyncio.to_thread(mail.postfix.flush)
+    message = await eventually(lambda: settled(client, sender, location))
+    assert (message["status"], message["queue_id"]) == ("failed", new)
+    assert [r["status"] for r in message["recipients"]] == ["bounced"]
+    again = await client.post("/api/v1/send-email", json=body(to=[address]), headers=sender)
+    assert (await again.json())["error"]["code"] == "recipient_suppressed"
+
+
 async def test_a_message_postfix_gives_up_on_bounces_its_deferred_recipients(
     client: Client, sender: dict[str, str], mail: Mail
 ) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from .deliverylines import DeliveryEvent
+from .deliverylines import DeliveryEvent, Requeued
 from .scrub import for_log
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,20 @@ SELECT queue_id, true AS recorded FROM outbound_messages
 WHERE queue_id = ANY($1::text[]) AND (queue_host = $2 OR queue_host IS NULL)
 UNION
 SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1::text[])
+"""
+
+
+# An administrator requeued a message (postsuper -r): the one relayed last under the old
+# queue id through this host's Postfix, as maillog_apply picks it, takes the new one. Only
+# one still waiting for results: an older message's id, reused by other mail requeued, stays.
+REQUEUE = """
+UPDATE outbound_messages SET queue_id = $3, updated_at = now()
+WHERE id = (SELECT m.id FROM outbound_messages m
+            WHERE m.queue_id = $2 AND (m.queue_host = $1 OR m.queue_host IS NULL)
+              AND m.status = 'relayed'
+            ORDER BY (SELECT max(e.id) FROM outbound_events e
+                      WHERE e.message_id = m.id AND e.event = 'relayed') DESC NULLS LAST
+            LIMIT 1)
 """
 
 
@@ -123,3 +137,12 @@ async def _apply_each(conn: asyncpg.Connection, host: str, lines: list[Line]
             log.error("maillog follower: %s: a %s line the database refuses (%s) is left "
                       "out", event.queue_id, event.status, type(exc).__name__)
     return applied, refused
+
+
+async def apply_requeues(conn: asyncpg.Connection, host: str, requeues: list[Requeued]
+                         ) -> None:
+    """Give each requeued message of ours its new queue id, in log order, after the
+    poll's lines (those of the old id before it are applied under it; those of the new
+    one at the next poll)."""
+    if requeues:
+        await conn.executemany(REQUEUE, [(host, r.queue_id, r.new_queue_id) for r in requeues])

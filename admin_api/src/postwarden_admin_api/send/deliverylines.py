@@ -24,6 +24,10 @@ and matter for the recipients that will never get a line of their own
 - cleanup's or smtpd's ``QID: hold: ...`` or ``QID: milter-hold: ...``: it
   waits in the hold queue.
 
+pickup's ``NEWQID: uid=... from=<...> orig_id=QID`` (:class:`Requeued`) says an
+administrator requeued the message (``postsuper -r``): its later lines name
+NEWQID.
+
 Only the kind of a discard or hold is kept, never the rest of its line: it
 quotes the header that matched (a Subject, say) and the envelope.
 """
@@ -62,6 +66,9 @@ _EXPIRED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): from=<.*>, status=expired, "
                       r"returned to sender\s*")
 _REMOVED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): removed\s*")
 _STOPPED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?P<milter>milter-)?(?P<action>hold|discard): ")
+# pickup's, the whole line: a sender (any local user's, through sendmail) cannot end in one.
+_REQUEUED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): uid=\d+ from=<.*> "
+                       r"orig_id=(?P<orig_id>[0-9A-Za-z]+)\s*")
 # postsuper's own lines (-h, -H); its summary ("Placed on hold: 1 message") names no queue id.
 _HOLD_MOVE = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?P<move>placed on|released from) hold\s*")
 EXPIRED_DETAIL = "expired in Postfix's queue, returned to the sender"
@@ -112,6 +119,15 @@ class UnknownStatus:
     status: str
 
 
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """The message Postfix queued as ``queue_id`` is queued again as ``new_queue_id``
+    (``postsuper -r``, then pickup)."""
+
+    queue_id: str
+    new_queue_id: str
+
+
 def address_gone(dsn: str) -> bool:
     """Whether a permanent status says the address itself is bad, so that no later
     message to it can be delivered either (RFC 3463, RFC 7505): a 5.1.x addressing
@@ -127,10 +143,14 @@ def address_gone(dsn: str) -> bool:
                            or (subject, detail) == (2, 1))
 
 
-def parse_line(line: LogLine) -> DeliveryEvent | UnknownStatus | None:
+def parse_line(line: LogLine) -> DeliveryEvent | UnknownStatus | Requeued | None:
     """What ``line`` says about a message's recipients, if anything."""
     if line.daemon in _AGENTS:
         return _delivery(line)
+    if line.daemon == "pickup":
+        if requeued := _REQUEUED.fullmatch(line.text, line.start):
+            return Requeued(requeued["orig_id"], requeued["queue_id"])
+        return None
     return _about_message(line)
 
 

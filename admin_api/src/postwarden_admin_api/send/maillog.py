@@ -8,9 +8,10 @@ bounce saying the address itself is bad (5.1.x, 5.2.1: see
 :attr:`.DeliveryEvent.hard_bounce`) adds it to the suppression list. Lines
 about the whole message (expired, discarded, removed: see
 :mod:`.deliverylines`) settle the recipients no line of their own will (held
-and released are noted only); one
-with a status this version does not know is counted and warned of. A
-rotated file is read to its end and the new one from its start, and one emptied
+and released are noted only); one with a status this version does not know is
+counted and warned of. A message requeued by an administrator (``postsuper -r``)
+takes the queue id pickup gives it. A rotated file is read to its end and the new
+one from its start, and one emptied
 in place too (:mod:`.logtail`), also when the rotation happened while no
 instance read the log (the old file is found by its inode beside the log, or,
 for one emptied in place, the copy by the bytes before the saved position, whose
@@ -68,8 +69,8 @@ import asyncpg
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
-from .deliveryapply import apply_events
-from .deliverylines import DeliveryEvent, UnknownStatus, parse_line
+from .deliveryapply import apply_events, apply_requeues
+from .deliverylines import DeliveryEvent, Requeued, UnknownStatus, parse_line
 from .logtail import LogTail, fingerprint, renamed_file
 from .othermail import OtherMail
 from .receipts import Holds, ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
@@ -127,6 +128,7 @@ class _Read:
 
     deliveries: list[Waiting]
     receipts: list[ReceiptLine]
+    requeues: list[Requeued]
     unread: int  # bytes left in the file (or a newer one at the path) at this read
     # Where the line not read whole starts (the position to save), and the bytes before it.
     line_start: int
@@ -162,6 +164,7 @@ class MaillogFollower:
         self._pending: list[Waiting] = []
         self._pending_saved: list[Waiting] = []  # those of them in the row, as last saved
         self._receipts: list[ReceiptLine] = []
+        self._requeues: list[Requeued] = []  # read, not yet committed
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
         self._unknown_named: set[str] = set()  # statuses warned of; only the reading thread
         self._receipts_dropped = False
@@ -248,6 +251,7 @@ class MaillogFollower:
         self._committed = None
         self._tail.close()
         self._partial, self._pending, self._pending_saved, self._receipts = b"", [], [], []
+        self._requeues = []
         self._skipped = self._uncommitted = 0
         self._receipts_dropped = False
         self._holds = self._holds_read = Holds()
@@ -340,7 +344,7 @@ class MaillogFollower:
             # all). Before the connection goes back: its reset may fail.
             self._committed = done.saved
             self._uncommitted = 0
-            self._receipts, self._receipts_dropped = [], False
+            self._receipts, self._receipts_dropped, self._requeues = [], False, []
             self._holds = self._holds_read
             self._pending, self._pending_saved = done.pending
         for event in done.applied:
@@ -377,6 +381,7 @@ class MaillogFollower:
         now = time.time()
         deliveries: list[Waiting] = []
         receipts: list[ReceiptLine] = []
+        requeues: list[Requeued] = []
         for raw in lines:
             if (line := split_line(raw.decode("utf-8", "replace"))) is None:
                 continue
@@ -387,11 +392,13 @@ class MaillogFollower:
             event = parse_line(line)
             if isinstance(event, UnknownStatus):
                 self._unknown_status(event)
+            elif isinstance(event, Requeued):
+                requeues.append(event)
             elif event is not None and not self._other_mail.claims(event):
                 deliveries.append((now, replace(event, logged_at=logged_at(line.text, now))))
         # From the start of the line not read whole: the next reader reads all of it.
         line_start = self._tail.position - len(self._partial) - self._skipped
-        return _Read(deliveries, receipts, unread, line_start,
+        return _Read(deliveries, receipts, requeues, unread, line_start,
                      self._tail.mark_before(line_start))
 
     def _unknown_status(self, line: UnknownStatus) -> None:
@@ -414,6 +421,7 @@ class MaillogFollower:
         queue = self._pending + read.deliveries
         self._pending = queue[-MAX_PENDING:]  # until applied
         self._receipts += read.receipts
+        self._requeues += read.requeues
         if len(self._receipts) > MAX_PENDING_RECEIPTS:
             # Postgres has been away for long: a dropped line could let another
             # message's line commit a receipt of ours, so every uncommitted one goes.
@@ -427,7 +435,12 @@ class MaillogFollower:
         self._holds_read = await apply_receipts(conn, self._host, self._receipts,
                                                 self._holds)
         applied = await apply_events(conn, self._host, [event for _, event in queue])
-        kept, others = still_waiting(queue, applied.recorded | applied.refused, applied.awaited)
+        await apply_requeues(conn, self._host, self._requeues)
+        # Lines under a requeued message's new queue id are about it from the next poll on:
+        # kept with the position, as those awaiting the relay are.
+        renamed = {requeue.new_queue_id for requeue in self._requeues}
+        kept, others = still_waiting(queue, applied.recorded | applied.refused,
+                                     applied.awaited | renamed)
         pending = others + kept  # a cut to MAX_PENDING drops older lines of other mail first
         # Read to the end: nothing left in the file nor in a newer one at the path
         # (the last bytes of a renamed file do not say so).
