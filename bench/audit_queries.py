@@ -11,7 +11,6 @@ the same parameters; its plan and its warm execution time are printed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.postgres import create_database, running_cluster
+from tests.fixtures.postgres import run_on_database
 
 from postwarden_admin_api.audit_queries import (
     SELECT_ONE,
@@ -121,12 +120,7 @@ def main() -> int:
     parser.add_argument("--database-url")
     args = parser.parse_args()
     rows = max(1000, min(args.rows, 5_000_000))
-    if args.database_url:
-        asyncio.run(_run(args.database_url, rows))
-        return 0
-    with running_cluster() as cluster:
-        name = asyncio.run(create_database(cluster.admin_dsn, prefix="pwbench"))
-        asyncio.run(_run(cluster.dsn(name), rows))
+    run_on_database(lambda dsn: _run(dsn, rows), args.database_url)
     return 0
 
 

@@ -17,7 +17,6 @@ printed, in milliseconds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import hashlib
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.postgres import create_database, running_cluster
+from tests.fixtures.postgres import run_on_database
 
 from postwarden_admin_api.send.queries import MessageFilter, search_messages
 from postwarden_store import apply_migrations, connect
@@ -115,12 +114,7 @@ def main() -> int:
     parser.add_argument("--database-url")
     args = parser.parse_args()
     messages = max(1000, min(args.messages, 5_000_000))
-    if args.database_url:
-        asyncio.run(_run(args.database_url, messages))
-        return 0
-    with running_cluster() as cluster:
-        name = asyncio.run(create_database(cluster.admin_dsn, prefix="pwbench"))
-        asyncio.run(_run(cluster.dsn(name), messages))
+    run_on_database(lambda dsn: _run(dsn, messages), args.database_url)
     return 0
 
 

@@ -179,12 +179,9 @@ async def _activate(dsn: str, name: str, source: str) -> None:
         await conn.close()
 
 
-@pytest.mark.postgres
-def test_database_revisions_reload_on_notify_and_survive_an_outage(
-    database_url: str, tmp_path: Path, loop_thread: LoopThread
-) -> None:
-    asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=2)))
-    metrics = Metrics()
+def _reload_from_the_database(metrics: Metrics, loop_thread: LoopThread, tmp_path: Path,
+                              database_url: str) -> None:
+    """Start on the active set (max_recipients 2), then see the next activation (9) live."""
     reloader = _reloader(metrics, loop_thread, tmp_path, database_url=database_url)
     holder = reloader.load_initial()
     reloader.start()
@@ -194,6 +191,15 @@ def test_database_revisions_reload_on_notify_and_survive_an_outage(
         assert wait_until(lambda: holder.current.limits.max_recipients == 9, timeout=15)
     finally:
         reloader.stop()
+
+
+@pytest.mark.postgres
+def test_database_revisions_reload_on_notify_and_survive_an_outage(
+    database_url: str, tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=2)))
+    metrics = Metrics()
+    _reload_from_the_database(metrics, loop_thread, tmp_path, database_url)
     assert (tmp_path / "spool" / LAST_GOOD_NAME).exists()
 
     # Postgres unreachable at the next start: the last good set is used.
@@ -213,15 +219,7 @@ def test_a_set_spool_dir_cannot_keep_still_goes_live(
     asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=2)))
     (tmp_path / "spool" / LAST_GOOD_NAME).mkdir(parents=True)
     metrics = Metrics()
-    reloader = _reloader(metrics, loop_thread, tmp_path, database_url=database_url)
-    holder = reloader.load_initial()
-    reloader.start()
-    try:
-        assert holder.current.limits.max_recipients == 2
-        asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=9)))
-        assert wait_until(lambda: holder.current.limits.max_recipients == 9, timeout=15)
-    finally:
-        reloader.stop()
+    _reload_from_the_database(metrics, loop_thread, tmp_path, database_url)
     assert _running(metrics)[1] == 0
     assert [path.name for path in (tmp_path / "spool").iterdir()] == [LAST_GOOD_NAME]
     assert "cannot keep the policy set" in caplog.text
