@@ -43,12 +43,12 @@ from .keys import (
     KeyInfo,
     allowed_sender,
     create_key,
+    key_name,
     list_keys,
     revoke_key,
     rotate_key,
 )
 from .policy_push import PushError, push_directory
-from .routes_keys import NAME_MAX
 from .schema import NotMigrated, require_schema
 from .secrets import (
     BadSecretKey,
@@ -75,10 +75,11 @@ def _sender(text: str) -> str:
 
 
 def _name(text: str) -> str:
-    """As the API takes a key's name (routes_keys)."""
-    if not text.strip() or len(text) > NAME_MAX:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected 1..{NAME_MAX} characters")
-    return text.strip()
+    """As the API takes a key's name (keys.key_name)."""
+    try:
+        return key_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _expiry(text: str) -> dt.datetime:

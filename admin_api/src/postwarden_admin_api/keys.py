@@ -21,6 +21,7 @@ from .context import Principal, Role
 
 PREFIX = "pw_"
 SENDER_MAX = 320
+NAME_MAX = 200
 # How long a rotated key keeps working: a day unless told, at most 30 days.
 DEFAULT_GRACE_SECONDS = 86400
 MAX_GRACE_SECONDS = 30 * 86400
@@ -111,6 +112,14 @@ def allowed_sender(value: object) -> str:
     if not isinstance(value, str) or len(value) > SENDER_MAX or not _SENDER.match(value):
         raise ValueError("expected an address")
     return value.lower()
+
+
+def key_name(value: object) -> str:
+    """A key's name as stored: 1 to NAME_MAX characters, not blank, stripped; ValueError
+    for anything else (the API's and the CLI's one check)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
+        raise ValueError(f"expected 1..{NAME_MAX} characters")
+    return value.strip()
 
 
 def _hash(secret: str) -> bytes:

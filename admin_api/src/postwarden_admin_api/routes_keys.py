@@ -14,11 +14,13 @@ from .errors import ApiError, ValidationFailed, connection
 from .keys import (
     DEFAULT_GRACE_SECONDS,
     MAX_GRACE_SECONDS,
+    NAME_MAX,
     AlreadyRotated,
     KeyInfo,
     allowed_sender,
     create_key,
     get_key,
+    key_name,
     list_keys,
     revoke_key,
     rotate_key,
@@ -26,7 +28,6 @@ from .keys import (
 from .openapi import json_content, operation, param, ref
 
 routes = web.RouteTableDef()
-NAME_MAX = 200
 GRACE = "grace_seconds"
 
 
@@ -45,9 +46,11 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
     role = data.get("role")
     if not isinstance(role, str) or role not in {r.value for r in Role}:
         problems.append({"field": "role", "message": "expected admin, operator, auditor or sender"})
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
-        problems.append({"field": "name", "message": f"expected 1..{NAME_MAX} characters"})
+    name = ""
+    try:
+        name = key_name(data.get("name"))
+    except ValueError as exc:
+        problems.append({"field": "name", "message": str(exc)})
     senders: tuple[str, ...] = ()
     try:
         listed = data.get("allowed_senders", [])
@@ -68,7 +71,7 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
     problems += unknown_fields(data, {"role", "name", "allowed_senders", "expires_at"})
     if problems:
         raise ValidationFailed(problems)
-    return Role(str(role)), str(name).strip(), senders, expires_at
+    return Role(str(role)), name, senders, expires_at
 
 
 @routes.get("/api/v1/keys")
