@@ -298,3 +298,35 @@ async def test_a_number_json_does_not_have_is_a_400(
     response = await getattr(admin_client, method)(path, data=raw, headers=headers)
     assert response.status == 400, await response.text()
     assert (await response.json())["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("limit", ["\uff15", "1_0", "+5", " 5", "5 ", "\u0665"],
+                         ids=["fullwidth", "underscore", "plus", "space-before", "space-after",
+                              "arabic-indic"])
+async def test_a_number_is_written_in_ascii_digits_alone(
+    admin_client: Client, role_keys: dict[Role, str], limit: str,
+) -> None:
+    # int() took each of these: limit=\uff15 listed five events.
+    response = await admin_client.get("/api/v1/audit", params={"limit": limit},
+                                      headers=bearer(role_keys[Role.AUDITOR]))
+    assert response.status == 422
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == ["limit"]
+
+
+async def test_a_path_id_is_written_in_ascii_digits_alone(
+    admin_client: Client, role_keys: dict[Role, str],
+) -> None:
+    admin = bearer(role_keys[Role.ADMIN])
+    created = await admin_client.post("/api/v1/webhooks", headers=admin, json={
+        "name": f"hook-{uuid.uuid4().hex[:8]}", "url": "https://hooks.example/in",
+        "secret": "whsec_" + base64.b64encode(bytes(32)).decode(),
+        "events": ["policy.activated"]})
+    assert created.status == 201, await created.text()
+    number = str((await created.json())["id"])
+    assert (await admin_client.get(f"/api/v1/webhooks/{number}", headers=admin)).status == 200
+    for spelt in (number.translate(str.maketrans("0123456789", "\uff10\uff11\uff12\uff13"
+                                                 "\uff14\uff15\uff16\uff17\uff18\uff19")),
+                  f"+{number}", f"0_{number}"):
+        response = await admin_client.get(f"/api/v1/webhooks/{spelt}", headers=admin)
+        assert response.status == 404, spelt  # int() found the webhook
+        assert (await response.json())["error"]["code"] == "not_found"

@@ -252,15 +252,20 @@ def unknown_fields(data: Mapping[str, Any], known: Collection[str]) -> list[dict
     return [{"field": name, "message": "unknown field"} for name in sorted(data.keys() - known)]
 
 
+def decimal(text: str) -> int | None:
+    """``text`` as a whole number written in ASCII digits alone, else None: int() also
+    takes "+5", " 5", "1_0" and digits of other scripts (a fullwidth one), which no client means."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 30:
+        return None
+    return int(text)
+
+
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
+    value = decimal(raw)
+    if value is None or not low <= value <= high:
         raise ValidationFailed([{"field": name, "message": f"expected {low}..{high}"}])
     return value
 
@@ -330,10 +335,7 @@ class QueryProblems:
 
 
 def path_int(request: web.Request, name: str) -> int:
-    try:
-        value = int(request.match_info[name])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such resource") from None
-    if not 0 < value < 2**63:
+    value = decimal(request.match_info[name])
+    if value is None or not 0 < value < 2**63:
         raise ApiError(404, "not_found", "no such resource")
     return value
