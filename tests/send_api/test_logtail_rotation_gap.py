@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from postwarden_admin_api.send.logtail import GRACE_SECONDS, LogTail
+from postwarden_admin_api.send.logtail import GRACE_SECONDS, MISSING_SECONDS, LogTail
 from postwarden_admin_api.send.maillog import MaillogFollower
 
 from .test_maillog import OTHERS, append, new_queue_id, relayed_message, sent, timeline, watched
@@ -137,3 +137,37 @@ def test_a_copytruncate_copy_is_left_as_soon_as_it_is_read(tmp_path: Path) -> No
     assert read_all(tail) == b"line2\n"  # the rest, from the copy
     assert tail.read(1 << 20) == (b"", True)  # no one writes to a copy: on to the path
     assert tail.inode == log_file.stat().st_ino
+
+
+def test_a_log_that_never_appears_is_told_once_a_minute_has_passed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A maillog_path Postfix does not write (a typo, maillog_file unset) tracked nothing,
+    said only by the INFO line at the start."""
+    log_file, clock = tmp_path / "postfix.log", Clock()
+    tail = LogTail(log_file, clock)
+    with caplog.at_level(logging.INFO):
+        assert read_all(tail) == b""
+        clock.now += MISSING_SECONDS - 1
+        assert read_all(tail) == b""
+        assert "does not exist" not in caplog.text  # a rotation's gap, say
+        clock.now += 1
+        for _ in range(3):
+            assert read_all(tail) == b""
+        assert caplog.text.count("does not exist") == 1
+        log_file.write_bytes(b"line1\n")
+        assert read_all(tail) == b"line1\n"
+        assert f"can open {log_file} now" in caplog.text
+
+
+def test_a_renamed_file_being_read_is_no_missing_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log_file, clock = tmp_path / "postfix.log", Clock()
+    log_file.write_bytes(b"line1\n")
+    tail = LogTail(log_file, clock)
+    read_all(tail)
+    log_file.rename(tmp_path / "postfix.log.1")  # the new one not created yet
+    clock.now += 10 * MISSING_SECONDS
+    assert read_all(tail) == b""
+    assert "does not exist" not in caplog.text

@@ -46,6 +46,10 @@ MARK_BYTES = 64
 # this long: the rename, the new file, the ACL and Postfix's reopen (logrotate's
 # postrotate) take well under it.
 GRACE_SECONDS = 5.0
+# A log not there for this long, and no file of it open, is no rotation's gap: a
+# maillog_path that names no file Postfix writes (a typo, maillog_file unset) tracked
+# nothing, and said so only in the INFO line at the start.
+MISSING_SECONDS = 60.0
 
 
 def fingerprint(mark: bytes) -> bytes:
@@ -115,6 +119,8 @@ class LogTail:
         self._quiet_since: float | None = None
         self._copy = False  # the open file is a copytruncate's copy: no one writes to it
         self._refused = False  # the path could not be opened (logged once)
+        self._missing_since: float | None = None  # the path not there, no file open
+        self._missing_told = False
 
     def mark_before(self, position: int) -> bytes:
         """The MARK_BYTES of the open file before ``position`` (b"": none open)."""
@@ -212,6 +218,7 @@ class LogTail:
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
+            self._missing()
             return False
         except PermissionError as error:
             if not self._refused:
@@ -219,9 +226,10 @@ class LogTail:
                             "reading on the file open if any", self.path, error.strerror)
             self._refused = True
             return False
-        if self._refused:
+        if self._refused or self._missing_told:
             log.info("can open %s now", self.path)
-        self._refused = False
+        self._refused = self._missing_told = False
+        self._missing_since = None
         self.close()
         self._fd, self._quiet_since, self._copy = fd, None, False
         inode = os.fstat(fd).st_ino
@@ -232,6 +240,20 @@ class LogTail:
             return False
         self.inode, self.position, self._mark = inode, 0, b""
         return True
+
+    def _missing(self) -> None:
+        """The path is not there: said once it has not been for MISSING_SECONDS while no
+        file of it was open (a renamed one being read is a rotation's gap)."""
+        if self._fd is not None:
+            return
+        now = self._clock()
+        if self._missing_since is None:
+            self._missing_since = now
+        if not self._missing_told and now - self._missing_since >= MISSING_SECONDS:
+            self._missing_told = True
+            log.warning("maillog follower: %s does not exist: no delivery is tracked until "
+                        "it does (is it the maillog_file Postfix writes?); trying again at "
+                        "each read", self.path)
 
     def _rewritten(self) -> bool:
         """Emptied in place (copytruncate), perhaps refilled past our position since."""
