@@ -344,7 +344,7 @@ def test_a_reader_that_left_does_not_hide_an_output_eval_could_not_write(
             stdout=write_end, stderr=subprocess.PIPE, check=False, timeout=60)
     finally:
         os.close(write_end)
-    assert result.returncode == 1
+    assert result.returncode == 74  # EX_IOERR, as for standard output (1: a failed case)
     assert b"cannot write" in result.stderr
 
 

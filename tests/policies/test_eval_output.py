@@ -38,5 +38,5 @@ def test_an_unwritable_output_is_an_error(
     tmp_path: Path, args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "missing" / "out.eml"
-    assert main([*args, "--output", str(out), _message(tmp_path, "good")]) == 1
+    assert main([*args, "--output", str(out), _message(tmp_path, "good")]) == 74
     assert capsys.readouterr().err == f"{out}: cannot write: No such file or directory\n"

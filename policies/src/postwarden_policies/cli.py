@@ -62,7 +62,7 @@ from .verdicts import NOT_DELIVERED, Verdict
 
 PROG = "postwarden-policy"
 EXIT_OK = 0
-EXIT_FAILED = 1  # a test failed (eval: the message could not be read or written)
+EXIT_FAILED = 1  # a test failed (eval: the message could not be read)
 EXIT_NOT_LOADED = 2  # the policies do not load (check, test, eval); argparse's usage error too
 EXIT_OUTPUT_FAILED = 74  # EX_IOERR (sysexits.h): the output could not be written
 EXIT_READER_LEFT = 128 + 13  # as a shell reports a process SIGPIPE ended, when all was well
@@ -209,7 +209,7 @@ def _write_output(path: Path, verdict: Verdict, delivered: bytes) -> int:
             path.write_bytes(delivered)
     except OSError as exc:
         print(f"{path}: cannot write: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_OUTPUT_FAILED
     return EXIT_OK
 
 
