@@ -98,6 +98,15 @@ async def test_upload_list_fetch_diff(admin_client: TestClient[Any, Any], admin_
     response = await admin_client.get(f"/api/v1/revisions/{first['id']}", headers=headers)
     assert response.content_type == "application/yaml"
     assert await response.text() == first_text
+    for query, field in (("format=JSON", "format"), ("format=xml", "format"),
+                         ("fromat=json", "fromat")):  # each was answered in YAML
+        response = await admin_client.get(f"/api/v1/revisions/{first['id']}?{query}",
+                                          headers=headers)
+        assert response.status == 422, query
+        assert [d["field"] for d in (await response.json())["error"]["details"]] == [field]
+    response = await admin_client.get(f"/api/v1/revisions/{first['id']}?format=yaml",
+                                      headers=headers)
+    assert await response.text() == first_text
 
     response = await admin_client.get(
         f"/api/v1/revisions/{first['id']}/diff/{second['id']}", headers=headers)

@@ -22,6 +22,7 @@ from aiohttp import web
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
+from .audit_queries import unknown_parameters
 from .bodies import json_ok, path_int, query_int, read_body, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .engine import compile_upload, off_loop
@@ -47,6 +48,7 @@ SOURCE_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "applicat
                 "text/plain")
 COMMENT_MAX = 1000
 DEPLOY_MAX = 1000  # revisions, and policies, one deploy may name
+REVISION_FORMATS = ("yaml", "json")  # of GET /api/v1/revisions/{id}
 
 
 async def _source(request: web.Request) -> str:
@@ -117,8 +119,16 @@ async def _revision(request: web.Request, name: str = "revision_id") -> Any:
 @routes.get("/api/v1/revisions/{revision_id}")
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def revision_get(request: web.Request) -> web.Response:
+    # A format or parameter it does not know is refused: format=JSON (or fromat=json) was
+    # answered in YAML, for a client to fail on.
+    problems = unknown_parameters(request.query, ("format",))
+    wanted = request.query.get("format", "yaml")
+    if wanted not in REVISION_FORMATS:
+        problems.append({"field": "format", "message": "expected yaml or json"})
+    if problems:
+        raise ValidationFailed(problems)
     row = await _revision(request)
-    if request.query.get("format") == "json":
+    if wanted == "json":
         return json_ok(revision_json(row, with_source=True))
     return web.Response(text=row["source"], content_type="application/yaml", headers={
         "X-Policy-Name": row["policy_name"], "X-Content-Hash": row["content_hash"],
@@ -370,7 +380,7 @@ OPENAPI_PATHS = {
     "/api/v1/revisions/{revision_id}": {"get": operation(
         "a revision's YAML source (format=json: metadata and source)", _READERS,
         parameters=[_REVISION, param("format", "query", {"type": "string",
-                                                         "enum": ["yaml", "json"]})],
+                                                         "enum": list(REVISION_FORMATS)})],
         responses={200: None},
         headers={200: {  # with the YAML source only
             "X-Policy-Name": header("the revision's policy", {"type": "string"}, required=False),
