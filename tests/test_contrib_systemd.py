@@ -18,6 +18,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from postwarden_admin_api import cli as admin_cli
+from postwarden_milter import cli as milter_cli
 from postwarden_milter.settings import MilterSettings
 from postwarden_milter.signals import RELOAD_SIGNALS
 
@@ -72,6 +74,17 @@ def test_the_unit_is_started_once_its_main_process_says_it_is_ready(unit: Path) 
     text = unit.read_text(encoding="utf-8")
     assert re.findall(r"^(Type|NotifyAccess)=(.*)$", text, re.M) == [
         ("Type", "notify"), ("NotifyAccess", "main")]
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_invalid_settings_are_not_restarted_every_two_seconds(unit: Path) -> None:
+    """Restart=on-failure restarts on a database down at start (exit 1), as meant; an
+    invalid setting (exit 2, both CLIs) failed the same way, every 2 s for ever (the
+    admin unit has no start limit)."""
+    text = unit.read_text(encoding="utf-8")
+    assert re.findall(r"^RestartPreventExitStatus=(.*)$", text, re.M) == [
+        str(milter_cli.EXIT_CONFIG)]
+    assert admin_cli.EXIT_CONFIG == milter_cli.EXIT_CONFIG
 
 
 def test_the_sysusers_file_creates_the_user_the_units_run_as(tmp_path: Path) -> None:

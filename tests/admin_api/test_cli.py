@@ -142,7 +142,7 @@ def test_invalid_settings_are_listed_one_per_line(
     config.write_text("database_url: postgresql:///x\nlisten: nowhere\n")
     monkeypatch.setenv("POSTWARDEN_RELAY_WORKERS", "0")
     given = ["--config", str(config)]
-    assert main([*given, "serve"] if before else ["serve", *given]) == 1
+    assert main([*given, "serve"] if before else ["serve", *given]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "postwarden-admin: invalid settings:",
         f"  {config}:2: listen: expected HOST:PORT",
@@ -299,3 +299,30 @@ async def test_create_reads_a_time_without_an_offset_as_utc_as_the_api_does(
         await conn.close()
     assert row["name"] == "ny"
     assert row["expires_at"] == dt.datetime(2040, 1, 1, 12, tzinfo=dt.UTC)
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_a_key_name_holds_no_control_character(
+    capsys: pytest.CaptureFixture[str], admin_client: TestClient[Any, Any], admin_key: str,
+    database_url: str,
+) -> None:
+    """`keys list` prints names to a terminal: an escape sequence in one (ESC [ 2 J clears
+    the screen) acted there. Refused now; one stored before is printed escaped."""
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key),
+                                       json={"role": "auditor", "name": "ci\x1b[2J"})
+    assert response.status == 422
+    assert (await response.json())["error"]["details"] == [
+        {"field": "name", "message": "control characters are not allowed"}]
+    with pytest.raises(SystemExit):
+        main(["keys", "create", "--role", "auditor", "--name", "ci\x1b[2J"])
+    assert await _cli(["keys", "create", "--role", "auditor", "--name", "old"]) == 0
+    key_id = capsys.readouterr().out.strip().split("_")[1]
+    conn = await connect(database_url)
+    try:
+        await conn.execute("UPDATE api_keys SET name = 'old\x1b[2J\x9b' WHERE key_id = $1",
+                           key_id)
+    finally:
+        await conn.close()
+    assert await _cli(["keys", "list"]) == 0
+    [listed] = [line for line in capsys.readouterr().out.splitlines() if key_id in line]
+    assert listed.endswith("old\\x1b[2J\\x9b")

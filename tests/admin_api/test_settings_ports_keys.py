@@ -111,7 +111,7 @@ def test_the_cli_refuses_a_binary_key_file_in_one_problem(tmp_path: Path,
                                                           argv: list[str]) -> None:
     config = _config_with_keys(tmp_path, BINARY_KEY, b"cd" * 32)
     done = _admin(["--config", str(config), *argv])
-    assert (done.returncode, done.stdout) == (1, "")
+    assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.splitlines() == [
         "postwarden-admin: invalid settings:",
         f"  {config}:2: secret_key_file: {tmp_path / 'secret.key'} is not text: {KEY_PROBLEM}"]

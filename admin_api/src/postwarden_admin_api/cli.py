@@ -47,6 +47,7 @@ from .keys import (
     list_keys,
     revoke_key,
     rotate_key,
+    shown_name,
 )
 from .policy_push import PushError, push_directory
 from .schema import NotMigrated, require_schema
@@ -61,6 +62,9 @@ from .settings import FIELDS, ServiceSettings, load_settings, stray_variables
 
 PROG = "postwarden-admin"
 log = logging.getLogger(__name__)
+# Invalid settings: not retried by the systemd unit (RestartPreventExitStatus), which
+# restarts on exit 1 (a database that is down at start) until it works.
+EXIT_CONFIG = 2
 CLI_ACTOR = Principal(key_id="cli", owner="cli", name=PROG, role=Role.ADMIN)
 CONFIG_HELP = "YAML settings file (POSTWARDEN_<SETTING> variables win over it)"
 
@@ -203,7 +207,8 @@ async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> int:
             for info in await list_keys(conn):
                 state = _key_state(info, now)
                 expiry = info.expires_at.isoformat() if info.expires_at else "-"
-                print(f"{info.key_id}  {info.role:<8}  {state:<7}  expires {expiry}  {info.name}")
+                print(f"{info.key_id}  {info.role:<8}  {state:<7}  expires {expiry}  "
+                      f"{shown_name(info.name)}")
             return 0
         if args.keys_command == "create":
             key = await create_key(conn, args.role, args.name, tuple(args.sender),
@@ -305,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_secrets_rotate(args, settings))
     except SettingsError as exc:
         print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     except SchemaTooOld as exc:
         # serve's start-up check (app): the store's text names other commands than ours.
         print(f"{PROG}: database schema is missing {len(exc.pending)} migration(s) "

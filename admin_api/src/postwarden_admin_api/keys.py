@@ -22,6 +22,7 @@ from .context import Principal, Role
 PREFIX = "pw_"
 SENDER_MAX = 320
 NAME_MAX = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # How long a rotated key keeps working: a day unless told, at most 30 days.
 DEFAULT_GRACE_SECONDS = 86400
 MAX_GRACE_SECONDS = 30 * 86400
@@ -115,11 +116,20 @@ def allowed_sender(value: object) -> str:
 
 
 def key_name(value: object) -> str:
-    """A key's name as stored: 1 to NAME_MAX characters, not blank, stripped; ValueError
-    for anything else (the API's and the CLI's one check)."""
+    """A key's name as stored: 1 to NAME_MAX characters, not blank, stripped, with no
+    control character (`keys list` prints names to a terminal, where an escape sequence
+    would act); ValueError for anything else (the API's and the CLI's one check)."""
     if not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
         raise ValueError(f"expected 1..{NAME_MAX} characters")
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
     return value.strip()
+
+
+def shown_name(name: str) -> str:
+    """A stored name fit for a terminal: one stored before names were checked for
+    control characters has them written as escapes."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", name)
 
 
 def _hash(secret: str) -> bytes:
