@@ -204,12 +204,16 @@ async def test_policy_test_route_reports_bad_fields(
 ) -> None:
     form = aiohttp.FormData()
     form.add_field("client_ip", "not-an-ip")
+    # Neither is an address (the CLI's eval refuses them): tested, they met the policies
+    # as no message ever does.
+    form.add_field("sender", "Alice <alice@example.com>")
+    form.add_field("recipients", "bob@example.com, nobody")
     form.add_field("policy", policy("formtest"))
     response = await admin_client.post("/api/v1/policies/test", data=form,
                                        headers=bearer(admin_key))
     assert response.status == 422
     fields = {d["field"] for d in (await response.json())["error"]["details"]}
-    assert fields == {"message", "client_ip"}
+    assert fields == {"message", "client_ip", "sender", "recipients"}
 
 
 async def test_policy_test_route_refuses_a_field_it_does_not_take(

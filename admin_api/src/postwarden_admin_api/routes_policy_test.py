@@ -7,11 +7,13 @@ sanitizer would change.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
 
 from postwarden_policies import Envelope, evaluate_message, verdict_json
+from postwarden_policies.conditionformat import ADDRESS
 from postwarden_policies.facts import client_ip_text
 from postwarden_store.policies import fetch_active_sources
 
@@ -47,9 +49,21 @@ def _text(form: Any, name: str, problems: list[dict[str, Any]]) -> str | None:
     return value.strip() or None
 
 
+def _addresses(found: tuple[str, ...], name: str, problems: list[dict[str, Any]]) -> None:
+    """As the CLI's eval and a tests: case take envelope addresses: a message tested with a
+    sender that is none would meet the policies as no message ever does."""
+    if not all(re.fullmatch(ADDRESS, address) for address in found):
+        problems.append({"field": name, "message": "expected an address such as "
+                         "user@example.com" + (" (comma-separated)" if name == "recipients"
+                                               else "")})
+
+
 def _envelope(form: Any, problems: list[dict[str, Any]]) -> Envelope:
     recipients = tuple(r.strip() for r in (_text(form, "recipients", problems) or "").split(",")
                        if r.strip())
+    _addresses(recipients, "recipients", problems)
+    sender = _text(form, "sender", problems) or ""  # "": the null sender <>
+    _addresses((sender,) if sender else (), "sender", problems)
     client_ip = _text(form, "client_ip", problems)
     if client_ip is not None:
         try:  # as the CLI's eval and a tests: case read it
@@ -57,7 +71,7 @@ def _envelope(form: Any, problems: list[dict[str, Any]]) -> Envelope:
         except ValueError:
             problems.append({"field": "client_ip", "message": "expected an IP address"})
     return Envelope(
-        sender=_text(form, "sender", problems) or "",
+        sender=sender,
         recipients=recipients,
         client_ip=client_ip,
         client_name=_text(form, "client_name", problems),
