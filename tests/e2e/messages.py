@@ -21,7 +21,7 @@ class Sample:
     data: bytes
 
 
-def _build(headers: list[tuple[str, str]], body: str, tag: str) -> Sample:
+def _build(headers: list[tuple[str, str]], body: str, tag: str, charset: str = "utf-8") -> Sample:
     message_id = f"<{tag}-{uuid.uuid4().hex[:12]}@example.org>"
     fields = [
         ("From", f"Alice <{SENDER}>"),
@@ -31,7 +31,7 @@ def _build(headers: list[tuple[str, str]], body: str, tag: str) -> Sample:
         *headers,
     ]
     head = "".join(f"{name}: {value}\r\n" for name, value in fields)
-    return Sample(message_id, (head + "\r\n" + body).encode())
+    return Sample(message_id, (head + "\r\n" + body).encode(charset))
 
 
 def _crlf(text: str) -> str:
@@ -66,6 +66,16 @@ def hostile_html(copies: int = 1) -> Sample:
     return _build([("Subject", "Your invoice"), ("MIME-Version", "1.0"),
                    ("Content-Type", "text/html; charset=us-ascii")],
                   _crlf(HOSTILE_HTML * copies), "html")
+
+
+def html_in_its_meta_charset() -> Sample:
+    """8-bit windows-1252 HTML whose charset only its <meta> tag names."""
+    html = (
+        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
+        "</head><body><p>Caf\u00e9 cr\u00e8me</p><script>alert(1)</script></body></html>\n"
+    )
+    return _build([("Subject", "Menu"), ("MIME-Version", "1.0"), ("Content-Type", "text/html"),
+                   ("Content-Transfer-Encoding", "8bit")], _crlf(html), "meta", "cp1252")
 
 
 def with_attachment(

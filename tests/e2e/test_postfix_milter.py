@@ -101,6 +101,13 @@ def test_html_message_arrives_sanitized(mail_system: MailSystem) -> None:
     assert sanitized[0]["bytes_after"] < sanitized[0]["bytes_before"]
 
 
+def test_html_in_its_meta_charset_arrives_with_its_letters(mail_system: MailSystem) -> None:
+    sample = messages.html_in_its_meta_charset()
+    assert _send(mail_system, sample).accepted
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    assert Delivered.parse(delivered.data).body == b"<p>Caf&#233; cr&#232;me</p>\r\n"
+
+
 def test_large_html_is_sanitized_in_a_child_process(mail_system: MailSystem) -> None:
     """A part over ISOLATE_CHARS is cleaned by a child of the milter, which can be killed
     (here on libmilter's own thread: the message is under the inline size)."""

@@ -178,6 +178,31 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
     return codec in _SHARED_CODECS
 
 
+# A charset a <meta> tag names (``<meta charset=X>``, or ``content="text/html;
+# charset=X"`` beside ``http-equiv``), as the HTML standard's prescan finds it in
+# an HTML part without a charset parameter (Thunderbird's libmime: the second form).
+_META_CHARSET = re.compile(
+    rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([^\s"'>;/]+)""", re.IGNORECASE)
+_PRESCAN = 1024  # bytes the HTML standard's prescan reads
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def html_charset(declared: str | None, data: bytes) -> str | None:
+    """The charset readers decode an HTML part by: its Content-Type's, or without one
+    (and without a byte order mark, which overrules both), the WHATWG label a <meta>
+    tag in its first 1024 bytes names; a UTF-16 one is read as UTF-8, as the HTML
+    standard says (the tag was read ASCII-based). None when there is neither: UTF-8.
+    An empty charset parameter counts as none."""
+    if declared or data.startswith(_BOMS):
+        return declared
+    found = _META_CHARSET.search(data, 0, _PRESCAN)
+    label = found.group(1).decode("ascii", "replace").lower() if found else ""
+    if label not in _WHATWG_LABELS:
+        return None  # readers ignore a label they do not know
+    codec = _READERS_ONLY.get(label) or codecs.lookup(label).name
+    return "utf-8" if codec.startswith("utf-16") else label
+
+
 def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
     """Decode text in ``charset``; unknown or non-text codecs fall back to UTF-8."""
     info = _text_codec(charset)

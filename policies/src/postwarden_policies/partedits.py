@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 
 from postwarden_policies import tnefparts, tnefrewrite, transfer
-from postwarden_policies.charsets import decode_bytes, read_as_readers
+from postwarden_policies.charsets import decode_bytes, html_charset, read_as_readers
 from postwarden_policies.facts import MessageFacts, MimePart
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.htmllines import within_line_limit
@@ -189,9 +189,10 @@ def sanitize_edit(
     original = facts.raw[part.body_start : part.body_end]
     data = _decoded(facts, part)
     unknown: set[str] = set()
-    readable = read_as_readers(part.charset, data)
+    read_by = html_charset(part.charset, data)  # the label, else a <meta> tag's
+    readable = read_as_readers(read_by, data)
     if readable:
-        html = decode_bytes(data, part.charset or "utf-8", unknown)
+        html = decode_bytes(data, read_by or "utf-8", unknown)
         clean, removed = sanitize_html(html, options)
         if clean == html:  # within the allowlist as it is
             return None

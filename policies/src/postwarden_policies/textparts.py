@@ -23,7 +23,7 @@ base64 or quoted-printable text is decoded and searched through its first
 from __future__ import annotations
 
 from postwarden_policies import bodytext, transfer, uuencode
-from postwarden_policies.charsets import decode_as_readers, read_as_readers
+from postwarden_policies.charsets import decode_as_readers, html_charset, read_as_readers
 from postwarden_policies.facts import MimePart
 from postwarden_policies.headers import parameter_list
 from postwarden_policies.partlist import EmbeddedFile, PartList
@@ -133,6 +133,8 @@ class TextReader:
                 flags.add("text_truncated")
             data = transfer.decode(self.listing.raw[start:stop], part.transfer_encoding)
         charset = params.get("charset")
+        if part.is_html:
+            charset = html_charset(charset, data)
         if not read_as_readers(charset, data):
             flags.add("unshared_charset")
         text = self._keep(decode_as_readers(data, charset, flags))
