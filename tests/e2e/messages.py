@@ -68,14 +68,12 @@ def hostile_html(copies: int = 1) -> Sample:
                   _crlf(HOSTILE_HTML * copies), "html")
 
 
-def html_in_its_meta_charset() -> Sample:
-    """8-bit windows-1252 HTML whose charset only its <meta> tag names."""
-    html = (
-        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
-        "</head><body><p>Caf\u00e9 cr\u00e8me</p><script>alert(1)</script></body></html>\n"
-    )
-    return _build([("Subject", "Menu"), ("MIME-Version", "1.0"), ("Content-Type", "text/html"),
-                   ("Content-Transfer-Encoding", "8bit")], _crlf(html), "meta", "cp1252")
+def cp1252_html(content_type: str, head: str = "") -> Sample:
+    """8-bit windows-1252 HTML with a script, typed ``content_type``, ``head`` in its <head>."""
+    html = (f"<html><head>{head}</head><body><p>Caf\u00e9 \u201cquoted\u201d</p>"
+            "<script>alert(1)</script></body></html>\n")
+    return _build([("Subject", "Menu"), ("MIME-Version", "1.0"), ("Content-Type", content_type),
+                   ("Content-Transfer-Encoding", "8bit")], _crlf(html), "cp1252", "cp1252")
 
 
 def with_attachment(

@@ -101,11 +101,22 @@ def test_html_message_arrives_sanitized(mail_system: MailSystem) -> None:
     assert sanitized[0]["bytes_after"] < sanitized[0]["bytes_before"]
 
 
-def test_html_in_its_meta_charset_arrives_with_its_letters(mail_system: MailSystem) -> None:
-    sample = messages.html_in_its_meta_charset()
+@pytest.mark.parametrize(
+    ("content_type", "head"),
+    [
+        # the charset only its <meta> tag names
+        ("text/html", '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'),
+        # readers read us-ascii as windows-1252
+        ("text/html; charset=us-ascii", ""),
+    ],
+)
+def test_sanitized_8bit_html_arrives_with_the_letters_readers_show(
+    mail_system: MailSystem, content_type: str, head: str
+) -> None:
+    sample = messages.cp1252_html(content_type, head)
     assert _send(mail_system, sample).accepted
     delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
-    assert Delivered.parse(delivered.data).body == b"<p>Caf&#233; cr&#232;me</p>\r\n"
+    assert Delivered.parse(delivered.data).body == b"<p>Caf&#233; &#8220;quoted&#8221;</p>\r\n"
 
 
 def test_large_html_is_sanitized_in_a_child_process(mail_system: MailSystem) -> None:

@@ -17,26 +17,41 @@ def _label(charset: str) -> str:
     return charset.strip().strip('"').lower()
 
 
+# Codecs whose every label the WHATWG Encoding Standard reads as a superset: a byte
+# past ASCII that Python reads as U+FFFD (in ASCII) or a C1 control (in ISO-8859-1)
+# is a letter or a quotation mark there, in the text readers show.
+_WHATWG_SUPERSETS = {
+    "ascii": "cp1252", "iso8859-1": "cp1252", "iso8859-9": "cp1254",
+    "iso8859-11": "cp874", "tis-620": "cp874",
+}
+
+
 def _text_codec(charset: str | None) -> codecs.CodecInfo | None:
-    """The text codec for ``charset`` (default UTF-8); None when unknown."""
+    """The text codec for ``charset`` (default UTF-8), as readers decode it; None when
+    unknown."""
     try:
         info = codecs.lookup(_label(charset or "utf-8"))
     except (LookupError, ValueError):  # ValueError: a name with a NUL in it
         return None
     # codecs also holds bytes-to-bytes transforms (zlib, base64, rot13): refuse them.
-    return info if getattr(info, "_is_text_encoding", True) else None
+    if not getattr(info, "_is_text_encoding", True):
+        return None
+    superset = _WHATWG_SUPERSETS.get(info.name)
+    return info if superset is None else codecs.lookup(superset)
 
 
 # The codecs of the WHATWG Encoding Standard, which mail readers decode by, as
 # Python names them: these read the ASCII bytes (the markup) as readers do.
 # Others Python knows, readers do not (EBCDIC, UTF-32, UTF-7, johab, HZ,
 # ISO-2022-JP-2, unicode-escape, ...), and they read those bytes in an
-# ASCII-based fallback where Python may see no markup at all.
+# ASCII-based fallback where Python may see no markup at all. (ASCII and ISO-8859-1,
+# -9 and -11 are read as their windows supersets: _WHATWG_SUPERSETS.)
 _SHARED_CODECS = frozenset({
-    "utf-8", "utf-16", "utf-16-le", "utf-16-be", "ascii", "cp866", "koi8-r", "koi8-u",
+    "utf-8", "utf-16", "utf-16-le", "utf-16-be", "cp866", "koi8-r", "koi8-u",
     "mac-roman", "mac-cyrillic", "cp874", "gbk", "gb2312", "gb18030", "big5", "big5hkscs",
     "euc_jp", "iso2022_jp", "shift_jis", "cp932", "euc_kr", "cp949",
-    *(f"iso8859-{n}" for n in range(1, 17) if n != 12), *(f"cp{n}" for n in range(1250, 1259)),
+    *(f"iso8859-{n}" for n in range(2, 17) if n not in (9, 11, 12)),
+    *(f"cp{n}" for n in range(1250, 1259)),
 })
 # The labels readers look a charset up by (the WHATWG Encoding Standard's, of the
 # encodings above). Python knows more spellings (utf16, u16, iso2022jp, latin-1,

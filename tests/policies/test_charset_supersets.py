@@ -1,0 +1,45 @@
+"""Labels readers decode with a superset of Python's codec for them (the WHATWG Encoding
+Standard reads us-ascii and iso-8859-1 as windows-1252): read as readers show them."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from postwarden_policies.facts import Envelope
+from postwarden_policies.mimeparse import parse_message
+from postwarden_policies.rewrite import HtmlOptions, RewritePlan, rewrite_body
+
+from .policy_helpers import MAIL_HEAD, body_rule_matches
+
+SANITIZE = RewritePlan(strip=(), sanitize_html=HtmlOptions("keep", frozenset({"https"})))
+
+
+def _html(charset: str, body: bytes) -> bytes:
+    head = f"{MAIL_HEAD}Content-Type: text/html; charset={charset}\r\n"
+    return head.encode() + b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("charset", "shown"),
+    [
+        ("us-ascii", "Café “quoted” €"),
+        ("iso-8859-1", "Café “quoted” €"),
+        ("latin1", "Café “quoted” €"),
+        ("iso-8859-9", "Café “quoted” €"),
+        ("tis-620", "Caf\u0e49 \u201cquoted\u201d €"),
+    ],
+)
+def test_sanitized_html_keeps_the_letters_readers_show(charset: str, shown: str) -> None:
+    raw = _html(charset, b"<p>Caf\xe9 \x93quoted\x94 \x80</p><script>x</script>")
+    facts = parse_message(raw, Envelope())
+    assert shown in facts.text
+    result = rewrite_body(facts, SANITIZE)
+    assert result.body is not None
+    new = parse_message(raw[: facts.body_offset] + result.body, Envelope())
+    assert html.unescape(new.text) == f"<p>{shown}</p>\r\n"
+
+
+def test_body_rules_read_the_letters_readers_show() -> None:
+    assert body_rule_matches("contraseña", _html("us-ascii", b"Su contrase\xf1a ha caducado"))
