@@ -43,3 +43,27 @@ def test_sanitized_html_keeps_the_letters_readers_show(charset: str, shown: str)
 
 def test_body_rules_read_the_letters_readers_show() -> None:
     assert body_rule_matches("contraseña", _html("us-ascii", b"Su contrase\xf1a ha caducado"))
+
+
+@pytest.mark.parametrize(
+    ("charset", "written_as", "text"),
+    [
+        # NEC's circled digit; the pound and minus signs, which Python's shift_jis
+        # writes as bytes readers read as their fullwidth forms
+        ("shift_jis", "cp932", "会議室①番 &pound;5 &minus;2"),
+        ("euc-kr", "cp949", "똠방각하"),  # UHC syllables
+        ("gb2312", "gb18030", "镕・—"),
+        ("gbk", "gb18030", "À😀"),  # four bytes each, of digits in the middle
+    ],
+)
+def test_sanitized_cjk_html_keeps_the_characters_readers_show(
+    charset: str, written_as: str, text: str
+) -> None:
+    raw = _html(charset, f"<p>{text}</p><script>x</script>".encode(written_as))
+    facts = parse_message(raw, Envelope())
+    shown = html.unescape(text)
+    assert shown in html.unescape(facts.text)
+    result = rewrite_body(facts, SANITIZE)
+    assert result.body is not None
+    new = parse_message(raw[: facts.body_offset] + result.body, Envelope())
+    assert html.unescape(new.text) == f"<p>{shown}</p>\r\n"

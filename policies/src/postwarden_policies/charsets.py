@@ -19,10 +19,13 @@ def _label(charset: str) -> str:
 
 # Codecs whose every label the WHATWG Encoding Standard reads as a superset: a byte
 # past ASCII that Python reads as U+FFFD (in ASCII) or a C1 control (in ISO-8859-1)
-# is a letter or a quotation mark there, in the text readers show.
+# is a letter or a quotation mark there, in the text readers show; a Windows
+# character (NEC's circled digits in Shift_JIS, Korean's UHC syllables, GBK's) is
+# U+FFFD to Python and its trail byte a letter (both ASCII).
 _WHATWG_SUPERSETS = {
     "ascii": "cp1252", "iso8859-1": "cp1252", "iso8859-9": "cp1254",
     "iso8859-11": "cp874", "tis-620": "cp874",
+    "shift_jis": "cp932", "euc_kr": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
 }
 
 
@@ -44,12 +47,13 @@ def _text_codec(charset: str | None) -> codecs.CodecInfo | None:
 # Python names them: these read the ASCII bytes (the markup) as readers do.
 # Others Python knows, readers do not (EBCDIC, UTF-32, UTF-7, johab, HZ,
 # ISO-2022-JP-2, unicode-escape, ...), and they read those bytes in an
-# ASCII-based fallback where Python may see no markup at all. (ASCII and ISO-8859-1,
-# -9 and -11 are read as their windows supersets: _WHATWG_SUPERSETS.)
+# ASCII-based fallback where Python may see no markup at all. (ASCII, ISO-8859-1, -9
+# and -11, Shift_JIS, EUC-KR, GB2312 and GBK are read as their supersets:
+# _WHATWG_SUPERSETS.)
 _SHARED_CODECS = frozenset({
     "utf-8", "utf-16", "utf-16-le", "utf-16-be", "cp866", "koi8-r", "koi8-u",
-    "mac-roman", "mac-cyrillic", "cp874", "gbk", "gb2312", "gb18030", "big5", "big5hkscs",
-    "euc_jp", "iso2022_jp", "shift_jis", "cp932", "euc_kr", "cp949",
+    "mac-roman", "mac-cyrillic", "cp874", "gb18030", "big5", "big5hkscs",
+    "euc_jp", "iso2022_jp", "cp932", "cp949",
     *(f"iso8859-{n}" for n in range(2, 17) if n not in (9, 11, 12)),
     *(f"cp{n}" for n in range(1250, 1259)),
 })

@@ -173,12 +173,16 @@ def _reencoded(original: bytes, new: bytes, cte: str, newline: bytes) -> bytes:
 
 def _with_references(text: str, charset: str) -> str:
     """``text`` with each character ``charset`` lacks as an HTML character reference,
-    so the part keeps its charset parameter."""
+    so the part keeps its charset parameter; so too each one Python writes as bytes
+    that readers read as another (Shift_JIS's "£", which readers read as windows-31j,
+    where those bytes are "￡")."""
     lacking: dict[int, str] = {}
     for char in set(text):
         try:
-            char.encode(charset)
+            kept = decode_bytes(char.encode(charset), charset, set()) == char
         except UnicodeEncodeError:
+            kept = False
+        if not kept:
             lacking[ord(char)] = f"&#{ord(char)};"
     return text.translate(lacking)
 
