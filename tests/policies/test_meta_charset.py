@@ -28,6 +28,8 @@ def _html(content_type: str, head: str, text: str, charset: str, bom: str = "") 
         (HTTP_EQUIV.format("windows-1252"), "Café crème", "cp1252"),
         ("<meta charset=koi8-r>", "Привет", "koi8-r"),
         ("<META CHARSET='Shift_JIS'>", "こんにちは", "shift_jis"),
+        # a tag naming a label readers do not know is passed over
+        ("<meta charset=latin-1><meta charset=koi8-r>", "Привет", "koi8-r"),
     ],
 )
 def test_html_labelled_by_its_meta_tag_keeps_its_letters(
@@ -55,6 +57,8 @@ def test_body_rules_read_html_in_its_meta_charset() -> None:
         ("text/html", "<meta charset=utf-16le>", ""),
         # a label readers do not know is ignored
         ("text/html", "<meta charset=latin-1>", ""),
+        # content names the charset only beside http-equiv
+        ("text/html", '<meta name="keywords" content="charset=windows-1251">', ""),
         # a byte order mark overrules the tag
         ("text/html", "<meta charset=windows-1251>", "\ufeff"),
     ],

@@ -197,13 +197,27 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
     return codec in _SHARED_CODECS
 
 
-# A charset a <meta> tag names (``<meta charset=X>``, or ``content="text/html;
-# charset=X"`` beside ``http-equiv``), as the HTML standard's prescan finds it in
-# an HTML part without a charset parameter (Thunderbird's libmime: the second form).
-_META_CHARSET = re.compile(
-    rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([^\s"'>;/]+)""", re.IGNORECASE)
+# A charset a <meta> tag names: ``<meta charset=X>``, or ``content="text/html;
+# charset=X"`` beside ``http-equiv`` (Thunderbird's libmime reads this form alone), as
+# the HTML standard's prescan finds it in an HTML part without a charset parameter.
+_META = re.compile(rb"<meta[\t\n\f\r /][^>]*", re.IGNORECASE)
+_ATTRIBUTE = re.compile(rb"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]*)))?""")
+_CONTENT_CHARSET = re.compile(rb"""charset\s*=\s*["']?\s*([^\s"';]+)""", re.IGNORECASE)
 _PRESCAN = 1024  # bytes the HTML standard's prescan reads
 _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _meta_charset(tag: re.Match[bytes]) -> str | None:
+    """The label a <meta> tag names, lower-cased, if any (the first of each attribute)."""
+    values: dict[bytes, bytes] = {}
+    for attribute in _ATTRIBUTE.finditer(tag[0], 5):
+        value = next((v for v in attribute.groups()[1:] if v is not None), b"")
+        values.setdefault(attribute[1].lower(), value)
+    label = values.get(b"charset")
+    if label is None and b"http-equiv" in values:
+        pragma = _CONTENT_CHARSET.search(values.get(b"content", b""))
+        label = pragma[1] if pragma else None
+    return label.strip().decode("ascii", "replace").lower() if label else None
 
 
 def html_charset(declared: str | None, data: bytes) -> str | None:
@@ -214,10 +228,11 @@ def html_charset(declared: str | None, data: bytes) -> str | None:
     An empty charset parameter counts as none."""
     if declared or data.startswith(_BOMS):
         return declared
-    found = _META_CHARSET.search(data, 0, _PRESCAN)
-    label = found.group(1).decode("ascii", "replace").lower() if found else ""
-    if label not in _WHATWG_LABELS:
-        return None  # readers ignore a label they do not know
+    # Readers pass over a tag naming a label they do not know.
+    labels = map(_meta_charset, _META.finditer(data, 0, _PRESCAN))
+    label = next((label for label in labels if label in _WHATWG_LABELS), None)
+    if label is None:
+        return None
     codec = _READERS_ONLY.get(label) or codecs.lookup(label).name
     return "utf-8" if codec.startswith("utf-16") else label
 
