@@ -54,6 +54,7 @@ def test_body_rules_read_the_letters_readers_show() -> None:
         ("euc-kr", "cp949", "똠방각하"),  # UHC syllables
         ("gb2312", "gb18030", "镕・—"),
         ("gbk", "gb18030", "À😀"),  # four bytes each, of digits in the middle
+        ("big5", "big5hkscs", "①Ê̄═"),  # ETEN and HKSCS
     ],
 )
 def test_sanitized_cjk_html_keeps_the_characters_readers_show(

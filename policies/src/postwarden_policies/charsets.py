@@ -20,12 +20,14 @@ def _label(charset: str) -> str:
 # Codecs whose every label the WHATWG Encoding Standard reads as a superset: a byte
 # past ASCII that Python reads as U+FFFD (in ASCII) or a C1 control (in ISO-8859-1)
 # is a letter or a quotation mark there, in the text readers show; a Windows
-# character (NEC's circled digits in Shift_JIS, Korean's UHC syllables, GBK's) is
-# U+FFFD to Python and its trail byte a letter (both ASCII).
+# character (NEC's circled digits in Shift_JIS, Korean's UHC syllables, GBK's, Big5's
+# HKSCS and ETEN ones) is U+FFFD to Python and its trail byte a letter (ASCII both),
+# or another character.
 _WHATWG_SUPERSETS = {
     "ascii": "cp1252", "iso8859-1": "cp1252", "iso8859-9": "cp1254",
     "iso8859-11": "cp874", "tis-620": "cp874",
     "shift_jis": "cp932", "euc_kr": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
+    "big5": "big5hkscs",
 }
 
 
@@ -48,11 +50,11 @@ def _text_codec(charset: str | None) -> codecs.CodecInfo | None:
 # Others Python knows, readers do not (EBCDIC, UTF-32, UTF-7, johab, HZ,
 # ISO-2022-JP-2, unicode-escape, ...), and they read those bytes in an
 # ASCII-based fallback where Python may see no markup at all. (ASCII, ISO-8859-1, -9
-# and -11, Shift_JIS, EUC-KR, GB2312 and GBK are read as their supersets:
+# and -11, Shift_JIS, EUC-KR, GB2312, GBK and Big5 are read as their supersets:
 # _WHATWG_SUPERSETS.)
 _SHARED_CODECS = frozenset({
     "utf-8", "utf-16", "utf-16-le", "utf-16-be", "cp866", "koi8-r", "koi8-u",
-    "mac-roman", "mac-cyrillic", "cp874", "gb18030", "big5", "big5hkscs",
+    "mac-roman", "mac-cyrillic", "cp874", "gb18030", "big5hkscs",
     "euc_jp", "iso2022_jp", "cp932", "cp949",
     *(f"iso8859-{n}" for n in range(2, 17) if n not in (9, 11, 12)),
     *(f"cp{n}" for n in range(1250, 1259)),
