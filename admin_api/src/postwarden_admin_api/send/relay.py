@@ -29,7 +29,10 @@ flows within that pause once Postfix is back.
 
 Once Postfix has answered, the answer is stored however long Postgres is
 away: a worker that gave up would leave the row to come back when its lease
-ends, and a message Postfix had queued would be sent a second time. When
+ends, and a message Postfix had queued would be sent a second time. A 4xx
+or 5xx is stored only while the row is still the claim's: once its lease ran out
+and another worker claimed it, that claim's attempt decides (storing a retry would
+put the row due while it is being sent). When
 the message's rows are gone (a PostgreSQL crash with synchronous_commit off lost the
 commit that stored them), nothing can store it: the worker logs that and goes on. When
 the service dies in that gap all the same, the row comes back "interrupted"
@@ -354,8 +357,9 @@ class RelayWorker:
 
     async def _record(self, row: Claimed, result: SubmitResult, *,
                       found_in_log: bool, queue_host: str | None) -> str | None:
-        """Store Postfix's answer, trying again while Postgres fails; only a stop, or a
-        message no longer stored, gives up (None)."""
+        """Store Postfix's answer, trying again while Postgres fails; only a stop, a
+        message no longer stored, or a 4xx or 5xx whose row another claim took meanwhile
+        gives up (None)."""
         delay = RECORD_RETRY_MIN
         while True:
             try:
@@ -363,8 +367,12 @@ class RelayWorker:
                     await self._relayed(Relayed(row, result, found_in_log, queue_host))
                     return "relayed"
                 async with self._pool.acquire() as conn:
-                    return await record(conn, self._config, row, result,
-                                        found_in_log=found_in_log, queue_host=self._queue_host)
+                    outcome = await record(conn, self._config, row, result,
+                                           found_in_log=found_in_log,
+                                           queue_host=self._queue_host)
+                if outcome is None:
+                    _left_to_another(row)
+                return outcome
             except DB_ERRORS as exc:
                 # The one error trying again cannot mend: its message's rows are gone. Under
                 # a group commit, the others stored with it get it too, and try again.

@@ -55,35 +55,43 @@ SELECT $1, address, 'failed', detail FROM recipients WHERE status = 'failed'
 UNION ALL
 SELECT $1, NULL, 'relayed', $6
 """
+# RETRY and FAILED store only while the row is still this claim's ($2: its attempts, as
+# the relay's UNLEASE): a lease that ran out, Postgres away, may have let another worker
+# claim it meanwhile, and that claim's attempt decides (an interrupted one: the log).
 RETRY = """
 WITH later AS (
     UPDATE outbox SET next_attempt_at = now() + $3::interval, unsettled = $5
-    WHERE message_id = $1
+    WHERE message_id = $1 AND attempts = $2
+    RETURNING message_id
 ), message AS (
-    UPDATE outbound_messages SET attempts = $2, last_error = $4, updated_at = now() WHERE id = $1
+    UPDATE outbound_messages SET attempts = $2, last_error = $4, updated_at = now()
+    WHERE id IN (SELECT message_id FROM later)
 )
-INSERT INTO outbound_events (message_id, event, detail) VALUES ($1, 'relay_deferred', $4)
+INSERT INTO outbound_events (message_id, event, detail)
+SELECT message_id, 'relay_deferred', $4 FROM later
 """
 # Each recipient's event, then the message's own (one, as before): a recipient
 # refused at RCPT ($4, $5 as for RELAYED) with its reply, the others with the message's.
 FAILED = """
 WITH done AS (
-    DELETE FROM outbox WHERE message_id = $1
+    DELETE FROM outbox WHERE message_id = $1 AND attempts = $2
+    RETURNING message_id
 ), message AS (
     UPDATE outbound_messages
-    SET status = 'failed', attempts = $2, last_error = $3, updated_at = now() WHERE id = $1
+    SET status = 'failed', attempts = $2, last_error = $3, updated_at = now()
+    WHERE id IN (SELECT message_id FROM done)
 ), recipients AS (
     UPDATE outbound_recipients
     SET status = 'failed',
         detail = coalesce(($5::text[])[array_position($4::text[], address)], $3),
         updated_at = now()
-    WHERE message_id = $1 AND status = 'queued'
+    WHERE message_id IN (SELECT message_id FROM done) AND status = 'queued'
     RETURNING address, detail
 )
 INSERT INTO outbound_events (message_id, recipient, event, detail)
 SELECT $1, address, 'failed', detail FROM recipients
 UNION ALL
-SELECT $1, NULL, 'failed', $3
+SELECT message_id, NULL, 'failed', $3 FROM done
 """
 
 MAX_BACKOFF_SECONDS = 3600.0
@@ -161,13 +169,19 @@ async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed],
                   len(o.result.refused))
 
 
+def _stored(status: str) -> bool:
+    """Whether a RETRY or FAILED wrote its events (``INSERT 0 n``, n > 0)."""
+    return not status.endswith(" 0")
+
+
 async def record(
     conn: asyncpg.Connection, config: RelayConfig, row: Claimed, result: SubmitResult,
     *, found_in_log: bool = False, queue_host: str | None = None,
-) -> str:
-    """Store the outcome; its name (relayed, deferred, failed). ``found_in_log``: the
-    answer was read from Postfix's log after an interrupted attempt; ``queue_host`` as
-    for :func:`store_relayed`."""
+) -> str | None:
+    """Store the outcome; its name (relayed, deferred, failed), or None when another
+    claim took the row meanwhile (a 4xx or 5xx is then left to it: RETRY).
+    ``found_in_log``: the answer was read from Postfix's log after an interrupted
+    attempt; ``queue_host`` as for :func:`store_relayed`."""
     if result.outcome is Outcome.QUEUED:
         await store_relayed(conn, [Relayed(row, result, found_in_log)], queue_host)
         return "relayed"
@@ -180,12 +194,16 @@ async def record(
                                             or result.uncertain):
         # Still unsettled when Postfix may hold a copy: this attempt's, or the one
         # interrupted before, whose queue file qmgr may not have taken in yet.
-        await conn.execute(RETRY, row.id, row.attempts, backoff(config, row.attempts), reply,
-                           result.uncertain or row.interrupted)
+        if not _stored(await conn.execute(RETRY, row.id, row.attempts,
+                                          backoff(config, row.attempts), reply,
+                                          result.uncertain or row.interrupted)):
+            return None
         log.warning("relay deferred message %s (attempt %d): %s", row.id, row.attempts,
                     for_log(reply))
         return "deferred"
-    await conn.execute(FAILED, row.id, row.attempts, reply, *_refusals(result))
+    if not _stored(await conn.execute(FAILED, row.id, row.attempts, reply,
+                                      *_refusals(result))):
+        return None
     log.warning("relay failed message %s after %d attempt(s): %s", row.id, row.attempts,
                 for_log(reply))
     return "failed"
