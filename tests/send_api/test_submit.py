@@ -253,6 +253,29 @@ async def test_pipelined_deferred_recipient_hangs_up_in_data(
     assert server.connections == 2
 
 
+@pytest.mark.parametrize("at", [0, 1])  # MAIL FROM, the recipient
+async def test_a_pipelined_421_and_hang_up_is_retried_with_the_421(
+    broken_server: Callable[[Answer], Awaitable[int]], at: int,
+) -> None:
+    """Postfix answers a milter's 421 (postwarden's own when overloaded, at MAIL FROM)
+    and closes the connection (RFC 5321 3.8): no reply follows to the commands
+    pipelined after it. The 421 is the answer stored and logged."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250-relay.test\r\n250 PIPELINING\r\n")
+        for _ in range(3):  # MAIL, RCPT, DATA
+            await reader.readline()
+        writer.write(b"250 2.1.0 Ok\r\n" * at + b"421 4.3.2 Service currently unavailable\r\n")
+        await writer.drain()
+
+    port = await broken_server(answer)
+    async with connected(port) as smtp:
+        result = await smtp.submit("app@example.com", ["a@example.org"], b"\r\nx\r\n")
+    assert (result.outcome, result.reply, result.uncertain) == (
+        Outcome.RETRY, "421 4.3.2 Service currently unavailable", False)
+
+
 async def silent_after_ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Greets and answers EHLO, then never answers again."""
     writer.write(b"220 ready\r\n")

@@ -158,9 +158,14 @@ class _Connection:
         return await self.reply()
 
     async def pipeline(self, lines: list[str]) -> list[Reply]:
-        """All the commands in one write, then their replies in order."""
+        """All the commands in one write, then their replies in order, up to a 421: the
+        server closes the connection after it (RFC 5321 3.8; Postfix does, relaying a
+        milter's), and no reply to the commands after it comes."""
         self._send(lines)
-        return [await self.reply() for _ in lines]
+        replies: list[Reply] = []
+        while len(replies) < len(lines) and (not replies or replies[-1].code != 421):
+            replies.append(await self.reply())
+        return replies
 
     async def data(self, block: bytes) -> Reply:
         """Send the message (see :func:`data_block`) after DATA's 354."""
