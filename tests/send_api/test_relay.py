@@ -182,6 +182,38 @@ async def test_an_unreachable_postfix_costs_no_attempt_and_loses_nothing(
     assert [r[1] for r in handler.received] == [("later@example.org",)]
 
 
+async def test_a_postfix_unreachable_for_a_long_outage_is_still_waited_for(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past 1025 unreachable claims in a row (some 17 hours of pauses at their longest),
+    the pause's backoff was 2 ** 1025 times the setting: no float, an OverflowError that
+    ended the worker's task, so nothing was sent once Postfix was back."""
+    monkeypatch.setattr(relay, "UNREACHABLE_PAUSE_MAX", 0.0)  # the outage in seconds
+    port = free_port()
+    metrics = Metrics()
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 2, 30.0, workers=1),
+                         metrics=metrics)
+    message_id = await accepted(pool, "after-the-weekend@example.org")
+    worker.start()
+    try:
+        await wait_until_counted(metrics, "unreachable", 1100, within=60.0)
+        handler = Scripted()
+        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            row = await settled(pool, message_id)
+        finally:
+            controller.stop()
+    finally:
+        await worker.stop(grace=10)
+    assert (row["status"], row["attempts"]) == ("relayed", 1)
+
+
+def test_backoff_stays_at_its_cap_however_many_attempts() -> None:
+    config = RelayConfig("127.0.0.1", 25, 8, 30.0)
+    assert 2700 <= backoff(config, 5000).total_seconds() <= 4500
+
+
 async def test_rows_given_back_still_say_an_earlier_attempt_was_interrupted(
     pool: asyncpg.Pool,
 ) -> None:

@@ -95,6 +95,7 @@ SELECT message_id, NULL, 'failed', $3 FROM done
 """
 
 MAX_BACKOFF_SECONDS = 3600.0
+MAX_DOUBLINGS = 1023
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,11 @@ class Claimed:
 
 def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
     """Exponential in the attempts made, with +-25% jitter so retries do not align."""
-    base = min(MAX_BACKOFF_SECONDS, config.backoff_seconds * 2 ** max(0, attempts - 1))
+    # At most a float's largest power of two: 2 ** 1024 is no float (OverflowError), and
+    # the pause after 1025 unreachable claims in a row (relay.RelayWorker._pause) doubles
+    # that often.
+    doublings = min(max(0, attempts - 1), MAX_DOUBLINGS)
+    base = min(MAX_BACKOFF_SECONDS, config.backoff_seconds * 2.0 ** doublings)
     return dt.timedelta(seconds=base * random.uniform(0.75, 1.25))  # noqa: S311 - jitter
 
 
