@@ -151,6 +151,29 @@ async def test_a_refused_recipient_fails_alone(
     assert statuses == {"nobody@example.org": "failed", "somebody@example.org": "relayed"}
 
 
+async def test_a_recipient_refused_beside_a_deferred_one_fails_with_its_own_reply(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int]
+) -> None:
+    """One recipient deferred (452) retries the whole message; when it still is at the
+    last attempt, a recipient refused with 5xx keeps its own reply, not the 452."""
+    handler, port = smtp_server
+    handler.rcpt_replies["nobody@example.org"] = "550 5.1.1 no such user"
+    handler.rcpt_replies["later@example.org"] = "452 4.5.3 try later"
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 2, 0.05, workers=1))
+    message_id = await accepted(pool, "nobody@example.org", "later@example.org")
+    worker.start()
+    try:
+        row = await settled(pool, message_id)
+    finally:
+        await worker.stop(grace=10)
+    assert (row["status"], row["attempts"]) == ("failed", 2)
+    details = dict(await pool.fetch(
+        "SELECT address, detail FROM outbound_recipients WHERE message_id = $1", message_id
+    ))
+    assert details == {"nobody@example.org": "550 5.1.1 no such user",
+                       "later@example.org": "452 4.5.3 try later"}
+
+
 async def test_an_unreachable_postfix_costs_no_attempt_and_loses_nothing(
     pool: asyncpg.Pool,
 ) -> None:

@@ -225,6 +225,19 @@ async def test_pipelined_submission_with_a_refused_recipient(
     assert server.messages == [b"\r\n..dot\r\n"]
 
 
+async def test_pipelined_deferred_recipient_keeps_the_refusals_after_it(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    server = PipeliningServer({"later@example.org": b"452 4.5.3 try later",
+                               "gone@example.org": b"550 5.1.1 no such user"})
+    async with connected(await broken_server(server), reply_timeout=2.0) as smtp:
+        result = await smtp.submit(
+            "app@example.com", ["later@example.org", "gone@example.org"], b"\r\nx\r\n"
+        )
+    assert (result.outcome, result.reply) == (Outcome.RETRY, "452 4.5.3 try later")
+    assert result.refused == {"gone@example.org": "550 5.1.1 no such user"}
+
+
 async def test_pipelined_all_refused_fails_and_resets(
     broken_server: Callable[[Answer], Awaitable[int]],
 ) -> None:

@@ -86,8 +86,8 @@ class _Unanswered(Exception):
 
 
 def _by_code(reply: Reply, refused: dict[str, str] | None = None) -> SubmitResult:
-    """``refused``: the recipients refused at RCPT before this reply to DATA, each of
-    whose failure is its own reply, not this one."""
+    """``refused``: the recipients refused at RCPT, each of whose failure is its own
+    reply, not this one (to DATA, or to another recipient's RCPT)."""
     outcome = Outcome.FAILED if 500 <= reply.code < 600 else Outcome.RETRY
     return SubmitResult(outcome, str(reply), refused=refused or {})
 
@@ -120,12 +120,14 @@ def _settle(
     mail, rcpts = replies[0], replies[1 : 1 + len(recipients)]
     if mail.code != 250:
         return _by_code(mail), {}
-    refused: dict[str, str] = {}
-    for recipient, reply in zip(recipients, rcpts, strict=False):
-        if 500 <= reply.code < 600:
-            refused[recipient] = str(reply)
-        elif reply.code not in (250, 251):  # one deferred recipient: all again later
-            return _by_code(reply), refused
+    refused = {recipient: str(reply) for recipient, reply in zip(recipients, rcpts,
+                                                                 strict=False)
+               if 500 <= reply.code < 600}
+    # One deferred recipient: all again later, those refused with their own replies
+    # (the attempt may be the last).
+    for reply in rcpts:
+        if reply.code not in (250, 251) and not 500 <= reply.code < 600:
+            return _by_code(reply, refused), refused
     if len(rcpts) < len(recipients):
         return None, refused
     if len(refused) == len(recipients):
