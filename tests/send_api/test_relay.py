@@ -92,6 +92,21 @@ async def test_a_message_is_relayed_and_keeps_the_queue_id(
     assert {r["status"] for r in statuses} == {"relayed"}
 
 
+async def test_a_message_accepted_on_a_host_whose_clock_runs_ahead_is_relayed_at_once(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker
+) -> None:
+    """The relay claims by the database's clock; the enqueue was given the service's
+    (its rate windows, the message's times), and the row was due only once the
+    database's clock reached it: ten minutes ahead, every message waited ten minutes."""
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    async with pool.acquire() as conn:
+        message = await enqueue(conn, submission(uuid.uuid4().hex, "soon@example.org"),
+                                ROOMY, ahead)
+    worker.wake()
+    row = await settled(pool, message.id)
+    assert row["status"] == "relayed"
+
+
 async def test_the_relay_names_the_host_whose_postfix_queued_the_message(
     pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], tmp_path: Path
 ) -> None:

@@ -90,6 +90,8 @@ RELEASED = {
         "9f377b6dfd0c224893bd161450f6aaaba0d57dd416a6c2bf0deaa1265c9c3a2d",
     "0037_send_search_indexes":
         "d11bb83965e97836c65b047c2e41b0f86eec30cdde695e8825328f20399e3081",
+    "0038_send_outbox_due_by_database_clock":
+        "4d521a2aae7d5bcf79abec8da5b1ebf0efe42dd67b206aca8eeab69f0edf6904",
 }
 
 
