@@ -545,6 +545,38 @@ async def test_a_worker_cancelled_mid_submit_leaves_no_lease_renewing(
     assert lease_tasks() == []
 
 
+async def test_a_stop_past_its_grace_gives_back_the_rows_not_yet_tried(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int]
+) -> None:
+    """Stopped while Postfix has yet to answer the batch's first message: the rows after
+    it were left claimed, and came back as though their attempt had gone out unanswered;
+    one at its last attempt was failed ("no answer to the message sent in the last
+    attempt") though it was never sent."""
+    handler, port = smtp_server
+    config = RelayConfig("127.0.0.1", port, 1, 0.05, workers=1)  # each claim the last
+    handler.data_gate.clear()
+    await accepted(pool, "first@example.org")
+    untried = await accepted(pool, "second@example.org")
+    worker = RelayWorker(pool, config)
+    worker.start()
+    try:
+        await until_true(lambda: bool(handler.received))
+        await worker.stop(grace=0.1)  # cancels the submit under way
+    finally:
+        handler.data_gate.set()
+        await worker.stop(grace=10)
+    row = await pool.fetchrow("SELECT attempts, unsettled, next_attempt_at <= now() AS due "
+                              "FROM outbox WHERE message_id = $1", untried)
+    assert dict(row) == {"attempts": 0, "unsettled": False, "due": True}
+    after = RelayWorker(pool, config)
+    after.start()
+    try:
+        settled_row = await settled(pool, untried)
+    finally:
+        await after.stop(grace=10)
+    assert (settled_row["status"], settled_row["attempts"]) == ("relayed", 1)
+
+
 def lease_tasks() -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks()
             if t.get_name() == "postwarden-relay-lease" and not t.done()]

@@ -15,6 +15,7 @@ message after message.
 A claimed batch's lease is renewed while it is worked on, a submit in flight
 included (:mod:`.lease`); once it can no longer be proven, the batch sends no
 further row: those left are given back, or come back when their lease ends. A
+stop that cancels a batch (past its grace) gives back its rows not yet sent. A
 submit is cut off past :data:`SUBMIT_SECONDS` (taken as an answer lost after the
 message went out: the log decides), and starts only while the lease lasts that
 long and :data:`LEASE_MARGIN_SECONDS` more, renewed first when it would not: a
@@ -138,6 +139,7 @@ SUBMIT_SECONDS = DATA_END_SECONDS + 2 * SMTP_TIMEOUT
 # connection after an overrun, and clocks (Postgres's, ours) that drift apart.
 LEASE_MARGIN_SECONDS = QUIT_SECONDS + 30.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
+GIVE_BACK_SECONDS = 5.0  # a stop waits this long at most to give back rows not tried
 # The outcome of a row back past its last attempt, that attempt unanswered, when
 # nothing shows Postfix queued the message (its log, where there is one, does not).
 UNANSWERED_LAST = SubmitResult(Outcome.FAILED, "no answer to the message sent in the last "
@@ -201,7 +203,8 @@ class RelayWorker:
         ]
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Let each task finish its current message, then cancel what is left (``cut_off``)."""
+        """Let each task finish its current message, then cancel what is left (``cut_off``):
+        a batch cancelled gives back its rows not yet sent."""
         self._stopping.set()
         self._wakeup.set()
         if not self._tasks:
@@ -255,8 +258,10 @@ class RelayWorker:
         could not be reached (the row being tried and those after it were given back)."""
         lease = BatchLease(self._renew, rows, since=claimed, seconds=LEASE.total_seconds(),
                            retry_seconds=RECORD_RETRY_MAX, keep=submit_span())
+        untried = rows  # none of them sent yet: given back should the task be cancelled
         try:
             for index, row in enumerate(rows):
+                untried = rows[index:]
                 if self._stopping.is_set():
                     await self._give_back(lease, rows[index:])
                     return True
@@ -286,6 +291,7 @@ class RelayWorker:
                     if row.id in lease.lost:  # its renewal just now found it claimed
                         _left_to_another(row)
                         continue
+                    untried = rows[index + 1:]
                     if row.interrupted:  # the log to ask, should this attempt be cut off
                         await self._attempting(row)
                     result = await self._submit(session, row)
@@ -302,8 +308,26 @@ class RelayWorker:
                 if outcome is not None:
                     self._outcomes.labels("found_queued" if found else outcome).inc()
             return True
+        except asyncio.CancelledError:
+            await self._give_back_untried(lease, untried)
+            raise
         finally:
             await lease.stop()
+
+    async def _give_back_untried(self, lease: BatchLease[Claimed], rows: list[Claimed]
+                                 ) -> None:
+        """Cancelled (a stop past its grace): the rows not yet sent go back as they were.
+        Left claimed, they would come back as attempts cut off, as though sent unanswered:
+        one at its last attempt failed, never sent."""
+        if not rows:
+            return
+        try:
+            async with asyncio.timeout(GIVE_BACK_SECONDS):
+                await self._give_back(lease, rows)
+        except DB_ERRORS as exc:
+            log.warning("relay: %d claimed message(s) not tried could not be given back "
+                        "at the stop (%s): they come back when their lease ends", len(rows),
+                        type(exc).__name__)
 
     @staticmethod
     async def _submit(session: SmtpSession, row: Claimed) -> SubmitResult:
