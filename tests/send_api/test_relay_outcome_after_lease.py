@@ -14,6 +14,7 @@ import datetime as dt
 import asyncpg
 import pytest
 
+from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.send.relay import RelayWorker
 from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from postwarden_admin_api.send.submit import SmtpSession
@@ -60,3 +61,27 @@ async def test_an_answer_to_a_claim_that_lost_its_row_leaves_the_row_to_the_new_
     assert events == 0
     assert f"message {message_id} was claimed again while this worker was held up" \
         in caplog.text
+
+
+async def test_an_answer_to_a_message_no_longer_stored_says_so(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its rows gone (a commit PostgreSQL lost): not taken for a claim made meanwhile."""
+    handler, port = smtp_server
+    handler.data_replies.append("451 4.3.0 try again later")
+    metrics = Metrics()
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1),
+                         metrics=metrics)
+    message_id = await accepted(pool, "lost@example.org")
+    [row] = await worker._claim()
+    session = SmtpSession("127.0.0.1", port, 5.0, "relay.test")
+    try:
+        result = await RelayWorker._submit(session, row)
+    finally:
+        await session.close()
+    await pool.execute("DELETE FROM outbound_messages WHERE id = $1", message_id)
+    assert await worker._record(row, result, found_in_log=False, queue_host=None) is None
+    assert f"message {message_id} is no longer stored" in caplog.text
+    assert "claimed again" not in caplog.text
+    assert metrics.registry.get_sample_value(
+        "postwarden_relay_outcomes_total", {"outcome": "lost"}) == 1

@@ -394,7 +394,7 @@ class RelayWorker:
                     outcome = await record(conn, self._config, row, result,
                                            found_in_log=found_in_log,
                                            queue_host=self._queue_host)
-                if outcome is None:
+                if outcome is None and not await self._no_longer_stored(row, result):
                     _left_to_another(row)
                 return outcome
             except DB_ERRORS as exc:
