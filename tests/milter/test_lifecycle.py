@@ -19,6 +19,7 @@ import pytest
 from postwarden_milter.app import MilterProcess
 from postwarden_milter.settings import load_settings
 from postwarden_policies.systemd_notify import SystemdNotifier
+from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import wait_until
 from tests.fixtures.processes import children_of, running
 from tests.milter.milterclient import MilterClient
@@ -237,6 +238,42 @@ def test_with_no_worker_left_to_serve_the_parent_exits_1(tmp_path: Path) -> None
         assert proc.wait(timeout=5) == 1
     assert "no worker process runs" in log_path.read_text()
     assert not any(running(pid) for pid in killed)
+
+
+def _spools(spool: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in spool.glob("audit-spool*.jsonl")}
+
+
+def test_a_second_milter_on_a_spool_dir_in_use_is_refused_and_moves_nothing(
+        tmp_path: Path) -> None:
+    """A second start on the same spool_dir (by hand, with fewer processes) appended the
+    spools and journals of the running workers to the first one's before it found
+    anything wrong, as if those workers were gone."""
+    env = _env(tmp_path, processes="2")  # no database: the spools are the audit log
+    spool = tmp_path / "spool"
+    log_path = tmp_path / "milter.log"
+    with _serving(env, log_path) as first:
+        assert wait_until(lambda: _serving_count(log_path) == 2, timeout=30)
+        sent = 0
+        while sent < 200 and not {"audit-spool.jsonl", "audit-spool-1.jsonl"} <= set(
+                _spools(spool)):  # until both workers took a message
+            client = MilterClient(env["POSTWARDEN_MILTER_SOCKET"]).open()
+            assert client.message(f"4QSPOOL{sent}")[0] == b"c"
+            client.close()
+            sent += 1
+        assert wait_until(  # every message's event written
+            lambda: sum(data.count(b"\n") for data in _spools(spool).values()) == sent,
+            timeout=30)
+        before = _spools(spool)
+        assert "audit-spool-1.jsonl" in before
+        second = _run([], {**env, "POSTWARDEN_PROCESSES": "1",
+                           "POSTWARDEN_MILTER_SOCKET": f"inet:{free_port()}@127.0.0.1"})
+        assert second.returncode == 2, second.stderr
+        assert f"postwarden-milter: spool_dir {spool}: another milter runs with it" \
+            in second.stderr.splitlines()
+        assert _spools(spool) == before
+        _stop(first)
+        assert first.returncode == 0
 
 
 @pytest.mark.parametrize("processes", [1, 2])

@@ -28,7 +28,7 @@ from .settings import (
     stray_variables,
 )
 from .spool import adopt_orphans
-from .startup_checks import preflight
+from .startup_checks import claim_spool_dir, preflight
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -114,12 +114,13 @@ def serve(config: Path | None) -> int:
     for stray in stray_variables(os.environ):
         log.warning("%s", stray)
     keep_freed_memory()
-    adopt_orphans(settings.spool_dir, settings.processes)  # no worker runs yet
-    adopt_orphan_journals(settings.spool_dir, settings.processes,
-                          audit_log=settings.database_url is None)
-    if settings.processes == 1:
-        return run_process(MilterProcess(settings, notifier))
     try:
+        claim_spool_dir(settings.spool_dir)
+        adopt_orphans(settings.spool_dir, settings.processes)  # no worker runs yet
+        adopt_orphan_journals(settings.spool_dir, settings.processes,
+                              audit_log=settings.database_url is None)
+        if settings.processes == 1:
+            return run_process(MilterProcess(settings, notifier))
         return Supervisor(settings, notifier).run()
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

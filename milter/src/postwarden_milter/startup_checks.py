@@ -8,9 +8,12 @@ events are spooled until it is back.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
@@ -82,6 +85,19 @@ def preflight(settings: MilterSettings) -> Preflight:
         except PoliciesError as exc:
             raise policies_refused(exc) from None
     return Preflight(policies, reachable)
+
+
+def claim_spool_dir(directory: Path) -> None:
+    """Hold ``directory`` for this milter and the workers it forks, until they exit; a
+    StartupError if another milter holds it. Its spools and journals are the running
+    workers' own: a second start (by hand, with fewer processes, another socket) would
+    adopt them as orphans and then write the same files."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)  # kept open: the lock is its
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StartupError(f"spool_dir {directory}: another milter runs with it") from None
 
 
 def refuse_served_socket(connection: str) -> None:
