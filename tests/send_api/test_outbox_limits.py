@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from postwarden_admin_api.errors import ApiError
-from postwarden_admin_api.send import idempotency
+from postwarden_admin_api.send import _housekeeping, idempotency
 from postwarden_admin_api.send.limits import (
     LimitReached,
     Limits,
@@ -21,6 +21,7 @@ from postwarden_admin_api.send.limits import (
 from postwarden_admin_api.send.outbox import ENQUEUE, Accepted, Unconfirmed, confirm, enqueue
 from postwarden_store import connect
 from tests.conftest import PgServer
+from tests.fixtures.clocks import shifted_datetime
 from tests.fixtures.postgres import durable_commits_hang
 from tests.fixtures.submissions import NOW, ROOMY, submission
 
@@ -195,6 +196,24 @@ async def test_housekeeping_drops_ended_windows_and_old_records(pool: asyncpg.Po
     assert await count(pool, "SELECT count(*) FROM outbound_rate_counters WHERE subject = $1 "
                              "OR window_start < $2", key, NOW - dt.timedelta(days=2)) == 0
     assert await count(pool, "SELECT count(*) FROM send_idempotency WHERE key_id = $1", key) == 0
+
+
+@pytest.mark.parametrize("days", [400, -3])
+async def test_housekeeping_drops_no_window_either_clock_still_counts_in(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, days: int
+) -> None:
+    # A host clock a year ahead for one round dropped today's counters: every recipient
+    # could have its day's limit of messages again. A host clock days behind the
+    # database's counts in windows that are days old by the database's.
+    offset = dt.timedelta(days=days)
+    key = uuid.uuid4().hex
+    sent = submission(key, f"{key}@example.org")
+    monkeypatch.setattr(dt, "datetime", shifted_datetime(offset))
+    async with pool.acquire() as conn:
+        await enqueue(conn, sent, ROOMY, dt.datetime.now(dt.UTC))
+        await _housekeeping(conn)
+    assert await count(pool, "SELECT count(*) FROM outbound_rate_counters WHERE subject = $1 "
+                             "OR subject = $2", sent.key_id, *sent.recipient_hashes) == 2
 
 
 async def waiting_on(admin_dsn: str, conn: asyncpg.Connection, statement: str,

@@ -39,7 +39,12 @@ from .refusals import FieldProblem, Refusal
 log = logging.getLogger(__name__)
 HASH_KEY_SETTING = "recipient_hash_key"
 
-PURGE_WINDOWS = "DELETE FROM outbound_rate_counters WHERE window_start < $1"
+# By the earlier of the database's clock and the host's: sends count in windows of the
+# host's clock, so one behind would count in windows days old by the database's, and one
+# ahead for a round (or another admin host's) would drop the day's counters; either way
+# every recipient could have its day's limit of messages again.
+PURGE_WINDOWS = ("DELETE FROM outbound_rate_counters "
+                 "WHERE window_start < least(now(), $1) - interval '2 days'")
 SELECT_HASH_KEY = "SELECT key FROM send_hash_key"
 INSERT_HASH_KEY = "INSERT INTO send_hash_key (key) VALUES ($1) ON CONFLICT DO NOTHING"
 RECIPIENT_FULL = "this recipient has had its limit of messages today"
@@ -163,5 +168,6 @@ class Windows:
 
 
 async def purge_windows(conn: asyncpg.Connection, now: dt.datetime) -> None:
-    """Drop counters of windows that ended (the longest window is one day)."""
-    await conn.execute(PURGE_WINDOWS, now - dt.timedelta(days=2))
+    """Drop counters of windows that ended by both clocks, ``now`` the host's (the
+    longest window is one day)."""
+    await conn.execute(PURGE_WINDOWS, now)
