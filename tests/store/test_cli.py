@@ -1,16 +1,22 @@
-"""`postwarden-store`: its help, and `migrate --dry-run` as the README shows it."""
+"""`postwarden-store`: its help, `migrate --dry-run` as the README shows it, and a
+migrate stopped with Ctrl-C."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
+from pathlib import Path
 
 import pytest
 
-from postwarden_store import apply_migrations, connect, pending_migrations
+from postwarden_store import apply_migrations, connect, migrations, pending_migrations
 from postwarden_store.cli import main
 from postwarden_store.migrations import available_migrations
 from tests.conftest import PgServer
-from tests.fixtures.postgres import create_database, drop_database
+from tests.fixtures.postgres import create_database, drop_database, wait_until
+
+MIGRATE = "import sys; from postwarden_store.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 @pytest.mark.parametrize("flag", ["-h", "--help"])
@@ -46,3 +52,31 @@ async def test_dry_run_lists_what_migrate_would_apply_and_applies_nothing(
         assert capsys.readouterr().out == "schema is current\n"
     finally:
         await drop_database(pg_server.admin_dsn, name)
+
+
+async def test_a_migrate_stopped_with_ctrl_c_says_so_in_one_line(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    # Ctrl-C while it waited (here for another migrate) ended in two tracebacks.
+    holder = await connect(fresh_database_url)
+    err = tmp_path / "stderr"
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", migrations.ADVISORY_LOCK_KEY)
+        with err.open("wb") as stderr:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", MIGRATE, "migrate", "--database-url",
+                fresh_database_url, stderr=stderr)
+        try:
+            assert await asyncio.to_thread(
+                wait_until, lambda: "another migrate is running" in err.read_text(), 30)
+            proc.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(proc.wait(), 30) == 130
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    finally:
+        await holder.close()
+    assert err.read_text().splitlines()[1:] == [
+        "postwarden-store migrate: interrupted: the migrations applied so far stay, none "
+        "is applied in part; run migrate again for the rest"]

@@ -50,9 +50,14 @@ def add_migrate_options(parser: argparse.ArgumentParser, database_url_help: str,
 
 def migrate(database_url: str, dry_run: bool, prog: str) -> int:
     """Apply the pending migrations, or list them; 1 with one line naming what failed
-    (never the URL: it holds the password)."""
+    (never the URL: it holds the password), 130 with one line after Ctrl-C."""
     try:
         return asyncio.run(_migrate(database_url, dry_run))
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the migration under way, whose transaction rolls back.
+        print(f"{prog}: interrupted: the migrations applied so far stay, none is applied "
+              "in part; run migrate again for the rest", file=sys.stderr)
+        return 130
     except OSError as exc:  # every one here is the database's
         print(f"{prog}: {unreachable(exc)}", file=sys.stderr)
         return 1
