@@ -5,12 +5,14 @@ for good."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import pytest
 
 from postwarden_store import MigrationError, apply_migrations, connect, migrations
-from postwarden_store.migrations import Migration, available_migrations
+from postwarden_store.migrations import Migration, applied_migrations, available_migrations
+from tests.webhooks.receiver import wait_for_async
 
 # Each migration as released. A database migrated by one build must migrate on with
 # the next: an edited migration refuses it (checksum mismatch), so a change to the
@@ -149,3 +151,44 @@ async def test_a_second_migrate_says_it_waits_for_the_first(
     finally:
         await first.close()
         await second.close()
+
+
+# A migrate run whose last migration is long: its backend runs it while the client lives.
+SLOW_MIGRATE = """
+import asyncio, sys
+from postwarden_store import migrations
+from postwarden_store.migrations import Migration, available_migrations
+migrations.available_migrations = lambda: [
+    *available_migrations(), Migration("9999_slow_test", "SELECT pg_sleep(120)")]
+asyncio.run(migrations.migrate_database(sys.argv[1]))
+"""
+RUNNING_SLOW = ("SELECT pid FROM pg_stat_activity "
+                "WHERE query = 'SELECT pg_sleep(120)' AND state = 'active'")
+
+
+async def test_a_migrate_killed_mid_migration_leaves_no_backend_running_it(
+    fresh_database_url: str
+) -> None:
+    # Killed (by an admin who saw audit writes stall behind an index build, say), its
+    # backend ran the migration to its end, holding its locks, then rolled it back.
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", SLOW_MIGRATE,
+                                                fresh_database_url)
+    observer = await connect(fresh_database_url)
+
+    async def running() -> bool:
+        return await observer.fetchval(RUNNING_SLOW) is not None
+
+    async def stopped() -> bool:
+        return not await running()
+
+    try:
+        assert await wait_for_async(running, 30)
+        proc.kill()
+        await proc.wait()
+        assert await wait_for_async(stopped, 10)
+        assert "9999_slow_test" not in await applied_migrations(observer)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await observer.close()
