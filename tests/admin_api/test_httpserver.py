@@ -1,5 +1,6 @@
 """The service as `postwarden-admin serve` runs it: a request aiohttp cannot parse gets
-the API's JSON error without its text, and SIGTERM stops the process cleanly."""
+the API's JSON error without its text, SIGTERM stops the process cleanly, and SIGHUP or
+SIGUSR1 (the milter's reload signals) stops nothing."""
 
 from __future__ import annotations
 
@@ -85,3 +86,21 @@ def test_a_request_aiohttp_cannot_parse_is_a_json_400_that_does_not_quote_it(
     assert "S3cr3t" not in log
     assert "Traceback" not in log
 
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGUSR1])
+def test_a_reload_signal_is_logged_and_stops_nothing(
+    service: tuple[int, subprocess.Popen[str]], signum: signal.Signals, tmp_path: Path
+) -> None:
+    # SIGHUP ended the process, an exit systemd counts as clean (Restart=on-failure does
+    # not restart it): a `kill -HUP` meant to reload, as for the milter, took the send
+    # API down for good.
+    port, proc = service
+    proc.send_signal(signum)
+    line = f"{signum.name}: the admin service has nothing to reload"
+    wait_for(lambda: line in (tmp_path / "stderr").read_text() or proc.poll() is not None,
+             timeout=10)
+    assert proc.poll() is None, proc.returncode
+    assert _answers(port)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0

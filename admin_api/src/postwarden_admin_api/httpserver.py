@@ -99,6 +99,18 @@ def _reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
 
 
+# The milter's reload signals. Their default action ended the process, SIGHUP with an
+# exit systemd counts as clean and does not restart (Restart=on-failure).
+RELOAD_SIGNALS = (signal.SIGHUP, signal.SIGUSR1)
+
+
+def _nothing_to_reload(signum: int) -> None:
+    log.warning("%s: the admin service has nothing to reload (it reads its runtime "
+                "settings, rules and keys from the database); restart it to read its "
+                "settings file",
+                signal.Signals(signum).name)
+
+
 async def serve(app: web.Application, host: str, port: int, notifier: SystemdNotifier) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests under way and stop."""
     runner = await start(app, host, port)
@@ -113,6 +125,8 @@ async def serve(app: web.Application, host: str, port: int, notifier: SystemdNot
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    for signum in RELOAD_SIGNALS:
+        loop.add_signal_handler(signum, _nothing_to_reload, signum)
     log.info("serving on http://%s:%d", host, port)
     notifier.ready()
     try:
