@@ -105,6 +105,8 @@ class Receiver:
     sni: list[str | None] = field(default_factory=list)
     delay_seconds: float = 0.0  # wait this long before answering
     endless_body: bool = False  # answer 200 with a body that never ends (bounded: ~60 s)
+    slow_body_seconds: float = 0.0  # answer 200, then a byte of body every 0.1 s this long
+    cut_body: bool = False  # answer 200, then close the connection mid-body
     port: int = 0
     _runner: web.AppRunner | None = None
 
@@ -116,6 +118,10 @@ class Receiver:
             await asyncio.sleep(self.delay_seconds)
         if self.endless_body:
             return await self._endless(request)
+        if self.slow_body_seconds:
+            return await self._slow(request)
+        if self.cut_body:
+            return await self._cut(request)
         if 300 <= status < 400:
             return web.Response(status=status, headers={"Location": "https://127.0.0.1/"})
         return web.Response(status=status, text="ok" if status < 300 else "no")
@@ -130,6 +136,25 @@ class Receiver:
             except ConnectionError:
                 break
             await asyncio.sleep(0.01)
+        return response
+
+    async def _slow(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(round(self.slow_body_seconds * 10)):
+            try:
+                await response.write(b"x")
+            except ConnectionError:
+                break
+            await asyncio.sleep(0.1)
+        return response
+
+    async def _cut(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": "1000"})
+        await response.prepare(request)
+        await response.write(b"x" * 10)
+        assert request.transport is not None
+        request.transport.close()
         return response
 
     async def start(self, port: int | None = None) -> None:

@@ -136,10 +136,27 @@ async def test_total_timeout(receiver: Receiver, tls: Tls, dns: StubDns) -> None
     assert not outcome.ok and outcome.error == "timeout", outcome
 
 
-async def test_response_body_is_capped(receiver: Receiver, tls: Tls, dns: StubDns) -> None:
-    """An endless answer would run into the total timeout if it were read to the end."""
+async def test_an_endless_response_body_is_not_read(
+    receiver: Receiver, tls: Tls, dns: StubDns
+) -> None:
+    """An endless answer would run into the total timeout if it were read: it is not."""
     receiver.endless_body = True
     url = f"https://{RECEIVER_NAME}:{receiver.port}/hook"
     async with open_session(LOOPBACK_ALLOWED, 4.0, tls.client, dns) as session:
         outcome = await post(session, LOOPBACK_ALLOWED, url, PING)
     assert outcome.ok, outcome
+
+
+@pytest.mark.parametrize("answer", ["slow_body_seconds", "cut_body"])
+async def test_a_2xx_answer_delivers_whatever_its_body_does(
+    receiver: Receiver, tls: Tls, dns: StubDns, answer: str
+) -> None:
+    """The receiver answered 200 in time, then its body trickled past the 1 s timeout, or
+    its connection closed mid-body: the answer is its status. Read to the end, the body
+    made it a timeout or a broken connection, and the event went again at every retry,
+    then dead, though the receiver had taken it each time."""
+    setattr(receiver, answer, 3.0 if answer == "slow_body_seconds" else True)
+    url = f"https://{RECEIVER_NAME}:{receiver.port}/hook"
+    async with open_session(LOOPBACK_ALLOWED, 1.0, tls.client, dns) as session:
+        outcome = await asyncio.wait_for(post(session, LOOPBACK_ALLOWED, url, PING), timeout=30)
+    assert outcome == Outcome(200, None)
