@@ -87,6 +87,22 @@ def test_api_call_template_and_headers() -> None:
     assert request.headers["webhook-id"] == "evt-3"
 
 
+def test_api_call_keys_are_filled_in_as_text() -> None:
+    """A key is a string of the template too: it was sent as written, "{{ type }}" and
+    all, though every placeholder is filled in; and one naming no field passed the check."""
+    template = {"{{ type }}": "{{ data.sender }}", "q-{{ data.queue_id }}": [1],
+                "{{ data.recipients }}": True}
+    assert template_problems(template) == []
+    assert template_problems({"{{ data.__class__ }}": 1}) == [
+        "unknown placeholder {{ data.__class__ }}"]
+    endpoint = Endpoint(5, "crm", "https://api.example.com/", Kind.API_CALL, None, {},
+                        template)
+    request = render(endpoint, "evt-5", envelope("message.rejected", WHEN, AUDIT_ROW))
+    assert json.loads(request.body) == {
+        "message.rejected": "a@example.org", "q-4Xyz1": [1],
+        "b@example.net, c@example.net": True}
+
+
 def test_api_call_text_writes_values_as_json_does() -> None:
     # A boolean in text was Python's True, an object its repr ({'paid': True, 'note': None}).
     template = {"text": "paid={{ data.metadata.paid }} attempts={{ data.attempts }} "

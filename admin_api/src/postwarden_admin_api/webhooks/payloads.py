@@ -8,7 +8,8 @@
   Template strings may hold ``{{ path }}`` placeholders (``id``, ``type``,
   ``timestamp`` or ``data.<field>``): a string that is exactly one placeholder
   takes the value itself (a list stays a list), otherwise the value is
-  interpolated as text. Substitution only looks values up; nothing is evaluated.
+  interpolated as text, as it always is in an object's keys. Substitution only
+  looks values up; nothing is evaluated.
 
 Every kind carries the ``webhook-id``/``webhook-timestamp`` headers and, when
 the endpoint has a secret, ``webhook-signature``.
@@ -157,16 +158,20 @@ class _Filler:
         self._spend(len(text))
         return text
 
+    def _interpolated(self, text: str) -> str:
+        return PLACEHOLDER.sub(lambda m: self._text(m.group(1)), text)
+
     def fill(self, template: Any) -> Any:
         if isinstance(template, str):
             whole = PLACEHOLDER.fullmatch(template)
             if whole:
                 return self._value(whole.group(1))
-            return PLACEHOLDER.sub(lambda m: self._text(m.group(1)), template)
+            return self._interpolated(template)
         if isinstance(template, list):
             return [self.fill(item) for item in template]
         if isinstance(template, dict):
-            return {key: self.fill(value) for key, value in template.items()}
+            # A key is text whatever it names.
+            return {self._interpolated(key): self.fill(value) for key, value in template.items()}
         return template
 
 
@@ -186,7 +191,8 @@ def _placeholders(template: Any) -> list[str]:
     if isinstance(template, list):
         return [p for item in template for p in _placeholders(item)]
     if isinstance(template, dict):
-        return [p for value in template.values() for p in _placeholders(value)]
+        return [p for key, value in template.items()
+                for p in [*PLACEHOLDER.findall(key), *_placeholders(value)]]
     return []
 
 
