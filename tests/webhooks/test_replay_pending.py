@@ -1,5 +1,6 @@
-"""docs/api.md: replaying a delivery that is still pending is 409 ``delivery_pending``
-(only a delivered or dead one may be delivered again), and queues nothing."""
+"""docs/api.md: replaying a delivery that is still pending, or one whose replay is, is
+409 ``delivery_pending`` (only a delivered or dead one may be delivered again), and
+queues nothing."""
 
 from __future__ import annotations
 
@@ -16,9 +17,17 @@ from tests.admin_api.test_conflict_codes import error_code
 from tests.fixtures.adminapp import AiohttpClient, bearer
 from tests.webhooks.support import generate_secret
 
-from .support import audit_event
+from .conftest import Start, hook_url
+from .receiver import Receiver, wait_for
+from .support import audit_event, raise_reject
 
 pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def database_url(fresh_database_url: str) -> str:
+    """A database of the test's own: no other test's endpoint takes its events."""
+    return fresh_database_url
 
 
 async def test_replaying_a_pending_delivery_is_delivery_pending(
@@ -49,3 +58,33 @@ async def test_replaying_a_pending_delivery_is_delivery_pending(
     assert await error_code(response) == "delivery_pending"
     listed = await (await client.get(path, headers=bearer(admin_key))).json()
     assert listed["deliveries"] == [pending]
+
+
+async def test_a_delivery_whose_replay_is_pending_is_delivery_pending(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver,
+) -> None:
+    """A replay request sent twice (a click again, a client retrying a lost 202) queued
+    the event twice for the endpoint, both copies sent at once; the second is refused."""
+    client = await start()
+    created = await client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
+        "name": "twice", "url": hook_url(receiver), "events": ["message.rejected"],
+        "secret": generate_secret()})
+    assert created.status == 201, await created.text()
+    hook = f"/api/v1/webhooks/{(await created.json())['id']}"
+    await raise_reject(database_url)
+    assert await wait_for(receiver.delivered)
+    # Disabled, the endpoint keeps its replay pending.
+    disabled = await client.patch(hook, headers=bearer(admin_key), json={"enabled": False})
+    assert disabled.status == 200, await disabled.text()
+    [delivered] = (await (await client.get(f"{hook}/deliveries", headers=bearer(admin_key))
+                          ).json())["deliveries"]
+    replay = f"{hook}/deliveries/{delivered['id']}/replay"
+    first = await client.post(replay, headers=bearer(admin_key))
+    assert first.status == 202, await first.text()
+
+    again = await client.post(replay, headers=bearer(admin_key))
+    assert again.status == 409
+    assert await error_code(again) == "delivery_pending"
+    listed = (await (await client.get(f"{hook}/deliveries", headers=bearer(admin_key))
+                     ).json())["deliveries"]
+    assert [d["status"] for d in listed] == ["pending", "delivered"]

@@ -82,7 +82,9 @@ FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
 WHERE d.id = $1 AND d.endpoint_id = $2
 """  # noqa: S608
 NOT_REPLAYED = """
-SELECT d.status, d.created_at < p.url_set_at AS url_changed
+SELECT d.created_at < p.url_set_at AS url_changed,
+       EXISTS (SELECT FROM webhook_deliveries o WHERE o.event_id = d.event_id
+               AND o.endpoint_id = d.endpoint_id AND o.status = 'pending') AS pending
 FROM webhook_deliveries d JOIN webhook_endpoints p ON p.id = d.endpoint_id
 WHERE d.id = $1 AND d.endpoint_id = $2
 """
@@ -236,8 +238,8 @@ async def _not_replayed(conn: asyncpg.Connection, endpoint_id: int, delivery_id:
     found = await conn.fetchrow(NOT_REPLAYED, delivery_id, endpoint_id)
     if found is None:
         return ApiError(404, "not_found", "no such delivery")
-    if found["status"] == "pending":
-        return ApiError(409, "delivery_pending", "the delivery is still pending")
+    if found["pending"]:  # this delivery, or a replay of its event
+        return ApiError(409, "delivery_pending", "a delivery of this event is still pending")
     # Replaying it would send its event to a URL it was never meant for.
     return ApiError(409, "webhook_url_changed",
                     "the webhook's URL was set after this delivery was made")

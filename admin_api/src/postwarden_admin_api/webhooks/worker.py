@@ -100,12 +100,16 @@ WHERE id = $1
 RETURNING status
 """
 # Only to the URL the delivery was made for (migration 0020): not to one set since.
+# Not while a delivery of its event to the endpoint is pending (a replay asked for
+# twice): both would be sent, at once. The route holds the endpoint's row.
 REPLAY = """
 INSERT INTO webhook_deliveries (event_id, endpoint_id, replay_of)
 SELECT d.event_id, d.endpoint_id, d.id FROM webhook_deliveries d
 JOIN webhook_endpoints p ON p.id = d.endpoint_id
 WHERE d.id = $1 AND d.endpoint_id = $2 AND d.status IN ('delivered', 'dead')
   AND d.created_at >= p.url_set_at
+  AND NOT EXISTS (SELECT FROM webhook_deliveries o WHERE o.event_id = d.event_id
+                  AND o.endpoint_id = d.endpoint_id AND o.status = 'pending')
 RETURNING id
 """
 # A replay still pending when the URL is set would go to the new URL: it is
@@ -301,7 +305,7 @@ async def run_worker(
 
 async def replay(conn: asyncpg.Connection, endpoint_id: int, delivery_id: int) -> int | None:
     """Queue a new delivery of a delivered or dead one made for the endpoint's current
-    URL; None if there is no such delivery."""
+    URL, its event pending there no more; None if there is no such delivery."""
     new_id: int | None = await conn.fetchval(REPLAY, delivery_id, endpoint_id)
     return new_id
 
