@@ -161,6 +161,19 @@ def test_good_template() -> None:
     assert template_problems({"t": "{{ type }}", "s": ["{{ data.queue_id }}"]}) == []
 
 
+def test_a_template_names_the_metadata_keys_a_client_chose() -> None:
+    """A send's metadata is the client's flat object, camelCase keys and all: a template
+    could name only those in lower case (orderId was an unknown placeholder)."""
+    template = {"order": "{{ data.metadata.orderId }}", "ref": "#{{ data.metadata.crm-ref }}",
+                "n": "{{ data.metadata.2fa }}"}
+    assert template_problems(template) == []
+    data = {"id": "m1", "metadata": {"orderId": "A-17", "crm-ref": 42, "2fa": True}}
+    endpoint = Endpoint(6, "shop", "https://api.example.com/", Kind.API_CALL, None, {},
+                        template)
+    request = render(endpoint, "evt-6", envelope("send.delivered", WHEN, data))
+    assert json.loads(request.body) == {"order": "A-17", "ref": "#42", "n": True}
+
+
 @pytest.mark.parametrize(
     ("headers", "problem"),
     [

@@ -31,7 +31,9 @@ MAX_BODY_BYTES = 1024 * 1024  # of the values an api_call template is filled wit
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 4096
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_PATH = re.compile(r"^(id|type|timestamp|data(\.[a-z][a-z0-9_]*)*)\Z")
+# Below data: its fields, and the keys of a send's metadata, which the client chose
+# (orderId, crm-ref). Lookups read mappings only; no name may start with "_" anyway.
+_PATH = re.compile(r"^(id|type|timestamp|data(\.[A-Za-z0-9][A-Za-z0-9_-]*)*)\Z")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}\Z")
 # Any but HTAB: aiohttp refuses them when it sends, so every delivery would fail.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
