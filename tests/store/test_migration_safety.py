@@ -94,6 +94,8 @@ RELEASED = {
         "d11bb83965e97836c65b047c2e41b0f86eec30cdde695e8825328f20399e3081",
     "0038_send_outbox_due_by_database_clock":
         "4d521a2aae7d5bcf79abec8da5b1ebf0efe42dd67b206aca8eeab69f0edf6904",
+    "0039_webhook_send_alias_members":
+        "3d23ba9090aa338de6572e065109b4de5a097aa10b57babe1a08fe6667db7ebb",
 }
 
 

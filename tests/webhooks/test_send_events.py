@@ -7,6 +7,7 @@ as the maillog follower applies one poll (one ``maillog_apply`` statement).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -161,3 +162,30 @@ async def test_send_events_carry_the_requests_metadata(
     [body] = await received(pool, receiver, tls, dns)
     assert body["data"]["id"] == str(message)
     assert body["data"]["metadata"] == metadata
+
+
+async def test_an_alias_members_line_that_changes_nothing_raises_nothing(
+    pool: asyncpg.Pool, receiver: Receiver, tls: Tls, dns: StubDns
+) -> None:
+    """Once one member of an alias has it, the recipient stays delivered (README), yet a
+    later member's bounce or deferral raised send.bounced or send.deferred for it: a
+    receiver that keeps each recipient's highest sequence, as the docs say, held it
+    bounced while the API said delivered. The timeline still shows every line."""
+    async with pool.acquire() as conn:
+        await add_endpoint(conn, "ops", hook_url(receiver), SEND_EVENTS, generate_secret())
+    queue_id, alias = new_queue_id(), "team@example.org"
+    message = await sent(pool, alias)
+    await relay(pool, message, queued(queue_id))
+    member = [dataclasses.replace(line(queue_id, alias, status), rewritten=True)
+              for status in ("delivered", "deferred", "bounced")]
+    await one_poll(pool, *member)
+
+    bodies = sorted(await received(pool, receiver, tls, dns),
+                    key=lambda b: b["data"]["sequence"])
+    assert [(b["type"], b["data"]["recipient"]) for b in bodies] == [
+        ("send.queued", None), ("send.delivered", alias)]
+    timeline = await pool.fetch("SELECT event FROM outbound_events WHERE message_id = $1"
+                                " AND recipient IS NOT NULL ORDER BY id", message)
+    assert [row["event"] for row in timeline] == ["delivered", "deferred", "bounced"]
+    assert await pool.fetchval("SELECT status FROM outbound_recipients WHERE message_id = $1",
+                               message) == "delivered"
