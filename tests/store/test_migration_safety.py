@@ -96,6 +96,8 @@ RELEASED = {
         "4d521a2aae7d5bcf79abec8da5b1ebf0efe42dd67b206aca8eeab69f0edf6904",
     "0039_webhook_send_alias_members":
         "3d23ba9090aa338de6572e065109b4de5a097aa10b57babe1a08fe6667db7ebb",
+    "0040_webhook_deliveries_replay_of_index":
+        "8cc07dbfa46f0f5a0fe99127799e569c307561d20137b23412a33fbf926cf225",
 }
 
 
