@@ -44,9 +44,13 @@ async def sent(pool: asyncpg.Pool, *recipients: str, metadata: dict[str, Any] | 
 
 
 async def relay(pool: asyncpg.Pool, message: uuid.UUID, result: SubmitResult) -> None:
+    """Store ``result`` as the relay does, under a claim of the outbox row (a 4xx or 5xx is
+    stored only while the claim is the row's last)."""
     async with pool.acquire() as conn:
-        await record(conn, CONFIG, Claimed(message, "app@example.com", [], b"", attempts=3),
-                     result)
+        attempts = await conn.fetchval("UPDATE outbox SET attempts = attempts + 1 "
+                                       "WHERE message_id = $1 RETURNING attempts", message)
+        await record(conn, CONFIG, Claimed(message, "app@example.com", [], b"",
+                                           attempts=attempts), result)
 
 
 def queued(queue_id: str) -> SubmitResult:
