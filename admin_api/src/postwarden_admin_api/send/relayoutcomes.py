@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from postwarden_admin_api.backoff import doubled
+
 from .receipts import Commit
 from .scrub import for_log, scrub_reply
 from .submit import Outcome, SubmitResult
@@ -95,7 +97,6 @@ SELECT message_id, NULL, 'failed', $3 FROM done
 """
 
 MAX_BACKOFF_SECONDS = 3600.0
-MAX_DOUBLINGS = 1023
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +124,9 @@ class Claimed:
 
 def backoff(config: RelayConfig, attempts: int) -> dt.timedelta:
     """Exponential in the attempts made, with +-25% jitter so retries do not align."""
-    # At most a float's largest power of two: 2 ** 1024 is no float (OverflowError), and
-    # the pause after 1025 unreachable claims in a row (relay.RelayWorker._pause) doubles
-    # that often.
-    doublings = min(max(0, attempts - 1), MAX_DOUBLINGS)
-    base = min(MAX_BACKOFF_SECONDS, config.backoff_seconds * 2.0 ** doublings)
+    # Also the pause after unreachable claims in a row (relay.RelayWorker._pause): a
+    # long outage makes them thousands.
+    base = doubled(config.backoff_seconds, attempts, MAX_BACKOFF_SECONDS)
     return dt.timedelta(seconds=base * random.uniform(0.75, 1.25))  # noqa: S311 - jitter
 
 

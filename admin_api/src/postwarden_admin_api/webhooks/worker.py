@@ -35,6 +35,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from postwarden_admin_api.backoff import doubled
 from postwarden_admin_api.context import POOL
 from postwarden_admin_api.periodic import surviving
 from postwarden_admin_api.secrets import KEYRING, Keyring, SecretsError
@@ -121,17 +122,9 @@ WHERE endpoint_id = $1 AND status = 'pending' AND replay_of IS NOT NULL
 """
 
 
-# Doublings past this many reach any cap: 2.0 ** 1024 overflows a float, and
-# webhook_max_attempts may allow that many attempts.
-MAX_DOUBLINGS = 64
-
-
 def backoff_seconds(attempts: int, options: WebhookOptions) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random."""
-    doublings = min(attempts - 1, MAX_DOUBLINGS)
-    delay: float = min(
-        options.backoff_cap_seconds, options.backoff_base_seconds * 2.0 ** doublings
-    )
+    delay = doubled(options.backoff_base_seconds, attempts, options.backoff_cap_seconds)
     return delay / 2 + secrets.SystemRandom().uniform(0, delay / 2)
 
 
