@@ -33,7 +33,7 @@ from postwarden_store import cli as store_cli
 
 from . import admin_audit
 from .app import create_app
-from .bodies import TIME_EXPECTED, parse_time
+from .bodies import TIME_EXPECTED, decimal, parse_time
 from .context import Principal, Role
 from .httpserver import serve
 from .keys import (
@@ -98,8 +98,8 @@ def _expiry(text: str) -> dt.datetime:
 
 def _grace_seconds(text: str) -> int:
     """The API's bound (keys.MAX_GRACE_SECONDS)."""
-    seconds = int(text) if text.isascii() and text.isdigit() else -1
-    if not 0 <= seconds <= MAX_GRACE_SECONDS:
+    seconds = decimal(text)
+    if seconds is None or not 0 <= seconds <= MAX_GRACE_SECONDS:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected a whole number of seconds from 0 to {MAX_GRACE_SECONDS}")
     return seconds

@@ -17,7 +17,7 @@ from postwarden_policies.conditionformat import ADDRESS
 from postwarden_policies.facts import client_ip_text
 from postwarden_store.policies import fetch_active_sources
 
-from .bodies import idle_bounded, json_ok, unknown_fields
+from .bodies import decimal, idle_bounded, json_ok, unknown_fields
 from .context import POOL, Role, allow
 from .engine import compile_sources, off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -102,11 +102,11 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
     async with connection(request.app[POOL]) as conn:
         if revision is None:
             return await fetch_active_sources(conn)
-        if (not isinstance(revision, str) or not (revision.isascii() and revision.isdigit())
-                or not 0 < int(revision) < 2**63):
+        number = decimal(revision) if isinstance(revision, str) else None
+        if number is None or not 0 < number < 2**63:
             problems.append({"field": "revision_id", "message": "expected a revision id"})
             return []
-        row = await fetch_revision(conn, int(revision))
+        row = await fetch_revision(conn, number)
     if row is None:
         raise ApiError(404, "not_found", "no such revision")
     return [(f"{row['policy_name']}@r{row['id']}", row["source"])]
