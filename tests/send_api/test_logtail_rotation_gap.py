@@ -158,16 +158,3 @@ def test_a_log_that_never_appears_is_told_once_a_minute_has_passed(
         log_file.write_bytes(b"line1\n")
         assert read_all(tail) == b"line1\n"
         assert f"can open {log_file} now" in caplog.text
-
-
-def test_a_renamed_file_being_read_is_no_missing_log(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    log_file, clock = tmp_path / "postfix.log", Clock()
-    log_file.write_bytes(b"line1\n")
-    tail = LogTail(log_file, clock)
-    read_all(tail)
-    log_file.rename(tmp_path / "postfix.log.1")  # the new one not created yet
-    clock.now += 10 * MISSING_SECONDS
-    assert read_all(tail) == b""
-    assert "does not exist" not in caplog.text
