@@ -63,6 +63,19 @@ async def settled(pool: asyncpg.Pool, message_id: uuid.UUID, within: float = 15.
     raise TimeoutError("message not settled")
 
 
+async def settled_once_served(pool: asyncpg.Pool, message_id: uuid.UUID, port: int
+                              ) -> tuple[Scripted, Any]:
+    """Start an SMTP server on ``port`` (Postfix back) and wait for the message to settle;
+    the server's handler and the message's row."""
+    handler = Scripted()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        return handler, await settled(pool, message_id)
+    finally:
+        controller.stop()
+
+
 @pytest.fixture
 async def worker(
     pool: asyncpg.Pool, smtp_server: tuple[Scripted, int]
@@ -207,13 +220,7 @@ async def test_an_unreachable_postfix_costs_no_attempt_and_loses_nothing(
         )
         assert dict(row) == {"status": "queued", "attempts": 0, "claimed": 0,
                              "unsettled": False}
-        handler = Scripted()
-        controller = Controller(handler, hostname="127.0.0.1", port=port)
-        controller.start()
-        try:
-            row = await settled(pool, message_id)
-        finally:
-            controller.stop()
+        handler, row = await settled_once_served(pool, message_id, port)
     finally:
         await worker.stop(grace=10)
     assert (row["status"], row["attempts"]) == ("relayed", 1)
@@ -235,13 +242,7 @@ async def test_a_postfix_unreachable_for_a_long_outage_is_still_waited_for(
     worker.start()
     try:
         await wait_until_counted(metrics, "unreachable", 1100, within=60.0)
-        handler = Scripted()
-        controller = Controller(handler, hostname="127.0.0.1", port=port)
-        controller.start()
-        try:
-            row = await settled(pool, message_id)
-        finally:
-            controller.stop()
+        _, row = await settled_once_served(pool, message_id, port)
     finally:
         await worker.stop(grace=10)
     assert (row["status"], row["attempts"]) == ("relayed", 1)
