@@ -3,11 +3,13 @@ Standard reads us-ascii and iso-8859-1 as windows-1252): read as readers show th
 
 from __future__ import annotations
 
+import base64
 import html
 
 import pytest
 
 from postwarden_policies.facts import Envelope
+from postwarden_policies.headers import decode_words
 from postwarden_policies.mimeparse import parse_message
 from postwarden_policies.rewrite import HtmlOptions, RewritePlan, rewrite_body
 
@@ -68,3 +70,40 @@ def test_sanitized_cjk_html_keeps_the_characters_readers_show(
     assert result.body is not None
     new = parse_message(raw[: facts.body_offset] + result.body, Envelope())
     assert html.unescape(new.text) == f"<p>{shown}</p>\r\n"
+
+
+# "会議室①番 纊": NEC's circled digit (row 13) and an IBM kanji (row 89), which readers
+# read (WHATWG's index jis0208) and Python's EUC-JP and ISO-2022-JP codecs do not.
+_JAPANESE = "会議室①番 纊"
+_JIS_EXTENDED = {
+    "iso-2022-jp": b"\x1b$B2q5D<<-!HV\x1b(B \x1b$By!\x1b(B",
+    "euc-jp": b"\xb2\xf1\xb5\xc4\xbc\xbc\xad\xa1\xc8\xd6 \xf9\xa1",
+}
+
+
+@pytest.mark.parametrize("charset", sorted(_JIS_EXTENDED))
+def test_sanitized_japanese_html_keeps_nec_and_ibm_characters(charset: str) -> None:
+    raw = _html(charset, b"<p>" + _JIS_EXTENDED[charset] + b"</p><script>x</script>")
+    facts = parse_message(raw, Envelope())
+    assert _JAPANESE in facts.text
+    result = rewrite_body(facts, SANITIZE)
+    assert result.body is not None
+    new = parse_message(raw[: facts.body_offset] + result.body, Envelope())
+    assert html.unescape(new.text) == f"<p>{_JAPANESE}</p>\r\n"
+
+
+@pytest.mark.parametrize("charset", sorted(_JIS_EXTENDED))
+def test_body_rules_read_nec_and_ibm_characters(charset: str) -> None:
+    assert body_rule_matches("①番 纊", _html(charset, _JIS_EXTENDED[charset]))
+
+
+def test_an_unassigned_iso_2022_jp_pair_is_one_replacement_character() -> None:
+    data = b"\x1b$B)!\x1b(Bx"  # row 9 has no characters
+    assert parse_message(_html("iso-2022-jp", data), Envelope()).text == "\ufffdx\r\n"
+
+
+def test_a_subject_in_iso_2022_jp_reads_nec_and_ibm_characters() -> None:
+    word = base64.b64encode(_JIS_EXTENDED["iso-2022-jp"]).decode()
+    flags: set[str] = set()
+    assert decode_words(f"=?ISO-2022-JP?B?{word}?=", flags) == _JAPANESE
+    assert not flags

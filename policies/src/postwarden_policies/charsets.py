@@ -239,6 +239,31 @@ def html_charset(declared: str | None, data: bytes) -> str | None:
     return "utf-8" if codec.startswith("utf-16") else label
 
 
+def _jis_extension(error: UnicodeError) -> tuple[str, int]:
+    """An error handler for Python's EUC-JP and ISO-2022-JP, which know JIS X 0208 alone:
+    readers' (WHATWG's index jis0208, windows-31j's) has NEC's row 13 (①, ㈱, ㍻) and
+    IBM's kanji of rows 89 to 92 too, both common in Japanese mail. A pair there reads
+    as windows-31j reads the same row and cell; any other error as U+FFFD."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    pair = error.object[error.start : error.start + 2]
+    high = 0x80 if error.encoding == "euc_jp" else 0  # ISO-2022-JP's pairs are 7-bit
+    if len(pair) < 2 or not all(0x21 <= byte - high <= 0x7E for byte in pair):
+        return "\ufffd", error.end
+    pointer = (pair[0] - high - 0x21) * 94 + pair[1] - high - 0x21
+    lead, trail = divmod(pointer, 188)
+    shift_jis = bytes((lead + (0x81 if lead < 0x1F else 0xC1),
+                       trail + (0x40 if trail < 0x3F else 0x41)))
+    try:
+        return shift_jis.decode("cp932"), error.start + 2
+    except UnicodeDecodeError:  # a cell no one assigned: one character lost, as readers lose it
+        return "\ufffd", error.start + 2
+
+
+codecs.register_error("postwarden-jis-extension", _jis_extension)
+_ERRORS = {"euc_jp": "postwarden-jis-extension", "iso2022_jp": "postwarden-jis-extension"}
+
+
 def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
     """Decode text in ``charset``; unknown or non-text codecs fall back to UTF-8."""
     info = _text_codec(charset)
@@ -246,7 +271,7 @@ def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
         flags.add("unknown_charset")
         return data.decode("utf-8", "replace")
     try:
-        return info.decode(data, "replace")[0]
+        return info.decode(data, _ERRORS.get(info.name, "replace"))[0]
     except (UnicodeError, ValueError, TypeError):
         flags.add("unknown_charset")
         return data.decode("utf-8", "replace")
