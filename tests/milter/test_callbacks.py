@@ -258,11 +258,10 @@ def test_internal_error_on_the_pool_answers_the_fail_action(harness: Harness) ->
         "postwarden_errors_total", {"kind": "eom"}) == 1
 
 
-@pytest.mark.parametrize("inline_bytes", [decider.INLINE_BYTES, 0], ids=["here", "pool"])
 def test_deadline_answers_fail_action_reject(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, inline_bytes: int
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(decider, "INLINE_BYTES", inline_bytes)
+    monkeypatch.setattr(decider, "INLINE_BYTES", 0)  # decided on the pool, given up there
     harness.configure(message_timeout_seconds=1e-9, fail_action=FailAction.REJECT)
     ctx = harness.connect()
     assert ctx.send(CLEAN) == Milter.REJECT
@@ -273,14 +272,33 @@ def test_deadline_answers_fail_action_reject(
 
 
 @pytest.mark.parametrize("fail_action", list(FailAction))
-@pytest.mark.parametrize("inline_bytes", [decider.INLINE_BYTES, 0], ids=["here", "pool"])
+def test_a_verdict_reached_here_after_the_deadline_is_answered(
+    harness: Harness, caplog: pytest.LogCaptureFixture, fail_action: FailAction,
+) -> None:
+    """The message was checked: the fail action would deliver it unchecked (accept), or
+    defer it to meet the same wait on every retry (tempfail)."""
+    policy = ("version: 1\nname: p\nrules:\n  - name: lunch\n    when: {subject: Lunch}\n"
+              "    then: reject\n")
+    harness.use(policies=PolicyHolder(load_policy_set_from_sources([("p.yaml", policy)])))
+    harness.configure(message_timeout_seconds=1e-9, fail_action=fail_action)
+    ctx = harness.connect()
+    assert ctx.send(CLEAN) == Milter.REJECT
+    assert ctx._reply[:2] == ("550", "5.7.1")
+    [event] = harness.audit.events
+    assert (event.action, event.rules) == ("reject", ("lunch",))
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "timeout"}) is None
+    assert any("after the deadline" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.WARNING)
+
+
+@pytest.mark.parametrize("fail_action", list(FailAction))
 def test_the_row_of_a_message_past_its_deadline_names_it(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, inline_bytes: int,
-    fail_action: FailAction,
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, fail_action: FailAction,
 ) -> None:
     """Deferred, refused or (fail_action accept) delivered unchecked: the admin looks
     the message up by its Message-ID or From as for an aborted one."""
-    monkeypatch.setattr(decider, "INLINE_BYTES", inline_bytes)
+    monkeypatch.setattr(decider, "INLINE_BYTES", 0)
     harness.configure(message_timeout_seconds=1e-9, fail_action=fail_action)
     harness.connect(queue_id="4QLATE").send(CLEAN)
     [event] = harness.audit.events

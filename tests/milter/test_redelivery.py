@@ -42,7 +42,9 @@ def failing(module: ModuleType, name: str) -> Setup:
     return use
 
 
-def past_deadline(harness: Harness, _monkeypatch: pytest.MonkeyPatch) -> None:
+def past_deadline(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decided on the pool, which gives up at the deadline (one decided here is answered)."""
+    monkeypatch.setattr(decider, "INLINE_BYTES", 0)
     harness.configure(message_timeout_seconds=1e-9)
 
 

@@ -3,8 +3,10 @@
 A message up to :data:`INLINE_BYTES` is parsed and evaluated on the callback's
 thread: handing it to another thread and back cost a fifth of the milter's CPU
 per small message (thread switches under the GIL), and its worst case is a
-fraction of a second, so it needs no progress replies, and a verdict later than
-the deadline still answers the fail action. Its HTML parts cleaned in child
+fraction of a second, so it needs no progress replies; a verdict reached after
+the deadline (an overloaded host) is answered all the same, with a warning: the
+message was checked, and the fail action would deliver it unchecked (accept) or
+defer it to meet the same wait on every retry (tempfail). Its HTML parts cleaned in child
 processes get :data:`INLINE_CHILD_SECONDS` in all (a part past it becomes a
 notice, as one past the sanitizer's own limit). A larger one goes to a worker pool,
 so that this thread can send progress replies while it waits and give up at the
@@ -18,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +48,8 @@ INLINE_BYTES = 256 * 1024
 # message decided here: this thread sends no progress replies while it waits.
 INLINE_CHILD_SECONDS = PROGRESS_SECONDS
 Decided = tuple[MessageFacts, Verdict, bytes | None]  # and the duplicate key, if any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,10 @@ class Decider:
             decision = self.decide(policy_set, raw, envelope)
         finally:
             SANITIZE_DEADLINE.reset(token)
-        if time.monotonic() > deadline:
-            raise self._too_late()
+        late = time.monotonic() - deadline
+        if late > 0:
+            log.warning("verdict %.1f s after the deadline (message_timeout_seconds, %g s): "
+                        "answered", late, self.settings.message_timeout_seconds)
         return decision
 
     def _wait(self, job: concurrent.futures.Future[Decided], deadline: float,
@@ -116,11 +123,9 @@ class Decider:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 job.cancel()
-                raise self._too_late()
+                raise MessageTimeout(
+                    f"no verdict within {self.settings.message_timeout_seconds:g} s")
             try:
                 return job.result(timeout=min(PROGRESS_SECONDS, remaining))
             except concurrent.futures.TimeoutError:
                 progress()
-
-    def _too_late(self) -> MessageTimeout:
-        return MessageTimeout(f"no verdict within {self.settings.message_timeout_seconds:g} s")
