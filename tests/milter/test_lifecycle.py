@@ -8,6 +8,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -274,6 +276,29 @@ def test_a_second_milter_on_a_spool_dir_in_use_is_refused_and_moves_nothing(
         assert _spools(spool) == before
         _stop(first)
         assert first.returncode == 0
+
+
+# A filesystem without locks cannot be mounted here: flock is made to fail as on one.
+_NO_LOCKS = """
+import errno, fcntl, os, sys
+def refuse(fd, operation):
+    raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+fcntl.flock = refuse
+from postwarden_milter.cli import main
+sys.exit(main([]))
+"""
+
+
+def test_a_spool_dir_that_cannot_be_locked_is_refused_clearly(tmp_path: Path) -> None:
+    """On a filesystem without locks (NFS without lockd: ENOLCK), the start ended in a
+    traceback (exit 1) instead of saying what is wrong with spool_dir."""
+    env = _env(tmp_path)
+    ended = subprocess.run([sys.executable, "-c", _NO_LOCKS], env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert ended.returncode == 2, ended.stderr
+    assert ended.stderr.splitlines() == [
+        f"postwarden-milter: spool_dir {tmp_path / 'spool'}: cannot be locked (No locks "
+        "available); put it on a local filesystem"]
 
 
 @pytest.mark.parametrize("processes", [1, 2])

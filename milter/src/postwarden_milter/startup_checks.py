@@ -98,6 +98,11 @@ def claim_spool_dir(directory: Path) -> None:
     except BlockingIOError:
         os.close(fd)
         raise StartupError(f"spool_dir {directory}: another milter runs with it") from None
+    except OSError as exc:  # ENOLCK, EOPNOTSUPP, EINVAL: a filesystem without locks (NFS)
+        os.close(fd)
+        # Not started unlocked: a second milter could then adopt the running one's spools.
+        raise StartupError(f"spool_dir {directory}: cannot be locked ({exc.strerror}); "
+                           "put it on a local filesystem") from None
 
 
 def refuse_served_socket(connection: str) -> None:
