@@ -137,6 +137,20 @@ def test_a_template_naming_a_long_value_many_times_is_refused_before_the_body_is
     assert len(json.dumps(filled)) <= MAX_BODY_BYTES
 
 
+@pytest.mark.parametrize("placeholder", ["whole", "interpolated"])
+def test_the_body_limit_counts_bytes_not_characters(placeholder: str) -> None:
+    """A value of multi-byte characters (a client's metadata in another script) was
+    counted by characters: a body of 1.5 MB of UTF-8 passed the 1 MiB limit."""
+    note = "\u20ac" * 100_000  # 100,000 characters, 300,000 bytes of UTF-8
+    context = {"data": {"metadata": {"note": note}}}
+    body = "{{data.metadata.note}}"
+    template = {"notes": [body] * 5} if placeholder == "whole" else {"notes": body * 5}
+    with pytest.raises(BodyTooLarge):
+        substitute(template, context)
+    filled = substitute({"notes": [body] * 3}, context)  # 900,000 bytes: delivered
+    assert len(json.dumps(filled, ensure_ascii=False).encode()) <= MAX_BODY_BYTES
+
+
 def test_substitution_only_looks_values_up() -> None:
     context = {"data": {"sender": "{{ data.secret }}", "secret": "x"}, "type": "t"}
     # a value that itself looks like a placeholder is not expanded again

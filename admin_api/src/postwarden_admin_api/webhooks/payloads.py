@@ -151,13 +151,13 @@ class _Filler:
     def _value(self, path: str) -> Any:
         value = _lookup(self._context, path)
         if path not in self._json_sizes:
-            self._json_sizes[path] = len(json.dumps(value, ensure_ascii=False))
+            self._json_sizes[path] = len(json.dumps(value, ensure_ascii=False).encode())
         self._spend(self._json_sizes[path])
         return value
 
     def _text(self, path: str) -> str:
         text = _as_text(_lookup(self._context, path))
-        self._spend(len(text))
+        self._spend(len(text.encode()))  # bytes, as the body is sent
         return text
 
     def _interpolated(self, text: str) -> str:
