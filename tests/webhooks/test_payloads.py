@@ -11,6 +11,7 @@ import pytest
 from postwarden_admin_api.webhooks.events import envelope, metadata
 from postwarden_admin_api.webhooks.payloads import (
     MAX_BODY_BYTES,
+    MAX_TEMPLATE_BYTES,
     BodyTooLarge,
     Endpoint,
     Kind,
@@ -173,6 +174,15 @@ def test_bad_templates(template: object, problem: str) -> None:
 
 def test_good_template() -> None:
     assert template_problems({"t": "{{ type }}", "s": ["{{ data.queue_id }}"]}) == []
+
+
+def test_the_template_limit_counts_utf8_bytes() -> None:
+    """A template in another script was measured with each character as its JSON
+    escape (6 or 12 bytes): 12 KB of Cyrillic text was refused as over 16 KiB."""
+    template = {"text": "\u041f\u0440\u0438\u0432\u0435\u0442 {{ data.sender }} " * 400}
+    assert len(json.dumps(template, ensure_ascii=False).encode()) < MAX_TEMPLATE_BYTES
+    assert template_problems(template) == []
+    assert any("larger than" in p for p in template_problems({"text": "\u0416" * 8200}))
 
 
 def test_a_template_names_the_metadata_keys_a_client_chose() -> None:

@@ -181,7 +181,7 @@ def template_problems(template: Any) -> list[str]:
     """Why ``template`` is not a usable api_call body template (empty when it is)."""
     if not isinstance(template, dict | list):
         return ["body_template must be a JSON object or array"]
-    if len(json.dumps(template)) > MAX_TEMPLATE_BYTES:
+    if len(json.dumps(template, ensure_ascii=False).encode()) > MAX_TEMPLATE_BYTES:
         return [f"body_template is larger than {MAX_TEMPLATE_BYTES} bytes"]
     return [f"unknown placeholder {{{{ {path} }}}}" for path in _placeholders(template)
             if not _PATH.match(path)]
