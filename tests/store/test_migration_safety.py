@@ -98,6 +98,8 @@ RELEASED = {
         "3d23ba9090aa338de6572e065109b4de5a097aa10b57babe1a08fe6667db7ebb",
     "0040_webhook_deliveries_replay_of_index":
         "8cc07dbfa46f0f5a0fe99127799e569c307561d20137b23412a33fbf926cf225",
+    "0041_webhook_send_delivered_once":
+        "d524786789370ee4128acb1ae46c375fe44c70bd901f570130b4fb35d1da79bf",
 }
 
 
