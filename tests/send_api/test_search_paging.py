@@ -49,7 +49,8 @@ async def test_every_bad_search_parameter_is_listed_in_one_answer(
     assert found.status == 422
     details = (await found.json())["error"]["details"]
     assert {d["field"]: d["message"] for d in details} == {
-        "status": "expected one of queued, relayed, delivered, partially_delivered, failed",
+        "status": "expected one of queued, relayed, untracked, delivered, partially_delivered, "
+                  "failed",
         "to": "expected local@domain with a plain ASCII local part",
         "limit": "expected 1..500",
         "since": "must be before until",

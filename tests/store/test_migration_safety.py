@@ -100,6 +100,8 @@ RELEASED = {
         "8cc07dbfa46f0f5a0fe99127799e569c307561d20137b23412a33fbf926cf225",
     "0041_webhook_send_delivered_once":
         "d524786789370ee4128acb1ae46c375fe44c70bd901f570130b4fb35d1da79bf",
+    "0042_send_untracked":
+        "f5c0aff5ade7fb97da33a5c8b63ca4b0334431ee0c561b1ad0dad1a87cc2fa98",
 }
 
 

@@ -14,7 +14,8 @@ from postwarden_admin_api.cursors import Cursor
 from postwarden_admin_api.sqlwhere import Where
 
 # As the outbound_messages and outbound_recipients tables' CHECKs allow.
-MESSAGE_STATUSES = ("queued", "relayed", "delivered", "partially_delivered", "failed")
+MESSAGE_STATUSES = ("queued", "relayed", "untracked", "delivered", "partially_delivered",
+                    "failed")
 RECIPIENT_STATUSES = ("queued", "relayed", "delivered", "deferred", "bounced", "failed")
 MESSAGE_COLUMNS = """id, key_id, message_id, sender, subject, recipient_count, size, tags,
     metadata, status, queue_id, attempts, last_error, created_at, updated_at"""

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # left without a line when qmgr removes the message were those (migration 0015).
 # $4, $5: the recipients refused at RCPT and each one's reply. Only a recipient still
 # queued changes, and gets its event: one per recipient and outcome, however often
-# the outcome is stored.
+# the outcome is stored. $2 NULL: Postfix's 250 named no queue id (untracked_detail).
 RELAYED = """
 WITH done AS (
     DELETE FROM outbox WHERE message_id = $1
@@ -41,8 +41,8 @@ WITH done AS (
     INSERT INTO outbound_events (message_id, event) SELECT $1, 'found_in_log' WHERE $7
 ), message AS (
     UPDATE outbound_messages
-    SET status = 'relayed', queue_id = $2, queue_host = $8, attempts = $3, last_error = NULL,
-        updated_at = now()
+    SET status = CASE WHEN $2::text IS NULL THEN 'untracked' ELSE 'relayed' END,
+        queue_id = $2, queue_host = $8, attempts = $3, last_error = NULL, updated_at = now()
     WHERE id = $1
 ), recipients AS (
     UPDATE outbound_recipients
@@ -148,6 +148,13 @@ def found_answer(commit: Commit) -> SubmitResult:
                         "mail log after an interrupted attempt)", commit.queue_id)
 
 
+def untracked_detail(reply: str) -> str:
+    """The ``relayed`` event's detail for a 250 that names no queue id (a before-queue
+    content filter's own reply, ``smtpd_proxy_filter``): no line of Postfix's log can
+    be tied to the message, which is ``untracked``, a final status."""
+    return f"Postfix's reply names no queue id: {scrub_reply(reply)}"
+
+
 def _refusals(result: SubmitResult) -> tuple[list[str], list[str]]:
     """The recipients refused one by one, and each one's reply fit to store."""
     return list(result.refused), [scrub_reply(reply) for reply in result.refused.values()]
@@ -163,11 +170,16 @@ async def store_relayed(conn: asyncpg.Connection, outcomes: list[Relayed],
     follower locks them (migration 0017): two transactions that each
     want several never wait for each other in a cycle."""
     await conn.executemany(RELAYED, [
-        (o.row.id, o.result.queue_id, o.row.attempts, *_refusals(o.result), o.result.queue_id,
-         o.found_in_log, o.queue_host or queue_host)
+        (o.row.id, o.result.queue_id, o.row.attempts, *_refusals(o.result),
+         o.result.queue_id or untracked_detail(o.result.reply), o.found_in_log,
+         o.queue_host or queue_host)
         for o in sorted(outcomes, key=lambda o: o.row.id)
     ])
     for o in outcomes:
+        if o.result.queue_id is None:
+            log.warning("relayed message %s, untracked: Postfix's reply names no queue id "
+                        "(%s)", o.row.id, for_log(o.result.reply))
+            continue
         # DEBUG: the message's timeline keeps it; the attempt was logged at INFO.
         log.debug("relayed message %s as %s (%d refused)", o.row.id, o.result.queue_id,
                   len(o.result.refused))
