@@ -91,8 +91,10 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
     # older message was stored under it (Postfix reuses short ids): its lines wait for it.
     mine = [(index, event) for index, event in enumerate(events)
             if event.queue_id in recorded and event.queue_id not in awaited]
+    handed = await _hand_over(conn, host, mine)
+    mine = [(index, event) for index, event in mine if index not in handed]
     if not mine:
-        return Applied(set(), set(), awaited)
+        return Applied(handed, set(), awaited)
     try:
         async with conn.transaction():  # a savepoint: a refusal undoes these lines only
             applied = await _apply(conn, host, mine)
@@ -106,7 +108,21 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
             about = for_log(event.recipient) if event.recipient is not None else "the message"
             log.debug("%s: %s %s (%s)", event.queue_id, event.status, about,
                       for_log(event.reply))
-    return Applied({index for index, _ in applied}, {index for index, _ in refused}, awaited)
+    return Applied(handed | {index for index, _ in applied},
+                   {index for index, _ in refused}, awaited)
+
+
+async def _hand_over(conn: asyncpg.Connection, host: str, lines: list[Line]) -> set[int]:
+    """The hand-overs to a content filter among ``lines`` (.handovers), each message
+    given its new queue id first, as a requeue: the old id's later lines (qmgr's
+    ``removed``) are then no longer its, and the new one's are from the next poll on
+    (a line about it in this poll was found not ours). One move per message: each
+    recipient's line names the same new id."""
+    handed = [(index, event) for index, event in lines if event.handed_to is not None]
+    moves = dict.fromkeys((event.queue_id, event.handed_to) for _, event in handed)
+    if moves:
+        await conn.executemany(REQUEUE, [(host, old, new) for old, new in moves])
+    return {index for index, _ in handed}
 
 
 async def _apply(conn: asyncpg.Connection, host: str, lines: list[Line]) -> list[Line]:

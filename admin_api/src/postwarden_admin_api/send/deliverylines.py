@@ -101,6 +101,9 @@ class DeliveryEvent:
     # When the line says it was logged (seconds since the epoch: syslogline.logged_at);
     # set by the follower, None where its stamp was not read.
     logged_at: float | None = None
+    # A delivered line that is a hand-over to a content filter: the queue id the message
+    # goes on under (.handovers). No result for its recipient.
+    handed_to: str | None = None
 
     @property
     def hard_bounce(self) -> bool:

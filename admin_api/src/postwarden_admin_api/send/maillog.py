@@ -10,7 +10,8 @@ about the whole message (expired, discarded, removed: see
 :mod:`.deliverylines`) settle the recipients no line of their own will (held
 and released are noted only); one with a status this version does not know is
 counted and warned of. A message requeued by an administrator (``postsuper -r``)
-takes the queue id pickup gives it. A rotated file is read to its end and the new
+takes the queue id pickup gives it, and one an after-queue content filter queues
+again the new one (:mod:`.handovers`). A rotated file is read to its end and the new
 one from its start, and one emptied
 in place too (:mod:`.logtail`), also when the rotation happened while no
 instance read the log (the old file is found by its inode beside the log, or,
@@ -71,6 +72,7 @@ from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
 from .deliveryapply import apply_events, apply_requeues
 from .deliverylines import DeliveryEvent, Requeued, UnknownStatus, parse_line
+from .handovers import Arrivals
 from .logtail import LogTail, fingerprint, renamed_file
 from .othermail import OtherMail
 from .receipts import Holds, ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
@@ -166,6 +168,7 @@ class MaillogFollower:
         self._receipts: list[ReceiptLine] = []
         self._requeues: list[Requeued] = []  # read, not yet committed
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
+        self._arrivals = Arrivals()  # as _other_mail
         self._unknown_named: set[str] = set()  # statuses warned of; only the reading thread
         self._receipts_dropped = False
         self._holds = Holds()  # as of the last committed poll
@@ -256,6 +259,7 @@ class MaillogFollower:
         self._receipts_dropped = False
         self._holds = self._holds_read = Holds()
         self._other_mail.clear()
+        self._arrivals.clear()
 
     async def _take_over(self, row: asyncpg.Record | None) -> None:
         """Go on where the last reader (this instance before a restart, or another) stopped."""
@@ -348,7 +352,8 @@ class MaillogFollower:
             self._holds = self._holds_read
             self._pending, self._pending_saved = done.pending
         for event in done.applied:
-            if event.status != "removed":  # every message's last line, whatever became of it
+            # removed: every message's last line, whatever became of it; a hand-over, no result.
+            if event.status != "removed" and event.handed_to is None:
                 self._metrics.deliveries.labels(event.status).inc()
         self._metrics.maillog_refused_lines.inc(done.refused)
         self._metrics.maillog_unread.set(done.unread)
@@ -388,6 +393,7 @@ class MaillogFollower:
             if (receipt := parse_receipt(line)) is not None:
                 receipts.append(receipt)
                 self._other_mail.note(receipt)
+                self._arrivals.note(receipt)
             # Not elif: a milter's hold commits a receipt and is a timeline event too.
             event = parse_line(line)
             if isinstance(event, UnknownStatus):
@@ -395,6 +401,7 @@ class MaillogFollower:
             elif isinstance(event, Requeued):
                 requeues.append(event)
             elif event is not None and not self._other_mail.claims(event):
+                event = self._arrivals.handed_over(event)
                 deliveries.append((now, replace(event, logged_at=logged_at(line.text, now))))
         # From the start of the line not read whole: the next reader reads all of it.
         line_start = self._tail.position - len(self._partial) - self._skipped

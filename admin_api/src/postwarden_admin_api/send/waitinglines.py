@@ -24,8 +24,8 @@ Waiting = tuple[float, DeliveryEvent]
 
 # Not saved: an instance of an earlier version, taking the lines over, would choke on a
 # field its DeliveryEvent lacks (it passes every key on). Such a line, applied by the
-# next reader, has no logged_at.
-_UNSAVED = frozenset({"logged_at"})
+# next reader, has no logged_at, and a hand-over is taken for the delivery it says.
+_UNSAVED = frozenset({"logged_at", "handed_to"})
 _FIELDS = frozenset(field.name for field in dataclasses.fields(DeliveryEvent))
 
 
