@@ -76,7 +76,7 @@ from .handovers import Arrivals
 from .logtail import LogTail, fingerprint, renamed_file
 from .othermail import OtherMail
 from .receipts import Holds, ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
-from .syslogline import logged_at, split_line
+from .syslogline import LogLine, logged_at, split_line
 from .waitinglines import MAX_PENDING, Waiting, restored, saved_form, still_waiting
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ MAX_READ = 4 * 1024 * 1024
 # No line of Postfix's comes near it: a longer one (no newline in a run of bytes, as a
 # crash's NUL-filled tail) is skipped to its end rather than held, and copied, whole.
 MAX_LINE = 1024 * 1024
+# A log none of whose first lines is a Postfix daemon's, in a form the follower reads
+# (syslogline: not RFC 5424's, say), tracks nothing: said once.
+FORM_CHECK_LINES = 1000
 # Unknown statuses warned of, each once: distinct words in lines others wrote to the log
 # (it should be Postfix's alone) cannot flood the service's log. All are counted.
 MAX_UNKNOWN_NAMED = 20
@@ -170,6 +173,7 @@ class MaillogFollower:
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
         self._arrivals = Arrivals()  # as _other_mail
         self._unknown_named: set[str] = set()  # statuses warned of; only the reading thread
+        self._unshaped = 0  # lines read, none a Postfix daemon's; -1 once one was (or told)
         self._receipts_dropped = False
         self._holds = Holds()  # as of the last committed poll
         self._holds_read = self._holds  # as of the poll in its transaction
@@ -388,7 +392,10 @@ class MaillogFollower:
         receipts: list[ReceiptLine] = []
         requeues: list[Requeued] = []
         for raw in lines:
-            if (line := split_line(raw.decode("utf-8", "replace"))) is None:
+            line = split_line(raw.decode("utf-8", "replace"))
+            if self._unshaped >= 0:
+                self._check_form(line)
+            if line is None:
                 continue
             if (receipt := parse_receipt(line)) is not None:
                 receipts.append(receipt)
@@ -407,6 +414,21 @@ class MaillogFollower:
         line_start = self._tail.position - len(self._partial) - self._skipped
         return _Read(deliveries, receipts, requeues, unread, line_start,
                      self._tail.mark_before(line_start))
+
+    def _check_form(self, line: LogLine | None) -> None:
+        """Warn once when none of the first FORM_CHECK_LINES lines read is a Postfix
+        daemon's in a form the follower reads."""
+        if line is not None and line.daemon:
+            self._unshaped = -1
+            return
+        self._unshaped += 1
+        if self._unshaped == FORM_CHECK_LINES:
+            self._unshaped = -1
+            log.warning("maillog follower: none of the %d lines read from %s is a Postfix "
+                        "daemon's as the follower reads them ('... postfix/smtp[123]: "
+                        "QID: ...', stamped as traditional syslog or RFC 3339): no delivery "
+                        "is tracked (is it the maillog_file Postfix writes?)",
+                        FORM_CHECK_LINES, self._path)
 
     def _unknown_status(self, line: UnknownStatus) -> None:
         """Count a delivery line whose status this version does not know; warn of each
