@@ -77,6 +77,8 @@ def test_microseconds_are_kept() -> None:
     ("2026-12-06T10:44:12.123456+00:00", at(2026, 12, 6, 10, 44, 12, zone=dt.UTC) + 0.123456),
     ("2026-12-06T10:44:12Z", at(2026, 12, 6, 10, 44, 12, zone=dt.UTC)),
     ("2026-12-06T11:44:12+01:00", at(2026, 12, 6, 10, 44, 12, zone=dt.UTC)),
+    # journalctl -o short-iso before systemd 255: no colon in the offset.
+    ("2026-12-06T11:44:12+0100", at(2026, 12, 6, 10, 44, 12, zone=dt.UTC)),
 ])
 def test_rfc3339_stamps_carry_their_own_zone(stamp: str, expected: float) -> None:
     assert logged_at(stamp + LINE, at(2027, 3, 1)) == pytest.approx(expected, abs=1e-6)

@@ -10,7 +10,8 @@ text an outsider put in a log line must not read as one of Postfix's.
 A line starts with when it was logged (:func:`logged_at`): Postfix's own
 ``maillog_file`` and a traditional syslog file write ``Dec  6 10:44:12`` (local
 time, no year; ``.123456`` added by some), rsyslog's high-precision format RFC
-3339 (``2026-12-06T10:44:12.123456+00:00``).
+3339 (``2026-12-06T10:44:12.123456+00:00``); ``journalctl -o short-iso`` too, its
+offset without the colon before systemd 255 (``+0000``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 _PROGRAM = re.compile(r"\S+\[\d+")
 _TRADITIONAL = re.compile(r"([A-Z][a-z]{2}) ( \d|\d\d) (\d\d):(\d\d):(\d\d)(\.\d{1,6})? ")
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d) ")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:?\d\d) ")
 _MONTHS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 # A stamp without a year is taken in the year that puts it at most this far past the
