@@ -164,6 +164,20 @@ async def test_idempotency_key_semantics(client: Client, sender: dict[str, str])
     assert response.status == 422
 
 
+async def test_a_replay_answers_the_same_bytes_as_the_first_answer(
+    client: Client, sender: dict[str, str]
+) -> None:
+    # The stored answer came back in jsonb's key order (id, status, message_id): a
+    # client comparing or hashing the raw answer saw another one.
+    headers = {**sender, "Idempotency-Key": f"bytes-{uuid.uuid4()}"}
+    request = body()
+    first = await client.post("/api/v1/send-email", json=request, headers=headers)
+    again = await client.post("/api/v1/send-email", json=request, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await again.read() == await first.read()
+    assert list(await first.json()) == ["id", "message_id", "status"]  # as documented
+
+
 async def test_an_idempotency_key_given_twice_is_refused(
     client: Client, sender: dict[str, str]
 ) -> None:

@@ -94,10 +94,12 @@ def _idempotency_key(request: web.Request) -> tuple[str | None, tuple[FieldProbl
 
 
 def _answer(status: int, body: dict[str, Any], replayed: bool) -> web.Response:
+    """The answer, its keys in one order: a replay's body comes back from jsonb in
+    another (id, status, message_id), and must be the first answer's bytes."""
     headers = {"Location": f"/api/v1/messages/{body['id']}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return json_ok(body, status=status, headers=headers)
+    return json_ok(dict(sorted(body.items())), status=status, headers=headers)
 
 
 def _heavy_headers(request: SendRequest) -> bool:
