@@ -291,6 +291,17 @@ def test_all_problems_are_listed_together_and_the_worst_decides() -> None:
     assert {d["code"] for d in caught.value.details} == {"sender_not_allowed", "invalid_subject"}
 
 
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"text": 5}, "text"), ({"text": None, "html": ["<p>hi</p>"]}, "html"),
+])
+def test_a_body_that_is_no_string_is_not_also_called_empty(
+    changes: dict[str, Any], field: str
+) -> None:
+    # It was listed twice: "expected a string", and "text and html are empty".
+    error = refusal(**changes)
+    assert [(d["field"], d["message"]) for d in error.details] == [(field, "expected a string")]
+
+
 def test_a_sender_header_must_be_allowed_too() -> None:
     with pytest.raises(ApiError) as caught:
         parse_request(

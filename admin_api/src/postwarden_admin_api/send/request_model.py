@@ -210,16 +210,18 @@ class _Reader:
 
     def bodies(self) -> tuple[str | None, str | None]:
         parts: list[str | None] = []
+        found = len(self.problems)
         for name in ("text", "html"):
             value = self.body.get(name)
             text = None if value is None else self.string(name, value)
             if text is not None and len(text.encode()) > self.caps.max_message_bytes:
                 self.problem(name, Refusal.BODY_TOO_LARGE, "larger than the message size limit")
             parts.append(text or None)
-        if parts == [None, None] and "text" not in self.body and "html" not in self.body:
-            self.problem("text", Refusal.EMPTY_BODY, "give text, html or both")
-        elif parts == [None, None]:
-            self.problem("text", Refusal.EMPTY_BODY, "text and html are empty")
+        # One that is no string is not empty: "expected a string" says what is wrong.
+        if parts == [None, None] and len(self.problems) == found:
+            given = "text" in self.body or "html" in self.body
+            self.problem("text", Refusal.EMPTY_BODY,
+                         "text and html are empty" if given else "give text, html or both")
         return parts[0], parts[1]
 
     def headers(self) -> tuple[tuple[str, str], ...]:
