@@ -74,6 +74,21 @@ async def test_disallowed_senders_get_403(
     assert (await response.json())["error"]["code"] == "sender_not_allowed"
 
 
+async def test_allowed_senders_written_with_the_root_dot_allow_their_domain(
+    client: Client, mint_key: MintKey, set_runtime: SetRuntime
+) -> None:
+    # The key and the setting took "example.com." (DNS's absolute name), and then
+    # matched no sender: every send was 403 sender_not_allowed.
+    await set_runtime(allowed_sender_addresses=["*@Example.COM."])
+    client.app[RUNTIME].invalidate()
+    key = bearer(await mint_key(Role.SENDER, ["app@example.com."]))
+    response = await client.post("/api/v1/send-email", json=body(), headers=key)
+    assert response.status == 202, await response.text()
+    other = await client.post("/api/v1/send-email", json=body(**{"from": "x@example.com"}),
+                              headers=key)
+    assert other.status == 403
+
+
 async def test_other_roles_may_not_send(client: Client, mint_key: MintKey) -> None:
     key = bearer(await mint_key(Role.OPERATOR, ["*@example.com"]))
     response = await client.post("/api/v1/send-email", json=body(), headers=key)

@@ -191,11 +191,13 @@ def _is_own(shown: str, mailbox: Mailbox) -> bool:
 
 
 def sender_matches(mailbox: Mailbox, patterns: tuple[str, ...] | list[str]) -> bool:
-    """True when an allowed-sender pattern (``a@b`` or ``*@domain``) covers ``mailbox``."""
+    """True when an allowed-sender pattern (``a@b`` or ``*@domain``) covers ``mailbox``.
+    A pattern's domain may end in DNS's root dot (``*@example.com.``, as a key and the
+    setting take it): the same domain, though no address may be written so."""
     for pattern in patterns:
         local, _, domain = pattern.strip().rpartition("@")
         try:
-            domain = checked_domain(domain)
+            domain = checked_domain(domain.removesuffix("."))
         except AddressError:
             continue
         if domain != mailbox.domain:
