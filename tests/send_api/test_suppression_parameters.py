@@ -45,3 +45,14 @@ async def test_an_unknown_body_field_is_a_422_and_suppresses_nothing(
     assert _problems((await both.json())["error"]) == ["adress", "address"]
     lifted = await client.delete(SUPPRESSIONS, headers=operator, params={"address": address})
     assert lifted.status == 404  # not suppressed
+
+
+async def test_a_detail_that_is_no_string_is_told_so(client: Client, mint_key: MintKey) -> None:
+    # A number was refused as "at most 500 characters", which it is.
+    operator = await _operator(mint_key)
+    address = f"detail-{uuid.uuid4().hex[:8]}@example.org"
+    response = await client.post(SUPPRESSIONS, headers=operator,
+                                 json={"address": address, "detail": 7})
+    assert response.status == 422, await response.text()
+    details = (await response.json())["error"]["details"]
+    assert [(d["field"], d["message"]) for d in details] == [("detail", "expected a string")]

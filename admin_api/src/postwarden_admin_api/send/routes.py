@@ -174,7 +174,9 @@ def _new_suppression(body: dict[str, Any]) -> tuple[str, str | None]:
         problems += failed.details
     detail = body.get("detail")
     most = queries.MAX_SUPPRESSION_DETAIL
-    if detail is not None and (not isinstance(detail, str) or len(detail) > most):
+    if detail is not None and not isinstance(detail, str):
+        problems.append({"field": "detail", "message": "expected a string"})
+    elif detail is not None and len(detail) > most:
         problems.append({"field": "detail", "message": f"at most {most} characters"})
     if problems:
         raise ValidationFailed(problems)
