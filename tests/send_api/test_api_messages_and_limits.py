@@ -47,6 +47,29 @@ async def test_an_encoded_plus_in_a_time_is_read(client: Client, sender: dict[st
 
 
 @pytest.mark.parametrize(
+    ("path", "query", "hinted"),
+    [
+        pytest.param("/api/v1/messages", "to=a+tag@example.org", True, id="search-to"),
+        pytest.param("/api/v1/messages", "from=App <a+tag@example.com>", True, id="search-from"),
+        pytest.param("/api/v1/suppressions", "address=a+tag@example.org", True, id="unsuppress"),
+        pytest.param("/api/v1/messages", "to=a b@localhost", False, id="no-plus-fits"),
+    ],
+)
+async def test_a_plus_sent_unencoded_in_an_address_is_named(
+    client: Client, mint_key: MintKey, path: str, query: str, hinted: bool
+) -> None:
+    # "a tag@example.org" (the "+" read as a space) was only "expected local@domain":
+    # nothing said the address had been sent right and read wrong.
+    admin = bearer(await mint_key(Role.ADMIN))
+    method = client.delete if path.endswith("suppressions") else client.get
+    response = await method(f"{path}?{query}", headers=admin)
+    assert response.status == 422
+    [detail] = (await _error(response))["details"]  # type: ignore[misc]
+    assert detail["message"].startswith("expected local@domain")
+    assert ("write + as %2B in a URL" in detail["message"]) is hinted
+
+
+@pytest.mark.parametrize(
     "several",
     [
         pytest.param("a@example.org, b@example.org", id="comma"),

@@ -275,6 +275,8 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 TIME_EXPECTED = "expected an ISO 8601 time between 1900 and 9000"
+# What a query parameter that reads right once its spaces are "+" is refused with.
+PLUS_AS_SPACE = "(write + as %2B in a URL)"
 
 
 def parse_time(raw: str) -> dt.datetime:
@@ -299,7 +301,7 @@ def time_expected(raw: str) -> str:
             parse_time(f"{head}+{tail}")
         except ValueError:
             return TIME_EXPECTED
-        return f"{TIME_EXPECTED} (write + as %2B in a URL)"
+        return f"{TIME_EXPECTED} {PLUS_AS_SPACE}"
     return TIME_EXPECTED
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from postwarden_admin_api.audit_queries import range_problem, unknown_parameters
 from postwarden_admin_api.bodies import (
+    PLUS_AS_SPACE,
     QueryProblems,
     json_ok,
     query_int,
@@ -56,19 +57,35 @@ async def get_message(request: web.Request) -> web.Response:
     return json_ok(found)
 
 
-def _address(raw: object, field: str) -> str:
-    """The address's key, as stored for suppressions and compared in searches."""
+def _address(raw: object, field: str, *, in_url: bool = False) -> str:
+    """The address's key, as stored for suppressions and compared in searches.
+    ``in_url``: a query parameter's, whose "+" a client that did not encode it sent
+    as a space (``a+tag@x.org`` arrives as ``a tag@x.org``): refused with that hint."""
     try:
         if not isinstance(raw, str):
             raise AddressError("expected an address")
         return parse_mailbox(raw).key
     except AddressError as exc:
-        raise ValidationFailed([{"field": field, "message": str(exc)}]) from None
+        message = str(exc)
+        if in_url and isinstance(raw, str) and _plus_as_space(raw):
+            message = f"{message} {PLUS_AS_SPACE}"
+        raise ValidationFailed([{"field": field, "message": message}]) from None
+
+
+def _plus_as_space(raw: str) -> bool:
+    """Whether ``raw`` holds a space and is an address once its spaces are "+" again."""
+    if " " not in raw:
+        return False
+    try:
+        parse_mailbox(raw.replace(" ", "+"))
+    except AddressError:
+        return False
+    return True
 
 
 def _address_filter(request: web.Request, name: str) -> str | None:
     raw = request.query.get(name)
-    return None if raw is None else _address(raw, name)
+    return None if raw is None else _address(raw, name, in_url=True)
 
 
 def _status_filter(request: web.Request) -> str | None:
@@ -197,7 +214,7 @@ async def add_suppression(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/suppressions")
 @allow(Role.OPERATOR)
 async def delete_suppression(request: web.Request) -> web.Response:
-    address = _address(request.query.get("address"), "address")
+    address = _address(request.query.get("address"), "address", in_url=True)
     async with connection(request.app[POOL]) as conn:
         deleted = await queries.delete_suppression(conn, address)
     if not deleted:
