@@ -316,6 +316,17 @@ def test_a_sender_header_must_be_allowed_too() -> None:
     assert caught.value.details[0]["field"] == "headers.Sender"
 
 
+@pytest.mark.parametrize("name", ["sender", "SENDER"])
+def test_a_sender_header_is_named_as_given_whatever_its_problem(name: str) -> None:
+    # Refused as malformed it was "headers.sender", as not allowed "headers.Sender".
+    for value, code in [("nobody", "invalid_header"), ("x@evil.example", "sender_not_allowed")]:
+        with pytest.raises(ApiError) as caught:
+            parse_request({**BASE, "headers": {name: value}}, CAPS,
+                          lambda m: m.domain == "example.com")
+        assert [(d["field"], d["code"]) for d in caught.value.details] == [
+            (f"headers.{name}", code)]
+
+
 def test_a_malformed_sender_header_is_a_field_error() -> None:
     with pytest.raises(ApiError) as caught:
         parse_request({**BASE, "headers": {"Sender": "nobody"}}, CAPS, allow_all)

@@ -141,6 +141,7 @@ class _Reader:
         self.caps = caps
         self.problems: list[FieldProblem] = []
         self.sender_header: Mailbox | None = None  # the Sender header, once it parsed
+        self.sender_field = "headers.Sender"  # its field, named as the request names it
 
     def problem(self, name: str, refusal: Refusal, detail: str) -> None:
         self.problems.append(FieldProblem(name, refusal, detail))
@@ -249,6 +250,7 @@ class _Reader:
                 elif has_encoded_word(text):
                     self.problem(where, Refusal.INVALID_HEADER, ENCODED_WORD_DETAIL)
                 elif lower == "sender":  # kept parsed, as sender_header
+                    self.sender_field = where
                     self.sender_header = self.mailbox(where, text, Refusal.INVALID_HEADER,
                                                       shown=True)
                 else:
@@ -379,7 +381,7 @@ def parse_request(
     headers = reader.headers()
     sender_header = reader.sender_header
     if sender_header is not None and not sender_allowed(sender_header):
-        reader.problem("headers.Sender", Refusal.SENDER_NOT_ALLOWED, "not an allowed sender")
+        reader.problem(reader.sender_field, Refusal.SENDER_NOT_ALLOWED, "not an allowed sender")
     request_attachments = reader.attachments()
     tags = reader.tags()
     metadata = reader.metadata()
