@@ -11,7 +11,12 @@ from aiohttp.test_utils import TestClient
 
 from tests.fixtures.adminapp import bearer
 
-MATCHING_NOTHING = ["*@", "@", "a@b@c", "*@*", "app @example.com"]
+MATCHING_NOTHING = ["*@", "@", "a@b@c", "*@*", "app @example.com",
+                    # These were stored too, and matched no sender: no address can have
+                    # such a domain or local part (the send API refuses one that does).
+                    "*@localhost", "*@1.2.3.4", "*@example..com", "*@-example.com",
+                    "a%b@example.com", '"app"@example.com', "<app@example.com>",
+                    "app@example.com "]
 
 
 @pytest.mark.parametrize("pattern", MATCHING_NOTHING)
@@ -34,3 +39,25 @@ async def test_addresses_and_domains_are_stored_lower_cased(
     assert response.status == 201
     assert (await response.json())["allowed_senders"] == [
         "billing@example.com", "*@shop.example", "a*b@example.org"]
+
+
+@pytest.mark.parametrize("pattern", MATCHING_NOTHING)
+async def test_the_setting_refuses_a_pattern_that_matches_no_sender_too(
+    admin_client: TestClient[Any, Any], admin_key: str, pattern: str
+) -> None:
+    response = await admin_client.put("/api/v1/settings", headers=bearer(admin_key), json={
+        "allowed_sender_addresses": ["*@example.com", pattern]})
+    assert response.status == 422, await response.text()
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == [
+        "allowed_sender_addresses"]
+
+
+async def test_a_domain_written_in_dns_or_unicode_form_is_taken(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "sender", "name": "app",
+        "allowed_senders": ["*@example.com.", "*@B\u00fccher.example"]})
+    assert response.status == 201, await response.text()
+    assert (await response.json())["allowed_senders"] == [
+        "*@example.com.", "*@b\u00fccher.example"]

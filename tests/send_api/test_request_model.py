@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from postwarden_admin_api.errors import ApiError
-from postwarden_admin_api.send import attachments
-from postwarden_admin_api.send.addresses import (
+from postwarden_admin_api.addresses import (
     AddressError,
     Mailbox,
     mask,
     parse_mailbox,
     sender_matches,
 )
+from postwarden_admin_api.errors import ApiError
+from postwarden_admin_api.send import attachments
 from postwarden_admin_api.send.request_model import Caps, SendRequest, parse_request
 
 CAPS = Caps(max_recipients=5, max_message_bytes=10_000, max_attachment_bytes=1_000)

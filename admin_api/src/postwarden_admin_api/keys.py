@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from .addresses import sender_pattern
 from .context import Principal, Role
 
 PREFIX = "pw_"
@@ -102,17 +103,13 @@ class KeyInfo:
         )
 
 
-# local@domain or *@domain. Anything else ("*@", "@", "a@b@c", "*@*") matches no
-# sender, so an admin who meant "any sender" would get a key that sends nothing.
-_SENDER = re.compile(r"^[^@\s]+@[^@\s*]+\Z")  # local part "*": any
-
-
 def allowed_sender(value: object) -> str:
     """A key's allowed sender as stored (an address or ``*@domain``, lower-cased);
-    ValueError for anything else."""
-    if not isinstance(value, str) or len(value) > SENDER_MAX or not _SENDER.match(value):
+    ValueError for one that matches no sender ("*@", "a@b@c", "*@*", "*@localhost"):
+    an admin who meant "any sender" would get a key that sends nothing."""
+    if not isinstance(value, str) or len(value) > SENDER_MAX:
         raise ValueError("expected an address")
-    return value.lower()
+    return sender_pattern(value)  # its AddressError is a ValueError
 
 
 def key_name(value: object) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,13 +20,13 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from .addresses import AddressError, sender_pattern
 from .periodic import DB_ERRORS
 from .secrets import Keyring
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-_ADDRESS = re.compile(r"^(\*|[^@\s*]+)@[^@\s*]+\.[^@\s*]+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +93,10 @@ def _check(name: str, value: Any) -> tuple[Any, str | None]:
         return value, None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         return None, "expected a list of addresses"
-    bad = [v for v in value if not _ADDRESS.match(v)]
-    if bad:
+    try:
+        return tuple(sender_pattern(v) for v in value), None
+    except AddressError:  # one no sender could match
         return None, "expected addresses such as user@example.com or *@example.com"
-    return tuple(v.lower() for v in value), None
 
 
 def validate_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

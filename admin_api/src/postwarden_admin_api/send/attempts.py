@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .addresses import AddressError, mask, parse_mailbox
+from postwarden_admin_api.addresses import AddressError, mask, parse_mailbox
 
 log = logging.getLogger("postwarden_admin_api.send.attempts")
 

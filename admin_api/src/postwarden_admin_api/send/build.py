@@ -43,7 +43,8 @@ from email.parser import BytesHeaderParser
 from email.policy import Policy
 from email.utils import format_datetime, getaddresses
 
-from .addresses import Mailbox
+from postwarden_admin_api.addresses import Mailbox
+
 from .request_model import SendRequest
 
 

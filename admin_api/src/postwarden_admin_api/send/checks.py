@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from postwarden_admin_api.addresses import Mailbox, sender_matches
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.runtime_settings import RuntimeSettings
 
-from .addresses import Mailbox, sender_matches
 from .limits import Limits
 from .refusals import FieldProblem, Refusal, refuse
 from .request_model import Caps, SendRequest

@@ -21,10 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from postwarden_policies.entityheaders import BIDI_OVERRIDE
-
-from . import attachments
-from .addresses import (
+from postwarden_admin_api.addresses import (
     AddressError,
     Mailbox,
     SeveralAddresses,
@@ -33,6 +30,9 @@ from .addresses import (
     parse_mailbox,
     shows_another_address,
 )
+from postwarden_policies.entityheaders import BIDI_OVERRIDE
+
+from . import attachments
 from .refusals import FieldProblem, Refusal, refuse
 
 FIELDS = frozenset({

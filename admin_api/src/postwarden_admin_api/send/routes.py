@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from postwarden_admin_api.addresses import AddressError, parse_mailbox
 from postwarden_admin_api.audit_queries import range_problem, unknown_parameters
 from postwarden_admin_api.bodies import (
     PLUS_AS_SPACE,
@@ -22,7 +23,6 @@ from postwarden_admin_api.cursors import query_cursor
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 
 from . import queries
-from .addresses import AddressError, parse_mailbox
 from .openapi_paths import SUPPRESSION_REQUEST
 from .sending import send_email
 

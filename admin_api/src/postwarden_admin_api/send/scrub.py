@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
+from postwarden_admin_api.addresses import mask
 from postwarden_policies.redact import redact
-
-from .addresses import mask
 
 MAX_REPLY = 500
 # The domain as freely as the local part: an IDN one (SMTPUTF8, ``a@ñandu.es``) may

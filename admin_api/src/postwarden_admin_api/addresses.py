@@ -1,5 +1,8 @@
 """Mail addresses of the send API: parsing, IDN domains, sender patterns, masking.
 
+Outside the ``send`` package, so that keys and the runtime settings check their
+allowed senders (:func:`sender_pattern`) by the rules the send API matches them by.
+
 Addresses are accepted as ``local@domain`` or ``Display Name <local@domain>``.
 The local part must be an RFC 5322 dot-atom in ASCII (no quoted strings, no
 SMTPUTF8); the domain may be internationalised and is kept in its A-label
@@ -188,6 +191,20 @@ def _is_own(shown: str, mailbox: Mailbox) -> bool:
         return parse_mailbox(shown).key == mailbox.key
     except AddressError:
         return False
+
+
+def sender_pattern(text: str) -> str:
+    """An allowed sender (``local@domain`` or ``*@domain``) as a key or the setting
+    stores it, lower-cased; AddressError for one that would match no sender
+    (:func:`sender_matches`): a local part or a domain no address can have."""
+    local, _, domain = text.rpartition("@")
+    stand_in = "any" if local == "*" else local
+    # The parsed local part must be the one given: "<a@b.org>" parses, as a@b.org
+    # (and " a@b.org" too: the text is stripped).
+    parsed = parse_mailbox(f"{stand_in}@{domain.removesuffix('.')}")
+    if parsed.local != stand_in or text != text.strip():
+        raise AddressError("expected local@domain or *@domain")
+    return text.lower()
 
 
 def sender_matches(mailbox: Mailbox, patterns: tuple[str, ...] | list[str]) -> bool:
