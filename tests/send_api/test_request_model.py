@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -304,6 +305,18 @@ def test_a_body_that_is_no_string_is_not_also_called_empty(
     # It was listed twice: "expected a string", and "text and html are empty".
     error = refusal(**changes)
     assert [(d["field"], d["message"]) for d in error.details] == [(field, "expected a string")]
+
+
+def test_metadata_of_2_kib_as_a_client_writes_it_is_taken() -> None:
+    # Measured with Python's ", " and ": " separators, 2 KiB of compact JSON (as
+    # JSON.stringify and most encoders write it) over 80 keys counted 2,207 bytes.
+    metadata = {f"k{index:02}": "v" * 13 for index in range(80)}
+    compact = json.dumps(metadata, separators=(",", ":"))
+    metadata["k00"] += "v" * (2048 - len(compact))
+    assert len(json.dumps(metadata, separators=(",", ":"))) == 2048
+    assert parse(metadata=metadata).metadata == metadata
+    metadata["k00"] += "v"
+    assert [d["field"] for d in refusal(metadata=metadata).details] == ["metadata"]
 
 
 def test_a_sender_header_must_be_allowed_too() -> None:

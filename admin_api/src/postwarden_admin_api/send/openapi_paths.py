@@ -78,7 +78,7 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
     "metadata": {
         "type": "object",
         "description": f"a flat object of at most {MAX_METADATA_BYTES} bytes written as "
-                       "JSON (UTF-8): string, number, boolean or null values",
+                       "compact JSON (UTF-8): string, number, boolean or null values",
         "propertyNames": {"maxLength": MAX_METADATA_BYTES},
         "additionalProperties": {"type": ["string", "number", "boolean", "null"],
                                  "maxLength": MAX_METADATA_BYTES},

@@ -331,8 +331,10 @@ class _Reader:
         if (
             not isinstance(raw, dict)
             or not all(_storable(k) and _storable(v) for k, v in raw.items())
-            or len(json.dumps(raw, ensure_ascii=False).encode("utf-8", "replace"))
-            > MAX_METADATA_BYTES
+            # As compact JSON, as clients write it (Python's ", " separators added a
+            # byte or two a key to what the client sent)
+            or len(json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+                   .encode("utf-8", "replace")) > MAX_METADATA_BYTES
         ):
             self.problem("metadata", Refusal.INVALID_FIELD,
                          "a flat object of at most 2 KiB (strings without NUL, finite numbers)")
