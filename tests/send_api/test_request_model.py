@@ -319,6 +319,17 @@ def test_metadata_of_2_kib_as_a_client_writes_it_is_taken() -> None:
     assert [d["field"] for d in refusal(metadata=metadata).details] == ["metadata"]
 
 
+def test_an_attachment_s_unknown_key_is_named_with_its_other_problems() -> None:
+    # It was one "expected filename, content_type, content" for the whole attachment:
+    # which key was wrong went unsaid, and its bad base64 came only at the next try.
+    item = {"filename": "a.txt", "content_type": "text/plain", "content": "a b",
+            "disposition": "inline"}
+    error = refusal(attachments=[item])
+    assert [(d["field"], d["message"]) for d in error.details] == [
+        ("attachments[0].disposition", "unknown field"),
+        ("attachments[0].content", "not valid base64")]
+
+
 def test_a_sender_header_must_be_allowed_too() -> None:
     with pytest.raises(ApiError) as caught:
         parse_request(

@@ -41,6 +41,7 @@ FIELDS = frozenset({
 })
 OPTIONAL_FIELDS = FIELDS - {"from", "subject"}
 ADDRESS_FIELDS = frozenset({"to", "cc", "bcc", "reply_to"})  # an address or a list of them
+ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content"})
 # Extra headers a client may set; every other name (From, To, Bcc, Received,
 # DKIM-Signature, Message-ID, Content-*, ...) is ours or Postfix's to write.
 ALLOWED_HEADERS = frozenset({
@@ -271,9 +272,11 @@ class _Reader:
         return tuple(found)
 
     def _attachment(self, where: str, item: Any) -> Attachment | None:
-        if not isinstance(item, dict) or set(item) - {"filename", "content", "content_type"}:
+        if not isinstance(item, dict):
             self.problem(where, Refusal.INVALID_FIELD, "expected filename, content_type, content")
             return None
+        for unknown in sorted(set(item) - ATTACHMENT_FIELDS):
+            self.problem(f"{where}.{unknown}", Refusal.INVALID_FIELD, "unknown field")
         filename = self.string(f"{where}.filename", item.get("filename"))
         ctype = self.string(f"{where}.content_type", item.get("content_type"))
         encoded = self.string(f"{where}.content", item.get("content"))
