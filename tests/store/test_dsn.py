@@ -33,3 +33,16 @@ def test_malformed_urls_are_told_without_the_password(url: str) -> None:
     problem = dsn_problem(url)
     assert problem is not None and problem.startswith("expected postgresql://USER:PASSWORD@")
     assert "hunter2" not in problem
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u:p@ss-hunter2@db.example/audit",
+    "postgresql://u@corp:hunter2@db.example/audit",
+])
+def test_an_at_sign_not_percent_encoded_is_told_without_the_password(url: str) -> None:
+    # asyncpg splits at the first @ and took "ss-hunter2@db.example" for the host (a DNS
+    # lookup of the password's tail), while the check took the last and said nothing.
+    problem = dsn_problem(url)
+    assert problem == ("expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+                       "(an @ in the user name or password is written %40)")
+    assert dsn_problem(url.replace("p@ss", "p%40ss").replace("u@corp", "u%40corp")) is None

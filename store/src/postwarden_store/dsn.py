@@ -69,6 +69,10 @@ def dsn_problem(url: str) -> str | None:
         return EXPECTED
     if parts.scheme not in ("postgresql", "postgres"):
         return EXPECTED
+    if parts.netloc.count("@") > 1:
+        # asyncpg splits at the first @: the rest of the password would be the host name,
+        # looked up in DNS, where we (urlsplit) take the last.
+        return f"{EXPECTED} (an @ in the user name or password is written %40)"
     hosts = parts.netloc.rpartition("@")[2]
     for host in hosts.split(","):  # asyncpg takes several, for failover
         if host.startswith("["):  # [IPv6]:PORT
