@@ -35,6 +35,19 @@ CASES = [
     ("REFRESH_TOKEN=r1", "REFRESH_TOKEN=[REDACTED]"),
     ("ghu_" + "d" * 36 + " ghr_" + "e" * 36, "ghu_[REDACTED] ghr_[REDACTED]"),
     ("HTTPS://Bob:Pass@Host", "HTTPS://Bob:[REDACTED]@Host"),
+    # A password's tail past an @ written unencoded, and a user name holding one.
+    ("postgresql://u:p@ss-tail@db/x", "postgresql://u:[REDACTED]@db/x"),
+    ("postgresql://u@corp:hunter2@db/x", "postgresql://u@corp:[REDACTED]@db/x"),
+    ("postgres://u:p@h?sslmode=require a@b", "postgres://u:[REDACTED]@h?sslmode=require a@b"),
+    # A secret's name that ends in (or holds) one of the words.
+    ("postgresql://u@db/x?sslmode=verify-full&sslpassword=hunter2",
+     "postgresql://u@db/x?sslmode=verify-full&sslpassword=[REDACTED]"),
+    ("PGPASSWORD=hunter2 psql", "PGPASSWORD=[REDACTED] psql"),
+    ("db_password: hunter2", "db_password: [REDACTED]"),
+    ("secret_key: 0011aabb", "secret_key: [REDACTED]"),
+    ("previous_secret_key=0011aabb", "previous_secret_key=[REDACTED]"),
+    ('{"recipient_hash_key": "k e y"}', '{"recipient_hash_key": [REDACTED]}'),
+    ("X_API_KEY=k3", "X_API_KEY=[REDACTED]"),
 ]
 
 NEGATIVES = [
@@ -48,6 +61,9 @@ NEGATIVES = [
     "bearer of bad news",
     "the token was rejected",
     "eyJ alone",
+    "https://host:8080/path@x",
+    "the tokenizer: ready",
+    "key_id=abc123",
 ]
 
 

@@ -6,7 +6,8 @@ token kind, our API key's id, the user name in a URL, the key in a
 ``password=`` pair. Recognized: bearer/basic authorization values, our API
 keys (``pw_<keyid>_<secret>``), ``sk-`` keys, Slack ``xox?-`` tokens, AWS
 access key ids, GitHub tokens, JWTs, passwords in URLs and
-``password=``/``passwd:``/``secret=``/``token=`` style pairs.
+``password=``/``passwd:``/``secret=``/``token=`` style pairs, under longer
+names too (``sslpassword=``, ``PGPASSWORD=``, ``secret_key:``).
 
 The patterns are RE2's, which match in linear time: the text is often the
 sender's (a Subject, a Message-ID in a log line), and Python's engine took
@@ -37,13 +38,16 @@ _RULES: tuple[tuple[Any, str], ...] = (
     (re2.compile(r"\b((?:AKIA|ASIA)[A-Z0-9]{4})[A-Z0-9]{12}\b"), rf"\1{MASK}"),
     (re2.compile(r"\b(gh[pousr]_)[A-Za-z0-9]{20,}"), rf"\1{MASK}"),
     (re2.compile(r"\b(github_pat_)[A-Za-z0-9_]{20,}"), rf"\1{MASK}"),
-    # scheme://user:password@host keeps the user name.
-    (re2.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@"), rf"\1{MASK}@"),
-    # key=value / key: value pairs; quoted values lose their content only.
+    # scheme://user:password@host keeps the user name. The password runs to the last @
+    # of the authority: one written with an @ unencoded (asyncpg's split) lost only its
+    # head. Bounded, as the name's start below: a match is copied for its groups.
+    (re2.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/]*:)[^\s/?#]{1,256}@"), rf"\1{MASK}@"),
+    # key=value / key: value pairs, also inside a longer name (sslpassword, PGPASSWORD,
+    # db_password, secret_key, recipient_hash_key); quoted values lose their content only.
     (
         re2.compile(
-            r"(?i)\b((?:password|passwd|pwd|secret|client_secret|token|api_key|apikey|"
-            r"access_token|refresh_token)[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,]+)"
+            r"(?i)\b(\w{0,64}?(?:password|passwd|pwd|secret|token|api_?key|hash_key)(?:_?key)?"
+            r"[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,]+)"
         ),
         rf"\1{MASK}",
     ),
@@ -64,7 +68,7 @@ _ANY_RULE = re2.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _RUL
 # Python's engine too.
 _KEYWORDS = re.compile(
     "eyj|bearer|basic|token|pw_|sk-|xox|akia|asia|gh[pousr]_|github_pat_|://|passw|pwd|"
-    "secret|api_?key"
+    "secret|api_?key|hash_key"
 )
 
 
