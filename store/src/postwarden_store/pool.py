@@ -9,6 +9,8 @@ and nothing of ours wants local time.
 from __future__ import annotations
 
 import json
+import traceback
+from typing import Any
 
 import asyncpg
 
@@ -36,6 +38,27 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+def _from_password_file(exc: UnicodeDecodeError) -> bool:
+    # asyncpg internals: tests/store/test_password_file.py fails if the reader is renamed.
+    return any(frame.f_code.co_name == "_read_password_file"
+               for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg's connect, a password file it cannot decode told as a client
+    configuration error: it raised a UnicodeDecodeError, a traceback from every command,
+    whose ``object`` (shown by its repr) is the file's text, every password in it."""
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
+    except UnicodeDecodeError as exc:
+        if not _from_password_file(exc):
+            raise
+        raise asyncpg.ClientConfigurationError(
+            f"the password file (passfile=, $PGPASSFILE or ~/.pgpass) is not "
+            f"{exc.encoding} text") from None
+    return conn
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT
 ) -> asyncpg.Pool:
@@ -47,14 +70,13 @@ async def create_pool(
         init=_init_connection,
         reset=_keep_session,
         server_settings=SERVER_SETTINGS,
+        connect=_connect,
     )
     return pool
 
 
 async def connect(dsn: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(
-        dsn, timeout=connect_timeout, server_settings=SERVER_SETTINGS
-    )
+    conn = await _connect(dsn, timeout=connect_timeout, server_settings=SERVER_SETTINGS)
     await _init_connection(conn)
     return conn
 
