@@ -188,6 +188,16 @@ def test_broken_yaml_is_told_by_line_without_quoting_it(
         f"{config}:3:1: YAML syntax error: found unexpected end of stream"]
 
 
+def test_a_value_tagged_as_a_timestamp_it_is_not_is_told_by_line(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """PyYAML's own reader took no match for one: an AttributeError's traceback."""
+    config = tmp_path / "postwarden.yaml"
+    text = "database_url: !!timestamp postgresql://u:hunter2@db/pw\n"
+    assert problems_of(config, text, base_env) == [
+        f"{config}:1:15: YAML syntax error: expected a timestamp"]
+
+
 def test_a_database_url_asyncpg_cannot_use_is_refused_at_start(base_env: dict[str, str]) -> None:
     env = {**base_env, "POSTWARDEN_DATABASE_URL": "postgresql://u:hunter2@db:five/audit"}
     with pytest.raises(SettingsError) as info:

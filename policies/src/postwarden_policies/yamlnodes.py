@@ -21,6 +21,7 @@ policy or settings file needs more than 63 bits.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -194,6 +195,12 @@ class _Constructor(SafeConstructor):
     def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
         return self._core_text(node, _BOOL, "true or false").lower() == "true"
 
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> dt.date:
+        # PyYAML's own takes text its pattern does not match (``!!timestamp x``) for a
+        # match: an AttributeError, a settings file's traceback at start.
+        self._core_text(node, self.timestamp_regexp, "a timestamp")
+        return super().construct_yaml_timestamp(node)
+
 
 # Its own table: add_constructor would copy the base's, which names the base's method.
 _Constructor.yaml_constructors = {
@@ -201,6 +208,7 @@ _Constructor.yaml_constructors = {
     INT_TAG: _Constructor.construct_yaml_int,
     FLOAT_TAG: _Constructor.construct_yaml_float,
     BOOL_TAG: _Constructor.construct_yaml_bool,
+    TAG_PREFIX + "timestamp": _Constructor.construct_yaml_timestamp,
 }
 TAG_NAMES = {
     "str": "a string",
