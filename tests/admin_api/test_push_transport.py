@@ -107,6 +107,24 @@ async def test_a_url_with_a_user_is_named(
     assert await active(admin_client, admin_key) == {}
 
 
+async def test_a_key_with_a_line_end_is_pushed_and_one_no_header_carries_is_named(
+    tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A control character in the key stopped the push with aiohttp's traceback.
+    write(tmp_path / "p", "a.yaml", "team-a", "rule-a")
+    for broken in (f"{admin_key[:12]}\n{admin_key[12:]}", f"{admin_key[:12]} {admin_key[12:]}"):
+        assert await push(admin_client, broken, tmp_path / "p", monkeypatch=monkeypatch) == 1
+        err = capsys.readouterr().err
+        assert err == ("postwarden-admin: POSTWARDEN_API_KEY: expected a key as keys create "
+                       "prints it (pw_<key id>_<secret>), printable ASCII without spaces\n")
+    assert await active(admin_client, admin_key) == {}
+    # As a secret store or `cat` may give it.
+    assert await push(admin_client, f"{admin_key}\n", tmp_path / "p",
+                      monkeypatch=monkeypatch) == 0
+    assert await active(admin_client, admin_key) == {"team-a": 1}
+
+
 async def test_a_service_under_a_path_prefix_is_reached(
     tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -237,10 +237,22 @@ async def _dry_run(service: _Service, directory: Path, files: dict[str, tuple[st
     return 0
 
 
-async def push_directory(url: str, key: str, directory: Path, comment: str | None, *,
-                         prune: bool = False, dry_run: bool = False) -> int:
+def _presented(key: str) -> str:
+    """The key as its header carries it, without the line end a secret store or a file
+    may add; PushError, never quoting it, for what no header carries (aiohttp raised a
+    traceback on a control character)."""
+    key = key.strip()
     if not key:
         raise PushError("set POSTWARDEN_API_KEY to an operator or admin key")
+    if not (key.isascii() and key.isprintable()) or " " in key:
+        raise PushError("POSTWARDEN_API_KEY: expected a key as keys create prints it "
+                        "(pw_<key id>_<secret>), printable ASCII without spaces")
+    return key
+
+
+async def push_directory(url: str, key: str, directory: Path, comment: str | None, *,
+                         prune: bool = False, dry_run: bool = False) -> int:
+    key = _presented(key)
     base = _base_url(url)
     files = checked_files(directory)
     if files is None:
