@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import re2
 
-from postwarden_policies.redact import _ANY_RULE, _RULES, redact
+from postwarden_policies.redact import _ANY_RULE, _RULES, names_a_secret, redact
 
 CASES = [
     ("Authorization: Bearer abcdef123456.xyz", "Authorization: Bearer [REDACTED]"),
@@ -48,6 +48,7 @@ CASES = [
     ("previous_secret_key=0011aabb", "previous_secret_key=[REDACTED]"),
     ('{"recipient_hash_key": "k e y"}', '{"recipient_hash_key": [REDACTED]}'),
     ("X_API_KEY=k3", "X_API_KEY=[REDACTED]"),
+    ("X-Api-Key: k3y-value", "X-Api-Key: [REDACTED]"),
 ]
 
 NEGATIVES = [
@@ -113,3 +114,12 @@ def test_the_keyword_check_lets_through_whatever_a_rule_matches(
     for variant in _variants(text):
         if _ANY_RULE.search(variant):
             assert redact(variant) != variant, variant
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("api_token", True), ("X-Api-Key", True), ("sslpassword", True), ("Password", True),
+    ("reset-token", True), ("secret_key", True),
+    ("order", False), ("key_id", False), ("token_count", False), ("tokens", False),
+])
+def test_names_a_secret(name: str, secret: bool) -> None:
+    assert names_a_secret(name) is secret

@@ -41,6 +41,16 @@ def test_message_events_carry_metadata_only() -> None:
                                 "sha256": "ab"}]
 
 
+def test_a_metadata_value_under_a_secrets_name_is_redacted() -> None:
+    # Redacted one string at a time, {"reset_token": "..."} went out whole: the name and
+    # the value are not one text, as in reset_token=... (README: "secrets redacted").
+    sent = {"id": 7, "status": "queued", "metadata": {
+        "reset_token": "tq81Zr0a", "X-Api-Key": 4711, "order": "A-17", "note": "password=x1"}}
+    data = metadata("send.queued", sent)
+    assert data["metadata"] == {"reset_token": "[REDACTED]", "X-Api-Key": "[REDACTED]",
+                                "order": "A-17", "note": "password=[REDACTED]"}
+
+
 def test_a_recipient_the_message_did_not_go_to_is_named() -> None:
     refused = {"kind": "recipient_refused", "recipient": "d@example.net",
                "reply": "452 4.5.3 Too many recipients", "more": 2}

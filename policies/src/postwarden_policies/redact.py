@@ -26,6 +26,10 @@ from typing import Any
 import re2
 
 MASK = "[REDACTED]"
+# The name of a secret (password, sslpassword, PGPASSWORD, db_password, secret_key,
+# api-key, recipient_hash_key, ...): the start is bounded, as a match is copied.
+_CREDENTIAL_NAME = (r"\w{0,64}?(?:password|passwd|pwd|secret|token|api[_-]?key|hash_key)"
+                r"(?:_?key)?")
 
 # (pattern, replacement); groups named "keep" survive, the rest is masked.
 _RULES: tuple[tuple[Any, str], ...] = (
@@ -46,8 +50,7 @@ _RULES: tuple[tuple[Any, str], ...] = (
     # db_password, secret_key, recipient_hash_key); quoted values lose their content only.
     (
         re2.compile(
-            r"(?i)\b(\w{0,64}?(?:password|passwd|pwd|secret|token|api_?key|hash_key)(?:_?key)?"
-            r"[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,]+)"
+            rf"(?i)\b({_CREDENTIAL_NAME}[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,]+)"
         ),
         rf"\1{MASK}",
     ),
@@ -68,8 +71,17 @@ _ANY_RULE = re2.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _RUL
 # Python's engine too.
 _KEYWORDS = re.compile(
     "eyj|bearer|basic|token|pw_|sk-|xox|akia|asia|gh[pousr]_|github_pat_|://|passw|pwd|"
-    "secret|api_?key|hash_key"
+    "secret|api[_-]?key|hash_key"
 )
+
+
+_NAMES_A_SECRET = re2.compile(rf"(?i)\b{_CREDENTIAL_NAME}$")
+
+
+def names_a_secret(name: str) -> bool:
+    """Whether ``name`` (a JSON key: ``api_token``, ``X-Api-Key``) names a secret, whose
+    value alone :func:`redact` cannot tell from any other text."""
+    return _NAMES_A_SECRET.search(name) is not None
 
 
 def redact(text: str) -> str:

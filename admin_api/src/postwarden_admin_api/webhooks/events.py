@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from postwarden_policies.redact import redact
+from postwarden_policies.redact import MASK, names_a_secret, redact
 
 
 class EventType(enum.StrEnum):
@@ -94,8 +94,9 @@ def _change(change: Mapping[str, Any]) -> dict[str, Any]:
 def _redacted(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
-    if isinstance(value, Mapping):
-        return {str(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, Mapping):  # a send's metadata: {"reset_token": "..."}
+        return {str(key): MASK if names_a_secret(str(key)) and isinstance(item, str | int | float)
+                else _redacted(item) for key, item in value.items()}
     if isinstance(value, Sequence):
         return [_redacted(item) for item in value]
     return value
