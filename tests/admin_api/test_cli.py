@@ -61,6 +61,22 @@ async def test_keys_create_list_rotate_revoke(
 
 
 @pytest.mark.usefixtures("cli_env")
+async def test_a_whole_key_pasted_for_its_id_is_revoked_and_not_echoed(
+    capsys: pytest.CaptureFixture[str], admin_client: TestClient[Any, Any]
+) -> None:
+    # "no active key pw_<id>_<secret>": the key kept working, its secret in the output.
+    assert await _cli(["keys", "create", "--role", "operator", "--name", "leaked"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert await _cli(["keys", "rotate", key, "--grace-seconds", "0"]) == 0
+    new_key = capsys.readouterr().out.strip()
+    assert await _cli(["keys", "revoke", new_key]) == 0
+    assert await _cli(["keys", "revoke", new_key]) == 1
+    assert capsys.readouterr().err == f"no active key {new_key.split('_')[1]}\n"
+    for revoked in (key, new_key):
+        assert (await admin_client.get("/api/v1/settings", headers=bearer(revoked))).status == 401
+
+
+@pytest.mark.usefixtures("cli_env")
 async def test_secrets_rotate(tmp_path: Path, database_url: str) -> None:
     old = Keyring(parse_key_material(TEST_SECRET_KEY))
     conn = await connect(database_url)

@@ -54,6 +54,17 @@ async def test_create_list_revoke_over_the_api(
     assert await _status(admin_client, key) == (401, {"error": UNAUTHENTICATED})
 
 
+async def test_a_whole_key_where_its_id_belongs_is_revoked(
+    admin_client: TestClient[Any, Any], admin_key: str, mint_key: MintKey
+) -> None:
+    # One pastes a leaked key to revoke it: looked up as an id, it was 404 and kept working.
+    key = await mint_key(Role.SENDER, ["app@example.com"])
+    response = await admin_client.delete(f"/api/v1/keys/{key}", headers=bearer(admin_key))
+    assert response.status == 200
+    assert (await response.json())["key_id"] == key.split("_")[1]
+    assert await _status(admin_client, key) == (401, {"error": UNAUTHENTICATED})
+
+
 async def test_create_reports_every_bad_field(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

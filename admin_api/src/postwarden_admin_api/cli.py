@@ -45,6 +45,7 @@ from .keys import (
     create_key,
     key_name,
     list_keys,
+    named_key_id,
     revoke_key,
     rotate_key,
     shown_name,
@@ -146,10 +147,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="ISO 8601 time the key stops working (UTC without an offset)")
     _command(keys, "list", "list the keys: id, role, state (active, expired, revoked), "
              "expiry, name", leaf)
-    _command(keys, "revoke", "revoke a key at once", leaf).add_argument("key_id")
+    _command(keys, "revoke", "revoke a key at once", leaf).add_argument(
+        "key_id", type=named_key_id)
     rotate = _command(keys, "rotate", "replace a key by a new one (printed); the old one "
                       "keeps working for the grace period", leaf)
-    rotate.add_argument("key_id")
+    rotate.add_argument("key_id", type=named_key_id)
     rotate.add_argument("--grace-seconds", type=_grace_seconds, default=DEFAULT_GRACE_SECONDS,
                         metavar="N", help=f"0 to {MAX_GRACE_SECONDS} "
                         f"(default: {DEFAULT_GRACE_SECONDS}, a day)")

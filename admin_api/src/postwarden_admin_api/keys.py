@@ -143,6 +143,14 @@ def split_key(presented: str) -> tuple[str, str] | None:
     return key_id, secret
 
 
+def named_key_id(text: str) -> str:
+    """The key id ``text`` names where one is asked for: itself, or the id of a whole key
+    (pw_<key id>_<secret>), as one pastes a leaked key to revoke it; looked up as an id,
+    it was "no active key", and the key kept working."""
+    parts = split_key(text)
+    return text if parts is None else parts[0]
+
+
 async def create_key(
     conn: asyncpg.Connection,
     role: Role | str,

@@ -22,6 +22,7 @@ from .keys import (
     get_key,
     key_name,
     list_keys,
+    named_key_id,
     revoke_key,
     rotate_key,
 )
@@ -98,7 +99,7 @@ async def keys_create(request: web.Request) -> web.Response:
 
 
 async def _known(request: web.Request) -> str:
-    key_id = request.match_info["key_id"]
+    key_id = named_key_id(request.match_info["key_id"])
     if len(key_id) > 64:
         raise ApiError(404, "not_found", "no such key")
     return key_id
