@@ -81,3 +81,19 @@ def test_the_environment_may_hold_the_password_and_the_argument_the_rest(
     assert from_environment.stdout.startswith("pending 0001_")
     without = _run([*argv, "--database-url", empty_database, "--dry-run"], _environment())
     assert (without.returncode, without.stdout) == (0, from_environment.stdout)
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["postwarden_store.cli", "migrate"], id="store"),
+    pytest.param(["postwarden_milter", "migrate"], id="milter"),
+    pytest.param(["postwarden_admin_api", "migrate"], id="admin"),
+])
+def test_a_url_given_without_its_option_is_not_quoted_with_its_password(
+    argv: list[str]
+) -> None:
+    # argparse's refusal quoted it whole, to a stderr that is often a log.
+    done = _run([*argv, f"postgresql://pw:{PASSWORD}@127.0.0.1:1/x"], _environment())
+    assert done.returncode == 2
+    assert PASSWORD not in done.stdout + done.stderr
+    assert done.stderr.splitlines()[-1].endswith(
+        "error: unrecognized arguments: postgresql://pw:[REDACTED]@127.0.0.1:1/x")

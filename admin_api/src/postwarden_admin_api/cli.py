@@ -126,7 +126,7 @@ def _subcommands(parser: argparse.ArgumentParser, dest: str
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = store_cli.ArgumentParser(
         prog=PROG, description="postwarden admin service: the HTTP API, and the tools to "
         "set it up (migrations, API keys, the secrets key, policy deploys).")
     parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)

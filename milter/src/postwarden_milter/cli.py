@@ -38,7 +38,7 @@ USAGE = "%(prog)s [-h] [--config FILE] [check | migrate [--database-url URL] [--
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = store_cli.ArgumentParser(
         prog=PROG, usage=USAGE,
         description="postwarden milter: check, sanitize and audit mail passing through Postfix; "
         "without a command it serves. Settings come from --config and POSTWARDEN_<SETTING> "
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                         default=os.environ.get("POSTWARDEN_CONFIG"), help=CONFIG_HELP)
     # --config after a command too; SUPPRESS, so that one not given there leaves the
     # one given before the command.
-    after = argparse.ArgumentParser(add_help=False)
+    after = store_cli.ArgumentParser(add_help=False)
     after.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
                        help=CONFIG_HELP)
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND",

@@ -6,13 +6,25 @@ import argparse
 import asyncio
 import os
 import sys
+from typing import NoReturn
 
 import asyncpg
+
+from postwarden_policies.redact import redact
 
 from .dsn import dsn_problem, has_password
 from .errors import StoreError
 from .migrations import migrate_database, pending_migrations
 from .pool import connect, unreachable
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's, its errors redacted: they quote what they could not take ("unrecognized
+    arguments: postgresql://u:PASSWORD@db/x", a URL given without --database-url) to a
+    stderr that is often a log (a CI job's, the journal). The commands' parsers."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(redact(message))
 
 
 async def _migrate(dsn: str, dry_run: bool) -> int:
@@ -72,7 +84,7 @@ def migrate(database_url: str, dry_run: bool, prog: str) -> int:
 
 def run_migrate(argv: list[str] | None = None) -> int:
     prog = "postwarden-store migrate"
-    parser = argparse.ArgumentParser(prog=prog, description="apply database migrations")
+    parser = ArgumentParser(prog=prog, description="apply database migrations")
     add_migrate_options(parser, "PostgreSQL URL (default: $POSTWARDEN_DATABASE_URL)",
                         "set the whole URL in POSTWARDEN_DATABASE_URL instead")
     args = parser.parse_args(argv)
