@@ -51,3 +51,20 @@ def test_the_audit_writer_says_what_the_server_refused(
         assert wait_until(lambda: "audit database unavailable" in caplog.text, timeout=10)
     assert ('audit database unavailable (InvalidCatalogNameError); spooling, retry in 0.5 s: '
             'database "postwarden_absent" does not exist') in caplog.text
+
+
+def test_the_audit_writer_says_what_the_client_refused(
+    pg_server: PgServer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Told by its class name alone, the admin could not tell what to fix.
+    password_file = tmp_path / "pgpass"
+    password_file.write_bytes("*:*:*:*:Geheimnis-\u00e4\n".encode("latin-1"))
+    password_file.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(password_file))
+    with _running(pg_server.dsn("postgres"), tmp_path, Metrics()) as pipeline:
+        pipeline.submit(make_event())
+        assert wait_until(lambda: "audit database unavailable" in caplog.text, timeout=10)
+    assert ("audit database unavailable (ClientConfigurationError); spooling, retry in 0.5 s: "
+            "the password file (passfile=, $PGPASSFILE or ~/.pgpass) is not utf-8 text"
+            ) in caplog.text

@@ -102,9 +102,10 @@ def database_problem(exc: BaseException) -> str:
 
 def _detail(exc: BaseException) -> str | None:
     """The server's own first line (a database or role that does not exist, a password
-    refused; it never quotes the password), or the system's word for a connection that
+    refused; it never quotes the password) or the client's (a password file it cannot
+    read, a root certificate missing), or the system's word for a connection that
     failed."""
-    if isinstance(exc, asyncpg.PostgresError) and str(exc):
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError) and str(exc):
         return str(exc).splitlines()[0]
     if isinstance(exc, OSError):
         return exc.strerror
