@@ -9,7 +9,7 @@ import pytest
 from postwarden_policies.facts import Envelope
 from postwarden_policies.htmllines import LINE_LIMIT, within_line_limit
 from postwarden_policies.mimeparse import parse_message
-from postwarden_policies.rewrite import HtmlOptions, RewritePlan, rewrite_body
+from postwarden_policies.rewrite import HtmlOptions, RewritePlan, RewriteResult, rewrite_body
 
 SANITIZE = RewritePlan(strip=(), sanitize_html=HtmlOptions("keep", frozenset({"https"})))
 # 975 octets, 1,622 once "<" and "&" are written as references.
@@ -76,3 +76,20 @@ def test_an_iso_2022_jp_line_is_measured_in_its_octets() -> None:
     html = "<p>" + "\u3042 " * 121 + "</p>"
     out = within_line_limit(html, "iso-2022-jp", "\n")
     assert max(_octets(out, "iso-2022-jp", "\n")) <= LINE_LIMIT
+
+
+def test_a_part_this_filter_broke_into_lines_passes_a_second_one_untouched() -> None:
+    # nh3 reads the line ends we put between attributes as spaces, so the HTML is not
+    # "as it was" to it; broken again, it comes out byte for byte as it came: no change
+    # to record, no body to replace (the next hop of a message sanitized here). The
+    # part ends at its delimiter line, so its text has no line end of its own.
+    head = (b"From: a@elsewhere.test\r\nTo: alice@example.com\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n"
+            b"Content-Type: text/html; charset=us-ascii\r\n\r\n")
+    links = b'<a href="https://x.test/" onclick="x()">y</a>' * 40
+    raw = head + links + b"\r\n--b--\r\n"
+    once = rewrite_body(parse_message(raw, Envelope()), SANITIZE)
+    assert once.body is not None and b"\r\nrel=" in once.body  # a line broken in a tag
+    again = rewrite_body(parse_message(raw[:raw.index(b"--b")] + once.body, Envelope()),
+                         SANITIZE)
+    assert again == RewriteResult(body=None, changes=())

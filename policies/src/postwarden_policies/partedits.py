@@ -228,6 +228,8 @@ def sanitize_edit(
     if new == data:  # nh3 changed nothing but line ends
         return None
     body = _reencoded(original, new, cte, facts.newline)
+    if body == original:  # nor anything the bytes keep: tag whitespace broken as it was
+        return None
     change = HtmlSanitized(
         part=part.path, removed=removed, bytes_before=len(data), bytes_after=len(new)
     )
