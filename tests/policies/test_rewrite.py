@@ -183,6 +183,25 @@ def test_a_top_level_html_notice_shows_the_file_name_as_text() -> None:
     assert body is not None and b"&lt;img src=x&gt;.html" in body and b"<img" not in body
 
 
+def test_a_top_level_attached_message_gets_the_notice_as_a_message() -> None:
+    # Its header section stays, "message/rfc822": the body must be a message, or the
+    # notice's first line reads as a header field that is none (held, not stripped).
+    raw = _crlf(
+        b"From: a@example.com\nSubject: fwd\nMIME-Version: 1.0\nContent-Type: message/rfc822\n"
+        b"\nSubject: inner\nContent-Type: application/octet-stream; name=t.exe\n"
+        b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(EXE)
+    )
+    facts = parse_message(raw, Envelope())
+    new, changes = _apply(facts, RewritePlan(strip=((0, "r"),), sanitize_html=None))
+    assert new.raw[: facts.body_offset] == raw[: facts.body_offset] and not new.flags
+    assert [(p.path, p.content_type) for p in new.parts] == [("", "message/rfc822"),
+                                                             ("1", "text/plain")]
+    [notice] = new.parts[1:]
+    assert binascii.a2b_qp(new.raw[notice.body_start : notice.body_end]).startswith(
+        b'The attachment "(unnamed)" (')
+    assert [c.part for c in changes if isinstance(c, AttachmentStripped)] == [""]
+
+
 def _forwarded() -> MessageFacts:
     exe = base64.encodebytes(EXE)
     raw = _crlf(

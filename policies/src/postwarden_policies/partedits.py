@@ -9,7 +9,8 @@ the charset parameter never changes). Line ends follow the original's, set in
 the text before it is encoded; the new bytes must decode, by the part's label,
 to that text, or :class:`RewriteError` is raised (a 7bit part labelled UTF-16,
 say, whose HTML would have to go out as ASCII). The top-level header section is
-never changed: a top-level attachment keeps its headers and gets the notice as body.
+never changed: a top-level attachment keeps its headers and gets the notice as body
+(a message holding it, under message/rfc822 or message/global).
 An HTML part stays untouched only when the sanitizer gives it back as it is (what
 it counted as removed never decides: see :mod:`postwarden_policies.sanitize`).
 Files inside a TNEF ``winmail.dat`` are replaced by notices in the stream
@@ -47,6 +48,8 @@ __all__ = ["PartEdit", "RewriteError", "sanitize_edit", "strip_edit", "tnef_edit
 # line end too): how every boundary delimiter begins.
 _LINE_DASHES = re.compile(r"(?<![^\r\n])--")
 _QP_LINE = 76
+# A top-level part of these types keeps its header section: its notice goes as a message.
+_MESSAGE_TYPES = ("message/rfc822", "message/global")
 
 
 class RewriteError(Exception):
@@ -148,10 +151,21 @@ def strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[PartEd
     nl = facts.newline
     original = facts.raw[part.body_start : part.body_end]
     if part.parent is None:  # the top-level header section stays as it is
-        notice = _as_labelled(notice, part)
+        if part.content_type in _MESSAGE_TYPES:  # so its body must be a message
+            notice = _notice_entity(notice, nl)
+        else:
+            notice = _as_labelled(notice, part)
         body = _with_tail(original, _encode(notice, part.transfer_encoding, nl))
         return PartEdit(part.body_start, part.body_end, body, part, False), change
-    slot = nl.join(
+    slot = _notice_entity(notice, nl)
+    edit = PartEdit(part.header_start, part.body_end, _with_tail(original, slot), part, True)
+    return edit, change
+
+
+def _notice_entity(notice: bytes, nl: bytes) -> bytes:
+    """The notice as a text entity, headers and body: in the slot of a stripped part,
+    or as the message in a top-level message/rfc822 or message/global."""
+    return nl.join(
         (
             b"Content-Type: text/plain; charset=utf-8",
             b"Content-Transfer-Encoding: quoted-printable",
@@ -160,8 +174,6 @@ def strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[PartEd
             _encode(notice, "quoted-printable", nl).rstrip(b"\r\n"),
         )
     )
-    edit = PartEdit(part.header_start, part.body_end, _with_tail(original, slot), part, True)
-    return edit, change
 
 
 def _reencoded(original: bytes, new: bytes, cte: str, newline: bytes) -> bytes:
