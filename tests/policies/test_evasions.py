@@ -372,6 +372,19 @@ def test_base64_that_goes_on_after_its_padding_is_held() -> None:
     assert verdict.action is Action.QUARANTINE and verdict.rules == ("hold-broken-mime",)
 
 
+def test_base64_padded_piece_by_piece_is_read_as_the_reader_that_reads_on_reads_it() -> None:
+    # "UEs=" is "PK"; a reader that decodes each group of four on its own goes on to
+    # the rest of a ZIP's header (the one that stops at the padding reads the start of
+    # that). Read as one run without its "=", it was neither: bytes no reader sees.
+    archive = b"PK\x03\x04\x14\x00" + b"\x00" * 20 + b"\x05\x00\x00\x00a.exe"
+    pieces = base64.b64encode(archive[:2]) + b"\r\n" + base64.b64encode(archive[2:])
+    facts = parse_message(_exe_part(pieces), ENV)
+    assert facts.parts[0].detected_type == "application/zip" and "bad_base64" in facts.flags
+    assert transfer.decode(pieces, "base64") == archive
+    hidden = base64.b64encode(b"<img src=x onerror=alert(1)>")
+    assert transfer.decode(b"PA==\r\n" + hidden, "base64") == b"<<img src=x onerror=alert(1)>"
+
+
 def test_text_in_a_charset_readers_do_not_share_is_flagged() -> None:
     # Python's johab reads the lead byte and "w" as one character, hiding the word
     # "wire" from a body rule; a reader without johab shows it.
