@@ -22,7 +22,8 @@ def _split(raw: bytes) -> tuple[list[bytes], bytes, bytes]:
     """
     newline = b"\r\n" if b"\r\n" in raw[: raw.find(b"\n") + 1] else b"\n"
     # Every field, past the parser's cap too: added headers go after the last one.
-    section = parse_header_section(raw, 0, len(raw), set(), limit=sys.maxsize)
+    section = parse_header_section(raw, 0, len(raw), set(), limit=sys.maxsize,
+                                   octets=sys.maxsize)
     lines = raw[: section.body_start].splitlines(keepends=True)
     if lines and not lines[-1].strip(b"\r\n"):
         lines.pop()  # the blank line

@@ -66,8 +66,8 @@ from .verdicts import (
 log = logging.getLogger(__name__)
 
 STRUCTURE_FLAGS = {"too_many_parts": "max_mime_parts", "too_deep": "max_mime_depth"}
-# The parser's own cap on header fields (headers.MAX_FIELDS), which no policy sets: it
-# binds the enforced limits only.
+# The parser's own cap on header fields (headers.MAX_FIELDS, MAX_FIELD_OCTETS), which no
+# policy sets: it binds the enforced limits only.
 FIELDS_FLAG, FIELDS_LIMIT = "too_many_header_fields", "max_header_fields"
 OVERSIZE = "max_attachment_bytes"
 

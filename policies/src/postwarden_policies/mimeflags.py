@@ -73,8 +73,9 @@ raises) is reported in ``MessageFacts.flags``:
                            (``mimetree._SEARCH_FACTOR``): not descended further
 ``too_many_parts``         more than ``max_parts`` entities (containers and the
                            top-level entity count): the rest is not listed
-``too_many_header_fields``  more than 10,000 header fields in all sections together
-                           (``headers.MAX_FIELDS``): the rest is not read
+``too_many_header_fields``  more than 10,000 header fields, or 2 MiB of them, in all
+                           sections together (``headers.MAX_FIELDS``,
+                           ``headers.MAX_FIELD_OCTETS``): the rest is not read
 ``parser_error``           (m) an internal error; facts are incomplete
 =========================  ================================================
 """

@@ -32,7 +32,13 @@ from dataclasses import dataclass, replace
 
 from postwarden_policies import cms, entityheaders, magic, tnefparts, transfer
 from postwarden_policies.facts import DecodedKind, Header, MimePart
-from postwarden_policies.headers import MAX_FIELDS, line_end, parameter_list, parse_header_section
+from postwarden_policies.headers import (
+    MAX_FIELD_OCTETS,
+    MAX_FIELDS,
+    line_end,
+    parameter_list,
+    parse_header_section,
+)
 from postwarden_policies.partlist import PartList
 from postwarden_policies.textparts import TextReader
 
@@ -188,6 +194,7 @@ class Parser:
         self.text = TextReader(self.listing)
         self.search_left = _SEARCH_FACTOR * len(raw) + _SEARCH_FLOOR
         self.fields_left = MAX_FIELDS  # header fields, of every section (headers.py)
+        self.octets_left = MAX_FIELD_OCTETS  # and their octets
 
     def run(self) -> tuple[tuple[Header, ...], int]:
         """Walk the whole tree; returns the top-level headers and body offset."""
@@ -208,8 +215,9 @@ class Parser:
     def _header_section(self, entity: _Entity) -> tuple[tuple[Header, ...], int]:
         """The entity's headers and where its body starts, what is wrong with them flagged."""
         section = parse_header_section(self.raw, entity.start, entity.end, self.flags,
-                                       self.fields_left)
+                                       limit=self.fields_left, octets=self.octets_left)
         self.fields_left -= len(section.headers)
+        self.octets_left -= section.body_start - entity.start
         if section.eight_bit:
             self.flags.add("eight_bit_headers")
         if section.bare_cr:
@@ -368,7 +376,8 @@ class Parser:
 
     def _part_type(self, bounds: tuple[int, int]) -> str:
         """The declared type of the body part at ``bounds``, as written (no recovery)."""
-        headers = parse_header_section(self.raw, *bounds, set()).headers
+        headers = parse_header_section(self.raw, *bounds, set(), limit=self.fields_left,
+                                       octets=self.octets_left).headers
         return parameter_list(entityheaders.first_value(headers, "content-type") or "", set())[0]
 
     def _split(self, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
