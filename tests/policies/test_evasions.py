@@ -146,6 +146,23 @@ def test_a_boundary_also_given_in_rfc2231_form_is_split_as_thunderbird_splits_it
     assert verdict.action is not Action.ACCEPT
 
 
+def test_a_boundary_written_as_an_encoded_word_is_split_as_written() -> None:
+    # Readers decode RFC 2047 words in a file name alone (Thunderbird reads parameters
+    # without, Python's email package too): the parser split at the decoy "--a" lines,
+    # and the executable between the ones readers split at was text of no part.
+    word = b"=?utf-8?Q?a?="
+    raw = (
+        HEAD + b'Content-Type: multipart/mixed; boundary="' + word + b'"\r\n\r\n'
+        b"--a\r\nContent-Type: text/plain\r\n\r\n--" + word + b"\r\n"
+        b'Content-Type: application/octet-stream; name="a.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + EXE_B64 + b"\r\n--" + word + b"--\r\n"
+        b"--a--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert [p.filename for p in facts.attachments] == ["a.exe"]
+    assert verdict.rules[:1] == ("block-executables",)
+
+
 def test_a_charset_also_given_in_rfc2231_form_is_read_as_thunderbird_reads_it() -> None:
     html = '<a href="javascript:alert(1)">x</a>'
     raw = (

@@ -229,11 +229,12 @@ def _parameters(text: str, flags: set[str]) -> tuple[list[tuple[str, str]], dict
         elif name.endswith("*"):
             found.append((name[:-1], _decode_2231(_unquote(raw), True, flags)))
             extended.setdefault(name[:-1], found[-1][1])
-        else:
+        elif name in NAME_PARAMETERS:
             found.append((name, decode_words(_unquote(raw), flags)))
-            if name in NAME_PARAMETERS:
-                found += [(name, decode_words(other, flags))
-                          for other in _other_readings(raw, text, match.end())]
+            found += [(name, decode_words(other, flags))
+                      for other in _other_readings(raw, text, match.end())]
+        else:  # as written: readers decode encoded words in a file name alone
+            found.append((name, _unquote(raw)))
     for name, parts in pieces.items():
         # Readers join malformed continuations differently; a rule must see each
         # reading. Thunderbird's comes first (if it has one): it is the one shown.
@@ -307,8 +308,9 @@ def parameter_list(
     included; RFC 2231 continuations (``name*0*=``, ``name*1=``) are joined,
     decoded with their ``charset'lang'`` prefix and listed last: as Thunderbird
     joins them (up to a missing or repeated number) and, if that differs, all of
-    them in order of number. RFC 2047 words
-    in quoted values are decoded because common mailers write filenames that way.
+    them in order of number. RFC 2047 words in file names (``filename``, ``name``)
+    are decoded because common mailers write them that way; in any other value (a
+    boundary, a charset) they are text, as readers take them.
     An unquoted file name with a space or comment in it is listed twice: as
     Mozilla reads it (to the ';') and as Python's email package does (to the space).
     Mozilla ends the main value at a comma too: when it has one, the parameters
