@@ -163,6 +163,26 @@ def test_a_boundary_written_as_an_encoded_word_is_split_as_written() -> None:
     assert verdict.rules[:1] == ("block-executables",)
 
 
+@pytest.mark.parametrize(("boundary", "split_at"), [
+    (b"boundary*=iso-8859-1''%E9", b"\xe9"),  # Thunderbird: the bytes, not their UTF-8
+    (b'boundary="caf\xc3\xa9"', b"caf\xc3\xa9"),  # Python's email package: none
+], ids=["rfc2231-latin1", "raw-utf8"])
+def test_a_boundary_outside_ascii_is_malformed(boundary: bytes, split_at: bytes) -> None:
+    # RFC 2046 allows ASCII alone, and readers split at such a boundary differently:
+    # the parser split at the UTF-8 of the text, decoy lines where Thunderbird saw none.
+    decoy = b"\xc3\xa9"
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; " + boundary + b"\r\n\r\n"
+        b"--" + decoy + b"\r\nContent-Type: text/plain\r\n\r\n--" + split_at + b"\r\n"
+        b'Content-Type: application/octet-stream; name="a.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + EXE_B64 + b"\r\n--" + split_at
+        + b"--\r\n--" + decoy + b"--\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert {"malformed_content_type", "malformed"} <= facts.flags
+    assert verdict.action is not Action.ACCEPT
+
+
 def test_a_charset_also_given_in_rfc2231_form_is_read_as_thunderbird_reads_it() -> None:
     html = '<a href="javascript:alert(1)">x</a>'
     raw = (

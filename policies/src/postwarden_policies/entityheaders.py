@@ -98,6 +98,21 @@ def flag_conflicting(parameters: list[tuple[str, str]], flags: set[str]) -> None
         flags.add("conflicting_parameter")
 
 
+def boundary(media_type: str, params: dict[str, str], flags: set[str]) -> str:
+    """A multipart's boundary ("" for any other type), flagged when it is missing, or
+    outside ASCII: RFC 2046 allows ASCII alone, and readers split at such a one
+    differently (Thunderbird at an RFC 2231 value's bytes, not the UTF-8 of their
+    text; Python's email package at none)."""
+    if not media_type.startswith("multipart/"):
+        return ""
+    value = params.get("boundary", "")
+    if not value:
+        flags.add("missing_boundary")
+    elif not value.isascii():
+        flags.add("malformed_content_type")
+    return value
+
+
 def disposition(
     headers: tuple[Header, ...], type_params: list[tuple[str, str]], other_types: list[str],
     flags: set[str],

@@ -242,9 +242,7 @@ class Parser:
         if cte not in transfer.KNOWN_ENCODINGS:
             flags.add("unknown_transfer_encoding")
         disp, filenames = entityheaders.disposition(headers, ctype_params, types[1:], flags)
-        boundary = params.get("boundary", "") if ctype.startswith("multipart/") else ""
-        if ctype.startswith("multipart/") and not boundary:
-            flags.add("missing_boundary")
+        boundary = entityheaders.boundary(ctype, params, flags)
         is_multipart = bool(boundary)
         ranges: list[tuple[int, int]] = []
         if is_multipart:
