@@ -183,6 +183,21 @@ def test_a_boundary_outside_ascii_is_malformed(boundary: bytes, split_at: bytes)
     assert verdict.action is not Action.ACCEPT
 
 
+def test_a_boundary_ending_in_a_space_is_malformed() -> None:
+    # RFC 2046 forbids it. Python's email package strips it and splits at "--a", where
+    # the executable is; Thunderbird strips the line's and splits at none; the parser
+    # split at the decoy "--a " lines alone.
+    raw = (
+        HEAD + b'Content-Type: multipart/mixed; boundary="a "\r\n\r\n'
+        b"--a \r\nContent-Type: text/plain\r\n\r\n--a\r\n"
+        b'Content-Type: application/octet-stream; name="a.exe"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + EXE_B64 + b"\r\n--a--\r\n--a --\r\n"
+    )
+    facts, verdict = _run(raw)
+    assert {"malformed_content_type", "malformed"} <= facts.flags
+    assert verdict.action is not Action.ACCEPT
+
+
 def test_a_charset_also_given_in_rfc2231_form_is_read_as_thunderbird_reads_it() -> None:
     html = '<a href="javascript:alert(1)">x</a>'
     raw = (

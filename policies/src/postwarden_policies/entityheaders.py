@@ -100,15 +100,16 @@ def flag_conflicting(parameters: list[tuple[str, str]], flags: set[str]) -> None
 
 def boundary(media_type: str, params: dict[str, str], flags: set[str]) -> str:
     """A multipart's boundary ("" for any other type), flagged when it is missing, or
-    outside ASCII: RFC 2046 allows ASCII alone, and readers split at such a one
-    differently (Thunderbird at an RFC 2231 value's bytes, not the UTF-8 of their
-    text; Python's email package at none)."""
+    one RFC 2046 forbids, which readers split at differently: outside ASCII
+    (Thunderbird at an RFC 2231 value's bytes, not the UTF-8 of their text; Python's
+    email package at none), or ending in a space (Python strips it, Thunderbird
+    splits at none)."""
     if not media_type.startswith("multipart/"):
         return ""
     value = params.get("boundary", "")
     if not value:
         flags.add("missing_boundary")
-    elif not value.isascii():
+    elif not value.isascii() or value.endswith((" ", "\t")):
         flags.add("malformed_content_type")
     return value
 

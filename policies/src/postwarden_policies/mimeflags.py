@@ -14,7 +14,8 @@ raises) is reported in ``MessageFacts.flags``:
                            rules read the first, some readers show the last
 ``malformed_content_type``  (m) a Content-Type whose type mail readers must recover
                            (a comment, '?' or ',' in it) or cannot read at all, or
-                           whose boundary is not ASCII (readers split at it differently)
+                           whose boundary is not ASCII or ends in a space (readers split
+                           at it differently)
 ``conflicting_parameter``  (m) Content-Type gives its boundary or charset twice with
                            different values (plain and RFC 2231 forms, repeats): the
                            one Thunderbird picks (the RFC 2231 form) is used
