@@ -16,6 +16,8 @@ import idna
 # The full stops IDNA reads as label separators (RFC 3490, section 3.1).
 _DOTS = re.compile("[.\u3002\uff0e\uff61]")
 _LDH_LABEL = re.compile(r"[a-z0-9-]{1,63}")
+# What quoting adds to a local part: quotes, and the backslash of a quoted pair.
+_QUOTING = re.compile(r'\\(.)|"', re.DOTALL)
 
 
 def _lenient_a_label(label: str) -> str | None:
@@ -74,9 +76,16 @@ def normal_address(value: str, *, strict: bool = False) -> str:
     """Lower-case address without angle brackets, its domain as :func:`ascii_domain` gives it
     and its local part composed (NFC: ``jörg`` typed as ``o`` and U+0308 is ``jörg``).
 
+    The mailbox Postfix delivers to, as the client may write it otherwise: without a
+    source route (``@relay.example:ceo@example.com``) and its local part unquoted
+    (``"ceo"@example.com``); the milter is given the address as written.
     "" stays the null sender; raises like :func:`ascii_domain` with ``strict``.
     """
-    local, at, domain = value.strip().strip("<>").rpartition("@")
+    address = value.strip().strip("<>")
+    if address.startswith("@") and ":" in address:  # RFC 5321's A-d-l, which Postfix drops
+        address = address.partition(":")[2]
+    local, at, domain = address.rpartition("@")
+    local = _QUOTING.sub(lambda found: found[1] or "", local)  # a quoted pair: its character
     if not local.isascii():
         local = unicodedata.normalize("NFC", local)
     return local.lower() + at + ascii_domain(domain, strict=strict)
