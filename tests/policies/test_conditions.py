@@ -209,6 +209,11 @@ CASES = [
     pytest.param("authenticated: false", {}, True, id="authenticated-false"),
     pytest.param("auth_user: [Dave]", {"auth_user": "dave"}, True, id="auth-user"),
     pytest.param("auth_user: [dave]", {}, False, id="auth-user-none"),
+    # composed (NFC), as the docs say of user lists: a client may send a login decomposed
+    pytest.param("auth_user: [J\u00d6RG]", {"auth_user": "jo\u0308rg"}, True,
+                 id="auth-user-decomposed"),
+    pytest.param("auth_user: [jo\u0308rg]", {"auth_user": "J\u00d6RG"}, True,
+                 id="auth-user-decomposed-in-rule"),
     # sizes
     pytest.param("size_over: 999", {}, True, id="size-over"),
     pytest.param("size_over: 1000", {}, False, id="size-equal"),

@@ -51,10 +51,6 @@ _GLOB_CHARS = "*?"
 _MAPPED_PREFIX = "an IPv4-mapped range needs /96 or longer (::ffff:a.b.c.d/96+n is a.b.c.d/n)"
 
 
-def _lowered(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(v.lower() for v in values)
-
-
 def _glob(value: str) -> str:
     glob_to_re2(value)  # raises SpecError for a bad glob, naming this item
     return value
@@ -260,7 +256,7 @@ CONDITION: Spec = Obj(
         "auth_user": Field(
             _values(
                 text(what="a SASL login name"),
-                lambda v: c.ValueIn(c.get_auth_user, _lowered(v)),
+                lambda v: c.ValueIn(c.get_auth_user, map(c.normal_user, v)),
                 "users",
             ),
             "SASL login names.",

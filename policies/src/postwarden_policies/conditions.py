@@ -333,9 +333,15 @@ def get_helo(item: MatchInput) -> tuple[str | None]:
     return (item.helo,)
 
 
+def normal_user(name: str) -> str:
+    """A SASL login name as user lists compare it: lower case, composed (NFC), as
+    addresses are."""
+    return _composed(name).lower()
+
+
 def get_auth_user(item: MatchInput) -> tuple[str | None]:
     user = item.facts.envelope.auth_user
-    return (user.lower() if user is not None else None,)
+    return (normal_user(user) if user is not None else None,)
 
 
 def get_subject(item: MatchInput) -> Iterator[str]:
