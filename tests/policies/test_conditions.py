@@ -110,6 +110,12 @@ CASES = [
     ),
     pytest.param("sender: [jörg@example.com]", {"sender": "JO\u0308RG@example.com"}, True,
                  id="local-part-decomposed"),
+    # case folded as Unicode folds it (as Postfix does with SMTPUTF8), not lower() alone
+    pytest.param("recipient: [straße@example.com]", {"recipients": ("STRASSE@example.com",)},
+                 True, id="local-part-case-folded"),
+    pytest.param("recipient: [finance@example.com]",
+                 {"recipients": ("\ufb01nance@example.com",)}, True, id="local-part-ligature"),
+    pytest.param("auth_user: [GROSS]", {"auth_user": "groß"}, True, id="auth-user-case-folded"),
     pytest.param(
         "sender_domain: [.evil.test]", {"sender": "x@bad☠label.evil.test"}, True,
         id="idn-invalid-label-kept",

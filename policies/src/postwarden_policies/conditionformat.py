@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from . import conditions as c
-from .domains import ascii_domain, normal_address
+from .domains import ascii_domain, caseless, normal_address
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
 from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
@@ -256,7 +256,7 @@ CONDITION: Spec = Obj(
         "auth_user": Field(
             _values(
                 text(what="a SASL login name"),
-                lambda v: c.ValueIn(c.get_auth_user, map(c.normal_user, v)),
+                lambda v: c.ValueIn(c.get_auth_user, map(caseless, v)),
                 "users",
             ),
             "SASL login names.",

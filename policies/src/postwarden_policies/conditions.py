@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .bodytext import LineReadings
-from .domains import ascii_domain, normal_address
+from .domains import ascii_domain, caseless, normal_address
 from .facts import IpAddress, MessageFacts, MimePart, client_ip
 from .patterns import Pattern
 
@@ -333,15 +333,9 @@ def get_helo(item: MatchInput) -> tuple[str | None]:
     return (item.helo,)
 
 
-def normal_user(name: str) -> str:
-    """A SASL login name as user lists compare it: lower case, composed (NFC), as
-    addresses are."""
-    return _composed(name).lower()
-
-
 def get_auth_user(item: MatchInput) -> tuple[str | None]:
     user = item.facts.envelope.auth_user
-    return (normal_user(user) if user is not None else None,)
+    return (caseless(user) if user is not None else None,)
 
 
 def get_subject(item: MatchInput) -> Iterator[str]:

@@ -73,8 +73,8 @@ def ascii_domain(domain: str, *, strict: bool = False) -> str:
 
 
 def normal_address(value: str, *, strict: bool = False) -> str:
-    """Lower-case address without angle brackets, its domain as :func:`ascii_domain` gives it
-    and its local part composed (NFC: ``jörg`` typed as ``o`` and U+0308 is ``jörg``).
+    """Address without angle brackets, its domain as :func:`ascii_domain` gives it and its
+    local part :func:`caseless` (``jörg`` typed as ``o`` and U+0308 is ``jörg``).
 
     The mailbox Postfix delivers to, as the client may write it otherwise: without a
     source route (``@relay.example:ceo@example.com``) and its local part unquoted
@@ -86,6 +86,11 @@ def normal_address(value: str, *, strict: bool = False) -> str:
         address = address.partition(":")[2]
     local, at, domain = address.rpartition("@")
     local = _QUOTING.sub(lambda found: found[1] or "", local)  # a quoted pair: its character
-    if not local.isascii():
-        local = unicodedata.normalize("NFC", local)
-    return local.lower() + at + ascii_domain(domain, strict=strict)
+    return caseless(local) + at + ascii_domain(domain, strict=strict)
+
+
+def caseless(text: str) -> str:
+    """``text`` as it compares without regard to case: folded as Unicode folds case (as
+    Postfix folds an address with SMTPUTF8: ``STRASSE`` is ``straße``, ``ﬁ`` is ``fi``,
+    which lower() leaves apart), composed (NFC)."""
+    return text.lower() if text.isascii() else unicodedata.normalize("NFC", text.casefold())
