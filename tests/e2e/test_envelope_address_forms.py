@@ -1,7 +1,7 @@
 """Envelope address rules through the real Postfix: the milter is given an address as
-the client wrote it, and Postfix delivers ``"ceo"@example.net`` and
-``@relay.example.net:ceo@example.net`` to ceo@example.net, so a rule on that address
-must hold for them too."""
+the client wrote it, and Postfix delivers ``"ceo"@example.net``,
+``@relay.example.net:ceo@example.net``, ``example.net!ceo`` and ``ceo%example.net`` to
+ceo@example.net, so a rule on that address must hold for them too."""
 
 from __future__ import annotations
 
@@ -43,7 +43,10 @@ def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     (SENDER, "@relay.example.net:ceo@example.net"),
     ('"spammer"@example.org', "bob@example.net"),
     ("@relay.example.org:spammer@example.org", "bob@example.net"),
-], ids=["plain", "quoted", "source-route", "quoted-sender", "source-routed-sender"])
+    (SENDER, "example.net!ceo"),
+    ("spammer%example.org", "bob@example.net"),
+], ids=["plain", "quoted", "source-route", "quoted-sender", "source-routed-sender",
+        "bang-path", "percent-hack-sender"])
 def test_a_rule_on_an_address_holds_for_every_way_of_writing_it(
     system: MailSystem, sender: str, recipient: str,
 ) -> None:

@@ -38,7 +38,9 @@ def unmapped(network: IpNetwork) -> IpNetwork:
 
 
 def _domain(address: str) -> str:
-    return address.rpartition("@")[2]
+    """The domain of an address; none for a bare local part (Postfix gives it myorigin)."""
+    _, at, domain = address.rpartition("@")
+    return domain if at else ""
 
 
 def _host_name(name: str | None) -> str | None:

@@ -18,6 +18,8 @@ _DOTS = re.compile("[.\u3002\uff0e\uff61]")
 _LDH_LABEL = re.compile(r"[a-z0-9-]{1,63}")
 # What quoting adds to a local part: quotes, and the backslash of a quoted pair.
 _QUOTING = re.compile(r'\\(.)|"', re.DOTALL)
+# What quoting hides from address syntax: quoted strings and quoted pairs.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"?|\\.', re.DOTALL)
 
 
 def _lenient_a_label(label: str) -> str | None:
@@ -76,17 +78,33 @@ def normal_address(value: str, *, strict: bool = False) -> str:
     """Address without angle brackets, its domain as :func:`ascii_domain` gives it and its
     local part :func:`caseless` (``jörg`` typed as ``o`` and U+0308 is ``jörg``).
 
-    The mailbox Postfix delivers to, as the client may write it otherwise: without a
-    source route (``@relay.example:ceo@example.com``) and its local part unquoted
-    (``"ceo"@example.com``); the milter is given the address as written.
+    The mailbox Postfix delivers to, as the client may write it otherwise (see
+    :func:`_rewritten`) and its local part unquoted (``"ceo"@example.com``): the milter
+    is given the address as written.
     "" stays the null sender; raises like :func:`ascii_domain` with ``strict``.
     """
-    address = value.strip().strip("<>")
-    if address.startswith("@") and ":" in address:  # RFC 5321's A-d-l, which Postfix drops
-        address = address.partition(":")[2]
-    local, at, domain = address.rpartition("@")
+    local, at, domain = _rewritten(value.strip().strip("<>")).rpartition("@")
     local = _QUOTING.sub(lambda found: found[1] or "", local)  # a quoted pair: its character
     return caseless(local) + at + ascii_domain(domain, strict=strict)
+
+
+def _rewritten(address: str) -> str:
+    """``address`` as Postfix's trivial-rewrite rewrites it (rewrite_tree, its defaults):
+    without a source route (``@relay.example:ceo@example.com``) and, without an ``@``,
+    ``example.com!ceo`` (swap_bangpath) and ``ceo%example.com`` (allow_percent_hack) as
+    ``ceo@example.com``; what quotes hide is no syntax. One with neither stays as it is:
+    Postfix appends its myorigin, which no policy knows."""
+    masked = _QUOTED.sub(lambda found: " " * len(found[0]), address)  # same places
+    colon = masked.find(":")
+    if masked.startswith("@") and 0 < colon < len(masked) - 1:
+        address, masked = address[colon + 1:], masked[colon + 1:]
+    if "@" in masked:
+        return address
+    if (bang := masked.find("!")) >= 0:
+        return f"{address[bang + 1:]}@{address[:bang]}"
+    if (percent := masked.rfind("%")) >= 0:
+        return f"{address[:percent]}@{address[percent + 1:]}"
+    return address
 
 
 def caseless(text: str) -> str:
