@@ -1,7 +1,10 @@
 """RE2 patterns for everything that runs against message content.
 
 RE2 matches in linear time, so neither a policy's regex nor a hostile message
-can stall the filter. Globs (fnmatch syntax: ``*``, ``?``, ``[...]``,
+can stall the filter: with its DFA, which needs room beside the program in
+the pattern's memory cap; without room, RE2 runs every search in its NFA, a
+thousand times slower (seconds on a message of megabytes), so a large program
+gets a larger cap. Globs (fnmatch syntax: ``*``, ``?``, ``[...]``,
 ``[!...]``) are translated to RE2 too, a whole list into one alternation.
 
 Compiling is bounded too: a pattern's program (``\\pL{440}`` is half a million
@@ -28,6 +31,9 @@ from .spec import SpecError
 MAX_PATTERN_MEMORY = 8 * 1024 * 1024
 MAX_PROGRAM_SIZE = 100_000  # instructions of one pattern: \pL{80}, about 30 ms to build
 MAX_SET_PROGRAM_SIZE = 2_000_000  # of a policy set's patterns together: about a second
+# Past about 57,000 instructions RE2's DFA finds no room beside the program in
+# MAX_PATTERN_MEMORY; twice that leaves it room up to past MAX_PROGRAM_SIZE.
+_DFA_ROOM_SIZE = 50_000
 
 
 @dataclass
@@ -66,12 +72,12 @@ class Pattern:
         return f"Pattern({self.source!r})"
 
 
-def re2_options() -> Any:
+def re2_options(max_mem: int = MAX_PATTERN_MEMORY) -> Any:
     """RE2's options for our patterns: the memory cap, and no printing to stderr."""
     options = re2.Options()
     # RE2 would print every bad pattern, and every time a DFA runs out of memory.
     options.log_errors = False
-    options.max_mem = MAX_PATTERN_MEMORY
+    options.max_mem = max_mem
     return options
 
 
@@ -114,6 +120,8 @@ def _compile(source: str, what: str, shown: str) -> Pattern:
     if size > MAX_PROGRAM_SIZE:
         raise SpecError(f"{what} {_quoted(shown)} is too complex: {size} RE2 instructions, "
                         f"at most {MAX_PROGRAM_SIZE} (a counted repeat of a Unicode class?)")
+    if size > _DFA_ROOM_SIZE:  # again, with room for its DFA (see the module text)
+        compiled = re2.compile(source.encode("utf-8"), re2_options(2 * MAX_PATTERN_MEMORY))
     pattern = Pattern(shown, compiled)
     if budget is not None:
         budget.compiled[(source, shown)] = pattern
