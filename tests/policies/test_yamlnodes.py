@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from postwarden_policies import PolicyIssue, yamlnodes
+from postwarden_policies.loader import check_policy_text
 from postwarden_policies.yamlnodes import (
     MAX_INTEGER,
     TOO_LARGE,
@@ -85,6 +86,21 @@ def test_scalars_read_as_yaml_1_2_core_schema(text: str, expected: object) -> No
 def test_an_explicit_tag_on_yaml_1_1_only_text_is_unreadable(text: str) -> None:
     value = scalar(text)
     assert not isinstance(value, bool | float | str)
+
+
+@pytest.mark.parametrize("text", ["!!timestamp soon", "!!timestamp 2024-01-01T25:00:00",
+                                  "!<tag:yaml.org,2002:timestamp> 1"])
+def test_a_timestamp_tag_on_other_text_is_an_issue_not_a_crash(text: str) -> None:
+    # PyYAML's constructor raised AttributeError (no match) or ValueError (hour 25): a
+    # traceback from `check` (exit 1) and from reading a settings file.
+    assert not isinstance(scalar(text), str)
+    issues = check_policy_text("t.yaml", f"version: 1\nname: t\ndescription: {text}\n")
+    assert [(i.line, i.column) for i in issues] == [(3, 14)]
+    node, _ = compose("s.yaml", f"listen: {text}\n")
+    assert node is not None
+    value, [issue] = construct("s.yaml", node)
+    assert value is None and (issue.line, issue.column) == (1, 9)
+    assert "expected a timestamp" in issue.message
 
 
 def test_settings_documents_read_yaml_1_1_booleans_as_text() -> None:

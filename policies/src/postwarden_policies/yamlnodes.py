@@ -196,10 +196,14 @@ class _Constructor(SafeConstructor):
         return self._core_text(node, _BOOL, "true or false").lower() == "true"
 
     def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> dt.date:
-        # PyYAML's own takes text its pattern does not match (``!!timestamp x``) for a
-        # match: an AttributeError, a settings file's traceback at start.
+        """PyYAML's, for text that is a possible timestamp: on other text under an explicit
+        tag (``!!timestamp soon``, hour 25) it raised AttributeError or ValueError."""
         self._core_text(node, self.timestamp_regexp, "a timestamp")
-        return super().construct_yaml_timestamp(node)
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise ConstructorError(None, None, f"expected a timestamp: {exc}",
+                                   node.start_mark) from None
 
 
 # Its own table: add_constructor would copy the base's, which names the base's method.
