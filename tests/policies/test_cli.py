@@ -193,6 +193,19 @@ def test_eval_takes_a_client_ip_in_every_form_the_milter_reads(
     assert capsys.readouterr().out.startswith("action: accept\n")
 
 
+def test_eval_reads_an_empty_auth_user_as_the_milter_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Postfix's {auth_authen} is empty for a client that did not authenticate, and the
+    # milter reads that as not authenticated: --auth-user "$USER" with USER unset must
+    # not pass our domain's sender from outside as a logged-in user.
+    assert main(["eval", "--policy", str(EXAMPLES), "--from", "dave@example.com",
+                 "--to", "customer@elsewhere.test", "--client-ip", "192.0.2.10",
+                 "--auth-user", "", str(SAMPLES / "outbound-plain.eml")]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "action: reject", "reply: 550 5.7.1 Authenticate to send as example.com"]
+
+
 def test_eval_unreadable_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*EVAL, str(tmp_path / "none.eml")]) == 1
     assert (

@@ -182,7 +182,7 @@ def _eval(args: argparse.Namespace) -> int:
         client_ip=args.client_ip,
         client_name=args.client_name,
         helo=args.helo,
-        auth_user=args.auth_user,
+        auth_user=args.auth_user or None,  # as the milter reads an empty {auth_authen}
     )
     verdict = evaluate_message(policy_set, raw, envelope)
     delivered = apply_edits(raw, verdict)
@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the SMTP client's address (IPv4 or IPv6)")
     ev.add_argument("--client-name", help="the client's reverse DNS name")
     ev.add_argument("--helo", help="the HELO/EHLO name")
-    ev.add_argument("--auth-user", help="SASL login name (the client authenticated)")
+    ev.add_argument("--auth-user",
+                    help="SASL login name (the client authenticated; empty: it did not)")
     ev.add_argument("--diff", action="store_true", help="show what the filter changed")
     ev.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     ev.add_argument("--output", metavar="FILE",
