@@ -157,8 +157,9 @@ def test_header_values_are_read_otherwise_within_a_budget(
     real = bodytext.line_readings
     monkeypatch.setattr(bodytext, "line_readings", lambda line: read.append(len(line))
                         or real(line))
-    long_value = "P\u0430ypal\u200b " * 10_000  # 90,000 characters
-    headers = "".join(f"X-Note: {long_value}{n}\r\n" for n in range(200))
+    # 17,011 characters each, 1.7 MB in all: within the header section's 2 MiB.
+    long_value = "P\u0430ypal\u200b " + "x" * 17_000
+    headers = "".join(f"X-Note: {long_value}{n}\r\n" for n in range(100))
     raw = f"From: a@elsewhere.test\r\n{headers}Subject: hi\r\n\r\nhello\r\n".encode()
     policy = rule_policy("any:\n  - header: {X-Note: '(?i)wire transfer'}\n"
                          "  - header: {X-Note: '(?i)invoice'}", "reject")
