@@ -442,6 +442,16 @@ def test_tagging_can_be_turned_off() -> None:
     assert run("tag_flags: false\n", FORGED).edits == ()
 
 
+def test_a_forged_flags_header_is_removed_while_only_report_mode_policies_are_loaded() -> None:
+    # No tag is added in a trial, yet the message gets our id header: a forged tag on it
+    # would be read downstream as ours.
+    trial = "version: 1\nname: trial\nmode: report\ntag_flags: false\nrules: []\n"
+    for sources in ([("t", trial)], []):
+        for raw in (FORGED, MALFORMED):  # the malformed one is not tagged
+            verdict = evaluate_message(load_policy_set_from_sources(sources), raw, ENVELOPE)
+            assert verdict.edits == (RemoveHeader("X-Postwarden-Flags"),)
+
+
 def test_a_rewrite_that_fails_its_check_quarantines(monkeypatch: pytest.MonkeyPatch) -> None:
     def failing(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
         raise RewriteError("an untouched part changed")

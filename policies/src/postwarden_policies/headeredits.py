@@ -95,7 +95,7 @@ def _leading_prefixes(subject: str, prefixes: list[str]) -> set[str]:
 def header_edits(policy_set: PolicySet, facts: MessageFacts, rules: Iterable[Rule]) -> list[Edit]:
     present = {h.name.lower() for h in facts.headers}
     edits: list[Edit] = []
-    if policy_set.tag_flags and FLAGS_HEADER.lower() in present:
+    if policy_set.drop_forged_flags and FLAGS_HEADER.lower() in present:
         # A sender must not forge our tag, on a message we do not flag either.
         edits.append(RemoveHeader(FLAGS_HEADER))
         present.discard(FLAGS_HEADER.lower())

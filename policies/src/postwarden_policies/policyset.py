@@ -19,7 +19,9 @@ How policies combine:
   policies ``remote_images: strip`` wins, allowed URL schemes are the ones all
   of them allow, and signed mail is sanitized only when all of them say so.
 - The X-Postwarden-Flags tag is added unless every enforce-mode policy says
-  ``tag_flags: false``.
+  ``tag_flags: false``. A sender's own copies are removed then too, and also while
+  no policy is enforced (a report-mode trial adds no tag, yet a forged one passing
+  would be read downstream as ours: the message carries our id header).
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class PolicySet:
     html_options: HtmlOptions | None  # None: no enforce-mode policy sanitizes HTML
     skip_signed: bool
     tag_flags: bool
+    drop_forged_flags: bool  # remove a sender's X-Postwarden-Flags
     # limits_for's answers (with scoped_limits): the milter asks at MAIL, at each RCPT and
     # at end of message, the parser and the engine once more; each answer took tens of
     # microseconds (the envelope's facts, every condition). Not copied by replace().
@@ -135,6 +138,7 @@ class PolicySet:
             html_options=_html_options(enforced),
             skip_signed=_skip_signed(enforced),
             tag_flags=any(p.tag_flags for p in enforced),
+            drop_forged_flags=not enforced or any(p.tag_flags for p in enforced),
         )
 
     def limits_for(self, envelope: Envelope) -> Limits:
