@@ -310,6 +310,18 @@ SUBJECTS = [
         ChangeHeader("Subject", 1, "[EXT] =?x-bogus?q?=5BEXT=5D_?=Invoice"),
         id="unknown-charset-lookalike",
     ),
+    # RFC 2047: a word is decoded only with blanks (or the value's ends) around it; a
+    # prefix without its trailing space, or one that is a word itself, gets one.
+    pytest.param("=?utf-8?q?Gr=C3=BC=C3=9Fe?=", ["[EXT]"],
+                 ChangeHeader("Subject", 1, "[EXT] =?utf-8?q?Gr=C3=BC=C3=9Fe?="),
+                 id="prefix-before-an-encoded-word"),
+    pytest.param("Hi", ["=?utf-8?q?=C3=84?="], ChangeHeader("Subject", 1, "=?utf-8?q?=C3=84?= Hi"),
+                 id="an-encoded-word-prefix"),
+    pytest.param(None, ["=?utf-8?q?=C3=84?=", "[B]"],
+                 AddHeader("Subject", "[B] =?utf-8?q?=C3=84?="),
+                 id="an-encoded-word-prefix-after-another-no-subject"),
+    pytest.param("Hi", ["[EXT]"], ChangeHeader("Subject", 1, "[EXT]Hi"),
+                 id="plain-text-as-written"),
 ]
 
 

@@ -31,7 +31,8 @@ def _with_subject_prefix(facts: MessageFacts, edits: list[Edit], prefixes: list[
         missing = _missing(subjects[0].raw_value.lstrip(), prefixes)
         if not missing:
             return edits
-        return [*edits, ChangeHeader("Subject", 1, missing + _folded(facts, subjects[0]))]
+        value = _joined([*missing, _folded(facts, subjects[0])])
+        return [*edits, ChangeHeader("Subject", 1, value)]
     start = 0 if removed is None else removed + 1
     for at in range(start, len(edits)):
         added = edits[at]
@@ -39,8 +40,9 @@ def _with_subject_prefix(facts: MessageFacts, edits: list[Edit], prefixes: list[
             missing = _missing(added.value, prefixes)
             if not missing:
                 return edits
-            return [*edits[:at], AddHeader(added.name, missing + added.value), *edits[at + 1:]]
-    return [*edits, AddHeader("Subject", "".join(reversed(prefixes)).rstrip())]
+            return [*edits[:at], AddHeader(added.name, _joined([*missing, added.value])),
+                    *edits[at + 1:]]
+    return [*edits, AddHeader("Subject", _joined(prefixes[::-1]).rstrip())]
 
 
 def _folded(facts: MessageFacts, header: Header) -> str:
@@ -69,10 +71,21 @@ def _field_lines(facts: MessageFacts, name: str) -> list[bytes]:
     return next((lines for field, lines in fields if field.lower() == wanted), [])
 
 
-def _missing(subject: str, prefixes: list[str]) -> str:
-    """The prefixes ``subject`` does not start with yet, as they go in front of it."""
+def _missing(subject: str, prefixes: list[str]) -> list[str]:
+    """The prefixes ``subject`` does not start with yet, in the order they go in front."""
     present = _leading_prefixes(subject, prefixes)
-    return "".join(reversed([prefix for prefix in prefixes if prefix not in present]))
+    return [prefix for prefix in reversed(prefixes) if prefix not in present]
+
+
+def _joined(texts: list[str]) -> str:
+    """``texts`` one after the other, a space between two where one side is an encoded
+    word and no blank parts them: RFC 2047 readers decode a word only with blanks (or the
+    value's ends) around it, so ``[EXT]=?utf-8?q?...?=`` showed the word undecoded."""
+    out = texts[0]
+    for text in texts[1:]:
+        touching = out[-1:].strip(" \t") and text[:1].strip(" \t")
+        out += " " + text if touching and (out.endswith("?=") or text.startswith("=?")) else text
+    return out
 
 
 def _leading_prefixes(subject: str, prefixes: list[str]) -> set[str]:
