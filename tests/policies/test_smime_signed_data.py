@@ -34,6 +34,7 @@ from postwarden_policies import (
 from postwarden_policies.cms import signed_content
 
 from .policy_helpers import policy
+from .test_evasions import _uuencoded
 
 SAMPLES = Path(__file__).resolve().parent / "smime"
 INBOUND = Path(__file__).resolve().parents[2] / "policies" / "examples" / "inbound-default.yaml"
@@ -389,3 +390,22 @@ def test_no_content_is_none() -> None:
 def test_anything_after_the_signed_data_oid_never_raises(tail: bytes) -> None:
     found = signed_content(b"\x30\x80" + SIGNED_DATA_OID + tail)
     assert found is None or len(found.content) <= len(tail)
+
+
+def test_a_text_part_of_signed_data_with_a_uuencoded_file_lists_each_part_once() -> None:
+    # Read as text too, the DER listed the file again, at the decoded entity's path "1.1".
+    inner = b"Content-Type: text/plain\r\n\r\nhello\r\n" + _uuencoded(b"inner.exe", b"MZ" * 40)
+    der = _ber(b"\x04\x81" + bytes([len(inner)]) + inner)
+    raw = (
+        b"From: alice@sender.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(der) + b"--b--\r\n"
+    )
+    facts = parse_message(raw, ENV)
+    assert [(p.path, p.filename) for p in facts.parts] == [
+        ("", None), ("1", None), ("1.1", None), ("1.1.1", "inner.exe")]
+    verdict = evaluate_message(policy(
+        "rules:\n  - name: r\n    when: {attachment: {filename: '*.exe'}}\n"
+        "    then: strip_attachment\n"), raw, ENV)
+    assert verdict.decision == Quarantine(
+        "rewrite failed: a part inside S/MIME signed data cannot be changed")

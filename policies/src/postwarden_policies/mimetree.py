@@ -305,7 +305,11 @@ class Parser:
             in_signed=in_signed,
         )
         self.parts.append(part)
-        self.text.read(part, params)
+        if not (leaf and children):
+            # A part listing the entity it carries encoded is read through that, as readers
+            # show it: its own bytes (a signature's DER) read as text listed the files
+            # uuencoded in there once more, at the path ("P.1") of the decoded entity.
+            self.text.read(part, params)
         tnefparts.list_members(self.listing, part)
         if inside is not None:
             self._in_carrier(index, inside)
