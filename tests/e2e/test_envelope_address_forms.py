@@ -1,7 +1,8 @@
 """Envelope address rules through the real Postfix: the milter is given an address as
 the client wrote it, and Postfix delivers ``"ceo"@example.net``,
 ``@relay.example.net:ceo@example.net``, ``example.net!ceo`` and ``ceo%example.net`` to
-ceo@example.net, so a rule on that address must hold for them too."""
+ceo@example.net (and a bare ``ceo`` to ceo@ its myorigin), so a rule on that address must
+hold for them too."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ rules:
   - name: from-spammer
     when: {sender: [spammer@example.org]}
     then: reject
+  # The fixture's myorigin, which Postfix appends to an address without a domain.
+  - name: to-local-ceo
+    when: {recipient: [ceo@postwarden.test]}
+    then: reject
+  - name: from-local-spammer
+    when: {sender_domain: [postwarden.test]}
+    then: reject
 """
 
 
@@ -45,8 +53,10 @@ def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     ("@relay.example.org:spammer@example.org", "bob@example.net"),
     (SENDER, "example.net!ceo"),
     ("spammer%example.org", "bob@example.net"),
+    (SENDER, "ceo"),
+    ("spammer", "bob@example.net"),
 ], ids=["plain", "quoted", "source-route", "quoted-sender", "source-routed-sender",
-        "bang-path", "percent-hack-sender"])
+        "bang-path", "percent-hack-sender", "bare-recipient", "bare-sender"])
 def test_a_rule_on_an_address_holds_for_every_way_of_writing_it(
     system: MailSystem, sender: str, recipient: str,
 ) -> None:

@@ -239,6 +239,7 @@ class ConnectionHandler:
             smtputf8=esmtp_param(params, "SMTPUTF8") is not None,
             queue_id=self._macro("i"),
         )
+        txn.learn_origin(sender, lambda: self._macro("{mail_addr}"))
         # Kept from here on, for SIZE and the body as it streams, even if the set reloads.
         txn.max_bytes = self._limits(policy_set, txn).max_message_bytes
         set_message_context(txn.queue_id, txn.uid)
@@ -273,6 +274,7 @@ class ConnectionHandler:
     def rcpt(self, recipient: str, params: tuple[str, ...]) -> Outcome:
         txn = self._require()
         txn.queue_id = txn.queue_id or self._macro("i")
+        txn.learn_origin(recipient, lambda: self._macro("{rcpt_addr}"))
         # Refusing a recipient of a local submission, Postfix defers the whole message
         # ("milter configuration error"), and pickup retries it forever: keep them all,
         # end of message refuses the message past the limit.

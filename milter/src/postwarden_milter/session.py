@@ -14,10 +14,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
 from postwarden_policies import Envelope
+from postwarden_policies.domains import normal_address
 
 CRLF = b"\r\n"
 SPILL_BATCH = 256 * 1024
@@ -165,6 +167,7 @@ class Transaction:
     memory_threshold: int
     max_bytes: int | None
     smtputf8: bool = False  # MAIL FROM said SMTPUTF8 (see recipient_key)
+    origin: str | None = None  # the domain Postfix gives an address without one (Envelope)
     queue_id: str | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)
@@ -201,6 +204,18 @@ class Transaction:
         self._recipient_keys.add(key)
         self.recipients.append(address)
         return True
+
+    def learn_origin(self, as_given: str, rewritten: Callable[[], str | None]) -> None:
+        """Learn the domain Postfix appends to an address without one (its myorigin)
+        from ``as_given``, such an address, and its ``rewritten`` form (the macro
+        {mail_addr} or {rcpt_addr}, only asked for then): the milter is given addresses
+        as written, and a rule on dave@example.com must hold for MAIL FROM:<dave>."""
+        if self.origin is not None:
+            return
+        address = normal_address(strip_brackets(as_given))
+        if address and "@" not in address:
+            _, at, domain = (rewritten() or "").rpartition("@")
+            self.origin = domain if at and domain else None
 
     def refuse_recipient(self, as_given: str, reply: str) -> None:
         """Remember a recipient refused with ``reply`` (bounded: REFUSED_KEPT)."""
@@ -280,6 +295,7 @@ class Transaction:
             helo=client.helo,
             auth_user=self.auth_user,
             queue_id=self.queue_id,
+            origin=self.origin,
         )
 
     def elapsed(self) -> float:

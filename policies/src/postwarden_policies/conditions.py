@@ -37,6 +37,15 @@ def unmapped(network: IpNetwork) -> IpNetwork:
     return network
 
 
+def _envelope_address(address: str, origin: str | None) -> str:
+    """An envelope address as Postfix delivers it: one without a domain with the
+    ``origin`` Postfix appends, when known."""
+    normal = normal_address(address)
+    if normal and origin and "@" not in normal:
+        return f"{normal}@{ascii_domain(origin)}"
+    return normal
+
+
 def _domain(address: str) -> str:
     """The domain of an address; none for a bare local part (Postfix gives it myorigin)."""
     _, at, domain = address.rpartition("@")
@@ -71,8 +80,8 @@ class MatchInput:
     @classmethod
     def of(cls, facts: MessageFacts) -> MatchInput:
         envelope = facts.envelope
-        sender = normal_address(envelope.sender)
-        recipients = tuple(normal_address(r) for r in envelope.recipients)
+        sender = _envelope_address(envelope.sender, envelope.origin)
+        recipients = tuple(_envelope_address(r, envelope.origin) for r in envelope.recipients)
         header_from = normal_address(facts.from_address) if facts.from_address else None
         return cls(
             facts=facts,

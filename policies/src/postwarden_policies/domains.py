@@ -93,7 +93,7 @@ def _rewritten(address: str) -> str:
     without a source route (``@relay.example:ceo@example.com``) and, without an ``@``,
     ``example.com!ceo`` (swap_bangpath) and ``ceo%example.com`` (allow_percent_hack) as
     ``ceo@example.com``; what quotes hide is no syntax. One with neither stays as it is:
-    Postfix appends its myorigin, which no policy knows."""
+    Postfix appends its myorigin, which only the milter learns (``Envelope.origin``)."""
     masked = _QUOTED.sub(lambda found: " " * len(found[0]), address)  # same places
     colon = masked.find(":")
     if masked.startswith("@") and 0 < colon < len(masked) - 1:

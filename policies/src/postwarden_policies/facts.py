@@ -65,6 +65,10 @@ class Envelope:
     helo: str | None = None
     auth_user: str | None = None  # SASL login name; None when not authenticated
     queue_id: str | None = None  # Postfix queue id (milter macro i)
+    # The domain Postfix gives an address without one (its myorigin: MAIL FROM:<dave> goes
+    # out from dave@<origin>), as the milter's {mail_addr}/{rcpt_addr} macros show; None:
+    # not known, such an address has no domain for rules.
+    origin: str | None = None
 
     @property
     def authenticated(self) -> bool:

@@ -91,7 +91,7 @@ def _scope_key(envelope: Envelope) -> tuple[str | None, ...]:
     """What a `limits: when:` may read of an envelope (the keys policydoc allows it, and
     those derived from these): the same key, the same limits."""
     return (envelope.sender, envelope.client_ip, envelope.client_name, envelope.helo,
-            envelope.auth_user)
+            envelope.auth_user, envelope.origin)
 
 
 def limits_apply(policy: Policy, item: MatchInput) -> bool:
