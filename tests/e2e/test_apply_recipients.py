@@ -97,6 +97,15 @@ def test_a_copy_quoted_otherwise_is_not_deleted_with_the_kept_one(
     assert sorted(delivered) == ["bob@example.net", "bob@example.net"]
 
 
+def test_a_source_routed_recipient_past_the_limit_goes(
+    system: MailSystem, policy_dir: Path,
+) -> None:
+    # Postfix holds it without its route: named with it, delrcpt deleted nothing and the
+    # message went to one recipient past the limit.
+    recipients = ["bob@example.net", "@r.test:carol@example.net"]
+    assert _delivered_to(system, policy_dir, recipients, 1) == ("bob@example.net",)
+
+
 Given = tuple[str, tuple[str, ...]]  # RCPT TO address and its ESMTP parameters
 
 

@@ -1,7 +1,7 @@
-"""Recipients past max_recipients: named to delrcpt as given, once, and not while a copy
-that reads the same stays (Postfix deletes every recipient whose address, unquoted, is
-byte for byte the one named). tests/e2e/test_apply_recipients.py shows what Postfix then
-delivers."""
+"""Recipients past max_recipients: named to delrcpt as given (without a source route),
+once, and not while a copy that reads the same stays (Postfix deletes every recipient
+whose address, unquoted, is byte for byte the one named).
+tests/e2e/test_apply_recipients.py shows what Postfix then delivers."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ from .test_apply import EDITS, Recorder
                  id="source-routed-copy-of-a-kept-one"),
     pytest.param(("a@x.test", '"b"@x.test'), ('"b"@x.test',), ['<"b"@x.test>'],
                  id="quoted-one-alone-named-as-given"),
+    pytest.param(("a@x.test", "@r.test,@s.test:b@x.test"), ("@r.test,@s.test:b@x.test",),
+                 ["<b@x.test>"], id="source-routed-one-alone-named-as-postfix-holds-it"),
 ])
 def test_recipients_past_the_limit(recipients: tuple[str, ...], deleted: tuple[str, ...],
                                    calls: list[str]) -> None:

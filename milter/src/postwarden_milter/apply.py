@@ -166,7 +166,8 @@ def recipients_to_delete(verdict: Verdict, recipients: Sequence[str]) -> list[st
     every recipient whose RCPT TO address, unquoted, is byte for byte the one named,
     unquoted. So each address past the limit is named as given, once, and not while a
     copy that reads the same (:func:`_as_compared`) stays: naming it would delete the
-    kept one (past the limit, it then goes out too)."""
+    kept one (past the limit, it then goes out too). delrcpt is given one without
+    its source route (:func:`_routeless`)."""
     deleted = [e.address for e in verdict.edits if isinstance(e, DeleteRecipient)]
     if not deleted:  # nearly every message: no Counter to build
         return []
@@ -179,9 +180,13 @@ def _as_compared(address: str) -> str:
     """``address`` as Postfix's delrcpt compares it, or coarser (two that read the same
     here at worst keep a recipient past the limit): its RFC 5321 source route dropped,
     and the quotes, backslashes and blanks that quoting brings."""
-    if address.startswith("@"):
-        address = address.partition(":")[2]
-    return _QUOTING.sub("", address)
+    return _QUOTING.sub("", _routeless(address))
+
+
+def _routeless(address: str) -> str:
+    """``address`` without its RFC 5321 source route (``@relay.example:bob@x``), as
+    Postfix's smtpd holds a recipient: named with it, delrcpt deleted nothing."""
+    return address.partition(":")[2] if address.startswith("@") else address
 
 
 def _removals(name: str, counts: Counter[str]) -> list[HeaderCall]:
@@ -230,7 +235,7 @@ def apply_verdict(actions: MilterActions, verdict: Verdict, message: MessageEdit
         else:
             actions.chgheader(call.name, call.index, call.value)
     for address in recipients_to_delete(verdict, message.recipients):
-        actions.delrcpt(f"<{address}>")
+        actions.delrcpt(f"<{_routeless(address)}>")
     _replace_body(actions, verdict)
     if isinstance(decision, Quarantine):
         actions.quarantine(decision.reason or "postwarden")
