@@ -25,6 +25,7 @@ from postwarden_policies import (
 )
 
 from .policy_helpers import policy
+from .test_tnef import _attachment, _mail, _stream
 
 INBOUND = Path(__file__).resolve().parents[2] / "policies" / "examples" / "inbound-default.yaml"
 ENV = Envelope(sender="alice@sender.test", recipients=("bob@example.com",))
@@ -239,3 +240,17 @@ def test_html_deep_in_encoded_messages_is_judged(html: bytes, held: bool) -> Non
     assert isinstance(verdict.decision, Quarantine) == held
     assert ("rewrite_failed" in verdict.flags) == held
     assert apply_edits(raw, verdict) == raw
+
+
+def test_a_tnef_stream_in_an_encoded_message_global_gives_each_part_its_own_path() -> None:
+    # Its files were listed at "2.1", ..., and so was the message decoded from it.
+    raw = _mail(_stream(_attachment("evil.exe", EXE), _attachment("b.txt", b"hi")),
+                content_type=b"message/global")
+    facts = parse_message(raw, ENV)
+    assert [(p.path, p.filename, p.in_decoded) for p in facts.parts[2:]] == [
+        ("2", "winmail.dat", None), ("2.1", "evil.exe", None), ("2.2", "b.txt", None),
+        ("2.3", None, "encoded_message")]
+    strip = ("rules:\n  - name: r\n    when: {attachment: {filename: '*.exe'}}\n"
+             "    then: strip_attachment\n")
+    # Stripping it from the stream would change the message read through: held, as documented.
+    assert isinstance(evaluate_message(policy(strip), raw, ENV).decision, Quarantine)

@@ -13,7 +13,8 @@ Some parts carry a MIME entity encoded, which readers decode and show: an S/MIME
 whatever its ``smime-type`` says), in the clear in that DER, and a base64 or
 quoted-printable ``message/global`` part (RFC 6532 3.5 allows the encoding, and
 a 7-bit path needs it). Decoded, within the bytes searched in all, the entity is
-walked like the message inside a message/rfc822 part, path "P.1". Its parts
+walked like the message inside a message/rfc822 part, path "P.1" (or next after
+the files a TNEF stream in the part lists: a message/global may hold one). Its parts
 count against the limits like any; they are ``in_decoded`` (with the kind of
 carrier): their offsets are the outermost carrier's body, whose encoded bytes
 cannot be rewritten piecewise. Those in signed data are signed (``in_signed``).
@@ -305,15 +306,26 @@ class Parser:
             in_signed=in_signed,
         )
         self.parts.append(part)
-        if not (leaf and children):
-            # A part listing the entity it carries encoded is read through that, as readers
-            # show it: its own bytes (a signature's DER) read as text listed the files
-            # uuencoded in there once more, at the path ("P.1") of the decoded entity.
-            self.text.read(part, params)
-        tnefparts.list_members(self.listing, part)
+        children = self._embedded(part, params, children if leaf else [], children)
         if inside is not None:
             self._in_carrier(index, inside)
         return headers, body_start, children
+
+    def _embedded(self, part: MimePart, params: dict[str, str], carried: list[_Entity],
+                  children: list[_Entity]) -> list[_Entity]:
+        """List the files in ``part``'s own bytes (uuencoded in its text, in a TNEF
+        stream); ``children`` as they are to be walked. ``carried``: the entity it carries
+        encoded, if any (a leaf's only child), which is read instead of its text, as
+        readers show it (a signature's DER read as text listed the files uuencoded in
+        there once more), and whose path comes after those of the files listed."""
+        if not carried:
+            self.text.read(part, params)
+        tnefparts.list_members(self.listing, part)
+        files = len(self.parts) - part.index - 1
+        if not (carried and files):
+            return children
+        path = f"{part.path}.{files + 1}" if part.path else str(files + 1)
+        return [replace(carried[0], path=path)]
 
     def _in_carrier(self, index: int, inside: _Decoded) -> None:
         """Give the part at ``index``, read in decoded content, and the files listed below
