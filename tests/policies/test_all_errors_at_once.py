@@ -57,3 +57,13 @@ def test_a_duplicate_key_hides_nothing_else_of_its_mapping() -> None:
         "p.yaml:11:11: rule 'r2': expected one of accept, reject, tempfail, discard, "
         "quarantine, strip_attachment; got 'rejct'",
     ]
+
+
+def test_a_glob_re2_refuses_is_told_beside_a_malformed_one() -> None:
+    text = ("version: 1\nname: p\nrules:\n  - name: r\n"
+            "    when: {attachment: {filename: ['[abc', '[z-a]', '*.exe']}}\n"
+            "    then: reject\n")
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        "p.yaml:5:36: rule 'r': invalid glob '[abc': '[' without a closing ']'",
+        "p.yaml:5:44: rule 'r': invalid glob list '[z-a]': invalid character class range: z-a",
+    ]

@@ -84,19 +84,22 @@ class GlobList(Spec):
         self.items = ListOf(Convert(text(what=what), item))
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
-        globs = self.items.read(node, reader)
-        if globs is INVALID:
+        items = self.items.read_each(node, reader)
+        if items is None:
             return INVALID
+        # The globs that read are compiled even beside one that did not, so that one RE2
+        # refuses is told with it: all issues at once.
+        read = [(item_node, glob) for item_node, glob in items if glob is not INVALID]
         try:
-            return compile_globs(globs)
+            pattern = compile_globs(glob for _, glob in read)
         except SpecError as exc:
             # Name the glob RE2 refuses (a range such as [z-a]) at its own line.
-            nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
-            errors = [(n, _compile_error(g)) for n, g in zip(nodes, globs, strict=True)]
-            failing = [(n, e) for n, e in errors if e is not None]
+            errors = [(item_node, _compile_error(glob)) for item_node, glob in read]
+            failing = [(item_node, error) for item_node, error in errors if error is not None]
             for item_node, error in failing or [(node, str(exc))]:
                 reader.error(item_node, error)
             return INVALID
+        return pattern if len(read) == len(items) else INVALID
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
         return self.items.schema(defs)

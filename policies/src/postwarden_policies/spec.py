@@ -254,20 +254,26 @@ class ListOf(Spec):
         self.single_ok = single_ok
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
+        items = self.read_each(node, reader)
+        if items is None or any(value is INVALID for _, value in items):
+            return INVALID
+        return tuple(value for _, value in items)
+
+    def read_each(self, node: yaml.Node, reader: Reader) -> list[tuple[yaml.Node, Any]] | None:
+        """Each item's node and value (INVALID for one that did not read), or None after
+        an issue with the list as a whole."""
         if self.single_ok and isinstance(node, yaml.ScalarNode):
             nodes: Sequence[yaml.Node] = [node]
         elif isinstance(node, yaml.SequenceNode):
             nodes = node.value
         else:
             reader.error(node, f"expected a list, got {describe(node)}")
-            return INVALID
+            return None
         if len(nodes) < self.min_items:
             reader.error(node, f"expected at least {self.min_items} item(s)")
-            return INVALID
-        values = [self.item.read(item, reader) for item in nodes if reader.visit(item)]
-        if len(values) < len(nodes) or any(v is INVALID for v in values):
-            return INVALID
-        return tuple(values)
+            return None
+        items = [(item, self.item.read(item, reader)) for item in nodes if reader.visit(item)]
+        return items if len(items) == len(nodes) else None
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
         item = self.item.schema(defs)
