@@ -67,3 +67,20 @@ def test_a_glob_re2_refuses_is_told_beside_a_malformed_one() -> None:
         "p.yaml:5:36: rule 'r': invalid glob '[abc': '[' without a closing ']'",
         "p.yaml:5:44: rule 'r': invalid glob list '[z-a]': invalid character class range: z-a",
     ]
+
+
+def test_code_and_message_are_checked_beside_an_error_in_the_rule() -> None:
+    text = ("version: 1\nname: p\nrules:\n"
+            "  - name: a\n    then: {action: reject, add_header: {X-A: b}}\n    code: 450\n"
+            "  - name: b\n    when: {subject: '(x'}\n    then: accept\n    message: hi\n"
+            "  - name: c\n    then: {action: rejct}\n    code: 450\n")
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        "p.yaml:5:40: rule 'a': add_header never applies with action reject: the message is "
+        "not delivered",
+        "p.yaml:6:11: rule 'a': reject needs a 5xx code, got 450",
+        "p.yaml:8:21: rule 'b': invalid RE2 regular expression '(x': missing ): (x",
+        "p.yaml:10:14: rule 'b': message is only allowed with reject, tempfail or quarantine",
+        # A misspelt action: whether 450 suits it is not known.
+        "p.yaml:12:20: rule 'c': expected one of accept, reject, tempfail, discard, quarantine; "
+        "got 'rejct'",
+    ]

@@ -133,6 +133,8 @@ class Obj(Spec):
     With ``def_name`` the JSON Schema puts it under ``$defs`` (needed for recursion).
     ``one_of`` names keys of which exactly one must be given: the JSON Schema says so
     (``oneOf``); ``build`` checks it, as it has the words to tell a reader why.
+    ``check`` runs instead of ``build`` when a field did not read, with the fields that
+    did: the issues between those come with that field's (all issues at once).
     """
 
     def __init__(
@@ -145,8 +147,10 @@ class Obj(Spec):
         def_name: str | None = None,
         label_key: str | None = None,
         one_of: tuple[str, ...] = (),
+        check: Callable[[dict[str, Any], ObjectContext], None] | None = None,
     ) -> None:
         self.title = title
+        self.check = check
         self.one_of = one_of
         self.doc = doc
         self.fields = dict(fields)
@@ -197,19 +201,24 @@ class Obj(Spec):
                 continue
             nodes[key] = value_node
             value = field.spec.read(value_node, reader)
-            ok = ok and value is not INVALID
-            values[key] = value
+            if value is INVALID:
+                ok = False
+            else:
+                values[key] = value
         for key, field in self.fields.items():
-            if key in values:
+            if key in nodes:
                 continue
             if field.required:
                 reader.error(node, f"missing required key {key!r} in {self.title}")
                 ok = False
             elif field.default is not None:
                 values[key] = field.default
-        if not ok:
-            return INVALID
-        return self.build(values, ObjectContext(node, nodes, reader))
+        context = ObjectContext(node, nodes, reader)
+        if ok:
+            return self.build(values, context)
+        if self.check is not None:
+            self.check(values, context)
+        return INVALID
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
         if self.def_name and self.def_name in defs:

@@ -24,6 +24,7 @@ from .spec import (
     INVALID,
     Convert,
     Either,
+    Invalid,
     JsonSchema,
     ListOf,
     Spec,
@@ -171,6 +172,23 @@ ACTIONS = Either(
 def _rule(values: dict[str, Any], ctx: ObjectContext) -> Any:
     then: Actions = values["then"]
     terminal = then.terminal
+    reply = _reply(values, terminal, ctx)
+    if reply is INVALID:
+        return INVALID
+    return Rule(
+        name=values["name"],
+        when=values.get("when", ALWAYS),
+        then=then,
+        reply=reply,
+        reason=values.get("message") if terminal is Action.QUARANTINE else None,
+        sanitize=values["sanitize"],
+        description=values.get("description", ""),
+    )
+
+
+def _reply(values: dict[str, Any], terminal: Action | None, ctx: ObjectContext) -> Any:
+    """The SMTP reply of a rule ending in ``terminal`` (None for other actions), or
+    INVALID after an issue with ``code`` or ``message``."""
     ok = True
     if "code" in values and terminal not in (Action.REJECT, Action.TEMPFAIL):
         ctx.error("code", "code is only allowed with reject or tempfail")
@@ -186,17 +204,30 @@ def _rule(values: dict[str, Any], ctx: ObjectContext) -> Any:
             ctx.error("code", f"{terminal} needs a {default.code[0]}xx code, got {code}")
             ok = False
         reply = SmtpReply(code, status or default.status, values.get("message", default.text))
-    if not ok:
-        return INVALID
-    return Rule(
-        name=values["name"],
-        when=values.get("when", ALWAYS),
-        then=then,
-        reply=reply,
-        reason=values.get("message") if terminal is Action.QUARANTINE else None,
-        sanitize=values["sanitize"],
-        description=values.get("description", ""),
-    )
+    return reply if ok else INVALID
+
+
+def _check_rule(values: dict[str, Any], ctx: ObjectContext) -> None:
+    """A rule with a field that did not read: its code and message are still checked
+    against its action, when `then` names one that reads (beside an edit it refuses)."""
+    then: Actions | None = values.get("then")
+    terminal = then.terminal if then is not None else _written_action(ctx)
+    if not isinstance(terminal, Invalid):
+        _reply(values, terminal, ctx)
+
+
+def _written_action(ctx: ObjectContext) -> Action | Invalid | None:
+    """The terminal action a `then` that did not read names: None when it names none,
+    INVALID when it is not known (the action is misspelt, or `then` is missing)."""
+    node = ctx.fields.get("then")
+    if isinstance(node, yaml.MappingNode):
+        named = [value for key, value in node.value
+                 if isinstance(key, yaml.ScalarNode) and key.value == "action"]
+        if not named:
+            return None
+        node = named[0]
+    value = ctx.reader.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+    return Action(value) if value in TERMINALS else INVALID
 
 
 RULE = Obj(
@@ -223,4 +254,5 @@ RULE = Obj(
     _rule,
     def_name="rule",
     label_key="name",
+    check=_check_rule,
 )
