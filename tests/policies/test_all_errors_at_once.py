@@ -84,3 +84,26 @@ def test_code_and_message_are_checked_beside_an_error_in_the_rule() -> None:
         "p.yaml:12:20: rule 'c': expected one of accept, reject, tempfail, discard, quarantine; "
         "got 'rejct'",
     ]
+
+
+def test_a_case_s_sample_and_expectations_are_checked_beside_an_error_in_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nname: p\ntests:\n"
+        "  - name: gone\n    message: gone.eml\n    recipients: [nobody]\n    expect: accept\n"
+        "  - name: both\n    raw: x\n    message: gone.eml\n    recipients: [a@b.test]\n"
+        "    expect: acept\n"
+        "  - name: refused\n    raw: x\n    recipients: [nobody]\n    expect: reject\n"
+        "    expect_headers: {X-A: b}\n")
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([tmp_path], check_samples=True)
+    assert sorted((i.line, i.message.split(": ", 1)[1]) for i in refused.value.issues) == [
+        (5, "message file not found: gone.eml"),
+        (6, "expected an e-mail address, got 'nobody'"),
+        (8, "give exactly one of message (a file) or raw (the message inline)"),
+        (12, "expected one of accept, reject, tempfail, discard, quarantine; got 'acept'"),
+        (15, "expected an e-mail address, got 'nobody'"),
+        (17, "expect: reject delivers nothing: no message to hold or lack headers, nor "
+             "attachments stripped from it"),
+    ]

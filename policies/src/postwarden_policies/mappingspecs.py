@@ -147,7 +147,7 @@ class Obj(Spec):
         def_name: str | None = None,
         label_key: str | None = None,
         one_of: tuple[str, ...] = (),
-        check: Callable[[dict[str, Any], ObjectContext], None] | None = None,
+        check: Callable[[dict[str, Any], ObjectContext], object] | None = None,
     ) -> None:
         self.title = title
         self.check = check

@@ -65,21 +65,9 @@ SAMPLE_KEYS = ("message", "raw")  # a case gives exactly one
 
 
 def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
-    if sum(key in values for key in SAMPLE_KEYS) != 1:
-        ctx.error(None, "give exactly one of message (a file) or raw (the message inline)")
+    if not _case_holds_together(values, ctx):
         return INVALID
-    message = None
-    if "message" in values:
-        # From stored text (an API upload of a file from git) the path stays relative:
-        # the sample files stay in the repository, where `postwarden-policy test` runs.
-        base = ctx.reader.base_dir
-        message = Path(values["message"]) if base is None else base / values["message"]
-        # Only `check` and `test` require the file: a milter's policy_dir often holds
-        # just the policies, and samples have nothing to do with filtering mail.
-        if ctx.reader.check_files and not _sample_found(message, values["message"], ctx):
-            return INVALID
-    if ctx.reader.check_files and not _expectations_hold_together(values, ctx):
-        return INVALID
+    message = _message_path(values["message"], ctx) if "message" in values else None
     return PolicyTest(
         name=values["name"],
         expect=Action(values["expect"]),
@@ -101,6 +89,30 @@ def _test_case(values: dict[str, Any], ctx: ObjectContext) -> Any:
         expect_stripped=values.get("expect_stripped"),
         where=ctx.where(),
     )
+
+
+def _case_holds_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
+    """Whether the case gives one sample, (for `check` and `test`) as a file that exists,
+    and expectations a verdict can meet; told of the fields that read when another did
+    not too (the TEST_CASE check), so that all issues come at once."""
+    # By the keys written: a sample whose value did not read is still given.
+    if sum(key in ctx.fields for key in SAMPLE_KEYS) != 1:
+        ctx.error(None, "give exactly one of message (a file) or raw (the message inline)")
+        return False
+    if not ctx.reader.check_files:
+        return True
+    # Only `check` and `test` require the file: a milter's policy_dir often holds
+    # just the policies, and samples have nothing to do with filtering mail.
+    found = "message" not in values or _sample_found(
+        _message_path(values["message"], ctx), values["message"], ctx)
+    return _expectations_hold_together(values, ctx) and found
+
+
+def _message_path(given: str, ctx: ObjectContext) -> Path:
+    # From stored text (an API upload of a file from git) the path stays relative:
+    # the sample files stay in the repository, where `postwarden-policy test` runs.
+    base = ctx.reader.base_dir
+    return Path(given) if base is None else base / given
 
 
 def _sample_found(path: Path, given: str, ctx: ObjectContext) -> bool:
@@ -126,7 +138,7 @@ def _expectations_hold_together(values: dict[str, Any], ctx: ObjectContext) -> b
         if problem := _limit_problem(ref):
             ctx.error("expect_rules", problem)
             return False
-    if Action(values["expect"]) in NOT_DELIVERED:
+    if "expect" in values and Action(values["expect"]) in NOT_DELIVERED:
         for key in DELIVERY_EXPECTATIONS:
             if key in values:
                 ctx.error(key, f"expect: {values['expect']} delivers nothing: no message "
@@ -217,4 +229,5 @@ TEST_CASE = Obj(
     def_name="test",
     label_key="name",
     one_of=SAMPLE_KEYS,
+    check=_case_holds_together,
 )
