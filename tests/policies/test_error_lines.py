@@ -105,3 +105,18 @@ def test_a_surrogate_pair_of_escapes_is_one_character() -> None:
     policy_set = load_policy_set_from_sources([("p.yaml", text)])
     raw = b"Subject: =?utf-8?b?8J+SsCBvZmZlcg==?=\r\n\r\nx\r\n"  # the emoji, " offer"
     assert evaluate(policy_set, parse_message(raw, Envelope())).rules == ("r",)
+
+
+def test_an_item_under_a_dash_alone_begins_at_the_dash() -> None:
+    """`-` on its own line, the case's keys below: its line is the dash's, as the `- name:`
+    form's is (the test report's file:line, an issue about the whole item)."""
+    text = ("version: 1\nname: p\nrules:\n  -  # no name\n\n    then: accept\n"
+            "tests:\n  -\r\n    name: t\n    raw: x\n    recipients: [a@b.test]\n"
+            "    expect: accept\n    expect_rules: [nope]\n")
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        "p.yaml:4:3: missing required key 'name' in rule",
+        "p.yaml:8:3: test 't': unknown rule 'nope' in expect_rules",
+    ]
+    policy = load_policy_set_from_sources([("p.yaml", text.replace("[nope]", "[]")
+                                            .replace("  -  # no name\n\n", "  - name: r\n"))])
+    assert policy.policies[0].tests[0].where == (7, 3)

@@ -76,6 +76,7 @@ class _PlacingAliases(Composer):
     anchor's (shared, not copied: aliases cannot make composing expensive)."""
 
     restore: dict[int, int] = {}  # stand-ins back to the characters they stand for (compose)
+    source = ""  # the text composed (compose): where a list item's "-" is
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         events = cast(Parser, self)  # the parser it is mixed with: libyaml's or PyYAML's
@@ -84,11 +85,39 @@ class _PlacingAliases(Composer):
         node = super().compose_node(parent, index)
         if alias is None and isinstance(node, yaml.ScalarNode) and self.restore:
             node.value = node.value.translate(self.restore)  # once: its aliases share it
-        if alias is None or node is None:
-            return node
-        placed = copy.copy(node)
-        placed.start_mark, placed.end_mark = alias.start_mark, alias.end_mark
-        return placed
+        if alias is not None and node is not None:
+            node = copy.copy(node)
+            node.start_mark, node.end_mark = alias.start_mark, alias.end_mark
+        if isinstance(parent, yaml.SequenceNode) and isinstance(node, yaml.CollectionNode):
+            node.start_mark = _item_start(self.source, node.start_mark)
+        return node
+
+
+# A block list's "-" alone on its line (a comment after it aside), and a line of nothing.
+_DASH_LINE = re.compile(r"[ \t]*(-)[ \t]*(?:#[^\n]*)?\r?")
+_EMPTY_LINE = re.compile(r"[ \t]*(?:#[^\n]*)?\r?")
+
+
+def _item_start(source: str, mark: yaml.Mark) -> yaml.Mark:
+    """Where a list item written at ``mark`` begins: at its "-" when that stands alone
+    on a line above (``-`` then the item's keys below), which is where the author sees
+    it begin (a test case's line, an issue about the whole item); else ``mark``."""
+    end = min(mark.index, len(source)) - 1  # back over the indentation only: a line may be long
+    while end >= 0 and source[end] in " \t":
+        end -= 1
+    if end < 0 or source[end] != "\n":  # not first on its line (an item of a flow list)
+        return mark
+    line = mark.line
+    while end >= 0:  # up over blank and comment lines, to the "-"
+        start = source.rfind("\n", 0, end) + 1
+        line -= 1
+        if dash := _DASH_LINE.fullmatch(source, start, end):
+            # No buffer: no snippet of PyYAML's, which would quote another line.
+            return yaml.Mark(mark.name, dash.start(1), line, dash.start(1) - start, None, 0)
+        if not _EMPTY_LINE.fullmatch(source, start, end):
+            return mark
+        end = start - 1
+    return mark
 
 
 class _Loader(_PlacingAliases, yaml.CSafeLoader):
@@ -411,6 +440,7 @@ def _composed(
     """The one document of ``text`` (None: empty), each scalar's stand-ins put back."""
     loader = loader_type(text)  # type: ignore[call-arg]
     loader.restore = restore
+    loader.source = text
     events = cast(Parser, loader)
     try:
         return loader.get_single_node()
