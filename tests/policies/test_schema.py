@@ -131,3 +131,34 @@ def test_unicode_domains_and_header_values_validate() -> None:
         ],
     }
     jsonschema.Draft202012Validator(policy_schema()).validate(document)
+
+
+def _doc_row(section: str, key: str) -> str:
+    """The row of ``key`` in the first table after the heading ``section``."""
+    text = (ROOT / "docs" / "policy-language.md").read_text(encoding="utf-8")
+    after = text[text.index(f"\n{section}\n"):]
+    return next(line for line in after.splitlines() if line.startswith(f"| `{key}` |"))
+
+
+@pytest.mark.parametrize(("section", "key", "where"), [
+    ("## Tests (`tests`)", "name", ("test", "name")),
+    ("## Tests (`tests`)", "raw", ("test", "raw")),
+    ("## Rules", "name", ("rule", "name")),
+    ("## Rules", "message", ("rule", "message")),
+])
+def test_the_docs_give_each_length_bound_the_schema_does(
+    section: str, key: str, where: tuple[str, str]
+) -> None:
+    definition, field = where
+    bound = policy_schema()["$defs"][definition]["properties"][field]["maxLength"]
+    assert f"≤ {bound:,} chars" in _doc_row(section, key)
+
+
+def test_the_docs_give_the_bound_of_other_text() -> None:
+    """A description, a pattern, a glob: the bound of text that names none of its own."""
+    schema = policy_schema()
+    bound = schema["properties"]["description"]["maxLength"]
+    assert schema["$defs"]["rule"]["properties"]["description"]["maxLength"] == bound
+    assert _doc_row("## Top level", "description").split("|")[2].strip() == "text"
+    text = (ROOT / "docs" / "policy-language.md").read_text(encoding="utf-8")
+    assert f"| text | a string, not empty, of at most {bound} characters unless" in text
