@@ -397,3 +397,18 @@ def test_eval_writes_its_output_file_before_a_reader_that_left_ends_it(tmp_path:
         os.close(write_end)
     assert result.returncode == 141 and result.stderr == b""
     assert output.read_bytes() != b"an earlier run's message"
+
+
+def test_a_case_name_shows_on_its_report_line_with_controls_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Printed as it is, the line break would forge a passing case's line of its own.
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nname: p\nrules:\n  - name: r\n    then: reject\ntests:\n"
+        "  - name: \"naïve\\nPASS q.yaml:1: fine\\e[2J\"\n"
+        "    raw: 'Subject: x\n\n      body'\n    recipients: [a@b.test]\n    expect: accept\n"
+    )
+    assert main(["test", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"FAIL {path}:7: naïve\\nPASS q.yaml:1: fine\\x1b[2J [rules: r]")

@@ -78,9 +78,15 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
+def escaped(value: str) -> str:
+    """``value`` with its control characters escaped (``\\n``, ``\\x1b``): one line, as a
+    terminal can show it."""
+    return _CONTROL.sub(lambda char: repr(char[0])[1:-1], value)
+
+
 def _shown(value: str) -> str:
     """A header value on one line, as a terminal can show it."""
-    return _CONTROL.sub(lambda char: repr(char[0])[1:-1], _FOLD.sub("", value))
+    return escaped(_FOLD.sub("", value))
 
 
 def _edit_line(edit: Edit) -> str:

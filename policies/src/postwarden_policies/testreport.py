@@ -15,6 +15,7 @@ from typing import Any
 from .errors import PolicyIssue
 from .policyset import PolicySet
 from .policytests import CaseResult, Failure
+from .render import escaped
 from .verdicts import Verdict
 
 FORMAT_VERSION = 1
@@ -57,8 +58,10 @@ def case_lines(results: Sequence[CaseResult], *, whole_set: bool) -> Iterator[st
         rules = _rules(result.verdict) if result.verdict else "-"
         failed = case_failed(result, whole_set=whole_set)
         at = result.case.where[0]  # file:line: where an editor or a CI annotation goes
+        # A name is any text: a line break in it would split the line (or forge another
+        # case's), an escape sequence would reach the terminal.
         yield (f"{'FAIL' if failed else 'PASS'} {result.policy.source}:{at}: "
-               f"{result.case.name} [rules: {rules}]")
+               f"{escaped(result.case.name)} [rules: {rules}]")
         yield from (f"    {problem}" for problem in result.problems)
         if failed and result.verdict and result.verdict.flags:
             # What the parser made of the message: often why no rule matched.
