@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from postwarden_policies import load_policy_set_from_sources, policy_schema
+from postwarden_policies import PolicyLoadError, load_policy_set_from_sources, policy_schema
 from postwarden_policies.schema import schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +162,29 @@ def test_the_docs_give_the_bound_of_other_text() -> None:
     assert _doc_row("## Top level", "description").split("|")[2].strip() == "text"
     text = (ROOT / "docs" / "policy-language.md").read_text(encoding="utf-8")
     assert f"| text | a string, not empty, of at most {bound} characters unless" in text
+
+
+REFUSED_BY_WORD = [
+    pytest.param("rules: [{name: r, then: {remove_header: [content-TYPE]}}]",
+                 id="remove-structural"),
+    pytest.param("rules: [{name: r, then: {add_header: {Mime-Version: '2.0'}}}]",
+                 id="add-structural"),
+    pytest.param("rules: [{name: r, then: {add_header: {x-postwarden-flags: clean}}}]",
+                 id="add-flags-header"),
+    pytest.param("sanitize: {allowed_url_schemes: [https, JavaScript]}", id="forbidden-scheme"),
+    pytest.param("rules: [{name: r, when: {sender: ['*@spam.test']}, then: reject}]",
+                 id="address-glob"),
+    pytest.param("rules: [{name: r, when: {recipient: ['a?@b.test']}, then: reject}]",
+                 id="recipient-glob"),
+]
+
+
+@pytest.mark.parametrize("extra", REFUSED_BY_WORD)
+def test_the_schema_refuses_what_the_loader_refuses_by_a_word(extra: str) -> None:
+    """What JSON Schema can say (docs/policy-language.md): an editor marks it, as check does."""
+    text = f"version: 1\nname: p\n{extra}\n"
+    with pytest.raises(PolicyLoadError):
+        load_policy_set_from_sources([("p.yaml", text)])
+    errors = list(jsonschema.Draft202012Validator(policy_schema()).iter_errors(
+        yaml.safe_load(text)))
+    assert len(errors) == 1

@@ -48,6 +48,7 @@ DOMAIN = rf"(\*?\.)?{_LABEL}(\.{_LABEL})*\.?"
 HEADER_NAME = r"[!-9;-~]+"  # RFC 5322 field name: printable ASCII except ":"
 # Legal in an address, but written in a policy's address list they are meant as globs.
 _GLOB_CHARS = "*?"
+_WHOLE_ADDRESS = ADDRESS.replace("<>", f"<>{_GLOB_CHARS}")  # for an editor: no glob
 _MAPPED_PREFIX = "an IPv4-mapped range needs /96 or longer (::ffff:a.b.c.d/96+n is a.b.c.d/n)"
 
 
@@ -153,9 +154,10 @@ def _values(item: Spec, make: Callable[[tuple[Any, ...]], c.Condition], doc: str
 
 
 def _addresses(get: c.Getter, domain_key: str, *, null_ok: bool = False) -> Convert:
-    pattern = f"<>|{ADDRESS}" if null_ok else ADDRESS
+    null = "<>|" if null_ok else ""
     return _values(
-        Convert(text(pattern=pattern, what="an e-mail address"), _address(domain_key)),
+        Convert(text(pattern=null + ADDRESS, what="an e-mail address",
+                     schema_pattern=null + _WHOLE_ADDRESS), _address(domain_key)),
         lambda v: c.ValueIn(get, v),
         "addresses",
     )

@@ -35,6 +35,7 @@ from .spec import (
     Size,
     SpecError,
     boolean,
+    caseless_except,
     choice,
     integer,
     text,
@@ -44,6 +45,7 @@ from .yamlnodes import Reader, placed
 
 FORMAT_VERSION = 1
 FORBIDDEN_SCHEMES = frozenset({"javascript", "vbscript"})
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*"
 
 
 def _version(value: int) -> None:
@@ -140,7 +142,9 @@ SANITIZE = Obj(
         ),
         "allowed_url_schemes": Field(
             Convert(
-                ListOf(text(pattern=r"[A-Za-z][A-Za-z0-9+.-]*", what="a URL scheme")), _schemes
+                ListOf(text(pattern=_SCHEME, what="a URL scheme",
+                            schema_pattern=caseless_except(FORBIDDEN_SCHEMES, _SCHEME))),
+                _schemes,
             ),
             "URL schemes links and images may use (javascript/vbscript never).",
         ),

@@ -30,6 +30,7 @@ from .spec import (
     Spec,
     SpecError,
     boolean,
+    caseless_except,
     choice,
     text,
     whole_number,
@@ -143,14 +144,17 @@ ACTIONS = Either(
             ),
             "add_header": Field(
                 MapOf(
-                    Convert(text(pattern=HEADER_NAME, what="a header name"), _added_header_name),
+                    Convert(text(pattern=HEADER_NAME, what="a header name", schema_pattern=(
+                        caseless_except({*STRUCTURAL_HEADERS, FLAGS_HEADER}, HEADER_NAME))),
+                        _added_header_name),
                     text(pattern=PRINTABLE, what="one line of printable ASCII", max_length=900),
                     "headers",
                 ),
                 "Headers to add: name -> value.",
             ),
             "remove_header": Field(
-                Convert(ListOf(text(pattern=HEADER_NAME, what="a header name")), _header_names),
+                Convert(ListOf(text(pattern=HEADER_NAME, what="a header name", schema_pattern=(
+                    caseless_except(STRUCTURAL_HEADERS, HEADER_NAME)))), _header_names),
                 "Headers to remove (every occurrence).",
             ),
             "subject_prefix": Field(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import yaml
@@ -146,6 +146,17 @@ def text(*, pattern: str | None = None, what: str = "text", max_length: int = 10
     if schema_pattern or pattern:
         extra["pattern"] = f"^(?:{schema_pattern or pattern})$"
     return Scalar(str, "string", "a string", check=check, extra=extra)
+
+
+def caseless_except(words: Iterable[str], pattern: str) -> str:
+    """A ``schema_pattern``: ``pattern`` but none of ``words`` in any case (JSON Schema's
+    patterns take no flags). Words of letters, digits and "-" only, which need no escape
+    in ECMAScript's unicode mode, as editors compile patterns."""
+    def caseless(word: str) -> str:
+        assert re.fullmatch(r"[A-Za-z0-9-]+", word), word  # noqa: S101 - a programming error
+        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+    return f"(?!(?:{'|'.join(sorted(map(caseless, words)))})$)(?:{pattern})"
 
 
 def integer(*, minimum: int = 0) -> Scalar:
