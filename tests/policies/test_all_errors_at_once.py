@@ -107,3 +107,13 @@ def test_a_case_s_sample_and_expectations_are_checked_beside_an_error_in_it(
         (17, "expect: reject delivers nothing: no message to hold or lack headers, nor "
              "attachments stripped from it"),
     ]
+
+
+def test_an_edit_wasted_on_a_refusal_is_told_beside_another_error_in_then() -> None:
+    text = ("version: 1\nname: p\nrules:\n  - name: r\n"
+            "    then: {action: discard, subject_prefix: x, notify: ['b d']}\n")
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        "p.yaml:5:57: rule 'r': expected a webhook endpoint name, got 'b d'",
+        "p.yaml:5:45: rule 'r': subject_prefix never applies with action discard: the message "
+        "is not delivered",
+    ]

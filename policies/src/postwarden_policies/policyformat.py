@@ -109,14 +109,8 @@ def _actions(values: dict[str, Any], ctx: ObjectContext) -> Any:
     if not values:
         ctx.error(None, "expected at least one action in then")
         return INVALID
-    action = values.get("action")
-    if action in NOT_DELIVERED:
-        wasted = [key for key in EDITS if values.get(key)]
-        for key in wasted:
-            ctx.error(key, f"{key} never applies with action {action}: the message is not "
-                           "delivered")
-        if wasted:
-            return INVALID
+    if _wasted_edits(values, ctx):
+        return INVALID
     return Actions(
         terminal=Action(values["action"]) if "action" in values else None,
         strip_attachment=values.get("strip_attachment", False),
@@ -125,6 +119,17 @@ def _actions(values: dict[str, Any], ctx: ObjectContext) -> Any:
         subject_prefix=values.get("subject_prefix"),
         notify=values.get("notify", ()),
     )
+
+
+def _wasted_edits(values: dict[str, Any], ctx: ObjectContext) -> bool:
+    """Whether an edit comes with an action that delivers nothing (each is an issue);
+    also the check of a `then` with a key that did not read, to tell them with it."""
+    action = values.get("action")
+    wasted = [key for key in EDITS if values.get(key)] if action in NOT_DELIVERED else []
+    for key in wasted:
+        ctx.error(key, f"{key} never applies with action {action}: the message is not "
+                       "delivered")
+    return bool(wasted)
 
 
 ACTIONS = Either(
@@ -168,6 +173,7 @@ ACTIONS = Either(
         },
         _actions,
         def_name="actions",
+        check=_wasted_edits,
     ),
     "an action name or a mapping of actions",
 )
