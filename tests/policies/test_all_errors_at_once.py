@@ -117,3 +117,13 @@ def test_an_edit_wasted_on_a_refusal_is_told_beside_another_error_in_then() -> N
         "p.yaml:5:45: rule 'r': subject_prefix never applies with action discard: the message "
         "is not delivered",
     ]
+
+
+def test_every_unknown_rule_a_case_expects_is_told() -> None:
+    text = ("version: 1\nname: p\nrules: [{name: r, then: accept}]\ntests:\n"
+            "  - {name: t, raw: x, recipients: [a@b.test], expect: accept,\n"
+            "     expect_rules: [nope, r, report:gone, nope]}\n")
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        "p.yaml:5:5: test 't': unknown rule 'nope' in expect_rules",
+        "p.yaml:5:5: test 't': unknown rule 'report:gone' in expect_rules",
+    ]

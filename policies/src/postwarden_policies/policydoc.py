@@ -229,22 +229,21 @@ def _check_names(node: yaml.Node, reader: Reader) -> None:
 def _check_expected_rules(node: yaml.Node, reader: Reader, rules: dict[str, yaml.Node]) -> None:
     """Every rule a test's expect_rules names is one of ``rules`` (report: prefix aside)."""
 
-    def first_unknown(expected: yaml.Node | None) -> str | None:
+    def unknown(expected: yaml.Node | None) -> list[str]:
         nodes: list[yaml.Node | None] = [*_items(expected)] or [expected]  # or one scalar
         listed = (_text(item, reader, RULE_REF) for item in nodes)
-        unknown = (name for name in listed
-                   if name is not None and name.removeprefix("report:") not in rules)
-        return next(unknown, None)
+        # Each of them, not the first only: all issues at once.
+        return list(dict.fromkeys(name for name in listed if name is not None
+                                  and name.removeprefix("report:") not in rules))
 
     expected_of = _once_per_content(lambda case: _value(case, "expect_rules", reader))
-    unknown_in = _once_per_content(first_unknown)
+    unknown_in = _once_per_content(unknown)
     title_of = _once_per_content(lambda case: _text(_value(case, "name", reader), reader, "(?s).+"))
     for case in _items(_value(node, "tests", reader)):
-        unknown = unknown_in(expected_of(case))
-        if unknown is not None:
+        for name in unknown_in(expected_of(case)):
             title = title_of(case)
             prefix = f"test {title!r}: " if title is not None else ""
-            reader.error(case, f"{prefix}unknown rule {unknown!r} in expect_rules")
+            reader.error(case, f"{prefix}unknown rule {name!r} in expect_rules")
 
 
 @dataclass(frozen=True, slots=True)
