@@ -127,3 +127,21 @@ def test_every_unknown_rule_a_case_expects_is_told() -> None:
         "p.yaml:5:5: test 't': unknown rule 'nope' in expect_rules",
         "p.yaml:5:5: test 't': unknown rule 'report:gone' in expect_rules",
     ]
+
+
+def test_every_expectation_no_verdict_can_meet_is_told(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nname: p\ntests:\n  - name: t\n    raw: x\n    recipients: [a@b.test]\n"
+        "    expect: reject\n    expect_rules: ['limit:max_recipient', 'limit:max_part']\n"
+        "    expect_headers: {X-A: b}\n    expect_headers_absent: [x-a]\n"
+        "    expect_stripped: []\n")
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([tmp_path], check_samples=True)
+    assert [(i.line, i.message.split(": ", 1)[1][:40]) for i in refused.value.issues] == [
+        (8, "unknown limit 'max_recipient' in 'limit:"),
+        (8, "unknown limit 'max_part' in 'limit:max_p"),
+        (9, "expect: reject delivers nothing: no mess"),
+        (10, "expect: reject delivers nothing: no mess"),
+        (11, "expect: reject delivers nothing: no mess"),
+        (10, "header 'x-a' is expected in expect_heade"),
+    ]

@@ -17,6 +17,7 @@ file names of the attachments stripped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -132,25 +133,27 @@ DELIVERY_EXPECTATIONS = ("expect_headers", "expect_headers_absent", "expect_stri
 
 def _expectations_hold_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
     """Whether no expectation is one no verdict can meet: a limit no verdict names, a
-    header both expected and expected absent, what is delivered of a message refused.
-    Only `check` and `test` ask (see _EXPECTED_RULE)."""
+    header both expected and expected absent, what is delivered of a message refused;
+    each such is an issue (all at once). Only `check` and `test` ask (see _EXPECTED_RULE)."""
+    problems = [*_unmet_expectations(values)]
+    for key, problem in problems:
+        ctx.error(key, problem)
+    return not problems
+
+
+def _unmet_expectations(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key, why) of each expectation no verdict can meet."""
     for ref in values.get("expect_rules") or ():
         if problem := _limit_problem(ref):
-            ctx.error("expect_rules", problem)
-            return False
+            yield "expect_rules", problem
     if "expect" in values and Action(values["expect"]) in NOT_DELIVERED:
-        for key in DELIVERY_EXPECTATIONS:
-            if key in values:
-                ctx.error(key, f"expect: {values['expect']} delivers nothing: no message "
-                               f"to hold or lack headers, nor attachments stripped from it")
-                return False
+        yield from ((key, f"expect: {values['expect']} delivers nothing: no message to hold "
+                          "or lack headers, nor attachments stripped from it")
+                    for key in DELIVERY_EXPECTATIONS if key in values)
     present = {name.lower() for name in values.get("expect_headers", {})}
-    for name in values.get("expect_headers_absent", ()):
-        if name.lower() in present:
-            ctx.error("expect_headers_absent", f"header {name!r} is expected in expect_headers "
-                                               "too: no message can meet both")
-            return False
-    return True
+    yield from (("expect_headers_absent", f"header {name!r} is expected in expect_headers "
+                                          "too: no message can meet both")
+                for name in values.get("expect_headers_absent", ()) if name.lower() in present)
 
 
 def _limit_problem(ref: str) -> str | None:
