@@ -145,3 +145,15 @@ def test_every_expectation_no_verdict_can_meet_is_told(tmp_path: Path) -> None:
         (11, "expect: reject delivers nothing: no mess"),
         (10, "header 'x-a' is expected in expect_heade"),
     ]
+
+
+def test_each_header_or_scheme_refused_in_a_list_is_told_at_its_place() -> None:
+    text = ("version: 1\nname: p\nsanitize:\n  allowed_url_schemes: [https, VBScript, javascript]\n"
+            "rules:\n  - name: r\n    then:\n      remove_header:\n        - Content-Type\n"
+            "        - X-Spam\n        - MIME-Version\n")
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        "p.yaml:4:32: URL scheme vbscript can never be allowed",
+        "p.yaml:4:42: URL scheme javascript can never be allowed",
+        "p.yaml:9:11: rule 'r': Content-Type cannot be removed: it defines how the body is read",
+        "p.yaml:11:11: rule 'r': MIME-Version cannot be removed: it defines how the body is read",
+    ]

@@ -161,12 +161,12 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    then:\n      remove_header: [X-A, content-type]\n",
-        ["6:22: rule 'r': content-type cannot be removed: it defines how the body is read"],
+        ["6:28: rule 'r': content-type cannot be removed: it defines how the body is read"],
         id="remove-content-type",
     ),
     pytest.param(
         H + "sanitize: {html: true, allowed_url_schemes: [https, JavaScript]}\n",
-        ["3:45: URL scheme javascript can never be allowed"],
+        ["3:53: URL scheme javascript can never be allowed"],
         id="javascript-scheme",
     ),
     pytest.param(

@@ -55,11 +55,11 @@ def _version(value: int) -> None:
         )
 
 
-def _schemes(values: tuple[str, ...]) -> frozenset[str]:
-    lowered = frozenset(v.lower() for v in values)
-    forbidden = sorted(lowered & FORBIDDEN_SCHEMES)
-    if forbidden:
-        raise SpecError(f"URL scheme {forbidden[0]} can never be allowed")
+def _scheme(value: str) -> str:
+    """Checked item by item, so that each refused scheme is told at its own place."""
+    lowered = value.lower()
+    if lowered in FORBIDDEN_SCHEMES:
+        raise SpecError(f"URL scheme {lowered} can never be allowed")
     return lowered
 
 
@@ -142,9 +142,10 @@ SANITIZE = Obj(
         ),
         "allowed_url_schemes": Field(
             Convert(
-                ListOf(text(pattern=_SCHEME, what="a URL scheme",
-                            schema_pattern=caseless_except(FORBIDDEN_SCHEMES, _SCHEME))),
-                _schemes,
+                ListOf(Convert(text(pattern=_SCHEME, what="a URL scheme",
+                                    schema_pattern=caseless_except(FORBIDDEN_SCHEMES, _SCHEME)),
+                               _scheme)),
+                frozenset,
             ),
             "URL schemes links and images may use (javascript/vbscript never).",
         ),

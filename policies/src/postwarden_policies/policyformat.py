@@ -78,11 +78,11 @@ def reply_code_schema(classes: str) -> JsonSchema:
     return {"anyOf": numbers + texts}
 
 
-def _header_names(values: tuple[str, ...]) -> tuple[str, ...]:
-    for name in values:
-        if name.lower() in STRUCTURAL_HEADERS:
-            raise SpecError(f"{name} cannot be removed: it defines how the body is read")
-    return values
+def _removable_header(name: str) -> str:
+    """Checked item by item, so that each refused name is told at its own place."""
+    if name.lower() in STRUCTURAL_HEADERS:
+        raise SpecError(f"{name} cannot be removed: it defines how the body is read")
+    return name
 
 
 def _added_header_name(name: str) -> str:
@@ -158,8 +158,8 @@ ACTIONS = Either(
                 "Headers to add: name -> value.",
             ),
             "remove_header": Field(
-                Convert(ListOf(text(pattern=HEADER_NAME, what="a header name", schema_pattern=(
-                    caseless_except(STRUCTURAL_HEADERS, HEADER_NAME)))), _header_names),
+                ListOf(Convert(text(pattern=HEADER_NAME, what="a header name", schema_pattern=(
+                    caseless_except(STRUCTURAL_HEADERS, HEADER_NAME))), _removable_header)),
                 "Headers to remove (every occurrence).",
             ),
             "subject_prefix": Field(
