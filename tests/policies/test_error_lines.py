@@ -120,3 +120,15 @@ def test_an_item_under_a_dash_alone_begins_at_the_dash() -> None:
     policy = load_policy_set_from_sources([("p.yaml", text.replace("[nope]", "[]")
                                             .replace("  -  # no name\n\n", "  - name: r\n"))])
     assert policy.policies[0].tests[0].where == (7, 3)
+
+
+def test_an_unquoted_glob_is_told_to_be_quoted() -> None:
+    """`*.exe` unquoted is a YAML alias: PyYAML's words alone never say so."""
+    hint = ("(a value that starts with * is read as a YAML alias, one with & as an anchor: "
+            "quote it, as in '*.exe')")
+    for condition in ("{attachment: {filename: *.exe}}", "{attachment: {filename: [*exe]}}"):
+        text = f"version: 1\nname: p\nrules:\n  - name: r\n    when: {condition}\n    then: x\n"
+        assert _issues(text)[0].endswith(hint)
+    text = "version: 1\nname: p\nrules:\n  - name: r\n    when: {sender: [@x]}\n    then: accept\n"
+    assert _issues(text) == ["p.yaml:5:21: YAML syntax error: found character '@' that cannot "
+                             "start any token (@ and ` cannot start a YAML value: quote it)"]

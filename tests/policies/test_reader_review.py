@@ -125,6 +125,8 @@ def test_dump_writes_a_yaml_1_1_line_break_as_an_escape(char: str) -> None:
 def test_a_yaml_1_1_line_break_quoted_by_a_syntax_error_is_named() -> None:
     assert issues(H + "description: &a\u2028 x\n") == [
         "3:16: YAML syntax error: expected alphabetic or numeric character, but found '\\u2028'"
+        " (a value that starts with * is read as a YAML alias, one with & as an anchor: quote "
+        "it, as in '*.exe')"
     ]
 
 

@@ -385,8 +385,23 @@ def _marked_issue(
         worded = _TOKEN.sub(lambda token: _TOKEN_WORDS[token[0]], problem)
         problem = f"{worded} (check this line's indentation)"
     if not isinstance(exc, _IntegerTooLarge):  # well-formed YAML, just a value we refuse
-        problem = f"YAML syntax error: {problem}"
+        problem = f"YAML syntax error: {problem}{_hint(exc)}"
     return _issue_at(label, mark, problem)
+
+
+_ALIAS_ERRORS = ("while scanning an alias", "while scanning an anchor")
+_RESERVED_START = re.compile(r"found character '[@`]' that cannot start any token")
+
+
+def _hint(exc: yaml.MarkedYAMLError) -> str:
+    """What the author most likely meant, where PyYAML's words do not say it: a glob
+    (``filename: *.exe``) is read as an alias, the commonest mistake in a policy file."""
+    if exc.context in _ALIAS_ERRORS or (exc.problem or "").startswith("found undefined alias"):
+        return (" (a value that starts with * is read as a YAML alias, one with & as an "
+                "anchor: quote it, as in '*.exe')")
+    if _RESERVED_START.match(exc.problem or ""):
+        return " (@ and ` cannot start a YAML value: quote it)"
+    return ""
 
 
 def _character_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> PolicyIssue:
