@@ -157,3 +157,11 @@ def test_each_header_or_scheme_refused_in_a_list_is_told_at_its_place() -> None:
         "p.yaml:9:11: rule 'r': Content-Type cannot be removed: it defines how the body is read",
         "p.yaml:11:11: rule 'r': MIME-Version cannot be removed: it defines how the body is read",
     ]
+
+
+def test_limits_when_without_a_limit_is_told_beside_an_error_in_the_condition() -> None:
+    text = "version: 1\nname: p\nlimits:\n  when: {sender: [nobody]}\n"
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        "p.yaml:4:19: expected an e-mail address, got 'nobody'",
+        "p.yaml:4:9: when without a limit to apply it to (add one, or remove when)",
+    ]

@@ -92,10 +92,17 @@ LIMITS_CONDITION: Obj = Obj(
 
 
 def _limits(values: dict[str, Any], ctx: ObjectContext) -> tuple[Limits, c.Condition | None]:
+    _check_when_alone(values, ctx)
     limits = {key: value for key, value in values.items() if key != "when"}
-    if "when" in values and not limits:  # it would scope nothing: a limit left out
-        ctx.error("when", "when without a limit to apply it to (add one, or remove when)")
     return Limits(**limits), values.get("when")
+
+
+def _check_when_alone(_: dict[str, Any], ctx: ObjectContext) -> None:
+    """A `when` that would scope nothing (no other key written) is an issue; by the keys
+    written, so that it is told beside an error in the condition too (a misspelt limit
+    is told as the unknown key it is)."""
+    if "when" in ctx.fields and isinstance(ctx.node, yaml.MappingNode) and len(ctx.node.value) == 1:
+        ctx.error("when", "when without a limit to apply it to (add one, or remove when)")
 
 
 LIMITS = Obj(
@@ -128,6 +135,7 @@ LIMITS = Obj(
     },
     _limits,
     def_name="limits",
+    check=_check_when_alone,
 )
 
 SANITIZE = Obj(
