@@ -193,3 +193,19 @@ def test_test_shows_the_failures(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "    message flags: duplicate_header, malformed",
         "0 passed, 1 failed",
     ]
+
+
+def test_an_attachment_without_a_name_is_expected_stripped_as_the_docs_say() -> None:
+    """A test author cannot guess the stand-in name: the docs give it."""
+    message = ("Content-Type: multipart/mixed; boundary=b\\n\\n--b\\nContent-Type: text/plain\\n\\n"
+               "hi\\n--b\\nContent-Type: application/x-msdownload\\n"
+               "Content-Disposition: attachment\\n\\nMZ\\n--b--\\n")
+    text = ("version: 1\nname: p\nrules:\n  - name: s\n    when: {attachment: {content_type: "
+            "application/x-msdownload}}\n    then: strip_attachment\ntests:\n  - name: t\n"
+            f"    raw: \"{message}\"\n    recipients: [c@d.test]\n    expect: accept\n"
+            "    expect_stripped: ['(unnamed)']\n")
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    assert result.passed, said(result.problems)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "policy-language.md").read_text()
+    row = next(line for line in docs.splitlines() if line.startswith("| `expect_stripped` |"))
+    assert "`(unnamed)`" in row
