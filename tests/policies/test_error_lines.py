@@ -132,3 +132,17 @@ def test_an_unquoted_glob_is_told_to_be_quoted() -> None:
     text = "version: 1\nname: p\nrules:\n  - name: r\n    when: {sender: [@x]}\n    then: accept\n"
     assert _issues(text) == ["p.yaml:5:21: YAML syntax error: found character '@' that cannot "
                              "start any token (@ and ` cannot start a YAML value: quote it)"]
+
+
+def test_a_control_character_a_yaml_escape_put_in_a_pattern_is_refused() -> None:
+    """"\\bfree\\b" in double quotes is backspaces: the rule would silently never match."""
+    text = ('version: 1\nname: p\nrules:\n  - name: r\n    when: {subject: "\\bfree\\b",'
+            ' header: {X-A: "a\\x01"}, body: "a\\tb\\r\\nc"}\n    then: reject\n')
+    assert _issues(text) == [
+        "p.yaml:5:21: rule 'r': RE2 regular expression '\\x08free\\x08' holds the control "
+        "character U+0008: a double-quoted YAML value reads \\b as it: double the backslash "
+        "(\\\\b) or quote the pattern with ' '",
+        "p.yaml:5:47: rule 'r': RE2 regular expression 'a\\x01' holds the control character "
+        "U+0001: write it as \\x01",
+    ]
+    assert _issues(text.replace('"\\bfree\\b"', "'\\bfree\\b'").replace("\\x01", "\\\\x01")) == []

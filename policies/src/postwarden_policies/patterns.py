@@ -16,6 +16,7 @@ compiled. The same pattern written twice (an alias) is compiled once.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -128,8 +129,23 @@ def _compile(source: str, what: str, shown: str) -> Pattern:
     return pattern
 
 
+# Control characters but tab and line ends: in a pattern only a YAML escape in a double-
+# quoted value puts one ("\bfree\b" is backspaces, not word boundaries), and the rule
+# would silently never match; RE2 writes one as \x08 if that is what is meant.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_YAML_ESCAPES = {"\x00": "0", "\x07": "a", "\x08": "b", "\x0b": "v", "\x0c": "f", "\x1b": "e"}
+
+
 def compile_regex(source: str) -> Pattern:
     """A user's regular expression, RE2 syntax, searched (not anchored)."""
+    if control := _CONTROL.search(source):
+        char = control.group()
+        letter = _YAML_ESCAPES.get(char)
+        fix = (f"a double-quoted YAML value reads \\{letter} as it: double the backslash "
+               f"(\\\\{letter}) or quote the pattern with ' '" if letter
+               else f"write it as \\x{ord(char):02x}")
+        raise SpecError(f"RE2 regular expression {_quoted(source)} holds the control character "
+                        f"U+{ord(char):04X}: {fix}")
     return _compile(source, "RE2 regular expression", source)
 
 
