@@ -20,6 +20,11 @@ import pytest_asyncio
 from postwarden_store import migrate_database
 
 from .fixtures.postgres import PostgresCluster, create_database, drop_database
+from .fixtures.signals import interrupt_on_termination
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    interrupt_on_termination()  # a cancelled CI job still tears the servers down
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from tests.fixtures.postfix import (  # noqa: E402
     wait_for,
 )
 from tests.fixtures.postgres import running_cluster  # noqa: E402
+from tests.fixtures.signals import interrupt_on_termination  # noqa: E402
 
 from postwarden_store import migrate_database  # noqa: E402
 
@@ -254,4 +255,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    interrupt_on_termination()
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopped everything the demo had started", file=sys.stderr)
+        sys.exit(130)
