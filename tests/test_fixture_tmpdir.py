@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.fixtures.postfix import running_postfix
 from tests.fixtures.postgres import PostgresCluster, running_cluster
 
 pytestmark = pytest.mark.postgres
@@ -57,4 +58,19 @@ def test_cluster_in_a_tmpdir_postgres_cannot_reach_says_why(
     tmp = _use(tmpdir_under / "private", monkeypatch, mode=0o700)
     with pytest.raises(RuntimeError, match=r"(?s)initdb failed.*Permission denied"):
         PostgresCluster()
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.postfix
+@pytest.mark.parametrize(("name", "reason"), [
+    ("with space", "holds white space"),
+    ("l" * 60, "longer than a unix socket's 107 bytes"),
+], ids=["space", "long"])
+def test_postfix_in_a_tmpdir_it_cannot_use_says_why(
+    tmpdir_under: Path, monkeypatch: pytest.MonkeyPatch, name: str, reason: str
+) -> None:
+    tmp = _use(tmpdir_under / name, monkeypatch)
+    with pytest.raises(RuntimeError, match=f"Postfix cannot run from .*{reason}.*TMPDIR"), \
+            running_postfix():
+        pass
     assert list(tmp.iterdir()) == []
