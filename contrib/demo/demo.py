@@ -37,6 +37,7 @@ from tests.fixtures.postfix import (  # noqa: E402
     PostfixInstance,
     SmtpResult,
     has_header,
+    require_root,
     running_postfix,
     send_message,
     wait_for,
@@ -194,6 +195,11 @@ def _step(text: str, started: float) -> None:
 
 
 def main() -> int:
+    try:
+        require_root()  # before anything starts
+    except RuntimeError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
     started = time.monotonic()
     _step("starting a throwaway PostgreSQL cluster", started)
     with running_cluster() as cluster:
