@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.postfix import wait_for
+from tests.fixtures.postfix import send_message, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.postgres, pytest.mark.postfix]
@@ -64,11 +67,20 @@ def scratch() -> Iterator[Path]:
         yield tmp
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
-def test_demo_stopped_by_a_signal_stops_what_it_started(scratch: Path, signum: int) -> None:
+@pytest.mark.parametrize(("signum", "when"), [
+    (signal.SIGTERM, "starting a private Postfix"),
+    (signal.SIGHUP, "starting a private Postfix"),
+    # While the 11 MB message goes out, the one sent after this line.
+    (signal.SIGTERM, "Executable attachments are not accepted"),
+], ids=["TERM", "HUP", "TERM-sending"])
+def test_demo_stopped_by_a_signal_stops_what_it_started(
+    scratch: Path, signum: int, when: str
+) -> None:
     demo = [sys.executable, str(REPO / "contrib" / "demo" / "demo.py")]
-    code = _interrupt_once(demo, scratch, signum, "starting a private Postfix")
+    started = time.monotonic()
+    code = _interrupt_once(demo, scratch, signum, when)
     assert code == 130
+    assert time.monotonic() - started < 45  # not a minute's wait for a reply to QUIT
     # Postfix's master leaves a moment after its stop command returns.
     wait_for(lambda: not _started_in(scratch), timeout=15)
     assert list(scratch.iterdir()) == []
@@ -87,3 +99,49 @@ def test_test_run_stopped_by_sigterm_stops_its_cluster(scratch: Path) -> None:
     _interrupt_once(pytest_run, scratch, signal.SIGTERM, "cluster started")
     assert not _started_in(scratch)  # pg_ctl stop waits for the server
     assert list(scratch.iterdir()) == []
+
+
+def test_a_transaction_interrupted_is_not_followed_by_quit() -> None:
+    """Interrupted while it waits for the reply to its message, send_message hangs up at
+    once. smtplib's own context manager said QUIT on the way out and waited for a reply
+    that never came, as the server still read the message (the demo, stopped while it
+    sent one, went on a minute later, or took the 250 for the reply to QUIT and went on
+    as if never stopped)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        heard: list[bytes] = []
+        thread = threading.Thread(target=_answer_all_but_data, args=(server, heard))
+        thread.start()
+        previous = signal.signal(signal.SIGALRM, _interrupt)
+        started = time.monotonic()
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
+            with pytest.raises(KeyboardInterrupt):
+                send_message(server.getsockname()[1], b"Subject: x\r\n\r\nhi\r\n",
+                             "a@example.org", ["b@example.net"], timeout=10)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        elapsed = time.monotonic() - started
+        thread.join(15)
+    assert elapsed < 5
+    assert b"quit" not in b"".join(heard).lower()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _answer_all_but_data(server: socket.socket, heard: list[bytes]) -> None:
+    """A server that answers every command but leaves the message after DATA unanswered,
+    keeping what it hears until the client hangs up."""
+    conn, _ = server.accept()
+    with conn:
+        conn.settimeout(15)
+        conn.sendall(b"220 scripted\r\n")
+        reader = conn.makefile("rb")
+        for line in reader:
+            if line.lower().startswith(b"data"):
+                conn.sendall(b"354 go on\r\n")
+                heard.extend(reader)  # until EOF: the client closed
+                return
+            conn.sendall(b"250 ok\r\n")
