@@ -198,6 +198,17 @@ def test_max_attachment_bytes_strips_with_its_reason() -> None:
     assert stripped(verdict) == [("sheet.xlsm", "max_attachment_bytes")]
 
 
+def test_max_attachment_bytes_holds_for_malformed_quoted_printable() -> None:
+    # Readers show "=" they cannot decode as written: 3,000 bytes, once sized as 0.
+    part = (
+        b'--B\r\nContent-Type: application/octet-stream; name="big.bin"\r\n'
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + b"=" * 3000 + b"\r\n--B--"
+    )
+    raw = PLAIN.replace(b"--B--", part)
+    verdict = run("limits: {max_attachment_bytes: 1000}\n", raw)
+    assert stripped(verdict) == [("big.bin", "max_attachment_bytes")]
+
+
 def test_rule_reason_wins_over_the_size_limit() -> None:
     verdict = run(
         "limits: {max_attachment_bytes: 1000}\nrules:\n  - name: r\n    then: strip_attachment\n",

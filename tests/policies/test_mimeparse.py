@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import re
 
@@ -121,6 +122,32 @@ def test_big_attachment_sizes_without_decoding(monkeypatch: pytest.MonkeyPatch) 
     part = parse_message(raw, ENV).parts[1]
     assert (part.decoded_size, part.detected_type) == (len(payload), "application/x-dosexec")
     assert max(decoded) < 1024  # the magic bytes come from the first few encoded lines alone
+
+
+def _qp_attachment(body: bytes) -> bytes:
+    return (
+        b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"
+        b"Content-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body + b"\r\n--x--\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "size"),
+    [
+        pytest.param(b"=" * 3000, 3000, id="equals-signs"),
+        pytest.param(b"=ZZ" * 1000, 3000, id="not-hex"),
+        pytest.param(b"=4=41" * 600, 1800, id="half-escapes"),
+        pytest.param(b"=3d=4A" * 500 + b"=\r\n=\n", 1000, id="well-formed"),
+        pytest.param(binascii.b2a_qp(b"\xff" * 2000).replace(b"\n", b"\r\n"), 2000, id="binary"),
+    ],
+)
+def test_a_quoted_printable_size_counts_a_malformed_escape_as_written(
+    body: bytes, size: int
+) -> None:
+    # Readers keep a "=" they cannot decode; a size counting every "=" as an escape let
+    # 3,000 bytes of "=" pass a 1,000-byte max_attachment_bytes as 0 bytes.
+    assert parse_message(_qp_attachment(body), ENV).parts[1].decoded_size == size
 
 
 def test_attachment_classification() -> None:

@@ -18,6 +18,12 @@ _SAMPLE = 4096  # bytes checked at each end of a regular base64 body
 HEAD_SCAN = 65_536  # encoded bytes searched at most for a part's first decoded bytes
 _B64_NOT_DATA = bytes(sorted(set(range(256)) - set(_B64_ALPHABET + b"=")))
 _BARE_CR = re.compile(rb"\r(?!\n)")
+# Quoted-printable text with a hex digit as "h" and any other byte but "=" as "x":
+# an escape readers decode is then "=hh".
+_QP_SHAPES = bytes(
+    byte if byte == 0x3D else 0x68 if byte in b"0123456789ABCDEFabcdef" else 0x78
+    for byte in range(256)
+)
 # Runs between padding decoded each on its own, at most (see _base64_runs): more than a
 # part's head holds (each takes a "="), few enough to cost milliseconds.
 _RUNS_APART = 65_536
@@ -81,10 +87,14 @@ def _regular_base64_size(raw: bytes, start: int, end: int) -> int | None:
 
 
 def qp_size(raw: bytes, start: int, end: int) -> int:
-    """Approximate decoded size of quoted-printable text: escapes and soft breaks."""
-    escapes = raw.count(b"=", start, end)
+    """Decoded size of quoted-printable text, at least what any reader decodes it to:
+    only an escape of two hex digits (either case, as readers take it) or a soft line
+    break shrinks it. A "=" readers cannot decode is kept as written ("=ZZ", "===="),
+    so a limit on the decoded size holds for malformed text too."""
+    escapes = raw[start:end].translate(_QP_SHAPES).count(b"=hh")
     soft_crlf = raw.count(b"=\r\n", start, end)
-    return max(0, end - start - 2 * escapes - soft_crlf)
+    soft_lf = raw.count(b"=\n", start, end)
+    return end - start - 2 * escapes - 3 * soft_crlf - 2 * soft_lf
 
 
 def decode_head(
