@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from postwarden_policies.headers import (
@@ -158,3 +160,13 @@ def test_encoded_words_are_decoded_as_readers_decode_them() -> None:
     mixed = "Re: =?iso-8859-1?q?caf=E9?= =?utf-8?q?_na=C3=AFve?= and =?utf-8?q?more?="
     assert decode_words(mixed, flags) == "Re: café naïve and more"
     assert not flags
+
+
+def test_a_huge_quoted_name_is_read_in_one_pass() -> None:
+    # The name on a uuencode begin line (body text, no header size limit) is read in a
+    # made-up filename="...": 20 MB took 0.6 s of CPU in the milter, now about 0.15 s.
+    name = "a" * 20_000_000 + '\\".exe'
+    started = time.process_time()
+    found = parameter_list(f'inline; filename="{name}"', set())[1]
+    assert time.process_time() - started < 0.4
+    assert found == [("filename", name.replace("\\", ""))]
