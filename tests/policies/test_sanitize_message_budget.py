@@ -11,10 +11,13 @@ from postwarden_policies.facts import Envelope, MessageFacts
 from postwarden_policies.html_cost import BUDGET, estimated_cost
 from postwarden_policies.mimeparse import parse_message
 from postwarden_policies.rewrite import HtmlOptions, RewritePlan, rewrite_body
+from postwarden_policies.sanitizer_process import ISOLATE_CHARS
 from postwarden_policies.verdicts import HtmlSanitized
 
 PLAN = RewritePlan(strip=(), sanitize_html=HtmlOptions("keep", frozenset({"https"})))
 COSTLY_PART = ("</form><ul>" * 6_000)[: 64 * 1024]  # cleaned in process: 60 ms of nh3
+# Cleaned, and estimated, in a child: 40 ms of nh3.
+ISOLATED_PART = "<p>x</p>" * 3000 + ("</form><ul>" * 6_000)[:44_000]
 NOTICE = (("too_complex", 1),)
 
 
@@ -41,6 +44,15 @@ def test_parts_past_the_message_budget_get_the_notice() -> None:
     assert NOTICE not in removed[:fit]
     assert removed[fit:] == [NOTICE] * 3
     assert _removed(facts) == removed  # the next message has a budget of its own
+
+
+def test_parts_estimated_in_a_child_count_against_the_message_budget() -> None:
+    cost = estimated_cost(ISOLATED_PART.lower(), BUDGET)
+    assert len(ISOLATED_PART) > ISOLATE_CHARS and cost <= BUDGET
+    fit = sanitize.MESSAGE_BUDGET // cost
+    removed = _removed(_message([ISOLATED_PART] * (fit + 1) + [COSTLY_PART]))
+    assert NOTICE not in removed[:fit]
+    assert removed[fit:] == [NOTICE] * 2
 
 
 def test_an_ordinary_part_after_the_costly_ones_is_still_cleaned() -> None:

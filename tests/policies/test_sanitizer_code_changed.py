@@ -26,6 +26,7 @@ from postwarden_policies import (
     sanitizer_process,
 )
 from postwarden_policies.html_allowlist import HtmlOptions
+from postwarden_policies.html_cost import BUDGET
 from postwarden_policies.sanitize import sanitize_html
 from postwarden_policies.sanitizer_process import (
     ISOLATE_CHARS,
@@ -35,7 +36,7 @@ from postwarden_policies.sanitizer_process import (
 )
 from tests.fixtures.processes import running
 
-HANDLER = "postwarden_policies.sanitize:clean_with_nh3"
+HANDLER = "postwarden_policies.sanitize:sanitized_part"  # the one sanitize starts
 OPTIONS = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
 COPIES = ISOLATE_CHARS // 10
 LARGE_HTML = '<p onclick="x">a</p>' * COPIES  # twice ISOLATE_CHARS: cleaned in a child
@@ -49,8 +50,8 @@ def _rename_the_handler(package: Path) -> None:
     """The reviewer's case: the function the parent names is gone in the new version."""
     module = package / "sanitize.py"
     source = module.read_text()
-    assert "def clean_with_nh3(" in source
-    module.write_text(source.replace("clean_with_nh3", "clean_html_with_nh3"))
+    assert "def sanitized_part(" in source
+    module.write_text(source.replace("sanitized_part", "sanitized_html_part"))
 
 
 def _add_a_comment(package: Path) -> None:
@@ -154,7 +155,7 @@ def test_the_refusal_is_told_from_a_crash(
     monkeypatch.setattr(sanitizer_process, "_on_disk", lambda: sanitizer_process.FINGERPRINT)
     processes: SanitizerProcesses = SanitizerProcesses(HANDLER, max_children=1)
     with pytest.raises(SanitizerCodeChanged, match="is not the code this process runs") as got:
-        processes.run((LARGE_HTML, "keep", OPTIONS.allowed_url_schemes, True))
+        processes.run((LARGE_HTML, "keep", OPTIONS.allowed_url_schemes, BUDGET))
     assert not isinstance(got.value, ChildFailed)
     assert processes._idle == [] and processes._children == set()
     refused = int(str(got.value).split()[2])  # "sanitizer child PID refused ..."

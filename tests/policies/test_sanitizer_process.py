@@ -20,7 +20,7 @@ import pytest
 
 from postwarden_policies import Envelope, evaluate_message, load_policy_set_from_sources, sanitize
 from postwarden_policies.html_allowlist import HtmlOptions
-from postwarden_policies.html_cost import too_costly
+from postwarden_policies.html_cost import BUDGET, too_costly
 from postwarden_policies.sanitize import DEADLINE, sanitize_html
 from postwarden_policies.sanitizer_process import (
     ISOLATE_CHARS,
@@ -34,6 +34,7 @@ from tests.fixtures.processes import running
 
 OPTIONS = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
 HANDLER = "postwarden_policies.sanitize:clean_with_nh3"
+SANITIZE_HANDLER = "postwarden_policies.sanitize:sanitized_part"  # the one sanitize starts
 STRIP = HtmlOptions("strip", OPTIONS.allowed_url_schemes)
 # Misjudged by the guard, quadratic in nh3's tree builder; the handler makes it need nh3.
 SLOW_UNIT = "<div></a><a>"
@@ -49,7 +50,7 @@ def use_children(monkeypatch: pytest.MonkeyPatch) -> Iterator[UseChildren]:
     """sanitize's children made as a test asks (another handler, a shorter limit)."""
     made: list[SanitizerProcesses] = []
 
-    def use(handler: str = HANDLER, **settings: Any) -> SanitizerProcesses:
+    def use(handler: str = SANITIZE_HANDLER, **settings: Any) -> SanitizerProcesses:
         made.append(SanitizerProcesses(handler, **settings))
         monkeypatch.setattr(sanitize, "_CHILDREN", made[-1])
         return made[-1]
@@ -88,6 +89,19 @@ def test_a_stopped_child_is_killed_and_replaced(quick_limit: SanitizerProcesses)
                                             (("@onclick", ISOLATE_CHARS // 10),))
     [child] = quick_limit._idle
     assert running(child.pid)
+
+
+def test_a_part_for_a_child_is_estimated_there_not_in_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The estimate is a Python pass over every tag: 20 MB of "<a x=1 x=1 ..." took it
+    # 5 s of CPU, holding the milter's GIL, before nh3 (1 s) ran in a child anyway.
+    estimated: list[int] = []
+    monkeypatch.setattr(sanitize, "estimated_cost", lambda folded, stop: estimated.append(stop))
+    html = '<p onclick="x">hello</p>' * (ISOLATE_CHARS // 10)
+    assert sanitize_html(html, OPTIONS) == ("<p>hello</p>" * (ISOLATE_CHARS // 10),
+                                            (("@onclick", ISOLATE_CHARS // 10),))
+    assert estimated == []
 
 
 def test_the_killed_child_is_gone() -> None:
@@ -226,7 +240,8 @@ def test_a_message_no_child_came_free_for_is_deferred(
     # The message's deadline leaves time to parse it and reach the sanitizer under load
     # (else its part is "too slow", a notice), and ends well before the busy request's.
     children = use_children(max_children=1, time_limit=4.0)
-    busy = threading.Thread(target=children.run, args=(SLOW_REQUEST,))
+    slow = (SLOW_HTML, "keep", OPTIONS.allowed_url_schemes, BUDGET)  # for sanitized_part
+    busy = threading.Thread(target=children.run, args=(slow,))
     busy.start()
     wait_for(lambda: children._children, 5)  # the busy one has its child
     policy_set = load_policy_set_from_sources(

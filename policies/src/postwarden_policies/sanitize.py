@@ -113,7 +113,7 @@ def _on_foreign_thread() -> bool:
 
 _FILTER_THREADS = _filter_threads()
 # Where parts over ISOLATE_CHARS are cleaned, started on first use.
-_CHILDREN: SanitizerProcesses[_Cleaned] | None = None
+_CHILDREN: SanitizerProcesses[tuple[int, _Sanitized]] | None = None
 _CHILDREN_LOCK = threading.Lock()
 # When the caller stops waiting for this message (a time.monotonic() value): a part in
 # a child is given no longer, and a part after it none. The milter sets it per message;
@@ -322,33 +322,30 @@ def sanitize_html(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str
 
 
 def _clean(html: str, options: HtmlOptions) -> tuple[str, tuple[tuple[str, int], ...]]:
-    folded = html.lower()
     spent = _spent.get()
     left = BUDGET if spent is None else min(BUDGET, MESSAGE_BUDGET - spent.cost)
-    cost = estimated_cost(folded, left)
-    if cost > left:  # nh3 cannot be stopped once it runs
+    request = (html, options.remote_images, options.allowed_url_schemes, left)
+    deadline = DEADLINE.get()
+    cost: int
+    done: _Sanitized
+    if deadline is not None and time.monotonic() >= deadline:
+        cost, done = 0, "too_slow"  # the message's time is up: its parts are not worth starting
+    elif len(html) <= ISOLATE_CHARS:
+        cost, done = sanitized_part(*request, clean=_clean_here)
+    else:
+        cost, done = _sanitized_in_child(request)
+    if done == "too_costly":
         log.warning("%s; replaced with a notice", _TOO_COSTLY if left == BUDGET else
                     "this HTML part would take the message's parts past the sanitizer's "
                     "time for one message")
         return removed_whole("too_complex")
     if spent is not None:
         spent.cost += cost
-    filtered = _needs_filter(folded, options)
-    request = (html, options.remote_images, options.allowed_url_schemes, filtered)
-    deadline = DEADLINE.get()
-    done: _Cleaned
-    if deadline is not None and time.monotonic() >= deadline:
-        done = "too_slow"  # the message's time is up: its parts are not worth starting
-    elif len(html) <= ISOLATE_CHARS:
-        done = _clean_here(*request)
-    else:
-        done = _clean_in_child(request)
     if isinstance(done, str):
         removed, level, message = _FAILURES[done]
         log.log(level, "%s; replaced with a notice", message)
         return removed_whole(removed)
-    clean, dropped = done
-    return clean, _removed(folded, clean.lower(), dropped)
+    return done
 
 
 _TOO_COSTLY = ("an HTML part would hold the sanitizer too long (nested too deep, formatting "
@@ -365,6 +362,8 @@ _FAILURES = {
                  "what the message had left)"),
 }
 _Cleaned = tuple[str, Counter[str]] | str  # the clean HTML and what the filter dropped, or why not
+# The clean HTML and what went away, or why not (a key of _FAILURES, or "too_costly").
+_Sanitized = tuple[str, tuple[tuple[str, int], ...]] | str
 
 
 def _clean_here(html: str, remote_images: str, schemes: frozenset[str],
@@ -392,20 +391,41 @@ def clean_with_nh3(html: str, remote_images: str, schemes: frozenset[str],
         return "panic"
 
 
-def _clean_in_child(request: tuple[str, str, frozenset[str], bool]) -> _Cleaned:
+def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left: int,
+                   clean: Callable[[str, str, frozenset[str], bool], _Cleaned] = clean_with_nh3,
+                   ) -> tuple[int, _Sanitized]:
+    """The part's estimated cost and, unless that is past ``left`` ("too_costly"), what
+    ``clean`` gives with what went away: the work of a sanitizer child on a part over
+    ISOLATE_CHARS (the estimate too, a pass over every tag that takes seconds of CPU on
+    megabytes: in the milter it would hold the GIL), of this process on a smaller one."""
+    folded = html.lower()
+    cost = estimated_cost(folded, left)
+    if cost > left:  # nh3 cannot be stopped once it runs
+        return cost, "too_costly"
+    done = clean(html, remote_images, schemes,
+                 _needs_filter(folded, HtmlOptions(remote_images, schemes)))
+    if isinstance(done, str):
+        return cost, done
+    cleaned, dropped = done
+    return cost, (cleaned, _removed(folded, cleaned.lower(), dropped))
+
+
+def _sanitized_in_child(request: tuple[str, str, frozenset[str], int]) -> tuple[int, _Sanitized]:
+    """What :func:`sanitized_part` gives in a child; a part the child gave no answer for
+    is charged all it had left (``request[3]``): its cost is unknown, and it took time."""
     global _CHILDREN  # noqa: PLW0603
     with _CHILDREN_LOCK:
         if _CHILDREN is None:
-            _CHILDREN = SanitizerProcesses(f"{__name__}:clean_with_nh3")
+            _CHILDREN = SanitizerProcesses(f"{__name__}:sanitized_part")
             atexit.register(_CHILDREN.close)
         children = _CHILDREN
     try:
-        done: _Cleaned | None = children.run(request, DEADLINE.get())
+        done: tuple[int, _Sanitized] | None = children.run(request, DEADLINE.get())
     except ChildFailed as exc:  # maybe the part's doing: retried, it would kill the next
         # child, and the next. SanitizerBusy and SanitizerCodeChanged are not: they go up.
         log.error("%s", exc)
-        return "child_failed"
-    return "too_slow" if done is None else done
+        return request[3], "child_failed"
+    return (request[3], "too_slow") if done is None else done
 
 
 def _filtered_clean(cleaner: nh3.Cleaner, html: str) -> tuple[str, Counter[str]]:

@@ -5,7 +5,8 @@ models its tree builder only as far as shapes have been found: one it misjudges
 (``<div></a><a>`` repeated to 200 KB: 0.36 s) holds the thread that called it, and
 the more text, the longer. So HTML over :data:`ISOLATE_CHARS` is cleaned in a child
 process, killed when it has not answered within :data:`TIME_LIMIT_SECONDS`; no part
-holds the filter longer, whatever the model says. Smaller HTML stays in process: the
+holds the filter longer, whatever the model says. The model's estimate runs there too:
+a pass over every tag in Python, seconds of CPU on megabytes. Smaller HTML stays in process: the
 round trip costs more than nh3 spends on it, and a misjudged shape that small costs
 tens of milliseconds.
 
