@@ -38,6 +38,7 @@ from postwarden_admin_api.send.syslogline import LogLine, split_line
 from postwarden_store import create_pool
 from tests.conftest import PgServer
 from tests.fixtures.submissions import ROOMY, submission
+from tests.memory import peak_of
 
 
 def delivery(line: str) -> DeliveryEvent | None:
@@ -172,6 +173,23 @@ def test_a_line_cut_short_takes_its_status_from_postfix_not_the_reply() -> None:
     assert event.reply == "host said: 450 mailbox busy status=bounced"
 
 
+
+
+@pytest.mark.parametrize("rest", [
+    pytest.param("to=<" + "a" * 1_000_000, id="address"),
+    pytest.param('to=<"' + "a\\>" * 300_000, id="quoted-address"),
+    pytest.param("to=<a@b>, " + "relay=x, " * 100_000, id="fields"),
+])
+def test_a_long_line_is_parsed_in_memory_of_its_size(rest: str) -> None:
+    # Up to maillog.MAX_READ (4 MiB) is parsed as one line: sre kept a backtracking
+    # point a character of the address or the fields, 150 MB for 1 MB, 700 MB for 4 MB.
+    event, peak = peak_of(lambda: delivery(PREFIX + rest))
+    assert event is None and peak < 4 * len(rest)
+
+
+def test_the_status_is_the_first_one_postfix_wrote() -> None:
+    event = delivery(PREFIX + "to=<a@b>, relay=x, status= (x), status=sent (250 ok)")
+    assert event is None
 
 
 WHOLE = "Nov 23 15:12:49 mx postfix/{program}[4242]: 4Wq1Zk3sZnz9vBQ: "
