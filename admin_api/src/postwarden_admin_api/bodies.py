@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import math
 import re
@@ -246,10 +247,22 @@ def _storable(value: Any) -> bool:
     return True
 
 
+# Unknown fields named in a 422; any more are counted in one last entry.
+MAX_UNKNOWN_LISTED = 20
+
+
 def unknown_fields(data: Mapping[str, Any], known: Collection[str]) -> list[dict[str, Any]]:
-    """A problem for each field of ``data`` not in ``known``, by name: a misspelt optional
-    field would otherwise be dropped unseen."""
-    return [{"field": name, "message": "unknown field"} for name in sorted(data.keys() - known)]
+    """A problem for each field of ``data`` not in ``known``, by name (the first
+    MAX_UNKNOWN_LISTED in the body, sorted, cut to SHOWN_KEY characters; then one entry
+    counting the rest): a misspelt optional field would otherwise be dropped unseen. A
+    body of a million keys was answered in 51 MB, sorted and written on the event loop."""
+    unknown = (name for name in dict.fromkeys(data) if name not in known)  # form data: once
+    listed = sorted(itertools.islice(unknown, MAX_UNKNOWN_LISTED))
+    problems: list[dict[str, Any]] = [
+        {"field": name[:SHOWN_KEY], "message": "unknown field"} for name in listed]
+    if more := sum(1 for _ in unknown):
+        problems.append({"message": f"{more} more unknown fields", "more": more})
+    return problems
 
 
 def decimal(text: str) -> int | None:
