@@ -21,6 +21,7 @@ import asyncpg
 from aiohttp import web
 
 from .addresses import AddressError, sender_pattern
+from .bodies import unknown_fields
 from .periodic import DB_ERRORS
 from .secrets import Keyring
 
@@ -99,18 +100,21 @@ def _check(name: str, value: Any) -> tuple[Any, str | None]:
         return None, "expected addresses such as user@example.com or *@example.com"
 
 
+_NAMES = frozenset(FIELDS) | frozenset(SECRET_SETTINGS)  # every setting a PUT may name
+
+
 def validate_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Converted values and the list of every problem (field, code, message)."""
+    """Converted values and the list of every problem (field, code, message); unknown
+    names as :func:`~.bodies.unknown_fields` lists them."""
     converted: dict[str, Any] = {}
-    problems: list[dict[str, Any]] = []
-    for name, value in changes.items():
+    problems = unknown_fields(changes, _NAMES)
+    for name in [name for name in changes if name in _NAMES]:  # as the body names them
+        value = changes[name]
         if name in SECRET_SETTINGS:
             if value is not None and (not isinstance(value, str) or not value):
                 problems.append({"field": name, "message": "expected a non-empty string"})
             else:
                 converted[name] = value
-        elif name not in FIELDS:
-            problems.append({"field": name, "message": "unknown setting"})
         elif value is None:
             converted[name] = None  # back to the default
         else:
