@@ -330,6 +330,19 @@ def test_an_attachment_s_unknown_key_is_named_with_its_other_problems() -> None:
         ("attachments[0].content", "not valid base64")]
 
 
+def test_many_unknown_keys_are_named_twenty_at_most() -> None:
+    # A send key's body of a million unknown keys (13 MB) was answered with a million
+    # details (51 MB); an attachment's the same, twenty times over.
+    many = {f"x{i:06d}": 0 for i in range(100_000)}
+    item = {"filename": "a.txt", "content_type": "text/plain", "content": "", **many}
+    error = refusal(attachments=[item], **many)
+    fields = [(d["field"], d["message"]) for d in error.details]
+    assert fields[:20] == [(f"x{i:06d}", "unknown field") for i in range(20)]
+    assert fields[20] == ("body", "99980 more unknown fields")
+    assert fields[21] == ("attachments[0].x000000", "unknown field")
+    assert fields[41:] == [("attachments[0]", "99980 more unknown fields")]
+
+
 def test_a_sender_header_must_be_allowed_too() -> None:
     with pytest.raises(ApiError) as caught:
         parse_request(

@@ -8,7 +8,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
@@ -251,17 +251,28 @@ def _storable(value: Any) -> bool:
 MAX_UNKNOWN_LISTED = 20
 
 
-def unknown_fields(data: Mapping[str, Any], known: Collection[str]) -> list[dict[str, Any]]:
-    """A problem for each field of ``data`` not in ``known``, by name (the first
-    MAX_UNKNOWN_LISTED in the body, sorted, cut to SHOWN_KEY characters; then one entry
-    counting the rest): a misspelt optional field would otherwise be dropped unseen. A
-    body of a million keys was answered in 51 MB, sorted and written on the event loop."""
+def unknown_names(data: Iterable[str], known: Collection[str]) -> tuple[list[str], int]:
+    """The names in ``data`` not in ``known`` to list (the first MAX_UNKNOWN_LISTED, sorted,
+    cut to SHOWN_KEY characters), and how many more there are: a body of a million keys
+    was answered in 51 MB, sorted and written on the event loop."""
     unknown = (name for name in dict.fromkeys(data) if name not in known)  # form data: once
     listed = sorted(itertools.islice(unknown, MAX_UNKNOWN_LISTED))
+    return [name[:SHOWN_KEY] for name in listed], sum(1 for _ in unknown)
+
+
+def more_unknown(more: int) -> str:
+    return f"{more} more unknown fields"
+
+
+def unknown_fields(data: Mapping[str, Any], known: Collection[str]) -> list[dict[str, Any]]:
+    """A problem for each field of ``data`` not in ``known`` (:func:`unknown_names`), by
+    name, then one counting those not named: a misspelt optional field would otherwise
+    be dropped unseen."""
+    listed, more = unknown_names(data, known)
     problems: list[dict[str, Any]] = [
-        {"field": name[:SHOWN_KEY], "message": "unknown field"} for name in listed]
-    if more := sum(1 for _ in unknown):
-        problems.append({"message": f"{more} more unknown fields", "more": more})
+        {"field": name, "message": "unknown field"} for name in listed]
+    if more:
+        problems.append({"message": more_unknown(more), "more": more})
     return problems
 
 

@@ -30,6 +30,7 @@ from postwarden_admin_api.addresses import (
     parse_mailbox,
     shows_another_address,
 )
+from postwarden_admin_api.bodies import more_unknown, unknown_names
 from postwarden_policies.entityheaders import BIDI_OVERRIDE
 
 from . import attachments
@@ -143,6 +144,16 @@ class _Reader:
         self.problems: list[FieldProblem] = []
         self.sender_header: Mailbox | None = None  # the Sender header, once it parsed
         self.sender_field = "headers.Sender"  # its field, named as the request names it
+
+    def unknown(self, data: dict[str, Any], known: frozenset[str], prefix: str = "") -> None:
+        """A problem for each field of ``data`` not in ``known`` (named after ``prefix``), as
+        :func:`~postwarden_admin_api.bodies.unknown_names` lists them; the rest counted in
+        one more, on the object (``prefix`` without its dot, "body" at the top)."""
+        listed, more = unknown_names(data, known)
+        for name in listed:
+            self.problem(prefix + name, Refusal.INVALID_FIELD, "unknown field")
+        if more:
+            self.problem(prefix.rstrip(".") or "body", Refusal.INVALID_FIELD, more_unknown(more))
 
     def problem(self, name: str, refusal: Refusal, detail: str) -> None:
         self.problems.append(FieldProblem(name, refusal, detail))
@@ -275,8 +286,7 @@ class _Reader:
         if not isinstance(item, dict):
             self.problem(where, Refusal.INVALID_FIELD, "expected filename, content_type, content")
             return None
-        for unknown in sorted(set(item) - ATTACHMENT_FIELDS):
-            self.problem(f"{where}.{unknown}", Refusal.INVALID_FIELD, "unknown field")
+        self.unknown(item, ATTACHMENT_FIELDS, f"{where}.")
         filename = self.string(f"{where}.filename", item.get("filename"))
         ctype = self.string(f"{where}.content_type", item.get("content_type"))
         encoded = self.string(f"{where}.content", item.get("content"))
@@ -366,8 +376,7 @@ def parse_request(
         raise refuse([*found, not_object])
     reader = _Reader(read_fields(body), caps)
     reader.problems.extend(found)
-    for unknown in sorted(set(body) - FIELDS):
-        reader.problem(unknown, Refusal.INVALID_FIELD, "unknown field")
+    reader.unknown(body, FIELDS)
     sender = reader.sender()
     if sender is not None and not sender_allowed(sender):
         reader.problem("from", Refusal.SENDER_NOT_ALLOWED, "not an allowed sender for this key")
