@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from postwarden_policies import client_ip
+from postwarden_policies import client_ip, conditions
 from postwarden_policies.conditions import MatchInput
 
 from .policy_helpers import attachment, facts, html_part, rule_policy
@@ -367,3 +367,17 @@ def test_attachments_selected(when: str, selected: set[int]) -> None:
 def test_client_ip_has_one_form_for_rules_and_audit(given: str | None, address: str | None) -> None:
     found = client_ip(given)
     assert (None if found is None else str(found)) == address
+
+
+def test_a_rule_looks_at_each_recipient_domain_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A thousand recipients at one deep domain: each rule walked its labels a thousand
+    # times (100 rules, 120 labels: 2.7 s of the milter's CPU).
+    looked: list[object] = []
+    contains = conditions.DomainSet.__contains__
+    monkeypatch.setattr(conditions.DomainSet, "__contains__",
+                        lambda self, domain: looked.append(domain) or contains(self, domain))
+    deep = ".".join(["a"] * 120) + ".corp.example"
+    recipients = (*(f"user{i}@{deep}" for i in range(1000)), "b@x.d.example")
+    condition = rule_policy("recipient_domain: ['.d.example']").enforced_rules[0].when
+    assert condition.match(MatchInput.of(facts(recipients=recipients))) is not None
+    assert looked == [deep, "x.d.example"]
