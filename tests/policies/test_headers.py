@@ -169,10 +169,10 @@ def test_a_long_quoted_name_with_a_quoted_pair_is_read_whole() -> None:
     assert found == [("filename", name.replace("\\", ""))]
 
 
-def test_a_name_after_a_million_comments_is_read_in_memory_of_its_size() -> None:
+def test_a_name_after_many_comments_is_read_in_memory_of_its_size() -> None:
     # A part's header (body to Postfix, up to MAX_FIELD_OCTETS): sre kept a backtracking
     # point a comment for the reading of Python's email package, 130 MB for 1.8 MB.
-    value = "attachment; filename=" + "(a)" * 600_000 + "x.exe"
+    value = "attachment; filename=" + "(a)" * 100_000 + "x.exe"
     found, peak = peak_of(lambda: parameter_list(value, set())[1])
-    assert found == [("filename", "(a)" * 600_000 + "x.exe"), ("filename", "x.exe")]
+    assert found == [("filename", "(a)" * 100_000 + "x.exe"), ("filename", "x.exe")]
     assert peak < 10 * len(value)
