@@ -104,3 +104,28 @@ def test_a_reload_signal_is_logged_and_stops_nothing(
     assert _answers(port)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
+
+
+BAD_CHUNKS = {
+    "chunk size not hex": b"zz\r\n{}\r\n0\r\n\r\n",
+    "no CRLF after the chunk": b"2\r\n{}XX0\r\n\r\n",
+    "chunk size overflow": b"ffffffffffffffffff\r\n",
+}
+
+
+@pytest.mark.parametrize("body", BAD_CHUNKS.values(), ids=BAD_CHUNKS.keys())
+def test_a_malformed_chunk_is_named_as_such_not_as_a_bad_header(
+    service: tuple[int, subprocess.Popen[str]], body: bytes
+) -> None:
+    # It was "the request line or a header is malformed": a client whose headers are
+    # fine looked for the fault in the wrong place.
+    port, _ = service
+    answer = _exchange(port, b"POST /api/v1/rules HTTP/1.1\r\nHost: t\r\n"
+                       b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       + body)
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer[:300]
+    error = json.loads(text)["error"]
+    assert (error["code"], error["message"]) == (
+        "bad_request", "malformed request: the chunked body is malformed "
+        "(a chunk size, extension or end)")

@@ -26,7 +26,7 @@ import os
 import signal
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong, TransferEncodingError
 from aiohttp.web_protocol import RequestHandler
 
 from postwarden_policies.systemd_notify import SystemdNotifier
@@ -38,9 +38,17 @@ KEEPALIVE_SECONDS = 75.0  # what web.run_app sets (aiohttp's handler alone keeps
 
 
 def unparsable(exc: HttpProcessingError) -> ApiError:
-    what = "a request line or header is too long" if isinstance(exc, LineTooLong) else (
-        "the request line or a header is malformed")
-    return ApiError(400, "bad_request", f"malformed request: {what}")
+    return ApiError(400, "bad_request", f"malformed request: {_fault(exc)}")
+
+
+def _fault(exc: HttpProcessingError) -> str:
+    if isinstance(exc, LineTooLong):
+        return "a request line or header is too long"
+    # aiohttp's C parser raises a bad chunk as the BadHttpMessage of a bad header: only
+    # llhttp's reason, the message's first line, names the chunk.
+    if isinstance(exc, TransferEncodingError) or "chunk" in exc.message.partition("\n")[0].lower():
+        return "the chunked body is malformed (a chunk size, extension or end)"
+    return "the request line or a header is malformed"
 
 
 class _Handler(RequestHandler):
