@@ -4,18 +4,21 @@ SIGUSR1 (the milter's reload signals) stops nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.adminapp import TEST_SECRET_KEY
+from postwarden_admin_api.context import Role
+from tests.fixtures.adminapp import TEST_SECRET_KEY, MintKey
 from tests.fixtures.ports import free_port
 from tests.fixtures.postfix import wait_for
 
@@ -31,6 +34,18 @@ UNPARSABLE = {
 def _exchange(port: int, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return data
+
+
+def _exchange_in_two(port: int, head: bytes, rest: bytes) -> bytes:
+    """The answer to ``head`` then, once the service has begun on it, ``rest``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head)
+        time.sleep(0.5)
+        conn.sendall(rest)
         data = b""
         while chunk := conn.recv(65536):
             data += chunk
@@ -129,3 +144,41 @@ def test_a_malformed_chunk_is_named_as_such_not_as_a_bad_header(
     assert (error["code"], error["message"]) == (
         "bad_request", "malformed request: the chunked body is malformed "
         "(a chunk size, extension or end)")
+
+
+async def test_a_malformed_chunk_after_the_headers_came_is_answered_at_once(
+    service: tuple[int, subprocess.Popen[str]], mint_key: MintKey
+) -> None:
+    # aiohttp made the fault a request of its own, queued behind the one whose body
+    # never ended: no answer for two minutes, then 408 "did not arrive in time".
+    port, _ = service
+    key = await mint_key(Role.ADMIN)
+    head = (b"POST /api/v1/rules HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nAuthorization: Bearer " + key.encode() + b"\r\n\r\n")
+    started = time.monotonic()
+    answer = await asyncio.to_thread(_exchange_in_two, port, head, b"2\r\n{}XX0\r\n\r\n")
+    assert time.monotonic() - started < 5
+    first, _, text = answer.partition(b"\r\n\r\n")
+    assert first.split(b" ", 2)[1] == b"400", answer[:300]
+    assert b"Connection: close" in first
+    error = json.loads(text)["error"]  # one answer, to the one request sent
+    assert error["message"] == ("malformed request: the chunked body is malformed "
+                                "(a chunk size, extension or end)")
+    assert _answers(port)
+
+
+def test_a_malformed_chunk_after_a_refusal_is_no_error_in_the_log(
+    service: tuple[int, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    # Refused (no key) while its body came: the bad chunk met aiohttp reading the rest
+    # of that body, where it was logged at ERROR as an unhandled exception.
+    port, proc = service
+    head = (b"POST /api/v1/rules HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n")
+    answer = _exchange_in_two(port, head, b"zz\r\n")
+    assert answer.split(b" ", 2)[1] == b"401", answer[:300]
+    assert _answers(port)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    log = (tmp_path / "stderr").read_text()
+    assert "Traceback" not in log and "Unhandled" not in log, log

@@ -12,8 +12,9 @@ of fault only, and the log line names the client and the fault's kind, not
 its text.
 
 aiohttp offers no setting for its request handler class, so :class:`_Runner`
-builds the server itself (``_make_server`` and the server's ``_loop`` and
-``_kwargs`` are aiohttp internals);
+builds the server itself (``_make_server``, the server's ``_loop`` and
+``_kwargs``, the handler's ``_messages``, ``_handle_request`` and ``_ErrInfo`` are
+aiohttp internals);
 ``tests/admin_api/test_httpserver.py`` fails if an aiohttp upgrade moves them.
 """
 
@@ -24,10 +25,12 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import StreamReader, web
+from aiohttp.helpers import set_exception
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong, TransferEncodingError
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from postwarden_policies.systemd_notify import SystemdNotifier
 
@@ -41,6 +44,10 @@ def unparsable(exc: HttpProcessingError) -> ApiError:
     return ApiError(400, "bad_request", f"malformed request: {_fault(exc)}")
 
 
+def log_unparsable(request: web.BaseRequest, exc: HttpProcessingError) -> None:
+    log.info("unparsable HTTP request from %s (%s)", request.remote, type(exc).__name__)
+
+
 def _fault(exc: HttpProcessingError) -> str:
     if isinstance(exc, LineTooLong):
         return "a request line or header is too long"
@@ -52,12 +59,47 @@ def _fault(exc: HttpProcessingError) -> str:
 
 
 class _Handler(RequestHandler):
+    _body: StreamReader | None = None  # the last request's body, which the parser feeds
+    _answered: StreamReader | None = None  # the body of the last request answered
+
+    def data_received(self, data: bytes) -> None:
+        """aiohttp's own, but a fault the parser meets in a body it has begun to hand on
+        (a bad chunk after the headers came) fails the reading of that body. aiohttp
+        made it a request of its own, answered after the one whose body never ends:
+        that one waited for more of it (two minutes, then 408), the client for an answer."""
+        queued = len(self._messages)
+        super().data_received(data)
+        for message, body in list(self._messages)[queued:]:
+            if isinstance(message, _ErrInfo) and self._body is not None and (
+                    not self._body.is_eof()):
+                self._messages.pop()  # the last: the parser stops at a fault
+                self._end_body(self._body, message.exc)
+                return
+            self._body = body
+
+    def _end_body(self, body: StreamReader, fault: BaseException) -> None:
+        # A body answered already is only read to its end (aiohttp lingers over it):
+        # the fault there would be logged as an unhandled exception.
+        if body is not self._answered:
+            set_exception(body, fault)  # its handler's read raises it
+        body.feed_eof()  # nothing more to read: no lingering after the answer
+        self.close()  # read no further; close once the request is answered
+
+    async def _handle_request(self, request: web.BaseRequest, start_time: float | None,
+                              request_handler: Callable[[web.BaseRequest],
+                                                        Awaitable[web.StreamResponse]],
+                              ) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await super()._handle_request(request, start_time, request_handler)
+        finally:
+            self._answered = request.content
+
     def handle_error(self, request: web.BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         if not isinstance(exc, HttpProcessingError):
             return super().handle_error(request, status, exc, message)
-        log.info("unparsable HTTP request from %s (%s)", request.remote, type(exc).__name__)
+        log_unparsable(request, exc)
         error = unparsable(exc)
         response = web.json_response(error.body(), status=error.status)
         response.force_close()  # the rest of the stream cannot be trusted either

@@ -40,6 +40,7 @@ from .auth import (
 )
 from .context import PRINCIPAL, PUBLIC_PATHS, REQUEST_ID_FORM, SETTINGS, allowed_roles
 from .errors import ApiError, ValidationFailed
+from .httpserver import log_unparsable, unparsable
 from .metrics import METRICS
 from .ratelimit import LIMITER, Quota
 from .runtime_settings import RUNTIME
@@ -157,8 +158,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             503, "secret_key_not_configured",
             "no secret key is configured, so secret values cannot be stored",
         ))
-    except HttpProcessingError:  # a malformed body part or header met while reading
-        return _error_response(request, ApiError(400, "bad_request", "malformed request"))
+    except HttpProcessingError as exc:  # a malformed body part met while reading
+        log_unparsable(request, exc)
+        response = _error_response(request, unparsable(exc))
+        response.force_close()  # the rest of the stream cannot be trusted
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
