@@ -8,6 +8,7 @@ import base64
 import csv
 import datetime as dt
 import io
+import json
 import logging
 import uuid
 from typing import Any
@@ -330,3 +331,20 @@ async def test_a_path_id_is_written_in_ascii_digits_alone(
         response = await admin_client.get(f"/api/v1/webhooks/{spelt}", headers=admin)
         assert response.status == 404, spelt  # int() found the webhook
         assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_a_body_that_is_not_the_gzip_it_says_is_a_400(
+    admin_client: Client, role_keys: dict[Role, str]
+) -> None:
+    # It was a 500 internal_error with a traceback in the log.
+    body = b"this is not gzip"
+    answer = await _raw(admin_client, (
+        f"POST /api/v1/rules HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n"
+        f"Authorization: Bearer {role_keys[Role.ADMIN]}\r\nConnection: close\r\n\r\n"
+    ).encode() + body)
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer[:300]
+    assert json.loads(text)["error"] == {
+        "code": "bad_request", "details": [],
+        "message": "malformed request: the body does not decode as its Content-Encoding says"}

@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from .auth import (
     address_group,
@@ -163,6 +164,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = _error_response(request, unparsable(exc))
         response.force_close()  # the rest of the stream cannot be trusted
         return response
+    except RequestPayloadError:
+        # aiohttp's wrapping of a body that does not decode as its Content-Encoding
+        # says (gzip that is not): the client's fault, not an internal error.
+        return _error_response(request, ApiError(
+            400, "bad_request", "malformed request: the body does not decode as its "
+            "Content-Encoding says"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
