@@ -347,4 +347,5 @@ async def test_a_body_that_is_not_the_gzip_it_says_is_a_400(
     assert head.split(b" ", 2)[1] == b"400", answer[:300]
     assert json.loads(text)["error"] == {
         "code": "bad_request", "details": [],
-        "message": "malformed request: the body does not decode as its Content-Encoding says"}
+        "message": "malformed request: the body does not decode as its Content-Encoding says "
+                   "(only gzip and deflate are decoded)"}

@@ -182,3 +182,22 @@ def test_a_malformed_chunk_after_a_refusal_is_no_error_in_the_log(
     assert proc.wait(timeout=20) == 0
     log = (tmp_path / "stderr").read_text()
     assert "Traceback" not in log and "Unhandled" not in log, log
+
+
+CODINGS = {"br": b"br", "zstd": b"zstd", "deflate that is not": b"deflate"}
+
+
+@pytest.mark.parametrize("coding", CODINGS.values(), ids=CODINGS.keys())
+def test_a_body_the_service_cannot_decode_is_named(
+    service: tuple[int, subprocess.Popen[str]], coding: bytes
+) -> None:
+    # It was "the request line or a header is malformed", for a well-formed header.
+    port, _ = service
+    answer = _exchange(port, b"POST /api/v1/rules HTTP/1.1\r\nHost: t\r\n"
+                       b"Content-Type: application/json\r\nContent-Length: 2\r\n"
+                       b"Content-Encoding: " + coding + b"\r\n\r\n{}")
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer[:300]
+    assert json.loads(text)["error"]["message"] == (
+        "malformed request: the body does not decode as its Content-Encoding says "
+        "(only gzip and deflate are decoded)")

@@ -29,7 +29,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import StreamReader, web
 from aiohttp.helpers import set_exception
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong, TransferEncodingError
+from aiohttp.http_exceptions import (
+    ContentEncodingError,
+    HttpProcessingError,
+    LineTooLong,
+    TransferEncodingError,
+)
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from postwarden_policies.systemd_notify import SystemdNotifier
@@ -38,6 +43,14 @@ from .errors import ApiError
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 75.0  # what web.run_app sets (aiohttp's handler alone keeps 3630 s)
+
+
+UNDECODABLE = ("the body does not decode as its Content-Encoding says "
+               "(only gzip and deflate are decoded)")
+
+
+def undecodable() -> ApiError:
+    return ApiError(400, "bad_request", f"malformed request: {UNDECODABLE}")
 
 
 def unparsable(exc: HttpProcessingError) -> ApiError:
@@ -55,6 +68,8 @@ def _fault(exc: HttpProcessingError) -> str:
     # llhttp's reason, the message's first line, names the chunk.
     if isinstance(exc, TransferEncodingError) or "chunk" in exc.message.partition("\n")[0].lower():
         return "the chunked body is malformed (a chunk size, extension or end)"
+    if isinstance(exc, ContentEncodingError):  # br or zstd, or deflate that ends short
+        return UNDECODABLE
     return "the request line or a header is malformed"
 
 

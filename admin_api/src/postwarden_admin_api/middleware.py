@@ -41,7 +41,7 @@ from .auth import (
 )
 from .context import PRINCIPAL, PUBLIC_PATHS, REQUEST_ID_FORM, SETTINGS, allowed_roles
 from .errors import ApiError, ValidationFailed
-from .httpserver import log_unparsable, unparsable
+from .httpserver import log_unparsable, undecodable, unparsable
 from .metrics import METRICS
 from .ratelimit import LIMITER, Quota
 from .runtime_settings import RUNTIME
@@ -167,9 +167,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except RequestPayloadError:
         # aiohttp's wrapping of a body that does not decode as its Content-Encoding
         # says (gzip that is not): the client's fault, not an internal error.
-        return _error_response(request, ApiError(
-            400, "bad_request", "malformed request: the body does not decode as its "
-            "Content-Encoding says"))
+        return _error_response(request, undecodable())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
