@@ -85,6 +85,23 @@ async def test_rule_errors(admin_client: TestClient[Any, Any], admin_key: str) -
     assert (await admin_client.delete("/api/v1/rules/none", headers=headers)).status == 404
 
 
+@pytest.mark.parametrize("method, path, rule", [
+    ("post", "/api/v1/rules", 5),
+    ("patch", "/api/v1/rules/any", {"when": {}}),
+])
+async def test_every_bad_field_of_a_rule_change_is_listed_at_once(
+    admin_client: TestClient[Any, Any], admin_key: str, method: str, path: str, rule: Any
+) -> None:
+    # The comment, the rule and the position were checked one after another: each fix
+    # revealed the next problem.
+    response = await getattr(admin_client, method)(path, headers=bearer(admin_key), json={
+        "rule": rule, "comment": 7, "position": -1, "bogus": 1})
+    assert response.status == 422
+    details = (await response.json())["error"]["details"]
+    assert sorted(detail["field"] for detail in details) == [
+        "bogus", "comment", "position", "rule"]
+
+
 async def test_edits_after_a_rollback_build_on_the_active_revision(
     admin_client: TestClient[Any, Any], admin_key: str, database_url: str
 ) -> None:

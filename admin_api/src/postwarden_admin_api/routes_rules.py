@@ -93,31 +93,29 @@ def _index(rules: list[dict[str, Any]], name: str) -> int:
 
 
 def _position(data: dict[str, Any], length: int) -> int | None:
-    position = data.get("position")
-    if position is None:
-        return None
-    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= length:
+    """The change's position (its form checked by :func:`_change`), or 422 past the end."""
+    position: int | None = data.get("position")
+    if position is not None and position > length:
         raise ValidationFailed([{"field": "position", "message": f"expected 0..{length}"}])
     return position
 
 
-def _rule(data: dict[str, Any], required: bool) -> dict[str, Any] | None:
-    rule = data.get("rule")
-    if rule is None and not required:
-        return None
-    if not isinstance(rule, dict) or not isinstance(rule.get("name"), str):
-        raise ValidationFailed([{"field": "rule", "message": "expected a rule with a name"}])
-    return rule
-
-
-def _check_body(data: dict[str, Any]) -> str | None:
-    comment = data.get("comment")
+def _change(data: dict[str, Any], rule_required: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """The rule (None if absent and not required) and comment of a change; 422 listing
+    every bad field at once (it was one at a time: a fixed comment revealed a bad rule)."""
     problems = unknown_fields(data, {"rule", "position", "comment"})
+    rule, comment, position = data.get("rule"), data.get("comment"), data.get("position")
+    if (rule is not None or rule_required) and not (
+            isinstance(rule, dict) and isinstance(rule.get("name"), str)):
+        problems.append({"field": "rule", "message": "expected a rule with a name"})
     if comment is not None and (not isinstance(comment, str) or len(comment) > 1000):
         problems.append({"field": "comment", "message": "expected at most 1000 characters"})
+    if position is not None and (isinstance(position, bool) or not isinstance(position, int)
+                                 or position < 0):
+        problems.append({"field": "position", "message": "expected an integer, 0 or more"})
     if problems:
         raise ValidationFailed(problems)
-    return comment
+    return rule, comment
 
 
 async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict[str, Any]],
@@ -149,8 +147,7 @@ async def rules_list(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def rules_create(request: web.Request) -> web.Response:
     data = await read_json_object(request)
-    comment = _check_body(data)
-    rule = _rule(data, required=True)
+    rule, comment = _change(data, rule_required=True)
     assert rule is not None  # noqa: S101 - required
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies(conn)
@@ -172,8 +169,7 @@ async def rules_create(request: web.Request) -> web.Response:
 async def rules_update(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     data = await read_json_object(request)
-    comment = _check_body(data)
-    replacement = _rule(data, required=False)
+    replacement, comment = _change(data, rule_required=False)
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies(conn)
         _, rules = await _current(conn)
