@@ -287,6 +287,8 @@ async def test_key_commands_are_in_the_admin_log_as_the_api_names_them(
     # Stored as -infinity, read back naive: `keys list` then failed with a traceback.
     pytest.param("--expires-at", "0001-01-01", TIME_EXPECTED, id="year-1"),
     pytest.param("--expires-at", "9999-12-31T23:59:59-05:00", TIME_EXPECTED, id="year-10000"),
+    pytest.param("--expires-at", "2020-01-01", "must be in the future: the key would never work",
+                 id="past"),
 ])
 def test_create_refuses_what_the_api_refuses(
     option: str, value: str, problem: str, capsys: pytest.CaptureFixture[str]

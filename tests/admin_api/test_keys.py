@@ -76,6 +76,18 @@ async def test_create_reports_every_bad_field(
     assert fields == {"role", "name", "allowed_senders", "expires_at", "extra"}
 
 
+async def test_an_expiry_already_past_is_refused(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # It was 201 with a key refused from its first use (a mistyped year), nothing said.
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "auditor", "name": "late", "expires_at": past})
+    assert response.status == 422
+    assert (await response.json())["error"]["details"] == [
+        {"field": "expires_at", "message": "must be in the future: the key would never work"}]
+
+
 @pytest.mark.parametrize("role", [[], {}, ["admin"]], ids=["list", "object", "list of one"])
 async def test_a_role_that_is_no_string_is_a_field_error(
     admin_client: TestClient[Any, Any], admin_key: str, role: object

@@ -33,7 +33,7 @@ from postwarden_store import cli as store_cli
 
 from . import admin_audit
 from .app import create_app
-from .bodies import TIME_EXPECTED, decimal, parse_time
+from .bodies import decimal
 from .context import Principal, Role
 from .httpserver import serve
 from .keys import (
@@ -43,6 +43,7 @@ from .keys import (
     KeyInfo,
     allowed_sender,
     create_key,
+    key_expiry,
     key_name,
     list_keys,
     named_key_id,
@@ -88,13 +89,13 @@ def _name(text: str) -> str:
 
 
 def _expiry(text: str) -> dt.datetime:
-    """As the API reads expires_at (bodies.parse_time): without an offset it is UTC,
+    """As the API reads expires_at (keys.key_expiry): without an offset it is UTC,
     not this machine's time, and a year out of range is refused (year 1 was stored as
-    -infinity, and `keys list` then failed on it)."""
+    -infinity, and `keys list` then failed on it), a time past too."""
     try:
-        return parse_time(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: {TIME_EXPECTED}") from None
+        return key_expiry(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _grace_seconds(text: str) -> int:

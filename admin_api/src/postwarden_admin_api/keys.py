@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from .addresses import sender_pattern
+from .bodies import TIME_EXPECTED, parse_time
 from .context import Principal, Role
 
 PREFIX = "pw_"
@@ -121,6 +122,21 @@ def key_name(value: object) -> str:
     if _CONTROL.search(value):
         raise ValueError("control characters are not allowed")
     return value.strip()
+
+
+def key_expiry(text: object) -> dt.datetime:
+    """A new key's expiry as given (a time as :func:`~.bodies.parse_time` reads it) when
+    it is still to come; ValueError, its text for the admin, otherwise. A time past (a
+    year mistyped) made a key refused from its first use, with nothing said."""
+    try:
+        if not isinstance(text, str):
+            raise TypeError("not a string")
+        value = parse_time(text)
+    except (TypeError, ValueError):
+        raise ValueError(TIME_EXPECTED) from None
+    if value <= dt.datetime.now(dt.UTC):
+        raise ValueError("must be in the future: the key would never work")
+    return value
 
 
 def shown_name(name: str) -> str:

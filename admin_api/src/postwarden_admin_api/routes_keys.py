@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from . import admin_audit
-from .bodies import TIME_EXPECTED, json_ok, parse_time, read_json_object, unknown_fields
+from .bodies import json_ok, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .errors import ApiError, ValidationFailed, connection
 from .keys import (
@@ -20,6 +20,7 @@ from .keys import (
     allowed_sender,
     create_key,
     get_key,
+    key_expiry,
     key_name,
     list_keys,
     named_key_id,
@@ -64,11 +65,9 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
     raw_expiry = data.get("expires_at")
     if raw_expiry is not None:
         try:
-            if not isinstance(raw_expiry, str):
-                raise ValueError("not a string")
-            expires_at = parse_time(raw_expiry)
-        except ValueError:
-            problems.append({"field": "expires_at", "message": TIME_EXPECTED})
+            expires_at = key_expiry(raw_expiry)
+        except ValueError as exc:
+            problems.append({"field": "expires_at", "message": str(exc)})
     problems += unknown_fields(data, {"role", "name", "allowed_senders", "expires_at"})
     if problems:
         raise ValidationFailed(problems)
