@@ -91,6 +91,17 @@ def json_content(schema: Schema) -> Schema:
     return {"application/json": {"schema": schema}}
 
 
+class PerType(dict[str, Schema]):
+    """A response's schema per media type, for one whose types differ in shape (a
+    source as YAML text, or as a JSON object holding it)."""
+
+
+def _content(schema: Schema, types: tuple[str, ...]) -> Schema:
+    if isinstance(schema, PerType):
+        return {kind: {"schema": each} for kind, each in schema.items()}
+    return {kind: {"schema": schema} for kind in types}
+
+
 def param(name: str, where: str, schema: Schema, required: bool = False,
           description: str = "") -> Schema:
     found: Schema = {"name": name, "in": where, "schema": schema,
@@ -191,7 +202,7 @@ def operation(
         raise ValueError(f"{summary}: headers of a response not declared")
     types = (response_type,) if isinstance(response_type, str) else response_type
     contents: dict[int, Schema | None] = {
-        **{status: None if schema is None else {kind: {"schema": schema} for kind in types}
+        **{status: None if schema is None else _content(schema, types)
            for status, schema in responses.items()},
         **{status: json_content(error_schema(codes)) for status, codes in enumerated.items()},
     }

@@ -27,7 +27,7 @@ from .bodies import json_ok, path_int, query_int, read_body, read_json_object, u
 from .context import POOL, Role, allow, principal
 from .engine import compile_upload, off_loop
 from .errors import ApiError, ValidationFailed, connection
-from .openapi import header, json_content, operation, param, ref
+from .openapi import PerType, header, json_content, operation, param, ref
 from .revisions import (
     activate,
     active_revisions,
@@ -381,7 +381,7 @@ OPENAPI_PATHS = {
         "a revision's YAML source (format=json: metadata and source)", _READERS,
         parameters=[_REVISION, param("format", "query", {"type": "string",
                                                          "enum": list(REVISION_FORMATS)})],
-        responses={200: None},
+        responses={200: PerType({"application/yaml": _STR, "application/json": ref("Revision")})},
         headers={200: {  # with the YAML source only
             "X-Policy-Name": header("the revision's policy", {"type": "string"}, required=False),
             "X-Content-Hash": header("the source's content hash", {"type": "string"},
