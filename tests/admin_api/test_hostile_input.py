@@ -349,3 +349,19 @@ async def test_a_body_that_is_not_the_gzip_it_says_is_a_400(
         "code": "bad_request", "details": [],
         "message": "malformed request: the body does not decode as its Content-Encoding says "
                    "(only gzip and deflate are decoded)"}
+
+
+async def test_a_head_of_the_export_answers_headers_only(
+    admin_client: Client, role_keys: dict[Role, str], audited: str
+) -> None:
+    # The events went out after the headers: on a kept-alive connection the client read
+    # them as the answer to its next request.
+    answer = await _raw(admin_client, (
+        f"HEAD /api/v1/audit/export?queue_id={audited} HTTP/1.1\r\nHost: t\r\n"
+        f"Authorization: Bearer {role_keys[Role.AUDITOR]}\r\n\r\n"
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").encode())
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"application/x-ndjson" in head
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:200]
+    assert rest.endswith(b'{"status": "ok"}')

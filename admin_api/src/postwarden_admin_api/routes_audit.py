@@ -14,7 +14,7 @@ import zoneinfo
 from typing import Any
 
 import asyncpg
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from . import admin_audit
 from .audit_queries import (
@@ -81,6 +81,10 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     # Before the 200: a busy pool is a 503, an event that cannot be rendered a 500.
     lines, last = await _export_page(request, filters, None)
     await response.prepare(request)
+    if request.method == hdrs.METH_HEAD:
+        # Headers only (RFC 9110, 9.3.2): aiohttp writes what it is given, and the
+        # events sent after them were read as the connection's next answer.
+        return response
     head = [_csv_line(CSV_FIELDS)] if kind == "csv" else []
     sent = 0
     try:
