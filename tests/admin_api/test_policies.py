@@ -292,3 +292,21 @@ async def test_the_active_revision_activated_again_raises_no_event(
     finally:
         await conn.close()
     assert [row["name"] for row in raised] == ["again", "database-rules"]
+
+
+async def test_a_parameter_the_upload_or_listing_does_not_know_is_refused(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # A misspelt comment was dropped (the revision stored without its reason), a
+    # misspelt limit gave a hundred revisions.
+    response = await admin_client.post("/api/v1/policies", data=policy("misspelt").encode(),
+                                       headers={**bearer(admin_key), **YAML},
+                                       params={"commment": "why"})
+    assert response.status == 422
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == ["commment"]
+    status, _ = await upload(admin_client, admin_key, policy("misspelt"), "why")
+    assert status == 201
+    response = await admin_client.get("/api/v1/policies/misspelt/revisions",
+                                      headers=bearer(admin_key), params={"limt": "1"})
+    assert response.status == 422
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == ["limt"]

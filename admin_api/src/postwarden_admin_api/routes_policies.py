@@ -23,7 +23,15 @@ from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
 from .audit_queries import unknown_parameters
-from .bodies import json_ok, path_int, query_int, read_body, read_json_object, unknown_fields
+from .bodies import (
+    QueryProblems,
+    json_ok,
+    path_int,
+    query_int,
+    read_body,
+    read_json_object,
+    unknown_fields,
+)
 from .context import POOL, Role, allow, principal
 from .engine import compile_upload, off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -62,9 +70,14 @@ async def _source(request: web.Request) -> str:
 
 
 def _comment(request: web.Request) -> str | None:
+    # A parameter it does not know is refused: a misspelt comment (commment=why) was
+    # dropped, and the revision stored without the reason given for it.
+    problems = unknown_parameters(request.query, ("comment",))
     comment = request.query.get("comment")
     if comment is not None and len(comment) > COMMENT_MAX:
-        raise ValidationFailed([{"field": "comment", "message": f"at most {COMMENT_MAX} chars"}])
+        problems.append({"field": "comment", "message": f"at most {COMMENT_MAX} chars"})
+    if problems:
+        raise ValidationFailed(problems)
     return comment
 
 
@@ -99,7 +112,11 @@ async def policy_list(request: web.Request) -> web.Response:
 @routes.get("/api/v1/policies/{name}/revisions")
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def policy_revisions(request: web.Request) -> web.Response:
-    limit = query_int(request, "limit", 100, 1, 1000)
+    query = QueryProblems(request)
+    query.found += unknown_parameters(request.query, ("limit",))  # limt=5 listed 100
+    limit = query.read(query_int, "limit", 100, 1, 1000)
+    query.raise_any()
+    assert limit is not None  # noqa: S101 - a bad one was raised above
     async with connection(request.app[POOL]) as conn:
         found = await list_revisions(conn, request.match_info["name"], limit)
     if not found:
