@@ -216,6 +216,23 @@ async def test_policy_test_route_reports_bad_fields(
     assert fields == {"message", "client_ip", "sender", "recipients"}
 
 
+async def test_policy_test_route_refuses_a_policy_file_that_is_not_utf8(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # Its bytes were replaced: müller@ in Latin-1 became m\ufffdller@, and the verdict
+    # was that of a policy matching no sender (an upload of the file is refused).
+    form = aiohttp.FormData()
+    form.add_field("message", b"Subject: t\r\n\r\nbody\r\n", filename="m.eml")
+    form.add_field("policy", policy("latin", "m\u00fcller@evil.test").encode("latin-1"),
+                   filename="p.yaml")
+    form.add_field("sender", "someone@elsewhere.test")
+    response = await admin_client.post("/api/v1/policies/test", data=form,
+                                       headers=bearer(admin_key))
+    assert response.status == 422
+    assert (await response.json())["error"]["details"] == [
+        {"field": "policy", "message": "policy must be UTF-8"}]
+
+
 async def test_policy_test_route_refuses_a_field_it_does_not_take(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

@@ -97,7 +97,11 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
     policy = form.get("policy")
     revision = form.get("revision_id")
     if policy is not None:
-        text = policy.decode("utf-8", "replace") if isinstance(policy, bytes) else str(policy)
+        try:  # strictly, as an upload is read: replaced bytes tested another policy
+            text = policy.decode("utf-8") if isinstance(policy, bytes) else str(policy)
+        except UnicodeDecodeError:
+            problems.append({"field": "policy", "message": "policy must be UTF-8"})
+            return []
         return [("upload", text)]
     async with connection(request.app[POOL]) as conn:
         if revision is None:
