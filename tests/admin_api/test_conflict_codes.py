@@ -86,6 +86,26 @@ async def test_rollback_with_a_single_revision_is_no_previous_revision(
     assert [(r["id"], r["active"]) for r in listed["revisions"]] == [(revision, True)]
 
 
+async def test_rollback_says_why_there_is_nothing_to_roll_back_to(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # Both were 409 "no earlier revision to roll back to": for a policy never uploaded
+    # (a misspelt name), and for one deactivated that has earlier revisions.
+    response = await admin_client.post("/api/v1/policies/lonley/rollback",
+                                       headers=bearer(admin_key))
+    assert response.status == 404
+    assert await error_code(response) == "not_found"
+    await upload_and_activate(admin_client, admin_key, POLICY)
+    await upload_and_activate(admin_client, admin_key, POLICY.replace("bad@", "worse@"))
+    deactivated = await admin_client.post("/api/v1/policies/lonely/deactivate",
+                                          headers=bearer(admin_key))
+    assert deactivated.status == 200, await deactivated.text()
+    response = await admin_client.post("/api/v1/policies/lonely/rollback",
+                                       headers=bearer(admin_key))
+    assert response.status == 409
+    assert await error_code(response) == "no_active_policy"
+
+
 async def test_policy_test_against_nothing_active_is_no_active_policy(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

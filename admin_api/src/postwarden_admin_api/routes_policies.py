@@ -40,6 +40,7 @@ from .revisions import (
     activate,
     active_revisions,
     change_active_set,
+    fetch_latest,
     fetch_revision,
     list_policies,
     list_revisions,
@@ -290,9 +291,7 @@ async def policy_rollback(request: web.Request) -> web.Response:
         raise ValidationFailed(problems)
     if target is None:
         async with connection(request.app[POOL]) as conn:
-            target = await previous_revision(conn, name)
-        if target is None:
-            raise ApiError(409, "no_previous_revision", "no earlier revision to roll back to")
+            target = await _previous(conn, name)
     async with connection(request.app[POOL]) as conn:
         row = await fetch_revision(conn, target) if 0 < target < 2**63 else None
     if row is None or row["policy_name"] != name:
@@ -302,6 +301,20 @@ async def policy_rollback(request: web.Request) -> web.Response:
                        "was uploaded by hand, not written by the Rules API: roll back to one "
                        "it wrote (name it as revision_id)")
     return await _activate(request, target, "policy.rolled_back")
+
+
+async def _previous(conn: asyncpg.Connection, name: str) -> int:
+    """The revision before the active one of policy ``name``, or the reason there is none
+    (it was "no earlier revision" for a policy never uploaded, or one not active)."""
+    target = await previous_revision(conn, name)
+    if target is not None:
+        return target
+    if await fetch_latest(conn, name) is None:
+        raise ApiError(404, "not_found", "no such policy")
+    if not await active_revisions(conn, [name]):
+        raise ApiError(409, "no_active_policy", f"{name!r} is not active: name the revision "
+                       "to activate as revision_id")
+    raise ApiError(409, "no_previous_revision", "no earlier revision to roll back to")
 
 
 def _written_by_rules_api(revision: asyncpg.Record) -> bool:
