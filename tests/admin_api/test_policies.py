@@ -327,3 +327,24 @@ async def test_a_parameter_the_upload_or_listing_does_not_know_is_refused(
                                       headers=bearer(admin_key), params={"limt": "1"})
     assert response.status == 422
     assert [d["field"] for d in (await response.json())["error"]["details"]] == ["limt"]
+
+
+async def test_every_revision_of_a_policy_can_be_listed_page_by_page(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # Only the newest 1000 could be listed: the Rules API writes one per change, and
+    # an older revision's id, to roll back to, could not be found.
+    ids = [(await upload(admin_client, admin_key, policy("paged", f"s{n}@evil.test")))[1]["id"]
+           for n in range(5)]
+    listed: list[int] = []
+    params = {"limit": "2"}
+    for _ in range(5):
+        response = await admin_client.get("/api/v1/policies/paged/revisions",
+                                          headers=bearer(admin_key), params=params)
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        listed += [r["id"] for r in page["revisions"]]
+        if page["next_before"] is None:
+            break
+        params = {"limit": "2", "before": str(page["next_before"])}
+    assert listed == ids[::-1]

@@ -50,7 +50,7 @@ LIST_REVISIONS = f"""
 SELECT {REVISION_COLUMNS}
 FROM policy_revisions r
 LEFT JOIN active_policies a ON a.revision_id = r.id
-WHERE r.policy_name = $1 ORDER BY r.id DESC LIMIT $2
+WHERE r.policy_name = $1 AND r.id < $3 ORDER BY r.id DESC LIMIT $2
 """  # noqa: S608
 LIST_POLICIES = """
 SELECT r.policy_name, max(r.id) AS latest_revision, count(*) AS revisions,
@@ -134,8 +134,13 @@ async def list_policies(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     ]
 
 
-async def list_revisions(conn: asyncpg.Connection, name: str, limit: int) -> list[dict[str, Any]]:
-    return [revision_json(row) for row in await conn.fetch(LIST_REVISIONS, name, limit)]
+async def list_revisions(conn: asyncpg.Connection, name: str, limit: int,
+                         before: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    """Up to ``limit`` revisions of ``name`` older than revision ``before`` (None: from the
+    newest), newest first; and the ``before`` of the next page, None on the last."""
+    rows = await conn.fetch(LIST_REVISIONS, name, limit + 1, before or 2**63 - 1)
+    page = [revision_json(row) for row in rows[:limit]]
+    return page, page[-1]["id"] if len(rows) > limit else None
 
 
 def revision_label(revision: asyncpg.Record) -> str:

@@ -114,15 +114,19 @@ async def policy_list(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def policy_revisions(request: web.Request) -> web.Response:
     query = QueryProblems(request)
-    query.found += unknown_parameters(request.query, ("limit",))  # limt=5 listed 100
+    query.found += unknown_parameters(request.query, ("limit", "before"))  # limt=5 listed 100
     limit = query.read(query_int, "limit", 100, 1, 1000)
+    # Paged as the admin log is: the Rules API writes a revision per change, and those
+    # past the first 1000 could not be listed (nor their ids found, to roll back to).
+    before = query.read(query_int, "before", 0, 0, 2**63 - 1) or None
     query.raise_any()
     assert limit is not None  # noqa: S101 - a bad one was raised above
     async with connection(request.app[POOL]) as conn:
-        found = await list_revisions(conn, request.match_info["name"], limit)
-    if not found:
+        found, next_before = await list_revisions(conn, request.match_info["name"], limit,
+                                                  before)
+    if not found and before is None:
         raise ApiError(404, "not_found", "no such policy")
-    return json_ok({"revisions": found})
+    return json_ok({"revisions": found, "next_before": next_before})
 
 
 async def _revision(request: web.Request, name: str = "revision_id") -> Any:
@@ -378,9 +382,13 @@ OPENAPI_PATHS = {
     "/api/v1/policies/{name}/revisions": {"get": operation(
         "revisions of one policy, newest first", _READERS,
         parameters=[_NAME, param("limit", "query", {"type": "integer", "minimum": 1,
-                                                    "maximum": 1000})],
-        responses={200: {"type": "object", "required": ["revisions"], "properties": {
-            "revisions": {"type": "array", "items": ref("Revision")}}}},
+                                                    "maximum": 1000}),
+                    param("before", "query", {"type": "integer", "minimum": 1},
+                          description="a next_before: the revisions older than it")],
+        responses={200: {"type": "object", "required": ["revisions", "next_before"],
+                         "properties": {
+                             "revisions": {"type": "array", "items": ref("Revision")},
+                             "next_before": {"type": ["integer", "null"]}}}},
     )},
     "/api/v1/policies/deploy": {"post": operation(
         "activate revisions and deactivate policies as one change: the resulting set is "
