@@ -93,3 +93,13 @@ async def test_a_filter_time_whose_plus_became_a_space_says_to_write_2b(
     assert body["error"]["details"] == [{
         "field": "since",
         "message": "expected an ISO 8601 time between 1900 and 9000 (write + as %2B in a URL)"}]
+
+
+async def test_a_filter_time_in_rfc_3339_lower_case_is_read(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    # RFC 3339 allows "t" and "z" for "T" and "Z": "z" was refused as no ISO 8601 time.
+    status, body = await get_json(admin_client, auditor, "/api/v1/stats",
+                                  since="2026-10-24t22:00:00z", until="2026-10-25T00:00:00Z")
+    assert status == 200, body
+    assert body["since"] == BASE.isoformat()

@@ -304,9 +304,9 @@ PLUS_AS_SPACE = "(write + as %2B in a URL)"
 
 
 def parse_time(raw: str) -> dt.datetime:
-    """An ISO 8601 time ("Z" allowed; naive means UTC) within EARLIEST..LATEST;
-    ValueError otherwise."""
-    value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    """An ISO 8601 time ("Z" allowed, or "z" as RFC 3339 allows; naive means UTC) within
+    EARLIEST..LATEST; ValueError otherwise."""
+    value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     if not EARLIEST <= value <= LATEST:  # aware comparisons never overflow
