@@ -139,6 +139,14 @@ def _error_response(request: web.Request, error: ApiError) -> web.Response:
     return response
 
 
+def _stream_broken(request: web.Request, error: ApiError) -> web.Response:
+    """The answer to a request whose body broke off: the connection closes after it, as
+    nothing further on it can be read (a request sent next went unanswered)."""
+    response = _error_response(request, error)
+    response.force_close()
+    return response
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -161,13 +169,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         ))
     except HttpProcessingError as exc:  # a malformed body part met while reading
         log_unparsable(request, exc)
-        response = _error_response(request, unparsable(exc))
-        response.force_close()  # the rest of the stream cannot be trusted
-        return response
+        return _stream_broken(request, unparsable(exc))
     except RequestPayloadError:
         # aiohttp's wrapping of a body that does not decode as its Content-Encoding
-        # says (gzip that is not): the client's fault, not an internal error.
-        return _error_response(request, undecodable())
+        # says (gzip that is not): the client's fault, not an internal error. The parser
+        # reads no more of it; aiohttp, lingering over the rest, would meet the fault
+        # again and log it as an unhandled exception.
+        request.content.feed_eof()
+        return _stream_broken(request, undecodable())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
