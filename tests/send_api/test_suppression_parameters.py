@@ -56,3 +56,27 @@ async def test_a_detail_that_is_no_string_is_told_so(client: Client, mint_key: M
     assert response.status == 422, await response.text()
     details = (await response.json())["error"]["details"]
     assert [(d["field"], d["message"]) for d in details] == [("detail", "expected a string")]
+
+
+async def test_suppressing_and_lifting_are_in_the_admin_audit_log(
+    client: Client, mint_key: MintKey
+) -> None:
+    """An operator who stops mail to an address (or lets it go again) is named, as for
+    every other change an operator makes; a repeated suppression changes nothing."""
+    operator = await _operator(mint_key)
+    address = f"audited-{uuid.uuid4().hex[:8]}@example.org"
+    for _ in range(2):
+        added = await client.post(SUPPRESSIONS, headers=operator,
+                                  json={"address": address, "detail": "asked by phone"})
+        assert added.status in (200, 201), await added.text()
+    lifted = await client.delete(SUPPRESSIONS, headers=operator, params={"address": address})
+    assert lifted.status == 200, await lifted.text()
+    auditor = bearer(await mint_key(Role.AUDITOR))
+    entries = []
+    for action in ("suppression.added", "suppression.lifted"):
+        page = await client.get("/api/v1/admin-audit", headers=auditor,
+                                params={"action": action})
+        assert page.status == 200, await page.text()
+        entries += [e for e in (await page.json())["entries"] if e["target"] == address]
+    assert [(e["action"], e["summary"]) for e in entries] == [
+        ("suppression.added", {"detail": "asked by phone"}), ("suppression.lifted", {})]

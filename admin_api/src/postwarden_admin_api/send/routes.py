@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from postwarden_admin_api import admin_audit
 from postwarden_admin_api.addresses import AddressError, parse_mailbox
 from postwarden_admin_api.audit_queries import range_problem, unknown_parameters
 from postwarden_admin_api.bodies import (
@@ -204,10 +205,13 @@ def _new_suppression(body: dict[str, Any]) -> tuple[str, str | None]:
 @allow(Role.OPERATOR)
 async def add_suppression(request: web.Request) -> web.Response:
     address, detail = _new_suppression(await read_json_object(request))
-    async with connection(request.app[POOL]) as conn:
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         entry, created = await queries.add_suppression(
             conn, address, detail, principal(request).key_id
         )
+        if created:  # an operator stops mail to an address: who, as for the other changes
+            await admin_audit.record(conn, request, "suppression.added", address,
+                                     {"detail": detail} if detail else None)
     return json_ok(entry, status=201 if created else 200)
 
 
@@ -215,8 +219,10 @@ async def add_suppression(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def delete_suppression(request: web.Request) -> web.Response:
     address = _address(request.query.get("address"), "address", in_url=True)
-    async with connection(request.app[POOL]) as conn:
+    async with connection(request.app[POOL]) as conn, conn.transaction():
         deleted = await queries.delete_suppression(conn, address)
+        if deleted:
+            await admin_audit.record(conn, request, "suppression.lifted", address)
     if not deleted:
         raise ApiError(404, "not_found", "the address is not suppressed")
     return json_ok({"address": address, "deleted": True})
