@@ -63,6 +63,18 @@ def test_a_refused_database_is_named() -> None:
     assert "s3cret" not in result.stderr
 
 
+def test_a_missing_certificate_file_is_named() -> None:
+    # "[Errno 2] No such file or directory" said neither which file nor which setting.
+    result = _run([*ADMIN, "keys", "list"],
+                  f"postgresql://postwarden:s3cret@127.0.0.1:{free_port()}/postwarden"
+                  "?sslmode=verify-full&sslrootcert=/nonexistent/root.crt")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "postwarden-admin: database_url: cannot reach the database: a certificate or key "
+        "file it names is missing (sslrootcert, sslcert or sslkey, or PGSSLROOTCERT, "
+        "PGSSLCERT, PGSSLKEY)\n")
+
+
 @pytest.mark.postgres
 def test_a_listen_address_in_use_is_named(database_url: str) -> None:
     with socket.socket() as taken:

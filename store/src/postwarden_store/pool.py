@@ -88,5 +88,9 @@ def unreachable(exc: OSError) -> DatabaseUnreachable:
     reason = str(exc).split("\n", 1)[0]
     if not reason and isinstance(exc, TimeoutError):
         reason = f"no answer within {CONNECT_TIMEOUT:g} s"
+    elif isinstance(exc, FileNotFoundError) and exc.filename is None:
+        # asyncpg names no file: one of the TLS files the URL or PGSSL* names.
+        reason = ("a certificate or key file it names is missing (sslrootcert, sslcert or "
+                  "sslkey, or PGSSLROOTCERT, PGSSLCERT, PGSSLKEY)")
     return DatabaseUnreachable(f"database_url: cannot reach the database: "
                                f"{reason or type(exc).__name__}")
