@@ -24,10 +24,14 @@ REFUSED = [
     pytest.param({"tags": ["t" * 65]}, id="tag-too-long"),
     pytest.param({"attachments": [{**FILE, "disposition": "inline"}]}, id="attachment-extra-key"),
     pytest.param({"headers": {"X-Note": "v" * 901}}, id="header-value-too-long"),
+    pytest.param({"attachments": [{**FILE, "filename": "a" * 252 + ".txt"}]},
+                 id="filename-too-long"),
+    pytest.param({"attachments": [{**FILE, "filename": ""}]}, id="empty-filename"),
 ]
 AT_THE_LIMITS = body(
     metadata={"note": "x" * 1000, "count": 3, "ok": True, "none": None},
-    tags=["t" * 64, "a.b:c_d-e"], attachments=[FILE], headers={"X-Note": "v" * 900},
+    tags=["t" * 64, "a.b:c_d-e"], headers={"X-Note": "v" * 900},
+    attachments=[FILE, {**FILE, "filename": "a" * 251 + ".txt"}],
 )
 
 

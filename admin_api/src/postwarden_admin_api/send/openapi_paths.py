@@ -24,6 +24,7 @@ from .queries import MAX_SUPPRESSION_DETAIL, MESSAGE_STATUSES, RECIPIENT_STATUSE
 from .refusals import Refusal
 from .request_model import (
     MAX_ATTACHMENTS,
+    MAX_FILENAME,
     MAX_HEADER_VALUE,
     MAX_HEADERS,
     MAX_METADATA_BYTES,
@@ -66,7 +67,9 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
         "type": "object", "required": ["filename", "content_type", "content"],
         "additionalProperties": False,
         "properties": {
-            "filename": {"type": "string"},
+            "filename": {"type": "string", "minLength": 1, "maxLength": MAX_FILENAME,
+                         "description": "a plain file name: no /, \\, \", control "
+                                        "characters or encoded words"},
             "content_type": {"type": "string"},
             "content": {"type": "string", "contentEncoding": "base64"},
         },
