@@ -249,6 +249,26 @@ async def test_policy_test_route_refuses_a_field_it_does_not_take(
         {"field": "revison_id", "message": "unknown field"}]
 
 
+async def test_policy_test_route_tells_an_unknown_revision_with_the_other_problems(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # A 404 for the revision alone dropped the problems found in the other fields.
+    form = aiohttp.FormData()
+    form.add_field("revision_id", str(2**62))
+    form.add_field("sender", "nobody")
+    response = await admin_client.post("/api/v1/policies/test", data=form,
+                                       headers=bearer(admin_key))
+    assert response.status == 422
+    assert {d["field"] for d in (await response.json())["error"]["details"]} == {
+        "message", "sender", "revision_id"}
+    alone = aiohttp.FormData()
+    alone.add_field("message", b"Subject: t\r\n\r\nbody\r\n", filename="m.eml")
+    alone.add_field("revision_id", str(2**62))
+    response = await admin_client.post("/api/v1/policies/test", data=alone,
+                                       headers=bearer(admin_key))
+    assert response.status == 404
+
+
 async def test_concurrent_identical_uploads_store_one_revision(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

@@ -111,6 +111,9 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
             problems.append({"field": "revision_id", "message": "expected a revision id"})
             return []
         row = await fetch_revision(conn, number)
+    if row is None and problems:  # told with them, all at once
+        problems.append({"field": "revision_id", "message": "no such revision"})
+        return []
     if row is None:
         raise ApiError(404, "not_found", "no such revision")
     return [(f"{row['policy_name']}@r{row['id']}", row["source"])]
