@@ -110,6 +110,7 @@ def test_hostile_url_refused_with_reason(url: str, reason: Reason) -> None:
         "https://8.8.8.8/",
         "https://[2606:4700:4700::1111]/",
         "https://bücher.example/hook",  # IDNA name
+        "https://[64:ff9b::8.8.8.8]/",  # NAT64 of a public address: what DNS64 answers
     ],
 )
 def test_public_urls_pass(url: str) -> None:

@@ -202,6 +202,8 @@ class Guard:
             reason = _blocked_v4(inner)
             if reason is not None:
                 raise _refused(reason, f"{address} is {form} of {inner} ({reason.value})")
+            if address in _NAT64:
+                return  # DNS64's answer for an IPv4-only name: the translator reaches inner
         reason = _blocked_v6(address)
         if reason is not None:
             raise _refused(reason, f"{address} is {reason.value}")
