@@ -129,6 +129,17 @@ def test_allowed_network_opens_only_that_range() -> None:
         guard.check_url("https://localhost/")  # names stay refused whatever is allowed
 
 
+@pytest.mark.parametrize("url", ["https://0x08080808/", "https://8.8.8.8./", "https://8.8.2056/",
+                                 "https://010.8.8.8/", "https://127.1/", "https://2130706433/"])
+def test_an_address_not_written_a_b_c_d_is_refused_even_if_allowed(url: str) -> None:
+    """aiohttp will not connect to one: the endpoint was accepted, then every delivery
+    failed as "connection failed (InvalidUrlClientError)" until dead."""
+    with pytest.raises(UrlRefused) as refused:
+        Guard.from_cidrs(["127.0.0.0/8"]).check_url(url)
+    assert refused.value.reason is Reason.HOST_INVALID
+    assert "write it as" in refused.value.detail
+
+
 def test_nothing_is_allowed_by_default() -> None:
     assert Guard().allowed_networks == ()
 

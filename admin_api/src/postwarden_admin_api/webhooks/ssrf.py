@@ -7,7 +7,9 @@ Two layers, both pure:
   (``localhost``, ``*.localhost``, ``*.local``, ``*.internal``, single-label
   names that resolver search domains would expand) and literal addresses in
   any spelling (decimal, octal, hex and short IPv4 forms are normalised the
-  way ``inet_aton`` reads them, so ``0x7f.1`` is 127.0.0.1).
+  way ``inet_aton`` reads them, so ``0x7f.1`` is 127.0.0.1; such a spelling of
+  an address not blocked is refused as malformed: aiohttp connects only to an
+  IPv4 address written a.b.c.d).
 * :meth:`Guard.check_address` refuses an address in a blocked range, including
   IPv4 embedded in IPv6 (mapped, compatible, 6to4, NAT64) of a blocked range.
 
@@ -228,6 +230,7 @@ class Guard:
         address = host_address(host)
         if address is not None:
             self.check_address(address)
+            check_spelling(host, address)
         else:
             check_name(host)
         return parsed
@@ -241,6 +244,14 @@ def host_address(host: str) -> IPAddress | None:
         except ValueError:
             raise _refused(Reason.HOST_INVALID, f"{host!r} is a malformed IPv6 address") from None
     return parse_ipv4(host.rstrip(".").lower())
+
+
+def check_spelling(host: str, address: IPAddress) -> None:
+    """Refuse an IPv4 address not written as a.b.c.d: aiohttp refuses to connect to
+    ``127.1`` or ``0x08080808``, so every delivery to it would fail."""
+    if address.version == 4 and host != str(address):
+        raise _refused(Reason.HOST_INVALID, f"{host!r} is {address} written another way:"
+                       f" write it as {address}")
 
 
 def check_name(host: str) -> None:
