@@ -214,6 +214,9 @@ def test_a_template_names_the_metadata_keys_a_client_chose() -> None:
         ({"Host": "internal"}, "cannot be overridden"),
         ({"Content-Length": "1"}, "cannot be overridden"),
         ({"webhook-signature": "v1,x"}, "cannot be overridden"),
+        # a receiver in PHP (or behind CGI, WSGI) reads these as webhook-id, content-type
+        ({"Webhook_Id": "evt-1"}, "cannot be overridden"),
+        ({"Content_Type": "text/plain"}, "cannot be overridden"),
         ({"X-A": "a\r\nInjected: 1"}, "control character"),
         ({"X-A": "a\x7fb"}, "control character"),  # aiohttp would refuse it at every delivery
         ({"Bad Name": "x"}, "not a valid token"),

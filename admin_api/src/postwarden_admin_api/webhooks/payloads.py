@@ -206,7 +206,9 @@ def header_problems(headers: Any) -> list[str]:
         return [f"at most {MAX_HEADERS} headers"]
     problems = []
     for name, value in headers.items():
-        lowered = name.lower()
+        # PHP, CGI and WSGI read "_" as "-" (both are HTTP_WEBHOOK_SIGNATURE), so
+        # Webhook_Signature would stand in for the signature a receiver checks.
+        lowered = name.lower().replace("_", "-")
         if not _TOKEN.match(name):
             problems.append(f"header name {name[:64]!r} is not a valid token")
         elif lowered in _FORBIDDEN_HEADERS or lowered.startswith(_FORBIDDEN_PREFIXES):
