@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api.audit_queries import bucket_starts
 from postwarden_admin_api.context import Role
 from postwarden_store import connect
 from tests.fixtures.adminapp import MintKey, get_json
@@ -91,3 +93,48 @@ async def test_a_zone_that_is_no_iana_name_is_refused(
     assert status == 422, body
     assert body["error"]["details"] == [
         {"field": "tz", "message": "expected an IANA time zone such as Europe/Berlin"}]
+
+
+# Australia/Lord_Howe moves its clocks by 30 minutes: forward at 2026-10-03T15:30Z (02:00
+# +10:30 becomes 02:30 +11:00), back at 2027-04-03T15:00Z (02:00 +11:00 becomes 01:30
+# +10:30). A bucket starts at its first instant, and holds the events of its hour.
+LORD_HOWE_HOURS = [
+    ("2026-10-03T14:30:00Z", "2026-10-03T16:30:00Z",
+     ["2026-10-03T14:40:00Z", "2026-10-03T15:10:00Z", "2026-10-03T15:40:00Z",
+      "2026-10-03T16:10:00Z"],
+     [("2026-10-04T01:00:00+10:30", 2), ("2026-10-04T02:30:00+11:00", 1),
+      ("2026-10-04T03:00:00+11:00", 1)]),
+    ("2027-04-03T14:00:00Z", "2027-04-03T16:00:00Z",
+     ["2027-04-03T14:10:00Z", "2027-04-03T14:40:00Z", "2027-04-03T15:10:00Z",
+      "2027-04-03T15:40:00Z"],
+     [("2027-04-04T01:00:00+11:00", 2), ("2027-04-04T01:30:00+10:30", 1),
+      ("2027-04-04T02:00:00+10:30", 1)]),
+]
+
+
+@pytest.mark.parametrize("case", LORD_HOWE_HOURS)
+async def test_hours_of_a_zone_moving_its_clocks_by_half_an_hour(
+    admin_client: TestClient[Any, Any], auditor: str, database_url: str,
+    case: tuple[str, str, list[str], list[tuple[str, int]]]
+) -> None:
+    since, until, times, buckets = case
+    conn = await connect(database_url)
+    try:
+        for time in times:
+            when = dt.datetime.fromisoformat(time)
+            await conn.execute("SELECT audit_ensure_partition($1)", when)
+            await conn.execute(INSERT, when, 1)
+    finally:
+        await conn.close()
+    status, body = await get_json(admin_client, auditor, "/api/v1/stats",
+                                  tz="Australia/Lord_Howe", since=since, until=until)
+    assert status == 200, body
+    assert body["series"] == [{"start": start, "counts": {"quarantine": n}}
+                              for start, n in buckets]
+
+
+def test_buckets_of_a_range_given_with_an_odd_offset_are_the_zones() -> None:
+    since = dt.datetime.fromisoformat("2026-10-24T00:07:00+05:53")
+    starts = bucket_starts(since, since + dt.timedelta(hours=2), "hour", ZoneInfo("UTC"))
+    assert [start.isoformat() for start in starts] == [
+        "2026-10-23T18:00:00+00:00", "2026-10-23T19:00:00+00:00", "2026-10-23T20:00:00+00:00"]

@@ -15,11 +15,13 @@ the same way.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import ipaddress
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -248,8 +250,9 @@ async def reading(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM audit_events WHERE event_id = $1"  # noqa: S608
 
+# Events per bucket (its 1-based index in the array of bucket starts, $3) and verdict.
 STATS_SERIES = """
-SELECT date_trunc($3, time, $4) AS bucket, action, count(*) AS n
+SELECT width_bucket(time, $3::timestamptz[]) AS bucket, action, count(*) AS n
 FROM audit_events WHERE time >= $1 AND time < $2
 GROUP BY 1, 2 ORDER BY 1, 2
 """
@@ -261,6 +264,42 @@ FROM audit_events, LATERAL (SELECT DISTINCT rule FROM unnest(rules) AS rule) AS 
 WHERE time >= $1 AND time < $2
 GROUP BY rule ORDER BY n DESC, rule LIMIT $3
 """
+
+
+# Every UTC offset of tzdata since 1972 is a whole number of quarter hours: a zone's
+# hours and days begin, and its offsets change, at a quarter hour of UTC.
+_QUARTER = dt.timedelta(minutes=15)
+_MARGIN = {"hour": dt.timedelta(hours=2), "day": dt.timedelta(days=2)}  # > a bucket
+
+
+def _bucket_key(time: dt.datetime, bucket: str, zone: ZoneInfo) -> tuple[Any, ...]:
+    """What the instants of one bucket share: their local hour or day; for an hour
+    also the offset, so that an hour a DST change repeats is two buckets."""
+    local = time.astimezone(zone)
+    start = local.replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    if bucket == "day":
+        return (start.replace(hour=0),)
+    return start, local.utcoffset()
+
+
+def bucket_starts(since: dt.datetime, until: dt.datetime, bucket: str, zone: ZoneInfo
+                  ) -> list[dt.datetime]:
+    """The first instants of the zone's hours or days (``bucket``) from the one holding
+    ``since`` to ``until``.
+
+    Worked out here, not by PostgreSQL's date_trunc(unit, time, zone): that labels the
+    hour after a change of Australia/Lord_Howe's clocks (by 30 minutes) with an instant
+    half an hour off, inside the hour before it."""
+    time = (since - _MARGIN[bucket]).astimezone(dt.UTC)  # "+05:53" is a client's offset too
+    time = time.replace(minute=time.minute // 15 * 15, second=0, microsecond=0)
+    key = _bucket_key(time, bucket, zone)
+    starts = []
+    while time < until:
+        time += _QUARTER
+        if _bucket_key(time, bucket, zone) != key:
+            key = _bucket_key(time, bucket, zone)
+            starts.append(time)
+    return starts[max(bisect.bisect_right(starts, since) - 1, 0):]
 
 
 def event_json(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from .audit_queries import (
     SELECT_ONE,
     STATS_SERIES,
     STATS_TOP_RULES,
+    bucket_starts,
     event_json,
     parse_filters,
     range_problem,
@@ -215,13 +216,16 @@ async def stats(request: web.Request) -> web.Response:
     elif until - since > dt.timedelta(days=400):
         query.found.append({"field": "since", "message": "range is limited to 400 days"})
     query.raise_any()
+    # Off the loop: 400 days of hours take a tenth of a second.
+    starts = await asyncio.to_thread(bucket_starts, since, until, bucket, zone)
     async with reading(request.app[POOL]) as conn:
-        series_rows = await conn.fetch(STATS_SERIES, since, until, bucket, zone.key)
+        series_rows = await conn.fetch(STATS_SERIES, since, until, starts)
         rule_rows = await conn.fetch(STATS_TOP_RULES, since, until, top)
     series: dict[str, dict[str, int]] = {}
     totals: dict[str, int] = {}
     for row in series_rows:
-        series.setdefault(row["bucket"].astimezone(zone).isoformat(), {})[row["action"]] = row["n"]
+        start = starts[row["bucket"] - 1].astimezone(zone).isoformat()
+        series.setdefault(start, {})[row["action"]] = row["n"]
         totals[row["action"]] = totals.get(row["action"], 0) + row["n"]
     return json_ok({
         "since": since.isoformat(), "until": until.isoformat(), "bucket": bucket,
