@@ -78,6 +78,18 @@ async def test_a_csv_cell_a_spreadsheet_would_run_is_defused(
 
 
 @pytest.mark.usefixtures("audited")
+async def test_a_csv_export_names_its_charset(
+    admin_client: Client, role_keys: dict[Role, str]
+) -> None:
+    """text/* without a charset is US-ASCII (RFC 2046), and read as ISO-8859-1 by
+    common clients (Python's requests): a subject "Grüße" came out as "GrÃ¼Ã\x9fe"."""
+    response = await admin_client.get("/api/v1/audit/export", params={"format": "csv"},
+                                      headers=bearer(role_keys[Role.AUDITOR]))
+    assert response.status == 200, await response.text()
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+
+
+@pytest.mark.usefixtures("audited")
 async def test_an_export_failing_while_streaming_is_cut_not_answered_twice(
     admin_client: Client, role_keys: dict[Role, str], database_url: str,
     monkeypatch: pytest.MonkeyPatch,

@@ -76,7 +76,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query, ("format",))
     kind = _export_format(request)
     response = web.StreamResponse(headers={
-        "Content-Type": "application/x-ndjson" if kind == "ndjson" else "text/csv",
+        "Content-Type": "application/x-ndjson" if kind == "ndjson" else "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="audit.{kind}"',
     })
     # Before the 200: a busy pool is a 503, an event that cannot be rendered a 500.
