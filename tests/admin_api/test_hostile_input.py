@@ -48,6 +48,10 @@ async def _raw(client: Client, request: bytes) -> bytes:
 async def audited(database_url: str) -> str:
     """One audit row whose values a sender chose to look like spreadsheet formulas;
     its queue id, unique to the test (the module's database holds the others' rows)."""
+    return await _audit_row(database_url, FORMULA)
+
+
+async def _audit_row(database_url: str, subject: str) -> str:
     queue_id = f"Q{uuid.uuid4().hex[:12].upper()}"
     conn = await connect(database_url)
     try:
@@ -57,7 +61,7 @@ async def audited(database_url: str) -> str:
             " client_name, sender, recipients, subject, size, action, rules, changes,"
             " policy_hash, duration_ms) VALUES ($1, $2, 'mx1', $3, 'u1', '+cmd|calc',"
             " '@evil.example', '{}', $4, 1, 'accept', '{}', '[]', 'h', 1)",
-            uuid.uuid4(), WHEN, queue_id, FORMULA,
+            uuid.uuid4(), WHEN, queue_id, subject,
         )
     finally:
         await conn.close()
@@ -75,6 +79,27 @@ async def test_a_csv_cell_a_spreadsheet_would_run_is_defused(
     assert row["queue_id"] == audited
     assert row["subject"] == "'" + FORMULA
     assert (row["client_name"], row["sender"]) == ("'+cmd|calc", "'@evil.example")
+
+
+@pytest.mark.parametrize(("subject", "cell"), [
+    ("Hi;=HYPERLINK(\"https://evil.example\")", "Hi;'=HYPERLINK(\"https://evil.example\")"),
+    ("Hi\n@SUM(1+9)*cmd|' /C calc'!A0", "Hi\n'@SUM(1+9)*cmd|' /C calc'!A0"),
+    ("a - b; -c", "a - b; -c"),
+])
+async def test_a_formula_a_spreadsheet_would_find_inside_a_csv_cell_is_defused(
+    admin_client: Client, role_keys: dict[Role, str], database_url: str, subject: str,
+    cell: str
+) -> None:
+    """A spreadsheet of a locale whose list separator is ";" (German, French Excel)
+    splits a row at every ";" and reads a quote only at a cell's start, so a line break
+    in a quoted cell ends its row: what follows starts a cell of its own."""
+    queue_id = await _audit_row(database_url, subject)
+    response = await admin_client.get("/api/v1/audit/export",
+                                      params={"format": "csv", "queue_id": queue_id},
+                                      headers=bearer(role_keys[Role.AUDITOR]))
+    assert response.status == 200, await response.text()
+    [row] = list(csv.DictReader(io.StringIO(await response.text(), newline="")))
+    assert row["subject"] == cell
 
 
 @pytest.mark.usefixtures("audited")

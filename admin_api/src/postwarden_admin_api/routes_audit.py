@@ -9,6 +9,7 @@ import functools
 import io
 import json
 import logging
+import re
 import uuid
 import zoneinfo
 from typing import Any
@@ -168,6 +169,10 @@ async def _export_page(request: web.Request, filters: dict[str, Any], after: Cur
 # A cell a spreadsheet would run as a formula (OWASP's list): senders choose
 # subjects, names and addresses, so such a cell gets a leading apostrophe.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# So does a formula after a ";" or a line break inside a cell: a spreadsheet whose list
+# separator is ";" (German or French Excel) splits the row there, and, reading a quote
+# only at a cell's start, ends the row at a line break the CSV quoted.
+_SPLIT_FORMULA = re.compile(r"(?<=[;\t\r\n])(?=[=+\-@])")
 
 
 def _csv_value(value: Any) -> str:
@@ -175,6 +180,7 @@ def _csv_value(value: Any) -> str:
         text = json.dumps(value)
     else:
         text = "" if value is None else str(value)
+    text = _SPLIT_FORMULA.sub("'", text)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
