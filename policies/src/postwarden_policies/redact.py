@@ -93,10 +93,23 @@ def redact(text: str) -> str:
     return text
 
 
+# C0 and C1 controls, DEL and Unicode's line and paragraph separators: a sender's
+# (a Message-ID, a header name) in a log line could forge a line, move a terminal's
+# cursor or make journald store the line as a blob that grep and journalctl skip.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character written as a Python escape (``\\x1b``)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100
+                        else f"\\u{ord(m[0]):04x}", text)
+
+
 class RedactingFormatter(logging.Formatter):
     """The one place that scrubs everything a process logs, its libraries' records
     too (aiohttp logs a malformed request's headers): the message is redacted
-    (then cut to ``max_message`` characters), and so are tracebacks and stacks."""
+    (then cut to ``max_message`` characters, then its control characters escaped:
+    one line each), and so are tracebacks and stacks."""
 
     def __init__(self, fmt: str, max_message: int | None = None) -> None:
         super().__init__(fmt)
@@ -106,7 +119,7 @@ class RedactingFormatter(logging.Formatter):
         message = redact(record.message)  # before cutting: a cut secret may not match
         if self.max_message is not None and len(message) > self.max_message:
             message = message[: self.max_message] + "...[truncated]"
-        record.message = message  # format() renders it afresh for every handler
+        record.message = escape_controls(message)  # format() renders it afresh for every handler
         return super().formatMessage(record)
 
     def formatException(self, ei: Any) -> str:
