@@ -101,6 +101,15 @@ def _noting(meet: ExpectHandler) -> ExpectHandler:
     return note
 
 
+# The methods a route may take; any other (a parser lets dozens through: PROPFIND,
+# PURGE, ...) counts as "other", so that a client cannot mint series by the method.
+_COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_label(request: web.Request) -> str:
+    return request.method if request.method in _COUNTED_METHODS else "other"
+
+
 def _route_label(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
@@ -121,7 +130,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
     finally:
         route = _route_label(request)
-        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.requests.labels(_method_label(request), route, str(status)).inc()
         metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
