@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, Protocol
@@ -34,6 +35,7 @@ from postwarden_policies import (
 )
 from postwarden_policies.engine import INTERNAL_ERROR
 from postwarden_policies.model import Limits
+from postwarden_policies.redact import escape_matches
 from postwarden_policies.render import change_type
 
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
@@ -404,6 +406,12 @@ class ConnectionHandler:
         return self._finish(action, applied.reply, facts, verdict)
 
 
+# What ends a field, or the sender's <...>, and the escape's own backslash. A quoted
+# local part may hold them all ("x> nrcpt=0 rules=allow"@...): a script reading the
+# fields by name would take the sender's for ours.
+_FIELD_BREAKS = re.compile(r"[\s>\\]")
+
+
 def log_verdict(action: str, txn: Transaction, reply: SmtpReply | None,
                 verdict: Verdict | None) -> None:
     """The one line of each audited transaction, the same fields whether the policies,
@@ -412,5 +420,7 @@ def log_verdict(action: str, txn: Transaction, reply: SmtpReply | None,
     with spaces, comes last)."""
     rules = ",".join(verdict.rules) if verdict else ""
     changes = ",".join(change_type(c) for c in verdict.changes) if verdict else ""
-    log.info("%s from=<%s> nrcpt=%d rules=%s changes=%s reply=%s", action, txn.sender,
+    sender = escape_matches(_FIELD_BREAKS, txn.sender)
+    log.info("%s from=<%s> nrcpt=%d rules=%s changes=%s reply=%s", action, sender,
              len(txn.recipients), rules or "-", changes or "-", reply or "-")
+

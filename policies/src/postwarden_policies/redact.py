@@ -99,10 +99,16 @@ def redact(text: str) -> str:
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+def escape_matches(pattern: re.Pattern[str], text: str) -> str:
+    """``text`` with each character ``pattern`` matches written as a Python escape
+    (``\\x1b``, ``\\u2028``)."""
+    return pattern.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100
+                       else f"\\u{ord(m[0]):04x}", text)
+
+
 def escape_controls(text: str) -> str:
-    """``text`` with each control character written as a Python escape (``\\x1b``)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100
-                        else f"\\u{ord(m[0]):04x}", text)
+    """``text`` with each control character written as an escape: one line, inert."""
+    return escape_matches(_CONTROL, text)
 
 
 class RedactingFormatter(logging.Formatter):
