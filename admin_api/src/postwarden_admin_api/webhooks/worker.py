@@ -195,8 +195,9 @@ async def _record(
             MARK_FAILED, row["id"], outcome.status, outcome.error, options.max_attempts,
             backoff_seconds(row["attempts"], options), final,
         )
-    # The origin, never the URL: its path or query may hold a credential.
-    log.log(logging.ERROR if final else logging.WARNING,
+    # The origin, never the URL: its path or query may hold a credential. Dead (given up,
+    # whatever the reason), the event is lost to the receiver: an error, not a retry.
+    log.log(logging.ERROR if status == "dead" else logging.WARNING,
             "webhook %s (%s): delivery %s attempt %s failed (%s), now %s",
             row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error, status)
 
