@@ -58,6 +58,7 @@ LISTEN_RETRY = 5.0
 # flow) is never seen closed, and every NOTIFY after it would be missed.
 LISTEN_PING_SECONDS = 30.0
 WATCH_ERROR_PAUSE = 1.0  # seconds the watcher rests after an unexpected error
+READ_ATTEMPTS = 3  # reads of policy_dir a load makes while its files change under it
 Sources = list[tuple[str, str]]
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 
@@ -118,17 +119,31 @@ class PolicyFiles:
     def load(self) -> PolicySet:
         """The directory's set; raises PoliciesError, for a directory that cannot be
         listed too (a set refused for its content is not read again until its files
-        change)."""
-        try:
-            seen = _fingerprint(self._directory)
-            policy_set = load_policy_set([self._directory])
-        except OSError as exc:  # not the files' fault: the last read stays the reference
-            raise PolicyLoadError([_unreadable(self._directory, exc)]) from None
-        except PoliciesError:
-            self._fingerprint = seen
-            raise
-        self._fingerprint = seen
-        return policy_set
+        change).
+
+        Files that changed while they were read are read again: a deploy's swap (a
+        ConfigMap's ``..data`` link) that came between two files of a read makes a set
+        the directory never held, part old and part new, run or refused for nothing.
+        """
+        for _ in range(READ_ATTEMPTS):
+            try:
+                seen = _fingerprint(self._directory)
+                try:
+                    read: PolicySet | PoliciesError = load_policy_set([self._directory])
+                except PoliciesError as exc:
+                    read = exc
+                changed = _fingerprint(self._directory) != seen
+            except OSError as exc:  # not the files' fault: the last read stays the reference
+                raise PolicyLoadError([_unreadable(self._directory, exc)]) from None
+            if not changed:
+                self._fingerprint = seen
+                if isinstance(read, PoliciesError):
+                    raise read
+                return read
+        # Not the reference either: once the files settle, the poll reads them again.
+        raise PolicyLoadError([PolicyIssue(
+            str(self._directory), None, None,
+            f"its files changed while read, {READ_ATTEMPTS} times in a row")])
 
     def settled(self) -> bool:
         """Whether the files changed since last read, then stayed unchanged for a poll.
