@@ -420,6 +420,30 @@ def test_a_conflicting_database_revision_raises_policy_load_failed(
                         event["error"])
 
 
+@pytest.mark.postgres
+def test_a_start_on_a_refused_database_set_runs_the_last_good_one(
+    database_url: str, tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    """An activation the running milter refused (and filtered on through) stopped its
+    next start, and every replacement of a worker process, with "policies do not load"."""
+    asyncio.run(_subscribe(database_url, "ops-restarts"))
+    asyncio.run(_activate(database_url, "first", RULE.format(name="first")))
+    running = _reloader(Metrics(), loop_thread, tmp_path, database_url=database_url)
+    good = running.load_initial().current
+    asyncio.run(_activate(database_url, "second", RULE.format(name="second")))
+    metrics = Metrics()
+    try:
+        restarted = _reloader(metrics, loop_thread, tmp_path, database_url=database_url)
+        assert restarted.load_initial().current.content_hash == good.content_hash
+        [event] = _deliveries(database_url, "ops-restarts", 1)
+    finally:
+        asyncio.run(_deactivate(database_url, "first", "second"))
+    assert _running(metrics) == ({good.content_hash[:12]}, 1)
+    assert _count(metrics, "failed") == 1
+    assert event["trigger"] == "start"
+    assert re.fullmatch(r"second@r\d+", event["sources"][0])
+
+
 async def _deactivate(dsn: str, *names: str) -> None:
     conn = await connect(dsn)
     try:

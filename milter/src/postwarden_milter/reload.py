@@ -288,26 +288,38 @@ class PolicyReloader:
 
     def load_initial(self, running: RunningSet | None = None) -> PolicyHolder:
         """The first set: ``running`` when given (from the parent of worker processes),
-        else loaded; raises PoliciesError (or a database error) when there is none."""
+        else loaded; raises PoliciesError (or a database error) when there is none.
+
+        In database mode the last good set stands in for the database's when that cannot
+        be read, or is refused: a restart (a worker's replacement) must not stop on an
+        activation that the milter refused while running, and kept filtering through.
+        """
+        refused: PoliciesError | None = None
         try:
             if running is not None:
                 self._files = running.files
                 policy_set = running.policy_set
             else:
                 policy_set = self._load()
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except (OSError, asyncpg.PostgresError, TimeoutError, PoliciesError) as exc:
             if self._dsn is None:
                 raise
             sources = load_last_good(self._spool_dir)
             if sources is None:
                 raise
-            log.warning("policy database unavailable (%s): using the last good policy set",
-                        database_problem(exc))
+            if isinstance(exc, PoliciesError):
+                refused = exc
+            else:
+                log.warning("policy database unavailable (%s): using the last good policy "
+                            "set", database_problem(exc))
             policy_set = load_policy_set_from_sources(sources)
         self.holder = PolicyHolder(policy_set)
         self._metrics.policy_reloads.labels("initial").inc()
         self._running(policy_set)
         log.info("policy set %s loaded", policy_set.content_hash[:12])
+        if refused is not None:  # after _running: the set that runs is not the database's
+            self._refused("start", str(refused))
+            self._notifier.notify("start", refused)
         return self.holder
 
     def reload(self, reason: str) -> bool:
