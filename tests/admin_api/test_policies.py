@@ -331,6 +331,29 @@ async def test_the_active_revision_activated_again_raises_no_event(
     assert [row["name"] for row in raised] == ["again", "database-rules"]
 
 
+async def test_the_active_revision_activated_again_writes_no_admin_audit_entry(
+    admin_client: TestClient[Any, Any], admin_key: str, database_url: str
+) -> None:
+    # Each wrote policy.activated (or policy.rolled_back) though nothing changed: the log
+    # named an operator for an activation no milter saw. A deploy of it wrote none.
+    headers = bearer(admin_key)
+    _, revision = await upload(admin_client, admin_key, policy("unchanged"))
+    for path, body in (
+        (f"/api/v1/revisions/{revision['id']}/activate", None),
+        (f"/api/v1/revisions/{revision['id']}/activate", None),
+        ("/api/v1/policies/unchanged/rollback", {"revision_id": revision["id"]}),
+    ):
+        response = await admin_client.post(path, json=body, headers=headers)
+        assert response.status == 200, await response.text()
+    conn = await connect(database_url)
+    try:
+        actions = [row["action"] for row in await conn.fetch(
+            "SELECT action FROM admin_audit WHERE target LIKE 'unchanged@%' ORDER BY id")]
+    finally:
+        await conn.close()
+    assert actions == ["policy.uploaded", "policy.activated"]
+
+
 async def test_a_parameter_the_upload_or_listing_does_not_know_is_refused(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

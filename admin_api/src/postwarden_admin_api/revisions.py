@@ -162,9 +162,10 @@ async def active_revisions(conn: asyncpg.Connection, names: Iterable[str]) -> di
 async def change_active_set(
     conn: asyncpg.Connection, activate: Sequence[asyncpg.Record], deactivate: Sequence[str],
     actor: str,
-) -> None:
+) -> bool:
     """Make each revision of ``activate`` (at most one per policy) its policy's active one and
-    deactivate the policies ``deactivate``, as one change; tell every milter. The resulting
+    deactivate the policies ``deactivate``, as one change; tell every milter. Whether
+    anything changed. The resulting
     set is compiled once first: a problem is 422 and nothing changes. A revision active
     already changes nothing: it raises no policy.activated and reloads no milter (an
     activation or rollback of the active revision, a Rules API change that wrote no new
@@ -173,7 +174,7 @@ async def change_active_set(
     current = await active_revisions(conn, [revision["policy_name"] for revision in activate])
     activate = [r for r in activate if current.get(r["policy_name"]) != r["id"]]
     if not activate and not deactivate:
-        return
+        return False
     replaced = {revision["policy_name"] for revision in activate}.union(deactivate)
     kept = [(label, source) for label, source in await fetch_active_sources(conn)
             if _label_name(label) not in replaced]
@@ -183,11 +184,13 @@ async def change_active_set(
     await conn.executemany(UPSERT_ACTIVE, [(r["policy_name"], r["id"], actor) for r in activate])
     await conn.execute(DELETE_ACTIVE, list(deactivate))
     await notify_policy_change(conn)
+    return True
 
 
-async def activate(conn: asyncpg.Connection, revision: asyncpg.Record, actor: str) -> None:
-    """Make ``revision`` its policy's active one and tell every milter. Call in a transaction."""
-    await change_active_set(conn, [revision], [], actor)
+async def activate(conn: asyncpg.Connection, revision: asyncpg.Record, actor: str) -> bool:
+    """Make ``revision`` its policy's active one and tell every milter; False when it was
+    already. Call in a transaction."""
+    return await change_active_set(conn, [revision], [], actor)
 
 
 async def previous_revision(conn: asyncpg.Connection, name: str) -> int | None:

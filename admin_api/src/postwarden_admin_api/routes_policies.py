@@ -177,9 +177,10 @@ async def _activate(request: web.Request, revision_id: int, action: str) -> web.
         row = await fetch_revision(conn, revision_id)
         if row is None:
             raise ApiError(404, "not_found", "no such revision")
-        await activate(conn, row, principal(request).key_id)
-        await admin_audit.record(conn, request, action, revision_label(row),
-                                 {"content_hash": row["content_hash"]})
+        # The active revision again changes nothing: no entry, as a deploy writes none.
+        if await activate(conn, row, principal(request).key_id):
+            await admin_audit.record(conn, request, action, revision_label(row),
+                                     {"content_hash": row["content_hash"]})
         row = await fetch_revision(conn, revision_id)
     return json_ok(revision_json(row))
 
