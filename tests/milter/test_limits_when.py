@@ -4,6 +4,8 @@ check use them."""
 
 from __future__ import annotations
 
+import io
+
 import Milter
 import pytest
 
@@ -94,3 +96,22 @@ def test_the_message_is_parsed_with_the_transactions_structure_caps(harness: Har
     assert refused.rules == ("limit:max_mime_parts",)
     assert "too_many_parts" in refused.flags  # the parser stopped at the cap of 3
     assert harness.connect().send(PARTS) == Milter.CONTINUE
+
+
+def test_a_size_refusal_after_a_reload_names_the_set_whose_limit_refused_it(
+        harness: Harness) -> None:
+    """A message keeps the size limit of its MAIL FROM's set; its row named the set a
+    reload put in force meanwhile, whose limit would have let it through."""
+    started_with = harness.services.policies.current.content_hash
+    ctx = signed_in(harness)
+    assert ctx._envfrom("<alice@example.org>") == Milter.CONTINUE
+    harness.services.policies.swap(load_policy_set_from_sources(
+        [("in.yaml", INBOUND), ("sub.yaml", SUBMISSION.replace("1000", "100000"))]))
+    assert ctx._envrcpt("<bob@example.net>") == Milter.CONTINUE
+    assert ctx._data() in (Milter.CONTINUE, Milter.NOREPLY)
+    assert ctx._header("Subject", " s") in (Milter.CONTINUE, Milter.NOREPLY)
+    assert ctx._eoh() in (Milter.CONTINUE, Milter.NOREPLY)
+    ctx._feed_body(io.BytesIO(b"x" * 76 * 30 + b"\r\n"))  # past 1000 bytes
+    assert ctx._eom() == Milter.REJECT
+    assert ctx._reply == ("552", "5.3.4", "Message size exceeds fixed limit")
+    assert harness.audit.events[-1].policy_hash == started_with

@@ -142,15 +142,18 @@ class ConnectionHandler:
 
     def _finish(self, action: str, reply: SmtpReply | None,
                 facts: MessageFacts | None = None, verdict: Verdict | None = None,
-                flags: frozenset[str] = frozenset()) -> bool:
+                flags: frozenset[str] = frozenset(), *, decided_by: str | None = None
+                ) -> bool:
         """Audit the transaction (if one is open) and forget it; False when none was
-        (or a stop's deadline cut it meanwhile, and audited it)."""
+        (or a stop's deadline cut it meanwhile, and audited it). The row names the set
+        of ``verdict``, else ``decided_by`` (a hash), else the one running now."""
         with self._txn_lock:
             txn, self._txn = self._txn, None
         if txn is None:
             return False
         try:
-            policy_hash = verdict.policy_hash if verdict else self._s.policies.current.content_hash
+            policy_hash = (verdict.policy_hash if verdict
+                           else decided_by or self._s.policies.current.content_hash)
             log_verdict(action, txn, reply, verdict)
             self._s.metrics.messages.labels(action).inc()
             self._s.audit.submit(build_event(
@@ -165,8 +168,8 @@ class ConnectionHandler:
                 self._s.slots.release()
         return True
 
-    def _refuse(self, reply: Reply, action: str, flags: frozenset[str] = frozenset()
-                ) -> Outcome:
+    def _refuse(self, reply: Reply, action: str, flags: frozenset[str] = frozenset(), *,
+                decided_by: str | None = None) -> Outcome:
         """Refuse before end of message; the audit row still names the message."""
         txn = self._txn
         if txn is not None:
@@ -174,7 +177,8 @@ class ConnectionHandler:
             txn.queue_id = txn.queue_id or self._macro("i")
             self.enter()
         applied = reply_with(self._actions, reply)
-        self._finish(action, applied.reply, self._header_facts(), flags=flags)
+        self._finish(action, applied.reply, self._header_facts(), flags=flags,
+                     decided_by=decided_by)
         return applied.outcome
 
     def _abandon(self, flags: frozenset[str] = frozenset()) -> bool:
@@ -244,6 +248,7 @@ class ConnectionHandler:
         txn.learn_origin(sender, lambda: self._macro("{mail_addr}"))
         # Kept from here on, for SIZE and the body as it streams, even if the set reloads.
         txn.max_bytes = self._limits(policy_set, txn).max_message_bytes
+        txn.limits_hash = policy_set.content_hash
         set_message_context(txn.queue_id, txn.uid)
         if self._s.audit.refusing_mail:
             # No audit row: it could not be stored, and refusals must not grow the spool.
@@ -269,7 +274,7 @@ class ConnectionHandler:
             return reply_with(self._actions, Reply.OVERLOADED).outcome
         declared = esmtp_size(params)
         if declared is not None and not self._txn.fits(declared):
-            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
+            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash)
         return Outcome.CONTINUE
 
     @guarded("envrcpt")
@@ -346,7 +351,7 @@ class ConnectionHandler:
         if not self._keeps_content(txn):
             return self._refuse(Reply.BUSY, "tempfail", OVERLOADED)
         if not txn.within_limit:
-            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject")
+            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash)
         policy_set = self._s.policies.current
         most = self._limits(policy_set, txn).max_recipients
         if self._client.local and most is not None and len(txn.recipients) > most:
