@@ -115,3 +115,17 @@ def test_a_size_refusal_after_a_reload_names_the_set_whose_limit_refused_it(
     assert ctx._eom() == Milter.REJECT
     assert ctx._reply == ("552", "5.3.4", "Message size exceeds fixed limit")
     assert harness.audit.events[-1].policy_hash == started_with
+
+
+def test_a_reload_mid_transaction_leaves_its_recipient_limit(harness: Harness) -> None:
+    """The limit was read again at each RCPT: with a reload between them, the third
+    recipient was refused (limit 2) and the fourth taken (limit 9) in one message."""
+    ctx = signed_in(harness)
+    assert ctx._envfrom("<alice@example.org>") == Milter.CONTINUE
+    for recipient in RECIPIENTS[:3]:
+        ctx._envrcpt(f"<{recipient}>")
+    harness.services.policies.swap(load_policy_set_from_sources(
+        [("in.yaml", INBOUND), ("sub.yaml", SUBMISSION.replace("max_recipients: 2",
+                                                                "max_recipients: 9"))]))
+    assert ctx._envrcpt(f"<{RECIPIENTS[3]}>") == Milter.TEMPFAIL
+    assert ctx._reply[:2] == ("452", "4.5.3")

@@ -246,8 +246,10 @@ class ConnectionHandler:
             queue_id=self._macro("i"),
         )
         txn.learn_origin(sender, lambda: self._macro("{mail_addr}"))
-        # Kept from here on, for SIZE and the body as it streams, even if the set reloads.
-        txn.max_bytes = self._limits(policy_set, txn).max_message_bytes
+        # Kept from here on, for SIZE, the body as it streams and the recipients, even if
+        # the set reloads: one transaction is not held to two limits.
+        limits = self._limits(policy_set, txn)
+        txn.max_bytes, txn.max_recipients = limits.max_message_bytes, limits.max_recipients
         txn.limits_hash = policy_set.content_hash
         set_message_context(txn.queue_id, txn.uid)
         if self._s.audit.refusing_mail:
@@ -285,8 +287,7 @@ class ConnectionHandler:
         # Refusing a recipient of a local submission, Postfix defers the whole message
         # ("milter configuration error"), and pickup retries it forever: keep them all,
         # end of message refuses the message past the limit.
-        limit = (None if self._client.local
-                 else self._limits(self._s.policies.current, txn).max_recipients)
+        limit = None if self._client.local else txn.max_recipients
         if not txn.add_recipient(recipient, params, limit):
             applied = reply_with(self._actions, Reply.TOO_MANY_RECIPIENTS)
             txn.refuse_recipient(recipient, str(applied.reply))
@@ -352,6 +353,7 @@ class ConnectionHandler:
             return self._refuse(Reply.BUSY, "tempfail", OVERLOADED)
         if not txn.within_limit:
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash)
+        # The set that decides, as a lowered limit deletes recipients past it (the verdict).
         policy_set = self._s.policies.current
         most = self._limits(policy_set, txn).max_recipients
         if self._client.local and most is not None and len(txn.recipients) > most:

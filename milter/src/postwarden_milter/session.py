@@ -166,8 +166,9 @@ class Transaction:
     auth_user: str | None
     memory_threshold: int
     max_bytes: int | None
-    # The set max_bytes comes from (its MAIL FROM's): a size refusal's row names it, though
-    # a reload since put another in force.
+    max_recipients: int | None = None
+    # The set the limits come from (its MAIL FROM's): a size refusal's row names it, though a
+    # reload since put another in force.
     limits_hash: str | None = None
     smtputf8: bool = False  # MAIL FROM said SMTPUTF8 (see recipient_key)
     origin: str | None = None  # the domain Postfix gives an address without one (Envelope)
