@@ -19,6 +19,10 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from postwarden_admin_api import cli as admin_cli
+from postwarden_admin_api import httpserver, send
+from postwarden_admin_api.send import relay, submit
+from postwarden_admin_api.webhooks import worker
+from postwarden_admin_api.webhooks.options import WebhookOptions
 from postwarden_milter import cli as milter_cli
 from postwarden_milter.settings import MilterSettings
 from postwarden_milter.signals import RELOAD_SIGNALS
@@ -244,3 +248,23 @@ def test_the_reload_sends_a_signal_libmilter_never_takes() -> None:
     signum = signal.Signals[f"SIG{sent}"]
     assert signum in RELOAD_SIGNALS
     assert signum not in {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}  # libmilter's
+
+
+ADMIN_UNIT = SYSTEMD_DIR / "postwarden-admin.service"
+# Beyond the stop's own bounds: the periodic jobs' cancellation and the pool's close.
+STOP_MARGIN_SECONDS = 5.0
+
+
+def test_the_admin_unit_waits_for_the_longest_stop() -> None:
+    """Each step of the admin service's stop is bounded, one after the other: the
+    requests under way (aiohttp waits, then cancels and waits as long again), the
+    webhook deliveries in flight, the relay (its grace, then a cancelled batch gives
+    back its rows and QUITs), the maillog follower's last read and hand-over. At 75 s
+    systemd killed a stop that took its bounds (85 s): the follower's hand-over lost,
+    and the unit left failed ("timeout")."""
+    longest = (2 * httpserver.SHUTDOWN_SECONDS
+               + WebhookOptions().timeout_seconds + worker.STOP_MARGIN_SECONDS
+               + relay.STOP_GRACE_SECONDS + relay.GIVE_BACK_SECONDS + submit.QUIT_SECONDS
+               + send.FOLLOWER_STOP_SECONDS)
+    [timeout] = re.findall(r"^TimeoutStopSec=(\d+)s$", ADMIN_UNIT.read_text(), re.M)
+    assert longest + STOP_MARGIN_SECONDS <= int(timeout), longest

@@ -43,6 +43,9 @@ from .errors import ApiError
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 75.0  # what web.run_app sets (aiohttp's handler alone keeps 3630 s)
+# A stop waits this long for the requests under way, then cancels them and waits as long
+# again for them to end (aiohttp's RequestHandler.shutdown).
+SHUTDOWN_SECONDS = 10.0
 
 
 UNDECODABLE = ("the body does not decode as its Content-Encoding says "
@@ -135,7 +138,7 @@ class _Runner(web.AppRunner):
 
 
 async def start(app: web.Application, host: str, port: int,
-                shutdown_timeout: float = 10.0) -> web.AppRunner:
+                shutdown_timeout: float = SHUTDOWN_SECONDS) -> web.AppRunner:
     """Listening on host:port once this returns; ``await runner.cleanup()`` stops it."""
     # No access log: each send attempt is logged at INFO, admin changes go to
     # the admin audit log; a reverse proxy in front keeps its own.

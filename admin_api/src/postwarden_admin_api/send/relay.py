@@ -140,6 +140,8 @@ SUBMIT_SECONDS = DATA_END_SECONDS + 2 * SMTP_TIMEOUT
 LEASE_MARGIN_SECONDS = QUIT_SECONDS + 30.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
 GIVE_BACK_SECONDS = 5.0  # a stop waits this long at most to give back rows not tried
+# How long a stop lets each task finish its message before cancelling it.
+STOP_GRACE_SECONDS = 30.0
 # The outcome of a row back past its last attempt, that attempt unanswered, when
 # nothing shows Postfix queued the message (its log, where there is one, does not).
 UNANSWERED_LAST = SubmitResult(Outcome.FAILED, "no answer to the message sent in the last "
@@ -202,7 +204,7 @@ class RelayWorker:
             for n in range(self._config.workers)
         ]
 
-    async def stop(self, grace: float = 30.0) -> None:
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Let each task finish its current message, then cancel what is left (``cut_off``):
         a batch cancelled gives back its rows not yet sent."""
         self._stopping.set()

@@ -240,6 +240,8 @@ class InFlight:
 # A claimed delivery starts at once and its request ends within timeout_seconds;
 # the margin covers rendering it and waiting for a pool connection to record it.
 LEASE_MARGIN_SECONDS = 30.0
+# A stop waits for the deliveries in flight this much longer than their request may take.
+STOP_MARGIN_SECONDS = 5.0
 
 
 async def deliver_due(
@@ -320,7 +322,7 @@ async def running(pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring
     finally:
         stop.set()
         try:
-            async with asyncio.timeout(options.timeout_seconds + 5.0):
+            async with asyncio.timeout(options.timeout_seconds + STOP_MARGIN_SECONDS):
                 await asyncio.shield(task)
         except TimeoutError:
             task.cancel()
