@@ -741,3 +741,29 @@ async def test_an_outcome_whose_message_is_no_longer_stored_holds_up_no_other(
     finally:
         server.data_gate.set()
         await worker.stop(grace=10)
+
+
+async def test_a_250_stored_late_by_a_claim_since_taken_over_changes_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    """A worker cut off from Postgres past its lease stores Postfix's 250 once it is back,
+    after the claim that took the row over read the same answer from the log and the
+    message was delivered since: the message went back to ``relayed``, and its timeline
+    got a second ``relayed`` event (a second send.queued webhook)."""
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", free_port(), 3, 0.02, workers=1))
+    message = await accepted(pool, "late@example.org")
+    [stale] = await worker._claim()
+    await pool.execute("UPDATE outbox SET next_attempt_at = now()")  # its lease ran out
+    [current] = await worker._claim()
+    assert current.interrupted and current.attempts == stale.attempts + 1
+    async with pool.acquire() as conn:
+        await store_relayed(conn, [Relayed(current, queued("QL"), found_in_log=True)])
+        # As the maillog follower stores a delivery line about QL.
+        await conn.execute("UPDATE outbound_messages SET status = 'delivered' WHERE id = $1",
+                           message)
+        await store_relayed(conn, [Relayed(stale, queued("QL"))])
+    row = await pool.fetchrow("SELECT status, attempts FROM outbound_messages WHERE id = $1",
+                              message)
+    assert tuple(row) == ("delivered", current.attempts)
+    assert await pool.fetchval("SELECT count(*) FROM outbound_events WHERE message_id = $1 "
+                               "AND event = 'relayed'", message) == 1

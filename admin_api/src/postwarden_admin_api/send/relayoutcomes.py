@@ -34,28 +34,35 @@ log = logging.getLogger(__name__)
 # $4, $5: the recipients refused at RCPT and each one's reply. Only a recipient still
 # queued changes, and gets its event: one per recipient and outcome, however often
 # the outcome is stored. $2 NULL: Postfix's 250 named no queue id (untracked_detail).
+# Only while the outbox row is there: a worker cut off from Postgres past its lease
+# stores its 250 late, once the claim that took the row over has settled it (from the
+# log) and the message moved on (delivered); it would set the message back and raise
+# send.queued again. The message's rows gone (a lost commit), the 'relayed' event is
+# still written, and its foreign key says so (RelayWorker._no_longer_stored).
 RELAYED = """
 WITH done AS (
-    DELETE FROM outbox WHERE message_id = $1
+    DELETE FROM outbox WHERE message_id = $1 RETURNING message_id
 ), found AS (
-    INSERT INTO outbound_events (message_id, event) SELECT $1, 'found_in_log' WHERE $7
+    INSERT INTO outbound_events (message_id, event)
+    SELECT message_id, 'found_in_log' FROM done WHERE $7
 ), message AS (
     UPDATE outbound_messages
     SET status = CASE WHEN $2::text IS NULL THEN 'untracked' ELSE 'relayed' END,
         queue_id = $2, queue_host = $8, attempts = $3, last_error = NULL, updated_at = now()
-    WHERE id = $1
+    WHERE id IN (SELECT message_id FROM done)
 ), recipients AS (
     UPDATE outbound_recipients
     SET status = CASE WHEN address = ANY($4::text[]) THEN 'failed' ELSE 'relayed' END,
         detail = ($5::text[])[array_position($4::text[], address)],
         updated_at = now()
-    WHERE message_id = $1 AND status = 'queued'
+    WHERE message_id IN (SELECT message_id FROM done) AND status = 'queued'
     RETURNING address, status, detail
 )
 INSERT INTO outbound_events (message_id, recipient, event, detail)
 SELECT $1, address, 'failed', detail FROM recipients WHERE status = 'failed'
 UNION ALL
 SELECT $1, NULL, 'relayed', $6
+WHERE EXISTS (SELECT FROM done) OR NOT EXISTS (SELECT FROM outbound_messages WHERE id = $1)
 """
 # RETRY and FAILED store only while the row is still this claim's ($2: its attempts, as
 # the relay's UNLEASE): a lease that ran out, Postgres away, may have let another worker
