@@ -767,3 +767,40 @@ async def test_a_250_stored_late_by_a_claim_since_taken_over_changes_nothing(
     assert tuple(row) == ("delivered", current.attempts)
     assert await pool.fetchval("SELECT count(*) FROM outbound_events WHERE message_id = $1 "
                                "AND event = 'relayed'", message) == 1
+
+
+# The backend noting an interrupted row's new attempt (relay.ATTEMPT), blocked on a lock.
+NOTING_BLOCKED = """
+SELECT pid FROM pg_stat_activity
+WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE outbox SET attempt_log%'
+"""
+
+
+async def test_a_batch_cut_off_by_a_failed_query_gives_back_its_rows_not_sent(
+    pool: asyncpg.Pool, database_url: str,
+) -> None:
+    """A query of the batch's cut off (Postgres restarting ends its backend) left the
+    rows not yet sent claimed: back only when their lease ended, 15 minutes later, as
+    attempts cut off (one at its last attempt would then fail as sent unanswered)."""
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", free_port(), 3, 0.02, workers=1))
+    messages = {await accepted(pool, f"cut{n}@example.org") for n in range(3)}
+    # An earlier attempt of each was interrupted: the relay notes its new one first.
+    await pool.execute("UPDATE outbox SET unsettled = true")
+    rows = sorted(await worker._claim(), key=lambda row: row.id)
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT FROM outbox WHERE message_id = $1 FOR UPDATE",
+                                 rows[0].id)
+            session = SmtpSession("127.0.0.1", free_port(), 5.0, "relay.test")
+            relaying = asyncio.create_task(worker._relay(session, rows, time.monotonic()))
+            await until_async(lambda: pool.fetchval(NOTING_BLOCKED))
+            await holder.execute("SELECT pg_terminate_backend($1)",
+                                 await pool.fetchval(NOTING_BLOCKED))
+        with pytest.raises(relay.DB_ERRORS):
+            await relaying
+    finally:
+        await holder.close()
+    outbox = await pool.fetch("SELECT message_id, attempts, unsettled, "
+                              "next_attempt_at <= now() AS due FROM outbox")
+    assert {tuple(r) for r in outbox} == {(m, 0, True, True) for m in messages}

@@ -15,12 +15,12 @@ message after message.
 A claimed batch's lease is renewed while it is worked on, a submit in flight
 included (:mod:`.lease`); once it can no longer be proven, the batch sends no
 further row: those left are given back, or come back when their lease ends. A
-stop that cancels a batch (past its grace) gives back its rows not yet sent. A
-submit is cut off past :data:`SUBMIT_SECONDS` (taken as an answer lost after the
-message went out: the log decides), and starts only while the lease lasts that
-long and :data:`LEASE_MARGIN_SECONDS` more, renewed first when it would not: a
-network partition or a slow Postfix then cannot let another worker claim the row
-while it is still being submitted.
+stop that cancels a batch (past its grace), or a query of its that fails, gives back
+its rows not yet sent. A submit is cut off past :data:`SUBMIT_SECONDS` (taken as an
+answer lost after the message went out: the log decides), and starts only while the
+lease lasts that long and :data:`LEASE_MARGIN_SECONDS` more, renewed first when it
+would not: a network partition or a slow Postfix then cannot let another worker claim
+the row while it is still being submitted.
 
 A Postfix that cannot be reached at all (no connection, no greeting, EHLO
 refused) is no attempt on any message: the worker gives its rows back as they
@@ -293,9 +293,9 @@ class RelayWorker:
                     if row.id in lease.lost:  # its renewal just now found it claimed
                         _left_to_another(row)
                         continue
-                    untried = rows[index + 1:]
                     if row.interrupted:  # the log to ask, should this attempt be cut off
                         await self._attempting(row)
+                    untried = rows[index + 1:]
                     result = await self._submit(session, row)
                 if result.outcome is Outcome.UNREACHABLE:
                     await self._give_back(lease, rows[index:])
@@ -310,7 +310,7 @@ class RelayWorker:
                 if outcome is not None:
                     self._outcomes.labels("found_queued" if found else outcome).inc()
             return True
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or a query cut off (Postgres restarting)
             await self._give_back_untried(lease, untried)
             raise
         finally:
@@ -318,9 +318,10 @@ class RelayWorker:
 
     async def _give_back_untried(self, lease: BatchLease[Claimed], rows: list[Claimed]
                                  ) -> None:
-        """Cancelled (a stop past its grace): the rows not yet sent go back as they were.
-        Left claimed, they would come back as attempts cut off, as though sent unanswered:
-        one at its last attempt failed, never sent."""
+        """Cancelled (a stop past its grace) or failed: the rows not yet sent go back as
+        they were. Left claimed, they would come back only when their lease ends, as
+        attempts cut off, as though sent unanswered: one at its last attempt failed,
+        never sent."""
         if not rows:
             return
         try:
