@@ -430,4 +430,3 @@ def log_verdict(action: str, txn: Transaction, reply: SmtpReply | None,
     sender = escape_matches(_FIELD_BREAKS, txn.sender)
     log.info("%s from=<%s> nrcpt=%d rules=%s changes=%s reply=%s", action, sender,
              len(txn.recipients), rules or "-", changes or "-", reply or "-")
-
