@@ -164,12 +164,11 @@ async def change_active_set(
     actor: str,
 ) -> bool:
     """Make each revision of ``activate`` (at most one per policy) its policy's active one and
-    deactivate the policies ``deactivate``, as one change; tell every milter. Whether
-    anything changed. The resulting
-    set is compiled once first: a problem is 422 and nothing changes. A revision active
-    already changes nothing: it raises no policy.activated and reloads no milter (an
-    activation or rollback of the active revision, a Rules API change that wrote no new
-    one). Call in a transaction."""
+    deactivate the policies ``deactivate``, as one change; tell every milter; return
+    whether anything changed. The resulting set is compiled once first: a problem is 422
+    and nothing changes. A revision active already changes nothing: it raises no
+    policy.activated and reloads no milter (an activation or rollback of the active
+    revision, a Rules API change that wrote no new one). Call in a transaction."""
     await lock_policies(conn)
     current = await active_revisions(conn, [revision["policy_name"] for revision in activate])
     activate = [r for r in activate if current.get(r["policy_name"]) != r["id"]]
