@@ -19,6 +19,7 @@ import uuid
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -28,6 +29,7 @@ from postwarden_admin_api.audit_queries import (
     SELECT_ONE,
     STATS_SERIES,
     STATS_TOP_RULES,
+    bucket_starts,
     search_sql,
 )
 from postwarden_admin_api.cursors import Cursor
@@ -82,7 +84,8 @@ def _cases(rows: int, oldest: uuid.UUID) -> list[tuple[str, str, list[Any]]]:
     for name, filters, cursor in cases:
         sql, params = search_sql(filters, cursor, 101)
         built.append((name, sql, params))
-    built.append(("stats by hour, one day", STATS_SERIES, [day_start, END, "hour", "UTC"]))
+    starts = bucket_starts(day_start, END, "hour", ZoneInfo("UTC"))
+    built.append(("stats by hour, one day", STATS_SERIES, [day_start, END, starts]))
     built.append(("top rules, one day", STATS_TOP_RULES, [day_start, END, 10]))
     built.append(("one event by id (the oldest)", SELECT_ONE, [oldest]))
     return built
