@@ -15,6 +15,7 @@ from Milter.testctx import TestCtx
 
 from postwarden_milter.duplicates import DuplicateDetector
 from postwarden_milter.libmilter import PostwardenMilter
+from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.services import Services
@@ -179,3 +180,12 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         PostwardenMilter.services = services
         Milter.factory = PostwardenMilter
         yield Harness(services, audit, metrics)
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    """An asyncio loop on a thread of its own, as the milter's reloader runs on."""
+    loop = LoopThread()
+    loop.start()
+    yield loop
+    loop.stop()

@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,6 @@ from postwarden_store.policies import notify_policy_change
 from tests.fixtures.postgres import wait_until
 
 POLICY = "version: 1\nname: {name}\nlimits:\n  max_recipients: {limit}\n"
-
-
-@pytest.fixture
-def loop_thread() -> Iterator[LoopThread]:
-    loop = LoopThread()
-    loop.start()
-    yield loop
-    loop.stop()
 
 
 def _reloader(metrics: Metrics, loop: LoopThread, tmp_path: Path, *,

@@ -4,7 +4,6 @@ a reload reads them: the set loaded is the old or the new one, never part of eac
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,7 @@ from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.reload import PolicyReloader
 from postwarden_policies import load_policy_set
-
-POLICY = "version: 1\nname: {name}\nlimits:\n  max_recipients: {limit}\n"
-
-
-@pytest.fixture
-def loop_thread() -> Iterator[LoopThread]:
-    loop = LoopThread()
-    loop.start()
-    yield loop
-    loop.stop()
+from tests.milter.test_reload import POLICY
 
 
 def _config_map(root: Path) -> None:
