@@ -19,7 +19,7 @@ import pytest
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.settings import SETTING_NAMES, SettingsError, load_settings
 from tests.fixtures.postgres import wait_until
-from tests.milter.test_reload import POLICY, _file_reloader, loop_thread  # noqa: F401 - a fixture
+from tests.milter.test_reload import POLICY, _file_reloader
 
 SECONDS = [name for name in SETTING_NAMES if name.endswith("_seconds")]
 
@@ -91,7 +91,7 @@ class _WaitFailsOnce(threading.Event):
 
 
 def test_an_error_in_the_watchers_wait_is_logged_and_reloads_go_on(
-    tmp_path: Path, loop_thread: LoopThread,  # noqa: F811 - the fixture
+    tmp_path: Path, loop_thread: LoopThread,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     policy, _, reloader = _file_reloader(tmp_path, loop_thread)

@@ -22,13 +22,7 @@ from postwarden_milter import reload as reload_module
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from tests.fixtures.postgres import wait_until
-from tests.milter.test_reload import (  # noqa: F401 - loop_thread: a fixture
-    POLICY,
-    _activate,
-    _count,
-    _reloader,
-    loop_thread,
-)
+from tests.milter.test_reload import POLICY, _activate, _count, _reloader
 
 pytestmark = pytest.mark.postgres
 
@@ -89,7 +83,7 @@ def _relayed(dsn: str) -> Iterator[tuple[str, SilencingRelay]]:
 
 
 def test_a_listen_connection_that_stops_answering_is_replaced_and_the_set_reloaded(
-    database_url: str, tmp_path: Path, loop_thread: LoopThread,  # noqa: F811 - the fixture
+    database_url: str, tmp_path: Path, loop_thread: LoopThread,
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(reload_module, "LISTEN_PING_SECONDS", 0.3)

@@ -14,7 +14,7 @@ from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.reload import PolicyReloader
 from tests.fixtures.postgres import wait_until
-from tests.milter.test_reload import POLICY, loop_thread  # noqa: F401 - a fixture
+from tests.milter.test_reload import POLICY
 
 HOLD_SECONDS = 30.0  # at most: a test that fails before releasing does not hang the thread
 
@@ -51,7 +51,7 @@ def _reloader(tmp_path: Path, loop: LoopThread, announced: Announced) -> PolicyR
 
 
 def test_a_notify_after_a_signal_leaves_the_reload_a_signals(
-    tmp_path: Path, loop_thread: LoopThread,  # noqa: F811 - the imported fixture
+    tmp_path: Path, loop_thread: LoopThread,
 ) -> None:
     announced = Announced()
     reloader = _reloader(tmp_path, loop_thread, announced)
@@ -66,7 +66,7 @@ def test_a_notify_after_a_signal_leaves_the_reload_a_signals(
 
 
 def test_a_signal_during_a_reload_is_announced_by_the_next(
-    tmp_path: Path, loop_thread: LoopThread,  # noqa: F811 - the imported fixture
+    tmp_path: Path, loop_thread: LoopThread,
 ) -> None:
     announced = Announced(hold=True)
     reloader = _reloader(tmp_path, loop_thread, announced)

@@ -29,7 +29,7 @@ from postwarden_policies import PolicyLoadError
 from tests.fixtures.notify import Notice, NotifySocket
 from tests.fixtures.postgres import wait_until
 from tests.milter.test_process import _env
-from tests.milter.test_reload import POLICY, loop_thread  # noqa: F401 - a fixture
+from tests.milter.test_reload import POLICY
 
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
@@ -83,7 +83,7 @@ def test_it_does_not_load_and_names_the_directory(shared_dir: Path) -> None:
 
 
 def test_a_reload_refuses_it_and_the_poll_says_so_once(
-    shared_dir: Path, loop_thread: LoopThread,  # noqa: F811 - the imported fixture
+    shared_dir: Path, loop_thread: LoopThread,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     policy_dir = shared_dir / "policies"
