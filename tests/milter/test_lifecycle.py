@@ -353,4 +353,4 @@ def test_a_reload_asked_for_while_starting_is_done_once_serving(
                 log_path.read_text()
             assert proc.poll() is None
             _stop(proc)
-            assert proc.returncode == 0
+            assert proc.returncode == 0, log_path.read_text()
