@@ -43,9 +43,12 @@ which follows no log: what accepting a request costs alone, without the relay,
 delivery tracking and Postfix competing for the cores. --statements loads
 pg_stat_statements and prints, at the end, the statements PostgreSQL spent most
 time in (those inside functions too; a time includes waits for row locks).
+--unix-socket has the service reach PostgreSQL over its unix socket instead of
+loopback TCP, as a host running both would (over TCP, each statement's packets
+go through the TCP stack of both ends, on the sender's CPU).
 
     .venv/bin/python bench/send_api.py [--messages 2000] [--rounds 3] [--timeout 120]
-        [--durable] [--accept-only] [--statements]
+        [--durable] [--accept-only] [--statements] [--unix-socket]
 """
 
 from __future__ import annotations
@@ -423,7 +426,7 @@ def accept_only(port: int, key: str, groups: dict[str, list[int | None]], *,
     return 1 if any(r[5] for r in results) else 0
 
 
-def main() -> int:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -435,19 +438,28 @@ def main() -> int:
                         help="only the API phase, with no relay target and no log to follow")
     parser.add_argument("--statements", action="store_true",
                         help="print the statements PostgreSQL spent most time in")
-    args = parser.parse_args()
+    parser.add_argument("--unix-socket", action="store_true",
+                        help="the service reaches PostgreSQL over its unix socket, as on a "
+                             "host that runs both (default: loopback TCP)")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_arguments()
     count = args.messages
     rounds: list[Round] = []
     print(f"{interpreter()}\nmessages: {count} per phase, concurrency {CONCURRENCY}, "
-          f"{len(TEXT)} bytes of text each")
+          f"{len(TEXT)} bytes of text each; PostgreSQL over "
+          + ("its unix socket" if args.unix_socket else "loopback TCP"))
     with ExitStack() as stack:
         sink_port, api_port = free_port(), free_port()
         settings = dict(DURABLE_SETTINGS) if args.durable else {}
         if args.statements:
             settings.update({"shared_preload_libraries": "pg_stat_statements",
                              "pg_stat_statements.track": "all"})
-        cluster = stack.enter_context(running_cluster(settings))
-        dsn = cluster.dsn(asyncio.run(create_database(cluster.admin_dsn, "pwbench")))
+        cluster = stack.enter_context(running_cluster(settings, args.unix_socket))
+        name = asyncio.run(create_database(cluster.admin_dsn, "pwbench"))
+        dsn = cluster.unix_dsn(name) if args.unix_socket else cluster.dsn(name)
         key = asyncio.run(prepare_database(dsn))
         if args.statements:
             asyncio.run(fetch(dsn, "CREATE EXTENSION pg_stat_statements"))

@@ -52,6 +52,17 @@ async def test_cluster_starts_in_an_unusual_tmpdir(
     assert list(tmp.iterdir()) == []
 
 
+async def test_a_cluster_asked_for_a_unix_socket_serves_over_it(
+    tmpdir_under: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench/send_api.py --unix-socket: beside TCP, in a TMPDIR holding a space."""
+    _use(tmpdir_under / "with space", monkeypatch)
+    with running_cluster(unix_socket=True) as cluster:
+        assert cluster.unix_dsn("postgres").startswith("postgresql://postgres@/postgres?host=")
+        assert await _answers(cluster.unix_dsn("postgres"))
+        assert await _answers(cluster.admin_dsn)
+
+
 def test_cluster_in_a_tmpdir_postgres_cannot_reach_says_why(
     tmpdir_under: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
