@@ -110,6 +110,34 @@ def test_a_header_expected_and_expected_absent_is_refused_by_check(tmp_path: Pat
     assert load_policy_set([policy]).policies[0].name == "p"
 
 
+
+@pytest.mark.parametrize(("mode", "refs", "told"), [
+    ("enforce", "[r, 'report:r', 'report:limit:max_recipients']",
+     ["'report:r' in expect_rules: verdicts of this enforce-mode policy name the rule 'r'",
+      "'report:limit:max_recipients' in expect_rules: verdicts of this enforce-mode policy "
+      "name the limit 'limit:max_recipients'"]),
+    # The parser's cap on parts binds whatever is loaded: unprefixed in any verdict.
+    ("report", "['report:r', r, 'limit:max_recipients', 'limit:max_mime_parts']",
+     ["'r' in expect_rules: verdicts of this report-mode policy name the rule 'report:r'",
+      "'limit:max_recipients' in expect_rules: verdicts of this report-mode policy name "
+      "the limit 'report:limit:max_recipients'"]),
+])
+def test_a_rule_expected_with_the_wrong_mode_prefix_is_refused_by_check(
+    tmp_path: Path, mode: str, refs: str, told: list[str]
+) -> None:
+    """Such a case can never pass (the policy's own verdicts name the rule otherwise):
+    `check` says so at the case, not only `test` as a failure."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(f"version: 1\nname: p\nmode: {mode}\nrules: [{{name: r, then: accept}}]\n"
+                      "tests:\n  - name: c\n    raw: 'Subject: x\\n\\nhi\\n'\n"
+                      f"    recipients: [a@b.test]\n    expect: accept\n    expect_rules: {refs}\n")
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([policy], check_samples=True)
+    assert [str(i) for i in refused.value.issues] == [f"{policy}:6:5: test 'c': {t}" for t in told]
+    # As a misspelt limit: a milter loads the policy that filters mail whatever a test says.
+    assert load_policy_set([policy]).policies[0].name == "p"
+
+
 OTHER = """version: 1
 name: other
 priority: 200

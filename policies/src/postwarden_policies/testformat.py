@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .conditionformat import ADDRESS, HEADER_NAME
-from .engine import INTERNAL_ERROR, REWRITE_FAILED
+from .engine import INTERNAL_ERROR, REWRITE_FAILED, STRUCTURE_FLAGS
 from .facts import client_ip_text
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
@@ -45,11 +45,15 @@ _ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
 _LIMIT_NAMES = tuple(f.name for f in fields(Limits) if f.name != "on_structure_limit")
 # expect_rules items: one naming a rule (which must be the policy's), or a limit.
 RULE_REF = f"(?:report:)?{NAME}"
+# The limits the parser's caps stand for: they bind whatever policies are loaded, so a
+# report-mode policy's verdict alone names them without report: too.
+PARSER_CAPS = frozenset(STRUCTURE_FLAGS.values())
+EXPECTED_REF = f"{RULE_REF}|(?:report:)?limit:{NAME}"
 # A limit by its real name for an editor at once; the loader leaves a misspelt one to
-# `check` and `test` (_limit_problem): a typo in a test's expectation must not stop a
+# `check` and `test` (limit_problem): a typo in a test's expectation must not stop a
 # milter from loading the policies that filter mail.
 _EXPECTED_RULE = text(
-    pattern=f"{RULE_REF}|(?:report:)?limit:{NAME}",
+    pattern=EXPECTED_REF,
     what="a rule name or limit:<limit> (report:<either> for a report-mode policy)",
     schema_pattern=f"{RULE_REF}|(?:report:)?limit:(?:{'|'.join(_LIMIT_NAMES)})",
 )
@@ -144,7 +148,7 @@ def _expectations_hold_together(values: dict[str, Any], ctx: ObjectContext) -> b
 def _unmet_expectations(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(key, why) of each expectation no verdict can meet."""
     for ref in values.get("expect_rules") or ():
-        if problem := _limit_problem(ref):
+        if problem := limit_problem(ref):
             yield "expect_rules", problem
     if "expect" in values and Action(values["expect"]) in NOT_DELIVERED:
         yield from ((key, f"expect: {values['expect']} delivers nothing: no message to hold "
@@ -156,7 +160,7 @@ def _unmet_expectations(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
                 for name in values.get("expect_headers_absent", ()) if name.lower() in present)
 
 
-def _limit_problem(ref: str) -> str | None:
+def limit_problem(ref: str) -> str | None:
     """Why ``ref`` names no limit a verdict can hold (None: a rule, or such a limit)."""
     limit = ref.removeprefix("report:")
     if not limit.startswith("limit:"):
