@@ -10,6 +10,7 @@ import yaml
 
 from postwarden_policies import PolicyLoadError, load_policy_set, policy_schema, run_policy_tests
 from postwarden_policies.cli import build_parser
+from postwarden_policies.headers import MAX_FIELDS
 from postwarden_policies.loader import load_policy_set_from_sources
 
 from .policy_helpers import said
@@ -200,3 +201,32 @@ def test_a_limit_no_verdict_holds_is_refused_at_its_line_by_check(
     document = yaml.safe_load(policy.read_text())
     valid = jsonschema.Draft202012Validator(policy_schema()).is_valid(document)
     assert valid is (rule == "limit:max_attachment_bytes")
+
+
+@pytest.mark.parametrize("mode", ["enforce", "report"])
+def test_the_parsers_cap_on_header_fields_can_be_expected(tmp_path: Path, mode: str) -> None:
+    """A message past the parser's cap meets the structure limit as the rule
+    ``limit:max_header_fields`` (docs), whatever is loaded: `check` takes that name, and
+    the case passes."""
+    (tmp_path / "m.eml").write_bytes(b"From: a@b.test\n" + b"X-A: y\n" * (MAX_FIELDS + 1)
+                                     + b"\nhi\n")
+    policy = tmp_path / "p.yaml"
+    policy.write_text(f"version: 1\nname: p\nmode: {mode}\ntests:\n  - name: c\n"
+                      "    message: m.eml\n    recipients: [a@b.test]\n    expect: reject\n"
+                      "    expect_rules: ['limit:max_header_fields']\n")
+    (result,) = run_policy_tests(load_policy_set([policy], check_samples=True))
+    assert (result.passed, result.problems) == (True, ())
+    document = yaml.safe_load(policy.read_text())
+    assert jsonschema.Draft202012Validator(policy_schema()).is_valid(document)
+
+
+def test_the_parsers_cap_on_header_fields_is_never_reported(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(REPORTED_LIMIT.replace("RULE", "'report:limit:max_header_fields'"))
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set([policy], check_samples=True)
+    (issue,) = raised.value.issues
+    assert (issue.line, issue.column) == (10, 19)
+    assert "max_header_fields is the parser's own cap, which no policy reports" in issue.message
+    document = yaml.safe_load(policy.read_text())
+    assert not jsonschema.Draft202012Validator(policy_schema()).is_valid(document)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .conditionformat import ADDRESS, HEADER_NAME
-from .engine import INTERNAL_ERROR, REWRITE_FAILED, STRUCTURE_FLAGS
+from .engine import FIELDS_LIMIT, INTERNAL_ERROR, REWRITE_FAILED, STRUCTURE_FLAGS
 from .facts import client_ip_text
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
@@ -41,13 +41,15 @@ from .spec import (
 from .verdicts import NOT_DELIVERED, Action
 
 _ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
-# What verdicts name a limit by (on_structure_limit is what happens past two of them).
-_LIMIT_NAMES = tuple(f.name for f in fields(Limits) if f.name != "on_structure_limit")
+# What verdicts name a policy's limit by (on_structure_limit is what happens past two of
+# them); and the parser's own cap on header fields, which no policy sets (nor reports).
+_POLICY_LIMITS = tuple(f.name for f in fields(Limits) if f.name != "on_structure_limit")
+_LIMIT_NAMES = (*_POLICY_LIMITS, FIELDS_LIMIT)
 # expect_rules items: one naming a rule (which must be the policy's), or a limit.
 RULE_REF = f"(?:report:)?{NAME}"
 # The limits the parser's caps stand for: they bind whatever policies are loaded, so a
 # report-mode policy's verdict alone names them without report: too.
-PARSER_CAPS = frozenset(STRUCTURE_FLAGS.values())
+PARSER_CAPS = frozenset({*STRUCTURE_FLAGS.values(), FIELDS_LIMIT})
 EXPECTED_REF = f"{RULE_REF}|(?:report:)?limit:{NAME}"
 # A limit by its real name for an editor at once; the loader leaves a misspelt one to
 # `check` and `test` (limit_problem): a typo in a test's expectation must not stop a
@@ -55,7 +57,8 @@ EXPECTED_REF = f"{RULE_REF}|(?:report:)?limit:{NAME}"
 _EXPECTED_RULE = text(
     pattern=EXPECTED_REF,
     what="a rule name or limit:<limit> (report:<either> for a report-mode policy)",
-    schema_pattern=f"{RULE_REF}|(?:report:)?limit:(?:{'|'.join(_LIMIT_NAMES)})",
+    schema_pattern=(f"{RULE_REF}|(?:report:)?limit:(?:{'|'.join(_POLICY_LIMITS)})"
+                    f"|limit:{FIELDS_LIMIT}"),
 )
 # One line of any text but control characters: compared with the decoded header
 # value, which may hold any character.
@@ -171,6 +174,9 @@ def limit_problem(ref: str) -> str | None:
     if name == "max_attachment_bytes" and limit == ref:
         return ("limit:max_attachment_bytes names no rule: an enforced one strips the "
                 "attachment (expect_stripped says which)")
+    if name == FIELDS_LIMIT and limit != ref:
+        return (f"{ref!r} names no limit: {FIELDS_LIMIT} is the parser's own cap, which "
+                f"no policy reports (verdicts name it limit:{FIELDS_LIMIT})")
     return None
 
 
