@@ -185,3 +185,16 @@ def test_libyaml_composes_as_pyyaml_does(path: Path | None) -> None:
     explained = yaml.compose(text, Loader=yamlnodes._ExplainingLoader)
     assert fast is not None and explained is not None
     assert _shape(fast) == _shape(explained)
+
+
+@pytest.mark.parametrize(("value", "told"), [
+    ("!!int abc", "expected an integer, got 'abc' tagged !!int, which is not an integer"),
+    ("!!bool 'yes'", "expected an integer, got 'yes' tagged !!bool, which is not a boolean"),
+    ("!!float 1:30", "expected an integer, got '1:30' tagged !!float, which is not a number"),
+    ("!!bool true", "expected an integer, got a boolean"),
+    ("9" * 30, f"integer too large: at most {MAX_INTEGER}"),
+])
+def test_an_explicit_tag_its_text_does_not_read_as_is_told_so(value: str, told: str) -> None:
+    # Before: "expected an integer, got an integer".
+    issues = check_policy_text("t.yaml", f"version: 1\nname: t\npriority: {value}\n")
+    assert [i.message for i in issues] == [told]

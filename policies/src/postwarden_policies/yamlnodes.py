@@ -264,9 +264,26 @@ def placed(node: yaml.Node, within: yaml.Node) -> yaml.Node:
 
 
 def describe(node: yaml.Node) -> str:
-    """What a node holds, in words: 'a string', 'a mapping', ..."""
+    """What a node holds, in words: 'a string', 'a mapping', ...; a scalar whose explicit
+    tag its text does not read as is told so (``!!int abc`` is no "an integer")."""
     short = node.tag.removeprefix(TAG_PREFIX)
-    return TAG_NAMES.get(short, f"a value tagged {node.tag.replace(TAG_PREFIX, '!!')}")
+    name = TAG_NAMES.get(short)
+    if name is None:
+        return f"a value tagged {node.tag.replace(TAG_PREFIX, '!!')}"
+    if isinstance(node, yaml.ScalarNode) and not _reads(node):
+        return f"{node.value!r} tagged !!{short}, which is not {name}"
+    return name
+
+
+def _reads(node: yaml.ScalarNode) -> bool:
+    """Whether the scalar's text reads as its tag says (an integer too large does)."""
+    try:
+        _Constructor().construct_object(node)
+    except _IntegerTooLarge:
+        return True
+    except (ConstructorError, ValueError):
+        return False
+    return True
 
 
 class Reader:
