@@ -385,6 +385,28 @@ def test_a_header_given_twice_in_two_cases_is_refused() -> None:
     assert caught.value.details[0]["field"] == "headers.sender"
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("List-Unsubscribe", "<mailto:unsubscribe@bücher.example>"),
+    ("List-Post", "<https://bücher.example/post>"),
+    ("In-Reply-To", "<1234@bücher.example>"),
+    ("References", "<1@example.com> <2@bücher.example>"),
+    ("List-Id", "Bücherfreunde <news.bücher.example>"),
+])
+def test_a_url_or_message_id_header_outside_ascii_is_refused(name: str, value: str) -> None:
+    # RFC 2047 words are text, no URL or msg-id: encoded, a reader found no unsubscribe
+    # link (one-click unsubscribe was lost) and no message to thread under.
+    caught = refusal(headers={name: value})
+    assert (caught.status, caught.code) == (422, "invalid_header")
+    assert caught.details[0]["field"] == f"headers.{name}"
+    assert "A-label" in caught.details[0]["message"]
+
+
+def test_a_list_id_s_name_may_be_outside_ascii() -> None:
+    assert parse(headers={"List-Id": "Bücherfreunde <news.example.com>"}).headers == (
+        ("List-Id", "Bücherfreunde <news.example.com>"),
+    )
+
+
 def test_a_right_to_left_file_name_in_an_isolate_is_taken() -> None:
     # Embeddings and isolates show a right-to-left name as written: no override.
     name = "\u2067\u05d3\u05d5\u05d7\u2069 2026.pdf"

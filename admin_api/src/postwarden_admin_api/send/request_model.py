@@ -51,6 +51,17 @@ ALLOWED_HEADERS = frozenset({
     "list-post", "auto-submitted", "precedence", "keywords", "comments", "importance",
     "priority", "x-priority", "organization", "feedback-id",
 })
+# Headers of URLs (RFC 2369) and message ids: RFC 2047 encodes text, so in these a
+# character outside ASCII became an encoded word no reader takes for a URL or an id
+# (List-Unsubscribe's mailto: to an IDN domain left mail with no unsubscribe link).
+# List-Id's too, in its <list-id> alone: the name before it is a phrase.
+_BRACKETED = re.compile(r"<[^<>]*>?")
+ASCII_HEADERS = frozenset({
+    "in-reply-to", "references", "list-unsubscribe", "list-unsubscribe-post", "list-help",
+    "list-subscribe", "list-owner", "list-archive", "list-post",
+})
+ASCII_HEADER_DETAIL = ("URLs and message ids must be ASCII: write an internationalised "
+                       "domain as its A-label (xn--...), other characters percent-encoded")
 RESERVED_HEADER_PREFIXES = ("x-postwarden-",)
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
 MAX_TAG = 64
@@ -133,6 +144,14 @@ def _storable(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     return isinstance(value, int | bool | None)
+
+
+def _outside_ascii_where_only_ascii_reads(name: str, text: str) -> bool:
+    """Whether ``text``, the value of header ``name`` (lower case), holds a character
+    outside ASCII where only ASCII reads (see ASCII_HEADERS)."""
+    if name == "list-id":
+        return not all(found.isascii() for found in _BRACKETED.findall(text))
+    return name in ASCII_HEADERS and not text.isascii()
 
 
 class _Reader:
@@ -261,6 +280,8 @@ class _Reader:
                     self.problem(where, Refusal.INVALID_HEADER, "empty, too long or has controls")
                 elif has_encoded_word(text):
                     self.problem(where, Refusal.INVALID_HEADER, ENCODED_WORD_DETAIL)
+                elif _outside_ascii_where_only_ascii_reads(lower, text):
+                    self.problem(where, Refusal.INVALID_HEADER, ASCII_HEADER_DETAIL)
                 elif lower == "sender":  # kept parsed, as sender_header
                     self.sender_field = where
                     self.sender_header = self.mailbox(where, text, Refusal.INVALID_HEADER,
