@@ -234,7 +234,7 @@ def test_corpus_details() -> None:
     assert _parse("lf_message").newline == b"\n"
     assert _parse("duplicate_content_type").parts[0].content_type == "text/plain"
     eight = _parse("eight_bit_headers")
-    assert eight.subject == "Grüße \ufffd\ufffd junk"
+    assert eight.subject == "Grüße ÿþ junk"  # the bytes UTF-8 cannot read: windows-1252
     assert eight.from_address == "jorg@example.com"
     assert eight.headers[1].raw_value == "Grüße \udcff\udcfe junk"
     assert _parse("unknown_charset_subject").subject == "abc and é"

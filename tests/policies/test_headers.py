@@ -42,7 +42,7 @@ def test_eight_bit_values_keep_their_bytes() -> None:
     raw = b"Subject: caf\xc3\xa9 \xe9\n\n"
     header = parse_header_section(raw, 0, len(raw), set()).headers[0]
     assert header.raw_value == "café \udce9"
-    assert header.value == "café \ufffd"
+    assert header.value == "café é"  # test_undeclared_charset.py
     assert header.raw_value.encode("utf-8", "surrogateescape") == b"caf\xc3\xa9 \xe9"
 
 

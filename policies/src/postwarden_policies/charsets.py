@@ -264,17 +264,50 @@ codecs.register_error("postwarden-jis-extension", _jis_extension)
 _ERRORS = {"euc_jp": "postwarden-jis-extension", "iso2022_jp": "postwarden-jis-extension"}
 
 
+def _windows_1252(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: the bytes UTF-8 cannot read, read as windows-1252 (its five
+    unassigned bytes as the C1 controls of the same value, as WHATWG's decoder has them)."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return "".join(_WINDOWS_1252[byte] for byte in error.object[error.start:error.end]), \
+        error.end
+
+
+_WINDOWS_1252 = [bytes([byte]).decode("cp1252", "ignore") or chr(byte) for byte in range(256)]
+codecs.register_error("postwarden-windows-1252", _windows_1252)
+
+
+def decode_undeclared(data: bytes, fallback: str | None = None) -> str:
+    """Text no charset is declared for (a header's raw 8-bit bytes, a text part without
+    a charset or with one no reader knows) as readers show it: UTF-8 where the whole is;
+    else, as Thunderbird reads a header, in ``fallback`` (the charset its entity
+    declares) if readers know it and it is ASCII-based (not UTF-16); else UTF-8 with each
+    byte it cannot read as windows-1252, readers' usual default (mail from a
+    Latin-1 mailer reads as written, not as U+FFFD)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    info = _text_codec(fallback) if fallback else None
+    if info is not None and info.name in _SHARED_CODECS and not info.name.startswith("utf"):
+        return info.decode(data, _ERRORS.get(info.name, "replace"))[0]
+    return data.decode("utf-8", "postwarden-windows-1252")
+
+
 def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
-    """Decode text in ``charset``; unknown or non-text codecs fall back to UTF-8."""
+    """Decode text in ``charset``; none, or an unknown or non-text codec, is read as
+    :func:`decode_undeclared` reads it."""
+    if charset is None:
+        return decode_undeclared(data)
     info = _text_codec(charset)
     if info is None:
         flags.add("unknown_charset")
-        return data.decode("utf-8", "replace")
+        return decode_undeclared(data)
     try:
         return info.decode(data, _ERRORS.get(info.name, "replace"))[0]
     except (UnicodeError, ValueError, TypeError):
         flags.add("unknown_charset")
-        return data.decode("utf-8", "replace")
+        return decode_undeclared(data)
 
 
 def readers_only(charset: str | None) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from postwarden_policies.charsets import (
     decode_as_readers,
+    decode_undeclared,
     read_as_readers,
     readers_only,
 )
@@ -119,12 +120,18 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str], *,
         flags.add("too_many_header_fields")
     eight_bit = False
     headers = []
+    fallback: list[str | None] = []  # the entity's charset, once a value needs it
     for name, lines in fields:
         value = b"".join(lines).strip(b" \t")
         if not value.isascii() or not name.isascii():
             eight_bit = True
         raw_value = value.decode("utf-8", "surrogateescape")
-        text = value.decode("utf-8", "replace")
+        if value.isascii():
+            text = raw_value
+        else:
+            if not fallback:
+                fallback.append(_declared_charset(fields))
+            text = decode_undeclared(value, fallback[0])
         headers.append(
             Header(
                 name=name.decode("ascii", "replace"),
@@ -136,6 +143,15 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str], *,
     crs = raw.count(b"\r", start, pos)
     bare_cr = crs != raw.count(b"\r\n", start, pos)
     return HeaderSection(tuple(headers), pos, eight_bit, separator_missing, bare_cr)
+
+
+def _declared_charset(fields: list[tuple[bytes, list[bytes]]]) -> str | None:
+    """The charset parameter of the first Content-Type among ``fields``, if any."""
+    for name, lines in fields:
+        if name.lower() == b"content-type":
+            value = b"".join(lines).decode("ascii", "replace")
+            return parameter_list(value, set())[2].get("charset")
+    return None
 
 
 def _word_bytes(match: re.Match[str], flags: set[str]) -> bytes | None:

@@ -208,7 +208,7 @@ def sanitize_edit(
     read_by = html_charset(part.charset, data)  # the label, else a <meta> tag's
     readable = read_as_readers(read_by, data)
     if readable:
-        html = decode_bytes(data, read_by or "utf-8", unknown)
+        html = decode_bytes(data, read_by, unknown)
         clean, removed = sanitize_html(html, options)
         if clean == html:  # within the allowlist as it is
             return None
