@@ -175,6 +175,25 @@ def test_a_top_level_notice_its_charset_label_would_garble_is_refused() -> None:
         assert body.decode("latin-1").startswith(f'The attachment "{name}" (')
 
 
+def test_a_top_level_notice_in_a_7bit_body_stays_ascii() -> None:
+    # A file or an unlabelled text part keeps its headers: 8-bit bytes under 7bit (or no
+    # Content-Transfer-Encoding) would reach a next hop without 8BITMIME as they are,
+    # and unlabelled text is us-ascii (RFC 2045). A body that carries 8-bit gets UTF-8.
+    name = b"filename*=utf-8''%C3%A9vil.exe"
+    for ctype, cte, shown in ((b"application/octet-stream", b"", "?vil.exe"),
+                              (b"application/octet-stream", b"7bit", "?vil.exe"),
+                              (b"text/plain", b"8bit", "?vil.exe"),
+                              (b"application/octet-stream", b"8bit", "\u00e9vil.exe")):
+        encoding = b"Content-Transfer-Encoding: " + cte + b"\n" if cte else b""
+        raw = _crlf(b"From: a@example.com\nContent-Type: " + ctype + b"\n"
+                    b"Content-Disposition: attachment; " + name + b"\n" + encoding
+                    + b"\nMZ\x90\n")
+        body = rewrite_body(parse_message(raw, Envelope()),
+                            RewritePlan(strip=((0, "r"),), sanitize_html=None)).body
+        assert body is not None
+        assert body.decode().startswith(f'The attachment "{shown}" ('), (ctype, cte)
+
+
 def test_a_top_level_html_notice_shows_the_file_name_as_text() -> None:
     raw = _crlf(
         b'From: a@example.com\nContent-Type: text/html; charset=utf-8\n'

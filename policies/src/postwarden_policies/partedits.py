@@ -48,6 +48,8 @@ __all__ = ["PartEdit", "RewriteError", "sanitize_edit", "strip_edit", "tnef_edit
 # line end too): how every boundary delimiter begins.
 _LINE_DASHES = re.compile(r"(?<![^\r\n])--")
 _QP_LINE = 76
+# Transfer encodings that carry bytes outside ASCII: any other (7bit, none, one unknown) not.
+_EIGHT_BIT_SAFE = frozenset({"8bit", "binary", "base64", "quoted-printable"})
 # A top-level part of these types keeps its header section: its notice goes as a message.
 _MESSAGE_TYPES = ("message/rfc822", "message/global")
 
@@ -122,16 +124,16 @@ def _stripped(part: MimePart, data: bytes, reason: str) -> tuple[bytes, Attachme
 
 def _as_labelled(notice: bytes, part: MimePart) -> bytes:
     """The notice for a top-level part, whose header section stays: escaped in HTML; in
-    a text part's labelled charset (the file name's letters as "?" where that lacks them,
-    or Python does not know it); RewriteError where no reader would read it so (a
-    utf-16 label on a 7bit body, say)."""
+    a text part's labelled charset, us-ascii where it names none (RFC 2045's default),
+    UTF-8 in a file (the file name's letters as "?" where that lacks them, Python does
+    not know it, or a 7bit body cannot carry them); RewriteError where no reader would
+    read it so (a utf-16 label on a 7bit body, say)."""
     text = notice.decode()
     if part.content_type == "text/html":  # a file name is no markup
         text = html.escape(text, quote=False)
-    if not part.content_type.startswith("text/") or not part.charset:
-        return text.encode()
+    charset = (part.charset or "us-ascii") if part.content_type.startswith("text/") else "utf-8"
     cte = part.transfer_encoding
-    for shown, codec in ((text, part.charset),
+    for shown, codec in ((text, charset),
                          (text.encode("ascii", "replace").decode(), "ascii")):
         try:
             encoded = shown.encode(codec)
@@ -139,9 +141,9 @@ def _as_labelled(notice: bytes, part: MimePart) -> bytes:
             continue
         if cte in ("7bit", "8bit", "binary") and b"\0" in encoded:
             continue  # as it is, a NUL byte ends no reader's text well
-        if cte == "7bit" and not encoded.isascii():
+        if cte not in _EIGHT_BIT_SAFE and not encoded.isascii():
             continue
-        if decode_bytes(encoded, part.charset, set()) == shown:
+        if decode_bytes(encoded, charset, set()) == shown:
             return encoded
     raise RewriteError("the notice would not read as its part's charset says")
 
@@ -226,8 +228,7 @@ def sanitize_edit(
     charset = part.charset if readable and not unknown and part.charset else "us-ascii"
     cte = part.transfer_encoding
     text = _with_references(clean, charset)
-    if cte not in ("8bit", "binary", "base64", "quoted-printable") \
-            and not text.encode(charset).isascii():
+    if cte not in _EIGHT_BIT_SAFE and not text.encode(charset).isascii():
         charset, text = "us-ascii", _with_references(clean, "us-ascii")  # stays 7-bit clean
     if cte in ("7bit", "8bit"):  # lines travel as they are: within SMTP's limit
         text = within_line_limit(text, charset, "\r\n" if "\r\n" in text else "\n")
