@@ -5,7 +5,8 @@ enforce-mode policies without ``limits: when:`` or whose ``when`` holds for its
 envelope); they are also the parser's caps (``PolicySet.parser_caps``).
 
 Order of evaluation:
-1. ``max_message_bytes``: a larger message is rejected with 552 5.3.4.
+1. ``max_message_bytes``: a larger message is rejected with 552 5.3.4 (so is one
+   that step 4's rewrite makes larger).
 2. Structure: more parts than ``max_mime_parts``, nesting deeper than
    ``max_mime_depth``, or the parser's own ``too_many_parts`` / ``too_deep`` /
    ``too_many_header_fields`` flags: reject 554 5.6.0, or quarantine with
@@ -245,9 +246,23 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
         # the flag tells the audit row's (no rule it lists holds the message).
         return replace(base, decision=Quarantine(f"rewrite failed: {exc}"), edits=tuple(edits),
                        flags=base.flags | {REWRITE_FAILED})
+    if body is not None and _grown_past(limits, facts, body):
+        # Refused here, not after Postfix wrote its queue file past message_size_limit
+        # ("message file too big"), when the audit row already said it went on.
+        kept = base.rules[: len(base.rules) - len(reported)]
+        return replace(base, decision=Reject(Reply.MESSAGE_TOO_BIG.reply),
+                       rules=(*kept, "limit:max_message_bytes", *reported))
     if body is not None:
         edits.append(ReplaceBody(body))
     return replace(base, edits=tuple(edits), changes=changes)
+
+
+def _grown_past(limits: Limits, facts: MessageFacts, body: bytes) -> bool:
+    """Whether the rewritten message is past ``max_message_bytes``: sanitized HTML can
+    outgrow what it replaces (each link gets a ``rel`` attribute, a character its charset
+    lacks becomes a reference), so a message within the limit may not stay within."""
+    most = limits.max_message_bytes
+    return most is not None and facts.body_offset + len(body) > most
 
 
 def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:

@@ -1,0 +1,53 @@
+"""A message that sanitizing makes larger than the limits, through the real Postfix and
+milter: refused by the milter's policy, with an audit row that says so, not by Postfix's
+cleanup after the milter audited it as delivered."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.postfix import send_message
+
+from .conftest import MailSystem, mail_system_for
+from .messages import RECIPIENT, SENDER
+
+pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
+
+LIMIT = 60_000
+POLICY = f"""\
+version: 1
+name: size
+limits:
+  max_message_bytes: {LIMIT}
+sanitize:
+  html: true
+"""
+
+
+@pytest.fixture(scope="module")
+def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSystem]:
+    policy_dir = tmp_path_factory.mktemp("policies")
+    (policy_dir / "size.yaml").write_text(POLICY)
+    with mail_system_for(database_url, policy_dir=Path(policy_dir),
+                         main={"message_size_limit": str(LIMIT)}) as mail_system:
+        yield mail_system
+
+
+def test_html_sanitizing_makes_too_big_is_refused_by_policy(system: MailSystem) -> None:
+    # Each link gains rel="noopener noreferrer": 32 KB of them come out near 90 KB.
+    message_id = "<grown-by-sanitizing@example.org>"
+    data = (
+        f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+        f"Message-ID: {message_id}\r\nSubject: links\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n\r\n"
+    ).encode() + b"<a href=h>x</a> " * 2000 + b"\r\n"
+    assert len(data) < LIMIT // 1.5
+
+    result = send_message(system.postfix.port, data, SENDER, [RECIPIENT])
+    assert (result.code, result.text) == (552, "5.3.4 Message size exceeds fixed limit"), result
+    row = system.audit_row(message_id)
+    assert row["action"] == "reject"
+    assert "limit:max_message_bytes" in row["rules"]
