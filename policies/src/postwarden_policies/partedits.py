@@ -47,7 +47,6 @@ __all__ = ["PartEdit", "RewriteError", "sanitize_edit", "strip_edit", "tnef_edit
 # Two dashes at the start of a line (after LF, or a CR, which parsers take for a
 # line end too): how every boundary delimiter begins.
 _LINE_DASHES = re.compile(r"(?<![^\r\n])--")
-_QP_LINE = 76
 # Transfer encodings that carry bytes outside ASCII: any other (7bit, none, one unknown) not.
 _EIGHT_BIT_SAFE = frozenset({"8bit", "binary", "base64", "quoted-printable"})
 # A top-level part of these types keeps its header section: its notice goes as a message.
@@ -96,13 +95,10 @@ def _encode(data: bytes, cte: str, newline: bytes, width: int = 76) -> bytes:
         line = written
         while line.startswith(b"-"):
             line = b"=2D" + line[1:]
-            if len(line) <= _QP_LINE:
+            if len(line) <= transfer.QP_LINE:
                 break
-            cut = _QP_LINE - 1  # room for the soft break's "="
-            while b"=" in line[cut - 2 : cut]:  # never inside an "=XX" escape
-                cut -= 1
-            lines.append(line[:cut] + b"=")
-            line = line[cut:]
+            head, line = transfer.qp_split(line)
+            lines.append(head)
         lines.append(line)
     return newline.join(lines)
 

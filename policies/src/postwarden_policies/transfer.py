@@ -28,6 +28,7 @@ _QP_SHAPES = bytes(
 # part's head holds (each takes a "="), few enough to cost milliseconds.
 _RUNS_APART = 65_536
 KNOWN_ENCODINGS = frozenset({"7bit", "8bit", "binary", "base64", "quoted-printable"})
+QP_LINE = 76  # RFC 2045 6.7: an encoded line is at most 76 characters
 
 
 def base64_size(raw: bytes, start: int, end: int) -> tuple[int, bool]:
@@ -171,5 +172,27 @@ def encode(data: bytes, encoding: str, newline: bytes, line_length: int = 76) ->
         return newline.join(lines)
     text = data.replace(b"\r\n", b"\n")
     if encoding == "quoted-printable":
-        text = binascii.b2a_qp(text, istext=True)
+        text = _within_qp_lines(binascii.b2a_qp(text, istext=True))
     return text.replace(b"\n", newline)
+
+
+def _within_qp_lines(text: bytes) -> bytes:
+    """b2a_qp's output with no line past :data:`QP_LINE`: it writes a blank that ends a
+    line as "=20" past the limit (75 characters and a space come out 78 long)."""
+    lines: list[bytes] = []
+    for written in text.split(b"\n"):
+        rest = written
+        while len(rest) > QP_LINE:
+            head, rest = qp_split(rest)
+            lines.append(head)
+        lines.append(rest)
+    return b"\n".join(lines)
+
+
+def qp_split(line: bytes) -> tuple[bytes, bytes]:
+    """A quoted-printable line past :data:`QP_LINE` as its first piece, ended by a soft
+    break, and the rest; never cut inside an "=XX" escape."""
+    cut = QP_LINE - 1  # room for the soft break's "="
+    while b"=" in line[cut - 2 : cut]:
+        cut -= 1
+    return line[:cut] + b"=", line[cut:]
