@@ -33,6 +33,7 @@ class MilterClient:
             port, _, host = address.partition("@")
             self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.protocol = 0
+        self.modifications: list[tuple[bytes, bytes]] = []
 
     def close(self) -> None:
         self.sock.close()
@@ -55,10 +56,13 @@ class MilterClient:
         return packet[:1], packet[1:]
 
     def _reply(self) -> tuple[bytes, bytes]:
-        """The step's answer, past progress and modification packets."""
+        """The step's answer, past progress and modification packets (kept in
+        ``modifications``)."""
         while True:
             command, data = self._receive()
-            if command != PROGRESS and command[0] not in MODIFICATIONS:
+            if command[0] in MODIFICATIONS:
+                self.modifications.append((command, data))
+            elif command != PROGRESS:
                 return command, data
 
     def step(self, command: bytes, data: bytes = b"") -> tuple[bytes, bytes] | None:
@@ -68,19 +72,33 @@ class MilterClient:
             return None
         return self._reply()
 
+    def tell(self, command: bytes, data: bytes = b"") -> None:
+        """Send a command no answer follows in any protocol (abort, quit, quit_nc)."""
+        self._send(command, data)
+
     def macros(self, stage: bytes, **values: str) -> None:
         self._send(b"D", stage + b"".join(f"{k}\0{v}\0".encode() for k, v in values.items()))
 
-    def open(self, actions: int = ALL_ACTIONS) -> MilterClient:
-        """Negotiate (offering ``actions``: all, as Postfix does) and connect, as smtpd
-        does for a new SMTP session."""
-        self._send(b"O", struct.pack(">III", 6, actions, ALL_STEPS))
+    def negotiate(self, actions: int = ALL_ACTIONS, steps: int = ALL_STEPS) -> int:
+        """Offer ``actions`` and protocol ``steps`` (all: as Postfix does); the steps
+        agreed."""
+        self._send(b"O", struct.pack(">III", 6, actions, steps))
         command, data = self._receive()
         assert command == b"O", command
         self.protocol = struct.unpack(">III", data[:12])[2]
-        answer = self.step(b"C", b"client.example\x004" + struct.pack(">H", 25000)
-                           + b"127.0.0.1\x00")
+        return self.protocol
+
+    def connect(self, name: str = "client.example", address: str = "127.0.0.1") -> None:
+        """The SMTP client's connection (IPv4), as smtpd describes a new SMTP session."""
+        answer = self.step(b"C", name.encode() + b"\x004" + struct.pack(">H", 25000)
+                           + address.encode() + b"\x00")
         assert answer is None or answer[0] == b"c", answer
+
+    def open(self, actions: int = ALL_ACTIONS) -> MilterClient:
+        """Negotiate (offering ``actions``) and connect, as smtpd does for a new SMTP
+        session."""
+        self.negotiate(actions)
+        self.connect()
         return self
 
     def begin(self, queue_id: str) -> tuple[bytes, bytes] | None:

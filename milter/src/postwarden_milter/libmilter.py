@@ -97,10 +97,18 @@ def _bytes(value: str | bytes) -> bytes:
 @Milter.header_leading_space
 class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     services: ClassVar[Services]
+    # What the last negotiation agreed (actions, protocol steps). A connection the MTA
+    # keeps for its next SMTP session (SMFIC_QUIT_NC) starts again at connect, not
+    # negotiated again, and pymilter serves it with a new object, which would take
+    # nothing for agreed (no header leading space): it takes these, as an MTA offers
+    # the same on each of its connections (wrong only where MTAs that offer
+    # differently share one milter).
+    _agreed: ClassVar[tuple[int, int] | None] = None
 
     def __init__(self) -> None:
         self._handler = ConnectionHandler(self.services, self)
         self._callbacks = self.services.callbacks
+        self._negotiated = False
 
     @_counted
     def negotiate(self, opts: list[int]) -> int:
@@ -118,10 +126,14 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
             return _code(Outcome.REJECT)
         result: int = super().negotiate(opts)
         opts[0] = self._actions = ACTIONS
+        PostwardenMilter._agreed = (self._actions, self._protocol)
+        self._negotiated = True
         return result
 
     @_counted
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        if not self._negotiated and self._agreed is not None:
+            self._actions, self._protocol = self._agreed
         self._handler.leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
         address, port = None, None
         if family in (socket.AF_INET, socket.AF_INET6):
