@@ -5,7 +5,9 @@ transaction per connection."""
 from __future__ import annotations
 
 import json
+import smtplib
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import Milter
 import pytest
 
 from tests.fixtures.milterproc import MilterProcess, running_milter
+from tests.fixtures.postfix import running_postfix
 from tests.fixtures.postgres import wait_until
 from tests.milter.milterclient import MilterClient
 
@@ -89,3 +92,24 @@ def test_a_connection_the_mta_reuses_keeps_the_header_leading_space(
         assert headers[1].startswith(b"X-Postwarden-Id\0 ")
     first, second = _rows(milter, "4QREUSE1", "4QREUSE2")
     assert first["size"] == second["size"]
+
+
+@pytest.mark.postfix
+def test_an_8bit_address_without_a_domain_is_taken(milter: MilterProcess) -> None:
+    """With smtputf8_enable=no, Postfix takes 8-bit addresses as sent, and for one
+    without a domain its {mail_addr} or {rcpt_addr} (the address with myorigin added)
+    holds the same bytes: pymilter's getsymval cannot decode them, and MAIL FROM (or
+    RCPT TO) was answered 451 with a traceback, at every retry of the client."""
+    with running_postfix(milter.postfix_spec, main={"smtputf8_enable": "no"}) as (postfix, _):
+        with closing(smtplib.SMTP("127.0.0.1", postfix.port, timeout=30)) as smtp:
+            smtp.command_encoding = "latin-1"  # the bytes as sent, not UTF-8
+            smtp.ehlo("client.example")
+            assert smtp.mail("b\xe9a")[0] == 250
+            assert smtp.rcpt("b\xe9b")[0] == 250
+            code, reply = smtp.data(b"Subject: latin-1\r\nMessage-ID: <latin1@example.org>"
+                                    b"\r\n\r\nHello.\r\n")
+            assert code == 250, reply
+    (row,) = _rows(milter, reply.decode().rpartition(" ")[2])
+    assert (row["action"], row["sender"], row["recipients"]) == (
+        "accept", "b\udce9a", ["b\udce9b"])
+    assert "Traceback" not in milter.log()

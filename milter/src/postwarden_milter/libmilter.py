@@ -187,7 +187,13 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         super().setreply(rcode, xcode, msg)
 
     def getsymval(self, sym: str) -> str | None:
-        value = super().getsymval(sym)
+        try:
+            value = super().getsymval(sym)
+        except UnicodeDecodeError:
+            # pymilter decodes macros as strict UTF-8, and gives no bytes: with
+            # smtputf8_enable=no, {mail_addr} and {rcpt_addr} may hold 8-bit addresses.
+            log.warning("the MTA's macro %s is not UTF-8: taken as absent", sym)
+            return None
         return _text(value) if value is not None else None
 
 
