@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+from aiohttp import web
 
 from postwarden_admin_api.webhooks.connector import Outcome, open_session, post
 from postwarden_admin_api.webhooks.payloads import Request
@@ -118,7 +119,30 @@ async def test_untrusted_certificate_fails(receiver: Receiver, dns: StubDns) -> 
     url = f"https://{RECEIVER_NAME}:{receiver.port}/hook"
     async with open_session(LOOPBACK_ALLOWED, 5.0, None, dns) as session:
         outcome = await post(session, LOOPBACK_ALLOWED, url, PING)
-    assert not outcome.ok and outcome.error == "tls error"
+    assert not outcome.ok
+    assert outcome.error == "tls error (unable to get local issuer certificate)"
+
+
+async def test_a_tls_error_says_what_tls_refused(receiver: Receiver, tls: Tls) -> None:
+    """A certificate for another name, a server that speaks no TLS: the delivery's
+    last_error said "tls error" for both (and for an expired certificate, an unknown CA),
+    leaving the admin to guess which one to fix."""
+    plain = web.AppRunner(web.Application())
+    await plain.setup()
+    plain_port = free_port()
+    await web.TCPSite(plain, "127.0.0.1", plain_port).start()
+    dns = StubDns({"other.example.test": [["127.0.0.1"]], RECEIVER_NAME: [["127.0.0.1"]]})
+    try:
+        async with open_session(LOOPBACK_ALLOWED, 5.0, tls.client, dns) as session:
+            wrong_name, no_tls = [
+                await post(session, LOOPBACK_ALLOWED, url, PING)
+                for url in (f"https://other.example.test:{receiver.port}/hook",
+                            f"https://{RECEIVER_NAME}:{plain_port}/hook")]
+    finally:
+        await plain.cleanup()
+    assert wrong_name.error == ("tls error (Hostname mismatch, certificate is not valid for"
+                                " 'other.example.test'.)")
+    assert no_tls.error == "tls error (wrong version number)"
 
 
 async def test_total_timeout(receiver: Receiver, tls: Tls, dns: StubDns) -> None:

@@ -115,6 +115,18 @@ class Outcome:
         return self.status is not None and 200 <= self.status < 300
 
 
+def _tls_error(exc: aiohttp.ClientSSLError) -> str:
+    """What TLS refused, as OpenSSL names it (an expired certificate, a name it does not
+    cover, a server that speaks no TLS): a bare "tls error" left an admin guessing. The
+    exception's own text is not used: it quotes the connection, not only the origin."""
+    cause = exc.certificate_error if isinstance(
+        exc, aiohttp.ClientConnectorCertificateError) else exc.os_error
+    detail = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+    if not isinstance(detail, str) or not detail:
+        return "tls error"
+    return f"tls error ({detail.replace('_', ' ').lower() if detail.isupper() else detail})"
+
+
 async def post(
     session: aiohttp.ClientSession, guard: Guard, url: str, request: Request
 ) -> Outcome:
@@ -129,8 +141,8 @@ async def post(
         return Outcome(None, f"url_not_allowed: {refused.reason.value}")
     except TimeoutError:
         return Outcome(None, "timeout")
-    except aiohttp.ClientSSLError:
-        return Outcome(None, "tls error")
+    except aiohttp.ClientSSLError as exc:
+        return Outcome(None, _tls_error(exc))
     except (aiohttp.ClientError, OSError) as exc:
         return Outcome(None, f"connection failed ({type(exc).__name__})")
     if 300 <= status < 400:
