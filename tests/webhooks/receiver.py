@@ -107,6 +107,7 @@ class Receiver:
     endless_body: bool = False  # answer 200 with a body that never ends (bounded: ~60 s)
     slow_body_seconds: float = 0.0  # answer 200, then a byte of body every 0.1 s this long
     cut_body: bool = False  # answer 200, then close the connection mid-body
+    retry_after: str | None = None  # the Retry-After header of every non-2xx answer
     port: int = 0
     _runner: web.AppRunner | None = None
 
@@ -124,7 +125,8 @@ class Receiver:
             return await self._cut(request)
         if 300 <= status < 400:
             return web.Response(status=status, headers={"Location": "https://127.0.0.1/"})
-        return web.Response(status=status, text="ok" if status < 300 else "no")
+        headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+        return web.Response(status=status, text="ok" if status < 300 else "no", headers=headers)
 
     async def _endless(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()

@@ -17,6 +17,8 @@ fail a delivery the receiver has taken).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import email.utils
 import ipaddress
 import logging
 import socket
@@ -109,6 +111,7 @@ def open_session(
 class Outcome:
     status: int | None  # HTTP status, None when no response came
     error: str | None  # short, client-safe description of a failure
+    retry_after: float | None = None  # seconds a failed answer's Retry-After asked for
 
     @property
     def ok(self) -> bool:
@@ -137,6 +140,7 @@ async def post(
             parsed, data=request.body, headers=request.headers, allow_redirects=False
         ) as response:
             status = response.status
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     except UrlRefused as refused:
         return Outcome(None, f"url_not_allowed: {refused.reason.value}")
     except TimeoutError:
@@ -145,6 +149,24 @@ async def post(
         return Outcome(None, _tls_error(exc))
     except (aiohttp.ClientError, OSError) as exc:
         return Outcome(None, f"connection failed ({type(exc).__name__})")
-    if 300 <= status < 400:
-        return Outcome(status, "redirect not followed")
-    return Outcome(status, None if 200 <= status < 300 else f"HTTP {status}")
+    if 200 <= status < 300:
+        return Outcome(status, None)
+    error = "redirect not followed" if 300 <= status < 400 else f"HTTP {status}"
+    return Outcome(status, error, retry_after)
+
+
+def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """The wait a ``Retry-After`` header asks for (seconds, or an HTTP date), at least 0;
+    None when there is none or it cannot be read."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as an HTTP date always is
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())

@@ -128,6 +128,14 @@ def backoff_seconds(attempts: int, options: WebhookOptions) -> float:
     return delay / 2 + secrets.SystemRandom().uniform(0, delay / 2)
 
 
+def retry_delay(attempts: int, outcome: Outcome, options: WebhookOptions) -> float:
+    """The backoff, or longer when the receiver's ``Retry-After`` asks for it (a 429 of a
+    rate limit, a 503 of a maintenance): retried sooner, every attempt failed again and
+    the delivery was dead within minutes. At most ``backoff_cap_seconds``, as any wait."""
+    asked = min(outcome.retry_after or 0.0, options.backoff_cap_seconds)
+    return max(backoff_seconds(attempts, options), asked)
+
+
 def endpoint_from_row(row: Mapping[str, Any], keyring: Keyring) -> Endpoint:
     """Decrypt the row's URL, secret and headers; raises SecretsError when the key is missing."""
     secret = row["secret_ciphertext"]
@@ -193,7 +201,7 @@ async def _record(
             return
         status = await conn.fetchval(
             MARK_FAILED, row["id"], outcome.status, outcome.error, options.max_attempts,
-            backoff_seconds(row["attempts"], options), final,
+            retry_delay(row["attempts"], outcome, options), final,
         )
     # The origin, never the URL: its path or query may hold a credential. Dead (given up,
     # whatever the reason), the event is lost to the receiver: an error, not a retry.

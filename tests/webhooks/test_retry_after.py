@@ -1,0 +1,76 @@
+"""A receiver's ``Retry-After`` (a 429 of its rate limit, a 503 of a maintenance) is
+honoured up to the backoff's cap: retried at the backoff alone, a delivery used up its
+attempts within minutes of a receiver that asked for an hour, and was dead."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.webhooks.connector import retry_after_seconds
+
+from .conftest import StubDns, hook_url
+from .receiver import Receiver, Tls, wait_for_async
+from .support import (
+    add_endpoint,
+    audit_event,
+    generate_secret,
+    running_worker,
+    worker_options,
+    write_audit,
+)
+
+NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("120", 120.0), (" 0 ", 0.0), ("Sun, 06 Dec 2026 12:01:30 GMT", 90.0),
+    ("Sun, 06 Dec 2026 11:00:00 GMT", 0.0),  # a date past: at once (the backoff then)
+    (None, None), ("", None), ("-5", None), ("1.5", None), ("soon", None), ("²", None),
+])
+def test_retry_after_is_read_as_seconds_or_a_date(value: str | None, seconds: float | None
+                                                   ) -> None:
+    assert retry_after_seconds(value, NOW) == seconds
+
+
+def _in_seconds(seconds: int) -> str:
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    return email.utils.format_datetime(when, usegmt=True)
+
+
+# The receiver's status and Retry-After, and the wait recorded (seconds, from..to).
+Case = tuple[int, str | None, float, float]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", [
+    (429, "30", 29, 31),
+    (503, "date in 40 s", 37, 41),
+    (503, "86400", 59, 61),  # a day asked: the cap (60 s here) is the longest wait
+    (500, None, 0, 1),  # nothing asked: the backoff
+])
+async def test_a_failed_delivery_waits_as_long_as_the_receiver_asked(
+    pool: asyncpg.Pool, receiver: Receiver, tls: Tls, dns: StubDns, case: Case,
+) -> None:
+    status, retry_after, low, high = case
+    receiver.statuses = [status]
+    receiver.retry_after = _in_seconds(40) if retry_after == "date in 40 s" else retry_after
+    async with pool.acquire() as conn:
+        await add_endpoint(conn, "limited", hook_url(receiver), ["message.rejected"],
+                           generate_secret())
+    await write_audit(pool, audit_event("reject"))
+    options = worker_options(tls, dns, backoff_base_seconds=0.1, backoff_cap_seconds=60.0)
+    async with running_worker(pool, options):
+
+        async def recorded() -> bool:
+            return await pool.fetchval("SELECT last_error FROM webhook_deliveries") is not None
+
+        assert await wait_for_async(recorded)
+    row = await pool.fetchrow(
+        "SELECT status, attempts, last_error,"
+        " extract(epoch FROM next_attempt_at - last_attempt_at) AS wait FROM webhook_deliveries")
+    assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 1, f"HTTP {status}")
+    assert low <= row["wait"] <= high, row["wait"]
