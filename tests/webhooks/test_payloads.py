@@ -83,6 +83,18 @@ def test_slack_text_is_escaped() -> None:
     assert "4Xyz1" in text and "no-exe" in text
 
 
+def test_a_slack_message_lists_ten_recipients_and_counts_the_rest() -> None:
+    """A rejected message to a thousand recipients made a Slack text of 24,000
+    characters: Slack splits such a text into several messages and cuts it at 40,000."""
+    endpoint = Endpoint(2, "chat", "https://hooks.slack.example/x", Kind.SLACK)
+    recipients = [f"user{n:04}@example.net" for n in range(1000)]
+    event = envelope("message.rejected", WHEN, {**AUDIT_ROW, "recipients": recipients})
+    text = json.loads(render(endpoint, "evt-2", event).body)["text"]
+    assert len(text) < 1000
+    assert "to user0000@example.net, " in text
+    assert "user0009@example.net and 990 more · rules no-exe" in text
+
+
 def test_api_call_template_and_headers() -> None:
     template = {"summary": "{{ type }} from {{ data.sender }}", "to": "{{data.recipients}}",
                 "id": "{{ id }}", "missing": "{{ data.nothing }}", "fixed": [1, True]}

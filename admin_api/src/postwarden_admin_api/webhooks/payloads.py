@@ -42,6 +42,10 @@ _FORBIDDEN_HEADERS = frozenset({
     "te", "trailer", "keep-alive", "expect", "cookie",
 })
 _FORBIDDEN_PREFIXES = ("webhook-", "proxy-", "sec-")
+# A Slack message lists this many of a message's recipients (or rules), then counts the
+# rest: a thousand recipients made tens of thousands of characters, which Slack splits
+# into several messages (past 4,000) and cuts (past 40,000).
+SLACK_LIST_ITEMS = 10
 
 
 class Kind(enum.StrEnum):
@@ -98,10 +102,16 @@ def slack_text(event: Mapping[str, Any]) -> str:
         if data.get(key):
             parts.append(f"{label} {data[key]}")
     if data.get("recipients"):
-        parts.append("to " + ", ".join(str(r) for r in data["recipients"]))
+        parts.append("to " + _slack_list(data["recipients"]))
     if data.get("rules"):
-        parts.append("rules " + ", ".join(str(r) for r in data["rules"]))
+        parts.append("rules " + _slack_list(data["rules"]))
     return _slack_escape(" · ".join(parts))
+
+
+def _slack_list(values: list[Any]) -> str:
+    shown = ", ".join(str(value) for value in values[:SLACK_LIST_ITEMS])
+    more = len(values) - SLACK_LIST_ITEMS
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def _lookup(context: Mapping[str, Any], path: str) -> Any:
