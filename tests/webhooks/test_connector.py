@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 
 import pytest
 from aiohttp import web
@@ -143,6 +145,31 @@ async def test_a_tls_error_says_what_tls_refused(receiver: Receiver, tls: Tls) -
     assert wrong_name.error == ("tls error (Hostname mismatch, certificate is not valid for"
                                 " 'other.example.test'.)")
     assert no_tls.error == "tls error (wrong version number)"
+
+
+async def test_a_failed_connection_says_how_it_failed(tls: Tls, dns: StubDns) -> None:
+    """Nothing listening, or a listener that resets the connection at once: both were
+    "connection failed (ClientConnectorError)", a firewall's refusal and a crashing
+    receiver alike."""
+    port = free_port()
+    url = f"https://{RECEIVER_NAME}:{port}/hook"
+
+    async def reset(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+    async with open_session(LOOPBACK_ALLOWED, 5.0, tls.client, dns) as session:
+        refused = await post(session, LOOPBACK_ALLOWED, url, PING)
+        server = await asyncio.start_server(reset, "127.0.0.1", port)
+        try:
+            was_reset = await post(session, LOOPBACK_ALLOWED, url, PING)
+        finally:
+            server.close()
+            await server.wait_closed()
+    assert refused.error == "connection failed (ClientConnectorError: connection refused)"
+    assert was_reset.error == ("connection failed (ClientConnectorError: connection reset by"
+                               " peer)")
 
 
 async def test_total_timeout(receiver: Receiver, tls: Tls, dns: StubDns) -> None:

@@ -61,7 +61,7 @@ async def test_finished_deliveries_show_no_next_attempt(
     [dead] = await _deliveries(client, admin_key, dead_hook)
     assert (delivered["attempts"], delivered["next_attempt_at"]) == (1, None)
     assert (dead["attempts"], dead["next_attempt_at"]) == (2, None)
-    assert dead["last_error"] == "connection failed (ClientConnectorError)"
+    assert dead["last_error"] == "connection failed (ClientConnectorError: connection refused)"
 
     replayed = await client.post(
         f"/api/v1/webhooks/{dead_hook}/deliveries/{dead['id']}/replay", headers=bearer(admin_key))

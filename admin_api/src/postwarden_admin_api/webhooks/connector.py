@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import errno
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -130,6 +132,24 @@ def _tls_error(exc: aiohttp.ClientSSLError) -> str:
     return f"tls error ({detail.replace('_', ' ').lower() if detail.isupper() else detail})"
 
 
+# A socket's failures worth naming. Only these: OpenSSL's error codes share the field
+# (1, SSL_ERROR_SSL, would read as "operation not permitted").
+_SOCKET_ERRORS = frozenset({
+    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
+    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL,
+})
+
+
+def _connection_error(exc: Exception) -> str:
+    """The exception's type and, for a socket's failure, what the system said (refused,
+    reset, unreachable): the type alone named a refused connection and a reset one alike.
+    Not the exception's text: it quotes the address and port."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code not in _SOCKET_ERRORS:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {os.strerror(code).lower()}"
+
+
 async def post(
     session: aiohttp.ClientSession, guard: Guard, url: str, request: Request
 ) -> Outcome:
@@ -148,7 +168,7 @@ async def post(
     except aiohttp.ClientSSLError as exc:
         return Outcome(None, _tls_error(exc))
     except (aiohttp.ClientError, OSError) as exc:
-        return Outcome(None, f"connection failed ({type(exc).__name__})")
+        return Outcome(None, f"connection failed ({_connection_error(exc)})")
     if 200 <= status < 300:
         return Outcome(status, None)
     error = "redirect not followed" if 300 <= status < 400 else f"HTTP {status}"
