@@ -4,6 +4,7 @@ attempts within minutes of a receiver that asked for an hour, and was dead."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 
@@ -11,6 +12,7 @@ import asyncpg
 import pytest
 
 from postwarden_admin_api.webhooks.connector import retry_after_seconds
+from postwarden_admin_api.webhooks.routes import deliveries_sql
 
 from .conftest import StubDns, hook_url
 from .receiver import Receiver, Tls, wait_for_async
@@ -74,3 +76,39 @@ async def test_a_failed_delivery_waits_as_long_as_the_receiver_asked(
         " extract(epoch FROM next_attempt_at - last_attempt_at) AS wait FROM webhook_deliveries")
     assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 1, f"HTTP {status}")
     assert low <= row["wait"] <= high, row["wait"]
+
+
+@pytest.mark.postgres
+async def test_a_retry_after_holds_the_endpoints_other_deliveries(
+    pool: asyncpg.Pool, receiver: Receiver, tls: Tls, dns: StubDns,
+) -> None:
+    """A receiver rate-limited with 429 and Retry-After: 30 got the endpoint's whole
+    backlog at once all the same, each delivery spending an attempt on another 429 (a
+    burst of rejects to a Slack channel, all of it dead in the end). They wait too, and
+    so do events raised meanwhile, keeping their attempts; the deliveries' list says
+    when they go."""
+    receiver.statuses = [429]
+    receiver.retry_after = "30"
+    async with pool.acquire() as conn:
+        endpoint = await add_endpoint(conn, "limited", hook_url(receiver),
+                                      ["message.rejected"], generate_secret())
+    await write_audit(pool, *(audit_event("reject") for _ in range(3)))
+    # batch_size 4: one delivery of an endpoint in flight at a time
+    options = worker_options(tls, dns, batch_size=4, backoff_cap_seconds=60.0)
+    async with running_worker(pool, options):
+
+        async def recorded() -> bool:
+            return await pool.fetchval(
+                "SELECT count(*) FROM webhook_deliveries WHERE last_error IS NOT NULL") > 0
+
+        assert await wait_for_async(recorded)
+        await write_audit(pool, audit_event("reject"))  # raised while the endpoint waits
+        await asyncio.sleep(1.0)  # the others were due at once: time to send them
+    assert len(receiver.requests) == 1
+    sql, params = deliveries_sql(endpoint, None, None, 10)
+    listed = await pool.fetch(sql, *params)
+    now = await pool.fetchval("SELECT now()")
+    assert [(d["status"], d["attempts"]) for d in reversed(listed)] == [
+        ("pending", 1), ("pending", 0), ("pending", 0), ("pending", 0)]
+    waits = [(d["next_attempt_at"] - now).total_seconds() for d in listed]
+    assert all(25 <= wait <= 31 for wait in waits), waits

@@ -72,8 +72,11 @@ RETURNING {COLUMNS}
 DELETE = "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING name"
 # next_attempt_at only while pending: the worker's claim pushes it ahead as a lease, and a
 # delivered or dead delivery showing a time to come would look as if it were tried again.
+# Not before the endpoint's hold (its receiver's Retry-After) ends: nothing is sent sooner.
 DELIVERY_COLUMNS = """d.id, e.event_id::text AS event_id, e.type, d.status, d.attempts,
-       CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at,
+       CASE WHEN d.status = 'pending' THEN greatest(d.next_attempt_at, (
+           SELECT held_until FROM webhook_endpoints WHERE id = d.endpoint_id)) END
+           AS next_attempt_at,
        d.last_attempt_at, d.last_status_code, d.last_error, d.delivered_at, d.replay_of,
        d.created_at"""
 SELECT_DELIVERY = f"""

@@ -6,8 +6,9 @@ past the request timeout as a lease, all in one short statement; the HTTP
 request runs outside any transaction. If the process dies mid-request the
 lease runs out and the delivery is tried again: delivery is at least once,
 and receivers deduplicate on ``webhook-id``. A failed attempt is retried
-after an exponential backoff with jitter; after ``max_attempts`` the delivery
-is ``dead`` and can be replayed through the API. One that can never be sent
+after an exponential backoff with jitter, or as long as the receiver's
+``Retry-After`` asks (then its other deliveries wait too); after ``max_attempts``
+the delivery is ``dead`` and can be replayed through the API. One that can never be sent
 (an ``api_call`` body over the limit: the event's data will not shrink) is
 ``dead`` at once.
 
@@ -49,10 +50,10 @@ from .urls import seal_plain_urls, url_of
 log = logging.getLogger(__name__)
 
 # $1 free slots of the window, $2 the lease, $3/$4 the endpoints with deliveries in
-# flight and how many, $5 the cap per endpoint. Each enabled endpoint below its cap
-# offers its oldest due deliveries, as many as it has room for (one short range of
-# webhook_deliveries_endpoint_due each: a capped endpoint's backlog is never read);
-# the oldest $1 of those are claimed.
+# flight and how many, $5 the cap per endpoint. Each enabled endpoint below its cap, and
+# not held by its receiver's Retry-After, offers its oldest due deliveries, as many as
+# it has room for (one short range of webhook_deliveries_endpoint_due each: a capped
+# endpoint's backlog is never read); the oldest $1 of those are claimed.
 CLAIM = """
 WITH busy AS (
     SELECT * FROM unnest($3::bigint[], $4::int[]) AS b(endpoint_id, in_flight)
@@ -65,6 +66,7 @@ WITH busy AS (
         ORDER BY w.next_attempt_at, w.id
         LIMIT $5 - coalesce(b.in_flight, 0)) w
     WHERE p.enabled AND coalesce(b.in_flight, 0) < $5
+      AND (p.held_until IS NULL OR p.held_until <= now())
 ), claimed AS (
     UPDATE webhook_deliveries d
     SET attempts = d.attempts + 1, last_attempt_at = now(),
@@ -100,6 +102,14 @@ SET status = CASE WHEN status = 'dead' OR attempts >= $4 OR $6 THEN 'dead' ELSE 
 WHERE id = $1
 RETURNING status
 """
+# A receiver's Retry-After speaks for the receiver, not for one delivery: nothing is
+# claimed for the endpoint for $2 seconds (migration 0044), costing its deliveries no
+# attempt. One row: a backlog's rows are not rewritten at every 429.
+HOLD_ENDPOINT = """
+UPDATE webhook_endpoints
+SET held_until = greatest(held_until, now() + make_interval(secs => $2))
+WHERE id = $1
+"""
 # Only to the URL the delivery was made for (migration 0020): not to one set since.
 # Not while a delivery of its event to the endpoint is pending (a replay asked for
 # twice): both would be sent, at once. The route holds the endpoint's row.
@@ -128,12 +138,16 @@ def backoff_seconds(attempts: int, options: WebhookOptions) -> float:
     return delay / 2 + secrets.SystemRandom().uniform(0, delay / 2)
 
 
+def asked_wait(outcome: Outcome, options: WebhookOptions) -> float:
+    """The wait the receiver's ``Retry-After`` asks for (a 429 of a rate limit, a 503 of a
+    maintenance), at most ``backoff_cap_seconds`` as any wait; 0 when it asks for none."""
+    return min(outcome.retry_after or 0.0, options.backoff_cap_seconds)
+
+
 def retry_delay(attempts: int, outcome: Outcome, options: WebhookOptions) -> float:
-    """The backoff, or longer when the receiver's ``Retry-After`` asks for it (a 429 of a
-    rate limit, a 503 of a maintenance): retried sooner, every attempt failed again and
-    the delivery was dead within minutes. At most ``backoff_cap_seconds``, as any wait."""
-    asked = min(outcome.retry_after or 0.0, options.backoff_cap_seconds)
-    return max(backoff_seconds(attempts, options), asked)
+    """The backoff, or longer when the receiver asks for it: retried sooner, every attempt
+    failed again and the delivery was dead within minutes."""
+    return max(backoff_seconds(attempts, options), asked_wait(outcome, options))
 
 
 def endpoint_from_row(row: Mapping[str, Any], keyring: Keyring) -> Endpoint:
@@ -203,6 +217,8 @@ async def _record(
             MARK_FAILED, row["id"], outcome.status, outcome.error, options.max_attempts,
             retry_delay(row["attempts"], outcome, options), final,
         )
+        if asked := asked_wait(outcome, options):
+            await conn.execute(HOLD_ENDPOINT, row["endpoint_id"], asked)
     # The origin, never the URL: its path or query may hold a credential. Dead (given up,
     # whatever the reason), the event is lost to the receiver: an error, not a retry.
     log.log(logging.ERROR if status == "dead" else logging.WARNING,
