@@ -50,6 +50,20 @@ def test_a_conflict_inside_a_quoted_value_is_not_read_as_text() -> None:
         "stored:4:1: merge conflict marker '<<<<<<<': the file holds an unresolved conflict"]
 
 
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
+def test_an_upload_names_a_conflict_where_check_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], newline: str
+) -> None:
+    """Uploads and pushes are read as sent: after a lone CR (old Mac line ends) the marker
+    was missed there, and the quoted value loaded both sides, though check refused it."""
+    text = ('version: 1\nname: team-inbound\ndescription: "inbound\n<<<<<<< HEAD\nmail\n'
+            '=======\nchecks\n>>>>>>> other\n"\n').replace("\n", newline)
+    (tmp_path / "inbound.yaml").write_bytes(text.encode())
+    marker = "4:1: merge conflict marker '<<<<<<<': the file holds an unresolved conflict"
+    assert check([tmp_path], capsys) == (2, f"{tmp_path / 'inbound.yaml'}:{marker}\n")
+    assert [str(i) for i in check_policy_text("upload", text)] == [f"upload:{marker}"]
+
+
 def test_marker_look_alikes_in_values_load() -> None:
     text = RULES + ('    message: "<<<<<<< not at the start of a line"\ndescription: |\n'
                     "  =======\n  ======== and >>>>>>>>\n")

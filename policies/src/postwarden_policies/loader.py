@@ -38,8 +38,11 @@ from .yamlnodes import MAX_SOURCE_CHARS, Reader, compose
 log = logging.getLogger(__name__)
 
 POLICY_SUFFIXES = (".yaml", ".yml")
-# The lines git writes around a conflict (diff3's ||||||| too), always at column 0.
-CONFLICT_MARKER = re.compile(r"^(<{7}|\|{7}|={7}|>{7})(?=[ \t\r\n]|$)", re.MULTILINE)
+# The lines git writes around a conflict (diff3's ||||||| too), always at column 0. A
+# line starts after any line end YAML reads: an upload is text as sent, where a lone CR
+# (old Mac line ends) still ends one, as reading a file with newline conversion does.
+CONFLICT_MARKER = re.compile(r"(?:\A|(?<=[\r\n]))(<{7}|\|{7}|={7}|>{7})(?=[ \t\r\n]|\Z)")
+_LINE_END = re.compile(r"\r\n?|\n")
 
 
 def _conflict_marker(label: str, text: str) -> PolicyIssue | None:
@@ -49,7 +52,7 @@ def _conflict_marker(label: str, text: str) -> PolicyIssue | None:
     marker = CONFLICT_MARKER.search(text)
     if marker is None:
         return None
-    line = text.count("\n", 0, marker.start()) + 1
+    line = len(_LINE_END.findall(text, 0, marker.start())) + 1
     return PolicyIssue(label, line, 1, f"merge conflict marker {marker[1]!r}: the file "
                        "holds an unresolved conflict")
 
