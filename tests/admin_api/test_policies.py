@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_store import connect
@@ -163,6 +164,22 @@ async def test_activation_refused_when_the_set_would_not_load(
                                       headers=bearer(admin_key))
     assert refused.status == 422
     assert "shared-rule" in str(await refused.json())
+
+
+async def test_a_case_expecting_a_renamed_rule_is_uploaded_and_activated(
+    admin_client: TestClient[Any, Any], admin_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As a milter loads it (a test never stops filtering): told in the log, not refused;
+    `postwarden-policy check` and `test`, where the tests run, refuse it at its line."""
+    text = policy("renamed").replace("renamed-block", "renamed-block-v2") + (
+        "tests:\n  - name: t\n    raw: 'Subject: x\\n\\nhi\\n'\n    sender: bad@evil.test\n"
+        "    recipients: [a@b.test]\n    expect: reject\n    expect_rules: [renamed-block]\n")
+    status, revision = await upload(admin_client, admin_key, text)
+    assert status == 201
+    response = await admin_client.post(f"/api/v1/revisions/{revision['id']}/activate",
+                                       headers=bearer(admin_key))
+    assert response.status == 200
+    assert "upload:10:5: test 't': unknown rule 'renamed-block' in expect_rules" in caplog.text
 
 
 async def _test_exe_sample(client: TestClient[Any, Any], key: str, policy_text: str,

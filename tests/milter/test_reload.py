@@ -22,6 +22,7 @@ from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.reload import LAST_GOOD_NAME, PolicyReloader
 from postwarden_policies import PolicyIssue, PolicyLoadError
+from postwarden_policies.cli import main as policy_cli
 from postwarden_store import connect
 from postwarden_store.policies import notify_policy_change
 from tests.fixtures.postgres import wait_until
@@ -441,3 +442,40 @@ async def _deactivate(dsn: str, *names: str) -> None:
         await conn.execute("DELETE FROM active_policies WHERE policy_name = ANY($1)", list(names))
     finally:
         await conn.close()
+
+
+# --- a mistake in a policy's tests ------------------------------------------
+
+RENAMED = ("version: 1\nname: main\nrules:\n  - name: block-exe-v2\n    when:\n"
+           "      subject: x\n    then: reject\ntests:\n  - name: exe\n"
+           "    raw: 'Subject: x\\n\\nhi\\n'\n    recipients: [a@b.test]\n    expect: reject\n"
+           "    expect_rules: [block-exe]\n")  # the rule renamed, the case not updated
+TOLD = "9:5: test 'exe': unknown rule 'block-exe' in expect_rules"
+
+
+def test_a_case_expecting_a_renamed_rule_is_told_and_the_files_load(
+    tmp_path: Path, loop_thread: LoopThread, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Tests never stop filtering (as a misspelt limit there): the milter refused to start."""
+    policy, _, reloader = _file_reloader(tmp_path, loop_thread)
+    policy.write_text(RENAMED)
+    holder = reloader.load_initial()
+    assert [rule.name for rule in holder.current.enforced_rules] == ["block-exe-v2"]
+    assert f"{policy}:{TOLD}" in caplog.text
+    assert policy_cli(["check", str(policy)]) == 2  # where the tests run, refused at its line
+    assert f"{policy}:{TOLD}\n" in capsys.readouterr().err
+
+
+def test_a_revision_expecting_a_renamed_rule_is_told_and_the_set_loads(
+    database_url: str, tmp_path: Path, loop_thread: LoopThread,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    asyncio.run(_activate(database_url, "main", RENAMED))
+    try:
+        reloader = _reloader(Metrics(), loop_thread, tmp_path, database_url=database_url)
+        holder = reloader.load_initial()
+    finally:
+        asyncio.run(_deactivate(database_url, "main"))
+    assert [rule.name for rule in holder.current.enforced_rules] == ["block-exe-v2"]
+    assert re.search(rf"main@r\d+:{re.escape(TOLD)}", caplog.text)

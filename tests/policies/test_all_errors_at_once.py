@@ -40,7 +40,7 @@ def test_every_issue_is_reported() -> None:
 def test_a_name_check_alone_refuses_the_policy(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(TEXT.replace("rejekt", "reject").replace("acept", "accept"))
     with pytest.raises(PolicyLoadError) as refused:
-        load_policy_set([tmp_path])
+        load_policy_set([tmp_path], check_samples=True)
     assert [i.line for i in refused.value.issues] == [8, 11]
 
 

@@ -237,3 +237,22 @@ def test_an_attachment_without_a_name_is_expected_stripped_as_the_docs_say() -> 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "policy-language.md").read_text()
     row = next(line for line in docs.splitlines() if line.startswith("| `expect_stripped` |"))
     assert "`(unnamed)`" in row
+
+
+def test_eval_tells_a_case_expecting_a_renamed_rule_at_its_line_and_evaluates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """eval loads as a milter does: the case's mistake is a warning, placed as check's."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nname: p\nrules: [{name: r2, then: reject}]\ntests:\n"
+                      "  - name: c\n    raw: 'Subject: x\\n\\nhi\\n'\n    recipients: [a@b.test]\n"
+                      "    expect: reject\n    expect_rules: [r1]\n")
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"Subject: x\n\nhi\n")
+    assert main(["eval", "--policy", str(tmp_path), "--from", "a@b.test", "--to", "c@d.test",
+                 str(message)]) == 0
+    out, err = capsys.readouterr()
+    assert "rules: r2" in out
+    assert err == f"{policy}:5:5: warning: test 'c': unknown rule 'r1' in expect_rules\n"
+    assert main(["check", str(policy)]) == 2
+    assert capsys.readouterr().err == f"{policy}:5:5: test 'c': unknown rule 'r1' in expect_rules\n"

@@ -5,18 +5,22 @@ Sources are files (a directory stands for its files named ``*.yaml`` or
 (label, text) pairs such as the revisions the admin service stores. The
 ``message:`` sample files of `tests:` must exist only when asked
 (``check_samples``): ``postwarden-policy check`` and ``test`` ask, a milter
-reading its policy_dir does not. Policy names must be unique in a set, and so must rule names
-as audit rows name them (a report-mode policy's as ``report:<name>``), so that a rule
-name in an audit row points at one rule; a repeated name is an
-issue at its line that names the first one's ``file:line:column``. A merge conflict
-left in a source (a ``<<<<<<<`` line) is reported at its marker.
+reading its policy_dir does not; they also ask that each rule a case's ``expect_rules``
+names exists, which is only a warning elsewhere: a mistake in a test never stops the
+policies that filter mail (a rule renamed, a case not updated). Policy names must be
+unique in a set, and so must rule names as audit rows name them (a report-mode
+policy's as ``report:<name>``), so that a rule name in an audit row points at one
+rule; a repeated name is an issue at its line that names the first one's
+``file:line:column``. A merge conflict left in a source (a ``<<<<<<<`` line) is
+reported at its marker.
 
 A subdirectory of a named directory that holds policy files (at any depth, not in
 hidden directories) is a warning, not an issue: files moved into ``team-a/`` would
 otherwise stop applying unnoticed, yet loading them instead (recursion) would start
 applying what a deployment keeps aside (``archive/``, ``disabled/``), and refusing
 would stop a milter over a directory it never read. Callers of
-:func:`load_policy_set` choose where warnings go: the log by default (a milter's).
+:func:`load_policy_set` and :func:`load_policy_set_from_sources` choose where warnings
+go: the log by default (a milter's, the admin service's).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class _Read(NamedTuple):
     policy: Policy | None
     names: DeclaredNames  # read even when the policy is not
     issues: list[PolicyIssue]
+    warnings: list[PolicyIssue]
 
 
 NO_NAMES = DeclaredNames(None, ())
@@ -69,26 +74,29 @@ NO_NAMES = DeclaredNames(None, ())
 def _read(label: str, text: str, base_dir: Path | None, check_samples: bool = False) -> _Read:
     conflict = _conflict_marker(label, text)
     if conflict is not None:
-        return _Read(None, NO_NAMES, [conflict])
+        return _Read(None, NO_NAMES, [conflict], [])
     node, issues = compose(label, text)
     if issues:
-        return _Read(None, NO_NAMES, issues)
+        return _Read(None, NO_NAMES, issues, [])
     reader = Reader(label, base_dir, check_files=check_samples)
     policy = read_policy(node, reader)
     names = NO_NAMES if node is None else declared_names(node, reader)
     # An aliased value is read once per use: say each of its problems once.
-    return _Read(policy, names, list(dict.fromkeys(reader.issues)))
+    return _Read(policy, names, list(dict.fromkeys(reader.issues)),
+                 list(dict.fromkeys(reader.warnings)))
 
 
 def check_policy_text(label: str, text: str) -> list[PolicyIssue]:
-    """Every issue of one policy source read alone (empty when it loads), as a list
-    rather than a raised PolicyLoadError; ``message:`` files are not looked for.
+    """Every issue of one policy source read alone, as a list rather than a raised
+    PolicyLoadError, and after them its warnings (a test's unknown rule, which `check`
+    refuses): empty when check would pass it; ``message:`` files are not looked for.
 
     Only tests use it, to assert on the issues of a snippet; the admin upload loads
     through :func:`load_policy_set_from_sources`, which also checks names across a set.
     """
     with compile_budget():
-        return _read(label, text, None).issues
+        read = _read(label, text, None)
+    return read.issues + read.warnings
 
 
 def _set_issues(declared: list[tuple[str, DeclaredNames]]) -> list[PolicyIssue]:
@@ -114,12 +122,18 @@ def _at(source: str, where: tuple[int, int]) -> str:
     return f"{source}:{where[0]}:{where[1]}"
 
 
+def _log_warning(issue: PolicyIssue) -> None:
+    log.warning("%s", issue)
+
+
 def _build(
     sources: Iterable[tuple[str, str, Path | None]],
     issues: list[PolicyIssue],
     check_samples: bool = False,
+    warn: Callable[[PolicyIssue], None] = _log_warning,
 ) -> PolicySet:
-    """Read every source; raise with ``issues`` plus everything found here."""
+    """Read every source; raise with ``issues`` plus everything found here, once
+    ``warn`` has had every warning."""
     policies: list[Policy] = []
     declared: list[tuple[str, DeclaredNames]] = []
     texts: list[str] = []
@@ -127,6 +141,8 @@ def _build(
         for label, text, base_dir in sources:
             read = _read(label, text, base_dir, check_samples)
             issues.extend(read.issues)
+            for warning in read.warnings:
+                warn(warning)
             texts.append(text)
             declared.append((label, read.names))
             if read.policy is not None:
@@ -137,9 +153,13 @@ def _build(
     return PolicySet.of(policies, content_hash(texts))
 
 
-def load_policy_set_from_sources(sources: Iterable[tuple[str, str]]) -> PolicySet:
-    """A set from (label, YAML text) pairs; `tests:` may only use inline ``raw`` messages."""
-    return _build(((label, text, None) for label, text in sources), [])
+def load_policy_set_from_sources(
+    sources: Iterable[tuple[str, str]],
+    warn: Callable[[PolicyIssue], None] = _log_warning,
+) -> PolicySet:
+    """A set from (label, YAML text) pairs; `tests:` may only use inline ``raw`` messages.
+    Warnings go to ``warn``, as load_policy_set's."""
+    return _build(((label, text, None) for label, text in sources), [], warn=warn)
 
 
 def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIssue]]:
@@ -250,10 +270,6 @@ def _unloaded(directory: Path, files: list[Path]) -> str:
             "read without its subdirectories (name it too, or move the files up)")
 
 
-def _log_warning(issue: PolicyIssue) -> None:
-    log.warning("%s", issue)
-
-
 def _not_utf8(path: Path) -> PolicyIssue:
     """Where a file that is not UTF-8 first is not (read_text tells a place in its
     buffer, not in the file)."""
@@ -279,8 +295,10 @@ def load_policy_set(
     """Load files and directories of policy files into one set; raises PolicyLoadError.
 
     With ``check_samples`` a `tests:` case's ``message:`` file must exist (where the
-    tests run); without, as a milter loads, it need not. ``warn`` gets each warning
-    (:func:`unloaded_subdirectories`), before any issue is raised: a warning may be why.
+    tests run) and a case's unknown rule is an issue; without, as a milter loads, neither
+    stops the set (the rule is a warning). ``warn`` gets each warning
+    (:func:`unloaded_subdirectories`, a test's rule), before any issue is raised: a
+    warning may be why.
     """
     named = [Path(path) for path in paths]
     files, issues = policy_files(named)
@@ -301,4 +319,4 @@ def load_policy_set(
             issues.append(_not_utf8(path))
             continue
         sources.append((str(path), text, path.parent))
-    return _build(sources, issues, check_samples)
+    return _build(sources, issues, check_samples, warn)

@@ -9,7 +9,7 @@ release; ``version`` changes only when one is removed or changes meaning
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import PolicyIssue
@@ -38,8 +38,8 @@ def case_failed(result: CaseResult, *, whole_set: bool) -> bool:
 
 def issue_lines(loaded: Loaded) -> Iterator[str]:
     """Warnings, then the issues; for stderr, where editors and CI annotations read them."""
-    for warning in loaded.warnings:
-        yield f"{warning.file}: warning: {warning.message}"
+    for warning in loaded.warnings:  # at its line when it has one (eval: a test's rule)
+        yield str(replace(warning, message=f"warning: {warning.message}"))
     yield from map(str, loaded.errors)
 
 

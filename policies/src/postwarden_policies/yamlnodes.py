@@ -297,6 +297,9 @@ class Reader:
         # Whether those paths must name files (test samples): only where the tests run.
         self.check_files = check_files
         self.issues: list[PolicyIssue] = []
+        # What refuses nothing where the policy filters mail (a test's unknown rule)
+        # but is an issue for `check` and `test`, which read with check_files.
+        self.warnings: list[PolicyIssue] = []
         self._prefixes: list[str] = []
         self._constructor = _Constructor()
         self._nodes = 0
@@ -316,12 +319,17 @@ class Reader:
             self._depth -= 1
 
     def error(self, node: yaml.Node | None, message: str) -> None:
+        self.issues.append(self._issue(node, message))
+
+    def warn(self, node: yaml.Node | None, message: str) -> None:
+        self.warnings.append(self._issue(node, message))
+
+    def _issue(self, node: yaml.Node | None, message: str) -> PolicyIssue:
         text = "".join(self._prefixes) + message
         if node is None:
-            self.issues.append(PolicyIssue(self.label, None, None, text))
-        else:
-            mark = node.start_mark
-            self.issues.append(PolicyIssue(self.label, mark.line + 1, mark.column + 1, text))
+            return PolicyIssue(self.label, None, None, text)
+        mark = node.start_mark
+        return PolicyIssue(self.label, mark.line + 1, mark.column + 1, text)
 
     @contextmanager
     def prefixed(self, prefix: str) -> Iterator[None]:
