@@ -51,3 +51,22 @@ def test_check_passes_once_the_sample_is_there(
     (policy_dir / "samples" / "m.eml").write_bytes(b"Subject: x\r\n\r\nbody\r\n")
     assert main(["test", str(policy_dir)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "1 passed, 0 failed"
+
+
+def test_a_sample_is_found_next_to_the_file_a_link_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repository sharing a policy between hosts by a symbolic link (mx1/p.yaml ->
+    ../common/p.yaml): its message: paths are written from where the file is, as for
+    every other reader of it; they were looked for next to the link."""
+    common, mx1 = tmp_path / "common", tmp_path / "mx1"
+    (common / "samples").mkdir(parents=True)
+    mx1.mkdir()
+    (common / "p.yaml").write_text(POLICY)
+    (common / "samples" / "m.eml").write_bytes(b"Subject: x\n\nhi\n")
+    (mx1 / "p.yaml").symlink_to(Path("..", "common", "p.yaml"))
+    assert main(["test", str(mx1)]) == 0, capsys.readouterr().err
+    # As a milter (and eval) loads the file: the same path.
+    (policy,) = load_policy_set([mx1]).policies
+    assert policy.tests[0].message == common / "samples" / "m.eml"
+    assert policy.source == str(mx1 / "p.yaml")  # issues name the file as given

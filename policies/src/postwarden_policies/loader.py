@@ -318,5 +318,7 @@ def load_policy_set(
         except UnicodeDecodeError:
             issues.append(_not_utf8(path))
             continue
-        sources.append((str(path), text, path.parent))
+        # Paths in it are relative to where the file is, not to a link naming it
+        # (mx1/p.yaml -> ../common/p.yaml): its author wrote them from there.
+        sources.append((str(path), text, path.resolve().parent))
     return _build(sources, issues, check_samples, warn)
