@@ -1,10 +1,12 @@
 """A key revoked while its request's body still comes in sends nothing (migration
 0036): the key was checked at the request's admission only, and a holder of a leaked key
-could open requests before the revocation and finish them after it."""
+could open requests before the revocation and finish them after it. A revocation waits
+for a send already storing its message (migration 0045)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import uuid
 
@@ -49,3 +51,39 @@ async def test_a_key_revoked_while_its_body_comes_in_sends_nothing(
     assert not await pool.fetchval("SELECT count(*) FROM outbound_messages WHERE subject = $1",
                                    subject)
     assert not [data for _, _, data in smtp_server[0].received if subject.encode() in data]
+
+
+async def test_a_revocation_answers_only_after_a_send_it_did_not_stop(
+    client: Client, sender: dict[str, str], pool: asyncpg.Pool,
+    smtp_server: tuple[Scripted, int],
+) -> None:
+    """A send whose key was checked live and is still storing its message finishes before
+    the revocation does: once an admin is told the key is revoked, no message of it is
+    stored any more. (The check took no lock: a revocation answered in between, and the
+    message was stored and sent after it.)"""
+    key_id = sender["Authorization"].split("_")[1]
+    day = dt.datetime.now(dt.UTC).date()
+    days = [day + dt.timedelta(days=n) for n in (-1, 0, 1)]  # whatever the enqueue takes
+    await pool.execute("INSERT INTO outbound_daily_usage (key_id, day, messages, recipients) "
+                       "SELECT $1, d, 0, 0 FROM unnest($2::date[]) d", key_id, days)
+    async with pool.acquire() as holder, holder.transaction():
+        # The enqueue's last step waits on this lock, after its check of the key.
+        await holder.execute("SELECT FROM outbound_daily_usage WHERE key_id = $1 FOR UPDATE",
+                             key_id)
+        send = asyncio.ensure_future(client.post("/api/v1/send-email", json=body(),
+                                                 headers=sender))
+        for _ in range(200):
+            if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type"
+                                   " = 'Lock' AND query LIKE '%send_enqueue_flushed%'"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the send did not reach its enqueue within 10 s")
+        revoke = asyncio.ensure_future(pool.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1", key_id))
+        await asyncio.wait([revoke], timeout=1.0)
+        revoked_first = revoke.done()
+    answer = await send
+    await revoke
+    assert not (revoked_first and answer.status == 202), (
+        "the revocation was answered, then the message was stored")
