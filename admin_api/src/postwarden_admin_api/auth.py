@@ -28,7 +28,7 @@ from aiohttp import web
 
 from .context import POOL, SETTINGS, Principal, Role
 from .errors import ApiError, connection
-from .keys import verify_key
+from .keys import ANY_KEY_EXISTS, verify_key
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,8 @@ DEV_PRINCIPAL = Principal(
     is_dev_fallback=True,
 )
 # The fallback is for a fresh install only: any key ever created, of any role
-# (revoked ones too), turns it off. Until then, behind a reverse proxy on the
-# same host, every client of the proxy is a loopback peer.
-ANY_KEY_EXISTS = "SELECT EXISTS (SELECT FROM api_keys)"
+# (revoked ones too), turns it off (ANY_KEY_EXISTS). Until then, behind a reverse
+# proxy on the same host, every client of the proxy is a loopback peer.
 
 
 class VerifiedKeys:

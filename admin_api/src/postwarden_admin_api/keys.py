@@ -46,6 +46,9 @@ KEY_COLUMNS = (
     "rotated_to, last_used_at, owner"
 )
 IS_LIVE = f"SELECT {LIVE_KEY} FROM api_keys WHERE key_id = $1"  # noqa: S608 - constant SQL
+# The development fallback key works only until a first key, of any role, exists
+# (revoked ones too).
+ANY_KEY_EXISTS = "SELECT EXISTS (SELECT FROM api_keys)"
 SELECT_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"  # noqa: S608
 SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"  # noqa: S608
 # Locked, so a revocation racing the rotation cannot leave a revoked key a live successor.
@@ -210,7 +213,9 @@ async def verify_key(conn: asyncpg.Connection, presented: str) -> Principal | No
 async def is_live(conn: asyncpg.Connection, principal: Principal) -> bool:
     """Whether ``principal``'s key is still neither revoked nor expired: for work that
     outlasts the request's admission (an audit export streams for as long as it takes)."""
-    return principal.is_dev_fallback or bool(await conn.fetchval(IS_LIVE, principal.key_id))
+    if principal.is_dev_fallback:
+        return not await conn.fetchval(ANY_KEY_EXISTS)
+    return bool(await conn.fetchval(IS_LIVE, principal.key_id))
 
 
 async def list_keys(conn: asyncpg.Connection) -> list[KeyInfo]:
