@@ -15,10 +15,15 @@ from aiohttp import web
 from postwarden_policies.redact import redact
 
 from .audit_queries import cursor_rows
-from .auth import client_address
+from .auth import client_address, unauthenticated
 from .context import PRINCIPAL, Principal
+from .keys import LIVE_KEY
 from .sqlwhere import Where
 
+# Held until the change commits: a revocation waits for a change already under way, and
+# a change finishing after one (its body came in slowly) finds the key revoked.
+ACTOR_IS_LIVE = f"SELECT {LIVE_KEY} FROM api_keys WHERE key_id = $1 FOR SHARE"  # noqa: S608
+_ENDING_A_KEY = frozenset({"key.revoked", "key.rotated"})
 INSERT = """
 INSERT INTO admin_audit (key_id, key_name, client_address, action, target, summary)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -72,9 +77,23 @@ async def record(
     target: str | None,
     summary: dict[str, Any] | None = None,
 ) -> None:
-    """Write one admin action by the request's principal."""
-    await write(conn, actor=request.get(PRINCIPAL), address=client_address(request),
+    """Write one admin action by the request's principal, in the change's transaction;
+    :func:`~.auth.unauthenticated` (the change rolled back) once its key is no longer
+    live: it was checked at the request's admission, and a body may take a minute."""
+    actor = request.get(PRINCIPAL)
+    if actor is not None and not await _still_live(conn, actor, action, target):
+        raise unauthenticated()
+    await write(conn, actor=actor, address=client_address(request),
                 action=action, target=target, summary=summary)
+
+
+async def _still_live(conn: asyncpg.Connection, actor: Principal, action: str,
+                      target: str | None) -> bool:
+    # A key that revoked or rotated itself was found live under that change's own lock,
+    # and is no longer live by that change.
+    if actor.is_dev_fallback or (action in _ENDING_A_KEY and target == actor.key_id):
+        return True
+    return bool(await conn.fetchval(ACTOR_IS_LIVE, actor.key_id))
 
 
 def page_sql(filters: dict[str, Any], limit: int) -> tuple[str, list[Any]]:
