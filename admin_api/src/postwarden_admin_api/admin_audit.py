@@ -24,6 +24,8 @@ from .sqlwhere import Where
 # a change finishing after one (its body came in slowly) finds the key revoked.
 ACTOR_IS_LIVE = f"SELECT {LIVE_KEY} FROM api_keys WHERE key_id = $1 FOR SHARE"  # noqa: S608
 _ENDING_A_KEY = frozenset({"key.revoked", "key.rotated"})
+# The development fallback key: on while no key exists but the one its change just made.
+DEV_KEY_STILL_ON = "SELECT NOT EXISTS (SELECT FROM api_keys WHERE key_id IS DISTINCT FROM $1)"
 INSERT = """
 INSERT INTO admin_audit (key_id, key_name, client_address, action, target, summary)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -89,9 +91,12 @@ async def record(
 
 async def _still_live(conn: asyncpg.Connection, actor: Principal, action: str,
                       target: str | None) -> bool:
+    if actor.is_dev_fallback:
+        made = target if action == "key.created" else None
+        return bool(await conn.fetchval(DEV_KEY_STILL_ON, made))
     # A key that revoked or rotated itself was found live under that change's own lock,
     # and is no longer live by that change.
-    if actor.is_dev_fallback or (action in _ENDING_A_KEY and target == actor.key_id):
+    if action in _ENDING_A_KEY and target == actor.key_id:
         return True
     return bool(await conn.fetchval(ACTOR_IS_LIVE, actor.key_id))
 
