@@ -1341,17 +1341,22 @@ async def test_a_line_the_database_refuses_is_left_out_and_the_rest_applied(
 
 
 @pytest.mark.parametrize(("form", "told"), [
+    # journalctl -o cat: the message alone, no program nor pid.
+    pytest.param("", True, id="journalctl-cat"),
     # rsyslog's RSYSLOG_SyslogProtocol23Format: the program and its pid are fields.
-    pytest.param("<22>1 2026-12-06T10:44:12.123456+00:00 mx postfix/smtp 4242 - - ", True,
+    pytest.param("<22>1 2026-12-06T10:44:12.123456+00:00 mx postfix/smtp 4242 - - ", False,
                  id="rfc5424"),
+    # ... as rsyslog writes it by default: "postfix", the daemon cut off at the slash.
+    pytest.param("<22>1 2026-12-06T10:44:12.123456+00:00 mx postfix 4242 - -  ", True,
+                 id="rfc5424-without-daemon"),
     pytest.param("Dec  6 10:44:12 mx postfix/smtp[4242]: ", False, id="traditional"),
 ])
 async def test_a_log_in_a_form_the_follower_does_not_read_is_told(
     pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture, form: str,
     told: bool,
 ) -> None:
-    """A log none of whose lines the follower could read (RFC 5424's form, another
-    program's file) tracked nothing, and said nothing."""
+    """A log none of whose lines the follower could read (journalctl's message alone,
+    another program's file) tracked nothing, and said nothing."""
     log_file, follower = await follower_at_end(pool, tmp_path)
     lines = (f"{form}{new_queue_id('FORM')}: to=<a@example.org>, relay=x, delay=0, "
              "delays=0/0/0/0, dsn=2.0.0, status=sent (250 ok)\n" for _ in range(1000))

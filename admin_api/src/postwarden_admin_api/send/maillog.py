@@ -88,7 +88,7 @@ MAX_READ = 4 * 1024 * 1024
 # crash's NUL-filled tail) is skipped to its end rather than held, and copied, whole.
 MAX_LINE = 1024 * 1024
 # A log none of whose first lines is a Postfix daemon's, in a form the follower reads
-# (syslogline: not RFC 5424's, say), tracks nothing: said once.
+# (syslogline: not journalctl's JSON, say), tracks nothing: said once.
 FORM_CHECK_LINES = 1000
 # Unknown statuses warned of, each once: distinct words in lines others wrote to the log
 # (it should be Postfix's alone) cannot flood the service's log. All are counted.
@@ -426,8 +426,10 @@ class MaillogFollower:
             self._unshaped = -1
             log.warning("maillog follower: none of the %d lines read from %s is a Postfix "
                         "daemon's as the follower reads them ('... postfix/smtp[123]: "
-                        "QID: ...', stamped as traditional syslog or RFC 3339): no delivery "
-                        "is tracked (is it the maillog_file Postfix writes?)",
+                        "QID: ...', or RFC 5424's '... postfix/smtp 123 - - QID: ...', "
+                        "which rsyslog writes 'postfix 123' unless "
+                        "parser.permitSlashInProgramName is on): no delivery is tracked "
+                        "(is it the maillog_file Postfix writes?)",
                         FORM_CHECK_LINES, self._path)
 
     def _unknown_status(self, line: UnknownStatus) -> None:
