@@ -1315,11 +1315,15 @@ async def test_a_reader_back_after_another_read_on_forgets_the_other_mail_it_kne
 
 
 async def test_a_line_the_database_refuses_is_left_out_and_the_rest_applied(
-    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A NUL in an address (a torn write) about a message of ours: PostgreSQL refuses
     the text. The poll's statement failed at every poll, and no line of any message
-    was applied again; now that line alone is left out, logged and counted."""
+    was applied again; now that line alone is left out, logged and counted. (The reader
+    ends a line at a NUL now, test_maillog_nul_run: here it keeps it, as any value the
+    database might refuse.)"""
+    monkeypatch.setattr(maillog, "_lines", lambda data: data.split(b"\n"))
     metrics = Metrics()
     log_file, follower = await follower_at_end(pool, tmp_path, metrics=metrics)
     torn, good = new_queue_id("TORN"), new_queue_id("GOOD")

@@ -82,10 +82,10 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
                        ) -> Applied:
     """Record the events about messages of ours, in ``conn``'s transaction.
 
-    All of them in one statement. Should the database refuse a value (a NUL in an
-    address read from a torn write), the statement would fail at every poll and
-    delivery tracking would stop for all mail: then each line is applied alone, and
-    those refused are left out (logged, and counted by the caller)."""
+    All of them in one statement. Should the database refuse a value (as it did a NUL
+    in an address, before the follower ended lines at NULs), the statement would fail
+    at every poll and delivery tracking would stop for all mail: then each line is
+    applied alone, and those refused are left out (logged, and counted by the caller)."""
     recorded, awaited = await our_queue_ids(conn, host, {event.queue_id for event in events})
     # A queue id awaited for a message in the outbox is that message's now, even where an
     # older message was stored under it (Postfix reuses short ids): its lines wait for it.

@@ -59,6 +59,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import socket
 import time
 import uuid
@@ -84,9 +85,12 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 MAX_PENDING_RECEIPTS = 200_000  # about 20 MB of lines kept while Postgres is away
 MAX_READ = 4 * 1024 * 1024
-# No line of Postfix's comes near it: a longer one (no newline in a run of bytes, as a
-# crash's NUL-filled tail) is skipped to its end rather than held, and copied, whole.
+# No line of Postfix's comes near it: a longer one (no newline in a run of bytes) is
+# skipped to its end rather than held, and copied, whole.
 MAX_LINE = 1024 * 1024
+# A crash leaves a file's tail NUL-filled, and the next line is written after them: a
+# run of NULs ends a line as a newline does (Postfix and syslog write no NUL in one).
+_NULS = re.compile(rb"[\n\0]+")
 # A log none of whose first lines is a Postfix daemon's, in a form the follower reads
 # (syslogline: not journalctl's JSON, say), tracks nothing: said once.
 FORM_CHECK_LINES = 1000
@@ -125,6 +129,12 @@ RELEASE = "UPDATE maillog_positions SET lease_until = NULL WHERE path = $1 AND l
 TRY_POLL = "SELECT pg_try_advisory_xact_lock(hashtextextended('postwarden maillog ' || $1, 0))"
 LEASE_SECONDS = 15.0  # a reader that has not polled for this long is replaced
 LAST_POLL_SECONDS = 5.0
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """``data`` cut into lines, the last one perhaps not whole (the fast way, without
+    NULs)."""
+    return _NULS.split(data) if b"\0" in data else data.split(b"\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +386,7 @@ class MaillogFollower:
         unread = self._tail.unread()  # at the read: lines written while parsing come next
         if new_file:  # the old file's last line was cut short, it ends there
             self._partial, self._skipped = b"", 0
-        lines = (self._partial + appended).split(b"\n")
+        lines = _lines(self._partial + appended)
         self._partial = lines.pop()
         if self._skipped and lines:  # the over-long line ends here: its rest is no line
             del lines[0]
@@ -392,6 +402,8 @@ class MaillogFollower:
         receipts: list[ReceiptLine] = []
         requeues: list[Requeued] = []
         for raw in lines:
+            if not raw:  # between NULs, or a blank line: no line to tell the form by
+                continue
             line = split_line(raw.decode("utf-8", "replace"))
             if self._unshaped >= 0:
                 self._check_form(line)
