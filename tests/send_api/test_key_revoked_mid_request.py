@@ -1,7 +1,7 @@
 """A key revoked while its request's body still comes in sends nothing (migration
 0036): the key was checked at the request's admission only, and a holder of a leaked key
 could open requests before the revocation and finish them after it. A revocation waits
-for a send already storing its message (migration 0045)."""
+for a send already storing its message (migration 0044)."""
 
 from __future__ import annotations
 

@@ -102,9 +102,9 @@ RELEASED = {
         "d524786789370ee4128acb1ae46c375fe44c70bd901f570130b4fb35d1da79bf",
     "0042_send_untracked":
         "f5c0aff5ade7fb97da33a5c8b63ca4b0334431ee0c561b1ad0dad1a87cc2fa98",
-    "0044_webhook_endpoint_held_until":
+    "0043_webhook_endpoint_held_until":
         "7d4a2844039c1042321fcd688d8f40065c1239cdd83f632199dbe1589cd0f8af",
-    "0045_send_enqueue_key_share_lock":
+    "0044_send_enqueue_key_share_lock":
         "5a995d3b261df913ccfb19c7999078e80792d71e83ce05803102afbeed0e89d3",
 }
 

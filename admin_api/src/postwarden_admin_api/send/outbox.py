@@ -34,7 +34,7 @@ CALL send_enqueue_flushed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
                           $16, $17, $18, $19, $20, $21)
 """
 # Migration 0036: the procedure refuses a stored key revoked or expired since the
-# request's admission (its body may take a minute to come in); 0045: it holds the key's
+# request's admission (its body may take a minute to come in); 0044: it holds the key's
 # row until it commits, so a revocation is answered only after a send it did not stop.
 KEY_NOT_LIVE = "key_not_live"
 # Inside one the commit is the caller's (a procedure cannot commit there).

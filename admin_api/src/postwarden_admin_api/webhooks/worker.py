@@ -103,7 +103,7 @@ WHERE id = $1
 RETURNING status
 """
 # A receiver's Retry-After speaks for the receiver, not for one delivery: nothing is
-# claimed for the endpoint for $2 seconds (migration 0044), costing its deliveries no
+# claimed for the endpoint for $2 seconds (migration 0043), costing its deliveries no
 # attempt. One row: a backlog's rows are not rewritten at every 429.
 HOLD_ENDPOINT = """
 UPDATE webhook_endpoints
