@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from . import admin_audit
@@ -104,11 +105,23 @@ async def _known(request: web.Request) -> str:
     return key_id
 
 
+# In key id order, so that two admins ending each other's key at once take turns: each
+# change holds its own key until it commits (admin_audit.record), and each held its own
+# and waited for the other's, a deadlock PostgreSQL ended by failing one (a 500).
+HOLD_BOTH = "SELECT 1 FROM api_keys WHERE key_id = ANY($1::text[]) ORDER BY key_id FOR UPDATE"
+
+
+async def _hold_both(conn: asyncpg.Connection, request: web.Request, key_id: str) -> None:
+    """Lock the key ``key_id`` and the acting one before a change ends the first."""
+    await conn.execute(HOLD_BOTH, sorted({key_id, principal(request).key_id}))
+
+
 @routes.delete("/api/v1/keys/{key_id}")
 @allow()
 async def keys_revoke(request: web.Request) -> web.Response:
     key_id = await _known(request)
     async with connection(request.app[POOL]) as conn, conn.transaction():
+        await _hold_both(conn, request, key_id)
         if not await revoke_key(conn, key_id):
             raise ApiError(404, "not_found", "no such active key")
         await admin_audit.record(conn, request, "key.revoked", key_id)
@@ -130,6 +143,7 @@ async def keys_rotate(request: web.Request) -> web.Response:
     if problems:
         raise ValidationFailed(problems)
     async with connection(request.app[POOL]) as conn, conn.transaction():
+        await _hold_both(conn, request, key_id)
         try:
             key = await rotate_key(conn, key_id, dt.timedelta(seconds=grace),
                                    principal(request).key_id)
