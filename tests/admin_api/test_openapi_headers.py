@@ -10,7 +10,7 @@ import pytest
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
-from postwarden_admin_api.errors import ApiError, database_busy
+from postwarden_admin_api.errors import ApiError, database_busy, database_unavailable
 from postwarden_admin_api.send.refusals import Refusal
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 
@@ -84,13 +84,14 @@ async def test_the_request_id_sent_is_what_the_document_declares(
 
 def _retry_later(document: dict[str, Any]) -> list[tuple[ApiError, list[str]]]:
     """Each error that carries a Retry-After of its own, with the operations that may
-    answer it: the send API's refusals with one, and database_busy on every route that
-    looks its key up. (A limit's 429 sets its own per answer: declared on every 429.)"""
+    answer it: the send API's refusals with one, and database_busy and database_unavailable
+    on every route that looks its key up. (A limit's 429 sets its own per answer: declared
+    on every 429.)"""
     authenticated = [label for label, spec in _operations(document)
                      if spec.get("security") != []]
     send = ["POST /api/v1/send-email"]
     return [*((refusal.error(), send) for refusal in Refusal if refusal.retry_after),
-            (database_busy(), authenticated)]
+            (database_busy(), authenticated), (database_unavailable(), authenticated)]
 
 
 async def test_every_error_with_a_retry_after_declares_it_on_its_status(

@@ -1,5 +1,6 @@
 """docs/api.md: ``/readyz`` answers 503 while the database is unreachable, and 200
-again once it is back; ``/healthz`` (the process is up) stays 200 meanwhile.
+again once it is back; ``/healthz`` (the process is up) stays 200 meanwhile; other
+routes answer 503 ``database_unavailable``.
 
 Postgres is stopped for real: a cluster of this test's own, so that the
 session's cluster, shared by every other test, is never disturbed."""
@@ -15,8 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.app import create_app
-from postwarden_store import migrate_database
-from tests.fixtures.adminapp import AiohttpClient, settings_for
+from postwarden_admin_api.context import Role
+from postwarden_admin_api.keys import create_key
+from postwarden_store import connect, migrate_database
+from tests.fixtures.adminapp import AiohttpClient, bearer, settings_for
 from tests.fixtures.postgres import PostgresCluster, running_cluster
 
 pytestmark = pytest.mark.postgres
@@ -55,3 +58,25 @@ async def test_readyz_follows_the_database_going_away_and_coming_back(
         await asyncio.sleep(0.1)
         answer = await _readyz(client)
     assert answer == (200, {"status": "ready"})
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/v1/audit"), ("GET", "/api/v1/keys"), ("POST", "/api/v1/suppressions")])
+async def test_a_route_answers_503_database_unavailable_while_the_database_is_away(
+    aiohttp_client: AiohttpClient, own_cluster: PostgresCluster, method: str, path: str,
+) -> None:
+    conn = await connect(own_cluster.admin_dsn)
+    try:
+        key = await create_key(conn, Role.ADMIN, "admin")
+    finally:
+        await conn.close()
+    client = await aiohttp_client(create_app(settings_for(own_cluster.admin_dsn)))
+    # Served once (the key verified, the pool's connection made), then the database goes.
+    assert (await client.get("/api/v1/keys", headers=bearer(key))).status == 200
+    await asyncio.to_thread(own_cluster.stop)
+    for _ in range(2):  # the connection the stop broke, then a fresh one refused
+        response = await client.request(method, path, headers=bearer(key),
+                                        json={"address": "a@example.com"})
+        assert response.status == 503, await response.text()
+        assert (await response.json())["error"]["code"] == "database_unavailable"
+        assert response.headers["Retry-After"] == "5"

@@ -9,16 +9,20 @@ become 500 ``internal_error`` with no exception text.
 Requests take their pooled connection with :func:`connection` (or :func:`acquire`, to
 keep it across several steps): when the pool stays full for ``ACQUIRE_TIMEOUT``
 seconds the answer is 503 ``database_busy``, not a request that waits for ever
-behind whoever holds the connections.
+behind whoever holds the connections; with PostgreSQL away (no connection can be made,
+or one is lost mid-request: ``DATABASE_AWAY``) it is 503 ``database_unavailable``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+
+log = logging.getLogger(__name__)
 
 ACQUIRE_TIMEOUT = 5.0  # seconds a request waits for a pooled connection
 
@@ -53,13 +57,26 @@ def database_busy() -> ApiError:
                     headers={"Retry-After": "1"})
 
 
+# PostgreSQL away: a connection lost mid-query, a server shutting down or starting.
+DATABASE_AWAY = (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                 asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+
+
+def database_unavailable() -> ApiError:
+    return ApiError(503, "database_unavailable", "the database cannot be reached, retry later",
+                    headers={"Retry-After": "5"})
+
+
 async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
-    """A pooled connection for a request (to ``pool.release``), or :func:`database_busy`
-    once none frees up."""
+    """A pooled connection for a request (to ``pool.release``); :func:`database_busy`
+    once none frees up, :func:`database_unavailable` when none can be made."""
     try:
         return await pool.acquire(timeout=ACQUIRE_TIMEOUT)
     except TimeoutError:
         raise database_busy() from None
+    except (OSError, *DATABASE_AWAY) as exc:  # OSError: refused, reset, no route
+        log.warning("database unreachable: %s", type(exc).__name__)
+        raise database_unavailable() from None
 
 
 @asynccontextmanager

@@ -40,7 +40,7 @@ from .auth import (
     unauthenticated,
 )
 from .context import PRINCIPAL, PUBLIC_PATHS, REQUEST_ID_FORM, SETTINGS, allowed_roles
-from .errors import ApiError, ValidationFailed
+from .errors import DATABASE_AWAY, ApiError, ValidationFailed, database_unavailable
 from .httpserver import log_unparsable, undecodable, unparsable
 from .metrics import METRICS
 from .ratelimit import LIMITER, Quota
@@ -171,6 +171,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as error:
         return _error_response(request, error)
+    except DATABASE_AWAY as exc:  # lost mid-request (acquire tells a refused connection)
+        log.warning("database unreachable answering %s %s: %s", request.method,
+                    _route_label(request), type(exc).__name__)
+        return _error_response(request, database_unavailable())
     except NoSecretKey:
         return _error_response(request, ApiError(
             503, "secret_key_not_configured",

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from .auth import unauthenticated
 from .context import REQUEST_ID_FORM, Role
-from .errors import ValidationFailed, database_busy
+from .errors import ValidationFailed, database_busy, database_unavailable
 from .middleware import HTTP_CODES
 
 Schema = dict[str, Any]
@@ -64,7 +64,7 @@ AUTHENTICATED_ERRORS: ErrorCodes = {
     422: [VALIDATION_FAILED],  # a query parameter given more than once
     429: ["rate_limited"],
     500: ["internal_error"],
-    503: [database_busy().code],
+    503: [database_busy().code, database_unavailable().code],
 }
 # What a route reading its body with bodies.read_json_object may answer besides.
 JSON_BODY_ERRORS: ErrorCodes = {
@@ -144,14 +144,16 @@ _TOO_MANY: Schema = {
     "headers": {"Retry-After": RETRY_AFTER, **RATE_LIMIT_HEADERS, **EVERY_ANSWER},
     "content": json_content(ref("Error")),
 }
-# errors.database_busy, which any authenticated request may meet (its key is looked up
-# in the database); a 503 before the key is counted has no RateLimit-* headers.
+# errors.database_busy and database_unavailable, which any authenticated request may meet
+# (its key is looked up in the database); a 503 before the key is counted has no
+# RateLimit-* headers.
 _UNAVAILABLE: Schema = {
-    "description": "see code (database_busy: every database connection is in use, "
-                   "retry after Retry-After)",
+    "description": "see code (database_busy: every database connection is in use; "
+                   "database_unavailable: the database cannot be reached; retry after "
+                   "Retry-After)",
     "headers": {
-        "Retry-After": header("database_busy only: seconds to wait before trying again",
-                              _SECONDS, required=False),
+        "Retry-After": header("database_busy and database_unavailable only: seconds to "
+                              "wait before trying again", _SECONDS, required=False),
         **_optional(RATE_LIMIT_HEADERS),
         **EVERY_ANSWER,
     },
