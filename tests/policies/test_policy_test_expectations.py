@@ -256,3 +256,26 @@ def test_eval_tells_a_case_expecting_a_renamed_rule_at_its_line_and_evaluates(
     assert err == f"{policy}:5:5: warning: test 'c': unknown rule 'r1' in expect_rules\n"
     assert main(["check", str(policy)]) == 2
     assert capsys.readouterr().err == f"{policy}:5:5: test 'c': unknown rule 'r1' in expect_rules\n"
+
+
+@pytest.mark.parametrize(("expected", "told"), [
+    ("limit:max_recipeints", "unknown limit 'max_recipeints' in 'limit:max_recipeints'"),
+    ("report:r", "'report:r' in expect_rules: verdicts of this enforce-mode policy name the "
+                 "rule 'r'"),
+], ids=["misspelt-limit", "misplaced-report-prefix"])
+def test_eval_tells_other_expectations_no_verdict_meets_at_their_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], expected: str, told: str
+) -> None:
+    """As an unknown rule is (above): they were silent where the policies filter mail."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nname: p\nrules: [{name: r, then: reject}]\ntests:\n"
+                      "  - name: c\n    raw: 'Subject: x\\n\\nhi\\n'\n    recipients: [a@b.test]\n"
+                      f"    expect: reject\n    expect_rules: [{expected}]\n")
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"Subject: x\n\nhi\n")
+    assert main(["eval", "--policy", str(tmp_path), "--from", "a@b.test", "--to", "c@d.test",
+                 str(message)]) == 0
+    out, err = capsys.readouterr()
+    assert "rules: r" in out
+    assert err.startswith(f"{policy}:5:5: warning: test 'c': {told}")
+    assert main(["check", str(policy)]) == 2

@@ -263,16 +263,18 @@ def _check_expected_rules(node: yaml.Node, reader: Reader, rules: dict[str, yaml
 
 
 def _ref_problem(ref: str, rules: dict[str, yaml.Node], report: bool, reader: Reader) -> str:
-    """Why no verdict of the policy alone names ``ref`` ("": one may). A misplaced
-    ``report:`` is left to `check` and `test`, as a misspelt limit is (testformat): the
-    rule exists, and a milter must not stop loading the policies that filter mail (an
-    unknown rule is only a warning there)."""
+    """Why no verdict of the policy alone names ``ref`` ("": one may): an unknown rule,
+    a misspelt limit, a misplaced ``report:``; each a warning where the policies filter
+    mail (see _check_expected_rules)."""
     name = ref.removeprefix("report:")
     kind = "limit" if name.startswith("limit:") else "rule"
     if kind == "rule" and name not in rules:
         return f"unknown rule {ref!r} in expect_rules"
-    # A limit with a problem of its own is told that one (testformat), once.
-    if not reader.check_files or ref.startswith("report:") == report or limit_problem(ref):
+    # A limit with a problem of its own is told that one, once: by testformat where the
+    # tests are read to run (`check`, `test`), here elsewhere.
+    if (problem := limit_problem(ref)) is not None:
+        return "" if reader.check_files else problem
+    if ref.startswith("report:") == report:
         return ""
     if report and name.removeprefix("limit:") in PARSER_CAPS:
         return ""
