@@ -344,3 +344,32 @@ async def test_a_key_name_holds_no_control_character(
     assert await _cli(["keys", "list"]) == 0
     [listed] = [line for line in capsys.readouterr().out.splitlines() if key_id in line]
     assert listed.endswith("old\\x1b[2J\\x9b")
+
+
+@pytest.mark.usefixtures("cli_env")
+@pytest.mark.parametrize("command", [["create", "--role", "admin", "--name", "unlogged"],
+                                     ["rotate", "{key_id}"], ["revoke", "{key_id}"]])
+async def test_a_key_change_whose_admin_log_entry_fails_is_not_kept_nor_printed(
+    database_url: str, mint_key: MintKey, capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """The key and its entry were two statements: a failure between them left a key
+    (printed, working) that the admin log never showed."""
+    key_id = (await mint_key("operator")).split("_")[1]
+    conn = await connect(database_url)
+    try:
+        await conn.execute("""
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'admin log unavailable'; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON admin_audit EXECUTE FUNCTION refuse();
+        """)
+        before = await conn.fetch("SELECT key_id, revoked_at, expires_at FROM api_keys")
+        argv = ["keys", *(part.format(key_id=key_id) for part in command)]
+        assert await _cli(argv) == 1
+        assert await conn.fetch("SELECT key_id, revoked_at, expires_at FROM api_keys") == before
+        out, err = capsys.readouterr()
+        assert "pw_" not in out
+        assert "admin log unavailable" in err
+    finally:
+        await conn.execute("DROP TRIGGER refuse ON admin_audit; DROP FUNCTION refuse()")
+        await conn.close()

@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -204,7 +205,7 @@ async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]
 
 
 async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> int:
-    async def work(conn: object) -> int:
+    async def work(conn: asyncpg.Connection) -> int:
         if args.keys_command == "list":
             now = dt.datetime.now(dt.UTC)
             for info in await list_keys(conn):
@@ -213,37 +214,49 @@ async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> int:
                 print(f"{info.key_id}  {info.role:<8}  {state:<7}  expires {expiry}  "
                       f"{shown_name(info.name)}")
             return 0
-        if args.keys_command == "create":
-            key = await create_key(conn, args.role, args.name, tuple(args.sender),
-                                   args.expires_at, created_by="cli")
-            target, summary = key.split("_")[1], {"role": args.role, "name": args.name}
-            print(key)
-        elif args.keys_command == "revoke":
-            if not await revoke_key(conn, args.key_id):
-                print(f"no active key {args.key_id}", file=sys.stderr)
+        # The change and its admin log entry in one transaction, a new key printed once
+        # both are stored: no key without its entry, none printed that was not kept.
+        async with conn.transaction():
+            changed = await _change_key(conn, args)
+            if changed is None:
                 return 1
-            target, summary = args.key_id, {}
-        else:
-            grace = dt.timedelta(seconds=args.grace_seconds)
-            try:
-                new = await rotate_key(conn, args.key_id, grace, created_by="cli")
-            except AlreadyRotated as rotated:
-                print(f"key {args.key_id} was rotated to {rotated.successor}: rotate that "
-                      "one, or revoke this one to end its grace period", file=sys.stderr)
-                return 1
-            if new is None:
-                print(f"no active key {args.key_id}", file=sys.stderr)
-                return 1
-            target, summary = args.key_id, {"new_key_id": new.split("_")[1]}
-            print(new)
-        # Named as the API names them: a search by action finds both.
-        action = {"create": "key.created", "revoke": "key.revoked",
-                  "rotate": "key.rotated"}[args.keys_command]
-        await admin_audit.write(conn, actor=CLI_ACTOR, address=None, action=action,
-                                target=target, summary=summary)
+            target, summary, new_key = changed
+            # Named as the API names them: a search by action finds both.
+            action = {"create": "key.created", "revoke": "key.revoked",
+                      "rotate": "key.rotated"}[args.keys_command]
+            await admin_audit.write(conn, actor=CLI_ACTOR, address=None, action=action,
+                                    target=target, summary=summary)
+        if new_key is not None:
+            print(new_key)
         return 0
 
     return await _with_db(settings, work)
+
+
+async def _change_key(conn: asyncpg.Connection, args: argparse.Namespace,
+                      ) -> tuple[str, dict[str, Any], str | None] | None:
+    """Create, revoke or rotate as ``args`` say: the target's key id, the admin log
+    summary and the new key if any; None once refused (told on stderr)."""
+    if args.keys_command == "create":
+        key = await create_key(conn, args.role, args.name, tuple(args.sender),
+                               args.expires_at, created_by="cli")
+        return key.split("_")[1], {"role": args.role, "name": args.name}, key
+    if args.keys_command == "revoke":
+        if not await revoke_key(conn, args.key_id):
+            print(f"no active key {args.key_id}", file=sys.stderr)
+            return None
+        return args.key_id, {}, None
+    try:
+        new = await rotate_key(conn, args.key_id, dt.timedelta(seconds=args.grace_seconds),
+                               created_by="cli")
+    except AlreadyRotated as rotated:
+        print(f"key {args.key_id} was rotated to {rotated.successor}: rotate that "
+              "one, or revoke this one to end its grace period", file=sys.stderr)
+        return None
+    if new is None:
+        print(f"no active key {args.key_id}", file=sys.stderr)
+        return None
+    return args.key_id, {"new_key_id": new.split("_")[1]}, new
 
 
 def _new_key(path: Path) -> bytes:
