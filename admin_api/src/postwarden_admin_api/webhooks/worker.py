@@ -219,11 +219,15 @@ async def _record(
         )
         if asked := asked_wait(outcome, options):
             await conn.execute(HOLD_ENDPOINT, row["endpoint_id"], asked)
-    # The origin, never the URL: its path or query may hold a credential. Dead (given up,
-    # whatever the reason), the event is lost to the receiver: an error, not a retry.
+    # The origin, never the URL: its path or query may hold a credential.
+    args = (row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error)
+    if status is None:  # no row: the endpoint, its deliveries with it, deleted meanwhile
+        log.warning("webhook %s (%s): delivery %s attempt %s failed (%s);"
+                    " the endpoint was deleted meanwhile", *args)
+        return
+    # Dead (given up, whatever the reason), the event is lost to the receiver: an error.
     log.log(logging.ERROR if status == "dead" else logging.WARNING,
-            "webhook %s (%s): delivery %s attempt %s failed (%s), now %s",
-            row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error, status)
+            "webhook %s (%s): delivery %s attempt %s failed (%s), now %s", *args, status)
 
 
 class InFlight:
