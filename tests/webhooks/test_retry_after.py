@@ -13,9 +13,12 @@ import pytest
 
 from postwarden_admin_api.webhooks.connector import retry_after_seconds
 from postwarden_admin_api.webhooks.routes import deliveries_sql
+from postwarden_store import connect
+from postwarden_store.audit import write_audit_batch
+from tests.fixtures.adminapp import bearer
 
-from .conftest import StubDns, hook_url
-from .receiver import Receiver, Tls, wait_for_async
+from .conftest import Start, StubDns, hook_url
+from .receiver import Receiver, Tls, wait_for, wait_for_async
 from .support import (
     add_endpoint,
     audit_event,
@@ -112,3 +115,28 @@ async def test_a_retry_after_holds_the_endpoints_other_deliveries(
         ("pending", 1), ("pending", 0), ("pending", 0), ("pending", 0)]
     waits = [(d["next_attempt_at"] - now).total_seconds() for d in listed]
     assert all(25 <= wait <= 31 for wait in waits), waits
+
+
+@pytest.mark.postgres
+async def test_a_new_url_is_not_held_by_the_old_receivers_retry_after(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver,
+) -> None:
+    """The hold is the old receiver's: after the URL is changed (the rate-limited receiver
+    replaced), the new one waited up to an hour for nothing."""
+    client = await start(backoff_cap_seconds=3600.0)
+    created = await client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
+        "name": "limited", "url": "https://hooks.example.com/old",
+        "events": ["message.rejected"], "secret": generate_secret()})
+    assert created.status == 201, await created.text()
+    hook = f"/api/v1/webhooks/{(await created.json())['id']}"
+    conn = await connect(database_url)
+    try:
+        await conn.execute("UPDATE webhook_endpoints SET held_until = now() + interval '1 hour'")
+        await write_audit_batch(conn, [audit_event("reject")])
+        changed = await client.patch(hook, headers=bearer(admin_key),
+                                     json={"url": hook_url(receiver)})
+        assert changed.status == 200, await changed.text()
+        assert await conn.fetchval("SELECT held_until FROM webhook_endpoints") is None
+    finally:
+        await conn.close()
+    assert await wait_for(lambda: len(receiver.delivered()) == 1)
