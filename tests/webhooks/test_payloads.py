@@ -62,7 +62,7 @@ def test_a_recipient_the_message_did_not_go_to_is_named() -> None:
 def test_envelope_shape() -> None:
     event = envelope("message.rejected", WHEN, AUDIT_ROW)
     assert event["type"] == "message.rejected"
-    assert event["timestamp"] == "2026-01-02T03:04:05Z"
+    assert event["timestamp"] == "2026-01-02T03:04:05.000000Z"
     assert "subject" not in event["data"]
 
 

@@ -102,13 +102,37 @@ def _redacted(value: Any) -> Any:
     return value
 
 
+# Every time of a payload in one format, RFC 3339 in UTC with six fractional digits: a
+# receiver parses with one strict format. isoformat() leaves out a zero fraction, and
+# PostgreSQL's jsonb (data.time) writes as many digits as a time needs, and +00:00.
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TIME_FIELDS = ("time", "logged_at")
+
+
+def payload_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime(TIME_FORMAT)
+
+
+def _restamped(value: Any) -> Any:
+    """A time of the data (as jsonb or str() wrote it) in :data:`TIME_FORMAT`; anything
+    else as it is (null; a time without a zone, which no source writes)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return value if moment.tzinfo is None else payload_time(moment)
+
+
 def envelope(event_type: str, created_at: dt.datetime, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The Standard Webhooks payload shape: type, timestamp, data."""
-    return {
-        "type": event_type,
-        "timestamp": created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
-        "data": metadata(event_type, data),
-    }
+    """The Standard Webhooks payload shape: type, timestamp, data. Times are formatted
+    here, at delivery, so events stored before are sent alike."""
+    kept = metadata(event_type, data)
+    for key in _TIME_FIELDS:
+        if key in kept:
+            kept[key] = _restamped(kept[key])
+    return {"type": event_type, "timestamp": payload_time(created_at), "data": kept}
 
 
 RAISE = "SELECT webhook_raise($1, $2::text::jsonb, $3::text[])"
