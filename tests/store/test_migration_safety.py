@@ -106,6 +106,8 @@ RELEASED = {
         "7d4a2844039c1042321fcd688d8f40065c1239cdd83f632199dbe1589cd0f8af",
     "0044_send_enqueue_key_share_lock":
         "5a995d3b261df913ccfb19c7999078e80792d71e83ce05803102afbeed0e89d3",
+    "0045_webhook_endpoint_disabled_reason":
+        "0689f7ac09c423437925b4555a3533203f18b2f811194541824e51e284d81e6b",
 }
 
 

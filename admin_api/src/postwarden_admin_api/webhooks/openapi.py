@@ -44,6 +44,10 @@ SCHEMAS: dict[str, Any] = {
             "url": {"type": "string", "examples": ["https://hooks.slack.com/\u2026"],
                     "description": "masked: scheme and host only, never the full URL"},
             "url_is_set": {"type": "boolean"},
+            "disabled_reason": {
+                "type": ["string", "null"],
+                "description": "why the service disabled the endpoint (its receiver answered "
+                               "410 Gone); null while enabled, or disabled by an operator"},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
         },

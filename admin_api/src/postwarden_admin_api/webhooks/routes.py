@@ -45,7 +45,8 @@ DELIVERY_PARAMETERS = ("status", "before_id", "limit")
 
 COLUMNS = """id, name, url, url_ciphertext, url_origin, kind, events, enabled, created_at,
     updated_at,
-    body_template::text AS body_template, secret_ciphertext, headers_ciphertext, send_keys"""
+    body_template::text AS body_template, secret_ciphertext, headers_ciphertext, send_keys,
+    disabled_reason"""
 SELECT_ALL = f"SELECT {COLUMNS} FROM webhook_endpoints ORDER BY name"  # noqa: S608
 SELECT_ONE = f"SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1"  # noqa: S608
 INSERT = f"""
@@ -60,6 +61,8 @@ UPDATE webhook_endpoints
 SET name = $2, url = $3, url_ciphertext = $4, url_origin = $5, kind = $6, events = $7,
     enabled = $8, body_template = $9::text::jsonb, secret_ciphertext = $10,
     headers_ciphertext = $11, send_keys = $12, updated_at = now(),
+    -- why the service disabled it (a receiver gone, migration 0045): not once enabled
+    disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END,
     -- a new URL gets a fresh ciphertext (random nonce): see REPLAY in .worker. The
     -- clock, not now(): this transaction may have waited for the row while deliveries
     -- made after its start went to the old URL; none is made after this statement
@@ -105,7 +108,7 @@ def _shown(row: Mapping[str, Any]) -> dict[str, Any]:
         "secret": {"is_set": row["secret_ciphertext"] is not None},
         "headers": {"is_set": row["headers_ciphertext"] is not None},
         "body_template": None if template is None else json.loads(template),
-        "send_keys": row["send_keys"],
+        "send_keys": row["send_keys"], "disabled_reason": row["disabled_reason"],
         "created_at": row["created_at"], "updated_at": row["updated_at"],
     }
 

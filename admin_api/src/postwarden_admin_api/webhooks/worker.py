@@ -10,7 +10,9 @@ after an exponential backoff with jitter, or as long as the receiver's
 ``Retry-After`` asks (then its other deliveries wait too); after ``max_attempts``
 the delivery is ``dead`` and can be replayed through the API. One that can never be sent
 (an ``api_call`` body over the limit: the event's data will not shrink) is
-``dead`` at once.
+``dead`` at once. So is one its receiver answers 410 Gone (it will take nothing again:
+a deleted Slack webhook), and the endpoint is disabled, with the reason
+(``disabled_reason``, migration 0045) and an entry in the admin audit log.
 
 Deliveries are sent in a rolling window: up to ``batch_size`` in flight, and
 more claimed as soon as one ends, so a receiver that hangs until the timeout
@@ -30,12 +32,14 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Mapping
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 
+from postwarden_admin_api import admin_audit
 from postwarden_admin_api.backoff import doubled
 from postwarden_admin_api.context import POOL
 from postwarden_admin_api.periodic import surviving
@@ -110,6 +114,14 @@ UPDATE webhook_endpoints
 SET held_until = greatest(held_until, now() + make_interval(secs => $2))
 WHERE id = $1
 """
+# A 410 Gone speaks for the URL the delivery was sent to: not for one set since.
+DISABLE_GONE = """
+UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now()
+WHERE id = $1 AND enabled
+  AND url_ciphertext IS NOT DISTINCT FROM $3 AND url IS NOT DISTINCT FROM $4
+RETURNING name
+"""
+GONE_REASON = "the receiver answered 410 Gone"
 # Only to the URL the delivery was made for (migration 0020): not to one set since.
 # Not while a delivery of its event to the endpoint is pending (a replay asked for
 # twice): both would be sent, at once. The route holds the endpoint's row.
@@ -198,6 +210,8 @@ async def _deliver(
         log.error("webhook %s: delivery %s failed unexpectedly (%s)", row["name"], row["id"],
                   type(exc).__name__)
         outcome = Outcome(None, "internal error")
+    if outcome.status == HTTPStatus.GONE:  # every retry would be answered the same
+        outcome, final = Outcome(outcome.status, "HTTP 410 (gone): not retried"), True
     # Unrecorded (the database is away), the delivery comes back when its lease ends.
     with surviving("webhook worker", traceback=False):
         await _record(pool, options, row, outcome, final=final)
@@ -219,6 +233,8 @@ async def _record(
         )
         if asked := asked_wait(outcome, options):
             await conn.execute(HOLD_ENDPOINT, row["endpoint_id"], asked)
+        if outcome.status == HTTPStatus.GONE:
+            await _disable_gone(conn, row)
     # The origin, never the URL: its path or query may hold a credential.
     args = (row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error)
     if status is None:  # no row: the endpoint, its deliveries with it, deleted meanwhile
@@ -228,6 +244,20 @@ async def _record(
     # Dead (given up, whatever the reason), the event is lost to the receiver: an error.
     log.log(logging.ERROR if status == "dead" else logging.WARNING,
             "webhook %s (%s): delivery %s attempt %s failed (%s), now %s", *args, status)
+
+
+async def _disable_gone(conn: asyncpg.Connection, row: Mapping[str, Any]) -> None:
+    """Disable the endpoint whose receiver is gone: its other deliveries wait until an
+    operator enables it again (a new URL, say), and new events raise none."""
+    async with conn.transaction():
+        name = await conn.fetchval(DISABLE_GONE, row["endpoint_id"], GONE_REASON,
+                                   row["url_ciphertext"], row["url"])
+        if name is None:  # disabled already (another delivery), or its URL set since
+            return
+        await admin_audit.write(conn, actor=None, address=None, action="webhook.disabled",
+                                target=name, summary={"reason": GONE_REASON,
+                                                      "delivery_id": row["id"]})
+    log.error("webhook %s (%s): disabled, %s", name, row["url_origin"], GONE_REASON)
 
 
 class InFlight:
