@@ -49,3 +49,35 @@ def test_replayed_events_older_than_retention_are_counted_not_written(
     assert sample("postwarden_audit_dropped_total", {"reason": "expired"}) == 1
     assert sample("postwarden_audit_written_total") == 1
     assert "1 audit events older than the audit retention not written" in caplog.text
+
+
+def test_a_notify_naming_no_endpoint_is_logged_and_counted(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rule's notify naming an endpoint that does not exist (never made, renamed) sent
+    nothing, and nothing said so."""
+    asyncio.run(_add_endpoint(database_url, "ops"))
+    events = [make_event(notify=("ops", "sec-team")), make_event(notify=("sec-team",)),
+              make_event()]
+    metrics = Metrics()
+    with _running(database_url, tmp_path, metrics) as pipeline:
+        for event in events:
+            pipeline.submit(event)
+        assert wait_until(lambda: metrics.registry.get_sample_value(
+            "postwarden_audit_written_total") == 3, timeout=15)
+    sample = metrics.registry.get_sample_value
+    assert sample("postwarden_notify_endpoint_missing_total", {"endpoint": "sec-team"}) == 2
+    assert sample("postwarden_notify_endpoint_missing_total", {"endpoint": "ops"}) is None
+    assert "audit events notify webhook endpoint 'sec-team', which does not exist" \
+        in caplog.text
+
+
+async def _add_endpoint(dsn: str, name: str) -> None:
+    conn = await connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO webhook_endpoints (name, url, url_origin, kind, events)"
+            " VALUES ($1, 'https://hooks.example.com/', 'https://hooks.example.com', 'slack',"
+            " '{}')", name)
+    finally:
+        await conn.close()

@@ -283,4 +283,7 @@ async def push_directory(url: str, key: str, directory: Path, comment: str | Non
         print(f"{file}: active as revision {revision}{unchanged}")
     for name in body["deactivated"]:
         print(f"{name}: deactivated")
+    for warning in body.get("warnings", []):  # not from a service of an earlier version
+        print(f"warning: {', '.join(warning.get('rules', []))}: {warning['message']}",
+              file=sys.stderr)
     return 0

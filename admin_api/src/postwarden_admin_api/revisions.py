@@ -10,6 +10,7 @@ serialises changes and stores.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -17,6 +18,7 @@ import asyncpg
 from postwarden_store.policies import fetch_active_sources, notify_policy_change
 
 from .engine import compile_sources, off_loop
+from .notify_targets import notify_warnings
 
 # pg_advisory_xact_lock key: ASCII of "pwpolicy".
 POLICY_LOCK_KEY = 0x7077706F6C696379
@@ -74,6 +76,15 @@ VALUES ($1, $2, now(), $3)
 ON CONFLICT (policy_name) DO UPDATE
 SET revision_id = $2, activated_at = now(), activated_by = $3
 """
+
+
+@dataclass(frozen=True, slots=True)
+class SetChange:
+    """Whether a change of the active set changed anything, and the warnings of the
+    revisions it activated (.notify_targets: a notify naming no endpoint)."""
+
+    changed: bool
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def revision_json(row: asyncpg.Record, with_source: bool = False) -> dict[str, Any]:
@@ -162,33 +173,37 @@ async def active_revisions(conn: asyncpg.Connection, names: Iterable[str]) -> di
 async def change_active_set(
     conn: asyncpg.Connection, activate: Sequence[asyncpg.Record], deactivate: Sequence[str],
     actor: str,
-) -> bool:
+) -> SetChange:
     """Make each revision of ``activate`` (at most one per policy) its policy's active one and
     deactivate the policies ``deactivate``, as one change; tell every milter; return
-    whether anything changed. The resulting set is compiled once first: a problem is 422
-    and nothing changes. A revision active already changes nothing: it raises no
-    policy.activated and reloads no milter (an activation or rollback of the active
-    revision, a Rules API change that wrote no new one). Call in a transaction."""
+    whether anything changed, and the warnings of the revisions activated. The resulting
+    set is compiled once first: a problem is 422 and nothing changes. A revision active
+    already changes nothing: it raises no policy.activated and reloads no milter (an
+    activation or rollback of the active revision, a Rules API change that wrote no new
+    one). Call in a transaction."""
     await lock_policies(conn)
     current = await active_revisions(conn, [revision["policy_name"] for revision in activate])
     activate = [r for r in activate if current.get(r["policy_name"]) != r["id"]]
     if not activate and not deactivate:
-        return False
+        return SetChange(changed=False)
     replaced = {revision["policy_name"] for revision in activate}.union(deactivate)
     kept = [(label, source) for label, source in await fetch_active_sources(conn)
             if _label_name(label) not in replaced]
     new = [(revision_label(revision), revision["source"]) for revision in activate]
     # The new ones last: a repeated name is reported at them, "also used at" the kept one.
-    await off_loop(compile_sources, [*kept, *new])
+    policy_set = await off_loop(compile_sources, [*kept, *new])
     await conn.executemany(UPSERT_ACTIVE, [(r["policy_name"], r["id"], actor) for r in activate])
     await conn.execute(DELETE_ACTIVE, list(deactivate))
     await notify_policy_change(conn)
-    return True
+    labels = {label for label, _ in new}
+    activated = [policy for policy in policy_set.policies if policy.source in labels]
+    return SetChange(changed=True, warnings=await notify_warnings(conn, activated))
 
 
-async def activate(conn: asyncpg.Connection, revision: asyncpg.Record, actor: str) -> bool:
-    """Make ``revision`` its policy's active one and tell every milter; False when it was
-    already. Call in a transaction."""
+async def activate(conn: asyncpg.Connection, revision: asyncpg.Record, actor: str
+                   ) -> SetChange:
+    """Make ``revision`` its policy's active one and tell every milter; not ``changed``
+    when it was already. Call in a transaction."""
     return await change_active_set(conn, [revision], [], actor)
 
 

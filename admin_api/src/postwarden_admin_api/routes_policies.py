@@ -35,6 +35,7 @@ from .bodies import (
 from .context import POOL, Role, allow, principal
 from .engine import compile_upload, off_loop
 from .errors import ApiError, ValidationFailed, connection
+from .notify_targets import notify_warnings
 from .openapi import PerType, header, json_content, operation, param, ref
 from .revisions import (
     activate,
@@ -100,7 +101,8 @@ async def policy_upload(request: web.Request) -> web.Response:
         if created:
             await admin_audit.record(conn, request, "policy.uploaded", revision_label(row),
                                      {"content_hash": row["content_hash"], "comment": comment})
-    return json_ok(revision_json(row), status=201 if created else 200)
+        warnings = await notify_warnings(conn, policy_set.policies)
+    return json_ok({**revision_json(row), "warnings": warnings}, status=201 if created else 200)
 
 
 @routes.get("/api/v1/policies")
@@ -178,11 +180,12 @@ async def _activate(request: web.Request, revision_id: int, action: str) -> web.
         if row is None:
             raise ApiError(404, "not_found", "no such revision")
         # The active revision again changes nothing: no entry, as a deploy writes none.
-        if await activate(conn, row, principal(request).key_id):
+        change = await activate(conn, row, principal(request).key_id)
+        if change.changed:
             await admin_audit.record(conn, request, action, revision_label(row),
                                      {"content_hash": row["content_hash"]})
         row = await fetch_revision(conn, revision_id)
-    return json_ok(revision_json(row))
+    return json_ok({**revision_json(row), "warnings": change.warnings})
 
 
 def _reserved(details: list[dict[str, Any]] | None = None) -> ApiError:
@@ -255,8 +258,7 @@ async def _deploy(request: web.Request, ids: list[int], names: list[str]) -> web
                            [{"field": "deactivate", "message": f"{name!r} is not active"}
                             for name in inactive])
         changed = [row for row in rows if not row["active"]]  # the others: no reload, no event
-        if changed or names:
-            await change_active_set(conn, changed, names, principal(request).key_id)
+        change = await change_active_set(conn, changed, names, principal(request).key_id)
         for row in changed:
             await admin_audit.record(conn, request, "policy.activated", revision_label(row),
                                      {"content_hash": row["content_hash"]})
@@ -265,7 +267,8 @@ async def _deploy(request: web.Request, ids: list[int], names: list[str]) -> web
                                      f"{name}@r{active[name]}")
         rows = await _revisions(conn, ids)
     return json_ok({"revisions": [revision_json(row) for row in rows],
-                    "activated": [row["id"] for row in changed], "deactivated": names})
+                    "activated": [row["id"] for row in changed], "deactivated": names,
+                    "warnings": change.warnings})
 
 
 @routes.post("/api/v1/policies/deploy")
@@ -348,17 +351,32 @@ SCHEMAS = {
             "author_key_id": _NULL_STR, "comment": _NULL_STR,
             "created_at": {"type": "string", "format": "date-time"},
             "active": {"type": "boolean"}, "source": _STR,
+            "warnings": {"type": "array", "items": ref("PolicyWarning"),
+                         "description": "in the answer of an upload or activation only"},
+        },
+    },
+    "PolicyWarning": {
+        "type": "object", "required": ["code", "message"],
+        "description": "the change is made; something in it may not do what was meant",
+        "properties": {
+            "code": {"type": "string", "enum": ["notify_endpoint_missing"]},
+            "endpoint": {"type": "string", "description": "the webhook endpoint named"},
+            "rules": {"type": "array", "items": _STR,
+                      "description": "the rules (policy/rule) naming it"},
+            "message": _STR,
         },
     },
     "Deployment": {
         "type": "object",
-        "required": ["revisions", "activated", "deactivated"],
+        "required": ["revisions", "activated", "deactivated", "warnings"],
         "properties": {
             "revisions": {"type": "array", "items": ref("Revision"),
                           "description": "the revisions named, all active now"},
             "activated": {"type": "array", "items": {"type": "integer"},
                           "description": "those that were not active before"},
             "deactivated": {"type": "array", "items": _STR},
+            "warnings": {"type": "array", "items": ref("PolicyWarning"),
+                         "description": "of the revisions activated"},
         },
     },
 }

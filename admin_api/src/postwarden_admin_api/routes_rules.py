@@ -127,12 +127,13 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
     row, _ = await store_revision(conn, MANAGED_POLICY, source,
                                   content_hash=content_hash([source]), author=actor,
                                   comment=comment or action)
-    await activate(conn, row, actor)
+    change = await activate(conn, row, actor)
     _remember(row, rules)  # as read back: dump() writes what YAML reads unchanged
     await admin_audit.record(conn, request, action, target, {"revision": row["id"]})
     stored = await fetch_revision(conn, row["id"])  # again: now active
     assert stored is not None  # noqa: S101 - stored above
-    return json_ok({"revision": revision_json(stored), "rules": rules})
+    return json_ok({"revision": revision_json(stored), "rules": rules,
+                    "warnings": change.warnings})
 
 
 @routes.get("/api/v1/rules")
@@ -201,8 +202,9 @@ _CHANGE = {"type": "object", "properties": {
     "rule": _RULE, "position": {"type": "integer", "minimum": 0},
     "comment": {"type": "string", "maxLength": 1000},
 }}
-_RESULT = {"type": "object", "required": ["revision", "rules"], "properties": {
-    "revision": ref("Revision"), "rules": {"type": "array", "items": _RULE}}}
+_RESULT = {"type": "object", "required": ["revision", "rules", "warnings"], "properties": {
+    "revision": ref("Revision"), "rules": {"type": "array", "items": _RULE},
+    "warnings": {"type": "array", "items": ref("PolicyWarning")}}}
 _NAME = param("name", "path", {"type": "string"})
 OPENAPI_PATHS = {
     "/api/v1/rules": {

@@ -52,7 +52,7 @@ import asyncpg
 
 from postwarden_policies import AuditEvent
 from postwarden_store import StoreError, check_schema_current, create_pool
-from postwarden_store.audit import DURABLE_COMMIT, weight, write_audit_batch
+from postwarden_store.audit import DURABLE_COMMIT, Written, weight, write_audit_batch
 
 from .backoff import Backoff
 from .journal import LOG_TAIL_BYTES, AuditJournal
@@ -83,6 +83,7 @@ DROPPED_FULL = "audit events dropped (spool full)"
 DROPPED_UNWRITABLE = "audit events dropped (spool unwritable)"
 KEPT_UNWRITABLE = "audit events kept in the journal (spool unwritable)"
 UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
+UNKNOWN_NOTIFY = "audit events notifying {!r}, no webhook endpoint"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
 # What one event's values can make a write raise: Postgres refusing them (SQLSTATE
@@ -329,7 +330,19 @@ class AuditPipeline:
             log.warning("%d audit events older than the audit retention not written "
                         "(their month was dropped)", written.expired)
         self._metrics.audit_written.inc(written.new)  # not those a replay wrote before
+        self._unknown_notify(written)
         self._backoff.reset()
+
+    def _unknown_notify(self, written: Written) -> None:
+        """Count and say (once a minute each) the events whose policy's notify names a
+        webhook endpoint that does not exist: the database raises nothing for it."""
+        for endpoint, count in written.unknown_notify:
+            self._metrics.notify_unknown.labels(endpoint).inc(count)
+            said = self._occasional.due(UNKNOWN_NOTIFY.format(endpoint), count)
+            if said is not None:
+                log.warning("audit events notify webhook endpoint %r, which does not exist: "
+                            "nothing is sent to it (create it, or fix the policy's notify): "
+                            "%s", endpoint, said)
 
     async def _probe(self) -> None:
         """Return when Postgres commits a trivial write within PROBE_TIMEOUT, else raise.

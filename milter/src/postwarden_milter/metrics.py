@@ -55,6 +55,11 @@ class Metrics:
             "replayed into Postgres (after a restart all of it: the replay begins again); 0 "
             "without a database", registry=r,
         )
+        self.notify_unknown = Counter(
+            "postwarden_notify_endpoint_missing", "Audit events written whose policy's "
+            "notify names a webhook endpoint that does not exist: nothing is sent to it",
+            ["endpoint"], registry=r,
+        )
         self.audit_replayed = Counter(
             "postwarden_audit_replayed", "Audit events a replay took out of the spool "
             "(written, found stored already, or dropped and counted as such)", registry=r,

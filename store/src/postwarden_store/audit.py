@@ -36,6 +36,10 @@ written, and its month's partition is not made again; :func:`write_audit_batch`
 counts it as expired. ``audit_ensure_partition`` decides, and locks what it
 read until the batch commits (migration 0023), so no batch writes into a month
 retention is dropping.
+
+A policy's ``notify`` naming a webhook endpoint that does not exist (never made,
+renamed, deleted) raises nothing for it (``webhook_raise`` finds no endpoint of the
+name), silently: :func:`write_audit_batch` counts such names for the milter to log.
 """
 
 from __future__ import annotations
@@ -195,12 +199,23 @@ def _record(event: AuditEvent) -> tuple[Any, ...]:
     return tuple(values[column] for column in COLUMNS)
 
 
+# The batch's notify names (one per event naming it) that no webhook endpoint has.
+UNKNOWN_NOTIFY = """
+SELECT n, count(*)::int FROM unnest($1::text[]) n
+WHERE NOT EXISTS (SELECT FROM webhook_endpoints WHERE name = n)
+GROUP BY n ORDER BY n
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
-    """What a batch came to: rows new to the log, and events retention had expired."""
+    """What a batch came to: rows new to the log, events retention had expired, and the
+    webhook endpoints its events' notify named that do not exist, with how many events
+    named each."""
 
     new: int
     expired: int
+    unknown_notify: tuple[tuple[str, int], ...] = ()
 
 
 async def write_audit_batch(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> Written:
@@ -217,7 +232,10 @@ async def write_audit_batch(conn: asyncpg.Connection, events: Sequence[AuditEven
                 dropped.add(month)
         kept = [record for month, record in records if month not in dropped]
         new = await _insert(conn, kept) if kept else 0
-    return Written(new, len(records) - len(kept))
+        names = [name for event in events if _month(event.time) not in dropped
+                 for name in event.notify]
+        unknown = await conn.fetch(UNKNOWN_NOTIFY, names) if names else []
+    return Written(new, len(records) - len(kept), tuple((n, c) for n, c in unknown))
 
 
 async def _insert(conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> int:

@@ -1,0 +1,48 @@
+"""A policy's ``notify`` naming a webhook endpoint that does not exist (never made,
+renamed, deleted) raises nothing for it, silently. The milter does not know the
+endpoints and refuses no set for it; the admin service does know them, so storing or
+activating a revision answers a warning for each such name, and logs it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+from postwarden_policies.model import Policy
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = """
+SELECT n FROM unnest($1::text[]) n WHERE NOT EXISTS (SELECT FROM webhook_endpoints WHERE name = n)
+ORDER BY n
+"""
+
+
+def _notifying(policies: Iterable[Policy]) -> dict[str, list[str]]:
+    """Each endpoint name a rule notifies, and the rules (``policy/rule``) naming it."""
+    named: dict[str, list[str]] = {}
+    for policy in policies:
+        for rule in policy.rules:
+            for endpoint in rule.then.notify:
+                named.setdefault(endpoint, []).append(f"{policy.name}/{rule.name}")
+    return named
+
+
+async def notify_warnings(conn: asyncpg.Connection, policies: Iterable[Policy]
+                          ) -> list[dict[str, Any]]:
+    """A warning, logged too, for each endpoint ``policies`` notify that does not exist."""
+    named = _notifying(policies)
+    if not named:
+        return []
+    warnings = []
+    for (endpoint,) in await conn.fetch(UNKNOWN, list(named)):
+        rules = named[endpoint]
+        message = (f"notify names {endpoint!r}, which no webhook endpoint is: nothing is "
+                   "sent for it until one is made")
+        log.warning("policy rules %s: %s", ", ".join(rules), message)
+        warnings.append({"code": "notify_endpoint_missing", "endpoint": endpoint,
+                         "rules": rules, "message": message})
+    return warnings
