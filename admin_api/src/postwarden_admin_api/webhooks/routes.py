@@ -69,7 +69,7 @@ SET name = $2, url = $3, url_ciphertext = $4, url_origin = $5, kind = $6, events
     -- until it commits (webhook_raise waits for the row)
     url_set_at = CASE WHEN url_ciphertext IS DISTINCT FROM $4 OR url IS DISTINCT FROM $3
                       THEN clock_timestamp() ELSE url_set_at END,
-    -- a hold is the old receiver's Retry-After (migration 0044): not the new one's
+    -- a hold is the old receiver's Retry-After (migration 0043): not the new one's
     held_until = CASE WHEN url_ciphertext IS DISTINCT FROM $4 OR url IS DISTINCT FROM $3
                       THEN NULL ELSE held_until END
 WHERE id = $1
