@@ -1,7 +1,7 @@
 """A prefixed Subject as Postfix delivers it, through the real milter: it keeps the
 folding it came with, no line passes 998 octets, and raw 8-bit bytes that are not
-UTF-8 (a Latin-1 Subject) arrive as they were sent, inside an RFC 2047 encoded word
-(pymilter sends header values as UTF-8 text only)."""
+UTF-8 (a Latin-1 or KOI8-R Subject) arrive as the text readers showed for them, in
+RFC 2047 encoded words (pymilter sends header values as UTF-8 text only)."""
 
 from __future__ import annotations
 
@@ -80,13 +80,26 @@ def test_an_unfolded_subject_past_998_octets_gets_folded(system: MailSystem) -> 
     assert b"".join(lines) == b"Subject: [EXT] " + one_line
 
 
-def test_a_latin1_subject_keeps_its_bytes(system: MailSystem) -> None:
-    latin1 = "[tag-me] Grüße aus München, fällig".encode("latin-1")
-    field = _delivered_subject(system, latin1)
-    assert b"\xef\xbf\xbd" not in field  # no U+FFFD where the bytes were
-    value = field.partition(b":")[2].decode("ascii").strip()
-    decoded = b"".join(
-        part if isinstance(part, bytes) else part.encode("ascii")
-        for part, _ in email.header.decode_header(value)
-    )
-    assert decoded == b"[EXT] " + latin1
+@pytest.mark.parametrize(("text", "charset"), [
+    pytest.param("Привет из Москвы", "koi8-r", id="koi8-r"),
+    pytest.param("会議の資料", "shift_jis", id="shift_jis"),
+    pytest.param("Grüße aus München, fällig", "us-ascii", id="latin-1-undeclared"),
+])
+def test_a_raw_subject_shows_readers_the_text_they_read_before(
+    system: MailSystem, text: str, charset: str,
+) -> None:
+    # A raw 8-bit Subject reads in the charset its message declares (else windows-1252):
+    # prefixed, it went out in ISO-8859-1 encoded words of its bytes, which showed a
+    # KOI8-R or Shift_JIS Subject garbled.
+    raw = text.encode("latin-1" if charset == "us-ascii" else charset)  # read as cp1252
+    sample = messages.clean(PLACEHOLDER.decode())
+    data = sample.data.replace(PLACEHOLDER, b"[tag-me] " + raw).replace(
+        b"charset=us-ascii", b"charset=" + charset.encode())
+    result = send_message(system.postfix.port, data, SENDER, [RECIPIENT])
+    assert result.accepted, result
+    delivered = Delivered.parse(
+        system.capture.wait_for_message(has_header("Message-ID", sample.message_id)).data)
+    value = delivered.header("Subject")
+    assert value is not None and value.isascii()
+    shown = str(email.header.make_header(email.header.decode_header(value)))
+    assert shown == f"[EXT] [tag-me] {text}"

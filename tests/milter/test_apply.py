@@ -22,6 +22,7 @@ from postwarden_policies import (
     ChangeHeader,
     DeleteRecipient,
     Discard,
+    Envelope,
     Quarantine,
     Reject,
     RemoveHeader,
@@ -30,7 +31,10 @@ from postwarden_policies import (
     SmtpReply,
     TempFail,
     Verdict,
+    evaluate,
+    parse_message,
 )
+from postwarden_policies.loader import load_policy_set_from_sources
 
 
 class Recorder:
@@ -134,15 +138,19 @@ def test_a_senders_own_id_header_goes_before_ours_is_added() -> None:
 
 def test_header_values_are_what_pymilter_can_send() -> None:
     # pymilter passes values as strict UTF-8 C strings: raw 8-bit bytes kept as
-    # surrogates, or a NUL, would raise in the call and fail the whole message. The raw
-    # bytes go in an encoded word instead (tests/milter/test_apply_header_values.py).
-    verdict = Verdict(Accept(), edits=(
-        ChangeHeader("Subject", 1, "[EXT] f\udce4llig"), AddHeader("X-Note", "a\0b"),
-    ))
+    # surrogates, or a NUL, would raise in the call and fail the whole message. The
+    # policy library puts a prefixed Subject's raw words in encoded words
+    # (tests/policies/test_raw_subject_words.py); a NUL goes here.
+    tag = load_policy_set_from_sources([("t.yaml", "version: 1\nname: t\ntag_flags: false\n"
+                                         "rules:\n  - name: tag\n"
+                                         "    then: {subject_prefix: '[EXT] '}\n")])
+    facts = parse_message(b"Subject: f\xe4llig\r\n\r\nbody\r\n", Envelope())
+    (prefixed,) = evaluate(tag, facts).edits
+    verdict = Verdict(Accept(), edits=(prefixed, AddHeader("X-Note", "a\0b")))
     actions = Recorder()
     apply_verdict(actions, verdict, EDITS)
     values = [str(call[-1]) for call in actions.calls if call[0] in ("chgheader", "addheader")]
-    assert values[:2] == [" [EXT] =?ISO-8859-1?Q?f=E4llig?=", " ab"]
+    assert values[:2] == [" [EXT] =?UTF-8?Q?f=C3=A4llig?=", " ab"]
     for value in values:
         value.encode("utf-8")  # strict, as pymilter converts it
         assert "\0" not in value

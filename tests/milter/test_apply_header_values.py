@@ -1,12 +1,10 @@
 """Header values as the adapter hands them to libmilter: folded with bare LF (as they
-came, and wherever a line would pass 998 octets), raw 8-bit bytes that are not UTF-8 in
-RFC 2047 encoded words that carry them, never a break that starts a new field."""
+came, and wherever a line would pass 998 octets), never a break that starts a new field.
+(Raw 8-bit words of a prefixed Subject: tests/policies/test_raw_subject_words.py.)"""
 
 from __future__ import annotations
 
 import dataclasses
-import email.header
-import re
 
 import pytest
 
@@ -16,7 +14,6 @@ from postwarden_policies import Accept, AddHeader, ChangeHeader, Verdict
 from .test_apply import EDITS, Recorder
 
 NO_ID = dataclasses.replace(EDITS, id_header="")
-ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?=")
 
 
 def _sent(value: str, name: str = "Subject") -> str:
@@ -32,12 +29,6 @@ def _sent(value: str, name: str = "Subject") -> str:
 def _lines(name: str, sent: str) -> list[bytes]:
     """The field's lines as Postfix writes them (it adds the CR)."""
     return f"{name}: {sent}".encode().split(b"\n")
-
-
-def _raw_bytes(value: str) -> bytes:
-    """The value's text as a reader decodes it, as bytes (encoded words to their bytes)."""
-    parts = email.header.decode_header(value.replace("\n", ""))
-    return b"".join(p if isinstance(p, bytes) else p.encode() for p, _ in parts)
 
 
 def test_the_folding_a_value_came_with_goes_as_bare_lf() -> None:
@@ -95,39 +86,6 @@ def test_a_break_never_starts_a_new_field(value: str) -> None:
 
 def test_blank_lines_fold_nothing() -> None:
     assert _sent("a\r\n \r\n b\r\n") == "a \n b"
-
-
-@pytest.mark.parametrize(("value", "sent"), [
-    pytest.param("[EXT] f\udce4llig", "[EXT] =?ISO-8859-1?Q?f=E4llig?=", id="one-word"),
-    # Readers drop the blanks between encoded words: adjacent raw words share one.
-    pytest.param("gr\udcfc\udcdfe aus M\udcfcnchen", "=?ISO-8859-1?Q?gr=FC=DFe?= aus "
-                 "=?ISO-8859-1?Q?M=FCnchen?=", id="ascii-word-between"),
-    pytest.param("gr\udcfc\udcdfe\t\udce4", "=?ISO-8859-1?Q?gr=FC=DFe=09=E4?=",
-                 id="adjacent-raw-words"),
-    # Beside an encoded word the text had, the blank between goes inside ours.
-    pytest.param("=?utf-8?q?x?= \udce4 =?utf-8?q?y?=",
-                 "=?utf-8?q?x?= =?ISO-8859-1?Q?_=E4_?= =?utf-8?q?y?=", id="beside-encoded-words"),
-    pytest.param("f\udce4llig\r\n n\udce4chste", "=?ISO-8859-1?Q?f=E4llig_n=E4chste?=",
-                 id="across-a-fold"),
-])
-def test_raw_8_bit_goes_in_encoded_words(value: str, sent: str) -> None:
-    assert _sent(value) == sent
-
-
-@pytest.mark.parametrize("value", [
-    pytest.param("[EXT] " + "\udce4" * 200, id="a-long-run"),
-    pytest.param("[EXT] Gr\udcfc\udcdfe =?utf-8?q?=C3=A4?= f\udce4llig _=?= ?", id="mixed"),
-    pytest.param("\udcff\udc80 \udce4", id="only-raw"),
-])
-def test_encoded_words_carry_the_raw_bytes(value: str) -> None:
-    sent = _sent(value)
-    sent.encode("utf-8")  # as pymilter converts it
-    assert all(len(word) <= 75 for word in ENCODED_WORD.findall(sent))
-    assert sent.isascii()
-    original = email.header.decode_header(value.encode("utf-8", "surrogateescape")
-                                          .decode("latin-1"))
-    expected = b"".join(p if isinstance(p, bytes) else p.encode("latin-1") for p, _ in original)
-    assert _raw_bytes(sent) == expected
 
 
 def test_an_added_value_is_folded_too() -> None:

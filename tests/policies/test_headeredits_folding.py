@@ -29,8 +29,9 @@ def _subject_edit(head: bytes) -> object:
     pytest.param(b"Subject: one\r\n \r\n two\r\n", "[EXT] one \r\n two",
                  id="a-line-of-blanks-folds-nothing"),
     pytest.param(b"Subject: one \r\n  \r\n", "[EXT] one", id="trailing-blank-lines"),
+    # Raw 8-bit words in encoded words (test_raw_subject_words.py), a fold between inside.
     pytest.param(b"Subject: f\xe4llig\r\n n\xe4chste\r\n",
-                 "[EXT] f\udce4llig\r\n n\udce4chste", id="raw-8-bit-kept"),
+                 "[EXT] =?UTF-8?Q?f=C3=A4llig_n=C3=A4chste?=", id="raw-8-bit-encoded"),
     pytest.param(b"subject : one\r\n two\r\n", "[EXT] one\r\n two", id="name-spelt-otherwise"),
     # The parsed value strips a leading vertical tab; the raw lines do not give it back.
     pytest.param(b"Subject: \x0bone\r\n two\r\n", "[EXT] one two", id="unfolded-otherwise"),

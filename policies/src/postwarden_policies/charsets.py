@@ -287,7 +287,13 @@ def decode_undeclared(data: bytes, fallback: str | None = None) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
+        return decode_not_utf8(data, fallback)
+
+
+def decode_not_utf8(data: bytes, fallback: str | None) -> str:
+    """:func:`decode_undeclared` of bytes that are not UTF-8 as a whole, or of a piece of
+    such bytes (a word of a header's value), read as the whole is: in ``fallback``, or
+    UTF-8 with each byte it cannot read as windows-1252."""
     info = _text_codec(fallback) if fallback else None
     if info is not None and info.name in _SHARED_CODECS and not info.name.startswith("utf"):
         return info.decode(data, _ERRORS.get(info.name, "replace"))[0]

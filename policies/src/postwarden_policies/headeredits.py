@@ -12,6 +12,7 @@ from .facts import Header, MessageFacts
 from .headers import header_fields
 from .model import Rule
 from .policyset import PolicySet
+from .rawwords import encode_raw_words
 from .verdicts import AddHeader, ChangeHeader, Edit, RemoveHeader
 
 FLAGS_HEADER = "X-Postwarden-Flags"
@@ -31,7 +32,7 @@ def _with_subject_prefix(facts: MessageFacts, edits: list[Edit], prefixes: list[
         missing = _missing(subjects[0].raw_value.lstrip(), prefixes)
         if not missing:
             return edits
-        value = _joined([*missing, _folded(facts, subjects[0])])
+        value = _joined([*missing, _readable(facts, _folded(facts, subjects[0]))])
         return [*edits, ChangeHeader("Subject", 1, value)]
     start = 0 if removed is None else removed + 1
     for at in range(start, len(edits)):
@@ -61,6 +62,13 @@ def _folded(facts: MessageFacts, header: Header) -> str:
     unfolded = header.raw_value.lstrip()
     folded = facts.newline.decode("ascii").join(pieces).strip(" \t")
     return folded if "".join(pieces).strip(" \t") == unfolded else unfolded
+
+
+def _readable(facts: MessageFacts, value: str) -> str:
+    """``value`` with its raw 8-bit words as encoded words of the text readers showed,
+    read in the charset the message declares, as ``Header.value`` reads them: pymilter
+    cannot send them raw."""
+    return encode_raw_words(value, facts.parts[0].charset if facts.parts else None)
 
 
 def _field_lines(facts: MessageFacts, name: str) -> list[bytes]:

@@ -24,7 +24,7 @@ from postwarden_policies.facts import Header
 # A header field name: printable ASCII except colon (RFC 5322 section 2.2).
 _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 # The encoded text may hold spaces: RFC 2047 forbids them, readers decode them anyway.
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
+ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 # One parameter: name, then a quoted string or a token (lenient about spaces). The
 # quoted string's repeats are possessive: sre kept a backtracking point per character
@@ -180,7 +180,7 @@ def decode_words(value: str, flags: set[str]) -> str:
     run_charset: str | None = None  # the charset of the words gathered in run
     run = bytearray()
     pos = 0
-    for match in _ENCODED_WORD.finditer(value):
+    for match in ENCODED_WORD.finditer(value):
         charset = match.group(1).split("*", 1)[0]  # RFC 2231 section 5 language suffix
         data = _word_bytes(match, flags)
         joins = (
