@@ -8,6 +8,7 @@ its Received header and the delivered bytes can be compared exactly.
 from __future__ import annotations
 
 import base64
+import binascii
 import uuid
 from dataclasses import dataclass
 
@@ -77,9 +78,13 @@ def cp1252_html(content_type: str, head: str = "") -> Sample:
 
 
 def with_attachment(
-    filename: str, payload: bytes, content_type: str, subject: str = "Files for you"
+    filename: str, payload: bytes, content_type: str, subject: str = "Files for you",
+    encoding: str = "base64",
 ) -> Sample:
-    encoded = base64.encodebytes(payload).decode()
+    if encoding == "base64":
+        encoded = base64.encodebytes(payload).decode()
+    else:  # quoted-printable: a line break of the file a hard break, as a text's are
+        encoded = binascii.b2a_qp(payload, istext=True).decode("ascii") + "\n"
     body = _crlf(
         "--b1\n"
         "Content-Type: text/plain; charset=us-ascii\n\n"
@@ -87,7 +92,7 @@ def with_attachment(
         "--b1\n"
         f'Content-Type: {content_type}; name="{filename}"\n'
         f'Content-Disposition: attachment; filename="{filename}"\n'
-        "Content-Transfer-Encoding: base64\n\n"
+        f"Content-Transfer-Encoding: {encoding}\n\n"
         f"{encoded}"
         "--b1--\n"
     )

@@ -8,6 +8,7 @@ queue id that Postfix's own log gives for the same Message-ID.
 
 from __future__ import annotations
 
+import email
 import hashlib
 import json
 import random
@@ -174,6 +175,31 @@ def test_oversized_attachment_replaced_by_notice(mail_system: MailSystem) -> Non
     assert stripped[0]["filename"] == "scan.pdf"
     assert stripped[0]["size"] == len(payload) + len(b"%PDF-1.7\n")
     assert stripped[0]["sha256"] == hashlib.sha256(b"%PDF-1.7\n" + payload).hexdigest()
+
+
+def test_a_stripped_quoted_printable_file_is_recorded_as_sent(mail_system: MailSystem) -> None:
+    # RFC 2045 6.7 (3): blanks ending an encoded line are a gateway's padding, which
+    # decoders drop (an encoder writes a file's own as "=20"); after "=" the padding
+    # leaves a soft line break. Kept, the notice and the audit row gave another size
+    # and SHA-256 than the file the sender attached.
+    # Lines longer than an encoded line may be, each ending in a blank of the file's own.
+    line = b"%06d 0 obj << /Length %d /Filter /FlateDecode /Producer (test) >> stream \xe2\x9c\x93 "
+    payload = b"\r\n".join([b"%PDF-1.7", *(line % (n, n) for n in range(1500))])  # > 100 KiB
+    sample = messages.with_attachment("scan.pdf", payload, "application/pdf",
+                                      encoding="quoted-printable")
+    head, _, encoded = sample.data.partition(b"quoted-printable\r\n\r\n")
+    padded = re.sub(rb"(?m)\r$", b" \t \r", encoded.partition(b"--b1--")[0])
+    assert padded.count(b"= \t \r\n") > 100 and b"=20 \t \r\n" in padded  # soft breaks
+    data = head + b"quoted-printable\r\n\r\n" + padded + b"--b1--\r\n"
+    result = send_message(mail_system.postfix.port, data, SENDER, [RECIPIENT])
+    assert result.accepted, result
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    digest = hashlib.sha256(payload).hexdigest()
+    *_, notice = email.message_from_bytes(delivered.data).walk()
+    assert f"({len(payload)} bytes, SHA-256 {digest})".encode() in notice.get_payload(decode=True)
+    row = _audited(mail_system, sample, "accept")
+    (stripped,) = [c for c in _changes(row) if c["kind"] == "attachment_stripped"]
+    assert (stripped["size"], stripped["sha256"]) == (len(payload), digest)
 
 
 def test_quarantined_message_lands_in_hold_queue(mail_system: MailSystem) -> None:

@@ -66,6 +66,15 @@ def test_soft_breaks_before_quoted_printable_do_not_hide_an_executable() -> None
     assert verdict.rules[:1] == ("block-executables",)
 
 
+def test_a_soft_break_with_padding_after_it_does_not_hide_an_executable() -> None:
+    # RFC 2045 6.7: blanks after the "=" are a gateway's padding, the line a soft break
+    # (Dovecot and PHP, so Roundcube, decode "MZ"); read as a literal "= \t", it hid one.
+    body = b"M= \t\r\nZ=90=00=03" + b"=00" * 60
+    facts, verdict = _run(_exe_part(body, b"quoted-printable"))
+    assert facts.parts[0].detected_type == "application/x-dosexec"
+    assert verdict.rules[:1] == ("block-executables",)
+
+
 def test_padding_past_the_scan_bound_is_malformed_not_clean() -> None:
     facts, verdict = _run(_exe_part(b" " * transfer.HEAD_SCAN + b"\r\n" + EXE_B64))
     assert {"padded_encoding", "malformed"} <= facts.flags

@@ -53,6 +53,12 @@ def test_an_invisible_character_in_quoted_printable_flowed_text_does_not_hide_th
     assert _rejected(text_message("text/plain; format=flowed; delsp=yes", body, "quoted-printable"))
 
 
+def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
+    # RFC 2045 readers (Dovecot, Roundcube) drop the blanks after "=": a soft break,
+    # "viagra"; Thunderbird shows "via= " and "gra". Rules read both.
+    assert _rejected(text_message("text/plain", "via= \t\r\ngra", "quoted-printable"))
+
+
 @pytest.mark.parametrize(
     "hidden",
     [

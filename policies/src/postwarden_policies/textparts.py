@@ -65,9 +65,8 @@ class TextReader:
         whole = None
         size = part.body_end - part.body_start
         if part.transfer_encoding in _ENCODED and size <= min(UU_SCAN, self.text_left * 3):
-            whole = transfer.decode(
-                self.listing.raw[part.body_start : part.body_end], part.transfer_encoding
-            )
+            whole = transfer.decode(self.listing.raw[part.body_start : part.body_end],
+                                    part.transfer_encoding, keep_padding=True)
         if part.content_type == "text/plain":
             self._find_uuencoded(part, whole)
         self._collect_text(part, params, whole)
@@ -91,7 +90,8 @@ class TextReader:
         stop = min(part.body_end, part.body_start + UU_SCAN)
         if stop < part.body_end:
             self.listing.flags.add("unscanned_text")
-        text = transfer.decode(self.listing.raw[part.body_start : stop], part.transfer_encoding)
+        text = transfer.decode(self.listing.raw[part.body_start : stop], part.transfer_encoding,
+                               keep_padding=True)
         return text, 0, len(text)
 
     def _uuencoded_file(
@@ -123,15 +123,14 @@ class TextReader:
             if part.body_end > part.body_start:
                 flags.add("text_truncated")
             return
-        if whole is not None:
-            data = whole
-        else:
-            # Encoded text is at most ~3 bytes per decoded character (QP escapes).
-            start = part.body_start
-            stop = min(part.body_end, start + self.text_left * 3)
-            if stop < part.body_end:
-                flags.add("text_truncated")
-            data = transfer.decode(self.listing.raw[start:stop], part.transfer_encoding)
+        # Encoded text is at most ~3 bytes per decoded character (QP escapes).
+        stop = part.body_end if whole is not None else min(
+            part.body_end, part.body_start + self.text_left * 3)
+        if stop < part.body_end:
+            flags.add("text_truncated")
+        encoded = self.listing.raw[part.body_start : stop]
+        cte = part.transfer_encoding
+        data = whole if whole is not None else transfer.decode(encoded, cte, keep_padding=True)
         charset = params.get("charset")
         if part.is_html:
             charset = html_charset(charset, data)
@@ -141,6 +140,10 @@ class TextReader:
         # Rendered if a rule asks: any text part may read otherwise than as written (at
         # least, it may hold characters readers draw as nothing).
         self.renderable.append((part, params, text))
+        if cte == "quoted-printable" and transfer.qp_padded(encoded):
+            # As RFC 2045 readers show it too (Dovecot, Roundcube): a soft break with
+            # padding after its "=" joins a word Thunderbird shows split.
+            self._keep(decode_as_readers(transfer.decode(encoded, cte), charset, flags))
 
     def _keep(self, text: str) -> str:
         """Add ``text`` to the body text, as much as the budget still allows."""
