@@ -1,6 +1,7 @@
-"""What README.md and contrib/ say about settings, metrics and the policy push is what
-the code does: the push's output order, the log levels the admin settings take, and
-every metric name and label value the README gives."""
+"""What README.md and contrib/ say about settings, metrics, the policy push and DKIM is
+what the code does: the push's output order, the log levels the admin settings take,
+every metric name and label value the README gives, and the edits that break a DKIM
+signature."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from postwarden_admin_api.metrics import Metrics as AdminMetrics
 from postwarden_admin_api.policy_push import checked_files
 from postwarden_milter.metrics import Metrics as MilterMetrics
 from postwarden_milter.metrics_merge import MergedMetrics
+from postwarden_milter.settings import MilterSettings
+from postwarden_policies.headeredits import FLAGS_HEADER
 from postwarden_policies.settings_source import LOG_LEVELS
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 ADMIN_EXAMPLE = REPO / "contrib" / "postwarden-admin.example.yaml"
+POSTFIX_README = REPO / "contrib" / "postfix" / "README.md"
 # `name{label="value"}`, as the README shows one series of a metric.
 SERIES = re.compile(r'`(postwarden_\w+)\{(\w+)="(\w+)"\}`')
 # The README's other postwarden_ names: the Python packages.
@@ -90,3 +94,21 @@ def test_the_metrics_item_lists_every_label_value_the_readme_shows() -> None:
                if name in segments and f"by {label}" in segments[name]
                and f"`{value}`" not in segments[name]]
     assert missing == []
+
+
+def test_the_dkim_note_names_every_edit_and_what_an_admin_can_do() -> None:
+    """Every edit breaks a signature the message arrived with, for any later hop that
+    checks DKIM or DMARC: the note names them (the headers the milter adds and removes
+    by itself among them) and the ways out; the README's byte-for-byte claim names the
+    header every message gets (tests/e2e: test_clean_message_arrives_byte_identical)."""
+    text = POSTFIX_README.read_text(encoding="utf-8")
+    note = text[text.index("Any edit postwarden makes breaks a DKIM"):]
+    note = note[:note.index("\n\nA milter after postwarden")]
+    edits = ["Subject prefix", "sanitized HTML", "stripped attachment", "remove_header",
+             "add_header", f"`{FLAGS_HEADER}`", f"`{MilterSettings().id_header}`"]
+    ways = ["sign after postwarden", "`Authentication-Results`", "ARC-seal after postwarden",
+            "DMARC", "`signed_mail: skip`"]
+    assert [phrase for phrase in edits + ways if phrase not in note] == []
+    readme = README.read_text(encoding="utf-8")
+    claim = readme[readme.index("a message nothing changed arrives byte for byte"):][:200]
+    assert f"`{MilterSettings().id_header}`" in claim and "DKIM" in claim
