@@ -66,3 +66,25 @@ def test_a_report_mode_structure_limit_is_recorded_only_where_it_is_set() -> Non
     verdict = evaluate_message(policy_set, raw, Envelope("a@elsewhere.test", ("b@example.com",)))
     assert verdict.action.value == "quarantine"
     assert verdict.rules == ("limit:max_mime_parts", "report:limit:max_mime_parts")
+
+
+def test_a_report_mode_trial_of_a_looser_structure_limit_records_only_what_is_past_it() -> None:
+    # The parser stops at the enforced max_mime_parts: its flag says "past 3", not "past
+    # 10", so a trial raising the limit was recorded as past for every message refused.
+    def message(count: int) -> bytes:
+        parts = "".join(f"--b\r\nContent-Type: text/plain\r\n\r\n{n}\r\n" for n in range(count))
+        return ('From: a@elsewhere.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; '
+                f'boundary="b"\r\n\r\n{parts}--b--\r\n').encode()
+
+    policy_set = load_policy_set_from_sources([
+        ("a.yaml", "version: 1\nname: enf\nlimits: {max_mime_parts: 3}\n"),
+        ("b.yaml", "version: 1\nname: trial\nmode: report\nlimits: {max_mime_parts: 10}\n"),
+    ])
+    envelope = Envelope("a@elsewhere.test", ("b@example.com",))
+    within = evaluate_message(policy_set, message(5), envelope)
+    assert within.action.value == "reject"
+    assert within.rules == ("limit:max_mime_parts",)
+    assert within.report_only is False
+    past = evaluate_message(policy_set, message(12), envelope)
+    assert past.rules == ("limit:max_mime_parts", "report:limit:max_mime_parts")
+    assert past.flags == within.flags  # the enforced verdict reads the message as before

@@ -45,7 +45,7 @@ from .facts import Envelope, MessageFacts
 from .headeredits import header_edits
 from .mimeparse import parse_message
 from .model import Limits, Policy, Rule, StructureAction
-from .policyset import PolicySet, limits_apply
+from .policyset import PARSER_MAX_DEPTH, PARSER_MAX_PARTS, PolicySet, limits_apply
 from .rewrite import RewriteError, RewritePlan, rewrite_body
 from .sanitizer_process import SanitizerBusy, SanitizerCodeChanged
 from .verdicts import (
@@ -167,16 +167,17 @@ def _rewrite(
     return result.body, result.changes
 
 
-def _limits_past(policy: Policy, item: MatchInput) -> tuple[str, ...]:
+def _limits_past(policy: Policy, item: MatchInput, measured: MessageFacts) -> tuple[str, ...]:
     """Every limit of a report-mode policy the message is past, in evaluation order;
-    none where its limits do not apply (their `when` does not hold)."""
+    none where its limits do not apply (their `when` does not hold). Its structure
+    limits are judged on ``measured``: the message read up to the parser's own caps."""
     if not limits_apply(policy, item):
         return ()
     limits, facts = policy.limits, item.facts
     past = []
     if limits.max_message_bytes is not None and facts.size > limits.max_message_bytes:
         past.append("max_message_bytes")
-    if (structure := _structure_limit(limits, facts, parser_caps=False)) is not None:
+    if (structure := _structure_limit(limits, measured, parser_caps=False)) is not None:
         past.append(structure)
     if limits.max_recipients is not None and len(item.recipients) > limits.max_recipients:
         past.append("max_recipients")
@@ -186,13 +187,32 @@ def _limits_past(policy: Policy, item: MatchInput) -> tuple[str, ...]:
     return tuple(past)
 
 
+def _measured(policy_set: PolicySet, facts: MessageFacts) -> MessageFacts:
+    """The message as report-mode structure limits measure it. The parser stopped at
+    the enforced limits (its caps for this transaction), so its flag says only that the
+    message is past those: a trial of a looser limit beside them was recorded as past
+    for every message the enforced one refused. Read again up to the parser's own
+    caps, which bound the work as for a set without limits; only such a message is."""
+    caps = policy_set.parser_caps(facts.envelope)
+    measuring = any(getattr(p.limits, limit) is not None
+                    for p in policy_set.report_policies for limit in STRUCTURE_FLAGS.values())
+    if (not measuring or caps == (PARSER_MAX_PARTS, PARSER_MAX_DEPTH)
+            or not facts.flags & STRUCTURE_FLAGS.keys()):
+        return facts
+    return parse_message(facts.raw, facts.envelope, max_parts=PARSER_MAX_PARTS,
+                         max_depth=PARSER_MAX_DEPTH)
+
+
 def _reported(policy_set: PolicySet, item: MatchInput) -> tuple[str, ...]:
     """What report-mode policies would have done, to record: never applied."""
+    if not policy_set.report_policies:
+        return ()
+    measured = _measured(policy_set, item.facts)
     return tuple(
         f"report:{name}"
         for policy in policy_set.report_policies
         for name in (
-            *(f"limit:{limit}" for limit in _limits_past(policy, item)),
+            *(f"limit:{limit}" for limit in _limits_past(policy, item, measured)),
             *(rule.name for rule in run_rules(policy.rules, item).matched),
         )
     )
