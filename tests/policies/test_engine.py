@@ -265,6 +265,7 @@ def test_parser_caps_count_as_structure_limits(flag: str) -> None:
     assert verdict.rules == (
         "limit:max_mime_parts" if flag == "too_many_parts" else "limit:max_mime_depth",
     )
+    assert verdict.edits == ()  # refused: no tag to list as an edit of it
 
 
 def test_structure_quarantine_is_not_undone_by_a_policy_that_sets_no_limits() -> None:

@@ -143,11 +143,14 @@ def _limit_verdict(policy_set: PolicySet, limits: Limits, facts: MessageFacts) -
         return None
     if limits.on_structure_limit is StructureAction.QUARANTINE:
         decision: Decision = Quarantine(f"limit {hit}")
+        edits = tuple(header_edits(policy_set, facts, ()))  # the tag, on the held copy
     else:
-        decision = Reject(Reply.TOO_MANY_PARTS.reply)
+        # Nothing is delivered: `eval` and the policy-test route listed the tag as an
+        # edit of a refused message.
+        decision, edits = Reject(Reply.TOO_MANY_PARTS.reply), ()
     return Verdict(
         decision,
-        edits=tuple(header_edits(policy_set, facts, ())),
+        edits=edits,
         rules=(f"limit:{hit}",),
         policy_hash=policy_set.content_hash,
         flags=facts.flags,
