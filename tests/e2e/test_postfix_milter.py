@@ -225,6 +225,7 @@ def test_message_over_max_message_bytes_gets_552(mail_system: MailSystem) -> Non
     mail_system.postfix.wait_for_log(rf"{queue_id}: milter-reject: .*5\.3\.4")
     row = _audited(mail_system, sample, "reject")
     assert row["smtp_reply"].startswith("552 5.3.4")
+    assert row["rules"] == ["limit:max_message_bytes"]  # as eval names it: search finds it
 
 
 def test_a_raw_latin1_subject_is_prefixed_not_deferred(mail_system: MailSystem) -> None:

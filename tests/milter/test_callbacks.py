@@ -102,6 +102,10 @@ def test_oversized_body_is_refused_at_end_of_message(harness: Harness) -> None:
     assert event.subject == "big" and event.message_id == "<m1@example.org>"
     assert event.queue_id == "4QBIG"
     assert event.size > 20000
+    # As eval and `test` name it: a search by that rule found none of these refusals.
+    assert event.rules == ("limit:max_message_bytes",)
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_rule_matches_total", {"rule": "limit:max_message_bytes"}) == 1
 
 
 def test_headers_past_the_limit_are_refused_with_a_row_naming_the_message(
@@ -135,6 +139,7 @@ def test_declared_size_is_refused_at_mail_from(harness: Harness) -> None:
     ctx = harness.connect()
     assert ctx._envfrom("<alice@example.org>", "SIZE=999999") == Milter.REJECT
     assert ctx._reply[:2] == ("552", "5.3.4")
+    assert harness.audit.events[-1].rules == ("limit:max_message_bytes",)
 
 
 def test_recipients_past_the_limit_get_452(harness: Harness) -> None:

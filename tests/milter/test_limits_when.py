@@ -63,8 +63,9 @@ def test_the_streamed_body_is_measured_against_the_transactions_limit(harness: H
     ctx = signed_in(harness)
     assert ctx.send(big) == Milter.REJECT
     assert ctx._reply == ("552", "5.3.4", "Message size exceeds fixed limit")
-    # Refused by the milter as the body came (not kept), not by the verdict's limit.
-    assert harness.audit.events[-1].rules == ()
+    # Refused by the milter as the body came (not kept): the row names the limit as the
+    # engine's verdict would.
+    assert harness.audit.events[-1].rules == ("limit:max_message_bytes",)
     assert harness.connect().send(big) == Milter.CONTINUE
     assert [e.action for e in harness.audit.events] == ["reject", "accept"]
 
@@ -77,6 +78,7 @@ def test_a_local_submission_is_refused_whole_past_its_own_limit(harness: Harness
     ctx = local(signed_in(harness))
     assert ctx.send(MESSAGE, recipients=RECIPIENTS[:3]) == Milter.REJECT
     assert ctx._reply[:2] == ("550", "5.5.3")
+    assert harness.audit.events[-1].rules == ("limit:max_recipients",)
     assert local(harness.connect()).send(MESSAGE, recipients=RECIPIENTS[:3]) == Milter.CONTINUE
 
 

@@ -37,8 +37,8 @@ def test_every_audited_transaction_logs_one_line_with_the_same_fields(
     assert _handler_lines(caplog) == [
         f"[4QEXE {exe}] reject from=<alice@example.org> nrcpt=1 rules=no-exe changes=- "
         "reply=550 5.7.1 Message rejected by policy",
-        f"[4QBIG {oversized}] reject from=<alice@example.org> nrcpt=1 rules=- changes=- "
-        "reply=552 5.3.4 Message size exceeds fixed limit",
+        f"[4QBIG {oversized}] reject from=<alice@example.org> nrcpt=1 "
+        "rules=limit:max_message_bytes changes=- reply=552 5.3.4 Message size exceeds fixed limit",
         f"[4QGONE {gone}] aborted from=<carol@example.org> nrcpt=1 rules=- changes=- reply=-",
     ]
 

@@ -28,6 +28,7 @@ from typing import Concatenate, ParamSpec, Protocol
 from postwarden_policies import (
     MessageFacts,
     PolicySet,
+    Reject,
     Reply,
     SmtpReply,
     Verdict,
@@ -169,8 +170,9 @@ class ConnectionHandler:
         return True
 
     def _refuse(self, reply: Reply, action: str, flags: frozenset[str] = frozenset(), *,
-                decided_by: str | None = None) -> Outcome:
-        """Refuse before end of message; the audit row still names the message."""
+                decided_by: str | None = None, limit: str | None = None) -> Outcome:
+        """Refuse before end of message; the audit row still names the message, and
+        the policy ``limit`` that refused it."""
         txn = self._txn
         if txn is not None:
             # Postfix knows the queue id only once a recipient was accepted (DATA macros).
@@ -178,8 +180,20 @@ class ConnectionHandler:
             self.enter()
         applied = reply_with(self._actions, reply)
         self._finish(action, applied.reply, self._header_facts(), flags=flags,
-                     decided_by=decided_by)
+                     verdict=self._limit_verdict(reply, limit, decided_by))
         return applied.outcome
+
+    def _limit_verdict(self, reply: Reply, limit: str | None,
+                       decided_by: str | None) -> Verdict | None:
+        """The row's rule for a limit refused here, as the engine names it where it
+        refuses (``eval``, ``test``, a message sanitizing made too big): a search or a
+        metric by ``limit:max_message_bytes`` missed every message refused by size."""
+        if limit is None:
+            return None
+        rule = f"limit:{limit}"
+        self._s.metrics.rules.labels(rule).inc()
+        return Verdict(Reject(reply.reply), rules=(rule,),
+                       policy_hash=decided_by or self._s.policies.current.content_hash)
 
     def _abandon(self, flags: frozenset[str] = frozenset()) -> bool:
         """Audit an unfinished transaction (if one is open) as aborted, and forget it."""
@@ -276,7 +290,8 @@ class ConnectionHandler:
             return reply_with(self._actions, Reply.OVERLOADED).outcome
         declared = esmtp_size(params)
         if declared is not None and not self._txn.fits(declared):
-            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash)
+            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash,
+                                limit="max_message_bytes")
         return Outcome.CONTINUE
 
     @guarded("envrcpt")
@@ -352,12 +367,14 @@ class ConnectionHandler:
         if not self._keeps_content(txn):
             return self._refuse(Reply.BUSY, "tempfail", OVERLOADED)
         if not txn.within_limit:
-            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash)
+            return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash,
+                                limit="max_message_bytes")
         # The set that decides, as a lowered limit deletes recipients past it (the verdict).
         policy_set = self._s.policies.current
         most = self._limits(policy_set, txn).max_recipients
         if self._client.local and most is not None and len(txn.recipients) > most:
-            return self._refuse(Reply.TOO_MANY_LOCAL_RECIPIENTS, "reject")
+            return self._refuse(Reply.TOO_MANY_LOCAL_RECIPIENTS, "reject",
+                                decided_by=policy_set.content_hash, limit="max_recipients")
         with self._s.metrics.latency.time():
             facts, verdict, key = self._s.decider.decide_in_time(
                 policy_set, txn, self._client, self._actions.progress)
