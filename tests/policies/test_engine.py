@@ -279,6 +279,18 @@ def test_structure_quarantine_is_not_undone_by_a_policy_that_sets_no_limits() ->
     assert verdict.rules == ("limit:max_mime_parts",)
 
 
+def test_a_structure_quarantine_removes_the_recipients_past_a_lowered_limit() -> None:
+    # Held with every recipient, a release sent it to those a reload's lower
+    # max_recipients removes from any other message that goes on.
+    envelope = Envelope("a@b.test", ("r1@x.test", "r2@x.test", "r3@x.test"))
+    policy_set = policy("limits: {max_recipients: 1, max_mime_parts: 2, "
+                        "on_structure_limit: quarantine}\n")
+    verdict = evaluate_message(policy_set, WITH_FILES, envelope)
+    assert verdict.decision == Quarantine("limit max_mime_parts")
+    assert verdict.rules == ("limit:max_mime_parts", "limit:max_recipients")
+    assert verdict.edits[:2] == (DeleteRecipient("r2@x.test"), DeleteRecipient("r3@x.test"))
+
+
 def test_structure_quarantine_is_tagged() -> None:
     verdict = evaluate(
         policy("limits: {on_structure_limit: quarantine}\n"), facts(flags=frozenset({"too_deep"}))

@@ -141,9 +141,13 @@ def _limit_verdict(policy_set: PolicySet, limits: Limits, facts: MessageFacts) -
     hit = _structure_limit(limits, facts, parser_caps=True)
     if hit is None:
         return None
+    rules: tuple[str, ...] = (f"limit:{hit}",)
     if limits.on_structure_limit is StructureAction.QUARANTINE:
         decision: Decision = Quarantine(f"limit {hit}")
-        edits = tuple(header_edits(policy_set, facts, ()))  # the tag, on the held copy
+        # Held, then released to its recipients: not to those past a lowered limit.
+        deleted = _recipients_past(limits, facts)
+        rules += ("limit:max_recipients",) if deleted else ()
+        edits = (*deleted, *header_edits(policy_set, facts, ()))  # the tag, on the held copy
     else:
         # Nothing is delivered: `eval` and the policy-test route listed the tag as an
         # edit of a refused message.
@@ -151,10 +155,19 @@ def _limit_verdict(policy_set: PolicySet, limits: Limits, facts: MessageFacts) -
     return Verdict(
         decision,
         edits=edits,
-        rules=(f"limit:{hit}",),
+        rules=rules,
         policy_hash=policy_set.content_hash,
         flags=facts.flags,
     )
+
+
+def _recipients_past(limits: Limits, facts: MessageFacts) -> tuple[DeleteRecipient, ...]:
+    """The recipients past ``max_recipients`` (a reload lowered it after RCPT, which
+    refused those past the limit then), to remove from a message that goes on."""
+    most = limits.max_recipients
+    if most is None:
+        return ()
+    return tuple(DeleteRecipient(r) for r in facts.envelope.recipients[most:])
 
 
 def _rewrite(
@@ -247,10 +260,8 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
     if isinstance(decision, Reject | TempFail | Discard):
         return base
 
-    edits: list[Edit] = []
-    max_recipients = limits.max_recipients
-    if max_recipients is not None and len(facts.envelope.recipients) > max_recipients:
-        edits += (DeleteRecipient(r) for r in facts.envelope.recipients[max_recipients:])
+    edits: list[Edit] = list(_recipients_past(limits, facts))
+    if edits:
         base = replace(base, rules=(*rules, "limit:max_recipients", *reported))
     edits += header_edits(policy_set, facts, outcome.matched)
     limit = limits.max_attachment_bytes
