@@ -17,6 +17,7 @@ from .messages import RECIPIENT, SENDER
 pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
 
 LIMIT = 60_000
+PADDING = "\n".join(f"        X-Pad-{n}: {'p' * 890}" for n in range(12))  # 11 KB of lines
 POLICY = f"""\
 version: 1
 name: size
@@ -24,6 +25,12 @@ limits:
   max_message_bytes: {LIMIT}
 sanitize:
   html: true
+rules:
+  - name: pad
+    when: {{subject: "^pad$"}}
+    then:
+      add_header:
+{PADDING}
 """
 
 
@@ -51,3 +58,23 @@ def test_html_sanitizing_makes_too_big_is_refused_by_policy(system: MailSystem) 
     row = system.audit_row(message_id)
     assert row["action"] == "reject"
     assert "limit:max_message_bytes" in row["rules"]
+
+
+def test_header_edits_that_make_a_message_too_big_are_refused_by_policy(
+    system: MailSystem,
+) -> None:
+    # Postfix's cleanup refused it ("message file too big") after the audit row said
+    # accept: the limit counts the lines the rule adds, as it counts what sanitizing adds.
+    message_id = "<grown-by-headers@example.org>"
+    head = (
+        f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+        f"Message-ID: {message_id}\r\nSubject: pad\r\n\r\n"
+    ).encode()
+    data = head + (b"x" * 76 + b"\r\n") * ((LIMIT - 3000 - len(head)) // 78)
+    assert len(data) < LIMIT - 2000
+
+    result = send_message(system.postfix.port, data, SENDER, [RECIPIENT])
+    assert (result.code, result.text) == (552, "5.3.4 Message size exceeds fixed limit"), result
+    row = system.audit_row(message_id)
+    assert row["action"] == "reject"
+    assert row["rules"] == ["pad", "limit:max_message_bytes"]

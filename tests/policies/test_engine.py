@@ -217,6 +217,18 @@ def test_rule_reason_wins_over_the_size_limit() -> None:
     assert stripped(verdict) == [("tool.exe", "r"), ("sheet.xlsm", "r")]
 
 
+def test_header_edits_that_take_a_message_past_max_message_bytes_refuse_it() -> None:
+    # Postfix's cleanup refused it after the audit row said accept ("message file too
+    # big"); the limit counts what the edits add, as it counts what sanitizing adds.
+    rules = "rules:\n  - name: pad\n    then: {add_header: {X-Pad: '%s'}}\n" % ("p" * 200)
+    verdict = run(f"limits: {{max_message_bytes: {len(PLAIN) + 100}}}\n{rules}")
+    assert verdict.decision == Reject(Reply.MESSAGE_TOO_BIG.reply)
+    assert verdict.rules == ("pad", "limit:max_message_bytes")
+    assert verdict.edits == ()
+    assert run(f"limits: {{max_message_bytes: {len(PLAIN) + 300}}}\n{rules}").action.value \
+        == "accept"
+
+
 def test_max_message_bytes_rejects_before_rules() -> None:
     verdict = run("limits: {max_message_bytes: 100}\nrules:\n  - name: r\n    then: accept\n")
     assert verdict.decision == Reject(Reply.MESSAGE_TOO_BIG.reply)

@@ -6,7 +6,7 @@ envelope); they are also the parser's caps (``PolicySet.parser_caps``).
 
 Order of evaluation:
 1. ``max_message_bytes``: a larger message is rejected with 552 5.3.4 (so is one
-   that step 4's rewrite makes larger).
+   that step 4's rewrite or header edits make larger).
 2. Structure: more parts than ``max_mime_parts``, nesting deeper than
    ``max_mime_depth``, or the parser's own ``too_many_parts`` / ``too_deep`` /
    ``too_many_header_fields`` flags: reject 554 5.6.0, or quarantine with
@@ -51,7 +51,9 @@ from .sanitizer_process import SanitizerBusy, SanitizerCodeChanged
 from .verdicts import (
     Accept,
     Action,
+    AddHeader,
     Change,
+    ChangeHeader,
     Decision,
     DeleteRecipient,
     Discard,
@@ -280,7 +282,7 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
         # the flag tells the audit row's (no rule it lists holds the message).
         return replace(base, decision=Quarantine(f"rewrite failed: {exc}"), edits=tuple(edits),
                        flags=base.flags | {REWRITE_FAILED})
-    if body is not None and _grown_past(limits, facts, body):
+    if _grown_past(limits, facts, body, edits):
         # Refused here, not after Postfix wrote its queue file past message_size_limit
         # ("message file too big"), when the audit row already said it went on.
         kept = base.rules[: len(base.rules) - len(reported)]
@@ -291,12 +293,25 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
     return replace(base, edits=tuple(edits), changes=changes)
 
 
-def _grown_past(limits: Limits, facts: MessageFacts, body: bytes) -> bool:
-    """Whether the rewritten message is past ``max_message_bytes``: sanitized HTML can
+def _grown_past(limits: Limits, facts: MessageFacts, body: bytes | None,
+                edits: list[Edit]) -> bool:
+    """Whether the changed message is past ``max_message_bytes``: sanitized HTML can
     outgrow what it replaces (each link gets a ``rel`` attribute, a character its charset
-    lacks becomes a reference), so a message within the limit may not stay within."""
+    lacks becomes a reference), and header edits add lines, so a message within the limit
+    may not stay within. A changed header counts whole: Postfix's cleanup writes it anew
+    and keeps the old one in the queue file, as it keeps a removed one."""
     most = limits.max_message_bytes
-    return most is not None and facts.body_offset + len(body) > most
+    if most is None:
+        return False
+    size = facts.size if body is None else facts.body_offset + len(body)
+    return size + sum(map(_header_bytes, edits)) > most
+
+
+def _header_bytes(edit: Edit) -> int:
+    """The octets a header edit adds to the message as cleanup writes it."""
+    if isinstance(edit, AddHeader | ChangeHeader):
+        return len(f"{edit.name}: {edit.value}\r\n".encode("utf-8", "surrogateescape"))
+    return 0
 
 
 def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
