@@ -510,6 +510,22 @@ def test_a_rewrite_that_fails_its_check_quarantines(monkeypatch: pytest.MonkeyPa
     assert (verdict.rules, verdict.edits, verdict.changes) == (("r",), (), ())
 
 
+def test_a_rewrite_that_fails_is_not_held_past_max_message_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Held with the header lines a rule adds, it was refused by Postfix's cleanup
+    # ("message file too big") after the audit row said quarantine.
+    def failing(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
+        raise RewriteError("an untouched part changed")
+
+    monkeypatch.setattr(engine, "rewrite_body", failing)
+    verdict = run(f"limits: {{max_message_bytes: {len(WITH_FILES) + 100}}}\n"
+                  "rules:\n  - name: r\n    then: {strip_attachment: true, "
+                  f"add_header: {{X-Pad: '{'p' * 200}'}}}}\n", WITH_FILES)
+    assert verdict.decision == Reject(Reply.MESSAGE_TOO_BIG.reply)
+    assert verdict.rules == ("r", "limit:max_message_bytes")
+
+
 class Boom(Condition):
     def match(self, item: MatchInput) -> Matched:
         raise RuntimeError("bug")

@@ -280,9 +280,10 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
         log.warning("rewrite failed (%s); quarantined", exc)
         # The reason names the cause (our own fixed text) for the hold queue's reader;
         # the flag tells the audit row's (no rule it lists holds the message).
-        return replace(base, decision=Quarantine(f"rewrite failed: {exc}"), edits=tuple(edits),
+        base = replace(base, decision=Quarantine(f"rewrite failed: {exc}"),
                        flags=base.flags | {REWRITE_FAILED})
-    if _grown_past(limits, facts, body, edits):
+        body, changes = None, ()
+    if _grown_past(limits, facts, body, edits):  # held too: Postfix keeps the same file
         # Refused here, not after Postfix wrote its queue file past message_size_limit
         # ("message file too big"), when the audit row already said it went on.
         kept = base.rules[: len(base.rules) - len(reported)]
