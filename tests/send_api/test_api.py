@@ -315,7 +315,8 @@ async def test_message_too_large(
         assert error["code"] == "message_too_large"
         # No field makes the size alone: the detail names none.
         assert error["details"] == [{"code": "message_too_large", "message":
-                                     "the built message is larger than 2048 bytes"}]
+                                     "the built message, with what Postfix adds to it (its "
+                                     "Received header, the envelope), is larger than 2048 bytes"}]
         response = await client.post("/api/v1/send-email", json=body(text="x" * 3000),
                                      headers=sender)
         assert (await response.json())["error"]["code"] == "body_too_large"

@@ -40,13 +40,32 @@ def limits_of(runtime: RuntimeSettings) -> Limits:
     )
 
 
-def check_size(content: bytes, runtime: RuntimeSettings) -> None:
-    """The built message within ``max_message_bytes``. Its detail names no field:
-    every field makes its size, and none is over a limit of its own."""
-    if len(content) > runtime.max_message_bytes:
+# Postfix holds its queue file, not the message, to message_size_limit: the message
+# with its Received header (naming hosts) and the milter's, and the envelope's records,
+# which hold the sender and each recipient's address three times (four for a message to
+# one, whose Received header names it). A message the API took up to max_message_bytes
+# (Postfix's limit, as advised) then failed with 552 5.3.4 "Message file too big".
+QUEUE_FILE_ROOM = 2048  # the Received and milter headers, the envelope's other records
+ADDRESS_ROOM = 64  # the records around each address's four copies
+
+
+def postfix_room(request: SendRequest) -> int:
+    """Bytes Postfix adds to the built message before it compares it with its limit
+    (an upper bound)."""
+    return QUEUE_FILE_ROOM + sum(4 * len(mailbox.address) + ADDRESS_ROOM
+                                 for mailbox in (request.sender, *request.recipients))
+
+
+def check_size(content: bytes, request: SendRequest, runtime: RuntimeSettings) -> None:
+    """The built message, with what Postfix adds to it, within ``max_message_bytes``.
+    Its detail names no field: every field makes its size, and none is over a limit of
+    its own."""
+    if len(content) + postfix_room(request) > runtime.max_message_bytes:
         raise Refusal.MESSAGE_TOO_LARGE.error(details=[{
             "code": Refusal.MESSAGE_TOO_LARGE.code,
-            "message": f"the built message is larger than {runtime.max_message_bytes} bytes",
+            "message": "the built message, with what Postfix adds to it (its Received "
+                       "header, the envelope), is larger than "
+                       f"{runtime.max_message_bytes} bytes",
         }])
 
 

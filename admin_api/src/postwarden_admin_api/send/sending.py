@@ -155,7 +155,7 @@ async def _accept(
                                   message_id, now)
     except AmbiguousAddresses as ambiguous:
         raise refuse([_AMBIGUOUS[ambiguous.header]]) from None
-    checks.check_size(content, runtime)
+    checks.check_size(content, request, runtime)
     hashes = {m.key: limits.recipient_hash(hash_key, m.key) for m in request.recipients}
     submission = Submission(who.key_id, request, message_id, content, list(hashes.values()),
                             key, message_uuid)
