@@ -8,6 +8,7 @@ and the service follows the instance's ``maillog_file``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import email
 import re
@@ -222,6 +223,21 @@ async def test_header_injection_is_refused_or_neutralised(
     assert parsed["Subject"] == "Bcc: victim@evil.example"
     assert delivered.rcpt_tos == tuple(neutral["to"])
     assert all("evil.example" not in "".join(m.rcpt_tos) for m in mail.capture.messages)
+
+
+async def test_an_attachment_the_milter_s_rule_would_refuse_is_refused_at_once(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    """The policy refuses *.scr; its glob, in any case, matches a long s (U+017F) as s:
+    report.\u017fcr got a 202, then the milter's 550 and a failed message."""
+    attachment = {"filename": "report.\u017fcr", "content_type": "application/octet-stream",
+                  "content": base64.b64encode(b"screensaver").decode()}
+    response = await client.post("/api/v1/send-email", json=body(attachments=[attachment]),
+                                 headers=sender)
+    if response.status == 202:
+        message = await eventually(lambda: settled(client, sender, response.headers["Location"]))
+        pytest.fail(f"accepted, then {message['status']}: {message['last_error']}")
+    assert (await response.json())["error"]["code"] == "attachment_not_allowed"
 
 
 async def test_the_same_idempotency_key_delivers_once(

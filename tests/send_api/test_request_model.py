@@ -426,6 +426,19 @@ def test_a_blocked_name_is_read_as_the_milter_and_readers_read_it(name: str) -> 
         "files ending in .vbs are not allowed")
 
 
+@pytest.mark.parametrize(("name", "extension"), [
+    ("report.\u017fcr", "scr"), ("run.j\u017f", "js"), ("setup.\u0131nf", "inf"),
+    ("link.ln\u212a", "lnk"),
+])
+def test_a_blocked_extension_in_other_letters_of_its_case_is_refused(
+    name: str, extension: str
+) -> None:
+    """A long s upper-cases to S, a dotless i to I: the milter's *.scr glob (re2, in any
+    case) matches report.\u017fcr, which the API answered 202."""
+    assert attachments.refusal_reason(name, "text/plain", b"x") == (
+        f"files ending in .{extension} are not allowed")
+
+
 def test_a_disk_image_is_refused_by_its_content() -> None:
     image = b"\x00" * 0x8000 + b"\x01CD001\x01" + b"\x00" * 100
     assert attachments.refusal_reason("photos.zip", "application/zip", image) == (

@@ -58,9 +58,11 @@ UNREADABLE_SIGNED = "S/MIME signed data that cannot be read to its end: its file
 
 
 def _extensions(filename: str) -> list[str]:
-    """The extensions ``filename``, or a copy a reader saves of it, may end in."""
+    """The extensions ``filename``, or a copy a reader saves of it, may end in, in any
+    case: upper-cased first, as Windows and the milter's globs compare, which take a
+    long s for an s (".\u017fcr" is .scr) and a dotless i for an i, as lower() alone does not."""
     names = (filename, *saved_names(filename))
-    return [name.rsplit(".", 1)[-1].lower() for name in names if "." in name]
+    return [name.rsplit(".", 1)[-1].upper().lower() for name in names if "." in name]
 
 
 def _name_reason(filename: str) -> str | None:
