@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import datetime as dt
 import email
 import re
@@ -225,19 +226,34 @@ async def test_header_injection_is_refused_or_neutralised(
     assert all("evil.example" not in "".join(m.rcpt_tos) for m in mail.capture.messages)
 
 
+def _attached(filename: str, content_type: str, content: bytes) -> dict[str, Any]:
+    return {"attachments": [{"filename": filename, "content_type": content_type,
+                             "content": base64.b64encode(content).decode()}]}
+
+
+UUENCODED_EXE = "begin 644 run.exe\n" + binascii.b2a_uu(b"MZ\x90\x00").decode() + "`\nend\n"
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    # The policy's *.scr glob, in any case, matches a long s (U+017F) as s.
+    pytest.param(_attached("report.\u017fcr", "application/octet-stream", b"screensaver"),
+                 "attachments[0]", id="long-s"),
+    # The milter lists a file uuencoded in plain text as an attachment.
+    pytest.param({"text": f"Your program:\n{UUENCODED_EXE}"}, "text", id="uuencoded-text"),
+    pytest.param(_attached("notes.txt", "text/plain", UUENCODED_EXE.encode()),
+                 "attachments[0]", id="uuencoded-in-text-attachment"),
+])
 async def test_an_attachment_the_milter_s_rule_would_refuse_is_refused_at_once(
-    client: Client, sender: dict[str, str], mail: Mail
+    client: Client, sender: dict[str, str], mail: Mail, changes: dict[str, Any], field: str
 ) -> None:
-    """The policy refuses *.scr; its glob, in any case, matches a long s (U+017F) as s:
-    report.\u017fcr got a 202, then the milter's 550 and a failed message."""
-    attachment = {"filename": "report.\u017fcr", "content_type": "application/octet-stream",
-                  "content": base64.b64encode(b"screensaver").decode()}
-    response = await client.post("/api/v1/send-email", json=body(attachments=[attachment]),
-                                 headers=sender)
+    """Each got a 202, then the milter's 550 (the policy refuses *.exe, *.scr) and a
+    failed message."""
+    response = await client.post("/api/v1/send-email", json=body(**changes), headers=sender)
     if response.status == 202:
         message = await eventually(lambda: settled(client, sender, response.headers["Location"]))
         pytest.fail(f"accepted, then {message['status']}: {message['last_error']}")
-    assert (await response.json())["error"]["code"] == "attachment_not_allowed"
+    [detail] = (await response.json())["error"]["details"]
+    assert (detail["field"], detail["code"]) == (field, "attachment_not_allowed")
 
 
 async def test_the_same_idempotency_key_delivers_once(

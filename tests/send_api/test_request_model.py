@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
@@ -437,6 +438,37 @@ def test_a_blocked_extension_in_other_letters_of_its_case_is_refused(
     case) matches report.\u017fcr, which the API answered 202."""
     assert attachments.refusal_reason(name, "text/plain", b"x") == (
         f"files ending in .{extension} are not allowed")
+
+
+def _uuencoded(name: str, data: bytes) -> str:
+    return f"begin 644 {name}\n{binascii.b2a_uu(data).decode()}`\nend\n"
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    (_uuencoded("run.exe", b"hello"),
+     "'run.exe' in this text: files ending in .exe are not allowed"),
+    (_uuencoded("invoice.pdf", b"MZ\x90\x00" + b"\x00" * 40),
+     "'invoice.pdf' in this text: the content is application/x-dosexec"),
+    ("=ybegin line=128 size=5 name=run.bat\r\nhello\r\n=yend size=5\r\n",
+     "'run.bat' in this text: files ending in .bat are not allowed"),
+])
+def test_a_file_uuencoded_in_the_text_is_checked_as_an_attachment(text: str, reason: str) -> None:
+    """The milter (and Thunderbird) list it as an attachment of the text/plain part; in
+    the text body after a bare CR too, which the build makes a line end."""
+    assert refusal(text=f"Your file:\r{text}").details == [
+        {"field": "text", "code": "attachment_not_allowed", "message": reason}]
+    attachment = {"filename": "notes.txt", "content_type": "text/plain",
+                  "content": b64(f"Your file:\n{text}".encode())}
+    assert refusal(attachments=[attachment]).details == [
+        {"field": "attachments[0]", "code": "attachment_not_allowed", "message": reason}]
+
+
+def test_an_allowed_file_uuencoded_in_text_is_taken() -> None:
+    text = "Your report:\n" + _uuencoded("report.pdf", b"%PDF-1.4\n")
+    assert parse(text=text).text == text
+    # Not text/plain: the milter does not read it as text, nor does a reader.
+    parse(attachments=[{"filename": "notes.bin", "content_type": "application/octet-stream",
+                        "content": b64(_uuencoded("run.exe", b"x").encode())}])
 
 
 def test_a_disk_image_is_refused_by_its_content() -> None:

@@ -35,6 +35,12 @@ UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for
 _ENCODED = ("base64", "quoted-printable")
 
 
+def embedded_names(name: str, flags: set[str]) -> list[tuple[str, str]]:
+    """The name parameters of a file in plain text named ``name`` on its begin line:
+    Thunderbird names it in a made-up 'Content-Disposition: inline; filename="NAME"'."""
+    return [*parameter_list(f'inline; filename="{name}"', flags)[1], ("filename", name)]
+
+
 def is_body_text(part: MimePart) -> bool:
     """Whether readers show the part as message text: text/plain and HTML, and an
     inline text part of another type (text/enriched, an unknown subtype) without a name."""
@@ -98,14 +104,12 @@ class TextReader:
         self, carrier: MimePart, block: uuencode.Block, in_place: bool
     ) -> EmbeddedFile:
         """A uuencoded file; its offsets are the carrier's body unless in place."""
-        # Thunderbird names it in a made-up 'Content-Disposition: inline; filename="NAME"'.
-        made_up = parameter_list(f'inline; filename="{block.name}"', self.listing.flags)[1]
         if in_place:
             span = (block.start, block.data_start, block.end)
         else:
             span = (carrier.body_start, carrier.body_start, carrier.body_end)
         return EmbeddedFile(
-            names=[*made_up, ("filename", block.name)],
+            names=embedded_names(block.name, self.listing.flags),
             content_type=block.content_type,
             encoding=block.encoding,
             disposition="inline",

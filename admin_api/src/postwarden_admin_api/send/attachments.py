@@ -10,12 +10,15 @@ attached Outlook message included, is checked by its names, declared type and
 content like an attachment of its own (the refusal names it); a TNEF that
 cannot be read to its end is refused, since what was not read could hide anything.
 S/MIME signed data (a ``.p7m``, by its content) is read through the same way: readers
-show what it holds, the milter lists it (:mod:`postwarden_policies.mimetree`).
+show what it holds, the milter lists it (:mod:`postwarden_policies.mimetree`). So are
+the files uuencoded, yEncoded or BinHexed in plain text (the text body, a text/plain
+attachment), which the milter and Thunderbird list as attachments of their own
+(:mod:`postwarden_policies.textparts`).
 """
 
 from __future__ import annotations
 
-from postwarden_policies import Envelope, magic, parse_message, tnef, tnefparts
+from postwarden_policies import Envelope, magic, parse_message, textparts, tnef, tnefparts, uuencode
 from postwarden_policies.entityheaders import file_names, media_type, saved_names
 from postwarden_policies.mimetree import decoded_content
 
@@ -52,9 +55,13 @@ ISO9660_MARK = (0x8001, b"CD001")
 # Files read inside one TNEF attachment, nested ones included (the reader's own
 # budget bounds the work): past them the rest goes unchecked, so it is refused.
 MAX_TNEF_FILES = 1000
+# Files read in one plain text: past them the rest goes unchecked, so it is refused.
+MAX_EMBEDDED_FILES = 1000
 SHOWN_NAME = 100  # characters of an inner file's name given back in a refusal
 UNREADABLE_TNEF = "a TNEF (winmail.dat) that cannot be read to its end: its files go unchecked"
 UNREADABLE_SIGNED = "S/MIME signed data that cannot be read to its end: its files go unchecked"
+UNCHECKED_EMBEDDED = (f"more than {MAX_EMBEDDED_FILES} files uuencoded, yEncoded or BinHexed "
+                      "in this text: the rest would go unchecked")
 
 
 def _extensions(filename: str) -> list[str]:
@@ -78,12 +85,16 @@ def _type_reason(content_type: str) -> str | None:
     return None
 
 
+def _detected_reason(detected: str | None) -> str | None:
+    return f"the content is {detected}" if detected in BLOCKED_CONTENT else None
+
+
 def _content_reason(content: bytes | memoryview) -> str | None:
     """Why the bytes are refused, whatever the name and type say; only their head and
     the ISO mark are read (a memoryview is not copied), and signed data through."""
     detected = magic.detect(bytes(content[: magic.HEAD_BYTES]))
-    if detected in BLOCKED_CONTENT:
-        return f"the content is {detected}"
+    if (reason := _detected_reason(detected)) is not None:
+        return reason
     if detected == magic.SIGNED_DATA:
         return _signed_reason(bytes(content))
     offset, mark = ISO9660_MARK
@@ -149,13 +160,25 @@ def _signed_reason(content: bytes) -> str | None:
         if part.is_multipart:
             continue
         reason = next(filter(None, map(_name_reason, part.filenames)), None) or (
-            _type_reason(part.content_type)
-            or (f"the content is {part.detected_type}"
-                if part.detected_type in BLOCKED_CONTENT else None))
+            _type_reason(part.content_type) or _detected_reason(part.detected_type))
         if reason is not None:
             shown = _shown(part.filename) if part.filename else "a file without a name"
             return f"{shown} in this signed data: {reason}"
     return None
+
+
+def embedded_reason(text: bytes) -> str | None:
+    """Why a file uuencoded, yEncoded or BinHexed in the plain ``text`` is refused, naming
+    it, by its names and first bytes as the milter lists it."""
+    found, more = uuencode.blocks(text, 0, len(text), MAX_EMBEDDED_FILES)
+    for block in found:
+        names = file_names(None, textparts.embedded_names(block.name, set()), set())
+        reason = (next(filter(None, map(_name_reason, names)), None)
+                  or _detected_reason(magic.detect(block.head)))
+        if reason is not None:
+            shown = _shown(names[0]) if names else "a file without a name"
+            return f"{shown} in this text: {reason}"
+    return UNCHECKED_EMBEDDED if more else None
 
 
 def refusal_reason(filename: str, content_type: str, content: bytes) -> str | None:
@@ -171,4 +194,6 @@ def refusal_reason(filename: str, content_type: str, content: bytes) -> str | No
     reason = _content_reason(content)
     if reason is None and _is_tnef(filename, content_type, content):
         return _tnef_reason(content)
+    if reason is None and content_type == "text/plain":  # read as text, the milter's too
+        return embedded_reason(content)
     return reason

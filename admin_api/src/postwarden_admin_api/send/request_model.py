@@ -146,6 +146,13 @@ def _storable(value: Any) -> bool:
     return isinstance(value, int | bool | None)
 
 
+def _embedded_reason(text: str) -> str | None:
+    """Why a file uuencoded (or yEncoded, BinHexed) in the text body is refused: the
+    milter and Thunderbird list it as an attachment. Its lines as the build ends them
+    (bytes.splitlines: a bare CR ends one too)."""
+    return attachments.embedded_reason(b"\n".join(text.encode().splitlines()))
+
+
 def _outside_ascii_where_only_ascii_reads(name: str, text: str) -> bool:
     """Whether ``text``, the value of header ``name`` (lower case), holds a character
     outside ASCII where only ASCII reads (see ASCII_HEADERS)."""
@@ -248,6 +255,8 @@ class _Reader:
             text = None if value is None else self.string(name, value)
             if text is not None and len(text.encode()) > self.caps.max_message_bytes:
                 self.problem(name, Refusal.BODY_TOO_LARGE, "larger than the message size limit")
+            elif name == "text" and text and (reason := _embedded_reason(text)) is not None:
+                self.problem(name, Refusal.ATTACHMENT_NOT_ALLOWED, reason)
             parts.append(text or None)
         # One that is no string is not empty: "expected a string" says what is wrong.
         if parts == [None, None] and len(self.problems) == found:
