@@ -17,6 +17,7 @@ import smtplib
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from pathlib import Path
@@ -64,8 +65,10 @@ class Mail:
 MAILLOG_HOST = "postwarden-e2e"  # the maillog_host setting, not this machine's name
 
 
-@pytest.fixture(scope="module")
-def mail(database_url: str) -> Iterator[Mail]:
+@contextmanager
+def running_mail(database_url: str, main: dict[str, str] | None = None) -> Iterator[Mail]:
+    """The milter with the example policies, and Postfix with the send API's listener
+    (``main``: more main.cf settings)."""
     ports: list[int] = []
 
     def listener(instance: PostfixInstance) -> None:
@@ -73,9 +76,16 @@ def mail(database_url: str) -> Iterator[Mail]:
 
     with (
         running_milter(POLICY_DIR, database_url) as milter,
-        running_postfix(milter=milter.postfix_spec, configure=listener) as (postfix, capture),
+        running_postfix(milter=milter.postfix_spec, main=main,
+                        configure=listener) as (postfix, capture),
     ):
         yield Mail(postfix, capture, ports[0])
+
+
+@pytest.fixture(scope="module")
+def mail(database_url: str) -> Iterator[Mail]:
+    with running_mail(database_url) as mail:
+        yield mail
 
 
 @pytest.fixture

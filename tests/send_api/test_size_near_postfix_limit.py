@@ -18,11 +18,9 @@ from postwarden_admin_api.send.checks import postfix_room
 from postwarden_admin_api.send.request_model import Caps, parse_request
 from postwarden_admin_api.settings import ServiceSettings
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
-from tests.fixtures.milterproc import running_milter
-from tests.fixtures.postfix import PostfixInstance, master_cf_options, running_postfix
 
 from .conftest import Client, SetRuntime
-from .test_e2e import POLICY_DIR, SNIPPET, Mail, eventually, settled
+from .test_e2e import Mail, eventually, running_mail, settled
 
 pytestmark = pytest.mark.postfix
 
@@ -31,17 +29,8 @@ LIMIT = 60_000
 
 @pytest.fixture(scope="module")
 def mail(database_url: str) -> Iterator[Mail]:
-    ports: list[int] = []
-
-    def listener(instance: PostfixInstance) -> None:
-        ports.append(instance.add_smtpd_listener(master_cf_options(SNIPPET)))
-
-    with (
-        running_milter(POLICY_DIR, database_url) as milter,
-        running_postfix(milter=milter.postfix_spec, main={"message_size_limit": str(LIMIT)},
-                        configure=listener) as (postfix, capture),
-    ):
-        yield Mail(postfix, capture, ports[0])
+    with running_mail(database_url, {"message_size_limit": str(LIMIT)}) as mail:
+        yield mail
 
 
 @pytest.fixture
