@@ -24,7 +24,7 @@ from postwarden_policies.audit import AuditEvent
 from postwarden_store import connect
 from postwarden_store.audit import write_audit_batch
 
-from .receiver import Tls
+from .receiver import Tls, wait_for_async
 
 if TYPE_CHECKING:
     from .conftest import StubDns
@@ -83,6 +83,26 @@ def worker_options(tls: Tls, dns: StubDns, **overrides: Any) -> WebhookOptions:
 def running_worker(pool: asyncpg.Pool, options: WebhookOptions
                    ) -> contextlib.AbstractAsyncContextManager[None]:
     return running(pool, options, KEYRING)
+
+
+# The one delivery's state after its first attempt, and the wait its retry was given.
+FIRST_FAILURE = """
+SELECT status, attempts, last_error,
+       extract(epoch FROM next_attempt_at - last_attempt_at) AS wait
+FROM webhook_deliveries
+"""
+
+
+async def first_failure(pool: asyncpg.Pool, options: WebhookOptions) -> asyncpg.Record:
+    """Run the worker until the one delivery pending has failed once; its row then."""
+    async with running_worker(pool, options):
+
+        async def recorded() -> bool:
+            return await pool.fetchval("SELECT last_error FROM webhook_deliveries") is not None
+
+        assert await wait_for_async(recorded)
+    row: asyncpg.Record = await pool.fetchrow(FIRST_FAILURE)
+    return row
 
 
 async def write_audit(pool: asyncpg.Pool, *events: AuditEvent) -> None:

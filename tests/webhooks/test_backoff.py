@@ -10,12 +10,12 @@ from postwarden_admin_api.webhooks.options import WebhookOptions
 from postwarden_admin_api.webhooks.worker import backoff_seconds
 
 from .conftest import StubDns, hook_url
-from .receiver import Receiver, Tls, wait_for_async
+from .receiver import Receiver, Tls
 from .support import (
     add_endpoint,
     audit_event,
+    first_failure,
     generate_secret,
-    running_worker,
     worker_options,
     write_audit,
 )
@@ -43,14 +43,6 @@ async def test_a_long_retried_delivery_waits_the_capped_backoff(
     await pool.execute("UPDATE webhook_deliveries SET attempts = 1100")
     options = worker_options(tls, dns, max_attempts=5000, backoff_base_seconds=10.0,
                              backoff_cap_seconds=3600.0)
-    async with running_worker(pool, options):
-
-        async def recorded() -> bool:
-            return await pool.fetchval("SELECT last_error FROM webhook_deliveries") is not None
-
-        assert await wait_for_async(recorded)
-    row = await pool.fetchrow(
-        "SELECT status, attempts, last_error,"
-        " extract(epoch FROM next_attempt_at - last_attempt_at) AS wait FROM webhook_deliveries")
+    row = await first_failure(pool, options)
     assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 1101, "HTTP 500")
     assert 1800 <= row["wait"] <= 3601

@@ -22,6 +22,7 @@ from .receiver import Receiver, Tls, wait_for, wait_for_async
 from .support import (
     add_endpoint,
     audit_event,
+    first_failure,
     generate_secret,
     running_worker,
     worker_options,
@@ -68,15 +69,7 @@ async def test_a_failed_delivery_waits_as_long_as_the_receiver_asked(
                            generate_secret())
     await write_audit(pool, audit_event("reject"))
     options = worker_options(tls, dns, backoff_base_seconds=0.1, backoff_cap_seconds=60.0)
-    async with running_worker(pool, options):
-
-        async def recorded() -> bool:
-            return await pool.fetchval("SELECT last_error FROM webhook_deliveries") is not None
-
-        assert await wait_for_async(recorded)
-    row = await pool.fetchrow(
-        "SELECT status, attempts, last_error,"
-        " extract(epoch FROM next_attempt_at - last_attempt_at) AS wait FROM webhook_deliveries")
+    row = await first_failure(pool, options)
     assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 1, f"HTTP {status}")
     assert low <= row["wait"] <= high, row["wait"]
 
