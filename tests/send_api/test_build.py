@@ -352,3 +352,18 @@ def test_longer_printable_ascii_reads_back_as_given(value: str) -> None:
     assert b"=?" not in b"".join(lines)
     assert max(len(line) for line in lines) <= 998
     assert parsed["X-Campaign"] == value  # as the email package reads it
+
+
+@pytest.mark.parametrize("content_type", ['text/csv; charset=utf-8', 'TEXT/CSV;charset="UTF-8"'])
+def test_a_text_attachment_carries_the_charset_given(content_type: str) -> None:
+    """Without one, readers took a UTF-8 file for their default charset and showed it
+    garbled; "text/plain; charset=utf-8" was refused as no type/subtype."""
+    text = "Straße;Größe\nMüller;½\n"
+    _, message = built(attachments=[{
+        "filename": "liste.csv", "content_type": content_type,
+        "content": base64.b64encode(text.encode()).decode(),
+    }])
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_content_type() == "text/csv"
+    assert attachment.get_content_charset() == "utf-8"
+    assert attachment.get_content() == text

@@ -169,6 +169,13 @@ def _bom_agrees(codec: str, data: bytes) -> bool:
     return not data.startswith(codecs.BOM_UTF8) or _ascii_transparent(codec)
 
 
+def readers_know(charset: str) -> bool:
+    """Whether mail readers decode text labelled ``charset`` (a label of the WHATWG
+    Encoding Standard's) as Python does, so that what we check is what they show."""
+    info = _text_codec(charset)
+    return _label(charset) in _WHATWG_LABELS and info is not None and info.name in _SHARED_CODECS
+
+
 def read_as_readers(charset: str | None, data: bytes) -> bool:
     """Whether mail readers see the markup of ``data`` as :func:`decode_bytes` reads it.
 

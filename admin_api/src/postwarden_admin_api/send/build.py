@@ -260,8 +260,10 @@ def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> by
         message.set_content(request.html, subtype="html")
     for attachment in request.attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
+        params = {"charset": attachment.charset} if attachment.charset else None
         message.add_attachment(
-            attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
+            attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename,
+            params=params,
         )
     expected = [name.lower() for name in message]
     data = message.as_bytes()

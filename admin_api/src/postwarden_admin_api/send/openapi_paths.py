@@ -70,7 +70,9 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
             "filename": {"type": "string", "minLength": 1, "maxLength": MAX_FILENAME,
                          "description": "a plain file name: no /, \\, \", control "
                                         "characters or encoded words"},
-            "content_type": {"type": "string"},
+            "content_type": {"type": "string",
+                             "description": "type/subtype; a text type may add "
+                                            "'; charset=NAME', the content's charset"},
             "content": {"type": "string", "contentEncoding": "base64"},
         },
     }},

@@ -31,6 +31,7 @@ from postwarden_admin_api.addresses import (
     shows_another_address,
 )
 from postwarden_admin_api.bodies import more_unknown, unknown_names
+from postwarden_policies.charsets import readers_know
 from postwarden_policies.entityheaders import BIDI_OVERRIDE
 
 from . import attachments
@@ -66,7 +67,11 @@ RESERVED_HEADER_PREFIXES = ("x-postwarden-",)
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
 MAX_TAG = 64
 TAG = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TAG}}}")
-_CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
+# type/subtype, and for a text type its charset (a text file in UTF-8 went out with none,
+# which readers take for their default, windows-1252 say, and show garbled).
+_CONTENT_TYPE = re.compile(
+    r"(?P<type>[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64})"
+    r'(?:[ \t]*;[ \t]*charset=(?P<q>"?)(?P<charset>[a-z0-9_.:()+-]{1,40})(?P=q))?')
 MAX_SUBJECT = 998
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 900
@@ -83,8 +88,9 @@ SHOWN_ADDRESS_DETAIL = ("the display name holds an address that is not this one:
 @dataclass(frozen=True, slots=True)
 class Attachment:
     filename: str
-    content_type: str
+    content_type: str  # type/subtype, lower case
     content: bytes
+    charset: str | None = None  # a text type's, as given
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,19 @@ def _outside_ascii_where_only_ascii_reads(name: str, text: str) -> bool:
     if name == "list-id":
         return not all(found.isascii() for found in _BRACKETED.findall(text))
     return name in ASCII_HEADERS and not text.isascii()
+
+
+def _charset_problem(media_type: str, charset: str, content: bytes) -> str | None:
+    """Why ``charset`` cannot label this attachment (None: it can)."""
+    if not media_type.startswith("text/"):
+        return "a charset is a text type's parameter only"
+    if not readers_know(charset):
+        return f"charset {charset} is not one mail readers decode as we do"
+    try:
+        content.decode(charset)
+    except UnicodeDecodeError:
+        return f"the content is not {charset} text"
+    return None
 
 
 class _Reader:
@@ -333,20 +352,25 @@ class _Reader:
             self.problem(f"{where}.filename", Refusal.INVALID_FIELD,
                          "holds a bidi override, which shows its letters in another order")
             filename = None
-        if ctype is not None and not _CONTENT_TYPE.fullmatch(ctype.lower()):
-            self.problem(f"{where}.content_type", Refusal.INVALID_FIELD, "not a type/subtype")
-            ctype = None
+        media = _CONTENT_TYPE.fullmatch(ctype.lower()) if ctype is not None else None
+        if ctype is not None and media is None:
+            self.problem(f"{where}.content_type", Refusal.INVALID_FIELD,
+                         "not a type/subtype, or a text type with ; charset=NAME")
         content = self._base64(f"{where}.content", encoded)
-        if filename is None or ctype is None or content is None:
+        if filename is None or media is None or content is None:
+            return None
+        ctype, charset = media["type"], media["charset"]
+        if charset is not None and (problem := _charset_problem(ctype, charset, content)):
+            self.problem(f"{where}.content_type", Refusal.INVALID_FIELD, problem)
             return None
         if len(content) > self.caps.max_attachment_bytes:
             self.problem(where, Refusal.MESSAGE_TOO_LARGE, "larger than the attachment limit")
             return None
-        reason = attachments.refusal_reason(filename, ctype.lower(), content)
+        reason = attachments.refusal_reason(filename, ctype, content)
         if reason is not None:
             self.problem(where, Refusal.ATTACHMENT_NOT_ALLOWED, reason)
             return None
-        return Attachment(filename, ctype.lower(), content)
+        return Attachment(filename, ctype, content, charset)
 
     def _base64(self, where: str, encoded: str | None) -> bytes | None:
         if encoded is None:
