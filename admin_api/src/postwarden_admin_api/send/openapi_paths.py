@@ -69,7 +69,7 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
         "properties": {
             "filename": {"type": "string", "minLength": 1, "maxLength": MAX_FILENAME,
                          "description": "a plain file name: no /, \\, \", control "
-                                        "characters or encoded words"},
+                                        "characters or encoded words, not dots alone"},
             "content_type": {"type": "string",
                              "description": "type/subtype; a text type may add "
                                             "'; charset=NAME', the content's charset"},

@@ -340,7 +340,8 @@ class _Reader:
         ctype = self.string(f"{where}.content_type", item.get("content_type"))
         encoded = self.string(f"{where}.content", item.get("content"))
         if filename is not None and (
-            not filename.strip() or len(filename) > MAX_FILENAME
+            # "..": no file a reader could save (a path's step up where one is joined)
+            not filename.strip(". ") or len(filename) > MAX_FILENAME
             or has_control(filename) or has_encoded_word(filename)
             or any(c in filename for c in '/\\"')
         ):
