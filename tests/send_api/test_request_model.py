@@ -208,6 +208,8 @@ def test_mask_hides_the_local_part() -> None:
                      "attachments[0].content_type", "invalid_field", id="charset-not-content"),
         pytest.param(attached("..", "text/plain", b"x"),
                      "attachments[0].filename", "invalid_field", id="dots-only-filename"),
+        pytest.param(attached(". \u3000.", "text/plain", b"x"),
+                     "attachments[0].filename", "invalid_field", id="dots-and-blanks-filename"),
         pytest.param(attached("a.txt", "text/plain; name=b.exe", b"x"),
                      "attachments[0].content_type", "invalid_field", id="other-parameter"),
         pytest.param(attached("report.pdf", "application/pdf", b"MZ\x90\x00rest"),

@@ -341,7 +341,7 @@ class _Reader:
         encoded = self.string(f"{where}.content", item.get("content"))
         if filename is not None and (
             # "..": no file a reader could save (a path's step up where one is joined)
-            not filename.strip(". ") or len(filename) > MAX_FILENAME
+            not filename.replace(".", "").strip() or len(filename) > MAX_FILENAME
             or has_control(filename) or has_encoded_word(filename)
             or any(c in filename for c in '/\\"')
         ):
