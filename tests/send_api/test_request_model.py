@@ -463,6 +463,10 @@ def _uuencoded(name: str, data: bytes) -> str:
      "'invoice.pdf' in this text: the content is application/x-dosexec"),
     ("=ybegin line=128 size=5 name=run.bat\r\nhello\r\n=yend size=5\r\n",
      "'run.bat' in this text: files ending in .bat are not allowed"),
+    # Shows as "invoiceexe.pdf"; a top-level name so is a field problem (below).
+    (_uuencoded("invoice\u202efdp.exe.txt", b"hello"),
+     "'invoice\\u202efdp.exe.txt' in this text: its name holds a bidi override, which shows "
+     "its letters in another order"),
 ])
 def test_a_file_uuencoded_in_the_text_is_checked_as_an_attachment(text: str, reason: str) -> None:
     """The milter (and Thunderbird) list it as an attachment of the text/plain part; in

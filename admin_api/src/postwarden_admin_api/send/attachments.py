@@ -19,7 +19,7 @@ attachment), which the milter and Thunderbird list as attachments of their own
 from __future__ import annotations
 
 from postwarden_policies import Envelope, magic, parse_message, textparts, tnef, tnefparts, uuencode
-from postwarden_policies.entityheaders import file_names, media_type, saved_names
+from postwarden_policies.entityheaders import BIDI_OVERRIDE, file_names, media_type, saved_names
 from postwarden_policies.mimetree import decoded_content
 
 BLOCKED_EXTENSIONS = frozenset({
@@ -76,6 +76,10 @@ def _name_reason(filename: str) -> str | None:
     for extension in _extensions(filename):
         if extension in BLOCKED_EXTENSIONS:
             return f"files ending in .{extension} are not allowed"
+    # "invoice\u202efdp.exe" shows as invoiceexe.pdf: the milter flags it bidi_override
+    # (a top-level name is refused as the field's problem already: request_model).
+    if BIDI_OVERRIDE.search(filename):
+        return "its name holds a bidi override, which shows its letters in another order"
     return None
 
 
