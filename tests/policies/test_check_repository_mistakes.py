@@ -64,6 +64,15 @@ def test_an_upload_names_a_conflict_where_check_does(
     assert [str(i) for i in check_policy_text("upload", text)] == [f"upload:{marker}"]
 
 
+@pytest.mark.parametrize("bom", ["", "\ufeff"], ids=["plain", "byte-order-mark"])
+def test_a_conflict_on_the_first_line_is_named(bom: str) -> None:
+    """A conflict from the file's first line, after a byte order mark too (YAML skips
+    it; the marker was missed, and YAML refused the file lines away)."""
+    text = f"{bom}<<<<<<< HEAD\n{RULES}=======\n{RULES}>>>>>>> other\n"
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        "p.yaml:1:1: merge conflict marker '<<<<<<<': the file holds an unresolved conflict"]
+
+
 def test_marker_look_alikes_in_values_load() -> None:
     text = RULES + ('    message: "<<<<<<< not at the start of a line"\ndescription: |\n'
                     "  =======\n  ======== and >>>>>>>>\n")

@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 POLICY_SUFFIXES = (".yaml", ".yml")
 # The lines git writes around a conflict (diff3's ||||||| too), always at column 0. A
 # line starts after any line end YAML reads: an upload is text as sent, where a lone CR
-# (old Mac line ends) still ends one, as reading a file with newline conversion does.
-CONFLICT_MARKER = re.compile(r"(?:\A|(?<=[\r\n]))(<{7}|\|{7}|={7}|>{7})(?=[ \t\r\n]|\Z)")
+# (old Mac line ends) still ends one, as reading a file with newline conversion does;
+# the first after a byte order mark, which YAML skips.
+CONFLICT_MARKER = re.compile(
+    r"(?:\A\ufeff?|(?<=[\r\n]))(<{7}|\|{7}|={7}|>{7})(?=[ \t\r\n]|\Z)")
 _LINE_END = re.compile(r"\r\n?|\n")
 
 
