@@ -129,7 +129,8 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
                                   comment=comment or action)
     change = await activate(conn, row, actor)
     _remember(row, rules)  # as read back: dump() writes what YAML reads unchanged
-    await admin_audit.record(conn, request, action, target, {"revision": row["id"]})
+    if change.changed:  # a change to nothing (the rule as it was) is no change to log
+        await admin_audit.record(conn, request, action, target, {"revision": row["id"]})
     stored = await fetch_revision(conn, row["id"])  # again: now active
     assert stored is not None  # noqa: S101 - stored above
     return json_ok({"revision": revision_json(stored), "rules": rules,
