@@ -6,6 +6,9 @@ Changes build on the active revision, not the newest: after a rollback the
 newest is the one rolled back from, and building on it would bring it back.
 The stored source is read and written as the policy loader reads it (YAML 1.2):
 ``010``, ``off`` or ``1:30`` in a rule mean the same in the list as in the engine.
+Answers carry the revision they show as an ``ETag``; a change sent with it as
+``If-Match`` is refused (412) once another change made a newer one active, rather
+than silently undoing that change (two operators editing the same rule).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from postwarden_policies import PolicyLoadError
 from postwarden_policies.policyset import content_hash
@@ -24,7 +27,7 @@ from .bodies import json_ok, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .engine import off_loop
 from .errors import ApiError, ValidationFailed, connection
-from .openapi import json_content, operation, param, ref
+from .openapi import header, json_content, operation, param, ref
 from .revisions import (
     activate,
     fetch_active,
@@ -85,6 +88,31 @@ async def _current(conn: asyncpg.Connection) -> tuple[int | None, list[dict[str,
     return current["id"], list(rules)  # a new list: the route edits it
 
 
+def _etag(revision_id: int) -> str:
+    return f'"{revision_id}"'
+
+
+def _check_base(request: web.Request, revision_id: int | None) -> None:
+    """412 unless If-Match (when sent) names ``revision_id``, the revision the change
+    would build on: the client read an older one, and would undo what changed since."""
+    sent = request.headers.getall(hdrs.IF_MATCH, [])
+    if not sent:
+        return
+    tags = {tag.strip() for value in sent for tag in value.split(",")}
+    if revision_id is not None and ("*" in tags or _etag(revision_id) in tags):
+        return
+    raise ApiError(412, "precondition_failed", "the rules changed since they were read: "
+                   "read them again (GET /api/v1/rules) and make the change on them",
+                   [{"field": "If-Match", "message": f"the active revision is {revision_id}"}])
+
+
+async def _base(request: web.Request, conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """The rules a change builds on, once If-Match allows it (call under the lock)."""
+    revision_id, rules = await _current(conn)
+    _check_base(request, revision_id)
+    return rules
+
+
 def _index(rules: list[dict[str, Any]], name: str) -> int:
     for i, rule in enumerate(rules):
         if rule.get("name") == name:
@@ -134,7 +162,7 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
     stored = await fetch_revision(conn, row["id"])  # again: now active
     assert stored is not None  # noqa: S101 - stored above
     return json_ok({"revision": revision_json(stored), "rules": rules,
-                    "warnings": change.warnings})
+                    "warnings": change.warnings}, headers={"ETag": _etag(stored["id"])})
 
 
 @routes.get("/api/v1/rules")
@@ -142,7 +170,8 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
 async def rules_list(request: web.Request) -> web.Response:
     async with connection(request.app[POOL]) as conn:
         revision_id, rules = await _current(conn)
-    return json_ok({"revision_id": revision_id, "rules": rules})
+    headers = {} if revision_id is None else {"ETag": _etag(revision_id)}
+    return json_ok({"revision_id": revision_id, "rules": rules}, headers=headers)
 
 
 @routes.post("/api/v1/rules")
@@ -153,7 +182,7 @@ async def rules_create(request: web.Request) -> web.Response:
     assert rule is not None  # noqa: S101 - required
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies(conn)
-        _, rules = await _current(conn)
+        rules = await _base(request, conn)
         if any(r.get("name") == rule["name"] for r in rules):
             raise ApiError(409, "rule_exists", "a rule with this name exists")
         if len(rules) >= MAX_RULES:
@@ -174,7 +203,7 @@ async def rules_update(request: web.Request) -> web.Response:
     replacement, comment = _change(data, rule_required=False)
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies(conn)
-        _, rules = await _current(conn)
+        rules = await _base(request, conn)
         index = _index(rules, name)
         rule = rules.pop(index)
         if replacement is not None:
@@ -192,7 +221,7 @@ async def rules_delete(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies(conn)
-        _, rules = await _current(conn)
+        rules = await _base(request, conn)
         del rules[_index(rules, name)]
         return await _save(request, conn, rules, "rule.deleted", target=name, comment=None)
 
@@ -207,22 +236,33 @@ _RESULT = {"type": "object", "required": ["revision", "rules", "warnings"], "pro
     "revision": ref("Revision"), "rules": {"type": "array", "items": _RULE},
     "warnings": {"type": "array", "items": ref("PolicyWarning")}}}
 _NAME = param("name", "path", {"type": "string"})
+_IF_MATCH = param("If-Match", "header", {"type": "string"}, description=(
+    "the ETag of the answer the change is based on: 412 precondition_failed if another "
+    "change made a newer revision active since"))
+_ETAG = {"ETag": header("the revision shown, as a quoted id: send it as If-Match",
+                        {"type": "string"}, required=False)}
+_STALE = {412: ref("Error")}
+_STALE_TEXT = {412: "precondition_failed: If-Match names a revision no longer active"}
 OPENAPI_PATHS = {
     "/api/v1/rules": {
         "get": operation("rules of the database-managed policy's active revision, in order",
                          [Role.OPERATOR, Role.AUDITOR],
                          responses={200: {"type": "object", "required": ["rules"], "properties": {
                              "revision_id": {"type": ["integer", "null"]},
-                             "rules": {"type": "array", "items": _RULE}}}}),
+                             "rules": {"type": "array", "items": _RULE}}}},
+                         headers={200: _ETAG}),
         "post": operation("add a rule (at position, default last); a new revision, activated",
                           [Role.OPERATOR], body=json_content({**_CHANGE, "required": ["rule"]}),
-                          responses={201: _RESULT}),
+                          parameters=[_IF_MATCH], responses={201: _RESULT, **_STALE},
+                          descriptions=_STALE_TEXT, headers={201: _ETAG}),
     },
     "/api/v1/rules/{name}": {
         "patch": operation("replace or move a rule; a new revision, activated",
-                           [Role.OPERATOR], parameters=[_NAME], body=json_content(_CHANGE),
-                           responses={200: _RESULT}),
+                           [Role.OPERATOR], parameters=[_NAME, _IF_MATCH],
+                           body=json_content(_CHANGE), responses={200: _RESULT, **_STALE},
+                           descriptions=_STALE_TEXT, headers={200: _ETAG}),
         "delete": operation("delete a rule; a new revision, activated", [Role.OPERATOR],
-                            parameters=[_NAME], responses={200: _RESULT}),
+                            parameters=[_NAME, _IF_MATCH], responses={200: _RESULT, **_STALE},
+                            descriptions=_STALE_TEXT, headers={200: _ETAG}),
     },
 }

@@ -1,0 +1,52 @@
+"""Two operators editing the rules at once: each change sent with the ETag of the rules it
+was made on (If-Match) is refused 412 once the other's change is active, instead of
+silently undoing it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.fixtures.adminapp import bearer
+
+
+@pytest.fixture
+def database_url(fresh_database_url: str) -> str:
+    return fresh_database_url  # the exact rules of this test alone
+
+
+def block(sender: str) -> dict[str, Any]:
+    return {"name": "spam", "when": {"sender": [sender]}, "then": "reject"}
+
+
+async def test_a_change_on_rules_read_before_another_change_is_refused(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    headers = bearer(admin_key)
+    created = await admin_client.post("/api/v1/rules", headers=headers,
+                                      json={"rule": block("a@evil.test")})
+    assert created.status == 201, await created.text()
+    read = await admin_client.get("/api/v1/rules", headers=headers)
+    base = read.headers["ETag"]
+    assert base == created.headers["ETag"] == f'"{(await read.json())["revision_id"]}"'
+
+    first = await admin_client.patch("/api/v1/rules/spam", json={"rule": block("b@evil.test")},
+                                     headers={**headers, "If-Match": base})
+    assert first.status == 200, await first.text()
+    for method, path, body in (("PATCH", "/api/v1/rules/spam", {"rule": block("c@evil.test")}),
+                               ("DELETE", "/api/v1/rules/spam", None),
+                               ("POST", "/api/v1/rules", {"rule": {**block("d"), "name": "x"}})):
+        stale = await admin_client.request(method, path, json=body,
+                                           headers={**headers, "If-Match": base})
+        assert stale.status == 412, (method, await stale.text())
+        assert (await stale.json())["error"]["code"] == "precondition_failed"
+    rules = (await (await admin_client.get("/api/v1/rules", headers=headers)).json())["rules"]
+    assert rules == [block("b@evil.test")]  # the first operator's change stands
+
+    current = first.headers["ETag"]
+    for match in (current, f'"1", {current}', "*"):
+        again = await admin_client.patch("/api/v1/rules/spam", json={"position": 0},
+                                         headers={**headers, "If-Match": match})
+        assert again.status == 200, (match, await again.text())
