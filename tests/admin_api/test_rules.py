@@ -78,7 +78,8 @@ async def test_rule_errors(admin_client: TestClient[Any, Any], admin_key: str) -
     response = await admin_client.post("/api/v1/rules", headers=headers, json={
         "rule": {"name": "bad", "when": {"client_ip": ["nope"]}, "then": "reject"}})
     assert response.status == 422
-    assert response.status == 422 and (await response.json())["error"]["details"][0]["line"]
+    detail = (await response.json())["error"]["details"][0]
+    assert detail["field"] == "rule" and detail["line"]  # named as every 422 names its fields
     response = await admin_client.post("/api/v1/rules", headers=headers, json={
         "rule": block("late", "c@evil.test"), "position": 99})
     assert response.status == 422

@@ -35,6 +35,7 @@ from .revisions import (
     fetch_revision,
     lock_policies,
     revision_json,
+    revision_label,
     store_revision,
 )
 
@@ -146,6 +147,13 @@ def _change(data: dict[str, Any], rule_required: bool) -> tuple[dict[str, Any] |
     return rule, comment
 
 
+def _at_rule(exc: ValidationFailed, label: str) -> ValidationFailed:
+    """The compile problems of a change, those in the rules written (``label``) naming the
+    field ``rule``: the client sent a rule, not the document at that line and column."""
+    return ValidationFailed([{"field": "rule", **d} if d.get("file") == label else d
+                             for d in exc.details], exc.message)
+
+
 async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict[str, Any]],
                 action: str, *, target: str, comment: str | None) -> web.Response:
     # YAML costs a second at MAX_RULES: off the event loop. Compiled once, with the
@@ -155,7 +163,10 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
     row, _ = await store_revision(conn, MANAGED_POLICY, source,
                                   content_hash=content_hash([source]), author=actor,
                                   comment=comment or action)
-    change = await activate(conn, row, actor)
+    try:
+        change = await activate(conn, row, actor)
+    except ValidationFailed as exc:
+        raise _at_rule(exc, revision_label(row)) from None
     _remember(row, rules)  # as read back: dump() writes what YAML reads unchanged
     if change.changed:  # a change to nothing (the rule as it was) is no change to log
         await admin_audit.record(conn, request, action, target, {"revision": row["id"]})
