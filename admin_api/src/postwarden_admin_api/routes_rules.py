@@ -155,7 +155,8 @@ def _at_rule(exc: ValidationFailed, label: str) -> ValidationFailed:
 
 
 async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict[str, Any]],
-                action: str, *, target: str, comment: str | None) -> web.Response:
+                action: str, *, target: str, comment: str | None,
+                summary: dict[str, Any] | None = None) -> web.Response:
     # YAML costs a second at MAX_RULES: off the event loop. Compiled once, with the
     # rest of the set, by activate(): a problem there is 422 and rolls the revision back.
     source = await off_loop(managed_document, rules)
@@ -169,7 +170,8 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
         raise _at_rule(exc, revision_label(row)) from None
     _remember(row, rules)  # as read back: dump() writes what YAML reads unchanged
     if change.changed:  # a change to nothing (the rule as it was) is no change to log
-        await admin_audit.record(conn, request, action, target, {"revision": row["id"]})
+        await admin_audit.record(conn, request, action, target,
+                                 {**(summary or {}), "revision": row["id"]})
     stored = await fetch_revision(conn, row["id"])  # again: now active
     assert stored is not None  # noqa: S101 - stored above
     return json_ok({"revision": revision_json(stored), "rules": rules,
@@ -223,7 +225,10 @@ async def rules_update(request: web.Request) -> web.Response:
             rule = replacement
         position = _position(data, len(rules))
         rules.insert(index if position is None else position, rule)
-        return await _save(request, conn, rules, "rule.updated", target=name, comment=comment)
+        # A rename: the entry names the new name too, or a search for it finds no change.
+        renamed = {"renamed_to": rule["name"]} if rule["name"] != name else None
+        return await _save(request, conn, rules, "rule.updated", target=name, comment=comment,
+                           summary=renamed)
 
 
 @routes.delete("/api/v1/rules/{name}")
