@@ -51,7 +51,14 @@ from .revisions import (
     revision_label,
     store_revision,
 )
-from .routes_rules import MANAGED_POLICY, managed_document
+from .routes_rules import (
+    IF_MATCH,
+    MANAGED_POLICY,
+    STALE,
+    STALE_TEXT,
+    check_if_match,
+    managed_document,
+)
 
 routes = web.RouteTableDef()
 SOURCE_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json",
@@ -176,9 +183,12 @@ def _unified_diff(old: Any, new: Any) -> str:
 
 async def _activate(request: web.Request, revision_id: int, action: str) -> web.Response:
     async with connection(request.app[POOL]) as conn, conn.transaction():
+        await lock_policies(conn)  # If-Match is checked against what stays active
         row = await fetch_revision(conn, revision_id)
         if row is None:
             raise ApiError(404, "not_found", "no such revision")
+        name = row["policy_name"]
+        check_if_match(request, (await active_revisions(conn, [name])).get(name))
         # The active revision again changes nothing: no entry, as a deploy writes none.
         change = await activate(conn, row, principal(request).key_id)
         if change.changed:
@@ -430,7 +440,8 @@ OPENAPI_PATHS = {
         "activate an earlier revision (default: the one before the active one); of "
         "database-rules only one the Rules API wrote (else 422 reserved_policy_name)",
         _OPERATORS,
-        parameters=[_NAME], responses={200: ref("Revision")},
+        parameters=[_NAME, IF_MATCH], responses={200: ref("Revision"), **STALE},
+        descriptions=STALE_TEXT,
         body=json_content({"type": "object", "additionalProperties": False,
                            "properties": {"revision_id": _INT}}),
     )},
@@ -453,6 +464,7 @@ OPENAPI_PATHS = {
     "/api/v1/revisions/{revision_id}/activate": {"post": operation(
         "activate a revision (not one of database-rules); milters reload through NOTIFY",
         _OPERATORS,
-        parameters=[_REVISION], responses={200: ref("Revision")},
+        parameters=[_REVISION, IF_MATCH], responses={200: ref("Revision"), **STALE},
+        descriptions=STALE_TEXT,
     )},
 }

@@ -93,24 +93,25 @@ def _etag(revision_id: int) -> str:
     return f'"{revision_id}"'
 
 
-def _check_base(request: web.Request, revision_id: int | None) -> None:
-    """412 unless If-Match (when sent) names ``revision_id``, the revision the change
-    would build on: the client read an older one, and would undo what changed since."""
+def check_if_match(request: web.Request, revision_id: int | None) -> None:
+    """412 unless If-Match (when sent) names ``revision_id``, the active revision the
+    change would replace: the client read an older one, and would undo what changed since.
+    Call under the policy lock."""
     sent = request.headers.getall(hdrs.IF_MATCH, [])
     if not sent:
         return
     tags = {tag.strip() for value in sent for tag in value.split(",")}
     if revision_id is not None and ("*" in tags or _etag(revision_id) in tags):
         return
-    raise ApiError(412, "precondition_failed", "the rules changed since they were read: "
-                   "read them again (GET /api/v1/rules) and make the change on them",
+    raise ApiError(412, "precondition_failed", "another change made another revision active "
+                   "since this one was read: read again, and make the change on what is now",
                    [{"field": "If-Match", "message": f"the active revision is {revision_id}"}])
 
 
 async def _base(request: web.Request, conn: asyncpg.Connection) -> list[dict[str, Any]]:
     """The rules a change builds on, once If-Match allows it (call under the lock)."""
     revision_id, rules = await _current(conn)
-    _check_base(request, revision_id)
+    check_if_match(request, revision_id)
     return rules
 
 
@@ -252,13 +253,13 @@ _RESULT = {"type": "object", "required": ["revision", "rules", "warnings"], "pro
     "revision": ref("Revision"), "rules": {"type": "array", "items": _RULE},
     "warnings": {"type": "array", "items": ref("PolicyWarning")}}}
 _NAME = param("name", "path", {"type": "string"})
-_IF_MATCH = param("If-Match", "header", {"type": "string"}, description=(
-    "the ETag of the answer the change is based on: 412 precondition_failed if another "
-    "change made a newer revision active since"))
+IF_MATCH = param("If-Match", "header", {"type": "string"}, description=(
+    "the revision the change replaces, as a quoted id (the rules' ETag): 412 "
+    "precondition_failed if another change made another revision active since"))
 _ETAG = {"ETag": header("the revision shown, as a quoted id: send it as If-Match",
                         {"type": "string"}, required=False)}
-_STALE = {412: ref("Error")}
-_STALE_TEXT = {412: "precondition_failed: If-Match names a revision no longer active"}
+STALE = {412: ref("Error")}
+STALE_TEXT = {412: "precondition_failed: If-Match names a revision no longer active"}
 OPENAPI_PATHS = {
     "/api/v1/rules": {
         "get": operation("rules of the database-managed policy's active revision, in order",
@@ -269,16 +270,16 @@ OPENAPI_PATHS = {
                          headers={200: _ETAG}),
         "post": operation("add a rule (at position, default last); a new revision, activated",
                           [Role.OPERATOR], body=json_content({**_CHANGE, "required": ["rule"]}),
-                          parameters=[_IF_MATCH], responses={201: _RESULT, **_STALE},
-                          descriptions=_STALE_TEXT, headers={201: _ETAG}),
+                          parameters=[IF_MATCH], responses={201: _RESULT, **STALE},
+                          descriptions=STALE_TEXT, headers={201: _ETAG}),
     },
     "/api/v1/rules/{name}": {
         "patch": operation("replace or move a rule; a new revision, activated",
-                           [Role.OPERATOR], parameters=[_NAME, _IF_MATCH],
-                           body=json_content(_CHANGE), responses={200: _RESULT, **_STALE},
-                           descriptions=_STALE_TEXT, headers={200: _ETAG}),
+                           [Role.OPERATOR], parameters=[_NAME, IF_MATCH],
+                           body=json_content(_CHANGE), responses={200: _RESULT, **STALE},
+                           descriptions=STALE_TEXT, headers={200: _ETAG}),
         "delete": operation("delete a rule; a new revision, activated", [Role.OPERATOR],
-                            parameters=[_NAME, _IF_MATCH], responses={200: _RESULT, **_STALE},
-                            descriptions=_STALE_TEXT, headers={200: _ETAG}),
+                            parameters=[_NAME, IF_MATCH], responses={200: _RESULT, **STALE},
+                            descriptions=STALE_TEXT, headers={200: _ETAG}),
     },
 }
