@@ -403,6 +403,24 @@ def test_html_in_a_charset_readers_do_not_share_becomes_a_notice(
 
 
 @pytest.mark.parametrize(
+    "content_type", ["text/html", "text/html; charset=x-unknown", "text/html; charset=latin-1"]
+)
+def test_html_with_iso_2022_escapes_and_no_charset_readers_know_becomes_a_notice(
+    content_type: str,
+) -> None:
+    # ASCII-based, a title and text; readers guessing the charset read ISO-2022-JP,
+    # where ESC $ B makes '">' one kanji: <p title="..." onmouseover="alert(1)">.
+    body = b'<p title="\x1b$B">\x1b(B" onmouseover="alert(1)">hi</p>'
+    assert 'onmouseover="alert(1)">hi' in body.decode("iso2022_jp")
+    facts = parse_message(_mixed(f"Content-Type: {content_type}\n\n".encode() + body), Envelope())
+    new, changes = _apply(facts, SANITIZE)
+    [change] = [c for c in changes if isinstance(c, HtmlSanitized)]
+    assert change.removed == (("unsafe_charset", 1),)
+    html = new.parts[2]
+    assert b"onmouseover" not in new.raw[html.body_start : html.body_end]
+
+
+@pytest.mark.parametrize(
     ("charset", "body"),
     [
         ("iso-2022-jp", b"<p>\x1b$B$3$s$K$A$O\x1b(B</p><script>alert(1)</script>"),

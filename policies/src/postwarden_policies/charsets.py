@@ -142,6 +142,11 @@ _UNSHARED_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?!\(B|\(J|\(I|\$@|\$B)")
 # A line end in two-byte mode: Python reads on in kanji, some readers (ICU's
 # decoder) return to ASCII there. RFC 1468 has senders switch back before it.
 _ISO2022JP_LINE_END_IN_KANJI = re.compile(rb"\x1b\$[@B][^\x1b]*[\r\n]")
+# An ISO-2022 designation (ESC $ B, ESC ( J, ESC $ ) C, ...). Readers guess the charset
+# of a part labelled with none they know (chardetng, ICU's detector), and read one
+# holding such an escape as ISO-2022-JP (or -KR, -CN), where it turns the ASCII
+# after it, quotes and ">" among them, into two-byte characters.
+_ISO2022_DESIGNATION = re.compile(rb"\x1b[$()]")
 
 
 _ASCII = "".join(map(chr, range(128)))
@@ -185,10 +190,11 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
     ASCII-based reading that can show a ``<script>`` we never saw), nor for a
     label Python knows and WHATWG does not (``utf16``, ``iso2022jp``) unless the
     codec reads ASCII as any fallback does; for ISO-2022-JP escapes WHATWG does
-    not know, or a line end in its two-byte mode; or for a byte order mark that
-    contradicts the label. A WHATWG label Python does not know (``unicode``,
-    ``x-sjis``), or a label of UTF-7 Outlook knows (``x-unicode-2-0-utf-7``), is not
-    read alike either; any other unknown charset is read as
+    not know, or a line end in its two-byte mode; for a byte order mark that
+    contradicts the label; or for an ISO-2022 escape in a part labelled with no
+    charset readers know, which they guess is ISO-2022-JP. A WHATWG label Python
+    does not know (``unicode``, ``x-sjis``), or a label of UTF-7 Outlook knows
+    (``x-unicode-2-0-utf-7``), is not read alike either; any other unknown charset is read as
     UTF-8, as readers fall back to an ASCII-based reading too.
     """
     info = _text_codec(charset)
@@ -197,6 +203,9 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
     codec = info.name if info is not None else "utf-8"
     if not _bom_agrees(codec, data):
         return False
+    if (charset is None or _label(charset) not in _WHATWG_LABELS) and \
+            _ISO2022_DESIGNATION.search(data):
+        return False  # readers guess the charset: ISO-2022-JP, whose escapes hide markup
     if charset is not None and info is not None and _label(charset) not in _WHATWG_LABELS:
         # Readers do not know the label: they read ASCII-based, as Python must too.
         return codec in _SHARED_CODECS and _ascii_transparent(codec)
