@@ -370,6 +370,9 @@ def _html_part(charset: str, body: bytes) -> MessageFacts:
         ("cp437", b"<p>hi</p><script>alert(1)</script>"),  # not a charset readers know
         # Python's ISO-2022-JP switches to kanji on ESC $ ( B, WHATWG's does not.
         ("iso-2022-jp", b"<p>\x1b$(B<img src=x onerror=alert(1)>\x1b(B</p>"),
+        # WHATWG's switches to half-width katakana on ESC ( I, where '">' is two
+        # letters; Python's reads an error and goes on in ASCII, closing the alt.
+        ("iso-2022-jp", b'<img src="cid:x" alt="\x1b(I">\x1b(B" onerror="alert(1)">'),
         # Browsers let a byte order mark overrule the label.
         ("utf-8", b"\xff\xfe" + "<img src=x onerror=alert(1)>".encode("utf-16-le")),
         ("utf-16be", b"\xff\xfe" + "<img src=x onerror=alert(1)>".encode("utf-16-le")),

@@ -136,9 +136,11 @@ _MLANG_UTF7 = dict.fromkeys(
     "utf-7")
 # Every label readers decode and Python does not know, and the codec they decode it with.
 _READERS_ONLY = {**_WHATWG_ONLY, **_MLANG_UTF7}
-# WHATWG's ISO-2022-JP decoder knows these escapes only; Python's also switches on
-# others (ESC $ ( B, ESC $ A, ...) and reads the ASCII after them as kanji.
-_UNSHARED_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?!\(B|\(J|\(I|\$@|\$B)")
+# The ISO-2022-JP escapes WHATWG's decoder and Python's both know. Python's also
+# switches on others (ESC $ ( B, ESC $ A, ...) and reads the ASCII after them as
+# kanji; WHATWG's also on ESC ( I, to half-width katakana, where '"' and ">" are
+# letters, and Python's reads that as an error and goes on in ASCII.
+_UNSHARED_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?!\(B|\(J|\$@|\$B)")
 # A line end in two-byte mode: Python reads on in kanji, some readers (ICU's
 # decoder) return to ASCII there. RFC 1468 has senders switch back before it.
 _ISO2022JP_LINE_END_IN_KANJI = re.compile(rb"\x1b\$[@B][^\x1b]*[\r\n]")
@@ -189,8 +191,8 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
     WHATWG set, which Python decodes and readers do not (falling back to an
     ASCII-based reading that can show a ``<script>`` we never saw), nor for a
     label Python knows and WHATWG does not (``utf16``, ``iso2022jp``) unless the
-    codec reads ASCII as any fallback does; for ISO-2022-JP escapes WHATWG does
-    not know, or a line end in its two-byte mode; for a byte order mark that
+    codec reads ASCII as any fallback does; for ISO-2022-JP escapes WHATWG or
+    Python does not know, or a line end in its two-byte mode; for a byte order mark that
     contradicts the label; or for an ISO-2022 escape in a part labelled with no
     charset readers know, which they guess is ISO-2022-JP. A WHATWG label Python
     does not know (``unicode``, ``x-sjis``), or a label of UTF-7 Outlook knows
