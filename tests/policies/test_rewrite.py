@@ -390,6 +390,9 @@ def _html_part(charset: str, body: bytes) -> MessageFacts:
         ("x-unicode-2-0-utf-7", b"<p>hi</p>+ADw-script+AD4-alert(1)+ADw-/script+AD4-"),
         # A line end in two-byte mode: ICU's decoder goes back to ASCII there.
         ("iso-2022-jp", b"<p>\x1b$B\n<img src=x onerror=alert(1)>\n\x1b(B</p>"),
+        # A lone byte in two-byte mode: Python reads the ESC ( B after it as an error
+        # and the tag after that as kanji; WHATWG's goes back to ASCII.
+        ("iso-2022-jp", b"<p>\x1b$B!\x1b(B<img src=x onerror=alert(1)></p>"),
     ],
 )
 def test_html_in_a_charset_readers_do_not_share_becomes_a_notice(

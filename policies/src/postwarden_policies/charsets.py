@@ -141,9 +141,13 @@ _READERS_ONLY = {**_WHATWG_ONLY, **_MLANG_UTF7}
 # kanji; WHATWG's also on ESC ( I, to half-width katakana, where '"' and ">" are
 # letters, and Python's reads that as an error and goes on in ASCII.
 _UNSHARED_ISO2022JP_ESCAPE = re.compile(rb"\x1b(?!\(B|\(J|\$@|\$B)")
-# A line end in two-byte mode: Python reads on in kanji, some readers (ICU's
-# decoder) return to ASCII there. RFC 1468 has senders switch back before it.
-_ISO2022JP_LINE_END_IN_KANJI = re.compile(rb"\x1b\$[@B][^\x1b]*[\r\n]")
+# Two-byte mode holding anything but whole pairs of 0x21-0x7E up to the next escape.
+# Decoders part there: on a lone byte before ESC ( B Python reads the escape as an
+# error and the ASCII after it as kanji, WHATWG's goes back to ASCII; at a line end
+# Python reads on in kanji, some readers (ICU's decoder) return to ASCII. RFC 1468
+# has senders write whole pairs and switch back before a line end.
+_ISO2022JP_UNEVEN_KANJI = re.compile(
+    rb"\x1b\$[@B](?:[\x21-\x7e]{2})*(?:[^\x1b\x21-\x7e]|[\x21-\x7e](?:[^\x21-\x7e]|\Z))")
 # An ISO-2022 designation (ESC $ B, ESC ( J, ESC $ ) C, ...). Readers guess the charset
 # of a part labelled with none they know (chardetng, ICU's detector), and read one
 # holding such an escape as ISO-2022-JP (or -KR, -CN), where it turns the ASCII
@@ -192,12 +196,13 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
     ASCII-based reading that can show a ``<script>`` we never saw), nor for a
     label Python knows and WHATWG does not (``utf16``, ``iso2022jp``) unless the
     codec reads ASCII as any fallback does; for ISO-2022-JP escapes WHATWG or
-    Python does not know, or a line end in its two-byte mode; for a byte order mark that
-    contradicts the label; or for an ISO-2022 escape in a part labelled with no
-    charset readers know, which they guess is ISO-2022-JP. A WHATWG label Python
-    does not know (``unicode``, ``x-sjis``), or a label of UTF-7 Outlook knows
-    (``x-unicode-2-0-utf-7``), is not read alike either; any other unknown charset is read as
-    UTF-8, as readers fall back to an ASCII-based reading too.
+    Python does not know, or two-byte mode holding a line end or a lone byte; for
+    a byte order mark that contradicts the label; or for an ISO-2022 escape in a
+    part labelled with no charset readers know, which they guess is ISO-2022-JP. A
+    WHATWG label Python does not know (``unicode``, ``x-sjis``), or a label of
+    UTF-7 Outlook knows (``x-unicode-2-0-utf-7``), is not read alike either; any
+    other unknown charset is read as UTF-8, as readers fall back to an
+    ASCII-based reading too.
     """
     info = _text_codec(charset)
     if info is None and charset is not None and _label(charset) in _READERS_ONLY:
@@ -213,7 +218,7 @@ def read_as_readers(charset: str | None, data: bytes) -> bool:
         return codec in _SHARED_CODECS and _ascii_transparent(codec)
     if codec == "iso2022_jp":
         return not (_UNSHARED_ISO2022JP_ESCAPE.search(data)
-                    or _ISO2022JP_LINE_END_IN_KANJI.search(data))
+                    or _ISO2022JP_UNEVEN_KANJI.search(data))
     return codec in _SHARED_CODECS
 
 
