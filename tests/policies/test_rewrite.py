@@ -426,6 +426,19 @@ def test_html_with_iso_2022_escapes_and_no_charset_readers_know_becomes_a_notice
     assert b"onmouseover" not in new.raw[html.body_start : html.body_end]
 
 
+def test_html_whose_meta_tag_alone_names_iso_2022_jp_becomes_a_notice() -> None:
+    # Read as the tag says, the tag and the image are kanji; a reader that ignores the
+    # <meta charset> form (Thunderbird reads only http-equiv) reads them ASCII-based.
+    run = b'<meta/charset=iso-2022-jp><img/src="x"/onerror=alert(1)>'
+    facts = parse_message(
+        _mixed(b"Content-Type: text/html\n\n\x1b$B" + run + b"\x1b(B<p>hi</p>"), Envelope())
+    new, changes = _apply(facts, SANITIZE)
+    [change] = [c for c in changes if isinstance(c, HtmlSanitized)]
+    assert change.removed == (("unsafe_charset", 1),)
+    html = new.parts[2]
+    assert b"onerror" not in new.raw[html.body_start : html.body_end]
+
+
 @pytest.mark.parametrize(
     ("charset", "body"),
     [

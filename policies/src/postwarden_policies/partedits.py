@@ -204,7 +204,10 @@ def sanitize_edit(
     data = _decoded(facts, part)
     unknown: set[str] = set()
     read_by = html_charset(part.charset, data)  # the label, else a <meta> tag's
-    readable = read_as_readers(read_by, data)
+    # Readers that ignore the <meta> tag (Thunderbird reads only its http-equiv form)
+    # read the part as labelled with nothing.
+    readable = read_as_readers(read_by, data) and (
+        bool(part.charset) or read_as_readers(None, data))
     if readable:
         html = decode_bytes(data, read_by, unknown)
         clean, removed = sanitize_html(html, options)
