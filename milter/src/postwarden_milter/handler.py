@@ -64,6 +64,13 @@ LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
 P = ParamSpec("P")
 
 
+def verified_name(hostname: str) -> str | None:
+    """The client's verified reverse name; None for a client without one, which Postfix
+    calls "unknown" and passes to milters as its address in brackets (libmilter's
+    ``[192.0.2.1]``): no host name, so no ``client_name`` glob, even ``*``, holds for it."""
+    return None if not hostname or hostname.startswith("[") or hostname == "unknown" else hostname
+
+
 class MacroSource(Protocol):
     def getsymval(self, sym: str) -> str | None: ...
 
@@ -238,7 +245,8 @@ class ConnectionHandler:
         self._counted = True
         self._s.metrics.connections.inc()
         # No socket address (a family libmilter does not pass on): the macro may have one.
-        self._client = Client(address=address or self._macro("{client_addr}"), name=hostname,
+        self._client = Client(address=address or self._macro("{client_addr}"),
+                              name=verified_name(hostname),
                               local=(hostname, address, port) == LOCAL_SUBMISSION)
         return Outcome.CONTINUE
 

@@ -1,0 +1,68 @@
+"""What Postfix tells the milter about the SMTP client, as rules and audit rows see it.
+
+Postfix takes the client's address, name and HELO from XCLIENT (allowed from loopback
+here), so each test plays a client from elsewhere: as in production, the milter learns
+them from the connect and HELO events Postfix sends after it.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import MailSystem, mail_system_for
+
+pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
+
+POLICY = """version: 1
+name: clients
+rules:
+  - name: named-client
+    when: {client_name: ["*"]}
+    then: {add_header: {X-Named: "yes"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSystem]:
+    policies: Path = tmp_path_factory.mktemp("policies")
+    (policies / "clients.yaml").write_text(POLICY)
+    main = {"smtpd_authorized_xclient_hosts": "127.0.0.1",
+            "mynetworks": "127.0.0.0/8 192.0.2.0/24"}
+    with mail_system_for(database_url, policy_dir=policies, main=main) as mail_system:
+        yield mail_system
+
+
+def _send_as(system: MailSystem, xclient: str) -> tuple[bytes, dict[str, object]]:
+    """Send one message as the client XCLIENT describes: what the relay got, its audit row."""
+    message_id = f"<{uuid.uuid4()}@clients.test>"
+    with smtplib.SMTP("127.0.0.1", system.postfix.port, timeout=20) as smtp:
+        smtp.ehlo("clients.test")
+        assert smtp.docmd(f"XCLIENT {xclient}")[0] == 220
+        smtp.ehlo("clients.test")
+        smtp.sendmail("a@example.org", ["b@example.net"],
+                      f"Message-ID: {message_id}\r\nSubject: x\r\n\r\nhi\r\n".encode())
+    data = system.capture.wait_for_message(lambda m: message_id.encode() in m.data).data
+    return data, system.audit_row(message_id)
+
+
+@pytest.mark.parametrize("claimed", ["", " REVERSE_NAME=mx.example.org"])
+def test_client_without_reverse_name_matches_no_client_name_glob(
+    system: MailSystem, claimed: str
+) -> None:
+    # Postfix passes such a client to milters as "[192.0.2.7]", not as a name, nor as the
+    # name its PTR record claims when that name does not resolve back to it.
+    data, row = _send_as(system, f"NAME=[UNAVAILABLE] ADDR=192.0.2.7{claimed}")
+    assert b"X-Named:" not in data
+    assert row["client_name"] is None
+    assert str(row["client_address"]) == "192.0.2.7"
+
+
+def test_client_with_reverse_name_matches(system: MailSystem) -> None:
+    data, row = _send_as(system, "NAME=mx.example.org ADDR=192.0.2.8")
+    assert b"X-Named: yes" in data
+    assert row["client_name"] == "mx.example.org"
