@@ -24,6 +24,9 @@ rules:
   - name: named-client
     when: {client_name: ["*"]}
     then: {add_header: {X-Named: "yes"}}
+  - name: our-address-as-helo
+    when: {helo: ["[192.0.2.25]"]}
+    then: {add_header: {X-Helo-Literal: "yes"}}
 """
 
 
@@ -37,13 +40,15 @@ def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield mail_system
 
 
-def _send_as(system: MailSystem, xclient: str) -> tuple[bytes, dict[str, object]]:
-    """Send one message as the client XCLIENT describes: what the relay got, its audit row."""
+def _send_as(system: MailSystem, xclient: str, helo: str = "clients.test"
+             ) -> tuple[bytes, dict[str, object]]:
+    """Send one message as the client XCLIENT describes, saying ``helo``: what the relay
+    got, its audit row."""
     message_id = f"<{uuid.uuid4()}@clients.test>"
     with smtplib.SMTP("127.0.0.1", system.postfix.port, timeout=20) as smtp:
         smtp.ehlo("clients.test")
         assert smtp.docmd(f"XCLIENT {xclient}")[0] == 220
-        smtp.ehlo("clients.test")
+        smtp.ehlo(helo)
         smtp.sendmail("a@example.org", ["b@example.net"],
                       f"Message-ID: {message_id}\r\nSubject: x\r\n\r\nhi\r\n".encode())
     data = system.capture.wait_for_message(lambda m: message_id.encode() in m.data).data
@@ -66,3 +71,9 @@ def test_client_with_reverse_name_matches(system: MailSystem) -> None:
     data, row = _send_as(system, "NAME=mx.example.org ADDR=192.0.2.8")
     assert b"X-Named: yes" in data
     assert row["client_name"] == "mx.example.org"
+
+
+@pytest.mark.parametrize(("helo", "tagged"), [("[192.0.2.25]", True), ("2", False)])
+def test_address_literal_helo_glob(system: MailSystem, helo: str, tagged: bool) -> None:
+    data, _ = _send_as(system, "NAME=mx.example.org ADDR=192.0.2.8", helo=helo)
+    assert (b"X-Helo-Literal: yes" in data) == tagged

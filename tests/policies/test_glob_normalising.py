@@ -47,3 +47,20 @@ def test_wildcard_inside_a_non_ascii_label_is_refused_at_its_line() -> None:
     assert issue.message.startswith(
         "rule 'r': invalid internationalised host name glob '*.bü*cher.example': "
     )
+
+
+@pytest.mark.parametrize(("glob", "helo"), [
+    ("[192.0.2.1]", "[192.0.2.1]"),
+    ("[IPv6:2001:db8::1]", "[ipv6:2001:DB8:0::1]"),
+])
+def test_address_literal_glob_matches_that_literal(glob: str, helo: str) -> None:
+    assert _action("helo", glob, helo) == "reject"
+
+
+@pytest.mark.parametrize(("glob", "helo"), [
+    ("[192.0.2.1]", "1"),  # read as a character class, it matched any one of 0 1 2 9 .
+    ("[IPv6:2001:db8::1]", "d"),
+    ("[192.0.2.1]", "[192.0.2.10]"),
+])
+def test_address_literal_glob_misses_other_names(glob: str, helo: str) -> None:
+    assert _action("helo", glob, helo) == "accept"

@@ -23,6 +23,7 @@ import yaml
 
 from . import conditions as c
 from .domains import ascii_domain, caseless, normal_address
+from .facts import address_literal
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
 from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
@@ -59,7 +60,10 @@ def _glob(value: str) -> str:
 
 def _host_glob(value: str) -> str:
     """A glob on host names in the form they are compared in (conditions.MatchInput):
-    lower case, A-labels, no trailing dot; else it could never match."""
+    lower case, A-labels, no trailing dot; else it could never match. An address
+    literal (``[192.0.2.1]``) names that literal: its brackets are no character class."""
+    if (literal := address_literal(value)) is not None:
+        return literal.translate({ord("["): "[[]", ord("]"): "[]]"})
     try:
         normal = ascii_domain(value, strict=True)
     except UnicodeError as exc:  # a non-ASCII label with * ? [ ] has no A-label

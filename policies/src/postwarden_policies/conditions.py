@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from .bodytext import LineReadings
 from .domains import ascii_domain, caseless, normal_address
-from .facts import IpAddress, MessageFacts, MimePart, client_ip
+from .facts import IpAddress, MessageFacts, MimePart, address_literal, client_ip
 from .patterns import Pattern
 
 Matched = frozenset[int] | None
@@ -53,7 +53,7 @@ def _domain(address: str) -> str:
 
 
 def _host_name(name: str | None) -> str | None:
-    return None if name is None else ascii_domain(name)
+    return None if name is None else address_literal(name) or ascii_domain(name)
 
 
 @dataclass(frozen=True, slots=True)

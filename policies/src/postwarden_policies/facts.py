@@ -42,6 +42,21 @@ def client_ip(value: str | None) -> IpAddress | None:
     return address
 
 
+def address_literal(value: str) -> str | None:
+    """An SMTP address literal, as a HELO may be (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``),
+    in one form (lower case, the address as ipaddress writes it); None for other text."""
+    if not (value.startswith("[") and value.endswith("]")):
+        return None
+    inner = value[1:-1]
+    tag = "ipv6:" if inner[:5].lower() == "ipv6:" else ""
+    try:
+        address = ipaddress.ip_address(inner[len(tag):])
+    except ValueError:
+        return None
+    # RFC 5321: an IPv6 literal carries its tag, an IPv4 one none.
+    return f"[{tag}{address}]" if (address.version == 6) == bool(tag) else None
+
+
 def client_ip_text(value: str) -> str:
     """``value`` as the milter reads a client's address, in :func:`client_ip`'s one form
     (``[192.0.2.1]`` and ``::ffff:192.0.2.1`` are ``192.0.2.1``).
