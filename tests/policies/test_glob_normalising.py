@@ -64,3 +64,10 @@ def test_address_literal_glob_matches_that_literal(glob: str, helo: str) -> None
 ])
 def test_address_literal_glob_misses_other_names(glob: str, helo: str) -> None:
     assert _action("helo", glob, helo) == "accept"
+
+
+@pytest.mark.parametrize("name", ["unknown", "[192.0.2.7]"])
+def test_client_without_verified_name_matches_no_client_name_glob(name: str) -> None:
+    # As the milter reads it (Postfix's "unknown", libmilter's bracketed address), so
+    # that a `tests:` case or `eval --client-name unknown` holds as production does.
+    assert _action("client_name", "*", name) == "accept"

@@ -35,6 +35,7 @@ from postwarden_policies import (
     parse_message,
 )
 from postwarden_policies.engine import INTERNAL_ERROR
+from postwarden_policies.facts import verified_name
 from postwarden_policies.model import Limits
 from postwarden_policies.redact import escape_matches
 from postwarden_policies.render import change_type
@@ -62,13 +63,6 @@ REFUSED_OVERLOADED = "MAIL FROM refused (overloaded)"
 # which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address).
 LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
 P = ParamSpec("P")
-
-
-def verified_name(hostname: str) -> str | None:
-    """The client's verified reverse name; None for a client without one, which Postfix
-    calls "unknown" and passes to milters as its address in brackets (libmilter's
-    ``[192.0.2.1]``): no host name, so no ``client_name`` glob, even ``*``, holds for it."""
-    return None if not hostname or hostname.startswith("[") or hostname == "unknown" else hostname
 
 
 class MacroSource(Protocol):

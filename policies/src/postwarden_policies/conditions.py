@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from .bodytext import LineReadings
 from .domains import ascii_domain, caseless, normal_address
-from .facts import IpAddress, MessageFacts, MimePart, address_literal, client_ip
+from .facts import IpAddress, MessageFacts, MimePart, address_literal, client_ip, verified_name
 from .patterns import Pattern
 
 Matched = frozenset[int] | None
@@ -94,7 +94,7 @@ class MatchInput:
             from_address=header_from,
             from_domain=_domain(header_from) if header_from else None,
             client_ip=client_ip(envelope.client_ip),
-            client_name=_host_name(envelope.client_name),
+            client_name=_host_name(verified_name(envelope.client_name)),
             helo=_host_name(envelope.helo),
             subject=facts.subject or "",
             attachments=facts.attachments,

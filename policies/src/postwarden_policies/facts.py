@@ -57,6 +57,15 @@ def address_literal(value: str) -> str | None:
     return f"[{tag}{address}]" if (address.version == 6) == bool(tag) else None
 
 
+def verified_name(hostname: str | None) -> str | None:
+    """The client's verified reverse name; None for a client without one, which Postfix
+    calls "unknown" and passes to milters as its address in brackets (libmilter's
+    ``[192.0.2.1]``): no host name, so no ``client_name`` glob, even ``*``, holds for it."""
+    if not hostname or hostname.startswith("[") or hostname == "unknown":
+        return None
+    return hostname
+
+
 def client_ip_text(value: str) -> str:
     """``value`` as the milter reads a client's address, in :func:`client_ip`'s one form
     (``[192.0.2.1]`` and ``::ffff:192.0.2.1`` are ``192.0.2.1``).
