@@ -55,6 +55,12 @@ async def add_endpoint(
     return endpoint_id
 
 
+async def reject_hook(pool: asyncpg.Pool, name: str, url: str) -> int:
+    """An endpoint ``name`` at ``url`` for message.rejected, with a fresh secret: its id."""
+    async with pool.acquire() as conn:
+        return await add_endpoint(conn, name, url, ["message.rejected"], generate_secret())
+
+
 def audit_event(action: str = "reject", *, notify: tuple[str, ...] = (),
                 changes: tuple[dict[str, Any], ...] = ()) -> AuditEvent:
     return AuditEvent(

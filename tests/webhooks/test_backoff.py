@@ -12,10 +12,9 @@ from postwarden_admin_api.webhooks.worker import backoff_seconds
 from .conftest import StubDns, hook_url
 from .receiver import Receiver, Tls
 from .support import (
-    add_endpoint,
     audit_event,
     first_failure,
-    generate_secret,
+    reject_hook,
     worker_options,
     write_audit,
 )
@@ -36,9 +35,7 @@ async def test_a_long_retried_delivery_waits_the_capped_backoff(
     power of two overflowed a float, the failure was never recorded, and the delivery came
     back every lease (40 s) for good, never dead and showing its old last_error."""
     receiver.statuses = [500]
-    async with pool.acquire() as conn:
-        await add_endpoint(conn, "patient", hook_url(receiver), ["message.rejected"],
-                           generate_secret())
+    await reject_hook(pool, "patient", hook_url(receiver))
     await write_audit(pool, audit_event("reject"))
     await pool.execute("UPDATE webhook_deliveries SET attempts = 1100")
     options = worker_options(tls, dns, max_attempts=5000, backoff_base_seconds=10.0,

@@ -20,6 +20,7 @@ from .support import (
     audit_event,
     delivery_states,
     generate_secret,
+    reject_hook,
     running_worker,
     worker_options,
     write_audit,
@@ -97,9 +98,7 @@ async def test_an_unexpected_error_does_not_end_the_worker(
             raise RuntimeError(hook_url(receiver))  # an error text that quotes a URL
         return await real(*args)
 
-    async with pool.acquire() as conn:
-        await add_endpoint(conn, "ops", hook_url(receiver), ["message.rejected"],
-                           generate_secret())
+    await reject_hook(pool, "ops", hook_url(receiver))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(worker, "deliver_due", fails_once)
         async with running_worker(pool, worker_options(tls, dns)):
@@ -155,9 +154,7 @@ async def test_dead_after_max_attempts_then_replayed(
 async def test_stopped_service_loses_no_event(
     pool: asyncpg.Pool, receiver: Receiver, tls: Tls, dns: StubDns
 ) -> None:
-    async with pool.acquire() as conn:
-        await add_endpoint(conn, "ops", hook_url(receiver), ["message.rejected"],
-                           generate_secret())
+    await reject_hook(pool, "ops", hook_url(receiver))
     events = [audit_event("reject") for _ in range(5)]
     await write_audit(pool, *events)  # no worker runs: the admin service is down
     assert [s["status"] for s in await delivery_states(pool)] == ["pending"] * 5
@@ -172,9 +169,7 @@ async def test_stopped_service_loses_no_event(
 async def test_two_workers_share_without_duplicates(
     pool: asyncpg.Pool, receiver: Receiver, tls: Tls, dns: StubDns
 ) -> None:
-    async with pool.acquire() as conn:
-        await add_endpoint(conn, "ops", hook_url(receiver), ["message.rejected"],
-                           generate_secret())
+    await reject_hook(pool, "ops", hook_url(receiver))
     await write_audit(pool, *(audit_event("reject") for _ in range(30)))
     options = worker_options(tls, dns, batch_size=3)
     async with running_worker(pool, options), running_worker(pool, options):
@@ -234,9 +229,7 @@ async def test_guard_refusal_at_delivery_is_recorded(
 ) -> None:
     """The name now resolves to a private address: refused at delivery, never connected."""
     dns = StubDns({RECEIVER_NAME: [["10.0.0.5"]]})
-    async with pool.acquire() as conn:
-        await add_endpoint(conn, "ops", hook_url(receiver), ["message.rejected"],
-                           generate_secret())
+    await reject_hook(pool, "ops", hook_url(receiver))
 
     async def failed_once() -> bool:
         return bool(await pool.fetchval(

@@ -18,10 +18,9 @@ from .conftest import Start, StubDns, hook_url
 from .receiver import Receiver, Tls, wait_for, wait_for_async
 from .support import (
     KEYRING,
-    add_endpoint,
     audit_event,
-    generate_secret,
     raise_reject,
+    reject_hook,
     running_worker,
     worker_options,
     write_audit,
@@ -88,9 +87,7 @@ async def test_a_410_for_a_url_set_again_since_disables_nothing(
     """The 410 is the old receiver's: the endpoint now points at another."""
     receiver.statuses = [410]
     receiver.delay_seconds = 1.0
-    async with pool.acquire() as conn:
-        endpoint = await add_endpoint(conn, "moved", hook_url(receiver), ["message.rejected"],
-                                      generate_secret())
+    endpoint = await reject_hook(pool, "moved", hook_url(receiver))
     await write_audit(pool, audit_event("reject"))
     async with running_worker(pool, worker_options(tls, dns)):
         assert await wait_for(lambda: len(receiver.requests) == 1)

@@ -18,9 +18,8 @@ from postwarden_admin_api.webhooks.events import envelope
 from .conftest import StubDns, hook_url
 from .receiver import Receiver, Tls, wait_for
 from .support import (
-    add_endpoint,
     audit_event,
-    generate_secret,
+    reject_hook,
     running_worker,
     worker_options,
     write_audit,
@@ -47,9 +46,7 @@ def test_every_time_of_the_data_has_one_format(given: str | None, sent: str | No
 async def test_a_delivery_carries_its_times_in_one_format(
     pool: asyncpg.Pool, receiver: Receiver, tls: Tls, dns: StubDns,
 ) -> None:
-    async with pool.acquire() as conn:
-        await add_endpoint(conn, "ops", hook_url(receiver), ["message.rejected"],
-                           generate_secret())
+    await reject_hook(pool, "ops", hook_url(receiver))
     when = dt.datetime(2026, 12, 6, 12, 0, 0, 120000, tzinfo=dt.UTC)  # jsonb writes .12
     await write_audit(pool, dataclasses.replace(audit_event("reject"), time=when))
     await pool.execute("UPDATE webhook_events SET created_at = '2026-12-06 12:00:01+00'")

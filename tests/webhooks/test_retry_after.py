@@ -24,6 +24,7 @@ from .support import (
     audit_event,
     first_failure,
     generate_secret,
+    reject_hook,
     running_worker,
     worker_options,
     write_audit,
@@ -64,9 +65,7 @@ async def test_a_failed_delivery_waits_as_long_as_the_receiver_asked(
     status, retry_after, low, high = case
     receiver.statuses = [status]
     receiver.retry_after = _in_seconds(40) if retry_after == "date in 40 s" else retry_after
-    async with pool.acquire() as conn:
-        await add_endpoint(conn, "limited", hook_url(receiver), ["message.rejected"],
-                           generate_secret())
+    await reject_hook(pool, "limited", hook_url(receiver))
     await write_audit(pool, audit_event("reject"))
     options = worker_options(tls, dns, backoff_base_seconds=0.1, backoff_cap_seconds=60.0)
     row = await first_failure(pool, options)
