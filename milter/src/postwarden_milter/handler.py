@@ -144,20 +144,22 @@ class ConnectionHandler:
 
     def _finish(self, action: str, reply: SmtpReply | None,
                 facts: MessageFacts | None = None, verdict: Verdict | None = None,
-                flags: frozenset[str] = frozenset(), *, decided_by: str | None = None
-                ) -> bool:
-        """Audit the transaction (if one is open) and forget it; False when none was
-        (or a stop's deadline cut it meanwhile, and audited it). The row names the set
-        of ``verdict``, else ``decided_by`` (a hash), else the one running now."""
+                flags: frozenset[str] = frozenset()) -> bool:
+        """Audit the transaction (if one is open) and forget it, counting the verdict's
+        rules; False when none was (or a stop's deadline cut it meanwhile, and audited
+        it). The row names the set of ``verdict``, else the one running now."""
         with self._txn_lock:
             txn, self._txn = self._txn, None
         if txn is None:
             return False
         try:
+            metrics = self._s.metrics
             policy_hash = (verdict.policy_hash if verdict
-                           else decided_by or self._s.policies.current.content_hash)
+                           else self._s.policies.current.content_hash)
             log_verdict(action, txn, reply, verdict)
-            self._s.metrics.messages.labels(action).inc()
+            metrics.messages.labels(action).inc()
+            for rule in verdict.rules if verdict else ():
+                metrics.rules.labels(rule).inc()
             self._s.audit.submit(build_event(
                 instance=self._s.settings.instance_name, transaction=txn, client=self._client,
                 action=action, reply=reply, facts=facts, verdict=verdict, policy_hash=policy_hash,
@@ -191,9 +193,7 @@ class ConnectionHandler:
         metric by ``limit:max_message_bytes`` missed every message refused by size."""
         if limit is None:
             return None
-        rule = f"limit:{limit}"
-        self._s.metrics.rules.labels(rule).inc()
-        return Verdict(Reject(reply.reply), rules=(rule,),
+        return Verdict(Reject(reply.reply), rules=(f"limit:{limit}",),
                        policy_hash=decided_by or self._s.policies.current.content_hash)
 
     def _abandon(self, flags: frozenset[str] = frozenset()) -> bool:
@@ -421,11 +421,8 @@ class ConnectionHandler:
             # a reject, and no verdict in the row (none of its edits or changes was made).
             return self._finish("reject", applied.reply, facts,
                                 flags=frozenset({applied.refused}))
-        metrics = self._s.metrics
         if INTERNAL_ERROR in verdict.flags:  # deferred: evaluating failed (the log says why)
-            metrics.errors.labels("evaluation").inc()
-        for rule in verdict.rules:
-            metrics.rules.labels(rule).inc()
+            self._s.metrics.errors.labels("evaluation").inc()
         action = verdict.action.value
         if facts.duplicate:
             log.info("re-delivery of message-id %s", facts.message_id)
