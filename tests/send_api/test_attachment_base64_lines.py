@@ -49,3 +49,18 @@ def test_anything_else_between_the_characters_is_refused(content: str) -> None:
         _parse(content)
     assert caught.value.details == [{"field": "attachments[0].content", "code": "invalid_field",
                                      "message": "not valid base64"}]
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param("YWJj=", id="one-past-a-whole-group"),
+    pytest.param("YWJj====", id="a-group-of-padding"),
+    pytest.param(base64.encodebytes(DATA[:510]).decode() + "==",
+                 id="padding-on-a-line-of-its-own"),
+])
+def test_padding_past_the_last_group_is_refused(content: str) -> None:
+    """Strict decoding took "YWJj=" for "abc": "=" only completes the last group of four."""
+    with pytest.raises(ApiError) as caught:
+        _parse(content)
+    assert caught.value.details == [{
+        "field": "attachments[0].content", "code": "invalid_field",
+        "message": 'not valid base64: "=" after a complete group of 4 characters'}]

@@ -81,6 +81,9 @@ MAX_FILENAME = 255
 MAX_TAGS = 10
 MAX_METADATA_BYTES = 2048
 ENCODED_WORD_DETAIL = "RFC 2047 encoded words are not accepted: send the text itself"
+# "=" only completes the last group of four: more is a client's bug (two encodings
+# joined, a length miscounted), whose content may not be what was meant.
+EXCESS_PADDING_DETAIL = "not valid base64: \"=\" after a complete group of 4 characters"
 SHOWN_ADDRESS_DETAIL = ("the display name holds an address that is not this one: "
                         "readers would show it as the sender")
 
@@ -376,14 +379,19 @@ class _Reader:
     def _base64(self, where: str, encoded: str | None) -> bytes | None:
         if encoded is None:
             return None
+        # Line breaks, as MIME encoders wrap it (`base64`, Python's encodebytes,
+        # Java's MIME encoder: 76-character lines); anything else is refused.
+        text = encoded.replace("\r", "").replace("\n", "")
         try:
-            # Line breaks, as MIME encoders wrap it (`base64`, Python's encodebytes,
-            # Java's MIME encoder: 76-character lines); anything else is refused.
-            return base64.b64decode(encoded.replace("\r", "").replace("\n", ""),
-                                    validate=True)
+            content = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             self.problem(where, Refusal.INVALID_FIELD, "not valid base64")
             return None
+        # Strict decoding still takes "YWJj=" and "YWJj====" for "abc".
+        if len(text) % 4 or len(text) - len(text.rstrip("=")) > 2:
+            self.problem(where, Refusal.INVALID_FIELD, EXCESS_PADDING_DETAIL)
+            return None
+        return content
 
     def tags(self) -> tuple[str, ...]:
         raw = self.body.get("tags", [])
