@@ -29,6 +29,7 @@ from postwarden_admin_api.send.build import (
     build_message,
 )
 from postwarden_admin_api.send.request_model import Caps, parse_request
+from postwarden_policies import Envelope, parse_message
 
 CAPS = Caps(max_recipients=50, max_message_bytes=1_000_000, max_attachment_bytes=100_000)
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -94,6 +95,35 @@ def test_attachments_keep_their_bytes_and_names() -> None:
     assert attachment.get_content() == content
 
 
+LONG_ASCII_NAME = "Quarterly financial report for the board of directors, final version.pdf"
+
+
+@pytest.mark.parametrize("filename", [
+    pytest.param("r.pdf", id="short-ascii"),
+    pytest.param(LONG_ASCII_NAME, id="long-ascii"),
+    pytest.param("Bericht über.pdf", id="non-ascii"),
+    pytest.param("報告書 für die Geschäftsführung über das Quartal 2026, endgültig.pdf",
+                 id="long-non-ascii"),
+])
+def test_a_file_is_named_in_content_type_too_for_readers_without_rfc2231(
+        filename: str) -> None:
+    """Outlook reads no RFC 2231 (filename*0*=, as the email package writes a long or
+    non-ASCII name) and showed such a file as ATT00001.bin: Content-Type's name= gives
+    it too, as Thunderbird and Gmail write it (RFC 2047 words within the quotes)."""
+    data, message = built(attachments=[{**ATTACHED[0], "filename": filename}])
+    (attachment,) = message.iter_attachments()
+    assert attachment.get_filename() == filename
+    legacy = email.message_from_bytes(data, policy=policy.compat32).get_payload()[1]
+    name = legacy.get_param("name")
+    assert isinstance(name, str)  # not RFC 2231 (get_param gives those as a tuple)
+    assert str(email.header.make_header(email.header.decode_header(name))) == filename
+    head = data[data.index(b"Content-Type: application/pdf"):].split(b"\r\n\r\n")[0]
+    assert max(map(len, head.split(b"\r\n"))) <= (78 if not filename.isascii() else 998)
+    facts = parse_message(data, Envelope())  # the milter: one name, no ambiguity
+    assert [part.filenames for part in facts.attachments] == [(filename,)]
+    assert "ambiguous_filename" not in facts.flags
+
+
 def test_a_header_that_appears_from_nowhere_stops_the_build() -> None:
     data, message = built()
     injected = data.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nBcc: x@evil.example\r\n")
@@ -110,7 +140,7 @@ def test_a_bare_line_break_in_the_head_stops_the_build() -> None:
 
 ATTACHED = [{"filename": "r.pdf", "content_type": "application/pdf",
              "content": base64.b64encode(b"%PDF-1.4").decode()}]
-PDF_PART = b"Content-Type: application/pdf\r\n"
+PDF_PART = b"Content-Type: application/pdf;\r\n"
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import base64
 import binascii
 import datetime as dt
 import email
+import email.header
 import re
 import smtplib
 import time
@@ -264,6 +265,31 @@ async def test_an_attachment_the_milter_s_rule_would_refuse_is_refused_at_once(
         pytest.fail(f"accepted, then {message['status']}: {message['last_error']}")
     [detail] = (await response.json())["error"]["details"]
     assert (detail["field"], detail["code"]) == (field, "attachment_not_allowed")
+
+
+async def delivered_message(client: Client, sender: dict[str, str], mail: Mail,
+                            **changes: Any) -> email.message.Message:
+    """The message sent with ``changes``, as delivered, read as compat32 reads it."""
+    response = await client.post("/api/v1/send-email", json=body(**changes), headers=sender)
+    assert response.status == 202, await response.text()
+    accepted = await response.json()
+    (delivered,) = await eventually(lambda: with_message_id(mail, accepted["message_id"]))
+    return email.message_from_bytes(delivered.data, policy=policy.compat32)
+
+
+async def test_a_long_or_non_ascii_file_name_is_delivered_in_content_type_too(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    """Outlook reads no RFC 2231 (filename*0*=) and showed such files as ATT00001.bin."""
+    names = ["Quarterly financial report for the board of directors, final version.pdf",
+             "Geschäftsbericht über das Quartal.pdf"]
+    attachments = [{"filename": name, "content_type": "application/pdf",
+                    "content": base64.b64encode(b"%PDF-1.4").decode()} for name in names]
+    parsed = await delivered_message(client, sender, mail, attachments=attachments)
+    parts = parsed.get_payload()[1:]
+    assert [part.get_filename() for part in parts] == names  # RFC 2231, joined
+    shown = [part.get_param("name") for part in parts]  # no RFC 2231: a str, not a tuple
+    assert [str(email.header.make_header(email.header.decode_header(n))) for n in shown] == names
 
 
 async def test_the_same_idempotency_key_delivers_once(

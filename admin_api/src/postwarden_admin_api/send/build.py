@@ -45,7 +45,7 @@ from email.utils import format_datetime, getaddresses
 
 from postwarden_admin_api.addresses import Mailbox
 
-from .request_model import SendRequest
+from .request_model import Attachment, SendRequest
 
 
 class _CachingRegistry(HeaderRegistry):
@@ -237,6 +237,32 @@ def _folded_text(name: str, value: str) -> str | None:
     return folded if longest <= _MOST_LINE else None
 
 
+def _file_part(attachment: Attachment) -> EmailMessage:
+    """The part of an attached file, named in its Content-Type too (:func:`_name_parameter`)."""
+    maintype, _, subtype = attachment.content_type.partition("/")
+    params = {"charset": attachment.charset} if attachment.charset else None
+    part = EmailMessage(policy=POLICY)
+    part.set_content(attachment.content, maintype=maintype, subtype=subtype,
+                     filename=attachment.filename, params=params)
+    named = f"{part['Content-Type']};{POLICY.linesep} {_name_parameter(attachment.filename)}"
+    part.replace_header("Content-Type", _Unparsed("Content-Type", named))
+    return part
+
+
+def _name_parameter(filename: str) -> str:
+    """Content-Type's ``name`` parameter, beside Content-Disposition's ``filename``, as
+    Thunderbird, Gmail and Outlook write both: the email package writes a long or
+    non-ASCII name in RFC 2231 only (filename*0*=), which Outlook does not read: it
+    showed such a file as ATT00001.bin. A non-ASCII name in RFC 2047 words within
+    the quotes, as those clients write it and readers decode it (RFC 2047 has none in
+    a quoted string, but no reader knows RFC 2231 and not this), folded between words;
+    an ASCII one as it is, on a line of its own (255 characters at most: request_model,
+    which also refuses the quote, the backslash and control characters in it)."""
+    if filename.isascii():
+        return f'name="{filename}"'
+    return 'name="' + f"{POLICY.linesep} ".join(_encoded_words(filename)) + '"'
+
+
 def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> bytes:
     message = EmailMessage(policy=POLICY)
     address_headers = [("From", [request.sender]), ("To", request.to), ("Cc", request.cc),
@@ -258,13 +284,10 @@ def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> by
             message.add_alternative(request.html, subtype="html")
     elif request.html is not None:
         message.set_content(request.html, subtype="html")
+    if request.attachments:
+        message.make_mixed()
     for attachment in request.attachments:
-        maintype, _, subtype = attachment.content_type.partition("/")
-        params = {"charset": attachment.charset} if attachment.charset else None
-        message.add_attachment(
-            attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename,
-            params=params,
-        )
+        message.attach(_file_part(attachment))
     expected = [name.lower() for name in message]
     data = message.as_bytes()
     _check_headers(data, expected)
