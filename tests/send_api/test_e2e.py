@@ -292,6 +292,29 @@ async def test_a_long_or_non_ascii_file_name_is_delivered_in_content_type_too(
     assert [str(email.header.make_header(email.header.decode_header(n))) for n in shown] == names
 
 
+async def test_an_inline_image_is_delivered_in_a_related_part_the_html_shows(
+    client: Client, sender: dict[str, str], mail: Mail
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+    files = [{"filename": "logo.png", "content_type": "image/png", "content_id": "logo@app",
+              "content": base64.b64encode(png).decode()},
+             {"filename": "r.pdf", "content_type": "application/pdf",
+              "content": base64.b64encode(b"%PDF-1.4").decode()}]
+    parsed = await delivered_message(client, sender, mail, html='<img src="cid:logo@app">',
+                                     attachments=files)
+    assert parsed["X-Postwarden-Id"]  # the milter passed it
+    alternative, pdf = parsed.get_payload()
+    text, related = alternative.get_payload()
+    html, image = related.get_payload()
+    assert [p.get_content_type() for p in (parsed, alternative, text, related, html, image, pdf)] \
+        == ["multipart/mixed", "multipart/alternative", "text/plain", "multipart/related",
+            "text/html", "image/png", "application/pdf"]
+    assert related.get_param("type") == "text/html"
+    assert (image["Content-ID"], image.get_content_disposition()) == ("<logo@app>", "inline")
+    assert (image.get_filename(), image.get_payload(decode=True)) == ("logo.png", png)
+    assert pdf.get_content_disposition() == "attachment"
+
+
 async def test_the_same_idempotency_key_delivers_once(
     client: Client, sender: dict[str, str], mail: Mail
 ) -> None:

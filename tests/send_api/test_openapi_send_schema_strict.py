@@ -27,11 +27,17 @@ REFUSED = [
     pytest.param({"attachments": [{**FILE, "filename": "a" * 252 + ".txt"}]},
                  id="filename-too-long"),
     pytest.param({"attachments": [{**FILE, "filename": ""}]}, id="empty-filename"),
+    *(pytest.param({"html": "<img src='cid:logo'>",
+                    "attachments": [{**FILE, "content_id": c}]}, id=f"content-id-{name}")
+      for name, c in [("angle-brackets", "<logo>"), ("cid-url", "cid:logo"), ("space", "a b"),
+                      ("too-long", "c" * 256), ("empty", "")]),
 ]
 AT_THE_LIMITS = body(
     metadata={"note": "x" * 1000, "count": 3, "ok": True, "none": None},
     tags=["t" * 64, "a.b:c_d-e"], headers={"X-Note": "v" * 900},
-    attachments=[FILE, {**FILE, "filename": "a" * 251 + ".txt"}],
+    attachments=[FILE, {**FILE, "filename": "a" * 251 + ".txt"},
+                 {**FILE, "content_id": "c" * 243 + "@example.com"}],
+    html="<img src='cid:" + "c" * 243 + "@example.com'>",
 )
 
 

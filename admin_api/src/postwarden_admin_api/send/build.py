@@ -237,15 +237,40 @@ def _folded_text(name: str, value: str) -> str | None:
     return folded if longest <= _MOST_LINE else None
 
 
+def _attach(message: EmailMessage, request: SendRequest) -> None:
+    """The files: inline ones (with a content_id) in a multipart/related around the html
+    body, which shows them (request_model refuses them without one), the others in a
+    multipart/mixed around all."""
+    inline = [a for a in request.attachments if a.content_id is not None]
+    if inline:
+        # The html body: the second alternative, after the text, or the message itself.
+        html = message if request.text is None else list(message.iter_parts())[1]
+        html.make_related()
+        html.set_param("type", "text/html")  # the root's type, which RFC 2387 requires
+        for attachment in inline:
+            html.attach(_file_part(attachment))
+    attached = [a for a in request.attachments if a.content_id is None]
+    if attached:
+        message.make_mixed()
+        for attachment in attached:
+            message.attach(_file_part(attachment))
+
+
 def _file_part(attachment: Attachment) -> EmailMessage:
-    """The part of an attached file, named in its Content-Type too (:func:`_name_parameter`)."""
+    """The part of a file, named in its Content-Type too (:func:`_name_parameter`); an
+    inline one with its Content-ID, unfolded: the registry would encode one too long
+    for a line, which no reader then finds for its cid: URL."""
     maintype, _, subtype = attachment.content_type.partition("/")
     params = {"charset": attachment.charset} if attachment.charset else None
+    inline = attachment.content_id is not None
     part = EmailMessage(policy=POLICY)
     part.set_content(attachment.content, maintype=maintype, subtype=subtype,
+                     disposition="inline" if inline else "attachment",
                      filename=attachment.filename, params=params)
     named = f"{part['Content-Type']};{POLICY.linesep} {_name_parameter(attachment.filename)}"
     part.replace_header("Content-Type", _Unparsed("Content-Type", named))
+    if inline:
+        part.set_raw("Content-ID", _Unparsed("Content-ID", f"<{attachment.content_id}>"))
     return part
 
 
@@ -284,10 +309,7 @@ def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> by
             message.add_alternative(request.html, subtype="html")
     elif request.html is not None:
         message.set_content(request.html, subtype="html")
-    if request.attachments:
-        message.make_mixed()
-    for attachment in request.attachments:
-        message.attach(_file_part(attachment))
+    _attach(message, request)
     expected = [name.lower() for name in message]
     data = message.as_bytes()
     _check_headers(data, expected)

@@ -23,6 +23,7 @@ from .idempotency import MAX_KEY_LENGTH, RETENTION
 from .queries import MAX_SUPPRESSION_DETAIL, MESSAGE_STATUSES, RECIPIENT_STATUSES
 from .refusals import Refusal
 from .request_model import (
+    CONTENT_ID,
     MAX_ATTACHMENTS,
     MAX_FILENAME,
     MAX_HEADER_VALUE,
@@ -74,6 +75,11 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
                              "description": "type/subtype; a text type may add "
                                             "'; charset=NAME', the content's charset"},
             "content": {"type": "string", "contentEncoding": "base64"},
+            "content_id": {"type": "string", "pattern": f"^{CONTENT_ID.pattern}$",
+                           "description": "an inline file, shown by the html body "
+                                          "(<img src=\"cid:logo\"> for \"logo\"), which "
+                                          "is then required; unique in the request, in any "
+                                          "case; sent as Content-ID: <logo>"},
         },
     }},
     "tags": {"type": "array", "maxItems": MAX_TAGS, "items": {

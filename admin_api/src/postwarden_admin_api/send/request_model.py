@@ -43,7 +43,7 @@ FIELDS = frozenset({
 })
 OPTIONAL_FIELDS = FIELDS - {"from", "subject"}
 ADDRESS_FIELDS = frozenset({"to", "cc", "bcc", "reply_to"})  # an address or a list of them
-ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content"})
+ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content", "content_id"})
 # Extra headers a client may set; every other name (From, To, Bcc, Received,
 # DKIM-Signature, Message-ID, Content-*, ...) is ours or Postfix's to write.
 ALLOWED_HEADERS = frozenset({
@@ -78,6 +78,13 @@ MAX_HEADER_VALUE = 900
 SHOWN_NAME = 80  # characters of an invalid header name given back (a valid one has 76)
 MAX_ATTACHMENTS = 20
 MAX_FILENAME = 255
+# An inline file's Content-ID, without its angle brackets: what the html names as
+# "cid:logo". RFC 5322's atext with "." and "@" (a msg-id's), no "%", which a cid: URL
+# reads as an escape.
+MAX_CONTENT_ID = 255
+CONTENT_ID = re.compile(rf"[A-Za-z0-9!#$&'*+/=?^_`{{|}}~.@-]{{1,{MAX_CONTENT_ID}}}")
+CONTENT_ID_DETAIL = (f"1 to {MAX_CONTENT_ID} of A-Z a-z 0-9 . @ and !#$&'*+/=?^_`{{|}}~-, "
+                     "without <>, cid: or %")
 MAX_TAGS = 10
 MAX_METADATA_BYTES = 2048
 ENCODED_WORD_DETAIL = "RFC 2047 encoded words are not accepted: send the text itself"
@@ -94,6 +101,7 @@ class Attachment:
     content_type: str  # type/subtype, lower case
     content: bytes
     charset: str | None = None  # a text type's, as given
+    content_id: str | None = None  # an inline file's, shown in the html body
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +200,7 @@ class _Reader:
         self.problems: list[FieldProblem] = []
         self.sender_header: Mailbox | None = None  # the Sender header, once it parsed
         self.sender_field = "headers.Sender"  # its field, named as the request names it
+        self.content_ids: dict[str, str] = {}  # the field of each, by its lower case
 
     def unknown(self, data: dict[str, Any], known: frozenset[str], prefix: str = "") -> None:
         """A problem for each field of ``data`` not in ``known`` (named after ``prefix``), as
@@ -322,19 +331,21 @@ class _Reader:
             seen.add(lower)
         return tuple(found)
 
-    def attachments(self) -> tuple[Attachment, ...]:
+    def attachments(self, html: bool) -> tuple[Attachment, ...]:
+        """The attachments; ``html``: whether the request has an html body, which alone
+        shows inline files."""
         raw = self.body.get("attachments", [])
         if not isinstance(raw, list) or len(raw) > MAX_ATTACHMENTS:
             self.problem("attachments", Refusal.INVALID_FIELD, "expected at most 20 attachments")
             return ()
         found = []
         for index, item in enumerate(raw):
-            attachment = self._attachment(f"attachments[{index}]", item)
+            attachment = self._attachment(f"attachments[{index}]", item, html)
             if attachment is not None:
                 found.append(attachment)
         return tuple(found)
 
-    def _attachment(self, where: str, item: Any) -> Attachment | None:
+    def _attachment(self, where: str, item: Any, html: bool) -> Attachment | None:
         if not isinstance(item, dict):
             self.problem(where, Refusal.INVALID_FIELD, "expected filename, content_type, content")
             return None
@@ -361,7 +372,8 @@ class _Reader:
             self.problem(f"{where}.content_type", Refusal.INVALID_FIELD,
                          "not a type/subtype, or a text type with ; charset=NAME")
         content = self._base64(f"{where}.content", encoded)
-        if filename is None or media is None or content is None:
+        content_id = self._content_id(f"{where}.content_id", item, html)
+        if filename is None or media is None or content is None or content_id == "":
             return None
         ctype, charset = media["type"], media["charset"]
         if charset is not None and (problem := _charset_problem(ctype, charset, content)):
@@ -374,7 +386,27 @@ class _Reader:
         if reason is not None:
             self.problem(where, Refusal.ATTACHMENT_NOT_ALLOWED, reason)
             return None
-        return Attachment(filename, ctype, content, charset)
+        return Attachment(filename, ctype, content, charset, content_id)
+
+    def _content_id(self, where: str, item: dict[str, Any], html: bool) -> str | None:
+        """The attachment's content_id: None if it has none, "" if it is refused."""
+        if "content_id" not in item:
+            return None
+        content_id = self.string(where, item["content_id"])
+        if content_id is None:
+            return ""
+        if not CONTENT_ID.fullmatch(content_id):
+            self.problem(where, Refusal.INVALID_FIELD, CONTENT_ID_DETAIL)
+        elif (first := self.content_ids.setdefault(content_id.lower(), where)) != where:
+            # Readers may compare them in any case: "Logo" and "logo" are one.
+            shown = first.removesuffix(".content_id")
+            self.problem(where, Refusal.INVALID_FIELD, f"{shown} has this content_id too")
+        elif not html:
+            self.problem(where, Refusal.INVALID_FIELD,
+                         "an inline file is shown by the html body (cid:): give html")
+        else:
+            return content_id
+        return ""
 
     def _base64(self, where: str, encoded: str | None) -> bytes | None:
         if encoded is None:
@@ -459,7 +491,7 @@ def parse_request(
     sender_header = reader.sender_header
     if sender_header is not None and not sender_allowed(sender_header):
         reader.problem(reader.sender_field, Refusal.SENDER_NOT_ALLOWED, "not an allowed sender")
-    request_attachments = reader.attachments()
+    request_attachments = reader.attachments(html is not None)
     tags = reader.tags()
     metadata = reader.metadata()
     if reader.problems or sender is None:
