@@ -108,6 +108,8 @@ RELEASED = {
         "5a995d3b261df913ccfb19c7999078e80792d71e83ce05803102afbeed0e89d3",
     "0045_webhook_endpoint_disabled_reason":
         "0689f7ac09c423437925b4555a3533203f18b2f811194541824e51e284d81e6b",
+    "0046_webhook_body_template_secret":
+        "e3c38ff1d9b4638222dfe0d22c52275f5962524da5fa6ee6cb11e5d8941455f9",
 }
 
 

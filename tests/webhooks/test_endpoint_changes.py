@@ -112,19 +112,22 @@ async def test_a_new_body_template_needs_every_write_only_value_again(
     other = {"event": "{{ type }}", "who": ["{{ data.sender }}", True, 1]}
     assert await _refused_fields(client, operator, hook, {"body_template": other}) == [
         "url", "secret", "headers"]
-    shown = await (await client.get(hook, headers=bearer(operator))).json()
-    assert shown["body_template"] == template and shown["secret"] == {"is_set": True}
-
+    # The stored one given again counts too: the template is write-only, and an answer
+    # telling it apart would confirm a guess of it (a routing_key it holds).
     same = {"who": ["{{ data.sender }}", 1, True], "event": "{{ type }}"}  # keys reordered
-    restated = await client.patch(hook, headers=bearer(operator),
-                                  json={"body_template": same, "kind": "api_call"})
-    assert restated.status == 200, await restated.text()
+    assert await _refused_fields(client, operator, hook, {"body_template": same}) == [
+        "url", "secret", "headers"]
+    shown = await (await client.get(hook, headers=bearer(operator))).json()
+    assert shown["body_template"] == shown["secret"] == {"is_set": True}
+
+    kind_restated = await client.patch(hook, headers=bearer(operator), json={"kind": "api_call"})
+    assert kind_restated.status == 200, await kind_restated.text()
     given = await client.patch(hook, headers=bearer(operator), json={
         "body_template": FORGED, "url": "https://api.example.com/other", "secret": None,
         "headers": None})
     assert given.status == 200, await given.text()
     shown = await given.json()
-    assert shown["body_template"] == FORGED
+    assert shown["body_template"] == {"is_set": True}
     assert shown["secret"] == shown["headers"] == {"is_set": False}
 
 

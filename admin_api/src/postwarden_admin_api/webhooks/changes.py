@@ -2,11 +2,11 @@
 
 Every problem of a request is listed in one answer, a URL the SSRF guard refuses on
 its face among them (then the code is ``url_not_allowed``). Write-only values (the
-URL, the signing secret, an api_call's headers) stay bound to what they were given
-for: a new URL needs the headers given again (or ``null``), else they would go
-wherever an operator points the endpoint; a new kind or body template needs the URL,
-and the secret and headers when set, else an operator who never learned them could
-make them carry a body of their choosing (signed JSON, a post to a Slack URL). See
+URL, the signing secret, an api_call's headers and body template) stay bound to what
+they were given for: a new URL needs the headers given again (or ``null``), else they
+would go wherever an operator points the endpoint; a new kind or body template needs
+the URL, and the secret and headers when set, else an operator who never learned them
+could make them carry a body of their choosing (signed JSON, a post to a Slack URL). See
 :func:`_given_again`. ``send_keys`` (null: every key) limits the ``send.*`` events to
 messages of those API keys' rotation lines; each must name a stored key
 (:func:`key_problems`), else the filter would let nothing through unnoticed.
@@ -32,6 +32,7 @@ from .options import WEBHOOK_OPTIONS
 from .payloads import Kind, header_problems, template_problems
 from .signing import SignatureError, secret_key
 from .ssrf import UrlRefused
+from .templates import sealed
 from .urls import origin
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
@@ -124,25 +125,21 @@ def _field_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     return problems
 
 
-def _template(current: Mapping[str, Any]) -> Any:
-    return None if current["body_template"] is None else json.loads(current["body_template"])
-
-
 def _is_set(current: Mapping[str, Any], field: str) -> bool:
-    """Whether the write-only ``field`` (url, secret, headers) holds a value."""
-    if field == "url":
-        return current["url_ciphertext"] is not None or current["url"] is not None
-    return current[f"{field}_ciphertext"] is not None
+    """Whether the write-only ``field`` (url, secret, headers, body_template) holds a
+    value; a url or body_template stored before it was sealed is in its plain column."""
+    return current[f"{field}_ciphertext"] is not None or current.get(field) is not None
 
 
 def _sends_other_content(data: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    """Whether ``data`` changes what a delivery sends: the kind or the body template."""
+    """Whether ``data`` changes what a delivery sends: the kind or the body template.
+    A template given counts even if it is the stored one: it is write-only, and telling
+    the two apart would confirm a guess of it (of the credential it holds)."""
     kind = data.get("kind", current["kind"])
     if kind != current["kind"]:
         return kind in KINDS  # an unknown kind is a field problem, not a change
-    # sort_keys: jsonb keeps no key order; json.dumps tells true from 1, which == does not
-    return "body_template" in data and (json.dumps(data["body_template"], sort_keys=True)
-                                        != json.dumps(_template(current), sort_keys=True))
+    return "body_template" in data and (data["body_template"] is not None
+                                        or _is_set(current, "body_template"))
 
 
 def _given_again(data: Mapping[str, Any], current: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -175,14 +172,15 @@ def _kind_problems(data: Mapping[str, Any], current: Mapping[str, Any]
         return []  # a field problem already
     secret_set, headers_set = (data[f] is not None if f in data else _is_set(current, f)
                                for f in ("secret", "headers"))
-    template = data["body_template"] if "body_template" in data else _template(current)
+    template_set = (data["body_template"] is not None if "body_template" in data
+                    else _is_set(current, "body_template"))
     problems = []
     if kind == Kind.WEBHOOK and not secret_set:
         problems.append({"field": "secret", "message": "a webhook endpoint needs a secret"})
-    if kind == Kind.API_CALL and template is None:
+    if kind == Kind.API_CALL and not template_set:
         problems.append({"field": "body_template", "message": "an api_call needs a template"})
     if kind != Kind.API_CALL:
-        for name, is_set in (("headers", headers_set), ("body_template", template is not None)):
+        for name, is_set in (("headers", headers_set), ("body_template", template_set)):
             if is_set:
                 problems.append({"field": name, "message": "only api_call endpoints have this"})
     return problems
@@ -201,12 +199,11 @@ def merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str, 
     keyring = request.app[KEYRING]
     row = {key: current[key] for key in ("name", "url", "url_ciphertext", "url_origin", "kind",
                                           "enabled", "secret_ciphertext", "headers_ciphertext",
+                                          "body_template", "body_template_ciphertext",
                                           "send_keys")}
     row["events"] = sorted(set(data.get("events", current["events"])))
     if "send_keys" in data:
         row["send_keys"] = _send_keys(data)
-    template = data.get("body_template", _template(current))
-    row["body_template"] = None if template is None else json.dumps(template)
     row.update({key: data[key] for key in ("name", "kind", "enabled") if key in data})
     if parsed is not None:
         row.update(url=None, url_ciphertext=keyring.encrypt(data["url"]),
@@ -219,11 +216,15 @@ def merged(request: web.Request, data: Mapping[str, Any], current: Mapping[str, 
         row["headers_ciphertext"] = (
             None if headers is None else keyring.encrypt(json.dumps(headers))
         )
+    if "body_template" in data:
+        row.update(body_template=None,
+                   body_template_ciphertext=sealed(data["body_template"], keyring))
     return row
 
 
 NEW_ENDPOINT: dict[str, Any] = {
     "name": None, "url": None, "url_ciphertext": None, "url_origin": None,
     "kind": Kind.WEBHOOK.value, "events": [], "enabled": True, "body_template": None,
-    "secret_ciphertext": None, "headers_ciphertext": None, "send_keys": None,
+    "body_template_ciphertext": None, "secret_ciphertext": None, "headers_ciphertext": None,
+    "send_keys": None,
 }

@@ -26,7 +26,8 @@ _FIELDS: dict[str, Any] = {
     "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"},
                 "description": "api_call only; write-only"},
     "body_template": {"type": ["object", "array", "null"],
-                      "description": "api_call only; strings may hold {{ data.field }}"},
+                      "description": "api_call only; strings may hold {{ data.field }}; "
+                                     "write-only (it may hold a credential)"},
     "send_keys": {"type": ["array", "null"], "minItems": 1, "maxItems": MAX_SEND_KEYS,
                   "items": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_ID},
                   "description": "null: send.* events of every API key; else only of messages "
@@ -37,10 +38,12 @@ SCHEMAS: dict[str, Any] = {
     "Webhook": {
         "type": "object",
         "required": ["id", "name", "url", "url_is_set", "kind", "events", "enabled", "secret",
-                     "headers", "send_keys"],
+                     "headers", "body_template", "send_keys"],
         "properties": {
-            **{k: v for k, v in _FIELDS.items() if k not in ("url", "secret", "headers")},
+            **{k: v for k, v in _FIELDS.items()
+               if k not in ("url", "secret", "headers", "body_template")},
             "id": {"type": "integer"}, "secret": _IS_SET, "headers": _IS_SET,
+            "body_template": _IS_SET,
             "url": {"type": "string", "examples": ["https://hooks.slack.com/\u2026"],
                     "description": "masked: scheme and host only, never the full URL"},
             "url_is_set": {"type": "boolean"},
@@ -85,8 +88,9 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/webhooks/{id}": {
         "get": operation("one webhook endpoint", _ROLES, parameters=[_ID],
                          responses={200: ref("Webhook")}),
-        "patch": operation("change a webhook endpoint (a new url, kind or body_template needs "
-                           "write-only values given again: 422 validation_failed)", _ROLES,
+        "patch": operation("change a webhook endpoint (a new url or kind, or any body_template "
+                           "given, needs write-only values given again: 422 "
+                           "validation_failed)", _ROLES,
                            parameters=[_ID],
                            body=json_content(ref("WebhookChange")),
                            responses={200: ref("Webhook")}),

@@ -1,7 +1,7 @@
 """``/api/v1/webhooks``: endpoints (admin, operator), their deliveries and replays.
 
-The signing secret and the api_call headers are write-only: stored encrypted,
-shown as ``{"is_set": bool}``. The URL is a secret too (:mod:`.urls`): stored
+The signing secret and the api_call headers and body template are write-only: stored
+encrypted, shown as ``{"is_set": bool}``. The URL is a secret too (:mod:`.urls`): stored
 encrypted and shown only as its scheme and host with a mask
 (``https://hooks.slack.com/…``) and ``url_is_set``. What a create or change may do is
 checked in :mod:`.changes`: every problem at once, a URL the SSRF guard refuses on its
@@ -14,7 +14,6 @@ operator, who may not read the audit log, could otherwise collect it elsewhere).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,22 +44,22 @@ DELIVERY_PARAMETERS = ("status", "before_id", "limit")
 
 COLUMNS = """id, name, url, url_ciphertext, url_origin, kind, events, enabled, created_at,
     updated_at,
-    body_template::text AS body_template, secret_ciphertext, headers_ciphertext, send_keys,
-    disabled_reason"""
+    body_template::text AS body_template, body_template_ciphertext, secret_ciphertext,
+    headers_ciphertext, send_keys, disabled_reason"""
 SELECT_ALL = f"SELECT {COLUMNS} FROM webhook_endpoints ORDER BY name"  # noqa: S608
 SELECT_ONE = f"SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1"  # noqa: S608
 INSERT = f"""
 INSERT INTO webhook_endpoints
-    (name, url_ciphertext, url_origin, kind, events, enabled, body_template, secret_ciphertext,
-     headers_ciphertext, send_keys)
-VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10)
+    (name, url_ciphertext, url_origin, kind, events, enabled, body_template_ciphertext,
+     secret_ciphertext, headers_ciphertext, send_keys)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING {COLUMNS}
 """  # noqa: S608
 UPDATE = f"""
 UPDATE webhook_endpoints
 SET name = $2, url = $3, url_ciphertext = $4, url_origin = $5, kind = $6, events = $7,
-    enabled = $8, body_template = $9::text::jsonb, secret_ciphertext = $10,
-    headers_ciphertext = $11, send_keys = $12, updated_at = now(),
+    enabled = $8, body_template = $9::text::jsonb, body_template_ciphertext = $10,
+    secret_ciphertext = $11, headers_ciphertext = $12, send_keys = $13, updated_at = now(),
     -- why the service disabled it (a receiver gone, migration 0045): not once enabled
     disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END,
     -- a new URL gets a fresh ciphertext (random nonce): see REPLAY in .worker. The
@@ -100,14 +99,14 @@ WHERE d.id = $1 AND d.endpoint_id = $2
 
 
 def _shown(row: Mapping[str, Any]) -> dict[str, Any]:
-    template = row["body_template"]
     return {
         "id": row["id"], "name": row["name"], "url": masked(row["url_origin"]),
         "url_is_set": True, "kind": row["kind"],
         "events": list(row["events"]), "enabled": row["enabled"],
         "secret": {"is_set": row["secret_ciphertext"] is not None},
         "headers": {"is_set": row["headers_ciphertext"] is not None},
-        "body_template": None if template is None else json.loads(template),
+        "body_template": {"is_set": (row["body_template_ciphertext"] is not None
+                                     or row["body_template"] is not None)},
         "send_keys": row["send_keys"], "disabled_reason": row["disabled_reason"],
         "created_at": row["created_at"], "updated_at": row["updated_at"],
     }
@@ -137,8 +136,8 @@ async def webhooks_create(request: web.Request) -> web.Response:
         try:
             created = await conn.fetchrow(
                 INSERT, row["name"], row["url_ciphertext"], row["url_origin"], row["kind"],
-                row["events"], row["enabled"], row["body_template"], row["secret_ciphertext"],
-                row["headers_ciphertext"], row["send_keys"],
+                row["events"], row["enabled"], row["body_template_ciphertext"],
+                row["secret_ciphertext"], row["headers_ciphertext"], row["send_keys"],
             )
         except asyncpg.UniqueViolationError:
             raise _name_taken() from None
@@ -175,8 +174,8 @@ async def webhooks_update(request: web.Request) -> web.Response:
             updated = await conn.fetchrow(
                 UPDATE, current["id"], row["name"], row["url"], row["url_ciphertext"],
                 row["url_origin"], row["kind"], row["events"], row["enabled"],
-                row["body_template"], row["secret_ciphertext"], row["headers_ciphertext"],
-                row["send_keys"],
+                row["body_template"], row["body_template_ciphertext"],
+                row["secret_ciphertext"], row["headers_ciphertext"], row["send_keys"],
             )
         except asyncpg.UniqueViolationError:
             raise _name_taken() from None

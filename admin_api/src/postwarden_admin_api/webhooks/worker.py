@@ -49,6 +49,7 @@ from .connector import Outcome, open_session, post
 from .events import envelope
 from .options import WEBHOOK_OPTIONS, WebhookOptions
 from .payloads import BodyTooLarge, Endpoint, Kind, render
+from .templates import seal_plain_templates, template_of
 from .urls import seal_plain_urls, url_of
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ WITH busy AS (
 )
 SELECT c.id, c.attempts, e.event_id::text AS msg_id, e.type, e.payload::text AS payload,
        e.created_at, p.id AS endpoint_id, p.name, p.url, p.url_ciphertext, p.url_origin,
-       p.kind, p.secret_ciphertext, p.headers_ciphertext, p.body_template::text AS body_template
+       p.kind, p.secret_ciphertext, p.headers_ciphertext, p.body_template::text AS body_template,
+       p.body_template_ciphertext
 FROM claimed c
 JOIN webhook_events e ON e.id = c.event_id
 JOIN webhook_endpoints p ON p.id = c.endpoint_id
@@ -163,10 +165,10 @@ def retry_delay(attempts: int, outcome: Outcome, options: WebhookOptions) -> flo
 
 
 def endpoint_from_row(row: Mapping[str, Any], keyring: Keyring) -> Endpoint:
-    """Decrypt the row's URL, secret and headers; raises SecretsError when the key is missing."""
+    """Decrypt the row's URL, secret, headers and template; raises SecretsError when the key
+    is missing."""
     secret = row["secret_ciphertext"]
     headers = row["headers_ciphertext"]
-    template = row["body_template"]
     return Endpoint(
         id=row["endpoint_id"],
         name=row["name"],
@@ -174,7 +176,7 @@ def endpoint_from_row(row: Mapping[str, Any], keyring: Keyring) -> Endpoint:
         kind=Kind(row["kind"]),
         secret=None if secret is None else keyring.decrypt(secret),
         headers={} if headers is None else json.loads(keyring.decrypt(headers)),
-        body_template=None if template is None else json.loads(template),
+        body_template=template_of(row, keyring),
     )
 
 
@@ -389,8 +391,10 @@ async def running(pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring
 
 
 async def worker_context(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: seal plain-text URLs, then run the delivery worker while the service runs."""
+    """cleanup_ctx: seal plain-text URLs and templates, then run the delivery worker while
+    the service runs."""
     async with app[POOL].acquire() as conn:
         await seal_plain_urls(conn, app[KEYRING])
+        await seal_plain_templates(conn, app[KEYRING])
     async with running(app[POOL], app[WEBHOOK_OPTIONS], app[KEYRING]):
         yield

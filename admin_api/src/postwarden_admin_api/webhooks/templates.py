@@ -1,0 +1,60 @@
+"""An api_call's body template is a secret: encrypted at rest, shown only as ``is_set``.
+
+A template may carry a credential in the body it sends (PagerDuty's ``routing_key``,
+a CRM's token field), and nothing tells such a template apart from a harmless one; so
+every template is sealed with the service's key (``body_template_ciphertext``), as the
+headers are. Rows written before migration ``0046_webhook_body_template_secret.sql``
+hold it in plain text (``body_template``): they are used as they are, and
+:func:`seal_plain_templates` encrypts them when the service starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from postwarden_admin_api.secrets import Keyring
+
+log = logging.getLogger(__name__)
+
+SELECT_PLAIN = """
+SELECT id, body_template::text AS body_template FROM webhook_endpoints
+WHERE body_template IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED
+"""
+SEAL = """
+UPDATE webhook_endpoints SET body_template = NULL, body_template_ciphertext = $2
+WHERE id = $1
+"""
+
+
+def sealed(template: Any, keyring: Keyring) -> str | None:
+    """The ``body_template_ciphertext`` of ``template`` (None: no template)."""
+    return None if template is None else keyring.encrypt(json.dumps(template))
+
+
+def template_of(row: Mapping[str, Any], keyring: Keyring) -> Any:
+    """An endpoint row's template (raises SecretsError when the key is missing)."""
+    cipher: str | None = row["body_template_ciphertext"]
+    text: str | None = row["body_template"] if cipher is None else keyring.decrypt(cipher)
+    return None if text is None else json.loads(text)
+
+
+async def seal_plain_templates(conn: asyncpg.Connection, keyring: Keyring) -> int:
+    """Encrypt the templates still stored in plain text; returns how many were sealed."""
+    if keyring.current_key_id is None:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM webhook_endpoints WHERE body_template IS NOT NULL")
+        if count:
+            log.warning("webhooks: %s body templates stay unencrypted: no secret key", count)
+        return 0
+    async with conn.transaction():
+        rows = await conn.fetch(SELECT_PLAIN)
+        for row in rows:
+            await conn.execute(SEAL, row["id"], keyring.encrypt(row["body_template"]))
+    if rows:
+        log.info("webhooks: encrypted %s body templates stored in plain text", len(rows))
+    return len(rows)

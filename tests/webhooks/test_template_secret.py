@@ -1,0 +1,95 @@
+"""An api_call's body template is write-only: it may carry a credential (PagerDuty's
+``routing_key``), so it is stored encrypted and shown as ``{"is_set": bool}``, never
+in a response, the admin audit log or a log line; deliveries fill it in as before.
+A template stored in plain text before migration 0046 is used as it is and sealed
+when the service starts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from postwarden_store import connect
+from tests.fixtures.adminapp import bearer
+
+from .conftest import Start, hook_url
+from .receiver import Receiver, wait_for
+from .support import KEYRING, add_endpoint, raise_reject
+
+pytestmark = pytest.mark.postgres
+
+ROUTING_KEY = "R0UT1NGk3y0f0ur0nc4llt34m"
+TEMPLATE = {"routing_key": ROUTING_KEY, "event_action": "trigger",
+            "payload": {"summary": "{{ type }} from {{ data.sender }}"}}
+STORED = "SELECT body_template, body_template_ciphertext FROM webhook_endpoints WHERE id = $1"
+
+
+@pytest.fixture
+def database_url(fresh_database_url: str) -> str:
+    """A database of each test's own: its receiver's port may be an earlier test's."""
+    return fresh_database_url
+
+
+async def test_a_body_template_is_never_shown_nor_stored_in_clear(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = await start()
+    created = await client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
+        "name": "pagerduty", "kind": "api_call", "url": hook_url(receiver),
+        "events": ["message.rejected"], "body_template": TEMPLATE})
+    assert created.status == 201, await created.text()
+    shown: dict[str, Any] = await created.json()
+    assert shown["body_template"] == {"is_set": True}
+    path = f"/api/v1/webhooks/{shown['id']}"
+    texts = [await created.text()]
+    for response in (await client.get("/api/v1/webhooks", headers=bearer(admin_key)),
+                     await client.get(path, headers=bearer(admin_key)),
+                     await client.patch(path, json={"enabled": True},
+                                        headers=bearer(admin_key))):
+        assert response.status == 200
+        texts.append(await response.text())
+    assert all(ROUTING_KEY not in text for text in texts)
+
+    await raise_reject(database_url)
+    assert await wait_for(lambda: len(receiver.delivered()) == 1)
+    sent = json.loads(receiver.requests[0].body)
+    assert sent["routing_key"] == ROUTING_KEY
+    assert sent["payload"]["summary"] == "message.rejected from alice@example.org"
+
+    conn = await connect(database_url)
+    try:
+        stored = await conn.fetchrow(STORED, shown["id"])
+        audit = await conn.fetch("SELECT summary::text FROM admin_audit")
+    finally:
+        await conn.close()
+    assert stored["body_template"] is None
+    assert json.loads(KEYRING.decrypt(stored["body_template_ciphertext"])) == TEMPLATE
+    assert audit and all(ROUTING_KEY not in row[0] for row in audit)
+    assert ROUTING_KEY not in caplog.text
+
+
+async def test_a_plain_template_from_before_is_used_and_sealed_at_start(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver,
+) -> None:
+    conn = await connect(database_url)
+    try:
+        endpoint_id = await add_endpoint(conn, "legacy", hook_url(receiver),
+                                         ["message.rejected"], None, kind="api_call")
+        await conn.execute("UPDATE webhook_endpoints SET body_template = $1 WHERE id = $2",
+                           TEMPLATE, endpoint_id)
+        client = await start()
+        stored = await conn.fetchrow(STORED, endpoint_id)
+    finally:
+        await conn.close()
+    assert stored["body_template"] is None
+    assert json.loads(KEYRING.decrypt(stored["body_template_ciphertext"])) == TEMPLATE
+    shown = await client.get(f"/api/v1/webhooks/{endpoint_id}", headers=bearer(admin_key))
+    assert (await shown.json())["body_template"] == {"is_set": True}
+    await raise_reject(database_url)
+    assert await wait_for(lambda: len(receiver.delivered()) == 1)
+    assert json.loads(receiver.requests[0].body)["routing_key"] == ROUTING_KEY
