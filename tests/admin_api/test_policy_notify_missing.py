@@ -87,3 +87,29 @@ async def test_a_push_prints_the_deploys_warnings(
     (tmp_path / "pushed.yaml").write_text(source)
     assert await push(admin_client, admin_key, tmp_path, monkeypatch=monkeypatch) == 0
     assert "warning: pushed/told: notify names 'sec-team'" in capsys.readouterr().err
+
+
+async def test_deleting_an_endpoint_an_active_policy_notifies_is_warned_of(
+    admin_client: Client, admin_key: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = NOTIFYING.replace("alerts", "paging").replace("ops, sec-team", "oncall, soc")
+    hooks = {}
+    for name in ("oncall", "soc", "spare"):
+        created = await admin_client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
+            "name": name, "kind": "slack", "url": f"https://hooks.example.com/{name}"})
+        assert created.status == 201, await created.text()
+        hooks[name] = f"/api/v1/webhooks/{(await created.json())['id']}"
+    _, revision = await upload(admin_client, admin_key, source)
+    activated = await admin_client.post(f"/api/v1/revisions/{revision['id']}/activate",
+                                        headers=bearer(admin_key))
+    assert (await activated.json())["warnings"] == []
+
+    deleted = await admin_client.delete(hooks["soc"], headers=bearer(admin_key))
+    assert deleted.status == 200, await deleted.text()
+    assert _missing((await deleted.json())["warnings"]) == [
+        ("notify_endpoint_missing", "soc", ["paging/tell"])]
+    assert "policy rules paging/tell: notify names 'soc'" in caplog.text
+
+    spare = await admin_client.delete(hooks["spare"], headers=bearer(admin_key))
+    assert spare.status == 200, await spare.text()
+    assert (await spare.json())["warnings"] == []  # not soc's again: this one's only

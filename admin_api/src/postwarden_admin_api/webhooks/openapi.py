@@ -77,6 +77,9 @@ _ID = param("id", "path", {"type": "integer"})
 _DELIVERY_ID = param("delivery_id", "path", {"type": "integer"})
 _LIST = {"type": "object", "required": ["webhooks"],
          "properties": {"webhooks": {"type": "array", "items": ref("Webhook")}}}
+_DELETED = {"type": "object", "required": ["warnings"], "properties": {"warnings": {
+    "type": "array", "items": ref("PolicyWarning"),
+    "description": "a notify_endpoint_missing for each active rule that notified it"}}}
 _DELIVERIES = {"type": "object", "required": ["deliveries"],
                "properties": {"deliveries": {"type": "array", "items": ref("WebhookDelivery")}}}
 OPENAPI_PATHS: dict[str, dict[str, Any]] = {
@@ -95,7 +98,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                            body=json_content(ref("WebhookChange")),
                            responses={200: ref("Webhook")}),
         "delete": operation("delete a webhook endpoint and its deliveries", _ROLES,
-                            parameters=[_ID], responses={204: None}),
+                            parameters=[_ID], responses={200: _DELETED}),
     },
     "/api/v1/webhooks/{id}/deliveries": {
         "get": operation(

@@ -31,6 +31,8 @@ from postwarden_admin_api.bodies import (
 )
 from postwarden_admin_api.context import POOL, Role, allow
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
+from postwarden_admin_api.notify_targets import gone_warnings
+from postwarden_admin_api.revisions import lock_policies
 from postwarden_admin_api.sqlwhere import Where
 
 from .changes import NEW_ENDPOINT, key_problems, merged
@@ -190,11 +192,13 @@ async def webhooks_update(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def webhooks_delete(request: web.Request) -> web.Response:
     async with connection(request.app[POOL]) as conn, conn.transaction():
+        await lock_policies(conn)  # see gone_warnings
         name = await conn.fetchval(DELETE, path_int(request, "id"))
         if name is None:
             raise ApiError(404, "not_found", "no such webhook")
         await admin_audit.record(conn, request, "webhook.deleted", name)
-    return web.Response(status=204)
+        warnings = await gone_warnings(conn, [name])
+    return json_ok({"warnings": warnings})
 
 
 def _status_filter(request: web.Request) -> str | None:
