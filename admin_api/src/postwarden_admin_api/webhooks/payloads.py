@@ -9,7 +9,10 @@
   ``timestamp`` or ``data.<field>``): a string that is exactly one placeholder
   takes the value itself (a list stays a list), otherwise the value is
   interpolated as text, as it always is in an object's keys. Substitution only
-  looks values up; nothing is evaluated.
+  looks values up; nothing is evaluated. Posted to Slack (:func:`posts_to_slack`),
+  the strings filled in are escaped as the ``slack`` kind's text is: a sender or an
+  attachment's name, chosen by whoever sent the mail, cannot mention ``<!channel>``
+  or forge a link. The template's own text is the admin's, and kept.
 
 Every kind carries the ``webhook-id``/``webhook-timestamp`` headers and, when
 the endpoint has a secret, ``webhook-signature``.
@@ -20,9 +23,11 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from yarl import URL
 
 from .signing import sign_headers
 
@@ -46,6 +51,8 @@ _FORBIDDEN_PREFIXES = ("webhook-", "proxy-", "sec-")
 # rest: a thousand recipients made tens of thousands of characters, which Slack splits
 # into several messages (past 4,000) and cuts (past 40,000).
 SLACK_LIST_ITEMS = 10
+# Slack's own domains (and their subdomains: hooks.slack.com), GovSlack's among them.
+SLACK_DOMAINS = ("slack.com", "slack-gov.com")
 
 
 class Kind(enum.StrEnum):
@@ -83,7 +90,8 @@ def render(endpoint: Endpoint, msg_id: str, event: Mapping[str, Any]) -> Request
     else:
         headers.update(endpoint.headers)
         context = {"id": msg_id, **event}
-        document = substitute(endpoint.body_template, context)
+        escape = _slack_escape if posts_to_slack(endpoint.url) else None
+        document = substitute(endpoint.body_template, context, escape)
     body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
     headers.update(sign_headers(endpoint.secret, msg_id, body))
     return Request(body, headers)
@@ -91,6 +99,13 @@ def render(endpoint: Endpoint, msg_id: str, event: Mapping[str, Any]) -> Request
 
 def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def posts_to_slack(url: str) -> bool:
+    """Whether ``url`` is Slack's (an incoming webhook, the Web API): it reads
+    ``<!here>`` and ``<url|text>`` in every text it is sent."""
+    host = URL(url).host or ""
+    return any(host == domain or host.endswith("." + domain) for domain in SLACK_DOMAINS)
 
 
 def slack_text(event: Mapping[str, Any]) -> str:
@@ -140,18 +155,32 @@ class BodyTooLarge(ValueError):
     The event's data will not shrink, so the worker marks such a delivery dead at once."""
 
 
-def substitute(template: Any, context: Mapping[str, Any]) -> Any:
-    """Fill ``{{ path }}`` placeholders in every string of ``template``; raises
-    :class:`BodyTooLarge` once the values filled in pass :data:`MAX_BODY_BYTES`, before
-    the body is built."""
-    return _Filler(context).fill(template)
+def substitute(template: Any, context: Mapping[str, Any],
+               escape: Callable[[str], str] | None = None) -> Any:
+    """Fill ``{{ path }}`` placeholders in every string of ``template``, each string filled
+    in passed through ``escape`` when given; raises :class:`BodyTooLarge` once the values
+    filled in pass :data:`MAX_BODY_BYTES`, before the body is built."""
+    return _Filler(context, escape).fill(template)
+
+
+def _escaped(value: Any, escape: Callable[[str], str]) -> Any:
+    """``value`` with every string in it escaped (an object's keys are no text shown)."""
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, list):
+        return [_escaped(item, escape) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _escaped(item, escape) for key, item in value.items()}
+    return value
 
 
 class _Filler:
-    def __init__(self, context: Mapping[str, Any]) -> None:
+    def __init__(self, context: Mapping[str, Any], escape: Callable[[str], str] | None
+                 ) -> None:
         self._context = context
+        self._escape = escape
         self._left = MAX_BODY_BYTES
-        self._json_sizes: dict[str, int] = {}  # a whole-placeholder value's, by path
+        self._values: dict[str, tuple[Any, int]] = {}  # a whole placeholder's, and its size
 
     def _spend(self, size: int) -> None:
         self._left -= size
@@ -159,14 +188,19 @@ class _Filler:
             raise BodyTooLarge(f"the body would be larger than {MAX_BODY_BYTES} bytes")
 
     def _value(self, path: str) -> Any:
-        value = _lookup(self._context, path)
-        if path not in self._json_sizes:
-            self._json_sizes[path] = len(json.dumps(value, ensure_ascii=False).encode())
-        self._spend(self._json_sizes[path])
+        if path not in self._values:
+            value = _lookup(self._context, path)
+            if self._escape is not None:
+                value = _escaped(value, self._escape)
+            self._values[path] = value, len(json.dumps(value, ensure_ascii=False).encode())
+        value, size = self._values[path]
+        self._spend(size)
         return value
 
     def _text(self, path: str) -> str:
         text = _as_text(_lookup(self._context, path))
+        if self._escape is not None:
+            text = self._escape(text)
         self._spend(len(text.encode()))  # bytes, as the body is sent
         return text
 
