@@ -113,3 +113,26 @@ async def test_deleting_an_endpoint_an_active_policy_notifies_is_warned_of(
     spare = await admin_client.delete(hooks["spare"], headers=bearer(admin_key))
     assert spare.status == 200, await spare.text()
     assert (await spare.json())["warnings"] == []  # not soc's again: this one's only
+
+
+async def test_renaming_an_endpoint_an_active_policy_notifies_is_warned_of(
+    admin_client: Client, admin_key: str,
+) -> None:
+    source = NOTIFYING.replace("alerts", "duty").replace("ops, sec-team", "beeper").replace(
+        "- name: tell", "- name: page-duty")
+    created = await admin_client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
+        "name": "beeper", "kind": "slack", "url": "https://hooks.example.com/beeper"})
+    hook = f"/api/v1/webhooks/{(await created.json())['id']}"
+    _, revision = await upload(admin_client, admin_key, source)
+    activated = await admin_client.post(f"/api/v1/revisions/{revision['id']}/activate",
+                                        headers=bearer(admin_key))
+    assert activated.status == 200, await activated.text()
+    assert (await activated.json())["warnings"] == []
+
+    kept = await admin_client.patch(hook, headers=bearer(admin_key), json={"name": "beeper"})
+    assert (await kept.json())["warnings"] == []
+    renamed = await admin_client.patch(hook, headers=bearer(admin_key),
+                                       json={"name": "beeper-2"})
+    assert renamed.status == 200, await renamed.text()
+    assert _missing((await renamed.json())["warnings"]) == [
+        ("notify_endpoint_missing", "beeper", ["duty/page-duty"])]

@@ -47,6 +47,10 @@ SCHEMAS: dict[str, Any] = {
             "url": {"type": "string", "examples": ["https://hooks.slack.com/\u2026"],
                     "description": "masked: scheme and host only, never the full URL"},
             "url_is_set": {"type": "boolean"},
+            "warnings": {"type": "array", "items": ref("PolicyWarning"),
+                         "description": "in the answer of a change only: a new name leaves "
+                                        "the active rules that notified the old one a "
+                                        "notify_endpoint_missing each"},
             "disabled_reason": {
                 "type": ["string", "null"],
                 "description": "why the service disabled the endpoint (its receiver answered "

@@ -170,6 +170,10 @@ async def webhooks_get(request: web.Request) -> web.Response:
 async def webhooks_update(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     async with connection(request.app[POOL]) as conn, conn.transaction():
+        # See gone_warnings. Before the row: an activation takes the policy lock, then
+        # (raising policy.activated) the endpoints' rows; the other order could deadlock.
+        if "name" in data:
+            await lock_policies(conn)
         current = await _current(conn, request, lock=True)
         row = merged(request, data, current, await key_problems(conn, data))
         try:
@@ -185,7 +189,9 @@ async def webhooks_update(request: web.Request) -> web.Response:
             await cancel_pending_replays(conn, current["id"])
         await admin_audit.record(conn, request, "webhook.updated", row["name"],
                                  {"fields": sorted(data)})
-    return json_ok(_shown(updated))
+        renamed = row["name"] != current["name"]
+        warnings = await gone_warnings(conn, [current["name"]]) if renamed else []
+    return json_ok({**_shown(updated), "warnings": warnings})
 
 
 @routes.delete("/api/v1/webhooks/{id}")
