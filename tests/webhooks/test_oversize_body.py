@@ -5,7 +5,6 @@ last error, logged once, and never retried. The endpoint's other deliveries go o
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 
 import asyncpg
@@ -30,8 +29,9 @@ async def test_an_oversize_body_is_dead_at_once(
     async with pool.acquire() as conn:
         endpoint_id = await add_endpoint(conn, "crm", hook_url(receiver), ["message.rejected"],
                                          None, kind="api_call")
-        await conn.execute("UPDATE webhook_endpoints SET body_template = $1::jsonb"
-                           " WHERE id = $2", json.dumps(TEMPLATE), endpoint_id)
+        # As an object: the pool's jsonb codec encodes it (json.dumps made it a string)
+        await conn.execute("UPDATE webhook_endpoints SET body_template = $1 WHERE id = $2",
+                           TEMPLATE, endpoint_id)
     many = tuple(f"user{n}@example.net" for n in range(1000))
     await write_audit(pool, dataclasses.replace(audit_event("reject"), recipients=many),
                       audit_event("reject"))
