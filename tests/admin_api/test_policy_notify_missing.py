@@ -136,3 +136,32 @@ async def test_renaming_an_endpoint_an_active_policy_notifies_is_warned_of(
     assert renamed.status == 200, await renamed.text()
     assert _missing((await renamed.json())["warnings"]) == [
         ("notify_endpoint_missing", "beeper", ["duty/page-duty"])]
+
+
+async def test_an_active_set_that_no_longer_loads_does_not_stop_a_delete(
+    admin_client: Client, admin_key: str, database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An active revision stored by another version, which this one cannot read: the
+    delete is done, without warnings, and the log says why."""
+    created = await admin_client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
+        "name": "old-hook", "kind": "slack", "url": "https://hooks.example.com/old"})
+    hook = f"/api/v1/webhooks/{(await created.json())['id']}"
+    source = NOTIFYING.replace("alerts", "legacy").replace("ops, sec-team", "old-hook").replace(
+        "- name: tell", "- name: legacy-tell")
+    _, revision = await upload(admin_client, admin_key, source)
+    activated = await admin_client.post(f"/api/v1/revisions/{revision['id']}/activate",
+                                        headers=bearer(admin_key))
+    assert activated.status == 200, await activated.text()
+    conn = await connect(database_url)
+    try:
+        await conn.execute("UPDATE policy_revisions SET source = $2 WHERE id = $1",
+                           revision["id"], source.replace("version: 1", "version: 99"))
+    finally:
+        await conn.close()
+
+    deleted = await admin_client.delete(hook, headers=bearer(admin_key))
+    assert deleted.status == 200, await deleted.text()
+    assert (await deleted.json())["warnings"] == []
+    assert "the active policy set does not load here" in caplog.text
+    assert (await admin_client.get(hook, headers=bearer(admin_key))).status == 404
