@@ -9,6 +9,7 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -200,6 +201,29 @@ async def test_keys_list_tells_expired_and_revoked_keys_from_active_ones(
     assert {state: states[key.split("_")[1]] for state, key in keys.items()} == {
         state: state for state in keys}
 
+
+
+class _ClockTwoHoursFast(dt.datetime):
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> Any:
+        return dt.datetime.now(tz) + dt.timedelta(hours=2)
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_keys_list_reads_expiry_by_the_databases_clock(
+    mint_key: MintKey, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    admin_client: TestClient[Any, Any],
+) -> None:
+    """Authentication reads expiry by the database's clock: with this machine's clock two
+    hours fast, a key expiring in an hour works, and was listed as expired."""
+    key = await mint_key("auditor", expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    assert (await admin_client.get("/api/v1/audit", headers=bearer(key))).status == 200
+    # This machine's clock, as the CLI reads it.
+    monkeypatch.setattr("postwarden_admin_api.cli.dt", SimpleNamespace(
+        datetime=_ClockTwoHoursFast, UTC=dt.UTC, timedelta=dt.timedelta))
+    assert await _cli(["keys", "list"]) == 0
+    states = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()}
+    assert states[key.split("_")[1]] == "active"
 
 @pytest.mark.parametrize("grace", ["-1", str(MAX_GRACE_SECONDS + 1), "1.5", "day"])
 def test_rotate_takes_the_apis_grace_period_bounds(

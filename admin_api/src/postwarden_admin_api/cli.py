@@ -44,6 +44,7 @@ from .keys import (
     KeyInfo,
     allowed_sender,
     create_key,
+    database_time,
     key_expiry,
     key_name,
     list_keys,
@@ -207,7 +208,9 @@ async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]
 async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> int:
     async def work(conn: asyncpg.Connection) -> int:
         if args.keys_command == "list":
-            now = dt.datetime.now(dt.UTC)
+            # Expired by the database's clock, as authentication reads it, not this
+            # machine's: a clock fast or slow here showed a working key as expired.
+            now = await database_time(conn)
             for info in await list_keys(conn):
                 state = _key_state(info, now)
                 expiry = info.expires_at.isoformat() if info.expires_at else "-"

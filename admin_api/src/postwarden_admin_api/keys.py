@@ -218,6 +218,12 @@ async def is_live(conn: asyncpg.Connection, principal: Principal) -> bool:
     return bool(await conn.fetchval(IS_LIVE, principal.key_id))
 
 
+async def database_time(conn: asyncpg.Connection) -> dt.datetime:
+    """The database's clock: the one authentication reads expiry by (LIVE_KEY)."""
+    now: dt.datetime = await conn.fetchval("SELECT now()")
+    return now
+
+
 async def list_keys(conn: asyncpg.Connection) -> list[KeyInfo]:
     return [KeyInfo.from_row(row) for row in await conn.fetch(SELECT_KEYS)]
 
