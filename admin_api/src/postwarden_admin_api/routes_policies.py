@@ -14,6 +14,7 @@ is refused with the same code.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -181,12 +182,15 @@ def _unified_diff(old: Any, new: Any) -> str:
     ))
 
 
-async def _activate(request: web.Request, revision_id: int, action: str) -> web.Response:
+async def _activate(request: web.Request, action: str,
+                    chosen: Callable[[asyncpg.Connection], Awaitable[asyncpg.Record]]
+                    ) -> web.Response:
+    """Activate the revision ``chosen`` picks (or refuses), picked under the lock: what
+    it reads (the active revision a rollback steps back from) stays as read until the
+    change is made, and If-Match is checked against what stays active."""
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        await lock_policies(conn)  # If-Match is checked against what stays active
-        row = await fetch_revision(conn, revision_id)
-        if row is None:
-            raise ApiError(404, "not_found", "no such revision")
+        await lock_policies(conn)
+        row = await chosen(conn)
         name = row["policy_name"]
         check_if_match(request, (await active_revisions(conn, [name])).get(name))
         # The active revision again changes nothing: no entry, as a deploy writes none.
@@ -194,7 +198,7 @@ async def _activate(request: web.Request, revision_id: int, action: str) -> web.
         if change.changed:
             await admin_audit.record(conn, request, action, revision_label(row),
                                      {"content_hash": row["content_hash"]})
-        row = await fetch_revision(conn, revision_id)
+        row = await fetch_revision(conn, row["id"])
     return json_ok({**revision_json(row), "warnings": change.warnings})
 
 
@@ -206,10 +210,17 @@ def _reserved(details: list[dict[str, Any]] | None = None) -> ApiError:
 @routes.post("/api/v1/revisions/{revision_id}/activate")
 @allow(Role.OPERATOR)
 async def revision_activate(request: web.Request) -> web.Response:
-    row = await _revision(request)
-    if row["policy_name"] == MANAGED_POLICY:
-        raise _reserved()
-    return await _activate(request, row["id"], "policy.activated")
+    revision_id = path_int(request, "revision_id")
+
+    async def chosen(conn: asyncpg.Connection) -> asyncpg.Record:
+        row = await fetch_revision(conn, revision_id)
+        if row is None:
+            raise ApiError(404, "not_found", "no such revision")
+        if row["policy_name"] == MANAGED_POLICY:
+            raise _reserved()
+        return row
+
+    return await _activate(request, "policy.activated", chosen)
 
 
 def _deploy_lists(data: dict[str, Any]) -> tuple[list[int], list[str]]:
@@ -307,18 +318,28 @@ async def policy_rollback(request: web.Request) -> web.Response:
         problems.append({"field": "revision_id", "message": "expected an integer"})
     if problems:
         raise ValidationFailed(problems)
-    if target is None:
-        async with connection(request.app[POOL]) as conn:
-            target = await _previous(conn, name)
-    async with connection(request.app[POOL]) as conn:
-        row = await fetch_revision(conn, target) if 0 < target < 2**63 else None
+
+    async def chosen(conn: asyncpg.Connection) -> asyncpg.Record:
+        # The revision before the active one is found under the lock: found before it, a
+        # rollback or an activation meanwhile made it the wrong one (two rollbacks at
+        # once both stepped back to the same revision).
+        revision_id = await _previous(conn, name) if target is None else target
+        return await _rollback_target(conn, name, revision_id)
+
+    return await _activate(request, "policy.rolled_back", chosen)
+
+
+async def _rollback_target(conn: asyncpg.Connection, name: str, revision_id: int
+                           ) -> asyncpg.Record:
+    """Revision ``revision_id`` of policy ``name`` when it may be rolled back to, or why not."""
+    row = await fetch_revision(conn, revision_id) if 0 < revision_id < 2**63 else None
     if row is None or row["policy_name"] != name:
         raise ApiError(404, "not_found", "no such revision of this policy")
     if name == MANAGED_POLICY and not await off_loop(_written_by_rules_api, row):
-        raise ApiError(422, "reserved_policy_name", f"revision {target} of {MANAGED_POLICY!r} "
-                       "was uploaded by hand, not written by the Rules API: roll back to one "
-                       "it wrote (name it as revision_id)")
-    return await _activate(request, target, "policy.rolled_back")
+        raise ApiError(422, "reserved_policy_name", f"revision {revision_id} of "
+                       f"{MANAGED_POLICY!r} was uploaded by hand, not written by the Rules "
+                       "API: roll back to one it wrote (name it as revision_id)")
+    return row
 
 
 async def _previous(conn: asyncpg.Connection, name: str) -> int:
