@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
@@ -25,6 +26,8 @@ from postwarden_policies import (
 
 from .errors import ValidationFailed
 
+log = logging.getLogger(__name__)
+TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (test_warnings)
 P = ParamSpec("P")
 T = TypeVar("T")
 # Few threads on purpose: a burst of heavy requests queues here instead of
@@ -46,18 +49,33 @@ def issue_details(issues: Sequence[PolicyIssue]) -> list[dict[str, Any]]:
     ]
 
 
-def compile_sources(sources: Sequence[tuple[str, str]]) -> PolicySet:
-    """The compiled policy set, or 422 listing every issue of every source."""
+def test_warnings(issues: Sequence[PolicyIssue]) -> list[dict[str, Any]]:
+    """The API's warnings for the loader's: each a policy test's mistake (expect_rules
+    naming a rule the policy does not define, a misspelt limit, a misplaced ``report:``),
+    which the milter loads the policy with, and only logs."""
+    return [{"code": TEST_WARNING, **detail} for detail in issue_details(issues)]
+
+
+def compile_sources(sources: Sequence[tuple[str, str]],
+                    warnings: list[PolicyIssue] | None = None) -> PolicySet:
+    """The compiled policy set, or 422 listing every issue of every source. Its warnings
+    are logged, as the milter logs them, and added to ``warnings`` when given."""
+
+    def warn(issue: PolicyIssue) -> None:
+        log.warning("%s", issue)
+        if warnings is not None:
+            warnings.append(issue)
 
     try:
-        return load_policy_set_from_sources(list(sources))
+        return load_policy_set_from_sources(list(sources), warn=warn)
     except PolicyLoadError as exc:
         raise ValidationFailed(issue_details(exc.issues), "policy did not load") from None
 
 
-def compile_upload(source: str) -> tuple[PolicySet, str]:
+def compile_upload(source: str, warnings: list[PolicyIssue]) -> tuple[PolicySet, str]:
     """An uploaded document compiled on its own, and its policy's name as the engine read
-    it (another YAML parser could read ``name: 2024_01`` differently), or 422."""
-    policy_set = compile_sources([("upload", source)])
+    it (another YAML parser could read ``name: 2024_01`` differently), or 422; its
+    warnings added to ``warnings``."""
+    policy_set = compile_sources([("upload", source)], warnings)
     (policy,) = policy_set.policies  # one source that loads is one policy
     return policy_set, policy.name

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from postwarden_policies import PolicyIssue
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
@@ -34,7 +35,7 @@ from .bodies import (
     unknown_fields,
 )
 from .context import POOL, Role, allow, principal
-from .engine import compile_upload, off_loop
+from .engine import TEST_WARNING, compile_upload, off_loop, test_warnings
 from .errors import ApiError, ValidationFailed, connection
 from .notify_targets import notify_warnings
 from .openapi import PerType, header, json_content, operation, param, ref
@@ -96,7 +97,8 @@ def _comment(request: web.Request) -> str | None:
 async def policy_upload(request: web.Request) -> web.Response:
     source = await _source(request)
     comment = _comment(request)
-    policy_set, name = await off_loop(compile_upload, source)
+    found: list[PolicyIssue] = []
+    policy_set, name = await off_loop(compile_upload, source, found)
     if name == MANAGED_POLICY:
         line, column = policy_set.policies[0].where
         raise _reserved([{"file": "upload", "line": line, "column": column,
@@ -109,7 +111,7 @@ async def policy_upload(request: web.Request) -> web.Response:
         if created:
             await admin_audit.record(conn, request, "policy.uploaded", revision_label(row),
                                      {"content_hash": row["content_hash"], "comment": comment})
-        warnings = await notify_warnings(conn, policy_set.policies)
+        warnings = await notify_warnings(conn, policy_set.policies) + test_warnings(found)
     return json_ok({**revision_json(row), "warnings": warnings}, status=201 if created else 200)
 
 
@@ -388,12 +390,19 @@ SCHEMAS = {
     },
     "PolicyWarning": {
         "type": "object", "required": ["code", "message"],
-        "description": "the change is made; something in it may not do what was meant",
+        "description": "the change is made; something in it may not do what was meant: "
+                       "notify_endpoint_missing, a rule notifying a webhook endpoint that "
+                       f"does not exist; {TEST_WARNING}, a policy test's expect_rules naming "
+                       "no verdict of the policy (an unknown rule, a misspelt limit, a "
+                       "misplaced report: prefix), which the milter only logs",
         "properties": {
-            "code": {"type": "string", "enum": ["notify_endpoint_missing"]},
+            "code": {"type": "string", "enum": ["notify_endpoint_missing", TEST_WARNING]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},
+            "file": {"type": "string", "description": "where the mistake is: upload"},
+            "line": {"type": "integer", "minimum": 1},
+            "column": {"type": "integer", "minimum": 1},
             "message": _STR,
         },
     },

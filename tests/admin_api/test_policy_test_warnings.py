@@ -1,0 +1,50 @@
+"""A policy test's mistake the milter only warns of (expect_rules naming a rule the
+policy does not define, a misspelt limit, a misplaced ``report:``) was only logged by
+the service: the admin who uploaded the policy was told nothing. The upload's answer
+now carries it as a warning at its line and column, code ``test_expect_rules_invalid``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from .test_policies import upload
+
+pytestmark = pytest.mark.postgres
+Client = TestClient[Any, Any]
+MISTAKEN = ("version: 1\nname: mistaken\nrules:\n  - name: block\n    when:\n"
+            "      sender: [bad@evil.test]\n    then: reject\n"
+            "tests:\n  - name: t\n    raw: 'Subject: x\\n\\nhi\\n'\n    sender: bad@evil.test\n"
+            "    recipients: [a@b.test]\n    expect: reject\n"
+            "    expect_rules: [blocks, limit:max_recipient, report:block]\n")
+PROBLEMS = [
+    "test 't': unknown rule 'blocks' in expect_rules",
+    "test 't': unknown limit 'max_recipient' in 'limit:max_recipient'",
+    "test 't': 'report:block' in expect_rules: verdicts of this enforce-mode policy name "
+    "the rule 'block'",
+]
+
+
+def _told(warnings: list[dict[str, Any]]) -> list[tuple[str, str, int, int, str]]:
+    return [(w["code"], w["file"], w["line"], w["column"], w["message"]) for w in warnings]
+
+
+async def test_a_tests_mistake_is_in_the_uploads_warnings(
+    admin_client: Client, admin_key: str
+) -> None:
+    status, revision = await upload(admin_client, admin_key, MISTAKEN)
+    assert status == 201, revision
+    told = _told(revision["warnings"])
+    assert [(code, file, line, column) for code, file, line, column, _ in told] == [
+        ("test_expect_rules_invalid", "upload", 9, 5)] * len(PROBLEMS)
+    for (*_, message), problem in zip(told, PROBLEMS, strict=True):
+        assert message.startswith(problem), message
+
+
+async def test_the_openapi_document_declares_the_code(admin_client: Client) -> None:
+    document = await (await admin_client.get("/api/v1/openapi.json")).json()
+    warning = document["components"]["schemas"]["PolicyWarning"]
+    assert "test_expect_rules_invalid" in warning["properties"]["code"]["enum"]
+    assert {"file", "line", "column"} <= set(warning["properties"])
