@@ -79,14 +79,18 @@ async def test_a_set_notifying_no_endpoint_is_still_activated(
     assert {w["endpoint"] for w in body["warnings"]} >= {"sec-team"}
 
 
-async def test_a_push_prints_the_deploys_warnings(
+async def test_a_push_prints_each_uploads_warnings(
     tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Pushed again unchanged, the deploy activates nothing and answers no warning: the
+    push printed the deploy's only, and said nothing of what the upload answered."""
     source = NOTIFYING.replace("alerts", "pushed").replace("- name: tell", "- name: told")
     (tmp_path / "pushed.yaml").write_text(source)
-    assert await push(admin_client, admin_key, tmp_path, monkeypatch=monkeypatch) == 0
-    assert "warning: pushed/told: notify names 'sec-team'" in capsys.readouterr().err
+    warned = f"{tmp_path / 'pushed.yaml'}: warning: pushed/told: notify names 'sec-team'"
+    for _ in range(2):
+        assert await push(admin_client, admin_key, tmp_path, monkeypatch=monkeypatch) == 0
+        assert capsys.readouterr().err.count(warned) == 1
 
 
 async def test_deleting_an_endpoint_an_active_policy_notifies_is_warned_of(

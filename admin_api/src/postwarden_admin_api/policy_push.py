@@ -4,7 +4,7 @@
    problems, printed the same way, exit 1); a problem, or a file naming the policy
    ``database-rules`` (the Rules API's), and nothing is uploaded.
 2. Every file is uploaded (each validated by the service; an unchanged file gets
-   its existing revision back).
+   its existing revision back); the warnings each upload answers are printed.
 3. One ``POST /api/v1/policies/deploy`` activates all those revisions (and, with
    ``--prune``, deactivates the active policies DIR does not hold) in one
    transaction: the service compiles the resulting set once, so either all of it
@@ -96,6 +96,15 @@ def _problems(body: Any, files: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _warned(warning: Mapping[str, Any], file: str) -> str:
+    """An upload's warning as a line: at its line and column of ``file`` when it has
+    them, naming the rules it is about when it names them."""
+    at = [str(warning[k]) for k in ("line", "column") if warning.get(k) is not None]
+    rules = warning.get("rules")
+    about = f"{', '.join(rules)}: " if rules else ""
+    return f"{':'.join([file, *at])}: warning: {about}{warning.get('message')}"
+
+
 def _unreached(path: str, exc: Exception) -> str:
     """What a request that got no answer means for the deploy: only one lost during the
     deploy call itself may have changed what is active."""
@@ -155,6 +164,8 @@ class _Service:
                 headers={"Content-Type": "application/yaml"}, params=params)
             if status in (200, 201):
                 revisions[body["policy_name"]] = (file, body["id"])
+                for warning in body.get("warnings", []):
+                    print(_warned(warning, file), file=sys.stderr)
                 continue
             failed = True
             print(f"{file}: refused ({status})\n{_problems(body, {'upload': file})}",
@@ -283,7 +294,6 @@ async def push_directory(url: str, key: str, directory: Path, comment: str | Non
         print(f"{file}: active as revision {revision}{unchanged}")
     for name in body["deactivated"]:
         print(f"{name}: deactivated")
-    for warning in body.get("warnings", []):  # not from a service of an earlier version
-        print(f"warning: {', '.join(warning.get('rules', []))}: {warning['message']}",
-              file=sys.stderr)
+    # The deploy's warnings are not printed: they are those of revisions it activated,
+    # each uploaded above, whose upload answered (and the push printed) them all.
     return 0
