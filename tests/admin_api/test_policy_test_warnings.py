@@ -1,7 +1,8 @@
 """A policy test's mistake the milter only warns of (expect_rules naming a rule the
 policy does not define, a misspelt limit, a misplaced ``report:``) was only logged by
-the service: the admin who uploaded the policy was told nothing. The upload's answer
-now carries it as a warning at its line and column, code ``test_expect_rules_invalid``."""
+the service: the admin who uploaded or activated the policy was told nothing. The
+upload's and the activation's answers now carry it as a warning at its line and column,
+code ``test_expect_rules_invalid``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+
+from tests.fixtures.adminapp import bearer
 
 from .test_policies import upload
 
@@ -31,7 +34,7 @@ def _told(warnings: list[dict[str, Any]]) -> list[tuple[str, str, int, int, str]
     return [(w["code"], w["file"], w["line"], w["column"], w["message"]) for w in warnings]
 
 
-async def test_a_tests_mistake_is_in_the_uploads_warnings(
+async def test_a_tests_mistake_is_in_the_upload_and_activation_warnings(
     admin_client: Client, admin_key: str
 ) -> None:
     status, revision = await upload(admin_client, admin_key, MISTAKEN)
@@ -41,6 +44,14 @@ async def test_a_tests_mistake_is_in_the_uploads_warnings(
         ("test_expect_rules_invalid", "upload", 9, 5)] * len(PROBLEMS)
     for (*_, message), problem in zip(told, PROBLEMS, strict=True):
         assert message.startswith(problem), message
+
+    label = f"mistaken@r{revision['id']}"
+    activated = await admin_client.post(f"/api/v1/revisions/{revision['id']}/activate",
+                                        headers=bearer(admin_key))
+    assert activated.status == 200
+    assert [(file, message) for _, file, _, _, message in
+            _told((await activated.json())["warnings"])] == [
+        (label, message) for *_, message in told]
 
 
 async def test_the_openapi_document_declares_the_code(admin_client: Client) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 
 import asyncpg
 
+from postwarden_policies import PolicyIssue
 from postwarden_store.policies import fetch_active_sources, notify_policy_change
 
-from .engine import compile_sources, off_loop
+from .engine import compile_sources, off_loop, test_warnings
 from .notify_targets import notify_warnings
 
 # pg_advisory_xact_lock key: ASCII of "pwpolicy".
@@ -81,7 +82,8 @@ SET revision_id = $2, activated_at = now(), activated_by = $3
 @dataclass(frozen=True, slots=True)
 class SetChange:
     """Whether a change of the active set changed anything, and the warnings of the
-    revisions it activated (.notify_targets: a notify naming no endpoint)."""
+    revisions it activated (.notify_targets: a notify naming no endpoint; .engine: a
+    policy test's mistake)."""
 
     changed: bool
     warnings: list[dict[str, Any]] = field(default_factory=list)
@@ -191,13 +193,15 @@ async def change_active_set(
             if _label_name(label) not in replaced]
     new = [(revision_label(revision), revision["source"]) for revision in activate]
     # The new ones last: a repeated name is reported at them, "also used at" the kept one.
-    policy_set = await off_loop(compile_sources, [*kept, *new])
+    found: list[PolicyIssue] = []
+    policy_set = await off_loop(compile_sources, [*kept, *new], found)
     await conn.executemany(UPSERT_ACTIVE, [(r["policy_name"], r["id"], actor) for r in activate])
     await conn.execute(DELETE_ACTIVE, list(deactivate))
     await notify_policy_change(conn)
     labels = {label for label, _ in new}
     activated = [policy for policy in policy_set.policies if policy.source in labels]
-    return SetChange(changed=True, warnings=await notify_warnings(conn, activated))
+    mistakes = test_warnings([issue for issue in found if issue.file in labels])
+    return SetChange(changed=True, warnings=await notify_warnings(conn, activated) + mistakes)
 
 
 async def activate(conn: asyncpg.Connection, revision: asyncpg.Record, actor: str

@@ -400,7 +400,8 @@ SCHEMAS = {
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},
-            "file": {"type": "string", "description": "where the mistake is: upload"},
+            "file": {"type": "string", "description": "where the mistake is: upload, or "
+                     "the revision activated as name@r<id>"},
             "line": {"type": "integer", "minimum": 1},
             "column": {"type": "integer", "minimum": 1},
             "message": _STR,
