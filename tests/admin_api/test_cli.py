@@ -203,10 +203,15 @@ async def test_keys_list_tells_expired_and_revoked_keys_from_active_ones(
 
 
 
-class _ClockTwoHoursFast(dt.datetime):
-    @classmethod
-    def now(cls, tz: dt.tzinfo | None = None) -> Any:
-        return dt.datetime.now(tz) + dt.timedelta(hours=2)
+def skewed_clock(skew: dt.timedelta) -> SimpleNamespace:
+    """A datetime module whose clock is ``skew`` off the database's: this machine's, as
+    a module reading ``dt.datetime.now()`` sees it once patched in as its ``dt``."""
+    class Skewed(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Any:
+            return dt.datetime.now(tz) + skew
+
+    return SimpleNamespace(datetime=Skewed, UTC=dt.UTC, timedelta=dt.timedelta)
 
 
 @pytest.mark.usefixtures("cli_env")
@@ -218,9 +223,7 @@ async def test_keys_list_reads_expiry_by_the_databases_clock(
     hours fast, a key expiring in an hour works, and was listed as expired."""
     key = await mint_key("auditor", expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
     assert (await admin_client.get("/api/v1/audit", headers=bearer(key))).status == 200
-    # This machine's clock, as the CLI reads it.
-    monkeypatch.setattr("postwarden_admin_api.cli.dt", SimpleNamespace(
-        datetime=_ClockTwoHoursFast, UTC=dt.UTC, timedelta=dt.timedelta))
+    monkeypatch.setattr("postwarden_admin_api.cli.dt", skewed_clock(dt.timedelta(hours=2)))
     assert await _cli(["keys", "list"]) == 0
     states = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()}
     assert states[key.split("_")[1]] == "active"
@@ -322,6 +325,21 @@ def test_create_refuses_what_the_api_refuses(
         main(argv)
     assert exited.value.code == 2
     assert f"{option}: {value!r}: {problem}" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_create_refuses_an_expiry_past_by_the_databases_clock(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With this machine's clock two hours slow, an expiry an hour ago was taken, and the
+    key was refused from its first use."""
+    monkeypatch.setattr("postwarden_admin_api.keys.dt", skewed_clock(-dt.timedelta(hours=2)))
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    assert await _cli(["keys", "create", "--role", "auditor", "--name", "late",
+                       "--expires-at", past]) == 1
+    out, err = capsys.readouterr()
+    assert "--expires-at: must be in the future: the key would never work" in err
+    assert out == ""
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -22,6 +22,8 @@ from postwarden_admin_api.settings import ServiceSettings
 from postwarden_store import connect
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 
+from .test_cli import skewed_clock
+
 UNAUTHENTICATED = {"code": "unauthenticated", "message": "a valid API key is required",
                    "details": []}
 
@@ -81,6 +83,20 @@ async def test_an_expiry_already_past_is_refused(
 ) -> None:
     # It was 201 with a key refused from its first use (a mistyped year), nothing said.
     past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "auditor", "name": "late", "expires_at": past})
+    assert response.status == 422
+    assert (await response.json())["error"]["details"] == [
+        {"field": "expires_at", "message": "must be in the future: the key would never work"}]
+
+
+
+async def test_an_expiry_past_by_the_databases_clock_is_refused(
+    admin_client: TestClient[Any, Any], admin_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With this machine's clock two hours slow it was 201, the key refused from its first use.
+    monkeypatch.setattr(keys, "dt", skewed_clock(-dt.timedelta(hours=2)))
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
     response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
         "role": "auditor", "name": "late", "expires_at": past})
     assert response.status == 422

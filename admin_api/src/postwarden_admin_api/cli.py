@@ -49,6 +49,7 @@ from .keys import (
     key_name,
     list_keys,
     named_key_id,
+    refuse_past_expiry,
     revoke_key,
     rotate_key,
     shown_name,
@@ -241,6 +242,11 @@ async def _change_key(conn: asyncpg.Connection, args: argparse.Namespace,
     """Create, revoke or rotate as ``args`` say: the target's key id, the admin log
     summary and the new key if any; None once refused (told on stderr)."""
     if args.keys_command == "create":
+        try:
+            await refuse_past_expiry(conn, args.expires_at)
+        except ValueError as exc:
+            print(f"--expires-at: {exc}", file=sys.stderr)
+            return None
         key = await create_key(conn, args.role, args.name, tuple(args.sender),
                                args.expires_at, created_by="cli")
         return key.split("_")[1], {"role": args.role, "name": args.name}, key

@@ -29,6 +29,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 DEFAULT_GRACE_SECONDS = 86400
 MAX_GRACE_SECONDS = 30 * 86400
 _DUMMY_HASH = hashlib.sha256(b"postwarden-no-such-key").digest()
+PAST_EXPIRY = "must be in the future: the key would never work"
 
 INSERT_KEY = """
 INSERT INTO api_keys
@@ -130,7 +131,9 @@ def key_name(value: object) -> str:
 def key_expiry(text: object) -> dt.datetime:
     """A new key's expiry as given (a time as :func:`~.bodies.parse_time` reads it) when
     it is still to come; ValueError, its text for the admin, otherwise. A time past (a
-    year mistyped) made a key refused from its first use, with nothing said."""
+    year mistyped) made a key refused from its first use, with nothing said. Past by this
+    machine's clock: the database's, which authentication reads, is checked by
+    :func:`refuse_past_expiry` when the key is made."""
     try:
         if not isinstance(text, str):
             raise TypeError("not a string")
@@ -138,7 +141,7 @@ def key_expiry(text: object) -> dt.datetime:
     except (TypeError, ValueError):
         raise ValueError(TIME_EXPECTED) from None
     if value <= dt.datetime.now(dt.UTC):
-        raise ValueError("must be in the future: the key would never work")
+        raise ValueError(PAST_EXPIRY)
     return value
 
 
@@ -222,6 +225,13 @@ async def database_time(conn: asyncpg.Connection) -> dt.datetime:
     """The database's clock: the one authentication reads expiry by (LIVE_KEY)."""
     now: dt.datetime = await conn.fetchval("SELECT now()")
     return now
+
+
+async def refuse_past_expiry(conn: asyncpg.Connection, expires_at: dt.datetime | None) -> None:
+    """ValueError when a new key's expiry is past by the database's clock: with this
+    machine's clock behind it, key_expiry took such a time, and the key never worked."""
+    if expires_at is not None and expires_at <= await database_time(conn):
+        raise ValueError(PAST_EXPIRY)
 
 
 async def list_keys(conn: asyncpg.Connection) -> list[KeyInfo]:

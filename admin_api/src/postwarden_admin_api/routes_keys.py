@@ -25,6 +25,7 @@ from .keys import (
     key_name,
     list_keys,
     named_key_id,
+    refuse_past_expiry,
     revoke_key,
     rotate_key,
 )
@@ -89,6 +90,10 @@ async def keys_create(request: web.Request) -> web.Response:
     role, name, senders, expires_at = _parse_create(await read_json_object(request))
     actor = principal(request).key_id
     async with connection(request.app[POOL]) as conn, conn.transaction():
+        try:
+            await refuse_past_expiry(conn, expires_at)
+        except ValueError as exc:
+            raise ValidationFailed([{"field": "expires_at", "message": str(exc)}]) from None
         key = await create_key(conn, role, name, senders, expires_at, created_by=actor)
         key_id = key.split("_")[1]
         await admin_audit.record(conn, request, "key.created", key_id,
