@@ -70,6 +70,23 @@ async def test_a_policy_name_in_two_files_is_refused_as_check_refuses_it(
     assert await policies(admin_client, admin_key) == set()  # nothing uploaded
 
 
+async def test_a_subdirectory_not_loaded_is_warned_of_as_check_warns_of_it(
+    tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It went to logging, which the push does not set up: Python's last resort wrote it
+    # without "warning:", where logging was set up elsewhere it went there or nowhere.
+    d = tmp_path / "p"
+    write(d, "a.yaml", "kept", "rule-a")
+    write(d / "team-a", "b.yaml", "aside", "rule-b")
+    assert policy_main(["check", str(d)]) == 0
+    checked = capsys.readouterr().err
+    assert f"{d / 'team-a'}: warning: subdirectory not loaded" in checked
+    assert await push(admin_client, admin_key, d, monkeypatch=monkeypatch) == 0
+    assert capsys.readouterr().err == checked
+    assert await active(admin_client, admin_key) == {"kept": 1}
+
+
 async def test_a_rule_name_in_two_files_uploads_nothing(
     tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

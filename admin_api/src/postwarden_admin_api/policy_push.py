@@ -31,11 +31,13 @@ import aiohttp
 from yarl import URL
 
 from postwarden_policies import (
+    PolicyIssue,
     PolicyLoadError,
     load_policy_set,
     load_policy_set_from_sources,
 )
 from postwarden_policies.policyset import content_hash
+from postwarden_policies.testreport import Loaded, issue_lines
 
 from .routes_rules import MANAGED_POLICY
 
@@ -50,18 +52,26 @@ class PushError(Exception):
     pass
 
 
+def _print_issues(loaded: Loaded) -> None:
+    for line in issue_lines(loaded):
+        print(line, file=sys.stderr)
+
+
 def checked_files(directory: Path) -> dict[str, tuple[str, bytes]] | None:
     """{policy name: (file, content)} of the directory's policies, loaded as check loads
     them (the bytes an upload sends, read as soon as they loaded); None once its
     problems are printed as check prints them."""
     if not directory.is_dir():
         raise PushError(f"{directory}: not a directory")
+    # Its warnings (a subdirectory not loaded) printed as check prints them: they went
+    # to logging, which the push does not set up, written there without "warning:".
+    warnings: list[PolicyIssue] = []
     try:
-        policy_set = load_policy_set([directory], check_samples=True)
+        policy_set = load_policy_set([directory], check_samples=True, warn=warnings.append)
     except PolicyLoadError as exc:
-        for issue in exc.in_order():
-            print(issue, file=sys.stderr)
+        _print_issues(Loaded(None, exc.in_order(), warnings))
         return None
+    _print_issues(Loaded(policy_set, (), warnings))
     reserved = [p for p in policy_set.policies if p.name == MANAGED_POLICY]
     for policy in reserved:
         line, column = policy.where
