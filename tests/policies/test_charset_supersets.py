@@ -4,10 +4,13 @@ Standard reads us-ascii and iso-8859-1 as windows-1252): read as readers show th
 from __future__ import annotations
 
 import base64
+import encodings.aliases
 import html
 
 import pytest
 
+from postwarden_policies import charsets
+from postwarden_policies.charsets import _text_codec, decode_bytes
 from postwarden_policies.facts import Envelope
 from postwarden_policies.headers import decode_words
 from postwarden_policies.mimeparse import parse_message
@@ -107,3 +110,24 @@ def test_a_subject_in_iso_2022_jp_reads_nec_and_ibm_characters() -> None:
     flags: set[str] = set()
     assert decode_words(f"=?ISO-2022-JP?B?{word}?=", flags) == _JAPANESE
     assert not flags
+
+
+
+# ASCII bytes that stateful codecs (UTF-7, ISO-2022, HZ) and EBCDIC read otherwise.
+_ASCII_SAMPLES = (b"<p>plain text</p>\r\n", b"+AGEAYgBj- <b>",
+                  b"\x1b$B<p>\x1b(B ~{<p>~} \x0e<p>\x0f")
+
+
+@pytest.mark.parametrize("label", sorted({*encodings.aliases.aliases.values(), "us-ascii",
+                                          "utf-7", "hz", "cp037", "iso2022_jp"}))
+def test_ascii_text_decodes_as_its_codec_reads_it(label: str) -> None:
+    """decode_bytes takes ASCII text as ASCII only where its codec reads it so."""
+    info = _text_codec(label)
+    if info is None:
+        pytest.skip("no text codec")
+    for data in _ASCII_SAMPLES:
+        try:
+            direct = info.decode(data, charsets._ERRORS.get(info.name, "replace"))[0]
+        except (UnicodeError, ValueError, TypeError):
+            continue  # decode_bytes reads it as undeclared: not this test's
+        assert decode_bytes(data, label, set()) == direct
