@@ -148,7 +148,7 @@ def milter() -> Iterator[JournalSink]:
         PostwardenMilter.services = Services(
             settings=settings, policies=PolicyHolder(load_policy_set([policy_dir])),
             audit=audit, metrics=Metrics(),
-            duplicates=DuplicateDetector(settings.duplicate_window_seconds),
+            duplicates=DuplicateDetector(settings.duplicate_window_seconds, shared=False),
             slots=Slots(settings.max_concurrency), workers=workers,
         )
         Milter.factory = PostwardenMilter
