@@ -9,6 +9,7 @@ found have tests of their own at the end.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from postwarden_policies import (
     RewritePlan,
     evaluate,
     load_policy_set,
+    mimetree,
     parse_message,
     rewrite_body,
 )
@@ -169,3 +171,21 @@ def test_multiparts_nested_over_the_same_bytes_are_searched_within_a_bound() -> 
     # A deep message within the bound is read whole.
     small = parse_message(levels + b"Content-Type: text/plain\r\n\r\nhi\r\n", ENV)
     assert "too_deep" not in small.flags and small.parts[-1].depth == 100
+
+
+# What may follow "--a" on its line; the last ones past _MISSES near-misses, where
+# regular expressions search the rest.
+_AFTER_DELIMITER = (b"", b"--", b" \t ", b"-- ", b"--\t", b"-", b"---", b"--x", b" x", b"x",
+                    b"a", b"--a", b"\r", b"--\r", b" \r", b"-\r", b"--  x")
+
+
+@pytest.mark.parametrize("misses", [0, 70])
+@pytest.mark.parametrize("after", _AFTER_DELIMITER)
+def test_a_delimiter_line_is_what_rfc_2046_allows(after: bytes, misses: int) -> None:
+    """--a, -- for the close delimiter, blanks to the line end (or the end), nothing
+    else: read by hand where one is found, by regular expression past many near-misses,
+    each as the regular expression the parser once matched every one with."""
+    body = b"x--a!\r\n" * misses + b"--a\r\nfirst\r\n--a" + after + b"\r\nnext\r\n--a" + after
+    expected = [(m.start() + (m.group(0)[:1] in b"\r\n"), m.group(1) is not None, m.end())
+                for m in re.finditer(rb"(?:^|(?<=[\r\n]))--a(--)?[ \t]*(?=[\r\n]|\Z)", body)]
+    assert list(mimetree._delimiter_lines(body, 0, len(body), b"a")) == expected
