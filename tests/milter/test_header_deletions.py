@@ -19,6 +19,7 @@ from postwarden_milter.apply import (
     apply_verdict,
 )
 from postwarden_milter.logcontext import MessageContextFilter
+from postwarden_milter.reload import PolicyHolder
 from postwarden_policies import (
     Accept,
     AddHeader,
@@ -28,6 +29,7 @@ from postwarden_policies import (
     Reject,
     RemoveHeader,
     Verdict,
+    load_policy_set_from_sources,
 )
 from tests.milter.conftest import Harness
 from tests.milter.test_apply import Recorder
@@ -99,6 +101,44 @@ def test_500_copies_of_our_id_header_are_refused_and_audited_as_a_reject(
         "refused (its verdict: accept): 500 header deletions needed, past 100 "
         "(X-Postwarden-Id x500)")
     assert getattr(warning, "queue_id", None) == "4QIDS"
+
+
+WATCHED = """\
+version: 1
+name: watch
+rules:
+  - name: watch
+    when: {subject: "^ids$"}
+    then: {notify: [soc], add_header: {X-Watched: "yes"}}
+"""
+TRIAL = """\
+version: 1
+name: trial
+mode: report
+rules:
+  - name: trial
+    when: {subject: "^ids$"}
+    then: {notify: [trial-soc]}
+"""
+
+
+def test_the_refusal_names_the_rules_that_matched_and_keeps_their_notify(
+    harness: Harness,
+) -> None:
+    # The row named no rule and the rules' notify was never raised: a search by the rule
+    # missed the message, and the endpoint heard nothing of it.
+    harness.use(policies=PolicyHolder(load_policy_set_from_sources(
+        [("watch.yaml", WATCHED), ("trial.yaml", TRIAL)])))
+    ctx = harness.connect()
+    assert ctx.send(message("ids", extra=_copies("X-Postwarden-Id", 500))) == Milter.REJECT
+    assert ctx.header_edits == []
+    [event] = harness.audit.events
+    assert (event.action, event.smtp_reply) == ("reject", str(TOO_MANY_HEADER_DELETIONS))
+    assert (event.rules, event.notify) == (("watch", "report:trial"), ("soc",))
+    assert {HEADER_DELETIONS_FLAG, "report_only"} <= set(event.flags)
+    assert event.changes == ()  # none of the verdict's edits was made
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_rule_matches_total", {"rule": "watch"}) == 1
 
 
 def test_our_flags_header_counts_while_tag_flags_is_on(harness: Harness) -> None:

@@ -18,6 +18,7 @@ gets its verdict from a :class:`~.decider.Decider`, here or on the worker pool.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import logging
 import re
@@ -40,7 +41,16 @@ from postwarden_policies.model import Limits
 from postwarden_policies.redact import escape_matches
 from postwarden_policies.render import change_type
 
-from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
+from .apply import (
+    TOO_MANY_HEADER_DELETIONS,
+    Applied,
+    MessageEdits,
+    MilterActions,
+    Outcome,
+    apply_verdict,
+    fail,
+    reply_with,
+)
 from .errors import MessageTimeout
 from .events import build_event
 from .logcontext import set_message_context
@@ -417,9 +427,12 @@ class ConnectionHandler:
 
     def _report(self, verdict: Verdict, applied: Applied, facts: MessageFacts) -> bool:
         if applied.refused is not None:
-            # The milter's own limit (apply.MAX_HEADER_DELETIONS), like the size limit:
-            # a reject, and no verdict in the row (none of its edits or changes was made).
-            return self._finish("reject", applied.reply, facts,
+            # The milter's own limit (apply.MAX_HEADER_DELETIONS): a reject of the rules
+            # that matched, which the row names and whose notify is raised as for their
+            # own refusal; none of the verdict's edits or changes was made.
+            refused = dataclasses.replace(verdict, decision=Reject(TOO_MANY_HEADER_DELETIONS),
+                                          edits=(), changes=())
+            return self._finish("reject", applied.reply, facts, refused,
                                 flags=frozenset({applied.refused}))
         if INTERNAL_ERROR in verdict.flags:  # deferred: evaluating failed (the log says why)
             self._s.metrics.errors.labels("evaluation").inc()
