@@ -188,6 +188,8 @@ def test_a_forked_worker_starts_its_own_children() -> None:
     assert all(running(child) for child in parent_children)  # not stopped by the worker
 
 
+# A report-mode policy every message matches.
+TRIAL = "version: 1\nname: t\nmode: report\nrules:\n  - name: trial\n    then: reject\n"
 SLOW_REQUEST = (SLOW_HTML, "keep", OPTIONS.allowed_url_schemes, True)
 SMALL_REQUEST = ('<p onclick="x">a</p>', "keep", OPTIONS.allowed_url_schemes, True)
 
@@ -245,7 +247,8 @@ def test_a_message_no_child_came_free_for_is_deferred(
     busy.start()
     wait_for(lambda: children._children, 5)  # the busy one has its child
     policy_set = load_policy_set_from_sources(
-        [("p.yaml", "version: 1\nname: p\nsanitize:\n  html: true\n")])
+        [("p.yaml", "version: 1\nname: p\nsanitize:\n  html: true\n"),
+         ("t.yaml", TRIAL)])
     html = '<p onclick="x">a</p>' * ISOLATE_CHARS
     raw = (b"From: a@example.com\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n"
            + html.encode())
@@ -260,6 +263,8 @@ def test_a_message_no_child_came_free_for_is_deferred(
     assert str(verdict.decision.reply) == "451 4.3.0 Temporary internal error, try again later"
     assert "internal_error" in verdict.flags
     assert "deferred" in caplog.text and "Traceback" not in caplog.text
+    # What a policy on trial said is recorded all the same: the row named no rule.
+    assert (verdict.rules, verdict.report_only) == (("report:trial",), True)
 
 
 def test_an_idle_child_killed_meanwhile_is_replaced() -> None:

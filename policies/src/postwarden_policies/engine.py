@@ -240,10 +240,9 @@ REWRITE_FAILED = "rewrite_failed"  # a verdict's flag: quarantined, the body cou
 INTERNAL_ERROR = "internal_error"  # a verdict's flag: evaluating failed, the message deferred
 
 
-def _evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
-    item = MatchInput.of(facts)
+def _evaluate(policy_set: PolicySet, facts: MessageFacts, item: MatchInput,
+              reported: tuple[str, ...]) -> Verdict:
     limits = policy_set.limits_for(facts.envelope)
-    reported = _reported(policy_set, item)
     limited = _limit_verdict(policy_set, limits, facts)
     if limited is not None:
         return replace(limited, rules=limited.rules + reported, report_only=bool(reported))
@@ -316,9 +315,14 @@ def _header_bytes(edit: Edit) -> int:
 
 
 def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
-    """The verdict of ``policy_set`` on one message; never raises."""
+    """The verdict of ``policy_set`` on one message; never raises. A message deferred
+    because evaluating failed still records what report-mode policies said, when they
+    were heard before the failure (a busy sanitizer, say, comes after them)."""
+    reported: tuple[str, ...] = ()
     try:
-        return _evaluate(policy_set, facts)
+        item = MatchInput.of(facts)
+        reported = _reported(policy_set, item)
+        return _evaluate(policy_set, facts, item, reported)
     except SanitizerBusy as exc:  # overload, not a bug: no traceback
         log.warning("policy evaluation deferred for %s: %s", facts.envelope.queue_id, exc)
     except SanitizerCodeChanged as exc:  # not the part's fault (a notice would be): defer
@@ -328,8 +332,10 @@ def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
         log.exception("policy evaluation failed for %s", facts.envelope.queue_id)
     return Verdict(
         TempFail(Reply.INTERNAL_ERROR.reply),
+        rules=reported,
         policy_hash=policy_set.content_hash,
         flags=facts.flags | {INTERNAL_ERROR},
+        report_only=bool(reported),
     )
 
 
