@@ -108,6 +108,36 @@ def test_oversized_body_is_refused_at_end_of_message(harness: Harness) -> None:
         "postwarden_rule_matches_total", {"rule": "limit:max_message_bytes"}) == 1
 
 
+def _sized(size: int) -> bytes:
+    head = message("at the limit", body=b"")
+    return head + b"x" * (size - len(head))
+
+
+# What our id header adds: "X-Postwarden-Id: " + a 32-digit uid + CRLF.
+ID_LINE = len(b"X-Postwarden-Id: ") + 32 + 2
+
+
+def test_a_message_our_id_header_takes_past_the_limit_is_refused(harness: Harness) -> None:
+    # It went on past max_message_bytes (20 000), and Postfix's cleanup refused it
+    # ("message file too big") after its audit row said accept.
+    ctx = harness.connect()
+    assert ctx.send(_sized(20000 - ID_LINE + 1)) == Milter.REJECT
+    assert ctx._reply == ("552", "5.3.4", "Message size exceeds fixed limit")
+    assert ctx.header_edits == []
+    [event] = harness.audit.events
+    assert (event.action, event.rules) == ("reject", ("limit:max_message_bytes",))
+
+
+def test_a_message_with_room_for_our_id_header_goes_on(harness: Harness) -> None:
+    ctx = harness.connect()
+    assert ctx.send(_sized(20000 - ID_LINE)) == Milter.CONTINUE
+    [(_, name, value)] = ctx.header_edits
+    assert len(f"{name}:{value}\r\n") == ID_LINE
+    harness.configure(id_header="")  # nothing added: the whole limit is the message's
+    assert harness.connect().send(_sized(20000)) == Milter.CONTINUE
+    assert [e.action for e in harness.audit.events] == ["accept", "accept"]
+
+
 def test_headers_past_the_limit_are_refused_with_a_row_naming_the_message(
     harness: Harness,
 ) -> None:

@@ -152,9 +152,16 @@ def _header_calls(verdict: Verdict, message: MessageEdits) -> list[HeaderCall]:
     if message.id_header:
         # A sender's copy must not stand before ours, where a reader looks first.
         calls += _removals(message.id_header, counts)
-        calls.append(HeaderCall(message.id_header, None,
-                                sendable(message.id_header, message.uid, message.leading_space)))
+    calls += (HeaderCall(own.name, None, sendable(own.name, own.value, message.leading_space))
+              for own in own_headers(message.id_header, message.uid))
     return calls
+
+
+def own_headers(id_header: str, uid: str) -> tuple[AddHeader, ...]:
+    """The fields the milter adds to a message that goes on, after its verdict's edits:
+    our id header, unless ``id_header`` is empty (evaluate counts them against
+    max_message_bytes)."""
+    return (AddHeader(id_header, uid),) if id_header else ()
 
 
 def recipients_to_delete(verdict: Verdict, recipients: Sequence[str]) -> list[str]:

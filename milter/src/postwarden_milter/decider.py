@@ -35,6 +35,7 @@ from postwarden_policies import (
 )
 from postwarden_policies.sanitize import DEADLINE as SANITIZE_DEADLINE
 
+from .apply import own_headers
 from .duplicates import DuplicateDetector
 from .errors import MessageTimeout
 from .session import Client, Transaction
@@ -60,7 +61,8 @@ class Decider:
     duplicates: DuplicateDetector
     workers: concurrent.futures.ThreadPoolExecutor
 
-    def decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Decided:
+    def decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope,
+               uid: str) -> Decided:
         """Parse, look re-deliveries up, evaluate.
 
         The duplicate key is only looked up here; eom records it once the verdict
@@ -72,7 +74,8 @@ class Decider:
                              memoryview(raw)[facts.body_offset:])
         if key is not None and duplicates.seen(key) and not self._rescan(facts):
             facts = dataclasses.replace(facts, duplicate=True)
-        return facts, evaluate(policy_set, facts), key
+        # The message as it would go on, with the id it carries from now on.
+        return facts, evaluate(policy_set, facts, own_headers(self.settings.id_header, uid)), key
 
     def _rescan(self, facts: MessageFacts) -> bool:
         """The message carries an id this milter wrote into a message it delivered: it is
@@ -105,9 +108,10 @@ class Decider:
                 # In this thread's context, so that the pool thread logs with the
                 # message's ids (and sees the deadline).
                 job = self.workers.submit(
-                    contextvars.copy_context().run, self.decide, policy_set, raw, envelope)
+                    contextvars.copy_context().run, self.decide, policy_set, raw, envelope,
+                    txn.uid)
                 return self._wait(job, deadline, progress)
-            decision = self.decide(policy_set, raw, envelope)
+            decision = self.decide(policy_set, raw, envelope, txn.uid)
         finally:
             SANITIZE_DEADLINE.reset(token)
         late = time.monotonic() - deadline

@@ -6,7 +6,7 @@ envelope); they are also the parser's caps (``PolicySet.parser_caps``).
 
 Order of evaluation:
 1. ``max_message_bytes``: a larger message is rejected with 552 5.3.4 (so is one
-   that step 4's rewrite or header edits make larger).
+   that step 4's rewrite or header edits, or the caller's own header, make larger).
 2. Structure: more parts than ``max_mime_parts``, nesting deeper than
    ``max_mime_depth``, or the parser's own ``too_many_parts`` / ``too_deep`` /
    ``too_many_header_fields`` flags: reject 554 5.6.0, or quarantine with
@@ -241,7 +241,7 @@ INTERNAL_ERROR = "internal_error"  # a verdict's flag: evaluating failed, the me
 
 
 def _evaluate(policy_set: PolicySet, facts: MessageFacts, item: MatchInput,
-              reported: tuple[str, ...]) -> Verdict:
+              reported: tuple[str, ...], own_headers: tuple[AddHeader, ...]) -> Verdict:
     limits = policy_set.limits_for(facts.envelope)
     limited = _limit_verdict(policy_set, limits, facts)
     if limited is not None:
@@ -282,7 +282,8 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts, item: MatchInput,
         base = replace(base, decision=Quarantine(f"rewrite failed: {exc}"),
                        flags=base.flags | {REWRITE_FAILED})
         body, changes = None, ()
-    if _grown_past(limits, facts, body, edits):  # held too: Postfix keeps the same file
+    # Held too: Postfix keeps the same file.
+    if _grown_past(limits, facts, body, (*edits, *own_headers)):
         # Refused here, not after Postfix wrote its queue file past message_size_limit
         # ("message file too big"), when the audit row already said it went on.
         kept = base.rules[: len(base.rules) - len(reported)]
@@ -294,7 +295,7 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts, item: MatchInput,
 
 
 def _grown_past(limits: Limits, facts: MessageFacts, body: bytes | None,
-                edits: list[Edit]) -> bool:
+                edits: tuple[Edit, ...]) -> bool:
     """Whether the changed message is past ``max_message_bytes``: sanitized HTML can
     outgrow what it replaces (each link gets a ``rel`` attribute, a character its charset
     lacks becomes a reference), and header edits add lines, so a message within the limit
@@ -314,15 +315,20 @@ def _header_bytes(edit: Edit) -> int:
     return 0
 
 
-def evaluate(policy_set: PolicySet, facts: MessageFacts) -> Verdict:
+def evaluate(policy_set: PolicySet, facts: MessageFacts,
+             own_headers: tuple[AddHeader, ...] = ()) -> Verdict:
     """The verdict of ``policy_set`` on one message; never raises. A message deferred
     because evaluating failed still records what report-mode policies said, when they
-    were heard before the failure (a busy sanitizer, say, comes after them)."""
+    were heard before the failure (a busy sanitizer, say, comes after them).
+
+    ``own_headers``: the fields the caller adds to a message that goes on, besides the
+    verdict's edits (the milter's id header): ``max_message_bytes`` counts them as it
+    counts a rule's, or a message just within the limit went on past it."""
     reported: tuple[str, ...] = ()
     try:
         item = MatchInput.of(facts)
         reported = _reported(policy_set, item)
-        return _evaluate(policy_set, facts, item, reported)
+        return _evaluate(policy_set, facts, item, reported, own_headers)
     except SanitizerBusy as exc:  # overload, not a bug: no traceback
         log.warning("policy evaluation deferred for %s: %s", facts.envelope.queue_id, exc)
     except SanitizerCodeChanged as exc:  # not the part's fault (a notice would be): defer
