@@ -303,6 +303,21 @@ def test_a_structure_quarantine_removes_the_recipients_past_a_lowered_limit() ->
     assert verdict.edits[:2] == (DeleteRecipient("r2@x.test"), DeleteRecipient("r3@x.test"))
 
 
+def test_a_structure_quarantine_the_added_headers_take_past_max_message_bytes_refuses() -> None:
+    # Held past the limit, with the tag and the milter's id header: Postfix's cleanup
+    # refused it (message file too big) after the audit row said quarantine.
+    own = (AddHeader("X-Postwarden-Id", "u" * 32),)
+    limits = "max_mime_parts: 2, on_structure_limit: quarantine"
+    tight = policy(f"limits: {{max_message_bytes: {len(WITH_FILES) + 40}, {limits}}}\n")
+    verdict = evaluate(tight, engine.parse_for(tight, WITH_FILES, ENVELOPE), own)
+    assert verdict.decision == Reject(Reply.MESSAGE_TOO_BIG.reply)
+    assert verdict.rules == ("limit:max_mime_parts", "limit:max_message_bytes")
+    assert verdict.edits == ()
+    roomy = policy(f"limits: {{max_message_bytes: {len(WITH_FILES) + 200}, {limits}}}\n")
+    assert evaluate(roomy, engine.parse_for(roomy, WITH_FILES, ENVELOPE), own).decision \
+        == Quarantine("limit max_mime_parts")
+
+
 def test_structure_quarantine_is_tagged() -> None:
     verdict = evaluate(
         policy("limits: {on_structure_limit: quarantine}\n"), facts(flags=frozenset({"too_deep"}))

@@ -10,7 +10,8 @@ Order of evaluation:
 2. Structure: more parts than ``max_mime_parts``, nesting deeper than
    ``max_mime_depth``, or the parser's own ``too_many_parts`` / ``too_deep`` /
    ``too_many_header_fields`` flags: reject 554 5.6.0, or quarantine with
-   ``on_structure_limit: quarantine``.
+   ``on_structure_limit: quarantine`` (refused as in step 1 when its tag and the
+   caller's own header make it larger than ``max_message_bytes``).
 3. Rules of enforce-mode policies in order; non-terminal actions accumulate and
    the first terminal action ends evaluation (no terminal rule: accept).
    Report-mode policies are evaluated on their own and only recorded, whatever
@@ -245,7 +246,11 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts, item: MatchInput,
     limits = policy_set.limits_for(facts.envelope)
     limited = _limit_verdict(policy_set, limits, facts)
     if limited is not None:
-        return replace(limited, rules=limited.rules + reported, report_only=bool(reported))
+        limited = replace(limited, rules=limited.rules + reported, report_only=bool(reported))
+        held = isinstance(limited.decision, Quarantine)  # with the tag and own_headers
+        if held and _grown_past(limits, facts, None, (*limited.edits, *own_headers)):
+            return _too_big(limited, reported)
+        return limited
     outcome = run_rules(policy_set.enforced_rules, item)
     rules = tuple(rule.name for rule in outcome.matched)
     notify = tuple(dict.fromkeys(n for rule in outcome.matched for n in rule.then.notify))
@@ -284,14 +289,19 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts, item: MatchInput,
         body, changes = None, ()
     # Held too: Postfix keeps the same file.
     if _grown_past(limits, facts, body, (*edits, *own_headers)):
-        # Refused here, not after Postfix wrote its queue file past message_size_limit
-        # ("message file too big"), when the audit row already said it went on.
-        kept = base.rules[: len(base.rules) - len(reported)]
-        return replace(base, decision=Reject(Reply.MESSAGE_TOO_BIG.reply),
-                       rules=(*kept, "limit:max_message_bytes", *reported))
+        return _too_big(base, reported)
     if body is not None:
         edits.append(ReplaceBody(body))
     return replace(base, edits=tuple(edits), changes=changes)
+
+
+def _too_big(verdict: Verdict, reported: tuple[str, ...]) -> Verdict:
+    """``verdict`` refused by ``max_message_bytes``, which the message its changes make
+    is past: refused here, not after Postfix wrote its queue file past message_size_limit
+    ("message file too big"), when the audit row already said it went on."""
+    kept = verdict.rules[: len(verdict.rules) - len(reported)]
+    return replace(verdict, decision=Reject(Reply.MESSAGE_TOO_BIG.reply), edits=(),
+                   rules=(*kept, "limit:max_message_bytes", *reported))
 
 
 def _grown_past(limits: Limits, facts: MessageFacts, body: bytes | None,
