@@ -153,7 +153,9 @@ def test_past_max_recipients_a_local_submission_bounces_whole(
     # message was deferred ("milter configuration error") and pickup took it again
     # every pass, forever, each pass adding an aborted row.
     (tmp_path / "limits.yaml").write_text("version: 1\nname: limits\nlimits:\n"
-                                          "  max_recipients: 2\n")
+                                          "  max_recipients: 2\nrules:\n  - name: cron\n"
+                                          "    when: {subject: '^to '}\n"
+                                          "    then: {notify: [soc]}\n")
     recipients = ["a@example.net", "b@example.net", "c@example.net"]
     with mail_system_for(database_url, policy_dir=tmp_path, main=NON_SMTPD) as local:
         sample = messages.clean(subject="to three")
@@ -169,6 +171,8 @@ def test_past_max_recipients_a_local_submission_bounces_whole(
         assert (row["queue_id"], row["action"], row["smtp_reply"]) == (
             queue_id, "reject", "550 5.5.3 Too many recipients")
         assert list(row["recipients"]) == recipients
+        # Evaluated before it was refused: the rule's notify is raised, as for any verdict.
+        assert (row["rules"], row["notify"]) == (["cron", "limit:max_recipients"], ["soc"])
         assert "milter configuration error" not in local.postfix.log()
 
         within = messages.clean(subject="to two")

@@ -65,7 +65,8 @@ def test_past_the_bound_the_message_is_refused_before_any_edit(decision: Decisio
     actions = Recorder()
     applied = apply_verdict(actions, verdict, _edits(**{"x-postwarden-id": 61, "x-spam": 39}))
     assert (applied.outcome, applied.reply) == (Outcome.REJECT, TOO_MANY_HEADER_DELETIONS)
-    assert applied.refused == HEADER_DELETIONS_FLAG
+    assert applied.flags == {HEADER_DELETIONS_FLAG}
+    assert applied.refused == Verdict(Reject(TOO_MANY_HEADER_DELETIONS))  # none of its edits
     assert actions.calls == [("setreply", *REFUSED)]  # no edit, no quarantine
 
 

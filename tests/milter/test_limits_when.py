@@ -70,16 +70,46 @@ def test_the_streamed_body_is_measured_against_the_transactions_limit(harness: H
     assert [e.action for e in harness.audit.events] == ["reject", "accept"]
 
 
-def test_a_local_submission_is_refused_whole_past_its_own_limit(harness: Harness) -> None:
-    def local(ctx: Ctx) -> Ctx:
-        ctx._priv._handler._client.local = True  # sendmail(1): TestCtx cannot say port 0
-        return ctx
+def local(ctx: Ctx) -> Ctx:
+    ctx._priv._handler._client.local = True  # sendmail(1): TestCtx cannot say port 0
+    return ctx
 
+
+def test_a_local_submission_is_refused_whole_past_its_own_limit(harness: Harness) -> None:
     ctx = local(signed_in(harness))
     assert ctx.send(MESSAGE, recipients=RECIPIENTS[:3]) == Milter.REJECT
     assert ctx._reply[:2] == ("550", "5.5.3")
     assert harness.audit.events[-1].rules == ("limit:max_recipients",)
     assert local(harness.connect()).send(MESSAGE, recipients=RECIPIENTS[:3]) == Milter.CONTINUE
+
+
+WATCHED = """\
+version: 1
+name: watch
+rules:
+  - name: cron-mail
+    when: {subject: "^s$"}
+    then: {notify: [soc], add_header: {X-Watched: "yes"}}
+"""
+TRIAL = "version: 1\nname: trial\nmode: report\nrules:\n  - name: trial\n    then: reject\n"
+
+
+def test_a_local_submission_refused_whole_names_the_rules_that_matched(
+    harness: Harness,
+) -> None:
+    # Refused before its evaluation, its row named the limit alone: the rules' notify was
+    # never raised, and a report-mode policy on trial never saw it.
+    harness.use(policies=PolicyHolder(load_policy_set_from_sources(
+        [("sub.yaml", SUBMISSION), ("watch.yaml", WATCHED), ("trial.yaml", TRIAL)])))
+    ctx = local(signed_in(harness))
+    assert ctx.send(MESSAGE, recipients=RECIPIENTS[:3]) == Milter.REJECT
+    assert ctx._reply == ("550", "5.5.3", "Too many recipients")
+    assert ctx.header_edits == []
+    [event] = harness.audit.events
+    assert (event.action, event.smtp_reply) == ("reject", "550 5.5.3 Too many recipients")
+    assert event.rules == ("cron-mail", "limit:max_recipients", "report:trial")
+    assert event.notify == ("soc",)
+    assert event.changes == ()  # no recipient was deleted: none got it
 
 
 PARTS = (

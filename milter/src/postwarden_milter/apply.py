@@ -5,7 +5,8 @@ into ``setreply``/``replacebody``/header edits. The actions go through the
 :class:`MilterActions` protocol, which ``libmilter.PostwardenMilter``
 satisfies and tests replace with pymilter's ``TestCtx``. A message whose
 edits would delete more than :data:`MAX_HEADER_DELETIONS` header fields is
-refused instead, before any edit is sent.
+refused instead, before any edit is sent, and so is a local submission whose verdict
+deletes recipients (past max_recipients); the refusal keeps the verdict's rules.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from postwarden_policies import (
@@ -81,9 +82,11 @@ class MilterActions(Protocol):
 class Applied:
     outcome: Outcome
     reply: SmtpReply | None  # the reply sent, for the audit row
-    # The milter's own limit that refused the message in place of its verdict (the audit
-    # row's flag); None when the verdict was answered.
-    refused: str | None = None
+    # The verdict as the milter's own limit answered it in place of the one given (a
+    # reject: its rules and their notify stand, none of its edits was made), and the audit
+    # row's flags for that limit; None when the verdict was answered.
+    refused: Verdict | None = None
+    flags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,7 @@ class MessageEdits:
     header_counts: Mapping[str, int]  # lower-case name -> occurrences
     recipients: Sequence[str]  # RCPT TO addresses as Postfix holds them (no <>), in order
     leading_space: bool  # P_HDR_LEADSPC negotiated: we supply the space after the colon
+    local: bool = False  # submitted with sendmail(1): Postfix can refuse none of its recipients
 
 
 def send_reply(actions: MilterActions, reply: SmtpReply) -> None:
@@ -214,6 +218,14 @@ def _replace_body(actions: MilterActions, verdict: Verdict) -> None:
                 actions.replacebody(b"")
 
 
+def _refused(actions: MilterActions, verdict: Verdict, reply: SmtpReply,
+             flags: frozenset[str] = frozenset()) -> Applied:
+    """Refuse a message the verdict delivers, by a limit of the milter's own."""
+    send_reply(actions, reply)
+    refused = replace(verdict, decision=Reject(reply), edits=(), changes=())
+    return Applied(Outcome.REJECT, reply, refused, flags)
+
+
 def apply_verdict(actions: MilterActions, verdict: Verdict, message: MessageEdits) -> Applied:
     """Answer the end of message as the verdict says; edits only when the mail goes on.
 
@@ -227,6 +239,10 @@ def apply_verdict(actions: MilterActions, verdict: Verdict, message: MessageEdit
         return Applied(outcome, decision.reply)
     if isinstance(decision, Discard):
         return Applied(Outcome.DISCARD, None)
+    if message.local and any(isinstance(edit, DeleteRecipient) for edit in verdict.edits):
+        # Past max_recipients: refused whole, as Postfix defers a local submission one of
+        # whose recipients a milter refuses, and pickup retries it forever.
+        return _refused(actions, verdict, Reply.TOO_MANY_LOCAL_RECIPIENTS.reply)
     headers = _header_calls(verdict, message)
     # Checked before the first edit: libmilter cannot take an edit back.
     deleted = Counter(call.name for call in headers if call.deletes)
@@ -234,8 +250,8 @@ def apply_verdict(actions: MilterActions, verdict: Verdict, message: MessageEdit
         log.warning("refused (its verdict: %s): %d header deletions needed, past %d (%s)",
                     decision.action.value, deleted.total(), MAX_HEADER_DELETIONS,
                     ", ".join(f"{name} x{count}" for name, count in deleted.most_common()))
-        send_reply(actions, TOO_MANY_HEADER_DELETIONS)
-        return Applied(Outcome.REJECT, TOO_MANY_HEADER_DELETIONS, HEADER_DELETIONS_FLAG)
+        return _refused(actions, verdict, TOO_MANY_HEADER_DELETIONS,
+                        frozenset({HEADER_DELETIONS_FLAG}))
     for call in headers:
         if call.index is None:
             actions.addheader(call.name, call.value)

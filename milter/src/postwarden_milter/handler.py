@@ -18,7 +18,6 @@ gets its verdict from a :class:`~.decider.Decider`, here or on the worker pool.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import functools
 import logging
 import re
@@ -41,16 +40,7 @@ from postwarden_policies.model import Limits
 from postwarden_policies.redact import escape_matches
 from postwarden_policies.render import change_type
 
-from .apply import (
-    TOO_MANY_HEADER_DELETIONS,
-    Applied,
-    MessageEdits,
-    MilterActions,
-    Outcome,
-    apply_verdict,
-    fail,
-    reply_with,
-)
+from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
 from .errors import MessageTimeout
 from .events import build_event
 from .logcontext import set_message_context
@@ -381,19 +371,16 @@ class ConnectionHandler:
         if not txn.within_limit:
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash,
                                 limit="max_message_bytes")
-        # The set that decides, as a lowered limit deletes recipients past it (the verdict).
+        # The set that decides, as a lowered limit deletes recipients past it (the
+        # verdict; a local submission past it, not refused at RCPT, is refused whole).
         policy_set = self._s.policies.current
-        most = self._limits(policy_set, txn).max_recipients
-        if self._client.local and most is not None and len(txn.recipients) > most:
-            return self._refuse(Reply.TOO_MANY_LOCAL_RECIPIENTS, "reject",
-                                decided_by=policy_set.content_hash, limit="max_recipients")
         with self._s.metrics.latency.time():
             facts, verdict, key = self._s.decider.decide_in_time(
                 policy_set, txn, self._client, self._actions.progress)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,
                 header_counts=txn.header_names, recipients=txn.recipients,
-                leading_space=self.leading_space,
+                leading_space=self.leading_space, local=self._client.local,
             ))
         reported = self._report(verdict, applied, facts)
         # Not once a stop's deadline cut the transaction (its row says aborted): the
@@ -427,13 +414,10 @@ class ConnectionHandler:
 
     def _report(self, verdict: Verdict, applied: Applied, facts: MessageFacts) -> bool:
         if applied.refused is not None:
-            # The milter's own limit (apply.MAX_HEADER_DELETIONS): a reject of the rules
-            # that matched, which the row names and whose notify is raised as for their
-            # own refusal; none of the verdict's edits or changes was made.
-            refused = dataclasses.replace(verdict, decision=Reject(TOO_MANY_HEADER_DELETIONS),
-                                          edits=(), changes=())
-            return self._finish("reject", applied.reply, facts, refused,
-                                flags=frozenset({applied.refused}))
+            # The milter's own limit (apply_verdict): a reject of the rules that matched,
+            # which the row names and whose notify is raised as for their own refusal.
+            return self._finish("reject", applied.reply, facts, applied.refused,
+                                flags=applied.flags)
         if INTERNAL_ERROR in verdict.flags:  # deferred: evaluating failed (the log says why)
             self._s.metrics.errors.labels("evaluation").inc()
         action = verdict.action.value
