@@ -160,3 +160,12 @@ def eight_bit_alternative() -> Sample:
     )
     return _build([("Subject", "Newsletter"), ("MIME-Version", "1.0"),
                    ("Content-Type", 'multipart/alternative; boundary="alt"')], body, "eightbit")
+
+
+def multipart(subtype: str, entities: list[str], subject: str = "Parts") -> Sample:
+    """A multipart/``subtype`` of ``entities`` (each its header lines, a blank line, its
+    body), boundary "part"."""
+    body = "".join(f"--part\n{entity}" for entity in entities) + "--part--\n"
+    return _build([("Subject", subject), ("MIME-Version", "1.0"),
+                   ("Content-Type", f'multipart/{subtype}; boundary="part"')], _crlf(body),
+                  subtype)

@@ -491,3 +491,24 @@ def test_html_goes_out_sanitized_whatever_the_count_of_removals_says(
     assert result.body is not None
     assert handler not in result.body
     assert [type(change) for change in result.changes] == [HtmlSanitized]
+
+
+def test_notices_of_files_in_an_alternative_go_first() -> None:
+    """Readers show the last alternative they can show: a notice in a file's place
+    there (but first) would be it. Notices moved to the front, the rest in order."""
+    facts = parse_message(_crlf(
+        b'Subject: s\nContent-Type: multipart/mixed; boundary="M"\n\n--M\n'
+        b'Content-Type: multipart/alternative; boundary="A"\n\n'
+        b"--A\nContent-Type: application/pdf; name=a.pdf\n\nAAA\n"
+        b"--A\nContent-Type: text/html\n\n<p>body</p><script>x</script>\n"
+        b"--A\nContent-Type: application/pdf; name=b.pdf\n\nBBB\n"
+        b"--A--\n--M\nContent-Type: text/plain\n\nafter\n--M--\n"), Envelope())
+    plan = RewritePlan(strip=((2, "big"), (4, "big")), sanitize_html=OPTIONS)
+    new, changes = _apply(facts, plan)
+    assert [c.part for c in changes] == ["1.1", "1.3", "1.2"]  # as the message had them
+    assert [(p.path, p.content_type) for p in new.parts] == [
+        ("", "multipart/mixed"), ("1", "multipart/alternative"), ("1.1", "text/plain"),
+        ("1.2", "text/plain"), ("1.3", "text/html"), ("2", "text/plain")]
+    assert b"b.pdf" in _slot(new, 2) and b"a.pdf" in _slot(new, 3)
+    assert new.raw[new.parts[4].body_start : new.parts[4].body_end] == b"<p>body</p>"
+    assert _slot(new, 5) == _slot(facts, 5)

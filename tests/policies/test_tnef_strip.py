@@ -236,3 +236,16 @@ def test_a_mime_part_labelled_x_tnef_is_stripped_like_any_other() -> None:
            b"Content-Transfer-Encoding: x-tnef\r\n\r\nMZ payload\r\n--b--\r\n")
     verdict = evaluate_message(STRIP_EXE, raw, ENV)
     assert [c.filename for c in verdict.changes] == ["a.exe"]
+
+
+def test_a_stream_after_a_file_whose_notice_moves_is_checked_where_it_went() -> None:
+    # A notice in a multipart/alternative goes first: the winmail.dat before the file it
+    # replaces moves one place down, its files with it.
+    raw = _mail(_stream(NOTE, INVOICE)).replace(b"multipart/mixed", b"multipart/alternative")
+    raw = raw.replace(b"\r\n--b--", b"\r\n--b\r\nContent-Type: application/pdf; name=a.pdf"
+                      b"\r\n\r\n%PDF-1.7\r\n--b--")
+    _, new, changes = _strip(raw, "INVOIC~1.EXE", "a.pdf")
+    assert [(p.path, p.filename) for p in new.parts] == [
+        ("", None), ("1", None), ("2", None), ("3", "winmail.dat"), ("3.1", "notes.txt"),
+        ("3.2", NOTICE_NAME)]
+    assert sorted(c.part for c in changes if isinstance(c, AttachmentStripped)) == ["2.2", "3"]

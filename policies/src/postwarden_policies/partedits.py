@@ -1,7 +1,9 @@
 """The edits a rewrite splices into a message, each replacing the bytes of one part.
 
 A stripped attachment's slot (its headers and body) gets a short text/plain notice
-naming the file, its decoded size and SHA-256. A sanitized HTML part
+naming the file, its decoded size and SHA-256; under a multipart/alternative (but
+first there) the notice moves to the front, since readers show the last alternative
+they can show, which it would otherwise be. A sanitized HTML part
 (``MimePart.is_html``: text/html, or an inline octet-stream named as HTML)
 keeps its headers; its body is re-encoded in its own transfer encoding and
 charset (characters the charset lacks become HTML character references, so
@@ -67,6 +69,9 @@ class PartEdit:
     part: MimePart
     whole_slot: bool  # headers and body replaced (a stripped attachment)
     members: tuple[MimePart, ...] = ()  # files of its TNEF replaced by notices
+    # Where ``data`` goes instead, its delimiter line after it, when it moves: then
+    # ``[start:end)`` (the part and the delimiter line before it) goes. See strip_edit.
+    moved_to: int | None = None
 
 
 def _decoded(facts: MessageFacts, part: MimePart) -> bytes:
@@ -155,8 +160,17 @@ def strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[PartEd
             notice = _as_labelled(notice, part)
         body = _with_tail(original, _encode(notice, part.transfer_encoding, nl))
         return PartEdit(part.body_start, part.body_end, body, part, False), change
-    slot = _notice_entity(notice, nl)
-    edit = PartEdit(part.header_start, part.body_end, _with_tail(original, slot), part, True)
+    slot = _with_tail(original, _notice_entity(notice, nl))
+    siblings = [p for p in facts.parts if p.parent == part.parent]
+    alternative = facts.parts[part.parent].content_type == "multipart/alternative"
+    if alternative and part.index != siblings[0].index:
+        # Readers show the last alternative they can, and every one can show a text
+        # notice: in the file's place it would hide the body. First, it hides nothing.
+        before = siblings[siblings.index(part) - 1]
+        edit = PartEdit(before.body_end, part.body_end, slot, part, True,
+                        moved_to=siblings[0].header_start)
+    else:
+        edit = PartEdit(part.header_start, part.body_end, slot, part, True)
     return edit, change
 
 

@@ -38,6 +38,7 @@ part is byte-identical, no new parser flags. A failed check raises
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from postwarden_policies import tnefparts
@@ -180,18 +181,20 @@ def _below(parts: tuple[MimePart, ...], top: MimePart) -> tuple[MimePart, ...]:
 
 
 def _tnef_files(
-    parts: tuple[MimePart, ...], carrier: MimePart, stripped: tuple[str, ...]
+    parts: tuple[MimePart, ...], carrier: MimePart, stripped: tuple[str, ...],
+    renamed: Callable[[str], str] = str,
 ) -> list[tuple[object, ...]]:
     """The files ``carrier``'s TNEF lists, as compared before and after a rewrite: a
     stripped one by its path alone (its notice is checked with the stream), nothing
-    below it."""
+    below it; each by its path after the rewrite (``renamed``: see :func:`_renamer`)."""
     under = tuple(f"{path}." for path in stripped)
+    paths = [(p, renamed(p.path)) for p in _below(parts, carrier)]
     return [
-        (p.path,)
-        if p.path in stripped
-        else (p.path, p.filenames, p.content_type, p.decoded_size, p.detected_type)
-        for p in _below(parts, carrier)
-        if not p.path.startswith(under)
+        (path,)
+        if path in stripped
+        else (path, p.filenames, p.content_type, p.decoded_size, p.detected_type)
+        for p, path in paths
+        if not path.startswith(under)
     ]
 
 
@@ -203,6 +206,7 @@ def _verify(facts: MessageFacts, raw: bytes, edits: list[PartEdit]) -> None:
     if (new.flags - facts.flags) - _EXPECTED_FLAGS:
         raise RewriteError("rewrite introduced parser flags")
     by_path = {p.path: p for p in new.parts}
+    renamed = _renamer(facts, edits)
     edited = {e.part.path: e for e in edits}
     ancestors: set[int] = set()
     for done in edits:
@@ -212,7 +216,7 @@ def _verify(facts: MessageFacts, raw: bytes, edits: list[PartEdit]) -> None:
             parent = facts.parts[parent].parent
     for part in facts.parts:
         edit = edited.get(part.path)
-        fresh = by_path.get(part.path)
+        fresh = by_path.get(renamed(part.path))
         if edit is not None:
             if fresh is None:
                 raise RewriteError("an edited part vanished")
@@ -227,11 +231,40 @@ def _verify(facts: MessageFacts, raw: bytes, edits: list[PartEdit]) -> None:
             ):
                 raise RewriteError("an untouched part changed")
     for done in edits:
-        stripped = tuple(member.path for member in done.members)
-        if stripped and _tnef_files(facts.parts, done.part, stripped) != _tnef_files(
-            new.parts, by_path[done.part.path], stripped
+        stripped = tuple(renamed(member.path) for member in done.members)
+        if stripped and _tnef_files(facts.parts, done.part, stripped, renamed) != _tnef_files(
+            new.parts, by_path[renamed(done.part.path)], stripped
         ):
             raise RewriteError("a TNEF file was not listed as before")
+
+
+def _splices(facts: MessageFacts, edits: list[PartEdit]) -> Iterator[tuple[int, int, bytes]]:
+    """(start, end, bytes in place of raw[start:end)) for each edit; a moved one is two."""
+    for edit in edits:
+        if edit.moved_to is None:
+            yield edit.start, edit.end, edit.data
+        else:  # its delimiter line follows it to the front
+            yield edit.start, edit.end, b""
+            delimiter = facts.raw[edit.start : edit.part.header_start]
+            yield edit.moved_to, edit.moved_to, edit.data + delimiter
+
+
+def _renamer(facts: MessageFacts, edits: list[PartEdit]) -> Callable[[str], str]:
+    """The path a part has after the rewrite: moved notices come first among their
+    siblings, the others follow in their order."""
+    moved = {e.part.index for e in edits if e.moved_to is not None}
+    numbers: dict[str, str] = {}  # a part's path -> its new last number
+    for parent in {facts.parts[i].parent for i in moved}:
+        children = [p for p in facts.parts if p.parent == parent]
+        order = [p for p in children if p.index in moved] + [
+            p for p in children if p.index not in moved]
+        numbers.update((p.path, str(n)) for n, p in enumerate(order, 1))
+
+    def renamed(path: str) -> str:
+        steps = path.split(".")
+        return ".".join(numbers.get(".".join(steps[: n + 1]), step) for n, step in enumerate(steps))
+
+    return renamed if numbers else str
 
 
 def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
@@ -242,9 +275,9 @@ def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
         return RewriteResult(body=None, changes=())
     pieces: list[bytes] = []
     pos = 0
-    for edit in sorted(edits, key=lambda e: e.start):
-        pieces += (facts.raw[pos : edit.start], edit.data)
-        pos = edit.end
+    for start, end, data in sorted(_splices(facts, edits), key=lambda s: (s[0], s[1])):
+        pieces += (facts.raw[pos:start], data)
+        pos = end
     pieces.append(facts.raw[pos:])
     raw = b"".join(pieces)
     _verify(facts, raw, edits)
