@@ -5,25 +5,31 @@ from __future__ import annotations
 
 import base64
 import email
+import email.header
 import email.policy
 import random
 from email.message import EmailMessage
 
 import pytest
 
+from postwarden_policies.headers import ENCODED_WORD
 from tests.fixtures.postfix import has_header, send_message
 
 from . import messages
 from .conftest import MailSystem
-from .messages import RECIPIENT, SENDER, Sample
+from .messages import RECIPIENT, SENDER, Delivered, Sample
 
 pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
 
 
-def _delivered(system: MailSystem, sample: Sample) -> EmailMessage:
+def _delivered_bytes(system: MailSystem, sample: Sample) -> bytes:
     result = send_message(system.postfix.port, sample.data, SENDER, [RECIPIENT])
     assert result.accepted, result
-    data = system.capture.wait_for_message(has_header("Message-ID", sample.message_id)).data
+    return system.capture.wait_for_message(has_header("Message-ID", sample.message_id)).data
+
+
+def _delivered(system: MailSystem, sample: Sample) -> EmailMessage:
+    data = _delivered_bytes(system, sample)
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
@@ -48,3 +54,21 @@ def test_a_file_stripped_from_the_end_of_an_alternative_leaves_the_body_shown(
     assert html.get_content() == "<p>The HTML body.</p>"
     body = got.get_body(("html", "plain"))
     assert body is not None and body.get_content() == "<p>The HTML body.</p>"
+
+
+def test_a_prefixed_encoded_subject_stays_within_rfc_2047_lines(mail_system: MailSystem) -> None:
+    # The prefix went in front of a first line the sender had filled to 76 characters:
+    # RFC 2047 allows a line holding an encoded word no more (readers may leave longer
+    # ones undecoded).
+    text = "[tag-me] Überweisung für die Quartalsabrechnung der nördlichen Region, fällig"
+    sent = email.header.Header(text, "utf-8", 76, "Subject").encode(linesep="\r\n")
+    assert all(len(line) <= 76 for line in f"Subject: {sent}".split("\r\n"))
+    sample = messages.clean(sent)
+    got = Delivered.parse(_delivered_bytes(mail_system, sample))
+    (field,) = [f for f, name in zip(got.fields, got.names(), strict=True) if name == "subject"]
+    lines = field.decode("ascii").removesuffix("\r\n").split("\r\n")
+    assert max(len(line) for line in lines) <= 76, lines
+    value = "".join(lines).removeprefix("Subject:")
+    assert max(len(word.group()) for word in ENCODED_WORD.finditer(value)) <= 75
+    shown = str(email.header.make_header(email.header.decode_header(value)))
+    assert shown == f"[EXT] {text}"

@@ -101,3 +101,15 @@ def test_an_empty_changed_value_deletes_the_header() -> None:
     actions = Recorder()
     apply_verdict(actions, Verdict(Accept(), edits=(ChangeHeader("Subject", 1, ""),)), NO_ID)
     assert actions.calls == [("chgheader", "Subject", 1, "")]
+
+
+def test_a_line_holding_encoded_words_is_folded_to_76_characters() -> None:
+    # RFC 2047: such a line is at most 76 characters. The raw 8-bit words of a prefixed
+    # Subject go as a run of encoded words of up to 75 each, on one line as they came.
+    word = "=?UTF-8?Q?" + "=C3=A4" * 10 + "?="
+    value = "[EXT] Re: " + " ".join([word] * 4)
+    sent = _sent(value)
+    assert sent.replace("\n", "") == value
+    assert max(len(line) for line in _lines("Subject", sent)) <= 76
+    short = "[EXT] =?UTF-8?Q?" + "=C3=A4" * 8 + "?="  # 76 with "Subject: "
+    assert _sent(short) == short

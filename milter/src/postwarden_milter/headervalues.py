@@ -4,7 +4,9 @@ pymilter hands a value over as a strict UTF-8 C string: it refuses bytes, and ra
 8-bit that is not UTF-8 (kept as surrogate escapes since the message was read) fails
 the call; the policy library puts such words of a value it edits in RFC 2047 encoded
 words (postwarden_policies.rawwords). Lines are folded with bare LF before a blank, as
-Postfix wants them: as they came, and wherever a line would pass 998 octets.
+Postfix wants them: as they came, wherever a line would pass 998 octets, and wherever
+one holding an encoded word would pass RFC 2047's 76 characters (a prefix put in front
+of a Subject that filled its first line, say).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from postwarden_policies.headers import ENCODED_WORD
 # 998 stay as the sender or rule made them, longer ones are folded to 78 where they can.
 LINE_OCTETS = 78
 MAX_LINE_OCTETS = 998
+# RFC 2047 2: a line holding an encoded word is at most 76 characters (some readers
+# leave the words of a longer one undecoded); folded between words, it reads the same.
+ENCODED_LINE = 76
 _BREAK = re.compile(r"\r\n|\r|\n")
 _ONE_PLAIN_LINE = re.compile(r"[\x01-\x09\x0b\x0c\x0e-\x7f]*")  # ASCII, no line end, no NUL
 
@@ -28,7 +33,7 @@ def sendable(name: str, text: str, leading_space: bool) -> str:
     came, and wherever a line would pass 998 octets); no NUL, which would end pymilter's
     C string; the space after the colon when we supply it."""
     used = len(name) + len(": ")
-    if _ONE_PLAIN_LINE.fullmatch(text) and used + len(text) <= MAX_LINE_OCTETS:
+    if _ONE_PLAIN_LINE.fullmatch(text) and used + len(text) <= _longest(text):
         value = text  # our id header and most edits: nothing to fold
     else:
         lines = _BREAK.split(text.replace("\0", ""))
@@ -52,14 +57,22 @@ def _continuations(lines: list[str]) -> list[str]:
     return joined
 
 
+def _longest(line: str) -> int:
+    """How long ``line`` may stay as it is: 76 with an encoded word, else 998."""
+    return ENCODED_LINE if ENCODED_WORD.search(line) else MAX_LINE_OCTETS
+
+
 def fold_line(line: str, used: int) -> list[str]:
-    """``line`` as it is if it fits 998 octets (``used`` already taken on it), else in
-    pieces, each after the first starting with the blank it is folded before: 78 octets
-    where a blank allows it, 998 always, never inside an encoded word. A run without
-    blanks longer than 998 is cut anyway, with a space put in: no line may be longer."""
+    """``line`` as it is if it fits 998 octets (76 with an encoded word; ``used`` already
+    taken on it), else in pieces, each after the first starting with the blank it is
+    folded before: 78 octets (76) where a blank allows it, 998 always, never inside an
+    encoded word. A run without blanks longer than 998 is cut anyway, with a space put
+    in: no line may be longer."""
     ends = list(accumulate((len(char.encode("utf-8")) for char in line), initial=0))
-    if ends[-1] + used <= MAX_LINE_OCTETS:
+    longest = _longest(line)
+    if ends[-1] + used <= longest:
         return [line]
+    width = min(LINE_OCTETS, longest)
     inside = bytearray(len(line))
     for word in ENCODED_WORD.finditer(line):
         inside[word.start():word.end()] = b"\1" * (word.end() - word.start())
@@ -70,10 +83,10 @@ def fold_line(line: str, used: int) -> list[str]:
     point_ends = [ends[i] for i in points]
     pieces: list[str] = []
     start, lead = 0, ""
-    while ends[-1] - ends[start] + used + len(lead) > LINE_OCTETS:
+    while ends[-1] - ends[start] + used + len(lead) > width:
         base = ends[start] - used - len(lead)
         after = bisect_right(points, start)
-        fits = bisect_right(point_ends, base + LINE_OCTETS) - 1
+        fits = bisect_right(point_ends, base + width) - 1
         if fits >= after:
             cut, next_lead = points[fits], ""
         elif after < len(points) and point_ends[after] - base <= MAX_LINE_OCTETS:
