@@ -72,3 +72,22 @@ def test_a_prefixed_encoded_subject_stays_within_rfc_2047_lines(mail_system: Mai
     assert max(len(word.group()) for word in ENCODED_WORD.finditer(value)) <= 75
     shown = str(email.header.make_header(email.header.decode_header(value)))
     assert shown == f"[EXT] {text}"
+
+
+def test_a_link_arrives_with_the_same_attributes_whether_its_html_was_cleaned(
+    mail_system: MailSystem,
+) -> None:
+    # HTML within the allowlist goes out as it came; nh3 gave the links of HTML it
+    # cleaned (here for the comment) rel="noopener noreferrer" besides.
+    link = '<a href="https://news.example.org/offer" target="_blank">Read</a>'
+    html = f"<p>{link}</p>\n"
+    bodies = []
+    for text in (html, f"<!-- campaign 7 -->{html}"):
+        sample = messages.multipart("alternative", [
+            "Content-Type: text/plain; charset=us-ascii\n\nRead it online.\n",
+            f"Content-Type: text/html; charset=us-ascii\n\n{text}",
+        ])
+        body = _delivered(mail_system, sample).get_body(("html",))
+        assert body is not None
+        bodies.append(body.get_content())
+    assert bodies == [html.rstrip("\n")] * 2

@@ -44,13 +44,14 @@ def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def test_html_sanitizing_makes_too_big_is_refused_by_policy(system: MailSystem) -> None:
-    # Each link gains rel="noopener noreferrer": 32 KB of them come out near 90 KB.
+    # nh3 (the comment sends the part there) writes each ">" in text as "&gt;":
+    # 24 KB of them come out near 60 KB.
     message_id = "<grown-by-sanitizing@example.org>"
     data = (
         f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
         f"Message-ID: {message_id}\r\nSubject: links\r\nMIME-Version: 1.0\r\n"
         "Content-Type: text/html; charset=utf-8\r\n\r\n"
-    ).encode() + b"<a href=h>x</a> " * 2000 + b"\r\n"
+    ).encode() + b"<!-- -->" + b"> " * 12000 + b"\r\n"
     assert len(data) < LIMIT // 1.5
 
     result = send_message(system.postfix.port, data, SENDER, [RECIPIENT])

@@ -14,6 +14,7 @@ import pytest
 
 from postwarden_policies import sanitize
 from postwarden_policies.html_allowlist import HtmlOptions
+from postwarden_policies.html_precheck import needs_no_sanitizing
 from postwarden_policies.sanitize import sanitize_html
 
 KEEP = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
@@ -30,7 +31,7 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
         ),
         pytest.param(
             '<a href="java&#x0A;script:x">a</a>',
-            '<a rel="noopener noreferrer">a</a>',
+            "<a>a</a>",
             (("@href", 1),),
             id="javascript-entity",
         ),
@@ -307,3 +308,25 @@ def test_text_nh3_cannot_take_becomes_a_notice() -> None:
     assert sanitize_html("<script>x()</script>\ud800", KEEP) == sanitize.removed_whole(
         "unsanitizable"
     )
+
+
+@pytest.mark.parametrize("link", [
+    '<a href="https://news.example.org/a">Read</a>',
+    '<a href="https://news.example.org/b" target="_blank">Open</a>',
+    '<a name="top">Top</a>',
+])
+def test_a_link_comes_out_with_the_same_attributes_either_way(link: str) -> None:
+    """HTML within the allowlist goes out as it is, so nh3 must add nothing to a link
+    there either (it added rel="noopener noreferrer" only to links it cleaned)."""
+    assert needs_no_sanitizing(link, KEEP)
+    assert sanitize_html(link, KEEP) == (link, ())
+    assert sanitize_html(f"<!-- note -->{link}", KEEP) == (link, (("comment", 1),))
+
+
+@pytest.mark.parametrize("target", ["mailview2", "_self", "_top", "_parent", " _blank"])
+def test_a_link_into_another_window_loses_its_target(target: str) -> None:
+    """Browsers imply noopener for target="_blank" alone: any other target could let
+    the page opened navigate the reader's window, so nh3 drops it."""
+    html = f'<a href="https://news.example.org/" target="{target}">Open</a>'
+    assert sanitize_html(html, KEEP) == (
+        '<a href="https://news.example.org/">Open</a>', (("@target", 1),))

@@ -33,7 +33,7 @@ GENERIC_ATTRIBUTES = frozenset(
 )
 ATTRIBUTES: dict[str, frozenset[str]] = {
     "*": GENERIC_ATTRIBUTES,
-    "a": frozenset({"href", "name", "target"}),
+    "a": frozenset({"href", "name"}),
     "img": frozenset({"src", "alt"}),
     "td": frozenset({"colspan", "rowspan", "headers", "scope"}),
     "th": frozenset({"colspan", "rowspan", "headers", "scope"}),
@@ -45,6 +45,13 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
     "area": frozenset({"href", "alt", "shape", "coords"}),
     "map": frozenset({"name"}),
     "table": frozenset({"summary"}),
+}
+# Attributes kept only with these values (ASCII case-insensitively). A link opening
+# another window needs the noopener (else that window can navigate the reader's away),
+# which browsers imply for target="_blank" alone; nh3 adds no rel (rel="noopener
+# noreferrer" went only on links in HTML it rewrote, never in HTML delivered as it came).
+ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
+    "a": {"target": frozenset({"_blank"})},
 }
 CSS_PROPERTIES = frozenset(
     """color background-color font font-family font-size font-style font-weight font-variant

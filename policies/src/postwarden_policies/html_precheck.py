@@ -33,9 +33,9 @@ match a strict grammar, and anything outside it goes to nh3 as before.
   hid the real value from this check).
 - The document structure that nh3 drops uncounted (``html``, ``head``,
   ``title``, ``body``) is accepted without attributes.
-- A link's ``target`` is accepted as ``_blank`` only: nh3 would add
-  ``rel="noopener noreferrer"``, and browsers imply the noopener for
-  ``_blank`` alone (another window could otherwise navigate the reader's).
+- An attribute kept only with certain values (a link's ``target``, as
+  ``_blank``: see :data:`~.html_allowlist.ATTRIBUTE_VALUES`) is accepted
+  quoted, with one of them; nh3 adds no ``rel`` to links either way.
 
 Names match ASCII case-insensitively, as the tokenizer lower-cases them: the
 grammar reads the lower-cased part, and a part holding one of the two
@@ -58,7 +58,14 @@ from typing import Any
 
 import re2
 
-from .html_allowlist import ATTRIBUTES, CSS_DANGER, NOT_COUNTED, TAGS, HtmlOptions
+from .html_allowlist import (
+    ATTRIBUTE_VALUES,
+    ATTRIBUTES,
+    CSS_DANGER,
+    NOT_COUNTED,
+    TAGS,
+    HtmlOptions,
+)
 from .patterns import re2_options
 
 _WS = r"[ \t\n\f\r]"
@@ -85,10 +92,6 @@ _SPECIAL = frozenset(
     {"http", "https", "ftp", "ws", "wss", "file", "data", "javascript", "vbscript"}
 )
 _URL_ATTRIBUTES = frozenset({"href", "src"})
-# nh3 gives every link rel="noopener noreferrer"; a link opening another window
-# needs the noopener (else that window can navigate the reader's away), which
-# browsers imply only for target="_blank": any other target is no proof.
-_BLANK_TARGET = """target{equals}(?:"_blank"|'_blank')"""
 # After whitespace (see needs_no_sanitizing), and quoted values stop at "<". The
 # literal comes first and the whitespace is looked behind: sre then finds
 # candidates with a fast literal search (several times faster on a newsletter).
@@ -144,11 +147,12 @@ def _attributes(tag: str, options: HtmlOptions) -> str:
     names = ATTRIBUTES["*"] | ATTRIBUTES.get(tag, frozenset())
     equals = f"{_WS}*={_WS}*"
     forms = [
-        f"{trie(names - _URL_ATTRIBUTES - {'style', 'target'})}(?:{equals}{_VALUE})?",
+        f"{trie(names - _URL_ATTRIBUTES - {'style'})}(?:{equals}{_VALUE})?",
         f"{trie({'style'})}{equals}{_STYLE_VALUE}",
     ]
-    if "target" in names:
-        forms.append(_BLANK_TARGET.format(equals=equals))
+    for name, values in ATTRIBUTE_VALUES.get(tag, {}).items():
+        value = trie(values)  # read lower-cased, as nh3 compares them
+        forms.append(f"""{trie({name})}{equals}(?:"{value}"|'{value}')""")
     if names & _URL_ATTRIBUTES:
         forms.append(f"{trie(names & _URL_ATTRIBUTES)}{equals}{_url(schemes)}")
     return f"(?:{_WS}+(?:{'|'.join(forms)}))*"

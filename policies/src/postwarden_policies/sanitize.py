@@ -9,7 +9,9 @@ is not allowed. Inline styles lose declarations with ``expression(``,
 ``<img src="data:image/(png|gif|jpeg|webp);...">``: they are part of the
 message, so they track nobody, and raster images run no code; this holds in
 both ``remote_images`` modes. ``remote_images: strip`` drops ``src`` from
-images served over http(s).
+images served over http(s). A link keeps ``target`` only as ``_blank``, where browsers
+imply ``rel="noopener"``; nh3 adds no ``rel``, so a link goes out with the attributes it
+has whether its part is cleaned or goes out as it came.
 
 HTML goes out as it came only when it is already within the allowlist
 (:mod:`postwarden_policies.html_precheck` proves it) or nh3 gives it back
@@ -52,6 +54,7 @@ from collections.abc import Callable, Iterator
 import nh3
 
 from .html_allowlist import (
+    ATTRIBUTE_VALUES,
     ATTRIBUTES,
     CSS_DANGER,
     CSS_PROPERTIES,
@@ -73,7 +76,6 @@ _TAG = re.compile(r"<\s*([a-z][a-z0-9:-]*)")
 _ATTR = re.compile(r"[\s\"'/]([a-z_:@][-a-z0-9_:.@]*)\s*=")
 _CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
-_LINK_REL = "noopener noreferrer"
 _URL_TRIMMED = "".join(map(chr, range(0x21)))  # C0 controls and space
 _URL_DROPPED = str.maketrans("", "", "\t\n\r")
 # A style value holding none of these goes through untouched: each counted CSS
@@ -244,11 +246,13 @@ def _cleaner(remote_images: str, schemes: frozenset[str], filtered: bool = True)
         tags=set(TAGS),
         clean_content_tags=set(DROP_WITH_CONTENT),
         attributes={tag: set(names) for tag, names in ATTRIBUTES.items()},
+        tag_attribute_values={tag: {name: set(values) for name, values in allowed.items()}
+                              for tag, allowed in ATTRIBUTE_VALUES.items()},
         attribute_filter=_make_filter(remote_images == "strip") if filtered else None,
         # Without the filter data: is simply not an allowed scheme.
         url_schemes=set(schemes) | {"data"} if filtered else set(schemes) - {"data"},
         filter_style_properties=set(CSS_PROPERTIES),
-        link_rel=_LINK_REL,
+        link_rel=None,  # as in HTML within the allowlist, delivered as it came
         strip_comments=True,
     )
 
@@ -275,11 +279,10 @@ def _attributes(folded: str) -> Counter[str]:
 def _attributes_may_differ(before: str, after: str) -> bool:
     """A cheap test first: attributes removed means fewer "=" signs afterwards.
 
-    nh3 adds ``rel`` to links and writes "=" for ``&#61;`` in text, so the
-    test is exact only without character references; otherwise count them.
+    nh3 writes "=" for ``&#61;`` in text, so the test is exact only without
+    character references; otherwise count them.
     """
-    added = after.count(f' rel="{_LINK_REL}"')
-    return before.count("=") != after.count("=") - added or "&#" in before or "&equals" in before
+    return before.count("=") != after.count("=") or "&#" in before or "&equals" in before
 
 
 def _removed(before: str, after: str, dropped: Counter[str]) -> tuple[tuple[str, int], ...]:
