@@ -91,3 +91,17 @@ def test_a_link_arrives_with_the_same_attributes_whether_its_html_was_cleaned(
         assert body is not None
         bodies.append(body.get_content())
     assert bodies == [html.rstrip("\n")] * 2
+
+
+def test_a_prefixed_subject_with_a_run_past_998_octets_reads_as_it_was(
+    mail_system: MailSystem,
+) -> None:
+    # No blank to fold at: the run was cut with a space put in, which readers showed.
+    text = "[tag-me] " + "".join(f"{n:04d}-" for n in range(240))  # 1,209 octets, no blank
+    got = Delivered.parse(_delivered_bytes(mail_system, messages.clean(text)))
+    (field,) = [f for f, name in zip(got.fields, got.names(), strict=True) if name == "subject"]
+    lines = field.decode("ascii").removesuffix("\r\n").split("\r\n")
+    assert max(len(line) for line in lines) <= 998, [len(line) for line in lines]
+    value = "".join(lines).removeprefix("Subject:").strip()
+    shown = str(email.header.make_header(email.header.decode_header(value)))
+    assert shown == f"[EXT] {text}"

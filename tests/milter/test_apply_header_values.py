@@ -5,6 +5,7 @@ came, and wherever a line would pass 998 octets), never a break that starts a ne
 from __future__ import annotations
 
 import dataclasses
+import email.header
 
 import pytest
 
@@ -63,9 +64,19 @@ def test_lines_within_998_octets_stay_as_they_are() -> None:
     assert _sent(value) == value
 
 
-def test_a_run_without_blanks_is_cut_with_a_space_put_in() -> None:
-    sent = _sent("x" * 3000)
-    assert sent.replace("\n ", "") == "x" * 3000
+@pytest.mark.parametrize("run", ["x" * 3000, "ä" * 600, "=?" * 600])
+def test_a_run_without_blanks_goes_as_encoded_words(run: str) -> None:
+    # Cut with a space put in, it read so; readers drop the blanks between encoded words.
+    sent = _sent(f"[EXT] {run} end")
+    lines = _lines("Subject", sent)
+    assert max(len(line) for line in lines) <= 76
+    shown = email.header.make_header(email.header.decode_header(sent.replace("\n", "")))
+    assert str(shown) == f"[EXT] {run} end"
+
+
+def test_a_run_holding_an_encoded_word_is_cut_with_a_space_put_in() -> None:
+    run = "x" * 1500 + "=?utf-8?q?y?="  # re-encoded, the word would read as its code
+    assert _sent(run).replace("\n ", "") == run
 
 
 def test_an_encoded_word_is_never_folded_inside() -> None:

@@ -6,7 +6,8 @@ the call; the policy library puts such words of a value it edits in RFC 2047 enc
 words (postwarden_policies.rawwords). Lines are folded with bare LF before a blank, as
 Postfix wants them: as they came, wherever a line would pass 998 octets, and wherever
 one holding an encoded word would pass RFC 2047's 76 characters (a prefix put in front
-of a Subject that filled its first line, say).
+of a Subject that filled its first line, say). A run without blanks too long for any
+line goes as encoded words, which read as the run did.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bisect import bisect_right
 from itertools import accumulate
 
 from postwarden_policies.headers import ENCODED_WORD
+from postwarden_policies.rawwords import q_words
 
 # RFC 5322 2.1.1: a line SHOULD be at most 78 octets, MUST at most 998; lines within
 # 998 stay as the sender or rule made them, longer ones are folded to 78 where they can.
@@ -26,6 +28,7 @@ MAX_LINE_OCTETS = 998
 ENCODED_LINE = 76
 _BREAK = re.compile(r"\r\n|\r|\n")
 _ONE_PLAIN_LINE = re.compile(r"[\x01-\x09\x0b\x0c\x0e-\x7f]*")  # ASCII, no line end, no NUL
+_RUN = re.compile(r"[^ \t]+")
 
 
 def sendable(name: str, text: str, leading_space: bool) -> str:
@@ -62,16 +65,35 @@ def _longest(line: str) -> int:
     return ENCODED_LINE if ENCODED_WORD.search(line) else MAX_LINE_OCTETS
 
 
+def _runs_as_words(line: str, used: int) -> str:
+    """``line`` with each run without blanks that no line could hold (998 octets, after
+    a blank or ``used``) as encoded words: cut with a space put in, it would read so."""
+    room = MAX_LINE_OCTETS - max(used, 1)
+
+    def words(run: re.Match[str]) -> str:
+        text = run.group()
+        if _octets(text) <= room or ENCODED_WORD.search(text):
+            return text  # re-encoded, an encoded word in it would read as its code
+        return " ".join(q_words(text))
+
+    return _RUN.sub(words, line)
+
+
+def _octets(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
 def fold_line(line: str, used: int) -> list[str]:
     """``line`` as it is if it fits 998 octets (76 with an encoded word; ``used`` already
     taken on it), else in pieces, each after the first starting with the blank it is
     folded before: 78 octets (76) where a blank allows it, 998 always, never inside an
-    encoded word. A run without blanks longer than 998 is cut anyway, with a space put
-    in: no line may be longer."""
+    encoded word. A run without blanks longer than 998 goes as encoded words; one that
+    holds an encoded word is cut anyway, with a space put in: no line may be longer."""
+    if _octets(line) + used <= _longest(line):
+        return [line]
+    line = _runs_as_words(line, used)
     ends = list(accumulate((len(char.encode("utf-8")) for char in line), initial=0))
     longest = _longest(line)
-    if ends[-1] + used <= longest:
-        return [line]
     width = min(LINE_OCTETS, longest)
     inside = bytearray(len(line))
     for word in ENCODED_WORD.finditer(line):

@@ -58,14 +58,20 @@ def encode_raw_words(text: str, charset: str | None) -> str:
 
 
 def _q_words(run: list[str], charset: str | None) -> str:
-    """The run's text as ``Q`` encoded words, blanks between them, each of whole
-    characters (a reader may decode each word alone)."""
+    """The run's text as ``Q`` encoded words, blanks between them."""
     data = "".join(run).translate({0: None, 0x0D: None, 0x0A: None})
+    return " ".join(q_words(decode_not_utf8(data.encode("utf-8", "surrogateescape"), charset)))
+
+
+def q_words(text: str) -> list[str]:
+    """``text`` as UTF-8 ``Q`` encoded words of at most 75 characters, each of whole
+    characters (a reader may decode each word alone); readers drop the blanks between
+    them, so the words read as ``text`` whatever folds them."""
     chunks = [""]
-    for char in decode_not_utf8(data.encode("utf-8", "surrogateescape"), charset):
+    for char in text:
         piece = "".join("_" if byte == 0x20 else chr(byte) if byte in _Q_SAFE else f"={byte:02X}"
-                        for byte in char.encode("utf-8"))
+                        for byte in char.encode("utf-8", "surrogateescape"))
         if len(chunks[-1]) + len(piece) > _Q_TEXT:
             chunks.append("")
         chunks[-1] += piece
-    return " ".join(f"=?{CHARSET}?Q?{chunk}?=" for chunk in chunks)
+    return [f"=?{CHARSET}?Q?{chunk}?=" for chunk in chunks]
