@@ -169,3 +169,10 @@ def multipart(subtype: str, entities: list[str], subject: str = "Parts") -> Samp
     return _build([("Subject", subject), ("MIME-Version", "1.0"),
                    ("Content-Type", f'multipart/{subtype}; boundary="part"')], _crlf(body),
                   subtype)
+
+
+def single_part(content_type: str, fields: list[tuple[str, str]], body: str) -> Sample:
+    """A message that is one entity: ``content_type``, further ``fields``, ``body``."""
+    headers = [("Subject", "One file"), ("MIME-Version", "1.0"), ("Content-Type", content_type),
+               *fields]
+    return _build(headers, _crlf(body), "single")

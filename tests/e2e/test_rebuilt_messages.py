@@ -105,3 +105,19 @@ def test_a_prefixed_subject_with_a_run_past_998_octets_reads_as_it_was(
     value = "".join(lines).removeprefix("Subject:").strip()
     shown = str(email.header.make_header(email.header.decode_header(value)))
     assert shown == f"[EXT] {text}"
+
+
+def test_a_message_that_was_one_file_arrives_as_its_notice(mail_system: MailSystem) -> None:
+    # Its header section said application/pdf and stayed: readers offered the notice as
+    # a "scan.pdf" that did not open, and showed no text.
+    payload = base64.encodebytes(b"%PDF-1.7\n" + random.Random(5).randbytes(200 * 1024))
+    sample = messages.single_part(
+        'application/pdf; name="scan.pdf"',
+        [("Content-Disposition", 'attachment; filename="scan.pdf"'),
+         ("Content-Transfer-Encoding", "base64")], payload.decode())
+    got = _delivered(mail_system, sample)
+    assert got.get_content_type() == "text/plain" and got.get_content_disposition() is None
+    assert got["Subject"] == "One file"  # the other fields as they came
+    body = got.get_body(("plain",))
+    assert body is not None and "scan.pdf" in body.get_content()
+    assert "was removed by the mail filter" in body.get_content()

@@ -12,7 +12,7 @@ from postwarden_policies.facts import Envelope, MessageFacts
 from postwarden_policies.mimeparse import parse_message
 from postwarden_policies.rewrite import HtmlOptions, RewriteError, RewritePlan, rewrite_body
 from postwarden_policies.textparts import TEXT_BUDGET
-from postwarden_policies.verdicts import AttachmentStripped, HtmlSanitized
+from postwarden_policies.verdicts import AddHeader, AttachmentStripped, HtmlSanitized, RemoveHeader
 
 OPTIONS = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
 SANITIZE = RewritePlan(strip=(), sanitize_html=OPTIONS)
@@ -161,6 +161,20 @@ def test_top_level_attachment_gets_the_notice_as_body() -> None:
     notice = base64.b64decode(new.raw[new.body_offset :])
     assert notice.startswith(b'The attachment "x.exe" (772 bytes, SHA-256 ')
     assert len(changes) == 1
+
+
+def test_a_top_level_file_becomes_text_its_notice_can_be_read_as() -> None:
+    # As "application/pdf" with its disposition, readers offered the notice as the file.
+    raw = _crlf(
+        b'From: a@example.com\nContent-Type: application/pdf; name="scan.pdf"\n'
+        b'Content-Disposition: attachment; filename="scan.pdf"\n\n%PDF-1.7\n'
+    )
+    plan = RewritePlan(strip=((0, "r"),), sanitize_html=None)
+    assert rewrite_body(parse_message(raw, Envelope()), plan).headers == (
+        RemoveHeader("Content-Type"), RemoveHeader("Content-Disposition"),
+        AddHeader("Content-Type", "text/plain; charset=utf-8"))
+    text = raw.replace(b"application/pdf", b"text/plain; charset=us-ascii")
+    assert rewrite_body(parse_message(text, Envelope()), plan).headers == ()
 
 
 def test_a_top_level_notice_its_charset_label_would_garble_is_refused() -> None:

@@ -47,13 +47,12 @@ from .headeredits import header_edits
 from .mimeparse import parse_message
 from .model import Limits, Policy, Rule, StructureAction
 from .policyset import PARSER_MAX_DEPTH, PARSER_MAX_PARTS, PolicySet, limits_apply
-from .rewrite import RewriteError, RewritePlan, rewrite_body
+from .rewrite import RewriteError, RewritePlan, RewriteResult, rewrite_body
 from .sanitizer_process import SanitizerBusy, SanitizerCodeChanged
 from .verdicts import (
     Accept,
     Action,
     AddHeader,
-    Change,
     ChangeHeader,
     Decision,
     DeleteRecipient,
@@ -175,15 +174,14 @@ def _recipients_past(limits: Limits, facts: MessageFacts) -> tuple[DeleteRecipie
 
 def _rewrite(
     policy_set: PolicySet, facts: MessageFacts, strip: dict[int, str], sanitize: bool
-) -> tuple[bytes | None, tuple[Change, ...]]:
+) -> RewriteResult:
     html = policy_set.html_options if sanitize and "malformed" not in facts.flags else None
     if not strip and html is None:
-        return None, ()
+        return RewriteResult(None, ())
     plan = RewritePlan(
         strip=tuple(sorted(strip.items())), sanitize_html=html, skip_signed=policy_set.skip_signed
     )
-    result = rewrite_body(facts, plan)
-    return result.body, result.changes
+    return rewrite_body(facts, plan)
 
 
 def _limits_past(policy: Policy, item: MatchInput, measured: MessageFacts) -> tuple[str, ...]:
@@ -278,7 +276,7 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts, item: MatchInput,
                 strip.setdefault(part.index, OVERSIZE)
     sanitize = all(rule.sanitize for rule in outcome.matched)
     try:
-        body, changes = _rewrite(policy_set, facts, strip, sanitize)
+        rewritten = _rewrite(policy_set, facts, strip, sanitize)
     except RewriteError as exc:
         # The milter's log lines carry the queue id; a policy test has none.
         log.warning("rewrite failed (%s); quarantined", exc)
@@ -286,7 +284,9 @@ def _evaluate(policy_set: PolicySet, facts: MessageFacts, item: MatchInput,
         # the flag tells the audit row's (no rule it lists holds the message).
         base = replace(base, decision=Quarantine(f"rewrite failed: {exc}"),
                        flags=base.flags | {REWRITE_FAILED})
-        body, changes = None, ()
+        rewritten = RewriteResult(None, ())
+    body, changes = rewritten.body, rewritten.changes
+    edits += rewritten.headers
     # Held too: Postfix keeps the same file.
     if _grown_past(limits, facts, body, (*edits, *own_headers)):
         return _too_big(base, reported)
@@ -307,8 +307,9 @@ def _too_big(verdict: Verdict, reported: tuple[str, ...]) -> Verdict:
 def _grown_past(limits: Limits, facts: MessageFacts, body: bytes | None,
                 edits: tuple[Edit, ...]) -> bool:
     """Whether the changed message is past ``max_message_bytes``: sanitized HTML can
-    outgrow what it replaces (each link gets a ``rel`` attribute, a character its charset
-    lacks becomes a reference), and header edits add lines, so a message within the limit
+    outgrow what it replaces (nh3 quotes attribute values and writes ">" in text as
+    "&gt;", a character its charset lacks becomes a reference), and header edits add
+    lines (a stripped top-level file's new Content-Type too), so a message within the limit
     may not stay within. A changed header counts whole: Postfix's cleanup writes it anew
     and keeps the old one in the queue file, as it keeps a removed one."""
     most = limits.max_message_bytes

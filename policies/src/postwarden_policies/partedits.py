@@ -10,9 +10,11 @@ charset (characters the charset lacks become HTML character references, so
 the charset parameter never changes). Line ends follow the original's, set in
 the text before it is encoded; the new bytes must decode, by the part's label,
 to that text, or :class:`RewriteError` is raised (a 7bit part labelled UTF-16,
-say, whose HTML would have to go out as ASCII). The top-level header section is
-never changed: a top-level attachment keeps its headers and gets the notice as body
-(a message holding it, under message/rfc822 or message/global).
+say, whose HTML would have to go out as ASCII). A top-level attachment gets the
+notice as body (a message holding it, under message/rfc822 or message/global); its
+header section stays, but that a file of another type than text takes the notice's
+type and loses its Content-Disposition (``PartEdit.retyped``): readers offered the
+notice as the file, which did not open, and showed no text.
 An HTML part stays untouched only when the sanitizer gives it back as it is (what
 it counted as removed never decides: see :mod:`postwarden_policies.sanitize`).
 Files inside a TNEF ``winmail.dat`` are replaced by notices in the stream
@@ -72,6 +74,8 @@ class PartEdit:
     # Where ``data`` goes instead, its delimiter line after it, when it moves: then
     # ``[start:end)`` (the part and the delimiter line before it) goes. See strip_edit.
     moved_to: int | None = None
+    # A top-level file's notice, whose header section must say text/plain in UTF-8.
+    retyped: bool = False
 
 
 def _decoded(facts: MessageFacts, part: MimePart) -> bytes:
@@ -159,7 +163,9 @@ def strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[PartEd
         else:
             notice = _as_labelled(notice, part)
         body = _with_tail(original, _encode(notice, part.transfer_encoding, nl))
-        return PartEdit(part.body_start, part.body_end, body, part, False), change
+        retyped = not part.content_type.startswith(("text/", *_MESSAGE_TYPES))
+        return PartEdit(part.body_start, part.body_end, body, part, False,
+                        retyped=retyped), change
     slot = _with_tail(original, _notice_entity(notice, nl))
     siblings = [p for p in facts.parts if p.parent == part.parent]
     alternative = facts.parts[part.parent].content_type == "multipart/alternative"

@@ -54,7 +54,7 @@ from postwarden_policies.partedits import (
     tnef_edit,
 )
 from postwarden_policies.sanitize import message_budget
-from postwarden_policies.verdicts import Change
+from postwarden_policies.verdicts import AddHeader, Change, Edit, RemoveHeader
 
 __all__ = ["HtmlOptions", "RewriteError", "RewritePlan", "RewriteResult", "rewrite_body"]
 
@@ -79,6 +79,16 @@ class RewritePlan:
 class RewriteResult:
     body: bytes | None  # new body after the header section; None = unchanged
     changes: tuple[Change, ...]
+    headers: tuple[Edit, ...] = ()  # the header edits the new body needs
+
+
+# The header section of a message that was one file (application/pdf, say) and is now
+# its notice: the notice's type, and no disposition offering it as the file.
+_RETYPED: tuple[Edit, ...] = (
+    RemoveHeader("Content-Type"),
+    RemoveHeader("Content-Disposition"),
+    AddHeader("Content-Type", "text/plain; charset=utf-8"),
+)
 
 
 def _below_any(facts: MessageFacts, part: MimePart, indexes: set[int]) -> bool:
@@ -281,4 +291,5 @@ def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
     pieces.append(facts.raw[pos:])
     raw = b"".join(pieces)
     _verify(facts, raw, edits)
-    return RewriteResult(body=raw[facts.body_offset :], changes=tuple(changes))
+    headers = _RETYPED if any(edit.retyped for edit in edits) else ()
+    return RewriteResult(body=raw[facts.body_offset :], changes=tuple(changes), headers=headers)
