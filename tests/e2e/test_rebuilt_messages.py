@@ -35,6 +35,16 @@ def _delivered(system: MailSystem, sample: Sample) -> EmailMessage:
     return parsed
 
 
+def _delivered_subject(system: MailSystem, subject: str) -> tuple[list[str], str]:
+    """The lines of the Subject field delivered for a message sent with ``subject``, and
+    the value as RFC 2047 readers show it."""
+    got = Delivered.parse(_delivered_bytes(system, messages.clean(subject)))
+    (field,) = [f for f, name in zip(got.fields, got.names(), strict=True) if name == "subject"]
+    lines = field.decode("ascii").removesuffix("\r\n").split("\r\n")
+    value = "".join(lines).removeprefix("Subject:").strip()
+    return lines, str(email.header.make_header(email.header.decode_header(value)))
+
+
 def test_a_file_stripped_from_the_end_of_an_alternative_leaves_the_body_shown(
     mail_system: MailSystem,
 ) -> None:
@@ -63,14 +73,9 @@ def test_a_prefixed_encoded_subject_stays_within_rfc_2047_lines(mail_system: Mai
     text = "[tag-me] Überweisung für die Quartalsabrechnung der nördlichen Region, fällig"
     sent = email.header.Header(text, "utf-8", 76, "Subject").encode(linesep="\r\n")
     assert all(len(line) <= 76 for line in f"Subject: {sent}".split("\r\n"))
-    sample = messages.clean(sent)
-    got = Delivered.parse(_delivered_bytes(mail_system, sample))
-    (field,) = [f for f, name in zip(got.fields, got.names(), strict=True) if name == "subject"]
-    lines = field.decode("ascii").removesuffix("\r\n").split("\r\n")
+    lines, shown = _delivered_subject(mail_system, sent)
     assert max(len(line) for line in lines) <= 76, lines
-    value = "".join(lines).removeprefix("Subject:")
-    assert max(len(word.group()) for word in ENCODED_WORD.finditer(value)) <= 75
-    shown = str(email.header.make_header(email.header.decode_header(value)))
+    assert max(len(word.group()) for word in ENCODED_WORD.finditer("".join(lines))) <= 75
     assert shown == f"[EXT] {text}"
 
 
@@ -98,12 +103,8 @@ def test_a_prefixed_subject_with_a_run_past_998_octets_reads_as_it_was(
 ) -> None:
     # No blank to fold at: the run was cut with a space put in, which readers showed.
     text = "[tag-me] " + "".join(f"{n:04d}-" for n in range(240))  # 1,209 octets, no blank
-    got = Delivered.parse(_delivered_bytes(mail_system, messages.clean(text)))
-    (field,) = [f for f, name in zip(got.fields, got.names(), strict=True) if name == "subject"]
-    lines = field.decode("ascii").removesuffix("\r\n").split("\r\n")
+    lines, shown = _delivered_subject(mail_system, text)
     assert max(len(line) for line in lines) <= 998, [len(line) for line in lines]
-    value = "".join(lines).removeprefix("Subject:").strip()
-    shown = str(email.header.make_header(email.header.decode_header(value)))
     assert shown == f"[EXT] {text}"
 
 
