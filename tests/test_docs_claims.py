@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 ADMIN_EXAMPLE = REPO / "contrib" / "postwarden-admin.example.yaml"
 POSTFIX_README = REPO / "contrib" / "postfix" / "README.md"
+POLICY_LANGUAGE = REPO / "docs" / "policy-language.md"
+EXAMPLE = REPO / "contrib" / "postwarden.example.yaml"
 # `name{label="value"}`, as the README shows one series of a metric.
 SERIES = re.compile(r'`(postwarden_\w+)\{(\w+)="(\w+)"\}`')
 # The README's other postwarden_ names: the Python packages.
@@ -112,3 +114,23 @@ def test_the_dkim_note_names_every_edit_and_what_an_admin_can_do() -> None:
     readme = README.read_text(encoding="utf-8")
     claim = readme[readme.index("a message nothing changed arrives byte for byte"):][:200]
     assert f"`{MilterSettings().id_header}`" in claim and "DKIM" in claim
+
+
+def test_the_duplicate_docs_say_a_copy_a_later_milter_refused_still_counts() -> None:
+    """postwarden never learns that a milter after it (a DKIM signer, as the docs order
+    them) or Postfix refused a copy it let through, so the sender's retry is a duplicate
+    (tests/e2e/test_milter_chain.py): the condition's row, the Postfix notes and the
+    example settings say so, and that a rule on duplicates then must not reject or
+    discard, which loses that retry."""
+    row = next(line for line in POLICY_LANGUAGE.read_text(encoding="utf-8").splitlines()
+               if line.startswith("| `duplicate` |"))
+    assert "a milter after it, or Postfix itself" in row and "still counts" in row
+    notes = POSTFIX_README.read_text(encoding="utf-8")
+    notes = notes[notes.index("A milter after postwarden may still"):]
+    notes = notes[:notes.index("\n\n")]
+    assert "`duplicate`" in notes and "`tests/e2e/test_milter_chain.py`" in notes
+    assert "never reject or discard" in notes
+    example = EXAMPLE.read_text(encoding="utf-8")
+    assert "later milter (a DKIM signer) tempfailed still counts" in " ".join(
+        line.lstrip("# ") for line in example.splitlines())
+    assert (REPO / "tests" / "e2e" / "test_milter_chain.py").is_file()

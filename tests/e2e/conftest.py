@@ -78,15 +78,19 @@ def mail_system_for(
     env: Mapping[str, str] | None = None,
     unix_socket: bool = False,
     main: Mapping[str, str] | None = None,
+    *,
+    after: str | None = None,
 ) -> Iterator[MailSystem]:
     """`env` adds or overrides the milter's settings (POSTWARDEN_POLICY_DIR="": database mode);
     `unix_socket` puts Postfix and the milter on a unix socket instead of loopback TCP;
-    `main` adds or overrides Postfix settings (e.g. non_smtpd_milters)."""
+    `main` adds or overrides Postfix settings (e.g. non_smtpd_milters); `after` is
+    another milter's spec, which Postfix calls after ours (a DKIM signer's place)."""
     with (
         running_milter(policy_dir, database_url,
                        env={"POSTWARDEN_LOG_LEVEL": "DEBUG", **(env or {})},
                        unix_socket=unix_socket) as milter,
-        running_postfix(milter=milter.postfix_spec, main=main) as (postfix, capture),
+        running_postfix(milter=", ".join(filter(None, (milter.postfix_spec, after))),
+                        main=main) as (postfix, capture),
     ):
         system = MailSystem(postfix, capture, milter, database_url)
         _ACTIVE.append(system)
