@@ -19,7 +19,13 @@ import asyncpg
 import pytest
 
 from tests.fixtures.milterproc import MilterProcess, running_milter
-from tests.fixtures.postfix import CaptureServer, PostfixInstance, running_postfix, wait_for
+from tests.fixtures.postfix import (
+    LOOPBACK,
+    CaptureServer,
+    PostfixInstance,
+    running_postfix,
+    wait_for,
+)
 
 POLICY_DIR = Path(__file__).parent / "policies"
 
@@ -80,17 +86,19 @@ def mail_system_for(
     main: Mapping[str, str] | None = None,
     *,
     after: str | None = None,
+    host: str = LOOPBACK,
 ) -> Iterator[MailSystem]:
     """`env` adds or overrides the milter's settings (POSTWARDEN_POLICY_DIR="": database mode);
     `unix_socket` puts Postfix and the milter on a unix socket instead of loopback TCP;
     `main` adds or overrides Postfix settings (e.g. non_smtpd_milters); `after` is
-    another milter's spec, which Postfix calls after ours (a DKIM signer's place)."""
+    another milter's spec, which Postfix calls after ours (a DKIM signer's place);
+    `host` LOOPBACK_V6 makes Postfix IPv6-only (tests.fixtures.postfix)."""
     with (
         running_milter(policy_dir, database_url,
                        env={"POSTWARDEN_LOG_LEVEL": "DEBUG", **(env or {})},
                        unix_socket=unix_socket) as milter,
         running_postfix(milter=", ".join(filter(None, (milter.postfix_spec, after))),
-                        main=main) as (postfix, capture),
+                        main=main, host=host) as (postfix, capture),
     ):
         system = MailSystem(postfix, capture, milter, database_url)
         _ACTIVE.append(system)

@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.postfix import CapturedMessage, has_header, wait_for
+from tests.fixtures.postfix import (
+    LOOPBACK,
+    LOOPBACK_V6,
+    CapturedMessage,
+    has_header,
+    wait_for,
+)
 
 from . import messages
 from .conftest import MailSystem, mail_system_for
@@ -146,23 +152,26 @@ def test_with_the_milter_down_mail_waits_in_the_maildrop_queue(database_url: str
         wait_for(lambda: not down.postfix.queue())
 
 
+@pytest.mark.parametrize("host", [LOOPBACK, LOOPBACK_V6])
 def test_past_max_recipients_a_local_submission_bounces_whole(
-    database_url: str, tmp_path: Path,
+    database_url: str, tmp_path: Path, host: str,
 ) -> None:
     # Postfix cannot refuse one recipient of a local submission: refused at RCPT, the
     # message was deferred ("milter configuration error") and pickup took it again
-    # every pass, forever, each pass adding an aborted row.
+    # every pass, forever, each pass adding an aborted row. An IPv6-only Postfix
+    # makes its connection up from ::1, not 127.0.0.1: taken for an SMTP client's, so.
     (tmp_path / "limits.yaml").write_text("version: 1\nname: limits\nlimits:\n"
                                           "  max_recipients: 2\nrules:\n  - name: cron\n"
                                           "    when: {subject: '^to '}\n"
                                           "    then: {notify: [soc]}\n")
     recipients = ["a@example.net", "b@example.net", "c@example.net"]
-    with mail_system_for(database_url, policy_dir=tmp_path, main=NON_SMTPD) as local:
+    with mail_system_for(database_url, policy_dir=tmp_path, unix_socket=True, main=NON_SMTPD,
+                         host=host) as local:
         sample = messages.clean(subject="to three")
         local.postfix.sendmail(sample.data, SENDER, recipients)
         queue_id = local.queue_id_of(sample.message_id)
         local.postfix.wait_for_log(rf"{queue_id}: milter-reject: END-OF-MESSAGE from localhost"
-                                   r"\[127\.0\.0\.1\]: 5\.5\.3 Too many recipients;")
+                                   rf"\[{re.escape(host)}\]: 5\.5\.3 Too many recipients;")
         bounce = local.capture.wait_for_message(
             lambda m: m.mail_from == "<>" and sample.message_id.encode() in m.data)
         assert bounce.rcpt_tos == (SENDER,)

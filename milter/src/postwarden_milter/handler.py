@@ -60,8 +60,9 @@ OVERLOADED = frozenset({"overloaded"})
 REFUSED_SPOOL_FULL = "MAIL FROM refused (audit spool full)"
 REFUSED_OVERLOADED = "MAIL FROM refused (overloaded)"
 # The connection Postfix's cleanup makes up for mail submitted with sendmail(1): port 0,
-# which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address).
-LOCAL_SUBMISSION = ("localhost", "127.0.0.1", 0)
+# which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address),
+# from ::1 where inet_protocols puts IPv6 first (ipv6 alone), else from 127.0.0.1.
+LOCAL_SUBMISSION = frozenset({("localhost", "127.0.0.1", 0), ("localhost", "::1", 0)})
 P = ParamSpec("P")
 
 
@@ -241,7 +242,7 @@ class ConnectionHandler:
         # No socket address (a family libmilter does not pass on): the macro may have one.
         self._client = Client(address=address or self._macro("{client_addr}"),
                               name=verified_name(hostname),
-                              local=(hostname, address, port) == LOCAL_SUBMISSION)
+                              local=(hostname, address, port) in LOCAL_SUBMISSION)
         return Outcome.CONTINUE
 
     @guarded("helo", replies=False)
