@@ -14,13 +14,13 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from postwarden_admin_api import admin_audit, audit_queries, retention
+from postwarden_admin_api import admin_audit, audit_queries, retention, routes_audit
 from postwarden_admin_api.audit_queries import build_where
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.retention import enforce_retention
 from postwarden_store import connect
 from tests.fixtures.adminapp import MintKey, bearer
-from tests.fixtures.clocks import HostClockAhead
+from tests.fixtures.clocks import HostClockAhead, HostClockBehind
 
 BASE = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 INSERT = """
@@ -184,6 +184,28 @@ async def test_top_rules_count_an_event_once_per_rule_name(
     stats = await _get(admin_client, key, "/api/v1/stats", since=BASE.isoformat(),
                        until=(BASE + dt.timedelta(minutes=1)).isoformat())
     assert stats["top_rules"] == [{"rule": "virus", "count": 2}, {"rule": "spam", "count": 1}]
+
+
+async def test_stats_end_by_default_at_the_databases_now_not_the_hosts(
+    admin_client: TestClient[Any, Any], mint_key: MintKey, database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An admin host whose clock runs behind left the newest events out of the default
+    range (the last day up to now): the dashboard showed no mail of the last hour."""
+    monkeypatch.setattr(routes_audit, "dt", HostClockBehind)
+    conn = await connect(database_url)
+    try:
+        now = await conn.fetchval("SELECT now()")
+        await conn.execute("SELECT audit_ensure_partition($1)", now)
+        await conn.execute(INSERT, uuid.uuid4(), now - dt.timedelta(minutes=1), "Q1", "uid",
+                           "192.0.2.1", "a@example.com", ["b@example.org"], "<m@x>", "reject",
+                           ["spam"])
+    finally:
+        await conn.close()
+    key = await mint_key(Role.AUDITOR)
+    stats = await _get(admin_client, key, "/api/v1/stats")
+    assert stats["totals"] == {"reject": 1}
+    assert dt.datetime.fromisoformat(stats["until"]) >= now
 
 
 async def test_the_admin_log_read_is_cut_at_the_statement_timeout(

@@ -248,6 +248,15 @@ async def reading(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
                        "narrow the time range or the filters") from None
 
 
+async def database_now(pool: asyncpg.Pool) -> dt.datetime:
+    """The database's clock, where a range ends when the client names no end: the admin
+    host's may run behind the milters' that stamp the events (and retention goes by
+    the database's), and the newest events were left out."""
+    async with connection(pool) as conn:
+        now: dt.datetime = await conn.fetchval("SELECT now()")
+    return now
+
+
 SELECT_ONE = f"SELECT {COLUMNS} FROM audit_events WHERE event_id = $1"  # noqa: S608
 
 # Events per bucket (its 1-based index in the array of bucket starts, $3) and verdict.

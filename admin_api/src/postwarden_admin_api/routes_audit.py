@@ -25,6 +25,7 @@ from .audit_queries import (
     STATS_SERIES,
     STATS_TOP_RULES,
     bucket_starts,
+    database_now,
     event_json,
     parse_filters,
     range_problem,
@@ -209,7 +210,7 @@ async def audit_event(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     query = QueryProblems(request)
     query.found += unknown_parameters(request.query, ("since", "until", "bucket", "tz", "top"))
-    until = query.read(query_time, "until") or dt.datetime.now(dt.UTC)
+    until = query.read(query_time, "until") or await database_now(request.app[POOL])
     since = query.read(query_time, "since") or until - dt.timedelta(days=1)
     top = query.read(query_int, "top", 10, 1, 100)
     bucket = request.query.get("bucket", "hour")
