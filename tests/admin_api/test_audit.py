@@ -93,10 +93,11 @@ async def test_bad_filters_are_all_reported(
     admin_client: TestClient[Any, Any], auditor: str
 ) -> None:
     response = await admin_client.get("/api/v1/audit", headers=bearer(auditor), params={
-        "since": "yesterday", "client_address": "nope", "action": "explode", "cursor": "%%%"})
+        "since": "yesterday", "client_address": "nope", "action": "explode", "cursor": "%%%",
+        "limit": "0"})
     assert response.status == 422
     fields = {d["field"] for d in (await response.json())["error"]["details"]}
-    assert fields == {"since", "client_address", "action"}
+    assert fields == {"since", "client_address", "action", "cursor", "limit"}
 
 
 @pytest.mark.parametrize(("path", "params", "expected"), [
@@ -104,8 +105,10 @@ async def test_bad_filters_are_all_reported(
      {"until", "top", "bucket", "tz"}),
     ("/api/v1/admin-audit", {"limit": "0", "before": "-1", "since": "today", "who": "me"},
      {"limit", "before", "since", "who"}),
+    ("/api/v1/audit/export", {"format": "xml", "until": "soon", "sender": "a" * 999},
+     {"format", "until", "sender"}),
 ])
-async def test_stats_and_the_admin_log_list_every_bad_parameter(
+async def test_stats_the_export_and_the_admin_log_list_every_bad_parameter(
     admin_client: TestClient[Any, Any], auditor: str, path: str, params: dict[str, str],
     expected: set[str],
 ) -> None:

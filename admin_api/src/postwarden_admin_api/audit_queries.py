@@ -89,12 +89,14 @@ TEXT_MAX = 998
 NETWORK_EXPECTED = "expected an IP address or a CIDR network such as 192.0.2.0/24 or 2001:db8::/32"
 
 
-def parse_filters(query: Mapping[str, str], others: Collection[str]) -> dict[str, Any]:
+def parse_filters(query: Mapping[str, str], others: Collection[str],
+                  found: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """Typed filter values from query parameters; every bad one is reported, and every
     parameter neither a filter nor one of ``others`` (a misspelt filter would widen the
-    search to every event)."""
+    search to every event), with the problems ``found`` in those others: one 422 lists
+    them all."""
     values: dict[str, Any] = {}
-    problems = unknown_parameters(query, [*FILTERS, *others])
+    problems = [*unknown_parameters(query, [*FILTERS, *others]), *found]
     for name in FILTERS:
         raw = query.get(name)
         if raw is None:

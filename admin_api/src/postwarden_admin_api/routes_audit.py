@@ -54,10 +54,13 @@ CSV_FIELDS = ("event_id", "time", "instance", "queue_id", "message_uid", "client
 @routes.get("/api/v1/audit")
 @allow(Role.AUDITOR)
 async def audit_search(request: web.Request) -> web.Response:
-    filters = parse_filters(request.query, ("limit", "cursor"))
-    limit = query_int(request, "limit", 100, 1, 1000)
+    query = QueryProblems(request)
+    limit = query.read(query_int, "limit", 100, 1, 1000)
+    cursor = query.read(query_cursor)
+    filters = parse_filters(request.query, ("limit", "cursor"), query.found)
+    assert limit is not None  # noqa: S101 - a bad one was raised above
     async with reading(request.app[POOL]) as conn:
-        rows = search_rows(conn, filters, query_cursor(request), limit + 1)
+        rows = search_rows(conn, filters, cursor, limit + 1)
         events, last = await fill_page(rows, limit, _event_text)
     next_cursor = None if last is None else _after(last).encode()
     return json_page("events", events, "next_cursor", next_cursor)
@@ -75,8 +78,9 @@ def _after(row: asyncpg.Record) -> Cursor:
 @routes.get("/api/v1/audit/export")
 @allow(Role.AUDITOR)
 async def audit_export(request: web.Request) -> web.StreamResponse:
-    filters = parse_filters(request.query, ("format",))
-    kind = _export_format(request)
+    query = QueryProblems(request)
+    kind = query.read(_export_format)
+    filters = parse_filters(request.query, ("format",), query.found)
     response = web.StreamResponse(headers={
         "Content-Type": "application/x-ndjson" if kind == "ndjson" else "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="audit.{kind}"',
