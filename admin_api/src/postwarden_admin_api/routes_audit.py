@@ -107,6 +107,9 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
     # export is incomplete.
     except ApiError as exc:  # a later page's query_timeout or database_busy: no bug
         log.warning("audit export cut after %d events: %s (%s)", sent, exc.code, exc.message)
+    except RangeDropped as exc:
+        log.warning("audit export cut after %d events: retention dropped the events "
+                    "before %s meanwhile", sent, exc.kept_from.isoformat())
     except ConnectionError:
         log.info("audit export: the client went away after %d events", sent)
     except Exception:
@@ -161,14 +164,42 @@ async def _export_page(request: web.Request, filters: dict[str, Any], after: Cur
 
     Rows are read a few at a time and each rendered once, the connection released
     before the client gets the page: a client that reads slowly, or not at all, holds
-    no database connection. A later page only while the key is live: an export may
-    stream for hours."""
+    no database connection. A later page only while the key is live, and while
+    retention has dropped nothing of the range still to export (RangeDropped): an
+    export may stream for hours."""
     render = functools.partial(_export_line, _export_format(request))
     async with reading(request.app[POOL]) as conn:
         if after is not None and not await is_live(conn, principal(request)):
             raise ApiError(401, "unauthenticated", "the key was revoked or expired")
+        kept_from = await conn.fetchval(KEPT_FROM)
+        if after is None:
+            request[EXPORT_KEPT_FROM] = kept_from
+        elif _dropped_meanwhile(filters.get("since"), request[EXPORT_KEPT_FROM], kept_from):
+            raise RangeDropped(kept_from)
         rows = search_rows(conn, filters, after, EXPORT_BATCH + 1)
         return await fill_page(rows, EXPORT_BATCH, render)
+
+
+KEPT_FROM = "SELECT kept_from FROM audit_retention"  # retention's first month kept (0023)
+EXPORT_KEPT_FROM = web.RequestKey[dt.datetime | None]("export_kept_from")
+
+
+class RangeDropped(Exception):
+    """Retention dropped months of an export's range while it streamed."""
+
+    def __init__(self, kept_from: dt.datetime) -> None:
+        super().__init__(kept_from)
+        self.kept_from = kept_from
+
+
+def _dropped_meanwhile(since: dt.datetime | None, first: dt.datetime | None,
+                       kept_from: dt.datetime | None) -> bool:
+    """Whether retention, moving its first month kept from ``first`` (when the export
+    began) to ``kept_from``, dropped events of the range still to export: those from
+    ``since`` on. Ended as if whole, the export would pass for every event of the range
+    (an archive of the oldest month, taken before retention drops it, say)."""
+    return kept_from != first and kept_from is not None and (
+        since is None or since < kept_from)
 
 
 # A cell a spreadsheet would run as a formula (OWASP's list): senders choose
