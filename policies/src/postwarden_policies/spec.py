@@ -274,12 +274,11 @@ class ListOf(Spec):
         """Each item's node and value (INVALID for one that did not read), or None after
         an issue with the list as a whole."""
         if self.single_ok and isinstance(node, yaml.ScalarNode):
-            nodes: Sequence[yaml.Node] = [node]
-        elif isinstance(node, yaml.SequenceNode):
-            nodes = node.value
-        else:
+            return [(node, self.item.read(node, reader))]  # visited as the value it is
+        if not isinstance(node, yaml.SequenceNode):
             reader.error(node, f"expected a list, got {describe(node)}")
             return None
+        nodes: Sequence[yaml.Node] = node.value
         if len(nodes) < self.min_items:
             reader.error(node, f"expected at least {self.min_items} item(s)")
             return None

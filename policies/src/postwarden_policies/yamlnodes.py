@@ -36,8 +36,10 @@ from yaml.resolver import Resolver
 
 from .errors import PolicyIssue
 
-# Aliases let a small document expand into a huge tree ("billion laughs");
-# reading stops after this many nodes.
+# Aliases let a small document expand into a huge tree ("billion laughs"): reading
+# stops once they have made it read this many values again. What is written out is
+# bounded by MAX_SOURCE_CHARS (a generated list of 200,000 senders, the Rules API's
+# rules) and counts for nothing here.
 MAX_NODES = 100_000
 MAX_NESTING = 32  # conditions inside conditions (not, any, all)
 MAX_SOURCE_CHARS = 4 * 1024 * 1024
@@ -302,7 +304,8 @@ class Reader:
         self.warnings: list[PolicyIssue] = []
         self._prefixes: list[str] = []
         self._constructor = _Constructor()
-        self._nodes = 0
+        self._seen: set[int] = set()  # the nodes visited, by id: the tree holds them all
+        self._nodes = 0  # visits of a node seen before (an aliased value's contents)
         self._depth = 0
 
     @contextmanager
@@ -341,10 +344,16 @@ class Reader:
             self._prefixes.pop()
 
     def visit(self, node: yaml.Node) -> bool:
-        """Count a node; False (after one issue) once the document is too large."""
+        """Count a node read again; False (after one issue) once aliases repeat too much.
+        An alias is a copy of its anchor's node holding the same nodes, so its contents
+        are read again; the copy itself is written out (``*a``) as any value is."""
+        if id(node) not in self._seen:
+            self._seen.add(id(node))
+            return not self.too_large
         self._nodes += 1
         if self._nodes == MAX_NODES + 1:
-            self.error(node, f"document too large: more than {MAX_NODES} values (check aliases)")
+            self.error(node, f"document too large: aliases repeat more than {MAX_NODES} "
+                             "values (an alias bomb?)")
         return self._nodes <= MAX_NODES
 
     @property
