@@ -408,6 +408,19 @@ def test_a_byte_past_the_first_buffer_that_is_not_utf8_is_placed(tmp_path: Path)
         f"{path}:2002:10: cannot read: byte 0xe9 is not UTF-8 text"]
 
 
+@pytest.mark.parametrize("line_end", [b"\r", b"\r\n"], ids=["cr", "crlf"])
+def test_a_byte_that_is_not_utf8_is_placed_on_the_line_yaml_counts(
+        tmp_path: Path, line_end: bytes) -> None:
+    # A file saved with old Mac line ends: YAML (and every other issue) counts a lone CR
+    # as the end of a line, as the editor that wrote it does.
+    path = tmp_path / "mac.yaml"
+    path.write_bytes(line_end.join([b"version: 1", b"name: t", b"description: caf\xe9", b""]))
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set([path])
+    assert [str(i) for i in raised.value.issues] == [
+        f"{path}:3:17: cannot read: byte 0xe9 is not UTF-8 text"]
+
+
 def test_an_entry_named_like_a_policy_that_is_no_file_refuses_the_set(tmp_path: Path) -> None:
     # A policy whose link broke must not drop out of the set unnoticed: a reload
     # would then run without its rules.

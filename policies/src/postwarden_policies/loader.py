@@ -272,6 +272,16 @@ def _unloaded(directory: Path, files: list[Path]) -> str:
             "read without its subdirectories (name it too, or move the files up)")
 
 
+def not_utf8(label: str, data: bytes, exc: UnicodeDecodeError) -> PolicyIssue:
+    """Where ``data`` (a source ``exc`` says is not UTF-8) first is not, on the line YAML
+    would count (a lone CR ends one too: old Mac line ends), as its other issues are."""
+    before = data[:exc.start].decode("utf-8")  # UTF-8 up to there
+    line = len(_LINE_END.findall(before)) + 1
+    column = len(before) - max(before.rfind("\n"), before.rfind("\r"))
+    return PolicyIssue(label, line, column,
+                       f"cannot read: byte 0x{data[exc.start]:02x} is not UTF-8 text")
+
+
 def _not_utf8(path: Path) -> PolicyIssue:
     """Where a file that is not UTF-8 first is not (read_text tells a place in its
     buffer, not in the file)."""
@@ -279,10 +289,7 @@ def _not_utf8(path: Path) -> PolicyIssue:
         data = path.read_bytes()
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line_start = data.rfind(b"\n", 0, exc.start) + 1
-        column = len(data[line_start:exc.start].decode("utf-8", "replace")) + 1
-        return PolicyIssue(str(path), data.count(b"\n", 0, exc.start) + 1, column,
-                           f"cannot read: byte 0x{data[exc.start]:02x} is not UTF-8 text")
+        return not_utf8(str(path), data, exc)
     except OSError:
         pass
     return PolicyIssue(str(path), None, None, "cannot read: not UTF-8 text")  # changed since
