@@ -67,6 +67,21 @@ async def test_a_number_too_large_is_a_validation_error_not_a_500(
     }]
 
 
+async def test_an_upload_that_is_not_utf8_is_answered_with_line_and_column(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # A file kept in Latin-1: `check` names its line and column, and so does the upload
+    # (policy push prints the detail as the file's place).
+    latin = policy("latin", "m\u00fcller@evil.test").encode("latin-1")
+    response = await admin_client.post("/api/v1/policies", data=latin,
+                                       headers={**bearer(admin_key), **YAML})
+    assert response.status == 422
+    assert (await response.json())["error"]["details"] == [{
+        "field": "body", "file": "upload", "line": 7, "column": 17,
+        "message": "cannot read: byte 0xfc is not UTF-8 text",
+    }]
+
+
 async def test_the_stored_name_is_the_one_the_engine_compiled(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:
@@ -246,8 +261,10 @@ async def test_policy_test_route_refuses_a_policy_file_that_is_not_utf8(
     response = await admin_client.post("/api/v1/policies/test", data=form,
                                        headers=bearer(admin_key))
     assert response.status == 422
-    assert (await response.json())["error"]["details"] == [
-        {"field": "policy", "message": "policy must be UTF-8"}]
+    assert (await response.json())["error"]["details"] == [{
+        "field": "policy", "file": "upload", "line": 7, "column": 17,
+        "message": "cannot read: byte 0xfc is not UTF-8 text",
+    }]
 
 
 async def test_policy_test_route_refuses_a_field_it_does_not_take(

@@ -23,6 +23,7 @@ from postwarden_policies import (
     PolicySet,
     load_policy_set_from_sources,
 )
+from postwarden_policies.loader import not_utf8
 
 from .errors import ValidationFailed
 
@@ -47,6 +48,13 @@ def issue_details(issues: Sequence[PolicyIssue]) -> list[dict[str, Any]]:
         {"file": i.file, "line": i.line, "column": i.column, "message": i.message}
         for i in issues
     ]
+
+
+def not_utf8_detail(field: str, data: bytes, exc: UnicodeDecodeError) -> dict[str, Any]:
+    """A policy sent in another encoding (a file kept in Latin-1) as a 422's detail: the
+    field, and where its first byte that is not UTF-8 is, as ``check`` places it."""
+    [detail] = issue_details([not_utf8("upload", data, exc)])
+    return {"field": field, **detail}
 
 
 def test_warnings(issues: Sequence[PolicyIssue]) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ from .bodies import (
     unknown_fields,
 )
 from .context import POOL, Role, allow, principal
-from .engine import TEST_WARNING, compile_upload, off_loop, test_warnings
+from .engine import TEST_WARNING, compile_upload, not_utf8_detail, off_loop, test_warnings
 from .errors import ApiError, ValidationFailed, connection
 from .notify_targets import notify_warnings
 from .openapi import PerType, header, json_content, operation, param, ref
@@ -74,10 +74,11 @@ async def _source(request: web.Request) -> str:
     if request.content_type not in SOURCE_TYPES:
         raise ApiError(415, "unsupported_media_type",
                        "send the policy as application/yaml or application/json")
+    body = await read_body(request)
     try:
-        return (await read_body(request)).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationFailed([{"field": "body", "message": "policy must be UTF-8"}]) from None
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed([not_utf8_detail("body", body, exc)]) from None
 
 
 def _comment(request: web.Request) -> str | None:

@@ -19,7 +19,7 @@ from postwarden_store.policies import fetch_active_sources
 
 from .bodies import decimal, idle_bounded, json_ok, unknown_fields
 from .context import POOL, Role, allow
-from .engine import compile_sources, off_loop
+from .engine import compile_sources, not_utf8_detail, off_loop
 from .errors import ApiError, ValidationFailed, connection
 from .openapi import operation
 from .revisions import fetch_revision
@@ -99,8 +99,8 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
     if policy is not None:
         try:  # strictly, as an upload is read: replaced bytes tested another policy
             text = policy.decode("utf-8") if isinstance(policy, bytes) else str(policy)
-        except UnicodeDecodeError:
-            problems.append({"field": "policy", "message": "policy must be UTF-8"})
+        except UnicodeDecodeError as exc:
+            problems.append(not_utf8_detail("policy", policy, exc))
             return []
         return [("upload", text)]
     async with connection(request.app[POOL]) as conn:
