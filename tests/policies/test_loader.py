@@ -408,6 +408,20 @@ def test_a_byte_past_the_first_buffer_that_is_not_utf8_is_placed(tmp_path: Path)
         f"{path}:2002:10: cannot read: byte 0xe9 is not UTF-8 text"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_a_file_saved_as_utf16_or_utf32_is_told_so(tmp_path: Path, encoding: str) -> None:
+    # What Windows PowerShell's `>` and Notepad's "Unicode" write: "byte 0xff is not
+    # UTF-8 text" left its author to guess.
+    path = tmp_path / "wide.yaml"
+    path.write_bytes(("\ufeff" + H).encode(encoding))
+    named = encoding[:6].upper()
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set([path])
+    assert [str(i) for i in raised.value.issues] == [
+        f"{path}:1:1: cannot read: {named} text (it starts with a {named} byte order "
+        "mark): save it as UTF-8"]
+
+
 @pytest.mark.parametrize("line_end", [b"\r", b"\r\n"], ids=["cr", "crlf"])
 def test_a_byte_that_is_not_utf8_is_placed_on_the_line_yaml_counts(
         tmp_path: Path, line_end: bytes) -> None:

@@ -25,6 +25,7 @@ go: the log by default (a milter's, the admin service's).
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import re
@@ -272,9 +273,20 @@ def _unloaded(directory: Path, files: list[Path]) -> str:
             "read without its subdirectories (name it too, or move the files up)")
 
 
+# What Windows tools save as "Unicode" (PowerShell's >, Notepad) starts with one of
+# these; UTF-32's first, as UTF-32LE's starts with UTF-16LE's.
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+              (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
 def not_utf8(label: str, data: bytes, exc: UnicodeDecodeError) -> PolicyIssue:
     """Where ``data`` (a source ``exc`` says is not UTF-8) first is not, on the line YAML
-    would count (a lone CR ends one too: old Mac line ends), as its other issues are."""
+    would count (a lone CR ends one too: old Mac line ends), as its other issues are;
+    or, for UTF-16 or UTF-32 text, which it is."""
+    wide = next((name for bom, name in _WIDE_BOMS if data.startswith(bom)), None)
+    if wide is not None:
+        return PolicyIssue(label, 1, 1, f"cannot read: {wide} text (it starts with a {wide} "
+                           "byte order mark): save it as UTF-8")
     before = data[:exc.start].decode("utf-8")  # UTF-8 up to there
     line = len(_LINE_END.findall(before)) + 1
     column = len(before) - max(before.rfind("\n"), before.rfind("\r"))
