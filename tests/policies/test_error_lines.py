@@ -134,6 +134,18 @@ def test_an_unquoted_glob_is_told_to_be_quoted() -> None:
                              "start any token (@ and ` cannot start a YAML value: quote it)"]
 
 
+def test_an_unquoted_ipv6_address_in_brackets_is_told_to_be_quoted() -> None:
+    """`[127.0.0.1, ::1]`: in [ ] or { } a value that starts with : is no value to YAML,
+    and PyYAML's words name only the colon."""
+    for condition in ("{client_ip: [127.0.0.1, ::1]}", "{client_ip: ::ffff:10.0.0.0/104}"):
+        text = f"version: 1\nname: p\nrules:\n  - name: r\n    when: {condition}\n" \
+               "    then: accept\n"
+        [issue] = _issues(text)
+        assert issue.endswith("YAML syntax error: expected the node content, but found ':' "
+                              "(in [ ] or { } a value that starts with : is not read as one: "
+                              "quote it, as in '::1')")
+
+
 def test_a_control_character_a_yaml_escape_put_in_a_pattern_is_refused() -> None:
     """"\\bfree\\b" in double quotes is backspaces: the rule would silently never match."""
     text = ('version: 1\nname: p\nrules:\n  - name: r\n    when: {subject: "\\bfree\\b",'

@@ -425,6 +425,7 @@ def _marked_issue(
 
 _ALIAS_ERRORS = ("while scanning an alias", "while scanning an anchor")
 _RESERVED_START = re.compile(r"found character '[@`]' that cannot start any token")
+_FLOW_COLON = "expected the node content, but found ':'"
 
 
 def _hint(exc: yaml.MarkedYAMLError) -> str:
@@ -435,6 +436,9 @@ def _hint(exc: yaml.MarkedYAMLError) -> str:
                 "anchor: quote it, as in '*.exe')")
     if _RESERVED_START.match(exc.problem or ""):
         return " (@ and ` cannot start a YAML value: quote it)"
+    if exc.problem == _FLOW_COLON:  # an IPv6 address: client_ip: [127.0.0.1, ::1]
+        return (" (in [ ] or { } a value that starts with : is not read as one: quote it, "
+                "as in '::1')")
     return ""
 
 
