@@ -134,6 +134,13 @@ def test_an_unquoted_glob_is_told_to_be_quoted() -> None:
                              "start any token (@ and ` cannot start a YAML value: quote it)"]
 
 
+def test_a_tab_that_indents_is_told_as_a_tab() -> None:
+    """An editor that indents with tabs: PyYAML names the character as '\\t' only."""
+    text = "version: 1\nname: p\nrules:\n  - name: r\n\tthen: accept\n"
+    assert _issues(text) == ["p.yaml:5:1: YAML syntax error: found character '\\t' that "
+                             "cannot start any token (a tab: indent with spaces)"]
+
+
 def test_an_unquoted_ipv6_address_in_brackets_is_told_to_be_quoted() -> None:
     """`[127.0.0.1, ::1]`: in [ ] or { } a value that starts with : is no value to YAML,
     and PyYAML's words name only the colon."""
