@@ -52,20 +52,30 @@ def shared_dir() -> Iterator[Path]:
 
 
 @contextmanager
-def _unlistable(policy_dir: Path) -> Iterator[None]:
-    """``policy_dir`` cannot be listed by this thread inside: mode 000, and file access
-    as nobody (an fsuid other than 0 drops root's file capabilities, for this thread)."""
-    policy_dir.chmod(0)
+def _as_nobody() -> Iterator[None]:
+    """File access as nobody inside, for this thread (an fsuid other than 0 drops root's
+    file capabilities)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if AS_ROOT:
         libc.setfsuid(NOBODY)
     try:
-        with pytest.raises(PermissionError):  # or the test would prove nothing
-            os.listdir(policy_dir)
         yield
     finally:
         if AS_ROOT:
             libc.setfsuid(0)
+
+
+@contextmanager
+def _unlistable(policy_dir: Path) -> Iterator[None]:
+    """``policy_dir`` cannot be listed by this thread inside: mode 000, and file access
+    as nobody."""
+    policy_dir.chmod(0)
+    try:
+        with _as_nobody():
+            with pytest.raises(PermissionError):  # or the test would prove nothing
+                os.listdir(policy_dir)
+            yield
+    finally:
         policy_dir.chmod(0o755)
 
 
@@ -116,6 +126,31 @@ def test_a_reload_refuses_it_and_the_poll_says_so_once(
     reloader.poll_files()  # and settled: loaded
     assert holder.current.limits.max_recipients == 7
     assert [message for _, message in said()][:1] == [f"policy_dir {policy_dir}: readable again"]
+
+
+def test_a_file_made_readable_is_loaded_by_the_poll(
+    shared_dir: Path, loop_thread: LoopThread,
+) -> None:
+    """A file added with a mode the milter may not read refuses the set; the chmod that
+    fixes it changes neither its content nor its mtime, and is a change all the same."""
+    policy_dir = shared_dir / "policies"
+    reloader = PolicyReloader(Metrics(), spool_dir=shared_dir, policy_dir=policy_dir,
+                              database_url=None, poll_seconds=0, loop_thread=loop_thread,
+                              instance_name="mx-test")
+    holder = reloader.load_initial()
+    added = policy_dir / "added.yaml"
+    added.write_text(POLICY.format(name="added", limit=3))
+    added.chmod(0)
+
+    def poll() -> list[str]:
+        with _as_nobody():
+            for _ in range(2):  # a change seen, then settled: loaded
+                reloader.poll_files()
+        return sorted(p.name for p in holder.current.policies)
+
+    assert poll() == ["main"]  # refused: added.yaml cannot be read
+    added.chmod(0o644)
+    assert poll() == ["added", "main"]
 
 
 def _run_unlistable(shared_dir: Path, command: list[str], processes: str

@@ -60,7 +60,7 @@ LISTEN_PING_SECONDS = 30.0
 WATCH_ERROR_PAUSE = 1.0  # seconds the watcher rests after an unexpected error
 READ_ATTEMPTS = 3  # reads of policy_dir a load makes while its files change under it
 Sources = list[tuple[str, str]]
-Fingerprint = tuple[tuple[str, int, int, int, int], ...]
+Fingerprint = tuple[tuple[str, int, int, int, int, int], ...]
 
 
 class PolicyHolder:
@@ -76,10 +76,12 @@ class PolicyHolder:
 
 
 def _fingerprint(directory: Path) -> Fingerprint:
-    """Name, file (device and inode), mtime and size of the files a load would read (the
-    loader's own list). The file itself: a deploy that swaps a symlink
+    """Name, file (device and inode), mtime, ctime and size of the files a load would read
+    (the loader's own list). The file itself: a deploy that swaps a symlink
     (``ln -sfn releases/N current``) or moves a new directory into place may bring files
-    of the same size and mtime (copied with ``cp -p``, or a Nix store's, all mtime 1)."""
+    of the same size and mtime (copied with ``cp -p``, or a Nix store's, all mtime 1).
+    The ctime: a chmod or chown that lets the milter read a file that refused the set
+    changes nothing else."""
     files, issues = policy_files([directory])
     entries = []
     for path in files:
@@ -87,10 +89,11 @@ def _fingerprint(directory: Path) -> Fingerprint:
             stat = path.stat()
         except FileNotFoundError:  # removed since the listing: its absence is the change
             continue
-        entries.append((str(path), stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size))
+        entries.append((str(path), stat.st_dev, stat.st_ino, stat.st_mtime_ns,
+                        stat.st_ctime_ns, stat.st_size))
     # An entry named like a policy that is no file (a broken link) refuses the set: its
     # removal, or its repair, is a change too.
-    entries += ((issue.file, 0, 0, 0, -1) for issue in issues)
+    entries += ((issue.file, 0, 0, 0, 0, -1) for issue in issues)
     return tuple(entries)
 
 
