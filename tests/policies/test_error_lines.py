@@ -134,6 +134,15 @@ def test_an_unquoted_glob_is_told_to_be_quoted() -> None:
                              "start any token (@ and ` cannot start a YAML value: quote it)"]
 
 
+def test_a_value_holding_a_colon_and_space_is_told_to_be_quoted() -> None:
+    """`message: Rejected: spam`, the commonest reply text, is a key inside a value."""
+    text = ("version: 1\nname: p\nrules:\n  - name: r\n    when: {helo: x}\n"
+            "    then: reject\n    message: Rejected: spam\n")
+    assert _issues(text) == ["p.yaml:7:22: YAML syntax error: mapping values are not allowed "
+                             "here (': ' in a value starts a key: quote the value, as in "
+                             "'Rejected: spam')"]
+
+
 def test_a_tab_that_indents_is_told_as_a_tab() -> None:
     """An editor that indents with tabs: PyYAML names the character as '\\t' only."""
     text = "version: 1\nname: p\nrules:\n  - name: r\n\tthen: accept\n"

@@ -426,6 +426,7 @@ def _marked_issue(
 _ALIAS_ERRORS = ("while scanning an alias", "while scanning an anchor")
 _RESERVED_START = re.compile(r"found character '[@`]' that cannot start any token")
 _FLOW_COLON = "expected the node content, but found ':'"
+_KEY_IN_VALUE = "mapping values are not allowed here"
 _TAB_START = "found character '\\t' that cannot start any token"
 
 
@@ -437,6 +438,8 @@ def _hint(exc: yaml.MarkedYAMLError) -> str:
                 "anchor: quote it, as in '*.exe')")
     if _RESERVED_START.match(exc.problem or ""):
         return " (@ and ` cannot start a YAML value: quote it)"
+    if exc.problem == _KEY_IN_VALUE:  # message: Rejected: spam
+        return " (': ' in a value starts a key: quote the value, as in 'Rejected: spam')"
     if exc.problem == _TAB_START:  # a line indented with a tab, which YAML never takes
         return " (a tab: indent with spaces)"
     if exc.problem == _FLOW_COLON:  # an IPv6 address: client_ip: [127.0.0.1, ::1]
