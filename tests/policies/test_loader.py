@@ -422,6 +422,14 @@ def test_a_file_saved_as_utf16_or_utf32_is_told_so(tmp_path: Path, encoding: str
         "mark): save it as UTF-8"]
 
 
+@pytest.mark.parametrize("line_end", ["\r", "\r\n"], ids=["cr", "crlf"])
+def test_a_character_yaml_refuses_is_placed_on_the_line_yaml_counts(line_end: str) -> None:
+    # An upload is read as sent: a lone CR ends its lines too.
+    text = line_end.join(["version: 1", "name: t", "description: a\x00b", ""])
+    assert issues(text) == ["3:15: YAML syntax error: character U+0000 is not allowed (a "
+                            "control character: YAML takes tab and line ends only)"]
+
+
 @pytest.mark.parametrize("line_end", [b"\r", b"\r\n"], ids=["cr", "crlf"])
 def test_a_byte_that_is_not_utf8_is_placed_on_the_line_yaml_counts(
         tmp_path: Path, line_end: bytes) -> None:

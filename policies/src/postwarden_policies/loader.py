@@ -38,7 +38,7 @@ from .model import Policy
 from .patterns import compile_budget
 from .policydoc import DeclaredNames, declared_names, read_policy
 from .policyset import PolicySet, content_hash
-from .yamlnodes import MAX_SOURCE_CHARS, Reader, compose
+from .yamlnodes import MAX_SOURCE_CHARS, Reader, compose, place
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ POLICY_SUFFIXES = (".yaml", ".yml")
 # the first after a byte order mark, which YAML skips.
 CONFLICT_MARKER = re.compile(
     r"(?:\A\ufeff?|(?<=[\r\n]))(<{7}|\|{7}|={7}|>{7})(?=[ \t\r\n]|\Z)")
-_LINE_END = re.compile(r"\r\n?|\n")
 
 
 def _conflict_marker(label: str, text: str) -> PolicyIssue | None:
@@ -59,7 +58,7 @@ def _conflict_marker(label: str, text: str) -> PolicyIssue | None:
     marker = CONFLICT_MARKER.search(text)
     if marker is None:
         return None
-    line = len(_LINE_END.findall(text, 0, marker.start())) + 1
+    line, _ = place(text, marker.start())
     return PolicyIssue(label, line, 1, f"merge conflict marker {marker[1]!r}: the file "
                        "holds an unresolved conflict")
 
@@ -288,9 +287,7 @@ def not_utf8(label: str, data: bytes, exc: UnicodeDecodeError) -> PolicyIssue:
         return PolicyIssue(label, 1, 1, f"cannot read: {wide} text (it starts with a {wide} "
                            "byte order mark): save it as UTF-8")
     before = data[:exc.start].decode("utf-8")  # UTF-8 up to there
-    line = len(_LINE_END.findall(before)) + 1
-    column = len(before) - max(before.rfind("\n"), before.rfind("\r"))
-    return PolicyIssue(label, line, column,
+    return PolicyIssue(label, *place(before, len(before)),
                        f"cannot read: byte 0x{data[exc.start]:02x} is not UTF-8 text")
 
 

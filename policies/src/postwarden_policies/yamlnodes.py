@@ -448,6 +448,17 @@ def _hint(exc: yaml.MarkedYAMLError) -> str:
     return ""
 
 
+# A line end as YAML reads one: a lone CR (old Mac line ends) too, in text as sent (an
+# upload; a file is read with its line ends made LF).
+_LINE_END = re.compile(r"\r\n?|\n")
+
+
+def place(text: str, position: int) -> tuple[int, int]:
+    """Line and column (1-based) of ``text[position]``, lines counted as YAML counts them."""
+    line_start = max(text.rfind("\n", 0, position), text.rfind("\r", 0, position)) + 1
+    return len(_LINE_END.findall(text, 0, position)) + 1, position - line_start + 1
+
+
 def _character_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> PolicyIssue:
     """A character YAML refuses, placed by line and column (PyYAML tells an offset)."""
     code = ord(exc.character) if isinstance(exc.character, str) else exc.character
@@ -457,9 +468,7 @@ def _character_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> Pol
         kind = "a control character: YAML takes tab and line ends only"
     else:
         kind = "a noncharacter"
-    line_start = text.rfind("\n", 0, exc.position) + 1
-    return PolicyIssue(label, text.count("\n", 0, exc.position) + 1,
-                       exc.position - line_start + 1,
+    return PolicyIssue(label, *place(text, exc.position),
                        f"YAML syntax error: character U+{code:04X} is not allowed ({kind})")
 
 
