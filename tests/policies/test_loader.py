@@ -422,6 +422,21 @@ def test_a_file_saved_as_utf16_or_utf32_is_told_so(tmp_path: Path, encoding: str
         "mark): save it as UTF-8"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("description", ["plain", "caf\u00e9"])
+def test_a_file_saved_as_utf16_or_utf32_without_a_bom_is_told_so(
+        tmp_path: Path, encoding: str, description: str) -> None:
+    # iconv -t UTF-16LE writes no byte order mark: "character U+0000 is not allowed" at
+    # 1:2, or a byte that is not UTF-8 somewhere, left its author to guess.
+    path = tmp_path / "wide.yaml"
+    path.write_bytes((H + f"description: {description}\n").encode(encoding))
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set([path])
+    assert [str(i) for i in raised.value.issues] == [
+        f"{path}:1:1: cannot read: UTF-16 or UTF-32 text without a byte order mark (a NUL "
+        "among its first characters): save it as UTF-8"]
+
+
 @pytest.mark.parametrize("line_end", ["\r", "\r\n"], ids=["cr", "crlf"])
 def test_a_character_yaml_refuses_is_placed_on_the_line_yaml_counts(line_end: str) -> None:
     # An upload is read as sent: a lone CR ends its lines too.

@@ -38,7 +38,7 @@ from .model import Policy
 from .patterns import compile_budget
 from .policydoc import DeclaredNames, declared_names, read_policy
 from .policyset import PolicySet, content_hash
-from .yamlnodes import MAX_SOURCE_CHARS, Reader, compose, place
+from .yamlnodes import MAX_SOURCE_CHARS, WIDE_WITHOUT_BOM, Reader, compose, place
 
 log = logging.getLogger(__name__)
 
@@ -281,11 +281,13 @@ _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
 def not_utf8(label: str, data: bytes, exc: UnicodeDecodeError) -> PolicyIssue:
     """Where ``data`` (a source ``exc`` says is not UTF-8) first is not, on the line YAML
     would count (a lone CR ends one too: old Mac line ends), as its other issues are;
-    or, for UTF-16 or UTF-32 text, which it is."""
+    or, for UTF-16 or UTF-32 text, that it is."""
     wide = next((name for bom, name in _WIDE_BOMS if data.startswith(bom)), None)
     if wide is not None:
         return PolicyIssue(label, 1, 1, f"cannot read: {wide} text (it starts with a {wide} "
                            "byte order mark): save it as UTF-8")
+    if b"\x00" in data[:2]:  # as YAML tells them (1.2, 5.2): text starts in ASCII
+        return PolicyIssue(label, 1, 1, WIDE_WITHOUT_BOM)
     before = data[:exc.start].decode("utf-8")  # UTF-8 up to there
     return PolicyIssue(label, *place(before, len(before)),
                        f"cannot read: byte 0x{data[exc.start]:02x} is not UTF-8 text")

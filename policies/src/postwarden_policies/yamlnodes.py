@@ -459,9 +459,15 @@ def place(text: str, position: int) -> tuple[int, int]:
     return len(_LINE_END.findall(text, 0, position)) + 1, position - line_start + 1
 
 
+WIDE_WITHOUT_BOM = ("cannot read: UTF-16 or UTF-32 text without a byte order mark (a NUL "
+                    "among its first characters): save it as UTF-8")
+
+
 def _character_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> PolicyIssue:
     """A character YAML refuses, placed by line and column (PyYAML tells an offset)."""
     code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+    if code == 0 and "\x00" in text[:2]:  # YAML's own test (1.2, 5.2): text starts in ASCII
+        return PolicyIssue(label, 1, 1, WIDE_WITHOUT_BOM)
     if 0xD800 <= code <= 0xDFFF:
         kind = "a lone surrogate"
     elif code < 0x20 or 0x7F <= code < 0xA0:
