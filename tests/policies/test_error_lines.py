@@ -122,6 +122,17 @@ def test_an_item_under_a_dash_alone_begins_at_the_dash() -> None:
     assert policy.policies[0].tests[0].where == (7, 3)
 
 
+def test_an_item_under_a_dash_alone_begins_at_the_dash_whatever_the_line_ends() -> None:
+    """An upload is read as sent: with old Mac line ends (CR only) the item's line is the
+    dash's too, as YAML counts lines, not its first key's."""
+    text = ("version: 1\nname: p\nrules:\n  - name: r\n    then: accept\ntests:\n  -\n"
+            "    # the case\n    name: t\n    raw: x\n    recipients: [a@b.test]\n"
+            "    expect: accept\n    expect_rules: [nope]\n")
+    for line_end in ("\r", "\r\n"):
+        assert [str(i) for i in check_policy_text("p.yaml", text.replace("\n", line_end))] \
+            == ["p.yaml:7:3: test 't': unknown rule 'nope' in expect_rules"]
+
+
 def test_an_unquoted_glob_is_told_to_be_quoted() -> None:
     """`*.exe` unquoted is a YAML alias: PyYAML's words alone never say so."""
     hint = ("(a value that starts with * is read as a YAML alias, one with & as an anchor: "

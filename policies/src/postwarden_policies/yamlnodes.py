@@ -96,8 +96,8 @@ class _PlacingAliases(Composer):
 
 
 # A block list's "-" alone on its line (a comment after it aside), and a line of nothing.
-_DASH_LINE = re.compile(r"[ \t]*(-)[ \t]*(?:#[^\n]*)?\r?")
-_EMPTY_LINE = re.compile(r"[ \t]*(?:#[^\n]*)?\r?")
+_DASH_LINE = re.compile(r"[ \t]*(-)[ \t]*(?:#.*)?")
+_EMPTY_LINE = re.compile(r"[ \t]*(?:#.*)?")
 
 
 def _item_start(source: str, mark: yaml.Mark) -> yaml.Mark:
@@ -107,11 +107,12 @@ def _item_start(source: str, mark: yaml.Mark) -> yaml.Mark:
     end = min(mark.index, len(source)) - 1  # back over the indentation only: a line may be long
     while end >= 0 and source[end] in " \t":
         end -= 1
-    if end < 0 or source[end] != "\n":  # not first on its line (an item of a flow list)
+    if end < 0 or source[end] not in "\r\n":  # not first on its line (in a flow list)
         return mark
     line = mark.line
     while end >= 0:  # up over blank and comment lines, to the "-"
-        start = source.rfind("\n", 0, end) + 1
+        end -= source.startswith("\r\n", end - 1)  # the line ends at its CR
+        start = max(source.rfind("\n", 0, end), source.rfind("\r", 0, end)) + 1
         line -= 1
         if dash := _DASH_LINE.fullmatch(source, start, end):
             # No buffer: no snippet of PyYAML's, which would quote another line.
