@@ -56,6 +56,7 @@ from postwarden_store.audit import DURABLE_COMMIT, Written, weight, write_audit_
 
 from .backoff import Backoff
 from .journal import LOG_TAIL_BYTES, AuditJournal
+from .logcontext import message_context
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .occasional import Occasional, log_unsaid
@@ -287,8 +288,9 @@ class AuditPipeline:
             if len(batch) == 1:
                 self._metrics.audit_dropped.labels("unstorable").inc()
                 # The type only: a message from Postgres may quote the offending value.
-                log.error("audit event %s refused by Postgres (%s): dropped",
-                          batch[0].event_id, type(exc).__name__)
+                with message_context(batch[0].queue_id, batch[0].message_uid):
+                    log.error("audit event %s refused by Postgres (%s): dropped",
+                              batch[0].event_id, type(exc).__name__)
                 return
             await self._write_halves(batch)
         except WriteTimeout:
@@ -297,9 +299,10 @@ class AuditPipeline:
                 await self._write_halves(batch)
             elif self._slow_again(batch[0]):
                 self._metrics.audit_dropped.labels("timeout").inc()
-                log.error("AUDIT EVENT %s DROPPED: not written within %.0f s in %d attempts "
-                          "while Postgres committed a probe", batch[0].event_id, WRITE_TIMEOUT,
-                          SLOW_EVENT_ATTEMPTS)
+                with message_context(batch[0].queue_id, batch[0].message_uid):
+                    log.error("AUDIT EVENT %s DROPPED: not written within %.0f s in %d "
+                              "attempts while Postgres committed a probe", batch[0].event_id,
+                              WRITE_TIMEOUT, SLOW_EVENT_ATTEMPTS)
             else:
                 raise
 

@@ -10,6 +10,8 @@ each line once: one place scrubs secrets from everything this process writes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -34,6 +36,17 @@ def set_message_context(queue_id: str | None, uid: str | None) -> None:
     # Every callback calls this, and the ids seldom change within a connection.
     if current is None or current.queue_id != queue_id or current.uid != uid:
         MESSAGE.set(MessageContext(queue_id, uid))
+
+
+@contextmanager
+def message_context(queue_id: str | None, uid: str | None) -> Iterator[None]:
+    """Within it, lines name this message: for a line about it written away from its
+    callbacks (the audit writer's), whose own context is restored after."""
+    token = MESSAGE.set(MessageContext(queue_id or "-", uid or "-"))
+    try:
+        yield
+    finally:
+        MESSAGE.reset(token)
 
 
 class MessageContextFilter(logging.Filter):
