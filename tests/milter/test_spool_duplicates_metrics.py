@@ -10,9 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client.utils import floatToGoString
 
 from postwarden_milter import spool as spool_module
-from postwarden_milter.metrics import Metrics
+from postwarden_milter.metrics import LATENCY_BUCKETS, Metrics
+from postwarden_milter.settings import MilterSettings
 from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
 from postwarden_policies import AuditEvent
 from tests.fixtures.forked import in_child
@@ -152,3 +154,21 @@ def test_metrics_served_on_loopback() -> None:
     assert 'postwarden_policy_reloads_total{result="failed"} 1.0' in text
     assert "postwarden_processing_seconds_bucket" in text
     assert "postwarden_audit_queue_depth" in text
+
+
+def test_latency_buckets_tell_slow_messages_from_those_cut_at_the_deadline() -> None:
+    # The buckets stopped at 10 s, a sixth of the default deadline: a message answered
+    # in 15 s, one in 50 s and one cut at the deadline all fell in +Inf, and
+    # histogram_quantile called each 10 s.
+    metrics = Metrics()
+    deadline = MilterSettings().message_timeout_seconds
+    for seconds in (15.0, 50.0, deadline + 0.01):  # the last: MessageTimeout, a tempfail
+        metrics.latency.observe(seconds)
+
+    def within(bound: float) -> float | None:
+        return metrics.registry.get_sample_value(
+            "postwarden_processing_seconds_bucket", {"le": floatToGoString(bound)})
+
+    assert within(LATENCY_BUCKETS[-1]) == 3  # up to Postfix's own milter_content_timeout
+    assert within(deadline) == 2  # past the deadline, only messages cut there
+    assert 1 in {within(bound) for bound in LATENCY_BUCKETS}
