@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import logging
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import Any
 import Milter
 import pytest
 
-from postwarden_milter import decider, handler
+from postwarden_milter import decider, handler, session
 from postwarden_milter.logcontext import MessageContextFilter
 from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.session import Slots
@@ -237,6 +238,31 @@ def test_the_row_of_an_aborted_transaction_says_nothing_of_the_body_it_lacks(
     [event] = harness.audit.events
     assert event.action == "aborted"
     assert event.flags == ("duplicate_header", "malformed")  # two Subjects: the header's own
+
+
+def test_a_failure_in_a_step_postfix_does_not_wait_on_counts_though_nothing_answers_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A body chunk the milter cannot keep (its temporary file on a full filesystem) is
+    answered at the next step that replies: it was counted only then, so not at all
+    when the client gave up first, though its traceback was logged."""
+    def full(*_args: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(session.Transaction, "add_body", full)
+
+    def errors() -> float | None:
+        return harness.metrics.registry.get_sample_value(
+            "postwarden_errors_total", {"kind": "body"})
+
+    ctx = harness.connect(queue_id="4QFULL")
+    _headers_only(ctx, "alice@example.org")
+    ctx._priv.abort()
+    assert [e.action for e in harness.audit.events] == ["aborted"]
+    assert errors() == 1
+    assert harness.connect().send(CLEAN) == Milter.TEMPFAIL  # answered: counted once
+    assert [e.action for e in harness.audit.events] == ["aborted", "error"]
+    assert errors() == 2
 
 
 def test_redelivery_is_recognised(harness: Harness) -> None:

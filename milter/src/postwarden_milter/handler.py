@@ -92,9 +92,12 @@ def guarded(
                     return self.fail(self.pending_failure)
                 return method(self, *args, **kwargs)
             except MessageTimeout:
+                self.count_error("timeout")
                 return self.fail("timeout")
             except Exception:
                 log.exception("internal error in the %s callback", kind)
+                # Now: a step that replies may never come (the client gives up first).
+                self.count_error(kind)
                 if replies:
                     return self.fail(kind)
                 self.pending_failure = kind
@@ -133,9 +136,12 @@ class ConnectionHandler:
         holds for its envelope, which reads only what was known at MAIL FROM."""
         return policy_set.limits_for(txn.envelope(self._client, recipients=False))
 
-    def fail(self, kind: str) -> Outcome:
-        """Answer an internal failure; the reply is always set before returning."""
+    def count_error(self, kind: str) -> None:
         self._s.metrics.errors.labels(kind).inc()
+
+    def fail(self, kind: str) -> Outcome:
+        """Answer an internal failure (counted where it happened); the reply is always set
+        before returning."""
         applied = fail(self._actions, self._s.settings.fail_action)
         log.error("%s: answering %s", kind, applied.reply or applied.outcome.value)
         # Deferred, refused or (fail_action accept) delivered unchecked: named as an abort is.
