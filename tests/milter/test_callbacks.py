@@ -265,6 +265,24 @@ def test_a_failure_in_a_step_postfix_does_not_wait_on_counts_though_nothing_answ
     assert errors() == 2
 
 
+def test_a_body_that_cannot_be_kept_is_logged_once_not_at_every_chunk(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once a step failed the transaction is answered with the fail action whatever
+    follows: each later chunk failed again, a traceback apiece (a 50 MB message on a
+    full filesystem: hundreds)."""
+    def full(*_args: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(session.Transaction, "add_body", full)
+    ctx = harness.connect(queue_id="4QFULL")
+    assert ctx.send(message("big", body=(b"x" * 70 + b"\r\n") * 4000)) == Milter.TEMPFAIL
+    assert caplog.text.count("internal error in the body callback") == 1
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "body"}) == 1
+    assert [e.action for e in harness.audit.events] == ["error"]
+
+
 def test_redelivery_is_recognised(harness: Harness) -> None:
     first, second = harness.connect(), harness.connect()
     assert first.send(CLEAN) == Milter.CONTINUE

@@ -88,8 +88,10 @@ def guarded(
         def run(self: ConnectionHandler, /, *args: P.args, **kwargs: P.kwargs) -> Outcome:
             self.enter()
             try:
-                if replies and self.pending_failure is not None:
-                    return self.fail(self.pending_failure)
+                if self.pending_failure is not None:
+                    # Failed already, and answered so at the next step that replies: the
+                    # content in between is not worth a traceback per chunk.
+                    return self.fail(self.pending_failure) if replies else Outcome.CONTINUE
                 return method(self, *args, **kwargs)
             except MessageTimeout:
                 self.count_error("timeout")
