@@ -1,7 +1,8 @@
 """An MTA that does not offer every milter action a verdict may need is refused at
 negotiation, by the real milter process: accepted, its connection would meet a
 quarantine verdict it cannot carry out after other edits went out, and with
-fail_action=accept the message held for review would be delivered."""
+fail_action=accept the message held for review would be delivered. Postfix then applies
+milter_default_action to all its mail: each refusal is counted (errors, kind negotiate)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import Milter
 import pytest
 
 from tests.fixtures.milterproc import MilterProcess, running_milter
+from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import wait_until
+from tests.fixtures.scrape import scrape
 from tests.milter.milterclient import ALL_ACTIONS, MilterClient
 
 POLICY = """\
@@ -42,8 +45,15 @@ class Client(MilterClient):
 def milter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilterProcess]:
     policy_dir = tmp_path_factory.mktemp("policies")
     (policy_dir / "negotiation.yaml").write_text(POLICY)
-    with running_milter(Path(policy_dir), env={"POSTWARDEN_FAIL_ACTION": "accept"}) as process:
+    env = {"POSTWARDEN_FAIL_ACTION": "accept",
+           "POSTWARDEN_METRICS_LISTEN": f"127.0.0.1:{free_port()}"}
+    with running_milter(Path(policy_dir), env=env) as process:
         yield process
+
+
+def refusals(milter: MilterProcess) -> float:
+    port = int(milter.env["POSTWARDEN_METRICS_LISTEN"].rpartition(":")[2])
+    return scrape(port).get(("postwarden_errors_total", frozenset({("kind", "negotiate")})), 0.0)
 
 
 def test_every_action_offered_quarantines(milter: MilterProcess) -> None:
@@ -53,10 +63,12 @@ def test_every_action_offered_quarantines(milter: MilterProcess) -> None:
         assert client.held_message() == b"c"  # held by 'q', not accepted
     finally:
         client.close()
+    assert refusals(milter) == 0
 
 
 @pytest.mark.parametrize("name", ["ADDHDRS", "CHGHDRS", "MODBODY", "DELRCPT", "QUARANTINE"])
 def test_an_action_not_offered_refuses_the_connection(milter: MilterProcess, name: str) -> None:
+    refused = refusals(milter)
     client = Client(milter.env["POSTWARDEN_MILTER_SOCKET"])
     try:
         with pytest.raises(EOFError):
@@ -67,3 +79,4 @@ def test_an_action_not_offered_refuses_the_connection(milter: MilterProcess, nam
     finally:
         client.close()
     assert wait_until(lambda: f"milter actions {name}: refusing" in milter.log(), timeout=10)
+    assert refusals(milter) == refused + 1

@@ -121,6 +121,8 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         # fail_action=accept would deliver the message: refuse the connection instead,
         # so the MTA applies its milter_default_action to all of it.
         if missing := [name for name, flag in ACTION_NAMES.items() if not opts[0] & flag]:
+            # Counted: no message of the connection is, and all of them get the default.
+            self.services.metrics.errors.labels("negotiate").inc()
             log.error("the MTA does not offer the milter actions %s: refusing the connection",
                       ", ".join(missing))
             return _code(Outcome.REJECT)
