@@ -68,6 +68,21 @@ async def test_a_blocked_address_admits_a_key_verified_before(
         assert await _code(refused) == "rate_limited"
 
 
+async def test_a_blocked_address_is_logged_once_by_its_address(
+    aiohttp_client: AiohttpClient, fresh_database_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The block was counted (postwarden_api_rate_limited_total) and logged nowhere: an
+    admin seeing the count rise could not tell who was guessing."""
+    client = await _client(aiohttp_client, fresh_database_url)
+    await _block(client)
+    for i in range(3):  # guesses while blocked: refused before they are counted
+        response = await client.get("/api/v1/stats", headers=bearer(f"pw_{i:016x}_again"))
+        assert response.status == 429
+    lines = [r.getMessage() for r in caplog.records if "failed authentications" in r.getMessage()]
+    assert lines == [f"client 127.0.0.1 blocked until the minute ends: {LIMIT} failed "
+                     "authentications in it"]
+
+
 async def test_a_revoked_key_is_refused_at_a_blocked_address(
     aiohttp_client: AiohttpClient, fresh_database_url: str,
 ) -> None:

@@ -233,14 +233,24 @@ def _is_public(request: web.Request) -> bool:
     return path in PUBLIC_PATHS
 
 
-async def _failed_auth(request: web.Request, error: ApiError, guard: str) -> ApiError:
+def _auth_guard(client: str) -> str:
+    """The rate limiter's bucket of a client's (address_group) failed authentications."""
+    return f"auth-failures:{client}"
+
+
+async def _failed_auth(request: web.Request, error: ApiError, client: str) -> ApiError:
     """Count a failed authentication against the client address: 429 once it is blocked."""
     app = request.app
     limiter, settings, metrics = app[LIMITER], app[SETTINGS], app[METRICS]
     metrics.auth_failures.inc()
-    failures = await limiter.hit(guard, settings.auth_failures_per_minute)
+    limit = settings.auth_failures_per_minute
+    blocked_before = limiter.remembered_full(_auth_guard(client), limit) is not None
+    failures = await limiter.hit(_auth_guard(client), limit)
     if not failures.allowed:
         metrics.rate_limited.labels("auth_failures").inc()
+        if not blocked_before:  # once a minute: its later guesses are refused uncounted
+            log.warning("client %s blocked until the minute ends: %d failed "
+                        "authentications in it", client, limit)
         return _rate_limited(failures, "auth_failures")
     return error
 
@@ -259,8 +269,8 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await _admitted(request, handler)
     app = request.app
     limiter, settings, metrics = app[LIMITER], app[SETTINGS], app[METRICS]
-    guard = f"auth-failures:{address_group(client_address(request))}"
-    blocked = limiter.remembered_full(guard, settings.auth_failures_per_minute)
+    client = address_group(client_address(request))
+    blocked = limiter.remembered_full(_auth_guard(client), settings.auth_failures_per_minute)
     if blocked is not None and not is_remembered(request):
         metrics.rate_limited.labels("auth_failures").inc()
         raise _rate_limited(blocked, "auth_failures")
@@ -269,14 +279,14 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ApiError as error:
         if error.status != 401:  # the database's trouble (503), not a wrong key
             raise
-        raise await _failed_auth(request, error, guard) from None
+        raise await _failed_auth(request, error, client) from None
     admission = await limiter.admit(
         None if principal.is_dev_fallback else principal.key_id,
         f"key:{principal.key_id}", settings.requests_per_minute,
     )
     if not admission.live:
         forget_presented_key(request)
-        raise await _failed_auth(request, unauthenticated(), guard)
+        raise await _failed_auth(request, unauthenticated(), client)
     request[PRINCIPAL] = principal
     quota = admission.quota
     if not quota.allowed:
