@@ -294,7 +294,7 @@ def test_events_the_spool_cannot_take_stay_in_the_journal_for_the_next_start(
     pipeline.stop()
     loop.stop()
     assert metrics.registry.get_sample_value(
-        "postwarden_audit_dropped_total", {"reason": "spool_error"}) is None
+        "postwarden_audit_dropped_total", {"reason": "spool_error"}) == 0
     (tmp_path / spool_name(0)).unlink()  # room again
     loop = LoopThread()
     loop.start()

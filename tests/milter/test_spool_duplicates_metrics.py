@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
+import re
 import urllib.request
 import uuid
 from pathlib import Path
@@ -172,3 +173,33 @@ def test_latency_buckets_tell_slow_messages_from_those_cut_at_the_deadline() -> 
     assert within(LATENCY_BUCKETS[-1]) == 3  # up to Postfix's own milter_content_timeout
     assert within(deadline) == 2  # past the deadline, only messages cut there
     assert 1 in {within(bound) for bound in LATENCY_BUCKETS}
+
+
+MILTER_SOURCES = Path(__file__).parents[2] / "milter" / "src" / "postwarden_milter"
+# Where the milter names a label value: metric.labels("value"), a callback's guard.
+_NAMED = re.compile(r'\.(errors|audit_dropped|policy_reloads)\.labels\("(\w+)"\)|'
+                    r'(?:@guarded|count_error)\("(\w+)"')
+
+
+def test_every_label_value_the_milter_counts_is_exposed_at_0_from_the_start() -> None:
+    """A series that appears with its first event at 1 shows no increase to rate() or
+    increase(): an alert on an evaluation error, a dropped audit event or a refused
+    reload missed the first, which after a restart is often the only one."""
+    named: dict[str, set[str]] = {"errors": set(), "audit_dropped": set(),
+                                  "policy_reloads": set()}
+    for source in MILTER_SOURCES.glob("*.py"):
+        for match in _NAMED.finditer(source.read_text(encoding="utf-8")):
+            metric, value, callback = match.groups()
+            named["errors" if callback else metric].add(value or callback)
+    assert {"eom", "evaluation", "audit_db"} <= named["errors"]  # the sources were read
+    metrics = Metrics()
+    families = {"errors": ("postwarden_errors_total", "kind"),
+                "audit_dropped": ("postwarden_audit_dropped_total", "reason"),
+                "policy_reloads": ("postwarden_policy_reloads_total", "result")}
+    for metric, values in named.items():
+        name, label = families[metric]
+        for value in sorted(values):
+            assert metrics.registry.get_sample_value(name, {label: value}) == 0, (name, value)
+    for verdict in ("accept", "reject", "tempfail", "discard", "quarantine", "aborted", "error"):
+        assert metrics.registry.get_sample_value(
+            "postwarden_messages_total", {"verdict": verdict}) == 0, verdict

@@ -12,20 +12,41 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from postwarden_policies import Action
+
 # Up to Postfix's milter_content_timeout (300 s), through the default
 # message_timeout_seconds (60 s): a message cut at the deadline is told apart from a slow
 # one, and histogram_quantile does not call a minute 10 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
+# The label values known in advance, exposed at 0 from the start: a series that appears
+# with its first event at 1 shows no increase to rate() or increase(), and an alert
+# missed the first evaluation error or dropped event (after a restart, often the only).
+VERDICTS = (*(action.value for action in Action), "aborted", "error")
+ERROR_KINDS = (
+    "connect", "helo", "envfrom", "envrcpt", "data", "header", "body", "eom",  # callbacks
+    "negotiate", "timeout", "overload", "evaluation", "spool_full", "audit_db",
+    "audit_journal", "policy_event",
+)
+DROP_REASONS = ("queue_full", "error", "unstorable", "timeout", "expired", "unreadable",
+                "spool_full", "spool_error")
+RELOAD_RESULTS = ("initial", "ok", "failed")
+
+
+def _from_zero(counter: Counter, values: tuple[str, ...]) -> Counter:
+    for value in values:
+        counter.labels(value)
+    return counter
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.messages = Counter(
+        self.messages = _from_zero(Counter(
             "postwarden_messages", "Transactions by outcome", ["verdict"], registry=r
-        )
+        ), VERDICTS)
         self.rules = Counter("postwarden_rule_matches", "Rules matched", ["rule"], registry=r)
         self.latency = Histogram(
             "postwarden_processing_seconds",
@@ -44,13 +65,13 @@ class Metrics:
         self.audit_spooled = Counter(
             "postwarden_audit_spooled", "Audit events appended to the local spool", registry=r
         )
-        self.audit_dropped = Counter(
+        self.audit_dropped = _from_zero(Counter(
             "postwarden_audit_dropped",
             "Audit events lost (queue or spool full, refused by Postgres, too slow to write, "
             "older than the audit retention, unreadable in the spool)",
             ["reason"],
             registry=r,
-        )
+        ), DROP_REASONS)
         self.spool_bytes = Gauge(
             "postwarden_audit_spool_bytes", "Size of the local audit spool", registry=r
         )
@@ -68,9 +89,9 @@ class Metrics:
             "postwarden_audit_replayed", "Audit events a replay took out of the spool "
             "(written, found stored already, or dropped and counted as such)", registry=r,
         )
-        self.policy_reloads = Counter(
+        self.policy_reloads = _from_zero(Counter(
             "postwarden_policy_reloads", "Policy set reloads", ["result"], registry=r
-        )
+        ), RELOAD_RESULTS)
         self.policy_reload_failing = Gauge(
             "postwarden_policy_reload_failing", "1 while the last reload was refused: the "
             "policy set running is not the one in the files or the database (with several "
@@ -86,7 +107,8 @@ class Metrics:
             "Message bodies past body_memory_threshold, spooled to a temporary file",
             registry=r,
         )
-        self.errors = Counter("postwarden_errors", "Internal errors", ["kind"], registry=r)
+        self.errors = _from_zero(
+            Counter("postwarden_errors", "Internal errors", ["kind"], registry=r), ERROR_KINDS)
         self.connections = Gauge(
             "postwarden_connections", "SMTP connections being filtered", registry=r
         )
