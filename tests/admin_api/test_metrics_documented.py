@@ -8,8 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+
+from postwarden_admin_api.metrics import Metrics
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -49,3 +52,22 @@ async def test_every_documented_admin_metric_is_exposed_and_no_other(
     companions = {f"{family}_created" for family in exposed}
     assert sorted(family for family, aliases in exposed.items()
                   if not aliases & documented and family not in companions) == []
+
+
+@pytest.mark.parametrize(("name", "label", "values"), [
+    ("postwarden_api_rate_limited_total", "kind", ("auth_failures", "key")),
+    ("postwarden_relay_outcomes_total", "outcome",
+     ("relayed", "deferred", "failed", "found_queued", "unreachable", "lost")),
+    ("postwarden_relay_put_off_total", "reason", ("open_receipt", "log_behind")),
+    ("postwarden_deliveries_total", "status",
+     ("delivered", "deferred", "bounced", "expired", "discarded", "deleted", "held",
+      "released")),
+])
+def test_every_label_value_the_readme_names_is_exposed_at_0_from_the_start(
+    name: str, label: str, values: tuple[str, ...],
+) -> None:
+    """A series that appears with its first event at 1 shows no increase to rate() or
+    increase(): an alert on a lost message or a blocked client missed the first."""
+    metrics = Metrics()
+    assert [metrics.registry.get_sample_value(name, {label: value}) for value in values] \
+        == [0.0] * len(values)

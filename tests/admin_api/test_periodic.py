@@ -60,8 +60,22 @@ async def test_a_job_goes_on_after_an_outage_and_after_a_bug(
 
     assert rounds_counted("failed") == 2
     assert (rounds_counted("done") or 0) >= 1
+    assert rounds_counted("postponed") == 0  # there from the start: increase() sees a first
     assert (metrics.registry.get_sample_value(
         "postwarden_job_last_done_timestamp_seconds", {"job": "test-job"}) or 0) > 0
+
+
+async def test_a_jobs_rounds_are_exposed_at_0_before_any_ends(database_url: str) -> None:
+    """A series that appears with its first event at 1 shows no increase to increase():
+    an alert on a failed retention round missed the first."""
+    started = asyncio.Event()
+
+    async def job(conn: asyncpg.Connection) -> None:
+        started.set()
+
+    metrics = await _run_until(database_url, "new-job", job, started)
+    assert metrics.registry.get_sample_value(
+        "postwarden_job_rounds_total", {"job": "new-job", "outcome": "failed"}) == 0
 
 
 async def test_a_job_that_never_finishes_a_round_still_ages(database_url: str) -> None:

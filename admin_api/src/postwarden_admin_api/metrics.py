@@ -10,6 +10,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+RATE_LIMIT_KINDS = ("auth_failures", "key")
+RELAY_OUTCOMES = ("relayed", "deferred", "failed", "found_queued", "unreachable", "lost")
+PUT_OFF_REASONS = ("open_receipt", "log_behind")
+DELIVERY_STATUSES = ("delivered", "deferred", "bounced", "expired", "discarded", "deleted",
+                     "held", "released")
+JOB_OUTCOMES = ("done", "postponed", "failed")  # by job: .periodic exposes them
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -88,6 +95,15 @@ class Metrics:
             ["generation"], buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
             registry=self.registry,
         )
+        # The label values known in advance, exposed at 0 from the start: a series that
+        # appears with its first event at 1 shows no increase to rate() or increase(),
+        # and an alert missed the first lost message (after a restart, often the only).
+        for counter, values in ((self.rate_limited, RATE_LIMIT_KINDS),
+                                (self.relay_outcomes, RELAY_OUTCOMES),
+                                (self.relay_put_off, PUT_OFF_REASONS),
+                                (self.deliveries, DELIVERY_STATUSES)):
+            for value in values:
+                counter.labels(value)
 
     def exposition(self) -> web.Response:
         response = web.Response(body=generate_latest(self.registry))

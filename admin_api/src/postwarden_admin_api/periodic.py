@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from .metrics import Metrics
+from .metrics import JOB_OUTCOMES, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ async def _repeat(name: str, pool: asyncpg.Pool, job: Job, *, interval: float,
                   retry: float, metrics: Metrics) -> None:
     # From the start: a job that never finishes a round must age like one that stopped.
     metrics.job_last_done.labels(name).set_to_current_time()
+    for outcome in JOB_OUTCOMES:  # at 0, so that increase() sees the first failed round
+        metrics.job_rounds.labels(name, outcome)
     while True:
         delay, outcome = interval, "failed"
         with surviving(name):
