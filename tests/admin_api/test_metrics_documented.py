@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from postwarden_admin_api.audit_queries import STATEMENT_TIMEOUT_MS
 from postwarden_admin_api.metrics import Metrics
 
 README = Path(__file__).parents[2] / "README.md"
@@ -71,3 +72,17 @@ def test_every_label_value_the_readme_names_is_exposed_at_0_from_the_start(
     metrics = Metrics()
     assert [metrics.registry.get_sample_value(name, {label: value}) for value in values] \
         == [0.0] * len(values)
+
+
+def test_request_latency_tells_a_slow_audit_search_from_one_cut_at_its_timeout() -> None:
+    # The buckets stopped at 10 s, a third of the audit queries' 30 s: a search answered
+    # in 15 s and one cut at the timeout both fell in +Inf (histogram_quantile: 10 s).
+    metrics = Metrics()
+    timeout = STATEMENT_TIMEOUT_MS / 1000
+    for seconds in (15.0, timeout + 0.01):
+        metrics.latency.labels("/api/v1/audit").observe(seconds)
+    within = {float(sample.labels["le"]): sample.value
+              for family in metrics.registry.collect() for sample in family.samples
+              if sample.name == "postwarden_api_request_seconds_bucket"}
+    assert within[timeout] == 1  # the timeout is a bound: past it, only those cut there
+    assert max(bound for bound in within if bound != float("inf")) > timeout
