@@ -46,3 +46,29 @@ def test_an_at_sign_not_percent_encoded_is_told_without_the_password(url: str) -
     assert problem == ("expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
                        "(an @ in the user name or password is written %40)")
     assert dsn_problem(url.replace("p@ss", "p%40ss").replace("u@corp", "u%40corp")) is None
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u:hunter2/x@db.example/audit",  # "a port is not a number"
+    "postgresql://u:5432/hunter2@db.example/audit",  # passed: a start against host "u"
+    "postgresql://u:hunter2?x@db.example/audit",  # "the query is not NAME=VALUE pairs"
+    "postgresql://u:hunter2#x@db.example/audit",
+    "postgresql://u:hunter2/x@db.example",
+])
+def test_a_reserved_character_in_the_password_is_told_as_such(url: str) -> None:
+    # A base64 password (openssl rand -base64) holds a / often: the URL's host part ends
+    # there, and the check blamed the port, or passed a URL that names the user as host.
+    problem = dsn_problem(url)
+    assert problem is not None and "a / ? or # in the user name or password is written" \
+        in problem and "hunter2" not in problem
+    encoded = url.replace("hunter2/", "hunter2%2F").replace("hunter2?", "hunter2%3F")
+    assert dsn_problem(encoded.replace("hunter2#", "hunter2%23").replace("5432/", "5432%2F")) \
+        is None
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql:///audit?host=/run/postgresql&user=u@corp",
+    "postgresql://db.example/audit?password=p@ss",
+])
+def test_an_at_sign_in_a_query_value_is_no_password_cut_short(url: str) -> None:
+    assert dsn_problem(url) is None

@@ -13,7 +13,7 @@ which no server takes, are refused by name.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 EXPECTED = "expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
 _TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
@@ -61,6 +61,18 @@ def _query_problem(query: str) -> str | None:
     return None
 
 
+def _userinfo_cut_short(parts: SplitResult) -> bool:
+    """A / ? or # in the password (as base64 passwords have) ends the host part there:
+    the rest of the password and its @ land in the path, query or fragment, the user
+    name is taken for the host and the password's head for the port (a port that is not
+    a number, or worse one that is: a start against host "user")."""
+    if "@" in parts.netloc:
+        return False
+    # In a query an @ is only legitimate in a value (user=u@corp), never in a name.
+    names = (pair.partition("=")[0] for pair in parts.query.split("&"))
+    return "@" in parts.path or "@" in parts.fragment or any("@" in name for name in names)
+
+
 def dsn_problem(url: str) -> str | None:
     """What is wrong with ``url`` (None: nothing we can tell before connecting)."""
     try:
@@ -73,6 +85,9 @@ def dsn_problem(url: str) -> str | None:
         # asyncpg splits at the first @: the rest of the password would be the host name,
         # looked up in DNS, where we (urlsplit) take the last.
         return f"{EXPECTED} (an @ in the user name or password is written %40)"
+    if _userinfo_cut_short(parts):
+        return (f"{EXPECTED} (a / ? or # in the user name or password is written %2F %3F "
+                "%23, an @ in the database name %40)")
     hosts = parts.netloc.rpartition("@")[2]
     for host in hosts.split(","):  # asyncpg takes several, for failover
         if host.startswith("["):  # [IPv6]:PORT
