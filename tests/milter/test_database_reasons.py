@@ -24,6 +24,8 @@ PASSWORD = "s3cret-pw"
 @pytest.mark.parametrize("case", [
     ("{server}/postwarden_absent", 'database "postwarden_absent" does not exist'),
     ("postgresql://nobody_here:{password}@{host}/postgres", 'role "nobody_here" does not exist'),
+    # The client's words: told as "ConnectionError" alone, where the admin service said it.
+    ("{server}/postgres?sslmode=require", "rejected SSL upgrade"),
 ])
 def test_check_says_what_the_server_refused(
     pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

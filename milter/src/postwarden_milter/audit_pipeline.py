@@ -105,12 +105,14 @@ def database_problem(exc: BaseException) -> str:
 def _detail(exc: BaseException) -> str | None:
     """The server's own first line (a database or role that does not exist, a password
     refused; it never quotes the password) or the client's (a password file it cannot
-    read, a root certificate missing), or the system's word for a connection that
-    failed."""
+    read, a root certificate missing, a server refusing TLS), or the system's word for a
+    connection that failed."""
     if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError) and str(exc):
         return str(exc).splitlines()[0]
     if isinstance(exc, OSError):
-        return exc.strerror
+        # asyncpg raises a bare ConnectionError with its words alone (a server that
+        # "rejected SSL upgrade" to sslmode=require): no strerror, only the text.
+        return exc.strerror or str(exc) or None
     return None
 
 
