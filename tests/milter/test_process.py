@@ -239,16 +239,27 @@ def test_a_removed_socket_file_stops_the_milter_for_a_restart(tmp_path: Path) ->
         assert log_path.read_text().count("postwarden milter stopped") == 3  # in order
 
 
-def test_workers_that_cannot_start_stop_the_milter(tmp_path: Path) -> None:
-    """No policy source reachable at a worker's start: the milter exits as one process would."""
-    env = _env(tmp_path, processes="2", policy_dir="",
+@pytest.mark.parametrize("processes", [1, 2])
+def test_no_policy_source_at_start_stops_the_milter_for_a_restart(
+        tmp_path: Path, processes: int) -> None:
+    """Policies from a database that is away, and no last good set (a first start): exit 1,
+    which systemd restarts until Postgres is back. Exit 2, the status of invalid settings,
+    which the unit does not restart, left the milter down for good when Postgres came up
+    after it, and Postfix deferring all mail."""
+    env = _env(tmp_path, processes=str(processes), policy_dir="",
                database_url=f"postgresql://postwarden@127.0.0.1:{free_port()}/none")
     result = _run([], env)
-    assert result.returncode == 2, result.stderr
-    assert "listening on" in result.stderr  # the parent opened the socket, then the workers
-    assert "no policy set: database unreachable" in result.stderr
-    assert "worker 0 could not start" in result.stderr or "worker 1 could not start" \
-        in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "no policy set: database unreachable (ConnectionRefusedError: Connect call " \
+        "failed" in result.stderr  # with the reason, as the warning before it
+    checked = _run(["check"], env)  # it said the milter would start
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines()[-1] == (
+        "database: unreachable, and no last good policy set in spool_dir; the milter would "
+        "not start (exit 1) until it is back")
+    if processes > 1:  # the parent opened the socket, then the workers failed, and again
+        assert "listening on" in result.stderr
+        assert "worker 0 (pid" in result.stderr and "no worker process runs" in result.stderr
 
 
 def test_log_lines_carry_ids_and_are_redacted() -> None:

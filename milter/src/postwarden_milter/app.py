@@ -47,9 +47,9 @@ import asyncpg
 from postwarden_policies import PoliciesError
 
 from . import libmilter
-from .audit_pipeline import AuditPipeline
+from .audit_pipeline import AuditPipeline, database_problem
 from .duplicates import DuplicateDetector
-from .errors import MilterError, StartupError
+from .errors import MilterError, NoPolicySource, StartupError
 from .journal import AuditJournal
 from .listener import disown_listener, hang_up, remove_socket_file, socket_file
 from .loopthread import LoopThread
@@ -160,8 +160,8 @@ class MilterProcess:
             except PoliciesError as exc:
                 raise policies_refused(exc) from None
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                raise StartupError(
-                    f"no policy set: database unreachable ({type(exc).__name__}) "
+                raise NoPolicySource(
+                    f"no policy set: database unreachable ({database_problem(exc)}) "
                     "and no last good set in spool_dir"
                 ) from None
             self.pipeline.start(self.loop_thread)
@@ -322,7 +322,7 @@ def run_process(process: MilterProcess) -> int:
             process.serve(services)
         except StartupError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            return exc.exit_status
         except MilterError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 1

@@ -21,6 +21,7 @@ from .heap import keep_freed_memory
 from .journal import adopt_orphan_journals
 from .logcontext import configure_logging
 from .settings import (
+    LAST_GOOD_NAME,
     SETTING_NAMES,
     MilterSettings,
     SettingsError,
@@ -101,8 +102,15 @@ def check(config: Path | None) -> int:
     if found.database_reachable is True:
         print("database: schema up to date")
     elif found.database_reachable is False:
-        print("database: unreachable; the milter would start and spool audit events")
+        print(_unreachable(settings))
     return 0
+
+
+def _unreachable(settings: MilterSettings) -> str:
+    if settings.policy_dir is None and not (settings.spool_dir / LAST_GOOD_NAME).exists():
+        return ("database: unreachable, and no last good policy set in spool_dir; the "
+                "milter would not start (exit 1) until it is back")
+    return "database: unreachable; the milter would start and spool audit events"
 
 
 def serve(config: Path | None) -> int:
@@ -124,7 +132,7 @@ def serve(config: Path | None) -> int:
         return Supervisor(settings, notifier).run()
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return exc.exit_status
 
 
 def _database_url(config: Path | None, given: str | None) -> str:
