@@ -217,6 +217,28 @@ def test_a_set_spool_dir_cannot_keep_still_goes_live(
     assert "cannot keep the policy set" in caplog.text
 
 
+@pytest.mark.postgres
+def test_a_start_before_the_first_push_says_mail_goes_unfiltered(
+    fresh_database_url: str, tmp_path: Path, loop_thread: LoopThread,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """policy_dir unset, nothing pushed yet: the milter accepted every message unchanged
+    and logged only "policy set e3b0c44298fc loaded" (a policy_dir without policies
+    refuses the start). Said once, and no more once a policy is active."""
+    said = "no policy is active in the database: every message is accepted unchanged"
+    reloader = _reloader(Metrics(), loop_thread, tmp_path, database_url=fresh_database_url)
+    holder = reloader.load_initial()
+    assert not holder.current.policies
+    assert caplog.text.count(said) == 1
+    reloader.start()
+    try:
+        asyncio.run(_activate(fresh_database_url, "main", POLICY.format(name="main", limit=9)))
+        assert wait_until(lambda: holder.current.limits.max_recipients == 9, timeout=15)
+    finally:
+        reloader.stop()
+    assert caplog.text.count(said) == 1
+
+
 # --- policy.load_failed ------------------------------------------------------
 
 BROKEN = "version: 1\nname: main\nrules: [oops\n"

@@ -213,6 +213,15 @@ def load_last_good(spool_dir: Path) -> Sources | None:
     return [(str(label), str(source)) for label, source in json.loads(path.read_text("utf-8"))]
 
 
+def _say_if_empty(policy_set: PolicySet) -> None:
+    """A database with no active policy (a milter started before the first push, or every
+    policy deactivated) gives a set that accepts every message unchanged: said, since a
+    policy_dir without policies refuses the start."""
+    if not policy_set.policies:
+        log.warning("no policy is active in the database: every message is accepted "
+                    "unchanged (and audited) until one is (postwarden-admin policy push)")
+
+
 class PolicyReloader:
     """Loads the first set, then reloads on SIGHUP, file changes or NOTIFY.
 
@@ -320,6 +329,7 @@ class PolicyReloader:
         self._metrics.policy_reloads.labels("initial").inc()
         self._running(policy_set)
         log.info("policy set %s loaded", policy_set.content_hash[:12])
+        _say_if_empty(policy_set)
         if refused is not None:  # after _running: the set that runs is not the database's
             self._refused("start", str(refused))
             self._notifier.notify("start", refused)
@@ -349,6 +359,8 @@ class PolicyReloader:
         self._running(policy_set)
         log.info("policy set reloaded (%s): %s -> %s", reason, old[:12],
                  policy_set.content_hash[:12])
+        if policy_set.content_hash != old:
+            _say_if_empty(policy_set)
         return True
 
     def _running(self, policy_set: PolicySet) -> None:
