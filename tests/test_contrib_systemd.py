@@ -268,3 +268,36 @@ def test_the_admin_unit_waits_for_the_longest_stop() -> None:
                + send.FOLLOWER_STOP_SECONDS)
     [timeout] = re.findall(r"^TimeoutStopSec=(\d+)s$", ADMIN_UNIT.read_text(), re.M)
     assert longest + STOP_MARGIN_SECONDS <= int(timeout), longest
+
+
+ENVIRONMENT_D_GENERATOR = Path(
+    "/usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator")
+
+
+def test_the_environment_file_reads_the_same_in_the_shell_steps_and_in_systemd(
+        tmp_path: Path) -> None:
+    """The install steps source /etc/postwarden/environment with the shell (migrate, the
+    first key) and the units read it with systemd. Written as the steps said
+    (POSTWARDEN_DATABASE_URL=...), an & in the URL's query ended the shell's line: the
+    variable was not set, and migrate said no database_url was."""
+    steps = (SYSTEMD_DIR / "README.md").read_text(encoding="utf-8")
+    said = re.search(r"/etc/postwarden/environment .*then add (POSTWARDEN_DATABASE_URL=\S+)",
+                     steps)
+    assert said is not None
+    sourcing = re.search(r"^(set -a; \. /etc/postwarden/environment; set \+a)$", steps, re.M)
+    assert sourcing is not None
+    url = "postgresql://pw:a%2Fb@db.example/pw?sslmode=verify-full&sslrootcert=/etc/db.pem"
+    line = said[1].replace("...", url)
+    environment = tmp_path / "environment.d" / "50-postwarden.conf"  # systemd's own parser
+    environment.parent.mkdir()
+    environment.write_text(line + "\n", encoding="utf-8")
+    shell = subprocess.run(
+        ["sh", "-c", sourcing[1].replace("/etc/postwarden/environment", str(environment))
+         + '; printf %s "$POSTWARDEN_DATABASE_URL"'],
+        capture_output=True, text=True, check=True)
+    assert shell.stdout == url
+    if ENVIRONMENT_D_GENERATOR.exists():  # EnvironmentFile='s parser, as environment.d's
+        systemd = subprocess.run([str(ENVIRONMENT_D_GENERATOR)], capture_output=True,
+                                 text=True, check=True,
+                                 env={"XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)})
+        assert f'POSTWARDEN_DATABASE_URL="{url}"' in systemd.stdout.splitlines()
