@@ -312,3 +312,22 @@ def test_a_misspelt_variable_is_warned_about_at_start(base_env: dict[str, str]) 
     assert result.returncode == 0, result.stderr
     assert "warning: POSTWARDEN_MESAGE_TIMEOUT_SECONDS is not a milter setting, ignored " \
         "(did you mean POSTWARDEN_MESSAGE_TIMEOUT_SECONDS?)" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize(("value", "loopback"), [
+    ("inet:8899", "inet:8899@127.0.0.1"),
+    ("inet6:8899", "inet6:8899@::1"),
+])
+def test_an_inet_socket_without_an_address_is_refused(
+    base_env: dict[str, str], value: str, loopback: str
+) -> None:
+    """libmilter listens on every interface for inet:PORT: whoever reached the port could
+    write audit rows and fill max_concurrency (Postfix's mail refused 421). The address
+    is asked for, as metrics_listen asks for its host; every interface stays possible."""
+    environ = {**base_env, "POSTWARDEN_MILTER_SOCKET": value}
+    with pytest.raises(SettingsError, match=f"'{value}' names no address, which listens on "
+                       f"every interface: write {loopback} for loopback"):
+        load_settings(None, environ)
+    for address in (loopback, f"{value}@0.0.0.0"):
+        assert load_settings(None, {**environ, "POSTWARDEN_MILTER_SOCKET": address}
+                             ).milter_socket == address

@@ -125,10 +125,23 @@ def _check_port(text: str, name: str) -> int:
     return port
 
 
+def _every_interface(value: str) -> ValueError:
+    """libmilter's inet:PORT listens on every interface: whoever reaches the port could
+    write audit rows, and take up max_concurrency (Postfix's mail then refused 421)."""
+    inet6 = value.startswith("inet6")
+    loopback = "::1" if inet6 else "127.0.0.1"
+    every = "::" if inet6 else "0.0.0.0"  # noqa: S104 - told, not bound
+    return ValueError(f"milter_socket: {value!r} names no address, which listens on every "
+                      f"interface: write {value}@{loopback} for loopback ({value}@{every} "
+                      "if every interface is meant)")
+
+
 def _socket(value: str) -> str:
     match = _SOCKET_INET.match(value)
     if match:
         _check_port(match.group(1), "milter_socket")
+        if match.group(2) is None:
+            raise _every_interface(value)
         return value
     if _SOCKET_UNIX.match(value):
         path = value.split(":", 1)[1]
