@@ -331,3 +331,18 @@ def test_an_inet_socket_without_an_address_is_refused(
     for address in (loopback, f"{value}@0.0.0.0"):
         assert load_settings(None, {**environ, "POSTWARDEN_MILTER_SOCKET": address}
                              ).milter_socket == address
+
+
+@pytest.mark.parametrize(("value", "hint"), [
+    ("inet:127.0.0.1:8899", "(Postfix's inet:HOST:PORT is inet:8899@127.0.0.1 here)"),
+    ("inet6:[::1]:8899", "(Postfix's inet6:HOST:PORT is inet6:8899@::1 here)"),
+])
+def test_postfixs_spelling_of_the_socket_is_told_in_libmilters(
+    base_env: dict[str, str], value: str, hint: str
+) -> None:
+    """The admin copies smtpd_milters' value (main.cf's inet:127.0.0.1:8899) and was told
+    only that it is not inet:PORT@HOST, which it seems to be."""
+    environ = {**base_env, "POSTWARDEN_MILTER_SOCKET": value}
+    with pytest.raises(SettingsError) as raised:
+        load_settings(None, environ)
+    assert str(raised.value).endswith(hint)

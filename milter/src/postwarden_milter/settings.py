@@ -115,6 +115,7 @@ SETTING_NAMES = tuple(f.name for f in fields(MilterSettings))
 
 _SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
 _SOCKET_UNIX = re.compile(r"^(?:unix|local):(/\S+)$")
+_POSTFIX_INET = re.compile(r"^(inet6?):\[?([^@\s\]]+?)\]?:(\d{1,5})$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
 
 
@@ -161,9 +162,11 @@ def _socket(value: str) -> str:
                 # Else `check` passes and the start fails: libmilter replaces only a socket.
                 raise ValueError(f"milter_socket: {path} is there and is not a socket")
         return value
+    postfix = _POSTFIX_INET.match(value)  # main.cf's spelling, copied from smtpd_milters
     raise ValueError(
         f"milter_socket: {value!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH"
-    )
+        + (f" (Postfix's {postfix[1]}:HOST:PORT is {postfix[1]}:{postfix[3]}@{postfix[2]} "
+           "here)" if postfix else ""))
 
 
 def _socket_mode(value: Any) -> int:
