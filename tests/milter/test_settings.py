@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from postwarden_milter import settings as settings_module
 from postwarden_milter.settings import (
     FailAction,
     Secret,
@@ -346,3 +347,21 @@ def test_postfixs_spelling_of_the_socket_is_told_in_libmilters(
     with pytest.raises(SettingsError) as raised:
         load_settings(None, environ)
     assert str(raised.value).endswith(hint)
+
+
+def test_main_cfs_chroot_relative_socket_is_told_with_the_full_path(
+    base_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """unix:/postwarden/milter.sock, copied from smtpd_milters, was refused as "directory
+    /postwarden does not exist", not saying the directory meant is in the chroot."""
+    chroot = tmp_path / "spool-postfix"
+    (chroot / "postwarden").mkdir(parents=True)
+    monkeypatch.setattr(settings_module, "POSTFIX_CHROOT", chroot)
+    environ = {**base_env, "POSTWARDEN_MILTER_SOCKET": "unix:/postwarden/milter.sock"}
+    with pytest.raises(SettingsError) as raised:
+        load_settings(None, environ)
+    assert str(raised.value).endswith(
+        f"directory /postwarden does not exist (main.cf names the socket relative to "
+        f"Postfix's chroot, {chroot}: here it is unix:{chroot}/postwarden/milter.sock)")
+    with pytest.raises(SettingsError, match=r"directory /elsewhere does not exist$"):
+        load_settings(None, {**environ, "POSTWARDEN_MILTER_SOCKET": "unix:/elsewhere/m.sock"})

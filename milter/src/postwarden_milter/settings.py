@@ -99,6 +99,7 @@ MAX_PROCESSES = 64
 # sun_path holds 108 bytes with the terminating NUL: libmilter refuses a longer path,
 # saying only that it cannot open the socket.
 MAX_UNIX_SOCKET_PATH = 107
+POSTFIX_CHROOT = Path("/var/spool/postfix")  # Debian's queue_directory
 # Bounds of the *_seconds settings. threading waits refuse a timeout past
 # threading.TIMEOUT_MAX (about 292 years): a larger poll killed the reload thread.
 MAX_POLL_SECONDS = 86400.0  # a day
@@ -137,6 +138,16 @@ def _every_interface(value: str) -> ValueError:
                       "if every interface is meant)")
 
 
+def _chroot_hint(path: str) -> str:
+    """main.cf's unix:/postwarden/milter.sock is relative to Postfix's chroot: copied here,
+    its directory is missing, and the one meant is under the chroot."""
+    meant = POSTFIX_CHROOT / path.lstrip("/")
+    if not meant.parent.is_dir():
+        return ""
+    return (f" (main.cf names the socket relative to Postfix's chroot, {POSTFIX_CHROOT}: "
+            f"here it is unix:{meant})")
+
+
 def _socket(value: str) -> str:
     match = _SOCKET_INET.match(value)
     if match:
@@ -152,7 +163,8 @@ def _socket(value: str) -> str:
                              f"socket's at most {MAX_UNIX_SOCKET_PATH}")
         parent = Path(path).parent
         if not parent.is_dir():
-            raise ValueError(f"milter_socket: directory {parent} does not exist")
+            raise ValueError(f"milter_socket: directory {parent} does not exist"
+                             + _chroot_hint(path))
         if not os.access(parent, os.W_OK | os.X_OK):
             # Else `check` passes and the start fails in libmilter ("cannot opensocket").
             raise ValueError(f"milter_socket: directory {parent} is not writable: the milter "
