@@ -72,3 +72,17 @@ def test_a_reserved_character_in_the_password_is_told_as_such(url: str) -> None:
 ])
 def test_an_at_sign_in_a_query_value_is_no_password_cut_short(url: str) -> None:
     assert dsn_problem(url) is None
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("postgresql://u:hunter2@db1:5432,/audit", "a host is missing"),  # asyncpg: IndexError
+    ("postgresql://u:hunter2@db1,,db2/audit", "a host is missing"),
+    ("postgresql://u:hunter2@,db2/audit", "a host is missing"),
+    ("postgresql://u:hunter2@:5432/audit", "a host is missing"),  # looked "" up in DNS
+    ("postgresql:///audit?host=,/run/postgresql", "host names an empty host"),
+])
+def test_a_missing_host_is_told_not_a_traceback(url: str, problem: str) -> None:
+    # A stray comma in the host list made the milter's check and the admin service's
+    # start end in asyncpg's IndexError traceback.
+    told = dsn_problem(url)
+    assert told is not None and problem in told and "hunter2" not in told

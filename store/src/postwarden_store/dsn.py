@@ -54,6 +54,8 @@ def _query_problem(query: str) -> str | None:
             return f"the query parameter {name} must be one of {', '.join(CHOICES[name])}"
         if name == "port" and not all(_is_port(port) for port in value.split(",")):
             return "the query parameter port must be numbers from 1 to 65535"
+        if name == "host" and "," in value and _host_missing(value):
+            return "the query parameter host names an empty host (a comma too many?)"
     given = dict(pairs)  # asyncpg takes a repeated parameter's last value
     if given.get("sslnegotiation") == "direct" and given.get("sslmode") not in _VERIFIED:
         # asyncpg would take PGSSLMODE too; the URL should say it all.
@@ -73,6 +75,13 @@ def _userinfo_cut_short(parts: SplitResult) -> bool:
     return "@" in parts.path or "@" in parts.fragment or any("@" in name for name in names)
 
 
+def _host_missing(hosts: str) -> bool:
+    """An empty entry in a list of hosts (``db1,,db2``, ``db1:5432,``) failed asyncpg's
+    connect with a traceback (IndexError), and a port with no host (``:5432``) looked the
+    empty name up in DNS. One empty host alone is the default (``postgresql:///db``)."""
+    return hosts != "" and any(not host or host.startswith(":") for host in hosts.split(","))
+
+
 def dsn_problem(url: str) -> str | None:
     """What is wrong with ``url`` (None: nothing we can tell before connecting)."""
     try:
@@ -89,6 +98,8 @@ def dsn_problem(url: str) -> str | None:
         return (f"{EXPECTED} (a / ? or # in the user name or password is written %2F %3F "
                 "%23, an @ in the database name %40)")
     hosts = parts.netloc.rpartition("@")[2]
+    if _host_missing(hosts):
+        return f"{EXPECTED} (a host is missing: a comma too many, or a port without its host)"
     for host in hosts.split(","):  # asyncpg takes several, for failover
         if host.startswith("["):  # [IPv6]:PORT
             _, bracket, rest = host.partition("]")
