@@ -49,7 +49,7 @@ from postwarden_policies import PoliciesError
 from . import libmilter
 from .audit_pipeline import AuditPipeline, database_problem
 from .duplicates import DuplicateDetector
-from .errors import MilterError, NoPolicySource, StartupError
+from .errors import MilterError, NotYet, StartupError
 from .journal import AuditJournal
 from .listener import disown_listener, hang_up, remove_socket_file, socket_file
 from .loopthread import LoopThread
@@ -160,7 +160,7 @@ class MilterProcess:
             except PoliciesError as exc:
                 raise policies_refused(exc) from None
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                raise NoPolicySource(
+                raise NotYet(
                     f"no policy set: database unreachable ({database_problem(exc)}) "
                     "and no last good set in spool_dir"
                 ) from None

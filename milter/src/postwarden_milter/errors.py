@@ -2,7 +2,7 @@
 
     MilterError
     ├── StartupError        the milter cannot start (settings, schema, policies, socket)
-    │   └── NoPolicySource  nor can it yet: its policies' database is away
+    │   └── NotYet          nor can it yet: the database it needs is away or not migrated
     └── MessageTimeout      a message missed its processing deadline
 
 Inside callbacks every exception becomes the configured fail action in one
@@ -21,10 +21,12 @@ class StartupError(MilterError):
     exit_status = 2
 
 
-class NoPolicySource(StartupError):
-    """Policies from a database that is away, and no last good set kept (a first start):
-    exit 1, which the unit restarts until the database is back. As exit 2 the milter
-    stayed down for good, and Postfix deferred all mail, when Postgres came up after it."""
+class NotYet(StartupError):
+    """What a start needs from the database is not there yet, and comes without a change
+    here: policies from a database that is away with no last good set kept (a first
+    start), or migrations pending (migrate runs from another host). Exit 1, which the unit
+    restarts until it is there; as exit 2 the milter stayed down for good, Postfix
+    deferring all mail, once Postgres came up or the migrations ran."""
 
     exit_status = 1
 

@@ -21,7 +21,7 @@ from postwarden_policies import PoliciesError
 from postwarden_store import MigrationError, SchemaTooOld, check_schema_current, connect
 
 from .audit_pipeline import database_problem
-from .errors import StartupError
+from .errors import NotYet, StartupError
 from .listener import bind_problem, served_elsewhere, unix_path
 from .reload import PolicyFiles, RunningSet
 from .settings import MilterSettings
@@ -46,7 +46,9 @@ def check_schema(dsn: str) -> bool:
 
     try:
         asyncio.run(check())
-    except (SchemaTooOld, MigrationError) as exc:  # pending, or applied by another build
+    except SchemaTooOld as exc:
+        raise NotYet(str(exc)) from None
+    except MigrationError as exc:  # applied by another build: no wait mends it
         raise StartupError(str(exc)) from None
     except asyncpg.InterfaceError as exc:
         # The client refuses the URL's options (sslmode=verify-full with no root
