@@ -24,6 +24,7 @@ from postwarden_admin_api.send import relay, submit
 from postwarden_admin_api.webhooks import worker
 from postwarden_admin_api.webhooks.options import WebhookOptions
 from postwarden_milter import cli as milter_cli
+from postwarden_milter.errors import NotYet
 from postwarden_milter.settings import MilterSettings
 from postwarden_milter.signals import RELOAD_SIGNALS
 
@@ -89,6 +90,17 @@ def test_invalid_settings_are_not_restarted_every_two_seconds(unit: Path) -> Non
     assert re.findall(r"^RestartPreventExitStatus=(.*)$", text, re.M) == [
         str(milter_cli.EXIT_CONFIG)]
     assert admin_cli.EXIT_CONFIG == milter_cli.EXIT_CONFIG
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_a_database_not_there_yet_is_waited_for_however_long(unit: Path) -> None:
+    """Both services exit 1 while the database they need at start is away or not migrated
+    (milter: NotYet), and systemd restarts them every 2 s; its default start limit (5
+    starts in 10 s) ended the milter's retries, leaving it down once the database came."""
+    text = unit.read_text(encoding="utf-8")
+    assert re.findall(r"^(StartLimitIntervalSec|Restart|RestartSec)=(.*)$", text, re.M) == [
+        ("StartLimitIntervalSec", "0"), ("Restart", "on-failure"), ("RestartSec", "2s")]
+    assert NotYet.exit_status not in {admin_cli.EXIT_CONFIG, milter_cli.EXIT_CONFIG}
 
 
 def test_the_sysusers_file_creates_the_user_the_units_run_as(tmp_path: Path) -> None:
