@@ -127,6 +127,19 @@ def test_store_migrate_tells_it_as_a_usage_error(tmp_path: Path) -> None:
     assert PASSWORD not in done.stdout + done.stderr
 
 
+def test_store_migrate_shows_the_form_a_url_takes_as_it_is(tmp_path: Path) -> None:
+    # Redacted as if it held a password, the form read USER:[REDACTED]@HOST.
+    url = f"postgresql://pw:{PASSWORD}@127.0.0.1:x/db"
+    done = subprocess.run([sys.executable, "-m", "postwarden_store.cli", "migrate"],
+                          env=_environment(tmp_path, url), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "postwarden-store migrate: error: database url: expected "
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE (a port is not a number from 1 to 65535)")
+    assert PASSWORD not in done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("argv", [
     pytest.param(["postwarden_store.cli", "migrate"], id="store-migrate"),
     pytest.param(["postwarden_milter", "migrate"], id="milter-migrate"),

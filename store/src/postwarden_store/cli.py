@@ -94,7 +94,10 @@ def run_migrate(argv: list[str] | None = None) -> int:
         parser.error("no database: pass --database-url or set POSTWARDEN_DATABASE_URL")
     problem = dsn_problem(url)
     if problem is not None:
-        parser.error(f"database url: {problem}")
+        # Not through error()'s redaction: the problem quotes nothing of the URL, and the
+        # redaction made its USER:PASSWORD@HOST USER:[REDACTED]@HOST.
+        parser.print_usage(sys.stderr)
+        parser.exit(2, f"{prog}: error: database url: {problem}\n")
     return migrate(url, args.dry_run, prog)
 
 
