@@ -1,10 +1,11 @@
 """What README.md and contrib/ say about settings, metrics, the policy push and DKIM is
 what the code does: the push's output order, the log levels the admin settings take,
-every metric name and label value the README gives, and the edits that break a DKIM
-signature."""
+every metric name and label value the README gives, the edits that break a DKIM
+signature, and an upgrade across a migration an earlier admin instance cannot read."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -13,11 +14,13 @@ from prometheus_client import CollectorRegistry
 
 from postwarden_admin_api.metrics import Metrics as AdminMetrics
 from postwarden_admin_api.policy_push import checked_files
+from postwarden_admin_api.webhooks.worker import worker_context
 from postwarden_milter.metrics import Metrics as MilterMetrics
 from postwarden_milter.metrics_merge import MergedMetrics
 from postwarden_milter.settings import MilterSettings
 from postwarden_policies.headeredits import FLAGS_HEADER
 from postwarden_policies.settings_source import LOG_LEVELS
+from postwarden_store.migrations import available_migrations
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -134,3 +137,17 @@ def test_the_duplicate_docs_say_a_copy_a_later_milter_refused_still_counts() -> 
     assert "later milter (a DKIM signer) tempfailed still counts" in " ".join(
         line.lstrip("# ") for line in example.splitlines())
     assert (REPO / "tests" / "e2e" / "test_milter_chain.py").is_file()
+
+
+def test_the_upgrade_procedure_says_to_stop_earlier_admin_instances_across_0046() -> None:
+    """An admin instance of a release before migration 0046 reads an api_call's body
+    template from the plain column only, so once this version seals it at start (or
+    stores one sealed) the earlier instance posts ``null`` in its place: the rolling
+    restart of the upgrade procedure does not hold across 0046, and it says so."""
+    assert "0046_webhook_body_template_secret" in {m.version for m in available_migrations()}
+    assert "seal_plain_templates" in inspect.getsource(worker_context)
+    text = README.read_text(encoding="utf-8")
+    procedure = text[text.index("- **Upgrade procedure.**"):text.index("- **Retention.**")]
+    step = procedure[procedure.index("  3. "):procedure.index("  4. ")]
+    assert "before migration 0046" in step and "stop every" in step
+    assert "`null`" in step
