@@ -1,7 +1,8 @@
 """What README.md and contrib/ say about settings, metrics, the policy push and DKIM is
 what the code does: the push's output order, the log levels the admin settings take,
 every metric name and label value the README gives, the edits that break a DKIM
-signature, and an upgrade across a migration an earlier admin instance cannot read."""
+signature, an upgrade across a migration an earlier admin instance cannot read, and
+what this version changes for API clients."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from postwarden_admin_api.metrics import Metrics as AdminMetrics
 from postwarden_admin_api.policy_push import checked_files
+from postwarden_admin_api.webhooks.openapi import OPENAPI_PATHS as WEBHOOK_PATHS
+from postwarden_admin_api.webhooks.openapi import SCHEMAS as WEBHOOK_SCHEMAS
 from postwarden_admin_api.webhooks.worker import worker_context
 from postwarden_milter.metrics import Metrics as MilterMetrics
 from postwarden_milter.metrics_merge import MergedMetrics
@@ -151,3 +154,33 @@ def test_the_upgrade_procedure_says_to_stop_earlier_admin_instances_across_0046(
     step = procedure[procedure.index("  3. "):procedure.index("  4. ")]
     assert "before migration 0046" in step and "stop every" in step
     assert "`null`" in step
+
+
+def _upgrading_item() -> str:
+    """The README's Operations item on what this version changes for a running setup."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("- **Upgrading.**")
+    return " ".join(text[start:text.index("\n## ", start)].split())
+
+
+def test_the_upgrading_notes_name_what_this_version_changes_for_api_clients() -> None:
+    """A client or admin of the last release notices these (their answers or mail
+    change shape), so the notes must name each: a delete's 200 with warnings (it was 204
+    without a body), the write-only body template, the Slack escaping of api_call
+    values, the stricter base64, links without rel, the re-typed single-file message,
+    the refused right/ zones, the cut export, the new upload warning and the push's
+    printed warnings, the sendmail refusal on an IPv6-only Postfix."""
+    delete = WEBHOOK_PATHS["/api/v1/webhooks/{id}"]["delete"]["responses"]
+    assert "200" in delete and "204" not in delete
+    assert WEBHOOK_SCHEMAS["Webhook"]["properties"]["body_template"] == \
+        WEBHOOK_SCHEMAS["Webhook"]["properties"]["secret"]
+    notes = _upgrading_item()
+    phrases = ['`DELETE /api/v1/webhooks/{id}` answers 200 with `{"warnings": [...]}`, '
+               "no longer 204", '`body_template` is write-only, shown as `{"is_set": true}`',
+               "even the stored one", "for a Slack URL have `&`, `<` and `>` escaped",
+               "`YWJj=`", 'no longer gain `rel="noopener noreferrer"`',
+               "`target` only as `_blank`", "`text/plain; charset=utf-8`",
+               "tzdata's `right/` zones", "ends without its last chunk",
+               "`test_expect_rules_invalid` warning", "`FILE:LINE:COLUMN: warning: ...`",
+               "IPv6-only Postfix"]
+    assert [phrase for phrase in phrases if phrase not in notes] == []
