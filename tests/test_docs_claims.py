@@ -146,14 +146,17 @@ def test_the_upgrade_procedure_says_to_stop_earlier_admin_instances_across_0046(
     """An admin instance of a release before migration 0046 reads an api_call's body
     template from the plain column only, so once this version seals it at start (or
     stores one sealed) the earlier instance posts ``null`` in its place: the rolling
-    restart of the upgrade procedure does not hold across 0046, and it says so."""
+    restart of the upgrade procedure does not hold across 0046, and it says so, and
+    that going back to the earlier version leaves it so."""
     assert "0046_webhook_body_template_secret" in {m.version for m in available_migrations()}
     assert "seal_plain_templates" in inspect.getsource(worker_context)
     text = README.read_text(encoding="utf-8")
     procedure = text[text.index("- **Upgrade procedure.**"):text.index("- **Retention.**")]
-    step = procedure[procedure.index("  3. "):procedure.index("  4. ")]
+    step = " ".join(procedure[procedure.index("  3. "):procedure.index("  4. ")].split())
     assert "before migration 0046" in step and "stop every" in step
     assert "`null`" in step
+    # Going back to the earlier version reads them so too, and it cannot change them.
+    assert "Going back to an earlier version" in step and "create it again" in step
 
 
 def _upgrading_item() -> str:
