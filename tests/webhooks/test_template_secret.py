@@ -75,6 +75,7 @@ async def test_a_body_template_is_never_shown_nor_stored_in_clear(
 
 async def test_a_plain_template_from_before_is_used_and_sealed_at_start(
     database_url: str, start: Start, admin_key: str, receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     conn = await connect(database_url)
     try:
@@ -88,6 +89,11 @@ async def test_a_plain_template_from_before_is_used_and_sealed_at_start(
         await conn.close()
     assert stored["body_template"] is None
     assert json.loads(KEYRING.decrypt(stored["body_template_ciphertext"])) == TEMPLATE
+    # An admin restarting instances one at a time, as before, learns that the earlier
+    # ones still running now post null in its place.
+    sealing = [r for r in caplog.records if "encrypted 1 body templates" in r.getMessage()]
+    assert [r.levelno for r in sealing] == [logging.WARNING]
+    assert "earlier version still running now posts null" in sealing[0].getMessage()
     shown = await client.get(f"/api/v1/webhooks/{endpoint_id}", headers=bearer(admin_key))
     assert (await shown.json())["body_template"] == {"is_set": True}
     await raise_reject(database_url)

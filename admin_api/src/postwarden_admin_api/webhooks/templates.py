@@ -56,5 +56,9 @@ async def seal_plain_templates(conn: asyncpg.Connection, keyring: Keyring) -> in
         for row in rows:
             await conn.execute(SEAL, row["id"], keyring.encrypt(row["body_template"]))
     if rows:
-        log.info("webhooks: encrypted %s body templates stored in plain text", len(rows))
+        # The one moment an upgrade across 0046 shows: an earlier admin instance reads a
+        # sealed template as none and posts null in its place (README: Upgrade procedure).
+        log.warning("webhooks: encrypted %s body templates stored in plain text; an admin "
+                    "instance of an earlier version still running now posts null in their "
+                    "place: stop it (README, Upgrade procedure)", len(rows))
     return len(rows)
