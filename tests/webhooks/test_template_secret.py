@@ -99,3 +99,31 @@ async def test_a_plain_template_from_before_is_used_and_sealed_at_start(
     await raise_reject(database_url)
     assert await wait_for(lambda: len(receiver.delivered()) == 1)
     assert json.loads(receiver.requests[0].body)["routing_key"] == ROUTING_KEY
+
+
+async def test_the_shown_mask_sent_back_is_refused_not_stored_as_the_template(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver,
+) -> None:
+    """A client that sends back what it read (GET, edit, PATCH) gave {"is_set": true}, a
+    valid JSON object, which was stored in place of the template and posted."""
+    client = await start()
+    created = await client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
+        "name": "round-trip", "kind": "api_call", "url": hook_url(receiver),
+        "events": ["message.rejected"], "body_template": TEMPLATE})
+    assert created.status == 201, await created.text()
+    shown: dict[str, Any] = await created.json()
+    path = f"/api/v1/webhooks/{shown['id']}"
+    for mask in ({"is_set": True}, {"is_set": False}):
+        changed = await client.patch(path, headers=bearer(admin_key), json={
+            "url": hook_url(receiver), "body_template": mask})
+        assert changed.status == 422, await changed.text()
+        details = (await changed.json())["error"]["details"]
+        assert [d["field"] for d in details] == ["body_template"]
+        assert "how a stored template is shown" in details[0]["message"]
+
+    conn = await connect(database_url)
+    try:
+        row = await conn.fetchrow(STORED, shown["id"])
+    finally:
+        await conn.close()
+    assert json.loads(KEYRING.decrypt(row["body_template_ciphertext"])) == TEMPLATE

@@ -37,6 +37,8 @@ from .urls import origin
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 MAX_URL = 2048
+MASK_GIVEN_BACK = ("{\"is_set\": ...} is how a stored template is shown: send the template "
+                   "itself, or leave body_template out to keep the one stored")
 FIELDS = frozenset({"name", "url", "kind", "events", "secret", "headers", "body_template",
                     "enabled", "send_keys"})
 MAX_SEND_KEYS = 100
@@ -119,10 +121,21 @@ def _field_problems(data: Mapping[str, Any]) -> list[dict[str, Any]]:
             problems.append({"field": "secret", "message": str(exc)})
     if data.get("headers") is not None:
         problems += [{"field": "headers", "message": m} for m in header_problems(data["headers"])]
-    if data.get("body_template") is not None:
+    template = data.get("body_template")
+    if _shown_mask(template):
+        problems.append({"field": "body_template", "message": MASK_GIVEN_BACK})
+    elif template is not None:
         problems += [{"field": "body_template", "message": m}
-                     for m in template_problems(data["body_template"])]
+                     for m in template_problems(template)]
     return problems
+
+
+def _shown_mask(template: Any) -> bool:
+    """Whether ``template`` is the ``{"is_set": ...}`` the service shows in a template's
+    place: a client that sends back what it read (GET, edit, PATCH) would otherwise
+    have it stored as the template, a valid JSON object, and post it."""
+    return (isinstance(template, dict) and template.keys() == {"is_set"}
+            and isinstance(template["is_set"], bool))
 
 
 def _is_set(current: Mapping[str, Any], field: str) -> bool:
