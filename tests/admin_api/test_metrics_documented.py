@@ -63,6 +63,7 @@ async def test_every_documented_admin_metric_is_exposed_and_no_other(
     ("postwarden_deliveries_total", "status",
      ("delivered", "deferred", "bounced", "expired", "discarded", "deleted", "held",
       "released")),
+    ("postwarden_webhook_attempts_total", "outcome", ("delivered", "failed", "dead")),
 ])
 def test_every_label_value_the_readme_names_is_exposed_at_0_from_the_start(
     name: str, label: str, values: tuple[str, ...],

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from yarl import URL
 
+from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.secrets import Keyring
 from postwarden_admin_api.webhooks.options import WebhookOptions
 from postwarden_admin_api.webhooks.signing import SECRET_PREFIX
@@ -86,9 +87,9 @@ def worker_options(tls: Tls, dns: StubDns, **overrides: Any) -> WebhookOptions:
     return WebhookOptions(**values)
 
 
-def running_worker(pool: asyncpg.Pool, options: WebhookOptions
+def running_worker(pool: asyncpg.Pool, options: WebhookOptions, metrics: Metrics | None = None
                    ) -> contextlib.AbstractAsyncContextManager[None]:
-    return running(pool, options, KEYRING)
+    return running(pool, options, KEYRING, Metrics() if metrics is None else metrics)
 
 
 # The one delivery's state after its first attempt, and the wait its retry was given.

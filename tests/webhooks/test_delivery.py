@@ -92,11 +92,11 @@ async def test_an_unexpected_error_does_not_end_the_worker(
     real = worker.deliver_due
     failures: list[str] = []
 
-    async def fails_once(*args: Any) -> int:
+    async def fails_once(*args: Any, **kwargs: Any) -> int:
         if not failures:
             failures.append("raised")
             raise RuntimeError(hook_url(receiver))  # an error text that quotes a URL
-        return await real(*args)
+        return await real(*args, **kwargs)
 
     await reject_hook(pool, "ops", hook_url(receiver))
     with pytest.MonkeyPatch.context() as patch:

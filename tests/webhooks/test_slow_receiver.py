@@ -71,9 +71,9 @@ async def test_a_claim_that_fills_fewer_slots_than_are_free_waits(
     calls: list[tuple[int, int]] = []  # (free slots, claimed) of each claim
     deliver_due = worker.deliver_due
 
-    async def counted(*args: Any) -> int:
+    async def counted(*args: Any, **kwargs: Any) -> int:
         free = args[-1].free()
-        claimed: int = await deliver_due(*args)
+        claimed: int = await deliver_due(*args, **kwargs)
         calls.append((free, claimed))
         return claimed
 

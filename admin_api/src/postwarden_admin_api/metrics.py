@@ -16,6 +16,7 @@ PUT_OFF_REASONS = ("open_receipt", "log_behind")
 DELIVERY_STATUSES = ("delivered", "deferred", "bounced", "expired", "discarded", "deleted",
                      "held", "released")
 JOB_OUTCOMES = ("done", "postponed", "failed")  # by job: .periodic exposes them
+WEBHOOK_OUTCOMES = ("delivered", "failed", "dead")
 # prometheus_client's, and on to a minute: an audit search cut at its 30 s timeout is
 # told apart from a slow one, and histogram_quantile does not call half a minute 10 s.
 REQUEST_BUCKETS = (*Histogram.DEFAULT_BUCKETS[:-1], 20.0, 30.0, 60.0)
@@ -92,6 +93,18 @@ class Metrics:
             "finished a round, or when it started before its first (Unix time)", ["job"],
             registry=self.registry,
         )
+        # Not by endpoint: its name is changed, and endpoints made and deleted, through
+        # the API (a series per name ever used, left behind); the log names it.
+        self.webhook_attempts = Counter(
+            "postwarden_webhook_attempts", "webhook delivery attempts recorded, by outcome: "
+            "delivered, failed (to be retried), dead (given up: out of attempts, never "
+            "sendable, or answered 410 Gone); not one whose endpoint was deleted meanwhile",
+            ["outcome"], registry=self.registry,
+        )
+        self.webhook_endpoints_disabled = Counter(
+            "postwarden_webhook_endpoints_disabled", "webhook endpoints disabled because "
+            "their receiver answered 410 Gone", registry=self.registry,
+        )
         self.gc_pauses = Histogram(
             "postwarden_gc_pause_seconds", "Pauses of Python's garbage collector, by "
             "generation (2: a full collection); no request is answered meanwhile",
@@ -104,7 +117,8 @@ class Metrics:
         for counter, values in ((self.rate_limited, RATE_LIMIT_KINDS),
                                 (self.relay_outcomes, RELAY_OUTCOMES),
                                 (self.relay_put_off, PUT_OFF_REASONS),
-                                (self.deliveries, DELIVERY_STATUSES)):
+                                (self.deliveries, DELIVERY_STATUSES),
+                                (self.webhook_attempts, WEBHOOK_OUTCOMES)):
             for value in values:
                 counter.labels(value)
 

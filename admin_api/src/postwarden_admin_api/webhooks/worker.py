@@ -42,6 +42,7 @@ from aiohttp import web
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.backoff import doubled
 from postwarden_admin_api.context import POOL
+from postwarden_admin_api.metrics import METRICS, Metrics
 from postwarden_admin_api.periodic import surviving
 from postwarden_admin_api.secrets import KEYRING, Keyring, SecretsError
 
@@ -197,7 +198,7 @@ async def _attempt(
 
 async def _deliver(
     pool: asyncpg.Pool, session: aiohttp.ClientSession, options: WebhookOptions,
-    keyring: Keyring, row: Mapping[str, Any],
+    keyring: Keyring, row: Mapping[str, Any], *, metrics: Metrics,
 ) -> None:
     """Send one claimed delivery and record the outcome; raises nothing but cancellation."""
     final = False
@@ -216,16 +217,17 @@ async def _deliver(
         outcome, final = Outcome(outcome.status, "HTTP 410 (gone): not retried"), True
     # Unrecorded (the database is away), the delivery comes back when its lease ends.
     with surviving("webhook worker", traceback=False):
-        await _record(pool, options, row, outcome, final=final)
+        await _record(pool, options, metrics, row, outcome, final=final)
 
 
 async def _record(
-    pool: asyncpg.Pool, options: WebhookOptions, row: Mapping[str, Any], outcome: Outcome,
-    *, final: bool,
+    pool: asyncpg.Pool, options: WebhookOptions, metrics: Metrics, row: Mapping[str, Any],
+    outcome: Outcome, *, final: bool,
 ) -> None:
     async with pool.acquire() as conn:
         if outcome.ok:
             await conn.execute(MARK_DELIVERED, row["id"], outcome.status)
+            metrics.webhook_attempts.labels("delivered").inc()
             log.info("webhook %s: delivery %s of %s delivered (attempt %s)",
                      row["name"], row["id"], row["type"], row["attempts"])
             return
@@ -235,31 +237,34 @@ async def _record(
         )
         if asked := asked_wait(outcome, options):
             await conn.execute(HOLD_ENDPOINT, row["endpoint_id"], asked)
-        if outcome.status == HTTPStatus.GONE:
-            await _disable_gone(conn, row)
+        if outcome.status == HTTPStatus.GONE and await _disable_gone(conn, row):
+            metrics.webhook_endpoints_disabled.inc()
     # The origin, never the URL: its path or query may hold a credential.
     args = (row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error)
     if status is None:  # no row: the endpoint, its deliveries with it, deleted meanwhile
         log.warning("webhook %s (%s): delivery %s attempt %s failed (%s);"
                     " the endpoint was deleted meanwhile", *args)
         return
+    metrics.webhook_attempts.labels("dead" if status == "dead" else "failed").inc()
     # Dead (given up, whatever the reason), the event is lost to the receiver: an error.
     log.log(logging.ERROR if status == "dead" else logging.WARNING,
             "webhook %s (%s): delivery %s attempt %s failed (%s), now %s", *args, status)
 
 
-async def _disable_gone(conn: asyncpg.Connection, row: Mapping[str, Any]) -> None:
+async def _disable_gone(conn: asyncpg.Connection, row: Mapping[str, Any]) -> bool:
     """Disable the endpoint whose receiver is gone: its other deliveries wait until an
-    operator enables it again (a new URL, say), and new events raise none."""
+    operator enables it again (a new URL, say), and new events raise none. False when
+    there was nothing to disable."""
     async with conn.transaction():
         name = await conn.fetchval(DISABLE_GONE, row["endpoint_id"], GONE_REASON,
                                    row["url_ciphertext"], row["url"])
         if name is None:  # disabled already (another delivery), or its URL set since
-            return
+            return False
         await admin_audit.write(conn, actor=None, address=None, action="webhook.disabled",
                                 target=name, summary={"reason": GONE_REASON,
                                                       "delivery_id": row["id"]})
     log.error("webhook %s (%s): disabled, %s", name, row["url_origin"], GONE_REASON)
+    return True
 
 
 class InFlight:
@@ -306,7 +311,7 @@ STOP_MARGIN_SECONDS = 5.0
 
 async def deliver_due(
     pool: asyncpg.Pool, session: aiohttp.ClientSession, options: WebhookOptions,
-    keyring: Keyring, in_flight: InFlight,
+    keyring: Keyring, in_flight: InFlight, *, metrics: Metrics,
 ) -> int:
     """Claim due deliveries into the free slots of ``in_flight`` and start sending them;
     returns how many were claimed."""
@@ -315,7 +320,8 @@ async def deliver_due(
         rows = await conn.fetch(CLAIM, in_flight.free(), lease, *in_flight.busy(),
                                 options.endpoint_in_flight)
     for row in rows:
-        in_flight.start(row["endpoint_id"], _deliver(pool, session, options, keyring, row))
+        delivery = _deliver(pool, session, options, keyring, row, metrics=metrics)
+        in_flight.start(row["endpoint_id"], delivery)
     return len(rows)
 
 
@@ -330,7 +336,8 @@ async def _any_set(*events: asyncio.Event) -> None:
 
 
 async def run_worker(
-    pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring, stop: asyncio.Event
+    pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring, metrics: Metrics,
+    stop: asyncio.Event,
 ) -> None:
     """Deliver until ``stop`` is set; no error ends the loop (see ``surviving``).
 
@@ -347,7 +354,8 @@ async def run_worker(
                 free, claimed = in_flight.free(), 0
                 if free:
                     with surviving("webhook worker", traceback=False):
-                        claimed = await deliver_due(pool, session, options, keyring, in_flight)
+                        claimed = await deliver_due(pool, session, options, keyring,
+                                                    in_flight, metrics=metrics)
                 # Claim again at once while a claim fills every free slot (more may be
                 # due); else wait for a slot to free (an endpoint below its cap again) or
                 # for deliveries to come due: a claim now would find nothing new.
@@ -372,11 +380,11 @@ async def cancel_pending_replays(conn: asyncpg.Connection, endpoint_id: int) -> 
 
 
 @contextlib.asynccontextmanager
-async def running(pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring
-                  ) -> AsyncIterator[None]:
+async def running(pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring,
+                  metrics: Metrics) -> AsyncIterator[None]:
     """Run the worker in the background; on exit let the deliveries in flight finish."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(pool, options, keyring, stop))
+    task = asyncio.create_task(run_worker(pool, options, keyring, metrics, stop))
     try:
         yield
     finally:
@@ -396,5 +404,5 @@ async def worker_context(app: web.Application) -> AsyncIterator[None]:
     async with app[POOL].acquire() as conn:
         await seal_plain_urls(conn, app[KEYRING])
         await seal_plain_templates(conn, app[KEYRING])
-    async with running(app[POOL], app[WEBHOOK_OPTIONS], app[KEYRING]):
+    async with running(app[POOL], app[WEBHOOK_OPTIONS], app[KEYRING], app[METRICS]):
         yield
