@@ -110,7 +110,7 @@ def test_the_watcher_outlives_an_unexpected_error(
     tmp_path: Path, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    policy, _, reloader = _file_reloader(tmp_path, loop_thread)
+    policy, metrics, reloader = _file_reloader(tmp_path, loop_thread)
     holder = reloader.load_initial()
     real = reload_module._fingerprint
     failures: list[Path] = []
@@ -122,6 +122,8 @@ def test_the_watcher_outlives_an_unexpected_error(
         return real(directory)
 
     monkeypatch.setattr(reload_module, "_fingerprint", fails_once)
+    assert metrics.registry.get_sample_value(  # from 0, so that increase() sees the first
+        "postwarden_errors_total", {"kind": "policy_watcher"}) == 0
     reloader.start()
     try:
         assert wait_until(lambda: bool(failures), timeout=10)
@@ -130,6 +132,9 @@ def test_the_watcher_outlives_an_unexpected_error(
     finally:
         reloader.stop()
     assert "policy watcher: unexpected error, still watching" in caplog.text
+    # Counted as well: an alert on errors sees a watcher that keeps failing.
+    assert metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "policy_watcher"}) == 1
 
 
 def test_removing_a_broken_link_that_refused_the_set_is_a_change(tmp_path: Path) -> None:

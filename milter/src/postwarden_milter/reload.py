@@ -407,6 +407,7 @@ class PolicyReloader:
                     self.poll_files()
             except Exception:  # a watcher that died would leave reloads off for good
                 log.exception("policy watcher: unexpected error, still watching")
+                self._metrics.errors.labels("policy_watcher").inc()
                 # An error that comes back at once (in the wait itself) must not spin.
                 self._stopping.wait(WATCH_ERROR_PAUSE)
 
