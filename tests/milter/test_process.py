@@ -167,6 +167,19 @@ def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(
         # every worker runs the new set, none failed its reload
         assert f'postwarden_policy_set{{hash="{running}"}} {processes}.0' in exposition
         assert "postwarden_policy_reload_failing 0.0" in exposition
+        # Counted by each worker, as the README says: a refused edit adds one per worker.
+        assert "# HELP postwarden_policy_reloads_total Policy set loads by result, counted " \
+            "by each worker process" in exposition
+        (tmp_path / "policies" / "main.yaml").write_text("version: 1\nname: [\n")
+        proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: log_path.read_text().count("refused, keeping the running set")
+                          == processes, timeout=15)
+        with urllib.request.urlopen(url, timeout=5) as response:
+            exposition = response.read().decode()
+        assert f'postwarden_policy_reloads_total{{result="failed"}} {processes}.0' in exposition
+        assert f'postwarden_policy_reloads_total{{result="initial"}} {processes}.0' \
+            in exposition
+        assert f"postwarden_policy_reload_failing {processes}.0" in exposition
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -174,7 +187,7 @@ def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(
     assert log_path.read_text().count("postwarden milter stopped") == processes + (processes > 1)
     if processes > 1:  # passed on as signals libmilter's own signal thread does not take
         text = log_path.read_text()
-        assert text.count("SIGUSR1: reloading policies") == processes
+        assert text.count("SIGUSR1: reloading policies") == 2 * processes  # two SIGHUPs
         assert text.count("SIGUSR2: stopping") == processes
 
 

@@ -90,7 +90,9 @@ class Metrics:
             "(written, found stored already, or dropped and counted as such)", registry=r,
         )
         self.policy_reloads = _from_zero(Counter(
-            "postwarden_policy_reloads", "Policy set reloads", ["result"], registry=r
+            "postwarden_policy_reloads", "Policy set loads by result, counted by each worker "
+            "process: with several, one SIGHUP or edit adds one per worker (each loads the "
+            "set), and each worker's start counts an initial", ["result"], registry=r
         ), RELOAD_RESULTS)
         self.policy_reload_failing = Gauge(
             "postwarden_policy_reload_failing", "1 while the last reload was refused: the "
