@@ -6,6 +6,8 @@ Other modules (send, webhooks) register their collectors on
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -105,6 +107,12 @@ class Metrics:
             "postwarden_webhook_endpoints_disabled", "webhook endpoints disabled because "
             "their receiver answered 410 Gone", registry=self.registry,
         )
+        self.webhook_pending = Gauge(
+            "postwarden_webhook_pending", "webhook deliveries waiting to be sent (retries, "
+            "and those of disabled endpoints, too), counted in the database at each scrape: "
+            "the same from every instance; NaN when the database did not answer",
+            registry=self.registry,
+        )
         self.gc_pauses = Histogram(
             "postwarden_gc_pause_seconds", "Pauses of Python's garbage collector, by "
             "generation (2: a full collection); no request is answered meanwhile",
@@ -121,6 +129,13 @@ class Metrics:
                                 (self.webhook_attempts, WEBHOOK_OUTCOMES)):
             for value in values:
                 counter.labels(value)
+
+        # Run before each scrape: figures read from the database (webhooks' backlog).
+        self.refreshers: list[Callable[[], Awaitable[None]]] = []
+
+    async def refresh(self) -> None:
+        for refresher in self.refreshers:
+            await refresher()
 
     def exposition(self) -> web.Response:
         response = web.Response(body=generate_latest(self.registry))

@@ -44,7 +44,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    return request.app[METRICS].exposition()
+    metrics = request.app[METRICS]
+    await metrics.refresh()
+    return metrics.exposition()
 
 
 OPENAPI_PATHS = {

@@ -29,6 +29,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Mapping
@@ -38,12 +39,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp import web
+from prometheus_client import Gauge
 
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.backoff import doubled
 from postwarden_admin_api.context import POOL
 from postwarden_admin_api.metrics import METRICS, Metrics
-from postwarden_admin_api.periodic import surviving
+from postwarden_admin_api.periodic import DB_ERRORS, surviving
 from postwarden_admin_api.secrets import KEYRING, Keyring, SecretsError
 
 from .connector import Outcome, open_session, post
@@ -302,6 +304,11 @@ class InFlight:
         await asyncio.gather(*self._tasks)
 
 
+# The backlog, counted at each scrape: webhook_deliveries_endpoint_due holds only the
+# pending rows: the count can read them alone, not the history.
+COUNT_PENDING = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"
+# A scrape waits no longer for the database (away, or its pool busy) than this.
+COUNT_TIMEOUT_SECONDS = 2.0
 # A claimed delivery starts at once and its request ends within timeout_seconds;
 # the margin covers rendering it and waiting for a pool connection to record it.
 LEASE_MARGIN_SECONDS = 30.0
@@ -398,11 +405,23 @@ async def running(pool: asyncpg.Pool, options: WebhookOptions, keyring: Keyring,
                 await task
 
 
+async def count_pending(pool: asyncpg.Pool, gauge: Gauge) -> None:
+    """Set ``gauge`` to the deliveries pending, NaN when the database does not tell: a
+    value kept from an earlier scrape would pass for the backlog now."""
+    try:
+        async with asyncio.timeout(COUNT_TIMEOUT_SECONDS), pool.acquire() as conn:
+            gauge.set(await conn.fetchval(COUNT_PENDING))
+    except DB_ERRORS:
+        gauge.set(math.nan)
+
+
 async def worker_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: seal plain-text URLs and templates, then run the delivery worker while
-    the service runs."""
+    the service runs (and count its backlog at each scrape)."""
     async with app[POOL].acquire() as conn:
         await seal_plain_urls(conn, app[KEYRING])
         await seal_plain_templates(conn, app[KEYRING])
+    metrics = app[METRICS]
+    metrics.refreshers.append(functools.partial(count_pending, app[POOL], metrics.webhook_pending))
     async with running(app[POOL], app[WEBHOOK_OPTIONS], app[KEYRING], app[METRICS]):
         yield
