@@ -105,6 +105,9 @@ def _check_when_alone(_: dict[str, Any], ctx: ObjectContext) -> None:
         ctx.error("when", "when without a limit to apply it to (add one, or remove when)")
 
 
+# Postfix's message_size_limit = 0 is no limit: a policy's 0 would be the opposite.
+_ZERO = "0 would {}: leave the limit out for none"
+
 LIMITS = Obj(
     "limits",
     "Limits; with several policies the strictest value set for each wins, among those "
@@ -115,9 +118,12 @@ LIMITS = Obj(
             "Apply these limits only to transactions this holds for (envelope keys known at "
             "MAIL FROM only); omitted = every transaction.",
         ),
-        "max_message_bytes": Field(Size(), "Larger messages are rejected with 552 5.3.4."),
+        "max_message_bytes": Field(
+            Size(zero=_ZERO.format("refuse every message")),
+            "Larger messages are rejected with 552 5.3.4.",
+        ),
         "max_attachment_bytes": Field(
-            Size(),
+            Size(zero=_ZERO.format("strip every attachment")),
             "Larger attachments are replaced by a text notice (reason max_attachment_bytes).",
         ),
         "max_recipients": Field(

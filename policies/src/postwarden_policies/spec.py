@@ -197,7 +197,12 @@ def _size_bytes(found: re.Match[str]) -> object:
 
 
 class Size(Spec):
-    """A byte count: an integer, or a string such as "10MB" / "512 KiB" (binary units)."""
+    """A byte count: an integer, or a string such as "10MB" / "512 KiB" (binary units).
+    ``zero``: why 0 is refused, where it would not mean what an author expects (Postfix's
+    ``message_size_limit = 0`` is no limit, a policy's would refuse every message)."""
+
+    def __init__(self, *, zero: str | None = None) -> None:
+        self.zero = zero
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
         value = whole_number(reader.scalar(node)) if isinstance(node, yaml.ScalarNode) else None
@@ -205,6 +210,9 @@ class Size(Spec):
             value = _size_bytes(found)
         if value is TOO_LARGE:
             reader.error(node, _SIZE_TOO_LARGE)
+            return INVALID
+        if type(value) is int and value == 0 and self.zero is not None:
+            reader.error(node, self.zero)
             return INVALID
         if type(value) is int and value >= 0:
             return value
@@ -221,10 +229,13 @@ class Size(Spec):
             f"[0-9]{{1,{len(str(MAX_INTEGER // factor))}}}\\s*{self._unit(unit)}"
             for unit, factor in _SIZE_UNITS.items()
         )
+        suffix = "(?:[iI]?[bB])?\\s*$"
+        # Zero in any unit ("0", "00 KiB") where it is refused.
+        not_zero = f"(?!\\s*0+\\s*[kKmMgG]?{suffix})" if self.zero else ""
         return {
             "anyOf": [
-                {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
-                {"type": "string", "pattern": f"^\\s*0*(?:{counts})(?:[iI]?[bB])?\\s*$"},
+                {"type": "integer", "minimum": 1 if self.zero else 0, "maximum": MAX_INTEGER},
+                {"type": "string", "pattern": f"^{not_zero}\\s*0*(?:{counts}){suffix}"},
             ]
         }
 
