@@ -41,7 +41,7 @@ ERRORS = [
     pytest.param(
         H + "rulez: []\n",
         [
-            "3:1: unknown key 'rulez' in policy; expected one of: version, name, description, mode, priority, limits, sanitize, tag_flags, rules, tests"
+            "3:1: unknown key 'rulez' in policy; expected one of: version, name, description, mode, priority, limits, sanitize, tag_flags, rules, tests, or x-... (ignored)"
         ],
         id="unknown-top-key",
     ),

@@ -53,3 +53,41 @@ def test_a_size_condition_of_0_still_means_any_content() -> None:
     text = HEAD + "rules: [{name: r, when: {size_over: 0}, then: reject}]\n"
     assert issues(text) == []
     assert schema_takes(text)
+
+
+ANCHORED = HEAD + """\
+x-common:
+  internal: &internal {sender_domain: [example.com, example.org]}
+  refusal: &refusal "Not accepted here"
+rules:
+  - name: outside
+    when: {not: *internal}
+    then: reject
+    message: *refusal
+"""
+
+
+def test_top_level_x_keys_hold_anchors_and_are_ignored() -> None:
+    # As docker compose's extension fields: anchors need a place before their first use.
+    policy_set = load_policy_set_from_sources([("p.yaml", ANCHORED)])
+    (rule,) = policy_set.policies[0].rules
+    assert rule.reply is not None and "Not accepted here" in str(rule.reply)
+    assert schema_takes(ANCHORED)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param(HEAD + "common: &c 1\n", "p.yaml:3:1: unknown key 'common' in policy",
+                 id="no-prefix"),
+    pytest.param(HEAD + "rules: [{name: r, then: accept, x-note: 1}]\n",
+                 "p.yaml:3:33: rule 'r': unknown key 'x-note' in rule", id="not-top-level"),
+    pytest.param(HEAD + "x-base: &b {mode: report}\n<<: *b\n",
+                 "p.yaml:4:1: YAML merge keys (<<) are not supported", id="merge-key"),
+])
+def test_other_unknown_keys_and_merge_keys_stay_refused(text: str, expected: str) -> None:
+    (issue,) = issues(text)
+    assert issue.startswith(expected)
+
+
+def test_the_schema_takes_x_keys_at_the_top_level_only() -> None:
+    assert not schema_takes(HEAD + "common: 1\n")
+    assert not schema_takes(HEAD + "rules: [{name: r, then: accept, x-note: 1}]\n")

@@ -135,6 +135,8 @@ class Obj(Spec):
     (``oneOf``); ``build`` checks it, as it has the words to tell a reader why.
     ``check`` runs instead of ``build`` when a field did not read, with the fields that
     did: the issues between those come with that field's (all issues at once).
+    Keys starting with ``extension_prefix`` are not read: a place for anchors (docker
+    compose's ``x-`` extension fields), whatever their values hold.
     """
 
     def __init__(
@@ -148,8 +150,10 @@ class Obj(Spec):
         label_key: str | None = None,
         one_of: tuple[str, ...] = (),
         check: Callable[[dict[str, Any], ObjectContext], object] | None = None,
+        extension_prefix: str | None = None,
     ) -> None:
         self.title = title
+        self.extension_prefix = extension_prefix
         self.check = check
         self.one_of = one_of
         self.doc = doc
@@ -191,12 +195,12 @@ class Obj(Spec):
         nodes: dict[str, yaml.Node] = {}
         ok = True
         for key, key_node, value_node in items:
+            if self.extension_prefix and key.startswith(self.extension_prefix):
+                continue
             field = self.fields.get(key)
             if field is None:
-                expected = ", ".join(self.fields)
-                reader.error(
-                    key_node, f"unknown key {key!r} in {self.title}; expected one of: {expected}"
-                )
+                reader.error(key_node, f"unknown key {key!r} in {self.title}; expected one of: "
+                                       f"{self._expected()}")
                 ok = False
                 continue
             nodes[key] = value_node
@@ -220,6 +224,10 @@ class Obj(Spec):
             self.check(values, context)
         return INVALID
 
+    def _expected(self) -> str:
+        extension = f", or {self.extension_prefix}... (ignored)" if self.extension_prefix else ""
+        return ", ".join(self.fields) + extension
+
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
         if self.def_name and self.def_name in defs:
             return {"$ref": f"#/$defs/{self.def_name}"}
@@ -237,6 +245,8 @@ class Obj(Spec):
             "properties": properties,
             "additionalProperties": False,
         }
+        if self.extension_prefix:
+            body["patternProperties"] = {f"^{self.extension_prefix}": {}}  # letters and -
         required = [key for key, field in self.fields.items() if field.required]
         if required:
             body["required"] = required

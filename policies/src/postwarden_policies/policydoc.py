@@ -380,6 +380,7 @@ POLICY = Obj(
         ),
     },
     _policy,
+    extension_prefix="x-",  # x-common: &defaults ..., aliased below
 )
 
 
