@@ -59,3 +59,19 @@ async def test_the_openapi_document_declares_the_code(admin_client: Client) -> N
     warning = document["components"]["schemas"]["PolicyWarning"]
     assert "test_expect_rules_invalid" in warning["properties"]["code"]["enum"]
     assert {"file", "line", "column"} <= set(warning["properties"])
+
+
+async def test_a_value_a_comment_cut_short_is_an_upload_warning_of_its_own_code(
+    admin_client: Client, admin_key: str
+) -> None:
+    # Not told as a policy test's mistake: it is the reply's text that lost "#12".
+    source = ("version: 1\nname: cut\nrules:\n  - name: r\n    then: reject\n"
+              "    message: Ticket #12\n")
+    status, revision = await upload(admin_client, admin_key, source)
+    assert status == 201, revision
+    [(code, file, line, column, message)] = _told(revision["warnings"])
+    assert (code, file, line, column) == ("value_cut_by_comment", "upload", 6, 14)
+    assert message.startswith("rule 'r': 'Ticket' ends where '#12' starts a YAML comment")
+    document = await (await admin_client.get("/api/v1/openapi.json")).json()
+    codes = document["components"]["schemas"]["PolicyWarning"]["properties"]["code"]["enum"]
+    assert "value_cut_by_comment" in codes

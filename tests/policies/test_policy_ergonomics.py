@@ -3,10 +3,20 @@ an author who knows Postfix expects."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import jsonschema
 import pytest
 
-from postwarden_policies import PolicyLoadError, load_policy_set_from_sources, policy_schema
+from postwarden_policies import (
+    PolicyIssue,
+    PolicyLoadError,
+    load_policy_set,
+    load_policy_set_from_sources,
+    policy_schema,
+)
+from postwarden_policies.cli import main
 from postwarden_policies.yamlnodes import read_plain
 
 HEAD = "version: 1\nname: p\n"
@@ -91,3 +101,63 @@ def test_other_unknown_keys_and_merge_keys_stay_refused(text: str, expected: str
 def test_the_schema_takes_x_keys_at_the_top_level_only() -> None:
     assert not schema_takes(HEAD + "common: 1\n")
     assert not schema_takes(HEAD + "rules: [{name: r, then: accept, x-note: 1}]\n")
+
+
+def warnings_of(text: str) -> list[str]:
+    """The warnings of one source that loads."""
+    found: list[PolicyIssue] = []
+    load_policy_set_from_sources([("p.yaml", text)], warn=found.append)
+    return [str(warning) for warning in found]
+
+
+RULE = HEAD + "rules:\n  - name: r\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param(RULE + "    then: reject\n    message: Ticket #12\n",
+                 "p.yaml:6:14: rule 'r': 'Ticket' ends where '#12' starts", id="message"),
+    pytest.param(RULE + "    then:\n      add_header: {X-Tag: spam #1\n        }\n",
+                 "p.yaml:6:27: rule 'r': 'spam' ends where '#1' starts", id="header-value"),
+    pytest.param(RULE + "    then:\n      notify: ops #page\n",
+                 "p.yaml:6:15: rule 'r': 'ops' ends where '#page' starts", id="list-of-one"),
+    pytest.param(HEAD + "x-common:\n  refusal: &m Ticket #12\n"
+                 "rules:\n  - {name: r, then: reject,\n     message: *m}\n",
+                 "p.yaml:7:15: rule 'r': 'Ticket' ends where '#12' starts", id="anchored"),
+])
+def test_a_value_a_comment_cut_short_is_a_warning(text: str, expected: str) -> None:
+    # YAML ends an unquoted value at " #": the reply said "Ticket", not "Ticket #12".
+    [warning] = warnings_of(text)
+    assert warning.startswith(expected + " a YAML comment: quote the whole value if ")
+
+
+def test_check_prints_a_value_a_comment_cut_short_as_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(RULE + "    then: reject\n    message: Ticket #12\n", encoding="utf-8")
+    assert main(["check", str(tmp_path)]) == 0
+    _, err = capsys.readouterr()
+    assert err.startswith(f"{policy}:6:14: warning: rule 'r': 'Ticket' ends where '#12' starts")
+
+
+def test_a_milter_loading_its_policy_dir_logs_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "p.yaml").write_text(RULE + "    then: reject\n    message: Ticket #12\n",
+                                     encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        load_policy_set([tmp_path])  # as the milter loads policy_dir
+    assert "p.yaml:6:14: rule 'r': 'Ticket' ends where '#12' starts" in caplog.text
+
+
+@pytest.mark.parametrize("line", [
+    "message: Spam  # the helpdesk knows this one",
+    "message: Ticket#12",
+    "message: 'Ticket #12'",
+    'message: "Ticket #12"',
+    "message: Ticket  \\#12",
+    "message: >-\n      Ticket #12",
+])
+def test_a_comment_written_as_one_or_a_quoted_hash_warns_of_nothing(line: str) -> None:
+    text = RULE + "    then: reject\n    " + line + "\n"
+    assert warnings_of(text) == []

@@ -28,7 +28,7 @@ from postwarden_policies.loader import not_utf8
 from .errors import ValidationFailed
 
 log = logging.getLogger(__name__)
-TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (test_warnings)
+TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (loader_warnings)
 P = ParamSpec("P")
 T = TypeVar("T")
 # Few threads on purpose: a burst of heavy requests queues here instead of
@@ -57,11 +57,13 @@ def not_utf8_detail(field: str, data: bytes, exc: UnicodeDecodeError) -> dict[st
     return {"field": field, **detail}
 
 
-def test_warnings(issues: Sequence[PolicyIssue]) -> list[dict[str, Any]]:
-    """The API's warnings for the loader's: each a policy test's mistake (expect_rules
-    naming a rule the policy does not define, a misspelt limit, a misplaced ``report:``),
-    which the milter loads the policy with, and only logs."""
-    return [{"code": TEST_WARNING, **detail} for detail in issue_details(issues)]
+def loader_warnings(issues: Sequence[PolicyIssue]) -> list[dict[str, Any]]:
+    """The API's warnings for the loader's, which the milter loads the policy with, and
+    only logs: a policy test's mistake (expect_rules naming a rule the policy does not
+    define, a misspelt limit, a misplaced ``report:``) unless the issue names its kind
+    (a value a comment cut short)."""
+    return [{"code": issue.code or TEST_WARNING, **detail}
+            for issue, detail in zip(issues, issue_details(issues), strict=True)]
 
 
 def compile_sources(sources: Sequence[tuple[str, str]],

@@ -18,7 +18,7 @@ import asyncpg
 from postwarden_policies import PolicyIssue
 from postwarden_store.policies import fetch_active_sources, notify_policy_change
 
-from .engine import compile_sources, off_loop, test_warnings
+from .engine import compile_sources, loader_warnings, off_loop
 from .notify_targets import notify_warnings
 
 # pg_advisory_xact_lock key: ASCII of "pwpolicy".
@@ -200,7 +200,7 @@ async def change_active_set(
     await notify_policy_change(conn)
     labels = {label for label, _ in new}
     activated = [policy for policy in policy_set.policies if policy.source in labels]
-    mistakes = test_warnings([issue for issue in found if issue.file in labels])
+    mistakes = loader_warnings([issue for issue in found if issue.file in labels])
     return SetChange(changed=True, warnings=await notify_warnings(conn, activated) + mistakes)
 
 

@@ -21,6 +21,7 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_policies import PolicyIssue
+from postwarden_policies.errors import COMMENT_AFTER_VALUE
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
@@ -35,7 +36,7 @@ from .bodies import (
     unknown_fields,
 )
 from .context import POOL, Role, allow, principal
-from .engine import TEST_WARNING, compile_upload, not_utf8_detail, off_loop, test_warnings
+from .engine import TEST_WARNING, compile_upload, loader_warnings, not_utf8_detail, off_loop
 from .errors import ApiError, ValidationFailed, connection
 from .notify_targets import notify_warnings
 from .openapi import PerType, header, json_content, operation, param, ref
@@ -112,7 +113,7 @@ async def policy_upload(request: web.Request) -> web.Response:
         if created:
             await admin_audit.record(conn, request, "policy.uploaded", revision_label(row),
                                      {"content_hash": row["content_hash"], "comment": comment})
-        warnings = await notify_warnings(conn, policy_set.policies) + test_warnings(found)
+        warnings = await notify_warnings(conn, policy_set.policies) + loader_warnings(found)
     return json_ok({**revision_json(row), "warnings": warnings}, status=201 if created else 200)
 
 
@@ -395,9 +396,12 @@ SCHEMAS = {
                        "notify_endpoint_missing, a rule notifying a webhook endpoint that "
                        f"does not exist; {TEST_WARNING}, a policy test's expect_rules naming "
                        "no verdict of the policy (an unknown rule, a misspelt limit, a "
-                       "misplaced report: prefix), which the milter only logs",
+                       "misplaced report: prefix), which the milter only logs; "
+                       f"{COMMENT_AFTER_VALUE}, a plain value followed by a comment "
+                       "starting right after it (message: Ticket #12 is 'Ticket')",
         "properties": {
-            "code": {"type": "string", "enum": ["notify_endpoint_missing", TEST_WARNING]},
+            "code": {"type": "string", "enum": ["notify_endpoint_missing", TEST_WARNING,
+                                                       COMMENT_AFTER_VALUE]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

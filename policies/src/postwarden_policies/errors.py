@@ -10,17 +10,22 @@ a flag or a decision in the Verdict, never an exception.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+# The kind of a warning that is not a policy test's mistake, for the admin API's answers.
+COMMENT_AFTER_VALUE = "value_cut_by_comment"
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class PolicyIssue:
-    """One problem in a policy source; line and column are 1-based, None when unknown."""
+    """One problem in a policy source; line and column are 1-based, None when unknown.
+    ``code`` names a warning's kind where it is no policy test's mistake."""
 
     file: str
     line: int | None
     column: int | None
     message: str
+    code: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         if self.line is None:

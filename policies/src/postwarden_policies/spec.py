@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import yaml
 
+from .errors import COMMENT_AFTER_VALUE
 from .yamlnodes import (
     INTEGER_TOO_LARGE,
     MAX_INTEGER,
@@ -25,6 +26,7 @@ from .yamlnodes import (
     YAML11_BOOLEANS,
     Reader,
     bounded_int,
+    comment_after,
     describe,
 )
 
@@ -100,6 +102,8 @@ class Scalar(Spec):
             hint = " (quote it to make it a string)" if self.python_type is str else ""
             reader.error(node, f"expected {self.expected}, got {describe(node)}{hint}")
             return INVALID
+        if isinstance(value, str):
+            _tell_comment_after(node, value, reader)
         if self.check is not None:
             try:
                 self.check(value)
@@ -113,6 +117,14 @@ class Scalar(Spec):
             return {"anyOf": [{"type": "boolean"}, {"enum": list(YAML11_BOOLEANS)}],
                     **self.extra}
         return {"type": self.json_type, **self.extra}
+
+
+def _tell_comment_after(node: yaml.ScalarNode, value: str, reader: Reader) -> None:
+    """A warning, not an issue: the value may be whole and the comment meant as one."""
+    if (comment := comment_after(node)) is not None:
+        reader.warn(node, f"{value!r} ends where {comment!r} starts a YAML comment: quote "
+                          f"the whole value if {comment} belongs to it (write a comment as "
+                          "'# ...')", code=COMMENT_AFTER_VALUE)
 
 
 # A "\ud800" escape makes a lone surrogate, which is no character: UTF-8 cannot hold

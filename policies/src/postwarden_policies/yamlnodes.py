@@ -87,12 +87,32 @@ class _PlacingAliases(Composer):
         node = super().compose_node(parent, index)
         if alias is None and isinstance(node, yaml.ScalarNode) and self.restore:
             node.value = node.value.translate(self.restore)  # once: its aliases share it
+        if alias is None and isinstance(node, yaml.ScalarNode) and not node.style:
+            _note_comment_after(node, self.source)
         if alias is not None and node is not None:
             node = copy.copy(node)
             node.start_mark, node.end_mark = alias.start_mark, alias.end_mark
         if isinstance(parent, yaml.SequenceNode) and isinstance(node, yaml.CollectionNode):
             node.start_mark = _item_start(self.source, node.start_mark)
         return node
+
+
+# A comment right after a plain value whose first word touches its "#": "message: Ticket
+# #12" is "Ticket" to YAML, and nearly always meant as text ("# note" reads as a comment).
+_COMMENT_AFTER = re.compile(r"[ \t]+(#\S{1,40})")
+_COMMENT_KEY = "postwarden_comment_after"  # in the node's attributes: its alias copies share it
+
+
+def _note_comment_after(node: yaml.ScalarNode, source: str) -> None:
+    if found := _COMMENT_AFTER.match(source, node.end_mark.index):
+        vars(node)[_COMMENT_KEY] = found[1]
+
+
+def comment_after(node: yaml.ScalarNode) -> str | None:
+    """The start of a comment written right after a plain scalar's value ("#12"), which
+    was likely meant as part of it; None when there is none."""
+    found: str | None = vars(node).get(_COMMENT_KEY)
+    return found
 
 
 # A block list's "-" alone on its line (a comment after it aside), and a line of nothing.
@@ -325,15 +345,15 @@ class Reader:
     def error(self, node: yaml.Node | None, message: str) -> None:
         self.issues.append(self._issue(node, message))
 
-    def warn(self, node: yaml.Node | None, message: str) -> None:
-        self.warnings.append(self._issue(node, message))
+    def warn(self, node: yaml.Node | None, message: str, code: str = "") -> None:
+        self.warnings.append(self._issue(node, message, code))
 
-    def _issue(self, node: yaml.Node | None, message: str) -> PolicyIssue:
+    def _issue(self, node: yaml.Node | None, message: str, code: str = "") -> PolicyIssue:
         text = "".join(self._prefixes) + message
         if node is None:
-            return PolicyIssue(self.label, None, None, text)
+            return PolicyIssue(self.label, None, None, text, code)
         mark = node.start_mark
-        return PolicyIssue(self.label, mark.line + 1, mark.column + 1, text)
+        return PolicyIssue(self.label, mark.line + 1, mark.column + 1, text, code)
 
     @contextmanager
     def prefixed(self, prefix: str) -> Iterator[None]:
