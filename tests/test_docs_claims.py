@@ -21,6 +21,7 @@ from postwarden_admin_api.webhooks.worker import worker_context
 from postwarden_milter.metrics import Metrics as MilterMetrics
 from postwarden_milter.metrics_merge import MergedMetrics
 from postwarden_milter.settings import MilterSettings
+from postwarden_policies import load_policy_set
 from postwarden_policies.headeredits import FLAGS_HEADER
 from postwarden_policies.settings_source import LOG_LEVELS
 from postwarden_store.migrations import available_migrations
@@ -187,3 +188,31 @@ def test_the_upgrading_notes_name_what_this_version_changes_for_api_clients() ->
                "`test_expect_rules_invalid` warning", "`FILE:LINE:COLUMN: warning: ...`",
                "IPv6-only Postfix"]
     assert [phrase for phrase in phrases if phrase not in notes] == []
+
+
+SKIPPED = ["inbound.yaml~", "#inbound.yaml#", ".#inbound.yaml", ".inbound.yaml.swp",
+           "inbound.yaml.bak", ".inbound.yaml.Xy12Ab", ".inbound.yaml.new"]
+
+
+def test_the_files_a_policy_directory_skips_are_those_the_language_doc_names(
+    tmp_path: Path,
+) -> None:
+    """Each is a policy of the same name, which loaded would refuse the set."""
+    source = "version: 1\nname: inbound\nrules:\n  - {name: a, then: reject}\n"
+    for name in ["inbound.yaml", *SKIPPED]:
+        (tmp_path / name).write_text(source, encoding="utf-8")
+    assert [p.name for p in load_policy_set([tmp_path]).policies] == ["inbound"]
+    doc = " ".join(POLICY_LANGUAGE.read_text(encoding="utf-8").split())
+    assert all(f"`{name}`" in doc or name.endswith(".bak") for name in SKIPPED)
+    assert "then rename it into place (`mv`)" in doc
+
+
+def test_a_policy_file_cut_short_loads_as_the_doc_warns(tmp_path: Path) -> None:
+    """Why the doc says to rename a file into place: half of one is a valid policy."""
+    whole = ("version: 1\nname: p\nrules:\n  - {name: a, then: accept}\n"
+             "  - {name: b, then: reject}\n")
+    (tmp_path / "p.yaml").write_text(whole[:whole.index("  - {name: b")], encoding="utf-8")
+    (rule,) = load_policy_set([tmp_path]).policies[0].rules
+    assert rule.name == "a"
+    assert "can be loaded half-written, and a file cut after its" in " ".join(
+        POLICY_LANGUAGE.read_text(encoding="utf-8").split())
