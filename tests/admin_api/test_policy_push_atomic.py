@@ -87,6 +87,23 @@ async def test_a_subdirectory_not_loaded_is_warned_of_as_check_warns_of_it(
     assert await active(admin_client, admin_key) == {"kept": 1}
 
 
+async def test_a_value_a_comment_cut_short_is_warned_of_once_as_check_warns_of_it(
+    tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The upload's answer tells it again: printed, it doubled each of check's lines.
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "a.yaml").write_text("version: 1\nname: cut\nrules:\n  - name: r\n"
+                              "    then: reject\n    message: Ticket #12\n")
+    assert policy_main(["check", str(d)]) == 0
+    checked = capsys.readouterr().err
+    assert f"{d / 'a.yaml'}:6:14: warning: rule 'r': 'Ticket' ends where" in checked
+    assert await push(admin_client, admin_key, d, monkeypatch=monkeypatch) == 0
+    assert capsys.readouterr().err == checked
+    assert await active(admin_client, admin_key) == {"cut": 1}
+
+
 async def test_a_rule_name_in_two_files_uploads_nothing(
     tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

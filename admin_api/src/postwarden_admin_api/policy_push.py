@@ -36,6 +36,7 @@ from postwarden_policies import (
     load_policy_set,
     load_policy_set_from_sources,
 )
+from postwarden_policies.errors import COMMENT_AFTER_VALUE
 from postwarden_policies.policyset import content_hash
 from postwarden_policies.testreport import Loaded, issue_lines
 
@@ -175,7 +176,8 @@ class _Service:
             if status in (200, 201):
                 revisions[body["policy_name"]] = (file, body["id"])
                 for warning in body.get("warnings", []):
-                    print(_warned(warning, file), file=sys.stderr)
+                    if warning.get("code") != COMMENT_AFTER_VALUE:  # check printed it
+                        print(_warned(warning, file), file=sys.stderr)
                 continue
             failed = True
             print(f"{file}: refused ({status})\n{_problems(body, {'upload': file})}",
