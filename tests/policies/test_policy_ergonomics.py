@@ -130,6 +130,12 @@ def test_a_value_a_comment_cut_short_is_a_warning(text: str, expected: str) -> N
     assert warning.startswith(expected + " a YAML comment: quote the whole value if ")
 
 
+def test_a_long_value_a_comment_cut_short_is_told_by_its_end() -> None:
+    text = RULE + "    description: " + "word " * 100 + "ends #3\n    then: accept\n"
+    [warning] = warnings_of(text)
+    assert "rule 'r': '...rd word word word word word word ends' ends where '#3'" in warning
+
+
 def test_check_prints_a_value_a_comment_cut_short_as_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -400,8 +400,8 @@ SCHEMAS = {
                        f"{COMMENT_AFTER_VALUE}, a plain value followed by a comment "
                        "starting right after it (message: Ticket #12 is 'Ticket')",
         "properties": {
-            "code": {"type": "string", "enum": ["notify_endpoint_missing", TEST_WARNING,
-                                                       COMMENT_AFTER_VALUE]},
+            "code": {"type": "string",
+                     "enum": ["notify_endpoint_missing", TEST_WARNING, COMMENT_AFTER_VALUE]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

@@ -122,7 +122,8 @@ class Scalar(Spec):
 def _tell_comment_after(node: yaml.ScalarNode, value: str, reader: Reader) -> None:
     """A warning, not an issue: the value may be whole and the comment meant as one."""
     if (comment := comment_after(node)) is not None:
-        reader.warn(node, f"{value!r} ends where {comment!r} starts a YAML comment: quote "
+        end = value if len(value) <= 40 else f"...{value[-37:]}"  # a long text: its end
+        reader.warn(node, f"{end!r} ends where {comment!r} starts a YAML comment: quote "
                           f"the whole value if {comment} belongs to it (write a comment as "
                           "'# ...')", code=COMMENT_AFTER_VALUE)
 
