@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api import admin_audit, audit_queries, retention, routes_audit
 from postwarden_admin_api.audit_queries import build_where
 from postwarden_admin_api.context import Role
+from postwarden_admin_api.cursors import Cursor
 from postwarden_admin_api.retention import enforce_retention
 from postwarden_store import connect
 from tests.fixtures.adminapp import MintKey, bearer
@@ -140,6 +141,48 @@ async def test_keyset_pages_are_stable_under_inserts(
     assert one["event_id"] == seen[5]
     missing = await admin_client.get(f"/api/v1/audit/{uuid.uuid4()}", headers=bearer(auditor))
     assert missing.status == 404
+
+
+async def test_a_cursor_is_refused_with_other_filters_or_on_another_search(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    """It would start partway through a result it was never part of: the rejects
+    after the tenth accept, say, with nothing telling the client so."""
+    first = await _get(admin_client, auditor, "/api/v1/audit", limit="5", action="accept")
+    cursor = first["next_cursor"]
+    for path, params in (("/api/v1/audit", {"action": "reject"}),
+                         ("/api/v1/audit", {}),
+                         ("/api/v1/messages", {"cursor": cursor})):
+        refused = await admin_client.get(path, headers=bearer(auditor),
+                                         params={"cursor": cursor, **params})
+        assert refused.status == 422, await refused.text()
+        error = (await refused.json())["error"]
+        assert error["code"] == "cursor_mismatch"
+        assert error["details"] == [{"field": "cursor",
+                                     "message": "from a search with other filters"}]
+    # The same filters written otherwise are the same search.
+    until = BASE + dt.timedelta(hours=1)
+    page = await _get(admin_client, auditor, "/api/v1/audit", limit="5",
+                      until=until.isoformat())
+    in_paris = until.astimezone(dt.timezone(dt.timedelta(hours=1))).isoformat()
+    later = await _get(admin_client, auditor, "/api/v1/audit", limit="5", until=in_paris,
+                       cursor=page["next_cursor"])
+    assert len(later["events"]) == 5
+
+
+async def test_a_cursor_of_the_previous_version_still_pages(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    """Cursors handed out before they named their search (time and id alone) go on
+    where they left off: a client paging across the upgrade is not sent back."""
+    first = await _get(admin_client, auditor, "/api/v1/audit", limit="5", action="accept")
+    last = first["events"][-1]
+    legacy = Cursor(dt.datetime.fromisoformat(last["time"]),
+                    uuid.UUID(last["event_id"])).encode()
+    page = await _get(admin_client, auditor, "/api/v1/audit", limit="5", action="accept",
+                      cursor=legacy)
+    assert len(page["events"]) == 5
+    assert page["events"][0]["time"] < last["time"]
 
 
 async def test_export_streams_ndjson_and_csv(

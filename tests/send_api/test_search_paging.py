@@ -57,3 +57,27 @@ async def test_every_bad_search_parameter_is_listed_in_one_answer(
         "sender": "unknown parameter; expected one of since, until, status, from, to, tag, "
                   "message_id, queue_id, cursor, limit",
     }
+
+
+async def test_a_message_cursor_is_refused_with_other_filters_or_another_key(
+    client: Client, mint_key: MintKey
+) -> None:
+    """Else the next page of one search started partway through another's result."""
+    own = bearer(await mint_key(Role.SENDER, ["*@example.com"]))
+    for _ in range(2):
+        sent = await client.post("/api/v1/send-email", json=body(), headers=own)
+        assert sent.status == 202, await sent.text()
+    first = await (await client.get("/api/v1/messages", params={"limit": "1"},
+                                    headers=own)).json()
+    cursor = first["next_cursor"]
+    auditor = bearer(await mint_key(Role.AUDITOR))  # sees every line's messages
+    for key, params in ((own, {"status": "queued"}), (own, {"to": "rcpt@example.org"}),
+                        (auditor, {})):
+        refused = await client.get("/api/v1/messages", headers=key,
+                                   params={"cursor": cursor, "limit": "1", **params})
+        assert refused.status == 422, await refused.text()
+        assert (await refused.json())["error"]["code"] == "cursor_mismatch"
+    same = await client.get("/api/v1/messages", headers=own,
+                            params={"cursor": cursor, "limit": "5"})  # another size is fine
+    assert same.status == 200, await same.text()
+    assert len((await same.json())["messages"]) >= 1

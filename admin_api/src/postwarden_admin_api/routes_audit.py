@@ -35,10 +35,10 @@ from .audit_queries import (
 )
 from .bodies import QueryProblems, dumps, fill_page, json_ok, json_page, query_int, query_time
 from .context import POOL, Role, allow, principal
-from .cursors import Cursor, query_cursor
+from .cursors import Cursor, check_scope, query_cursor, scope
 from .errors import ApiError, ValidationFailed
 from .keys import is_live
-from .openapi import header, operation, param, ref
+from .openapi import VALIDATION_FAILED, header, operation, param, ref
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,12 @@ async def audit_search(request: web.Request) -> web.Response:
     cursor = query.read(query_cursor)
     filters = parse_filters(request.query, ("limit", "cursor"), query.found)
     assert limit is not None  # noqa: S101 - a bad one was raised above
+    searched = scope(request.path, filters)
+    check_scope(cursor, searched)
     async with reading(request.app[POOL]) as conn:
         rows = search_rows(conn, filters, cursor, limit + 1)
         events, last = await fill_page(rows, limit, _event_text)
-    next_cursor = None if last is None else _after(last).encode()
+    next_cursor = None if last is None else _after(last, searched).encode()
     return json_page("events", events, "next_cursor", next_cursor)
 
 
@@ -70,9 +72,9 @@ def _event_text(row: asyncpg.Record) -> str:
     return dumps(event_json(row))
 
 
-def _after(row: asyncpg.Record) -> Cursor:
-    """The cursor of the page that follows ``row``."""
-    return Cursor(row["time"], row["event_id"])
+def _after(row: asyncpg.Record, searched: str | None = None) -> Cursor:
+    """The cursor of the page that follows ``row``, in the search ``searched`` (scope())."""
+    return Cursor(row["time"], row["event_id"], searched)
 
 
 @routes.get("/api/v1/audit/export")
@@ -359,11 +361,13 @@ _READERS = [Role.AUDITOR]
 OPENAPI_PATHS = {
     "/api/v1/audit": {"get": operation(
         "search audit events, newest first", _READERS,
-        parameters=[*_FILTER_PARAMS, _LIMIT, param("cursor", "query", _STR)],
+        parameters=[*_FILTER_PARAMS, _LIMIT, param(
+            "cursor", "query", _STR, description="next_cursor of the previous page, with "
+            "the same filters (else 422 cursor_mismatch)")],
         responses={200: {"type": "object", "required": ["events", "next_cursor"], "properties": {
             "events": {"type": "array", "items": ref("AuditEvent")},
             "next_cursor": _NULL_STR,
-        }}},
+        }}}, errors={422: [VALIDATION_FAILED, "cursor_mismatch"], 503: ["query_timeout"]},
     )},
     "/api/v1/audit/export": {"get": operation(
         "stream matching audit events as ndjson or csv", _READERS,

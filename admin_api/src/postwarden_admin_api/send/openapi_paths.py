@@ -215,13 +215,14 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                 param("since", "query", _TIME),
                 param("until", "query", _TIME),
                 param("cursor", "query", {"type": "string"},
-                      description="next_cursor of the previous page, as given (URL-safe)"),
+                      description="next_cursor of the previous page, as given (URL-safe), "
+                                  "with the same filters (else 422 cursor_mismatch)"),
                 param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
             ],
             responses={200: {"type": "object", "properties": {
                 "messages": {"type": "array", "items": ref("OutboundMessage")},
                 "next_cursor": {"type": ["string", "null"]},
-            }}}, errors=_INVALID,
+            }}}, errors={422: [VALIDATION_FAILED, "cursor_mismatch"]},
         ),
     },
     "/api/v1/suppressions": {

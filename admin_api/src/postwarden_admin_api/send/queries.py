@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import asyncpg
 
-from postwarden_admin_api.cursors import Cursor
+from postwarden_admin_api.cursors import Cursor, scope
 from postwarden_admin_api.sqlwhere import Where
 
 # As the outbound_messages and outbound_recipients tables' CHECKs allow.
@@ -89,6 +89,16 @@ class MessageFilter:
     limit: int = 50
 
 
+SEARCH_ROUTE = "/api/v1/messages"
+
+
+def search_scope(search: MessageFilter) -> str:
+    """What a cursor of ``search`` pages (cursors.scope): its filters and owner, not
+    the position or the page size."""
+    return scope(SEARCH_ROUTE, {f.name: getattr(search, f.name) for f in fields(search)
+                                if f.name not in ("after", "limit")})
+
+
 def _message(row: asyncpg.Record) -> dict[str, Any]:
     shown = dict(row)
     shown["id"] = str(shown["id"])
@@ -149,7 +159,7 @@ async def search_messages(
     page = rows[:search.limit]
     cursor = None
     if len(rows) > search.limit:
-        cursor = Cursor(page[-1]["created_at"], page[-1]["id"]).encode()
+        cursor = Cursor(page[-1]["created_at"], page[-1]["id"], search_scope(search)).encode()
     return [_message(row) for row in page], cursor
 
 

@@ -20,7 +20,7 @@ from postwarden_admin_api.bodies import (
     unknown_fields,
 )
 from postwarden_admin_api.context import POOL, Role, allow, principal
-from postwarden_admin_api.cursors import query_cursor
+from postwarden_admin_api.cursors import check_scope, query_cursor
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 
 from . import queries
@@ -116,12 +116,14 @@ def _message_filter(request: web.Request) -> queries.MessageFilter:
         query.found.append(empty)
     query.raise_any()
     assert limit is not None  # noqa: S101 - a bad one was raised above
-    return queries.MessageFilter(
+    search = queries.MessageFilter(
         owner=_own_line(request), status=status, sender=sender, recipient=recipient,
         tag=request.query.get("tag"), message_id=_bracketed(request.query.get("message_id")),
         queue_id=request.query.get("queue_id"), since=since, until=until, after=after,
         limit=limit,
     )
+    check_scope(after, queries.search_scope(search))
+    return search
 
 
 def _bracketed(message_id: str | None) -> str | None:
@@ -132,7 +134,7 @@ def _bracketed(message_id: str | None) -> str | None:
     return f"<{message_id}>"
 
 
-@routes.get("/api/v1/messages")
+@routes.get(queries.SEARCH_ROUTE)
 @allow(Role.SENDER, Role.AUDITOR)
 async def search_messages(request: web.Request) -> web.Response:
     search = _message_filter(request)
