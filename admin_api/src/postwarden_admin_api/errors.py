@@ -2,6 +2,7 @@
 
     ApiError                 an HTTP error with a stable code (status, code, message, details)
     └── ValidationFailed     422 validation_failed, every bad field listed in details
+    ClientGone               the client left before its answer: no one to answer
 
 Handlers raise these; nothing else reaches a client. Unexpected exceptions
 become 500 ``internal_error`` with no exception text.
@@ -50,6 +51,11 @@ class ApiError(Exception):
 class ValidationFailed(ApiError):
     def __init__(self, details: list[dict[str, Any]], message: str = "request is invalid") -> None:
         super().__init__(422, "validation_failed", message, details)
+
+
+class ClientGone(ConnectionError):
+    """The client's connection closed while its request was worked on (its query was
+    cancelled: :func:`~.httpserver.ended_if_client_leaves`)."""
 
 
 def database_busy() -> ApiError:

@@ -25,7 +25,9 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import StreamReader, web
 from aiohttp.helpers import set_exception
@@ -39,7 +41,7 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from postwarden_policies.systemd_notify import SystemdNotifier
 
-from .errors import ApiError
+from .errors import ApiError, ClientGone
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 75.0  # what web.run_app sets (aiohttp's handler alone keeps 3630 s)
@@ -79,6 +81,16 @@ def _fault(exc: HttpProcessingError) -> str:
 class _Handler(RequestHandler):
     _body: StreamReader | None = None  # the last request's body, which the parser feeds
     _answered: StreamReader | None = None  # the body of the last request answered
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Done once the client's connection is lost (ended_if_client_leaves).
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        if not self.gone.done():
+            self.gone.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         """aiohttp's own, but a fault the parser meets in a body it has begun to hand on
@@ -122,6 +134,41 @@ class _Handler(RequestHandler):
         response = web.json_response(error.body(), status=error.status)
         response.force_close()  # the rest of the stream cannot be trusted either
         return response
+
+
+@asynccontextmanager
+async def ended_if_client_leaves(request: web.BaseRequest) -> AsyncIterator[None]:
+    """The block, cancelled should the client's connection close first (ClientGone is
+    raised then): a query inside is cancelled in PostgreSQL too (asyncpg sends it a
+    cancel request). aiohttp runs a handler on when its client leaves (handler
+    cancellation is off, for a send must not stop halfway), so a search whose client
+    gave up ran on to its statement timeout, holding a pooled connection and a backend.
+
+    Only under this module's server (its connection handler tells the client left):
+    aiohttp's test server runs the block to its end."""
+    gone: asyncio.Future[None] | None = getattr(request.protocol, "gone", None)
+    task = asyncio.current_task()
+    if gone is None or task is None:
+        yield
+        return
+    if gone.done():
+        raise ClientGone
+    inside = True
+
+    def stop(_: asyncio.Future[None]) -> None:
+        if inside:  # else the block is over: the request goes on (it is answered)
+            task.cancel()
+
+    gone.add_done_callback(stop)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if gone.done() and task.uncancel() == 0:  # our cancel, not a stop's
+            raise ClientGone from None
+        raise
+    finally:
+        inside = False
+        gone.remove_done_callback(stop)
 
 
 class _Server(web.Server):

@@ -40,7 +40,7 @@ from .auth import (
     unauthenticated,
 )
 from .context import PRINCIPAL, PUBLIC_PATHS, REQUEST_ID_FORM, SETTINGS, allowed_roles
-from .errors import DATABASE_AWAY, ApiError, ValidationFailed, database_unavailable
+from .errors import DATABASE_AWAY, ApiError, ClientGone, ValidationFailed, database_unavailable
 from .httpserver import log_unparsable, undecodable, unparsable
 from .metrics import METRICS
 from .ratelimit import LIMITER, Quota
@@ -63,6 +63,9 @@ HTTP_CODES = {
     417: "expectation_failed",
 }
 HTTP_FALLBACK_CODE = "http_error"  # any other error status aiohttp raises
+# nginx's status for a request its client gave up on: never sent, it is what the
+# request metrics count.
+CLIENT_CLOSED_REQUEST = 499
 
 
 ExpectHandler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse | None]]
@@ -171,6 +174,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as error:
         return _error_response(request, error)
+    except ClientGone:
+        log.info("the client left while %s %s ran: its query was cancelled",
+                 request.method, _route_label(request))
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except DATABASE_AWAY as exc:  # lost mid-request (acquire tells a refused connection)
         log.warning("database unreachable answering %s %s: %s", request.method,
                     _route_label(request), type(exc).__name__)

@@ -37,6 +37,7 @@ from .bodies import QueryProblems, dumps, fill_page, json_ok, json_page, query_i
 from .context import POOL, Role, allow, principal
 from .cursors import Cursor, check_scope, query_cursor, scope
 from .errors import ApiError, ValidationFailed
+from .httpserver import ended_if_client_leaves
 from .keys import is_live
 from .openapi import VALIDATION_FAILED, header, operation, param, ref
 
@@ -61,7 +62,7 @@ async def audit_search(request: web.Request) -> web.Response:
     assert limit is not None  # noqa: S101 - a bad one was raised above
     searched = scope(request.path, filters)
     check_scope(cursor, searched)
-    async with reading(request.app[POOL]) as conn:
+    async with ended_if_client_leaves(request), reading(request.app[POOL]) as conn:
         rows = search_rows(conn, filters, cursor, limit + 1)
         events, last = await fill_page(rows, limit, _event_text)
     next_cursor = None if last is None else _after(last, searched).encode()
@@ -170,7 +171,7 @@ async def _export_page(request: web.Request, filters: dict[str, Any], after: Cur
     retention has dropped nothing of the range still to export (RangeDropped): an
     export may stream for hours."""
     render = functools.partial(_export_line, _export_format(request))
-    async with reading(request.app[POOL]) as conn:
+    async with ended_if_client_leaves(request), reading(request.app[POOL]) as conn:
         if after is not None and not await is_live(conn, principal(request)):
             raise ApiError(401, "unauthenticated", "the key was revoked or expired")
         kept_from = await conn.fetchval(KEPT_FROM)
@@ -262,7 +263,7 @@ async def stats(request: web.Request) -> web.Response:
     query.raise_any()
     # Off the loop: 400 days of hours take a tenth of a second.
     starts = await asyncio.to_thread(bucket_starts, since, until, bucket, zone)
-    async with reading(request.app[POOL]) as conn:
+    async with ended_if_client_leaves(request), reading(request.app[POOL]) as conn:
         series_rows = await conn.fetch(STATS_SERIES, since, until, starts)
         rule_rows = await conn.fetch(STATS_TOP_RULES, since, until, top)
     series: dict[str, dict[str, int]] = {}
@@ -315,7 +316,7 @@ async def admin_audit_log(request: web.Request) -> web.Response:
     filters = {"since": since, "until": until, "action": request.query.get("action"),
                "before_id": before}
     # Cut at the statement timeout as the audit reads are: the log only grows.
-    async with reading(request.app[POOL]) as conn:
+    async with ended_if_client_leaves(request), reading(request.app[POOL]) as conn:
         rows = admin_audit.page_rows(conn, filters, limit + 1)
         entries, last = await fill_page(rows, limit, _entry_text)
     return json_page("entries", entries, "next_before", None if last is None else last["id"])

@@ -22,6 +22,7 @@ from postwarden_admin_api.bodies import (
 from postwarden_admin_api.context import POOL, Role, allow, principal
 from postwarden_admin_api.cursors import check_scope, query_cursor
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
+from postwarden_admin_api.httpserver import ended_if_client_leaves
 
 from . import queries
 from .openapi_paths import SUPPRESSION_REQUEST
@@ -138,7 +139,7 @@ def _bracketed(message_id: str | None) -> str | None:
 @allow(Role.SENDER, Role.AUDITOR)
 async def search_messages(request: web.Request) -> web.Response:
     search = _message_filter(request)
-    async with connection(request.app[POOL]) as conn:
+    async with ended_if_client_leaves(request), connection(request.app[POOL]) as conn:
         messages, cursor = await queries.search_messages(conn, search)
     return json_ok({"messages": messages, "next_cursor": cursor})
 
