@@ -78,7 +78,7 @@ async def test_a_later_page_past_the_statement_timeout_cuts_the_export_with_one_
     assert_cut_after_the_first_page(data, queue_id)
     records = [r for r in caplog.records if r.name == routes_audit.log.name]
     assert [(r.levelname, r.getMessage()) for r in records] == [
-        ("WARNING", "audit export cut after 2 events: query_timeout (the audit query ran "
+        ("WARNING", "audit export cut after 2 events: query_timeout (the query ran "
                     "past 0.2 s; narrow the time range or the filters)")]
     assert records[0].exc_info is None
 

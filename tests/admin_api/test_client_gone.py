@@ -1,6 +1,5 @@
 """A client that leaves while its search, export or stats query runs: the query is
-cancelled in PostgreSQL, not left to run to its statement timeout (30 s), or, for the
-message search, which has none, for as long as it takes.
+cancelled in PostgreSQL, not left to run to its statement timeout (30 s).
 
 The slow query is a real one: another session holds the searched table locked, so the
 query waits in PostgreSQL as a long scan would. The service runs as in production

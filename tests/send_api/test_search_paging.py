@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import pytest
+
+from postwarden_admin_api import audit_queries
 from postwarden_admin_api.context import Role
+from postwarden_store import connect
 from tests.fixtures.adminapp import MintKey, bearer
 
 from .conftest import Client, body
@@ -81,3 +86,20 @@ async def test_a_message_cursor_is_refused_with_other_filters_or_another_key(
                             params={"cursor": cursor, "limit": "5"})  # another size is fine
     assert same.status == 200, await same.text()
     assert len((await same.json())["messages"]) >= 1
+
+
+async def test_a_message_search_is_cut_at_the_statement_timeout(
+    client: Client, sender: dict[str, str], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the audit reads are: it ran as long as it took (here: behind a lock), holding
+    a connection of the pool the sends need."""
+    monkeypatch.setattr(audit_queries, "STATEMENT_TIMEOUT_MS", 200)
+    blocker = await connect(database_url)
+    try:
+        await blocker.execute("BEGIN; LOCK TABLE outbound_messages IN ACCESS EXCLUSIVE MODE")
+        async with asyncio.timeout(10):
+            found = await client.get("/api/v1/messages", headers=sender)
+    finally:
+        await blocker.close()
+    assert found.status == 503, await found.text()
+    assert (await found.json())["error"]["code"] == "query_timeout"

@@ -9,8 +9,8 @@ Every read of ``audit_events`` runs through :func:`reading`, in a read-only
 transaction whose statements are cut after ``STATEMENT_TIMEOUT_MS``: a reader
 holds a lock on the table, and retention's DROP of an old partition cannot
 start until every reader is done, so no search, export page or stats query
-may hold one for ever. Reads of the admin audit log, which only grows, are cut
-the same way.
+may hold one for ever. Reads of the admin audit log, which only grows, and the send
+API's message search are cut the same way.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ async def reading(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
             yield conn
     except asyncpg.QueryCanceledError:
         raise ApiError(503, "query_timeout",
-                       f"the audit query ran past {STATEMENT_TIMEOUT_MS / 1000:g} s; "
+                       f"the query ran past {STATEMENT_TIMEOUT_MS / 1000:g} s; "
                        "narrow the time range or the filters") from None
 
 

@@ -222,7 +222,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             responses={200: {"type": "object", "properties": {
                 "messages": {"type": "array", "items": ref("OutboundMessage")},
                 "next_cursor": {"type": ["string", "null"]},
-            }}}, errors={422: [VALIDATION_FAILED, "cursor_mismatch"]},
+            }}}, errors={422: [VALIDATION_FAILED, "cursor_mismatch"], 503: ["query_timeout"]},
         ),
     },
     "/api/v1/suppressions": {
