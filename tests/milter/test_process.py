@@ -303,3 +303,17 @@ def test_a_port_in_use_is_told_with_the_reason(tmp_path: Path, processes: int) -
     assert result.returncode == 2
     assert f"postwarden-milter: milter_socket: cannot serve on {spec}: Address already in use" \
         in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_metrics_port_in_use_is_retried_by_the_unit(tmp_path: Path, processes: int) -> None:
+    """Exit 1, as the admin service's `listen` in use: the unit restarts it until the
+    port is free. Exit 2 (invalid settings) left the milter down for good."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = _run([], _env(tmp_path, metrics_listen=listen, processes=str(processes)))
+    assert result.returncode == 1
+    assert f"postwarden-milter: metrics_listen: cannot listen on {listen}: " \
+        "Address already in use" in result.stderr.splitlines()

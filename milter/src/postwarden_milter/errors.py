@@ -2,7 +2,8 @@
 
     MilterError
     ├── StartupError        the milter cannot start (settings, schema, policies, socket)
-    │   └── NotYet          nor can it yet: the database it needs is away or not migrated
+    │   └── NotYet          nor can it yet: the database it needs is away or not migrated,
+    │                       or the metrics port is held by another process
     └── MessageTimeout      a message missed its processing deadline
 
 Inside callbacks every exception becomes the configured fail action in one
@@ -24,9 +25,11 @@ class StartupError(MilterError):
 class NotYet(StartupError):
     """What a start needs from the database is not there yet, and comes without a change
     here: policies from a database that is away with no last good set kept (a first
-    start), or migrations pending (migrate runs from another host). Exit 1, which the unit
-    restarts until it is there; as exit 2 the milter stayed down for good, Postfix
-    deferring all mail, once Postgres came up or the migrations ran."""
+    start), or migrations pending (migrate runs from another host); or the metrics port
+    in use (by a process that may let it go, as the admin service's ``listen``). Exit 1,
+    which the unit restarts until it is there; as exit 2 the milter stayed down for good,
+    Postfix deferring all mail, once Postgres came up, the migrations ran or the port
+    was free."""
 
     exit_status = 1
 

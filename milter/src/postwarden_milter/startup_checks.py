@@ -8,6 +8,7 @@ events are spooled until it is back.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
@@ -131,5 +132,7 @@ def serve_metrics(settings: MilterSettings,
     try:
         return serve(address)
     except OSError as exc:
-        raise StartupError(f"metrics_listen: cannot listen on {settings.metrics_listen}: "
-                           f"{exc.strerror}") from None
+        problem = f"metrics_listen: cannot listen on {settings.metrics_listen}: {exc.strerror}"
+        if exc.errno == errno.EADDRINUSE:  # held by another process, which may let it go
+            raise NotYet(problem) from None
+        raise StartupError(problem) from None
