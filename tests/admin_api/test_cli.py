@@ -97,6 +97,22 @@ async def test_secrets_rotate(tmp_path: Path, database_url: str) -> None:
     assert Keyring(bytes.fromhex("22" * 32)).decrypt(token) == "pw"
 
 
+@pytest.mark.usefixtures("cli_env")
+async def test_migrate_and_keys_run_without_the_key_file_serve_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Neither uses the key: run where secret_key_file is not (yet), they were refused."""
+    monkeypatch.delenv("POSTWARDEN_SECRET_KEY")
+    missing = tmp_path / "secret.key"
+    monkeypatch.setenv("POSTWARDEN_SECRET_KEY_FILE", str(missing))
+    assert await _cli(["migrate"]) == 0
+    assert await _cli(["keys", "list"]) == 0
+    capsys.readouterr()
+    for command in (["serve"], ["secrets", "rotate", "--new-key-file", str(missing)]):
+        assert await _cli(command) == 2
+        assert f"secret_key_file: cannot read {missing}" in capsys.readouterr().err
+
+
 async def test_policy_push_uploads_and_activates(
     tmp_path: Path, admin_client: TestClient[Any, Any], admin_key: str,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

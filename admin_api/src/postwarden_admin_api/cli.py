@@ -318,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                                               os.environ.get("POSTWARDEN_API_KEY", ""),
                                               args.directory, args.comment,
                                               prune=args.prune, dry_run=args.dry_run))
-        settings = load_settings(args.config, os.environ)
+        # serve and secrets rotate use the keys; a key file missing there (not yet
+        # made, or on the service's host only) must not stop migrate or keys.
+        settings = load_settings(args.config, os.environ,
+                                 read_keys=args.command in ("serve", "secrets"))
         if args.command == "serve":
             configure_logging(settings.log_level.upper())
             for stray in stray_variables(os.environ):

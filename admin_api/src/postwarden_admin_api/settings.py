@@ -217,10 +217,12 @@ def _load_keys(values: dict[str, Any], raw: RawSettings) -> list[str]:
     return problems
 
 
-def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None
-                   ) -> ServiceSettings:
+def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None,
+                   *, read_keys: bool = True) -> ServiceSettings:
     """Convert and validate raw values; every problem is reported at once, each led by
-    where its value was set (``sources``: name -> ``FILE:LINE`` or variable)."""
+    where its value was set (``sources``: name -> ``FILE:LINE`` or variable). Without
+    ``read_keys`` the key files are not read, nor the keys checked (left None): for the
+    commands that need no key (migrate, keys), run where the key file is not."""
     raw = RawSettings(dict(values), dict(sources or {}))
     if not values.get("database_url"):
         raise SettingsError("database_url: required (or set POSTWARDEN_DATABASE_URL)")
@@ -237,7 +239,10 @@ def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None 
             problems.append(raw.problem(name, f"{name}: expected {_EXPECTED.get(kind, kind)}"))
     if problems:
         raise SettingsError(problems)
-    problems = _load_keys(converted, raw)
+    if read_keys:
+        problems = _load_keys(converted, raw)
+    else:
+        converted.update(dict.fromkeys(("secret_key", "previous_secret_key")))
     settings = ServiceSettings(**converted)
     problems += [raw.problem(name, f"{name}: {text}") for name, text in _validate(settings)]
     if problems:
@@ -251,6 +256,7 @@ def stray_variables(environ: Mapping[str, str]) -> list[str]:
     return misspelt_variables(environ, FIELDS, "an admin service setting")
 
 
-def load_settings(path: Path | None, environ: Mapping[str, str]) -> ServiceSettings:
+def load_settings(path: Path | None, environ: Mapping[str, str], *, read_keys: bool = True
+                  ) -> ServiceSettings:
     raw = gather_settings(path, environ, FIELDS)
-    return build_settings(raw.values, raw.sources)
+    return build_settings(raw.values, raw.sources, read_keys=read_keys)
