@@ -50,7 +50,8 @@ async def test_a_job_goes_on_after_an_outage_and_after_a_bug(
     warnings = [r for r in caplog.records if r.name == "postwarden_admin_api.periodic"]
     assert [(r.levelname, r.getMessage(), r.exc_info is not None) for r in warnings[:2]] == [
         ("WARNING", "test-job: database or file unavailable "
-                    "(ConnectionDoesNotExistError), trying again", False),
+                    "(ConnectionDoesNotExistError: the database went away), trying again",
+         False),
         ("ERROR", "test-job: unexpected error (KeyError), trying again", True),
     ]
 

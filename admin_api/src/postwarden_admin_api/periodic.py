@@ -19,6 +19,8 @@ from typing import Any
 
 import asyncpg
 
+from postwarden_store import database_problem
+
 from .metrics import JOB_OUTCOMES, Metrics
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,10 @@ def surviving(name: str, *, traceback: bool = True) -> Iterator[None]:
     try:
         yield
     except DB_ERRORS as exc:
+        # The reason, not the type alone ("ConnectionRefusedError" said not which
+        # password, database or file was refused): no part of it quotes a secret.
         log.warning("%s: database or file unavailable (%s), trying again",
-                    name, type(exc).__name__)
+                    name, database_problem(exc))
     except Exception as exc:
         log.error("%s: unexpected error (%s), trying again", name, type(exc).__name__,
                   exc_info=traceback)

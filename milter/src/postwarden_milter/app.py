@@ -45,9 +45,10 @@ from typing import Protocol
 import asyncpg
 
 from postwarden_policies import PoliciesError
+from postwarden_store import database_problem
 
 from . import libmilter
-from .audit_pipeline import AuditPipeline, database_problem
+from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, NotYet, StartupError
 from .journal import AuditJournal

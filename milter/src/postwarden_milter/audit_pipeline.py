@@ -51,7 +51,7 @@ from collections.abc import Callable
 import asyncpg
 
 from postwarden_policies import AuditEvent
-from postwarden_store import StoreError, check_schema_current, create_pool
+from postwarden_store import StoreError, check_schema_current, create_pool, database_detail
 from postwarden_store.audit import DURABLE_COMMIT, Written, weight, write_audit_batch
 
 from .backoff import Backoff
@@ -93,27 +93,6 @@ DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutErro
 # OverflowError).
 DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
                asyncpg.ProgramLimitExceededError, ValueError, OverflowError)
-
-
-def database_problem(exc: BaseException) -> str:
-    """What went wrong with Postgres, for a log line: the type, and what the admin must
-    fix (see :func:`_detail`)."""
-    detail = _detail(exc)
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
-
-def _detail(exc: BaseException) -> str | None:
-    """The server's own first line (a database or role that does not exist, a password
-    refused; it never quotes the password) or the client's (a password file it cannot
-    read, a root certificate missing, a server refusing TLS), or the system's word for a
-    connection that failed."""
-    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError) and str(exc):
-        return str(exc).splitlines()[0]
-    if isinstance(exc, OSError):
-        # asyncpg raises a bare ConnectionError with its words alone (a server that
-        # "rejected SSL upgrade" to sslmode=require): no strerror, only the text.
-        return exc.strerror or str(exc) or None
-    return None
 
 
 class WriteTimeout(TimeoutError):
@@ -444,7 +423,7 @@ class AuditPipeline:
         failed = self._occasional.due(RETRIES) if refusing else None
         if refusing and failed is None:
             return
-        detail = _detail(exc)
+        detail = database_detail(exc)
         log.warning("audit database unavailable (%s); spooling, retry in %.1f s%s%s",
                     type(exc).__name__, self._backoff.wait,
                     f" (tries failed: {failed})" if failed else "",

@@ -39,10 +39,9 @@ from postwarden_policies import (
     load_policy_set_from_sources,
 )
 from postwarden_policies.loader import policy_files
-from postwarden_store import connect
+from postwarden_store import connect, database_problem
 from postwarden_store.policies import POLICY_CHANNEL, fetch_active_sources
 
-from .audit_pipeline import database_problem
 from .load_failed import LoadFailedNotifier
 from .loopthread import LoopThread
 from .metrics import Metrics

@@ -19,9 +19,14 @@ from pathlib import Path
 import asyncpg
 
 from postwarden_policies import PoliciesError
-from postwarden_store import MigrationError, SchemaTooOld, check_schema_current, connect
+from postwarden_store import (
+    MigrationError,
+    SchemaTooOld,
+    check_schema_current,
+    connect,
+    database_problem,
+)
 
-from .audit_pipeline import database_problem
 from .errors import NotYet, StartupError
 from .listener import bind_problem, served_elsewhere, unix_path
 from .reload import PolicyFiles, RunningSet

@@ -9,7 +9,7 @@ from .migrations import (
     migrate_database,
     pending_migrations,
 )
-from .pool import connect, create_pool, unreachable
+from .pool import connect, create_pool, database_detail, database_problem, unreachable
 
 __all__ = [
     "DatabaseUnreachable",
@@ -20,6 +20,8 @@ __all__ = [
     "check_schema_current",
     "connect",
     "create_pool",
+    "database_detail",
+    "database_problem",
     "dsn_problem",
     "migrate_database",
     "pending_migrations",

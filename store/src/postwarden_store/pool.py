@@ -94,3 +94,24 @@ def unreachable(exc: OSError) -> DatabaseUnreachable:
                   "sslkey, or PGSSLROOTCERT, PGSSLCERT, PGSSLKEY)")
     return DatabaseUnreachable(f"database_url: cannot reach the database: "
                                f"{reason or type(exc).__name__}")
+
+
+def database_problem(exc: BaseException) -> str:
+    """What went wrong with Postgres, for a log line: the type, and what the admin must
+    fix (see :func:`database_detail`)."""
+    detail = database_detail(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def database_detail(exc: BaseException) -> str | None:
+    """The server's own first line (a database or role that does not exist, a password
+    refused; it never quotes the password) or the client's (a password file it cannot
+    read, a root certificate missing, a server refusing TLS), or the system's word for a
+    connection that failed."""
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError) and str(exc):
+        return str(exc).splitlines()[0]
+    if isinstance(exc, OSError):
+        # asyncpg raises a bare ConnectionError with its words alone (a server that
+        # "rejected SSL upgrade" to sslmode=require): no strerror, only the text.
+        return exc.strerror or str(exc) or None
+    return None

@@ -63,6 +63,7 @@ import asyncpg
 
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
+from postwarden_store import database_problem
 
 from .groupcommit import GroupCommit
 from .interrupted import InterruptedAttempts, PostfixQueue, Undecided
@@ -165,6 +166,11 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
     except TimeoutError:
         pass
 
+
+def _queued_as(result: SubmitResult) -> str:
+    """For a log line: the queue id Postfix gave the message (its log and mailq show it
+    by that), if it took it."""
+    return f", Postfix queue id {result.queue_id}" if result.queue_id else ""
 
 class RelayWorker:
     """``workers`` tasks, each with its own SMTP session; ``wake()`` after an enqueue."""
@@ -409,12 +415,13 @@ class RelayWorker:
                 if self._stopping.is_set():
                     self.cut_off = True
                     log.error("relay: stopping without storing the outcome of message %s "
-                              "(%s, Postfix queue id %s): when its lease ends, Postfix's log "
-                              "decides whether it is sent again", row.id,
-                              type(exc).__name__, result.queue_id)
+                              "(%s%s): when its lease ends, Postfix's log decides whether "
+                              "it is sent again", row.id, database_problem(exc),
+                              _queued_as(result))
                     return None
-                log.warning("relay: cannot store the outcome of message %s (%s), trying "
-                            "again in %.1f s", row.id, type(exc).__name__, delay)
+                log.warning("relay: cannot store the outcome of message %s (%s%s), trying "
+                            "again in %.1f s", row.id, database_problem(exc),
+                            _queued_as(result), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECORD_RETRY_MAX)
 
