@@ -1,6 +1,7 @@
 """A database_url that reaches the server but names a database or role it lacks is
-told by the server's own words (`check` prints them), not by an exception's class
-name: what the admin must fix is in its line, the password never is."""
+told by the server's own words (`check` prints them, and fails: the milter would
+start, but spool until the admin fixes it), not by an exception's class name: what the
+admin must fix is in its line, the password never is."""
 
 from __future__ import annotations
 
@@ -22,26 +23,30 @@ PASSWORD = "s3cret-pw"
 
 
 @pytest.mark.parametrize("case", [
-    ("{server}/postwarden_absent", 'database "postwarden_absent" does not exist'),
-    ("postgresql://nobody_here:{password}@{host}/postgres", 'role "nobody_here" does not exist'),
+    ("{server}/postwarden_absent", 'database "postwarden_absent" does not exist', 2),
+    ("postgresql://nobody_here:{password}@{host}/postgres", 'role "nobody_here" does not exist',
+     2),
     # The client's words: told as "ConnectionError" alone, where the admin service said it.
-    ("{server}/postgres?sslmode=require", "rejected SSL upgrade"),
+    ("{server}/postgres?sslmode=require", "rejected SSL upgrade", 0),
 ])
 def test_check_says_what_the_server_refused(
     pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, case: tuple[str, str],
+    caplog: pytest.LogCaptureFixture, *, capsys: pytest.CaptureFixture[str],
+    case: tuple[str, str, int],
 ) -> None:
-    url, said = case
+    url, said, status = case
     for variable in [v for v in os.environ if v.startswith("POSTWARDEN_")]:
         monkeypatch.delenv(variable)
     server = pg_server.dsn("x").rsplit("/", 1)[0]
     host = server.rsplit("@", 1)[1]
     database_url = url.format(server=server, host=host, password=PASSWORD)
     config = str(_config(tmp_path, database_url=f"'{database_url}'"))
-    assert main(["check", "--config", config]) == 0  # as the milter would: it starts, spools
+    assert main(["check", "--config", config]) == status
     [line] = [r.getMessage() for r in caplog.records if r.name == "postwarden_milter.app"]
     assert said in line, line
-    assert PASSWORD not in line
+    err = capsys.readouterr().err
+    assert (said in err) == bool(status), err
+    assert PASSWORD not in line + err
 
 
 def test_the_audit_writer_says_what_the_server_refused(
@@ -50,9 +55,10 @@ def test_the_audit_writer_says_what_the_server_refused(
     missing = pg_server.dsn("postwarden_absent")
     with _running(missing, tmp_path, Metrics()) as pipeline:
         pipeline.submit(make_event())
-        assert wait_until(lambda: "audit database unavailable" in caplog.text, timeout=10)
-    assert ('audit database unavailable (InvalidCatalogNameError); spooling, retry in 0.5 s: '
-            'database "postwarden_absent" does not exist') in caplog.text
+        assert wait_until(lambda: "audit database refuses" in caplog.text, timeout=10)
+    assert ('audit database refuses database_url (InvalidCatalogNameError: database '
+            '"postwarden_absent" does not exist): fix database_url or the server\'s roles, '
+            'databases or pg_hba.conf; spooling, retry in 0.5 s') in caplog.text
 
 
 def test_the_audit_writer_says_what_the_client_refused(

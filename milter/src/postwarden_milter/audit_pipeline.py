@@ -51,7 +51,13 @@ from collections.abc import Callable
 import asyncpg
 
 from postwarden_policies import AuditEvent
-from postwarden_store import StoreError, check_schema_current, create_pool, database_detail
+from postwarden_store import (
+    StoreError,
+    check_schema_current,
+    create_pool,
+    database_detail,
+    database_problem,
+)
 from postwarden_store.audit import DURABLE_COMMIT, Written, weight, write_audit_batch
 
 from .backoff import Backoff
@@ -87,6 +93,12 @@ UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
 UNKNOWN_NOTIFY = "audit events notifying {!r}, no webhook endpoint"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
+# What the server answers a connect it will refuse however often it is tried, until
+# database_url, or the server's roles, databases or pg_hba.conf, are changed: a role or
+# password refused (SQLSTATE class 28), a database that does not exist (3D000), an option
+# of the URL it does not know (42704) or whose value it refuses (22023).
+REFUSALS = (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError,
+            asyncpg.UndefinedObjectError, asyncpg.InvalidParameterValueError)
 # What one event's values can make a write raise: Postgres refusing them (SQLSTATE
 # classes 22 and 23, and 54: an index entry too big, say), or asyncpg failing to
 # encode them (UnicodeEncodeError, a bad uuid: ValueError; an integer out of range:
@@ -417,16 +429,25 @@ class AuditPipeline:
 
     def _schedule_retry(self, exc: BaseException) -> None:
         self._backoff.failed()
-        self._metrics.errors.labels("audit_db").inc()
+        refused = isinstance(exc, REFUSALS)
+        if refused:  # not an outage: no wait mends it, the admin must
+            self._metrics.errors.labels("audit_db_refused").inc()
+        else:
+            self._metrics.errors.labels("audit_db").inc()
         # Tried every second while mail is refused: said once a minute, with a count.
         refusing = self.refusing_mail
         failed = self._occasional.due(RETRIES) if refusing else None
         if refusing and failed is None:
             return
+        tries = f" (tries failed: {failed})" if failed else ""
+        if refused:  # at each try, up to every 30 s: an error to fix, not to wait out
+            log.error("audit database refuses database_url (%s): fix database_url or the "
+                      "server's roles, databases or pg_hba.conf; spooling, retry in "
+                      "%.1f s%s", database_problem(exc), self._backoff.wait, tries)
+            return
         detail = database_detail(exc)
         log.warning("audit database unavailable (%s); spooling, retry in %.1f s%s%s",
-                    type(exc).__name__, self._backoff.wait,
-                    f" (tries failed: {failed})" if failed else "",
+                    type(exc).__name__, self._backoff.wait, tries,
                     f": {detail}" if detail else "")
 
     async def _disconnect(self, exc: Exception) -> None:

@@ -99,10 +99,14 @@ def check(config: Path | None) -> int:
               f"set {policy_set.content_hash[:12]}")
     else:
         print("policies: the set active in the database (not checked here)")
-    if found.database_reachable is True:
-        print("database: schema up to date")
-    elif found.database_reachable is False:
-        print(_unreachable(settings))
+    database = found.database
+    if database is not None and database.refusal is not None:
+        # The milter would start, but audit nothing to Postgres until this is fixed.
+        print(f"{PROG}: database_url: the server refuses it ({database.refusal}); the "
+              "milter would start and spool audit events until it is fixed", file=sys.stderr)
+        return EXIT_CONFIG
+    if database is not None:
+        print("database: schema up to date" if database.reachable else _unreachable(settings))
     return 0
 
 

@@ -1,8 +1,9 @@
 """What refuses a start: the checks the milter, or the supervisor for its workers,
 makes before it serves, each raising :class:`~.errors.StartupError` with what the
 admin must fix (a schema too old, policies that do not load, a socket or metrics
-address that cannot be served). A database that is down refuses nothing: audit
-events are spooled until it is back.
+address that cannot be served, options in database_url the server refuses). A
+database that is down, or refuses database_url's role, password or database,
+refuses nothing: audit events are spooled until it is back or fixed.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from postwarden_store import (
     SchemaTooOld,
     check_schema_current,
     connect,
+    database_detail,
     database_problem,
 )
 
+from .audit_pipeline import REFUSALS
 from .errors import NotYet, StartupError
 from .listener import bind_problem, served_elsewhere, unix_path
 from .reload import PolicyFiles, RunningSet
@@ -39,9 +42,24 @@ log = logging.getLogger("postwarden_milter.app")
 SCHEMA_TIMEOUT = 10.0
 
 
-def check_schema(dsn: str) -> bool:
-    """Refuse to start against a database that lacks migrations; tolerate one that is down
-    (False: it could not be asked)."""
+@dataclass(frozen=True, slots=True)
+class DatabaseCheck:
+    reachable: bool  # False: the schema could not be asked
+    refusal: str | None = None  # what the server said, refusing database_url's role,
+    # password or database (the milter spools until the admin mends it)
+
+
+# Of the server's refusals (REFUSALS), those that only database_url's own options cause:
+# no change on the server mends them, a restart with the URL fixed must.
+BAD_OPTIONS = (asyncpg.UndefinedObjectError, asyncpg.InvalidParameterValueError)
+
+
+def check_schema(dsn: str) -> DatabaseCheck:
+    """Refuse to start against a database that lacks migrations, or with options in
+    database_url the server refuses; tolerate one that is down or refuses the role,
+    password or database (those a change on the server mends, a password rotated, a
+    database restored, without a restart here: meanwhile mail flows, its audit events
+    spooled)."""
 
     async def check() -> None:
         conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
@@ -62,11 +80,19 @@ def check_schema(dsn: str) -> bool:
         # asyncpg's first line names the option, never the password.
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StartupError(f"database_url: the Postgres client refuses it: {reason}") from None
+    except BAD_OPTIONS as exc:
+        raise StartupError(f"database_url: the server refuses its options: "
+                           f"{database_detail(exc)}") from None
+    except REFUSALS as exc:
+        refusal = database_problem(exc)
+        log.error("database refuses database_url at start (%s): audit events are spooled "
+                  "until database_url or the server is fixed", refusal)
+        return DatabaseCheck(reachable=False, refusal=refusal)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         log.warning("database unreachable at start (%s): audit events are spooled until it is back",
                     database_problem(exc))
-        return False
-    return True
+        return DatabaseCheck(reachable=False)
+    return DatabaseCheck(reachable=True)
 
 
 def policies_refused(exc: PoliciesError) -> StartupError:
@@ -76,15 +102,15 @@ def policies_refused(exc: PoliciesError) -> StartupError:
 @dataclass(frozen=True, slots=True)
 class Preflight:
     policies: RunningSet | None  # policy_dir's; None: the database's active set
-    database_reachable: bool | None  # None: no database configured
+    database: DatabaseCheck | None  # None: no database configured
 
 
 def preflight(settings: MilterSettings) -> Preflight:
     """What refuses a start before anything is served: a schema too old, policy_dir's
     policies not loading (StartupError). An unreachable database does not."""
-    reachable = None
+    database = None
     if settings.database_url is not None:
-        reachable = check_schema(settings.database_url.reveal())
+        database = check_schema(settings.database_url.reveal())
     policies = None
     if settings.policy_dir is not None:
         files = PolicyFiles(settings.policy_dir)
@@ -92,7 +118,7 @@ def preflight(settings: MilterSettings) -> Preflight:
             policies = RunningSet(files.load(), files)
         except PoliciesError as exc:
             raise policies_refused(exc) from None
-    return Preflight(policies, reachable)
+    return Preflight(policies, database)
 
 
 def claim_spool_dir(directory: Path) -> None:
