@@ -1,7 +1,9 @@
 """A receiver answering 410 Gone says it will take no delivery again (a deleted Slack
 webhook): it was retried as any failure, each delivery spending its attempts to be dead
 all the same, and every new event raised one more. The delivery is dead at once and the
-endpoint disabled, with the reason shown and an entry in the admin audit log."""
+endpoint disabled, with the reason shown and an entry in the admin audit log. An active
+rule that notifies it now notifies nobody: that is logged, and the entry holds the
+warning."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_store import connect
+from tests.admin_api.test_policies import upload
 from tests.fixtures.adminapp import bearer
 
 from .conftest import Start, StubDns, hook_url
@@ -43,8 +46,13 @@ async def _shown(client: Client, key: str, hook: str) -> dict[str, Any]:
     return shown
 
 
+NOTIFYING = ("version: 1\nname: archive\nrules:\n  - name: tell-archive\n    when:\n"
+             "      sender: [nobody@evil.test]\n    then: {action: reject, notify: [archived]}\n")
+
+
 async def test_a_gone_receiver_disables_its_endpoint(
     database_url: str, start: Start, admin_key: str, receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     receiver.statuses = [410]
     client = await start(max_attempts=5)
@@ -54,6 +62,10 @@ async def test_a_gone_receiver_disables_its_endpoint(
     assert created.status == 201, await created.text()
     hook = f"/api/v1/webhooks/{(await created.json())['id']}"
     assert (await _shown(client, admin_key, hook))["disabled_reason"] is None
+    _, revision = await upload(client, admin_key, NOTIFYING)
+    activated = await client.post(f"/api/v1/revisions/{revision['id']}/activate",
+                                  headers=bearer(admin_key))
+    assert (await activated.json())["warnings"] == []
     await raise_reject(database_url)
 
     async def disabled() -> bool:
@@ -73,6 +85,11 @@ async def test_a_gone_receiver_disables_its_endpoint(
     finally:
         await conn.close()
     assert [(r["key_id"], r["target"]) for r in audit] == [(None, "archived")]
+    (warning,) = audit[0]["summary"]["warnings"]
+    assert (warning["code"], warning["endpoint"], warning["rules"]) == (
+        "notify_endpoint_disabled", "archived", ["archive/tell-archive"])
+    assert "the receiver answered 410 Gone" in warning["message"]
+    assert "policy rules archive/tell-archive: notify names 'archived'" in caplog.text
 
     await raise_reject(database_url)  # disabled: raises nothing for it
     assert len(receiver.requests) == 1

@@ -1,8 +1,10 @@
 """A policy's ``notify`` naming a webhook endpoint that does not exist (never made,
-renamed, deleted) raises nothing for it, silently. The milter does not know the
-endpoints and refuses no set for it; the admin service does know them, so storing or
-activating a revision answers a warning for each such name, and logs it, and so does
-deleting an endpoint an active policy notifies."""
+renamed, deleted) or is disabled (by an operator, or after its receiver answered 410
+Gone) raises nothing for it, silently: ``webhook_raise`` delivers to enabled endpoints
+only. The milter does not know the endpoints and refuses no set for it; the admin
+service does know them, so storing or activating a revision answers a warning for each
+such name, and logs it, and so does deleting, renaming or disabling an endpoint an
+active policy notifies."""
 
 from __future__ import annotations
 
@@ -20,8 +22,14 @@ from .errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = """
-SELECT n FROM unnest($1::text[]) n WHERE NOT EXISTS (SELECT FROM webhook_endpoints WHERE name = n)
+ENDPOINT_MISSING = "notify_endpoint_missing"
+ENDPOINT_DISABLED = "notify_endpoint_disabled"
+
+# Each name of $1 no endpoint serves: none has it (e.name null), or its endpoint is off.
+UNSERVED = """
+SELECT n, e.name IS NOT NULL AS disabled, e.disabled_reason
+FROM unnest($1::text[]) n LEFT JOIN webhook_endpoints e ON e.name = n
+WHERE e.name IS NULL OR NOT e.enabled
 ORDER BY n
 """
 
@@ -39,27 +47,38 @@ def _notifying(policies: Iterable[Policy]) -> dict[str, list[str]]:
 async def notify_warnings(conn: asyncpg.Connection, policies: Iterable[Policy],
                           endpoints: Collection[str] | None = None) -> list[dict[str, Any]]:
     """A warning, logged too, for each endpoint ``policies`` notify that does not exist
-    (of ``endpoints`` only, when given)."""
+    or is disabled (of ``endpoints`` only, when given)."""
     named = {endpoint: rules for endpoint, rules in _notifying(policies).items()
              if endpoints is None or endpoint in endpoints}
     if not named:
         return []
     warnings = []
-    for (endpoint,) in await conn.fetch(UNKNOWN, list(named)):
+    for endpoint, disabled, reason in await conn.fetch(UNSERVED, list(named)):
         rules = named[endpoint]
-        message = (f"notify names {endpoint!r}, which no webhook endpoint is: nothing is "
-                   "sent for it until one is made")
+        code, message = _disabled(endpoint, reason) if disabled else _missing(endpoint)
         log.warning("policy rules %s: %s", ", ".join(rules), message)
-        warnings.append({"code": "notify_endpoint_missing", "endpoint": endpoint,
-                         "rules": rules, "message": message})
+        warnings.append({"code": code, "endpoint": endpoint, "rules": rules,
+                         "message": message})
     return warnings
 
 
-async def gone_warnings(conn: asyncpg.Connection, endpoints: Collection[str]
-                        ) -> list[dict[str, Any]]:
-    """The warnings of the active policies for ``endpoints``, just deleted: a rule that
-    notified one now notifies nobody. Call holding the policy lock (.revisions), so an
-    activation either comes first and is seen here, or comes after and warns itself."""
+def _missing(endpoint: str) -> tuple[str, str]:
+    return ENDPOINT_MISSING, (f"notify names {endpoint!r}, which no webhook endpoint "
+                             "is: nothing is sent for it until one is made")
+
+
+def _disabled(endpoint: str, reason: str | None) -> tuple[str, str]:
+    why = f"disabled ({reason})" if reason else "disabled by an operator"
+    return ENDPOINT_DISABLED, (f"notify names {endpoint!r}, a webhook endpoint {why}: "
+                              "nothing is sent for it until it is enabled again")
+
+
+async def active_warnings(conn: asyncpg.Connection, endpoints: Collection[str]
+                          ) -> list[dict[str, Any]]:
+    """The warnings of the active policies for ``endpoints``, just deleted, renamed away
+    or disabled: a rule that notified one now notifies nobody. Call holding the policy
+    lock (.revisions), so an activation either comes first and is seen here, or comes
+    after and warns itself."""
     try:
         policy_set = await off_loop(compile_sources, await fetch_active_sources(conn))
     except ValidationFailed:

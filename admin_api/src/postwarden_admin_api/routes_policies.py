@@ -38,7 +38,7 @@ from .bodies import (
 from .context import POOL, Role, allow, principal
 from .engine import TEST_WARNING, compile_upload, loader_warnings, not_utf8_detail, off_loop
 from .errors import ApiError, ValidationFailed, connection
-from .notify_targets import notify_warnings
+from .notify_targets import ENDPOINT_DISABLED, ENDPOINT_MISSING, notify_warnings
 from .openapi import PerType, header, json_content, operation, param, ref
 from .revisions import (
     activate,
@@ -394,14 +394,17 @@ SCHEMAS = {
         "type": "object", "required": ["code", "message"],
         "description": "the change is made; something in it may not do what was meant: "
                        "notify_endpoint_missing, a rule notifying a webhook endpoint that "
-                       f"does not exist; {TEST_WARNING}, a policy test's expect_rules naming "
+                       "does not exist; notify_endpoint_disabled, one notifying a disabled "
+                       "endpoint (by an operator, or after its receiver answered 410 Gone); "
+                       f"{TEST_WARNING}, a policy test's expect_rules naming "
                        "no verdict of the policy (an unknown rule, a misspelt limit, a "
                        "misplaced report: prefix), which the milter only logs; "
                        f"{COMMENT_AFTER_VALUE}, a plain value followed by a comment "
                        "starting right after it (message: Ticket #12 is 'Ticket')",
         "properties": {
             "code": {"type": "string",
-                     "enum": ["notify_endpoint_missing", TEST_WARNING, COMMENT_AFTER_VALUE]},
+                     "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,
+                              COMMENT_AFTER_VALUE]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

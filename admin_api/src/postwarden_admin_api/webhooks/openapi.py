@@ -50,7 +50,9 @@ SCHEMAS: dict[str, Any] = {
             "warnings": {"type": "array", "items": ref("PolicyWarning"),
                          "description": "in the answer of a change only: a new name leaves "
                                         "the active rules that notified the old one a "
-                                        "notify_endpoint_missing each"},
+                                        "notify_endpoint_missing each, and enabled false "
+                                        "those that notify it a notify_endpoint_disabled "
+                                        "each"},
             "disabled_reason": {
                 "type": ["string", "null"],
                 "description": "why the service disabled the endpoint (its receiver answered "

@@ -31,7 +31,7 @@ from postwarden_admin_api.bodies import (
 )
 from postwarden_admin_api.context import POOL, Role, allow
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
-from postwarden_admin_api.notify_targets import gone_warnings
+from postwarden_admin_api.notify_targets import active_warnings
 from postwarden_admin_api.revisions import lock_policies
 from postwarden_admin_api.sqlwhere import Where
 
@@ -170,9 +170,9 @@ async def webhooks_get(request: web.Request) -> web.Response:
 async def webhooks_update(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        # See gone_warnings. Before the row: an activation takes the policy lock, then
+        # See active_warnings. Before the row: an activation takes the policy lock, then
         # (raising policy.activated) the endpoints' rows; the other order could deadlock.
-        if "name" in data:
+        if "name" in data or "enabled" in data:
             await lock_policies(conn)
         current = await _current(conn, request, lock=True)
         row = merged(request, data, current, await key_problems(conn, data))
@@ -189,21 +189,31 @@ async def webhooks_update(request: web.Request) -> web.Response:
             await cancel_pending_replays(conn, current["id"])
         await admin_audit.record(conn, request, "webhook.updated", row["name"],
                                  {"fields": sorted(data)})
-        renamed = row["name"] != current["name"]
-        warnings = await gone_warnings(conn, [current["name"]]) if renamed else []
+        left = _left_unserved(data, current, updated)
+        warnings = await active_warnings(conn, left) if left else []
     return json_ok({**_shown(updated), "warnings": warnings})
+
+
+def _left_unserved(data: Mapping[str, Any], current: Mapping[str, Any],
+                   updated: Mapping[str, Any]) -> list[str]:
+    """The names a change leaves no enabled endpoint to serve: the old one of a rename,
+    and the endpoint's own when the change disables it."""
+    left = [current["name"]] if updated["name"] != current["name"] else []
+    if "enabled" in data and not updated["enabled"]:
+        left.append(updated["name"])
+    return left
 
 
 @routes.delete("/api/v1/webhooks/{id}")
 @allow(Role.OPERATOR)
 async def webhooks_delete(request: web.Request) -> web.Response:
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        await lock_policies(conn)  # see gone_warnings
+        await lock_policies(conn)  # see active_warnings
         name = await conn.fetchval(DELETE, path_int(request, "id"))
         if name is None:
             raise ApiError(404, "not_found", "no such webhook")
         await admin_audit.record(conn, request, "webhook.deleted", name)
-        warnings = await gone_warnings(conn, [name])
+        warnings = await active_warnings(conn, [name])
     return json_ok({"warnings": warnings})
 
 

@@ -12,7 +12,8 @@ the delivery is ``dead`` and can be replayed through the API. One that can never
 (an ``api_call`` body over the limit: the event's data will not shrink) is
 ``dead`` at once. So is one its receiver answers 410 Gone (it will take nothing again:
 a deleted Slack webhook), and the endpoint is disabled, with the reason
-(``disabled_reason``, migration 0045) and an entry in the admin audit log.
+(``disabled_reason``, migration 0045) and an entry in the admin audit log, which
+holds the warnings (.notify_targets, logged too) of the active rules that notified it.
 
 Deliveries are sent in a rolling window: up to ``batch_size`` in flight, and
 more claimed as soon as one ends, so a receiver that hangs until the timeout
@@ -45,7 +46,9 @@ from postwarden_admin_api import admin_audit
 from postwarden_admin_api.backoff import doubled
 from postwarden_admin_api.context import POOL
 from postwarden_admin_api.metrics import METRICS, Metrics
+from postwarden_admin_api.notify_targets import active_warnings
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
+from postwarden_admin_api.revisions import lock_policies
 from postwarden_admin_api.secrets import KEYRING, Keyring, SecretsError
 
 from .connector import Outcome, open_session, post
@@ -258,13 +261,17 @@ async def _disable_gone(conn: asyncpg.Connection, row: Mapping[str, Any]) -> boo
     operator enables it again (a new URL, say), and new events raise none. False when
     there was nothing to disable."""
     async with conn.transaction():
+        # Before the row, as the routes do (see active_warnings).
+        await lock_policies(conn)
         name = await conn.fetchval(DISABLE_GONE, row["endpoint_id"], GONE_REASON,
                                    row["url_ciphertext"], row["url"])
         if name is None:  # disabled already (another delivery), or its URL set since
             return False
+        warnings = await active_warnings(conn, [name])
         await admin_audit.write(conn, actor=None, address=None, action="webhook.disabled",
                                 target=name, summary={"reason": GONE_REASON,
-                                                      "delivery_id": row["id"]})
+                                                      "delivery_id": row["id"],
+                                                      "warnings": warnings})
     log.error("webhook %s (%s): disabled, %s", name, row["url_origin"], GONE_REASON)
     return True
 
