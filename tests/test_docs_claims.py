@@ -2,7 +2,7 @@
 what the code does: the push's output order, the log levels the admin settings take,
 every metric name and label value the README gives, the edits that break a DKIM
 signature, an upgrade across a migration an earlier admin instance cannot read, and
-what this version changes for API clients."""
+what this version changes for API clients, and what each audit verdict means."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from postwarden_admin_api.audit_queries import ACTIONS
 from postwarden_admin_api.metrics import Metrics as AdminMetrics
 from postwarden_admin_api.policy_push import checked_files
 from postwarden_admin_api.webhooks.openapi import OPENAPI_PATHS as WEBHOOK_PATHS
 from postwarden_admin_api.webhooks.openapi import SCHEMAS as WEBHOOK_SCHEMAS
 from postwarden_admin_api.webhooks.worker import worker_context
+from postwarden_milter import handler
+from postwarden_milter.metrics import VERDICTS
 from postwarden_milter.metrics import Metrics as MilterMetrics
 from postwarden_milter.metrics_merge import MergedMetrics
 from postwarden_milter.settings import MilterSettings
@@ -31,6 +34,7 @@ README = REPO / "README.md"
 ADMIN_EXAMPLE = REPO / "contrib" / "postwarden-admin.example.yaml"
 POSTFIX_README = REPO / "contrib" / "postfix" / "README.md"
 POLICY_LANGUAGE = REPO / "docs" / "policy-language.md"
+API_DOC = REPO / "docs" / "api.md"
 EXAMPLE = REPO / "contrib" / "postwarden.example.yaml"
 # `name{label="value"}`, as the README shows one series of a metric.
 SERIES = re.compile(r'`(postwarden_\w+)\{(\w+)="(\w+)"\}`')
@@ -216,3 +220,27 @@ def test_a_policy_file_cut_short_loads_as_the_doc_warns(tmp_path: Path) -> None:
     assert rule.name == "a"
     assert "can be loaded half-written, and a file cut after its" in " ".join(
         POLICY_LANGUAGE.read_text(encoding="utf-8").split())
+
+
+def _verdict_table() -> dict[str, str]:
+    """docs/api.md's "Audit verdicts" table: each verdict -> its row."""
+    text = API_DOC.read_text(encoding="utf-8")
+    start = text.index("### Audit verdicts")
+    section = text[start:text.index("\n#", start + 1)]
+    return dict(re.findall(r"^\| `(\w+)` \|(.*)$", section, re.M))
+
+
+def test_the_api_doc_says_what_every_audit_verdict_means() -> None:
+    """Every action an audit row can carry, as the milter writes it (its verdict names,
+    and every literal its handler ends a transaction with) and the audit search takes
+    it, has its row in the doc, and no other: a new verdict cannot go unexplained."""
+    written = set(re.findall(r'(?:_finish|_refuse)\((?:Reply\.\w+, )?"(\w+)"',
+                             inspect.getsource(handler)))
+    assert written and written <= set(VERDICTS)
+    assert set(ACTIONS) == set(VERDICTS)
+    table = _verdict_table()
+    assert sorted(table) == sorted(VERDICTS)
+    aborted = " ".join(table["aborted"].split())
+    for cause in ("RSET", "QUIT", "lost connection", "`header_checks` REJECT or DISCARD",
+                  "`message_size_limit`", "`stop_deadline`", "answered 250"):
+        assert cause in aborted, cause
