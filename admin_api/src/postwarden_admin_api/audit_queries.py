@@ -63,8 +63,7 @@ FILTERS: Mapping[str, str] = {
     "message_id": "message_id = ${}",
     "client_address": "client_address = ${}::inet",  # one address (see _clause)
     "auth_user": "lower(auth_user) = lower(${})",  # the SASL login (migration 0035)
-    # Stored lower-cased by Python (entityheaders.from_address), which folds some
-    # letters otherwise than PostgreSQL: the value is lower-cased as it was (parse_filters).
+    # Stored lower-cased by Python (entityheaders.from_address): see _case_forms.
     "header_from": "lower(header_from) = lower(${})",
     "flag": "flags @> ARRAY[${}::text]",
 }
@@ -75,10 +74,10 @@ FILTERS: Mapping[str, str] = {
 CLIENT_NETWORK = ("client_address >= ${0}::inet "
                   "AND client_address <= host(broadcast(${0}::inet))::inet "
                   "AND client_address <<= ${0}::inet")
-# The address filters of an address whose domain is an IDN: any of its forms
-# (_idn_forms). Only then: "= ANY" reads the sender index in no time order, so a
+# The address filters of an address with several forms, outside ASCII only: any of
+# them (_forms). Only then: "= ANY" reads the sender index in no time order, so a
 # page of a busy sender would sort all its events, where "=" stops at the page's end.
-IDN_FILTERS: Mapping[str, str] = {
+FORMS_FILTERS: Mapping[str, str] = {
     "sender": "lower(sender) = ANY(audit_lower(${}::text[]))",
     "header_from": "lower(header_from) = ANY(audit_lower(${}::text[]))",
     "recipient": "(audit_lower(recipients) && audit_lower(${0}::text[]) OR ("
@@ -115,10 +114,8 @@ def parse_filters(query: Mapping[str, str], others: Collection[str],
             problems.append({"field": name, "message": f"expected one of {', '.join(ACTIONS)}"})
         elif len(raw) > TEXT_MAX or "\x00" in raw:
             problems.append({"field": name, "message": "invalid value"})
-        elif name in ("sender", "recipient"):
+        elif name in ("sender", "recipient", "header_from"):
             values[name] = _unbracketed(raw)
-        elif name == "header_from":
-            values[name] = _unbracketed(raw).lower()
         else:
             values[name] = raw
     problem = range_problem(values.get("since"), values.get("until"))
@@ -164,6 +161,28 @@ def unknown_parameters(query: Mapping[str, str], known: Collection[str]
             for name in dict.fromkeys(query) if name not in known]
 
 
+def _forms(address: str) -> list[str]:
+    """The spellings of ``address`` to search for: each of its :func:`_case_forms` with
+    its domain in each of its :func:`_idn_forms`."""
+    forms = (_idn_forms(form) or [form] for form in _case_forms(address))
+    return list(dict.fromkeys(form for spellings in forms for form in spellings))
+
+
+def _case_forms(address: str) -> list[str]:
+    """``address`` and the spellings whose lower() a stored address's may be and its
+    own not. PostgreSQL's lower() maps each letter alone: every Greek capital sigma
+    (U+03A3) is the small one (U+03C3), where Python's str.lower(), by which the
+    milter stores the From address, makes one ending a word the final sigma
+    (U+03C2); so the index holds an address sent in capitals with the one, its From
+    with the other, and a search in either must find both. The address upper-cased
+    letter by letter (not ß to SS: another address) and lower-cased by each gives
+    them. Outside ASCII only: an ASCII address has one lower case."""
+    if address.isascii():
+        return [address]
+    upper = "".join(c.upper() if len(c.upper()) == 1 else c for c in address)
+    return list(dict.fromkeys([address, address.lower(), upper, upper.lower()]))
+
+
 def _idn_forms(address: str) -> list[str] | None:
     """``address`` with its domain in A-labels and in U-labels, when the domain is an IDN
     (else None): the milter stores the envelope as the client sent it, an SMTPUTF8
@@ -188,15 +207,15 @@ def range_problem(since: dt.datetime | None, until: dt.datetime | None
 
 
 def _clause(name: str, value: Any) -> tuple[str, Any]:
-    """The fragment and parameter of one filter; an IDN address's holds its every form,
-    a client network's spans its range. One address stays "=": the client index then
-    gives its events in time order, and a page stops at its end."""
+    """The fragment and parameter of one filter; an address's holds its every form
+    (:func:`_forms`), a client network's spans its range. One address stays "=": the
+    client index then gives its events in time order, and a page stops at its end."""
     if name == "client_address":
         if value.prefixlen < value.max_prefixlen:
             return CLIENT_NETWORK, str(value)
         return FILTERS[name], str(value.network_address)
-    forms = _idn_forms(value) if name in IDN_FILTERS else None
-    return (FILTERS[name], value) if forms is None else (IDN_FILTERS[name], forms)
+    forms = _forms(value) if name in FORMS_FILTERS else [value]
+    return (FILTERS[name], value) if len(forms) == 1 else (FORMS_FILTERS[name], forms)
 
 
 def build_where(filters: Mapping[str, Any], cursor: Cursor | None) -> Where:
