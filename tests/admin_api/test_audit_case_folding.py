@@ -70,3 +70,15 @@ async def test_a_greek_address_is_found_with_either_sigma(
     admin_client: TestClient[Any, Any], auditor: str, name: str, value: str
 ) -> None:
     assert await _found(admin_client, auditor, name, value) == ["QS1", "QS2"]
+
+
+@pytest.mark.parametrize("name", ["sender", "recipient", "header_from"])
+@pytest.mark.parametrize("value", ["İLKER@example.com", "İlker@example.com",
+                                   "i\u0307lker@example.com"])
+async def test_an_address_with_a_dotted_capital_i_is_found_as_its_from_shows_it(
+    admin_client: TestClient[Any, Any], auditor: str, name: str, value: str
+) -> None:
+    """The From of QI1 is stored as i and a combining dot above, which lower() leaves
+    so: pasted from there into a sender search, it found nothing."""
+    assert _stored_from(ADDRESSES["QI1"]) == "i\u0307lker@example.com"
+    assert await _found(admin_client, auditor, name, value) == ["QI1"]

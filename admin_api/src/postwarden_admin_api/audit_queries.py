@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import ipaddress
+import unicodedata
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -174,12 +175,16 @@ def _case_forms(address: str) -> list[str]:
     (U+03A3) is the small one (U+03C3), where Python's str.lower(), by which the
     milter stores the From address, makes one ending a word the final sigma
     (U+03C2); so the index holds an address sent in capitals with the one, its From
-    with the other, and a search in either must find both. The address upper-cased
-    letter by letter (not ß to SS: another address) and lower-cased by each gives
-    them. Outside ASCII only: an ASCII address has one lower case."""
+    with the other, and a search in either must find both. Python lower-cases the
+    dotted capital I (U+0130) as i and a combining dot above, which lower() keeps,
+    and lower() as i: the upper-cased form is composed (NFC) so that the From's
+    spelling finds the envelope's capital. The address upper-cased letter by letter
+    (not ß to SS: another address) and lower-cased by each gives them. Outside ASCII
+    only: an ASCII address has one lower case."""
     if address.isascii():
         return [address]
-    upper = "".join(c.upper() if len(c.upper()) == 1 else c for c in address)
+    upper = unicodedata.normalize(
+        "NFC", "".join(c.upper() if len(c.upper()) == 1 else c for c in address))
     return list(dict.fromkeys([address, address.lower(), upper, upper.lower()]))
 
 
