@@ -177,8 +177,9 @@ def _case_forms(address: str) -> list[str]:
     (U+03C2); so the index holds an address sent in capitals with the one, its From
     with the other, and a search in either must find both. Python lower-cases the
     dotted capital I (U+0130) as i and a combining dot above, which lower() keeps,
-    and lower() as i: the upper-cased form is composed (NFC) so that the From's
-    spelling finds the envelope's capital. The address upper-cased letter by letter
+    and lower() as i (the From of rows written before the milter stored it as i has
+    the former): the upper-cased form is composed (NFC) so that that spelling finds
+    the envelope's capital. The address upper-cased letter by letter
     (not ß to SS: another address) and lower-cased by each gives them. Outside ASCII
     only: an ASCII address has one lower case."""
     if address.isascii():

@@ -31,6 +31,14 @@ def _client_address(text: str | None) -> str | None:
     return None if address is None else str(address)
 
 
+def _header_from(address: str | None) -> str | None:
+    """The From address as the row keeps it: as the parser lower-cased it (str.lower),
+    but a dotted capital I (U+0130), which that makes i and a combining dot above, an
+    i, as PostgreSQL's lower() makes the envelope's: the audit search compares lower()
+    of each, and ``ilker@`` found the sender ``İLKER@`` but not that From."""
+    return None if address is None else address.replace("i\u0307", "i")
+
+
 def _subject(subject: str | None) -> tuple[str | None, frozenset[str]]:
     """The subject as the row keeps it (redacted, cut to MAX_SUBJECT), and the flag
     ``truncated`` when it was cut, as the store flags what it cuts."""
@@ -100,7 +108,7 @@ def build_event(
         auth_user=transaction.auth_user,
         sender=transaction.sender,
         recipients=tuple(transaction.recipients),
-        header_from=facts.from_address if facts else None,
+        header_from=_header_from(facts.from_address) if facts else None,
         message_id=facts.message_id if facts else None,
         subject=subject,
         size=transaction.size,
