@@ -53,23 +53,32 @@ def _processes() -> dict[int, tuple[int, int]]:
     return found
 
 
-def tree_seconds(groups: Mapping[str, Iterable[int | None]]) -> dict[str, float]:
-    """CPU seconds used so far by each group (None roots are ignored)."""
-    processes = _processes()
+def _members(roots: Iterable[int | None], processes: Mapping[int, tuple[int, int]]
+             ) -> set[int]:
+    """The roots alive in ``processes`` and all their descendants."""
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in processes.items():
         children.setdefault(parent, []).append(pid)
-    totals = {}
-    for name, roots in groups.items():
-        members: set[int] = set()
-        todo = [pid for pid in roots if pid in processes]
-        while todo:
-            pid = todo.pop()
-            if pid not in members:
-                members.add(pid)
-                todo.extend(children.get(pid, ()))
-        totals[name] = sum(processes[pid][1] for pid in members) / TICKS
-    return totals
+    members: set[int] = set()
+    todo = [pid for pid in roots if pid in processes]
+    while todo:
+        pid = todo.pop()
+        if pid not in members:
+            members.add(pid)
+            todo.extend(children.get(pid, ()))
+    return members
+
+
+def tree(root: int) -> set[int]:
+    """The process and its descendants alive now."""
+    return _members([root], _processes())
+
+
+def tree_seconds(groups: Mapping[str, Iterable[int | None]]) -> dict[str, float]:
+    """CPU seconds used so far by each group (None roots are ignored)."""
+    processes = _processes()
+    return {name: sum(processes[pid][1] for pid in _members(roots, processes)) / TICKS
+            for name, roots in groups.items()}
 
 
 def own_seconds(pid: int) -> float:
