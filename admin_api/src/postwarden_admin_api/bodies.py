@@ -95,9 +95,30 @@ async def run_sized(large: bool, func: Callable[P, T], *args: P.args, **kwargs: 
     return func(*args, **kwargs)
 
 
+# The Content-Encodings aiohttp decodes (br and zstd only with their modules installed:
+# without, its parser refuses them itself). It hands any other (x-gzip, compress, a list
+# such as "gzip, identity") on as it came, which was then read as the body itself:
+# compressed JSON as 400 "not UTF-8", a stray label taken for none.
+DECODED_ENCODINGS = frozenset({"gzip", "deflate", "br", "zstd"})
+ACCEPTED_ENCODINGS = "gzip, deflate"  # what an Accept-Encoding header offers clients
+
+
+def check_encoding(request: web.Request) -> None:
+    """415 ``unsupported_media_type`` (RFC 9110 15.5.16, with ``Accept-Encoding``) for
+    a body in a Content-Encoding that is not decoded, before any of it is read."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity") or encoding in DECODED_ENCODINGS:
+        return
+    raise ApiError(415, "unsupported_media_type",
+                   f"the body's Content-Encoding {encoding[:40]!r} is not decoded here: "
+                   f"send it uncompressed, or as one of {ACCEPTED_ENCODINGS}",
+                   headers={"Accept-Encoding": ACCEPTED_ENCODINGS})
+
+
 async def read_body(request: web.Request) -> bytes:
     """``request.read()``, within :func:`idle_bounded` unless the whole body is in
     already (most are: one packet), which saves a task per request."""
+    check_encoding(request)
     if request.content.is_eof():
         return await request.read()
     return await idle_bounded(request, request.read())

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from .auth import unauthenticated
+from .bodies import ACCEPTED_ENCODINGS
 from .context import REQUEST_ID_FORM, Role
 from .errors import ValidationFailed, database_busy, database_unavailable
 from .middleware import HTTP_CODES
@@ -161,6 +162,11 @@ _UNAVAILABLE: Schema = {
 }
 
 
+# bodies.check_encoding's: a 415 for a body in a Content-Encoding not decoded names those
+# that are (RFC 9110 15.5.16); a 415 for its Content-Type has none.
+_ENCODINGS_HEADERS: Mapping[int, Mapping[str, Schema]] = {415: {
+    "Accept-Encoding": header("on a 415 for the body's Content-Encoding: the encodings "
+                              "decoded", {"const": ACCEPTED_ENCODINGS}, required=False)}}
 # Statuses the middleware chain may answer before the key is counted (errors, body_cap
 # and access refuse first): such an answer carries no RateLimit-* headers.
 _BEFORE_THE_KEY = frozenset({400, 401, 413, 422, 500})
@@ -217,7 +223,8 @@ def operation(
         answer: Schema = {"description": (descriptions or {}).get(status, default)}
         if content is not None:
             answer["content"] = content
-        answer["headers"] = {**common, **(headers or {}).get(status, {})}
+        answer["headers"] = {**common, **_ENCODINGS_HEADERS.get(status, {}),
+                             **(headers or {}).get(status, {})}
         if roles is not None and status in enumerated:
             answer["headers"].update(_middleware_headers(status))
         built["responses"][str(status)] = answer

@@ -17,7 +17,7 @@ from postwarden_policies.conditionformat import ADDRESS
 from postwarden_policies.facts import client_ip_text
 from postwarden_store.policies import fetch_active_sources
 
-from .bodies import decimal, idle_bounded, json_ok, unknown_fields
+from .bodies import check_encoding, decimal, idle_bounded, json_ok, unknown_fields
 from .context import POOL, Role, allow
 from .engine import compile_sources, not_utf8_detail, off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -124,6 +124,7 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
 async def policy_test(request: web.Request) -> web.Response:
     if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
+    check_encoding(request)
     try:
         form = _read_fields(await idle_bounded(request, request.post()))
     # aiohttp raises LookupError for an unknown charset, RuntimeError for an
