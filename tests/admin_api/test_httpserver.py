@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -89,6 +90,8 @@ def test_a_request_aiohttp_cannot_parse_is_a_json_400_that_does_not_quote_it(
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split(b" ", 2)[1] == b"400", answer[:300]
     assert b"Content-Type: application/json" in head
+    # As every answer does (docs/api.md, the OpenAPI document), so a client can quote it.
+    assert re.search(rb"\r\nX-Request-Id: [0-9a-f]{32}\r\n", head + b"\r\n"), head
     error = json.loads(body)["error"]
     assert error["code"] == "bad_request"
     assert error["message"].startswith("malformed request: ")

@@ -25,6 +25,7 @@ import gc
 import logging
 import os
 import signal
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -131,7 +132,10 @@ class _Handler(RequestHandler):
             return super().handle_error(request, status, exc, message)
         log_unparsable(request, exc)
         error = unparsable(exc)
-        response = web.json_response(error.body(), status=error.status)
+        # No middleware runs for it: the X-Request-Id every answer carries is given here
+        # (a new one: the request's own headers are not read).
+        response = web.json_response(error.body(), status=error.status,
+                                     headers={"X-Request-Id": uuid.uuid4().hex})
         response.force_close()  # the rest of the stream cannot be trusted either
         return response
 
