@@ -578,3 +578,24 @@ def test_the_sanitizer_is_given_what_the_message_has_left(
     given = decider.INLINE_CHILD_SECONDS if inline_bytes else 600
     assert before + given <= deadline <= time.monotonic() + given
     assert DEADLINE.get() is None  # not left for the connection's next message
+
+
+def test_the_row_of_a_message_whose_decision_failed_names_the_set_that_was_deciding(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reload (SIGHUP) while the message was decided, then the decision failed (past
+    the deadline, an internal error): the row names the set it failed in, not the one
+    put in force meanwhile, which never saw the message."""
+    deciding = harness.services.policies.current
+    reloaded = load_policy_set_from_sources(
+        [("p.yaml", "version: 1\nname: reloaded\nrules: []\n")])
+
+    def reload_then_fail(*_args: Any, **_kwargs: Any) -> Any:
+        harness.services.policies.swap(reloaded)
+        raise RuntimeError("failed")
+
+    monkeypatch.setattr(decider, "parse_for", reload_then_fail)
+    assert harness.connect().send(CLEAN) == Milter.TEMPFAIL
+    [event] = harness.audit.events
+    assert event.action == "error"
+    assert event.policy_hash == deciding.content_hash != reloaded.content_hash

@@ -156,7 +156,8 @@ class ConnectionHandler:
                 flags: frozenset[str] = frozenset()) -> bool:
         """Audit the transaction (if one is open) and forget it, counting the verdict's
         rules; False when none was (or a stop's deadline cut it meanwhile, and audited
-        it). The row names the set of ``verdict``, else the one running now."""
+        it). The row names the set of ``verdict``, else the one end of message was
+        deciding in, else the one running now."""
         with self._txn_lock:
             txn, self._txn = self._txn, None
         if txn is None:
@@ -164,7 +165,7 @@ class ConnectionHandler:
         try:
             metrics = self._s.metrics
             policy_hash = (verdict.policy_hash if verdict
-                           else self._s.policies.current.content_hash)
+                           else txn.deciding_hash or self._s.policies.current.content_hash)
             log_verdict(action, txn, reply, verdict)
             metrics.messages.labels(action).inc()
             for rule in verdict.rules if verdict else ():
@@ -383,6 +384,7 @@ class ConnectionHandler:
         # The set that decides, as a lowered limit deletes recipients past it (the
         # verdict; a local submission past it, not refused at RCPT, is refused whole).
         policy_set = self._s.policies.current
+        txn.deciding_hash = policy_set.content_hash
         with self._s.metrics.latency.time():
             facts, verdict, key = self._s.decider.decide_in_time(
                 policy_set, txn, self._client, self._actions.progress)

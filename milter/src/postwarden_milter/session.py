@@ -170,6 +170,9 @@ class Transaction:
     # The set the limits come from (its MAIL FROM's): a size refusal's row names it, though a
     # reload since put another in force.
     limits_hash: str | None = None
+    # The set end of message decides in: the row of a decision that fails (its deadline,
+    # an error, a stop's) names it, though a reload since put another in force.
+    deciding_hash: str | None = None
     smtputf8: bool = False  # MAIL FROM said SMTPUTF8 (see recipient_key)
     origin: str | None = None  # the domain Postfix gives an address without one (Envelope)
     queue_id: str | None = None
