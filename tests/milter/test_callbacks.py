@@ -599,3 +599,20 @@ def test_the_row_of_a_message_whose_decision_failed_names_the_set_that_was_decid
     [event] = harness.audit.events
     assert event.action == "error"
     assert event.policy_hash == deciding.content_hash != reloaded.content_hash
+
+
+def test_new_mail_refused_while_stopping_is_logged_once_a_minute_with_a_count(
+    harness: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A busy MX goes on connecting through the stop's drain (up to
+    message_timeout_seconds): a line per refused MAIL FROM buried the stop's own lines."""
+    harness.services.transactions.close()  # as a SIGTERM does
+    caplog.set_level(logging.INFO, logger="postwarden_milter.handler")
+    for n in range(5):
+        ctx = harness.connect(ip=f"192.0.2.{20 + n}")
+        assert ctx._envfrom("<alice@example.org>") == Milter.TEMPFAIL
+        assert ctx._reply == ("421", "4.3.2", "Service busy, try again later")
+    lines = [r.getMessage() for r in caplog.records if "stopping: refusing" in r.getMessage()]
+    assert lines == ["stopping: refusing a new transaction (refused: 1 so far)"]
+    assert {key: tally.count for key, tally in harness.services.occasional.unsaid().items()} \
+        == {handler.REFUSED_STOPPING: 4}

@@ -59,6 +59,7 @@ OVERLOADED = frozenset({"overloaded"})
 # What the refusals' lines said once a minute count (.occasional), as the stop names them.
 REFUSED_SPOOL_FULL = "MAIL FROM refused (audit spool full)"
 REFUSED_OVERLOADED = "MAIL FROM refused (overloaded)"
+REFUSED_STOPPING = "MAIL FROM refused (stopping)"
 # The connection Postfix's cleanup makes up for mail submitted with sendmail(1): port 0,
 # which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address),
 # from ::1 where inet_protocols puts IPv6 first (ipv6 alone), else from 127.0.0.1.
@@ -298,7 +299,9 @@ class ConnectionHandler:
             # Stopping (the queue is draining): back to a milter that is running.
             self._txn = None
             txn.close()
-            log.info("stopping: refusing a new transaction")
+            # A busy MX goes on connecting through the drain: once a minute, with a count.
+            if (refused := self._s.occasional.due(REFUSED_STOPPING)) is not None:
+                log.info("stopping: refusing a new transaction (refused: %s)", refused)
             return reply_with(self._actions, Reply.OVERLOADED).outcome
         declared = esmtp_size(params)
         if declared is not None and not self._txn.fits(declared):
