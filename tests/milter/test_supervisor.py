@@ -48,7 +48,8 @@ def test_the_workers_share_one_spool_budget_and_one_duplicate_table(tmp_path: Pa
     supervisor = Supervisor(settings, NO_SYSTEMD)
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        first, second = (supervisor._worker(slot, theirs) for slot in supervisor._slots)
+        first, second = (supervisor._worker(slot, theirs, os.getpid())
+                         for slot in supervisor._slots)
         assert first.spool_budget is second.spool_budget
         assert first.duplicates is second.duplicates
         assert first.spool_budget.max_bytes == 900  # not split: test_spool_duplicates_metrics

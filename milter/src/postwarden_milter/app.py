@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import signal
 import socket
 import sys
@@ -90,6 +91,7 @@ class Worker:
     spool_budget: SpoolBudget  # spool_max_bytes, for all workers' spools together
     scrapes: socket.socket  # the parent asks for this worker's metrics here
     policies: RunningSet | None  # policy_dir's set the others run; None: the database's
+    parent: int  # its pid: a stop (SIGUSR2) comes from it, or from the kernel as it died
 
 
 class Notifier(Protocol):
@@ -273,10 +275,17 @@ class MilterProcess:
             self._stopping.set()
             # Only now: from this line on, a new transaction is refused (the write
             # gives up the GIL, and a MAIL FROM could be admitted meanwhile).
-            log.info("%s: stopping", stop)
+            log.info("%s: stopping%s", stop, self._orphaned())
         if reloads and not self._stopping.is_set():
             log.info("%s: reloading policies", "/".join(reloads))
             self.reloader.request()
+
+    def _orphaned(self) -> str:
+        """What a worker's stop line adds when its parent died (an OOM kill, a crash):
+        otherwise nothing in its log says why it stops."""
+        if self.worker is not None and os.getppid() != self.worker.parent:
+            return " (the parent process is gone)"
+        return ""
 
     def _stop_libmilter(self, services: Services) -> None:
         """Stop accepting and serving. Only once open transactions have ended (or at the

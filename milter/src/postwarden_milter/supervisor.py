@@ -290,7 +290,7 @@ class Supervisor:
                     self._metrics.close_in_worker()  # the endpoint, the other workers' channels
                     _stop_with(parent)
                     code = run_process(MilterProcess(self._shares, _ToParent(said),
-                                                     self._worker(slot, theirs)))
+                                                     self._worker(slot, theirs, parent)))
                 except BaseException:  # a worker's last word, before _exit
                     log.exception("worker %d failed", slot.index)
                 finally:
@@ -303,9 +303,10 @@ class Supervisor:
         self._metrics.add(ours)
         log.info("worker %d started (pid %d)", slot.index, pid)
 
-    def _worker(self, slot: _Slot, channel: socket.socket) -> Worker:
+    def _worker(self, slot: _Slot, channel: socket.socket, parent: int) -> Worker:
         """What the worker in ``slot`` gets: its channel, and what all workers share."""
-        return Worker(slot.index, self._duplicates, self._spool_budget, channel, self._policies)
+        return Worker(slot.index, self._duplicates, self._spool_budget, channel, self._policies,
+                      parent)
 
     def _reap(self) -> None:
         for slot in self._slots:
