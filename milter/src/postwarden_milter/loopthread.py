@@ -44,7 +44,12 @@ class LoopThread:
             self.loop.close()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop (its remaining tasks are cancelled) and join the thread."""
+        """Stop the loop (its remaining tasks are cancelled) and join the thread; close the
+        loop of a thread never started (a start that failed first), else it is closed at
+        exit after its own sockets were, and prints a traceback there."""
+        if self._thread.ident is None:
+            self.loop.close()
+            return
         if not self._thread.is_alive():
             return
         self.loop.call_soon_threadsafe(self.loop.stop)
