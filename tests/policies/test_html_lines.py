@@ -89,7 +89,7 @@ def test_a_part_this_filter_broke_into_lines_passes_a_second_one_untouched() -> 
     links = b'<a href="https://x.test/" onclick="x()">y</a>' * 40
     raw = head + links + b"\r\n--b--\r\n"
     once = rewrite_body(parse_message(raw, Envelope()), SANITIZE)
-    assert once.body is not None and b"\r\nrel=" in once.body  # a line broken in a tag
+    assert once.body is not None and b"<a\r\nhref=" in once.body  # broken in a tag
     again = rewrite_body(parse_message(raw[:raw.index(b"--b")] + once.body, Envelope()),
                          SANITIZE)
     assert again == RewriteResult(body=None, changes=())
