@@ -6,35 +6,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from postwarden_policies import (
     PolicyIssue,
-    PolicyLoadError,
     load_policy_set,
     load_policy_set_from_sources,
-    policy_schema,
 )
 from postwarden_policies.cli import main
-from postwarden_policies.yamlnodes import read_plain
 
-HEAD = "version: 1\nname: p\n"
-
-
-def issues(text: str) -> list[str]:
-    """The issues of one source ([] when it loads)."""
-    try:
-        load_policy_set_from_sources([("p.yaml", text)])
-    except PolicyLoadError as exc:
-        return [str(issue) for issue in exc.issues]
-    return []
-
-
-def schema_takes(text: str) -> bool:
-    _, document, problems = read_plain("p.yaml", text)
-    assert not problems
-    return bool(jsonschema.Draft202012Validator(policy_schema()).is_valid(document))
+from .test_language_review import HEAD, issues, schema_takes
 
 
 @pytest.mark.parametrize(("limit", "value", "meaning"), [
