@@ -10,6 +10,7 @@ from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
     admin_settings,
     make_admin_settings,
     mint_key,
+    served_port,
 )
 
 

@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from aiohttp import web
 
-from postwarden_admin_api import httpserver
-from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
-from postwarden_admin_api.settings import ServiceSettings
 from postwarden_store import connect
 from tests.fixtures.adminapp import MintKey
-from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.postgres
 DEADLINE = 10.0  # seconds the test waits for the query to start, or to end
@@ -30,16 +24,6 @@ SELECT count(*) FROM pg_stat_activity
 WHERE state = 'active' AND wait_event_type = 'Lock' AND query LIKE $1
 """
 
-
-@pytest.fixture
-async def port(admin_settings: ServiceSettings) -> AsyncIterator[int]:
-    chosen = free_port()
-    runner: web.AppRunner = await httpserver.start(create_app(admin_settings), "127.0.0.1",
-                                                   chosen)
-    try:
-        yield chosen
-    finally:
-        await runner.cleanup()
 
 
 async def _waiting(watcher: asyncpg.Connection, table: str, present: bool) -> bool:
@@ -61,7 +45,7 @@ async def _waiting(watcher: asyncpg.Connection, table: str, present: bool) -> bo
     pytest.param(("/api/v1/messages?tag=t", "outbound_messages"), id="message-search"),
 ])
 async def test_a_query_ends_when_its_client_leaves(
-    port: int, mint_key: MintKey, database_url: str, search: tuple[str, str],
+    served_port: int, mint_key: MintKey, database_url: str, search: tuple[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     path, table = search  # what is asked for, and the table its query waits on
@@ -71,7 +55,7 @@ async def test_a_query_ends_when_its_client_leaves(
     blocker = await connect(database_url)
     try:
         await blocker.execute(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        _, writer = await asyncio.open_connection("127.0.0.1", served_port)
         writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n"
                      f"Authorization: Bearer {key}\r\n\r\n".encode())
         await writer.drain()
@@ -86,7 +70,7 @@ async def test_a_query_ends_when_its_client_leaves(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO
             and r.name.startswith("postwarden")][-1].startswith("the client left while GET")
     async with asyncio.timeout(DEADLINE):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", served_port)
         writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
                      f"Authorization: Bearer {key}\r\n\r\n".encode())
         assert (await reader.read()).startswith(b"HTTP/1.1 200 ")

@@ -8,33 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 
-from postwarden_admin_api import httpserver
-from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
-from postwarden_admin_api.settings import ServiceSettings
 from tests.fixtures.adminapp import MintKey
-from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.postgres
 
 DEADLINE = 10.0  # seconds the test waits for any answer
 BODY = b'{"outbound_max_recipients": 50}'
 
-
-@pytest.fixture
-async def port(admin_settings: ServiceSettings) -> AsyncIterator[int]:
-    chosen = free_port()
-    runner: web.AppRunner = await httpserver.start(create_app(admin_settings), "127.0.0.1",
-                                                   chosen)
-    try:
-        yield chosen
-    finally:
-        await runner.cleanup()
 
 
 async def _open(port: int, request_line: str, headers: str
@@ -70,9 +54,9 @@ def _code(body: bytes) -> str:
     pytest.param("", id="no-key"),
     pytest.param("Authorization: Bearer pw_0123456789abcdef_wrong\r\n", id="wrong-key"),
 ])
-async def test_no_100_continue_before_authentication(port: int, request_line: str,
+async def test_no_100_continue_before_authentication(served_port: int, request_line: str,
                                                      auth: str) -> None:
-    reader, writer = await _open(port, request_line, auth + "Expect: 100-continue\r\n")
+    reader, writer = await _open(served_port, request_line, auth + "Expect: 100-continue\r\n")
     try:
         head, body = await _answer(reader)
         assert head.startswith(b"HTTP/1.1 401 ")
@@ -84,9 +68,10 @@ async def test_no_100_continue_before_authentication(port: int, request_line: st
         writer.close()
 
 
-async def test_no_100_continue_for_a_key_of_another_role(port: int, mint_key: MintKey) -> None:
+async def test_no_100_continue_for_a_key_of_another_role(served_port: int,
+                                                         mint_key: MintKey) -> None:
     key = await mint_key(Role.AUDITOR)
-    reader, writer = await _open(port, "PUT /api/v1/settings",
+    reader, writer = await _open(served_port, "PUT /api/v1/settings",
                                  f"Authorization: Bearer {key}\r\nExpect: 100-continue\r\n")
     try:
         head, body = await _answer(reader)
@@ -97,10 +82,10 @@ async def test_no_100_continue_for_a_key_of_another_role(port: int, mint_key: Mi
 
 
 async def test_an_admitted_request_gets_100_continue_then_its_answer(
-    port: int, mint_key: MintKey
+    served_port: int, mint_key: MintKey
 ) -> None:
     key = await mint_key(Role.OPERATOR)
-    reader, writer = await _open(port, "PUT /api/v1/settings",
+    reader, writer = await _open(served_port, "PUT /api/v1/settings",
                                  f"Authorization: Bearer {key}\r\nExpect: 100-continue\r\n")
     try:
         head, _ = await _answer(reader)
@@ -114,9 +99,9 @@ async def test_an_admitted_request_gets_100_continue_then_its_answer(
     assert b"outbound_max_recipients" in body
 
 
-async def test_another_expectation_is_417(port: int, mint_key: MintKey) -> None:
+async def test_another_expectation_is_417(served_port: int, mint_key: MintKey) -> None:
     key = await mint_key(Role.OPERATOR)
-    reader, writer = await _open(port, "PUT /api/v1/settings",
+    reader, writer = await _open(served_port, "PUT /api/v1/settings",
                                  f"Authorization: Bearer {key}\r\nExpect: 200-ok\r\n")
     try:
         head, body = await _answer(reader)
@@ -126,8 +111,8 @@ async def test_another_expectation_is_417(port: int, mint_key: MintKey) -> None:
     assert _code(body) == "expectation_failed"
 
 
-async def test_a_public_path_meets_the_expectation(port: int) -> None:
-    reader, writer = await _open(port, "GET /healthz", "Expect: 100-continue\r\n")
+async def test_a_public_path_meets_the_expectation(served_port: int) -> None:
+    reader, writer = await _open(served_port, "GET /healthz", "Expect: 100-continue\r\n")
     try:
         head, _ = await _answer(reader)
         assert head == b"HTTP/1.1 100 Continue\r\n\r\n"
