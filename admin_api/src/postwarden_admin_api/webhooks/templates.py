@@ -19,12 +19,10 @@ import asyncpg
 
 from postwarden_admin_api.secrets import Keyring
 
+from .plainsealing import seal_plain
+
 log = logging.getLogger(__name__)
 
-SELECT_PLAIN = """
-SELECT id, body_template::text AS body_template FROM webhook_endpoints
-WHERE body_template IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED
-"""
 SEAL = """
 UPDATE webhook_endpoints SET body_template = NULL, body_template_ciphertext = $2
 WHERE id = $1
@@ -45,20 +43,15 @@ def template_of(row: Mapping[str, Any], keyring: Keyring) -> Any:
 
 async def seal_plain_templates(conn: asyncpg.Connection, keyring: Keyring) -> int:
     """Encrypt the templates still stored in plain text; returns how many were sealed."""
-    if keyring.current_key_id is None:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM webhook_endpoints WHERE body_template IS NOT NULL")
-        if count:
-            log.warning("webhooks: %s body templates stay unencrypted: no secret key", count)
-        return 0
-    async with conn.transaction():
-        rows = await conn.fetch(SELECT_PLAIN)
-        for row in rows:
-            await conn.execute(SEAL, row["id"], keyring.encrypt(row["body_template"]))
-    if rows:
+
+    async def seal(conn: asyncpg.Connection, endpoint_id: int, template: str) -> None:
+        await conn.execute(SEAL, endpoint_id, keyring.encrypt(template))
+
+    count = await seal_plain(conn, keyring, "body_template", "body templates", seal)
+    if count:
         # The one moment an upgrade across 0046 shows: an earlier admin instance reads a
         # sealed template as none and posts null in its place (README: Upgrade procedure).
         log.warning("webhooks: encrypted %s body templates stored in plain text; an admin "
                     "instance of an earlier version still running now posts null in their "
-                    "place: stop it (README, Upgrade procedure)", len(rows))
-    return len(rows)
+                    "place: stop it (README, Upgrade procedure)", count)
+    return count

@@ -21,13 +21,12 @@ from yarl import URL
 
 from postwarden_admin_api.secrets import Keyring
 
+from .plainsealing import seal_plain
+
 log = logging.getLogger(__name__)
 
 MASK = "\N{HORIZONTAL ELLIPSIS}"
 
-SELECT_PLAIN = """
-SELECT id, url FROM webhook_endpoints WHERE url IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED
-"""
 SEAL = """
 UPDATE webhook_endpoints SET url = NULL, url_ciphertext = $2, url_origin = $3 WHERE id = $1
 """
@@ -54,17 +53,11 @@ def url_of(row: Mapping[str, Any], keyring: Keyring) -> str:
 
 async def seal_plain_urls(conn: asyncpg.Connection, keyring: Keyring) -> int:
     """Encrypt the URLs still stored in plain text; returns how many were sealed."""
-    if keyring.current_key_id is None:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM webhook_endpoints WHERE url IS NOT NULL")
-        if count:
-            log.warning("webhooks: %s endpoint URLs stay unencrypted: no secret key", count)
-        return 0
-    async with conn.transaction():
-        rows = await conn.fetch(SELECT_PLAIN)
-        for row in rows:
-            await conn.execute(SEAL, row["id"], keyring.encrypt(row["url"]),
-                               origin(URL(row["url"])))
-    if rows:
-        log.info("webhooks: encrypted %s endpoint URLs stored in plain text", len(rows))
-    return len(rows)
+
+    async def seal(conn: asyncpg.Connection, endpoint_id: int, url: str) -> None:
+        await conn.execute(SEAL, endpoint_id, keyring.encrypt(url), origin(URL(url)))
+
+    sealed = await seal_plain(conn, keyring, "url", "endpoint URLs", seal)
+    if sealed:
+        log.info("webhooks: encrypted %s endpoint URLs stored in plain text", sealed)
+    return sealed
