@@ -9,7 +9,9 @@ import asyncpg
 import pytest
 from yarl import URL
 
-from postwarden_admin_api.webhooks.urls import masked, origin, url_of
+from postwarden_admin_api.secrets import Keyring
+from postwarden_admin_api.webhooks.templates import seal_plain_templates
+from postwarden_admin_api.webhooks.urls import masked, origin, seal_plain_urls, url_of
 from postwarden_store import connect
 from postwarden_store.audit import write_audit_batch
 from tests.fixtures.adminapp import bearer
@@ -151,3 +153,25 @@ async def test_plain_urls_from_before_are_sealed_at_start(
     assert stored["url"] is None and KEYRING.decrypt(stored["url_ciphertext"]) == url
     response = await client.get(f"/api/v1/webhooks/{endpoint_id}", headers=bearer(admin_key))
     assert (await response.json())["url"] == "https://legacy.example.com/…"
+
+
+async def test_without_a_key_plain_urls_and_templates_stay_and_are_counted(
+    fresh_database_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A service run without a secret key seals nothing, and says how many stay plain."""
+    conn = await connect(fresh_database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO webhook_endpoints (name, url, url_origin, kind, body_template)"
+            " VALUES ('keyless', 'https://keyless.example.com/t', 'https://keyless.example.com',"
+            " 'api_call', '{\"a\": 1}')")
+        assert await seal_plain_urls(conn, Keyring(None)) == 0
+        assert await seal_plain_templates(conn, Keyring(None)) == 0
+        stored = await conn.fetchrow("SELECT url, body_template::text AS template"
+                                     " FROM webhook_endpoints WHERE name = 'keyless'")
+    finally:
+        await conn.close()
+    assert stored["url"] == "https://keyless.example.com/t"
+    assert stored["template"] == '{"a": 1}'
+    assert "webhooks: 1 endpoint URLs stay unencrypted: no secret key" in caplog.text
+    assert "webhooks: 1 body templates stay unencrypted: no secret key" in caplog.text
