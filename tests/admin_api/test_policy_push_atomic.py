@@ -70,6 +70,19 @@ async def test_a_policy_name_in_two_files_is_refused_as_check_refuses_it(
     assert await policies(admin_client, admin_key) == set()  # nothing uploaded
 
 
+async def _pushed_as_checked(
+    d: Path, warning: str, admin_client: Client, admin_key: str, *,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``check`` of ``d`` warns ``warning``; a push of it succeeds printing exactly what
+    check printed."""
+    assert policy_main(["check", str(d)]) == 0
+    checked = capsys.readouterr().err
+    assert warning in checked
+    assert await push(admin_client, admin_key, d, monkeypatch=monkeypatch) == 0
+    assert capsys.readouterr().err == checked
+
+
 async def test_a_subdirectory_not_loaded_is_warned_of_as_check_warns_of_it(
     tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -79,11 +92,8 @@ async def test_a_subdirectory_not_loaded_is_warned_of_as_check_warns_of_it(
     d = tmp_path / "p"
     write(d, "a.yaml", "kept", "rule-a")
     write(d / "team-a", "b.yaml", "aside", "rule-b")
-    assert policy_main(["check", str(d)]) == 0
-    checked = capsys.readouterr().err
-    assert f"{d / 'team-a'}: warning: subdirectory not loaded" in checked
-    assert await push(admin_client, admin_key, d, monkeypatch=monkeypatch) == 0
-    assert capsys.readouterr().err == checked
+    await _pushed_as_checked(d, f"{d / 'team-a'}: warning: subdirectory not loaded",
+                             admin_client, admin_key, monkeypatch=monkeypatch, capsys=capsys)
     assert await active(admin_client, admin_key) == {"kept": 1}
 
 
@@ -96,11 +106,8 @@ async def test_a_value_a_comment_cut_short_is_warned_of_once_as_check_warns_of_i
     d.mkdir()
     (d / "a.yaml").write_text("version: 1\nname: cut\nrules:\n  - name: r\n"
                               "    then: reject\n    message: Ticket #12\n")
-    assert policy_main(["check", str(d)]) == 0
-    checked = capsys.readouterr().err
-    assert f"{d / 'a.yaml'}:6:14: warning: rule 'r': 'Ticket' ends where" in checked
-    assert await push(admin_client, admin_key, d, monkeypatch=monkeypatch) == 0
-    assert capsys.readouterr().err == checked
+    await _pushed_as_checked(d, f"{d / 'a.yaml'}:6:14: warning: rule 'r': 'Ticket' ends where",
+                             admin_client, admin_key, monkeypatch=monkeypatch, capsys=capsys)
     assert await active(admin_client, admin_key) == {"cut": 1}
 
 
