@@ -23,12 +23,16 @@ from postwarden_policies import (
     PolicySet,
     load_policy_set_from_sources,
 )
+from postwarden_policies.errors import COMMENT_AFTER_VALUE
 from postwarden_policies.loader import not_utf8
 
 from .errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (loader_warnings)
+# Every code loader_warnings gives: what the policy loader itself says of a file, which
+# check (and policy push, which checks first) prints already.
+LOADER_WARNINGS = frozenset({TEST_WARNING, COMMENT_AFTER_VALUE})
 P = ParamSpec("P")
 T = TypeVar("T")
 # Few threads on purpose: a burst of heavy requests queues here instead of

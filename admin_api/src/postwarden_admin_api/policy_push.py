@@ -36,10 +36,10 @@ from postwarden_policies import (
     load_policy_set,
     load_policy_set_from_sources,
 )
-from postwarden_policies.errors import COMMENT_AFTER_VALUE
 from postwarden_policies.policyset import content_hash
 from postwarden_policies.testreport import Loaded, issue_lines
 
+from .engine import LOADER_WARNINGS
 from .routes_rules import MANAGED_POLICY
 
 # A stored revision as the service's errors name it: policy name (letters, digits, . _ -)@rID.
@@ -176,7 +176,7 @@ class _Service:
             if status in (200, 201):
                 revisions[body["policy_name"]] = (file, body["id"])
                 for warning in body.get("warnings", []):
-                    if warning.get("code") != COMMENT_AFTER_VALUE:  # check printed it
+                    if warning.get("code") not in LOADER_WARNINGS:  # check printed it
                         print(_warned(warning, file), file=sys.stderr)
                 continue
             failed = True
