@@ -27,6 +27,9 @@ rules:
   - name: our-address-as-helo
     when: {helo: ["[192.0.2.25]"]}
     then: {add_header: {X-Helo-Literal: "yes"}}
+  - name: eight-bit-helo
+    when: {helo: ["h*llo.test"]}
+    then: {add_header: {X-Helo-8bit: "yes"}}
 """
 
 
@@ -34,13 +37,14 @@ rules:
 def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSystem]:
     policies: Path = tmp_path_factory.mktemp("policies")
     (policies / "clients.yaml").write_text(POLICY)
+    # smtputf8_enable = no: smtpd then takes a HELO that is not UTF-8 as it comes.
     main = {"smtpd_authorized_xclient_hosts": "127.0.0.1",
-            "mynetworks": "127.0.0.0/8 192.0.2.0/24"}
+            "mynetworks": "127.0.0.0/8 192.0.2.0/24", "smtputf8_enable": "no"}
     with mail_system_for(database_url, policy_dir=policies, main=main) as mail_system:
         yield mail_system
 
 
-def _send_as(system: MailSystem, xclient: str, helo: str = "clients.test"
+def _send_as(system: MailSystem, xclient: str, helo: str | bytes = "clients.test"
              ) -> tuple[bytes, dict[str, object]]:
     """Send one message as the client XCLIENT describes, saying ``helo``: what the relay
     got, its audit row."""
@@ -48,7 +52,11 @@ def _send_as(system: MailSystem, xclient: str, helo: str = "clients.test"
     with smtplib.SMTP("127.0.0.1", system.postfix.port, timeout=20) as smtp:
         smtp.ehlo("clients.test")
         assert smtp.docmd(f"XCLIENT {xclient}")[0] == 220
-        smtp.ehlo(helo)
+        if isinstance(helo, bytes):  # smtplib sends only text
+            smtp.send(b"EHLO " + helo + b"\r\n")
+            assert smtp.getreply()[0] == 250
+        else:
+            smtp.ehlo(helo)
         smtp.sendmail("a@example.org", ["b@example.net"],
                       f"Message-ID: {message_id}\r\nSubject: x\r\n\r\nhi\r\n".encode())
     data = system.capture.wait_for_message(lambda m: message_id.encode() in m.data).data
@@ -77,3 +85,14 @@ def test_client_with_reverse_name_matches(system: MailSystem) -> None:
 def test_address_literal_helo_glob(system: MailSystem, helo: str, tagged: bool) -> None:
     data, _ = _send_as(system, "NAME=mx.example.org ADDR=192.0.2.8", helo=helo)
     assert (b"X-Helo-Literal: yes" in data) == tagged
+
+
+def test_helo_not_utf8_is_kept_and_matched(system: MailSystem) -> None:
+    # pymilter cannot decode it and calls no callback: once it printed a bare
+    # UnicodeDecodeError, and the message went on as if the client had said no HELO.
+    data, row = _send_as(system, "NAME=mx.example.org ADDR=192.0.2.9", helo=b"h\xe9llo.test")
+    assert b"X-Helo-8bit: yes" in data
+    assert row["helo"] == "h\ufffdllo.test"
+    log = system.milter.log()
+    assert "UnicodeDecodeError" not in log
+    assert "the client's HELO is not UTF-8" in log

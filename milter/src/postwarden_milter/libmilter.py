@@ -16,6 +16,7 @@ import logging
 import operator
 import os
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, cast
@@ -54,6 +55,9 @@ C = TypeVar("C", bound=Callable[..., Any])
 
 # libmilter's accept loop, kept: open_then() puts its supervisor in its place.
 _SERVE: Callable[[], None] = Milter.milter.main
+# The PostwardenMilter whose callback runs: pymilter gives each libmilter context (one
+# MTA connection) a thread state of its own, which a threading.local follows.
+_serving = threading.local()
 
 
 def _counted(method: C) -> C:
@@ -137,6 +141,7 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         if not self._negotiated and self._agreed is not None:
             self._actions, self._protocol = self._agreed
         self._handler.leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
+        _serving.milter = self
         address, port = None, None
         if family in (socket.AF_INET, socket.AF_INET6):
             address = hostaddr[0] if isinstance(hostaddr, tuple) else str(hostaddr)
@@ -147,6 +152,14 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     @_counted
     def hello(self, hostname: str) -> int:
         return _code(self._handler.helo(_text(hostname)))
+
+    def undecodable_hello(self, raw: bytes) -> None:
+        """A HELO that is not UTF-8 (``smtputf8_enable = no`` lets 8-bit through): pymilter
+        decodes it as strict UTF-8 before any callback of ours, and gives up on the call
+        (:func:`_untrapped`). Kept as every undecodable envelope field is, its bytes as
+        surrogate escapes: rules match it, the audit row stores them as U+FFFD."""
+        log.warning("the client's HELO is not UTF-8: kept with its 8-bit bytes escaped")
+        self.hello(_text(raw))
 
     @_counted
     def envfrom(self, sender: str, *params: str) -> int:
@@ -227,9 +240,27 @@ def serve_opened(services: Services) -> None:
     _SERVE()
 
 
+def _untrapped(kind: type[BaseException], value: BaseException, trace: Any) -> None:
+    """sys.excepthook, which pymilter's C code calls (PyErr_Print) for an exception no
+    callback trapped. The one our callbacks leave is its own: an argument it cannot
+    decode as UTF-8 before calling us. Of what pymilter decodes strictly, only the HELO
+    is the client's own text (the host name and macros are Postfix's, header names
+    ASCII), and that call passes nothing else: its bytes are the HELO. Anything else
+    goes to the previous hook, as before."""
+    milter = getattr(_serving, "milter", None)
+    if isinstance(value, UnicodeDecodeError) and trace is None and milter is not None:
+        milter.undecodable_hello(bytes(value.object))
+        return
+    _PREVIOUS_HOOK(kind, value, trace)
+
+
+_PREVIOUS_HOOK = sys.excepthook
+
+
 def _prepare(connection: str, socket_mode: int, shared: bool,
              opened: Callable[[], None] | None = None) -> None:
     Milter.factory = PostwardenMilter
+    sys.excepthook = _untrapped
     # Explicit, though it is libmilter's default: an exception that escapes our
     # guards still answers 451 4.3.0, never an unchecked accept.
     Milter.set_exception_policy(Milter.TEMPFAIL)
