@@ -110,3 +110,19 @@ def test_the_parts_of_a_message_split_by_recipients_are_no_redeliveries(
     assert again.send(CLEAN, recipients=tuple(r.upper() for r in reversed(rcpts[:3]))) \
         == Milter.CONTINUE
     assert _redelivered(harness, again)
+
+
+@pytest.mark.parametrize(("first", "then", "redelivery"), [
+    pytest.param("BOB@example.net", "bob@example.net", True, id="ascii-case"),
+    pytest.param("J\u00d6RG@example.net", "j\u00f6rg@example.net", False, id="unicode-case"),
+])
+def test_a_recipient_in_another_case_is_another_without_smtputf8(
+    harness: Harness, first: str, then: str, redelivery: bool,
+) -> None:
+    """Without SMTPUTF8 Postfix folds ASCII letters only (session.recipient_key): the
+    same message to JÖRG and then to jörg went to two mailboxes, and once passed the
+    second for a re-delivery of the first (which a policy may discard)."""
+    assert harness.connect().send(CLEAN, recipients=(first,)) == Milter.CONTINUE
+    again = harness.connect()
+    assert again.send(CLEAN, recipients=(then,)) == Milter.CONTINUE
+    assert _redelivered(harness, again) == redelivery

@@ -62,7 +62,7 @@ class Decider:
     workers: concurrent.futures.ThreadPoolExecutor
 
     def decide(self, policy_set: PolicySet, raw: bytes, envelope: Envelope,
-               uid: str) -> Decided:
+               uid: str, smtputf8: bool) -> Decided:
         """Parse, look re-deliveries up, evaluate.
 
         The duplicate key is only looked up here; eom records it once the verdict
@@ -71,7 +71,7 @@ class Decider:
         facts = parse_for(policy_set, raw, envelope)  # with the transaction's own caps
         duplicates = self.duplicates
         key = duplicates.key(facts.message_id, envelope.sender, envelope.recipients,
-                             memoryview(raw)[facts.body_offset:])
+                             memoryview(raw)[facts.body_offset:], smtputf8)
         if key is not None and duplicates.seen(key) and not self._rescan(facts):
             facts = dataclasses.replace(facts, duplicate=True)
         # The message as it would go on, with the id it carries from now on.
@@ -109,9 +109,9 @@ class Decider:
                 # message's ids (and sees the deadline).
                 job = self.workers.submit(
                     contextvars.copy_context().run, self.decide, policy_set, raw, envelope,
-                    txn.uid)
+                    txn.uid, txn.smtputf8)
                 return self._wait(job, deadline, progress)
-            decision = self.decide(policy_set, raw, envelope, txn.uid)
+            decision = self.decide(policy_set, raw, envelope, txn.uid, txn.smtputf8)
         finally:
             SANITIZE_DEADLINE.reset(token)
         late = time.monotonic() - deadline

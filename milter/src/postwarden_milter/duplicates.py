@@ -50,6 +50,8 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from .session import fold_case
+
 # Two slots per delivered message (its key, and the id this milter wrote into it), so
 # 200,000 messages are remembered: 24 bytes a slot, 9.6 MB shared by all workers.
 MAX_ENTRIES = 400_000
@@ -107,22 +109,23 @@ class DuplicateDetector:
         return self._window > 0
 
     def key(self, message_id: str | None, sender: str, recipients: Iterable[str],
-            body: bytes | memoryview) -> bytes | None:
+            body: bytes | memoryview, smtputf8: bool = False) -> bytes | None:
         """The message's key; None when the detector is off or the message has no
         Message-ID, in which case the body is not hashed (no other message pays for it).
 
         Keyed, truncated SHA-256 over the parts, each preceded by its length (and
-        the recipients by their count) so that none can pass for another; the
-        recipients case-folded (Postfix keeps one of two spellings:
-        session.recipient_key), sorted and deduplicated, as their order means nothing.
+        the recipients by their count) so that none can pass for another; the sender
+        and recipients case-folded as the transaction's recipients are (Postfix keeps
+        one of two spellings: session.recipient_key; ``smtputf8``, its MAIL FROM said
+        SMTPUTF8), the recipients sorted and deduplicated, as their order means nothing.
         surrogatepass takes header text with lone surrogates from undecodable bytes.
         """
         if not self.enabled or not message_id:
             return None
-        addresses = sorted({address.casefold() for address in recipients})
+        addresses = sorted({fold_case(address, smtputf8) for address in recipients})
         digest = hashlib.sha256(self._secret + len(addresses).to_bytes(8, "little"))
-        for part in (message_id.strip().lower(), sender.lower(), *addresses):
-            data = part.encode("utf-8", "surrogatepass")
+        message = message_id.strip().lower().encode("utf-8", "surrogatepass")
+        for data in (message, fold_case(sender, smtputf8), *addresses):
             digest.update(len(data).to_bytes(8, "little") + data)
         digest.update(body)
         return digest.digest()[:DIGEST_SIZE]

@@ -74,15 +74,18 @@ def recipient_key(address: str, params: tuple[str, ...], smtputf8: bool) -> Reci
     sent where Postfix decodes them: such a recipient counts twice here."""
     orcpt = esmtp_param(params, "ORCPT")
     notify = esmtp_param(params, "NOTIFY")
-    folded = _folded(address, smtputf8)
+    folded = fold_case(address, smtputf8)
     return (
-        b"rfc822;" + folded if orcpt is None else _folded(orcpt, smtputf8),
+        b"rfc822;" + folded if orcpt is None else fold_case(orcpt, smtputf8),
         frozenset(notify.upper().split(",")) if notify else frozenset(),
         folded,
     )
 
 
-def _folded(text: str, unicode: bool) -> bytes:
+def fold_case(text: str, unicode: bool) -> bytes:
+    """``text`` without regard to case as Postfix compares addresses (see recipient_key):
+    as Unicode folds it with ``unicode`` (a transaction that said SMTPUTF8), else ASCII
+    letters only: without SMTPUTF8, ``JÖRG`` and ``jörg`` are two mailboxes."""
     if unicode and not text.isascii():
         return text.casefold().encode("utf-8", "surrogateescape")
     return text.encode("utf-8", "surrogateescape").lower()  # bytes.lower: ASCII only
