@@ -26,7 +26,7 @@ from tests.fixtures.postfix import (
 )
 
 from . import messages
-from .conftest import MailSystem, mail_system_for
+from .conftest import MailSystem, audit_rows, mail_system_for
 from .messages import RECIPIENT, SENDER, Delivered, Sample
 from .test_postfix_milter import _audited, _changes
 
@@ -209,3 +209,36 @@ def test_requeueing_a_held_message_releases_it_unchecked(system: MailSystem) -> 
     requeued = re.search(rb"\tid (\w+);", got.fields[0])
     assert requeued is not None and requeued.group(1).decode() != queue_id
     assert requeued.group(1).decode() not in system.milter.log()  # the milter never saw it
+
+
+def test_a_local_submission_tempfailed_pass_after_pass_is_held(
+    database_url: str, tmp_path: Path,
+) -> None:
+    # pickup retries a tempfailed maildrop file at each pass, with no queue lifetime:
+    # once forever, an audit row a pass. Past local_retry_passes the next pass is held.
+    (tmp_path / "defer.yaml").write_text("version: 1\nname: defer\nrules:\n"
+                                         "  - name: defer-all\n    when: {subject: '^defer'}\n"
+                                         "    then: tempfail\n")
+    with mail_system_for(database_url, policy_dir=tmp_path, unix_socket=True, main=NON_SMTPD,
+                         env={"POSTWARDEN_LOCAL_RETRY_PASSES": "2"}) as local:
+        sample = messages.clean(subject="defer me")
+        _submit(local, sample)
+        deferred = r"milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: 4\.7\.1 "
+        for passes in (1, 2):
+            wait_for(lambda n=passes: len(re.findall(deferred, local.postfix.log())) == n)
+            assert [m["queue_name"] for m in local.postfix.queue()] == ["maildrop"]
+            local.postfix.kick_pickup()
+        held = local.postfix.wait_for_log(
+            r"(\w+): milter-hold: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]").group(1)
+        assert local.postfix.held_queue_ids() == {held}
+
+        def three_rows() -> list[dict[str, Any]] | None:
+            rows = sorted(audit_rows(database_url, sample.message_id), key=lambda r: r["time"])
+            return rows if len(rows) == 3 else None
+
+        rows = wait_for(three_rows)
+        assert [r["action"] for r in rows] == ["tempfail", "tempfail", "quarantine"]
+        assert rows[-1]["queue_id"] == held and "retries_exhausted" in rows[-1]["flags"]
+        assert list(rows[-1]["rules"]) == ["defer-all"]
+        assert "tempfailed 2 times from the maildrop queue: held instead" in local.milter.log()
+        assert not _delivered_to_recipient(local, sample)

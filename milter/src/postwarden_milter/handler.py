@@ -18,6 +18,7 @@ gets its verdict from a :class:`~.decider.Decider`, here or on the worker pool.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import logging
 import re
@@ -26,8 +27,10 @@ from collections.abc import Callable
 from typing import Concatenate, ParamSpec, Protocol
 
 from postwarden_policies import (
+    Action,
     MessageFacts,
     PolicySet,
+    Quarantine,
     Reject,
     Reply,
     SmtpReply,
@@ -43,9 +46,11 @@ from postwarden_policies.render import change_type
 from .apply import Applied, MessageEdits, MilterActions, Outcome, apply_verdict, fail, reply_with
 from .errors import MessageTimeout
 from .events import build_event
+from .localretries import RETRIES_EXHAUSTED
 from .logcontext import set_message_context
 from .services import Services
 from .session import Client, Transaction, esmtp_param, esmtp_size, strip_brackets
+from .settings import FailAction
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +81,13 @@ class Actions(MilterActions, MacroSource, Protocol):
 
 
 def guarded(
-    kind: str, replies: bool = True
+    kind: str, replies: bool = True, ends: bool = False
 ) -> Callable[
     [Callable[Concatenate[ConnectionHandler, P], Outcome]],
     Callable[Concatenate[ConnectionHandler, P], Outcome],
 ]:
-    """Turn any exception into the fail action (or a pending failure for no-reply steps)."""
+    """Turn any exception into the fail action (or a pending failure for no-reply steps);
+    ``ends``: the step is end of message (see ConnectionHandler.fail)."""
 
     def wrap(
         method: Callable[Concatenate[ConnectionHandler, P], Outcome],
@@ -92,17 +98,17 @@ def guarded(
                 if self.pending_failure is not None:
                     # Failed already, and answered so at the next step that replies: the
                     # content in between is not worth a traceback per chunk.
-                    return self.fail(self.pending_failure) if replies else Outcome.CONTINUE
+                    return self.fail(self.pending_failure, ends) if replies else Outcome.CONTINUE
                 return method(self, *args, **kwargs)
             except MessageTimeout:
                 self.count_error("timeout")
-                return self.fail("timeout")
+                return self.fail("timeout", ends)
             except Exception:
                 log.exception("internal error in the %s callback", kind)
                 # Now: a step that replies may never come (the client gives up first).
                 self.count_error(kind)
                 if replies:
-                    return self.fail(kind)
+                    return self.fail(kind, ends)
                 self.pending_failure = kind
                 return Outcome.CONTINUE
 
@@ -142,9 +148,18 @@ class ConnectionHandler:
     def count_error(self, kind: str) -> None:
         self._s.metrics.errors.labels(kind).inc()
 
-    def fail(self, kind: str) -> Outcome:
+    def fail(self, kind: str, at_end: bool = False) -> Outcome:
         """Answer an internal failure (counted where it happened); the reply is always set
-        before returning."""
+        before returning. At end of message a local submission tempfailed so past
+        local_retry_passes is held instead (see :meth:`_retried`)."""
+        if at_end and self._s.settings.fail_action is FailAction.TEMPFAIL:
+            txn = self._txn
+            if txn is not None and (passes := self._retried(txn)) is not None:
+                self._actions.quarantine(_held_reason(passes, f"internal error ({kind})"))
+                self._finish("quarantine", None, self._header_facts_if_any(),
+                             flags=frozenset({RETRIES_EXHAUSTED}))
+                self.pending_failure = None
+                return Outcome.CONTINUE
         applied = fail(self._actions, self._s.settings.fail_action)
         log.error("%s: answering %s", kind, applied.reply or applied.outcome.value)
         # Deferred, refused or (fail_action accept) delivered unchecked: named as an abort is.
@@ -374,7 +389,7 @@ class ConnectionHandler:
             self._s.metrics.bodies_spilled.inc()
         return Outcome.CONTINUE
 
-    @guarded("eom")
+    @guarded("eom", ends=True)
     def eom(self) -> Outcome:
         txn = self._require()
         txn.queue_id = self._macro("i") or txn.queue_id
@@ -391,6 +406,7 @@ class ConnectionHandler:
         with self._s.metrics.latency.time():
             facts, verdict, key = self._s.decider.decide_in_time(
                 policy_set, txn, self._client, self._actions.progress)
+            verdict = self._held_if_retried(txn, verdict)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,
                 header_counts=txn.header_names, recipients=txn.recipients,
@@ -405,6 +421,33 @@ class ConnectionHandler:
             issued = [duplicates.issued_key(txn.uid)] if self._s.settings.id_header else []
             duplicates.record(key, *issued)
         return applied.outcome
+
+    def _held_if_retried(self, txn: Transaction, verdict: Verdict) -> Verdict:
+        """``verdict``, or for a local submission whose tempfail verdict came once too often
+        (:meth:`_retried`), a hold: its rules, and the flag retries_exhausted."""
+        if not self._client.local:
+            return verdict
+        if verdict.action is not Action.TEMPFAIL:
+            self._s.local_retries.passed(txn)
+            return verdict
+        passes = self._retried(txn)
+        if passes is None:
+            return verdict
+        return dataclasses.replace(
+            verdict, decision=Quarantine(_held_reason(passes, "deferred by policy")),
+            flags=verdict.flags | {RETRIES_EXHAUSTED})
+
+    def _retried(self, txn: Transaction) -> int | None:
+        """For a local submission tempfailed once more at end of message: how many of its
+        passes were, once past local_retry_passes (pickup retries it forever: see
+        localretries), else None."""
+        if not self._client.local:
+            return None
+        passes = self._s.local_retries.exhausted(txn)
+        if passes is not None:
+            log.warning("tempfailed %d times from the maildrop queue: held instead "
+                        "(local_retry_passes)", passes)
+        return passes
 
     def abort(self) -> Outcome:
         self.enter()
@@ -438,6 +481,11 @@ class ConnectionHandler:
         if facts.duplicate:
             log.info("re-delivery of message-id %s", facts.message_id)
         return self._finish(action, applied.reply, facts, verdict)
+
+
+def _held_reason(passes: int, why: str) -> str:
+    """The hold queue's reason for a local submission held past local_retry_passes."""
+    return f"postwarden: {why} {passes} times from the maildrop queue"
 
 
 # What ends a field, or the sender's <...>, and the escape's own backslash. A quoted

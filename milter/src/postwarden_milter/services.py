@@ -14,6 +14,7 @@ from postwarden_policies import AuditEvent
 
 from .decider import Decider
 from .duplicates import DuplicateDetector
+from .localretries import LocalRetries
 from .metrics import Metrics
 from .occasional import Occasional
 from .reload import PolicyHolder
@@ -91,3 +92,8 @@ class Services:
     def decider(self) -> Decider:
         """End of message's verdicts, one for every connection (made of the above)."""
         return Decider(self.settings, self.duplicates, self.workers)
+
+    @functools.cached_property
+    def local_retries(self) -> LocalRetries:
+        """Local submissions' tempfailed passes, for every connection (localretries)."""
+        return LocalRetries(self.settings.local_retry_passes)

@@ -83,6 +83,9 @@ class MilterSettings:
     spool_max_bytes: int = 1024 * 1024 * 1024
     spool_full_action: SpoolFullAction = SpoolFullAction.TEMPFAIL
     duplicate_window_seconds: float = 3600.0  # 0 turns duplicate detection off
+    # Passes of a sendmail(1) submission tempfailed at end of message before the next is
+    # held (localretries: pickup retries it every 60 s, forever); 0: retried as long.
+    local_retry_passes: int = 60
     audit_queue_size: int = 10000
     log_level: str = "INFO"
     policy_poll_seconds: float = 2.0  # policy_dir change polling; 0 turns it off
@@ -289,6 +292,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "spool_full_action": _choice(SpoolFullAction, "spool_full_action"),
     "duplicate_window_seconds": _positive(float, "duplicate_window_seconds", allow_zero=True,
                                           most=MAX_DUPLICATE_WINDOW_SECONDS),
+    "local_retry_passes": _positive(int, "local_retry_passes", allow_zero=True),
     "audit_queue_size": _positive(int, "audit_queue_size"),
     "log_level": _log_level,
     "policy_poll_seconds": _poll_seconds,
