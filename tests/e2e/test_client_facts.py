@@ -96,3 +96,17 @@ def test_helo_not_utf8_is_kept_and_matched(system: MailSystem) -> None:
     log = system.milter.log()
     assert "UnicodeDecodeError" not in log
     assert "the client's HELO is not UTF-8" in log
+
+
+def test_xclient_without_an_address_is_refused_before_the_milter(system: MailSystem) -> None:
+    # As contrib/postfix/README.md says: Postfix passes "unknown" as an IPv4 address,
+    # libmilter closes the connection before any callback, Postfix answers every
+    # command with milter_default_action. Here so the README learns when that changes.
+    with smtplib.SMTP("127.0.0.1", system.postfix.port, timeout=20) as smtp:
+        smtp.ehlo("clients.test")
+        assert smtp.docmd("XCLIENT NAME=[UNAVAILABLE] ADDR=[UNAVAILABLE]")[0] == 220
+        smtp.ehlo("clients.test")
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.sendmail("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nhi\r\n")
+    assert refused.value.smtp_code == 451
+    system.postfix.wait_for_log(r"can't read SMFIC_CONNECT reply packet header")
