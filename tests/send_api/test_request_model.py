@@ -78,6 +78,10 @@ def test_a_valid_request_is_parsed() -> None:
         # IDNA's other full stops are dots (RFC 3490, 3.1).
         pytest.param("bob@bücher\u3002example", "bob@xn--bcher-kva.example",
                      id="ideographic-full-stop"),
+        # DNS's root dot: the same domain, as Postfix and the policy rules read it.
+        pytest.param("user@Example.COM.", "user@example.com", id="root-dot"),
+        pytest.param("user@bücher.example\u3002", "user@xn--bcher-kva.example",
+                     id="root-dot-as-ideographic-full-stop"),
     ],
 )
 def test_addresses_are_normalised(text: str, address: str) -> None:
@@ -89,6 +93,8 @@ def test_addresses_are_normalised(text: str, address: str) -> None:
     [
         pytest.param("no-at-sign", id="no-at"),
         pytest.param("a@localhost", id="not-fqdn"),
+        pytest.param("a@localhost.", id="not-fqdn-root-dot"),
+        pytest.param("a@example.com..", id="two-root-dots"),
         pytest.param("a@-bad.example", id="bad-label"),
         pytest.param("a@1.2.3.4", id="ip-literal"),
         pytest.param('"quoted local"@example.com', id="quoted-local"),
@@ -153,6 +159,43 @@ def test_a_quoted_display_name_is_unquoted(text: str, name: str) -> None:
 )
 def test_sender_patterns(patterns: tuple[str, ...], allowed: bool) -> None:
     assert sender_matches(parse_mailbox("app@example.com"), patterns) is allowed
+
+
+def test_a_root_dot_is_taken_in_every_address_field_as_the_same_domain() -> None:
+    # It was refused as "domain must be a fully qualified name", which it is.
+    request = parse(**{"from": "App <app@example.com.>", "to": "a@example.org.",
+                       "cc": ["b@example.org."], "bcc": "c@example.org.",
+                       "reply_to": "r@example.org."})
+    fields = (request.sender, *request.to, *request.cc, *request.bcc, *request.reply_to)
+    assert [m.address for m in fields] == [
+        "app@example.com", "a@example.org", "b@example.org", "c@example.org", "r@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("sender", "pattern", "allowed"),
+    [
+        pytest.param("app@example.com.", "*@example.com", True, id="sender-root-dot"),
+        pytest.param("app@example.com.", "*@example.com.", True, id="both-root-dot"),
+        pytest.param("app@evil.example.", "*@example.com", False, id="other-domain-root-dot"),
+        pytest.param("app@sub.example.com.", "*@example.com", False, id="subdomain-root-dot"),
+    ],
+)
+def test_a_root_dot_neither_passes_nor_fails_an_allowed_sender_rule(
+        sender: str, pattern: str, allowed: bool) -> None:
+    def rule(mailbox: Mailbox) -> bool:
+        return sender_matches(mailbox, (pattern,))
+    body = {**BASE, "from": sender}
+    if allowed:
+        assert parse_request(body, CAPS, rule).sender.address == sender.removesuffix(".")
+        return
+    with pytest.raises(ApiError) as caught:
+        parse_request(body, CAPS, rule)
+    assert caught.value.code == "sender_not_allowed"
+
+
+def test_a_second_root_dot_is_named_as_what_is_wrong() -> None:
+    error = refusal(to="a@example.org..")
+    assert error.details[0]["message"] == "domain is not a valid host name"
 
 
 def test_idn_sender_pattern_matches_its_punycode() -> None:

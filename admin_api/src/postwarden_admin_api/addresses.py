@@ -93,10 +93,14 @@ def has_encoded_word(text: str) -> bool:
 
 
 def checked_domain(domain: str) -> str:
-    """The lower-case A-label form of ``domain``; raises AddressError when invalid."""
-    domain = full_stops_as_dots(domain)
-    if not domain or domain.endswith(".") or "." not in domain:
-        raise AddressError("domain must be a fully qualified name")
+    """The lower-case A-label form of ``domain``; raises AddressError when invalid.
+
+    DNS's root dot is dropped (``example.com.`` is example.com, as Postfix and the
+    policy rules read it), so an address, a search and an allowed-sender pattern
+    written with it are the same as without; a second one is no host name."""
+    domain = full_stops_as_dots(domain).removesuffix(".")
+    if "." not in domain:
+        raise AddressError("domain must be a fully qualified name (a dot between labels)")
     try:
         encoded = domain.encode("ascii").decode().lower()
     except UnicodeEncodeError:
@@ -201,7 +205,7 @@ def sender_pattern(text: str) -> str:
     stand_in = "any" if local == "*" else local
     # The parsed local part must be the one given: "<a@b.org>" parses, as a@b.org
     # (and " a@b.org" too: the text is stripped).
-    parsed = parse_mailbox(f"{stand_in}@{domain.removesuffix('.')}")
+    parsed = parse_mailbox(f"{stand_in}@{domain}")
     if parsed.local != stand_in or text != text.strip():
         raise AddressError("expected local@domain or *@domain")
     return text.lower()
@@ -209,12 +213,11 @@ def sender_pattern(text: str) -> str:
 
 def sender_matches(mailbox: Mailbox, patterns: tuple[str, ...] | list[str]) -> bool:
     """True when an allowed-sender pattern (``a@b`` or ``*@domain``) covers ``mailbox``.
-    A pattern's domain may end in DNS's root dot (``*@example.com.``, as a key and the
-    setting take it): the same domain, though no address may be written so."""
+    A root dot on either side is the same domain (:func:`checked_domain`)."""
     for pattern in patterns:
         local, _, domain = pattern.strip().rpartition("@")
         try:
-            domain = checked_domain(domain.removesuffix("."))
+            domain = checked_domain(domain)
         except AddressError:
             continue
         if domain != mailbox.domain:
