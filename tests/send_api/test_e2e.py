@@ -167,11 +167,11 @@ async def test_an_allowed_sender_is_delivered_with_the_milter_header(
     message = await eventually(lambda: settled(client, sender, location))
     assert message["status"] == "delivered"
     assert message["queue_id"] and message["recipients"][0]["status"] == "delivered"
-    timeline = message["recipients"][0]["timeline"]
-    assert [e["event"] for e in timeline] == ["delivered"]
-    assert "250" in timeline[0]["detail"]
+    relayed, delivered = message["recipients"][0]["timeline"]
+    assert (relayed["event"], relayed["detail"]) == ("relayed", message["queue_id"])
+    assert delivered["event"] == "delivered" and "250" in delivered["detail"]
     # When Postfix logged the line (its log has whole seconds), then read and recorded.
-    logged, recorded = (dt.datetime.fromisoformat(timeline[0][k]) for k in ("logged_at", "time"))
+    logged, recorded = (dt.datetime.fromisoformat(delivered[k]) for k in ("logged_at", "time"))
     assert dt.timedelta(0) <= recorded - logged < dt.timedelta(seconds=10)
     assert {e["event"]: e["logged_at"] for e in message["events"]}["relayed"] is None
 
@@ -546,7 +546,7 @@ async def test_a_message_postfix_gives_up_on_bounces_its_deferred_recipients(
     assert found[later]["status"] == "bounced"
     assert found[later]["detail"].startswith("expired in Postfix's queue")
     assert "450 4.2.0 try later" in found[later]["detail"]
-    assert [e["event"] for e in found[later]["timeline"]] == ["deferred", "bounced"]
+    assert [e["event"] for e in found[later]["timeline"]] == ["relayed", "deferred", "bounced"]
 
 
 def submit_by_hand(port: int, sender: str, recipients: list[str], content: bytes) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import pytest
@@ -24,7 +24,7 @@ from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 from tests.fixtures.postfix import CaptureServer, master_cf_options, running_postfix
 
 from .conftest import SetRuntime
-from .test_e2e import SNIPPET, Client, body, eventually, settled
+from .test_e2e import SNIPPET, Client, body, eventually, settled, status_of
 
 pytestmark = pytest.mark.postfix
 
@@ -55,7 +55,8 @@ def refusing() -> Iterator[Refusing]:
         yield Refusing(capture, str(postfix.maillog), *ports)
 
 
-Start = Callable[[int], Awaitable[Client]]
+class Start(Protocol):
+    def __call__(self, port: int, *, follow_log: bool = True) -> Awaitable[Client]: ...
 
 
 @pytest.fixture
@@ -67,10 +68,10 @@ async def start(
     await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
                       outbound_per_key_per_minute=1000, outbound_per_recipient_per_day=1000)
 
-    async def app(port: int) -> Client:
+    async def app(port: int, *, follow_log: bool = True) -> Client:
         settings = make_admin_settings(
             relay_host="127.0.0.1", relay_port=port, relay_backoff_seconds=0.2,
-            maillog_path=refusing.maillog, maillog_host=MAILLOG_HOST)
+            maillog_path=refusing.maillog if follow_log else None, maillog_host=MAILLOG_HOST)
         return await aiohttp_client(create_app(settings))
 
     return app
@@ -131,13 +132,38 @@ async def test_a_recipient_refused_at_rcpt_fails_on_its_timeline(
                                      within=60)
     assert message["status"] == "partially_delivered"
     found = timelines(message)
-    assert [event for event, _ in found[ok]] == ["delivered"]
+    assert [event for event, _ in found[ok]] == ["relayed", "delivered"]
     ((event, detail),) = found[refused]
     assert event == "failed" and detail.startswith("554 5.7.1") and refused in detail
     (recipient,) = [r for r in message["recipients"] if r["address"] == refused]
     assert recipient["detail"] == detail == message["last_error"]
     assert [e["event"] for e in message["events"]] == ["accepted", "relayed"]
     assert await send_failed(message["id"]) == [(refused, detail)]
+
+
+async def test_a_relayed_recipient_shows_relayed_with_the_queue_id_before_the_log_tells(
+    start: Start, sender: dict[str, str], refusing: Refusing,
+) -> None:
+    """Its timeline was empty while the message was relayed; the one refused at RCPT
+    shows only its failure."""
+    ok, refused = address("example.org"), address("refused.example")
+    client = await start(refusing.rcpt_port, follow_log=False)  # the message stays relayed
+    response = await client.post("/api/v1/send-email", json=body(to=[ok, refused]),
+                                 headers=sender)
+    assert response.status == 202, await response.text()
+    message = await eventually(lambda: relayed(client, sender, response.headers["Location"]))
+    found = timelines(message)
+    assert found[ok] == [("relayed", message["queue_id"])]
+    assert [event for event, _ in found[refused]] == ["failed"]
+    (relayed_event,) = [e for e in message["events"] if e["event"] == "relayed"]
+    (shown,) = next(r["timeline"] for r in message["recipients"] if r["address"] == ok)
+    assert shown == relayed_event
+
+
+async def relayed(client: Client, sender: dict[str, str], location: str) -> Any:
+    """The message once it is relayed, else None."""
+    message = await status_of(client, sender, location)
+    return message if message["status"] == "relayed" else None
 
 
 async def test_recipients_all_refused_at_rcpt_each_fail_with_their_own_reply(

@@ -54,7 +54,13 @@ _RECIPIENT: dict[str, Any] = {
         "address": {"type": "string"}, "kind": {"enum": ["to", "cc", "bcc"]},
         "status": {"enum": list(RECIPIENT_STATUSES)},
         "detail": {"type": ["string", "null"], "description": "the last reply about it"},
-        "updated_at": _TIME, "timeline": {"type": "array", "items": _EVENT},
+        "updated_at": _TIME,
+        "timeline": {"type": "array", "items": _EVENT,
+                     "description": "its events, oldest first: the message's `relayed` "
+                                    "once Postfix took it for this recipient (detail: "
+                                    "Postfix's queue id), then what Postfix's log "
+                                    "says of it; a recipient Postfix refused has its "
+                                    "`failed` instead"},
     },
 }
 # The optional fields of SendEmail: null stands for the field left out.

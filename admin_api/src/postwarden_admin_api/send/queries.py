@@ -31,7 +31,7 @@ WHERE message_id = $1 ORDER BY address
 # time: when the event was recorded; logged_at: when Postfix logged the line it comes
 # from (NULL for the relay's own events, and for lines read before migration 0033).
 SELECT_EVENTS = """
-SELECT time, recipient, event, detail, logged_at FROM outbound_events
+SELECT id, time, recipient, event, detail, logged_at FROM outbound_events
 WHERE message_id = $1 ORDER BY id
 """
 # The search's filters (.sqlwhere), each with the index it uses: the recipients' and the
@@ -117,20 +117,34 @@ async def get_message(
         return None
     shown = _message(row)
     events = [dict(e) for e in await conn.fetch(SELECT_EVENTS, message_id)]
-    recipients = []
-    for recipient in await conn.fetch(SELECT_RECIPIENTS, message_id):
-        entry = dict(recipient)
-        address = entry["address"].lower()
-        entry["timeline"] = [
-            {k: v for k, v in e.items() if k != "recipient"}
-            for e in events if (e["recipient"] or "").lower() == address
-        ]
-        recipients.append(entry)
-    shown["recipients"] = recipients
-    shown["events"] = [
-        {k: v for k, v in e.items() if k != "recipient"} for e in events if e["recipient"] is None
+    shown["recipients"] = [
+        dict(recipient) | {"timeline": _timeline(recipient["address"], events)}
+        for recipient in await conn.fetch(SELECT_RECIPIENTS, message_id)
     ]
+    shown["events"] = [_shown(e) for e in events if e["recipient"] is None]
     return shown
+
+
+def _timeline(address: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recipient's own events, and the message's ``relayed`` (its time, and Postfix's
+    queue id as detail) once Postfix took it: the relay writes that event once for the
+    message (one send.queued), and a recipient Postfix refused at RCPT has its
+    ``failed`` before it. Without it a relayed recipient's timeline stayed empty until
+    Postfix's log told more."""
+    address = address.lower()
+    timeline: list[dict[str, Any]] = []
+    for event in events:
+        own = (event["recipient"] or "").lower() == address
+        taken = (event["recipient"] is None and event["event"] == "relayed"
+                 and all(e["event"] != "failed" for e in timeline))
+        if own or taken:
+            timeline.append(_shown(event))
+    return timeline
+
+
+def _shown(event: dict[str, Any]) -> dict[str, Any]:
+    """A timeline entry: the event without the columns that placed it."""
+    return {k: v for k, v in event.items() if k not in ("id", "recipient")}
 
 
 def search_sql(search: MessageFilter) -> tuple[str, list[Any]]:
