@@ -14,8 +14,13 @@ import asyncpg
 import pytest
 
 from postwarden_admin_api.cursors import Cursor
-from postwarden_admin_api.send.queries import MessageFilter, search_sql, suppressions_sql
-from tests.fixtures.plans import generic_plan, rows_read
+from postwarden_admin_api.send.queries import (
+    MessageFilter,
+    search_messages,
+    search_sql,
+    suppressions_sql,
+)
+from tests.fixtures.plans import generic_plan, planned, rows_read
 
 pytestmark = pytest.mark.postgres
 MESSAGES = 4000
@@ -70,6 +75,37 @@ async def test_a_search_reads_only_what_it_selects(
     assert len(found) == expected
     read = rows_read(plan, ("outbound_messages", "outbound_recipients"))
     assert read <= 2 * expected + 12, plan  # not thousands of messages
+
+
+# Every message tagged "common", every 1000th "rare" too (4 of them).
+TAGS = "UPDATE outbound_messages SET tags = CASE WHEN queue_id ~ '000$' " \
+       "THEN '{common,rare}'::text[] ELSE '{common}' END"
+SEARCH_PLANS = "SELECT generic_plans, custom_plans FROM pg_prepared_statements " \
+               "WHERE statement = $1"
+
+
+@pytest.mark.parametrize(("tag", "expected"), [
+    pytest.param("rare", 4, id="rare"), pytest.param("common", 6, id="common"),
+    pytest.param("none", 0, id="none"), pytest.param("rar", 0, id="part-of-one"),
+])
+async def test_a_tag_search_reads_only_what_it_selects_however_often_it_runs(
+    conn: asyncpg.Connection, tag: str, expected: int
+) -> None:
+    """A rare tag's search walked every message newest first: no index served it, and a
+    generic plan, which PostgreSQL keeps after five runs, cannot tell a rare tag from a
+    common one."""
+    await conn.execute(TAGS)
+    await conn.execute("ANALYZE outbound_messages")
+    search = MessageFilter(tag=tag, limit=5)
+    sql, params = search_sql(search)
+    async with conn.transaction():
+        for _ in range(8):  # as many as the service's connection may run it
+            found, _ = await search_messages(conn, search)
+            assert len(found) == min(expected, 5)
+            assert all(tag in message["tags"] for message in found)
+        assert tuple(await conn.fetchrow(SEARCH_PLANS, sql)) == (0, 8)
+    plan = await planned(conn, sql, params, "force_custom_plan")
+    assert rows_read(plan, ("outbound_messages",)) <= 2 * expected + 12, plan
 
 
 async def test_a_suppressions_page_reads_only_its_rows(conn: asyncpg.Connection) -> None:

@@ -110,6 +110,8 @@ RELEASED = {
         "0689f7ac09c423437925b4555a3533203f18b2f811194541824e51e284d81e6b",
     "0046_webhook_body_template_secret":
         "e3c38ff1d9b4638222dfe0d22c52275f5962524da5fa6ee6cb11e5d8941455f9",
+    "0047_send_search_tag_index":
+        "7ea12509296d64e2927d9140bf1d1bf85c50e674c3d5dc1b8515e8b6d7b6bcf3",
 }
 
 
