@@ -112,6 +112,8 @@ RELEASED = {
         "e3c38ff1d9b4638222dfe0d22c52275f5962524da5fa6ee6cb11e5d8941455f9",
     "0047_send_search_tag_index":
         "7ea12509296d64e2927d9140bf1d1bf85c50e674c3d5dc1b8515e8b6d7b6bcf3",
+    "0048_send_limits_by_database_clock":
+        "a66ba5843ff0a21be931c521f83556b5e9bf7e71cbf27dc33a9c7791a272bc82",
 }
 
 

@@ -12,7 +12,6 @@ context.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 
@@ -44,7 +43,7 @@ LOG_SETTLE_SECONDS = 2.0
 
 async def _housekeeping(conn: asyncpg.Connection) -> None:
     """Drop ended rate windows and expired idempotency records."""
-    await limits.purge_windows(conn, dt.datetime.now(dt.UTC))
+    await limits.purge_windows(conn)
     await idempotency.purge(conn)
 
 

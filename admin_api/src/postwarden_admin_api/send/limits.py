@@ -7,8 +7,9 @@ concurrent requests never overshoot; a reached limit raises and rolls back
 every counter already moved. Counters are taken in one order (recipients
 sorted, then the key), so two transactions never wait on each other in a
 cycle, and the key's rows (which every request of that key needs) are locked
-last, for the shortest time. This module holds the windows, the refusals
-and the recipient hashing.
+last, for the shortest time. The windows are the database clock's (migration
+0048), so instances whose clocks differ count in the same ones. This module holds
+the refusals and the recipient hashing.
 
 A refused request moved no counter, so which recipients stopped it is read
 afterwards (:meth:`LimitReached.full_recipients`): a window's counts only
@@ -20,11 +21,9 @@ plain addresses.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import logging
-import math
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -39,12 +38,11 @@ from .refusals import FieldProblem, Refusal
 log = logging.getLogger(__name__)
 HASH_KEY_SETTING = "recipient_hash_key"
 
-# By the earlier of the database's clock and the host's: sends count in windows of the
-# host's clock, so one behind would count in windows days old by the database's, and one
-# ahead for a round (or another admin host's) would drop the day's counters; either way
-# every recipient could have its day's limit of messages again.
+# By the database's clock, which the windows go by (migration 0048): a host's ahead for
+# a round would drop the day's counters, and every recipient could have its day's
+# limit of messages again.
 PURGE_WINDOWS = ("DELETE FROM outbound_rate_counters "
-                 "WHERE window_start < least(now(), $1) - interval '2 days'")
+                 "WHERE window_start < now() - interval '2 days'")
 SELECT_HASH_KEY = "SELECT key FROM send_hash_key"
 INSERT_HASH_KEY = "INSERT INTO send_hash_key (key) VALUES ($1) ON CONFLICT DO NOTHING"
 RECIPIENT_FULL = "this recipient has had its limit of messages today"
@@ -135,39 +133,18 @@ class HashKey:
         return derive_hash_key(secret.encode())
 
 
-def _seconds_until(end: dt.datetime, now: dt.datetime) -> int:
-    return max(1, math.ceil((end - now).total_seconds()))
-
-
-@dataclass(frozen=True, slots=True)
-class Windows:
-    """The counting windows that contain ``now``."""
-
-    minute_start: dt.datetime
-    day_start: dt.datetime
-    now: dt.datetime
-
-    @classmethod
-    def at(cls, now: dt.datetime) -> Windows:
-        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        return cls(now.replace(second=0, microsecond=0), day_start, now)
-
-    def refusal(self, code: str, detail: str | None = None) -> LimitReached | None:
-        """The LimitReached for a refusal code raised by ``send_enqueue`` (with its DETAIL:
-        the recipient hashes at their limit), else None."""
-        next_day = _seconds_until(self.day_start + dt.timedelta(days=1), self.now)
-        if code == Refusal.RATE_LIMITED.code:
-            next_minute = self.minute_start + dt.timedelta(minutes=1)
-            return LimitReached(Refusal.RATE_LIMITED, _seconds_until(next_minute, self.now))
-        if code == Refusal.RECIPIENT_RATE_LIMITED.code:
-            return LimitReached(Refusal.RECIPIENT_RATE_LIMITED, next_day,
-                                frozenset(detail.split(",")) if detail else frozenset())
-        if code == Refusal.DAILY_QUOTA_EXCEEDED.code:
-            return LimitReached(Refusal.DAILY_QUOTA_EXCEEDED, next_day)
+def refusal(code: str, detail: str | None, hint: str | None) -> LimitReached | None:
+    """The LimitReached for a refusal code raised by ``send_enqueue``, else None. Its
+    windows are the database's (migration 0048): the HINT is the seconds until the
+    refusing one ends, the DETAIL the recipient hashes at their limit."""
+    refused = {r.code: r for r in (Refusal.RATE_LIMITED, Refusal.RECIPIENT_RATE_LIMITED,
+                                   Refusal.DAILY_QUOTA_EXCEEDED)}.get(code)
+    if refused is None:
         return None
+    full = frozenset(detail.split(",")) if detail else frozenset()
+    return LimitReached(refused, max(1, int(hint or 1)), full)
 
 
-async def purge_windows(conn: asyncpg.Connection, now: dt.datetime) -> None:
-    """Drop counters of windows that ended by both clocks, ``now`` the host's (the
-    longest window is one day)."""
-    await conn.execute(PURGE_WINDOWS, now)
+async def purge_windows(conn: asyncpg.Connection) -> None:
+    """Drop counters of windows that ended (the longest is one day)."""
+    await conn.execute(PURGE_WINDOWS)

@@ -108,11 +108,11 @@ async def enqueue(
     conn: asyncpg.Connection, submission: Submission, quota: limits.Limits, now: dt.datetime
 ) -> Accepted:
     """Store the message for the relay worker, or raise Suppressed or limits.LimitReached.
+    ``now`` dates the message; the limits count in the database clock's windows.
 
     Outside a transaction, as the service calls it: it returns once the message is on
     disk. Inside one (tests batch a few), the commit is the caller's and does not wait.
     """
-    windows = limits.Windows.at(now)
     accepted = Accepted(submission.id, submission.message_id)
     request = submission.request
     recipients = request.recipients_by_field
@@ -126,7 +126,7 @@ async def enqueue(
             request.sender.address, request.subject, list(request.tags), request.metadata, now,
             [m.address for m, _ in recipients], [kind for _, kind in recipients],
             submission.content, [m.key for m, _ in recipients], hashes,
-            windows.minute_start, windows.day_start, windows.day_start.date(),
+            None, None, None,  # the windows: the database's own since migration 0048
             quota.per_key_per_minute, quota.per_recipient_per_day, quota.per_key_per_day,
             submission.idempotency_key,
             None if submission.idempotency_key is None else accepted.body(),  # its answer
@@ -136,7 +136,7 @@ async def enqueue(
             raise Refusal.IDEMPOTENCY_IN_PROGRESS.error() from None
         if raised.message == KEY_NOT_LIVE:  # revoked or expired since the admission
             raise unauthenticated() from None
-        reached = windows.refusal(raised.message, raised.detail)
+        reached = limits.refusal(raised.message, raised.detail, raised.hint)
         if reached is None:
             raise
         raise reached from None
