@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import pytest
 
+from postwarden_admin_api import ratelimit
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.ratelimit import RateLimiter
@@ -136,3 +140,40 @@ async def test_counting_a_request_does_not_wait_for_the_disk(
             assert admission.quota.allowed
     finally:
         pool.terminate()
+
+
+SECOND = "SELECT extract(second FROM now())"  # into the database's minute
+
+
+class _ClockAhead:
+    """The ``time`` module as the limiter sees it on a host whose clock runs an hour and a
+    half minute ahead of another's (and of the database's)."""
+
+    monotonic = staticmethod(time.monotonic)
+
+    @staticmethod
+    def time() -> float:
+        return time.time() + 3630
+
+
+async def test_instances_whose_clocks_differ_count_in_one_window(
+    database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each counted in its host's window: with one instance's clock ahead of the other's a
+    key had its limit once per instance, and RateLimit-Reset told another window's end."""
+    pool = await create_pool(database_url)
+    try:
+        here, ahead = RateLimiter(pool), RateLimiter(pool)
+        bucket = f"clock-test-{uuid.uuid4().hex}"
+        second = float(await pool.fetchval(SECOND))
+        if second > 55:  # all in one window: the next
+            await asyncio.sleep(60.5 - second)
+        assert (await here.admit(None, bucket, 2)).quota.allowed
+        monkeypatch.setattr(ratelimit, "time", _ClockAhead)
+        assert (await ahead.admit(None, bucket, 2)).quota.allowed
+        refused = (await ahead.admit(None, bucket, 2)).quota
+        assert not refused.allowed
+        assert abs(refused.reset_seconds - (60 - float(await pool.fetchval(SECOND)))) <= 2
+        assert not (await ahead.hit(bucket, 2)).allowed
+    finally:
+        await pool.close()

@@ -1,4 +1,5 @@
-"""Fixed-window rate limits counted in Postgres, shared by every service instance.
+"""Fixed-window rate limits counted in Postgres, shared by every service instance,
+in windows of the database's clock (whatever each instance's host says).
 
 One atomic upsert per hit: the counter only grows while it is below the
 limit, so concurrent requests can never overshoot. When Postgres cannot be
@@ -35,16 +36,25 @@ from .periodic import DB_ERRORS
 log = logging.getLogger(__name__)
 
 # Both commit without waiting for the disk (.commits): a hit lost in a crash is harmless.
+# The window is the database clock's ($w: its length in seconds), so that instances whose
+# clocks differ count in the same one: by their own, one half a minute behind another
+# opened a new window each half minute, and a key had its limit twice a minute. Each
+# answers the window's start (epoch seconds) and the seconds left in it.
+WINDOW = "span AS (SELECT floor(extract(epoch FROM now()) / $w::integer) * $w::integer AS start)"
+WINDOW_LEFT = ("(SELECT start::bigint FROM span) AS start, "
+               "(SELECT ceil(start + $w::integer - extract(epoch FROM now()))::integer "
+               "FROM span) AS reset")
 HIT = f"""
-WITH {NO_WAIT}
-INSERT INTO rate_limit_counters (bucket, window_start, count)
-SELECT $1, to_timestamp($2), 1 FROM no_wait
-ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limit_counters.count + 1
-WHERE rate_limit_counters.count < $3
-RETURNING count
-"""  # noqa: S608 - a constant CTE
+WITH {NO_WAIT}, {WINDOW}, hit AS (
+    INSERT INTO rate_limit_counters AS c (bucket, window_start, count)
+    SELECT $1, to_timestamp(start), 1 FROM no_wait, span
+    ON CONFLICT (bucket, window_start) DO UPDATE SET count = c.count + 1 WHERE c.count < $2
+    RETURNING c.count
+)
+SELECT (SELECT count FROM hit) AS count, {WINDOW_LEFT}
+""".replace("$w", "$3")  # noqa: S608 - a constant CTE
 ADMIT = f"""
-WITH {NO_WAIT}, live AS (
+WITH {NO_WAIT}, {WINDOW}, live AS (
     SELECT key_id FROM api_keys
     WHERE key_id = $1 AND {LIVE_KEY}
 ), touched AS (
@@ -53,14 +63,15 @@ WITH {NO_WAIT}, live AS (
       AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
 ), hit AS (
     INSERT INTO rate_limit_counters AS c (bucket, window_start, count)
-    SELECT $2, to_timestamp($3), 1
+    SELECT $2, to_timestamp(start), 1 FROM span
     WHERE $1::text IS NULL OR EXISTS (SELECT FROM live)
-    ON CONFLICT (bucket, window_start) DO UPDATE SET count = c.count + 1 WHERE c.count < $4
+    ON CONFLICT (bucket, window_start) DO UPDATE SET count = c.count + 1 WHERE c.count < $3
     RETURNING c.count
 )
-SELECT $1::text IS NULL OR EXISTS (SELECT FROM live) AS live, (SELECT count FROM hit) AS count
+SELECT $1::text IS NULL OR EXISTS (SELECT FROM live) AS live, (SELECT count FROM hit) AS count,
+       {WINDOW_LEFT}
 FROM no_wait
-"""  # noqa: S608 - a constant CTE
+""".replace("$w", "$4")  # noqa: S608 - a constant CTE
 PURGE = "DELETE FROM rate_limit_counters WHERE window_start < now() - $1::interval"
 MAX_REMEMBERED_FULL = 10_000  # buckets remembered as full, per window
 
@@ -99,14 +110,18 @@ class RateLimiter:
         self._local: dict[tuple[str, int], int] = {}
         self._local_window = 0
         self._full: set[str] = set()  # buckets that reached their limit in _full_window
-        self._full_window = 0
+        self._full_window = 0  # its start, by the database's clock (epoch seconds)
+        self._full_until = 0.0  # its end, by this process's monotonic clock
 
-    def _known_full(self, bucket: str, start: int) -> bool:
-        return start == self._full_window and bucket in self._full
+    def _known_full(self, bucket: str) -> int | None:
+        """The seconds left in the window this process saw ``bucket`` full in, if any."""
+        left = math.ceil(self._full_until - time.monotonic())
+        return left if left > 0 and bucket in self._full else None
 
-    def _remember_full(self, bucket: str, start: int) -> None:
+    def _remember_full(self, bucket: str, start: int, reset: int) -> None:
         if start > self._full_window:  # a new window: every bucket starts over
             self._full, self._full_window = set(), start
+            self._full_until = time.monotonic() + reset
         # Bounded, in O(1): past the bound a full bucket costs its round trip, and is
         # still refused by its count. (Sifting the buckets at each addition took 30 s
         # of the event loop for 30 000 address groups blocked within one minute.)
@@ -114,6 +129,7 @@ class RateLimiter:
             self._full.add(bucket)
 
     def _current_window(self) -> tuple[int, int]:
+        """The window by this host's clock: for counting in process only."""
         now = time.time()
         start = int(now // self._window) * self._window
         return start, max(1, math.ceil(start + self._window - now))
@@ -128,27 +144,35 @@ class RateLimiter:
         self._local[(bucket, start)] = count + 1
         return count + 1
 
-    async def hit(self, bucket: str, limit: int) -> Quota:
-        """Count one request in ``bucket``; refused once ``limit`` were counted this window."""
-        start, reset = self._current_window()
-        if self._known_full(bucket, start):
-            return Quota(False, limit, 0, reset)
-        count: int | None
-        try:
-            async with self._pool.acquire(timeout=2.0) as conn:
-                count = await conn.fetchval(HIT, bucket, start, limit)
-        except DB_ERRORS:
-            log.warning("rate limiter: database unreachable, counting in process")
-            count = self._local_hit(bucket, start, limit)
+    def _counted(self, bucket: str, limit: int, count: int | None, start: int, reset: int
+                 ) -> Quota:
+        """The quota once ``bucket``'s count (None: it was full) in the window that
+        began at ``start`` and ends in ``reset`` seconds."""
         if count is None:
-            self._remember_full(bucket, start)
+            self._remember_full(bucket, start, reset)
             return Quota(False, limit, 0, reset)
         return Quota(True, limit, max(0, limit - count), reset)
 
+    async def hit(self, bucket: str, limit: int) -> Quota:
+        """Count one request in ``bucket``; refused once ``limit`` were counted this window."""
+        refused = self.remembered_full(bucket, limit)
+        if refused is not None:
+            return refused
+        count: int | None
+        try:
+            async with self._pool.acquire(timeout=2.0) as conn:
+                row = await conn.fetchrow(HIT, bucket, limit, self._window)
+            count, start, reset = row["count"], row["start"], row["reset"]
+        except DB_ERRORS:
+            log.warning("rate limiter: database unreachable, counting in process")
+            start, reset = self._current_window()
+            count = self._local_hit(bucket, start, limit)
+        return self._counted(bucket, limit, count, start, reset)
+
     def remembered_full(self, bucket: str, limit: int) -> Quota | None:
         """The refusal for ``bucket`` when this process saw it reach its limit this window."""
-        start, reset = self._current_window()
-        return Quota(False, limit, 0, reset) if self._known_full(bucket, start) else None
+        left = self._known_full(bucket)
+        return None if left is None else Quota(False, limit, 0, left)
 
     async def admit(
         self, key_id: str | None, bucket: str, limit: int
@@ -159,16 +183,12 @@ class RateLimiter:
         Database failures propagate: without the database a key's liveness is
         unknown, so the request fails closed.
         """
-        start, reset = self._current_window()
         async with connection(self._pool) as conn:
-            row = await conn.fetchrow(ADMIT, key_id, bucket, start, limit)
+            row = await conn.fetchrow(ADMIT, key_id, bucket, limit, self._window)
         if not row["live"]:
-            return Admission(False, Quota(False, limit, 0, reset))
-        count = row["count"]
-        if count is None:
-            self._remember_full(bucket, start)
-            return Admission(True, Quota(False, limit, 0, reset))
-        return Admission(True, Quota(True, limit, max(0, limit - count), reset))
+            return Admission(False, Quota(False, limit, 0, row["reset"]))
+        return Admission(True, self._counted(bucket, limit, row["count"], row["start"],
+                                             row["reset"]))
 
 
 async def purge_counters(conn: asyncpg.Connection, older_than: dt.timedelta) -> None:
