@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import statistics
 import sys
 import time
@@ -55,7 +54,7 @@ async def one_run(dsn: str, *, one_key: bool, count: int, concurrency: int
             started = time.perf_counter()
             async with pool.acquire() as conn:
                 await enqueue(conn, submission(key, f"{uuid.uuid4().hex[:12]}@example.org"),
-                              UNLIMITED, dt.datetime.now(dt.UTC))
+                              UNLIMITED)
             latencies.append(time.perf_counter() - started)
 
     try:

@@ -572,8 +572,7 @@ async def test_an_attempt_cut_off_after_postfix_queued_it_is_delivered_once(
     tag = uuid.uuid4().hex[:10]
     async with pool.acquire() as conn, conn.transaction():
         queued, lost = [
-            (await enqueue(conn, submission(tag, f"{name}-{tag}@example.org"), ROOMY,
-                           dt.datetime.now(dt.UTC))).id
+            (await enqueue(conn, submission(tag, f"{name}-{tag}@example.org"), ROOMY)).id
             for name in ("queued", "lost")
         ]
         await conn.execute(

@@ -13,7 +13,7 @@ from postwarden_admin_api.send.outbox import ENQUEUE, Unconfirmed, confirm, enqu
 from postwarden_store import connect, create_pool
 from tests.conftest import PgServer
 from tests.fixtures.postgres import durable_commits_hang
-from tests.fixtures.submissions import NOW, ROOMY, submission
+from tests.fixtures.submissions import ROOMY, submission
 from tests.send_api.test_outbox_limits import waiting_on
 
 RUNNING = "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)"
@@ -33,8 +33,8 @@ async def test_a_backend_still_running_the_call_is_ended_before_the_answer(
     lost = submission(key, "b@example.org")
     try:
         async with holder.transaction():  # the key's counters stay locked meanwhile
-            await enqueue(holder, submission(key, "a@example.org"), ROOMY, NOW)
-            send = asyncio.create_task(enqueue(first, lost, ROOMY, NOW))
+            await enqueue(holder, submission(key, "a@example.org"), ROOMY)
+            send = asyncio.create_task(enqueue(first, lost, ROOMY))
             await waiting_on(pg_server.admin_dsn, first, ENQUEUE, "transactionid")
             first.terminate()  # only the client's end: the backend still waits
             with pytest.raises(Unconfirmed) as unsure:
@@ -67,7 +67,7 @@ async def test_a_backend_cut_off_while_waiting_for_the_disk_is_ended_and_its_mes
         await first.execute("SET synchronous_commit = on")  # other's flush does not wait
         async with durable_commits_hang(pg_server.admin_dsn):
             send = asyncio.create_task(enqueue(
-                first, submission(uuid.uuid4().hex, "a@example.org"), ROOMY, NOW))
+                first, submission(uuid.uuid4().hex, "a@example.org"), ROOMY))
             await waiting_on(pg_server.admin_dsn, first, ENQUEUE)
             first.terminate()
             with pytest.raises(Unconfirmed) as unsure:
@@ -91,11 +91,11 @@ async def test_a_pooled_connection_left_unsure_is_not_handed_on(
     one = await create_pool(database_url, min_size=1, max_size=1)
     try:
         async with holder.transaction():
-            await enqueue(holder, submission(key, "a@example.org"), ROOMY, NOW)
+            await enqueue(holder, submission(key, "a@example.org"), ROOMY)
             async with one.acquire() as conn:
                 backend = conn.get_server_pid()
                 send = asyncio.create_task(
-                    enqueue(conn, submission(key, "b@example.org"), ROOMY, NOW))
+                    enqueue(conn, submission(key, "b@example.org"), ROOMY))
                 await waiting_on(pg_server.admin_dsn, conn, ENQUEUE, "transactionid")
                 await other.execute("SELECT pg_cancel_backend($1)", backend)
                 with pytest.raises(Unconfirmed) as unsure:

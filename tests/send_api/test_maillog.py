@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import errno
 import socket
 import threading
@@ -270,8 +269,7 @@ def test_only_postsupers_own_hold_and_release_lines_are_about_a_message(line: st
 async def accepted_message(pool: asyncpg.Pool, *recipients: str) -> uuid.UUID:
     async with pool.acquire() as conn:
         accepted = await enqueue(
-            conn, submission(uuid.uuid4().hex, *recipients), ROOMY, dt.datetime.now(dt.UTC)
-        )
+            conn, submission(uuid.uuid4().hex, *recipients), ROOMY)
     return accepted.id
 
 

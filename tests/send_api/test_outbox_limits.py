@@ -24,7 +24,7 @@ from postwarden_store import connect
 from tests.conftest import PgServer
 from tests.fixtures.clocks import shifted_datetime
 from tests.fixtures.postgres import durable_commits_hang
-from tests.fixtures.submissions import NOW, ROOMY, submission
+from tests.fixtures.submissions import ROOMY, submission
 
 
 async def count(pool: asyncpg.Pool, sql: str, *args: object) -> int:
@@ -36,8 +36,7 @@ async def test_enqueue_writes_message_recipients_and_outbox(pool: asyncpg.Pool) 
     key = uuid.uuid4().hex
     async with pool.acquire() as conn:
         accepted = await enqueue(
-            conn, submission(key, "a@example.org", "B@example.org"), ROOMY, NOW
-        )
+            conn, submission(key, "a@example.org", "B@example.org"), ROOMY)
     row = await pool.fetchrow("SELECT * FROM outbound_messages WHERE id = $1", accepted.id)
     assert row["status"] == "queued" and row["recipient_count"] == 2
     assert row["message_id"] == accepted.message_id
@@ -56,8 +55,7 @@ async def test_one_address_in_two_cases_is_one_recipient(pool: asyncpg.Pool) -> 
     key = uuid.uuid4().hex
     async with pool.acquire() as conn:
         accepted = await enqueue(
-            conn, submission(key, "Bob@example.org", "bob@example.org"), ROOMY, NOW
-        )
+            conn, submission(key, "Bob@example.org", "bob@example.org"), ROOMY)
     row = await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1", accepted.id)
     assert row["recipients"] == ["Bob@example.org"]
     assert await count(
@@ -76,7 +74,7 @@ async def test_a_hundred_concurrent_requests_never_pass_a_limit_of_forty(
     async def one(n: int) -> str:
         async with pool.acquire() as conn:
             try:
-                await enqueue(conn, submission(key, f"r{n}@example.org"), limits, NOW)
+                await enqueue(conn, submission(key, f"r{n}@example.org"), limits)
             except LimitReached as reached:
                 return reached.refusal.code
         return "accepted"
@@ -96,18 +94,18 @@ async def test_recipient_and_daily_limits(pool: asyncpg.Pool) -> None:
     target = f"{uuid.uuid4().hex[:8]}@example.org"
     async with pool.acquire() as conn:
         for _ in range(2):
-            await enqueue(conn, submission(key, target), limits, NOW)
+            await enqueue(conn, submission(key, target), limits)
         with pytest.raises(LimitReached) as caught:
-            await enqueue(conn, submission(key, target, "other@example.org"), limits, NOW)
+            await enqueue(conn, submission(key, target, "other@example.org"), limits)
         assert caught.value.refusal.code == "recipient_rate_limited"
         # the refused message moved no counter: "other" was counted and rolled back
-        await enqueue(conn, submission(key, "other@example.org"), limits, NOW)
+        await enqueue(conn, submission(key, "other@example.org"), limits)
         with pytest.raises(LimitReached) as caught:
-            await enqueue(conn, submission(key, "third@example.org"), limits, NOW)
+            await enqueue(conn, submission(key, "third@example.org"), limits)
         assert caught.value.refusal.code == "daily_quota_exceeded"
         assert abs(caught.value.retry_after - await conn.fetchval(DAY_LEFT)) <= 2
         await conn.execute(DAY_OVER, key)  # the database's day has ended
-        await enqueue(conn, submission(key, "third@example.org"), limits, NOW)
+        await enqueue(conn, submission(key, "third@example.org"), limits)
     assert await count(pool, "SELECT count(*) FROM outbound_messages WHERE key_id = $1", key) == 4
 
 
@@ -119,23 +117,22 @@ DAY_OVER = "UPDATE outbound_daily_usage SET day = day - 1 WHERE key_id = $1"
 @pytest.mark.parametrize("behind", [dt.timedelta(days=1), dt.timedelta(minutes=1)],
                          ids=["a-day", "a-minute"])
 async def test_instances_whose_clocks_differ_count_in_the_same_windows(
-    pool: asyncpg.Pool, behind: dt.timedelta
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, behind: dt.timedelta
 ) -> None:
     """Each instance counted in its host's windows: one a day (or a minute) behind
     another gave every recipient its day's limit (every key its minute's) again."""
     key, target = uuid.uuid4().hex, f"{uuid.uuid4().hex[:8]}@example.org"
     limits = Limits(per_key_per_minute=1, per_recipient_per_day=1, per_key_per_day=1)
     async with pool.acquire() as conn:
-        now = dt.datetime.now(dt.UTC)
-        await enqueue(conn, submission(key, target), limits, now)
-        # On the other host, each limit in turn (raising those checked before it).
+        await enqueue(conn, submission(key, target), limits)
+        monkeypatch.setattr(dt, "datetime", shifted_datetime(-behind))  # the other host
+        # Each limit in turn (raising those checked before it).
         for change, code in [({}, "recipient_rate_limited"),
                              ({"per_recipient_per_day": 2}, "rate_limited"),
                              ({"per_recipient_per_day": 2, "per_key_per_minute": 2},
                               "daily_quota_exceeded")]:
             with pytest.raises(LimitReached) as caught:
-                await enqueue(conn, submission(key, target), replace(limits, **change),
-                              now - behind)
+                await enqueue(conn, submission(key, target), replace(limits, **change))
             assert caught.value.refusal.code == code
         windows = await conn.fetch("SELECT scope, window_start FROM outbound_rate_counters "
                                    "WHERE subject = ANY($1)", [key, *submission(key, target)
@@ -151,9 +148,9 @@ async def test_minute_window_retry_after(pool: asyncpg.Pool) -> None:
     key = uuid.uuid4().hex
     limits = Limits(per_key_per_minute=1, per_recipient_per_day=100, per_key_per_day=100)
     async with pool.acquire() as conn:
-        await enqueue(conn, submission(key, "a@example.org"), limits, NOW)
+        await enqueue(conn, submission(key, "a@example.org"), limits)
         with pytest.raises(LimitReached) as caught:
-            await enqueue(conn, submission(key, "a@example.org"), limits, NOW)
+            await enqueue(conn, submission(key, "a@example.org"), limits)
     assert caught.value.refusal.code == "rate_limited"
     assert 1 <= caught.value.retry_after <= 60  # the rest of the database's minute
 
@@ -174,8 +171,7 @@ async def test_idempotency_claim_replay_conflict_and_release(pool: asyncpg.Pool)
             await idempotency.claim(conn, key_id, key, b"x" * 32, uuid.uuid4())
         assert (reused.value.status, reused.value.code) == (422, "idempotency_key_reused")
         await enqueue(
-            conn, submission(key_id, "a@example.org", idem=key, claim=mine), ROOMY, NOW
-        )
+            conn, submission(key_id, "a@example.org", idem=key, claim=mine), ROOMY)
         stored = await idempotency.claim(conn, key_id, key, digest, uuid.uuid4())
         assert stored is not None and stored.status == 202
         assert stored.body == {"id": str(mine), "message_id": stored.body["message_id"],
@@ -199,12 +195,12 @@ async def test_a_claim_taken_over_fences_out_the_request_that_held_it(
         assert await idempotency.claim(conn, key_id, key, digest, retry) is None  # taken over
         with pytest.raises(ApiError) as fenced:  # the stalled request goes on, too late
             await enqueue(conn, submission(key_id, "a@example.org", idem=key, claim=first),
-                          ROOMY, NOW)
+                          ROOMY)
         assert (fenced.value.status, fenced.value.code) == (
             409, "idempotency_request_in_progress")
         await idempotency.release(conn, key_id, key, first)  # leaves the retry's claim alone
         await enqueue(conn, submission(key_id, "a@example.org", idem=key, claim=retry),
-                      ROOMY, NOW)
+                      ROOMY)
     sent = await pool.fetch("SELECT id FROM outbound_messages WHERE key_id = $1", key_id)
     assert [row["id"] for row in sent] == [retry]
 
@@ -222,7 +218,7 @@ async def test_housekeeping_drops_ended_windows_and_old_records(pool: asyncpg.Po
     async with pool.acquire() as conn:
         await idempotency.claim(conn, key, "old", idempotency.request_digest({}), claim)
         await enqueue(conn, submission(key, "old@example.org", idem="old", claim=claim),
-                      ROOMY, NOW)
+                      ROOMY)
         await conn.execute(
             "UPDATE send_idempotency SET created_at = now() - interval '2 days' "
             "WHERE key_id = $1", key,
@@ -248,7 +244,7 @@ async def test_housekeeping_drops_no_window_either_clock_still_counts_in(
     sent = submission(key, f"{key}@example.org")
     monkeypatch.setattr(dt, "datetime", shifted_datetime(offset))
     async with pool.acquire() as conn:
-        await enqueue(conn, sent, ROOMY, dt.datetime.now(dt.UTC))
+        await enqueue(conn, sent, ROOMY)
         await _housekeeping(conn)
     assert await count(pool, "SELECT count(*) FROM outbound_rate_counters WHERE subject = $1 "
                              "OR subject = $2", sent.key_id, *sent.recipient_hashes) == 2
@@ -293,7 +289,7 @@ async def test_one_key_s_sends_do_not_queue_behind_each_other_s_disk_flush(
         async with durable_commits_hang(pg_server.admin_dsn):
             for n, conn in enumerate(conns):
                 sends.append(asyncio.create_task(
-                    enqueue(conn, submission(key, f"r{n}@example.org"), ROOMY, NOW)))
+                    enqueue(conn, submission(key, f"r{n}@example.org"), ROOMY)))
                 await waiting_on(pg_server.admin_dsn, conn, ENQUEUE)
             assert not any(send.done() for send in sends)
             admin = await asyncpg.connect(pg_server.admin_dsn)
@@ -325,7 +321,7 @@ async def test_a_connection_lost_while_waiting_for_the_disk_is_confirmed_on_anot
             await conn.execute("SET synchronous_commit = on")
         async with durable_commits_hang(pg_server.admin_dsn):
             send = asyncio.create_task(enqueue(
-                first, submission(uuid.uuid4().hex, "a@example.org"), ROOMY, NOW))
+                first, submission(uuid.uuid4().hex, "a@example.org"), ROOMY))
             await waiting_on(pg_server.admin_dsn, first, ENQUEUE)
             await other.execute("SELECT pg_terminate_backend($1)", first.get_server_pid())
             with pytest.raises(Unconfirmed) as unsure:
@@ -353,9 +349,9 @@ async def test_a_connection_lost_before_the_enqueue_committed_keeps_its_error(
     holder, first, other = [await connect(database_url) for _ in range(3)]
     try:
         async with holder.transaction():  # the key's counters stay locked meanwhile
-            await enqueue(holder, submission(key, "a@example.org"), ROOMY, NOW)
+            await enqueue(holder, submission(key, "a@example.org"), ROOMY)
             send = asyncio.create_task(
-                enqueue(first, submission(key, "b@example.org"), ROOMY, NOW))
+                enqueue(first, submission(key, "b@example.org"), ROOMY))
             await waiting_on(pg_server.admin_dsn, first, ENQUEUE, "transactionid")
             await other.execute("SELECT pg_terminate_backend($1)", first.get_server_pid())
             with pytest.raises(Unconfirmed) as unsure:

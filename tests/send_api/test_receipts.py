@@ -9,7 +9,6 @@ runs the same through the real one).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import socket
 import time
@@ -390,8 +389,7 @@ async def interrupted(pool: asyncpg.Pool, recipient: str, receipt: tuple[str, bo
     """A row as a cut-off attempt leaves it (claimed, unsettled, its lease over), with
     what the follower read of it; in one transaction, so the worker sees all or nothing."""
     async with pool.acquire() as conn, conn.transaction():
-        accepted = await enqueue(conn, submission(uuid.uuid4().hex, recipient), ROOMY,
-                                 dt.datetime.now(dt.UTC))
+        accepted = await enqueue(conn, submission(uuid.uuid4().hex, recipient), ROOMY)
         await conn.execute("UPDATE outbox SET attempts = 1, unsettled = true "
                            "WHERE message_id = $1", accepted.id)
         if receipt is not None:
@@ -479,7 +477,7 @@ async def test_rows_a_stopping_worker_did_not_reach_are_released_settled(
     server, port = smtp_server
     async with pool.acquire() as conn, conn.transaction():
         batch = [(await enqueue(conn, submission(uuid.uuid4().hex, f"b{n}@example.org"),
-                                ROOMY, dt.datetime.now(dt.UTC))).id for n in range(3)]
+                                ROOMY)).id for n in range(3)]
     server.data_gate.clear()  # the first message's 250 waits
     worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1))
     worker.start()

@@ -30,6 +30,7 @@ from postwarden_admin_api.send.relayoutcomes import (
 from postwarden_admin_api.send.submit import Outcome, SmtpSession, SubmitResult
 from postwarden_store import create_pool
 from tests.conftest import PgServer
+from tests.fixtures.clocks import shifted_datetime
 from tests.fixtures.ports import free_port
 from tests.fixtures.scripted_smtp import Scripted
 from tests.fixtures.submissions import ROOMY, submission
@@ -46,8 +47,7 @@ def database_url(fresh_database_url: str) -> str:
 async def accepted(pool: asyncpg.Pool, *recipients: str) -> uuid.UUID:
     async with pool.acquire() as conn:
         message = await enqueue(
-            conn, submission(uuid.uuid4().hex, *recipients), ROOMY, dt.datetime.now(dt.UTC)
-        )
+            conn, submission(uuid.uuid4().hex, *recipients), ROOMY)
     return message.id
 
 
@@ -107,15 +107,16 @@ async def test_a_message_is_relayed_and_keeps_the_queue_id(
 
 
 async def test_a_message_accepted_on_a_host_whose_clock_runs_ahead_is_relayed_at_once(
-    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], worker: RelayWorker,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The relay claims by the database's clock; the enqueue was given the service's
     (its rate windows, the message's times), and the row was due only once the
     database's clock reached it: ten minutes ahead, every message waited ten minutes."""
-    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    monkeypatch.setattr(dt, "datetime", shifted_datetime(dt.timedelta(minutes=10)))
     async with pool.acquire() as conn:
         message = await enqueue(conn, submission(uuid.uuid4().hex, "soon@example.org"),
-                                ROOMY, ahead)
+                                ROOMY)
     worker.wake()
     row = await settled(pool, message.id)
     assert row["status"] == "relayed"
@@ -431,7 +432,7 @@ async def test_a_slow_batch_keeps_its_rows_from_other_workers(
     port = server.sockets[0].getsockname()[1]
     async with pool.acquire() as conn, conn.transaction():
         batch = [(await enqueue(conn, submission(uuid.uuid4().hex, f"slow{n}@example.org"),
-                                ROOMY, dt.datetime.now(dt.UTC))).id for n in range(4)]
+                                ROOMY)).id for n in range(4)]
     worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=2))
     worker.start()
     try:

@@ -12,7 +12,6 @@ a bound each. The log lines are written here, as Postfix would write them.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -57,8 +56,7 @@ async def log_file(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[tuple[Pa
 async def cut_off(pool: asyncpg.Pool, recipient: str) -> uuid.UUID:
     """A row as an attempt whose answer was lost leaves it, its lease still far off."""
     async with pool.acquire() as conn, conn.transaction():
-        message = (await enqueue(conn, submission(uuid.uuid4().hex, recipient), ROOMY,
-                                 dt.datetime.now(dt.UTC))).id
+        message = (await enqueue(conn, submission(uuid.uuid4().hex, recipient), ROOMY)).id
         await conn.execute("UPDATE outbox SET attempts = 1, unsettled = true, next_attempt_at "
                            "= now() + interval '1 hour' WHERE message_id = $1", message)
     return message

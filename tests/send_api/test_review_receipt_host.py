@@ -10,7 +10,6 @@ host's lines for another message under the same short queue id would.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 import asyncpg
@@ -37,8 +36,7 @@ async def test_a_commit_in_another_host_s_log_is_stored_as_that_host_s(
 ) -> None:
     server, port = smtp_server
     async with pool.acquire() as conn, conn.transaction():
-        message = (await enqueue(conn, submission(uuid.uuid4().hex, "far@example.org"), ROOMY,
-                                 dt.datetime.now(dt.UTC))).id
+        message = (await enqueue(conn, submission(uuid.uuid4().hex, "far@example.org"), ROOMY)).id
         # Cut off on the other host, whose follower read Postfix's commit there.
         await conn.execute("UPDATE outbox SET attempts = 1, unsettled = true "
                            "WHERE message_id = $1", message)

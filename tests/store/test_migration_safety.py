@@ -114,6 +114,8 @@ RELEASED = {
         "7ea12509296d64e2927d9140bf1d1bf85c50e674c3d5dc1b8515e8b6d7b6bcf3",
     "0048_send_limits_by_database_clock":
         "a66ba5843ff0a21be931c521f83556b5e9bf7e71cbf27dc33a9c7791a272bc82",
+    "0049_send_accepted_by_database_clock":
+        "e4df9cd9b8a926b2a61f3151a05b9edd18b67929866b9a828121dcccc6c8f604",
 }
 
 

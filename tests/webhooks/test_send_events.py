@@ -38,8 +38,7 @@ async def sent(pool: asyncpg.Pool, *recipients: str, metadata: dict[str, Any] | 
                ) -> uuid.UUID:
     """A message accepted from the key ``k1`` and stored as its relay stores it."""
     async with pool.acquire() as conn:
-        accepted = await enqueue(conn, submission("k1", *recipients, metadata=metadata), ROOMY,
-                                 dt.datetime.now(dt.UTC))
+        accepted = await enqueue(conn, submission("k1", *recipients, metadata=metadata), ROOMY)
     return accepted.id
 
 

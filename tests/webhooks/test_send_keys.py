@@ -40,8 +40,7 @@ async def queued_by(database_url: str, sender: str) -> str:
     """A message sent with the key ``sender``, queued by Postfix: its send.queued event."""
     conn = await connect(database_url)
     try:
-        accepted = await enqueue(conn, submission(sender, "r@example.org"), ROOMY,
-                                 dt.datetime.now(dt.UTC))
+        accepted = await enqueue(conn, submission(sender, "r@example.org"), ROOMY)
         await record(conn, RelayConfig("127.0.0.1", 25, 3, 1.0),
                      Claimed(accepted.id, "app@example.com", [], b"", attempts=1),
                      SubmitResult(Outcome.QUEUED, "250 queued as QK1", "QK1"))

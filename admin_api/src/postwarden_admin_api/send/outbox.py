@@ -12,7 +12,6 @@ refused request leaves no trace but its log line.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,10 +104,10 @@ class Submission:
 
 
 async def enqueue(
-    conn: asyncpg.Connection, submission: Submission, quota: limits.Limits, now: dt.datetime
+    conn: asyncpg.Connection, submission: Submission, quota: limits.Limits
 ) -> Accepted:
     """Store the message for the relay worker, or raise Suppressed or limits.LimitReached.
-    ``now`` dates the message; the limits count in the database clock's windows.
+    Its times and the limits' windows are the database clock's (migrations 0048, 0049).
 
     Outside a transaction, as the service calls it: it returns once the message is on
     disk. Inside one (tests batch a few), the commit is the caller's and does not wait.
@@ -123,10 +122,11 @@ async def enqueue(
         suppressed = await conn.fetchval(
             ENQUEUE_IN_TRANSACTION if in_transaction else ENQUEUE,
             accepted.id, submission.key_id, submission.message_id,
-            request.sender.address, request.subject, list(request.tags), request.metadata, now,
+            request.sender.address, request.subject, list(request.tags), request.metadata,
+            None,  # the time: the database's own since migration 0049
             [m.address for m, _ in recipients], [kind for _, kind in recipients],
             submission.content, [m.key for m, _ in recipients], hashes,
-            None, None, None,  # the windows: the database's own since migration 0048
+            None, None, None,  # the windows: likewise, since migration 0048
             quota.per_key_per_minute, quota.per_recipient_per_day, quota.per_key_per_day,
             submission.idempotency_key,
             None if submission.idempotency_key is None else accepted.body(),  # its answer

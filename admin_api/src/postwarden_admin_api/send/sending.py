@@ -162,7 +162,7 @@ async def _accept(
     send_limits = checks.limits_of(runtime)
     try:
         # Without a key, a full pool answers 503 here, before the enqueue wrote anything.
-        accepted = await enqueue(await held.get(), submission, send_limits, now)
+        accepted = await enqueue(await held.get(), submission, send_limits)
     except Suppressed as suppressed:
         raise checks.suppressed_refusal(request, suppressed.addresses) from None
     except limits.LimitReached as reached:
