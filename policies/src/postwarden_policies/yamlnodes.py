@@ -12,7 +12,8 @@ not numbers; only ``true`` and ``false`` (also ``True``, ``TRUE``, ...) are
 booleans, and ``yes``, ``no``, ``on`` and ``off`` are text (a subject pattern
 ``NO``, a header value ``off``), as are dates (``2024-01-01``) and ``=``. NEL, LS
 and PS (U+0085, U+2028, U+2029) are text too, not line breaks: lines are counted
-as editors, git and grep count them. :func:`dump` writes plain data back so that
+as editors, git and grep count them. A ``%YAML`` directive other than 1.2 (1.1
+too) is refused at its line, not silently read as 1.2. :func:`dump` writes plain data back so that
 YAML 1.1 and 1.2 both read it as written. An integer past :data:`MAX_INTEGER`
 does not read: Python refuses to parse thousands of digits, and nothing in a
 policy or settings file needs more than 63 bits.
@@ -79,6 +80,13 @@ class _PlacingAliases(Composer):
 
     restore: dict[int, int] = {}  # stand-ins back to the characters they stand for (compose)
     source = ""  # the text composed (compose): where a list item's "-" is
+    directives: tuple[int, int] | None = None  # where the document's directives are written
+
+    def compose_document(self) -> yaml.Node | None:
+        start = cast(Parser, self).peek_event()  # type: ignore[no-untyped-call]
+        self.directives = start.start_mark.index, start.end_mark.index  # "---" too, if any
+        node: yaml.Node | None = super().compose_document()
+        return node
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         events = cast(Parser, self)  # the parser it is mixed with: libyaml's or PyYAML's
@@ -439,7 +447,7 @@ def _marked_issue(
     if "<block end>" in problem:  # a line indented less, or more, than its block's
         worded = _TOKEN.sub(lambda token: _TOKEN_WORDS[token[0]], problem)
         problem = f"{worded} (check this line's indentation)"
-    if not isinstance(exc, _IntegerTooLarge):  # well-formed YAML, just a value we refuse
+    if not isinstance(exc, _IntegerTooLarge | _Directive):  # well-formed YAML we refuse
         problem = f"YAML syntax error: {problem}{_hint(exc)}"
     return _issue_at(label, mark, problem)
 
@@ -529,6 +537,40 @@ class _NestedTooDeeply(Exception):
         self.mark = mark
 
 
+class _Directive(yaml.MarkedYAMLError):
+    """A directive this reader does not follow (%YAML other than 1.2, an unknown one)."""
+
+
+# A directive line (at a line's start, or after the byte order mark): its name and value.
+_DIRECTIVE = re.compile(r"(?<![^\r\n\ufeff])%(\S+)[ \t]*([^\s#]*)")
+_INCOMPATIBLE = "found incompatible YAML document (version 1.* is required)"
+YAML_VERSION = "1.2"
+
+
+def _check_directives(text: str, start: int, end: int) -> None:
+    """Refuse a %YAML directive other than 1.2, and a directive YAML does not define;
+    %TAG only names tags (which a policy reads as any other). Policies are read as
+    YAML 1.2 whatever the file says: read silently as 1.2, a file declaring 1.1
+    would not mean what its author wrote (010, yes)."""
+    for found in _DIRECTIVE.finditer(text, start, end):
+        problem = _directive_problem(found[1], found[2])
+        if problem is not None:
+            line, _ = place(text, found.start(1))  # column 1: a byte order mark is none
+            mark = yaml.Mark("", found.start(1) - 1, line - 1, 0, None, 0)
+            raise _Directive(None, None, problem, mark)
+
+
+def _directive_problem(name: str, value: str) -> str | None:
+    if name == "TAG" or (name == "YAML" and value == YAML_VERSION):
+        return None
+    if name != "YAML":
+        return f"unknown directive %{name}: YAML defines %YAML and %TAG only"
+    differs = (" (YAML 1.1 reads 010 as eight and yes, no, on and off as booleans)"
+               if value == "1.1" else "")
+    return (f"%YAML {value}: policies are read as YAML {YAML_VERSION}{differs}: "
+            f"write %YAML {YAML_VERSION} or remove the line")
+
+
 def _composed(
     loader_type: type[_PlacingAliases], text: str, restore: dict[int, int]
 ) -> yaml.Node | None:
@@ -538,11 +580,18 @@ def _composed(
     loader.source = text
     events = cast(Parser, loader)
     try:
-        return loader.get_single_node()
+        node = loader.get_single_node()
+    except yaml.parser.ParserError as exc:  # %YAML 2.0: said as of any other version
+        if exc.problem == _INCOMPATIBLE and exc.problem_mark is not None:
+            _check_directives(text, exc.problem_mark.index, len(text))
+        raise
     except RecursionError:  # placed where the parser stopped, the deepest bracket read
         raise _NestedTooDeeply(events.peek_event().start_mark) from None  # type: ignore[no-untyped-call]
     finally:
         events.dispose()
+    if loader.directives is not None:
+        _check_directives(text, *loader.directives)
+    return node
 
 
 def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]:
