@@ -105,7 +105,8 @@ def _check_when_alone(_: dict[str, Any], ctx: ObjectContext) -> None:
         ctx.error("when", "when without a limit to apply it to (add one, or remove when)")
 
 
-# Postfix's message_size_limit = 0 is no limit: a policy's 0 would be the opposite.
+# 0 is no limit to Postfix (message_size_limit = 0) and to many tools: a policy's 0 would
+# be the opposite, so a limit of 0 is refused, saying what it would do.
 _ZERO = "0 would {}: leave the limit out for none"
 
 LIMITS = Obj(
@@ -127,11 +128,23 @@ LIMITS = Obj(
             "Larger attachments are replaced by a text notice (reason max_attachment_bytes).",
         ),
         "max_recipients": Field(
-            integer(minimum=1), "Recipients beyond this get 452 4.5.3 (and are removed); "
+            integer(minimum=1, zero=_ZERO.format("refuse every recipient")),
+            "Recipients beyond this get 452 4.5.3 (and are removed); "
             "mail submitted with sendmail(1) past it is refused whole (550 5.5.3)."
         ),
-        "max_mime_parts": Field(integer(minimum=1), "More MIME parts: on_structure_limit applies."),
-        "max_mime_depth": Field(integer(minimum=1), "Deeper nesting: on_structure_limit applies."),
+        "max_mime_parts": Field(
+            integer(minimum=1, zero=_ZERO.format("refuse every message (one part is 1)")),
+            "More MIME parts: on_structure_limit applies.",
+        ),
+        "max_mime_depth": Field(
+            integer(minimum=1, zero=_ZERO.format(
+                "refuse every message with parts (max_mime_parts: 1 takes single-part "
+                "messages only)")),
+            "Deeper nesting: on_structure_limit applies. A message's own body is depth 0, "
+            "the parts of a multipart (or the message a message/rfc822 part holds) depth 1, "
+            "theirs 2: 1 takes text with attachments, not the common multipart/alternative "
+            "inside multipart/mixed.",
+        ),
         # No default: a policy that leaves it out must not outvote one that sets it.
         "on_structure_limit": Field(
             Convert(choice(*StructureAction), StructureAction),

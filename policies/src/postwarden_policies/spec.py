@@ -172,8 +172,12 @@ def caseless_except(words: Iterable[str], pattern: str) -> str:
     return f"(?!(?:{'|'.join(sorted(map(caseless, words)))})$)(?:{pattern})"
 
 
-def integer(*, minimum: int = 0) -> Scalar:
+def integer(*, minimum: int = 0, zero: str | None = None) -> Scalar:
+    """An integer of at least ``minimum``; ``zero``: why 0 is refused, as Size's."""
+
     def check(value: int) -> None:
+        if value == 0 and zero is not None:
+            raise SpecError(zero)
         if value < minimum:
             raise SpecError(f"expected an integer of at least {minimum}, got {value}")
 
