@@ -185,3 +185,13 @@ def test_a_control_character_a_yaml_escape_put_in_a_pattern_is_refused() -> None
         "U+0001: write it as \\x01",
     ]
     assert _issues(text.replace('"\\bfree\\b"', "'\\bfree\\b'").replace("\\x01", "\\\\x01")) == []
+
+
+def test_an_anchor_defined_twice_names_both_lines() -> None:
+    # A copied rule keeps its anchor; PyYAML said only "second occurrence".
+    text = ("version: 1\nname: p\nrules:\n  - &r {name: a, then: reject}\n"
+            "  - &r {name: b, then: reject}\n")
+    assert _issues(text) == [
+        "p.yaml:5:5: YAML syntax error: found duplicate anchor 'r' (first at line 4): "
+        "give each anchor its own name"
+    ]

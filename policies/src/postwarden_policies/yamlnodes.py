@@ -444,6 +444,10 @@ def _marked_issue(
         problem = problem.replace(repr(chr(stand_in)), repr(chr(char)))
     if exc.context and exc.context.startswith("expected"):  # "expected a single document"
         problem = f"{exc.context}, {problem}"
+    if exc.problem == _ANCHOR_AGAIN and exc.context and exc.context_mark is not None:
+        # PyYAML's problem alone is "second occurrence"; its context says of what.
+        problem = (f"{exc.context.split(';')[0]} (first at line {exc.context_mark.line + 1}): "
+                   "give each anchor its own name")
     if "<block end>" in problem:  # a line indented less, or more, than its block's
         worded = _TOKEN.sub(lambda token: _TOKEN_WORDS[token[0]], problem)
         problem = f"{worded} (check this line's indentation)"
@@ -452,6 +456,7 @@ def _marked_issue(
     return _issue_at(label, mark, problem)
 
 
+_ANCHOR_AGAIN = "second occurrence"  # of an anchor: "found duplicate anchor 'a'; first ..."
 _ALIAS_ERRORS = ("while scanning an alias", "while scanning an anchor")
 _RESERVED_START = re.compile(r"found character '[@`]' that cannot start any token")
 _FLOW_COLON = "expected the node content, but found ':'"
