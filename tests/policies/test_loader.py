@@ -189,6 +189,11 @@ ERRORS = [
         ['3:29: expected a size in bytes such as 1048576 or "1MB", got a string'],
         id="size-bad",
     ),
+    pytest.param(  # "got an integer" said nothing of what is wrong with it
+        H + "limits: {max_attachment_bytes: -1}\n",
+        ['3:32: expected a size in bytes such as 1048576 or "1MB", got -1'],
+        id="size-negative",
+    ),
     pytest.param(
         H + "description: !!python/object/apply:os.system [id]\n",
         ["3:14: expected a string, got a value tagged !!python/object/apply:os.system"],

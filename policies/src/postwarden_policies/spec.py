@@ -233,9 +233,8 @@ class Size(Spec):
             return INVALID
         if type(value) is int and value >= 0:
             return value
-        reader.error(
-            node, f'expected a size in bytes such as 1048576 or "1MB", got {describe(node)}'
-        )
+        got = value if type(value) is int else describe(node)  # an integer: a negative one
+        reader.error(node, f'expected a size in bytes such as 1048576 or "1MB", got {got}')
         return INVALID
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
