@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from postwarden_policies import (
     Envelope,
     check_policy_text,
@@ -194,4 +196,33 @@ def test_an_anchor_defined_twice_names_both_lines() -> None:
     assert _issues(text) == [
         "p.yaml:5:5: YAML syntax error: found duplicate anchor 'r' (first at line 4): "
         "give each anchor its own name"
+    ]
+
+
+@pytest.mark.parametrize(("when", "at", "problem", "closed"), [
+    ("{subject: [SPAM] offer}", "5:28", "expected ',' or '}', but got '<scalar>'", "]"),
+    ("\n      subject: [SPAM] offer", "6:23",
+     "expected the end of a block, but found '<scalar>'", "]"),
+    ("\n      subject: {urgent} now", "6:25",
+     "expected the end of a block, but found '<scalar>'", "}"),
+])
+def test_text_after_a_list_or_mapping_value_is_told_to_be_quoted(
+    when: str, at: str, problem: str, closed: str
+) -> None:
+    """A subject tag such as [SPAM] starts a YAML list; "check this line's indentation"
+    sent the author to the wrong place."""
+    text = f"version: 1\nname: p\nrules:\n  - name: r\n    when: {when}\n    then: reject\n"
+    assert _issues(text) == [
+        f"p.yaml:{at}: YAML syntax error: {problem} (a value that starts with [ or {{ is "
+        f"read as a list or a mapping, which ends at its {closed}: quote the whole value, "
+        "as in '[SPAM] offer')"
+    ]
+
+
+def test_text_after_a_quoted_value_is_told_to_quote_the_whole_value() -> None:
+    text = ('version: 1\nname: p\nrules:\n  - name: r\n    then: reject\n'
+            '    message: "Rejected" by policy\n')
+    assert _issues(text) == [
+        "p.yaml:6:25: YAML syntax error: expected the end of a block, but found '<scalar>' "
+        "(a quoted value ends at its closing quote: quote the whole value)"
     ]

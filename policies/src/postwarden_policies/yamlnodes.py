@@ -433,11 +433,13 @@ def _issue_at(label: str, mark: yaml.Mark | None, message: str) -> PolicyIssue:
 
 
 def _marked_issue(
-    label: str, exc: yaml.MarkedYAMLError, restore: dict[int, int] | None = None
+    label: str, exc: yaml.MarkedYAMLError, restore: dict[int, int] | None = None,
+    source: str = "",
 ) -> PolicyIssue:
     """Where and what, never PyYAML's own text: it quotes the line (which may hold a
     secret, in a settings file). ``restore`` maps stand-ins back to the characters
-    they took the place of, which PyYAML's problem may quote ("but found '\\ue000'")."""
+    they took the place of, which PyYAML's problem may quote ("but found '\\ue000'");
+    ``source``: the text composed, for what is written before a problem's place."""
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or exc.context or "invalid YAML"
     for stand_in, char in (restore or {}).items():
@@ -448,11 +450,12 @@ def _marked_issue(
         # PyYAML's problem alone is "second occurrence"; its context says of what.
         problem = (f"{exc.context.split(';')[0]} (first at line {exc.context_mark.line + 1}): "
                    "give each anchor its own name")
+    hint = _hint(exc, source)
     if "<block end>" in problem:  # a line indented less, or more, than its block's
         worded = _TOKEN.sub(lambda token: _TOKEN_WORDS[token[0]], problem)
-        problem = f"{worded} (check this line's indentation)"
+        problem = worded if hint else f"{worded} (check this line's indentation)"
     if not isinstance(exc, _IntegerTooLarge | _Directive):  # well-formed YAML we refuse
-        problem = f"YAML syntax error: {problem}{_hint(exc)}"
+        problem = f"YAML syntax error: {problem}{hint}"
     return _issue_at(label, mark, problem)
 
 
@@ -464,9 +467,15 @@ _KEY_IN_VALUE = "mapping values are not allowed here"
 _TAB_START = "found character '\\t' that cannot start any token"
 
 
-def _hint(exc: yaml.MarkedYAMLError) -> str:
+def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
     """What the author most likely meant, where PyYAML's words do not say it: a glob
     (``filename: *.exe``) is read as an alias, the commonest mistake in a policy file."""
+    closed = _closed_before(exc, source)
+    if closed in ("]", "}"):  # subject: [SPAM] offer
+        return (" (a value that starts with [ or { is read as a list or a mapping, which "
+                f"ends at its {closed}: quote the whole value, as in '[SPAM] offer')")
+    if closed:  # message: "Rejected" by policy
+        return " (a quoted value ends at its closing quote: quote the whole value)"
     if exc.context in _ALIAS_ERRORS or (exc.problem or "").startswith("found undefined alias"):
         return (" (a value that starts with * is read as a YAML alias, one with & as an "
                 "anchor: quote it, as in '*.exe')")
@@ -480,6 +489,24 @@ def _hint(exc: yaml.MarkedYAMLError) -> str:
         return (" (in [ ] or { } a value that starts with : is not read as one: quote it, "
                 "as in '::1')")
     return ""
+
+
+# Text where a value has ended (a list, a mapping, a quoted value): another value.
+_MORE_AFTER_VALUE = ("expected <block end>, but found '<scalar>'",
+                     "expected ',' or '}', but got '<scalar>'",
+                     "expected ',' or ']', but got '<scalar>'")
+
+
+def _closed_before(exc: yaml.MarkedYAMLError, source: str) -> str:
+    """The ], }, " or ' just before the text a problem is about, on its line (the end of
+    a value that text should have been part of); "" for none."""
+    mark = exc.problem_mark
+    if exc.problem not in _MORE_AFTER_VALUE or mark is None:
+        return ""
+    end = mark.index
+    while end > 0 and source[end - 1] in " \t":
+        end -= 1
+    return source[end - 1] if end > 0 and source[end - 1] in "]}\"'" else ""
 
 
 # A line end as YAML reads one: a lone CR (old Mac line ends) too, in text as sent (an
@@ -612,7 +639,7 @@ def compose(label: str, text: str) -> tuple[yaml.Node | None, list[PolicyIssue]]
         except (yaml.YAMLError, UnicodeEncodeError):  # a lone surrogate does not encode
             node = _composed(_ExplainingLoader, source, restore)
     except yaml.MarkedYAMLError as exc:
-        return None, [_marked_issue(label, exc, restore)]
+        return None, [_marked_issue(label, exc, restore, source)]
     except yaml.reader.ReaderError as exc:
         return None, [_character_issue(label, text, exc)]
     except yaml.YAMLError as exc:
