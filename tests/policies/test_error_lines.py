@@ -226,3 +226,17 @@ def test_text_after_a_quoted_value_is_told_to_quote_the_whole_value() -> None:
         "p.yaml:6:25: YAML syntax error: expected the end of a block, but found '<scalar>' "
         "(a quoted value ends at its closing quote: quote the whole value)"
     ]
+
+
+@pytest.mark.parametrize(("value", "hint"), [
+    ('"Rejected by policy', ""),
+    ("'Rejected by policy", " (in single quotes, write ' as '', as in 'it''s')"),
+])
+def test_a_quoted_value_never_closed_is_placed_at_its_quote(value: str, hint: str) -> None:
+    """PyYAML finds it out at the end of the file, lines away from the mistake."""
+    text = (f"version: 1\nname: p\nrules:\n  - name: r\n    then: reject\n    message: {value}\n"
+            "  - name: s\n    then: accept\n")
+    assert _issues(text) == [
+        "p.yaml:6:14: YAML syntax error: this quoted value is not closed before the file "
+        f"ends{hint}"
+    ]

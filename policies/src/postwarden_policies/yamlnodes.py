@@ -444,6 +444,11 @@ def _marked_issue(
     problem = exc.problem or exc.context or "invalid YAML"
     for stand_in, char in (restore or {}).items():
         problem = problem.replace(repr(chr(stand_in)), repr(chr(char)))
+    if (exc.context, exc.problem) == _UNCLOSED_QUOTE and exc.context_mark is not None:
+        # At the quote, not at the file's end, which is where PyYAML found it out.
+        mark, problem = exc.context_mark, "this quoted value is not closed before the file ends"
+        if source[mark.index:mark.index + 1] == "'":  # 'it's
+            problem += " (in single quotes, write ' as '', as in 'it''s')"
     if exc.context and exc.context.startswith("expected"):  # "expected a single document"
         problem = f"{exc.context}, {problem}"
     if exc.problem == _ANCHOR_AGAIN and exc.context and exc.context_mark is not None:
@@ -459,6 +464,7 @@ def _marked_issue(
     return _issue_at(label, mark, problem)
 
 
+_UNCLOSED_QUOTE = ("while scanning a quoted scalar", "found unexpected end of stream")
 _ANCHOR_AGAIN = "second occurrence"  # of an anchor: "found duplicate anchor 'a'; first ..."
 _ALIAS_ERRORS = ("while scanning an alias", "while scanning an anchor")
 _RESERVED_START = re.compile(r"found character '[@`]' that cannot start any token")
