@@ -144,7 +144,7 @@ def test_an_unquoted_glob_is_told_to_be_quoted() -> None:
         assert _issues(text)[0].endswith(hint)
     text = "version: 1\nname: p\nrules:\n  - name: r\n    when: {sender: [@x]}\n    then: accept\n"
     assert _issues(text) == ["p.yaml:5:21: YAML syntax error: found character '@' that cannot "
-                             "start any token (@ and ` cannot start a YAML value: quote it)"]
+                             "start any token (@, ` and % cannot start a YAML value: quote it)"]
 
 
 def test_a_value_holding_a_colon_and_space_is_told_to_be_quoted() -> None:
@@ -240,3 +240,26 @@ def test_a_quoted_value_never_closed_is_placed_at_its_quote(value: str, hint: st
         "p.yaml:6:14: YAML syntax error: this quoted value is not closed before the file "
         f"ends{hint}"
     ]
+
+
+@pytest.mark.parametrize(("when", "at", "problem", "hint"), [
+    ("{body: %PDF-}", "5:18", "found character '%' that cannot start any token",
+     "@, ` and % cannot start a YAML value: quote it"),
+    ('{body: "\\d+ USD"}', "5:20", "found unknown escape character 'd'",
+     "in double quotes \\ starts an escape: write a pattern in single quotes, as in '\\d+'"),
+    ("\n      size_over: > 5", "6:20", "expected a comment or a line break, but found '5'",
+     "| and > start text written on the lines below: quote a value that starts with them, "
+     "as in '> 5'"),
+    ("\n      subject: - sale", "6:16", "sequence entries are not allowed here",
+     "a value that starts with '- ' is read as a list item: quote it, as in '- sale'"),
+    ("\n      subject: ? what", "6:16", "mapping keys are not allowed here",
+     "a value that starts with '? ' is read as a key: quote it"),
+    ("{subject: Re: hi}", "5:23", "expected ',' or '}', but got ':'",
+     "': ' in a value starts a key: quote the value, as in 'Rejected: spam'"),
+])
+def test_a_value_starting_as_yaml_syntax_is_told_to_be_quoted(
+    when: str, at: str, problem: str, hint: str
+) -> None:
+    """PyYAML's words alone name a token, not the value the author wrote."""
+    text = f"version: 1\nname: p\nrules:\n  - name: r\n    when: {when}\n    then: reject\n"
+    assert _issues(text) == [f"p.yaml:{at}: YAML syntax error: {problem} ({hint})"]

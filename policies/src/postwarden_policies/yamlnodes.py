@@ -467,10 +467,32 @@ def _marked_issue(
 _UNCLOSED_QUOTE = ("while scanning a quoted scalar", "found unexpected end of stream")
 _ANCHOR_AGAIN = "second occurrence"  # of an anchor: "found duplicate anchor 'a'; first ..."
 _ALIAS_ERRORS = ("while scanning an alias", "while scanning an anchor")
-_RESERVED_START = re.compile(r"found character '[@`]' that cannot start any token")
+_RESERVED_START = re.compile(r"found character '[@`%]' that cannot start any token")
 _FLOW_COLON = "expected the node content, but found ':'"
 _KEY_IN_VALUE = "mapping values are not allowed here"
 _TAB_START = "found character '\\t' that cannot start any token"
+_QUOTE_VALUE = " (': ' in a value starts a key: quote the value, as in 'Rejected: spam')"
+# PyYAML's problem, and what the author most likely meant.
+_HINTS = {
+    _KEY_IN_VALUE: _QUOTE_VALUE,  # message: Rejected: spam
+    "expected ',' or '}', but got ':'": _QUOTE_VALUE,  # when: {subject: Re: hi}
+    _TAB_START: " (a tab: indent with spaces)",  # which YAML never takes
+    # An IPv6 address: client_ip: [127.0.0.1, ::1]
+    _FLOW_COLON: " (in [ ] or { } a value that starts with : is not read as one: quote it, "
+                 "as in '::1')",
+    "sequence entries are not allowed here": " (a value that starts with '- ' is read as a "
+                                             "list item: quote it, as in '- sale')",
+    "mapping keys are not allowed here": " (a value that starts with '? ' is read as a key: "
+                                         "quote it)",
+}
+# The context of a problem, and what the author most likely meant.
+_CONTEXT_HINTS = {
+    "while scanning a block scalar": " (| and > start text written on the lines below: "
+                                     "quote a value that starts with them, as in '> 5')",
+    # body: "\d+", a pattern written as it is in Python or grep
+    "while scanning a double-quoted scalar": " (in double quotes \\ starts an escape: write "
+                                             "a pattern in single quotes, as in '\\d+')",
+}
 
 
 def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
@@ -486,15 +508,8 @@ def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
         return (" (a value that starts with * is read as a YAML alias, one with & as an "
                 "anchor: quote it, as in '*.exe')")
     if _RESERVED_START.match(exc.problem or ""):
-        return " (@ and ` cannot start a YAML value: quote it)"
-    if exc.problem == _KEY_IN_VALUE:  # message: Rejected: spam
-        return " (': ' in a value starts a key: quote the value, as in 'Rejected: spam')"
-    if exc.problem == _TAB_START:  # a line indented with a tab, which YAML never takes
-        return " (a tab: indent with spaces)"
-    if exc.problem == _FLOW_COLON:  # an IPv6 address: client_ip: [127.0.0.1, ::1]
-        return (" (in [ ] or { } a value that starts with : is not read as one: quote it, "
-                "as in '::1')")
-    return ""
+        return " (@, ` and % cannot start a YAML value: quote it)"
+    return _HINTS.get(exc.problem or "") or _CONTEXT_HINTS.get(exc.context or "", "")
 
 
 # Text where a value has ended (a list, a mapping, a quoted value): another value.
