@@ -194,6 +194,12 @@ ERRORS = [
         ['3:32: expected a size in bytes such as 1048576 or "1MB", got -1'],
         id="size-negative",
     ),
+    pytest.param(  # "got a number", "got an integer": it is one, and said nothing more
+        H + "priority: 1.5\nsanitize: {html: 1}\nrules:\n  - {name: r, then: reject, code: 600}\n",
+        ["3:11: expected an integer, got 1.5", "4:18: expected true or false, got 1",
+         "6:35: rule 'r': expected an SMTP code such as 550 or \"550 5.7.1\", got 600"],
+        id="number-as-written",
+    ),
     pytest.param(
         H + "description: !!python/object/apply:os.system [id]\n",
         ["3:14: expected a string, got a value tagged !!python/object/apply:os.system"],

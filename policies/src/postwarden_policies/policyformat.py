@@ -32,11 +32,12 @@ from .spec import (
     boolean,
     caseless_except,
     choice,
+    got,
     text,
     whole_number,
 )
 from .verdicts import NOT_DELIVERED, Action, Reply, SmtpReply
-from .yamlnodes import Reader, describe
+from .yamlnodes import Reader
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PRINTABLE = r"[\t -~]+"  # one line of printable ASCII: header values, SMTP reply texts
@@ -55,7 +56,7 @@ class ReplyCode(Spec):
         found = _CODE.fullmatch(str(value).strip()) if type(value) in (int, str) else None
         if found is None:
             reader.error(
-                node, f'expected an SMTP code such as 550 or "550 5.7.1", got {describe(node)}'
+                node, f'expected an SMTP code such as 550 or "550 5.7.1", got {got(node, value)}'
             )
             return INVALID
         code, status = found.groups()

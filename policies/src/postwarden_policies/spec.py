@@ -68,6 +68,13 @@ def whole_number(value: object) -> object:
     return int(value) if abs(value) <= MAX_INTEGER else TOO_LARGE
 
 
+def got(node: yaml.Node, value: object) -> str:
+    """What an issue says a value read from ``node`` is: a number as written (``1.5``,
+    ``600``, ``-1``: "an integer" says nothing of what is wrong with it), else its kind."""
+    number = type(value) in (int, float) and isinstance(node, yaml.ScalarNode)
+    return str(node.value) if number else describe(node)
+
+
 class Scalar(Spec):
     """A scalar of one Python type, optionally constrained by a check."""
 
@@ -99,8 +106,11 @@ class Scalar(Spec):
             reader.error(node, INTEGER_TOO_LARGE)
             return INVALID
         if type(value) is not self.python_type:
-            hint = " (quote it to make it a string)" if self.python_type is str else ""
-            reader.error(node, f"expected {self.expected}, got {describe(node)}{hint}")
+            if self.python_type is str:
+                reader.error(node, f"expected {self.expected}, got {describe(node)} "
+                                   "(quote it to make it a string)")
+            else:
+                reader.error(node, f"expected {self.expected}, got {got(node, value)}")
             return INVALID
         if isinstance(value, str):
             _tell_comment_after(node, value, reader)
@@ -233,8 +243,8 @@ class Size(Spec):
             return INVALID
         if type(value) is int and value >= 0:
             return value
-        got = value if type(value) is int else describe(node)  # an integer: a negative one
-        reader.error(node, f'expected a size in bytes such as 1048576 or "1MB", got {got}')
+        reader.error(node, f'expected a size in bytes such as 1048576 or "1MB", got '
+                           f"{got(node, value)}")
         return INVALID
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
