@@ -10,7 +10,7 @@ from postwarden_policies import PolicyLoadError, check_policy_text, load_policy_
 from postwarden_policies.yamlnodes import read_plain
 
 POLICY = "version: 1\nname: p\nrules:\n  - {name: r, when: {header: {X-Flag: yes}}, then: reject}\n"
-READ_AS_1_2 = "policies are read as YAML 1.2"
+READ_AS_1_2 = "postwarden reads YAML 1.2 only"
 
 
 def _issues(text: str) -> list[str]:
@@ -65,3 +65,4 @@ def test_settings_files_refuse_a_yaml_1_1_directive_too() -> None:
     _, value, issues = read_plain("s.yaml", "%YAML 1.1\n---\nsanitize: on\n")
     assert value is None
     assert [(i.line, i.message.split(":")[0]) for i in issues] == [(1, "%YAML 1.1")]
+    assert "polic" not in issues[0].message  # a settings file is no policy

@@ -620,7 +620,7 @@ def _directive_problem(name: str, value: str) -> str | None:
         return f"unknown directive %{name}: YAML defines %YAML and %TAG only"
     differs = (" (YAML 1.1 reads 010 as eight and yes, no, on and off as booleans)"
                if value == "1.1" else "")
-    return (f"%YAML {value}: policies are read as YAML {YAML_VERSION}{differs}: "
+    return (f"%YAML {value}: postwarden reads YAML {YAML_VERSION} only{differs}: "
             f"write %YAML {YAML_VERSION} or remove the line")
 
 
