@@ -186,7 +186,7 @@ def test_broken_yaml_is_told_by_line_without_quoting_it(
     config = tmp_path / "postwarden.yaml"
     text = 'instance_name: mx1\ndatabase_url: "postgresql://u:hunter2@db/pw\n'
     assert problems_of(config, text, base_env) == [
-        f"{config}:3:1: YAML syntax error: found unexpected end of stream"]
+        f"{config}:2:15: YAML syntax error: this quoted value is not closed before the file ends"]
 
 
 def test_a_value_tagged_as_a_timestamp_it_is_not_is_told_by_line(
