@@ -288,6 +288,20 @@ def test_a_setting_given_twice_in_the_file_is_refused_with_both_lines(
                        base_env) == [f"{config}:3: 'processes' set twice (first at line 1)"]
 
 
+@pytest.mark.parametrize(("text", "problem"), [
+    # Merged, an override of a merged key was "set twice", told at the lines merged from.
+    ("processes: 2\n<<: {processes: 4}\n",
+     "2: YAML merge keys (<<) are not supported: write the settings out"),
+    ("processes: 2\n1: x\n", "2: expected a setting name, got an integer"),  # was line ?
+    ("processes: 2\n? [a]\n: x\n", "2: expected a setting name, got a sequence"),
+])
+def test_a_key_that_names_no_setting_is_refused_at_its_line(
+    base_env: dict[str, str], tmp_path: Path, text: str, problem: str
+) -> None:
+    config = tmp_path / "postwarden.yaml"
+    assert problems_of(config, text, base_env) == [f"{config}:{problem}"]
+
+
 def test_a_misspelt_variable_is_told_and_the_admin_services_are_not() -> None:
     """An unknown POSTWARDEN_ variable is not refused: the admin service reads its own
     from the same environment file. One that looks like a milter setting is told."""

@@ -16,9 +16,7 @@ from typing import Any
 import yaml
 
 from .spec import INVALID, JsonSchema, Spec
-from .yamlnodes import Reader, describe, placed
-
-MERGE_TAG = "tag:yaml.org,2002:merge"
+from .yamlnodes import MERGE_TAG, Reader, describe, placed
 
 
 def _mapping_items(

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 
 import yaml
 
-from .yamlnodes import read_plain
+from .yamlnodes import MERGE_TAG, STR_TAG, compose, construct, describe
 
 ENV_PREFIX = "POSTWARDEN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -106,27 +106,46 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
         raise SettingsError(f"{path}: cannot read settings file: {exc.strerror}") from exc
     except UnicodeDecodeError:
         raise SettingsError(f"{path}: not UTF-8 text") from None
-    node, loaded, issues = read_plain(str(path), text)
+    node, issues = compose(str(path), text)
     if issues:
         raise SettingsError([str(issue) for issue in issues])
     if node is None:  # an empty file sets nothing
-        loaded = {}
-    if not isinstance(loaded, dict) or not isinstance(node, yaml.MappingNode | None):
+        return
+    if not isinstance(node, yaml.MappingNode):
         raise SettingsError(f"{path}: expected a mapping of settings")
-    lines: dict[str, int] = {}
-    problems = []
-    for key, _ in node.value if node else []:
-        line = key.start_mark.line + 1
-        if key.value in lines:  # YAML would keep the last one without a word
-            problems.append(f"{path}:{line}: {key.value!r} set twice "
-                            f"(first at line {lines[key.value]})")
-        lines.setdefault(key.value, line)
-    problems += [f"{path}:{lines.get(k, '?')}: unknown setting {k!r}" for k in loaded
-                 if k not in known]
+    lines, problems = _setting_lines(path, node)  # before construct merges << keys in
+    if problems:
+        raise SettingsError(problems)
+    loaded, issues = construct(str(path), node)
+    if issues:
+        raise SettingsError([str(issue) for issue in issues])
+    loaded = cast(dict[str, Any], loaded)  # a mapping of the names in lines
+    problems = [f"{path}:{lines[k]}: unknown setting {k!r}" for k in loaded if k not in known]
     if problems:
         raise SettingsError(problems)
     raw.values.update(loaded)
     raw.sources.update({name: f"{path}:{lines[name]}" for name in loaded if name in lines})
+
+
+def _setting_lines(path: Path, node: yaml.MappingNode) -> tuple[dict[str, int], list[str]]:
+    """Each setting's line, and the problems of the keys: one given twice (YAML would
+    keep the last without a word), one that is no name, a merge key (<<), refused as
+    in a policy file: what it merges would be told at the lines it came from."""
+    lines: dict[str, int] = {}
+    problems = []
+    for key, _ in node.value:
+        line = key.start_mark.line + 1
+        if key.tag == MERGE_TAG:
+            problems.append(f"{path}:{line}: YAML merge keys (<<) are not supported: "
+                            "write the settings out")
+        elif key.tag != STR_TAG or not isinstance(key, yaml.ScalarNode):
+            problems.append(f"{path}:{line}: expected a setting name, got {describe(key)}")
+        elif key.value in lines:
+            problems.append(f"{path}:{line}: {key.value!r} set twice "
+                            f"(first at line {lines[key.value]})")
+        else:
+            lines[key.value] = line
+    return lines, problems
 
 
 def gather_settings(
