@@ -66,3 +66,12 @@ def test_settings_files_refuse_a_yaml_1_1_directive_too() -> None:
     assert value is None
     assert [(i.line, i.message.split(":")[0]) for i in issues] == [(1, "%YAML 1.1")]
     assert "polic" not in issues[0].message  # a settings file is no policy
+
+
+@pytest.mark.parametrize("head", ["%YAML 1.2\n", "%TAG ! tag:example.com,2000:\n# ours\n"])
+def test_a_directive_without_a_document_start_says_so(head: str) -> None:
+    [issue] = _issues(head + POLICY)
+    assert issue.endswith("(after a %YAML or %TAG line, or a ... line, a document starts "
+                          "with ---)")
+    assert issue.startswith(f"p.yaml:{head.count(chr(10)) + 1}:1: YAML syntax error: "
+                            "expected '<document start>', but found")

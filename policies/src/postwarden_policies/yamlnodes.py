@@ -472,6 +472,7 @@ _RESERVED_START = re.compile(r"found character '[@`%]' that cannot start any tok
 _FLOW_COLON = "expected the node content, but found ':'"
 _KEY_IN_VALUE = "mapping values are not allowed here"
 _TAB_START = "found character '\\t' that cannot start any token"
+_NO_DOCUMENT_START = "expected '<document start>'"
 _QUOTE_VALUE = " (': ' in a value starts a key: quote the value, as in 'Rejected: spam')"
 # PyYAML's problem, and what the author most likely meant.
 _HINTS = {
@@ -510,6 +511,8 @@ def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
                 "anchor: quote it, as in '*.exe')")
     if _RESERVED_START.match(exc.problem or ""):
         return " (@, ` and % cannot start a YAML value: quote it)"
+    if (exc.problem or "").startswith(_NO_DOCUMENT_START):
+        return " (after a %YAML or %TAG line, or a ... line, a document starts with ---)"
     return _HINTS.get(exc.problem or "") or _CONTEXT_HINTS.get(exc.context or "", "")
 
 
