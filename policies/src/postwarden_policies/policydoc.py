@@ -26,6 +26,7 @@ from .model import (
     StructureAction,
 )
 from .policyformat import NAME, RULE
+from .policyset import PARSER_MAX_DEPTH, PARSER_MAX_PARTS
 from .spec import (
     INVALID,
     Convert,
@@ -134,7 +135,8 @@ LIMITS = Obj(
         ),
         "max_mime_parts": Field(
             integer(minimum=1, zero=_ZERO.format("refuse every message (one part is 1)")),
-            "More MIME parts: on_structure_limit applies.",
+            "More MIME parts: on_structure_limit applies. The parser reads at most "
+            f"{PARSER_MAX_PARTS}: a larger value is {PARSER_MAX_PARTS}.",
         ),
         "max_mime_depth": Field(
             integer(minimum=1, zero=_ZERO.format(
@@ -143,7 +145,8 @@ LIMITS = Obj(
             "Deeper nesting: on_structure_limit applies. A message's own body is depth 0, "
             "the parts of a multipart (or the message a message/rfc822 part holds) depth 1, "
             "theirs 2: 1 takes text with attachments, not the common multipart/alternative "
-            "inside multipart/mixed.",
+            f"inside multipart/mixed. The parser reads at most {PARSER_MAX_DEPTH} levels: a "
+            f"larger value is {PARSER_MAX_DEPTH}.",
         ),
         # No default: a policy that leaves it out must not outvote one that sets it.
         "on_structure_limit": Field(
