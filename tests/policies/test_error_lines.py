@@ -263,3 +263,13 @@ def test_a_value_starting_as_yaml_syntax_is_told_to_be_quoted(
     """PyYAML's words alone name a token, not the value the author wrote."""
     text = f"version: 1\nname: p\nrules:\n  - name: r\n    when: {when}\n    then: reject\n"
     assert _issues(text) == [f"p.yaml:{at}: YAML syntax error: {problem} ({hint})"]
+
+
+def test_an_alias_before_its_anchor_says_where_the_anchor_is() -> None:
+    """x-common: kept at the end of a file: "quote it, as in '*.exe'" misled."""
+    text = ("version: 1\nname: p\nlimits: *common\n"
+            "x-common: &common\n  max_recipients: 5\n")
+    assert _issues(text) == [
+        "p.yaml:3:9: YAML syntax error: found undefined alias 'common' (its anchor &common "
+        "comes later, at line 4: an anchor must be written before its aliases)"
+    ]

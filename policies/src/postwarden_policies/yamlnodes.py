@@ -506,6 +506,9 @@ def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
                 f"ends at its {closed}: quote the whole value, as in '[SPAM] offer')")
     if closed:  # message: "Rejected" by policy
         return " (a quoted value ends at its closing quote: quote the whole value)"
+    if later := _anchor_after(exc, source):  # x-common: at the end of the file
+        return (f" (its anchor {later[0]} comes later, at line {later[1]}: an anchor must be "
+                "written before its aliases)")
     if exc.context in _ALIAS_ERRORS or (exc.problem or "").startswith("found undefined alias"):
         return (" (a value that starts with * is read as a YAML alias, one with & as an "
                 "anchor: quote it, as in '*.exe')")
@@ -514,6 +517,19 @@ def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
     if (exc.problem or "").startswith(_NO_DOCUMENT_START):
         return " (after a %YAML or %TAG line, or a ... line, a document starts with ---)"
     return _HINTS.get(exc.problem or "") or _CONTEXT_HINTS.get(exc.context or "", "")
+
+
+_UNDEFINED_ALIAS = re.compile(r"found undefined alias '(.+)'")
+
+
+def _anchor_after(exc: yaml.MarkedYAMLError, source: str) -> tuple[str, int] | None:
+    """An undefined alias's anchor (``&name``) and its line, when written after it."""
+    found = _UNDEFINED_ALIAS.fullmatch(exc.problem or "")
+    if found is None or exc.problem_mark is None:
+        return None
+    anchor = re.compile(rf"&{re.escape(found[1])}(?=[\s,\[\]{{}}]|\Z)")
+    later = anchor.search(source, exc.problem_mark.index)
+    return None if later is None else (later[0], place(source, later.start())[0])
 
 
 # Text where a value has ended (a list, a mapping, a quoted value): another value.
