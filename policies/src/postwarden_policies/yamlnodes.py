@@ -13,10 +13,10 @@ booleans, and ``yes``, ``no``, ``on`` and ``off`` are text (a subject pattern
 ``NO``, a header value ``off``), as are dates (``2024-01-01``) and ``=``. NEL, LS
 and PS (U+0085, U+2028, U+2029) are text too, not line breaks: lines are counted
 as editors, git and grep count them. A ``%YAML`` directive other than 1.2 (1.1
-too) is refused at its line, not silently read as 1.2. :func:`dump` writes plain data back so that
-YAML 1.1 and 1.2 both read it as written. An integer past :data:`MAX_INTEGER`
-does not read: Python refuses to parse thousands of digits, and nothing in a
-policy or settings file needs more than 63 bits.
+too) is refused at its line, not silently read as 1.2. :func:`dump` writes plain
+data back so that YAML 1.1 and 1.2 both read it as written. An integer past
+:data:`MAX_INTEGER` does not read: Python refuses to parse thousands of digits,
+and nothing in a policy or settings file needs more than 63 bits.
 """
 
 from __future__ import annotations
