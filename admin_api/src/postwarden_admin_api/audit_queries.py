@@ -258,15 +258,20 @@ def search_rows(conn: asyncpg.Connection, filters: Mapping[str, Any], cursor: Cu
 
 
 @asynccontextmanager
-async def reading(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+async def reading(pool: asyncpg.Pool, *, one_snapshot: bool = False
+                  ) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection in a read-only transaction whose every statement is cut
-    after ``STATEMENT_TIMEOUT_MS`` (503 ``query_timeout``).
+    after ``STATEMENT_TIMEOUT_MS`` (503 ``query_timeout``); with ``one_snapshot``,
+    REPEATABLE READ: an answer of several statements (the stats) sees the log as it
+    was at its first, not each statement the events committed by then.
 
     Per transaction, not a pool setting: the pool also serves the send API, the
     relay workers and retention, whose statements this limit is not meant for.
     """
+    isolation = "repeatable_read" if one_snapshot else None
     try:
-        async with connection(pool) as conn, conn.transaction(readonly=True):
+        async with connection(pool) as conn, conn.transaction(isolation=isolation,
+                                                              readonly=True):
             await conn.execute(SET_STATEMENT_TIMEOUT, str(STATEMENT_TIMEOUT_MS))
             yield conn
     except asyncpg.QueryCanceledError:

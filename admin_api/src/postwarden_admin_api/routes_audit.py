@@ -263,7 +263,9 @@ async def stats(request: web.Request) -> web.Response:
     query.raise_any()
     # Off the loop: 400 days of hours take a tenth of a second.
     starts = await asyncio.to_thread(bucket_starts, since, until, bucket, zone)
-    async with ended_if_client_leaves(request), reading(request.app[POOL]) as conn:
+    # One snapshot: the totals and the top rules count the same events.
+    async with (ended_if_client_leaves(request),
+                reading(request.app[POOL], one_snapshot=True) as conn):
         series_rows = await conn.fetch(STATS_SERIES, since, until, starts)
         rule_rows = await conn.fetch(STATS_TOP_RULES, since, until, top)
     series: dict[str, dict[str, int]] = {}
