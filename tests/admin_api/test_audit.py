@@ -287,6 +287,28 @@ async def test_the_admin_log_pages_end_where_the_entries_do(
     assert second["next_before"] is None  # no last page that is empty
 
 
+async def test_an_admin_log_before_is_a_plain_id_that_any_filters_take(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    """``before`` is no cursor bound to a search (docs/api.md): an id found by one filter
+    starts a page of another, the entries older than it that this one matches."""
+    made = await admin_client.post("/api/v1/keys", headers=bearer(admin_key),
+                                   json={"role": "auditor", "name": "older"})
+    await admin_client.delete(f"/api/v1/keys/{(await made.json())['key_id']}",
+                              headers=bearer(admin_key))
+    await admin_client.post("/api/v1/keys", headers=bearer(admin_key),
+                            json={"role": "auditor", "name": "newer"})
+    revoked = await _get(admin_client, admin_key, "/api/v1/admin-audit", action="key.revoked")
+    [entry] = revoked["entries"]
+    created = await _get(admin_client, admin_key, "/api/v1/admin-audit", action="key.created",
+                         before=str(entry["id"]))
+    assert [e["summary"]["name"] for e in created["entries"]] == ["older"]
+    unfiltered = await _get(admin_client, admin_key, "/api/v1/admin-audit",
+                            before=str(entry["id"]))
+    assert all(e["id"] < entry["id"] for e in unfiltered["entries"])
+    assert "older" in [e["summary"].get("name") for e in unfiltered["entries"]]
+
+
 async def test_the_admin_log_refuses_an_empty_range(
     admin_client: TestClient[Any, Any], auditor: str
 ) -> None:

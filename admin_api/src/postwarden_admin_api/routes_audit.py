@@ -402,7 +402,10 @@ OPENAPI_PATHS = {
         "the admin audit log, newest first", _READERS,
         parameters=[param("since", "query", _TIME_PARAM), param("until", "query", _TIME_PARAM),
                     param("action", "query", _STR), _LIMIT,
-                    param("before", "query", {"type": "integer", "minimum": 1})],
+                    param("before", "query", {"type": "integer", "minimum": 1},
+                          description="an entry id (a next_before): the entries older "
+                          "than it that match the filters given, whatever filters "
+                          "the page that gave it had")],
         responses={200: {"type": "object", "required": ["entries", "next_before"],
                          "properties": {"entries": {"type": "array",
                                                     "items": {"type": "object"}},
