@@ -20,6 +20,7 @@ from postwarden_policies.facts import Envelope
 from postwarden_policies.mimeparse import parse_message
 from postwarden_store import connect
 from postwarden_store.audit import write_audit_batch
+from postwarden_store.migrations import available_migrations
 from tests.fixtures.adminapp import MintKey, get_json
 
 pytestmark = pytest.mark.postgres
@@ -83,3 +84,23 @@ async def test_an_address_with_a_dotted_capital_i_is_found_as_its_from_shows_it(
     leaves so: its From was not found by ilker@ (as its sender was), and pasted into a
     sender search that spelling found nothing."""
     assert await _found(admin_client, auditor, name, value) == ["QI1"]
+
+
+async def test_a_from_stored_with_a_combining_dot_before_0050_is_found_by_i(
+    admin_client: TestClient[Any, Any], auditor: str, database_url: str
+) -> None:
+    """The milter stored the From's İ as i and a combining dot above until it stored an i:
+    the search by ``ilker@`` missed the rows written before. Migration 0050 gives them
+    the form written now."""
+    event = _event("QOLD", "İLKER@example.org")
+    [migration] = [m for m in available_migrations()
+                   if m.version == "0050_audit_header_from_dotted_i"]
+    conn = await connect(database_url)
+    try:
+        await write_audit_batch(conn, [event])
+        await conn.execute("UPDATE audit_events SET header_from = $1 WHERE queue_id = 'QOLD'",
+                           "i\u0307lker@example.org")  # as the milter stored it then
+        await conn.execute(migration.sql)
+    finally:
+        await conn.close()
+    assert await _found(admin_client, auditor, "header_from", "ilker@example.org") == ["QOLD"]

@@ -116,6 +116,8 @@ RELEASED = {
         "a66ba5843ff0a21be931c521f83556b5e9bf7e71cbf27dc33a9c7791a272bc82",
     "0049_send_accepted_by_database_clock":
         "e4df9cd9b8a926b2a61f3151a05b9edd18b67929866b9a828121dcccc6c8f604",
+    "0050_audit_header_from_dotted_i":
+        "e3d586737d48b3bfef5be0753cc9237022cec2a00bcf0c97af29b058e6575c25",
 }
 
 

@@ -177,9 +177,9 @@ def _case_forms(address: str) -> list[str]:
     (U+03C2); so the index holds an address sent in capitals with the one, its From
     with the other, and a search in either must find both. Python lower-cases the
     dotted capital I (U+0130) as i and a combining dot above, which lower() keeps,
-    and lower() as i (the From of rows written before the milter stored it as i has
-    the former): the upper-cased form is composed (NFC) so that that spelling finds
-    the envelope's capital. The address upper-cased letter by letter
+    and lower() as i (the milter stores a From's as i, and migration 0050 made the
+    From of older rows so): the upper-cased form is composed (NFC) so that that
+    spelling finds the envelope's capital. The address upper-cased letter by letter
     (not ß to SS: another address) and lower-cased by each gives them. Outside ASCII
     only: an ASCII address has one lower case."""
     if address.isascii():
