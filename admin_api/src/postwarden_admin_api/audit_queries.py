@@ -38,7 +38,12 @@ STATEMENT_TIMEOUT_MS = 30_000
 # Rows a page reads at a time: a few MiB at most of events that carry 128 KiB of
 # changes, the page's budget (bodies.PAGE_MAX_BYTES) being met after a few batches.
 ROWS_PREFETCH = 16
-SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', $1, true)"
+# A read's settings, for its transaction (see reading()). Every statement planned for its
+# values: a search's is prepared once per pooled connection, and the generic plan
+# PostgreSQL may keep after five runs guesses what a GIN filter matches and how much
+# lies past a cursor; it read every match older than the cursor on every page.
+SET_READ_SETTINGS = ("SELECT set_config('statement_timeout', $1, true), "
+                     "set_config('plan_cache_mode', 'force_custom_plan', true)")
 
 COLUMNS = (
     "event_id, time, instance, queue_id, message_uid, host(client_address) AS client_address, "
@@ -261,9 +266,10 @@ def search_rows(conn: asyncpg.Connection, filters: Mapping[str, Any], cursor: Cu
 async def reading(pool: asyncpg.Pool, *, one_snapshot: bool = False
                   ) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection in a read-only transaction whose every statement is cut
-    after ``STATEMENT_TIMEOUT_MS`` (503 ``query_timeout``); with ``one_snapshot``,
-    REPEATABLE READ: an answer of several statements (the stats) sees the log as it
-    was at its first, not each statement the events committed by then.
+    after ``STATEMENT_TIMEOUT_MS`` (503 ``query_timeout``) and planned for its values
+    (``SET_READ_SETTINGS``); with ``one_snapshot``, REPEATABLE READ: an answer of
+    several statements (the stats) sees the log as it was at its first, not each
+    statement the events committed by then.
 
     Per transaction, not a pool setting: the pool also serves the send API, the
     relay workers and retention, whose statements this limit is not meant for.
@@ -272,7 +278,7 @@ async def reading(pool: asyncpg.Pool, *, one_snapshot: bool = False
     try:
         async with connection(pool) as conn, conn.transaction(isolation=isolation,
                                                               readonly=True):
-            await conn.execute(SET_STATEMENT_TIMEOUT, str(STATEMENT_TIMEOUT_MS))
+            await conn.execute(SET_READ_SETTINGS, str(STATEMENT_TIMEOUT_MS))
             yield conn
     except asyncpg.QueryCanceledError:
         raise ApiError(503, "query_timeout",
