@@ -75,6 +75,42 @@ async def test_a_month_retention_drops_mid_export_cuts_it(
     assert "retention dropped" in records[0].getMessage()
 
 
+async def test_a_month_dropped_just_before_the_last_page_is_read_cuts_the_export(
+    admin_client: TestClient[Any, Any], mint_key: MintKey, database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page read retention's first month kept before its rows: a drop committed
+    in between was not in that value, and the last page, missing the month, ended
+    the export as whole."""
+    conn = await connect(database_url)
+    now = await conn.fetchval("SELECT now()")
+    old = now - dt.timedelta(days=100)
+    queue_id = f"Q{uuid.uuid4().hex[:12].upper()}"
+    await _events(conn, queue_id, [old, now - dt.timedelta(minutes=1), now])
+    key = await mint_key(Role.AUDITOR)
+    monkeypatch.setattr(routes_audit, "EXPORT_BATCH", 1)
+    page_rows = routes_audit.search_rows
+    dropped: list[str] = []
+
+    def retention_before_the_rows(page: Any, filters: Any, after: Any, limit: int) -> Any:
+        async def rows() -> Any:
+            if after is not None and not dropped:  # in a later page's transaction
+                await conn.execute("INSERT INTO runtime_settings (name, value) "
+                                   "VALUES ('audit_retention_days', '30')")
+                dropped.extend(await enforce_retention(conn))
+            async for row in page_rows(page, filters, after, limit):
+                yield row
+        return rows()
+
+    monkeypatch.setattr(routes_audit, "search_rows", retention_before_the_rows)
+    try:
+        data = await export(admin_client, key, queue_id)
+    finally:
+        await conn.close()
+    assert dropped == [f"audit_events_{old:%Y%m}"]
+    assert data.startswith(b"HTTP/1.1 200 ") and not data.endswith(LAST_CHUNK)
+
+
 async def test_an_export_starting_after_the_months_it_asks_for_were_dropped_ends(
     admin_client: TestClient[Any, Any], mint_key: MintKey, database_url: str,
     monkeypatch: pytest.MonkeyPatch,

@@ -174,13 +174,16 @@ async def _export_page(request: web.Request, filters: dict[str, Any], after: Cur
     async with ended_if_client_leaves(request), reading(request.app[POOL]) as conn:
         if after is not None and not await is_live(conn, principal(request)):
             raise ApiError(401, "unauthenticated", "the key was revoked or expired")
+        page = await fill_page(search_rows(conn, filters, after, EXPORT_BATCH + 1),
+                               EXPORT_BATCH, render)
+        # After the rows, not before: the page holds its partitions now, so a drop
+        # committed before its read is in kept_from, and any later one waits for it.
         kept_from = await conn.fetchval(KEPT_FROM)
         if after is None:
             request[EXPORT_KEPT_FROM] = kept_from
         elif _dropped_meanwhile(filters.get("since"), request[EXPORT_KEPT_FROM], kept_from):
             raise RangeDropped(kept_from)
-        rows = search_rows(conn, filters, after, EXPORT_BATCH + 1)
-        return await fill_page(rows, EXPORT_BATCH, render)
+        return page
 
 
 KEPT_FROM = "SELECT kept_from FROM audit_retention"  # retention's first month kept (0023)
