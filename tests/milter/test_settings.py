@@ -161,6 +161,22 @@ def problems_of(config: Path, text: str, env: dict[str, str]) -> list[str]:
     return info.value.problems
 
 
+def test_a_milter_wide_bound_below_processes_is_refused_naming_both(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Each worker gets a share: given one each, 4 workers held 4 transactions where
+    # max_concurrency said 2.
+    config = tmp_path / "postwarden.yaml"
+    env = {**base_env, "POSTWARDEN_AUDIT_QUEUE_SIZE": "3"}
+    assert problems_of(config, "processes: 4\nmax_concurrency: 2\n", env) == [
+        f"{config}:2: max_concurrency: 2 is below processes (4): each worker process needs "
+        "at least one; raise max_concurrency or lower processes",
+        "POSTWARDEN_AUDIT_QUEUE_SIZE: audit_queue_size: 3 is below processes (4): each "
+        "worker process needs at least one; raise audit_queue_size or lower processes"]
+    assert load_settings(config, {**base_env, "POSTWARDEN_MAX_CONCURRENCY": "4"}
+                         ).max_concurrency == 4
+
+
 def test_every_unknown_key_is_named_with_its_line(
     base_env: dict[str, str], tmp_path: Path
 ) -> None:

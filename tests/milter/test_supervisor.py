@@ -34,13 +34,17 @@ NO_SYSTEMD = SystemdNotifier(None)
 def test_each_worker_gets_its_share_of_the_bounds() -> None:
     settings = MilterSettings(processes=3, max_concurrency=64, audit_queue_size=10_000,
                               spool_max_bytes=900)
-    share = worker_settings(settings)
-    assert (share.max_concurrency, share.audit_queue_size) == (21, 3333)
+    shares = [worker_settings(settings, index) for index in range(3)]
+    # The remainder goes to the first: together they hold the bounds, no more, no less.
+    assert [(s.max_concurrency, s.audit_queue_size) for s in shares] == [
+        (22, 3334), (21, 3333), (21, 3333)]
     # Everything else is the milter's, unchanged (spool_max_bytes bounds their
     # spools together: test_spool_duplicates_metrics.py).
-    assert dataclasses.replace(share, max_concurrency=64, audit_queue_size=10_000) == settings
-    tiny = worker_settings(MilterSettings(processes=4, max_concurrency=2))
-    assert tiny.max_concurrency == 1  # never none
+    for share in shares:
+        assert dataclasses.replace(share, max_concurrency=64, audit_queue_size=10_000) == settings
+    tight = [worker_settings(MilterSettings(processes=4, max_concurrency=4), index)
+             for index in range(4)]
+    assert [share.max_concurrency for share in tight] == [1, 1, 1, 1]  # below: refused
 
 
 def test_the_workers_share_one_spool_budget_and_one_duplicate_table(tmp_path: Path) -> None:
@@ -53,7 +57,7 @@ def test_the_workers_share_one_spool_budget_and_one_duplicate_table(tmp_path: Pa
         assert first.spool_budget is second.spool_budget
         assert first.duplicates is second.duplicates
         assert first.spool_budget.max_bytes == 900  # not split: test_spool_duplicates_metrics
-        spool = audit_spool(worker_settings(settings), second)
+        spool = audit_spool(worker_settings(settings, 1), second)
         assert spool.budget is second.spool_budget and spool.path == tmp_path / spool_name(1)
 
 

@@ -299,6 +299,17 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def _check_shares(settings: MilterSettings, raw: RawSettings) -> list[str]:
+    """Each worker process gets its share of these milter-wide bounds: one below
+    ``processes`` would leave a worker none (given one each, the milter held more than
+    the bound said)."""
+    return [raw.problem(name, f"{name}: {bound} is below processes ({settings.processes}): "
+                        f"each worker process needs at least one; raise {name} or lower "
+                        "processes")
+            for name in ("max_concurrency", "audit_queue_size")
+            if (bound := getattr(settings, name)) < settings.processes]
+
+
 def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bool
                 ) -> list[str]:
     if settings.policy_dir is None and settings.database_url is None:
@@ -368,7 +379,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *,
     if not values.get("instance_name"):
         values["instance_name"] = socket.gethostname()
     settings = MilterSettings(**values)
-    problems = _check_dirs(settings, raw, create_spool_dir)
+    problems = _check_shares(settings, raw) + _check_dirs(settings, raw, create_spool_dir)
     if problems:
         raise SettingsError(problems)
     return settings

@@ -78,15 +78,21 @@ STOP_GRACE_SECONDS = 45.0
 NO_WORKER_SECONDS = 2.0
 
 
-def worker_settings(settings: MilterSettings) -> MilterSettings:
-    """Each worker's share of the milter-wide bounds held in process memory
-    (``spool_max_bytes`` is not split: the workers count against one SpoolBudget)."""
-    n = settings.processes
+def worker_settings(settings: MilterSettings, index: int) -> MilterSettings:
+    """Worker ``index``'s share of the milter-wide bounds held in process memory: the
+    shares add up to each bound, none below one (settings refuses a bound below
+    ``processes``). ``spool_max_bytes`` is not split: the workers count against one
+    SpoolBudget."""
     return dataclasses.replace(
         settings,
-        max_concurrency=max(1, settings.max_concurrency // n),
-        audit_queue_size=max(1, settings.audit_queue_size // n),
+        max_concurrency=_share(settings.max_concurrency, settings.processes, index),
+        audit_queue_size=_share(settings.audit_queue_size, settings.processes, index),
     )
+
+
+def _share(total: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total`` split in ``parts``: the first take the remainder."""
+    return total // parts + (index < total % parts)
 
 
 @dataclass
@@ -129,7 +135,6 @@ class Supervisor:
         self.settings = settings
         self._notifier = notifier
         self._ready_owed = True  # to systemd, once every worker serves: at start, after reloads
-        self._shares = worker_settings(settings)
         self._duplicates = DuplicateDetector(settings.duplicate_window_seconds)
         self._spool_budget = SpoolBudget(settings.spool_max_bytes, settings.processes)
         self._metrics = MergedMetrics()
@@ -289,7 +294,8 @@ class Supervisor:
                     os.close(heard)
                     self._metrics.close_in_worker()  # the endpoint, the other workers' channels
                     _stop_with(parent)
-                    code = run_process(MilterProcess(self._shares, _ToParent(said),
+                    code = run_process(MilterProcess(worker_settings(self.settings, slot.index),
+                                                     _ToParent(said),
                                                      self._worker(slot, theirs, parent)))
                 except BaseException:  # a worker's last word, before _exit
                     log.exception("worker %d failed", slot.index)
