@@ -336,6 +336,35 @@ def test_a_second_milter_on_a_served_unix_socket_is_refused(
 
 
 @pytest.mark.parametrize("processes", [1, 2])
+def test_a_clean_stop_removes_the_unix_socket_file_it_made(
+        tmp_path: Path, processes: int) -> None:
+    """A stop removes the socket's file, as libmilter's own stop would: the parent of
+    workers, which opened it and never ran libmilter's stop, left it behind."""
+    path = tmp_path / "milter.sock"
+    env = _env(tmp_path, processes=str(processes), milter_socket=f"unix:{path}")
+    log_path = tmp_path / "milter.log"
+    with _serving(env, log_path) as proc:
+        assert wait_until(lambda: _serving_count(log_path) == processes, timeout=30)
+        _stop(proc)
+        assert proc.returncode == 0, log_path.read_text()
+    assert not path.exists()
+
+
+def test_a_socket_file_another_put_in_place_is_left_to_it(tmp_path: Path) -> None:
+    """The parent removes only the file it made: one put in its place since (another
+    milter's, started by hand) stays, though this one stops for it (exit 1)."""
+    path = tmp_path / "milter.sock"
+    env = _env(tmp_path, processes="2", milter_socket=f"unix:{path}")
+    log_path = tmp_path / "milter.log"
+    with _serving(env, log_path) as proc, socket.socket(socket.AF_UNIX) as other:
+        assert wait_until(lambda: _serving_count(log_path) == 2, timeout=30)
+        path.unlink()
+        other.bind(str(path))
+        assert proc.wait(timeout=30) == 1, log_path.read_text()
+        assert path.is_socket()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
 def test_a_reload_asked_for_while_starting_is_done_once_serving(
         tmp_path: Path, processes: int) -> None:
     """SIGHUP (systemctl reload) during a slow start (a database that does not answer,

@@ -28,7 +28,8 @@ goes on serving unsupervised. A worker stopping alone leaves a unix
 socket's file in place (.listener); should the file still go (an admin, a
 cleanup job), the parent exits 1 so the service manager starts a milter
 Postfix can reach. Once stopping, the parent closes its listening socket
-first, so that no connection waits for a worker that is stopping too.
+first, so that no connection waits for a worker that is stopping too, and
+removes the socket's file if it is still the one it made.
 
 Only the parent speaks to systemd (``NotifyAccess=main``). Each worker writes
 to a pipe of its own when it serves, and again after a reload it was passed;
@@ -56,7 +57,7 @@ from . import libmilter
 from .app import EXIT_CONFIG, MilterProcess, Worker, run_process
 from .duplicates import DuplicateDetector
 from .errors import StartupError
-from .listener import disown_listener, socket_file
+from .listener import disown_listener, remove_socket_file, socket_file
 from .metrics_merge import MergedMetrics
 from .reload import RunningSet
 from .settings import MilterSettings
@@ -184,6 +185,9 @@ class Supervisor:
                 time.sleep(TICK_SECONDS)
         finally:
             disown_listener(self.settings.milter_socket)  # new connections: refused
+            # As libmilter's stop does, which the parent never runs (the workers disown
+            # the socket before theirs, .listener): a file left would say a milter serves.
+            remove_socket_file(self.settings.milter_socket, self._socket_file)
             self._stop_workers()
         log.info("postwarden milter stopped")
 
