@@ -277,7 +277,7 @@ def test_values_no_bound_holds_for_are_refused(
                      "message_timeout_seconds: nan is not a finite number", id="yaml-nan"),
         pytest.param("duplicate_window_seconds: false",
                      "duplicate_window_seconds: False is not a number", id="bool-float"),
-        pytest.param("spool_dir:", "spool_dir: empty (leave it unset for the default)",
+        pytest.param("spool_dir:", "spool_dir: no value (remove the line for the default)",
                      id="null-spool-dir"),
     ],
 )
@@ -292,6 +292,19 @@ def test_numbers_from_the_file_are_taken_as_written_or_refused(
     config.write_text("max_concurrency: 8.0\nmessage_timeout_seconds: 2\n")
     settings = load_settings(config, base_env)
     assert (settings.max_concurrency, settings.message_timeout_seconds) == (8, 2.0)
+
+
+@pytest.mark.parametrize("name", sorted(set(settings_module.SETTING_NAMES) - {
+    "policy_dir", "database_url", "metrics_listen", "instance_name", "id_header"}))
+def test_a_setting_left_without_a_value_is_told_so(
+    base_env: dict[str, str], tmp_path: Path, name: str
+) -> None:
+    """`max_concurrency:` with nothing after it was "max_concurrency: None is not a
+    number", `milter_socket:` "'None' is not inet:PORT@HOST": the admin wrote no None."""
+    config = tmp_path / "postwarden.yaml"
+    env = {k: v for k, v in base_env.items() if k != f"POSTWARDEN_{name.upper()}"}
+    assert problems_of(config, f"{name}:\n", env) == [
+        f"{config}:1: {name}: no value (remove the line for the default)"]
 
 
 def test_a_setting_given_twice_in_the_file_is_refused_with_both_lines(

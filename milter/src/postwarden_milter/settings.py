@@ -237,9 +237,6 @@ def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
 
 
 def _id_header(value: Any) -> str:
-    if value is None:  # `id_header:` with nothing after it: str() made it a header "None"
-        raise ValueError('id_header: no value (write "" to turn the header off, or remove '
-                         "the line for the default)")
     text = str(value).strip()
     if text and not _HEADER_NAME.match(text):
         raise ValueError(f"id_header: {text!r} is not a valid header name")
@@ -258,7 +255,7 @@ def _optional_path(value: Any) -> Path | None:
 
 
 def _spool_dir(value: Any) -> Path:
-    text = "" if value is None else str(value)
+    text = str(value)
     if not text.strip():  # Path("") is the working directory
         raise ValueError("spool_dir: empty (leave it unset for the default)")
     return Path(text)
@@ -297,6 +294,21 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "log_level": _log_level,
     "policy_poll_seconds": _poll_seconds,
 }
+
+
+# A key with nothing after it (YAML's null) leaves these unset (no policy_dir, no
+# database, no metrics endpoint, the host name); any other it gives no value, said so
+# (the converters read it as the text or number "None": "None is not a number").
+_NULL_UNSETS = frozenset({"policy_dir", "database_url", "metrics_listen", "instance_name"})
+_NO_VALUE_HINTS = {"id_header": 'write "" to turn the header off, or remove the line for '
+                                "the default"}
+
+
+def _convert(name: str, value: Any) -> Any:
+    if value is None and name not in _NULL_UNSETS:
+        hint = _NO_VALUE_HINTS.get(name, "remove the line for the default")
+        raise ValueError(f"{name}: no value ({hint})")
+    return _CONVERTERS[name](value)
 
 
 def _check_shares(settings: MilterSettings, raw: RawSettings) -> list[str]:
@@ -371,7 +383,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *,
     problems: list[str] = []
     for name, value in raw.values.items():
         try:
-            values[name] = _CONVERTERS[name](value)
+            values[name] = _convert(name, value)
         except ValueError as exc:
             problems.append(raw.problem(name, str(exc)))
     if problems:
