@@ -53,7 +53,13 @@ from .audit_pipeline import AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, NotYet, StartupError
 from .journal import AuditJournal
-from .listener import disown_listener, hang_up, remove_socket_file, socket_file
+from .listener import (
+    disown_listener,
+    hang_up,
+    remove_socket_file,
+    socket_file,
+    socket_file_lost,
+)
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
@@ -148,6 +154,7 @@ class MilterProcess:
         self._ready_said = False
         self._ready_lock = threading.Lock()
         self._milter_error: BaseException | None = None
+        self._socket_lost = False  # our unix socket's file was removed or replaced
 
     def start(self) -> Services:
         """Everything but the socket; raises StartupError for what the admin must fix."""
@@ -206,6 +213,7 @@ class MilterProcess:
             thread.join(timeout=TICK_SECONDS)
             self.act_on_signals()
             self._ready_once_open()
+            self._watch_socket_file()
             if self._stopping.is_set():
                 if stop_by is None:
                     self.notifier.stopping()
@@ -216,6 +224,9 @@ class MilterProcess:
                     # Not joined: libmilter's listener sees its stop only when its poll
                     # times out (every 5 s, MI_CHK_TIME), with nothing left to do.
                     self._stop_libmilter(services)
+                    if self._socket_lost:  # exit 1: the service manager restarts us
+                        raise MilterError(f"the socket file of {self.settings.milter_socket} "
+                                          "was removed or replaced")
                     return
         if self._milter_error is not None:
             raise socket_refused(self.settings.milter_socket)
@@ -270,15 +281,29 @@ class MilterProcess:
         """Do what the signals queued since the last call ask (on the main thread): one
         reload request for any number of reload signals, a stop once."""
         reloads, stop = self._signals.take()
-        if stop is not None and not self._stopping.is_set():  # serve() stops libmilter, once
-            self.transactions.close()
-            self._stopping.set()
-            # Only now: from this line on, a new transaction is refused (the write
-            # gives up the GIL, and a MAIL FROM could be admitted meanwhile).
-            log.info("%s: stopping%s", stop, self._orphaned())
+        if stop is not None:
+            self._begin_stop(f"{stop}: stopping{self._orphaned()}")
         if reloads and not self._stopping.is_set():
             log.info("%s: reloading policies", "/".join(reloads))
             self.reloader.request()
+
+    def _begin_stop(self, why: str) -> None:
+        """Refuse new transactions from now on; serve() stops libmilter, once."""
+        if self._stopping.is_set():
+            return
+        self.transactions.close()
+        self._stopping.set()
+        # Only now: from this line on, a new transaction is refused (the write
+        # gives up the GIL, and a MAIL FROM could be admitted meanwhile).
+        log.info("%s", why)
+
+    def _watch_socket_file(self) -> None:
+        """Stop, to exit 1, once our unix socket's file is gone: libmilter would go on
+        serving nobody (a worker's parent watches the file for all of them)."""
+        if self.worker is None and not self._stopping.is_set() and socket_file_lost(
+                self.settings.milter_socket, self._socket_file):
+            self._socket_lost = True
+            self._begin_stop("socket file gone: stopping")
 
     def _orphaned(self) -> str:
         """What a worker's stop line adds when its parent died (an OOM kill, a crash):

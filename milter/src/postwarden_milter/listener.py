@@ -226,6 +226,17 @@ def socket_file(connection: str) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
+def socket_file_lost(connection: str, made: tuple[int, int] | None) -> bool:
+    """Whether the unix socket's file ``made`` (its :func:`socket_file` when opened) was
+    removed or replaced since: Postfix then reaches nothing of ours by the path, though
+    libmilter goes on listening. Logged here, as the caller then stops."""
+    if made is None or socket_file(connection) == made:
+        return False
+    log.error("the socket file of %s was removed or replaced: Postfix cannot reach the "
+              "milter; stopping so that the service manager restarts it", connection)
+    return True
+
+
 def remove_socket_file(connection: str, made: tuple[int, int] | None) -> None:
     """Remove the unix socket's file of ``connection`` if it is still the one ``made``
     (its :func:`socket_file` when opened), not one another milter has put there since."""

@@ -57,7 +57,7 @@ from . import libmilter
 from .app import EXIT_CONFIG, MilterProcess, Worker, run_process
 from .duplicates import DuplicateDetector
 from .errors import StartupError
-from .listener import disown_listener, remove_socket_file, socket_file
+from .listener import disown_listener, remove_socket_file, socket_file, socket_file_lost
 from .metrics_merge import MergedMetrics
 from .reload import RunningSet
 from .settings import MilterSettings
@@ -210,10 +210,7 @@ class Supervisor:
             self._send(signal.SIGUSR1)
         self._poll_policies()
         self._reap()
-        if self._socket_file != socket_file(self.settings.milter_socket):
-            log.error("the socket file of %s was removed or replaced: Postfix cannot reach "
-                      "the workers; stopping so that the service manager restarts the milter",
-                      self.settings.milter_socket)
+        if socket_file_lost(self.settings.milter_socket, self._socket_file):
             self._exit_code = 1
         if self._exit_code:
             return False
