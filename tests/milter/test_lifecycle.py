@@ -3,11 +3,13 @@ connections open, a second start on the same socket, workers that die."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -28,6 +30,7 @@ from tests.milter.milterclient import MilterClient
 from tests.milter.test_process import _env, _run, _serving
 
 REFUSED_EDIT = "version: 1\nname: [\n"
+SYS_PIDFD_GETFD = 438  # x86_64 and aarch64 alike
 
 
 def _refused(spec: str) -> bool:
@@ -362,6 +365,49 @@ def test_a_socket_file_another_put_in_place_is_left_to_it(tmp_path: Path) -> Non
         other.bind(str(path))
         assert proc.wait(timeout=30) == 1, log_path.read_text()
         assert path.is_socket()
+
+
+def _listening_socket_of(pid: int, port: int) -> socket.socket:
+    """A copy of process ``pid``'s listening socket on ``port`` (pidfd_getfd(2))."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
+            if fd < 0:  # closed meanwhile
+                continue
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+                continue
+            sock = socket.socket(fileno=fd)
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) and \
+                    sock.getsockname()[1] == port:
+                return sock
+            sock.close()
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"process {pid} does not listen on {port}")
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_libmilter_failing_once_serving_exits_1_for_a_restart(
+        tmp_path: Path, processes: int) -> None:
+    """libmilter gives up serving (its listener out of threads, or its socket failing):
+    no setting is wrong, so exit 1, which systemd restarts. It exited 2, "milter_socket:
+    cannot serve on", the status of invalid settings the unit does not restart: mail
+    deferred until an admin came. The socket is made to fail from outside."""
+    env = _env(tmp_path, processes=str(processes))
+    port = int(env["POSTWARDEN_MILTER_SOCKET"].split(":")[1].split("@")[0])
+    log_path = tmp_path / "milter.log"
+    with _serving(env, log_path) as proc:
+        assert wait_until(lambda: _serving_count(log_path) == processes, timeout=30)
+        server = min(children_of(proc.pid)) if processes > 1 else proc.pid
+        with _listening_socket_of(server, port) as listening:
+            listening.shutdown(socket.SHUT_RDWR)  # shared: every worker's fails
+        assert proc.wait(timeout=60) == 1, log_path.read_text()
+    text = log_path.read_text()
+    assert "libmilter stopped serving: " in text
+    assert "cannot serve on" not in text
 
 
 @pytest.mark.parametrize("processes", [1, 2])

@@ -228,8 +228,10 @@ class MilterProcess:
                         raise MilterError(f"the socket file of {self.settings.milter_socket} "
                                           "was removed or replaced")
                     return
-        if self._milter_error is not None:
-            raise socket_refused(self.settings.milter_socket)
+        if self._milter_error is not None and not self._socket_open.is_set():
+            raise socket_refused(self.settings.milter_socket)  # exit 2: the settings'
+        if self._milter_error is not None:  # once serving (out of threads, say): exit 1
+            raise MilterError(f"libmilter stopped serving: {self._milter_error}")
         # libmilter's own signal thread took a signal meant for us: exit non-zero so the
         # service manager restarts the milter.
         raise MilterError("libmilter stopped without a stop request")
