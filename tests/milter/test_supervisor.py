@@ -110,6 +110,8 @@ def no_fork() -> int:
 def test_a_worker_the_system_cannot_fork_at_start_stops_the_milter_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Exit 1, which systemd restarts: the system may have a process to spare by then.
+    It was exit 2, the invalid-settings status the unit does not restart."""
     supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path,
                                            milter_socket=f"unix:{tmp_path}/milter.sock"),
                             NO_SYSTEMD)
@@ -118,6 +120,7 @@ def test_a_worker_the_system_cannot_fork_at_start_stops_the_milter_with_the_reas
         supervisor._supervise()
     assert str(refused.value) == \
         "cannot start worker process 0: Resource temporarily unavailable"
+    assert refused.value.exit_status == 1
 
 
 def test_a_worker_the_system_cannot_fork_is_tried_again_later(

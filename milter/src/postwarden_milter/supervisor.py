@@ -56,7 +56,7 @@ from postwarden_policies.systemd_notify import SystemdNotifier
 from . import libmilter
 from .app import EXIT_CONFIG, MilterProcess, Worker, run_process
 from .duplicates import DuplicateDetector
-from .errors import StartupError
+from .errors import NotYet
 from .listener import disown_listener, remove_socket_file, socket_file, socket_file_lost
 from .metrics_merge import MergedMetrics
 from .reload import RunningSet
@@ -178,9 +178,9 @@ class Supervisor:
             for slot in self._slots:
                 try:
                     self._fork(slot)
-                except OSError as exc:  # at start: the service manager tries again
-                    raise StartupError(f"cannot start worker process {slot.index}: "
-                                       f"{exc.strerror or exc}") from None
+                except OSError as exc:  # at start: exit 1, the service manager tries again
+                    raise NotYet(f"cannot start worker process {slot.index}: "
+                                 f"{exc.strerror or exc}") from None
             while self._watch():
                 time.sleep(TICK_SECONDS)
         finally:
