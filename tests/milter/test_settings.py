@@ -358,12 +358,12 @@ def test_a_misspelt_variable_is_warned_about_at_start(base_env: dict[str, str]) 
         "(did you mean POSTWARDEN_MESSAGE_TIMEOUT_SECONDS?)" in result.stderr.splitlines()
 
 
-@pytest.mark.parametrize(("value", "loopback"), [
-    ("inet:8899", "inet:8899@127.0.0.1"),
-    ("inet6:8899", "inet6:8899@::1"),
+@pytest.mark.parametrize(("value", "loopback", "every"), [
+    ("inet:8899", "inet:8899@127.0.0.1", "inet:8899@0.0.0.0"),
+    ("inet6:8899", "inet6:8899@::1", "inet6:8899@::"),
 ])
 def test_an_inet_socket_without_an_address_is_refused(
-    base_env: dict[str, str], value: str, loopback: str
+    base_env: dict[str, str], value: str, loopback: str, every: str
 ) -> None:
     """libmilter listens on every interface for inet:PORT: whoever reached the port could
     write audit rows and fill max_concurrency (Postfix's mail refused 421). The address
@@ -372,7 +372,7 @@ def test_an_inet_socket_without_an_address_is_refused(
     with pytest.raises(SettingsError, match=f"'{value}' names no address, which listens on "
                        f"every interface: write {loopback} for loopback"):
         load_settings(None, environ)
-    for address in (loopback, f"{value}@0.0.0.0"):
+    for address in (loopback, every):
         assert load_settings(None, {**environ, "POSTWARDEN_MILTER_SOCKET": address}
                              ).milter_socket == address
 
@@ -380,6 +380,8 @@ def test_an_inet_socket_without_an_address_is_refused(
 @pytest.mark.parametrize(("value", "hint"), [
     ("inet:127.0.0.1:8899", "(Postfix's inet:HOST:PORT is inet:8899@127.0.0.1 here)"),
     ("inet6:[::1]:8899", "(Postfix's inet6:HOST:PORT is inet6:8899@::1 here)"),
+    # Postfix's IPv6 spelling: libmilter's inet is IPv4 only.
+    ("inet:[::1]:8899", "(Postfix's inet:HOST:PORT is inet6:8899@::1 here)"),
 ])
 def test_postfixs_spelling_of_the_socket_is_told_in_libmilters(
     base_env: dict[str, str], value: str, hint: str
@@ -390,6 +392,25 @@ def test_postfixs_spelling_of_the_socket_is_told_in_libmilters(
     with pytest.raises(SettingsError) as raised:
         load_settings(None, environ)
     assert str(raised.value).endswith(hint)
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("inet:8899@::1", "::1 is an IPv6 address: write inet6:8899@::1"),
+    ("inet:8899@[::1]", "[::1] is an IPv6 address: write inet6:8899@::1"),
+    ("inet6:8899@127.0.0.1", "127.0.0.1 is an IPv4 address: write inet:8899@127.0.0.1"),
+])
+def test_an_address_of_the_other_family_is_refused_with_the_spelling_meant(
+    base_env: dict[str, str], value: str, problem: str
+) -> None:
+    """`check` passed them, and the start failed: "cannot serve on inet:8899@::1:
+    Address family for hostname not supported"."""
+    with pytest.raises(SettingsError) as raised:
+        load_settings(None, {**base_env, "POSTWARDEN_MILTER_SOCKET": value})
+    assert raised.value.problems == [f"POSTWARDEN_MILTER_SOCKET: milter_socket: {problem}"]
+    for meant in ("inet6:8899@::1", "inet6:8899@[::1]", "inet:8899@127.0.0.1",
+                  "inet:8899@localhost"):
+        assert load_settings(None, {**base_env, "POSTWARDEN_MILTER_SOCKET": meant}
+                             ).milter_socket == meant
 
 
 def test_main_cfs_chroot_relative_socket_is_told_with_the_full_path(

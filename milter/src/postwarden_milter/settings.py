@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import ipaddress
 import os
 import re
 import socket
@@ -141,6 +142,16 @@ def _every_interface(value: str) -> ValueError:
                       "if every interface is meant)")
 
 
+def _ip_family(host: str) -> str | None:
+    """``inet`` or ``inet6``, libmilter's family for an address (brackets allowed); None
+    for a host name."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    return "inet6" if address.version == 6 else "inet"
+
+
 def _chroot_hint(path: str) -> str:
     """main.cf's unix:/postwarden/milter.sock is relative to Postfix's chroot: copied here,
     its directory is missing, and the one meant is under the chroot."""
@@ -154,9 +165,15 @@ def _chroot_hint(path: str) -> str:
 def _socket(value: str) -> str:
     match = _SOCKET_INET.match(value)
     if match:
-        _check_port(match.group(1), "milter_socket")
-        if match.group(2) is None:
+        port, host = _check_port(match.group(1), "milter_socket"), match.group(2)
+        if host is None:
             raise _every_interface(value)
+        family = _ip_family(host)
+        if family is not None and not value.startswith(f"{family}:"):
+            # Else `check` passes and the start fails ("Address family for hostname
+            # not supported"): inet is IPv4 only, inet6 IPv6 only.
+            raise ValueError(f"milter_socket: {host} is an IPv{6 if family == 'inet6' else 4} "
+                             f"address: write {family}:{port}@{host.strip('[]')}")
         return value
     if _SOCKET_UNIX.match(value):
         path = value.split(":", 1)[1]
@@ -180,8 +197,9 @@ def _socket(value: str) -> str:
     postfix = _POSTFIX_INET.match(value)  # main.cf's spelling, copied from smtpd_milters
     raise ValueError(
         f"milter_socket: {value!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH"
-        + (f" (Postfix's {postfix[1]}:HOST:PORT is {postfix[1]}:{postfix[3]}@{postfix[2]} "
-           "here)" if postfix else ""))
+        + (f" (Postfix's {postfix[1]}:HOST:PORT is "
+           f"{_ip_family(postfix[2]) or postfix[1]}:{postfix[3]}@{postfix[2]} here)"
+           if postfix else ""))
 
 
 def _socket_mode(value: Any) -> int:
