@@ -3,7 +3,7 @@
     MilterError
     ├── StartupError        the milter cannot start (settings, schema, policies, socket)
     │   └── NotYet          nor can it yet: the database it needs is away or not migrated,
-    │                       or the metrics port is held by another process
+    │                       or a port it listens on is held by another process
     └── MessageTimeout      a message missed its processing deadline
 
 Inside callbacks every exception becomes the configured fail action in one
@@ -26,8 +26,9 @@ class NotYet(StartupError):
     """What a start needs from the database is not there yet, and comes without a change
     here: policies from a database that is away with no last good set kept (a first
     start), or migrations pending (migrate runs from another host); or the metrics port
-    in use (by a process that may let it go, as the admin service's ``listen``); or a
-    worker process the system cannot start now (no memory or process left). Exit 1,
+    or a TCP milter_socket in use (by a process that may let it go, as the admin
+    service's ``listen``); or a worker process the system cannot start now (no memory
+    or process left). Exit 1,
     which the unit restarts until it is there; as exit 2 the milter stayed down for good,
     Postfix deferring all mail, once Postgres came up, the migrations ran or the port
     was free."""

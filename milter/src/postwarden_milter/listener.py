@@ -35,6 +35,7 @@ file (:func:`served_elsewhere`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -62,9 +63,9 @@ def unix_path(connection: str) -> str | None:
     return path if family in ("unix", "local") else None
 
 
-def bind_problem(connection: str) -> str | None:
+def bind_problem(connection: str) -> OSError | None:
     """Why libmilter could not listen on ``connection`` (it only says it could not),
-    found by binding it ourselves; None when we cannot tell."""
+    found by binding it ourselves (its strerror says it); None when we cannot tell."""
     path = unix_path(connection)
     if path is not None:
         return _unix_bind_problem(path)
@@ -78,17 +79,17 @@ def bind_problem(connection: str) -> str | None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
-        return exc.strerror or type(exc).__name__
+        return OSError(exc.errno, exc.strerror or type(exc).__name__)
     return None
 
 
-def _unix_bind_problem(path: str) -> str | None:
+def _unix_bind_problem(path: str) -> OSError | None:
     """Why no unix socket could be made at ``path``: a file there that is no socket
     (libmilter leaves it), or a directory this user may not create in (its owner's, a
     read-only file system): told by binding a probe of our own beside it."""
     with contextlib.suppress(OSError):
         if not stat.S_ISSOCK(os.stat(path).st_mode):
-            return "the file there is not a socket"
+            return OSError(errno.ENOTSOCK, "the file there is not a socket")
     directory = os.path.dirname(path)
     # Short: a probe longer than the socket's own path could pass the 107-byte limit
     # and be refused for that, not for the directory.
@@ -97,7 +98,7 @@ def _unix_bind_problem(path: str) -> str | None:
         try:
             probe.bind(probe_path)
         except OSError as exc:
-            return f"{directory}: {exc.strerror or exc}"
+            return OSError(exc.errno, f"{directory}: {exc.strerror or exc}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(probe_path)
     return None

@@ -147,10 +147,14 @@ def refuse_served_socket(connection: str) -> None:
 
 
 def socket_refused(connection: str) -> StartupError:
-    """libmilter could not listen on ``connection`` (it only says so): with the reason."""
-    reason = bind_problem(connection)
-    return StartupError(f"milter_socket: cannot serve on {connection}"
-                        + (f": {reason}" if reason else ""))
+    """libmilter could not listen on ``connection`` (it only says so): with the reason.
+    A port in use is NotYet, as metrics_listen's: the process holding it may let it go."""
+    problem = bind_problem(connection)
+    message = f"milter_socket: cannot serve on {connection}" + (
+        f": {problem.strerror}" if problem is not None else "")
+    if problem is not None and problem.errno == errno.EADDRINUSE:
+        return NotYet(message)
+    return StartupError(message)
 
 
 def serve_metrics(settings: MilterSettings,
