@@ -18,6 +18,7 @@ from postwarden_milter.listener import (
     never_block_accept,
     remove_socket_file,
     socket_file,
+    socket_file_lost,
     unix_path,
 )
 from tests.fixtures.milterproc import MilterProcess
@@ -154,6 +155,18 @@ def test_a_stopping_milter_removes_only_the_socket_file_it_made(tmp_path: Path) 
             remove_socket_file(spec, socket_file(spec))
             assert not path.exists()
     remove_socket_file("inet:8899@127.0.0.1", None)  # TCP: no file
+
+
+def test_a_socket_file_that_cannot_be_looked_at_is_not_taken_for_lost(tmp_path: Path) -> None:
+    """A path the milter may no longer search (its directory's mode changed: EACCES;
+    ENOTDIR here, as root searches any directory) raised in the watch, which stopped the
+    milter with a traceback though Postfix may still reach it. One gone is lost."""
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert not socket_file_lost(f"unix:{blocked}/milter.sock", (1, 2))
+    remove_socket_file(f"unix:{blocked}/milter.sock", (1, 2))  # nor does a stop raise
+    assert socket_file_lost(f"unix:{tmp_path}/milter.sock", (1, 2))
+    assert not socket_file_lost("inet:8899@127.0.0.1", None)
 
 
 def test_unix_socket_gets_the_configured_mode() -> None:

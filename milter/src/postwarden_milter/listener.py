@@ -231,7 +231,10 @@ def socket_file_lost(connection: str, made: tuple[int, int] | None) -> bool:
     """Whether the unix socket's file ``made`` (its :func:`socket_file` when opened) was
     removed or replaced since: Postfix then reaches nothing of ours by the path, though
     libmilter goes on listening. Logged here, as the caller then stops."""
-    if made is None or socket_file(connection) == made:
+    try:
+        if made is None or socket_file(connection) == made:
+            return False
+    except OSError:  # cannot look (its directory closed to us): not known to be gone
         return False
     log.error("the socket file of %s was removed or replaced: Postfix cannot reach the "
               "milter; stopping so that the service manager restarts it", connection)
@@ -242,6 +245,7 @@ def remove_socket_file(connection: str, made: tuple[int, int] | None) -> None:
     """Remove the unix socket's file of ``connection`` if it is still the one ``made``
     (its :func:`socket_file` when opened), not one another milter has put there since."""
     path = unix_path(connection)
-    if path is not None and made is not None and socket_file(connection) == made:
-        with contextlib.suppress(FileNotFoundError):
+    # Gone, or its directory closed to us: left (a stop goes on, its workers' too).
+    with contextlib.suppress(OSError):
+        if path is not None and made is not None and socket_file(connection) == made:
             os.unlink(path)
