@@ -71,7 +71,10 @@ def recipient_key(address: str, params: tuple[str, ...], smtputf8: bool) -> Reci
     recipient counts twice here, never once where Postfix keeps two. Without ORCPT,
     smtpd makes one up from the address as given, so ``"bob"@x`` and ``bob@x`` stay
     two. ORCPT's xtext and, when ORCPT is given, the address's quoting are compared as
-    sent where Postfix decodes them: such a recipient counts twice here."""
+    sent where Postfix decodes them: such a recipient counts twice here. Every recipient
+    is remembered, as Postfix's filter does with duplicate_filter_limit = 0 (no limit), and
+    with its default 1000 under smtpd_recipient_limit's 1000; one set below the recipients
+    of a message keeps repeats of those past it, which count once here."""
     orcpt = esmtp_param(params, "ORCPT")
     notify = esmtp_param(params, "NOTIFY")
     folded = fold_case(address, smtputf8)
