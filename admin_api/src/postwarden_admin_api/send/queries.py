@@ -41,7 +41,9 @@ SEARCH_FILTERS = {
     "status": "status = ${}",
     "sender": "lower(sender) = ${}",
     "recipient": "id IN (SELECT message_id FROM outbound_recipients WHERE lower(address) = ${})",
-    # 0047's GIN index of tagged messages; planned for each tag (TAG_PLANS).
+    # 0047's GIN index of tagged messages. A tag's messages may be most (walk newest
+    # first) or few (the index): only a plan made for the tag knows which, as every
+    # search's is (audit_queries.reading).
     "tag": "tags <> '{{}}' AND tags @> ARRAY[${}]::text[]",
     "since": "created_at >= ${}",
     "until": "created_at < ${}",
@@ -50,10 +52,6 @@ SEARCH_FILTERS = {
 # Our Message-ID names the message's id: the primary key finds it (_message_uuid).
 SEARCH_MESSAGE_ID = "id = ${}::uuid AND message_id = ${}"
 SEARCH_AFTER = "(created_at, id) < (${}, ${}::uuid)"
-# A tag's messages may be most (walk newest first) or few (the GIN index): only a plan
-# made for the tag knows which. A generic one, which PostgreSQL keeps for a statement
-# asyncpg caches after five runs, walked every message for a rare tag.
-TAG_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 SUPPRESSION_COLUMNS = "address, reason, detail, created_at, created_by"
 INSERT_SUPPRESSION = """
 INSERT INTO suppressions (address, reason, detail, created_by) VALUES ($1, 'manual', $2, $3)
@@ -170,11 +168,8 @@ def search_sql(search: MessageFilter) -> tuple[str, list[Any]]:
 async def search_messages(
     conn: asyncpg.Connection, search: MessageFilter
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page, newest first, and the cursor of the next page (None at the end); in a
-    transaction, whose plans for a tag search it sets."""
+    """One page, newest first, and the cursor of the next page (None at the end)."""
     sql, params = search_sql(search)
-    if search.tag is not None:
-        await conn.execute(TAG_PLANS)
     rows = await conn.fetch(sql, *params)
     page = rows[:search.limit]
     cursor = None
