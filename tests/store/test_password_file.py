@@ -27,14 +27,16 @@ def latin1_password_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("argv", "status"), [
-    pytest.param(["postwarden_store.cli", "migrate", "--dry-run"], 1, id="store-migrate"),
-    pytest.param(["postwarden_milter", "check"], 2, id="milter-check"),
-    pytest.param(["postwarden_admin_api", "keys", "list"], 1, id="admin-keys"),
+@pytest.mark.parametrize("argv", [
+    pytest.param(["postwarden_store.cli", "migrate", "--dry-run"], id="store-migrate"),
+    pytest.param(["postwarden_milter", "check"], id="milter-check"),
+    pytest.param(["postwarden_admin_api", "keys", "list"], id="admin-keys"),
 ])
 def test_a_password_file_not_utf8_is_told_in_one_line(
-    latin1_password_file: Path, argv: list[str], status: int
+    latin1_password_file: Path, argv: list[str]
 ) -> None:
+    # Invalid settings, exit 2, for every command: no retry mends them (migrate and the
+    # admin service exited 1, which their systemd units restart for ever).
     environment = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")} | {
         "PGPASSFILE": str(latin1_password_file), "POSTWARDEN_DATABASE_URL": URL,
         "POSTWARDEN_POLICY_DIR": str(Path(__file__).parents[2] / "policies" / "examples"),
@@ -42,7 +44,7 @@ def test_a_password_file_not_utf8_is_told_in_one_line(
     }
     done = subprocess.run([sys.executable, "-m", *argv], env=environment, capture_output=True,
                           text=True, timeout=60, check=False)
-    assert done.returncode == status, done.stderr
+    assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.rstrip().splitlines()[-1].endswith(SAYS)
 

@@ -9,7 +9,9 @@ code's stops the start-up there, before the site listens: never migrated
 applied one that differs from this build's (``MigrationError``). Served, later
 steps and routes would fail on a missing table or column, in errors that do
 not say what to do. A database unreachable at start stops it too (the pool cannot
-open); systemd's ``Restart=on-failure`` tries again.
+open); systemd's ``Restart=on-failure`` tries again. Options of database_url the
+client or server refuse (``DatabaseUrlRefused``: an unknown server setting, a root
+certificate missing) stop it as invalid settings, which no retry mends.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from postwarden_store import check_schema_current, create_pool, unreachable
+from postwarden_store import check_schema_current, connecting, create_pool
 
 from . import (
     openapi,
@@ -65,14 +67,12 @@ ROUTE_MODULES = (
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    try:
+    with connecting():
         pool = await create_pool(
             settings.database_url.reveal(),
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
         )
-    except OSError as exc:
-        raise unreachable(exc) from exc
     try:
         async with pool.acquire() as conn:
             await require_schema(conn)

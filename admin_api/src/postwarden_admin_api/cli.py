@@ -29,7 +29,13 @@ import asyncpg
 from postwarden_policies.redact import log_to_stderr
 from postwarden_policies.settings_source import SettingsError, gather_settings
 from postwarden_policies.systemd_notify import SystemdNotifier
-from postwarden_store import SchemaTooOld, StoreError, connect, unreachable
+from postwarden_store import (
+    DatabaseUrlRefused,
+    SchemaTooOld,
+    StoreError,
+    connect,
+    connecting,
+)
 from postwarden_store import cli as store_cli
 
 from . import admin_audit
@@ -195,10 +201,8 @@ def _key_state(info: KeyInfo, now: dt.datetime) -> str:
 
 async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]]) -> int:
     """Run ``work`` on a connection; first refuse a database never migrated (NotMigrated)."""
-    try:
+    with connecting():
         conn = await connect(settings.database_url.reveal())
-    except OSError as exc:
-        raise unreachable(exc) from exc
     try:
         await require_schema(conn)
         return await work(conn)
@@ -338,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_secrets_rotate(args, settings))
     except SettingsError as exc:
         print(f"{PROG}: invalid settings:", *exc.problems, sep="\n  ", file=sys.stderr)
+        return EXIT_CONFIG
+    except DatabaseUrlRefused as exc:  # no outage: a restart does not mend it
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except SchemaTooOld as exc:
         # serve's start-up check (app): the store's text names other commands than ours.

@@ -1,9 +1,9 @@
 """What refuses a start: the checks the milter, or the supervisor for its workers,
 makes before it serves, each raising :class:`~.errors.StartupError` with what the
 admin must fix (a schema too old, policies that do not load, a socket or metrics
-address that cannot be served, options in database_url the server refuses). A
-database that is down, or refuses database_url's role, password or database,
-refuses nothing: audit events are spooled until it is back or fixed.
+address that cannot be served, options in database_url the client or server
+refuses). A database that is down, or refuses database_url's role, password or
+database, refuses nothing: audit events are spooled until it is back or fixed.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import asyncpg
 
 from postwarden_policies import PoliciesError
 from postwarden_store import (
+    DatabaseUrlRefused,
     MigrationError,
     SchemaTooOld,
     check_schema_current,
     connect,
-    database_detail,
     database_problem,
+    url_refusal,
 )
 
 from .audit_pipeline import REFUSALS
@@ -49,10 +50,6 @@ class DatabaseCheck:
     # password or database (the milter spools until the admin mends it)
 
 
-# Of the server's refusals (REFUSALS), those that only database_url's own options cause:
-# no change on the server mends them, a restart with the URL fixed must.
-BAD_OPTIONS = (asyncpg.UndefinedObjectError, asyncpg.InvalidParameterValueError)
-
 
 def check_schema(dsn: str) -> DatabaseCheck:
     """Refuse to start against a database that lacks migrations, or with options in
@@ -62,7 +59,12 @@ def check_schema(dsn: str) -> DatabaseCheck:
     spooled)."""
 
     async def check() -> None:
-        conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
+        try:
+            conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if (refusal := url_refusal(exc)) is not None:
+                raise DatabaseUrlRefused(refusal) from None
+            raise
         try:
             await check_schema_current(conn)
         finally:
@@ -74,21 +76,17 @@ def check_schema(dsn: str) -> DatabaseCheck:
         raise NotYet(str(exc)) from None
     except MigrationError as exc:  # applied by another build: no wait mends it
         raise StartupError(str(exc)) from None
-    except asyncpg.InterfaceError as exc:
-        # The client refuses the URL's options (sslmode=verify-full with no root
-        # certificate, say): no outage to wait out, the admin must fix the setting.
-        # asyncpg's first line names the option, never the password.
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StartupError(f"database_url: the Postgres client refuses it: {reason}") from None
-    except BAD_OPTIONS as exc:
-        raise StartupError(f"database_url: the server refuses its options: "
-                           f"{database_detail(exc)}") from None
+    except DatabaseUrlRefused as exc:
+        # The client or server refuses the URL's own options (sslmode=verify-full with no
+        # root certificate, an unknown server setting): no
+        # outage to wait out, the admin must fix the setting.
+        raise StartupError(str(exc)) from None
     except REFUSALS as exc:
         refusal = database_problem(exc)
         log.error("database refuses database_url at start (%s): audit events are spooled "
                   "until database_url or the server is fixed", refusal)
         return DatabaseCheck(reachable=False, refusal=refusal)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         log.warning("database unreachable at start (%s): audit events are spooled until it is back",
                     database_problem(exc))
         return DatabaseCheck(reachable=False)

@@ -2,23 +2,39 @@
 
 from .audit import write_audit_batch
 from .dsn import dsn_problem
-from .errors import DatabaseUnreachable, MigrationError, SchemaTooOld, StoreError
+from .errors import (
+    DatabaseUnreachable,
+    DatabaseUrlRefused,
+    MigrationError,
+    SchemaTooOld,
+    StoreError,
+)
 from .migrations import (
     apply_migrations,
     check_schema_current,
     migrate_database,
     pending_migrations,
 )
-from .pool import connect, create_pool, database_detail, database_problem, unreachable
+from .pool import (
+    connect,
+    connecting,
+    create_pool,
+    database_detail,
+    database_problem,
+    unreachable,
+    url_refusal,
+)
 
 __all__ = [
     "DatabaseUnreachable",
+    "DatabaseUrlRefused",
     "MigrationError",
     "SchemaTooOld",
     "StoreError",
     "apply_migrations",
     "check_schema_current",
     "connect",
+    "connecting",
     "create_pool",
     "database_detail",
     "database_problem",
@@ -26,5 +42,6 @@ __all__ = [
     "migrate_database",
     "pending_migrations",
     "unreachable",
+    "url_refusal",
     "write_audit_batch",
 ]

@@ -13,9 +13,9 @@ import asyncpg
 from postwarden_policies.redact import redact
 
 from .dsn import dsn_problem, has_password
-from .errors import StoreError
-from .migrations import migrate_database, pending_migrations
-from .pool import connect, unreachable
+from .errors import DatabaseUrlRefused, StoreError
+from .migrations import apply_migrations, pending_migrations
+from .pool import connect, connecting, unreachable
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -28,14 +28,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 async def _migrate(dsn: str, dry_run: bool) -> int:
-    if dry_run:
+    with connecting():
         conn = await connect(dsn)
-        try:
+    try:
+        if dry_run:
             versions, done = await pending_migrations(conn), "pending"
-        finally:
-            await conn.close()
-    else:
-        versions, done = await migrate_database(dsn), "applied"
+        else:
+            versions, done = await apply_migrations(conn), "applied"
+    finally:
+        await conn.close()
     print("\n".join(f"{done} {version}" for version in versions) or "schema is current")
     return 0
 
@@ -62,7 +63,8 @@ def add_migrate_options(parser: argparse.ArgumentParser, database_url_help: str,
 
 def migrate(database_url: str, dry_run: bool, prog: str) -> int:
     """Apply the pending migrations, or list them; 1 with one line naming what failed
-    (never the URL: it holds the password), 130 with one line after Ctrl-C."""
+    (never the URL: it holds the password), 2 when that is database_url's own options
+    (invalid settings), 130 with one line after Ctrl-C."""
     try:
         return asyncio.run(_migrate(database_url, dry_run))
     except KeyboardInterrupt:
@@ -70,6 +72,9 @@ def migrate(database_url: str, dry_run: bool, prog: str) -> int:
         print(f"{prog}: interrupted: the migrations applied so far stay, none is applied "
               "in part; run migrate again for the rest", file=sys.stderr)
         return 130
+    except DatabaseUrlRefused as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # every one here is the database's
         print(f"{prog}: {unreachable(exc)}", file=sys.stderr)
         return 1

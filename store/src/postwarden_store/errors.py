@@ -3,7 +3,8 @@
     StoreError
     ├── MigrationError      a migration failed or an applied one was edited
     ├── SchemaTooOld        the database lacks migrations this code needs
-    └── DatabaseUnreachable a command's connection failed (refused, no answer)
+    ├── DatabaseUnreachable a command's connection failed (refused, no answer)
+    └── DatabaseUrlRefused  database_url's own options refused: invalid settings
 """
 
 
@@ -26,3 +27,8 @@ class SchemaTooOld(StoreError):
             f"database schema is missing {len(pending)} migration(s) ({', '.join(pending)}); "
             "run `postwarden-store migrate` (or `postwarden-milter migrate`)"
         )
+
+
+class DatabaseUrlRefused(StoreError):
+    """What database_url asks that the client or the server refuses (see
+    pool.url_refusal): invalid settings, not an outage; only a fixed URL mends it."""

@@ -8,13 +8,15 @@ and nothing of ours wants local time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 
-from .errors import DatabaseUnreachable
+from .errors import DatabaseUnreachable, DatabaseUrlRefused
 
 SERVER_SETTINGS = {"timezone": "UTC"}
 CONNECT_TIMEOUT = 10.0
@@ -94,6 +96,40 @@ def unreachable(exc: OSError) -> DatabaseUnreachable:
                   "sslkey, or PGSSLROOTCERT, PGSSLCERT, PGSSLKEY)")
     return DatabaseUnreachable(f"database_url: cannot reach the database: "
                                f"{reason or type(exc).__name__}")
+
+
+# The server's refusals of a connect that only database_url's own options cause (an
+# option it does not know, 42704, or whose value it refuses, 22023): no change on the
+# server mends them, a fixed URL must.
+BAD_OPTIONS = (asyncpg.UndefinedObjectError, asyncpg.InvalidParameterValueError)
+
+
+def url_refusal(exc: BaseException) -> str | None:
+    """What ``exc``, raised by a connect, says is wrong with database_url itself, in one
+    line naming the setting (never the URL: it holds the password); None for an outage
+    or a refusal a change on the server mends (a role, password or database)."""
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        # sslmode=verify-full with no root certificate, say; its hint on later lines.
+        return f"database_url: the Postgres client refuses it: {database_detail(exc)}"
+    if isinstance(exc, BAD_OPTIONS):
+        return f"database_url: the server refuses its options: {database_detail(exc)}"
+    return None
+
+
+@contextlib.contextmanager
+def connecting() -> Iterator[None]:
+    """Around a command's or a start's connect: database_url's own fault raised as
+    DatabaseUrlRefused (invalid settings), any other failed connection (OSError) as
+    DatabaseUnreachable, both in one line naming the setting."""
+    try:
+        yield
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        refusal = url_refusal(exc)
+        if refusal is not None:
+            raise DatabaseUrlRefused(refusal) from None
+        if isinstance(exc, OSError):
+            raise unreachable(exc) from exc
+        raise
 
 
 def database_problem(exc: BaseException) -> str:
