@@ -1,6 +1,7 @@
 """Options of database_url the client or the server refuses are invalid settings, no
 outage: `serve`, `keys` and `migrate` exited 1, which the systemd unit restarts every
-2 s for ever (an unknown server setting, a value it refuses). Each now says in one
+2 s for ever (an unknown server setting, a value it refuses), and sslmode=require
+against a server without TLS read as "cannot reach the database". Each now says in one
 line what of database_url is refused, without the password, and exits 2 (EXIT_CONFIG,
 RestartPreventExitStatus=2)."""
 
@@ -26,6 +27,10 @@ REFUSED = {
     "bad-value": ("statement_timeout=soon",
                   'the server refuses its options: invalid value for parameter '
                   '"statement_timeout": "soon"'),
+    "no-tls": ("sslmode=require",
+               "its sslmode (require, verify-ca or verify-full, or that of PGSSLMODE) needs "
+               "TLS, and the server does not offer TLS: enable ssl on the server, or set "
+               "sslmode=prefer or disable"),
 }
 # argv, and the program its line names
 COMMANDS = {

@@ -26,8 +26,6 @@ PASSWORD = "s3cret-pw"
     ("{server}/postwarden_absent", 'database "postwarden_absent" does not exist', 2),
     ("postgresql://nobody_here:{password}@{host}/postgres", 'role "nobody_here" does not exist',
      2),
-    # The client's words: told as "ConnectionError" alone, where the admin service said it.
-    ("{server}/postgres?sslmode=require", "rejected SSL upgrade", 0),
 ])
 def test_check_says_what_the_server_refused(
     pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

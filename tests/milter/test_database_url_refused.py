@@ -71,6 +71,20 @@ def test_options_the_server_refuses_refuse_the_start(
             in result.stderr.splitlines()
 
 
+def test_tls_the_server_does_not_offer_refuses_the_start(tmp_path: Path,
+                                                         database_url: str) -> None:
+    """sslmode=require against a server without TLS: told as an outage ("database
+    unreachable at start", exit 0), the milter spooled every event for ever."""
+    url = f"{database_url}{'&' if '?' in database_url else '?'}sslmode=require"
+    for args in (["check"], []):
+        result = _milter(args, tmp_path, url)
+        assert result.returncode == 2
+        assert ("postwarden-milter: database_url: its sslmode (require, verify-ca or "
+                "verify-full, or that of PGSSLMODE) needs TLS, and the server does not offer "
+                "TLS: enable ssl on the server, or set sslmode=prefer or disable"
+                ) in result.stderr.splitlines()
+
+
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_the_writer_tells_a_refusal_at_each_try_and_counts_it_apart(
         tmp_path: Path, database_url: str, case: str,

@@ -10,8 +10,8 @@ applied one that differs from this build's (``MigrationError``). Served, later
 steps and routes would fail on a missing table or column, in errors that do
 not say what to do. A database unreachable at start stops it too (the pool cannot
 open); systemd's ``Restart=on-failure`` tries again. Options of database_url the
-client or server refuse (``DatabaseUrlRefused``: an unknown server setting, a root
-certificate missing) stop it as invalid settings, which no retry mends.
+client or server refuse (``DatabaseUrlRefused``: an unknown server setting, TLS the
+server does not offer) stop it as invalid settings, which no retry mends.
 """
 
 from __future__ import annotations

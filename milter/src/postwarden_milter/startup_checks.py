@@ -1,9 +1,10 @@
 """What refuses a start: the checks the milter, or the supervisor for its workers,
 makes before it serves, each raising :class:`~.errors.StartupError` with what the
 admin must fix (a schema too old, policies that do not load, a socket or metrics
-address that cannot be served, options in database_url the client or server
-refuses). A database that is down, or refuses database_url's role, password or
-database, refuses nothing: audit events are spooled until it is back or fixed.
+address that cannot be served, options in database_url the client or server refuses,
+sslmode=require against a server without TLS). A database that is down, or refuses
+database_url's role, password or database, refuses nothing: audit events are spooled
+until it is back or fixed.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def check_schema(dsn: str) -> DatabaseCheck:
         raise StartupError(str(exc)) from None
     except DatabaseUrlRefused as exc:
         # The client or server refuses the URL's own options (sslmode=verify-full with no
-        # root certificate, an unknown server setting): no
+        # root certificate, TLS the server does not offer, an unknown server setting): no
         # outage to wait out, the admin must fix the setting.
         raise StartupError(str(exc)) from None
     except REFUSALS as exc:

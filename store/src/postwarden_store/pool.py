@@ -102,6 +102,9 @@ def unreachable(exc: OSError) -> DatabaseUnreachable:
 # option it does not know, 42704, or whose value it refuses, 22023): no change on the
 # server mends them, a fixed URL must.
 BAD_OPTIONS = (asyncpg.UndefinedObjectError, asyncpg.InvalidParameterValueError)
+# asyncpg's only word for a server that answers sslmode=require's TLS request with "no"
+# (a plain ConnectionError, as for an outage).
+_NO_TLS = "rejected SSL upgrade"
 
 
 def url_refusal(exc: BaseException) -> str | None:
@@ -113,6 +116,10 @@ def url_refusal(exc: BaseException) -> str | None:
         return f"database_url: the Postgres client refuses it: {database_detail(exc)}"
     if isinstance(exc, BAD_OPTIONS):
         return f"database_url: the server refuses its options: {database_detail(exc)}"
+    if isinstance(exc, ConnectionError) and _NO_TLS in str(exc):
+        return ("database_url: its sslmode (require, verify-ca or verify-full, or that of "
+                "PGSSLMODE) needs TLS, and the server does not offer TLS: enable ssl on the "
+                "server, or set sslmode=prefer or disable")
     return None
 
 
