@@ -6,12 +6,16 @@ when the service starts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
 
+import asyncpg
 import pytest
 
+from postwarden_admin_api.webhooks.templates import seal_plain_templates
 from postwarden_store import connect
 from tests.fixtures.adminapp import bearer
 
@@ -99,6 +103,65 @@ async def test_a_plain_template_from_before_is_used_and_sealed_at_start(
     await raise_reject(database_url)
     assert await wait_for(lambda: len(receiver.delivered()) == 1)
     assert json.loads(receiver.requests[0].body)["routing_key"] == ROUTING_KEY
+
+
+async def _lock_awaited(conn: asyncpg.Connection, starting: asyncio.Task[Any]) -> None:
+    """Until a start waits for a row lock, or has ended (up to 10 s)."""
+    deadline = time.monotonic() + 10
+    while not starting.done() and time.monotonic() < deadline:
+        if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_a_template_a_patch_holds_while_an_instance_starts_is_sealed(
+    database_url: str, start: Start, receiver: Receiver,
+) -> None:
+    """A PATCH under way on another instance (its row lock held) while this one
+    starts: the start skipped the row, the PATCH wrote the plain template back, and it
+    stayed in clear until the next start."""
+    conn = await connect(database_url)
+    try:
+        endpoint_id = await add_endpoint(conn, "legacy", hook_url(receiver),
+                                         ["message.rejected"], None, kind="api_call")
+        await conn.execute("UPDATE webhook_endpoints SET body_template = $1 WHERE id = $2",
+                           TEMPLATE, endpoint_id)
+        async with conn.transaction():  # as a PATCH: the row locked, read, written back
+            current = await conn.fetchval("SELECT body_template::text FROM webhook_endpoints "
+                                          "WHERE id = $1 FOR UPDATE", endpoint_id)
+            starting = asyncio.create_task(start())
+            await _lock_awaited(conn, starting)
+            await conn.execute("UPDATE webhook_endpoints SET enabled = true, "
+                               "body_template = $1::text::jsonb WHERE id = $2",
+                               current, endpoint_id)
+        await starting
+        stored = await conn.fetchrow(STORED, endpoint_id)
+    finally:
+        await conn.close()
+    assert stored["body_template"] is None
+    assert json.loads(KEYRING.decrypt(stored["body_template_ciphertext"])) == TEMPLATE
+
+
+async def test_instances_starting_together_seal_each_template_once(
+    database_url: str, receiver: Receiver,
+) -> None:
+    conns = [await connect(database_url) for _ in range(2)]
+    try:
+        for n in range(20):
+            endpoint_id = await add_endpoint(conns[0], f"legacy{n}", hook_url(receiver),
+                                             ["message.rejected"], None, kind="api_call")
+            await conns[0].execute("UPDATE webhook_endpoints SET body_template = $1 "
+                                   "WHERE id = $2", TEMPLATE, endpoint_id)
+        counts = await asyncio.gather(*(seal_plain_templates(c, KEYRING) for c in conns))
+        stored = await conns[0].fetch("SELECT body_template, body_template_ciphertext "
+                                      "FROM webhook_endpoints")
+    finally:
+        for conn in conns:
+            await conn.close()
+    assert sum(counts) == 20
+    assert all(row["body_template"] is None for row in stored)
+    assert all(json.loads(KEYRING.decrypt(row["body_template_ciphertext"])) == TEMPLATE
+               for row in stored)
 
 
 async def test_the_shown_mask_sent_back_is_refused_not_stored_as_the_template(

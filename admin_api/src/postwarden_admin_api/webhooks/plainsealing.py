@@ -21,18 +21,25 @@ Seal = Callable[[asyncpg.Connection, int, str], Awaitable[object]]
 async def seal_plain(conn: asyncpg.Connection, keyring: Keyring, column: str, what: str,
                      seal: Seal) -> int:
     """Hand ``seal`` each endpoint's plain ``column`` (one of ours, never a caller's
-    text), in one transaction; returns how many. Rows another instance is sealing are
-    skipped: it seals them."""
+    text), a row at a time; returns how many."""
     if keyring.current_key_id is None:
         count: int = await conn.fetchval(
             f"SELECT count(*) FROM webhook_endpoints WHERE {column} IS NOT NULL")  # noqa: S608
         if count:
             log.warning("webhooks: %s %s stay unencrypted: no secret key", count, what)
         return 0
-    async with conn.transaction():
-        rows = await conn.fetch(
-            f"SELECT id, {column}::text AS plain FROM webhook_endpoints "  # noqa: S608
-            f"WHERE {column} IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED")
-        for row in rows:
-            await seal(conn, row["id"], row["plain"])
-    return len(rows)
+    ids = await conn.fetch(
+        f"SELECT id FROM webhook_endpoints WHERE {column} IS NOT NULL")  # noqa: S608
+    sealed = 0
+    for (endpoint_id,) in ids:
+        async with conn.transaction():
+            # Waiting for the row, not skipping it: a PATCH holding it writes the plain
+            # value back, which stayed in clear until the next start. One row a
+            # transaction: no lock order to deadlock on. None: another instance sealed it.
+            plain: str | None = await conn.fetchval(
+                f"SELECT {column}::text FROM webhook_endpoints "  # noqa: S608
+                f"WHERE id = $1 AND {column} IS NOT NULL FOR UPDATE", endpoint_id)
+            if plain is not None:
+                await seal(conn, endpoint_id, plain)
+                sealed += 1
+    return sealed
