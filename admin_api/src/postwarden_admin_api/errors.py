@@ -11,7 +11,8 @@ Requests take their pooled connection with :func:`connection` (or :func:`acquire
 keep it across several steps): when the pool stays full for ``ACQUIRE_TIMEOUT``
 seconds the answer is 503 ``database_busy``, not a request that waits for ever
 behind whoever holds the connections; with PostgreSQL away (no connection can be made,
-or one is lost mid-request: ``DATABASE_AWAY``) it is 503 ``database_unavailable``.
+the server refusing one, or one is lost mid-request: ``DATABASE_AWAY``) it is 503
+``database_unavailable``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+
+from postwarden_store import database_problem
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,12 @@ def database_busy() -> ApiError:
 
 
 # PostgreSQL away: a connection lost mid-query, a server shutting down or starting.
+# InternalClientError is what a pooled connection can raise on its next query once the
+# server ended it and refuses a new one ("cannot switch to state ...; another operation
+# is in progress").
 DATABASE_AWAY = (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                 asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+                 asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+                 asyncpg.InternalClientError)
 
 
 def database_unavailable() -> ApiError:
@@ -80,8 +87,11 @@ async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
         return await pool.acquire(timeout=ACQUIRE_TIMEOUT)
     except TimeoutError:
         raise database_busy() from None
-    except (OSError, *DATABASE_AWAY) as exc:  # OSError: refused, reset, no route
-        log.warning("database unreachable: %s", type(exc).__name__)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Refused, reset, no route (OSError), or the server refusing a new connection:
+        # no slot left (too many connections), a role or database gone, a password
+        # changed. Its own words (never quoting a password) say which, not a 500.
+        log.warning("database unreachable: %s", database_problem(exc))
         raise database_unavailable() from None
 
 
