@@ -97,6 +97,45 @@ async def test_secrets_rotate(tmp_path: Path, database_url: str) -> None:
     assert Keyring(bytes.fromhex("22" * 32)).decrypt(token) == "pw"
 
 
+REFUSE_AUDIT = """
+CREATE FUNCTION pwtest_refuse_audit() RETURNS trigger LANGUAGE plpgsql
+    AS $$BEGIN RAISE EXCEPTION 'could not extend file (test)'; END$$;
+CREATE TRIGGER pwtest_refuse_audit BEFORE INSERT ON admin_audit
+    FOR EACH ROW EXECUTE FUNCTION pwtest_refuse_audit();
+"""
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_a_secrets_rotation_whose_admin_log_entry_fails_rotates_nothing(
+        tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The values were re-encrypted and committed before the entry was written: a
+    failed write (the database full, or gone, in between) left them under the new key
+    with no entry, and the command said it failed, without the line that says to
+    point secret_key_file at the new key: a service restarted on the old one read none."""
+    old = Keyring(parse_key_material(TEST_SECRET_KEY))
+    conn = await connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO runtime_settings (name, value_ciphertext) "
+            "VALUES ('recipient_hash_key', $1) "
+            "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
+            old.encrypt("pw"))
+        await conn.execute(REFUSE_AUDIT)
+        new_file = tmp_path / "new.key"
+        new_file.write_text("33" * 32)
+        try:
+            assert await _cli(["secrets", "rotate", "--new-key-file", str(new_file)]) == 1
+        finally:
+            await conn.execute("DROP TRIGGER pwtest_refuse_audit ON admin_audit; "
+                               "DROP FUNCTION pwtest_refuse_audit()")
+        token = await conn.fetchval(
+            "SELECT value_ciphertext FROM runtime_settings WHERE name = 'recipient_hash_key'")
+    finally:
+        await conn.close()
+    assert capsys.readouterr().err == "postwarden-admin: could not extend file (test)\n"
+    assert old.decrypt(token) == "pw"
+
+
 @pytest.mark.usefixtures("cli_env")
 async def test_migrate_and_keys_run_without_the_key_file_serve_needs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

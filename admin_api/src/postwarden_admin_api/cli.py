@@ -285,10 +285,14 @@ async def _secrets_rotate(args: argparse.Namespace, settings: ServiceSettings) -
     old = Keyring.from_settings(settings)
     new = Keyring(_new_key(args.new_key_file))
 
-    async def work(conn: object) -> int:
-        count = await rotate_secrets(conn, old, new)
-        await admin_audit.write(conn, actor=CLI_ACTOR, address=None, action="secrets.rotated",
-                                target=new.current_key_id, summary={"values": count})
+    async def work(conn: asyncpg.Connection) -> int:
+        # The values and their admin log entry in one transaction, as for keys: a failed
+        # entry left them re-encrypted with the command saying it failed.
+        async with conn.transaction():
+            count = await rotate_secrets(conn, old, new)
+            await admin_audit.write(conn, actor=CLI_ACTOR, address=None,
+                                    action="secrets.rotated", target=new.current_key_id,
+                                    summary={"values": count})
         print(f"re-encrypted {count} value(s) under key {new.current_key_id}; "
               "now point secret_key_file at the new key")
         return 0
