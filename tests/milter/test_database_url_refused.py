@@ -33,6 +33,8 @@ REFUSED = {
         netloc="nobody:hunter2@" + p.netloc.rpartition("@")[2])),
     "database": ('database "no_such_db" does not exist', lambda p: p._replace(
         path="/no_such_db")),
+    # Refused at start too; the server's TLS turned off while the milter runs.
+    "tls": ("rejected SSL upgrade", lambda p: p._replace(query="sslmode=require")),
 }
 BAD_OPTIONS = {
     "unknown": ('unrecognized configuration parameter "foo"', "foo=bar"),

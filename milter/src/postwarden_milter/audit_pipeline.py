@@ -57,6 +57,7 @@ from postwarden_store import (
     create_pool,
     database_detail,
     database_problem,
+    url_refusal,
 )
 from postwarden_store.audit import DURABLE_COMMIT, Written, weight, write_audit_batch
 
@@ -429,7 +430,9 @@ class AuditPipeline:
 
     def _schedule_retry(self, exc: BaseException) -> None:
         self._backoff.failed()
-        refused = isinstance(exc, REFUSALS)
+        # url_refusal: what database_url's own options cause, refused at start as well
+        # (TLS the server does not offer, a root certificate missing).
+        refused = isinstance(exc, REFUSALS) or url_refusal(exc) is not None
         if refused:  # not an outage: no wait mends it, the admin must
             self._metrics.errors.labels("audit_db_refused").inc()
         else:
