@@ -28,7 +28,7 @@ from postwarden_store import (
     check_schema_current,
     connect,
     database_problem,
-    url_refusal,
+    refusing_bad_url,
 )
 
 from .audit_pipeline import REFUSALS
@@ -60,12 +60,8 @@ def check_schema(dsn: str) -> DatabaseCheck:
     spooled)."""
 
     async def check() -> None:
-        try:
+        with refusing_bad_url():
             conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            if (refusal := url_refusal(exc)) is not None:
-                raise DatabaseUrlRefused(refusal) from None
-            raise
         try:
             await check_schema_current(conn)
         finally:

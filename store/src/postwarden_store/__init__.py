@@ -21,6 +21,7 @@ from .pool import (
     create_pool,
     database_detail,
     database_problem,
+    refusing_bad_url,
     unreachable,
     url_refusal,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "dsn_problem",
     "migrate_database",
     "pending_migrations",
+    "refusing_bad_url",
     "unreachable",
     "url_refusal",
     "write_audit_batch",

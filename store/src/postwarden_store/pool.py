@@ -124,19 +124,27 @@ def url_refusal(exc: BaseException) -> str | None:
 
 
 @contextlib.contextmanager
-def connecting() -> Iterator[None]:
-    """Around a command's or a start's connect: database_url's own fault raised as
-    DatabaseUrlRefused (invalid settings), any other failed connection (OSError) as
-    DatabaseUnreachable, both in one line naming the setting."""
+def refusing_bad_url() -> Iterator[None]:
+    """Around a start's connect: database_url's own fault (:func:`url_refusal`) raised
+    as DatabaseUrlRefused (invalid settings); any other failure as it is."""
     try:
         yield
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        refusal = url_refusal(exc)
-        if refusal is not None:
+        if (refusal := url_refusal(exc)) is not None:
             raise DatabaseUrlRefused(refusal) from None
-        if isinstance(exc, OSError):
-            raise unreachable(exc) from exc
         raise
+
+
+@contextlib.contextmanager
+def connecting() -> Iterator[None]:
+    """Around a command's or a start's connect: :func:`refusing_bad_url`, and any other
+    failed connection (OSError) as DatabaseUnreachable, both in one line naming the
+    setting."""
+    try:
+        with refusing_bad_url():
+            yield
+    except OSError as exc:
+        raise unreachable(exc) from exc
 
 
 def database_problem(exc: BaseException) -> str:
