@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
+from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
@@ -41,20 +43,28 @@ async def limited_role(database_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+async def _refused_service(aiohttp_client: AiohttpClient, role: str, database_url: str,
+                           pg_server: PgServer) -> TestClient[Any, Any]:
+    """The service connecting as ``role``, then every connection of its dropped and none
+    to be made again."""
+    parts = urlsplit(database_url)
+    url = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+    client = await aiohttp_client(create_app(settings_for(url, pool_max_size=POOL_SIZE)))
+    admin = await connect(pg_server.admin_dsn)
+    try:
+        await admin.execute(f"ALTER ROLE {role} CONNECTION LIMIT 0")
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE usename = $1", role)
+    finally:
+        await admin.close()
+    return client
+
+
 async def test_no_connection_slot_left_is_503_database_unavailable(
         limited_role: str, aiohttp_client: AiohttpClient, mint_key: MintKey,
         database_url: str, pg_server: PgServer, *, caplog: pytest.LogCaptureFixture) -> None:
     key = await mint_key(Role.ADMIN)
-    parts = urlsplit(database_url)
-    url = urlunsplit(parts._replace(netloc=f"{limited_role}@{parts.hostname}:{parts.port}"))
-    client = await aiohttp_client(create_app(settings_for(url, pool_max_size=POOL_SIZE)))
-    admin = await connect(pg_server.admin_dsn)
-    try:  # every connection of the service's dropped, none to be made again
-        await admin.execute(f"ALTER ROLE {limited_role} CONNECTION LIMIT 0")
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE usename = $1", limited_role)
-    finally:
-        await admin.close()
+    client = await _refused_service(aiohttp_client, limited_role, database_url, pg_server)
     caplog.clear()
     for _ in range(3 * POOL_SIZE):  # the first ones meet the pool's dropped connections
         answer = await client.get("/api/v1/stats", headers=bearer(key))
@@ -64,3 +74,19 @@ async def test_no_connection_slot_left_is_503_database_unavailable(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert (f'database unreachable: TooManyConnectionsError: too many connections for role '
             f'"{limited_role}"') in caplog.text
+
+
+async def test_readiness_says_why_the_database_is_unreachable(
+        limited_role: str, aiohttp_client: AiohttpClient, database_url: str,
+        pg_server: PgServer, *, caplog: pytest.LogCaptureFixture) -> None:
+    """Its log line, "readiness: database unreachable", said not what to fix: now the
+    server's words say it."""
+    client = await _refused_service(aiohttp_client, limited_role, database_url, pg_server)
+    said = (f'readiness: database unreachable (TooManyConnectionsError: too many connections '
+            f'for role "{limited_role}")')
+    for _ in range(3 * POOL_SIZE):  # the first ones meet the pool's dropped connections
+        answer = await client.get("/readyz")
+        assert answer.status == 503
+        if said in caplog.text:
+            break
+    assert said in caplog.text

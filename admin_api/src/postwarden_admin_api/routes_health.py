@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from postwarden_store import StoreError, check_schema_current
+from postwarden_store import StoreError, check_schema_current, database_problem
 
 from .context import POOL
 from .metrics import METRICS
@@ -35,8 +35,8 @@ async def readyz(request: web.Request) -> web.Response:
             await check_schema_current(conn)
     except StoreError:
         return web.json_response({"status": "unready", "problem": "migrations pending"}, status=503)
-    except DB_ERRORS:
-        log.warning("readiness: database unreachable")
+    except DB_ERRORS as exc:
+        log.warning("readiness: database unreachable (%s)", database_problem(exc))
         return web.json_response({"status": "unready", "problem": "database unreachable"},
                                  status=503)
     return web.json_response({"status": "ready"})
