@@ -118,6 +118,8 @@ RELEASED = {
         "e4df9cd9b8a926b2a61f3151a05b9edd18b67929866b9a828121dcccc6c8f604",
     "0050_audit_header_from_dotted_i":
         "e3d586737d48b3bfef5be0753cc9237022cec2a00bcf0c97af29b058e6575c25",
+    "0051_maillog_queue_id_ends_at_removal":
+        "320581bf66463230c3df32664d1dc1d98e84b215e6136d8c762a68fc2bdd26f4",
 }
 
 

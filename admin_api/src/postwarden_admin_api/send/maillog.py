@@ -2,7 +2,8 @@
 
 Lines such as ``QID: to=<a@b>, relay=..., dsn=5.1.1, status=bounced (host ...
 said: 550 5.1.1 ...)`` update that recipient of the message this host's Postfix
-queued as QID (the one relayed last: Postfix reuses short queue ids) to
+queued as QID (the one relayed last, until its queue file is removed: Postfix
+reuses short queue ids) to
 ``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote reply; a
 bounce saying the address itself is bad (5.1.x, 5.2.1: see
 :attr:`.DeliveryEvent.hard_bounce`) adds it to the suppression list. Lines

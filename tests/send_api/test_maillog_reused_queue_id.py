@@ -1,0 +1,81 @@
+"""Postfix reuses short queue ids (``enable_long_queue_ids = no``): once qmgr removed a
+message of ours, its queue id may name other mail, whose arrival the reader did not
+see (it read those lines before a restart, or another instance did). Its lines were
+applied to our message, the one relayed last under the id: a recipient delivered long
+ago turned bounced, and was suppressed. The lines here are as Postfix 3.8 writes them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from postwarden_admin_api.send.maillog import MaillogFollower
+
+from .test_maillog import (
+    append,
+    follower_at_end,
+    line,
+    message_status,
+    new_queue_id,
+    recipients,
+    relayed_message,
+    removed,
+    sent,
+)
+
+
+async def test_a_line_under_a_queue_id_postfix_removed_for_our_message_is_not_about_it(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("R")
+    address = f"reused-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await relayed_message(pool, queue_id, address)
+    append(log_file, sent(queue_id, address), removed(queue_id))
+    await follower.poll()
+    await follower.release()  # a restart: the next reader knows no other mail yet
+    append(log_file, line(queue_id, address, "bounced", "5.1.1",
+                          "host mx.example.org[192.0.2.7] said: 550 5.1.1 <" + address
+                          + ">: Recipient address rejected: User unknown (in reply to "
+                          "RCPT TO command)"),
+           removed(queue_id))
+    await MaillogFollower(pool, log_file).poll()
+    assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
+    assert await message_status(pool, ours) == "delivered"
+    assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
+                               address) == 0
+
+
+async def test_a_line_under_a_queue_id_deleted_by_an_administrator_is_not_about_it(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """postsuper -d: the id is free for other mail as after qmgr's removal."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("D")
+    ours = await relayed_message(pool, queue_id, "held@example.org")
+    append(log_file, removed(queue_id, "postsuper"))
+    await follower.poll()
+    assert await recipients(pool, ours) == {"held@example.org": (
+        "failed", "deleted from Postfix's queue before it was delivered here")}
+    await follower.release()
+    append(log_file, sent(queue_id, "held@example.org"))
+    await MaillogFollower(pool, log_file).poll()
+    assert await message_status(pool, ours) == "failed"
+
+
+async def test_our_next_message_under_a_reused_queue_id_gets_its_lines(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("N")
+    first = await relayed_message(pool, queue_id, "a@example.org")
+    append(log_file, sent(queue_id, "a@example.org"), removed(queue_id))
+    await follower.poll()
+    second = await relayed_message(pool, queue_id, "a@example.org")
+    append(log_file, line(queue_id, "a@example.org", "deferred", "4.2.0", "451 later"))
+    await follower.poll()
+    assert await recipients(pool, second) == {"a@example.org": ("deferred", "451 later")}
+    assert await recipients(pool, first) == {"a@example.org": ("delivered", "250 ok")}
