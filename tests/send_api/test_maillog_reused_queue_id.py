@@ -15,12 +15,15 @@ import asyncpg
 from postwarden_admin_api.send.maillog import MaillogFollower
 
 from .test_maillog import (
+    about_message,
+    accepted_message,
     append,
     follower_at_end,
     line,
     message_status,
     new_queue_id,
     recipients,
+    relay_as,
     relayed_message,
     removed,
     sent,
@@ -79,3 +82,35 @@ async def test_our_next_message_under_a_reused_queue_id_gets_its_lines(
     await follower.poll()
     assert await recipients(pool, second) == {"a@example.org": ("deferred", "451 later")}
     assert await recipients(pool, first) == {"a@example.org": ("delivered", "250 ok")}
+
+
+async def test_a_line_read_before_a_message_of_ours_took_the_queue_id_is_not_about_it(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Other mail's line waits (its queue id not known yet), Postfix removes that mail
+    and gives the id to ours: the line was kept for ours, then applied to it once the
+    relay stored the id. A message's lines all come after its first line (smtpd's
+    ``client=``), so those read before it are another's."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("W")
+    address = f"waiting-{uuid.uuid4().hex[:6]}@example.org"
+    append(log_file, line(queue_id, address, "bounced", "5.1.1",
+                          "host mx.example.org[192.0.2.7] said: 550 5.1.1 User unknown "
+                          "(in reply to RCPT TO command)"),
+           removed(queue_id))
+    await follower.poll()  # other mail's, seen arriving by no reader: it waits
+    ours = await accepted_message(pool, address)
+    append(log_file,
+           about_message(queue_id, "smtpd", "client=localhost[127.0.0.1]"),
+           about_message(queue_id, "cleanup", f"message-id=<{ours.hex}@example.com>"),
+           about_message(queue_id, "qmgr", "from=<app@example.com>, size=640, nrcpt=1 "
+                                           "(queue active)"))
+    await follower.poll()
+    await relay_as(pool, ours, queue_id)
+    await follower.poll()
+    assert await recipients(pool, ours) == {address: ("relayed", None)}
+    append(log_file, sent(queue_id, address))
+    await follower.poll()
+    assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
+    assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
+                               address) == 0

@@ -19,7 +19,8 @@ instance read the log (the old file is found by its inode beside the log, or,
 for one emptied in place, the copy by the bytes before the saved position, whose
 fingerprint is saved with it, migration 0024; unless it was compressed). A line
 can arrive before the relay worker stored the queue id it names, so unmatched
-lines are retried for a while (:mod:`.waitinglines`). Most
+lines are retried for a while (:mod:`.waitinglines`), until a message arrives under
+their queue id (its first line, :mod:`.receipts`): they were another's. Most
 lines in a busy log are about other mail: those of mail seen arriving as
 another's are dropped as they are parsed (:mod:`.othermail`); of the rest, each
 poll first asks, in one query, which queue ids are ours, then applies those
@@ -146,6 +147,9 @@ class _Read:
     receipts: list[ReceiptLine]
     requeues: list[Requeued]
     unread: int  # bytes left in the file (or a newer one at the path) at this read
+    # Queue ids a line started afresh (a message arriving under it): no line read before
+    # is about that message.
+    restarted: set[str]
     # Where the line not read whole starts (the position to save), and the bytes before it.
     line_start: int
     mark: bytes
@@ -402,6 +406,7 @@ class MaillogFollower:
         deliveries: list[Waiting] = []
         receipts: list[ReceiptLine] = []
         requeues: list[Requeued] = []
+        restarted: dict[str, int] = {}  # queue id: how many deliveries were read before
         for raw in lines:
             if not raw:  # between NULs, or a blank line: no line to tell the form by
                 continue
@@ -414,6 +419,8 @@ class MaillogFollower:
                 receipts.append(receipt)
                 self._other_mail.note(receipt)
                 self._arrivals.note(receipt)
+                if not receipt.committed:
+                    restarted[receipt.queue_id] = len(deliveries)
             # Not elif: a milter's hold commits a receipt and is a timeline event too.
             event = parse_line(line)
             if isinstance(event, UnknownStatus):
@@ -425,7 +432,9 @@ class MaillogFollower:
                 deliveries.append((now, replace(event, logged_at=logged_at(line.text, now))))
         # From the start of the line not read whole: the next reader reads all of it.
         line_start = self._tail.position - len(self._partial) - self._skipped
-        return _Read(deliveries, receipts, requeues, unread, line_start,
+        deliveries = [waiting for index, waiting in enumerate(deliveries)
+                      if index >= restarted.get(waiting[1].queue_id, 0)]
+        return _Read(deliveries, receipts, requeues, unread, set(restarted), line_start,
                      self._tail.mark_before(line_start))
 
     def _check_form(self, line: LogLine | None) -> None:
@@ -462,7 +471,10 @@ class MaillogFollower:
         :meth:`poll`)."""
         read = await asyncio.to_thread(self._read_lines)
         unread = read.unread
-        queue = self._pending + read.deliveries
+        # A line waiting for a queue id that has started afresh since is about the mail
+        # that held it before (Postfix reuses short queue ids), whoever takes it now.
+        queue = [waiting for waiting in self._pending
+                 if waiting[1].queue_id not in read.restarted] + read.deliveries
         self._pending = queue[-MAX_PENDING:]  # until applied
         self._receipts += read.receipts
         self._requeues += read.requeues
