@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,9 @@ class ServiceSettings:
     maillog_path: Path | None = None
     # The name the log's read position and receipts are kept under; unset: the host name.
     maillog_host: str | None = None
+    # The syslog_name of the Postfix instance the relay submits to: only its lines are
+    # read from maillog_path (another instance's queue ids are its own); unset: any's.
+    maillog_syslog_name: str | None = None
     # The config directory of the Postfix instance the relay submits to, whose queue
     # `postqueue -c DIR -j` lists; unset: not asked (with several instances on a host,
     # plain `postqueue -j` could list another's queue).
@@ -90,6 +94,8 @@ MAXIMA = {
 }
 # What a value of a type should look like, where the type's name does not say it.
 _EXPECTED = {"bool": "true or false"}
+# A Postfix syslog_name as it prefixes a program: "postfix", "postfix-out", "postfix/send".
+_SYSLOG_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 _KEY_EXPECTED = "expected 32 bytes as 64 hex digits or base64 (openssl rand -hex 32)"
 
 
@@ -173,6 +179,10 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
             not settings.maillog_host or not settings.maillog_host.isprintable()
             or any(c.isspace() for c in settings.maillog_host)):
         problems.append(("maillog_host", "expected a name without spaces"))
+    if settings.maillog_syslog_name is not None and not _SYSLOG_NAME.fullmatch(
+            settings.maillog_syslog_name):
+        problems.append(("maillog_syslog_name", "expected a name such as postfix or "
+                         "postfix-out"))
     problems += _postfix_config_dir_problems(settings)
     if settings.log_level.upper() not in LOG_LEVELS:
         problems.append(("log_level", f"expected one of {', '.join(LOG_LEVELS)}"))

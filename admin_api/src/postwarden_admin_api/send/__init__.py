@@ -63,7 +63,7 @@ async def _send_workers(app: web.Application) -> AsyncIterator[None]:
     follower = None
     if settings.maillog_path is not None:
         follower = MaillogFollower(pool, settings.maillog_path, app[METRICS],
-                                   settings.maillog_host)
+                                   settings.maillog_host, settings.maillog_syslog_name)
     if settings.relay_host:
         if follower is None:
             log.warning("relay_host is set without maillog_path: sent messages stay "

@@ -168,10 +168,13 @@ class _Applied:
 
 class MaillogFollower:
     def __init__(self, pool: asyncpg.Pool, path: Path, metrics: Metrics | None = None,
-                 host: str | None = None) -> None:
-        """``host``: the name this host's log is known by (``maillog_host``)."""
+                 host: str | None = None, syslog_name: str | None = None) -> None:
+        """``host``: the name this host's log is known by (``maillog_host``);
+        ``syslog_name``: the relay's Postfix instance's, whose lines alone are read
+        (``maillog_syslog_name``; None: any Postfix's)."""
         self._pool = pool
         self._path = path
+        self._syslog_name = syslog_name
         self._host = host or socket.gethostname()
         self._key = f"{self._host}:{path}"  # its row in maillog_positions
         self._me = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # as lease holder
@@ -411,6 +414,8 @@ class MaillogFollower:
             if not raw:  # between NULs, or a blank line: no line to tell the form by
                 continue
             line = split_line(raw.decode("utf-8", "replace"))
+            if line is not None and not line.written_by(self._syslog_name):
+                line = None  # another Postfix instance's: its queue ids are its own
             if self._unshaped >= 0:
                 self._check_form(line)
             if line is None:
@@ -450,9 +455,9 @@ class MaillogFollower:
                         "daemon's as the follower reads them ('... postfix/smtp[123]: "
                         "QID: ...', or RFC 5424's '... postfix/smtp 123 - - QID: ...', "
                         "which rsyslog writes 'postfix 123' unless "
-                        "parser.permitSlashInProgramName is on): no delivery is tracked "
-                        "(is it the maillog_file Postfix writes?)",
-                        FORM_CHECK_LINES, self._path)
+                        "parser.permitSlashInProgramName is on; of syslog_name %s): no "
+                        "delivery is tracked (is it the maillog_file Postfix writes?)",
+                        FORM_CHECK_LINES, self._path, self._syslog_name or "any")
 
     def _unknown_status(self, line: UnknownStatus) -> None:
         """Count a delivery line whose status this version does not know; warn of each

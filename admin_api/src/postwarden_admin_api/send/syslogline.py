@@ -63,6 +63,13 @@ class LogLine:
         _, slash, name = self.program.rpartition("/")
         return name if slash else ""
 
+    def written_by(self, syslog_name: str | None) -> bool:
+        """Whether the program is a daemon of the Postfix instance whose ``syslog_name``
+        is given (a service's ``-o syslog_name=postfix/send`` is under ``postfix``); any
+        Postfix's for None. The name is what the writer says it is: this tells one
+        instance's lines from another's in a shared log, never Postfix from a forger."""
+        return syslog_name is None or self.program.startswith(f"{syslog_name}/")
+
 
 def split_line(line: str) -> LogLine | None:
     """Who wrote ``line`` and where its message starts; None for a line not shaped

@@ -1,0 +1,82 @@
+"""Several Postfix instances (``postmulti``: ``postfix`` relaying our mail,
+``postfix-in`` taking inbound mail, say) logging to one syslog file: each has a queue
+of its own, so the same queue id names a message of each (short ids are reused within
+one queue; across queues nothing keeps them apart). Every instance's lines were read as
+the relay's Postfix's: another instance's bounce marked our recipient bounced and
+suppressed it. ``maillog_syslog_name`` names the relay's instance; only its lines are
+read, a service's own ``-o syslog_name=postfix/postwarden-send`` among them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.send.maillog import MaillogFollower
+from postwarden_admin_api.send.syslogline import split_line
+from postwarden_admin_api.settings import SettingsError, load_settings
+
+from .test_maillog import (
+    accepted_message,
+    append,
+    message_status,
+    new_queue_id,
+    recipients,
+    relay_as,
+)
+
+
+def bounced(instance: str, queue_id: str, address: str) -> str:
+    return (f"Dec  7 01:09:35 mx {instance}/smtp[12965]: {queue_id}: to=<{address}>, "
+            "relay=mx.example.org[192.0.2.7]:25, delay=1.2, delays=0.1/0/0.5/0.6, "
+            "dsn=5.1.1, status=bounced (host mx.example.org[192.0.2.7] said: 550 5.1.1 "
+            "User unknown (in reply to RCPT TO command))\n")
+
+
+async def test_only_the_relays_postfix_instances_lines_are_read(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "mail.log"
+    log_file.write_text("")
+    follower = MaillogFollower(pool, log_file, syslog_name="postfix")
+    await follower.poll()
+    queue_id = new_queue_id("M")
+    address = f"multi-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await accepted_message(pool, address)
+    await relay_as(pool, ours, queue_id)
+    append(log_file, bounced("postfix-in", queue_id, address))
+    await follower.poll()
+    assert await recipients(pool, ours) == {address: ("relayed", None)}
+    assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
+                               address) == 0
+    append(log_file, bounced("postfix", queue_id, address))
+    await follower.poll()
+    assert await message_status(pool, ours) == "failed"
+
+
+@pytest.mark.parametrize(("program", "read"), [
+    ("postfix/smtp", True), ("postfix/postwarden-send/smtpd", True),
+    ("postfix-in/smtp", False), ("postfixx/smtp", False), ("postfix", False)])
+def test_a_line_is_the_instances_by_its_programs_prefix(program: str, read: bool) -> None:
+    line = split_line(f"Dec  7 01:09:35 mx {program}[7]: ABC123: removed")
+    assert line is not None and line.written_by("postfix") is read
+    assert line.written_by(None)
+
+
+@pytest.mark.parametrize("name", ["postfix-out", "postfix/postwarden-send"])
+def test_a_syslog_name_is_taken(name: str) -> None:
+    settings = load_settings(None, {"POSTWARDEN_DATABASE_URL": "postgresql:///x",
+                                    "POSTWARDEN_MAILLOG_SYSLOG_NAME": name})
+    assert settings.maillog_syslog_name == name
+
+
+@pytest.mark.parametrize("name", ["", "postfix/", "postfix[1]", "post fix", "postfix:"])
+def test_a_syslog_name_no_program_could_start_with_is_refused(name: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, {"POSTWARDEN_DATABASE_URL": "postgresql:///x",
+                             "POSTWARDEN_MAILLOG_SYSLOG_NAME": name})
+    assert info.value.problems == ["POSTWARDEN_MAILLOG_SYSLOG_NAME: maillog_syslog_name: "
+                                   "expected a name such as postfix or postfix-out"]
