@@ -7,12 +7,15 @@ ago turned bounced, and was suppressed. The lines here are as Postfix 3.8 writes
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from postwarden_admin_api.send.maillog import MaillogFollower
+from tests.fixtures.postfix import PostfixInstance, running_postfix, send_message
 
 from .test_maillog import (
     about_message,
@@ -112,5 +115,53 @@ async def test_a_line_read_before_a_message_of_ours_took_the_queue_id_is_not_abo
     append(log_file, sent(queue_id, address))
     await follower.poll()
     assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
+    assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
+                               address) == 0
+
+
+async def queued(postfix: PostfixInstance, message_id: str, address: str) -> str:
+    """Postfix's queue id for a message to ``address``, once qmgr removed it."""
+    data = (f"From: app@example.com\r\nTo: {address}\r\nSubject: hi\r\n"
+            f"Message-ID: <{message_id}>\r\n\r\nbody\r\n").encode()
+    result = await asyncio.to_thread(send_message, postfix.port, data, "app@example.com",
+                                     [address])
+    assert result.accepted and result.queue_id, result
+    await asyncio.to_thread(postfix.wait_for_log, rf"{result.queue_id}: removed", 30)
+    return result.queue_id
+
+
+def lines_of(postfix: PostfixInstance, queue_id: str, *, arrival: bool = True) -> str:
+    """Postfix's lines naming ``queue_id``, without its first ones (``arrival``
+    False: read by a reader before a restart)."""
+    first = ("smtpd", "cleanup")
+    return "".join(text + "\n" for text in postfix.log().splitlines()
+                   if f" {queue_id}: " in text
+                   and (arrival or not any(f"/{daemon}[" in text for daemon in first)))
+
+
+@pytest.mark.postfix
+async def test_real_postfix_lines_of_other_mail_under_our_removed_queue_id(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Postfix's own lines, short queue ids: other mail bounced at the same address
+    under our message's queue id (Postfix cannot be made to reuse one on cue: its id
+    is put in place of the other mail's)."""
+    address = f"real-{uuid.uuid4().hex[:6]}@example.net"
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    with running_postfix(main={"enable_long_queue_ids": "no"}) as (postfix, capture):
+        ours = await accepted_message(pool, address)
+        queue_id = await queued(postfix, f"{ours.hex}@example.com", address)
+        await relay_as(pool, ours, queue_id)
+        append(log_file, lines_of(postfix, queue_id))
+        await follower.poll()
+        assert await message_status(pool, ours) == "delivered"
+        await follower.release()
+        capture.reply_for(address, "550 5.1.1 <" + address + ">: no such user")
+        theirs = await queued(postfix, "1.2@mua.example", address)
+        append(log_file, lines_of(postfix, theirs, arrival=False).replace(theirs, queue_id))
+    assert f"{queue_id}: to=<{address}>, relay=" in log_file.read_text()
+    assert "dsn=5.1.1, status=bounced" in log_file.read_text()
+    await MaillogFollower(pool, log_file).poll()
+    assert [status for status, _ in (await recipients(pool, ours)).values()] == ["delivered"]
     assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
                                address) == 0
