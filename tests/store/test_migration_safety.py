@@ -120,6 +120,8 @@ RELEASED = {
         "e3d586737d48b3bfef5be0753cc9237022cec2a00bcf0c97af29b058e6575c25",
     "0051_maillog_queue_id_ends_at_removal":
         "320581bf66463230c3df32664d1dc1d98e84b215e6136d8c762a68fc2bdd26f4",
+    "0052_webhook_delivery_sending":
+        "ab5c36f5afdd655fa7050ea71a91a2aebffe6a2528a170cafe4380e30637ce6e",
 }
 
 

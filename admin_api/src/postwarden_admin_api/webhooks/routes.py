@@ -9,7 +9,9 @@ face among them (422 ``url_not_allowed`` with the reason; host names are checked
 at every delivery), and write-only values given again where the change would let them
 serve another receiver or another content. A replay goes only to the URL the delivery
 was made for: one made before the URL was last set is 409 ``webhook_url_changed`` (an
-operator, who may not read the audit log, could otherwise collect it elsewhere).
+operator, who may not read the audit log, could otherwise collect it elsewhere). A
+change of what or where the endpoint sends answers once the requests under way with the
+old settings have ended: none goes out with them after the answer.
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ from postwarden_admin_api.revisions import lock_policies
 from postwarden_admin_api.sqlwhere import Where
 
 from .changes import NEW_ENDPOINT, key_problems, merged
+from .options import WEBHOOK_OPTIONS
 from .urls import masked
-from .worker import cancel_pending_replays, replay
+from .worker import cancel_pending_replays, replay, sent_before
 
 routes = web.RouteTableDef()
 
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
 DELIVERY_PARAMETERS = ("status", "before_id", "limit")
+# The fields whose change a request under way must not outlive (see .worker.START).
+SENT_WITH = frozenset({"url", "secret", "headers", "body_template", "kind", "enabled"})
 
 COLUMNS = """id, name, url, url_ciphertext, url_origin, kind, events, enabled, created_at,
     updated_at,
@@ -74,7 +79,7 @@ SET name = $2, url = $3, url_ciphertext = $4, url_origin = $5, kind = $6, events
     held_until = CASE WHEN url_ciphertext IS DISTINCT FROM $4 OR url IS DISTINCT FROM $3
                       THEN NULL ELSE held_until END
 WHERE id = $1
-RETURNING {COLUMNS}
+RETURNING {COLUMNS}, clock_timestamp() AS changed_at
 """  # noqa: S608
 DELETE = "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING name"
 # next_attempt_at only while pending: the worker's claim pushes it ahead as a lease, and a
@@ -191,6 +196,9 @@ async def webhooks_update(request: web.Request) -> web.Response:
                                  {"fields": sorted(data)})
         left = _left_unserved(data, current, updated)
         warnings = await active_warnings(conn, left) if left else []
+    if SENT_WITH.intersection(data):
+        await sent_before(request.app[POOL], request.app[WEBHOOK_OPTIONS], current["id"],
+                          updated["changed_at"])
     return json_ok({**_shown(updated), "warnings": warnings})
 
 

@@ -21,12 +21,19 @@ holds only its own deliveries. Of one endpoint at most
 ``WebhookOptions.endpoint_in_flight`` are in flight (the claim skips the rest
 of its deliveries), so a dead endpoint with a long queue cannot fill the
 window either.
+
+The endpoint's settings (URL, secret, headers, template) are read as the request
+starts, not at the claim, under the endpoint's row, and the delivery is marked as
+under way (``sending_since``, migration 0052): a change of the endpoint answers once
+the requests started before it have ended (:func:`sent_before`), so none goes out
+with settings an answered change replaced, and none mixes old and new.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import json
 import logging
@@ -45,6 +52,7 @@ from prometheus_client import Gauge
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.backoff import doubled
 from postwarden_admin_api.context import POOL
+from postwarden_admin_api.errors import connection
 from postwarden_admin_api.metrics import METRICS, Metrics
 from postwarden_admin_api.notify_targets import active_warnings
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
@@ -80,7 +88,7 @@ WITH busy AS (
       AND (p.held_until IS NULL OR p.held_until <= now())
 ), claimed AS (
     UPDATE webhook_deliveries d
-    SET attempts = d.attempts + 1, last_attempt_at = now(),
+    SET attempts = d.attempts + 1,
         next_attempt_at = now() + make_interval(secs => $2)
     WHERE d.id IN (
         -- Checked again once locked: another instance may have claimed it meanwhile.
@@ -92,17 +100,49 @@ WITH busy AS (
         FOR UPDATE OF w SKIP LOCKED)
     RETURNING d.id, d.attempts, d.event_id, d.endpoint_id
 )
-SELECT c.id, c.attempts, e.event_id::text AS msg_id, e.type, e.payload::text AS payload,
-       e.created_at, p.id AS endpoint_id, p.name, p.url, p.url_ciphertext, p.url_origin,
-       p.kind, p.secret_ciphertext, p.headers_ciphertext, p.body_template::text AS body_template,
-       p.body_template_ciphertext
+SELECT c.id, c.attempts, c.endpoint_id, e.event_id::text AS msg_id, e.type,
+       e.payload::text AS payload, e.created_at
 FROM claimed c
 JOIN webhook_events e ON e.id = c.event_id
-JOIN webhook_endpoints p ON p.id = c.endpoint_id
+"""
+# The endpoint's settings, read as the request starts (not at the claim): under the
+# endpoint's row (FOR SHARE), so a change holding it (FOR UPDATE) is waited for and its
+# settings are read, all of them from the one row version; a change made after waits in
+# turn for this request to end (see SENDING). Nothing when the endpoint was disabled or
+# deleted meanwhile, or the delivery is this claim's no more (a replay cancelled by a new
+# URL, a lease run out and claimed again).
+START = """
+WITH p AS (
+    SELECT id AS endpoint_id, name, url, url_ciphertext, url_origin, kind,
+           secret_ciphertext, headers_ciphertext, body_template::text AS body_template,
+           body_template_ciphertext
+    FROM webhook_endpoints WHERE id = $2 AND enabled
+    FOR SHARE
+), started AS (
+    UPDATE webhook_deliveries d SET sending_since = now(), last_attempt_at = now()
+    FROM p
+    WHERE d.id = $1 AND d.endpoint_id = p.endpoint_id AND d.status = 'pending'
+      AND d.attempts = $3
+    RETURNING d.id
+)
+SELECT p.* FROM p CROSS JOIN started
+"""
+# A claim not sent after all (its endpoint disabled meanwhile) costs no attempt: it made
+# none (START sets last_attempt_at).
+RELEASE = """
+UPDATE webhook_deliveries SET attempts = attempts - 1, next_attempt_at = now()
+WHERE id = $1 AND attempts = $2 AND status = 'pending'
+"""
+# The endpoint's requests under way with its settings as they were at $2: started before
+# it and not recorded, their lease not run out (a worker that died mid-request).
+SENDING = """
+SELECT EXISTS (SELECT FROM webhook_deliveries
+               WHERE endpoint_id = $1 AND sending_since <= $2 AND next_attempt_at > now())
 """
 MARK_DELIVERED = """
 UPDATE webhook_deliveries
-SET status = 'delivered', delivered_at = now(), last_status_code = $2, last_error = NULL
+SET status = 'delivered', delivered_at = now(), last_status_code = $2, last_error = NULL,
+    sending_since = NULL
 WHERE id = $1
 """
 # $6: the delivery can never be sent, so it is dead whatever its attempts.
@@ -110,7 +150,7 @@ MARK_FAILED = """
 UPDATE webhook_deliveries
 SET status = CASE WHEN status = 'dead' OR attempts >= $4 OR $6 THEN 'dead' ELSE 'pending' END,
     next_attempt_at = now() + make_interval(secs => $5),
-    last_status_code = $2, last_error = $3
+    last_status_code = $2, last_error = $3, sending_since = NULL
 WHERE id = $1
 RETURNING status
 """
@@ -203,9 +243,15 @@ async def _attempt(
 
 async def _deliver(
     pool: asyncpg.Pool, session: aiohttp.ClientSession, options: WebhookOptions,
-    keyring: Keyring, row: Mapping[str, Any], *, metrics: Metrics,
+    keyring: Keyring, claimed: Mapping[str, Any], *, metrics: Metrics,
 ) -> None:
     """Send one claimed delivery and record the outcome; raises nothing but cancellation."""
+    row = None
+    # Unstarted (the database is away), the delivery comes back when its lease ends.
+    with surviving("webhook worker", traceback=False):
+        row = await _start(pool, claimed)
+    if row is None:
+        return
     final = False
     try:
         outcome = await _attempt(session, options, keyring, row)
@@ -223,6 +269,18 @@ async def _deliver(
     # Unrecorded (the database is away), the delivery comes back when its lease ends.
     with surviving("webhook worker", traceback=False):
         await _record(pool, options, metrics, row, outcome, final=final)
+
+
+async def _start(pool: asyncpg.Pool, claimed: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The claimed delivery with its endpoint's settings as its request starts; None when
+    it is not to be sent (see START)."""
+    async with pool.acquire() as conn:
+        endpoint = await conn.fetchrow(START, claimed["id"], claimed["endpoint_id"],
+                                       claimed["attempts"])
+        if endpoint is None:
+            await conn.execute(RELEASE, claimed["id"], claimed["attempts"])
+            return None
+    return {**claimed, **endpoint}
 
 
 async def _record(
@@ -386,6 +444,25 @@ async def replay(conn: asyncpg.Connection, endpoint_id: int, delivery_id: int) -
     URL, its event pending there no more; None if there is no such delivery."""
     new_id: int | None = await conn.fetchval(REPLAY, delivery_id, endpoint_id)
     return new_id
+
+
+# How often a change polls for the requests under way with the settings it replaced.
+SENDING_POLL_SECONDS = 0.1
+
+
+async def sent_before(pool: asyncpg.Pool, options: WebhookOptions, endpoint_id: int,
+                      changed_at: dt.datetime) -> None:
+    """Wait for the endpoint's requests started with its settings as they were before
+    ``changed_at`` to end (at most their lease): once the change is answered, no request
+    goes out with the old ones."""
+    lease = options.timeout_seconds + LEASE_MARGIN_SECONDS
+    for _ in range(math.ceil(lease / SENDING_POLL_SECONDS)):
+        # A request's connection: a pool busy or a database away is its 503, not a wait
+        # without end.
+        async with connection(pool) as conn:
+            if not await conn.fetchval(SENDING, endpoint_id, changed_at):
+                return
+        await asyncio.sleep(SENDING_POLL_SECONDS)
 
 
 async def cancel_pending_replays(conn: asyncpg.Connection, endpoint_id: int) -> None:

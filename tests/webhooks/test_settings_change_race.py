@@ -1,0 +1,197 @@
+"""A change of an endpoint applies to every request not yet under way, from its answer on.
+
+The worker claims a delivery, then reads the endpoint's settings (URL, secret,
+headers, template) under the endpoint's row lock as the request starts; a change
+waits for the requests already under way with the old settings (they end within
+the timeout), then answers. So no request goes out with an old secret, or to an old
+URL, once the change is answered, and none mixes old and new settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.webhooks.signing import SignatureError, verify
+from tests.fixtures.adminapp import bearer
+
+from .conftest import RECEIVER_NAME, Start, StubDns
+from .receiver import Receiver, Tls, wait_for, wait_for_async
+from .support import generate_secret, raise_reject
+
+pytestmark = pytest.mark.postgres
+Client = TestClient[Any, Any]
+
+
+class GatedDns(StubDns):
+    """The stub, whose lookups wait while ``gate`` is closed: a request under way."""
+
+    def __init__(self) -> None:
+        super().__init__({RECEIVER_NAME: [["127.0.0.1"]]})
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.waiting = 0
+
+    async def __call__(self, host: str, port: int) -> list[Any]:
+        self.waiting += 1
+        try:
+            await self.gate.wait()
+        finally:
+            self.waiting -= 1
+        return await super().__call__(host, port)
+
+
+@pytest.fixture
+def dns() -> GatedDns:
+    return GatedDns()
+
+
+@pytest.fixture
+def database_url(fresh_database_url: str) -> str:
+    """A database of each test's own, dropped after the service stops."""
+    return fresh_database_url
+
+
+@pytest.fixture
+async def other(tls: Tls) -> Any:
+    server = Receiver("127.0.0.1", tls)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def _url(receiver: Receiver) -> str:
+    return f"https://{RECEIVER_NAME}:{receiver.port}/hook"
+
+
+async def _create(client: Client, key: str, url: str, secret: str) -> str:
+    response = await client.post("/api/v1/webhooks", headers=bearer(key), json={
+        "name": "ops", "url": url, "secret": secret, "events": ["message.rejected"]})
+    assert response.status == 201, await response.text()
+    return f"/api/v1/webhooks/{(await response.json())['id']}"
+
+
+def _signed_with(secret: str, receiver: Receiver, index: int) -> bool:
+    got = receiver.requests[index]
+    try:
+        verify(secret, got.headers, got.body)
+    except SignatureError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("field", ["secret", "url"])
+async def test_a_change_answers_after_the_requests_under_way_and_none_follows_it(  # noqa: PLR0917
+    database_url: str, start: Start, admin_key: str, receiver: Receiver, other: Receiver,
+    dns: GatedDns, field: str,
+) -> None:
+    client = await start()
+    old, new = generate_secret(), generate_secret()
+    hook = await _create(client, admin_key, _url(receiver), old)
+    change = {"secret": new} if field == "secret" else {"url": _url(other)}
+
+    dns.gate.clear()
+    await raise_reject(database_url)
+    assert await wait_for(lambda: dns.waiting == 1)  # its request is under way
+    patch = asyncio.create_task(client.patch(hook, headers=bearer(admin_key), json=change))
+    await asyncio.sleep(0.5)
+    dns.gate.set()
+    response = await patch
+    assert response.status == 200, await response.text()
+    # The request under way went out with the old settings, before the answer.
+    assert len(receiver.requests) == 1 and _signed_with(old, receiver, 0)
+
+    await raise_reject(database_url)
+    new_receiver = receiver if field == "secret" else other
+    assert await wait_for(lambda: len(new_receiver.requests) == 1 + (field == "secret"))
+    assert _signed_with(new if field == "secret" else old, new_receiver, -1)
+    assert len(receiver.requests) == 1 + (field == "secret")  # the old URL got no more
+
+
+async def _claimed_during(client: Client, pool: asyncpg.Pool, database_url: str, hook: str,
+                          *, key: str, change: dict[str, Any]) -> None:
+    """PATCH ``change`` while a delivery is claimed: the change holds the endpoint's row
+    until it commits (held here before its audit entry), and nothing is sent meanwhile."""
+    # Held (a Retry-After) until the change has written the endpoint.
+    await pool.execute("UPDATE webhook_endpoints SET held_until = now() + interval '1 s'")
+    await raise_reject(database_url)
+    async with pool.acquire() as blocker, blocker.transaction():
+        await blocker.execute("LOCK TABLE admin_audit IN EXCLUSIVE MODE")
+        patch = asyncio.create_task(client.patch(hook, headers=bearer(key), json=change))
+
+        async def claimed() -> bool:
+            return await pool.fetchval("SELECT attempts FROM webhook_deliveries") == 1
+
+        assert await wait_for_async(claimed)
+        await asyncio.sleep(0.3)
+        assert not patch.done()
+    response = await patch
+    assert response.status == 200, await response.text()
+
+
+async def test_a_delivery_claimed_before_a_change_is_sent_with_the_new_settings(  # noqa: PLR0917
+    database_url: str, start: Start, admin_key: str, receiver: Receiver, other: Receiver,
+    pool: asyncpg.Pool,
+) -> None:
+    """It waits for the change, then reads the new URL and secret together."""
+    client = await start()
+    new = generate_secret()
+    hook = await _create(client, admin_key, _url(receiver), generate_secret())
+    await _claimed_during(client, pool, database_url, hook, key=admin_key,
+                          change={"url": _url(other), "secret": new})
+    assert await wait_for(lambda: len(other.requests) == 1)
+    assert _signed_with(new, other, 0) and not receiver.requests
+    assert json.loads(other.requests[0].body)["type"] == "message.rejected"
+
+
+async def test_a_delivery_claimed_before_a_disable_is_not_sent_nor_counted(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver, pool: asyncpg.Pool,
+) -> None:
+    client = await start()
+    hook = await _create(client, admin_key, _url(receiver), generate_secret())
+    await _claimed_during(client, pool, database_url, hook, key=admin_key,
+                          change={"enabled": False})
+    await asyncio.sleep(0.5)
+    assert not receiver.requests
+    row = await pool.fetchrow("SELECT status, attempts, last_attempt_at, sending_since"
+                              " FROM webhook_deliveries")
+    assert dict(row) == {"status": "pending", "attempts": 0, "last_attempt_at": None,
+                         "sending_since": None}
+    enabled = await client.patch(hook, headers=bearer(admin_key), json={"enabled": True})
+    assert enabled.status == 200, await enabled.text()
+    assert await wait_for(lambda: len(receiver.delivered()) == 1)
+
+
+async def test_rotations_while_deliveries_flow_never_sign_with_a_replaced_secret(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver, pool: asyncpg.Pool,
+) -> None:
+    """Every request that arrives after a rotation is answered is signed with that secret
+    or a later one; each delivery arrives, signed with one of them."""
+    receiver.delay_seconds = 0.2  # two requests under way at most times
+    client = await start()
+    rotated = [generate_secret()]
+    hook = await _create(client, admin_key, _url(receiver), rotated[0])
+    for _ in range(12):
+        await raise_reject(database_url)
+    arrived_before = [0]  # requests arrived when each secret's change was answered
+    for _ in range(4):
+        await asyncio.sleep(0.15)
+        rotated.append(generate_secret())
+        response = await client.patch(hook, headers=bearer(admin_key),
+                                      json={"secret": rotated[-1]})
+        assert response.status == 200, await response.text()
+        arrived_before.append(len(receiver.requests))
+    assert await wait_for(lambda: len(receiver.delivered()) == 12)
+    for index in range(len(receiver.requests)):
+        signed = [k for k, secret in enumerate(rotated) if _signed_with(secret, receiver, index)]
+        newest_answered = max(k for k, n in enumerate(arrived_before) if n <= index)
+        assert signed and signed[0] >= newest_answered, (index, signed, arrived_before)
+    assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries"
+                               " WHERE sending_since IS NOT NULL") == 0
