@@ -92,11 +92,12 @@ def running_worker(pool: asyncpg.Pool, options: WebhookOptions, metrics: Metrics
     return running(pool, options, KEYRING, Metrics() if metrics is None else metrics)
 
 
-# The one delivery's state after its first attempt, and the wait its retry was given.
+# The one delivery's state after its first attempt, and the wait its retry was given
+# (its backoff, or the hold its receiver asked for).
 FIRST_FAILURE = """
-SELECT status, attempts, last_error,
-       extract(epoch FROM next_attempt_at - last_attempt_at) AS wait
-FROM webhook_deliveries
+SELECT d.status, d.attempts, d.last_error,
+       extract(epoch FROM greatest(d.next_attempt_at, p.held_until) - d.last_attempt_at) AS wait
+FROM webhook_deliveries d JOIN webhook_endpoints p ON p.id = d.endpoint_id
 """
 
 

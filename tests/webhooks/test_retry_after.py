@@ -132,3 +132,34 @@ async def test_a_new_url_is_not_held_by_the_old_receivers_retry_after(
     finally:
         await conn.close()
     assert await wait_for(lambda: len(receiver.delivered()) == 1)
+
+
+@pytest.mark.postgres
+async def test_a_retry_after_answered_after_the_url_changed_does_not_hold_the_new_one(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver, tls: Tls,
+) -> None:
+    """The old receiver's 429 came after the URL was set (its request was under way):
+    recorded as the endpoint's hold all the same, it held the new receiver an hour."""
+    old = Receiver("127.0.0.1", tls, statuses=[429], retry_after="3600", delay_seconds=1.0)
+    await old.start()
+    conn = await connect(database_url)
+    try:
+        await conn.execute("DELETE FROM webhook_endpoints")  # the module's earlier tests'
+        client = await start(backoff_cap_seconds=3600.0)
+        created = await client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
+            "name": "limited", "url": hook_url(old), "events": ["message.rejected"],
+            "secret": generate_secret()})
+        assert created.status == 201, await created.text()
+        hook = f"/api/v1/webhooks/{(await created.json())['id']}"
+        await write_audit_batch(conn, [audit_event("reject")])
+        assert await wait_for(lambda: len(old.requests) == 1)  # under way
+        changed = await client.patch(hook, headers=bearer(admin_key),
+                                     json={"url": hook_url(receiver)})
+        assert changed.status == 200, await changed.text()
+        await asyncio.sleep(0.3)  # the old receiver's answer recorded
+        assert await conn.fetchval("SELECT held_until FROM webhook_endpoints") is None
+        await write_audit_batch(conn, [audit_event("reject")])
+        assert await wait_for(lambda: len(receiver.delivered()) == 2, seconds=5.0)
+    finally:
+        await conn.close()
+        await old.stop()

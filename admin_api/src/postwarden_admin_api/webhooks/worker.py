@@ -155,12 +155,15 @@ WHERE id = $1
 RETURNING status
 """
 # A receiver's Retry-After speaks for the receiver, not for one delivery: nothing is
-# claimed for the endpoint for $2 seconds (migration 0043), costing its deliveries no
-# attempt. One row: a backlog's rows are not rewritten at every 429.
+# claimed for the endpoint for $2 seconds (migration 0043), the failed delivery included,
+# costing its deliveries no attempt. One row: a backlog's rows are not rewritten at every
+# 429. Only while the URL is the one that answered ($3, $4): setting the URL ends a hold
+# (routes.UPDATE), and an answer of the old receiver that comes after must not hold the
+# new one, nor the failed delivery's retry to it.
 HOLD_ENDPOINT = """
 UPDATE webhook_endpoints
 SET held_until = greatest(held_until, now() + make_interval(secs => $2))
-WHERE id = $1
+WHERE id = $1 AND url_ciphertext IS NOT DISTINCT FROM $3 AND url IS NOT DISTINCT FROM $4
 """
 # A 410 Gone speaks for the URL the delivery was sent to: not for one set since.
 DISABLE_GONE = """
@@ -202,12 +205,6 @@ def asked_wait(outcome: Outcome, options: WebhookOptions) -> float:
     """The wait the receiver's ``Retry-After`` asks for (a 429 of a rate limit, a 503 of a
     maintenance), at most ``backoff_cap_seconds`` as any wait; 0 when it asks for none."""
     return min(outcome.retry_after or 0.0, options.backoff_cap_seconds)
-
-
-def retry_delay(attempts: int, outcome: Outcome, options: WebhookOptions) -> float:
-    """The backoff, or longer when the receiver asks for it: retried sooner, every attempt
-    failed again and the delivery was dead within minutes."""
-    return max(backoff_seconds(attempts, options), asked_wait(outcome, options))
 
 
 def endpoint_from_row(row: Mapping[str, Any], keyring: Keyring) -> Endpoint:
@@ -296,10 +293,13 @@ async def _record(
             return
         status = await conn.fetchval(
             MARK_FAILED, row["id"], outcome.status, outcome.error, options.max_attempts,
-            retry_delay(row["attempts"], outcome, options), final,
+            backoff_seconds(row["attempts"], options), final,
         )
+        # Longer when the receiver asks: retried sooner, every attempt failed again and
+        # the delivery was dead within minutes.
         if asked := asked_wait(outcome, options):
-            await conn.execute(HOLD_ENDPOINT, row["endpoint_id"], asked)
+            await conn.execute(HOLD_ENDPOINT, row["endpoint_id"], asked, row["url_ciphertext"],
+                               row["url"])
         if outcome.status == HTTPStatus.GONE and await _disable_gone(conn, row):
             metrics.webhook_endpoints_disabled.inc()
     # The origin, never the URL: its path or query may hold a credential.
