@@ -99,7 +99,9 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                          responses={200: ref("Webhook")}),
         "patch": operation("change a webhook endpoint (a new url or kind, or any body_template "
                            "given, needs write-only values given again: 422 "
-                           "validation_failed)", _ROLES,
+                           "validation_failed); a change of what or where it sends answers "
+                           "once the requests under way with the old settings have ended",
+                           _ROLES,
                            parameters=[_ID],
                            body=json_content(ref("WebhookChange")),
                            responses={200: ref("Webhook")}),
