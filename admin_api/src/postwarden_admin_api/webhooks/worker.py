@@ -173,6 +173,10 @@ WHERE id = $1 AND enabled
 RETURNING name
 """
 GONE_REASON = "the receiver answered 410 Gone"
+URL_KEPT = """
+SELECT EXISTS (SELECT FROM webhook_endpoints WHERE id = $1
+               AND url_ciphertext IS NOT DISTINCT FROM $2 AND url IS NOT DISTINCT FROM $3)
+"""
 # Only to the URL the delivery was made for (migration 0020): not to one set since.
 # Not while a delivery of its event to the endpoint is pending (a replay asked for
 # twice): both would be sent, at once. The route holds the endpoint's row.
@@ -261,8 +265,6 @@ async def _deliver(
         log.error("webhook %s: delivery %s failed unexpectedly (%s)", row["name"], row["id"],
                   type(exc).__name__)
         outcome = Outcome(None, "internal error")
-    if outcome.status == HTTPStatus.GONE:  # every retry would be answered the same
-        outcome, final = Outcome(outcome.status, "HTTP 410 (gone): not retried"), True
     # Unrecorded (the database is away), the delivery comes back when its lease ends.
     with surviving("webhook worker", traceback=False):
         await _record(pool, options, metrics, row, outcome, final=final)
@@ -291,6 +293,8 @@ async def _record(
             log.info("webhook %s: delivery %s of %s delivered (attempt %s)",
                      row["name"], row["id"], row["type"], row["attempts"])
             return
+        if outcome.status == HTTPStatus.GONE:
+            outcome, final = await _gone(conn, row)
         status = await conn.fetchval(
             MARK_FAILED, row["id"], outcome.status, outcome.error, options.max_attempts,
             backoff_seconds(row["attempts"], options), final,
@@ -300,7 +304,7 @@ async def _record(
         if asked := asked_wait(outcome, options):
             await conn.execute(HOLD_ENDPOINT, row["endpoint_id"], asked, row["url_ciphertext"],
                                row["url"])
-        if outcome.status == HTTPStatus.GONE and await _disable_gone(conn, row):
+        if final and outcome.status == HTTPStatus.GONE and await _disable_gone(conn, row):
             metrics.webhook_endpoints_disabled.inc()
     # The origin, never the URL: its path or query may hold a credential.
     args = (row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error)
@@ -312,6 +316,16 @@ async def _record(
     # Dead (given up, whatever the reason), the event is lost to the receiver: an error.
     log.log(logging.ERROR if status == "dead" else logging.WARNING,
             "webhook %s (%s): delivery %s attempt %s failed (%s), now %s", *args, status)
+
+
+async def _gone(conn: asyncpg.Connection, row: Mapping[str, Any]) -> tuple[Outcome, bool]:
+    """A 410, and whether it is final: every retry would be answered the same. Not when
+    the endpoint's URL was set while the request was under way: the 410 was the old
+    receiver's, the new one may take the delivery (and a replay of it, made for the old
+    URL, would be refused)."""
+    if await conn.fetchval(URL_KEPT, row["endpoint_id"], row["url_ciphertext"], row["url"]):
+        return Outcome(HTTPStatus.GONE, "HTTP 410 (gone): not retried"), True
+    return Outcome(HTTPStatus.GONE, "HTTP 410 (gone) from the URL set before"), False
 
 
 async def _disable_gone(conn: asyncpg.Connection, row: Mapping[str, Any]) -> bool:
