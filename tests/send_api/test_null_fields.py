@@ -48,7 +48,7 @@ def details(body: dict[str, Any]) -> list[tuple[str, str]]:
         pytest.param({"text": None, "html": None}, ("text", "empty_body"), id="no-body"),
         pytest.param({"to": None}, ("to", "invalid_recipient"), id="no-recipient"),
         pytest.param({"to": [None]}, ("to[0]", "invalid_recipient"), id="in-a-list"),
-        pytest.param({"tags": [None]}, ("tags", "invalid_field"), id="a-null-tag"),
+        pytest.param({"tags": [None]}, ("tags[0]", "invalid_field"), id="a-null-tag"),
         pytest.param({"headers": {"X-A": None}}, ("headers.X-A", "invalid_header"),
                      id="a-null-header"),
         pytest.param({"surprise": None}, ("surprise", "invalid_field"), id="unknown-field"),

@@ -22,6 +22,7 @@ REFUSED = [
     pytest.param({"metadata": {"note": "x" * 3000}}, id="metadata-over-2-KiB"),
     pytest.param({"tags": ["needs review"]}, id="tag-with-a-space"),
     pytest.param({"tags": ["t" * 65]}, id="tag-too-long"),
+    pytest.param({"tags": ["a", "a"]}, id="tag-given-twice"),
     pytest.param({"attachments": [{**FILE, "disposition": "inline"}]}, id="attachment-extra-key"),
     pytest.param({"headers": {"X-Note": "v" * 901}}, id="header-value-too-long"),
     pytest.param({"attachments": [{**FILE, "filename": "a" * 252 + ".txt"}]},

@@ -261,7 +261,7 @@ def test_mask_hides_the_local_part() -> None:
                      "attachments[0].content", "invalid_field", id="bad-base64"),
         pytest.param(attached("a.bin", "application/octet-stream", b"x" * 1_001),
                      "attachments[0]", "message_too_large", id="big-attachment"),
-        pytest.param({"tags": ["ok", "bad tag"]}, "tags", "invalid_field", id="bad-tag"),
+        pytest.param({"tags": ["ok", "bad tag"]}, "tags[1]", "invalid_field", id="bad-tag"),
         pytest.param({"metadata": {"k": "v" * 3000}}, "metadata", "invalid_field",
                      id="big-metadata"),
         pytest.param({"metadata": {"k": {"nested": 1}}}, "metadata", "invalid_field",
@@ -580,3 +580,14 @@ def test_a_display_name_may_hold_its_own_address_or_an_at_sign(name: str) -> Non
 def test_its_own_address_with_a_unicode_domain_is_its_own() -> None:
     request = parse(**{"from": '"app@bücher.example" <app@xn--bcher-kva.example>'})
     assert request.sender.display_name == "app@bücher.example"
+
+
+def test_a_tag_given_twice_is_refused_and_every_bad_tag_is_named() -> None:
+    """["a", "a"] was stored twice and counted twice toward the 10 tags; tags are told
+    apart by case, as the search matches them."""
+    details = [(d["field"], d["message"]) for d in
+               refusal(tags=["a", "A", "a", "bad tag", "A"]).details]
+    assert details == [("tags[2]", "tags[0] has this tag too"),
+                       ("tags[3]", "1 to 64 of A-Z a-z 0-9 _ . : - (case told apart)"),
+                       ("tags[4]", "tags[1] has this tag too")]
+    assert parse(tags=["a", "A"]).tags == ("a", "A")

@@ -88,7 +88,7 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
                                           "case; sent as Content-ID: <logo>"},
         },
     }},
-    "tags": {"type": "array", "maxItems": MAX_TAGS, "items": {
+    "tags": {"type": "array", "maxItems": MAX_TAGS, "uniqueItems": True, "items": {
         "type": "string", "pattern": f"^{TAG.pattern}$", "maxLength": MAX_TAG}},
     # Flat: a value is never an object or a list. No string in it can be longer than
     # the whole may be; the whole's size JSON Schema cannot say.

@@ -67,6 +67,7 @@ RESERVED_HEADER_PREFIXES = ("x-postwarden-",)
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
 MAX_TAG = 64
 TAG = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TAG}}}")
+TAG_DETAIL = f"1 to {MAX_TAG} of A-Z a-z 0-9 _ . : - (case told apart)"
 # type/subtype, and for a text type its charset (a text file in UTF-8 went out with none,
 # which readers take for their default, windows-1252 say, and show garbled).
 _CONTENT_TYPE = re.compile(
@@ -426,13 +427,22 @@ class _Reader:
         return content
 
     def tags(self) -> tuple[str, ...]:
+        """The tags, each named by its place when refused. Tags are told apart by case,
+        as the search matches them; one given twice is refused (it was stored, and
+        counted toward MAX_TAGS, twice)."""
         raw = self.body.get("tags", [])
-        if not isinstance(raw, list) or len(raw) > MAX_TAGS or not all(
-            isinstance(tag, str) and TAG.fullmatch(tag) for tag in raw
-        ):
-            self.problem("tags", Refusal.INVALID_FIELD, "at most 10 tags of [A-Za-z0-9_.:-]")
+        if not isinstance(raw, list) or len(raw) > MAX_TAGS:
+            self.problem("tags", Refusal.INVALID_FIELD, f"expected a list of at most {MAX_TAGS} "
+                         "tags")
             return ()
-        return tuple(raw)
+        first: dict[str, str] = {}
+        for index, tag in enumerate(raw):
+            where = f"tags[{index}]"
+            if not isinstance(tag, str) or not TAG.fullmatch(tag):
+                self.problem(where, Refusal.INVALID_FIELD, TAG_DETAIL)
+            elif (earlier := first.setdefault(tag, where)) != where:
+                self.problem(where, Refusal.INVALID_FIELD, f"{earlier} has this tag too")
+        return tuple(first)
 
     def metadata(self) -> dict[str, Any]:
         raw = self.body.get("metadata", {})
