@@ -124,3 +124,18 @@ async def test_a_message_id_not_of_ours_finds_nothing(
                                   params={"message_id": message_id})
         assert answer.status == 200, await answer.text()
         assert (await answer.json())["messages"] == []
+
+
+async def test_empty_or_impossible_exact_filters_are_a_422_listed_together(
+    client: Client, sender: dict[str, str]
+) -> None:
+    """?tag=, ?queue_id= and ?message_id= answered 200 with no message where ?to= is a
+    422; so did a tag no message can have."""
+    for params, fields in [({"tag": "", "queue_id": "", "message_id": "", "to": ""},
+                            ["tag", "message_id", "queue_id", "to"]),
+                           ({"tag": "needs review"}, ["tag"])]:
+        found = await client.get("/api/v1/messages", headers=sender, params=params)
+        assert found.status == 422, await found.text()
+        error = (await found.json())["error"]
+        assert error["code"] == "validation_failed"
+        assert sorted(d["field"] for d in error["details"]) == sorted(fields)

@@ -26,6 +26,7 @@ from postwarden_admin_api.httpserver import ended_if_client_leaves
 
 from . import queries
 from .openapi_paths import SUPPRESSION_REQUEST
+from .request_model import TAG, TAG_DETAIL
 from .sending import send_email
 
 routes = web.RouteTableDef()
@@ -98,6 +99,18 @@ def _status_filter(request: web.Request) -> str | None:
     return status
 
 
+def _exact_filter(request: web.Request, name: str) -> str | None:
+    """A filter matched exactly (``tag``, ``message_id``, ``queue_id``): an empty one,
+    which matches no message, is refused as ``to=`` is (it answered 200 and nothing);
+    so is a tag no message can have."""
+    value = request.query.get(name)
+    if value == "":
+        raise ValidationFailed([{"field": name, "message": "expected a value, not empty"}])
+    if name == "tag" and value is not None and not TAG.fullmatch(value):
+        raise ValidationFailed([{"field": name, "message": f"not a tag: {TAG_DETAIL}"}])
+    return value
+
+
 SEARCH_PARAMETERS = ("since", "until", "status", "from", "to", "tag", "message_id", "queue_id",
                      "cursor", "limit")
 
@@ -110,6 +123,8 @@ def _message_filter(request: web.Request) -> queries.MessageFilter:
     since, until = query.read(query_time, "since"), query.read(query_time, "until")
     status = query.read(_status_filter)
     sender, recipient = query.read(_address_filter, "from"), query.read(_address_filter, "to")
+    tag, message_id, queue_id = (query.read(_exact_filter, name)
+                                 for name in ("tag", "message_id", "queue_id"))
     after = query.read(query_cursor)
     limit = query.read(query_int, "limit", 50, 1, 500)
     empty = range_problem(since, until)
@@ -119,9 +134,8 @@ def _message_filter(request: web.Request) -> queries.MessageFilter:
     assert limit is not None  # noqa: S101 - a bad one was raised above
     search = queries.MessageFilter(
         owner=_own_line(request), status=status, sender=sender, recipient=recipient,
-        tag=request.query.get("tag"), message_id=_bracketed(request.query.get("message_id")),
-        queue_id=request.query.get("queue_id"), since=since, until=until, after=after,
-        limit=limit,
+        tag=tag, message_id=_bracketed(message_id), queue_id=queue_id, since=since,
+        until=until, after=after, limit=limit,
     )
     check_scope(after, queries.search_scope(search))
     return search
