@@ -591,3 +591,23 @@ def test_a_tag_given_twice_is_refused_and_every_bad_tag_is_named() -> None:
                        ("tags[3]", "1 to 64 of A-Z a-z 0-9 _ . : - (case told apart)"),
                        ("tags[4]", "tags[1] has this tag too")]
     assert parse(tags=["a", "A"]).tags == ("a", "A")
+
+
+@pytest.mark.parametrize(
+    ("filename", "message"),
+    [
+        pytest.param("", "empty: give the file's name", id="empty"),
+        pytest.param(". .", "dots and blanks alone are no file name", id="dots"),
+        pytest.param("a" * 256, "at most 255 characters", id="too-long"),
+        pytest.param("a\tb.txt", "holds a control character", id="control"),
+        pytest.param("=?utf-8?q?a.txt?=", "RFC 2047 encoded words are not accepted: send the "
+                     "text itself", id="encoded-word"),
+        pytest.param("dir/a.txt", 'holds /, \\ or ": give the file\'s name alone, without a '
+                     "path or quotes", id="path"),
+    ],
+)
+def test_a_bad_file_name_is_told_what_is_wrong_with_it(filename: str, message: str) -> None:
+    """An empty file name was told "not a plain file name", as was every other fault."""
+    details = refusal(**attached(filename, "text/plain", b"x")).details
+    assert details == [{"field": "attachments[0].filename", "code": "invalid_field",
+                        "message": message}]

@@ -354,19 +354,8 @@ class _Reader:
         filename = self.string(f"{where}.filename", item.get("filename"))
         ctype = self.string(f"{where}.content_type", item.get("content_type"))
         encoded = self.string(f"{where}.content", item.get("content"))
-        if filename is not None and (
-            # "..": no file a reader could save (a path's step up where one is joined)
-            not filename.replace(".", "").strip() or len(filename) > MAX_FILENAME
-            or has_control(filename) or has_encoded_word(filename)
-            or any(c in filename for c in '/\\"')
-        ):
-            self.problem(f"{where}.filename", Refusal.INVALID_FIELD, "not a plain file name")
-            filename = None
-        elif filename is not None and BIDI_OVERRIDE.search(filename):
-            # "invoice\u202efdp.txt" shows as invoicetxt.pdf: the milter flags it
-            # bidi_override (embeddings and isolates, in right-to-left names, pass).
-            self.problem(f"{where}.filename", Refusal.INVALID_FIELD,
-                         "holds a bidi override, which shows its letters in another order")
+        if filename is not None and (problem := _filename_problem(filename)):
+            self.problem(f"{where}.filename", Refusal.INVALID_FIELD, problem)
             filename = None
         media = _CONTENT_TYPE.fullmatch(ctype.lower()) if ctype is not None else None
         if ctype is not None and media is None:
@@ -458,6 +447,28 @@ class _Reader:
                          "a flat object of at most 2 KiB (strings without NUL, finite numbers)")
             return {}
         return raw
+
+
+def _filename_problem(filename: str) -> str | None:
+    """Why ``filename`` is no plain file name, each case told apart."""
+    if not filename:
+        return "empty: give the file's name"
+    if not filename.replace(".", "").strip():
+        # "..": no file a reader could save (a path's step up where one is joined)
+        return "dots and blanks alone are no file name"
+    if len(filename) > MAX_FILENAME:
+        return f"at most {MAX_FILENAME} characters"
+    if has_control(filename):
+        return "holds a control character"
+    if has_encoded_word(filename):
+        return ENCODED_WORD_DETAIL
+    if any(c in filename for c in '/\\"'):
+        return "holds /, \\ or \": give the file's name alone, without a path or quotes"
+    if BIDI_OVERRIDE.search(filename):
+        # "invoice\u202efdp.txt" shows as invoicetxt.pdf: the milter flags it
+        # bidi_override (embeddings and isolates, in right-to-left names, pass).
+        return "holds a bidi override, which shows its letters in another order"
+    return None
 
 
 def read_fields(body: dict[str, Any]) -> dict[str, Any]:
