@@ -777,7 +777,7 @@ async def test_a_250_stored_late_by_a_claim_since_taken_over_changes_nothing(
 # The backend noting an interrupted row's new attempt (relay.ATTEMPT), blocked on a lock.
 NOTING_BLOCKED = """
 SELECT pid FROM pg_stat_activity
-WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE outbox SET attempt_log%'
+WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE outbox SET unsettled = true, attempt_log%'
 """
 
 

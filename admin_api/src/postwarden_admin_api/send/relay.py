@@ -86,10 +86,14 @@ log = logging.getLogger(__name__)
 # A claimed row stays "unsettled" until its outcome is stored; claiming one
 # that still is means an earlier attempt was cut off (.receipts). Its attempt goes to
 # the Postfix whose log is $3, made by reader $4 (.interrupted); one cut off before
-# keeps those of that attempt until it is sent again (ATTEMPT).
+# keeps those of that attempt until it is sent again (ATTEMPT). A last attempt ($5:
+# relay_max_attempts) is unsettled only as it is sent (ATTEMPT): one cut off comes back
+# past its attempts and is not sent again, so one claimed by a service killed before it
+# was tried must not look cut off (it was failed, never sent).
 CLAIM = """
 UPDATE outbox o
-SET attempts = o.attempts + 1, next_attempt_at = now() + $2::interval, unsettled = true,
+SET attempts = o.attempts + 1, next_attempt_at = now() + $2::interval,
+    unsettled = due.unsettled OR o.attempts + 1 < $5,
     attempt_log = CASE WHEN due.unsettled THEN o.attempt_log ELSE $3 END,
     attempt_by = CASE WHEN due.unsettled THEN o.attempt_by ELSE $4 END
 FROM (
@@ -100,10 +104,11 @@ WHERE o.message_id = due.message_id
 RETURNING o.message_id, o.envelope_from, o.recipients, o.content, o.attempts,
           due.unsettled AS interrupted, o.attempt_log, o.attempt_by
 """
-# An interrupted attempt's row about to be sent again: its new attempt's log and reader,
-# only while still this claim's (as UNLEASE).
+# A row about to be sent in an interrupted attempt's stead, or in its last: unsettled, with
+# this attempt's log and reader; only while still this claim's (as UNLEASE).
 ATTEMPT = """
-UPDATE outbox SET attempt_log = $3, attempt_by = $4 WHERE message_id = $1 AND attempts = $2
+UPDATE outbox SET unsettled = true, attempt_log = $3, attempt_by = $4
+WHERE message_id = $1 AND attempts = $2
 """
 # Rows claimed but not tried go back as they were: due, the claim's attempt not
 # counted, and still unsettled when an earlier attempt was interrupted. Only
@@ -225,7 +230,8 @@ class RelayWorker:
 
     async def _claim(self) -> list[Claimed]:
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(CLAIM, BATCH, LEASE, *self._attempt_log)
+            rows = await conn.fetch(CLAIM, BATCH, LEASE, *self._attempt_log,
+                                    self._config.max_attempts)
         return [Claimed(r["message_id"], r["envelope_from"], list(r["recipients"]),
                         r["content"], r["attempts"], r["interrupted"], r["attempt_log"],
                         r["attempt_by"]) for r in rows]
@@ -299,7 +305,8 @@ class RelayWorker:
                     if row.id in lease.lost:  # its renewal just now found it claimed
                         _left_to_another(row)
                         continue
-                    if row.interrupted:  # the log to ask, should this attempt be cut off
+                    # The log to ask, should this attempt be cut off (CLAIM).
+                    if row.interrupted or row.attempts >= self._config.max_attempts:
                         await self._attempting(row)
                     untried = rows[index + 1:]
                     result = await self._submit(session, row)

@@ -1,0 +1,127 @@
+"""A service killed (SIGKILL) while its relay holds claimed rows, between Postfix's 250
+for one of them and storing it: real processes, real Postfix (with the milter)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.send.outbox import enqueue
+from tests.fixtures.adminapp import TEST_SECRET_KEY
+from tests.fixtures.ports import free_port
+from tests.fixtures.submissions import ROOMY, submission
+
+from .test_e2e import MAILLOG_HOST, Mail, eventually, running_mail, with_message_id
+
+pytestmark = pytest.mark.postfix
+
+# The relay's store of Postfix's 250 (relayoutcomes.RELAYED), waiting on the test's lock.
+STORING = """
+SELECT array_agg(pid) FROM pg_stat_activity
+WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM outbox%'
+"""
+
+
+@pytest.fixture(scope="module")
+def mail(database_url: str) -> Iterator[Mail]:
+    with running_mail(database_url) as mail:
+        yield mail
+
+
+@contextmanager
+def service(database_url: str, mail: Mail, log: Path, attempts: int
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    """``postwarden-admin serve`` relaying to ``mail``'s listener, one relay task,
+    ``attempts`` at most for a message."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
+    env |= {"POSTWARDEN_DATABASE_URL": database_url,
+            "POSTWARDEN_LISTEN": f"127.0.0.1:{free_port()}",
+            "POSTWARDEN_SECRET_KEY": TEST_SECRET_KEY, "POSTWARDEN_RELAY_HOST": "127.0.0.1",
+            "POSTWARDEN_RELAY_PORT": str(mail.submission_port),
+            "POSTWARDEN_RELAY_WORKERS": "1", "POSTWARDEN_RELAY_MAX_ATTEMPTS": str(attempts),
+            "POSTWARDEN_RELAY_BACKOFF_SECONDS": "0.2",
+            "POSTWARDEN_MAILLOG_PATH": str(mail.postfix.maillog),
+            "POSTWARDEN_MAILLOG_HOST": MAILLOG_HOST}
+    with log.open("a") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "postwarden_admin_api", "serve"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.parametrize("attempts", [8, 1])
+async def test_a_service_killed_after_postfix_queued_a_message_sends_each_once(
+    database_url: str, pool: asyncpg.Pool, mail: Mail, tmp_path: Path, attempts: int
+) -> None:
+    """The relay claims two messages in one batch; Postfix queues the first and the
+    service is killed before storing that (its write held back by a lock, then its
+    backend ended, as if the kill came first); the second was never submitted. Both stay
+    claimed until their lease ends; then another process finds the first in Postfix's
+    log (not sent again) and sends the second: each reaches the mailbox once, also when
+    that was its last attempt."""
+    tag = uuid.uuid4().hex[:10]
+    async with pool.acquire() as conn, conn.transaction():
+        ids = [(await enqueue(conn, submission(tag, f"{name}-{tag}@example.org"), ROOMY)).id
+               for name in ("queued", "waiting")]
+        await conn.execute("UPDATE outbox SET next_attempt_at = now() + interval '1 hour' "
+                           "WHERE message_id = ANY($1::uuid[])", ids)
+    message_ids = {r["id"]: r["message_id"] for r in await pool.fetch(
+        "SELECT id, message_id FROM outbound_messages WHERE id = ANY($1::uuid[])", ids)}
+    blocker = await asyncpg.connect(database_url)
+    held = blocker.transaction()
+    await held.start()
+    await blocker.execute("SELECT FROM outbound_messages WHERE id = $1 FOR UPDATE", ids[0])
+    for offset, message in enumerate(ids):  # due, the first first
+        await pool.execute("UPDATE outbox SET next_attempt_at = now() - $2::int * interval "
+                           "'1 second' WHERE message_id = $1", message, 2 - offset)
+    log = tmp_path / "service.log"
+    try:
+        with service(database_url, mail, log, attempts) as first:
+            storing: Any = await eventually(lambda: pool.fetchval(STORING), within=60)
+            assert with_message_id(mail, message_ids[ids[0]])
+            first.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(first.wait)
+            # Its backend would run the write once the lock is gone: ended first.
+            for pid in storing:
+                await pool.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await held.rollback()
+        await blocker.close()
+    left = {r["message_id"]: (r["unsettled"], r["leased"]) for r in await pool.fetch(
+        "SELECT message_id, unsettled, next_attempt_at > now() AS leased FROM outbox "
+        "WHERE message_id = ANY($1::uuid[])", ids)}
+    # Both wait for their lease; the second, at its last attempt, was never sent, so
+    # it does not count as cut off (it was failed, never sent).
+    assert [left[m] for m in ids] == [(True, True), (attempts > 1, True)]
+    # Their lease ended:
+    await pool.execute("UPDATE outbox SET next_attempt_at = now() "
+                       "WHERE message_id = ANY($1::uuid[])", ids)
+    with service(database_url, mail, log, attempts):
+        done = [await eventually(lambda m=m: pool.fetchrow(
+            "SELECT * FROM outbound_messages WHERE id = $1 AND status <> 'queued'", m),
+            within=60) for m in ids]
+    found = await pool.fetch("SELECT message_id FROM outbound_events WHERE event = "
+                             "'found_in_log' AND message_id = ANY($1::uuid[])", ids)
+    assert [r["message_id"] for r in found] == [ids[0]], log.read_text()[-3000:]
+    assert done[1]["queue_id"] not in (None, done[0]["queue_id"])
+    await asyncio.sleep(2.0)
+    assert [len(with_message_id(mail, message_ids[m])) for m in ids] == [1, 1]
