@@ -611,3 +611,19 @@ def test_a_bad_file_name_is_told_what_is_wrong_with_it(filename: str, message: s
     details = refusal(**attached(filename, "text/plain", b"x")).details
     assert details == [{"field": "attachments[0].filename", "code": "invalid_field",
                         "message": message}]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param(" ", "empty: give a value, or leave the header out", id="empty"),
+        pytest.param("v" * 901, "at most 900 characters", id="too-long"),
+        pytest.param("v\r\nBcc: x@example.org",
+                     "holds a control character (a line break among them)", id="control"),
+    ],
+)
+def test_a_bad_header_value_is_told_what_is_wrong_with_it(value: str, message: str) -> None:
+    """Each was "empty, too long or has controls", leaving the client to guess."""
+    details = refusal(headers={"X-Note": value}).details
+    assert details == [{"field": "headers.X-Note", "code": "invalid_header",
+                        "message": message}]

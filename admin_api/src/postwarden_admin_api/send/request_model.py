@@ -317,12 +317,8 @@ class _Reader:
             ):
                 self.problem(where, Refusal.INVALID_HEADER, "this header is reserved")
             elif (text := self.string(where, value, Refusal.INVALID_HEADER)) is not None:
-                if has_control(text) or len(text) > MAX_HEADER_VALUE or not text.strip():
-                    self.problem(where, Refusal.INVALID_HEADER, "empty, too long or has controls")
-                elif has_encoded_word(text):
-                    self.problem(where, Refusal.INVALID_HEADER, ENCODED_WORD_DETAIL)
-                elif _outside_ascii_where_only_ascii_reads(lower, text):
-                    self.problem(where, Refusal.INVALID_HEADER, ASCII_HEADER_DETAIL)
+                if problem := _header_value_problem(lower, text):
+                    self.problem(where, Refusal.INVALID_HEADER, problem)
                 elif lower == "sender":  # kept parsed, as sender_header
                     self.sender_field = where
                     self.sender_header = self.mailbox(where, text, Refusal.INVALID_HEADER,
@@ -447,6 +443,22 @@ class _Reader:
                          "a flat object of at most 2 KiB (strings without NUL, finite numbers)")
             return {}
         return raw
+
+
+def _header_value_problem(lower: str, text: str) -> str | None:
+    """Why ``text`` cannot be the value of header ``lower`` (lower case), each case told
+    apart."""
+    if not text.strip():
+        return "empty: give a value, or leave the header out"
+    if len(text) > MAX_HEADER_VALUE:
+        return f"at most {MAX_HEADER_VALUE} characters"
+    if has_control(text):
+        return "holds a control character (a line break among them)"
+    if has_encoded_word(text):
+        return ENCODED_WORD_DETAIL
+    if _outside_ascii_where_only_ascii_reads(lower, text):
+        return ASCII_HEADER_DETAIL
+    return None
 
 
 def _filename_problem(filename: str) -> str | None:
