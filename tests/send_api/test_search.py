@@ -130,10 +130,11 @@ async def test_empty_or_impossible_exact_filters_are_a_422_listed_together(
     client: Client, sender: dict[str, str]
 ) -> None:
     """?tag=, ?queue_id= and ?message_id= answered 200 with no message where ?to= is a
-    422; so did a tag no message can have."""
+    422; so did a tag or a queue id no message can have."""
     for params, fields in [({"tag": "", "queue_id": "", "message_id": "", "to": ""},
                             ["tag", "message_id", "queue_id", "to"]),
-                           ({"tag": "needs review"}, ["tag"])]:
+                           ({"tag": "needs review", "queue_id": "4Xy Z"},
+                            ["tag", "queue_id"])]:
         found = await client.get("/api/v1/messages", headers=sender, params=params)
         assert found.status == 422, await found.text()
         error = (await found.json())["error"]

@@ -20,7 +20,7 @@ from postwarden_admin_api.openapi import (
 )
 
 from .idempotency import MAX_KEY_LENGTH, RETENTION
-from .queries import MAX_SUPPRESSION_DETAIL, MESSAGE_STATUSES, RECIPIENT_STATUSES
+from .queries import MAX_SUPPRESSION_DETAIL, MESSAGE_STATUSES, QUEUE_ID, RECIPIENT_STATUSES
 from .refusals import Refusal
 from .request_model import (
     CONTENT_ID,
@@ -217,7 +217,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                       description="a tag the message has, case told apart"),
                 param("message_id", "query", {"type": "string", "minLength": 1},
                       description="the Message-ID header, angle brackets optional"),
-                param("queue_id", "query", {"type": "string", "minLength": 1},
+                param("queue_id", "query", {"type": "string", "pattern": f"^{QUEUE_ID.pattern}$"},
                       description="Postfix's queue id, as its log writes it"),
                 param("since", "query", _TIME),
                 param("until", "query", _TIME),

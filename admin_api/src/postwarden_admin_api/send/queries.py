@@ -14,6 +14,7 @@ from postwarden_admin_api.cursors import Cursor, scope
 from postwarden_admin_api.sqlwhere import Where
 
 # As the outbound_messages and outbound_recipients tables' CHECKs allow.
+QUEUE_ID = re.compile(r"[0-9A-Za-z]+")  # a Postfix queue id, as its log writes one
 MESSAGE_STATUSES = ("queued", "relayed", "untracked", "delivered", "partially_delivered",
                     "failed")
 RECIPIENT_STATUSES = ("queued", "relayed", "delivered", "deferred", "bounced", "failed")

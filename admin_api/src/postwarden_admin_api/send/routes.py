@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -99,15 +100,23 @@ def _status_filter(request: web.Request) -> str | None:
     return status
 
 
+_ANY = re.compile(r".+", re.DOTALL)
+# What a filter matched exactly must be, and the 422's message when it is not: a value
+# no message can have would answer 200 and nothing, as if none matched.
+_EXACT_FILTERS = {
+    "tag": (TAG, f"not a tag: {TAG_DETAIL}"),
+    "message_id": (_ANY, "expected a value, not empty"),
+    "queue_id": (queries.QUEUE_ID, "not a Postfix queue id: letters and digits"),
+}
+
+
 def _exact_filter(request: web.Request, name: str) -> str | None:
-    """A filter matched exactly (``tag``, ``message_id``, ``queue_id``): an empty one,
-    which matches no message, is refused as ``to=`` is (it answered 200 and nothing);
-    so is a tag no message can have."""
+    """A filter matched exactly (``tag``, ``message_id``, ``queue_id``), refused when no
+    message can have it (an empty one too, as ``to=`` is)."""
     value = request.query.get(name)
-    if value == "":
-        raise ValidationFailed([{"field": name, "message": "expected a value, not empty"}])
-    if name == "tag" and value is not None and not TAG.fullmatch(value):
-        raise ValidationFailed([{"field": name, "message": f"not a tag: {TAG_DETAIL}"}])
+    pattern, message = _EXACT_FILTERS[name]
+    if value is not None and not pattern.fullmatch(value):
+        raise ValidationFailed([{"field": name, "message": message}])
     return value
 
 
