@@ -627,3 +627,13 @@ def test_a_bad_header_value_is_told_what_is_wrong_with_it(value: str, message: s
     details = refusal(headers={"X-Note": value}).details
     assert details == [{"field": "headers.X-Note", "code": "invalid_header",
                         "message": message}]
+
+
+def test_recipients_over_the_limit_across_fields_are_told_that_all_fields_count() -> None:
+    """Spread over cc and bcc, with none in to, they were refused as "to: at most N"."""
+    many = {"to": [], "cc": [f"c{n}@example.org" for n in range(CAPS.max_recipients)],
+            "bcc": ["b@example.org"]}
+    assert refusal(**many).details == [{
+        "field": "to", "code": "too_many_recipients",
+        "message": f"at most {CAPS.max_recipients} different recipients in to, cc and bcc "
+                   f"together ({CAPS.max_recipients + 1} given)"}]

@@ -517,7 +517,10 @@ def parse_request(
     if count == 0 and not any(p.refusal in recipient_refusals for p in reader.problems):
         reader.problem("to", Refusal.INVALID_RECIPIENT, "at least one recipient is required")
     elif count > caps.max_recipients:
-        reader.problem("to", Refusal.TOO_MANY_RECIPIENTS, f"at most {caps.max_recipients}")
+        # Named "to" however they are spread: say that cc and bcc count too.
+        reader.problem("to", Refusal.TOO_MANY_RECIPIENTS,
+                       f"at most {caps.max_recipients} different recipients in to, cc and "
+                       f"bcc together ({count} given)")
     subject = reader.subject()
     text, html = reader.bodies()
     headers = reader.headers()
