@@ -637,3 +637,22 @@ def test_recipients_over_the_limit_across_fields_are_told_that_all_fields_count(
         "field": "to", "code": "too_many_recipients",
         "message": f"at most {CAPS.max_recipients} different recipients in to, cc and bcc "
                    f"together ({CAPS.max_recipients + 1} given)"}]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        pytest.param([], "expected an object", id="no-object"),
+        pytest.param({"ok": 1, "order": {"id": 1}}, 'the value of "order" is a list or '
+                     "object: give a string, number, boolean or null", id="nested"),
+        pytest.param({"k\x00": 1}, 'the key "k\\u0000" holds a NUL character', id="nul-key"),
+        pytest.param({"n": float("nan")}, 'the value of "n" holds a NUL character, or is no '
+                     "finite number", id="nan"),
+        pytest.param({"note": "x" * 3000}, "at most 2048 bytes as compact JSON in UTF-8 "
+                     "(3011 given)", id="too-large"),
+    ],
+)
+def test_bad_metadata_is_told_what_is_wrong_with_it(metadata: Any, message: str) -> None:
+    """Each was "a flat object of at most 2 KiB (strings without NUL, finite numbers)"."""
+    assert refusal(metadata=metadata).details == [
+        {"field": "metadata", "code": "invalid_field", "message": message}]

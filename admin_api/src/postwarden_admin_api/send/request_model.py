@@ -431,18 +431,33 @@ class _Reader:
 
     def metadata(self) -> dict[str, Any]:
         raw = self.body.get("metadata", {})
-        if (
-            not isinstance(raw, dict)
-            or not all(_storable(k) and _storable(v) for k, v in raw.items())
-            # As compact JSON, as clients write it (Python's ", " separators added a
-            # byte or two a key to what the client sent)
-            or len(json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
-                   .encode("utf-8", "replace")) > MAX_METADATA_BYTES
-        ):
-            self.problem("metadata", Refusal.INVALID_FIELD,
-                         "a flat object of at most 2 KiB (strings without NUL, finite numbers)")
+        if not isinstance(raw, dict):
+            self.problem("metadata", Refusal.INVALID_FIELD, "expected an object")
+            return {}
+        if problem := _metadata_problem(raw):
+            self.problem("metadata", Refusal.INVALID_FIELD, problem)
             return {}
         return raw
+
+
+def _metadata_problem(raw: dict[str, Any]) -> str | None:
+    """Why ``raw`` cannot be the metadata, naming the key at fault."""
+    for key, value in raw.items():
+        shown = json.dumps(key[:SHOWN_NAME])
+        if not _storable(key):
+            return f"the key {shown} holds a NUL character"
+        if isinstance(value, dict | list):
+            return (f"the value of {shown} is a list or object: give a string, number, "
+                    "boolean or null")
+        if not _storable(value):
+            return f"the value of {shown} holds a NUL character, or is no finite number"
+    # As compact JSON, as clients write it (Python's ", " separators added a byte or two
+    # a key to what the client sent)
+    size = len(json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+               .encode("utf-8", "replace"))
+    if size > MAX_METADATA_BYTES:
+        return f"at most {MAX_METADATA_BYTES} bytes as compact JSON in UTF-8 ({size} given)"
+    return None
 
 
 def _header_value_problem(lower: str, text: str) -> str | None:
