@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from postwarden_milter.logcontext import (
     MessageContextFilter,
     set_message_context,
 )
+from postwarden_milter.startup_checks import listen_refused
 from postwarden_policies import load_policy_set
 from postwarden_policies.redact import RedactingFormatter
 from tests.conftest import PgServer
@@ -328,3 +330,31 @@ def test_a_metrics_port_in_use_is_retried_by_the_unit(tmp_path: Path, processes:
     assert result.returncode == 1
     assert f"postwarden-milter: metrics_listen: cannot listen on {listen}: " \
         "Address already in use" in result.stderr.splitlines()
+
+
+# 192.0.2.0/24 (TEST-NET-1) is on no host: as an address not added yet (a VIP, at boot).
+@pytest.mark.parametrize(("setting", "value", "told"), [
+    ("milter_socket", "inet:{port}@192.0.2.7", "milter_socket: cannot serve on {value}"),
+    ("metrics_listen", "192.0.2.7:{port}", "metrics_listen: cannot listen on {value}"),
+])
+def test_an_address_not_on_the_host_yet_is_retried_by_the_unit(
+        tmp_path: Path, setting: str, value: str, told: str) -> None:
+    """Exit 1: at boot the address may come after the milter (network-online.target
+    waits for no particular one). Exit 2 left the milter down for good, Postfix
+    deferring all mail, once the address was up."""
+    value = value.format(port=free_port())
+    result = _run([], _env(tmp_path, **{setting: value}))
+    assert result.returncode == 1, result.stderr
+    assert f"postwarden-milter: {told.format(value=value)}: Cannot assign requested address" \
+        in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize(("errno_", "status"), [
+    (socket.EAI_AGAIN, 1),  # no answer from the resolver yet (at boot)
+    (socket.EAI_NONAME, 2),  # the name does not exist: misspelt
+    (errno.EACCES, 2),
+])
+def test_a_host_name_not_resolved_for_want_of_an_answer_is_retried(
+        errno_: int, status: int) -> None:
+    problem = OSError(errno_, os.strerror(errno_) if errno_ > 0 else "resolver")
+    assert listen_refused("milter_socket: cannot serve on X", problem).exit_status == status

@@ -229,7 +229,7 @@ class MilterProcess:
                                           "was removed or replaced")
                     return
         if self._milter_error is not None and not self._socket_open.is_set():
-            raise socket_refused(self.settings.milter_socket)  # exit 2: the settings'
+            raise socket_refused(self.settings.milter_socket)  # exit 2 or 1 (NotYet)
         if self._milter_error is not None:  # once serving (out of threads, say): exit 1
             raise MilterError(f"libmilter stopped serving: {self._milter_error}")
         # libmilter's own signal thread took a signal meant for us: exit non-zero so the

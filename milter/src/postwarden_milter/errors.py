@@ -27,11 +27,11 @@ class NotYet(StartupError):
     here: policies from a database that is away with no last good set kept (a first
     start), or migrations pending (migrate runs from another host); or the metrics port
     or a TCP milter_socket in use (by a process that may let it go, as the admin
-    service's ``listen``); or a worker process the system cannot start now (no memory
-    or process left). Exit 1,
-    which the unit restarts until it is there; as exit 2 the milter stayed down for good,
-    Postfix deferring all mail, once Postgres came up, the migrations ran or the port
-    was free."""
+    service's ``listen``), its address not on the host yet or its host name not
+    resolved for want of an answer (at boot); or a worker process the system cannot
+    start now (no memory or process left). Exit 1, which the unit restarts until it is
+    there; as exit 2 the milter stayed down for good, Postfix deferring all mail, once
+    Postgres came up, the migrations ran or the port was free."""
 
     exit_status = 1
 

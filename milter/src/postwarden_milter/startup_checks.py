@@ -14,6 +14,7 @@ import errno
 import fcntl
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,15 +142,28 @@ def refuse_served_socket(connection: str) -> None:
         raise StartupError(f"another milter is listening on {unix_path(connection)}")
 
 
-def socket_refused(connection: str) -> StartupError:
-    """libmilter could not listen on ``connection`` (it only says so): with the reason.
-    A port in use is NotYet, as metrics_listen's: the process holding it may let it go."""
-    problem = bind_problem(connection)
-    message = f"milter_socket: cannot serve on {connection}" + (
-        f": {problem.strerror}" if problem is not None else "")
-    if problem is not None and problem.errno == errno.EADDRINUSE:
+# Why a listen fails that a wait mends, with no change here: a port another process holds
+# may be let go, an address not on the host yet (at boot: a VIP, DHCP, an IPv6 address
+# still tentative) is added, a resolver not answering yet answers. A name the resolver
+# says does not exist, or a directory the milter may not write, wants the admin (exit 2).
+TRANSIENT_LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, socket.EAI_AGAIN})
+
+
+def listen_refused(message: str, problem: OSError | None) -> StartupError:
+    """``message``, with ``problem``'s reason: NotYet (exit 1, the unit retries) when a
+    wait mends it, else a StartupError (exit 2)."""
+    if problem is None:
+        return StartupError(message)
+    message = f"{message}: {problem.strerror}"
+    if problem.errno in TRANSIENT_LISTEN_ERRNOS:
         return NotYet(message)
     return StartupError(message)
+
+
+def socket_refused(connection: str) -> StartupError:
+    """libmilter could not listen on ``connection`` (it only says so): with the reason."""
+    return listen_refused(f"milter_socket: cannot serve on {connection}",
+                          bind_problem(connection))
 
 
 def serve_metrics(settings: MilterSettings,
@@ -162,7 +176,5 @@ def serve_metrics(settings: MilterSettings,
     try:
         return serve(address)
     except OSError as exc:
-        problem = f"metrics_listen: cannot listen on {settings.metrics_listen}: {exc.strerror}"
-        if exc.errno == errno.EADDRINUSE:  # held by another process, which may let it go
-            raise NotYet(problem) from None
-        raise StartupError(problem) from None
+        raise listen_refused(f"metrics_listen: cannot listen on {settings.metrics_listen}",
+                             exc) from None
