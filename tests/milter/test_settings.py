@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -246,7 +247,6 @@ def test_a_settings_file_reads_integers_as_a_policy_file_does(
         pytest.param("MAX_CONCURRENCY", "-inf", "'-inf' is not a finite number",
                      id="inf-integer"),
         pytest.param("SPOOL_DIR", "", "spool_dir: empty", id="empty-spool-dir"),
-        pytest.param("SPOOL_DIR", "  ", "spool_dir: empty", id="blank-spool-dir"),
     ],
 )
 def test_values_no_bound_holds_for_are_refused(
@@ -429,3 +429,52 @@ def test_main_cfs_chroot_relative_socket_is_told_with_the_full_path(
         f"Postfix's chroot, {chroot}: here it is unix:{chroot}/postwarden/milter.sock)")
     with pytest.raises(SettingsError, match=r"directory /elsewhere does not exist$"):
         load_settings(None, {**environ, "POSTWARDEN_MILTER_SOCKET": "unix:/elsewhere/m.sock"})
+
+
+WHITE_SPACE = "starts or ends with white space (a space, tab or newline): remove it"
+
+
+@pytest.mark.parametrize("name", ["milter_socket", "metrics_listen", "spool_dir",
+                                  "instance_name", "id_header", "fail_action",
+                                  "database_url", "max_concurrency"])
+@pytest.mark.parametrize("value", [" {v}", "{v} ", "{v}\t", "  "])
+def test_white_space_at_a_values_ends_is_refused_naming_where(
+    base_env: dict[str, str], tmp_path: Path, name: str, value: str
+) -> None:
+    """A socket with a space was "' inet:...' is not inet:PORT@HOST" (it is, but for the
+    space), a spool_dir or instance name kept it (" /var/x" relative to the working
+    directory), an id_header lost it, a number took it."""
+    meant = {"milter_socket": "inet:9000@127.0.0.1", "metrics_listen": "127.0.0.1:9899",
+             "spool_dir": str(tmp_path / "spool"), "instance_name": "mx1",
+             "id_header": "X-Id", "fail_action": "accept",
+             "database_url": "postgresql://u:hunter2@127.0.0.1/db", "max_concurrency": "8"}
+    given, variable = value.format(v=meant[name]), f"POSTWARDEN_{name.upper()}"
+    config = tmp_path / "postwarden.yaml"
+    unset = {k: v for k, v in base_env.items() if k != variable}
+    assert problems_of(config, f"{name}: {json.dumps(given)}\n", unset) == [
+        f"{config}:1: {name}: {WHITE_SPACE}"]
+    environ = {**base_env, variable: given}
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, environ)
+    assert refused.value.problems == [f"{variable}: {name}: {WHITE_SPACE}"]
+    assert load_settings(None, {**environ, variable: meant[name]})
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("instance_name: [a]", "instance_name: expected text, got a list"),
+    ("instance_name: 12", "instance_name: expected text, got a number (quote it)"),
+    ("id_header: false", "id_header: expected text, got true/false (quote it)"),
+    ("metrics_listen: {a: 1}", "metrics_listen: expected text, got a mapping"),
+    ("spool_dir: [/var/x]", "spool_dir: expected text, got a list"),
+    ("policy_dir: 0", "policy_dir: expected text, got a number (quote it)"),
+    ("log_level: [info]", "log_level: expected text, got a list"),
+    ("max_concurrency: [8]", "max_concurrency: expected a number, got a list"),
+])
+def test_a_value_of_another_type_is_refused_not_made_text(
+    base_env: dict[str, str], tmp_path: Path, line: str, problem: str
+) -> None:
+    """instance_name: [a] was taken as the name "['a']"."""
+    config = tmp_path / "postwarden.yaml"
+    variable = "POSTWARDEN_" + line.partition(":")[0].upper()
+    env = {k: v for k, v in base_env.items() if k != variable}
+    assert problems_of(config, line + "\n", env) == [f"{config}:1: {problem}"]

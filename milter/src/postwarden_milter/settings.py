@@ -254,11 +254,10 @@ def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
     return convert
 
 
-def _id_header(value: Any) -> str:
-    text = str(value).strip()
-    if text and not _HEADER_NAME.match(text):
-        raise ValueError(f"id_header: {text!r} is not a valid header name")
-    return text
+def _id_header(value: str) -> str:
+    if value and not _HEADER_NAME.match(value):
+        raise ValueError(f"id_header: {value!r} is not a valid header name")
+    return value
 
 
 def _log_level(value: Any) -> str:
@@ -268,35 +267,34 @@ def _log_level(value: Any) -> str:
     return text
 
 
-def _optional_path(value: Any) -> Path | None:
-    return Path(str(value)) if value not in (None, "") else None
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
-def _spool_dir(value: Any) -> Path:
-    text = str(value)
-    if not text.strip():  # Path("") is the working directory
+def _spool_dir(value: str) -> Path:
+    if not value:  # Path("") is the working directory
         raise ValueError("spool_dir: empty (leave it unset for the default)")
-    return Path(text)
+    return Path(value)
 
 
-def _database_url(value: Any) -> Secret | None:
-    if value in (None, ""):
+def _database_url(value: str | None) -> Secret | None:
+    if not value:
         return None
-    problem = dsn_problem(str(value))
+    problem = dsn_problem(value)
     if problem is not None:
         raise ValueError(f"database_url: {problem}")
-    return Secret(str(value))
+    return Secret(value)
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "policy_dir": _optional_path,
-    "milter_socket": lambda v: _socket(str(v)),
+    "milter_socket": _socket,
     "milter_socket_mode": _socket_mode,
     "database_url": _database_url,
     "spool_dir": _spool_dir,
     "fail_action": _choice(FailAction, "fail_action"),
-    "metrics_listen": lambda v: _listen(str(v or "")),
-    "instance_name": lambda v: str(v or ""),
+    "metrics_listen": lambda v: _listen(v or ""),
+    "instance_name": lambda v: v or "",
     "id_header": _id_header,
     "processes": _positive(int, "processes", most=MAX_PROCESSES),
     "max_concurrency": _positive(int, "max_concurrency"),
@@ -322,10 +320,38 @@ _NO_VALUE_HINTS = {"id_header": 'write "" to turn the header off, or remove the 
                                 "the default"}
 
 
+# Written as text: another YAML value (a number, true/false, a list) is refused, not
+# made text ("['a']" for a list). milter_socket_mode says why it wants quotes itself.
+_TEXT = frozenset({"policy_dir", "milter_socket", "database_url", "spool_dir", "fail_action",
+                   "metrics_listen", "instance_name", "id_header", "spool_full_action",
+                   "log_level"})
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping" if isinstance(value, dict) else type(value).__name__
+
+
 def _convert(name: str, value: Any) -> Any:
     if value is None and name not in _NULL_UNSETS:
         hint = _NO_VALUE_HINTS.get(name, "remove the line for the default")
         raise ValueError(f"{name}: no value ({hint})")
+    if name in _TEXT and value is not None and not isinstance(value, str):
+        quote = " (quote it)" if isinstance(value, int | float) else ""  # bools too
+        raise ValueError(f"{name}: expected text, got {_kind(value)}{quote}")
+    if name not in _TEXT and isinstance(value, list | dict):
+        raise ValueError(f"{name}: expected a number, got {_kind(value)}")
+    if isinstance(value, str) and value != value.strip():
+        # No setting holds white space at its ends: kept, a path, socket or name differed
+        # from the one meant; told by value, it read as the same. Not quoted: database_url's
+        # holds a password.
+        raise ValueError(f"{name}: starts or ends with white space (a space, tab or "
+                         "newline): remove it")
     return _CONVERTERS[name](value)
 
 
