@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +48,7 @@ MAX_NESTING = 32  # conditions inside conditions (not, any, all)
 MAX_SOURCE_CHARS = 4 * 1024 * 1024
 MAX_INTEGER = 2**63 - 1  # either side of zero: fits a signed 64-bit field
 INTEGER_TOO_LARGE = f"integer too large: at most {MAX_INTEGER}"
+NUMBER_TOO_LARGE = f"number too large: at most {sys.float_info.max:g}"
 _MAX_DIGITS = 21  # 8**21 is 2**63
 
 TAG_PREFIX = "tag:yaml.org,2002:"
@@ -216,8 +219,8 @@ def dump(data: object) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
-class _IntegerTooLarge(ConstructorError):
-    """An integer scalar past MAX_INTEGER."""
+class _TooLarge(ConstructorError):
+    """An integer scalar past MAX_INTEGER, or a number past a float's range (1e400)."""
 
 
 def bounded_int(text: str, base: int = 10) -> int | None:
@@ -246,12 +249,15 @@ class _Constructor(SafeConstructor):
         # "010" is ten (YAML 1.1 reads it as octal)
         value = bounded_int(text, {"0x": 16, "0o": 8}.get(text[:2], 10))
         if value is None:
-            raise _IntegerTooLarge(None, None, INTEGER_TOO_LARGE, node.start_mark)
+            raise _TooLarge(None, None, INTEGER_TOO_LARGE, node.start_mark)
         return value
 
     def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
         text = self._core_text(node, _FLOAT, "a number")
-        return float(text.lower().replace(".inf", "inf").replace(".nan", "nan"))
+        value = float(text.lower().replace(".inf", "inf").replace(".nan", "nan"))
+        if math.isinf(value) and "inf" not in text.lower():  # 1e400, not .inf
+            raise _TooLarge(None, None, NUMBER_TOO_LARGE, node.start_mark)
+        return value
 
     def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
         return self._core_text(node, _BOOL, "true or false").lower() == "true"
@@ -311,7 +317,7 @@ def _reads(node: yaml.ScalarNode) -> bool:
     """Whether the scalar's text reads as its tag says (an integer too large does)."""
     try:
         _Constructor().construct_object(node)
-    except _IntegerTooLarge:
+    except _TooLarge:
         return True
     except (ConstructorError, ValueError):
         return False
@@ -393,10 +399,11 @@ class Reader:
 
     def scalar(self, node: yaml.ScalarNode) -> object:
         """The Python value of a scalar under the safe schema (str, int, bool, None, ...);
-        :data:`TOO_LARGE` for an integer past :data:`MAX_INTEGER`."""
+        :data:`TOO_LARGE` for an integer past :data:`MAX_INTEGER` or a number past a
+        float's range."""
         try:
             value = self._constructor.construct_object(node)
-        except _IntegerTooLarge:
+        except _TooLarge:
             return TOO_LARGE
         except (ConstructorError, ValueError):
             return _Unreadable()
@@ -460,7 +467,7 @@ def _marked_issue(
     if "<block end>" in problem:  # a line indented less, or more, than its block's
         worded = _TOKEN.sub(lambda token: _TOKEN_WORDS[token[0]], problem)
         problem = worded if hint else f"{worded} (check this line's indentation)"
-    if not isinstance(exc, _IntegerTooLarge | _Directive):  # well-formed YAML we refuse
+    if not isinstance(exc, _TooLarge | _Directive):  # well-formed YAML we refuse
         problem = f"YAML syntax error: {problem}{hint}"
     return _issue_at(label, mark, problem)
 
