@@ -8,9 +8,29 @@ import pytest
 
 from postwarden_policies import SettingsError, check_policy_text, gather_settings
 
+HUGE = "k" * (4 * 1024 * 1024 - 200)  # a source's whole budget: one key or value
+CUT = f"{'k' * 80!r}... ({len(HUGE)} characters)"
+
 
 def _issues(text: str) -> list[str]:
     return [str(issue) for issue in check_policy_text("p.yaml", text)]
+
+
+@pytest.mark.parametrize(("text", "issue"), [
+    (f"version: 1\nname: p\n? {HUGE}\n: 1\n", f"p.yaml:3:3: unknown key {CUT} in policy;"),
+    (f"version: 1\nname: p\nmode: {HUGE}\n",
+     f"p.yaml:3:7: expected one of enforce, report; got {CUT}"),
+    (f"version: 1\nname: p\nlimits: {{max_recipients: !!int {HUGE}}}\n",
+     f"p.yaml:3:26: expected an integer, got {CUT} tagged !!int, which is not an integer"),
+    (f"version: 1\nname: p\nrules:\n  - name: {HUGE}\n    then: nonsense\n",
+     f"p.yaml:5:11: rule {CUT}: expected one of accept,"),
+])
+def test_a_huge_key_or_value_is_quoted_cut_short(text: str, issue: str) -> None:
+    """Each issue quoted it whole: a 4 MB key made a 4 MB line (a rule's name, every
+    issue of the rule)."""
+    issues = _issues(text)
+    assert any(found.startswith(issue) for found in issues), issues
+    assert max(map(len, issues)) < 400
 
 
 @pytest.mark.parametrize("number", ["1e400", "-1e400", "1.5e309"])
@@ -24,6 +44,10 @@ def test_a_number_past_a_floats_range_is_too_large(number: str) -> None:
 
 def test_a_settings_file_says_the_same(tmp_path: Path) -> None:
     config = tmp_path / "settings.yaml"
+    config.write_text(f"? {HUGE}\n: 1\n")
+    with pytest.raises(SettingsError) as refused:
+        gather_settings(config, {}, ["a"])
+    assert refused.value.problems == [f"{config}:1: unknown setting {CUT}"]
     config.write_text("a: 1e400\n")
     with pytest.raises(SettingsError) as refused:
         gather_settings(config, {}, ["a"])

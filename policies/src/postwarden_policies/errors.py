@@ -14,6 +14,16 @@ from dataclasses import dataclass, field
 
 # The kind of a warning that is not a policy test's mistake, for the admin API's answers.
 COMMENT_AFTER_VALUE = "value_cut_by_comment"
+SHOWN_CHARS = 80  # of a key or value an issue quotes
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for an issue, cut with an ellipsis past :data:`SHOWN_CHARS`: a key
+    or value megabytes long (an explicit ``?`` key, a generated file) made each issue
+    about it as long, the rule name in every issue of its rule."""
+    if len(text) <= SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .errors import shown
 from .spec import INVALID, JsonSchema, Spec
 from .yamlnodes import MERGE_TAG, Reader, describe, placed
 
@@ -48,7 +49,7 @@ def _mapping_items(
         lowered = key.lower()
         if lowered in seen:
             first = seen[lowered].start_mark.line + 1
-            reader.error(key_node, f"duplicate key {key!r} (first defined at line {first})")
+            reader.error(key_node, f"duplicate key {shown(key)} (first defined at line {first})")
             ok = False
             continue
         seen[lowered] = key_node
@@ -164,7 +165,7 @@ class Obj(Spec):
         label = self._label(node, reader)
         if label is None:
             return self._read(node, reader)
-        with reader.prefixed(f"{self.title} {label!r}: "):
+        with reader.prefixed(f"{self.title} {shown(label)}: "):
             return self._read(node, reader)
 
     def _label(self, node: yaml.Node, reader: Reader) -> str | None:
@@ -197,8 +198,8 @@ class Obj(Spec):
                 continue
             field = self.fields.get(key)
             if field is None:
-                reader.error(key_node, f"unknown key {key!r} in {self.title}; expected one of: "
-                                       f"{self._expected()}")
+                reader.error(key_node, f"unknown key {shown(key)} in {self.title}; expected "
+                                       f"one of: {self._expected()}")
                 ok = False
                 continue
             nodes[key] = value_node

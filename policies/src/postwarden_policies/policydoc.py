@@ -16,6 +16,7 @@ import yaml
 
 from . import conditions as c
 from .conditionformat import CONDITION
+from .errors import shown
 from .mappingspecs import Field, Obj, ObjectContext
 from .model import (
     DEFAULT_URL_SCHEMES,
@@ -253,7 +254,7 @@ def _check_names(node: yaml.Node, reader: Reader) -> None:
         first = seen.setdefault(name, name_node)
         if first is not name_node:
             line = first.start_mark.line + 1
-            reader.error(name_node, f"duplicate rule name {name!r} (first at line {line})")
+            reader.error(name_node, f"duplicate rule name {shown(name)} (first at line {line})")
     _check_expected_rules(node, reader, seen)
 
 

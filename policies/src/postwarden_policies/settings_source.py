@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 
 import yaml
 
+from .errors import shown
 from .yamlnodes import MERGE_TAG, STR_TAG, compose, construct, describe
 
 ENV_PREFIX = "POSTWARDEN_"
@@ -120,7 +121,8 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
     if issues:
         raise SettingsError([str(issue) for issue in issues])
     loaded = cast(dict[str, Any], loaded)  # a mapping of the names in lines
-    problems = [f"{path}:{lines[k]}: unknown setting {k!r}" for k in loaded if k not in known]
+    problems = [f"{path}:{lines[k]}: unknown setting {shown(k)}" for k in loaded
+                if k not in known]
     if problems:
         raise SettingsError(problems)
     raw.values.update(loaded)
@@ -141,7 +143,7 @@ def _setting_lines(path: Path, node: yaml.MappingNode) -> tuple[dict[str, int], 
         elif key.tag != STR_TAG or not isinstance(key, yaml.ScalarNode):
             problems.append(f"{path}:{line}: expected a setting name, got {describe(key)}")
         elif key.value in lines:
-            problems.append(f"{path}:{line}: {key.value!r} set twice "
+            problems.append(f"{path}:{line}: {shown(key.value)} set twice "
                             f"(first at line {lines[key.value]})")
         else:
             lines[key.value] = line

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import yaml
 
-from .errors import COMMENT_AFTER_VALUE
+from .errors import COMMENT_AFTER_VALUE, shown
 from .yamlnodes import (
     INTEGER_TOO_LARGE,
     MAX_INTEGER,
@@ -72,7 +72,7 @@ def got(node: yaml.Node, value: object) -> str:
     """What an issue says a value read from ``node`` is: a number as written (``1.5``,
     ``600``, ``-1``: "an integer" says nothing of what is wrong with it), else its kind."""
     number = type(value) in (int, float) and isinstance(node, yaml.ScalarNode)
-    return str(node.value) if number else describe(node)
+    return shown(node.value)[1:-1] if number else describe(node)  # unquoted
 
 
 class Scalar(Spec):
@@ -163,7 +163,7 @@ def text(*, pattern: str | None = None, what: str = "text", max_length: int = 10
             raise SpecError(f"holds \\u{ord(found.group()):04x}, a lone surrogate: no "
                             f"character{allowed}")
         if compiled is not None and not compiled.fullmatch(value):
-            raise SpecError(f"expected {what}, got {value!r}")
+            raise SpecError(f"expected {what}, got {shown(value)}")
 
     extra: JsonSchema = {"minLength": 1, "maxLength": max_length}
     if schema_pattern or pattern:
@@ -204,7 +204,7 @@ def choice(*values: str) -> Scalar:
 
     def check(value: str) -> None:
         if value not in values:
-            raise SpecError(f"expected one of {allowed}; got {value!r}")
+            raise SpecError(f"expected one of {allowed}; got {shown(value)}")
 
     return Scalar(str, "string", f"one of {allowed}", check=check, extra={"enum": list(values)})
 

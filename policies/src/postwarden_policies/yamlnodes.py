@@ -37,7 +37,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.parser import Parser
 from yaml.resolver import Resolver
 
-from .errors import PolicyIssue
+from .errors import PolicyIssue, shown
 
 # Aliases let a small document expand into a huge tree ("billion laughs"): reading
 # stops once they have made it read this many values again. What is written out is
@@ -309,7 +309,7 @@ def describe(node: yaml.Node) -> str:
     if name is None:
         return f"a value tagged {node.tag.replace(TAG_PREFIX, '!!')}"
     if isinstance(node, yaml.ScalarNode) and not _reads(node):
-        return f"{node.value!r} tagged !!{short}, which is not {name}"
+        return f"{shown(node.value)} tagged !!{short}, which is not {name}"
     return name
 
 
