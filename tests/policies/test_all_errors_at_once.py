@@ -52,7 +52,7 @@ def test_a_duplicate_key_hides_nothing_else_of_its_mapping() -> None:
     assert [str(i) for i in check_policy_text("p.yaml", text)] == [
         "p.yaml:7:5: rule 'r1': duplicate key 'then' (first defined at line 6)",
         "p.yaml:5:21: rule 'r1': invalid RE2 regular expression '(bad': missing ): (bad",
-        "p.yaml:10:34: rule 'r2': duplicate key 'subject' (first defined at line 10)",
+        "p.yaml:10:34: rule 'r2': duplicate key 'subject' (first defined at line 10, column 16)",
         "p.yaml:10:25: rule 'r2': invalid RE2 regular expression '(bad2': missing ): (bad2",
         "p.yaml:11:11: rule 'r2': expected one of accept, reject, tempfail, discard, "
         "quarantine, strip_attachment; got 'rejct'",

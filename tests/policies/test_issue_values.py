@@ -33,6 +33,17 @@ def test_a_huge_key_or_value_is_quoted_cut_short(text: str, issue: str) -> None:
     assert max(map(len, issues)) < 400
 
 
+@pytest.mark.parametrize(("text", "issue"), [
+    ("version: 1\nname: p\nlimits: {max_recipients: 1, max_recipients: 2}\n",
+     "p.yaml:3:29: duplicate key 'max_recipients' (first defined at line 3, column 10)"),
+    ("version: 1\nname: p\nrules: [{name: a, then: reject}, {name: a, then: reject}]\n",
+     "p.yaml:3:41: duplicate rule name 'a' (first at line 3, column 16)"),
+])
+def test_a_duplicate_on_the_same_line_is_placed_by_column(text: str, issue: str) -> None:
+    """Said at line 3, "first defined at line 3" did not say which key was first."""
+    assert _issues(text) == [issue]
+
+
 @pytest.mark.parametrize("number", ["1e400", "-1e400", "1.5e309"])
 def test_a_number_past_a_floats_range_is_too_large(number: str) -> None:
     """It was "expected an integer, got 1e400": it is one, too large."""
@@ -44,6 +55,10 @@ def test_a_number_past_a_floats_range_is_too_large(number: str) -> None:
 
 def test_a_settings_file_says_the_same(tmp_path: Path) -> None:
     config = tmp_path / "settings.yaml"
+    config.write_text("{a: 1, a: 2}\n")
+    with pytest.raises(SettingsError) as refused:
+        gather_settings(config, {}, ["a"])
+    assert refused.value.problems == [f"{config}:1: 'a' set twice (first at line 1, column 2)"]
     config.write_text(f"? {HUGE}\n: 1\n")
     with pytest.raises(SettingsError) as refused:
         gather_settings(config, {}, ["a"])

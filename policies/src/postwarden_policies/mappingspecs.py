@@ -17,7 +17,7 @@ import yaml
 
 from .errors import shown
 from .spec import INVALID, JsonSchema, Spec
-from .yamlnodes import MERGE_TAG, Reader, describe, placed
+from .yamlnodes import MERGE_TAG, Reader, describe, first_at, placed
 
 
 def _mapping_items(
@@ -48,8 +48,8 @@ def _mapping_items(
             continue
         lowered = key.lower()
         if lowered in seen:
-            first = seen[lowered].start_mark.line + 1
-            reader.error(key_node, f"duplicate key {shown(key)} (first defined at line {first})")
+            first = first_at(seen[lowered], key_node)
+            reader.error(key_node, f"duplicate key {shown(key)} (first defined at {first})")
             ok = False
             continue
         seen[lowered] = key_node

@@ -43,7 +43,7 @@ from .spec import (
     text,
 )
 from .testformat import EXPECTED_REF, PARSER_CAPS, TEST_CASE, limit_problem
-from .yamlnodes import Reader, placed
+from .yamlnodes import Reader, first_at, placed
 
 FORMAT_VERSION = 1
 FORBIDDEN_SCHEMES = frozenset({"javascript", "vbscript"})
@@ -253,8 +253,8 @@ def _check_names(node: yaml.Node, reader: Reader) -> None:
     for name, name_node in _rule_names(node, reader):
         first = seen.setdefault(name, name_node)
         if first is not name_node:
-            line = first.start_mark.line + 1
-            reader.error(name_node, f"duplicate rule name {shown(name)} (first at line {line})")
+            reader.error(name_node, f"duplicate rule name {shown(name)} "
+                                    f"(first at {first_at(first, name_node)})")
     _check_expected_rules(node, reader, seen)
 
 

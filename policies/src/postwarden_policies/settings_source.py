@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 import yaml
 
 from .errors import shown
-from .yamlnodes import MERGE_TAG, STR_TAG, compose, construct, describe
+from .yamlnodes import MERGE_TAG, STR_TAG, compose, construct, describe, first_at
 
 ENV_PREFIX = "POSTWARDEN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -134,6 +134,7 @@ def _setting_lines(path: Path, node: yaml.MappingNode) -> tuple[dict[str, int], 
     keep the last without a word), one that is no name, a merge key (<<), refused as
     in a policy file: what it merges would be told at the lines it came from."""
     lines: dict[str, int] = {}
+    keys: dict[str, yaml.Node] = {}
     problems = []
     for key, _ in node.value:
         line = key.start_mark.line + 1
@@ -142,11 +143,11 @@ def _setting_lines(path: Path, node: yaml.MappingNode) -> tuple[dict[str, int], 
                             "write the settings out")
         elif key.tag != STR_TAG or not isinstance(key, yaml.ScalarNode):
             problems.append(f"{path}:{line}: expected a setting name, got {describe(key)}")
-        elif key.value in lines:
+        elif key.value in keys:
             problems.append(f"{path}:{line}: {shown(key.value)} set twice "
-                            f"(first at line {lines[key.value]})")
+                            f"(first at {first_at(keys[key.value], key)})")
         else:
-            lines[key.value] = line
+            lines[key.value], keys[key.value] = line, key
     return lines, problems
 
 

@@ -301,6 +301,15 @@ def placed(node: yaml.Node, within: yaml.Node) -> yaml.Node:
     return node if start.index <= node.start_mark.index <= end.index else within
 
 
+def first_at(first: yaml.Node, again: yaml.Node) -> str:
+    """Where ``first`` is written, for an issue about ``again`` (a key given twice, a name
+    used again): its line, and its column when both are on one line (a flow mapping)."""
+    line = f"line {first.start_mark.line + 1}"
+    if first.start_mark.line != again.start_mark.line:
+        return line
+    return f"{line}, column {first.start_mark.column + 1}"
+
+
 def describe(node: yaml.Node) -> str:
     """What a node holds, in words: 'a string', 'a mapping', ...; a scalar whose explicit
     tag its text does not read as is told so (``!!int abc`` is no "an integer")."""
