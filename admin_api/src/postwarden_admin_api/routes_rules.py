@@ -20,7 +20,7 @@ from aiohttp import hdrs, web
 
 from postwarden_policies import PolicyLoadError
 from postwarden_policies.policyset import content_hash
-from postwarden_policies.yamlnodes import dump, read_plain
+from postwarden_policies.yamlnodes import MERGE_KEY, MERGE_KEYS_REFUSED, dump, read_plain
 
 from . import admin_audit
 from .bodies import json_ok, read_json_object, unknown_fields
@@ -138,6 +138,8 @@ def _change(data: dict[str, Any], rule_required: bool) -> tuple[dict[str, Any] |
     if (rule is not None or rule_required) and not (
             isinstance(rule, dict) and isinstance(rule.get("name"), str)):
         problems.append({"field": "rule", "message": "expected a rule with a name"})
+    elif _has_merge_key(rule):
+        problems.append({"field": "rule", "message": MERGE_KEYS_REFUSED})
     if comment is not None and (not isinstance(comment, str) or len(comment) > 1000):
         problems.append({"field": "comment", "message": "expected at most 1000 characters"})
     if position is not None and (isinstance(position, bool) or not isinstance(position, int)
@@ -146,6 +148,22 @@ def _change(data: dict[str, Any], rule_required: bool) -> tuple[dict[str, Any] |
     if problems:
         raise ValidationFailed(problems)
     return rule, comment
+
+
+def _has_merge_key(value: Any) -> bool:
+    """Whether a << key is in ``value`` at any depth: a rule converted from YAML without
+    its merges resolved. Written out it would be quoted, a key like any other ("unknown
+    key '<<'", or a header named "<<"), where a policy file refuses it as a merge key."""
+    stack = [value]
+    while stack:  # the body's size bounds it
+        item = stack.pop()
+        if isinstance(item, dict):
+            if MERGE_KEY in item:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _at_rule(exc: ValidationFailed, label: str) -> ValidationFailed:

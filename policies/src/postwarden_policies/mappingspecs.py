@@ -17,7 +17,7 @@ import yaml
 
 from .errors import shown
 from .spec import INVALID, JsonSchema, Spec
-from .yamlnodes import MERGE_TAG, Reader, describe, first_at, placed
+from .yamlnodes import MERGE_KEYS_REFUSED, MERGE_TAG, Reader, describe, first_at, placed
 
 
 def _mapping_items(
@@ -38,8 +38,7 @@ def _mapping_items(
             return None
         key = reader.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
         if key_node.tag == MERGE_TAG:
-            reader.error(key_node, "YAML merge keys (<<) are not supported: alias the whole "
-                                   "value, or write its keys out")
+            reader.error(key_node, MERGE_KEYS_REFUSED)
             strings = False
             continue
         if not isinstance(key, str):

@@ -57,6 +57,9 @@ FLOAT_TAG = TAG_PREFIX + "float"
 BOOL_TAG = TAG_PREFIX + "bool"
 STR_TAG = TAG_PREFIX + "str"
 MERGE_TAG = TAG_PREFIX + "merge"  # a << key
+MERGE_KEY = "<<"
+MERGE_KEYS_REFUSED = ("YAML merge keys (<<) are not supported: alias the whole value, or "
+                      "write its keys out")
 _YAML11_BREAKS = "\x85\u2028\u2029"  # NEL, LS, PS: line breaks to YAML 1.1 only
 # YAML 1.2 core schema (10.3.2); the float pattern also matches integers, which
 # resolve first.
