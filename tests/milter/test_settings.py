@@ -348,6 +348,20 @@ def test_a_misspelt_variable_is_told_and_the_admin_services_are_not() -> None:
     ]
 
 
+def test_a_variable_not_in_capitals_is_told() -> None:
+    """Read only as POSTWARDEN_MAX_CONCURRENCY, it was ignored without a word."""
+    environ = {"POSTWARDEN_max_concurrency": "8", "postwarden_policy_dir": "/srv/policies",
+               "Postwarden_Id_Header": "X-Id", "POSTWARDEN_MAX_CONCURRENCY": "9"}
+    assert stray_variables(environ) == [
+        "POSTWARDEN_max_concurrency is not a milter setting, ignored "
+        "(did you mean POSTWARDEN_MAX_CONCURRENCY?)",
+        "Postwarden_Id_Header is not a milter setting, ignored "
+        "(did you mean POSTWARDEN_ID_HEADER?)",
+        "postwarden_policy_dir is not a milter setting, ignored "
+        "(did you mean POSTWARDEN_POLICY_DIR?)",
+    ]
+
+
 def test_a_misspelt_variable_is_warned_about_at_start(base_env: dict[str, str]) -> None:
     (Path(base_env["POSTWARDEN_POLICY_DIR"]) / "main.yaml").write_text("version: 1\nname: m\n")
     env = {**base_env, "POSTWARDEN_MESAGE_TIMEOUT_SECONDS": "5", "PATH": "/usr/bin:/bin"}

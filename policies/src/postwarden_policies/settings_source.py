@@ -174,13 +174,15 @@ def misspelt_variables(environ: Mapping[str, str], names: Iterable[str], what: s
     process ignores, each told as not being ``what`` ("a milter setting"). Unknown ones
     are not refused, nor all told: the other service and the command-line tools read
     variables of their own (POSTWARDEN_LISTEN, POSTWARDEN_API_KEY, ...), often from the
-    same environment file."""
+    same environment file. Names are compared in capitals: a variable is read only as
+    written in capitals, and POSTWARDEN_max_concurrency was ignored without a word."""
     known = [name.upper() for name in names]
     told = []
     for variable in sorted(environ):
-        name = variable.removeprefix(ENV_PREFIX)
-        if name == variable or name in known:
+        if not variable.upper().startswith(ENV_PREFIX) or variable.removeprefix(
+                ENV_PREFIX) in known:
             continue
+        name = variable[len(ENV_PREFIX):].upper()
         close = difflib.get_close_matches(name, known, n=1, cutoff=STRAY_CUTOFF)
         if close:
             told.append(f"{variable} is not {what}, ignored "
