@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -492,3 +493,30 @@ def test_a_value_of_another_type_is_refused_not_made_text(
     variable = "POSTWARDEN_" + line.partition(":")[0].upper()
     env = {k: v for k, v in base_env.items() if k != variable}
     assert problems_of(config, line + "\n", env) == [f"{config}:1: {problem}"]
+
+
+def test_an_empty_config_path_is_refused_not_read_as_the_working_directory(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """POSTWARDEN_CONFIG= (an environment file's line, a variable expanded unset) was
+    ".: cannot read settings file: Is a directory"."""
+    (Path(base_env["POSTWARDEN_POLICY_DIR"]) / "main.yaml").write_text("version: 1\nname: m\n")
+    config = tmp_path / "postwarden.yaml"
+    config.write_text("instance_name: mx1\n")
+
+    def check(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "postwarden_milter", *args],
+                              env={**base_env, "PATH": "/usr/bin:/bin",
+                                   "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+                                   **variables},
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    told = ("argument --config: empty (from POSTWARDEN_CONFIG if not given): name the "
+            "settings file, or unset POSTWARDEN_CONFIG for none")
+    for result in [check("check", POSTWARDEN_CONFIG=""), check("check", "--config", ""),
+                   check("--config", "", "check")]:
+        assert result.returncode == 2
+        assert result.stderr.splitlines()[-1].endswith(told), result.stderr
+    given = check("check", "--config", str(config), POSTWARDEN_CONFIG="")
+    assert given.returncode == 0, given.stderr
+    assert f"settings: ok ({config})" in given.stdout

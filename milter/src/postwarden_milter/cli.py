@@ -38,6 +38,18 @@ CONFIG_HELP = "YAML settings file (default: $POSTWARDEN_CONFIG, or none)"
 USAGE = "%(prog)s [-h] [--config FILE] [check | migrate [--database-url URL] [--dry-run]]"
 
 
+def _config_file(text: str) -> Path:
+    """--config's path; an empty one (POSTWARDEN_CONFIG= in an environment file, a
+    variable expanded unset) is refused: Path("") is the working directory, which was
+    "cannot read settings file: Is a directory", told as "."; taken as none, the milter
+    would start without the settings meant."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty (from POSTWARDEN_CONFIG if not given): name "
+                                         "the settings file, or unset POSTWARDEN_CONFIG for "
+                                         "none")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = store_cli.ArgumentParser(
         prog=PROG, usage=USAGE,
@@ -45,12 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         "without a command it serves. Settings come from --config and POSTWARDEN_<SETTING> "
         "variables (which win).",
     )
-    parser.add_argument("--config", type=Path, metavar="FILE",
+    # argparse passes a default given as text through type too: the variable is checked.
+    parser.add_argument("--config", type=_config_file, metavar="FILE",
                         default=os.environ.get("POSTWARDEN_CONFIG"), help=CONFIG_HELP)
     # --config after a command too; SUPPRESS, so that one not given there leaves the
     # one given before the command.
     after = store_cli.ArgumentParser(add_help=False)
-    after.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+    after.add_argument("--config", type=_config_file, metavar="FILE", default=argparse.SUPPRESS,
                        help=CONFIG_HELP)
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND",
                                      prog=PROG)
