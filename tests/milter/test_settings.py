@@ -520,3 +520,27 @@ def test_an_empty_config_path_is_refused_not_read_as_the_working_directory(
     given = check("check", "--config", str(config), POSTWARDEN_CONFIG="")
     assert given.returncode == 0, given.stderr
     assert f"settings: ok ({config})" in given.stdout
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("1_000", "'1_000' is not a number"),  # text in a YAML 1.2 file, as in a policy
+    ("\u0663", "'\u0663' is not a number"),  # ARABIC-INDIC DIGIT THREE, read as 3
+    ("0x10", "'0x10' is not a number"),
+    ("1e400", "'1e400' is too large"),
+    ("9" * 5000, f"{'9' * 80!r}... (5000 characters) is too large"),
+])
+def test_a_number_in_a_variable_is_read_as_a_settings_file_writes_one(
+    base_env: dict[str, str], tmp_path: Path, value: str, problem: str
+) -> None:
+    """float() took 1_000 and other scripts' digits, and a refused value was quoted whole."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {**base_env, "POSTWARDEN_MAX_CONCURRENCY": value})
+    assert refused.value.problems == [
+        f"POSTWARDEN_MAX_CONCURRENCY: max_concurrency: {problem}"]
+    config = tmp_path / "postwarden.yaml"
+    config.write_text("max_concurrency: 1_000\n")
+    assert problems_of(config, config.read_text(), base_env) == [
+        f"{config}:1: max_concurrency: '1_000' is not a number"]
+    settings = load_settings(None, {**base_env, "POSTWARDEN_MAX_CONCURRENCY": "+1e3",
+                                    "POSTWARDEN_MESSAGE_TIMEOUT_SECONDS": ".5"})
+    assert (settings.max_concurrency, settings.message_timeout_seconds) == (1000, 0.5)

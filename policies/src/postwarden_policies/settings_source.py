@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,12 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STRAY_CUTOFF = 0.8
 
 T = TypeVar("T")
+# A number as text (a variable's, a quoted one): decimal in ASCII digits, as a YAML 1.2
+# file writes one; the words float() takes for the infinities and NaN, to be told as not
+# finite. float() takes more: 1_000 (text in a settings file, as in a policy) and other
+# scripts' digits (٣ was 3).
+_NUMBER_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+                          r"|[-+]?(?:inf|infinity|nan)", re.IGNORECASE | re.ASCII)
 
 
 class SettingsError(ValueError):
@@ -69,18 +76,22 @@ def finite_number(kind: type[T], value: Any, name: str) -> T:
     """``value`` as a finite ``kind``: not a bool (``true`` is no count), nor NaN
     (no bound holds: every comparison with it is false) or an infinity, nor a fraction
     for an integer setting (``int`` would cut 2.5 down to 2 without a word)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: {value!r} is not a number")
+    told = shown(value) if isinstance(value, str) else repr(value)  # a variable may be huge
+    if isinstance(value, bool) or (isinstance(value, str)
+                                   and not _NUMBER_TEXT.fullmatch(value)):
+        raise ValueError(f"{name}: {told} is not a number")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: {value!r} is not a number") from None
+        raise ValueError(f"{name}: {told} is not a number") from None
+    if math.isinf(number) and "inf" not in str(value).lower():  # 1e400: float's range
+        raise ValueError(f"{name}: {told} is too large")
     if not math.isfinite(number):
-        raise ValueError(f"{name}: {value!r} is not a finite number")
+        raise ValueError(f"{name}: {told} is not a finite number")
     if kind is float:
         return cast(T, number)
     if not number.is_integer():
-        raise ValueError(f"{name}: {value!r} is not a whole number")
+        raise ValueError(f"{name}: {told} is not a whole number")
     with contextlib.suppress(ValueError):
         return cast(T, int(value))  # exact beyond a float's 53 bits
     return cast(T, int(number))  # "2.0"
