@@ -544,3 +544,13 @@ def test_a_number_in_a_variable_is_read_as_a_settings_file_writes_one(
     settings = load_settings(None, {**base_env, "POSTWARDEN_MAX_CONCURRENCY": "+1e3",
                                     "POSTWARDEN_MESSAGE_TIMEOUT_SECONDS": ".5"})
     assert (settings.max_concurrency, settings.message_timeout_seconds) == (1000, 0.5)
+
+
+@pytest.mark.parametrize("name", ["milter_socket", "metrics_listen", "fail_action",
+                                  "spool_full_action", "log_level", "milter_socket_mode"])
+def test_a_huge_refused_value_is_quoted_cut_short(base_env: dict[str, str], name: str) -> None:
+    """A megabyte variable made a megabyte line in the journal."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {**base_env, f"POSTWARDEN_{name.upper()}": "x" * 1_000_000})
+    [problem] = refused.value.problems
+    assert f"{'x' * 80!r}... (1000000 characters)" in problem and len(problem) < 300

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from postwarden_policies import SettingsError, gather_settings
+from postwarden_policies.errors import shown
 from postwarden_policies.settings_source import (
     LOG_LEVELS,
     RawSettings,
@@ -196,7 +197,7 @@ def _socket(value: str) -> str:
         return value
     postfix = _POSTFIX_INET.match(value)  # main.cf's spelling, copied from smtpd_milters
     raise ValueError(
-        f"milter_socket: {value!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH"
+        f"milter_socket: {shown(value)} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH"
         + (f" (Postfix's {postfix[1]}:HOST:PORT is "
            f"{_ip_family(postfix[2]) or postfix[1]}:{postfix[3]}@{postfix[2]} here)"
            if postfix else ""))
@@ -205,8 +206,9 @@ def _socket(value: str) -> str:
 def _socket_mode(value: Any) -> int:
     # YAML reads an unquoted 0660 as the octal 432 and 660 as decimal: only text is clear.
     if not isinstance(value, str) or not re.fullmatch(r"0?[0-7]{3}", value.strip()):
+        told = shown(value) if isinstance(value, str) else repr(value)
         raise ValueError(
-            f"milter_socket_mode: {value!r} is not an octal mode such as '0660' (quote it in YAML)"
+            f"milter_socket_mode: {told} is not an octal mode such as '0660' (quote it in YAML)"
         )
     return int(value.strip(), 8)
 
@@ -216,7 +218,7 @@ def _listen(value: str) -> str:
         return ""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ValueError(f"metrics_listen: {value!r} is not HOST:PORT")
+        raise ValueError(f"metrics_listen: {shown(value)} is not HOST:PORT")
     _check_port(port, "metrics_listen")
     return value
 
@@ -244,26 +246,26 @@ def _poll_seconds(value: Any) -> float:
 
 
 def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
+    def convert(value: str) -> Any:
         try:
-            return kind(str(value).lower())
+            return kind(value.lower())
         except ValueError:
             choices = " | ".join(member.value for member in kind)
-            raise ValueError(f"{name}: {value!r} is not one of {choices}") from None
+            raise ValueError(f"{name}: {shown(value)} is not one of {choices}") from None
 
     return convert
 
 
 def _id_header(value: str) -> str:
     if value and not _HEADER_NAME.match(value):
-        raise ValueError(f"id_header: {value!r} is not a valid header name")
+        raise ValueError(f"id_header: {shown(value)} is not a valid header name")
     return value
 
 
-def _log_level(value: Any) -> str:
-    text = str(value).upper()
+def _log_level(value: str) -> str:
+    text = value.upper()
     if text not in LOG_LEVELS:
-        raise ValueError(f"log_level: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+        raise ValueError(f"log_level: {shown(value)} is not one of {', '.join(LOG_LEVELS)}")
     return text
 
 
