@@ -554,3 +554,13 @@ def test_a_huge_refused_value_is_quoted_cut_short(base_env: dict[str, str], name
         load_settings(None, {**base_env, f"POSTWARDEN_{name.upper()}": "x" * 1_000_000})
     [problem] = refused.value.problems
     assert f"{'x' * 80!r}... (1000000 characters)" in problem and len(problem) < 300
+
+
+def test_an_id_header_name_longer_than_a_line_is_refused(base_env: dict[str, str]) -> None:
+    """A megabyte header name was taken, and added to every message."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {**base_env, "POSTWARDEN_ID_HEADER": "X" * 1_000_000})
+    assert refused.value.problems == ["POSTWARDEN_ID_HEADER: id_header: 1000000 characters "
+                                      "long, a header name at most 76"]
+    name = "X-" + "i" * 74
+    assert load_settings(None, {**base_env, "POSTWARDEN_ID_HEADER": name}).id_header == name

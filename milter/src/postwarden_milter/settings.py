@@ -123,6 +123,9 @@ _SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
 _SOCKET_UNIX = re.compile(r"^(?:unix|local):(/\S+)$")
 _POSTFIX_INET = re.compile(r"^(inet6?):\[?([^@\s\]]+?)\]?:(\d{1,5})$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
+# A field name cannot be folded: past RFC 5322's 78-character line less ": ", the header
+# would be longer than a line should be (and a megabyte name was taken).
+MAX_HEADER_NAME = 76
 
 
 def _check_port(text: str, name: str) -> int:
@@ -259,6 +262,9 @@ def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
 def _id_header(value: str) -> str:
     if value and not _HEADER_NAME.match(value):
         raise ValueError(f"id_header: {shown(value)} is not a valid header name")
+    if len(value) > MAX_HEADER_NAME:
+        raise ValueError(f"id_header: {len(value)} characters long, a header name at most "
+                         f"{MAX_HEADER_NAME}")
     return value
 
 
