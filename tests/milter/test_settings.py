@@ -564,3 +564,20 @@ def test_an_id_header_name_longer_than_a_line_is_refused(base_env: dict[str, str
                                       "long, a header name at most 76"]
     name = "X-" + "i" * 74
     assert load_settings(None, {**base_env, "POSTWARDEN_ID_HEADER": name}).id_header == name
+
+
+@pytest.mark.parametrize("name", ["spool_dir", "policy_dir", "instance_name", "milter_socket",
+                                  "database_url", "metrics_listen", "id_header"])
+@pytest.mark.parametrize(("escape", "code"), [("\\0", "0000"), ("\\x85", "0085"),
+                                              ("\\t", "0009"), ("\\x7f", "007F")])
+def test_a_control_character_in_a_value_is_refused(
+    base_env: dict[str, str], tmp_path: Path, name: str, escape: str, code: str
+) -> None:
+    """Written with a YAML escape: a NUL in spool_dir failed the start with a traceback,
+    in milter_socket it was "embedded null byte" naming no setting, in instance_name
+    every audit row failed (Postgres text holds no NUL)."""
+    config = tmp_path / "postwarden.yaml"
+    env = {k: v for k, v in base_env.items() if k != f"POSTWARDEN_{name.upper()}"}
+    extra = "" if name == "policy_dir" else f"policy_dir: {base_env['POSTWARDEN_POLICY_DIR']}\n"
+    assert problems_of(config, f'{extra}{name}: "{tmp_path}/a{escape}b"\n', env) == [
+        f"{config}:{2 if extra else 1}: {name}: holds the control character U+{code}"]

@@ -123,6 +123,7 @@ _SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
 _SOCKET_UNIX = re.compile(r"^(?:unix|local):(/\S+)$")
 _POSTFIX_INET = re.compile(r"^(inet6?):\[?([^@\s\]]+?)\]?:(\d{1,5})$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1: a YAML escape writes them
 # A field name cannot be folded: past RFC 5322's 78-character line less ": ", the header
 # would be longer than a line should be (and a megabyte name was taken).
 MAX_HEADER_NAME = 76
@@ -360,6 +361,10 @@ def _convert(name: str, value: Any) -> Any:
         # holds a password.
         raise ValueError(f"{name}: starts or ends with white space (a space, tab or "
                          "newline): remove it")
+    if isinstance(value, str) and (control := _CONTROL.search(value)):
+        # No path, socket, name or URL holds one: a NUL in spool_dir failed the start
+        # with a traceback, in instance_name every audit row (Postgres text takes none).
+        raise ValueError(f"{name}: holds the control character U+{ord(control[0]):04X}")
     return _CONVERTERS[name](value)
 
 
