@@ -214,7 +214,7 @@ def test_a_value_tagged_as_a_timestamp_it_is_not_is_told_by_line(
     config = tmp_path / "postwarden.yaml"
     text = "database_url: !!timestamp postgresql://u:hunter2@db/pw\n"
     assert problems_of(config, text, base_env) == [
-        f"{config}:1:15: YAML syntax error: expected a timestamp"]
+        f"{config}:1:15: database_url: YAML syntax error: expected a timestamp"]
 
 
 def test_a_database_url_asyncpg_cannot_use_is_refused_at_start(base_env: dict[str, str]) -> None:

@@ -67,4 +67,9 @@ def test_a_settings_file_says_the_same(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as refused:
         gather_settings(config, {}, ["a"])
     assert refused.value.problems == [
-        f"{config}:1:4: number too large: at most 1.79769e+308"]
+        f"{config}:1:4: a: number too large: at most 1.79769e+308"]
+    config.write_text("b: 1\na: [1, 99999999999999999999999]\n")
+    with pytest.raises(SettingsError) as refused:
+        gather_settings(config, {}, ["a", "b"])
+    assert refused.value.problems == [
+        f"{config}:2:8: a: integer too large: at most 9223372036854775807"]

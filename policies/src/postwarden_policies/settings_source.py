@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 
 import yaml
 
-from .errors import shown
+from .errors import PolicyIssue, shown
 from .yamlnodes import MERGE_TAG, STR_TAG, compose, construct, describe, first_at
 
 ENV_PREFIX = "POSTWARDEN_"
@@ -130,7 +130,7 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
         raise SettingsError(problems)
     loaded, issues = construct(str(path), node)
     if issues:
-        raise SettingsError([str(issue) for issue in issues])
+        raise SettingsError([_of_setting(node, issue) for issue in issues])
     loaded = cast(dict[str, Any], loaded)  # a mapping of the names in lines
     problems = [f"{path}:{lines[k]}: unknown setting {shown(k)}" for k in loaded
                 if k not in known]
@@ -138,6 +138,19 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
         raise SettingsError(problems)
     raw.values.update(loaded)
     raw.sources.update({name: f"{path}:{lines[name]}" for name in loaded if name in lines})
+
+
+def _of_setting(node: yaml.MappingNode, issue: PolicyIssue) -> str:
+    """A value's issue (an integer too large, a tag it does not read as) led by the
+    setting whose value holds it, as every other problem of a setting is."""
+    if issue.line is None or issue.column is None:
+        return str(issue)
+    at = (issue.line - 1, issue.column - 1)
+    for key, value in node.value:
+        start, end = value.start_mark, value.end_mark
+        if (start.line, start.column) <= at <= (end.line, end.column):
+            return f"{issue.file}:{issue.line}:{issue.column}: {key.value}: {issue.message}"
+    return str(issue)
 
 
 def _setting_lines(path: Path, node: yaml.MappingNode) -> tuple[dict[str, int], list[str]]:
