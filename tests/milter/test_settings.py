@@ -581,3 +581,18 @@ def test_a_control_character_in_a_value_is_refused(
     extra = "" if name == "policy_dir" else f"policy_dir: {base_env['POSTWARDEN_POLICY_DIR']}\n"
     assert problems_of(config, f'{extra}{name}: "{tmp_path}/a{escape}b"\n', env) == [
         f"{config}:{2 if extra else 1}: {name}: holds the control character U+{code}"]
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), [
+    ("MILTER_SOCKET", "inet:\u0661\u0668\u0669\u0669@127.0.0.1",
+     "milter_socket: 'inet:\u0661\u0668\u0669\u0669@127.0.0.1' is not inet:PORT@HOST"),
+    ("METRICS_LISTEN", "127.0.0.1:\u0661\u0668\u0669\u0669",
+     "metrics_listen: '127.0.0.1:\u0661\u0668\u0669\u0669' is not HOST:PORT"),
+])
+def test_a_port_in_other_digits_than_ascii_is_refused(
+    base_env: dict[str, str], name: str, value: str, problem: str
+) -> None:
+    """ARABIC-INDIC digits passed check; libmilter then could not serve, saying no why."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {**base_env, f"POSTWARDEN_{name}": value})
+    assert refused.value.problems[0].startswith(f"POSTWARDEN_{name}: {problem}")

@@ -119,9 +119,10 @@ SPOOL_DIR_MODE = 0o700
 LAST_GOOD_NAME = "policies-last-good.json"
 SETTING_NAMES = tuple(f.name for f in fields(MilterSettings))
 
-_SOCKET_INET = re.compile(r"^inet6?:(\d{1,5})(?:@(\S+))?$")
+# ASCII digits (\d takes others, which int() reads and libmilter does not: "cannot serve").
+_SOCKET_INET = re.compile(r"^inet6?:([0-9]{1,5})(?:@(\S+))?$")
 _SOCKET_UNIX = re.compile(r"^(?:unix|local):(/\S+)$")
-_POSTFIX_INET = re.compile(r"^(inet6?):\[?([^@\s\]]+?)\]?:(\d{1,5})$")
+_POSTFIX_INET = re.compile(r"^(inet6?):\[?([^@\s\]]+?)\]?:([0-9]{1,5})$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1: a YAML escape writes them
 # A field name cannot be folded: past RFC 5322's 78-character line less ": ", the header
@@ -221,7 +222,7 @@ def _listen(value: str) -> str:
     if not value:
         return ""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not (port.isascii() and port.isdigit()):
         raise ValueError(f"metrics_listen: {shown(value)} is not HOST:PORT")
     _check_port(port, "metrics_listen")
     return value
