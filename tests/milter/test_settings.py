@@ -596,3 +596,15 @@ def test_a_port_in_other_digits_than_ascii_is_refused(
     with pytest.raises(SettingsError) as refused:
         load_settings(None, {**base_env, f"POSTWARDEN_{name}": value})
     assert refused.value.problems[0].startswith(f"POSTWARDEN_{name}: {problem}")
+
+
+@pytest.mark.parametrize("name", sorted(set(settings_module.SETTING_NAMES) - {
+    "policy_dir", "database_url", "metrics_listen", "instance_name", "id_header"}))
+def test_a_setting_given_empty_is_told_so(base_env: dict[str, str], name: str) -> None:
+    """NAME= in an environment file was "'' is not a number", "'' is not one of ...",
+    "'' is not inet:PORT@HOST ...": the admin wrote nothing."""
+    variable = f"POSTWARDEN_{name.upper()}"
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {**base_env, variable: ""})
+    assert refused.value.problems == [
+        f"{variable}: {name}: empty (leave it unset for the default)"]

@@ -281,10 +281,6 @@ def _optional_path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def _spool_dir(value: str) -> Path:
-    if not value:  # Path("") is the working directory
-        raise ValueError("spool_dir: empty (leave it unset for the default)")
-    return Path(value)
 
 
 def _database_url(value: str | None) -> Secret | None:
@@ -301,7 +297,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "milter_socket": _socket,
     "milter_socket_mode": _socket_mode,
     "database_url": _database_url,
-    "spool_dir": _spool_dir,
+    "spool_dir": Path,  # never empty (_convert): Path("") is the working directory
     "fail_action": _choice(FailAction, "fail_action"),
     "metrics_listen": lambda v: _listen(v or ""),
     "instance_name": lambda v: v or "",
@@ -328,6 +324,10 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 _NULL_UNSETS = frozenset({"policy_dir", "database_url", "metrics_listen", "instance_name"})
 _NO_VALUE_HINTS = {"id_header": 'write "" to turn the header off, or remove the line for '
                                 "the default"}
+# Empty ("" in the file, NAME= in an environment file) these turn off or leave unset
+# what the setting names; any other it gives no value, said so (it was "'' is not a
+# number", "'' is not one of tempfail | accept | reject").
+_EMPTY_UNSETS = _NULL_UNSETS | {"id_header"}
 
 
 # Written as text: another YAML value (a number, true/false, a list) is refused, not
@@ -351,6 +351,8 @@ def _convert(name: str, value: Any) -> Any:
     if value is None and name not in _NULL_UNSETS:
         hint = _NO_VALUE_HINTS.get(name, "remove the line for the default")
         raise ValueError(f"{name}: no value ({hint})")
+    if value == "" and name not in _EMPTY_UNSETS:
+        raise ValueError(f"{name}: empty (leave it unset for the default)")
     if name in _TEXT and value is not None and not isinstance(value, str):
         quote = " (quote it)" if isinstance(value, int | float) else ""  # bools too
         raise ValueError(f"{name}: expected text, got {_kind(value)}{quote}")
