@@ -363,6 +363,13 @@ def test_a_variable_not_in_capitals_is_told() -> None:
     ]
 
 
+def test_a_misspelt_config_variable_is_told() -> None:
+    """POSTWARDEN_CONFG left the milter without its settings file, without a word."""
+    assert stray_variables({"POSTWARDEN_CONFG": "/etc/postwarden/postwarden.yaml",
+                            "POSTWARDEN_CONFIG": "/etc/postwarden/postwarden.yaml"}) == [
+        "POSTWARDEN_CONFG is not a milter setting, ignored (did you mean POSTWARDEN_CONFIG?)"]
+
+
 def test_a_misspelt_variable_is_warned_about_at_start(base_env: dict[str, str]) -> None:
     (Path(base_env["POSTWARDEN_POLICY_DIR"]) / "main.yaml").write_text("version: 1\nname: m\n")
     env = {**base_env, "POSTWARDEN_MESAGE_TIMEOUT_SECONDS": "5", "PATH": "/usr/bin:/bin"}

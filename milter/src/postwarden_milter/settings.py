@@ -427,9 +427,10 @@ def _foreign_spool_files(settings: MilterSettings) -> list[Path]:
 
 
 def stray_variables(environ: Mapping[str, str]) -> list[str]:
-    """POSTWARDEN_ variables that look like a misspelt milter setting, which the milter
+    """POSTWARDEN_ variables that look like a misspelt milter setting, or POSTWARDEN_CONFIG
+    (a misspelt one left the milter without its settings file, unsaid), which the milter
     ignores; the admin service's are not told (settings_source.misspelt_variables)."""
-    return misspelt_variables(environ, SETTING_NAMES, "a milter setting")
+    return misspelt_variables(environ, (*SETTING_NAMES, "config"), "a milter setting")
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str], *,
