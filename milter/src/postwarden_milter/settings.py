@@ -210,12 +210,12 @@ def _socket(value: str) -> str:
 
 def _socket_mode(value: Any) -> int:
     # YAML reads an unquoted 0660 as the octal 432 and 660 as decimal: only text is clear.
-    if not isinstance(value, str) or not re.fullmatch(r"0?[0-7]{3}", value.strip()):
+    if not isinstance(value, str) or not re.fullmatch(r"0?[0-7]{3}", value):
         told = shown(value) if isinstance(value, str) else repr(value)
         raise ValueError(
             f"milter_socket_mode: {told} is not an octal mode such as '0660' (quote it in YAML)"
         )
-    return int(value.strip(), 8)
+    return int(value, 8)
 
 
 def _listen(value: str) -> str:
