@@ -89,6 +89,13 @@ def test_migrate_tells_a_bad_or_missing_database_url_without_its_password(
     unset = _run(["migrate"], _environment())
     assert unset.returncode == 2
     assert "database_url: not set" in unset.stderr
+    # As a start takes it: the space was migrate's database "x " ("does not exist").
+    url = f"postgresql://postwarden:{PASSWORD}@127.0.0.1/x "
+    spaced = _run(["migrate"], {**_environment(), "POSTWARDEN_DATABASE_URL": url})
+    assert spaced.returncode == 2
+    assert spaced.stderr.splitlines()[-1] == ("  POSTWARDEN_DATABASE_URL: database_url: starts "
+                                              "or ends with white space (a space, tab or "
+                                              "newline): remove it")
 
 
 def test_check_tells_a_database_url_the_client_refuses_in_one_line(

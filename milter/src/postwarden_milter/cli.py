@@ -13,7 +13,6 @@ from pathlib import Path
 from postwarden_policies import gather_settings
 from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import cli as store_cli
-from postwarden_store import dsn_problem
 
 from .app import EXIT_CONFIG, PROG, MilterProcess, run_process
 from .errors import StartupError
@@ -24,7 +23,9 @@ from .settings import (
     LAST_GOOD_NAME,
     SETTING_NAMES,
     MilterSettings,
+    Secret,
     SettingsError,
+    convert,
     load_settings,
     stray_variables,
 )
@@ -154,20 +155,20 @@ def serve(config: Path | None) -> int:
 
 def _database_url(config: Path | None, given: str | None) -> str:
     """``given`` (--database-url), else the settings' database_url; SettingsError when
-    neither is usable. Of the settings only database_url is checked (the file still is
-    for unknown or repeated names): load_settings would create spool_dir as whoever
-    migrates, and want policy_dir."""
+    neither is usable. Of the settings only database_url is checked, as a start checks
+    it (the file still is for unknown or repeated names): load_settings would create
+    spool_dir as whoever migrates, and want policy_dir."""
     raw = gather_settings(config, os.environ, SETTING_NAMES)
     if given is not None:
         raw.values["database_url"], raw.sources["database_url"] = given, "--database-url"
-    url = str(raw.values.get("database_url") or "")
-    if not url:
+    try:  # told without the URL: it holds the password
+        url: Secret | None = convert("database_url", raw.values.get("database_url"))
+    except ValueError as exc:
+        raise SettingsError(raw.problem("database_url", str(exc))) from None
+    if url is None:
         raise SettingsError("database_url: not set (set it in --config FILE or "
                             "POSTWARDEN_DATABASE_URL, or pass --database-url)")
-    problem = dsn_problem(url)  # told without the URL: it holds the password
-    if problem is not None:
-        raise SettingsError(raw.problem("database_url", f"database_url: {problem}"))
-    return url
+    return url.reveal()
 
 
 def migrate(config: Path | None, database_url: str | None, dry_run: bool) -> int:

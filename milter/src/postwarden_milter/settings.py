@@ -31,7 +31,7 @@ from postwarden_policies.settings_source import (
 )
 from postwarden_store import dsn_problem
 
-__all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction",
+__all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction", "convert",
            "load_settings"]
 
 T = TypeVar("T")
@@ -297,7 +297,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "milter_socket": _socket,
     "milter_socket_mode": _socket_mode,
     "database_url": _database_url,
-    "spool_dir": Path,  # never empty (_convert): Path("") is the working directory
+    "spool_dir": Path,  # never empty (convert): Path("") is the working directory
     "fail_action": _choice(FailAction, "fail_action"),
     "metrics_listen": lambda v: _listen(v or ""),
     "instance_name": lambda v: v or "",
@@ -347,7 +347,8 @@ def _kind(value: Any) -> str:
     return "a mapping" if isinstance(value, dict) else type(value).__name__
 
 
-def _convert(name: str, value: Any) -> Any:
+def convert(name: str, value: Any) -> Any:
+    """Setting ``name``'s value from what was given; ValueError naming the setting."""
     if value is None and name not in _NULL_UNSETS:
         hint = _NO_VALUE_HINTS.get(name, "remove the line for the default")
         raise ValueError(f"{name}: no value ({hint})")
@@ -444,7 +445,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *,
     problems: list[str] = []
     for name, value in raw.values.items():
         try:
-            values[name] = _convert(name, value)
+            values[name] = convert(name, value)
         except ValueError as exc:
             problems.append(raw.problem(name, str(exc)))
     if problems:
