@@ -134,6 +134,25 @@ async def test_nul_and_undecodable_bytes_are_stored_replaced(fresh_database_url:
     assert row["changes"][0]["filename"] == "a\ufffd\ufffd.exe"
 
 
+@pytest.mark.parametrize(("given", "stored"), [
+    ("fe80::1%eth0", "fe80::1"),  # a zone: Python reads it as an address, inet refuses it
+    ("::ffff:192.0.2.7%2", "192.0.2.7"),
+    ("not-an-address", None),  # from a spool written by hand, say
+    (7, None),
+])
+async def test_a_client_address_inet_refuses_is_mended_and_the_row_kept(
+        fresh_database_url: str, given: object, stored: str | None) -> None:
+    events = [make_event(), make_event(client_address=given), make_event()]
+    conn = await connect(fresh_database_url)
+    try:
+        assert (await write_audit_batch(conn, events)).new == 3
+        address = await conn.fetchval("SELECT client_address FROM audit_events "
+                                      "WHERE event_id = $1", uuid.UUID(events[1].event_id))
+    finally:
+        await conn.close()
+    assert (None if address is None else str(address)) == stored
+
+
 # --- the pipeline: Postgres going away loses nothing ---------------------------
 
 
@@ -249,10 +268,11 @@ def test_an_unexpected_write_error_spools_the_batch_and_loses_nothing(
     assert "RuntimeError: a bug, not an outage" in caplog.text  # with its traceback
 
 
-# Values Postgres refuses that no sanitizing can mend (from a spool an older
-# version wrote, say); the marker must not reach the log.
+# Values Postgres refuses that the store does not mend (none a client or Postfix can
+# send: from a spool damaged or written by hand, say); the marker must not reach the log.
 UNSTORABLE = [
-    pytest.param({"client_address": "not-an-address-7f3a"}, id="refused-by-postgres"),
+    pytest.param({"changes": ({"kind": "not-an-address-7f3a", "size": float("nan")},)},
+                 id="refused-by-postgres"),
     pytest.param({"size": 2**63, "subject": "not-an-address-7f3a"}, id="refused-by-asyncpg"),
 ]
 

@@ -13,7 +13,10 @@ jsonb, and no btree or GIN index entry over about 2.7 KB, which a sender's
 Message-ID, address or HELO can exceed. Values a sender chooses are therefore
 cut to a length every index takes, and ``changes`` (a stripped attachment's
 file name is the sender's too) to a weight any batch writes quickly; a row
-so cut carries the flag ``truncated``.
+so cut carries the flag ``truncated``. The inet column takes no IPv6 zone
+(``fe80::1%eth0``, which Python reads as an address, from an MTA's
+``{client_addr}``; Postfix strips it) and no text that is no address (a spool
+written by hand, say): the zone is dropped, and such text stored as no address.
 
 A batch waits at most ``lock_timeout`` (:data:`LOCK_TIMEOUT`) for a lock,
 such as the parent table's that retention's DROP of an old partition queues
@@ -53,7 +56,7 @@ from typing import Any
 
 import asyncpg
 
-from postwarden_policies import AuditEvent
+from postwarden_policies import AuditEvent, client_ip
 
 COLUMNS = (
     "event_id", "time", "instance", "queue_id", "message_uid", "client_address",
@@ -136,6 +139,14 @@ def _sanitized(text: str) -> str:
     return _UNSTORABLE.sub("\ufffd", text)
 
 
+def _inet(text: object) -> str | None:
+    """The client address as the inet column takes it (:func:`client_ip`'s form, without
+    a zone); None for text that is no address, or a value that is no text (a spool's
+    JSON may hold any)."""
+    address = client_ip(text.partition("%")[0]) if isinstance(text, str) else None
+    return None if address is None else str(address)
+
+
 def _cut(text: str, max_chars: int, max_bytes: int) -> str:
     """``text`` if it fits, else its start and an ellipsis within both limits."""
     if len(text) <= max_bytes // 4 or (  # at most 4 UTF-8 bytes a character: fits
@@ -170,8 +181,10 @@ def _bounded_changes(changes: Sequence[Any]) -> tuple[Any, ...]:
 def stored_values(event: AuditEvent) -> dict[str, Any]:
     """``event``'s column values as Postgres stores them: its strings sanitized
     (:func:`_sanitized`), the values a sender chooses cut to what every index takes and
-    ``changes`` to a bounded weight; flagged ``truncated`` when anything was cut."""
+    ``changes`` to a bounded weight; flagged ``truncated`` when anything was cut; the
+    client address as inet takes it (:func:`_inet`)."""
     clean = {column: _map_strings(getattr(event, column), _sanitized) for column in COLUMNS}
+    clean["client_address"] = _inet(clean["client_address"])
     cut: dict[str, Any] = {column: _bounded(clean[column]) for column in BOUNDED_TEXT
                            if clean[column] is not None}
     cut |= {column: tuple(_bounded(item) for item in clean[column]) for column in BOUNDED_ARRAYS}
