@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from postwarden_milter.audit_pipeline import FLUSH_SECONDS
+from postwarden_milter.audit_pipeline import FLUSH_SECONDS, AuditPipeline
+from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
-from postwarden_milter.spool import spool_name
+from postwarden_milter.settings import SpoolFullAction
+from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
 from tests.fixtures.postgres import PostgresCluster, wait_until
 from tests.milter.test_audit_wedges import _stored
 from tests.store.test_audit import _running, make_event, own_cluster
@@ -42,6 +44,39 @@ def test_a_spool_on_a_full_filesystem_tempfails_new_mail_until_postgres_is_back(
         assert wait_until(lambda: not pipeline.refusing_mail, timeout=15)
     assert metrics.registry.get_sample_value(
         "postwarden_audit_dropped_total", {"reason": "spool_error"}) == 1
+
+
+def test_a_spool_one_worker_cannot_append_to_tempfails_every_workers_mail(
+    own_cluster: tuple[PostgresCluster, str], tmp_path: Path
+) -> None:
+    """`processes: 2`: the workers' spools share spool_dir, full for both. The worker that
+    has no mail when the other finds it full went on accepting mail, and lost the audit
+    event of the first message it took (its own append failing too), before refusing."""
+    cluster, dsn = own_cluster
+    for worker in (0, 1):
+        os.symlink("/dev/full", tmp_path / spool_name(worker))
+    budget = SpoolBudget(10**9, 2)  # as the supervisor makes it before forking the workers
+    loop = LoopThread()
+    loop.start()
+    busy, idle = (AuditPipeline(dsn, AuditSpool(tmp_path, budget, worker), Metrics(),
+                                queue_size=100, spool_full_action=SpoolFullAction.TEMPFAIL)
+                  for worker in (0, 1))
+    cluster.stop()
+    try:
+        for pipeline in (busy, idle):
+            pipeline.start(loop)
+        busy.submit(make_event())
+        assert wait_until(lambda: busy.refusing_mail, timeout=10)
+        assert idle.refusing_mail
+        cluster.start()
+        # Either worker's writer ends the refusal once Postgres takes events again.
+        assert wait_until(lambda: not (busy.refusing_mail or idle.refusing_mail), timeout=15)
+    finally:
+        if not cluster.is_running():
+            cluster.start()
+        for pipeline in (busy, idle):
+            pipeline.stop()
+        loop.stop()
 
 
 def test_postgres_going_away_while_idle_logs_no_traceback(

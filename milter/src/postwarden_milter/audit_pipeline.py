@@ -32,7 +32,8 @@ every second waited refuses mail, and only the writer drains the spool
 never drained, so ``spool_max_bytes`` applies only with one: it caps a backlog,
 and an audit log that grows is for the admin to rotate, not a reason to refuse
 mail. A backlog spool that takes no more events (its filesystem full or
-read-only) counts as full until an append or Postgres takes them again. Spooled
+read-only) counts as full, for every worker (they share spool_dir), until an
+append or Postgres takes them again. Spooled
 events older than the audit retention (their month's partition dropped
 meanwhile) are not written: the store skips them, and they are counted
 (``reason="expired"``) and logged. No error ends the writer.
@@ -136,9 +137,6 @@ class AuditPipeline:
         self._occasional = Occasional(clock=clock)
         self._replay_offset = 0
         self._slow_event = ("", 0)  # the event last written alone too slowly, and how often
-        # The last append to the spool failed (a full or read-only filesystem): with a
-        # database, as good as a full backlog until an append or Postgres takes events.
-        self._spool_failing = False
         self._writer: concurrent.futures.Future[None] | None = None
         metrics.audit_queue_depth.set_function(self._queue.qsize)
         metrics.spool_bytes.set_function(lambda: spool.size)
@@ -172,6 +170,17 @@ class AuditPipeline:
         """Stored, spooled, or counted dropped: out of the journal."""
         if self._journal is not None:
             self._journal.settled(events)
+
+    @property
+    def _spool_failing(self) -> bool:
+        """The last append to a spool failed (a full or read-only filesystem), this
+        worker's or another's (SpoolBudget): with a database, as good as a full backlog
+        until an append or Postgres takes events."""
+        return self._spool.budget.unwritable
+
+    @_spool_failing.setter
+    def _spool_failing(self, failed: bool) -> None:
+        self._spool.budget.unwritable = failed
 
     @property
     def refusing_mail(self) -> bool:

@@ -149,11 +149,17 @@ class SpoolBudget:
     share (``processes`` raised after an outage) refused mail while the
     others' shares stood empty. A dead worker's slot keeps its size: its
     spool file stays, and its successor reads the same size back.
+
+    Shared the same way: whether the last append to a spool failed (its
+    filesystem full or read-only). The spools share ``spool_dir``, so what one
+    cannot take the others cannot either: known to one worker only, each other
+    worker went on accepting mail until a batch of its own was lost.
     """
 
     def __init__(self, max_bytes: int, slots: int = 1) -> None:
         self.max_bytes = max_bytes
         self._sizes = memoryview(mmap.mmap(-1, 8 * slots)).cast("q")
+        self._unwritable = memoryview(mmap.mmap(-1, 8)).cast("q")
 
     def record(self, slot: int, size: int) -> None:
         self._sizes[slot] = size
@@ -165,6 +171,15 @@ class SpoolBudget:
     @property
     def reached(self) -> bool:
         return self.used >= self.max_bytes
+
+    @property
+    def unwritable(self) -> bool:
+        """The last append to any worker's spool failed."""
+        return bool(self._unwritable[0])
+
+    @unwritable.setter
+    def unwritable(self, failed: bool) -> None:
+        self._unwritable[0] = failed
 
 
 class AuditSpool:
