@@ -8,6 +8,8 @@ import dataclasses
 import errno
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -83,6 +85,35 @@ def test_spools_adopted_are_not_glued_onto_a_torn_last_line(tmp_path: Path) -> N
     (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')
     adopt_orphans(tmp_path, workers=1)
     assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 0}\n{"a": 1}\n'
+
+
+# Peak memory (kB) that adopting the spool at argv[1] added, in a process of its own
+# (VmHWM: ru_maxrss would start at the peak of the process that forked it).
+ADOPT_MEMORY = """
+import re, sys
+from pathlib import Path
+from postwarden_milter.spool import adopt_orphans
+def peak():
+    return int(re.search(r"VmHWM:\\s*(\\d+)", Path("/proc/self/status").read_text())[1])
+before = peak()
+adopt_orphans(Path(sys.argv[1]), workers=1)
+print(peak() - before)
+"""
+
+
+def test_a_spool_of_a_worker_gone_is_appended_in_bounded_memory(tmp_path: Path) -> None:
+    """`processes` lowered after an outage: the leftover spool may be spool_max_bytes
+    (1 GiB by default), and was read whole into memory at the start."""
+    (tmp_path / SPOOL_NAME).write_bytes(b'{"a": 0}\n')
+    line = b'{"a": 1}' + b" " * 1015 + b"\n"
+    with (tmp_path / spool_name(1)).open("wb") as orphan:
+        for _ in range(64):  # 64 MiB
+            orphan.write(line * 1024)
+    grown = subprocess.run([sys.executable, "-c", ADOPT_MEMORY, str(tmp_path)], check=True,
+                           capture_output=True, text=True, timeout=60).stdout
+    assert int(grown) < 16 * 1024
+    assert (tmp_path / SPOOL_NAME).stat().st_size == 9 + 64 * 1024**2
+    assert not (tmp_path / spool_name(1)).exists()
 
 
 def test_one_process_adopts_every_worker_spool(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import logging
 import mmap
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from postwarden_policies import AuditEvent
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SPOOL_NAME = "audit-spool.jsonl"
 TAIL_CHUNK = 64 * 1024  # read backwards in these to find the last newline
+COPY_CHUNK = 1024 * 1024  # an orphan spool is appended to the first worker's in these
 _WORKER_SPOOL = re.compile(r"audit-spool-(\d+)\.jsonl")
 _EVENT_ID = re.compile(rb'"event_id":"([0-9a-f]+)"')  # as AuditEvent.to_json writes it
 
@@ -53,13 +54,22 @@ def adopt_orphans(directory: Path, workers: int) -> None:
         if match is None or int(match[1]) < workers:
             continue
         _cut_torn_line(path)
-        data = path.read_bytes()
-        append_durably(target, data)
+        size = path.stat().st_size
+        append_durably(target, _chunks(path))
         path.unlink()
         # Else after a power cut the orphan could be back, to be appended a second time.
         fsync_directory(directory)
-        log.warning("audit spool: %d bytes from %s appended to %s", len(data), path.name,
+        log.warning("audit spool: %d bytes from %s appended to %s", size, path.name,
                     SPOOL_NAME)
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    """The file at ``path`` in pieces of COPY_CHUNK: an orphan spool may hold up to
+    ``spool_max_bytes`` (1 GiB by default), and without a database, where it is the audit
+    log, any size; read whole, it took as much memory at the start."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(COPY_CHUNK):
+            yield chunk
 
 
 def tail_event_ids(path: Path, max_bytes: int) -> set[str]:
@@ -106,11 +116,13 @@ def _cut_torn_line(path: Path) -> None:
         os.close(fd)
 
 
-def append_durably(path: Path, data: bytes) -> int:
-    """One append, then fsync (and the directory's, when the file is new): a batch is
-    spooled only once this returns (the file's new size). A failed append is cut off
-    again, so that no part of it is left; a file it created is removed again, so that
-    the next append creates it anew, fsyncing the directory."""
+def append_durably(path: Path, data: bytes | Iterable[bytes]) -> int:
+    """One append (of ``data``, or of its pieces in turn), then fsync (and the
+    directory's, when the file is new): a batch is spooled only once this returns (the
+    file's new size). A failed append is cut off again, so that no part of it is left; a
+    file it created is removed again, so that the next append creates it anew, fsyncing
+    the directory."""
+    pieces = (data,) if isinstance(data, bytes) else data
     flags = os.O_WRONLY | os.O_APPEND
     created = False
     try:
@@ -118,12 +130,14 @@ def append_durably(path: Path, data: bytes) -> int:
     except FileNotFoundError:
         fd, created = os.open(path, flags | os.O_CREAT, 0o600), True
     try:
-        size = os.fstat(fd).st_size
+        size = appended = os.fstat(fd).st_size
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            for piece in pieces:
+                view = memoryview(piece)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                appended += len(piece)
             os.fsync(fd)
             if created:
                 fsync_directory(path.parent)
@@ -134,7 +148,7 @@ def append_durably(path: Path, data: bytes) -> int:
                 else:
                     os.ftruncate(fd, size)
             raise
-        return size + len(data)
+        return appended
     finally:
         os.close(fd)
 
