@@ -116,6 +116,18 @@ def test_a_spool_of_a_worker_gone_is_appended_in_bounded_memory(tmp_path: Path) 
     assert not (tmp_path / spool_name(1)).exists()
 
 
+def test_a_spool_of_a_worker_gone_that_cannot_be_appended_stays_and_stops_no_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A full filesystem stopped the start with a traceback (and the unit's every retry
+    while it stayed full), where a journal that cannot be spooled stays for later."""
+    os.symlink("/dev/full", tmp_path / SPOOL_NAME)  # every write: ENOSPC
+    (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')
+    adopt_orphans(tmp_path, workers=1)
+    assert (tmp_path / spool_name(1)).read_bytes() == b'{"a": 1}\n'
+    assert (f"audit spool {spool_name(1)} not appended to {SPOOL_NAME} (No space left on "
+            "device): kept for the next start") in caplog.text
+
+
 def test_one_process_adopts_every_worker_spool(tmp_path: Path) -> None:
     (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')
     adopt_orphans(tmp_path, workers=1)

@@ -46,21 +46,30 @@ def spool_name(worker: int) -> str:
 
 def adopt_orphans(directory: Path, workers: int) -> None:
     """Append the spools of workers that no longer exist (``processes`` was lowered) to
-    the first worker's, so their events are replayed; only while no worker runs."""
+    the first worker's, so their events are replayed; only while no worker runs. One
+    that cannot be appended now (a full filesystem) stays for a later start: as a
+    journal, it stops no start."""
     target = directory / SPOOL_NAME
     _cut_torn_line(target)  # before anything is appended to it
     for path in sorted(directory.glob("audit-spool-*.jsonl")):
         match = _WORKER_SPOOL.fullmatch(path.name)
         if match is None or int(match[1]) < workers:
             continue
-        _cut_torn_line(path)
-        size = path.stat().st_size
-        append_durably(target, _chunks(path))
-        path.unlink()
-        # Else after a power cut the orphan could be back, to be appended a second time.
-        fsync_directory(directory)
-        log.warning("audit spool: %d bytes from %s appended to %s", size, path.name,
-                    SPOOL_NAME)
+        try:
+            _adopt_orphan(path, target)
+        except OSError as exc:
+            log.error("audit spool %s not appended to %s (%s): kept for the next start",
+                      path.name, SPOOL_NAME, exc.strerror)
+
+
+def _adopt_orphan(path: Path, target: Path) -> None:
+    _cut_torn_line(path)
+    size = path.stat().st_size
+    append_durably(target, _chunks(path))
+    path.unlink()
+    # Else after a power cut the orphan could be back, to be appended a second time.
+    fsync_directory(path.parent)
+    log.warning("audit spool: %d bytes from %s appended to %s", size, path.name, SPOOL_NAME)
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
