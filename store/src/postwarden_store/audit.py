@@ -206,8 +206,14 @@ def weight(event: AuditEvent) -> int:
 
 
 def _record(event: AuditEvent) -> tuple[Any, ...]:
-    """The row of :func:`stored_values`, for the COPY."""
-    values = stored_values(event)
+    """The row of :func:`stored_values`, for the COPY. ValueError for a value of a type
+    its column does not hold (from a spool's JSON, which may hold any), as asyncpg
+    raises for one it cannot encode: the milter sets the event aside, where the
+    TypeError held back every write behind it, the spool's replay retrying it for ever."""
+    try:
+        values = stored_values(event)
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"audit event {event.event_id}: a value of the wrong type") from exc
     values["changes"] = json.dumps(values["changes"], separators=(",", ":"))
     return tuple(values[column] for column in COLUMNS)
 
