@@ -4,11 +4,13 @@ metrics show how much is left to replay."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,3 +230,38 @@ def test_a_spool_moved_away_after_a_partial_replay_counts_the_new_file_whole(
     spool.path.rename(tmp_path / "moved.jsonl")
     spool.append([make_event()])
     assert spool.budget.used == spool.size > 0
+
+
+def test_events_spooled_after_the_spool_moved_away_mid_replay_are_replayed(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The replay went on from where it stopped in the file moved away, past the end of
+    the new one: it found nothing there, and emptied it, the events in it lost."""
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    backlog = [make_event() for _ in range(4 * BATCH)]
+    spool.append(backlog)
+    write = audit_pipeline.write_audit_batch
+    calls: list[int] = []
+    down = threading.Event()
+
+    async def fails_third(conn: Any, batch: list[AuditEvent]) -> Any:
+        calls.append(len(batch))
+        if len(calls) == 3:  # mid-replay: Postgres goes, and the admin moves the spool
+            spool.path.rename(tmp_path / "moved.jsonl")
+            down.set()
+        if down.is_set():
+            raise ConnectionResetError("Postgres went away")
+        return await write(conn, batch)
+
+    monkeypatch.setattr(audit_pipeline, "write_audit_batch", fails_third)
+    metrics = Metrics()
+    fresh = [make_event() for _ in range(3)]
+    with _writer(database_url, spool, metrics) as pipeline:
+        assert wait_until(down.is_set, timeout=15)
+        for event in fresh:
+            pipeline.submit(event)
+        assert wait_until(lambda: metrics.registry.get_sample_value(
+            "postwarden_audit_spooled_total") == len(fresh), timeout=10)
+        down.clear()
+        assert wait_until(lambda: _stored(database_url, *fresh), timeout=15)
+    assert _stored(database_url, *backlog[:2 * BATCH])

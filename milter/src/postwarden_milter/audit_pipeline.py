@@ -135,7 +135,6 @@ class AuditPipeline:
         self._pool: asyncpg.Pool | None = None
         self._backoff = Backoff(lambda: self.refusing_mail, clock)
         self._occasional = Occasional(clock=clock)
-        self._replay_offset = 0
         self._slow_event = ("", 0)  # the event last written alone too slowly, and how often
         self._writer: concurrent.futures.Future[None] | None = None
         metrics.audit_queue_depth.set_function(self._queue.qsize)
@@ -368,12 +367,11 @@ class AuditPipeline:
             return False
         try:
             for events, offset in self._spool.batches(
-                    BATCH_SIZE, self._replay_offset, max_bytes=BATCH_BYTES,
+                    BATCH_SIZE, self._spool.replayed, max_bytes=BATCH_BYTES,
                     unreadable=self._metrics.audit_dropped.labels("unreadable").inc):
                 if self._stopping.is_set():
                     return False
                 await self._write(events)
-                self._replay_offset = offset
                 self._spool.replayed_to(offset)  # room again, for a tempfail to end
                 self._metrics.audit_replayed.inc(len(events))
                 await self._write_queued()
@@ -382,7 +380,6 @@ class AuditPipeline:
             return False
         log.warning("audit spool replayed into Postgres (%d bytes)", self._spool.size)
         self._spool.clear()
-        self._replay_offset = 0
         return True
 
     async def _write_queued(self) -> None:

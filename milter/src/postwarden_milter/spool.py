@@ -229,6 +229,13 @@ class AuditSpool:
         return self.budget.reached
 
     @property
+    def replayed(self) -> int:
+        """Bytes at the start already in Postgres: where a replay goes on. 0 for another
+        file since (moved away, emptied): going on past the end of the new one, a replay
+        would find nothing there and empty it, the events spooled in it lost."""
+        return self._replayed
+
+    @property
     def unreplayed(self) -> int:
         """Bytes not yet in Postgres: all of the file after a start (its replay begins
         again at the beginning), less what a replay wrote since."""
@@ -247,7 +254,7 @@ class AuditSpool:
         """Append events as JSON lines already (a journal's: .journal), durably."""
         size = append_durably(self.path, data)
         if size - len(data) < self._replayed:  # another file since the replay (moved away)
-            self._replayed = 0
+            self._replayed = self._read_to = 0
         self.budget.record(self._worker, size - self._replayed)
 
     def replayed_to(self, offset: int) -> None:
