@@ -265,3 +265,16 @@ def test_events_spooled_after_the_spool_moved_away_mid_replay_are_replayed(
         down.clear()
         assert wait_until(lambda: _stored(database_url, *fresh), timeout=15)
     assert _stored(database_url, *backlog[:2 * BATCH])
+
+
+def test_a_full_spool_moved_away_by_hand_ends_the_refusal(tmp_path: Path) -> None:
+    """Set aside to let mail in while Postgres is away: the size recorded at the last
+    append kept the spools full, and mail refused, until a restart."""
+    budget = SpoolBudget(10**9)
+    spool = AuditSpool(tmp_path, budget)
+    spool.append([make_event()])
+    budget.max_bytes = spool.size
+    with _writer(UNREACHABLE, spool, Metrics()) as pipeline:
+        assert pipeline.refusing_mail
+        spool.path.rename(tmp_path / "set-aside.jsonl")
+        assert wait_until(lambda: not pipeline.refusing_mail, timeout=5)

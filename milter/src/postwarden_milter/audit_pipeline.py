@@ -246,8 +246,10 @@ class AuditPipeline:
                 batch = self._take()
                 if batch:
                     await self._deliver_or_drop(batch)
-                elif (self._dsn is not None and (self._spool or self._spool_failing)
-                      and await self._connected() and await self._replay()):
+                    continue
+                self._spool.refresh()  # moved away by hand, say: full no longer
+                if (self._dsn is not None and (self._spool or self._spool_failing)
+                        and await self._connected() and await self._replay()):
                     self._spool_failing = False
         finally:
             if self._pool is not None:

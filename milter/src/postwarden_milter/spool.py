@@ -253,7 +253,20 @@ class AuditSpool:
     def append_lines(self, data: bytes) -> None:
         """Append events as JSON lines already (a journal's: .journal), durably."""
         size = append_durably(self.path, data)
-        if size - len(data) < self._replayed:  # another file since the replay (moved away)
+        self._record(size, size - len(data))
+
+    def refresh(self) -> None:
+        """Record the file's size now: a full backlog moved away or emptied by hand (to
+        let mail in while Postgres is away) counted at its last append's size, and kept
+        mail refused until a restart."""
+        size = self.size
+        self._record(size, size)
+
+    def _record(self, size: int, before: int) -> None:
+        """Record ``size``, the file's; ``before``, its size before this writer's last
+        append, smaller than what was replayed of it: another file (moved away, emptied),
+        none of it replayed."""
+        if before < self._replayed:
             self._replayed = self._read_to = 0
         self.budget.record(self._worker, size - self._replayed)
 
