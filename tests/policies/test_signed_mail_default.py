@@ -9,6 +9,7 @@ from postwarden_policies import (
     Verdict,
     evaluate_message,
     load_policy_set_from_sources,
+    policy_schema,
 )
 
 STRIP_EXE = (
@@ -41,3 +42,10 @@ def test_signed_mail_sanitize_lets_a_strip_change_a_signed_part() -> None:
 
 def test_with_no_policy_at_all_signed_parts_stay_intact() -> None:
     assert load_policy_set_from_sources([]).skip_signed is True
+
+
+def test_the_schema_says_skip_holds_a_signed_part_that_would_change() -> None:
+    # It said "never touched": an editor's hint an admin reads as delivered as it came.
+    described = policy_schema()["$defs"]["sanitize"]["properties"]["signed_mail"]["description"]
+    assert "holds the message" in described
+    assert "signature breaks" in described

@@ -182,7 +182,9 @@ SANITIZE = Obj(
         ),
         "signed_mail": Field(
             choice("skip", "sanitize"),
-            "skip: multipart/signed, S/MIME and PGP messages are never touched.",
+            "skip: a signed part (multipart/signed, S/MIME, PGP/MIME) is never changed; one "
+            "that would need a change (HTML to sanitize, an attachment to strip) holds the "
+            "message. sanitize: changed like any other part (the signature breaks).",
             default="skip",
         ),
     },
