@@ -42,6 +42,18 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="layout-kept",
         ),
         pytest.param(
+            '<div style="background: #000000; color: #ffffff">Sale</div><script></script>',
+            '<div style="background:#000000;color:#ffffff">Sale</div>',
+            (("script", 1),),
+            id="background-shorthand-kept-with-its-white-text",
+        ),
+        pytest.param(
+            '<p style="background: #000 url(//t.example/x); color: #fff">x</p>',
+            '<p style="color:#fff">x</p>',
+            (("style:url(", 1),),
+            id="background-shorthand-fetching",
+        ),
+        pytest.param(
             '<p style="position: fixed; color: red" onclick="x()">x</p>',
             '<p style="color:red">x</p>',
             (("@onclick", 1),),

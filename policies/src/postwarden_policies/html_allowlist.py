@@ -53,9 +53,12 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
 ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
     "a": {"target": frozenset({"_blank"})},
 }
+# background, the shorthand templates set their colours with (background:#000 under
+# color:#fff): without it a rewritten part showed such text white on white. A URL or
+# image function in it is dropped with its declaration, as in any other (CSS_DANGER).
 CSS_PROPERTIES = frozenset(
-    """color background-color font font-family font-size font-style font-weight font-variant
-    text-align text-decoration text-indent text-transform letter-spacing word-spacing
+    """color background background-color font font-family font-size font-style font-weight
+    font-variant text-align text-decoration text-indent text-transform letter-spacing word-spacing
     line-height white-space vertical-align direction margin margin-top margin-right
     margin-bottom margin-left padding padding-top padding-right padding-bottom padding-left
     border border-top border-right border-bottom border-left border-color border-style
