@@ -48,6 +48,13 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="background-shorthand-kept-with-its-white-text",
         ),
         pytest.param(
+            "<header>News</header><section><article>Dear</article></section><script></script>"
+            "<footer>Bye</footer>",
+            "<header>News</header><section><article>Dear</article></section><footer>Bye</footer>",
+            (("script", 1),),
+            id="html5-blocks-keep-their-texts-apart",
+        ),
+        pytest.param(
             '<p style="background: #000 url(//t.example/x); color: #fff">x</p>',
             '<p style="color:#fff">x</p>',
             (("style:url(", 1),),
