@@ -32,6 +32,9 @@ def test_a_strip_in_a_signed_part_holds_when_no_policy_sanitizes_html() -> None:
     verdict = _verdict("")
     assert isinstance(verdict.decision, Quarantine)
     assert "signed part" in verdict.decision.reason
+    # The hold queue's reader learns the setting that held it, and the other choice.
+    assert "signed_mail: skip" in verdict.decision.reason
+    assert "break the signature" in verdict.decision.reason
     assert verdict.changes == ()
 
 

@@ -115,7 +115,9 @@ def _check_changeable(part: MimePart, plan: RewritePlan) -> None:
     if part.uuencoded:
         raise RewriteError("a uuencoded file cannot be changed apart from its text")
     if plan.skip_signed and part.in_signed:
-        raise RewriteError("a signed part would have to change")
+        # Ordinary signed HTML mail lands here: the hold queue's reader needs the setting.
+        raise RewriteError("a signed part would have to change (signed_mail: skip holds it; "
+                           "sanitize would change it and break the signature)")
 
 
 def _check_tnef_strippable(facts: MessageFacts, carrier: MimePart, plan: RewritePlan) -> None:
