@@ -462,7 +462,7 @@ def test_html_whose_meta_tag_alone_names_iso_2022_jp_becomes_a_notice() -> None:
         # Readers do not know this spelling, but their fallback reads it alike.
         ("latin-1", b"<p>caf\xe9</p><script>alert(1)</script>"),
         ("utf-8", b"\xef\xbb\xbf<p>caf\xc3\xa9</p><script>alert(1)</script>"),
-        ("utf-16le", b"\xff\xfe" + "<p>hi</p><script>alert(1)</script>".encode("utf-16-le")),
+        # UTF-16 only in base64 (below): in 7bit it holds the message (test_sanitize_line_ends).
     ],
 )
 def test_html_in_a_charset_readers_share_is_sanitized(charset: str, body: bytes) -> None:

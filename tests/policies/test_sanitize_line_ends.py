@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import quopri
 
 import pytest
 
@@ -69,10 +70,28 @@ def test_html_that_cannot_go_out_as_its_label_says_is_held() -> None:
     # the header section is kept, so the message is held rather than garbled.
     html = "<p>hi</p><script>x()</script>".encode("utf-16")
     facts = _html_message(html, "utf-16", cte="7bit")
-    with pytest.raises(RewriteError, match="would not read as it was cleaned"):
+    with pytest.raises(RewriteError, match="would not reach its reader as it was checked"):
         rewrite_body(facts, SANITIZE)
     verdict = evaluate_message(policy("sanitize: {html: true}\n"), facts.raw, Envelope())
-    assert verdict.decision == Quarantine(
-        "rewrite failed: a sanitized part would not read as it was cleaned"
-    )
+    assert verdict.decision == Quarantine("rewrite failed: a UTF-16 HTML part not in base64 "
+                                          "would not reach its reader as it was checked")
     assert verdict.changes == ()
+
+
+_SMUGGLED = "".join(chr(ord(c) << 8) for c in "<img src=x onerror=alert(1)> ")  # CJK text
+
+
+@pytest.mark.parametrize("cte", ["8bit", "binary", "7bit", "quoted-printable"])
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_html_in_lines_is_held_not_shifted_into_markup(cte: str, codec: str) -> None:
+    # No LF byte: the part passes Postfix as it is. nh3 writes "&#10;" as LF, and the
+    # line end Postfix completes it to (CRLF) shifted the rest by a byte: "<img onerror".
+    cleaned = "<p>a&#10;b</p><script>x()</script><p>" + _SMUGGLED + "</p>"
+    # A CRLF byte pair inside one character: local delivery's LF alone shifts it too.
+    kept = "<p>a\u0a0d" + _SMUGGLED + "</p>"
+    for html in (cleaned, kept):
+        data = html.encode(codec)
+        body = quopri.encodestring(data) if cte == "quoted-printable" else data
+        facts = _html_message(body, codec.replace("-le", "le").replace("-be", "be"), cte)
+        with pytest.raises(RewriteError, match="not in base64"):
+            rewrite_body(facts, SANITIZE)

@@ -33,6 +33,7 @@ Exceptions::
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import html
 import re
@@ -80,6 +81,13 @@ class PartEdit:
 
 def _decoded(facts: MessageFacts, part: MimePart) -> bytes:
     return transfer.decode(facts.raw[part.body_start : part.body_end], part.transfer_encoding)
+
+
+def _utf16(charset: str | None) -> bool:
+    try:
+        return charset is not None and codecs.lookup(charset).name.startswith("utf-16")
+    except LookupError:
+        return False
 
 
 def _with_tail(original: bytes, encoded: bytes) -> bytes:
@@ -228,6 +236,13 @@ def sanitize_edit(
     # read the part as labelled with nothing.
     readable = read_as_readers(read_by, data) and (
         bool(part.charset) or read_as_readers(None, data))
+    if readable and part.transfer_encoding != "base64" and _utf16(read_by):
+        # Its bytes travel as lines: a hop may write a line end as CRLF or LF (Postfix
+        # adds a CR before a lone LF, local delivery drops it), and a 0x0D or 0x0A byte
+        # can be half a character. One byte more or less shifts the rest: CJK text read
+        # as markup, "<img onerror=...>" we never saw, delivered as it is or cleaned.
+        raise RewriteError("a UTF-16 HTML part not in base64 would not reach its reader "
+                           "as it was checked")
     if readable:
         html = decode_bytes(data, read_by, unknown)
         clean, removed = sanitize_html(html, options)
