@@ -48,6 +48,12 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="background-shorthand-kept-with-its-white-text",
         ),
         pytest.param(
+            '<div style="display: none; mso-hide: all">Preview</div><script></script>',
+            '<div style="display:none;mso-hide:all">Preview</div>',
+            (("script", 1),),
+            id="preview-text-stays-hidden-in-outlook",
+        ),
+        pytest.param(
             "<header>News</header><section><article>Dear</article></section><script></script>"
             "<footer>Bye</footer>",
             "<header>News</header><section><article>Dear</article></section><footer>Bye</footer>",

@@ -58,6 +58,8 @@ ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
 # background, the shorthand templates set their colours with (background:#000 under
 # color:#fff): without it a rewritten part showed such text white on white. A URL or
 # image function in it is dropped with its declaration, as in any other (CSS_DANGER).
+# mso-hide: Outlook ignores display:none on the preview text ("preheader") templates
+# hide at the top; without it that text showed there once a part was rewritten.
 CSS_PROPERTIES = frozenset(
     """color background background-color font font-family font-size font-style font-weight
     font-variant text-align text-decoration text-indent text-transform letter-spacing word-spacing
@@ -66,7 +68,7 @@ CSS_PROPERTIES = frozenset(
     border border-top border-right border-bottom border-left border-color border-style
     border-width border-collapse border-spacing border-radius width height max-width
     min-width max-height min-height display float clear list-style-type table-layout
-    text-overflow overflow word-break word-wrap""".split()
+    text-overflow overflow word-break word-wrap mso-hide""".split()
 )
 # Scripting, and every CSS function that loads a resource: url(), src(),
 # image-set() (and -webkit-image-set()), image() and cross-fade() take URLs,
