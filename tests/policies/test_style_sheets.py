@@ -1,7 +1,8 @@
 """Body rules see a word a sender split with text a ``<style>`` sheet hides.
 
-Rules with simple selectors (tag, ``.class``, ``#id``, ``tag.class``, ``tag#id``,
-lists of them) hide what inline CSS would; the cascade decides between a sheet's
+Rules hide what inline CSS would, read by their selectors' subjects as far as simple
+selectors go (tag, ``.class``, ``#id``, ``tag.class``, ``tag#id``), inside ``@media``
+for screens and ``@supports`` too; the cascade decides between a sheet's
 rules and the style attribute (bench/style_sheets.py shows the reading linear in the HTML).
 """
 
@@ -58,6 +59,25 @@ def _split(sheet: str, tag: str = '<span class="h">') -> str:
         pytest.param("span.h{display:none} .h{display:inline}", '<span class="h">',
                      id="more-specific-wins"),
         pytest.param(".h{display:none} .h{color:red}", '<span class="h">', id="merged-rules"),
+        # Read as applying wider than written: they hid text from body rules unread.
+        pytest.param("@media all{.h{display:none}}", '<span class="h">', id="media-all"),
+        pytest.param("@media only screen and (min-width:1px){.h{display:none}}",
+                     '<span class="h">', id="media-screen-feature"),
+        pytest.param("@media(min-width:0){.h{display:none}}", '<span class="h">',
+                     id="media-feature-unspaced"),
+        pytest.param("@media print, screen{.h{display:none}}", '<span class="h">',
+                     id="media-print-or-screen"),
+        pytest.param("@\\6d edia all{.h{display:none}}", '<span class="h">',
+                     id="media-escaped"),
+        pytest.param("@supports (display:none){@media all{.h{display:none}}}",
+                     '<span class="h">', id="nested-groups"),
+        pytest.param("p .h{display:none}", '<span class="h">', id="descendant"),
+        pytest.param("p>span.h{display:none}", '<span class="h">', id="child"),
+        pytest.param(".h:not(.x){display:none}", '<span class="h">', id="not"),
+        pytest.param(".h.k{display:none}", '<span class="h k">', id="two-classes"),
+        pytest.param("span[class]{display:none}", '<span class="h">', id="tag-attribute"),
+        pytest.param(".h{display:none} p .h:hover{display:inline !important}",
+                     '<span class="h">', id="wider-rule-does-not-show-what-another-hides"),
     ],
 )
 def test_text_a_sheet_hides_inside_a_word_does_not_hide_it(sheet: str, tag: str) -> None:
@@ -82,7 +102,14 @@ def test_a_sheet_after_the_text_hides_it_too() -> None:
                      id="id-wins-over-class"),
         pytest.param(".h{display:none}", '<span class="hx">', id="other-class"),
         pytest.param("b.h{display:none}", '<span class="h">', id="other-tag"),
-        pytest.param("@media print{.h{display:none}}", '<span class="h">', id="media-rule"),
+        pytest.param("@media print{.h{display:none}}", '<span class="h">', id="media-print"),
+        pytest.param("@media only print, speech{.h{display:none}}", '<span class="h">',
+                     id="media-print-or-speech"),
+        pytest.param("@font-face{font-family:h} @page{.h{display:none}}", '<span class="h">',
+                     id="other-at-rules"),
+        pytest.param(".h::before{display:none}", '<span class="h">', id="pseudo-element"),
+        pytest.param(".h:after{display:none}", '<span class="h">', id="legacy-pseudo-element"),
+        pytest.param("[class=h]{display:none}", '<span class="h">', id="attribute-alone"),
         pytest.param(".h{color:red}", '<span class="h">', id="nothing-hidden"),
     ],
 )

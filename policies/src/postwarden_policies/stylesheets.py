@@ -1,10 +1,17 @@
 """The ``<style>`` sheets of HTML as far as body rules read them, for
 :func:`~postwarden_policies.inlinestyle.look_of`.
 
-Rules with simple selectors only: a tag name or ``*``, ``.class``, ``#id``,
-``tag.class``, ``tag#id``, and lists of them. A selector of another kind
-(descendants, attributes, pseudo-classes, two classes) and what an at-rule holds
-(``@media``...) are not read: what they would hide stays in the rendering. Class
+A selector is read by its subject (the compound after the last combinator) as far
+as a simple selector goes: a tag name or ``*``, ``.class``, ``#id``, ``tag.class``,
+``tag#id``; what follows (``p .h``'s ``p``, ``.h:not(.x)``'s ``:not(.x)``, ``.h.k``'s
+``.k``, ``[...]``) only narrows what it applies to, so it is taken to apply wider:
+text hidden "too much" leaves only the second rendering, and the first keeps it. Such a
+rule ranks below every other (and its ``!important`` is not read), so it never shows
+what a rule read as written or a style attribute hides. One
+with a pseudo-element (``.h::before``) or none of those (``[class=h]``) is not read.
+The rules inside ``@media`` (unless for print or speech only), ``@supports``,
+``@layer``, ``@container`` and ``@document`` are read as if their conditions held (a
+sender hid text with ``@media all``); other at-rules' are not. Class
 and id names are matched ignoring case, as quirks mode (most mail has no
 doctype) does. The cascade is CSS's: ``!important`` first, then the style
 attribute, then the more specific selector, then the later rule. A ``<style>``
@@ -48,6 +55,18 @@ _DECLARATION = re.compile(
 # A simple selector as read here: a tag (or *), then a class or an id.
 _SELECTOR = re.compile(r"([a-z][^\s.#:\[\]>+~*]*|\*)?(?:([.#])([^\s.#:\[\]>+~*()]+))?")
 _SPECIFICITY = {"": 0, ".": 10, "#": 100}
+WIDER = -1  # the specificity of a selector read wider than written: below any other
+# At-rules that group style rules, read as if their conditions held.
+_GROUPS = frozenset({"@media", "@supports", "@layer", "@container", "@document",
+                     "@-moz-document"})
+_AT_KEYWORD = re.compile(r"@[-a-z0-9_]+")
+# Media types of a query for elsewhere than a screen ("print", "only speech"); a query
+# with another, none, or "not print" may hold.
+_OFF_SCREEN = frozenset({"print", "speech", "aural", "braille", "embossed", "tty", "tv",
+                         "projection", "handheld"})
+# What ends a compound selector (a combinator) and what starts a pseudo-element.
+_COMBINATOR = re.compile(r"[\s>+~]+")
+_PSEUDO_ELEMENT = re.compile(r"::|:(?:before|after|first-line|first-letter)\b")
 # Attributes a class or id rule needs, searched for in the attributes lower-cased (as
 # inlinestyle's _LOOKED_AT, several times faster than with re.IGNORECASE).
 _NAMED = re.compile("class|id")
@@ -136,20 +155,26 @@ def read_style_sheets(html: str, properties: frozenset[str]) -> StyleSheet:
         kept = list(declarations(block, properties))
         if kept:
             for key, specificity in _selectors(prelude):
-                cascade(rules.setdefault(key, {}), kept, specificity, order)
+                # Read wider than written, it decides only what no other rule does: a
+                # ".h{display:none}" stays, whatever "p .h:hover{display:inline}" says.
+                declared = kept if specificity != WIDER else [(n, v, False) for n, v, _ in kept]
+                cascade(rules.setdefault(key, {}), declared, specificity, order)
     return StyleSheet(rules)
 
 
 def _rules(sheet: str) -> Iterator[tuple[str, str]]:
-    """A sheet's rules (without comments), prelude and block, leaving out at-rules
-    and what they hold."""
-    depth, start, prelude = 0, 0, ""
+    """A sheet's rules (without comments), prelude and block, those inside the at-rules
+    :func:`_holds` takes to apply too; other at-rules and what they hold left out."""
+    groups, depth, start, prelude = 0, 0, 0, ""  # open groups; braces open inside a rule
     for match in _STRUCTURE.finditer(sheet):
         char = match.group()
         if char == "{":
             if depth == 0:
                 prelude = _after_statements(sheet[start : match.start()])
                 start = match.end()
+                if _holds(prelude):
+                    groups += 1
+                    continue
             depth += 1
         elif char == "}" and depth:
             depth -= 1
@@ -157,9 +182,29 @@ def _rules(sheet: str) -> Iterator[tuple[str, str]]:
                 if not prelude.lstrip().startswith("@"):
                     yield prelude, sheet[start : match.start()]
                 start = match.end()
+        elif char == "}" and groups:
+            groups -= 1
+            start = match.end()
     # An unclosed rule ends with the sheet, as CSS ends it.
     if depth == 1 and not prelude.lstrip().startswith("@"):
         yield prelude, sheet[start:]
+
+
+def _holds(prelude: str) -> bool:
+    """Whether an at-rule groups style rules that may apply on a screen."""
+    text = ascii_lower(css_unescaped(prelude).strip(WS))
+    at_rule = _AT_KEYWORD.match(text)
+    if at_rule is None or at_rule.group() not in _GROUPS:
+        return False
+    return at_rule.group() != "@media" or any(
+        _on_screen(query) for query in text[at_rule.end() :].split(","))
+
+
+def _on_screen(query: str) -> bool:
+    words = query.split()
+    if words[:1] == ["only"]:
+        words = words[1:]
+    return not words or words[0] not in _OFF_SCREEN
 
 
 def _after_statements(text: str) -> str:
@@ -172,13 +217,17 @@ def _after_statements(text: str) -> str:
 
 
 def _selectors(prelude: str) -> Iterable[tuple[str, int]]:
-    """The simple selectors of a selector list, as keys of StyleSheet's rules, and
-    their specificity; others left out."""
+    """The subjects of a selector list as far as simple selectors go (see the module
+    text), as keys of StyleSheet's rules, and their specificity; others left out."""
     for written in prelude.split(","):
         selector = ascii_lower(css_unescaped(written).strip(WS))
-        simple = _SELECTOR.fullmatch(selector)
-        if simple is None or not selector:
+        subject = _COMBINATOR.split(selector)[-1]
+        simple = _SELECTOR.match(subject)
+        if not simple or not simple.end() or _PSEUDO_ELEMENT.search(subject):
             continue
         tag, kind, word = simple.group(1) or "", simple.group(2) or "", simple.group(3) or ""
         key = (tag if tag != "*" or not kind else "") + kind + word
-        yield key, _SPECIFICITY[kind] + (1 if tag and tag != "*" else 0)
+        if subject != selector or simple.end() < len(subject):
+            yield key, WIDER
+        else:
+            yield key, _SPECIFICITY[kind] + (1 if tag and tag != "*" else 0)
