@@ -48,6 +48,18 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="background-shorthand-kept-with-its-white-text",
         ),
         pytest.param(
+            '<p style="color: red /* ; background: url(x) */; width: 1px">x</p>',
+            '<p style="color:red;width:1px">x</p>',
+            (),
+            id="a-semicolon-in-a-style-comment-splits-nothing",
+        ),
+        pytest.param(
+            '<p style="color: red; font-family: \'a;url(x)\'; width: 1px">x</p>',
+            '<p style="color:red;width:1px">x</p>',
+            (("style:url(", 1),),
+            id="a-semicolon-in-a-style-string-splits-nothing",
+        ),
+        pytest.param(
             '<div style="display: none; mso-hide: all">Preview</div><script></script>',
             '<div style="display:none;mso-hide:all">Preview</div>',
             (("script", 1),),

@@ -76,6 +76,12 @@ _TAG = re.compile(r"<\s*([a-z][a-z0-9:-]*)")
 _ATTR = re.compile(r"[\s\"'/]([a-z_:@][-a-z0-9_:.@]*)\s*=")
 _CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
+# A style value's declarations: split at ";" outside strings and comments, as CSS splits
+# them (at each ";", "color:red /* ; x:url(y) */; width:1px" lost its width; a danger
+# word holds no ";", so it stays within one of them).
+_DECLARATIONS = re.compile(
+    r"""(?:[^;"'/\\]|\\.|"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|/\*.*?(?:\*/|\Z)|/)+""",
+    re.DOTALL)
 _URL_TRIMMED = "".join(map(chr, range(0x21)))  # C0 controls and space
 _URL_DROPPED = str.maketrans("", "", "\t\n\r")
 # A style value holding none of these goes through untouched: each counted CSS
@@ -181,7 +187,7 @@ def css_unescaped(text: str) -> str:
 
 def _filter_style(value: str, dropped: Counter[str]) -> str | None:
     kept = []
-    for declaration in value.split(";"):
+    for declaration in _DECLARATIONS.findall(value):
         folded = _CSS_COMMENT_OR_SPACE.sub("", css_unescaped(declaration)).lower()
         danger = next((word for word in CSS_DANGER if word in folded), None)
         if danger is None:
