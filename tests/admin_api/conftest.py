@@ -8,6 +8,7 @@ from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
     admin_client,
     admin_key,
     admin_settings,
+    fresh_outages,
     make_admin_settings,
     mint_key,
     served_port,

@@ -16,9 +16,9 @@ from postwarden_milter.audit_pipeline import AuditPipeline
 from postwarden_milter.backoff import REFUSING_RETRY
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
-from postwarden_milter.occasional import INTERVAL
 from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool, SpoolBudget
+from postwarden_policies.occasional import INTERVAL
 from tests.fixtures.postgres import wait_until
 from tests.milter.test_log_once_a_minute import Clock
 from tests.store.test_audit import UNREACHABLE, make_event

@@ -20,10 +20,10 @@ from postwarden_milter import audit_pipeline
 from postwarden_milter.audit_pipeline import AuditPipeline
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
-from postwarden_milter.occasional import INTERVAL, Occasional, Tally
 from postwarden_milter.session import Slots
 from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
+from postwarden_policies.occasional import INTERVAL, Occasional, Tally
 from tests.fixtures.postgres import wait_until
 from tests.milter.conftest import Harness
 from tests.milter.milterclient import MilterClient

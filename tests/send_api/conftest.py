@@ -24,6 +24,7 @@ from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
     admin_key,
     admin_settings,
     bearer,
+    fresh_outages,
     make_admin_settings,
     mint_key,
 )

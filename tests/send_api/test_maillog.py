@@ -583,7 +583,8 @@ async def test_a_follower_started_while_postgres_is_away_starts_when_it_is_back(
     finally:
         await stop_task(task)
     assert ("maillog follower: database or file unavailable (ConnectionRefusedError: "
-            "Connect call failed ('127.0.0.1', 5432)), trying again") in caplog.text
+            "Connect call failed ('127.0.0.1', 5432)); said again at most once a minute "
+            "until it is back") in caplog.text
 
 
 @pytest.mark.parametrize("compressed", [False, True])

@@ -20,6 +20,7 @@ from tests.fixtures.adminapp import (  # noqa: F401 - fixtures
     AiohttpClient,
     admin_key,
     admin_settings,
+    fresh_outages,
     make_admin_settings,
     mint_key,
 )

@@ -19,9 +19,8 @@ from typing import Any
 
 import asyncpg
 
-from postwarden_store import database_problem
-
 from .metrics import JOB_OUTCOMES, Metrics
+from .outages import OUTAGES
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +29,8 @@ log = logging.getLogger(__name__)
 # its next query ("cannot switch to state ...; another operation is in progress").
 DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
              asyncpg.InternalClientError)
+# What a loop's round may lack (the maillog follower's is a file).
+OUTAGE = "database or file"
 Job = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 
@@ -42,20 +43,21 @@ def surviving(name: str, *, traceback: bool = True) -> Iterator[None]:
     """One round of a background loop: an error is logged, and the loop goes on.
 
     An outage (the database, or a file such as the maillog) is expected and
-    gets a warning; anything else is a bug and is logged with its traceback,
-    or by type only where an exception's text may quote a secret (webhook
-    URLs). Cancellation is not an error and passes through.
+    gets a warning as it starts, a reminder at most once a minute and a line as it
+    ends (.outages), whichever of the loops named ``name`` meets it; anything else
+    is a bug and is logged with its traceback, or by type only where an
+    exception's text may quote a secret (webhook URLs). Cancellation is not an
+    error and passes through.
     """
     try:
         yield
     except DB_ERRORS as exc:
-        # The reason, not the type alone ("ConnectionRefusedError" said not which
-        # password, database or file was refused): no part of it quotes a secret.
-        log.warning("%s: database or file unavailable (%s), trying again",
-                    name, database_problem(exc))
+        OUTAGES.failed(name, exc, OUTAGE)
     except Exception as exc:
         log.error("%s: unexpected error (%s), trying again", name, type(exc).__name__,
                   exc_info=traceback)
+    else:
+        OUTAGES.back(name, OUTAGE)
 
 
 async def _repeat(name: str, pool: asyncpg.Pool, job: Job, *, interval: float,

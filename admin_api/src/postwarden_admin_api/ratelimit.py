@@ -20,7 +20,6 @@ client address's failed logins (the middleware's block stops guessing only).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -31,9 +30,8 @@ from aiohttp import web
 from .commits import NO_WAIT
 from .errors import connection
 from .keys import LIVE_KEY
+from .outages import OUTAGES
 from .periodic import DB_ERRORS
-
-log = logging.getLogger(__name__)
 
 # Both commit without waiting for the disk (.commits): a hit lost in a crash is harmless.
 # The window is the database clock's ($w: its length in seconds), so that instances whose
@@ -73,6 +71,8 @@ SELECT $1::text IS NULL OR EXISTS (SELECT FROM live) AS live, (SELECT count FROM
 FROM no_wait
 """.replace("$w", "$4")  # noqa: S608 - a constant CTE
 PURGE = "DELETE FROM rate_limit_counters WHERE window_start < now() - $1::interval"
+# Its outage's name in the log (.outages): what it does meanwhile.
+LIMITER_OUTAGE = "rate limiter (counting in process)"
 MAX_REMEMBERED_FULL = 10_000  # buckets remembered as full, per window
 
 
@@ -163,8 +163,9 @@ class RateLimiter:
             async with self._pool.acquire(timeout=2.0) as conn:
                 row = await conn.fetchrow(HIT, bucket, limit, self._window)
             count, start, reset = row["count"], row["start"], row["reset"]
-        except DB_ERRORS:
-            log.warning("rate limiter: database unreachable, counting in process")
+            OUTAGES.back(LIMITER_OUTAGE)
+        except DB_ERRORS as exc:
+            OUTAGES.failed(LIMITER_OUTAGE, exc)
             start, reset = self._current_window()
             count = self._local_hit(bucket, start, limit)
         return self._counted(bucket, limit, count, start, reset)

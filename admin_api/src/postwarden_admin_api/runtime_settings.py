@@ -22,11 +22,14 @@ from aiohttp import web
 
 from .addresses import AddressError, sender_pattern
 from .bodies import unknown_fields
+from .outages import OUTAGES
 from .periodic import DB_ERRORS
 from .secrets import Keyring
 
 log = logging.getLogger(__name__)
 
+# Its outage's name in the log (.outages): what it does meanwhile.
+SETTINGS_OUTAGE = "runtime settings (using the last known)"
 MIB = 1024 * 1024
 
 
@@ -208,8 +211,10 @@ class RuntimeSettingsCache:
                     async with self._pool.acquire(timeout=2.0) as conn:
                         rows = await conn.fetch(SELECT_ALL)
                     self._value, self._sealed = _typed(rows), _sealed(rows)
-                except DB_ERRORS:
-                    log.warning("runtime settings: database unreachable, using last known")
+                except DB_ERRORS as exc:
+                    OUTAGES.failed(SETTINGS_OUTAGE, exc)
+                else:
+                    OUTAGES.back(SETTINGS_OUTAGE)
                 self._loaded_at = time.monotonic()
 
 

@@ -46,6 +46,7 @@ from typing import Protocol
 import asyncpg
 
 from postwarden_policies import PoliciesError
+from postwarden_policies.occasional import Occasional, log_unsaid
 from postwarden_store import database_problem
 
 from . import libmilter
@@ -63,7 +64,6 @@ from .listener import (
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .metrics_merge import answer_scrapes
-from .occasional import Occasional, log_unsaid
 from .reload import PolicyReloader, RunningSet
 from .services import OpenTransactions, Services
 from .session import Settling, Slots

@@ -52,6 +52,7 @@ from collections.abc import Callable
 import asyncpg
 
 from postwarden_policies import AuditEvent
+from postwarden_policies.occasional import Occasional, log_unsaid
 from postwarden_store import (
     StoreError,
     check_schema_current,
@@ -67,7 +68,6 @@ from .journal import LOG_TAIL_BYTES, AuditJournal
 from .logcontext import message_context
 from .loopthread import LoopThread
 from .metrics import Metrics
-from .occasional import Occasional, log_unsaid
 from .settings import SpoolFullAction
 from .spool import AuditSpool, tail_event_ids
 
@@ -85,7 +85,8 @@ PROBE_TIMEOUT = 1.0
 PROBE = (f"BEGIN; {DURABLE_COMMIT}; "
          "CREATE TEMPORARY TABLE audit_probe () ON COMMIT DROP; COMMIT")
 SLOW_EVENT_ATTEMPTS = 3
-# What the writer's lines said once a minute count (.occasional), as the stop names them.
+# What the writer's lines said once a minute count (postwarden_policies.occasional),
+# as the stop names them.
 CONNECTS = "Postgres connects while mail is refused"
 RETRIES = "Postgres retries failed while mail is refused"
 DROPPED_FULL = "audit events dropped (spool full)"

@@ -61,7 +61,8 @@ DELIVERED = frozenset({Outcome.CONTINUE, Outcome.ACCEPT, Outcome.DISCARD})
 STOP_DEADLINE = "stop_deadline"
 # The audit flag of content refused past max_concurrency.
 OVERLOADED = frozenset({"overloaded"})
-# What the refusals' lines said once a minute count (.occasional), as the stop names them.
+# What the refusals' lines said once a minute count (postwarden_policies.occasional),
+# as the stop names them.
 REFUSED_SPOOL_FULL = "MAIL FROM refused (audit spool full)"
 REFUSED_OVERLOADED = "MAIL FROM refused (overloaded)"
 REFUSED_STOPPING = "MAIL FROM refused (stopping)"

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from postwarden_policies import AuditEvent
+from postwarden_policies.occasional import Occasional
 
 from .decider import Decider
 from .duplicates import DuplicateDetector
 from .localretries import LocalRetries
 from .metrics import Metrics
-from .occasional import Occasional
 from .reload import PolicyHolder
 from .session import InFlight, Slots
 from .settings import MilterSettings

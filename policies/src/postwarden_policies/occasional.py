@@ -53,6 +53,12 @@ class Occasional:
             self._lines[key] = (now, 0)
             return Tally(unsaid, None if math.isinf(said_at) else now - said_at)
 
+    def forget(self, key: str) -> int:
+        """How many of ``key`` came since its line was last said; its next is said at once
+        (what it counted is over, as an outage that ended)."""
+        with self._lock:
+            return self._lines.pop(key, (0.0, 0))[1]
+
     def unsaid(self) -> dict[str, Tally]:
         """What each key counted since its line was last said, for a last line at a stop
         (the log would otherwise never tell); these count as said."""
