@@ -73,3 +73,8 @@ async def test_an_outage_is_said_once_as_it_starts_and_once_as_it_ends(
         assert "Error" in line, line
     back = [line.split(":")[0] for line in _lines(caplog, "reachable again")]
     assert sorted(back) == sorted(parts), caplog.text
+    # asyncpg's own, as the pool keeps retrying its floor: the reason, no traceback.
+    floor = [r for r in caplog.records if r.name == "asyncpg.pool"]
+    assert floor, caplog.text
+    for record in floor:
+        assert record.exc_info is None and "Error" in record.getMessage(), record.getMessage()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -61,9 +62,27 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
     return conn
 
 
+class _ReasonNotTraceback(logging.Filter):
+    """asyncpg's pool says it failed to restore its connection floor with the failed
+    connect's whole traceback: about 40 lines at each retry (1 s, 2 s, ... then every
+    minute) while PostgreSQL is away. The reason in the line instead (database_problem:
+    never a password)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            record.msg, record.args = f"{record.getMessage()} ({database_problem(exc)})", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_REASON_NOT_TRACEBACK = _ReasonNotTraceback()
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT
 ) -> asyncpg.Pool:
+    logging.getLogger("asyncpg.pool").addFilter(_REASON_NOT_TRACEBACK)  # once: a set
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
