@@ -19,11 +19,13 @@ from typing import Any
 
 from postwarden_policies.settings_source import (
     LOG_LEVELS,
+    TEXT,
     RawSettings,
     Secret,
     SettingsError,
     finite_number,
     gather_settings,
+    given_value,
     misspelt_variables,
 )
 from postwarden_store import dsn_problem
@@ -97,28 +99,46 @@ _EXPECTED = {"bool": "true or false"}
 # A Postfix syslog_name as it prefixes a program: "postfix", "postfix-out", "postfix/send".
 _SYSLOG_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 _KEY_EXPECTED = "expected 32 bytes as 64 hex digits or base64 (openssl rand -hex 32)"
+# No value or an empty one (NAME= in an environment file) leaves these unset; given
+# empty, these keep their meaning (no relay: sends are refused; no network allowed).
+_UNSETS = frozenset(name for name, f in FIELDS.items() if str(f.type).endswith("| None"))
+_EMPTY_MEANS = frozenset({"relay_host", "webhook_allowed_networks"})
+_READS_AS = {"int": "a number", "float": "a number", "bool": "true or false"}
+
+
+def _given(name: str, value: Any) -> None:
+    """ValueError for what no setting takes (settings_source.given_value): no value, an
+    empty one, a list or number for text, white space at the ends, a control character."""
+    kind = str(FIELDS[name].type)
+    empty_unsets = name in _UNSETS or name in _EMPTY_MEANS
+    if kind == "tuple[str, ...]" and isinstance(value, list):
+        for item in value:
+            given_value(name, item, TEXT)
+        return
+    given_value(name, value, _READS_AS.get(kind, TEXT), none_unsets=name in _UNSETS,
+                empty_unsets=empty_unsets)
 
 
 def _convert(name: str, raw: Any) -> Any:
     kind = str(FIELDS[name].type)
     if kind in ("Secret", "Secret | None"):
-        return Secret(str(raw))
+        return Secret(raw)
     if kind == "bool":
         if isinstance(raw, bool):
             return raw
-        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-            return raw.strip().lower() == "true"
+        if isinstance(raw, str) and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
         raise ValueError("not true or false")
     if kind == "int":
         return finite_number(int, raw, name)
     if kind == "float":
         return finite_number(float, raw, name)
     if kind == "Path | None":
-        return Path(str(raw))
+        return Path(raw)
     if kind == "tuple[str, ...]":
         items = raw.split(",") if isinstance(raw, str) else list(raw)
-        return tuple(str(item).strip() for item in items if str(item).strip())
-    return str(raw)
+        return tuple(item.strip() for item in items if item.strip())
+    return raw
 
 
 def _is_host(text: str) -> bool:
@@ -243,7 +263,13 @@ def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None 
             problems.append(raw.problem(name, f"{name}: unknown setting"))
             continue
         try:
-            converted[name] = value if value is None else _convert(name, value)
+            _given(name, value)
+        except ValueError as exc:
+            problems.append(raw.problem(name, str(exc)))
+            continue
+        try:
+            unset = name in _UNSETS and value in (None, "")
+            converted[name] = None if unset else _convert(name, value)
         except (TypeError, ValueError):
             kind = str(FIELDS[name].type)
             problems.append(raw.problem(name, f"{name}: expected {_EXPECTED.get(kind, kind)}"))

@@ -24,9 +24,11 @@ from postwarden_policies import SettingsError, gather_settings
 from postwarden_policies.errors import shown
 from postwarden_policies.settings_source import (
     LOG_LEVELS,
+    TEXT,
     RawSettings,
     Secret,
     finite_number,
+    given_value,
     misspelt_variables,
 )
 from postwarden_store import dsn_problem
@@ -124,7 +126,6 @@ _SOCKET_INET = re.compile(r"^inet6?:([0-9]{1,5})(?:@(\S+))?$")
 _SOCKET_UNIX = re.compile(r"^(?:unix|local):(/\S+)$")
 _POSTFIX_INET = re.compile(r"^(inet6?):\[?([^@\s\]]+?)\]?:([0-9]{1,5})$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1: a YAML escape writes them
 # A field name cannot be folded: past RFC 5322's 78-character line less ": ", the header
 # would be longer than a line should be (and a megabyte name was taken).
 MAX_HEADER_NAME = 76
@@ -337,38 +338,11 @@ _TEXT = frozenset({"policy_dir", "milter_socket", "database_url", "spool_dir", "
                    "log_level"})
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    return "a mapping" if isinstance(value, dict) else type(value).__name__
-
-
 def convert(name: str, value: Any) -> Any:
     """Setting ``name``'s value from what was given; ValueError naming the setting."""
-    if value is None and name not in _NULL_UNSETS:
-        hint = _NO_VALUE_HINTS.get(name, "remove the line for the default")
-        raise ValueError(f"{name}: no value ({hint})")
-    if value == "" and name not in _EMPTY_UNSETS:
-        raise ValueError(f"{name}: empty (leave it unset for the default)")
-    if name in _TEXT and value is not None and not isinstance(value, str):
-        quote = " (quote it)" if isinstance(value, int | float) else ""  # bools too
-        raise ValueError(f"{name}: expected text, got {_kind(value)}{quote}")
-    if name not in _TEXT and isinstance(value, list | dict):
-        raise ValueError(f"{name}: expected a number, got {_kind(value)}")
-    if isinstance(value, str) and value != value.strip():
-        # No setting holds white space at its ends: kept, a path, socket or name differed
-        # from the one meant; told by value, it read as the same. Not quoted: database_url's
-        # holds a password.
-        raise ValueError(f"{name}: starts or ends with white space (a space, tab or "
-                         "newline): remove it")
-    if isinstance(value, str) and (control := _CONTROL.search(value)):
-        # No path, socket, name or URL holds one: a NUL in spool_dir failed the start
-        # with a traceback, in instance_name every audit row (Postgres text takes none).
-        raise ValueError(f"{name}: holds the control character U+{ord(control[0]):04X}")
+    given_value(name, value, TEXT if name in _TEXT else "a number",
+                none_unsets=name in _NULL_UNSETS, empty_unsets=name in _EMPTY_UNSETS,
+                no_value_hint=_NO_VALUE_HINTS.get(name, "remove the line for the default"))
     return _CONVERTERS[name](value)
 
 

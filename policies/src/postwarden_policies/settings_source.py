@@ -39,6 +39,8 @@ T = TypeVar("T")
 # scripts' digits (٣ was 3).
 _NUMBER_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
                           r"|[-+]?(?:inf|infinity|nan)", re.IGNORECASE | re.ASCII)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1: a YAML escape writes them
+TEXT = "text"  # what a text setting expects (given_value)
 
 
 class SettingsError(ValueError):
@@ -95,6 +97,47 @@ def finite_number(kind: type[T], value: Any, name: str) -> T:
     with contextlib.suppress(ValueError):
         return cast(T, int(value))  # exact beyond a float's 53 bits
     return cast(T, int(number))  # "2.0"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping" if isinstance(value, dict) else type(value).__name__
+
+
+def given_value(name: str, value: Any, expected: str, *, none_unsets: bool = False,
+                empty_unsets: bool = False,
+                no_value_hint: str = "remove the line for the default") -> None:
+    """Refuse what no setting of either service takes, before its own conversion.
+    ``expected``: TEXT, or what a value of another kind reads ("a number", "true or
+    false"). ``none_unsets``, ``empty_unsets``: no value (a key with nothing after it),
+    an empty one (NAME= in an environment file) leaves the setting unset or off; for any
+    other it is told as no value (the conversions read it as the text or number "None",
+    or "'' is not a number", or a path "" as the working directory)."""
+    if value is None and not none_unsets:
+        raise ValueError(f"{name}: no value ({no_value_hint})")
+    if value == "" and not empty_unsets:
+        raise ValueError(f"{name}: empty (leave it unset for the default)")
+    if expected == TEXT and value is not None and not isinstance(value, str):
+        quote = " (quote it)" if isinstance(value, int | float) else ""  # bools too
+        # Not made text: instance_name: [a] was "['a']".
+        raise ValueError(f"{name}: expected text, got {_kind(value)}{quote}")
+    if expected != TEXT and isinstance(value, list | dict):
+        raise ValueError(f"{name}: expected {expected}, got {_kind(value)}")
+    if isinstance(value, str) and value != value.strip():
+        # No setting holds white space at its ends: kept, a path, socket or name differed
+        # from the one meant; told by value, it read as the same. Not quoted: database_url's
+        # holds a password.
+        raise ValueError(f"{name}: starts or ends with white space (a space, tab or "
+                         "newline): remove it")
+    if isinstance(value, str) and (control := _CONTROL.search(value)):
+        # No path, socket, name or URL holds one: a NUL in a path failed the start with a
+        # traceback, in instance_name every audit row (Postgres text takes none).
+        raise ValueError(f"{name}: holds the control character U+{ord(control[0]):04X}")
 
 
 @dataclass

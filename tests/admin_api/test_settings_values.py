@@ -1,0 +1,89 @@
+"""The admin service refuses, as the milter does (settings_source.given_value), what no
+setting takes: no value, an empty one, a list or number where text belongs, white space
+at a value's ends, a control character. Each stops `serve` with exit 2 before anything
+opens, naming the file and line or the variable and the setting, never a secret."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from postwarden_admin_api.settings import load_settings
+from tests.fixtures.ports import free_port
+
+PASSWORD = "s3cret-pw"
+DATABASE_URL = f"postgresql://postwarden:{PASSWORD}@127.0.0.1:{free_port()}/pw"
+
+
+def _serve(tmp_path: Path, text: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "admin.yaml"
+    config.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
+    env |= variables
+    return subprocess.run([sys.executable, "-m", "postwarden_admin_api", "serve",
+                           "--config", str(config)], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(("line", "told"), [
+    ("relay_host:", "2: relay_host: no value (remove the line for the default)"),
+    ("listen:", "2: listen: no value (remove the line for the default)"),  # a traceback
+    ("relay_host: [a]", "2: relay_host: expected text, got a list"),  # was "['a']"
+    ("maillog_host: 5", "2: maillog_host: expected text, got a number (quote it)"),
+    ("maillog_path: [/var/log/mail.log]", "2: maillog_path: expected text, got a list"),
+    ("relay_host: ' 127.0.0.1'", "2: relay_host: starts or ends with white space (a space, "
+                                 "tab or newline): remove it"),
+    ('maillog_path: "/var/log/mail.log\\0"', "2: maillog_path: holds the control character "
+                                             "U+0000"),
+    ('secret_key_file: "/etc/k\\0"', "2: secret_key_file: holds the control character "
+                                     "U+0000"),  # "embedded null byte", a traceback
+    ("development_key:", "2: development_key: no value (remove the line for the default)"),
+])
+def test_a_value_no_setting_takes_is_refused_from_the_file(
+        tmp_path: Path, line: str, told: str) -> None:
+    listen = "" if line.startswith("listen") else f"listen: 127.0.0.1:{free_port()}\n"
+    done = _serve(tmp_path, f"database_url: {DATABASE_URL}\n{line}\n{listen}")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == ["postwarden-admin: invalid settings:",
+                                        f"  {tmp_path / 'admin.yaml'}:{told}"]
+
+
+@pytest.mark.parametrize(("name", "value", "told"), [
+    # A stray newline kept: the database "pw\n" (and a password in no message).
+    ("DATABASE_URL", DATABASE_URL + "\n", "database_url: starts or ends with white space "
+                                          "(a space, tab or newline): remove it"),
+    ("DATABASE_URL", DATABASE_URL + "\x01", "database_url: holds the control character "
+                                            "U+0001"),
+    ("LISTEN", "127.0.0.1:8025 ", "listen: starts or ends with white space (a space, tab or "
+                                  "newline): remove it"),
+    ("DEVELOPMENT_KEY", " true", "development_key: starts or ends with white space (a "
+                                 "space, tab or newline): remove it"),
+    ("RELAY_PORT", "", "relay_port: empty (leave it unset for the default)"),
+    ("LOG_LEVEL", "", "log_level: empty (leave it unset for the default)"),
+    ("DEVELOPMENT_KEY", "", "development_key: empty (leave it unset for the default)"),
+])
+def test_a_value_no_setting_takes_is_refused_from_a_variable(
+        tmp_path: Path, name: str, value: str, told: str) -> None:
+    variable = f"POSTWARDEN_{name}"
+    given = {"POSTWARDEN_DATABASE_URL": DATABASE_URL,
+             "POSTWARDEN_LISTEN": f"127.0.0.1:{free_port()}"} | {variable: value}
+    done = _serve(tmp_path, "", **given)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == ["postwarden-admin: invalid settings:",
+                                        f"  {variable}: {told}"]
+    assert PASSWORD not in done.stderr
+
+
+def test_an_empty_optional_setting_is_unset(tmp_path: Path) -> None:
+    """maillog_path= was the working directory, secret_key_file= "cannot read .": as
+    unset; given relay_host= keeps its meaning (no relay)."""
+    environ = {"POSTWARDEN_DATABASE_URL": DATABASE_URL, "POSTWARDEN_MAILLOG_PATH": "",
+               "POSTWARDEN_SECRET_KEY_FILE": "", "POSTWARDEN_MAILLOG_HOST": "",
+               "POSTWARDEN_RELAY_HOST": ""}
+    settings = load_settings(None, environ)
+    assert (settings.maillog_path, settings.secret_key_file, settings.maillog_host,
+            settings.relay_host) == (None, None, None, "")
