@@ -615,3 +615,28 @@ def test_a_setting_given_empty_is_told_so(base_env: dict[str, str], name: str) -
         load_settings(None, {**base_env, variable: ""})
     assert refused.value.problems == [
         f"{variable}: {name}: empty (leave it unset for the default)"]
+
+
+def test_a_number_that_rounds_to_zero_is_refused_not_taken_as_zero(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """policy_poll_seconds: 1e-400 was read as 0 and turned polling off without a word."""
+    (Path(base_env["POSTWARDEN_POLICY_DIR"]) / "main.yaml").write_text("version: 1\nname: m\n")
+    config = tmp_path / "postwarden.yaml"
+    config.write_text("instance_name: mx1\npolicy_poll_seconds: 1e-400\n")
+    env = {**base_env, "POSTWARDEN_DUPLICATE_WINDOW_SECONDS": "0.1e-999", "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-m", "postwarden_milter", "--config",
+                             str(config), "check"], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1:] == [
+        f"  {config}:2: policy_poll_seconds: '1e-400' is too small "
+        "(it rounds to 0)"]
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, env)
+    assert refused.value.problems == ["POSTWARDEN_DUPLICATE_WINDOW_SECONDS: "
+                                      "duplicate_window_seconds: '0.1e-999' is too small "
+                                      "(it rounds to 0)"]
+    assert load_settings(None, {**env, "POSTWARDEN_DUPLICATE_WINDOW_SECONDS": "0e-999"}
+                         ).duplicate_window_seconds == 0

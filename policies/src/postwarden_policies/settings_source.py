@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 import yaml
 
 from .errors import PolicyIssue, shown
-from .yamlnodes import MERGE_TAG, STR_TAG, compose, construct, describe, first_at
+from .yamlnodes import FLOAT_TAG, MERGE_TAG, STR_TAG, compose, construct, describe, first_at
 
 ENV_PREFIX = "POSTWARDEN_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -88,6 +88,8 @@ def finite_number(kind: type[T], value: Any, name: str) -> T:
         raise ValueError(f"{name}: {told} is not a number") from None
     if math.isinf(number) and "inf" not in str(value).lower():  # 1e400: float's range
         raise ValueError(f"{name}: {told} is too large")
+    if isinstance(value, str) and rounds_to_zero(value):
+        raise ValueError(f"{name}: {told} is too small (it rounds to 0)")
     if not math.isfinite(number):
         raise ValueError(f"{name}: {told} is not a finite number")
     if kind is float:
@@ -140,6 +142,22 @@ def given_value(name: str, value: Any, expected: str, *, none_unsets: bool = Fal
         raise ValueError(f"{name}: holds the control character U+{ord(control[0]):04X}")
 
 
+def rounds_to_zero(text: str) -> bool:
+    """A number's text that is not 0 but reads as 0 (1e-400, past a float's range): taken,
+    policy_poll_seconds: 1e-400 turned polling off, where 0 does that on purpose."""
+    mantissa = re.split("[eE]", text, maxsplit=1)[0]
+    return float(text) == 0 and re.search("[1-9]", mantissa) is not None
+
+
+def _underflows(path: Path, node: yaml.MappingNode) -> list[str]:
+    """A setting's number in the file that rounds to 0: read, it is 0 already."""
+    return [f"{path}:{key.start_mark.line + 1}: {key.value}: {shown(value.value)} is too "
+            "small (it rounds to 0)"
+            for key, value in node.value
+            if isinstance(value, yaml.ScalarNode) and value.tag == FLOAT_TAG
+            and _NUMBER_TEXT.fullmatch(value.value) and rounds_to_zero(value.value)]
+
+
 @dataclass
 class RawSettings:
     """The settings as given, and where each one was given."""
@@ -169,6 +187,7 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
     if not isinstance(node, yaml.MappingNode):
         raise SettingsError(f"{path}: expected a mapping of settings")
     lines, problems = _setting_lines(path, node)  # before construct merges << keys in
+    problems += _underflows(path, node)
     if problems:
         raise SettingsError(problems)
     loaded, issues = construct(str(path), node)
