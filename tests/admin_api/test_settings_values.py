@@ -87,3 +87,21 @@ def test_an_empty_optional_setting_is_unset(tmp_path: Path) -> None:
     settings = load_settings(None, environ)
     assert (settings.maillog_path, settings.secret_key_file, settings.maillog_host,
             settings.relay_host) == (None, None, None, "")
+
+
+def test_a_number_that_rounds_to_zero_is_refused(tmp_path: Path) -> None:
+    """1e-400 read as 0: refused, but as "must be more than 0", which it is."""
+    done = _serve(tmp_path, f"database_url: {DATABASE_URL}\nrelay_backoff_seconds: 1e-400\n",
+                  POSTWARDEN_LISTEN=f"127.0.0.1:{free_port()}",
+                  POSTWARDEN_WEBHOOK_TIMEOUT_SECONDS="0.1e-999")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "postwarden-admin: invalid settings:",
+        f"  {tmp_path / 'admin.yaml'}:2: relay_backoff_seconds: '1e-400' is too small "
+        "(it rounds to 0)"]
+    done = _serve(tmp_path, "", POSTWARDEN_DATABASE_URL=DATABASE_URL,
+                  POSTWARDEN_LISTEN=f"127.0.0.1:{free_port()}",
+                  POSTWARDEN_WEBHOOK_TIMEOUT_SECONDS="0.1e-999")
+    assert done.stderr.splitlines()[1:] == [
+        "  POSTWARDEN_WEBHOOK_TIMEOUT_SECONDS: webhook_timeout_seconds: '0.1e-999' is too "
+        "small (it rounds to 0)"]

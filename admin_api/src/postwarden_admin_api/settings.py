@@ -94,8 +94,6 @@ MAXIMA = {
     "webhook_max_attempts": 2**31 - 1,
     "webhook_history_days": 36500,
 }
-# What a value of a type should look like, where the type's name does not say it.
-_EXPECTED = {"bool": "true or false"}
 # A Postfix syslog_name as it prefixes a program: "postfix", "postfix-out", "postfix/send".
 _SYSLOG_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 _KEY_EXPECTED = "expected 32 bytes as 64 hex digits or base64 (openssl rand -hex 32)"
@@ -128,7 +126,7 @@ def _convert(name: str, raw: Any) -> Any:
             return raw
         if isinstance(raw, str) and raw.lower() in ("true", "false"):
             return raw.lower() == "true"
-        raise ValueError("not true or false")
+        raise ValueError(f"{name}: expected true or false")
     if kind == "int":
         return finite_number(int, raw, name)
     if kind == "float":
@@ -262,17 +260,12 @@ def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None 
         if name not in FIELDS:
             problems.append(raw.problem(name, f"{name}: unknown setting"))
             continue
+        unset = name in _UNSETS and value in (None, "")
         try:
             _given(name, value)
-        except ValueError as exc:
-            problems.append(raw.problem(name, str(exc)))
-            continue
-        try:
-            unset = name in _UNSETS and value in (None, "")
             converted[name] = None if unset else _convert(name, value)
-        except (TypeError, ValueError):
-            kind = str(FIELDS[name].type)
-            problems.append(raw.problem(name, f"{name}: expected {_EXPECTED.get(kind, kind)}"))
+        except ValueError as exc:  # the number's own words, as the milter's
+            problems.append(raw.problem(name, str(exc)))
     if problems:
         raise SettingsError(problems)
     if read_keys:
