@@ -28,6 +28,11 @@ DATABASE = "database_url: postgresql://u@127.0.0.1/db\n"
     ("auth_failures_per_minute: 1e10", "auth_failures_per_minute: must be at most 2147483647"),
     ("webhook_max_attempts: 2147483648", "webhook_max_attempts: must be at most 2147483647"),
     ("webhook_history_days: 1000000000", "webhook_history_days: must be at most 36500"),
+    ("relay_max_attempts: 2147483648", "relay_max_attempts: must be at most 2147483647"),
+    # A connection holder or a relay task each, made at start: a billion filled memory.
+    ("pool_max_size: 1000000000", "pool_max_size: must be at most 1000"),
+    ("relay_workers: 1000000000", "relay_workers: must be at most 1000"),
+    ("webhook_timeout_seconds: 1e300", "webhook_timeout_seconds: must be at most 3600"),
 ])
 def test_a_number_that_cannot_work_is_refused_at_its_line(
     tmp_path: Path, line: str, problem: str

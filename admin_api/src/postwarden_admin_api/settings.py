@@ -84,15 +84,22 @@ class ServiceSettings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ServiceSettings)}
-# The largest value each of these may take: the first three are compared with integer
-# columns (a rate-limit count, a delivery's attempts), and past an integer's range every
-# authenticated request was a 500; the history's cutoff is a date (a timedelta of a
-# billion days stopped the start with a traceback).
+# The largest value each of these may take: the first four are compared with integer
+# columns (a rate-limit count, a delivery's or message's attempts), and past an integer's
+# range every authenticated request was a 500, every relay claim failed; the history's
+# cutoff is a date (a timedelta of a billion days stopped the start with a traceback).
+# The pool and the relay make a connection holder or a task for each at start (a billion
+# filled memory), and a webhook's lease is its timeout (past an interval's range, no
+# delivery could be claimed).
 MAXIMA = {
     "requests_per_minute": 2**31 - 1,
     "auth_failures_per_minute": 2**31 - 1,
     "webhook_max_attempts": 2**31 - 1,
+    "relay_max_attempts": 2**31 - 1,
     "webhook_history_days": 36500,
+    "pool_max_size": 1000,  # past Postgres's max_connections (100 by default) anyway
+    "relay_workers": 1000,
+    "webhook_timeout_seconds": 3600,
 }
 # A Postfix syslog_name as it prefixes a program: "postfix", "postfix-out", "postfix/send".
 _SYSLOG_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
