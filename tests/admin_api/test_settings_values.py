@@ -105,3 +105,17 @@ def test_a_number_that_rounds_to_zero_is_refused(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[1:] == [
         "  POSTWARDEN_WEBHOOK_TIMEOUT_SECONDS: webhook_timeout_seconds: '0.1e-999' is too "
         "small (it rounds to 0)"]
+
+
+@pytest.mark.parametrize(("name", "value", "told"), [
+    # Taken as 8025, and policy push made it a URL that is none.
+    ("LISTEN", "127.0.0.1:\u0668\u0660\u0662\u0665", "listen: expected HOST:PORT"),
+])
+def test_a_refused_value_is_told_as_the_milter_tells_it(
+        tmp_path: Path, name: str, value: str, told: str) -> None:
+    given = {"POSTWARDEN_DATABASE_URL": DATABASE_URL,
+             "POSTWARDEN_LISTEN": f"127.0.0.1:{free_port()}"} | {f"POSTWARDEN_{name}": value}
+    done = _serve(tmp_path, "", **given)
+    assert done.returncode == 2, done.stderr[:300]
+    assert done.stderr.splitlines() == ["postwarden-admin: invalid settings:",
+                                        f"  POSTWARDEN_{name}: {told}"]

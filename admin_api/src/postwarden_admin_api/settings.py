@@ -178,7 +178,9 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
     if (problem := dsn_problem(settings.database_url.reveal())) is not None:
         problems.append(("database_url", problem))
     host, sep, port = settings.listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # ASCII digits: ٨٠٢٥ (Arabic-Indic) was taken as 8025, and a URL to it (policy push)
+    # is no URL.
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         problems.append(("listen", "expected HOST:PORT"))
     if settings.relay_port > 65535:  # below 1 is told with the counts below
         problems.append(("relay_port", "must be at most 65535"))
