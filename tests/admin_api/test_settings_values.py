@@ -110,6 +110,9 @@ def test_a_number_that_rounds_to_zero_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "value", "told"), [
     # Taken as 8025, and policy push made it a URL that is none.
     ("LISTEN", "127.0.0.1:\u0668\u0660\u0662\u0665", "listen: expected HOST:PORT"),
+    # Quoted whole: a huge variable made as huge a line in the journal.
+    ("WEBHOOK_ALLOWED_NETWORKS", "x" * 100_000,
+     f"webhook_allowed_networks: {'x' * 80!r}... (100000 characters) is not a network"),
 ])
 def test_a_refused_value_is_told_as_the_milter_tells_it(
         tmp_path: Path, name: str, value: str, told: str) -> None:

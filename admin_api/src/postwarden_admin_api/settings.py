@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postwarden_policies.errors import shown
 from postwarden_policies.settings_source import (
     LOG_LEVELS,
     TEXT,
@@ -217,7 +218,7 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
         try:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
-            problems.append(("webhook_allowed_networks", f"{network!r} is not a network"))
+            problems.append(("webhook_allowed_networks", f"{shown(network)} is not a network"))
     return problems
 
 
