@@ -640,3 +640,19 @@ def test_a_number_that_rounds_to_zero_is_refused_not_taken_as_zero(
                                       "(it rounds to 0)"]
     assert load_settings(None, {**env, "POSTWARDEN_DUPLICATE_WINDOW_SECONDS": "0e-999"}
                          ).duplicate_window_seconds == 0
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), [
+    ("max_concurrency", "0" * 100_000, "must be > 0"),
+    ("message_timeout_seconds", "-" + "0" * 99_998 + "1", "must be > 0"),
+    ("local_retry_passes", "1" + "0" * 99_999, None),
+])
+def test_a_huge_number_refused_is_quoted_cut_short(
+    base_env: dict[str, str], name: str, value: str, problem: str | None
+) -> None:
+    """"must be > 0, got '000...'" quoted a variable whole: as long a line in the journal."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {**base_env, f"POSTWARDEN_{name.upper()}": value})
+    [told] = refused.value.problems
+    assert f"{value[:80]!r}... (100000 characters)" in told and len(told) < 300
+    assert problem is None or problem in told

@@ -30,6 +30,7 @@ from postwarden_policies.settings_source import (
     finite_number,
     given_value,
     misspelt_variables,
+    quoted,
 )
 from postwarden_store import dsn_problem
 
@@ -212,9 +213,9 @@ def _socket(value: str) -> str:
 def _socket_mode(value: Any) -> int:
     # YAML reads an unquoted 0660 as the octal 432 and 660 as decimal: only text is clear.
     if not isinstance(value, str) or not re.fullmatch(r"0?[0-7]{3}", value):
-        told = shown(value) if isinstance(value, str) else repr(value)
         raise ValueError(
-            f"milter_socket_mode: {told} is not an octal mode such as '0660' (quote it in YAML)"
+            f"milter_socket_mode: {quoted(value)} is not an octal mode such as '0660' "
+            "(quote it in YAML)"
         )
     return int(value, 8)
 
@@ -234,9 +235,10 @@ def _positive(kind: type[T], name: str, allow_zero: bool = False,
     def convert(value: Any) -> T:
         number = finite_number(kind, value, name)
         if number < 0 or (number == 0 and not allow_zero):  # type: ignore[operator]
-            raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+            raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, "
+                             f"got {quoted(value)}")
         if most is not None and number > most:  # type: ignore[operator]
-            raise ValueError(f"{name}: at most {most:g}, got {value!r}")
+            raise ValueError(f"{name}: at most {most:g}, got {quoted(value)}")
         return number
 
     return convert
@@ -247,7 +249,7 @@ def _poll_seconds(value: Any) -> float:
                         most=MAX_POLL_SECONDS)(value)
     if 0 < seconds < MIN_POLL_SECONDS:
         raise ValueError(f"policy_poll_seconds: at least {MIN_POLL_SECONDS:g} (0 turns "
-                         f"polling off), got {value!r}")
+                         f"polling off), got {quoted(value)}")
     return seconds
 
 

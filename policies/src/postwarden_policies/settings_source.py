@@ -74,11 +74,16 @@ class Secret:
         return hash(self._value)
 
 
+def quoted(value: Any) -> str:
+    """A given value for a message: text cut short (a variable may be megabytes long)."""
+    return shown(value) if isinstance(value, str) else repr(value)
+
+
 def finite_number(kind: type[T], value: Any, name: str) -> T:
     """``value`` as a finite ``kind``: not a bool (``true`` is no count), nor NaN
     (no bound holds: every comparison with it is false) or an infinity, nor a fraction
     for an integer setting (``int`` would cut 2.5 down to 2 without a word)."""
-    told = shown(value) if isinstance(value, str) else repr(value)  # a variable may be huge
+    told = quoted(value)
     if isinstance(value, bool) or (isinstance(value, str)
                                    and not _NUMBER_TEXT.fullmatch(value)):
         raise ValueError(f"{name}: {told} is not a number")
