@@ -122,3 +122,26 @@ def test_a_refused_value_is_told_as_the_milter_tells_it(
     assert done.returncode == 2, done.stderr[:300]
     assert done.stderr.splitlines() == ["postwarden-admin: invalid settings:",
                                         f"  POSTWARDEN_{name}: {told}"]
+
+
+@pytest.mark.parametrize(("line", "told"), [
+    ("listen:", "listen: no value (remove the line for the default)"),  # http://None
+    ("listen: ' 127.0.0.1:8025'", "listen: starts or ends with white space (a space, tab or "
+                                  "newline): remove it"),  # "host  127.0.0.1"
+    ("listen: [a]", "listen: expected text, got a list"),  # "--url: expected ...", unused
+])
+def test_policy_push_checks_the_listen_it_pushes_to(
+        tmp_path: Path, line: str, told: str) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "main.yaml").write_text("version: 1\nname: m\n")
+    config = tmp_path / "admin.yaml"
+    config.write_text(line + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
+    done = subprocess.run([sys.executable, "-m", "postwarden_admin_api", "--config",
+                           str(config), "policy", "push", str(policies)],
+                          env=env | {"POSTWARDEN_API_KEY": "k"}, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == ["postwarden-admin: invalid settings:",
+                                        f"  {config}:1: {told}"]

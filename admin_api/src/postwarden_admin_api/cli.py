@@ -69,7 +69,7 @@ from .secrets import (
     parse_key_material,
     rotate_secrets,
 )
-from .settings import FIELDS, ServiceSettings, load_settings, stray_variables
+from .settings import FIELDS, ServiceSettings, listen_of, load_settings, stray_variables
 
 PROG = "postwarden-admin"
 log = logging.getLogger(__name__)
@@ -310,8 +310,7 @@ def _push_url(args: argparse.Namespace) -> str:
     nothing else of the settings is read (no database_url: a CI machine has none)."""
     if args.url:
         return str(args.url)
-    raw = gather_settings(args.config, os.environ, FIELDS)
-    listen = str(raw.values.get("listen", FIELDS["listen"].default))
+    listen = listen_of(gather_settings(args.config, os.environ, FIELDS))
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     # listen takes an IPv6 address with or without brackets (::1:8025); a URL needs them.

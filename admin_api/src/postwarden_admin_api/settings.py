@@ -159,6 +159,13 @@ def _is_host(text: str) -> bool:
     return text.isprintable() and not any(c.isspace() or c in "[]/@" for c in text)
 
 
+def _is_listen(listen: str) -> bool:
+    host, sep, port = listen.rpartition(":")
+    # ASCII digits: ٨٠٢٥ (Arabic-Indic) was taken as 8025, and a URL to it (policy push)
+    # is no URL.
+    return bool(sep and host and port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+
+
 def _postfix_config_dir_problems(settings: ServiceSettings) -> list[tuple[str, str]]:
     """Its queue is asked only about what the log follower read, of the Postfix the
     relay submits to: it needs both, and must be a Postfix config directory."""
@@ -178,10 +185,7 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
     problems = []
     if (problem := dsn_problem(settings.database_url.reveal())) is not None:
         problems.append(("database_url", problem))
-    host, sep, port = settings.listen.rpartition(":")
-    # ASCII digits: ٨٠٢٥ (Arabic-Indic) was taken as 8025, and a URL to it (policy push)
-    # is no URL.
-    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    if not _is_listen(settings.listen):
         problems.append(("listen", "expected HOST:PORT"))
     if settings.relay_port > 65535:  # below 1 is told with the counts below
         problems.append(("relay_port", "must be at most 65535"))
@@ -287,6 +291,20 @@ def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None 
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def listen_of(raw: RawSettings) -> str:
+    """``listen`` alone, checked as a start checks it, for policy push, which reads no
+    other setting (a CI machine has no database_url): listen with no value was pushed to
+    http://None, one with a space at its start to "host  127.0.0.1"."""
+    listen = raw.values.get("listen", FIELDS["listen"].default)
+    try:
+        _given("listen", listen)
+    except ValueError as exc:
+        raise SettingsError(raw.problem("listen", str(exc))) from None
+    if not _is_listen(listen):
+        raise SettingsError(raw.problem("listen", "listen: expected HOST:PORT"))
+    return str(listen)
 
 
 def stray_variables(environ: Mapping[str, str]) -> list[str]:
