@@ -83,10 +83,10 @@ def test_an_empty_optional_setting_is_unset(tmp_path: Path) -> None:
     unset; given relay_host= keeps its meaning (no relay)."""
     environ = {"POSTWARDEN_DATABASE_URL": DATABASE_URL, "POSTWARDEN_MAILLOG_PATH": "",
                "POSTWARDEN_SECRET_KEY_FILE": "", "POSTWARDEN_MAILLOG_HOST": "",
-               "POSTWARDEN_RELAY_HOST": ""}
+               "POSTWARDEN_RELAY_HOST": "", "POSTWARDEN_MAILLOG_SYSLOG_NAME": ""}
     settings = load_settings(None, environ)
     assert (settings.maillog_path, settings.secret_key_file, settings.maillog_host,
-            settings.relay_host) == (None, None, None, "")
+            settings.maillog_syslog_name, settings.relay_host) == (None, None, None, None, "")
 
 
 def test_a_number_that_rounds_to_zero_is_refused(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_a_syslog_name_is_taken(name: str) -> None:
     assert settings.maillog_syslog_name == name
 
 
-@pytest.mark.parametrize("name", ["", "postfix/", "postfix[1]", "post fix", "postfix:"])
+@pytest.mark.parametrize("name", ["postfix/", "postfix[1]", "post fix", "postfix:"])
 def test_a_syslog_name_no_program_could_start_with_is_refused(name: str) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(None, {"POSTWARDEN_DATABASE_URL": "postgresql:///x",

@@ -119,7 +119,7 @@ def _given(name: str, value: Any) -> None:
     empty_unsets = name in _UNSETS or name in _EMPTY_MEANS
     if kind == "tuple[str, ...]" and isinstance(value, list):
         for item in value:
-            given_value(name, item, TEXT)
+            given_value(name, item, TEXT, empty_unsets=True)  # an empty item adds none
         return
     given_value(name, value, _READS_AS.get(kind, TEXT), none_unsets=name in _UNSETS,
                 empty_unsets=empty_unsets)
