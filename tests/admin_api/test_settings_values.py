@@ -145,3 +145,17 @@ def test_policy_push_checks_the_listen_it_pushes_to(
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == ["postwarden-admin: invalid settings:",
                                         f"  {config}:1: {told}"]
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_an_empty_config_path_is_refused_not_read_as_the_working_directory(
+        before: bool) -> None:
+    """--config "" (a variable expanded unset) was ".: cannot read settings file: Is a
+    directory", as the milter's was."""
+    given = ["--config", ""]
+    done = subprocess.run([sys.executable, "-m", "postwarden_admin_api",
+                           *([*given, "serve"] if before else ["serve", *given])],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].endswith(
+        "argument --config: empty: name the settings file, or leave --config out for none")

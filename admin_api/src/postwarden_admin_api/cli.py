@@ -27,7 +27,11 @@ from typing import Any
 import asyncpg
 
 from postwarden_policies.redact import log_to_stderr
-from postwarden_policies.settings_source import SettingsError, gather_settings
+from postwarden_policies.settings_source import (
+    SettingsError,
+    gather_settings,
+    settings_file_argument,
+)
 from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import (
     DatabaseUrlRefused,
@@ -78,6 +82,7 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 CLI_ACTOR = Principal(key_id="cli", owner="cli", name=PROG, role=Role.ADMIN)
 CONFIG_HELP = "YAML settings file (POSTWARDEN_<SETTING> variables win over it)"
+_CONFIG_FILE = settings_file_argument()
 
 
 def _sender(text: str) -> str:
@@ -120,7 +125,7 @@ def _config_option() -> argparse.ArgumentParser:
     """--config after a command too; SUPPRESS, so that one not given there leaves
     the one given before the command."""
     option = argparse.ArgumentParser(add_help=False)
-    option.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+    option.add_argument("--config", type=_CONFIG_FILE, metavar="FILE", default=argparse.SUPPRESS,
                         help=CONFIG_HELP)
     return option
 
@@ -139,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = store_cli.ArgumentParser(
         prog=PROG, description="postwarden admin service: the HTTP API, and the tools to "
         "set it up (migrations, API keys, the secrets key, policy deploys).")
-    parser.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
+    parser.add_argument("--config", type=_CONFIG_FILE, metavar="FILE", help=CONFIG_HELP)
     leaf = [_config_option()]
     top = _subcommands(parser, "command")
     _command(top, "serve", "run the admin service", leaf)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from postwarden_policies import gather_settings
+from postwarden_policies.settings_source import settings_file_argument
 from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import cli as store_cli
 
@@ -39,16 +40,7 @@ CONFIG_HELP = "YAML settings file (default: $POSTWARDEN_CONFIG, or none)"
 USAGE = "%(prog)s [-h] [--config FILE] [check | migrate [--database-url URL] [--dry-run]]"
 
 
-def _config_file(text: str) -> Path:
-    """--config's path; an empty one (POSTWARDEN_CONFIG= in an environment file, a
-    variable expanded unset) is refused: Path("") is the working directory, which was
-    "cannot read settings file: Is a directory", told as "."; taken as none, the milter
-    would start without the settings meant."""
-    if not text:
-        raise argparse.ArgumentTypeError("empty (from POSTWARDEN_CONFIG if not given): name "
-                                         "the settings file, or unset POSTWARDEN_CONFIG for "
-                                         "none")
-    return Path(text)
+_config_file = settings_file_argument("POSTWARDEN_CONFIG")
 
 
 def _parser() -> argparse.ArgumentParser:

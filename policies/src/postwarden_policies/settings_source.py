@@ -10,11 +10,12 @@ at a time.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -257,6 +258,23 @@ def gather_settings(
             raw.values[name] = env_value
             raw.sources[name] = variable
     return raw
+
+
+def settings_file_argument(variable: str | None = None) -> Callable[[str], Path]:
+    """--config's type: its path, an empty one refused (``variable``: the one it defaults
+    to). Path("") is the working directory, which was "cannot read settings file: Is a
+    directory", told as "."; taken as none, a service would start without the settings
+    meant. Empty is POSTWARDEN_CONFIG= in an environment file, a variable expanded unset."""
+    told = (f"empty (from {variable} if not given): name the settings file, or unset "
+            f"{variable} for none" if variable else
+            "empty: name the settings file, or leave --config out for none")
+
+    def settings_file(text: str) -> Path:
+        if not text:
+            raise argparse.ArgumentTypeError(told)
+        return Path(text)
+
+    return settings_file
 
 
 def misspelt_variables(environ: Mapping[str, str], names: Iterable[str], what: str
