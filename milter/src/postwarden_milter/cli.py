@@ -17,7 +17,7 @@ from postwarden_store import cli as store_cli
 
 from .app import EXIT_CONFIG, PROG, MilterProcess, run_process
 from .errors import StartupError
-from .heap import keep_freed_memory
+from .heap import keep_freed_memory, one_arena
 from .journal import adopt_orphan_journals
 from .logcontext import configure_logging
 from .settings import (
@@ -132,6 +132,7 @@ def serve(config: Path | None) -> int:
     for stray in stray_variables(os.environ):
         log.warning("%s", stray)
     keep_freed_memory()
+    one_arena()  # before any thread starts
     try:
         claim_spool_dir(settings.spool_dir)
         adopt_orphans(settings.spool_dir, settings.processes)  # no worker runs yet
