@@ -150,13 +150,14 @@ def test_asyncpg_refusing_the_configuration_at_connect_is_one_line(
     tmp_path: Path, argv: list[str]
 ) -> None:
     """What only asyncpg can tell, as it connects (sslmode=verify-full, and no root
-    certificate where it looks, ~/.postgresql/root.crt): one line, exit 1."""
+    certificate where it looks, ~/.postgresql/root.crt): one line, exit 2, database_url's
+    own fault (refusing_bad_url) as the server's refusal of its options is."""
     url = f"postgresql://pw:{PASSWORD}@127.0.0.1:1/db?sslmode=verify-full"
     assert dsn_problem(url) is None
     env = _environment(tmp_path, url) | {"HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", *argv], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert "root certificate file" in done.stderr and "Traceback" not in done.stderr
     assert PASSWORD not in done.stdout + done.stderr
