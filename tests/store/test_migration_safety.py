@@ -113,14 +113,12 @@ RELEASED = {
     "0047_send_search_tag_index":
         "7ea12509296d64e2927d9140bf1d1bf85c50e674c3d5dc1b8515e8b6d7b6bcf3",
     "0048_send_limits_by_database_clock":
-        "a66ba5843ff0a21be931c521f83556b5e9bf7e71cbf27dc33a9c7791a272bc82",
-    "0049_send_accepted_by_database_clock":
-        "e4df9cd9b8a926b2a61f3151a05b9edd18b67929866b9a828121dcccc6c8f604",
-    "0050_audit_header_from_dotted_i":
+        "6cb92c187be2fa974520fcfc9ea0e927f0448576adce4aa069b68e8cd3e9de86",
+    "0049_audit_header_from_dotted_i":
         "e3d586737d48b3bfef5be0753cc9237022cec2a00bcf0c97af29b058e6575c25",
-    "0051_maillog_queue_id_ends_at_removal":
+    "0050_maillog_queue_id_ends_at_removal":
         "320581bf66463230c3df32664d1dc1d98e84b215e6136d8c762a68fc2bdd26f4",
-    "0052_webhook_delivery_sending":
+    "0051_webhook_delivery_sending":
         "ab5c36f5afdd655fa7050ea71a91a2aebffe6a2528a170cafe4380e30637ce6e",
 }
 

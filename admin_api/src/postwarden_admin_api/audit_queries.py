@@ -182,7 +182,7 @@ def _case_forms(address: str) -> list[str]:
     (U+03C2); so the index holds an address sent in capitals with the one, its From
     with the other, and a search in either must find both. Python lower-cases the
     dotted capital I (U+0130) as i and a combining dot above, which lower() keeps,
-    and lower() as i (the milter stores a From's as i, and migration 0050 made the
+    and lower() as i (the milter stores a From's as i, and migration 0049 made the
     From of older rows so): the upper-cased form is composed (NFC) so that that
     spelling finds the envelope's capital. The address upper-cased letter by letter
     (not ß to SS: another address) and lower-cased by each gives them. Outside ASCII

@@ -3,9 +3,9 @@
 Postfix reuses short queue ids, so a line is applied only to the message relayed
 last under its queue id through this host's Postfix, only once the relay stored
 that queue id, and never once Postfix removed that message's queue file (the id
-may name other mail since: migration 0051); in one query a poll asks which of its
+may name other mail since: migration 0050); in one query a poll asks which of its
 lines' queue ids are ours, and applies those lines, in log order, in one statement
-(``maillog_apply``, migrations 0009, 0013, 0015, 0018 and 0051).
+(``maillog_apply``, migrations 0009, 0013, 0015, 0018 and 0050).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # Migration 0018: every line of a poll in one statement, applied in log order, each to
 # the message relayed last under its queue id through this host's Postfix; 0033: with
-# the time each line was logged; 0051: none to a message whose queue file was removed.
+# the time each line was logged; 0050: none to a message whose queue file was removed.
 APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7, $8) AS line"
 # Stored by the relay (recorded: through this host's Postfix, or a host not named), or
 # so far named only by a receipt in this host's log.
@@ -37,7 +37,7 @@ SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1
 
 # An administrator requeued a message (postsuper -r): the one relayed last under the old
 # queue id through this host's Postfix, as maillog_apply picks it, takes the new one. Only
-# one still waiting for results, whose queue file Postfix has not removed (migration 0051):
+# one still waiting for results, whose queue file Postfix has not removed (migration 0050):
 # an older message's id, reused by other mail requeued, stays.
 REQUEUE = """
 UPDATE outbound_messages SET queue_id = $3, updated_at = now()

@@ -107,7 +107,7 @@ async def enqueue(
     conn: asyncpg.Connection, submission: Submission, quota: limits.Limits
 ) -> Accepted:
     """Store the message for the relay worker, or raise Suppressed or limits.LimitReached.
-    Its times and the limits' windows are the database clock's (migrations 0048, 0049).
+    Its times and the limits' windows are the database clock's (migration 0048).
 
     Outside a transaction, as the service calls it: it returns once the message is on
     disk. Inside one (tests batch a few), the commit is the caller's and does not wait.
@@ -123,7 +123,7 @@ async def enqueue(
             ENQUEUE_IN_TRANSACTION if in_transaction else ENQUEUE,
             accepted.id, submission.key_id, submission.message_id,
             request.sender.address, request.subject, list(request.tags), request.metadata,
-            None,  # the time: the database's own since migration 0049
+            None,  # the time: the database's own since migration 0048
             [m.address for m, _ in recipients], [kind for _, kind in recipients],
             submission.content, [m.key for m, _ in recipients], hashes,
             None, None, None,  # the windows: likewise, since migration 0048

@@ -24,7 +24,7 @@ window either.
 
 The endpoint's settings (URL, secret, headers, template) are read as the request
 starts, not at the claim, under the endpoint's row, and the delivery is marked as
-under way (``sending_since``, migration 0052): a change of the endpoint answers once
+under way (``sending_since``, migration 0051): a change of the endpoint answers once
 the requests started before it have ended (:func:`sent_before`), so none goes out
 with settings an answered change replaced, and none mixes old and new.
 """

@@ -1,11 +1,18 @@
--- The sending limits' windows (a key's minute, a recipient's day, a key's day) were
--- the service host's (p_minute_start, p_day_start, p_day): instances whose clocks
--- differ counted in different windows, so a recipient got its day's limit once per
--- instance a day apart, a key its minute's once per instance seconds apart. They are
--- now the database's (its transaction's clock), as the purge of ended windows already
--- went; a refusal's HINT is the seconds until its window ends, the Retry-After.
--- The three parameters are left unread, so that an instance of an earlier version,
--- which passes its host's windows, calls it unchanged and counts in the same windows.
+-- The send API's windows and times were the service host's clock, every later time the
+-- database's:
+-- - the sending limits' windows (a key's minute, a recipient's day, a key's day:
+--   p_minute_start, p_day_start, p_day): instances whose clocks differ counted in
+--   different windows, so a recipient got its day's limit once per instance a day
+--   apart, a key its minute's once per instance seconds apart;
+-- - a message's created_at and updated_at, its recipients' updated_at and its
+--   `accepted` event (p_now): a host behind showed a message accepted minutes before
+--   it was, one ahead accepted after it was relayed, and a search by `since` (or its
+--   newest-first order) placed it among the messages of another time, where a client
+--   polling for new ones missed it.
+-- Both are now the database's (its transaction's clock), as the purge of ended windows
+-- already went; a refusal's HINT is the seconds until its window ends, the Retry-After.
+-- The four parameters are left unread, so that an instance of an earlier version, which
+-- passes its host's clock, calls it unchanged and counts in the same windows.
 -- Restated from 0038_send_outbox_due_by_database_clock.sql with only that changed.
 CREATE OR REPLACE FUNCTION send_enqueue(
     p_id uuid, p_key_id text, p_message_id text, p_sender text, p_subject text,
@@ -48,10 +55,10 @@ BEGIN
         (id, key_id, message_id, sender, subject, recipient_count, size, tags, metadata,
          created_at, updated_at)
     VALUES (p_id, p_key_id, p_message_id, p_sender, p_subject, cardinality(p_addresses),
-            octet_length(p_content), p_tags, p_metadata, p_now, p_now);
+            octet_length(p_content), p_tags, p_metadata, now(), now());
     INSERT INTO outbound_recipients (message_id, address, kind, updated_at)
-    SELECT p_id, r.address, r.kind, p_now FROM unnest(p_addresses, p_kinds) AS r (address, kind);
-    INSERT INTO outbound_events (message_id, time, event) VALUES (p_id, p_now, 'accepted');
+    SELECT p_id, r.address, r.kind, now() FROM unnest(p_addresses, p_kinds) AS r (address, kind);
+    INSERT INTO outbound_events (message_id, time, event) VALUES (p_id, now(), 'accepted');
     INSERT INTO outbox (message_id, envelope_from, recipients, content, next_attempt_at)
     VALUES (p_id, p_sender, p_addresses, p_content, now());
 
