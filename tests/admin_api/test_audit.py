@@ -119,6 +119,17 @@ async def test_stats_the_export_and_the_admin_log_list_every_bad_parameter(
     assert {d["field"] for d in (await response.json())["error"]["details"]} == expected
 
 
+async def test_an_admin_log_position_of_0_is_refused_as_the_api_describes_it(
+    admin_client: TestClient[Any, Any], auditor: str
+) -> None:
+    """The OpenAPI says before is at least 1 (an entry id); 0 answered the first page, as
+    if no position were given."""
+    response = await admin_client.get("/api/v1/admin-audit", headers=bearer(auditor),
+                                      params={"before": "0"})
+    assert response.status == 422
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == ["before"]
+
+
 async def test_keyset_pages_are_stable_under_inserts(
     admin_client: TestClient[Any, Any], auditor: str, database_url: str
 ) -> None:

@@ -406,6 +406,17 @@ async def test_a_parameter_the_upload_or_listing_does_not_know_is_refused(
     assert [d["field"] for d in (await response.json())["error"]["details"]] == ["limt"]
 
 
+async def test_a_revision_position_of_0_is_refused_as_the_api_describes_it(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    """The OpenAPI says before is at least 1 (a revision id); 0 answered the first page."""
+    await upload(admin_client, admin_key, policy("zeroth", "s@evil.test"))
+    response = await admin_client.get("/api/v1/policies/zeroth/revisions",
+                                      headers=bearer(admin_key), params={"before": "0"})
+    assert response.status == 422
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == ["before"]
+
+
 async def test_every_revision_of_a_policy_can_be_listed_page_by_page(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

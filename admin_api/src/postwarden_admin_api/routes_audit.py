@@ -311,7 +311,7 @@ async def admin_audit_log(request: web.Request) -> web.Response:
     query.found += unknown_parameters(request.query,
                                       ("since", "until", "action", "limit", "before"))
     limit = query.read(query_int, "limit", 100, 1, 1000)
-    before = query.read(query_int, "before", 0, 0, 2**62) or None
+    before = query.read(query_int, "before", 0, 1, 2**62) or None  # 0: no entry id
     since, until = query.read(query_time, "since"), query.read(query_time, "until")
     empty = range_problem(since, until)
     if empty is not None:

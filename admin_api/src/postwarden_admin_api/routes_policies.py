@@ -132,7 +132,7 @@ async def policy_revisions(request: web.Request) -> web.Response:
     limit = query.read(query_int, "limit", 100, 1, 1000)
     # Paged as the admin log is: the Rules API writes a revision per change, and those
     # past the first 1000 could not be listed (nor their ids found, to roll back to).
-    before = query.read(query_int, "before", 0, 0, 2**63 - 1) or None
+    before = query.read(query_int, "before", 0, 1, 2**63 - 1) or None  # 0: no revision id
     query.raise_any()
     assert limit is not None  # noqa: S101 - a bad one was raised above
     async with connection(request.app[POOL]) as conn:
