@@ -34,25 +34,35 @@ from .outages import OUTAGES
 from .periodic import DB_ERRORS
 
 # Both commit without waiting for the disk (.commits): a hit lost in a crash is harmless.
-# The window is the database clock's ($w: its length in seconds), so that instances whose
-# clocks differ count in the same one: by their own, one half a minute behind another
-# opened a new window each half minute, and a key had its limit twice a minute. Each
-# answers the window's start (epoch seconds) and the seconds left in it.
-WINDOW = "span AS (SELECT floor(extract(epoch FROM now()) / $w::integer) * $w::integer AS start)"
-WINDOW_LEFT = ("(SELECT start::bigint FROM span) AS start, "
-               "(SELECT ceil(start + $w::integer - extract(epoch FROM now()))::integer "
-               "FROM span) AS reset")
+# The window is the database clock's, so that instances whose clocks differ count in the
+# same one: by their own, one half a minute behind another opened a new window each half
+# minute, and a key had its limit twice a minute.
+
+
+def _window(length: str) -> tuple[str, str]:
+    """The CTE ``span`` of the window (``length``: the parameter of its seconds), and the
+    columns each statement answers with: its start (epoch seconds), the seconds left."""
+    seconds = f"{length}::integer"
+    now = "extract(epoch FROM now())"
+    span = f"span AS (SELECT floor({now} / {seconds}) * {seconds} AS start)"
+    left = (f"(SELECT start::bigint FROM span) AS start, "  # noqa: S608 - constants
+            f"(SELECT ceil(start + {seconds} - {now})::integer FROM span) AS reset")
+    return span, left
+
+
+_HIT_SPAN, _HIT_LEFT = _window("$3")
+_ADMIT_SPAN, _ADMIT_LEFT = _window("$4")
 HIT = f"""
-WITH {NO_WAIT}, {WINDOW}, hit AS (
+WITH {NO_WAIT}, {_HIT_SPAN}, hit AS (
     INSERT INTO rate_limit_counters AS c (bucket, window_start, count)
     SELECT $1, to_timestamp(start), 1 FROM no_wait, span
     ON CONFLICT (bucket, window_start) DO UPDATE SET count = c.count + 1 WHERE c.count < $2
     RETURNING c.count
 )
-SELECT (SELECT count FROM hit) AS count, {WINDOW_LEFT}
-""".replace("$w", "$3")  # noqa: S608 - a constant CTE
+SELECT (SELECT count FROM hit) AS count, {_HIT_LEFT}
+"""  # noqa: S608 - a constant CTE
 ADMIT = f"""
-WITH {NO_WAIT}, {WINDOW}, live AS (
+WITH {NO_WAIT}, {_ADMIT_SPAN}, live AS (
     SELECT key_id FROM api_keys
     WHERE key_id = $1 AND {LIVE_KEY}
 ), touched AS (
@@ -67,9 +77,9 @@ WITH {NO_WAIT}, {WINDOW}, live AS (
     RETURNING c.count
 )
 SELECT $1::text IS NULL OR EXISTS (SELECT FROM live) AS live, (SELECT count FROM hit) AS count,
-       {WINDOW_LEFT}
+       {_ADMIT_LEFT}
 FROM no_wait
-""".replace("$w", "$4")  # noqa: S608 - a constant CTE
+"""  # noqa: S608 - a constant CTE
 PURGE = "DELETE FROM rate_limit_counters WHERE window_start < now() - $1::interval"
 # Its outage's name in the log (.outages): what it does meanwhile.
 LIMITER_OUTAGE = "rate limiter (counting in process)"
