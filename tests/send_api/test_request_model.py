@@ -537,6 +537,38 @@ def test_a_disk_image_is_refused_by_its_content() -> None:
     assert attachments.refusal_reason("photos.zip", "application/zip", image[:0x8001]) is None
 
 
+# Carriers of current phishing, by name: OneNote (2023 on), app installers, search and
+# library shortcuts, troubleshooting packs, Java Web Start.
+@pytest.mark.parametrize("filename", [
+    "invoice.one", "notes.onepkg", "update.appinstaller", "app.msixbundle", "app.appxbundle",
+    "fix.diagcab", "shared.library-ms", "files.search-ms", "files.searchConnector-ms",
+    "launch.jnlp",
+])
+def test_files_abused_in_phishing_are_refused_by_name(filename: str) -> None:
+    extension = filename.split(".", 1)[1].lower()
+    assert attachments.refusal_reason(filename, "application/octet-stream", b"x") == (
+        f"files ending in .{extension} are not allowed")
+
+
+ONENOTE = bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3") + bytes(200)
+
+
+@pytest.mark.parametrize(("content", "what"), [
+    pytest.param(ONENOTE, "a OneNote file", id="onenote"),
+    pytest.param(b"vhdxfile" + bytes(600), "a virtual disk", id="vhdx"),
+    pytest.param(b"conectix" + bytes(600), "a virtual disk", id="vhd-dynamic"),
+    pytest.param(bytes(4096) + b"conectix" + bytes(504), "a virtual disk", id="vhd-fixed"),
+    pytest.param(b"ITSF\x03\x00\x00\x00" + bytes(100), "compiled HTML help", id="chm"),
+])
+def test_files_abused_in_phishing_are_refused_by_their_content(content: bytes,
+                                                               what: str) -> None:
+    assert attachments.refusal_reason("report.pdf", "application/pdf", content) == (
+        f"the content is {what}")
+    # The marks at their places only: elsewhere they are a file's bytes like any.
+    assert attachments.refusal_reason("report.pdf", "application/pdf",
+                                      b"%PDF-1.4\n" + content + b"\n") is None
+
+
 @pytest.mark.parametrize(
     ("changes", "field", "code"),
     [

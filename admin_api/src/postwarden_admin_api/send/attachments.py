@@ -23,11 +23,12 @@ from postwarden_policies.entityheaders import BIDI_OVERRIDE, file_names, media_t
 from postwarden_policies.mimetree import decoded_content
 
 BLOCKED_EXTENSIONS = frozenset({
-    "ade", "adp", "apk", "app", "appref-ms", "appx", "bat", "cab", "chm", "cmd", "com",
-    "cpl", "dll", "dmg", "exe", "hta", "img", "inf", "ins", "iso", "jar", "js", "jse", "lnk",
-    "msc", "msi", "msix", "msp", "mst", "pif", "ps1", "psm1", "reg", "scf", "scr", "sct",
-    "settingcontent-ms", "sh", "shb", "sys", "url", "vb", "vbe", "vbs", "vhd", "vhdx", "wsc",
-    "wsf", "wsh", "xll",
+    "ade", "adp", "apk", "app", "appinstaller", "appref-ms", "appx", "appxbundle", "bat",
+    "cab", "chm", "cmd", "com", "cpl", "diagcab", "dll", "dmg", "exe", "hta", "img", "inf",
+    "ins", "iso", "jar", "jnlp", "js", "jse", "library-ms", "lnk", "msc", "msi", "msix",
+    "msixbundle", "msp", "mst", "one", "onepkg", "pif", "ps1", "psm1", "reg", "scf", "scr",
+    "sct", "search-ms", "searchconnector-ms", "settingcontent-ms", "sh", "shb", "sys", "url",
+    "vb", "vbe", "vbs", "vhd", "vhdx", "vxd", "wsc", "wsf", "wsh", "xll",
 })
 BLOCKED_TYPES = frozenset({
     "application/x-msdownload", "application/x-msdos-program", "application/x-dosexec",
@@ -49,9 +50,20 @@ BLOCKED_CONTENT = frozenset({
     "application/java-vm", "application/java-archive", "application/x-ms-shortcut",
     "text/x-shellscript",
 })
-# An ISO 9660 image (.iso/.img, opened by a double click on Windows): its first
-# volume descriptor, at sector 16, starts with a type byte and "CD001".
-ISO9660_MARK = (0x8001, b"CD001")
+# Files Windows opens with a double click into something that runs what they hold,
+# by a mark at an offset (negative: from the end): an ISO 9660 image (.iso/.img), whose
+# first volume descriptor, at sector 16, starts with a type byte and "CD001"; a virtual
+# disk, VHDX by its file type identifier, VHD by its footer (at its end; a dynamic
+# one's copy at its start); a OneNote file (.one, phishing's carrier since 2023) by its
+# file format GUID; compiled HTML help (.chm) by its header.
+CONTENT_MARKS: tuple[tuple[int, bytes, str], ...] = (
+    (0x8001, b"CD001", "a disk image"),
+    (0, b"vhdxfile", "a virtual disk"),
+    (0, b"conectix", "a virtual disk"),
+    (-512, b"conectix", "a virtual disk"),
+    (0, bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3"), "a OneNote file"),
+    (0, b"ITSF\x03\x00\x00\x00", "compiled HTML help"),
+)
 # Files read inside one TNEF attachment, nested ones included (the reader's own
 # budget bounds the work): past them the rest goes unchecked, so it is refused.
 MAX_TNEF_FILES = 1000
@@ -101,10 +113,16 @@ def _content_reason(content: bytes | memoryview) -> str | None:
         return reason
     if detected == magic.SIGNED_DATA:
         return _signed_reason(bytes(content))
-    offset, mark = ISO9660_MARK
-    if content[offset : offset + len(mark)] == mark:
-        return "the content is a disk image"
+    for offset, mark, what in CONTENT_MARKS:
+        if _marked(content, offset, mark):
+            return f"the content is {what}"
     return None
+
+
+def _marked(content: bytes | memoryview, offset: int, mark: bytes) -> bool:
+    """Whether ``content`` holds ``mark`` at ``offset`` (negative: from its end)."""
+    start = offset if offset >= 0 else len(content) + offset
+    return start >= 0 and content[start : start + len(mark)] == mark
 
 
 def _is_tnef(filename: str, content_type: str, content: bytes) -> bool:
