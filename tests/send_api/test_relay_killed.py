@@ -68,16 +68,12 @@ def service(database_url: str, mail: Mail, log: Path, attempts: int
                 proc.wait()
 
 
-@pytest.mark.parametrize("attempts", [8, 1])
-async def test_a_service_killed_after_postfix_queued_a_message_sends_each_once(
-    database_url: str, pool: asyncpg.Pool, mail: Mail, tmp_path: Path, attempts: int
-) -> None:
-    """The relay claims two messages in one batch; Postfix queues the first and the
-    service is killed before storing that (its write held back by a lock, then its
-    backend ended, as if the kill came first); the second was never submitted. Both stay
-    claimed until their lease ends; then another process finds the first in Postfix's
-    log (not sent again) and sends the second: each reaches the mailbox once, also when
-    that was its last attempt."""
+async def _killed_mid_batch(database_url: str, pool: asyncpg.Pool, mail: Mail, log: Path,
+                            attempts: int) -> tuple[list[uuid.UUID], dict[uuid.UUID, str]]:
+    """Two messages claimed in one batch by a service killed once Postfix queued the first
+    and before that was stored (its write held back by a lock, then its backend ended,
+    as if the kill came first); the second was never submitted. Their ids, and each
+    one's Message-ID."""
     tag = uuid.uuid4().hex[:10]
     async with pool.acquire() as conn, conn.transaction():
         ids = [(await enqueue(conn, submission(tag, f"{name}-{tag}@example.org"), ROOMY)).id
@@ -93,7 +89,6 @@ async def test_a_service_killed_after_postfix_queued_a_message_sends_each_once(
     for offset, message in enumerate(ids):  # due, the first first
         await pool.execute("UPDATE outbox SET next_attempt_at = now() - $2::int * interval "
                            "'1 second' WHERE message_id = $1", message, 2 - offset)
-    log = tmp_path / "service.log"
     try:
         with service(database_url, mail, log, attempts) as first:
             storing: Any = await eventually(lambda: pool.fetchval(STORING), within=60)
@@ -106,22 +101,58 @@ async def test_a_service_killed_after_postfix_queued_a_message_sends_each_once(
     finally:
         await held.rollback()
         await blocker.close()
+    return ids, message_ids
+
+
+async def _each_sent_once(database_url: str, pool: asyncpg.Pool, mail: Mail, log: Path,
+                          killed: tuple[list[uuid.UUID], dict[uuid.UUID, str]], *,
+                          attempts: int, within: float) -> None:
+    """A service started now settles both within ``within`` seconds: the first found in
+    Postfix's log (not sent again), the second sent; each reaches the mailbox once."""
+    ids, message_ids = killed
+    with service(database_url, mail, log, attempts):
+        done = [await eventually(lambda m=m: pool.fetchrow(
+            "SELECT * FROM outbound_messages WHERE id = $1 AND status <> 'queued'", m),
+            within=within) for m in ids]
+    found = await pool.fetch("SELECT message_id FROM outbound_events WHERE event = "
+                             "'found_in_log' AND message_id = ANY($1::uuid[])", ids)
+    assert [r["message_id"] for r in found] == [ids[0]], \
+        (await asyncio.to_thread(log.read_text))[-3000:]
+    assert done[1]["queue_id"] not in (None, done[0]["queue_id"])
+    await asyncio.sleep(2.0)
+    assert [len(with_message_id(mail, message_ids[m])) for m in ids] == [1, 1]
+
+
+@pytest.mark.parametrize("attempts", [8, 1])
+async def test_a_service_killed_after_postfix_queued_a_message_sends_each_once(
+    database_url: str, pool: asyncpg.Pool, mail: Mail, tmp_path: Path, attempts: int
+) -> None:
+    """Both messages stay claimed until their lease ends; then another process finds the
+    first in Postfix's log (not sent again) and sends the second: each reaches the
+    mailbox once, also when that was its last attempt."""
+    log = tmp_path / "service.log"
+    killed = ids, _ = await _killed_mid_batch(database_url, pool, mail, log, attempts)
     left = {r["message_id"]: (r["unsettled"], r["leased"]) for r in await pool.fetch(
         "SELECT message_id, unsettled, next_attempt_at > now() AS leased FROM outbox "
         "WHERE message_id = ANY($1::uuid[])", ids)}
     # Both wait for their lease; the second, at its last attempt, was never sent, so
     # it does not count as cut off (it was failed, never sent).
     assert [left[m] for m in ids] == [(True, True), (attempts > 1, True)]
-    # Their lease ended:
-    await pool.execute("UPDATE outbox SET next_attempt_at = now() "
+    # Their lease ended, and their claimer is not known to be gone (another host's):
+    await pool.execute("UPDATE outbox SET next_attempt_at = now(), claimed_by = NULL "
                        "WHERE message_id = ANY($1::uuid[])", ids)
-    with service(database_url, mail, log, attempts):
-        done = [await eventually(lambda m=m: pool.fetchrow(
-            "SELECT * FROM outbound_messages WHERE id = $1 AND status <> 'queued'", m),
-            within=60) for m in ids]
-    found = await pool.fetch("SELECT message_id FROM outbound_events WHERE event = "
-                             "'found_in_log' AND message_id = ANY($1::uuid[])", ids)
-    assert [r["message_id"] for r in found] == [ids[0]], log.read_text()[-3000:]
-    assert done[1]["queue_id"] not in (None, done[0]["queue_id"])
-    await asyncio.sleep(2.0)
-    assert [len(with_message_id(mail, message_ids[m])) for m in ids] == [1, 1]
+    await _each_sent_once(database_url, pool, mail, log, killed, attempts=attempts, within=60)
+
+
+@pytest.mark.parametrize("attempts", [8, 1])
+async def test_a_service_restarted_after_a_kill_takes_its_dead_claims_back_at_once(
+    database_url: str, pool: asyncpg.Pool, mail: Mail, tmp_path: Path, attempts: int
+) -> None:
+    """The service restarted on the same host knows the killed one is gone: it sends
+    the rows that one claimed (each once) without waiting for their 15-minute lease."""
+    log = tmp_path / "service.log"
+    killed = ids, _ = await _killed_mid_batch(database_url, pool, mail, log, attempts)
+    assert await pool.fetchval("SELECT bool_and(next_attempt_at > now() + interval "
+                               "'10 minutes') FROM outbox WHERE message_id = ANY($1::uuid[])",
+                               ids)
+    await _each_sent_once(database_url, pool, mail, log, killed, attempts=attempts, within=90)

@@ -120,6 +120,8 @@ RELEASED = {
         "320581bf66463230c3df32664d1dc1d98e84b215e6136d8c762a68fc2bdd26f4",
     "0051_webhook_delivery_sending":
         "ab5c36f5afdd655fa7050ea71a91a2aebffe6a2528a170cafe4380e30637ce6e",
+    "0052_outbox_claimed_by":
+        "89ec62bf6a79acec0a5672284d84bb2499408b108220b169763ea66678cd4d02",
 }
 
 

@@ -3,7 +3,8 @@
 Rows are claimed with ``FOR UPDATE SKIP LOCKED`` (several service instances
 may run) and leased by moving ``next_attempt_at`` forward, so no transaction
 stays open during SMTP and a crashed worker's rows come back when the lease
-ends. Postfix's reply decides: 250 stores its queue id (``relayed``), 4xx and
+ends, or at once to an instance of the same host that sees its process gone
+(:mod:`.claimants`). Postfix's reply decides: 250 stores its queue id (``relayed``), 4xx and
 connection failures retry with exponential backoff and jitter until
 ``relay_max_attempts``, 5xx marks the message ``failed`` with the redacted
 reply. A last attempt whose message went out unanswered is not ``failed`` at
@@ -65,6 +66,7 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 from postwarden_store import database_problem
 
+from .claimants import Claimants
 from .groupcommit import GroupCommit
 from .interrupted import InterruptedAttempts, PostfixQueue, Undecided
 from .lease import BatchLease
@@ -89,10 +91,11 @@ log = logging.getLogger(__name__)
 # keeps those of that attempt until it is sent again (ATTEMPT). A last attempt ($5:
 # relay_max_attempts) is unsettled only as it is sent (ATTEMPT): one cut off comes back
 # past its attempts and is not sent again, so one claimed by a service killed before it
-# was tried must not look cut off (it was failed, never sent).
+# was tried must not look cut off (it was failed, never sent). $6: the process claiming
+# (.claimants), kept while the row is leased.
 CLAIM = """
 UPDATE outbox o
-SET attempts = o.attempts + 1, next_attempt_at = now() + $2::interval,
+SET attempts = o.attempts + 1, next_attempt_at = now() + $2::interval, claimed_by = $6,
     unsettled = due.unsettled OR o.attempts + 1 < $5,
     attempt_log = CASE WHEN due.unsettled THEN o.attempt_log ELSE $3 END,
     attempt_by = CASE WHEN due.unsettled THEN o.attempt_by ELSE $4 END
@@ -116,7 +119,8 @@ WHERE message_id = $1 AND attempts = $2
 # out, Postgres away, may have let another worker claim a row meanwhile.
 UNLEASE = """
 UPDATE outbox o
-SET next_attempt_at = now(), attempts = o.attempts - 1, unsettled = u.interrupted
+SET next_attempt_at = now(), attempts = o.attempts - 1, unsettled = u.interrupted,
+    claimed_by = NULL
 FROM unnest($1::uuid[], $2::bool[], $3::int[]) AS u (message_id, interrupted, attempts)
 WHERE o.message_id = u.message_id AND o.attempts = u.attempts
 """
@@ -129,8 +133,19 @@ RETURNING o.message_id
 # An interrupted attempt's row the log cannot settle yet: due again later, the claim's
 # attempt not counted, still unsettled; only while still this claim's (as UNLEASE).
 PUT_OFF = """
-UPDATE outbox SET next_attempt_at = now() + $3::interval, attempts = attempts - 1
+UPDATE outbox SET next_attempt_at = now() + $3::interval, attempts = attempts - 1,
+                  claimed_by = NULL
 WHERE message_id = $1 AND attempts = $2
+"""
+# The processes of this host ($1: their names' prefix) holding leased rows, and the rows
+# of those gone made due: their leases end now (.claimants).
+CLAIMANTS = """
+SELECT DISTINCT claimed_by FROM outbox
+WHERE starts_with(claimed_by, $1) AND next_attempt_at > now()
+"""
+RECLAIM = """
+UPDATE outbox SET next_attempt_at = now(), claimed_by = NULL
+WHERE claimed_by = ANY($1::text[]) AND next_attempt_at > now()
 """
 
 BATCH = 10
@@ -145,6 +160,9 @@ SUBMIT_SECONDS = DATA_END_SECONDS + 2 * SMTP_TIMEOUT
 # connection after an overrun, and clocks (Postgres's, ours) that drift apart.
 LEASE_MARGIN_SECONDS = QUIT_SECONDS + 30.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
+# How often the claims of this host's processes are looked at (and at the start): a
+# gone one's rows are due then, not when their lease ends.
+RECLAIM_SECONDS = 60.0
 GIVE_BACK_SECONDS = 5.0  # a stop waits this long at most to give back rows not tried
 # How long a stop lets each task finish its message before cancelling it.
 STOP_GRACE_SECONDS = 30.0
@@ -196,6 +214,7 @@ class RelayWorker:
         # Where this relay's attempts are logged, and by which reader (.interrupted).
         self._attempt_log = (None, None) if maillog is None else (maillog.key,
                                                                   maillog.instance)
+        self._claimants = Claimants()
         metrics = metrics or Metrics()
         self._outcomes = metrics.relay_outcomes
         self._put_off_rows = metrics.relay_put_off
@@ -214,6 +233,9 @@ class RelayWorker:
             asyncio.create_task(self._run(), name=f"postwarden-relay-{n}")
             for n in range(self._config.workers)
         ]
+        if self._claimants.me is not None:
+            self._tasks.append(asyncio.create_task(self._reclaim(),
+                                                   name="postwarden-relay-reclaim"))
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Let each task finish its current message, then cancel what is left (``cut_off``):
@@ -231,7 +253,7 @@ class RelayWorker:
     async def _claim(self) -> list[Claimed]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(CLAIM, BATCH, LEASE, *self._attempt_log,
-                                    self._config.max_attempts)
+                                    self._config.max_attempts, self._claimants.me)
         return [Claimed(r["message_id"], r["envelope_from"], list(r["recipients"]),
                         r["content"], r["attempts"], r["interrupted"], r["attempt_log"],
                         r["attempt_by"]) for r in rows]
@@ -257,6 +279,28 @@ class RelayWorker:
                     await self._idle()
         finally:
             await session.close()
+
+    async def _reclaim(self) -> None:
+        """Make due the rows of this host's processes gone, now and every RECLAIM_SECONDS."""
+        while not self._stopping.is_set():
+            with surviving("relay: reclaiming rows of a process gone"):
+                await self._reclaim_gone()
+            await _wait(self._stopping, RECLAIM_SECONDS)
+
+    async def _reclaim_gone(self) -> None:
+        async with self._pool.acquire() as conn:
+            names = [r["claimed_by"] for r in await conn.fetch(CLAIMANTS,
+                                                                self._claimants.here)]
+            gone = self._claimants.gone(names)
+            if not gone:
+                return
+            reclaimed = await conn.execute(RECLAIM, gone)
+        count = int(reclaimed.rsplit(" ", 1)[1])
+        if count:
+            log.warning("relay: %d message(s) claimed by a process of this host no longer "
+                        "running are due again (those it may have sent: Postfix's log "
+                        "decides)", count)
+            self.wake()
 
     async def _pause(self, unreached: int) -> None:
         """Wait before trying an unreachable Postfix again (only a stop cuts it short)."""

@@ -69,7 +69,8 @@ WHERE EXISTS (SELECT FROM done) OR NOT EXISTS (SELECT FROM outbound_messages WHE
 # claim it meanwhile, and that claim's attempt decides (an interrupted one: the log).
 RETRY = """
 WITH later AS (
-    UPDATE outbox SET next_attempt_at = now() + $3::interval, unsettled = $5
+    UPDATE outbox SET next_attempt_at = now() + $3::interval, unsettled = $5,
+                      claimed_by = NULL
     WHERE message_id = $1 AND attempts = $2
     RETURNING message_id
 ), message AS (
