@@ -1,4 +1,4 @@
-"""Addresses in log lines are masked whatever their domain's script.
+"""Addresses in log lines are masked whatever their domain's script; a stored reply is one line.
 
 SMTPUTF8 lets Postfix log recipients with internationalised (IDN) domains; the
 address pattern took ASCII domains only, so one starting with another letter
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from postwarden_admin_api.send.scrub import for_log
+from postwarden_admin_api.send.scrub import for_log, scrub_reply
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,10 @@ from postwarden_admin_api.send.scrub import for_log
 )
 def test_addresses_with_unicode_domains_are_masked(reply: str, masked: str) -> None:
     assert for_log(reply) == masked
+
+
+@pytest.mark.parametrize("separator", ["\r\n", "\x85", "\u2028", "\u2029", "\x9b"])
+def test_a_stored_reply_is_one_line_whatever_ends_its_lines(separator: str) -> None:
+    reply = scrub_reply(f"451 4.3.0 try later{separator}250 2.0.0 Ok: queued as FORGED")
+    assert reply == "451 4.3.0 try later 250 2.0.0 Ok: queued as FORGED"
+    assert len(reply.splitlines()) == 1

@@ -11,7 +11,9 @@ MAX_REPLY = 500
 # The domain as freely as the local part: an IDN one (SMTPUTF8, ``a@ñandu.es``) may
 # start with a letter outside ASCII, where an ASCII-only class missed the whole address.
 _ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:@]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0, DEL, C1 and Unicode's line and paragraph separators: NEL (\x85), LS and PS end a
+# line for str.splitlines() and for readers of the stored reply as much as LF does.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def scrub_reply(text: str) -> str:
