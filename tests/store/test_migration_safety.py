@@ -122,6 +122,8 @@ RELEASED = {
         "ab5c36f5afdd655fa7050ea71a91a2aebffe6a2528a170cafe4380e30637ce6e",
     "0052_outbox_claimed_by":
         "89ec62bf6a79acec0a5672284d84bb2499408b108220b169763ea66678cd4d02",
+    "0053_maillog_short_queue_id_window":
+        "5e333f9534a99e0ca3bcd7b02c190c09eb58cde75d71a1e9a8209fc0248f8350",
 }
 
 

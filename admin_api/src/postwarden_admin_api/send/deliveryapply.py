@@ -3,9 +3,11 @@
 Postfix reuses short queue ids, so a line is applied only to the message relayed
 last under its queue id through this host's Postfix, only once the relay stored
 that queue id, and never once Postfix removed that message's queue file (the id
-may name other mail since: migration 0050); in one query a poll asks which of its
-lines' queue ids are ours, and applies those lines, in log order, in one statement
-(``maillog_apply``, migrations 0009, 0013, 0015, 0018 and 0050).
+may name other mail since: migration 0050), nor, under a short queue id, once Postfix
+can no longer hold the message (101 days after the relay: migration 0053); in one
+query a poll asks which of its lines' queue ids are ours, and applies those lines, in
+log order, in one statement
+(``maillog_apply``, migrations 0009, 0013, 0015, 0018, 0050 and 0053).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 
 # Migration 0018: every line of a poll in one statement, applied in log order, each to
 # the message relayed last under its queue id through this host's Postfix; 0033: with
-# the time each line was logged; 0050: none to a message whose queue file was removed.
+# the time each line was logged; 0050: none to a message whose queue file was removed;
+# 0053: none past a short queue id's window.
 APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7, $8) AS line"
 # Stored by the relay (recorded: through this host's Postfix, or a host not named), or
 # so far named only by a receipt in this host's log.
