@@ -123,7 +123,7 @@ RELEASED = {
     "0052_outbox_claimed_by":
         "89ec62bf6a79acec0a5672284d84bb2499408b108220b169763ea66678cd4d02",
     "0053_maillog_short_queue_id_window":
-        "5e333f9534a99e0ca3bcd7b02c190c09eb58cde75d71a1e9a8209fc0248f8350",
+        "ad3b2f7d2818451d23674a8f4e562dcb548ba0265cea61f9a152d8cd4cf0d5d8",
 }
 
 

@@ -3,11 +3,12 @@
 Postfix reuses short queue ids, so a line is applied only to the message relayed
 last under its queue id through this host's Postfix, only once the relay stored
 that queue id, and never once Postfix removed that message's queue file (the id
-may name other mail since: migration 0050), nor, under a short queue id, once Postfix
-can no longer hold the message (101 days after the relay: migration 0053); in one
-query a poll asks which of its lines' queue ids are ours, and applies those lines, in
-log order, in one statement
-(``maillog_apply``, migrations 0009, 0013, 0015, 0018, 0050 and 0053).
+may name other mail since: migration 0050; a removal read while a recipient still
+waits, a forged line perhaps, a day after the last line about the message), nor,
+under a short queue id, once Postfix can no longer hold the message (101 days after
+the relay: migration 0053); in one query a poll asks which of its lines' queue ids
+are ours, and applies those lines, in log order, in one statement (``maillog_apply``,
+migrations 0009, 0013, 0015, 0018, 0050 and 0053).
 """
 
 from __future__ import annotations

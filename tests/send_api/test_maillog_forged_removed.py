@@ -1,0 +1,83 @@
+"""qmgr's ``QID: removed`` ends a message's queue id (migration 0050): any local user
+can log one (``logger -p mail.info -t postfix/qmgr``), and a forged one, read before
+Postfix was done with our recipients, stopped their tracking for good. Postfix removes a
+queue file once every recipient in it is done: a ``removed`` read while a recipient of
+ours still waits for a result holds the id for a day after the last line about the
+message (Postfix retries a deferred recipient far more often), instead of ending it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from .test_maillog import (
+    append,
+    follower_at_end,
+    line,
+    message_status,
+    new_queue_id,
+    recipients,
+    relayed_message,
+    removed,
+    sent,
+)
+
+
+def at(moment: dt.datetime, text: str) -> str:
+    """``text``, a line of test_maillog's, stamped ``moment``."""
+    return moment.isoformat() + text.removeprefix("Nov 23 15:12:49")
+
+
+async def test_a_forged_removed_line_does_not_stop_the_tracking_of_our_message(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("F")
+    address = f"forged-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await relayed_message(pool, queue_id, address)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)  # lines in the past
+    append(log_file, at(now, line(queue_id, address, "deferred", "4.4.1", "connect timeout")),
+           at(now, removed(queue_id)),  # forged: the recipient is still deferred
+           at(now + dt.timedelta(hours=3), sent(queue_id, address)),
+           at(now + dt.timedelta(hours=3), removed(queue_id)))
+    await follower.poll()
+    assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
+    assert await message_status(pool, ours) == "delivered"
+
+
+async def test_a_queue_id_removed_with_a_recipient_left_waiting_ends_a_day_later(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Its lines lost (a log rotated away), the recipient never gets a result: other
+    mail given the id after that day brings none of its lines."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("G")
+    address = f"grace-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await relayed_message(pool, queue_id, address)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)  # lines in the past
+    append(log_file, at(now, removed(queue_id)),
+           at(now + dt.timedelta(hours=25),
+              line(queue_id, address, "bounced", "5.1.1", "550 5.1.1 no such user")))
+    await follower.poll()
+    assert await recipients(pool, ours) == {address: ("relayed", None)}
+    assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
+                               address) == 0
+
+
+async def test_a_removed_line_after_every_result_ends_the_queue_id_at_once(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("E")
+    address = f"ended-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await relayed_message(pool, queue_id, address)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)  # lines in the past
+    append(log_file, at(now, sent(queue_id, address)), at(now, removed(queue_id)),
+           at(now + dt.timedelta(minutes=1),
+              line(queue_id, address, "bounced", "5.1.1", "550 5.1.1 no such user")))
+    await follower.poll()
+    assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
