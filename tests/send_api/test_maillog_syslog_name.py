@@ -80,3 +80,52 @@ def test_a_syslog_name_no_program_could_start_with_is_refused(name: str) -> None
                              "POSTWARDEN_MAILLOG_SYSLOG_NAME": name})
     assert info.value.problems == ["POSTWARDEN_MAILLOG_SYSLOG_NAME: maillog_syslog_name: "
                                    "expected a name such as postfix or postfix-out"]
+
+
+def sent_by(instance: str, queue_id: str, address: str) -> str:
+    return (f"Dec  7 01:09:35 mx {instance}/smtp[12966]: {queue_id}: to=<{address}>, "
+            "relay=mx.example.org[192.0.2.7]:25, delay=1.2, delays=0.1/0/0.5/0.6, "
+            "dsn=2.0.0, status=sent (250 2.0.0 Ok)\n")
+
+
+async def test_the_services_of_two_instances_each_read_their_lines_of_one_log(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """One host, two Postfix instances logging to one syslog file, each relaying the
+    mail of its own services (``maillog_syslog_name`` set apart, ``maillog_host``
+    not): they shared one read position and its lease, so only one of them read the
+    log, and the other's mail was never tracked."""
+    log_file = tmp_path / "mail.log"
+    log_file.write_text("")
+    followers = {name: MaillogFollower(pool, log_file, syslog_name=name)
+                 for name in ("postfix", "postfix-out")}
+    messages = {}
+    for name, follower in followers.items():
+        await follower.poll()
+        queue_id = new_queue_id("I")
+        address = f"{name}-{uuid.uuid4().hex[:6]}@example.org"
+        messages[name] = await accepted_message(pool, address)
+        await relay_as(pool, messages[name], queue_id)
+        append(log_file, sent_by(name, queue_id, address))
+    for follower in followers.values():
+        await follower.poll()
+    assert all(follower.leading for follower in followers.values())
+    assert [await message_status(pool, m) for m in messages.values()] == ["delivered"] * 2
+
+
+async def test_an_upgrade_goes_on_where_the_log_was_read_for_the_instance(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The read position an earlier version kept by host and path alone."""
+    log_file = tmp_path / "mail.log"
+    log_file.write_text("")
+    before = MaillogFollower(pool, log_file, host="upgraded")
+    await before.poll()
+    await before.release()
+    queue_id = new_queue_id("U")
+    address = f"upgrade-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await accepted_message(pool, address)
+    await relay_as(pool, ours, queue_id)
+    append(log_file, sent_by("postfix", queue_id, address))  # while none runs
+    await MaillogFollower(pool, log_file, host="upgraded", syslog_name="postfix").poll()
+    assert await message_status(pool, ours) == "delivered"

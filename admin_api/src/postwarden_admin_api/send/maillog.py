@@ -51,7 +51,8 @@ poll says whether it read to the end (``read_to_stop``, migration 0025): then
 the log as read shows every attempt that instance's relay made
 (:mod:`.interrupted`). Instances are told apart by host name, or by the
 ``maillog_host`` setting where containers get a new host name at each start:
-instances following one log share the name.
+instances following one log share the name. The services of two Postfix instances
+logging to one file (``maillog_syslog_name`` apart) each keep a row of their own.
 """
 
 from __future__ import annotations
@@ -101,13 +102,15 @@ FORM_CHECK_LINES = 1000
 MAX_UNKNOWN_NAMED = 20
 
 # Keyed by host and path: service instances on several hosts each follow their own
-# Postfix's log, often at the same path. (Rows of older versions are keyed by path.)
-# Instances on one host share a row: the lease says which one reads (migration 0012).
+# Postfix's log, often at the same path; and by the Postfix instance whose lines they
+# read, where several log to one file. Instances on one host share a row: the lease
+# says which one reads (migration 0012). $1: this row's key first, then those of
+# earlier versions to go on from (keyed by host and path alone, or by path alone).
 SELECT_POSITION = """
 SELECT inode, position, leader, saved_by, mark_fingerprint, read_to_end, pending,
-       coalesce(leader <> $2 AND lease_until > now(), false) AS taken
+       coalesce(leader <> $2 AND lease_until > now() AND path = ($1::text[])[1], false) AS taken
 FROM maillog_positions WHERE path = ANY($1::text[])
-ORDER BY path = $1[1] DESC LIMIT 1
+ORDER BY array_position($1::text[], path) LIMIT 1
 """
 # The lease counts from the save, not from the start of a poll that may be slow.
 # $8, the waiting lines to save: NULL when they are as saved last. $9: the fingerprint
@@ -176,7 +179,10 @@ class MaillogFollower:
         self._path = path
         self._syslog_name = syslog_name
         self._host = host or socket.gethostname()
-        self._key = f"{self._host}:{path}"  # its row in maillog_positions
+        # Its row in maillog_positions, and rows of earlier versions to go on from. The
+        # services of two Postfix instances logging to one file each read their lines.
+        self._key = f"{self._host}:{path}" + (f"#{syslog_name}" if syslog_name else "")
+        self._keys = list(dict.fromkeys((self._key, f"{self._host}:{path}", str(path))))
         self._me = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # as lease holder
         self._metrics = metrics or Metrics()
         self._tail = LogTail(path)
@@ -354,8 +360,7 @@ class MaillogFollower:
             async with conn.transaction():
                 if not await conn.fetchval(TRY_POLL, self._key):
                     return  # another instance is polling it right now
-                row = await conn.fetchrow(SELECT_POSITION, [self._key, str(self._path)],
-                                          self._me)
+                row = await conn.fetchrow(SELECT_POSITION, self._keys, self._me)
                 if row is not None and row["taken"]:
                     self._stand_by()
                     return
