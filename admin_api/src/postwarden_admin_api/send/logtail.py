@@ -26,7 +26,10 @@ writes to one file at a time), or it has been quiet for :data:`GRACE_SECONDS`;
 only then the new one, from its start. The position saved is thus always in the
 file being read, so a restart in the gap goes on in the old file (found by its
 inode) and reads neither file's lines twice. A new file that cannot be opened
-yet is tried again at the next read, the old one still open.
+yet is tried again at the next read, the old one still open. A file read to its
+end is followed by the one rotated after it, where one is beside the path (rotated
+again while no one read it: :func:`rotated_after`), and by the file at the path
+only then.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +54,9 @@ GRACE_SECONDS = 5.0
 # maillog_path that names no file Postfix writes (a typo, maillog_file unset) tracked
 # nothing, and said so only in the INFO line at the start.
 MISSING_SECONDS = 60.0
+# What a rotation adds to the log's name: logrotate's .1 and -20261207 (dateext),
+# postfix logrotate's .20261123-151249; not a compressor's .gz, which cannot be read.
+_ROTATED = re.compile(r"[.-]\d[\d.-]*")
 
 
 def fingerprint(mark: bytes) -> bytes:
@@ -105,6 +112,24 @@ def renamed_file(path: Path, inode: int) -> Path | None:
     except OSError:
         return None
 
+
+def rotated_after(path: Path, inode: int, written_ns: int) -> list[tuple[int, Path, int]]:
+    """The files beside ``path`` rotated after the file ``inode`` (last written at
+    ``written_ns``: rotated again while no one read it), as named by a rotation of
+    ``path``'s, the file at the path aside: their mtime, path and size, in the order
+    they were written."""
+    try:
+        own = path.stat().st_ino
+        with os.scandir(path.parent) as entries:
+            later = [(stat.st_mtime_ns, Path(entry.path), stat.st_size) for entry in entries
+                     if entry.name.startswith(path.name)
+                     and _ROTATED.fullmatch(entry.name, len(path.name))
+                     and entry.is_file(follow_symlinks=False)
+                     and entry.inode() not in (own, inode)
+                     and (stat := entry.stat(follow_symlinks=False)).st_mtime_ns > written_ns]
+    except OSError:
+        return []
+    return sorted(later)
 
 
 class LogTail:
@@ -178,7 +203,7 @@ class LogTail:
         data = os.pread(self._fd, limit, self.position)
         if data:
             self._quiet_since = None
-        elif left and self._open():  # read to its end: on to the new file
+        elif left and (self._next_rotated() or self._open()):  # on to the next file
             restarted = True
             data = os.pread(self._fd, limit, self.position)
         self.position += len(data)
@@ -193,17 +218,31 @@ class LogTail:
         self._copy = True  # left as soon as read to its end
         return True
 
+    def _next_rotated(self) -> bool:
+        """Open the file rotated after the one read to its end, if it is beside the path
+        (its lines come before the path's)."""
+        assert self._fd is not None  # noqa: S101 - callers opened it
+        later = rotated_after(self.path, self.inode, os.fstat(self._fd).st_mtime_ns)
+        try:
+            return bool(later) and self.resume_renamed(later[0][1], later[0][1].stat().st_ino, 0)
+        except OSError:  # removed meanwhile (compressed, or logrotate's next round)
+            return False
+
     def unread(self) -> int:
         """Bytes not read yet: the rest of the file being read and any newer one."""
         behind = 0
         if self._fd is not None:
-            behind = max(os.fstat(self._fd).st_size - self.position, 0)
+            stat = os.fstat(self._fd)
+            behind = max(stat.st_size - self.position, 0)
         try:
             current = os.stat(self.path)
         except FileNotFoundError:
             return behind
         if current.st_ino != self.inode:
             behind += current.st_size
+            if self._fd is not None:  # and the files rotated in between
+                behind += sum(size for _, _, size in
+                              rotated_after(self.path, self.inode, stat.st_mtime_ns))
         return behind
 
     def close(self) -> None:

@@ -12,8 +12,9 @@ about the whole message (expired, discarded, removed: see
 and released are noted only); one with a status this version does not know is
 counted and warned of. A message requeued by an administrator (``postsuper -r``)
 takes the queue id pickup gives it, and one an after-queue content filter queues
-again the new one (:mod:`.handovers`). A rotated file is read to its end and the new
-one from its start, and one emptied
+again the new one (:mod:`.handovers`). A rotated file is read to its end, then any
+rotated after it (rotated again before it was read), and the new one from its start,
+and one emptied
 in place too (:mod:`.logtail`), also when the rotation happened while no
 instance read the log (the old file is found by its inode beside the log, or,
 for one emptied in place, the copy by the bytes before the saved position, whose
