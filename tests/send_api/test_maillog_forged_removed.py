@@ -8,19 +8,27 @@ message (Postfix retries a deferred recipient far more often), instead of ending
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import subprocess
 import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
+
+from postwarden_admin_api.send.maillog import MaillogFollower
+from tests.fixtures.postfix import PostfixInstance, running_postfix, send_message
 
 from .test_maillog import (
+    accepted_message,
     append,
     follower_at_end,
     line,
     message_status,
     new_queue_id,
     recipients,
+    relay_as,
     relayed_message,
     removed,
     sent,
@@ -81,3 +89,39 @@ async def test_a_removed_line_after_every_result_ends_the_queue_id_at_once(
               line(queue_id, address, "bounced", "5.1.1", "550 5.1.1 no such user")))
     await follower.poll()
     assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
+
+
+@pytest.mark.postfix
+async def test_real_postfix_a_removed_line_forged_through_postlog(pool: asyncpg.Pool) -> None:
+    """Postfix's own ``maillog_file``, the line forged as any user who can run its
+    ``postlog`` can: our recipient deferred, then delivered at the next try."""
+    address = f"postlog-{uuid.uuid4().hex[:6]}@example.net"
+    with running_postfix() as (postfix, capture):
+        follower = MaillogFollower(pool, postfix.maillog)
+        await follower.poll()  # starts at the log's end
+        ours = await accepted_message(pool, address)
+        capture.reply_for(address, "451 4.3.0 try again later")
+        queue_id = await asyncio.to_thread(submitted, postfix, ours, address)
+        await relay_as(pool, ours, queue_id)
+        await asyncio.to_thread(postfix.wait_for_log, rf"{queue_id}: to=<{address}>.*"
+                                                      r"status=deferred", 30)
+        await asyncio.to_thread(subprocess.run, ["postlog", "-c", str(postfix.config_dir),
+                                                 "-t", "postfix/qmgr", f"{queue_id}: removed"],
+                                check=True, timeout=30)
+        await asyncio.to_thread(postfix.wait_for_log, rf"qmgr\[\d+\]: {queue_id}: removed")
+        await follower.poll()
+        assert [s for s, _ in (await recipients(pool, ours)).values()] == ["deferred"]
+        capture.accept(address)
+        await asyncio.to_thread(postfix.flush)
+        await asyncio.to_thread(postfix.wait_for_log, rf"{queue_id}: to=<{address}>.*"
+                                                      r"status=sent", 30)
+        await follower.poll()
+    assert await message_status(pool, ours) == "delivered"
+
+
+def submitted(postfix: PostfixInstance, message: uuid.UUID, address: str) -> str:
+    data = (f"From: app@example.com\r\nTo: {address}\r\nSubject: hi\r\n"
+            f"Message-ID: <{message.hex}@example.com>\r\n\r\nbody\r\n").encode()
+    result = send_message(postfix.port, data, "app@example.com", [address])
+    assert result.accepted and result.queue_id, result
+    return result.queue_id
