@@ -18,6 +18,7 @@ import pytest
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.syslogline import split_line
 from postwarden_admin_api.settings import SettingsError, load_settings
+from tests.fixtures.postfix import running_postfix
 
 from .test_maillog import (
     accepted_message,
@@ -27,6 +28,7 @@ from .test_maillog import (
     recipients,
     relay_as,
 )
+from .test_maillog_reused_queue_id import queued
 
 
 def bounced(instance: str, queue_id: str, address: str) -> str:
@@ -129,3 +131,21 @@ async def test_an_upgrade_goes_on_where_the_log_was_read_for_the_instance(
     append(log_file, sent_by("postfix", queue_id, address))  # while none runs
     await MaillogFollower(pool, log_file, host="upgraded", syslog_name="postfix").poll()
     assert await message_status(pool, ours) == "delivered"
+
+
+@pytest.mark.postfix
+@pytest.mark.parametrize(("syslog_name", "read"), [("postfix-out", True), ("postfix", False)])
+async def test_real_postfix_an_instances_syslog_name_tells_its_lines(
+    pool: asyncpg.Pool, syslog_name: str, read: bool
+) -> None:
+    """A second instance (``postmulti``'s ``postfix-out``) logs ``postfix-out/smtp[..]``."""
+    address = f"out-{uuid.uuid4().hex[:6]}@example.net"
+    with running_postfix(main={"syslog_name": "postfix-out"}) as (postfix, _):
+        follower = MaillogFollower(pool, postfix.maillog, syslog_name=syslog_name)
+        await follower.poll()
+        ours = await accepted_message(pool, address)
+        queue_id = await queued(postfix, f"{ours.hex}@example.com", address)
+        await relay_as(pool, ours, queue_id)
+        assert "postfix-out/smtp[" in postfix.log()
+        await follower.poll()
+    assert await message_status(pool, ours) == ("delivered" if read else "relayed")
