@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from postwarden_admin_api.send.logtail import LogTail
 from postwarden_admin_api.send.maillog import MaillogFollower
@@ -78,3 +79,36 @@ def test_the_files_rotated_in_between_count_as_unread(tmp_path: Path) -> None:
     assert tail.unread() == len(OTHERS)
     assert tail.read(1024) == (OTHERS.encode(), True)
     assert tail.unread() == 0
+
+
+async def test_the_file_rotated_after_a_compressed_one_is_read(
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """logrotate's ``delaycompress`` (Debian's default), two rounds while no instance
+    read the log: the file the position is in is compressed (its last lines are lost,
+    with a warning), the one rotated after it is not, and was skipped too."""
+    log_file = tmp_path / "maillog"
+    log_file.write_text("")
+    follower = MaillogFollower(pool, log_file)
+    await follower.poll()
+    lost, kept, now = [await relayed_message(pool, queue_id, f"{queue_id.lower()}@example.org")
+                       for queue_id in (new_queue_id("GZ"), new_queue_id("ONE"),
+                                        new_queue_id("NOW"))]
+    queue_ids = [await pool.fetchval("SELECT queue_id FROM outbound_messages WHERE id = $1",
+                                     message) for message in (lost, kept, now)]
+    append(log_file, OTHERS)
+    await follower.poll()
+    await follower.release()  # the service stops
+    for queue_id in queue_ids[:2]:
+        append(log_file, sent(queue_id, f"{queue_id.lower()}@example.org"))
+        rotate(log_file)
+    older = log_file.with_name("maillog.2")
+    older.with_name("maillog.2.gz").write_bytes(older.read_bytes())  # compressed
+    older.unlink()
+    append(log_file, sent(queue_ids[2], f"{queue_ids[2].lower()}@example.org"))
+    restarted = MaillogFollower(pool, log_file)
+    for _ in range(3):
+        await restarted.poll()
+    assert [await message_status(pool, m) for m in (lost, kept, now)] == [
+        "relayed", "delivered", "delivered"]
+    assert "was rotated while no instance read it" in caplog.text

@@ -184,6 +184,15 @@ class LogTail:
         self._quiet_since, self._copy = None, False
         return True
 
+    def resume_rotated_after(self, saved: float) -> None:
+        """Go on at the start of the first file rotated after the file being resumed,
+        which is gone (compressed): of those beside the path, the first written after
+        ``saved`` (when the position was saved, seconds since the epoch)."""
+        later = rotated_after(self.path, self.inode, int(saved * 1e9))
+        with contextlib.suppress(OSError):  # removed meanwhile
+            if later:
+                self.resume_renamed(later[0][1], later[0][1].stat().st_ino, 0)
+
     def read(self, limit: int) -> tuple[bytes, bool]:
         """Up to ``limit`` new bytes, and whether they start a new file (so a partial
         line held from the old one ends there)."""

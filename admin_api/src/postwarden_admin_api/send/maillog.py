@@ -18,7 +18,8 @@ and one emptied
 in place too (:mod:`.logtail`), also when the rotation happened while no
 instance read the log (the old file is found by its inode beside the log, or,
 for one emptied in place, the copy by the bytes before the saved position, whose
-fingerprint is saved with it, migration 0024; unless it was compressed). A line
+fingerprint is saved with it, migration 0024; unless it was compressed: then the
+files rotated after it, if any is not). A line
 can arrive before the relay worker stored the queue id it names, so unmatched
 lines are retried for a while (:mod:`.waitinglines`), until a message arrives under
 their queue id (its first line, :mod:`.receipts`): they were another's. Most
@@ -108,7 +109,7 @@ MAX_UNKNOWN_NAMED = 20
 # says which one reads (migration 0012). $1: this row's key first, then those of
 # earlier versions to go on from (keyed by host and path alone, or by path alone).
 SELECT_POSITION = """
-SELECT inode, position, leader, saved_by, mark_fingerprint, read_to_end, pending,
+SELECT inode, position, leader, saved_by, mark_fingerprint, read_to_end, pending, updated_at,
        coalesce(leader <> $2 AND lease_until > now() AND path = ($1::text[])[1], false) AS taken
 FROM maillog_positions WHERE path = ANY($1::text[])
 ORDER BY array_position($1::text[], path) LIMIT 1
@@ -322,6 +323,9 @@ class MaillogFollower:
             log.warning("maillog follower: %s was rotated while no instance read it and the "
                         "old file is gone from its directory (compressed?): its last lines "
                         "were not read", self._path)
+            # Rotated again since (delaycompress): the files rotated after it come first.
+            await asyncio.to_thread(self._tail.resume_rotated_after,
+                                    row["updated_at"].timestamp())
 
     async def read_past(self, moment: float) -> None:
         """Return once the log is read, by this instance or the one holding its lease, at
