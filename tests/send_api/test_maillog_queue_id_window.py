@@ -72,7 +72,7 @@ def bounced_now(queue_id: str, address: str) -> str:
 @pytest.mark.parametrize(("queue_id", "applied"), [
     # A long id: the second its file was made (base 52), "z", its inode.
     (f"4dQ9kL3Bq{uuid.uuid4().int % 10}z{uuid.uuid4().int % 10**6}", True),
-    (f"A{uuid.uuid4().hex[:9].upper()}", False)])
+    (f"A{uuid.uuid4().hex[:9].upper()}", False)], ids=["long", "short"])
 async def test_only_a_short_queue_id_has_a_window(
     pool: asyncpg.Pool, tmp_path: Path, queue_id: str, applied: bool
 ) -> None:
