@@ -21,6 +21,7 @@ from postwarden_admin_api.send.maillog import MaillogFollower
 from tests.fixtures.postfix import PostfixInstance, running_postfix, send_message
 
 from .test_maillog import (
+    about_message,
     accepted_message,
     append,
     follower_at_end,
@@ -125,3 +126,22 @@ def submitted(postfix: PostfixInstance, message: uuid.UUID, address: str) -> str
     result = send_message(postfix.port, data, "app@example.com", [address])
     assert result.accepted and result.queue_id, result
     return result.queue_id
+
+
+async def test_a_message_requeued_after_a_forged_removed_line_is_followed(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """An administrator's ``postsuper -r`` moved it to a new queue id the follower then
+    did not give it: its results were never read."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    old, new = new_queue_id("FR"), new_queue_id("FN")
+    address = f"requeued-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await relayed_message(pool, old, address)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    append(log_file, at(now, line(old, address, "deferred", "4.4.1", "connect timeout")),
+           at(now, removed(old)),  # forged
+           at(now, about_message(new, "pickup", f"uid=0 from=<app@example.com> orig_id={old}")))
+    await follower.poll()
+    append(log_file, at(now, sent(new, address)), at(now, removed(new)))
+    await follower.poll()
+    assert await message_status(pool, ours) == "delivered"

@@ -41,13 +41,17 @@ SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1
 
 # An administrator requeued a message (postsuper -r): the one relayed last under the old
 # queue id through this host's Postfix, as maillog_apply picks it, takes the new one. Only
-# one still waiting for results, whose queue file Postfix has not removed (migration 0050):
-# an older message's id, reused by other mail requeued, stays.
+# one still waiting for results, whose queue file Postfix has not removed (migration 0050;
+# a removal read while a recipient waits holds for a day, 0052: a forged line perhaps):
+# an older message's id, reused by other mail requeued, stays. The new queue file's
+# removal is yet to come.
 REQUEUE = """
-UPDATE outbound_messages SET queue_id = $3, updated_at = now()
+UPDATE outbound_messages
+SET queue_id = $3, queue_removed_at = NULL, queue_open_until = NULL, updated_at = now()
 WHERE id = (SELECT m.id FROM outbound_messages m
             WHERE m.queue_id = $2 AND (m.queue_host = $1 OR m.queue_host IS NULL)
-              AND m.status = 'relayed' AND m.queue_removed_at IS NULL
+              AND m.status = 'relayed'
+              AND (m.queue_removed_at IS NULL OR m.queue_open_until >= now())
             ORDER BY (SELECT max(e.id) FROM outbound_events e
                       WHERE e.message_id = m.id AND e.event = 'relayed') DESC NULLS LAST
             LIMIT 1)
