@@ -42,7 +42,7 @@ SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1
 # An administrator requeued a message (postsuper -r): the one relayed last under the old
 # queue id through this host's Postfix, as maillog_apply picks it, takes the new one. Only
 # one still waiting for results, whose queue file Postfix has not removed (migration 0050;
-# a removal read while a recipient waits holds for a day, 0052: a forged line perhaps):
+# a removal read while a recipient waits holds for a day, 0053: a forged line perhaps):
 # an older message's id, reused by other mail requeued, stays. The new queue file's
 # removal is yet to come.
 REQUEUE = """
