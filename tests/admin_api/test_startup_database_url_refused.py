@@ -1,7 +1,9 @@
 """Options of database_url the client or the server refuses are invalid settings, no
 outage: `serve`, `keys` and `migrate` exited 1, which the systemd unit restarts every
 2 s for ever (an unknown server setting, a value it refuses), and sslmode=require
-against a server without TLS read as "cannot reach the database". Each now says in one
+against a server without TLS read as "cannot reach the database", as did
+sslnegotiation=direct against one that does not take TLS directly (asyncio's bare
+ConnectionResetError, with no text at all). Each now says in one
 line what of database_url is refused, without the password, and exits 2 (EXIT_CONFIG,
 RestartPreventExitStatus=2)."""
 
@@ -31,6 +33,11 @@ REFUSED = {
                "its sslmode (require, verify-ca or verify-full, or that of PGSSLMODE) needs "
                "TLS, and the server does not offer TLS: enable ssl on the server, or set "
                "sslmode=prefer or disable"),
+    "no-direct-tls": ("sslmode=require&sslnegotiation=direct",
+                      "its sslnegotiation=direct (or that of PGSSLNEGOTIATION) needs a server "
+                      "taking TLS directly, and the server hung up on the TLS handshake (no "
+                      "TLS, or PostgreSQL before 17): set sslnegotiation=postgres, or enable "
+                      "ssl on a PostgreSQL 17 or later server"),
 }
 # argv, and the program its line names
 COMMANDS = {

@@ -126,6 +126,15 @@ BAD_OPTIONS = (asyncpg.UndefinedObjectError, asyncpg.InvalidParameterValueError)
 _NO_TLS = "rejected SSL upgrade"
 
 
+def _cut_tls_handshake(exc: BaseException) -> bool:
+    """Whether the server hung up in the TLS handshake: asyncio's TLS layer raises a
+    ConnectionResetError with no text (a reset socket's has errno and text). A server
+    that asked for TLS (sslnegotiation=postgres) goes through with it; one sent TLS
+    directly (sslnegotiation=direct) that does not take it (no TLS, or PostgreSQL
+    before 17) reads the handshake as a bad startup packet and hangs up."""
+    return isinstance(exc, ConnectionResetError) and not exc.args
+
+
 def url_refusal(exc: BaseException) -> str | None:
     """What ``exc``, raised by a connect, says is wrong with database_url itself, in one
     line naming the setting (never the URL: it holds the password); None for an outage
@@ -139,6 +148,11 @@ def url_refusal(exc: BaseException) -> str | None:
         return ("database_url: its sslmode (require, verify-ca or verify-full, or that of "
                 "PGSSLMODE) needs TLS, and the server does not offer TLS: enable ssl on the "
                 "server, or set sslmode=prefer or disable")
+    if _cut_tls_handshake(exc):
+        return ("database_url: its sslnegotiation=direct (or that of PGSSLNEGOTIATION) "
+                "needs a server taking TLS directly, and the server hung up on the TLS "
+                "handshake (no TLS, or PostgreSQL before 17): set sslnegotiation=postgres, "
+                "or enable ssl on a PostgreSQL 17 or later server")
     return None
 
 
@@ -183,5 +197,7 @@ def database_detail(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         # asyncpg raises a bare ConnectionError with its words alone (a server that
         # "rejected SSL upgrade" to sslmode=require): no strerror, only the text.
+        if _cut_tls_handshake(exc):  # no text of its own
+            return "the server hung up on the TLS handshake"
         return exc.strerror or str(exc) or None
     return None
