@@ -115,6 +115,32 @@ async def test_a_change_answers_after_the_requests_under_way_and_none_follows_it
     assert len(receiver.requests) == 1 + (field == "secret")  # the old URL got no more
 
 
+async def test_a_delete_answers_after_the_requests_under_way_and_none_follows_it(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver, dns: GatedDns,
+) -> None:
+    """The DELETE answered at once while a request was under way, which went out after
+    the answer: the caller believed nothing more would be sent."""
+    client = await start()
+    hook = await _create(client, admin_key, _url(receiver), generate_secret())
+
+    dns.gate.clear()
+    await raise_reject(database_url)
+    assert await wait_for(lambda: dns.waiting == 1)  # its request is under way
+    delete = asyncio.create_task(client.delete(hook, headers=bearer(admin_key)))
+    await asyncio.sleep(0.5)
+    # Meanwhile the milter's events are written: the wait holds up no audit write.
+    async with asyncio.timeout(2):
+        await raise_reject(database_url)
+    assert not delete.done()
+    dns.gate.set()
+    response = await delete
+    assert response.status == 200, await response.text()
+    assert len(receiver.requests) == 1  # before the answer, and none after it
+    await asyncio.sleep(0.5)
+    assert len(receiver.requests) == 1
+    assert (await client.get(hook, headers=bearer(admin_key))).status == 404
+
+
 async def _claimed_during(client: Client, pool: asyncpg.Pool, database_url: str, hook: str,
                           *, key: str, change: dict[str, Any]) -> None:
     """PATCH ``change`` while a delivery is claimed: the change holds the endpoint's row

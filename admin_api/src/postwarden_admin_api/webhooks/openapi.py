@@ -105,7 +105,8 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                            parameters=[_ID],
                            body=json_content(ref("WebhookChange")),
                            responses={200: ref("Webhook")}),
-        "delete": operation("delete a webhook endpoint and its deliveries", _ROLES,
+        "delete": operation("delete a webhook endpoint and its deliveries; answers once "
+                            "the requests under way to it have ended", _ROLES,
                             parameters=[_ID], responses={200: _DELETED}),
     },
     "/api/v1/webhooks/{id}/deliveries": {

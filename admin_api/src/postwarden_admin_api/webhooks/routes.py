@@ -11,7 +11,8 @@ serve another receiver or another content. A replay goes only to the URL the del
 was made for: one made before the URL was last set is 409 ``webhook_url_changed`` (an
 operator, who may not read the audit log, could otherwise collect it elsewhere). A
 change of what or where the endpoint sends answers once the requests under way with the
-old settings have ended: none goes out with them after the answer.
+old settings have ended: none goes out with them after the answer; a delete likewise,
+once those under way to the endpoint have ended.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from postwarden_admin_api.sqlwhere import Where
 from .changes import NEW_ENDPOINT, key_problems, merged
 from .options import WEBHOOK_OPTIONS
 from .urls import masked
-from .worker import cancel_pending_replays, replay, sent_before
+from .worker import cancel_pending_replays, replay, sent_before, sent_under_lock
 
 routes = web.RouteTableDef()
 
@@ -81,6 +82,10 @@ SET name = $2, url = $3, url_ciphertext = $4, url_origin = $5, kind = $6, events
 WHERE id = $1
 RETURNING {COLUMNS}, clock_timestamp() AS changed_at
 """  # noqa: S608
+# Held until the delete commits: no request starts meanwhile (.worker.START reads the row
+# FOR SHARE), while events are still raised (webhook_raise locks it FOR KEY SHARE: an
+# audit write held up would miss its lock_timeout and be spooled).
+LOCK = "SELECT clock_timestamp() FROM webhook_endpoints WHERE id = $1 FOR NO KEY UPDATE"
 DELETE = "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING name"
 # next_attempt_at only while pending: the worker's claim pushes it ahead as a lease, and a
 # delivered or dead delivery showing a time to come would look as if it were tried again.
@@ -215,11 +220,18 @@ def _left_unserved(data: Mapping[str, Any], current: Mapping[str, Any],
 @routes.delete("/api/v1/webhooks/{id}")
 @allow(Role.OPERATOR)
 async def webhooks_delete(request: web.Request) -> web.Response:
+    endpoint_id = path_int(request, "id")
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies(conn)  # see active_warnings
-        name = await conn.fetchval(DELETE, path_int(request, "id"))
-        if name is None:
+        locked_at = await conn.fetchval(LOCK, endpoint_id)
+        if locked_at is None:
             raise ApiError(404, "not_found", "no such webhook")
+        # Before the delete: its deliveries, the requests under way among them, go with
+        # the row. The policy lock is held meanwhile (taken first: see PATCH), so an
+        # activation waits too: a request's time at most (webhook_timeout_seconds), and
+        # only while one is under way to this endpoint.
+        await sent_under_lock(conn, request.app[WEBHOOK_OPTIONS], endpoint_id, locked_at)
+        name = await conn.fetchval(DELETE, endpoint_id)
         await admin_audit.record(conn, request, "webhook.deleted", name)
         warnings = await active_warnings(conn, [name])
     return json_ok({"warnings": warnings})

@@ -26,7 +26,8 @@ The endpoint's settings (URL, secret, headers, template) are read as the request
 starts, not at the claim, under the endpoint's row, and the delivery is marked as
 under way (``sending_since``, migration 0051): a change of the endpoint answers once
 the requests started before it have ended (:func:`sent_before`), so none goes out
-with settings an answered change replaced, and none mixes old and new.
+with settings an answered change replaced, and none mixes old and new; a delete once
+those under way have ended (:func:`sent_under_lock`), so none goes out after it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import logging
 import math
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -464,19 +465,40 @@ async def replay(conn: asyncpg.Connection, endpoint_id: int, delivery_id: int) -
 SENDING_POLL_SECONDS = 0.1
 
 
+async def _until_ended(options: WebhookOptions, sending: Callable[[], Awaitable[bool]]
+                       ) -> None:
+    """Poll ``sending`` until it says False, at most a request's lease."""
+    lease = options.timeout_seconds + LEASE_MARGIN_SECONDS
+    for _ in range(math.ceil(lease / SENDING_POLL_SECONDS)):
+        if not await sending():
+            return
+        await asyncio.sleep(SENDING_POLL_SECONDS)
+
+
 async def sent_before(pool: asyncpg.Pool, options: WebhookOptions, endpoint_id: int,
                       changed_at: dt.datetime) -> None:
     """Wait for the endpoint's requests started with its settings as they were before
     ``changed_at`` to end (at most their lease): once the change is answered, no request
     goes out with the old ones."""
-    lease = options.timeout_seconds + LEASE_MARGIN_SECONDS
-    for _ in range(math.ceil(lease / SENDING_POLL_SECONDS)):
+    async def sending() -> bool:
         # A request's connection: a pool busy or a database away is its 503, not a wait
         # without end.
         async with connection(pool) as conn:
-            if not await conn.fetchval(SENDING, endpoint_id, changed_at):
-                return
-        await asyncio.sleep(SENDING_POLL_SECONDS)
+            return bool(await conn.fetchval(SENDING, endpoint_id, changed_at))
+
+    await _until_ended(options, sending)
+
+
+async def sent_under_lock(conn: asyncpg.Connection, options: WebhookOptions,
+                          endpoint_id: int, locked_at: dt.datetime) -> None:
+    """Wait for the endpoint's requests under way to end (at most their lease), its row
+    held (FOR NO KEY UPDATE, since ``locked_at``) by ``conn``'s transaction: none starts
+    meanwhile (see START). For a delete, whose deliveries go with the row: after it,
+    :func:`sent_before` would find none to wait for."""
+    async def sending() -> bool:
+        return bool(await conn.fetchval(SENDING, endpoint_id, locked_at))
+
+    await _until_ended(options, sending)
 
 
 async def cancel_pending_replays(conn: asyncpg.Connection, endpoint_id: int) -> None:
