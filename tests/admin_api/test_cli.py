@@ -149,7 +149,7 @@ async def test_migrate_and_keys_run_without_the_key_file_serve_needs(
     capsys.readouterr()
     for command in (["serve"], ["secrets", "rotate", "--new-key-file", str(missing)]):
         assert await _cli(command) == 2
-        assert f"secret_key_file: cannot read {missing}" in capsys.readouterr().err
+        assert f"secret_key_file: cannot read {str(missing)!r}" in capsys.readouterr().err
 
 
 async def test_policy_push_uploads_and_activates(

@@ -80,8 +80,10 @@ def _config_with_keys(tmp_path: Path, current: bytes, previous: bytes) -> Path:
 def test_bad_key_files_are_told_with_file_line_and_setting(tmp_path: Path) -> None:
     config = _config_with_keys(tmp_path, BINARY_KEY, SHORT_KEY.encode())
     assert _problems(config) == [
-        f"{config}:2: secret_key_file: {tmp_path / 'secret.key'} is not text: {KEY_PROBLEM}",
-        f"{config}:3: previous_secret_key_file: {tmp_path / 'secret.key.old'}: {KEY_PROBLEM}",
+        f"{config}:2: secret_key_file: {str(tmp_path / 'secret.key')!r} is not text: "
+        f"{KEY_PROBLEM}",
+        f"{config}:3: previous_secret_key_file: {str(tmp_path / 'secret.key.old')!r}: "
+        f"{KEY_PROBLEM}",
     ]
 
 
@@ -115,7 +117,8 @@ def test_the_cli_refuses_a_binary_key_file_in_one_problem(tmp_path: Path,
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.splitlines() == [
         "postwarden-admin: invalid settings:",
-        f"  {config}:2: secret_key_file: {tmp_path / 'secret.key'} is not text: {KEY_PROBLEM}"]
+        f"  {config}:2: secret_key_file: {str(tmp_path / 'secret.key')!r} is not text: "
+        f"{KEY_PROBLEM}"]
 
 
 def test_secrets_rotate_names_a_bad_new_key_file(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def test_a_directory_without_main_cf_is_refused_where_it_was_set(tmp_path: Path)
     with pytest.raises(SettingsError) as refused:
         load_settings(config, DATABASE)
     assert refused.value.problems == [
-        f"{config}:2: postfix_config_dir: {tmp_path} holds no main.cf (expected a Postfix "
+        f"{config}:2: postfix_config_dir: {str(tmp_path)!r} holds no main.cf (expected a Postfix "
         "config directory)"]
 
 

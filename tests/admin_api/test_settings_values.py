@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from postwarden_admin_api.settings import load_settings
+from postwarden_policies.settings_source import SettingsError
 from tests.fixtures.ports import free_port
 
 PASSWORD = "s3cret-pw"
@@ -159,3 +160,23 @@ def test_an_empty_config_path_is_refused_not_read_as_the_working_directory(
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].endswith(
         "argument --config: empty: name the settings file, or leave --config out for none")
+
+
+LONG_PATH = "/srv/" + "d" * 4000 + "/secret.key"
+CUT_PATH = f"{LONG_PATH[:80]!r}... ({len(LONG_PATH)} characters)"
+
+
+@pytest.mark.parametrize(("variables", "told"), [
+    ({"POSTWARDEN_SECRET_KEY_FILE": LONG_PATH},
+     f"POSTWARDEN_SECRET_KEY_FILE: secret_key_file: cannot read {CUT_PATH}: "
+     "File name too long"),
+    ({"POSTWARDEN_MAILLOG_PATH": "/var/log/mail.log", "POSTWARDEN_RELAY_HOST": "127.0.0.1",
+      "POSTWARDEN_POSTFIX_CONFIG_DIR": LONG_PATH},
+     f"POSTWARDEN_POSTFIX_CONFIG_DIR: postfix_config_dir: {CUT_PATH} holds no main.cf "
+     "(expected a Postfix config directory)"),
+])
+def test_a_long_path_is_cut_as_other_values_are(variables: dict[str, str], told: str) -> None:
+    """A path 4 KB long was echoed whole, where other values are cut to 80 characters."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {"POSTWARDEN_DATABASE_URL": DATABASE_URL, **variables})
+    assert refused.value.problems == [told]

@@ -175,8 +175,8 @@ def _postfix_config_dir_problems(settings: ServiceSettings) -> list[tuple[str, s
     if settings.maillog_path is None or not settings.relay_host:
         return [("postfix_config_dir", "needs maillog_path and relay_host")]
     if not os.path.isfile(config_dir / "main.cf"):  # False, not raised, when unreadable
-        return [("postfix_config_dir", f"{config_dir} holds no main.cf (expected a "
-                                       "Postfix config directory)")]
+        return [("postfix_config_dir", f"{shown(str(config_dir))} holds no main.cf "
+                                       "(expected a Postfix config directory)")]
     return []
 
 
@@ -236,17 +236,16 @@ def _load_keys(values: dict[str, Any], raw: RawSettings) -> list[str]:
     for key in ("secret_key", "previous_secret_key"):
         setting, path = f"{key}_file", values.get(f"{key}_file")
         if values.get(key) is None and path is not None:
+            told = f"{setting}: {shown(str(path))}"  # cut: a path too may be kilobytes
             try:
                 values[key] = Secret(Path(path).read_text(encoding="utf-8").strip())
             except OSError as exc:
                 problems.append(raw.problem(
-                    setting, f"{setting}: cannot read {path}: {exc.strerror}"))
+                    setting, f"{setting}: cannot read {shown(str(path))}: {exc.strerror}"))
                 continue
             except UnicodeDecodeError:
-                problems.append(raw.problem(
-                    setting, f"{setting}: {path} is not text: {_KEY_EXPECTED}"))
+                problems.append(raw.problem(setting, f"{told} is not text: {_KEY_EXPECTED}"))
                 continue
-            told = f"{setting}: {path}"
         else:
             setting = told = key
         secret = values.get(key)
