@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from aiohttp import web
 
 from postwarden_store import StoreError, check_schema_current, database_problem
@@ -28,17 +29,31 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def _unready(problem: str) -> web.Response:
+    return web.json_response({"status": "unready", "problem": problem}, status=503)
+
+
+def _pool_full(pool: asyncpg.Pool) -> bool:
+    """Whether every connection the pool may hold is open and in use: a wait for one that
+    timed out then lacked a free one, not the database (a connect that never answered
+    leaves the pool below its size)."""
+    return pool.get_size() == pool.get_max_size() and not pool.get_idle_size()
+
+
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    pool = request.app[POOL]
     try:
-        async with request.app[POOL].acquire(timeout=2.0) as conn:
+        async with pool.acquire(timeout=2.0) as conn:
             await check_schema_current(conn)
     except StoreError:
-        return web.json_response({"status": "unready", "problem": "migrations pending"}, status=503)
+        return _unready("migrations pending")
     except DB_ERRORS as exc:
+        if isinstance(exc, TimeoutError) and _pool_full(pool):
+            log.warning("readiness: every database connection is in use")
+            return _unready("database busy")
         log.warning("readiness: database unreachable (%s)", database_problem(exc))
-        return web.json_response({"status": "unready", "problem": "database unreachable"},
-                                 status=503)
+        return _unready("database unreachable")
     return web.json_response({"status": "ready"})
 
 
@@ -53,7 +68,8 @@ OPENAPI_PATHS = {
     "/healthz": {"get": operation("process is up", None, responses={200: STATUS})},
     "/readyz": {"get": operation(
         "database reachable and migrations current", None, responses={200: STATUS, 503: STATUS},
-        descriptions={503: "unready: problem is database unreachable or migrations pending"},
+        descriptions={503: "unready: problem is database unreachable, database busy (every "
+                      "pooled connection in use) or migrations pending"},
     )},
     "/metrics": {"get": operation("Prometheus metrics", None, responses={200: {"type": "string"}},
                                   response_type="text/plain")},
