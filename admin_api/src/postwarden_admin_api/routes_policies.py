@@ -13,7 +13,6 @@ is refused with the same code.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +35,7 @@ from .bodies import (
     unknown_fields,
 )
 from .context import POOL, Role, allow, principal
+from .diffs import unified_diff
 from .engine import TEST_WARNING, compile_upload, loader_warnings, not_utf8_detail, off_loop
 from .errors import ApiError, ValidationFailed, connection
 from .notify_targets import ENDPOINT_DISABLED, ENDPOINT_MISSING, notify_warnings
@@ -180,10 +180,8 @@ async def revision_diff(request: web.Request) -> web.Response:
 
 
 def _unified_diff(old: Any, new: Any) -> str:
-    return "".join(difflib.unified_diff(
-        old["source"].splitlines(keepends=True), new["source"].splitlines(keepends=True),
-        fromfile=f"{old['policy_name']}@r{old['id']}", tofile=f"{new['policy_name']}@r{new['id']}",
-    ))
+    return unified_diff(old["source"], new["source"], f"{old['policy_name']}@r{old['id']}",
+                        f"{new['policy_name']}@r{new['id']}")
 
 
 async def _activate(request: web.Request, action: str,
