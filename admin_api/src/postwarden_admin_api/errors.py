@@ -11,8 +11,8 @@ Requests take their pooled connection with :func:`connection` (or :func:`acquire
 keep it across several steps): when the pool stays full for ``ACQUIRE_TIMEOUT``
 seconds the answer is 503 ``database_busy``, not a request that waits for ever
 behind whoever holds the connections; with PostgreSQL away (no connection can be made,
-the server refusing one, or one is lost mid-request: ``DATABASE_AWAY``) it is 503
-``database_unavailable``.
+or none answers within that time, the server refusing one, or one is lost mid-request:
+``DATABASE_AWAY``) it is 503 ``database_unavailable``.
 """
 
 from __future__ import annotations
@@ -80,13 +80,24 @@ def database_unavailable() -> ApiError:
                     headers={"Retry-After": "5"})
 
 
+def pool_full(pool: asyncpg.Pool) -> bool:
+    """Whether the pool holds as many open connections as it may: a wait for one that
+    timed out then lacked a free one. Below its size it would have opened one, and that
+    connect got no answer (the server or the network silent): the database is away."""
+    return bool(pool.get_size() >= pool.get_max_size())
+
+
 async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
     """A pooled connection for a request (to ``pool.release``); :func:`database_busy`
     once none frees up, :func:`database_unavailable` when none can be made."""
     try:
         return await pool.acquire(timeout=ACQUIRE_TIMEOUT)
     except TimeoutError:
-        raise database_busy() from None
+        if pool_full(pool):
+            raise database_busy() from None
+        log.warning("database unreachable: a new connection got no answer within %g s",
+                    ACQUIRE_TIMEOUT)
+        raise database_unavailable() from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # Refused, reset, no route (OSError), or the server refusing a new connection:
         # no slot left (too many connections), a role or database gone, a password

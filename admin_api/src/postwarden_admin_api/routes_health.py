@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from aiohttp import web
 
 from postwarden_store import StoreError, check_schema_current, database_problem
 
 from .context import POOL
+from .errors import pool_full
 from .metrics import METRICS
 from .openapi import operation
 from .periodic import DB_ERRORS
@@ -33,13 +33,6 @@ def _unready(problem: str) -> web.Response:
     return web.json_response({"status": "unready", "problem": problem}, status=503)
 
 
-def _pool_full(pool: asyncpg.Pool) -> bool:
-    """Whether every connection the pool may hold is open and in use: a wait for one that
-    timed out then lacked a free one, not the database (a connect that never answered
-    leaves the pool below its size)."""
-    return pool.get_size() == pool.get_max_size() and not pool.get_idle_size()
-
-
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     pool = request.app[POOL]
@@ -49,7 +42,7 @@ async def readyz(request: web.Request) -> web.Response:
     except StoreError:
         return _unready("migrations pending")
     except DB_ERRORS as exc:
-        if isinstance(exc, TimeoutError) and _pool_full(pool):
+        if isinstance(exc, TimeoutError) and pool_full(pool):
             log.warning("readiness: every database connection is in use")
             return _unready("database busy")
         log.warning("readiness: database unreachable (%s)", database_problem(exc))
