@@ -6,6 +6,7 @@ service and the database are real; the CLI runs as CI runs it."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,32 @@ async def test_a_dry_run_refuses_what_the_deploy_refuses(
     assert capsys.readouterr().err.splitlines()[-1] == problem
     assert await push(admin_client, admin_key, d, "--dry-run", "--prune",
                       monkeypatch=monkeypatch) == 0
+
+
+def _senders(directory: Path, order: int) -> None:
+    """A policy of 20,000 sender lines, each of 200 senders 100 times (under difflib's
+    1% autojunk), in an order of ``order``'s."""
+    senders = "".join(f"        - s{i * order % 200}@example.com\n" for i in range(20_000))
+    directory.mkdir(exist_ok=True)
+    (directory / "big.yaml").write_text(
+        f"version: 1\nname: big\nrules:\n  - name: block\n    when:\n      sender:\n"
+        f"{senders}    then: reject\n")
+
+
+async def test_a_long_change_is_shown_at_once(
+    tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its diff took difflib about a minute, the CI job waiting: one hunk now."""
+    d = tmp_path / "p"
+    _senders(d, 1)
+    assert await push(admin_client, admin_key, d, monkeypatch=monkeypatch) == 0
+    _senders(d, 7)
+    capsys.readouterr()
+    async with asyncio.timeout(20):
+        assert await push(admin_client, admin_key, d, "--dry-run",
+                          monkeypatch=monkeypatch) == 0
+    shown = capsys.readouterr().out.splitlines()
+    # From the second sender (the first alike) to the last, with 3 lines of context.
+    assert shown[3] == "@@ -5,20003 +5,20003 @@"
+    assert len(shown) == 1 + 2 + 1 + 3 + 2 * 19_999 + 1 + 1

@@ -1,4 +1,5 @@
-"""A unified diff of two revisions' sources, at a bounded cost.
+"""A unified diff of two policy sources (the service's revision diff, a push's dry run),
+at a bounded cost.
 
 difflib's matching grows about with the cube of the lines it compares when lines
 recur (each under 1% of them, which its autojunk leaves alone): two revisions of a

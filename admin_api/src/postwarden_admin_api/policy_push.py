@@ -20,7 +20,6 @@ Exit 1 when the service would refuse the set.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from collections.abc import Mapping
@@ -39,6 +38,7 @@ from postwarden_policies import (
 from postwarden_policies.policyset import content_hash
 from postwarden_policies.testreport import Loaded, issue_lines
 
+from .diffs import unified_diff
 from .engine import LOADER_WARNINGS
 from .routes_rules import MANAGED_POLICY
 
@@ -214,10 +214,14 @@ def _warn_left_active(directory: Path, others: list[str]) -> None:
 
 
 def _diff(stored: dict[str, Any], file: str, text: str) -> str:
-    """From the active revision to the file, line ends aside (they do not change the hash)."""
-    lines = difflib.unified_diff(stored["source"].splitlines(), text.splitlines(),
-                                 f"{stored['policy_name']}@r{stored['id']}", file, lineterm="")
-    return "\n".join(lines)
+    """From the active revision to the file, line ends aside (they do not change the hash);
+    as the service's diff, at a bounded cost (.diffs)."""
+    return unified_diff(_lf(stored["source"]), _lf(text),
+                        f"{stored['policy_name']}@r{stored['id']}", file).rstrip("\n")
+
+
+def _lf(text: str) -> str:
+    return "".join(f"{line}\n" for line in text.splitlines())
 
 
 async def _dry_run(service: _Service, directory: Path, files: dict[str, tuple[str, bytes]],
