@@ -103,7 +103,8 @@ def test_adopting_an_orphan_spool_fsyncs_the_directory_after_removing_it(
     fsynced.clear()
     adopt_orphans(tmp_path, workers=1)
     assert not orphan.path.exists()
-    assert fsynced == [tmp_path / spool_name(0), tmp_path]  # the events moved, then the name
+    # Renamed (where the copy begins), the events moved, then the name gone.
+    assert fsynced == [tmp_path, tmp_path / spool_name(0), tmp_path]
 
 
 def test_the_last_good_policy_set_reaches_the_disk_before_its_name(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -87,6 +88,44 @@ def test_spools_adopted_are_not_glued_onto_a_torn_last_line(tmp_path: Path) -> N
     assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 0}\n{"a": 1}\n'
 
 
+# Adopts the spools in argv[1], killed (SIGKILL) at argv[2]: "mid-copy", once the first
+# of the orphan's lines is appended, or "copied", before the orphan is removed.
+ADOPT_KILLED = """
+import os, signal, sys
+from pathlib import Path
+from postwarden_milter import spool
+def killed(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+if sys.argv[2] == "mid-copy":
+    spool.COPY_CHUNK = 9  # one line
+    real_write = os.write
+    writes = []
+    def write(fd, data):
+        writes.append(fd)
+        return killed() if len(writes) == 2 else real_write(fd, data)
+    os.write = write
+else:
+    os.unlink = killed
+spool.adopt_orphans(Path(sys.argv[1]), workers=1)
+"""
+
+
+@pytest.mark.parametrize("when", ["mid-copy", "copied"])
+def test_a_start_killed_while_adopting_a_spool_adds_no_event_twice(
+        tmp_path: Path, when: str) -> None:
+    """Without a database the spool is the audit log: the next start appended the whole
+    orphan again, the lines copied before the kill twice in the log."""
+    (tmp_path / SPOOL_NAME).write_bytes(b'{"a": 0}\n')
+    (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n{"a": 2}\n')
+    killed = subprocess.run([sys.executable, "-c", ADOPT_KILLED, str(tmp_path), when],
+                            check=False, timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / SPOOL_NAME).read_bytes() != b'{"a": 0}\n'  # some of it copied
+    adopt_orphans(tmp_path, workers=1)
+    assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 0}\n{"a": 1}\n{"a": 2}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SPOOL_NAME]
+
+
 # Peak memory (kB) that adopting the spool at argv[1] added, in a process of its own
 # (VmHWM: ru_maxrss would start at the peak of the process that forked it).
 ADOPT_MEMORY = """
@@ -123,9 +162,12 @@ def test_a_spool_of_a_worker_gone_that_cannot_be_appended_stays_and_stops_no_sta
     os.symlink("/dev/full", tmp_path / SPOOL_NAME)  # every write: ENOSPC
     (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')
     adopt_orphans(tmp_path, workers=1)
-    assert (tmp_path / spool_name(1)).read_bytes() == b'{"a": 1}\n'
     assert (f"audit spool {spool_name(1)} not appended to {SPOOL_NAME} (No space left on "
             "device): kept for the next start") in caplog.text
+    (tmp_path / SPOOL_NAME).unlink()  # room again
+    adopt_orphans(tmp_path, workers=1)
+    assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SPOOL_NAME]
 
 
 def test_one_process_adopts_every_worker_spool(tmp_path: Path) -> None:

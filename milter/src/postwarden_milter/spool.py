@@ -36,6 +36,8 @@ SPOOL_NAME = "audit-spool.jsonl"
 TAIL_CHUNK = 64 * 1024  # read backwards in these to find the last newline
 COPY_CHUNK = 1024 * 1024  # an orphan spool is appended to the first worker's in these
 _WORKER_SPOOL = re.compile(r"audit-spool-(\d+)\.jsonl")
+# An orphan spool being appended to the first worker's, from this offset of it.
+_ADOPTING = re.compile(r"audit-spool-(\d+)\.adopted-at-(\d+)\.jsonl")
 _EVENT_ID = re.compile(rb'"event_id":"([0-9a-f]+)"')  # as AuditEvent.to_json writes it
 
 
@@ -48,35 +50,73 @@ def adopt_orphans(directory: Path, workers: int) -> None:
     """Append the spools of workers that no longer exist (``processes`` was lowered) to
     the first worker's, so their events are replayed; only while no worker runs. One
     that cannot be appended now (a full filesystem) stays for a later start: as a
-    journal, it stops no start."""
+    journal, it stops no start. One whose adoption a kill interrupted is finished first,
+    each of its events appended once (without a database the spool is the audit log)."""
     target = directory / SPOOL_NAME
     _cut_torn_line(target)  # before anything is appended to it
     for path in sorted(directory.glob("audit-spool-*.jsonl")):
+        adopting = _ADOPTING.fullmatch(path.name)
         match = _WORKER_SPOOL.fullmatch(path.name)
-        if match is None or int(match[1]) < workers:
+        if adopting is None and (match is None or int(match[1]) < workers):
             continue
         try:
-            _adopt_orphan(path, target)
+            _adopt_orphan(path, target, int(adopting[2]) if adopting else None)
         except OSError as exc:
             log.error("audit spool %s not appended to %s (%s): kept for the next start",
                       path.name, SPOOL_NAME, exc.strerror)
 
 
-def _adopt_orphan(path: Path, target: Path) -> None:
-    _cut_torn_line(path)
+def _adopt_orphan(path: Path, target: Path, offset: int | None) -> None:
+    """Append ``path`` to ``target``. Renamed first to a name that says where in the
+    target its copy begins (``offset``, None before), so that a start that finds it so
+    appends only what a killed one did not."""
+    if offset is None:
+        _cut_torn_line(path)
+        offset = _size(target)
+        marked = path.with_name(f"{path.stem}.adopted-at-{offset}.jsonl")
+        path.rename(marked)
+        fsync_directory(path.parent)  # else after a power cut the copy would begin again
+        path = marked
     size = path.stat().st_size
-    append_durably(target, _chunks(path))
+    append_durably(target, _chunks(path, _copied(path, target, offset)))
     path.unlink()
     # Else after a power cut the orphan could be back, to be appended a second time.
     fsync_directory(path.parent)
     log.warning("audit spool: %d bytes from %s appended to %s", size, path.name, SPOOL_NAME)
 
 
-def _chunks(path: Path) -> Iterator[bytes]:
-    """The file at ``path`` in pieces of COPY_CHUNK: an orphan spool may hold up to
-    ``spool_max_bytes`` (1 GiB by default), and without a database, where it is the audit
-    log, any size; read whole, it took as much memory at the start."""
+def _copied(path: Path, target: Path, offset: int) -> int:
+    """How much of ``path`` a killed adoption appended to ``target`` at ``offset`` (its
+    torn last line cut since): the target's bytes from there, if they are the file's
+    first; else none (another file, or the first worker's own events after a failed
+    append)."""
+    length = min(max(0, _size(target) - offset), path.stat().st_size)
+    if length == 0:
+        return 0
+    with path.open("rb") as source, target.open("rb") as copy:
+        copy.seek(offset)
+        done = 0
+        while done < length:
+            chunk = source.read(min(COPY_CHUNK, length - done))
+            if not chunk or copy.read(len(chunk)) != chunk:
+                return 0
+            done += len(chunk)
+    return length
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _chunks(path: Path, start: int = 0) -> Iterator[bytes]:
+    """The file at ``path`` from byte ``start`` in pieces of COPY_CHUNK: an orphan spool
+    may hold up to ``spool_max_bytes`` (1 GiB by default), and without a database, where
+    it is the audit log, any size; read whole, it took as much memory at the start."""
     with path.open("rb") as handle:
+        handle.seek(start)
         while chunk := handle.read(COPY_CHUNK):
             yield chunk
 
@@ -218,10 +258,7 @@ class AuditSpool:
     @property
     def size(self) -> int:
         """The file's size now (0 while rotated away)."""
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
+        return _size(self.path)
 
     @property
     def full(self) -> bool:
