@@ -5,7 +5,6 @@ row, until Postgres takes events), and the log says so in the milter's own lines
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from postwarden_milter.metrics import Metrics
 from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
 from tests.fixtures.postgres import PostgresCluster, wait_until
+from tests.fixtures.smallfs import fill, small_filesystem
 from tests.milter.test_audit_wedges import _stored
 from tests.store.test_audit import _running, make_event, own_cluster
 
@@ -29,11 +29,11 @@ def test_a_spool_on_a_full_filesystem_tempfails_new_mail_until_postgres_is_back(
     own_cluster: tuple[PostgresCluster, str], tmp_path: Path
 ) -> None:
     cluster, dsn = own_cluster
-    # /dev/full answers every write with ENOSPC, as a full filesystem does.
-    os.symlink("/dev/full", tmp_path / spool_name(0))
     metrics = Metrics()
     cluster.stop()
-    with _running(dsn, tmp_path, metrics) as pipeline:
+    with small_filesystem(tmp_path / "spool") as spool_dir, \
+            _running(dsn, spool_dir, metrics) as pipeline:
+        fill(spool_dir)
         try:
             assert not pipeline.refusing_mail
             pipeline.submit(make_event())
@@ -53,12 +53,17 @@ def test_a_spool_one_worker_cannot_append_to_tempfails_every_workers_mail(
     has no mail when the other finds it full went on accepting mail, and lost the audit
     event of the first message it took (its own append failing too), before refusing."""
     cluster, dsn = own_cluster
-    for worker in (0, 1):
-        os.symlink("/dev/full", tmp_path / spool_name(worker))
+    spool_dir = tmp_path / "spool"
+    with small_filesystem(spool_dir):
+        fill(spool_dir)
+        _two_workers(cluster, dsn, spool_dir)
+
+
+def _two_workers(cluster: PostgresCluster, dsn: str, spool_dir: Path) -> None:
     budget = SpoolBudget(10**9, 2)  # as the supervisor makes it before forking the workers
     loop = LoopThread()
     loop.start()
-    busy, idle = (AuditPipeline(dsn, AuditSpool(tmp_path, budget, worker), Metrics(),
+    busy, idle = (AuditPipeline(dsn, AuditSpool(spool_dir, budget, worker), Metrics(),
                                 queue_size=100, spool_full_action=SpoolFullAction.TEMPFAIL)
                   for worker in (0, 1))
     cluster.stop()
@@ -103,9 +108,10 @@ def test_refusing_ends_once_postgres_is_back_under_steady_mail(
     """Mail that never pauses keeps the writer from its idle replay: the refusal ended
     only there, so mail stayed refused while Postgres took every event again."""
     cluster, dsn = own_cluster
-    os.symlink("/dev/full", tmp_path / spool_name(0))
     cluster.stop()
-    with _running(dsn, tmp_path, Metrics()) as pipeline:
+    with small_filesystem(tmp_path / "spool") as spool_dir, \
+            _running(dsn, spool_dir, Metrics()) as pipeline:
+        fill(spool_dir)
         try:
             pipeline.submit(make_event())
             assert wait_until(lambda: pipeline.refusing_mail, timeout=10)
@@ -119,3 +125,20 @@ def test_refusing_ends_once_postgres_is_back_under_steady_mail(
             time.sleep(FLUSH_SECONDS / 2)
         assert not pipeline.refusing_mail
         assert last is not None and wait_until(lambda: _stored(dsn, last), timeout=10)
+
+
+def test_without_a_database_a_full_audit_log_tempfails_new_mail_until_it_has_room(
+    tmp_path: Path,
+) -> None:
+    """The spool is the audit log: a full filesystem lost every event after it, while
+    `spool_full_action: tempfail` (the default) went on accepting the mail."""
+    with small_filesystem(tmp_path / "spool") as spool_dir:
+        with _running(None, spool_dir, Metrics()) as pipeline:
+            filler = fill(spool_dir)
+            pipeline.submit(make_event())
+            assert wait_until(lambda: pipeline.refusing_mail, timeout=10)
+            filler.unlink()  # the admin makes room
+            assert wait_until(lambda: not pipeline.refusing_mail, timeout=10)
+            logged = make_event()
+            pipeline.submit(logged)
+        assert logged.event_id in (spool_dir / spool_name(0)).read_text()

@@ -31,9 +31,10 @@ every second waited refuses mail, and only the writer drains the spool
 (:mod:`~postwarden_milter.backoff`). Without a database the spool is the audit log,
 never drained, so ``spool_max_bytes`` applies only with one: it caps a backlog,
 and an audit log that grows is for the admin to rotate, not a reason to refuse
-mail. A backlog spool that takes no more events (its filesystem full or
-read-only) counts as full, for every worker (they share spool_dir), until an
-append or Postgres takes them again. Spooled
+mail. A spool that takes no more events (its filesystem full or read-only),
+a backlog or the audit log, counts as full, for every worker (they share
+spool_dir), until an append, a probe of its filesystem (every
+:data:`SPOOL_PROBE_SECONDS`) or Postgres takes them again. Spooled
 events older than the audit retention (their month's partition dropped
 meanwhile) are not written: the store skips them, and they are counted
 (``reason="expired"``) and logged. No error ends the writer.
@@ -85,6 +86,7 @@ PROBE_TIMEOUT = 1.0
 PROBE = (f"BEGIN; {DURABLE_COMMIT}; "
          "CREATE TEMPORARY TABLE audit_probe () ON COMMIT DROP; COMMIT")
 SLOW_EVENT_ATTEMPTS = 3
+SPOOL_PROBE_SECONDS = 1.0
 # What the writer's lines said once a minute count (postwarden_policies.occasional),
 # as the stop names them.
 CONNECTS = "Postgres connects while mail is refused"
@@ -135,6 +137,8 @@ class AuditPipeline:
         self._stopping = threading.Event()
         self._pool: asyncpg.Pool | None = None
         self._backoff = Backoff(lambda: self.refusing_mail, clock)
+        self._clock = clock
+        self._probed_at = float("-inf")  # when the spool's filesystem was last probed
         self._occasional = Occasional(clock=clock)
         self._slow_event = ("", 0)  # the event last written alone too slowly, and how often
         self._writer: concurrent.futures.Future[None] | None = None
@@ -184,10 +188,11 @@ class AuditPipeline:
 
     @property
     def refusing_mail(self) -> bool:
-        """True while the backlog is full, or the spool takes no more of it (a full or
-        read-only filesystem), and the admin chose to tempfail new mail."""
-        failing = self._dsn is not None and self._spool_failing
-        return self._full_action is SpoolFullAction.TEMPFAIL and (self._backlog_full or failing)
+        """True while the backlog is full, or the spool takes no more events (a full or
+        read-only filesystem: without a database, the audit log), and the admin chose to
+        tempfail new mail."""
+        return self._full_action is SpoolFullAction.TEMPFAIL and (
+            self._backlog_full or self._spool_failing)
 
     @property
     def _backlog_full(self) -> bool:
@@ -249,6 +254,8 @@ class AuditPipeline:
                     await self._deliver_or_drop(batch)
                     continue
                 self._spool.refresh()  # moved away by hand, say: full no longer
+                if self._spool_failing and self._spool_takes_writes():
+                    self._spool_failing = False  # room made, say: appends may go on
                 if (self._dsn is not None and (self._spool or self._spool_failing)
                         and await self._connected() and await self._replay()):
                     self._spool_failing = False
@@ -256,6 +263,15 @@ class AuditPipeline:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
+
+    def _spool_takes_writes(self) -> bool:
+        """Probed at most every SPOOL_PROBE_SECONDS: with no database, or none up, no
+        other way ends a refusal, as refused mail brings no events to append."""
+        now = self._clock()
+        if now - self._probed_at < SPOOL_PROBE_SECONDS:
+            return False
+        self._probed_at = now
+        return self._spool.takes_writes()
 
     async def _deliver_or_drop(self, batch: list[AuditEvent]) -> None:
         """Deliver, and settle the batch unless the spool could not take it (what the

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 SPOOL_NAME = "audit-spool.jsonl"
 TAIL_CHUNK = 64 * 1024  # read backwards in these to find the last newline
 COPY_CHUNK = 1024 * 1024  # an orphan spool is appended to the first worker's in these
+PROBE_BYTES = 64 * 1024  # room for about a hundred events (AuditSpool.takes_writes)
 _WORKER_SPOOL = re.compile(r"audit-spool-(\d+)\.jsonl")
 # An orphan spool being appended to the first worker's, from this offset of it.
 _ADOPTING = re.compile(r"audit-spool-(\d+)\.adopted-at-(\d+)\.jsonl")
@@ -291,6 +292,24 @@ class AuditSpool:
         """Append events as JSON lines already (a journal's: .journal), durably."""
         size = append_durably(self.path, data)
         self._record(size, size - len(data))
+
+    def takes_writes(self) -> bool:
+        """Whether the spool's filesystem takes a write now, after an append failed (it
+        was full, or read-only): a file of PROBE_BYTES beside the spool written, fsync'd
+        and removed; no probe in the spool itself, which may be an audit log being read."""
+        probe = self.path.with_name(f"audit-probe-{self._worker}.tmp")
+        try:
+            probe.unlink(missing_ok=True)  # one left by a kill (or by another user)
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                written = os.write(fd, bytes(PROBE_BYTES))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                probe.unlink()
+        except OSError:
+            return False
+        return written == PROBE_BYTES
 
     def refresh(self) -> None:
         """Record the file's size now: a full backlog moved away or emptied by hand (to
