@@ -62,8 +62,9 @@ class AuditSink:
         self.events: list[AuditEvent] = []
         self.refusing_mail = False
 
-    def submit(self, event: AuditEvent) -> None:
+    def submit(self, event: AuditEvent, *, refusable: bool = False) -> bool:
         self.events.append(event)
+        return True
 
 
 class Ctx(TestCtx):  # type: ignore[misc]

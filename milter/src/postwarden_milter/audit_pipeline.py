@@ -4,7 +4,10 @@ Callbacks only call :meth:`AuditPipeline.submit`, which never waits on the
 writer: it appends the event to the journal (one write, no fsync: .journal) and
 queues it; when the bounded queue is full (the writer is stuck for longer than
 the queue lasts, default 10 000 events) the event is dropped, counted and logged,
-since a mail thread must never wait on audit storage. The writer coroutine runs
+since a mail thread must never wait on audit storage. An event the journal cannot
+take while the writer is not connected to Postgres (or without a database) would
+go to the spool on the same full filesystem: under tempfail, the end of message that
+would let its message in is refused instead (``refusable``). The writer coroutine runs
 on the :class:`LoopThread`, owns the asyncpg pool and writes batches of up to
 :data:`BATCH_SIZE` events and about :data:`BATCH_BYTES`
 (``postwarden_store.audit.weight``), every :data:`FLUSH_SECONDS`, with COPY; the
@@ -149,19 +152,24 @@ class AuditPipeline:
 
     # --- callback side (any thread) ------------------------------------------
 
-    def submit(self, event: AuditEvent) -> None:
-        if self._journal is not None:
-            self._journal_append(self._journal, event)
+    def submit(self, event: AuditEvent, *, refusable: bool = False) -> bool:
+        """Journal and queue ``event``. With ``refusable`` (its message not answered yet,
+        and let in by the answer), False when it can be stored nowhere
+        (:meth:`_unstorable`): not queued, the caller refuses the message instead."""
+        if (self._journal is not None and not self._journal_append(self._journal, event)
+                and refusable and self._unstorable()):
+            return False
         try:
             self._queue.put_nowait(event)
         except queue.Full:
             self._settled([event])
             self._metrics.audit_dropped.labels("queue_full").inc()
             log.error("audit queue full: event %s dropped (writer stuck?)", event.event_id)
+        return True
 
-    def _journal_append(self, journal: AuditJournal, event: AuditEvent) -> None:
-        """On disk before the callback answers (.journal). A journal that cannot be
-        written is no reason to refuse mail: the event goes on as it did without one."""
+    def _journal_append(self, journal: AuditJournal, event: AuditEvent) -> bool:
+        """On disk before the callback answers (.journal); False when the journal could
+        not take it (counted, said once a minute)."""
         try:
             journal.append(event)
         except OSError as exc:
@@ -169,6 +177,17 @@ class AuditPipeline:
             if (unjournaled := self._occasional.due(UNJOURNALED)) is not None:
                 log.error("cannot append to the audit journal (%s): %s", exc.strerror,
                           unjournaled)
+            return False
+        return True
+
+    def _unstorable(self) -> bool:
+        """An event the journal could not take (spool_dir full or read-only), under
+        tempfail: its batch would go to the spool, on the same filesystem (no database,
+        or the writer not connected to it), and be lost with it. While the writer is
+        connected, Postgres most likely takes it: no mail is refused for a journal
+        alone. Read without waiting on the writer (a callback's thread)."""
+        return (self._full_action is SpoolFullAction.TEMPFAIL
+                and (self._dsn is None or self._pool is None))
 
     def _settled(self, events: list[AuditEvent]) -> None:
         """Stored, spooled, or counted dropped: out of the journal."""
@@ -256,7 +275,10 @@ class AuditPipeline:
                 self._spool.refresh()  # moved away by hand, say: full no longer
                 if self._spool_failing and self._spool_takes_writes():
                     self._spool_failing = False  # room made, say: appends may go on
-                if (self._dsn is not None and (self._spool or self._spool_failing)
+                # Connected whenever it can be, with no event to write too: while it is
+                # not, a journal that takes no event refuses mail (_unstorable).
+                if (self._dsn is not None
+                        and (self._spool or self._spool_failing or self._pool is None)
                         and await self._connected() and await self._replay()):
                     self._spool_failing = False
         finally:

@@ -64,6 +64,7 @@ OVERLOADED = frozenset({"overloaded"})
 # What the refusals' lines said once a minute count (postwarden_policies.occasional),
 # as the stop names them.
 REFUSED_SPOOL_FULL = "MAIL FROM refused (audit spool full)"
+REFUSED_UNSTORABLE = "messages refused (audit event cannot be stored)"
 REFUSED_OVERLOADED = "MAIL FROM refused (overloaded)"
 REFUSED_STOPPING = "MAIL FROM refused (stopping)"
 # The connection Postfix's cleanup makes up for mail submitted with sendmail(1): port 0,
@@ -175,23 +176,51 @@ class ConnectionHandler:
         rules; False when none was (or a stop's deadline cut it meanwhile, and audited
         it). The row names the set of ``verdict``, else the one end of message was
         deciding in, else the one running now."""
+        return self._audit(action, reply, facts, verdict, flags) is not None
+
+    def _answer(self, applied: Applied, action: str, facts: MessageFacts,
+                verdict: Verdict, flags: frozenset[str] = frozenset()) -> Outcome | None:
+        """Audit the transaction as :meth:`_finish` does, answered ``applied`` at end of
+        message: the outcome answered, None when a stop's deadline cut it. One that lets
+        the message in is answered a tempfail instead when its event can be stored
+        nowhere (AuditPipeline.submit): Postfix would queue a message with no audit row."""
+        refusable = applied.outcome in DELIVERED
+        audited = self._audit(action, applied.reply, facts, verdict, flags, refusable=refusable)
+        if audited is None:
+            return None
+        if audited:
+            return applied.outcome
+        self._s.metrics.errors.labels("spool_full").inc()  # a refusal, as at MAIL FROM
+        if (refused := self._s.occasional.due(REFUSED_UNSTORABLE)) is not None:
+            log.warning("audit event cannot be stored (spool_dir full): tempfailing the "
+                        "message (refused: %s)", refused)
+        return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
+
+    def _audit(self, action: str, reply: SmtpReply | None, facts: MessageFacts | None,
+               verdict: Verdict | None, flags: frozenset[str], *,
+               refusable: bool = False) -> bool | None:
+        """Audit and forget the open transaction: None when none was, False when its
+        event was ``refusable`` and refused (neither logged nor counted: the caller
+        answers otherwise)."""
         with self._txn_lock:
             txn, self._txn = self._txn, None
         if txn is None:
-            return False
+            return None
         try:
-            metrics = self._s.metrics
             policy_hash = (verdict.policy_hash if verdict
                            else txn.deciding_hash or self._s.policies.current.content_hash)
-            log_verdict(action, txn, reply, verdict)
-            metrics.messages.labels(action).inc()
-            for rule in verdict.rules if verdict else ():
-                metrics.rules.labels(rule).inc()
-            self._s.audit.submit(build_event(
+            event = build_event(
                 instance=self._s.settings.instance_name, transaction=txn, client=self._client,
                 action=action, reply=reply, facts=facts, verdict=verdict, policy_hash=policy_hash,
                 flags=flags,
-            ))
+            )
+            if not self._s.audit.submit(event, refusable=refusable):
+                return False
+            log_verdict(action, txn, reply, verdict)
+            metrics = self._s.metrics
+            metrics.messages.labels(action).inc()
+            for rule in verdict.rules if verdict else ():
+                metrics.rules.labels(rule).inc()
         finally:
             txn.close()
             self._s.transactions.release(self)
@@ -413,15 +442,15 @@ class ConnectionHandler:
                 header_counts=txn.header_names, recipients=txn.recipients,
                 leading_space=self.leading_space, local=self._client.local,
             ))
-        reported = self._report(verdict, applied, facts)
+        answered = self._report(verdict, applied, facts)
         # Not once a stop's deadline cut the transaction (its row says aborted): the
         # connection is hung up, and the MTA applies milter_default_action.
-        if reported and key is not None and applied.outcome in DELIVERED:
+        if answered in DELIVERED and key is not None:
             duplicates = self._s.duplicates
             # With the id it carries from now on, if any (see Decider._rescan): under one lock.
             issued = [duplicates.issued_key(txn.uid)] if self._s.settings.id_header else []
             duplicates.record(key, *issued)
-        return applied.outcome
+        return applied.outcome if answered is None else answered
 
     def _held_if_retried(self, txn: Transaction, verdict: Verdict) -> Verdict:
         """``verdict``, or for a local submission whose tempfail verdict came once too often
@@ -470,18 +499,19 @@ class ConnectionHandler:
             raise RuntimeError("message callback outside a transaction")
         return self._txn
 
-    def _report(self, verdict: Verdict, applied: Applied, facts: MessageFacts) -> bool:
+    def _report(self, verdict: Verdict, applied: Applied,
+                facts: MessageFacts) -> Outcome | None:
+        """Audit end of message: the outcome answered (:meth:`_answer`)."""
         if applied.refused is not None:
             # The milter's own limit (apply_verdict): a reject of the rules that matched,
             # which the row names and whose notify is raised as for their own refusal.
-            return self._finish("reject", applied.reply, facts, applied.refused,
-                                flags=applied.flags)
+            return self._answer(applied, "reject", facts, applied.refused, applied.flags)
         if INTERNAL_ERROR in verdict.flags:  # deferred: evaluating failed (the log says why)
             self._s.metrics.errors.labels("evaluation").inc()
         action = verdict.action.value
         if facts.duplicate:
             log.info("re-delivery of message-id %s", facts.message_id)
-        return self._finish(action, applied.reply, facts, verdict)
+        return self._answer(applied, action, facts, verdict)
 
 
 def _held_reason(passes: int, why: str) -> str:

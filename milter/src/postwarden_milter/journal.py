@@ -17,9 +17,10 @@ died are appended to its spool when the next one starts (:func:`adopt_journal`),
 the spool's replay stores each event once (event ids), those already stored included.
 Without a database the spool is the audit log, and the events it has already are left
 out (a segment spans several batches while the writer is behind). A journal that
-cannot be written, deleted or adopted (a full or read-only filesystem) refuses no mail
-and stops nothing: what it could not take is unjournaled, what it could not delete or
-adopt is adopted at a later start.
+cannot be written, deleted or adopted (a full or read-only filesystem) stops nothing:
+what it could not take is unjournaled (or, where the spool would have to take it,
+refused: AuditPipeline.submit), what it could not delete or adopt is adopted at a
+later start.
 """
 
 from __future__ import annotations

@@ -1,0 +1,73 @@
+"""A message whose audit event the milter can store nowhere (spool_dir full, journal and
+spool alike, while PostgreSQL takes no events) is tempfailed at end of message under
+`spool_full_action: tempfail`, not accepted with its audit row lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import Milter
+import pytest
+
+from postwarden_milter.audit_pipeline import AuditPipeline
+from postwarden_milter.journal import AuditJournal
+from postwarden_milter.loopthread import LoopThread
+from postwarden_milter.metrics import Metrics
+from postwarden_milter.settings import SpoolFullAction
+from postwarden_milter.spool import AuditSpool, SpoolBudget
+from tests.fixtures.smallfs import fill, small_filesystem
+from tests.milter.conftest import Harness
+from tests.milter.test_callbacks import CLEAN
+from tests.store.test_audit import UNREACHABLE
+
+
+@contextmanager
+def _pipeline(dsn: str | None, spool_dir: Path, metrics: Metrics,
+              action: SpoolFullAction) -> Iterator[AuditPipeline]:
+    loop = LoopThread()
+    loop.start()
+    pipeline = AuditPipeline(dsn, AuditSpool(spool_dir, SpoolBudget(10**9)), metrics,
+                             queue_size=100, spool_full_action=action,
+                             journal=AuditJournal(spool_dir))
+    pipeline.start(loop)
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+        loop.stop()
+
+
+def _dropped(metrics: Metrics) -> float | None:
+    return metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "spool_error"})
+
+
+@pytest.mark.parametrize("dsn", [None, UNREACHABLE], ids=["audit-log", "postgres-away"])
+def test_a_message_whose_event_can_be_stored_nowhere_is_tempfailed(
+        harness: Harness, tmp_path: Path, dsn: str | None) -> None:
+    """The first message after spool_dir filled up was accepted: its journal line failed,
+    then its batch's append to the spool, and the audit row was lost (counted
+    spool_error) for a message Postfix had queued."""
+    with small_filesystem(tmp_path / "full") as spool_dir:
+        with _pipeline(dsn, spool_dir, harness.metrics, SpoolFullAction.TEMPFAIL) as pipeline:
+            harness.use(audit=pipeline)
+            fill(spool_dir)
+            ctx = harness.connect()
+            assert ctx.send(CLEAN) == Milter.TEMPFAIL
+            assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
+        assert _dropped(harness.metrics) == 0
+        assert harness.metrics.registry.get_sample_value(
+            "postwarden_errors_total", {"kind": "spool_full"}) == 1
+
+
+def test_with_drop_the_message_goes_on_and_the_loss_is_counted(
+        harness: Harness, tmp_path: Path) -> None:
+    with small_filesystem(tmp_path / "full") as spool_dir:
+        with _pipeline(None, spool_dir, harness.metrics, SpoolFullAction.DROP) as pipeline:
+            harness.use(audit=pipeline)
+            fill(spool_dir)
+            ctx = harness.connect()
+            assert ctx.send(CLEAN) == Milter.CONTINUE
+        assert _dropped(harness.metrics) == 1
