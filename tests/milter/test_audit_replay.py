@@ -56,11 +56,12 @@ def _slow_backlog(dsn: str, spool_dir: Path, batches: int, budget: SpoolBudget
 
 @contextmanager
 def _writer(dsn: str, spool: AuditSpool, metrics: Metrics, *, queue_size: int = 1000,
-            stop_timeout: float = 30.0) -> Iterator[AuditPipeline]:
+            stop_timeout: float = 30.0,
+            action: SpoolFullAction = SpoolFullAction.TEMPFAIL) -> Iterator[AuditPipeline]:
     loop = LoopThread()
     loop.start()
     pipeline = AuditPipeline(dsn, spool, metrics, queue_size=queue_size,
-                             spool_full_action=SpoolFullAction.TEMPFAIL)
+                             spool_full_action=action)
     pipeline.start(loop)
     try:
         yield pipeline
@@ -97,7 +98,7 @@ def test_new_mails_events_are_written_while_a_long_spool_replays(
     assert _stored(database_url, *live, *backlog)
 
 
-def test_a_stop_mid_replay_spools_the_queue_and_leaves_the_rest_for_the_next_start(
+def test_a_stop_mid_replay_writes_the_queue_and_leaves_the_rest_for_the_next_start(
     database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     metrics = Metrics()
@@ -113,6 +114,25 @@ def test_a_stop_mid_replay_spools_the_queue_and_leaves_the_rest_for_the_next_sta
     with _writer(database_url, spool, Metrics()):
         assert wait_until(lambda: spool.size == 0, timeout=30)  # the next start
     assert _stored(database_url, *live, *backlog)
+
+
+def test_a_stop_before_a_full_spool_is_replayed_writes_the_queue_rather_than_drop_it(
+    database_url: str, tmp_path: Path,
+) -> None:
+    """`spool_full_action: drop`, Postgres back, the spool not replayed yet: a stop
+    spooled the queue (the replay's order), and over a full spool that dropped it, with
+    Postgres there to take it."""
+    metrics = Metrics()
+    budget = SpoolBudget(10**9)
+    spool = AuditSpool(tmp_path, budget)
+    spool.append([make_event() for _ in range(3)])
+    budget.max_bytes = spool.size
+    live = [make_event() for _ in range(5)]
+    with _writer(database_url, spool, metrics, action=SpoolFullAction.DROP) as pipeline:
+        for event in live:  # stopped before the writer's first round
+            pipeline.submit(event)
+    assert _dropped(metrics, "spool_full") == 0
+    assert _stored(database_url, *live)
 
 
 def test_a_full_spool_stops_refusing_mail_as_its_replay_makes_room(

@@ -310,9 +310,12 @@ class AuditPipeline:
 
     async def _deliver(self, batch: list[AuditEvent]) -> bool:
         """Written or spooled (or dropped, :meth:`_to_spool`): False when the spool could
-        not take it."""
+        not take it. Written after the spool's replay, or once a stop ended it (the
+        rest is replayed at the next start): spooled behind it, over a full spool under
+        drop, the queue was dropped with Postgres there to take it."""
         try:
-            if self._dsn is not None and await self._connected() and await self._replay():
+            if (self._dsn is not None and await self._connected()
+                    and (await self._replay() or self._pool is not None)):
                 await self._write(batch)
                 self._spool_failing = False  # Postgres takes events: the spool is no limit
                 return True
