@@ -71,3 +71,28 @@ def test_with_drop_the_message_goes_on_and_the_loss_is_counted(
             ctx = harness.connect()
             assert ctx.send(CLEAN) == Milter.CONTINUE
         assert _dropped(harness.metrics) == 1
+
+
+def test_a_message_whose_event_the_stuck_writer_cannot_take_is_tempfailed(
+        harness: Harness, tmp_path: Path) -> None:
+    """The audit queue full (the writer stuck, on a Postgres that takes a batch in
+    minutes, say): the message was accepted and its event dropped, under tempfail."""
+    pipeline = AuditPipeline(UNREACHABLE, AuditSpool(tmp_path, SpoolBudget(10**9)),
+                             harness.metrics, queue_size=1,
+                             spool_full_action=SpoolFullAction.TEMPFAIL,
+                             journal=AuditJournal(tmp_path))
+    harness.use(audit=pipeline)  # not started: nothing takes from the queue
+    assert harness.connect().send(CLEAN) == Milter.CONTINUE
+    ctx = harness.connect()
+    assert ctx.send(CLEAN) == Milter.TEMPFAIL
+    assert ctx._reply == ("451", "4.3.0", "Temporary internal error, try again later")
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "queue_full"}) == 0
+    assert harness.metrics.registry.get_sample_value(
+        "postwarden_audit_queue_depth") == 1
+    assert len(_journaled(tmp_path)) == 1  # the refused message's event is not kept
+
+
+def _journaled(directory: Path) -> list[str]:
+    return [line for path in directory.glob("audit-journal-*.jsonl")
+            for line in path.read_text().splitlines()]

@@ -4,10 +4,11 @@ Callbacks only call :meth:`AuditPipeline.submit`, which never waits on the
 writer: it appends the event to the journal (one write, no fsync: .journal) and
 queues it; when the bounded queue is full (the writer is stuck for longer than
 the queue lasts, default 10 000 events) the event is dropped, counted and logged,
-since a mail thread must never wait on audit storage. An event the journal cannot
-take while the writer is not connected to Postgres (or without a database) would
-go to the spool on the same full filesystem: under tempfail, the end of message that
-would let its message in is refused instead (``refusable``). The writer coroutine runs
+since a mail thread must never wait on audit storage. So would an event the
+journal cannot take while the writer is not connected to Postgres (or without a
+database): it would go to the spool on the same full filesystem. Under tempfail,
+the end of message that would let the message in is refused instead of either
+(``refusable``). The writer coroutine runs
 on the :class:`LoopThread`, owns the asyncpg pool and writes batches of up to
 :data:`BATCH_SIZE` events and about :data:`BATCH_BYTES`
 (``postwarden_store.audit.weight``), every :data:`FLUSH_SECONDS`, with COPY; the
@@ -154,14 +155,18 @@ class AuditPipeline:
 
     def submit(self, event: AuditEvent, *, refusable: bool = False) -> bool:
         """Journal and queue ``event``. With ``refusable`` (its message not answered yet,
-        and let in by the answer), False when it can be stored nowhere
-        (:meth:`_unstorable`): not queued, the caller refuses the message instead."""
+        and let in by the answer), under tempfail, False when it can be stored nowhere
+        (:meth:`_unstorable`) or the queue is full: not queued, the caller refuses the
+        message instead (a dropped event is an audit row lost for a message let in)."""
+        refusable = refusable and self._full_action is SpoolFullAction.TEMPFAIL
+        if refusable and self._queue.full():
+            return False  # before the journal, whose line a next start would store
         if (self._journal is not None and not self._journal_append(self._journal, event)
                 and refusable and self._unstorable()):
             return False
         try:
             self._queue.put_nowait(event)
-        except queue.Full:
+        except queue.Full:  # filled meanwhile, or not refusable
             self._settled([event])
             self._metrics.audit_dropped.labels("queue_full").inc()
             log.error("audit queue full: event %s dropped (writer stuck?)", event.event_id)
@@ -181,13 +186,12 @@ class AuditPipeline:
         return True
 
     def _unstorable(self) -> bool:
-        """An event the journal could not take (spool_dir full or read-only), under
-        tempfail: its batch would go to the spool, on the same filesystem (no database,
-        or the writer not connected to it), and be lost with it. While the writer is
-        connected, Postgres most likely takes it: no mail is refused for a journal
-        alone. Read without waiting on the writer (a callback's thread)."""
-        return (self._full_action is SpoolFullAction.TEMPFAIL
-                and (self._dsn is None or self._pool is None))
+        """An event the journal could not take (spool_dir full or read-only): its batch
+        would go to the spool, on the same filesystem (no database, or the writer not
+        connected to it), and be lost with it. While the writer is connected, Postgres
+        most likely takes it: no mail is refused for a journal alone. Read without
+        waiting on the writer (a callback's thread)."""
+        return self._dsn is None or self._pool is None
 
     def _settled(self, events: list[AuditEvent]) -> None:
         """Stored, spooled, or counted dropped: out of the journal."""

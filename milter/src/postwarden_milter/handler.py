@@ -64,7 +64,7 @@ OVERLOADED = frozenset({"overloaded"})
 # What the refusals' lines said once a minute count (postwarden_policies.occasional),
 # as the stop names them.
 REFUSED_SPOOL_FULL = "MAIL FROM refused (audit spool full)"
-REFUSED_UNSTORABLE = "messages refused (audit event cannot be stored)"
+REFUSED_UNSTORABLE = "messages refused (audit event neither stored nor queued)"
 REFUSED_OVERLOADED = "MAIL FROM refused (overloaded)"
 REFUSED_STOPPING = "MAIL FROM refused (stopping)"
 # The connection Postfix's cleanup makes up for mail submitted with sendmail(1): port 0,
@@ -182,8 +182,9 @@ class ConnectionHandler:
                 verdict: Verdict, flags: frozenset[str] = frozenset()) -> Outcome | None:
         """Audit the transaction as :meth:`_finish` does, answered ``applied`` at end of
         message: the outcome answered, None when a stop's deadline cut it. One that lets
-        the message in is answered a tempfail instead when its event can be stored
-        nowhere (AuditPipeline.submit): Postfix would queue a message with no audit row."""
+        the message in is answered a tempfail instead when its event can be neither
+        stored nor queued (AuditPipeline.submit): Postfix would queue a message with no
+        audit row."""
         refusable = applied.outcome in DELIVERED
         audited = self._audit(action, applied.reply, facts, verdict, flags, refusable=refusable)
         if audited is None:
@@ -192,8 +193,8 @@ class ConnectionHandler:
             return applied.outcome
         self._s.metrics.errors.labels("spool_full").inc()  # a refusal, as at MAIL FROM
         if (refused := self._s.occasional.due(REFUSED_UNSTORABLE)) is not None:
-            log.warning("audit event cannot be stored (spool_dir full): tempfailing the "
-                        "message (refused: %s)", refused)
+            log.warning("audit event can be neither stored nor queued (spool_dir full, or "
+                        "the audit queue): tempfailing the message (refused: %s)", refused)
         return reply_with(self._actions, Reply.INTERNAL_ERROR).outcome
 
     def _audit(self, action: str, reply: SmtpReply | None, facts: MessageFacts | None,
