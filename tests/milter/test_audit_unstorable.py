@@ -11,16 +11,19 @@ from pathlib import Path
 import Milter
 import pytest
 
+from postwarden_milter import audit_pipeline
 from postwarden_milter.audit_pipeline import AuditPipeline
 from postwarden_milter.journal import AuditJournal
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.settings import SpoolFullAction
-from postwarden_milter.spool import AuditSpool, SpoolBudget
+from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
+from postwarden_policies import AuditEvent
+from tests.fixtures.postgres import wait_until
 from tests.fixtures.smallfs import fill, small_filesystem
 from tests.milter.conftest import Harness
 from tests.milter.test_callbacks import CLEAN
-from tests.store.test_audit import UNREACHABLE
+from tests.store.test_audit import UNREACHABLE, make_event
 
 
 @contextmanager
@@ -96,3 +99,27 @@ def test_a_message_whose_event_the_stuck_writer_cannot_take_is_tempfailed(
 def _journaled(directory: Path) -> list[str]:
     return [line for path in directory.glob("audit-journal-*.jsonl")
             for line in path.read_text().splitlines()]
+
+
+def test_events_the_spool_could_not_take_are_spooled_once_it_has_room(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Their journal lines fitted, their batch's append did not: they stayed in the
+    journal until the next start, out of the audit log (and, with a database, out of
+    Postgres once it was back) for as long as the milter ran."""
+    monkeypatch.setattr(audit_pipeline, "FLUSH_SECONDS", 1.0)  # time to fill it meanwhile
+    events = [make_event(), make_event()]
+    with small_filesystem(tmp_path / "full") as spool_dir:
+        with _pipeline(None, spool_dir, Metrics(), SpoolFullAction.TEMPFAIL) as pipeline:
+            for event in events:  # journaled: the writer takes them within a second
+                pipeline.submit(event)
+            filler = fill(spool_dir)
+            assert wait_until(lambda: pipeline.refusing_mail, timeout=10)
+            filler.unlink()
+            assert wait_until(lambda: _logged(spool_dir) == events, timeout=10)
+        assert _journaled(spool_dir) == []
+
+
+def _logged(spool_dir: Path) -> list[AuditEvent]:
+    path = spool_dir / spool_name(0)
+    return [AuditEvent.from_json(line) for line in path.read_text().splitlines()
+            ] if path.exists() else []

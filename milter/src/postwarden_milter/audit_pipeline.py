@@ -145,6 +145,9 @@ class AuditPipeline:
         self._probed_at = float("-inf")  # when the spool's filesystem was last probed
         self._occasional = Occasional(clock=clock)
         self._slow_event = ("", 0)  # the event last written alone too slowly, and how often
+        # Events the spool could not take, in the journal: delivered again once it or
+        # Postgres takes events (else they waited there for the next start).
+        self._kept: list[AuditEvent] = []
         self._writer: concurrent.futures.Future[None] | None = None
         metrics.audit_queue_depth.set_function(self._queue.qsize)
         metrics.spool_bytes.set_function(lambda: spool.size)
@@ -272,7 +275,7 @@ class AuditPipeline:
                     # thread a hand-off to this one per event (measured: 6% of
                     # the milter's CPU on a 4 KB message).
                     await asyncio.sleep(FLUSH_SECONDS)
-                batch = self._take()
+                batch = self._take() or self._take_kept()
                 if batch:
                     await self._deliver_or_drop(batch)
                     continue
@@ -290,6 +293,14 @@ class AuditPipeline:
                 await self._pool.close()
                 self._pool = None
 
+    def _take_kept(self) -> list[AuditEvent]:
+        """A batch of the events kept in the journal, once the spool or Postgres takes
+        events again."""
+        if self._spool_failing:
+            return []
+        batch, self._kept = self._kept[:BATCH_SIZE], self._kept[BATCH_SIZE:]
+        return batch
+
     def _spool_takes_writes(self) -> bool:
         """Probed at most every SPOOL_PROBE_SECONDS: with no database, or none up, no
         other way ends a refusal, as refused mail brings no events to append."""
@@ -301,8 +312,9 @@ class AuditPipeline:
 
     async def _deliver_or_drop(self, batch: list[AuditEvent]) -> None:
         """Deliver, and settle the batch unless the spool could not take it (what the
-        journal holds of it is spooled at the next start); one that fails otherwise is
-        counted dropped, and the writer goes on."""
+        journal holds of it is delivered again once the spool or Postgres takes events,
+        or spooled at the next start); one that fails otherwise is counted dropped, and
+        the writer goes on."""
         try:
             settled = await self._deliver(batch)
         except Exception:
@@ -518,8 +530,10 @@ class AuditPipeline:
     def _to_spool(self, batch: list[AuditEvent]) -> bool:
         """Spool the batch, or drop it when the spool is full and the admin chose to; False
         when the spool could not take it (a full or read-only filesystem): it stays
-        unsettled, and the journal's lines of it (on disk already, written when there was
-        room for them) are spooled at the next start. Those it has none of are dropped."""
+        unsettled, and the events the journal holds of it (on disk already, written when
+        there was room for them) are delivered again once the spool or Postgres takes
+        events (:meth:`_take_kept`), or spooled at the next start. Those it has none of
+        are dropped."""
         if self._backlog_full and self._full_action is SpoolFullAction.DROP:
             self._metrics.audit_dropped.labels("spool_full").inc(len(batch))
             if (dropped := self._occasional.due(DROPPED_FULL, len(batch))) is not None:
@@ -543,11 +557,14 @@ class AuditPipeline:
     def _unspooled(self, batch: list[AuditEvent], exc: OSError) -> None:
         """Count and say (once a minute) the events of a batch the spool could not take:
         kept in the journal, or dropped where it holds none of them."""
-        kept = self._journal.holds(batch) if self._journal is not None else 0
+        held = self._journal.held(batch) if self._journal is not None else []
+        self._kept.extend(held)
+        kept = len(held)
         tempfailed = "; new mail is tempfailed" if self.refusing_mail else ""
         if kept and (said := self._occasional.due(KEPT_UNWRITABLE, kept)) is not None:
             log.error("cannot append to the audit spool (%s): events kept in the audit "
-                      "journal for the next start: %s%s", exc.strerror, said, tempfailed)
+                      "journal until it or Postgres takes them: %s%s", exc.strerror, said,
+                      tempfailed)
         if kept == len(batch):
             return
         self._metrics.audit_dropped.labels("spool_error").inc(len(batch) - kept)

@@ -176,10 +176,10 @@ class AuditJournal:
             for segment in done:
                 self._delete_settled(segment)
 
-    def holds(self, events: Iterable[AuditEvent]) -> int:
-        """How many of ``events`` are in the journal, not settled."""
+    def held(self, events: Iterable[AuditEvent]) -> list[AuditEvent]:
+        """Those of ``events`` in the journal, not settled."""
         with self._lock:
-            return sum(event.event_id in self._segment_of for event in events)
+            return [event for event in events if event.event_id in self._segment_of]
 
     def _delete_settled(self, segment: int) -> None:
         if segment == self._segment or self._pending.get(segment, 0) > 0:
