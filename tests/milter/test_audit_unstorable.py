@@ -4,6 +4,8 @@ spool alike, while PostgreSQL takes no events) is tempfailed at end of message u
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +24,9 @@ from postwarden_policies import AuditEvent
 from tests.fixtures.postgres import wait_until
 from tests.fixtures.smallfs import fill, small_filesystem
 from tests.milter.conftest import Harness
+from tests.milter.milterclient import MilterClient
 from tests.milter.test_callbacks import CLEAN
+from tests.milter.test_process import _env, _serving
 from tests.store.test_audit import UNREACHABLE, make_event
 
 
@@ -123,3 +127,44 @@ def _logged(spool_dir: Path) -> list[AuditEvent]:
     path = spool_dir / spool_name(0)
     return [AuditEvent.from_json(line) for line in path.read_text().splitlines()
             ] if path.exists() else []
+
+
+def test_a_milter_without_a_database_refuses_mail_while_spool_dir_is_full(
+        tmp_path: Path) -> None:
+    """The milter as run (two workers, the spool as the audit log): once spool_dir is
+    full (a journal's last page may take a few events more) messages are tempfailed,
+    accepted again once it has room, and the audit log holds each accepted message
+    once, and no refused one."""
+    env = _env(tmp_path, processes="2")
+    log_path = tmp_path / "milter.log"
+    answers: dict[str, bytes] = {}
+
+    def send(until: bytes) -> bool:
+        """Messages, a quarter second apart, until one is answered ``until``."""
+        for _ in range(40):
+            queue_id = f"4QFULL{len(answers)}"
+            code, data = client.message(queue_id)
+            answers[queue_id] = data[:3] if code == b"y" else code
+            if answers[queue_id] == until:
+                return True
+            time.sleep(0.25)
+        return False
+
+    with small_filesystem(tmp_path / "spool") as spool_dir:
+        with _serving(env, log_path) as proc:
+            assert wait_until(lambda: log_path.read_text().count("starting on") == 2,
+                              timeout=30), log_path.read_text()
+            client = MilterClient(env["POSTWARDEN_MILTER_SOCKET"]).open()
+            assert send(until=b"c")
+            filler = fill(spool_dir)
+            assert send(until=b"451"), answers
+            filler.unlink()
+            assert send(until=b"c"), answers
+            client.close()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+        logged = [AuditEvent.from_json(line).queue_id  # each worker's audit log
+                  for path in spool_dir.glob("audit-spool*.jsonl")
+                  for line in path.read_text().splitlines()]
+    accepted = [queue_id for queue_id, answer in answers.items() if answer == b"c"]
+    assert sorted(logged) == sorted(accepted), answers
