@@ -4,6 +4,8 @@ line anywhere (inside a tag or a URL)."""
 
 from __future__ import annotations
 
+import email
+
 import pytest
 
 from postwarden_policies.facts import Envelope
@@ -93,3 +95,21 @@ def test_a_part_this_filter_broke_into_lines_passes_a_second_one_untouched() -> 
     again = rewrite_body(parse_message(raw[:raw.index(b"--b")] + once.body, Envelope()),
                          SANITIZE)
     assert again == RewriteResult(body=None, changes=())
+
+
+def test_a_line_with_no_space_to_break_at_makes_the_part_quoted_printable() -> None:
+    # nh3 writes each "&" as "&amp;": 900 octets become 1,780, and no space in a URL.
+    url = "https://shop.test/?" + "a=1&" * 220
+    head = ("From: a@elsewhere.test\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+            "Content-Type: text/html; charset=us-ascii\r\n"
+            "Content-Transfer-Encoding:\r\n 7bit\r\n\r\n")  # folded
+    raw = (head + f'<a href="{url}">x</a><script>y</script>\r\n--b--\r\n').encode()
+    result = rewrite_body(parse_message(raw, Envelope()), SANITIZE)
+    assert result.body is not None and result.headers == ()
+    assert max(map(len, result.body.split(b"\r\n"))) <= LINE_LIMIT
+    again = parse_message(raw[: raw.index(b"--b")] + result.body, Envelope())
+    assert again.parts[1].transfer_encoding == "quoted-printable"
+    assert result.body.lower().count(b"content-transfer-encoding") == 1
+    assert url.replace("&", "&amp;").encode() in email.message_from_bytes(
+        raw[: raw.index(b"--b")] + result.body).get_payload(0).get_payload(decode=True)

@@ -7,7 +7,8 @@ then break it wherever the limit falls (``smtp_line_length_limit``): inside a
 tag, an attribute value, a URL. :func:`within_line_limit` breaks such a line
 itself, at a space HTML reads as any other whitespace: in text outside the
 elements that keep their whitespace, and between a tag's attributes. A line
-with no such space stays as it is.
+with no such space stays as it is (:func:`past_line_limit` finds it: the part then
+goes quoted-printable, see :mod:`postwarden_policies.partedits`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ _TOKEN = re.compile(r"""<(/?)([a-zA-Z][^\s/>]*)(?:"[^"]*"|'[^']*'|[^"'>])*>?|[^<
 _BARE_SPACE = re.compile(r""""[^"]*"|'[^']*'|( )""")
 
 
+def past_line_limit(html: str, charset: str, newline: str) -> bool:
+    """Whether a line of ``html`` is longer than :data:`LINE_LIMIT` octets in ``charset``."""
+    # No charset writes a character in more than 8 octets (iso-2022-jp alternating
+    # scripts: 4.5), so shorter lines need no encoding to know they fit.
+    return any(len(line) > LINE_LIMIT // 8 and len(line.encode(charset)) > LINE_LIMIT
+               for line in html.split(newline))
+
+
 def within_line_limit(html: str, charset: str, newline: str) -> str:
     """``html`` (encodable in ``charset``, lines ending in ``newline``) with each line
     longer than :data:`LINE_LIMIT` octets broken at spaces where HTML allows it."""
-    # No charset writes a character in more than 8 octets (iso-2022-jp alternating
-    # scripts: 4.5), so shorter lines need no encoding to know they fit.
-    if not any(len(line) > LINE_LIMIT // 8 and len(line.encode(charset)) > LINE_LIMIT
-               for line in html.split(newline)):
+    if not past_line_limit(html, charset, newline):
         return html
     pieces: list[str] = []
     start = 0

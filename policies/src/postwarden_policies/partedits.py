@@ -7,7 +7,9 @@ they can show, which it would otherwise be. A sanitized HTML part
 (``MimePart.is_html``: text/html, or an inline octet-stream named as HTML)
 keeps its headers; its body is re-encoded in its own transfer encoding and
 charset (characters the charset lacks become HTML character references, so
-the charset parameter never changes). Line ends follow the original's, set in
+the charset parameter never changes). The exception: a 7bit or 8bit part with a
+line past SMTP's 998 octets and no space to break it at goes quoted-printable,
+its Content-Transfer-Encoding changed to say so. Line ends follow the original's, set in
 the text before it is encoded; the new bytes must decode, by the part's label,
 to that text, or :class:`RewriteError` is raised (a 7bit part labelled UTF-16,
 say, whose HTML would have to go out as ASCII). A top-level attachment gets the
@@ -43,11 +45,14 @@ from postwarden_policies import tnefparts, tnefrewrite, transfer
 from postwarden_policies.charsets import decode_bytes, html_charset, read_as_readers
 from postwarden_policies.facts import MessageFacts, MimePart
 from postwarden_policies.html_allowlist import HtmlOptions
-from postwarden_policies.htmllines import within_line_limit
+from postwarden_policies.htmllines import past_line_limit, within_line_limit
 from postwarden_policies.sanitize import removed_whole, sanitize_html
 from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitized
 
-__all__ = ["PartEdit", "RewriteError", "sanitize_edit", "strip_edit", "tnef_edit"]
+__all__ = [
+    "PartEdit", "RewriteError", "sanitize_edit", "strip_edit", "tnef_edit",
+    "with_transfer_encoding",
+]
 
 # Two dashes at the start of a line (after LF, or a CR, which parsers take for a
 # line end too): how every boundary delimiter begins.
@@ -56,6 +61,9 @@ _LINE_DASHES = re.compile(r"(?<![^\r\n])--")
 _EIGHT_BIT_SAFE = frozenset({"8bit", "binary", "base64", "quoted-printable"})
 # A top-level part of these types keeps its header section: its notice goes as a message.
 _MESSAGE_TYPES = ("message/rfc822", "message/global")
+# A Content-Transfer-Encoding field, its continuation lines with it.
+_CTE_FIELD = re.compile(rb"^content-transfer-encoding[ \t]*:.*\n(?:[ \t].*\n)*",
+                        re.IGNORECASE | re.MULTILINE)
 
 
 class RewriteError(Exception):
@@ -77,6 +85,9 @@ class PartEdit:
     moved_to: int | None = None
     # A top-level file's notice, whose header section must say text/plain in UTF-8.
     retyped: bool = False
+    # The Content-Transfer-Encoding a top-level part's header section must now say (a
+    # part under a multipart has its new header section in ``data``, ``whole_slot``).
+    transfer_encoding: str | None = None
 
 
 def _decoded(facts: MessageFacts, part: MimePart) -> bytes:
@@ -265,22 +276,65 @@ def sanitize_edit(
     if cte not in _EIGHT_BIT_SAFE and not text.encode(charset).isascii():
         charset, text = "us-ascii", _with_references(clean, "us-ascii")  # stays 7-bit clean
     if cte in ("7bit", "8bit"):  # lines travel as they are: within SMTP's limit
-        text = within_line_limit(text, charset, "\r\n" if "\r\n" in text else "\n")
+        text, cte = _within_smtp_lines(text, charset, cte)
     new = text.encode(charset)
     # The reader decodes the bytes by the part's label (unchanged): they must read
     # as the text we cleaned. ASCII under a label such as utf-16 does not, and the
     # label is in a header section we keep, so such a part is held.
     if readable and decode_bytes(new, part.charset or "utf-8", set()) != text:
         raise RewriteError("a sanitized part would not read as it was cleaned")
+    change = HtmlSanitized(
+        part=part.path, removed=removed, bytes_before=len(data), bytes_after=len(new)
+    )
+    if cte != part.transfer_encoding:
+        return _recoded(facts, part, new, cte), change
     if new == data:  # nh3 changed nothing but line ends
         return None
     body = _reencoded(original, new, cte, facts.newline)
     if body == original:  # nor anything the bytes keep: tag whitespace broken as it was
         return None
-    change = HtmlSanitized(
-        part=part.path, removed=removed, bytes_before=len(data), bytes_after=len(new)
-    )
     return PartEdit(part.body_start, part.body_end, body, part, False), change
+
+
+def _within_smtp_lines(text: str, charset: str, cte: str) -> tuple[str, str]:
+    """The text of a 7bit or 8bit part, and its transfer encoding, with no line past
+    SMTP's limit: broken at spaces where HTML allows it, else (a long URL, say) the
+    part goes quoted-printable, whose soft line breaks readers join. Left long,
+    Postfix's SMTP client broke the line itself (with CRLF and a space) wherever the
+    limit fell: inside a URL, a tag, a word."""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    if not past_line_limit(text, charset, newline):
+        return text, cte
+    broken = within_line_limit(text, charset, newline)
+    if past_line_limit(broken, charset, newline):
+        return text, "quoted-printable"
+    return broken, cte
+
+
+def _recoded(facts: MessageFacts, part: MimePart, new: bytes, cte: str) -> PartEdit:
+    """The edit giving ``part`` the body ``new`` in the transfer encoding ``cte``, not
+    its own: under a multipart, with its header section saying so (its whole slot);
+    the message's own body alone, its header section left to the milter's header
+    edits (``PartEdit.transfer_encoding``: see :func:`~.rewrite.rewrite_body`)."""
+    nl = facts.newline
+    body = _with_tail(facts.raw[part.body_start : part.body_end], _encode(new, cte, nl))
+    if part.parent is None:
+        return PartEdit(part.body_start, part.body_end, body, part, False,
+                        transfer_encoding=cte)
+    section = with_transfer_encoding(facts.raw[part.header_start : part.body_start], cte, nl)
+    return PartEdit(part.header_start, part.body_end, section + body, part, True)
+
+
+def with_transfer_encoding(section: bytes, cte: str, newline: bytes) -> bytes:
+    """A header section (its blank line included) with its Content-Transfer-Encoding
+    fields, if any, replaced by one saying ``cte``, last: where the milter's header
+    edits put it in the message's own."""
+    if not section.endswith(newline * 2) or section.count(b"\r") != section.count(b"\r\n"):
+        # No blank line (the body began at a line that was no field), or a line ended
+        # by a lone CR, which readers read as a line end and the expression does not.
+        raise RewriteError("a header section that could not be given a new transfer encoding")
+    fields = _CTE_FIELD.sub(b"", section[: -len(newline)])
+    return b"%sContent-Transfer-Encoding: %s%s%s" % (fields, cte.encode(), newline, newline)
 
 
 def _tnef_notice(notice: bytes) -> bytes:

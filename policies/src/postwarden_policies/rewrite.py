@@ -52,6 +52,7 @@ from postwarden_policies.partedits import (
     sanitize_edit,
     strip_edit,
     tnef_edit,
+    with_transfer_encoding,
 )
 from postwarden_policies.sanitize import message_budget
 from postwarden_policies.verdicts import AddHeader, Change, Edit, RemoveHeader
@@ -291,7 +292,13 @@ def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
         pieces += (facts.raw[pos:start], data)
         pos = end
     pieces.append(facts.raw[pos:])
-    raw = b"".join(pieces)
-    _verify(facts, raw, edits)
+    head = facts.raw[: facts.body_offset]
     headers = _RETYPED if any(edit.retyped for edit in edits) else ()
-    return RewriteResult(body=raw[facts.body_offset :], changes=tuple(changes), headers=headers)
+    recoded = next((e.transfer_encoding for e in edits if e.transfer_encoding), None)
+    if recoded is not None:  # checked below as the milter's header edits leave it
+        head = with_transfer_encoding(head, recoded, facts.newline)
+        headers += (RemoveHeader("Content-Transfer-Encoding"),
+                    AddHeader("Content-Transfer-Encoding", recoded))
+    raw = head + b"".join(pieces)[facts.body_offset :]
+    _verify(facts, raw, edits)
+    return RewriteResult(body=raw[len(head) :], changes=tuple(changes), headers=headers)
