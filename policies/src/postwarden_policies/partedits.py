@@ -7,12 +7,13 @@ they can show, which it would otherwise be. A sanitized HTML part
 (``MimePart.is_html``: text/html, or an inline octet-stream named as HTML)
 keeps its headers; its body is re-encoded in its own transfer encoding and
 charset (characters the charset lacks become HTML character references, so
-the charset parameter never changes). The exception: a 7bit or 8bit part with a
-line past SMTP's 998 octets and no space to break it at goes quoted-printable,
-its Content-Transfer-Encoding changed to say so. Line ends follow the original's, set in
-the text before it is encoded; the new bytes must decode, by the part's label,
-to that text, or :class:`RewriteError` is raised (a 7bit part labelled UTF-16,
-say, whose HTML would have to go out as ASCII). A top-level attachment gets the
+the charset parameter never changes). The exceptions, their Content-Transfer-Encoding
+changed to say so: a 7bit or 8bit part with a line past SMTP's 998 octets and no
+space to break it at goes quoted-printable, and a UTF-16 part in any but base64
+goes in base64, cleaned or not (hops rewrite the line ends of the others). Line
+ends follow the original's, set in the text before it is encoded; the new bytes
+must decode, by the part's label, to that text, or :class:`RewriteError` is raised
+(the label is in a header section that stays). A top-level attachment gets the
 notice as body (a message holding it, under message/rfc822 or message/global); its
 header section stays, but that a file of another type than text takes the notice's
 type and loses its Content-Disposition (``PartEdit.retyped``): readers offered the
@@ -247,18 +248,20 @@ def sanitize_edit(
     # read the part as labelled with nothing.
     readable = read_as_readers(read_by, data) and (
         bool(part.charset) or read_as_readers(None, data))
-    if readable and part.transfer_encoding != "base64" and _utf16(read_by):
-        # Its bytes travel as lines: a hop may write a line end as CRLF or LF (Postfix
-        # adds a CR before a lone LF, local delivery drops it), and a 0x0D or 0x0A byte
-        # can be half a character. One byte more or less shifts the rest: CJK text read
-        # as markup, "<img onerror=...>" we never saw, delivered as it is or cleaned.
-        raise RewriteError("a UTF-16 HTML part not in base64 would not reach its reader "
-                           "as it was checked")
+    # UTF-16 in lines: a hop may write a line end as CRLF or LF (Postfix adds a CR
+    # before a lone LF, local delivery drops it), and a 0x0D or 0x0A byte can be half
+    # a character. One byte more or less shifts the rest: CJK text read as markup,
+    # "<img onerror=...>" we never saw. It goes out in base64, which no hop rewrites,
+    # cleaned or not (its bytes as they came, then).
+    to_base64 = readable and part.transfer_encoding != "base64" and _utf16(read_by)
     if readable:
         html = decode_bytes(data, read_by, unknown)
         clean, removed = sanitize_html(html, options)
         if clean == html:  # within the allowlist as it is
-            return None
+            if not to_base64:
+                return None
+            unchanged = HtmlSanitized(part.path, (), len(data), len(data))
+            return _recoded(facts, part, data, "base64"), unchanged
         # nh3 decodes "&#45;&#45;B" in text and attribute values, its only output
         # where a line can start; written as a reference again, no delimiter of the
         # enclosing multipart can start a line of this part.
@@ -271,7 +274,7 @@ def sanitize_edit(
     else:
         clean, removed = removed_whole("unsafe_charset")  # see read_as_readers
     charset = part.charset if readable and not unknown and part.charset else "us-ascii"
-    cte = part.transfer_encoding
+    cte = "base64" if to_base64 else part.transfer_encoding
     text = _with_references(clean, charset)
     if cte not in _EIGHT_BIT_SAFE and not text.encode(charset).isascii():
         charset, text = "us-ascii", _with_references(clean, "us-ascii")  # stays 7-bit clean
