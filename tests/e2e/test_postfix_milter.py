@@ -309,3 +309,18 @@ def test_a_sanitized_line_past_998_octets_arrives_whole(
                    if p.get_content_type() == "text/html"]
     shown = html_part.get_payload(decode=True)
     assert url.replace("&", "&amp;").encode() in shown and b"<script" not in shown
+
+
+@pytest.mark.parametrize(("codec", "label"), [("utf-16-le", "utf-16le"),
+                                              ("utf-16-be", "utf-16be")])
+def test_a_body_rule_finds_its_word_in_utf16_text_sent_8bit(
+    mail_system: MailSystem, codec: str, label: str
+) -> None:
+    """Postfix gives the milter each line ended by CRLF: after "\\n" (0A 00 in UTF-16LE),
+    one byte more, and the words of the next line read as CJK text to body rules."""
+    text = "Hello Bob,\nbodymark-refuse-me\nAlice\n".encode(codec)
+    head = messages.single_part(f"text/plain; charset={label}",
+                                [("Content-Transfer-Encoding", "8bit")], "")
+    sample = Sample(head.message_id, head.data + text)
+    result = _send(mail_system, sample)
+    assert not result.accepted and "Refused by a body rule" in str(result), result

@@ -355,3 +355,15 @@ def decode_as_readers(data: bytes, charset: str | None, flags: set[str]) -> str:
     if readers_only(charset):
         return decode_bytes(data, _READERS_ONLY[_label(charset or "")], flags)
     return decode_bytes(data, charset, flags)
+
+
+def is_utf16(charset: str | None) -> bool:
+    """Whether text labelled ``charset`` is read as UTF-16 (by Python, or as readers
+    read a label only they know, ``unicode``)."""
+    if charset is None:
+        return False
+    label = _READERS_ONLY[_label(charset)] if readers_only(charset) else charset
+    try:
+        return codecs.lookup(label).name.startswith("utf-16")
+    except (LookupError, ValueError):  # unknown, or holding a NUL
+        return False

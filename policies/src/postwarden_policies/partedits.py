@@ -36,14 +36,18 @@ Exceptions::
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import html
 import re
 from dataclasses import dataclass
 
 from postwarden_policies import tnefparts, tnefrewrite, transfer
-from postwarden_policies.charsets import decode_bytes, html_charset, read_as_readers
+from postwarden_policies.charsets import (
+    decode_bytes,
+    html_charset,
+    is_utf16,
+    read_as_readers,
+)
 from postwarden_policies.facts import MessageFacts, MimePart
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.htmllines import past_line_limit, within_line_limit
@@ -93,13 +97,6 @@ class PartEdit:
 
 def _decoded(facts: MessageFacts, part: MimePart) -> bytes:
     return transfer.decode(facts.raw[part.body_start : part.body_end], part.transfer_encoding)
-
-
-def _utf16(charset: str | None) -> bool:
-    try:
-        return charset is not None and codecs.lookup(charset).name.startswith("utf-16")
-    except LookupError:
-        return False
 
 
 def _with_tail(original: bytes, encoded: bytes) -> bytes:
@@ -253,7 +250,7 @@ def sanitize_edit(
     # a character. One byte more or less shifts the rest: CJK text read as markup,
     # "<img onerror=...>" we never saw. It goes out in base64, which no hop rewrites,
     # cleaned or not (its bytes as they came, then).
-    to_base64 = readable and part.transfer_encoding != "base64" and _utf16(read_by)
+    to_base64 = readable and part.transfer_encoding != "base64" and is_utf16(read_by)
     if readable:
         html = decode_bytes(data, read_by, unknown)
         clean, removed = sanitize_html(html, options)

@@ -23,7 +23,12 @@ base64 or quoted-printable text is decoded and searched through its first
 from __future__ import annotations
 
 from postwarden_policies import bodytext, transfer, uuencode
-from postwarden_policies.charsets import decode_as_readers, html_charset, read_as_readers
+from postwarden_policies.charsets import (
+    decode_as_readers,
+    html_charset,
+    is_utf16,
+    read_as_readers,
+)
 from postwarden_policies.facts import MimePart
 from postwarden_policies.headers import parameter_list
 from postwarden_policies.partlist import EmbeddedFile, PartList
@@ -144,6 +149,14 @@ class TextReader:
         # Rendered if a rule asks: any text part may read otherwise than as written (at
         # least, it may hold characters readers draw as nothing).
         self.renderable.append((part, params, text))
+        if cte not in _ENCODED and is_utf16(charset) and b"\r\n" in data:
+            # In lines, UTF-16 is rewritten: Postfix passes on each line ended by CRLF,
+            # a lone LF byte (half of "\n", or of another character) completed, and the
+            # rest reads shifted a byte, words in the lines after it as CJK text. Local
+            # delivery drops the CR again: read as the sender wrote it too.
+            restored = self._keep(decode_as_readers(data.replace(b"\r\n", b"\n"), charset,
+                                                    flags))
+            self.renderable.append((part, params, restored))
         if cte == "quoted-printable" and transfer.qp_padded(encoded):
             # As RFC 2045 readers show it too (Dovecot, Roundcube): a soft break with
             # padding after its "=" joins a word Thunderbird shows split.
