@@ -137,9 +137,22 @@ def test_utf16_html_sent_8bit_arrives_in_base64_not_shifted_into_markup(
     message = email.message_from_bytes(delivered.data)
     assert message.get_all("Content-Transfer-Encoding") == ["base64"]
     shown = message.get_payload(decode=True).decode("utf-16-le")
-    # The CRLF ending the last line (SMTP adds one) is U+0A0D to UTF-16LE, text as we read it.
-    assert shown == "<p>a\nb</p><p>" + smuggled + "</p>\u0a0d"
+    assert shown == "<p>a\nb</p><p>" + smuggled + "</p>"
     _audited(mail_system, sample, "accept")
+
+
+def test_utf16_html_in_lines_arrives_as_its_sender_wrote_it(mail_system: MailSystem) -> None:
+    """Postfix completes each lone LF byte with a CR before the milter sees it: re-encoded
+    as it came, the lines after the first read as CJK text. Its CRs are dropped again,
+    as local delivery drops them, before it is checked and encoded."""
+    text = "<p>Dear Bob,</p>\n<p>the menu:</p>\n<script>x()</script><p>Alice</p>\n"
+    head = messages.single_part("text/html; charset=utf-16le",
+                                [("Content-Transfer-Encoding", "8bit")], "")
+    sample = Sample(head.message_id, head.data + text.encode("utf-16-le"))
+    assert _send(mail_system, sample).accepted
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    shown = email.message_from_bytes(delivered.data).get_payload(decode=True)
+    assert shown.decode("utf-16-le") == "<p>Dear Bob,</p>\n<p>the menu:</p>\n<p>Alice</p>\n"
 
 
 def test_large_html_is_sanitized_in_a_child_process(mail_system: MailSystem) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import codecs
 import quopri
+import re
 
 import pytest
 
@@ -92,12 +93,14 @@ def test_utf16_html_in_lines_goes_out_in_base64_not_shifted_into_markup(
     cleaned = "<p>a&#10;b</p><script>x()</script><p>" + _SMUGGLED + "</p>"
     # A CRLF byte pair inside one character: local delivery's LF alone shifts it too.
     kept = "<p>a\u0a0d" + _SMUGGLED + "</p>"
-    for html, shown in ((cleaned, "<p>a\nb</p><p>" + _SMUGGLED + "</p>"), (kept, kept)):
+    # Whichever way the sanitizer reads such a pair (in lines, as local delivery would
+    # leave it: without the CR Postfix adds before a lone LF; in quoted-printable a hard
+    # line break, which decoders write as they write line ends), the reader reads that.
+    for html in (cleaned, kept):
         data = html.encode(codec)
         body = quopri.encodestring(data) if cte == "quoted-printable" else data
         facts = _html_message(body, codec.replace("-le", "le").replace("-be", "be"), cte)
         read = _as_a_reader_reads(facts)
-        assert "<img" not in read  # the bytes the sanitizer read are the reader's
-        # In quoted-printable a lone 0x0A byte is a hard line break, which decoders
-        # write as they write line ends: the one the sanitizer read goes out.
-        assert read == shown or cte == "quoted-printable"
+        assert re.search(r"<[^<>]*onerror|<script", read) is None  # as text, if at all
+        if html == cleaned:
+            assert read == "<p>a\nb</p><p>" + _SMUGGLED + "</p>"
