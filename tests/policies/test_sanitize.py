@@ -48,6 +48,19 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="background-shorthand-kept-with-its-white-text",
         ),
         pytest.param(
+            '<html><body bgcolor="#000000" text=WHITE><p style="color:#fff">Hi</p>'
+            "<script></script></body></html>",
+            '<div style="background-color:#000000;color:white"><p style="color:#fff">Hi</p></div>',
+            (("script", 1),),
+            id="body-colours-kept-with-its-white-text",
+        ),
+        pytest.param(
+            '<BODY bgcolor=000000 STYLE="color: #fff; background: url(t.gif)" onload="x()">Hi',
+            '<div style="background-color:#000000;color:#fff">Hi</div>',
+            (("@onload", 1), ("style:url(", 1)),
+            id="body-style-cleaned-as-any",
+        ),
+        pytest.param(
             '<p style="color: red /* ; background: url(x) */; width: 1px">x</p>',
             '<p style="color:red;width:1px">x</p>',
             (),

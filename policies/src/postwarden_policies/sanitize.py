@@ -13,6 +13,15 @@ images served over http(s). A link keeps ``target`` only as ``_blank``, where br
 imply ``rel="noopener"``; nh3 adds no ``rel``, so a link goes out with the attributes it
 has whether its part is cleaned or goes out as it came.
 
+nh3 cleans a fragment, so the ``<body>`` tag goes with its attributes: the colours it
+sets (``bgcolor``, ``text``, and its style, cleaned as any) go on a ``<div>`` around the
+clean HTML, or text written white on a black page showed white on white. Dropped on
+purpose: ``<base href>``, which points every relative link at a host of the sender's
+choosing, and splits a URL so that the link scanners after us see none (baseStriker);
+and ``id``, which in a webmail page showing the HTML inline names a property of
+``window`` the page's own script may read (DOM clobbering). ``<a name>`` stays, and an
+in-page link (``href="#x"``) reaches it as it would an ``id``.
+
 HTML goes out as it came only when it is already within the allowlist
 (:mod:`postwarden_policies.html_precheck` proves it) or nh3 gives it back
 unchanged; everything else goes out as nh3 wrote it. ``removed`` reports what
@@ -50,6 +59,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from html import escape as html_escape
+from html import unescape as html_unescape
 
 import nh3
 
@@ -96,6 +107,13 @@ _FILTER_MARKERS = ("data:", *_STYLE_MARKERS)
 # "&#101;xpression" or "&bsol;" hides a marker above from a search of the raw text.
 _STYLE_REFERENCE = re.compile(r"""style\s*=\s*(?:"[^"]*&|'[^']*&|[^\s"'>]*&)""")
 _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
+# The <body> start tag (on lower-cased text), and the attributes of it that set the
+# colours a page is shown in: nh3 cleans a fragment, which has no <body>.
+_BODY_TAG = re.compile(r"""<body(?=[\s/>])(?:"[^"]*"|'[^']*'|[^>"'])*""")
+_BODY_COLOURS = re.compile(
+    r"""[\s/"'](bgcolor|text|style)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""")
+_LEGACY_HEX = re.compile(r"[0-9a-f]{6}")  # a colour attribute's hex without its "#"
+_AS_CSS = {"bgcolor": "background-color:{}", "text": "color:{}", "style": "{}"}
 
 # Per-call counters for what the attribute filter dropped (several threads may
 # sanitize at once; a ContextVar is private to each).
@@ -416,7 +434,39 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
     if isinstance(done, str):
         return cost, done
     cleaned, dropped = done
+    wrapper = _body_colours(folded, dropped, lambda div: clean(div, remote_images, schemes, True))
+    if wrapper is not None:
+        cleaned = f"{wrapper}{cleaned}</div>"
     return cost, (cleaned, _removed(folded, cleaned.lower(), dropped))
+
+
+def _body_colours(folded: str, dropped: Counter[str],
+                  clean: Callable[[str], _Cleaned]) -> str | None:
+    """A ``<div>`` start tag with the colours the ``<body>`` tag of ``folded`` (lower-cased
+    HTML) set: ``bgcolor``, ``text`` and its style, cleaned as any style; or None. nh3
+    drops the body with its tag, and text written white for a black ``bgcolor`` was
+    then white on white. Those carried over are not counted in ``dropped``."""
+    at = folded.find("<body")
+    tag = _BODY_TAG.match(folded, at) if at >= 0 else None
+    if tag is None:
+        return None
+    declarations = []
+    for found in _BODY_COLOURS.finditer(folded, tag.start(), tag.end()):
+        name = found.group(1)
+        value = html_unescape(next(v for v in found.groups()[1:] if v is not None))
+        if name != "style":
+            dropped[f"@{name}"] -= 1
+            if _LEGACY_HEX.fullmatch(value):
+                value = "#" + value
+        declarations.append(_AS_CSS[name].format(value))
+    if not declarations:
+        return None
+    done = clean(f'<div style="{html_escape("; ".join(declarations))}"></div>')
+    if isinstance(done, str):
+        return None
+    dropped.update(done[1])  # what its style lost
+    wrapper = done[0].removesuffix("</div>")
+    return wrapper if wrapper.startswith("<div style=") else None
 
 
 def _sanitized_in_child(request: tuple[str, str, frozenset[str], int]) -> tuple[int, _Sanitized]:
