@@ -1,7 +1,7 @@
 """Sanitized HTML within SMTP's line limit, for a part that travels unencoded.
 
 nh3 writes ``<``, ``>`` and ``&`` in text, and ``&`` in attribute values, as
-character references, so a line of a 7bit or 8bit part that fit within SMTP's
+character references, so a line of a 7bit, 8bit or binary part that fit within SMTP's
 998 octets (RFC 5322 2.1.1) may not once sanitized. Postfix's SMTP client would
 then break it wherever the limit falls (``smtp_line_length_limit``): inside a
 tag, an attribute value, a URL. :func:`within_line_limit` breaks such a line

@@ -8,7 +8,7 @@ they can show, which it would otherwise be. A sanitized HTML part
 keeps its headers; its body is re-encoded in its own transfer encoding and
 charset (characters the charset lacks become HTML character references, so
 the charset parameter never changes). The exceptions, their Content-Transfer-Encoding
-changed to say so: a 7bit or 8bit part with a line past SMTP's 998 octets and no
+changed to say so: a 7bit, 8bit or binary part with a line past SMTP's 998 octets and no
 space to break it at goes quoted-printable, and a UTF-16 part in any but base64
 goes in base64, cleaned or not (hops rewrite the line ends of the others). Line
 ends follow the original's, set in the text before it is encoded; the new bytes
@@ -287,7 +287,8 @@ def sanitize_edit(
     text = _with_references(clean, charset)
     if cte not in _EIGHT_BIT_SAFE and not text.encode(charset).isascii():
         charset, text = "us-ascii", _with_references(clean, "us-ascii")  # stays 7-bit clean
-    if cte in ("7bit", "8bit"):  # lines travel as they are: within SMTP's limit
+    if cte in ("7bit", "8bit", "binary"):  # lines travel as they are (Postfix has no
+        # BINARYMIME: binary goes as 8bit does), within SMTP's limit
         text, cte = _within_smtp_lines(text, charset, cte)
     new = text.encode(charset)
     # The reader decodes the bytes by the part's label (unchanged): they must read
@@ -309,7 +310,7 @@ def sanitize_edit(
 
 
 def _within_smtp_lines(text: str, charset: str, cte: str) -> tuple[str, str]:
-    """The text of a 7bit or 8bit part, and its transfer encoding, with no line past
+    """The text of a 7bit, 8bit or binary part, and its transfer encoding, with no line past
     SMTP's limit: broken at spaces where HTML allows it, else (a long URL, say) the
     part goes quoted-printable, whose soft line breaks readers join. Left long,
     Postfix's SMTP client broke the line itself (with CRLF and a space) wherever the
