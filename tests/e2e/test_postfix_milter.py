@@ -8,6 +8,7 @@ queue id that Postfix's own log gives for the same Message-ID.
 
 from __future__ import annotations
 
+import base64
 import email
 import hashlib
 import json
@@ -337,5 +338,19 @@ def test_a_body_rule_finds_its_word_in_utf16_text_sent_8bit(
     head = messages.single_part(f"text/plain; charset={label}",
                                 [("Content-Transfer-Encoding", "8bit")], "")
     sample = Sample(head.message_id, head.data + text)
+    result = _send(mail_system, sample)
+    assert not result.accepted and "Refused by a body rule" in str(result), result
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html; charset=utf-8"])
+def test_a_body_rule_reads_utf16_text_by_its_byte_order_mark(
+    mail_system: MailSystem, content_type: str
+) -> None:
+    """A byte order mark overrules the label for readers (WHATWG's decode: browsers and
+    the webmail showing it); rules read such text as bytes of Latin letters and NULs."""
+    text = "\ufeffHello Bob,\r\nbodymark-refuse-me\r\n".encode("utf-16-le")
+    head = messages.single_part(content_type, [("Content-Transfer-Encoding", "base64")], "")
+    encoded = base64.encodebytes(text).replace(b"\n", b"\r\n")
+    sample = Sample(head.message_id, head.data + encoded)
     result = _send(mail_system, sample)
     assert not result.accepted and "Refused by a body rule" in str(result), result

@@ -22,9 +22,12 @@ base64 or quoted-printable text is decoded and searched through its first
 
 from __future__ import annotations
 
+import codecs
+
 from postwarden_policies import bodytext, transfer, uuencode
 from postwarden_policies.charsets import (
     decode_as_readers,
+    decode_bytes,
     html_charset,
     is_utf16,
     read_as_readers,
@@ -38,6 +41,7 @@ from postwarden_policies.partlist import EmbeddedFile, PartList
 TEXT_BUDGET = 4_000_000
 UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
 _ENCODED = ("base64", "quoted-printable")
+_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def embedded_names(name: str, flags: set[str]) -> list[tuple[str, str]]:
@@ -149,14 +153,8 @@ class TextReader:
         # Rendered if a rule asks: any text part may read otherwise than as written (at
         # least, it may hold characters readers draw as nothing).
         self.renderable.append((part, params, text))
-        if cte not in _ENCODED and is_utf16(charset) and b"\r\n" in data:
-            # In lines, UTF-16 is rewritten: Postfix passes on each line ended by CRLF,
-            # a lone LF byte (half of "\n", or of another character) completed, and the
-            # rest reads shifted a byte, words in the lines after it as CJK text. Local
-            # delivery drops the CR again: read as the sender wrote it too.
-            restored = self._keep(decode_as_readers(data.replace(b"\r\n", b"\n"), charset,
-                                                    flags))
-            self.renderable.append((part, params, restored))
+        for reading in _utf16_readings(data, charset, cte, text, flags):
+            self.renderable.append((part, params, self._keep(reading)))
         if cte == "quoted-printable" and transfer.qp_padded(encoded):
             # As RFC 2045 readers show it too (Dovecot, Roundcube): a soft break with
             # padding after its "=" joins a word Thunderbird shows split.
@@ -170,3 +168,28 @@ class TextReader:
         self.texts.append(kept)
         self.text_left -= len(kept)
         return kept
+
+
+def _utf16_readings(data: bytes, charset: str | None, cte: str, text: str,
+                    flags: set[str]) -> list[str]:
+    """How readers may show as UTF-16 what was read as ``text``, where that differs.
+
+    By its byte order mark, whatever its label says: browsers, and the webmail that
+    shows it, follow the mark (WHATWG's decode), where the label read Latin letters
+    and NULs. And in lines UTF-16 is rewritten: Postfix passes on each line ended by
+    CRLF, a lone LF byte (half of "\\n", or of another character) completed, and the
+    rest reads shifted a byte, words in the lines after it as CJK text; local
+    delivery drops the CR again, so read as the sender wrote it too.
+    """
+    marked = data.startswith(_UTF16_MARKS)
+    if not marked and not is_utf16(charset):
+        return []
+    readings = []
+    if marked:
+        by_mark = decode_bytes(data, "utf-16", flags)
+        if by_mark != text.removeprefix("\ufeff"):
+            readings.append(by_mark)
+            charset = "utf-16"
+    if cte not in _ENCODED and b"\r\n" in data:
+        readings.append(decode_as_readers(data.replace(b"\r\n", b"\n"), charset, flags))
+    return readings
