@@ -61,6 +61,14 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="body-style-cleaned-as-any",
         ),
         pytest.param(
+            '<img src="cid:m" usemap="#m" alt="Menu"><map name="m"><area shape="rect" '
+            'coords="0,0,9,9" href="https://shop.test/" alt="Shop"></map><script></script>',
+            '<img src="cid:m" usemap="#m" alt="Menu"><map name="m"><area shape="rect" '
+            'coords="0,0,9,9" href="https://shop.test/" alt="Shop"></map>',
+            (("script", 1),),
+            id="an-image-map-keeps-its-image",
+        ),
+        pytest.param(
             '<p style="color: red /* ; background: url(x) */; width: 1px">x</p>',
             '<p style="color:red;width:1px">x</p>',
             (),

@@ -36,7 +36,8 @@ GENERIC_ATTRIBUTES = frozenset(
 ATTRIBUTES: dict[str, frozenset[str]] = {
     "*": GENERIC_ATTRIBUTES,
     "a": frozenset({"href", "name"}),
-    "img": frozenset({"src", "alt"}),
+    # usemap: an image map's <map> and <area> links are kept, useless without it.
+    "img": frozenset({"src", "alt", "usemap"}),
     "td": frozenset({"colspan", "rowspan", "headers", "scope"}),
     "th": frozenset({"colspan", "rowspan", "headers", "scope"}),
     "col": frozenset({"span"}),
