@@ -41,7 +41,9 @@ from postwarden_policies.partlist import EmbeddedFile, PartList
 TEXT_BUDGET = 4_000_000
 UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
 _ENCODED = ("base64", "quoted-printable")
-_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# Byte order marks, and the codec that reads text by each.
+_MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+          (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def embedded_names(name: str, flags: set[str]) -> list[tuple[str, str]]:
@@ -153,7 +155,7 @@ class TextReader:
         # Rendered if a rule asks: any text part may read otherwise than as written (at
         # least, it may hold characters readers draw as nothing).
         self.renderable.append((part, params, text))
-        for reading in _utf16_readings(data, charset, cte, text, flags):
+        for reading in _other_readings(data, charset, cte, text, flags):
             self.renderable.append((part, params, self._keep(reading)))
         if cte == "quoted-printable" and transfer.qp_padded(encoded):
             # As RFC 2045 readers show it too (Dovecot, Roundcube): a soft break with
@@ -170,26 +172,25 @@ class TextReader:
         return kept
 
 
-def _utf16_readings(data: bytes, charset: str | None, cte: str, text: str,
+def _other_readings(data: bytes, charset: str | None, cte: str, text: str,
                     flags: set[str]) -> list[str]:
-    """How readers may show as UTF-16 what was read as ``text``, where that differs.
+    """How readers may show what was read as ``text``, where that differs.
 
     By its byte order mark, whatever its label says: browsers, and the webmail that
     shows it, follow the mark (WHATWG's decode), where the label read Latin letters
-    and NULs. And in lines UTF-16 is rewritten: Postfix passes on each line ended by
-    CRLF, a lone LF byte (half of "\\n", or of another character) completed, and the
-    rest reads shifted a byte, words in the lines after it as CJK text; local
-    delivery drops the CR again, so read as the sender wrote it too.
+    and NULs (UTF-16), or mojibake (UTF-8 under windows-1251, say). And in lines
+    UTF-16 is rewritten: Postfix passes on each line ended by CRLF, a lone LF byte
+    (half of "\\n", or of another character) completed, and the rest reads shifted a
+    byte, words in the lines after it as CJK text; local delivery drops the CR
+    again, so read as the sender wrote it too.
     """
-    marked = data.startswith(_UTF16_MARKS)
-    if not marked and not is_utf16(charset):
-        return []
     readings = []
-    if marked:
-        by_mark = decode_bytes(data, "utf-16", flags)
+    mark = next((codec for bom, codec in _MARKS if data.startswith(bom)), None)
+    if mark is not None:
+        by_mark = decode_bytes(data, mark, flags)
         if by_mark != text.removeprefix("\ufeff"):
             readings.append(by_mark)
-            charset = "utf-16"
-    if cte not in _ENCODED and b"\r\n" in data:
+            charset = mark
+    if cte not in _ENCODED and is_utf16(charset) and b"\r\n" in data:
         readings.append(decode_as_readers(data.replace(b"\r\n", b"\n"), charset, flags))
     return readings
