@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from postwarden_policies import Accept, AddHeader, RemoveHeader, evaluate_message
+from postwarden_policies import Accept, AddHeader, RemoveHeader, evaluate_message, sanitize
 from postwarden_policies.facts import Envelope, MessageFacts
 from postwarden_policies.mimeparse import parse_message
 from postwarden_policies.rewrite import HtmlOptions, RewritePlan, rewrite_body
@@ -104,3 +104,18 @@ def test_utf16_html_in_lines_goes_out_in_base64_not_shifted_into_markup(
         assert re.search(r"<[^<>]*onerror|<script", read) is None  # as text, if at all
         if html == cleaned:
             assert read == "<p>a\nb</p><p>" + _SMUGGLED + "</p>"
+
+
+@pytest.mark.parametrize("label", ["utf-16le", "unicode"])  # "unicode": readers' alone
+@pytest.mark.parametrize("cte", ["base64", "8bit"])
+def test_the_notice_for_utf16_html_readers_read_otherwise_reads_as_its_label_says(
+    cte: str, label: str
+) -> None:
+    # A big-endian mark under a little-endian label: readers follow the mark, so the
+    # part gets the unsafe_charset notice. In ASCII under that label it read as CJK text.
+    html = codecs.BOM_UTF16_BE + "<p>hi</p><script>x()</script>".encode("utf-16-be")
+    facts = _html_message(html, label, cte)
+    result = rewrite_body(facts, SANITIZE)
+    assert result.body is not None
+    assert dict(result.changes[0].removed) == {"unsafe_charset": 1}  # type: ignore[attr-defined]
+    assert base64.b64decode(result.body).decode("utf-16-le") == sanitize.removed_whole("")[0]

@@ -367,3 +367,14 @@ def is_utf16(charset: str | None) -> bool:
         return codecs.lookup(label).name.startswith("utf-16")
     except (LookupError, ValueError):  # unknown, or holding a NUL
         return False
+
+
+def readers_utf16(charset: str | None) -> str | None:
+    """The codec, as Python names it, readers read text labelled ``charset`` with when
+    that is UTF-16 (a WHATWG label: ``unicode`` too; ``utf16`` they read ASCII-based);
+    else None."""
+    label = _label(charset or "")
+    if label not in _WHATWG_LABELS:
+        return None
+    info = _text_codec(_READERS_ONLY.get(label, label))
+    return info.name if info is not None and info.name.startswith("utf-16") else None

@@ -47,6 +47,7 @@ from postwarden_policies.charsets import (
     html_charset,
     is_utf16,
     read_as_readers,
+    readers_utf16,
 )
 from postwarden_policies.facts import MessageFacts, MimePart
 from postwarden_policies.html_allowlist import HtmlOptions
@@ -282,8 +283,11 @@ def sanitize_edit(
             clean = clean.replace("\n", "\r\n")
     else:
         clean, removed = removed_whole("unsafe_charset")  # see read_as_readers
-    charset = part.charset if readable and not unknown and part.charset else "us-ascii"
-    cte = "base64" if to_base64 else part.transfer_encoding
+    if readable:
+        charset = part.charset if not unknown and part.charset else "us-ascii"
+    else:
+        charset = _notice_charset(part.charset)
+    cte = "base64" if to_base64 or is_utf16(charset) else part.transfer_encoding
     text = _with_references(clean, charset)
     if cte not in _EIGHT_BIT_SAFE and not text.encode(charset).isascii():
         charset, text = "us-ascii", _with_references(clean, "us-ascii")  # stays 7-bit clean
@@ -307,6 +311,13 @@ def sanitize_edit(
     if body == original:  # nor anything the bytes keep: tag whitespace broken as it was
         return None
     return PartEdit(part.body_start, part.body_end, body, part, False), change
+
+
+def _notice_charset(label: str | None) -> str:
+    """The charset of the notice in place of HTML readers read otherwise: ASCII, but
+    under a UTF-16 label readers know, where ASCII read as CJK text, the UTF-16 they
+    read it as (then in base64: the notice holds NUL bytes)."""
+    return readers_utf16(label) or "us-ascii"
 
 
 def _within_smtp_lines(text: str, charset: str, cte: str) -> tuple[str, str]:
