@@ -354,3 +354,24 @@ def test_a_body_rule_reads_utf16_text_by_its_byte_order_mark(
     sample = Sample(head.message_id, head.data + encoded)
     result = _send(mail_system, sample)
     assert not result.accepted and "Refused by a body rule" in str(result), result
+
+
+def test_a_utf16_text_file_sent_as_the_message_8bit_arrives_as_its_notice(
+    mail_system: MailSystem
+) -> None:
+    """Past max_attachment_bytes, a message that is one UTF-16 text file becomes its
+    notice: in ASCII under that label readers showed CJK text, and in UTF-16 its NUL
+    bytes cannot go 8bit, so the message was held. The notice goes in base64."""
+    text = ("\ufeff" + "Line of the log\n" * 4000).encode("utf-16-le")
+    head = messages.single_part(
+        "text/plain; charset=utf-16",
+        [("Content-Disposition", 'attachment; filename="log.txt"'),
+         ("Content-Transfer-Encoding", "8bit")], "")
+    sample = Sample(head.message_id, head.data + text)
+    assert _send(mail_system, sample).accepted
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    message = email.message_from_bytes(delivered.data)
+    assert message.get_all("Content-Transfer-Encoding") == ["base64"]
+    shown = message.get_payload(decode=True).decode("utf-16")
+    assert shown.startswith('The attachment "log.txt" (')
+    _audited(mail_system, sample, "accept")

@@ -179,22 +179,29 @@ def test_a_top_level_file_becomes_text_its_notice_can_be_read_as() -> None:
     assert rewrite_body(parse_message(text, Envelope()), plan).headers == ()
 
 
-def test_a_top_level_notice_its_charset_label_would_garble_is_refused() -> None:
+@pytest.mark.parametrize(("label", "codec"), [("utf-16", "utf-16"), ("unicode", "utf-16-le")])
+def test_a_top_level_notice_its_charset_label_would_garble_goes_in_base64(
+    label: str, codec: str
+) -> None:
     # The header section stays: under "charset=utf-16" readers would show the ASCII
-    # notice as CJK characters. Held instead (the engine quarantines on RewriteError).
+    # notice as CJK characters, and its UTF-16 holds NUL bytes a 7bit body cannot carry
+    # (the message was held). It goes in base64, the header edits saying so.
     raw = _crlf(
         b'From: a@example.com\nContent-Type: text/plain; charset=utf-16; name="a.zip"\n'
         b'Content-Disposition: attachment; filename="a.zip"\n\nPK\x03\x04zzzz\n'
     )
-    facts = parse_message(raw, Envelope())
-    with pytest.raises(RewriteError, match="would not read as its part's charset says"):
-        rewrite_body(facts, RewritePlan(strip=((0, "r"),), sanitize_html=None))
+    facts = parse_message(raw.replace(b"utf-16", label.encode(), 1), Envelope())
+    result = rewrite_body(facts, RewritePlan(strip=((0, "r"),), sanitize_html=None))
+    assert result.headers == (RemoveHeader("Content-Transfer-Encoding"),
+                              AddHeader("Content-Transfer-Encoding", "base64"))
+    assert result.body is not None
+    assert base64.b64decode(result.body).decode(codec).startswith('The attachment "a.zip" (')
     # Letters the label's charset lacks, or a 7bit body cannot carry, or a label Python
     # does not know (readers read it as a superset of ASCII): "?".
-    for label, cte, name in (("iso-8859-1", "8bit", "caf\u00e9.zip"),
+    for other, cte, name in (("iso-8859-1", "8bit", "caf\u00e9.zip"),
                              ("iso-8859-1", "7bit", "caf?.zip"), ("us-ascii", "7bit", "caf?.zip"),
                              ("x-bogus", "8bit", "caf?.zip")):
-        labelled = raw.replace(b"utf-16", label.encode()).replace(b"a.zip", b"caf\xc3\xa9.zip")
+        labelled = raw.replace(b"utf-16", other.encode()).replace(b"a.zip", b"caf\xc3\xa9.zip")
         labelled = labelled.replace(b"\r\n\r\n", f"\r\nContent-Transfer-Encoding: {cte}"
                                     "\r\n\r\n".encode(), 1)
         facts = parse_message(labelled, Envelope())

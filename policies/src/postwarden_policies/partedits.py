@@ -17,7 +17,8 @@ must decode, by the part's label, to that text, or :class:`RewriteError` is rais
 notice as body (a message holding it, under message/rfc822 or message/global); its
 header section stays, but that a file of another type than text takes the notice's
 type and loses its Content-Disposition (``PartEdit.retyped``): readers offered the
-notice as the file, which did not open, and showed no text.
+notice as the file, which did not open, and showed no text; and that a notice its
+transfer encoding cannot carry (UTF-16 under a 7bit or 8bit body) goes in base64.
 An HTML part stays untouched only when the sanitizer gives it back as it is (what
 it counted as removed never decides: see :mod:`postwarden_policies.sanitize`).
 Files inside a TNEF ``winmail.dat`` are replaced by notices in the stream
@@ -155,29 +156,32 @@ def _stripped(part: MimePart, data: bytes, reason: str) -> tuple[bytes, Attachme
     return notice, change
 
 
-def _as_labelled(notice: bytes, part: MimePart) -> bytes:
-    """The notice for a top-level part, whose header section stays: escaped in HTML; in
-    a text part's labelled charset, us-ascii where it names none (RFC 2045's default),
-    UTF-8 in a file (the file name's letters as "?" where that lacks them, Python does
-    not know it, or a 7bit body cannot carry them); RewriteError where no reader would
-    read it so (a utf-16 label on a 7bit body, say)."""
+def _as_labelled(notice: bytes, part: MimePart) -> tuple[bytes, str]:
+    """The notice for a top-level part, whose header section stays, and the transfer
+    encoding it goes in: escaped in HTML; in a text part's labelled charset, us-ascii
+    where it names none (RFC 2045's default), UTF-8 in a file (the file name's letters
+    as "?" where that lacks them, Python does not know it, or a 7bit body cannot carry
+    them); in the part's transfer encoding, else base64 (a UTF-16 label on a 7bit or
+    8bit body: the message was held); RewriteError where no reader would read it so."""
     text = notice.decode()
     if part.content_type == "text/html":  # a file name is no markup
         text = html.escape(text, quote=False)
-    charset = (part.charset or "us-ascii") if part.content_type.startswith("text/") else "utf-8"
-    cte = part.transfer_encoding
-    for shown, codec in ((text, charset),
-                         (text.encode("ascii", "replace").decode(), "ascii")):
-        try:
-            encoded = shown.encode(codec)
-        except (LookupError, ValueError):  # unknown to Python, or lacking the letters
-            continue
-        if cte in ("7bit", "8bit", "binary") and b"\0" in encoded:
-            continue  # as it is, a NUL byte ends no reader's text well
-        if cte not in _EIGHT_BIT_SAFE and not encoded.isascii():
-            continue
-        if decode_bytes(encoded, charset, set()) == shown:
-            return encoded
+    charset = "utf-8"
+    if part.content_type.startswith("text/"):  # readers read "unicode" as UTF-16LE
+        charset = readers_utf16(part.charset) or part.charset or "us-ascii"
+    for cte in dict.fromkeys((part.transfer_encoding, "base64")):
+        for shown, codec in ((text, charset),
+                             (text.encode("ascii", "replace").decode(), "ascii")):
+            try:
+                encoded = shown.encode(codec)
+            except (LookupError, ValueError):  # unknown to Python, or lacking the letters
+                continue
+            if cte in ("7bit", "8bit", "binary") and b"\0" in encoded:
+                continue  # as it is, a NUL byte ends no reader's text well
+            if cte not in _EIGHT_BIT_SAFE and not encoded.isascii():
+                continue
+            if decode_bytes(encoded, charset, set()) == shown:
+                return encoded, cte
     raise RewriteError("the notice would not read as its part's charset says")
 
 
@@ -185,15 +189,17 @@ def strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[PartEd
     notice, change = _stripped(part, _decoded(facts, part), reason)
     nl = facts.newline
     original = facts.raw[part.body_start : part.body_end]
-    if part.parent is None:  # the top-level header section stays as it is
+    if part.parent is None:  # the top-level header section stays, but for header edits
+        cte = part.transfer_encoding
         if part.content_type in _MESSAGE_TYPES:  # so its body must be a message
             notice = _notice_entity(notice, nl)
         else:
-            notice = _as_labelled(notice, part)
-        body = _with_tail(original, _encode(notice, part.transfer_encoding, nl))
+            notice, cte = _as_labelled(notice, part)
+        body = _with_tail(original, _encode(notice, cte, nl))
         retyped = not part.content_type.startswith(("text/", *_MESSAGE_TYPES))
+        recoded = cte if cte != part.transfer_encoding else None
         return PartEdit(part.body_start, part.body_end, body, part, False,
-                        retyped=retyped), change
+                        retyped=retyped, transfer_encoding=recoded), change
     slot = _with_tail(original, _notice_entity(notice, nl))
     siblings = [p for p in facts.parts if p.parent == part.parent]
     alternative = facts.parts[part.parent].content_type == "multipart/alternative"
