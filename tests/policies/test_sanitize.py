@@ -61,6 +61,13 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="body-style-cleaned-as-any",
         ),
         pytest.param(
+            '<html dir="rtl" lang="he"><body dir=RTL><p>\u05e9\u05dc\u05d5\u05dd, Dana!</p>'
+            "<script></script></body></html>",
+            '<div dir="rtl" lang="he"><p>\u05e9\u05dc\u05d5\u05dd, Dana!</p></div>',
+            (("script", 1),),
+            id="right-to-left-page-keeps-its-direction",
+        ),
+        pytest.param(
             '<img src="cid:m" usemap="#m" alt="Menu"><map name="m"><area shape="rect" '
             'coords="0,0,9,9" href="https://shop.test/" alt="Shop"></map><script></script>',
             '<img src="cid:m" usemap="#m" alt="Menu"><map name="m"><area shape="rect" '

@@ -13,9 +13,11 @@ images served over http(s). A link keeps ``target`` only as ``_blank``, where br
 imply ``rel="noopener"``; nh3 adds no ``rel``, so a link goes out with the attributes it
 has whether its part is cleaned or goes out as it came.
 
-nh3 cleans a fragment, so the ``<body>`` tag goes with its attributes: the colours it
-sets (``bgcolor``, ``text``, and its style, cleaned as any) go on a ``<div>`` around the
-clean HTML, or text written white on a black page showed white on white. Dropped on
+nh3 cleans a fragment, so the ``<html>`` and ``<body>`` tags go with their attributes:
+what they set for the page goes on a ``<div>`` around the clean HTML, cleaned as any
+tag: the colours (``bgcolor``, ``text``, a style), or text written white on a black
+page showed white on white, and ``dir`` and ``lang``, or a Hebrew or Arabic page was
+laid out left to right. Dropped on
 purpose: ``<base href>``, which points every relative link at a host of the sender's
 choosing, and splits a URL so that the link scanners after us see none (baseStriker);
 and ``id``, which in a webmail page showing the HTML inline names a property of
@@ -107,11 +109,13 @@ _FILTER_MARKERS = ("data:", *_STYLE_MARKERS)
 # "&#101;xpression" or "&bsol;" hides a marker above from a search of the raw text.
 _STYLE_REFERENCE = re.compile(r"""style\s*=\s*(?:"[^"]*&|'[^']*&|[^\s"'>]*&)""")
 _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
-# The <body> start tag (on lower-cased text), and the attributes of it that set the
-# colours a page is shown in: nh3 cleans a fragment, which has no <body>.
-_BODY_TAG = re.compile(r"""<body(?=[\s/>])(?:"[^"]*"|'[^']*'|[^>"'])*""")
-_BODY_COLOURS = re.compile(
-    r"""[\s/"'](bgcolor|text|style)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""")
+# The <html> and <body> start tags (on lower-cased text), and the attributes of them
+# that set how a page is shown (colours, direction, language): nh3 cleans a fragment,
+# which has neither.
+_ROOT_TAGS = {name: re.compile(rf"""<{name}(?=[\s/>])(?:"[^"]*"|'[^']*'|[^>"'])*""")
+              for name in ("html", "body")}
+_PAGE_LOOKS = re.compile(
+    r"""[\s/"'](bgcolor|text|style|dir|lang)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""")
 _LEGACY_HEX = re.compile(r"[0-9a-f]{6}")  # a colour attribute's hex without its "#"
 _AS_CSS = {"bgcolor": "background-color:{}", "text": "color:{}", "style": "{}"}
 
@@ -434,39 +438,47 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
     if isinstance(done, str):
         return cost, done
     cleaned, dropped = done
-    wrapper = _body_colours(folded, dropped, lambda div: clean(div, remote_images, schemes, True))
+    wrapper = _page_wrapper(folded, dropped, lambda div: clean(div, remote_images, schemes, True))
     if wrapper is not None:
         cleaned = f"{wrapper}{cleaned}</div>"
     return cost, (cleaned, _removed(folded, cleaned.lower(), dropped))
 
 
-def _body_colours(folded: str, dropped: Counter[str],
+def _page_wrapper(folded: str, dropped: Counter[str],
                   clean: Callable[[str], _Cleaned]) -> str | None:
-    """A ``<div>`` start tag with the colours the ``<body>`` tag of ``folded`` (lower-cased
-    HTML) set: ``bgcolor``, ``text`` and its style, cleaned as any style; or None. nh3
-    drops the body with its tag, and text written white for a black ``bgcolor`` was
-    then white on white. Those carried over are not counted in ``dropped``."""
-    at = folded.find("<body")
-    tag = _BODY_TAG.match(folded, at) if at >= 0 else None
-    if tag is None:
-        return None
+    """A ``<div>`` start tag with what the ``<html>`` and ``<body>`` tags of ``folded``
+    (lower-cased HTML) set for the page, cleaned as any tag: ``dir`` and ``lang``, and
+    as its style ``bgcolor``, ``text`` and theirs; or None. nh3 drops both tags with
+    their attributes: text written white for a black ``bgcolor`` was then white on
+    white, and a Hebrew or Arabic page laid out left to right (punctuation at the
+    wrong end). Those carried over are not counted in ``dropped``."""
+    attributes: dict[str, str] = {}
     declarations = []
-    for found in _BODY_COLOURS.finditer(folded, tag.start(), tag.end()):
-        name = found.group(1)
-        value = html_unescape(next(v for v in found.groups()[1:] if v is not None))
-        if name != "style":
-            dropped[f"@{name}"] -= 1
-            if _LEGACY_HEX.fullmatch(value):
+    for name, expression in _ROOT_TAGS.items():
+        at = folded.find("<" + name)
+        tag = expression.match(folded, at) if at >= 0 else None
+        for found in _PAGE_LOOKS.finditer(folded, *tag.span()) if tag else ():
+            looks = found.group(1)
+            value = html_unescape(next(v for v in found.groups()[1:] if v is not None))
+            if looks != "style":
+                dropped[f"@{looks}"] -= 1
+            if looks in ("dir", "lang"):
+                attributes[looks] = value  # the body's over the document's
+                continue
+            if looks != "style" and _LEGACY_HEX.fullmatch(value):
                 value = "#" + value
-        declarations.append(_AS_CSS[name].format(value))
-    if not declarations:
+            declarations.append(_AS_CSS[looks].format(value))
+    if declarations:
+        attributes["style"] = "; ".join(declarations)
+    if not attributes:
         return None
-    done = clean(f'<div style="{html_escape("; ".join(declarations))}"></div>')
+    written = "".join(f' {name}="{html_escape(value)}"' for name, value in attributes.items())
+    done = clean(f"<div{written}></div>")
     if isinstance(done, str):
         return None
     dropped.update(done[1])  # what its style lost
     wrapper = done[0].removesuffix("</div>")
-    return wrapper if wrapper.startswith("<div style=") else None
+    return wrapper if wrapper.startswith("<div ") else None
 
 
 def _sanitized_in_child(request: tuple[str, str, frozenset[str], int]) -> tuple[int, _Sanitized]:
