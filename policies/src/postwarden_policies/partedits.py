@@ -107,16 +107,6 @@ def _with_tail(original: bytes, encoded: bytes) -> bytes:
     return encoded.rstrip(b"\r\n") + tail
 
 
-def _as_sent(utf16: bytes) -> bytes:
-    """UTF-16 that travelled in lines as its sender wrote it: Postfix completed each lone
-    LF byte with a CR (half of "\\n", or of another character), which shifts what
-    follows a byte, the lines after it read as CJK text. Without them, as local
-    delivery drops them, and without a last lone LF byte: the line end SMTP's DATA
-    needs after the last line, no character."""
-    data = utf16.replace(b"\r\n", b"\n")
-    return data[:-1] if len(data) % 2 and data.endswith(b"\n") else data
-
-
 def _encode(data: bytes, cte: str, newline: bytes, width: int = 76) -> bytes:
     """``data`` in ``cte``, and in quoted-printable no line starting with "-".
 
@@ -259,7 +249,7 @@ def sanitize_edit(
     unknown: set[str] = set()
     read_by = html_charset(part.charset, data)  # the label, else a <meta> tag's
     if part.transfer_encoding not in ("base64", "quoted-printable") and is_utf16(read_by):
-        data = _as_sent(data)
+        data = transfer.utf16_as_sent(data)
     # Readers that ignore the <meta> tag (Thunderbird reads only its http-equiv form)
     # read the part as labelled with nothing.
     readable = read_as_readers(read_by, data) and (

@@ -178,11 +178,9 @@ def _other_readings(data: bytes, charset: str | None, cte: str, text: str,
 
     By its byte order mark, whatever its label says: browsers, and the webmail that
     shows it, follow the mark (WHATWG's decode), where the label read Latin letters
-    and NULs (UTF-16), or mojibake (UTF-8 under windows-1251, say). And in lines
-    UTF-16 is rewritten: Postfix passes on each line ended by CRLF, a lone LF byte
-    (half of "\\n", or of another character) completed, and the rest reads shifted a
-    byte, words in the lines after it as CJK text; local delivery drops the CR
-    again, so read as the sender wrote it too.
+    and NULs (UTF-16), or mojibake (UTF-8 under windows-1251, say). And UTF-16 that
+    travelled in lines as its sender wrote it (:func:`~.transfer.utf16_as_sent`):
+    Postfix shifted the lines after each lone LF byte into CJK text.
     """
     readings = []
     mark = next((codec for bom, codec in _MARKS if data.startswith(bom)), None)
@@ -192,5 +190,5 @@ def _other_readings(data: bytes, charset: str | None, cte: str, text: str,
             readings.append(by_mark)
             charset = mark
     if cte not in _ENCODED and is_utf16(charset) and b"\r\n" in data:
-        readings.append(decode_as_readers(data.replace(b"\r\n", b"\n"), charset, flags))
+        readings.append(decode_as_readers(transfer.utf16_as_sent(data), charset, flags))
     return readings

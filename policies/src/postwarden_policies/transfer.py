@@ -174,6 +174,16 @@ def _pad(clean: bytes) -> bytes:
     return tail + b"=" * (-len(tail) % 4) if len(tail) >= 2 else b""
 
 
+def utf16_as_sent(utf16: bytes) -> bytes:
+    """UTF-16 that travelled in lines as its sender wrote it: Postfix completed each lone
+    LF byte with a CR (half of "\\n", or of another character), which shifts what
+    follows a byte, the lines after it read as CJK text. Without them, as local
+    delivery drops them, and without a last lone LF byte: the line end SMTP's DATA
+    needs after the last line, no character."""
+    data = utf16.replace(b"\r\n", b"\n")
+    return data[:-1] if len(data) % 2 and data.endswith(b"\n") else data
+
+
 def base64_line_length(data: bytes) -> int:
     """The line length of existing base64 text (76 when there is no clear style)."""
     first = data.split(b"\n", 1)[0].rstrip(b"\r")
