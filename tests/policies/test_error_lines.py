@@ -273,3 +273,32 @@ def test_an_alias_before_its_anchor_says_where_the_anchor_is() -> None:
         "p.yaml:3:9: YAML syntax error: found undefined alias 'common' (its anchor &common "
         "comes later, at line 4: an anchor must be written before its aliases)"
     ]
+
+
+@pytest.mark.parametrize(("lines", "at", "opened"), [
+    ("    then:\n      action: quarantine\n      notify: [ops #oncall]\n"
+     "    message: held\n", "7:20", "[ at line 7"),
+    ("    when: {subject: spam #tag}\n    then: reject\n", "5:26", "{ at line 5"),
+    ("    then: reject\n    when: {any: [{subject: a}, {body: 'b #c'}, {helo: x #y}]}\n",
+     "6:57", "{ at line 6"),
+    ("    then: reject\n    when: {sender: [a@x.test #b]}\n", "6:30", "[ at line 6"),
+])
+def test_a_closing_bracket_a_comment_hides_is_placed_at_the_comment(
+    lines: str, at: str, opened: str
+) -> None:
+    """` #` starts a comment inside [ ] and { } too, taking the ] or } with it: PyYAML
+    finds that out at the next line's value (or the file's end), away from the mistake."""
+    text = f"version: 1\nname: p\nrules:\n  - name: r\n{lines}"
+    closer = "]" if opened.startswith("[") else "}"
+    assert _issues(text) == [
+        f"p.yaml:{at}: YAML syntax error: the {opened} is not closed: its {closer} is in "
+        "the comment that ' #' starts here (quote a value that holds #, as in "
+        "'Ticket #12', or write the comment after the " + closer + ")"
+    ]
+
+
+def test_a_comment_inside_a_list_written_over_lines_is_no_error() -> None:
+    text = ("version: 1\nname: p\nrules:\n  - name: r\n    when:\n"
+            "      sender: [a@x.test,  # the first\n               b@x.test]\n"
+            "    then: reject\n")
+    assert _issues(text) == []

@@ -469,6 +469,14 @@ def _marked_issue(
         mark, problem = exc.context_mark, "this quoted value is not closed before the file ends"
         if source[mark.index:mark.index + 1] == "'":  # 'it's
             problem += " (in single quotes, write ' as '', as in 'it''s')"
+    if (hidden := _closer_in_comment(exc, source)) is not None:
+        # At the comment, not at the next line's value, where PyYAML found it out.
+        (opener, line), comment = hidden
+        return PolicyIssue(label, *place(source, comment),
+                           f"YAML syntax error: the {opener} at line {line} is not closed: its "
+                           f"{_CLOSERS[opener]} is in the comment that ' #' starts here (quote "
+                           "a value that holds #, as in 'Ticket #12', or write the comment "
+                           f"after the {_CLOSERS[opener]})")
     if exc.context and exc.context.startswith("expected"):  # "expected a single document"
         problem = f"{exc.context}, {problem}"
     if exc.problem == _ANCHOR_AGAIN and exc.context and exc.context_mark is not None:
@@ -485,6 +493,11 @@ def _marked_issue(
 
 
 _UNCLOSED_QUOTE = ("while scanning a quoted scalar", "found unexpected end of stream")
+_CLOSERS = {"[": "]", "{": "}"}
+# In [ ] and { }: a quoted value (skipped whole), a comment (" #" to the line's end),
+# or any other character. A quote starts a value only where a value starts.
+_FLOW_PIECE = re.compile(r"""(?<![^\[{,:\s])(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*')"""
+                         r"|(?<![^\s])(#[^\r\n]*)|.", re.S)
 _ANCHOR_AGAIN = "second occurrence"  # of an anchor: "found duplicate anchor 'a'; first ..."
 _ALIAS_ERRORS = ("while scanning an alias", "while scanning an anchor")
 _RESERVED_START = re.compile(r"found character '[@`%]' that cannot start any token")
@@ -536,6 +549,23 @@ def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
     if (exc.problem or "").startswith(_NO_DOCUMENT_START):
         return " (after a %YAML or %TAG line, or a ... line, a document starts with ---)"
     return _HINTS.get(exc.problem or "") or _CONTEXT_HINTS.get(exc.context or "", "")
+
+
+def _closer_in_comment(
+    exc: yaml.MarkedYAMLError, source: str
+) -> tuple[tuple[str, int], int] | None:
+    """A [ or { not closed because a comment on its lines holds its ] or }
+    (``notify: [ops #oncall]``): the bracket and its line, and where the comment starts."""
+    start, end = exc.context_mark, exc.problem_mark
+    if not (exc.context or "").startswith("while parsing a flow") or start is None or end is None:
+        return None
+    opener = source[start.index:start.index + 1]
+    if opener not in _CLOSERS:
+        return None
+    for piece in _FLOW_PIECE.finditer(source, start.index + 1, end.index):
+        if piece[1] is not None and _CLOSERS[opener] in piece[1]:
+            return (opener, start.line + 1), piece.start()
+    return None
 
 
 _UNDEFINED_ALIAS = re.compile(r"found undefined alias '(.+)'")
