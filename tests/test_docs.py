@@ -85,7 +85,8 @@ def test_the_readme_check_error_is_what_check_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     readme = (REPO / "README.md").read_text()
-    shown = re.search(r"^inbound-default\.yaml:\d+:\d+: .*'strip_atachment'$", readme, re.M)
+    shown = re.search(r"^inbound-default\.yaml:\d+:\d+: .*'strip_atachment' "
+                      r"\(did you mean 'strip_attachment'\?\)$", readme, re.M)
     assert shown is not None
     examples = shutil.copytree(REPO / "policies" / "examples", tmp_path / "examples")
     broken = examples / "inbound-default.yaml"

@@ -29,9 +29,9 @@ tests:
 def test_every_issue_is_reported() -> None:
     assert [str(i) for i in check_policy_text("p.yaml", TEXT)] == [
         "p.yaml:5:11: rule 'a': expected one of accept, reject, tempfail, discard, quarantine, "
-        "strip_attachment; got 'rejekt'",
+        "strip_attachment; got 'rejekt' (did you mean 'reject'?)",
         "p.yaml:14:13: test 't': expected one of accept, reject, tempfail, discard, quarantine; "
-        "got 'acept'",
+        "got 'acept' (did you mean 'accept'?)",
         "p.yaml:8:11: duplicate rule name 'b' (first at line 6)",
         "p.yaml:11:5: test 't': unknown rule 'nope' in expect_rules",
     ]
@@ -55,7 +55,7 @@ def test_a_duplicate_key_hides_nothing_else_of_its_mapping() -> None:
         "p.yaml:10:34: rule 'r2': duplicate key 'subject' (first defined at line 10, column 16)",
         "p.yaml:10:25: rule 'r2': invalid RE2 regular expression '(bad2': missing ): (bad2",
         "p.yaml:11:11: rule 'r2': expected one of accept, reject, tempfail, discard, "
-        "quarantine, strip_attachment; got 'rejct'",
+        "quarantine, strip_attachment; got 'rejct' (did you mean 'reject'?)",
     ]
 
 
@@ -82,7 +82,7 @@ def test_code_and_message_are_checked_beside_an_error_in_the_rule() -> None:
         "p.yaml:10:14: rule 'b': message is only allowed with reject, tempfail or quarantine",
         # A misspelt action: whether 450 suits it is not known.
         "p.yaml:12:20: rule 'c': expected one of accept, reject, tempfail, discard, quarantine; "
-        "got 'rejct'",
+        "got 'rejct' (did you mean 'reject'?)",
     ]
 
 
@@ -102,7 +102,8 @@ def test_a_case_s_sample_and_expectations_are_checked_beside_an_error_in_it(
         (5, "message file not found: gone.eml"),
         (6, "expected an e-mail address, got 'nobody'"),
         (8, "give exactly one of message (a file) or raw (the message inline)"),
-        (12, "expected one of accept, reject, tempfail, discard, quarantine; got 'acept'"),
+        (12, "expected one of accept, reject, tempfail, discard, quarantine; got 'acept' "
+             "(did you mean 'accept'?)"),
         (15, "expected an e-mail address, got 'nobody'"),
         (17, "expect: reject delivers nothing: no message to hold or lack headers, nor "
              "attachments stripped from it"),

@@ -41,7 +41,7 @@ ERRORS = [
     pytest.param(
         H + "rulez: []\n",
         [
-            "3:1: unknown key 'rulez' in policy; expected one of: version, name, description, mode, priority, limits, sanitize, tag_flags, rules, tests, or x-... (ignored)"
+            "3:1: unknown key 'rulez' in policy (did you mean 'rules'?); expected one of: version, name, description, mode, priority, limits, sanitize, tag_flags, rules, tests, or x-... (ignored)"
         ],
         id="unknown-top-key",
     ),
@@ -60,7 +60,7 @@ ERRORS = [
     ),
     pytest.param(
         H + "mode: enforced\n",
-        ["3:7: expected one of enforce, report; got 'enforced'"],
+        ["3:7: expected one of enforce, report; got 'enforced' (did you mean 'enforce'?)"],
         id="mode-enum",
     ),
     pytest.param(
@@ -636,7 +636,7 @@ def test_an_unknown_flag_is_refused() -> None:
     found = issues(_rule("{flag: [malformed, malformd]}"))
     assert len(found) == 1
     assert found[0].startswith("5:30: rule 'r': expected one of ambiguous_filename, ")
-    assert found[0].endswith("; got 'malformd'")
+    assert found[0].endswith("; got 'malformd' (did you mean 'malformed'?)")
 
 
 def test_a_pattern_too_costly_to_compile_is_refused() -> None:

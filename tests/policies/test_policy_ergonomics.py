@@ -148,3 +148,22 @@ def test_a_milter_loading_its_policy_dir_logs_it(
 def test_a_comment_written_as_one_or_a_quoted_hash_warns_of_nothing(line: str) -> None:
     text = RULE + "    then: reject\n    " + line + "\n"
     assert warnings_of(text) == []
+
+
+@pytest.mark.parametrize(("when", "told"), [
+    ("{subjct: x}", "unknown key 'subjct' in condition (did you mean 'subject'?); expected"),
+    ("{Subject: x}", "unknown key 'Subject' in condition (did you mean 'subject'?); expected"),
+    ("{attachment: {filname: '*.exe'}}",
+     "unknown key 'filname' in attachment condition (did you mean 'filename'?); expected"),
+    ("{flag: [malformd]}", "got 'malformd' (did you mean 'malformed'?)"),
+    ("{xyzzy: 1}", "unknown key 'xyzzy' in condition; expected"),
+])
+def test_a_misspelt_name_is_told_what_it_likely_meant(when: str, told: str) -> None:
+    """A key or value among twenty or thirty is hard to spot in the list of them all."""
+    (issue,) = issues(HEAD + f"rules:\n  - name: r\n    when: {when}\n    then: reject\n")
+    assert told in issue
+
+
+def test_a_misspelt_action_is_told_what_it_likely_meant() -> None:
+    (issue,) = issues(HEAD + "rules:\n  - {name: r, then: Rejct}\n")
+    assert issue.endswith("got 'Rejct' (did you mean 'reject'?)")

@@ -9,12 +9,28 @@ a flag or a decision in the Verdict, never an exception.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 # The kind of a warning that is not a policy test's mistake, for the admin API's answers.
 COMMENT_AFTER_VALUE = "value_cut_by_comment"
 SHOWN_CHARS = 80  # of a key or value an issue quotes
+
+
+# How alike a name must be to one known to be told as meant for it: "rulez" for
+# "rules" (0.8), not "header" for "sender" (0.67), a key a limits condition refuses.
+LIKELY_MEANT = 0.8
+
+
+def likely_meant(text: str, known: Iterable[str]) -> str:
+    """" (did you mean 'subject'?)" for a misspelt or wrongly cased name among ``known``,
+    else "": one of twenty or thirty names is hard to spot in the list of them all."""
+    if len(text) > SHOWN_CHARS:
+        return ""
+    names = [str(name) for name in known]  # an enum's members as their values
+    close = difflib.get_close_matches(text.lower(), names, n=1, cutoff=LIKELY_MEANT)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def shown(text: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import shown
+from .errors import likely_meant, shown
 from .spec import INVALID, JsonSchema, Spec
 from .yamlnodes import MERGE_KEYS_REFUSED, MERGE_TAG, Reader, describe, first_at, placed
 
@@ -197,7 +197,8 @@ class Obj(Spec):
                 continue
             field = self.fields.get(key)
             if field is None:
-                reader.error(key_node, f"unknown key {shown(key)} in {self.title}; expected "
+                reader.error(key_node, f"unknown key {shown(key)} in {self.title}"
+                                       f"{likely_meant(key, self.fields)}; expected "
                                        f"one of: {self._expected()}")
                 ok = False
                 continue

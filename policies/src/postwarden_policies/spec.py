@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import yaml
 
-from .errors import COMMENT_AFTER_VALUE, shown
+from .errors import COMMENT_AFTER_VALUE, likely_meant, shown
 from .yamlnodes import (
     INTEGER_TOO_LARGE,
     MAX_INTEGER,
@@ -204,7 +204,8 @@ def choice(*values: str) -> Scalar:
 
     def check(value: str) -> None:
         if value not in values:
-            raise SpecError(f"expected one of {allowed}; got {shown(value)}")
+            raise SpecError(f"expected one of {allowed}; got {shown(value)}"
+                            f"{likely_meant(value, values)}")
 
     return Scalar(str, "string", f"one of {allowed}", check=check, extra={"enum": list(values)})
 
