@@ -167,3 +167,14 @@ def test_a_misspelt_name_is_told_what_it_likely_meant(when: str, told: str) -> N
 def test_a_misspelt_action_is_told_what_it_likely_meant() -> None:
     (issue,) = issues(HEAD + "rules:\n  - {name: r, then: Rejct}\n")
     assert issue.endswith("got 'Rejct' (did you mean 'reject'?)")
+
+
+@pytest.mark.parametrize(("rule", "at"), [
+    ("  - name: r\n    then:\n", "5:10"),
+    ("  - name: r\n    then: reject\n    message:\n", "6:13"),
+])
+def test_a_key_left_without_a_value_is_not_told_to_quote_it(rule: str, at: str) -> None:
+    """Quoting nothing gives "", no more a value: the hint fits a number or a boolean."""
+    (issue,) = issues(HEAD + "rules:\n" + rule)
+    assert issue.startswith(f"p.yaml:{at}: rule 'r': expected ")
+    assert issue.endswith(", got null")

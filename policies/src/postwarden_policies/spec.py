@@ -106,7 +106,7 @@ class Scalar(Spec):
             reader.error(node, INTEGER_TOO_LARGE)
             return INVALID
         if type(value) is not self.python_type:
-            if self.python_type is str:
+            if self.python_type is str and node.value:  # quoting nothing gives ""
                 reader.error(node, f"expected {self.expected}, got {describe(node)} "
                                    "(quote it to make it a string)")
             else:
