@@ -70,3 +70,14 @@ def test_a_sample_is_found_next_to_the_file_a_link_names(
     (policy,) = load_policy_set([mx1]).policies
     assert policy.tests[0].message == common / "samples" / "m.eml"
     assert policy.source == str(mx1 / "p.yaml")  # issues name the file as given
+
+
+def test_a_sample_path_naming_a_directory_says_so(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was "message file not found", for a path that is there (a directory named
+    where its file was meant)."""
+    (policy_dir / "samples" / "m.eml").mkdir(parents=True)
+    assert main(["check", str(policy_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"{policy_dir / 'p.yaml'}:8:14: test 'c': message file samples/m.eml is a directory\n")

@@ -129,7 +129,10 @@ def _sample_found(path: Path, given: str, ctx: ObjectContext) -> bool:
     try:
         if path.is_file():
             return True
-        ctx.error("message", f"message file not found: {given}")
+        if path.is_dir():  # found, but not what was meant
+            ctx.error("message", f"message file {given} is a directory")
+        else:
+            ctx.error("message", f"message file not found: {given}")
     except OSError as exc:
         ctx.error("message", f"cannot read message file {given}: {exc.strerror}")
     return False
