@@ -95,7 +95,7 @@ def test_a_pattern_is_quoted_as_written() -> None:
     text = "version: 1\nname: p\nrules:\n  - {name: r, when: {subject: '(a)\\1'}, then: reject}\n"
     assert _issues(text) == [
         "p.yaml:4:31: rule 'r': invalid RE2 regular expression '(a)\\1': invalid escape "
-        "sequence: \\1"
+        "sequence: \\1 (RE2 has no backreferences)"
     ]
 
 
@@ -302,3 +302,22 @@ def test_a_comment_inside_a_list_written_over_lines_is_no_error() -> None:
             "      sender: [a@x.test,  # the first\n               b@x.test]\n"
             "    then: reject\n")
     assert _issues(text) == []
+
+
+@pytest.mark.parametrize(("pattern", "detail", "hint"), [
+    ("(?<=Re: )spam", "invalid perl operator: (?<=", "RE2 has no lookahead or lookbehind"),
+    ("free(?!dom)", "invalid perl operator: (?!", "RE2 has no lookahead or lookbehind"),
+    ("(a)\\1", "invalid escape sequence: \\1", "RE2 has no backreferences"),
+    ("(?P<w>a)(?P=w)", "invalid perl operator: (?P", "RE2 has no backreferences"),
+    ("spam\\Z", "invalid escape sequence: \\Z", "RE2 writes the end of the text as \\z"),
+    ("a++", "bad repetition operator: ++", "RE2 has no possessive repeats nor atomic groups"),
+    ("(?>a+)", "invalid perl operator: (?>", "RE2 has no possessive repeats nor atomic groups"),
+])
+def test_a_pattern_using_what_re2_lacks_is_told_so(pattern: str, detail: str, hint: str) -> None:
+    """RE2's own words ("invalid escape sequence: \\1") send an author of a Python or PCRE
+    pattern after a typo, not a feature RE2 leaves out to search in linear time."""
+    text = (f"version: 1\nname: p\nrules:\n  - name: r\n    when: {{subject: '{pattern}'}}\n"
+            "    then: reject\n")
+    (issue,) = _issues(text)
+    assert issue.startswith(f"p.yaml:5:21: rule 'r': invalid RE2 regular expression "
+                            f"'{pattern}': {detail} ({hint}")

@@ -83,6 +83,8 @@ ERRORS = [
         H + "rules:\n  - name: spam\n    when:\n      subject: '(?<=x)y'\n    then: accept\n",
         [
             "6:16: rule 'spam': invalid RE2 regular expression '(?<=x)y': invalid perl operator: (?<="
+            " (RE2 has no lookahead or lookbehind: match the text around, or put a second "
+            "condition under not:)"
         ],
         id="bad-regex",
     ),

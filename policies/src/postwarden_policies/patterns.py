@@ -87,6 +87,26 @@ SHOWN_CHARS = 100  # of a pattern in an issue: a glob list of 20,000 globs is on
 _PATTERN_TOO_LARGE = "pattern too large"
 
 
+# What a Python or PCRE pattern uses that RE2 leaves out to search in linear time, by
+# RE2's words for it: its words alone ("invalid escape sequence: \\1") tell of a typo.
+_LACKED = (
+    (re.compile(r"invalid perl operator: \(\?<?[=!]"),
+     "RE2 has no lookahead or lookbehind: match the text around, or put a second "
+     "condition under not:"),
+    (re.compile(r"invalid escape sequence: \\[1-9k]|invalid perl operator: \(\?P$"),
+     "RE2 has no backreferences"),
+    (re.compile(r"invalid escape sequence: \\Z"),
+     "RE2 writes the end of the text as \\z"),
+    (re.compile(r"bad repetition operator: .\+|invalid perl operator: \(\?>"),
+     "RE2 has no possessive repeats nor atomic groups, and needs none: it never backtracks"),
+)
+
+
+def _lacked(detail: str) -> str:
+    """" (why)" when RE2's error ``detail`` is about a feature it lacks, else ""."""
+    return next((f" ({why})" for words, why in _LACKED if words.match(detail)), "")
+
+
 def _quoted(shown: str) -> str:
     """A pattern as its author wrote it (repr doubles every backslash), unless it holds
     characters a one-line message should not; cut after SHOWN_CHARS characters."""
@@ -114,7 +134,7 @@ def _compile(source: str, what: str, shown: str) -> Pattern:
             raise SpecError(f"{what} {_quoted(shown)} is too large: RE2 compiles at most "
                             f"{MAX_PATTERN_MEMORY // 2**20} MiB of program (split it between "
                             "conditions under any:)") from None
-        raise SpecError(f"invalid {what} {_quoted(shown)}: {detail}") from None
+        raise SpecError(f"invalid {what} {_quoted(shown)}: {detail}{_lacked(detail)}") from None
     size = compiled.programsize
     if budget is not None:
         budget.left -= size
