@@ -42,7 +42,7 @@ from typing import Any
 
 from .conditionformat import ADDRESS
 from .delivery import apply_edits
-from .engine import evaluate_message
+from .engine import as_received, evaluate_message
 from .errors import PolicyIssue, PolicyLoadError
 from .facts import Envelope, client_ip_text
 from .loader import load_policy_set
@@ -184,8 +184,8 @@ def _eval(args: argparse.Namespace) -> int:
         helo=args.helo,
         auth_user=args.auth_user or None,  # as the milter reads an empty {auth_authen}
     )
-    verdict = evaluate_message(policy_set, raw, envelope)
-    delivered = apply_edits(raw, verdict)
+    verdict = evaluate_message(policy_set, as_received(raw), envelope)
+    delivered = apply_edits(raw, verdict)  # in the file's own line ends
     # First: a reader of stdout that leaves (| head) must not leave an old FILE.
     written = _write_output(Path(args.output), verdict, delivered) if args.output else EXIT_OK
     args.outcome = written

@@ -39,6 +39,7 @@ or they refuse to run because the package was upgraded under this process.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field, replace
 
 from .conditions import MatchInput
@@ -360,6 +361,17 @@ def parse_for(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> MessageF
     """Parse ``raw`` with its transaction's structure limits as the parser's caps."""
     max_parts, max_depth = policy_set.parser_caps(envelope)
     return parse_message(raw, envelope, max_parts=max_parts, max_depth=max_depth)
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def as_received(raw: bytes) -> bytes:
+    """``raw`` as Postfix hands it to a milter: every line ended by CRLF, the last one
+    too, however the client ended them (a sample file kept with LF line ends, say). The
+    milter measures (``size_over``, ``max_message_bytes``) and parses that."""
+    received = _BARE_LF.sub(b"\r\n", raw)
+    return received if not received or received.endswith(b"\r\n") else received + b"\r\n"
 
 
 def evaluate_message(policy_set: PolicySet, raw: bytes, envelope: Envelope) -> Verdict:

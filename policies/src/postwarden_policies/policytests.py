@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from .delivery import apply_edits
-from .engine import evaluate, parse_for
+from .engine import as_received, evaluate, parse_for
 from .facts import Envelope
 from .mimeparse import parse_message
 from .model import Mode, Policy, PolicyTest
@@ -171,7 +171,7 @@ def _verdict(policy_set: PolicySet, case: PolicyTest, raw: bytes) -> Verdict:
         helo=case.helo,
         auth_user=case.auth_user,
     )
-    facts = parse_for(policy_set, raw, envelope)
+    facts = parse_for(policy_set, as_received(raw), envelope)
     if case.duplicate:
         facts = replace(facts, duplicate=True)
     return evaluate(policy_set, facts)
