@@ -178,3 +178,22 @@ def test_a_key_left_without_a_value_is_not_told_to_quote_it(rule: str, at: str) 
     (issue,) = issues(HEAD + "rules:\n" + rule)
     assert issue.startswith(f"p.yaml:{at}: rule 'r': expected ")
     assert issue.endswith(", got null")
+
+
+@pytest.mark.parametrize(("text", "told"), [
+    ("rules:\n  - name: r\n    then: {action: reject, message: No}\n",
+     "unknown key 'message' in then (message goes in the rule, beside then:)"),
+    ("rules:\n  - name: r\n    notify: [ops]\n    then: quarantine\n",
+     "unknown key 'notify' in rule (notify goes under then:, as in then: {action: "
+     "quarantine, notify: [...]})"),
+    ("rules:\n  - name: r\n    when: {filename: ['*.exe']}\n    then: reject\n",
+     "unknown key 'filename' in condition (filename goes under attachment:, as in "
+     "attachment: {filename: [...]})"),
+    ("max_recipients: 50\n", "unknown key 'max_recipients' in policy (max_recipients goes "
+     "under limits:)"),
+    ("html: true\n", "unknown key 'html' in policy (html goes under sanitize:)"),
+])
+def test_a_key_one_level_off_is_told_where_it_goes(text: str, told: str) -> None:
+    """The list of the keys a mapping takes does not say where a key it lacks belongs."""
+    (issue,) = issues(HEAD + text)
+    assert f"{told}; expected one of:" in issue

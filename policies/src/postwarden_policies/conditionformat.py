@@ -304,4 +304,6 @@ CONDITION: Spec = Obj(
     },
     _all_keys,
     def_name="condition",
+    elsewhere=dict.fromkeys(("filename", "content_type", "detected_type"),
+                            "under attachment:, as in attachment: {filename: [...]}"),
 )

@@ -134,7 +134,9 @@ class Obj(Spec):
     ``check`` runs instead of ``build`` when a field did not read, with the fields that
     did: the issues between those come with that field's (all issues at once).
     Keys starting with ``extension_prefix`` are not read: a place for anchors (docker
-    compose's ``x-`` extension fields), whatever their values hold.
+    compose's ``x-`` extension fields), whatever their values hold. ``elsewhere`` says
+    where a key this mapping lacks goes (``message``: "in the rule, beside then:"),
+    for the issue about it.
     """
 
     def __init__(
@@ -149,8 +151,10 @@ class Obj(Spec):
         one_of: tuple[str, ...] = (),
         check: Callable[[dict[str, Any], ObjectContext], object] | None = None,
         extension_prefix: str | None = None,
+        elsewhere: Mapping[str, str] | None = None,
     ) -> None:
         self.title = title
+        self.elsewhere = dict(elsewhere or {})
         self.extension_prefix = extension_prefix
         self.check = check
         self.one_of = one_of
@@ -198,8 +202,8 @@ class Obj(Spec):
             field = self.fields.get(key)
             if field is None:
                 reader.error(key_node, f"unknown key {shown(key)} in {self.title}"
-                                       f"{likely_meant(key, self.fields)}; expected "
-                                       f"one of: {self._expected()}")
+                                       f"{self._hint(key)}; expected one of: "
+                                       f"{self._expected()}")
                 ok = False
                 continue
             nodes[key] = value_node
@@ -222,6 +226,12 @@ class Obj(Spec):
         if self.check is not None:
             self.check(values, context)
         return INVALID
+
+    def _hint(self, key: str) -> str:
+        """Where an unknown key goes, or what it likely meant, in parentheses; or ""."""
+        if (where := self.elsewhere.get(key)) is not None:
+            return f" ({key} goes {where})"
+        return likely_meant(key, self.fields)
 
     def _expected(self) -> str:
         extension = f", or {self.extension_prefix}... (ignored)" if self.extension_prefix else ""

@@ -400,6 +400,9 @@ POLICY = Obj(
     },
     _policy,
     extension_prefix="x-",  # x-common: &defaults ..., aliased below
+    elsewhere={**dict.fromkeys(LIMITS.fields.keys() - {"when"}, "under limits:"),
+               **dict.fromkeys(SANITIZE.fields, "under sanitize:"),
+               **dict.fromkeys(("when", "then"), "in a rule, under rules:")},
 )
 
 

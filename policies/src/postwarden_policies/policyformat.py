@@ -175,6 +175,8 @@ ACTIONS = Either(
         _actions,
         def_name="actions",
         check=_wasted_edits,
+        elsewhere=dict.fromkeys(("message", "code", "sanitize", "when"),
+                                "in the rule, beside then:"),
     ),
     "an action name or a mapping of actions",
 )
@@ -266,4 +268,8 @@ RULE = Obj(
     def_name="rule",
     label_key="name",
     check=_check_rule,
+    elsewhere=dict.fromkeys(
+        ("action", "strip_attachment", "add_header", "remove_header", "subject_prefix",
+         "notify"),
+        "under then:, as in then: {action: quarantine, notify: [...]}"),
 )
