@@ -104,7 +104,7 @@ def test_a_header_expected_and_expected_absent_is_refused_by_check(tmp_path: Pat
     with pytest.raises(PolicyLoadError) as refused:
         load_policy_set([policy], check_samples=True)
     assert [str(i) for i in refused.value.issues] == [
-        f"{policy}:12:28: test 'CASE': header 'x-seen' is expected in expect_headers too: "
+        f"{policy}:12:29: test 'CASE': header 'x-seen' is expected in expect_headers too: "
         "no message can meet both"]
     # As a misspelt limit: a milter loads the policy that filters mail whatever a test says.
     assert load_policy_set([policy]).policies[0].name == "p"
@@ -264,3 +264,19 @@ def test_eval_tells_an_expectation_no_verdict_meets_at_its_line_and_evaluates(
     assert err.startswith(f"{policy}:5:5: warning: test 'c': {told}")
     assert main(["check", str(policy)]) == 2
     assert f"test 'c': {told}" in capsys.readouterr().err
+
+
+def test_a_mistake_in_a_list_of_expectations_is_placed_at_its_item(tmp_path: Path) -> None:
+    """A CI annotation at the list's first item pointed at a line without the mistake."""
+    (tmp_path / "p.yaml").write_text(
+            "version: 1\nname: p\nrules: [{name: r, then: accept}]\ntests:\n"
+            "  - name: t\n    raw: x\n    recipients: [a@b.test]\n    expect: accept\n"
+            "    expect_rules:\n      - r\n      - limit:max_recipent\n"
+            "    expect_headers: {X-A: b}\n    expect_headers_absent:\n      - X-B\n      - x-a\n")
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([tmp_path], check_samples=True)
+    assert [(i.line, i.column, i.message.split(": ", 1)[1][:30])
+            for i in refused.value.issues] == [
+        (11, 9, "unknown limit 'max_recipent' i"),
+        (15, 9, "header 'x-a' is expected in ex"),
+    ]

@@ -194,7 +194,7 @@ def test_a_limit_no_verdict_holds_is_refused_at_its_line_by_check(
     with pytest.raises(PolicyLoadError) as raised:
         load_policy_set([policy], check_samples=True)  # postwarden-policy check and test
     (issue,) = raised.value.issues
-    assert (issue.line, issue.column) == (10, 19) and problem in issue.message
+    assert (issue.line, issue.column) == (10, 20) and problem in issue.message
     # A milter loads the policies that filter mail whatever a test expects.
     assert load_policy_set([policy]).policies[0].name == "p"
     # An editor marks a misspelt name at once.
@@ -226,7 +226,7 @@ def test_the_parsers_cap_on_header_fields_is_never_reported(tmp_path: Path) -> N
     with pytest.raises(PolicyLoadError) as raised:
         load_policy_set([policy], check_samples=True)
     (issue,) = raised.value.issues
-    assert (issue.line, issue.column) == (10, 19)
+    assert (issue.line, issue.column) == (10, 20)
     assert "max_header_fields is the parser's own cap, which no policy reports" in issue.message
     document = yaml.safe_load(policy.read_text())
     assert not jsonschema.Draft202012Validator(policy_schema()).is_valid(document)

@@ -112,8 +112,14 @@ class ObjectContext:
         # A field of an aliased object is reported at the alias, not at the anchor.
         return placed(self.fields.get(key, self.node), self.node) if key else self.node
 
-    def error(self, key: str | None, message: str) -> None:
-        self.reader.error(self._node(key), message)
+    def error(self, key: str | None, message: str, item: int | None = None) -> None:
+        """An issue at a field (``key``), or at the ``item``-th item of a list field:
+        the line of the mistake, not that of the list's first item."""
+        node = self.fields.get(key) if key else None
+        if item is not None and isinstance(node, yaml.SequenceNode) and item < len(node.value):
+            self.reader.error(placed(node.value[item], self.node), message)
+        else:
+            self.reader.error(self._node(key), message)
 
     def where(self, key: str | None = None) -> tuple[int, int]:
         """Line and column (1-based) of a field's value, or of the object itself."""

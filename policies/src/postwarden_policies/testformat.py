@@ -146,24 +146,25 @@ def _expectations_hold_together(values: dict[str, Any], ctx: ObjectContext) -> b
     header both expected and expected absent, what is delivered of a message refused;
     each such is an issue (all at once). Only `check` and `test` ask (see _EXPECTED_RULE)."""
     problems = [*_unmet_expectations(values)]
-    for key, problem in problems:
-        ctx.error(key, problem)
+    for key, item, problem in problems:
+        ctx.error(key, problem, item)
     return not problems
 
 
-def _unmet_expectations(values: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(key, why) of each expectation no verdict can meet."""
-    for ref in values.get("expect_rules") or ():
+def _unmet_expectations(values: dict[str, Any]) -> Iterator[tuple[str, int | None, str]]:
+    """(key, item of its list or None, why) of each expectation no verdict can meet."""
+    for item, ref in enumerate(values.get("expect_rules") or ()):
         if problem := limit_problem(ref):
-            yield "expect_rules", problem
+            yield "expect_rules", item, problem
     if "expect" in values and Action(values["expect"]) in NOT_DELIVERED:
-        yield from ((key, f"expect: {values['expect']} delivers nothing: no message to hold "
-                          "or lack headers, nor attachments stripped from it")
+        yield from ((key, None, f"expect: {values['expect']} delivers nothing: no message to "
+                                "hold or lack headers, nor attachments stripped from it")
                     for key in DELIVERY_EXPECTATIONS if key in values)
     present = {name.lower() for name in values.get("expect_headers", {})}
-    yield from (("expect_headers_absent", f"header {name!r} is expected in expect_headers "
-                                          "too: no message can meet both")
-                for name in values.get("expect_headers_absent", ()) if name.lower() in present)
+    yield from (("expect_headers_absent", item, f"header {name!r} is expected in "
+                                                "expect_headers too: no message can meet both")
+                for item, name in enumerate(values.get("expect_headers_absent", ()))
+                if name.lower() in present)
 
 
 def limit_problem(ref: str) -> str | None:
