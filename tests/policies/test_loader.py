@@ -55,7 +55,7 @@ ERRORS = [
     ),
     pytest.param(
         H + "priority: high\n",
-        ["3:11: expected an integer, got a string"],
+        ["3:11: expected an integer, got the string 'high'"],
         id="priority-type",
     ),
     pytest.param(
@@ -118,7 +118,7 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    then: reject\n    code: 'five fifty'\n",
-        ["6:11: rule 'r': expected an SMTP code such as 550 or \"550 5.7.1\", got a string"],
+        ["6:11: rule 'r': expected an SMTP code such as 550 or \"550 5.7.1\", got the string 'five fifty'"],
         id="bad-code",
     ),
     pytest.param(
@@ -183,12 +183,13 @@ ERRORS = [
     ),
     pytest.param(
         "version: '1'\nname: t\n",
-        ["1:10: expected the format version 1, got a string"],
+        ["1:10: expected the format version 1, got the string '1'"],
         id="version-string",
     ),
     pytest.param(
         H + "limits: {max_message_bytes: 10 parsecs}\n",
-        ['3:29: expected a size in bytes such as 1048576 or "1MB", got a string'],
+        ['3:29: expected a size in bytes such as 1048576 or "1MB", got the string '
+         "'10 parsecs'"],
         id="size-bad",
     ),
     pytest.param(  # "got an integer" said nothing of what is wrong with it
@@ -221,7 +222,7 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    then: {action: reject, strip_attachment: maybe}\n",
-        ["5:46: rule 'r': expected true or false, got a string"],
+        ["5:46: rule 'r': expected true or false, got the string 'maybe'"],
         id="two-terminals-string-and-map",
     ),
     pytest.param(
@@ -322,7 +323,7 @@ ERRORS = [
             "3:7: expected one of enforce, report; got 'x'",
             "4:11: expected an integer of at least 0, got -1",
             "7:11: rule 'a': expected one of accept, reject, tempfail, discard, quarantine, strip_attachment; got 'nope'",
-            "9:23: rule 'b': expected a size in bytes such as 1048576 or \"1MB\", got a string",
+            "9:23: rule 'b': expected a size in bytes such as 1048576 or \"1MB\", got the string 'big'",
         ],
         id="many-errors",
     ),
@@ -372,7 +373,7 @@ def test_all_issues_are_collected_across_files(tmp_path: Path) -> None:
         load_policy_set([tmp_path])
     assert [str(i) for i in raised.value.issues] == [
         f"{tmp_path / 'a.yaml'}:3:7: expected one of enforce, report; got 'loud'",
-        f"{tmp_path / 'b.yml'}:3:11: expected an integer, got a string",
+        f"{tmp_path / 'b.yml'}:3:11: expected an integer, got the string 'x'",
     ]
     assert str(raised.value) == (
         f"policy did not load: {tmp_path / 'a.yaml'}:3:7: expected one of enforce, report; "
@@ -690,7 +691,7 @@ def test_numbers_mean_what_they_say_as_yaml_1_2_reads_them() -> None:
     )
     assert (loaded.limits.max_recipients, loaded.limits.max_message_bytes) == (10, 1024)
     assert issues(H + "limits: {max_recipients: 1:30}\n") == [
-        "3:26: expected an integer, got a string"
+        "3:26: expected an integer, got the string '1:30'"
     ]
 
 
@@ -720,10 +721,10 @@ def test_a_boolean_field_takes_yaml_1_1_words_as_it_did(body: str, value: bool) 
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    pytest.param("tag_flags: oN\n", "3:12: expected true or false, got a string", id="mixed-case"),
+    pytest.param("tag_flags: oN\n", "3:12: expected true or false, got the string 'oN'", id="mixed-case"),
     pytest.param("rules:\n  - name: r\n    then: accept\n    sanitize: n\n",
-                 "6:15: rule 'r': expected true or false, got a string", id="y-n-never-were"),
-    pytest.param("tag_flags: maybe\n", "3:12: expected true or false, got a string",
+                 "6:15: rule 'r': expected true or false, got the string 'n'", id="y-n-never-were"),
+    pytest.param("tag_flags: maybe\n", "3:12: expected true or false, got the string 'maybe'",
                  id="other-text"),
 ])
 def test_a_boolean_field_refuses_other_text(body: str, expected: str) -> None:

@@ -70,9 +70,14 @@ def whole_number(value: object) -> object:
 
 def got(node: yaml.Node, value: object) -> str:
     """What an issue says a value read from ``node`` is: a number as written (``1.5``,
-    ``600``, ``-1``: "an integer" says nothing of what is wrong with it), else its kind."""
-    number = type(value) in (int, float) and isinstance(node, yaml.ScalarNode)
-    return shown(node.value)[1:-1] if number else describe(node)  # unquoted
+    ``600``, ``-1``: "an integer" says nothing of what is wrong with it), a string quoted
+    (``'lots'``, ``'10 MB'``: nor does "a string", where a string may be right), else its
+    kind."""
+    if isinstance(node, yaml.ScalarNode) and type(value) in (int, float):
+        return shown(node.value)[1:-1]  # unquoted
+    if isinstance(node, yaml.ScalarNode) and type(value) is str:
+        return f"the string {shown(value)}"
+    return describe(node)
 
 
 class Scalar(Spec):
