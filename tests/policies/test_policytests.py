@@ -230,3 +230,13 @@ def test_the_parsers_cap_on_header_fields_is_never_reported(tmp_path: Path) -> N
     assert "max_header_fields is the parser's own cap, which no policy reports" in issue.message
     document = yaml.safe_load(policy.read_text())
     assert not jsonschema.Draft202012Validator(policy_schema()).is_valid(document)
+
+
+def test_a_case_held_unexpectedly_says_why() -> None:
+    """The hold reason (a rewrite that failed, say) was only in a log line on stderr,
+    printed apart from the case, among those of every other case."""
+    text = ("version: 1\nname: p\nrules:\n  - name: r\n    then: quarantine\n"
+            "    message: Held for review\ntests:\n  - name: c\n    raw: x\n"
+            "    recipients: [a@b.test]\n    expect: accept\n")
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    assert said(result.problems) == ("expected accept, got quarantine: Held for review",)

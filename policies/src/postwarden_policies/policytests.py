@@ -32,7 +32,7 @@ from .facts import Envelope
 from .mimeparse import parse_message
 from .model import Mode, Policy, PolicyTest
 from .policyset import PolicySet
-from .verdicts import AttachmentStripped, Verdict
+from .verdicts import AttachmentStripped, Quarantine, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def _message(case: PolicyTest) -> bytes:
 
 def _problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[Failure]:
     if verdict.action is not case.expect:
-        yield Failure("expect", f"expected {case.expect}, got {verdict.action}")
+        yield Failure("expect", f"expected {case.expect}, got {_action(verdict)}")
     if case.expect_rules is not None and verdict.rules != case.expect_rules:
         yield Failure("expect_rules", f"expected rules [{', '.join(case.expect_rules)}], "
                                       f"got [{', '.join(verdict.rules)}]")
@@ -88,6 +88,14 @@ def _problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[Failur
         yield Failure("expect_notify", f"expected notify [{', '.join(case.expect_notify)}], "
                                        f"got [{', '.join(verdict.notify)}]")
     yield from _outcome_problems(case, raw, verdict)
+
+
+def _action(verdict: Verdict) -> str:
+    """The verdict's action, with its hold reason (a rewrite that failed, say)."""
+    decision = verdict.decision
+    if isinstance(decision, Quarantine):
+        return f"{decision.action}: {decision.reason}"
+    return str(decision.action)
 
 
 def _whole_set_problems(case: PolicyTest, raw: bytes, verdict: Verdict,
