@@ -14,6 +14,7 @@ from postwarden_policies import (
     load_policy_set_from_sources,
 )
 from postwarden_policies.cli import main
+from postwarden_policies.loader import check_policy_text
 
 from .test_language_review import HEAD, issues, schema_takes
 
@@ -197,3 +198,19 @@ def test_a_key_one_level_off_is_told_where_it_goes(text: str, told: str) -> None
     """The list of the keys a mapping takes does not say where a key it lacks belongs."""
     (issue,) = issues(HEAD + text)
     assert f"{told}; expected one of:" in issue
+
+
+@pytest.mark.parametrize(("expected", "told"), [
+    ("block-exes", "unknown rule 'block-exes' in expect_rules (did you mean 'block-exe'?)"),
+    ("report:Block-Exe",
+     "unknown rule 'report:Block-Exe' in expect_rules (did you mean 'report:block-exe'?)"),
+    ("other", "unknown rule 'other' in expect_rules"),
+])
+def test_a_misspelt_rule_a_case_expects_is_told_what_it_likely_meant(
+    expected: str, told: str
+) -> None:
+    text = (HEAD + "rules:\n  - {name: block-exe, then: reject}\ntests:\n"
+            "  - {name: c, raw: x, recipients: [a@b.test], expect: reject,\n"
+            f"     expect_rules: ['{expected}']}}\n")
+    (issue,) = [str(i) for i in check_policy_text("p.yaml", text) if "unknown rule" in str(i)]
+    assert issue.endswith(told)

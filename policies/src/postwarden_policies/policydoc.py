@@ -16,7 +16,7 @@ import yaml
 
 from . import conditions as c
 from .conditionformat import CONDITION
-from .errors import shown
+from .errors import likely_meant, shown
 from .mappingspecs import Field, Obj, ObjectContext
 from .model import (
     DEFAULT_URL_SCHEMES,
@@ -294,7 +294,9 @@ def _ref_problem(ref: str, rules: dict[str, yaml.Node], report: bool, reader: Re
     name = ref.removeprefix("report:")
     kind = "limit" if name.startswith("limit:") else "rule"
     if kind == "rule" and name not in rules:
-        return f"unknown rule {ref!r} in expect_rules"
+        prefix = ref.removesuffix(name)  # "report:", or ""
+        meant = likely_meant(ref, [prefix + rule for rule in rules])
+        return f"unknown rule {ref!r} in expect_rules{meant}"
     # A limit with a problem of its own is told that one, once: by testformat where the
     # tests are read to run (`check`, `test`), here elsewhere.
     if (problem := limit_problem(ref)) is not None:
