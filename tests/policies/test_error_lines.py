@@ -282,6 +282,8 @@ def test_an_alias_before_its_anchor_says_where_the_anchor_is() -> None:
     ("    then: reject\n    when: {any: [{subject: a}, {body: 'b #c'}, {helo: x #y}]}\n",
      "6:57", "{ at line 6"),
     ("    then: reject\n    when: {sender: [a@x.test #b]}\n", "6:30", "[ at line 6"),
+    ("    when: {sender: [a@x.test #b]}\n    # a comment\n\n    then: reject\n", "5:30",
+     "[ at line 5"),
 ])
 def test_a_closing_bracket_a_comment_hides_is_placed_at_the_comment(
     lines: str, at: str, opened: str
@@ -321,3 +323,10 @@ def test_a_pattern_using_what_re2_lacks_is_told_so(pattern: str, detail: str, hi
     (issue,) = _issues(text)
     assert issue.startswith(f"p.yaml:5:21: rule 'r': invalid RE2 regular expression "
                             f"'{pattern}': {detail} ({hint}")
+
+
+def test_a_bracket_in_a_comment_the_error_is_not_after_gets_no_such_hint() -> None:
+    text = ("version: 1\nname: p\nrules:\n  - name: r\n    then: reject\n"
+            "    when: {sender: [a@x.test,  # see [docs]\n                    'b@x.test' c]}\n")
+    (issue,) = _issues(text)
+    assert issue.startswith("p.yaml:7:32: YAML syntax error: expected ',' or ']'")

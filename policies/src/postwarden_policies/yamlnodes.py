@@ -562,10 +562,18 @@ def _closer_in_comment(
     opener = source[start.index:start.index + 1]
     if opener not in _CLOSERS:
         return None
-    for piece in _FLOW_PIECE.finditer(source, start.index + 1, end.index):
-        if piece[1] is not None and _CLOSERS[opener] in piece[1]:
-            return (opener, start.line + 1), piece.start()
-    return None
+    # Only the comments with nothing but blanks (and comments) after them: what PyYAML
+    # found instead of the closer came next (a ] in a comment before more of the list,
+    # "# see [docs]", is no hidden closer).
+    pieces = _FLOW_PIECE.finditer(source, start.index + 1, end.index)
+    after, hiding = end.index, None
+    for comment in reversed([piece for piece in pieces if piece[1] is not None]):
+        if source[comment.end():after].strip():
+            break
+        after = comment.start()
+        if _CLOSERS[opener] in comment[1]:
+            hiding = comment.start()
+    return None if hiding is None else ((opener, start.line + 1), hiding)
 
 
 _UNDEFINED_ALIAS = re.compile(r"found undefined alias '(.+)'")
