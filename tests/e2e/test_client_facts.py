@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
 
 POLICY = """version: 1
 name: clients
+limits: {max_recipients: 2}
 rules:
   - name: named-client
     when: {client_name: ["*"]}
@@ -110,3 +111,17 @@ def test_xclient_without_an_address_is_refused_before_the_milter(system: MailSys
             smtp.sendmail("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nhi\r\n")
     assert refused.value.smtp_code == 451
     system.postfix.wait_for_log(r"can't read SMFIC_CONNECT reply packet header")
+
+
+def test_a_proxied_client_without_a_port_is_no_local_submission(system: MailSystem) -> None:
+    # A proxy that cannot say the client's port: Postfix passes port 0, as its cleanup
+    # does for mail submitted with sendmail(1). Taken for one, the client's third
+    # recipient was not refused at RCPT (a local submission's cannot be), and a message
+    # it kept deferring was held after local_retry_passes.
+    with smtplib.SMTP("127.0.0.1", system.postfix.port, timeout=20) as smtp:
+        smtp.ehlo("clients.test")
+        assert smtp.docmd("XCLIENT ADDR=127.0.0.1 PORT=[UNAVAILABLE]")[0] == 220
+        smtp.ehlo("localhost")
+        assert smtp.mail("a@example.org")[0] == 250
+        assert [smtp.rcpt(f"r{n}@example.net")[0] for n in range(3)] == [250, 250, 452]
+        smtp.rset()

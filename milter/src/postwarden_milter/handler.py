@@ -68,9 +68,12 @@ REFUSED_UNSTORABLE = "messages refused (audit event neither stored nor queued)"
 REFUSED_OVERLOADED = "MAIL FROM refused (overloaded)"
 REFUSED_STOPPING = "MAIL FROM refused (stopping)"
 # The connection Postfix's cleanup makes up for mail submitted with sendmail(1): port 0,
-# which no SMTP client has (smtpd gives 0 for an unknown port, but then a real address),
-# from ::1 where inet_protocols puts IPv6 first (ipv6 alone), else from 127.0.0.1.
+# from ::1 where inet_protocols puts IPv6 first (ipv6 alone), else from 127.0.0.1. smtpd
+# passes the same for a client an XCLIENT proxy names without its port (PORT=[UNAVAILABLE]),
+# but its own port in {daemon_port} (the listener's: XCLIENT does not change it), which
+# cleanup gives as 0. Without that macro (milter_connect_macros), the two look alike.
 LOCAL_SUBMISSION = frozenset({("localhost", "127.0.0.1", 0), ("localhost", "::1", 0)})
+LOCAL_DAEMON_PORTS = frozenset({None, "0"})
 P = ParamSpec("P")
 
 
@@ -298,8 +301,14 @@ class ConnectionHandler:
         # No socket address (a family libmilter does not pass on): the macro may have one.
         self._client = Client(address=address or self._macro("{client_addr}"),
                               name=verified_name(hostname),
-                              local=(hostname, address, port) in LOCAL_SUBMISSION)
+                              local=self._local_submission(hostname, address, port))
         return Outcome.CONTINUE
+
+    def _local_submission(self, hostname: str, address: str | None, port: int | None) -> bool:
+        """Whether the connection is the one cleanup makes up for mail submitted with
+        sendmail(1), not an SMTP client's that looks the same (see LOCAL_SUBMISSION)."""
+        return ((hostname, address, port) in LOCAL_SUBMISSION
+                and self._macro("{daemon_port}") in LOCAL_DAEMON_PORTS)
 
     @guarded("helo", replies=False)
     def helo(self, name: str) -> Outcome:
