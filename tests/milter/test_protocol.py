@@ -29,6 +29,11 @@ rules:
     then:
       add_header:
         X-Tagged: "yes"
+  - name: signed-in
+    when: {authenticated: true}
+    then:
+      add_header:
+        X-Signed-In: "yes"
 """
 
 
@@ -92,6 +97,23 @@ def test_a_connection_the_mta_reuses_keeps_the_header_leading_space(
         assert headers[1].startswith(b"X-Postwarden-Id\0 ")
     first, second = _rows(milter, "4QREUSE1", "4QREUSE2")
     assert first["size"] == second["size"]
+
+
+def test_a_login_name_not_utf8_is_kept(milter: MilterProcess, client: MilterClient) -> None:
+    """A SASL login name that is not UTF-8 (an MTA that passes it unsanitized: Postfix
+    writes ? for such bytes): pymilter's getsymval cannot decode {auth_authen}, and the
+    login was taken as absent, the client as not authenticated."""
+    client.open()
+    client.tell(b"D", b"Mi\0004QLATIN1\0{auth_authen}\0j\xf6rg\0")
+    assert client.step(b"M", b"<alice@example.org>\0") == (b"c", b"")
+    client.step(b"R", b"<bob@example.net>\0")
+    client.step(b"L", b"Subject\0 hello\0")
+    client.step(b"N")
+    assert client.finish("4QLATIN1") == (b"c", b"")
+    assert (b"h", b"X-Signed-In\0 yes\0") in client.modifications
+    (row,) = _rows(milter, "4QLATIN1")
+    assert row["auth_user"] == "j\udcf6rg"  # stored as U+FFFD, as every such field
+    assert "the MTA's macro {auth_authen} is not UTF-8: kept" in milter.log()
 
 
 @pytest.mark.postfix

@@ -204,11 +204,15 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     def getsymval(self, sym: str) -> str | None:
         try:
             value = super().getsymval(sym)
-        except UnicodeDecodeError:
-            # pymilter decodes macros as strict UTF-8, and gives no bytes: with
-            # smtputf8_enable=no, {mail_addr} and {rcpt_addr} may hold 8-bit addresses.
-            log.warning("the MTA's macro %s is not UTF-8: taken as absent", sym)
-            return None
+        except UnicodeDecodeError as undecodable:
+            # pymilter decodes macros as strict UTF-8; the error holds their bytes. With
+            # smtputf8_enable=no, {mail_addr} and {rcpt_addr} may hold 8-bit addresses,
+            # and an MTA that does not sanitize it, an 8-bit {auth_authen}: taken as
+            # absent, a signed-in client passed for an anonymous one. Kept as every
+            # undecodable envelope field is (surrogate escapes; U+FFFD in the audit row).
+            log.warning("the MTA's macro %s is not UTF-8: kept with its 8-bit bytes escaped",
+                        sym)
+            return _text(bytes(undecodable.object))
         return _text(value) if value is not None else None
 
 
