@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import os
 import signal
 import socket
@@ -206,6 +207,31 @@ def test_a_worker_the_system_cannot_fork_at_start_stops_the_milter_with_the_reas
     assert str(refused.value) == \
         "cannot start worker process 0: Resource temporarily unavailable"
     assert refused.value.exit_status == 1
+
+
+def test_a_stop_during_start_forks_no_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM while the parent checks the schema or opens the socket: it forked every
+    worker (each starting its threads, pool and spool) only to stop them."""
+    supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path,
+                                           milter_socket=f"unix:{tmp_path}/milter.sock"),
+                            NO_SYSTEMD)
+    monkeypatch.setattr(supervisor_module.os, "fork", no_fork)
+    caplog.set_level(logging.INFO, supervisor_module.__name__)
+    supervisor._signals.put(signal.SIGHUP)
+    supervisor._signals.put(signal.SIGTERM)
+    supervisor._supervise()
+    assert supervisor._exit_code == 0
+    assert "SIGTERM: stopping before the workers start" in caplog.text
+    assert "postwarden milter stopped" in caplog.text
+
+
+def test_a_reload_during_start_waits_for_the_workers(tmp_path: Path) -> None:
+    supervisor = Supervisor(MilterSettings(processes=2, spool_dir=tmp_path), NO_SYSTEMD)
+    supervisor._signals.put(signal.SIGHUP)
+    assert not supervisor._stopped_while_starting()
+    assert supervisor._signals.take() == (["SIGHUP"], None)  # for _watch to pass on
 
 
 def test_a_worker_the_system_cannot_fork_is_tried_again_later(

@@ -149,7 +149,8 @@ class Supervisor:
 
     def run(self) -> int:
         """Open the socket, keep the workers running until a stop signal; the exit code."""
-        # First: a SIGHUP or SIGTERM before the workers exist waits for them.
+        # First: a SIGHUP or SIGTERM before the workers exist is acted on before they
+        # are forked (_stopped_while_starting).
         stop_metrics = None
         with signals_handled(self._signals.put):
             try:
@@ -175,14 +176,10 @@ class Supervisor:
         log.info("postwarden milter %s starting %d worker processes on %s",
                  self.settings.instance_name, len(self._slots), self.settings.milter_socket)
         try:
-            for slot in self._slots:
-                try:
-                    self._fork(slot)
-                except OSError as exc:  # at start: exit 1, the service manager tries again
-                    raise NotYet(f"cannot start worker process {slot.index}: "
-                                 f"{exc.strerror or exc}") from None
-            while self._watch():
-                time.sleep(TICK_SECONDS)
+            if not self._stopped_while_starting():
+                self._start_workers()
+                while self._watch():
+                    time.sleep(TICK_SECONDS)
         finally:
             disown_listener(self.settings.milter_socket)  # new connections: refused
             # As libmilter's stop does, which the parent never runs (the workers disown
@@ -190,6 +187,28 @@ class Supervisor:
             remove_socket_file(self.settings.milter_socket, self._socket_file)
             self._stop_workers()
         log.info("postwarden milter stopped")
+
+    def _stopped_while_starting(self) -> bool:
+        """Whether a stop came while the parent started, before any worker exists: it
+        ends the start here (no worker forked only to be stopped: each would start its
+        threads, pool and spool first). Reloads wait for the workers, which _watch
+        passes them on to, as ever."""
+        reloads, stop = self._signals.take()
+        if stop is None:
+            for name in reloads:
+                self._signals.put(signal.Signals[name])
+            return False
+        log.info("%s: stopping before the workers start", stop)
+        self._notifier.stopping()
+        return True
+
+    def _start_workers(self) -> None:
+        for slot in self._slots:
+            try:
+                self._fork(slot)
+            except OSError as exc:  # at start: exit 1, the service manager tries again
+                raise NotYet(f"cannot start worker process {slot.index}: "
+                             f"{exc.strerror or exc}") from None
 
     def _watch(self) -> bool:
         """One round: pass signals on, reap and replace workers; False once stopping."""
