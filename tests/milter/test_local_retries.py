@@ -3,11 +3,13 @@ it from the maildrop queue forever): past local_retry_passes it is held instead.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import Milter
 import pytest
 
 from postwarden_milter import decider
-from postwarden_milter.localretries import RETRIES_EXHAUSTED, LocalRetries
+from postwarden_milter.localretries import FILE_NAME, RETRIES_EXHAUSTED, LocalRetries
 from postwarden_milter.session import Transaction
 from tests.milter.conftest import Ctx, Harness
 from tests.milter.test_callbacks import CLEAN
@@ -63,8 +65,8 @@ def _pass(body: bytes = b"Hello.\r\n", queue_id: str = "4QPASS") -> Transaction:
     return txn
 
 
-def test_passes_are_counted_by_content_and_forgotten_once_one_passes() -> None:
-    retries = LocalRetries(2)
+def test_passes_are_counted_by_content_and_forgotten_once_one_passes(tmp_path: Path) -> None:
+    retries = LocalRetries(2, tmp_path)
     assert [retries.exhausted(_pass(queue_id=f"4Q{n}")) for n in range(3)] == [None, None, 2]
     assert retries.exhausted(_pass()) is None  # held: counted again from the start
     assert retries.exhausted(_pass(b"Other.\r\n")) is None
@@ -74,11 +76,38 @@ def test_passes_are_counted_by_content_and_forgotten_once_one_passes() -> None:
     assert retries.exhausted(_pass(b"Other.\r\n")) == 2
 
 
-def test_the_counts_are_bounded_and_off_at_zero() -> None:
-    retries = LocalRetries(1, tracked=2)
+def test_the_counts_are_bounded_and_off_at_zero(tmp_path: Path) -> None:
+    retries = LocalRetries(1, tmp_path, tracked=2)
     for body in (b"a\r\n", b"b\r\n", b"c\r\n"):  # a, the oldest, is forgotten
         assert retries.exhausted(_pass(body)) is None
     assert retries.exhausted(_pass(b"a\r\n")) is None
     assert retries.exhausted(_pass(b"c\r\n")) == 1
-    off = LocalRetries(0)
+    off = LocalRetries(0, tmp_path / "off")
     assert [off.exhausted(_pass()) for _ in range(3)] == [None] * 3
+
+
+def test_the_workers_count_together_and_a_restart_forgets_nothing(tmp_path: Path) -> None:
+    # Each of `processes` workers sees some of pickup's passes, and a milter restarted
+    # in between (a crash on that very message) saw each pass as its first: counted
+    # per process, in memory, the bound was `processes` times as many passes, or none.
+    workers = [LocalRetries(3, tmp_path) for _ in range(2)]
+    assert [workers[n % 2].exhausted(_pass(queue_id=f"4Q{n}")) for n in range(3)] == [None] * 3
+    restarted = LocalRetries(3, tmp_path)
+    assert restarted.exhausted(_pass()) == 3
+
+
+def test_a_torn_last_record_is_left_out(tmp_path: Path) -> None:
+    retries = LocalRetries(2, tmp_path)
+    assert retries.exhausted(_pass()) is None
+    with (tmp_path / FILE_NAME).open("ab") as file:
+        file.write(b"torn")
+    assert retries.exhausted(_pass()) is None
+    assert retries.exhausted(_pass()) == 2
+
+
+def test_a_file_that_cannot_be_written_counts_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    retries = LocalRetries(1, tmp_path / "missing")
+    assert [retries.exhausted(_pass()) for _ in range(3)] == [None] * 3
+    retries.passed(_pass())
+    assert "cannot count a local submission's passes: No such file or directory" in caplog.text

@@ -11,22 +11,38 @@ unchecked, as Postfix sends requeued mail to no milter, ``-d`` deletes it).
 
 A pass is known by its content (envelope sender, recipients, body): pickup gives each
 one a new queue id, and cleanup a new Message-ID and Date where the submitter wrote
-none. The counts are per process (each of ``processes`` workers counts the passes it
-sees) and forgotten at a restart, for at most :data:`TRACKED` messages, the oldest
-forgotten first.
+none. The counts are kept in ``spool_dir`` (:data:`FILE_NAME`), under a lock: the
+``processes`` workers, each seeing some of the passes, count them together, and a
+restart (a crash on that very message, say) forgets none. At most :data:`TRACKED`
+messages are counted, the oldest forgotten first. A file that cannot be read or
+written counts nothing (logged): the pass is tempfailed as it would be without a bound.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import logging
+import os
+import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from .session import Transaction
 
-TRACKED = 10_000  # messages counted at once: 32-byte keys, well under 2 MB
+log = logging.getLogger(__name__)
+
+TRACKED = 10_000  # messages counted at once: 36-byte records, 360 kB at most
+FILE_NAME = "local-retries"
+_RECORD = struct.Struct("<32sI")  # a content key, its tempfailed passes; oldest first
 # The audit flag of a local submission held past local_retry_passes.
 RETRIES_EXHAUSTED = "retries_exhausted"
+T = TypeVar("T")
+Counts = OrderedDict[bytes, int]
 
 
 def content_key(txn: Transaction) -> bytes:
@@ -42,11 +58,11 @@ def content_key(txn: Transaction) -> bytes:
 class LocalRetries:
     """How many passes of each local submission were tempfailed in a row."""
 
-    def __init__(self, passes: int, tracked: int = TRACKED) -> None:
+    def __init__(self, passes: int, directory: Path, tracked: int = TRACKED) -> None:
         self._passes = passes  # 0: no bound
+        self._path = directory / FILE_NAME
         self._tracked = tracked
-        self._counts: OrderedDict[bytes, int] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # flock keeps processes apart, not threads
 
     def exhausted(self, txn: Transaction) -> int | None:
         """Count a tempfailed pass of ``txn``; how many were tempfailed, once that is
@@ -54,17 +70,57 @@ class LocalRetries:
         if not self._passes:
             return None
         key = content_key(txn)
-        with self._lock:
-            count = self._counts.pop(key, 0) + 1
-            if count > self._passes:
-                return count - 1
-            self._counts[key] = count
-            while len(self._counts) > self._tracked:
-                self._counts.popitem(last=False)
-        return None
+
+        def count(counts: Counts) -> int | None:
+            passes = counts.pop(key, 0) + 1
+            if passes > self._passes:
+                return passes - 1
+            counts[key] = passes
+            while len(counts) > self._tracked:
+                counts.popitem(last=False)
+            return None
+
+        return self._update(count, None)
 
     def passed(self, txn: Transaction) -> None:
         """``txn`` was not tempfailed: the passes of its message start again."""
-        if self._counts:  # otherwise no message pays for the hash
-            with self._lock:
-                self._counts.pop(content_key(txn), None)
+        try:
+            if not self._path.stat().st_size:  # otherwise no message pays for the hash
+                return
+        except FileNotFoundError:
+            return
+        except OSError:
+            pass  # said by _update
+        key = content_key(txn)
+        self._update(lambda counts: counts.pop(key, None), None)
+
+    def _update(self, change: Callable[[Counts], T], failed: T) -> T:
+        """``change`` applied to the counts, under the lock; ``failed`` when the file
+        cannot be used."""
+        try:
+            with self._lock, self._locked_file() as file:
+                counts = _read(file)
+                before = list(counts.items())
+                result = change(counts)
+                if list(counts.items()) != before:
+                    file.seek(0)
+                    file.write(b"".join(_RECORD.pack(*item) for item in counts.items()))
+                    file.truncate()
+                return result
+        except OSError as exc:
+            log.error("%s: cannot count a local submission's passes: %s", self._path,
+                      exc.strerror or exc)
+            return failed
+
+    @contextmanager
+    def _locked_file(self) -> Iterator[BinaryIO]:
+        with open(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)  # released as it closes
+            yield file
+
+
+def _read(file: BinaryIO) -> Counts:
+    """The counts in ``file``; a torn last record (a crash as it was written) is left out."""
+    data = file.read()
+    data = data[: len(data) - len(data) % _RECORD.size]
+    return OrderedDict(_RECORD.iter_unpack(data))

@@ -96,4 +96,4 @@ class Services:
     @functools.cached_property
     def local_retries(self) -> LocalRetries:
         """Local submissions' tempfailed passes, for every connection (localretries)."""
-        return LocalRetries(self.settings.local_retry_passes)
+        return LocalRetries(self.settings.local_retry_passes, self.settings.spool_dir)
