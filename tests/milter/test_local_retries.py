@@ -8,9 +8,10 @@ from pathlib import Path
 import Milter
 import pytest
 
-from postwarden_milter import decider
+from postwarden_milter import decider, handler
 from postwarden_milter.localretries import FILE_NAME, RETRIES_EXHAUSTED, LocalRetries
 from postwarden_milter.session import Transaction
+from postwarden_policies import PolicySet
 from tests.milter.conftest import Ctx, Harness
 from tests.milter.test_callbacks import CLEAN
 from tests.milter.test_redelivery import Setup, answering, failing, past_deadline
@@ -45,6 +46,26 @@ def test_a_local_submission_tempfailed_past_its_passes_is_held(
     assert RETRIES_EXHAUSTED in row.flags
     assert [e.action for e in harness.audit.events] == [deferred, deferred, "quarantine",
                                                         deferred]
+
+
+@pytest.mark.parametrize("deferring", [
+    pytest.param(failing(handler, "esmtp_size"), id="mail"),
+    pytest.param(failing(PolicySet, "limits_for"), id="mail-limits"),
+    pytest.param(failing(Transaction, "add_recipient"), id="rcpt"),
+])
+def test_a_local_submission_failing_at_mail_or_rcpt_is_held_past_its_passes(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, deferring: Setup,
+) -> None:
+    # Tempfailed at MAIL or RCPT, it never reached end of message, where passes are
+    # counted: pickup retried it forever, each pass a traceback and no audit row.
+    harness.configure(local_retry_passes=2)
+    deferring(harness, monkeypatch)
+    answers = [_local(harness).send(CLEAN) for _ in range(3)]
+    assert answers == [Milter.TEMPFAIL, Milter.TEMPFAIL, Milter.CONTINUE]
+    assert [e.action for e in harness.audit.events] == ["error", "error", "quarantine"]
+    held = harness.audit.events[2]
+    assert RETRIES_EXHAUSTED in held.flags and held.sender == "alice@example.org"
+    assert harness.connect().send(CLEAN) == Milter.TEMPFAIL  # an SMTP client: at once
 
 
 def test_an_smtp_client_is_tempfailed_every_time(harness: Harness,

@@ -17,6 +17,7 @@ gets its verdict from a :class:`~.decider.Decider`, here or on the worker pool.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -92,18 +93,28 @@ def guarded(
     Callable[Concatenate[ConnectionHandler, P], Outcome],
 ]:
     """Turn any exception into the fail action (or a pending failure for no-reply steps);
-    ``ends``: the step is end of message (see ConnectionHandler.fail)."""
+    ``ends``: the step is end of message (see ConnectionHandler.fail). A local
+    submission's failure is answered at end of message only, where its passes are
+    counted (:meth:`ConnectionHandler.fail`): tempfailed at MAIL or RCPT, pickup retried
+    it forever. Its content is still kept meanwhile, what its passes are known by."""
 
     def wrap(
         method: Callable[Concatenate[ConnectionHandler, P], Outcome],
     ) -> Callable[Concatenate[ConnectionHandler, P], Outcome]:
         def run(self: ConnectionHandler, /, *args: P.args, **kwargs: P.kwargs) -> Outcome:
             self.enter()
+            local = self._client.local
+            answers = replies and (ends or not local)
             try:
                 if self.pending_failure is not None:
-                    # Failed already, and answered so at the next step that replies: the
+                    # Failed already, and answered so at the next step that answers: the
                     # content in between is not worth a traceback per chunk.
-                    return self.fail(self.pending_failure, ends) if replies else Outcome.CONTINUE
+                    if answers:
+                        return self.fail(self.pending_failure, ends)
+                    if local:
+                        with contextlib.suppress(Exception):
+                            method(self, *args, **kwargs)
+                    return Outcome.CONTINUE
                 return method(self, *args, **kwargs)
             except MessageTimeout:
                 self.count_error("timeout")
@@ -112,7 +123,7 @@ def guarded(
                 log.exception("internal error in the %s callback", kind)
                 # Now: a step that replies may never come (the client gives up first).
                 self.count_error(kind)
-                if replies:
+                if answers:
                     return self.fail(kind, ends)
                 self.pending_failure = kind
                 return Outcome.CONTINUE
@@ -328,11 +339,6 @@ class ConnectionHandler:
             queue_id=self._macro("i"),
         )
         txn.learn_origin(sender, lambda: self._macro("{mail_addr}"))
-        # Kept from here on, for SIZE, the body as it streams and the recipients, even if
-        # the set reloads: one transaction is not held to two limits.
-        limits = self._limits(policy_set, txn)
-        txn.max_bytes, txn.max_recipients = limits.max_message_bytes, limits.max_recipients
-        txn.limits_hash = policy_set.content_hash
         set_message_context(txn.queue_id, txn.uid)
         if self._s.audit.refusing_mail:
             # No audit row: it could not be stored, and refusals must not grow the spool.
@@ -358,6 +364,12 @@ class ConnectionHandler:
             if (refused := self._s.occasional.due(REFUSED_STOPPING)) is not None:
                 log.info("stopping: refusing a new transaction (refused: %s)", refused)
             return reply_with(self._actions, Reply.OVERLOADED).outcome
+        # Kept from here on, for SIZE, the body as it streams and the recipients, even if
+        # the set reloads: one transaction is not held to two limits. Once admitted: a
+        # local submission whose limits fail is held past its passes (see guarded).
+        limits = self._limits(policy_set, txn)
+        txn.max_bytes, txn.max_recipients = limits.max_message_bytes, limits.max_recipients
+        txn.limits_hash = policy_set.content_hash
         declared = esmtp_size(params)
         if declared is not None and not self._txn.fits(declared):
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash,

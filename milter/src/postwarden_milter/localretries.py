@@ -7,7 +7,9 @@ that gets a 4xx every time (a rule's tempfail, an evaluation that fails on it, t
 deadline) came back forever, an audit row a pass, and nobody heard of it. Its passes
 are counted here, and past ``local_retry_passes`` end of message holds it instead
 (Postfix's hold queue: ``postqueue -j`` lists it, ``postsuper -H`` releases it,
-unchecked, as Postfix sends requeued mail to no milter, ``-d`` deletes it).
+unchecked, as Postfix sends requeued mail to no milter, ``-d`` deletes it). A failure
+at MAIL or RCPT is answered at end of message too (handler.guarded): tempfailed where it
+happened, the pass was never counted.
 
 A pass is known by its content (envelope sender, recipients, body): pickup gives each
 one a new queue id, and cleanup a new Message-ID and Date where the submitter wrote
