@@ -102,3 +102,23 @@ def test_a_last_good_set_the_milter_cannot_read_is_named_while_postgres_is_up(
         result = _as_nobody(command, env, shared_dir)
         assert result.returncode == 2, result.stderr
         assert f"spool_dir: cannot read and write {path}" in result.stderr
+
+
+@pytest.mark.parametrize(("limit", "warned"), [("3", True), ("5", False), ("0", False)])
+def test_check_warns_of_a_duplicate_filter_limit_below_max_recipients(
+        tmp_path: Path, limit: str, warned: bool) -> None:
+    """Postfix drops a repeated recipient only among the first duplicate_filter_limit: past
+    them it delivers a mailbox listed again a copy per repeat, which the milter counts
+    once. Nothing told an admin whose limit sits below a policy's max_recipients (5)."""
+    postfix = tmp_path / "postfix"
+    postfix.mkdir()
+    (postfix / "main.cf").write_text(f"myhostname = mx.example.org\n"
+                                     f"duplicate_filter_limit = {limit}\n")
+    (postfix / "master.cf").write_text("")
+    result = _run(["check"], {**_env(tmp_path), "MAIL_CONFIG": str(postfix)})
+    assert result.returncode == 0, result.stderr
+    warning = ("warning: policy main: max_recipients 5 is above Postfix's "
+               "duplicate_filter_limit (3): past 3 recipients Postfix delivers a repeated "
+               "one again, which the milter counts once; set duplicate_filter_limit to 5 or "
+               "more (or 0)")
+    assert (warning in result.stderr.splitlines()) == warned, result.stderr

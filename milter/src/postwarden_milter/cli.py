@@ -20,6 +20,7 @@ from .errors import StartupError
 from .heap import keep_freed_memory, one_arena
 from .journal import adopt_orphan_journals
 from .logcontext import configure_logging
+from .postfix_config import duplicate_filter_warnings
 from .settings import (
     LAST_GOOD_NAME,
     SETTING_NAMES,
@@ -103,6 +104,8 @@ def check(config: Path | None) -> int:
         policy_set = found.policies.policy_set
         print(f"policies: {len(policy_set.policies)} from {settings.policy_dir}, "
               f"set {policy_set.content_hash[:12]}")
+        for warning in duplicate_filter_warnings(policy_set):
+            print(f"warning: {warning}", file=sys.stderr)
     else:
         print("policies: the set active in the database (not checked here)")
     database = found.database
