@@ -9,7 +9,12 @@ import Milter
 import pytest
 
 from postwarden_milter import decider, handler
-from postwarden_milter.localretries import FILE_NAME, RETRIES_EXHAUSTED, LocalRetries
+from postwarden_milter.localretries import (
+    FILE_NAME,
+    RETRIES_EXHAUSTED,
+    STALE_SECONDS,
+    LocalRetries,
+)
 from postwarden_milter.session import Transaction
 from postwarden_policies import PolicySet
 from tests.milter.conftest import Ctx, Harness
@@ -132,3 +137,13 @@ def test_a_file_that_cannot_be_written_counts_nothing(
     assert [retries.exhausted(_pass()) for _ in range(3)] == [None] * 3
     retries.passed(_pass())
     assert "cannot count a local submission's passes: No such file or directory" in caplog.text
+
+
+def test_a_message_whose_passes_stopped_for_a_day_starts_again(tmp_path: Path) -> None:
+    # Kept across restarts, a count left by a message deleted from the queue held the same
+    # content submitted again days later (a cron job's daily report) at its first deferral.
+    now = [1_000_000.0]
+    retries = LocalRetries(2, tmp_path, clock=lambda: now[0])
+    assert [retries.exhausted(_pass()) for _ in range(2)] == [None, None]
+    now[0] += STALE_SECONDS + 1
+    assert [retries.exhausted(_pass()) for _ in range(3)] == [None, None, 2]

@@ -16,8 +16,11 @@ one a new queue id, and cleanup a new Message-ID and Date where the submitter wr
 none. The counts are kept in ``spool_dir`` (:data:`FILE_NAME`), under a lock: the
 ``processes`` workers, each seeing some of the passes, count them together, and a
 restart (a crash on that very message, say) forgets none. At most :data:`TRACKED`
-messages are counted, the oldest forgotten first. A file that cannot be read or
-written counts nothing (logged): the pass is tempfailed as it would be without a bound.
+messages are counted, the oldest forgotten first, and one none of whose passes came for
+:data:`STALE_SECONDS` (deleted from the queue, say) is forgotten: the same content
+submitted again days later (a cron job's daily report) starts from nothing. A file that
+cannot be read or written counts nothing (logged): the pass is tempfailed as it would be
+without a bound.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,13 +42,16 @@ from .session import Transaction
 
 log = logging.getLogger(__name__)
 
-TRACKED = 10_000  # messages counted at once: 36-byte records, 360 kB at most
+TRACKED = 10_000  # messages counted at once: 44-byte records, 440 kB at most
+STALE_SECONDS = 86_400.0  # pickup passes every 60 s: a day without one is another run
 FILE_NAME = "local-retries"
-_RECORD = struct.Struct("<32sI")  # a content key, its tempfailed passes; oldest first
+# A content key, its tempfailed passes, the time of the last (wall clock: it outlives
+# a restart); the most recent last.
+_RECORD = struct.Struct("<32sId")
 # The audit flag of a local submission held past local_retry_passes.
 RETRIES_EXHAUSTED = "retries_exhausted"
 T = TypeVar("T")
-Counts = OrderedDict[bytes, int]
+Counts = OrderedDict[bytes, tuple[int, float]]
 
 
 def content_key(txn: Transaction) -> bytes:
@@ -60,10 +67,12 @@ def content_key(txn: Transaction) -> bytes:
 class LocalRetries:
     """How many passes of each local submission were tempfailed in a row."""
 
-    def __init__(self, passes: int, directory: Path, tracked: int = TRACKED) -> None:
+    def __init__(self, passes: int, directory: Path, tracked: int = TRACKED,
+                 clock: Callable[[], float] = time.time) -> None:
         self._passes = passes  # 0: no bound
         self._path = directory / FILE_NAME
         self._tracked = tracked
+        self._clock = clock
         self._lock = threading.Lock()  # flock keeps processes apart, not threads
 
     def exhausted(self, txn: Transaction) -> int | None:
@@ -74,10 +83,10 @@ class LocalRetries:
         key = content_key(txn)
 
         def count(counts: Counts) -> int | None:
-            passes = counts.pop(key, 0) + 1
+            passes = counts.pop(key, (0, 0.0))[0] + 1
             if passes > self._passes:
                 return passes - 1
-            counts[key] = passes
+            counts[key] = (passes, self._clock())
             while len(counts) > self._tracked:
                 counts.popitem(last=False)
             return None
@@ -101,12 +110,13 @@ class LocalRetries:
         cannot be used."""
         try:
             with self._lock, self._locked_file() as file:
-                counts = _read(file)
+                counts = _read(file, self._clock() - STALE_SECONDS)
                 before = list(counts.items())
                 result = change(counts)
                 if list(counts.items()) != before:
                     file.seek(0)
-                    file.write(b"".join(_RECORD.pack(*item) for item in counts.items()))
+                    file.write(b"".join(_RECORD.pack(key, *count)
+                                        for key, count in counts.items()))
                     file.truncate()
                 return result
         except OSError as exc:
@@ -121,8 +131,10 @@ class LocalRetries:
             yield file
 
 
-def _read(file: BinaryIO) -> Counts:
-    """The counts in ``file``; a torn last record (a crash as it was written) is left out."""
+def _read(file: BinaryIO, since: float) -> Counts:
+    """The counts in ``file`` with a pass ``since``; a torn last record (a crash as it was
+    written) is left out."""
     data = file.read()
     data = data[: len(data) - len(data) % _RECORD.size]
-    return OrderedDict(_RECORD.iter_unpack(data))
+    return OrderedDict((key, (passes, last)) for key, passes, last in _RECORD.iter_unpack(data)
+                       if last >= since)
