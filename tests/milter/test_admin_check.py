@@ -122,3 +122,22 @@ def test_check_warns_of_a_duplicate_filter_limit_below_max_recipients(
                "one again, which the milter counts once; set duplicate_filter_limit to 5 or "
                "more (or 0)")
     assert (warning in result.stderr.splitlines()) == warned, result.stderr
+
+
+@pytest.mark.parametrize(("macros", "warned"), [
+    ("j {daemon_name} {daemon_addr} v _", True),
+    ("j {daemon_name} {daemon_addr} {daemon_port} v _", False),
+])
+def test_check_warns_of_xclient_without_the_daemon_port_macro(
+        tmp_path: Path, macros: str, warned: bool) -> None:
+    """An upgrade keeps main.cf: without {daemon_port}, a client an XCLIENT proxy names at
+    localhost without its port still passes for a sendmail(1) submission, unsaid."""
+    postfix = tmp_path / "postfix"
+    postfix.mkdir()
+    (postfix / "main.cf").write_text("myhostname = mx.example.org\n"
+                                     "smtpd_authorized_xclient_hosts = 127.0.0.1\n"
+                                     f"milter_connect_macros = {macros}\n")
+    (postfix / "master.cf").write_text("")
+    result = _run(["check"], {**_env(tmp_path), "MAIL_CONFIG": str(postfix)})
+    assert result.returncode == 0, result.stderr
+    assert ("warning: milter_connect_macros lacks {daemon_port}" in result.stderr) == warned

@@ -20,7 +20,7 @@ from .errors import StartupError
 from .heap import keep_freed_memory, one_arena
 from .journal import adopt_orphan_journals
 from .logcontext import configure_logging
-from .postfix_config import duplicate_filter_warnings
+from .postfix_config import postfix_warnings
 from .settings import (
     LAST_GOOD_NAME,
     SETTING_NAMES,
@@ -104,10 +104,11 @@ def check(config: Path | None) -> int:
         policy_set = found.policies.policy_set
         print(f"policies: {len(policy_set.policies)} from {settings.policy_dir}, "
               f"set {policy_set.content_hash[:12]}")
-        for warning in duplicate_filter_warnings(policy_set):
-            print(f"warning: {warning}", file=sys.stderr)
     else:
         print("policies: the set active in the database (not checked here)")
+    policies = found.policies.policy_set if found.policies is not None else None
+    for warning in postfix_warnings(policies):
+        print(f"warning: {warning}", file=sys.stderr)
     database = found.database
     if database is not None and database.refusal is not None:
         # The milter would start, but audit nothing to Postgres until this is fixed.
