@@ -211,22 +211,28 @@ def test_requeueing_a_held_message_releases_it_unchecked(system: MailSystem) -> 
     assert requeued.group(1).decode() not in system.milter.log()  # the milter never saw it
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_local_submission_tempfailed_pass_after_pass_is_held(
-    database_url: str, tmp_path: Path,
+    database_url: str, tmp_path: Path, processes: str,
 ) -> None:
     # pickup retries a tempfailed maildrop file at each pass, with no queue lifetime:
-    # once forever, an audit row a pass. Past local_retry_passes the next pass is held.
+    # once forever, an audit row a pass. Past local_retry_passes the next pass is held,
+    # whichever worker takes each pass, and though the milter restarted in between.
     (tmp_path / "defer.yaml").write_text("version: 1\nname: defer\nrules:\n"
                                          "  - name: defer-all\n    when: {subject: '^defer'}\n"
                                          "    then: tempfail\n")
+    env = {"POSTWARDEN_LOCAL_RETRY_PASSES": "2", "POSTWARDEN_PROCESSES": processes}
     with mail_system_for(database_url, policy_dir=tmp_path, unix_socket=True, main=NON_SMTPD,
-                         env={"POSTWARDEN_LOCAL_RETRY_PASSES": "2"}) as local:
+                         env=env) as local:
         sample = messages.clean(subject="defer me")
         _submit(local, sample)
         deferred = r"milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: 4\.7\.1 "
         for passes in (1, 2):
             wait_for(lambda n=passes: len(re.findall(deferred, local.postfix.log())) == n)
             assert [m["queue_name"] for m in local.postfix.queue()] == ["maildrop"]
+            if passes == 1:
+                local.milter.stop()
+                local.milter.start()
             local.postfix.kick_pickup()
         held = local.postfix.wait_for_log(
             r"(\w+): milter-hold: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]").group(1)
