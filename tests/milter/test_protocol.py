@@ -116,6 +116,15 @@ def test_a_login_name_not_utf8_is_kept(milter: MilterProcess, client: MilterClie
     assert "the MTA's macro {auth_authen} is not UTF-8: kept" in milter.log()
 
 
+def test_a_size_that_is_no_number_is_ignored(milter: MilterProcess, client: MilterClient) -> None:
+    """SIZE=² is a digit to str.isdigit, and no number to int(): MAIL FROM was answered
+    451 with a traceback, at every retry. Postfix refuses it first; another MTA may not."""
+    client.open()
+    client.macros(b"M", i="4QSIZE2")
+    assert client.step(b"M", "<alice@example.org>\0SIZE=\u00b2\0".encode()) == (b"c", b"")
+    assert "Traceback" not in milter.log()
+
+
 @pytest.mark.postfix
 def test_an_8bit_address_without_a_domain_is_taken(milter: MilterProcess) -> None:
     """With smtputf8_enable=no, Postfix takes 8-bit addresses as sent, and for one

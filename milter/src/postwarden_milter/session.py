@@ -51,9 +51,10 @@ def esmtp_param(params: tuple[str, ...], wanted: str) -> str | None:
 
 
 def esmtp_size(params: tuple[str, ...]) -> int | None:
-    """The SIZE= value of MAIL FROM, when the client declared one."""
+    """The SIZE= value of MAIL FROM, when the client declared one (ASCII digits: ``²``
+    is a digit to str.isdigit, and no number to int)."""
     value = esmtp_param(params, "SIZE")
-    return int(value) if value is not None and value.isdigit() else None
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
 RecipientKey = tuple[bytes, frozenset[str], bytes]
