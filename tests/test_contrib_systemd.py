@@ -139,6 +139,21 @@ def _setting(path: Path, name: str) -> str:
     return found.group(1)
 
 
+def test_the_install_steps_make_the_virtualenv_on_debians_python() -> None:
+    """A virtualenv's python links to the interpreter it was made with. The steps said
+    `python3 -m venv`: where the python3 first in PATH was pyenv's, under /root, the
+    units (ProtectHome=yes) could not run it, and failed at ExecStart."""
+    makefile = (CONTRIB.parent / "Makefile").read_text(encoding="utf-8")
+    system_python = re.search(r"^SYSTEM_PYTHON \?= (\S+)$", makefile, re.M)
+    assert system_python is not None
+    made = [found[1] for line in _steps()
+            if (found := re.match(r"(\S+) -m venv \"\$release\"", line))]
+    assert made == [system_python[1]]
+    assert not made[0].startswith(("/root/", "/home/"))
+    for unit in UNITS:
+        assert "\nProtectHome=yes\n" in unit.read_text(encoding="utf-8")
+
+
 def test_the_install_steps_create_the_policy_dir_the_example_names() -> None:
     """The milter refuses to start when policy_dir is not a directory."""
     policy_dir = _setting(CONTRIB / "postwarden.example.yaml", "policy_dir")
