@@ -66,3 +66,26 @@ def test_options_the_database_refuses_are_invalid_settings(
     assert result.returncode == EXIT_CONFIG, result.stderr
     assert result.stderr == f"{prog}: database_url: {said}\n"
     assert PASSWORD not in result.stderr
+
+
+@pytest.mark.parametrize("part", ["role", "database"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_role_or_database_the_server_refuses_is_named_as_database_url(
+        database_url: str, part: str, command: str) -> None:
+    """Not database_url's options: a change on the server mends it (a role made, a
+    database restored), so exit 1, retried. The line gave the server's words alone
+    ('postwarden-admin: role "x" does not exist'), naming no setting."""
+    parts = urlsplit(database_url)
+    if part == "role":
+        url = urlunsplit(parts._replace(netloc=f"no_such_role:{PASSWORD}@{parts.hostname}:"
+                                               f"{parts.port}"))
+        said = 'role "no_such_role" does not exist'
+    else:
+        url = urlunsplit(parts._replace(path="/no_such_database"))
+        url = _with_password(url)
+        said = 'database "no_such_database" does not exist'
+    argv, prog = COMMANDS[command]
+    result = _run(argv, url)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"{prog}: database_url: the server refuses it: {said}\n"
+    assert PASSWORD not in result.stderr

@@ -70,7 +70,8 @@ def test_migrate_takes_the_database_from_the_settings(
     assert PASSWORD not in refused.stdout + refused.stderr
     no_such = _run(["migrate", "--database-url", pg_server.dsn("pwtest_gone")], env)
     assert no_such.returncode == 1  # said in one line, no traceback
-    assert no_such.stderr == 'postwarden-milter migrate: database "pwtest_gone" does not exist\n'
+    assert no_such.stderr == ('postwarden-milter migrate: database_url: the server refuses it: '
+                              'database "pwtest_gone" does not exist\n')
     migrated = _run(["migrate"], {**env, "POSTWARDEN_CONFIG": config})
     assert migrated.returncode == 0, migrated.stderr
     assert "applied 0001_audit" in migrated.stdout

@@ -168,16 +168,27 @@ def refusing_bad_url() -> Iterator[None]:
         raise
 
 
+# The server's refusals of a connect that a change mends, on the server (a role made, a
+# password rotated, a database restored) or in database_url: SQLSTATE class 28 (the role
+# or its password), 3D000 (the database).
+SERVER_REFUSALS = (asyncpg.InvalidAuthorizationSpecificationError,
+                   asyncpg.InvalidCatalogNameError)
+
+
 @contextlib.contextmanager
 def connecting() -> Iterator[None]:
     """Around a command's or a start's connect: :func:`refusing_bad_url`, and any other
-    failed connection (OSError) as DatabaseUnreachable, both in one line naming the
-    setting."""
+    failed connection (OSError) or the server's refusal of the role, password or
+    database as DatabaseUnreachable, each in one line naming the setting (the server's
+    own words, "password authentication failed for user ...", named none)."""
     try:
         with refusing_bad_url():
             yield
     except OSError as exc:
         raise unreachable(exc) from exc
+    except SERVER_REFUSALS as exc:
+        raise DatabaseUnreachable(
+            f"database_url: the server refuses it: {database_detail(exc)}") from exc
 
 
 def database_problem(exc: BaseException) -> str:
