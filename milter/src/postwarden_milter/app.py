@@ -246,7 +246,8 @@ class MilterProcess:
                               self.settings.milter_socket_mode)
         except Exception as exc:  # noqa: BLE001 - reported by serve() on the main thread
             self._milter_error = exc
-            log.error("libmilter stopped: %s", exc)
+            if self._socket_open.is_set():  # else serve() tells why, as it exits
+                log.error("libmilter stopped: %s", exc)
 
     def _opened(self) -> None:
         """libmilter opened the socket (on its thread): note the unix socket's file."""
