@@ -10,11 +10,17 @@ contrib ships or shows (live or as a commented example), and for the Debian
 defaults the snippet relies on, the milter list the service uses (its own
 ``-o`` override, or main.cf's, with ``$name`` expanded) must name the socket
 the milter listens on (``milter_socket`` in contrib/postwarden.example.yaml).
+Appended to Debian's default main.cf and master.cf, the files pass Postfix's own
+checks, and the send API's listener serves loopback clients alone.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,3 +201,67 @@ def test_the_snippet_puts_postfix_in_the_socket_group_the_install_steps_make() -
                      steps, re.MULTILINE)
     assert made is not None, f"contrib/systemd/README.md makes no {directory}"
     assert told == {made[1]} != {"postwarden"}
+
+
+# Debian 12's defaults, as the postfix package installs them in /etc/postfix (this
+# machine's own, never read here).
+DEBIAN_MAIN_CF = Path("/usr/share/postfix/main.cf.debian")
+DEBIAN_MASTER_CF = Path("/usr/share/postfix/master.cf.dist")
+
+
+@pytest.fixture
+def debian_with_snippets(tmp_path: Path) -> Path:
+    """A config directory holding Debian's main.cf and master.cf with main.cf.snippet
+    and master.cf.send-api appended, as the READMEs say; its queue and data in
+    ``tmp_path``, so that `postfix check` may set them up. Root's: Postfix takes
+    another directory than /etc/postfix from root alone."""
+    if os.geteuid() != 0 or not DEBIAN_MAIN_CF.exists():
+        pytest.skip("needs root and Debian's postfix package")
+    etc, queue, data = tmp_path / "etc", tmp_path / "queue", tmp_path / "data"
+    for directory in (etc, queue, data):
+        directory.mkdir()
+    shutil.chown(data, "postfix")
+    # Its log on stdout: without a syslog here, what `postfix check` finds went nowhere.
+    (etc / "main.cf").write_text(
+        DEBIAN_MAIN_CF.read_text() + f"queue_directory = {queue}\n"
+        f"data_directory = {data}\nmaillog_file = /dev/stdout\n" + MAIN_CF.read_text())
+    (etc / "master.cf").write_text(
+        DEBIAN_MASTER_CF.read_text() + (POSTFIX_DIR / "master.cf.send-api").read_text())
+    return etc
+
+
+def _postfix_tool(argv: list[str]) -> str:
+    """What ``argv`` prints on stdout; it must say nothing on stderr (a warning: an
+    unused or repeated parameter, a malformed entry)."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and result.stderr == "", result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.postfix
+def test_the_snippets_in_debians_config_pass_postfixs_own_checks(
+        debian_with_snippets: Path) -> None:
+    config = str(debian_with_snippets)
+    _postfix_tool(["postfix", "-c", config, "check"])
+    set_here = _postfix_tool(["postconf", "-c", config, "-n"])
+    assert "smtpd_milters = unix:/postwarden/milter.sock" in set_here.splitlines()
+    services = _postfix_tool(["postconf", "-c", config, "-M"]).splitlines()
+    [send_api] = [line.split() for line in services if line.startswith("127.0.0.1:10026 ")]
+    assert send_api[1:8] == ["inet", "n", "-", "y", "-", "-", "smtpd"]
+
+
+@pytest.mark.postfix
+def test_the_send_listener_relays_for_loopback_clients_alone(
+        debian_with_snippets: Path) -> None:
+    """It listens on a loopback address, and what it takes from a client not in its
+    mynetworks (loopback's) is refused, whatever main.cf's mynetworks says."""
+    prefix = "127.0.0.1:10026/inet/"
+    options = {name.strip(): value.strip() for line in _postfix_tool(
+                   ["postconf", "-c", str(debian_with_snippets), "-P"]).splitlines()
+               if line.startswith(prefix)
+               for name, _, value in [line.removeprefix(prefix).partition("=")]}
+    assert ipaddress.ip_network(options["mynetworks"]).subnet_of(
+        ipaddress.ip_network("127.0.0.0/8"))
+    for name in ("smtpd_client_restrictions", "smtpd_relay_restrictions",
+                 "smtpd_recipient_restrictions"):
+        assert options[name] == "permit_mynetworks,reject", name
