@@ -197,6 +197,23 @@ def test_a_directory_that_will_not_do_is_named_with_where_it_was_set(
         f"{config}:1: policy_dir: {missing} is not a directory"]
 
 
+@pytest.mark.parametrize("home", ["/home/alice", "/root", "/run/user/1000"])
+def test_a_policy_dir_the_unit_cannot_see_is_told_why(
+    base_env: dict[str, str], tmp_path: Path, home: str
+) -> None:
+    """A checkout in a home directory, which the admin's `ls` shows: the milter under the
+    unit (ProtectHome=yes) said only that it "is not a directory"."""
+    config, checkout = tmp_path / "postwarden.yaml", f"{home}/no-such-checkout/policies"
+    env = {k: v for k, v in base_env.items() if k != "POSTWARDEN_POLICY_DIR"}
+    hidden = "/" + home.split("/")[1] if home != "/run/user/1000" else "/run/user"
+    assert problems_of(config, f"policy_dir: {checkout}\n", env) == [
+        f"{config}:1: policy_dir: {checkout} is not a directory (the systemd unit's "
+        f"ProtectHome=yes hides {hidden} from the milter: keep the policies outside /home, "
+        "/root and /run/user, e.g. in /etc/postwarden)"]
+    unit = Path(__file__).resolve().parents[2] / "contrib/systemd/postwarden-milter.service"
+    assert "\nProtectHome=yes\n" in unit.read_text(encoding="utf-8")
+
+
 def test_broken_yaml_is_told_by_line_without_quoting_it(
     base_env: dict[str, str], tmp_path: Path
 ) -> None:

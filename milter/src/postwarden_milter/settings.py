@@ -108,6 +108,9 @@ MAX_PROCESSES = 64
 # saying only that it cannot open the socket.
 MAX_UNIX_SOCKET_PATH = 107
 POSTFIX_CHROOT = Path("/var/spool/postfix")  # Debian's queue_directory
+# What the systemd unit's ProtectHome=yes hides (contrib/systemd): a directory there is
+# none to the milter it runs, whatever `ls` shows its admin.
+HIDDEN_BY_UNIT = (Path("/home"), Path("/root"), Path("/run/user"))
 # Bounds of the *_seconds settings. threading waits refuse a timeout past
 # threading.TIMEOUT_MAX (about 292 years): a larger poll killed the reload thread.
 MAX_POLL_SECONDS = 86400.0  # a day
@@ -366,7 +369,8 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bo
     problems = []
     if settings.policy_dir is not None and not settings.policy_dir.is_dir():
         problems.append(raw.problem(
-            "policy_dir", f"policy_dir: {settings.policy_dir} is not a directory"))
+            "policy_dir", f"policy_dir: {settings.policy_dir} is not a directory"
+            + _hidden_hint(settings.policy_dir)))
     spool_dir = settings.spool_dir
     if create_spool_dir:
         try:
@@ -391,6 +395,16 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bo
                                     "(left by a run as another user?)")
                         for path in _foreign_spool_files(settings))
     return problems
+
+
+def _hidden_hint(path: Path) -> str:
+    """A checkout in a home directory is there for its admin and not for the unit's milter
+    (or the `check` of its reload)."""
+    hidden = next((place for place in HIDDEN_BY_UNIT if place in path.parents), None)
+    if hidden is None:
+        return ""
+    return (f" (the systemd unit's ProtectHome=yes hides {hidden} from the milter: keep "
+            "the policies outside /home, /root and /run/user, e.g. in /etc/postwarden)")
 
 
 def _foreign_spool_files(settings: MilterSettings) -> list[Path]:
