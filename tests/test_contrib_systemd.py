@@ -328,3 +328,25 @@ def test_the_environment_file_reads_the_same_in_the_shell_steps_and_in_systemd(
                                  text=True, check=True,
                                  env={"XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)})
         assert f'POSTWARDEN_DATABASE_URL="{url}"' in systemd.stdout.splitlines()
+
+
+def test_the_files_the_units_name_are_those_the_steps_install() -> None:
+    """Followed literally, the steps leave every file a unit reads where the unit looks:
+    what they install from the checkout is there, the units among it, each settings file
+    a unit's command names (--config) is one they install, and its programs are the
+    package's scripts."""
+    installed = [(found[1], found[2]) for line in _steps() if (found := re.fullmatch(
+        r"install -m \d+ (?:-g \S+ )?((?:contrib|policies)/\S+) (\S+)", line))]
+    for source, _ in installed:
+        assert (CONTRIB.parent / source).is_file(), source
+    targets = {target for _, target in installed}
+    scripts = re.findall(r"^(postwarden-\w+) = ", (CONTRIB.parent / "pyproject.toml")
+                         .read_text(encoding="utf-8"), re.M)
+    for unit in UNITS:
+        assert (f"contrib/systemd/{unit.name}", "/etc/systemd/system/") in installed
+        text = unit.read_text(encoding="utf-8")
+        for program, arguments in re.findall(r"^Exec(?:Start|Reload)=(\S+)(.*)$", text, re.M):
+            if program.startswith(INSTALLED_BIN):
+                assert program.removeprefix(INSTALLED_BIN) in scripts, program
+            for config in re.findall(r"--config (\S+)", arguments):
+                assert config in targets, f"{unit.name}: no step installs {config}"
