@@ -193,6 +193,26 @@ def test_runs_reloads_on_sighup_serves_metrics_and_stops_on_sigterm(
         assert text.count("SIGUSR2: stopping") == processes
 
 
+def test_check_and_the_start_name_every_problem_of_the_policies(tmp_path: Path) -> None:
+    """As `postwarden-policy check` does. They named the first and "(and 2 more)": the
+    admin mended one, ran check again, and found the next."""
+    env = _env(tmp_path)
+    policies = tmp_path / "policies"
+    (policies / "main.yaml").write_text("version: 1\nname: [\n")
+    (policies / "other.yaml").write_text("version: 1\nname: other\nrules: 5\nmode: loud\n")
+    for args in (["check"], []):
+        result = _run(args, env)
+        assert result.returncode == 2
+        lines = result.stderr.splitlines()
+        [first] = [n for n, line in enumerate(lines) if "policies do not load" in line]
+        problems = lines[first:first + 3]
+        assert problems[0].startswith(f"postwarden-milter: policies do not load: "
+                                      f"{policies / 'main.yaml'}:3:1: ")
+        assert [line.split(": ", 1)[0] for line in problems[1:]] == [
+            f"  {policies / 'other.yaml'}:3:8", f"  {policies / 'other.yaml'}:4:7"]
+        assert "more)" not in result.stderr
+
+
 @pytest.mark.parametrize("processes", [1, 2])
 def test_broken_policy_refuses_to_start(tmp_path: Path, processes: int) -> None:
     metrics_port = free_port()

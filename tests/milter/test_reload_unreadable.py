@@ -163,8 +163,7 @@ def _run_unlistable(shared_dir: Path, command: list[str], processes: str
 
 
 def _refused(shared_dir: Path) -> str:
-    return ("postwarden-milter: policies do not load: policy did not load: "
-            + _cannot_read(shared_dir / "policies"))
+    return "postwarden-milter: policies do not load: " + _cannot_read(shared_dir / "policies")
 
 
 def test_check_exits_2_with_one_line(shared_dir: Path) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
-from postwarden_policies import PoliciesError
+from postwarden_policies import PoliciesError, PolicyLoadError
 from postwarden_store import (
     DatabaseUrlRefused,
     MigrationError,
@@ -92,6 +92,11 @@ def check_schema(dsn: str) -> DatabaseCheck:
 
 
 def policies_refused(exc: PoliciesError) -> StartupError:
+    """Every problem, each at its file, line and column as `postwarden-policy check`
+    prints them: the error's own text names the first alone ("(and 4 more)")."""
+    if isinstance(exc, PolicyLoadError) and exc.issues:
+        return StartupError("policies do not load: "
+                            + "\n  ".join(str(issue) for issue in exc.in_order()))
     return StartupError(f"policies do not load: {exc}")
 
 
