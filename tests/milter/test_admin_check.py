@@ -141,3 +141,20 @@ def test_check_warns_of_xclient_without_the_daemon_port_macro(
     result = _run(["check"], {**_env(tmp_path), "MAIL_CONFIG": str(postfix)})
     assert result.returncode == 0, result.stderr
     assert ("warning: milter_connect_macros lacks {daemon_port}" in result.stderr) == warned
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="a directory of root's, and the milter as nobody")
+def test_a_spool_dir_of_another_user_is_named_with_whose_it_is(
+    shared_dir: Path,  # noqa: F811 - the fixture
+) -> None:
+    """What a run by hand as root leaves (its spool_dir, root's and mode 0700): the
+    milter's user was told "is not writable" alone, not that it is root's."""
+    env = _env(shared_dir, milter_socket=f"unix:{shared_dir}/milter.sock")
+    spool = Path(env["POSTWARDEN_SPOOL_DIR"])
+    spool.mkdir(mode=0o700)
+    for command in (["check"], []):
+        result = _as_nobody(command, env, shared_dir)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines()[-1] == (
+            f"  POSTWARDEN_SPOOL_DIR: spool_dir: {spool} is not writable by user nobody "
+            "(owner root, group root, mode 0700)")

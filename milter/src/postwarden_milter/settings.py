@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import grp
 import ipaddress
 import os
+import pwd
 import re
 import socket
 import stat
@@ -173,6 +175,32 @@ def _chroot_hint(path: str) -> str:
             f"here it is unix:{meant})")
 
 
+def _whose(path: Path) -> str:
+    """Who this process is and whose ``path`` is, for a directory it may not write: a
+    milter run as another user than the unit's (root's, by hand), or a directory made for
+    another."""
+    try:
+        info = path.stat()
+    except OSError:
+        return ""
+    return (f" by user {_user(os.geteuid())} (owner {_user(info.st_uid)}, group "
+            f"{_group(info.st_gid)}, mode {stat.S_IMODE(info.st_mode):04o})")
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 def _socket(value: str) -> str:
     match = _SOCKET_INET.match(value)
     if match:
@@ -198,8 +226,8 @@ def _socket(value: str) -> str:
                              + _chroot_hint(path))
         if not os.access(parent, os.W_OK | os.X_OK):
             # Else `check` passes and the start fails in libmilter ("cannot opensocket").
-            raise ValueError(f"milter_socket: directory {parent} is not writable: the milter "
-                             "creates the socket there")
+            raise ValueError(f"milter_socket: directory {parent} is not writable"
+                             f"{_whose(parent)}: the milter creates the socket there")
         with contextlib.suppress(OSError):  # nothing there (or not ours to look at)
             if not stat.S_ISSOCK(os.stat(path).st_mode):
                 # Else `check` passes and the start fails: libmilter replaces only a socket.
@@ -389,7 +417,8 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bo
     if not existing.is_dir():
         problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not a directory"))
     elif not os.access(existing, os.W_OK | os.X_OK):
-        problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not writable"))
+        problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not writable"
+                                    f"{_whose(existing)}"))
     elif existing == spool_dir:
         problems.extend(raw.problem("spool_dir", f"spool_dir: cannot read and write {path} "
                                     "(left by a run as another user?)")
