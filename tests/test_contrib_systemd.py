@@ -154,6 +154,16 @@ def test_the_install_steps_make_the_virtualenv_on_debians_python() -> None:
         assert "\nProtectHome=yes\n" in unit.read_text(encoding="utf-8")
 
 
+def test_the_install_steps_build_the_package_from_a_clean_build_directory() -> None:
+    """`pip install .` has setuptools copy the package into the checkout's build/lib and
+    leave it there; the next version's install (an upgrade, from the same checkout after
+    `git pull`) took what that still held: a module or migration file the new version
+    removed or renamed went into the new release."""
+    installs = [line for line in _steps() if re.search(r"\bpip\" install \.$", line)]
+    assert installs and all(re.search(r"\brm -rf build && \S+pip\" install \.$", line)
+                            for line in installs), installs
+
+
 def test_the_install_steps_create_the_policy_dir_the_example_names() -> None:
     """The milter refuses to start when policy_dir is not a directory."""
     policy_dir = _setting(CONTRIB / "postwarden.example.yaml", "policy_dir")
