@@ -115,3 +115,19 @@ def test_check_tells_a_database_url_the_client_refuses_in_one_line(
     assert err.startswith("postwarden-milter: database_url: the Postgres client refuses it: ")
     assert "root certificate" in err and len(err.splitlines()) == 1
     assert PASSWORD not in err
+
+
+@pytest.mark.postgres
+def test_a_database_never_migrated_is_told_so_in_a_short_line(
+    tmp_path: Path, empty_database: str,  # noqa: F811 - the imported fixture
+) -> None:
+    """It named every migration, fifty and more, in one line the unit's restarts (exit 1,
+    every 2 s) repeated in the journal."""
+    config = str(_config(tmp_path, database_url=empty_database))
+    for command, status in (["check"], 2), ([], 1):
+        result = _run(["--config", config, *command], _environment())
+        assert result.returncode == status, result.stderr
+        told = [line for line in result.stderr.splitlines() if "schema" in line]
+        assert told == ["postwarden-milter: the database has no postwarden schema (never "
+                        "migrated); run `postwarden-store migrate` (or `postwarden-milter "
+                        "migrate`)"]

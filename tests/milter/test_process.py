@@ -88,7 +88,7 @@ def test_refuses_pending_migrations_until_migrate_runs(
     refused = _run([], env)
     assert refused.returncode == 1
     assert "postwarden-milter migrate" in refused.stderr
-    assert "missing" in refused.stderr
+    assert "no postwarden schema (never migrated)" in refused.stderr
 
     migrated = _run(["migrate"], env)
     assert migrated.returncode == 0, migrated.stderr

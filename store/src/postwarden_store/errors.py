@@ -21,12 +21,15 @@ class DatabaseUnreachable(StoreError):
 
 
 class SchemaTooOld(StoreError):
-    def __init__(self, pending: list[str]) -> None:
+    def __init__(self, pending: list[str], never_migrated: bool = False) -> None:
         self.pending = pending
+        # Never migrated: the name of every migration (fifty and more) told nothing more,
+        # in a line that a unit restarting the milter every 2 s repeated.
+        missing = ("the database has no postwarden schema (never migrated)" if never_migrated
+                   else f"database schema is missing {len(pending)} migration(s) "
+                        f"({', '.join(pending)})")
         super().__init__(
-            f"database schema is missing {len(pending)} migration(s) ({', '.join(pending)}); "
-            "run `postwarden-store migrate` (or `postwarden-milter migrate`)"
-        )
+            f"{missing}; run `postwarden-store migrate` (or `postwarden-milter migrate`)")
 
 
 class DatabaseUrlRefused(StoreError):

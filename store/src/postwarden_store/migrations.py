@@ -114,7 +114,7 @@ async def check_schema_current(conn: asyncpg.Connection) -> None:
     """Raise :class:`SchemaTooOld` when migrations are pending."""
     pending = await pending_migrations(conn)
     if pending:
-        raise SchemaTooOld(pending)
+        raise SchemaTooOld(pending, never_migrated=len(pending) == len(available_migrations()))
 
 
 async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
