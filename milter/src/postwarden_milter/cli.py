@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from postwarden_policies import gather_settings
+from postwarden_policies import PoliciesError, gather_settings, load_policy_set_from_sources
 from postwarden_policies.settings_source import settings_file_argument
 from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import cli as store_cli
@@ -21,6 +21,7 @@ from .heap import keep_freed_memory, one_arena
 from .journal import adopt_orphan_journals
 from .logcontext import configure_logging
 from .postfix_config import postfix_warnings
+from .reload import NO_ACTIVE_POLICY
 from .settings import (
     LAST_GOOD_NAME,
     SETTING_NAMES,
@@ -32,7 +33,7 @@ from .settings import (
     stray_variables,
 )
 from .spool import adopt_orphans
-from .startup_checks import claim_spool_dir, preflight
+from .startup_checks import claim_spool_dir, policies_refused, preflight
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,14 @@ def check(config: Path | None) -> int:
         policy_set = found.policies.policy_set
         print(f"policies: {len(policy_set.policies)} from {settings.policy_dir}, "
               f"set {policy_set.content_hash[:12]}")
+    elif found.database is not None and found.database.active is not None:
+        try:
+            print(_active_policies(settings, found.database.active))
+        except PoliciesError as exc:
+            print(f"{PROG}: {policies_refused(exc)}", file=sys.stderr)
+            return EXIT_CONFIG
     else:
-        print("policies: the set active in the database (not checked here)")
+        print("policies: the set active in the database (not read: see below)")
     policies = found.policies.policy_set if found.policies is not None else None
     for warning in postfix_warnings(policies):
         print(f"warning: {warning}", file=sys.stderr)
@@ -118,6 +125,24 @@ def check(config: Path | None) -> int:
     if database is not None:
         print("database: schema up to date" if database.reachable else _unreachable(settings))
     return 0
+
+
+def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]) -> str:
+    """What a start would run of the policies active in the database, as it loads them;
+    PoliciesError when it could not start (they do not load, and spool_dir keeps no last
+    good set to run instead)."""
+    try:
+        policy_set = load_policy_set_from_sources(active)
+    except PoliciesError as exc:
+        if not (settings.spool_dir / LAST_GOOD_NAME).exists():
+            raise
+        print(f"warning: {policies_refused(exc)}; the milter would start on the last good "
+              "set in spool_dir", file=sys.stderr)
+        return "policies: the last good set in spool_dir (the database's is refused)"
+    if not policy_set.policies:
+        print(f"warning: {NO_ACTIVE_POLICY}", file=sys.stderr)
+    return (f"policies: {len(policy_set.policies)} active in the database, "
+            f"set {policy_set.content_hash[:12]}")
 
 
 def _unreachable(settings: MilterSettings) -> str:

@@ -212,13 +212,16 @@ def load_last_good(spool_dir: Path) -> Sources | None:
     return [(str(label), str(source)) for label, source in json.loads(path.read_text("utf-8"))]
 
 
+NO_ACTIVE_POLICY = ("no policy is active in the database: every message is accepted "
+                    "unchanged (and audited) until one is (postwarden-admin policy push)")
+
+
 def _say_if_empty(policy_set: PolicySet) -> None:
     """A database with no active policy (a milter started before the first push, or every
     policy deactivated) gives a set that accepts every message unchanged: said, since a
     policy_dir without policies refuses the start."""
     if not policy_set.policies:
-        log.warning("no policy is active in the database: every message is accepted "
-                    "unchanged (and audited) until one is (postwarden-admin policy push)")
+        log.warning("%s", NO_ACTIVE_POLICY)
 
 
 class PolicyReloader:

@@ -31,6 +31,7 @@ from postwarden_store import (
     database_problem,
     refusing_bad_url,
 )
+from postwarden_store.policies import fetch_active_sources
 
 from .audit_pipeline import REFUSALS
 from .errors import NotYet, StartupError
@@ -50,26 +51,28 @@ class DatabaseCheck:
     reachable: bool  # False: the schema could not be asked
     refusal: str | None = None  # what the server said, refusing database_url's role,
     # password or database (the milter spools until the admin mends it)
+    active: list[tuple[str, str]] | None = None  # the active policies, when asked for
 
 
 
-def check_schema(dsn: str) -> DatabaseCheck:
+def check_schema(dsn: str, read_active: bool = False) -> DatabaseCheck:
     """Refuse to start against a database that lacks migrations, or with options in
     database_url the server refuses; tolerate one that is down or refuses the role,
     password or database (those a change on the server mends, a password rotated, a
     database restored, without a restart here: meanwhile mail flows, its audit events
-    spooled)."""
+    spooled). ``read_active``: also read the active policies (a check's)."""
 
-    async def check() -> None:
+    async def check() -> list[tuple[str, str]] | None:
         with refusing_bad_url():
             conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
         try:
             await check_schema_current(conn)
+            return await fetch_active_sources(conn) if read_active else None
         finally:
             await conn.close()
 
     try:
-        asyncio.run(check())
+        active = asyncio.run(check())
     except SchemaTooOld as exc:
         raise NotYet(str(exc)) from None
     except MigrationError as exc:  # applied by another build: no wait mends it
@@ -88,7 +91,7 @@ def check_schema(dsn: str) -> DatabaseCheck:
         log.warning("database unreachable at start (%s): audit events are spooled until it is back",
                     database_problem(exc))
         return DatabaseCheck(reachable=False)
-    return DatabaseCheck(reachable=True)
+    return DatabaseCheck(reachable=True, active=active)
 
 
 def policies_refused(exc: PoliciesError) -> StartupError:
@@ -111,7 +114,8 @@ def preflight(settings: MilterSettings) -> Preflight:
     policies not loading (StartupError). An unreachable database does not."""
     database = None
     if settings.database_url is not None:
-        database = check_schema(settings.database_url.reveal())
+        database = check_schema(settings.database_url.reveal(),
+                                read_active=settings.policy_dir is None)
     policies = None
     if settings.policy_dir is not None:
         files = PolicyFiles(settings.policy_dir)
