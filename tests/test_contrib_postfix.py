@@ -21,10 +21,16 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
+
+from tests.fixtures.milterproc import MilterProcess
+from tests.fixtures.ports import free_port
+from tests.fixtures.postfix import CaptureServer, send_message
 
 REPO = Path(__file__).resolve().parent.parent
 POSTFIX_DIR = REPO / "contrib" / "postfix"
@@ -210,14 +216,23 @@ DEBIAN_MASTER_CF = Path("/usr/share/postfix/master.cf.dist")
 
 
 @pytest.fixture
-def debian_with_snippets(tmp_path: Path) -> Path:
+def debian_with_snippets() -> Iterator[Path]:
     """A config directory holding Debian's main.cf and master.cf with main.cf.snippet
-    and master.cf.send-api appended, as the READMEs say; its queue and data in
-    ``tmp_path``, so that `postfix check` may set them up. Root's: Postfix takes
-    another directory than /etc/postfix from root alone."""
+    and master.cf.send-api appended, as the READMEs say; its queue and data beside it,
+    in a directory Postfix's daemons (user postfix) may reach, unlike pytest's. Root's:
+    Postfix takes another directory than /etc/postfix from root alone."""
     if os.geteuid() != 0 or not DEBIAN_MAIN_CF.exists():
         pytest.skip("needs root and Debian's postfix package")
-    etc, queue, data = tmp_path / "etc", tmp_path / "queue", tmp_path / "data"
+    root = Path(tempfile.mkdtemp(prefix="pw-contrib-"))
+    root.chmod(0o755)
+    try:
+        yield _debian_config(root)
+    finally:
+        shutil.rmtree(root)
+
+
+def _debian_config(root: Path) -> Path:
+    etc, queue, data = root / "etc", root / "queue", root / "data"
     for directory in (etc, queue, data):
         directory.mkdir()
     shutil.chown(data, "postfix")
@@ -265,3 +280,59 @@ def test_the_send_listener_relays_for_loopback_clients_alone(
     for name in ("smtpd_client_restrictions", "smtpd_relay_restrictions",
                  "smtpd_recipient_restrictions"):
         assert options[name] == "permit_mynetworks,reject", name
+
+
+def _postfix(config: Path, command: str) -> None:
+    done = subprocess.run(["postfix", "-c", str(config), command], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.postfix
+def test_mail_reaches_the_milter_through_the_snippets_in_postfixs_chroot(
+        debian_with_snippets: Path) -> None:
+    """Debian's smtpd, chrooted, and the send listener find the milter where the example
+    settings put its socket (under the queue directory, as /var/spool/postfix), in a
+    setgid directory of Postfix's group: the milter's verdict is what the client hears."""
+    etc = debian_with_snippets
+    root, queue = etc.parent, etc.parent / "queue"
+    smtp_port, send_port = free_port(), free_port()
+    capture = CaptureServer()
+    # Debian's port 25 and the send listener's 10026 on free ports; mail relayed to the
+    # capture server.
+    master = (etc / "master.cf").read_text()
+    master = master.replace("\nsmtp      inet", f"\n127.0.0.1:{smtp_port} inet", 1)
+    (etc / "master.cf").write_text(master.replace("127.0.0.1:10026 ", f"127.0.0.1:{send_port} "))
+    _postfix_tool(["postconf", "-c", str(etc), "-e", "myhostname=mx.postwarden.test",
+                   "mydestination=", "inet_interfaces=loopback-only",
+                   f"relayhost=[127.0.0.1]:{capture.port}", "smtp_dns_support_level=disabled",
+                   # /dev/stdout is for `postfix start-fg` alone.
+                   f"maillog_file={root / 'maillog'}", f"maillog_file_prefixes={root}"])
+    socket_dir = queue / PurePosixPath(milter_socket()).relative_to(QUEUE_DIRECTORY).parent
+    socket_dir.mkdir(mode=0o750)
+    socket_dir.chmod(0o2750)  # contrib/systemd/README.md's, Postfix's group standing in
+    shutil.chown(socket_dir, group="postfix")
+    milter = MilterProcess(REPO / "policies" / "examples", unix_socket=True)
+    milter.socket_path = socket_dir / "milter.sock"
+    milter.env |= {"POSTWARDEN_MILTER_SOCKET": f"unix:{milter.socket_path}",
+                   "POSTWARDEN_MILTER_SOCKET_MODE": "0660"}
+    capture.start()
+    try:
+        milter.start()
+        _postfix(etc, "start")
+        try:
+            executable = (REPO / "contrib" / "demo" / "messages" / "executable.eml").read_bytes()
+            clean = (REPO / "contrib" / "demo" / "messages" / "clean.eml").read_bytes()
+            for port in (smtp_port, send_port):
+                refused = send_message(port, executable, "a@outside.test", ["b@example.org"])
+                assert (refused.code, refused.stage) == (550, "data"), refused
+                taken = send_message(port, clean, f"c{port}@outside.test", ["d@example.org"])
+                assert taken.code == 250, taken
+                delivered = capture.wait_for_message(
+                    lambda m, port=port: m.mail_from == f"c{port}@outside.test")
+                assert b"\r\nX-Postwarden-Id: " in delivered.data.split(b"\r\n\r\n", 1)[0]
+        finally:
+            _postfix(etc, "stop")
+    finally:
+        milter.destroy()
+        capture.stop()
