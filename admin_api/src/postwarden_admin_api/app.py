@@ -67,9 +67,10 @@ ROUTE_MODULES = (
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    with connecting():
+    dsn = settings.database_url.reveal()
+    with connecting(dsn):
         pool = await create_pool(
-            settings.database_url.reveal(),
+            dsn,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
         )

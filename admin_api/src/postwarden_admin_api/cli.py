@@ -206,8 +206,9 @@ def _key_state(info: KeyInfo, now: dt.datetime) -> str:
 
 async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]]) -> int:
     """Run ``work`` on a connection; first refuse a database never migrated (NotMigrated)."""
-    with connecting():
-        conn = await connect(settings.database_url.reveal())
+    dsn = settings.database_url.reveal()
+    with connecting(dsn):
+        conn = await connect(dsn)
     try:
         await require_schema(conn)
         return await work(conn)

@@ -498,7 +498,7 @@ class AuditPipeline:
         self._backoff.failed()
         # url_refusal: what database_url's own options cause, refused at start as well
         # (TLS the server does not offer, a root certificate missing).
-        refused = isinstance(exc, REFUSALS) or url_refusal(exc) is not None
+        refused = isinstance(exc, REFUSALS) or url_refusal(exc, self._dsn) is not None
         if refused:  # not an outage: no wait mends it, the admin must
             self._metrics.errors.labels("audit_db_refused").inc()
         else:

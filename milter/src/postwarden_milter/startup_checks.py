@@ -63,7 +63,7 @@ def check_schema(dsn: str, read_active: bool = False) -> DatabaseCheck:
     spooled). ``read_active``: also read the active policies (a check's)."""
 
     async def check() -> list[tuple[str, str]] | None:
-        with refusing_bad_url():
+        with refusing_bad_url(dsn):
             conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
         try:
             await check_schema_current(conn)

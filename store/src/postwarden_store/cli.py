@@ -28,7 +28,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 async def _migrate(dsn: str, dry_run: bool) -> int:
-    with connecting():
+    with connecting(dsn):
         conn = await connect(dsn)
     try:
         if dry_run:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import traceback
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -126,19 +128,28 @@ BAD_OPTIONS = (asyncpg.UndefinedObjectError, asyncpg.InvalidParameterValueError)
 _NO_TLS = "rejected SSL upgrade"
 
 
-def _cut_tls_handshake(exc: BaseException) -> bool:
-    """Whether the server hung up in the TLS handshake: asyncio's TLS layer raises a
-    ConnectionResetError with no text (a reset socket's has errno and text). A server
-    that asked for TLS (sslnegotiation=postgres) goes through with it; one sent TLS
-    directly (sslnegotiation=direct) that does not take it (no TLS, or PostgreSQL
-    before 17) reads the handshake as a bad startup packet and hangs up."""
+def _handshake_cut(exc: BaseException) -> bool:
+    """Whether the server hung up in a TLS handshake: asyncio's TLS layer raises a
+    ConnectionResetError with no text for a connection lost there (a reset socket's has
+    errno and text)."""
     return isinstance(exc, ConnectionResetError) and not exc.args
 
 
-def url_refusal(exc: BaseException) -> str | None:
-    """What ``exc``, raised by a connect, says is wrong with database_url itself, in one
-    line naming the setting (never the URL: it holds the password); None for an outage
-    or a refusal a change on the server mends (a role, password or database)."""
+def _direct_tls(dsn: str | None) -> bool:
+    """Whether ``dsn`` (or PGSSLNEGOTIATION, where it names none) says sslnegotiation=direct."""
+    try:
+        given = parse_qs(urlsplit(dsn or "").query).get("sslnegotiation")
+    except ValueError:
+        given = None
+    value = given[-1] if given else os.environ.get("PGSSLNEGOTIATION")
+    return value == "direct"
+
+
+def url_refusal(exc: BaseException, dsn: str | None) -> str | None:
+    """What ``exc``, raised by a connect to ``dsn``, says is wrong with database_url
+    itself, in one line naming the setting (never the URL: it holds the password); None
+    for an outage or a refusal a change on the server mends (a role, password or
+    database)."""
     if isinstance(exc, asyncpg.ClientConfigurationError):
         # sslmode=verify-full with no root certificate, say; its hint on later lines.
         return f"database_url: the Postgres client refuses it: {database_detail(exc)}"
@@ -148,7 +159,10 @@ def url_refusal(exc: BaseException) -> str | None:
         return ("database_url: its sslmode (require, verify-ca or verify-full, or that of "
                 "PGSSLMODE) needs TLS, and the server does not offer TLS: enable ssl on the "
                 "server, or set sslmode=prefer or disable")
-    if _cut_tls_handshake(exc):
+    if _handshake_cut(exc) and _direct_tls(dsn):
+        # A server that does not take TLS directly (no TLS, or PostgreSQL before 17)
+        # reads the handshake as a bad startup packet and hangs up. One asked for TLS
+        # first (sslnegotiation=postgres) that hangs up mid-handshake is going down.
         return ("database_url: its sslnegotiation=direct (or that of PGSSLNEGOTIATION) "
                 "needs a server taking TLS directly, and the server hung up on the TLS "
                 "handshake (no TLS, or PostgreSQL before 17): set sslnegotiation=postgres, "
@@ -157,13 +171,13 @@ def url_refusal(exc: BaseException) -> str | None:
 
 
 @contextlib.contextmanager
-def refusing_bad_url() -> Iterator[None]:
-    """Around a start's connect: database_url's own fault (:func:`url_refusal`) raised
+def refusing_bad_url(dsn: str | None) -> Iterator[None]:
+    """Around a start's connect to ``dsn``: database_url's own fault (:func:`url_refusal`) raised
     as DatabaseUrlRefused (invalid settings); any other failure as it is."""
     try:
         yield
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        if (refusal := url_refusal(exc)) is not None:
+        if (refusal := url_refusal(exc, dsn)) is not None:
             raise DatabaseUrlRefused(refusal) from None
         raise
 
@@ -176,13 +190,13 @@ SERVER_REFUSALS = (asyncpg.InvalidAuthorizationSpecificationError,
 
 
 @contextlib.contextmanager
-def connecting() -> Iterator[None]:
-    """Around a command's or a start's connect: :func:`refusing_bad_url`, and any other
+def connecting(dsn: str | None) -> Iterator[None]:
+    """Around a command's or a start's connect to ``dsn``: :func:`refusing_bad_url`, and any other
     failed connection (OSError) or the server's refusal of the role, password or
     database as DatabaseUnreachable, each in one line naming the setting (the server's
     own words, "password authentication failed for user ...", named none)."""
     try:
-        with refusing_bad_url():
+        with refusing_bad_url(dsn):
             yield
     except OSError as exc:
         raise unreachable(exc) from exc
@@ -208,7 +222,7 @@ def database_detail(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         # asyncpg raises a bare ConnectionError with its words alone (a server that
         # "rejected SSL upgrade" to sslmode=require): no strerror, only the text.
-        if _cut_tls_handshake(exc):  # no text of its own
+        if _handshake_cut(exc):  # no text of its own
             return "the server hung up on the TLS handshake"
         return exc.strerror or str(exc) or None
     return None
