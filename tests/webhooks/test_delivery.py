@@ -116,9 +116,14 @@ async def test_failing_receiver_gets_the_event_exactly_once_after_retries(
     async with pool.acquire() as conn:
         await add_endpoint(conn, "flaky", hook_url(receiver), ["message.quarantined"],
                            generate_secret())
+
+    async def recorded() -> bool:  # the worker stores the 200 once it has read it
+        return [s["status"] for s in await delivery_states(pool)] == ["delivered"]
+
     async with running_worker(pool, worker_options(tls, dns)):
         await write_audit(pool, audit_event("quarantine"))
         assert await wait_for(receiver.delivered)
+        assert await wait_for_async(recorded)
         [state] = await delivery_states(pool)
     assert [r.status for r in receiver.requests] == [500, 503, 502, 200]
     assert len(receiver.delivered()) == 1
