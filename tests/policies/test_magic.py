@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import struct
 
 import pytest
 
-from postwarden_policies.magic import HEAD_BYTES, detect
+from postwarden_policies import transfer
+from postwarden_policies.facts import Envelope
+from postwarden_policies.magic import HEAD_BYTES, detect, reader
+from postwarden_policies.mimeparse import parse_message
+
+ONENOTE = bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3")
+# An ISO 9660 image: 32 KiB of system area, then its first volume descriptor.
+ISO = bytes(0x8000) + b"\x01CD001\x01" + bytes(2041)
 
 
 def _zip(name: bytes, data: bytes = b"", extra: bytes = b"") -> bytes:
@@ -63,6 +72,10 @@ def _zip(name: bytes, data: bytes = b"", extra: bytes = b"") -> bytes:
         pytest.param(b"hello world", None, id="text"),
         pytest.param(b"", None, id="empty"),
         pytest.param(b"PK\x03\x04\x00", "application/zip", id="truncated-zip"),
+        pytest.param(ONENOTE + bytes(20), "application/onenote", id="onenote"),
+        pytest.param(b"ITSF\x03\x00\x00\x00`\x00", "application/vnd.ms-htmlhelp", id="chm"),
+        pytest.param(b"vhdxfile", "application/x-vhdx", id="vhdx"),
+        pytest.param(b"conectix\x00\x00\x00\x02", "application/x-vhd", id="vhd-dynamic"),
     ],
 )
 def test_detect(head: bytes, expected: str | None) -> None:
@@ -74,3 +87,87 @@ def test_only_the_head_counts_however_much_the_caller_passes() -> None:
     # file. An ODF media type past the head must read the same to both.
     odf = _zip(b"mimetype", b"application/vnd.oasis.opendocument.text", extra=bytes(200))
     assert detect(odf) == detect(odf[:HEAD_BYTES]) == "application/vnd.oasis.opendocument"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(ISO, "application/x-iso9660-image", id="iso"),
+        pytest.param(bytes(4097) + b"conectix" + bytes(504), "application/x-vhd", id="vhd-fixed"),
+        pytest.param(ISO[:0x8004], None, id="iso-mark-cut-short"),
+        pytest.param(b"conectix" + bytes(505), "application/x-vhd", id="vhd-footer-only"),
+        pytest.param(b"MZ" + ISO[2:], "application/x-dosexec", id="first-bytes-first"),
+        pytest.param(bytes(500) + b"conectix", None, id="shorter-than-a-footer"),
+    ],
+)
+def test_marks_past_the_head_are_read_when_the_caller_can(
+    content: bytes, expected: str | None
+) -> None:
+    assert detect(content[:HEAD_BYTES], reader(content)) == expected
+    assert detect(content[:HEAD_BYTES], reader(memoryview(content))) == expected
+
+
+def _mailed(content: bytes, encoding: str) -> bytes:
+    if encoding == "base64":
+        body = base64.encodebytes(content).replace(b"\n", b"\r\n")
+    else:
+        body = binascii.b2a_qp(content).replace(b"\n", b"\r\n")
+    return (b"From: a@example.com\r\nTo: b@example.com\r\nSubject: scan\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: application/pdf; name=scan.pdf\r\n"
+            b"Content-Transfer-Encoding: " + encoding.encode() + b"\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(ISO, "application/x-iso9660-image", id="iso"),
+        *(pytest.param(bytes(4096 + pad) + b"conectix" + bytes(504), "application/x-vhd",
+                       id=f"vhd-fixed-{pad}") for pad in range(4)),  # every base64 alignment
+        pytest.param(ONENOTE + bytes(4000), "application/onenote", id="onenote"),
+        pytest.param(bytes(300) + b"conectix" + bytes(300), None, id="no-footer"),
+    ],
+)
+def test_the_parser_detects_a_renamed_disk_image_or_onenote_file(
+    content: bytes, expected: str | None, encoding: str
+) -> None:
+    facts = parse_message(_mailed(content, encoding), Envelope())
+    assert [part.detected_type for part in facts.parts] == [expected]
+    assert not facts.flags
+
+
+def test_a_footer_ending_one_long_quoted_printable_line_is_read() -> None:
+    # No line break in the last 64 KiB: the suffix decoded starts inside an escape.
+    content = bytes(30_000) + b"conectix" + bytes(504)
+    body = binascii.b2a_qp(content).replace(b"=\n", b"")
+    facts = parse_message(_mailed(b"", "quoted-printable") + body, Envelope())
+    assert (facts.parts[0].detected_type, facts.flags) == ("application/x-vhd", frozenset())
+
+
+def test_the_parser_decodes_no_more_than_up_to_the_marks() -> None:
+    # 2 MB of base64 whose first bytes name nothing: the ISO mark and the VHD footer are
+    # read from a prefix and a suffix, not from all of it.
+    content = bytes(2_000_000)
+    facts = parse_message(_mailed(content, "base64"), Envelope())
+    assert facts.parts[0].detected_type is None
+    decoded: list[int] = []
+    real = transfer.decode
+
+    def counted(data: bytes, encoding: str, **kwargs: bool) -> bytes:
+        decoded.append(len(data))
+        return real(data, encoding, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transfer, "decode", counted)
+        parse_message(_mailed(content, "base64"), Envelope())
+    assert sum(decoded) < 4 * transfer.HEAD_SCAN
+
+
+def test_an_iso_mark_hidden_behind_padding_is_flagged_as_a_hidden_head() -> None:
+    # Readers skip the blanks; the milter would have to decode megabytes to find it.
+    encoded = base64.b64encode(ISO)
+    padded = encoded[:1000] + b" " * 200_000 + encoded[1000:]
+    message = _mailed(b"", "base64") + padded
+    facts = parse_message(message, Envelope())
+    assert facts.parts[0].detected_type is None
+    assert "padded_encoding" in facts.flags

@@ -126,6 +126,15 @@ def test_an_attached_outlook_message_is_read_too() -> None:
     assert isinstance(evaluate(rule, facts).decision, Reject)
 
 
+def test_a_disk_image_in_winmail_dat_is_found_by_its_marks_past_the_head() -> None:
+    iso = bytes(0x8000) + b"\x01CD001\x01" + bytes(100)
+    vhd = bytes(1000) + b"conectix" + bytes(504)
+    facts = parse_message(_mail(_stream(_attachment("a.txt", iso), _attachment("b.txt", vhd))),
+                          ENV)
+    assert [p.detected_type for p in facts.parts[3:]] == [
+        "application/x-iso9660-image", "application/x-vhd"]
+
+
 def test_tnef_content_is_read_whatever_the_part_declares() -> None:
     facts = parse_message(_mail(_stream(INVOICE), b"application/octet-stream", b"data.bin"), ENV)
     assert "invoice.pdf.exe" in facts.parts[-1].filenames

@@ -3,12 +3,15 @@
 ``detect(head)`` looks at the first :data:`HEAD_BYTES` decoded bytes of a part
 and names what the content really is, whatever the sender declared. ``None``
 means unknown. ZIP archives are refined into their common families when the
-first member's name says so (OOXML, ODF, Java).
+first member's name says so (OOXML, ODF, Java). Content whose first bytes say
+nothing is looked at where a few formats put their mark further in
+(:data:`MARKS`), when the caller can read there.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from postwarden_policies import cms
 
@@ -16,6 +19,8 @@ from postwarden_policies import cms
 # parser decodes this many bytes of a part; detect() cuts what it is given to
 # as many, so the send API, which holds the whole file, reads it alike.
 HEAD_BYTES = 192
+ISO9660 = "application/x-iso9660-image"
+VHD = "application/x-vhd"
 
 _PREFIXES: tuple[tuple[bytes, str], ...] = (
     (b"MZ", "application/x-dosexec"),
@@ -38,7 +43,22 @@ _PREFIXES: tuple[tuple[bytes, str], ...] = (
     (b"GIF89a", "image/gif"),
     (b"#!", "text/x-shellscript"),
     (b"\x78\x9f\x3e\x22", "application/vnd.ms-tnef"),  # winmail.dat
+    # Windows opens these with a double click into something that runs what they hold.
+    (b"vhdxfile", "application/x-vhdx"),  # its file type identifier
+    (b"conectix", VHD),  # a dynamic VHD's copy of its footer
+    (bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3"), "application/onenote"),  # format GUID
+    (b"ITSF\x03\x00\x00\x00", "application/vnd.ms-htmlhelp"),  # .chm
 )
+# Marks past the head, at an offset (negative: from the end): an ISO 9660 image's first
+# volume descriptor, at sector 16 (a type byte, then "CD001"), after a system area of
+# anything; a fixed VHD's footer, its last 512 bytes (a dynamic one's copy starts it).
+MARKS: tuple[tuple[int, bytes, str], ...] = (
+    (0x8001, b"CD001", ISO9660),
+    (-512, b"conectix", VHD),
+)
+# The decoded bytes at an offset (negative: from the end), this many of them; fewer
+# where the content is shorter.
+Reader = Callable[[int, int], bytes]
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<iframe", b"<svg")
 _OOXML = "application/vnd.openxmlformats-officedocument"
@@ -65,9 +85,25 @@ def _zip_family(head: bytes) -> str:
     return "application/zip"
 
 
-def detect(head: bytes) -> str | None:
-    """The detected media type of content starting with ``head``, or None."""
-    head = head[:HEAD_BYTES]
+def detect(head: bytes, read: Reader | None = None) -> str | None:
+    """The detected media type of content starting with ``head``, or None; ``read``
+    reads its :data:`MARKS` when its first bytes name nothing."""
+    found = _detect_head(head[:HEAD_BYTES])
+    if found is not None or read is None:
+        return found
+    return next((media_type for offset, mark, media_type in MARKS
+                 if read(offset, len(mark)) == mark), None)
+
+
+def reader(content: bytes | memoryview) -> Reader:
+    """Reads content held whole (a memoryview is not copied but where read)."""
+    def read(offset: int, length: int) -> bytes:
+        start = offset if offset >= 0 else len(content) + offset
+        return bytes(content[start : start + length]) if start >= 0 else b""
+    return read
+
+
+def _detect_head(head: bytes) -> str | None:
     if head.startswith(_ZIP_SIGNATURES):
         return _zip_family(head)
     if head.startswith(b"\xca\xfe\xba\xbf"):  # fat Mach-O with 64-bit offsets

@@ -26,9 +26,10 @@ raises) is reported in ``MessageFacts.flags``:
 ``missing_end_boundary``   (m) a multipart's close delimiter never comes
 ``bad_base64``             (m) base64 text with foreign characters, a bad length,
                            or more text after its ``=`` padding
-``padded_encoding``        (m) a base64 or quoted-printable part whose first bytes
-                           hide behind more whitespace or soft line breaks than
-                           ``transfer.HEAD_SCAN`` (its detected type is unknown)
+``padded_encoding``        (m) a base64 or quoted-printable part whose first bytes,
+                           or a mark past them (``magic.MARKS``), hide behind more
+                           whitespace or soft line breaks than ``transfer.HEAD_SCAN``
+                           (its detected type is unknown)
 ``unknown_transfer_encoding``  (m) a transfer encoding outside RFC 2045
 ``encoded_message``        (m) a message/rfc822 part that is base64 or QP
                            encoded, which RFC 2046 forbids (not looked into; a

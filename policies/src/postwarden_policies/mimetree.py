@@ -456,17 +456,32 @@ class Parser:
         return ranges
 
     def _measure(self, start: int, end: int, cte: str) -> tuple[int, str | None]:
+        exact = True
         if cte == "base64":
-            size, ok = transfer.base64_size(self.raw, start, end)
-            if not ok:
+            size, exact = transfer.base64_size(self.raw, start, end)
+            if not exact:
                 self.flags.add("bad_base64")
         elif cte == "quoted-printable":
-            size = transfer.qp_size(self.raw, start, end)
+            size = transfer.qp_size(self.raw, start, end)  # at least the decoded size
         else:
             size = end - start
         head = transfer.decode_head(self.raw, start, end, cte)
         if head is None:
             self.flags.add("padded_encoding")
             return size, None
-        return size, magic.detect(head)
+        return size, magic.detect(head, self._reader(start, end, cte, size, exact))
+
+    def _reader(self, start: int, end: int, cte: str, size: int, exact: bool) -> magic.Reader:
+        """Reads a part's decoded bytes where a mark lies past its head, decoding no
+        more than up to it; padding that hides one is flagged as one hiding a head."""
+        def read(offset: int, length: int) -> bytes:
+            if max(offset + length, -offset) > size:
+                return b""
+            found = transfer.decode_at(self.raw, start, end, cte, offset=offset, length=length,
+                                       size=size if exact else None)
+            if found is None:
+                self.flags.add("padded_encoding")
+                return b""
+            return found
+        return read
 

@@ -30,6 +30,7 @@ class EmbeddedFile:
     encoded_size: int
     decoded_size: int
     head: bytes  # its first decoded bytes, for the detected type
+    read: magic.Reader | None = None  # its marks past the head, when it is held whole
 
 
 @dataclass(slots=True)
@@ -77,7 +78,7 @@ class PartList:
                     body_end=body_end,
                     encoded_size=file.encoded_size,
                     decoded_size=file.decoded_size,
-                    detected_type=magic.detect(file.head),
+                    detected_type=magic.detect(file.head, file.read),
                     in_signed=carrier.in_signed,
                     uuencoded=True,
                 )

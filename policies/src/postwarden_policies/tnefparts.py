@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from postwarden_policies import tnef, transfer
+from postwarden_policies import magic, tnef, transfer
 from postwarden_policies.entityheaders import media_type
 from postwarden_policies.facts import MimePart
 from postwarden_policies.partlist import EmbeddedFile, PartList
@@ -95,6 +95,7 @@ def _members(
             encoded_size=len(attachment.data),
             decoded_size=len(attachment.data),
             head=attachment.head,
+            read=magic.reader(attachment.data),
         )
         more = found.more and number == len(found.attachments)
         for member in listing.add_embedded(carrier, [file], more, number):

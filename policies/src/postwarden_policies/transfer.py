@@ -114,17 +114,70 @@ def decode_head(
 
     Readers skip whitespace and soft line breaks before the data, so the
     window doubles until it decodes to ``want`` bytes. None when ``HEAD_SCAN``
-    encoded bytes are not enough while the part goes on: the head is hidden.
+    encoded bytes (four for each byte wanted, if more) are not enough while the
+    part goes on: the head is hidden.
     """
     window = want * 2
+    scan = _scan(want)
     while True:
         stop = min(end, start + window)
         head = decode(raw[start:stop], encoding)
         if len(head) >= want or stop == end:
             return head[:want]
-        if window >= HEAD_SCAN:
+        if window >= scan:
             return None
-        window = min(window * 2, HEAD_SCAN)
+        window = min(window * 2, scan)
+
+
+def _scan(want: int) -> int:
+    """Encoded bytes searched at most for ``want`` decoded ones: quoted-printable
+    takes three for a byte of binary, and a soft line break every 76."""
+    return max(HEAD_SCAN, 4 * want)
+
+
+def decode_at(
+    raw: bytes, start: int, end: int, encoding: str, *, offset: int, length: int,
+    size: int | None,
+) -> bytes | None:
+    """``length`` decoded bytes at ``offset`` (negative: from the end), decoding only a
+    prefix or a suffix; ``size``: the exact decoded size, which a base64 suffix needs
+    (b"" without it). None when padding hides them, as :func:`decode_head` says."""
+    if offset >= 0:
+        head = decode_head(raw, start, end, encoding, offset + length)
+        return None if head is None else head[offset:]
+    if encoding == "base64" and size is None:
+        return b""
+    want = -offset
+    window = want * 2
+    scan = _scan(want)
+    while True:
+        begin = max(start, end - window)
+        tail = _decode_suffix(raw, start, end, encoding, begin=begin, size=size or 0)
+        if len(tail) >= want:
+            return tail[-want:][:length]
+        if begin == start:
+            return b""  # shorter than that
+        if window >= scan:
+            return None
+        window = min(window * 2, scan)
+
+
+def _decode_suffix(
+    raw: bytes, start: int, end: int, encoding: str, *, begin: int, size: int
+) -> bytes:
+    """The decoded bytes of ``raw[start:end]`` from about ``begin`` to its end: from the
+    next group of four in base64 (its decoded ``size`` says where they start); in
+    quoted-printable but two, which an escape or a soft line break cut in two decodes to
+    (however long its lines)."""
+    if begin == start:
+        return decode(raw[start:end], encoding)
+    if encoding == "base64":
+        clean = raw[begin:end].translate(None, _B64_NOT_DATA).rstrip(b"=")
+        alphabet = size // 3 * 4 + (0, 2, 3)[size % 3]
+        return _decode_run(clean[(len(clean) - alphabet) % 4 :])
+    if encoding == "quoted-printable":
+        return decode(raw[begin:end], encoding)[2:]
+    return raw[begin:end]
 
 
 def decode(data: bytes, encoding: str, *, keep_padding: bool = False) -> bytes:
