@@ -29,6 +29,34 @@ def test_a_file_in_signed_data_is_checked(content: bytes, refused: str | None) -
     assert reason == refused if refused is None else (reason or "").startswith(refused)
 
 
+def _tlv(tag: int, body: bytes) -> bytes:
+    size = len(body).to_bytes(4, "big")
+    return bytes([tag, 0x84]) + size + body
+
+
+def _signed(content: bytes) -> bytes:
+    """Signed data holding ``content``, unsigned: the readers and the checks here verify
+    no signature."""
+    data = bytes.fromhex("06092a864886f70d010701")
+    encapsulated = _tlv(0x30, data + _tlv(0xA0, _tlv(0x04, content)))
+    signed_data = _tlv(0x30, b"\x02\x01\x01" + _tlv(0x31, b"") + encapsulated + _tlv(0x31, b""))
+    return _tlv(0x30, bytes.fromhex("06092a864886f70d010702") + _tlv(0xA0, signed_data))
+
+
+@pytest.mark.parametrize(("content", "what"), [
+    pytest.param(bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3") + bytes(200),
+                 "a OneNote file", id="onenote"),
+    pytest.param(bytes(0x8000) + b"\x01CD001\x01" + bytes(100), "a disk image", id="iso"),
+])
+def test_a_disk_image_or_onenote_file_in_signed_data_is_refused(content: bytes,
+                                                                what: str) -> None:
+    assert refusal_reason("smime.p7m", "application/octet-stream", _signed(content)) == (
+        f"a file without a name in this signed data: the content is {what}")
+    assert refusal_reason("smime.p7m", "application/octet-stream",
+                          _signed(b"MZ" + bytes(100))) == (
+        "a file without a name in this signed data: the content is application/x-dosexec")
+
+
 def test_signed_data_cut_short_is_refused() -> None:
     content = _der("signed_exe.eml")
     assert refusal_reason("smime.p7m", "application/pkcs7-mime",

@@ -50,20 +50,16 @@ BLOCKED_CONTENT = frozenset({
     "application/java-vm", "application/java-archive", "application/x-ms-shortcut",
     "text/x-shellscript",
 })
-# Files Windows opens with a double click into something that runs what they hold,
-# by a mark at an offset (negative: from the end): an ISO 9660 image (.iso/.img), whose
-# first volume descriptor, at sector 16, starts with a type byte and "CD001"; a virtual
-# disk, VHDX by its file type identifier, VHD by its footer (at its end; a dynamic
-# one's copy at its start); a OneNote file (.one, phishing's carrier since 2023) by its
-# file format GUID; compiled HTML help (.chm) by its header.
-CONTENT_MARKS: tuple[tuple[int, bytes, str], ...] = (
-    (0x8001, b"CD001", "a disk image"),
-    (0, b"vhdxfile", "a virtual disk"),
-    (0, b"conectix", "a virtual disk"),
-    (-512, b"conectix", "a virtual disk"),
-    (0, bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3"), "a OneNote file"),
-    (0, b"ITSF\x03\x00\x00\x00", "compiled HTML help"),
-)
+# Files Windows opens with a double click into something that runs what they hold, by
+# the type the milter detects (postwarden_policies.magic, which reads their marks: an
+# ISO 9660 image's volume descriptor, a VHD's footer ...), and what the refusal calls them.
+BLOCKED_CARRIERS = {
+    magic.ISO9660: "a disk image",
+    "application/x-vhdx": "a virtual disk",
+    magic.VHD: "a virtual disk",
+    "application/onenote": "a OneNote file",  # phishing's carrier since 2023
+    "application/vnd.ms-htmlhelp": "compiled HTML help",
+}
 # Files read inside one TNEF attachment, nested ones included (the reader's own
 # budget bounds the work): past them the rest goes unchecked, so it is refused.
 MAX_TNEF_FILES = 1000
@@ -102,27 +98,22 @@ def _type_reason(content_type: str) -> str | None:
 
 
 def _detected_reason(detected: str | None) -> str | None:
-    return f"the content is {detected}" if detected in BLOCKED_CONTENT else None
+    if detected in BLOCKED_CONTENT:
+        return f"the content is {detected}"
+    if detected in BLOCKED_CARRIERS:
+        return f"the content is {BLOCKED_CARRIERS[detected]}"
+    return None
 
 
 def _content_reason(content: bytes | memoryview) -> str | None:
     """Why the bytes are refused, whatever the name and type say; only their head and
-    the ISO mark are read (a memoryview is not copied), and signed data through."""
-    detected = magic.detect(bytes(content[: magic.HEAD_BYTES]))
+    the marks are read (a memoryview is not copied), and signed data through."""
+    detected = magic.detect(bytes(content[: magic.HEAD_BYTES]), magic.reader(content))
     if (reason := _detected_reason(detected)) is not None:
         return reason
     if detected == magic.SIGNED_DATA:
         return _signed_reason(bytes(content))
-    for offset, mark, what in CONTENT_MARKS:
-        if _marked(content, offset, mark):
-            return f"the content is {what}"
     return None
-
-
-def _marked(content: bytes | memoryview, offset: int, mark: bytes) -> bool:
-    """Whether ``content`` holds ``mark`` at ``offset`` (negative: from its end)."""
-    start = offset if offset >= 0 else len(content) + offset
-    return start >= 0 and content[start : start + len(mark)] == mark
 
 
 def _is_tnef(filename: str, content_type: str, content: bytes) -> bool:
