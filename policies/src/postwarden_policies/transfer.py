@@ -86,8 +86,9 @@ def _regular_base64_size(raw: bytes, start: int, end: int) -> int | None:
             return None
     last_line = raw[start + lines * width : stop]
     head = raw[start : min(stop, start + _SAMPLE)]
+    # A blank (which readers skip) would be counted as data: a gateway's, ending each line.
     if b"\n" in last_line or any(
-        sample.translate(None, _B64_ALPHABET + _B64_PAD_AND_SPACE) for sample in (head, tail)
+        sample.translate(None, _B64_ALPHABET + b"=\r\n") for sample in (head, tail)
     ):
         return None
     padding = len(last_line) - len(last_line.rstrip(b"="))
