@@ -146,21 +146,21 @@ def test_a_footer_ending_one_long_quoted_printable_line_is_read() -> None:
 
 def test_the_parser_decodes_no_more_than_up_to_the_marks() -> None:
     # 2 MB of base64 whose first bytes name nothing: the ISO mark and the VHD footer are
-    # read from a prefix and a suffix, not from all of it.
+    # decoded alone (the text before the mark is only cleaned), not all of it.
     content = bytes(2_000_000)
     facts = parse_message(_mailed(content, "base64"), Envelope())
     assert facts.parts[0].detected_type is None
     decoded: list[int] = []
-    real = transfer.decode
+    real = transfer._decode_run
 
-    def counted(data: bytes, encoding: str, **kwargs: bool) -> bytes:
-        decoded.append(len(data))
-        return real(data, encoding, **kwargs)
+    def counted(run: bytes) -> bytes:
+        decoded.append(len(run))
+        return real(run)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(transfer, "decode", counted)
+        patch.setattr(transfer, "_decode_run", counted)
         parse_message(_mailed(content, "base64"), Envelope())
-    assert sum(decoded) < 4 * transfer.HEAD_SCAN
+    assert sum(decoded) < 4096
 
 
 def test_an_iso_mark_hidden_behind_padding_is_flagged_as_a_hidden_head() -> None:
