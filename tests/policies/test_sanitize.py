@@ -395,3 +395,23 @@ def test_a_link_into_another_window_loses_its_target(target: str) -> None:
     html = f'<a href="https://news.example.org/" target="{target}">Open</a>'
     assert sanitize_html(html, KEEP) == (
         '<a href="https://news.example.org/">Open</a>', (("@target", 1),))
+
+
+@pytest.mark.parametrize(
+    "decoy",
+    [
+        '<!-- <body bgcolor="#ffffff" text="#000000"> -->',
+        '<!-- -- > <body bgcolor="#ffffff" text="#000000"> -->',
+        '<title><body bgcolor="#ffffff" text="#000000"></title>',
+        '<style>/* <body bgcolor="#ffffff" text="#000000"> */</style>',
+        '<script>document.write(\'<body bgcolor="#ffffff" text="#000000">\')</script>',
+        '<meta name="x" content=\'<body bgcolor="#ffffff" text="#000000">\'>',
+        '<! <body bgcolor="#ffffff" text="#000000">',
+    ],
+)
+def test_the_page_wrapper_takes_the_body_tag_readers_read(decoy: str) -> None:
+    """A ``<body`` in a comment, a raw-text element or an attribute value is no tag:
+    taken for the page's, white text went on the white page its decoy set."""
+    html = f'<html><head>{decoy}</head><body bgcolor="#000000" text="#ffffff"><p>Hi</p></body>'
+    clean, _ = sanitize_html(html, KEEP)
+    assert clean.startswith('<div style="background-color:#000000;color:#ffffff">'), clean

@@ -114,6 +114,19 @@ _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sani
 # which has neither.
 _ROOT_TAGS = {name: re.compile(rf"""<{name}(?=[\s/>])(?:"[^"]*"|'[^']*'|[^>"'])*""")
               for name in ("html", "body")}
+# What can hold "<body" without being a tag, each to its end as readers read it (a
+# comment, a raw-text or RCDATA element, a bogus comment, another tag's attribute
+# values; an unclosed one runs to the end, so each is one linear pass), or the start of
+# an <html> or <body> tag (group 2).
+_NOT_ROOT_OR_ROOT = re.compile(
+    r"""<!--(?:-?>|.*?(?:--!?>|\Z))"""
+    r"""|<(script|style|title|textarea|xmp|iframe|noembed|noframes|noscript)(?=[\s/>])"""
+    r""".*?(?:</\1(?=[\s/>])|\Z)"""
+    r"""|<plaintext(?=[\s/>]).*"""
+    r"""|<(html|body)(?=[\s/>])"""
+    r"""|<[!?/][^>]*"""
+    r"""|<[a-z](?:"[^"]*(?:"|\Z)|'[^']*(?:'|\Z)|[^>"'])*""",
+    re.DOTALL)
 _PAGE_LOOKS = re.compile(
     r"""[\s/"'](bgcolor|text|style|dir|lang)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""")
 _LEGACY_HEX = re.compile(r"[0-9a-f]{6}")  # a colour attribute's hex without its "#"
@@ -454,9 +467,9 @@ def _page_wrapper(folded: str, dropped: Counter[str],
     wrong end). Those carried over are not counted in ``dropped``."""
     attributes: dict[str, str] = {}
     declarations = []
+    starts = _root_tags(folded)
     for name, expression in _ROOT_TAGS.items():
-        at = folded.find("<" + name)
-        tag = expression.match(folded, at) if at >= 0 else None
+        tag = expression.match(folded, starts[name]) if name in starts else None
         for found in _PAGE_LOOKS.finditer(folded, *tag.span()) if tag else ():
             looks = found.group(1)
             value = html_unescape(next(v for v in found.groups()[1:] if v is not None))
@@ -479,6 +492,22 @@ def _page_wrapper(folded: str, dropped: Counter[str],
     dropped.update(done[1])  # what its style lost
     wrapper = done[0].removesuffix("</div>")
     return wrapper if wrapper.startswith("<div ") else None
+
+
+def _root_tags(folded: str) -> dict[str, int]:
+    """Where the first ``<html>`` and ``<body>`` start tags of ``folded`` begin, as
+    readers read them: not the text "<body" in a comment, a ``<title>`` or ``<script>``,
+    or an attribute value (a decoy there set the page's colours)."""
+    starts: dict[str, int] = {}
+    if "<html" not in folded and "<body" not in folded:  # most parts: no scan
+        return starts
+    for found in _NOT_ROOT_OR_ROOT.finditer(folded):
+        name = found.group(2)
+        if name is not None:
+            starts.setdefault(name, found.start())
+            if len(starts) == len(_ROOT_TAGS):
+                break
+    return starts
 
 
 def _sanitized_in_child(request: tuple[str, str, frozenset[str], int]) -> tuple[int, _Sanitized]:
