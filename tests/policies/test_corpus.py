@@ -55,7 +55,8 @@ CASES: dict[str, Case] = {
     "html_svg_onload": Case(
         absent=("svg", "onload", "alert", "xlink"), present=("<p>visible</p>",)
     ),
-    "html_base_href": Case(absent=("<base", "evil.example"), present=('<a href="login"',)),
+    # The link a base set, written whole: as it reads, and as link scanners see it.
+    "html_base_href": Case(absent=("<base",), present=('<a href="http://evil.example/login"',)),
     "html_css_expression": Case(
         absent=("expression", "alert", "\\78"), present=('style="color:red"',)
     ),

@@ -203,7 +203,7 @@ def test_url_schemes_come_from_the_options() -> None:
 
 def test_filter_outside_a_call_counts_nothing() -> None:
     # nh3 may call the filter with no sanitize_html frame around it (e.g. reuse).
-    attribute_filter = sanitize._make_filter(strip_remote=True)
+    attribute_filter = sanitize._make_filter(strip_remote=True, schemes=KEEP.allowed_url_schemes)
     assert attribute_filter("img", "src", "https://x/y.png") is None
     assert attribute_filter("p", "style", "color: red") == "color: red"
 
@@ -415,3 +415,82 @@ def test_the_page_wrapper_takes_the_body_tag_readers_read(decoy: str) -> None:
     html = f'<html><head>{decoy}</head><body bgcolor="#000000" text="#ffffff"><p>Hi</p></body>'
     clean, _ = sanitize_html(html, KEEP)
     assert clean.startswith('<div style="background-color:#000000;color:#ffffff">'), clean
+
+
+@pytest.mark.parametrize(
+    ("html", "clean"),
+    [
+        pytest.param(
+            '<base href="https://shop.example/news/"><a href="offer.html">Offer</a>'
+            '<a href="/account">Account</a><a href="//help.example/">Help</a>'
+            '<a href="https://other.example/x">Other</a><a href="#top">Top</a>',
+            '<a href="https://shop.example/news/offer.html">Offer</a>'
+            '<a href="https://shop.example/account">Account</a>'
+            '<a href="https://help.example/">Help</a>'
+            '<a href="https://other.example/x">Other</a><a href="#top">Top</a>',
+            id="relative-links-reach-their-target",
+        ),
+        pytest.param(
+            '<!-- <base href="https://decoy.example/"> --><BASE target=_top>'
+            '<base HREF="HTTPS://Shop.example/A/b"><base href="https://late.example/">'
+            '<a href="C?d=E">x</a>',
+            '<a href="https://Shop.example/A/C?d=E">x</a>',
+            id="the-first-base-readers-read",
+        ),
+        pytest.param(
+            '<base href="javascript:alert(1)//"><a href="x">x</a><img src="y">',
+            '<a href="x">x</a><img src="y">',
+            id="javascript-base",
+        ),
+        pytest.param(
+            '<base href="data:text/html,&lt;script&gt;alert(1)&lt;/script&gt;//">'
+            '<a href="x">x</a>',
+            '<a href="x">x</a>',
+            id="data-base",
+        ),
+        pytest.param(
+            '<base href="java&#9;script:alert(1)//"><a href="x">x</a>',
+            '<a href="x">x</a>',
+            id="javascript-base-split-by-a-tab",
+        ),
+        pytest.param(
+            '<base href="ftp://files.example/"><a href="x">x</a>',
+            '<a href="x">x</a>',
+            id="base-of-a-scheme-not-allowed",
+        ),
+        pytest.param(
+            '<base href="/relative/"><a href="x">x</a>', '<a href="x">x</a>',
+            id="relative-base",
+        ),
+        pytest.param(
+            '<base href="http://a b/"><a href="x">x</a><a href="//c d/">y</a>'
+            '<base href="https://ok.example/">',
+            '<a href="x">x</a><a href="//c d/">y</a>',
+            id="a-base-or-link-no-parser-takes",
+        ),
+        pytest.param(
+            '<base href="https://shop.example:8443/"><a href="x">x</a><a href="//h.123/">y</a>'
+            '<a href="//h:70000/">z</a><a href="//xn--zz/">w</a><a href="//a[/">v</a>',
+            '<a href="https://shop.example:8443/x">x</a><a href="//h.123/">y</a>'
+            '<a href="//h:70000/">z</a><a href="//xn--zz/">w</a><a href="//a[/">v</a>',
+            id="hosts-parsers-may-refuse",
+        ),
+        pytest.param(
+            '<base href="https://ok.example/a\0&#0;/"><a href="b">x</a>',
+            '<a href="https://ok.example/a\ufffd\ufffd/b">x</a>',
+            id="a-base-read-as-the-parser-reads-it",
+        ),
+    ],
+)
+def test_relative_urls_are_resolved_against_the_dropped_base(html: str, clean: str) -> None:
+    """``<base>`` goes (it split URLs past link scanners), but the links it set keep their
+    target: each relative one is written whole, if that is a URL the allowlist allows
+    and nh3 keeps when it cleans the result again."""
+    assert sanitize_html(html, KEEP)[0] == clean
+    assert sanitize_html(clean, KEEP) == (clean, ())
+
+
+def test_an_image_a_base_makes_remote_is_stripped() -> None:
+    html = '<base href="https://t.example/"><img src="pixel.gif"><img src="cid:logo">'
+    assert sanitize_html(html, STRIP) == (
+        '<img><img src="cid:logo">', (("@href", 1), ("base", 1), ("remote-image", 1)))

@@ -19,9 +19,13 @@ tag: the colours (``bgcolor``, ``text``, a style), or text written white on a bl
 page showed white on white, and ``dir`` and ``lang``, or a Hebrew or Arabic page was
 laid out left to right. Dropped on
 purpose: ``<base href>``, which points every relative link at a host of the sender's
-choosing, and splits a URL so that the link scanners after us see none (baseStriker);
-and ``id``, which in a webmail page showing the HTML inline names a property of
-``window`` the page's own script may read (DOM clobbering). ``<a name>`` stays, and an
+choosing, and splits a URL so that the link scanners after us see none (baseStriker),
+once the relative ``href`` and ``src`` values it set are written whole (resolved
+against the first base readers read, when that is an http(s) URL of an allowed scheme,
+into a URL of an allowed scheme: a ``javascript:`` or ``data:`` base resolves nothing),
+so links keep their targets and scanners see them whole; and ``id``, which in a
+webmail page showing the HTML inline names a property of ``window`` the page's own
+script may read (DOM clobbering). ``<a name>`` stays, and an
 in-page link (``href="#x"``) reaches it as it would an ``id``.
 
 HTML goes out as it came only when it is already within the allowlist
@@ -63,6 +67,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from html import escape as html_escape
 from html import unescape as html_unescape
+from urllib.parse import urljoin
 
 import nh3
 
@@ -103,8 +108,9 @@ _URL_DROPPED = str.maketrans("", "", "\t\n\r")
 _STYLE_MARKERS = (
     "\\", "/*", *(word.removeprefix("-moz-").lstrip("@").rstrip(":") for word in CSS_DANGER)
 )
-# HTML holding none of these is cleaned without the attribute filter (see _cleaner).
-_FILTER_MARKERS = ("data:", *_STYLE_MARKERS)
+# HTML holding none of these is cleaned without the attribute filter (see _cleaner);
+# "<base": the filter writes the relative URLs of a page with one whole.
+_FILTER_MARKERS = ("data:", "<base", *_STYLE_MARKERS)
 # A style value holding a character reference: nh3 decodes it before filtering, so
 # "&#101;xpression" or "&bsol;" hides a marker above from a search of the raw text.
 _STYLE_REFERENCE = re.compile(r"""style\s*=\s*(?:"[^"]*&|'[^']*&|[^\s"'>]*&)""")
@@ -117,16 +123,27 @@ _ROOT_TAGS = {name: re.compile(rf"""<{name}(?=[\s/>])(?:"[^"]*"|'[^']*'|[^>"'])*
 # What can hold "<body" without being a tag, each to its end as readers read it (a
 # comment, a raw-text or RCDATA element, a bogus comment, another tag's attribute
 # values; an unclosed one runs to the end, so each is one linear pass), or the start of
-# an <html> or <body> tag (group 2).
+# an <html>, <body> or <base> tag (group 2).
 _NOT_ROOT_OR_ROOT = re.compile(
     r"""<!--(?:-?>|.*?(?:--!?>|\Z))"""
     r"""|<(script|style|title|textarea|xmp|iframe|noembed|noframes|noscript)(?=[\s/>])"""
     r""".*?(?:</\1(?=[\s/>])|\Z)"""
     r"""|<plaintext(?=[\s/>]).*"""
-    r"""|<(html|body)(?=[\s/>])"""
+    r"""|<(html|body|base)(?=[\s/>])"""
     r"""|<[!?/][^>]*"""
     r"""|<[a-z](?:"[^"]*(?:"|\Z)|'[^']*(?:'|\Z)|[^>"'])*""",
-    re.DOTALL)
+    re.DOTALL | re.IGNORECASE)
+_BASE_TAG = re.compile(r"""<base(?:"[^"]*"|'[^']*'|[^>"'])*""", re.IGNORECASE)
+_HREF = re.compile(r"""[\s/"']href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.IGNORECASE)
+_HAS_BASE = re.compile("<base", re.IGNORECASE)
+_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
+# An http(s) URL whose host every URL parser takes alike: labels of letters, digits and
+# hyphens, the last no number (read as IPv4), none punycode (checked); and its port.
+# A URL resolved against a base nh3's parser refuses ("http://a b/") went out, and a
+# second pass dropped it.
+_PLAIN_HTTP = re.compile(
+    r"(https?)://(?:(?!xn--)[a-z0-9-]+\.)*(?!xn--)[a-z][a-z0-9-]*\.?(?::([0-9]{1,5}))?"
+    r"(?=[/?#]|\Z)", re.IGNORECASE)
 _PAGE_LOOKS = re.compile(
     r"""[\s/"'](bgcolor|text|style|dir|lang)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""")
 _LEGACY_HEX = re.compile(r"[0-9a-f]{6}")  # a colour attribute's hex without its "#"
@@ -135,6 +152,8 @@ _AS_CSS = {"bgcolor": "background-color:{}", "text": "color:{}", "style": "{}"}
 # Per-call counters for what the attribute filter dropped (several threads may
 # sanitize at once; a ContextVar is private to each).
 _dropped: contextvars.ContextVar[Counter[str]] = contextvars.ContextVar("dropped")
+# The URL of the <base> tag nh3 drops, which the filter resolves relative URLs against.
+_page_base: contextvars.ContextVar[str | None] = contextvars.ContextVar("page_base")
 
 
 def _filter_threads() -> concurrent.futures.ThreadPoolExecutor:
@@ -237,7 +256,52 @@ def _as_url_parser_reads(value: str) -> str:
     """``value`` lower-cased, as a browser's URL parser reads it before the scheme:
     tabs and newlines gone wherever they are, C0 controls and spaces trimmed at
     both ends, and backslashes as slashes (which they are in http(s) URLs)."""
-    return value.strip(_URL_TRIMMED).translate(_URL_DROPPED).replace("\\", "/").lower()
+    return _as_written(value).lower()
+
+
+def _as_written(value: str) -> str:
+    """:func:`_as_url_parser_reads`, its case kept (a path's matters)."""
+    return value.strip(_URL_TRIMMED).translate(_URL_DROPPED).replace("\\", "/")
+
+
+def _resolved(base: str, value: str, schemes: frozenset[str]) -> str:
+    """``value`` (an href or src nh3 let through: relative, or in an allowed scheme)
+    resolved against ``base`` as a reader would have; as it is when it was absolute or
+    an in-page link, or when the result is in no allowed scheme."""
+    url = _as_written(value)
+    if not url or url.startswith("#") or _SCHEME.match(url):
+        return value
+    try:
+        joined = urljoin(base, url)
+    except ValueError:  # "//a[/": a bracket that opens no IPv6 address
+        return value
+    return joined if _plain_http(joined) in schemes else value
+
+
+def _plain_http(url: str) -> str | None:
+    """The scheme of ``url``, an http(s) URL of a plain host (see _PLAIN_HTTP); else None."""
+    plain = _PLAIN_HTTP.match(url)
+    if plain is None or int(plain.group(2) or 0) > 65535:
+        return None
+    return plain.group(1).lower()
+
+
+def _base_url(html: str, schemes: frozenset[str]) -> str | None:
+    """The URL the first ``<base href>`` readers read in ``html`` sets, when it is an
+    http(s) URL of a plain host and an allowed scheme (a ``javascript:`` or ``data:``
+    base resolves nothing); else None."""
+    for name, start in _tag_starts(html):
+        if name != "base":
+            continue
+        tag = _BASE_TAG.match(html, start)
+        href = _HREF.search(html, *tag.span()) if tag else None
+        if href is None:
+            continue  # readers take the first base with an href
+        # As the parser reads a value: references decoded, a NUL byte as U+FFFD.
+        value = html_unescape(next(v for v in href.groups() if v is not None))
+        url = _as_written(value.replace("\0", "\ufffd"))
+        return url if _plain_http(url) in schemes else None
+    return None
 
 
 def _counter() -> Counter[str]:
@@ -245,7 +309,8 @@ def _counter() -> Counter[str]:
     return Counter() if dropped is None else dropped  # None: called outside sanitize_html
 
 
-def _make_filter(strip_remote: bool) -> Callable[[str, str, str], str | None]:
+def _make_filter(strip_remote: bool, schemes: frozenset[str],
+                 ) -> Callable[[str, str, str], str | None]:
     def attribute_filter(tag: str, attribute: str, value: str) -> str | None:
         # Called for every kept attribute: leave the common cases quickly.
         if attribute == "style":
@@ -259,6 +324,9 @@ def _make_filter(strip_remote: bool) -> Callable[[str, str, str], str | None]:
             return kept
         if attribute not in {"href", "src"}:
             return value
+        base = _page_base.get(None)
+        if base is not None:
+            value = _resolved(base, value, schemes)
         url = _as_url_parser_reads(value)
         scheme = url[:6]
         if scheme.startswith("data:") and not (tag == "img" and _DATA_IMAGE.match(url)):
@@ -289,7 +357,7 @@ def _cleaner(remote_images: str, schemes: frozenset[str], filtered: bool = True)
         attributes={tag: set(names) for tag, names in ATTRIBUTES.items()},
         tag_attribute_values={tag: {name: set(values) for name, values in allowed.items()}
                               for tag, allowed in ATTRIBUTE_VALUES.items()},
-        attribute_filter=_make_filter(remote_images == "strip") if filtered else None,
+        attribute_filter=_make_filter(remote_images == "strip", schemes) if filtered else None,
         # Without the filter data: is simply not an allowed scheme.
         url_schemes=set(schemes) | {"data"} if filtered else set(schemes) - {"data"},
         filter_style_properties=set(CSS_PROPERTIES),
@@ -426,7 +494,7 @@ def clean_with_nh3(html: str, remote_images: str, schemes: frozenset[str],
     try:
         if not filtered:  # nh3 calls no Python back: any thread will do
             return cleaner.clean(html), Counter()
-        return _filtered_clean(cleaner, html)
+        return _filtered_clean(cleaner, html, schemes)
     except UnicodeEncodeError:  # lone surrogates: nh3 takes only text that is valid UTF-8
         return "not_unicode"
     except BaseException as exc:
@@ -494,17 +562,25 @@ def _page_wrapper(folded: str, dropped: Counter[str],
     return wrapper if wrapper.startswith("<div ") else None
 
 
+def _tag_starts(html: str) -> Iterator[tuple[str, int]]:
+    """The ``<html>``, ``<body>`` and ``<base>`` start tags of ``html`` (lower-cased
+    name, where it begins), as readers read them: not the text "<body" in a comment,
+    a ``<title>`` or ``<script>``, or an attribute value (a decoy there set the page's
+    colours)."""
+    for found in _NOT_ROOT_OR_ROOT.finditer(html):
+        name = found.group(2)
+        if name is not None:
+            yield name.lower(), found.start()
+
+
 def _root_tags(folded: str) -> dict[str, int]:
-    """Where the first ``<html>`` and ``<body>`` start tags of ``folded`` begin, as
-    readers read them: not the text "<body" in a comment, a ``<title>`` or ``<script>``,
-    or an attribute value (a decoy there set the page's colours)."""
+    """Where the first ``<html>`` and ``<body>`` start tags of ``folded`` begin."""
     starts: dict[str, int] = {}
     if "<html" not in folded and "<body" not in folded:  # most parts: no scan
         return starts
-    for found in _NOT_ROOT_OR_ROOT.finditer(folded):
-        name = found.group(2)
-        if name is not None:
-            starts.setdefault(name, found.start())
+    for name, start in _tag_starts(folded):
+        if name in _ROOT_TAGS:
+            starts.setdefault(name, start)
             if len(starts) == len(_ROOT_TAGS):
                 break
     return starts
@@ -528,11 +604,14 @@ def _sanitized_in_child(request: tuple[str, str, frozenset[str], int]) -> tuple[
     return (request[3], "too_slow") if done is None else done
 
 
-def _filtered_clean(cleaner: nh3.Cleaner, html: str) -> tuple[str, Counter[str]]:
+def _filtered_clean(cleaner: nh3.Cleaner, html: str, schemes: frozenset[str],
+                    ) -> tuple[str, Counter[str]]:
     """The clean HTML, and what the attribute filter dropped."""
     dropped: Counter[str] = Counter()
     token = _dropped.set(dropped)
+    base = _page_base.set(_base_url(html, schemes) if _HAS_BASE.search(html) else None)
     try:
         return cleaner.clean(html), dropped
     finally:
+        _page_base.reset(base)
         _dropped.reset(token)
