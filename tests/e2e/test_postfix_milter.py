@@ -156,6 +156,24 @@ def test_utf16_html_in_lines_arrives_as_its_sender_wrote_it(mail_system: MailSys
     assert shown.decode("utf-16-le") == "<p>Dear Bob,</p>\n<p>the menu:</p>\n<p>Alice</p>\n"
 
 
+def test_utf16_text_sent_8bit_goes_on_as_postfix_passes_it(mail_system: MailSystem) -> None:
+    """Postfix completes each lone LF byte of UTF-16 text sent 8bit with a CR, which
+    shifts the lines after it into CJK text for the reader. The milter leaves such a
+    text/plain part as it is, by decision (SECURITY.md): the shift is the hop's, it makes
+    no markup of plain text, and re-encoding would change a message no policy changed
+    (its DKIM signature broken); UTF-16 HTML alone goes out in base64."""
+    text = "Hello Bob,\nsee you at noon.\n".encode("utf-16-le")
+    head = messages.single_part("text/plain; charset=utf-16le",
+                                [("Content-Transfer-Encoding", "8bit")], "")
+    sample = Sample(head.message_id, head.data + text)
+    assert _send(mail_system, sample).accepted
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    got = Delivered.parse(delivered.data)
+    assert got.header("Content-Transfer-Encoding") == "8bit"
+    assert got.body == text.replace(b"\n", b"\r\n") + b"\r\n"
+    assert _changes(_audited(mail_system, sample, "accept")) == []
+
+
 def test_large_html_is_sanitized_in_a_child_process(mail_system: MailSystem) -> None:
     """A part over ISOLATE_CHARS is cleaned by a child of the milter, which can be killed
     (here on libmilter's own thread: the message is under the inline size)."""

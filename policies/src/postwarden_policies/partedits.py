@@ -10,7 +10,9 @@ charset (characters the charset lacks become HTML character references, so
 the charset parameter never changes). The exceptions, their Content-Transfer-Encoding
 changed to say so: a 7bit, 8bit or binary part with a line past SMTP's 998 octets and no
 space to break it at goes quoted-printable, and a UTF-16 part in any but base64
-goes in base64, cleaned or not (hops rewrite the line ends of the others). Line
+goes in base64, cleaned or not (hops rewrite the line ends of the others; plain
+UTF-16 text is no part of a rewrite: shifted, it makes no markup, and re-encoding would
+change mail no policy changes, its DKIM signature broken). Line
 ends follow the original's, set in the text before it is encoded; the new bytes
 must decode, by the part's label, to that text, or :class:`RewriteError` is raised
 (the label is in a header section that stays). A top-level attachment gets the
