@@ -407,6 +407,7 @@ def test_a_link_into_another_window_loses_its_target(target: str) -> None:
         '<script>document.write(\'<body bgcolor="#ffffff" text="#000000">\')</script>',
         '<meta name="x" content=\'<body bgcolor="#ffffff" text="#000000">\'>',
         '<! <body bgcolor="#ffffff" text="#000000">',
+        '<base title=\'<body bgcolor="#ffffff" text="#000000">\'>',
     ],
 )
 def test_the_page_wrapper_takes_the_body_tag_readers_read(decoy: str) -> None:
@@ -436,6 +437,11 @@ def test_the_page_wrapper_takes_the_body_tag_readers_read(decoy: str) -> None:
             '<a href="C?d=E">x</a>',
             '<a href="https://Shop.example/A/C?d=E">x</a>',
             id="the-first-base-readers-read",
+        ),
+        pytest.param(
+            '<noscript><base href="https://shop.example/"></noscript><a href="x">x</a>',
+            '<a href="https://shop.example/x">x</a>',
+            id="a-base-in-noscript-which-readers-running-no-script-read",
         ),
         pytest.param(
             '<base href="javascript:alert(1)//"><a href="x">x</a><img src="y">',
@@ -494,3 +500,37 @@ def test_an_image_a_base_makes_remote_is_stripped() -> None:
     html = '<base href="https://t.example/"><img src="pixel.gif"><img src="cid:logo">'
     assert sanitize_html(html, STRIP) == (
         '<img><img src="cid:logo">', (("@href", 1), ("base", 1), ("remote-image", 1)))
+
+
+@pytest.mark.parametrize(
+    ("html", "clean"),
+    [
+        pytest.param(
+            "<p>Hi</p><NoScript><p>Please <b>enable</b> images</p></noscript><script></script>",
+            "<p>Hi</p><p>Please <b>enable</b> images</p>",
+            id="its-text-shows",
+        ),
+        pytest.param(
+            '<noscript><img height="1" width="1" src="cid:pixel"></noscript><script></script>',
+            '<img height="1" width="1" src="cid:pixel">',
+            id="its-markup-is-no-text",
+        ),
+        pytest.param(
+            '<noscript><p title="</noscript><img src=x onerror=alert(1)>"></p></noscript>',
+            '<p title="&lt;/noscript&gt;&lt;img src=x onerror=alert(1)&gt;"></p>',
+            id="a-close-tag-in-a-value-stays-text",
+        ),
+        pytest.param(
+            '<!-- <noscript> --><p title="<noscript>">x</p><script></script>',
+            '<p title="&lt;noscript&gt;">x</p>',
+            id="only-its-tags",
+        ),
+    ],
+)
+def test_noscript_content_is_read_as_readers_running_no_script_read_it(
+    html: str, clean: str
+) -> None:
+    """nh3 parses as a browser running scripts, for which ``<noscript>`` holds text:
+    its markup went out as text the reader saw (``<p>Please ...``, a tracking pixel's
+    ``<img ...>``). Mail readers run none, and show it as markup."""
+    assert sanitize_html(html, KEEP)[0] == clean

@@ -49,6 +49,10 @@ property runs and fetches nothing. What can (``url(``, ``expression``,
 newlines anywhere are dropped, leading and trailing controls and spaces are
 trimmed, and ``\\`` counts as ``/``, so ``h&#9;ttp://`` is a remote image and
 ``d&#9;ata:`` a ``data:`` URL.
+
+What a ``<noscript>`` holds is cleaned as markup, as mail readers (which run no script)
+read it; nh3 parses as a browser running scripts, for which it is text, so the tags go
+first (:func:`_without_noscript_tags`).
 """
 
 from __future__ import annotations
@@ -123,16 +127,22 @@ _ROOT_TAGS = {name: re.compile(rf"""<{name}(?=[\s/>])(?:"[^"]*"|'[^']*'|[^>"'])*
 # What can hold "<body" without being a tag, each to its end as readers read it (a
 # comment, a raw-text or RCDATA element, a bogus comment, another tag's attribute
 # values; an unclosed one runs to the end, so each is one linear pass), or the start of
-# an <html>, <body> or <base> tag (group 2).
+# an <html>, <body> or <base> tag (group 2). Not <noscript>: mail readers run no
+# script, so they read its content as markup. Runs of the characters that cannot end
+# one are taken whole (a lazy ".*?" took a step per character of a style sheet); each
+# always matches, and never backtracks (Python 3.11's possessive repeats are unsafe:
+# "<!--x-->y" did not match).
+_IN_TAG = r"""(?:[^>"']+|"[^"]*(?:"|\Z)|'[^']*(?:'|\Z))*"""
 _NOT_ROOT_OR_ROOT = re.compile(
-    r"""<!--(?:-?>|.*?(?:--!?>|\Z))"""
-    r"""|<(script|style|title|textarea|xmp|iframe|noembed|noframes|noscript)(?=[\s/>])"""
-    r""".*?(?:</\1(?=[\s/>])|\Z)"""
+    r"""<!--(?:-?>|[^-]*(?:-(?!-!?>)[^-]*)*(?:--!?>|\Z))"""
+    r"""|<(script|style|title|textarea|xmp|iframe|noembed|noframes)(?=[\s/>])"""
+    r"""[^<]*(?:<(?!/\1(?=[\s/>]))[^<]*)*"""
     r"""|<plaintext(?=[\s/>]).*"""
-    r"""|<(html|body|base)(?=[\s/>])"""
+    rf"""|<(html|body|base)(?=[\s/>]){_IN_TAG}"""
     r"""|<[!?/][^>]*"""
-    r"""|<[a-z](?:"[^"]*(?:"|\Z)|'[^']*(?:'|\Z)|[^>"'])*""",
+    rf"""|<[a-z]{_IN_TAG}""",
     re.DOTALL | re.IGNORECASE)
+_NOSCRIPT_TAG = re.compile(r"</?noscript(?=[\s/>]|\Z)", re.IGNORECASE)
 _BASE_TAG = re.compile(r"""<base(?:"[^"]*"|'[^']*'|[^>"'])*""", re.IGNORECASE)
 _HREF = re.compile(r"""[\s/"']href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.IGNORECASE)
 _HAS_BASE = re.compile("<base", re.IGNORECASE)
@@ -514,7 +524,8 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
     cost = estimated_cost(folded, left)
     if cost > left:  # nh3 cannot be stopped once it runs
         return cost, "too_costly"
-    done = clean(html, remote_images, schemes,
+    markup = _without_noscript_tags(html) if "<noscript" in folded else html
+    done = clean(markup, remote_images, schemes,
                  _needs_filter(folded, HtmlOptions(remote_images, schemes)))
     if isinstance(done, str):
         return cost, done
@@ -571,6 +582,21 @@ def _tag_starts(html: str) -> Iterator[tuple[str, int]]:
         name = found.group(2)
         if name is not None:
             yield name.lower(), found.start()
+
+
+def _without_noscript_tags(html: str) -> str:
+    """``html`` without its ``<noscript>`` and ``</noscript>`` tags. nh3 parses as a
+    browser running scripts, which reads what they hold as text: their markup went out
+    as text readers showed (a tracking pixel's ``<img ...>``). Mail readers run no
+    script and read it as markup, as nh3 does without the tags."""
+    pieces: list[str] = []
+    start = 0
+    for found in _NOT_ROOT_OR_ROOT.finditer(html):
+        if _NOSCRIPT_TAG.match(found.group()):
+            pieces.append(html[start : found.start()])
+            start = found.end() + html.startswith(">", found.end())
+    pieces.append(html[start:])
+    return "".join(pieces)
 
 
 def _root_tags(folded: str) -> dict[str, int]:
