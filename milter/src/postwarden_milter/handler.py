@@ -8,8 +8,8 @@ abort, a new MAIL FROM, close, a failure, a stop's deadline: all through ``_fini
 so neither a session idle between transactions nor a slow client's envelope holds
 one. Every callback that answers is guarded (abort and close answer nothing, and end
 the transaction whatever fails): an exception or a missed end-of-message deadline
-answers the configured fail action (tempfail ``451 4.3.0`` by default), is logged with
-the queue id and counted. Steps the
+answers the configured fail action (tempfail ``451 4.3.0`` by default; at RCPT, to
+that recipient alone), is logged with the queue id and counted. Steps the
 MTA does not wait for (helo, DATA, header and body are negotiated as "no reply")
 remember a failure and the next step that replies answers it. End of message
 gets its verdict from a :class:`~.decider.Decider`, here or on the worker pool.
@@ -87,13 +87,14 @@ class Actions(MilterActions, MacroSource, Protocol):
 
 
 def guarded(
-    kind: str, replies: bool = True, ends: bool = False
+    kind: str, replies: bool = True, ends: bool = False, recipient: bool = False
 ) -> Callable[
     [Callable[Concatenate[ConnectionHandler, P], Outcome]],
     Callable[Concatenate[ConnectionHandler, P], Outcome],
 ]:
     """Turn any exception into the fail action (or a pending failure for no-reply steps);
-    ``ends``: the step is end of message (see ConnectionHandler.fail). A local
+    ``ends``: the step is end of message (see ConnectionHandler.fail); ``recipient``: the
+    step is RCPT, whose failure refuses that recipient alone (see its fail_recipient). A local
     submission's failure is answered at end of message only, where its passes are
     counted (:meth:`ConnectionHandler.fail`): tempfailed at MAIL or RCPT, pickup retried
     it forever. Its content is still kept meanwhile, what its passes are known by."""
@@ -124,6 +125,8 @@ def guarded(
                 # Now: a step that replies may never come (the client gives up first).
                 self.count_error(kind)
                 if answers:
+                    if recipient:  # the step's first argument
+                        return self.fail_recipient(kind, str(args[0]))
                     return self.fail(kind, ends)
                 self.pending_failure = kind
                 return Outcome.CONTINUE
@@ -181,6 +184,21 @@ class ConnectionHandler:
         # Deferred, refused or (fail_action accept) delivered unchecked: named as an abort is.
         self._finish("error", applied.reply, self._header_facts_if_any())
         self.pending_failure = None
+        return applied.outcome
+
+    def fail_recipient(self, kind: str, recipient: str) -> Outcome:
+        """Answer an internal failure at RCPT: the fail action's refusal for that recipient
+        alone, kept for the audit row, as a recipient limit refuses one. Postfix then goes
+        on with the client's other recipients, which the transaction still has to check:
+        ended here, each later step of it failed again, a traceback apiece, and the
+        message was tempfailed. ``accept`` ends it as at any step (Postfix asks the milter
+        nothing more of the message, delivered unchecked)."""
+        txn = self._txn
+        if txn is None or self._s.settings.fail_action is FailAction.ACCEPT:
+            return self.fail(kind)
+        applied = fail(self._actions, self._s.settings.fail_action)
+        log.error("%s: answering %s to that recipient alone", kind, applied.reply)
+        txn.refuse_recipient(recipient, str(applied.reply))
         return applied.outcome
 
     def _finish(self, action: str, reply: SmtpReply | None,
@@ -376,7 +394,7 @@ class ConnectionHandler:
                                 limit="max_message_bytes")
         return Outcome.CONTINUE
 
-    @guarded("envrcpt")
+    @guarded("envrcpt", recipient=True)
     def rcpt(self, recipient: str, params: tuple[str, ...]) -> Outcome:
         txn = self._require()
         txn.queue_id = txn.queue_id or self._macro("i")
