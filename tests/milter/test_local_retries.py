@@ -55,6 +55,9 @@ def test_a_local_submission_tempfailed_past_its_passes_is_held(
 
 @pytest.mark.parametrize("deferring", [
     pytest.param(failing(handler, "esmtp_size"), id="mail"),
+    # Before its transaction opened: nothing was kept of it, so nothing counted.
+    pytest.param(failing(handler, "esmtp_param"), id="mail-before-transaction"),
+    pytest.param(failing(Transaction, "learn_origin"), id="mail-before-admission"),
     pytest.param(failing(PolicySet, "limits_for"), id="mail-limits"),
     pytest.param(failing(Transaction, "add_recipient"), id="rcpt"),
 ])

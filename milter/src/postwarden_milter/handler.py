@@ -87,17 +87,20 @@ class Actions(MilterActions, MacroSource, Protocol):
 
 
 def guarded(
-    kind: str, replies: bool = True, ends: bool = False, recipient: bool = False
+    kind: str, replies: bool = True, ends: bool = False, recipient: bool = False,
+    opens: bool = False,
 ) -> Callable[
     [Callable[Concatenate[ConnectionHandler, P], Outcome]],
     Callable[Concatenate[ConnectionHandler, P], Outcome],
 ]:
     """Turn any exception into the fail action (or a pending failure for no-reply steps);
     ``ends``: the step is end of message (see ConnectionHandler.fail); ``recipient``: the
-    step is RCPT, whose failure refuses that recipient alone (see its fail_recipient). A local
-    submission's failure is answered at end of message only, where its passes are
-    counted (:meth:`ConnectionHandler.fail`): tempfailed at MAIL or RCPT, pickup retried
-    it forever. Its content is still kept meanwhile, what its passes are known by."""
+    step is RCPT, whose failure refuses that recipient alone (see its fail_recipient);
+    ``opens``: the step is MAIL, which opens the transaction. A local submission's
+    failure is answered at end of message only, where its passes are counted
+    (:meth:`ConnectionHandler.fail`): tempfailed at MAIL or RCPT, pickup retried it
+    forever. Its content is still kept meanwhile, what its passes are known by, in a
+    bare transaction where MAIL failed before it opened one (see its open_bare)."""
 
     def wrap(
         method: Callable[Concatenate[ConnectionHandler, P], Outcome],
@@ -129,6 +132,8 @@ def guarded(
                         return self.fail_recipient(kind, str(args[0]))
                     return self.fail(kind, ends)
                 self.pending_failure = kind
+                if opens and local:  # the step's first argument: the sender
+                    self.open_bare(str(args[0]))
                 return Outcome.CONTINUE
 
         functools.update_wrapper(run, method)
@@ -344,7 +349,7 @@ class ConnectionHandler:
         self._client.helo = name
         return Outcome.CONTINUE
 
-    @guarded("envfrom")
+    @guarded("envfrom", opens=True)
     def mail(self, sender: str, params: tuple[str, ...]) -> Outcome:
         self._abandon()  # a new MAIL FROM ends an unfinished transaction
         policy_set = self._s.policies.current
@@ -373,11 +378,8 @@ class ConnectionHandler:
             txn.close()
             self._overloaded()
             return reply_with(self._actions, Reply.OVERLOADED).outcome
-        self._txn = txn  # first: a stop's deadline may cut it once admitted
-        if not self._s.transactions.admit(self):
+        if not self._admit(txn):
             # Stopping (the queue is draining): back to a milter that is running.
-            self._txn = None
-            txn.close()
             # A busy MX goes on connecting through the drain: once a minute, with a count.
             if (refused := self._s.occasional.due(REFUSED_STOPPING)) is not None:
                 log.info("stopping: refusing a new transaction (refused: %s)", refused)
@@ -389,10 +391,29 @@ class ConnectionHandler:
         txn.max_bytes, txn.max_recipients = limits.max_message_bytes, limits.max_recipients
         txn.limits_hash = policy_set.content_hash
         declared = esmtp_size(params)
-        if declared is not None and not self._txn.fits(declared):
+        if declared is not None and not txn.fits(declared):
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash,
                                 limit="max_message_bytes")
         return Outcome.CONTINUE
+
+    def _admit(self, txn: Transaction) -> bool:
+        """Open ``txn``; False (closed) while stopping."""
+        self._txn = txn  # first: a stop's deadline may cut it once admitted
+        if self._s.transactions.admit(self):
+            return True
+        self._txn = None
+        txn.close()
+        return False
+
+    def open_bare(self, sender: str) -> None:
+        """For a local submission whose MAIL failed before it opened its transaction, a
+        bare one (its sender; no limits, no macros), unless it did: its recipients and
+        content are still kept and end of message counts its pass, as after any other
+        failure (neither was, and pickup retried it forever)."""
+        if self._txn is None:
+            self._admit(Transaction(sender=strip_brackets(sender), auth_user=None,
+                                    memory_threshold=self._s.settings.body_memory_threshold,
+                                    max_bytes=None))
 
     @guarded("envrcpt", recipient=True)
     def rcpt(self, recipient: str, params: tuple[str, ...]) -> Outcome:
