@@ -20,6 +20,7 @@ from postwarden_policies import PolicySet
 from tests.milter.conftest import Ctx, Harness
 from tests.milter.test_callbacks import CLEAN
 from tests.milter.test_redelivery import Setup, answering, failing, past_deadline
+from tests.test_docs_claims import POSTFIX_README
 
 
 def _local(harness: Harness) -> Ctx:
@@ -78,6 +79,21 @@ def test_a_local_submission_failing_at_mail_or_rcpt_is_held_past_its_passes(
     if answer == Milter.CONTINUE:
         answer = smtp._envrcpt("<bob@example.net>")
     assert answer == Milter.TEMPFAIL
+
+
+def test_a_local_submission_whose_event_cannot_be_stored_is_not_counted(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The milter's own state, as a full spool at MAIL FROM: held, the message would have
+    no audit row; it waits in the maildrop queue until the spool drains, as the Postfix
+    notes say (they named the refusal at MAIL FROM only)."""
+    harness.configure(local_retry_passes=1)
+    monkeypatch.setattr(harness.audit, "submit", lambda _event, *, refusable=False: not refusable)
+    assert [_local(harness).send(CLEAN) for _ in range(3)] == [Milter.TEMPFAIL] * 3
+    notes = " ".join(POSTFIX_README.read_text(encoding="utf-8").split())
+    uncounted = notes[notes.index("What the milter refuses for its own state is not counted"):]
+    assert "at end of message for a message whose audit event it can neither store nor queue" \
+        in uncounted[:uncounted.index("such mail waits for it")]
 
 
 def test_an_smtp_client_is_tempfailed_every_time(harness: Harness,
