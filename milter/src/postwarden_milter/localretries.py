@@ -20,7 +20,8 @@ messages are counted, the oldest forgotten first, and one none of whose passes c
 :data:`STALE_SECONDS` (deleted from the queue, say) is forgotten: the same content
 submitted again days later (a cron job's daily report) starts from nothing. A file that
 cannot be read or written counts nothing (logged): the pass is tempfailed as it would be
-without a bound.
+without a bound. One this user may not use (a run as root left it) refuses a start and
+fails a check (settings._foreign_spool_files).
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ from postwarden_policies.settings_source import (
 )
 from postwarden_store import dsn_problem
 
+from .localretries import FILE_NAME as LOCAL_RETRIES_NAME
+
 __all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction", "convert",
            "load_settings"]
 
@@ -439,9 +441,11 @@ def _hidden_hint(path: Path) -> str:
 def _foreign_spool_files(settings: MilterSettings) -> list[Path]:
     """Files of spool_dir a start reads that this user may not read and write (a milter
     run by hand as root leaves root's, mode 0600): spools and journals, which failed the
-    start with a traceback, and with policies from the database the last good set, which
-    failed a start in an outage of Postgres, blaming the database."""
-    patterns = ["audit-*.jsonl", *([LAST_GOOD_NAME] if settings.policy_dir is None else [])]
+    start with a traceback; with policies from the database the last good set, which
+    failed a start in an outage of Postgres, blaming the database; and the counts of
+    local_retry_passes, which then counted nothing, an error logged at every pass."""
+    patterns = ["audit-*.jsonl", *([LAST_GOOD_NAME] if settings.policy_dir is None else []),
+                *([LOCAL_RETRIES_NAME] if settings.local_retry_passes else [])]
     return sorted(path for pattern in patterns for path in settings.spool_dir.glob(pattern)
                   if not os.access(path, os.R_OK | os.W_OK))
 
