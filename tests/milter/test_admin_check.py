@@ -51,7 +51,7 @@ def test_check_names_a_spool_dir_it_could_not_create(tmp_path: Path) -> None:
     env = _env(tmp_path, spool_dir=str(tmp_path / "file" / "spool"))
     result = _run(["check"], env)
     assert result.returncode == 2
-    assert f"spool_dir: {tmp_path / 'file'} is not a directory" in result.stderr
+    assert f"spool_dir: {str(tmp_path / 'file')!r} is not a directory" in result.stderr
 
 
 def _root_file_in_spool(env: dict[str, str], name: str) -> Path:
@@ -84,7 +84,7 @@ def test_a_spool_file_the_milter_cannot_write_is_named_by_check_and_the_start(
     for command in (["check"], []):
         result = _as_nobody(command, env, shared_dir)
         assert result.returncode == 2, result.stderr
-        assert f"spool_dir: cannot read and write {path}" in result.stderr
+        assert f"spool_dir: cannot read and write {str(path)!r}" in result.stderr
         assert "Traceback" not in result.stderr
 
 
@@ -103,7 +103,7 @@ def test_a_last_good_set_the_milter_cannot_read_is_named_while_postgres_is_up(
     for command in (["check"], []):
         result = _as_nobody(command, env, shared_dir)
         assert result.returncode == 2, result.stderr
-        assert f"spool_dir: cannot read and write {path}" in result.stderr
+        assert f"spool_dir: cannot read and write {str(path)!r}" in result.stderr
 
 
 @pytest.mark.parametrize(("limit", "warned"), [("3", True), ("5", False), ("0", False)])
@@ -158,5 +158,5 @@ def test_a_spool_dir_of_another_user_is_named_with_whose_it_is(
         result = _as_nobody(command, env, shared_dir)
         assert result.returncode == 2, result.stderr
         assert result.stderr.splitlines()[-1] == (
-            f"  POSTWARDEN_SPOOL_DIR: spool_dir: {spool} is not writable by user nobody "
+            f"  POSTWARDEN_SPOOL_DIR: spool_dir: {str(spool)!r} is not writable by user nobody "
             "(owner root, group root, mode 0700)")

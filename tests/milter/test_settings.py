@@ -194,7 +194,7 @@ def test_a_directory_that_will_not_do_is_named_with_where_it_was_set(
     config, missing = tmp_path / "postwarden.yaml", tmp_path / "nowhere"
     env = {k: v for k, v in base_env.items() if k != "POSTWARDEN_POLICY_DIR"}
     assert problems_of(config, f"policy_dir: {missing}\n", env) == [
-        f"{config}:1: policy_dir: {missing} is not a directory"]
+        f"{config}:1: policy_dir: {str(missing)!r} is not a directory"]
 
 
 @pytest.mark.parametrize("home", ["/home/alice", "/root", "/run/user/1000"])
@@ -207,7 +207,7 @@ def test_a_policy_dir_the_unit_cannot_see_is_told_why(
     env = {k: v for k, v in base_env.items() if k != "POSTWARDEN_POLICY_DIR"}
     hidden = "/" + home.split("/")[1] if home != "/run/user/1000" else "/run/user"
     assert problems_of(config, f"policy_dir: {checkout}\n", env) == [
-        f"{config}:1: policy_dir: {checkout} is not a directory (the systemd unit's "
+        f"{config}:1: policy_dir: {checkout!r} is not a directory (the systemd unit's "
         f"ProtectHome=yes hides {hidden} from the milter: keep the policies outside /home, "
         "/root and /run/user, e.g. in /etc/postwarden)"]
     unit = Path(__file__).resolve().parents[2] / "contrib/systemd/postwarden-milter.service"
@@ -673,3 +673,30 @@ def test_a_huge_number_refused_is_quoted_cut_short(
     [told] = refused.value.problems
     assert f"{value[:80]!r}... (100000 characters)" in told and len(told) < 300
     assert problem is None or problem in told
+
+
+LONG_PATH = "/srv/" + "d" * 4000 + "/postwarden"
+CUT_PATH = f"{LONG_PATH[:80]!r}... ({len(LONG_PATH)} characters)"
+
+
+@pytest.mark.parametrize(("variable", "create", "told"), [
+    # Not a directory, said is_dir() of a name too long: it raised, a traceback.
+    ("POSTWARDEN_POLICY_DIR", True, f"policy_dir: cannot read {CUT_PATH}: File name too long"),
+    ("POSTWARDEN_SPOOL_DIR", True, f"spool_dir: cannot create {CUT_PATH}: File name too long"),
+    ("POSTWARDEN_SPOOL_DIR", False, f"spool_dir: cannot read {CUT_PATH}: File name too long"),
+])
+def test_a_long_directory_path_is_cut_as_other_values_are(
+    base_env: dict[str, str], variable: str, create: bool, told: str
+) -> None:
+    """A path 4 KB long was echoed whole, where other values are cut to 80 characters (as
+    the admin service's settings cut theirs)."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {**base_env, variable: LONG_PATH}, create_spool_dir=create)
+    assert refused.value.problems == [f"{variable}: {told}"]
+
+
+def test_a_long_settings_file_path_is_cut(base_env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(Path(LONG_PATH), base_env)
+    assert refused.value.problems == [
+        f"cannot read settings file {CUT_PATH}: File name too long"]

@@ -397,35 +397,50 @@ def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bo
     if settings.policy_dir is None and settings.database_url is None:
         return ["policy_dir: set policy_dir or database_url (policies come from one)"]
     problems = []
-    if settings.policy_dir is not None and not settings.policy_dir.is_dir():
-        problems.append(raw.problem(
-            "policy_dir", f"policy_dir: {settings.policy_dir} is not a directory"
-            + _hidden_hint(settings.policy_dir)))
+    if settings.policy_dir is not None:
+        problems += _policy_dir_problems(settings.policy_dir, raw)
     spool_dir = settings.spool_dir
     if create_spool_dir:
         try:
             spool_dir.mkdir(SPOOL_DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
             problems.append(raw.problem(
-                "spool_dir", f"spool_dir: cannot create {spool_dir}: {exc.strerror}"))
+                "spool_dir", f"spool_dir: cannot create {_path(spool_dir)}: {exc.strerror}"))
             return problems
     # Itself, or (not created: check) the directory the milter would create it in.
     try:
         existing = next(path for path in (spool_dir, *spool_dir.parents) if path.exists())
-    except OSError as exc:  # a parent this user may not search
-        problems.append(raw.problem("spool_dir", f"spool_dir: cannot read {exc.filename}: "
-                                    f"{exc.strerror}"))
+    except OSError as exc:  # a parent this user may not search, a name too long
+        problems.append(raw.problem("spool_dir", f"spool_dir: cannot read "
+                                    f"{_path(exc.filename)}: {exc.strerror}"))
         return problems
     if not existing.is_dir():
-        problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not a directory"))
+        problems.append(raw.problem("spool_dir",
+                                    f"spool_dir: {_path(existing)} is not a directory"))
     elif not os.access(existing, os.W_OK | os.X_OK):
-        problems.append(raw.problem("spool_dir", f"spool_dir: {existing} is not writable"
-                                    f"{_whose(existing)}"))
+        problems.append(raw.problem("spool_dir", f"spool_dir: {_path(existing)} is not "
+                                    f"writable{_whose(existing)}"))
     elif existing == spool_dir:
-        problems.extend(raw.problem("spool_dir", f"spool_dir: cannot read and write {path} "
-                                    "(left by a run as another user?)")
+        problems.extend(raw.problem("spool_dir", f"spool_dir: cannot read and write "
+                                    f"{_path(path)} (left by a run as another user?)")
                         for path in _foreign_spool_files(settings))
     return problems
+
+
+def _policy_dir_problems(policy_dir: Path, raw: RawSettings) -> list[str]:
+    try:
+        if policy_dir.is_dir():
+            return []
+    except OSError as exc:  # a name too long: is_dir() raises, not False
+        return [raw.problem("policy_dir", f"policy_dir: cannot read {_path(policy_dir)}: "
+                            f"{exc.strerror}")]
+    return [raw.problem("policy_dir", f"policy_dir: {_path(policy_dir)} is not a directory"
+                        + _hidden_hint(policy_dir))]
+
+
+def _path(path: Path | str) -> str:
+    """A path in a problem: quoted and cut as values are (a path too may be kilobytes)."""
+    return shown(str(path))
 
 
 def _hidden_hint(path: Path) -> str:

@@ -182,7 +182,9 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SettingsError(f"{path}: cannot read settings file: {exc.strerror}") from exc
+        # Quoted and cut as values are: a --config path may be kilobytes.
+        raise SettingsError(f"cannot read settings file {shown(str(path))}: "
+                            f"{exc.strerror}") from exc
     except UnicodeDecodeError:
         raise SettingsError(f"{path}: not UTF-8 text") from None
     node, issues = compose(str(path), text)
