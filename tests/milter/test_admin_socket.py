@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from postwarden_milter.settings import MAX_UNIX_SOCKET_PATH
-from tests.milter.test_process import _env, _run
+from tests.fixtures.postgres import wait_until
+from tests.milter.test_process import _env, _run, _serving
 from tests.milter.test_reload_unreadable import (  # noqa: F401 - a fixture
     AS_ROOT,
     MILTER,
@@ -87,3 +88,40 @@ def test_a_path_too_long_for_a_socket_is_a_setting_problem(tmp_path: Path,
         f"  POSTWARDEN_MILTER_SOCKET: milter_socket: the path is {length} bytes long, "
         f"a unix socket's at most {MAX_UNIX_SOCKET_PATH}",
     ]
+
+
+WORLD_WRITABLE = ("warning: milter_socket_mode {mode} lets every local user connect to the "
+                  "milter (have it log, hold transactions, spend its CPU), not only Postfix: "
+                  "use 0660 and put Postfix in the socket's group (contrib/systemd/README.md)")
+
+
+@pytest.mark.parametrize(("mode", "warned"), [("0666", True), ("0662", True), ("0777", True),
+                                              ("0660", False), ("0664", False)])
+def test_check_warns_of_a_socket_mode_that_lets_every_local_user_in(
+        tmp_path: Path, mode: str, warned: bool) -> None:
+    """Connecting to a unix socket takes write permission: 0666 let any local user talk to
+    the milter, unsaid."""
+    env = _env(tmp_path, milter_socket=f"unix:{tmp_path}/milter.sock",
+               milter_socket_mode=mode)
+    result = _run(["check"], env)
+    assert result.returncode == 0, result.stderr
+    assert (WORLD_WRITABLE.format(mode=mode) in result.stderr.splitlines()) == warned
+
+
+def test_the_start_logs_a_socket_mode_that_lets_every_local_user_in(tmp_path: Path) -> None:
+    env = _env(tmp_path, milter_socket=f"unix:{tmp_path}/milter.sock",
+               milter_socket_mode="0666")
+    log = tmp_path / "milter.log"
+    with _serving(env, log) as milter:
+        assert wait_until(lambda: "starting on" in log.read_text() or milter.poll() is not None,
+                          timeout=30)
+        milter.terminate()
+        assert milter.wait(timeout=60) == 0, log.read_text()
+    told = WORLD_WRITABLE.format(mode="0666").removeprefix("warning: ")
+    assert f"WARNING postwarden_milter.cli [- -] {told}" in log.read_text()
+
+
+def test_an_inet_socket_mode_is_not_warned_of(tmp_path: Path) -> None:
+    """It is not used (a loopback port is open to every local user whatever it says)."""
+    result = _run(["check"], _env(tmp_path, milter_socket_mode="0666"))
+    assert result.returncode == 0 and "milter_socket_mode" not in result.stderr

@@ -30,7 +30,7 @@ from .settings import (
     SettingsError,
     convert,
     load_settings,
-    stray_variables,
+    settings_warnings,
 )
 from .spool import adopt_orphans
 from .startup_checks import claim_spool_dir, policies_refused, preflight
@@ -94,8 +94,8 @@ def check(config: Path | None) -> int:
     if settings is None:
         return EXIT_CONFIG
     print(f"settings: ok ({config or 'environment only'})")
-    for stray in stray_variables(os.environ):
-        print(f"warning: {stray}", file=sys.stderr)
+    for warning in settings_warnings(settings, os.environ):
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         found = preflight(settings)
     except StartupError as exc:
@@ -158,8 +158,8 @@ def serve(config: Path | None) -> int:
     if settings is None:
         return EXIT_CONFIG
     configure_logging(settings.log_level)
-    for stray in stray_variables(os.environ):
-        log.warning("%s", stray)
+    for warning in settings_warnings(settings, os.environ):
+        log.warning("%s", warning)
     keep_freed_memory()
     one_arena()  # before any thread starts
     try:

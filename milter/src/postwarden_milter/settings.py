@@ -36,6 +36,7 @@ from postwarden_policies.settings_source import (
 )
 from postwarden_store import dsn_problem
 
+from .listener import unix_path
 from .localretries import FILE_NAME as LOCAL_RETRIES_NAME
 
 __all__ = ["FailAction", "MilterSettings", "Secret", "SettingsError", "SpoolFullAction", "convert",
@@ -463,6 +464,24 @@ def _foreign_spool_files(settings: MilterSettings) -> list[Path]:
                 *([LOCAL_RETRIES_NAME] if settings.local_retry_passes else [])]
     return sorted(path for pattern in patterns for path in settings.spool_dir.glob(pattern)
                   if not os.access(path, os.R_OK | os.W_OK))
+
+
+def settings_warnings(settings: MilterSettings, environ: Mapping[str, str]) -> list[str]:
+    """What check prints and a start logs of the settings, refusing nothing: variables that
+    look like a misspelt setting, and a unix socket every local user may connect to."""
+    return [*stray_variables(environ), *_open_socket(settings)]
+
+
+def _open_socket(settings: MilterSettings) -> list[str]:
+    """A unix socket's mode writable by others (connecting takes write permission): any
+    local user could talk to the milter. Warned of, not refused: the socket's directory
+    may keep them out, and a loopback port (inet:) is open to them all the same."""
+    mode = settings.milter_socket_mode
+    if unix_path(settings.milter_socket) is None or not mode & stat.S_IWOTH:
+        return []
+    return [f"milter_socket_mode {mode:04o} lets every local user connect to the milter "
+            "(have it log, hold transactions, spend its CPU), not only Postfix: use 0660 "
+            "and put Postfix in the socket's group (contrib/systemd/README.md)"]
 
 
 def stray_variables(environ: Mapping[str, str]) -> list[str]:
