@@ -8,6 +8,7 @@ tests that kill the milter or stop Postgres build their own with
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -71,6 +72,15 @@ def audit_rows(database_url: str, message_id: str | None = None) -> list[dict[st
     return asyncio.run(
         _fetch(database_url, "SELECT * FROM audit_events WHERE message_id = $1", message_id)
     )
+
+
+def faulty(directory: Path, code: str) -> dict[str, str]:
+    """The milter's environment for ``code`` to run as it starts (a sitecustomize in
+    ``directory``, first on its PYTHONPATH): a fault of ours injected into the real
+    process, the only way to make it fail where nothing from outside can."""
+    (directory / "sitecustomize.py").write_text(code)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, (str(directory),
+                                                        os.environ.get("PYTHONPATH"))))}
 
 
 # The systems alive right now, so a failing test's report can show their logs.

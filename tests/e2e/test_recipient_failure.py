@@ -6,7 +6,6 @@ transaction", a traceback apiece), and all of them were tempfailed."""
 from __future__ import annotations
 
 import json
-import os
 import smtplib
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from tests.fixtures.postfix import has_header
 
 from . import messages
-from .conftest import MailSystem, mail_system_for
+from .conftest import MailSystem, faulty, mail_system_for
 from .messages import SENDER
 
 pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
@@ -40,11 +39,8 @@ RECIPIENTS = ("first@example.net", "broken@example.net", "last@example.net")
 
 
 @pytest.fixture(scope="module")
-def faults(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The milter's PYTHONPATH, with FAULT's sitecustomize first."""
-    directory = Path(tmp_path_factory.mktemp("faults"))
-    (directory / "sitecustomize.py").write_text(FAULT)
-    return os.pathsep.join(filter(None, (str(directory), os.environ.get("PYTHONPATH"))))
+def faults(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return faulty(Path(tmp_path_factory.mktemp("faults")), FAULT)
 
 
 def _send(system: MailSystem) -> tuple[list[int], int, str]:
@@ -61,8 +57,8 @@ def _send(system: MailSystem) -> tuple[list[int], int, str]:
 @pytest.mark.parametrize(("action", "reply"), [("tempfail", "451 4.3.0"),
                                                ("reject", "550 5.3.0")])
 def test_a_failure_at_one_rcpt_refuses_that_recipient_alone(
-        database_url: str, faults: str, action: str, reply: str) -> None:
-    env = {"PYTHONPATH": faults, "POSTWARDEN_FAIL_ACTION": action}
+        database_url: str, faults: dict[str, str], action: str, reply: str) -> None:
+    env = {**faults, "POSTWARDEN_FAIL_ACTION": action}
     with mail_system_for(database_url, env=env) as system:
         codes, data, message_id = _send(system)
         assert (codes, data) == ([250, int(reply[:3]), 250], 250)
@@ -79,9 +75,9 @@ def test_a_failure_at_one_rcpt_refuses_that_recipient_alone(
 
 
 def test_with_fail_action_accept_the_message_goes_unchecked_to_all(
-        database_url: str, faults: str) -> None:
+        database_url: str, faults: dict[str, str]) -> None:
     """As at any other step: Postfix asks the milter nothing more of the message."""
-    env = {"PYTHONPATH": faults, "POSTWARDEN_FAIL_ACTION": "accept"}
+    env = {**faults, "POSTWARDEN_FAIL_ACTION": "accept"}
     with mail_system_for(database_url, env=env) as system:
         codes, data, message_id = _send(system)
         assert (codes, data) == ([250, 250, 250], 250)

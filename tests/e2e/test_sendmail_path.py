@@ -26,7 +26,7 @@ from tests.fixtures.postfix import (
 )
 
 from . import messages
-from .conftest import MailSystem, audit_rows, mail_system_for
+from .conftest import MailSystem, audit_rows, faulty, mail_system_for
 from .messages import RECIPIENT, SENDER, Delivered, Sample
 from .test_postfix_milter import _audited, _changes
 
@@ -248,3 +248,40 @@ def test_a_local_submission_tempfailed_pass_after_pass_is_held(
         assert list(rows[-1]["rules"]) == ["defer-all"]
         assert "tempfailed 2 times from the maildrop queue: held instead" in local.milter.log()
         assert not _delivered_to_recipient(local, sample)
+
+
+# Loaded by the milter as it starts (conftest.faulty): MAIL FROM fails before its
+# transaction opens, as a fault of ours there would.
+MAIL_FAULT = """\
+import postwarden_milter.handler as handler
+
+
+def esmtp_param(params, wanted):
+    raise RuntimeError("a fault at MAIL")
+
+
+handler.esmtp_param = esmtp_param
+"""
+
+
+def test_a_local_submission_failing_at_mail_is_held_past_its_passes(
+    database_url: str, tmp_path: Path,
+) -> None:
+    """Its MAIL callback failed before it opened the transaction: nothing of the message
+    was kept, no pass counted, and pickup retried it forever, an error a pass."""
+    env = {**faulty(tmp_path, MAIL_FAULT), "POSTWARDEN_LOCAL_RETRY_PASSES": "2"}
+    with mail_system_for(database_url, unix_socket=True, main=NON_SMTPD, env=env) as local:
+        sample = messages.clean()
+        _submit(local, sample)
+        deferred = r"milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: 4\.3\.0 "
+        for passes in (1, 2):
+            wait_for(lambda n=passes: len(re.findall(deferred, local.postfix.log())) == n)
+            local.postfix.kick_pickup()
+        held = local.postfix.wait_for_log(
+            r"(\w+): milter-hold: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]").group(1)
+        assert local.postfix.held_queue_ids() == {held}
+        rows = wait_for(lambda: len(rows := audit_rows(database_url, sample.message_id)) == 3
+                        and sorted(rows, key=lambda r: r["time"]))
+        assert [r["action"] for r in rows] == ["error", "error", "quarantine"]
+        assert rows[-1]["queue_id"] == held and "retries_exhausted" in rows[-1]["flags"]
+        assert rows[-1]["sender"] == SENDER and list(rows[-1]["recipients"]) == [RECIPIENT]
