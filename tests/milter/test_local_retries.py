@@ -170,3 +170,15 @@ def test_a_message_whose_passes_stopped_for_a_day_starts_again(tmp_path: Path) -
     assert [retries.exhausted(_pass()) for _ in range(2)] == [None, None]
     now[0] += STALE_SECONDS + 1
     assert [retries.exhausted(_pass()) for _ in range(3)] == [None, None, 2]
+
+
+def test_with_no_bound_the_file_is_not_touched(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """local_retry_passes 0 counts nothing, and check and the start look at no counts then:
+    a file left from a bound set before (one this user may not use, here one that is no
+    file) was still read at every local submission not tempfailed, an error logged each."""
+    (tmp_path / FILE_NAME).mkdir()
+    retries = LocalRetries(0, tmp_path)
+    retries.passed(_pass())
+    assert retries.exhausted(_pass()) is None
+    assert "cannot count" not in caplog.text

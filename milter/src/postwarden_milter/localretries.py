@@ -96,6 +96,8 @@ class LocalRetries:
 
     def passed(self, txn: Transaction) -> None:
         """``txn`` was not tempfailed: the passes of its message start again."""
+        if not self._passes:  # nothing counted: a file left from a bound before is not ours
+            return
         try:
             if not self._path.stat().st_size:  # otherwise no message pays for the hash
                 return
