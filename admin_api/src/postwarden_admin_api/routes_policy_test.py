@@ -1,8 +1,9 @@
 """``POST /api/v1/policies/test``: a verdict for an uploaded message, touching no mail.
 
 The policy is an uploaded document, a stored revision, or (neither given)
-the active set. The answer is the verdict, the matched rules and what the
-sanitizer would change.
+the active set. The message is evaluated as Postfix hands it to the milter, as
+the CLI's eval and test do. The answer is the verdict, the matched rules and what
+the sanitizer would change.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from postwarden_policies import Envelope, evaluate_message, verdict_json
 from postwarden_policies.conditionformat import ADDRESS
+from postwarden_policies.engine import as_received
 from postwarden_policies.facts import client_ip_text
 from postwarden_store.policies import fetch_active_sources
 
@@ -147,7 +149,10 @@ async def policy_test(request: web.Request) -> web.Response:
 
 def _verdict(sources: list[tuple[str, str]], message: bytes, envelope: Envelope
              ) -> dict[str, Any]:
-    return verdict_json(evaluate_message(compile_sources(sources), message, envelope))
+    # As Postfix hands it to the milter (CRLF line ends): an .eml kept with LF line
+    # ends was measured smaller (size_over, max_message_bytes) than the milter does.
+    policy_set = compile_sources(sources)
+    return verdict_json(evaluate_message(policy_set, as_received(message), envelope))
 
 
 _VERDICT = {
