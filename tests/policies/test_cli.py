@@ -260,6 +260,30 @@ def test_console_script_runs_from_stdin(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["rules"] == ["tag-external"]
 
 
+def test_eval_takes_format_json_as_check_and_test_do_and_json_as_its_alias(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    # eval alone took --json; --format json, as check and test take it, was a usage error.
+    sample = str(SAMPLES / "exe-attachment.eml")
+    assert main([*EVAL, "--format", "json", sample]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["action"] == "reject"
+    assert main([*EVAL, "--json", sample]) == 0
+    assert json.loads(capsys.readouterr().out) == document
+    assert main([*EVAL, "--json", "--format", "text", sample]) == 0  # the last one given
+    assert capsys.readouterr().out.startswith("action: reject\n")
+    helps = _helps("eval")
+    assert helps["--format"] == _helps("check")["--format"]
+    assert "--format json" in str(helps["--json"])
+
+
+def _helps(command: str) -> dict[str, str | None]:
+    commands = next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    return {option: action.help for action in commands.choices[command]._actions
+            for option in action.option_strings}
+
+
 def test_help_reads_as_plain_text_and_describes_every_eval_option(
     capsys: pytest.CaptureFixture[str]
 ) -> None:

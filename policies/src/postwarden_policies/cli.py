@@ -4,14 +4,15 @@ postwarden-policy check [--format json] FILE_OR_DIR...
                                            load; print file:line:col errors
 postwarden-policy test [--whole-set] [--format json] FILE_OR_DIR...
                                            run the tests: sections
-postwarden-policy eval --policy DIR --from A --to B message.eml
+postwarden-policy eval [--format json] --policy DIR --from A --to B message.eml
 postwarden-policy schema                   print the JSON Schema of policy files
 
 ``check`` and ``test`` exit 0 when all is well, 1 when a test fails, 2 when the
 policies do not load (as argparse does for a usage error; ``eval`` too): a CI gate
 tells a broken file from a broken expectation; 141 when the reader of the output
 left (``| head``) and nothing failed, as a shell reports a process SIGPIPE ended. ``--format json``
-prints one JSON document on stdout instead of text (testreport). Warnings (a
+prints one JSON document on stdout instead of text (testreport; eval: the
+verdict, as the policy test API answers it; ``--json`` is its old name). Warnings (a
 subdirectory not loaded) go with the errors and change no exit code.
 
 ``check`` and ``test`` require the ``message:`` files of tests to exist; ``eval``
@@ -189,7 +190,7 @@ def _eval(args: argparse.Namespace) -> int:
     # First: a reader of stdout that leaves (| head) must not leave an old FILE.
     written = _write_output(Path(args.output), verdict, delivered) if args.output else EXIT_OK
     args.outcome = written
-    if args.json:
+    if args.format == "json":
         print(json.dumps(verdict_json(verdict), indent=2))
     else:
         print("\n".join(verdict_lines(verdict)))
@@ -252,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--auth-user",
                     help="SASL login name (the client authenticated; empty: it did not)")
     ev.add_argument("--diff", action="store_true", help="show what the filter changed")
-    ev.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
+    _add_format(ev)
+    ev.add_argument("--json", dest="format", action="store_const", const="json",
+                    help="the same as --format json (kept for scripts written before it)")
     ev.add_argument("--output", metavar="FILE",
                     help="write the message as it would be delivered (none for reject, "
                          "tempfail, discard: FILE is removed)")
