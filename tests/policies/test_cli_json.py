@@ -170,6 +170,20 @@ def test_json_mode_writes_nothing_but_the_document(tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stdout
     assert ran.stderr == b""
     assert json.loads(ran.stdout)["passed"] == 1
+
+
+def test_text_mode_names_the_case_an_engine_warning_is_of(tmp_path: Path) -> None:
+    """The engine's warnings (a rewrite that failed) reached stderr without the case they
+    were of, once for the policy alone and again for the whole set: among many cases
+    nobody could tell which. Now once, at the case's file, line and column."""
+    (tmp_path / "rw.yaml").write_text(REWRITE_FAILS)
+    (tmp_path / "tag.yaml").write_text('version: 1\nname: tag\nrules:\n  - name: t\n'
+                                       '    then: {add_header: {X-T: "1"}}\n')
+    script = Path(sys.executable).with_name("postwarden-policy")
     text = subprocess.run([str(script), "test", str(tmp_path)], capture_output=True,
-                          check=False, timeout=60)
-    assert b"rewrite failed" in text.stderr  # text mode keeps telling it
+                          check=False, timeout=60, text=True)
+    assert text.returncode == 0, text.stdout
+    assert text.stderr.splitlines() == [
+        f"{tmp_path / 'rw.yaml'}:7:5: test 'a uuencoded file cannot be stripped': warning: "
+        "rewrite failed (a uuencoded file cannot be changed apart from its text); "
+        "quarantined"]

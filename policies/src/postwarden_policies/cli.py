@@ -54,6 +54,7 @@ from .testreport import (
     Loaded,
     case_failed,
     case_lines,
+    case_warning_lines,
     check_document,
     check_line,
     issue_lines,
@@ -112,10 +113,11 @@ def _print_json(document: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_unless_text(args: argparse.Namespace) -> Iterator[None]:
-    """With ``--format json`` nothing but the document is written: the engine's warnings
-    (a rewrite that failed, say) are in the verdicts the document holds."""
-    if args.format != "json":
+def _quiet(quiet: bool = True) -> Iterator[None]:
+    """The package's log records kept from stderr, when ``quiet``: with ``--format json``
+    nothing but the document is written (the engine's warnings, a rewrite that failed
+    say, are in the verdicts it holds); ``test`` tells them with their case."""
+    if not quiet:
         yield
         return
     package, silent = logging.getLogger(__package__), logging.NullHandler()
@@ -130,7 +132,7 @@ def _quiet_unless_text(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    with _quiet_unless_text(args):
+    with _quiet(args.format == "json"):
         loaded = _load(args.paths, check_samples=True)
     args.outcome = EXIT_NOT_LOADED if loaded.policy_set is None else EXIT_OK
     if args.format == "json":
@@ -143,7 +145,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    with _quiet_unless_text(args):
+    with _quiet():
         loaded = _load(args.paths, check_samples=True)
         results = run_policy_tests(loaded.policy_set) if loaded.policy_set is not None else []
     failed = any(case_failed(r, whole_set=args.whole_set) for r in results)
@@ -153,6 +155,8 @@ def _test(args: argparse.Namespace) -> int:
         _print_json(results_document(loaded, results, whole_set=args.whole_set))
     else:
         _print_issues(loaded)
+        for line in case_warning_lines(results):
+            print(line, file=sys.stderr)
         if loaded.policy_set is not None:
             for line in case_lines(results, whole_set=args.whole_set):
                 print(line)

@@ -23,6 +23,9 @@ what differed, for a reader (its text) and for a program (``--format json``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -56,6 +59,8 @@ class CaseResult:
     # what it breaks but the action, which the verdict shows (see other_action).
     whole_set: Verdict | None = None
     whole_set_problems: tuple[Failure, ...] = ()
+    # What the engine logged evaluating it (a rewrite that failed), each once.
+    warnings: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -156,6 +161,32 @@ def _header_problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator
                           f"expected no header {name}, got {list(values)!r}")
 
 
+class _Collected(logging.Handler):
+    """This thread's records, formatted (a traceback too); another thread's are its own."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def _engine_warnings() -> Iterator[list[str]]:
+    """The warnings the engine logs meanwhile: the milter's log lines name the message
+    by its queue id, a case has none, so the case's result carries them instead."""
+    collected = _Collected()
+    package = logging.getLogger(__package__)
+    package.addHandler(collected)
+    try:
+        yield collected.lines
+    finally:
+        package.removeHandler(collected)
+
+
 def run_case(
     policy_set: PolicySet, policy: Policy, case: PolicyTest, whole_set: PolicySet | None = None
 ) -> CaseResult:
@@ -165,9 +196,13 @@ def run_case(
     except OSError as exc:
         unread = Failure("message", f"cannot read {case.message}: {exc.strerror}")
         return CaseResult(policy, case, None, (unread,))
-    verdict = _verdict(policy_set, case, raw)
-    result = CaseResult(policy, case, verdict, tuple(_problems(case, raw, verdict)))
-    return result if whole_set is None else _in_whole_set(result, raw, whole_set)
+    with _engine_warnings() as warnings:
+        verdict = _verdict(policy_set, case, raw)
+        result = CaseResult(policy, case, verdict, tuple(_problems(case, raw, verdict)))
+        if whole_set is not None:
+            result = _in_whole_set(result, raw, whole_set)
+    # The set often says again what the policy alone said.
+    return replace(result, warnings=tuple(dict.fromkeys(warnings)))
 
 
 def _verdict(policy_set: PolicySet, case: PolicyTest, raw: bytes) -> Verdict:

@@ -43,6 +43,15 @@ def issue_lines(loaded: Loaded) -> Iterator[str]:
     yield from map(str, loaded.errors)
 
 
+def case_warning_lines(results: Sequence[CaseResult]) -> Iterator[str]:
+    """What the engine warned of evaluating each case, at the case, as issues are told."""
+    for result in results:
+        line, column = result.case.where
+        for warning in result.warnings:
+            yield (f"{result.policy.source}:{line}:{column}: test {result.case.name!r}: "
+                   f"warning: {warning}")
+
+
 def check_line(policy_set: PolicySet) -> str:
     policies = policy_set.policies
     rules = sum(len(p.rules) for p in policies)
