@@ -59,6 +59,7 @@ async def test_keys_create_list_rotate_revoke(
     assert await _cli(["keys", "revoke", new_key.split("_")[1]]) == 0
     assert (await admin_client.get("/api/v1/settings", headers=bearer(new_key))).status == 401
     assert await _cli(["keys", "revoke", "nonexistent"]) == 1
+    assert capsys.readouterr().err == "nonexistent: no such key\n"
 
 
 @pytest.mark.usefixtures("cli_env")
@@ -72,7 +73,8 @@ async def test_a_whole_key_pasted_for_its_id_is_revoked_and_not_echoed(
     new_key = capsys.readouterr().out.strip()
     assert await _cli(["keys", "revoke", new_key]) == 0
     assert await _cli(["keys", "revoke", new_key]) == 1
-    assert capsys.readouterr().err == f"no active key {new_key.split('_')[1]}\n"
+    assert re.fullmatch(f"{new_key.split('_')[1]}: the key was revoked already, at "
+                        r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00\n", capsys.readouterr().err)
     for revoked in (key, new_key):
         assert (await admin_client.get("/api/v1/settings", headers=bearer(revoked))).status == 401
 

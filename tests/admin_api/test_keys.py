@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -65,6 +66,31 @@ async def test_a_whole_key_where_its_id_belongs_is_revoked(
     assert response.status == 200
     assert (await response.json())["key_id"] == key.split("_")[1]
     assert await _status(admin_client, key) == (401, {"error": UNAUTHENTICATED})
+
+
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+
+
+async def test_an_expired_key_is_revoked_and_a_revoked_one_is_404_as_a_deleted_webhook(
+    admin_client: TestClient[Any, Any], admin_key: str, mint_key: MintKey
+) -> None:
+    # An expired key was revoked (200) by the route whose 404 said "no such active key",
+    # which a revoked key (or one never made) got alike: the admin could not tell a key
+    # revoked already from a mistyped id.
+    expired = (await mint_key(Role.OPERATOR, expires_at=dt.datetime.now(dt.UTC)
+                              - dt.timedelta(seconds=1))).split("_")[1]
+    first = await admin_client.delete(f"/api/v1/keys/{expired}", headers=bearer(admin_key))
+    assert first.status == 200
+    revoked_at = (await first.json())["revoked_at"]
+    assert revoked_at is not None
+    again = await admin_client.delete(f"/api/v1/keys/{expired}", headers=bearer(admin_key))
+    assert (again.status, (await again.json())["error"]) == (404, {
+        "code": "not_found", "message": f"the key was revoked already, at {revoked_at}",
+        "details": []})
+    unknown = await admin_client.delete("/api/v1/keys/nosuchkey", headers=bearer(admin_key))
+    assert (unknown.status, (await unknown.json())["error"]["message"]) == (404, "no such key")
+    documented = " ".join(API_DOC.read_text().split())
+    assert "expired key not revoked yet is revoked too (200)" in documented
 
 
 async def test_create_reports_every_bad_field(

@@ -63,6 +63,7 @@ from .keys import (
     revoke_key,
     rotate_key,
     shown_name,
+    why_not_revoked,
 )
 from .policy_push import PushError, push_directory
 from .schema import NotMigrated, require_schema
@@ -262,7 +263,8 @@ async def _change_key(conn: asyncpg.Connection, args: argparse.Namespace,
         return key.split("_")[1], {"role": args.role, "name": args.name}, key
     if args.keys_command == "revoke":
         if not await revoke_key(conn, args.key_id):
-            print(f"no active key {args.key_id}", file=sys.stderr)
+            print(f"{args.key_id}: {await why_not_revoked(conn, args.key_id)}",
+                  file=sys.stderr)
             return None
         return args.key_id, {}, None
     try:

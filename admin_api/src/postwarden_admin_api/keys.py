@@ -244,7 +244,17 @@ async def get_key(conn: asyncpg.Connection, key_id: str) -> KeyInfo | None:
 
 
 async def revoke_key(conn: asyncpg.Connection, key_id: str) -> bool:
+    """Whether the key was revoked now: an expired one is too, so it shows ended for good."""
     return await conn.fetchval(REVOKE_KEY, key_id) is not None
+
+
+async def why_not_revoked(conn: asyncpg.Connection, key_id: str) -> str:
+    """Why :func:`revoke_key` revoked nothing: a key revoked already is told apart from a
+    mistyped id, which "no active key" said alike."""
+    info = await get_key(conn, key_id)
+    if info is None or info.revoked_at is None:
+        return "no such key"
+    return f"the key was revoked already, at {info.revoked_at.isoformat()}"
 
 
 async def rotate_key(

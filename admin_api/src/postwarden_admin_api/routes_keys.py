@@ -28,6 +28,7 @@ from .keys import (
     refuse_past_expiry,
     revoke_key,
     rotate_key,
+    why_not_revoked,
 )
 from .openapi import json_content, operation, param, ref
 
@@ -128,7 +129,8 @@ async def keys_revoke(request: web.Request) -> web.Response:
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await _hold_both(conn, request, key_id)
         if not await revoke_key(conn, key_id):
-            raise ApiError(404, "not_found", "no such active key")
+            # 404 as a second delete of a webhook or suppression is, but saying why.
+            raise ApiError(404, "not_found", await why_not_revoked(conn, key_id))
         await admin_audit.record(conn, request, "key.revoked", key_id)
         info = await get_key(conn, key_id)
     assert info is not None  # noqa: S101
@@ -208,7 +210,8 @@ OPENAPI_PATHS = {
                           body=json_content(ref("NewApiKey")), responses={201: ref("ApiKey")}),
     },
     "/api/v1/keys/{key_id}": {
-        "delete": operation("revoke a key", [], parameters=[_KEY_ID],
+        "delete": operation("revoke a key (an expired one too); 404 not_found for one "
+                            "revoked already", [], parameters=[_KEY_ID],
                             responses={200: ref("ApiKey")}),
     },
     "/api/v1/keys/{key_id}/rotate": {
