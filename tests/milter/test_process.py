@@ -297,11 +297,11 @@ def test_no_policy_source_at_start_stops_the_milter_for_a_restart(
     assert result.returncode == 1, result.stderr
     assert "no policy set: database unreachable (ConnectionRefusedError: Connect call " \
         "failed" in result.stderr  # with the reason, as the warning before it
-    checked = _run(["check"], env)  # it said the milter would start
-    assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.splitlines()[-1] == (
-        "database: unreachable, and no last good policy set in spool_dir; the milter would "
-        "not start (exit 1) until it is back")
+    checked = _run(["check"], env)  # it said "would not start", and exited 0
+    assert checked.returncode == 1, checked.stderr
+    assert checked.stderr.splitlines()[-1] == (
+        "postwarden-milter: database: unreachable, and no last good policy set in "
+        "spool_dir; the milter would not start (exit 1) until it is back")
     if processes > 1:  # the parent opened the socket, then the workers failed, and again
         assert "listening on" in result.stderr
         assert "worker 0 (pid" in result.stderr and "no worker process runs" in result.stderr

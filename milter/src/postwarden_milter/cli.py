@@ -16,7 +16,7 @@ from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import cli as store_cli
 
 from .app import EXIT_CONFIG, PROG, MilterProcess, run_process
-from .errors import StartupError
+from .errors import NotYet, StartupError
 from .heap import keep_freed_memory, one_arena
 from .journal import adopt_orphan_journals
 from .logcontext import configure_logging
@@ -89,7 +89,8 @@ def _settings(config: Path | None, create_spool_dir: bool = True) -> MilterSetti
 
 def check(config: Path | None) -> int:
     """What start-up checks before the socket opens, for a deployment or a reload to run
-    first: the settings, the policies of policy_dir, the database's schema."""
+    first: the settings, the policies of policy_dir, the database's schema. Exits 2 for
+    what the admin must fix, 1 when a start would have no policy set yet (and exit 1)."""
     settings = _settings(config, create_spool_dir=False)
     if settings is None:
         return EXIT_CONFIG
@@ -122,8 +123,15 @@ def check(config: Path | None) -> int:
         print(f"{PROG}: database_url: the server refuses it ({database.refusal}); the "
               "milter would start and spool audit events until it is fixed", file=sys.stderr)
         return EXIT_CONFIG
+    if database is not None and not database.reachable and _no_policy_source(settings):
+        # A start's status (NotYet), for a deployment's gate. A reload fails too, which
+        # loses nothing: the running milter could not read the database's set either.
+        print(f"{PROG}: database: unreachable, and no last good policy set in spool_dir; "
+              "the milter would not start (exit 1) until it is back", file=sys.stderr)
+        return NotYet.exit_status
     if database is not None:
-        print("database: schema up to date" if database.reachable else _unreachable(settings))
+        print("database: schema up to date" if database.reachable else
+              "database: unreachable; the milter would start and spool audit events")
     return 0
 
 
@@ -145,11 +153,10 @@ def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]) ->
             f"set {policy_set.content_hash[:12]}")
 
 
-def _unreachable(settings: MilterSettings) -> str:
-    if settings.policy_dir is None and not (settings.spool_dir / LAST_GOOD_NAME).exists():
-        return ("database: unreachable, and no last good policy set in spool_dir; the "
-                "milter would not start (exit 1) until it is back")
-    return "database: unreachable; the milter would start and spool audit events"
+def _no_policy_source(settings: MilterSettings) -> bool:
+    """Whether a start would have no policies but the database's: no policy_dir, and no
+    last good set kept in spool_dir."""
+    return settings.policy_dir is None and not (settings.spool_dir / LAST_GOOD_NAME).exists()
 
 
 def serve(config: Path | None) -> int:
