@@ -30,7 +30,15 @@ from .keys import (
     rotate_key,
     why_not_revoked,
 )
-from .openapi import json_content, operation, param, ref
+from .openapi import (
+    JSON_BODY_ERRORS,
+    VALIDATION_FAILED,
+    error_codes,
+    json_content,
+    operation,
+    param,
+    ref,
+)
 
 routes = web.RouteTableDef()
 GRACE = "grace_seconds"
@@ -200,24 +208,30 @@ SCHEMAS = {
     },
 }
 _KEY_ID = param("key_id", "path", {"type": "string"})
+# The codes each handler raises, declared per status (a test asks the service for each).
+_NOT_FOUND = {404: ["not_found"]}
+_INVALID = {422: [VALIDATION_FAILED]}
 OPENAPI_PATHS = {
     "/api/v1/keys": {
         "get": operation("list API keys", [], responses={200: {
             "type": "object", "required": ["keys"],
             "properties": {"keys": {"type": "array", "items": ref("ApiKey")}},
-        }}),
+        }}, errors={}),
         "post": operation("create an API key (the key is in this answer only)", [],
-                          body=json_content(ref("NewApiKey")), responses={201: ref("ApiKey")}),
+                          body=json_content(ref("NewApiKey")), responses={201: ref("ApiKey")},
+                          errors=error_codes(JSON_BODY_ERRORS, _INVALID)),
     },
     "/api/v1/keys/{key_id}": {
         "delete": operation("revoke a key (an expired one too); 404 not_found for one "
                             "revoked already", [], parameters=[_KEY_ID],
-                            responses={200: ref("ApiKey")}),
+                            responses={200: ref("ApiKey")}, errors=_NOT_FOUND),
     },
     "/api/v1/keys/{key_id}/rotate": {
         "post": operation(
             "replace a key; the old one stays valid for grace_seconds", [],
             parameters=[_KEY_ID], responses={201: ref("ApiKey")},
+            errors=error_codes(JSON_BODY_ERRORS, _INVALID, _NOT_FOUND,
+                               {409: ["already_rotated"]}),
             body=json_content({"type": "object", "additionalProperties": False, "properties": {
                 GRACE: {"type": "integer", "minimum": 0, "maximum": MAX_GRACE_SECONDS},
             }}),
