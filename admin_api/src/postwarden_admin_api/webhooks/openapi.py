@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from postwarden_admin_api.context import Role
-from postwarden_admin_api.openapi import json_content, operation, param, ref
+from postwarden_admin_api.openapi import (
+    JSON_BODY_ERRORS,
+    VALIDATION_FAILED,
+    error_codes,
+    json_content,
+    operation,
+    param,
+    ref,
+)
 
 from .changes import MAX_KEY_ID, MAX_SEND_KEYS
 from .events import SUBSCRIBABLE
@@ -88,15 +96,21 @@ _DELETED = {"type": "object", "required": ["warnings"], "properties": {"warnings
     "description": "a notify_endpoint_missing for each active rule that notified it"}}}
 _DELIVERIES = {"type": "object", "required": ["deliveries"],
                "properties": {"deliveries": {"type": "array", "items": ref("WebhookDelivery")}}}
+# The codes each handler raises, declared per status (a test asks the service for each).
+_NOT_FOUND = {404: ["not_found"]}
+_INVALID = {422: [VALIDATION_FAILED]}
+_CHANGE = error_codes(JSON_BODY_ERRORS, {409: ["name_taken"],
+                                         422: [VALIDATION_FAILED, "url_not_allowed"]})
 OPENAPI_PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/webhooks": {
-        "get": operation("list webhook endpoints", _ROLES, responses={200: _LIST}),
+        "get": operation("list webhook endpoints", _ROLES, responses={200: _LIST}, errors={}),
         "post": operation("create a webhook endpoint (422 url_not_allowed: SSRF guard)", _ROLES,
-                          body=json_content(ref("NewWebhook")), responses={201: ref("Webhook")}),
+                          body=json_content(ref("NewWebhook")), responses={201: ref("Webhook")},
+                          errors=_CHANGE),
     },
     "/api/v1/webhooks/{id}": {
         "get": operation("one webhook endpoint", _ROLES, parameters=[_ID],
-                         responses={200: ref("Webhook")}),
+                         responses={200: ref("Webhook")}, errors=_NOT_FOUND),
         "patch": operation("change a webhook endpoint (a new url or kind, or any body_template "
                            "given, needs write-only values given again: 422 "
                            "validation_failed); a change of what or where it sends answers "
@@ -104,10 +118,11 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                            _ROLES,
                            parameters=[_ID],
                            body=json_content(ref("WebhookChange")),
-                           responses={200: ref("Webhook")}),
+                           responses={200: ref("Webhook")},
+                           errors=error_codes(_CHANGE, _NOT_FOUND)),
         "delete": operation("delete a webhook endpoint and its deliveries; answers once "
                             "the requests under way to it have ended", _ROLES,
-                            parameters=[_ID], responses={200: _DELETED}),
+                            parameters=[_ID], responses={200: _DELETED}, errors=_NOT_FOUND),
     },
     "/api/v1/webhooks/{id}/deliveries": {
         "get": operation(
@@ -119,11 +134,14 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                 param("before_id", "query", {"type": "integer", "minimum": 0}),
                 param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
             ],
+            errors=error_codes(_INVALID, _NOT_FOUND),
         ),
     },
     "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay": {
         "post": operation("deliver a delivered or dead delivery again", _ROLES,
                           parameters=[_ID, _DELIVERY_ID],
-                          responses={202: ref("WebhookDelivery")}),
+                          responses={202: ref("WebhookDelivery")},
+                          errors={**_NOT_FOUND,
+                                  409: ["delivery_pending", "webhook_url_changed"]}),
     },
 }

@@ -1,0 +1,119 @@
+"""The key and webhook routes declared no error response but ``default``: a client
+generated from the document could not tell a key revoked already (404) from one rotated
+before (409 ``already_rotated``), or a webhook name taken (409 ``name_taken``) from a URL
+the SSRF guard refuses (422 ``url_not_allowed``), but by reading docs/api.md. Each now
+declares every error status it answers with, its codes an ``enum``, checked here against
+the service's real answers."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api.context import Role
+from postwarden_store import connect
+from tests.fixtures.adminapp import MintKey, bearer
+from tests.webhooks.support import add_endpoint, generate_secret
+
+from .test_openapi_error_codes import _codes
+
+pytestmark = pytest.mark.postgres
+Client = TestClient[Any, Any]
+KEYS, KEY, ROTATE = "/api/v1/keys", "/api/v1/keys/{key_id}", "/api/v1/keys/{key_id}/rotate"
+HOOKS, HOOK = "/api/v1/webhooks", "/api/v1/webhooks/{id}"
+DELIVERIES = "/api/v1/webhooks/{id}/deliveries"
+REPLAY = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay"
+ROUTES = (KEYS, KEY, ROTATE, HOOKS, HOOK, DELIVERIES, REPLAY)
+JSON = {"Content-Type": "application/json"}
+
+
+class Refused(NamedTuple):
+    """A request the service refuses: its operation, and the status it answers with."""
+
+    method: str
+    template: str
+    url: str
+    body: bytes | None
+    headers: dict[str, str]
+    status: int
+
+
+async def _document(client: Client) -> dict[str, Any]:
+    document: dict[str, Any] = await (await client.get("/api/v1/openapi.json")).json()
+    return document
+
+
+async def test_every_error_status_of_these_routes_lists_its_codes(admin_client: Client
+                                                                  ) -> None:
+    paths = (await _document(admin_client))["paths"]
+    unlisted = [(method, path, status)
+                for path in ROUTES for method, spec in paths[path].items()
+                for status, answer in spec["responses"].items()
+                if status != "default" and int(status) >= 400 and not _codes(answer)]
+    assert unlisted == []
+
+
+async def _key_refusals(client: Client, admin: str, mint_key: MintKey) -> list[Refused]:
+    revoked = (await mint_key(Role.OPERATOR)).split("_")[1]
+    await client.delete(f"{KEYS}/{revoked}", headers=bearer(admin))
+    rotated = (await mint_key(Role.OPERATOR)).split("_")[1]
+    assert (await client.post(f"{KEYS}/{rotated}/rotate", headers=bearer(admin),
+                              json={})).status == 201
+    operator = await mint_key(Role.OPERATOR)
+    return [
+        Refused("get", KEYS, KEYS, None, bearer(operator), 403),
+        Refused("post", KEYS, KEYS, b"{}", JSON, 422),
+        Refused("post", KEYS, KEYS, b"{", JSON, 400),
+        Refused("post", KEYS, KEYS, b"{}", {"Content-Type": "text/plain"}, 415),
+        Refused("delete", KEY, f"{KEYS}/nosuch", None, {}, 404),
+        Refused("delete", KEY, f"{KEYS}/{revoked}", None, {}, 404),
+        Refused("post", ROTATE, f"{KEYS}/nosuch/rotate", b"{}", JSON, 404),
+        Refused("post", ROTATE, f"{KEYS}/{rotated}/rotate", b"{}", JSON, 409),
+        Refused("post", ROTATE, f"{KEYS}/{rotated}/rotate", b'{"grace_secs": 0}', JSON, 422),
+    ]
+
+
+async def _webhook_refusals(database_url: str) -> list[Refused]:
+    conn = await connect(database_url)
+    try:  # nothing is sent: no event is raised to them
+        first, _ = [await add_endpoint(conn, name, "https://127.0.0.1:9/hook", [],
+                                       generate_secret()) for name in ("refused-a", "refused-b")]
+    finally:
+        await conn.close()
+    one, none = f"{HOOKS}/{first}", f"{HOOKS}/999999999"
+    return [
+        Refused("post", HOOKS, HOOKS, b"{}", JSON, 422),
+        Refused("post", HOOKS, HOOKS, b'{"name": "x", "url": "https://127.0.0.1/"}', JSON, 422),
+        Refused("post", HOOKS, HOOKS, b"[]", JSON, 400),
+        Refused("post", HOOKS, HOOKS, b"{}", {"Content-Type": "text/plain"}, 415),
+        Refused("get", HOOK, none, None, {}, 404),
+        Refused("patch", HOOK, none, b"{}", JSON, 404),
+        Refused("patch", HOOK, one, b'{"name": "refused-b"}', JSON, 409),
+        Refused("patch", HOOK, one, b'{"enabled": "yes"}', JSON, 422),
+        Refused("delete", HOOK, none, None, {}, 404),
+        Refused("get", DELIVERIES, f"{one}/deliveries?stauts=dead", None, {}, 422),
+        Refused("get", DELIVERIES, f"{none}/deliveries", None, {}, 404),
+        Refused("post", REPLAY, f"{one}/deliveries/999999999/replay", None, {}, 404),
+    ]
+
+
+async def test_a_refusal_is_answered_as_declared(
+    admin_client: Client, admin_key: str, mint_key: MintKey, database_url: str
+) -> None:
+    """Under its own status (not only ``default``), with a code it lists."""
+    paths = (await _document(admin_client))["paths"]
+    refusals = [*await _key_refusals(admin_client, admin_key, mint_key),
+                *await _webhook_refusals(database_url)]
+    wrong = []
+    for refused in refusals:
+        response = await admin_client.request(
+            refused.method.upper(), refused.url, data=refused.body,
+            headers={**bearer(admin_key), **refused.headers})
+        code = (await response.json())["error"]["code"]
+        declared = paths[refused.template][refused.method]["responses"]
+        if (response.status != refused.status
+                or code not in (_codes(declared.get(str(response.status), {})) or [])):
+            wrong.append((refused.method, refused.url, response.status, code))
+    assert wrong == []
