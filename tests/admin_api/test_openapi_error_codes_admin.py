@@ -1,14 +1,15 @@
-"""The key and webhook routes declared no error response but ``default``: a client
-generated from the document could not tell a key revoked already (404) from one rotated
-before (409 ``already_rotated``), or a webhook name taken (409 ``name_taken``) from a URL
-the SSRF guard refuses (422 ``url_not_allowed``), but by reading docs/api.md. Each now
-declares every error status it answers with, its codes an ``enum``, checked here against
-the service's real answers."""
+"""The key, webhook and policy test routes declared no error response but ``default``: a
+client generated from the document could not tell a key revoked already (404) from one
+rotated before (409 ``already_rotated``), or a webhook name taken (409 ``name_taken``)
+from a URL the SSRF guard refuses (422 ``url_not_allowed``), but by reading
+docs/api.md. Each now declares every error status it answers with, its codes an
+``enum``, checked here against the service's real answers."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -25,7 +26,8 @@ KEYS, KEY, ROTATE = "/api/v1/keys", "/api/v1/keys/{key_id}", "/api/v1/keys/{key_
 HOOKS, HOOK = "/api/v1/webhooks", "/api/v1/webhooks/{id}"
 DELIVERIES = "/api/v1/webhooks/{id}/deliveries"
 REPLAY = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay"
-ROUTES = (KEYS, KEY, ROTATE, HOOKS, HOOK, DELIVERIES, REPLAY)
+POLICY_TEST = "/api/v1/policies/test"
+ROUTES = (KEYS, KEY, ROTATE, HOOKS, HOOK, DELIVERIES, REPLAY, POLICY_TEST)
 JSON = {"Content-Type": "application/json"}
 
 
@@ -35,7 +37,7 @@ class Refused(NamedTuple):
     method: str
     template: str
     url: str
-    body: bytes | None
+    body: bytes | aiohttp.FormData | None
     headers: dict[str, str]
     status: int
 
@@ -99,13 +101,27 @@ async def _webhook_refusals(database_url: str) -> list[Refused]:
     ]
 
 
+def _policy_test_refusals() -> list[Refused]:
+    def form(**fields: str) -> aiohttp.FormData:
+        data = aiohttp.FormData(fields)
+        data.add_field("message", b"Subject: x\r\n\r\nhi\r\n", filename="m.eml")
+        return data
+
+    return [
+        Refused("post", POLICY_TEST, POLICY_TEST, b"{}", JSON, 415),
+        Refused("post", POLICY_TEST, POLICY_TEST, form(sender="nobody"), {}, 422),
+        Refused("post", POLICY_TEST, POLICY_TEST, form(policy="version: ["), {}, 422),
+        Refused("post", POLICY_TEST, POLICY_TEST, form(revision_id=str(2**62)), {}, 404),
+    ]
+
+
 async def test_a_refusal_is_answered_as_declared(
     admin_client: Client, admin_key: str, mint_key: MintKey, database_url: str
 ) -> None:
     """Under its own status (not only ``default``), with a code it lists."""
     paths = (await _document(admin_client))["paths"]
     refusals = [*await _key_refusals(admin_client, admin_key, mint_key),
-                *await _webhook_refusals(database_url)]
+                *await _webhook_refusals(database_url), *_policy_test_refusals()]
     wrong = []
     for refused in refusals:
         response = await admin_client.request(

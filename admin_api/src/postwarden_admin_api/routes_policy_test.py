@@ -23,7 +23,7 @@ from .bodies import check_encoding, decimal, idle_bounded, json_ok, unknown_fiel
 from .context import POOL, Role, allow
 from .engine import compile_sources, not_utf8_detail, off_loop
 from .errors import ApiError, ValidationFailed, connection
-from .openapi import operation
+from .openapi import VALIDATION_FAILED, operation
 from .revisions import fetch_revision
 
 routes = web.RouteTableDef()
@@ -175,5 +175,9 @@ OPENAPI_PATHS = {
         [Role.OPERATOR, Role.AUDITOR],
         body={"multipart/form-data": {"schema": {**FORM, "additionalProperties": False}}},
         responses={200: _VERDICT},
+        # What policy_test raises, per status (a test asks the service for each).
+        errors={400: ["bad_request"], 404: ["not_found"], 408: ["request_timeout"],
+                409: ["no_active_policy"], 415: ["unsupported_media_type"],
+                422: [VALIDATION_FAILED]},
     )},
 }
