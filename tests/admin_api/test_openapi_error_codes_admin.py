@@ -1,9 +1,10 @@
-"""The key, webhook and policy test routes declared no error response but ``default``: a
+"""The key, webhook and policy routes declared no error response but ``default``: a
 client generated from the document could not tell a key revoked already (404) from one
-rotated before (409 ``already_rotated``), or a webhook name taken (409 ``name_taken``)
-from a URL the SSRF guard refuses (422 ``url_not_allowed``), but by reading
-docs/api.md. Each now declares every error status it answers with, its codes an
-``enum``, checked here against the service's real answers."""
+rotated before (409 ``already_rotated``), a webhook name taken (409 ``name_taken``) from
+a URL the SSRF guard refuses (422 ``url_not_allowed``), or a rollback with no earlier
+revision (409 ``no_previous_revision``) from one of a policy not active (409
+``no_active_policy``), but by reading docs/api.md. Each now declares every error status
+it answers with, its codes an ``enum``, checked here against the service's real answers."""
 
 from __future__ import annotations
 
@@ -27,7 +28,14 @@ HOOKS, HOOK = "/api/v1/webhooks", "/api/v1/webhooks/{id}"
 DELIVERIES = "/api/v1/webhooks/{id}/deliveries"
 REPLAY = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay"
 POLICY_TEST = "/api/v1/policies/test"
-ROUTES = (KEYS, KEY, ROTATE, HOOKS, HOOK, DELIVERIES, REPLAY, POLICY_TEST)
+POLICIES, REVISIONS = "/api/v1/policies", "/api/v1/policies/{name}/revisions"
+DEPLOY = "/api/v1/policies/deploy"
+DEACTIVATE, ROLLBACK = "/api/v1/policies/{name}/deactivate", "/api/v1/policies/{name}/rollback"
+REVISION, ACTIVATE = "/api/v1/revisions/{revision_id}", "/api/v1/revisions/{revision_id}/activate"
+DIFF = "/api/v1/revisions/{revision_id}/diff/{other_id}"
+ROUTES = (KEYS, KEY, ROTATE, HOOKS, HOOK, DELIVERIES, REPLAY, POLICY_TEST, POLICIES, REVISIONS,
+          DEPLOY, DEACTIVATE, ROLLBACK, REVISION, ACTIVATE, DIFF)
+YAML = {"Content-Type": "application/yaml"}
 JSON = {"Content-Type": "application/json"}
 
 
@@ -115,13 +123,44 @@ def _policy_test_refusals() -> list[Refused]:
     ]
 
 
+async def _policy_refusals(client: Client, admin: str) -> list[Refused]:
+    source = b"version: 1\nname: refused-p\nrules: []\n"
+    uploaded = await client.post(POLICIES, data=source, headers={**bearer(admin), **YAML})
+    assert uploaded.status in (200, 201)
+    revision = (await uploaded.json())["id"]
+    name, one, none = "refused-p", f"/api/v1/revisions/{revision}", "/api/v1/revisions/999999999"
+    inactive = f"{POLICIES}/{name}"
+    return [
+        Refused("post", POLICIES, POLICIES, source, {"Content-Type": "text/html"}, 415),
+        Refused("post", POLICIES, POLICIES, b"version: [", YAML, 422),
+        Refused("post", POLICIES, POLICIES, b"version: 1\nname: database-rules\nrules: []\n",
+                YAML, 422),
+        Refused("get", REVISIONS, f"{POLICIES}/refused-none/revisions", None, {}, 404),
+        Refused("get", REVISIONS, f"{inactive}/revisions?limt=1", None, {}, 422),
+        Refused("post", DEPLOY, DEPLOY, b'{"activate": [999999999]}', JSON, 404),
+        Refused("post", DEPLOY, DEPLOY, b'{"deactivate": ["refused-p"]}', JSON, 409),
+        Refused("post", DEPLOY, DEPLOY, b'{"deactivate": ["database-rules"]}', JSON, 422),
+        Refused("post", DEPLOY, DEPLOY, b"{", JSON, 400),
+        Refused("post", DEACTIVATE, f"{inactive}/deactivate", None, {}, 409),
+        Refused("post", ROLLBACK, f"{inactive}/rollback", b"{}", JSON, 409),
+        Refused("post", ROLLBACK, f"{POLICIES}/refused-none/rollback", b"{}", JSON, 404),
+        Refused("post", ROLLBACK, f"{inactive}/rollback", b'{"revision_id": "1"}', JSON, 422),
+        Refused("get", REVISION, f"{one}?format=xml", None, {}, 422),
+        Refused("get", REVISION, none, None, {}, 404),
+        Refused("get", DIFF, f"{none}/diff/{revision}", None, {}, 404),
+        Refused("post", ACTIVATE, f"{none}/activate", None, {}, 404),
+        Refused("post", ACTIVATE, f"{one}/activate", None, {"If-Match": '"999999999"'}, 412),
+    ]
+
+
 async def test_a_refusal_is_answered_as_declared(
     admin_client: Client, admin_key: str, mint_key: MintKey, database_url: str
 ) -> None:
     """Under its own status (not only ``default``), with a code it lists."""
     paths = (await _document(admin_client))["paths"]
     refusals = [*await _key_refusals(admin_client, admin_key, mint_key),
-                *await _webhook_refusals(database_url), *_policy_test_refusals()]
+                *await _webhook_refusals(database_url), *_policy_test_refusals(),
+                *await _policy_refusals(admin_client, admin_key)]
     wrong = []
     for refused in refusals:
         response = await admin_client.request(

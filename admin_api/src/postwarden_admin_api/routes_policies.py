@@ -39,7 +39,17 @@ from .diffs import unified_diff
 from .engine import TEST_WARNING, compile_upload, loader_warnings, not_utf8_detail, off_loop
 from .errors import ApiError, ValidationFailed, connection
 from .notify_targets import ENDPOINT_DISABLED, ENDPOINT_MISSING, notify_warnings
-from .openapi import PerType, header, json_content, operation, param, ref
+from .openapi import (
+    JSON_BODY_ERRORS,
+    VALIDATION_FAILED,
+    PerType,
+    error_codes,
+    header,
+    json_content,
+    operation,
+    param,
+    ref,
+)
 from .revisions import (
     activate,
     active_revisions,
@@ -431,6 +441,12 @@ _REVISION = param("revision_id", "path", _INT)
 _NAME = param("name", "path", _STR)
 _OPERATORS = [Role.OPERATOR]
 _READERS = [Role.OPERATOR, Role.AUDITOR]
+# The codes each handler raises, declared per status (a test asks the service for each).
+_NOT_FOUND = {404: ["not_found"]}
+_INVALID = {422: [VALIDATION_FAILED]}
+_CHANGE = {422: [VALIDATION_FAILED, "reserved_policy_name"]}  # the set does not load
+_INACTIVE = {409: ["no_active_policy"]}
+_STALE = {412: ["precondition_failed"]}
 OPENAPI_PATHS = {
     "/api/v1/policies": {
         "post": operation(
@@ -440,10 +456,13 @@ OPENAPI_PATHS = {
                                                                 "maxLength": COMMENT_MAX})],
             body={"application/yaml": {"schema": _STR}, "application/json": {"schema": {}}},
             responses={201: ref("Revision"), 200: ref("Revision")},
+            errors=error_codes({408: ["request_timeout"], 415: ["unsupported_media_type"]},
+                               _CHANGE),
         ),
         "get": operation("policies with their latest and active revisions", _READERS,
                          responses={200: {"type": "object", "required": ["policies"],
-                                          "properties": {"policies": {"type": "array"}}}}),
+                                          "properties": {"policies": {"type": "array"}}}},
+                         errors={}),
     },
     "/api/v1/policies/{name}/revisions": {"get": operation(
         "revisions of one policy, newest first", _READERS,
@@ -455,6 +474,7 @@ OPENAPI_PATHS = {
                          "properties": {
                              "revisions": {"type": "array", "items": ref("Revision")},
                              "next_before": {"type": ["integer", "null"]}}}},
+        errors=error_codes(_INVALID, _NOT_FOUND),
     )},
     "/api/v1/policies/deploy": {"post": operation(
         "activate revisions and deactivate policies as one change: the resulting set is "
@@ -468,10 +488,12 @@ OPENAPI_PATHS = {
                            "description": "names of active policies"},
         }}),
         responses={200: ref("Deployment")},
+        errors=error_codes(JSON_BODY_ERRORS, _NOT_FOUND, _INACTIVE, _CHANGE),
     )},
     "/api/v1/policies/{name}/deactivate": {"post": operation(
         "deactivate a policy (its revisions are kept); milters reload through NOTIFY",
         _OPERATORS, parameters=[_NAME], responses={200: ref("Deployment")},
+        errors=error_codes(_INACTIVE, _CHANGE),
     )},
     "/api/v1/policies/{name}/rollback": {"post": operation(
         "activate an earlier revision (default: the one before the active one); of "
@@ -481,6 +503,8 @@ OPENAPI_PATHS = {
         descriptions=STALE_TEXT,
         body=json_content({"type": "object", "additionalProperties": False,
                            "properties": {"revision_id": _INT}}),
+        errors=error_codes(JSON_BODY_ERRORS, _NOT_FOUND, _STALE, _CHANGE,
+                           {409: ["no_active_policy", "no_previous_revision"]}),
     )},
     "/api/v1/revisions/{revision_id}": {"get": operation(
         "a revision's YAML source (format=json: metadata and source)", _READERS,
@@ -492,16 +516,17 @@ OPENAPI_PATHS = {
             "X-Content-Hash": header("the source's content hash", {"type": "string"},
                                      required=False),
         }},
+        errors=error_codes(_INVALID, _NOT_FOUND),
     )},
     "/api/v1/revisions/{revision_id}/diff/{other_id}": {"get": operation(
         "unified diff from one revision to another", _READERS,
         parameters=[_REVISION, param("other_id", "path", _INT)],
-        responses={200: _STR}, response_type="text/x-diff",
+        responses={200: _STR}, response_type="text/x-diff", errors=_NOT_FOUND,
     )},
     "/api/v1/revisions/{revision_id}/activate": {"post": operation(
         "activate a revision (not one of database-rules); milters reload through NOTIFY",
         _OPERATORS,
         parameters=[_REVISION, IF_MATCH], responses={200: ref("Revision"), **STALE},
-        descriptions=STALE_TEXT,
+        descriptions=STALE_TEXT, errors=error_codes(_NOT_FOUND, _STALE, _CHANGE),
     )},
 }
