@@ -1,4 +1,4 @@
-"""The key, webhook and policy routes declared no error response but ``default``: a
+"""The key, webhook, policy, rules and settings routes declared no error response but ``default``: a
 client generated from the document could not tell a key revoked already (404) from one
 rotated before (409 ``already_rotated``), a webhook name taken (409 ``name_taken``) from
 a URL the SSRF guard refuses (422 ``url_not_allowed``), or a rollback with no earlier
@@ -8,6 +8,7 @@ it answers with, its codes an ``enum``, checked here against the service's real 
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -15,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.context import Role
+from postwarden_admin_api.runtime_settings import SECRET_SETTINGS
 from postwarden_store import connect
 from tests.fixtures.adminapp import MintKey, bearer
 from tests.webhooks.support import add_endpoint, generate_secret
@@ -33,8 +35,10 @@ DEPLOY = "/api/v1/policies/deploy"
 DEACTIVATE, ROLLBACK = "/api/v1/policies/{name}/deactivate", "/api/v1/policies/{name}/rollback"
 REVISION, ACTIVATE = "/api/v1/revisions/{revision_id}", "/api/v1/revisions/{revision_id}/activate"
 DIFF = "/api/v1/revisions/{revision_id}/diff/{other_id}"
+RULES, RULE, SETTINGS = "/api/v1/rules", "/api/v1/rules/{name}", "/api/v1/settings"
 ROUTES = (KEYS, KEY, ROTATE, HOOKS, HOOK, DELIVERIES, REPLAY, POLICY_TEST, POLICIES, REVISIONS,
-          DEPLOY, DEACTIVATE, ROLLBACK, REVISION, ACTIVATE, DIFF)
+          DEPLOY, DEACTIVATE, ROLLBACK, REVISION, ACTIVATE, DIFF, RULES, RULE, SETTINGS)
+STALE = {"If-Match": '"999999999"'}
 YAML = {"Content-Type": "application/yaml"}
 JSON = {"Content-Type": "application/json"}
 
@@ -149,7 +153,30 @@ async def _policy_refusals(client: Client, admin: str) -> list[Refused]:
         Refused("get", REVISION, none, None, {}, 404),
         Refused("get", DIFF, f"{none}/diff/{revision}", None, {}, 404),
         Refused("post", ACTIVATE, f"{none}/activate", None, {}, 404),
-        Refused("post", ACTIVATE, f"{one}/activate", None, {"If-Match": '"999999999"'}, 412),
+        Refused("post", ACTIVATE, f"{one}/activate", None, STALE, 412),
+    ]
+
+
+async def _rules_and_settings_refusals(client: Client, admin: str, mint_key: MintKey
+                                       ) -> list[Refused]:
+    rule = {"name": "refused-r", "when": {"sender": ["nobody@refused.invalid"]},
+            "then": "accept"}
+    created = await client.post(RULES, headers=bearer(admin), json={"rule": rule})
+    assert created.status == 201, await created.text()
+    again = json.dumps({"rule": rule}).encode()
+    operator = await mint_key(Role.OPERATOR)
+    secret = json.dumps({next(iter(SECRET_SETTINGS)): "x"}).encode()
+    return [
+        Refused("post", RULES, RULES, b'{"rule": {"name": "x"}}', JSON, 422),
+        Refused("post", RULES, RULES, again, JSON, 409),
+        Refused("post", RULES, RULES, again, {**JSON, **STALE}, 412),
+        Refused("patch", RULE, f"{RULES}/nosuch", b"{}", JSON, 404),
+        Refused("patch", RULE, f"{RULES}/refused-r", b'{"position": -1}', JSON, 422),
+        Refused("delete", RULE, f"{RULES}/nosuch", None, {}, 404),
+        Refused("delete", RULE, f"{RULES}/refused-r", None, STALE, 412),
+        Refused("put", SETTINGS, SETTINGS, b'{"nosuch": 1}', JSON, 422),
+        Refused("put", SETTINGS, SETTINGS, b"{", JSON, 400),
+        Refused("put", SETTINGS, SETTINGS, secret, {**JSON, **bearer(operator)}, 403),
     ]
 
 
@@ -160,7 +187,8 @@ async def test_a_refusal_is_answered_as_declared(
     paths = (await _document(admin_client))["paths"]
     refusals = [*await _key_refusals(admin_client, admin_key, mint_key),
                 *await _webhook_refusals(database_url), *_policy_test_refusals(),
-                *await _policy_refusals(admin_client, admin_key)]
+                *await _policy_refusals(admin_client, admin_key),
+                *await _rules_and_settings_refusals(admin_client, admin_key, mint_key)]
     wrong = []
     for refused in refusals:
         response = await admin_client.request(

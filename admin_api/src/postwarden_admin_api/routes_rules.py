@@ -27,7 +27,16 @@ from .bodies import json_ok, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .engine import off_loop
 from .errors import ApiError, ValidationFailed, connection
-from .openapi import header, json_content, operation, param, ref
+from .openapi import (
+    JSON_BODY_ERRORS,
+    VALIDATION_FAILED,
+    error_codes,
+    header,
+    json_content,
+    operation,
+    param,
+    ref,
+)
 from .revisions import (
     activate,
     fetch_active,
@@ -278,6 +287,9 @@ _ETAG = {"ETag": header("the revision shown, as a quoted id: send it as If-Match
                         {"type": "string"}, required=False)}
 STALE = {412: ref("Error")}
 STALE_TEXT = {412: "precondition_failed: If-Match names a revision no longer active"}
+# The codes each handler raises, declared per status (a test asks the service for each).
+_SAVED = {412: ["precondition_failed"], 422: [VALIDATION_FAILED]}
+_NO_RULE = {404: ["not_found"]}
 OPENAPI_PATHS = {
     "/api/v1/rules": {
         "get": operation("rules of the database-managed policy's active revision, in order",
@@ -285,19 +297,24 @@ OPENAPI_PATHS = {
                          responses={200: {"type": "object", "required": ["rules"], "properties": {
                              "revision_id": {"type": ["integer", "null"]},
                              "rules": {"type": "array", "items": _RULE}}}},
-                         headers={200: _ETAG}),
+                         headers={200: _ETAG}, errors={}),
         "post": operation("add a rule (at position, default last); a new revision, activated",
                           [Role.OPERATOR], body=json_content({**_CHANGE, "required": ["rule"]}),
                           parameters=[IF_MATCH], responses={201: _RESULT, **STALE},
-                          descriptions=STALE_TEXT, headers={201: _ETAG}),
+                          descriptions=STALE_TEXT, headers={201: _ETAG},
+                          errors=error_codes(JSON_BODY_ERRORS, _SAVED,
+                                             {409: ["rule_exists", "too_many_rules"]})),
     },
     "/api/v1/rules/{name}": {
         "patch": operation("replace or move a rule; a new revision, activated",
                            [Role.OPERATOR], parameters=[_NAME, IF_MATCH],
                            body=json_content(_CHANGE), responses={200: _RESULT, **STALE},
-                           descriptions=STALE_TEXT, headers={200: _ETAG}),
+                           descriptions=STALE_TEXT, headers={200: _ETAG},
+                           errors=error_codes(JSON_BODY_ERRORS, _SAVED, _NO_RULE,
+                                              {409: ["rule_exists"]})),
         "delete": operation("delete a rule; a new revision, activated", [Role.OPERATOR],
                             parameters=[_NAME, IF_MATCH], responses={200: _RESULT, **STALE},
-                            descriptions=STALE_TEXT, headers={200: _ETAG}),
+                            descriptions=STALE_TEXT, headers={200: _ETAG},
+                            errors=error_codes(_SAVED, _NO_RULE)),
     },
 }

@@ -11,7 +11,7 @@ from . import admin_audit
 from .bodies import json_ok, read_json_object
 from .context import POOL, Role, allow, principal
 from .errors import ApiError, ValidationFailed, connection
-from .openapi import json_content, operation, ref
+from .openapi import JSON_BODY_ERRORS, VALIDATION_FAILED, error_codes, json_content, operation, ref
 from .runtime_settings import (
     FIELDS,
     INT_BOUNDS,
@@ -121,9 +121,12 @@ SCHEMAS = {
 OPENAPI_PATHS = {
     "/api/v1/settings": {
         "get": operation("current settings (secrets only say whether they are set)",
-                         [Role.OPERATOR], responses={200: ref("Settings")}),
-        "put": operation("change settings; null restores a default or clears a secret",
+                         [Role.OPERATOR], responses={200: ref("Settings")}, errors={}),
+        "put": operation("change settings; null restores a default or clears a secret "
+                         "(403 forbidden: a secret, or a shorter audit retention, is "
+                         "admins' to change)",
                          [Role.OPERATOR], body=json_content(ref("SettingsChange")),
-                         responses={200: ref("Settings")}),
+                         responses={200: ref("Settings")},
+                         errors=error_codes(JSON_BODY_ERRORS, {422: [VALIDATION_FAILED]})),
     },
 }
