@@ -2,16 +2,18 @@
 
 cleanup logs our Message-ID, finishes the queue file in the incoming queue and
 answers 250; qmgr logs ``queue active`` only once it takes the file in. A transfer
-cut off mid-DATA leaves the same lines (its file is removed without one), so past
-OPEN_RECEIPT_LIMIT the relay took the message for not queued and sent a second
-copy. Postfix's queue tells the two apart: ``postqueue -j`` lists only finished
-files. Runs against a private real Postfix whose qmgr is paused (SIGSTOP).
+cut off mid-DATA whose smtpd logs nothing of it (killed) leaves the same lines (its
+file is removed without one), so past OPEN_RECEIPT_LIMIT the relay took the message
+for not queued and sent a second copy. Postfix's queue tells the two apart:
+``postqueue -j`` lists only finished files. Runs against a private real Postfix whose
+qmgr is paused (SIGSTOP).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import smtplib
 import uuid
@@ -76,15 +78,20 @@ async def follower(pool: asyncpg.Pool, postfix: PostfixInstance
     await stop_task(task)
 
 
-def cut_mid_data(port: int, sender: str, recipient: str, content: bytes) -> None:
-    """A transfer cut off before the final dot (its headers sent whole): Postfix removes
-    the file, and logs no line that says so."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+def killed_mid_data(postfix: PostfixInstance, sender: str, recipient: str, content: bytes
+                    ) -> None:
+    """A transfer whose smtpd is killed mid-DATA, once cleanup named its Message-ID:
+    Postfix removes the file, and logs no line that says so."""
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as smtp:
         smtp.ehlo("client.test")
         smtp.mail(sender)
         smtp.rcpt(recipient)
         assert smtp.docmd("DATA")[0] == 354
-        smtp.send(content[:-2] + b"\r\n")  # no dot: the message never ends
+        # More than smtpd holds back from cleanup: the headers reach it.
+        smtp.send(content[:-2] + b"\r\n" + (b"x" * 78 + b"\r\n") * 300)
+        wait_for(lambda: "message-id=" in postfix.log())
+        os.kill(int(re.findall(r"smtpd\[(\d+)\]: \w+: client=", postfix.log())[-1]),
+                signal.SIGKILL)
         smtp.close()
 
 
@@ -101,7 +108,7 @@ async def interrupted(pool: asyncpg.Pool, postfix: PostfixInstance, *, finished:
         await hang_up_after_the_dot(postfix.port, row["envelope_from"], recipient,
                                     row["content"])
     else:
-        await asyncio.to_thread(cut_mid_data, postfix.port, row["envelope_from"], recipient,
+        await asyncio.to_thread(killed_mid_data, postfix, row["envelope_from"], recipient,
                                 row["content"])
     await until(pool, "SELECT EXISTS (SELECT FROM relay_receipts WHERE message_id = $1 "
                 "AND NOT committed)", message)
@@ -148,7 +155,7 @@ async def test_a_file_qmgr_has_not_taken_in_for_long_is_not_sent_again(
     assert len(await asyncio.to_thread(postfix.queue)) == 1  # no second copy
 
 
-async def test_a_transfer_cut_off_mid_data_is_sent_again_past_the_limit(
+async def test_a_transfer_killed_mid_data_is_sent_again_past_the_limit(
     pool: asyncpg.Pool, postfix: PostfixInstance, follower: MaillogFollower,
 ) -> None:
     message, aborted = await interrupted(pool, postfix, finished=False)

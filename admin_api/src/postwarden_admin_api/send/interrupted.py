@@ -9,10 +9,12 @@ receipts (:mod:`.receipts`). While the log cannot tell yet, the answer is
 attempt and sending nothing:
 
 - cleanup took the message in and the queue manager has yet to log it (a
-  backlogged qmgr), for as long as :mod:`.receipts` counts such a receipt open;
-  no log line tells a finished incoming file from one an aborted transfer left,
-  so where Postfix's queue can be listed (:class:`PostfixQueue`), a file listed
-  there under the receipt's queue id is the commit, however late qmgr is;
+  backlogged qmgr), for as long as :mod:`.receipts` counts such a receipt open
+  (smtpd's line of a transfer cut off before the final dot closes it at once:
+  :mod:`.cutoffs`); no other line tells a finished incoming file from one an
+  aborted transfer left, so where Postfix's queue can be listed
+  (:class:`PostfixQueue`), a file listed there under the receipt's queue id is
+  the commit, however late qmgr is;
 - the log that may show the attempt has not been read to its end since the row
   was first looked at: that of the host whose Postfix the attempt went to (the
   relay's claim names it, migration 0025), unless the instance that made it read

@@ -32,7 +32,8 @@ Postfix's answer, even where an older message was stored under that queue id)
 are saved with the read position, so the next reader goes on with them
 (migration 0014). A poll whose database
 work fails keeps all its lines for the next one. Lines about queue files
-(:mod:`.receipts`) are handed over in the same poll, all of them;
+(:mod:`.receipts`, and smtpd's of transfers cut off: :mod:`.cutoffs`) are handed
+over in the same poll, all of them;
 :meth:`MaillogFollower.read_past` waits for a poll that started after a given
 moment to read to the end of the log, with no newer file waiting at the path
 (on a standby instance: for such a poll of the reader's, told by the
@@ -76,12 +77,13 @@ import asyncpg
 from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
 
+from .cutoffs import CutOffs
 from .deliveryapply import apply_events, apply_requeues
 from .deliverylines import DeliveryEvent, Requeued, UnknownStatus, parse_line
 from .handovers import Arrivals
 from .logtail import LogTail, fingerprint, renamed_file
 from .othermail import OtherMail
-from .receipts import Holds, ReceiptLine, apply_receipts, parse_receipt, void_uncommitted
+from .receipts import Holds, ReceiptLine, apply_receipts, void_uncommitted
 from .syslogline import LogLine, logged_at, split_line
 from .waitinglines import MAX_PENDING, Waiting, restored, saved_form, still_waiting
 
@@ -198,6 +200,7 @@ class MaillogFollower:
         self._requeues: list[Requeued] = []  # read, not yet committed
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
         self._arrivals = Arrivals()  # as _other_mail
+        self._cut_offs = CutOffs()  # as _other_mail
         self._unknown_named: set[str] = set()  # statuses warned of; only the reading thread
         self._unshaped = 0  # lines read, none a Postfix daemon's; -1 once one was (or told)
         self._receipts_dropped = False
@@ -290,6 +293,7 @@ class MaillogFollower:
         self._holds = self._holds_read = Holds()
         self._other_mail.clear()
         self._arrivals.clear()
+        self._cut_offs.clear()
 
     async def _take_over(self, row: asyncpg.Record | None) -> None:
         """Go on where the last reader (this instance before a restart, or another) stopped."""
@@ -430,7 +434,7 @@ class MaillogFollower:
                 self._check_form(line)
             if line is None:
                 continue
-            if (receipt := parse_receipt(line)) is not None:
+            if (receipt := self._cut_offs.receipt(line)) is not None:
                 receipts.append(receipt)
                 self._other_mail.note(receipt)
                 self._arrivals.note(receipt)

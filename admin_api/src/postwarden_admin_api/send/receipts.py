@@ -31,8 +31,10 @@ An open receipt (cleanup named our Message-ID, and no commit, reject or reuse of
 the queue id followed) is no "not queued": cleanup makes the queue file final
 before smtpd's 250, and qmgr logs ``queue active`` only once it takes the file
 from the incoming queue, which a busy qmgr (active queue full) does late; the log
-shows nothing in between. A transfer cut off mid-DATA looks the same (its file is
-removed without a line), so an open receipt holds the row back only until it is
+shows nothing in between. A transfer cut off mid-DATA leaves cleanup's line too (its
+file is removed without one), but smtpd's ``lost connection after DATA`` reads as a
+reject (:mod:`.cutoffs`); one cut off where smtpd logs nothing of it (killed) looks
+the same, so an open receipt holds the row back only until it is
 :data:`OPEN_RECEIPT_LIMIT` old (:func:`opened`), unless Postfix's queue shows the
 file finished (:class:`.interrupted.PostfixQueue`).
 """

@@ -38,7 +38,7 @@ _RFC5424_HEAD = re.compile(r"(?:<\d{1,3}>)?(?:\d{1,2} )?")
 # starts with (two spaces before it); a message may start with a byte order mark. Each
 # field is taken whole (possessive): a line in another form fails at once.
 _RFC5424 = re.compile(
-    r"(?:-|\d{4}-\d\d-\d\dT\S++) \S++ (?P<program>[^\s\[:]++) \d++ \S++ "
+    r"(?:-|\d{4}-\d\d-\d\dT\S++) \S++ (?P<program>[^\s\[:]++) (?P<pid>\d++) \S++ "
     r'(?:-|(?:\[(?:[^"\]]|"(?:[^"\\]|\\.)*+")*+\])++)(?: \ufeff? ?)?'
 )
 _TRADITIONAL = re.compile(r"([A-Z][a-z]{2}) ( \d|\d\d) (\d\d):(\d\d):(\d\d)(\.\d{1,6})? ")
@@ -55,6 +55,12 @@ class LogLine:
     text: str
     program: str  # postfix/cleanup, postfix-x/smtp, ...
     start: int  # where the message begins in ``text``
+    pid: str  # of the process that wrote it
+
+    @property
+    def process(self) -> str:
+        """The program and its pid: the process that wrote the line, while it lives."""
+        return f"{self.program}[{self.pid}]"
 
     @property
     def daemon(self) -> str:
@@ -75,14 +81,15 @@ def split_line(line: str) -> LogLine | None:
     """Who wrote ``line`` and where its message starts; None for a line not shaped
     like a Postfix daemon's."""
     if header := _RFC5424.match(line, _past_head(line)):
-        return LogLine(line, header["program"], header.end())
+        return LogLine(line, header["program"], header.end(), header["pid"])
     end = line.find(": ") - 1
     if end < 0 or line[end] != "]":
         return None
     start = line.rfind(" ", 0, end) + 1
     if not _PROGRAM.fullmatch(line, start, end):
         return None
-    return LogLine(line, line[start : line.index("[", start)], end + 3)
+    bracket = line.index("[", start)
+    return LogLine(line, line[start:bracket], end + 3, line[bracket + 1 : end])
 
 
 def _past_head(text: str) -> int:
