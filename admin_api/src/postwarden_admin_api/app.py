@@ -34,6 +34,7 @@ from . import (
     routes_settings,
 )
 from .context import POOL, SETTINGS
+from .errors import COMMAND_TIMEOUT
 from .gcpauses import gc_pauses
 from .metrics import METRICS, Metrics
 from .middleware import (
@@ -73,6 +74,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             dsn,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
+            command_timeout=COMMAND_TIMEOUT,
         )
     try:
         async with pool.acquire() as conn:

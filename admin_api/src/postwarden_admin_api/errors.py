@@ -12,7 +12,8 @@ keep it across several steps): when the pool stays full for ``ACQUIRE_TIMEOUT``
 seconds the answer is 503 ``database_busy``, not a request that waits for ever
 behind whoever holds the connections; with PostgreSQL away (no connection can be made,
 or none answers within that time, the server refusing one, or one is lost mid-request:
-``DATABASE_AWAY``) it is 503 ``database_unavailable``.
+``DATABASE_AWAY``, or a statement gets no answer within ``COMMAND_TIMEOUT``) it is 503
+``database_unavailable``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from postwarden_store import database_problem
 log = logging.getLogger(__name__)
 
 ACQUIRE_TIMEOUT = 5.0  # seconds a request waits for a pooled connection
+# Seconds a statement on a pooled connection waits for its answer (the pool's
+# command_timeout): past it the server, or the network to it, is taken for silent
+# (TimeoutError, 503 database_unavailable to a request), where a request waited for ever.
+# Past the longest a statement is meant to run: the audit reads' 30 s statement_timeout.
+COMMAND_TIMEOUT = 40.0
 
 
 class ApiError(Exception):

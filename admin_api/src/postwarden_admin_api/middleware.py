@@ -40,7 +40,14 @@ from .auth import (
     unauthenticated,
 )
 from .context import PRINCIPAL, PUBLIC_PATHS, REQUEST_ID_FORM, SETTINGS, allowed_roles
-from .errors import DATABASE_AWAY, ApiError, ClientGone, ValidationFailed, database_unavailable
+from .errors import (
+    COMMAND_TIMEOUT,
+    DATABASE_AWAY,
+    ApiError,
+    ClientGone,
+    ValidationFailed,
+    database_unavailable,
+)
 from .httpserver import log_unparsable, undecodable, unparsable
 from .metrics import METRICS
 from .ratelimit import LIMITER, Quota
@@ -181,6 +188,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except DATABASE_AWAY as exc:  # lost mid-request (acquire tells a refused connection)
         log.warning("database unreachable answering %s %s: %s", request.method,
                     _route_label(request), type(exc).__name__)
+        return _error_response(request, database_unavailable())
+    except TimeoutError:  # a statement's COMMAND_TIMEOUT: the database went silent
+        log.warning("database unreachable answering %s %s: no answer within %g s",
+                    request.method, _route_label(request), COMMAND_TIMEOUT)
         return _error_response(request, database_unavailable())
     except NoSecretKey:
         return _error_response(request, ApiError(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import asyncpg
 from aiohttp import web
 
 from postwarden_store import StoreError, check_schema_current, database_problem
@@ -16,6 +18,8 @@ from .periodic import DB_ERRORS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+READY_SECONDS = 5.0  # a probe's answer: a database silent that long is unreachable
 
 STATUS = {
     "type": "object",
@@ -38,14 +42,26 @@ async def readyz(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     try:
         async with pool.acquire(timeout=2.0) as conn:
-            await check_schema_current(conn)
-    except StoreError:
-        return _unready("migrations pending")
+            return await _check(conn)
     except DB_ERRORS as exc:
         if isinstance(exc, TimeoutError) and pool_full(pool):
             log.warning("readiness: every database connection is in use")
             return _unready("database busy")
         log.warning("readiness: database unreachable (%s)", database_problem(exc))
+        return _unready("database unreachable")
+
+
+async def _check(conn: asyncpg.Connection) -> web.Response:
+    """The readiness of a pooled connection's database: unreachable when it does not
+    answer within READY_SECONDS (a server frozen, a network dropping packets), where
+    the probe waited for ever."""
+    try:
+        async with asyncio.timeout(READY_SECONDS):
+            await check_schema_current(conn)
+    except StoreError:
+        return _unready("migrations pending")
+    except TimeoutError:
+        log.warning("readiness: database unreachable (no answer within %g s)", READY_SECONDS)
         return _unready("database unreachable")
     return web.json_response({"status": "ready"})
 

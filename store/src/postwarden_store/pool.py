@@ -82,14 +82,21 @@ _REASON_NOT_TRACEBACK = _ReasonNotTraceback()
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT
+    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT,
+    command_timeout: float | None = None,
 ) -> asyncpg.Pool:
+    """``command_timeout``: seconds a statement without a ``timeout=`` of its own waits for
+    its answer (TimeoutError) before asyncpg cancels it; None, for ever. A server that
+    stops answering on an open connection (frozen, or a network dropping its packets)
+    is told apart from a slow one by nothing else: its statement_timeout is not kept
+    either, and TCP waits many minutes before giving the connection up."""
     logging.getLogger("asyncpg.pool").addFilter(_REASON_NOT_TRACEBACK)  # once: a set
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         timeout=connect_timeout,
+        command_timeout=command_timeout,
         init=_init_connection,
         reset=_keep_session,
         server_settings=SERVER_SETTINGS,

@@ -1,0 +1,73 @@
+"""A database that stops answering on the connections the pool already holds (a server
+frozen, a network partition dropping packets) hung every request using one for ever:
+asyncpg waited without limit for a statement's answer, and TCP gives such a connection
+up only after many minutes. Each statement now waits ``COMMAND_TIMEOUT`` (here made
+short) and the request is 503 ``database_unavailable``; ``/readyz`` says the database is
+unreachable. Once the database answers again, so does the service, without a restart.
+A TCP relay on loopback stands for the network (.dbrelay)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from postwarden_admin_api import app as app_module
+from postwarden_admin_api.app import create_app
+from postwarden_admin_api.context import Role
+from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
+from tests.fixtures.dbrelay import relayed
+
+pytestmark = pytest.mark.postgres
+
+# The test's own bound on an answer: a hung request fails the test instead of hanging it.
+ANSWER_WITHIN = aiohttp.ClientTimeout(total=60)
+SEND = {"from": "app@example.com", "to": ["someone@example.com"], "subject": "s", "text": "t"}
+
+
+async def _ask(client: TestClient[Any, Any], key: str, method: str, path: str
+               ) -> tuple[int, Any, str | None]:
+    answer = await client.request(method, path, headers=bearer(key), timeout=ANSWER_WITHIN,
+                                  json=SEND if method == "POST" else None)
+    return answer.status, await answer.json(), answer.headers.get("Retry-After")
+
+
+@pytest.mark.parametrize("route", [
+    ("GET", "/api/v1/audit"), ("GET", "/api/v1/keys"), ("POST", "/api/v1/send-email")])
+async def test_a_request_on_a_frozen_database_is_503_then_served_once_it_answers(
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey,
+    monkeypatch: pytest.MonkeyPatch, route: tuple[str, str],
+) -> None:
+    monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 1.0)
+    key = await mint_key(Role.ADMIN, allowed_senders=["app@example.com"])
+    async with relayed(database_url) as (relay, through):
+        client = await aiohttp_client(create_app(
+            settings_for(through, pool_min_size=1, pool_max_size=4)))
+        assert (await _ask(client, key, "GET", "/api/v1/keys"))[0] == 200
+        relay.freeze()
+        status, body, retry_after = await _ask(client, key, *route)
+        assert (status, body["error"]["code"], retry_after) == (
+            503, "database_unavailable", "5")
+        relay.thaw()
+        assert (await _ask(client, key, "GET", "/api/v1/keys"))[0] == 200
+
+
+async def test_readyz_says_a_frozen_database_is_unreachable(
+    aiohttp_client: AiohttpClient, database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 1.0)
+    async with relayed(database_url) as (relay, through):
+        # Connections open before the freeze, more than the workers take: the probe's
+        # is one of them.
+        client = await aiohttp_client(create_app(
+            settings_for(through, pool_min_size=20, pool_max_size=20)))
+        relay.freeze()
+        answer = await client.get("/readyz", timeout=ANSWER_WITHIN)
+        assert (answer.status, await answer.json()) == (
+            503, {"status": "unready", "problem": "database unreachable"})
+        assert (await client.get("/healthz", timeout=ANSWER_WITHIN)).status == 200
+        relay.thaw()
+        answer = await client.get("/readyz", timeout=ANSWER_WITHIN)
+        assert (answer.status, await answer.json()) == (200, {"status": "ready"})
