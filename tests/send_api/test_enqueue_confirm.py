@@ -9,9 +9,17 @@ import uuid
 import asyncpg
 import pytest
 
-from postwarden_admin_api.send.outbox import ENQUEUE, Unconfirmed, confirm, enqueue
+from postwarden_admin_api.send.outbox import (
+    ENQUEUE,
+    Accepted,
+    OutcomeUnknown,
+    Unconfirmed,
+    confirm,
+    enqueue,
+)
 from postwarden_store import connect, create_pool
 from tests.conftest import PgServer
+from tests.fixtures.dbrelay import relayed
 from tests.fixtures.postgres import durable_commits_hang
 from tests.fixtures.submissions import ROOMY, submission
 from tests.send_api.test_outbox_limits import waiting_on
@@ -108,3 +116,24 @@ async def test_a_pooled_connection_left_unsure_is_not_handed_on(
         await one.close()
         for conn in (holder, other):
             await conn.close()
+
+
+async def test_a_database_silent_to_the_look_leaves_the_outcome_unknown(
+    database_url: str,
+) -> None:
+    """The database stops answering (frozen, a partition) as confirm() looks for the
+    message: its statement's command timeout is no answer on whether the message was
+    stored. Raised as such it was a 503 database_unavailable, whose Retry-After has a
+    client send the message again; OutcomeUnknown is a 500."""
+    lost = Unconfirmed(Accepted(uuid.uuid4(), "<lost@example.com>"))
+    async with relayed(database_url) as (relay, through):
+        pool = await create_pool(through, min_size=1, max_size=1, command_timeout=1.0)
+        try:
+            async with pool.acquire() as conn:
+                relay.freeze()
+                with pytest.raises(OutcomeUnknown):
+                    async with asyncio.timeout(60):  # the test's own bound
+                        await confirm(conn, lost)
+        finally:
+            relay.thaw()
+            await pool.close()

@@ -73,6 +73,12 @@ class Unconfirmed(Exception):
         self.backend = backend  # the pid of the backend that ran the call, if it may still run
 
 
+class OutcomeUnknown(Exception):
+    """Whether an :class:`Unconfirmed` enqueue stored the message cannot be told: a 500,
+    never 503 ``database_unavailable``, whose Retry-After would have a client that sends
+    without an Idempotency-Key send it twice."""
+
+
 class Suppressed(Exception):
     """Some recipients are on the suppression list; nothing was stored."""
 
@@ -155,14 +161,22 @@ async def enqueue(
 async def confirm(conn: asyncpg.Connection, unsure: Unconfirmed) -> Accepted:
     """On another connection after :class:`Unconfirmed`, once the backend that ran the
     call has ended: the message, now on disk, if it was stored; else the error that cut
-    the first connection off. A backend that does not end in time leaves the outcome
-    unknown: TimeoutError."""
-    if unsure.backend is not None and not await _terminate_backend(conn, unsure.backend):
-        raise TimeoutError(f"the enqueue's backend (pid {unsure.backend}) did not end "
-                           f"within {END_WITHIN_MS} ms") from unsure.__cause__
-    if not await conn.fetchval(STORED, unsure.accepted.id):
+    the first connection off. A backend that does not end in time, or a database that
+    does not answer the look (frozen: the statements' command timeout), leaves the
+    outcome unknown: :class:`OutcomeUnknown`."""
+    try:
+        ended = unsure.backend is None or await _terminate_backend(conn, unsure.backend)
+        stored = ended and await conn.fetchval(STORED, unsure.accepted.id)
+        if stored:
+            await conn.execute(FLUSH)
+    except DB_ERRORS as exc:
+        raise OutcomeUnknown("the database did not say whether the enqueue stored the "
+                             "message") from exc
+    if not ended:
+        raise OutcomeUnknown(f"the enqueue's backend (pid {unsure.backend}) did not end "
+                             f"within {END_WITHIN_MS} ms") from unsure.__cause__
+    if not stored:
         raise unsure.__cause__ or unsure
-    await conn.execute(FLUSH)
     return unsure.accepted
 
 

@@ -31,12 +31,21 @@ from aiohttp import web
 from postwarden_admin_api.bodies import is_large, json_ok, read_json_object, run_sized
 from postwarden_admin_api.context import POOL, SETTINGS, Principal
 from postwarden_admin_api.errors import ApiError, acquire
+from postwarden_admin_api.periodic import DB_ERRORS
 from postwarden_admin_api.runtime_settings import RUNTIME, RuntimeSettings
 
 from . import checks, idempotency, limits
 from .attempts import Attempt
 from .build import AmbiguousAddresses, build_message, new_message_id
-from .outbox import Submission, Suppressed, Unconfirmed, confirm, enqueue
+from .outbox import (
+    Accepted,
+    OutcomeUnknown,
+    Submission,
+    Suppressed,
+    Unconfirmed,
+    confirm,
+    enqueue,
+)
 from .refusals import FieldProblem, Refusal, refuse
 from .relay import RelayWorker
 from .request_model import SendRequest, parse_request
@@ -176,15 +185,26 @@ async def _accept(
         # On another connection, once the failed one (closed by enqueue) is given back:
         # a Postgres restart cuts every send at once, and each holding one while waiting
         # for a second would drain the pool. confirm ends the failed one's backend first,
-        # which may still be running the call: a TimeoutError if it cannot (a 500).
+        # which may still be running the call: OutcomeUnknown if it cannot (a 500).
         # It waits for its connection however long: the message may be stored, and a
         # 503 would have the client send it again.
         await held.give_back()
-        async with held.pool.acquire() as conn:
-            accepted = await confirm(conn, unsure)
+        accepted = await _confirm_elsewhere(held.pool, unsure)
     if state.relay is not None:
         state.relay.wake()
     return accepted.body()
+
+
+async def _confirm_elsewhere(pool: asyncpg.Pool, unsure: Unconfirmed) -> Accepted:
+    """:func:`confirm` on a pooled connection; none to be had leaves the outcome unknown."""
+    try:
+        conn = await pool.acquire()
+    except DB_ERRORS as exc:
+        raise OutcomeUnknown("no database connection to confirm the enqueue on") from exc
+    try:
+        return await confirm(conn, unsure)
+    finally:
+        await pool.release(conn)
 
 
 async def _release_claim(held: _Held, key_id: str, key: str, claim_id: uuid.UUID) -> None:
