@@ -231,5 +231,8 @@ def database_detail(exc: BaseException) -> str | None:
         # "rejected SSL upgrade" to sslmode=require): no strerror, only the text.
         if _handshake_cut(exc):  # no text of its own
             return "the server hung up on the TLS handshake"
+        if isinstance(exc, TimeoutError) and not str(exc):
+            # A connect's or a statement's timeout: the server, or the network, silent.
+            return "no answer in time"
         return exc.strerror or str(exc) or None
     return None
