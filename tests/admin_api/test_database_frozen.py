@@ -8,6 +8,7 @@ A TCP relay on loopback stands for the network (.dbrelay)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -71,3 +72,21 @@ async def test_readyz_says_a_frozen_database_is_unreachable(
         relay.thaw()
         answer = await client.get("/readyz", timeout=ANSWER_WITHIN)
         assert (answer.status, await answer.json()) == (200, {"status": "ready"})
+
+
+async def test_healthz_answers_while_the_database_is_frozen(
+    aiohttp_client: AiohttpClient, database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every request re-reads the runtime settings every 2 s, /healthz's too: on a frozen
+    database that read waited the statements' whole timeout (here made endless), and the
+    liveness probe with it, where the last known settings do."""
+    monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 3600.0)
+    async with relayed(database_url) as (relay, through):
+        # Connections open before the freeze, more than the workers take: the
+        # settings' read gets one of them.
+        client = await aiohttp_client(create_app(
+            settings_for(through, pool_min_size=20, pool_max_size=20)))
+        assert (await client.get("/healthz", timeout=ANSWER_WITHIN)).status == 200
+        relay.freeze()
+        await asyncio.sleep(2.5)  # past the settings' 2 s: this request re-reads them
+        assert (await client.get("/healthz", timeout=ANSWER_WITHIN)).status == 200

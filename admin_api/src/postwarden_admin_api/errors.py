@@ -18,6 +18,7 @@ or none answers within that time, the server refusing one, or one is lost mid-re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -120,3 +121,12 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await pool.release(conn)
+
+
+@asynccontextmanager
+async def briefly(pool: asyncpg.Pool, seconds: float = 2.0) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for a step that has a fallback (the last known runtime
+    settings, counting in process), taken and used within ``seconds`` (TimeoutError):
+    a silent database held every request in it for ``COMMAND_TIMEOUT``, /healthz's too."""
+    async with asyncio.timeout(seconds), pool.acquire(timeout=seconds) as conn:
+        yield conn

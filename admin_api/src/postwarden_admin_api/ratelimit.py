@@ -28,7 +28,7 @@ import asyncpg
 from aiohttp import web
 
 from .commits import NO_WAIT
-from .errors import connection
+from .errors import briefly, connection
 from .keys import LIVE_KEY
 from .outages import OUTAGES
 from .periodic import DB_ERRORS
@@ -170,7 +170,7 @@ class RateLimiter:
             return refused
         count: int | None
         try:
-            async with self._pool.acquire(timeout=2.0) as conn:
+            async with briefly(self._pool) as conn:
                 row = await conn.fetchrow(HIT, bucket, limit, self._window)
             count, start, reset = row["count"], row["start"], row["reset"]
             OUTAGES.back(LIMITER_OUTAGE)

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .addresses import AddressError, sender_pattern
 from .bodies import unknown_fields
+from .errors import briefly
 from .outages import OUTAGES
 from .periodic import DB_ERRORS
 from .secrets import Keyring
@@ -208,7 +209,7 @@ class RuntimeSettingsCache:
         async with self._lock:
             if time.monotonic() - self._loaded_at >= self._ttl:
                 try:
-                    async with self._pool.acquire(timeout=2.0) as conn:
+                    async with briefly(self._pool) as conn:
                         rows = await conn.fetch(SELECT_ALL)
                     self._value, self._sealed = _typed(rows), _sealed(rows)
                 except DB_ERRORS as exc:
