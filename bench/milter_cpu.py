@@ -64,7 +64,7 @@ class JournalSink:
         self.refusing_mail = False
         self.accepted = 0
 
-    def submit(self, event: AuditEvent) -> None:
+    def submit(self, event: AuditEvent, *, refusable: bool = False) -> bool:
         # What the benchmark sends: each message once, every one accepted as it is.
         assert event.action == "accept" and "duplicate" not in event.flags, event
         self.accepted += 1
@@ -74,6 +74,7 @@ class JournalSink:
             self._journal.rotate()
             self._journal.settled(self._held)
             self._held = []
+        return True  # stored (AuditSink.submit): the message is answered as decided
 
 
 class Ctx(TestCtx):  # type: ignore[misc]
