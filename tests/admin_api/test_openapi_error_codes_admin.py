@@ -4,10 +4,14 @@ rotated before (409 ``already_rotated``), a webhook name taken (409 ``name_taken
 a URL the SSRF guard refuses (422 ``url_not_allowed``), or a rollback with no earlier
 revision (409 ``no_previous_revision``) from one of a policy not active (409
 ``no_active_policy``), but by reading docs/api.md. Each now declares every error status
-it answers with, its codes an ``enum``, checked here against the service's real answers."""
+it answers with, its codes an ``enum``, checked here against the service's real answers.
+So do the audit export, event, stats and admin log routes, which declared only ``default``
+too: an export's filter refused (422) from one read past the statement timeout (503
+``query_timeout``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, NamedTuple
 
@@ -15,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api import audit_queries
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.runtime_settings import SECRET_SETTINGS
 from postwarden_store import connect
@@ -36,8 +41,12 @@ DEACTIVATE, ROLLBACK = "/api/v1/policies/{name}/deactivate", "/api/v1/policies/{
 REVISION, ACTIVATE = "/api/v1/revisions/{revision_id}", "/api/v1/revisions/{revision_id}/activate"
 DIFF = "/api/v1/revisions/{revision_id}/diff/{other_id}"
 RULES, RULE, SETTINGS = "/api/v1/rules", "/api/v1/rules/{name}", "/api/v1/settings"
+AUDIT, EXPORT, EVENT = "/api/v1/audit", "/api/v1/audit/export", "/api/v1/audit/{event_id}"
+STATS, ADMIN_AUDIT = "/api/v1/stats", "/api/v1/admin-audit"
 ROUTES = (KEYS, KEY, ROTATE, HOOKS, HOOK, DELIVERIES, REPLAY, POLICY_TEST, POLICIES, REVISIONS,
-          DEPLOY, DEACTIVATE, ROLLBACK, REVISION, ACTIVATE, DIFF, RULES, RULE, SETTINGS)
+          DEPLOY, DEACTIVATE, ROLLBACK, REVISION, ACTIVATE, DIFF, RULES, RULE, SETTINGS,
+          AUDIT, EXPORT, EVENT, STATS, ADMIN_AUDIT)
+NO_EVENT = f"{AUDIT}/00000000-0000-4000-8000-000000000000"
 STALE = {"If-Match": '"999999999"'}
 YAML = {"Content-Type": "application/yaml"}
 JSON = {"Content-Type": "application/json"}
@@ -180,23 +189,61 @@ async def _rules_and_settings_refusals(client: Client, admin: str, mint_key: Min
     ]
 
 
-async def test_a_refusal_is_answered_as_declared(
-    admin_client: Client, admin_key: str, mint_key: MintKey, database_url: str
-) -> None:
-    """Under its own status (not only ``default``), with a code it lists."""
-    paths = (await _document(admin_client))["paths"]
-    refusals = [*await _key_refusals(admin_client, admin_key, mint_key),
-                *await _webhook_refusals(database_url), *_policy_test_refusals(),
-                *await _policy_refusals(admin_client, admin_key),
-                *await _rules_and_settings_refusals(admin_client, admin_key, mint_key)]
+def _audit_refusals() -> list[Refused]:
+    return [
+        Refused("get", EXPORT, f"{EXPORT}?format=xml", None, {}, 422),
+        Refused("get", EXPORT, f"{EXPORT}?action=maybe", None, {}, 422),
+        Refused("get", EVENT, f"{AUDIT}/not-a-uuid", None, {}, 404),
+        Refused("get", EVENT, NO_EVENT, None, {}, 404),
+        Refused("get", STATS, f"{STATS}?bucket=week", None, {}, 422),
+        Refused("get", ADMIN_AUDIT, f"{ADMIN_AUDIT}?limit=0", None, {}, 422),
+    ]
+
+
+def _slow_reads() -> list[Refused]:
+    """Each audit read, while the tables it reads are locked: past the statement timeout."""
+    return [Refused("get", template, url, None, {}, 503) for template, url in (
+        (EXPORT, EXPORT), (EVENT, NO_EVENT), (STATS, STATS), (ADMIN_AUDIT, ADMIN_AUDIT))]
+
+
+async def _misanswered(client: Client, key: str, refusals: list[Refused]
+                       ) -> list[tuple[str, str, int, str]]:
+    """The ``refusals`` answered with another status, or with a code not declared."""
+    paths = (await _document(client))["paths"]
     wrong = []
     for refused in refusals:
-        response = await admin_client.request(
+        response = await client.request(
             refused.method.upper(), refused.url, data=refused.body,
-            headers={**bearer(admin_key), **refused.headers})
+            headers={**bearer(key), **refused.headers})
         code = (await response.json())["error"]["code"]
         declared = paths[refused.template][refused.method]["responses"]
         if (response.status != refused.status
                 or code not in (_codes(declared.get(str(response.status), {})) or [])):
             wrong.append((refused.method, refused.url, response.status, code))
-    assert wrong == []
+    return wrong
+
+
+async def test_a_refusal_is_answered_as_declared(
+    admin_client: Client, admin_key: str, mint_key: MintKey, database_url: str
+) -> None:
+    """Under its own status (not only ``default``), with a code it lists."""
+    refusals = [*await _key_refusals(admin_client, admin_key, mint_key),
+                *await _webhook_refusals(database_url), *_policy_test_refusals(),
+                *await _policy_refusals(admin_client, admin_key),
+                *await _rules_and_settings_refusals(admin_client, admin_key, mint_key),
+                *_audit_refusals()]
+    assert await _misanswered(admin_client, admin_key, refusals) == []
+
+
+async def test_an_audit_read_past_the_statement_timeout_is_answered_as_declared(
+    admin_client: Client, admin_key: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_queries, "STATEMENT_TIMEOUT_MS", 200)
+    blocker = await connect(database_url)
+    try:
+        async with blocker.transaction(), asyncio.timeout(60):
+            # Every audit read now waits for these locks: they stand for a read that is slow.
+            await blocker.execute("LOCK TABLE audit_events, admin_audit IN ACCESS EXCLUSIVE MODE")
+            assert await _misanswered(admin_client, admin_key, _slow_reads()) == []
+    finally:
+        await blocker.close()

@@ -364,6 +364,8 @@ _FILTER_PARAMS = [
 ]
 _LIMIT = param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})
 _READERS = [Role.AUDITOR]
+# Every audit read (reading()) is cut at the statement timeout.
+_READ_ERRORS = {422: [VALIDATION_FAILED], 503: ["query_timeout"]}
 OPENAPI_PATHS = {
     "/api/v1/audit": {"get": operation(
         "search audit events, newest first", _READERS,
@@ -373,7 +375,7 @@ OPENAPI_PATHS = {
         responses={200: {"type": "object", "required": ["events", "next_cursor"], "properties": {
             "events": {"type": "array", "items": ref("AuditEvent")},
             "next_cursor": _NULL_STR,
-        }}}, errors={422: [VALIDATION_FAILED, "cursor_mismatch"], 503: ["query_timeout"]},
+        }}}, errors={**_READ_ERRORS, 422: [VALIDATION_FAILED, "cursor_mismatch"]},
     )},
     "/api/v1/audit/export": {"get": operation(
         "stream matching audit events as ndjson or csv", _READERS,
@@ -382,10 +384,12 @@ OPENAPI_PATHS = {
         responses={200: _STR}, response_type=("application/x-ndjson", "text/csv"),
         headers={200: {"Content-Disposition": header(
             'attachment; filename="audit.ndjson" (or audit.csv)', _STR)}},
+        errors=_READ_ERRORS,
     )},
     "/api/v1/audit/{event_id}": {"get": operation(
         "one audit event", _READERS, parameters=[param("event_id", "path", _STR)],
         responses={200: ref("AuditEvent")},
+        errors={404: ["not_found"], 503: ["query_timeout"]},
     )},
     "/api/v1/stats": {"get": operation(
         "counts by verdict per hour or day, and the top rules", [Role.AUDITOR, Role.OPERATOR],
@@ -400,6 +404,7 @@ OPENAPI_PATHS = {
                              "totals": {"type": "object"},
                              "top_rules": {"type": "array", "items": {"type": "object"}},
                          }}},
+        errors=_READ_ERRORS,
     )},
     "/api/v1/admin-audit": {"get": operation(
         "the admin audit log, newest first", _READERS,
@@ -413,5 +418,6 @@ OPENAPI_PATHS = {
                          "properties": {"entries": {"type": "array",
                                                     "items": {"type": "object"}},
                                         "next_before": {"type": ["integer", "null"]}}}},
+        errors=_READ_ERRORS,
     )},
 }
