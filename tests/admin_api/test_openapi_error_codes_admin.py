@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -29,6 +30,7 @@ from tests.webhooks.support import add_endpoint, generate_secret
 from .test_openapi_error_codes import _codes
 
 pytestmark = pytest.mark.postgres
+API_MD = Path(__file__).parents[2] / "docs" / "api.md"
 Client = TestClient[Any, Any]
 KEYS, KEY, ROTATE = "/api/v1/keys", "/api/v1/keys/{key_id}", "/api/v1/keys/{key_id}/rotate"
 HOOKS, HOOK = "/api/v1/webhooks", "/api/v1/webhooks/{id}"
@@ -247,3 +249,29 @@ async def test_an_audit_read_past_the_statement_timeout_is_answered_as_declared(
             assert await _misanswered(admin_client, admin_key, _slow_reads()) == []
     finally:
         await blocker.close()
+
+
+def _route_row(method: str, path: str) -> str:
+    """docs/api.md's table row of the route."""
+    start = f"| {method.upper()} | `{path}` |"
+    rows = [line for line in API_MD.read_text(encoding="utf-8").splitlines()
+            if line.startswith(start)]
+    assert len(rows) == 1, start
+    return rows[0]
+
+
+async def test_a_deploy_naming_no_revision_is_a_404_as_documented(
+    admin_client: Client, admin_key: str
+) -> None:
+    """Each ``activate[i]`` that is no revision is named in ``details``: docs/api.md said
+    nothing of the 404, and the document's only ``see code``."""
+    response = await admin_client.post(DEPLOY, headers=bearer(admin_key),
+                                       json={"activate": [999999998, 999999999]})
+    assert response.status == 404
+    error = (await response.json())["error"]
+    assert error["code"] == "not_found"
+    assert [d["field"] for d in error["details"]] == ["activate[0]", "activate[1]"]
+    assert "404 `not_found`" in _route_row("post", DEPLOY)
+    assert "activate[i]" in _route_row("post", DEPLOY)
+    declared = (await _document(admin_client))["paths"][DEPLOY]["post"]["responses"]["404"]
+    assert "activate[i]" in declared["description"]

@@ -488,6 +488,7 @@ OPENAPI_PATHS = {
                            "description": "names of active policies"},
         }}),
         responses={200: ref("Deployment")},
+        descriptions={404: "not_found: details[].field each activate[i] that is no revision"},
         errors=error_codes(JSON_BODY_ERRORS, _NOT_FOUND, _INACTIVE, _CHANGE),
     )},
     "/api/v1/policies/{name}/deactivate": {"post": operation(
