@@ -275,3 +275,14 @@ async def test_a_deploy_naming_no_revision_is_a_404_as_documented(
     assert "activate[i]" in _route_row("post", DEPLOY)
     declared = (await _document(admin_client))["paths"][DEPLOY]["post"]["responses"]["404"]
     assert "activate[i]" in declared["description"]
+
+
+async def test_an_unknown_audit_event_is_a_404_as_documented(
+    admin_client: Client, admin_key: str
+) -> None:
+    """docs/api.md's row said nothing of it: an id that is no UUID is no 422 but a 404."""
+    for url in (NO_EVENT, f"{AUDIT}/not-a-uuid"):
+        response = await admin_client.get(url, headers=bearer(admin_key))
+        assert response.status == 404, url
+        assert (await response.json())["error"]["code"] == "not_found", url
+    assert "404 `not_found`" in _route_row("get", EVENT)
