@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api import app as app_module
 from postwarden_admin_api.webhooks.signing import SignatureError, verify
 from tests.fixtures.adminapp import bearer
 
@@ -139,6 +140,48 @@ async def test_a_delete_answers_after_the_requests_under_way_and_none_follows_it
     await asyncio.sleep(0.5)
     assert len(receiver.requests) == 1
     assert (await client.get(hook, headers=bearer(admin_key))).status == 404
+
+
+# The statements of this test's database waiting for a lock.
+LOCK_WAITS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
+
+
+async def test_waits_for_a_deletes_lock_are_no_database_outage(  # noqa: PLR0917 - fixtures
+    database_url: str, start: Start, admin_key: str, receiver: Receiver, dns: GatedDns,
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A request may take longer (webhook_timeout_seconds) than a statement's answer may
+    (the pool's command_timeout, 1 s here): the worker's start of a request, held up by
+    a delete waiting for the requests under way, was logged as the database unavailable,
+    and a PATCH held up too was 503 database_unavailable (here: 404, deleted meanwhile)."""
+    monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 1.0)
+    client = await start()
+    hook = await _create(client, admin_key, _url(receiver), generate_secret())
+
+    dns.gate.clear()
+    await raise_reject(database_url)
+    assert await wait_for(lambda: dns.waiting == 1)  # its request is under way
+    delete = asyncio.create_task(client.delete(hook, headers=bearer(admin_key)))
+    await asyncio.sleep(0.5)
+    await raise_reject(database_url)  # a second delivery, whose start waits for the row
+    patch = asyncio.create_task(client.patch(hook, headers=bearer(admin_key),
+                                             json={"events": ["message.rejected"]}))
+
+    async def both_wait() -> bool:
+        return await pool.fetchval(LOCK_WAITS) == 2
+
+    assert await wait_for_async(both_wait)
+    await asyncio.sleep(1.5)  # past the command timeout
+    assert not delete.done() and not patch.done()
+    dns.gate.set()
+    assert (await delete).status == 200
+    response = await patch
+    assert response.status == 404, await response.text()
+    assert len(receiver.requests) == 1
+    assert not [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
 
 
 async def _claimed_during(client: Client, pool: asyncpg.Pool, database_url: str, hook: str,

@@ -100,8 +100,9 @@ def revision_json(row: asyncpg.Record, with_source: bool = False) -> dict[str, A
     return data
 
 
-async def lock_policies(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", POLICY_LOCK_KEY)
+async def lock_policies(conn: asyncpg.Connection, wait: float | None = None) -> None:
+    """``wait``: seconds, past the pool's command_timeout, for a holder known to keep it longer."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", POLICY_LOCK_KEY, timeout=wait)
 
 
 async def fetch_revision(conn: asyncpg.Connection, revision_id: int) -> asyncpg.Record | None:

@@ -41,7 +41,13 @@ from postwarden_admin_api.sqlwhere import Where
 from .changes import NEW_ENDPOINT, key_problems, merged
 from .options import WEBHOOK_OPTIONS
 from .urls import masked
-from .worker import cancel_pending_replays, replay, sent_before, sent_under_lock
+from .worker import (
+    cancel_pending_replays,
+    replay,
+    row_wait_seconds,
+    sent_before,
+    sent_under_lock,
+)
 
 routes = web.RouteTableDef()
 
@@ -161,8 +167,13 @@ async def webhooks_create(request: web.Request) -> web.Response:
 
 async def _current(conn: asyncpg.Connection, request: web.Request, lock: bool = False
                    ) -> asyncpg.Record:
-    query = SELECT_ONE + (" FOR UPDATE" if lock else "")
-    row: asyncpg.Record | None = await conn.fetchrow(query, path_int(request, "id"))
+    endpoint_id = path_int(request, "id")
+    row: asyncpg.Record | None
+    if lock:  # it may wait for a delete's lock (see row_wait_seconds)
+        row = await conn.fetchrow(SELECT_ONE + " FOR UPDATE", endpoint_id,
+                                  timeout=row_wait_seconds(request.app[WEBHOOK_OPTIONS]))
+    else:
+        row = await conn.fetchrow(SELECT_ONE, endpoint_id)
     if row is None:
         raise ApiError(404, "not_found", "no such webhook")
     return row
@@ -183,7 +194,7 @@ async def webhooks_update(request: web.Request) -> web.Response:
         # See active_warnings. Before the row: an activation takes the policy lock, then
         # (raising policy.activated) the endpoints' rows; the other order could deadlock.
         if "name" in data or "enabled" in data:
-            await lock_policies(conn)
+            await lock_policies(conn, row_wait_seconds(request.app[WEBHOOK_OPTIONS]))
         current = await _current(conn, request, lock=True)
         row = merged(request, data, current, await key_problems(conn, data))
         try:
@@ -222,8 +233,10 @@ def _left_unserved(data: Mapping[str, Any], current: Mapping[str, Any],
 async def webhooks_delete(request: web.Request) -> web.Response:
     endpoint_id = path_int(request, "id")
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        await lock_policies(conn)  # see active_warnings
-        locked_at = await conn.fetchval(LOCK, endpoint_id)
+        # Both may wait for another delete's (see row_wait_seconds).
+        wait = row_wait_seconds(request.app[WEBHOOK_OPTIONS])
+        await lock_policies(conn, wait)  # see active_warnings
+        locked_at = await conn.fetchval(LOCK, endpoint_id, timeout=wait)
         if locked_at is None:
             raise ApiError(404, "not_found", "no such webhook")
         # Before the delete: its deliveries, the requests under way among them, go with

@@ -53,7 +53,7 @@ from prometheus_client import Gauge
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.backoff import doubled
 from postwarden_admin_api.context import POOL
-from postwarden_admin_api.errors import connection
+from postwarden_admin_api.errors import COMMAND_TIMEOUT, connection
 from postwarden_admin_api.metrics import METRICS, Metrics
 from postwarden_admin_api.notify_targets import active_warnings
 from postwarden_admin_api.periodic import DB_ERRORS, surviving
@@ -251,7 +251,7 @@ async def _deliver(
     row = None
     # Unstarted (the database is away), the delivery comes back when its lease ends.
     with surviving("webhook worker", traceback=False):
-        row = await _start(pool, claimed)
+        row = await _start(pool, options, claimed)
     if row is None:
         return
     final = False
@@ -271,12 +271,13 @@ async def _deliver(
         await _record(pool, options, metrics, row, outcome, final=final)
 
 
-async def _start(pool: asyncpg.Pool, claimed: Mapping[str, Any]) -> dict[str, Any] | None:
+async def _start(pool: asyncpg.Pool, options: WebhookOptions, claimed: Mapping[str, Any]
+                 ) -> dict[str, Any] | None:
     """The claimed delivery with its endpoint's settings as its request starts; None when
     it is not to be sent (see START)."""
     async with pool.acquire() as conn:
         endpoint = await conn.fetchrow(START, claimed["id"], claimed["endpoint_id"],
-                                       claimed["attempts"])
+                                       claimed["attempts"], timeout=row_wait_seconds(options))
         if endpoint is None:
             await conn.execute(RELEASE, claimed["id"], claimed["attempts"])
             return None
@@ -303,9 +304,11 @@ async def _record(
         # Longer when the receiver asks: retried sooner, every attempt failed again and
         # the delivery was dead within minutes.
         if asked := asked_wait(outcome, options):
+            # The endpoint's row: see row_wait_seconds.
             await conn.execute(HOLD_ENDPOINT, row["endpoint_id"], asked, row["url_ciphertext"],
-                               row["url"])
-        if final and outcome.status == HTTPStatus.GONE and await _disable_gone(conn, row):
+                               row["url"], timeout=row_wait_seconds(options))
+        if (final and outcome.status == HTTPStatus.GONE
+                and await _disable_gone(conn, row, row_wait_seconds(options))):
             metrics.webhook_endpoints_disabled.inc()
     # The origin, never the URL: its path or query may hold a credential.
     args = (row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error)
@@ -329,15 +332,16 @@ async def _gone(conn: asyncpg.Connection, row: Mapping[str, Any]) -> tuple[Outco
     return Outcome(HTTPStatus.GONE, "HTTP 410 (gone) from the URL set before"), False
 
 
-async def _disable_gone(conn: asyncpg.Connection, row: Mapping[str, Any]) -> bool:
+async def _disable_gone(conn: asyncpg.Connection, row: Mapping[str, Any], wait: float
+                        ) -> bool:
     """Disable the endpoint whose receiver is gone: its other deliveries wait until an
     operator enables it again (a new URL, say), and new events raise none. False when
-    there was nothing to disable."""
+    there was nothing to disable. ``wait``: for the locks, see row_wait_seconds."""
     async with conn.transaction():
         # Before the row, as the routes do (see active_warnings).
-        await lock_policies(conn)
+        await lock_policies(conn, wait)
         name = await conn.fetchval(DISABLE_GONE, row["endpoint_id"], GONE_REASON,
-                                   row["url_ciphertext"], row["url"])
+                                   row["url_ciphertext"], row["url"], timeout=wait)
         if name is None:  # disabled already (another delivery), or its URL set since
             return False
         warnings = await active_warnings(conn, [name])
@@ -459,6 +463,13 @@ async def replay(conn: asyncpg.Connection, endpoint_id: int, delivery_id: int) -
     URL, its event pending there no more; None if there is no such delivery."""
     new_id: int | None = await conn.fetchval(REPLAY, delivery_id, endpoint_id)
     return new_id
+
+
+def row_wait_seconds(options: WebhookOptions) -> float:
+    """How long a statement may wait for an endpoint's row: a delete holds it while the
+    requests under way end (:func:`sent_under_lock`, at most their lease), which may be
+    longer than the pool's command_timeout (a database gone silent); then as long again."""
+    return options.timeout_seconds + LEASE_MARGIN_SECONDS + COMMAND_TIMEOUT
 
 
 # How often a change polls for the requests under way with the settings it replaced.
