@@ -10,6 +10,7 @@ URL, once the change is answered, and none mixes old and new settings.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -18,12 +19,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api import app as app_module
+from postwarden_admin_api.app import create_app
+from postwarden_admin_api.settings import ServiceSettings
+from postwarden_admin_api.webhooks import WEBHOOK_OPTIONS
 from postwarden_admin_api.webhooks.signing import SignatureError, verify
-from tests.fixtures.adminapp import bearer
+from tests.fixtures.adminapp import AiohttpClient, bearer
 
 from .conftest import RECEIVER_NAME, Start, StubDns
 from .receiver import Receiver, Tls, wait_for, wait_for_async
-from .support import generate_secret, raise_reject
+from .support import generate_secret, raise_reject, worker_options
 
 pytestmark = pytest.mark.postgres
 Client = TestClient[Any, Any]
@@ -72,9 +76,10 @@ def _url(receiver: Receiver) -> str:
     return f"https://{RECEIVER_NAME}:{receiver.port}/hook"
 
 
-async def _create(client: Client, key: str, url: str, secret: str) -> str:
+async def _create(client: Client, key: str, url: str, secret: str, name: str = "ops"
+                  ) -> str:
     response = await client.post("/api/v1/webhooks", headers=bearer(key), json={
-        "name": "ops", "url": url, "secret": secret, "events": ["message.rejected"]})
+        "name": name, "url": url, "secret": secret, "events": ["message.rejected"]})
     assert response.status == 201, await response.text()
     return f"/api/v1/webhooks/{(await response.json())['id']}"
 
@@ -182,6 +187,33 @@ async def test_waits_for_a_deletes_lock_are_no_database_outage(  # noqa: PLR0917
     assert response.status == 404, await response.text()
     assert len(receiver.requests) == 1
     assert not [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+
+
+async def test_deletes_waiting_together_leave_the_worker_a_connection(  # noqa: PLR0917
+    database_url: str, aiohttp_client: AiohttpClient, admin_settings: ServiceSettings,
+    tls: Tls, dns: GatedDns, admin_key: str, receiver: Receiver,
+) -> None:
+    """Two DELETEs with a pool of two connections: the one waiting for its request under
+    way held one, the other (queued behind it for the policy lock) the other, and the
+    worker found none to record the request's end: the DELETE waited out the request's
+    whole lease (here 90 s), holding the other webhook and policy changes meanwhile."""
+    app = create_app(dataclasses.replace(admin_settings, pool_min_size=1, pool_max_size=2))
+    app[WEBHOOK_OPTIONS] = worker_options(tls, dns, timeout_seconds=60.0)
+    client = await aiohttp_client(app)
+    hooks = [await _create(client, admin_key, _url(receiver), generate_secret(), name)
+             for name in ("ops", "sec")]
+
+    dns.gate.clear()
+    await raise_reject(database_url)  # one delivery to each
+    assert await wait_for(lambda: dns.waiting == 2)  # their requests are under way
+    deletes = [asyncio.create_task(client.delete(hook, headers=bearer(admin_key)))
+               for hook in hooks]
+    await asyncio.sleep(0.5)
+    dns.gate.set()
+    done, _ = await asyncio.wait(deletes, timeout=20)
+    assert len(done) == 2
+    assert [(await delete).status for delete in deletes] == [200, 200]
+    assert len(receiver.requests) == 2
 
 
 async def _claimed_during(client: Client, pool: asyncpg.Pool, database_url: str, hook: str,

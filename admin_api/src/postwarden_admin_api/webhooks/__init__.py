@@ -8,6 +8,8 @@ with :func:`raise_event` inside the caller's transaction.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from postwarden_admin_api import context as _context
@@ -26,6 +28,7 @@ def setup_webhooks(app: web.Application) -> None:
     A test may replace ``app[WEBHOOK_OPTIONS]`` before the app starts.
     """
     app[WEBHOOK_OPTIONS] = WebhookOptions.from_settings(app[_context.SETTINGS])
+    app[routes.POLICY_TURN] = asyncio.Lock()
     app.add_routes(routes.routes)
     app[_openapi.OPENAPI].add(openapi.OPENAPI_PATHS, openapi.SCHEMAS)
     app.cleanup_ctx.append(worker.worker_context)

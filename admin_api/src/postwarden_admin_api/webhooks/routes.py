@@ -17,7 +17,9 @@ once those under way to the endpoint have ended.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -33,7 +35,7 @@ from postwarden_admin_api.bodies import (
     read_json_object,
 )
 from postwarden_admin_api.context import POOL, Role, allow
-from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
+from postwarden_admin_api.errors import ApiError, ValidationFailed, connection, database_busy
 from postwarden_admin_api.notify_targets import active_warnings
 from postwarden_admin_api.revisions import lock_policies
 from postwarden_admin_api.sqlwhere import Where
@@ -50,6 +52,32 @@ from .worker import (
 )
 
 routes = web.RouteTableDef()
+
+# The changes here that take the policy lock go one at a time in this process (in the
+# database they would queue for it anyway), each waiting its turn without a pool
+# connection: queued there, each held one, and a delete's wait for the requests under
+# way, whose ends the worker needs a connection to record, could find none left and
+# last the requests' whole lease.
+POLICY_TURN = web.AppKey("webhook_policy_turn", asyncio.Lock)
+
+
+@asynccontextmanager
+async def _policy_turn(request: web.Request, wanted: bool = True) -> AsyncIterator[None]:
+    """This process's turn to take the policy lock (when ``wanted``); 503 database_busy
+    once it has waited as long as the lock may be held (see row_wait_seconds)."""
+    if not wanted:
+        yield
+        return
+    turn = request.app[POLICY_TURN]
+    try:
+        async with asyncio.timeout(row_wait_seconds(request.app[WEBHOOK_OPTIONS])):
+            await turn.acquire()
+    except TimeoutError:
+        raise database_busy() from None
+    try:
+        yield
+    finally:
+        turn.release()
 
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
 DELIVERY_PARAMETERS = ("status", "before_id", "limit")
@@ -190,10 +218,12 @@ async def webhooks_get(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def webhooks_update(request: web.Request) -> web.Response:
     data = await read_json_object(request)
-    async with connection(request.app[POOL]) as conn, conn.transaction():
+    policies = "name" in data or "enabled" in data
+    async with (_policy_turn(request, policies), connection(request.app[POOL]) as conn,
+                conn.transaction()):
         # See active_warnings. Before the row: an activation takes the policy lock, then
         # (raising policy.activated) the endpoints' rows; the other order could deadlock.
-        if "name" in data or "enabled" in data:
+        if policies:
             await lock_policies(conn, row_wait_seconds(request.app[WEBHOOK_OPTIONS]))
         current = await _current(conn, request, lock=True)
         row = merged(request, data, current, await key_problems(conn, data))
@@ -232,7 +262,7 @@ def _left_unserved(data: Mapping[str, Any], current: Mapping[str, Any],
 @allow(Role.OPERATOR)
 async def webhooks_delete(request: web.Request) -> web.Response:
     endpoint_id = path_int(request, "id")
-    async with connection(request.app[POOL]) as conn, conn.transaction():
+    async with _policy_turn(request), connection(request.app[POOL]) as conn, conn.transaction():
         # Both may wait for another delete's (see row_wait_seconds).
         wait = row_wait_seconds(request.app[WEBHOOK_OPTIONS])
         await lock_policies(conn, wait)  # see active_warnings
