@@ -565,13 +565,14 @@ async def test_a_follower_started_while_postgres_is_away_starts_when_it_is_back(
     take_over = MaillogFollower._take_over
     refused = asyncio.Event()
 
-    async def away_once(self: MaillogFollower, row: asyncpg.Record | None) -> None:
+    async def away_once(self: MaillogFollower, conn: asyncpg.Connection,
+                        row: asyncpg.Record | None) -> None:
         if not refused.is_set():
             refused.set()
             # As asyncio raises it: its words name the address, not the type alone.
             raise ConnectionRefusedError(errno.ECONNREFUSED,
                                          "Connect call failed ('127.0.0.1', 5432)")
-        await take_over(self, row)
+        await take_over(self, conn, row)
 
     monkeypatch.setattr(MaillogFollower, "_take_over", away_once)
     monkeypatch.setattr(maillog, "POLL_SECONDS", 0.05)

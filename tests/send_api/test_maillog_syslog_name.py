@@ -9,14 +9,18 @@ read, a service's own ``-o syslog_name=postfix/postwarden-send`` among them.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from postwarden_admin_api.send.deliverylines import DeliveryEvent
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.syslogline import split_line
+from postwarden_admin_api.send.waitinglines import saved_form
 from postwarden_admin_api.settings import SettingsError, load_settings
 from tests.fixtures.postfix import running_postfix
 
@@ -27,6 +31,7 @@ from .test_maillog import (
     new_queue_id,
     recipients,
     relay_as,
+    timeline,
 )
 from .test_maillog_reused_queue_id import queued
 
@@ -149,3 +154,26 @@ async def test_real_postfix_an_instances_syslog_name_tells_its_lines(
         assert "postfix-out/smtp[" in postfix.log()
         await follower.poll()
     assert await message_status(pool, ours) == ("delivered" if read else "relayed")
+
+
+async def test_an_upgrade_hands_the_lines_left_waiting_to_one_instances_services(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The services of two instances both took over the earlier version's row, and
+    each applied the lines it left waiting: their timeline events twice."""
+    log_file = tmp_path / "mail.log"
+    log_file.write_text("")
+    before = MaillogFollower(pool, log_file, host="upgraded-twice")
+    await before.poll()
+    await before.release()
+    queue_id = new_queue_id("W")
+    address = f"waiting-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await accepted_message(pool, address)
+    await relay_as(pool, ours, queue_id)
+    waiting = DeliveryEvent(queue_id, address, "deferred", "4.4.1", "connect timed out")
+    await pool.execute("UPDATE maillog_positions SET pending = $2 WHERE path = $1",
+                       before.key, saved_form([(time.time(), waiting)]))
+    followers = [MaillogFollower(pool, log_file, host="upgraded-twice", syslog_name=name)
+                 for name in ("postfix", "postfix-out")]
+    await asyncio.gather(*(follower.poll() for follower in followers))
+    assert (await timeline(pool, ours)).count("deferred") == 1

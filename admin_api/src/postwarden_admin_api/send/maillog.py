@@ -111,7 +111,7 @@ MAX_UNKNOWN_NAMED = 20
 # says which one reads (migration 0012). $1: this row's key first, then those of
 # earlier versions to go on from (keyed by host and path alone, or by path alone).
 SELECT_POSITION = """
-SELECT inode, position, leader, saved_by, mark_fingerprint, read_to_end, pending, updated_at,
+SELECT path, inode, position, leader, saved_by, mark_fingerprint, read_to_end, pending, updated_at,
        coalesce(leader <> $2 AND lease_until > now() AND path = ($1::text[])[1], false) AS taken
 FROM maillog_positions WHERE path = ANY($1::text[])
 ORDER BY array_position($1::text[], path) LIMIT 1
@@ -131,6 +131,15 @@ ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, leader = $4,
     read_to_stop = $10, updated_at = now(),
     read_to_end = coalesce($7, maillog_positions.read_to_end),
     pending = coalesce($8::jsonb, maillog_positions.pending)
+"""
+# An earlier version's row, which the services of each Postfix instance logging to the
+# file take over: the lines it left waiting go to the first of them only (each would
+# apply them). Locked: the others' takeovers wait, then find none left.
+CLAIM_PENDING = """
+UPDATE maillog_positions SET pending = '[]'
+FROM (SELECT path, pending FROM maillog_positions WHERE path = $1 FOR UPDATE) AS old
+WHERE maillog_positions.path = old.path
+RETURNING old.pending
 """
 NEXT_READ = "SELECT nextval('maillog_reads')"
 RELEASE = "UPDATE maillog_positions SET lease_until = NULL WHERE path = $1 AND leader = $2"
@@ -295,7 +304,7 @@ class MaillogFollower:
         self._arrivals.clear()
         self._cut_offs.clear()
 
-    async def _take_over(self, row: asyncpg.Record | None) -> None:
+    async def _take_over(self, conn: asyncpg.Connection, row: asyncpg.Record | None) -> None:
         """Go on where the last reader (this instance before a restart, or another) stopped."""
         self._forget()
         self._set_leading(True)
@@ -309,7 +318,10 @@ class MaillogFollower:
             if stat is not None:
                 self._tail.resume(stat.st_ino, stat.st_size)
             return
-        self._pending = self._pending_saved = restored(row["pending"])
+        self._pending = await self._waiting(conn, row)
+        # As the row this instance saves to holds them: none yet, taken from an earlier
+        # version's row (then they are saved in this one at the poll).
+        self._pending_saved = self._pending if row["path"] == self._key else []
         if stat is not None and row["inode"] == stat.st_ino:
             if not await asyncio.to_thread(self._tail.resume_in_place, stat.st_ino,
                                            row["position"], row["mark_fingerprint"]):
@@ -330,6 +342,12 @@ class MaillogFollower:
             # Rotated again since (delaycompress): the files rotated after it come first.
             await asyncio.to_thread(self._tail.resume_rotated_after,
                                     row["updated_at"].timestamp())
+
+    async def _waiting(self, conn: asyncpg.Connection, row: asyncpg.Record) -> list[Waiting]:
+        """The lines the last reader left waiting, in ``conn``'s transaction."""
+        if row["path"] == self._key:
+            return restored(row["pending"])
+        return restored(await conn.fetchval(CLAIM_PENDING, row["path"]) or [])
 
     async def read_past(self, moment: float) -> None:
         """Return once the log is read, by this instance or the one holding its lease, at
@@ -377,7 +395,7 @@ class MaillogFollower:
                     # Another instance read on meanwhile (this one stalled past its
                     # lease), or a commit whose answer was lost went through: what
                     # this instance holds in memory is stale.
-                    await self._take_over(row)
+                    await self._take_over(conn, row)
                 read_no = await conn.fetchval(NEXT_READ)  # drawn before the log is read
                 done = await self._read_and_apply(conn, read_no, final)
             # Committed: only now are the lines done with (a failure above keeps them
