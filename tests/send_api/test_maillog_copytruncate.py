@@ -11,6 +11,7 @@ changed, reads the rest of the copy beside the log, then the log from its start.
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -22,6 +23,7 @@ from postwarden_admin_api.send.maillog import MaillogFollower
 from .test_maillog import (
     OTHERS,
     Watched,
+    accepted_message,
     append,
     follower_at_end,
     message_status,
@@ -176,3 +178,36 @@ async def test_a_log_emptied_in_place_before_the_reader_read_a_new_byte(
     assert await message_status(pool, w.message_id) == "delivered"
     assert await message_status(pool, later) == "delivered"
     assert "emptied in place" not in caplog.text
+
+
+def smtpd(pid: int, text: str) -> str:
+    return f"Dec  5 00:00:01 mx postfix/smtpd[{pid}]: {text}\n"
+
+
+async def test_a_cut_off_after_lines_were_lost_is_not_taken_for_an_earlier_sessions(
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before Postfix 3.10 a transfer cut off mid-DATA is known by the queue id of its
+    smtpd process's last ``client=`` line. Lines lost as the log was emptied in place
+    (the session's end, the next one's ``client=``) left the earlier session's queue
+    id to it: our message's receipt there was closed as not queued (sent again)."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    ours = await accepted_message(pool, "cut@example.org")
+    queue_id = new_queue_id("CUT")
+    append(log_file, smtpd(9, f"{queue_id}: client=localhost[127.0.0.1]"),
+           f"Dec  5 00:00:01 mx postfix/cleanup[7]: {queue_id}: "
+           f"message-id=<{ours.hex}@example.com>\n")
+    await follower.poll()
+    assert await open_receipt(pool, ours)
+    with log_file.open("r+") as log:  # the copy was compressed away
+        log.truncate(0)
+    append(log_file, smtpd(9, "lost connection after DATA (75 bytes) from x[192.0.2.1]"),
+           *(FILLER.format(n=n) for n in range(9)))
+    await follower.poll()
+    assert "was emptied in place and no copy of it is beside it" in caplog.text
+    assert await open_receipt(pool, ours)
+
+
+async def open_receipt(pool: asyncpg.Pool, message: uuid.UUID) -> bool:
+    return bool(await pool.fetchval("SELECT EXISTS (SELECT FROM relay_receipts WHERE "
+                                    "message_id = $1 AND NOT committed)", message))

@@ -17,7 +17,8 @@ disconnect line's ``data=0/1`` (a 250 that could not be written counts as a fail
 DATA after the commit).
 
 Only the reading thread uses it, and only between :meth:`CutOffs.clear` calls: lines
-another instance read meanwhile may have started a session or a queue id afresh.
+another instance read meanwhile, or lost (a log emptied in place, no copy beside it),
+may have ended a session or started a queue id afresh.
 """
 
 from __future__ import annotations

@@ -146,6 +146,8 @@ class LogTail:
         self._refused = False  # the path could not be opened (logged once)
         self._missing_since: float | None = None  # the path not there, no file open
         self._missing_told = False
+        # The last read went on past a gap: lines written meanwhile are nowhere.
+        self.lost_lines = False
 
     def mark_before(self, position: int) -> bytes:
         """The MARK_BYTES of the open file before ``position`` (b"": none open)."""
@@ -196,6 +198,7 @@ class LogTail:
     def read(self, limit: int) -> tuple[bytes, bool]:
         """Up to ``limit`` new bytes, and whether they start a new file (so a partial
         line held from the old one ends there)."""
+        self.lost_lines = False
         restarted = self._fd is None and self._open()
         if self._fd is None:
             return b"", False
@@ -208,6 +211,7 @@ class LogTail:
                             "was emptied may have been lost; reading it from its start",
                             self.path, self.position)
                 self.position, self._mark, restarted = 0, b"", True
+                self.lost_lines = True
         left = self._left()  # before the read: what was written before it left is read
         data = os.pread(self._fd, limit, self.position)
         if data:

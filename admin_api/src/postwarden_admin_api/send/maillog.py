@@ -424,6 +424,8 @@ class MaillogFollower:
         appended, new_file = self._tail.read(MAX_READ)
         self._uncommitted += len(appended)
         unread = self._tail.unread()  # at the read: lines written while parsing come next
+        if self._tail.lost_lines:  # a session's end and the next one's start among them
+            self._cut_offs.clear()
         if new_file:  # the old file's last line was cut short, it ends there
             self._partial, self._skipped = b"", 0
         lines = _lines(self._partial + appended)
