@@ -211,3 +211,29 @@ async def test_a_cut_off_after_lines_were_lost_is_not_taken_for_an_earlier_sessi
 async def open_receipt(pool: asyncpg.Pool, message: uuid.UUID) -> bool:
     return bool(await pool.fetchval("SELECT EXISTS (SELECT FROM relay_receipts WHERE "
                                     "message_id = $1 AND NOT committed)", message))
+
+
+async def test_a_cut_off_read_after_another_instance_read_on_is_not_taken_for_an_earlier_session(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The smtpd sessions an instance knew are stale once another one read on (the
+    session's end, the next one's ``client=``): forgotten at its takeover."""
+    log_file, first = await follower_at_end(pool, tmp_path)
+    ours = await accepted_message(pool, "taken@example.org")
+    queue_id = new_queue_id("TKO")
+    append(log_file, smtpd(9, f"{queue_id}: client=localhost[127.0.0.1]"),
+           f"Dec  5 00:00:01 mx postfix/cleanup[7]: {queue_id}: "
+           f"message-id=<{ours.hex}@example.com>\n")
+    await first.poll()
+    await pool.execute("UPDATE maillog_positions SET lease_until = now() - interval '1 s' "
+                       "WHERE path = $1", first.key)  # it stalled past its lease
+    second = MaillogFollower(pool, log_file)
+    append(log_file, smtpd(9, "disconnect from localhost[127.0.0.1] ehlo=1 mail=1 data=1"),
+           smtpd(9, "connect from x[192.0.2.1]"),
+           smtpd(9, f"{new_queue_id('OTH')}: client=x[192.0.2.1]"))
+    await second.poll()
+    await second.release()
+    append(log_file, smtpd(9, "lost connection after DATA (75 bytes) from x[192.0.2.1]"))
+    await first.poll()
+    assert first.leading
+    assert await open_receipt(pool, ours)
