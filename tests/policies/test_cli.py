@@ -83,7 +83,7 @@ def test_test_command_passes_examples(capsys: pytest.CaptureFixture[str]) -> Non
         f"PASS {EXAMPLES / 'outbound-submission.yaml'}:62: an authenticated user sends normally "
         "[rules: tag-submission]"
     )
-    assert lines[-1] == "20 passed, 0 failed"
+    assert lines[-1] == "21 passed, 0 failed"
 
 
 def test_test_command_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -132,7 +132,7 @@ def test_test_json_shows_the_whole_set_and_fails_with_the_flag(
 
 def test_the_example_policies_pass_in_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, document = run(["test", "--whole-set", "--format", "json", str(EXAMPLES)], capsys)
-    assert (code, document["ok"], document["passed"], document["failed"]) == (0, True, 20, 0)
+    assert (code, document["ok"], document["passed"], document["failed"]) == (0, True, 21, 0)
     assert {tuple(case) for case in document["cases"]} == {(
         "file", "line", "name", "policy", "passed", "action", "rules", "flags", "notify",
         "failures", "whole_set")}
