@@ -10,7 +10,7 @@ import pytest
 
 from postwarden_policies import transfer
 from postwarden_policies.facts import Envelope
-from postwarden_policies.magic import HEAD_BYTES, detect, reader
+from postwarden_policies.magic import HEAD_BYTES, ISO9660, detect, reader
 from postwarden_policies.mimeparse import parse_message
 
 ONENOTE = bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3")
@@ -171,3 +171,22 @@ def test_an_iso_mark_hidden_behind_padding_is_flagged_as_a_hidden_head() -> None
     facts = parse_message(message, Envelope())
     assert facts.parts[0].detected_type is None
     assert "padded_encoding" in facts.flags
+
+
+def test_an_iso_mark_whose_escape_the_decoded_window_cuts_in_two_is_read() -> None:
+    # The first window decoded for the mark (twice the bytes wanted) ends in "=3" of the
+    # "=31" that is the mark's last byte: it was read as "=", not "1".
+    window = 2 * (0x8001 + len(b"CD001"))
+    escaped = (window - 2 - len(b"=\r\n=01=43=44=30=30") - 0x8000) // 2
+    body = (b"=\r\n" + b"=00" * escaped + b"A" * (0x8000 - escaped) + b"=01=43=44=30=30=31"
+            + b"=01" + b"=00" * 100)
+    assert body[window - 2 : window + 1] == b"=31"
+    facts = parse_message(_mailed(b"", "quoted-printable") + body, Envelope())
+    assert (facts.parts[0].detected_type, facts.flags) == (ISO9660, frozenset())
+
+
+def test_a_head_whose_escape_the_decoded_window_cuts_in_two_is_read_whole() -> None:
+    # The first window (twice the bytes wanted) ends in "=4", 192 bytes decoded with it.
+    body = b"=41" * 96 + b"B" * 94 + b"=43" + b"D" * 100
+    decoded = transfer.decode_head(body, 0, len(body), "quoted-printable")
+    assert decoded == (b"A" * 96 + b"B" * 94 + b"CD")

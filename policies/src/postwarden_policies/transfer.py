@@ -124,12 +124,24 @@ def decode_head(
     scan = _scan(want)
     while True:
         stop = min(end, start + window)
-        head = _decode_prefix(raw[start:stop], encoding, skip, want)
+        data = raw[start:stop] if stop == end else _cut_whole(raw[start:stop], encoding)
+        head = _decode_prefix(data, encoding, skip, want)
         if len(head) >= want - skip or stop == end:
             return head[: want - skip]
         if window >= scan:
             return None
         window = min(window * 2, scan)
+
+
+def _cut_whole(data: bytes, encoding: str) -> bytes:
+    """The start of a part without a quoted-printable escape or soft line break its cut
+    broke ("=4", "=", "=\r"): "=4" would decode as written. (Blanks it ends in decode
+    as padding, to nothing: fewer bytes, none wrong. A base64 group cut short decodes
+    to its whole bytes.)"""
+    if encoding != "quoted-printable":
+        return data
+    escape = data.rfind(b"=", max(0, len(data) - 2))
+    return data[:escape] if escape >= 0 else data
 
 
 def _decode_prefix(data: bytes, encoding: str, skip: int, want: int) -> bytes:
