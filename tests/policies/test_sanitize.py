@@ -534,3 +534,13 @@ def test_noscript_content_is_read_as_readers_running_no_script_read_it(
     its markup went out as text the reader saw (``<p>Please ...``, a tracking pixel's
     ``<img ...>``). Mail readers run none, and show it as markup."""
     assert sanitize_html(html, KEEP)[0] == clean
+
+
+def test_a_style_left_with_no_declaration_goes_with_its_attribute() -> None:
+    # nh3 drops what its CSS allowlist lacks (position), which left style="" on the tag.
+    html = ('<p style="position:fixed" title=\'a style="" > x="y"\'>x style=""</p>'
+            '<script>1</script><span style="x:expression(1); position:fixed">2</span>')
+    clean, removed = sanitize_html(html, KEEP)
+    assert clean == ('<p title="a style=&quot;&quot; &gt; x=&quot;y&quot;">x style=""</p>'
+                     "<span>2</span>")
+    assert removed == (("script", 1), ("style:expression", 1))

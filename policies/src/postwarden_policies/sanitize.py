@@ -156,6 +156,10 @@ _PLAIN_HTTP = re.compile(
     r"(?=[/?#]|\Z)", re.IGNORECASE)
 _PAGE_LOOKS = re.compile(
     r"""[\s/"'](bgcolor|text|style|dir|lang)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""")
+# A start tag as nh3 writes it (each value in double quotes, none holding one; a "<" in
+# text or a value is written "&lt;") whose style lost every declaration to nh3's CSS
+# allowlist (group 1: the tag up to that style).
+_EMPTY_STYLE = re.compile(r'(<[a-z][a-z0-9]*(?: [^\s="<>]+="[^"]*")*) style=""')
 _LEGACY_HEX = re.compile(r"[0-9a-f]{6}")  # a colour attribute's hex without its "#"
 _AS_CSS = {"bgcolor": "background-color:{}", "text": "color:{}", "style": "{}"}
 
@@ -533,7 +537,9 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
     wrapper = _page_wrapper(folded, dropped, lambda div: clean(div, remote_images, schemes, True))
     if wrapper is not None:
         cleaned = f"{wrapper}{cleaned}</div>"
-    return cost, (cleaned, _removed(folded, cleaned.lower(), dropped))
+    removed = _removed(folded, cleaned.lower(), dropped)  # an emptied style is no removal
+    return cost, (_EMPTY_STYLE.sub(r"\1", cleaned) if ' style=""' in cleaned else cleaned,
+                  removed)
 
 
 def _page_wrapper(folded: str, dropped: Counter[str],
