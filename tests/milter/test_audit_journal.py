@@ -234,7 +234,7 @@ def test_a_spool_that_takes_nothing_keeps_the_journal_and_appends_go_past_it(
 
     journal = AuditJournal(tmp_path)
     assert journal.adopt(full) == 0  # no exception: the milter starts
-    assert "not spooled (No space left on device): kept for the next start" in caplog.text
+    assert "not spooled (No space left on device): kept for later" in caplog.text
     later = make_event()
     journal.append(later)  # a segment of its own, not appended to the one kept
     assert _events(tmp_path / "audit-journal-0-5.jsonl") == [left]

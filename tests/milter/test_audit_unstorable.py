@@ -168,3 +168,22 @@ def test_a_milter_without_a_database_refuses_mail_while_spool_dir_is_full(
                   for line in path.read_text().splitlines()]
     accepted = [queue_id for queue_id, answer in answers.items() if answer == b"c"]
     assert sorted(logged) == sorted(accepted), answers
+
+
+def test_a_journal_a_full_start_could_not_spool_is_spooled_once_it_has_room(
+        tmp_path: Path) -> None:
+    """The segments a start could not append to a full spool waited for the next start,
+    out of the audit log for as long as the milter ran, though the disk had room again."""
+    left = [make_event(), make_event()]
+    later = make_event()
+    with small_filesystem(tmp_path / "full") as spool_dir:
+        (spool_dir / "audit-journal-0-3.jsonl").write_text(
+            "".join(event.to_json() + "\n" for event in left))
+        filler = fill(spool_dir)
+        with _pipeline(None, spool_dir, Metrics(), SpoolFullAction.DROP) as pipeline:
+            filler.unlink()
+            pipeline.submit(later)
+            assert wait_until(lambda: _logged(spool_dir) == [*left, later], timeout=10)
+            time.sleep(2 * audit_pipeline.SPOOL_PROBE_SECONDS)  # no second adoption
+        assert _logged(spool_dir) == [*left, later]
+        assert _journaled(spool_dir) == []

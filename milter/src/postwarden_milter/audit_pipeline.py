@@ -229,11 +229,14 @@ class AuditPipeline:
 
     def start(self, loop_thread: LoopThread) -> None:
         if self._journal is not None:  # replayed with the spool
-            # Without a database the spool is the audit log: no event in it twice.
-            known = (tail_event_ids(self._spool.path, LOG_TAIL_BYTES) if self._dsn is None
-                     else ())
-            self._journal.adopt(self._spool.append_lines, known)
+            self._adopt(self._journal)
         self._writer = loop_thread.submit(self._run())
+
+    def _adopt(self, journal: AuditJournal) -> None:
+        """Spool the journal segments the previous process left."""
+        # Without a database the spool is the audit log: no event in it twice.
+        known = tail_event_ids(self._spool.path, LOG_TAIL_BYTES) if self._dsn is None else ()
+        journal.adopt(self._spool.append_lines, known)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Drain the queue (to Postgres or the spool) and close the pool."""
@@ -275,6 +278,7 @@ class AuditPipeline:
                     # thread a hand-off to this one per event (measured: 6% of
                     # the milter's CPU on a 4 KB message).
                     await asyncio.sleep(FLUSH_SECONDS)
+                self._adopt_leftover()
                 batch = self._take() or self._take_kept()
                 if batch:
                     await self._deliver_or_drop(batch)
@@ -292,6 +296,14 @@ class AuditPipeline:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
+
+    def _adopt_leftover(self) -> None:
+        """The segments a start could not spool (a full filesystem), once the spool takes
+        writes again: spooled ahead of the events kept meanwhile, not left for the next
+        start. Tried at most every SPOOL_PROBE_SECONDS (a probe first)."""
+        if (self._journal is not None and self._journal.leftover
+                and not self._spool_failing and self._spool_takes_writes()):
+            self._adopt(self._journal)
 
     def _take_kept(self) -> list[AuditEvent]:
         """A batch of the events kept in the journal, once the spool or Postgres takes

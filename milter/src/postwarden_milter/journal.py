@@ -9,7 +9,8 @@ its answer. So each event is first appended here, by the callback's thread, in o
 per batch is for outages, and a power cut also takes what Postfix acknowledged last).
 
 The writer settles events once it stored them, spooled them, or counted them dropped;
-those the spool could not take (a full filesystem) stay unsettled, for the next start.
+those the spool could not take (a full filesystem) stay unsettled, delivered again once
+it takes writes (or at the next start).
 A segment (a file) takes appends until the writer takes a batch, then the next one
 does; a segment whose events are all settled is deleted, so the journal holds what
 the queue holds, about one batch in normal times. Segments left by a process that
@@ -19,8 +20,8 @@ Without a database the spool is the audit log, and the events it has already are
 out (a segment spans several batches while the writer is behind). A journal that
 cannot be written, deleted or adopted (a full or read-only filesystem) stops nothing:
 what it could not take is unjournaled (or, where the spool would have to take it,
-refused: AuditPipeline.submit), what it could not delete or adopt is adopted at a
-later start.
+refused: AuditPipeline.submit), what it could not delete is adopted at a later start,
+what it could not adopt once the spool takes writes again (the writer probes it).
 """
 
 from __future__ import annotations
@@ -69,15 +70,17 @@ def journal_segments(directory: Path) -> dict[int, list[Path]]:
 
 
 def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object],
-                  known: Collection[str] = ()) -> int:
-    """Hand worker ``worker``'s leftover segments to ``append`` (a spool's) and delete
-    them, leaving out the events whose ids are ``known``; how many events were handed.
-    Only while that worker does not run. A last line without its newline was torn by
+                  known: Collection[str] = (), below: int | None = None) -> int:
+    """Hand worker ``worker``'s leftover segments (those numbered ``below``, when given)
+    to ``append`` (a spool's) and delete them, leaving out the events whose ids are
+    ``known``; how many events were handed. Only while that worker does not run, or
+    with ``below`` its first own segment. A last line without its newline was torn by
     the death mid-append: its callback never returned, so Postfix has no answer for
     its message either. A spool that takes nothing now (a full filesystem) leaves the
-    segments for a later start: logged, no mail refused."""
+    segments for a later try: logged, no mail refused."""
     events = 0
-    segments = journal_segments(directory).get(worker, [])
+    segments = [path for path in journal_segments(directory).get(worker, [])
+                if below is None or _segment_number(path) < below]
     try:
         for path in segments:
             lines = path.read_bytes().splitlines(keepends=True)
@@ -90,8 +93,9 @@ def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object
         if segments:  # else after a power cut they could be back, to be appended again
             fsync_directory(directory)
     except OSError as exc:
-        log.error("audit journal of worker %d not spooled (%s): kept for the next start",
-                  worker, exc.strerror)
+        # Its own worker's writer tries again once the spool takes writes; else a start.
+        log.error("audit journal of worker %d not spooled (%s): kept for later", worker,
+                  exc.strerror)
     if events:
         log.warning("audit journal: %d events of a milter process that ended without a "
                     "stop (worker %d) appended to the audit spool", events, worker)
@@ -131,6 +135,8 @@ class AuditJournal:
         # The one appends go to: past those left over, which an adoption may have kept.
         left = journal_segments(directory).get(worker, [])
         self._segment = _segment_number(left[-1]) + 1 if left else 0
+        self._first = self._segment  # those before are the predecessor's, for adopt()
+        self.leftover = bool(left)  # some of them not adopted yet
         self._fd: int | None = None  # its file, opened by the first append
         self._size = 0  # its size: a short write is cut back to it
         self._undeletable = False  # a segment could not be deleted (said once)
@@ -197,8 +203,12 @@ class AuditJournal:
                           "events again (said once)", path.name, exc.strerror)
 
     def adopt(self, append: Callable[[bytes], object], known: Collection[str] = ()) -> int:
-        """At the start, before any append: what this worker's predecessor left."""
-        return adopt_journal(self._directory, self._worker, append, known)
+        """What this worker's predecessor left: at the start, and again (by the writer)
+        while a full filesystem kept some of it (``leftover``)."""
+        events = adopt_journal(self._directory, self._worker, append, known, self._first)
+        self.leftover = any(_segment_number(path) < self._first
+                            for path in journal_segments(self._directory).get(self._worker, []))
+        return events
 
     def close(self) -> None:
         """At the stop, once the writer drained the queue (or gave up): what is still
