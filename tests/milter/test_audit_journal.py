@@ -304,3 +304,39 @@ def test_events_the_spool_cannot_take_stay_in_the_journal_for_the_next_start(
     loop.stop()
     assert _events(tmp_path / spool_name(0)) == events
     assert _segments(tmp_path) == []
+
+
+def test_an_event_dropped_for_a_full_queue_is_not_spooled_by_the_next_start(
+        tmp_path: Path) -> None:
+    """Counted dropped (spool_full_action: drop), its line stayed in the journal until
+    the segment went: a kill -9 meanwhile made it an audit row at the next start."""
+    metrics = Metrics()
+    dead = AuditPipeline(None, AuditSpool(tmp_path, SpoolBudget(10**9)), metrics,
+                         queue_size=1, spool_full_action=SpoolFullAction.DROP,
+                         journal=AuditJournal(tmp_path))
+    queued, dropped = make_event(), make_event()
+    dead.submit(queued)
+    dead.submit(dropped)  # never started: a writer stuck, then killed
+    assert metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "queue_full"}) == 1
+    loop = LoopThread()
+    loop.start()
+    successor = _pipeline(tmp_path, Metrics())
+    successor.start(loop)
+    successor.stop()
+    loop.stop()
+    assert _events(tmp_path / spool_name(0)) == [queued]
+    assert _segments(tmp_path) == []
+
+
+def test_a_dropped_event_of_a_rotated_segment_is_left_out_and_the_rest_kept(
+        tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    kept, dropped = make_event(), make_event()
+    journal.append(kept)
+    journal.append(dropped)
+    journal.rotate()  # the writer took a batch meanwhile
+    journal.dropped(dropped)
+    spooled: list[bytes] = []
+    assert AuditJournal(tmp_path).adopt(spooled.append) == 1
+    assert spooled == [(kept.to_json() + "\n").encode()]

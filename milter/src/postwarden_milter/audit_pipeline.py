@@ -170,7 +170,8 @@ class AuditPipeline:
         try:
             self._queue.put_nowait(event)
         except queue.Full:  # filled meanwhile, or not refusable
-            self._settled([event])
+            if self._journal is not None:
+                self._journal.dropped(event)
             self._metrics.audit_dropped.labels("queue_full").inc()
             log.error("audit queue full: event %s dropped (writer stuck?)", event.event_id)
         return True

@@ -8,7 +8,8 @@ its answer. So each event is first appended here, by the callback's thread, in o
 ``write`` without fsync: it survives the process, not the machine (the spool's fsync
 per batch is for outages, and a power cut also takes what Postfix acknowledged last).
 
-The writer settles events once it stored them, spooled them, or counted them dropped;
+The writer settles events once it stored them, spooled them, or counted them dropped
+(one the full queue dropped is marked so in its segment, left out at the next start);
 those the spool could not take (a full filesystem) stay unsettled, delivered again once
 it takes writes (or at the next start).
 A segment (a file) takes appends until the writer takes a batch, then the next one
@@ -26,6 +27,7 @@ what it could not adopt once the spool takes writes again (the writer probes it)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -43,6 +45,8 @@ from .spool import SPOOL_NAME, append_durably, fsync_directory, tail_event_ids
 log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"audit-journal-(\d+)-(\d+)\.jsonl")
+# A line saying that an event of its segment was counted dropped: not to be spooled.
+_DROPPED = b'{"dropped":'
 # How far back the audit log (no database) is read for events a journal holds too: a
 # full default queue is some 7 MB of events. A segment kept at a stop because it could
 # not be deleted, and adopted only once more than this was logged since (or the log
@@ -83,9 +87,11 @@ def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object
                 if below is None or _segment_number(path) < below]
     try:
         for path in segments:
-            lines = path.read_bytes().splitlines(keepends=True)
-            kept = [line for line in lines if line.endswith(b"\n")
-                    and (not known or _event_id(line) not in known)]
+            lines = [line for line in path.read_bytes().splitlines(keepends=True)
+                     if line.endswith(b"\n")]
+            left_out = set(known) | _dropped_ids(lines)
+            kept = [line for line in lines if not line.startswith(_DROPPED)
+                    and (not left_out or _event_id(line) not in left_out)]
             if kept:
                 append(b"".join(kept))
                 events += len(kept)
@@ -100,6 +106,16 @@ def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object
         log.warning("audit journal: %d events of a milter process that ended without a "
                     "stop (worker %d) appended to the audit spool", events, worker)
     return events
+
+
+def _dropped_ids(lines: list[bytes]) -> set[str]:
+    """The ids of the events these lines say were counted dropped (AuditJournal.dropped)."""
+    found = set()
+    for line in lines:
+        if line.startswith(_DROPPED):
+            with contextlib.suppress(ValueError, TypeError):  # damaged: its event is kept
+                found.add(str(json.loads(line)["dropped"]))
+    return found
 
 
 def _event_id(line: bytes) -> str | None:
@@ -123,6 +139,22 @@ def adopt_orphan_journals(directory: Path, workers: int, audit_log: bool) -> Non
         if worker >= workers:
             known = tail_event_ids(target, LOG_TAIL_BYTES) if audit_log else ()
             adopt_journal(directory, worker, first, known)
+
+
+def _write_whole(fd: int, line: bytes, size: int) -> None:
+    """Append ``line`` to the file of ``fd``, ``size`` bytes long, in one write. A short
+    one (a full filesystem) is cut back, leaving no piece for the next line to join."""
+    if os.write(fd, line) != len(line):
+        os.ftruncate(fd, size)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _append_line(path: Path, line: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        _write_whole(fd, line, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 class AuditJournal:
@@ -151,11 +183,8 @@ class AuditJournal:
             if self._fd is None:
                 self._fd = os.open(_segment_path(self._directory, self._worker, self._segment),
                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            written = os.write(self._fd, line)
-            if written != len(line):  # a full filesystem: no piece for the next to join
-                os.ftruncate(self._fd, self._size)
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            self._size += written
+            _write_whole(self._fd, line, self._size)
+            self._size += len(line)
             self._pending[self._segment] = self._pending.get(self._segment, 0) + 1
             self._segment_of[event.event_id] = self._segment
 
@@ -181,6 +210,26 @@ class AuditJournal:
                     done.add(segment)
             for segment in done:
                 self._delete_settled(segment)
+
+    def dropped(self, event: AuditEvent) -> None:
+        """``event`` is counted dropped: settled, and said so in its segment, which a next
+        start would else spool (an end without a stop before the segment went). A line
+        that cannot be written (a full filesystem) is logged: the event may come back."""
+        line = json.dumps({"dropped": event.event_id}, separators=(",", ":")).encode() + b"\n"
+        with self._lock:
+            segment = self._segment_of.get(event.event_id)
+            if segment is None:
+                return
+            try:
+                if segment == self._segment and self._fd is not None:
+                    _write_whole(self._fd, line, self._size)
+                    self._size += len(line)
+                else:  # rotated since its append
+                    _append_line(_segment_path(self._directory, self._worker, segment), line)
+            except OSError as exc:
+                log.error("audit journal: cannot mark event %s dropped (%s): a start after "
+                          "an end without a stop may store it", event.event_id, exc.strerror)
+        self.settled([event])
 
     def held(self, events: Iterable[AuditEvent]) -> list[AuditEvent]:
         """Those of ``events`` in the journal, not settled."""
