@@ -187,3 +187,15 @@ def test_a_journal_a_full_start_could_not_spool_is_spooled_once_it_has_room(
             time.sleep(2 * audit_pipeline.SPOOL_PROBE_SECONDS)  # no second adoption
         assert _logged(spool_dir) == [*left, later]
         assert _journaled(spool_dir) == []
+
+
+def test_a_journal_too_big_for_the_room_left_is_said_not_spooled_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Room for the probe, not for the segment: tried every second, said every second."""
+    left = make_event()
+    line = left.to_json() + "\n"
+    with small_filesystem(tmp_path / "full") as spool_dir:
+        (spool_dir / "audit-journal-0-3.jsonl").write_text(line * (150 * 1024 // len(line)))
+        with _pipeline(None, spool_dir, Metrics(), SpoolFullAction.DROP):
+            time.sleep(3 * audit_pipeline.SPOOL_PROBE_SECONDS)
+        assert caplog.text.count("not spooled (No space left on device)") == 1

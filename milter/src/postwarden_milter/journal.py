@@ -74,14 +74,15 @@ def journal_segments(directory: Path) -> dict[int, list[Path]]:
 
 
 def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object],
-                  known: Collection[str] = (), below: int | None = None) -> int:
+                  known: Collection[str] = (), *, below: int | None = None,
+                  quiet: bool = False) -> int:
     """Hand worker ``worker``'s leftover segments (those numbered ``below``, when given)
     to ``append`` (a spool's) and delete them, leaving out the events whose ids are
     ``known``; how many events were handed. Only while that worker does not run, or
     with ``below`` its first own segment. A last line without its newline was torn by
     the death mid-append: its callback never returned, so Postfix has no answer for
     its message either. A spool that takes nothing now (a full filesystem) leaves the
-    segments for a later try: logged, no mail refused."""
+    segments for a later try: logged (unless ``quiet``), no mail refused."""
     events = 0
     segments = [path for path in journal_segments(directory).get(worker, [])
                 if below is None or _segment_number(path) < below]
@@ -100,8 +101,9 @@ def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object
             fsync_directory(directory)
     except OSError as exc:
         # Its own worker's writer tries again once the spool takes writes; else a start.
-        log.error("audit journal of worker %d not spooled (%s): kept for later", worker,
-                  exc.strerror)
+        if not quiet:
+            log.error("audit journal of worker %d not spooled (%s): kept for later",
+                      worker, exc.strerror)
     if events:
         log.warning("audit journal: %d events of a milter process that ended without a "
                     "stop (worker %d) appended to the audit spool", events, worker)
@@ -169,6 +171,7 @@ class AuditJournal:
         self._segment = _segment_number(left[-1]) + 1 if left else 0
         self._first = self._segment  # those before are the predecessor's, for adopt()
         self.leftover = bool(left)  # some of them not adopted yet
+        self._tried = False  # adopt() was called
         self._fd: int | None = None  # its file, opened by the first append
         self._size = 0  # its size: a short write is cut back to it
         self._undeletable = False  # a segment could not be deleted (said once)
@@ -254,7 +257,10 @@ class AuditJournal:
     def adopt(self, append: Callable[[bytes], object], known: Collection[str] = ()) -> int:
         """What this worker's predecessor left: at the start, and again (by the writer)
         while a full filesystem kept some of it (``leftover``)."""
-        events = adopt_journal(self._directory, self._worker, append, known, self._first)
+        # Said once: the writer tries again every second while there is room for a probe.
+        events = adopt_journal(self._directory, self._worker, append, known, below=self._first,
+                               quiet=self._tried)
+        self._tried = True
         self.leftover = any(_segment_number(path) < self._first
                             for path in journal_segments(self._directory).get(self._worker, []))
         return events
