@@ -157,7 +157,7 @@ def test_unreadable_message_fails_the_case(tmp_path: Path) -> None:
 
 def test_example_policies_pass() -> None:
     results = run_policy_tests(load_policy_set([EXAMPLES]))
-    assert len(results) == 20
+    assert len(results) == 21
     assert [r.problems for r in results if not r.passed] == []
 
 
