@@ -50,3 +50,25 @@ def test_check_reads_the_set_active_in_the_database(
     fallback = _run(["check"], env)
     assert fallback.returncode == 0, fallback.stderr
     assert "the milter would start on the last good set in spool_dir" in fallback.stderr
+
+
+def test_check_compares_the_active_set_with_postfixs_duplicate_filter_limit(
+    tmp_path: Path, empty_database: str,  # noqa: F811 - the imported fixture
+) -> None:
+    """check loaded the set active in the database, then compared none of it with this
+    host's Postfix: a max_recipients above duplicate_filter_limit went unsaid."""
+    env = _env(tmp_path, database_url=empty_database)
+    del env["POSTWARDEN_POLICY_DIR"]
+    assert _run(["migrate"], env).returncode == 0
+    asyncio.run(_activate(empty_database, "main", POLICY.format(name="main", limit=5)))
+    postfix = tmp_path / "postfix"
+    postfix.mkdir()
+    (postfix / "main.cf").write_text("myhostname = mx.example.org\n"
+                                     "duplicate_filter_limit = 3\n")
+    (postfix / "master.cf").write_text("")
+    result = _run(["check"], {**env, "MAIL_CONFIG": str(postfix)})
+    assert result.returncode == 0, result.stderr
+    assert ("warning: policy main: max_recipients 5 is above Postfix's "
+            "duplicate_filter_limit (3): past 3 recipients Postfix delivers a repeated one "
+            "again, which the milter counts once; set duplicate_filter_limit to 5 or more "
+            "(or 0)") in result.stderr.splitlines()

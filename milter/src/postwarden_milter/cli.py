@@ -10,7 +10,12 @@ import os
 import sys
 from pathlib import Path
 
-from postwarden_policies import PoliciesError, gather_settings, load_policy_set_from_sources
+from postwarden_policies import (
+    PoliciesError,
+    PolicySet,
+    gather_settings,
+    load_policy_set_from_sources,
+)
 from postwarden_policies.settings_source import settings_file_argument
 from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import cli as store_cli
@@ -102,19 +107,19 @@ def check(config: Path | None) -> int:
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    policies: PolicySet | None = None  # the set a start would run, where it is known
     if found.policies is not None:
-        policy_set = found.policies.policy_set
-        print(f"policies: {len(policy_set.policies)} from {settings.policy_dir}, "
-              f"set {policy_set.content_hash[:12]}")
+        policies = found.policies.policy_set
+        print(f"policies: {len(policies.policies)} from {settings.policy_dir}, "
+              f"set {policies.content_hash[:12]}")
     elif found.database is not None and found.database.active is not None:
         try:
-            print(_active_policies(settings, found.database.active))
+            policies = _active_policies(settings, found.database.active)
         except PoliciesError as exc:
             print(f"{PROG}: {policies_refused(exc)}", file=sys.stderr)
             return EXIT_CONFIG
     else:
         print("policies: the set active in the database (not read: see below)")
-    policies = found.policies.policy_set if found.policies is not None else None
     for warning in postfix_warnings(policies):
         print(f"warning: {warning}", file=sys.stderr)
     database = found.database
@@ -135,8 +140,10 @@ def check(config: Path | None) -> int:
     return 0
 
 
-def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]) -> str:
-    """What a start would run of the policies active in the database, as it loads them;
+def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]
+                     ) -> PolicySet | None:
+    """What a start would run of the policies active in the database, as it loads them,
+    said; None where that is the last good set in spool_dir (the database's refused);
     PoliciesError when it could not start (they do not load, and spool_dir keeps no last
     good set to run instead)."""
     try:
@@ -146,11 +153,13 @@ def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]) ->
             raise
         print(f"warning: {policies_refused(exc)}; the milter would start on the last good "
               "set in spool_dir", file=sys.stderr)
-        return "policies: the last good set in spool_dir (the database's is refused)"
+        print("policies: the last good set in spool_dir (the database's is refused)")
+        return None
     if not policy_set.policies:
         print(f"warning: {NO_ACTIVE_POLICY}", file=sys.stderr)
-    return (f"policies: {len(policy_set.policies)} active in the database, "
-            f"set {policy_set.content_hash[:12]}")
+    print(f"policies: {len(policy_set.policies)} active in the database, "
+          f"set {policy_set.content_hash[:12]}")
+    return policy_set
 
 
 def _no_policy_source(settings: MilterSettings) -> bool:

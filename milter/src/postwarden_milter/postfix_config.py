@@ -32,7 +32,8 @@ ASKED = ("duplicate_filter_limit", "smtpd_authorized_xclient_hosts", "milter_con
 
 def postfix_warnings(policy_set: PolicySet | None) -> list[str]:
     """What this host's Postfix is set up to get wrong with the milter (``policy_set``:
-    policy_dir's, None when the set is in the database); none when postconf cannot say."""
+    the set a start would run, None where that is not known); none when postconf cannot
+    say."""
     values = postconf(*ASKED)
     if values is None:
         return []
