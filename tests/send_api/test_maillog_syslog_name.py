@@ -120,19 +120,33 @@ async def test_the_services_of_two_instances_each_read_their_lines_of_one_log(
     assert [await message_status(pool, m) for m in messages.values()] == ["delivered"] * 2
 
 
+async def _earlier_versions_position(pool: asyncpg.Pool, tmp_path: Path, host: str
+                                     ) -> tuple[Path, MaillogFollower]:
+    """An empty log, and the read position an earlier version kept for it by host and
+    path alone (no syslog name), as its follower left it."""
+    log_file = tmp_path / "mail.log"
+    log_file.write_text("")
+    before = MaillogFollower(pool, log_file, host=host)
+    await before.poll()
+    await before.release()
+    return log_file, before
+
+
+async def _relayed(pool: asyncpg.Pool, prefix: str) -> tuple[str, str, uuid.UUID]:
+    """A message of ours to a new address, relayed under a new queue id."""
+    queue_id = new_queue_id(prefix)
+    address = f"upgrade-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await accepted_message(pool, address)
+    await relay_as(pool, ours, queue_id)
+    return queue_id, address, ours
+
+
 async def test_an_upgrade_goes_on_where_the_log_was_read_for_the_instance(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     """The read position an earlier version kept by host and path alone."""
-    log_file = tmp_path / "mail.log"
-    log_file.write_text("")
-    before = MaillogFollower(pool, log_file, host="upgraded")
-    await before.poll()
-    await before.release()
-    queue_id = new_queue_id("U")
-    address = f"upgrade-{uuid.uuid4().hex[:6]}@example.org"
-    ours = await accepted_message(pool, address)
-    await relay_as(pool, ours, queue_id)
+    log_file, _ = await _earlier_versions_position(pool, tmp_path, "upgraded")
+    queue_id, address, ours = await _relayed(pool, "U")
     append(log_file, sent_by("postfix", queue_id, address))  # while none runs
     await MaillogFollower(pool, log_file, host="upgraded", syslog_name="postfix").poll()
     assert await message_status(pool, ours) == "delivered"
@@ -161,15 +175,8 @@ async def test_an_upgrade_hands_the_lines_left_waiting_to_one_instances_services
 ) -> None:
     """The services of two instances both took over the earlier version's row, and
     each applied the lines it left waiting: their timeline events twice."""
-    log_file = tmp_path / "mail.log"
-    log_file.write_text("")
-    before = MaillogFollower(pool, log_file, host="upgraded-twice")
-    await before.poll()
-    await before.release()
-    queue_id = new_queue_id("W")
-    address = f"waiting-{uuid.uuid4().hex[:6]}@example.org"
-    ours = await accepted_message(pool, address)
-    await relay_as(pool, ours, queue_id)
+    log_file, before = await _earlier_versions_position(pool, tmp_path, "upgraded-twice")
+    queue_id, address, ours = await _relayed(pool, "W")
     waiting = DeliveryEvent(queue_id, address, "deferred", "4.4.1", "connect timed out")
     await pool.execute("UPDATE maillog_positions SET pending = $2 WHERE path = $1",
                        before.key, saved_form([(time.time(), waiting)]))
