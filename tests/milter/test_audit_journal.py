@@ -111,6 +111,16 @@ def _pipeline(directory: Path, metrics: Metrics) -> AuditPipeline:
                          journal=AuditJournal(directory))
 
 
+def _start_and_stop(directory: Path) -> None:
+    """A successor pipeline started (spooling what the journal holds) and stopped."""
+    loop = LoopThread()
+    loop.start()
+    successor = _pipeline(directory, Metrics())
+    successor.start(loop)
+    successor.stop()
+    loop.stop()
+
+
 def test_a_pipeline_that_ends_without_a_stop_leaves_its_events_to_the_next(
         tmp_path: Path) -> None:
     """The events a pipeline held when its process died (its writer never took them) are
@@ -268,12 +278,7 @@ def test_without_a_database_an_event_already_in_the_log_is_not_added_twice(
     AuditSpool(tmp_path, SpoolBudget(10**9)).append(logged)
     (tmp_path / "audit-journal-0-0.jsonl").write_text(
         "".join(event.to_json() + "\n" for event in [*logged, unlogged]))
-    loop = LoopThread()
-    loop.start()
-    pipeline = _pipeline(tmp_path, Metrics())
-    pipeline.start(loop)
-    pipeline.stop()
-    loop.stop()
+    _start_and_stop(tmp_path)
     assert _events(tmp_path / spool_name(0)) == [*logged, unlogged]
 
 
@@ -296,12 +301,7 @@ def test_events_the_spool_cannot_take_stay_in_the_journal_for_the_next_start(
     assert metrics.registry.get_sample_value(
         "postwarden_audit_dropped_total", {"reason": "spool_error"}) == 0
     (tmp_path / spool_name(0)).unlink()  # room again
-    loop = LoopThread()
-    loop.start()
-    successor = _pipeline(tmp_path, Metrics())
-    successor.start(loop)
-    successor.stop()
-    loop.stop()
+    _start_and_stop(tmp_path)
     assert _events(tmp_path / spool_name(0)) == events
     assert _segments(tmp_path) == []
 
@@ -319,12 +319,7 @@ def test_an_event_dropped_for_a_full_queue_is_not_spooled_by_the_next_start(
     dead.submit(dropped)  # never started: a writer stuck, then killed
     assert metrics.registry.get_sample_value(
         "postwarden_audit_dropped_total", {"reason": "queue_full"}) == 1
-    loop = LoopThread()
-    loop.start()
-    successor = _pipeline(tmp_path, Metrics())
-    successor.start(loop)
-    successor.stop()
-    loop.stop()
+    _start_and_stop(tmp_path)
     assert _events(tmp_path / spool_name(0)) == [queued]
     assert _segments(tmp_path) == []
 

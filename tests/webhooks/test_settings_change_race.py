@@ -76,6 +76,13 @@ def _url(receiver: Receiver) -> str:
     return f"https://{RECEIVER_NAME}:{receiver.port}/hook"
 
 
+async def _under_way(dns: GatedDns, database_url: str, requests: int) -> None:
+    """An audit event raised whose ``requests`` wait under way, the DNS gate closed."""
+    dns.gate.clear()
+    await raise_reject(database_url)
+    assert await wait_for(lambda: dns.waiting == requests)
+
+
 async def _create(client: Client, key: str, url: str, secret: str, name: str = "ops"
                   ) -> str:
     response = await client.post("/api/v1/webhooks", headers=bearer(key), json={
@@ -103,9 +110,7 @@ async def test_a_change_answers_after_the_requests_under_way_and_none_follows_it
     hook = await _create(client, admin_key, _url(receiver), old)
     change = {"secret": new} if field == "secret" else {"url": _url(other)}
 
-    dns.gate.clear()
-    await raise_reject(database_url)
-    assert await wait_for(lambda: dns.waiting == 1)  # its request is under way
+    await _under_way(dns, database_url, requests=1)
     patch = asyncio.create_task(client.patch(hook, headers=bearer(admin_key), json=change))
     await asyncio.sleep(0.5)
     dns.gate.set()
@@ -129,9 +134,7 @@ async def test_a_delete_answers_after_the_requests_under_way_and_none_follows_it
     client = await start()
     hook = await _create(client, admin_key, _url(receiver), generate_secret())
 
-    dns.gate.clear()
-    await raise_reject(database_url)
-    assert await wait_for(lambda: dns.waiting == 1)  # its request is under way
+    await _under_way(dns, database_url, requests=1)
     delete = asyncio.create_task(client.delete(hook, headers=bearer(admin_key)))
     await asyncio.sleep(0.5)
     # Meanwhile the milter's events are written: the wait holds up no audit write.
@@ -166,9 +169,7 @@ async def test_waits_for_a_deletes_lock_are_no_database_outage(  # noqa: PLR0917
     client = await start()
     hook = await _create(client, admin_key, _url(receiver), generate_secret())
 
-    dns.gate.clear()
-    await raise_reject(database_url)
-    assert await wait_for(lambda: dns.waiting == 1)  # its request is under way
+    await _under_way(dns, database_url, requests=1)
     delete = asyncio.create_task(client.delete(hook, headers=bearer(admin_key)))
     await asyncio.sleep(0.5)
     await raise_reject(database_url)  # a second delivery, whose start waits for the row
@@ -203,9 +204,7 @@ async def test_deletes_waiting_together_leave_the_worker_a_connection(  # noqa: 
     hooks = [await _create(client, admin_key, _url(receiver), generate_secret(), name)
              for name in ("ops", "sec")]
 
-    dns.gate.clear()
-    await raise_reject(database_url)  # one delivery to each
-    assert await wait_for(lambda: dns.waiting == 2)  # their requests are under way
+    await _under_way(dns, database_url, requests=2)  # one delivery to each
     deletes = [asyncio.create_task(client.delete(hook, headers=bearer(admin_key)))
                for hook in hooks]
     await asyncio.sleep(0.5)
