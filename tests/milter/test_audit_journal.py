@@ -10,12 +10,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from postwarden_milter import audit_pipeline
 from postwarden_milter.audit_pipeline import AuditPipeline
 from postwarden_milter.journal import AuditJournal, adopt_orphan_journals, journal_segments
 from postwarden_milter.loopthread import LoopThread
@@ -23,6 +25,7 @@ from postwarden_milter.metrics import Metrics
 from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
 from postwarden_policies import AuditEvent
+from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import wait_until
 from tests.fixtures.processes import children_of
 from tests.milter.milterclient import MilterClient
@@ -331,7 +334,76 @@ def test_a_dropped_event_of_a_rotated_segment_is_left_out_and_the_rest_kept(
     journal.append(kept)
     journal.append(dropped)
     journal.rotate()  # the writer took a batch meanwhile
-    journal.dropped(dropped)
+    journal.dropped([dropped])
     spooled: list[bytes] = []
     assert AuditJournal(tmp_path).adopt(spooled.append) == 1
     assert spooled == [(kept.to_json() + "\n").encode()]
+
+
+# A milter whose writer dropped a first batch of a segment, its spool full under
+# spool_full_action: drop (Postgres away), and was killed before it took the rest.
+_DROPPED_THEN_KILLED = """
+import sys, time
+from pathlib import Path
+from postwarden_milter.audit_pipeline import BATCH_SIZE, AuditPipeline
+from postwarden_milter.journal import AuditJournal
+from postwarden_milter.loopthread import LoopThread
+from postwarden_milter.metrics import Metrics
+from postwarden_milter.settings import SpoolFullAction
+from postwarden_milter.spool import AuditSpool, SpoolBudget
+from postwarden_policies import AuditEvent
+
+directory, dsn = Path(sys.argv[1]), sys.argv[2]
+metrics = Metrics()
+pipeline = AuditPipeline(dsn, AuditSpool(directory, SpoolBudget(1)), metrics,
+                         queue_size=2 * BATCH_SIZE, spool_full_action=SpoolFullAction.DROP,
+                         journal=AuditJournal(directory))
+for line in sys.stdin:  # BATCH_SIZE + 2, in one segment: the writer is behind
+    pipeline.submit(AuditEvent.from_json(line))
+loop = LoopThread()
+loop.start()
+loop.submit(pipeline._deliver_or_drop(pipeline._take())).result()
+print(metrics.registry.get_sample_value("postwarden_audit_dropped_total",
+                                        {"reason": "spool_full"}), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.postgres
+def test_events_dropped_for_a_full_spool_stay_dropped_after_a_kill(
+        tmp_path: Path, database_url: str) -> None:
+    """Only the events a full queue dropped were marked so in the journal: those dropped
+    for a full spool (or an error, a refusal) came back as audit rows once a kill -9
+    left their segment, which spans several batches while the writer is behind."""
+    prefix = f"4QD{time.monotonic_ns() % 10**8}X"
+    env = _env(tmp_path, database_url=database_url, spool_full_action="drop")
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    spooled = make_event(queue_id=f"{prefix}spooled")  # a backlog: the spool is full
+    AuditSpool(spool_dir, SpoolBudget(10**9)).append([spooled])
+    events = [make_event(queue_id=f"{prefix}{n:04d}")
+              for n in range(audit_pipeline.BATCH_SIZE + 2)]
+    dead = subprocess.Popen(
+        [sys.executable, "-c", _DROPPED_THEN_KILLED, str(spool_dir),
+         f"postgresql://postwarden@127.0.0.1:{free_port()}/postwarden"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert dead.stdin is not None and dead.stdout is not None
+    with dead.stdin:
+        dead.stdin.write("".join(event.to_json() + "\n" for event in events).encode())
+    with dead.stdout:
+        try:
+            assert dead.stdout.readline() == f"{float(len(events) - 2)}\n".encode()
+        finally:
+            dead.kill()
+            dead.wait(10)
+    kept = [event.queue_id for event in events[-2:]]
+
+    def stored() -> list[str]:
+        return asyncio.run(_queue_ids(database_url, prefix))
+
+    with _serving(env, tmp_path / "restarted.log") as restarted:
+        assert wait_until(lambda: kept[-1] in stored(), timeout=30), (
+            (tmp_path / "restarted.log").read_text())
+        _stop(restarted)
+    assert stored() == [*kept, spooled.queue_id]
+    assert _segments(spool_dir) == []

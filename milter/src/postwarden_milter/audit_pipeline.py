@@ -170,9 +170,7 @@ class AuditPipeline:
         try:
             self._queue.put_nowait(event)
         except queue.Full:  # filled meanwhile, or not refusable
-            if self._journal is not None:
-                self._journal.dropped(event)
-            self._metrics.audit_dropped.labels("queue_full").inc()
+            self._dropped([event], "queue_full")
             log.error("audit queue full: event %s dropped (writer stuck?)", event.event_id)
         return True
 
@@ -196,6 +194,14 @@ class AuditPipeline:
         most likely takes it: no mail is refused for a journal alone. Read without
         waiting on the writer (a callback's thread)."""
         return self._dsn is None or self._pool is None
+
+    def _dropped(self, events: list[AuditEvent], reason: str) -> None:
+        """Count ``events`` dropped, and mark them so in the journal: a segment spans
+        several batches while the writer is behind, and one a kill left would give them
+        to the next start to store."""
+        self._metrics.audit_dropped.labels(reason).inc(len(events))
+        if self._journal is not None:
+            self._journal.dropped(events)
 
     def _settled(self, events: list[AuditEvent]) -> None:
         """Stored, spooled, or counted dropped: out of the journal."""
@@ -331,7 +337,7 @@ class AuditPipeline:
         try:
             settled = await self._deliver(batch)
         except Exception:
-            self._metrics.audit_dropped.labels("error").inc(len(batch))
+            self._dropped(batch, "error")
             log.exception("audit writer: unexpected error, %d events dropped", len(batch))
             settled = True
         if settled:
@@ -361,7 +367,7 @@ class AuditPipeline:
             await self._copy(batch)
         except DATA_ERRORS as exc:
             if len(batch) == 1:
-                self._metrics.audit_dropped.labels("unstorable").inc()
+                self._dropped(batch, "unstorable")
                 # The type only: a message from Postgres may quote the offending value.
                 with message_context(batch[0].queue_id, batch[0].message_uid):
                     log.error("audit event %s refused by Postgres (%s): dropped",
@@ -373,7 +379,7 @@ class AuditPipeline:
             if len(batch) > 1:
                 await self._write_halves(batch)
             elif self._slow_again(batch[0]):
-                self._metrics.audit_dropped.labels("timeout").inc()
+                self._dropped(batch, "timeout")
                 with message_context(batch[0].queue_id, batch[0].message_uid):
                     log.error("AUDIT EVENT %s DROPPED: not written within %.0f s in %d "
                               "attempts while Postgres committed a probe", batch[0].event_id,
@@ -548,7 +554,7 @@ class AuditPipeline:
         events (:meth:`_take_kept`), or spooled at the next start. Those it has none of
         are dropped."""
         if self._backlog_full and self._full_action is SpoolFullAction.DROP:
-            self._metrics.audit_dropped.labels("spool_full").inc(len(batch))
+            self._dropped(batch, "spool_full")
             if (dropped := self._occasional.due(DROPPED_FULL, len(batch))) is not None:
                 log.error("AUDIT SPOOL FULL (%d bytes): events dropped: %s",
                           self._spool.budget.used, dropped)

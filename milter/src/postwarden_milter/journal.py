@@ -9,7 +9,8 @@ its answer. So each event is first appended here, by the callback's thread, in o
 per batch is for outages, and a power cut also takes what Postfix acknowledged last).
 
 The writer settles events once it stored them, spooled them, or counted them dropped
-(one the full queue dropped is marked so in its segment, left out at the next start);
+(one counted dropped, whatever the reason, is marked so in its segment, left out at the
+next start);
 those the spool could not take (a full filesystem) stay unsettled, delivered again once
 it takes writes (or at the next start).
 A segment (a file) takes appends until the writer takes a batch, then the next one
@@ -214,25 +215,30 @@ class AuditJournal:
             for segment in done:
                 self._delete_settled(segment)
 
-    def dropped(self, event: AuditEvent) -> None:
-        """``event`` is counted dropped: settled, and said so in its segment, which a next
-        start would else spool (an end without a stop before the segment went). A line
-        that cannot be written (a full filesystem) is logged: the event may come back."""
-        line = json.dumps({"dropped": event.event_id}, separators=(",", ":")).encode() + b"\n"
+    def dropped(self, events: Iterable[AuditEvent]) -> None:
+        """``events`` are counted dropped: settled, and said so in their segments, which a
+        next start would else spool (an end without a stop before a segment went, one
+        that spans several batches say). A line that cannot be written (a full
+        filesystem) is logged: its event may come back."""
+        events = list(events)
         with self._lock:
-            segment = self._segment_of.get(event.event_id)
-            if segment is None:
-                return
-            try:
-                if segment == self._segment and self._fd is not None:
-                    _write_whole(self._fd, line, self._size)
-                    self._size += len(line)
-                else:  # rotated since its append
-                    _append_line(_segment_path(self._directory, self._worker, segment), line)
-            except OSError as exc:
-                log.error("audit journal: cannot mark event %s dropped (%s): a start after "
-                          "an end without a stop may store it", event.event_id, exc.strerror)
-        self.settled([event])
+            for event in events:
+                segment = self._segment_of.get(event.event_id)
+                if segment is not None:
+                    self._mark_dropped(event.event_id, segment)
+        self.settled(events)
+
+    def _mark_dropped(self, event_id: str, segment: int) -> None:
+        line = json.dumps({"dropped": event_id}, separators=(",", ":")).encode() + b"\n"
+        try:
+            if segment == self._segment and self._fd is not None:
+                _write_whole(self._fd, line, self._size)
+                self._size += len(line)
+            else:  # rotated since its append
+                _append_line(_segment_path(self._directory, self._worker, segment), line)
+        except OSError as exc:
+            log.error("audit journal: cannot mark event %s dropped (%s): a start after "
+                      "an end without a stop may store it", event_id, exc.strerror)
 
     def held(self, events: Iterable[AuditEvent]) -> list[AuditEvent]:
         """Those of ``events`` in the journal, not settled."""
