@@ -407,3 +407,95 @@ def test_events_dropped_for_a_full_spool_stay_dropped_after_a_kill(
         _stop(restarted)
     assert stored() == [*kept, spooled.queue_id]
     assert _segments(spool_dir) == []
+
+
+# The rows of a test's queue ids hold the writer's insert until the test releases each:
+# a PostgreSQL slow to take a batch, longer than a stop waits for the writer.
+_HOLD = """
+CREATE TABLE audit_hold_released (queue_id text);
+CREATE FUNCTION audit_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE NEW.queue_id LIKE '{prefix}%' AND NOT EXISTS (
+            SELECT FROM audit_hold_released WHERE queue_id = NEW.queue_id) LOOP
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER audit_hold BEFORE INSERT ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_hold();
+"""
+_UNHOLD = """
+DROP TRIGGER audit_hold ON audit_events;
+DROP FUNCTION audit_hold();
+DROP TABLE audit_hold_released;
+"""
+
+
+async def _execute(dsn: str, sql: str, *args: object) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
+def _release(dsn: str, queue_id: str) -> None:
+    asyncio.run(_execute(dsn, "INSERT INTO audit_hold_released VALUES ($1)", queue_id))
+
+
+async def _holding(dsn: str) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return bool(await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+            "AND datname = current_database()"))
+    finally:
+        await conn.close()
+
+
+def _journaled(directory: Path, dsn: str | None) -> AuditPipeline:
+    return AuditPipeline(dsn, AuditSpool(directory, SpoolBudget(10**9)), Metrics(),
+                         queue_size=100, spool_full_action=SpoolFullAction.TEMPFAIL,
+                         journal=AuditJournal(directory))
+
+
+@pytest.mark.postgres
+def test_a_batch_a_stop_cuts_mid_write_during_a_replay_stays_in_the_journal(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM while PostgreSQL takes longer than the stop waits: the event loop's end
+    cancels the writer. A batch of new mail it was writing between a replay's batches
+    was settled all the same, its journal segment deleted: neither stored nor spooled."""
+    monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 600.0)  # held, not timed out
+    prefix = f"4QH{time.monotonic_ns() % 10**8}X"
+    backlog, held = make_event(queue_id=f"{prefix}0"), make_event(queue_id=f"{prefix}1")
+    AuditSpool(tmp_path, SpoolBudget(10**9)).append([backlog])
+
+    def stored() -> list[str]:
+        return asyncio.run(_queue_ids(database_url, prefix))
+
+    asyncio.run(_execute(database_url, _HOLD.format(prefix=prefix)))
+    try:
+        loop = LoopThread()
+        loop.start()
+        pipeline = _journaled(tmp_path, database_url)
+        pipeline.start(loop)
+        assert wait_until(lambda: asyncio.run(_holding(database_url)), timeout=30)
+        pipeline.submit(held)  # while the replay writes the backlog
+        _release(database_url, backlog.queue_id)
+        assert wait_until(lambda: stored() == [backlog.queue_id]
+                          and asyncio.run(_holding(database_url)), timeout=30)
+        pipeline.stop(timeout=0.1)
+        loop.stop()
+    finally:
+        _release(database_url, held.queue_id)
+        asyncio.run(_execute(database_url, _UNHOLD))
+    assert _segments(tmp_path) == ["audit-journal-0-0.jsonl"]
+    loop = LoopThread()
+    loop.start()
+    successor = _journaled(tmp_path, database_url)
+    successor.start(loop)
+    try:
+        assert wait_until(lambda: stored() == [backlog.queue_id, held.queue_id], timeout=30)
+    finally:
+        successor.stop()
+        loop.stop()

@@ -464,17 +464,16 @@ class AuditPipeline:
     async def _write_queued(self) -> None:
         """The queue, during a replay: a spool of an hour's outage takes minutes to
         replay, and meanwhile the queue would fill and drop new mail's events. A batch
-        that cannot be written is spooled (after the rest of the backlog)."""
+        that cannot be written is spooled (after the rest of the backlog). One a stop
+        cut mid-write (the loop's end cancels the writer) stays in the journal."""
         while batch := self._take():
-            settled = True
             try:
                 await self._write(batch)
             except Exception:
-                settled = self._to_spool(batch)
-                raise
-            finally:
-                if settled:
+                if self._to_spool(batch):
                     self._settled(batch)
+                raise
+            self._settled(batch)
             if len(batch) < BATCH_SIZE:  # that emptied it: back to the replay
                 return
 
