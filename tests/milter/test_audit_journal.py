@@ -461,7 +461,8 @@ def _journaled(directory: Path, dsn: str | None) -> AuditPipeline:
 
 @pytest.mark.postgres
 def test_a_batch_a_stop_cuts_mid_write_during_a_replay_stays_in_the_journal(
-        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """SIGTERM while PostgreSQL takes longer than the stop waits: the event loop's end
     cancels the writer. A batch of new mail it was writing between a replay's batches
     was settled all the same, its journal segment deleted: neither stored nor spooled."""
@@ -490,6 +491,8 @@ def test_a_batch_a_stop_cuts_mid_write_during_a_replay_stays_in_the_journal(
         _release(database_url, held.queue_id)
         asyncio.run(_execute(database_url, _UNHOLD))
     assert _segments(tmp_path) == ["audit-journal-0-0.jsonl"]
+    # Not the queue's count: the batch being written was out of it.
+    assert "audit writer did not drain within 0 s; 1 events left in the journal" in caplog.text
     loop = LoopThread()
     loop.start()
     successor = _journaled(tmp_path, database_url)

@@ -253,8 +253,11 @@ class AuditPipeline:
         try:
             self._writer.result(timeout)
         except (TimeoutError, concurrent.futures.CancelledError):
+            # The journal's count: the queue's left out the batch being written, and
+            # the events the spool could not take.
+            left = self._queue.qsize() if self._journal is None else self._journal.unsettled
             log.error("audit writer did not drain within %.0f s; %d events left in the "
-                      "journal for the next start", timeout, self._queue.qsize())
+                      "journal for the next start", timeout, left)
         if self._journal is not None:  # what was not settled stays, for the next start
             self._journal.close()
         log_unsaid(self._occasional, log)

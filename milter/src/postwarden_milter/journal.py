@@ -240,6 +240,12 @@ class AuditJournal:
             log.error("audit journal: cannot mark event %s dropped (%s): a start after "
                       "an end without a stop may store it", event_id, exc.strerror)
 
+    @property
+    def unsettled(self) -> int:
+        """Events appended and not settled: what a next start would spool."""
+        with self._lock:
+            return len(self._segment_of)
+
     def held(self, events: Iterable[AuditEvent]) -> list[AuditEvent]:
         """Those of ``events`` in the journal, not settled."""
         with self._lock:
