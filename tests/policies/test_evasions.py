@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 from pathlib import Path
 
 import pytest
@@ -378,6 +379,63 @@ def test_a_uuencoded_executable_in_a_message_without_mime_is_seen() -> None:
     assert (part.filenames, part.detected_type) == (("invoice.exe",), "application/x-dosexec")
     assert "uuencoded" in facts.flags
     assert verdict.rules[:1] == ("block-executables",)
+
+
+# An ISO image (its volume descriptor at byte 32769) and a fixed VHD (its footer ends
+# it): their first bytes name nothing.
+_ISO = bytes(0x8000) + b"\x01CD001\x01" + bytes(2041)
+_FIXED_VHD = bytes(4096) + b"conectix" + bytes(504)
+
+
+_DISK_IMAGES = pytest.mark.parametrize(
+    ("data", "detected"),
+    [(_ISO, "application/x-iso9660-image"), (_FIXED_VHD, "application/x-vhd")],
+    ids=["iso", "fixed-vhd"],
+)
+
+
+@_DISK_IMAGES
+def test_a_uuencoded_disk_image_with_a_harmless_name_is_seen_by_its_content(
+    data: bytes, detected: str
+) -> None:
+    facts, verdict = _run(_NO_MIME + _uuencoded(b"notes.txt", data) + b"Regards\r\n")
+    [part] = facts.attachments
+    assert (part.filenames, part.detected_type) == (("notes.txt",), detected)
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def _uuencoded_in_lines(name: bytes, data: bytes, sizes: list[int]) -> bytes:
+    """``data`` uuencoded in lines of the ``sizes`` given, in turn, as a sender may."""
+    lines, at = [], 0
+    for size in itertools.cycle(sizes):
+        if at >= len(data):
+            break
+        lines.append(binascii.b2a_uu(data[at : at + size]).rstrip(b"\n"))
+        at += size
+    return b"begin 644 " + name + b"\r\n" + b"\r\n".join(lines) + b"\r\n`\r\nend\r\n"
+
+
+@_DISK_IMAGES
+def test_a_disk_image_uuencoded_in_lines_of_another_length_is_seen(data: bytes,
+                                                                    detected: str) -> None:
+    # Each line says how many bytes it holds: the marks are where those counts put them.
+    block = _uuencoded_in_lines(b"notes.txt", data, [30])
+    assert _run(_NO_MIME + block)[0].attachments[0].detected_type == detected
+    # Characters a line's count does not ask for are not its bytes (blanks, say).
+    padded = _uuencoded(b"notes.txt", data).replace(b"\r\n", b"   \r\n")
+    assert _run(_NO_MIME + padded)[0].attachments[0].detected_type == detected
+
+
+def test_a_disk_image_uuencoded_in_lines_of_irregular_length_is_known_by_its_name() -> None:
+    # The line that holds an ISO image's mark is found only where the lines before it
+    # are alike (walking thousands of lines, for each of a thousand blocks, would not
+    # bound the time a message takes); a VHD's footer is read back from the end.
+    sizes = [45, 7, 30, 1, 44]
+    facts, verdict = _run(_NO_MIME + _uuencoded_in_lines(b"notes.iso", _ISO, sizes))
+    assert facts.attachments[0].detected_type is None
+    assert verdict.rules[:1] == ("block-executables",)
+    facts, _ = _run(_NO_MIME + _uuencoded_in_lines(b"notes.txt", _FIXED_VHD, sizes))
+    assert facts.attachments[0].detected_type == "application/x-vhd"
 
 
 def test_a_uuencoded_script_in_a_quoted_printable_text_part_is_seen() -> None:

@@ -537,6 +537,9 @@ def test_a_disk_image_is_refused_by_its_content() -> None:
     assert attachments.refusal_reason("photos.zip", "application/zip", image) == (
         "the content is a disk image")
     assert attachments.refusal_reason("photos.zip", "application/zip", image[:0x8001]) is None
+    # Uuencoded in the text, under a harmless name: by the same mark.
+    assert attachments.embedded_reason(_uuencoded("notes.txt", image).encode()) == (
+        "'notes.txt' in this text: the content is a disk image")
 
 
 # Carriers of current phishing, by name: OneNote (2023 on), app installers, search and
@@ -566,9 +569,9 @@ def test_files_abused_in_phishing_are_refused_by_their_content(content: bytes,
                                                                what: str) -> None:
     assert attachments.refusal_reason("report.pdf", "application/pdf", content) == (
         f"the content is {what}")
-    if len(content) < 1000:  # uuencoded in text, read by its head as the milter reads it
-        assert attachments.embedded_reason(_uuencoded("report.pdf", content).encode()) == (
-            f"'report.pdf' in this text: the content is {what}")
+    # Uuencoded in text, read as the milter reads it (a fixed VHD's footer too).
+    assert attachments.embedded_reason(_uuencoded("report.pdf", content).encode()) == (
+        f"'report.pdf' in this text: the content is {what}")
     # The marks at their places only: elsewhere they are a file's bytes like any.
     assert attachments.refusal_reason("report.pdf", "application/pdf",
                                       b"%PDF-1.4\n" + content + b"\n") is None

@@ -10,7 +10,10 @@ long (its data lines are 64). Any block ends where the next block or the text
 ends. Only begin and end lines are searched for (regular expressions with a
 literal prefix, each byte looked at about once) and only the first lines of
 each block are decoded, for its magic bytes (and a BinHex file's name, which
-lies inside its data).
+lies inside its data). A uuencoded file whose first bytes name nothing is read
+where a mark lies past them (``magic.MARKS``: an ISO image's at byte 32769, a
+fixed VHD's footer), decoding only the lines that hold it (:func:`_uu_far`,
+:func:`_uu_tail`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ _END = {
     "yenc": re.compile(rb"\n=yend"),
     "binhex": re.compile(rb"\n(?!(?:[^\r\n]{64})?\r?(?:\n|\Z))"),
 }
+# A uuencoded file's lines end as Thunderbird ends them. At most this many are decoded
+# for its head or a mark (its last 512 bytes take 13 lines of 45): a block of empty or
+# short lines costs no more time than that.
+_LINE_END = re.compile(rb"\r\n?|\n")
+_UU_LINES = 32
 _ENCODINGS = {"uu": "x-uuencode", "yenc": "x-yenc", "binhex": "x-binhex"}
 # The type Thunderbird gives the made-up part (it guesses no type from the name).
 _TYPES = {"binhex": "application/mac-binhex40"}
@@ -55,6 +63,7 @@ class Block:
     head: bytes  # the first decoded bytes, as far as the lines decode
     encoding: str  # "x-uuencode", "x-yenc" or "x-binhex"
     content_type: str
+    read: magic.Reader | None = None  # its marks past the head (uuencoded files)
 
 
 def _begin_lines(text: bytes, start: int, end: int) -> Iterator[re.Match[bytes]]:
@@ -78,8 +87,10 @@ def _block(text: bytes, begin: re.Match[bytes], stop: int) -> Block:
     lines = text.count(b"\n", data_start, data_end)
     characters = data_end - data_start - 2 * lines
     name = begin.group(kind).strip().decode("utf-8", "replace")
+    read = None
     if kind == "uu":
-        head = _uu_head(text, data_start, data_end)
+        head = _uu_range(text, data_start, data_end, 0, magic.HEAD_BYTES)
+        read = _uu_reader(text, data_start, data_end)
         size = characters * 3 // 4  # a length character and 4 characters per 3 bytes
     elif kind == "yenc":
         head = _yenc_head(text, data_start, data_end)
@@ -96,20 +107,130 @@ def _block(text: bytes, begin: re.Match[bytes], stop: int) -> Block:
         head=head,
         encoding=_ENCODINGS[kind],
         content_type=_TYPES.get(kind, "application/octet-stream"),
+        read=read,
     )
 
 
-def _uu_head(text: bytes, start: int, end: int, want: int = magic.HEAD_BYTES) -> bytes:
-    """The first ``want`` bytes (about) the uuencoded lines ``text[start:end]`` decode to."""
-    data = b""
-    for line in text[start : min(end, start + want * 2)].splitlines():
-        if len(data) >= want:
-            break
+def _uu_reader(text: bytes, start: int, end: int) -> magic.Reader:
+    """Reads the file the uuencoded lines ``text[start:end]`` decode to where a mark lies:
+    from the start, or back from the end (b"" where it is shorter)."""
+    def read(offset: int, length: int) -> bytes:
+        if offset >= 0:
+            return _uu_far(text, start, end, offset, length)
+        tail = _uu_tail(text, start, end, -offset)
+        return tail[:length] if len(tail) == -offset else b""
+    return read
+
+
+def _uu_far(text: bytes, start: int, end: int, skip: int, want: int) -> bytes:
+    """The ``want`` bytes after the first ``skip``, decoding only the line that holds
+    them: encoders write lines alike (45 bytes in 61 characters), so its place is
+    worked out; b"" unless every line before it is like the first (then the file is
+    known by its name only), which is checked at C speed, not line by line."""
+    first = _LINE_END.search(text, start, end)
+    count = _uu_count(text, (start, first.start())) if first else 0
+    if first is None or not count:
+        return b""
+    stride = first.end() - start
+    lines = skip // count
+    stop = start + lines * stride
+    if stop > end or not _alike(text, start, stop, stride, first.group()):
+        return b""
+    return _uu_range(text, stop, end, skip - lines * count, want)
+
+
+def _alike(text: bytes, start: int, stop: int, stride: int, ending: bytes) -> bool:
+    """Whether ``text[start:stop]`` is lines ``stride`` long, each starting with the
+    first's length character and ending in ``ending`` alone."""
+    lines = (stop - start) // stride
+    ends = text.count(b"\n", start, stop) + text.count(b"\r", start, stop)
+    return (
+        text[start:stop:stride] == text[start : start + 1] * lines
+        and ends == lines * len(ending)
+        and all(text[start + stride - len(ending) + at : stop : stride] == bytes([byte]) * lines
+                for at, byte in enumerate(ending))
+    )
+
+
+def _uu_range(text: bytes, start: int, end: int, skip: int, want: int) -> bytes:
+    """The ``want`` bytes after the first ``skip`` the uuencoded lines ``text[start:end]``
+    decode to (fewer where they end, a line does not decode or ``_UU_LINES`` do not
+    reach them)."""
+    data = bytearray()
+    at = 0  # bytes the lines before this one decode to
+    for line in _uu_lines(text, start, end):
+        count = _uu_count(text, line)
+        if at + count > skip:
+            try:
+                data += _uu_decode(text, line)[max(0, skip - at) :]
+            except binascii.Error:
+                break
+            if len(data) >= want:
+                break
+        at += count
+    return bytes(data[:want])
+
+
+def _uu_tail(text: bytes, start: int, end: int, want: int) -> bytes:
+    """The last ``want`` bytes the uuencoded lines ``text[start:end]`` decode to (fewer
+    where the file is shorter or ``_UU_LINES`` do not hold them, none where a line of
+    them does not decode)."""
+    pieces: list[bytes] = []
+    held = 0
+    for line in _uu_lines_back(text, start, end):
         try:
-            data += binascii.a2b_uu(line)
+            pieces.append(_uu_decode(text, line))
         except binascii.Error:
+            return b""
+        held += len(pieces[-1])
+        if held >= want:
             break
-    return data
+    return b"".join(reversed(pieces))[-want:]
+
+
+def _uu_count(text: bytes, line: tuple[int, int]) -> int:
+    """The bytes a uuencoded line decodes to, as its length character says."""
+    begin, stop = line
+    return (text[begin] - 32) & 63 if stop > begin else 0
+
+
+def _uu_decode(text: bytes, line: tuple[int, int]) -> bytes:
+    """A uuencoded line's bytes: the characters its length character asks for, however
+    long the line is (raises binascii.Error on one outside the alphabet)."""
+    begin, stop = line
+    count = _uu_count(text, line)
+    if not count:
+        return b""
+    return binascii.a2b_uu(text[begin : min(stop, begin + 1 + -(-count // 3) * 4)])[:count]
+
+
+def _uu_lines(text: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Where the lines of ``text[start:end]`` start and stop, first to last (at most
+    ``_UU_LINES``)."""
+    at = start
+    for _ in range(_UU_LINES):
+        if at >= end:
+            return
+        found = _LINE_END.search(text, at, end)
+        yield at, found.start() if found else end
+        at = found.end() if found else end
+
+
+def _uu_lines_back(text: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Where the lines of ``text[start:end]`` start and stop, last to first (at most
+    ``_UU_LINES``): the same lines as :func:`_uu_lines`, each byte looked at twice at most."""
+    stop = end
+    for _ in range(_UU_LINES):
+        if stop <= start:
+            return
+        if text[stop - 1] == 0x0A:  # the line end: LF, CRLF or CR
+            stop -= 1
+        if stop > start and text[stop - 1] == 0x0D:
+            stop -= 1
+        newline = text.rfind(b"\n", start, stop)
+        begin = max(start, newline + 1, text.rfind(b"\r", max(start, newline), stop) + 1)
+        yield begin, stop
+        stop = begin
 
 
 def _yenc_head(text: bytes, start: int, end: int, want: int = magic.HEAD_BYTES) -> bytes:

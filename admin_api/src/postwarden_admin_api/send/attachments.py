@@ -182,12 +182,12 @@ def _signed_reason(content: bytes) -> str | None:
 
 def embedded_reason(text: bytes) -> str | None:
     """Why a file uuencoded, yEncoded or BinHexed in the plain ``text`` is refused, naming
-    it, by its names and first bytes as the milter lists it."""
+    it, by its names and content as the milter lists it."""
     found, more = uuencode.blocks(text, 0, len(text), MAX_EMBEDDED_FILES)
     for block in found:
         names = file_names(None, textparts.embedded_names(block.name, set()), set())
         reason = (next(filter(None, map(_name_reason, names)), None)
-                  or _detected_reason(magic.detect(block.head)))
+                  or _detected_reason(magic.detect(block.head, block.read)))
         if reason is not None:
             shown = _shown(names[0]) if names else "a file without a name"
             return f"{shown} in this text: {reason}"
