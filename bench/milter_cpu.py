@@ -5,8 +5,10 @@ libmilter calls them (header values with their leading space, 64 KB body chunks,
 Received and Message-ID headers Postfix adds), audit events journaled as the milter
 does. What its "filter CPU" figure measures, less libmilter, the protocol and the audit
 writer; where a change to the callbacks shows before the benchmark is run. Printed: the
-median over rounds of process CPU per message, per message shape; --profile NAME prints
-cProfile's top functions for that shape instead (of this thread: attach-2m, past
+median over rounds of process CPU per message, per message shape, then the count of
+messages, each accepted and audited (tests/bench/test_milter_cpu.py runs it at its
+smallest: --rounds 1 --messages 1); --profile NAME prints cProfile's top functions
+for that shape instead (of this thread: attach-2m, past
 postwarden_milter.decider.INLINE_BYTES, is decided on the worker pool).
 
     .venv/bin/python bench/milter_cpu.py [--rounds 7] [--messages 40] [--own-boundaries]
@@ -217,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.messages}{', own boundaries' if args.own_boundaries else ''}):")
     for name, values in results.items():
         print(f"{name:10} {statistics.median(values):7.3f}   (min {min(values):.3f})")
+    print(f"{audit.accepted} messages, each accepted and audited")
     return 0
 
 
