@@ -15,8 +15,10 @@ from postwarden_policies import (
     Action,
     evaluate,
     load_policy_set_from_sources,
+    magic,
     mimeflags,
     transfer,
+    uuencode,
 )
 from postwarden_policies.facts import Envelope
 from postwarden_policies.headers import MAX_FIELD_OCTETS, MAX_FIELDS
@@ -467,6 +469,38 @@ def test_a_uuencoded_block_runs_to_its_end_line_or_the_next_block() -> None:
     assert raw[first.header_start : first.body_end].endswith(b"END\r\n")
     assert raw[second.header_start : second.body_end].endswith(b"end\r\n")
     assert second.body_end < text.body_end
+
+
+def _uu_lines(data: bytes, size: int) -> bytes:
+    return b"".join(binascii.b2a_uu(data[at : at + size]) for at in range(0, len(data), size))
+
+
+_BIG_ISO = bytes(0x8000) + b"\x01CD001\x01" + bytes(6_000_000)
+
+
+@pytest.mark.parametrize(
+    ("lines", "detected"),
+    [
+        pytest.param(_uu_lines(_BIG_ISO, 45), "application/x-iso9660-image", id="6-mb-iso"),
+        pytest.param(_uu_lines(_BIG_ISO[:40_000], 1), "application/x-iso9660-image",
+                     id="a-byte-a-line"),
+        pytest.param(b"M" + b"!" * 8_000_000 + b"\n", None, id="one-8-mb-line"),
+        pytest.param(b"M" + b"!" * 60 + b"\n" + b"!" * 8_000_000 + b"\n", None,
+                     id="one-8-mb-line-after-the-first"),
+    ],
+)
+def test_a_uuencoded_file_is_read_for_its_marks_in_bounded_memory(
+    lines: bytes, detected: str | None
+) -> None:
+    # Only the lines that hold the head and the marks are decoded, however long the file
+    # or its lines.
+    text = b"begin 644 notes.txt\n" + lines + b"`\nend\n"
+    def marks() -> str | None:
+        [block], _ = uuencode.blocks(text, 0, len(text), 1)
+        return magic.detect(block.head, block.read)
+    found, peak = peak_of(marks)
+    assert found == detected
+    assert peak < 512 * 1024, f"{peak / 2**10:.0f} KiB"
 
 
 def test_uuencoded_files_count_against_the_part_limits() -> None:
