@@ -531,14 +531,19 @@ def test_hostile_html_under_a_well_formed_but_bogus_signature_is_held() -> None:
     assert "rewrite_failed" in verdict.flags  # for the audit row: no rule it lists holds it
 
 
-def _yencoded(name: bytes, data: bytes) -> bytes:
-    encoded = bytearray()
+def _yencoded(name: bytes, data: bytes, part: bytes = b"") -> bytes:
+    """yEnc in lines of 128 characters (129 where an escape ends one), after ``part``."""
+    lines, line = [], bytearray()
     for byte in data:
         char = (byte + 42) % 256
-        encoded += b"=" + bytes([(char + 64) % 256]) if char in b"\0\n\r=" else bytes([char])
+        line += b"=" + bytes([(char + 64) % 256]) if char in b"\0\n\r=" else bytes([char])
+        if len(line) >= 128:
+            lines.append(bytes(line))
+            line = bytearray()
     return (
         b"=ybegin line=128 size=" + str(len(data)).encode() + b" name=" + name + b"\r\n"
-        + bytes(encoded) + b"\r\n=yend size=" + str(len(data)).encode() + b"\r\n"
+        + part + b"\r\n".join([*lines, bytes(line)]) + b"\r\n=yend size="
+        + str(len(data)).encode() + b"\r\n"
     )
 
 
@@ -547,6 +552,26 @@ def test_a_yencoded_executable_in_a_message_without_mime_is_seen() -> None:
     [part] = facts.attachments
     assert part.filenames == ("scan 01.pdf",) and part.transfer_encoding == "x-yenc"
     assert part.detected_type == "application/x-dosexec"  # found by its content
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+# Disk images whose bytes yEnc escapes (to NUL, CR and "="), before their marks and after.
+_ESCAPED_ISO = b"\xd6\x00\xe3\x13" * 0x2000 + b"\x01CD001\x01" + b"\xd6" * 2041
+_ESCAPED_VHD = b"\xd6\x13" * 2048 + b"conectix" + b"\xd6\x00\xe3" * 168
+
+
+@pytest.mark.parametrize(
+    ("data", "detected"),
+    [(_ESCAPED_ISO, "application/x-iso9660-image"), (_ESCAPED_VHD, "application/x-vhd")],
+    ids=["iso", "fixed-vhd"],
+)
+@pytest.mark.parametrize("part", [b"", b"=ypart begin=1 end=40000\r\n"], ids=["whole", "part"])
+def test_a_yencoded_disk_image_with_a_harmless_name_is_seen_by_its_content(
+    data: bytes, detected: str, part: bytes
+) -> None:
+    facts, verdict = _run(_NO_MIME + _yencoded(b"notes.txt", data, part) + b"Regards\r\n")
+    [attachment] = facts.attachments
+    assert (attachment.filenames, attachment.detected_type) == (("notes.txt",), detected)
     assert verdict.rules[:1] == ("block-executables",)
 
 

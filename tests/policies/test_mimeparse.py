@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import random
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -475,32 +477,83 @@ def _uu_lines(data: bytes, size: int) -> bytes:
     return b"".join(binascii.b2a_uu(data[at : at + size]) for at in range(0, len(data), size))
 
 
-_BIG_ISO = bytes(0x8000) + b"\x01CD001\x01" + bytes(6_000_000)
+def _uu_block(lines: bytes) -> bytes:
+    return b"begin 644 notes.txt\n" + lines + b"`\nend\n"
+
+
+def _yenc_block(encoded: bytes) -> bytes:
+    return b"=ybegin line=128 size=1 name=notes.txt\n" + encoded + b"\n=yend\n"
+
+
+def _yenc_lines(data: bytes) -> bytes:
+    """yEnc of ``data`` that holds no byte it escapes, in lines of 128."""
+    encoded = data.translate(bytes((byte + 42) % 256 for byte in range(256)))
+    assert not any(char in encoded for char in b"\0\n\r=")
+    return b"\n".join(encoded[at : at + 128] for at in range(0, len(encoded), 128))
+
+
+_BIG_ISO = bytes(0x8000) + b"\x01CD001\x01" + bytes(2_000_000)
 
 
 @pytest.mark.parametrize(
-    ("lines", "detected"),
+    ("block", "detected"),
     [
-        pytest.param(_uu_lines(_BIG_ISO, 45), "application/x-iso9660-image", id="6-mb-iso"),
-        pytest.param(_uu_lines(_BIG_ISO[:40_000], 1), "application/x-iso9660-image",
+        pytest.param(_uu_block(_uu_lines(_BIG_ISO, 45)), "application/x-iso9660-image",
+                     id="2-mb-iso"),
+        pytest.param(_uu_block(_uu_lines(_BIG_ISO[:40_000], 1)), "application/x-iso9660-image",
                      id="a-byte-a-line"),
-        pytest.param(b"M" + b"!" * 8_000_000 + b"\n", None, id="one-8-mb-line"),
-        pytest.param(b"M" + b"!" * 60 + b"\n" + b"!" * 8_000_000 + b"\n", None,
-                     id="one-8-mb-line-after-the-first"),
+        pytest.param(_uu_block(b"M" + b"!" * 2_000_000 + b"\n"), None, id="one-2-mb-line"),
+        pytest.param(_uu_block(b"M" + b"!" * 60 + b"\n" + b"!" * 2_000_000 + b"\n"), None,
+                     id="one-2-mb-line-after-the-first"),
+        pytest.param(_yenc_block(_yenc_lines(_BIG_ISO)), "application/x-iso9660-image",
+                     id="yenc-2-mb-iso"),
+        pytest.param(_yenc_block(b"\n" * 2_000_000), None, id="yenc-2-mb-of-line-ends"),
+        pytest.param(_yenc_block(b"=m" * 1_000_000), None, id="yenc-2-mb-of-escapes"),
     ],
 )
-def test_a_uuencoded_file_is_read_for_its_marks_in_bounded_memory(
-    lines: bytes, detected: str | None
+def test_a_file_in_text_is_read_for_its_marks_in_bounded_memory(
+    block: bytes, detected: str | None
 ) -> None:
     # Only the lines that hold the head and the marks are decoded, however long the file
-    # or its lines.
-    text = b"begin 644 notes.txt\n" + lines + b"`\nend\n"
+    # or its lines (yEnc's are counted, not decoded, up to them).
     def marks() -> str | None:
-        [block], _ = uuencode.blocks(text, 0, len(text), 1)
-        return magic.detect(block.head, block.read)
+        [found], _ = uuencode.blocks(block, 0, len(block), 1)
+        return magic.detect(found.head, found.read)
     found, peak = peak_of(marks)
     assert found == detected
     assert peak < 512 * 1024, f"{peak / 2**10:.0f} KiB"
+
+
+def _yencoded(data: bytes) -> bytes:
+    """yEnc in lines of 128 characters (129 where an escape ends one)."""
+    lines, line = [], bytearray()
+    for byte in data:
+        char = (byte + 42) % 256
+        line += b"=" + bytes([(char + 64) % 256]) if char in b"\0\n\r=" else bytes([char])
+        if len(line) >= 128:
+            lines.append(bytes(line))
+            line = bytearray()
+    return b"\r\n".join([*lines, bytes(line)])
+
+
+@pytest.mark.parametrize(
+    "block",
+    [lambda data: _uu_block(_uu_lines(data, 45)), lambda data: _yenc_block(_yencoded(data))],
+    ids=["uu", "yenc"],
+)
+def test_a_file_in_text_is_read_where_asked_as_its_lines_decode(
+    block: Callable[[bytes], bytes]
+) -> None:
+    # Random bytes, a quarter of them ones yEnc escapes: whatever the place, the bytes
+    # read there are the file's (an escape a count ends in, a line end, a line's last).
+    rng = random.Random(7)
+    data = bytes(rng.choice([rng.randrange(256), 0xD6, 0xE0, 0xE3, 0x13])
+                 for _ in range(40_000))
+    text = block(data)
+    [found], _ = uuencode.blocks(text, 0, len(text), 1)
+    assert found.read is not None
+    for offset in [*range(0, 40_000, 331), *range(-600, 0, 7)]:  # a footer's 512 at most
+        assert found.read(offset, 8) == data[offset:][:8], offset
 
 
 def test_uuencoded_files_count_against_the_part_limits() -> None:

@@ -540,6 +540,10 @@ def test_a_disk_image_is_refused_by_its_content() -> None:
     # Uuencoded in the text, under a harmless name: by the same mark.
     assert attachments.embedded_reason(_uuencoded("notes.txt", image).encode()) == (
         "'notes.txt' in this text: the content is a disk image")
+    yencoded = image.translate(bytes((byte + 42) % 256 for byte in range(256)))  # no escapes
+    assert attachments.embedded_reason(
+        b"=ybegin line=128 size=32875 name=notes.txt\n" + yencoded + b"\n=yend\n") == (
+        "'notes.txt' in this text: the content is a disk image")
 
 
 # Carriers of current phishing, by name: OneNote (2023 on), app installers, search and

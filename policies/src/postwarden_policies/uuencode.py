@@ -10,10 +10,10 @@ long (its data lines are 64). Any block ends where the next block or the text
 ends. Only begin and end lines are searched for (regular expressions with a
 literal prefix, each byte looked at about once) and only the first lines of
 each block are decoded, for its magic bytes (and a BinHex file's name, which
-lies inside its data). A uuencoded file whose first bytes name nothing is read
-where a mark lies past them (``magic.MARKS``: an ISO image's at byte 32769, a
-fixed VHD's footer), decoding only the lines that hold it (:func:`_uu_far`,
-:func:`_uu_tail`).
+lies inside its data). A uuencoded or yEncoded file whose first bytes name
+nothing is read where a mark lies past them (``magic.MARKS``: an ISO image's at
+byte 32769, a fixed VHD's footer), decoding only from there (:func:`_uu_far`,
+:func:`_uu_tail`, :func:`_yenc_reader`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ _END = {
 # short lines costs no more time than that.
 _LINE_END = re.compile(rb"\r\n?|\n")
 _UU_LINES = 32
+# Counts of a yEnc file's characters at most to find where a mark lies: a count or two
+# more for each halving of the bytes left to reach it (line ends and escapes are none).
+_YENC_COUNTS = 24
 _ENCODINGS = {"uu": "x-uuencode", "yenc": "x-yenc", "binhex": "x-binhex"}
 # The type Thunderbird gives the made-up part (it guesses no type from the name).
 _TYPES = {"binhex": "application/mac-binhex40"}
@@ -63,7 +66,7 @@ class Block:
     head: bytes  # the first decoded bytes, as far as the lines decode
     encoding: str  # "x-uuencode", "x-yenc" or "x-binhex"
     content_type: str
-    read: magic.Reader | None = None  # its marks past the head (uuencoded files)
+    read: magic.Reader | None = None  # its marks past the head (uuencoded, yEncoded)
 
 
 def _begin_lines(text: bytes, start: int, end: int) -> Iterator[re.Match[bytes]]:
@@ -94,6 +97,7 @@ def _block(text: bytes, begin: re.Match[bytes], stop: int) -> Block:
         size = characters * 3 // 4  # a length character and 4 characters per 3 bytes
     elif kind == "yenc":
         head = _yenc_head(text, data_start, data_end)
+        read = _yenc_reader(text, data_start, data_end)
         size = characters  # a byte a character, but for a few escapes
     else:
         name, head = _binhex_head(text, data_start, data_end)
@@ -247,6 +251,61 @@ def _yenc_head(text: bytes, start: int, end: int, want: int = magic.HEAD_BYTES) 
         data.append((byte - (106 if escaped else 42)) % 256)
         escaped = False
     return bytes(data[:want])
+
+
+def _yenc_reader(text: bytes, start: int, end: int) -> magic.Reader:
+    """Reads the file the yEnc lines ``text[start:end]`` decode to where a mark lies,
+    decoding from the character that starts it on (b"" where it is not found)."""
+    if text.startswith(b"=ypart", start):  # a part's first line: no data
+        start = line_end(text, start, end)
+
+    def read(offset: int, length: int) -> bytes:
+        if offset >= 0:
+            at = _yenc_after(text, start, end, offset)
+            # A head's worth, however the escapes and line ends after it fall.
+            return _yenc_head(text, at, end)[:length] if at is not None else b""
+        at = _yenc_before(text, start, end, -offset)
+        tail = _yenc_head(text, at, end, -offset) if at is not None else b""
+        return tail[:length] if len(tail) == -offset else b""
+    return read
+
+
+def _yenc_bytes(text: bytes, start: int, stop: int) -> int:
+    """The bytes ``text[start:stop]`` decodes to, counted at C speed: a byte a character
+    but line ends and escapes (an escape cut at ``start`` counts as its byte)."""
+    ends = text.count(b"\r", start, stop) + text.count(b"\n", start, stop)
+    return stop - start - ends - text.count(b"=", start, stop)
+
+
+def _yenc_after(text: bytes, start: int, end: int, skip: int) -> int | None:
+    """Where the byte after the first ``skip`` the yEnc lines ``text[start:end]`` decode
+    to starts (None where ``_YENC_COUNTS`` counts do not reach it): each count is of as
+    many characters as bytes are still wanted, until one holds no line end or escape."""
+    at, held = start, 0
+    for _ in range(_YENC_COUNTS):
+        if held == skip:  # the last count held no escape, so none is cut at ``at``
+            return at
+        if at >= end:
+            return None
+        step = min(skip - held, end - at)
+        held += _yenc_bytes(text, at, at + step)
+        at += step
+    return None
+
+
+def _yenc_before(text: bytes, start: int, end: int, want: int) -> int | None:
+    """Where the last ``want`` bytes the yEnc lines ``text[start:end]`` decode to start
+    (None where the file is shorter or ``_YENC_COUNTS`` counts do not reach them)."""
+    at, held = end, 0
+    for _ in range(_YENC_COUNTS):
+        if held == want:
+            return at - (at > start and text[at - 1] == 0x3D)  # the escape of the first
+        if at <= start:
+            return None
+        step = min(want - held, at - start)
+        held += _yenc_bytes(text, at - step, at)
+        at -= step
+    return None
 
 
 def _binhex_head(
