@@ -165,6 +165,21 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             '<img src="data:image/svg+xml,&lt;svg&gt;">', "<img>", (("url:data", 1),), id="data-svg"
         ),
         pytest.param("<math><mi>x</mi></math>y", "y", (("math", 1), ("mi", 1)), id="math"),
+        # Names that are no tag or attribute went away with none: the list said "script".
+        pytest.param(
+            '<a title="<script>" href="http://x">x</a>',
+            '<a title="&lt;script&gt;" href="http://x">x</a>',
+            (),
+            id="tag-in-a-value",
+        ),
+        pytest.param(
+            '<p foo="a onclick=b">x<!-- <iframe> --></p>',
+            "<p>x</p>",
+            (("@foo", 1), ("comment", 1)),
+            id="attribute-in-a-value-tag-in-a-comment",
+        ),
+        pytest.param("<b onclick>x</b><br clear>", "<b>x</b><br>", (("@clear", 1), ("@onclick", 1)),
+                     id="attributes-without-a-value"),
     ],
 )
 def test_sanitize(html: str, clean: str, removed: tuple[tuple[str, int], ...]) -> None:

@@ -34,10 +34,13 @@ unchanged; everything else goes out as nh3 wrote it. ``removed`` reports what
 went away, compared before and after (document structure -- html, head, title,
 body -- aside): tag names (``("script", 1)``), attributes (``("@onerror", 1)``),
 comments (``("comment", 2)``) and style declarations (``("style:url(", 1)``).
-It is counted from the text, so it can miss what HTML's parser alone sees (an
-attribute written without a value, a handler masked by look-alike text in a
-value); that is why nothing ever decides on it. A part rewritten with nothing
-counted was only re-serialized, or lost something the count missed.
+The tags before are read as HTML's tokenizer reads them (:data:`.htmltokens.TOKENS`),
+so a name in an attribute value, a comment or a script (``<a title="<script>">``)
+is no tag that went away; those after are as nh3 writes them, each value quoted and
+no ``<`` but a tag's. The tree builder alone sees more (a tag it drops from where it
+cannot stand), so the count can still miss something; that is why nothing ever
+decides on it. A part rewritten with nothing counted was only re-serialized, or lost
+something the count missed.
 
 CSS properties outside the allowlist are dropped from a part that is
 rewritten but are not counted, and the precheck lets them through: nearly
@@ -87,15 +90,23 @@ from .html_allowlist import (
 )
 from .html_cost import BUDGET, estimated_cost
 from .html_precheck import needs_no_sanitizing
+from .htmltokens import ATTRIBUTE, TOKENS
 from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
 
 log = logging.getLogger(__name__)
 
 
 _DATA_IMAGE = re.compile(r"data:image/(?:png|gif|jpe?g|webp)[;,]", re.IGNORECASE)
-# Both run on lower-cased text, so the C-level Counter can count the names as found.
-_TAG = re.compile(r"<\s*([a-z][a-z0-9:-]*)")
-_ATTR = re.compile(r"[\s\"'/]([a-z_:@][-a-z0-9_:.@]*)\s*=")
+# Each piece of markup, as HTML's tokenizer reads it (lower-cased text, so the C-level
+# Counter can count the names as found); group 1 says whether it is a comment.
+_MARKUP = re.compile(r"(?=(<!--)?)" + TOKENS.pattern, TOKENS.flags)
+_COMMENT, _NAME, _ATTRIBUTES = 0, _MARKUP.groupindex["name"] - 1, \
+    _MARKUP.groupindex["attributes"] - 1
+# A start tag as nh3 writes it (no "<" or ">" in a value or in text but a tag's: stopping
+# at a "<" keeps the search linear whatever the text), and an attribute in it (each value
+# in double quotes, none holding one).
+_WRITTEN_TAG = re.compile(r"<([a-z][a-z0-9]*)([^<>]*)>")
+_WRITTEN_ATTRIBUTE = re.compile(r' ([^\s="]+)="')
 _CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
 # A style value's declarations: split at ";" outside strings and comments, as CSS splits
@@ -389,32 +400,28 @@ def _needs_filter(folded: str, options: HtmlOptions) -> bool:
     return "&" in folded and _STYLE_REFERENCE.search(folded) is not None
 
 
-def _tags(folded: str) -> Counter[str]:
-    counts = Counter(_TAG.findall(folded))
-    counts["comment"] = folded.count("<!--")
-    return counts
+def _read(folded: str) -> tuple[Counter[str], Counter[str]]:
+    """The tags (comments too) and the attributes in ``folded`` (lower-cased HTML)."""
+    pieces = _MARKUP.findall(folded)
+    tags = Counter(piece[_NAME] for piece in pieces if piece[_NAME])
+    tags["comment"] = sum(1 for piece in pieces if piece[_COMMENT])
+    written = " ".join(piece[_ATTRIBUTES] for piece in pieces if piece[_ATTRIBUTES])
+    return tags, Counter(name for name, _ in ATTRIBUTE.findall(written))
 
 
-def _attributes(folded: str) -> Counter[str]:
-    return Counter(_ATTR.findall(folded))
-
-
-def _attributes_may_differ(before: str, after: str) -> bool:
-    """A cheap test first: attributes removed means fewer "=" signs afterwards.
-
-    nh3 writes "=" for ``&#61;`` in text, so the test is exact only without
-    character references; otherwise count them.
-    """
-    return before.count("=") != after.count("=") or "&#" in before or "&equals" in before
+def _written(folded: str) -> tuple[Counter[str], Counter[str]]:
+    """:func:`_read` for HTML as nh3 writes it (lower-cased), in a simpler pass."""
+    tags = _WRITTEN_TAG.findall(folded)
+    written = "".join(attributes for _, attributes in tags)
+    return Counter(name for name, _ in tags), Counter(_WRITTEN_ATTRIBUTE.findall(written))
 
 
 def _removed(before: str, after: str, dropped: Counter[str]) -> tuple[tuple[str, int], ...]:
-    """What went away; ``before`` and ``after`` are lower-cased."""
-    lost = _tags(before) - _tags(after)  # keeps only positive differences
-    if _attributes_may_differ(before, after):
-        lost.update(
-            {"@" + name: n for name, n in (_attributes(before) - _attributes(after)).items()}
-        )
+    """What went away; ``before`` and ``after`` (nh3's output) are lower-cased."""
+    tags, attributes = _read(before)
+    kept_tags, kept_attributes = _written(after)
+    lost = tags - kept_tags  # keeps only positive differences
+    lost.update({"@" + name: n for name, n in (attributes - kept_attributes).items()})
     for name in NOT_COUNTED:
         lost.pop(name, None)
     lost.update(dropped)
