@@ -140,7 +140,7 @@ CASES: dict[str, Case] = {
     ),
     "missing_boundary_param": Case(f(M, "missing_boundary")),
     "no_delimiter_found": Case(f(M, "missing_boundary")),
-    "encoded_rfc822": Case(f(M, "encoded_message"), ((None, "message/rfc822", None),)),
+    "encoded_rfc822": Case(f("encoded_message"), ((None, "message/rfc822", None),)),
     "unknown_transfer_encoding": Case(f(M, "unknown_transfer_encoding"), (("a.bin", OCTET, None),)),
     "zip_ooxml_macro": Case(
         attachments=(("budget.docm", OCTET, "application/vnd.openxmlformats-officedocument"),)

@@ -31,9 +31,10 @@ raises) is reported in ``MessageFacts.flags``:
                            whitespace or soft line breaks than ``transfer.HEAD_SCAN``
                            (its detected type is unknown)
 ``unknown_transfer_encoding``  (m) a transfer encoding outside RFC 2045
-``encoded_message``        (m) a message/rfc822 part that is base64 or QP
-                           encoded, which RFC 2046 forbids (not looked into; a
-                           message/global may be encoded, RFC 6532, and is read)
+``encoded_message``        a message/rfc822 part that is base64 or QP encoded,
+                           which RFC 2046 forbids; readers open it all the same,
+                           and so it is read (and rewritten) as a message/global,
+                           which may be encoded (RFC 6532), is
 ``partial_message``        (m) a message/partial part: a fragment of a message
                            some readers put back together, whose parts cannot
                            be looked into here
@@ -113,7 +114,6 @@ MALFORMED = frozenset(
         "bad_base64",
         "padded_encoding",
         "unknown_transfer_encoding",
-        "encoded_message",
         "partial_message",
         "unscanned_text",
         "ambiguous_from",

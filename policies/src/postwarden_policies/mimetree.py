@@ -12,16 +12,17 @@ Some parts carry a MIME entity encoded, which readers decode and show: an S/MIME
 ``application/pkcs7-mime`` part whose content is signed data (by its DER,
 whatever its ``smime-type`` says), in the clear in that DER, and a base64 or
 quoted-printable ``message/global`` part (RFC 6532 3.5 allows the encoding, and
-a 7-bit path needs it). Decoded, within the bytes searched in all, the entity is
-walked like the message inside a message/rfc822 part, path "P.1" (or next after
-the files a TNEF stream in the part lists: a message/global may hold one). Its parts
-count against the limits like any; they are ``in_decoded`` (with the kind of
-carrier): their offsets are the outermost carrier's body, whose encoded bytes
-cannot be rewritten piecewise. Those in signed data are signed (``in_signed``).
+a 7-bit path needs it) or ``message/rfc822`` part (RFC 2046 5.2.1 forbids it, flagged
+``encoded_message``, but senders write it and readers open it). Decoded, within the
+bytes searched in all, the entity is walked like the message inside a message/rfc822
+part, path "P.1" (or next after the files a TNEF stream in the part lists: a
+message/global may hold one). Its parts count against the limits like any; they are
+``in_decoded`` (with the kind of carrier): their offsets are the outermost carrier's
+body, whose encoded bytes cannot be rewritten piecewise (:mod:`.rewrite` rewrites an
+encoded message whole). Those in signed data are signed (``in_signed``).
 Signed data cut short or malformed is flagged ``unreadable_smime`` and what was
 read is listed; broken base64 is flagged ``bad_base64``, as in any part, and
-what decodes is read. Enveloped (encrypted) data is left opaque, and so is an
-encoded message/rfc822 (``encoded_message``: RFC 2046 forbids the encoding).
+what decodes is read. Enveloped (encrypted) data is left opaque.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def decoded_kind(
     (Thunderbird by the file name), and enveloped data is typed alike."""
     if detected_type == magic.SIGNED_DATA:
         return "signed_data"
-    if content_type == "message/global" and transfer_encoding in _ENCODED:
+    if content_type in _MESSAGE_TYPES and transfer_encoding in _ENCODED:
         return "encoded_message"
     return None
 
@@ -287,9 +288,9 @@ class Parser:
         # The encoded bytes of the part (an encoded message's too) are what is measured.
         leaf = not is_multipart and (ctype not in _MESSAGE_TYPES or cte in _ENCODED)
         decoded_size, detected = self._measure(body_start, entity.end, cte) if leaf else (0, None)
-        if leaf and ctype == "message/rfc822":  # encoded, which RFC 2046 5.2.1 forbids
-            flags.add("encoded_message")  # not read
-        elif (leaf and self.read_decoded
+        if leaf and ctype == "message/rfc822" and cte in _ENCODED:
+            flags.add("encoded_message")  # which RFC 2046 5.2.1 forbids; read all the same
+        if (leaf and self.read_decoded
               and (kind := decoded_kind(ctype, cte, detected)) is not None):
             children += self._decoded(entity, index, body_start, cte, kind)
         if children and not descend:

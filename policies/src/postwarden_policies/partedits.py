@@ -59,7 +59,7 @@ from postwarden_policies.sanitize import removed_whole, sanitize_html
 from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitized
 
 __all__ = [
-    "PartEdit", "RewriteError", "sanitize_edit", "strip_edit", "tnef_edit",
+    "PartEdit", "RewriteError", "carrier_edit", "sanitize_edit", "strip_edit", "tnef_edit",
     "with_transfer_encoding",
 ]
 
@@ -309,6 +309,18 @@ def sanitize_edit(
     if body == original:  # nor anything the bytes keep: tag whitespace broken as it was
         return None
     return PartEdit(part.body_start, part.body_end, body, part, False), change
+
+
+def carrier_edit(facts: MessageFacts, carrier: MimePart, content: bytes) -> PartEdit:
+    """The edit giving ``carrier`` (an encoded message/rfc822 or message/global) the
+    message ``content`` as its body, in its own transfer encoding and style: a reader
+    decodes it as it decoded the original; a body that would not decode to ``content``
+    (line ends quoted-printable cannot keep) raises :class:`RewriteError`."""
+    original = facts.raw[carrier.body_start : carrier.body_end]
+    body = _reencoded(original, content, carrier.transfer_encoding, facts.newline)
+    if transfer.decode(body, carrier.transfer_encoding) != content:
+        raise RewriteError("a rewritten message would not survive its transfer encoding")
+    return PartEdit(carrier.body_start, carrier.body_end, body, carrier, False)
 
 
 def _notice_charset(label: str | None) -> str:

@@ -12,11 +12,14 @@ attachment to strip, HTML the sanitizer would clean) raises
 :class:`RewriteError` instead, and the engine holds the message. A part
 inside content another part carries encoded (``MimePart.in_decoded``: the DER of
 an opaque ``application/pkcs7-mime`` message, the base64 or quoted-printable of a
-message/global) is never changed, whatever ``plan.skip_signed`` says: one to
-strip, or HTML the sanitizer would clean (judged on its bytes, found again by
-:mod:`postwarden_policies.decodedcontent`), raises. (Re-encoding a whole
-message/global could carry the change, but would need a rewrite of the message
-inside, nested carriers and all, and its own check: holding is the safe side.)
+message/global or message/rfc822) is never changed on its own, whatever
+``plan.skip_signed`` says: one to strip raises. So does HTML the sanitizer would
+clean in signed data (judged on its bytes, found again by
+:mod:`postwarden_policies.decodedcontent`). An encoded message holding HTML is
+rewritten whole instead: decoded, its HTML sanitized as this module sanitizes a
+message's (an encoded message inside it in turn, signed data inside it judged as
+here), checked as any rewrite, and encoded again as it came, so its reader (which
+decodes it) finds the clean HTML where the hostile one was.
 A part inside a stripped part goes with it. A file uuencoded in a text part
 (``MimePart.uuencoded``) cannot be stripped or sanitized apart from that
 text: a plan that would change one raises :class:`RewriteError`. A file inside
@@ -39,16 +42,18 @@ part is byte-identical, no new parser flags. A failed check raises
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from postwarden_policies import tnefparts
 from postwarden_policies.decodedcontent import DecodedContents
 from postwarden_policies.facts import DecodedKind, MessageFacts, MimePart
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.mimeparse import parse_message
+from postwarden_policies.mimetree import decoded_content
 from postwarden_policies.partedits import (
     PartEdit,
     RewriteError,
+    carrier_edit,
     sanitize_edit,
     strip_edit,
     tnef_edit,
@@ -65,7 +70,7 @@ _EXPECTED_FLAGS = frozenset({"too_many_parts", "too_deep", "empty_body"})
 # What a part in decoded content (MimePart.in_decoded) is inside, in the reasons given.
 _WITHIN: dict[DecodedKind, str] = {
     "signed_data": "S/MIME signed data",
-    "encoded_message": "an encoded message/global",
+    "encoded_message": "an encoded message",
 }
 
 
@@ -165,9 +170,12 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit],
         changes += stripped
     if plan.sanitize_html is not None:
         decoded = DecodedContents(facts)
+        rewritten = _encoded_messages(facts, plan, edits, changes)
         for part in facts.parts:
             if not part.is_html or _inside(part, edits) or part.index in tnef_files:
                 continue
+            if part.in_decoded and _top_carrier(facts, part) in rewritten:
+                continue  # sanitized with the message it is in
             if tnefparts.carrier(facts.parts, part) is not None:
                 # Its bytes are inside the stream: no entity to clean alone, and passed
                 # on as it is, its script would reach whoever opens it.
@@ -183,6 +191,54 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit],
                 edits.append(done[0])
                 changes.append(done[1])
     return edits, changes
+
+
+def _top_carrier(facts: MessageFacts, part: MimePart) -> int | None:
+    """The index of the part in the message that carries ``part`` (``in_decoded``) encoded."""
+    parent = part.parent
+    while parent is not None and facts.parts[parent].in_decoded:
+        parent = facts.parts[parent].parent
+    return parent
+
+
+def _encoded_messages(facts: MessageFacts, plan: RewritePlan, edits: list[PartEdit],
+                      changes: list[Change]) -> set[int]:
+    """Sanitize the HTML in each encoded message of the message (none inside another
+    carrier: that one's rewrite carries it) that holds any, adding the edits and changes;
+    the indexes of the parts that carry them."""
+    carriers: set[int] = set()
+    for part in facts.parts:
+        if part.in_decoded == "encoded_message" and part.parent is not None:
+            carrier = facts.parts[part.parent]
+            if (carrier.in_decoded or _inside(carrier, edits)
+                    or not any(p.is_html for p in _below(facts.parts, carrier))):
+                continue
+            carriers.add(carrier.index)
+            done = _rewritten_message(facts, carrier, part.path, plan)
+            if done is not None:
+                edits.append(done[0])
+                changes += done[1]
+    return carriers
+
+
+def _rewritten_message(facts: MessageFacts, carrier: MimePart, path: str, plan: RewritePlan,
+                       ) -> tuple[PartEdit, list[Change]] | None:
+    """The edit giving ``carrier`` the message it carries encoded (listed at ``path``)
+    with its HTML sanitized, and the changes, at their paths in ``facts``; None when
+    nothing in it changes."""
+    body = facts.raw[carrier.body_start : carrier.body_end]
+    found = decoded_content("encoded_message", body, carrier.transfer_encoding)
+    if found is None:
+        raise RewriteError("an encoded message was not found again")
+    inner = parse_message(found[0], facts.envelope)
+    done = _rewritten(inner, RewritePlan((), plan.sanitize_html, plan.skip_signed))
+    if done is None:
+        return None
+    head, new, inner_changes, _ = done  # its header edits are in ``head`` (no strip retypes)
+    _check_changeable(carrier, plan)
+    return carrier_edit(facts, carrier, head + new), [
+        replace(change, part=f"{path}.{change.part}" if change.part else path)
+        for change in inner_changes]
 
 
 def _below(parts: tuple[MimePart, ...], top: MimePart) -> tuple[MimePart, ...]:
@@ -283,9 +339,20 @@ def _renamer(facts: MessageFacts, edits: list[PartEdit]) -> Callable[[str], str]
 def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
     """Apply ``plan`` to the message; ``body`` is None when nothing changed."""
     with message_budget():  # its HTML parts share the sanitizer's time for a message
-        edits, changes = _plan_edits(facts, plan)
-    if not edits:
+        done = _rewritten(facts, plan)
+    if done is None:
         return RewriteResult(body=None, changes=())
+    _, body, changes, headers = done
+    return RewriteResult(body=body, changes=changes, headers=headers)
+
+
+def _rewritten(facts: MessageFacts, plan: RewritePlan,
+               ) -> tuple[bytes, bytes, tuple[Change, ...], tuple[Edit, ...]] | None:
+    """The message with ``plan`` applied, checked: its header section as the header
+    edits leave it, its body, the changes and those edits; None when nothing changed."""
+    edits, changes = _plan_edits(facts, plan)
+    if not edits:
+        return None
     pieces: list[bytes] = []
     pos = 0
     for start, end, data in sorted(_splices(facts, edits), key=lambda s: (s[0], s[1])):
@@ -301,4 +368,4 @@ def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
                     AddHeader("Content-Transfer-Encoding", recoded))
     raw = head + b"".join(pieces)[facts.body_offset :]
     _verify(facts, raw, edits)
-    return RewriteResult(body=raw[len(head) :], changes=tuple(changes), headers=headers)
+    return head, raw[len(head) :], tuple(changes), headers
