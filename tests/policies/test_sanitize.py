@@ -61,6 +61,18 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="body-style-cleaned-as-any",
         ),
         pytest.param(
+            '<body bgcolor="#000;display:none" text=" red;font-size:0"><p>Hi</p>',
+            "<p>Hi</p>",
+            (("@bgcolor", 1), ("@text", 1)),
+            id="body-colour-that-is-no-colour-hid-the-page",
+        ),
+        pytest.param(
+            '<body style="color: red" text="blue" bgcolor=" white "><p>Hi</p>',
+            '<div style="color:blue;background-color:white;color:red"><p>Hi</p></div>',
+            (),
+            id="body-style-over-its-colour-attributes",
+        ),
+        pytest.param(
             '<html dir="rtl" lang="he"><body dir=RTL><p>\u05e9\u05dc\u05d5\u05dd, Dana!</p>'
             "<script></script></body></html>",
             '<div dir="rtl" lang="he"><p>\u05e9\u05dc\u05d5\u05dd, Dana!</p></div>',

@@ -172,7 +172,9 @@ _PAGE_LOOKS = re.compile(
 # allowlist (group 1: the tag up to that style).
 _EMPTY_STYLE = re.compile(r'(<[a-z][a-z0-9]*(?: [^\s="<>]+="[^"]*")*) style=""')
 _LEGACY_HEX = re.compile(r"[0-9a-f]{6}")  # a colour attribute's hex without its "#"
-_AS_CSS = {"bgcolor": "background-color:{}", "text": "color:{}", "style": "{}"}
+# A colour attribute's value that is one CSS value: "red;display:none" hid the page.
+_LEGACY_COLOUR = re.compile(r"#?[0-9a-z]+")
+_AS_CSS = {"bgcolor": "background-color:{}", "text": "color:{}"}
 
 # Per-call counters for what the attribute filter dropped (several threads may
 # sanitize at once; a ContextVar is private to each).
@@ -556,23 +558,31 @@ def _page_wrapper(folded: str, dropped: Counter[str],
     as its style ``bgcolor``, ``text`` and theirs; or None. nh3 drops both tags with
     their attributes: text written white for a black ``bgcolor`` was then white on
     white, and a Hebrew or Arabic page laid out left to right (punctuation at the
-    wrong end). Those carried over are not counted in ``dropped``."""
+    wrong end). Those carried over are not counted in ``dropped``; a colour attribute
+    whose value is no single colour is not carried over (as CSS, "red;display:none"
+    hid the page readers showed). A tag's style comes after its colour attributes,
+    which it overrides in readers."""
     attributes: dict[str, str] = {}
     declarations = []
     starts = _root_tags(folded)
     for name, expression in _ROOT_TAGS.items():
         tag = expression.match(folded, starts[name]) if name in starts else None
+        styles = []
         for found in _PAGE_LOOKS.finditer(folded, *tag.span()) if tag else ():
             looks = found.group(1)
             value = html_unescape(next(v for v in found.groups()[1:] if v is not None))
-            if looks != "style":
-                dropped[f"@{looks}"] -= 1
+            if looks == "style":
+                styles.append(value)
+                continue
             if looks in ("dir", "lang"):
                 attributes[looks] = value  # the body's over the document's
+            elif _LEGACY_COLOUR.fullmatch(value := value.strip()):
+                colour = "#" + value if _LEGACY_HEX.fullmatch(value) else value
+                declarations.append(_AS_CSS[looks].format(colour))
+            else:
                 continue
-            if looks != "style" and _LEGACY_HEX.fullmatch(value):
-                value = "#" + value
-            declarations.append(_AS_CSS[looks].format(value))
+            dropped[f"@{looks}"] -= 1
+        declarations += styles
     if declarations:
         attributes["style"] = "; ".join(declarations)
     if not attributes:
