@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+from asyncpg.transaction import Transaction
 
 from .errors import DatabaseUnreachable, DatabaseUrlRefused
 
@@ -64,6 +65,31 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
     return conn
 
 
+class _TerminatedOnTimeout(Transaction):  # type: ignore[misc]
+    """A transaction whose statement got no answer in time (TimeoutError) ends by
+    terminating its connection, which the pool then discards, instead of asyncpg's
+    ROLLBACK: that waits first for its cancel of the statement, which a silent server
+    never acknowledges, for a whole command_timeout more (a frozen database's 503 came
+    after 80 s, past the 60 s a reverse proxy waits). The server rolls the transaction
+    back when it sees the connection closed."""
+
+    __slots__ = ()
+
+    async def __aexit__(self, extype: type[BaseException] | None, ex: BaseException | None,
+                        tb: Any) -> None:
+        if extype is not None and issubclass(extype, TimeoutError):
+            if not self._connection.is_closed():  # a savepoint's exit terminated it
+                self._connection.terminate()
+            return
+        await super().__aexit__(extype, ex, tb)
+
+
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    def transaction(self, *, isolation: str | None = None, readonly: bool = False,
+                    deferrable: bool = False) -> Transaction:
+        return _TerminatedOnTimeout(self, isolation, readonly, deferrable)
+
+
 class _ReasonNotTraceback(logging.Filter):
     """asyncpg's pool says it failed to restore its connection floor with the failed
     connect's whole traceback: about 40 lines at each retry (1 s, 2 s, ... then every
@@ -101,6 +127,7 @@ async def create_pool(
         reset=_keep_session,
         server_settings=SERVER_SETTINGS,
         connect=_connect,
+        connection_class=_Connection,
     )
     return pool
 
