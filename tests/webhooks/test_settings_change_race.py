@@ -190,6 +190,67 @@ async def test_waits_for_a_deletes_lock_are_no_database_outage(  # noqa: PLR0917
     assert not [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
 
 
+# The policy lock held (a webhook delete's, waiting for the requests under way).
+POLICY_LOCK_HELD = """
+SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted
+"""
+POLICY = ("version: 1\nname: {0}\nrules:\n"
+          "  - name: r\n    when:\n      sender: [{0}@evil.test]\n    then: reject\n")
+
+
+async def _upload(client: Client, key: str, name: str) -> Any:
+    return await client.post("/api/v1/policies", data=POLICY.format(name).encode(),
+                             headers={**bearer(key), "Content-Type": "application/yaml"})
+
+
+def _policy_change(client: Client, key: str, change: str, revision_id: int) -> Any:
+    if change == "activate":
+        return client.post(f"/api/v1/revisions/{revision_id}/activate", headers=bearer(key))
+    if change == "deploy":
+        return client.post("/api/v1/policies/deploy", headers=bearer(key),
+                           json={"activate": [revision_id]})
+    if change == "upload":
+        return _upload(client, key, "uploaded")
+    rule = {"name": "r", "when": {"sender": ["r@evil.test"]}, "then": "reject"}
+    return client.post("/api/v1/rules", headers=bearer(key), json={"rule": rule})
+
+
+@pytest.mark.parametrize("change", ["activate", "deploy", "upload", "rule"])
+async def test_policy_changes_wait_for_a_deletes_lock(  # noqa: PLR0917 - fixtures
+    database_url: str, start: Start, admin_key: str, receiver: Receiver, dns: GatedDns,
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, change: str,
+) -> None:
+    """A delete holds the policy lock while the requests under way end, which may take
+    longer (webhook_timeout_seconds) than a statement's answer may (the pool's
+    command_timeout, 1 s here): a policy change behind it was 503 database_unavailable,
+    the database well. It now waits as the webhook changes behind a delete do."""
+    monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 1.0)
+    client = await start()
+    hook = await _create(client, admin_key, _url(receiver), generate_secret())
+    revision_id = (await (await _upload(client, admin_key, "waits")).json())["id"]
+
+    await _under_way(dns, database_url, requests=1)
+    delete = asyncio.create_task(client.delete(hook, headers=bearer(admin_key)))
+
+    async def delete_holds_the_lock() -> bool:
+        return bool(await pool.fetchval(POLICY_LOCK_HELD) == 1)
+
+    assert await wait_for_async(delete_holds_the_lock)
+    changed = asyncio.create_task(_policy_change(client, admin_key, change, revision_id))
+
+    async def change_waits() -> bool:
+        return bool(await pool.fetchval(LOCK_WAITS) == 1)
+
+    assert await wait_for_async(change_waits)
+    await asyncio.sleep(1.5)  # past the command timeout
+    assert not changed.done()
+    dns.gate.set()
+    assert (await delete).status == 200
+    response = await changed
+    assert response.status in {200, 201}, await response.text()
+
+
 async def test_deletes_waiting_together_leave_the_worker_a_connection(  # noqa: PLR0917
     database_url: str, aiohttp_client: AiohttpClient, admin_settings: ServiceSettings,
     tls: Tls, dns: GatedDns, admin_key: str, receiver: Receiver,

@@ -58,7 +58,6 @@ from .revisions import (
     fetch_revision,
     list_policies,
     list_revisions,
-    lock_policies,
     previous_revision,
     revision_json,
     revision_label,
@@ -72,6 +71,7 @@ from .routes_rules import (
     check_if_match,
     managed_document,
 )
+from .webhooks.worker import lock_policies_behind_deletes
 
 routes = web.RouteTableDef()
 SOURCE_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json",
@@ -116,6 +116,7 @@ async def policy_upload(request: web.Request) -> web.Response:
         raise _reserved([{"file": "upload", "line": line, "column": column,
                           "message": f"policy name {name!r} is reserved for the Rules API"}])
     async with connection(request.app[POOL]) as conn, conn.transaction():
+        await lock_policies_behind_deletes(conn, request.app)  # store_revision's, at once
         row, created = await store_revision(
             conn, name, source, content_hash=policy_set.content_hash,
             author=principal(request).key_id, comment=comment,
@@ -201,7 +202,7 @@ async def _activate(request: web.Request, action: str,
     it reads (the active revision a rollback steps back from) stays as read until the
     change is made, and If-Match is checked against what stays active."""
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        await lock_policies(conn)
+        await lock_policies_behind_deletes(conn, request.app)
         row = await chosen(conn)
         name = row["policy_name"]
         check_if_match(request, (await active_revisions(conn, [name])).get(name))
@@ -282,7 +283,7 @@ async def _revisions(conn: asyncpg.Connection, ids: list[int]) -> list[asyncpg.R
 async def _deploy(request: web.Request, ids: list[int], names: list[str]) -> web.Response:
     """Activate revisions ``ids`` and deactivate policies ``names``: all of it, or nothing."""
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        await lock_policies(conn)  # what is active is read under the lock
+        await lock_policies_behind_deletes(conn, request.app)  # what is active: read under it
         rows = await _revisions(conn, ids)
         _one_change_per_policy(rows, names)
         active = await active_revisions(conn, names)

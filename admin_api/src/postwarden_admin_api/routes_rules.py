@@ -42,11 +42,11 @@ from .revisions import (
     fetch_active,
     fetch_latest,
     fetch_revision,
-    lock_policies,
     revision_json,
     revision_label,
     store_revision,
 )
+from .webhooks.worker import lock_policies_behind_deletes
 
 routes = web.RouteTableDef()
 MANAGED_POLICY = "database-rules"
@@ -222,7 +222,7 @@ async def rules_create(request: web.Request) -> web.Response:
     rule, comment = _change(data, rule_required=True)
     assert rule is not None  # noqa: S101 - required
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        await lock_policies(conn)
+        await lock_policies_behind_deletes(conn, request.app)
         rules = await _base(request, conn)
         if any(r.get("name") == rule["name"] for r in rules):
             raise ApiError(409, "rule_exists", "a rule with this name exists")
@@ -243,7 +243,7 @@ async def rules_update(request: web.Request) -> web.Response:
     data = await read_json_object(request)
     replacement, comment = _change(data, rule_required=False)
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        await lock_policies(conn)
+        await lock_policies_behind_deletes(conn, request.app)
         rules = await _base(request, conn)
         index = _index(rules, name)
         rule = rules.pop(index)
@@ -264,7 +264,7 @@ async def rules_update(request: web.Request) -> web.Response:
 async def rules_delete(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     async with connection(request.app[POOL]) as conn, conn.transaction():
-        await lock_policies(conn)
+        await lock_policies_behind_deletes(conn, request.app)
         rules = await _base(request, conn)
         del rules[_index(rules, name)]
         return await _save(request, conn, rules, "rule.deleted", target=name, comment=None)

@@ -45,6 +45,7 @@ from .options import WEBHOOK_OPTIONS
 from .urls import masked
 from .worker import (
     cancel_pending_replays,
+    lock_policies_behind_deletes,
     replay,
     row_wait_seconds,
     sent_before,
@@ -224,7 +225,7 @@ async def webhooks_update(request: web.Request) -> web.Response:
         # See active_warnings. Before the row: an activation takes the policy lock, then
         # (raising policy.activated) the endpoints' rows; the other order could deadlock.
         if policies:
-            await lock_policies(conn, row_wait_seconds(request.app[WEBHOOK_OPTIONS]))
+            await lock_policies_behind_deletes(conn, request.app)
         current = await _current(conn, request, lock=True)
         row = merged(request, data, current, await key_problems(conn, data))
         try:

@@ -472,6 +472,14 @@ def row_wait_seconds(options: WebhookOptions) -> float:
     return options.timeout_seconds + LEASE_MARGIN_SECONDS + COMMAND_TIMEOUT
 
 
+async def lock_policies_behind_deletes(conn: asyncpg.Connection, app: web.Application) -> None:
+    """The policy lock for a change, waited for as long as a webhook delete may hold it
+    (see row_wait_seconds): within the pool's command_timeout only, an upload, an
+    activation, a deploy or a Rules API change behind one was 503 database_unavailable,
+    the database well."""
+    await lock_policies(conn, row_wait_seconds(app[WEBHOOK_OPTIONS]))
+
+
 # How often a change polls for the requests under way with the settings it replaced.
 SENDING_POLL_SECONDS = 0.1
 
