@@ -65,21 +65,34 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
     return conn
 
 
-class _TerminatedOnTimeout(Transaction):  # type: ignore[misc]
-    """A transaction whose statement got no answer in time (TimeoutError) ends by
-    terminating its connection, which the pool then discards, instead of asyncpg's
-    ROLLBACK: that waits first for its cancel of the statement, which a silent server
-    never acknowledges, for a whole command_timeout more (a frozen database's 503 came
-    after 80 s, past the 60 s a reverse proxy waits). The server rolls the transaction
-    back when it sees the connection closed."""
+class _PoolTransaction(Transaction):  # type: ignore[misc]
+    """asyncpg's transaction, but for how it ends when the database went away.
+
+    A statement that got no answer in time (TimeoutError): the connection is terminated,
+    which the pool then discards, instead of asyncpg's ROLLBACK, which first waits for
+    its cancel of the statement that a silent server never acknowledges, for a whole
+    command_timeout more (a frozen database's 503 came after 80 s, past the 60 s a
+    reverse proxy waits). The server rolls back when it sees the connection closed.
+
+    A connection lost (a server restarting, a backend terminated): asyncpg's exit raised
+    InterfaceError ("the underlying connection is closed") in place of the loss, which
+    tells an outage from a mistake (a 500 internal_error, where 503 was due); now the
+    loss, or the exception that ended the transaction."""
 
     __slots__ = ()
 
     async def __aexit__(self, extype: type[BaseException] | None, ex: BaseException | None,
                         tb: Any) -> None:
+        closed = self._connection.is_closed()  # a savepoint's exit may have terminated it
         if extype is not None and issubclass(extype, TimeoutError):
-            if not self._connection.is_closed():  # a savepoint's exit terminated it
+            if not closed:
                 self._connection.terminate()
+            return
+        if closed:
+            if ex is None or isinstance(ex, asyncpg.InterfaceError):  # a commit, or a
+                # statement on the lost connection ("released back to the pool")
+                raise asyncpg.ConnectionDoesNotExistError(
+                    "the connection was lost in a transaction, rolled back") from ex
             return
         await super().__aexit__(extype, ex, tb)
 
@@ -87,7 +100,7 @@ class _TerminatedOnTimeout(Transaction):  # type: ignore[misc]
 class _Connection(asyncpg.Connection):  # type: ignore[misc]
     def transaction(self, *, isolation: str | None = None, readonly: bool = False,
                     deferrable: bool = False) -> Transaction:
-        return _TerminatedOnTimeout(self, isolation, readonly, deferrable)
+        return _PoolTransaction(self, isolation, readonly, deferrable)
 
 
 class _ReasonNotTraceback(logging.Filter):
