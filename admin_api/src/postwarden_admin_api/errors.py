@@ -76,10 +76,12 @@ def database_busy() -> ApiError:
 # PostgreSQL away: a connection lost mid-query, a server shutting down or starting.
 # InternalClientError is what a pooled connection can raise on its next query once the
 # server ended it and refuses a new one ("cannot switch to state ...; another operation
-# is in progress").
+# is in progress"). ReadOnlySQLTransactionError: a server refusing writes (a standby
+# after a failover, default_transaction_read_only), the key check of every request's
+# among them: nothing was written, and a retry once the primary is back succeeds.
 DATABASE_AWAY = (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
                  asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
-                 asyncpg.InternalClientError)
+                 asyncpg.InternalClientError, asyncpg.ReadOnlySQLTransactionError)
 
 
 def database_unavailable() -> ApiError:
