@@ -2,11 +2,14 @@
 default_transaction_read_only set for maintenance) answered every request 500
 internal_error, a traceback logged for each: the key check of every request writes.
 It is 503 database_unavailable (Retry-After), which a client retries, as for a
-database away."""
+database away; /readyz, which said ready, says the database is read-only."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
@@ -14,6 +17,7 @@ from postwarden_store import connect
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 
 pytestmark = pytest.mark.postgres
+Client = TestClient[Any, Any]
 
 
 @pytest.fixture
@@ -22,12 +26,8 @@ def database_url(fresh_database_url: str) -> str:
     return fresh_database_url
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/api/v1/keys"), ("POST", "/api/v1/keys")])
-async def test_a_read_only_database_is_503_database_unavailable(  # noqa: PLR0917 - fixtures
-    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey,
-    caplog: pytest.LogCaptureFixture, method: str, path: str,
-) -> None:
-    key = await mint_key(Role.ADMIN)
+async def _read_only_service(aiohttp_client: AiohttpClient, database_url: str) -> Client:
+    """The service started, then its database made read-only."""
     client = await aiohttp_client(create_app(settings_for(database_url)))
     admin = await connect(database_url)
     try:
@@ -36,9 +36,28 @@ async def test_a_read_only_database_is_503_database_unavailable(  # noqa: PLR091
     finally:
         await admin.close()
     await client.app[POOL].expire_connections()  # the next ones read-only
+    return client
 
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/api/v1/keys"), ("POST", "/api/v1/keys")])
+async def test_a_read_only_database_is_503_database_unavailable(  # noqa: PLR0917 - fixtures
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey,
+    caplog: pytest.LogCaptureFixture, method: str, path: str,
+) -> None:
+    key = await mint_key(Role.ADMIN)
+    client = await _read_only_service(aiohttp_client, database_url)
     response = await client.request(method, path, headers=bearer(key),
                                     json={"name": "n", "role": "auditor"})
     assert (response.status, (await response.json())["error"]["code"],
             response.headers.get("Retry-After")) == (503, "database_unavailable", "5")
     assert not [r for r in caplog.records if r.exc_info]  # no traceback
+
+
+async def test_readyz_says_a_read_only_database_is_unready(
+    aiohttp_client: AiohttpClient, database_url: str,
+) -> None:
+    """/readyz said ready while every request was 503."""
+    client = await _read_only_service(aiohttp_client, database_url)
+    response = await client.get("/readyz")
+    assert (response.status, await response.json()) == (
+        503, {"status": "unready", "problem": "database read-only"})

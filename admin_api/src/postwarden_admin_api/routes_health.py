@@ -54,15 +54,20 @@ async def readyz(request: web.Request) -> web.Response:
 async def _check(conn: asyncpg.Connection) -> web.Response:
     """The readiness of a pooled connection's database: unreachable when it does not
     answer within READY_SECONDS (a server frozen, a network dropping packets), where
-    the probe waited for ever."""
+    the probe waited for ever; read-only when it refuses writes (a standby after a
+    failover), where every request is 503 but the probe said ready."""
     try:
         async with asyncio.timeout(READY_SECONDS):
             await check_schema_current(conn)
+            read_only = await conn.fetchval("SHOW transaction_read_only") == "on"
     except StoreError:
         return _unready("migrations pending")
     except TimeoutError:
         log.warning("readiness: database unreachable (no answer within %g s)", READY_SECONDS)
         return _unready("database unreachable")
+    if read_only:
+        log.warning("readiness: the database refuses writes (read-only)")
+        return _unready("database read-only")
     return web.json_response({"status": "ready"})
 
 
@@ -78,7 +83,8 @@ OPENAPI_PATHS = {
     "/readyz": {"get": operation(
         "database reachable and migrations current", None, responses={200: STATUS, 503: STATUS},
         descriptions={503: "unready: problem is database unreachable, database busy (every "
-                      "pooled connection in use) or migrations pending"},
+                      "pooled connection in use), database read-only (it refuses writes: a "
+                      "standby) or migrations pending"},
     )},
     "/metrics": {"get": operation("Prometheus metrics", None, responses={200: {"type": "string"}},
                                   response_type="text/plain")},
