@@ -262,14 +262,26 @@ def esmtp_param(params, wanted):
 
 handler.esmtp_param = esmtp_param
 """
+# And the HELO callback before it: MAIL, then run only to keep what it can, failed
+# unseen and kept nothing.
+HELO_FAULT = """
+@handler.guarded("helo", replies=False)
+def helo(self, name):
+    raise RuntimeError("a fault at HELO")
 
 
+handler.ConnectionHandler.helo = helo
+"""
+
+
+@pytest.mark.parametrize("fault", [pytest.param(MAIL_FAULT, id="mail"),
+                                   pytest.param(MAIL_FAULT + HELO_FAULT, id="helo-then-mail")])
 def test_a_local_submission_failing_at_mail_is_held_past_its_passes(
-    database_url: str, tmp_path: Path,
+    database_url: str, tmp_path: Path, fault: str,
 ) -> None:
     """Its MAIL callback failed before it opened the transaction: nothing of the message
     was kept, no pass counted, and pickup retried it forever, an error a pass."""
-    env = {**faulty(tmp_path, MAIL_FAULT), "POSTWARDEN_LOCAL_RETRY_PASSES": "2"}
+    env = {**faulty(tmp_path, fault), "POSTWARDEN_LOCAL_RETRY_PASSES": "2"}
     with mail_system_for(database_url, unix_socket=True, main=NON_SMTPD, env=env) as local:
         sample = messages.clean()
         _submit(local, sample)

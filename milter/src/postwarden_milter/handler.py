@@ -17,7 +17,6 @@ gets its verdict from a :class:`~.decider.Decider`, here or on the worker pool.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -100,7 +99,8 @@ def guarded(
     failure is answered at end of message only, where its passes are counted
     (:meth:`ConnectionHandler.fail`): tempfailed at MAIL or RCPT, pickup retried it
     forever. Its content is still kept meanwhile, what its passes are known by, in a
-    bare transaction where MAIL failed before it opened one (see its open_bare)."""
+    bare transaction where MAIL failed before it opened one (see its open_bare), also
+    after an earlier step's failure."""
 
     def wrap(
         method: Callable[Concatenate[ConnectionHandler, P], Outcome],
@@ -116,8 +116,10 @@ def guarded(
                     if answers:
                         return self.fail(self.pending_failure, ends)
                     if local:
-                        with contextlib.suppress(Exception):
+                        try:
                             method(self, *args, **kwargs)
+                        except Exception:  # noqa: BLE001 - failed already, and said so
+                            self._keep_local(opens, args)
                     return Outcome.CONTINUE
                 return method(self, *args, **kwargs)
             except MessageTimeout:
@@ -132,8 +134,8 @@ def guarded(
                         return self.fail_recipient(kind, str(args[0]))
                     return self.fail(kind, ends)
                 self.pending_failure = kind
-                if opens and local:  # the step's first argument: the sender
-                    self.open_bare(str(args[0]))
+                if local:
+                    self._keep_local(opens, args)
                 return Outcome.CONTINUE
 
         functools.update_wrapper(run, method)
@@ -404,6 +406,14 @@ class ConnectionHandler:
         self._txn = None
         txn.close()
         return False
+
+    def _keep_local(self, opens: bool, args: tuple[object, ...]) -> None:
+        """After a local submission's step failed, first or after an earlier one (a
+        HELO's): where it was MAIL (``opens``; its first argument, the sender), a bare
+        transaction. Without it after a HELO's, nothing was kept or counted, and pickup
+        retried the message forever."""
+        if opens:
+            self.open_bare(str(args[0]))
 
     def open_bare(self, sender: str) -> None:
         """For a local submission whose MAIL failed before it opened its transaction, a
