@@ -272,15 +272,28 @@ def helo(self, name):
 
 handler.ConnectionHandler.helo = helo
 """
+# Or end of message fails applying a verdict that lets the message in.
+APPLY_FAULT = """\
+import postwarden_milter.handler as handler
+
+
+def apply_verdict(actions, verdict, edits):
+    raise RuntimeError("a fault applying the verdict")
+
+
+handler.apply_verdict = apply_verdict
+"""
 
 
 @pytest.mark.parametrize("fault", [pytest.param(MAIL_FAULT, id="mail"),
-                                   pytest.param(MAIL_FAULT + HELO_FAULT, id="helo-then-mail")])
-def test_a_local_submission_failing_at_mail_is_held_past_its_passes(
+                                   pytest.param(MAIL_FAULT + HELO_FAULT, id="helo-then-mail"),
+                                   pytest.param(APPLY_FAULT, id="apply")])
+def test_a_local_submission_whose_failures_went_uncounted_is_held_past_its_passes(
     database_url: str, tmp_path: Path, fault: str,
 ) -> None:
-    """Its MAIL callback failed before it opened the transaction: nothing of the message
-    was kept, no pass counted, and pickup retried it forever, an error a pass."""
+    """Its MAIL callback failed before it opened the transaction (nothing of the message
+    was kept), or its end of message after a verdict that lets it in had started its
+    passes again: no pass was counted, and pickup retried it forever, an error a pass."""
     env = {**faulty(tmp_path, fault), "POSTWARDEN_LOCAL_RETRY_PASSES": "2"}
     with mail_system_for(database_url, unix_socket=True, main=NON_SMTPD, env=env) as local:
         sample = messages.clean()

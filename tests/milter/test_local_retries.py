@@ -32,6 +32,8 @@ def _local(harness: Harness) -> Ctx:
 @pytest.mark.parametrize(("deferring", "deferred", "rules"), [
     pytest.param(answering("tempfail"), "tempfail", ("all",), id="tempfail-rule"),
     pytest.param(failing(decider, "evaluate"), "error", (), id="internal-error"),
+    # After a verdict that lets it in: its passes were started again first.
+    pytest.param(failing(handler, "apply_verdict"), "error", (), id="apply-error"),
     pytest.param(past_deadline, "error", (), id="deadline"),
 ])
 def test_a_local_submission_tempfailed_past_its_passes_is_held(
@@ -119,7 +121,9 @@ def test_passes_are_counted_by_content_and_forgotten_once_one_passes(tmp_path: P
     assert [retries.exhausted(_pass(queue_id=f"4Q{n}")) for n in range(3)] == [None, None, 2]
     assert retries.exhausted(_pass()) is None  # held: counted again from the start
     assert retries.exhausted(_pass(b"Other.\r\n")) is None
-    retries.passed(_pass())  # delivered: its count is gone, the other's stays
+    key = retries.counted_key(_pass())
+    assert key is not None
+    retries.passed(key)  # delivered: its count is gone, the other's stays
     assert retries.exhausted(_pass()) is None and retries.exhausted(_pass()) is None
     assert retries.exhausted(_pass(b"Other.\r\n")) is None
     assert retries.exhausted(_pass(b"Other.\r\n")) == 2
@@ -158,7 +162,7 @@ def test_a_file_that_cannot_be_written_counts_nothing(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     retries = LocalRetries(1, tmp_path / "missing")
     assert [retries.exhausted(_pass()) for _ in range(3)] == [None] * 3
-    retries.passed(_pass())
+    assert retries.counted_key(_pass()) is None
     assert "cannot count a local submission's passes: No such file or directory" in caplog.text
 
 
@@ -179,6 +183,6 @@ def test_with_no_bound_the_file_is_not_touched(
     file) was still read at every local submission not tempfailed, an error logged each."""
     (tmp_path / FILE_NAME).mkdir()
     retries = LocalRetries(0, tmp_path)
-    retries.passed(_pass())
+    assert retries.counted_key(_pass()) is None
     assert retries.exhausted(_pass()) is None
     assert "cannot count" not in caplog.text

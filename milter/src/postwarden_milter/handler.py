@@ -507,6 +507,7 @@ class ConnectionHandler:
         with self._s.metrics.latency.time():
             facts, verdict, key = self._s.decider.decide_in_time(
                 policy_set, txn, self._client, self._actions.progress)
+            passing = self._passing(txn, verdict)
             verdict = self._held_if_retried(txn, verdict)
             applied = apply_verdict(self._actions, verdict, MessageEdits(
                 uid=txn.uid, id_header=self._s.settings.id_header,
@@ -514,6 +515,8 @@ class ConnectionHandler:
                 leading_space=self.leading_space, local=self._client.local,
             ))
         answered = self._report(verdict, applied, facts)
+        if passing is not None and answered not in (None, Outcome.TEMPFAIL):
+            self._s.local_retries.passed(passing)
         # Not once a stop's deadline cut the transaction (its row says aborted): the
         # connection is hung up, and the MTA applies milter_default_action.
         if answered in DELIVERED and key is not None:
@@ -523,13 +526,19 @@ class ConnectionHandler:
             duplicates.record(key, *issued)
         return applied.outcome if answered is None else answered
 
+    def _passing(self, txn: Transaction, verdict: Verdict) -> bytes | None:
+        """For a local submission whose verdict is no tempfail, while passes are counted:
+        the key that starts its passes again, once it is answered so. Started at once, a
+        failure after it (applying the verdict, say) counted one pass, over and over, and
+        pickup retried the message forever."""
+        if not self._client.local or verdict.action is Action.TEMPFAIL:
+            return None
+        return self._s.local_retries.counted_key(txn)
+
     def _held_if_retried(self, txn: Transaction, verdict: Verdict) -> Verdict:
         """``verdict``, or for a local submission whose tempfail verdict came once too often
         (:meth:`_retried`), a hold: its rules, and the flag retries_exhausted."""
-        if not self._client.local:
-            return verdict
-        if verdict.action is not Action.TEMPFAIL:
-            self._s.local_retries.passed(txn)
+        if not self._client.local or verdict.action is not Action.TEMPFAIL:
             return verdict
         passes = self._retried(txn)
         if passes is None:

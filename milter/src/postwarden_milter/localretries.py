@@ -94,18 +94,22 @@ class LocalRetries:
 
         return self._update(count, None)
 
-    def passed(self, txn: Transaction) -> None:
-        """``txn`` was not tempfailed: the passes of its message start again."""
+    def counted_key(self, txn: Transaction) -> bytes | None:
+        """``txn``'s content key for :meth:`passed`, or None while no pass is counted."""
         if not self._passes:  # nothing counted: a file left from a bound before is not ours
-            return
+            return None
         try:
             if not self._path.stat().st_size:  # otherwise no message pays for the hash
-                return
+                return None
         except FileNotFoundError:
-            return
+            return None
         except OSError:
             pass  # said by _update
-        key = content_key(txn)
+        return content_key(txn)
+
+    def passed(self, key: bytes) -> None:
+        """The message of ``key`` (:meth:`counted_key`) was answered, not tempfailed: its
+        passes start again."""
         self._update(lambda counts: counts.pop(key, None), None)
 
     def _update(self, change: Callable[[Counts], T], failed: T) -> T:
