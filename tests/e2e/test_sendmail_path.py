@@ -283,17 +283,30 @@ def apply_verdict(actions, verdict, edits):
 
 handler.apply_verdict = apply_verdict
 """
+# Or it cannot build the verdict's audit row (a fault in the verdict's part).
+VERDICT_ROW_FAULT = """\
+import postwarden_milter.events as events
+
+
+def recipients_to_delete(verdict, recipients):
+    raise RuntimeError("a fault in the verdict's audit row")
+
+
+events.recipients_to_delete = recipients_to_delete
+"""
 
 
 @pytest.mark.parametrize("fault", [pytest.param(MAIL_FAULT, id="mail"),
                                    pytest.param(MAIL_FAULT + HELO_FAULT, id="helo-then-mail"),
-                                   pytest.param(APPLY_FAULT, id="apply")])
+                                   pytest.param(APPLY_FAULT, id="apply"),
+                                   pytest.param(VERDICT_ROW_FAULT, id="verdict-row")])
 def test_a_local_submission_whose_failures_went_uncounted_is_held_past_its_passes(
     database_url: str, tmp_path: Path, fault: str,
 ) -> None:
     """Its MAIL callback failed before it opened the transaction (nothing of the message
     was kept), or its end of message after a verdict that lets it in had started its
-    passes again: no pass was counted, and pickup retried it forever, an error a pass."""
+    passes again, or once the verdict's audit row had forgotten the transaction: no pass
+    was counted, and pickup retried it forever, an error a pass (with no row, that last)."""
     env = {**faulty(tmp_path, fault), "POSTWARDEN_LOCAL_RETRY_PASSES": "2"}
     with mail_system_for(database_url, unix_socket=True, main=NON_SMTPD, env=env) as local:
         sample = messages.clean()

@@ -12,7 +12,7 @@ from typing import Any
 import Milter
 import pytest
 
-from postwarden_milter import decider, handler, session
+from postwarden_milter import decider, events, handler, session
 from postwarden_milter.logcontext import MessageContextFilter
 from postwarden_milter.reload import PolicyHolder
 from postwarden_milter.session import Slots
@@ -400,6 +400,26 @@ def test_the_row_of_a_message_whose_headers_fail_to_parse_still_ends_it(
     assert [(e.action, e.queue_id, e.message_id) for e in harness.audit.events] == [
         ("error", "4QERR", None)]
     assert harness.services.slots.active == 0
+
+
+def test_a_verdict_whose_audit_row_cannot_be_built_is_audited_as_an_error(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forgotten before its row was built, the message was answered the fail action with
+    no row (and a local submission's pass went uncounted): the failure's answer now
+    audits it without the verdict. Where no row can be built at all, it still ends."""
+    def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("failed")
+
+    monkeypatch.setattr(events, "recipients_to_delete", failing)  # the verdict's part
+    assert harness.connect(queue_id="4QROW").send(CLEAN) == Milter.TEMPFAIL
+    assert [(e.action, e.queue_id, e.message_id) for e in harness.audit.events] == [
+        ("error", "4QROW", "<lunch-1@example.org>")]
+    monkeypatch.setattr(handler, "build_event", failing)
+    with pytest.raises(RuntimeError):  # to libmilter, whose exception policy answers 451
+        harness.connect().send(CLEAN)
+    assert len(harness.audit.events) == 1
+    assert (harness.services.slots.active, harness.services.transactions.active) == (0, 0)
 
 
 def test_overload_gets_cheap_421_and_slot_is_released(harness: Harness) -> None:

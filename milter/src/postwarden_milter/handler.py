@@ -210,12 +210,12 @@ class ConnectionHandler:
 
     def _finish(self, action: str, reply: SmtpReply | None,
                 facts: MessageFacts | None = None, verdict: Verdict | None = None,
-                flags: frozenset[str] = frozenset()) -> bool:
+                flags: frozenset[str] = frozenset(), *, kept: bool = False) -> bool:
         """Audit the transaction (if one is open) and forget it, counting the verdict's
         rules; False when none was (or a stop's deadline cut it meanwhile, and audited
         it). The row names the set of ``verdict``, else the one end of message was
-        deciding in, else the one running now."""
-        return self._audit(action, reply, facts, verdict, flags) is not None
+        deciding in, else the one running now. ``kept``: see :meth:`_audit`."""
+        return self._audit(action, reply, facts, verdict, flags, kept=kept) is not None
 
     def _answer(self, applied: Applied, action: str, facts: MessageFacts,
                 verdict: Verdict, flags: frozenset[str] = frozenset()) -> Outcome | None:
@@ -225,7 +225,8 @@ class ConnectionHandler:
         stored nor queued (AuditPipeline.submit): Postfix would queue a message with no
         audit row."""
         refusable = applied.outcome in DELIVERED
-        audited = self._audit(action, applied.reply, facts, verdict, flags, refusable=refusable)
+        audited = self._audit(action, applied.reply, facts, verdict, flags, refusable=refusable,
+                              kept=True)
         if audited is None:
             return None
         if audited:
@@ -238,22 +239,32 @@ class ConnectionHandler:
 
     def _audit(self, action: str, reply: SmtpReply | None, facts: MessageFacts | None,
                verdict: Verdict | None, flags: frozenset[str], *,
-               refusable: bool = False) -> bool | None:
-        """Audit and forget the open transaction: None when none was, False when its
-        event was ``refusable`` and refused (neither logged nor counted: the caller
-        answers otherwise)."""
-        with self._txn_lock:
-            txn, self._txn = self._txn, None
+               refusable: bool = False, kept: bool = False) -> bool | None:
+        """Audit and forget the open transaction: None when none was (or a stop's
+        deadline cut it meanwhile, and audited it), False when its event was
+        ``refusable`` and refused (neither logged nor counted: the caller answers
+        otherwise). ``kept``: an event that cannot be built (an error of ours) leaves the
+        transaction open, for a step's failure to audit without the verdict
+        (:meth:`fail`), and to count a local submission's pass: forgotten, it went with
+        no row, and pickup retried it forever."""
+        txn = self._txn
         if txn is None:
             return None
+        policy_hash = (verdict.policy_hash if verdict
+                       else txn.deciding_hash or self._s.policies.current.content_hash)
         try:
-            policy_hash = (verdict.policy_hash if verdict
-                           else txn.deciding_hash or self._s.policies.current.content_hash)
             event = build_event(
                 instance=self._s.settings.instance_name, transaction=txn, client=self._client,
                 action=action, reply=reply, facts=facts, verdict=verdict, policy_hash=policy_hash,
                 flags=flags,
             )
+        except Exception:
+            if not kept and self._forget(txn):
+                self._release(txn)
+            raise
+        if not self._forget(txn):
+            return None
+        try:
             if not self._s.audit.submit(event, refusable=refusable):
                 return False
             log_verdict(action, txn, reply, verdict)
@@ -262,11 +273,24 @@ class ConnectionHandler:
             for rule in verdict.rules if verdict else ():
                 metrics.rules.labels(rule).inc()
         finally:
-            txn.close()
-            self._s.transactions.release(self)
-            if txn.slot:
-                self._s.slots.release()
+            self._release(txn)
         return True
+
+    def _forget(self, txn: Transaction) -> bool:
+        """Forget ``txn``, unless a stop's deadline cut it (on its own thread) meanwhile:
+        whether it was still open."""
+        with self._txn_lock:
+            if self._txn is not txn:
+                return False
+            self._txn = None
+            return True
+
+    def _release(self, txn: Transaction) -> None:
+        """What the forgotten ``txn`` held: its body, its place among the open ones, its slot."""
+        txn.close()
+        self._s.transactions.release(self)
+        if txn.slot:
+            self._s.slots.release()
 
     def _refuse(self, reply: Reply, action: str, flags: frozenset[str] = frozenset(), *,
                 decided_by: str | None = None, limit: str | None = None) -> Outcome:
@@ -279,7 +303,7 @@ class ConnectionHandler:
             self.enter()
         applied = reply_with(self._actions, reply)
         self._finish(action, applied.reply, self._header_facts(), flags=flags,
-                     verdict=self._limit_verdict(reply, limit, decided_by))
+                     verdict=self._limit_verdict(reply, limit, decided_by), kept=True)
         return applied.outcome
 
     def _limit_verdict(self, reply: Reply, limit: str | None,
