@@ -499,6 +499,7 @@ async def test_rows_whose_lease_ran_out_unrenewed_are_given_back_unsent(
     assert [tuple(r) for r in given_back] == [(0, True), (0, True)]
     assert "lease of 2 claimed message(s) cannot be proven" in caplog.text
     assert lease_tasks() == []
+    await worker.stop()
 
 
 async def test_a_lease_postgres_cannot_renew_is_unproven_until_renewed_again(
@@ -530,6 +531,7 @@ async def test_a_lease_postgres_cannot_renew_is_unproven_until_renewed_again(
     finally:
         await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         await admin.close()
+        await worker.stop()
         await pool.close()
 
 
@@ -610,6 +612,7 @@ async def test_rows_claimed_again_meanwhile_are_neither_given_back_nor_kept(
         "SELECT attempts, unsettled, next_attempt_at <= now() AS due FROM outbox "
         "WHERE message_id = $1", ours)
     assert dict(given_back) == {"attempts": 0, "unsettled": False, "due": True}
+    await worker.stop()
 
 
 def queued(queue_id: str, **refused: str) -> SubmitResult:
@@ -645,6 +648,7 @@ async def test_outcomes_stored_together_are_stored_each_as_alone(pool: asyncpg.P
     assert sorted(tuple(e) for e in events) == sorted([
         (first, "relayed", "QA"), (first, "failed", "550 5.1.1 no"), (second, "relayed", "QB"),
         (second, "found_in_log", None)])
+    await worker.stop()
 
 
 async def test_answers_arriving_while_one_is_stored_are_stored_together(
@@ -715,6 +719,7 @@ async def test_outbox_rows_stored_together_are_locked_in_one_order(pool: asyncpg
         await storing
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = ANY($1)",
                                [low.id, high.id]) == 0
+    await worker.stop()
 
 
 async def test_an_outcome_whose_message_is_no_longer_stored_holds_up_no_other(
@@ -772,12 +777,13 @@ async def test_a_250_stored_late_by_a_claim_since_taken_over_changes_nothing(
     assert tuple(row) == ("delivered", current.attempts)
     assert await pool.fetchval("SELECT count(*) FROM outbound_events WHERE message_id = $1 "
                                "AND event = 'relayed'", message) == 1
+    await worker.stop()
 
 
-# The backend noting an interrupted row's new attempt (relay.ATTEMPT), blocked on a lock.
+# The backend noting an interrupted row's new attempt (relay.SENDING), blocked on a lock.
 NOTING_BLOCKED = """
 SELECT pid FROM pg_stat_activity
-WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE outbox SET unsettled = true, attempt_log%'
+WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE outbox SET sending_until%'
 """
 
 
@@ -809,3 +815,4 @@ async def test_a_batch_cut_off_by_a_failed_query_gives_back_its_rows_not_sent(
     outbox = await pool.fetch("SELECT message_id, attempts, unsettled, "
                               "next_attempt_at <= now() AS due FROM outbox")
     assert {tuple(r) for r in outbox} == {(m, 0, True, True) for m in messages}
+    await worker.stop()

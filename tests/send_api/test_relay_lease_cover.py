@@ -84,6 +84,7 @@ async def relay(worker: RelayWorker, port: int, rows: list[Claimed], claimed: fl
         assert await worker._relay(session, rows, claimed)
     finally:
         await session.close()
+        await worker.stop()
 
 
 async def test_a_nearly_spent_lease_is_renewed_before_the_submit_starts(

@@ -52,7 +52,10 @@ async def test_an_answer_to_a_claim_that_lost_its_row_leaves_the_row_to_the_new_
     assert await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1",
                                message_id) == before
     assert before["next_attempt_at"] - dt.datetime.now(dt.UTC) > dt.timedelta(minutes=10)
-    assert await RelayWorker(pool, config)._claim() == []  # no third claim sends it
+    third = RelayWorker(pool, config)
+    assert await third._claim() == []  # no third claim sends it
+    for worker in (first, second, third):
+        await worker.stop()
     message = await pool.fetchrow("SELECT status, attempts, last_error FROM "
                                   "outbound_messages WHERE id = $1", message_id)
     assert dict(message) == {"status": "queued", "attempts": 0, "last_error": None}
@@ -85,3 +88,4 @@ async def test_an_answer_to_a_message_no_longer_stored_says_so(
     assert "claimed again" not in caplog.text
     assert metrics.registry.get_sample_value(
         "postwarden_relay_outcomes_total", {"outcome": "lost"}) == 1
+    await worker.stop()

@@ -95,6 +95,11 @@ async def here(pool: asyncpg.Pool, tmp_path: Path,
                          follower, metrics)
     worker.start()
     try:
+        # Its first claim, once it holds its claim token, finds nothing: the test's
+        # messages are for another relay's claim.
+        await until(pool, "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_database d ON "
+                    "d.oid = l.database WHERE locktype = 'advisory' AND objsubid = 2 AND "
+                    "datname = current_database())")
         yield HostA(follower, worker, metrics, smtp_server[0])
     finally:
         await worker.stop(grace=10)

@@ -124,6 +124,8 @@ RELEASED = {
         "89ec62bf6a79acec0a5672284d84bb2499408b108220b169763ea66678cd4d02",
     "0053_maillog_short_queue_id_window":
         "ad3b2f7d2818451d23674a8f4e562dcb548ba0265cea61f9a152d8cd4cf0d5d8",
+    "0054_outbox_sending_until":
+        "2db8fa15d224491c44f451996d47f3c820b872d67a22628cde6ae29fb4eb0b1e",
 }
 
 

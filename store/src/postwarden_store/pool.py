@@ -145,6 +145,14 @@ async def create_pool(
     return pool
 
 
+async def detached(pool: asyncpg.Pool) -> asyncpg.Connection:
+    """A new connection made as ``pool`` makes its own, that the pool neither holds nor
+    recycles: for session state (an advisory lock) that must last as long as it does.
+    asyncpg internals: the relay's claim token tests fail if this is renamed."""
+    conn: asyncpg.Connection = await pool._get_new_connection()
+    return conn
+
+
 async def connect(dsn: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> asyncpg.Connection:
     conn = await _connect(dsn, timeout=connect_timeout, server_settings=SERVER_SETTINGS)
     await _init_connection(conn)

@@ -8,16 +8,21 @@ that the one named is gone, and then sends nothing more: its rows may be claimed
 once, and come back as interrupted attempts (Postfix's log decides whether one was
 queued), as when their lease ends. Only a process provably gone counts: one elsewhere,
 another user's (``hidepid`` hides it) or one ``/proc`` cannot tell of keeps its lease.
+Elsewhere its claim token (:mod:`.claimtoken`) tells; ``/proc`` still tells of a
+process gone mid-submit, whose rows the token keeps until that submit's bound.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 PROC = Path("/proc")
 # Processes exited: a zombie waits for its parent to reap it, but runs nothing more.
 EXITED_STATES = frozenset({"Z", "X", "x"})
+# Claims named so hold a claim token (.claimtoken); older versions' claims do not.
+LOCK_MARK = "lock:"
 
 
 def _process(pid: int | str) -> tuple[str, str] | None:
@@ -43,31 +48,38 @@ def _this_host() -> str | None:
 
 
 class Claimants:
-    """This process's name in its claims, and which names are of processes gone."""
+    """This relay's claim token, named after its process, and which names in claims are
+    of processes gone."""
 
     def __init__(self) -> None:
         self.here = _this_host()  # the names' prefix of this host's processes
-        me = None
-        if self.here is not None:
-            try:
-                started = _process(os.getpid())
-            except OSError:
-                started = None
-            if started is not None:
-                me = f"{self.here}{os.getpid()}/{started[1]}"
-        self.me = me  # None: claims name no process, and their lease alone ends them
+        # A claim token of this relay's own (another in this process has another), after
+        # the process's name ("-" where /proc cannot tell it).
+        self.me = f"{LOCK_MARK}{self._process_name() or '-'}/{uuid.uuid4().hex}"
+
+    def _process_name(self) -> str | None:
+        if self.here is None:
+            return None
+        try:
+            started = _process(os.getpid())
+        except OSError:
+            return None
+        return None if started is None else f"{self.here}{os.getpid()}/{started[1]}"
 
     def gone(self, names: list[str]) -> list[str]:
         """Those of ``names`` that name a process of this host provably gone."""
-        if self.me is None:
-            return []
         return [name for name in names if name != self.me and self._gone(name)]
 
+    def tokens(self, names: list[str]) -> list[str]:
+        """Those of ``names`` that are other processes' claim tokens."""
+        return [name for name in names if name != self.me and name.startswith(LOCK_MARK)]
+
     def _gone(self, name: str) -> bool:
-        assert self.here is not None  # noqa: S101 - only with self.me
-        if not name.startswith(self.here):
+        process_name = name.removeprefix(LOCK_MARK)
+        if self.here is None or not process_name.startswith(self.here):
             return False
-        pid, _, started = name.removeprefix(self.here).partition("/")
+        pid, _, rest = process_name.removeprefix(self.here).partition("/")
+        started = rest.partition("/")[0]  # the token's own part after it, if any
         if not pid.isdigit():
             return False
         try:

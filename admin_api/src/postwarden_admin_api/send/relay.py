@@ -3,9 +3,10 @@
 Rows are claimed with ``FOR UPDATE SKIP LOCKED`` (several service instances
 may run) and leased by moving ``next_attempt_at`` forward, so no transaction
 stays open during SMTP and a crashed worker's rows come back when the lease
-ends, or at once to an instance of the same host that sees its process gone
-(:mod:`.claimants`). Postfix's reply decides: 250 stores its queue id (``relayed``), 4xx and
-connection failures retry with exponential backoff and jitter until
+ends, or at once to an instance that sees its process gone (:mod:`.claimants`, on the
+same host) or its claim token held by no session (:mod:`.claimtoken`, anywhere), but
+for a row marked as being submitted. Postfix's reply decides: 250 stores its queue id
+(``relayed``), 4xx and connection failures retry with exponential backoff and jitter until
 ``relay_max_attempts``, 5xx marks the message ``failed`` with the redacted
 reply. A last attempt whose message went out unanswered is not ``failed`` at
 once: Postfix may have queued it, so it comes back once more for Postfix's log
@@ -67,6 +68,7 @@ from postwarden_admin_api.periodic import DB_ERRORS, surviving
 from postwarden_store import database_problem
 
 from .claimants import Claimants
+from .claimtoken import ClaimToken, Fenced, unheld
 from .groupcommit import GroupCommit
 from .interrupted import InterruptedAttempts, PostfixQueue, Undecided
 from .lease import BatchLease
@@ -88,14 +90,16 @@ log = logging.getLogger(__name__)
 # A claimed row stays "unsettled" until its outcome is stored; claiming one
 # that still is means an earlier attempt was cut off (.receipts). Its attempt goes to
 # the Postfix whose log is $3, made by reader $4 (.interrupted); one cut off before
-# keeps those of that attempt until it is sent again (ATTEMPT). A last attempt ($5:
-# relay_max_attempts) is unsettled only as it is sent (ATTEMPT): one cut off comes back
+# keeps those of that attempt until it is sent again (SENDING). A last attempt ($5:
+# relay_max_attempts) is unsettled only as it is sent (SENDING): one cut off comes back
 # past its attempts and is not sent again, so one claimed by a service killed before it
-# was tried must not look cut off (it was failed, never sent). $6: the process claiming
-# (.claimants), kept while the row is leased.
+# was tried must not look cut off (it was failed, never sent). $6: the claim's token,
+# named after its process (.claimants, .claimtoken), kept while the row is leased; not
+# being submitted yet (SENDING).
 CLAIM = """
 UPDATE outbox o
 SET attempts = o.attempts + 1, next_attempt_at = now() + $2::interval, claimed_by = $6,
+    sending_until = NULL,
     unsettled = due.unsettled OR o.attempts + 1 < $5,
     attempt_log = CASE WHEN due.unsettled THEN o.attempt_log ELSE $3 END,
     attempt_by = CASE WHEN due.unsettled THEN o.attempt_by ELSE $4 END
@@ -107,11 +111,15 @@ WHERE o.message_id = due.message_id
 RETURNING o.message_id, o.envelope_from, o.recipients, o.content, o.attempts,
           due.unsettled AS interrupted, o.attempt_log, o.attempt_by
 """
-# A row about to be sent in an interrupted attempt's stead, or in its last: unsettled, with
-# this attempt's log and reader; only while still this claim's (as UNLEASE).
-ATTEMPT = """
-UPDATE outbox SET unsettled = true, attempt_log = $3, attempt_by = $4
-WHERE message_id = $1 AND attempts = $2
+# A row about to be submitted, on the claim token's connection (.claimtoken): being sent
+# until $4 from now, so not reclaimed should the token be seen dead meanwhile. In an
+# interrupted attempt's stead, or in its last ($5), unsettled, with this attempt's log
+# and reader ($6, $7). Only while still this claim's ($3: its token; as UNLEASE).
+SENDING = """
+UPDATE outbox SET sending_until = now() + $4::interval, unsettled = unsettled OR $5,
+                  attempt_log = CASE WHEN $5 THEN $6 ELSE attempt_log END,
+                  attempt_by = CASE WHEN $5 THEN $7 ELSE attempt_by END
+WHERE message_id = $1 AND attempts = $2 AND claimed_by = $3
 """
 # Rows claimed but not tried go back as they were: due, the claim's attempt not
 # counted, and still unsettled when an earlier attempt was interrupted. Only
@@ -124,10 +132,11 @@ SET next_attempt_at = now(), attempts = o.attempts - 1, unsettled = u.interrupte
 FROM unnest($1::uuid[], $2::bool[], $3::int[]) AS u (message_id, interrupted, attempts)
 WHERE o.message_id = u.message_id AND o.attempts = u.attempts
 """
+# Not a row reclaimed meanwhile ($4: the claim's token): made due, it is no longer leased.
 RENEW = """
 UPDATE outbox o SET next_attempt_at = now() + $3::interval
 FROM unnest($1::uuid[], $2::int[]) AS u (message_id, attempts)
-WHERE o.message_id = u.message_id AND o.attempts = u.attempts
+WHERE o.message_id = u.message_id AND o.attempts = u.attempts AND o.claimed_by = $4
 RETURNING o.message_id
 """
 # An interrupted attempt's row the log cannot settle yet: due again later, the claim's
@@ -137,15 +146,18 @@ UPDATE outbox SET next_attempt_at = now() + $3::interval, attempts = attempts - 
                   claimed_by = NULL
 WHERE message_id = $1 AND attempts = $2
 """
-# The processes of this host ($1: their names' prefix) holding leased rows, and the rows
-# of those gone made due: their leases end now (.claimants).
+# The claims holding leased rows, and the rows of those dead made due: their leases end
+# now. $1: processes gone (.claimants), none of whose submits is under way any more; $2:
+# tokens no session holds (.claimtoken), whose rows being submitted wait (SENDING).
 CLAIMANTS = """
 SELECT DISTINCT claimed_by FROM outbox
-WHERE starts_with(claimed_by, $1) AND next_attempt_at > now()
+WHERE claimed_by IS NOT NULL AND next_attempt_at > now()
 """
 RECLAIM = """
 UPDATE outbox SET next_attempt_at = now(), claimed_by = NULL
-WHERE claimed_by = ANY($1::text[]) AND next_attempt_at > now()
+WHERE next_attempt_at > now()
+  AND (claimed_by = ANY($1::text[])
+       OR claimed_by = ANY($2::text[]) AND (sending_until IS NULL OR sending_until <= now()))
 """
 
 BATCH = 10
@@ -160,8 +172,8 @@ SUBMIT_SECONDS = DATA_END_SECONDS + 2 * SMTP_TIMEOUT
 # connection after an overrun, and clocks (Postgres's, ours) that drift apart.
 LEASE_MARGIN_SECONDS = QUIT_SECONDS + 30.0
 RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
-# How often the claims of this host's processes are looked at (and at the start): a
-# gone one's rows are due then, not when their lease ends.
+# How often the claims of other processes are looked at (and at the start): a dead
+# one's rows are due then, not when their lease ends.
 RECLAIM_SECONDS = 60.0
 GIVE_BACK_SECONDS = 5.0  # a stop waits this long at most to give back rows not tried
 # How long a stop lets each task finish its message before cancelling it.
@@ -215,6 +227,7 @@ class RelayWorker:
         self._attempt_log = (None, None) if maillog is None else (maillog.key,
                                                                   maillog.instance)
         self._claimants = Claimants()
+        self._token = ClaimToken(pool, self._claimants.me)
         metrics = metrics or Metrics()
         self._outcomes = metrics.relay_outcomes
         self._put_off_rows = metrics.relay_put_off
@@ -233,24 +246,25 @@ class RelayWorker:
             asyncio.create_task(self._run(), name=f"postwarden-relay-{n}")
             for n in range(self._config.workers)
         ]
-        if self._claimants.me is not None:
-            self._tasks.append(asyncio.create_task(self._reclaim(),
-                                                   name="postwarden-relay-reclaim"))
+        self._tasks.append(asyncio.create_task(self._reclaim(),
+                                               name="postwarden-relay-reclaim"))
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Let each task finish its current message, then cancel what is left (``cut_off``):
         a batch cancelled gives back its rows not yet sent."""
         self._stopping.set()
         self._wakeup.set()
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(self._tasks, timeout=grace)
-        self.cut_off = self.cut_off or bool(pending)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            self.cut_off = self.cut_off or bool(pending)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._token.close()
 
     async def _claim(self) -> list[Claimed]:
+        if not await self._token.held():  # rows claimed now might be taken at once
+            return []
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(CLAIM, BATCH, LEASE, *self._attempt_log,
                                     self._config.max_attempts, self._claimants.me)
@@ -281,25 +295,25 @@ class RelayWorker:
             await session.close()
 
     async def _reclaim(self) -> None:
-        """Make due the rows of this host's processes gone, now and every RECLAIM_SECONDS."""
+        """Make due the rows of claims dead, now and every RECLAIM_SECONDS."""
         while not self._stopping.is_set():
             with surviving("relay: reclaiming rows of a process gone"):
                 await self._reclaim_gone()
             await _wait(self._stopping, RECLAIM_SECONDS)
 
     async def _reclaim_gone(self) -> None:
-        async with self._pool.acquire() as conn:
-            names = [r["claimed_by"] for r in await conn.fetch(CLAIMANTS,
-                                                                self._claimants.here)]
+        async with self._pool.acquire() as conn, conn.transaction():
+            names = [r["claimed_by"] for r in await conn.fetch(CLAIMANTS)]
             gone = self._claimants.gone(names)
-            if not gone:
+            dead = await unheld(conn, self._claimants.tokens(names))
+            if not gone and not dead:
                 return
-            reclaimed = await conn.execute(RECLAIM, gone)
+            reclaimed = await conn.execute(RECLAIM, gone, dead)
         count = int(reclaimed.rsplit(" ", 1)[1])
         if count:
-            log.warning("relay: %d message(s) claimed by a process of this host no longer "
-                        "running are due again (those it may have sent: Postfix's log "
-                        "decides)", count)
+            log.warning("relay: %d message(s) whose claimant is gone (its process, or its "
+                        "claim token's session) are due again (those it may have sent: "
+                        "Postfix's log decides)", count)
             self.wake()
 
     async def _pause(self, unreached: int) -> None:
@@ -343,15 +357,14 @@ class RelayWorker:
                     result = UNANSWERED_LAST  # its attempts are spent: not sent again
                 else:
                     # Checked last: the log's answer above may take a while.
-                    if not await lease.covers(submit_span()):
+                    cleared = await self._cleared(lease, row)
+                    if cleared is Fenced.UNPROVEN:
                         await self._unproven(lease, rows[index:])
                         return True
-                    if row.id in lease.lost:  # its renewal just now found it claimed
+                    if cleared is Fenced.LOST:
+                        await lease.settle(row)
                         _left_to_another(row)
                         continue
-                    # The log to ask, should this attempt be cut off (CLAIM).
-                    if row.interrupted or row.attempts >= self._config.max_attempts:
-                        await self._attempting(row)
                     untried = rows[index + 1:]
                     result = await self._submit(session, row)
                 if result.outcome is Outcome.UNREACHABLE:
@@ -408,7 +421,8 @@ class RelayWorker:
 
     async def _unproven(self, lease: BatchLease[Claimed], rows: list[Claimed]) -> None:
         log.warning("relay: the lease of %d claimed message(s) cannot be proven (not "
-                    "renewed in time): giving them back unsent", len(rows))
+                    "renewed in time, or the claim token not held): giving them back unsent",
+                    len(rows))
         await self._give_back(lease, rows)
 
     async def _give_back(self, lease: BatchLease[Claimed], rows: list[Claimed]) -> None:
@@ -424,16 +438,25 @@ class RelayWorker:
         """Extend the lease of the rows still this claim's; the others (lost)."""
         async with self._pool.acquire() as conn:
             kept = await conn.fetch(RENEW, [r.id for r in rows], [r.attempts for r in rows],
-                                    LEASE)
+                                    LEASE, self._token.name)
         return {r.id for r in rows} - {k["message_id"] for k in kept}
 
     async def _put_off(self, row: Claimed, recheck: dt.timedelta) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute(PUT_OFF, row.id, row.attempts, recheck)
 
-    async def _attempting(self, row: Claimed) -> None:
-        async with self._pool.acquire() as conn:
-            await conn.execute(ATTEMPT, row.id, row.attempts, *self._attempt_log)
+    async def _cleared(self, lease: BatchLease[Claimed], row: Claimed) -> Fenced:
+        """Whether ``row`` may be submitted now: its lease lasts as long as the submit may,
+        and it is marked as being submitted on the claim token's connection; with the log
+        to ask should this attempt be cut off (CLAIM)."""
+        if not await lease.covers(submit_span()):
+            return Fenced.UNPROVEN
+        if row.id in lease.lost:  # its renewal just now found it claimed
+            return Fenced.LOST
+        noted = row.interrupted or row.attempts >= self._config.max_attempts
+        return await self._token.fence(SENDING, row.id, row.attempts, self._token.name,
+                                       dt.timedelta(seconds=submit_span()), noted,
+                                       *self._attempt_log)
 
     async def _store_relayed(self, outcomes: list[Relayed]) -> None:
         async with self._pool.acquire() as conn:
