@@ -33,6 +33,7 @@ from postwarden_policies import (
 from postwarden_policies.delivery import apply_edits
 from postwarden_policies.headeredits import FLAGS_HEADER
 from postwarden_policies.rewrite import RewritePlan, rewrite_body
+from tests.yenc import yencoded
 
 INBOUND = load_policy_set(
     [Path(__file__).resolve().parents[2] / "policies" / "examples" / "inbound-default.yaml"]
@@ -532,17 +533,10 @@ def test_hostile_html_under_a_well_formed_but_bogus_signature_is_held() -> None:
 
 
 def _yencoded(name: bytes, data: bytes, part: bytes = b"") -> bytes:
-    """yEnc in lines of 128 characters (129 where an escape ends one), after ``part``."""
-    lines, line = [], bytearray()
-    for byte in data:
-        char = (byte + 42) % 256
-        line += b"=" + bytes([(char + 64) % 256]) if char in b"\0\n\r=" else bytes([char])
-        if len(line) >= 128:
-            lines.append(bytes(line))
-            line = bytearray()
+    """A yEnc block of ``data`` named ``name``, its lines after ``part``."""
     return (
         b"=ybegin line=128 size=" + str(len(data)).encode() + b" name=" + name + b"\r\n"
-        + part + b"\r\n".join([*lines, bytes(line)]) + b"\r\n=yend size="
+        + part + yencoded(data) + b"\r\n=yend size="
         + str(len(data)).encode() + b"\r\n"
     )
 

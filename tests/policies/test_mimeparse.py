@@ -26,6 +26,7 @@ from postwarden_policies.facts import Envelope
 from postwarden_policies.headers import MAX_FIELD_OCTETS, MAX_FIELDS
 from postwarden_policies.mimeparse import parse_message
 from tests.memory import peak_of
+from tests.yenc import yencoded
 
 ENV = Envelope(sender="a@example.com", recipients=("b@example.com",))
 PAYLOAD = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
@@ -524,21 +525,9 @@ def test_a_file_in_text_is_read_for_its_marks_in_bounded_memory(
     assert peak < 512 * 1024, f"{peak / 2**10:.0f} KiB"
 
 
-def _yencoded(data: bytes) -> bytes:
-    """yEnc in lines of 128 characters (129 where an escape ends one)."""
-    lines, line = [], bytearray()
-    for byte in data:
-        char = (byte + 42) % 256
-        line += b"=" + bytes([(char + 64) % 256]) if char in b"\0\n\r=" else bytes([char])
-        if len(line) >= 128:
-            lines.append(bytes(line))
-            line = bytearray()
-    return b"\r\n".join([*lines, bytes(line)])
-
-
 @pytest.mark.parametrize(
     "block",
-    [lambda data: _uu_block(_uu_lines(data, 45)), lambda data: _yenc_block(_yencoded(data))],
+    [lambda data: _uu_block(_uu_lines(data, 45)), lambda data: _yenc_block(yencoded(data))],
     ids=["uu", "yenc"],
 )
 def test_a_file_in_text_is_read_where_asked_as_its_lines_decode(
