@@ -24,6 +24,10 @@ from .errors import DatabaseUnreachable, DatabaseUrlRefused
 
 SERVER_SETTINGS = {"timezone": "UTC"}
 CONNECT_TIMEOUT = 10.0
+# How each pool's connections are made, for :func:`detached` (asyncpg keeps it private),
+# by id(): a pool takes no weak reference. A pool's id is another's only once it is gone,
+# and each pool made sets its own.
+_MADE_WITH: dict[int, tuple[str, dict[str, Any]]] = {}
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -130,26 +134,25 @@ async def create_pool(
     is told apart from a slow one by nothing else: its statement_timeout is not kept
     either, and TCP waits many minutes before giving the connection up."""
     logging.getLogger("asyncpg.pool").addFilter(_REASON_NOT_TRACEBACK)  # once: a set
+    options: dict[str, Any] = {
+        "timeout": connect_timeout, "command_timeout": command_timeout,
+        "server_settings": SERVER_SETTINGS, "connection_class": _Connection,
+    }
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn,
-        min_size=min_size,
-        max_size=max_size,
-        timeout=connect_timeout,
-        command_timeout=command_timeout,
-        init=_init_connection,
-        reset=_keep_session,
-        server_settings=SERVER_SETTINGS,
-        connect=_connect,
-        connection_class=_Connection,
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+        reset=_keep_session, connect=_connect, **options,
     )
+    _MADE_WITH[id(pool)] = (dsn, options)
     return pool
 
 
 async def detached(pool: asyncpg.Pool) -> asyncpg.Connection:
-    """A new connection made as ``pool`` makes its own, that the pool neither holds nor
-    recycles: for session state (an advisory lock) that must last as long as it does.
-    asyncpg internals: the relay's claim token tests fail if this is renamed."""
-    conn: asyncpg.Connection = await pool._get_new_connection()
+    """A new connection made as ``pool`` (one of :func:`create_pool`'s) makes its own, that
+    the pool neither holds nor recycles: for session state (an advisory lock) that must
+    last as long as it does."""
+    dsn, options = _MADE_WITH[id(pool)]
+    conn = await _connect(dsn, **options)
+    await _init_connection(conn)
     return conn
 
 
