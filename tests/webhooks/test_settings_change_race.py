@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api import app as app_module
 from postwarden_admin_api.app import create_app
+from postwarden_admin_api.revisions import POLICY_LOCK_KEY
 from postwarden_admin_api.settings import ServiceSettings
 from postwarden_admin_api.webhooks import WEBHOOK_OPTIONS
 from postwarden_admin_api.webhooks.signing import SignatureError, verify
@@ -191,9 +192,11 @@ async def test_waits_for_a_deletes_lock_are_no_database_outage(  # noqa: PLR0917
 
 
 # The policy lock held (a webhook delete's, waiting for the requests under way).
+# The policy lock's (a bigint key: its halves, objsubid 1), not the relay's claim token.
 POLICY_LOCK_HELD = """
 SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
 WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted
+  AND l.objsubid = 1 AND (l.classid::bigint << 32 | l.objid::bigint) = $1
 """
 POLICY = ("version: 1\nname: {0}\nrules:\n"
           "  - name: r\n    when:\n      sender: [{0}@evil.test]\n    then: reject\n")
@@ -234,7 +237,7 @@ async def test_policy_changes_wait_for_a_deletes_lock(  # noqa: PLR0917 - fixtur
     delete = asyncio.create_task(client.delete(hook, headers=bearer(admin_key)))
 
     async def delete_holds_the_lock() -> bool:
-        return bool(await pool.fetchval(POLICY_LOCK_HELD) == 1)
+        return bool(await pool.fetchval(POLICY_LOCK_HELD, POLICY_LOCK_KEY) == 1)
 
     assert await wait_for_async(delete_holds_the_lock)
     changed = asyncio.create_task(_policy_change(client, admin_key, change, revision_id))
