@@ -115,12 +115,29 @@ async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
         raise database_unavailable() from None
 
 
+def lost(conn: asyncpg.Connection) -> bool:
+    """Whether the pooled connection ``conn``, held since :func:`acquire`, was lost (the
+    server restarting, its backend terminated) while nothing ran on it: asyncpg then
+    hands its slot back to the pool, and each later call on ``conn`` raises
+    InterfaceError ("released back to the pool"), which says a mistake, not an outage."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # released: none of ours releases a held one
+        return True
+
+
 @asynccontextmanager
 async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """:func:`acquire`, released on leaving."""
+    """:func:`acquire`, released on leaving; a statement on it once it was lost raises
+    the loss (ConnectionDoesNotExistError, 503), as one under way when it is lost does."""
     conn = await acquire(pool)
     try:
         yield conn
+    except asyncpg.InterfaceError as exc:
+        if not lost(conn):
+            raise
+        raise asyncpg.ConnectionDoesNotExistError(
+            "the connection was lost between statements") from exc
     finally:
         await pool.release(conn)
 

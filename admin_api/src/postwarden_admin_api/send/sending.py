@@ -30,7 +30,7 @@ from aiohttp import web
 
 from postwarden_admin_api.bodies import is_large, json_ok, read_json_object, run_sized
 from postwarden_admin_api.context import POOL, SETTINGS, Principal
-from postwarden_admin_api.errors import ApiError, acquire
+from postwarden_admin_api.errors import ApiError, acquire, lost
 from postwarden_admin_api.periodic import DB_ERRORS
 from postwarden_admin_api.runtime_settings import RUNTIME, RuntimeSettings
 
@@ -130,7 +130,7 @@ class _Held:
         self._conn: asyncpg.Connection | None = None
 
     async def get(self) -> asyncpg.Connection:
-        if self._conn is not None and self._conn.is_closed():
+        if self._conn is not None and lost(self._conn):
             await self.give_back()
         if self._conn is None:
             self._conn = await acquire(self.pool)
