@@ -2,10 +2,15 @@
 default_transaction_read_only set for maintenance) answered every request 500
 internal_error, a traceback logged for each: the key check of every request writes.
 It is 503 database_unavailable (Retry-After), which a client retries, as for a
-database away; /readyz, which said ready, says the database is read-only."""
+database away; /readyz, which said ready, says the database is read-only.
+
+`serve` on a database already read-only failed in a start-up step's write, with
+asyncio's traceback: it says so in one line and exits 1, as on a database unreachable
+at start (systemd tries again every 2 s, until it is back or promoted)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -14,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
 from postwarden_store import connect
+from tests.admin_api.test_startup_schema import _run
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 
 pytestmark = pytest.mark.postgres
@@ -26,15 +32,19 @@ def database_url(fresh_database_url: str) -> str:
     return fresh_database_url
 
 
-async def _read_only_service(aiohttp_client: AiohttpClient, database_url: str) -> Client:
-    """The service started, then its database made read-only."""
-    client = await aiohttp_client(create_app(settings_for(database_url)))
+async def _make_read_only(database_url: str) -> None:
     admin = await connect(database_url)
     try:
         await admin.execute("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET "
                             "default_transaction_read_only = on', current_database()); END $$")
     finally:
         await admin.close()
+
+
+async def _read_only_service(aiohttp_client: AiohttpClient, database_url: str) -> Client:
+    """The service started, then its database made read-only."""
+    client = await aiohttp_client(create_app(settings_for(database_url)))
+    await _make_read_only(database_url)
     await client.app[POOL].expire_connections()  # the next ones read-only
     return client
 
@@ -61,3 +71,11 @@ async def test_readyz_says_a_read_only_database_is_unready(
     response = await client.get("/readyz")
     assert (response.status, await response.json()) == (
         503, {"status": "unready", "problem": "database read-only"})
+
+
+def test_serve_on_a_read_only_database_says_so_in_one_line(database_url: str) -> None:
+    asyncio.run(_make_read_only(database_url))
+    done = _run(database_url, "serve")
+    assert (done.returncode, done.stderr.splitlines()) == (1, [
+        "postwarden-admin: the database refuses writes (a standby, or "
+        "default_transaction_read_only on): point database_url at the primary"])

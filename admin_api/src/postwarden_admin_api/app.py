@@ -9,7 +9,9 @@ code's stops the start-up there, before the site listens: never migrated
 applied one that differs from this build's (``MigrationError``). Served, later
 steps and routes would fail on a missing table or column, in errors that do
 not say what to do. A database unreachable at start stops it too (the pool cannot
-open); systemd's ``Restart=on-failure`` tries again. Options of database_url the
+open), and one that refuses writes (:class:`~.schema.ReadOnly`: a standby, where
+start-up's writes failed); systemd's ``Restart=on-failure`` tries again until it is
+back, or promoted. Options of database_url the
 client or server refuse (``DatabaseUrlRefused``: an unknown server setting, TLS the
 server does not offer) stop it as invalid settings, which no retry mends.
 """
@@ -48,7 +50,7 @@ from .middleware import (
 from .openapi import OPENAPI, OpenApiRegistry
 from .ratelimit import LIMITER, RateLimiter
 from .runtime_settings import RUNTIME, RuntimeSettingsCache
-from .schema import require_schema
+from .schema import require_schema, require_writable
 from .secrets import KEYRING, Keyring
 from .send import setup_send
 from .settings import ServiceSettings
@@ -80,6 +82,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         async with pool.acquire() as conn:
             await require_schema(conn)
             await check_schema_current(conn)
+            await require_writable(conn)
         app[POOL] = pool
         app[LIMITER] = RateLimiter(pool)
         app[RUNTIME] = RuntimeSettingsCache(pool)

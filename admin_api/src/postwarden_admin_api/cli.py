@@ -66,7 +66,7 @@ from .keys import (
     why_not_revoked,
 )
 from .policy_push import PushError, push_directory
-from .schema import NotMigrated, require_schema
+from .schema import NotMigrated, ReadOnly, require_schema
 from .secrets import (
     BadSecretKey,
     Keyring,
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: database schema is missing {len(exc.pending)} migration(s) "
               f"({', '.join(exc.pending)}); run `{PROG} migrate`", file=sys.stderr)
         return 1
-    except (StoreError, NotMigrated, SecretsError, PushError, OSError,
+    except (StoreError, NotMigrated, ReadOnly, SecretsError, PushError, OSError,
             asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # InterfaceError: asyncpg's ClientConfigurationError too (a root certificate
         # missing for sslmode=verify-full), its hint on a line of its own; no asyncpg

@@ -15,6 +15,7 @@ from .errors import pool_full
 from .metrics import METRICS
 from .openapi import operation
 from .periodic import DB_ERRORS
+from .schema import read_only
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -59,13 +60,13 @@ async def _check(conn: asyncpg.Connection) -> web.Response:
     try:
         async with asyncio.timeout(READY_SECONDS):
             await check_schema_current(conn)
-            read_only = await conn.fetchval("SHOW transaction_read_only") == "on"
+            refuses_writes = await read_only(conn)
     except StoreError:
         return _unready("migrations pending")
     except TimeoutError:
         log.warning("readiness: database unreachable (no answer within %g s)", READY_SECONDS)
         return _unready("database unreachable")
-    if read_only:
+    if refuses_writes:
         log.warning("readiness: the database refuses writes (read-only)")
         return _unready("database read-only")
     return web.json_response({"status": "ready"})

@@ -4,7 +4,8 @@
 database never migrated every later step would fail on a missing table, with
 a traceback that does not say what to do. Pending migrations pass here: the
 keys and secrets commands run on a schema a migration behind, and ``serve`` checks
-for them next (app, ``check_schema_current``).
+for them next (app, ``check_schema_current``), then that the database takes writes
+(:func:`require_writable`).
 """
 
 from __future__ import annotations
@@ -24,3 +25,22 @@ async def require_schema(conn: asyncpg.Connection) -> None:
     """Raise :class:`NotMigrated` unless a migration was ever applied."""
     if not await applied_migrations(conn):
         raise NotMigrated
+
+
+class ReadOnly(Exception):
+    def __init__(self) -> None:
+        super().__init__("the database refuses writes (a standby, or "
+                         "default_transaction_read_only on): point database_url at the primary")
+
+
+async def read_only(conn: asyncpg.Connection) -> bool:
+    """Whether the database refuses writes: a standby (the service pointed at one after a
+    failover), or default_transaction_read_only set for the database or the role."""
+    return bool(await conn.fetchval("SHOW transaction_read_only") == "on")
+
+
+async def require_writable(conn: asyncpg.Connection) -> None:
+    """Raise :class:`ReadOnly` on a database that refuses writes: start-up writes (the
+    stored recipient-hash key), and failed on it with a traceback."""
+    if await read_only(conn):
+        raise ReadOnly
