@@ -18,7 +18,8 @@ from postwarden_admin_api.metrics import Metrics as AdminMetrics
 from postwarden_admin_api.policy_push import checked_files
 from postwarden_admin_api.webhooks.openapi import OPENAPI_PATHS as WEBHOOK_PATHS
 from postwarden_admin_api.webhooks.openapi import SCHEMAS as WEBHOOK_SCHEMAS
-from postwarden_admin_api.webhooks.worker import worker_context
+from postwarden_admin_api.webhooks.options import WebhookOptions
+from postwarden_admin_api.webhooks.worker import row_wait_seconds, worker_context
 from postwarden_milter import handler
 from postwarden_milter.metrics import VERDICTS
 from postwarden_milter.metrics import Metrics as MilterMetrics
@@ -244,3 +245,13 @@ def test_the_api_doc_says_what_every_audit_verdict_means() -> None:
     for cause in ("RSET", "QUIT", "lost connection", "`header_checks` REJECT or DISCARD",
                   "`message_size_limit`", "`stop_deadline`", "answered 250"):
         assert cause in aborted, cause
+
+
+def test_the_api_doc_gives_a_proxy_the_longest_a_lock_wait_takes() -> None:
+    """A frozen database is answered 503 within a proxy's 60 s but for a wait for a
+    webhook DELETE's lock (row_wait_seconds), whose bound the doc gives."""
+    options = WebhookOptions()
+    extra = row_wait_seconds(options) - options.timeout_seconds
+    text = " ".join(API_DOC.read_text().split())
+    assert f"`webhook_timeout_seconds` plus {extra:g} seconds" in text
+    assert f"({row_wait_seconds(options):g} seconds by default)" in text
