@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from postwarden_store.migrations import INSERT_APPLIED, available_migrations
-from tests.conftest import PgServer
+from tests.conftest import PgServer, _migrated_database
 from tests.fixtures.adminapp import TEST_SECRET_KEY
 from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import create_database, drop_database
@@ -136,3 +136,38 @@ def test_serve_refuses_a_database_whose_applied_migration_was_changed(
     [line] = done.stderr.splitlines()  # the store's text: what differs, and what it means
     assert line.startswith(f"postwarden-admin: migration {first} differs from the one applied")
     assert (done.returncode, done.stdout) == (1, "")
+
+
+@pytest.fixture
+def refusing_a_start_write(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a migrated database that refuses the write of a start-up step run after
+    the retention job began (the send API's stored recipient-hash key): as a role
+    without the privilege, or a connection lost there, would."""
+    name = asyncio.run(_migrated_database(pg_server))
+    url = pg_server.dsn(name)
+
+    async def refuse() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("""
+                CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+                    $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+                CREATE TRIGGER refuse BEFORE INSERT ON send_hash_key
+                    FOR EACH ROW EXECUTE FUNCTION refuse()""")
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(refuse())
+        yield url
+    finally:
+        asyncio.run(drop_database(pg_server.admin_dsn, name))
+
+
+@pytest.mark.postgres
+def test_a_later_start_step_failing_is_told_in_one_line(refusing_a_start_write: str) -> None:
+    """The steps started before it (the retention job) were left running: asyncio's
+    shutdown logged a traceback above the line."""
+    done = _run(refusing_a_start_write, "serve")
+    assert (done.returncode, done.stderr.splitlines()) == (
+        1, ["postwarden-admin: refused by the test"])

@@ -195,7 +195,14 @@ async def start(app: web.Application, host: str, port: int,
     # the admin audit log; a reverse proxy in front keeps its own.
     runner = _Runner(app, shutdown_timeout=shutdown_timeout, access_log=None,
                      keepalive_timeout=KEEPALIVE_SECONDS)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:
+        # A start-up step failed: the ones before it (the pool, the periodic jobs) are
+        # ended here, where asyncio's shutdown found a job still running and logged a
+        # traceback above the one line that says why.
+        await runner.cleanup()
+        raise
     try:
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
