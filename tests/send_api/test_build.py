@@ -352,6 +352,20 @@ def test_a_long_msg_id_or_url_goes_out_folded_at_spaces_not_encoded() -> None:
     assert len(folded) == 4  # one reference a line: each past half a line
 
 
+def test_an_equals_question_mark_that_starts_no_encoded_word_is_not_encoded() -> None:
+    """A URL or msg-id holding "=?" (no encoded word: those are refused) went to the
+    registry, which encoded it past a line's length: the unsubscribe link broke."""
+    url = "<https://example.com/unsubscribe?list=news&t=?" + "a1b2c3d4" * 10 + ">"
+    reply_to = "<DM6PR11MB4331=?A0B1C2D3E4F5A6B7C8D9E0F1A2B3@DM6PR11MB4331.prod.example.com>"
+    subject = "Is 2+2=?b?q? " + "really " * 12
+    data, parsed = built(subject=subject.strip(), headers={
+        "List-Unsubscribe": url, "In-Reply-To": reply_to})
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"?=" not in head
+    assert (parsed["List-Unsubscribe"], parsed["In-Reply-To"]) == (url, reply_to)
+    assert parsed["Subject"] == subject.strip()
+
+
 def test_a_word_too_long_for_a_line_even_alone_is_encoded() -> None:
     """Past 998 characters a line breaks SMTP: the registry's encoded words then."""
     data, parsed = built(subject="x" * 995)

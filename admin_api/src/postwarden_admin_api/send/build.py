@@ -43,7 +43,7 @@ from email.parser import BytesHeaderParser
 from email.policy import Policy
 from email.utils import format_datetime, getaddresses
 
-from postwarden_admin_api.addresses import Mailbox
+from postwarden_admin_api.addresses import Mailbox, has_encoded_word
 
 from .request_model import Attachment, SendRequest
 
@@ -228,9 +228,11 @@ def _set_text(message: EmailMessage, name: str, value: str) -> None:
 def _folded_text(name: str, value: str) -> str | None:
     """Longer printable ASCII, folded at its spaces rather than encoded: the registry
     encodes a word past a line's length, and an In-Reply-To, a References or a
-    List-Unsubscribe made of encoded words is no msg-id or URL to a reader. None for
-    other text, or a word too long for a line even alone."""
-    if "=?" in value or not _PRINTABLE_ASCII.fullmatch(value):
+    List-Unsubscribe made of encoded words is no msg-id or URL to a reader. An "=?"
+    that starts no encoded word (request_model refuses those) is text like any: a URL's
+    "?t=?x" went out encoded. None for other text, or a word too long for a line even
+    alone."""
+    if has_encoded_word(value) or not _PRINTABLE_ASCII.fullmatch(value):
         return None
     folded = _folded(name, value.split(" "))
     longest = max(len(line) for line in f"{name}: {folded}".split(POLICY.linesep))
