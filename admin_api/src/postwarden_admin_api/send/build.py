@@ -18,9 +18,10 @@ Parsing a header value into the registry's objects and folding it again is
 most of the build's time, and for the common case, a short ASCII value
 with nothing to quote or encode, it changes nothing. Such values are set
 raw (:func:`_plain`), and the policy writes them out exactly as given (a test
-holds both ways to the same bytes); every other value goes through the
-registry. The content headers of text parts are always short and plain: they
-skip the registry too (:func:`_set_text_content`).
+holds both ways to the same bytes); longer text is folded, and encoded, here
+too (:func:`_set_text`): the registry's folding lost spaces. The content
+headers of text parts are always short and plain: they skip the registry too
+(:func:`_set_text_content`).
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ POLICY = policy.SMTP.clone(cte_type="7bit", header_factory=_CachingRegistry(),
 # Words of letters and digits: a display name that needs no quoting and no encoding.
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+_ENCODED_WORD_EDGE = re.compile(r"=\?|\?=")  # where an encoded word starts or ends
 _LINE_LENGTH = POLICY.max_line_length or 78  # SMTP's policy folds at 78
 _MOST_LINE = 998  # RFC 5322's limit of a line, CRLF aside
 # 56 characters of base64, 68 with "=?utf-8?b?" and "?=": within RFC 2047's 75, and
@@ -219,10 +221,36 @@ def _set_text(message: EmailMessage, name: str, value: str) -> None:
     raw = _plain(name, value)
     if raw is not None:
         message.set_raw(name, raw)
-    elif (folded := _folded_text(name, value)) is not None:
-        message.set_raw(name, _Unparsed(name, folded))
-    else:
-        message[name] = value
+        return
+    folded = _folded_text(name, value)
+    if folded is None:
+        folded = _folded(name, _text_words(name, value))
+    message.set_raw(name, _Unparsed(name, folded))
+
+
+def _text_words(name: str, value: str) -> list[str]:
+    """``value`` as words to fold: printable ASCII words as they are, each run of the
+    others (non-ASCII, holding "=?" or "?=", too long for a line) as RFC 2047 encoded
+    words with the spaces of the run inside them (readers drop the spaces between two
+    encoded words, lenient ones, the milter's among them, those between any "?=" and
+    "=?"). The email package's folding lost such a space, doubled one, or wrote text
+    right after an encoded word ("?=]@"), which no strict reader decodes."""
+    longest = _MOST_LINE - len(name) - 2
+    words: list[str] = []
+    run: list[str] = []
+    for word in value.split(" "):
+        plain = (_PRINTABLE_ASCII.fullmatch(word) and not _ENCODED_WORD_EDGE.search(word)
+                 and len(word) <= longest)
+        if plain and not (run and not word):  # a run keeps the spaces it is followed by
+            if run:
+                words += _encoded_words(" ".join(run))
+                run = []
+            words.append(word)
+        else:
+            run.append(word)
+    if run:
+        words += _encoded_words(" ".join(run))
+    return words
 
 
 def _folded_text(name: str, value: str) -> str | None:
