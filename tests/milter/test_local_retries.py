@@ -56,6 +56,21 @@ def test_a_local_submission_tempfailed_past_its_passes_is_held(
                                                         deferred]
 
 
+def test_a_tempfail_verdict_failing_after_it_counts_its_pass_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The verdict counted the pass, and the failure answered after it (applying the
+    verdict) counted it again: held at half its passes. Held at the pass past them, it
+    is held though applying the hold fails."""
+    harness.configure(local_retry_passes=3)
+    answering("tempfail")(harness, monkeypatch)
+    failing(handler, "apply_verdict")(harness, monkeypatch)
+    answers = [_local(harness).send(CLEAN) for _ in range(5)]
+    assert answers == [Milter.TEMPFAIL] * 3 + [Milter.CONTINUE, Milter.TEMPFAIL]
+    assert [e.action for e in harness.audit.events] == ["error"] * 3 + ["quarantine", "error"]
+    assert RETRIES_EXHAUSTED in harness.audit.events[3].flags
+
+
 @pytest.mark.parametrize("deferring", [
     pytest.param(failing(handler, "esmtp_size"), id="mail"),
     # Before its transaction opened: nothing was kept of it, so nothing counted.

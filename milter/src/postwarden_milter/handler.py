@@ -574,14 +574,16 @@ class ConnectionHandler:
     def _retried(self, txn: Transaction) -> int | None:
         """For a local submission tempfailed once more at end of message: how many of its
         passes were, once past local_retry_passes (pickup retries it forever: see
-        localretries), else None."""
+        localretries), else None. Counted once a pass: a failure answered after its
+        tempfail verdict (applying it) counted it twice, and held it at half its passes."""
         if not self._client.local:
             return None
-        passes = self._s.local_retries.exhausted(txn)
-        if passes is not None:
-            log.warning("tempfailed %d times from the maildrop queue: held instead "
-                        "(local_retry_passes)", passes)
-        return passes
+        if txn.counted_pass is None:
+            txn.counted_pass = self._s.local_retries.exhausted(txn) or 0
+            if txn.counted_pass:
+                log.warning("tempfailed %d times from the maildrop queue: held instead "
+                            "(local_retry_passes)", txn.counted_pass)
+        return txn.counted_pass or None
 
     def abort(self) -> Outcome:
         self.enter()

@@ -181,6 +181,9 @@ class Transaction:
     # an error, a stop's) names it, though a reload since put another in force.
     deciding_hash: str | None = None
     smtputf8: bool = False  # MAIL FROM said SMTPUTF8 (see recipient_key)
+    # A local submission's tempfailed pass, once counted (localretries): 0, or past
+    # local_retry_passes how many were, to hold it. None: not counted (yet).
+    counted_pass: int | None = None
     origin: str | None = None  # the domain Postfix gives an address without one (Envelope)
     queue_id: str | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
