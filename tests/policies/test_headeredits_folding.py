@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from postwarden_policies import ChangeHeader, Envelope, evaluate, parse_message
+from postwarden_policies import AddHeader, ChangeHeader, Envelope, evaluate, parse_message
 
 from .policy_helpers import policy
 
@@ -50,3 +50,18 @@ def test_a_message_with_bare_lf_keeps_its_own_line_breaks() -> None:
 def test_an_unfolded_subject_stays_one_line() -> None:
     assert _subject_edit(b"Subject: " + b"x " * 600 + b"\r\n") == ChangeHeader(
         "Subject", 1, "[EXT] " + "x " * 599 + "x")
+
+
+@pytest.mark.parametrize(("head", "edit"), [
+    pytest.param(b"X-A: a\rSubject: hidden\r\nSubject: real\r\n two\r\n",
+                 ChangeHeader("Subject", 1, "[EXT] real\r\n two"), id="before-the-real-one"),
+    pytest.param(b"Subject: real\r\nX-A: a\rSubject: hidden\r\n", ChangeHeader(
+        "Subject", 1, "[EXT] real"), id="after-the-real-one"),
+    pytest.param(b"X-A: a\rSubject: hidden\r\n", AddHeader("Subject", "[EXT]"), id="alone"),
+])
+def test_a_subject_after_a_lone_cr_is_not_the_one_postfix_changes(head: bytes,
+                                                                  edit: object) -> None:
+    """To Postfix (cleanup_replace_stray_cr_lf = no, or one without it) the field after a
+    lone CR is text of the one before, and its first Subject index the next Subject: that
+    one's text was replaced by the hidden one's, prefixed."""
+    assert _subject_edit(head) == edit

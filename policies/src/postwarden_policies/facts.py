@@ -105,6 +105,9 @@ class Header:
     raw_value: str  # undecoded, unfolded value (surrogateescape for 8-bit bytes)
     value: str  # RFC 2047 decoded for display and matching
     folded: bool = False  # written on several lines (a Subject prefix keeps the folding)
+    # Written after a lone CR, which ends a line to readers, not to Postfix: to it, the
+    # field is text of the one before, which its header indexes count instead.
+    inline: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,14 @@ def _with_subject_prefix(facts: MessageFacts, edits: list[Edit], prefixes: list[
     """``edits`` with the prefixes put on the first Subject they leave: the message's
     own unless a rule removed it, else the first a rule added after that, else a new
     one. Never a change to a Subject a removal deleted: Postfix would add it back
-    (or change a rule's added copy) with the text the removal was for."""
+    (or change a rule's added copy) with the text the removal was for. The message's own
+    is the first Postfix counts (its first Subject index): one after a lone CR is text
+    of the field before to it, and the prefix, with that one's text, replaced the next."""
     prefixes = list(dict.fromkeys(prefixes))  # rules (or policies) sharing a prefix add it once
     removed = max((i for i, edit in enumerate(edits)
                    if isinstance(edit, RemoveHeader) and edit.name.lower() == "subject"),
                   default=None)
-    subjects = [h for h in facts.headers if h.name.lower() == "subject"]
+    subjects = [h for h in facts.headers if h.name.lower() == "subject" and not h.inline]
     if removed is None and subjects:
         missing = _missing(subjects[0].raw_value.lstrip(), prefixes)
         if not missing:
@@ -72,11 +74,12 @@ def _readable(facts: MessageFacts, value: str) -> str:
 
 
 def _field_lines(facts: MessageFacts, name: str) -> list[bytes]:
-    """The first ``name`` field of the message's header section: its value's first line
-    and its continuation lines, as the parser read them."""
+    """The first ``name`` field of the message's header section that Postfix counts (not
+    inline): its value's first line and its continuation lines, as the parser read them."""
     wanted = name.lower().encode("ascii", "replace")
     fields, _, _, _ = header_fields(facts.raw, 0, facts.body_offset)
-    return next((lines for field, lines in fields if field.lower() == wanted), [])
+    return next((lines for field, lines, inline in fields
+                 if field.lower() == wanted and not inline), [])
 
 
 def _missing(subject: str, prefixes: list[str]) -> list[str]:

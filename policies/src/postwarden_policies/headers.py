@@ -12,6 +12,7 @@ import binascii
 import re
 import urllib.parse
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from postwarden_policies.charsets import (
     decode_as_readers,
@@ -51,6 +52,15 @@ MAX_FIELD_OCTETS = 2 * 1024 * 1024
 _Piece = tuple[str, bool, str]
 
 
+class Field(NamedTuple):
+    """A header field as written: its name, its lines (the first after the colon; line
+    ends cut off), and whether a lone CR came before it (Header.inline)."""
+
+    name: bytes
+    lines: list[bytes]
+    inline: bool
+
+
 @dataclass(frozen=True, slots=True)
 class HeaderSection:
     headers: tuple[Header, ...]
@@ -71,9 +81,8 @@ def line_end(raw: bytes, pos: int, end: int) -> int:
 
 def header_fields(raw: bytes, start: int, end: int, limit: int = MAX_FIELDS,
                   octets: int = MAX_FIELD_OCTETS,
-                  ) -> tuple[list[tuple[bytes, list[bytes]]], int, bool, bool]:
-    """The fields of the header section in ``raw[start:end]``, each its name and its lines
-    as written (the first after the colon; line ends cut off); where the body starts;
+                  ) -> tuple[list[Field], int, bool, bool]:
+    """The fields of the header section in ``raw[start:end]``; where the body starts;
     whether the section ended at a line that is neither a field nor a continuation;
     whether fields past ``limit``, or lines past ``octets``, were left unread.
 
@@ -84,9 +93,9 @@ def header_fields(raw: bytes, start: int, end: int, limit: int = MAX_FIELDS,
     Content-Type's ``; a=b`` took 6 s). :func:`parse_header_section` flags it
     (``too_many_header_fields``), which refuses the message as a structure limit.
     """
-    fields: list[tuple[bytes, list[bytes]]] = []
+    fields: list[Field] = []
     pos = start
-    separator_missing = cut = False
+    separator_missing = cut = after_cr = False
     while pos < end:
         stop = line_end(raw, pos, end)
         line = raw[pos:stop].rstrip(b"\r\n")
@@ -97,17 +106,18 @@ def header_fields(raw: bytes, start: int, end: int, limit: int = MAX_FIELDS,
             cut = True
             break
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1][1].append(line)
+            fields[-1].lines.append(line)
         elif (match := _FIELD.match(line)) is not None:
             if len(fields) >= limit:
                 cut = True
                 break
             name = line[: match.end() - 1].rstrip(b" \t")
-            fields.append((name, [line[match.end() :]]))
+            fields.append(Field(name, [line[match.end() :]], after_cr))
         else:
             separator_missing = True
             break
         pos = stop
+        after_cr = raw[stop - 1 : stop] == b"\r"
     return fields, pos, separator_missing, cut
 
 
@@ -121,7 +131,7 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str], *,
     eight_bit = False
     headers = []
     fallback: list[str | None] = []  # the entity's charset, once a value needs it
-    for name, lines in fields:
+    for name, lines, inline in fields:
         value = b"".join(lines).strip(b" \t")
         if not value.isascii() or not name.isascii():
             eight_bit = True
@@ -138,6 +148,7 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str], *,
                 raw_value=raw_value,
                 value=decode_words(text, flags),
                 folded=len(lines) > 1,
+                inline=inline,
             )
         )
     crs = raw.count(b"\r", start, pos)
@@ -145,9 +156,9 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str], *,
     return HeaderSection(tuple(headers), pos, eight_bit, separator_missing, bare_cr)
 
 
-def _declared_charset(fields: list[tuple[bytes, list[bytes]]]) -> str | None:
+def _declared_charset(fields: list[Field]) -> str | None:
     """The charset parameter of the first Content-Type among ``fields``, if any."""
-    for name, lines in fields:
+    for name, lines, _ in fields:
         if name.lower() == b"content-type":
             value = b"".join(lines).decode("ascii", "replace")
             return parameter_list(value, set())[2].get("charset")
