@@ -91,3 +91,12 @@ def test_a_field_ending_in_a_bare_cr_keeps_the_blank_line() -> None:
     verdict = Verdict(Accept(), edits=(ReplaceBody(b"Note: clean\r\n"),))
     delivered = apply_edits(b"From: a\nSubject: s\r", verdict)
     assert delivered == b"From: a\nSubject: s\r\n\nNote: clean\n"
+
+
+def test_a_field_after_a_lone_cr_is_text_of_the_one_before() -> None:
+    """As to Postfix, whose lines end at LF: the Subject prefix's change (its first Subject
+    index) went on the hidden Subject, where Postfix changes the one after it."""
+    raw = b"X-A: a\rSubject: hidden\r\nSubject: real\r\n\r\nbody\r\n"
+    verdict = Verdict(Accept(), edits=(ChangeHeader("Subject", 1, "[EXT] real"),))
+    assert apply_edits(raw, verdict) == (
+        b"X-A: a\rSubject: hidden\r\nSubject: [EXT] real\r\n\r\nbody\r\n")

@@ -8,23 +8,28 @@ for byte. Recipient edits belong to the envelope and do not show here.
 
 from __future__ import annotations
 
+import re
 import sys
 
 from .headers import parse_header_section
 from .verdicts import AddHeader, ChangeHeader, RemoveHeader, ReplaceBody, Verdict
+
+_LINES = re.compile(rb"[^\n]*\n|[^\n]+")  # each with its LF, the last one maybe without
 
 
 def _split(raw: bytes) -> tuple[list[bytes], bytes, bytes]:
     """(header fields with their line ends, the newline used, the body after the blank line).
 
     The header section ends where the parser (and Postfix) ends it: at the first
-    empty line, whatever its line end, or at the first line that is no field.
+    empty line, whatever its line end, or at the first line that is no field. Its fields
+    are Postfix's, whose lines end at LF: one written after a lone CR is text of the field
+    before, as to chgheader's index (headeredits), which would change it otherwise.
     """
     newline = b"\r\n" if b"\r\n" in raw[: raw.find(b"\n") + 1] else b"\n"
     # Every field, past the parser's cap too: added headers go after the last one.
     section = parse_header_section(raw, 0, len(raw), set(), limit=sys.maxsize,
                                    octets=sys.maxsize)
-    lines = raw[: section.body_start].splitlines(keepends=True)
+    lines = _LINES.findall(raw, 0, section.body_start)
     if lines and not lines[-1].strip(b"\r\n"):
         lines.pop()  # the blank line
     fields: list[bytes] = []
