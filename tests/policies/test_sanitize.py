@@ -50,7 +50,8 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
         pytest.param(
             '<html><body bgcolor="#000000" text=WHITE><p style="color:#fff">Hi</p>'
             "<script></script></body></html>",
-            '<div style="background-color:#000000;color:white"><p style="color:#fff">Hi</p></div>',
+            '<div style="background-color:#000000;color:#ffffff">'
+            '<p style="color:#fff">Hi</p></div>',
             (("script", 1),),
             id="body-colours-kept-with-its-white-text",
         ),
@@ -62,13 +63,13 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
         ),
         pytest.param(
             '<body bgcolor="#000;display:none" text=" red;font-size:0"><p>Hi</p>',
-            "<p>Hi</p>",
-            (("@bgcolor", 1), ("@text", 1)),
+            '<div style="background-color:#0da0e0;color:#ed000e"><p>Hi</p></div>',
+            (),
             id="body-colour-that-is-no-colour-hid-the-page",
         ),
         pytest.param(
             '<body style="color: red" text="blue" bgcolor=" white "><p>Hi</p>',
-            '<div style="color:blue;background-color:white;color:red"><p>Hi</p></div>',
+            '<div style="color:#0000ff;background-color:#ffffff;color:red"><p>Hi</p></div>',
             (),
             id="body-style-over-its-colour-attributes",
         ),
@@ -422,6 +423,40 @@ def test_a_link_into_another_window_loses_its_target(target: str) -> None:
     html = f'<a href="https://news.example.org/" target="{target}">Open</a>'
     assert sanitize_html(html, KEEP) == (
         '<a href="https://news.example.org/">Open</a>', (("@target", 1),))
+
+
+@pytest.mark.parametrize(
+    ("value", "painted"),
+    [
+        pytest.param("chucknorris", "#c00000", id="a-word-is-a-colour"),
+        pytest.param("sick", "#00c000", id="sick"),
+        pytest.param("crap", "#c0a000", id="crap"),
+        pytest.param("rgb(0, 0, 0)", "#b00000", id="css-function-read-as-digits"),
+        pytest.param("hsl(0, 100%, 50%)", "#001050", id="hsl"),
+        pytest.param("fff", "#0f0f0f", id="three-digits-without-a-hash"),
+        pytest.param("#FFF", "#ffffff", id="hash-and-three-digits"),
+        pytest.param("#abcd", "#abcd00", id="four-digits"),
+        pytest.param("#0000001", "#000010", id="leading-zeros-go-from-every-part"),
+        pytest.param("#1234567890abcdef1234567890", "#23ab45", id="parts-past-eight-digits"),
+        pytest.param("0123456789abcdefghij", "#0178ef", id="parts-cut-to-two-digits"),
+        pytest.param(" LightSeaGreen ", "#20b2aa", id="a-name"),
+        pytest.param("blacK", "#b0ac00", id="the-kelvin-sign-is-no-k"),
+        pytest.param("😀f", "#00000f", id="past-the-bmp-two-zeros"),
+        pytest.param("a" * 200 + "#", "#aaaaaa", id="cut-at-128"),
+        pytest.param("  ", "#000000", id="blank-is-black"),
+    ],
+)
+def test_page_colours_are_read_as_readers_read_legacy_colours(value: str, painted: str) -> None:
+    """HTML's rules make a colour of any ``bgcolor`` or ``text``: one dropped for not
+    being a CSS colour left the page another colour than readers paint."""
+    html = f'<body bgcolor="{value}" text="{value}"><p>Hi</p><script></script>'
+    wrapper = f'<div style="background-color:{painted};color:{painted}"><p>Hi</p></div>'
+    assert sanitize_html(html, KEEP) == (wrapper, (("script", 1),))
+
+
+@pytest.mark.parametrize("value", ["", "transparent", " TransParent "])
+def test_a_colour_attribute_that_paints_nothing_goes_with_nothing_lost(value: str) -> None:
+    assert sanitize_html(f'<body bgcolor="{value}"><p>Hi</p>', KEEP) == ("<p>Hi</p>", ())
 
 
 @pytest.mark.parametrize(

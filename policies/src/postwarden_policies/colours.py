@@ -5,12 +5,16 @@ within :data:`NEAR` of it) shows nothing.
 Colours are read in every form CSS has for a plain colour: the 148 names,
 ``#rgb``, ``#rrggbb`` (with or without alpha), ``rgb()``/``rgba()`` and
 ``hsl()``/``hsla()``; anything else (``currentcolor``, ``var()``...) is not read.
+A colour attribute (``bgcolor``, ``text``, ``color``) is read by HTML's own rules
+instead, which make a colour of any string: :func:`legacy`.
 """
 
 from __future__ import annotations
 
 import colorsys
 import re
+
+from .htmltokens import ascii_lower
 
 Colour = tuple[int, ...]  # red, green and blue, 0 to 255
 # A background that cannot be told (an image, a gradient): like no colour at all.
@@ -56,6 +60,8 @@ _FUNCTION = re.compile(r"(rgb|hsl)a?\(([^()]*)\)")
 _ARGUMENT = re.compile(r"[\s,/]+")
 # In the background shorthand: a colour among its other parts.
 _BACKGROUND_PART = re.compile(r"#[0-9a-f]+|(?:rgb|hsl)a?\([^()]*\)|[a-z]+")
+_ASCII_WHITESPACE = "\t\n\f\r "
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def colour(value: str) -> Colour | None:
@@ -83,6 +89,38 @@ def background(value: str) -> Colour | None:
         if found is not None:
             return found
     return None
+
+
+def legacy(value: str) -> str | None:
+    """The colour (``#rrggbb``) readers paint for a colour attribute's ``value``, by
+    HTML's rules for parsing a legacy colour value (WHATWG, common microsyntaxes):
+    any string is a colour, "chucknorris" #c00000 and "rgb(0, 0, 0)" #b00000; None
+    for no colour ("" and "transparent")."""
+    if not value:
+        return None  # a blank value is stripped after this test: black, as Chrome reads it
+    value = value.strip(_ASCII_WHITESPACE)
+    name = ascii_lower(value)
+    if name == "transparent":
+        return None
+    if name in _NAMED:
+        return "#" + _NAMED[name].hex()
+    if len(value) == 4 and value[0] == "#" and _HEX_DIGITS.issuperset(value[1:]):
+        return "#" + "".join(digit * 2 for digit in name[1:])
+    return "#" + "".join(f"{int(part, 16):02x}" for part in _legacy_parts(value))
+
+
+def _legacy_parts(value: str) -> list[str]:
+    """The red, green and blue hex digits of a legacy colour value that is no name and
+    no ``#rgb``, as the rules cut them."""
+    value = "".join("00" if ord(char) > 0xFFFF else char for char in value)
+    value = value[:128].removeprefix("#")
+    digits = "".join(char if char in _HEX_DIGITS else "0" for char in value) or "0"
+    digits += "0" * (-len(digits) % 3)
+    length = len(digits) // 3
+    parts = [digits[start:start + length][-8:] for start in range(0, len(digits), length)]
+    while len(parts[0]) > 2 and all(part[0] == "0" for part in parts):
+        parts = [part[1:] for part in parts]
+    return [part[:2] for part in parts]
 
 
 def near(text: Colour | None, backdrop: Colour | None) -> bool:

@@ -78,6 +78,7 @@ from urllib.parse import urljoin
 
 import nh3
 
+from .colours import legacy as legacy_colour
 from .html_allowlist import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
@@ -90,7 +91,7 @@ from .html_allowlist import (
 )
 from .html_cost import BUDGET, estimated_cost
 from .html_precheck import needs_no_sanitizing
-from .htmltokens import ATTRIBUTE, TOKENS
+from .htmltokens import ATTRIBUTE, TOKENS, ascii_lower
 from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
 
 log = logging.getLogger(__name__)
@@ -171,9 +172,6 @@ _PAGE_LOOKS = re.compile(
 # text or a value is written "&lt;") whose style lost every declaration to nh3's CSS
 # allowlist (group 1: the tag up to that style).
 _EMPTY_STYLE = re.compile(r'(<[a-z][a-z0-9]*(?: [^\s="<>]+="[^"]*")*) style=""')
-_LEGACY_HEX = re.compile(r"[0-9a-f]{6}")  # a colour attribute's hex without its "#"
-# A colour attribute's value that is one CSS value: "red;display:none" hid the page.
-_LEGACY_COLOUR = re.compile(r"#?[0-9a-z]+")
 _AS_CSS = {"bgcolor": "background-color:{}", "text": "color:{}"}
 
 # Per-call counters for what the attribute filter dropped (several threads may
@@ -543,7 +541,8 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
     if isinstance(done, str):
         return cost, done
     cleaned, dropped = done
-    wrapper = _page_wrapper(folded, dropped, lambda div: clean(div, remote_images, schemes, True))
+    wrapper = _page_wrapper(html, folded, dropped,
+                            lambda div: clean(div, remote_images, schemes, True))
     if wrapper is not None:
         cleaned = f"{wrapper}{cleaned}</div>"
     removed = _removed(folded, cleaned.lower(), dropped)  # an emptied style is no removal
@@ -551,24 +550,25 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
                   removed)
 
 
-def _page_wrapper(folded: str, dropped: Counter[str],
+def _page_wrapper(html: str, folded: str, dropped: Counter[str],
                   clean: Callable[[str], _Cleaned]) -> str | None:
-    """A ``<div>`` start tag with what the ``<html>`` and ``<body>`` tags of ``folded``
-    (lower-cased HTML) set for the page, cleaned as any tag: ``dir`` and ``lang``, and
+    """A ``<div>`` start tag with what the ``<html>`` and ``<body>`` tags of ``html``
+    (``folded``: lower-cased) set for the page, cleaned as any tag: ``dir`` and ``lang``, and
     as its style ``bgcolor``, ``text`` and theirs; or None. nh3 drops both tags with
     their attributes: text written white for a black ``bgcolor`` was then white on
     white, and a Hebrew or Arabic page laid out left to right (punctuation at the
-    wrong end). Those carried over are not counted in ``dropped``; a colour attribute
-    whose value is no single colour is not carried over (as CSS, "red;display:none"
-    hid the page readers showed). A tag's style comes after its colour attributes,
-    which it overrides in readers."""
+    wrong end). A colour attribute goes as the ``#rrggbb`` readers make of any value
+    by HTML's legacy rules (:func:`colours.legacy`), never as written, which as CSS
+    could be more ("red;display:none" hid the page); one that paints nothing
+    ("transparent") goes with nothing lost. Neither is counted in ``dropped``. A
+    tag's style comes after its colour attributes, which it overrides in readers."""
     attributes: dict[str, str] = {}
     declarations = []
     starts = _root_tags(folded)
     for name, expression in _ROOT_TAGS.items():
         tag = expression.match(folded, starts[name]) if name in starts else None
         styles = []
-        for found in _PAGE_LOOKS.finditer(folded, *tag.span()) if tag else ():
+        for found in _PAGE_LOOKS.finditer(_tag_as_read(html, folded, tag)):
             looks = found.group(1)
             value = html_unescape(next(v for v in found.groups()[1:] if v is not None))
             if looks == "style":
@@ -576,11 +576,8 @@ def _page_wrapper(folded: str, dropped: Counter[str],
                 continue
             if looks in ("dir", "lang"):
                 attributes[looks] = value  # the body's over the document's
-            elif _LEGACY_COLOUR.fullmatch(value := value.strip()):
-                colour = "#" + value if _LEGACY_HEX.fullmatch(value) else value
+            elif (colour := legacy_colour(value)) is not None:
                 declarations.append(_AS_CSS[looks].format(colour))
-            else:
-                continue
             dropped[f"@{looks}"] -= 1
         declarations += styles
     if declarations:
@@ -594,6 +591,17 @@ def _page_wrapper(folded: str, dropped: Counter[str],
     dropped.update(done[1])  # what its style lost
     wrapper = done[0].removesuffix("</div>")
     return wrapper if wrapper.startswith("<div ") else None
+
+
+def _tag_as_read(html: str, folded: str, tag: re.Match[str] | None) -> str:
+    """The text of ``tag`` (found in ``folded``) with A to Z alone lower-cased, as
+    readers read its values (str.lower() made "blac\u212a" black, a name); the folded
+    text where str.lower() moved what follows (a "\u0130" before it grew)."""
+    if tag is None:
+        return ""
+    if len(html) != len(folded):
+        return tag.group()
+    return ascii_lower(html[tag.start():tag.end()])
 
 
 def _tag_starts(html: str) -> Iterator[tuple[str, int]]:
