@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import random
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ from postwarden_policies import (
 from postwarden_policies.delivery import apply_edits
 from postwarden_policies.headeredits import FLAGS_HEADER
 from postwarden_policies.rewrite import RewritePlan, rewrite_body
+from tests.binhex import BEGIN, binhexed
 from tests.yenc import yencoded
 
 INBOUND = load_policy_set(
@@ -337,25 +339,8 @@ _NO_MIME = b"From: a@evil.test\r\nSubject: x\r\n\r\nHello, the invoice:\r\n\r\n"
 _EXE = b"MZ\x90\x00" + bytes(200)
 
 
-_HQX = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
-_BINHEX_LINE = b"(This file must be converted with BinHex 4.0)"
-
-
-def _binhex(name: bytes, data: bytes) -> bytes:
-    """BinHex 4.0: header (name, type, creator, flags, fork lengths, CRC), data fork,
-    its CRC; 0x90 escaped as 0x90 0; six bits a character in lines of 64."""
-    fork = len(data).to_bytes(4, "big")
-    stream = (bytes([len(name)]) + name + b"\0" + b"APPLdosa" + bytes(2) + fork + bytes(4)
-              + bytes(2) + data + bytes(2)).replace(b"\x90", b"\x90\0")
-    bits = "".join(f"{byte:08b}" for byte in stream)
-    bits += "0" * (-len(bits) % 6)
-    chars = b":" + bytes(_HQX[int(bits[i : i + 6], 2)] for i in range(0, len(bits), 6)) + b":"
-    lines = [chars[i : i + 64] for i in range(0, len(chars), 64)]
-    return _BINHEX_LINE + b"\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
-
-
 def test_a_binhex_executable_in_a_message_without_mime_is_seen() -> None:
-    facts, verdict = _run(_NO_MIME + _binhex(b"invoice.exe", _EXE) + b"Regards\r\n")
+    facts, verdict = _run(_NO_MIME + binhexed(b"invoice.exe", _EXE) + b"Regards\r\n")
     [part] = facts.attachments
     assert (part.filenames, part.detected_type) == (("invoice.exe",), "application/x-dosexec")
     assert (part.content_type, part.transfer_encoding) == ("application/mac-binhex40", "x-binhex")
@@ -364,14 +349,23 @@ def test_a_binhex_executable_in_a_message_without_mime_is_seen() -> None:
 
 
 def test_a_binhex_block_ends_at_its_first_short_line() -> None:
-    block = _binhex(b"a.pdf", b"%PDF-1.7\n" + bytes(300))
-    raw = _NO_MIME + block + b"Regards\r\n" + _BINHEX_LINE + b"  \r\n:" + b"!" * 10 + b":\r\n"
+    block = binhexed(b"a.pdf", b"%PDF-1.7\n" + bytes(300))
+    raw = _NO_MIME + block + b"Regards\r\n" + BEGIN + b"  \r\n:" + b"!" * 10 + b":\r\n"
     facts = parse_message(raw, ENV)
     first, second = facts.attachments
     assert (first.filename, first.detected_type) == ("a.pdf", "application/pdf")
     # Thunderbird closes the part after the line that is neither empty nor 64 long.
     assert raw[first.header_start : first.body_end] == block
     assert (second.filename, second.detected_type) == (None, None)  # decodes to nothing usable
+
+
+def test_a_binhex_file_of_one_line_is_read_to_its_end() -> None:
+    # Its one line is the short line that ends the block, and holds all its data.
+    block = binhexed(b"invoice.js", b"WScript")
+    assert block.count(b"\r\n") == 3
+    facts, verdict = _run(_NO_MIME + block + b"Regards\r\n")
+    assert facts.attachments[0].filenames == ("invoice.js",)
+    assert verdict.rules[:1] == ("block-executables",)
 
 
 def test_a_uuencoded_executable_in_a_message_without_mime_is_seen() -> None:
@@ -436,6 +430,30 @@ def test_a_disk_image_uuencoded_in_lines_of_irregular_length_is_known_by_its_nam
     assert facts.attachments[0].detected_type is None
     assert verdict.rules[:1] == ("block-executables",)
     facts, _ = _run(_NO_MIME + _uuencoded_in_lines(b"notes.txt", _FIXED_VHD, sizes))
+    assert facts.attachments[0].detected_type == "application/x-vhd"
+
+
+@_DISK_IMAGES
+@pytest.mark.parametrize("runs", [False, True], ids=["bytes", "runs"])
+def test_a_binhexed_disk_image_with_a_harmless_name_is_seen_by_its_content(
+    data: bytes, detected: str, runs: bool
+) -> None:
+    # Run-length coding puts each byte where those before it say: the text is decoded
+    # from its start up to the mark (a run codes 255 of an ISO's zeros in 4 characters).
+    facts, verdict = _run(_NO_MIME + binhexed(b"notes.txt", data, runs) + b"Regards\r\n")
+    [part] = facts.attachments
+    assert (part.filenames, part.detected_type) == (("notes.txt",), detected)
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def test_a_binhexed_disk_image_past_the_text_decoded_is_known_by_its_name() -> None:
+    # A fixed VHD's footer ends it: past some 750 KB of bytes no run codes, it is not
+    # read, however large the file (its name still tells).
+    data = random.Random(5).randbytes(800_000) + _FIXED_VHD
+    facts, verdict = _run(_NO_MIME + binhexed(b"notes.vhd", data) + b"Regards\r\n")
+    assert facts.attachments[0].detected_type is None
+    assert verdict.rules[:1] == ("block-executables",)
+    facts, _ = _run(_NO_MIME + binhexed(b"notes.vhd", bytes(4_000_000) + _FIXED_VHD, True))
     assert facts.attachments[0].detected_type == "application/x-vhd"
 
 

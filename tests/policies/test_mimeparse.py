@@ -25,6 +25,7 @@ from postwarden_policies import (
 from postwarden_policies.facts import Envelope
 from postwarden_policies.headers import MAX_FIELD_OCTETS, MAX_FIELDS
 from postwarden_policies.mimeparse import parse_message
+from tests import binhex
 from tests.memory import peak_of
 from tests.yenc import yencoded
 
@@ -494,6 +495,13 @@ def _yenc_lines(data: bytes) -> bytes:
 
 
 _BIG_ISO = bytes(0x8000) + b"\x01CD001\x01" + bytes(2_000_000)
+def _binhex_runs(run: bytes) -> bytes:
+    """A BinHex file of a byte then a million ``run``s, its fork as long as can be."""
+    return binhex.binhex_block(binhex.header(b"a", 2**32 - 1) + b"\x01" + run * 1_000_000)
+
+
+# A fixed VHD whose footer lies past 600 KB of bytes run-length coding does not shorten.
+_BIG_VHD = random.Random(3).randbytes(600_000) + b"conectix" + bytes(504)
 
 
 @pytest.mark.parametrize(
@@ -510,13 +518,21 @@ _BIG_ISO = bytes(0x8000) + b"\x01CD001\x01" + bytes(2_000_000)
                      id="yenc-2-mb-iso"),
         pytest.param(_yenc_block(b"\n" * 2_000_000), None, id="yenc-2-mb-of-line-ends"),
         pytest.param(_yenc_block(b"=m" * 1_000_000), None, id="yenc-2-mb-of-escapes"),
+        pytest.param(binhex.binhexed(b"notes.txt", _BIG_ISO), "application/x-iso9660-image",
+                     id="binhex-2-mb-iso"),
+        pytest.param(binhex.binhexed(b"notes.txt", _BIG_VHD), "application/x-vhd",
+                     id="binhex-vhd-decoded-whole"),
+        pytest.param(_binhex_runs(b"\x90\xff"), None, id="binhex-runs-of-a-quarter-gigabyte"),
+        pytest.param(_binhex_runs(b"\x90\x01"), None, id="binhex-2-mb-of-runs-of-nothing"),
     ],
 )
 def test_a_file_in_text_is_read_for_its_marks_in_bounded_memory(
     block: bytes, detected: str | None
 ) -> None:
     # Only the lines that hold the head and the marks are decoded, however long the file
-    # or its lines (yEnc's are counted, not decoded, up to them).
+    # or its lines (yEnc's are counted, not decoded, up to them); BinHex is decoded from
+    # its start, a piece at a time, and only the bytes of its head and marks are kept,
+    # however many bytes its runs stand for.
     def marks() -> str | None:
         [found], _ = uuencode.blocks(block, 0, len(block), 1)
         return magic.detect(found.head, found.read)
@@ -527,17 +543,19 @@ def test_a_file_in_text_is_read_for_its_marks_in_bounded_memory(
 
 @pytest.mark.parametrize(
     "block",
-    [lambda data: _uu_block(_uu_lines(data, 45)), lambda data: _yenc_block(yencoded(data))],
-    ids=["uu", "yenc"],
+    [lambda data: _uu_block(_uu_lines(data, 45)), lambda data: _yenc_block(yencoded(data)),
+     lambda data: binhex.binhexed(b"notes.txt", data, runs=True)],
+    ids=["uu", "yenc", "binhex"],
 )
 def test_a_file_in_text_is_read_where_asked_as_its_lines_decode(
     block: Callable[[bytes], bytes]
 ) -> None:
-    # Random bytes, a quarter of them ones yEnc escapes: whatever the place, the bytes
-    # read there are the file's (an escape a count ends in, a line end, a line's last).
+    # Random bytes, a quarter of them ones yEnc escapes, and runs of them, some of 0x90,
+    # which BinHex escapes: whatever the place, the bytes read there are the file's (an
+    # escape a count ends in, a line end, a line's last, in a run or after one).
     rng = random.Random(7)
-    data = bytes(rng.choice([rng.randrange(256), 0xD6, 0xE0, 0xE3, 0x13])
-                 for _ in range(40_000))
+    data = b"".join(bytes([rng.choice([rng.randrange(256), 0xD6, 0xE0, 0xE3, 0x13, 0x90])])
+                    * rng.choice([1, 1, 1, 1, 2, 3, 40, 300]) for _ in range(6_000))[:40_000]
     text = block(data)
     [found], _ = uuencode.blocks(text, 0, len(text), 1)
     assert found.read is not None

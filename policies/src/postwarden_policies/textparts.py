@@ -15,7 +15,7 @@ below their text/plain part (:mod:`postwarden_policies.partlist`): type
 application/octet-stream (application/mac-binhex40 for BinHex), the name from
 the begin line (also as Thunderbird reads it in a made-up
 ``filename="..."``; BinHex: the name inside its data), the detected type from
-the first lines, decoded (uuencoded, yEncoded: and where its marks lie).
+the first lines, decoded, and where its marks lie.
 7bit/8bit text is searched in place to its end; base64 or quoted-printable text
 is decoded and searched through its first ``UU_SCAN`` encoded bytes, and a
 longer part is flagged ``unscanned_text``.

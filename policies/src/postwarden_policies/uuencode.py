@@ -10,10 +10,12 @@ long (its data lines are 64). Any block ends where the next block or the text
 ends. Only begin and end lines are searched for (regular expressions with a
 literal prefix, each byte looked at about once) and only the first lines of
 each block are decoded, for its magic bytes (and a BinHex file's name, which
-lies inside its data). A uuencoded or yEncoded file whose first bytes name
-nothing is read where a mark lies past them (``magic.MARKS``: an ISO image's at
-byte 32769, a fixed VHD's footer), decoding only from there (:func:`_uu_far`,
-:func:`_uu_tail`, :func:`_yenc_reader`).
+lies inside its data). A file whose first bytes name nothing is read where a
+mark lies past them (``magic.MARKS``: an ISO image's at byte 32769, a fixed VHD's
+footer): uuencoded or yEncoded, decoding only from there (:func:`_uu_far`,
+:func:`_uu_tail`, :func:`_yenc_reader`); BinHexed, whose run-length coding puts
+each byte where all before it say, decoding from its start up to bounds
+(:func:`_hqx_range`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import binascii
 import itertools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from postwarden_policies import magic
 from postwarden_policies.headers import line_end
@@ -50,10 +52,29 @@ _YENC_COUNTS = 24
 _ENCODINGS = {"uu": "x-uuencode", "yenc": "x-yenc", "binhex": "x-binhex"}
 # The type Thunderbird gives the made-up part (it guesses no type from the name).
 _TYPES = {"binhex": "application/mac-binhex40"}
-# BinHex 4.0: six bits a character, then run-length coding (0x90 = repeat).
+# BinHex 4.0: six bits a character, then run-length coding (0x90 = repeat). Its
+# characters are read as base64's that stand for the same bits; any other as "!".
 _HQX_DIGITS = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
-_HQX_VALUE = {char: value for value, char in enumerate(_HQX_DIGITS)}
+_BASE64_DIGITS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_HQX_AS_BASE64 = bytes(
+    _BASE64_DIGITS[_HQX_DIGITS.index(byte)] if byte in _HQX_DIGITS else ord("!")
+    for byte in range(256))
 _HQX_RUN = 0x90
+# Name length, name (255 at most) and the 21 bytes after it, before the data fork.
+_HQX_HEADER = 1 + 255 + 21
+# Run-length coding puts each byte of a BinHex file where all before it say (0x90 n:
+# the last n - 1 more times): a mark past its head is read by decoding its text from
+# the start, _HQX_PIECE characters at a time, counting at C speed the pieces before
+# the mark, decoding one by one only those that hold it (at most _HQX_RUNS 0x90s: as
+# encoders write them, each codes a byte or more, and a mark is 512 at most) and
+# keeping only its bytes. Past _HQX_TEXT characters the file is known by its name: an
+# ISO's mark takes at most some 90 KB of text (44 KB with no runs, fewer where runs
+# code its zeros), a fixed VHD's footer all of it, some 750 KB of bytes that are no
+# runs, however large it is.
+_HQX_PIECE = 1 << 11
+_HQX_TEXT = 1 << 20
+_HQX_RUNS = 4096
+_HQX_REPEAT = re.compile(rb"\x90[\x01-\xff]")  # found left to right, as decoders pair them
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +87,7 @@ class Block:
     head: bytes  # the first decoded bytes, as far as the lines decode
     encoding: str  # "x-uuencode", "x-yenc" or "x-binhex"
     content_type: str
-    read: magic.Reader | None = None  # its marks past the head (uuencoded, yEncoded)
+    read: magic.Reader | None = None  # its marks past the head
 
 
 def _begin_lines(text: bytes, start: int, end: int) -> Iterator[re.Match[bytes]]:
@@ -87,6 +108,7 @@ def _block(text: bytes, begin: re.Match[bytes], stop: int) -> Block:
     data_start = line_end(text, begin.end(1), stop)
     close = _END[kind].search(text, begin.end(1), stop)
     data_end = close.start() + 1 if close else stop
+    end = line_end(text, data_end, stop) if close else stop
     lines = text.count(b"\n", data_start, data_end)
     characters = data_end - data_start - 2 * lines
     name = begin.group(kind).strip().decode("utf-8", "replace")
@@ -100,12 +122,12 @@ def _block(text: bytes, begin: re.Match[bytes], stop: int) -> Block:
         read = _yenc_reader(text, data_start, data_end)
         size = characters  # a byte a character, but for a few escapes
     else:
-        name, head = _binhex_head(text, data_start, data_end)
+        name, head, read = _binhex(text, data_start, end)  # its last line is short
         size = characters * 3 // 4  # before run-length decoding
     return Block(
         start=begin.start(1),
         data_start=data_start,
-        end=line_end(text, data_end, stop) if close else stop,
+        end=end,
         name=name,
         size=max(0, size),
         head=head,
@@ -308,60 +330,145 @@ def _yenc_before(text: bytes, start: int, end: int, want: int) -> int | None:
     return None
 
 
-def _binhex_head(
-    text: bytes, start: int, end: int, want: int = magic.HEAD_BYTES
-) -> tuple[str, bytes]:
-    """The file name and the first ``want`` bytes (about) of the data fork the BinHex
-    lines ``text[start:end]`` decode to (("", b"") when they do not).
+def _binhex(text: bytes, start: int, end: int) -> tuple[str, bytes, magic.Reader | None]:
+    """The file name, the first bytes of the data fork and a reader of its marks of the
+    BinHex lines ``text[start:end]`` (("", b"", None) when they do not decode).
 
     The data runs from a ``:`` to the next ``:``; decoded, it starts with the
     name's length and the name, then 21 bytes (version, type, creator, flags,
     fork lengths, checksum) before the data fork.
     """
-    encoded = text[start : min(end, start + (want + 100) * 2)]
-    colon = encoded.find(b":")
-    if colon < 0:
-        return "", b""
-    decoded = _rle_decode(_six_bits(encoded[colon + 1 :]))
-    if not decoded:
-        return "", b""
-    name_end = 1 + decoded[0]
-    name = decoded[1:name_end].decode("mac-roman", "replace")
-    return name, decoded[name_end + 21 : name_end + 21 + want]
+    header = _hqx_range(text, start, end, 0, _HQX_HEADER + magic.HEAD_BYTES)
+    if not header:
+        return "", b"", None
+    fork = 1 + header[0] + 21  # where the data fork starts
+    name = header[1 : 1 + header[0]].decode("mac-roman", "replace")
+    if len(header) < fork:
+        return name, b"", None
+    size = int.from_bytes(header[fork - 10 : fork - 6], "big")  # the data fork's length
+
+    def read(offset: int, length: int) -> bytes:
+        place = offset if offset >= 0 else size + offset
+        wanted = min(length, size - place)
+        if place < 0 or wanted <= 0:  # outside the data fork
+            return b""
+        return _hqx_range(text, start, end, fork + place, wanted)
+    return name, header[fork:], read
 
 
-def _six_bits(encoded: bytes) -> bytes:
-    """Six bits a character, line breaks skipped, up to the closing ``:`` or a foreign byte."""
-    out = bytearray()
-    bits = count = 0
-    for char in encoded:
-        if char in b"\r\n\t ":
-            continue
-        value = _HQX_VALUE.get(char)
-        if value is None:
+@dataclass(slots=True)
+class _Window:
+    """The bytes from ``skip`` on, ``want`` of them, of a BinHex file decoded as it comes
+    (run-length coding puts each byte where all those before it say)."""
+
+    skip: int
+    want: int
+    at: int = 0  # bytes decoded so far
+    last: bytes = b""  # the last of them, which a run repeats
+    held: bytearray = field(default_factory=bytearray)
+    runs: int = 0  # 0x90s decoded one by one
+
+    @property
+    def done(self) -> bool:
+        return self.at >= self.skip + self.want or self.runs >= _HQX_RUNS
+
+    def passed(self, piece: bytes) -> bool:
+        """Whether all ``piece`` (after a byte: its repeats have one) decodes to lies
+        before the bytes held: then it is counted at C speed, not decoded."""
+        plain = _HQX_REPEAT.sub(b"", piece)  # bytes, and 0x90 0 for 0x90 itself
+        repeats = (len(piece) - len(plain)) // 2
+        # A repeat 0x90 n is n - 1 bytes: its n is what the sums of the bytes differ by.
+        length = (len(plain) - plain.count(b"\x90\x00")
+                  + sum(piece) - sum(plain) - (_HQX_RUN + 1) * repeats)
+        if self.at + length > self.skip:
+            return False
+        self.at += length
+        self.last = b"\x90" if plain.endswith(b"\x90\x00") else plain[-1:] or self.last
+        return True
+
+    def decode(self, piece: bytes) -> None:
+        """Decodes ``piece`` (no 0x90 without its count) until the bytes held are all, or
+        ``_HQX_RUNS`` 0x90s are."""
+        index = 0
+        while index < len(piece) and not self.done:
+            escape = piece.find(_HQX_RUN, index)
+            self.add(piece[index : escape if escape >= 0 else len(piece)])
+            if escape < 0:
+                return
+            self.run(piece[escape + 1])
+            self.runs += 1
+            index = escape + 2
+
+    def add(self, data: bytes) -> None:
+        begin = max(0, self.skip - self.at)
+        self.held += data[begin : max(begin, self.skip + self.want - self.at)]
+        self.at += len(data)
+        self.last = data[-1:] or self.last
+
+    def run(self, count: int) -> None:
+        """0x90 ``count``: the last byte ``count`` - 1 more times; 0x90 0 is 0x90 itself."""
+        if count == 0:
+            self.add(bytes([_HQX_RUN]))
+            return
+        kept = min(self.at + count - 1, self.skip + self.want) - max(self.at, self.skip)
+        self.held += self.last * max(0, kept)
+        self.at += count - 1
+
+
+def _hqx_range(text: bytes, start: int, end: int, skip: int, want: int) -> bytes:
+    """The ``want`` bytes after the first ``skip`` the BinHex lines ``text[start:end]``
+    decode to, header first (fewer where they end or ``_HQX_TEXT`` characters or
+    ``_HQX_RUNS`` 0x90s do not reach them; none where they start with a repeat, which
+    has no byte to repeat)."""
+    window = _Window(skip, want)
+    for piece in _hqx_paired(text, start, end):
+        if not window.last and piece[:1] == b"\x90" and piece[1] != 0:
+            return b""
+        if not (window.last and window.passed(piece)):
+            window.decode(piece)
+        if window.done:
             break
-        bits = (bits << 6 | value) & 0xFFFFFF
-        count += 6
-        if count >= 8:
-            count -= 8
-            out.append(bits >> count & 0xFF)
-    return bytes(out)
+    return bytes(window.held)
 
 
-def _rle_decode(data: bytes) -> bytes:
-    """0x90 n repeats the previous byte n - 1 more times; 0x90 0 is 0x90 itself."""
-    out = bytearray()
-    index = 0
-    while index < len(data):
-        byte = data[index]
-        if byte == _HQX_RUN and index + 1 < len(data):
-            count = data[index + 1]
-            index += 2
-            if count == 0:
-                out.append(_HQX_RUN)
-            elif out:
-                out += out[-1:] * (count - 1)
-            continue
-        out.append(byte)
-        index += 1
-    return bytes(out)
+def _hqx_paired(text: bytes, start: int, end: int) -> Iterator[bytes]:
+    """The pieces of :func:`_hqx_pieces`, each ending where a 0x90 and its count do (a
+    0x90 that ends the data is itself: 0x90 0). 0x90s pair from the first of a row,
+    which follows a byte or a count: a row of an odd count ends in a 0x90 alone."""
+    carry = b""
+    for piece in _hqx_pieces(text, start, end):
+        joined = carry + piece
+        lone = (len(joined) - len(joined.rstrip(b"\x90"))) % 2
+        yield joined[: len(joined) - lone]
+        carry = joined[len(joined) - lone :]
+    if carry:
+        yield b"\x90\x00"
+
+
+def _hqx_pieces(text: bytes, start: int, end: int) -> Iterator[bytes]:
+    """The bytes the BinHex characters of ``text[start:end]`` stand for, before run-length
+    decoding, in pieces (at C speed, six bits a character as base64's): from after
+    the first ``:`` to the next one or another character outside the alphabet, line
+    breaks and blanks skipped, at most ``_HQX_TEXT`` characters."""
+    colon = text.find(b":", start, min(end, start + _HQX_PIECE))
+    if colon < 0:
+        return
+    stop = min(end, colon + 1 + _HQX_TEXT)
+    carry = b""
+    for at in range(colon + 1, stop, _HQX_PIECE):
+        chars = carry + text[at : min(stop, at + _HQX_PIECE)].translate(_HQX_AS_BASE64, b"\r\n\t ")
+        foreign = chars.find(b"!")
+        if foreign >= 0:
+            yield _base64_last(chars[:foreign])
+            return
+        whole = len(chars) - len(chars) % 4
+        yield binascii.a2b_base64(chars[:whole])
+        carry = chars[whole:]
+    yield _base64_last(carry)
+
+
+def _base64_last(chars: bytes) -> bytes:
+    """The bytes of the last base64 characters of a stream: a character's bits short of
+    a byte at its end are none."""
+    chars = chars[: len(chars) - (len(chars) % 4 == 1)]
+    return binascii.a2b_base64(chars + b"=" * (-len(chars) % 4))
