@@ -19,8 +19,13 @@ def _rejected(html: str) -> bool:
     [
         pytest.param('<body bgcolor="#FFFFFF"><p>via<font color="white">xyz</font>gra',
                      id="font-on-bgcolor"),
-        pytest.param("<body bgcolor=ffffff><p>via<font color=fff>xyz</font>gra",
+        pytest.param("<body bgcolor=ffffff><p>via<font color=ffffff>xyz</font>gra",
                      id="attribute-hex-without-hash"),
+        # Colour attributes are read by HTML's legacy rules, which make any value one.
+        pytest.param('<body bgcolor=white><p>via<font color="#fff fff fff">xyz</font>gra',
+                     id="attribute-legacy-colour"),
+        pytest.param('<table bgcolor="chucknorris"><tr><td>via<font color="#c00000">xyz'
+                     "</font>gra", id="attribute-legacy-colour-name"),
         pytest.param('<div style="background-color:#000">via<span style="color:black">xyz'
                      "</span>gra</div>", id="css-background-color"),
         pytest.param('<div style="background:#fff no-repeat">via<b style="color:rgb(255,255,'
@@ -84,6 +89,8 @@ def test_text_readers_cannot_see_inside_a_word_does_not_hide_it(html: str) -> No
     "html",
     [
         pytest.param('<p>via<font color="white">xyz</font>gra', id="no-background-set"),
+        pytest.param("<body bgcolor=ffffff><p>via<font color=fff>xyz</font>gra",
+                     id="three-digits-without-a-hash-near-black"),
         pytest.param('<div style="background:#000">via<font color=black><a href="https://x.'
                      'example/">xyz</a></font>gra</div>', id="a-link-has-its-own-colour"),
         pytest.param('<div style="background:url(x.png) #fff">via<b style="color:#fff">xyz'

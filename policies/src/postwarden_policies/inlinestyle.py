@@ -19,7 +19,7 @@ import html
 import re
 from typing import NamedTuple
 
-from .colours import UNKNOWN, Colour, background, colour
+from .colours import UNKNOWN, Colour, background, colour, legacy
 from .htmltokens import ATTRIBUTE, WS, ascii_lower
 from .stylesheets import EMPTY, INLINE, Declared, StyleSheet, cascade, cleaned, declarations
 
@@ -224,11 +224,10 @@ def _backdrop(css: dict[str, str], values: dict[str, str], name: str) -> Colour 
 
 
 def _attribute_colour(value: str | None) -> Colour | None:
-    """A color or bgcolor attribute's colour: a name, or hex digits (with or without #)."""
-    if not value:
-        return None
-    value = ascii_lower(html.unescape(value).strip())
-    return colour(value) or colour(f"#{value}")
+    """A color or bgcolor attribute's colour, by HTML's legacy rules, as readers read
+    any value: "#fff fff fff" is white and "fff" #0f0f0f, near black."""
+    found = legacy(html.unescape(value)) if value is not None else None
+    return colour(found) if found is not None else None
 
 
 def _off_screen(css: dict[str, str]) -> bool:
