@@ -68,6 +68,18 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="body-colour-that-is-no-colour-hid-the-page",
         ),
         pytest.param(
+            '<body title="a bgcolor=black text=black"><p>Hi</p>',
+            "<p>Hi</p>",
+            (("@title", 1),),
+            id="body-colours-in-another-attribute-value-are-no-attributes",
+        ),
+        pytest.param(
+            "<body bgcolor=red BGCOLOR=blue dir=rtl dir=ltr><p>Hi</p>",
+            '<div dir="rtl" style="background-color:#ff0000"><p>Hi</p></div>',
+            (("@bgcolor", 1),),
+            id="body-attribute-given-twice-the-first-counts",
+        ),
+        pytest.param(
             '<body style="color: red" text="blue" bgcolor=" white "><p>Hi</p>',
             '<div style="color:#0000ff;background-color:#ffffff;color:red"><p>Hi</p></div>',
             (),

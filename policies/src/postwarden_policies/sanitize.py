@@ -131,11 +131,10 @@ _FILTER_MARKERS = ("data:", "<base", *_STYLE_MARKERS)
 # "&#101;xpression" or "&bsol;" hides a marker above from a search of the raw text.
 _STYLE_REFERENCE = re.compile(r"""style\s*=\s*(?:"[^"]*&|'[^']*&|[^\s"'>]*&)""")
 _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
-# The <html> and <body> start tags (on lower-cased text), and the attributes of them
-# that set how a page is shown (colours, direction, language): nh3 cleans a fragment,
-# which has neither.
-_ROOT_TAGS = {name: re.compile(rf"""<{name}(?=[\s/>])(?:"[^"]*"|'[^']*'|[^>"'])*""")
-              for name in ("html", "body")}
+# The <html> and <body> start tags, and the attributes of them that set how a page is
+# shown (colours, direction, language): nh3 cleans a fragment, which has neither.
+_ROOT_TAGS = ("html", "body")
+_PAGE_LOOKS = frozenset({"bgcolor", "text", "style", "dir", "lang"})
 # What can hold "<body" without being a tag, each to its end as readers read it (a
 # comment, a raw-text or RCDATA element, a bogus comment, another tag's attribute
 # values; an unclosed one runs to the end, so each is one linear pass), or the start of
@@ -166,8 +165,6 @@ _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
 _PLAIN_HTTP = re.compile(
     r"(https?)://(?:(?!xn--)[a-z0-9-]+\.)*(?!xn--)[a-z][a-z0-9-]*\.?(?::([0-9]{1,5}))?"
     r"(?=[/?#]|\Z)", re.IGNORECASE)
-_PAGE_LOOKS = re.compile(
-    r"""[\s/"'](bgcolor|text|style|dir|lang)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""")
 # A start tag as nh3 writes it (each value in double quotes, none holding one; a "<" in
 # text or a value is written "&lt;") whose style lost every declaration to nh3's CSS
 # allowlist (group 1: the tag up to that style).
@@ -565,12 +562,9 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     attributes: dict[str, str] = {}
     declarations = []
     starts = _root_tags(folded)
-    for name, expression in _ROOT_TAGS.items():
-        tag = expression.match(folded, starts[name]) if name in starts else None
+    for name in _ROOT_TAGS:
         styles = []
-        for found in _PAGE_LOOKS.finditer(_tag_as_read(html, folded, tag)):
-            looks = found.group(1)
-            value = html_unescape(next(v for v in found.groups()[1:] if v is not None))
+        for looks, value in _page_looks(html, folded, starts.get(name)).items():
             if looks == "style":
                 styles.append(value)
                 continue
@@ -593,15 +587,21 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     return wrapper if wrapper.startswith("<div ") else None
 
 
-def _tag_as_read(html: str, folded: str, tag: re.Match[str] | None) -> str:
-    """The text of ``tag`` (found in ``folded``) with A to Z alone lower-cased, as
-    readers read its values (str.lower() made "blac\u212a" black, a name); the folded
-    text where str.lower() moved what follows (a "\u0130" before it grew)."""
-    if tag is None:
-        return ""
-    if len(html) != len(folded):
-        return tag.group()
-    return ascii_lower(html[tag.start():tag.end()])
+def _page_looks(html: str, folded: str, start: int | None) -> dict[str, str]:
+    """The attributes of :data:`_PAGE_LOOKS` of the start tag at ``start`` as readers read
+    them: by HTML's tokenizer (a value that holds "bgcolor=black" sets none), the first
+    of a name, values unescaped. With A to Z alone lower-cased (str.lower() made
+    "blac\u212a" black, a name), but where str.lower() moved what follows (a "\u0130"
+    before it grew)."""
+    if start is None:
+        return {}
+    token = TOKENS.match(html if len(html) == len(folded) else folded, start)
+    looks: dict[str, str] = {}
+    for name, value in ATTRIBUTE.findall(ascii_lower(token.group("attributes")) if token else ""):
+        if name in _PAGE_LOOKS:
+            quote = value[:1] if value[:1] in ("'", '"') else ""
+            looks.setdefault(name, html_unescape(value.removeprefix(quote).removesuffix(quote)))
+    return looks
 
 
 def _tag_starts(html: str) -> Iterator[tuple[str, int]]:
