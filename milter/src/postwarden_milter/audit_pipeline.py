@@ -370,7 +370,7 @@ class AuditPipeline:
             await self._copy(batch)
         except DATA_ERRORS as exc:
             if len(batch) == 1:
-                self._dropped(batch, "unstorable")
+                self._write_dropped(batch, "unstorable")
                 # The type only: a message from Postgres may quote the offending value.
                 with message_context(batch[0].queue_id, batch[0].message_uid):
                     log.error("audit event %s refused by Postgres (%s): dropped",
@@ -382,13 +382,20 @@ class AuditPipeline:
             if len(batch) > 1:
                 await self._write_halves(batch)
             elif self._slow_again(batch[0]):
-                self._dropped(batch, "timeout")
+                self._write_dropped(batch, "timeout")
                 with message_context(batch[0].queue_id, batch[0].message_uid):
                     log.error("AUDIT EVENT %s DROPPED: not written within %.0f s in %d "
                               "attempts while Postgres committed a probe", batch[0].event_id,
                               WRITE_TIMEOUT, SLOW_EVENT_ATTEMPTS)
             else:
                 raise
+
+    def _write_dropped(self, batch: list[AuditEvent], reason: str) -> None:
+        """:meth:`_dropped`, and marked so in the spool when a replay read them from it:
+        replayed again from its start after a kill, they would be stored or refused
+        again. Only here: the spool is the writer thread's."""
+        self._spool.dropped(batch)
+        self._dropped(batch, reason)
 
     async def _write_halves(self, batch: list[AuditEvent]) -> None:
         middle = len(batch) // 2
@@ -453,7 +460,10 @@ class AuditPipeline:
                     unreadable=self._metrics.audit_dropped.labels("unreadable").inc):
                 if self._stopping.is_set():
                     return False
-                await self._write(events)
+                try:
+                    await self._write(events)
+                finally:
+                    self._spool.sync_dropped()
                 self._spool.replayed_to(offset)  # room again, for a tempfail to end
                 self._metrics.audit_replayed.inc(len(events))
                 await self._write_queued()

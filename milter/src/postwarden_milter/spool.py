@@ -6,6 +6,9 @@ Each event's unique id makes that replay idempotent, so a crash between
 "written to Postgres" and "spool truncated" duplicates nothing. A line torn
 by a crash mid-append is cut when the spool is opened, and a failed append
 is cut off again: either would swallow the next batch into one bad line.
+An event a replay drops (refused, or not written in time) has its line
+overwritten by a mark saying so: a replay after a kill, which begins at the
+start again, would else store it, or refuse it again.
 
 With no database configured the spool *is* the audit log (JSON lines an
 admin can ship or rotate), and nothing is ever replayed from it. Its size is
@@ -21,6 +24,7 @@ appends to an existing file cost no more than their own fsync.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import mmap
 import os
@@ -40,6 +44,8 @@ _WORKER_SPOOL = re.compile(r"audit-spool-(\d+)\.jsonl")
 # An orphan spool being appended to the first worker's, from this offset of it.
 _ADOPTING = re.compile(r"audit-spool-(\d+)\.adopted-at-(\d+)\.jsonl")
 _EVENT_ID = re.compile(rb'"event_id":"([0-9a-f]+)"')  # as AuditEvent.to_json writes it
+# A line saying that the event once on it was counted dropped (mark_dropped): skipped.
+DROPPED = b'{"dropped":'
 
 
 def spool_name(worker: int) -> str:
@@ -139,6 +145,20 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def mark_dropped(fd: int, start: int, length: int, event_id: str) -> None:
+    """Overwrite the line of event ``event_id`` at ``start`` (``length`` bytes, its
+    newline included) with one as long saying it was dropped, padded with spaces: in
+    place, it takes no room, so a full filesystem takes it too (an event's line, with
+    its other fields, is always the longer). Nothing where that line is not the event's
+    (the file emptied or replaced by hand meanwhile)."""
+    line = os.pread(fd, length, start)
+    if not line.endswith(b"\n") or f'"event_id":"{event_id}"'.encode() not in line:
+        return
+    marker = DROPPED + f'"{event_id}"}}'.encode()
+    if os.pwrite(fd, marker.ljust(length - 1) + b"\n", start) != length:
+        raise OSError(errno.EIO, "short write")
 
 
 def _cut_torn_line(path: Path) -> None:
@@ -253,6 +273,9 @@ class AuditSpool:
         self._worker = worker
         self._replayed = 0  # bytes at the start already in Postgres (replayed_to)
         self._read_to = 0  # how far batches() got: a damaged line is counted once
+        # Where the events of the batch being replayed are (event id -> offset, length).
+        self._lines: dict[str, tuple[int, int]] = {}
+        self._marking: int | None = None  # the file, for marks not yet fsync'd
         _cut_torn_line(self.path)
         budget.record(worker, self.size)
 
@@ -332,6 +355,36 @@ class AuditSpool:
         self._replayed = offset
         self.budget.record(self._worker, self.unreplayed)
 
+    def dropped(self, events: Iterable[AuditEvent]) -> None:
+        """Those of ``events`` in the batch being replayed were counted dropped: marked so
+        in place (one write each, made durable by :meth:`sync_dropped`), so that a replay
+        after an end without a stop leaves them out, as it would otherwise store one
+        dropped for a timeout and refuse one refused again. A mark that cannot be written
+        is logged: its event may come back."""
+        for event in events:
+            if (where := self._lines.get(event.event_id)) is None:
+                continue
+            try:
+                if self._marking is None:
+                    self._marking = os.open(self.path, os.O_RDWR)
+                mark_dropped(self._marking, *where, event.event_id)
+            except OSError as exc:
+                log.error("audit spool: cannot mark event %s dropped (%s): a replay after "
+                          "an end without a stop may store it", event.event_id, exc.strerror)
+
+    def sync_dropped(self) -> None:
+        """The marks :meth:`dropped` wrote, fsync'd (once per batch, not per event)."""
+        if self._marking is None:
+            return
+        fd, self._marking = self._marking, None
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            log.error("audit spool: cannot fsync the marks of dropped events (%s)",
+                      exc.strerror)
+        finally:
+            os.close(fd)
+
     def batches(self, size: int, start: int = 0, *, max_bytes: int | None = None,
                 unreadable: Callable[[], None] = lambda: None,
                 ) -> Iterator[tuple[list[AuditEvent], int]]:
@@ -343,10 +396,11 @@ class AuditSpool:
         append whose failure could not be undone) is skipped and logged: the
         batch it belonged to was never acknowledged as spooled. A whole line that
         is no event (damaged on disk) is an event lost: skipped, logged, and
-        ``unreadable`` is called.
+        ``unreadable`` is called. The line of an event a replay dropped is skipped.
         """
         batch: list[AuditEvent] = []
         weight = 0
+        self._lines = {}
         with self.path.open("rb") as handle:
             handle.seek(start)
             offset = start
@@ -355,8 +409,11 @@ class AuditSpool:
                 if not line.endswith(b"\n"):
                     log.error("audit spool: skipping a torn last line (%d bytes)", len(line))
                     continue
+                if line.startswith(DROPPED):
+                    continue
                 try:
                     batch.append(AuditEvent.from_json(line.decode("utf-8")))
+                    self._lines[batch[-1].event_id] = (offset - len(line), len(line))
                 except (ValueError, TypeError, KeyError):
                     if offset > self._read_to:  # not told at an earlier, failed replay
                         log.error("audit spool: skipping an unreadable line at offset %d",
@@ -368,7 +425,7 @@ class AuditSpool:
                 weight += len(line)
                 if len(batch) >= size or (max_bytes is not None and weight >= max_bytes):
                     yield batch, offset
-                    batch, weight = [], 0
+                    batch, weight, self._lines = [], 0, {}
             if batch:
                 yield batch, offset
 
