@@ -28,6 +28,7 @@ from postwarden_policies import AuditEvent
 from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import wait_until
 from tests.fixtures.processes import children_of
+from tests.fixtures.smallfs import fill, small_filesystem
 from tests.milter.milterclient import MilterClient
 from tests.milter.test_process import _env, _serving
 from tests.store.test_audit import make_event
@@ -338,6 +339,33 @@ def test_a_dropped_event_of_a_rotated_segment_is_left_out_and_the_rest_kept(
     spooled: list[bytes] = []
     assert AuditJournal(tmp_path).adopt(spooled.append) == 1
     assert spooled == [(kept.to_json() + "\n").encode()]
+
+
+def _page_sized() -> AuditEvent:
+    """An event whose journal line fills a page: one appended after it needs a new one."""
+    event = make_event(subject="")
+    return make_event(event_id=event.event_id,
+                      subject="x" * (4096 - len(event.to_json()) - 1))
+
+
+def test_events_dropped_on_a_full_filesystem_are_left_out_all_the_same(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The line saying an event was dropped could not be appended to a full filesystem
+    (its segment's last page full): logged, and the event came back at the next start.
+    It now takes the event's place."""
+    with small_filesystem(tmp_path / "full") as directory:
+        journal = AuditJournal(directory)
+        kept, rotated, current = _page_sized(), _page_sized(), _page_sized()
+        journal.append(kept)
+        journal.append(rotated)
+        journal.rotate()  # the writer took a batch meanwhile
+        journal.append(current)
+        fill(directory)
+        journal.dropped([rotated, current])
+        spooled: list[bytes] = []
+        assert AuditJournal(directory).adopt(spooled.append) == 1
+    assert spooled == [(kept.to_json() + "\n").encode()]
+    assert "cannot mark" not in caplog.text
 
 
 # A milter whose writer dropped a first batch of a segment, its spool full under

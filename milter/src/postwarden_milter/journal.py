@@ -10,7 +10,7 @@ per batch is for outages, and a power cut also takes what Postfix acknowledged l
 
 The writer settles events once it stored them, spooled them, or counted them dropped
 (one counted dropped, whatever the reason, is marked so in its segment, left out at the
-next start);
+next start: its line overwritten in place, which a full filesystem takes too);
 those the spool could not take (a full filesystem) stay unsettled, delivered again once
 it takes writes (or at the next start).
 A segment (a file) takes appends until the writer takes a batch, then the next one
@@ -41,13 +41,18 @@ from pathlib import Path
 
 from postwarden_policies import AuditEvent
 
-from .spool import SPOOL_NAME, append_durably, fsync_directory, tail_event_ids
+from .spool import (
+    DROPPED,
+    SPOOL_NAME,
+    append_durably,
+    fsync_directory,
+    mark_dropped,
+    tail_event_ids,
+)
 
 log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"audit-journal-(\d+)-(\d+)\.jsonl")
-# A line saying that an event of its segment was counted dropped: not to be spooled.
-_DROPPED = b'{"dropped":'
 # How far back the audit log (no database) is read for events a journal holds too: a
 # full default queue is some 7 MB of events. A segment kept at a stop because it could
 # not be deleted, and adopted only once more than this was logged since (or the log
@@ -92,7 +97,7 @@ def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object
             lines = [line for line in path.read_bytes().splitlines(keepends=True)
                      if line.endswith(b"\n")]
             left_out = set(known) | _dropped_ids(lines)
-            kept = [line for line in lines if not line.startswith(_DROPPED)
+            kept = [line for line in lines if not line.startswith(DROPPED)
                     and (not left_out or _event_id(line) not in left_out)]
             if kept:
                 append(b"".join(kept))
@@ -115,7 +120,7 @@ def _dropped_ids(lines: list[bytes]) -> set[str]:
     """The ids of the events these lines say were counted dropped (AuditJournal.dropped)."""
     found = set()
     for line in lines:
-        if line.startswith(_DROPPED):
+        if line.startswith(DROPPED):
             with contextlib.suppress(ValueError, TypeError):  # damaged: its event is kept
                 found.add(str(json.loads(line)["dropped"]))
     return found
@@ -152,14 +157,6 @@ def _write_whole(fd: int, line: bytes, size: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def _append_line(path: Path, line: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    try:
-        _write_whole(fd, line, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
-
-
 class AuditJournal:
     """One process's journal (thread-safe: callbacks append, the writer settles)."""
 
@@ -177,7 +174,8 @@ class AuditJournal:
         self._size = 0  # its size: a short write is cut back to it
         self._undeletable = False  # a segment could not be deleted (said once)
         self._pending: dict[int, int] = {}  # segment -> events not yet settled
-        self._segment_of: dict[str, int] = {}  # event id -> its segment
+        # event id -> its segment, and its line's offset and length there
+        self._segment_of: dict[str, tuple[int, int, int]] = {}
 
     def append(self, event: AuditEvent) -> None:
         """Write ``event`` to the current segment. An error (a full filesystem) is not
@@ -188,9 +186,9 @@ class AuditJournal:
                 self._fd = os.open(_segment_path(self._directory, self._worker, self._segment),
                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             _write_whole(self._fd, line, self._size)
+            self._segment_of[event.event_id] = (self._segment, self._size, len(line))
             self._size += len(line)
             self._pending[self._segment] = self._pending.get(self._segment, 0) + 1
-            self._segment_of[event.event_id] = self._segment
 
     def rotate(self) -> None:
         """Later appends go to a new segment (the writer is taking a batch): the current
@@ -208,8 +206,8 @@ class AuditJournal:
         with self._lock:
             done = set()
             for event in events:
-                segment = self._segment_of.pop(event.event_id, None)
-                if segment is not None:
+                if (where := self._segment_of.pop(event.event_id, None)) is not None:
+                    segment = where[0]
                     self._pending[segment] -= 1
                     done.add(segment)
             for segment in done:
@@ -218,24 +216,24 @@ class AuditJournal:
     def dropped(self, events: Iterable[AuditEvent]) -> None:
         """``events`` are counted dropped: settled, and said so in their segments, which a
         next start would else spool (an end without a stop before a segment went, one
-        that spans several batches say). A line that cannot be written (a full
-        filesystem) is logged: its event may come back."""
+        that spans several batches say). Each line is overwritten in place, which takes
+        no room: a full filesystem takes it too. One that cannot be (an I/O error) is
+        logged: its event may come back."""
         events = list(events)
         with self._lock:
             for event in events:
-                segment = self._segment_of.get(event.event_id)
-                if segment is not None:
-                    self._mark_dropped(event.event_id, segment)
+                if (where := self._segment_of.get(event.event_id)) is not None:
+                    self._mark_dropped(event.event_id, *where)
         self.settled(events)
 
-    def _mark_dropped(self, event_id: str, segment: int) -> None:
-        line = json.dumps({"dropped": event_id}, separators=(",", ":")).encode() + b"\n"
+    def _mark_dropped(self, event_id: str, segment: int, start: int, length: int) -> None:
         try:
-            if segment == self._segment and self._fd is not None:
-                _write_whole(self._fd, line, self._size)
-                self._size += len(line)
-            else:  # rotated since its append
-                _append_line(_segment_path(self._directory, self._worker, segment), line)
+            # Not the appends' descriptor: with O_APPEND, Linux appends whatever the offset.
+            fd = os.open(_segment_path(self._directory, self._worker, segment), os.O_RDWR)
+            try:
+                mark_dropped(fd, start, length, event_id)
+            finally:
+                os.close(fd)
         except OSError as exc:
             log.error("audit journal: cannot mark event %s dropped (%s): a start after "
                       "an end without a stop may store it", event_id, exc.strerror)
