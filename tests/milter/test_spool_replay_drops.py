@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from postwarden_milter.spool import AuditSpool, SpoolBudget
 from tests.fixtures.postgres import wait_until
 from tests.milter.test_audit_journal import _execute, _queue_ids, _stop
 from tests.milter.test_process import _env, _serving
@@ -70,41 +69,77 @@ time.sleep(600)
 """
 
 
-@pytest.mark.postgres
-def test_events_a_replay_dropped_stay_dropped_after_a_kill_mid_replay(
-        tmp_path: Path, database_url: str) -> None:
-    prefix = f"4QR{time.monotonic_ns() % 10**8}X"
+def _killed_mid_replay(tmp_path: Path, database_url: str, prefix: str, spooled: bytes,
+                       said: tuple[str, ...]) -> None:
+    """A milter replaying ``spooled`` until it ``said`` all that, then killed."""
     env = _env(tmp_path, database_url=database_url)
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
-    names = ["0stored", "1refused", "2slow", "3outage", "4after"]
-    AuditSpool(spool_dir, SpoolBudget(10**9)).append(
-        [make_event(queue_id=f"{prefix}{name}") for name in names])
-    said = tmp_path / "killed.log"
+    (spool_dir / "audit-spool.jsonl").write_bytes(spooled)
+    output_path = tmp_path / "killed.log"
     asyncio.run(_execute(database_url, _TRIGGER.format(prefix=prefix)))
     try:
-        with said.open("wb") as output:
+        with output_path.open("wb") as output:
             dead = subprocess.Popen([sys.executable, "-c", _REPLAYING, str(spool_dir),
                                      database_url], env=env, stderr=output)
         try:
-            assert wait_until(lambda: all(line in said.read_text() for line in (
-                "refused by Postgres (DataError): dropped", "DROPPED: not written",
-                "audit database unavailable (ObjectNotInPrerequisiteStateError)")),
-                timeout=60), said.read_text()
+            assert wait_until(lambda: dead.poll() is not None or all(
+                line in output_path.read_text() for line in said), timeout=60)
+            assert dead.poll() is None, output_path.read_text()
+            assert all(line in output_path.read_text() for line in said), (
+                output_path.read_text())
         finally:
             dead.kill()
             dead.wait(10)
     finally:
         asyncio.run(_execute(database_url, _UNTRIGGER))
 
-    def stored() -> list[str]:
-        return asyncio.run(_queue_ids(database_url, prefix))
 
-    assert stored() == [f"{prefix}0stored"]
-    restarted_log = tmp_path / "restarted.log"
-    with _serving(env, restarted_log) as restarted:
-        assert wait_until(lambda: f"{prefix}4after" in stored(), timeout=30), (
-            restarted_log.read_text())
+def _restarted(tmp_path: Path, database_url: str, prefix: str) -> str:
+    """What a milter restarted said, once it replayed the spool to its last event."""
+    log = tmp_path / "restarted.log"
+    with _serving(_env(tmp_path, database_url=database_url), log) as restarted:
+        assert wait_until(lambda: f"{prefix}4after" in _stored(database_url, prefix),
+                          timeout=30), log.read_text()
         _stop(restarted)
-    assert stored() == [f"{prefix}{name}" for name in ("0stored", "3outage", "4after")]
-    assert "refused by Postgres" not in restarted_log.read_text()
+    return log.read_text()
+
+
+def _stored(database_url: str, prefix: str) -> list[str]:
+    return asyncio.run(_queue_ids(database_url, prefix))
+
+
+def _lines(prefix: str, names: list[str]) -> bytes:
+    return "".join(make_event(queue_id=f"{prefix}{name}").to_json() + "\n"
+                   for name in names).encode()
+
+
+_FAILED = "audit database unavailable (ObjectNotInPrerequisiteStateError)"
+
+
+@pytest.mark.postgres
+def test_events_a_replay_dropped_stay_dropped_after_a_kill_mid_replay(
+        tmp_path: Path, database_url: str) -> None:
+    prefix = f"4QR{time.monotonic_ns() % 10**8}X"
+    spooled = _lines(prefix, ["0stored", "1refused", "2slow", "3outage", "4after"])
+    _killed_mid_replay(tmp_path, database_url, prefix, spooled, (
+        "refused by Postgres (DataError): dropped", "DROPPED: not written", _FAILED))
+    assert _stored(database_url, prefix) == [f"{prefix}0stored"]
+    said = _restarted(tmp_path, database_url, prefix)
+    assert _stored(database_url, prefix) == [
+        f"{prefix}{name}" for name in ("0stored", "3outage", "4after")]
+    assert "refused by Postgres" not in said
+
+
+@pytest.mark.postgres
+def test_a_damaged_line_is_counted_lost_once_across_a_kill_mid_replay(
+        tmp_path: Path, database_url: str) -> None:
+    """Counted (and logged) once by a process, but again by each start after a kill."""
+    prefix = f"4QU{time.monotonic_ns() % 10**8}X"
+    damaged = b'{"event_id": "\x00\x00\x00 not an event\n'
+    spooled = damaged + _lines(prefix, ["3outage", "4after"])
+    _killed_mid_replay(tmp_path, database_url, prefix, spooled,
+                       ("skipping an unreadable line at offset 0", _FAILED))
+    said = _restarted(tmp_path, database_url, prefix)
+    assert _stored(database_url, prefix) == [f"{prefix}3outage", f"{prefix}4after"]
+    assert "unreadable" not in said

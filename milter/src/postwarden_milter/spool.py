@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import mmap
 import os
@@ -147,16 +148,19 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def mark_dropped(fd: int, start: int, length: int, event_id: str) -> None:
-    """Overwrite the line of event ``event_id`` at ``start`` (``length`` bytes, its
-    newline included) with one as long saying it was dropped, padded with spaces: in
-    place, it takes no room, so a full filesystem takes it too (an event's line, with
-    its other fields, is always the longer). Nothing where that line is not the event's
-    (the file emptied or replaced by hand meanwhile)."""
+def mark_dropped(fd: int, start: int, length: int, event_id: str | None,
+                 holds: bytes | None = None) -> None:
+    """Overwrite the line at ``start`` (``length`` bytes, its newline included) of event
+    ``event_id`` (None: a damaged line, ``holds`` its bytes) with one as long saying it
+    was dropped, padded with spaces: in place, it takes no room, so a full filesystem
+    takes it too (an event's line, with its other fields, is always the longer). Nothing
+    where that line is not the event's or the damaged one any more (the file emptied or
+    replaced by hand meanwhile), nor where a damaged line is too short for it."""
+    holds = holds or f'"event_id":"{event_id}"'.encode()
+    marker = DROPPED + json.dumps(event_id).encode() + b"}"
     line = os.pread(fd, length, start)
-    if not line.endswith(b"\n") or f'"event_id":"{event_id}"'.encode() not in line:
+    if len(marker) >= length or not line.endswith(b"\n") or holds not in line:
         return
-    marker = DROPPED + f'"{event_id}"}}'.encode()
     if os.pwrite(fd, marker.ljust(length - 1) + b"\n", start) != length:
         raise OSError(errno.EIO, "short write")
 
@@ -362,15 +366,20 @@ class AuditSpool:
         dropped for a timeout and refuse one refused again. A mark that cannot be written
         is logged: its event may come back."""
         for event in events:
-            if (where := self._lines.get(event.event_id)) is None:
-                continue
-            try:
-                if self._marking is None:
-                    self._marking = os.open(self.path, os.O_RDWR)
-                mark_dropped(self._marking, *where, event.event_id)
-            except OSError as exc:
-                log.error("audit spool: cannot mark event %s dropped (%s): a replay after "
-                          "an end without a stop may store it", event.event_id, exc.strerror)
+            if (where := self._lines.get(event.event_id)) is not None:
+                self._mark(*where, event.event_id)
+
+    def _mark(self, start: int, length: int, event_id: str | None,
+              holds: bytes | None = None) -> None:
+        """:func:`mark_dropped` on the spool; an error logged."""
+        try:
+            if self._marking is None:
+                self._marking = os.open(self.path, os.O_RDWR)
+            mark_dropped(self._marking, start, length, event_id, holds)
+        except OSError as exc:
+            log.error("audit spool: cannot mark the line at offset %d dropped (%s): a "
+                      "replay after an end without a stop may read it again", start,
+                      exc.strerror)
 
     def sync_dropped(self) -> None:
         """The marks :meth:`dropped` wrote, fsync'd (once per batch, not per event)."""
@@ -395,8 +404,10 @@ class AuditSpool:
         A torn last line (no trailing newline; cut on open, so only from an
         append whose failure could not be undone) is skipped and logged: the
         batch it belonged to was never acknowledged as spooled. A whole line that
-        is no event (damaged on disk) is an event lost: skipped, logged, and
-        ``unreadable`` is called. The line of an event a replay dropped is skipped.
+        is no event (damaged on disk) is an event lost: skipped, logged,
+        ``unreadable`` is called, and it is marked dropped (:meth:`dropped`), not to
+        be counted again by the replay of a start after a kill. The line of an event a
+        replay dropped is skipped.
         """
         batch: list[AuditEvent] = []
         weight = 0
@@ -419,6 +430,7 @@ class AuditSpool:
                         log.error("audit spool: skipping an unreadable line at offset %d",
                                   offset - len(line))
                         unreadable()
+                        self._mark(offset - len(line), len(line), None, line)
                     continue
                 finally:
                     self._read_to = max(self._read_to, offset)
@@ -442,5 +454,6 @@ class AuditSpool:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        self.sync_dropped()  # the file of a damaged line marked after the last batch
         self._replayed = self._read_to = 0
         self.budget.record(self._worker, 0)
