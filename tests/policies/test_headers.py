@@ -57,6 +57,13 @@ def test_eight_bit_values_keep_their_bytes() -> None:
         pytest.param("=?rot13?q?abc?=", "abc", {"unknown_charset"}, id="non-text-codec"),
         pytest.param("=?utf-8?q?=FF?=", "\ufffd", set(), id="bad-bytes"),
         pytest.param("no words = here ?=", "no words = here ?=", set(), id="plain"),
+        pytest.param("a ?=  =? b", "a ?=  =? b", set(), id="plain-marks-keep-spaces"),
+        pytest.param("=?utf-8?q?a?= \t =?iso-8859-1?q?=E9?=", "a\xe9", set(),
+                     id="adjacent-words-in-two-charsets"),
+        pytest.param("=?utf-8?q?a?= x =?utf-8?q?b?=", "a x b", set(), id="text-between-words"),
+        pytest.param("x ?=  =?utf-8?q?a?=", "x ?=  a", set(), id="plain-end-mark-then-word"),
+        pytest.param("=?utf-8?q?a?=  =? b", "a  =? b", set(), id="word-then-plain-start-mark"),
+        pytest.param(" =?utf-8?q?a?= ", " a ", set(), id="spaces-around-one-word"),
     ],
 )
 def test_encoded_words(value: str, expected: str, flags: set[str]) -> None:

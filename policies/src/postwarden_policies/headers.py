@@ -26,7 +26,6 @@ from postwarden_policies.facts import Header
 _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 # The encoded text may hold spaces: RFC 2047 forbids them, readers decode them anyway.
 ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
-_BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 # One parameter: name, then a quoted string or a token (lenient about spaces). The
 # quoted string's repeats are possessive: sre kept a backtracking point per character
 # otherwise (a 2.8 MB name took 500 MB); and runs of plain characters are one repeat,
@@ -186,23 +185,27 @@ def decode_words(value: str, flags: set[str]) -> str:
     :func:`read_as_readers` says readers may read it otherwise)."""
     if "=?" not in value:
         return value
-    value = _BETWEEN_WORDS.sub(r"\1\2", value)
     pieces: list[str] = []
     run_charset: str | None = None  # the charset of the words gathered in run
     run = bytearray()
-    pos = 0
+    pos = 0  # past the last encoded word (0: none yet)
     for match in ENCODED_WORD.finditer(value):
         charset = match.group(1).split("*", 1)[0]  # RFC 2231 section 5 language suffix
         data = _word_bytes(match, flags)
+        gap = value[pos : match.start()]
+        # Only whitespace between two encoded words vanishes (RFC 2047 section 6.2),
+        # not a "?=  =?" of plain text.
+        adjacent = pos > 0 and gap.strip() == ""
         joins = (
-            match.start() == pos and data is not None
+            adjacent and data is not None
             and run_charset is not None and charset.lower() == run_charset.lower()
         )
         if not joins:
             if run_charset is not None:
                 pieces.append(_decode_run(bytes(run), run_charset, flags))
                 run_charset, run = None, bytearray()
-            pieces.append(value[pos : match.start()])
+            if not adjacent:
+                pieces.append(gap)
         if data is None:
             pieces.append(match.group(0))
         else:
