@@ -129,6 +129,22 @@ def test_an_invalid_a_label_is_a_field_error(field: str, text: str, code: str) -
 
 
 @pytest.mark.parametrize(
+    ("field", "text", "code"),
+    [
+        ("to", ['"john doe"@example.org'], "invalid_recipient"),
+        ("from", 'App <"app"@example.com>', "invalid_field"),
+        ("reply_to", ['john."doe"@example.org'], "invalid_field"),
+    ],
+)
+def test_a_quoted_local_part_is_refused_as_quoted(field: str, text: Any, code: str) -> None:
+    """It is plain ASCII: the message says what is refused."""
+    error = refusal(**{field: text})
+    assert (error.status, error.code) == (422, code)
+    assert [d["code"] for d in error.details] == [code]
+    assert error.details[0]["message"].startswith("quoted local parts (")
+
+
+@pytest.mark.parametrize(
     ("text", "name"),
     [
         pytest.param(r'"Doe \"JJ\" John" <a@example.com>', 'Doe "JJ" John', id="escaped-quotes"),

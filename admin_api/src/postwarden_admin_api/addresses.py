@@ -147,6 +147,16 @@ def _holds_several(text: str) -> bool:
     return sum("@" in part for part in _LIST_SEPARATOR.split(text)) > 1
 
 
+def _local_part_problem(local: str) -> str:
+    """Why ``local`` is no local part we accept. A quoted one is ASCII too, so it is
+    named: refused since one mailbox then has several spellings ("bob"@x is bob@x),
+    which suppressions, limits and allowed senders would count apart."""
+    if '"' in local:
+        return ('quoted local parts ("john doe"@example.com) are not accepted: expected '
+                "local@domain with an unquoted local part")
+    return "expected local@domain with a plain ASCII local part"
+
+
 def parse_mailbox(text: str) -> Mailbox:
     if len(text) > MAX_MAILBOX_TEXT:
         raise AddressError("address is too long")
@@ -165,7 +175,7 @@ def parse_mailbox(text: str) -> Mailbox:
     if not sep or not _DOT_ATOM.fullmatch(local) or len(local) > 64:
         if _holds_several(text):
             raise SeveralAddresses
-        raise AddressError("expected local@domain with a plain ASCII local part")
+        raise AddressError(_local_part_problem(local))
     if _ROUTING.search(local):
         raise AddressError("'%' and '!' are not accepted in an address: Postfix routes by "
                            "them (a%b@c goes to a@b)")
