@@ -8,14 +8,13 @@ import logging
 import asyncpg
 from aiohttp import web
 
-from postwarden_store import StoreError, check_schema_current, database_problem
+from postwarden_store import StoreError, check_schema_current, database_problem, read_only
 
 from .context import POOL
 from .errors import pool_full
 from .metrics import METRICS
 from .openapi import operation
 from .periodic import DB_ERRORS
-from .schema import read_only
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from postwarden_store import read_only
 from postwarden_store.migrations import applied_migrations
 
 
@@ -31,12 +32,6 @@ class ReadOnly(Exception):
     def __init__(self) -> None:
         super().__init__("the database refuses writes (a standby, or "
                          "default_transaction_read_only on): point database_url at the primary")
-
-
-async def read_only(conn: asyncpg.Connection) -> bool:
-    """Whether the database refuses writes: a standby (the service pointed at one after a
-    failover), or default_transaction_read_only set for the database or the role."""
-    return bool(await conn.fetchval("SHOW transaction_read_only") == "on")
 
 
 async def require_writable(conn: asyncpg.Connection) -> None:

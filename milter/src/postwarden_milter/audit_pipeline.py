@@ -16,7 +16,8 @@ store makes each storable as it writes it (cut to what Postgres indexes take and
 to a bounded weight, flagged ``truncated``). When
 Postgres is unreachable, slow or its schema is too old (or a write fails for
 any other reason, which is logged with its traceback), batches go to the
-local spool (fsync'd) and are replayed in order once it is back; event ids
+local spool (fsync'd) and are replayed in order once it is back (a database that
+refuses writes, a standby, is found at connect and said once); event ids
 make replay idempotent. Events queued meanwhile are written between the
 replay's batches, so that a long replay fills no queue, and a stop ends the
 replay, leaving the rest for the next start. A batch Postgres refuses for its *data* (an event it
@@ -59,11 +60,13 @@ import asyncpg
 from postwarden_policies import AuditEvent
 from postwarden_policies.occasional import Occasional, log_unsaid
 from postwarden_store import (
+    DatabaseReadOnly,
     StoreError,
     check_schema_current,
     create_pool,
     database_detail,
     database_problem,
+    read_only,
     url_refusal,
 )
 from postwarden_store.audit import DURABLE_COMMIT, Written, weight, write_audit_batch
@@ -102,6 +105,9 @@ UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
 UNKNOWN_NOTIFY = "audit events notifying {!r}, no webhook endpoint"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
+# A database that takes no writes (a standby, default_transaction_read_only): found at
+# connect, or by a write on a connection made since it became so.
+READ_ONLY = (DatabaseReadOnly, asyncpg.ReadOnlySQLTransactionError)
 # What the server answers a connect it will refuse however often it is tried, until
 # database_url, or the server's roles, databases or pg_hba.conf, are changed: a role or
 # password refused (SQLSTATE class 28), a database that does not exist (3D000), an option
@@ -145,6 +151,7 @@ class AuditPipeline:
         self._probed_at = float("-inf")  # when the spool's filesystem was last probed
         self._occasional = Occasional(clock=clock)
         self._slow_event = ("", 0)  # the event last written alone too slowly, and how often
+        self._read_only_said = False  # since the database last took a connect
         # Events the spool could not take, in the journal: delivered again once it or
         # Postgres takes events (else they waited there for the next start).
         self._kept: list[AuditEvent] = []
@@ -509,6 +516,8 @@ class AuditPipeline:
         try:
             async with pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
                 await check_schema_current(conn)
+                if await read_only(conn):  # else each retry connected, and said so
+                    raise DatabaseReadOnly
         except DB_ERRORS as exc:
             pool.terminate()
             self._schedule_retry(exc)
@@ -523,10 +532,15 @@ class AuditPipeline:
         # The retry delay stays until a write succeeds: one that fails after every
         # connect must not make the writer reconnect (and warn) twice a second.
         self._pool = pool
+        self._read_only_said = False
         return True
 
     def _schedule_retry(self, exc: BaseException) -> None:
         self._backoff.failed()
+        if isinstance(exc, READ_ONLY):
+            self._metrics.errors.labels("audit_db").inc()
+            self._say_read_only()
+            return
         # url_refusal: what database_url's own options cause, refused at start as well
         # (TLS the server does not offer, a root certificate missing).
         refused = isinstance(exc, REFUSALS) or url_refusal(exc, self._dsn) is not None
@@ -549,6 +563,17 @@ class AuditPipeline:
         log.warning("audit database unavailable (%s); spooling, retry in %.1f s%s%s",
                     type(exc).__name__, self._backoff.wait, tries,
                     f": {detail}" if detail else "")
+
+    def _say_read_only(self) -> None:
+        """Once until the database takes a connect again: it stays read-only until
+        promoted or reset, and each retry said it, with the server's words on a SELECT
+        FOR SHARE, as if it were away."""
+        if self._read_only_said:
+            return
+        self._read_only_said = True
+        log.error("audit database refuses writes (read-only: a standby, or "
+                  "default_transaction_read_only on): audit events are spooled until it "
+                  "takes them; point database_url at the primary")
 
     async def _disconnect(self, exc: Exception) -> None:
         if not isinstance(exc, DB_ERRORS):  # a bug rather than an outage: keep its traceback

@@ -38,7 +38,7 @@ from .settings import (
     settings_warnings,
 )
 from .spool import adopt_orphans
-from .startup_checks import claim_spool_dir, policies_refused, preflight
+from .startup_checks import DatabaseCheck, claim_spool_dir, policies_refused, preflight
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -135,9 +135,19 @@ def check(config: Path | None) -> int:
               "the milter would not start (exit 1) until it is back", file=sys.stderr)
         return NotYet.exit_status
     if database is not None:
-        print("database: schema up to date" if database.reachable else
-              "database: unreachable; the milter would start and spool audit events")
+        print(_database_state(database))
     return 0
+
+
+def _database_state(database: DatabaseCheck) -> str:
+    """A check's line on a database that refuses nothing of database_url."""
+    if not database.reachable:
+        return "database: unreachable; the milter would start and spool audit events"
+    if database.read_only:  # as for an outage: a failover's end, or the admin, mends it
+        return ("database: schema up to date, but it refuses writes (read-only: a standby, "
+                "or default_transaction_read_only on); the milter would start and spool "
+                "audit events until it takes them")
+    return "database: schema up to date"
 
 
 def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]

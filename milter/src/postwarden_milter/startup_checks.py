@@ -29,6 +29,7 @@ from postwarden_store import (
     check_schema_current,
     connect,
     database_problem,
+    read_only,
     refusing_bad_url,
 )
 from postwarden_store.policies import fetch_active_sources
@@ -52,7 +53,7 @@ class DatabaseCheck:
     refusal: str | None = None  # what the server said, refusing database_url's role,
     # password or database (the milter spools until the admin mends it)
     active: list[tuple[str, str]] | None = None  # the active policies, when asked for
-
+    read_only: bool = False  # it refuses writes: audit events are spooled
 
 
 def check_schema(dsn: str, read_active: bool = False) -> DatabaseCheck:
@@ -60,19 +61,21 @@ def check_schema(dsn: str, read_active: bool = False) -> DatabaseCheck:
     database_url the server refuses; tolerate one that is down or refuses the role,
     password or database (those a change on the server mends, a password rotated, a
     database restored, without a restart here: meanwhile mail flows, its audit events
-    spooled). ``read_active``: also read the active policies (a check's)."""
+    spooled), or refuses writes (a standby: the audit writer says so). ``read_active``:
+    also read the active policies (a check's)."""
 
-    async def check() -> list[tuple[str, str]] | None:
+    async def check() -> DatabaseCheck:
         with refusing_bad_url(dsn):
             conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
         try:
             await check_schema_current(conn)
-            return await fetch_active_sources(conn) if read_active else None
+            active = await fetch_active_sources(conn) if read_active else None
+            return DatabaseCheck(reachable=True, active=active, read_only=await read_only(conn))
         finally:
             await conn.close()
 
     try:
-        active = asyncio.run(check())
+        return asyncio.run(check())
     except SchemaTooOld as exc:
         raise NotYet(str(exc)) from None
     except MigrationError as exc:  # applied by another build: no wait mends it
@@ -91,7 +94,6 @@ def check_schema(dsn: str, read_active: bool = False) -> DatabaseCheck:
         log.warning("database unreachable at start (%s): audit events are spooled until it is back",
                     database_problem(exc))
         return DatabaseCheck(reachable=False)
-    return DatabaseCheck(reachable=True, active=active)
 
 
 def policies_refused(exc: PoliciesError) -> StartupError:

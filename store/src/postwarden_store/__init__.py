@@ -3,6 +3,7 @@
 from .audit import write_audit_batch
 from .dsn import dsn_problem
 from .errors import (
+    DatabaseReadOnly,
     DatabaseUnreachable,
     DatabaseUrlRefused,
     MigrationError,
@@ -22,12 +23,14 @@ from .pool import (
     database_detail,
     database_problem,
     detached,
+    read_only,
     refusing_bad_url,
     unreachable,
     url_refusal,
 )
 
 __all__ = [
+    "DatabaseReadOnly",
     "DatabaseUnreachable",
     "DatabaseUrlRefused",
     "MigrationError",
@@ -44,6 +47,7 @@ __all__ = [
     "dsn_problem",
     "migrate_database",
     "pending_migrations",
+    "read_only",
     "refusing_bad_url",
     "unreachable",
     "url_refusal",

@@ -4,7 +4,8 @@
     ├── MigrationError      a migration failed or an applied one was edited
     ├── SchemaTooOld        the database lacks migrations this code needs
     ├── DatabaseUnreachable a command's connection failed (refused, no answer)
-    └── DatabaseUrlRefused  database_url's own options refused: invalid settings
+    ├── DatabaseUrlRefused  database_url's own options refused: invalid settings
+    └── DatabaseReadOnly    the database refuses writes (a standby)
 """
 
 
@@ -35,3 +36,12 @@ class SchemaTooOld(StoreError):
 class DatabaseUrlRefused(StoreError):
     """What database_url asks that the client or the server refuses (see
     pool.url_refusal): invalid settings, not an outage; only a fixed URL mends it."""
+
+
+class DatabaseReadOnly(StoreError):
+    """The server takes connections and reads, but no writes: a standby (pointed at
+    after a failover), or default_transaction_read_only set for the database or role."""
+
+    def __init__(self) -> None:
+        super().__init__("the database refuses writes (a standby, or "
+                         "default_transaction_read_only on)")

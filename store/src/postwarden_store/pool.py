@@ -263,6 +263,12 @@ def connecting(dsn: str | None) -> Iterator[None]:
             f"database_url: the server refuses it: {database_detail(exc)}") from exc
 
 
+async def read_only(conn: asyncpg.Connection) -> bool:
+    """Whether the database refuses writes: a standby (pointed at after a failover), or
+    default_transaction_read_only set for the database or the role."""
+    return bool(await conn.fetchval("SHOW transaction_read_only") == "on")
+
+
 def database_problem(exc: BaseException) -> str:
     """What went wrong with Postgres, for a log line: the type, and what the admin must
     fix (see :func:`database_detail`)."""
