@@ -482,11 +482,19 @@ def test_a_colour_attribute_that_paints_nothing_goes_with_nothing_lost(value: st
         '<meta name="x" content=\'<body bgcolor="#ffffff" text="#000000">\'>',
         '<! <body bgcolor="#ffffff" text="#000000">',
         '<base title=\'<body bgcolor="#ffffff" text="#000000">\'>',
+        # A quote opens a value only after "=": these hid the <body> tag that follows.
+        '<p a"b>',
+        "<x y=a\"b>",
+        # ... or showed readers' attributes as a tag: y=">" ends no tag.
+        '<p x=a"b y=">" <body bgcolor="#ffffff" text="#000000">',
+        '</p title=">"<body bgcolor="#ffffff" text="#000000">',
+        '<title x="</title>"><body bgcolor="#ffffff" text="#000000"></title>',
     ],
 )
 def test_the_page_wrapper_takes_the_body_tag_readers_read(decoy: str) -> None:
     """A ``<body`` in a comment, a raw-text element or an attribute value is no tag:
-    taken for the page's, white text went on the white page its decoy set."""
+    taken for the page's, white text went on the white page its decoy set; nor is a
+    quote other than after "=" the start of a value (HTML's tokenizer)."""
     html = f'<html><head>{decoy}</head><body bgcolor="#000000" text="#ffffff"><p>Hi</p></body>'
     clean, _ = sanitize_html(html, KEEP)
     assert clean.startswith('<div style="background-color:#000000;color:#ffffff">'), clean
@@ -511,6 +519,16 @@ def test_the_page_wrapper_takes_the_body_tag_readers_read(decoy: str) -> None:
             '<a href="C?d=E">x</a>',
             '<a href="https://Shop.example/A/C?d=E">x</a>',
             id="the-first-base-readers-read",
+        ),
+        pytest.param(
+            '<b x=a"b y=">" <base href="https://decoy.example/">x</b><a href="y">y</a>',
+            '<b>x</b><a href="y">y</a>',
+            id="a-base-in-an-attribute-list-is-no-base",
+        ),
+        pytest.param(
+            '<b x=a"b>x</b><base href="https://shop.example/"><a href="y">y</a>',
+            '<b>x</b><a href="https://shop.example/y">y</a>',
+            id="a-quote-in-an-unquoted-value-hides-no-base",
         ),
         pytest.param(
             '<noscript><base href="https://shop.example/"></noscript><a href="x">x</a>',

@@ -135,26 +135,6 @@ _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sani
 # shown (colours, direction, language): nh3 cleans a fragment, which has neither.
 _ROOT_TAGS = ("html", "body")
 _PAGE_LOOKS = frozenset({"bgcolor", "text", "style", "dir", "lang"})
-# What can hold "<body" without being a tag, each to its end as readers read it (a
-# comment, a raw-text or RCDATA element, a bogus comment, another tag's attribute
-# values; an unclosed one runs to the end, so each is one linear pass), or the start of
-# an <html>, <body> or <base> tag (group 2). Not <noscript>: mail readers run no
-# script, so they read its content as markup. Runs of the characters that cannot end
-# one are taken whole (a lazy ".*?" took a step per character of a style sheet); each
-# always matches, and never backtracks (Python 3.11's possessive repeats are unsafe:
-# "<!--x-->y" did not match).
-_IN_TAG = r"""(?:[^>"']+|"[^"]*(?:"|\Z)|'[^']*(?:'|\Z))*"""
-_NOT_ROOT_OR_ROOT = re.compile(
-    r"""<!--(?:-?>|[^-]*(?:-(?!-!?>)[^-]*)*(?:--!?>|\Z))"""
-    r"""|<(script|style|title|textarea|xmp|iframe|noembed|noframes)(?=[\s/>])"""
-    r"""[^<]*(?:<(?!/\1(?=[\s/>]))[^<]*)*"""
-    r"""|<plaintext(?=[\s/>]).*"""
-    rf"""|<(html|body|base)(?=[\s/>]){_IN_TAG}"""
-    r"""|<[!?/][^>]*"""
-    rf"""|<[a-z]{_IN_TAG}""",
-    re.DOTALL | re.IGNORECASE)
-_NOSCRIPT_TAG = re.compile(r"</?noscript(?=[\s/>]|\Z)", re.IGNORECASE)
-_BASE_TAG = re.compile(r"""<base(?:"[^"]*"|'[^']*'|[^>"'])*""", re.IGNORECASE)
 _HREF = re.compile(r"""[\s/"']href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.IGNORECASE)
 _HAS_BASE = re.compile("<base", re.IGNORECASE)
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
@@ -312,11 +292,10 @@ def _base_url(html: str, schemes: frozenset[str]) -> str | None:
     """The URL the first ``<base href>`` readers read in ``html`` sets, when it is an
     http(s) URL of a plain host and an allowed scheme (a ``javascript:`` or ``data:``
     base resolves nothing); else None."""
-    for name, start in _tag_starts(html):
+    for name, tag in _tags(html):
         if name != "base":
             continue
-        tag = _BASE_TAG.match(html, start)
-        href = _HREF.search(html, *tag.span()) if tag else None
+        href = _HREF.search(html, *tag.span())
         if href is None:
             continue  # readers take the first base with an href
         # As the parser reads a value: references decoded, a NUL byte as U+FFFD.
@@ -561,10 +540,10 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     tag's style comes after its colour attributes, which it overrides in readers."""
     attributes: dict[str, str] = {}
     declarations = []
-    starts = _root_tags(folded)
+    starts = _root_tags(html, folded)
     for name in _ROOT_TAGS:
         styles = []
-        for looks, value in _page_looks(html, folded, starts.get(name)).items():
+        for looks, value in _page_looks(starts.get(name)).items():
             if looks == "style":
                 styles.append(value)
                 continue
@@ -587,32 +566,30 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     return wrapper if wrapper.startswith("<div ") else None
 
 
-def _page_looks(html: str, folded: str, start: int | None) -> dict[str, str]:
-    """The attributes of :data:`_PAGE_LOOKS` of the start tag at ``start`` as readers read
-    them: by HTML's tokenizer (a value that holds "bgcolor=black" sets none), the first
-    of a name, values unescaped. With A to Z alone lower-cased (str.lower() made
-    "blac\u212a" black, a name), but where str.lower() moved what follows (a "\u0130"
-    before it grew)."""
-    if start is None:
-        return {}
-    token = TOKENS.match(html if len(html) == len(folded) else folded, start)
+def _page_looks(tag: re.Match[str] | None) -> dict[str, str]:
+    """The attributes of :data:`_PAGE_LOOKS` of ``tag`` (a :data:`.htmltokens.TOKENS`
+    start tag) as readers read them: by HTML's tokenizer (a value that holds
+    "bgcolor=black" sets none), the first of a name, values unescaped. With A to Z alone
+    lower-cased (str.lower() made "blac\u212a" black, a name)."""
     looks: dict[str, str] = {}
-    for name, value in ATTRIBUTE.findall(ascii_lower(token.group("attributes")) if token else ""):
+    for name, value in ATTRIBUTE.findall(ascii_lower(tag.group("attributes")) if tag else ""):
         if name in _PAGE_LOOKS:
             quote = value[:1] if value[:1] in ("'", '"') else ""
             looks.setdefault(name, html_unescape(value.removeprefix(quote).removesuffix(quote)))
     return looks
 
 
-def _tag_starts(html: str) -> Iterator[tuple[str, int]]:
-    """The ``<html>``, ``<body>`` and ``<base>`` start tags of ``html`` (lower-cased
-    name, where it begins), as readers read them: not the text "<body" in a comment,
-    a ``<title>`` or ``<script>``, or an attribute value (a decoy there set the page's
-    colours)."""
-    for found in _NOT_ROOT_OR_ROOT.finditer(html):
-        name = found.group(2)
-        if name is not None:
-            yield name.lower(), found.start()
+def _tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
+    """The tags of ``html`` as HTML's tokenizer reads them: the name, A to Z lower-cased,
+    "/" before an end tag's; and the :data:`.htmltokens.TOKENS` match. Not the text
+    "<body" in a comment, a ``<title>`` or ``<script>``, or an attribute value (a decoy
+    there set the page's colours); and a quote opens a value only after "=" (``<p
+    a"b>``: one taken anywhere hid a ``<body>`` readers read, or showed one they do not)."""
+    for found in TOKENS.finditer(html):
+        if (name := found.group("name")) is not None:
+            yield ascii_lower(name), found
+        elif (end := found.group("end")) is not None:
+            yield "/" + ascii_lower(end), found
 
 
 def _without_noscript_tags(html: str) -> str:
@@ -622,22 +599,24 @@ def _without_noscript_tags(html: str) -> str:
     script and read it as markup, as nh3 does without the tags."""
     pieces: list[str] = []
     start = 0
-    for found in _NOT_ROOT_OR_ROOT.finditer(html):
-        if _NOSCRIPT_TAG.match(found.group()):
+    for name, found in _tags(html):
+        if name in ("noscript", "/noscript"):
             pieces.append(html[start : found.start()])
-            start = found.end() + html.startswith(">", found.end())
+            start = found.end()
     pieces.append(html[start:])
     return "".join(pieces)
 
 
-def _root_tags(folded: str) -> dict[str, int]:
-    """Where the first ``<html>`` and ``<body>`` start tags of ``folded`` begin."""
-    starts: dict[str, int] = {}
+def _root_tags(html: str, folded: str) -> dict[str, re.Match[str]]:
+    """The first ``<html>`` and ``<body>`` start tags of ``html`` (``folded``: lower-cased),
+    as :data:`.htmltokens.TOKENS` matches: of ``html``, or of ``folded`` where
+    str.lower() moved what follows (a "\u0130" before it grew)."""
+    starts: dict[str, re.Match[str]] = {}
     if "<html" not in folded and "<body" not in folded:  # most parts: no scan
         return starts
-    for name, start in _tag_starts(folded):
+    for name, found in _tags(html if len(html) == len(folded) else folded):
         if name in _ROOT_TAGS:
-            starts.setdefault(name, start)
+            starts.setdefault(name, found)
             if len(starts) == len(_ROOT_TAGS):
                 break
     return starts
