@@ -80,6 +80,18 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="body-attribute-given-twice-the-first-counts",
         ),
         pytest.param(
+            "<body bgcolor=black><p>Hi</p><body text=white bgcolor=red dir=rtl>",
+            '<div dir="rtl" style="background-color:#000000;color:#ffffff"><p>Hi</p></div>',
+            (("@bgcolor", 1),),
+            id="a-later-body-tag-adds-what-the-first-lacked",
+        ),
+        pytest.param(
+            '<html lang=he><body><p>Hi</p><html dir=rtl lang=en style="color: red">',
+            '<div lang="he" dir="rtl" style="color:red"><p>Hi</p></div>',
+            (),
+            id="a-later-html-tag-adds-what-the-first-lacked",
+        ),
+        pytest.param(
             '<body style="color: red" text="blue" bgcolor=" white "><p>Hi</p>',
             '<div style="color:#0000ff;background-color:#ffffff;color:red"><p>Hi</p></div>',
             (),
@@ -498,6 +510,17 @@ def test_the_page_wrapper_takes_the_body_tag_readers_read(decoy: str) -> None:
     html = f'<html><head>{decoy}</head><body bgcolor="#000000" text="#ffffff"><p>Hi</p></body>'
     clean, _ = sanitize_html(html, KEEP)
     assert clean.startswith('<div style="background-color:#000000;color:#ffffff">'), clean
+
+
+def test_a_hundred_thousand_body_tags_merge_in_one_pass() -> None:
+    """Each later ``<body>`` adds only what the earlier lacked, as readers merge them; the
+    wrapper reads each tag once (the part's cost estimate, not this, turns such a part
+    away in sanitize_html)."""
+    html = '<body bgcolor="#000000">' + "<body bgcolor=red>" * 100_000 + "<body text=#fff><p>Hi"
+    assert sanitize.sanitized_part(html, "keep", KEEP.allowed_url_schemes, 2**62)[1] == (
+        '<div style="background-color:#000000;color:#ffffff"><p>Hi</p></div>',
+        (("@bgcolor", 100_000),),
+    )
 
 
 @pytest.mark.parametrize(

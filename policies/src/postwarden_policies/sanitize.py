@@ -540,10 +540,10 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     tag's style comes after its colour attributes, which it overrides in readers."""
     attributes: dict[str, str] = {}
     declarations = []
-    starts = _root_tags(html, folded)
+    root_looks = _root_looks(html, folded)
     for name in _ROOT_TAGS:
         styles = []
-        for looks, value in _page_looks(starts.get(name)).items():
+        for looks, value in root_looks[name].items():
             if looks == "style":
                 styles.append(value)
                 continue
@@ -566,13 +566,13 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     return wrapper if wrapper.startswith("<div ") else None
 
 
-def _page_looks(tag: re.Match[str] | None) -> dict[str, str]:
+def _page_looks(tag: re.Match[str]) -> dict[str, str]:
     """The attributes of :data:`_PAGE_LOOKS` of ``tag`` (a :data:`.htmltokens.TOKENS`
     start tag) as readers read them: by HTML's tokenizer (a value that holds
     "bgcolor=black" sets none), the first of a name, values unescaped. With A to Z alone
     lower-cased (str.lower() made "blac\u212a" black, a name)."""
     looks: dict[str, str] = {}
-    for name, value in ATTRIBUTE.findall(ascii_lower(tag.group("attributes")) if tag else ""):
+    for name, value in ATTRIBUTE.findall(ascii_lower(tag.group("attributes"))):
         if name in _PAGE_LOOKS:
             quote = value[:1] if value[:1] in ("'", '"') else ""
             looks.setdefault(name, html_unescape(value.removeprefix(quote).removesuffix(quote)))
@@ -607,19 +607,24 @@ def _without_noscript_tags(html: str) -> str:
     return "".join(pieces)
 
 
-def _root_tags(html: str, folded: str) -> dict[str, re.Match[str]]:
-    """The first ``<html>`` and ``<body>`` start tags of ``html`` (``folded``: lower-cased),
-    as :data:`.htmltokens.TOKENS` matches: of ``html``, or of ``folded`` where
-    str.lower() moved what follows (a "\u0130" before it grew)."""
-    starts: dict[str, re.Match[str]] = {}
-    if "<html" not in folded and "<body" not in folded:  # most parts: no scan
-        return starts
+def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
+    """What the ``<html>`` and ``<body>`` start tags of ``html`` (``folded``: lower-cased)
+    set for the page (:func:`_page_looks`), by name. As readers' tree builder merges them
+    into the one element, a later tag adds the attributes earlier ones lacked, the
+    first of a name counts. Each tag is read once, up to the last "<html" or "<body"
+    text, so 100,000 body tags cost a pass. The tags are matched in ``html``, or in
+    ``folded`` where str.lower() moved what follows (a "\u0130" before it grew)."""
+    looks: dict[str, dict[str, str]] = {name: {} for name in _ROOT_TAGS}
+    last = max(folded.rfind("<html"), folded.rfind("<body"))
+    if last < 0:  # most parts: no scan
+        return looks
     for name, found in _tags(html if len(html) == len(folded) else folded):
-        if name in _ROOT_TAGS:
-            starts.setdefault(name, found)
-            if len(starts) == len(_ROOT_TAGS):
-                break
-    return starts
+        if found.start() > last:
+            break
+        if name in looks:
+            for attribute, value in _page_looks(found).items():
+                looks[name].setdefault(attribute, value)
+    return looks
 
 
 def _sanitized_in_child(request: tuple[str, str, frozenset[str], int]) -> tuple[int, _Sanitized]:
