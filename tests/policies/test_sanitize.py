@@ -98,6 +98,12 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="body-style-over-its-colour-attributes",
         ),
         pytest.param(
+            "<html bgcolor=black text=black dir=rtl><body text=navy><p>Hi</p>",
+            '<div dir="rtl" style="color:#000080"><p>Hi</p></div>',
+            (("@bgcolor", 1), ("@text", 1)),
+            id="html-colour-attributes-colour-nothing-in-readers",
+        ),
+        pytest.param(
             '<html dir="rtl" lang="he"><body dir=RTL><p>\u05e9\u05dc\u05d5\u05dd, Dana!</p>'
             "<script></script></body></html>",
             '<div dir="rtl" lang="he"><p>\u05e9\u05dc\u05d5\u05dd, Dana!</p></div>',

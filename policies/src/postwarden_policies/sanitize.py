@@ -131,10 +131,13 @@ _FILTER_MARKERS = ("data:", "<base", *_STYLE_MARKERS)
 # "&#101;xpression" or "&bsol;" hides a marker above from a search of the raw text.
 _STYLE_REFERENCE = re.compile(r"""style\s*=\s*(?:"[^"]*&|'[^']*&|[^\s"'>]*&)""")
 _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sanitized.]</p>"
-# The <html> and <body> start tags, and the attributes of them that set how a page is
+# The <html> and <body> start tags, and the attributes of each that set how a page is
 # shown (colours, direction, language): nh3 cleans a fragment, which has neither.
+# bgcolor and text colour the page from the body alone (HTML's presentational hints;
+# browsers ignore them on <html>: carried, they coloured a page readers leave white).
 _ROOT_TAGS = ("html", "body")
-_PAGE_LOOKS = frozenset({"bgcolor", "text", "style", "dir", "lang"})
+_PAGE_LOOKS = {"html": frozenset({"style", "dir", "lang"}),
+               "body": frozenset({"bgcolor", "text", "style", "dir", "lang"})}
 _HREF = re.compile(r"""[\s/"']href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.IGNORECASE)
 _HAS_BASE = re.compile("<base", re.IGNORECASE)
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
@@ -530,13 +533,13 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
                   clean: Callable[[str], _Cleaned]) -> str | None:
     """A ``<div>`` start tag with what the ``<html>`` and ``<body>`` tags of ``html``
     (``folded``: lower-cased) set for the page, cleaned as any tag: ``dir`` and ``lang``, and
-    as its style ``bgcolor``, ``text`` and theirs; or None. nh3 drops both tags with
-    their attributes: text written white for a black ``bgcolor`` was then white on
-    white, and a Hebrew or Arabic page laid out left to right (punctuation at the
-    wrong end). A colour attribute goes as the ``#rrggbb`` readers make of any value
-    by HTML's legacy rules (:func:`colours.legacy`), never as written, which as CSS
-    could be more ("red;display:none" hid the page); one that paints nothing
-    ("transparent") goes with nothing lost. Neither is counted in ``dropped``. A
+    as its style the body's ``bgcolor`` and ``text`` and both tags' styles; or None. nh3
+    drops both tags with their attributes: text written white for a black ``bgcolor``
+    was then white on white, and a Hebrew or Arabic page laid out left to right
+    (punctuation at the wrong end). A colour attribute goes as the ``#rrggbb`` readers
+    make of any value by HTML's legacy rules (:func:`colours.legacy`), never as
+    written, which as CSS could be more ("red;display:none" hid the page); one that
+    paints nothing ("transparent") goes with nothing lost. Neither is counted in ``dropped``. A
     tag's style comes after its colour attributes, which it overrides in readers."""
     attributes: dict[str, str] = {}
     declarations = []
@@ -566,14 +569,14 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     return wrapper if wrapper.startswith("<div ") else None
 
 
-def _page_looks(tag: re.Match[str]) -> dict[str, str]:
-    """The attributes of :data:`_PAGE_LOOKS` of ``tag`` (a :data:`.htmltokens.TOKENS`
+def _page_looks(tag: re.Match[str], names: frozenset[str]) -> dict[str, str]:
+    """The attributes ``names`` of ``tag`` (a :data:`.htmltokens.TOKENS`
     start tag) as readers read them: by HTML's tokenizer (a value that holds
     "bgcolor=black" sets none), the first of a name, values unescaped. With A to Z alone
     lower-cased (str.lower() made "blac\u212a" black, a name)."""
     looks: dict[str, str] = {}
     for name, value in ATTRIBUTE.findall(ascii_lower(tag.group("attributes"))):
-        if name in _PAGE_LOOKS:
+        if name in names:
             quote = value[:1] if value[:1] in ("'", '"') else ""
             looks.setdefault(name, html_unescape(value.removeprefix(quote).removesuffix(quote)))
     return looks
@@ -622,7 +625,7 @@ def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
         if found.start() > last:
             break
         if name in looks:
-            for attribute, value in _page_looks(found).items():
+            for attribute, value in _page_looks(found, _PAGE_LOOKS[name]).items():
                 looks[name].setdefault(attribute, value)
     return looks
 
