@@ -138,7 +138,7 @@ _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sani
 _ROOT_TAGS = ("html", "body")
 _PAGE_LOOKS = {"html": frozenset({"style", "dir", "lang"}),
                "body": frozenset({"bgcolor", "text", "style", "dir", "lang"})}
-_HREF = re.compile(r"""[\s/"']href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.IGNORECASE)
+_HREF = frozenset({"href"})
 _HAS_BASE = re.compile("<base", re.IGNORECASE)
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
 # An http(s) URL whose host every URL parser takes alike: labels of letters, digits and
@@ -298,12 +298,10 @@ def _base_url(html: str, schemes: frozenset[str]) -> str | None:
     for name, tag in _tags(html):
         if name != "base":
             continue
-        href = _HREF.search(html, *tag.span())
+        href = _attributes(tag, _HREF).get("href")
         if href is None:
             continue  # readers take the first base with an href
-        # As the parser reads a value: references decoded, a NUL byte as U+FFFD.
-        value = html_unescape(next(v for v in href.groups() if v is not None))
-        url = _as_written(value.replace("\0", "\ufffd"))
+        url = _as_written(href.replace("\0", "\ufffd"))  # a NUL byte as the parser reads it
         return url if _plain_http(url) in schemes else None
     return None
 
@@ -569,17 +567,17 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     return wrapper if wrapper.startswith("<div ") else None
 
 
-def _page_looks(tag: re.Match[str], names: frozenset[str]) -> dict[str, str]:
-    """The attributes ``names`` of ``tag`` (a :data:`.htmltokens.TOKENS`
-    start tag) as readers read them: by HTML's tokenizer (a value that holds
-    "bgcolor=black" sets none), the first of a name, values unescaped. With A to Z alone
-    lower-cased (str.lower() made "blac\u212a" black, a name)."""
-    looks: dict[str, str] = {}
-    for name, value in ATTRIBUTE.findall(ascii_lower(tag.group("attributes"))):
-        if name in names:
+def _attributes(tag: re.Match[str], names: frozenset[str]) -> dict[str, str]:
+    """The attributes ``names`` of ``tag`` (a :data:`.htmltokens.TOKENS` start tag) as
+    readers read them: by HTML's tokenizer (a value that holds "bgcolor=black" or
+    "href=..." sets none), the first of a name, values unescaped; names with A to Z
+    alone lower-cased (str.lower() also folds the Kelvin sign)."""
+    found: dict[str, str] = {}
+    for name, value in ATTRIBUTE.findall(tag.group("attributes")):
+        if (name := ascii_lower(name)) in names:
             quote = value[:1] if value[:1] in ("'", '"') else ""
-            looks.setdefault(name, html_unescape(value.removeprefix(quote).removesuffix(quote)))
-    return looks
+            found.setdefault(name, html_unescape(value.removeprefix(quote).removesuffix(quote)))
+    return found
 
 
 def _tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
@@ -612,7 +610,7 @@ def _without_noscript_tags(html: str) -> str:
 
 def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
     """What the ``<html>`` and ``<body>`` start tags of ``html`` (``folded``: lower-cased)
-    set for the page (:func:`_page_looks`), by name. As readers' tree builder merges them
+    set for the page (:data:`_PAGE_LOOKS`), by name. As readers' tree builder merges them
     into the one element, a later tag adds the attributes earlier ones lacked, the
     first of a name counts. Each tag is read once, up to the last "<html" or "<body"
     text, so 100,000 body tags cost a pass. The tags are matched in ``html``, or in
@@ -625,8 +623,9 @@ def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
         if found.start() > last:
             break
         if name in looks:
-            for attribute, value in _page_looks(found, _PAGE_LOOKS[name]).items():
-                looks[name].setdefault(attribute, value)
+            for attribute, value in _attributes(found, _PAGE_LOOKS[name]).items():
+                # A to Z alone (str.lower() made "blac\u212a" black, a name).
+                looks[name].setdefault(attribute, ascii_lower(value))
     return looks
 
 
