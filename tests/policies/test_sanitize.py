@@ -92,6 +92,13 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="a-later-html-tag-adds-what-the-first-lacked",
         ),
         pytest.param(
+            "<body text=white><template><template></template><body bgcolor=white>"
+            "<html dir=rtl></template></template><p>Hi</p><body bgcolor=black>",
+            '<div style="color:#ffffff;background-color:#000000"><p>Hi</p></div>',
+            (("@bgcolor", 1), ("@dir", 1), ("template", 2)),
+            id="a-body-or-html-tag-in-a-template-sets-nothing",
+        ),
+        pytest.param(
             '<body style="color: red" text="blue" bgcolor=" white "><p>Hi</p>',
             '<div style="color:#0000ff;background-color:#ffffff;color:red"><p>Hi</p></div>',
             (),

@@ -612,17 +612,24 @@ def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
     """What the ``<html>`` and ``<body>`` start tags of ``html`` (``folded``: lower-cased)
     set for the page (:data:`_PAGE_LOOKS`), by name. As readers' tree builder merges them
     into the one element, a later tag adds the attributes earlier ones lacked, the
-    first of a name counts. Each tag is read once, up to the last "<html" or "<body"
-    text, so 100,000 body tags cost a pass. The tags are matched in ``html``, or in
-    ``folded`` where str.lower() moved what follows (a "\u0130" before it grew)."""
+    first of a name counts; one inside a ``<template>`` they ignore (a ``<body
+    bgcolor=black text=black>`` there coloured the page). Each tag is read once, up to
+    the last "<html" or "<body" text, so 100,000 body tags cost a pass. The tags are
+    matched in ``html``, or in ``folded`` where str.lower() moved what follows (a
+    "\u0130" before it grew)."""
     looks: dict[str, dict[str, str]] = {name: {} for name in _ROOT_TAGS}
     last = max(folded.rfind("<html"), folded.rfind("<body"))
     if last < 0:  # most parts: no scan
         return looks
+    templates = 0  # <template> elements open: an end tag closes one, if any
     for name, found in _tags(html if len(html) == len(folded) else folded):
         if found.start() > last:
             break
-        if name in looks:
+        if name == "template":
+            templates += 1
+        elif name == "/template":
+            templates = max(templates - 1, 0)
+        elif name in looks and not templates:
             for attribute, value in _attributes(found, _PAGE_LOOKS[name]).items():
                 # A to Z alone (str.lower() made "blac\u212a" black, a name).
                 looks[name].setdefault(attribute, ascii_lower(value))
