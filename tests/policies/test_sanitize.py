@@ -573,6 +573,12 @@ def test_a_hundred_thousand_body_tags_merge_in_one_pass() -> None:
             id="an-href-in-another-attribute-value-is-no-href",
         ),
         pytest.param(
+            '<template><base href="https://decoy.example/"></template>'
+            '<base href="https://shop.example/"><a href="y">y</a>',
+            '<a href="https://shop.example/y">y</a>',
+            id="a-base-in-a-template-is-none-of-the-page",
+        ),
+        pytest.param(
             '<noscript><base href="https://shop.example/"></noscript><a href="x">x</a>',
             '<a href="https://shop.example/x">x</a>',
             id="a-base-in-noscript-which-readers-running-no-script-read",

@@ -295,7 +295,7 @@ def _base_url(html: str, schemes: frozenset[str]) -> str | None:
     """The URL the first ``<base href>`` readers read in ``html`` sets, when it is an
     http(s) URL of a plain host and an allowed scheme (a ``javascript:`` or ``data:``
     base resolves nothing); else None."""
-    for name, tag in _tags(html):
+    for name, tag in _document_tags(html):
         if name != "base":
             continue
         href = _attributes(tag, _HREF).get("href")
@@ -593,6 +593,20 @@ def _tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
             yield "/" + ascii_lower(end), found
 
 
+def _document_tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
+    """:func:`_tags` outside a ``<template>``, whose content readers keep out of the
+    document: a ``<body>``, ``<html>`` or ``<base>`` there sets nothing (a ``<body
+    bgcolor=black text=black>`` in one coloured the page)."""
+    templates = 0  # <template> elements open: an end tag closes one, if any
+    for name, found in _tags(html):
+        if name == "template":
+            templates += 1
+        elif name == "/template":
+            templates = max(templates - 1, 0)
+        elif not templates:
+            yield name, found
+
+
 def _without_noscript_tags(html: str) -> str:
     """``html`` without its ``<noscript>`` and ``</noscript>`` tags. nh3 parses as a
     browser running scripts, which reads what they hold as text: their markup went out
@@ -612,8 +626,8 @@ def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
     """What the ``<html>`` and ``<body>`` start tags of ``html`` (``folded``: lower-cased)
     set for the page (:data:`_PAGE_LOOKS`), by name. As readers' tree builder merges them
     into the one element, a later tag adds the attributes earlier ones lacked, the
-    first of a name counts; one inside a ``<template>`` they ignore (a ``<body
-    bgcolor=black text=black>`` there coloured the page). Each tag is read once, up to
+    first of a name counts; one inside a ``<template>`` they ignore
+    (:func:`_document_tags`). Each tag is read once, up to
     the last "<html" or "<body" text, so 100,000 body tags cost a pass. The tags are
     matched in ``html``, or in ``folded`` where str.lower() moved what follows (a
     "\u0130" before it grew)."""
@@ -621,15 +635,10 @@ def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
     last = max(folded.rfind("<html"), folded.rfind("<body"))
     if last < 0:  # most parts: no scan
         return looks
-    templates = 0  # <template> elements open: an end tag closes one, if any
-    for name, found in _tags(html if len(html) == len(folded) else folded):
+    for name, found in _document_tags(html if len(html) == len(folded) else folded):
         if found.start() > last:
             break
-        if name == "template":
-            templates += 1
-        elif name == "/template":
-            templates = max(templates - 1, 0)
-        elif name in looks and not templates:
+        if name in looks:
             for attribute, value in _attributes(found, _PAGE_LOOKS[name]).items():
                 # A to Z alone (str.lower() made "blac\u212a" black, a name).
                 looks[name].setdefault(attribute, ascii_lower(value))
