@@ -6,11 +6,16 @@ database away; /readyz, which said ready, says the database is read-only.
 
 `serve` on a database already read-only failed in a start-up step's write, with
 asyncio's traceback: it says so in one line and exits 1, as on a database unreachable
-at start (systemd tries again every 2 s, until it is back or promoted)."""
+at start (systemd tries again every 2 s, until it is back or promoted).
+
+The CLI's writing commands (keys create, revoke, rotate, secrets rotate) printed
+asyncpg's "cannot execute INSERT in a read-only transaction": they say what `serve`
+says, and exit 1 as on other database failures."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
+from postwarden_admin_api.keys import create_key
 from postwarden_store import connect
 from tests.admin_api.test_startup_schema import _run
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
@@ -73,9 +79,36 @@ async def test_readyz_says_a_read_only_database_is_unready(
         503, {"status": "unready", "problem": "database read-only"})
 
 
+REFUSAL = ("postwarden-admin: the database refuses writes (a standby, or "
+           "default_transaction_read_only on): point database_url at the primary")
+
+
 def test_serve_on_a_read_only_database_says_so_in_one_line(database_url: str) -> None:
     asyncio.run(_make_read_only(database_url))
     done = _run(database_url, "serve")
-    assert (done.returncode, done.stderr.splitlines()) == (1, [
-        "postwarden-admin: the database refuses writes (a standby, or "
-        "default_transaction_read_only on): point database_url at the primary"])
+    assert (done.returncode, done.stderr.splitlines()) == (1, [REFUSAL])
+
+
+async def _key_id(database_url: str) -> str:
+    conn = await connect(database_url)
+    try:
+        return (await create_key(conn, Role.OPERATOR, "ci")).split("_")[1]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["keys", "create", "--role", "admin", "--name", "n"], id="keys-create"),
+    pytest.param(["keys", "revoke", "{key_id}"], id="keys-revoke"),
+    pytest.param(["keys", "rotate", "{key_id}"], id="keys-rotate"),
+    pytest.param(["secrets", "rotate", "--new-key-file", "{new_key}"], id="secrets-rotate"),
+])
+def test_a_writing_cli_command_on_a_read_only_database_says_so_in_one_line(
+    database_url: str, tmp_path: Path, argv: list[str]
+) -> None:
+    key_id = asyncio.run(_key_id(database_url))
+    new_key = tmp_path / "new.key"
+    new_key.write_text("22" * 32)
+    asyncio.run(_make_read_only(database_url))
+    done = _run(database_url, *(arg.format(key_id=key_id, new_key=new_key) for arg in argv))
+    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", [REFUSAL])

@@ -206,13 +206,17 @@ def _key_state(info: KeyInfo, now: dt.datetime) -> str:
 
 
 async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]]) -> int:
-    """Run ``work`` on a connection; first refuse a database never migrated (NotMigrated)."""
+    """Run ``work`` on a connection; first refuse a database never migrated (NotMigrated).
+    A write refused as read-only is :class:`ReadOnly`, told as ``serve`` tells it:
+    asyncpg's "cannot execute INSERT in a read-only transaction" did not say what to do."""
     dsn = settings.database_url.reveal()
     with connecting(dsn):
         conn = await connect(dsn)
     try:
         await require_schema(conn)
         return await work(conn)
+    except asyncpg.ReadOnlySQLTransactionError:
+        raise ReadOnly from None
     finally:
         await conn.close()
 
