@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
@@ -126,18 +126,28 @@ def lost(conn: asyncpg.Connection) -> bool:
         return True
 
 
-@asynccontextmanager
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """:func:`acquire`, released on leaving; a statement on it once it was lost raises
-    the loss (ConnectionDoesNotExistError, 503), as one under way when it is lost does."""
-    conn = await acquire(pool)
+@contextmanager
+def naming_loss(conn: asyncpg.Connection) -> Iterator[None]:
+    """Statements on the pooled ``conn``: one once it was lost raises the loss
+    (ConnectionDoesNotExistError), as one under way when it is lost does, not
+    asyncpg's InterfaceError (:func:`lost`)."""
     try:
-        yield conn
+        yield
     except asyncpg.InterfaceError as exc:
         if not lost(conn):
             raise
         raise asyncpg.ConnectionDoesNotExistError(
             "the connection was lost between statements") from exc
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """:func:`acquire`, released on leaving; a statement on it once it was lost raises
+    the loss (:func:`naming_loss`: 503)."""
+    conn = await acquire(pool)
+    try:
+        with naming_loss(conn):
+            yield conn
     finally:
         await pool.release(conn)
 

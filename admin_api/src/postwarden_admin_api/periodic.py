@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from .errors import naming_loss
 from .metrics import JOB_OUTCOMES, Metrics
 from .outages import OUTAGES
 
@@ -32,6 +33,17 @@ DB_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceErro
 # What a loop's round may lack (the maillog follower's is a file).
 OUTAGE = "database or file"
 Job = Callable[[asyncpg.Connection], Awaitable[Any]]
+
+
+@contextlib.asynccontextmanager
+async def pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """``pool.acquire()`` for a background loop: a connection lost between two of its
+    statements (PostgreSQL restarting, its backend terminated) is told as lost (naming_loss),
+    not by asyncpg's "connection has been released back to the pool", which reads as
+    a bug of ours."""
+    async with pool.acquire() as conn:
+        with naming_loss(conn):
+            yield conn
 
 
 class Postponed(Exception):
@@ -70,7 +82,7 @@ async def _repeat(name: str, pool: asyncpg.Pool, job: Job, *, interval: float,
         delay, outcome = interval, "failed"
         with surviving(name):
             try:
-                async with pool.acquire() as conn:
+                async with pooled(pool) as conn:
                     await job(conn)
                 outcome = "done"
             except Postponed as exc:

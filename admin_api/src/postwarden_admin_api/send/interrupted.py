@@ -46,6 +46,8 @@ from pathlib import Path
 
 import asyncpg
 
+from postwarden_admin_api.periodic import pooled
+
 from .maillog import NEXT_READ, MaillogFollower
 from .receipts import Commit, Opened, committed, opened
 from .relayoutcomes import Claimed
@@ -159,7 +161,7 @@ class InterruptedAttempts:
             if undecided is not None:
                 return undecided
         self._waiting.pop(message, None)
-        async with self._pool.acquire() as conn:
+        async with pooled(self._pool) as conn:
             commit = await committed(conn, message)
             arriving = None if commit is not None else await opened(conn, message)
         # The queue is asked only past OPEN_RECEIPT_LIMIT: a listing of a backlogged
@@ -202,7 +204,7 @@ class InterruptedAttempts:
                 await self._maillog.read_past(time.monotonic())
         except TimeoutError:
             return None
-        async with self._pool.acquire() as conn:
+        async with pooled(self._pool) as conn:
             commit = await committed(conn, message)
             still = None if commit is not None else await opened(conn, message)
         if commit is not None:

@@ -75,7 +75,7 @@ from pathlib import Path
 import asyncpg
 
 from postwarden_admin_api.metrics import Metrics
-from postwarden_admin_api.periodic import DB_ERRORS, surviving
+from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
 
 from .cutoffs import CutOffs
 from .deliveryapply import apply_events, apply_requeues
@@ -379,7 +379,7 @@ class MaillogFollower:
 
     async def _poll(self, final: bool) -> None:
         began = time.monotonic()
-        async with self._pool.acquire() as conn:
+        async with pooled(self._pool) as conn:
             if not self._leading:  # a standby looks without the lock, not to hold up the reader
                 row = await conn.fetchrow(SELECT_POSITION, [self._key], self._me)
                 if row is not None and row["taken"]:

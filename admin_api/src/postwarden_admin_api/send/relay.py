@@ -64,7 +64,7 @@ import uuid
 import asyncpg
 
 from postwarden_admin_api.metrics import Metrics
-from postwarden_admin_api.periodic import DB_ERRORS, surviving
+from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
 from postwarden_store import database_problem
 
 from .claimants import Claimants
@@ -265,7 +265,7 @@ class RelayWorker:
     async def _claim(self) -> list[Claimed]:
         if not await self._token.held():  # rows claimed now might be taken at once
             return []
-        async with self._pool.acquire() as conn:
+        async with pooled(self._pool) as conn:
             rows = await conn.fetch(CLAIM, BATCH, LEASE, *self._attempt_log,
                                     self._config.max_attempts, self._claimants.me)
         return [Claimed(r["message_id"], r["envelope_from"], list(r["recipients"]),
@@ -302,7 +302,7 @@ class RelayWorker:
             await _wait(self._stopping, RECLAIM_SECONDS)
 
     async def _reclaim_gone(self) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with pooled(self._pool) as conn, conn.transaction():
             names = [r["claimed_by"] for r in await conn.fetch(CLAIMANTS)]
             gone = self._claimants.gone(names)
             dead = await unheld(conn, self._claimants.tokens(names))
@@ -430,19 +430,19 @@ class RelayWorker:
         await self._unlease(rows)
 
     async def _unlease(self, rows: list[Claimed]) -> None:
-        async with self._pool.acquire() as conn:
+        async with pooled(self._pool) as conn:
             await conn.execute(UNLEASE, [r.id for r in rows], [r.interrupted for r in rows],
                                [r.attempts for r in rows])
 
     async def _renew(self, rows: list[Claimed]) -> set[uuid.UUID]:
         """Extend the lease of the rows still this claim's; the others (lost)."""
-        async with self._pool.acquire() as conn:
+        async with pooled(self._pool) as conn:
             kept = await conn.fetch(RENEW, [r.id for r in rows], [r.attempts for r in rows],
                                     LEASE, self._token.name)
         return {r.id for r in rows} - {k["message_id"] for k in kept}
 
     async def _put_off(self, row: Claimed, recheck: dt.timedelta) -> None:
-        async with self._pool.acquire() as conn:
+        async with pooled(self._pool) as conn:
             await conn.execute(PUT_OFF, row.id, row.attempts, recheck)
 
     async def _cleared(self, lease: BatchLease[Claimed], row: Claimed) -> Fenced:
@@ -459,7 +459,7 @@ class RelayWorker:
                                        *self._attempt_log)
 
     async def _store_relayed(self, outcomes: list[Relayed]) -> None:
-        async with self._pool.acquire() as conn:
+        async with pooled(self._pool) as conn:
             await store_relayed(conn, outcomes, self._queue_host)
 
     async def _record(self, row: Claimed, result: SubmitResult, *,
@@ -473,7 +473,7 @@ class RelayWorker:
                 if result.outcome is Outcome.QUEUED:
                     await self._relayed(Relayed(row, result, found_in_log, queue_host))
                     return "relayed"
-                async with self._pool.acquire() as conn:
+                async with pooled(self._pool) as conn:
                     outcome = await record(conn, self._config, row, result,
                                            found_in_log=found_in_log,
                                            queue_host=self._queue_host)
@@ -504,7 +504,7 @@ class RelayWorker:
         crash with synchronous_commit off loses commits it had shown, such as the one that
         stored a message the relay then claimed. Unsure (the database fails): False."""
         try:
-            async with self._pool.acquire() as conn:
+            async with pooled(self._pool) as conn:
                 if await conn.fetchval(STORED, row.id):
                     return False
         except DB_ERRORS:

@@ -56,7 +56,7 @@ from postwarden_admin_api.context import POOL
 from postwarden_admin_api.errors import COMMAND_TIMEOUT, connection
 from postwarden_admin_api.metrics import METRICS, Metrics
 from postwarden_admin_api.notify_targets import active_warnings
-from postwarden_admin_api.periodic import DB_ERRORS, surviving
+from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
 from postwarden_admin_api.revisions import lock_policies
 from postwarden_admin_api.secrets import KEYRING, Keyring, SecretsError
 
@@ -275,7 +275,7 @@ async def _start(pool: asyncpg.Pool, options: WebhookOptions, claimed: Mapping[s
                  ) -> dict[str, Any] | None:
     """The claimed delivery with its endpoint's settings as its request starts; None when
     it is not to be sent (see START)."""
-    async with pool.acquire() as conn:
+    async with pooled(pool) as conn:
         endpoint = await conn.fetchrow(START, claimed["id"], claimed["endpoint_id"],
                                        claimed["attempts"], timeout=row_wait_seconds(options))
         if endpoint is None:
@@ -288,7 +288,7 @@ async def _record(
     pool: asyncpg.Pool, options: WebhookOptions, metrics: Metrics, row: Mapping[str, Any],
     outcome: Outcome, *, final: bool,
 ) -> None:
-    async with pool.acquire() as conn:
+    async with pooled(pool) as conn:
         if outcome.ok:
             await conn.execute(MARK_DELIVERED, row["id"], outcome.status)
             metrics.webhook_attempts.labels("delivered").inc()
@@ -407,7 +407,7 @@ async def deliver_due(
     """Claim due deliveries into the free slots of ``in_flight`` and start sending them;
     returns how many were claimed."""
     lease = options.timeout_seconds + LEASE_MARGIN_SECONDS
-    async with pool.acquire() as conn:
+    async with pooled(pool) as conn:
         rows = await conn.fetch(CLAIM, in_flight.free(), lease, *in_flight.busy(),
                                 options.endpoint_in_flight)
     for row in rows:
