@@ -9,7 +9,7 @@ code's stops the start-up there, before the site listens: never migrated
 applied one that differs from this build's (``MigrationError``). Served, later
 steps and routes would fail on a missing table or column, in errors that do
 not say what to do. A database unreachable at start stops it too (the pool cannot
-open), and one that refuses writes (:class:`~.schema.ReadOnly`: a standby, where
+open), and one that refuses writes (:class:`postwarden_store.DatabaseReadOnly`: a standby, where
 start-up's writes failed); systemd's ``Restart=on-failure`` tries again until it is
 back, or promoted. Options of database_url the
 client or server refuse (``DatabaseUrlRefused``: an unknown server setting, TLS the

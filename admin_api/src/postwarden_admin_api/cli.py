@@ -34,6 +34,7 @@ from postwarden_policies.settings_source import (
 )
 from postwarden_policies.systemd_notify import SystemdNotifier
 from postwarden_store import (
+    DatabaseReadOnly,
     DatabaseUrlRefused,
     SchemaTooOld,
     StoreError,
@@ -66,7 +67,7 @@ from .keys import (
     why_not_revoked,
 )
 from .policy_push import PushError, push_directory
-from .schema import NotMigrated, ReadOnly, require_schema
+from .schema import NotMigrated, require_schema
 from .secrets import (
     BadSecretKey,
     Keyring,
@@ -207,7 +208,7 @@ def _key_state(info: KeyInfo, now: dt.datetime) -> str:
 
 async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]]) -> int:
     """Run ``work`` on a connection; first refuse a database never migrated (NotMigrated).
-    A write refused as read-only is :class:`ReadOnly`, told as ``serve`` tells it:
+    A write refused as read-only is :class:`DatabaseReadOnly`, told as ``serve`` tells it:
     asyncpg's "cannot execute INSERT in a read-only transaction" did not say what to do."""
     dsn = settings.database_url.reveal()
     with connecting(dsn):
@@ -216,7 +217,7 @@ async def _with_db(settings: ServiceSettings, work: Callable[..., Awaitable[int]
         await require_schema(conn)
         return await work(conn)
     except asyncpg.ReadOnlySQLTransactionError:
-        raise ReadOnly from None
+        raise DatabaseReadOnly from None
     finally:
         await conn.close()
 
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: database schema is missing {len(exc.pending)} migration(s) "
               f"({', '.join(exc.pending)}); run `{PROG} migrate`", file=sys.stderr)
         return 1
-    except (StoreError, NotMigrated, ReadOnly, SecretsError, PushError, OSError,
+    except (StoreError, NotMigrated, SecretsError, PushError, OSError,
             asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # InterfaceError: asyncpg's ClientConfigurationError too (a root certificate
         # missing for sslmode=verify-full), its hint on a line of its own; no asyncpg

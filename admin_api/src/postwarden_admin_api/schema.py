@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from postwarden_store import read_only
+from postwarden_store import DatabaseReadOnly, read_only
 from postwarden_store.migrations import applied_migrations
 
 
@@ -28,14 +28,8 @@ async def require_schema(conn: asyncpg.Connection) -> None:
         raise NotMigrated
 
 
-class ReadOnly(Exception):
-    def __init__(self) -> None:
-        super().__init__("the database refuses writes (a standby, or "
-                         "default_transaction_read_only on): point database_url at the primary")
-
-
 async def require_writable(conn: asyncpg.Connection) -> None:
-    """Raise :class:`ReadOnly` on a database that refuses writes: start-up writes (the
-    stored recipient-hash key), and failed on it with a traceback."""
+    """Raise :class:`~postwarden_store.DatabaseReadOnly` on a database that refuses writes:
+    start-up writes (the stored recipient-hash key), and failed on it with a traceback."""
     if await read_only(conn):
-        raise ReadOnly
+        raise DatabaseReadOnly

@@ -13,7 +13,7 @@ import asyncpg
 from postwarden_policies.redact import redact
 
 from .dsn import dsn_problem, has_password
-from .errors import DatabaseUrlRefused, StoreError
+from .errors import DatabaseReadOnly, DatabaseUrlRefused, StoreError
 from .migrations import apply_migrations, pending_migrations
 from .pool import connect, connecting, unreachable
 
@@ -35,6 +35,8 @@ async def _migrate(dsn: str, dry_run: bool) -> int:
             versions, done = await pending_migrations(conn), "pending"
         else:
             versions, done = await apply_migrations(conn), "applied"
+    except asyncpg.ReadOnlySQLTransactionError:
+        raise DatabaseReadOnly from None
     finally:
         await conn.close()
     print("\n".join(f"{done} {version}" for version in versions) or "schema is current")

@@ -44,4 +44,4 @@ class DatabaseReadOnly(StoreError):
 
     def __init__(self) -> None:
         super().__init__("the database refuses writes (a standby, or "
-                         "default_transaction_read_only on)")
+                         "default_transaction_read_only on): point database_url at the primary")
