@@ -144,6 +144,14 @@ def test_a_quoted_local_part_is_refused_as_quoted(field: str, text: Any, code: s
     assert error.details[0]["message"].startswith("quoted local parts (")
 
 
+def test_a_local_part_too_long_is_refused_as_too_long() -> None:
+    """It is plain ASCII too: the message names the limit."""
+    error = refusal(to=["a" * 65 + "@example.com"])
+    assert (error.status, error.code) == (422, "invalid_recipient")
+    assert error.details[0]["message"].endswith("the local part is longer than 64 characters")
+    assert parse(to=["a" * 64 + "@example.com"]).to[0].address == "a" * 64 + "@example.com"
+
+
 @pytest.mark.parametrize(
     ("text", "name"),
     [
