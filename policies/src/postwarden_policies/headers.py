@@ -37,7 +37,7 @@ _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("[^"\\]*+(?:\\.[^"\\]*+)*+"?|[^;]*)'
 _QUOTE_OR_END = re.compile(r'\\"|"|;')
 _CONTINUATION = re.compile(r"^(.+?)\*(\d+)(\*?)$")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
-_LINE_BREAK = re.compile(rb"\r\n?|\n")
+LINE_BREAK = re.compile(rb"\r\n?|\n")  # a lone CR too, as readers read one
 _TOKEN = re.compile(r"\s*([^\s(]*)")  # spaces, then a value ended by a space or a comment
 NAME_PARAMETERS = ("filename", "name")  # parameters that name a part's file
 # Header fields read of a message, all its sections together (header_fields); a real
@@ -74,7 +74,7 @@ def line_end(raw: bytes, pos: int, end: int) -> int:
 
     A lone CR ends a line too: Python's email package and Thunderbird read it so.
     """
-    match = _LINE_BREAK.search(raw, pos, end)
+    match = LINE_BREAK.search(raw, pos, end)
     return end if match is None else match.end()
 
 

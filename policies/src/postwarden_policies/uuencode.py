@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from postwarden_policies import magic
-from postwarden_policies.headers import line_end
+from postwarden_policies.headers import LINE_BREAK, line_end
 
 _BEGIN = (
     rb"(begin [0-7]{3,4} [ \t]*(?P<uu>[^\r\n]*)"
@@ -41,10 +41,9 @@ _END = {
     "yenc": re.compile(rb"\n=yend"),
     "binhex": re.compile(rb"\n(?!(?:[^\r\n]{64})?\r?(?:\n|\Z))"),
 }
-# A uuencoded file's lines end as Thunderbird ends them. At most this many are decoded
-# for its head or a mark (its last 512 bytes take 13 lines of 45): a block of empty or
-# short lines costs no more time than that.
-_LINE_END = re.compile(rb"\r\n?|\n")
+# A uuencoded file's lines end as Thunderbird ends them (headers.LINE_BREAK). At most
+# this many are decoded for its head or a mark (its last 512 bytes take 13 lines of 45):
+# a block of empty or short lines costs no more time than that.
 _UU_LINES = 32
 # Counts of a yEnc file's characters at most to find where a mark lies: a count or two
 # more for each halving of the bytes left to reach it (line ends and escapes are none).
@@ -153,7 +152,7 @@ def _uu_far(text: bytes, start: int, end: int, skip: int, want: int) -> bytes:
     them: encoders write lines alike (45 bytes in 61 characters), so its place is
     worked out; b"" unless every line before it is like the first (then the file is
     known by its name only), which is checked at C speed, not line by line."""
-    first = _LINE_END.search(text, start, end)
+    first = LINE_BREAK.search(text, start, end)
     count = _uu_count(text, (start, first.start())) if first else 0
     if first is None or not count:
         return b""
@@ -237,7 +236,7 @@ def _uu_lines(text: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
     for _ in range(_UU_LINES):
         if at >= end:
             return
-        found = _LINE_END.search(text, at, end)
+        found = LINE_BREAK.search(text, at, end)
         yield at, found.start() if found else end
         at = found.end() if found else end
 
