@@ -27,6 +27,7 @@ from postwarden_admin_api.keys import create_key
 from postwarden_store import connect
 from tests.admin_api.test_startup_schema import _run
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
+from tests.fixtures.postgres import set_read_only
 
 pytestmark = pytest.mark.postgres
 Client = TestClient[Any, Any]
@@ -38,19 +39,10 @@ def database_url(fresh_database_url: str) -> str:
     return fresh_database_url
 
 
-async def _make_read_only(database_url: str) -> None:
-    admin = await connect(database_url)
-    try:
-        await admin.execute("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET "
-                            "default_transaction_read_only = on', current_database()); END $$")
-    finally:
-        await admin.close()
-
-
 async def _read_only_service(aiohttp_client: AiohttpClient, database_url: str) -> Client:
     """The service started, then its database made read-only."""
     client = await aiohttp_client(create_app(settings_for(database_url)))
-    await _make_read_only(database_url)
+    await set_read_only(database_url)
     await client.app[POOL].expire_connections()  # the next ones read-only
     return client
 
@@ -84,7 +76,7 @@ REFUSAL = ("postwarden-admin: the database refuses writes (a standby, or "
 
 
 def test_serve_on_a_read_only_database_says_so_in_one_line(database_url: str) -> None:
-    asyncio.run(_make_read_only(database_url))
+    asyncio.run(set_read_only(database_url))
     done = _run(database_url, "serve")
     assert (done.returncode, done.stderr.splitlines()) == (1, [REFUSAL])
 
@@ -109,6 +101,6 @@ def test_a_writing_cli_command_on_a_read_only_database_says_so_in_one_line(
     key_id = asyncio.run(_key_id(database_url))
     new_key = tmp_path / "new.key"
     new_key.write_text("22" * 32)
-    asyncio.run(_make_read_only(database_url))
+    asyncio.run(set_read_only(database_url))
     done = _run(database_url, *(arg.format(key_id=key_id, new_key=new_key) for arg in argv))
     assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", [REFUSAL])

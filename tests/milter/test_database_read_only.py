@@ -17,7 +17,7 @@ import pytest
 
 from postwarden_store import connect
 from tests.fixtures.ports import free_port
-from tests.fixtures.postgres import wait_until
+from tests.fixtures.postgres import set_read_only, wait_until
 from tests.milter.milterclient import MilterClient
 from tests.milter.test_process import _env, _run, _serving
 
@@ -33,20 +33,6 @@ READ_ONLY_LINE = ("audit database refuses writes (read-only: a standby, or "
 def database_url(fresh_database_url: str) -> str:
     """A database of the test's own: it is made read-only."""
     return fresh_database_url
-
-
-def _set_read_only(database_url: str, on: bool) -> None:
-    async def alter() -> None:
-        conn = await connect(database_url)
-        try:  # the session's own first: ALTER DATABASE is a write
-            await conn.execute("SET default_transaction_read_only = off")
-            await conn.execute("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET "
-                               f"default_transaction_read_only = {'on' if on else 'off'}', "
-                               "current_database()); END $$")
-        finally:
-            await conn.close()
-
-    asyncio.run(alter())
 
 
 def _stored_queue_ids(database_url: str) -> list[str]:
@@ -68,7 +54,7 @@ def _counter(port: int, name: str) -> float:
 
 
 def test_check_says_the_database_refuses_writes(database_url: str, tmp_path: Path) -> None:
-    _set_read_only(database_url, True)
+    asyncio.run(set_read_only(database_url))
     done = _run(["check"], _env(tmp_path, database_url=database_url))
     assert done.returncode == 0, done.stderr  # a start would go on, spooling
     assert done.stdout.splitlines()[2:] == [
@@ -80,7 +66,7 @@ def test_check_says_the_database_refuses_writes(database_url: str, tmp_path: Pat
 def test_the_milter_spools_on_a_read_only_database_and_says_so_once(
     database_url: str, tmp_path: Path
 ) -> None:
-    _set_read_only(database_url, True)
+    asyncio.run(set_read_only(database_url))
     port = free_port()
     env = _env(tmp_path, database_url=database_url, metrics_listen=f"127.0.0.1:{port}")
     log_path = tmp_path / "milter.log"
@@ -98,7 +84,7 @@ def test_the_milter_spools_on_a_read_only_database_and_says_so_once(
         log = log_path.read_text()
         assert log.count("audit database") == 1 and READ_ONLY_LINE in log, log
         assert "Traceback" not in log and "connected to Postgres" not in log, log
-        _set_read_only(database_url, False)  # promoted, say: the spool is replayed
+        asyncio.run(set_read_only(database_url, on=False))  # promoted, say: the spool is replayed
         assert wait_until(lambda: _stored_queue_ids(database_url) == QUEUE_IDS, timeout=60)
         proc.terminate()
         assert proc.wait(30) == 0

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from tests.admin_api.test_database_read_only import _make_read_only
 from tests.admin_api.test_startup_schema import _run
+from tests.fixtures.postgres import set_read_only
 
 pytestmark = pytest.mark.postgres
 
@@ -36,7 +36,7 @@ def _migrate(prog: str, database_url: str, *options: str) -> subprocess.Complete
 def test_migrate_on_a_read_only_database_says_so_in_one_line(
     fresh_database_url: str, prog: str
 ) -> None:
-    asyncio.run(_make_read_only(fresh_database_url))
+    asyncio.run(set_read_only(fresh_database_url))
     done = _migrate(prog, fresh_database_url)
     assert (done.returncode, done.stdout, done.stderr.splitlines()) == (
         1, "", [f"{prog} migrate: {REFUSAL}"])
