@@ -12,11 +12,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from tests.fixtures import milterproc, postfix, postgres
 from tests.fixtures.postfix import send_message, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +85,29 @@ def test_demo_stopped_by_a_signal_stops_what_it_started(
     assert time.monotonic() - started < 45  # not a minute's wait for a reply to QUIT
     # Postfix's master leaves a moment after its stop command returns.
     wait_for(lambda: not _started_in(scratch), timeout=15)
+    assert list(scratch.iterdir()) == []
+
+
+def _interrupted() -> int:
+    raise KeyboardInterrupt("SIGTERM")  # as tests/fixtures/signals.py raises it
+
+
+@pytest.mark.parametrize("module", [postfix, postgres, milterproc])
+def test_a_server_interrupted_while_it_is_made_leaves_no_directory(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch, module: ModuleType
+) -> None:
+    """A signal after the server's directory was made, before the object was whole: no
+    destroy() can run for an object never returned (the demo stopped as it started its
+    private Postfix left the instance's directory so)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(module, "free_port", _interrupted)
+    make: dict[ModuleType, Callable[[], object]] = {
+        postfix: lambda: postfix.PostfixInstance(relay_port=25),
+        postgres: postgres.PostgresCluster,
+        milterproc: lambda: milterproc.MilterProcess(REPO / "policies" / "examples"),
+    }
+    with pytest.raises(KeyboardInterrupt):
+        make[module]()
     assert list(scratch.iterdir()) == []
 
 
