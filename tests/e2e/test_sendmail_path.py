@@ -28,6 +28,7 @@ from tests.fixtures.postfix import (
 from . import messages
 from .conftest import MailSystem, audit_rows, faulty, mail_system_for
 from .messages import RECIPIENT, SENDER, Delivered, Sample
+from .test_apply_recipients import SMTPUTF8_MACRO
 from .test_postfix_milter import _audited, _changes
 
 pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
@@ -190,6 +191,35 @@ def test_past_max_recipients_a_local_submission_bounces_whole(
         assert delivered.rcpt_tos == tuple(recipients[:2])
         assert local.audit_row(within.message_id)["action"] == "accept"
         wait_for(lambda: not local.postfix.queue())
+
+
+@pytest.mark.parametrize(("macro", "delivered"), [
+    pytest.param(SMTPUTF8_MACRO, True, id="with-the-snippets-macro"),
+    pytest.param({}, False, id="without"),
+])
+def test_a_local_recipient_repeated_in_another_unicode_case_counts_as_postfix_keeps_it(
+    database_url: str, tmp_path: Path, macro: dict[str, str], delivered: bool,
+) -> None:
+    # cleanup's made-up MAIL FROM never says SMTPUTF8, yet with smtputf8_enable (its
+    # default) cleanup keeps one of JÖRG@ and jörg@: the milter counted three recipients
+    # past a limit of two, and bounced mail Postfix delivers to two. Told by the macro,
+    # it counts as cleanup does; without, it still counts both, never one too few.
+    (tmp_path / "limits.yaml").write_text("version: 1\nname: limits\nlimits:\n"
+                                          "  max_recipients: 2\n")
+    recipients = ["j\u00f6rg@example.net", "J\u00d6RG@example.net", "bob@example.net"]
+    with mail_system_for(database_url, policy_dir=tmp_path, unix_socket=True,
+                         main={**NON_SMTPD, **macro}) as local:
+        sample = messages.clean(subject="to j\u00f6rg twice")
+        local.postfix.sendmail(sample.data, SENDER, recipients)
+        if delivered:
+            message = local.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+            assert sorted(message.rcpt_tos) == ["bob@example.net", "j\u00f6rg@example.net"]
+        else:
+            local.capture.wait_for_message(
+                lambda m: m.mail_from == "<>" and sample.message_id.encode() in m.data)
+        row = local.audit_row(sample.message_id)
+        assert row["action"] == ("accept" if delivered else "reject")
+        assert list(row["recipients"]) == (recipients[::2] if delivered else recipients)
 
 
 def test_requeueing_a_held_message_releases_it_unchecked(system: MailSystem) -> None:

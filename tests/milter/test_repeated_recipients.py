@@ -113,3 +113,34 @@ def test_a_limit_lowered_after_rcpt_deletes_only_distinct_recipients_past_it(
     assert ctx._delrcpt == ["<dave@example.net>"]
     assert harness.audit.events[-1].recipients == (
         "bob@example.net", "carol@example.net", "dave@example.net")
+
+
+@pytest.mark.parametrize(("macro", "folded"), [
+    ("yes", True), ("YES", True), ("no", False), (None, False),
+])
+@pytest.mark.parametrize("local", [True, False], ids=["sendmail", "smtp"])
+def test_without_smtputf8_the_macro_says_how_postfix_folds_case(
+    harness: Harness, macro: str | None, folded: bool, local: bool,
+) -> None:
+    """cleanup's MAIL FROM for a sendmail(1) submission never says SMTPUTF8 (nor need an
+    SMTP client's, without strict_smtputf8), yet Postfix with smtputf8_enable keeps one of
+    JÖRG@ and jörg@: {smtputf8_enable} (contrib/postfix/main.cf.snippet) tells the milter.
+    Without it, both count, and a sendmail submission past the limit is refused whole."""
+    ctx = harness.connect()  # max_recipients: 3
+    ctx._priv._handler._client.local = local  # TestCtx cannot say port 0
+    if macro is not None:
+        ctx._setsymval("{smtputf8_enable}", macro)
+    given = ("j\u00f6rg@example.net", "J\u00d6RG@example.net", "bob@example.net",
+             "carol@example.net")
+    answer = ctx.send(CLEAN, recipients=given)
+    [event] = harness.audit.events
+    if folded:
+        assert (answer, event.action) == (Milter.CONTINUE, "accept")
+        assert event.recipients == given[:1] + given[2:]
+    elif local:
+        assert (answer, event.action, event.smtp_reply) == (
+            Milter.REJECT, "reject", "550 5.5.3 Too many recipients")
+        assert event.recipients == given
+    else:  # the 452 refuses carol alone
+        assert (answer, event.action) == (Milter.CONTINUE, "accept")
+        assert event.recipients == given[:3]

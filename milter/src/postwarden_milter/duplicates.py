@@ -116,8 +116,9 @@ class DuplicateDetector:
         Keyed, truncated SHA-256 over the parts, each preceded by its length (and
         the recipients by their count) so that none can pass for another; the sender
         and recipients case-folded as the transaction's recipients are (Postfix keeps
-        one of two spellings: session.recipient_key; ``smtputf8``, its MAIL FROM said
-        SMTPUTF8), the recipients sorted and deduplicated, as their order means nothing.
+        one of two spellings: session.recipient_key; ``smtputf8``, as
+        Transaction.smtputf8 says), the recipients sorted and deduplicated, as their
+        order means nothing.
         surrogatepass takes header text with lone surrogates from undecodable bytes.
         """
         if not self.enabled or not message_id:

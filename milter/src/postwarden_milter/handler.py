@@ -74,6 +74,9 @@ REFUSED_STOPPING = "MAIL FROM refused (stopping)"
 # cleanup gives as 0. Without that macro (milter_connect_macros), the two look alike.
 LOCAL_SUBMISSION = frozenset({("localhost", "127.0.0.1", 0), ("localhost", "::1", 0)})
 LOCAL_DAEMON_PORTS = frozenset({None, "0"})
+# Postfix's smtputf8_enable, which no macro of Postfix's own says: milter_macro_defaults
+# gives it (contrib/postfix/main.cf.snippet), as the process asking the milter expands it.
+SMTPUTF8_ENABLE = "{smtputf8_enable}"
 P = ParamSpec("P")
 
 
@@ -384,7 +387,7 @@ class ConnectionHandler:
             auth_user=self._macro("{auth_authen}"),
             memory_threshold=self._s.settings.body_memory_threshold,
             max_bytes=None,
-            smtputf8=esmtp_param(params, "SMTPUTF8") is not None,
+            smtputf8=self._folds_unicode(params),
             queue_id=self._macro("i"),
         )
         txn.learn_origin(sender, lambda: self._macro("{mail_addr}"))
@@ -421,6 +424,17 @@ class ConnectionHandler:
             return self._refuse(Reply.MESSAGE_TOO_BIG, "reject", decided_by=txn.limits_hash,
                                 limit="max_message_bytes")
         return Outcome.CONTINUE
+
+    def _folds_unicode(self, params: tuple[str, ...]) -> bool:
+        """Whether Postfix folds the transaction's addresses as Unicode does (its
+        smtputf8_enable, see session.recipient_key): its MAIL FROM said SMTPUTF8, which
+        Postfix takes only then, or the {smtputf8_enable} macro says so. A sendmail(1)
+        submission's MAIL FROM, made up by cleanup, never says SMTPUTF8: without the
+        macro its recipients fold ASCII only, and one repeated in another Unicode case
+        counts twice, never once where Postfix keeps two."""
+        if esmtp_param(params, "SMTPUTF8") is not None:
+            return True
+        return (self._macro(SMTPUTF8_ENABLE) or "").lower() == "yes"
 
     def _admit(self, txn: Transaction) -> bool:
         """Open ``txn``; False (closed) while stopping."""

@@ -68,8 +68,9 @@ def recipient_key(address: str, params: tuple[str, ...], smtputf8: bool) -> Reci
     Unicode does in full (ICU's u_strFoldCase, as str.casefold: ``BØB`` is ``bøb``,
     ``STRASSE`` is ``straße``, the Kelvin sign is ``k``), else ASCII letters only.
     Folded in full here only for a transaction whose MAIL FROM said SMTPUTF8, which
-    Postfix takes only with smtputf8_enable; otherwise ASCII only, so that at worst a
-    recipient counts twice here, never once where Postfix keeps two. Without ORCPT,
+    Postfix takes only with smtputf8_enable, or whose {smtputf8_enable} macro says yes
+    (handler); otherwise ASCII only, so that at worst a recipient counts twice here,
+    never once where Postfix keeps two. Without ORCPT,
     smtpd makes one up from the address as given, so ``"bob"@x`` and ``bob@x`` stay
     two. ORCPT's xtext and, when ORCPT is given, the address's quoting are compared as
     sent where Postfix decodes them: such a recipient counts twice here. Every recipient
@@ -88,8 +89,8 @@ def recipient_key(address: str, params: tuple[str, ...], smtputf8: bool) -> Reci
 
 def fold_case(text: str, unicode: bool) -> bytes:
     """``text`` without regard to case as Postfix compares addresses (see recipient_key):
-    as Unicode folds it with ``unicode`` (a transaction that said SMTPUTF8), else ASCII
-    letters only: without SMTPUTF8, ``JÖRG`` and ``jörg`` are two mailboxes."""
+    as Unicode folds it with ``unicode`` (Transaction.smtputf8), else ASCII letters only:
+    ``JÖRG`` and ``jörg`` are then two mailboxes."""
     if unicode and not text.isascii():
         return text.casefold().encode("utf-8", "surrogateescape")
     return text.encode("utf-8", "surrogateescape").lower()  # bytes.lower: ASCII only
@@ -180,7 +181,9 @@ class Transaction:
     # The set end of message decides in: the row of a decision that fails (its deadline,
     # an error, a stop's) names it, though a reload since put another in force.
     deciding_hash: str | None = None
-    smtputf8: bool = False  # MAIL FROM said SMTPUTF8 (see recipient_key)
+    # Postfix folds its addresses as Unicode does: MAIL FROM said SMTPUTF8, or the
+    # {smtputf8_enable} macro says so (handler; see recipient_key)
+    smtputf8: bool = False
     # A local submission's tempfailed pass, once counted (localretries): 0, or past
     # local_retry_passes how many were, to hold it. None: not counted (yet).
     counted_pass: int | None = None
