@@ -6,6 +6,7 @@ X-Postwarden-Id: 1.8 s of CPU per message; 13,000: a panic and a 451)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import Milter
 import pytest
@@ -35,6 +36,7 @@ from tests.milter.conftest import Harness
 from tests.milter.test_apply import Recorder
 from tests.milter.test_callbacks import message
 
+DOC = Path(__file__).parents[2] / "docs" / "policy-language.md"
 REFUSED = (TOO_MANY_HEADER_DELETIONS.code, TOO_MANY_HEADER_DELETIONS.status,
            TOO_MANY_HEADER_DELETIONS.text)
 
@@ -160,3 +162,25 @@ def test_without_the_id_header_its_copies_need_no_deletion(harness: Harness) -> 
     ctx = harness.connect()
     assert ctx.send(message("ids", extra=_copies("X-Postwarden-Id", 500))) == Milter.CONTINUE
     assert ctx.header_edits == []
+
+
+def test_a_field_after_a_lone_cr_cannot_be_removed_and_the_docs_say_so(
+    harness: Harness,
+) -> None:
+    """Readers show a field written after a lone CR as one of its own; to Postfix (with
+    cleanup_replace_stray_cr_lf off, or before it) it is text of the field before, which
+    no chgheader reaches: a forged X-External: no stays, the message flagged bare_cr."""
+    policy = ("version: 1\nname: tag\nrules:\n  - name: tag\n    when: {subject: '.'}\n"
+              "    then: {remove_header: [X-External], add_header: {X-External: 'yes'}}\n")
+    harness.services.policies.swap(load_policy_set_from_sources([("tag.yaml", policy)]))
+    ctx = harness.connect()
+    extra = b"X-External: no\r\nX-Note: hi\rX-External: no\r\n"
+    assert ctx.send(message("hello", extra=extra)) == Milter.CONTINUE
+    # One removal: of the one field Postfix counts; the hidden copy stays.
+    assert [edit for edit in ctx.header_edits if edit[1] == "X-External"] == [
+        ("change", "X-External", 1, ""), ("add", "X-External", " yes")]
+    assert {"bare_cr", "malformed"} <= set(harness.audit.events[0].flags)
+    doc = " ".join(DOC.read_text(encoding="utf-8").split())
+    assert ("A header field written after a lone CR (`bare_cr`), which readers show as a "
+            "field of its own, is to Postfix text of the field before it: `remove_header` "
+            "cannot reach it") in doc
