@@ -20,6 +20,7 @@ from tests.milter.test_reload_unreadable import (  # noqa: F401 - a fixture
     NOBODY,
     shared_dir,
 )
+from tests.test_contrib_postfix import MAIN_CF, main_cf
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="root runs check, the milter runs as nobody")
@@ -143,6 +144,36 @@ def test_check_warns_of_xclient_without_the_daemon_port_macro(
     result = _run(["check"], {**_env(tmp_path), "MAIL_CONFIG": str(postfix)})
     assert result.returncode == 0, result.stderr
     assert ("warning: milter_connect_macros lacks {daemon_port}" in result.stderr) == warned
+
+
+SNIPPET = main_cf(MAIN_CF.read_text())
+SNIPPET_MACRO = (f"milter_mail_macros = {SNIPPET['milter_mail_macros']}\n"
+                 f"milter_macro_defaults = {SNIPPET['milter_macro_defaults']}\n")
+
+
+@pytest.mark.parametrize(("settings", "warned"), [
+    pytest.param("", True, id="neither"),
+    pytest.param(f"milter_mail_macros = {SNIPPET['milter_mail_macros']}\n", True,
+                 id="the-macro-without-its-default"),
+    pytest.param(SNIPPET_MACRO, False, id="the-snippets"),
+    pytest.param("milter_mail_macros = i {smtputf8_enable}\n"
+                 "milter_macro_defaults = {{smtputf8_enable} = $smtputf8_enable}\n", False,
+                 id="braced-default"),
+    pytest.param("smtputf8_enable = no\n", False, id="smtputf8-off"),
+])
+def test_check_warns_where_postfix_does_not_say_how_it_folds_unicode_case(
+        tmp_path: Path, settings: str, warned: bool) -> None:
+    """An upgrade keeps main.cf: without {smtputf8_enable}, a sendmail(1) submission to
+    JÖRG@ and jörg@, one recipient to Postfix, counts two against max_recipients (5)."""
+    postfix = tmp_path / "postfix"
+    postfix.mkdir()
+    (postfix / "main.cf").write_text("myhostname = mx.example.org\n"
+                                     "compatibility_level = 3.6\n" + settings)
+    (postfix / "master.cf").write_text("")
+    result = _run(["check"], {**_env(tmp_path), "MAIL_CONFIG": str(postfix)})
+    assert result.returncode == 0, result.stderr
+    warning = "warning: milter_mail_macros or milter_macro_defaults lacks {smtputf8_enable}"
+    assert (warning in result.stderr) == warned, result.stderr
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="a directory of root's, and the milter as nobody")
