@@ -119,27 +119,37 @@ SLOW_KEY = 7311  # the advisory lock the slow event's insert waits for
 
 
 @contextmanager
+def _before_insert(run: Callable[..., Any], message_id: str, body: str) -> Iterator[None]:
+    """Meanwhile ``body`` (PL/pgSQL) runs before the insert of an event with
+    ``message_id``; the other events are written as ever."""
+    run(f"""
+        CREATE FUNCTION audit_test_hook() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            {body}
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER audit_test_hook BEFORE INSERT ON audit_events FOR EACH ROW
+            WHEN (NEW.message_id = '{message_id}') EXECUTE FUNCTION audit_test_hook();
+    """)
+    try:
+        yield
+    finally:
+        run("DROP TRIGGER audit_test_hook ON audit_events; DROP FUNCTION audit_test_hook()")
+
+
+@contextmanager
 def _slow_inserts(dsn: str, message_id: str) -> Iterator[Callable[[], None]]:
     """Meanwhile the insert of an event with ``message_id`` waits for a lock the test
-    holds (``lock_timeout`` off for that wait), until its write is cancelled; the
-    other events are written as ever. Yields a function that lets it through."""
-    with _session(dsn) as run:
-        run(f"""
-            CREATE FUNCTION audit_test_wait() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                PERFORM set_config('lock_timeout', '0', true);
-                PERFORM pg_advisory_xact_lock_shared({SLOW_KEY});
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER audit_test_wait BEFORE INSERT ON audit_events FOR EACH ROW
-                WHEN (NEW.message_id = '{message_id}') EXECUTE FUNCTION audit_test_wait();
-        """)
+    holds (``lock_timeout`` off for that wait), until its write is cancelled. Yields a
+    function that lets it through."""
+    with _session(dsn) as run, _before_insert(run, message_id, f"""
+            PERFORM set_config('lock_timeout', '0', true);
+            PERFORM pg_advisory_xact_lock_shared({SLOW_KEY});"""):
         run("SELECT pg_advisory_lock($1)", SLOW_KEY)
         try:
             yield lambda: run("SELECT pg_advisory_unlock($1)", SLOW_KEY)
         finally:
             run("SELECT pg_advisory_unlock_all()")
-            run("DROP TRIGGER audit_test_wait ON audit_events; DROP FUNCTION audit_test_wait()")
 
 
 def test_a_batch_not_written_in_time_is_split_and_a_lone_slow_event_dropped_at_last(
@@ -220,6 +230,30 @@ def test_a_database_that_cannot_commit_is_an_outage_and_no_event_is_blamed(
             run(f'ALTER DATABASE "{database}" RESET synchronous_commit')
     assert _stored(database_url, event)
     assert _dropped(metrics, "timeout") == 0
+
+
+def test_a_lone_event_whose_commit_stood_after_its_timeout_is_stored_not_dropped(
+    database_url: str, pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The write times out while its commit waits (for a synchronous standby here, a
+    slow disk elsewhere), and the cancel comes too late: the commit stands. Its last
+    attempt (the first, here), yet it is stored: written, not dropped."""
+    monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 1.0)
+    monkeypatch.setattr(audit_pipeline, "SLOW_EVENT_ATTEMPTS", 1)
+    metrics = Metrics()
+    late = make_event(message_id=f"<late-{uuid.uuid4().hex}@wedge.test>")
+    # Only its commit waits for the standby: the probe's, with the tests' setting, does not.
+    waits = "PERFORM set_config('synchronous_commit', 'on', true);"
+    with _session(database_url) as run, _before_insert(run, str(late.message_id), waits), \
+            _commits_hang(pg_server.admin_dsn), \
+            _running(database_url, tmp_path, metrics) as pipeline:
+        pipeline.submit(late)
+        assert wait_until(lambda: _stored(database_url, late), timeout=30)
+    assert _dropped(metrics, "timeout") == 0
+    assert metrics.registry.get_sample_value("postwarden_audit_written_total") == 1
+    assert "DROPPED" not in caplog.text
+    assert not (tmp_path / "audit-spool.jsonl").exists()  # nothing to retry
 
 
 RETRY = re.compile(r"audit database unavailable \((\w+)\); spooling, retry in ([\d.]+) s")

@@ -28,7 +28,9 @@ are dropped (counted, logged by event id). A batch not written within
 :data:`WRITE_TIMEOUT` while Postgres still commits a probe is split the same
 way; an event that alone is not written in time is spooled and retried, and
 dropped (counted, logged) after :data:`SLOW_EVENT_ATTEMPTS` such attempts,
-so that it cannot hold back the events behind it for ever. The retry delay
+so that it cannot hold back the events behind it for ever. A timeout may fire
+once the commit stood (its answer late): a batch timed out whose events Postgres
+then all has is written, neither split, retried nor dropped. The retry delay
 grows until a write succeeds, not merely a connect: a database that takes
 connections but no writes is not hammered; but while a full spool refuses mail
 (:attr:`AuditPipeline.refusing_mail`) the writer tries at least every second, since
@@ -69,7 +71,13 @@ from postwarden_store import (
     read_only,
     url_refusal,
 )
-from postwarden_store.audit import DURABLE_COMMIT, Written, weight, write_audit_batch
+from postwarden_store.audit import (
+    DURABLE_COMMIT,
+    Written,
+    count_stored,
+    weight,
+    write_audit_batch,
+)
 
 from .backoff import Backoff
 from .journal import LOG_TAIL_BYTES, AuditJournal
@@ -370,9 +378,10 @@ class AuditPipeline:
 
     async def _write(self, batch: list[AuditEvent]) -> None:
         """Write a batch; one Postgres refuses for its data, or takes too long to write
-        while it commits a probe, is halved until the events at fault stand alone. Those
-        it refuses are dropped; one too slow is dropped after SLOW_EVENT_ATTEMPTS tries,
-        and until then fails the write. Any other error propagates."""
+        while it commits a probe (and its commit did not stand: :meth:`_committed_late`),
+        is halved until the events at fault stand alone. Those it refuses are dropped;
+        one too slow is dropped after SLOW_EVENT_ATTEMPTS tries, and until then fails the
+        write. Any other error propagates."""
         try:
             await self._copy(batch)
         except DATA_ERRORS as exc:
@@ -386,6 +395,8 @@ class AuditPipeline:
             await self._write_halves(batch)
         except WriteTimeout:
             await self._probe()  # raises when Postgres cannot commit: an outage
+            if await self._committed_late(batch):
+                return
             if len(batch) > 1:
                 await self._write_halves(batch)
             elif self._slow_again(batch[0]):
@@ -396,6 +407,20 @@ class AuditPipeline:
                               WRITE_TIMEOUT, SLOW_EVENT_ATTEMPTS)
             else:
                 raise
+
+    async def _committed_late(self, batch: list[AuditEvent]) -> bool:
+        """After its write timed out: True when every event of ``batch`` is stored (counted
+        written), its commit having stood, the answer late. A batch is one transaction:
+        stored in part, it was not by this write (a replay after a kill) and is written
+        again. Raises when Postgres does not answer, as for an outage."""
+        assert self._pool is not None  # noqa: S101 - only after a write on the pool
+        async with self._pool.acquire(timeout=WRITE_TIMEOUT) as conn:
+            stored = await asyncio.wait_for(count_stored(conn, batch), WRITE_TIMEOUT)
+        if stored < len({event.event_id for event in batch}):
+            return False
+        self._metrics.audit_written.inc(stored)
+        self._backoff.reset()
+        return True
 
     def _write_dropped(self, batch: list[AuditEvent], reason: str) -> None:
         """:meth:`_dropped`, and marked so in the spool when a replay read them from it:

@@ -226,6 +226,9 @@ GROUP BY n ORDER BY n
 """
 
 
+COUNT_STORED = "SELECT count(*) FROM audit_events WHERE event_id = ANY($1::uuid[])"
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     """What a batch came to: rows new to the log, events retention had expired, and the
@@ -255,6 +258,11 @@ async def write_audit_batch(conn: asyncpg.Connection, events: Sequence[AuditEven
                  for name in event.notify]
         unknown = await conn.fetch(UNKNOWN_NOTIFY, names) if names else []
     return Written(new, len(records) - len(kept), tuple((n, c) for n, c in unknown))
+
+
+async def count_stored(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> int:
+    """How many of ``events`` are in the log (by the event_id index: every partition)."""
+    return int(await conn.fetchval(COUNT_STORED, [event.event_id for event in events]))
 
 
 async def _insert(conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> int:
