@@ -1,6 +1,7 @@
 """Events a spool replay drops (PostgreSQL refuses them, or does not write them in time)
-stay dropped when the milter is killed mid-replay: the next start replays the spool from
-its beginning, and neither stores them nor refuses them again."""
+stay dropped when the milter is killed mid-replay: the next start, which replays the
+spool from its last batch done (or its beginning), neither stores them nor refuses them
+again; nor writes again what was stored."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from postwarden_milter.spool import AuditSpool, SpoolBudget
 from tests.fixtures.postgres import wait_until
 from tests.milter.test_audit_journal import _execute, _queue_ids, _stop
 from tests.milter.test_process import _env, _serving
@@ -143,3 +145,32 @@ def test_a_damaged_line_is_counted_lost_once_across_a_kill_mid_replay(
     said = _restarted(tmp_path, database_url, prefix)
     assert _stored(database_url, prefix) == [f"{prefix}3outage", f"{prefix}4after"]
     assert "unreadable" not in said
+
+
+@pytest.mark.postgres
+def test_a_start_after_a_kill_mid_replay_goes_on_where_the_replay_got_to(
+        tmp_path: Path, database_url: str) -> None:
+    """Not from the spool's beginning: the batch stored before the kill is not written
+    again (the test deletes its rows to see it: they stay away)."""
+    prefix = f"4QV{time.monotonic_ns() % 10**8}X"
+    spooled = _lines(prefix, ["0a", "0b", "0c", "3outage", "4after"])
+    _killed_mid_replay(tmp_path, database_url, prefix, spooled, (_FAILED,))
+    assert _stored(database_url, prefix) == [f"{prefix}0{name}" for name in "abc"]
+    position = tmp_path / "spool" / "audit-spool.jsonl.replayed"
+    assert position.exists()
+    asyncio.run(_execute(database_url, "DELETE FROM audit_events WHERE queue_id LIKE $1",
+                         f"{prefix}0%"))
+    _restarted(tmp_path, database_url, prefix)
+    assert _stored(database_url, prefix) == [f"{prefix}3outage", f"{prefix}4after"]
+    assert not position.exists()  # the spool emptied, replayed to its end
+
+
+def test_a_replay_position_is_not_taken_for_another_file(tmp_path: Path) -> None:
+    """The spool emptied by hand and filled again past where a replay got: replayed from
+    its start, else the new events before that offset would be skipped."""
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.append([make_event() for _ in range(3)])
+    spool.replayed_to(spool.size)
+    assert AuditSpool(tmp_path, SpoolBudget(10**9)).replayed == spool.size
+    spool.path.write_bytes(_lines("4QW", ["a", "b", "c", "d"]))
+    assert AuditSpool(tmp_path, SpoolBudget(10**9)).replayed == 0

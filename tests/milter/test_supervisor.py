@@ -75,10 +75,14 @@ def test_spools_of_workers_gone_are_appended_to_the_first(tmp_path: Path) -> Non
     (tmp_path / spool_name(1)).write_bytes(b'{"a": 1}\n')  # a worker that still exists
     (tmp_path / spool_name(2)).write_bytes(b'{"a": 2}\n{"torn')  # gone, cut by a crash
     (tmp_path / spool_name(3)).write_bytes(b"")
+    # How far a replay of each got: void for one appended to the first's, replayed there.
+    (tmp_path / f"{spool_name(1)}.replayed").write_text("9 kept\n")
+    (tmp_path / f"{spool_name(2)}.replayed").write_text("9 void\n")
     adopt_orphans(tmp_path, workers=2)
     assert (tmp_path / SPOOL_NAME).read_bytes() == b'{"a": 0}\n{"a": 2}\n'
     assert (tmp_path / spool_name(1)).read_bytes() == b'{"a": 1}\n'
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([SPOOL_NAME, spool_name(1)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [SPOOL_NAME, spool_name(1), f"{spool_name(1)}.replayed"])
     assert AuditSpool(tmp_path, SpoolBudget(10**6)).size == len(b'{"a": 0}\n{"a": 2}\n')
 
 

@@ -424,8 +424,8 @@ class AuditPipeline:
 
     def _write_dropped(self, batch: list[AuditEvent], reason: str) -> None:
         """:meth:`_dropped`, and marked so in the spool when a replay read them from it:
-        replayed again from its start after a kill, they would be stored or refused
-        again. Only here: the spool is the writer thread's."""
+        replayed again after a kill (from the last batch done, or the spool's start), they
+        would be stored or refused again. Only here: the spool is the writer thread's."""
         self._spool.dropped(batch)
         self._dropped(batch, reason)
 

@@ -77,7 +77,7 @@ class Metrics:
         )
         self.spool_pending_bytes = Gauge(
             "postwarden_audit_spool_pending_bytes", "Bytes of the audit spool not yet "
-            "replayed into Postgres (after a restart all of it: the replay begins again); 0 "
+            "replayed into Postgres (after a restart, what the last replay did not get to); 0 "
             "without a database", registry=r,
         )
         self.notify_unknown = Counter(

@@ -7,8 +7,16 @@ Each event's unique id makes that replay idempotent, so a crash between
 by a crash mid-append is cut when the spool is opened, and a failed append
 is cut off again: either would swallow the next batch into one bad line.
 An event a replay drops (refused, or not written in time) has its line
-overwritten by a mark saying so: a replay after a kill, which begins at the
+overwritten by a mark saying so: a replay after a kill, which may begin at the
 start again, would else store it, or refuse it again.
+
+How far a replay got is kept beside the spool (``audit-spool.jsonl.replayed``:
+the offset and a SHA-256 of the bytes before it), rewritten after each batch
+Postgres committed, so that a start after a kill or a stop mid-replay goes on
+from there. Only where the spool still begins with those very bytes: any other
+file (moved away, emptied, rotated), or a position torn or lost, and the replay
+begins at the start again, as ids make it safe to. Never fsync'd: a position
+lost to a power cut is an older one, or none.
 
 With no database configured the spool *is* the audit log (JSON lines an
 admin can ship or rotate), and nothing is ever replayed from it. Its size is
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import mmap
@@ -47,6 +56,7 @@ _ADOPTING = re.compile(r"audit-spool-(\d+)\.adopted-at-(\d+)\.jsonl")
 _EVENT_ID = re.compile(rb'"event_id":"([0-9a-f]+)"')  # as AuditEvent.to_json writes it
 # A line saying that the event once on it was counted dropped (mark_dropped): skipped.
 DROPPED = b'{"dropped":'
+POSITION_SUFFIX = ".replayed"  # beside a spool: how far its replay got (module docstring)
 
 
 def spool_name(worker: int) -> str:
@@ -72,6 +82,11 @@ def adopt_orphans(directory: Path, workers: int) -> None:
         except OSError as exc:
             log.error("audit spool %s not appended to %s (%s): kept for the next start",
                       path.name, SPOOL_NAME, exc.strerror)
+            continue
+        # Its events are all replayed from the target: how far its own replay got is void.
+        with contextlib.suppress(OSError):
+            path.with_name(f"{path.name.split('.')[0]}.jsonl{POSITION_SUFFIX}").unlink(
+                missing_ok=True)
 
 
 def _adopt_orphan(path: Path, target: Path, offset: int | None) -> None:
@@ -117,6 +132,16 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _prefix_digest(path: Path, length: int) -> hashlib._Hash | None:
+    """A SHA-256 of the first ``length`` bytes of ``path``; None when it is shorter."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while length > 0 and (chunk := handle.read(min(COPY_CHUNK, length))):
+            digest.update(chunk)
+            length -= len(chunk)
+    return digest if length == 0 else None
 
 
 def _chunks(path: Path, start: int = 0) -> Iterator[bytes]:
@@ -275,13 +300,17 @@ class AuditSpool:
         self.path = directory / spool_name(worker)
         self.budget = budget
         self._worker = worker
+        self._position = self.path.with_name(self.path.name + POSITION_SUFFIX)
         self._replayed = 0  # bytes at the start already in Postgres (replayed_to)
+        self._digest = hashlib.sha256()  # of those bytes
+        self._position_failed = False  # the last position could not be written: said
         self._read_to = 0  # how far batches() got: a damaged line is counted once
         # Where the events of the batch being replayed are (event id -> offset, length).
         self._lines: dict[str, tuple[int, int]] = {}
         self._marking: int | None = None  # the file, for marks not yet fsync'd
         _cut_torn_line(self.path)
-        budget.record(worker, self.size)
+        self._resume()
+        budget.record(worker, self.unreplayed)
 
     @property
     def size(self) -> int:
@@ -350,12 +379,47 @@ class AuditSpool:
         append, smaller than what was replayed of it: another file (moved away, emptied),
         none of it replayed."""
         if before < self._replayed:
-            self._replayed = self._read_to = 0
+            self._restart()
         self.budget.record(self._worker, size - self._replayed)
+
+    def _restart(self) -> None:
+        """Nothing of the file replayed: a replay begins at its start, this one's or the
+        next start's."""
+        self._replayed = self._read_to = 0
+        self._digest = hashlib.sha256()
+        with contextlib.suppress(OSError):  # a position of another file: never taken
+            self._position.unlink(missing_ok=True)
+
+    def _resume(self) -> None:
+        """Go on from the position a process left mid-replay, if the file still begins
+        with the bytes it replayed."""
+        try:
+            offset, digest = self._position.read_text().split()
+            replayed = _prefix_digest(self.path, int(offset))
+        except (OSError, ValueError):
+            return
+        if replayed is not None and replayed.hexdigest() == digest:
+            self._replayed, self._digest = int(offset), replayed
+            log.info("audit spool: its replay goes on at byte %s, where the last one got to",
+                     offset)
 
     def replayed_to(self, offset: int) -> None:
         """Events up to byte ``offset`` are in Postgres: only the rest counts against
-        ``spool_max_bytes`` (the file is emptied once all of it is)."""
+        ``spool_max_bytes`` (the file is emptied once all of it is), and a start goes
+        on from there. A position not written (a full filesystem) only makes a start
+        replay more of it again (said once until one is written)."""
+        try:
+            with self.path.open("rb") as handle:  # the batch, its drop marks written
+                handle.seek(self._replayed)
+                self._digest.update(handle.read(offset - self._replayed))
+            self._position.write_text(f"{offset} {self._digest.hexdigest()}\n")
+        except OSError as exc:
+            if not self._position_failed:
+                log.warning("audit spool: cannot keep how far its replay got (%s): a start "
+                            "would replay more of it again", exc.strerror)
+            self._position_failed = True
+        else:
+            self._position_failed = False
         self._replayed = offset
         self.budget.record(self._worker, self.unreplayed)
 
@@ -445,6 +509,7 @@ class AuditSpool:
         """Empty the spool once every event in it is safely in Postgres. A spool rotated
         away meanwhile stays away: created here, the next append would find it there and
         not fsync the directory."""
+        self._restart()
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
         except FileNotFoundError:
@@ -455,5 +520,4 @@ class AuditSpool:
             finally:
                 os.close(fd)
         self.sync_dropped()  # the file of a damaged line marked after the last batch
-        self._replayed = self._read_to = 0
         self.budget.record(self._worker, 0)
