@@ -30,11 +30,12 @@ from postwarden_policies import (
     parse_message,
     textparts,
     transfer,
+    uuencode,
 )
 from postwarden_policies.delivery import apply_edits
 from postwarden_policies.headeredits import FLAGS_HEADER
 from postwarden_policies.rewrite import RewritePlan, rewrite_body
-from tests.binhex import BEGIN, binhexed
+from tests.binhex import BEGIN, binhex_block, binhexed, header
 from tests.yenc import yencoded
 
 INBOUND = load_policy_set(
@@ -455,6 +456,33 @@ def test_a_binhexed_disk_image_past_the_text_decoded_is_known_by_its_name() -> N
     assert verdict.rules[:1] == ("block-executables",)
     facts, _ = _run(_NO_MIME + binhexed(b"notes.vhd", bytes(4_000_000) + _FIXED_VHD, True))
     assert facts.attachments[0].detected_type == "application/x-vhd"
+
+
+# BinHex blocks that cost their reads all they may: one whose head is runs of nothing
+# (its read stops at 4,096 0x90s), one whose file claims 4 GiB (the footer's read
+# decodes 1 MiB of text).
+_RUNS_DECOY = binhex_block(b"\x01" + b"\x90\x01" * 5_000)
+_TEXT_DECOY = binhex_block(header(b"a", 2**32 - 1) + bytes(800_000))
+
+
+@pytest.mark.parametrize(("decoy", "decoys"), [
+    pytest.param(_RUNS_DECOY, uuencode.Budget().runs // 4096, id="runs"),
+    pytest.param(_TEXT_DECOY, uuencode.Budget().text // 2**20, id="text"),
+])
+def test_binhex_reads_past_the_message_budget_are_malformed_not_clean(decoy: bytes,
+                                                                     decoys: int) -> None:
+    # The message's BinHex reads share one budget: a thousand blocks each read up to its
+    # limits took seconds. Past it, the files after are not read, and so not taken as clean.
+    def run(count: int) -> tuple[MessageFacts, Verdict]:
+        return _run(_NO_MIME + (decoy + b"x\r\n") * count + binhexed(b"notes.txt", _ISO))
+    facts, verdict = run(decoys - 1)
+    assert facts.attachments[-1].detected_type == "application/x-iso9660-image"
+    assert "unscanned_text" not in facts.flags
+    assert verdict.rules[:1] == ("block-executables",)
+    facts, verdict = run(decoys)
+    assert facts.attachments[-1].detected_type is None
+    assert {"unscanned_text", "malformed"} <= facts.flags
+    assert verdict.rules[:1] == ("hold-broken-mime",)
 
 
 def test_a_uuencoded_script_in_a_quoted_printable_text_part_is_seen() -> None:

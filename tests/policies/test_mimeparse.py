@@ -534,7 +534,7 @@ def test_a_file_in_text_is_read_for_its_marks_in_bounded_memory(
     # its start, a piece at a time, and only the bytes of its head and marks are kept,
     # however many bytes its runs stand for.
     def marks() -> str | None:
-        [found], _ = uuencode.blocks(block, 0, len(block), 1)
+        [found], _ = uuencode.blocks(block, 0, len(block), 1, uuencode.Budget())
         return magic.detect(found.head, found.read)
     found, peak = peak_of(marks)
     assert found == detected
@@ -557,7 +557,8 @@ def test_a_file_in_text_is_read_where_asked_as_its_lines_decode(
     data = b"".join(bytes([rng.choice([rng.randrange(256), 0xD6, 0xE0, 0xE3, 0x13, 0x90])])
                     * rng.choice([1, 1, 1, 1, 2, 3, 40, 300]) for _ in range(6_000))[:40_000]
     text = block(data)
-    [found], _ = uuencode.blocks(text, 0, len(text), 1)
+    unbounded = uuencode.Budget(text=2**40, runs=2**40)  # read some 200 times, as no message is
+    [found], _ = uuencode.blocks(text, 0, len(text), 1, unbounded)
     assert found.read is not None
     for offset in [*range(0, 40_000, 331), *range(-600, 0, 7)]:  # a footer's 512 at most
         assert found.read(offset, 8) == data[offset:][:8], offset

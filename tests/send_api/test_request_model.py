@@ -19,6 +19,8 @@ from postwarden_admin_api.addresses import (
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.send import attachments
 from postwarden_admin_api.send.request_model import Caps, SendRequest, parse_request
+from postwarden_policies import uuencode
+from tests import binhex
 
 CAPS = Caps(max_recipients=5, max_message_bytes=10_000, max_attachment_bytes=1_000)
 BASE: dict[str, Any] = {
@@ -568,6 +570,18 @@ def test_a_disk_image_is_refused_by_its_content() -> None:
     assert attachments.embedded_reason(
         b"=ybegin line=128 size=32875 name=notes.txt\n" + yencoded + b"\n=yend\n") == (
         "'notes.txt' in this text: the content is a disk image")
+
+
+def test_binhex_reads_past_a_messages_budget_are_refused() -> None:
+    # As the milter, which flags such a message malformed: the disk image after decoys
+    # that spend the reads is not read, so the text is refused as unchecked.
+    decoy = binhex.binhex_block(b"\x01" + b"\x90\x01" * 5_000)  # its head: 4,096 0x90s
+    image = binhex.binhexed(b"notes.txt", b"\x00" * 0x8000 + b"\x01CD001\x01")
+    decoys = uuencode.Budget().runs // 4096
+    assert attachments.embedded_reason((decoy + b"x\n") * (decoys - 1) + image) == (
+        "'notes.txt' in this text: the content is a disk image")
+    assert attachments.embedded_reason((decoy + b"x\n") * decoys + image) == (
+        attachments.UNREAD_BINHEX)
 
 
 # Carriers of current phishing, by name: OneNote (2023 on), app installers, search and

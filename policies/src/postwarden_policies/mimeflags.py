@@ -40,7 +40,9 @@ raises) is reported in ``MessageFacts.flags``:
                            be looked into here
 ``unscanned_text``         (m) a base64 or quoted-printable text/plain part longer
                            than ``textparts.UU_SCAN``: the rest was not searched for
-                           uuencoded files
+                           uuencoded files; or BinHexed files whose reads cost more
+                           than one message may (``uuencode.Budget``): those after
+                           were not read (their type is unknown)
 ``text_truncated``         the message text is longer than ``textparts.TEXT_BUDGET``: body
                            rules did not see the rest (not malformed: a long
                            log pasted inline is well-formed mail)

@@ -18,7 +18,9 @@ the begin line (also as Thunderbird reads it in a made-up
 the first lines, decoded, and where its marks lie.
 7bit/8bit text is searched in place to its end; base64 or quoted-printable text
 is decoded and searched through its first ``UU_SCAN`` encoded bytes, and a
-longer part is flagged ``unscanned_text``.
+longer part is flagged ``unscanned_text``; so is a message whose BinHex files cost
+their reads more than one message may spend (``uuencode.Budget``): the files past
+it are read no further, their type unknown.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class TextReader:
         self.texts: list[str] = []
         self.renderable: list[bodytext.Source] = []
         self.text_left = TEXT_BUDGET
+        self.binhex_left = uuencode.Budget()  # shared by the message's BinHex reads
 
     def read(self, part: MimePart, params: dict[str, str]) -> None:
         """Read a text part (anything else is left alone).
@@ -95,11 +98,13 @@ class TextReader:
             text, start, end = whole, 0, len(whole)
         else:
             text, start, end = self._plain_text(carrier)
-        found, more = uuencode.blocks(text, start, end, self.listing.room())
+        found, more = uuencode.blocks(text, start, end, self.listing.room(), self.binhex_left)
         in_place = text is self.listing.raw  # block offsets are offsets into the message
         files = [self._uuencoded_file(carrier, block, in_place) for block in found]
-        if self.listing.add_embedded(carrier, files, more):
+        if self.listing.add_embedded(carrier, files, more):  # their marks read there
             self.listing.flags.add("uuencoded")
+        if self.binhex_left.spent:
+            self.listing.flags.add("unscanned_text")
 
     def _plain_text(self, part: MimePart) -> tuple[bytes, int, int]:
         """A text part's bytes and where they lie: in place, or decoded up to ``UU_SCAN``."""

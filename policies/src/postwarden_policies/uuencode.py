@@ -15,7 +15,7 @@ mark lies past them (``magic.MARKS``: an ISO image's at byte 32769, a fixed VHD'
 footer): uuencoded or yEncoded, decoding only from there (:func:`_uu_far`,
 :func:`_uu_tail`, :func:`_yenc_reader`); BinHexed, whose run-length coding puts
 each byte where all before it say, decoding from its start up to bounds
-(:func:`_hqx_range`).
+(:func:`_hqx_range`). A message's BinHex reads share one :class:`Budget`.
 """
 
 from __future__ import annotations
@@ -73,6 +73,12 @@ _HQX_HEADER = 1 + 255 + 21
 _HQX_PIECE = 1 << 11
 _HQX_TEXT = 1 << 20
 _HQX_RUNS = 4096
+# What the BinHex reads of one message may cost in all (:class:`Budget`): each block is
+# read up to three times (its head, then each mark), and a thousand small ones, each
+# with its 4,096 0x90s, took 4 s. Eight files read through their 1 MiB of text and 16
+# reads through their 0x90s (some 0.15 s and 0.05 s); real mail BinHexes a file or two.
+_MESSAGE_TEXT = 8 * _HQX_TEXT
+_MESSAGE_RUNS = 16 * _HQX_RUNS
 _HQX_REPEAT = re.compile(rb"\x90[\x01-\xff]")  # found left to right, as decoders pair them
 
 
@@ -89,20 +95,38 @@ class Block:
     read: magic.Reader | None = None  # its marks past the head
 
 
+@dataclass(slots=True)
+class Budget:
+    """What the BinHex reads of one message may still cost: characters of text decoded
+    (at C speed, a piece at a time) and 0x90s decoded one by one (a Python step each).
+    Once either is used up the reads stop short, and the message's files are flagged."""
+
+    text: int = _MESSAGE_TEXT
+    runs: int = _MESSAGE_RUNS
+
+    @property
+    def spent(self) -> bool:
+        return self.text <= 0 or self.runs <= 0
+
+
 def _begin_lines(text: bytes, start: int, end: int) -> Iterator[re.Match[bytes]]:
     first = _FIRST_LINE.match(text, start, end)
     return itertools.chain([first] if first else [], _LATER_LINE.finditer(text, start, end))
 
 
-def blocks(text: bytes, start: int, end: int, limit: int) -> tuple[list[Block], bool]:
-    """Up to ``limit`` blocks in ``text[start:end]``, and whether there are more."""
+def blocks(
+    text: bytes, start: int, end: int, limit: int, budget: Budget
+) -> tuple[list[Block], bool]:
+    """Up to ``limit`` blocks in ``text[start:end]``, and whether there are more; their
+    BinHex reads (here and by ``Block.read``) within ``budget``."""
     lines = list(itertools.islice(_begin_lines(text, start, end), limit + 1))
     stops = [line.start(1) for line in lines[1:]] + [end]
-    found = [_block(text, line, stop) for line, stop in zip(lines[:limit], stops, strict=False)]
+    found = [_block(text, line, stop, budget)
+             for line, stop in zip(lines[:limit], stops, strict=False)]
     return found, len(lines) > limit
 
 
-def _block(text: bytes, begin: re.Match[bytes], stop: int) -> Block:
+def _block(text: bytes, begin: re.Match[bytes], stop: int, budget: Budget) -> Block:
     kind = next(kind for kind in _ENCODINGS if begin.group(kind) is not None)
     data_start = line_end(text, begin.end(1), stop)
     close = _END[kind].search(text, begin.end(1), stop)
@@ -121,7 +145,7 @@ def _block(text: bytes, begin: re.Match[bytes], stop: int) -> Block:
         read = _yenc_reader(text, data_start, data_end)
         size = characters  # a byte a character, but for a few escapes
     else:
-        name, head, read = _binhex(text, data_start, end)  # its last line is short
+        name, head, read = _binhex(text, data_start, end, budget)  # its last line is short
         size = characters * 3 // 4  # before run-length decoding
     return Block(
         start=begin.start(1),
@@ -329,7 +353,9 @@ def _yenc_before(text: bytes, start: int, end: int, want: int) -> int | None:
     return None
 
 
-def _binhex(text: bytes, start: int, end: int) -> tuple[str, bytes, magic.Reader | None]:
+def _binhex(
+    text: bytes, start: int, end: int, budget: Budget
+) -> tuple[str, bytes, magic.Reader | None]:
     """The file name, the first bytes of the data fork and a reader of its marks of the
     BinHex lines ``text[start:end]`` (("", b"", None) when they do not decode).
 
@@ -337,7 +363,7 @@ def _binhex(text: bytes, start: int, end: int) -> tuple[str, bytes, magic.Reader
     name's length and the name, then 21 bytes (version, type, creator, flags,
     fork lengths, checksum) before the data fork.
     """
-    header = _hqx_range(text, start, end, 0, _HQX_HEADER + magic.HEAD_BYTES)
+    header = _hqx_range(text, start, end, 0, _HQX_HEADER + magic.HEAD_BYTES, budget=budget)
     if not header:
         return "", b"", None
     fork = 1 + header[0] + 21  # where the data fork starts
@@ -351,7 +377,7 @@ def _binhex(text: bytes, start: int, end: int) -> tuple[str, bytes, magic.Reader
         wanted = min(length, size - place)
         if place < 0 or wanted <= 0:  # outside the data fork
             return b""
-        return _hqx_range(text, start, end, fork + place, wanted)
+        return _hqx_range(text, start, end, fork + place, wanted, budget=budget)
     return name, header[fork:], read
 
 
@@ -362,6 +388,7 @@ class _Window:
 
     skip: int
     want: int
+    budget: Budget  # the message's, whose 0x90s decoded one by one this spends too
     at: int = 0  # bytes decoded so far
     last: bytes = b""  # the last of them, which a run repeats
     held: bytearray = field(default_factory=bytearray)
@@ -369,7 +396,8 @@ class _Window:
 
     @property
     def done(self) -> bool:
-        return self.at >= self.skip + self.want or self.runs >= _HQX_RUNS
+        return (self.at >= self.skip + self.want or self.runs >= _HQX_RUNS
+                or self.budget.runs <= 0)
 
     def passed(self, piece: bytes) -> bool:
         """Whether all ``piece`` (after a byte: its repeats have one) decodes to lies
@@ -396,6 +424,7 @@ class _Window:
                 return
             self.run(piece[escape + 1])
             self.runs += 1
+            self.budget.runs -= 1
             index = escape + 2
 
     def add(self, data: bytes) -> None:
@@ -414,13 +443,15 @@ class _Window:
         self.at += count - 1
 
 
-def _hqx_range(text: bytes, start: int, end: int, skip: int, want: int) -> bytes:
+def _hqx_range(
+    text: bytes, start: int, end: int, skip: int, want: int, *, budget: Budget
+) -> bytes:
     """The ``want`` bytes after the first ``skip`` the BinHex lines ``text[start:end]``
-    decode to, header first (fewer where they end or ``_HQX_TEXT`` characters or
-    ``_HQX_RUNS`` 0x90s do not reach them; none where they start with a repeat, which
-    has no byte to repeat)."""
-    window = _Window(skip, want)
-    for piece in _hqx_paired(text, start, end):
+    decode to, header first (fewer where they end or ``_HQX_TEXT`` characters,
+    ``_HQX_RUNS`` 0x90s or what is left of ``budget`` do not reach them; none where
+    they start with a repeat, which has no byte to repeat)."""
+    window = _Window(skip, want, budget)
+    for piece in _hqx_paired(text, start, end, budget):
         if not window.last and piece[:1] == b"\x90" and piece[1] != 0:
             return b""
         if not (window.last and window.passed(piece)):
@@ -430,12 +461,12 @@ def _hqx_range(text: bytes, start: int, end: int, skip: int, want: int) -> bytes
     return bytes(window.held)
 
 
-def _hqx_paired(text: bytes, start: int, end: int) -> Iterator[bytes]:
+def _hqx_paired(text: bytes, start: int, end: int, budget: Budget) -> Iterator[bytes]:
     """The pieces of :func:`_hqx_pieces`, each ending where a 0x90 and its count do (a
     0x90 that ends the data is itself: 0x90 0). 0x90s pair from the first of a row,
     which follows a byte or a count: a row of an odd count ends in a 0x90 alone."""
     carry = b""
-    for piece in _hqx_pieces(text, start, end):
+    for piece in _hqx_pieces(text, start, end, budget):
         joined = carry + piece
         lone = (len(joined) - len(joined.rstrip(b"\x90"))) % 2
         yield joined[: len(joined) - lone]
@@ -444,18 +475,21 @@ def _hqx_paired(text: bytes, start: int, end: int) -> Iterator[bytes]:
         yield b"\x90\x00"
 
 
-def _hqx_pieces(text: bytes, start: int, end: int) -> Iterator[bytes]:
+def _hqx_pieces(text: bytes, start: int, end: int, budget: Budget) -> Iterator[bytes]:
     """The bytes the BinHex characters of ``text[start:end]`` stand for, before run-length
     decoding, in pieces (at C speed, six bits a character as base64's): from after
     the first ``:`` to the next one or another character outside the alphabet, line
-    breaks and blanks skipped, at most ``_HQX_TEXT`` characters."""
+    breaks and blanks skipped, at most ``_HQX_TEXT`` characters and what is left of
+    ``budget``, which each piece spends."""
     colon = text.find(b":", start, min(end, start + _HQX_PIECE))
     if colon < 0:
         return
-    stop = min(end, colon + 1 + _HQX_TEXT)
+    stop = min(end, colon + 1 + _HQX_TEXT, colon + 1 + budget.text)
     carry = b""
     for at in range(colon + 1, stop, _HQX_PIECE):
-        chars = carry + text[at : min(stop, at + _HQX_PIECE)].translate(_HQX_AS_BASE64, b"\r\n\t ")
+        piece_end = min(stop, at + _HQX_PIECE)
+        budget.text -= piece_end - at
+        chars = carry + text[at:piece_end].translate(_HQX_AS_BASE64, b"\r\n\t ")
         foreign = chars.find(b"!")
         if foreign >= 0:
             yield _base64_last(chars[:foreign])

@@ -70,6 +70,8 @@ UNREADABLE_TNEF = "a TNEF (winmail.dat) that cannot be read to its end: its file
 UNREADABLE_SIGNED = "S/MIME signed data that cannot be read to its end: its files go unchecked"
 UNCHECKED_EMBEDDED = (f"more than {MAX_EMBEDDED_FILES} files uuencoded, yEncoded or BinHexed "
                       "in this text: the rest would go unchecked")
+UNREAD_BINHEX = ("files BinHexed in this text that cost more to read than one message "
+                 "may: the rest would go unchecked")
 
 
 def _extensions(filename: str) -> list[str]:
@@ -183,7 +185,8 @@ def _signed_reason(content: bytes) -> str | None:
 def embedded_reason(text: bytes) -> str | None:
     """Why a file uuencoded, yEncoded or BinHexed in the plain ``text`` is refused, naming
     it, by its names and content as the milter lists it."""
-    found, more = uuencode.blocks(text, 0, len(text), MAX_EMBEDDED_FILES)
+    budget = uuencode.Budget()  # the milter flags a message past it malformed
+    found, more = uuencode.blocks(text, 0, len(text), MAX_EMBEDDED_FILES, budget)
     for block in found:
         names = file_names(None, textparts.embedded_names(block.name, set()), set())
         reason = (next(filter(None, map(_name_reason, names)), None)
@@ -191,6 +194,8 @@ def embedded_reason(text: bytes) -> str | None:
         if reason is not None:
             shown = _shown(names[0]) if names else "a file without a name"
             return f"{shown} in this text: {reason}"
+    if budget.spent:
+        return UNREAD_BINHEX
     return UNCHECKED_EMBEDDED if more else None
 
 
