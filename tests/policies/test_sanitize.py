@@ -99,6 +99,19 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="a-body-or-html-tag-in-a-template-sets-nothing",
         ),
         pytest.param(
+            "<svg><template><body bgcolor=black text=white></template></svg><p>Hi</p>",
+            '<div style="background-color:#000000;color:#ffffff"><p>Hi</p></div>',
+            (("svg", 1), ("template", 1)),
+            id="a-template-in-svg-is-an-svg-element-and-a-body-tag-leaves-it",
+        ),
+        pytest.param(
+            "<svg><foreignObject><template><body bgcolor=black></template></foreignObject>"
+            "</svg><svg/><template><body text=black></template><p>Hi</p>",
+            "<p>Hi</p>",
+            (("@bgcolor", 1), ("@text", 1), ("foreignobject", 1), ("svg", 2), ("template", 2)),
+            id="a-template-where-svg-holds-html-or-after-a-closed-svg-is-one",
+        ),
+        pytest.param(
             '<body style="color: red" text="blue" bgcolor=" white "><p>Hi</p>',
             '<div style="color:#0000ff;background-color:#ffffff;color:red"><p>Hi</p></div>',
             (),
@@ -577,6 +590,18 @@ def test_a_hundred_thousand_body_tags_merge_in_one_pass() -> None:
             '<base href="https://shop.example/"><a href="y">y</a>',
             '<a href="https://shop.example/y">y</a>',
             id="a-base-in-a-template-is-none-of-the-page",
+        ),
+        pytest.param(
+            '<svg><template></svg><base href="https://shop.example/"><a href="y">y</a>',
+            '<a href="https://shop.example/y">y</a>',
+            id="a-template-in-svg-hides-no-base",
+        ),
+        pytest.param(
+            '<math><base href="https://decoy.example/"></math><math><mi><template>'
+            '<base href="https://decoy.example/"></template></mi></math>'
+            '<base href="https://shop.example/"><a href="y">y</a>',
+            '<a href="https://shop.example/y">y</a>',
+            id="a-base-in-mathml-or-in-a-template-there-is-none-of-the-page",
         ),
         pytest.param(
             '<noscript><base href="https://shop.example/"></noscript><a href="x">x</a>',

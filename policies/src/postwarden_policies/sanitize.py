@@ -594,17 +594,115 @@ def _tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
 
 
 def _document_tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
-    """:func:`_tags` outside a ``<template>``, whose content readers keep out of the
-    document: a ``<body>``, ``<html>`` or ``<base>`` there sets nothing (a ``<body
-    bgcolor=black text=black>`` in one coloured the page)."""
-    templates = 0  # <template> elements open: an end tag closes one, if any
+    """:func:`_tags` of HTML elements outside a ``<template>``, whose content readers keep
+    out of the document: a ``<body>``, ``<html>`` or ``<base>`` there sets nothing (a
+    ``<body bgcolor=black text=black>`` in one coloured the page). Inside ``<svg>`` or
+    ``<math>`` a tag is an SVG or MathML element, but where HTML's tree builder reads HTML
+    again (:class:`_OpenElements`): a ``<template>`` there is none (taken for one, it hid
+    the ``<body>`` or ``<base>`` after it), nor is a ``<base>``."""
+    stack = _OpenElements()
     for name, found in _tags(html):
-        if name == "template":
-            templates += 1
-        elif name == "/template":
-            templates = max(templates - 1, 0)
-        elif not templates:
+        if stack.read(name, found):
             yield name, found
+
+
+# Start tags that end SVG or MathML content: the tree builder closes what is open of it
+# and reads the tag as HTML ("font" only with one of _FONT_BREAKS).
+_BREAKOUT = frozenset(
+    "b big blockquote body br center code dd div dl dt em embed font h1 h2 h3 h4 h5 h6 head hr"
+    " i img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table"
+    " tt u ul var".split())
+_FONT_BREAKS = frozenset({"color", "face", "size"})
+# The elements of each that hold HTML again (integration points); annotation-xml only of
+# an HTML encoding.
+_INTEGRATION = {"svg": frozenset({"foreignobject", "desc", "title"}),
+                "math": frozenset({"mi", "mo", "mn", "ms", "mtext", "annotation-xml"})}
+_HTML_ENCODINGS = frozenset({"text/html", "application/xhtml+xml"})
+_ENCODING = frozenset({"encoding"})
+
+
+class _OpenElements:
+    """What HTML's tree builder has open that decides how a tag is read: ``<template>``
+    elements, ``<svg>`` and ``<math>`` roots and their integration points (no other
+    element: what is open below a root closes with it)."""
+
+    def __init__(self) -> None:
+        self.open: list[str] = []  # "template", "svg", "math" or an integration point
+        self.at: dict[str, list[int]] = {"template": [], "svg": [], "math": []}  # places
+
+    @property
+    def foreign(self) -> bool:
+        """Whether a start tag here is an SVG or MathML element (a root is on top)."""
+        return bool(self.open) and self.open[-1] in _INTEGRATION
+
+    def read(self, name: str, tag: re.Match[str]) -> bool:
+        """Take in the tag ``name`` (``tag``); whether it is the document's, an HTML
+        element outside any template."""
+        if self.foreign:
+            if not _breaks_out(name, tag):
+                self._foreign(name, tag)
+                return False
+            self._close(len(self.open) - 1)  # a root is opened only where HTML is read
+        if name.startswith("/"):
+            self._end(name[1:])
+            return not self.foreign and not self.at["template"]
+        if name == "template" or (name in _INTEGRATION and not _self_closing(tag)):
+            self._push(name)
+            return False
+        return not self.at["template"]
+
+    def _foreign(self, name: str, tag: re.Match[str]) -> None:
+        """A tag read as SVG or MathML: one of its integration points opens."""
+        if name.startswith("/"):
+            self._end(name[1:])
+        elif (name in _INTEGRATION[self.open[-1]] and not _self_closing(tag)
+              and (name != "annotation-xml" or ascii_lower(
+                  _attributes(tag, _ENCODING).get("encoding", "")) in _HTML_ENCODINGS)):
+            self._push(name)
+
+    def _end(self, name: str) -> None:
+        """An end tag: a template's closes the last one open; a root's, where SVG or
+        MathML is read (not directly in a template), the last one open after it; an
+        integration point's, that point on top."""
+        templates = self.at["template"]
+        if name == "template" and templates:
+            self._close(templates[-1])
+        elif name in _INTEGRATION and self.open and self.open[-1] != "template":
+            place = (self.at[name] or [-1])[-1]
+            if place > (templates or [-1])[-1]:
+                self._close(place)
+        elif self.open[-1:] == [name]:
+            self.open.pop()
+
+    def _push(self, name: str) -> None:
+        if name in self.at:
+            self.at[name].append(len(self.open))
+        self.open.append(name)
+
+    def _close(self, place: int) -> None:
+        """Close what is open from ``place`` on."""
+        for name in self.open[place:]:
+            if name in self.at:
+                self.at[name].pop()
+        del self.open[place:]
+
+
+def _breaks_out(name: str, tag: re.Match[str]) -> bool:
+    """Whether the tag ends SVG or MathML content, read as HTML."""
+    if name in ("/br", "/p"):
+        return True
+    return name in _BREAKOUT and (name != "font" or bool(_attributes(tag, _FONT_BREAKS)))
+
+
+def _self_closing(tag: re.Match[str]) -> bool:
+    """Whether a start tag ends in "/>" as HTML's tokenizer reads it: not a "/" that
+    ends an unquoted value (``<svg a=b/>``), nor one before a space or the end."""
+    attributes = tag.group("attributes")
+    if not attributes.endswith("/") or not tag.string.startswith(">", tag.end("attributes")):
+        return False
+    found = ATTRIBUTE.findall(attributes)
+    value = found[-1][1] if found else ""
+    return not value.endswith("/") or value[:1] in ("'", '"')
 
 
 def _without_noscript_tags(html: str) -> str:
