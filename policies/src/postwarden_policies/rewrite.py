@@ -19,7 +19,8 @@ clean in signed data (judged on its bytes, found again by
 rewritten whole instead: decoded, its HTML sanitized as this module sanitizes a
 message's (an encoded message inside it in turn, signed data inside it judged as
 here), checked as any rewrite, and encoded again as it came, so its reader (which
-decodes it) finds the clean HTML where the hostile one was.
+decodes it) finds the clean HTML where the hostile one was. Each level is parsed
+once, the encoded messages in it left unread and found in the whole message's facts.
 A part inside a stripped part goes with it. A file uuencoded in a text part
 (``MimePart.uuencoded``) cannot be stripped or sanitized apart from that
 text: a plan that would change one raises :class:`RewriteError`. A file inside
@@ -49,7 +50,7 @@ from postwarden_policies.decodedcontent import DecodedContents
 from postwarden_policies.facts import DecodedKind, MessageFacts, MimePart
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.mimeparse import parse_message
-from postwarden_policies.mimetree import decoded_content
+from postwarden_policies.mimetree import decoded_content, decoded_kind
 from postwarden_policies.partedits import (
     PartEdit,
     RewriteError,
@@ -138,7 +139,8 @@ def _check_tnef_strippable(facts: MessageFacts, carrier: MimePart, plan: Rewrite
     _check_changeable(carrier, plan)
 
 
-def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit], list[Change]]:
+def _plan_edits(facts: MessageFacts, plan: RewritePlan, level: _Level,
+                ) -> tuple[list[PartEdit], list[Change]]:
     edits: list[PartEdit] = []
     changes: list[Change] = []
     wanted = sorted(
@@ -170,27 +172,38 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan) -> tuple[list[PartEdit],
         changes += stripped
     if plan.sanitize_html is not None:
         decoded = DecodedContents(facts)
-        rewritten = _encoded_messages(facts, plan, edits, changes)
+        rewritten = _encoded_messages(facts, plan, edits, changes, level)
         for part in facts.parts:
-            if not part.is_html or _inside(part, edits) or part.index in tnef_files:
-                continue
-            if part.in_decoded and _top_carrier(facts, part) in rewritten:
-                continue  # sanitized with the message it is in
-            if tnefparts.carrier(facts.parts, part) is not None:
-                # Its bytes are inside the stream: no entity to clean alone, and passed
-                # on as it is, its script would reach whoever opens it.
-                raise RewriteError("an HTML file inside a TNEF cannot be sanitized")
-            if part.in_decoded:
-                if sanitize_edit(*decoded.locate(part), plan.sanitize_html) is not None:
-                    where = _WITHIN[part.in_decoded]
-                    raise RewriteError(f"HTML inside {where} would have to change")
-                continue
-            done = sanitize_edit(facts, part, plan.sanitize_html)
-            if done is not None:
-                _check_changeable(part, plan)
-                edits.append(done[0])
-                changes.append(done[1])
+            if part.is_html and part.index not in tnef_files:
+                done = _html_edit(facts, part, plan.sanitize_html, edits,
+                                  decoded=decoded, rewritten=rewritten)
+                if done is not None:
+                    _check_changeable(part, plan)
+                    edits.append(done[0])
+                    changes.append(done[1])
     return edits, changes
+
+
+def _html_edit(facts: MessageFacts, part: MimePart, options: HtmlOptions, edits: list[PartEdit],
+               *, decoded: DecodedContents, rewritten: set[int]) -> tuple[PartEdit, Change] | None:
+    """The edit sanitizing the HTML ``part``, None where it needs none or is sanitized with
+    the encoded message it is in (carried by a part at ``rewritten``); raises where it
+    would need one it cannot have. Signed data in such a message, which its rewrite
+    leaves as it is, is judged here (its parts lie inside that rewrite's edit)."""
+    if part.in_decoded and _top_carrier(facts, part) in rewritten:
+        if _in_encoded_messages(facts, part):
+            return None
+    elif _inside(part, edits):
+        return None  # gone with a stripped part
+    if tnefparts.carrier(facts.parts, part) is not None:
+        # Its bytes are inside the stream: no entity to clean alone, and passed
+        # on as it is, its script would reach whoever opens it.
+        raise RewriteError("an HTML file inside a TNEF cannot be sanitized")
+    if part.in_decoded:
+        if sanitize_edit(*decoded.locate(part), options) is not None:
+            raise RewriteError(f"HTML inside {_WITHIN[part.in_decoded]} would have to change")
+        return None
+    return sanitize_edit(facts, part, options)
 
 
 def _top_carrier(facts: MessageFacts, part: MimePart) -> int | None:
@@ -201,37 +214,66 @@ def _top_carrier(facts: MessageFacts, part: MimePart) -> int | None:
     return parent
 
 
+def _in_encoded_messages(facts: MessageFacts, part: MimePart) -> bool:
+    """Whether ``part`` (``in_decoded``) is in encoded messages alone, not in signed data."""
+    while part.in_decoded == "encoded_message" and part.parent is not None:
+        part = facts.parts[part.parent]
+    return part.in_decoded is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """Where the facts a rewrite plans lie in the whole message: an encoded message in it
+    is parsed once, its own encoded messages left unread (else each level parsed all
+    those below it, once for each level above: 30 levels of 1 MB took 4 s), and they are
+    found in the whole message's facts, which list every level."""
+
+    whole: MessageFacts
+    by_path: dict[str, MimePart]
+    path: str = ""  # of this level's message in the whole one ("": the whole one)
+
+    def listed(self, part: MimePart) -> MimePart | None:
+        """``part`` of this level as the whole message lists it."""
+        return self.by_path.get(".".join(filter(None, (self.path, part.path))))
+
+
 def _encoded_messages(facts: MessageFacts, plan: RewritePlan, edits: list[PartEdit],
-                      changes: list[Change]) -> set[int]:
+                      changes: list[Change], level: _Level) -> set[int]:
     """Sanitize the HTML in each encoded message of the message (none inside another
     carrier: that one's rewrite carries it) that holds any, adding the edits and changes;
     the indexes of the parts that carry them."""
     carriers: set[int] = set()
-    for part in facts.parts:
-        if part.in_decoded == "encoded_message" and part.parent is not None:
-            carrier = facts.parts[part.parent]
-            if (carrier.in_decoded or _inside(carrier, edits)
-                    or not any(p.is_html for p in _below(facts.parts, carrier))):
-                continue
-            carriers.add(carrier.index)
-            done = _rewritten_message(facts, carrier, part.path, plan)
-            if done is not None:
-                edits.append(done[0])
-                changes += done[1]
+    for carrier in facts.parts:
+        kind = decoded_kind(carrier.content_type, carrier.transfer_encoding,
+                            carrier.detected_type)
+        listed = level.listed(carrier) if kind == "encoded_message" else None
+        if listed is None or carrier.in_decoded or _inside(carrier, edits):
+            continue
+        below = _below(level.whole.parts, listed)
+        root = next((p for p in below if p.parent == listed.index
+                     and p.in_decoded == "encoded_message"), None)
+        if root is None or not any(p.is_html for p in below):
+            continue
+        carriers.add(carrier.index)
+        path = root.path.removeprefix(f"{level.path}.") if level.path else root.path
+        done = _rewritten_message(facts, carrier, path, plan, replace(level, path=root.path))
+        if done is not None:
+            edits.append(done[0])
+            changes += done[1]
     return carriers
 
 
 def _rewritten_message(facts: MessageFacts, carrier: MimePart, path: str, plan: RewritePlan,
-                       ) -> tuple[PartEdit, list[Change]] | None:
-    """The edit giving ``carrier`` the message it carries encoded (listed at ``path``)
-    with its HTML sanitized, and the changes, at their paths in ``facts``; None when
-    nothing in it changes."""
+                       level: _Level) -> tuple[PartEdit, list[Change]] | None:
+    """The edit giving ``carrier`` the message it carries encoded (listed at ``path``, at
+    ``level`` in the whole message) with its HTML sanitized, and the changes, at their
+    paths in ``facts``; None when nothing in it changes."""
     body = facts.raw[carrier.body_start : carrier.body_end]
     found = decoded_content("encoded_message", body, carrier.transfer_encoding)
     if found is None:
         raise RewriteError("an encoded message was not found again")
-    inner = parse_message(found[0], facts.envelope)
-    done = _rewritten(inner, RewritePlan((), plan.sanitize_html, plan.skip_signed))
+    inner = parse_message(found[0], facts.envelope, read_decoded=False)
+    done = _rewritten(inner, RewritePlan((), plan.sanitize_html, plan.skip_signed), level)
     if done is None:
         return None
     head, new, inner_changes, _ = done  # its header edits are in ``head`` (no strip retypes)
@@ -267,11 +309,13 @@ def _tnef_files(
     ]
 
 
-def _verify(facts: MessageFacts, raw: bytes, edits: list[PartEdit]) -> None:
-    # A message cut short by the parser's limits is re-read with the same cut.
+def _verify(facts: MessageFacts, raw: bytes, edits: list[PartEdit], whole: bool) -> None:
+    # A message cut short by the parser's limits is re-read with the same cut, and one
+    # decoded from the whole (not ``whole``) with its encoded contents left unread.
     limit = len(facts.parts) if "too_many_parts" in facts.flags else 1000
     depth = max((p.depth for p in facts.parts), default=0) if "too_deep" in facts.flags else 100
-    new = parse_message(raw, facts.envelope, max_parts=limit, max_depth=depth)
+    new = parse_message(raw, facts.envelope, max_parts=limit, max_depth=depth,
+                        read_decoded=whole)
     if (new.flags - facts.flags) - _EXPECTED_FLAGS:
         raise RewriteError("rewrite introduced parser flags")
     by_path = {p.path: p for p in new.parts}
@@ -339,18 +383,18 @@ def _renamer(facts: MessageFacts, edits: list[PartEdit]) -> Callable[[str], str]
 def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
     """Apply ``plan`` to the message; ``body`` is None when nothing changed."""
     with message_budget():  # its HTML parts share the sanitizer's time for a message
-        done = _rewritten(facts, plan)
+        done = _rewritten(facts, plan, _Level(facts, {p.path: p for p in facts.parts}))
     if done is None:
         return RewriteResult(body=None, changes=())
     _, body, changes, headers = done
     return RewriteResult(body=body, changes=changes, headers=headers)
 
 
-def _rewritten(facts: MessageFacts, plan: RewritePlan,
+def _rewritten(facts: MessageFacts, plan: RewritePlan, level: _Level,
                ) -> tuple[bytes, bytes, tuple[Change, ...], tuple[Edit, ...]] | None:
     """The message with ``plan`` applied, checked: its header section as the header
     edits leave it, its body, the changes and those edits; None when nothing changed."""
-    edits, changes = _plan_edits(facts, plan)
+    edits, changes = _plan_edits(facts, plan, level)
     if not edits:
         return None
     pieces: list[bytes] = []
@@ -367,5 +411,5 @@ def _rewritten(facts: MessageFacts, plan: RewritePlan,
         headers += (RemoveHeader("Content-Transfer-Encoding"),
                     AddHeader("Content-Transfer-Encoding", recoded))
     raw = head + b"".join(pieces)[facts.body_offset :]
-    _verify(facts, raw, edits)
+    _verify(facts, raw, edits, whole=facts is level.whole)
     return head, raw[len(head) :], tuple(changes), headers
