@@ -437,3 +437,18 @@ def test_a_text_attachment_carries_the_charset_given(content_type: str) -> None:
     assert attachment.get_content_type() == "text/csv"
     assert attachment.get_content_charset() == "utf-8"
     assert attachment.get_content() == text
+
+
+def test_only_the_message_itself_carries_mime_version() -> None:
+    """RFC 2045 puts MIME-Version in the message's header: the email package added it to
+    the html alternative and to every file part too."""
+    pixel = base64.b64encode(b"GIF89a").decode()
+    data, message = built(html='<img src="cid:logo@x">', attachments=[
+        *ATTACHED,
+        {"filename": "logo.gif", "content_type": "image/gif", "content": pixel,
+         "content_id": "logo@x"}])
+    assert data.count(b"MIME-Version:") == 1
+    assert "mime-version" in build.header_names(data)
+    assert [part.get_content_type() for part in message.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "multipart/related",
+        "text/html", "image/gif", "application/pdf"]

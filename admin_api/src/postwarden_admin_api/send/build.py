@@ -340,12 +340,21 @@ def build_message(request: SendRequest, message_id: str, now: dt.datetime) -> by
     elif request.html is not None:
         message.set_content(request.html, subtype="html")
     _attach(message, request)
+    _mime_version_at_top(message)
     expected = [name.lower() for name in message]
     data = message.as_bytes()
     _check_headers(data, expected)
     _check_parts(data, message)
     _check_addresses(data, read_back)
     return data
+
+
+def _mime_version_at_top(message: EmailMessage) -> None:
+    """MIME-Version in the message's header alone, as RFC 2045 has it: set_content adds
+    it to every EmailMessage, and add_alternative and the file parts are ones."""
+    for part in message.walk():
+        if part is not message:
+            del part["MIME-Version"]
 
 
 def header_names(data: bytes) -> list[str]:
