@@ -459,12 +459,12 @@ async def test_only_lines_about_our_messages_are_applied(
     others = [f"OTHER{n}" + uuid.uuid4().hex[:6].upper() for n in range(50)]
     append(log_file, *(sent(queue_id, "someone@example.net") for queue_id in others),
            sent(ours, "mine@example.org"))
-    async with pool.acquire() as conn:
+    await follower.poll()
+    assert await message_status(pool, message_id) == "delivered"
+    async with pool.acquire() as conn:  # the log read to its end: past ours' arrival
         host = socket.gethostname()
         assert await our_queue_ids(conn, host, {ours, *others}) == ({ours}, set())
         assert await our_queue_ids(conn, host, set()) == (set(), set())
-    await follower.poll()
-    assert await message_status(pool, message_id) == "delivered"
     # the other mail's lines wait (their queue id may not be stored yet), unapplied
     assert sorted(event.queue_id for _, event in follower._pending) == sorted(others)
 

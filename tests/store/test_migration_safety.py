@@ -126,6 +126,8 @@ RELEASED = {
         "ad3b2f7d2818451d23674a8f4e562dcb548ba0265cea61f9a152d8cd4cf0d5d8",
     "0054_outbox_sending_until":
         "2db8fa15d224491c44f451996d47f3c820b872d67a22628cde6ae29fb4eb0b1e",
+    "0055_maillog_queue_id_arrival":
+        "3102dfd95df508bc3a0bc4dea636bb728d16b6d6e02b5acce53fb6e6b6fe48e0",
 }
 
 

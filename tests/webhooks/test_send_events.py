@@ -16,8 +16,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from postwarden_admin_api.send.deliveryapply import apply_events
+from postwarden_admin_api.send.deliveryapply import apply_events, note_arrivals
 from postwarden_admin_api.send.deliverylines import DeliveryEvent
+from postwarden_admin_api.send.maillog import NEXT_READ
 from postwarden_admin_api.send.outbox import enqueue
 from postwarden_admin_api.send.relayoutcomes import Claimed, RelayConfig, record
 from postwarden_admin_api.send.submit import Outcome, SubmitResult
@@ -57,8 +58,10 @@ def queued(queue_id: str) -> SubmitResult:
 
 
 async def one_poll(pool: asyncpg.Pool, *events: DeliveryEvent) -> None:
-    """Postfix's lines applied together, in log order, as one poll of the log applies them."""
+    """Postfix's lines applied together, in log order, as one poll of the log to its end
+    applies them (past the arrival of every message relayed before it)."""
     async with pool.acquire() as conn:
+        await note_arrivals(conn, HOST, [], await conn.fetchval(NEXT_READ))
         applied = await apply_events(conn, HOST, list(events))
     assert applied.recorded == set(range(len(events)))
 

@@ -2,13 +2,15 @@
 
 Postfix reuses short queue ids, so a line is applied only to the message relayed
 last under its queue id through this host's Postfix, only once the relay stored
-that queue id, and never once Postfix removed that message's queue file (the id
-may name other mail since: migration 0050; a removal read while a recipient still
-waits, a forged line perhaps, a day after the last line about the message), nor,
+that queue id and the reader read past the message's arrival under it (catching up,
+lines before it are an earlier message's: migration 0055), and never once Postfix
+removed that message's queue file (the id may name other mail since: migration
+0050; a removal read while a recipient still waits, a forged line perhaps, a day
+after the last line about the message), nor,
 under a short queue id, once Postfix can no longer hold the message (101 days after
 the relay: migration 0053); in one query a poll asks which of its lines' queue ids
 are ours, and applies those lines, in log order, in one statement (``maillog_apply``,
-migrations 0009, 0013, 0015, 0018, 0050 and 0053).
+migrations 0009, 0013, 0015, 0018, 0050, 0053 and 0055).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from .deliverylines import DeliveryEvent, Requeued
+from .receipts import ReceiptLine
 from .scrub import for_log
 
 log = logging.getLogger(__name__)
@@ -30,12 +33,26 @@ log = logging.getLogger(__name__)
 # 0053: none past a short queue id's window.
 APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7, $8) AS line"
 # Stored by the relay (recorded: through this host's Postfix, or a host not named), or
-# so far named only by a receipt in this host's log.
+# so far named only by a receipt in this host's log, or stored for a message whose
+# arrival under it the reader has yet to read (migration 0055).
 OURS = """
-SELECT queue_id, true AS recorded FROM outbound_messages
+SELECT queue_id, queue_arrival_mark IS NULL AS recorded FROM outbound_messages
 WHERE queue_id = ANY($1::text[]) AND (queue_host = $2 OR queue_host IS NULL)
 UNION
 SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1::text[])
+"""
+# Migration 0055: the reader read these messages' arrival (our Message-ID) under these
+# queue ids; or read the log to its end in a poll whose maillog_reads number came after
+# the mark (the arrival, logged before Postfix answered the relay, is read or lost).
+ARRIVED = """
+UPDATE outbound_messages m SET queue_arrival_mark = NULL
+FROM unnest($2::uuid[], $3::text[]) AS arrival (id, queue_id)
+WHERE m.id = arrival.id AND m.queue_id = arrival.queue_id AND m.queue_arrival_mark IS NOT NULL
+  AND (m.queue_host = $1 OR m.queue_host IS NULL)
+"""
+CAUGHT_UP = """
+UPDATE outbound_messages SET queue_arrival_mark = NULL
+WHERE queue_arrival_mark < $2 AND (queue_host = $1 OR queue_host IS NULL)
 """
 
 
@@ -43,8 +60,9 @@ SELECT queue_id, false FROM relay_receipts WHERE host = $2 AND queue_id = ANY($1
 # queue id through this host's Postfix, as maillog_apply picks it, takes the new one. Only
 # one still waiting for results, whose queue file Postfix has not removed (migration 0050;
 # a removal read while a recipient waits holds for a day, 0053: a forged line perhaps):
-# an older message's id, reused by other mail requeued, stays. The new queue file's
-# removal is yet to come.
+# an older message's id, reused by other mail requeued, stays. Nor one whose arrival
+# under the old id the reader has yet to read (migration 0055): a line read before it,
+# catching up, is about an earlier message. The new queue file's removal is yet to come.
 REQUEUE = """
 UPDATE outbound_messages
 SET queue_id = $3, queue_removed_at = NULL, queue_open_until = NULL, updated_at = now()
@@ -52,6 +70,7 @@ WHERE id = (SELECT m.id FROM outbound_messages m
             WHERE m.queue_id = $2 AND (m.queue_host = $1 OR m.queue_host IS NULL)
               AND m.status = 'relayed'
               AND (m.queue_removed_at IS NULL OR m.queue_open_until >= now())
+              AND m.queue_arrival_mark IS NULL
             ORDER BY (SELECT max(e.id) FROM outbound_events e
                       WHERE e.message_id = m.id AND e.event = 'relayed') DESC NULLS LAST
             LIMIT 1)
@@ -66,7 +85,8 @@ async def our_queue_ids(conn: asyncpg.Connection, host: str, queue_ids: set[str]
                         ) -> tuple[set[str], set[str]]:
     """Among ``queue_ids``, in one query: those naming a message of ours as the relay
     stored it (relayed through ``host``'s Postfix, or a host it did not name), and those
-    a receipt in ``host``'s log names (the relay has yet to store them)."""
+    a receipt in ``host``'s log names (the relay has yet to store them) or the relay
+    stored for a message whose arrival the reader has yet to read."""
     if not queue_ids:
         return set(), set()
     rows = await conn.fetch(OURS, list(queue_ids), host)
@@ -99,6 +119,8 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
     recorded, awaited = await our_queue_ids(conn, host, {event.queue_id for event in events})
     # A queue id awaited for a message in the outbox is that message's now, even where an
     # older message was stored under it (Postfix reuses short ids): its lines wait for it.
+    # So do those of one stored for a message whose arrival is still ahead in the log (a
+    # catch-up): read before it, they are another's, and dropped once it is read.
     mine = [(index, event) for index, event in enumerate(events)
             if event.queue_id in recorded and event.queue_id not in awaited]
     handed = await _hand_over(conn, host, mine)
@@ -163,6 +185,19 @@ async def _apply_each(conn: asyncpg.Connection, host: str, lines: list[Line]
             log.error("maillog follower: %s: a %s line the database refuses (%s) is left "
                       "out", event.queue_id, event.status, type(exc).__name__)
     return applied, refused
+
+
+async def note_arrivals(conn: asyncpg.Connection, host: str, receipts: list[ReceiptLine],
+                        caught_up: int | None) -> None:
+    """The reader is past the arrival of the messages our Message-ID lines among
+    ``receipts`` name, under their queue ids; and, ``caught_up`` (a poll's maillog_reads
+    number, when it read the log to its end), past that of every message stored before
+    it was drawn. Before the poll's delivery lines: those after an arrival are its."""
+    ours = [receipt for receipt in receipts if receipt.message is not None]
+    if ours:
+        await conn.execute(ARRIVED, host, [r.message for r in ours], [r.queue_id for r in ours])
+    if caught_up is not None:
+        await conn.execute(CAUGHT_UP, host, caught_up)
 
 
 async def apply_requeues(conn: asyncpg.Connection, host: str, requeues: list[Requeued]

@@ -2,8 +2,8 @@
 
 Lines such as ``QID: to=<a@b>, relay=..., dsn=5.1.1, status=bounced (host ...
 said: 550 5.1.1 ...)`` update that recipient of the message this host's Postfix
-queued as QID (the one relayed last, until its queue file is removed: Postfix
-reuses short queue ids) to
+queued as QID (the one relayed last, until its queue file is removed, and once
+the reader is past its arrival in the log: Postfix reuses short queue ids) to
 ``delivered``, ``deferred`` or ``bounced`` with the (redacted) remote reply; a
 bounce saying the address itself is bad (5.1.x, 5.2.1: see
 :attr:`.DeliveryEvent.hard_bounce`) adds it to the suppression list. Lines
@@ -78,7 +78,7 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
 
 from .cutoffs import CutOffs
-from .deliveryapply import apply_events, apply_requeues
+from .deliveryapply import apply_events, apply_requeues, note_arrivals
 from .deliverylines import DeliveryEvent, Requeued, UnknownStatus, parse_line
 from .handovers import Arrivals
 from .logtail import LogTail, fingerprint, renamed_file
@@ -529,6 +529,7 @@ class MaillogFollower:
             await void_uncommitted(conn, self._host)
         self._holds_read = await apply_receipts(conn, self._host, self._receipts,
                                                 self._holds)
+        await note_arrivals(conn, self._host, self._receipts, read_no if unread == 0 else None)
         applied = await apply_events(conn, self._host, [event for _, event in queue])
         await apply_requeues(conn, self._host, self._requeues)
         # Lines under a requeued message's new queue id are about it from the next poll on:

@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 # stores its 250 late, once the claim that took the row over has settled it (from the
 # log) and the message moved on (delivered); it would set the message back and raise
 # send.queued again. The message's rows gone (a lost commit), the 'relayed' event is
-# still written, and its foreign key says so (RelayWorker._no_longer_stored).
+# still written, and its foreign key says so (RelayWorker._no_longer_stored). Unless
+# the log reader already read the message's arrival under the queue id (its receipt,
+# read in this statement's snapshot, before the row's deletion drops it), the queue id
+# is marked until it does (migration 0055: .deliveryapply).
 RELAYED = """
 WITH done AS (
     DELETE FROM outbox WHERE message_id = $1 RETURNING message_id
@@ -48,7 +51,11 @@ WITH done AS (
 ), message AS (
     UPDATE outbound_messages
     SET status = CASE WHEN $2::text IS NULL THEN 'untracked' ELSE 'relayed' END,
-        queue_id = $2, queue_host = $8, attempts = $3, last_error = NULL, updated_at = now()
+        queue_id = $2, queue_host = $8, attempts = $3, last_error = NULL, updated_at = now(),
+        queue_arrival_mark = CASE WHEN $2::text IS NULL OR EXISTS (
+            SELECT FROM relay_receipts r
+            WHERE r.message_id = $1 AND r.queue_id = $2 AND (r.host = $8 OR $8 IS NULL)
+        ) THEN NULL ELSE nextval('maillog_reads') END
     WHERE id IN (SELECT message_id FROM done)
 ), recipients AS (
     UPDATE outbound_recipients

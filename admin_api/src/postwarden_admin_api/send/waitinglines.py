@@ -2,8 +2,9 @@
 
 A line can be read before the relay stored the queue id it names: the maillog
 follower (:mod:`.maillog`) tries it again at its next polls. Those about a
-message of ours the relay has yet to store (a receipt names its queue id) are
-kept as long as the receipt and saved with the read position (migration 0014),
+message of ours the relay has yet to store (a receipt names its queue id), or
+stored before the reader read its arrival (migration 0055), are kept as long as
+that lasts and saved with the read position (migration 0014),
 so the next reader goes on with them; the others wait ``PENDING_SECONDS``.
 """
 

@@ -1,0 +1,113 @@
+"""A service down while Postfix logged on catches up on the lines it missed. A message
+it relays as it comes back may get the short queue id of an earlier one whose last
+lines are still ahead of the reader (``enable_long_queue_ids = no``): those lines were
+applied to the message relayed last under the id, ours. A message's lines all follow
+its arrival (cleanup names our Message-ID before Postfix answers the relay): those
+read before it are another's."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.send import maillog
+from postwarden_admin_api.send.maillog import MaillogFollower
+
+from .test_maillog import (
+    about_message,
+    accepted_message,
+    append,
+    follower_at_end,
+    line,
+    new_queue_id,
+    recipients,
+    relay_as,
+    relayed_message,
+    removed,
+    sent,
+)
+from .test_maillog_requeue import requeued
+
+
+def arrival(queue_id: str, message: uuid.UUID) -> str:
+    return (about_message(queue_id, "smtpd", "client=localhost[127.0.0.1]")
+            + about_message(queue_id, "cleanup", f"message-id=<{message.hex}@example.com>")
+            + about_message(queue_id, "qmgr", "from=<app@example.com>, size=640, nrcpt=1 "
+                                              "(queue active)"))
+
+
+async def caught_up(follower: MaillogFollower, log_file: Path, read: int) -> None:
+    """Poll until the follower, reading ``read`` bytes a poll, read the whole log."""
+    size = (await asyncio.to_thread(log_file.stat)).st_size
+    for _ in range(size // read + 2):
+        await follower.poll()
+
+
+async def test_a_catch_up_gives_no_earlier_line_under_the_queue_id_to_ours(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("C")  # short: hexadecimal
+    address = f"again-{uuid.uuid4().hex[:6]}@example.org"
+    await relayed_message(pool, queue_id, address)
+    await follower.poll()
+    await follower.release()  # the service stops; Postfix logs on
+    earlier = line(queue_id, address, "bounced", "5.1.1",
+                   "host mx.example.org[192.0.2.7] said: 550 5.1.1 User unknown (in "
+                   "reply to RCPT TO command)") + removed(queue_id)
+    ours = await accepted_message(pool, address)
+    append(log_file, earlier, arrival(queue_id, ours))
+    await relay_as(pool, ours, queue_id)  # back: Postfix gave ours the id again
+    append(log_file, sent(queue_id, address))
+    monkeypatch.setattr(maillog, "MAX_READ", len(earlier))  # the earlier lines first
+    await caught_up(MaillogFollower(pool, log_file), log_file, len(earlier))
+    assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
+    assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
+                               address) == 0
+
+
+async def test_lines_of_ours_whose_arrival_was_lost_are_applied_once_caught_up(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its arrival rotated away unread: held while the catch-up may still reach it."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    await follower.release()
+    queue_id = new_queue_id("D")
+    address = f"lost-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await relayed_message(pool, queue_id, address)
+    delivered = sent(queue_id, address)
+    append(log_file, delivered, about_message("AAAA1", "qmgr", "removed") * 3)
+    monkeypatch.setattr(maillog, "MAX_READ", len(delivered))
+    restarted = MaillogFollower(pool, log_file)
+    await restarted.poll()
+    assert await recipients(pool, ours) == {address: ("relayed", None)}
+    await caught_up(restarted, log_file, len(delivered))
+    assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
+
+
+async def test_a_catch_up_gives_an_earlier_requeue_under_the_queue_id_to_that_message(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """postsuper -r while the service was down: pickup's line ties the earlier message's
+    new queue id to the one ours was given since. It moved ours to the new id, whose
+    lines were then ours, and ours' own lines went to the earlier message."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id, new = new_queue_id("E"), new_queue_id("F")
+    address = f"requeued-{uuid.uuid4().hex[:6]}@example.org"
+    earlier = await relayed_message(pool, queue_id, address)
+    await follower.poll()
+    await follower.release()
+    moved = requeued(queue_id, new)
+    ours = await accepted_message(pool, address)
+    append(log_file, moved, arrival(queue_id, ours))
+    await relay_as(pool, ours, queue_id)
+    append(log_file, line(queue_id, address, "deferred", "4.2.0", "451 later"),
+           sent(new, address))
+    monkeypatch.setattr(maillog, "MAX_READ", len(moved))
+    await caught_up(MaillogFollower(pool, log_file), log_file, len(moved))
+    assert await recipients(pool, ours) == {address: ("deferred", "451 later")}
+    assert await recipients(pool, earlier) == {address: ("delivered", "250 ok")}
