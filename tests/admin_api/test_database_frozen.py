@@ -90,3 +90,21 @@ async def test_healthz_answers_while_the_database_is_frozen(
         relay.freeze()
         await asyncio.sleep(2.5)  # past the settings' 2 s: this request re-reads them
         assert (await client.get("/healthz", timeout=ANSWER_WITHIN)).status == 200
+
+
+async def test_metrics_answers_while_the_database_is_frozen(
+    aiohttp_client: AiohttpClient, database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scrape counts the webhook backlog within 2 s, else gives NaN: on a frozen
+    database it waited, once its count was given up, for the count's cancel, which the
+    server never acknowledges, the statements' whole timeout more (here made endless)."""
+    monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 3600.0)
+    async with relayed(database_url) as (relay, through):
+        # Connections open before the freeze, more than the workers take: the count
+        # gets one of them.
+        client = await aiohttp_client(create_app(
+            settings_for(through, pool_min_size=20, pool_max_size=20)))
+        relay.freeze()
+        answer = await client.get("/metrics", timeout=ANSWER_WITHIN)
+        assert answer.status == 200
+        assert "postwarden_webhook_pending NaN" in await answer.text()

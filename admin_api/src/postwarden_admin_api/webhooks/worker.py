@@ -53,7 +53,7 @@ from prometheus_client import Gauge
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.backoff import doubled
 from postwarden_admin_api.context import POOL
-from postwarden_admin_api.errors import COMMAND_TIMEOUT, connection
+from postwarden_admin_api.errors import COMMAND_TIMEOUT, briefly, connection
 from postwarden_admin_api.metrics import METRICS, Metrics
 from postwarden_admin_api.notify_targets import active_warnings
 from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
@@ -548,7 +548,7 @@ async def count_pending(pool: asyncpg.Pool, gauge: Gauge) -> None:
     """Set ``gauge`` to the deliveries pending, NaN when the database does not tell: a
     value kept from an earlier scrape would pass for the backlog now."""
     try:
-        async with asyncio.timeout(COUNT_TIMEOUT_SECONDS), pool.acquire() as conn:
+        async with briefly(pool, COUNT_TIMEOUT_SECONDS) as conn:
             gauge.set(await conn.fetchval(COUNT_PENDING))
     except DB_ERRORS:
         gauge.set(math.nan)
