@@ -18,6 +18,8 @@ from aiohttp.test_utils import TestClient
 from postwarden_admin_api import app as app_module
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
+from postwarden_admin_api.periodic import pooled
+from postwarden_store import create_pool
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 from tests.fixtures.dbrelay import relayed
 
@@ -108,3 +110,31 @@ async def test_metrics_answers_while_the_database_is_frozen(
         answer = await client.get("/metrics", timeout=ANSWER_WITHIN)
         assert answer.status == 200
         assert "postwarden_webhook_pending NaN" in await answer.text()
+
+
+async def test_a_pooled_statement_without_answer_ends_its_connection(
+    database_url: str,
+) -> None:
+    """A background loop's round or a start-up step (periodic.pooled) whose statement got
+    no answer ended only once the frozen server acknowledged asyncpg's cancel of it, which
+    it never does, after the pool's whole command timeout (COMMAND_TIMEOUT: 80 s in all);
+    it ends with its statement, its connection terminated. Here the statement's own
+    timeout is short and the pool's endless, to tell the two waits apart."""
+    async with relayed(database_url) as (relay, through):
+        pool = await create_pool(through, min_size=0, max_size=1, command_timeout=3600.0)
+
+        async def frozen_round() -> None:
+            async with pooled(pool) as conn:
+                await conn.execute("SELECT 1")
+                relay.freeze()
+                await conn.execute("SELECT 2", timeout=1.0)
+
+        round_ = asyncio.create_task(frozen_round())
+        try:
+            await asyncio.wait({round_}, timeout=30)  # the test's bound: fails, not hangs
+            assert round_.done()
+            assert isinstance(round_.exception(), TimeoutError)
+        finally:
+            round_.cancel()
+            relay.thaw()
+            await pool.close()

@@ -48,6 +48,7 @@ from .middleware import (
     request_context,
 )
 from .openapi import OPENAPI, OpenApiRegistry
+from .periodic import pooled
 from .ratelimit import LIMITER, RateLimiter
 from .runtime_settings import RUNTIME, RuntimeSettingsCache
 from .schema import require_schema, require_writable
@@ -79,7 +80,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             command_timeout=COMMAND_TIMEOUT,
         )
     try:
-        async with pool.acquire() as conn:
+        async with pooled(pool) as conn:
             await require_schema(conn)
             await check_schema_current(conn)
             await require_writable(conn)

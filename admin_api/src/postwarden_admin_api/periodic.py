@@ -19,6 +19,8 @@ from typing import Any
 
 import asyncpg
 
+from postwarden_store import ending_unanswered
+
 from .errors import naming_loss
 from .metrics import JOB_OUTCOMES, Metrics
 from .outages import OUTAGES
@@ -37,12 +39,14 @@ Job = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 @contextlib.asynccontextmanager
 async def pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """``pool.acquire()`` for a background loop: a connection lost between two of its
-    statements (PostgreSQL restarting, its backend terminated) is told as lost (naming_loss),
-    not by asyncpg's "connection has been released back to the pool", which reads as
-    a bug of ours."""
+    """``pool.acquire()`` for a background loop or a start-up step: a connection lost
+    between two of its statements (PostgreSQL restarting, its backend terminated) is told
+    as lost (naming_loss), not by asyncpg's "connection has been released back to the
+    pool", which reads as a bug of ours; one whose statement got no answer is ended
+    (ending_unanswered): its release, which no acquire timeout bounds, waited
+    COMMAND_TIMEOUT more for a frozen database to acknowledge the cancel."""
     async with pool.acquire() as conn:
-        with naming_loss(conn):
+        with naming_loss(conn), ending_unanswered(conn):
             yield conn
 
 

@@ -101,6 +101,21 @@ class _PoolTransaction(Transaction):  # type: ignore[misc]
         await super().__aexit__(extype, ex, tb)
 
 
+@contextlib.contextmanager
+def ending_unanswered(conn: asyncpg.Connection) -> Iterator[None]:
+    """Statements on the pooled ``conn`` outside a transaction: one that got no answer in
+    time (TimeoutError) terminates the connection, which the pool then discards, as
+    :class:`_PoolTransaction` does in one. Its release waited for asyncpg's cancel of the
+    statement, which a silent server never acknowledges, for the acquire's timeout or,
+    without one, a whole command_timeout more."""
+    try:
+        yield
+    except TimeoutError:
+        with contextlib.suppress(asyncpg.InterfaceError):  # released already: it was lost
+            conn.terminate()
+        raise
+
+
 class _Connection(asyncpg.Connection):  # type: ignore[misc]
     def transaction(self, *, isolation: str | None = None, readonly: bool = False,
                     deferrable: bool = False) -> Transaction:

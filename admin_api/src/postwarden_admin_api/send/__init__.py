@@ -21,7 +21,7 @@ from aiohttp import web
 from postwarden_admin_api.context import POOL, SETTINGS
 from postwarden_admin_api.metrics import METRICS
 from postwarden_admin_api.openapi import OPENAPI
-from postwarden_admin_api.periodic import periodic
+from postwarden_admin_api.periodic import periodic, pooled
 from postwarden_admin_api.secrets import KEYRING
 
 from . import idempotency, limits
@@ -49,7 +49,7 @@ async def _housekeeping(conn: asyncpg.Connection) -> None:
 
 async def _send_workers(app: web.Application) -> AsyncIterator[None]:
     settings, pool = app[SETTINGS], app[POOL]
-    async with pool.acquire() as conn:
+    async with pooled(pool) as conn:
         # Even while recipient_hash_key is set: clearing it then needs no query.
         stored = await limits.stored_hash_key(conn)
         # The server's (or the role's, the database's) own: a 202 is as durable as it says.

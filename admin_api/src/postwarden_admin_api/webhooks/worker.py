@@ -557,7 +557,7 @@ async def count_pending(pool: asyncpg.Pool, gauge: Gauge) -> None:
 async def worker_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: seal plain-text URLs and templates, then run the delivery worker while
     the service runs (and count its backlog at each scrape)."""
-    async with app[POOL].acquire() as conn:
+    async with pooled(app[POOL]) as conn:
         await seal_plain_urls(conn, app[KEYRING])
         await seal_plain_templates(conn, app[KEYRING])
     metrics = app[METRICS]
