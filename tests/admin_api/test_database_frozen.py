@@ -9,15 +9,20 @@ A TCP relay on loopback stands for the network (.dbrelay)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api import app as app_module
+from postwarden_admin_api import errors
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
+from postwarden_admin_api.errors import connection
 from postwarden_admin_api.periodic import pooled
 from postwarden_store import create_pool
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
@@ -112,19 +117,23 @@ async def test_metrics_answers_while_the_database_is_frozen(
         assert "postwarden_webhook_pending NaN" in await answer.text()
 
 
+@pytest.mark.parametrize("taking", [pooled, connection])
 async def test_a_pooled_statement_without_answer_ends_its_connection(
-    database_url: str,
+    database_url: str, monkeypatch: pytest.MonkeyPatch,
+    taking: Callable[[asyncpg.Pool], AbstractAsyncContextManager[asyncpg.Connection]],
 ) -> None:
     """A background loop's round or a start-up step (periodic.pooled) whose statement got
     no answer ended only once the frozen server acknowledged asyncpg's cancel of it, which
     it never does, after the pool's whole command timeout (COMMAND_TIMEOUT: 80 s in all);
-    it ends with its statement, its connection terminated. Here the statement's own
-    timeout is short and the pool's endless, to tell the two waits apart."""
+    a request's (errors.connection) after its ACQUIRE_TIMEOUT more (45 s). Each ends with
+    its statement, its connection terminated. Here the statement's own timeout is short,
+    the pool's and the acquire's endless, to tell the waits apart."""
+    monkeypatch.setattr(errors, "ACQUIRE_TIMEOUT", 3600.0)
     async with relayed(database_url) as (relay, through):
         pool = await create_pool(through, min_size=0, max_size=1, command_timeout=3600.0)
 
         async def frozen_round() -> None:
-            async with pooled(pool) as conn:
+            async with taking(pool) as conn:
                 await conn.execute("SELECT 1")
                 relay.freeze()
                 await conn.execute("SELECT 2", timeout=1.0)

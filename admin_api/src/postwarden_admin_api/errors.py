@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from postwarden_store import database_problem
+from postwarden_store import database_problem, ending_unanswered
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +143,11 @@ def naming_loss(conn: asyncpg.Connection) -> Iterator[None]:
 @asynccontextmanager
 async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """:func:`acquire`, released on leaving; a statement on it once it was lost raises
-    the loss (:func:`naming_loss`: 503)."""
+    the loss (:func:`naming_loss`: 503), and one that got no answer ends it
+    (``ending_unanswered``): its release waited ``ACQUIRE_TIMEOUT`` more for the cancel."""
     conn = await acquire(pool)
     try:
-        with naming_loss(conn):
+        with naming_loss(conn), ending_unanswered(conn):
             yield conn
     finally:
         await pool.release(conn)
