@@ -9,6 +9,7 @@ import uuid
 import asyncpg
 import pytest
 
+from postwarden_admin_api.errors import lost
 from postwarden_admin_api.send.outbox import (
     ENQUEUE,
     Accepted,
@@ -124,8 +125,10 @@ async def test_a_database_silent_to_the_look_leaves_the_outcome_unknown(
     """The database stops answering (frozen, a partition) as confirm() looks for the
     message: its statement's command timeout is no answer on whether the message was
     stored. Raised as such it was a 503 database_unavailable, whose Retry-After has a
-    client send the message again; OutcomeUnknown is a 500."""
-    lost = Unconfirmed(Accepted(uuid.uuid4(), "<lost@example.com>"))
+    client send the message again; OutcomeUnknown is a 500. Its connection is ended: given
+    back, it waited for the look's cancel, which the server never acknowledges, a
+    command timeout more (COMMAND_TIMEOUT, 40 s) before the 500."""
+    unsure = Unconfirmed(Accepted(uuid.uuid4(), "<lost@example.com>"))
     async with relayed(database_url) as (relay, through):
         pool = await create_pool(through, min_size=1, max_size=1, command_timeout=1.0)
         try:
@@ -133,7 +136,8 @@ async def test_a_database_silent_to_the_look_leaves_the_outcome_unknown(
                 relay.freeze()
                 with pytest.raises(OutcomeUnknown):
                     async with asyncio.timeout(60):  # the test's own bound
-                        await confirm(conn, lost)
+                        await confirm(conn, unsure)
+                assert lost(conn)  # ended: released, as asyncpg does a closed one
         finally:
             relay.thaw()
             await pool.close()

@@ -21,6 +21,7 @@ import asyncpg
 from postwarden_admin_api.auth import unauthenticated
 from postwarden_admin_api.commits import FLUSH
 from postwarden_admin_api.periodic import DB_ERRORS
+from postwarden_store import ending_unanswered
 
 from . import limits
 from .refusals import Refusal
@@ -163,12 +164,15 @@ async def confirm(conn: asyncpg.Connection, unsure: Unconfirmed) -> Accepted:
     call has ended: the message, now on disk, if it was stored; else the error that cut
     the first connection off. A backend that does not end in time, or a database that
     does not answer the look (frozen: the statements' command timeout), leaves the
-    outcome unknown: :class:`OutcomeUnknown`."""
+    outcome unknown: :class:`OutcomeUnknown`, the connection then ended rather than given
+    back to wait for its statement's cancel, as long again, which a frozen server never
+    acknowledges."""
     try:
-        ended = unsure.backend is None or await _terminate_backend(conn, unsure.backend)
-        stored = ended and await conn.fetchval(STORED, unsure.accepted.id)
-        if stored:
-            await conn.execute(FLUSH)
+        with ending_unanswered(conn):
+            ended = unsure.backend is None or await _terminate_backend(conn, unsure.backend)
+            stored = ended and await conn.fetchval(STORED, unsure.accepted.id)
+            if stored:
+                await conn.execute(FLUSH)
     except DB_ERRORS as exc:
         raise OutcomeUnknown("the database did not say whether the enqueue stored the "
                              "message") from exc
