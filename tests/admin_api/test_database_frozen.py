@@ -24,9 +24,12 @@ from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.errors import connection
 from postwarden_admin_api.periodic import pooled
-from postwarden_store import create_pool
+from postwarden_admin_api.revisions import POLICY_LOCK_KEY
+from postwarden_store import connect, create_pool
+from tests.admin_api.test_database_lost_mid_transaction import WAITING_FOR_A_LOCK
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 from tests.fixtures.dbrelay import relayed
+from tests.webhooks.receiver import wait_for_async
 
 pytestmark = pytest.mark.postgres
 
@@ -147,3 +150,37 @@ async def test_a_pooled_statement_without_answer_ends_its_connection(
             round_.cancel()
             relay.thaw()
             await pool.close()
+
+
+async def test_a_wait_for_a_deletes_lock_on_a_frozen_database_is_503(
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A policy change waits for the policy lock as long as a webhook delete may hold it
+    (row_wait_seconds: webhook_timeout_seconds, here an hour, and 70 s), past the
+    statements' command timeout: a database frozen meanwhile was told only at its end.
+    A probe on another connection now finds it silent, and the change is 503. The
+    lock is held here by a session the freeze does not reach, as a delete's would."""
+    monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 1.0)
+    key = await mint_key(Role.OPERATOR)
+    holder = await connect(database_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", POLICY_LOCK_KEY)
+        async with relayed(database_url) as (relay, through):
+            client = await aiohttp_client(create_app(
+                settings_for(through, webhook_timeout_seconds=3600.0)))
+            asking = asyncio.create_task(client.post(
+                "/api/v1/rules", headers=bearer(key), timeout=ANSWER_WITHIN,
+                json={"rule": {"name": "r", "when": {"sender": ["r@evil.test"]},
+                               "then": "reject"}}))
+
+            async def waiting() -> bool:
+                return bool(await holder.fetch(WAITING_FOR_A_LOCK))
+
+            assert await wait_for_async(waiting)
+            relay.freeze()
+            answer = await asking
+            assert (answer.status, (await answer.json())["error"]["code"]) == (
+                503, "database_unavailable")
+    finally:
+        await holder.close()

@@ -37,7 +37,6 @@ from postwarden_admin_api.bodies import (
 from postwarden_admin_api.context import POOL, Role, allow
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection, database_busy
 from postwarden_admin_api.notify_targets import active_warnings
-from postwarden_admin_api.revisions import lock_policies
 from postwarden_admin_api.sqlwhere import Where
 
 from .changes import NEW_ENDPOINT, key_problems, merged
@@ -50,6 +49,7 @@ from .worker import (
     row_wait_seconds,
     sent_before,
     sent_under_lock,
+    while_answering,
 )
 
 routes = web.RouteTableDef()
@@ -198,9 +198,10 @@ async def _current(conn: asyncpg.Connection, request: web.Request, lock: bool = 
                    ) -> asyncpg.Record:
     endpoint_id = path_int(request, "id")
     row: asyncpg.Record | None
-    if lock:  # it may wait for a delete's lock (see row_wait_seconds)
-        row = await conn.fetchrow(SELECT_ONE + " FOR UPDATE", endpoint_id,
-                                  timeout=row_wait_seconds(request.app[WEBHOOK_OPTIONS]))
+    if lock:  # it may wait for a delete's lock (see row_wait_seconds, while_answering)
+        row = await while_answering(request.app[POOL], conn.fetchrow(
+            SELECT_ONE + " FOR UPDATE", endpoint_id,
+            timeout=row_wait_seconds(request.app[WEBHOOK_OPTIONS])))
     else:
         row = await conn.fetchrow(SELECT_ONE, endpoint_id)
     if row is None:
@@ -264,10 +265,10 @@ def _left_unserved(data: Mapping[str, Any], current: Mapping[str, Any],
 async def webhooks_delete(request: web.Request) -> web.Response:
     endpoint_id = path_int(request, "id")
     async with _policy_turn(request), connection(request.app[POOL]) as conn, conn.transaction():
-        # Both may wait for another delete's (see row_wait_seconds).
-        wait = row_wait_seconds(request.app[WEBHOOK_OPTIONS])
-        await lock_policies(conn, wait)  # see active_warnings
-        locked_at = await conn.fetchval(LOCK, endpoint_id, timeout=wait)
+        # Both may wait for another delete's (see row_wait_seconds, while_answering).
+        await lock_policies_behind_deletes(conn, request.app)  # see active_warnings
+        locked_at = await while_answering(request.app[POOL], conn.fetchval(
+            LOCK, endpoint_id, timeout=row_wait_seconds(request.app[WEBHOOK_OPTIONS])))
         if locked_at is None:
             raise ApiError(404, "not_found", "no such webhook")
         # Before the delete: its deliveries, the requests under way among them, go with

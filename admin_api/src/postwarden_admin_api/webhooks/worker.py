@@ -43,7 +43,7 @@ import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -53,7 +53,7 @@ from prometheus_client import Gauge
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.backoff import doubled
 from postwarden_admin_api.context import POOL
-from postwarden_admin_api.errors import COMMAND_TIMEOUT, briefly, connection
+from postwarden_admin_api.errors import COMMAND_TIMEOUT, ApiError, briefly, connection
 from postwarden_admin_api.metrics import METRICS, Metrics
 from postwarden_admin_api.notify_targets import active_warnings
 from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
@@ -68,6 +68,7 @@ from .templates import seal_plain_templates, template_of
 from .urls import seal_plain_urls, url_of
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # $1 free slots of the window, $2 the lease, $3/$4 the endpoints with deliveries in
 # flight and how many, $5 the cap per endpoint. Each enabled endpoint below its cap, and
@@ -398,6 +399,8 @@ COUNT_TIMEOUT_SECONDS = 2.0
 LEASE_MARGIN_SECONDS = 30.0
 # A stop waits for the deliveries in flight this much longer than their request may take.
 STOP_MARGIN_SECONDS = 5.0
+# How often a request waiting for a delete's lock makes sure the database still answers.
+PROBE_EVERY_SECONDS = 2.0
 
 
 async def deliver_due(
@@ -472,12 +475,59 @@ def row_wait_seconds(options: WebhookOptions) -> float:
     return options.timeout_seconds + LEASE_MARGIN_SECONDS + COMMAND_TIMEOUT
 
 
+async def _answers(pool: asyncpg.Pool) -> None:
+    """A trivial statement on another pooled connection: TimeoutError when none could be
+    made or it got no answer in time (a transaction waiting then is ended, not rolled
+    back: see postwarden_store.pool); a full pool tells nothing."""
+    try:
+        async with connection(pool) as probe:
+            await probe.execute("SELECT 1")
+    except ApiError as refused:
+        if refused.code == "database_busy":
+            return
+        raise TimeoutError from refused
+
+
+async def while_answering(pool: asyncpg.Pool, waiting: Awaitable[T]) -> T:
+    """A request's ``waiting``, a statement that may wait row_wait_seconds for a lock a
+    webhook delete holds, given up (TimeoutError: 503 database_unavailable) once a
+    probe on another connection gets no answer within the pool's command_timeout: a
+    frozen database is told as a statement elsewhere tells it, not after the whole
+    wait, which a held lock and a silent server could not be told apart in. A probe
+    that finds the pool full (database_busy) tells nothing, and the wait goes on."""
+    wait = asyncio.ensure_future(waiting)
+    try:
+        while not (await asyncio.wait({wait}, timeout=PROBE_EVERY_SECONDS))[0]:
+            await _until_done(wait, asyncio.ensure_future(_answers(pool)))
+        return wait.result()
+    finally:  # a probe failed, or this request was cancelled
+        await _ended(wait)
+
+
+async def _until_done(wait: asyncio.Future[Any], probe: asyncio.Future[None]) -> None:
+    """``probe``'s outcome, or none once ``wait`` is done first: a lock granted does not
+    wait for a probe behind a full pool."""
+    try:
+        await asyncio.wait({wait, probe}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await _ended(probe)
+    if not probe.cancelled():
+        probe.result()
+
+
+async def _ended(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def lock_policies_behind_deletes(conn: asyncpg.Connection, app: web.Application) -> None:
     """The policy lock for a change, waited for as long as a webhook delete may hold it
     (see row_wait_seconds): within the pool's command_timeout only, an upload, an
     activation, a deploy or a Rules API change behind one was 503 database_unavailable,
-    the database well."""
-    await lock_policies(conn, row_wait_seconds(app[WEBHOOK_OPTIONS]))
+    the database well. A database gone silent meanwhile: see while_answering."""
+    await while_answering(app[POOL], lock_policies(conn, row_wait_seconds(app[WEBHOOK_OPTIONS])))
 
 
 # How often a change polls for the requests under way with the settings it replaced.
