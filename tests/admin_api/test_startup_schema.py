@@ -171,3 +171,33 @@ def test_a_later_start_step_failing_is_told_in_one_line(refusing_a_start_write: 
     done = _run(refusing_a_start_write, "serve")
     assert (done.returncode, done.stderr.splitlines()) == (
         1, ["postwarden-admin: refused by the test"])
+
+
+# serve, its statements' command timeout made 1 s.
+SERVE_QUICK_TIMEOUT = ("import sys; from postwarden_admin_api import app; "
+                       "app.COMMAND_TIMEOUT = 1.0; from postwarden_admin_api.cli import main; "
+                       "sys.exit(main(['serve']))")
+
+
+@pytest.mark.postgres
+async def test_a_start_step_without_answer_is_told_in_one_line(database_url: str) -> None:
+    """A start-up statement that got no answer within the command timeout (a server
+    frozen, or as here a lock held) ended serve with "postwarden-admin: " and nothing
+    after it: asyncpg's TimeoutError has no text."""
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE")
+            env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
+            env |= {"POSTWARDEN_DATABASE_URL": database_url,
+                    "POSTWARDEN_SECRET_KEY": TEST_SECRET_KEY,
+                    "POSTWARDEN_LISTEN": f"127.0.0.1:{free_port()}"}
+            serve = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", SERVE_QUICK_TIMEOUT, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            async with asyncio.timeout(60):  # the test's own bound
+                out, err = await serve.communicate()
+    finally:
+        await holder.close()
+    assert (serve.returncode, out, err.decode().splitlines()) == (
+        1, b"", ["postwarden-admin: the database gave no answer in time"])

@@ -367,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: database schema is missing {len(exc.pending)} migration(s) "
               f"({', '.join(exc.pending)}); run `{PROG} migrate`", file=sys.stderr)
         return 1
+    except TimeoutError:  # serve's start-up statement (COMMAND_TIMEOUT): no text of its own
+        print(f"{PROG}: the database gave no answer in time", file=sys.stderr)
+        return 1
     except (StoreError, NotMigrated, SecretsError, PushError, OSError,
             asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # InterfaceError: asyncpg's ClientConfigurationError too (a root certificate
