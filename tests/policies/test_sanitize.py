@@ -112,6 +112,13 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="a-template-where-svg-holds-html-or-after-a-closed-svg-is-one",
         ),
         pytest.param(
+            "<svg><title><style><body bgcolor=white></style></title><style>"
+            "<body bgcolor=black text=white></style></svg><p>Hi</p>",
+            '<div style="background-color:#000000;color:#ffffff"><p>Hi</p></div>',
+            (("style", 1), ("svg", 1)),
+            id="a-style-in-svg-is-no-raw-text-and-a-body-tag-leaves-it",
+        ),
+        pytest.param(
             '<body style="color: red" text="blue" bgcolor=" white "><p>Hi</p>',
             '<div style="color:#0000ff;background-color:#ffffff;color:red"><p>Hi</p></div>',
             (),
@@ -602,6 +609,11 @@ def test_a_hundred_thousand_body_tags_merge_in_one_pass() -> None:
             '<base href="https://shop.example/"><a href="y">y</a>',
             '<a href="https://shop.example/y">y</a>',
             id="a-base-in-mathml-or-in-a-template-there-is-none-of-the-page",
+        ),
+        pytest.param(
+            '<math><textarea></math><base href="https://shop.example/"><a href="y">y</a>',
+            '<a href="https://shop.example/y">y</a>',
+            id="a-textarea-in-mathml-is-no-raw-text-and-hides-no-base",
         ),
         pytest.param(
             '<noscript><base href="https://shop.example/"></noscript><a href="x">x</a>',

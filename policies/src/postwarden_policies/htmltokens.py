@@ -103,15 +103,19 @@ MARKUP = re.compile(
 # any case; the last group), or, a <plaintext>'s, to the end; the two empty groups
 # before the name tell which. re.split makes no match object per tag: twice as fast as
 # re.finditer here.
+_END_TAG = rf"/(?:(?P<end>{_TAG_NAME}){_ATTRIBUTES}|[^>]*+(?:>|\Z))"
+_START_TAG = rf"(?P<name>{_TAG_NAME})(?P<attributes>{_ATTRIBUTE_LIST})(?:>|\Z)"
 TOKENS = re.compile(
-    f"<(?:{_NOT_A_TAG}"
-    rf"|/(?:(?P<end>{_TAG_NAME}){_ATTRIBUTES}|[^>]*+(?:>|\Z))"
+    f"<(?:{_NOT_A_TAG}|{_END_TAG}"
     rf"|(?:(?={_names(RAW)})(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
-    rf"(?P<name>{_TAG_NAME})(?P<attributes>{_ATTRIBUTE_LIST})(?:>|\Z)"
+    rf"{_START_TAG}"
     rf"(?P<content>(?(plaintext).*|(?(raw)(?>.*?(?=</(?ai:(?P=name)){_NAME_END}|\Z)))))"
     ")",
     re.DOTALL,
 )
+# The same tags where a start tag makes an SVG or MathML element (HTML's foreign
+# content): none is raw text there, what follows a <style> or <title> is read as tags.
+FOREIGN_TOKENS = re.compile(f"<(?:{_NOT_A_TAG}|{_END_TAG}|{_START_TAG})", re.DOTALL)
 # A <style> element's content (its sheet), up to where MARKUP ends the element. The
 # lazy .*? costs some 60 ns a character (a 4 MB sheet: a quarter of a second); a loop
 # over runs without "<" was twenty times faster, but not in constant memory.

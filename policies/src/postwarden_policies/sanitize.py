@@ -91,7 +91,7 @@ from .html_allowlist import (
 )
 from .html_cost import BUDGET, estimated_cost
 from .html_precheck import needs_no_sanitizing
-from .htmltokens import ATTRIBUTE, TOKENS, ascii_lower
+from .htmltokens import ATTRIBUTE, FOREIGN_TOKENS, TOKENS, ascii_lower
 from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
 
 log = logging.getLogger(__name__)
@@ -587,10 +587,16 @@ def _tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
     there set the page's colours); and a quote opens a value only after "=" (``<p
     a"b>``: one taken anywhere hid a ``<body>`` readers read, or showed one they do not)."""
     for found in TOKENS.finditer(html):
-        if (name := found.group("name")) is not None:
-            yield ascii_lower(name), found
-        elif (end := found.group("end")) is not None:
-            yield "/" + ascii_lower(end), found
+        if (name := _tag_name(found)) is not None:
+            yield name, found
+
+
+def _tag_name(found: re.Match[str]) -> str | None:
+    """The name of a tag :data:`.htmltokens.TOKENS` found, A to Z lower-cased, "/" before
+    an end tag's; None for a comment or the like."""
+    if (name := found.group("name")) is not None:
+        return ascii_lower(name)
+    return None if (end := found.group("end")) is None else "/" + ascii_lower(end)
 
 
 def _document_tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
@@ -599,11 +605,22 @@ def _document_tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
     ``<body bgcolor=black text=black>`` in one coloured the page). Inside ``<svg>`` or
     ``<math>`` a tag is an SVG or MathML element, but where HTML's tree builder reads HTML
     again (:class:`_OpenElements`): a ``<template>`` there is none (taken for one, it hid
-    the ``<body>`` or ``<base>`` after it), nor is a ``<base>``."""
+    the ``<body>`` or ``<base>`` after it), nor is a ``<base>``; nor is a ``<style>``,
+    ``<title>`` or ``<script>`` raw text (:data:`.htmltokens.FOREIGN_TOKENS`): taken
+    for one, it hid the ``<body>`` after it that readers read."""
     stack = _OpenElements()
-    for name, found in _tags(html):
-        if stack.read(name, found):
-            yield name, found
+    tokens, start = TOKENS, 0
+    while True:
+        for found in tokens.finditer(html, start):
+            if (name := _tag_name(found)) is None:
+                continue
+            if stack.read(name, found):
+                yield name, found
+            if (wanted := FOREIGN_TOKENS if stack.foreign else TOKENS) is not tokens:
+                tokens, start = wanted, found.end()  # read on as the tree builder now is
+                break
+        else:
+            return
 
 
 # Start tags that end SVG or MathML content: the tree builder closes what is open of it
