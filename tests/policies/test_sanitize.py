@@ -119,6 +119,13 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="a-style-in-svg-is-no-raw-text-and-a-body-tag-leaves-it",
         ),
         pytest.param(
+            "<svg><foreignObject><div></svg></div></foreignObject><template></svg>"
+            "<body bgcolor=black text=white><p>Hi</p>",
+            '<div style="background-color:#000000;color:#ffffff"><p>Hi</p></div>',
+            (("foreignobject", 1), ("svg", 1), ("template", 1)),
+            id="an-svg-end-tag-in-html-that-svg-holds-closes-nothing",
+        ),
+        pytest.param(
             '<body style="color: red" text="blue" bgcolor=" white "><p>Hi</p>',
             '<div style="color:#0000ff;background-color:#ffffff;color:red"><p>Hi</p></div>',
             (),
@@ -614,6 +621,24 @@ def test_a_hundred_thousand_body_tags_merge_in_one_pass() -> None:
             '<math><textarea></math><base href="https://shop.example/"><a href="y">y</a>',
             '<a href="https://shop.example/y">y</a>',
             id="a-textarea-in-mathml-is-no-raw-text-and-hides-no-base",
+        ),
+        pytest.param(
+            '<svg><foreignObject><div></svg></div></foreignObject><base href="https://decoy.example/">'
+            '</svg><base href="https://shop.example/"><a href="y">y</a>',
+            '<a href="https://shop.example/y">y</a>',
+            id="an-svg-end-tag-in-html-that-svg-holds-closes-nothing",
+        ),
+        pytest.param(
+            '<svg><foreignObject><math><mi></foreignObject><base href="https://decoy.example/">'
+            '</svg><base href="https://shop.example/"><a href="y">y</a>',
+            '<a href="https://shop.example/y">y</a>',
+            id="a-foreignobject-end-tag-closes-the-mathml-in-it",
+        ),
+        pytest.param(
+            '<math><annotation-xml><svg><foreignObject><base href="https://shop.example/">'
+            '</math><a href="y">y</a>',
+            '<a href="https://shop.example/y">y</a>',
+            id="an-svg-in-annotation-xml-holds-html",
         ),
         pytest.param(
             '<noscript><base href="https://shop.example/"></noscript><a href="x">x</a>',

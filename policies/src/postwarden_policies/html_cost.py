@@ -46,7 +46,7 @@ _COUNTED_FROM = 256
 # How many times over attributes may be read (see _attribute_cost); ordinary mail
 # reads them once.
 _RESCANS = 4
-_VOID = frozenset(
+VOID = frozenset(
     """area base basefont bgsound br col embed frame hr img input keygen link meta param
     source track wbr""".split()
 )
@@ -173,7 +173,7 @@ class _Builder:
         if self.displaced and name not in _CLOSE_P and name not in _NO_REOPENING:
             self.text()  # the standard reopens before inline content, not a block
         self.cost += len(self.open) - self.floor
-        if name in _VOID:
+        if name in VOID:
             return
         self._push(name)
         if name in _MARKERS:

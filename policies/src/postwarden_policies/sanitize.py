@@ -70,6 +70,7 @@ import os
 import re
 import threading
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from html import escape as html_escape
@@ -89,7 +90,7 @@ from .html_allowlist import (
     TAGS,
     HtmlOptions,
 )
-from .html_cost import BUDGET, estimated_cost
+from .html_cost import BUDGET, VOID, estimated_cost
 from .html_precheck import needs_no_sanitizing
 from .htmltokens import ATTRIBUTE, FOREIGN_TOKENS, TOKENS, ascii_lower
 from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
@@ -616,7 +617,7 @@ def _document_tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
                 continue
             if stack.read(name, found):
                 yield name, found
-            if (wanted := FOREIGN_TOKENS if stack.foreign else TOKENS) is not tokens:
+            if (wanted := FOREIGN_TOKENS if stack.in_foreign else TOKENS) is not tokens:
                 tokens, start = wanted, found.end()  # read on as the tree builder now is
                 break
         else:
@@ -630,78 +631,162 @@ _BREAKOUT = frozenset(
     " i img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table"
     " tt u ul var".split())
 _FONT_BREAKS = frozenset({"color", "face", "size"})
-# The elements of each that hold HTML again (integration points); annotation-xml only of
-# an HTML encoding.
+# SVG and MathML elements that hold HTML again (integration points; annotation-xml only of
+# an HTML encoding, else only an <svg> start tag there is HTML), and those whose start
+# tags but these two are HTML (MathML text integration points).
 _INTEGRATION = {"svg": frozenset({"foreignobject", "desc", "title"}),
-                "math": frozenset({"mi", "mo", "mn", "ms", "mtext", "annotation-xml"})}
+                "math": frozenset({"annotation-xml"})}
+_MATHML_TEXT = frozenset({"mi", "mo", "mn", "ms", "mtext"})
+_MATHML_GLYPHS = frozenset({"mglyph", "malignmark"})
 _HTML_ENCODINGS = frozenset({"text/html", "application/xhtml+xml"})
 _ENCODING = frozenset({"encoding"})
+# HTML start tags that open no element (void), or none where a body is already open.
+_NOT_OPENED = VOID | frozenset(
+    "body caption col colgroup frame frameset head html tbody td tfoot th thead tr".split())
+# An open element: its name, its namespace ("html", "svg", "math") and its role: "point"
+# (holds HTML), "text" (a MathML text integration point), "xml" (annotation-xml that
+# holds other XML), "template" or "".
+_Element = tuple[str, str, str]
 
 
 class _OpenElements:
     """What HTML's tree builder has open that decides how a tag is read: ``<template>``
-    elements, ``<svg>`` and ``<math>`` roots and their integration points (no other
-    element: what is open below a root closes with it)."""
+    elements, and from an ``<svg>`` or ``<math>`` on every element, SVG, MathML or HTML.
+    Simplified: no HTML element open outside them (``<div><svg></div>`` closes the svg in
+    readers, not here), those inside close only by their end tag (not ``<p>`` by the
+    next ``<p>``), and none is reopened. Each tag costs constant time, but for the
+    elements it closes."""
 
     def __init__(self) -> None:
-        self.open: list[str] = []  # "template", "svg", "math" or an integration point
-        self.at: dict[str, list[int]] = {"template": [], "svg": [], "math": []}  # places
+        # Places in arrays, each element once, a list of places by name only linked
+        # through them: a million <g> in an <svg> (3 MB) took 170 MB as lists of tuples
+        # and ints, 10 MB so.
+        self.open: list[_Element] = []
+        self.elements: dict[_Element, _Element] = {}
+        self.last: dict[str, int] = {}  # the last place of each _key open
+        self.before = array("q")  # the place of the one open before it of its key, or -1
+        self.html_at = array("q")  # places of HTML elements (templates too)
+        self.bounds = array("q")  # places of integration points and templates
+        self.foreign_open = 0  # SVG and MathML elements
 
     @property
-    def foreign(self) -> bool:
-        """Whether a start tag here is an SVG or MathML element (a root is on top)."""
-        return bool(self.open) and self.open[-1] in _INTEGRATION
+    def in_foreign(self) -> bool:
+        """Whether a start tag here (but <svg>, <mglyph>, <malignmark>) is an SVG or
+        MathML element."""
+        return bool(self.open) and self.open[-1][1] != "html" and \
+            self.open[-1][2] not in ("point", "text")
 
     def read(self, name: str, tag: re.Match[str]) -> bool:
         """Take in the tag ``name`` (``tag``); whether it is the document's, an HTML
         element outside any template."""
-        if self.foreign:
+        if name.startswith("/"):
+            self._end(name[1:], tag)
+        elif not self._html_start(name):
             if not _breaks_out(name, tag):
-                self._foreign(name, tag)
+                self._foreign_start(name, tag)
                 return False
-            self._close(len(self.open) - 1)  # a root is opened only where HTML is read
-        if name.startswith("/"):
-            self._end(name[1:])
-            return not self.foreign and not self.at["template"]
-        if name == "template" or (name in _INTEGRATION and not _self_closing(tag)):
-            self._push(name)
+            self._close(self._floor() + 1)
+            return self._html_start_tag(name, tag)
+        else:
+            return self._html_start_tag(name, tag)
+        return not self.in_foreign and _key("template", html=True) not in self.last
+
+    def _html_start(self, name: str) -> bool:
+        """Whether the start tag ``name`` goes by HTML's rules (the tree builder's dispatch)."""
+        if not self.open:
+            return True
+        role = self.open[-1][2]
+        if role == "text":
+            return name not in _MATHML_GLYPHS
+        return not self.in_foreign or (role == "xml" and name == "svg")
+
+    def _html_start_tag(self, name: str, tag: re.Match[str]) -> bool:
+        if name == "template":
+            self._push((name, "html", "template"))
             return False
-        return not self.at["template"]
+        if name in ("svg", "math"):
+            if not _self_closing(tag):
+                self._push((name, name, ""))
+            return False
+        if self.foreign_open and name not in _NOT_OPENED:  # HTML that SVG or MathML holds
+            self._push((name, "html", ""))
+        return _key("template", html=True) not in self.last
 
-    def _foreign(self, name: str, tag: re.Match[str]) -> None:
-        """A tag read as SVG or MathML: one of its integration points opens."""
-        if name.startswith("/"):
-            self._end(name[1:])
-        elif (name in _INTEGRATION[self.open[-1]] and not _self_closing(tag)
-              and (name != "annotation-xml" or ascii_lower(
-                  _attributes(tag, _ENCODING).get("encoding", "")) in _HTML_ENCODINGS)):
-            self._push(name)
+    def _foreign_start(self, name: str, tag: re.Match[str]) -> None:
+        """A start tag read as SVG or MathML (of the namespace of the element it is in)."""
+        if _self_closing(tag):
+            return
+        namespace = self.open[-1][1]
+        role = ""
+        if name in _INTEGRATION[namespace]:
+            html = name != "annotation-xml" or ascii_lower(
+                _attributes(tag, _ENCODING).get("encoding", "")) in _HTML_ENCODINGS
+            role = "point" if html else "xml"
+        elif namespace == "math" and name in _MATHML_TEXT:
+            role = "text"
+        self._push((name, namespace, role))
 
-    def _end(self, name: str) -> None:
-        """An end tag: a template's closes the last one open; a root's, where SVG or
-        MathML is read (not directly in a template), the last one open after it; an
-        integration point's, that point on top."""
-        templates = self.at["template"]
-        if name == "template" and templates:
-            self._close(templates[-1])
-        elif name in _INTEGRATION and self.open and self.open[-1] != "template":
-            place = (self.at[name] or [-1])[-1]
-            if place > (templates or [-1])[-1]:
+    def _end(self, name: str, tag: re.Match[str]) -> None:
+        """An end tag. Where an SVG or MathML element is current, it closes the last one
+        so named above the last HTML element, or goes by HTML's rules; by these a
+        template's closes the last template, another the last HTML element so named
+        above the last integration point or template (none outside SVG and MathML)."""
+        if self.open and self.open[-1][1] != "html":
+            if _breaks_out("/" + name, tag):
+                self._close(self._floor() + 1)
+                return
+            place = self.last.get(_key(name, html=False), -1)
+            if place > _last(self.html_at):
                 self._close(place)
-        elif self.open[-1:] == [name]:
-            self.open.pop()
+                return
+        place = self.last.get(_key(name, html=True), -1)
+        if place >= 0 and (name == "template" or place > _last(self.bounds)):
+            self._close(place)
 
-    def _push(self, name: str) -> None:
-        if name in self.at:
-            self.at[name].append(len(self.open))
-        self.open.append(name)
+    def _floor(self) -> int:
+        """The place of the last element that is HTML or holds it: a breakout start tag
+        closes the SVG or MathML elements after it."""
+        return max(_last(self.bounds), _last(self.html_at))
+
+    def _push(self, element: _Element) -> None:
+        name, namespace, role = element
+        place = len(self.open)
+        key = _key(name, html=namespace == "html")
+        self.before.append(self.last.get(key, -1))
+        self.last[key] = place
+        if namespace == "html":
+            self.html_at.append(place)
+        else:
+            self.foreign_open += 1
+        if role in ("point", "text", "template"):
+            self.bounds.append(place)
+        self.open.append(self.elements.setdefault(element, element))
 
     def _close(self, place: int) -> None:
         """Close what is open from ``place`` on."""
-        for name in self.open[place:]:
-            if name in self.at:
-                self.at[name].pop()
+        for name, namespace, role in reversed(self.open[place:]):
+            if (before := self.before.pop()) < 0:
+                del self.last[_key(name, html=namespace == "html")]
+            else:
+                self.last[_key(name, html=namespace == "html")] = before
+            if namespace == "html":
+                self.html_at.pop()
+            else:
+                self.foreign_open -= 1
+            if role in ("point", "text", "template"):
+                self.bounds.pop()
         del self.open[place:]
+
+
+def _key(name: str, html: bool) -> str:
+    """An element's key in _OpenElements.last: an end tag in SVG or MathML content
+    looks for an SVG or MathML element so named, by HTML's rules for an HTML one."""
+    return "/" + name if html else name
+
+
+def _last(places: array[int]) -> int:
+    """The last of ``places``; -1 for none."""
+    return places[-1] if places else -1
 
 
 def _breaks_out(name: str, tag: re.Match[str]) -> bool:
