@@ -126,6 +126,12 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="an-svg-end-tag-in-html-that-svg-holds-closes-nothing",
         ),
         pytest.param(
+            "<svg><![CDATA[><body bgcolor=black text=black>]]></svg><p>Hi</p>",
+            "<p>Hi</p>",
+            (("@bgcolor", 1), ("@text", 1), ("svg", 1)),
+            id="a-body-tag-in-an-svg-cdata-section-is-text",
+        ),
+        pytest.param(
             '<body style="color: red" text="blue" bgcolor=" white "><p>Hi</p>',
             '<div style="color:#0000ff;background-color:#ffffff;color:red"><p>Hi</p></div>',
             (),
@@ -639,6 +645,14 @@ def test_a_hundred_thousand_body_tags_merge_in_one_pass() -> None:
             '</math><a href="y">y</a>',
             '<a href="https://shop.example/y">y</a>',
             id="an-svg-in-annotation-xml-holds-html",
+        ),
+        pytest.param(
+            '<math><mi><![CDATA[><base href="https://decoy.example/">]]></mi></math>'
+            '<svg><foreignObject><p><![CDATA[><base href="https://shop.example/">]]></p>'
+            '</foreignObject></svg>'
+            '<a href="y">y</a>',
+            '<a href="https://shop.example/y">y</a>',
+            id="a-base-in-a-cdata-section-where-mathml-is-current-is-text",
         ),
         pytest.param(
             '<noscript><base href="https://shop.example/"></noscript><a href="x">x</a>',

@@ -105,17 +105,20 @@ MARKUP = re.compile(
 # re.finditer here.
 _END_TAG = rf"/(?:(?P<end>{_TAG_NAME}){_ATTRIBUTES}|[^>]*+(?:>|\Z))"
 _START_TAG = rf"(?P<name>{_TAG_NAME})(?P<attributes>{_ATTRIBUTE_LIST})(?:>|\Z)"
-TOKENS = re.compile(
-    f"<(?:{_NOT_A_TAG}|{_END_TAG}"
-    rf"|(?:(?={_names(RAW)})(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
+_RAW_START_TAG = (
+    rf"(?:(?={_names(RAW)})(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
     rf"{_START_TAG}"
     rf"(?P<content>(?(plaintext).*|(?(raw)(?>.*?(?=</(?ai:(?P=name)){_NAME_END}|\Z)))))"
-    ")",
-    re.DOTALL,
 )
+# Text, where an SVG or MathML element is the current one; elsewhere a bogus comment.
+_CDATA = r"!\[CDATA\[(?>.*?(?:\]\]>|\Z))"
+TOKENS = re.compile(f"<(?:{_NOT_A_TAG}|{_END_TAG}|{_RAW_START_TAG})", re.DOTALL)
 # The same tags where a start tag makes an SVG or MathML element (HTML's foreign
 # content): none is raw text there, what follows a <style> or <title> is read as tags.
-FOREIGN_TOKENS = re.compile(f"<(?:{_NOT_A_TAG}|{_END_TAG}|{_START_TAG})", re.DOTALL)
+FOREIGN_TOKENS = re.compile(f"<(?:{_CDATA}|{_NOT_A_TAG}|{_END_TAG}|{_START_TAG})", re.DOTALL)
+# And where one holds HTML again (<foreignObject>, <mi>) and is the current element.
+INTEGRATION_TOKENS = re.compile(
+    f"<(?:{_CDATA}|{_NOT_A_TAG}|{_END_TAG}|{_RAW_START_TAG})", re.DOTALL)
 # A <style> element's content (its sheet), up to where MARKUP ends the element. The
 # lazy .*? costs some 60 ns a character (a 4 MB sheet: a quarter of a second); a loop
 # over runs without "<" was twenty times faster, but not in constant memory.

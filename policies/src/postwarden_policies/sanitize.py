@@ -92,7 +92,7 @@ from .html_allowlist import (
 )
 from .html_cost import BUDGET, VOID, estimated_cost
 from .html_precheck import needs_no_sanitizing
-from .htmltokens import ATTRIBUTE, FOREIGN_TOKENS, TOKENS, ascii_lower
+from .htmltokens import ATTRIBUTE, FOREIGN_TOKENS, INTEGRATION_TOKENS, TOKENS, ascii_lower
 from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
 
 log = logging.getLogger(__name__)
@@ -608,7 +608,8 @@ def _document_tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
     again (:class:`_OpenElements`): a ``<template>`` there is none (taken for one, it hid
     the ``<body>`` or ``<base>`` after it), nor is a ``<base>``; nor is a ``<style>``,
     ``<title>`` or ``<script>`` raw text (:data:`.htmltokens.FOREIGN_TOKENS`): taken
-    for one, it hid the ``<body>`` after it that readers read."""
+    for one, it hid the ``<body>`` after it that readers read; and ``<![CDATA[`` opens
+    text there, up to ``]]>``."""
     stack = _OpenElements()
     tokens, start = TOKENS, 0
     while True:
@@ -617,7 +618,7 @@ def _document_tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
                 continue
             if stack.read(name, found):
                 yield name, found
-            if (wanted := FOREIGN_TOKENS if stack.in_foreign else TOKENS) is not tokens:
+            if (wanted := stack.tokens()) is not tokens:
                 tokens, start = wanted, found.end()  # read on as the tree builder now is
                 break
         else:
@@ -675,6 +676,13 @@ class _OpenElements:
         MathML element."""
         return bool(self.open) and self.open[-1][1] != "html" and \
             self.open[-1][2] not in ("point", "text")
+
+    def tokens(self) -> re.Pattern[str]:
+        """How HTML's tokenizer reads on: no raw text where a start tag is SVG or MathML,
+        a CDATA section where an SVG or MathML element is the current one."""
+        if not self.open or self.open[-1][1] == "html":
+            return TOKENS
+        return FOREIGN_TOKENS if self.in_foreign else INTEGRATION_TOKENS
 
     def read(self, name: str, tag: re.Match[str]) -> bool:
         """Take in the tag ``name`` (``tag``); whether it is the document's, an HTML
