@@ -9,8 +9,9 @@ A TCP relay on loopback stands for the network (.dbrelay)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ from postwarden_admin_api.context import Role
 from postwarden_admin_api.errors import connection
 from postwarden_admin_api.periodic import pooled
 from postwarden_admin_api.revisions import POLICY_LOCK_KEY
+from postwarden_admin_api.send.sending import _Held
 from postwarden_store import connect, create_pool
 from tests.admin_api.test_database_lost_mid_transaction import WAITING_FOR_A_LOCK
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
@@ -120,7 +122,18 @@ async def test_metrics_answers_while_the_database_is_frozen(
         assert "postwarden_webhook_pending NaN" in await answer.text()
 
 
-@pytest.mark.parametrize("taking", [pooled, connection])
+@asynccontextmanager
+async def held(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A send's connection (send.sending._Held), as its Idempotency-Key claim uses it."""
+    holding = _Held(pool)
+    try:
+        async with holding.using() as conn:
+            yield conn
+    finally:
+        await holding.give_back()
+
+
+@pytest.mark.parametrize("taking", [pooled, connection, held])
 async def test_a_pooled_statement_without_answer_ends_its_connection(
     database_url: str, monkeypatch: pytest.MonkeyPatch,
     taking: Callable[[asyncpg.Pool], AbstractAsyncContextManager[asyncpg.Connection]],
@@ -128,9 +141,10 @@ async def test_a_pooled_statement_without_answer_ends_its_connection(
     """A background loop's round or a start-up step (periodic.pooled) whose statement got
     no answer ended only once the frozen server acknowledged asyncpg's cancel of it, which
     it never does, after the pool's whole command timeout (COMMAND_TIMEOUT: 80 s in all);
-    a request's (errors.connection) after its ACQUIRE_TIMEOUT more (45 s). Each ends with
-    its statement, its connection terminated. Here the statement's own timeout is short,
-    the pool's and the acquire's endless, to tell the waits apart."""
+    a request's (errors.connection, a send's held connection) after its ACQUIRE_TIMEOUT
+    more (45 s). Each ends with its statement, its connection terminated. Here the
+    statement's own timeout is short, the pool's and the acquire's endless, to tell the
+    waits apart."""
     monkeypatch.setattr(errors, "ACQUIRE_TIMEOUT", 3600.0)
     async with relayed(database_url) as (relay, through):
         pool = await create_pool(through, min_size=0, max_size=1, command_timeout=3600.0)
@@ -184,3 +198,31 @@ async def test_a_wait_for_a_deletes_lock_on_a_frozen_database_is_503(
                 503, "database_unavailable")
     finally:
         await holder.close()
+
+
+async def test_a_send_whose_key_claim_gets_no_answer_is_503(
+    aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send holds its connection from the Idempotency-Key's claim on (send.sending._Held,
+    whose statement without answer ends it: the test above): a claim that got no answer
+    is 503 database_unavailable, as the enqueue is. The database freezes once the request
+    is admitted (its 100 Continue), as its body comes in."""
+    monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 1.0)
+    key = await mint_key(Role.ADMIN, allowed_senders=["app@example.com"])
+    async with relayed(database_url) as (relay, through):
+        # Connections open before the freeze, more than the request takes.
+        client = await aiohttp_client(create_app(
+            settings_for(through, pool_min_size=20, pool_max_size=20)))
+
+        async def body_once_admitted() -> AsyncIterator[bytes]:
+            relay.freeze()
+            yield json.dumps(SEND).encode()
+
+        answer = await client.post(
+            "/api/v1/send-email", data=body_once_admitted(), expect100=True,
+            headers={**bearer(key), "Idempotency-Key": "frozen-claim",
+                     "Content-Type": "application/json"},
+            timeout=ANSWER_WITHIN)
+        assert (answer.status, (await answer.json())["error"]["code"]) == (
+            503, "database_unavailable")

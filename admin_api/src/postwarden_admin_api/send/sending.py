@@ -22,6 +22,8 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from postwarden_admin_api.context import POOL, SETTINGS, Principal
 from postwarden_admin_api.errors import ApiError, acquire, lost
 from postwarden_admin_api.periodic import DB_ERRORS
 from postwarden_admin_api.runtime_settings import RUNTIME, RuntimeSettings
+from postwarden_store import ending_unanswered
 
 from . import checks, idempotency, limits
 from .attempts import Attempt
@@ -123,7 +126,8 @@ def _heavy_headers(request: SendRequest) -> bool:
 class _Held:
     """The request's pooled connection: taken when first needed (503 ``database_busy``
     from a full pool), then kept until given back. One lost meanwhile (enqueue closes
-    the one it lost) is given back before another is taken."""
+    the one it lost, :meth:`using` one whose statement got no answer) is given back
+    before another is taken."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -135,6 +139,15 @@ class _Held:
         if self._conn is None:
             self._conn = await acquire(self.pool)
         return self._conn
+
+    @asynccontextmanager
+    async def using(self) -> AsyncIterator[asyncpg.Connection]:
+        """:meth:`get`, for statements outside a transaction: one that gets no answer
+        ends the connection (``ending_unanswered``), whose release would wait
+        ``ACQUIRE_TIMEOUT`` more for a cancel a frozen server never acknowledges."""
+        conn = await self.get()
+        with ending_unanswered(conn):
+            yield conn
 
     async def give_back(self) -> None:
         conn, self._conn = self._conn, None
@@ -214,7 +227,8 @@ async def _release_claim(held: _Held, key_id: str, key: str, claim_id: uuid.UUID
     stale (``idempotency.STALE_CLAIM``), which is safe (the key then sends nothing
     twice), and the request's own error stands."""
     try:
-        await asyncio.shield(idempotency.release(await held.get(), key_id, key, claim_id))
+        async with held.using() as conn:
+            await asyncio.shield(idempotency.release(conn, key_id, key, claim_id))
     except ApiError as busy:
         log.warning("Idempotency-Key claim of key %s left to go stale: %s", key_id, busy.code)
 
@@ -235,8 +249,9 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
         try:
             if key is not None:
                 digest = await run_sized(large, idempotency.request_digest, body)
-                stored = await idempotency.claim(await held.get(), who.key_id, key, digest,
-                                                 message_uuid)
+                async with held.using() as conn:
+                    stored = await idempotency.claim(conn, who.key_id, key, digest,
+                                                     message_uuid)
                 if stored is not None:
                     attempt.log("replayed")
                     return _answer(stored.status, stored.body, replayed=True)
