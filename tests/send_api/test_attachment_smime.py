@@ -8,7 +8,12 @@ import base64
 import pytest
 
 from postwarden_admin_api.send.attachments import UNREADABLE_SIGNED, refusal_reason
+from postwarden_policies import uuencode
 from tests.policies.test_smime_signed_data import SAMPLES
+
+
+def _refusal(filename: str, content_type: str, content: bytes) -> str | None:
+    return refusal_reason(filename, content_type, content, uuencode.Budget())
 
 
 def _der(eml: str) -> bytes:
@@ -25,7 +30,7 @@ def _der(eml: str) -> bytes:
     pytest.param((SAMPLES / "invoice.pdf.p7m").read_bytes(), None, id="signed-pdf"),
 ])
 def test_a_file_in_signed_data_is_checked(content: bytes, refused: str | None) -> None:
-    reason = refusal_reason("smime.p7m", "application/octet-stream", content)
+    reason = _refusal("smime.p7m", "application/octet-stream", content)
     assert reason == refused if refused is None else (reason or "").startswith(refused)
 
 
@@ -50,14 +55,14 @@ def _signed(content: bytes) -> bytes:
 ])
 def test_a_disk_image_or_onenote_file_in_signed_data_is_refused(content: bytes,
                                                                 what: str) -> None:
-    assert refusal_reason("smime.p7m", "application/octet-stream", _signed(content)) == (
+    assert _refusal("smime.p7m", "application/octet-stream", _signed(content)) == (
         f"a file without a name in this signed data: the content is {what}")
-    assert refusal_reason("smime.p7m", "application/octet-stream",
-                          _signed(b"MZ" + bytes(100))) == (
+    assert _refusal("smime.p7m", "application/octet-stream",
+                    _signed(b"MZ" + bytes(100))) == (
         "a file without a name in this signed data: the content is application/x-dosexec")
 
 
 def test_signed_data_cut_short_is_refused() -> None:
     content = _der("signed_exe.eml")
-    assert refusal_reason("smime.p7m", "application/pkcs7-mime",
-                          content[: len(content) // 2]) == UNREADABLE_SIGNED
+    assert _refusal("smime.p7m", "application/pkcs7-mime",
+                    content[: len(content) // 2]) == UNREADABLE_SIGNED

@@ -62,6 +62,16 @@ def attached(filename: str, content_type: str, content: bytes = b"", *,
                              "content": encoded}]}
 
 
+def attachment_refusal(filename: str, content_type: str, content: bytes) -> str | None:
+    """Why an attachment is refused, alone in its request (its BinHex reads' budget)."""
+    return attachments.refusal_reason(filename, content_type, content, uuencode.Budget())
+
+
+def text_refusal(text: bytes) -> str | None:
+    """Why a text is refused, alone in its request."""
+    return attachments.embedded_reason(text, uuencode.Budget())
+
+
 def test_a_valid_request_is_parsed() -> None:
     request = parse(cc="Bob <BOB@Example.ORG>", bcc=["alice@EXAMPLE.org", "carol@example.net"])
     assert request.sender == Mailbox("app", "example.com", "App")
@@ -504,7 +514,7 @@ def test_a_right_to_left_file_name_in_an_isolate_is_taken() -> None:
 def test_a_blocked_name_is_read_as_the_milter_and_readers_read_it(name: str) -> None:
     """A name the header carries as given, which the milter (and Python's email package)
     read as payload.vbs: a client is not told 202 for what the milter refuses."""
-    assert attachments.refusal_reason(name, "text/plain", b"WScript.Echo 1") == (
+    assert attachment_refusal(name, "text/plain", b"WScript.Echo 1") == (
         "files ending in .vbs are not allowed")
 
 
@@ -517,7 +527,7 @@ def test_a_blocked_extension_in_other_letters_of_its_case_is_refused(
 ) -> None:
     """A long s upper-cases to S, a dotless i to I: the milter's *.scr glob (re2, in any
     case) matches report.\u017fcr, which the API answered 202."""
-    assert attachments.refusal_reason(name, "text/plain", b"x") == (
+    assert attachment_refusal(name, "text/plain", b"x") == (
         f"files ending in .{extension} are not allowed")
 
 
@@ -560,14 +570,14 @@ def test_an_allowed_file_uuencoded_in_text_is_taken() -> None:
 
 def test_a_disk_image_is_refused_by_its_content() -> None:
     image = b"\x00" * 0x8000 + b"\x01CD001\x01" + b"\x00" * 100
-    assert attachments.refusal_reason("photos.zip", "application/zip", image) == (
+    assert attachment_refusal("photos.zip", "application/zip", image) == (
         "the content is a disk image")
-    assert attachments.refusal_reason("photos.zip", "application/zip", image[:0x8001]) is None
+    assert attachment_refusal("photos.zip", "application/zip", image[:0x8001]) is None
     # Uuencoded in the text, under a harmless name: by the same mark.
-    assert attachments.embedded_reason(_uuencoded("notes.txt", image).encode()) == (
+    assert text_refusal(_uuencoded("notes.txt", image).encode()) == (
         "'notes.txt' in this text: the content is a disk image")
     yencoded = image.translate(bytes((byte + 42) % 256 for byte in range(256)))  # no escapes
-    assert attachments.embedded_reason(
+    assert text_refusal(
         b"=ybegin line=128 size=32875 name=notes.txt\n" + yencoded + b"\n=yend\n") == (
         "'notes.txt' in this text: the content is a disk image")
 
@@ -578,10 +588,11 @@ def test_binhex_reads_past_a_messages_budget_are_refused() -> None:
     decoy = binhex.binhex_block(b"\x01" + b"\x90\x01" * 5_000)  # its head: 4,096 0x90s
     image = binhex.binhexed(b"notes.txt", b"\x00" * 0x8000 + b"\x01CD001\x01")
     decoys = uuencode.Budget().runs // 4096
-    assert attachments.embedded_reason((decoy + b"x\n") * (decoys - 1) + image) == (
+    assert text_refusal((decoy + b"x\n") * (decoys - 1) + image) == (
         "'notes.txt' in this text: the content is a disk image")
-    assert attachments.embedded_reason((decoy + b"x\n") * decoys + image) == (
+    assert text_refusal((decoy + b"x\n") * decoys + image) == (
         attachments.UNREAD_BINHEX)
+
 
 
 # Carriers of current phishing, by name: OneNote (2023 on), app installers, search and
@@ -593,7 +604,7 @@ def test_binhex_reads_past_a_messages_budget_are_refused() -> None:
 ])
 def test_files_abused_in_phishing_are_refused_by_name(filename: str) -> None:
     extension = filename.split(".", 1)[1].lower()
-    assert attachments.refusal_reason(filename, "application/octet-stream", b"x") == (
+    assert attachment_refusal(filename, "application/octet-stream", b"x") == (
         f"files ending in .{extension} are not allowed")
 
 
@@ -609,14 +620,14 @@ ONENOTE = bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3") + bytes(200)
 ])
 def test_files_abused_in_phishing_are_refused_by_their_content(content: bytes,
                                                                what: str) -> None:
-    assert attachments.refusal_reason("report.pdf", "application/pdf", content) == (
+    assert attachment_refusal("report.pdf", "application/pdf", content) == (
         f"the content is {what}")
     # Uuencoded in text, read as the milter reads it (a fixed VHD's footer too).
-    assert attachments.embedded_reason(_uuencoded("report.pdf", content).encode()) == (
+    assert text_refusal(_uuencoded("report.pdf", content).encode()) == (
         f"'report.pdf' in this text: the content is {what}")
     # The marks at their places only: elsewhere they are a file's bytes like any.
-    assert attachments.refusal_reason("report.pdf", "application/pdf",
-                                      b"%PDF-1.4\n" + content + b"\n") is None
+    assert attachment_refusal("report.pdf", "application/pdf",
+                              b"%PDF-1.4\n" + content + b"\n") is None
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from postwarden_policies import bodytext, entityheaders
+from postwarden_policies import bodytext, entityheaders, uuencode
 from postwarden_policies.facts import Envelope, Header, MessageFacts
 from postwarden_policies.mimeflags import MALFORMED, NO_BODY
 from postwarden_policies.mimetree import Parser
@@ -39,7 +39,7 @@ def _newline(raw: bytes) -> bytes:
 
 def parse_message(
     raw: bytes, envelope: Envelope, *, max_parts: int = 1000, max_depth: int = 100,
-    header_only: bool = False, read_decoded: bool = True,
+    header_only: bool = False, read_decoded: bool = True, binhex: uuencode.Budget | None = None,
 ) -> MessageFacts:
     """Facts about ``raw`` (CRLF or LF line ends). Never raises; flags as in
     :mod:`postwarden_policies.mimeflags`.
@@ -48,9 +48,12 @@ def parse_message(
     came (a refused or aborted transaction): the flags say nothing of the body.
     ``read_decoded=False`` leaves what parts carry encoded (S/MIME signed data, an
     encoded message/global) unread (see :mod:`postwarden_policies.decodedcontent`,
-    which reads it one level at a time).
+    which reads it one level at a time). ``binhex``: what its BinHex reads may still
+    cost, shared with those of the message ``raw`` is part of (the send API's request);
+    a budget of its own by default.
     """
-    parser = Parser(raw, max_parts, max_depth, read_decoded)
+    parser = Parser(raw, max_parts, max_depth, read_decoded,
+                    uuencode.Budget() if binhex is None else binhex)
     headers: tuple[Header, ...] = ()
     body_offset = 0
     from_address = None

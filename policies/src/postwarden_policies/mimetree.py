@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from postwarden_policies import cms, entityheaders, magic, tnefparts, transfer
+from postwarden_policies import cms, entityheaders, magic, tnefparts, transfer, uuencode
 from postwarden_policies.facts import DecodedKind, Header, MimePart
 from postwarden_policies.headers import (
     MAX_FIELD_OCTETS,
@@ -200,7 +200,8 @@ class Parser:
     readers of text (:class:`TextReader`) and TNEF (:mod:`~postwarden_policies.tnefparts`)."""
 
     def __init__(
-        self, raw: bytes, max_parts: int, max_depth: int, read_decoded: bool = True
+        self, raw: bytes, max_parts: int, max_depth: int, read_decoded: bool,
+        binhex: uuencode.Budget,
     ) -> None:
         self.message = raw
         self.raw = raw  # the bytes of the entity visited: the message or decoded content
@@ -209,7 +210,7 @@ class Parser:
         self.flags: set[str] = set()
         self.parts: list[MimePart] = []
         self.listing = PartList(raw, self.flags, max_parts, max_depth, self.parts)
-        self.text = TextReader(self.listing)
+        self.text = TextReader(self.listing, binhex)
         self.search_left = _SEARCH_FACTOR * len(raw) + _SEARCH_FLOOR
         self.fields_left = MAX_FIELDS  # header fields, of every section (headers.py)
         self.octets_left = MAX_FIELD_OCTETS  # and their octets

@@ -68,12 +68,12 @@ def is_body_text(part: MimePart) -> bool:
 class TextReader:
     """The message text gathered part by part, within ``TEXT_BUDGET``."""
 
-    def __init__(self, listing: PartList) -> None:
+    def __init__(self, listing: PartList, binhex: uuencode.Budget) -> None:
         self.listing = listing
         self.texts: list[str] = []
         self.renderable: list[bodytext.Source] = []
         self.text_left = TEXT_BUDGET
-        self.binhex_left = uuencode.Budget()  # shared by the message's BinHex reads
+        self.binhex_left = binhex  # shared by the message's BinHex reads
 
     def read(self, part: MimePart, params: dict[str, str]) -> None:
         """Read a text part (anything else is left alone).

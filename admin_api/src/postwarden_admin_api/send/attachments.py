@@ -13,7 +13,9 @@ S/MIME signed data (a ``.p7m``, by its content) is read through the same way: re
 show what it holds, the milter lists it (:mod:`postwarden_policies.mimetree`). So are
 the files uuencoded, yEncoded or BinHexed in plain text (the text body, a text/plain
 attachment), which the milter and Thunderbird list as attachments of their own
-(:mod:`postwarden_policies.textparts`).
+(:mod:`postwarden_policies.textparts`). The BinHex reads of a request (in its texts and
+in the signed data it carries) share one ``uuencode.Budget``, as the milter's reads of
+its message do: past it the milter flags the message ``unscanned_text`` (malformed).
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ UNREADABLE_TNEF = "a TNEF (winmail.dat) that cannot be read to its end: its file
 UNREADABLE_SIGNED = "S/MIME signed data that cannot be read to its end: its files go unchecked"
 UNCHECKED_EMBEDDED = (f"more than {MAX_EMBEDDED_FILES} files uuencoded, yEncoded or BinHexed "
                       "in this text: the rest would go unchecked")
-UNREAD_BINHEX = ("files BinHexed in this text that cost more to read than one message "
-                 "may: the rest would go unchecked")
+UNREAD_BINHEX = ("files BinHexed in this text cost more to read, with those in the "
+                 "request's other texts, than one message may: the rest would go unchecked")
 
 
 def _extensions(filename: str) -> list[str]:
@@ -107,14 +109,15 @@ def _detected_reason(detected: str | None) -> str | None:
     return None
 
 
-def _content_reason(content: bytes | memoryview) -> str | None:
+def _content_reason(content: bytes | memoryview, budget: uuencode.Budget) -> str | None:
     """Why the bytes are refused, whatever the name and type say; only their head and
-    the marks are read (a memoryview is not copied), and signed data through."""
+    the marks are read (a memoryview is not copied), and signed data through (its
+    BinHex reads within ``budget``)."""
     detected = magic.detect(bytes(content[: magic.HEAD_BYTES]), magic.reader(content))
     if (reason := _detected_reason(detected)) is not None:
         return reason
     if detected == magic.SIGNED_DATA:
-        return _signed_reason(bytes(content))
+        return _signed_reason(bytes(content), budget)
     return None
 
 
@@ -123,7 +126,7 @@ def _is_tnef(filename: str, content_type: str, content: bytes) -> bool:
             or content.startswith(tnef.SIGNATURE))
 
 
-def _inner_reason(inner: tnef.Attachment) -> str | None:
+def _inner_reason(inner: tnef.Attachment, budget: uuencode.Budget) -> str | None:
     """Why a file inside a TNEF is refused, naming it; its names and type as the milter
     reads them."""
     names = file_names(None, [("filename", name) for name in inner.names], set())
@@ -132,7 +135,7 @@ def _inner_reason(inner: tnef.Attachment) -> str | None:
             return f"{_shown(name)} in this TNEF: {reason}"
     declared = (inner.content_type or "").strip().lower()
     reason = (_type_reason(media_type(declared, "application/octet-stream", set()))
-              or _content_reason(inner.data))
+              or _content_reason(inner.data, budget))
     if reason is None:
         return None
     return f"{_shown(names[0]) if names else 'a file without a name'} in this TNEF: {reason}"
@@ -142,7 +145,7 @@ def _shown(name: str) -> str:
     return repr(name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME] + "...")
 
 
-def _tnef_reason(content: bytes) -> str | None:
+def _tnef_reason(content: bytes, budget: uuencode.Budget) -> str | None:
     """Why a file inside the TNEF ``content`` is refused, or that it cannot be read."""
     reader = tnef.Reader()  # one budget for the stream and the streams inside it
     streams = [memoryview(content)]
@@ -151,7 +154,7 @@ def _tnef_reason(content: bytes) -> str | None:
         listing = reader.read(streams.pop(), room)
         room -= len(listing.attachments)
         for inner in listing.attachments:
-            reason = _inner_reason(inner)
+            reason = _inner_reason(inner, budget)
             if reason is not None:
                 return reason
             if inner.nested is not None:
@@ -161,15 +164,16 @@ def _tnef_reason(content: bytes) -> str | None:
     return None
 
 
-def _signed_reason(content: bytes) -> str | None:
+def _signed_reason(content: bytes, budget: uuencode.Budget) -> str | None:
     """Why a file inside the S/MIME signed data ``content`` is refused, naming it, as the
-    milter lists them (signed data inside signed data too), or that it cannot be read."""
+    milter lists them (signed data inside signed data too), or that it cannot be read:
+    cut short, or its text not read to its end (its BinHex reads past ``budget``)."""
     found = decoded_content("signed_data", content, "binary")
     if found is None:  # a detached signature: nothing inside
         return None
     inner, complete = found
-    facts = parse_message(inner, Envelope())
-    if not complete or "unreadable_smime" in facts.flags:
+    facts = parse_message(inner, Envelope(), binhex=budget)
+    if not complete or {"unreadable_smime", "unscanned_text"} & facts.flags:
         return UNREADABLE_SIGNED
     for part in facts.parts:
         if part.is_multipart:
@@ -182,10 +186,11 @@ def _signed_reason(content: bytes) -> str | None:
     return None
 
 
-def embedded_reason(text: bytes) -> str | None:
+def embedded_reason(text: bytes, budget: uuencode.Budget) -> str | None:
     """Why a file uuencoded, yEncoded or BinHexed in the plain ``text`` is refused, naming
-    it, by its names and content as the milter lists it."""
-    budget = uuencode.Budget()  # the milter flags a message past it malformed
+    it, by its names and content as the milter lists it; or that its BinHex reads spent
+    what was left of the request's ``budget`` (said once, on the text that spent it)."""
+    unspent = not budget.spent
     found, more = uuencode.blocks(text, 0, len(text), MAX_EMBEDDED_FILES, budget)
     for block in found:
         names = file_names(None, textparts.embedded_names(block.name, set()), set())
@@ -194,13 +199,16 @@ def embedded_reason(text: bytes) -> str | None:
         if reason is not None:
             shown = _shown(names[0]) if names else "a file without a name"
             return f"{shown} in this text: {reason}"
-    if budget.spent:
+    if unspent and budget.spent:
         return UNREAD_BINHEX
     return UNCHECKED_EMBEDDED if more else None
 
 
-def refusal_reason(filename: str, content_type: str, content: bytes) -> str | None:
-    """Why this attachment is refused, or None when it may be sent."""
+def refusal_reason(
+    filename: str, content_type: str, content: bytes, budget: uuencode.Budget
+) -> str | None:
+    """Why this attachment is refused, or None when it may be sent; its BinHex reads
+    within the request's ``budget``."""
     # The name as given, and as the milter and mail readers read it off the header (a
     # trailing U+00A0 stripped, encoded words decoded): "run.bat\xa0" is run.bat.
     names = dict.fromkeys((filename, *file_names(None, [("filename", filename)], set())))
@@ -209,9 +217,9 @@ def refusal_reason(filename: str, content_type: str, content: bytes) -> str | No
         return reason
     if content_type.startswith(STRUCTURED_TYPES):
         return f"a {content_type.partition('/')[0]} cannot be attached: send it as a file"
-    reason = _content_reason(content)
+    reason = _content_reason(content, budget)
     if reason is None and _is_tnef(filename, content_type, content):
-        return _tnef_reason(content)
+        return _tnef_reason(content, budget)
     if reason is None and content_type == "text/plain":  # read as text, the milter's too
-        return embedded_reason(content)
+        return embedded_reason(content, budget)
     return reason

@@ -31,6 +31,7 @@ from postwarden_admin_api.addresses import (
     shows_another_address,
 )
 from postwarden_admin_api.bodies import more_unknown, unknown_names
+from postwarden_policies import uuencode
 from postwarden_policies.charsets import readers_know
 from postwarden_policies.entityheaders import BIDI_OVERRIDE
 
@@ -164,11 +165,11 @@ def _storable(value: Any) -> bool:
     return isinstance(value, int | bool | None)
 
 
-def _embedded_reason(text: str) -> str | None:
+def _embedded_reason(text: str, budget: uuencode.Budget) -> str | None:
     """Why a file uuencoded (or yEncoded, BinHexed) in the text body is refused: the
     milter and Thunderbird list it as an attachment. Its lines as the build ends them
     (bytes.splitlines: a bare CR ends one too)."""
-    return attachments.embedded_reason(b"\n".join(text.encode().splitlines()))
+    return attachments.embedded_reason(b"\n".join(text.encode().splitlines()), budget)
 
 
 def _outside_ascii_where_only_ascii_reads(name: str, text: str) -> bool:
@@ -202,6 +203,7 @@ class _Reader:
         self.sender_header: Mailbox | None = None  # the Sender header, once it parsed
         self.sender_field = "headers.Sender"  # its field, named as the request names it
         self.content_ids: dict[str, str] = {}  # the field of each, by its lower case
+        self.binhex = uuencode.Budget()  # the request's BinHex reads, as the message's
 
     def unknown(self, data: dict[str, Any], known: frozenset[str], prefix: str = "") -> None:
         """A problem for each field of ``data`` not in ``known`` (named after ``prefix``), as
@@ -287,7 +289,8 @@ class _Reader:
             text = None if value is None else self.string(name, value)
             if text is not None and len(text.encode()) > self.caps.max_message_bytes:
                 self.problem(name, Refusal.BODY_TOO_LARGE, "larger than the message size limit")
-            elif name == "text" and text and (reason := _embedded_reason(text)) is not None:
+            elif name == "text" and text and (
+                    reason := _embedded_reason(text, self.binhex)) is not None:
                 self.problem(name, Refusal.ATTACHMENT_NOT_ALLOWED, reason)
             parts.append(text or None)
         # One that is no string is not empty: "expected a string" says what is wrong.
@@ -368,7 +371,7 @@ class _Reader:
         if len(content) > self.caps.max_attachment_bytes:
             self.problem(where, Refusal.MESSAGE_TOO_LARGE, "larger than the attachment limit")
             return None
-        reason = attachments.refusal_reason(filename, ctype, content)
+        reason = attachments.refusal_reason(filename, ctype, content, self.binhex)
         if reason is not None:
             self.problem(where, Refusal.ATTACHMENT_NOT_ALLOWED, reason)
             return None
