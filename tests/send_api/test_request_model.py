@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import datetime as dt
 import json
 from typing import Any
 
@@ -18,8 +20,9 @@ from postwarden_admin_api.addresses import (
 )
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.send import attachments
+from postwarden_admin_api.send.build import build_message
 from postwarden_admin_api.send.request_model import Caps, SendRequest, parse_request
-from postwarden_policies import uuencode
+from postwarden_policies import Envelope, parse_message, uuencode
 from tests import binhex
 
 CAPS = Caps(max_recipients=5, max_message_bytes=10_000, max_attachment_bytes=1_000)
@@ -593,6 +596,21 @@ def test_binhex_reads_past_a_messages_budget_are_refused() -> None:
     assert text_refusal((decoy + b"x\n") * decoys + image) == (
         attachments.UNREAD_BINHEX)
 
+
+def test_binhex_reads_of_the_text_count_its_line_ends_as_the_milter_reads_them() -> None:
+    # The text goes out in CRLF lines, as the milter reads it: its reads, counted in
+    # LF lines, cost the API a 66th less than the milter, which flagged the message
+    # unscanned_text (malformed) that the API had accepted.
+    files = (binhex.binhexed(b"notes.txt", b"A" * 730_000) + b"x\r\n") * 8
+    text = files.decode()
+    caps = Caps(max_recipients=5, max_message_bytes=10_000_000, max_attachment_bytes=1_000)
+    request = dataclasses.replace(parse(), text=text)
+    message = build_message(request, "<crlf@example.com>", dt.datetime.now(dt.UTC))
+    assert "unscanned_text" in parse_message(message, Envelope()).flags
+    with pytest.raises(ApiError) as caught:
+        parse_request({**BASE, "text": text.replace("\r\n", "\n")}, caps, allow_all)
+    assert [(d["field"], d["message"]) for d in caught.value.details] == [
+        ("text", attachments.UNREAD_BINHEX)]
 
 
 # Carriers of current phishing, by name: OneNote (2023 on), app installers, search and

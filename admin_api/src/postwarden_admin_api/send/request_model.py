@@ -168,8 +168,10 @@ def _storable(value: Any) -> bool:
 def _embedded_reason(text: str, budget: uuencode.Budget) -> str | None:
     """Why a file uuencoded (or yEncoded, BinHexed) in the text body is refused: the
     milter and Thunderbird list it as an attachment. Its lines as the build ends them
-    (bytes.splitlines: a bare CR ends one too)."""
-    return attachments.embedded_reason(b"\n".join(text.encode().splitlines()), budget)
+    and the milter reads them, decoded (bytes.splitlines: a bare CR ends one too; CRLF
+    after each, which the BinHex reads count)."""
+    return attachments.embedded_reason(
+        b"".join(line + b"\r\n" for line in text.encode().splitlines()), budget)
 
 
 def _outside_ascii_where_only_ascii_reads(name: str, text: str) -> bool:
