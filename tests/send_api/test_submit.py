@@ -325,6 +325,36 @@ async def test_a_submission_cancelled_mid_transaction_is_never_reused(
     assert smtp._conn is None
 
 
+async def test_a_submission_cut_off_mid_data_sends_not_a_byte_more(
+    broken_server: Callable[[Answer], Awaitable[int]],
+) -> None:
+    """Cut off (its bound passed) while the server reads the message slowly: the rest of
+    the message, its final dot included, is not sent after it; the server would have
+    queued a message its sender took for cut off, and maybe sent again."""
+    cut, read, received = asyncio.Event(), asyncio.Event(), bytearray()
+
+    async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250-relay.test\r\n250 PIPELINING\r\n")
+        for _ in range(3):  # MAIL, RCPT, DATA
+            await reader.readline()
+        writer.write(b"250 ok\r\n250 ok\r\n354 go on\r\n")
+        await cut.wait()  # the socket buffers fill meanwhile
+        received.extend(await reader.read())
+        read.set()
+
+    smtp = session(await broken_server(slow_reader))
+    content = b"x" * 998 + b"\r\n"
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1.0):
+            await smtp.submit("app@example.com", ["a@example.org"], content * 32 * 1024)
+    cut.set()
+    async with asyncio.timeout(15):  # to the connection's end
+        await read.wait()
+    assert received and not received.endswith(b"\r\n.\r\n")
+
+
 async def test_a_slow_reply_to_the_end_of_data_is_awaited_not_retried(
     broken_server: Callable[[Answer], Awaitable[int]],
 ) -> None:

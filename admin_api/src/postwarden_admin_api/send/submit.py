@@ -198,7 +198,9 @@ class _Connection:
         raise ProtocolError("reply with too many lines")
 
     def close(self) -> None:
-        self._writer.close()
+        """Hang up at once: what is still buffered (the rest of a message cut off, its
+        final dot) is dropped, not sent after the cut-off (close() would flush it)."""
+        self._writer.transport.abort()
 
 
 class SmtpSession:
