@@ -6,6 +6,7 @@ included. Real PostgreSQL, real processes (the claimant in a PID namespace of it
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import shutil
 import signal
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
+from postwarden_admin_api.send import relay
+from postwarden_admin_api.send.claimtoken import LOCK_CLASS
 from postwarden_admin_api.send.relay import RelayWorker
 from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from postwarden_store import create_pool, migrate_database
@@ -27,14 +30,18 @@ from .test_relay import accepted, settled
 
 pytestmark = pytest.mark.postgres
 
-# A service's relay (one task) run by hand: argv[1] the database, argv[2] Postfix's port.
+# A service's relay (one task) run by hand: argv[1] the database, argv[2] Postfix's port;
+# argv[3:5], if given, how long its marks as being submitted last, and their margin.
 CLAIMANT = """
 import asyncio, sys
 from postwarden_store import create_pool
+from postwarden_admin_api.send import relay
 from postwarden_admin_api.send.relay import RelayWorker
 from postwarden_admin_api.send.relayoutcomes import RelayConfig
 
 async def main():
+    if len(sys.argv) > 3:
+        relay.SENDING_SECONDS, relay.SENDING_MARGIN_SECONDS = map(float, sys.argv[3:5])
     pool = await create_pool(sys.argv[1])
     RelayWorker(pool, RelayConfig("127.0.0.1", int(sys.argv[2]), 3, 0.05, workers=1)).start()
     await asyncio.Event().wait()
@@ -50,6 +57,20 @@ NONE_MARKED = """
 SELECT count(*) = 0 FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
   AND query LIKE '%UPDATE outbox SET sending_until%'
+"""
+MARKED = "SELECT sending_until FROM outbox WHERE message_id = $1"
+# End the sessions holding a claim token's lock, but this one.
+END_TOKEN_HOLDERS = """
+SELECT pg_terminate_backend(pid) FROM pg_locks
+WHERE locktype = 'advisory' AND classid = $1::bigint::oid AND objsubid = 2 AND granted
+  AND pid <> pg_backend_pid()
+"""
+DEFERRED = """
+SELECT o.attempts, o.unsettled, o.sending_until, m.last_error, e.time < o.sending_until
+       AS stored_within_mark
+FROM outbox o JOIN outbound_messages m ON m.id = o.message_id
+JOIN outbound_events e ON e.message_id = o.message_id AND e.event = 'relay_deferred'
+WHERE o.message_id = $1
 """
 
 
@@ -95,7 +116,7 @@ async def test_a_claimant_killed_in_another_pid_namespace_is_seen_dead_at_once(
 ) -> None:
     """Its two rows, one being submitted, stay its own while it lives; once it is killed,
     the other is due at once, though /proc cannot tell it gone; the one it may have been
-    submitting when killed, once that submit's bound has passed."""
+    submitting when killed, once its mark as being submitted has ended."""
     handler, port = smtp_server
     handler.data_gate.clear()
     messages = await _accepted(pool, "ns")
@@ -116,9 +137,14 @@ async def test_a_claimant_killed_in_another_pid_namespace_is_seen_dead_at_once(
         await eventually(lambda: pool.fetchval(NONE_MARKED))
         assert other._claimants.gone([name]) == []  # /proc cannot tell
         await other._reclaim_gone()
-        # The submit it was killed in may have reached Postfix: its row waits for the
-        # submit's bound (the next claim then asks Postfix's log); the other is due.
+        # The submit it was killed in may have reached Postfix: its row waits for its
+        # mark as being submitted to end (the next claim then asks Postfix's log), a
+        # while no longer than one renewal's, not the submit's whole bound; the other is
+        # due.
         assert await _claims(pool) == {sending: (name, True), waiting: (None, False)}
+        assert await pool.fetchval("SELECT sending_until <= now() + $2::interval FROM outbox "
+                                   "WHERE message_id = $1", sending,
+                                   dt.timedelta(seconds=relay.SENDING_SECONDS))
         await pool.execute("UPDATE outbox SET sending_until = now()")  # that bound passed
         await other._reclaim_gone()
         assert await pool.fetchval("SELECT bool_and(next_attempt_at <= now() AND "
@@ -129,6 +155,111 @@ async def test_a_claimant_killed_in_another_pid_namespace_is_seen_dead_at_once(
             await claimant.wait()
         handler.data_gate.set()
         await other.stop()
+
+
+async def test_a_killed_claimant_s_row_is_reclaimed_once_its_short_mark_ends(
+    pool: asyncpg.Pool, database_url: str, smtp_server: tuple[Scripted, int],
+    claimant_namespace: list[str],
+) -> None:
+    """Killed mid-submit in another PID namespace, a claimant whose marks last 3 s: its
+    row is due to another instance once its mark ends, not the submit's whole bound."""
+    handler, port = smtp_server
+    handler.data_gate.clear()
+    message = await accepted(pool, "killed@example.org")
+    claimant = await asyncio.create_subprocess_exec(
+        *claimant_namespace, sys.executable, "-c", CLAIMANT, database_url, str(port), "3", "1")
+    other = RelayWorker(pool, _config(port))
+    try:
+        await eventually(lambda: bool(handler.received))
+        claimant.send_signal(signal.SIGKILL)
+        await claimant.wait()
+        await eventually(lambda: pool.fetchval(NONE_MARKED))
+
+        async def reclaimed() -> bool:
+            await other._reclaim_gone()
+            return (await _claims(pool))[message] == (None, False)
+
+        await eventually(reclaimed)
+    finally:
+        if claimant.returncode is None:
+            claimant.kill()
+            await claimant.wait()
+        handler.data_gate.set()
+        await other.stop()
+
+
+def short_mark(monkeypatch: pytest.MonkeyPatch, seconds: float, margin: float) -> None:
+    monkeypatch.setattr(relay, "SENDING_SECONDS", seconds)
+    monkeypatch.setattr(relay, "SENDING_MARGIN_SECONDS", margin)
+
+
+async def test_a_stalled_submit_keeps_its_mark_renewed(
+    pool: asyncpg.Pool, smtp_server: tuple[Scripted, int], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Postfix holds the end of DATA far past the mark's 1.5 s: the mark is renewed, again
+    and again, on the claim token's connection; the submit goes on, and is sent once."""
+    short_mark(monkeypatch, 1.5, 0.5)
+    handler, port = smtp_server
+    handler.data_gate.clear()
+    message = await accepted(pool, "stalled@example.org")
+    worker = RelayWorker(pool, _config(port))
+    worker.start()
+    try:
+        await eventually(lambda: bool(handler.received))
+        marks = [await pool.fetchval(MARKED, message)]
+        for _ in range(3):
+            marks.append(await eventually(lambda: pool.fetchval(
+                "SELECT sending_until FROM outbox WHERE message_id = $1 "
+                "AND sending_until > $2", message, marks[-1])))
+        handler.data_gate.set()
+        row = await settled(pool, message)
+    finally:
+        handler.data_gate.set()
+        await worker.stop()
+    assert (row["status"], row["attempts"]) == ("relayed", 1)
+    assert len(handler.received) == 1
+
+
+async def _take_over(holder: asyncpg.Connection, name: str) -> bool:
+    """End the session holding claim token ``name``'s lock, and take the lock on
+    ``holder`` (as another instance reclaiming does), if no session took it again."""
+    await holder.execute(END_TOKEN_HOLDERS, LOCK_CLASS)
+    taken: bool = await holder.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))",
+                                        LOCK_CLASS, name)
+    return taken
+
+
+async def test_a_submit_whose_claim_token_is_lost_is_cut_off_before_its_mark_ends(
+    pool: asyncpg.Pool, database_url: str, smtp_server: tuple[Scripted, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claim token's connection ends mid-submit and another session takes its lock:
+    the mark cannot be renewed, so the submit is cut off, its outcome (uncertain:
+    Postfix's log decides) stored before the mark ended; no other claim could have
+    taken the row while it was being submitted, and it was sent once."""
+    short_mark(monkeypatch, 4.0, 2.0)
+    handler, port = smtp_server
+    handler.data_gate.clear()
+    message = await accepted(pool, "lost@example.org")
+    worker = RelayWorker(pool, _config(port))
+    holder = await asyncpg.connect(database_url)
+    worker.start()
+    try:
+        await eventually(lambda: bool(handler.received))
+        name = (await _claims(pool))[message][0]
+        assert name is not None
+        await eventually(lambda: _take_over(holder, name))
+        marked = await pool.fetchval(MARKED, message)
+        deferred = await eventually(lambda: pool.fetchrow(DEFERRED, message))
+    finally:
+        handler.data_gate.set()
+        await worker.stop()
+        await holder.close()
+    assert dict(deferred) == {
+        "attempts": 1, "unsettled": True, "sending_until": marked,  # not renewed since
+        "last_error": "no answer before the claim could no longer be proven",
+        "stored_within_mark": True}
+    assert len(handler.received) == 1
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ async def test_an_answer_to_a_claim_that_lost_its_row_leaves_the_row_to_the_new_
     [row] = await first._claim()
     session = SmtpSession("127.0.0.1", port, 5.0, "relay.test")
     try:
-        result = await RelayWorker._submit(session, row)
+        result = await session.submit(row.envelope_from, row.recipients, row.content)
     finally:
         await session.close()
     assert result.reply == reply
@@ -79,7 +79,7 @@ async def test_an_answer_to_a_message_no_longer_stored_says_so(
     [row] = await worker._claim()
     session = SmtpSession("127.0.0.1", port, 5.0, "relay.test")
     try:
-        result = await RelayWorker._submit(session, row)
+        result = await session.submit(row.envelope_from, row.recipients, row.content)
     finally:
         await session.close()
     await pool.execute("DELETE FROM outbound_messages WHERE id = $1", message_id)

@@ -9,7 +9,7 @@ once, and come back as interrupted attempts (Postfix's log decides whether one w
 queued), as when their lease ends. Only a process provably gone counts: one elsewhere,
 another user's (``hidepid`` hides it) or one ``/proc`` cannot tell of keeps its lease.
 Elsewhere its claim token (:mod:`.claimtoken`) tells; ``/proc`` still tells of a
-process gone mid-submit, whose rows the token keeps until that submit's bound.
+process gone mid-submit, whose row the token keeps until its mark ends (.mark).
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ can take the lock knows no session holds the token.
 That alone is not proof the process sends nothing more: after a restart or a
 partition it may still run, a submit under way. Hence a row is submitted only once
 a statement on the token's connection (holding the lock, so in no window where
-another took it) marked it ``sending_until`` the submit's bound; a dead token's rows
-are made due at once, but for those still within it. The token's connection is made
+another took it) marked it ``sending_until`` a short while, renewed there while the
+submit runs and the submit cut off before it could end unrenewed (:mod:`.mark`); a dead
+token's rows are made due at once, but for those still within it. The token's connection is made
 again, and its lock taken again, at the next claim or submit; one whose lock another
 session still holds (our own old one, not yet given up) claims and submits nothing.
 """

@@ -22,7 +22,9 @@ its rows not yet sent. A submit is cut off past :data:`SUBMIT_SECONDS` (taken as
 answer lost after the message went out: the log decides), and starts only while the
 lease lasts that long and :data:`LEASE_MARGIN_SECONDS` more, renewed first when it
 would not: a network partition or a slow Postfix then cannot let another worker claim
-the row while it is still being submitted.
+the row while it is still being submitted. It is cut off sooner once its mark as being
+submitted (:data:`SENDING_SECONDS`, renewed while it runs) cannot be proven to last
+(:mod:`.mark`).
 
 A Postfix that cannot be reached at all (no connection, no greeting, EHLO
 refused) is no attempt on any message: the worker gives its rows back as they
@@ -56,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import socket
 import time
@@ -73,6 +76,7 @@ from .groupcommit import GroupCommit
 from .interrupted import InterruptedAttempts, PostfixQueue, Undecided
 from .lease import BatchLease
 from .maillog import MaillogFollower
+from .mark import SendingMark
 from .outbox import STORED
 from .relayoutcomes import (
     Claimed,
@@ -112,7 +116,8 @@ RETURNING o.message_id, o.envelope_from, o.recipients, o.content, o.attempts,
           due.unsettled AS interrupted, o.attempt_log, o.attempt_by
 """
 # A row about to be submitted, on the claim token's connection (.claimtoken): being sent
-# until $4 from now, so not reclaimed should the token be seen dead meanwhile. In an
+# until $4 from now, so not reclaimed should the token be seen dead meanwhile; made
+# again while the submit runs (.mark: the same values again, but $4). In an
 # interrupted attempt's stead, or in its last ($5), unsettled, with this attempt's log
 # and reader ($6, $7). Only while still this claim's ($3: its token; as UNLEASE).
 SENDING = """
@@ -175,6 +180,11 @@ RECORD_RETRY_MIN, RECORD_RETRY_MAX = 0.5, 10.0
 # How often the claims of other processes are looked at (and at the start): a dead
 # one's rows are due then, not when their lease ends.
 RECLAIM_SECONDS = 60.0
+# How long a row's mark as being submitted lasts (SENDING), renewed while the submit
+# runs (.mark): a relay killed mid-submit holds its row this long. Its submit is cut off
+# SENDING_MARGIN_SECONDS before the mark could end unrenewed (clocks, a busy loop).
+SENDING_SECONDS = 60.0
+SENDING_MARGIN_SECONDS = 20.0
 GIVE_BACK_SECONDS = 5.0  # a stop waits this long at most to give back rows not tried
 # How long a stop lets each task finish its message before cancelling it.
 STOP_GRACE_SECONDS = 30.0
@@ -357,7 +367,8 @@ class RelayWorker:
                     result = UNANSWERED_LAST  # its attempts are spent: not sent again
                 else:
                     # Checked last: the log's answer above may take a while.
-                    cleared = await self._cleared(lease, row)
+                    mark = self._mark(row)
+                    cleared = await self._cleared(lease, row, mark)
                     if cleared is Fenced.UNPROVEN:
                         await self._unproven(lease, rows[index:])
                         return True
@@ -366,7 +377,7 @@ class RelayWorker:
                         _left_to_another(row)
                         continue
                     untried = rows[index + 1:]
-                    result = await self._submit(session, row)
+                    result = await self._submit(session, row, mark)
                 if result.outcome is Outcome.UNREACHABLE:
                     await self._give_back(lease, rows[index:])
                     self._outcomes.labels("unreachable").inc()
@@ -403,17 +414,25 @@ class RelayWorker:
                         type(exc).__name__)
 
     @staticmethod
-    async def _submit(session: SmtpSession, row: Claimed) -> SubmitResult:
-        """Postfix's answer within SUBMIT_SECONDS; past it, the connection is closed and
-        the answer taken as lost after the message went out (it may have)."""
+    async def _submit(session: SmtpSession, row: Claimed, mark: SendingMark) -> SubmitResult:
+        """Postfix's answer within SUBMIT_SECONDS, while ``mark`` lasts; past either, the
+        connection is aborted and the answer taken as lost after the message went out (it
+        may have)."""
         deadline = asyncio.timeout(SUBMIT_SECONDS)
         try:
-            async with deadline:
+            async with deadline, mark.kept(deadline):
                 return await session.submit(row.envelope_from, row.recipients, row.content)
         except TimeoutError:
             if not deadline.expired():
                 raise
         await session.close()  # its connection's state is unknown
+        if mark.lapsed():
+            log.warning("relay: submitting message %s was cut off: its mark as being "
+                        "submitted could not be renewed in time (the claim token's "
+                        "connection lost?); Postfix's log decides whether it was queued",
+                        row.id)
+            return SubmitResult(Outcome.RETRY, "no answer before the claim could no longer "
+                                "be proven", uncertain=True)
         log.warning("relay: submitting message %s took over %g s: cut off, Postfix's log "
                     "decides whether it was queued", row.id, SUBMIT_SECONDS)
         return SubmitResult(Outcome.RETRY, f"no answer within {SUBMIT_SECONDS:g} s",
@@ -445,18 +464,24 @@ class RelayWorker:
         async with pooled(self._pool) as conn:
             await conn.execute(PUT_OFF, row.id, row.attempts, recheck)
 
-    async def _cleared(self, lease: BatchLease[Claimed], row: Claimed) -> Fenced:
+    def _mark(self, row: Claimed) -> SendingMark:
+        """``row``'s mark as being submitted; with the log to ask should this attempt be
+        cut off (CLAIM)."""
+        noted = row.interrupted or row.attempts >= self._config.max_attempts
+        return SendingMark(functools.partial(
+            self._token.fence, SENDING, row.id, row.attempts, self._token.name,
+            dt.timedelta(seconds=SENDING_SECONDS), noted, *self._attempt_log),
+            seconds=SENDING_SECONDS, margin=SENDING_MARGIN_SECONDS)
+
+    async def _cleared(self, lease: BatchLease[Claimed], row: Claimed, mark: SendingMark
+                       ) -> Fenced:
         """Whether ``row`` may be submitted now: its lease lasts as long as the submit may,
-        and it is marked as being submitted on the claim token's connection; with the log
-        to ask should this attempt be cut off (CLAIM)."""
+        and it is marked as being submitted on the claim token's connection."""
         if not await lease.covers(submit_span()):
             return Fenced.UNPROVEN
         if row.id in lease.lost:  # its renewal just now found it claimed
             return Fenced.LOST
-        noted = row.interrupted or row.attempts >= self._config.max_attempts
-        return await self._token.fence(SENDING, row.id, row.attempts, self._token.name,
-                                       dt.timedelta(seconds=submit_span()), noted,
-                                       *self._attempt_log)
+        return await mark.make()
 
     async def _store_relayed(self, outcomes: list[Relayed]) -> None:
         async with pooled(self._pool) as conn:
