@@ -21,7 +21,7 @@ import pytest
 from postwarden_milter import audit_pipeline
 from postwarden_milter.logcontext import MessageContextFilter
 from postwarden_milter.loopthread import LoopThread
-from postwarden_milter.metrics import Metrics
+from postwarden_milter.metrics import DROP_REASONS, Metrics
 from postwarden_milter.spool import AuditSpool, SpoolBudget
 from postwarden_store import audit as store_audit
 from postwarden_store import connect
@@ -280,6 +280,31 @@ def test_the_retry_delay_grows_while_writes_keep_failing_after_each_connect(
             run("ROLLBACK")
         assert wait_until(lambda: _stored(database_url, event), timeout=30)
     assert delays()[:3] == [0.5, 1.0, 2.0]
+
+
+def test_a_lock_on_schema_migrations_while_the_writer_connects_holds_no_event_back(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lock held on schema_migrations (a DDL on it, VACUUM FULL) held the writer's
+    check of the schema for as long: nothing was written or spooled, the queue filled
+    and dropped events. The events are now spooled meanwhile, and stored once it is
+    released."""
+    monkeypatch.setattr(audit_pipeline, "CONNECT_TIMEOUT", 1.0)
+    metrics = Metrics()
+    events = [make_event() for _ in range(3)]
+    with _session(database_url) as run:
+        run("BEGIN")
+        run("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE")  # as a DDL's
+        with _running(database_url, tmp_path, metrics) as pipeline:
+            try:
+                for event in events:
+                    pipeline.submit(event)
+                assert wait_until(lambda: metrics.registry.get_sample_value(
+                    "postwarden_audit_spooled_total") == len(events), timeout=30)
+            finally:
+                run("ROLLBACK")
+            assert wait_until(lambda: _stored(database_url, *events), timeout=30)
+    assert not any(_dropped(metrics, reason) for reason in DROP_REASONS)
 
 
 SAME_LENGTH = dt.datetime(2031, 2, 3, 4, 5, 6, 789, tzinfo=dt.UTC)  # in JSON: microseconds

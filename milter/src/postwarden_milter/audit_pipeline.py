@@ -68,6 +68,7 @@ from postwarden_store import (
     create_pool,
     database_detail,
     database_problem,
+    ending_unanswered,
     read_only,
     url_refusal,
 )
@@ -128,6 +129,13 @@ REFUSALS = (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatal
 # OverflowError).
 DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
                asyncpg.ProgramLimitExceededError, ValueError, OverflowError)
+
+
+async def _takes_writes(conn: asyncpg.Connection) -> None:
+    """Raise unless the schema is current and the database takes writes."""
+    await check_schema_current(conn)
+    if await read_only(conn):  # else each retry connected, and said so
+        raise DatabaseReadOnly
 
 
 class WriteTimeout(TimeoutError):
@@ -540,9 +548,10 @@ class AuditPipeline:
             return False
         try:
             async with pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
-                await check_schema_current(conn)
-                if await read_only(conn):  # else each retry connected, and said so
-                    raise DatabaseReadOnly
+                # Bounded: a lock held on schema_migrations, or a database frozen since
+                # the connect, held the writer (nothing spooled, the queue full).
+                with ending_unanswered(conn):
+                    await asyncio.wait_for(_takes_writes(conn), CONNECT_TIMEOUT)
         except DB_ERRORS as exc:
             pool.terminate()
             self._schedule_retry(exc)
