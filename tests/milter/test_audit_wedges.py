@@ -19,9 +19,12 @@ import asyncpg
 import pytest
 
 from postwarden_milter import audit_pipeline
+from postwarden_milter.audit_pipeline import AuditPipeline
+from postwarden_milter.journal import AuditJournal
 from postwarden_milter.logcontext import MessageContextFilter
 from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import DROP_REASONS, Metrics
+from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import AuditSpool, SpoolBudget
 from postwarden_store import audit as store_audit
 from postwarden_store import connect
@@ -230,6 +233,43 @@ def test_a_database_that_cannot_commit_is_an_outage_and_no_event_is_blamed(
             run(f'ALTER DATABASE "{database}" RESET synchronous_commit')
     assert _stored(database_url, event)
     assert _dropped(metrics, "timeout") == 0
+
+
+def test_an_event_whose_commit_got_no_answer_is_not_dropped_for_a_full_spool(
+    database_url: str, pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Commits hang (a synchronous standby away) and the spools are full (another
+    worker's, here) under ``drop``: the write got no answer, yet its commit stands once
+    cancelled. It was counted dropped though stored. It now stays in the journal, is
+    written again once Postgres answers (stored once) and settled."""
+    monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 1.0)
+    metrics = Metrics()
+    budget = SpoolBudget(1, slots=2)
+    budget.record(1, 10)  # the other worker's spool: the budget is reached
+    journal = AuditJournal(tmp_path)
+    pipeline = AuditPipeline(database_url, AuditSpool(tmp_path, budget), metrics,
+                             queue_size=100, spool_full_action=SpoolFullAction.DROP,
+                             journal=journal)
+    event = make_event()
+    database = urlsplit(database_url).path.lstrip("/")
+    loop = LoopThread()
+    loop.start()
+    with _session(database_url) as run:
+        run(f'ALTER DATABASE "{database}" SET synchronous_commit = on')  # the tests' is off
+        try:
+            pipeline.start(loop)
+            with _commits_hang(pg_server.admin_dsn):
+                pipeline.submit(event)
+                assert wait_until(lambda: "audit database unavailable" in caplog.text,
+                                  timeout=30)
+            assert wait_until(lambda: journal.unsettled == 0, timeout=30)
+        finally:
+            pipeline.stop()
+            loop.stop()
+            run(f'ALTER DATABASE "{database}" RESET synchronous_commit')
+    assert _stored(database_url, event)
+    assert not any(_dropped(metrics, reason) for reason in DROP_REASONS)
 
 
 def test_a_lone_event_whose_commit_stood_after_its_timeout_is_stored_not_dropped(

@@ -110,10 +110,14 @@ RETRIES = "Postgres retries failed while mail is refused"
 DROPPED_FULL = "audit events dropped (spool full)"
 DROPPED_UNWRITABLE = "audit events dropped (spool unwritable)"
 KEPT_UNWRITABLE = "audit events kept in the journal (spool unwritable)"
+KEPT_FULL = "audit events kept in the journal (spool full, may be stored)"
 UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
 UNKNOWN_NOTIFY = "audit events notifying {!r}, no webhook endpoint"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
+# What a write raises when it got no answer (a timeout, the connection lost): its commit
+# may have stood.
+UNANSWERED = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 # A database that takes no writes (a standby, default_transaction_read_only): found at
 # connect, or by a write on a connection made since it became so.
 READ_ONLY = (DatabaseReadOnly, asyncpg.ReadOnlySQLTransactionError)
@@ -255,6 +259,11 @@ class AuditPipeline:
         """The spools, a backlog for the database, reached ``spool_max_bytes``."""
         return self._dsn is not None and self._spool.full
 
+    @property
+    def _spool_drops(self) -> bool:
+        """The backlog is full and the admin chose to drop events rather than refuse mail."""
+        return self._backlog_full and self._full_action is SpoolFullAction.DROP
+
     # --- lifecycle -----------------------------------------------------------
 
     def start(self, loop_thread: LoopThread) -> None:
@@ -312,9 +321,11 @@ class AuditPipeline:
                     # the milter's CPU on a 4 KB message).
                     await asyncio.sleep(FLUSH_SECONDS)
                 self._adopt_leftover()
-                batch = self._take() or self._take_kept()
-                if batch:
+                if batch := self._take():
                     await self._deliver_or_drop(batch)
+                    continue
+                if batch := self._take_kept():
+                    await self._deliver_or_drop(batch, maybe_stored=True)
                     continue
                 self._spool.refresh()  # moved away by hand, say: full no longer
                 if self._spool_failing and self._spool_takes_writes():
@@ -340,8 +351,8 @@ class AuditPipeline:
 
     def _take_kept(self) -> list[AuditEvent]:
         """A batch of the events kept in the journal, once the spool or Postgres takes
-        events again."""
-        if self._spool_failing:
+        events again (a full spool under drop would drop them: not while disconnected)."""
+        if self._spool_failing or (self._spool_drops and self._pool is None):
             return []
         batch, self._kept = self._kept[:BATCH_SIZE], self._kept[BATCH_SIZE:]
         return batch
@@ -355,13 +366,14 @@ class AuditPipeline:
         self._probed_at = now
         return self._spool.takes_writes()
 
-    async def _deliver_or_drop(self, batch: list[AuditEvent]) -> None:
+    async def _deliver_or_drop(self, batch: list[AuditEvent], maybe_stored: bool = False
+                               ) -> None:
         """Deliver, and settle the batch unless the spool could not take it (what the
         journal holds of it is delivered again once the spool or Postgres takes events,
         or spooled at the next start); one that fails otherwise is counted dropped, and
-        the writer goes on."""
+        the writer goes on. ``maybe_stored``: :meth:`_to_spool`."""
         try:
-            settled = await self._deliver(batch)
+            settled = await self._deliver(batch, maybe_stored)
         except Exception:
             self._dropped(batch, "error")
             log.exception("audit writer: unexpected error, %d events dropped", len(batch))
@@ -369,7 +381,7 @@ class AuditPipeline:
         if settled:
             self._settled(batch)
 
-    async def _deliver(self, batch: list[AuditEvent]) -> bool:
+    async def _deliver(self, batch: list[AuditEvent], maybe_stored: bool = False) -> bool:
         """Written or spooled (or dropped, :meth:`_to_spool`): False when the spool could
         not take it. Written after the spool's replay, or once a stop ended it (the
         rest is replayed at the next start): spooled behind it, over a full spool under
@@ -382,7 +394,8 @@ class AuditPipeline:
                 return True
         except Exception as exc:  # noqa: BLE001 - the spool keeps the batch, whatever failed
             await self._disconnect(exc)
-        return self._to_spool(batch)
+            maybe_stored = maybe_stored or isinstance(exc, UNANSWERED)
+        return self._to_spool(batch, maybe_stored)
 
     async def _write(self, batch: list[AuditEvent]) -> None:
         """Write a batch; one Postgres refuses for its data, or takes too long to write
@@ -522,8 +535,8 @@ class AuditPipeline:
         while batch := self._take():
             try:
                 await self._write(batch)
-            except Exception:
-                if self._to_spool(batch):
+            except Exception as exc:
+                if self._to_spool(batch, isinstance(exc, UNANSWERED)):
                     self._settled(batch)
                 raise
             self._settled(batch)
@@ -617,19 +630,15 @@ class AuditPipeline:
             self._pool = None
         self._schedule_retry(exc)
 
-    def _to_spool(self, batch: list[AuditEvent]) -> bool:
+    def _to_spool(self, batch: list[AuditEvent], maybe_stored: bool = False) -> bool:
         """Spool the batch, or drop it when the spool is full and the admin chose to; False
         when the spool could not take it (a full or read-only filesystem): it stays
         unsettled, and the events the journal holds of it (on disk already, written when
         there was room for them) are delivered again once the spool or Postgres takes
         events (:meth:`_take_kept`), or spooled at the next start. Those it has none of
-        are dropped."""
-        if self._backlog_full and self._full_action is SpoolFullAction.DROP:
-            self._dropped(batch, "spool_full")
-            if (dropped := self._occasional.due(DROPPED_FULL, len(batch))) is not None:
-                log.error("AUDIT SPOOL FULL (%d bytes): events dropped: %s",
-                          self._spool.budget.used, dropped)
-            return True
+        are dropped. :meth:`_drop_full` for a full spool under drop."""
+        if self._spool_drops:
+            return self._drop_full(batch, maybe_stored)
         try:
             self._spool.append(batch)
         except OSError as exc:
@@ -644,12 +653,36 @@ class AuditPipeline:
                       "new mail is tempfailed" if self.refusing_mail else "events will be dropped")
         return True
 
+    def _drop_full(self, batch: list[AuditEvent], maybe_stored: bool) -> bool:
+        """Drop the batch, the spool full; but of one ``maybe_stored`` (its write got no
+        answer, its commit may have stood; or kept already) keep the events the journal
+        holds, as for a spool that cannot take them: counted dropped, they may be stored,
+        and a later write stores them once (event ids). False when some are kept."""
+        rest = self._keep(batch) if maybe_stored else batch
+        kept = len(batch) - len(rest)
+        if kept and (said := self._occasional.due(KEPT_FULL, kept)) is not None:
+            log.error("AUDIT SPOOL FULL (%d bytes): events that may be stored (a write got "
+                      "no answer) kept in the audit journal until Postgres takes them, not "
+                      "dropped: %s", self._spool.budget.used, said)
+        if rest:
+            self._dropped(rest, "spool_full")
+            if (dropped := self._occasional.due(DROPPED_FULL, len(rest))) is not None:
+                log.error("AUDIT SPOOL FULL (%d bytes): events dropped: %s",
+                          self._spool.budget.used, dropped)
+        return not kept
+
+    def _keep(self, batch: list[AuditEvent]) -> list[AuditEvent]:
+        """Keep the events of ``batch`` the journal holds, to deliver them again
+        (:meth:`_take_kept`); the others are returned."""
+        held = self._journal.held(batch) if self._journal is not None else []
+        self._kept.extend(held)
+        kept = {event.event_id for event in held}
+        return [event for event in batch if event.event_id not in kept]
+
     def _unspooled(self, batch: list[AuditEvent], exc: OSError) -> None:
         """Count and say (once a minute) the events of a batch the spool could not take:
         kept in the journal, or dropped where it holds none of them."""
-        held = self._journal.held(batch) if self._journal is not None else []
-        self._kept.extend(held)
-        kept = len(held)
+        kept = len(batch) - len(self._keep(batch))
         tempfailed = "; new mail is tempfailed" if self.refusing_mail else ""
         if kept and (said := self._occasional.due(KEPT_UNWRITABLE, kept)) is not None:
             log.error("cannot append to the audit spool (%s): events kept in the audit "
