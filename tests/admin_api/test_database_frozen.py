@@ -28,10 +28,11 @@ from postwarden_admin_api.periodic import pooled
 from postwarden_admin_api.revisions import POLICY_LOCK_KEY
 from postwarden_admin_api.send.sending import _Held
 from postwarden_store import connect, create_pool
-from tests.admin_api.test_database_lost_mid_transaction import WAITING_FOR_A_LOCK
+from tests.admin_api.test_database_lost_mid_transaction import (
+    assert_503_once_frozen_in_its_lock_wait,
+)
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 from tests.fixtures.dbrelay import relayed
-from tests.webhooks.receiver import wait_for_async
 
 pytestmark = pytest.mark.postgres
 
@@ -187,15 +188,7 @@ async def test_a_wait_for_a_deletes_lock_on_a_frozen_database_is_503(
                 "/api/v1/rules", headers=bearer(key), timeout=ANSWER_WITHIN,
                 json={"rule": {"name": "r", "when": {"sender": ["r@evil.test"]},
                                "then": "reject"}}))
-
-            async def waiting() -> bool:
-                return bool(await holder.fetch(WAITING_FOR_A_LOCK))
-
-            assert await wait_for_async(waiting)
-            relay.freeze()
-            answer = await asking
-            assert (answer.status, (await answer.json())["error"]["code"]) == (
-                503, "database_unavailable")
+            await assert_503_once_frozen_in_its_lock_wait(holder, relay, asking)
     finally:
         await holder.close()
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
+import asyncpg
 import pytest
 
 from postwarden_admin_api.app import create_app
@@ -18,6 +20,7 @@ from postwarden_admin_api.context import Role
 from postwarden_admin_api.revisions import POLICY_LOCK_KEY
 from postwarden_store import connect
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
+from tests.fixtures.dbrelay import Relay
 from tests.webhooks.receiver import wait_for_async
 
 pytestmark = pytest.mark.postgres
@@ -27,6 +30,22 @@ SELECT pid FROM pg_stat_activity
 WHERE datname = current_database() AND wait_event_type = 'Lock'
 """
 RULE = {"name": "r", "when": {"sender": ["r@evil.test"]}, "then": "reject"}
+
+
+async def assert_503_once_frozen_in_its_lock_wait(
+    holder: asyncpg.Connection, relay: Relay, asking: asyncio.Task[aiohttp.ClientResponse],
+) -> None:
+    """``asking``'s request, once waiting for a lock ``holder`` holds, meets the database
+    frozen (``relay``) and is answered 503 database_unavailable."""
+
+    async def waiting() -> bool:
+        return bool(await holder.fetch(WAITING_FOR_A_LOCK))
+
+    assert await wait_for_async(waiting)
+    relay.freeze()
+    answer = await asking
+    assert (answer.status, (await answer.json())["error"]["code"]) == (
+        503, "database_unavailable")
 
 
 @pytest.mark.parametrize(("path", "body"), [

@@ -17,12 +17,14 @@ from postwarden_admin_api import app as app_module
 from postwarden_admin_api.app import create_app
 from postwarden_admin_api.webhooks import WEBHOOK_OPTIONS
 from postwarden_store import connect
-from tests.admin_api.test_database_lost_mid_transaction import WAITING_FOR_A_LOCK
+from tests.admin_api.test_database_lost_mid_transaction import (
+    assert_503_once_frozen_in_its_lock_wait,
+)
 from tests.fixtures.adminapp import AiohttpClient, bearer, settings_for
 from tests.fixtures.dbrelay import relayed
 
 from .conftest import StubDns
-from .receiver import Receiver, Tls, wait_for_async
+from .receiver import Receiver, Tls
 from .support import generate_secret, worker_options
 from .test_settings_change_race import _create, _url
 
@@ -51,14 +53,6 @@ async def test_a_wait_for_a_deletes_row_on_a_frozen_database_is_503(  # noqa: PL
                 asking = asyncio.create_task(client.request(
                     method, hook, headers=bearer(admin_key), json=BODIES[method],
                     timeout=aiohttp.ClientTimeout(total=60)))  # the test's own bound
-
-                async def waiting() -> bool:
-                    return bool(await holder.fetch(WAITING_FOR_A_LOCK))
-
-                assert await wait_for_async(waiting)
-                relay.freeze()
-                answer = await asking
-            assert (answer.status, (await answer.json())["error"]["code"]) == (
-                503, "database_unavailable")
+                await assert_503_once_frozen_in_its_lock_wait(holder, relay, asking)
     finally:
         await holder.close()
