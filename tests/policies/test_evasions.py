@@ -28,7 +28,6 @@ from postwarden_policies import (
     load_policy_set,
     parse_for,
     parse_message,
-    textparts,
     transfer,
     uuencode,
 )
@@ -516,13 +515,19 @@ def test_uuencoded_html_that_cannot_be_sanitized_holds_the_message() -> None:
     )
 
 
-def test_text_past_the_uuencode_scan_bound_is_malformed_not_clean() -> None:
-    text = b"x" * 70 + b"\r\n"
-    body = text * (textparts.UU_SCAN // len(text)) + _uuencoded(b"invoice.exe", _EXE)
-    raw = HEAD + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(body)
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_a_uuencoded_file_at_the_end_of_a_long_encoded_text_is_seen(encoding: str) -> None:
+    # Encoded text is searched to its end, as 7bit text is: a 9 MB log file (past the
+    # 8 MiB searched before, then flagged unscanned_text and held) is read whole.
+    text = b"2026-12-07 11:33:19 INFO worker-3 request handled in 12 ms\r\n"
+    body = text * (9_000_000 // len(text)) + _uuencoded(b"invoice.exe", _EXE)
+    encoded = base64.encodebytes(body) if encoding == "base64" else binascii.b2a_qp(body)
+    raw = HEAD + f"Content-Transfer-Encoding: {encoding}\r\n\r\n".encode() + encoded
+    assert len(encoded) > 8 * 2**20
     facts, verdict = _run(raw)
-    assert {"unscanned_text", "malformed"} <= facts.flags
-    assert verdict.rules[:1] == ("hold-broken-mime",)
+    assert [p.filenames for p in facts.attachments] == [("invoice.exe",)]
+    assert "unscanned_text" not in facts.flags
+    assert verdict.rules[:1] == ("block-executables",)
 
 
 def test_base64_that_goes_on_after_its_padding_is_held() -> None:

@@ -38,11 +38,9 @@ raises) is reported in ``MessageFacts.flags``:
 ``partial_message``        (m) a message/partial part: a fragment of a message
                            some readers put back together, whose parts cannot
                            be looked into here
-``unscanned_text``         (m) a base64 or quoted-printable text/plain part longer
-                           than ``textparts.UU_SCAN``: the rest was not searched for
-                           uuencoded files; or BinHexed files whose reads cost more
-                           than one message may (``uuencode.Budget``): those after
-                           were not read (their type is unknown)
+``unscanned_text``         (m) BinHexed files in text whose reads cost more than one
+                           message may (``uuencode.Budget``): those after were not
+                           read (their type is unknown)
 ``text_truncated``         the message text is longer than ``textparts.TEXT_BUDGET``: body
                            rules did not see the rest (not malformed: a long
                            log pasted inline is well-formed mail)

@@ -17,10 +17,11 @@ the begin line (also as Thunderbird reads it in a made-up
 ``filename="..."``; BinHex: the name inside its data), the detected type from
 the first lines, decoded, and where its marks lie.
 7bit/8bit text is searched in place to its end; base64 or quoted-printable text
-is decoded and searched through its first ``UU_SCAN`` encoded bytes, and a
-longer part is flagged ``unscanned_text``; so is a message whose BinHex files cost
-their reads more than one message may spend (``uuencode.Budget``): the files past
-it are read no further, their type unknown.
+is decoded whole and searched to its end: the search is linear (some 5 ms a MB)
+and the decoded text no larger than the part, which the message's size limit
+bounds. A message whose BinHex files cost their reads more than
+one message may spend (``uuencode.Budget``) is flagged ``unscanned_text``: the
+files past it are read no further, their type unknown.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from postwarden_policies.partlist import EmbeddedFile, PartList
 # Characters of decoded text (and its renderings) kept for body regexes: bounds
 # memory and time; past it, ``text_truncated``.
 TEXT_BUDGET = 4_000_000
-UU_SCAN = 8 * 1024 * 1024  # encoded bytes of a base64/QP text part searched for uuencode
 _ENCODED = ("base64", "quoted-printable")
 # Byte order marks, and the codec that reads text by each.
 _MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
@@ -84,20 +84,23 @@ class TextReader:
         if not is_body_text(part):
             return  # an attachment: read only where a rule asks (magic bytes, size)
         whole = None
+        searched = part.content_type == "text/plain"
         size = part.body_end - part.body_start
-        if part.transfer_encoding in _ENCODED and size <= min(UU_SCAN, self.text_left * 3):
+        if part.transfer_encoding in _ENCODED and (searched or size <= self.text_left * 3):
             whole = transfer.decode(self.listing.raw[part.body_start : part.body_end],
                                     part.transfer_encoding, keep_padding=True)
-        if part.content_type == "text/plain":
+        if searched:
             self._find_uuencoded(part, whole)
-        self._collect_text(part, params, whole)
+        # Body text keeps at most text_left characters: a longer part's is read from the
+        # prefix that can hold them, not from the whole part decoded.
+        self._collect_text(part, params, whole if size <= self.text_left * 3 else None)
 
     def _find_uuencoded(self, carrier: MimePart, whole: bytes | None) -> None:
         """List the files uuencoded in a text/plain part as attachments below it."""
         if whole is not None:
             text, start, end = whole, 0, len(whole)
-        else:
-            text, start, end = self._plain_text(carrier)
+        else:  # 7bit/8bit: searched in place
+            text, start, end = self.listing.raw, carrier.body_start, carrier.body_end
         found, more = uuencode.blocks(text, start, end, self.listing.room(), self.binhex_left)
         in_place = text is self.listing.raw  # block offsets are offsets into the message
         files = [self._uuencoded_file(carrier, block, in_place) for block in found]
@@ -105,17 +108,6 @@ class TextReader:
             self.listing.flags.add("uuencoded")
         if self.binhex_left.spent:
             self.listing.flags.add("unscanned_text")
-
-    def _plain_text(self, part: MimePart) -> tuple[bytes, int, int]:
-        """A text part's bytes and where they lie: in place, or decoded up to ``UU_SCAN``."""
-        if part.transfer_encoding not in _ENCODED:
-            return self.listing.raw, part.body_start, part.body_end
-        stop = min(part.body_end, part.body_start + UU_SCAN)
-        if stop < part.body_end:
-            self.listing.flags.add("unscanned_text")
-        text = transfer.decode(self.listing.raw[part.body_start : stop], part.transfer_encoding,
-                               keep_padding=True)
-        return text, 0, len(text)
 
     def _uuencoded_file(
         self, carrier: MimePart, block: uuencode.Block, in_place: bool
