@@ -38,7 +38,7 @@ from .settings import (
     settings_warnings,
 )
 from .spool import adopt_orphans
-from .startup_checks import DatabaseCheck, claim_spool_dir, policies_refused, preflight
+from .startup_checks import SILENT, DatabaseCheck, claim_spool_dir, policies_refused, preflight
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,8 @@ def check(config: Path | None) -> int:
     if database is not None and not database.reachable and _no_policy_source(settings):
         # A start's status (NotYet), for a deployment's gate. A reload fails too, which
         # loses nothing: the running milter could not read the database's set either.
-        print(f"{PROG}: database: unreachable, and no last good policy set in spool_dir; "
-              "the milter would not start (exit 1) until it is back", file=sys.stderr)
+        print(f"{PROG}: database: {_unreached(database)}, and no last good policy set in "
+              "spool_dir; the milter would not start (exit 1) until it is back", file=sys.stderr)
         return NotYet.exit_status
     if database is not None:
         print(_database_state(database))
@@ -142,12 +142,17 @@ def check(config: Path | None) -> int:
 def _database_state(database: DatabaseCheck) -> str:
     """A check's line on a database that refuses nothing of database_url."""
     if not database.reachable:
-        return "database: unreachable; the milter would start and spool audit events"
+        return f"database: {_unreached(database)}; the milter would start and spool audit events"
     if database.read_only:  # as for an outage: a failover's end, or the admin, mends it
         return ("database: schema up to date, but it refuses writes (read-only: a standby, "
                 "or default_transaction_read_only on); the milter would start and spool "
                 "audit events until it takes them")
     return "database: schema up to date"
+
+
+def _unreached(database: DatabaseCheck) -> str:
+    """Why the schema could not be asked."""
+    return SILENT if database.silent else "unreachable"
 
 
 def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]

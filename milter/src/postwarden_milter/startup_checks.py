@@ -2,9 +2,9 @@
 makes before it serves, each raising :class:`~.errors.StartupError` with what the
 admin must fix (a schema too old, policies that do not load, a socket or metrics
 address that cannot be served, options in database_url the client or server refuses,
-sslmode=require against a server without TLS). A database that is down, or refuses
-database_url's role, password or database, refuses nothing: audit events are spooled
-until it is back or fixed.
+sslmode=require against a server without TLS). A database that is down, silent (no
+answer in time), or refuses database_url's role, password or database, refuses
+nothing: audit events are spooled until it is back or fixed.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from postwarden_store import (
     check_schema_current,
     connect,
     database_problem,
+    ending_unanswered,
     read_only,
     refusing_bad_url,
 )
@@ -44,38 +45,58 @@ from .settings import MilterSettings
 # always carried: log filters, and admins' greps, select on it.
 log = logging.getLogger("postwarden_milter.app")
 
-SCHEMA_TIMEOUT = 10.0
+SCHEMA_TIMEOUT = 10.0  # for the connect, then as long for the answers
+# A database that took the connect, and did not answer the check in time: why, said.
+SILENT = (f"no answer to the schema check within {SCHEMA_TIMEOUT:g} s (a lock held on "
+          "schema_migrations: a DDL on it, VACUUM FULL; or the server stopped answering)")
 
 
 @dataclass(frozen=True, slots=True)
 class DatabaseCheck:
     reachable: bool  # False: the schema could not be asked
+    silent: bool = False  # connected, but no answer to the check within SCHEMA_TIMEOUT
     refusal: str | None = None  # what the server said, refusing database_url's role,
     # password or database (the milter spools until the admin mends it)
     active: list[tuple[str, str]] | None = None  # the active policies, when asked for
     read_only: bool = False  # it refuses writes: audit events are spooled
 
 
+class SchemaUnanswered(Exception):
+    """The database took the connect, then did not answer the check in time."""
+
+
 def check_schema(dsn: str, read_active: bool = False) -> DatabaseCheck:
     """Refuse to start against a database that lacks migrations, or with options in
-    database_url the server refuses; tolerate one that is down or refuses the role,
+    database_url the server refuses; tolerate one that is down, silent (no answer within
+    :data:`SCHEMA_TIMEOUT`, to the connect or to the check), or refuses the role,
     password or database (those a change on the server mends, a password rotated, a
     database restored, without a restart here: meanwhile mail flows, its audit events
     spooled), or refuses writes (a standby: the audit writer says so). ``read_active``:
     also read the active policies (a check's)."""
 
+    async def ask(conn: asyncpg.Connection) -> DatabaseCheck:
+        await check_schema_current(conn)
+        active = await fetch_active_sources(conn) if read_active else None
+        return DatabaseCheck(reachable=True, active=active, read_only=await read_only(conn))
+
     async def check() -> DatabaseCheck:
         with refusing_bad_url(dsn):
             conn = await connect(dsn, connect_timeout=SCHEMA_TIMEOUT)
         try:
-            await check_schema_current(conn)
-            active = await fetch_active_sources(conn) if read_active else None
-            return DatabaseCheck(reachable=True, active=active, read_only=await read_only(conn))
+            # Bounded: a lock held on schema_migrations, or a database frozen since the
+            # connect, held the start (no socket, all mail deferred) for as long.
+            with ending_unanswered(conn):
+                return await asyncio.wait_for(ask(conn), SCHEMA_TIMEOUT)
+        except TimeoutError:
+            raise SchemaUnanswered from None
         finally:
             await conn.close()
 
     try:
         return asyncio.run(check())
+    except SchemaUnanswered:
+        log.warning("database at start: %s; audit events are spooled until it answers", SILENT)
+        return DatabaseCheck(reachable=False, silent=True)
     except SchemaTooOld as exc:
         raise NotYet(str(exc)) from None
     except MigrationError as exc:  # applied by another build: no wait mends it
