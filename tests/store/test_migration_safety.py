@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
+import asyncpg
 import pytest
 
 from postwarden_store import MigrationError, apply_migrations, connect, migrations
@@ -168,6 +170,33 @@ async def test_a_migration_that_waits_for_a_lock_lets_traffic_through_then_names
     finally:
         for conn in (holder, migrator, client):
             await conn.close()
+
+
+@pytest.mark.parametrize("migrate", [apply_migrations, migrations.migrate_pending],
+                         ids=["migrate", "dry-run"])
+async def test_a_lock_on_schema_migrations_is_waited_for_as_a_migration_s_and_said(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    migrate: Callable[[asyncpg.Connection], Awaitable[list[str]]],
+) -> None:
+    """A lock held on schema_migrations (a DDL on it, VACUUM FULL) held migrate's read
+    of it, saying nothing, for as long."""
+    monkeypatch.setattr(migrations, "LOCK_ATTEMPTS", 2)
+    monkeypatch.setattr(migrations, "LOCK_PAUSE_SECONDS", 0.5)
+    holder, migrator = await connect(fresh_database_url), await connect(fresh_database_url)
+    try:
+        locking = holder.transaction()
+        await locking.start()
+        await holder.execute("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(MigrationError, match=f"^the read of schema_migrations could not "
+                           f"take its locks .* pid {holder.get_server_pid()} "):
+            await asyncio.wait_for(migrate(migrator), 30)
+        assert ("the read of schema_migrations waits for a lock another transaction holds "
+                "(try 1 of 2)") in caplog.text
+        await locking.rollback()
+        assert await asyncio.wait_for(migrate(migrator), 30) == []
+    finally:
+        await holder.close()
+        await migrator.close()
 
 
 async def test_a_second_migrate_says_it_waits_for_the_first(

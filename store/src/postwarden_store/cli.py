@@ -14,7 +14,7 @@ from postwarden_policies.redact import redact
 
 from .dsn import dsn_problem, has_password
 from .errors import DatabaseReadOnly, DatabaseUrlRefused, StoreError
-from .migrations import apply_migrations, pending_migrations
+from .migrations import apply_migrations, migrate_pending
 from .pool import connect, connecting, unreachable
 
 
@@ -32,7 +32,7 @@ async def _migrate(dsn: str, dry_run: bool) -> int:
         conn = await connect(dsn)
     try:
         if dry_run:
-            versions, done = await pending_migrations(conn), "pending"
+            versions, done = await migrate_pending(conn), "pending"
         else:
             versions, done = await apply_migrations(conn), "applied"
     except asyncpg.ReadOnlySQLTransactionError:

@@ -9,7 +9,9 @@ while it waits every new query on that table queues behind it: one reader left
 open (a psql session, a pg_dump) would stall the send API for as long. So a
 migration waits for a lock :data:`LOCK_TIMEOUT_SECONDS` at most, then gives up, lets
 traffic through for :data:`LOCK_PAUSE_SECONDS` and tries again, up to
-:data:`LOCK_ATTEMPTS` times, naming the transactions open longer than that. A
+:data:`LOCK_ATTEMPTS` times, naming the transactions open longer than that. So does
+migrate's read of ``schema_migrations`` (a DDL on it, VACUUM FULL: it waited there,
+saying nothing, for as long). A
 migrate killed while it waits leaves a backend that gives up as soon, instead
 of one holding its place in the lock queue, and one killed while a migration runs
 leaves a backend that stops it within a second.
@@ -21,9 +23,10 @@ import asyncio
 import functools
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
@@ -31,6 +34,7 @@ from .errors import MigrationError, SchemaTooOld
 from .pool import connect
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_lock key: the ASCII of "pwmigrat", so it collides with nothing of ours.
@@ -44,6 +48,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 SELECT_APPLIED = "SELECT version, checksum FROM schema_migrations"
+READING = "the read of schema_migrations"  # what migrate waits for, said
 INSERT_APPLIED = "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)"
 LOCK_TIMEOUT_SECONDS = 2
 LOCK_ATTEMPTS = 30
@@ -110,6 +115,12 @@ async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
     return [m.version for m in migrations if m.version not in applied]
 
 
+async def migrate_pending(conn: asyncpg.Connection) -> list[str]:
+    """:func:`pending_migrations`, for migrate: each wait for a lock on
+    ``schema_migrations`` bounded and said, as a migration's."""
+    return await _waiting_for_locks(conn, READING, lambda: pending_migrations(conn))
+
+
 async def check_schema_current(conn: asyncpg.Connection) -> None:
     """Raise :class:`SchemaTooOld` when migrations are pending."""
     pending = await pending_migrations(conn)
@@ -124,9 +135,8 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
         log.warning("another migrate is running: waiting for it to finish")
         await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
     try:
-        await conn.execute(CREATE_TABLE)
+        applied = await _waiting_for_locks(conn, READING, lambda: _created_and_read(conn))
         migrations = available_migrations()
-        applied = await applied_migrations(conn)
         _check_checksums(applied, migrations)
         done: list[str] = []
         for migration in migrations:
@@ -140,27 +150,43 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
         await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
 
 
+async def _created_and_read(conn: asyncpg.Connection) -> dict[str, str]:
+    await conn.execute(CREATE_TABLE)
+    return await applied_migrations(conn)
+
+
 async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
-    """Run ``migration`` in a transaction of its own, each wait for a lock bounded (module
-    docstring); MigrationError when the locks stay taken."""
-    for attempt in range(1, LOCK_ATTEMPTS + 1):
+    """Run ``migration`` in a transaction of its own, each wait for a lock bounded."""
+
+    async def run() -> None:
+        await conn.execute(migration.sql)
+        await conn.execute(INSERT_APPLIED, migration.version, migration.checksum)
+
+    await _waiting_for_locks(conn, f"migration {migration.version}", run)
+
+
+async def _waiting_for_locks(conn: asyncpg.Connection, what: str,
+                             step: Callable[[], Awaitable[T]]) -> T:
+    """``step`` in a transaction of its own, each wait for a lock bounded (module
+    docstring); MigrationError, naming ``what``, when the locks stay taken."""
+    attempt = 1
+    while True:
         try:
             async with conn.transaction():
                 await conn.execute(SET_LOCK_TIMEOUT)
                 await conn.execute(SET_CLIENT_CHECK)
-                await conn.execute(migration.sql)
-                await conn.execute(INSERT_APPLIED, migration.version, migration.checksum)
-            return
+                return await step()
         except asyncpg.LockNotAvailableError:
             holders = await _long_transactions(conn)
             if attempt == LOCK_ATTEMPTS:
                 raise MigrationError(
-                    f"migration {migration.version} could not take its locks ({attempt} "
-                    f"tries, each waiting {LOCK_TIMEOUT_SECONDS} s): {holders}; end those "
-                    "transactions, or run migrate again once they are done") from None
-            log.warning("migration %s waits for a lock another transaction holds (try %d "
-                        "of %d): %s", migration.version, attempt, LOCK_ATTEMPTS, holders)
+                    f"{what} could not take its locks ({attempt} tries, each waiting "
+                    f"{LOCK_TIMEOUT_SECONDS} s): {holders}; end those transactions, or run "
+                    "migrate again once they are done") from None
+            log.warning("%s waits for a lock another transaction holds (try %d of %d): %s",
+                        what, attempt, LOCK_ATTEMPTS, holders)
             await asyncio.sleep(LOCK_PAUSE_SECONDS)
+            attempt += 1
 
 
 async def _long_transactions(conn: asyncpg.Connection) -> str:
