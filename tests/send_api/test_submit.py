@@ -17,7 +17,7 @@ import pytest
 
 from postwarden_admin_api.runtime_settings import DEFAULTS
 from postwarden_admin_api.send.submit import Outcome, SmtpSession, data_block
-from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data
+from tests.fixtures.scripted_smtp import Scripted, hang_up_after_data, read_to_data
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -274,11 +274,7 @@ async def test_a_pipelined_421_and_hang_up_is_retried_with_the_421(
     and closes the connection (RFC 5321 3.8): no reply follows to the commands
     pipelined after it. The 421 is the answer stored and logged."""
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 ready\r\n")
-        await reader.readline()  # EHLO
-        writer.write(b"250-relay.test\r\n250 PIPELINING\r\n")
-        for _ in range(3):  # MAIL, RCPT, DATA
-            await reader.readline()
+        await read_to_data(reader, writer)
         writer.write(b"250 2.1.0 Ok\r\n" * at + b"421 4.3.2 Service currently unavailable\r\n")
         await writer.drain()
 
@@ -334,11 +330,7 @@ async def test_a_submission_cut_off_mid_data_sends_not_a_byte_more(
     cut, read, received = asyncio.Event(), asyncio.Event(), bytearray()
 
     async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 ready\r\n")
-        await reader.readline()  # EHLO
-        writer.write(b"250-relay.test\r\n250 PIPELINING\r\n")
-        for _ in range(3):  # MAIL, RCPT, DATA
-            await reader.readline()
+        await read_to_data(reader, writer)
         writer.write(b"250 ok\r\n250 ok\r\n354 go on\r\n")
         await cut.wait()  # the socket buffers fill meanwhile
         received.extend(await reader.read())
