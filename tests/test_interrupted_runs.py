@@ -20,6 +20,7 @@ import pytest
 
 from tests.fixtures import milterproc, postfix, postgres
 from tests.fixtures.postfix import send_message, wait_for
+from tests.fixtures.signals import interrupt_on_termination
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.postgres, pytest.mark.postfix]
@@ -88,6 +89,14 @@ def test_demo_stopped_by_a_signal_stops_what_it_started(
     assert list(scratch.iterdir()) == []
 
 
+# Each server's object, made as the demo and the fixtures make it.
+MADE: dict[ModuleType, Callable[[], object]] = {
+    postfix: lambda: postfix.PostfixInstance(relay_port=25),
+    postgres: postgres.PostgresCluster,
+    milterproc: lambda: milterproc.MilterProcess(REPO / "policies" / "examples"),
+}
+
+
 def _interrupted() -> int:
     raise KeyboardInterrupt("SIGTERM")  # as tests/fixtures/signals.py raises it
 
@@ -101,14 +110,30 @@ def test_a_server_interrupted_while_it_is_made_leaves_no_directory(
     private Postfix left the instance's directory so)."""
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setattr(module, "free_port", _interrupted)
-    make: dict[ModuleType, Callable[[], object]] = {
-        postfix: lambda: postfix.PostfixInstance(relay_port=25),
-        postgres: postgres.PostgresCluster,
-        milterproc: lambda: milterproc.MilterProcess(REPO / "policies" / "examples"),
-    }
     with pytest.raises(KeyboardInterrupt):
-        make[module]()
+        MADE[module]()
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("module", [postfix, postgres, milterproc])
+def test_a_signal_as_a_servers_directory_is_made_leaves_no_directory(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch, module: ModuleType
+) -> None:
+    """SIGTERM (SIGHUP alike) right after mkdir, before the ``try`` that would remove the
+    directory was entered: held until then (the demo's HUP left an empty one so)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    made = tempfile.mkdtemp
+
+    def made_then_stopped(prefix: str) -> str:
+        path = made(prefix=prefix)
+        signal.raise_signal(signal.SIGTERM)  # tests/conftest.py: raises KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", made_then_stopped)
+    with pytest.raises(KeyboardInterrupt):
+        MADE[module]()
+    assert list(scratch.iterdir()) == []
+    interrupt_on_termination()  # the handlers' second-signal guard spent: as before
 
 
 def test_test_run_stopped_by_sigterm_stops_its_cluster(scratch: Path) -> None:
