@@ -86,6 +86,12 @@ def test_the_html_source_is_searched_as_well() -> None:
         pytest.param("a<b title='x", "a", id="unclosed-quote-to-the-end"),
         # All after <plaintext> shows as it is (its ">" read as a line break, as ever).
         pytest.param("a<plaintext>b<i>c", "ab<i\nc", id="plaintext-shown-as-written"),
+        # In SVG and MathML a <style> or <script> is no raw text; HTML breaks out of it.
+        pytest.param("<svg><style>vi</style><b>a</b>gra</svg><style>p{}</style>", "viagra",
+                     id="svg-style-is-no-raw-text"),
+        pytest.param("<svg><foreignObject><style>p{}</style>vi</foreignObject>"
+                     "<![CDATA[agra]]></svg><math><script>!</script></math>", "viagra!",
+                     id="svg-cdata-is-text-integration-points-read-html"),
     ],
 )
 def test_html_renders_as_a_reader_shows_it(html: str, shown: str) -> None:

@@ -160,6 +160,9 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<span style='color:#000'>x</span>", "x", id="ordinary-style"),
         pytest.param("a<table> <tr><td>1</td><td>2</td></tr> </table>b",
                      "a\n \n\n1\n\n2\n\n \nb", id="table-cells-apart"),
+        # In SVG a <style> is no raw text, a CDATA section is text; <b> breaks out.
+        pytest.param("<svg><style>vi</style><![CDATA[a]]><b hidden>x</b>gra</svg>", "viagra",
+                     id="svg-style-is-no-raw-text"),
     ],
 )
 def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) -> None:

@@ -115,7 +115,7 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             "<svg><title><style><body bgcolor=white></style></title><style>"
             "<body bgcolor=black text=white></style></svg><p>Hi</p>",
             '<div style="background-color:#000000;color:#ffffff"><p>Hi</p></div>',
-            (("style", 1), ("svg", 1)),
+            (("style", 2), ("svg", 1)),
             id="a-style-in-svg-is-no-raw-text-and-a-body-tag-leaves-it",
         ),
         pytest.param(
@@ -124,6 +124,13 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             '<div style="background-color:#000000;color:#ffffff"><p>Hi</p></div>',
             (("foreignobject", 1), ("svg", 1), ("template", 1)),
             id="an-svg-end-tag-in-html-that-svg-holds-closes-nothing",
+        ),
+        pytest.param(
+            "<svg><style><script>alert(1)</script><img src=x onerror=alert(1)></style></svg>"
+            "<math><mi><style><b>x</b></style></mi><![CDATA[<iframe>]]></math>",
+            '<img src="x">',
+            (("@onerror", 1), ("math", 1), ("mi", 1), ("script", 1), ("style", 2), ("svg", 1)),
+            id="what-a-style-in-svg-holds-is-counted-as-tags",
         ),
         pytest.param(
             "<svg><![CDATA[><body bgcolor=black text=black>]]></svg><p>Hi</p>",

@@ -7,8 +7,9 @@ and a flowed ``via `` + line break + ``gra`` all read ``viagra``.
 The milter runs this on every message, so it is cheap: one split by a linear
 regular expression (:mod:`~postwarden_policies.htmltokens`, which follows the
 HTML tokenizer where a difference could hide text) and ``html.unescape``; no
-tree is built. Block-level tags become line breaks (table cells do not run
-together), other tags vanish.
+tree is built (HTML with an ``<svg`` or ``<math`` start tag is first read a tag at a
+time, to tell where their content is: :func:`~.foreigncontent.readings`). Block-level
+tags become line breaks (table cells do not run together), other tags vanish.
 
 Characters readers draw as nothing (Unicode's default-ignorable code points:
 zero-width spaces and joiners, the soft hyphen, bidi controls, variation
@@ -36,10 +37,11 @@ import re
 import sys
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
 
 from .conditionalcomments import as_outlook_shows
 from .facts import MimePart
-from .htmltokens import MARKUP
+from .foreigncontent import readings
 from .lookalikes import as_latin
 from .visiblehtml import OVERRIDE, render_visible
 
@@ -140,7 +142,11 @@ def render_html(text: str) -> str:
     A ">" left in the text is read as a line break too: harmless to a search,
     and the one kept from each block-level tag becomes one.
     """
-    shown = "".join(filter(None, MARKUP.split(text)))
+    # Each stretch split as HTML's tokenizer reads it (SVG and MathML content too), the
+    # pieces joined in C.
+    shown = "".join(chain.from_iterable(
+        filter(None, reading.markup.split(text[start:end]))
+        for start, end, reading in readings(text)))
     return html.unescape(shown.replace(">", "\n"))
 
 

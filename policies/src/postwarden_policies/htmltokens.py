@@ -9,6 +9,10 @@ could hide text: a quote opens an attribute value only right after ``=``, so
 ``-->`` (``<!-->`` at once); ``<script>``, ``<style>``, ``<title>``,
 ``<textarea>`` and the other raw-text elements end only at their own end tag,
 whatever their content looks like; an unclosed tag or quote runs to the end.
+In SVG and MathML content (:data:`FOREIGN`, :data:`INTEGRATION`) the same tokens are
+read as there: none is raw text where a start tag makes an SVG or MathML element, and
+``<![CDATA[`` opens text where one is the current element; where that content is,
+:mod:`.foreigncontent` tells.
 
 Raw text runs lazily to its end tag, ``.*?(?=</name|\\Z)``, which sre steps through
 in constant memory. Not ``(?:[^<]++|<(?!/name))*+``: the Python of Debian 12
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from .html_precheck import trie
 
@@ -77,26 +82,46 @@ def _raw_text(name: str, keep: bool) -> str:
     return rf"{_names([name])}{_ATTRIBUTES}{f'({content})' if keep else content}"
 
 
-# A comment, doctype, bogus comment or processing instruction: no tag.
-_NOT_A_TAG = r"!(?:--(?:-?>|.*?(?:--!?>|\Z))|[^>]*+(?:>|\Z))|\?[^>]*+(?:>|\Z)"
+
+
+def _not_a_tag(section: str = "") -> str:
+    """A comment, doctype, bogus comment or processing instruction: no tag; ``section``
+    an alternative for what follows "<!" (a CDATA section)."""
+    return rf"!(?:--(?:-?>|.*?(?:--!?>|\Z))|{section}[^>]*+(?:>|\Z))|\?[^>]*+(?:>|\Z)"
+
+
+def _cdata(group: str) -> str:
+    """A CDATA section (text up to "]]>"), its text in a group (``group``: "?P<name>",
+    or "" for an unnamed one); an alternative for :func:`_not_a_tag`."""
+    return rf"\[CDATA\[({group}(?>.*?(?=\]\]>|\Z)))(?:\]\]>|\Z)|"
+
+
 _TAG_NAME = rf"[a-zA-Z][^{WS}/>]*+"
-# Every piece of markup. re.split keeps the groups: the ">" ending a block-level tag,
-# start or end (no raw-text element is one), turned into a line break afterwards, and
-# the text readers show of raw text: a textarea's content and all that follows a
-# <plaintext> tag. re.split runs no Python code per tag, which a replacement function
-# or a group template would.
 _TAG = rf"{_TAG_NAME}{_ATTRIBUTES}"
-MARKUP = re.compile(
-    f"<(?:{_NOT_A_TAG}"
-    rf"|/?{_names(BLOCK)}{_ATTRIBUTE_LIST}(>|\Z)"
-    rf"|/(?:{_TAG}|[^>]*+(?:>|\Z))"
-    rf"|(?=[a-zA-Z])(?:(?={_names(RAW)})(?:"
-    + "|".join(_raw_text(name, keep=False) for name in _HIDDEN)
-    + rf"|{_raw_text('textarea', keep=True)}|{_names(['plaintext'])}{_ATTRIBUTES}(.*))"
-    + rf"|{_TAG})"
-    ")",
-    re.DOTALL,
-)
+
+
+def _markup(raw_text: bool, cdata: bool) -> re.Pattern[str]:
+    """Every piece of markup, where HTML's tokenizer reads raw text or not (SVG or
+    MathML content), and CDATA sections or not. re.split keeps the groups: the ">"
+    ending a block-level tag, start or end (no raw-text element is one), turned into
+    a line break afterwards, and the text readers show: of raw text, a textarea's
+    content and all that follows a <plaintext> tag; a CDATA section's. re.split runs
+    no Python code per tag, which a replacement function or a group template would."""
+    raw = (rf"(?={_names(RAW)})(?:"
+           + "|".join(_raw_text(name, keep=False) for name in _HIDDEN)
+           + rf"|{_raw_text('textarea', keep=True)}|{_names(['plaintext'])}{_ATTRIBUTES}(.*))|"
+           if raw_text else "")
+    return re.compile(
+        f"<(?:{_not_a_tag(_cdata('') if cdata else '')}"
+        rf"|/?{_names(BLOCK)}{_ATTRIBUTE_LIST}(>|\Z)"
+        rf"|/(?:{_TAG}|[^>]*+(?:>|\Z))"
+        rf"|(?=[a-zA-Z])(?:{raw}{_TAG})"
+        ")",
+        re.DOTALL,
+    )
+
+
+MARKUP = _markup(raw_text=True, cdata=False)
 # The pieces of MARKUP, split into what visiblehtml reads of a tag: an end tag's name;
 # a start tag's name and attributes. A raw-text element's content goes with its start
 # tag as in MARKUP: up to an end tag of the name the start tag has (ASCII letters in
@@ -105,20 +130,23 @@ MARKUP = re.compile(
 # re.finditer here.
 _END_TAG = rf"/(?:(?P<end>{_TAG_NAME}){_ATTRIBUTES}|[^>]*+(?:>|\Z))"
 _START_TAG = rf"(?P<name>{_TAG_NAME})(?P<attributes>{_ATTRIBUTE_LIST})(?:>|\Z)"
-_RAW_START_TAG = (
-    rf"(?:(?={_names(RAW)})(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
-    rf"{_START_TAG}"
-    rf"(?P<content>(?(plaintext).*|(?(raw)(?>.*?(?=</(?ai:(?P=name)){_NAME_END}|\Z)))))"
-)
-# Text, where an SVG or MathML element is the current one; elsewhere a bogus comment.
-_CDATA = r"!\[CDATA\[(?>.*?(?:\]\]>|\Z))"
-TOKENS = re.compile(f"<(?:{_NOT_A_TAG}|{_END_TAG}|{_RAW_START_TAG})", re.DOTALL)
-# The same tags where a start tag makes an SVG or MathML element (HTML's foreign
-# content): none is raw text there, what follows a <style> or <title> is read as tags.
-FOREIGN_TOKENS = re.compile(f"<(?:{_CDATA}|{_NOT_A_TAG}|{_END_TAG}|{_START_TAG})", re.DOTALL)
-# And where one holds HTML again (<foreignObject>, <mi>) and is the current element.
-INTEGRATION_TOKENS = re.compile(
-    f"<(?:{_CDATA}|{_NOT_A_TAG}|{_END_TAG}|{_RAW_START_TAG})", re.DOTALL)
+
+
+def _tokens(raw_text: bool, cdata: bool) -> re.Pattern[str]:
+    """TOKENS as HTML's tokenizer reads on where raw text is read (or not: a start
+    tag there makes an SVG or MathML element, what follows a <style> or <title> is
+    tags) and CDATA sections (their text: the group cdata). Each has the same groups
+    (a split reads them alike), those of what it does not read never set."""
+    raw = f"(?={_names(RAW)})" if raw_text else "(?!)"
+    return re.compile(
+        f"<(?:{_not_a_tag(_cdata('?P<cdata>') if cdata else '(?P<cdata>(?!))|')}|{_END_TAG}"
+        rf"|(?:{raw}(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
+        rf"{_START_TAG}"
+        rf"(?P<content>(?(plaintext).*|(?(raw)(?>.*?(?=</(?ai:(?P=name)){_NAME_END}|\Z))))))",
+        re.DOTALL)
+
+
+TOKENS = _tokens(raw_text=True, cdata=False)
 # A <style> element's content (its sheet), up to where MARKUP ends the element. The
 # lazy .*? costs some 60 ns a character (a 4 MB sheet: a quarter of a second); a loop
 # over runs without "<" was twenty times faster, but not in constant memory.
@@ -129,3 +157,18 @@ ATTRIBUTE = re.compile(
     rf"[{WS}/]*+([^{WS}/>][^{WS}/>=]*+)"
     rf"(?:[{WS}]*+=[{WS}]*+(\"[^\"]*+\"?|'[^']*+'?|[^{WS}>]*+))?"
 )
+
+
+class Reading(NamedTuple):
+    """How HTML's tokenizer reads on, as :data:`TOKENS` and as :data:`MARKUP` split it."""
+
+    tokens: re.Pattern[str]
+    markup: re.Pattern[str]
+
+
+HTML = Reading(TOKENS, MARKUP)
+# Where a start tag makes an SVG or MathML element (HTML's foreign content): no raw
+# text, CDATA sections.
+FOREIGN = Reading(_tokens(raw_text=False, cdata=True), _markup(raw_text=False, cdata=True))
+# Where one holds HTML again (<foreignObject>, <mi>) and is the current element.
+INTEGRATION = Reading(_tokens(raw_text=True, cdata=True), _markup(raw_text=True, cdata=True))

@@ -1,8 +1,10 @@
 """The text of HTML as a reader shows it, leaving out what inline CSS hides: a
 linear walk over the tokens of :data:`~postwarden_policies.htmltokens.TOKENS`
-that keeps the open elements as HTML's tree builder does (see :class:`_Walk`),
-each with the look :func:`~postwarden_policies.inlinestyle.look_of` reads from its
-attributes and the document's ``<style>`` sheets.
+(read as HTML's tokenizer reads SVG and MathML content where there is some:
+:func:`~postwarden_policies.foreigncontent.readings`) that keeps the open elements
+as HTML's tree builder does (see :class:`_Walk`), each with the look
+:func:`~postwarden_policies.inlinestyle.look_of` reads from its attributes and the
+document's ``<style>`` sheets.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import html
 from typing import TypeAlias
 
 from .colours import Colour, near
-from .htmltokens import BLOCK, TOKENS, WS, ascii_lower
+from .foreigncontent import readings
+from .htmltokens import BLOCK, WS, Reading, ascii_lower
 from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
 from .stylesheets import StyleSheet, read_style_sheets
 
@@ -282,17 +285,24 @@ def render_visible(text: str) -> str:
     parts of each tag); :class:`_Walk` tells what each element holds.
     """
     walk = _Walk(budget=len(text) // 4, sheet=read_style_sheets(text, PROPERTIES))
+    for start, end, reading in readings(text):
+        _read(walk, text[start:end], reading)
+    return walk.shown()
+
+
+def _read(walk: _Walk, text: str, reading: Reading) -> None:
+    """Take in the tokens of ``text``, all read as ``reading``."""
     shows, starts, ends = walk.text, walk.start, walk.end  # looked up once, not per tag
     rest = text
     while True:
         # A batch of tags at a time: split whole, 4,000,000 characters of tags made
-        # lists of six items per tag (a hundred MB). TOKENS looks behind nothing, so
-        # the rest splits as it would have.
-        parts = TOKENS.split(rest, maxsplit=_SPLIT_BATCH)
+        # lists of seven items per tag (a hundred MB). The tokens look behind nothing,
+        # so the rest splits as it would have.
+        parts = reading.tokens.split(rest, maxsplit=_SPLIT_BATCH)
         rest = parts.pop()
-        # Seven at a time: the text before a piece of markup, then its groups.
-        for before, end_name, _, _, written, attributes, content in zip(
-                *[iter(parts)] * 7, strict=True):
+        # Eight at a time: the text before a piece of markup, then its groups.
+        for before, cdata, end_name, _, _, written, attributes, content in zip(
+                *[iter(parts)] * 8, strict=True):
             if before:
                 shows(before)
             if end_name:
@@ -304,8 +314,9 @@ def render_visible(text: str) -> str:
                 # rest of the document, as it is) only.
                 if content and name in _SHOWN_RAW:
                     shows(content)
-        if len(parts) < 7 * _SPLIT_BATCH:  # no tag past them: what is left is text
+            elif cdata:  # a CDATA section's text, in SVG or MathML
+                shows(cdata)
+        if len(parts) < 8 * _SPLIT_BATCH:  # no tag past them: what is left is text
             break
     if rest:
         shows(rest)
-    return walk.shown()

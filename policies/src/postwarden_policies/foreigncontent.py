@@ -1,0 +1,284 @@
+"""How HTML's tree builder, which tells its tokenizer how to read on, reads the tags
+of SVG and MathML content (foreign content): there a ``<style>``, ``<title>``,
+``<script>`` or ``<textarea>`` is no raw text, ``<![CDATA[`` opens text, a
+``<template>`` is no template, until an HTML tag breaks out or an integration point
+(``<foreignObject>``, ``<mi>``) holds HTML again. Read by the sanitizer (the tags it
+carries to the page, what it counts removed) and by the renderings of text body rules
+search (:mod:`.bodytext`, :mod:`.visiblehtml`).
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections.abc import Iterator
+from html import unescape as html_unescape
+
+from .html_cost import VOID
+from .htmltokens import ATTRIBUTE, FOREIGN, HTML, INTEGRATION, Reading, ascii_lower
+
+# Where an <svg> or <math> start tag may be ("<sag" too): elsewhere all is read as
+# HTML, at once. Without an alternation sre scans for it ten times as fast (under a
+# nanosecond a character).
+_FOREIGN_START = re.compile("<[sSmM][vVaA][gGtT]")
+
+
+def tag_attributes(tag: re.Match[str], names: frozenset[str]) -> dict[str, str]:
+    """The attributes ``names`` of ``tag`` (a :data:`.htmltokens.TOKENS` start tag) as
+    readers read them: by HTML's tokenizer (a value that holds "bgcolor=black" or
+    "href=..." sets none), the first of a name, values unescaped; names with A to Z
+    alone lower-cased (str.lower() also folds the Kelvin sign)."""
+    found: dict[str, str] = {}
+    for name, value in ATTRIBUTE.findall(tag.group("attributes")):
+        if (name := ascii_lower(name)) in names:
+            quote = value[:1] if value[:1] in ("'", '"') else ""
+            found.setdefault(name, html_unescape(value.removeprefix(quote).removesuffix(quote)))
+    return found
+
+
+def tag_name(found: re.Match[str]) -> str | None:
+    """The name of a tag :data:`.htmltokens.TOKENS` found, A to Z lower-cased, "/" before
+    an end tag's; None for a comment or the like."""
+    if (name := found.group("name")) is not None:
+        return ascii_lower(name)
+    return None if (end := found.group("end")) is None else "/" + ascii_lower(end)
+
+
+def document_tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
+    """:func:`_tags` of HTML elements outside a ``<template>``, whose content readers keep
+    out of the document: a ``<body>``, ``<html>`` or ``<base>`` there sets nothing (a
+    ``<body bgcolor=black text=black>`` in one coloured the page). Inside ``<svg>`` or
+    ``<math>`` a tag is an SVG or MathML element, but where HTML's tree builder reads HTML
+    again (:class:`_OpenElements`): a ``<template>`` there is none (taken for one, it hid
+    the ``<body>`` or ``<base>`` after it), nor is a ``<base>``; nor is a ``<style>``,
+    ``<title>`` or ``<script>`` raw text (:data:`.htmltokens.FOREIGN`): taken
+    for one, it hid the ``<body>`` after it that readers read; and ``<![CDATA[`` opens
+    text there, up to ``]]>``."""
+    stack = _OpenElements()
+    for name, found in _tags_read(html, stack):
+        if stack.read(name, found):
+            yield name, found
+
+
+def readings(html: str) -> Iterator[tuple[int, int, Reading]]:
+    """The stretches of ``html`` HTML's tokenizer reads alike (:class:`.htmltokens.Reading`),
+    start and end, in order: one of HTML at once where no ``<svg`` or ``<math`` start tag
+    can be; else as :func:`document_tags` finds them, a tag at a time. Each ends where a
+    tag ends, so a stretch split on its own splits as the whole would."""
+    if _FOREIGN_START.search(html) is None:
+        yield 0, len(html), HTML
+        return
+    stack = _OpenElements()
+    reading, start = HTML, 0
+    for name, found in _tags_read(html, stack):
+        stack.read(name, found)
+        if (wanted := stack.reading()) is not reading:
+            yield start, found.end(), reading
+            reading, start = wanted, found.end()
+    yield start, len(html), reading
+
+
+def _tags_read(html: str, stack: _OpenElements) -> Iterator[tuple[str, re.Match[str]]]:
+    """The tags of ``html`` as HTML's tokenizer reads them, reading on after each as
+    ``stack`` says once the caller has given it the tag (_OpenElements.read)."""
+    reading, start = HTML, 0
+    while True:
+        for found in reading.tokens.finditer(html, start):
+            if (name := tag_name(found)) is None:
+                continue
+            yield name, found
+            if (wanted := stack.reading()) is not reading:
+                reading, start = wanted, found.end()  # read on as the tree builder now is
+                break
+        else:
+            return
+
+
+# Start tags that end SVG or MathML content: the tree builder closes what is open of it
+# and reads the tag as HTML ("font" only with one of _FONT_BREAKS).
+_BREAKOUT = frozenset(
+    "b big blockquote body br center code dd div dl dt em embed font h1 h2 h3 h4 h5 h6 head hr"
+    " i img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table"
+    " tt u ul var".split())
+_FONT_BREAKS = frozenset({"color", "face", "size"})
+# SVG and MathML elements that hold HTML again (integration points; annotation-xml only of
+# an HTML encoding, else only an <svg> start tag there is HTML), and those whose start
+# tags but these two are HTML (MathML text integration points).
+_INTEGRATION = {"svg": frozenset({"foreignobject", "desc", "title"}),
+                "math": frozenset({"annotation-xml"})}
+_MATHML_TEXT = frozenset({"mi", "mo", "mn", "ms", "mtext"})
+_MATHML_GLYPHS = frozenset({"mglyph", "malignmark"})
+_HTML_ENCODINGS = frozenset({"text/html", "application/xhtml+xml"})
+_ENCODING = frozenset({"encoding"})
+# HTML start tags that open no element (void), or none where a body is already open.
+_NOT_OPENED = VOID | frozenset(
+    "body caption col colgroup frame frameset head html tbody td tfoot th thead tr".split())
+# An open element: its name, its namespace ("html", "svg", "math") and its role: "point"
+# (holds HTML), "text" (a MathML text integration point), "xml" (annotation-xml that
+# holds other XML), "template" or "".
+_Element = tuple[str, str, str]
+
+
+class _OpenElements:
+    """What HTML's tree builder has open that decides how a tag is read: ``<template>``
+    elements, and from an ``<svg>`` or ``<math>`` on every element, SVG, MathML or HTML.
+    Simplified: no HTML element open outside them (``<div><svg></div>`` closes the svg in
+    readers, not here), those inside close only by their end tag (not ``<p>`` by the
+    next ``<p>``), and none is reopened. Each tag costs constant time, but for the
+    elements it closes."""
+
+    def __init__(self) -> None:
+        # Places in arrays, each element once, a list of places by name only linked
+        # through them: a million <g> in an <svg> (3 MB) took 170 MB as lists of tuples
+        # and ints, 10 MB so.
+        self.open: list[_Element] = []
+        self.elements: dict[_Element, _Element] = {}
+        self.last: dict[str, int] = {}  # the last place of each _key open
+        self.before = array("q")  # the place of the one open before it of its key, or -1
+        self.html_at = array("q")  # places of HTML elements (templates too)
+        self.bounds = array("q")  # places of integration points and templates
+        self.foreign_open = 0  # SVG and MathML elements
+
+    @property
+    def in_foreign(self) -> bool:
+        """Whether a start tag here (but <svg>, <mglyph>, <malignmark>) is an SVG or
+        MathML element."""
+        return bool(self.open) and self.open[-1][1] != "html" and \
+            self.open[-1][2] not in ("point", "text")
+
+    def reading(self) -> Reading:
+        """How HTML's tokenizer reads on: no raw text where a start tag is SVG or MathML,
+        a CDATA section where an SVG or MathML element is the current one."""
+        if not self.open or self.open[-1][1] == "html":
+            return HTML
+        return FOREIGN if self.in_foreign else INTEGRATION
+
+    def read(self, name: str, tag: re.Match[str]) -> bool:
+        """Take in the tag ``name`` (``tag``); whether it is the document's, an HTML
+        element outside any template."""
+        if name.startswith("/"):
+            self._end(name[1:], tag)
+        elif not self._html_start(name):
+            if not _breaks_out(name, tag):
+                self._foreign_start(name, tag)
+                return False
+            self._close(self._floor() + 1)
+            return self._html_start_tag(name, tag)
+        else:
+            return self._html_start_tag(name, tag)
+        return not self.in_foreign and _key("template", html=True) not in self.last
+
+    def _html_start(self, name: str) -> bool:
+        """Whether the start tag ``name`` goes by HTML's rules (the tree builder's dispatch)."""
+        if not self.open:
+            return True
+        role = self.open[-1][2]
+        if role == "text":
+            return name not in _MATHML_GLYPHS
+        return not self.in_foreign or (role == "xml" and name == "svg")
+
+    def _html_start_tag(self, name: str, tag: re.Match[str]) -> bool:
+        if name == "template":
+            self._push((name, "html", "template"))
+            return False
+        if name in ("svg", "math"):
+            if not _self_closing(tag):
+                self._push((name, name, ""))
+            return False
+        if self.foreign_open and name not in _NOT_OPENED:  # HTML that SVG or MathML holds
+            self._push((name, "html", ""))
+        return _key("template", html=True) not in self.last
+
+    def _foreign_start(self, name: str, tag: re.Match[str]) -> None:
+        """A start tag read as SVG or MathML (of the namespace of the element it is in)."""
+        if _self_closing(tag):
+            return
+        namespace = self.open[-1][1]
+        role = ""
+        if name in _INTEGRATION[namespace]:
+            html = name != "annotation-xml" or ascii_lower(
+                tag_attributes(tag, _ENCODING).get("encoding", "")) in _HTML_ENCODINGS
+            role = "point" if html else "xml"
+        elif namespace == "math" and name in _MATHML_TEXT:
+            role = "text"
+        self._push((name, namespace, role))
+
+    def _end(self, name: str, tag: re.Match[str]) -> None:
+        """An end tag. Where an SVG or MathML element is current, it closes the last one
+        so named above the last HTML element, or goes by HTML's rules; by these a
+        template's closes the last template, another the last HTML element so named
+        above the last integration point or template (none outside SVG and MathML)."""
+        if self.open and self.open[-1][1] != "html":
+            if _breaks_out("/" + name, tag):
+                self._close(self._floor() + 1)
+                return
+            place = self.last.get(_key(name, html=False), -1)
+            if place > _last(self.html_at):
+                self._close(place)
+                return
+        place = self.last.get(_key(name, html=True), -1)
+        if place >= 0 and (name == "template" or place > _last(self.bounds)):
+            self._close(place)
+
+    def _floor(self) -> int:
+        """The place of the last element that is HTML or holds it: a breakout start tag
+        closes the SVG or MathML elements after it."""
+        return max(_last(self.bounds), _last(self.html_at))
+
+    def _push(self, element: _Element) -> None:
+        name, namespace, role = element
+        place = len(self.open)
+        key = _key(name, html=namespace == "html")
+        self.before.append(self.last.get(key, -1))
+        self.last[key] = place
+        if namespace == "html":
+            self.html_at.append(place)
+        else:
+            self.foreign_open += 1
+        if role in ("point", "text", "template"):
+            self.bounds.append(place)
+        self.open.append(self.elements.setdefault(element, element))
+
+    def _close(self, place: int) -> None:
+        """Close what is open from ``place`` on."""
+        for name, namespace, role in reversed(self.open[place:]):
+            if (before := self.before.pop()) < 0:
+                del self.last[_key(name, html=namespace == "html")]
+            else:
+                self.last[_key(name, html=namespace == "html")] = before
+            if namespace == "html":
+                self.html_at.pop()
+            else:
+                self.foreign_open -= 1
+            if role in ("point", "text", "template"):
+                self.bounds.pop()
+        del self.open[place:]
+
+
+def _key(name: str, html: bool) -> str:
+    """An element's key in _OpenElements.last: an end tag in SVG or MathML content
+    looks for an SVG or MathML element so named, by HTML's rules for an HTML one."""
+    return "/" + name if html else name
+
+
+def _last(places: array[int]) -> int:
+    """The last of ``places``; -1 for none."""
+    return places[-1] if places else -1
+
+
+def _breaks_out(name: str, tag: re.Match[str]) -> bool:
+    """Whether the tag ends SVG or MathML content, read as HTML."""
+    if name in ("/br", "/p"):
+        return True
+    return name in _BREAKOUT and (name != "font" or bool(tag_attributes(tag, _FONT_BREAKS)))
+
+
+def _self_closing(tag: re.Match[str]) -> bool:
+    """Whether a start tag ends in "/>" as HTML's tokenizer reads it: not a "/" that
+    ends an unquoted value (``<svg a=b/>``), nor one before a space or the end."""
+    attributes = tag.group("attributes")
+    if not attributes.endswith("/") or not tag.string.startswith(">", tag.end("attributes")):
+        return False
+    found = ATTRIBUTE.findall(attributes)
+    value = found[-1][1] if found else ""
+    return not value.endswith("/") or value[:1] in ("'", '"')
