@@ -176,6 +176,47 @@ def test_check_warns_where_postfix_does_not_say_how_it_folds_unicode_case(
     assert (warning in result.stderr) == warned, result.stderr
 
 
+_SMTPD = "smtp inet n - y - - smtpd"
+_CLEANUP = "cleanup unix n - y - 0 cleanup"
+_PICKUP = "pickup unix n - y 60 1 pickup"
+
+
+@pytest.mark.parametrize(("master", "warned"), [
+    pytest.param([f"{_SMTPD} -o smtputf8_enable=no", _CLEANUP, _PICKUP],
+                 "smtputf8_enable is no for smtp/inet (smtpd) but yes for cleanup/unix (its "
+                 "cleanup): the milter folds Unicode case in recipients as smtpd's says, "
+                 "Postfix keeps them as cleanup's, so two differing only in case count twice "
+                 "against max_recipients where Postfix delivers one",
+                 id="smtpd-off"),
+    pytest.param([_SMTPD, "submission inet n - y - - smtpd -o cleanup_service_name=plain",
+                  _CLEANUP, "plain unix n - y - 0 cleanup", "  -o smtputf8_enable=$off"],
+                 "smtputf8_enable is yes for submission/inet (smtpd) but no for plain/unix "
+                 "(its cleanup): the milter folds Unicode case in recipients as smtpd's says, "
+                 "Postfix keeps them as cleanup's, so two differing only in case count once "
+                 "against max_recipients where Postfix delivers two",
+                 id="its-own-cleanup-off"),
+    pytest.param([f"{_SMTPD} -o smtputf8_enable=no", f"{_CLEANUP} -o smtputf8_enable=no"],
+                 None, id="both-off"),
+    pytest.param([_SMTPD, _CLEANUP, f"{_PICKUP} -o smtputf8_enable=no"], None,
+                 id="no-smtpd-apart"),
+])
+def test_check_warns_where_smtpd_and_its_cleanup_fold_unicode_case_apart(
+        tmp_path: Path, master: list[str], warned: str | None) -> None:
+    """The {smtputf8_enable} macro says smtpd's value, cleanup keeps the recipients by its
+    own: a master.cf override setting one apart let a client list JÖRG@ and jörg@, one
+    recipient to the milter, two to Postfix, one past max_recipients (5), unsaid."""
+    postfix = tmp_path / "postfix"
+    postfix.mkdir()
+    (postfix / "main.cf").write_text("myhostname = mx.example.org\n"
+                                     "compatibility_level = 3.6\noff = no\n" + SNIPPET_MACRO)
+    (postfix / "master.cf").write_text("\n".join(master) + "\n")
+    result = _run(["check"], {**_env(tmp_path), "MAIL_CONFIG": str(postfix)})
+    assert result.returncode == 0, result.stderr
+    found = [line for line in result.stderr.splitlines() if "master.cf" in line]
+    assert found == ([] if warned is None else
+                     [f"warning: master.cf: {warned}; give both the same smtputf8_enable"])
+
+
 @pytest.mark.skipif(not AS_ROOT, reason="a directory of root's, and the milter as nobody")
 def test_a_spool_dir_of_another_user_is_named_with_whose_it_is(
     shared_dir: Path,  # noqa: F811 - the fixture

@@ -1,7 +1,8 @@
 """What ``postwarden-milter check`` compares with the Postfix on this host, through
 postconf(1), when there is one (``MAIL_CONFIG`` names another instance's directory, as
-for Postfix's own commands): main.cf's settings (not master.cf's ``-o`` overrides), a
-warning each, never a refusal (the milter may serve a Postfix elsewhere, on TCP).
+for Postfix's own commands): main.cf's settings, and master.cf's ``-o`` overrides of
+smtputf8_enable, a warning each, never a refusal (the milter may serve a Postfix
+elsewhere, on TCP).
 
 Postfix's cleanup drops a recipient repeated in one message only among the first
 ``duplicate_filter_limit`` it remembers (1000 by default; 0: all). The milter counts a
@@ -17,6 +18,9 @@ With smtputf8_enable, Postfix keeps one of two recipients differing only in Unic
 the milter counts them once only where MAIL FROM said SMTPUTF8 (a sendmail(1) submission's
 never does) or the ``{smtputf8_enable}`` macro says yes (handler.SMTPUTF8_ENABLE), which
 Postfix sends only when milter_mail_macros lists it and milter_macro_defaults gives it.
+For SMTP mail that is smtpd's value, while its cleanup (cleanup_service_name) keeps the
+recipients: a master.cf override giving one another value than the other (``-o
+smtputf8_enable=no`` on smtpd alone) has them fold Unicode case apart.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ POSTCONF_TIMEOUT = 10.0
 SBIN = os.pathsep.join(("/usr/sbin", "/usr/local/sbin"))
 CONFIG_DIRECTORY = "/etc/postfix"  # Postfix's default, without MAIL_CONFIG
 ASKED = ("duplicate_filter_limit", "smtpd_authorized_xclient_hosts", "milter_connect_macros",
-         "smtputf8_enable", "milter_mail_macros", "milter_macro_defaults")
+         "smtputf8_enable", "milter_mail_macros", "milter_macro_defaults",
+         "cleanup_service_name")
 # A milter_macro_defaults entry for it: name=value or {name=value}, the name with or
 # without braces.
 _SMTPUTF8_DEFAULT = re.compile(r"(?:^|[\s,{])\{?smtputf8_enable\}?\s*=")
@@ -49,7 +54,8 @@ def postfix_warnings(policy_set: PolicySet | None) -> list[str]:
     values = postconf(*ASKED)
     if values is None:
         return []
-    duplicate_limit, xclient_hosts, connect_macros, smtputf8, mail_macros, defaults = values
+    (duplicate_limit, xclient_hosts, connect_macros, smtputf8, mail_macros, defaults,
+     cleanup) = values
     warnings = []
     if xclient_hosts.strip() and "{daemon_port}" not in connect_macros.split():
         warnings.append(
@@ -63,6 +69,8 @@ def postfix_warnings(policy_set: PolicySet | None) -> list[str]:
             "recipients differing only in Unicode case, which Postfix keeps once, count "
             "twice against max_recipients in mail submitted with sendmail(1) "
             "(contrib/postfix/main.cf.snippet)")
+    if _counts_recipients(policy_set):
+        warnings += _smtputf8_apart(smtputf8, cleanup)
     if policy_set is not None and duplicate_limit.isdigit():
         warnings += _duplicate_filter_warnings(policy_set, int(duplicate_limit))
     return warnings
@@ -72,6 +80,50 @@ def _sends_smtputf8_macro(mail_macros: str, defaults: str) -> bool:
     """Whether Postfix sends the milter {smtputf8_enable} at MAIL FROM: listed in
     milter_mail_macros, and given a value by milter_macro_defaults."""
     return SMTPUTF8_ENABLE in mail_macros.split() and bool(_SMTPUTF8_DEFAULT.search(defaults))
+
+
+def _smtputf8_apart(smtputf8: str, cleanup: str) -> list[str]:
+    """One line per smtpd service of master.cf whose smtputf8_enable (main.cf's
+    ``smtputf8``, or its ``-o`` override) is not that of the cleanup service it hands
+    mail to (main.cf's ``cleanup``, or its override of cleanup_service_name)."""
+    services, overrides = _master_services(), _master_overrides()
+
+    def setting(service: str, name: str, default: str) -> str:
+        return overrides.get(service, {}).get(name, default)
+
+    warnings = []
+    for service, command in services.items():
+        hands_to = f"{setting(service, 'cleanup_service_name', cleanup)}/unix"
+        if command != "smtpd" or services.get(hands_to) != "cleanup":
+            continue
+        ours, theirs = (setting(name, "smtputf8_enable", smtputf8).lower()
+                        for name in (service, hands_to))
+        if ours != theirs:
+            warnings.append(
+                f"master.cf: smtputf8_enable is {ours} for {service} (smtpd) but {theirs} for "
+                f"{hands_to} (its cleanup): the milter folds Unicode case in recipients as "
+                f"smtpd's says, Postfix keeps them as cleanup's, so two differing only in "
+                f"case count {'once' if ours == 'yes' else 'twice'} against max_recipients "
+                f"where Postfix delivers {'two' if ours == 'yes' else 'one'}; give both the "
+                f"same smtputf8_enable")
+    return warnings
+
+
+def _master_services() -> dict[str, str]:
+    """master.cf's services, as name/type, and the command each runs (postconf -M)."""
+    entries = (line.split() for line in (_postconf("-M") or "").splitlines())
+    return {f"{fields[0]}/{fields[1]}": fields[7] for fields in entries if len(fields) > 7}
+
+
+def _master_overrides() -> dict[str, dict[str, str]]:
+    """master.cf's ``-o`` overrides, $name expanded, by service (name/type) and
+    parameter (postconf -Px: one "name/type/parameter = value" a line)."""
+    overrides: dict[str, dict[str, str]] = {}
+    for line in (_postconf("-Px") or "").splitlines():
+        key, _, value = line.partition(" = ")
+        service, _, parameter = key.rpartition("/")
+        overrides.setdefault(service, {})[parameter] = value
+    return overrides
 
 
 def _counts_recipients(policy_set: PolicySet | None) -> bool:
@@ -95,8 +147,15 @@ def _duplicate_filter_warnings(policy_set: PolicySet, limit: int) -> list[str]:
 
 def postconf(*names: str) -> list[str] | None:
     """The values of main.cf's ``names`` as this host's postconf gives them; None without
-    postconf or a main.cf for it (postconf would sleep a second on its fatal error), or
-    when it fails."""
+    postconf or a main.cf for it, or when it fails."""
+    output = _postconf("-xh", *names)
+    values = None if output is None else output.split("\n")[: len(names)]
+    return values if values is not None and len(values) == len(names) else None
+
+
+def _postconf(*arguments: str) -> str | None:
+    """What this host's postconf writes given ``arguments``; None without postconf or a
+    main.cf for it (postconf would sleep a second on its fatal error), or when it fails."""
     directory = Path(os.environ.get("MAIL_CONFIG") or CONFIG_DIRECTORY)
     path = os.pathsep.join((os.environ.get("PATH", ""), SBIN))
     program = shutil.which("postconf", path=path)
@@ -104,9 +163,8 @@ def postconf(*names: str) -> list[str] | None:
         return None
     try:
         done = subprocess.run(  # noqa: S603 - postconf found in PATH or sbin, fixed options
-            [program, "-xh", *names], capture_output=True, text=True,
+            [program, *arguments], capture_output=True, text=True,
             timeout=POSTCONF_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    values = done.stdout.split("\n")[: len(names)]
-    return values if done.returncode == 0 and len(values) == len(names) else None
+    return done.stdout if done.returncode == 0 else None
