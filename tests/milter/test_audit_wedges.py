@@ -29,6 +29,7 @@ from postwarden_milter.spool import AuditSpool, SpoolBudget
 from postwarden_store import audit as store_audit
 from postwarden_store import connect
 from tests.conftest import PgServer
+from tests.fixtures.dbrelay import Relay, relayed
 from tests.fixtures.postgres import durable_commits_hang, wait_until
 from tests.store.test_audit import _pipeline, _running, make_event
 
@@ -294,6 +295,63 @@ def test_a_lone_event_whose_commit_stood_after_its_timeout_is_stored_not_dropped
     assert metrics.registry.get_sample_value("postwarden_audit_written_total") == 1
     assert "DROPPED" not in caplog.text
     assert not (tmp_path / "audit-spool.jsonl").exists()  # nothing to retry
+
+
+@contextmanager
+def relayed_on(loop: LoopThread, dsn: str) -> Iterator[tuple[Relay, str]]:
+    """dbrelay.relayed, served by ``loop``: the relay and a URL through it."""
+    relaying = relayed(dsn)
+    relay, through = loop.submit(relaying.__aenter__()).result(10)
+    try:
+        yield relay, through
+    finally:
+        loop.submit(relaying.__aexit__(None, None, None)).result(30)
+
+
+def test_a_database_frozen_as_a_timed_out_batch_is_counted_holds_the_writer_no_longer(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a write timed out while Postgres committed a probe, the writer counts the
+    batch's events stored (_committed_late). A database that froze then (a partition, a
+    server stopped) held the writer WRITE_TIMEOUT more once the count gave up: the count's
+    connection, released, waited for asyncpg's cancel of it, which a frozen server never
+    acknowledges. The connection now ends with the count, and the batch is spooled. Here
+    the count's own bound is short, the release's endless (WRITE_TIMEOUT once the probe
+    committed), to tell the waits apart; the writer's clock stands still (no reconnect)."""
+    monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 1.0)
+    probe = AuditPipeline._probe
+
+    async def then_endless(pipeline: AuditPipeline) -> None:
+        await probe(pipeline)
+        monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 3600.0)
+
+    monkeypatch.setattr(AuditPipeline, "_probe", then_endless)
+    metrics = Metrics()
+    slow = make_event(message_id=f"<slow-{uuid.uuid4().hex}@wedge.test>")
+    loop = LoopThread()
+    loop.start()
+    try:
+        with _slow_inserts(database_url, str(slow.message_id)), \
+                relayed_on(loop, database_url) as (relay, through):
+
+            async def frozen_count(conn: asyncpg.Connection, events: list[Any]) -> int:
+                relay.freeze()
+                return await asyncio.wait_for(store_audit.count_stored(conn, events), 1.0)
+
+            monkeypatch.setattr(audit_pipeline, "count_stored", frozen_count)
+            pipeline = AuditPipeline(through, AuditSpool(tmp_path, SpoolBudget(10**9)),
+                                     metrics, queue_size=10,
+                                     spool_full_action=SpoolFullAction.TEMPFAIL,
+                                     clock=lambda: 0.0)
+            pipeline.start(loop)
+            try:
+                pipeline.submit(slow)
+                assert wait_until(lambda: metrics.registry.get_sample_value(
+                    "postwarden_audit_spooled_total") == 1, timeout=30)
+            finally:
+                pipeline.stop(5.0)
+    finally:
+        loop.stop()
 
 
 RETRY = re.compile(r"audit database unavailable \((\w+)\); spooling, retry in ([\d.]+) s")

@@ -433,10 +433,13 @@ class AuditPipeline:
         """After its write timed out: True when every event of ``batch`` is stored (counted
         written), its commit having stood, the answer late. A batch is one transaction:
         stored in part, it was not by this write (a replay after a kill) and is written
-        again. Raises when Postgres does not answer, as for an outage."""
+        again. Raises when Postgres does not answer, as for an outage: the connection
+        ended (ending_unanswered), whose release waited WRITE_TIMEOUT more for a cancel
+        of the count that a frozen server never acknowledges."""
         assert self._pool is not None  # noqa: S101 - only after a write on the pool
         async with self._pool.acquire(timeout=WRITE_TIMEOUT) as conn:
-            stored = await asyncio.wait_for(count_stored(conn, batch), WRITE_TIMEOUT)
+            with ending_unanswered(conn):
+                stored = await asyncio.wait_for(count_stored(conn, batch), WRITE_TIMEOUT)
         if stored < len({event.event_id for event in batch}):
             return False
         self._metrics.audit_written.inc(stored)
