@@ -8,18 +8,22 @@ released; `check` says so and exits 0."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
-from postwarden_milter.startup_checks import SILENT
+from postwarden_milter import startup_checks
+from postwarden_milter.loopthread import LoopThread
+from postwarden_milter.startup_checks import SILENT, DatabaseCheck, check_schema
 from tests.fixtures.milterproc import running_milter
 from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import wait_until
 from tests.milter.milterclient import MilterClient
-from tests.milter.test_audit_wedges import _session
+from tests.milter.test_audit_wedges import _session, relayed_on
 from tests.milter.test_database_read_only import _counter, _stored_queue_ids
 from tests.milter.test_process import _env, _run
 
@@ -72,3 +76,31 @@ def test_check_says_the_schema_check_got_no_answer(database_url: str, tmp_path: 
     assert done.stdout.splitlines()[2:] == [
         f"database: {SILENT}; the milter would start and spool audit events"]
 
+
+
+def test_a_database_frozen_once_the_schema_check_answered_holds_no_start(
+    database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check answered, then the server stopped answering (a partition, a server
+    stopped): the check's connection was closed with a goodbye, which waits for the
+    server to close it, for ever; the start never served. It is now ended without one."""
+    loop = LoopThread()
+    loop.start()
+    try:
+        with relayed_on(loop, database_url) as (relay, through):
+            asked = startup_checks.read_only
+
+            async def then_frozen(conn: asyncpg.Connection) -> bool:
+                answer = await asked(conn)
+                relay.freeze()
+                return answer
+
+            monkeypatch.setattr(startup_checks, "read_only", then_frozen)
+            with ThreadPoolExecutor(1) as running:
+                checked = running.submit(check_schema, through)
+                try:  # the test's bound: fails, not hangs
+                    assert checked.result(timeout=30) == DatabaseCheck(reachable=True)
+                finally:
+                    loop.loop.call_soon_threadsafe(relay.thaw)
+    finally:
+        loop.stop()

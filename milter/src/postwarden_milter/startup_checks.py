@@ -90,7 +90,9 @@ def check_schema(dsn: str, read_active: bool = False) -> DatabaseCheck:
         except TimeoutError:
             raise SchemaUnanswered from None
         finally:
-            await conn.close()
+            # Not close(), which waits for the server to close the connection: one that
+            # stopped answering once it answered held the start for ever.
+            conn.terminate()
 
     try:
         return asyncio.run(check())
