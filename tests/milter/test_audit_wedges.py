@@ -210,6 +210,19 @@ def _commits_hang(admin_dsn: str) -> Iterator[None]:
         loop.stop()
 
 
+@contextmanager
+def _durable_commits(dsn: str) -> Iterator[None]:
+    """Meanwhile the database's commits wait for durability (synchronous_commit on; the
+    tests' is off), the probe's too: durable_commits_hang holds them all."""
+    database = urlsplit(dsn).path.lstrip("/")
+    with _session(dsn) as run:
+        run(f'ALTER DATABASE "{database}" SET synchronous_commit = on')
+        try:
+            yield
+        finally:
+            run(f'ALTER DATABASE "{database}" RESET synchronous_commit')
+
+
 def test_a_database_that_cannot_commit_is_an_outage_and_no_event_is_blamed(
     database_url: str, pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -219,21 +232,37 @@ def test_a_database_that_cannot_commit_is_an_outage_and_no_event_is_blamed(
     monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 1.0)
     metrics = Metrics()
     event = make_event()
-    database = urlsplit(database_url).path.lstrip("/")
-    with _session(database_url) as run:
-        run(f'ALTER DATABASE "{database}" SET synchronous_commit = on')  # the tests' is off
-        try:
-            with _running(database_url, tmp_path, metrics) as pipeline:
-                with _commits_hang(pg_server.admin_dsn):
-                    pipeline.submit(event)
-                    assert wait_until(lambda: caplog.text.count("audit database unavailable")
-                                      > audit_pipeline.SLOW_EVENT_ATTEMPTS, timeout=60)
-                assert wait_until(
-                    lambda: (tmp_path / "audit-spool.jsonl").stat().st_size == 0, timeout=30)
-        finally:
-            run(f'ALTER DATABASE "{database}" RESET synchronous_commit')
+    with _durable_commits(database_url), _running(database_url, tmp_path, metrics) as pipeline:
+        with _commits_hang(pg_server.admin_dsn):
+            pipeline.submit(event)
+            assert wait_until(lambda: caplog.text.count("audit database unavailable")
+                              > audit_pipeline.SLOW_EVENT_ATTEMPTS, timeout=60)
+        assert wait_until(
+            lambda: (tmp_path / "audit-spool.jsonl").stat().st_size == 0, timeout=30)
     assert _stored(database_url, event)
     assert _dropped(metrics, "timeout") == 0
+
+
+def test_an_event_whose_commit_stood_unanswered_is_counted_written_once_replayed(
+    database_url: str, pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Commits hang (a synchronous standby away): the write gets no answer, yet its
+    commit stands once cancelled, and the probe gets none either (an outage): the event
+    is spooled. Its replay, once Postgres commits again, found it stored (ON CONFLICT)
+    and counted it nowhere: postwarden_audit_written_total fell short of the events
+    stored. It is now counted written, once."""
+    monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 1.0)
+    metrics = Metrics()
+    event = make_event()
+    with _durable_commits(database_url), _running(database_url, tmp_path, metrics) as pipeline:
+        with _commits_hang(pg_server.admin_dsn):
+            pipeline.submit(event)
+            assert wait_until(lambda: metrics.registry.get_sample_value(
+                "postwarden_audit_spooled_total") == 1, timeout=30)
+        assert wait_until(
+            lambda: (tmp_path / "audit-spool.jsonl").stat().st_size == 0, timeout=30)
+    assert _stored(database_url, event)
+    assert metrics.registry.get_sample_value("postwarden_audit_written_total") == 1
 
 
 def test_an_event_whose_commit_got_no_answer_is_not_dropped_for_a_full_spool(
@@ -253,11 +282,9 @@ def test_an_event_whose_commit_got_no_answer_is_not_dropped_for_a_full_spool(
                              queue_size=100, spool_full_action=SpoolFullAction.DROP,
                              journal=journal)
     event = make_event()
-    database = urlsplit(database_url).path.lstrip("/")
     loop = LoopThread()
     loop.start()
-    with _session(database_url) as run:
-        run(f'ALTER DATABASE "{database}" SET synchronous_commit = on')  # the tests' is off
+    with _durable_commits(database_url):
         try:
             pipeline.start(loop)
             with _commits_hang(pg_server.admin_dsn):
@@ -268,7 +295,6 @@ def test_an_event_whose_commit_got_no_answer_is_not_dropped_for_a_full_spool(
         finally:
             pipeline.stop()
             loop.stop()
-            run(f'ALTER DATABASE "{database}" RESET synchronous_commit')
     assert _stored(database_url, event)
     assert not any(_dropped(metrics, reason) for reason in DROP_REASONS)
 

@@ -55,7 +55,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 
@@ -175,6 +175,9 @@ class AuditPipeline:
         # Events the spool could not take, in the journal: delivered again once it or
         # Postgres takes events (else they waited there for the next start).
         self._kept: list[AuditEvent] = []
+        # Ids of events a write got no answer for (its commit may have stood), not counted
+        # written since: counted once a write or a count finds them stored.
+        self._unanswered: set[str] = set()
         self._writer: concurrent.futures.Future[None] | None = None
         metrics.audit_queue_depth.set_function(self._queue.qsize)
         metrics.spool_bytes.set_function(lambda: spool.size)
@@ -227,6 +230,7 @@ class AuditPipeline:
         several batches while the writer is behind, and one a kill left would give them
         to the next start to store."""
         self._metrics.audit_dropped.labels(reason).inc(len(events))
+        self._unanswered.difference_update(event.event_id for event in events)
         if self._journal is not None:
             self._journal.dropped(events)
 
@@ -440,9 +444,10 @@ class AuditPipeline:
         async with self._pool.acquire(timeout=WRITE_TIMEOUT) as conn:
             with ending_unanswered(conn):
                 stored = await asyncio.wait_for(count_stored(conn, batch), WRITE_TIMEOUT)
-        if stored < len({event.event_id for event in batch}):
+        ids = {event.event_id for event in batch}
+        if stored < len(ids):
             return False
-        self._metrics.audit_written.inc(stored)
+        self._count_written(batch, 0, ids)
         self._backoff.reset()
         return True
 
@@ -470,8 +475,11 @@ class AuditPipeline:
         conn = await self._pool.acquire(timeout=WRITE_TIMEOUT)
         try:
             written = await asyncio.wait_for(write_audit_batch(conn, batch), WRITE_TIMEOUT)
-        except TimeoutError as exc:
-            raise WriteTimeout from exc
+        except UNANSWERED as exc:
+            self._unanswered.update(event.event_id for event in batch)
+            if isinstance(exc, TimeoutError):
+                raise WriteTimeout from exc
+            raise
         finally:
             # Bounded: after a timeout the release waits for Postgres to cancel the query.
             await self._pool.release(conn, timeout=WRITE_TIMEOUT)
@@ -479,9 +487,17 @@ class AuditPipeline:
             self._metrics.audit_dropped.labels("expired").inc(written.expired)
             log.warning("%d audit events older than the audit retention not written "
                         "(their month was dropped)", written.expired)
-        self._metrics.audit_written.inc(written.new)  # not those a replay wrote before
+        self._count_written(batch, written.new, written.found)
         self._unknown_notify(written)
         self._backoff.reset()
+
+    def _count_written(self, batch: list[AuditEvent], new: int, found: Iterable[str]) -> None:
+        """Count written the ``new`` events of ``batch``, and those ``found`` stored already
+        whose write got no answer (its commit stood): each event stored counted once. Not
+        the others found, stored by an answered write or a process before (a replay)."""
+        late = sum(1 for event_id in found if event_id in self._unanswered)
+        self._unanswered.difference_update(event.event_id for event in batch)
+        self._metrics.audit_written.inc(new + late)
 
     def _unknown_notify(self, written: Written) -> None:
         """Count and say (once a minute each) the events whose policy's notify names a
@@ -685,15 +701,16 @@ class AuditPipeline:
     def _unspooled(self, batch: list[AuditEvent], exc: OSError) -> None:
         """Count and say (once a minute) the events of a batch the spool could not take:
         kept in the journal, or dropped where it holds none of them."""
-        kept = len(batch) - len(self._keep(batch))
+        rest = self._keep(batch)
+        kept = len(batch) - len(rest)
         tempfailed = "; new mail is tempfailed" if self.refusing_mail else ""
         if kept and (said := self._occasional.due(KEPT_UNWRITABLE, kept)) is not None:
             log.error("cannot append to the audit spool (%s): events kept in the audit "
                       "journal until it or Postgres takes them: %s%s", exc.strerror, said,
                       tempfailed)
-        if kept == len(batch):
+        if not rest:
             return
-        self._metrics.audit_dropped.labels("spool_error").inc(len(batch) - kept)
-        if (dropped := self._occasional.due(DROPPED_UNWRITABLE, len(batch) - kept)) is not None:
+        self._dropped(rest, "spool_error")
+        if (dropped := self._occasional.due(DROPPED_UNWRITABLE, len(rest))) is not None:
             log.error("cannot append to the audit spool (%s): events dropped: %s%s",
                       exc.strerror, dropped, tempfailed)

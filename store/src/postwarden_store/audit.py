@@ -50,6 +50,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,7 @@ SELECT event_id, time, instance, queue_id, message_uid, client_address::inet, cl
     smtp_reply, rules, changes::jsonb, policy_hash, duration_ms, flags, notify
 FROM audit_events_staging
 ON CONFLICT DO NOTHING
+RETURNING event_id
 """
 
 
@@ -231,13 +233,14 @@ COUNT_STORED = "SELECT count(*) FROM audit_events WHERE event_id = ANY($1::uuid[
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """What a batch came to: rows new to the log, events retention had expired, and the
+    """What a batch came to: rows new to the log, events retention had expired, the
     webhook endpoints its events' notify named that do not exist, with how many events
-    named each."""
+    named each, and the ids (as the events give them) of those it found stored already."""
 
     new: int
     expired: int
     unknown_notify: tuple[tuple[str, int], ...] = ()
+    found: frozenset[str] = frozenset()
 
 
 async def write_audit_batch(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> Written:
@@ -245,19 +248,23 @@ async def write_audit_batch(conn: asyncpg.Connection, events: Sequence[AuditEven
     (for which ``audit_ensure_partition`` makes no partition and answers NULL)."""
     if not events:
         return Written(0, 0)
-    records = [(_month(event.time), _record(event)) for event in events]
+    records = [(_month(event.time), event.event_id, _record(event)) for event in events]
     async with conn.transaction():
         await conn.execute(SET_BATCH_SETTINGS, LOCK_TIMEOUT)
         dropped = set()
-        for month in sorted({month for month, _ in records}):  # every writer in one order
+        for month in sorted({month for month, _, _ in records}):  # every writer in one order
             if await conn.fetchval(ENSURE_PARTITION, month) is None:
                 dropped.add(month)
-        kept = [record for month, record in records if month not in dropped]
-        new = await _insert(conn, kept) if kept else 0
+        kept = [(event_id, record) for month, event_id, record in records
+                if month not in dropped]
+        new = await _insert(conn, [record for _, record in kept]) if kept else set()
         names = [name for event in events if _month(event.time) not in dropped
                  for name in event.notify]
         unknown = await conn.fetch(UNKNOWN_NOTIFY, names) if names else []
-    return Written(new, len(records) - len(kept), tuple((n, c) for n, c in unknown))
+    # Ids asyncpg took as uuid text, which uuid.UUID reads as well.
+    found = frozenset(event_id for event_id, _ in kept if uuid.UUID(event_id) not in new)
+    return Written(len(new), len(records) - len(kept), tuple((n, c) for n, c in unknown),
+                   found)
 
 
 async def count_stored(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -> int:
@@ -265,8 +272,8 @@ async def count_stored(conn: asyncpg.Connection, events: Sequence[AuditEvent]) -
     return int(await conn.fetchval(COUNT_STORED, [event.event_id for event in events]))
 
 
-async def _insert(conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> int:
+async def _insert(conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> set[uuid.UUID]:
+    """The event ids of the rows new to the log."""
     await conn.execute(CREATE_STAGING)
     await conn.copy_records_to_table("audit_events_staging", records=records, columns=COLUMNS)
-    status: str = await conn.execute(INSERT_FROM_STAGING)
-    return int(status.rsplit(" ", 1)[-1])
+    return {row[0] for row in await conn.fetch(INSERT_FROM_STAGING)}
