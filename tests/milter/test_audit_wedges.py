@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -297,6 +298,45 @@ def test_an_event_whose_commit_got_no_answer_is_not_dropped_for_a_full_spool(
             loop.stop()
     assert _stored(database_url, event)
     assert not any(_dropped(metrics, reason) for reason in DROP_REASONS)
+
+
+def test_events_that_may_be_stored_are_kept_for_a_full_spool_up_to_the_queue_size(
+    database_url: str, pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Commits hang and the spools are full under ``drop``: the events whose write got
+    no answer are kept (the test above), and written again at each reconnect. While the
+    database takes connections but no writes, each new batch was kept too, without a
+    bound (in memory). At most audit_queue_size are kept now (1 here): the one past it
+    is dropped, counted and said. The writer's clock runs a thousand times fast: it
+    reconnects at once."""
+    monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 1.0)
+    metrics = Metrics()
+    budget = SpoolBudget(1, slots=2)
+    budget.record(1, 10)  # the other worker's spool: the budget is reached
+    journal = AuditJournal(tmp_path)
+    pipeline = AuditPipeline(database_url, AuditSpool(tmp_path, budget), metrics,
+                             queue_size=1, spool_full_action=SpoolFullAction.DROP,
+                             journal=journal, clock=lambda: time.monotonic() * 1000)
+    first, second = make_event(), make_event()
+    loop = LoopThread()
+    loop.start()
+    with _durable_commits(database_url):
+        try:
+            pipeline.start(loop)
+            with _commits_hang(pg_server.admin_dsn):
+                pipeline.submit(first)
+                assert wait_until(lambda: "kept in the audit journal until" in caplog.text,
+                                  timeout=30)
+                pipeline.submit(second)
+                assert wait_until(lambda: _dropped(metrics, "spool_full") == 1, timeout=30)
+                assert "1 events that may be stored (a write got no answer) are kept" \
+                    in caplog.text
+            assert wait_until(lambda: journal.unsettled == 0, timeout=30)
+        finally:
+            pipeline.stop()
+            loop.stop()
+    assert _stored(database_url, first)
 
 
 def test_a_lone_event_whose_commit_stood_after_its_timeout_is_stored_not_dropped(

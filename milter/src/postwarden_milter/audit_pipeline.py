@@ -111,6 +111,7 @@ DROPPED_FULL = "audit events dropped (spool full)"
 DROPPED_UNWRITABLE = "audit events dropped (spool unwritable)"
 KEPT_UNWRITABLE = "audit events kept in the journal (spool unwritable)"
 KEPT_FULL = "audit events kept in the journal (spool full, may be stored)"
+KEPT_OVER = "audit events dropped (spool full, may be stored, as many kept already)"
 UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
 UNKNOWN_NOTIFY = "audit events notifying {!r}, no webhook endpoint"
 
@@ -675,9 +676,10 @@ class AuditPipeline:
     def _drop_full(self, batch: list[AuditEvent], maybe_stored: bool) -> bool:
         """Drop the batch, the spool full; but of one ``maybe_stored`` (its write got no
         answer, its commit may have stood; or kept already) keep the events the journal
-        holds, as for a spool that cannot take them: counted dropped, they may be stored,
-        and a later write stores them once (event ids). False when some are kept."""
-        rest = self._keep(batch) if maybe_stored else batch
+        holds, as for a spool that cannot take them (:meth:`_keep_full`): counted dropped,
+        they may be stored, and a later write stores them once (event ids). False when
+        some are kept."""
+        rest = self._keep_full(batch) if maybe_stored else batch
         kept = len(batch) - len(rest)
         if kept and (said := self._occasional.due(KEPT_FULL, kept)) is not None:
             log.error("AUDIT SPOOL FULL (%d bytes): events that may be stored (a write got "
@@ -690,10 +692,23 @@ class AuditPipeline:
                           self._spool.budget.used, dropped)
         return not kept
 
-    def _keep(self, batch: list[AuditEvent]) -> list[AuditEvent]:
-        """Keep the events of ``batch`` the journal holds, to deliver them again
-        (:meth:`_take_kept`); the others are returned."""
-        held = self._journal.held(batch) if self._journal is not None else []
+    def _keep_full(self, batch: list[AuditEvent]) -> list[AuditEvent]:
+        """:meth:`_keep`, up to audit_queue_size events kept in all: each is delivered again
+        until Postgres answers, and a database that takes connections but no writes made
+        them ever more (in memory). Those the journal holds past it are returned with the
+        others, to be dropped; said once a minute."""
+        rest = self._keep(batch, max(self._queue.maxsize - len(self._kept), 0))
+        over = len(self._journal.held(rest)) if rest and self._journal is not None else 0
+        if over and (said := self._occasional.due(KEPT_OVER, over)) is not None:
+            log.error("AUDIT SPOOL FULL (%d bytes): %d events that may be stored (a write got "
+                      "no answer) are kept in the audit journal, audit_queue_size: those past "
+                      "it are dropped: %s", self._spool.budget.used, len(self._kept), said)
+        return rest
+
+    def _keep(self, batch: list[AuditEvent], at_most: int | None = None) -> list[AuditEvent]:
+        """Keep the events of ``batch`` the journal holds (``at_most`` of them), to deliver
+        them again (:meth:`_take_kept`); the others are returned."""
+        held = self._journal.held(batch)[:at_most] if self._journal is not None else []
         self._kept.extend(held)
         kept = {event.event_id for event in held}
         return [event for event in batch if event.event_id not in kept]
