@@ -6,13 +6,14 @@ included. Real PostgreSQL, real processes (the claimant in a PID namespace of it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import shutil
 import signal
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -110,6 +111,34 @@ async def _accepted(pool: asyncpg.Pool, prefix: str) -> dict[str, uuid.UUID]:
     return {address: await accepted(pool, address) for address in addresses}
 
 
+@contextlib.asynccontextmanager
+async def killed_claimant(pool: asyncpg.Pool, handler: Scripted, namespace: list[str],
+                          database_url: str, port: int, *marks: str
+                          ) -> AsyncIterator[tuple[asyncio.subprocess.Process, RelayWorker]]:
+    """A claimant run in ``namespace`` (``marks``: CLAIMANT's argv[3:5]), to be killed
+    (:func:`kill`) mid-submit, and another instance's relay; at the end the claimant is
+    killed if it still lives, Postfix's DATA let through and the other relay stopped."""
+    handler.data_gate.clear()  # its submits wait for Postfix's answer to DATA
+    claimant = await asyncio.create_subprocess_exec(
+        *namespace, sys.executable, "-c", CLAIMANT, database_url, str(port), *marks)
+    other = RelayWorker(pool, _config(port))
+    try:
+        yield claimant, other
+    finally:
+        if claimant.returncode is None:
+            claimant.kill()
+            await claimant.wait()
+        handler.data_gate.set()
+        await other.stop()
+
+
+async def kill(pool: asyncpg.Pool, claimant: asyncio.subprocess.Process) -> None:
+    """Kill ``claimant``; return once the session of its claim token is gone."""
+    claimant.send_signal(signal.SIGKILL)
+    await claimant.wait()
+    await eventually(lambda: pool.fetchval(NONE_MARKED))
+
+
 async def test_a_claimant_killed_in_another_pid_namespace_is_seen_dead_at_once(
     pool: asyncpg.Pool, database_url: str, smtp_server: tuple[Scripted, int],
     claimant_namespace: list[str],
@@ -118,12 +147,10 @@ async def test_a_claimant_killed_in_another_pid_namespace_is_seen_dead_at_once(
     the other is due at once, though /proc cannot tell it gone; the one it may have been
     submitting when killed, once its mark as being submitted has ended."""
     handler, port = smtp_server
-    handler.data_gate.clear()
     messages = await _accepted(pool, "ns")
-    claimant = await asyncio.create_subprocess_exec(
-        *claimant_namespace, sys.executable, "-c", CLAIMANT, database_url, str(port))
-    other = RelayWorker(pool, _config(port))  # another instance, of another namespace
-    try:
+    # ``other``: another instance, of another namespace.
+    async with killed_claimant(pool, handler, claimant_namespace, database_url, port) as (
+            claimant, other):
         sending, waiting = await _submitting(handler, messages)
         claimed = await _claims(pool)
         name = claimed[sending][0]
@@ -132,9 +159,7 @@ async def test_a_claimant_killed_in_another_pid_namespace_is_seen_dead_at_once(
         await other._reclaim_gone()
         assert await _claims(pool) == claimed  # alive: none of its rows is taken
 
-        claimant.send_signal(signal.SIGKILL)
-        await claimant.wait()
-        await eventually(lambda: pool.fetchval(NONE_MARKED))
+        await kill(pool, claimant)
         assert other._claimants.gone([name]) == []  # /proc cannot tell
         await other._reclaim_gone()
         # The submit it was killed in may have reached Postfix: its row waits for its
@@ -149,12 +174,6 @@ async def test_a_claimant_killed_in_another_pid_namespace_is_seen_dead_at_once(
         await other._reclaim_gone()
         assert await pool.fetchval("SELECT bool_and(next_attempt_at <= now() AND "
                                    "claimed_by IS NULL) FROM outbox")
-    finally:
-        if claimant.returncode is None:
-            claimant.kill()
-            await claimant.wait()
-        handler.data_gate.set()
-        await other.stop()
 
 
 async def test_a_killed_claimant_s_row_is_reclaimed_once_its_short_mark_ends(
@@ -164,28 +183,17 @@ async def test_a_killed_claimant_s_row_is_reclaimed_once_its_short_mark_ends(
     """Killed mid-submit in another PID namespace, a claimant whose marks last 3 s: its
     row is due to another instance once its mark ends, not the submit's whole bound."""
     handler, port = smtp_server
-    handler.data_gate.clear()
     message = await accepted(pool, "killed@example.org")
-    claimant = await asyncio.create_subprocess_exec(
-        *claimant_namespace, sys.executable, "-c", CLAIMANT, database_url, str(port), "3", "1")
-    other = RelayWorker(pool, _config(port))
-    try:
+    async with killed_claimant(pool, handler, claimant_namespace, database_url, port,
+                               "3", "1") as (claimant, other):
         await eventually(lambda: bool(handler.received))
-        claimant.send_signal(signal.SIGKILL)
-        await claimant.wait()
-        await eventually(lambda: pool.fetchval(NONE_MARKED))
+        await kill(pool, claimant)
 
         async def reclaimed() -> bool:
             await other._reclaim_gone()
             return (await _claims(pool))[message] == (None, False)
 
         await eventually(reclaimed)
-    finally:
-        if claimant.returncode is None:
-            claimant.kill()
-            await claimant.wait()
-        handler.data_gate.set()
-        await other.stop()
 
 
 def short_mark(monkeypatch: pytest.MonkeyPatch, seconds: float, margin: float) -> None:
