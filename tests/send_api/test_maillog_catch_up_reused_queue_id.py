@@ -53,7 +53,7 @@ async def test_a_catch_up_gives_no_earlier_line_under_the_queue_id_to_ours(
     log_file, follower = await follower_at_end(pool, tmp_path)
     queue_id = new_queue_id("C")  # short: hexadecimal
     address = f"again-{uuid.uuid4().hex[:6]}@example.org"
-    await relayed_message(pool, queue_id, address)
+    before = await relayed_message(pool, queue_id, address)
     await follower.poll()
     await follower.release()  # the service stops; Postfix logs on
     earlier = line(queue_id, address, "bounced", "5.1.1",
@@ -66,8 +66,28 @@ async def test_a_catch_up_gives_no_earlier_line_under_the_queue_id_to_ours(
     monkeypatch.setattr(maillog, "MAX_READ", len(earlier))  # the earlier lines first
     await caught_up(MaillogFollower(pool, log_file), log_file, len(earlier))
     assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
-    assert await pool.fetchval("SELECT count(*) FROM suppressions WHERE address = $1",
-                               address) == 0
+    # The earlier message's own lines, read before ours' arrival, are its.
+    assert [status for status, _ in (await recipients(pool, before)).values()] == ["bounced"]
+
+
+async def test_an_earlier_message_s_last_lines_read_with_our_arrival_are_its(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """In one read: the earlier message's last lines, then ours' arrival under its queue id
+    (Postfix reused it at once), the relay yet to store ours."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("B")
+    before = await relayed_message(pool, queue_id, "first@example.org")
+    await follower.poll()  # past its arrival
+    ours = await accepted_message(pool, "second@example.org")
+    append(log_file, sent(queue_id, "first@example.org"), removed(queue_id),
+           arrival(queue_id, ours))
+    await follower.poll()
+    assert await recipients(pool, before) == {"first@example.org": ("delivered", "250 ok")}
+    await relay_as(pool, ours, queue_id)
+    append(log_file, sent(queue_id, "second@example.org"))
+    await follower.poll()
+    assert await recipients(pool, ours) == {"second@example.org": ("delivered", "250 ok")}
 
 
 async def test_lines_of_ours_whose_arrival_was_lost_are_applied_once_caught_up(

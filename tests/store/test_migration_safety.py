@@ -130,6 +130,8 @@ RELEASED = {
         "2db8fa15d224491c44f451996d47f3c820b872d67a22628cde6ae29fb4eb0b1e",
     "0055_maillog_queue_id_arrival":
         "3102dfd95df508bc3a0bc4dea636bb728d16b6d6e02b5acce53fb6e6b6fe48e0",
+    "0056_maillog_lines_before_an_arrival":
+        "13530851c5104bab8c2ad545c2ddc8ced98314167b4b5e8249ee660ace243772",
 }
 
 

@@ -3,14 +3,15 @@
 Postfix reuses short queue ids, so a line is applied only to the message relayed
 last under its queue id through this host's Postfix, only once the relay stored
 that queue id and the reader read past the message's arrival under it (catching up,
-lines before it are an earlier message's: migration 0055), and never once Postfix
+lines before it are an earlier message's, the one given the id before, whose arrival
+the reader read: migrations 0055, 0056), and never once Postfix
 removed that message's queue file (the id may name other mail since: migration
 0050; a removal read while a recipient still waits, a forged line perhaps, a day
 after the last line about the message), nor,
 under a short queue id, once Postfix can no longer hold the message (101 days after
 the relay: migration 0053); in one query a poll asks which of its lines' queue ids
 are ours, and applies those lines, in log order, in one statement (``maillog_apply``,
-migrations 0009, 0013, 0015, 0018, 0050, 0053 and 0055).
+migrations 0009, 0013, 0015, 0018, 0050, 0053, 0055 and 0056).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 # Migration 0018: every line of a poll in one statement, applied in log order, each to
 # the message relayed last under its queue id through this host's Postfix; 0033: with
 # the time each line was logged; 0050: none to a message whose queue file was removed;
-# 0053: none past a short queue id's window.
-APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7, $8) AS line"
+# 0053: none past a short queue id's window; 0056 ($9): lines read before an arrival under
+# their queue id, to none whose arrival is still ahead.
+APPLY = "SELECT maillog_apply($1, $2, $3, $4, $5, $6, $7, $8, $9) AS line"
 # Stored by the relay (recorded: through this host's Postfix, or a host not named), or
 # so far named only by a receipt in this host's log, or stored for a message whose
 # arrival under it the reader has yet to read (migration 0055).
@@ -120,19 +122,41 @@ async def apply_events(conn: asyncpg.Connection, host: str, events: list[Deliver
     # A queue id awaited for a message in the outbox is that message's now, even where an
     # older message was stored under it (Postfix reuses short ids): its lines wait for it.
     # So do those of one stored for a message whose arrival is still ahead in the log (a
-    # catch-up): read before it, they are another's, and dropped once it is read.
+    # catch-up): read before it, they are an earlier message's, given to it once the
+    # arrival is read (apply_earlier).
     mine = [(index, event) for index, event in enumerate(events)
             if event.queue_id in recorded and event.queue_id not in awaited]
+    return await _record(conn, host, mine, awaited, earlier=False)
+
+
+async def apply_earlier(conn: asyncpg.Connection, host: str, events: list[DeliveryEvent]
+                        ) -> Applied:
+    """Record ``events``, read before a message arrived under their queue id (Postfix
+    reused it), in ``conn``'s transaction: each is about the message given the id before,
+    never held for the one arriving: maillog_apply leaves out those whose arrival under
+    the id the reader has yet to read (migration 0056). Before :func:`note_arrivals` notes
+    the arrival."""
+    if not events:  # the common case: not asked about
+        return Applied(set(), set(), set())
+    recorded, _ = await our_queue_ids(conn, host, {event.queue_id for event in events})
+    mine = [(index, event) for index, event in enumerate(events) if event.queue_id in recorded]
+    return await _record(conn, host, mine, set(), earlier=True)
+
+
+async def _record(conn: asyncpg.Connection, host: str, mine: list[Line], awaited: set[str],
+                  *, earlier: bool) -> Applied:
+    """Apply ``mine`` (lines about messages of ours), hand-overs first, as
+    :func:`apply_events` says (``earlier``: as :func:`apply_earlier`)."""
     handed = await _hand_over(conn, host, mine)
     mine = [(index, event) for index, event in mine if index not in handed]
     if not mine:
         return Applied(handed, set(), awaited)
     try:
         async with conn.transaction():  # a savepoint: a refusal undoes these lines only
-            applied = await _apply(conn, host, mine)
+            applied = await _apply(conn, host, mine, earlier)
         refused: list[Line] = []
     except _REFUSED:
-        applied, refused = await _apply_each(conn, host, mine)
+        applied, refused = await _apply_each(conn, host, mine, earlier)
     # DEBUG: the message's timeline keeps it (GET /api/v1/messages/{id}). Masked for the
     # log (some microseconds a line) only when it is logged.
     if log.isEnabledFor(logging.DEBUG):
@@ -157,18 +181,19 @@ async def _hand_over(conn: asyncpg.Connection, host: str, lines: list[Line]) -> 
     return {index for index, _ in handed}
 
 
-async def _apply(conn: asyncpg.Connection, host: str, lines: list[Line]) -> list[Line]:
+async def _apply(conn: asyncpg.Connection, host: str, lines: list[Line], earlier: bool
+                 ) -> list[Line]:
     """``lines`` applied in one statement, in log order: those that matched."""
     rows = await conn.fetch(
         APPLY, host, [e.queue_id for _, e in lines], [e.recipient for _, e in lines],
         [e.status for _, e in lines], [e.reply or None for _, e in lines],
         [e.hard_bounce for _, e in lines], [e.rewritten for _, e in lines],
-        [_moment(e.logged_at) for _, e in lines],
+        [_moment(e.logged_at) for _, e in lines], earlier,
     )
     return [lines[row["line"] - 1] for row in rows]
 
 
-async def _apply_each(conn: asyncpg.Connection, host: str, lines: list[Line]
+async def _apply_each(conn: asyncpg.Connection, host: str, lines: list[Line], earlier: bool
                       ) -> tuple[list[Line], list[Line]]:
     """``lines`` applied one by one, in log order: those that matched, and those the
     database refused."""
@@ -177,7 +202,7 @@ async def _apply_each(conn: asyncpg.Connection, host: str, lines: list[Line]
     for line in lines:
         try:
             async with conn.transaction():
-                applied += await _apply(conn, host, [line])
+                applied += await _apply(conn, host, [line], earlier)
         except _REFUSED as exc:
             refused.append(line)
             _, event = line

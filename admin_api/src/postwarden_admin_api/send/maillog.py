@@ -22,7 +22,8 @@ fingerprint is saved with it, migration 0024; unless it was compressed: then the
 files rotated after it, if any is not). A line
 can arrive before the relay worker stored the queue id it names, so unmatched
 lines are retried for a while (:mod:`.waitinglines`), until a message arrives under
-their queue id (its first line, :mod:`.receipts`): they were another's. Most
+their queue id (its first line, :mod:`.receipts`): they were another's, the message
+given the id before, and are applied to it if it is ours (:func:`.apply_earlier`). Most
 lines in a busy log are about other mail: those of mail seen arriving as
 another's are dropped as they are parsed (:mod:`.othermail`); of the rest, each
 poll first asks, in one query, which queue ids are ours, then applies those
@@ -78,7 +79,7 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
 
 from .cutoffs import CutOffs
-from .deliveryapply import apply_events, apply_requeues, note_arrivals
+from .deliveryapply import Applied, apply_earlier, apply_events, apply_requeues, note_arrivals
 from .deliverylines import DeliveryEvent, Requeued, UnknownStatus, parse_line
 from .handovers import Arrivals
 from .logtail import LogTail, fingerprint, renamed_file
@@ -160,6 +161,10 @@ class _Read:
     """One poll's read of the log, parsed."""
 
     deliveries: list[Waiting]
+    # Read before the first line of a message arriving under their queue id: the earlier
+    # message's. (Those read between two such first lines, of mail come and gone within
+    # the read, are dropped.)
+    earlier: list[Waiting]
     receipts: list[ReceiptLine]
     requeues: list[Requeued]
     unread: int  # bytes left in the file (or a newer one at the path) at this read
@@ -205,6 +210,7 @@ class MaillogFollower:
         self._skipped = 0  # bytes so far of an over-long line being skipped (not held)
         self._pending: list[Waiting] = []
         self._pending_saved: list[Waiting] = []  # those of them in the row, as last saved
+        self._earlier: list[Waiting] = []  # read before an arrival, not yet committed
         self._receipts: list[ReceiptLine] = []
         self._requeues: list[Requeued] = []  # read, not yet committed
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
@@ -296,7 +302,7 @@ class MaillogFollower:
         self._committed = None
         self._tail.close()
         self._partial, self._pending, self._pending_saved, self._receipts = b"", [], [], []
-        self._requeues = []
+        self._requeues, self._earlier = [], []
         self._skipped = self._uncommitted = 0
         self._receipts_dropped = False
         self._holds = self._holds_read = Holds()
@@ -403,6 +409,7 @@ class MaillogFollower:
             self._committed = done.saved
             self._uncommitted = 0
             self._receipts, self._receipts_dropped, self._requeues = [], False, []
+            self._earlier = []
             self._holds = self._holds_read
             self._pending, self._pending_saved = done.pending
         for event in done.applied:
@@ -443,7 +450,8 @@ class MaillogFollower:
         deliveries: list[Waiting] = []
         receipts: list[ReceiptLine] = []
         requeues: list[Requeued] = []
-        restarted: dict[str, int] = {}  # queue id: how many deliveries were read before
+        # Queue id: how many deliveries were read before its first and its last restart.
+        restarted: dict[str, tuple[int, int]] = {}
         for raw in lines:
             if not raw:  # between NULs, or a blank line: no line to tell the form by
                 continue
@@ -459,7 +467,8 @@ class MaillogFollower:
                 self._other_mail.note(receipt)
                 self._arrivals.note(receipt)
                 if not receipt.committed:
-                    restarted[receipt.queue_id] = len(deliveries)
+                    first, _ = restarted.get(receipt.queue_id, (len(deliveries), 0))
+                    restarted[receipt.queue_id] = first, len(deliveries)
             # Not elif: a milter's hold commits a receipt and is a timeline event too.
             event = parse_line(line)
             if isinstance(event, UnknownStatus):
@@ -471,10 +480,9 @@ class MaillogFollower:
                 deliveries.append((now, replace(event, logged_at=logged_at(line.text, now))))
         # From the start of the line not read whole: the next reader reads all of it.
         line_start = self._tail.position - len(self._partial) - self._skipped
-        deliveries = [waiting for index, waiting in enumerate(deliveries)
-                      if index >= restarted.get(waiting[1].queue_id, 0)]
-        return _Read(deliveries, receipts, requeues, unread, set(restarted), line_start,
-                     self._tail.mark_before(line_start))
+        earlier, deliveries = _split_at_restarts(deliveries, restarted)
+        return _Read(deliveries, earlier, receipts, requeues, unread, set(restarted),
+                     line_start, self._tail.mark_before(line_start))
 
     def _check_form(self, line: LogLine | None) -> None:
         """Warn once when none of the first FORM_CHECK_LINES lines read is a Postfix
@@ -511,7 +519,11 @@ class MaillogFollower:
         read = await asyncio.to_thread(self._read_lines)
         unread = read.unread
         # A line waiting for a queue id that has started afresh since is about the mail
-        # that held it before (Postfix reuses short queue ids), whoever takes it now.
+        # that held it before (Postfix reuses short queue ids), whoever takes it now:
+        # applied to that mail, if ours, until committed.
+        self._earlier = (self._earlier + [waiting for waiting in self._pending
+                                          if waiting[1].queue_id in read.restarted]
+                         + read.earlier)[-MAX_PENDING:]
         queue = [waiting for waiting in self._pending
                  if waiting[1].queue_id not in read.restarted] + read.deliveries
         self._pending = queue[-MAX_PENDING:]  # until applied
@@ -529,6 +541,8 @@ class MaillogFollower:
             await void_uncommitted(conn, self._host)
         self._holds_read = await apply_receipts(conn, self._host, self._receipts,
                                                 self._holds)
+        # Before the arrivals are noted: maillog_apply then still leaves out those arriving.
+        earlier = await apply_earlier(conn, self._host, [event for _, event in self._earlier])
         await note_arrivals(conn, self._host, self._receipts, read_no if unread == 0 else None)
         applied = await apply_events(conn, self._host, [event for _, event in queue])
         await apply_requeues(conn, self._host, self._requeues)
@@ -549,5 +563,25 @@ class MaillogFollower:
                            saved_form(kept) if kept != self._pending_saved else None,
                            # A restart checks the file still holds these bytes there.
                            fingerprint(read.mark), final and read_to_end)
-        return _Applied(unread, [queue[index][1] for index in applied.recorded],
-                        len(applied.refused), (pending, kept), saved)
+        return _Applied(unread, _events(self._earlier, earlier) + _events(queue, applied),
+                        len(earlier.refused) + len(applied.refused), (pending, kept), saved)
+
+
+def _split_at_restarts(deliveries: list[Waiting], restarted: dict[str, tuple[int, int]]
+                       ) -> tuple[list[Waiting], list[Waiting]]:
+    """``deliveries`` read before the first restart of their queue id (``restarted``: as
+    _read_lines counts them), and those read after its last."""
+    earlier: list[Waiting] = []
+    later: list[Waiting] = []
+    for index, waiting in enumerate(deliveries):
+        first, last = restarted.get(waiting[1].queue_id, (0, 0))
+        if index < first:
+            earlier.append(waiting)
+        elif index >= last:
+            later.append(waiting)
+    return earlier, later
+
+
+def _events(lines: list[Waiting], applied: Applied) -> list[DeliveryEvent]:
+    """The events among ``lines`` that were recorded."""
+    return [lines[index][1] for index in applied.recorded]
