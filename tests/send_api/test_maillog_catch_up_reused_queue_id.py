@@ -109,12 +109,14 @@ async def test_lines_of_ours_whose_arrival_was_lost_are_applied_once_caught_up(
     assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
 
 
+@pytest.mark.parametrize("one_read", [False, True])
 async def test_a_catch_up_gives_an_earlier_requeue_under_the_queue_id_to_that_message(
-    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_read: bool
 ) -> None:
     """postsuper -r while the service was down: pickup's line ties the earlier message's
     new queue id to the one ours was given since. It moved ours to the new id, whose
-    lines were then ours, and ours' own lines went to the earlier message."""
+    lines were then ours, and ours' own lines went to the earlier message; so it did
+    read with ours' arrival (``one_read``)."""
     log_file, follower = await follower_at_end(pool, tmp_path)
     queue_id, new = new_queue_id("E"), new_queue_id("F")
     address = f"requeued-{uuid.uuid4().hex[:6]}@example.org"
@@ -127,7 +129,33 @@ async def test_a_catch_up_gives_an_earlier_requeue_under_the_queue_id_to_that_me
     await relay_as(pool, ours, queue_id)
     append(log_file, line(queue_id, address, "deferred", "4.2.0", "451 later"),
            sent(new, address))
-    monkeypatch.setattr(maillog, "MAX_READ", len(moved))
-    await caught_up(MaillogFollower(pool, log_file), log_file, len(moved))
+    read = len(moved) if not one_read else maillog.MAX_READ
+    monkeypatch.setattr(maillog, "MAX_READ", read)
+    await caught_up(MaillogFollower(pool, log_file), log_file, read)
     assert await recipients(pool, ours) == {address: ("deferred", "451 later")}
     assert await recipients(pool, earlier) == {address: ("delivered", "250 ok")}
+
+
+@pytest.mark.parametrize("restart", [False, True])
+async def test_a_requeue_of_ours_read_before_its_arrival_is_known_lost_is_its(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart: bool
+) -> None:
+    """Its arrival rotated away unread, ours was requeued (postsuper -r): pickup's line,
+    read while the catch-up may still reach the arrival, waits as lines do (across a
+    ``restart`` of the service too); once the log is read to its end, it is ours."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    await follower.release()
+    queue_id, new = new_queue_id("A"), new_queue_id("B")
+    address = f"lost-requeued-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await relayed_message(pool, queue_id, address)
+    moved = requeued(queue_id, new)
+    append(log_file, moved, sent(new, address), about_message("AAAA1", "qmgr", "removed") * 3)
+    monkeypatch.setattr(maillog, "MAX_READ", len(moved))
+    reader = MaillogFollower(pool, log_file)
+    await reader.poll()
+    assert await recipients(pool, ours) == {address: ("relayed", None)}
+    if restart:
+        await reader.release()
+        reader = MaillogFollower(pool, log_file)
+    await caught_up(reader, log_file, len(moved))
+    assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}

@@ -132,6 +132,8 @@ RELEASED = {
         "3102dfd95df508bc3a0bc4dea636bb728d16b6d6e02b5acce53fb6e6b6fe48e0",
     "0056_maillog_lines_before_an_arrival":
         "13530851c5104bab8c2ad545c2ddc8ced98314167b4b5e8249ee660ace243772",
+    "0057_maillog_held_requeues":
+        "e4c023a0f58cd9ad1da7e059395bbd91e4406b5e3857ddd2e1590ef1214d8a3b",
 }
 
 

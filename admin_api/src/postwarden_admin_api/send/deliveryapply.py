@@ -64,7 +64,8 @@ WHERE queue_arrival_mark < $2 AND (queue_host = $1 OR queue_host IS NULL)
 # a removal read while a recipient waits holds for a day, 0053: a forged line perhaps):
 # an older message's id, reused by other mail requeued, stays. Nor one whose arrival
 # under the old id the reader has yet to read (migration 0055): a line read before it,
-# catching up, is about an earlier message. The new queue file's removal is yet to come.
+# catching up, is about an earlier message (one read while that arrival may still be
+# ahead waits: apply_requeues). The new queue file's removal is yet to come.
 REQUEUE = """
 UPDATE outbound_messages
 SET queue_id = $3, queue_removed_at = NULL, queue_open_until = NULL, updated_at = now()
@@ -226,9 +227,23 @@ async def note_arrivals(conn: asyncpg.Connection, host: str, receipts: list[Rece
 
 
 async def apply_requeues(conn: asyncpg.Connection, host: str, requeues: list[Requeued]
-                         ) -> None:
+                         ) -> list[Requeued]:
     """Give each requeued message of ours its new queue id, in log order, after the
     poll's lines (those of the old id before it are applied under it; those of the new
-    one at the next poll)."""
+    one at the next poll). A requeue of a queue id awaited (a receipt names it, or the
+    message stored under it has its arrival still ahead: a catch-up) waits, as that id's
+    lines do: those are returned, for the next poll."""
+    if not requeues:
+        return []
+    _, awaited = await our_queue_ids(conn, host, {r.queue_id for r in requeues})
+    await move_requeued(conn, host, [r for r in requeues if r.queue_id not in awaited])
+    return [r for r in requeues if r.queue_id in awaited]
+
+
+async def move_requeued(conn: asyncpg.Connection, host: str, requeues: list[Requeued]
+                        ) -> None:
+    """Give each requeued message of ours its new queue id, in log order: called before
+    :func:`note_arrivals` with requeues read before a message arrived under their old
+    id, it moves the earlier message, as :func:`apply_earlier` applies lines."""
     if requeues:
         await conn.executemany(REQUEUE, [(host, r.queue_id, r.new_queue_id) for r in requeues])

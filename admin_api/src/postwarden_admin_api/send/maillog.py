@@ -11,7 +11,9 @@ about the whole message (expired, discarded, removed: see
 :mod:`.deliverylines`) settle the recipients no line of their own will (held
 and released are noted only); one with a status this version does not know is
 counted and warned of. A message requeued by an administrator (``postsuper -r``)
-takes the queue id pickup gives it, and one an after-queue content filter queues
+takes the queue id pickup gives it (a requeue read while its old id's lines wait
+waits with them, saved with the position: migration 0057), and one an after-queue
+content filter queues
 again the new one (:mod:`.handovers`). A rotated file is read to its end, then any
 rotated after it (rotated again before it was read), and the new one from its start,
 and one emptied
@@ -70,8 +72,11 @@ import re
 import socket
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
@@ -79,7 +84,14 @@ from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
 
 from .cutoffs import CutOffs
-from .deliveryapply import Applied, apply_earlier, apply_events, apply_requeues, note_arrivals
+from .deliveryapply import (
+    Applied,
+    apply_earlier,
+    apply_events,
+    apply_requeues,
+    move_requeued,
+    note_arrivals,
+)
 from .deliverylines import DeliveryEvent, Requeued, UnknownStatus, parse_line
 from .handovers import Arrivals
 from .logtail import LogTail, fingerprint, renamed_file
@@ -112,7 +124,8 @@ MAX_UNKNOWN_NAMED = 20
 # says which one reads (migration 0012). $1: this row's key first, then those of
 # earlier versions to go on from (keyed by host and path alone, or by path alone).
 SELECT_POSITION = """
-SELECT path, inode, position, leader, saved_by, mark_fingerprint, read_to_end, pending, updated_at,
+SELECT path, inode, position, leader, saved_by, mark_fingerprint, read_to_end, pending, requeues,
+       updated_at,
        coalesce(leader <> $2 AND lease_until > now() AND path = ($1::text[])[1], false) AS taken
 FROM maillog_positions WHERE path = ANY($1::text[])
 ORDER BY array_position($1::text[], path) LIMIT 1
@@ -120,16 +133,16 @@ ORDER BY array_position($1::text[], path) LIMIT 1
 # The lease counts from the save, not from the start of a poll that may be slow.
 # $8, the waiting lines to save: NULL when they are as saved last. $9: the fingerprint
 # of the bytes before the position (migration 0024). $10: a stopping reader's final
-# poll read the log to its end (migration 0025).
+# poll read the log to its end (migration 0025). $11: the requeues waiting (migration 0057).
 SAVE_POSITION = """
 INSERT INTO maillog_positions
     (path, inode, position, leader, lease_until, saved_by, read_to_end, pending,
-     mark_fingerprint, read_to_stop)
+     mark_fingerprint, read_to_stop, requeues)
 VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5), $6, $7,
-        coalesce($8::jsonb, '[]'), $9, $10)
+        coalesce($8::jsonb, '[]'), $9, $10, $11)
 ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, leader = $4,
     lease_until = EXCLUDED.lease_until, saved_by = $6, mark_fingerprint = $9,
-    read_to_stop = $10, updated_at = now(),
+    read_to_stop = $10, requeues = $11, updated_at = now(),
     read_to_end = coalesce($7, maillog_positions.read_to_end),
     pending = coalesce($8::jsonb, maillog_positions.pending)
 """
@@ -167,6 +180,7 @@ class _Read:
     earlier: list[Waiting]
     receipts: list[ReceiptLine]
     requeues: list[Requeued]
+    earlier_requeues: list[Requeued]  # as ``earlier``
     unread: int  # bytes left in the file (or a newer one at the path) at this read
     # Queue ids a line started afresh (a message arriving under it): no line read before
     # is about that message.
@@ -184,6 +198,7 @@ class _Applied:
     applied: list[DeliveryEvent]
     refused: int  # lines left out: the database refused a value of theirs
     pending: tuple[list[Waiting], list[Waiting]]  # lines left waiting, and those saved
+    requeues: list[Requeued]  # left waiting (saved)
     saved: uuid.UUID  # the token saved with the position
 
 
@@ -212,7 +227,9 @@ class MaillogFollower:
         self._pending_saved: list[Waiting] = []  # those of them in the row, as last saved
         self._earlier: list[Waiting] = []  # read before an arrival, not yet committed
         self._receipts: list[ReceiptLine] = []
-        self._requeues: list[Requeued] = []  # read, not yet committed
+        # Read, not yet committed, or waiting for their queue id (as lines do).
+        self._requeues: list[Requeued] = []
+        self._earlier_requeues: list[Requeued] = []  # read before an arrival, not yet committed
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
         self._arrivals = Arrivals()  # as _other_mail
         self._cut_offs = CutOffs()  # as _other_mail
@@ -302,7 +319,7 @@ class MaillogFollower:
         self._committed = None
         self._tail.close()
         self._partial, self._pending, self._pending_saved, self._receipts = b"", [], [], []
-        self._requeues, self._earlier = [], []
+        self._requeues, self._earlier, self._earlier_requeues = [], [], []
         self._skipped = self._uncommitted = 0
         self._receipts_dropped = False
         self._holds = self._holds_read = Holds()
@@ -328,6 +345,7 @@ class MaillogFollower:
         # As the row this instance saves to holds them: none yet, taken from an earlier
         # version's row (then they are saved in this one at the poll).
         self._pending_saved = self._pending if row["path"] == self._key else []
+        self._requeues = [Requeued(old, new) for old, new in row["requeues"] or ()]
         if stat is not None and row["inode"] == stat.st_ino:
             if not await asyncio.to_thread(self._tail.resume_in_place, stat.st_ino,
                                            row["position"], row["mark_fingerprint"]):
@@ -408,8 +426,8 @@ class MaillogFollower:
             # all). Before the connection goes back: its reset may fail.
             self._committed = done.saved
             self._uncommitted = 0
-            self._receipts, self._receipts_dropped, self._requeues = [], False, []
-            self._earlier = []
+            self._receipts, self._receipts_dropped, self._requeues = [], False, done.requeues
+            self._earlier, self._earlier_requeues = [], []
             self._holds = self._holds_read
             self._pending, self._pending_saved = done.pending
         for event in done.applied:
@@ -447,11 +465,11 @@ class MaillogFollower:
                         MAX_LINE, self._path)
             self._skipped, self._partial = len(self._partial), b""
         now = time.time()
-        deliveries: list[Waiting] = []
         receipts: list[ReceiptLine] = []
-        requeues: list[Requeued] = []
-        # Queue id: how many deliveries were read before its first and its last restart.
-        restarted: dict[str, tuple[int, int]] = {}
+        # Each delivery and requeue with how many restarts of its queue id came before it.
+        read_deliveries: list[tuple[int, Waiting]] = []
+        read_requeues: list[tuple[int, Requeued]] = []
+        restarts: Counter[str] = Counter()
         for raw in lines:
             if not raw:  # between NULs, or a blank line: no line to tell the form by
                 continue
@@ -467,22 +485,25 @@ class MaillogFollower:
                 self._other_mail.note(receipt)
                 self._arrivals.note(receipt)
                 if not receipt.committed:
-                    first, _ = restarted.get(receipt.queue_id, (len(deliveries), 0))
-                    restarted[receipt.queue_id] = first, len(deliveries)
+                    restarts[receipt.queue_id] += 1
             # Not elif: a milter's hold commits a receipt and is a timeline event too.
             event = parse_line(line)
             if isinstance(event, UnknownStatus):
                 self._unknown_status(event)
             elif isinstance(event, Requeued):
-                requeues.append(event)
+                read_requeues.append((restarts[event.queue_id], event))
             elif event is not None and not self._other_mail.claims(event):
                 event = self._arrivals.handed_over(event)
-                deliveries.append((now, replace(event, logged_at=logged_at(line.text, now))))
+                read_deliveries.append((restarts[event.queue_id], (
+                    now, replace(event, logged_at=logged_at(line.text, now)))))
         # From the start of the line not read whole: the next reader reads all of it.
         line_start = self._tail.position - len(self._partial) - self._skipped
-        earlier, deliveries = _split_at_restarts(deliveries, restarted)
-        return _Read(deliveries, earlier, receipts, requeues, unread, set(restarted),
-                     line_start, self._tail.mark_before(line_start))
+        earlier, deliveries = _split_at_restarts(read_deliveries, restarts,
+                                                 lambda waiting: waiting[1].queue_id)
+        earlier_requeues, requeues = _split_at_restarts(read_requeues, restarts,
+                                                        lambda requeue: requeue.queue_id)
+        return _Read(deliveries, earlier, receipts, requeues, earlier_requeues, unread,
+                     set(restarts), line_start, self._tail.mark_before(line_start))
 
     def _check_form(self, line: LogLine | None) -> None:
         """Warn once when none of the first FORM_CHECK_LINES lines read is a Postfix
@@ -524,11 +545,15 @@ class MaillogFollower:
         self._earlier = (self._earlier + [waiting for waiting in self._pending
                                           if waiting[1].queue_id in read.restarted]
                          + read.earlier)[-MAX_PENDING:]
+        # So is a requeue waiting for it.
+        self._earlier_requeues += [requeue for requeue in self._requeues
+                                   if requeue.queue_id in read.restarted] + read.earlier_requeues
+        self._requeues = [requeue for requeue in self._requeues
+                          if requeue.queue_id not in read.restarted] + read.requeues
         queue = [waiting for waiting in self._pending
                  if waiting[1].queue_id not in read.restarted] + read.deliveries
         self._pending = queue[-MAX_PENDING:]  # until applied
         self._receipts += read.receipts
-        self._requeues += read.requeues
         if len(self._receipts) > MAX_PENDING_RECEIPTS:
             # Postgres has been away for long: a dropped line could let another
             # message's line commit a receipt of ours, so every uncommitted one goes.
@@ -543,11 +568,13 @@ class MaillogFollower:
                                                 self._holds)
         # Before the arrivals are noted: maillog_apply then still leaves out those arriving.
         earlier = await apply_earlier(conn, self._host, [event for _, event in self._earlier])
+        await move_requeued(conn, self._host, self._earlier_requeues)
         await note_arrivals(conn, self._host, self._receipts, read_no if unread == 0 else None)
         applied = await apply_events(conn, self._host, [event for _, event in queue])
-        await apply_requeues(conn, self._host, self._requeues)
-        # Lines under a requeued message's new queue id are about it from the next poll on:
-        # kept with the position, as those awaiting the relay are.
+        requeues = await apply_requeues(conn, self._host, self._requeues)
+        # Lines under a requeued message's new queue id are about it from the next poll on
+        # (or once its requeue no longer waits): kept with the position, as those awaiting
+        # the relay are.
         renamed = {requeue.new_queue_id for requeue in self._requeues}
         kept, others = still_waiting(queue, applied.recorded | applied.refused,
                                      applied.awaited | renamed)
@@ -562,23 +589,27 @@ class MaillogFollower:
                            saved, read_no if read_to_end else None,
                            saved_form(kept) if kept != self._pending_saved else None,
                            # A restart checks the file still holds these bytes there.
-                           fingerprint(read.mark), final and read_to_end)
+                           fingerprint(read.mark), final and read_to_end,
+                           [[r.queue_id, r.new_queue_id] for r in requeues] or None)
         return _Applied(unread, _events(self._earlier, earlier) + _events(queue, applied),
-                        len(earlier.refused) + len(applied.refused), (pending, kept), saved)
+                        len(earlier.refused) + len(applied.refused), (pending, kept), requeues,
+                        saved)
 
 
-def _split_at_restarts(deliveries: list[Waiting], restarted: dict[str, tuple[int, int]]
-                       ) -> tuple[list[Waiting], list[Waiting]]:
-    """``deliveries`` read before the first restart of their queue id (``restarted``: as
-    _read_lines counts them), and those read after its last."""
-    earlier: list[Waiting] = []
-    later: list[Waiting] = []
-    for index, waiting in enumerate(deliveries):
-        first, last = restarted.get(waiting[1].queue_id, (0, 0))
-        if index < first:
-            earlier.append(waiting)
-        elif index >= last:
-            later.append(waiting)
+_T = TypeVar("_T")
+
+
+def _split_at_restarts(read: list[tuple[int, _T]], restarts: Counter[str],
+                       queue_id: Callable[[_T], str]) -> tuple[list[_T], list[_T]]:
+    """Of ``read`` (each with how many of ``restarts`` of its queue id came before it),
+    those read before the first restart of their queue id, and those after the last."""
+    earlier: list[_T] = []
+    later: list[_T] = []
+    for before, item in read:
+        if before == restarts[queue_id(item)]:
+            later.append(item)
+        elif before == 0:
+            earlier.append(item)
     return earlier, later
 
 
