@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from postwarden_admin_api.context import Role
 from postwarden_milter.events import build_event
 from postwarden_milter.session import Client, Transaction
 from postwarden_policies import AuditEvent
@@ -21,6 +20,7 @@ from postwarden_policies.mimeparse import parse_message
 from postwarden_store import connect
 from postwarden_store.audit import write_audit_batch
 from postwarden_store.migrations import available_migrations
+from tests.admin_api.audit_seed import seeded_auditor
 from tests.fixtures.adminapp import MintKey, get_json
 
 pytestmark = pytest.mark.postgres
@@ -51,12 +51,8 @@ def database_url(fresh_database_url: str) -> str:
 
 @pytest.fixture
 async def auditor(mint_key: MintKey, database_url: str) -> str:
-    conn = await connect(database_url)
-    try:
-        await write_audit_batch(conn, [_event(*item) for item in ADDRESSES.items()])
-    finally:
-        await conn.close()
-    return await mint_key(Role.AUDITOR)
+    return await seeded_auditor(mint_key, database_url, lambda conn: write_audit_batch(
+        conn, [_event(*item) for item in ADDRESSES.items()]))
 
 
 async def _found(client: TestClient[Any, Any], key: str, name: str, value: str) -> list[str]:

@@ -7,11 +7,11 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from postwarden_admin_api.context import Role
-from postwarden_store import connect
+from tests.admin_api.audit_seed import seeded_auditor
 from tests.fixtures.adminapp import MintKey, get_json
 
 BASE = dt.datetime(2026, 10, 24, 22, 0, tzinfo=dt.UTC)
@@ -36,15 +36,13 @@ def database_url(fresh_database_url: str) -> str:
 
 @pytest.fixture
 async def auditor(mint_key: MintKey, database_url: str) -> str:
-    conn = await connect(database_url)
-    try:
+    async def seed(conn: asyncpg.Connection) -> None:
         await conn.execute("SELECT audit_ensure_partition($1)", BASE)
         for i, (sender, recipient) in enumerate(ENVELOPES):
             await conn.execute(INSERT, uuid.uuid4(), BASE + dt.timedelta(minutes=i),
                                f"Q{i}", sender, [recipient])
-    finally:
-        await conn.close()
-    return await mint_key(Role.AUDITOR)
+
+    return await seeded_auditor(mint_key, database_url, seed)
 
 
 @pytest.mark.parametrize(("name", "value", "queue_ids"), [

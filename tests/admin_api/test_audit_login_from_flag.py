@@ -4,15 +4,14 @@ account sent, who was named in From, which messages the parser or the verdict fl
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.audit_queries import build_where, parse_filters, search_sql
-from postwarden_admin_api.context import Role
 from postwarden_store import connect
+from tests.admin_api.audit_seed import insert_a_minute_apart, seeded_auditor
 from tests.admin_api.test_audit import _index_scans
 from tests.fixtures.adminapp import MintKey, get_json
 
@@ -40,16 +39,8 @@ EVENTS: dict[str, tuple[str | None, str | None, list[str]]] = {
 
 @pytest.fixture
 async def auditor(mint_key: MintKey, database_url: str) -> str:
-    conn = await connect(database_url)
-    try:
-        await conn.execute("SELECT audit_ensure_partition($1)", BASE)
-        for i, (queue_id, (login, header_from, flags)) in enumerate(EVENTS.items()):
-            await conn.execute(INSERT, uuid.uuid5(uuid.NAMESPACE_URL, queue_id),
-                               BASE + dt.timedelta(minutes=i), queue_id, login, header_from,
-                               flags)
-    finally:
-        await conn.close()
-    return await mint_key(Role.AUDITOR)
+    return await seeded_auditor(mint_key, database_url,
+                                lambda conn: insert_a_minute_apart(conn, INSERT, BASE, EVENTS))
 
 
 @pytest.mark.parametrize(("name", "value", "found"), [

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.audit_queries import search_sql
-from postwarden_admin_api.context import Role
 from postwarden_store import connect
+from tests.admin_api.audit_seed import insert_a_minute_apart, seeded_auditor
 from tests.fixtures.adminapp import MintKey, bearer, get_json
 
 pytestmark = pytest.mark.postgres
@@ -48,16 +47,8 @@ EVENTS: dict[str, tuple[list[str], str, list[dict[str, Any]]]] = {
 
 @pytest.fixture
 async def auditor(mint_key: MintKey, database_url: str) -> str:
-    conn = await connect(database_url)
-    try:
-        await conn.execute("SELECT audit_ensure_partition($1)", BASE)
-        for i, (queue_id, (recipients, action, changes)) in enumerate(EVENTS.items()):
-            await conn.execute(INSERT, uuid.uuid5(uuid.NAMESPACE_URL, queue_id),
-                               BASE + dt.timedelta(minutes=i), queue_id, recipients, action,
-                               json.loads(json.dumps(changes)))
-    finally:
-        await conn.close()
-    return await mint_key(Role.AUDITOR)
+    return await seeded_auditor(mint_key, database_url,
+                                lambda conn: insert_a_minute_apart(conn, INSERT, BASE, EVENTS))
 
 
 @pytest.mark.parametrize(("recipient", "found"), [

@@ -6,12 +6,13 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.audit_queries import bucket_starts
-from postwarden_admin_api.context import Role
 from postwarden_store import connect
+from tests.admin_api.audit_seed import seeded_auditor
 from tests.fixtures.adminapp import MintKey, get_json
 
 # Europe/Berlin leaves summer time at 2026-10-25T01:00Z: that local day has 25 hours.
@@ -35,13 +36,11 @@ def database_url(fresh_database_url: str) -> str:
 @pytest.fixture
 async def auditor(mint_key: MintKey, database_url: str) -> str:
     """An event an hour from FIRST on, every one of them held."""
-    conn = await connect(database_url)
-    try:
+    async def seed(conn: asyncpg.Connection) -> None:
         await conn.execute("SELECT audit_ensure_partition($1)", FIRST)
         await conn.execute(INSERT, FIRST, HOURS)
-    finally:
-        await conn.close()
-    return await mint_key(Role.AUDITOR)
+
+    return await seeded_auditor(mint_key, database_url, seed)
 
 
 async def _search_count(client: TestClient[Any, Any], key: str, **params: str) -> int:
