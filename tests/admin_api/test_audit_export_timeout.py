@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -53,30 +54,43 @@ def assert_cut_after_the_first_page(data: bytes, queue_id: str) -> None:
     assert not data.endswith(LAST_CHUNK)  # so the client can tell it is incomplete
 
 
+async def export_cut_by(  # noqa: PLR0917 - fixtures and the step
+    client: TestClient[Any, Any], key: str, queue_id: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, before_a_later_page: Callable[[], Awaitable[object]],
+) -> list[logging.LogRecord]:
+    """An export of ``queue_id``'s events in pages of 2, ``before_a_later_page`` run once
+    the 200 and the first page are out: it must be cut there. Its log records."""
+    monkeypatch.setattr(routes_audit, "EXPORT_BATCH", 2)
+    read_page = routes_audit._export_page
+
+    async def page(request: Any, filters: Any, after: Any) -> Any:
+        if after is not None:
+            await before_a_later_page()
+        return await read_page(request, filters, after)
+
+    monkeypatch.setattr(routes_audit, "_export_page", page)
+    caplog.set_level(logging.INFO, logger=routes_audit.log.name)
+    assert_cut_after_the_first_page(await export(client, key, queue_id), queue_id)
+    return [r for r in caplog.records if r.name == routes_audit.log.name]
+
+
 async def test_a_later_page_past_the_statement_timeout_cuts_the_export_with_one_line(
     admin_client: TestClient[Any, Any], mint_key: MintKey, database_url: str,
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(routes_audit, "EXPORT_BATCH", 2)
     monkeypatch.setattr(audit_queries, "STATEMENT_TIMEOUT_MS", 200)
     blocker = await connect(database_url)
     queue_id = await _three_events(blocker)
     key = await mint_key(Role.AUDITOR)
-    first_page = routes_audit._export_page
 
-    async def slow_from_the_second(pool: Any, filters: Any, after: Any) -> Any:
-        if after is not None:  # the 200 and the first page are out: now reads are slow
-            await blocker.execute("BEGIN; LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
-        return await first_page(pool, filters, after)
+    async def slow_reads() -> None:
+        await blocker.execute("BEGIN; LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
 
-    monkeypatch.setattr(routes_audit, "_export_page", slow_from_the_second)
-    caplog.set_level(logging.INFO, logger=routes_audit.log.name)
     try:
-        data = await export(admin_client, key, queue_id)
+        records = await export_cut_by(admin_client, key, queue_id, monkeypatch, caplog,
+                                      slow_reads)
     finally:
         await blocker.close()
-    assert_cut_after_the_first_page(data, queue_id)
-    records = [r for r in caplog.records if r.name == routes_audit.log.name]
     assert [(r.levelname, r.getMessage()) for r in records] == [
         ("WARNING", "audit export cut after 2 events: query_timeout (the query ran "
                     "past 0.2 s; narrow the time range or the filters)")]
