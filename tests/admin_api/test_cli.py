@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -79,21 +80,32 @@ async def test_a_whole_key_pasted_for_its_id_is_revoked_and_not_echoed(
         assert (await admin_client.get("/api/v1/settings", headers=bearer(revoked))).status == 401
 
 
+OLD_KEYRING = Keyring(parse_key_material(TEST_SECRET_KEY))
+HASH_KEY_TOKEN = "SELECT value_ciphertext FROM runtime_settings WHERE name = 'recipient_hash_key'"
+
+
+async def _store_hash_key(conn: asyncpg.Connection) -> None:
+    """recipient_hash_key "pw", encrypted under the service's key (TEST_SECRET_KEY)."""
+    await conn.execute(
+        "INSERT INTO runtime_settings (name, value_ciphertext) "
+        "VALUES ('recipient_hash_key', $1) "
+        "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
+        OLD_KEYRING.encrypt("pw"))
+
+
+def _rotate_argv(tmp_path: Path, new_key_hex: str) -> list[str]:
+    new_file = tmp_path / "new.key"
+    new_file.write_text(new_key_hex)
+    return ["secrets", "rotate", "--new-key-file", str(new_file)]
+
+
 @pytest.mark.usefixtures("cli_env")
 async def test_secrets_rotate(tmp_path: Path, database_url: str) -> None:
-    old = Keyring(parse_key_material(TEST_SECRET_KEY))
     conn = await connect(database_url)
     try:
-        await conn.execute(
-            "INSERT INTO runtime_settings (name, value_ciphertext) "
-            "VALUES ('recipient_hash_key', $1) "
-            "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
-            old.encrypt("pw"))
-        new_file = tmp_path / "new.key"
-        new_file.write_text("22" * 32)
-        assert await _cli(["secrets", "rotate", "--new-key-file", str(new_file)]) == 0
-        token = await conn.fetchval(
-            "SELECT value_ciphertext FROM runtime_settings WHERE name = 'recipient_hash_key'")
+        await _store_hash_key(conn)
+        assert await _cli(_rotate_argv(tmp_path, "22" * 32)) == 0
+        token = await conn.fetchval(HASH_KEY_TOKEN)
     finally:
         await conn.close()
     assert Keyring(bytes.fromhex("22" * 32)).decrypt(token) == "pw"
@@ -114,28 +126,20 @@ async def test_a_secrets_rotation_whose_admin_log_entry_fails_rotates_nothing(
     failed write (the database full, or gone, in between) left them under the new key
     with no entry, and the command said it failed, without the line that says to
     point secret_key_file at the new key: a service restarted on the old one read none."""
-    old = Keyring(parse_key_material(TEST_SECRET_KEY))
     conn = await connect(database_url)
     try:
-        await conn.execute(
-            "INSERT INTO runtime_settings (name, value_ciphertext) "
-            "VALUES ('recipient_hash_key', $1) "
-            "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
-            old.encrypt("pw"))
+        await _store_hash_key(conn)
         await conn.execute(REFUSE_AUDIT)
-        new_file = tmp_path / "new.key"
-        new_file.write_text("33" * 32)
         try:
-            assert await _cli(["secrets", "rotate", "--new-key-file", str(new_file)]) == 1
+            assert await _cli(_rotate_argv(tmp_path, "33" * 32)) == 1
         finally:
             await conn.execute("DROP TRIGGER pwtest_refuse_audit ON admin_audit; "
                                "DROP FUNCTION pwtest_refuse_audit()")
-        token = await conn.fetchval(
-            "SELECT value_ciphertext FROM runtime_settings WHERE name = 'recipient_hash_key'")
+        token = await conn.fetchval(HASH_KEY_TOKEN)
     finally:
         await conn.close()
     assert capsys.readouterr().err == "postwarden-admin: could not extend file (test)\n"
-    assert old.decrypt(token) == "pw"
+    assert OLD_KEYRING.decrypt(token) == "pw"
 
 
 @pytest.mark.usefixtures("cli_env")
