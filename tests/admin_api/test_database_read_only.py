@@ -25,7 +25,7 @@ from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import POOL, Role
 from postwarden_admin_api.keys import create_key
 from postwarden_store import connect
-from tests.admin_api.test_startup_schema import _run
+from tests.admin_api.test_startup_schema import _run, assert_refused_in_one_line
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 from tests.fixtures.postgres import set_read_only
 
@@ -99,8 +99,5 @@ def test_a_writing_cli_command_on_a_read_only_database_says_so_in_one_line(
     database_url: str, tmp_path: Path, argv: list[str]
 ) -> None:
     key_id = asyncio.run(_key_id(database_url))
-    new_key = tmp_path / "new.key"
-    new_key.write_text("22" * 32)
     asyncio.run(set_read_only(database_url))
-    done = _run(database_url, *(arg.format(key_id=key_id, new_key=new_key) for arg in argv))
-    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", [REFUSAL])
+    assert_refused_in_one_line(database_url, tmp_path, argv, REFUSAL, key_id=key_id)

@@ -72,6 +72,16 @@ def _run(database_url: str, *argv: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
+def assert_refused_in_one_line(database_url: str, tmp_path: Path, argv: list[str],
+                               refusal: str, **names: str) -> None:
+    """``argv`` run, "{new_key}" in it a new key file's path and other "{name}"s
+    ``names``: it exits 1 with ``refusal`` its one line of output."""
+    new_key = tmp_path / "new.key"
+    new_key.write_text("22" * 32)
+    done = _run(database_url, *(arg.format(new_key=new_key, **names) for arg in argv))
+    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", [refusal])
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("argv", [
     pytest.param(["serve"], id="serve"),
@@ -84,12 +94,7 @@ def _run(database_url: str, *argv: str) -> subprocess.CompletedProcess[str]:
 def test_a_database_never_migrated_is_refused_in_one_line(
     never_migrated: str, tmp_path: Path, argv: list[str]
 ) -> None:
-    new_key = tmp_path / "new.key"
-    new_key.write_text("22" * 32)
-    done = _run(never_migrated, *(arg.format(new_key=new_key) for arg in argv))
-    assert done.stderr.splitlines() == [REFUSAL]
-    assert done.stdout == ""
-    assert done.returncode == 1
+    assert_refused_in_one_line(never_migrated, tmp_path, argv, REFUSAL)
 
 
 @pytest.mark.postgres
