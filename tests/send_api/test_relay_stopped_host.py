@@ -112,6 +112,24 @@ async def there(pool: asyncpg.Pool, tmp_path: Path) -> tuple[Path, MaillogFollow
     return await reader(pool, tmp_path, "mx-b")
 
 
+async def found_queued_on_b_once_back(  # noqa: PLR0917 - the host, B's reader, the row
+    pool: asyncpg.Pool, here: HostA, follower: MaillogFollower, message: uuid.UUID,
+    queue_id: str, recipient: str,
+) -> None:
+    """Host B's service back, ``follower`` reading on: once its log's receipt for
+    ``message`` is in, the row is found relayed there as ``queue_id``, not sent here."""
+    back = asyncio.create_task(follower.run())
+    try:
+        await until(pool, "SELECT EXISTS (SELECT FROM relay_receipts WHERE message_id = $1 "
+                    "AND committed)", message)
+        await due(pool, here.worker, message)
+        row = await settled(pool, message)
+    finally:
+        await stop_task(back)
+    assert (row["status"], row["queue_id"], row["queue_host"]) == ("relayed", queue_id, "mx-b")
+    assert sent_to(here.postfix, recipient) == 0
+
+
 def put_offs(metrics: Metrics) -> float:
     return sum(metrics.registry.get_sample_value("postwarden_relay_put_off_total",
                                                  {"reason": reason}) or 0.0
@@ -171,16 +189,7 @@ async def test_a_host_truly_behind_is_waited_for_without_holding_up_other_rows(
     assert (await settled(pool, ordinary, within=PROMPTLY))["status"] == "relayed"
     monkeypatch.setattr(interrupted, "LOG_WAIT_SECONDS", 0.0)  # B counts as behind now
     await put_off(pool, here.postfix, message, recipient)
-    back = asyncio.create_task(other.run())  # host B's service is back and reads its log
-    try:
-        await until(pool, "SELECT EXISTS (SELECT FROM relay_receipts WHERE message_id = $1 "
-                    "AND committed)", message)
-        await due(pool, here.worker, message)
-        row = await settled(pool, message)
-    finally:
-        await stop_task(back)
-    assert (row["status"], row["queue_id"], row["queue_host"]) == ("relayed", queue_id, "mx-b")
-    assert sent_to(here.postfix, recipient) == 0
+    await found_queued_on_b_once_back(pool, here, other, message, queue_id, recipient)
 
 
 async def test_a_host_that_stopped_before_reading_its_log_to_the_end_is_waited_for(
@@ -199,17 +208,8 @@ async def test_a_host_that_stopped_before_reading_its_log_to_the_end_is_waited_f
     await stopped_cleanly(other)
     await due(pool, here.worker, message)
     await put_off(pool, here.postfix, message, recipient)
-    # Host B's service is back and reads on.
-    back = asyncio.create_task(MaillogFollower(pool, log_file, host="mx-b").run())
-    try:
-        await until(pool, "SELECT EXISTS (SELECT FROM relay_receipts WHERE message_id = $1 "
-                    "AND committed)", message)
-        await due(pool, here.worker, message)
-        row = await settled(pool, message)
-    finally:
-        await stop_task(back)
-    assert (row["status"], row["queue_id"], row["queue_host"]) == ("relayed", queue_id, "mx-b")
-    assert sent_to(here.postfix, recipient) == 0
+    await found_queued_on_b_once_back(pool, here, MaillogFollower(pool, log_file, host="mx-b"),
+                                      message, queue_id, recipient)
 
 
 async def test_a_relay_stop_that_cuts_an_attempt_off_says_so(pool: asyncpg.Pool) -> None:
