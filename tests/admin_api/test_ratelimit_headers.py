@@ -18,10 +18,19 @@ from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 WINDOW_SECONDS = 60  # requests_per_minute: the windows are clock minutes
 
 
-async def _timed_get(client: Any, path: str, key: str) -> tuple[ClientResponse, float, float]:
+async def _limited(aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey,
+                   requests_per_minute: int) -> tuple[Any, str]:
+    """A service allowing ``requests_per_minute`` a key, and an auditor key."""
+    client = await aiohttp_client(create_app(settings_for(
+        database_url, requests_per_minute=requests_per_minute)))
+    return client, await mint_key(Role.AUDITOR)
+
+
+async def _timed(client: Any, path: str, key: str, method: str = "GET"
+                 ) -> tuple[ClientResponse, float, float]:
     """The response, and the wall clock just before and just after it."""
     before = time.time()
-    response = await client.get(path, headers=bearer(key))
+    response = await client.request(method, path, headers=bearer(key))
     await response.read()
     return response, before, time.time()
 
@@ -39,46 +48,41 @@ def _check_reset(response: ClientResponse, before: float, after: float) -> int:
     return reset
 
 
+def _check_under_the_limit(response: ClientResponse, before: float, after: float) -> None:
+    """The headers of a request counted against a limit of 1000 it is not over."""
+    assert response.headers["RateLimit-Limit"] == "1000"
+    _check_reset(response, before, after)
+    assert "Retry-After" not in response.headers
+
+
 async def test_reset_is_the_time_left_in_the_window(
     aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
 ) -> None:
-    client = await aiohttp_client(create_app(settings_for(database_url,
-                                                          requests_per_minute=1000)))
-    key = await mint_key(Role.AUDITOR)
-    response, before, after = await _timed_get(client, "/api/v1/stats", key)
+    client, key = await _limited(aiohttp_client, database_url, mint_key, 1000)
+    response, before, after = await _timed(client, "/api/v1/stats", key)
     assert response.status == 200
-    assert response.headers["RateLimit-Limit"] == "1000"
+    _check_under_the_limit(response, before, after)
     assert 0 <= int(response.headers["RateLimit-Remaining"]) < 1000
-    _check_reset(response, before, after)
-    assert "Retry-After" not in response.headers
 
 
 async def test_refused_requests_carry_the_headers_too(
     aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
 ) -> None:
     """403 (role), 404 (path) and 405 (method) were counted against the key."""
-    client = await aiohttp_client(create_app(settings_for(database_url,
-                                                          requests_per_minute=1000)))
-    key = await mint_key(Role.AUDITOR)
+    client, key = await _limited(aiohttp_client, database_url, mint_key, 1000)
     for method, path, status in [("GET", "/api/v1/keys", 403), ("GET", "/api/v1/nothing", 404),
                                  ("DELETE", "/api/v1/stats", 405)]:
-        before = time.time()
-        response = await client.request(method, path, headers=bearer(key))
-        after = time.time()
+        response, before, after = await _timed(client, path, key, method)
         assert response.status == status, method + path
-        assert response.headers["RateLimit-Limit"] == "1000"
-        _check_reset(response, before, after)
-        assert "Retry-After" not in response.headers
+        _check_under_the_limit(response, before, after)
 
 
 async def test_a_429_says_to_retry_when_the_window_ends(
     aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey
 ) -> None:
-    client = await aiohttp_client(create_app(settings_for(database_url,
-                                                          requests_per_minute=2)))
-    key = await mint_key(Role.AUDITOR)
+    client, key = await _limited(aiohttp_client, database_url, mint_key, 2)
     for _ in range(10):  # 3 requests do, unless a window ends between them
-        response, before, after = await _timed_get(client, "/api/v1/stats", key)
+        response, before, after = await _timed(client, "/api/v1/stats", key)
         if response.status == 429:
             break
         assert response.status == 200
