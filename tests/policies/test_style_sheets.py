@@ -119,3 +119,46 @@ def test_text_the_cascade_shows_is_not_left_out(sheet: str, tag: str) -> None:
 
 def test_a_hidden_keyword_is_still_found() -> None:
     assert _rejected('<style>.h{display:none}</style><p>hi<span class="h">viagra</span></p>')
+
+
+_HIDDEN_BY_HTML = "<style>.h{display:none}</style>"
+_SPLIT = '<p>via<span class="h">xyz</span>gra</p>'
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        # An SVG or MathML <style> holds markup: references and CDATA sections are text.
+        pytest.param("<svg><style>.h{display:&#110;one}</style></svg>" + _SPLIT,
+                     id="reference-in-svg-style"),
+        pytest.param("<svg><style><![CDATA[.h{display:none}]]></style></svg>" + _SPLIT,
+                     id="cdata-section-in-svg-style"),
+        pytest.param("<math><style>.h{display:&#x6e;one}</style></math>" + _SPLIT,
+                     id="reference-in-mathml-style"),
+        # Its own text only: an element in it breaks no declaration, a comment is none.
+        pytest.param("<svg><style>.h{display:<g>;</g>no<!-- -->ne}</style></svg>" + _SPLIT,
+                     id="child-element-and-comment-left-out"),
+        # Rules readers do not read there show nothing a sheet hides.
+        pytest.param(_HIDDEN_BY_HTML + "<svg><style><!-- .h{display:inline} --></style></svg>"
+                     + _SPLIT, id="comment-in-svg-style-is-no-rule"),
+        pytest.param(_HIDDEN_BY_HTML + "<svg><style>a{<b>}.h{display:inline}</b></style></svg>"
+                     + _SPLIT, id="html-breaking-out-is-no-rule"),
+    ],
+)
+def test_a_sheet_in_svg_or_mathml_is_read_as_readers_read_it(html: str) -> None:
+    assert _rejected(html)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param("<svg><style><!-- .h{display:none} --></style></svg>" + _SPLIT,
+                     id="comment-in-svg-style"),
+        pytest.param("<svg><style><b>.h{display:none}</b></style></svg>" + _SPLIT,
+                     id="after-a-breakout-tag"),
+        pytest.param("<svg><style><g>.h{display:none}</g></style></svg>" + _SPLIT,
+                     id="in-an-element-in-svg-style"),
+    ],
+)
+def test_what_an_svg_style_does_not_hold_as_its_text_hides_nothing(html: str) -> None:
+    assert not _rejected(html)

@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from html import unescape as html_unescape
 
 from .html_cost import VOID
-from .htmltokens import ATTRIBUTE, FOREIGN, HTML, INTEGRATION, Reading, ascii_lower
+from .htmltokens import (
+    ATTRIBUTE,
+    FOREIGN,
+    HTML,
+    INTEGRATION,
+    STYLE_SHEET,
+    Reading,
+    ascii_lower,
+)
 
 # Where an <svg> or <math> start tag may be ("<sag" too): elsewhere all is read as
 # HTML, at once. Without an alternation sre scans for it ten times as fast (under a
@@ -78,15 +86,71 @@ def readings(html: str) -> Iterator[tuple[int, int, Reading]]:
     yield start, len(html), reading
 
 
+def style_sheets(html: str) -> list[str]:
+    """The sheets of the ``<style>`` elements of ``html`` as readers take them. Where no
+    ``<svg`` or ``<math`` start tag can be, the raw text after each ``<style>`` tag,
+    wherever it is (a comment too: finding it as the tokenizer does would cost a pass
+    over all the markup); else as :func:`_sheets_read` finds them."""
+    sheets = [match.group(1) or "" for match in STYLE_SHEET.finditer(html)]
+    if not sheets or _FOREIGN_START.search(html) is None:
+        return sheets
+    return _sheets_read(html)
+
+
+def _sheets_read(html: str) -> list[str]:
+    """The sheets of the ``<style>`` elements of ``html`` read a tag at a time, as
+    :func:`document_tags` reads them: an HTML one's raw text; an SVG or MathML one's own
+    text (browsers join its text children): references decoded, a CDATA section's text,
+    no comment, no tag nor what an element in it holds, up to where the tree builder
+    closes it (its end tag, an ``</svg>``, an HTML tag breaking out). Read as raw text,
+    ``display:&#110;one`` or a CDATA section hid no text, and a comment or the HTML
+    after a ``<b>`` was taken for rules."""
+    stack = _OpenElements()
+    sheets: list[list[str]] = []
+    # The SVG and MathML <style> elements open: their places in stack.open (plus one)
+    # and their text so far.
+    open_sheets: list[tuple[int, list[str]]] = []
+    after = 0  # where the last token ended
+    for found in _tokens_read(html, stack):
+        if open_sheets and open_sheets[-1][0] == len(stack.open):  # the current element
+            open_sheets[-1][1].extend((html_unescape(html[after : found.start()]),
+                                       found.group("cdata") or ""))
+        after = found.end()
+        if (name := tag_name(found)) is None:
+            continue
+        stack.read(name, found)
+        # An element closed takes those in it along; one opening in its place (a breakout
+        # tag's) is shallower: an SVG or MathML <style> is never a child of HTML.
+        while open_sheets and open_sheets[-1][0] > len(stack.open):
+            open_sheets.pop()
+        if name != "style":
+            continue
+        if found.group("raw") is not None:  # read as HTML: raw text
+            sheets.append([found.group("content")])
+        elif not _self_closing(found):  # an SVG or MathML <style>, now open
+            text: list[str] = []
+            sheets.append(text)
+            open_sheets.append((len(stack.open), text))
+    if open_sheets and open_sheets[-1][0] == len(stack.open):
+        open_sheets[-1][1].append(html_unescape(html[after:]))
+    return ["".join(sheet) for sheet in sheets]
+
+
 def _tags_read(html: str, stack: _OpenElements) -> Iterator[tuple[str, re.Match[str]]]:
-    """The tags of ``html`` as HTML's tokenizer reads them, reading on after each as
-    ``stack`` says once the caller has given it the tag (_OpenElements.read)."""
+    """The tags of ``html`` as :func:`_tokens_read` reads them (no comment)."""
+    for found in _tokens_read(html, stack):
+        if (name := tag_name(found)) is not None:
+            yield name, found
+
+
+def _tokens_read(html: str, stack: _OpenElements) -> Iterator[re.Match[str]]:
+    """The tokens of ``html`` (comments, CDATA sections too) as HTML's tokenizer reads
+    them, reading on after each as ``stack`` says once the caller has given it the tag
+    (_OpenElements.read)."""
     reading, start = HTML, 0
     while True:
         for found in reading.tokens.finditer(html, start):
-            if (name := tag_name(found)) is None:
-                continue
-            yield name, found
+            yield found
             if (wanted := stack.reading()) is not reading:
                 reading, start = wanted, found.end()  # read on as the tree builder now is
                 break

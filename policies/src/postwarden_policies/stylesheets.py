@@ -15,8 +15,10 @@ sender hid text with ``@media all``); other at-rules' are not. Class
 and id names are matched ignoring case, as quirks mode (most mail has no
 doctype) does. The cascade is CSS's: ``!important`` first, then the style
 attribute, then the more specific selector, then the later rule. A ``<style>``
-is found wherever it is, in a comment too: that can only hide more, and finding
-it as the tokenizer does would cost a second pass over all the markup.
+is found wherever it is, in a comment too: finding it as the tokenizer does would
+cost a second pass over all the markup; but in HTML with SVG or MathML, read a tag
+at a time anyway, the sheets are those readers take, an SVG or MathML one's text as
+the tree builder reads it (:func:`~.foreigncontent.style_sheets`).
 
 Reading is linear in the sheets: one scan of their braces; and so is matching,
 in the element's attributes: each of its classes and its id is looked up (no
@@ -28,7 +30,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from .htmltokens import STYLE_SHEET, WS, ascii_lower
+from .foreigncontent import style_sheets
+from .htmltokens import WS, ascii_lower
 from .sanitize import css_unescaped
 
 # How a declaration ranks in the cascade: !important, specificity, rule order.
@@ -144,7 +147,7 @@ EMPTY = StyleSheet({})
 
 def read_style_sheets(html: str, properties: frozenset[str]) -> StyleSheet:
     """The sheets of the HTML ``html``, keeping the ``properties`` asked for."""
-    sheets = [match.group(1) or "" for match in STYLE_SHEET.finditer(html)]
+    sheets = style_sheets(html)
     if not sheets:
         return EMPTY
     # Escapes are read in each name, value and selector, where they cannot add a brace
