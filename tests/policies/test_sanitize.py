@@ -748,6 +748,20 @@ def test_an_image_a_base_makes_remote_is_stripped() -> None:
             '<p title="&lt;noscript&gt;">x</p>',
             id="only-its-tags",
         ),
+        # In SVG a <style> holds tags: one where SVG holds HTML is a <noscript> readers
+        # read (kept, nh3 read up to its end tag, gone, as text: the <p> after went).
+        pytest.param(
+            "<svg><style><foreignObject><noscript></style></noscript></foreignObject></svg>"
+            "<p>Hi</p>",
+            "<p>Hi</p>",
+            id="in-svg-style-where-svg-holds-html",
+        ),
+        # A CDATA section there is text to its "]]>" (the tag taken out of it made one).
+        pytest.param(
+            "<svg><![CDATA[>]]<noscript>><img src=https://t.example/x.gif>]]></svg><p>Hi</p>",
+            "<p>Hi</p>",
+            id="none-in-an-svg-cdata-section",
+        ),
     ],
 )
 def test_noscript_content_is_read_as_readers_running_no_script_read_it(

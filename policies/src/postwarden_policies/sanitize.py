@@ -92,7 +92,7 @@ from .html_allowlist import (
 )
 from .html_cost import BUDGET, estimated_cost
 from .html_precheck import needs_no_sanitizing
-from .htmltokens import ATTRIBUTE, FOREIGN, HTML, INTEGRATION, TOKENS, Reading, ascii_lower
+from .htmltokens import ATTRIBUTE, FOREIGN, HTML, INTEGRATION, Reading, ascii_lower
 from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
 
 log = logging.getLogger(__name__)
@@ -576,13 +576,16 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
 
 def _tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
     """The tags of ``html`` as HTML's tokenizer reads them: the name, A to Z lower-cased,
-    "/" before an end tag's; and the :data:`.htmltokens.TOKENS` match. Not the text
+    "/" before an end tag's; and the match (:data:`.htmltokens.TOKENS`'s groups). Not the text
     "<body" in a comment, a ``<title>`` or ``<script>``, or an attribute value (a decoy
     there set the page's colours); and a quote opens a value only after "=" (``<p
-    a"b>``: one taken anywhere hid a ``<body>`` readers read, or showed one they do not)."""
-    for found in TOKENS.finditer(html):
-        if (name := tag_name(found)) is not None:
-            yield name, found
+    a"b>``: one taken anywhere hid a ``<body>`` readers read, or showed one they do not).
+    SVG and MathML content is read as readers read it (:func:`.foreigncontent.readings`):
+    a tag in a ``<style>`` there is one, one in a CDATA section none."""
+    for start, end, reading in readings(html):
+        for found in reading.tokens.finditer(html, start, end):
+            if (name := tag_name(found)) is not None:
+                yield name, found
 
 
 def _without_noscript_tags(html: str) -> str:
