@@ -45,3 +45,31 @@ def test_a_costly_part_is_replaced_with_a_notice_without_nh3(
 def test_counting_stops_once_past_the_budget() -> None:
     deep = "<div>" * 100_000
     assert BUDGET < estimated_cost(deep, BUDGET) < 2 * BUDGET
+
+
+# Where SVG or MathML holds HTML again (an integration point) its start tags are HTML,
+# as costly as anywhere: read as SVG or MathML, these were estimated at a thousandth.
+HELD_HTML = [
+    pytest.param("<svg><foreignObject>" + "<section>" * 20_000, id="sections-in-foreignobject"),
+    pytest.param("<math><mi>" + "<section>" * 20_000, id="sections-in-mi"),
+    pytest.param('<math><annotation-xml encoding="text&#47;html">' + "<article>" * 20_000,
+                 id="articles-in-html-annotation-xml"),
+    pytest.param("<svg><desc>" + "<section>" * 1_000 + "".join(
+        f"<b c={i}>" for i in range(1_000)) + "x</section>" * 1_000,
+                 id="formatting-reopened-in-desc"),
+]
+
+
+@pytest.mark.parametrize("html", HELD_HTML)
+def test_html_that_svg_or_mathml_holds_costs_as_html(html: str) -> None:
+    assert too_costly(html.lower())
+
+
+def test_html_in_svg_and_mathml_as_mail_writes_it_is_far_below_the_budget() -> None:
+    html = "<table>" + "".join(
+        f'<tr><td><svg width=100 height=20><foreignObject width=100 height=20><div><b>{i}'
+        f'</b> <a href="https://x.test/{i}">link</a></div></foreignObject></svg></td></tr>'
+        "<math><mi>x</mi><mo>+</mo><annotation-xml encoding=text/html><span>x</span>"
+        "</annotation-xml><annotation-xml><mi>y</mi></annotation-xml></math>"
+        for i in range(500)) + "</table>"
+    assert estimated_cost(html.lower(), BUDGET) < BUDGET // 100

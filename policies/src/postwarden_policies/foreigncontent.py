@@ -14,7 +14,7 @@ from array import array
 from collections.abc import Iterator
 from html import unescape as html_unescape
 
-from .html_cost import VOID
+from .html_cost import BREAKOUT, FONT_BREAKS, HTML_ENCODINGS, MATHML_TEXT, SVG_POINTS, VOID
 from .htmltokens import (
     ATTRIBUTE,
     FOREIGN,
@@ -158,21 +158,13 @@ def _tokens_read(html: str, stack: _OpenElements) -> Iterator[re.Match[str]]:
             return
 
 
-# Start tags that end SVG or MathML content: the tree builder closes what is open of it
-# and reads the tag as HTML ("font" only with one of _FONT_BREAKS).
-_BREAKOUT = frozenset(
-    "b big blockquote body br center code dd div dl dt em embed font h1 h2 h3 h4 h5 h6 head hr"
-    " i img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table"
-    " tt u ul var".split())
-_FONT_BREAKS = frozenset({"color", "face", "size"})
-# SVG and MathML elements that hold HTML again (integration points; annotation-xml only of
-# an HTML encoding, else only an <svg> start tag there is HTML), and those whose start
-# tags but these two are HTML (MathML text integration points).
-_INTEGRATION = {"svg": frozenset({"foreignobject", "desc", "title"}),
-                "math": frozenset({"annotation-xml"})}
-_MATHML_TEXT = frozenset({"mi", "mo", "mn", "ms", "mtext"})
+# Start tags that end SVG or MathML content (html_cost.BREAKOUT): the tree builder closes
+# what is open of it and reads the tag as HTML. SVG and MathML elements that hold HTML
+# again (integration points; annotation-xml only of an HTML encoding, else only an <svg>
+# start tag there is HTML), and those whose start tags but these two are HTML (MathML
+# text integration points: html_cost.MATHML_TEXT).
+_INTEGRATION = {"svg": SVG_POINTS, "math": frozenset({"annotation-xml"})}
 _MATHML_GLYPHS = frozenset({"mglyph", "malignmark"})
-_HTML_ENCODINGS = frozenset({"text/html", "application/xhtml+xml"})
 _ENCODING = frozenset({"encoding"})
 # HTML start tags that open no element (void), or none where a body is already open.
 _NOT_OPENED = VOID | frozenset(
@@ -261,9 +253,9 @@ class _OpenElements:
         role = ""
         if name in _INTEGRATION[namespace]:
             html = name != "annotation-xml" or ascii_lower(
-                tag_attributes(tag, _ENCODING).get("encoding", "")) in _HTML_ENCODINGS
+                tag_attributes(tag, _ENCODING).get("encoding", "")) in HTML_ENCODINGS
             role = "point" if html else "xml"
-        elif namespace == "math" and name in _MATHML_TEXT:
+        elif namespace == "math" and name in MATHML_TEXT:
             role = "text"
         self._push((name, namespace, role))
 
@@ -334,7 +326,7 @@ def _breaks_out(name: str, tag: re.Match[str]) -> bool:
     """Whether the tag ends SVG or MathML content, read as HTML."""
     if name in ("/br", "/p"):
         return True
-    return name in _BREAKOUT and (name != "font" or bool(tag_attributes(tag, _FONT_BREAKS)))
+    return name in BREAKOUT and (name != "font" or bool(tag_attributes(tag, FONT_BREAKS)))
 
 
 def _self_closing(tag: re.Match[str]) -> bool:

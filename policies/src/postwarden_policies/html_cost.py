@@ -14,10 +14,12 @@ same, but a mail filter must not: one message would hold a core.
 constant time per tag: the open elements (with the closes a ``<p>``, ``<li>``,
 ``<td>``... imply, so sloppy but ordinary HTML stays shallow), the active
 formatting elements (three alike at most, the standard's "Noah's Ark"
-clause), and the reopening of those a close took away. It adds up the open
-elements looked through, the elements reopened and, for each tag, its attributes
-times the distinct ones among them, weighted by what each costs nh3, and stops once
-the budget is spent. Ordinary mail stays three orders of magnitude below it.
+clause), and the reopening of those a close took away; in SVG and MathML, the
+foreign elements an end tag looks through, and the HTML an integration point
+(``<foreignObject>``, ``<mi>``) holds, as HTML. It adds up the open elements looked
+through, the elements reopened and, for each tag, its attributes times the distinct
+ones among them, weighted by what each costs nh3, and stops once the budget is spent.
+Ordinary mail stays three orders of magnitude below it.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from __future__ import annotations
 import heapq
 import re
 from collections import Counter, defaultdict
+from html import unescape as html_unescape
 
 # A tag as the tokenizer starts it, what follows its name up to ">" its attributes; and
 # the character after it unless another tag starts there: text, which reopens what a
 # close took away.
 _TAG = re.compile(r"<(/?)([a-z][^\t\n\f\r />]*)([^>]*)>?([^<]?)")
+_WS = "\t\n\f\r "
 # The tokenizer's attributes: a quoted value may hold ">", which then ends no tag.
 _NAME = r"[^\t\n\f\r />][^\t\n\f\r />=]*"
 _QUOTED = r"""(?P<quoted>"[^"]*"|'[^']*')"""
@@ -80,13 +84,22 @@ _SPECIAL = frozenset(
 # (besides _CLOSE_P): reopened there, sloppy <p><font>text mail nested without end.
 _NO_REOPENING = frozenset("form plaintext table xmp".split())
 # Inside SVG or MathML every start tag but these is another foreign element; these
-# close all the foreign ones first (the standard's breakout list).
-_BREAKOUT = frozenset(
-    """b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr
-    i img li listing menu meta nobr ol p pre ruby s small span strike strong sub sup table
+# close all the foreign ones first (the standard's breakout list; "font" only with one
+# of FONT_BREAKS).
+BREAKOUT = frozenset(
+    """b big blockquote body br center code dd div dl dt em embed font h1 h2 h3 h4 h5 h6 head
+    hr i img li listing menu meta nobr ol p pre ruby s small span strike strong sub sup table
     tt u ul var""".split()
 )
+FONT_BREAKS = frozenset({"color", "face", "size"})
 _FOREIGN = "\1"  # prefixed to a foreign element's name: none of the HTML rules apply to it
+# SVG and MathML elements whose start tags (but a few) are HTML: integration points,
+# and MathML's text integration points; annotation-xml too, of an HTML encoding. In
+# HTML each bounds a scope (annotation-xml always).
+SVG_POINTS = frozenset({"foreignobject", "desc", "title"})
+MATHML_TEXT = frozenset({"mi", "mo", "mn", "ms", "mtext"})
+_POINTS = {"svg": SVG_POINTS, "math": MATHML_TEXT}
+HTML_ENCODINGS = frozenset({"text/html", "application/xhtml+xml"})
 _ADOPTED = "\2"  # the slot of a formatting element the adoption agency took off the stack
 # Closed by a ruby annotation's start tag while a ruby is in scope (the standard's
 # "generate implied end tags"; rtc stays for rt and rp).
@@ -123,31 +136,32 @@ class _Builder:
         self.live_before: list[int] = []  # live at each marker
         self.displaced_before: list[int] = []  # displaced at each marker
         self.displaced = 0  # active formatting elements a close took off the stack
-        self.foreign_from: int | None = None  # index in open of the outermost svg or math
+        self.roots: list[int] = []  # indexes in open of svg and math elements
+        self.points: list[int] = []  # of SVG and MathML elements that hold HTML
+        self.html_at: list[int] = []  # of HTML elements inside SVG or MathML
         self.cost = 0
 
     def text(self) -> None:
         # The standard's "reconstruct the active formatting elements" (not in SVG, MathML).
-        if self.displaced and self.foreign_from is None:
+        if self.displaced and not self._in_foreign():
             self.cost += self.displaced * _REOPEN_WEIGHT
             for _ in range(self.displaced):
                 self._push(_REOPENED)
             self.displaced = 0
 
     def start(self, name: str, attributes: str) -> None:
-        if self.foreign_from is not None:
-            if name not in _BREAKOUT:
+        if self._in_foreign():
+            if not _breaks_out(name, attributes):
                 self.cost += 1
                 if not attributes.rstrip().endswith("/"):  # a self-closing one is popped at once
-                    self._push(_FOREIGN + name)
+                    self._push_foreign(name, attributes)
                 return
-            while self.foreign_from is not None:  # out of SVG or MathML, then as HTML
+            while self._in_foreign():  # out of SVG or MathML, then as HTML
                 self._pop()
                 self.cost += 1
         if name in ("svg", "math"):
             self.cost += len(self.open) - self.floor  # as any start tag (below)
-            self.foreign_from = len(self.open)
-            self._push(_FOREIGN + name)
+            self._push_foreign(name, attributes)
             return
         at = self.at
         if name in _TABLE_ONLY and not at.get("table"):
@@ -156,7 +170,7 @@ class _Builder:
             self._close_list_item(name)
         elif name in _SIBLINGS:
             for sibling in _SIBLINGS[name]:
-                self.end(sibling)
+                self._html_end(sibling)
         elif name in ("option", "optgroup"):
             self._close_current_option(name)
         elif name == "form" and at.get("form"):
@@ -164,10 +178,10 @@ class _Builder:
         elif name in ("rb", "rp", "rt", "rtc") and at.get("ruby") and at["ruby"][-1] >= self.floor:
             keep = "rtc" if name in ("rp", "rt") else ""
             while self.open and self.open[-1] in _IMPLIED_END and self.open[-1] != keep:
-                self.end(self.open[-1])
+                self._html_end(self.open[-1])
         if name in _CLOSE_P:  # looks for an open p: through the scope, or to close it
             if at.get("p"):
-                self.end("p")
+                self._html_end("p")
             else:
                 self.cost += len(self.open) - self.floor
         if self.displaced and name not in _CLOSE_P and name not in _NO_REOPENING:
@@ -191,17 +205,24 @@ class _Builder:
             self.live += 1
 
     def end(self, name: str) -> None:
-        """Close the nearest open ``name`` within the scope, if there is one."""
-        if self.foreign_from is not None:
-            # The tree builder looks down through the foreign elements for one so named,
-            # then, reaching an HTML one, reads the end tag as HTML.
-            self.cost += len(self.open) - self.foreign_from
+        """An end tag: where an SVG or MathML element is the current one, the tree
+        builder looks down through the foreign elements for one so named, then, reaching
+        an HTML one, reads it as HTML."""
+        if self.roots and self.open[-1].startswith(_FOREIGN):
+            below = max(self.roots[0], self.html_at[-1] if self.html_at else 0)
+            # Measured: twice what a scope search costs an element (with the HTML end
+            # tag's search after it, as counted below, about what nh3 spends).
+            self.cost += 2 * (len(self.open) - below)
             where = self.at.get(_FOREIGN + name)
-            if where and where[-1] >= self.foreign_from:
+            if where and where[-1] >= below:
                 found = where[-1]
                 while len(self.open) > found:
                     self._pop()
                 return
+        self._html_end(name)
+
+    def _html_end(self, name: str) -> None:
+        """Close the nearest open ``name`` within the scope, if there is one."""
         self.cost += len(self.open) - self.floor
         if name in _FORMATTING and self.active_at[name]:
             at = self.active_at[name][-1]
@@ -244,10 +265,10 @@ class _Builder:
         """An option or optgroup closes the current option only (one further down stays
         open); in a select, an optgroup the current optgroup too."""
         if self.open and self.open[-1] == "option":
-            self.end("option")
+            self._html_end("option")
         if name == "optgroup" and self.at.get("select") and self.open and \
                 self.open[-1] == "optgroup":
-            self.end("optgroup")
+            self._html_end("optgroup")
 
     def _close_list_item(self, name: str) -> None:
         """The standard's search for an open list item to close: down to the innermost
@@ -255,7 +276,7 @@ class _Builder:
         innermost = self.special[-1] if self.special else 0
         self.cost += len(self.open) - innermost
         if self.special and self.open[innermost] in _LIST_ITEMS[name]:
-            self.end(self.open[innermost])
+            self._html_end(self.open[innermost])
 
     def _forget(self, at: int) -> None:
         entry = self.active[at]
@@ -275,30 +296,56 @@ class _Builder:
         self.live = self.live_before.pop()
         self.displaced = self.displaced_before.pop()  # those displaced inside go with it
 
-    def _push(self, name: str) -> None:
-        if name in _SCOPE:
+    def _in_foreign(self) -> bool:
+        """Whether the current element is an SVG or MathML one that holds no HTML: a start
+        tag there (but a breakout's) is another, and text reopens nothing."""
+        return bool(self.roots) and self.open[-1].startswith(_FOREIGN) and \
+            not (self.points and self.points[-1] == len(self.open) - 1)
+
+    def _push_foreign(self, name: str, attributes: str) -> None:
+        """Open an SVG or MathML element: ``<svg>``, ``<math>`` or one inside them."""
+        at = len(self.open)
+        namespace = name if name in ("svg", "math") else self.open[self.roots[-1]][1:]
+        point = name in _POINTS[namespace] or (
+            namespace == "math" and name == "annotation-xml" and _html_encoded(attributes))
+        if name in ("svg", "math"):
+            self.roots.append(at)
+        if point:
+            self.points.append(at)
+        self._push(_FOREIGN + name, scope=point or name == "annotation-xml")
+
+    def _push(self, name: str, scope: bool = False) -> None:
+        if scope or name in _SCOPE:
             self.floor = len(self.open)
             self.scopes.append(self.floor)
         if name in _SPECIAL:
             self.special.append(len(self.open))
+        if self.roots and not name.startswith(_FOREIGN):
+            self.html_at.append(len(self.open))
         self.at[name].append(len(self.open))
         self.open.append(name)
 
     def _pop(self) -> str:
         name = self.open.pop()
         self.at[name].pop()
-        if name in _SCOPE:
-            self.scopes.pop()
-            self.floor = self.scopes[-1] if self.scopes else 0
+        self._left(len(self.open))
         if name in _SPECIAL:
             self.special.pop()
         if name in _MARKERS:
             self._clear_to_marker()
         while self.open and self.open[-1] == _ADOPTED:  # slots with nothing above
             self.open.pop()
-        if self.foreign_from is not None and len(self.open) <= self.foreign_from:
-            self.foreign_from = None
+            self._left(len(self.open))
         return name
+
+    def _left(self, at: int) -> None:
+        """Forget the place ``at`` in open, which an element (or a slot) has left."""
+        for places in (self.roots, self.points, self.html_at):
+            if places and places[-1] == at:
+                places.pop()
+        if self.scopes and self.scopes[-1] == at:
+            self.scopes.pop()
+            self.floor = self.scopes[-1] if self.scopes else 0
 
 
 def too_costly(folded: str, budget: int = BUDGET) -> bool:
@@ -324,6 +371,24 @@ def estimated_cost(folded: str, stop: int) -> int:
         if text_after and builder.displaced:
             builder.text()
     return builder.cost
+
+
+def _breaks_out(name: str, attributes: str) -> bool:
+    """Whether a start tag in SVG or MathML content ends it, read as HTML."""
+    return name in BREAKOUT and (name != "font" or any(
+        found["name"] in FONT_BREAKS for found in _ATTRIBUTE.finditer(attributes)))
+
+
+def _html_encoded(attributes: str) -> bool:
+    """Whether an ``<annotation-xml>``'s first ``encoding`` attribute names HTML, as the
+    tokenizer reads its value (either way taken wrongly, a tag after it was read at
+    far less than it costs)."""
+    for found in _ATTRIBUTE.finditer(attributes):
+        if found["name"] == "encoding":
+            quoted = found["quoted"]
+            value = quoted[1:-1] if quoted else found.group().partition("=")[2].strip(_WS)
+            return html_unescape(value) in HTML_ENCODINGS
+    return False
 
 
 def _attribute_cost(folded: str, stop: int) -> int:
