@@ -762,6 +762,12 @@ def test_an_image_a_base_makes_remote_is_stripped() -> None:
             "<p>Hi</p>",
             id="none-in-an-svg-cdata-section",
         ),
+        # What was on either side of it stays apart: no tag is made of text.
+        pytest.param(
+            "<p>a <<noscript>img src=https://t.example/x.gif></noscript></p>",
+            "<p>a &lt;img src=https://t.example/x.gif&gt;</p>",
+            id="its-tags-join-no-text-into-a-tag",
+        ),
     ],
 )
 def test_noscript_content_is_read_as_readers_running_no_script_read_it(

@@ -589,10 +589,12 @@ def _tags(html: str) -> Iterator[tuple[str, re.Match[str]]]:
 
 
 def _without_noscript_tags(html: str) -> str:
-    """``html`` without its ``<noscript>`` and ``</noscript>`` tags. nh3 parses as a
-    browser running scripts, which reads what they hold as text: their markup went out
-    as text readers showed (a tracking pixel's ``<img ...>``). Mail readers run no
-    script and read it as markup, as nh3 does without the tags."""
+    """``html`` with an empty comment for each of its ``<noscript>`` and ``</noscript>``
+    tags. nh3 parses as a browser running scripts, which reads what they hold as text:
+    their markup went out as text readers showed (a tracking pixel's ``<img ...>``).
+    Mail readers run no script and read it as markup, as nh3 does without the tags. A
+    comment, which nh3 drops, keeps apart what was on either side: joined, the text
+    ``<<noscript>img src=...>`` made an image readers never showed."""
     pieces: list[str] = []
     start = 0
     for name, found in _tags(html):
@@ -600,7 +602,7 @@ def _without_noscript_tags(html: str) -> str:
             pieces.append(html[start : found.start()])
             start = found.end()
     pieces.append(html[start:])
-    return "".join(pieces)
+    return "<!---->".join(pieces)
 
 
 def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
