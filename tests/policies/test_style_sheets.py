@@ -162,3 +162,17 @@ def test_a_sheet_in_svg_or_mathml_is_read_as_readers_read_it(html: str) -> None:
 )
 def test_what_an_svg_style_does_not_hold_as_its_text_hides_nothing(html: str) -> None:
     assert not _rejected(html)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(".a{color:red", id="unclosed-rule"),
+        pytest.param(".a{content:'x", id="unclosed-string"),
+        pytest.param("/* x", id="unclosed-comment"),
+        pytest.param("@media print{.a{color:red}", id="unclosed-media-print"),
+    ],
+)
+def test_what_a_sheet_leaves_open_ends_with_it(first: str) -> None:
+    """Each <style> is a sheet of its own: what one leaves open hides no rule of the next."""
+    assert _rejected(f"<style>{first}</style><style>.h{{display:none}}</style>" + _SPLIT)

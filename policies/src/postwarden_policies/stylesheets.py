@@ -150,11 +150,8 @@ def read_style_sheets(html: str, properties: frozenset[str]) -> StyleSheet:
     sheets = style_sheets(html)
     if not sheets:
         return EMPTY
-    # Escapes are read in each name, value and selector, where they cannot add a brace
-    # or a separator; then lower-cased ("\4e" is "N").
-    sheet = _CDO_CDC.sub(" ", cleaned(" ".join(sheets)))
     rules: dict[str, Declared] = {}
-    for order, (prelude, block) in enumerate(_rules(sheet)):
+    for order, (prelude, block) in enumerate(_all_rules(sheets)):
         kept = list(declarations(block, properties))
         if kept:
             for key, specificity in _selectors(prelude):
@@ -163,6 +160,16 @@ def read_style_sheets(html: str, properties: frozenset[str]) -> StyleSheet:
                 declared = kept if specificity != WIDER else [(n, v, False) for n, v, _ in kept]
                 cascade(rules.setdefault(key, {}), declared, specificity, order)
     return StyleSheet(rules)
+
+
+def _all_rules(sheets: list[str]) -> Iterator[tuple[str, str]]:
+    """The rules of the sheets in order, each sheet read on its own as browsers read it:
+    a comment, string, rule or ``@media`` left open ends with its sheet (read as one
+    text, an unclosed ``.a{color:red`` took the next sheet's rules into its block)."""
+    for sheet in sheets:
+        # Escapes are read in each name, value and selector, where they cannot add a
+        # brace or a separator; then lower-cased ("\4e" is "N").
+        yield from _rules(_CDO_CDC.sub(" ", cleaned(sheet)))
 
 
 def _rules(sheet: str) -> Iterator[tuple[str, str]]:
