@@ -16,6 +16,7 @@ from .dsn import dsn_problem, has_password
 from .errors import DatabaseReadOnly, DatabaseUrlRefused, StoreError
 from .migrations import apply_migrations, migrate_pending
 from .pool import connect, connecting, unreachable
+from .watch import Watch
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -28,19 +29,24 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 async def _migrate(dsn: str, dry_run: bool) -> int:
+    watch = Watch(dsn)  # each step, its close too, given up once the server is silent
+    versions, done = await watch.watching(lambda: _migrated(dsn, dry_run, watch))
+    print("\n".join(f"{done} {version}" for version in versions) or "schema is current")
+    return 0
+
+
+async def _migrated(dsn: str, dry_run: bool, watch: Watch) -> tuple[list[str], str]:
     with connecting(dsn):
-        conn = await connect(dsn)
+        conn = watch.conn = await connect(dsn)
     try:
         if dry_run:
-            versions, done = await migrate_pending(conn), "pending"
-        else:
-            versions, done = await apply_migrations(conn), "applied"
+            return await migrate_pending(conn, watch.step), "pending"
+        return await apply_migrations(conn, watch.step), "applied"
     except asyncpg.ReadOnlySQLTransactionError:
         raise DatabaseReadOnly from None
     finally:
+        watch.step("the end of its session")
         await conn.close()
-    print("\n".join(f"{done} {version}" for version in versions) or "schema is current")
-    return 0
 
 
 def add_migrate_options(parser: argparse.ArgumentParser, database_url_help: str,

@@ -4,6 +4,7 @@
     ├── MigrationError      a migration failed or an applied one was edited
     ├── SchemaTooOld        the database lacks migrations this code needs
     ├── DatabaseUnreachable a command's connection failed (refused, no answer)
+    ├── DatabaseSilent      the server stopped answering a command once connected
     ├── DatabaseUrlRefused  database_url's own options refused: invalid settings
     └── DatabaseReadOnly    the database refuses writes (a standby)
 """
@@ -18,6 +19,10 @@ class MigrationError(StoreError):
 
 
 class DatabaseUnreachable(StoreError):
+    pass
+
+
+class DatabaseSilent(StoreError):
     pass
 
 

@@ -48,7 +48,12 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 SELECT_APPLIED = "SELECT version, checksum FROM schema_migrations"
-READING = "the read of schema_migrations"  # what migrate waits for, said
+# What migrate waits for, said (a lock held, a server that stopped answering: .watch).
+READING = "the read of schema_migrations"
+LOCKING = "its advisory lock (held while another migrate runs)"
+UNLOCKING = "the release of its advisory lock"
+# Told each step as it starts (.watch.Watch.step).
+Step = Callable[[str], None]
 INSERT_APPLIED = "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)"
 LOCK_TIMEOUT_SECONDS = 2
 LOCK_ATTEMPTS = 30
@@ -115,10 +120,14 @@ async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
     return [m.version for m in migrations if m.version not in applied]
 
 
-async def migrate_pending(conn: asyncpg.Connection) -> list[str]:
+def _unwatched(what: str) -> None:
+    """The steps of a migrate no :class:`.watch.Watch` watches go untold."""
+
+
+async def migrate_pending(conn: asyncpg.Connection, step: Step = _unwatched) -> list[str]:
     """:func:`pending_migrations`, for migrate: each wait for a lock on
     ``schema_migrations`` bounded and said, as a migration's."""
-    return await _waiting_for_locks(conn, READING, lambda: pending_migrations(conn))
+    return await _waiting_for_locks(conn, READING, lambda: pending_migrations(conn), step)
 
 
 async def check_schema_current(conn: asyncpg.Connection) -> None:
@@ -128,25 +137,29 @@ async def check_schema_current(conn: asyncpg.Connection) -> None:
         raise SchemaTooOld(pending, never_migrated=len(pending) == len(available_migrations()))
 
 
-async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
-    """Apply pending migrations; several processes may race, the lock serialises them."""
+async def apply_migrations(conn: asyncpg.Connection, step: Step = _unwatched) -> list[str]:
+    """Apply pending migrations; several processes may race, the lock serialises them.
+    ``step`` is told what each step waits for as it starts."""
+    step(LOCKING)
     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY):
         # A warning, so that the CLIs, which set no logging up, show it on stderr.
         log.warning("another migrate is running: waiting for it to finish")
         await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
     try:
-        applied = await _waiting_for_locks(conn, READING, lambda: _created_and_read(conn))
+        applied = await _waiting_for_locks(conn, READING, lambda: _created_and_read(conn),
+                                           step)
         migrations = available_migrations()
         _check_checksums(applied, migrations)
         done: list[str] = []
         for migration in migrations:
             if migration.version in applied:
                 continue
-            await _apply(conn, migration)
+            await _apply(conn, migration, step)
             log.info("applied migration %s", migration.version)
             done.append(migration.version)
         return done
     finally:
+        step(UNLOCKING)
         await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
 
 
@@ -155,27 +168,29 @@ async def _created_and_read(conn: asyncpg.Connection) -> dict[str, str]:
     return await applied_migrations(conn)
 
 
-async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
+async def _apply(conn: asyncpg.Connection, migration: Migration, step: Step) -> None:
     """Run ``migration`` in a transaction of its own, each wait for a lock bounded."""
 
     async def run() -> None:
         await conn.execute(migration.sql)
         await conn.execute(INSERT_APPLIED, migration.version, migration.checksum)
 
-    await _waiting_for_locks(conn, f"migration {migration.version}", run)
+    await _waiting_for_locks(conn, f"migration {migration.version}", run, step)
 
 
 async def _waiting_for_locks(conn: asyncpg.Connection, what: str,
-                             step: Callable[[], Awaitable[T]]) -> T:
-    """``step`` in a transaction of its own, each wait for a lock bounded (module
-    docstring); MigrationError, naming ``what``, when the locks stay taken."""
+                             work: Callable[[], Awaitable[T]], step: Step) -> T:
+    """``work`` in a transaction of its own, each wait for a lock bounded (module
+    docstring); MigrationError, naming ``what``, when the locks stay taken. ``step``
+    is told ``what``."""
+    step(what)
     attempt = 1
     while True:
         try:
             async with conn.transaction():
                 await conn.execute(SET_LOCK_TIMEOUT)
                 await conn.execute(SET_CLIENT_CHECK)
-                return await step()
+                return await work()
         except asyncpg.LockNotAvailableError:
             holders = await _long_transactions(conn)
             if attempt == LOCK_ATTEMPTS:
