@@ -30,7 +30,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 async def _migrate(dsn: str, dry_run: bool) -> int:
     watch = Watch(dsn)  # each step, its close too, given up once the server is silent
-    versions, done = await watch.watching(lambda: _migrated(dsn, dry_run, watch))
+    versions, done = await watch.watching(_migrated(dsn, dry_run, watch))
     print("\n".join(f"{done} {version}" for version in versions) or "schema is current")
     return 0
 

@@ -29,6 +29,30 @@ PROBE_EVERY_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = CONNECT_TIMEOUT
 
 
+async def while_answering(waiting: Awaitable[T], answers: Callable[[], Awaitable[None]],
+                          ending: Callable[[], None] = lambda: None) -> T:
+    """``waiting``'s outcome, or what ``answers`` raises (a probe of the server on another
+    connection that got no answer) once a probe, made every :data:`PROBE_EVERY_SECONDS`
+    while ``waiting`` runs, raises before it ends: a statement that may rightly wait long
+    (a lock, a migration) is told from a silent server. ``waiting``'s own outcome wins a
+    probe under way when it ends. ``ending``, called then before ``waiting`` is
+    cancelled, may end its connection at once (a cancel waits for the server)."""
+    task = asyncio.ensure_future(waiting)
+    try:
+        while not (await asyncio.wait({task}, timeout=PROBE_EVERY_SECONDS))[0]:
+            probe = asyncio.ensure_future(answers())
+            try:
+                await asyncio.wait({task, probe}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await _cancelled(probe)
+            if not task.done() and probe.exception() is not None:
+                ending()
+                probe.result()
+        return task.result()
+    finally:  # a probe failed, or the wait was cancelled
+        await _cancelled(task)
+
+
 class Watch:
     """The step migrate waits for (:meth:`step`), and the server's answers meanwhile."""
 
@@ -41,47 +65,30 @@ class Watch:
     def step(self, what: str) -> None:
         self.waiting_for = what
 
-    async def watching(self, work: Callable[[], Awaitable[T]]) -> T:
+    async def watching(self, work: Awaitable[T]) -> T:
         """``work``'s outcome; DatabaseSilent once a probe gets no answer."""
-        task = asyncio.ensure_future(work())
         try:
-            while not (await asyncio.wait({task}, timeout=PROBE_EVERY_SECONDS))[0]:
-                if await self._silent(task):
-                    self._end(self.conn)
-                    raise DatabaseSilent(
-                        f"the database gave no answer within {PROBE_TIMEOUT_SECONDS:g} s "
-                        f"while migrate waited for {self.waiting_for}; the migrations "
-                        "applied so far stay, none is applied in part: run migrate again "
-                        "once it answers")
-            return task.result()
+            return await while_answering(work, self._answers, lambda: self._end(self.conn))
         finally:
-            await _cancelled(task)
             self._end(self._probe)
 
-    async def _silent(self, task: asyncio.Future[Any]) -> bool:
-        """Whether a probe finds the server silent before ``task`` ends: a step's own
-        bound (the connect's) says what it waited for as well."""
-        probe = asyncio.ensure_future(self._answers())
-        try:
-            await asyncio.wait({task, probe}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            await _cancelled(probe)
-        return not task.done() and not probe.result()
-
-    async def _answers(self) -> bool:
-        """False when a probe got no answer in time; a probe refused (no connection slot
-        left, say) tells nothing, and is made again at the next one."""
+    async def _answers(self) -> None:
+        """DatabaseSilent when a probe got no answer in time; a probe refused (no
+        connection slot left, say) tells nothing, and is made again at the next one."""
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
                 if self._probe is None:
                     self._probe = await connect(self._dsn, connect_timeout=PROBE_TIMEOUT_SECONDS)
                 await self._probe.execute("SELECT 1")
         except TimeoutError:
-            return False
+            raise DatabaseSilent(
+                f"the database gave no answer within {PROBE_TIMEOUT_SECONDS:g} s "
+                f"while migrate waited for {self.waiting_for}; the migrations "
+                "applied so far stay, none is applied in part: run migrate again "
+                "once it answers") from None
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             self._end(self._probe)
             self._probe = None
-        return True
 
     @staticmethod
     def _end(conn: asyncpg.Connection | None) -> None:
@@ -91,8 +98,9 @@ class Watch:
 
 
 async def _cancelled(task: asyncio.Future[Any]) -> None:
-    """``task`` ended: cancelled unless done; its outcome is another's to tell."""
+    """``task`` ended: cancelled unless done; its outcome is another's to tell (taken
+    here all the same: one left untold is not logged as never retrieved)."""
     if not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

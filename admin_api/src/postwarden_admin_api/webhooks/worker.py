@@ -59,6 +59,7 @@ from postwarden_admin_api.notify_targets import active_warnings
 from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
 from postwarden_admin_api.revisions import lock_policies
 from postwarden_admin_api.secrets import KEYRING, Keyring, SecretsError
+from postwarden_store import watch as store_watch
 
 from .connector import Outcome, open_session, post
 from .events import envelope
@@ -399,8 +400,6 @@ COUNT_TIMEOUT_SECONDS = 2.0
 LEASE_MARGIN_SECONDS = 30.0
 # A stop waits for the deliveries in flight this much longer than their request may take.
 STOP_MARGIN_SECONDS = 5.0
-# How often a request waiting for a delete's lock makes sure the database still answers.
-PROBE_EVERY_SECONDS = 2.0
 
 
 async def deliver_due(
@@ -495,31 +494,7 @@ async def while_answering(pool: asyncpg.Pool, waiting: Awaitable[T]) -> T:
     frozen database is told as a statement elsewhere tells it, not after the whole
     wait, which a held lock and a silent server could not be told apart in. A probe
     that finds the pool full (database_busy) tells nothing, and the wait goes on."""
-    wait = asyncio.ensure_future(waiting)
-    try:
-        while not (await asyncio.wait({wait}, timeout=PROBE_EVERY_SECONDS))[0]:
-            await _until_done(wait, asyncio.ensure_future(_answers(pool)))
-        return wait.result()
-    finally:  # a probe failed, or this request was cancelled
-        await _ended(wait)
-
-
-async def _until_done(wait: asyncio.Future[Any], probe: asyncio.Future[None]) -> None:
-    """``probe``'s outcome, or none once ``wait`` is done first: a lock granted does not
-    wait for a probe behind a full pool."""
-    try:
-        await asyncio.wait({wait, probe}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        await _ended(probe)
-    if not probe.cancelled():
-        probe.result()
-
-
-async def _ended(task: asyncio.Future[Any]) -> None:
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return await store_watch.while_answering(waiting, functools.partial(_answers, pool))
 
 
 async def lock_policies_behind_deletes(conn: asyncpg.Connection, app: web.Application) -> None:
