@@ -176,3 +176,47 @@ def test_what_an_svg_style_does_not_hold_as_its_text_hides_nothing(html: str) ->
 def test_what_a_sheet_leaves_open_ends_with_it(first: str) -> None:
     """Each <style> is a sheet of its own: what one leaves open hides no rule of the next."""
     assert _rejected(f"<style>{first}</style><style>.h{{display:none}}</style>" + _SPLIT)
+
+
+_SHOWN = "<style>.h{display:inline!important}</style>"
+
+
+@pytest.mark.parametrize(
+    "decoy",
+    [
+        pytest.param(f"<!-- {_SHOWN} -->", id="comment"),
+        pytest.param(f'<p title="{_SHOWN}">x</p>', id="attribute-value"),
+        pytest.param(f"<textarea>{_SHOWN}</textarea>", id="textarea"),
+        pytest.param(f"<title>{_SHOWN}</title>", id="title"),
+        pytest.param(f"<script>{_SHOWN}</script>", id="script"),
+        pytest.param(f"<xmp>{_SHOWN}</xmp>", id="xmp"),
+        # A template's content is no part of the document: its sheets apply to nothing.
+        pytest.param(f"<template>{_SHOWN}</template>", id="template"),
+        pytest.param(f"<template><template></template>{_SHOWN}</template>",
+                     id="nested-template"),
+        pytest.param(f"<svg></svg><template>{_SHOWN}</template>", id="template-with-svg"),
+    ],
+)
+def test_a_style_tag_html_does_not_read_as_one_shows_nothing(decoy: str) -> None:
+    """A <style> that HTML's tokenizer reads as a comment, an attribute value or raw
+    text is no sheet: read as one, its rules showed text a real sheet hides."""
+    assert _rejected(_HIDDEN_BY_HTML + decoy + _SPLIT)
+
+
+@pytest.mark.parametrize(
+    "decoy",
+    [
+        pytest.param("<!-- <style>.a{content:' -->", id="comment"),
+        pytest.param('<p title="<style>.a{content:\'">x</p>', id="attribute-value"),
+        pytest.param("<textarea><style>.a{content:'</textarea>", id="textarea"),
+    ],
+)
+def test_a_sheet_after_a_style_tag_that_is_none_is_read(decoy: str) -> None:
+    """Read as a sheet, a <style> that is none took the real one's rules into its
+    string."""
+    assert _rejected(decoy + _HIDDEN_BY_HTML + _SPLIT)
+
+
+def test_a_head_sheet_in_upper_case_with_attributes_is_read() -> None:
+    assert _rejected('<HTML><HEAD><STYLE type="text/css" media=screen>.h{display:none}'
+                     "</STYLE></HEAD><BODY>" + _SPLIT)

@@ -87,31 +87,37 @@ def readings(html: str) -> Iterator[tuple[int, int, Reading]]:
 
 
 def style_sheets(html: str) -> list[str]:
-    """The sheets of the ``<style>`` elements of ``html`` as readers take them. Where no
-    ``<svg`` or ``<math`` start tag can be, the raw text after each ``<style>`` tag,
-    wherever it is (a comment too: finding it as the tokenizer does would cost a pass
-    over all the markup); else as :func:`_sheets_read` finds them."""
-    sheets = [match.group(1) or "" for match in STYLE_SHEET.finditer(html)]
-    if not sheets or _FOREIGN_START.search(html) is None:
-        return sheets
-    return _sheets_read(html)
+    """The sheets of the ``<style>`` elements of ``html`` as readers take them
+    (:func:`_sheets_read`). One search finds whether there is a ``<style`` tag at all,
+    and where the raw text after the last one ends: an HTML ``<style>`` element ends
+    there at the latest, so where no ``<svg`` or ``<math`` start tag can be, the
+    tokens are read only up to there. Taken wherever it was, a ``<style>`` in a
+    comment, an attribute value, a ``<textarea>`` or ``<template>`` showed text a
+    real sheet hides."""
+    end = None
+    for found in STYLE_SHEET.finditer(html):
+        end = found.end()
+    if end is None:
+        return []
+    return _sheets_read(html, len(html) if _FOREIGN_START.search(html) else end)
 
 
-def _sheets_read(html: str) -> list[str]:
-    """The sheets of the ``<style>`` elements of ``html`` read a tag at a time, as
-    :func:`document_tags` reads them: an HTML one's raw text; an SVG or MathML one's own
-    text (browsers join its text children): references decoded, a CDATA section's text,
-    no comment, no tag nor what an element in it holds, up to where the tree builder
-    closes it (its end tag, an ``</svg>``, an HTML tag breaking out). Read as raw text,
-    ``display:&#110;one`` or a CDATA section hid no text, and a comment or the HTML
-    after a ``<b>`` was taken for rules."""
+def _sheets_read(html: str, end: int) -> list[str]:
+    """The sheets of the ``<style>`` elements of ``html`` (read up to ``end``) read a tag
+    at a time, as :func:`document_tags` reads them, none in a ``<template>`` (its
+    content is no part of the document): an HTML one's raw text; an SVG or MathML one's
+    own text (browsers join its text children): references decoded, a CDATA section's
+    text, no comment, no tag nor what an element in it holds, up to where the tree
+    builder closes it (its end tag, an ``</svg>``, an HTML tag breaking out). Read as
+    raw text, ``display:&#110;one`` or a CDATA section hid no text, and a comment or
+    the HTML after a ``<b>`` was taken for rules."""
     stack = _OpenElements()
     sheets: list[list[str]] = []
     # The SVG and MathML <style> elements open: their places in stack.open (plus one)
     # and their text so far.
     open_sheets: list[tuple[int, list[str]]] = []
     after = 0  # where the last token ended
-    for found in _tokens_read(html, stack):
+    for found in _tokens_read(html, stack, end):
         if open_sheets and open_sheets[-1][0] == len(stack.open):  # the current element
             open_sheets[-1][1].extend((html_unescape(html[after : found.start()]),
                                        found.group("cdata") or ""))
@@ -123,7 +129,7 @@ def _sheets_read(html: str) -> list[str]:
         # tag's) is shallower: an SVG or MathML <style> is never a child of HTML.
         while open_sheets and open_sheets[-1][0] > len(stack.open):
             open_sheets.pop()
-        if name != "style":
+        if name != "style" or stack.in_template:
             continue
         if found.group("raw") is not None:  # read as HTML: raw text
             sheets.append([found.group("content")])
@@ -132,7 +138,7 @@ def _sheets_read(html: str) -> list[str]:
             sheets.append(text)
             open_sheets.append((len(stack.open), text))
     if open_sheets and open_sheets[-1][0] == len(stack.open):
-        open_sheets[-1][1].append(html_unescape(html[after:]))
+        open_sheets[-1][1].append(html_unescape(html[after:end]))
     return ["".join(sheet) for sheet in sheets]
 
 
@@ -143,13 +149,14 @@ def _tags_read(html: str, stack: _OpenElements) -> Iterator[tuple[str, re.Match[
             yield name, found
 
 
-def _tokens_read(html: str, stack: _OpenElements) -> Iterator[re.Match[str]]:
+def _tokens_read(html: str, stack: _OpenElements, end: int | None = None
+                 ) -> Iterator[re.Match[str]]:
     """The tokens of ``html`` (comments, CDATA sections too) as HTML's tokenizer reads
     them, reading on after each as ``stack`` says once the caller has given it the tag
-    (_OpenElements.read)."""
-    reading, start = HTML, 0
+    (_OpenElements.read); up to ``end`` (as if the text ended there), or to its end."""
+    reading, start, end = HTML, 0, len(html) if end is None else end
     while True:
-        for found in reading.tokens.finditer(html, start):
+        for found in reading.tokens.finditer(html, start, end):
             yield found
             if (wanted := stack.reading()) is not reading:
                 reading, start = wanted, found.end()  # read on as the tree builder now is
@@ -202,6 +209,12 @@ class _OpenElements:
         return bool(self.open) and self.open[-1][1] != "html" and \
             self.open[-1][2] not in ("point", "text")
 
+    @property
+    def in_template(self) -> bool:
+        """Whether an HTML ``<template>`` is open: what is in it is no part of the
+        document."""
+        return _key("template", html=True) in self.last
+
     def reading(self) -> Reading:
         """How HTML's tokenizer reads on: no raw text where a start tag is SVG or MathML,
         a CDATA section where an SVG or MathML element is the current one."""
@@ -222,7 +235,7 @@ class _OpenElements:
             return self._html_start_tag(name, tag)
         else:
             return self._html_start_tag(name, tag)
-        return not self.in_foreign and _key("template", html=True) not in self.last
+        return not self.in_foreign and not self.in_template
 
     def _html_start(self, name: str) -> bool:
         """Whether the start tag ``name`` goes by HTML's rules (the tree builder's dispatch)."""
@@ -243,7 +256,7 @@ class _OpenElements:
             return False
         if self.foreign_open and name not in _NOT_OPENED:  # HTML that SVG or MathML holds
             self._push((name, "html", ""))
-        return _key("template", html=True) not in self.last
+        return not self.in_template
 
     def _foreign_start(self, name: str, tag: re.Match[str]) -> None:
         """A start tag read as SVG or MathML (of the namespace of the element it is in)."""

@@ -147,7 +147,9 @@ def _tokens(raw_text: bool, cdata: bool) -> re.Pattern[str]:
 
 
 TOKENS = _tokens(raw_text=True, cdata=False)
-# A <style> element's content (its sheet), up to where MARKUP ends the element. The
+# A <style> tag wherever it is and the raw text after it, up to where MARKUP would end
+# the element: one search tells whether HTML has a sheet at all, and where the last one
+# ends at the latest (foreigncontent.style_sheets reads them as the tokenizer does). The
 # lazy .*? costs some 60 ns a character (a 4 MB sheet: a quarter of a second); a loop
 # over runs without "<" was twenty times faster, but not in constant memory.
 _STYLE = _names(["style"])

@@ -14,11 +14,12 @@ The rules inside ``@media`` (unless for print or speech only), ``@supports``,
 sender hid text with ``@media all``); other at-rules' are not. Class
 and id names are matched ignoring case, as quirks mode (most mail has no
 doctype) does. The cascade is CSS's: ``!important`` first, then the style
-attribute, then the more specific selector, then the later rule. A ``<style>``
-is found wherever it is, in a comment too: finding it as the tokenizer does would
-cost a second pass over all the markup; but in HTML with SVG or MathML, read a tag
-at a time anyway, the sheets are those readers take, an SVG or MathML one's text as
-the tree builder reads it (:func:`~.foreigncontent.style_sheets`).
+attribute, then the more specific selector, then the later rule. The sheets are
+those readers take, found as HTML's tokenizer and tree builder find them
+(:func:`~.foreigncontent.style_sheets`): none in a comment, an attribute value, a
+``<textarea>``, ``<title>``, ``<script>`` or other raw text, or a ``<template>``
+(found anywhere, such a fake sheet's rules came later and showed text a real one
+hid), and an SVG or MathML one's text as the tree builder reads it.
 
 Reading is linear in the sheets: one scan of their braces; and so is matching,
 in the element's attributes: each of its classes and its id is looked up (no
