@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -33,6 +34,7 @@ from tests.admin_api.test_database_lost_mid_transaction import (
 )
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
 from tests.fixtures.dbrelay import relayed
+from tests.webhooks.receiver import wait_for_async
 
 pytestmark = pytest.mark.postgres
 
@@ -121,6 +123,29 @@ async def test_metrics_answers_while_the_database_is_frozen(
         answer = await client.get("/metrics", timeout=ANSWER_WITHIN)
         assert answer.status == 200
         assert "postwarden_webhook_pending NaN" in await answer.text()
+
+
+async def test_leaving_the_relay_closes_its_sockets(database_url: str) -> None:
+    """Every socket of the relay's, a connection carried to the database and one held
+    while frozen (a cancel request's), is closed once ``relayed`` is left, not left to
+    the loop: a test ended right after (the pooled-statement tests below) left them to
+    the loop's end, where one still open is a ResourceWarning, which fails the suite."""
+    async with relayed(database_url) as (relay, through):
+        carried = await connect(through)
+        relay.freeze()
+        parts = urlsplit(through)
+        _, waiting = await asyncio.open_connection(parts.hostname, parts.port)
+
+        async def both_taken() -> bool:  # the carried one's two ends, the held one's
+            return relay.open_sockets() == 3
+
+        assert await wait_for_async(both_taken)
+    try:
+        assert relay.open_sockets() == 0
+    finally:
+        carried.terminate()
+        waiting.close()
+        await waiting.wait_closed()
 
 
 @asynccontextmanager
