@@ -33,7 +33,7 @@ from tests.admin_api.test_database_lost_mid_transaction import (
     assert_503_once_frozen_in_its_lock_wait,
 )
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer, settings_for
-from tests.fixtures.dbrelay import relayed
+from tests.fixtures.dbrelay import Relay, relayed
 from tests.webhooks.receiver import wait_for_async
 
 pytestmark = pytest.mark.postgres
@@ -48,6 +48,17 @@ async def _ask(client: TestClient[Any, Any], key: str, method: str, path: str
     answer = await client.request(method, path, headers=bearer(key), timeout=ANSWER_WITHIN,
                                   json=SEND if method == "POST" else None)
     return answer.status, await answer.json(), answer.headers.get("Retry-After")
+
+
+@asynccontextmanager
+async def full_pool_client(aiohttp_client: AiohttpClient, database_url: str
+                           ) -> AsyncIterator[tuple[Relay, TestClient[Any, Any]]]:
+    """The service on a database reached through a relay (.dbrelay), its pool's 20
+    connections open before any freeze, more than its workers take: the step a test
+    asks about gets one of them, where a new one would wait for its connect."""
+    async with relayed(database_url) as (relay, through):
+        yield relay, await aiohttp_client(create_app(
+            settings_for(through, pool_min_size=20, pool_max_size=20)))
 
 
 @pytest.mark.parametrize("route", [
@@ -74,11 +85,7 @@ async def test_readyz_says_a_frozen_database_is_unreachable(
     aiohttp_client: AiohttpClient, database_url: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 1.0)
-    async with relayed(database_url) as (relay, through):
-        # Connections open before the freeze, more than the workers take: the probe's
-        # is one of them.
-        client = await aiohttp_client(create_app(
-            settings_for(through, pool_min_size=20, pool_max_size=20)))
+    async with full_pool_client(aiohttp_client, database_url) as (relay, client):
         relay.freeze()
         answer = await client.get("/readyz", timeout=ANSWER_WITHIN)
         assert (answer.status, await answer.json()) == (
@@ -96,11 +103,7 @@ async def test_healthz_answers_while_the_database_is_frozen(
     database that read waited the statements' whole timeout (here made endless), and the
     liveness probe with it, where the last known settings do."""
     monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 3600.0)
-    async with relayed(database_url) as (relay, through):
-        # Connections open before the freeze, more than the workers take: the
-        # settings' read gets one of them.
-        client = await aiohttp_client(create_app(
-            settings_for(through, pool_min_size=20, pool_max_size=20)))
+    async with full_pool_client(aiohttp_client, database_url) as (relay, client):
         assert (await client.get("/healthz", timeout=ANSWER_WITHIN)).status == 200
         relay.freeze()
         await asyncio.sleep(2.5)  # past the settings' 2 s: this request re-reads them
@@ -114,11 +117,7 @@ async def test_metrics_answers_while_the_database_is_frozen(
     database it waited, once its count was given up, for the count's cancel, which the
     server never acknowledges, the statements' whole timeout more (here made endless)."""
     monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 3600.0)
-    async with relayed(database_url) as (relay, through):
-        # Connections open before the freeze, more than the workers take: the count
-        # gets one of them.
-        client = await aiohttp_client(create_app(
-            settings_for(through, pool_min_size=20, pool_max_size=20)))
+    async with full_pool_client(aiohttp_client, database_url) as (relay, client):
         relay.freeze()
         answer = await client.get("/metrics", timeout=ANSWER_WITHIN)
         assert answer.status == 200
@@ -230,11 +229,7 @@ async def test_a_send_whose_key_claim_gets_no_answer_is_503(
     without), is the ``held`` case of the test above."""
     monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 1.0)
     key = await mint_key(Role.ADMIN, allowed_senders=["app@example.com"])
-    async with relayed(database_url) as (relay, through):
-        # Connections open before the freeze, more than the request takes.
-        client = await aiohttp_client(create_app(
-            settings_for(through, pool_min_size=20, pool_max_size=20)))
-
+    async with full_pool_client(aiohttp_client, database_url) as (relay, client):
         admitted: list[bool] = []
 
         async def body_once_admitted() -> AsyncIterator[bytes]:
