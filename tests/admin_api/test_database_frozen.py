@@ -219,7 +219,7 @@ async def test_a_wait_for_a_deletes_lock_on_a_frozen_database_is_503(
 
 async def test_a_send_whose_key_claim_gets_no_answer_is_503(
     aiohttp_client: AiohttpClient, database_url: str, mint_key: MintKey,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A send with an Idempotency-Key whose claim, its first statement, gets no answer is
     503 database_unavailable, as one without a key is at its enqueue (the first test):
@@ -246,3 +246,5 @@ async def test_a_send_whose_key_claim_gets_no_answer_is_503(
         # has the short timeout) before the database froze.
         assert (admitted, answer.status, (await answer.json())["error"]["code"]) == (
             [True], 503, "database_unavailable")
+    # The attempt's line says what the client was answered, not an internal error.
+    assert "outcome=refused error=database_unavailable" in caplog.text

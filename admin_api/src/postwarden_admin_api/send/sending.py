@@ -32,7 +32,7 @@ from aiohttp import web
 
 from postwarden_admin_api.bodies import is_large, json_ok, read_json_object, run_sized
 from postwarden_admin_api.context import POOL, SETTINGS, Principal
-from postwarden_admin_api.errors import ApiError, acquire, lost
+from postwarden_admin_api.errors import DATABASE_AWAY, ApiError, acquire, lost
 from postwarden_admin_api.periodic import DB_ERRORS
 from postwarden_admin_api.runtime_settings import RUNTIME, RuntimeSettings
 from postwarden_store import ending_unanswered
@@ -267,6 +267,9 @@ async def send_email(request: web.Request, who: Principal) -> web.Response:
             await held.give_back()
     except ApiError as error:
         attempt.log("refused", error.code)
+        raise
+    except (*DATABASE_AWAY, TimeoutError):  # answered 503 database_unavailable (middleware)
+        attempt.log("refused", "database_unavailable")
         raise
     except Exception:
         attempt.log("error", "internal_error")
