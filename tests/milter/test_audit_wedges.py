@@ -224,6 +224,29 @@ def _durable_commits(dsn: str) -> Iterator[None]:
             run(f'ALTER DATABASE "{database}" RESET synchronous_commit')
 
 
+@contextmanager
+def _dropping_on_a_full_spool(database_url: str, tmp_path: Path, metrics: Metrics,
+                              **options: Any) -> Iterator[tuple[AuditPipeline, AuditJournal]]:
+    """A started pipeline with its journal under ``drop``, the spools full (another
+    worker's, here), its database's commits durable (:func:`_durable_commits`); stopped
+    on leaving."""
+    budget = SpoolBudget(1, slots=2)
+    budget.record(1, 10)  # the other worker's spool: the budget is reached
+    journal = AuditJournal(tmp_path)
+    pipeline = AuditPipeline(database_url, AuditSpool(tmp_path, budget), metrics,
+                             spool_full_action=SpoolFullAction.DROP, journal=journal,
+                             **options)
+    loop = LoopThread()
+    loop.start()
+    with _durable_commits(database_url):
+        try:
+            pipeline.start(loop)
+            yield pipeline, journal
+        finally:
+            pipeline.stop()
+            loop.stop()
+
+
 def test_a_database_that_cannot_commit_is_an_outage_and_no_event_is_blamed(
     database_url: str, pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -276,26 +299,13 @@ def test_an_event_whose_commit_got_no_answer_is_not_dropped_for_a_full_spool(
     written again once Postgres answers (stored once) and settled."""
     monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 1.0)
     metrics = Metrics()
-    budget = SpoolBudget(1, slots=2)
-    budget.record(1, 10)  # the other worker's spool: the budget is reached
-    journal = AuditJournal(tmp_path)
-    pipeline = AuditPipeline(database_url, AuditSpool(tmp_path, budget), metrics,
-                             queue_size=100, spool_full_action=SpoolFullAction.DROP,
-                             journal=journal)
     event = make_event()
-    loop = LoopThread()
-    loop.start()
-    with _durable_commits(database_url):
-        try:
-            pipeline.start(loop)
-            with _commits_hang(pg_server.admin_dsn):
-                pipeline.submit(event)
-                assert wait_until(lambda: "audit database unavailable" in caplog.text,
-                                  timeout=30)
-            assert wait_until(lambda: journal.unsettled == 0, timeout=30)
-        finally:
-            pipeline.stop()
-            loop.stop()
+    with _dropping_on_a_full_spool(database_url, tmp_path, metrics,
+                                   queue_size=100) as (pipeline, journal):
+        with _commits_hang(pg_server.admin_dsn):
+            pipeline.submit(event)
+            assert wait_until(lambda: "audit database unavailable" in caplog.text, timeout=30)
+        assert wait_until(lambda: journal.unsettled == 0, timeout=30)
     assert _stored(database_url, event)
     assert not any(_dropped(metrics, reason) for reason in DROP_REASONS)
 
@@ -312,30 +322,17 @@ def test_events_that_may_be_stored_are_kept_for_a_full_spool_up_to_the_queue_siz
     reconnects at once."""
     monkeypatch.setattr(audit_pipeline, "WRITE_TIMEOUT", 1.0)
     metrics = Metrics()
-    budget = SpoolBudget(1, slots=2)
-    budget.record(1, 10)  # the other worker's spool: the budget is reached
-    journal = AuditJournal(tmp_path)
-    pipeline = AuditPipeline(database_url, AuditSpool(tmp_path, budget), metrics,
-                             queue_size=1, spool_full_action=SpoolFullAction.DROP,
-                             journal=journal, clock=lambda: time.monotonic() * 1000)
     first, second = make_event(), make_event()
-    loop = LoopThread()
-    loop.start()
-    with _durable_commits(database_url):
-        try:
-            pipeline.start(loop)
-            with _commits_hang(pg_server.admin_dsn):
-                pipeline.submit(first)
-                assert wait_until(lambda: "kept in the audit journal until" in caplog.text,
-                                  timeout=30)
-                pipeline.submit(second)
-                assert wait_until(lambda: _dropped(metrics, "spool_full") == 1, timeout=30)
-                assert "1 events that may be stored (a write got no answer) are kept" \
-                    in caplog.text
-            assert wait_until(lambda: journal.unsettled == 0, timeout=30)
-        finally:
-            pipeline.stop()
-            loop.stop()
+    with _dropping_on_a_full_spool(database_url, tmp_path, metrics, queue_size=1,
+                                   clock=lambda: time.monotonic() * 1000) as (pipeline, journal):
+        with _commits_hang(pg_server.admin_dsn):
+            pipeline.submit(first)
+            assert wait_until(lambda: "kept in the audit journal until" in caplog.text,
+                              timeout=30)
+            pipeline.submit(second)
+            assert wait_until(lambda: _dropped(metrics, "spool_full") == 1, timeout=30)
+            assert "1 events that may be stored (a write got no answer) are kept" in caplog.text
+        assert wait_until(lambda: journal.unsettled == 0, timeout=30)
     assert _stored(database_url, first)
 
 
