@@ -20,6 +20,7 @@ from postwarden_admin_api.context import Role
 from postwarden_admin_api.cursors import Cursor
 from postwarden_admin_api.retention import enforce_retention
 from postwarden_store import connect, create_pool
+from tests.admin_api.audit_seed import seeded_auditor
 from tests.fixtures.adminapp import MintKey, bearer
 from tests.fixtures.clocks import HostClockAhead, HostClockBehind
 
@@ -57,12 +58,7 @@ def database_url(fresh_database_url: str) -> str:
 @pytest.fixture
 async def auditor(mint_key: MintKey, database_url: str) -> str:
     """An auditor key, and 30 events from BASE on in the test's own database."""
-    conn = await connect(database_url)
-    try:
-        await _insert(conn, 30, BASE)
-    finally:
-        await conn.close()
-    return await mint_key(Role.AUDITOR)
+    return await seeded_auditor(mint_key, database_url, lambda conn: _insert(conn, 30, BASE))
 
 
 async def _get(client: TestClient[Any, Any], key: str, path: str, **params: str) -> Any:
@@ -229,15 +225,13 @@ async def test_top_rules_count_an_event_once_per_rule_name(
 ) -> None:
     """Two policies of a set may each have a rule "spam": an event they both matched
     names it twice, and is one event for it."""
-    conn = await connect(database_url)
-    try:
+    async def seed(conn: asyncpg.Connection) -> None:
         await conn.execute("SELECT audit_ensure_partition($1)", BASE)
         for rules in (["spam", "spam", "virus"], ["virus"]):
             await conn.execute(INSERT, uuid.uuid4(), BASE, "Q1", "uid", "192.0.2.1",
                                "a@example.com", ["b@example.org"], "<m@x>", "reject", rules)
-    finally:
-        await conn.close()
-    key = await mint_key(Role.AUDITOR)
+
+    key = await seeded_auditor(mint_key, database_url, seed)
     stats = await _get(admin_client, key, "/api/v1/stats", since=BASE.isoformat(),
                        until=(BASE + dt.timedelta(minutes=1)).isoformat())
     assert stats["top_rules"] == [{"rule": "virus", "count": 2}, {"rule": "spam", "count": 1}]

@@ -4,15 +4,13 @@ writes it too: in angle brackets, and ``<>`` for the null sender."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.audit_queries import parse_filters
-from postwarden_admin_api.context import Role
-from postwarden_store import connect
+from tests.admin_api.audit_seed import insert_a_minute_apart, seeded_auditor
 from tests.fixtures.adminapp import MintKey, get_json
 
 BASE = dt.datetime(2026, 9, 15, 8, 0, tzinfo=dt.UTC)
@@ -28,15 +26,8 @@ EVENTS = {"QB1": ("", ["postmaster@example.com"]), "QB2": ("s@example.com", ["r@
 
 @pytest.fixture
 async def auditor(mint_key: MintKey, database_url: str) -> str:
-    conn = await connect(database_url)
-    try:
-        await conn.execute("SELECT audit_ensure_partition($1)", BASE)
-        for i, (queue_id, (sender, recipients)) in enumerate(EVENTS.items()):
-            await conn.execute(INSERT, uuid.uuid5(uuid.NAMESPACE_URL, queue_id),
-                               BASE + dt.timedelta(minutes=i), queue_id, sender, recipients)
-    finally:
-        await conn.close()
-    return await mint_key(Role.AUDITOR)
+    return await seeded_auditor(mint_key, database_url,
+                                lambda conn: insert_a_minute_apart(conn, INSERT, BASE, EVENTS))
 
 
 @pytest.mark.parametrize(("name", "value", "queue_id"), [

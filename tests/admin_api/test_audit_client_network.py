@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from postwarden_admin_api.audit_queries import build_where, parse_filters
-from postwarden_admin_api.context import Role
 from postwarden_store import connect
+from tests.admin_api.audit_seed import insert_a_minute_apart, seeded_auditor
 from tests.fixtures.adminapp import MintKey, bearer, get_json
 
 BASE = dt.datetime(2026, 9, 14, 8, 0, tzinfo=dt.UTC)
@@ -34,15 +33,9 @@ CLIENTS = {
 
 @pytest.fixture
 async def auditor(mint_key: MintKey, database_url: str) -> str:
-    conn = await connect(database_url)
-    try:
-        await conn.execute("SELECT audit_ensure_partition($1)", BASE)
-        for i, (queue_id, address) in enumerate(CLIENTS.items()):
-            await conn.execute(INSERT, uuid.uuid5(uuid.NAMESPACE_URL, queue_id),
-                               BASE + dt.timedelta(minutes=i), queue_id, address, "accept")
-    finally:
-        await conn.close()
-    return await mint_key(Role.AUDITOR)
+    events = {queue_id: (address, "accept") for queue_id, address in CLIENTS.items()}
+    return await seeded_auditor(mint_key, database_url,
+                                lambda conn: insert_a_minute_apart(conn, INSERT, BASE, events))
 
 
 @pytest.mark.parametrize(("value", "queue_ids"), [
