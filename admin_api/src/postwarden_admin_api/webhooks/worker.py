@@ -278,8 +278,10 @@ async def _start(pool: asyncpg.Pool, options: WebhookOptions, claimed: Mapping[s
     """The claimed delivery with its endpoint's settings as its request starts; None when
     it is not to be sent (see START)."""
     async with pooled(pool) as conn:
-        endpoint = await conn.fetchrow(START, claimed["id"], claimed["endpoint_id"],
-                                       claimed["attempts"], timeout=row_wait_seconds(options))
+        # The endpoint's row: see row_wait_seconds, while_answering.
+        endpoint = await while_answering(pool, conn.fetchrow(
+            START, claimed["id"], claimed["endpoint_id"], claimed["attempts"],
+            timeout=row_wait_seconds(options)))
         if endpoint is None:
             await conn.execute(RELEASE, claimed["id"], claimed["attempts"])
             return None
@@ -306,11 +308,12 @@ async def _record(
         # Longer when the receiver asks: retried sooner, every attempt failed again and
         # the delivery was dead within minutes.
         if asked := asked_wait(outcome, options):
-            # The endpoint's row: see row_wait_seconds.
-            await conn.execute(HOLD_ENDPOINT, row["endpoint_id"], asked, row["url_ciphertext"],
-                               row["url"], timeout=row_wait_seconds(options))
+            # The endpoint's row: see row_wait_seconds, while_answering.
+            await while_answering(pool, conn.execute(
+                HOLD_ENDPOINT, row["endpoint_id"], asked, row["url_ciphertext"], row["url"],
+                timeout=row_wait_seconds(options)))
         if (final and outcome.status == HTTPStatus.GONE
-                and await _disable_gone(conn, row, row_wait_seconds(options))):
+                and await _disable_gone(pool, conn, row, row_wait_seconds(options))):
             metrics.webhook_endpoints_disabled.inc()
     # The origin, never the URL: its path or query may hold a credential.
     args = (row["name"], row["url_origin"], row["id"], row["attempts"], outcome.error)
@@ -334,16 +337,18 @@ async def _gone(conn: asyncpg.Connection, row: Mapping[str, Any]) -> tuple[Outco
     return Outcome(HTTPStatus.GONE, "HTTP 410 (gone) from the URL set before"), False
 
 
-async def _disable_gone(conn: asyncpg.Connection, row: Mapping[str, Any], wait: float
-                        ) -> bool:
+async def _disable_gone(pool: asyncpg.Pool, conn: asyncpg.Connection, row: Mapping[str, Any],
+                        wait: float) -> bool:
     """Disable the endpoint whose receiver is gone: its other deliveries wait until an
     operator enables it again (a new URL, say), and new events raise none. False when
-    there was nothing to disable. ``wait``: for the locks, see row_wait_seconds."""
+    there was nothing to disable. ``wait``: for the locks, see row_wait_seconds (and
+    while_answering: ``conn`` is of ``pool``)."""
     async with conn.transaction():
         # Before the row, as the routes do (see active_warnings).
-        await lock_policies(conn, wait)
-        name = await conn.fetchval(DISABLE_GONE, row["endpoint_id"], GONE_REASON,
-                                   row["url_ciphertext"], row["url"], timeout=wait)
+        await while_answering(pool, lock_policies(conn, wait))
+        name = await while_answering(pool, conn.fetchval(
+            DISABLE_GONE, row["endpoint_id"], GONE_REASON, row["url_ciphertext"], row["url"],
+            timeout=wait))
         if name is None:  # disabled already (another delivery), or its URL set since
             return False
         warnings = await active_warnings(conn, [name])
@@ -488,12 +493,14 @@ async def _answers(pool: asyncpg.Pool) -> None:
 
 
 async def while_answering(pool: asyncpg.Pool, waiting: Awaitable[T]) -> T:
-    """A request's ``waiting``, a statement that may wait row_wait_seconds for a lock a
-    webhook delete holds, given up (TimeoutError: 503 database_unavailable) once a
-    probe on another connection gets no answer within the pool's command_timeout: a
-    frozen database is told as a statement elsewhere tells it, not after the whole
-    wait, which a held lock and a silent server could not be told apart in. A probe
-    that finds the pool full (database_busy) tells nothing, and the wait goes on."""
+    """A request's or the worker's ``waiting``, a statement that may wait
+    row_wait_seconds for a lock a webhook delete holds, given up (TimeoutError: a
+    request's 503 database_unavailable, the worker's outage, the delivery's slot and
+    connection freed) once a probe on another connection gets no answer within the
+    pool's command_timeout: a frozen database is told as a statement elsewhere tells
+    it, not after the whole wait, which a held lock and a silent server could not be
+    told apart in. A probe that finds the pool full (database_busy) tells nothing, and
+    the wait goes on."""
     return await store_watch.while_answering(waiting, functools.partial(_answers, pool))
 
 
