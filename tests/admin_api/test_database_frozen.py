@@ -51,14 +51,28 @@ async def _ask(client: TestClient[Any, Any], key: str, method: str, path: str
 
 
 @asynccontextmanager
-async def full_pool_client(aiohttp_client: AiohttpClient, database_url: str
-                           ) -> AsyncIterator[tuple[Relay, TestClient[Any, Any]]]:
-    """The service on a database reached through a relay (.dbrelay), its pool's 20
-    connections open before any freeze, more than its workers take: the step a test
-    asks about gets one of them, where a new one would wait for its connect."""
+async def relayed_client(aiohttp_client: AiohttpClient, database_url: str, **settings: Any
+                         ) -> AsyncIterator[tuple[Relay, TestClient[Any, Any]]]:
+    """The service (``settings`` its own) on a database reached through a relay
+    (.dbrelay); stopped, its pool closed, with the relay thawed before the relay closes:
+    what it began on the frozen database (a cancel request, a reconnect to its pool's
+    floor) ends while the test's loop runs, not at the loop's end, where a socket still
+    open is a ResourceWarning, which fails the suite."""
     async with relayed(database_url) as (relay, through):
-        yield relay, await aiohttp_client(create_app(
-            settings_for(through, pool_min_size=20, pool_max_size=20)))
+        client = await aiohttp_client(create_app(settings_for(through, **settings)))
+        try:
+            yield relay, client
+        finally:
+            relay.thaw()
+            await client.close()
+
+
+def full_pool_client(aiohttp_client: AiohttpClient, database_url: str
+                     ) -> AbstractAsyncContextManager[tuple[Relay, TestClient[Any, Any]]]:
+    """:func:`relayed_client` with its pool's 20 connections open before any freeze,
+    more than its workers take: the step a test asks about gets one of them, where a
+    new one would wait for its connect."""
+    return relayed_client(aiohttp_client, database_url, pool_min_size=20, pool_max_size=20)
 
 
 @pytest.mark.parametrize("route", [
@@ -69,9 +83,8 @@ async def test_a_request_on_a_frozen_database_is_503_then_served_once_it_answers
 ) -> None:
     monkeypatch.setattr(app_module, "COMMAND_TIMEOUT", 1.0)
     key = await mint_key(Role.ADMIN, allowed_senders=["app@example.com"])
-    async with relayed(database_url) as (relay, through):
-        client = await aiohttp_client(create_app(
-            settings_for(through, pool_min_size=1, pool_max_size=4)))
+    async with relayed_client(aiohttp_client, database_url, pool_min_size=1,
+                              pool_max_size=4) as (relay, client):
         assert (await _ask(client, key, "GET", "/api/v1/keys"))[0] == 200
         relay.freeze()
         status, body, retry_after = await _ask(client, key, *route)
@@ -205,9 +218,8 @@ async def test_a_wait_for_a_deletes_lock_on_a_frozen_database_is_503(
     holder = await connect(database_url)
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", POLICY_LOCK_KEY)
-        async with relayed(database_url) as (relay, through):
-            client = await aiohttp_client(create_app(
-                settings_for(through, webhook_timeout_seconds=3600.0)))
+        async with relayed_client(aiohttp_client, database_url,
+                                  webhook_timeout_seconds=3600.0) as (relay, client):
             asking = asyncio.create_task(client.post(
                 "/api/v1/rules", headers=bearer(key), timeout=ANSWER_WITHIN,
                 json={"rule": {"name": "r", "when": {"sender": ["r@evil.test"]},
