@@ -16,7 +16,10 @@ from postwarden_store.migrations import available_migrations
 from tests.conftest import PgServer
 from tests.fixtures.postgres import create_database, drop_database, wait_until
 
-MIGRATE = "import sys; from postwarden_store.cli import main; sys.exit(main(sys.argv[1:]))"
+# Ctrl-C as from a terminal: a run started in the background by a non-interactive shell
+# (a CI step's `make test &`) ignores SIGINT, and a child inherits that.
+MIGRATE = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "from postwarden_store.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 @pytest.mark.parametrize("flag", ["-h", "--help"])
