@@ -14,7 +14,6 @@ gets no answer within :data:`PROBE_TIMEOUT_SECONDS`, migrate's connection is end
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -99,8 +98,16 @@ class Watch:
 
 async def _cancelled(task: asyncio.Future[Any]) -> None:
     """``task`` ended: cancelled unless done; its outcome is another's to tell (taken
-    here all the same: one left untold is not logged as never retrieved)."""
+    here all the same: one left untold is not logged as never retrieved). A cancellation
+    of the caller goes on, ``task``'s own is suppressed: taken for ``task``'s, one that
+    came while the caller waited for it to end was lost, the caller went on as if never
+    cancelled (asyncio hands the caller's on to the task it waits for)."""
     if not task.done():
         task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
+    try:
         await task
+    except asyncio.CancelledError:
+        if (current := asyncio.current_task()) is not None and current.cancelling():
+            raise
+    except Exception:  # noqa: BLE001, S110 - its outcome is another's to tell
+        pass
