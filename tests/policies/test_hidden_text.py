@@ -161,8 +161,19 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("a<table> <tr><td>1</td><td>2</td></tr> </table>b",
                      "a\n \n\n1\n\n2\n\n \nb", id="table-cells-apart"),
         # In SVG a <style> is no raw text, a CDATA section is text; <b> breaks out.
-        pytest.param("<svg><style>vi</style><![CDATA[a]]><b hidden>x</b>gra</svg>", "viagra",
-                     id="svg-style-is-no-raw-text"),
+        pytest.param("<svg><style>x</style><text>vi<![CDATA[a]]><b hidden>x</b>gra</svg>",
+                     "viagra", id="svg-style-is-no-raw-text"),
+        # Nor is what an SVG or MathML <style> holds shown (its sheet, as an HTML one's),
+        # up to where it closes: its end tag, the <svg>'s, HTML breaking out.
+        pytest.param("<svg><style>.x{fill:red}</style></svg>hello", "hello",
+                     id="svg-style-not-shown"),
+        pytest.param("<math><style>.x{}</style></math>hello", "hello",
+                     id="mathml-style-not-shown"),
+        pytest.param("<svg><style>a<g>b</g><![CDATA[c]]><foreignObject><i>d</i>"
+                     "</foreignObject></style></svg>e", "e",
+                     id="all-in-svg-style-not-shown"),
+        pytest.param("<svg><style>x</svg>hello", "hello", id="svg-style-closed-by-svg-end"),
+        pytest.param("<svg><style>x<b>hello</b>", "hello", id="svg-style-closed-by-breakout"),
     ],
 )
 def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) -> None:

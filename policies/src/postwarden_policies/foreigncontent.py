@@ -73,17 +73,27 @@ def readings(html: str) -> Iterator[tuple[int, int, Reading]]:
     start and end, in order: one of HTML at once where no ``<svg`` or ``<math`` start tag
     can be; else as :func:`document_tags` finds them, a tag at a time. Each ends where a
     tag ends, so a stretch split on its own splits as the whole would."""
+    for start, end, reading, _ in shown_readings(html):
+        yield start, end, reading
+
+
+def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool]]:
+    """:func:`readings`, each stretch also with whether readers show what it holds: not
+    what an SVG or MathML ``<style>`` holds (its sheet, :func:`style_sheets`, as they
+    do not an HTML one's raw text), from its start tag to where the tree builder
+    closes it (its end tag, an ``</svg>``, an HTML tag breaking out)."""
     if _FOREIGN_START.search(html) is None:
-        yield 0, len(html), HTML
+        yield 0, len(html), HTML, True
         return
     stack = _OpenElements()
-    reading, start = HTML, 0
+    reading, shown, start = HTML, True, 0
     for name, found in _tags_read(html, stack):
         stack.read(name, found)
-        if (wanted := stack.reading()) is not reading:
-            yield start, found.end(), reading
-            reading, start = wanted, found.end()
-    yield start, len(html), reading
+        wanted, showing = stack.reading(), not stack.in_foreign_style
+        if wanted is not reading or showing is not shown:
+            yield start, found.end(), reading, shown
+            reading, shown, start = wanted, showing, found.end()
+    yield start, len(html), reading, shown
 
 
 def style_sheets(html: str) -> list[str]:
@@ -214,6 +224,11 @@ class _OpenElements:
         """Whether an HTML ``<template>`` is open: what is in it is no part of the
         document."""
         return _key("template", html=True) in self.last
+
+    @property
+    def in_foreign_style(self) -> bool:
+        """Whether an SVG or MathML ``<style>`` is open: readers show nothing it holds."""
+        return _key("style", html=False) in self.last
 
     def reading(self) -> Reading:
         """How HTML's tokenizer reads on: no raw text where a start tag is SVG or MathML,

@@ -10,10 +10,11 @@ document's ``<style>`` sheets.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import TypeAlias
 
 from .colours import Colour, near
-from .foreigncontent import readings
+from .foreigncontent import shown_readings
 from .htmltokens import BLOCK, WS, Reading, ascii_lower
 from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
 from .stylesheets import StyleSheet, read_style_sheets
@@ -277,22 +278,28 @@ def render_visible(text: str) -> str:
     0``, ``font: 0/0 a``), ``opacity`` of at most 0.1, a transparent colour or the
     background's, a zero height or width with ``overflow: hidden``, Outlook's
     ``mso-hide: all``, a place off the screen, and ``<template>`` content (see
-    :mod:`~postwarden_policies.inlinestyle`). An element CSS makes inline breaks no
-    line; ``<bdo dir=rtl>`` and a CSS bidi override are drawn reversed; images show
-    their alt text (as with images off), inputs their value and textareas their text.
+    :mod:`~postwarden_policies.inlinestyle`); nor what an SVG or MathML ``<style>``
+    holds, as nothing of an HTML one (its sheet: shown, it gave rules CSS text). An
+    element CSS makes inline breaks no line; ``<bdo dir=rtl>`` and a CSS bidi override
+    are drawn reversed; images show their alt text (as with images off), inputs their
+    value and textareas their text.
 
     The tokens are :func:`~postwarden_policies.bodytext.render_html`'s (split into the
     parts of each tag); :class:`_Walk` tells what each element holds.
     """
     walk = _Walk(budget=len(text) // 4, sheet=read_style_sheets(text, PROPERTIES))
-    for start, end, reading in readings(text):
-        _read(walk, text[start:end], reading)
+    for start, end, reading, shown in shown_readings(text):
+        _read(walk, text[start:end], reading, walk.text if shown else _not_shown)
     return walk.shown()
 
 
-def _read(walk: _Walk, text: str, reading: Reading) -> None:
-    """Take in the tokens of ``text``, all read as ``reading``."""
-    shows, starts, ends = walk.text, walk.start, walk.end  # looked up once, not per tag
+def _not_shown(text: str) -> None:
+    """Text readers do not show where it is (what an SVG or MathML ``<style>`` holds)."""
+
+
+def _read(walk: _Walk, text: str, reading: Reading, shows: Callable[[str], None]) -> None:
+    """Take in the tokens of ``text``, all read as ``reading``, its text given to ``shows``."""
+    starts, ends = walk.start, walk.end  # looked up once, not per tag
     rest = text
     while True:
         # A batch of tags at a time: split whole, 4,000,000 characters of tags made
