@@ -79,9 +79,10 @@ def readings(html: str) -> Iterator[tuple[int, int, Reading]]:
 
 def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool]]:
     """:func:`readings`, each stretch also with whether readers show what it holds: not
-    what an SVG or MathML ``<style>`` holds (its sheet, :func:`style_sheets`, as they
-    do not an HTML one's raw text), from its start tag to where the tree builder
-    closes it (its end tag, an ``</svg>``, an HTML tag breaking out)."""
+    what an SVG ``<style>`` holds (its sheet, :func:`style_sheets`, as they do not an
+    HTML one's raw text), from its start tag to where the tree builder closes it (its
+    end tag, an ``</svg>``, an HTML tag breaking out). A MathML ``<style>`` is an
+    element MathML does not know, shown as any."""
     if _FOREIGN_START.search(html) is None:
         yield 0, len(html), HTML, True
         return
@@ -89,7 +90,7 @@ def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool]]:
     reading, shown, start = HTML, True, 0
     for name, found in _tags_read(html, stack):
         stack.read(name, found)
-        wanted, showing = stack.reading(), not stack.in_foreign_style
+        wanted, showing = stack.reading(), not stack.in_svg_style
         if wanted is not reading or showing is not shown:
             yield start, found.end(), reading, shown
             reading, shown, start = wanted, showing, found.end()
@@ -115,15 +116,17 @@ def style_sheets(html: str) -> list[str]:
 def _sheets_read(html: str, end: int) -> list[str]:
     """The sheets of the ``<style>`` elements of ``html`` (read up to ``end``) read a tag
     at a time, as :func:`document_tags` reads them, none in a ``<template>`` (its
-    content is no part of the document): an HTML one's raw text; an SVG or MathML one's
-    own text (browsers join its text children): references decoded, a CDATA section's
+    content is no part of the document): an HTML one's raw text; an SVG one's own text
+    (browsers join its text children): references decoded, a CDATA section's
     text, no comment, no tag nor what an element in it holds, up to where the tree
     builder closes it (its end tag, an ``</svg>``, an HTML tag breaking out). Read as
     raw text, ``display:&#110;one`` or a CDATA section hid no text, and a comment or
-    the HTML after a ``<b>`` was taken for rules."""
+    the HTML after a ``<b>`` was taken for rules. A MathML ``<style>`` is none: an element
+    MathML does not know, no style element (taken for one, its rules hid text readers
+    show)."""
     stack = _OpenElements()
     sheets: list[list[str]] = []
-    # The SVG and MathML <style> elements open: their places in stack.open (plus one)
+    # The SVG <style> elements open: their places in stack.open (plus one)
     # and their text so far.
     open_sheets: list[tuple[int, list[str]]] = []
     after = 0  # where the last token ended
@@ -136,14 +139,14 @@ def _sheets_read(html: str, end: int) -> list[str]:
             continue
         stack.read(name, found)
         # An element closed takes those in it along; one opening in its place (a breakout
-        # tag's) is shallower: an SVG or MathML <style> is never a child of HTML.
+        # tag's) is shallower: an SVG <style> is never a child of HTML.
         while open_sheets and open_sheets[-1][0] > len(stack.open):
             open_sheets.pop()
         if name != "style" or stack.in_template:
             continue
         if found.group("raw") is not None:  # read as HTML: raw text
             sheets.append([found.group("content")])
-        elif not _self_closing(found):  # an SVG or MathML <style>, now open
+        elif not _self_closing(found) and stack.open[-1][1] == "svg":  # now open
             text: list[str] = []
             sheets.append(text)
             open_sheets.append((len(stack.open), text))
@@ -183,6 +186,7 @@ def _tokens_read(html: str, stack: _OpenElements, end: int | None = None
 _INTEGRATION = {"svg": SVG_POINTS, "math": frozenset({"annotation-xml"})}
 _MATHML_GLYPHS = frozenset({"mglyph", "malignmark"})
 _ENCODING = frozenset({"encoding"})
+_SVG_STYLE = ("style", "svg")
 # HTML start tags that open no element (void), or none where a body is already open.
 _NOT_OPENED = VOID | frozenset(
     "body caption col colgroup frame frameset head html tbody td tfoot th thead tr".split())
@@ -211,6 +215,7 @@ class _OpenElements:
         self.html_at = array("q")  # places of HTML elements (templates too)
         self.bounds = array("q")  # places of integration points and templates
         self.foreign_open = 0  # SVG and MathML elements
+        self.svg_styles = 0  # SVG <style> elements
 
     @property
     def in_foreign(self) -> bool:
@@ -226,9 +231,10 @@ class _OpenElements:
         return _key("template", html=True) in self.last
 
     @property
-    def in_foreign_style(self) -> bool:
-        """Whether an SVG or MathML ``<style>`` is open: readers show nothing it holds."""
-        return _key("style", html=False) in self.last
+    def in_svg_style(self) -> bool:
+        """Whether an SVG ``<style>`` is open: readers show nothing it holds. (A MathML
+        ``<style>`` is an element MathML does not know: shown as any, no sheet.)"""
+        return self.svg_styles > 0
 
     def reading(self) -> Reading:
         """How HTML's tokenizer reads on: no raw text where a start tag is SVG or MathML,
@@ -319,6 +325,7 @@ class _OpenElements:
             self.html_at.append(place)
         else:
             self.foreign_open += 1
+            self.svg_styles += element[:2] == _SVG_STYLE
         if role in ("point", "text", "template"):
             self.bounds.append(place)
         self.open.append(self.elements.setdefault(element, element))
@@ -334,6 +341,7 @@ class _OpenElements:
                 self.html_at.pop()
             else:
                 self.foreign_open -= 1
+                self.svg_styles -= (name, namespace) == _SVG_STYLE
             if role in ("point", "text", "template"):
                 self.bounds.pop()
         del self.open[place:]

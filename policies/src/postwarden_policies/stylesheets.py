@@ -19,7 +19,7 @@ those readers take, found as HTML's tokenizer and tree builder find them
 (:func:`~.foreigncontent.style_sheets`): none in a comment, an attribute value, a
 ``<textarea>``, ``<title>``, ``<script>`` or other raw text, or a ``<template>``
 (found anywhere, such a fake sheet's rules came later and showed text a real one
-hid), and an SVG or MathML one's text as the tree builder reads it.
+hid), and an SVG one's text as the tree builder reads it (a MathML ``<style>`` is none).
 
 Reading is linear in the sheets: one scan of their braces; and so is matching,
 in the element's attributes: each of its classes and its id is looked up (no

@@ -278,7 +278,7 @@ def render_visible(text: str) -> str:
     0``, ``font: 0/0 a``), ``opacity`` of at most 0.1, a transparent colour or the
     background's, a zero height or width with ``overflow: hidden``, Outlook's
     ``mso-hide: all``, a place off the screen, and ``<template>`` content (see
-    :mod:`~postwarden_policies.inlinestyle`); nor what an SVG or MathML ``<style>``
+    :mod:`~postwarden_policies.inlinestyle`); nor what an SVG ``<style>``
     holds, as nothing of an HTML one (its sheet: shown, it gave rules CSS text). An
     element CSS makes inline breaks no line; ``<bdo dir=rtl>`` and a CSS bidi override
     are drawn reversed; images show their alt text (as with images off), inputs their
@@ -294,7 +294,7 @@ def render_visible(text: str) -> str:
 
 
 def _not_shown(text: str) -> None:
-    """Text readers do not show where it is (what an SVG or MathML ``<style>`` holds)."""
+    """Text readers do not show where it is (what an SVG ``<style>`` holds)."""
 
 
 def _read(walk: _Walk, text: str, reading: Reading, shows: Callable[[str], None]) -> None:
