@@ -161,6 +161,24 @@ def test_eval_does_not_write_a_rejected_message(
     assert capsys.readouterr().err == "not written: the message is not delivered (reject)\n"
 
 
+@pytest.mark.parametrize("expected", ["exe-attachment.eml", "macro-document.eml"])
+def test_eval_refuses_an_output_that_is_its_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], expected: str
+) -> None:
+    # Before: a rejected message's file was removed as "one left from an earlier run",
+    # a delivered one overwritten with what the filter made of it.
+    sample = tmp_path / expected
+    sample.write_bytes((SAMPLES / expected).read_bytes())
+    (tmp_path / "link.eml").symlink_to(sample)
+    with pytest.raises(SystemExit) as refused:
+        main([*EVAL, "--output", str(tmp_path / "link.eml"), str(sample)])
+    assert refused.value.code == 2
+    assert sample.read_bytes() == (SAMPLES / expected).read_bytes()
+    assert capsys.readouterr().err.endswith(
+        "error: --output names the message file itself: it would be overwritten, "
+        "or removed for a message not delivered\n")
+
+
 @pytest.mark.parametrize(("option", "value", "problem"), [
     pytest.param("--client-ip", "bogus", "expected an IPv4 or IPv6 address, got 'bogus'",
                  id="ip-text"),

@@ -22,7 +22,8 @@ policy alone and shows where the whole loaded set takes another action;
 the directory that is deployed), and shows what.
 ``eval --output FILE`` writes the message as it would be delivered; for a
 reject, tempfail or discard nothing is delivered: FILE is not written (one left
-from an earlier run is removed) and stderr says so. The exit code is 0 either
+from an earlier run is removed) and stderr says so; a FILE that is the message
+itself is refused (exit 2). The exit code is 0 either
 way: it tells whether the message was evaluated, the verdict is on stdout.
 """
 
@@ -271,11 +272,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if _output_is_the_message(args):
+        parser.error("--output names the message file itself: it would be overwritten, "
+                     "or removed for a message not delivered")
     if sys.stdout is None:  # started with it closed (>&-)
         return _output_failed("standard output is closed")
     with _escaping_stdout():
         return _run(args)
+
+
+def _output_is_the_message(args: argparse.Namespace) -> bool:
+    """Whether eval's --output is its message file (by another name or link too): the
+    sample a reject would remove, a test's ``message:`` with it."""
+    output, message = getattr(args, "output", None), getattr(args, "message", "-")
+    if not output or message == "-":
+        return False
+    try:
+        return os.path.samefile(output, message)
+    except OSError:  # either is missing: eval tells of the message, writes the output
+        return False
 
 
 @contextlib.contextmanager
