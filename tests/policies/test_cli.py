@@ -423,6 +423,18 @@ def test_an_output_that_cannot_be_written_is_told_not_taken_for_a_failed_case(
     assert b"Traceback" not in result.stderr
 
 
+def test_eval_of_standard_input_started_with_it_closed_says_so() -> None:
+    # Before: an AttributeError traceback (Python sets sys.stdin to None).
+    script = Path(sys.executable).with_name("postwarden-policy")
+    result = subprocess.run(
+        [str(script), "eval", "--policy", str(EXAMPLES), "--from", "a@elsewhere.test",
+         "--to", "b@example.com", "-"],
+        stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=60,
+        preexec_fn=lambda: os.close(0))
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr == b"-: cannot read: standard input is closed\n"
+
+
 def test_eval_writes_its_output_file_before_a_reader_that_left_ends_it(tmp_path: Path) -> None:
     output = tmp_path / "out.eml"
     output.write_bytes(b"an earlier run's message")

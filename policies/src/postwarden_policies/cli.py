@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import io
 import json
 import logging
@@ -178,7 +179,7 @@ def _eval(args: argparse.Namespace) -> int:
     if policy_set is None:
         return EXIT_NOT_LOADED
     try:
-        raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+        raw = _read_message(args.message)
     except OSError as exc:
         print(f"{args.message}: cannot read: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
@@ -202,6 +203,14 @@ def _eval(args: argparse.Namespace) -> int:
     if args.diff:
         print(_diff(raw, delivered), end="")
     return written
+
+
+def _read_message(name: str) -> bytes:
+    if name != "-":
+        return Path(name).read_bytes()
+    if sys.stdin is None:  # started with it closed (<&-): Python sets no stream
+        raise OSError(errno.EBADF, "standard input is closed")
+    return sys.stdin.buffer.read()
 
 
 def _write_output(path: Path, verdict: Verdict, delivered: bytes) -> int:
