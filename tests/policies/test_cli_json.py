@@ -172,6 +172,20 @@ def test_json_mode_writes_nothing_but_the_document(tmp_path: Path) -> None:
     assert json.loads(ran.stdout)["passed"] == 1
 
 
+def test_eval_in_json_mode_writes_nothing_but_the_verdict(tmp_path: Path) -> None:
+    """eval --format json wrote the engine's warning (a rewrite that failed) to stderr,
+    which `2>&1 | jq` reads; the verdict's reason and flag say it already."""
+    (tmp_path / "rw.yaml").write_text(REWRITE_FAILS)
+    sample = tmp_path / "uu.eml"
+    sample.write_bytes(b"Subject: x\n\nhello\nbegin 644 evil.exe\nM1&5L;&\\@=V]R;&0*\n`\nend\n")
+    script = Path(sys.executable).with_name("postwarden-policy")
+    ran = subprocess.run([str(script), "eval", "--format", "json", "--policy", str(tmp_path),
+                          "--from", "a@b.test", "--to", "bob@example.com", str(sample)],
+                         capture_output=True, check=False, timeout=60)
+    assert (ran.returncode, ran.stderr) == (0, b"")
+    assert json.loads(ran.stdout)["flags"] == ["rewrite_failed", "uuencoded"]
+
+
 def test_text_mode_names_the_case_an_engine_warning_is_of(tmp_path: Path) -> None:
     """The engine's warnings (a rewrite that failed) reached stderr without the case they
     were of, once for the policy alone and again for the whole set: among many cases

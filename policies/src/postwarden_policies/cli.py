@@ -191,8 +191,9 @@ def _eval(args: argparse.Namespace) -> int:
         helo=args.helo,
         auth_user=args.auth_user or None,  # as the milter reads an empty {auth_authen}
     )
-    verdict = evaluate_message(policy_set, as_received(raw), envelope)
-    delivered = apply_edits(raw, verdict)  # in the file's own line ends
+    with _quiet(args.format == "json"):
+        verdict = evaluate_message(policy_set, as_received(raw), envelope)
+        delivered = apply_edits(raw, verdict)  # in the file's own line ends
     # First: a reader of stdout that leaves (| head) must not leave an old FILE.
     written = _write_output(Path(args.output), verdict, delivered) if args.output else EXIT_OK
     args.outcome = written
