@@ -36,6 +36,18 @@ def test_a_load_that_checks_samples_names_the_missing_file(policy_dir: Path) -> 
     ]
 
 
+def test_a_missing_sample_is_told_on_its_issue_line_alone(tmp_path: Path) -> None:
+    # Printed as written, the line break split the issue and forged one of its own.
+    (tmp_path / "p.yaml").write_text(POLICY.replace(
+        "samples/m.eml", '"m\\nq.yaml:1:1: fine.eml"'))
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([tmp_path], check_samples=True)
+    assert [str(i) for i in refused.value.issues] == [
+        f"{tmp_path / 'p.yaml'}:8:14: test 'c': message file not found: "
+        "m\\nq.yaml:1:1: fine.eml"
+    ]
+
+
 @pytest.mark.parametrize("command", ["check", "test"])
 def test_check_and_test_refuse_a_missing_sample(
     policy_dir: Path, command: str, capsys: pytest.CaptureFixture[str]

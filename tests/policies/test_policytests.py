@@ -155,6 +155,20 @@ def test_unreadable_message_fails_the_case(tmp_path: Path) -> None:
     assert said(result.problems) == (f"cannot read {message}: No such file or directory",)
 
 
+def test_an_unread_message_is_told_on_one_line(tmp_path: Path) -> None:
+    message = tmp_path / "m\nPASS q.yaml:1: fine.eml"
+    message.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nname: p\ntests:\n  - name: c\n    message: \"m\\nPASS q.yaml:1: fine.eml\"\n"
+        "    recipients: [a@b.test]\n    expect: accept\n"
+    )
+    policy_set = load_policy_set([tmp_path])
+    message.unlink()
+    (result,) = run_policy_tests(policy_set)
+    assert said(result.problems) == (
+        f"cannot read {tmp_path}/m\\nPASS q.yaml:1: fine.eml: No such file or directory",)
+
+
 def test_example_policies_pass() -> None:
     results = run_policy_tests(load_policy_set([EXAMPLES]))
     assert len(results) == 21

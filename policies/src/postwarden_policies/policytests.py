@@ -35,6 +35,7 @@ from .facts import Envelope
 from .mimeparse import parse_message
 from .model import Mode, Policy, PolicyTest
 from .policyset import PolicySet
+from .render import escaped
 from .verdicts import AttachmentStripped, Quarantine, Verdict
 
 
@@ -194,7 +195,8 @@ def run_case(
     try:
         raw = _message(case)
     except OSError as exc:
-        unread = Failure("message", f"cannot read {case.message}: {exc.strerror}")
+        # On one line: a line break in its name would forge a report line of its own.
+        unread = Failure("message", f"cannot read {escaped(str(case.message))}: {exc.strerror}")
         return CaseResult(policy, case, None, (unread,))
     with _engine_warnings() as warnings:
         verdict = _verdict(policy_set, case, raw)

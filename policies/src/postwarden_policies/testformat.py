@@ -29,6 +29,7 @@ from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
 from .model import Limits, PolicyTest
 from .policyformat import NAME, PRINTABLE, TERMINALS
+from .render import escaped
 from .spec import (
     INVALID,
     Convert,
@@ -126,6 +127,7 @@ def _message_path(given: str, ctx: ObjectContext) -> Path:
 def _sample_found(path: Path, given: str, ctx: ObjectContext) -> bool:
     """Whether the sample is a file; else an issue at the case (is_file raises for a name
     too long or a directory it may not search, which would end the whole load)."""
+    given = escaped(given)  # a line break in it would split the issue's line, or forge one
     try:
         if path.is_file():
             return True
