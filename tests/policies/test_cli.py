@@ -453,6 +453,25 @@ def test_eval_writes_its_output_file_before_a_reader_that_left_ends_it(tmp_path:
     assert output.read_bytes() != b"an earlier run's message"
 
 
+def test_a_file_name_with_a_line_break_shows_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Git takes such a name: printed as it is, it forged a passing case's (or a clean
+    # file's) line of its own for a CI reading the output.
+    failing = tmp_path / "w\nPASS fake.yaml"
+    failing.write_text(
+        "version: 1\nname: w\ntests:\n  - name: t\n    raw: 'Subject: x\n\n      body'\n"
+        "    recipients: [a@b.test]\n    expect: reject\n")
+    assert main(["test", str(failing)]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"FAIL {tmp_path}/w\\nPASS fake.yaml:4: t [rules: (none)]")
+    broken = tmp_path / "b\nok.yaml"
+    broken.write_text("version: 1\n")
+    assert main(["check", str(broken)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path}/b\\nok.yaml:1:1: missing required key 'name' in policy"]
+
+
 def test_a_case_name_shows_on_its_report_line_with_controls_escaped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:

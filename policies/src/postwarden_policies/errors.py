@@ -13,6 +13,8 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .render import escaped
+
 # The kind of a warning that is not a policy test's mistake, for the admin API's answers.
 COMMENT_AFTER_VALUE = "value_cut_by_comment"
 SHOWN_CHARS = 80  # of a key or value an issue quotes
@@ -54,9 +56,11 @@ class PolicyIssue:
     code: str = field(default="", compare=False)
 
     def __str__(self) -> str:
+        """``file:line:column: message`` on one line: a line break in a file's name (git
+        takes one) would split it, or forge another file's line for an editor or CI."""
         if self.line is None:
-            return f"{self.file}: {self.message}"
-        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+            return escaped(f"{self.file}: {self.message}")
+        return escaped(f"{self.file}:{self.line}:{self.column}: {self.message}")
 
 
 class PoliciesError(Exception):

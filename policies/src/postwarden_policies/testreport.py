@@ -48,7 +48,7 @@ def case_warning_lines(results: Sequence[CaseResult]) -> Iterator[str]:
     for result in results:
         line, column = result.case.where
         for warning in result.warnings:
-            yield (f"{result.policy.source}:{line}:{column}: test {result.case.name!r}: "
+            yield (f"{escaped(result.policy.source)}:{line}:{column}: test {result.case.name!r}: "
                    f"warning: {warning}")
 
 
@@ -67,9 +67,9 @@ def case_lines(results: Sequence[CaseResult], *, whole_set: bool) -> Iterator[st
         rules = _rules(result.verdict) if result.verdict else "-"
         failed = case_failed(result, whole_set=whole_set)
         at = result.case.where[0]  # file:line: where an editor or a CI annotation goes
-        # A name is any text: a line break in it would split the line (or forge another
-        # case's), an escape sequence would reach the terminal.
-        yield (f"{'FAIL' if failed else 'PASS'} {result.policy.source}:{at}: "
+        # A name is any text, and so is a file's: a line break in it would split the line
+        # (or forge another case's), an escape sequence would reach the terminal.
+        yield (f"{'FAIL' if failed else 'PASS'} {escaped(result.policy.source)}:{at}: "
                f"{escaped(result.case.name)} [rules: {rules}]")
         yield from (f"    {problem}" for problem in result.problems)
         if failed and result.verdict and result.verdict.flags:
