@@ -161,6 +161,29 @@ def test_eval_does_not_write_a_rejected_message(
     assert capsys.readouterr().err == "not written: the message is not delivered (reject)\n"
 
 
+@pytest.mark.parametrize("argv", [
+    pytest.param(["check", ""], id="check"),
+    pytest.param(["test", str(EXAMPLES), ""], id="test"),
+    pytest.param(["eval", "--policy", "", "--from", "a@b.test", "--to", "c@d.test", "m.eml"],
+                 id="eval-policy"),
+    pytest.param([*EVAL, "--output", "", str(SAMPLES / "macro-document.eml")], id="eval-output"),
+    pytest.param([*EVAL, ""], id="eval-message"),
+])
+def test_an_empty_path_is_refused(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # pathlib reads "" as ".": an unset "$POLICY_DIR" checked and passed the directory the
+    # CI step ran in, and an unset --output "$OUT" wrote nothing, without a word.
+    (tmp_path / "p.yaml").write_text("version: 1\nname: p\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        ": an empty path names no file (an unset variable?)\n")
+
+
 @pytest.mark.parametrize("expected", ["exe-attachment.eml", "macro-document.eml"])
 def test_eval_refuses_an_output_that_is_its_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], expected: str

@@ -93,6 +93,14 @@ def _sender(value: str) -> str:
     return value if value == NULL_SENDER else _address(value)
 
 
+def _path(value: str) -> str:
+    """A path that is not empty: pathlib reads "" as the current directory, so a CI
+    step's unset variable ("$POLICY_DIR") checked, tested or wrote there instead."""
+    if not value:
+        raise argparse.ArgumentTypeError("an empty path names no file (an unset variable?)")
+    return value
+
+
 def _load(paths: Sequence[str], *, check_samples: bool = False) -> Loaded:
     warnings: list[PolicyIssue] = []
     try:
@@ -246,17 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="load policies and report every error")
     _add_format(check)
-    check.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    check.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", type=_path)
     check.set_defaults(run=_check)
     test = commands.add_parser("test", help="run the tests: sections of policies")
     test.add_argument("--whole-set", action="store_true",
                       help="fail a case the whole loaded set gives another outcome")
     _add_format(test)
-    test.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    test.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", type=_path)
     test.set_defaults(run=_test)
     ev = commands.add_parser("eval", help="evaluate one message against policies")
     ev.add_argument("--policy", action="append", required=True, metavar="FILE_OR_DIR",
-                    help="policy file or directory (repeatable)")
+                    type=_path, help="policy file or directory (repeatable)")
     ev.add_argument("--from", dest="sender", required=True, metavar="ADDRESS", type=_sender,
                     help="envelope sender; <> for null")
     ev.add_argument("--to", dest="recipients", action="append", required=True, metavar="ADDRESS",
@@ -271,10 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(ev)
     ev.add_argument("--json", dest="format", action="store_const", const="json",
                     help="the same as --format json (kept for scripts written before it)")
-    ev.add_argument("--output", metavar="FILE",
+    ev.add_argument("--output", metavar="FILE", type=_path,
                     help="write the message as it would be delivered (none for reject, "
                          "tempfail, discard: FILE is removed)")
-    ev.add_argument("message", help="the .eml file, or - for standard input")
+    ev.add_argument("message", type=_path, help="the .eml file, or - for standard input")
     ev.set_defaults(run=_eval)
     schema = commands.add_parser("schema", help="print the JSON Schema of policy files")
     schema.set_defaults(run=_schema)
