@@ -152,6 +152,14 @@ def test_eval_json_diff_and_output(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "+X-External: yes" in diff
 
 
+def test_eval_json_with_diff_is_one_json_document(capsys: pytest.CaptureFixture[str]) -> None:
+    # The diff was printed after the document: `| jq` could not read the output.
+    assert main([*EVAL, "--format", "json", "--diff", str(SAMPLES / "macro-document.eml")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["action"] == "accept"
+    assert "-Subject: Invoice 2041\r\n+Subject: [EXT] Invoice 2041\r\n" in data["diff"]
+
+
 def test_eval_does_not_write_a_rejected_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

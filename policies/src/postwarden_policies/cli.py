@@ -205,12 +205,15 @@ def _eval(args: argparse.Namespace) -> int:
     # First: a reader of stdout that leaves (| head) must not leave an old FILE.
     written = _write_output(Path(args.output), verdict, delivered) if args.output else EXIT_OK
     args.outcome = written
+    diff = _diff(raw, delivered) if args.diff else None
     if args.format == "json":
-        print(json.dumps(verdict_json(verdict), indent=2))
+        # In the document: printed after it, the diff left no JSON a reader could parse.
+        extra = {} if diff is None else {"diff": diff}
+        print(json.dumps({**verdict_json(verdict), **extra}, indent=2))
     else:
         print("\n".join(verdict_lines(verdict)))
-    if args.diff:
-        print(_diff(raw, delivered), end="")
+        if diff is not None:
+            print(diff, end="")
     return written
 
 
