@@ -159,3 +159,48 @@ async def test_a_requeue_of_ours_read_before_its_arrival_is_known_lost_is_its(
         reader = MaillogFollower(pool, log_file)
     await caught_up(reader, log_file, len(moved))
     assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}
+
+
+def other_arrival(queue_id: str) -> str:
+    return (about_message(queue_id, "smtpd", "client=localhost[127.0.0.1]")
+            + about_message(queue_id, "cleanup", "message-id=<other@example.net>"))
+
+
+@pytest.mark.parametrize("next_ours", [False, True])
+async def test_lines_read_between_two_arrivals_under_a_queue_id_are_the_first_s(
+    pool: asyncpg.Pool, tmp_path: Path, next_ours: bool
+) -> None:
+    """In one read: ours' arrival, its lines, then another arrival under its queue id
+    (Postfix reused it), of other mail or ``next_ours``, and that message's lines. The
+    lines between were dropped: ours stayed relayed for good."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("A")
+    address = f"between-{uuid.uuid4().hex[:6]}@example.org"
+    first = await relayed_message(pool, queue_id, address)
+    nxt = await accepted_message(pool, address)
+    append(log_file, arrival(queue_id, first),
+           line(queue_id, address, "bounced", "5.7.1", "550 5.7.1 refused"), removed(queue_id),
+           arrival(queue_id, nxt) if next_ours else other_arrival(queue_id),
+           sent(queue_id, address))
+    if next_ours:
+        await relay_as(pool, nxt, queue_id)
+    await follower.poll()
+    assert await recipients(pool, first) == {address: ("bounced", "550 5.7.1 refused")}
+    assert await recipients(pool, nxt) == {
+        address: ("delivered", "250 ok") if next_ours else ("queued", None)}
+
+
+async def test_a_requeue_read_between_two_arrivals_under_a_queue_id_is_the_first_s(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """In one read: ours' arrival, its requeue (postsuper -r), other mail's arrival under
+    its old queue id, ours' line under the new one. The requeue was dropped: ours stayed
+    under its old queue id, relayed for good."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id, new = new_queue_id("C"), new_queue_id("D")
+    address = f"between-requeued-{uuid.uuid4().hex[:6]}@example.org"
+    ours = await relayed_message(pool, queue_id, address)
+    append(log_file, arrival(queue_id, ours), requeued(queue_id, new), other_arrival(queue_id),
+           sent(new, address))
+    await follower.poll()
+    assert await recipients(pool, ours) == {address: ("delivered", "250 ok")}

@@ -134,6 +134,8 @@ RELEASED = {
         "13530851c5104bab8c2ad545c2ddc8ced98314167b4b5e8249ee660ace243772",
     "0057_maillog_held_requeues":
         "e4c023a0f58cd9ad1da7e059395bbd91e4406b5e3857ddd2e1590ef1214d8a3b",
+    "0058_maillog_lines_between_arrivals":
+        "f88a8742113a5d27870543c3fb698b0ab50f6c197d2749a621952ac32193ad17",
 }
 
 

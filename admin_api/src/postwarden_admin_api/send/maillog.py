@@ -25,7 +25,9 @@ files rotated after it, if any is not). A line
 can arrive before the relay worker stored the queue id it names, so unmatched
 lines are retried for a while (:mod:`.waitinglines`), until a message arrives under
 their queue id (its first line, :mod:`.receipts`): they were another's, the message
-given the id before, and are applied to it if it is ours (:func:`.apply_earlier`). Most
+given the id before, and are applied to it if it is ours (:func:`.apply_earlier`); those
+read after a message's arrival and before the next one's under the id, in one read, are
+that message's, applied to it if it is ours (:func:`.apply_known`, migration 0058). Most
 lines in a busy log are about other mail: those of mail seen arriving as
 another's are dropped as they are parsed (:mod:`.othermail`); of the rest, each
 poll first asks, in one query, which queue ids are ours, then applies those
@@ -72,7 +74,6 @@ import re
 import socket
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -86,8 +87,10 @@ from postwarden_admin_api.periodic import DB_ERRORS, pooled, surviving
 from .cutoffs import CutOffs
 from .deliveryapply import (
     Applied,
+    Known,
     apply_earlier,
     apply_events,
+    apply_known,
     apply_requeues,
     move_requeued,
     note_arrivals,
@@ -175,12 +178,15 @@ class _Read:
 
     deliveries: list[Waiting]
     # Read before the first line of a message arriving under their queue id: the earlier
-    # message's. (Those read between two such first lines, of mail come and gone within
-    # the read, are dropped.)
+    # message's.
     earlier: list[Waiting]
+    # Read between two such lines, of mail come and gone within the read: the message the
+    # first one named as ours (those of other mail are dropped).
+    between: list[Known]
     receipts: list[ReceiptLine]
     requeues: list[Requeued]
     earlier_requeues: list[Requeued]  # as ``earlier``
+    between_requeues: list[tuple[uuid.UUID, Requeued]]  # as ``between``
     unread: int  # bytes left in the file (or a newer one at the path) at this read
     # Queue ids a line started afresh (a message arriving under it): no line read before
     # is about that message.
@@ -226,10 +232,12 @@ class MaillogFollower:
         self._pending: list[Waiting] = []
         self._pending_saved: list[Waiting] = []  # those of them in the row, as last saved
         self._earlier: list[Waiting] = []  # read before an arrival, not yet committed
+        self._between: list[Known] = []  # read between two arrivals, not yet committed
         self._receipts: list[ReceiptLine] = []
         # Read, not yet committed, or waiting for their queue id (as lines do).
         self._requeues: list[Requeued] = []
         self._earlier_requeues: list[Requeued] = []  # read before an arrival, not yet committed
+        self._between_requeues: list[tuple[uuid.UUID, Requeued]] = []  # as _between
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
         self._arrivals = Arrivals()  # as _other_mail
         self._cut_offs = CutOffs()  # as _other_mail
@@ -320,6 +328,7 @@ class MaillogFollower:
         self._tail.close()
         self._partial, self._pending, self._pending_saved, self._receipts = b"", [], [], []
         self._requeues, self._earlier, self._earlier_requeues = [], [], []
+        self._between, self._between_requeues = [], []
         self._skipped = self._uncommitted = 0
         self._receipts_dropped = False
         self._holds = self._holds_read = Holds()
@@ -428,6 +437,7 @@ class MaillogFollower:
             self._uncommitted = 0
             self._receipts, self._receipts_dropped, self._requeues = [], False, done.requeues
             self._earlier, self._earlier_requeues = [], []
+            self._between, self._between_requeues = [], []
             self._holds = self._holds_read
             self._pending, self._pending_saved = done.pending
         for event in done.applied:
@@ -469,7 +479,8 @@ class MaillogFollower:
         # Each delivery and requeue with how many restarts of its queue id came before it.
         read_deliveries: list[tuple[int, Waiting]] = []
         read_requeues: list[tuple[int, Requeued]] = []
-        restarts: Counter[str] = Counter()
+        # Each queue id's restarts: the message of ours each names, if any.
+        restarts: dict[str, list[uuid.UUID | None]] = {}
         for raw in lines:
             if not raw:  # between NULs, or a blank line: no line to tell the form by
                 continue
@@ -485,24 +496,25 @@ class MaillogFollower:
                 self._other_mail.note(receipt)
                 self._arrivals.note(receipt)
                 if not receipt.committed:
-                    restarts[receipt.queue_id] += 1
+                    restarts.setdefault(receipt.queue_id, []).append(receipt.message)
             # Not elif: a milter's hold commits a receipt and is a timeline event too.
             event = parse_line(line)
             if isinstance(event, UnknownStatus):
                 self._unknown_status(event)
             elif isinstance(event, Requeued):
-                read_requeues.append((restarts[event.queue_id], event))
+                read_requeues.append((len(restarts.get(event.queue_id, ())), event))
             elif event is not None and not self._other_mail.claims(event):
                 event = self._arrivals.handed_over(event)
-                read_deliveries.append((restarts[event.queue_id], (
+                read_deliveries.append((len(restarts.get(event.queue_id, ())), (
                     now, replace(event, logged_at=logged_at(line.text, now)))))
         # From the start of the line not read whole: the next reader reads all of it.
         line_start = self._tail.position - len(self._partial) - self._skipped
-        earlier, deliveries = _split_at_restarts(read_deliveries, restarts,
-                                                 lambda waiting: waiting[1].queue_id)
-        earlier_requeues, requeues = _split_at_restarts(read_requeues, restarts,
-                                                        lambda requeue: requeue.queue_id)
-        return _Read(deliveries, earlier, receipts, requeues, earlier_requeues, unread,
+        earlier, between, deliveries = _split_at_restarts(read_deliveries, restarts,
+                                                          lambda waiting: waiting[1].queue_id)
+        earlier_requeues, between_requeues, requeues = _split_at_restarts(
+            read_requeues, restarts, lambda requeue: requeue.queue_id)
+        return _Read(deliveries, earlier, [(message, event) for message, (_, event) in between],
+                     receipts, requeues, earlier_requeues, between_requeues, unread,
                      set(restarts), line_start, self._tail.mark_before(line_start))
 
     def _check_form(self, line: LogLine | None) -> None:
@@ -570,6 +582,12 @@ class MaillogFollower:
         earlier = await apply_earlier(conn, self._host, [event for _, event in self._earlier])
         await move_requeued(conn, self._host, self._earlier_requeues)
         await note_arrivals(conn, self._host, self._receipts, read_no if unread == 0 else None)
+        # After: each to the message it is known to be about, whose arrival was just read.
+        self._between += read.between
+        self._between_requeues += read.between_requeues
+        between = await apply_known(conn, self._host, self._between)
+        await move_requeued(conn, self._host, [requeue for _, requeue in self._between_requeues],
+                            [message for message, _ in self._between_requeues])
         applied = await apply_events(conn, self._host, [event for _, event in queue])
         requeues = await apply_requeues(conn, self._host, self._requeues)
         # Lines under a requeued message's new queue id are about it from the next poll on
@@ -591,28 +609,35 @@ class MaillogFollower:
                            # A restart checks the file still holds these bytes there.
                            fingerprint(read.mark), final and read_to_end,
                            [[r.queue_id, r.new_queue_id] for r in requeues] or None)
-        return _Applied(unread, _events(self._earlier, earlier) + _events(queue, applied),
-                        len(earlier.refused) + len(applied.refused), (pending, kept), requeues,
-                        saved)
+        return _Applied(unread, _events(self._earlier, earlier) + _events(self._between, between)
+                        + _events(queue, applied),
+                        len(earlier.refused) + len(between.refused) + len(applied.refused),
+                        (pending, kept), requeues, saved)
 
 
 _T = TypeVar("_T")
 
 
-def _split_at_restarts(read: list[tuple[int, _T]], restarts: Counter[str],
-                       queue_id: Callable[[_T], str]) -> tuple[list[_T], list[_T]]:
+def _split_at_restarts(read: list[tuple[int, _T]], restarts: dict[str, list[uuid.UUID | None]],
+                       queue_id: Callable[[_T], str]
+                       ) -> tuple[list[_T], list[tuple[uuid.UUID, _T]], list[_T]]:
     """Of ``read`` (each with how many of ``restarts`` of its queue id came before it),
-    those read before the first restart of their queue id, and those after the last."""
+    those read before the first restart of their queue id, those between two whose first
+    named a message of ours (with it), and those after the last."""
     earlier: list[_T] = []
+    between: list[tuple[uuid.UUID, _T]] = []
     later: list[_T] = []
     for before, item in read:
-        if before == restarts[queue_id(item)]:
+        started = restarts.get(queue_id(item), [])
+        if before == len(started):
             later.append(item)
         elif before == 0:
             earlier.append(item)
-    return earlier, later
+        elif (message := started[before - 1]) is not None:
+            between.append((message, item))
+    return earlier, between, later
 
 
-def _events(lines: list[Waiting], applied: Applied) -> list[DeliveryEvent]:
+def _events(lines: list[tuple[_T, DeliveryEvent]], applied: Applied) -> list[DeliveryEvent]:
     """The events among ``lines`` that were recorded."""
     return [lines[index][1] for index in applied.recorded]
