@@ -1262,6 +1262,32 @@ async def test_a_held_message_shows_it_and_waits(pool: asyncpg.Pool, tmp_path: P
     assert await message_status(pool, message_id) == "relayed"
 
 
+@pytest.mark.parametrize("stored", [True, False])
+async def test_a_hold_logged_as_the_message_arrives_is_its(
+    pool: asyncpg.Pool, tmp_path: Path, stored: bool
+) -> None:
+    """header_checks' HOLD on a header before the Message-ID comes between the message's
+    first line and the Message-ID line naming ours: read in one read with them, it was
+    dropped (no held event, no send.held). Read before the relay ``stored`` Postfix's
+    answer, it waits for it as the message's other lines do."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("HOLD")
+    message_id = await accepted_message(pool, "a@example.org")
+    if stored:
+        await relay_as(pool, message_id, queue_id)
+    append(log_file, about_message(queue_id, "smtpd", "client=localhost[127.0.0.1]"),
+           about_message(queue_id, "cleanup", "hold: header Subject: x from "
+                                              "localhost[127.0.0.1]; from=<a@b> to=<c@d>"),
+           about_message(queue_id, "cleanup", f"message-id=<{message_id.hex}@example.com>"))
+    await follower.poll()
+    if not stored:
+        await relay_as(pool, message_id, queue_id)
+        await follower.poll()
+    events = await pool.fetch("SELECT event, detail FROM outbound_events "
+                              "WHERE message_id = $1 AND event = 'held'", message_id)
+    assert [tuple(e) for e in events] == [("held", "held in Postfix's hold queue by its checks")]
+
+
 def arriving(queue_id: str, message_id: str) -> str:
     return (f"Nov 23 15:12:49 mx postfix/smtpd[5]: {queue_id}: client=x.example[192.0.2.1]\n"
             f"Nov 23 15:12:49 mx postfix/cleanup[6]: {queue_id}: message-id={message_id}\n")

@@ -27,7 +27,8 @@ lines are retried for a while (:mod:`.waitinglines`), until a message arrives un
 their queue id (its first line, :mod:`.receipts`): they were another's, the message
 given the id before, and are applied to it if it is ours (:func:`.apply_earlier`); those
 read after a message's arrival and before the next one's under the id, in one read, are
-that message's, applied to it if it is ours (:func:`.apply_known`, migration 0058). Most
+that message's, applied to it if it is ours (:func:`.apply_known`, migration 0058), and so
+are those between its first line and its Message-ID line (a header_checks HOLD). Most
 lines in a busy log are about other mail: those of mail seen arriving as
 another's are dropped as they are parsed (:mod:`.othermail`); of the rest, each
 poll first asks, in one query, which queue ids are ours, then applies those
@@ -181,7 +182,8 @@ class _Read:
     # message's.
     earlier: list[Waiting]
     # Read between two such lines, of mail come and gone within the read: the message the
-    # first one named as ours (those of other mail are dropped).
+    # first one named as ours (or after a first line, the next: _named_by); those of
+    # other mail are dropped.
     between: list[Known]
     receipts: list[ReceiptLine]
     requeues: list[Requeued]
@@ -622,20 +624,30 @@ def _split_at_restarts(read: list[tuple[int, _T]], restarts: dict[str, list[uuid
                        queue_id: Callable[[_T], str]
                        ) -> tuple[list[_T], list[tuple[uuid.UUID, _T]], list[_T]]:
     """Of ``read`` (each with how many of ``restarts`` of its queue id came before it),
-    those read before the first restart of their queue id, those between two whose first
-    named a message of ours (with it), and those after the last."""
+    those read before the first restart of their queue id, those of a message of ours
+    that arrived under it before its last (with it), and those of the last."""
     earlier: list[_T] = []
     between: list[tuple[uuid.UUID, _T]] = []
     later: list[_T] = []
     for before, item in read:
         started = restarts.get(queue_id(item), [])
-        if before == len(started):
+        named = _named_by(started, before)
+        if named == len(started) - 1:
             later.append(item)
         elif before == 0:
             earlier.append(item)
-        elif (message := started[before - 1]) is not None:
+        elif (message := started[named]) is not None:
             between.append((message, item))
     return earlier, between, later
+
+
+def _named_by(started: list[uuid.UUID | None], before: int) -> int:
+    """Which of a queue id's restarts names the message a line read after ``before`` of
+    them is about: the last before it, or after a message's first line (``client=``,
+    naming none), its Message-ID line next (cleanup logs a header_checks HOLD as it reads
+    the header, before the Message-ID: ours comes after From, To and Subject)."""
+    after_first_line = 0 < before < len(started) and started[before - 1] is None
+    return before if after_first_line and started[before] is not None else before - 1
 
 
 def _events(lines: list[tuple[_T, DeliveryEvent]], applied: Applied) -> list[DeliveryEvent]:

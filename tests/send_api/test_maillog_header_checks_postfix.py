@@ -1,0 +1,62 @@
+"""header_checks with the real Postfix: cleanup logs a check's verdict on a header as it
+reads it, so a HOLD on a header before the Message-ID (ours carry From, To and Subject
+first) comes between the message's first line (smtpd's ``client=``) and the Message-ID
+line naming ours. Read in one read with them, it was dropped: the message got no
+``held`` event (nor send.held) while it waited in the hold queue."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from postwarden_admin_api.send.maillog import MaillogFollower
+from tests.fixtures.postfix import PostfixInstance, running_postfix, send_message
+
+from .test_maillog import accepted_message, relay_as
+
+pytestmark = pytest.mark.postfix
+
+
+@pytest.fixture(scope="module")
+def postfix() -> Iterator[PostfixInstance]:
+    # Not under pytest's 0700 tmp: Postfix's cleanup reads it as the postfix user.
+    with tempfile.TemporaryDirectory(prefix="postwarden-checks-") as directory:
+        Path(directory).chmod(0o755)
+        checks = Path(directory) / "header_checks"
+        checks.write_text("/^Subject: hold-me/ HOLD\n")
+        checks.chmod(0o644)
+        with running_postfix(main={"header_checks": f"regexp:{checks}"}) as (instance, _):
+            yield instance
+
+
+async def held(pool: asyncpg.Pool, message_id: uuid.UUID) -> list[str]:
+    rows = await pool.fetch("SELECT detail FROM outbound_events WHERE message_id = $1 "
+                            "AND event = 'held'", message_id)
+    return [row["detail"] for row in rows]
+
+
+async def test_a_message_header_checks_hold_is_held(
+    pool: asyncpg.Pool, postfix: PostfixInstance
+) -> None:
+    address = f"hc-{uuid.uuid4().hex[:8]}@example.org"
+    follower = MaillogFollower(pool, postfix.maillog, host=f"hc-{uuid.uuid4().hex[:6]}")
+    await follower.poll()
+    message_id = await accepted_message(pool, address)
+    data = (f"From: app@example.com\r\nTo: {address}\r\nSubject: hold-me\r\n"
+            f"Message-ID: <{message_id.hex}@example.com>\r\n\r\nbody\r\n").encode()
+    result = await asyncio.to_thread(send_message, postfix.port, data, "app@example.com",
+                                     [address])
+    assert result.accepted, result
+    await relay_as(pool, message_id, result.queue_id, queue_host=follower.host)
+    arrived = await asyncio.to_thread(postfix.wait_for_log,
+                                      rf"{result.queue_id}: message-id=", 30)
+    assert f"{result.queue_id}: hold: header Subject" in arrived.string[:arrived.start()]
+    await follower.poll()  # the whole arrival in one read
+    await follower.release()
+    assert await held(pool, message_id) == ["held in Postfix's hold queue by its checks"]
