@@ -175,10 +175,42 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      id="all-in-svg-style-not-shown"),
         pytest.param("<svg><style>x</svg>hello", "hello", id="svg-style-closed-by-svg-end"),
         pytest.param("<svg><style>x<b>hello</b>", "hello", id="svg-style-closed-by-breakout"),
+        # SVG draws text only in a <text> (its <tspan>, <textPath> too), and HTML again
+        # in a <foreignObject>; never what a <desc> or <title> holds, HTML there too.
+        pytest.param("a<svg>b<g>c<![CDATA[d]]></g>e</svg>f", "af", id="svg-text-outside-text"),
+        pytest.param("<svg><text>a<tspan>b<textPath>c</textPath></tspan><![CDATA[d]]></text>"
+                     "</svg>", "abcd", id="svg-text-in-text"),
+        pytest.param("<svg><defs>a<linearGradient>b</linearGradient></defs><symbol>c</symbol>"
+                     "<metadata>d</metadata></svg>", "", id="svg-text-in-defs"),
+        pytest.param("<svg><title>a</title><desc>b<b>c</b><div>d</div><img alt=e></desc>"
+                     "<text>f<desc>g</desc></text></svg>", "f", id="svg-desc-title-not-shown"),
+        pytest.param("<svg><g><foreignObject>a<i>b</i><svg>c<text>d</text></svg></foreignObject>"
+                     "</g></svg>", "abd", id="svg-foreignobject-shown"),
+        pytest.param("<svg><text><foreignObject><svg>a</svg></foreignObject></text></svg>", "",
+                     id="svg-in-foreignobject-in-text"),
+        pytest.param("a<svg>b<img alt=c>d", "acd", id="svg-closed-by-image-shows-alt"),
+        pytest.param("<svg><input value=a></svg>", "", id="svg-input-shows-no-value"),
+        pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
     ],
 )
 def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) -> None:
     assert render_visible(html) == shown
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        pytest.param("<desc>xyz</desc>", id="desc"),
+        pytest.param("<title>x<b>y</b>z</title>", id="title-with-html"),
+        pytest.param("<g>xyz</g>", id="group"),
+        pytest.param("xyz<text></text>", id="before-text"),
+        pytest.param("<defs><linearGradient>xyz</linearGradient></defs>", id="gradient"),
+        pytest.param("<desc><div>xyz</div></desc>", id="block-in-desc"),
+    ],
+)
+def test_text_svg_does_not_draw_does_not_split_a_word(hidden: str) -> None:
+    html = f"<p>via<svg width=0 height=0>{hidden}</svg>gra</p>"
+    assert _rejected(text_message("text/html", html))
 
 
 def test_a_hidden_keyword_is_still_found() -> None:
@@ -223,6 +255,9 @@ ADVERSARIAL = [
     pytest.param(lambda n: "<!--[if mso]><span hidden>" * n, id="unclosed-conditionals"),
     pytest.param(lambda n: "<table><tr><td>x<b style=color:red>y" * n, id="nested-tables"),
     pytest.param(lambda n: "<table>a<i>b" * (2 * n), id="out-of-place-runs"),
+    # What SVG draws changes at each of these tags, nested ever deeper.
+    pytest.param(lambda n: "<svg>" + "<g>a<text>b<foreignObject>c<svg>d<desc>e" * n,
+                 id="nested-svg"),
 ]
 
 

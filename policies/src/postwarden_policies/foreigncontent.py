@@ -72,17 +72,22 @@ def readings(html: str) -> Iterator[tuple[int, int, Reading]]:
     """The stretches of ``html`` HTML's tokenizer reads alike (:class:`.htmltokens.Reading`),
     start and end, in order: one of HTML at once where no ``<svg`` or ``<math`` start tag
     can be; else as :func:`document_tags` finds them, a tag at a time. Each ends where a
-    tag ends, so a stretch split on its own splits as the whole would."""
-    for start, end, reading, _ in shown_readings(html):
-        yield start, end, reading
+    tag ends, so a stretch split on its own splits as the whole would (those of
+    :func:`shown_readings` joined where only what readers show changes)."""
+    start, reading = 0, HTML
+    for at, _, wanted, _ in shown_readings(html):
+        if wanted is not reading:
+            yield start, at, reading
+            start, reading = at, wanted
+    yield start, len(html), reading
 
 
 def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool]]:
-    """:func:`readings`, each stretch also with whether readers show what it holds: not
-    what an SVG ``<style>`` holds (its sheet, :func:`style_sheets`, as they do not an
-    HTML one's raw text), from its start tag to where the tree builder closes it (its
-    end tag, an ``</svg>``, an HTML tag breaking out). A MathML ``<style>`` is an
-    element MathML does not know, shown as any."""
+    """The stretches of :func:`readings`, split further where what readers show
+    changes (:attr:`_OpenElements.shown`), each with whether they show what it holds.
+    A tag goes with the text after it: whether it shows what it opens (an image's alt
+    text: ``<svg><img alt=x>`` breaks out, and shows it) and the lines a block breaks.
+    """
     if _FOREIGN_START.search(html) is None:
         yield 0, len(html), HTML, True
         return
@@ -90,10 +95,13 @@ def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool]]:
     reading, shown, start = HTML, True, 0
     for name, found in _tags_read(html, stack):
         stack.read(name, found)
-        wanted, showing = stack.reading(), not stack.in_svg_style
-        if wanted is not reading or showing is not shown:
+        if (showing := stack.shown) is not shown:
+            if start < found.start():
+                yield start, found.start(), reading, shown
+            start, shown = found.start(), showing
+        if (wanted := stack.reading()) is not reading:  # the text after the tag is read so
             yield start, found.end(), reading, shown
-            reading, shown, start = wanted, showing, found.end()
+            reading, start = wanted, found.end()
     yield start, len(html), reading, shown
 
 
@@ -186,13 +194,14 @@ def _tokens_read(html: str, stack: _OpenElements, end: int | None = None
 _INTEGRATION = {"svg": SVG_POINTS, "math": frozenset({"annotation-xml"})}
 _MATHML_GLYPHS = frozenset({"mglyph", "malignmark"})
 _ENCODING = frozenset({"encoding"})
-_SVG_STYLE = ("style", "svg")
+# SVG elements readers never draw, nor anything they hold (HTML in a <desc> too).
+_UNDRAWN = frozenset({"desc", "metadata", "script", "style", "title"})
 # HTML start tags that open no element (void), or none where a body is already open.
 _NOT_OPENED = VOID | frozenset(
     "body caption col colgroup frame frameset head html tbody td tfoot th thead tr".split())
 # An open element: its name, its namespace ("html", "svg", "math") and its role: "point"
 # (holds HTML), "text" (a MathML text integration point), "xml" (annotation-xml that
-# holds other XML), "template" or "".
+# holds other XML), "drawn" (an SVG <text>), "template" or "".
 _Element = tuple[str, str, str]
 
 
@@ -215,7 +224,8 @@ class _OpenElements:
         self.html_at = array("q")  # places of HTML elements (templates too)
         self.bounds = array("q")  # places of integration points and templates
         self.foreign_open = 0  # SVG and MathML elements
-        self.svg_styles = 0  # SVG <style> elements
+        self.undrawn = 0  # SVG elements of _UNDRAWN
+        self.svg_texts = array("q")  # places of SVG <text> elements
 
     @property
     def in_foreign(self) -> bool:
@@ -231,10 +241,18 @@ class _OpenElements:
         return _key("template", html=True) in self.last
 
     @property
-    def in_svg_style(self) -> bool:
-        """Whether an SVG ``<style>`` is open: readers show nothing it holds. (A MathML
-        ``<style>`` is an element MathML does not know: shown as any, no sheet.)"""
-        return self.svg_styles > 0
+    def shown(self) -> bool:
+        """Whether readers show text here: nothing an SVG ``<style>`` holds (its sheet, as
+        nothing of an HTML one), ``<desc>``, ``<title>``, ``<metadata>`` or ``<script>``
+        (HTML there too); in SVG only what a ``<text>`` holds (its ``<tspan>``, at any
+        depth), or HTML again that a ``<foreignObject>`` holds: ``<svg>``, ``<g>``,
+        ``<defs>`` draw no text of their own. MathML is shown as it is (a MathML
+        ``<style>`` is an element MathML does not know: shown as any, no sheet)."""
+        if self.undrawn:
+            return False
+        if not self.open or self.open[-1][1] != "svg" or self.open[-1][2] == "point":
+            return True
+        return _last(self.svg_texts) > self._floor()  # a <text> in this SVG fragment
 
     def reading(self) -> Reading:
         """How HTML's tokenizer reads on: no raw text where a start tag is SVG or MathML,
@@ -291,6 +309,8 @@ class _OpenElements:
             role = "point" if html else "xml"
         elif namespace == "math" and name in MATHML_TEXT:
             role = "text"
+        elif namespace == "svg" and name == "text":
+            role = "drawn"
         self._push((name, namespace, role))
 
     def _end(self, name: str, tag: re.Match[str]) -> None:
@@ -325,7 +345,9 @@ class _OpenElements:
             self.html_at.append(place)
         else:
             self.foreign_open += 1
-            self.svg_styles += element[:2] == _SVG_STYLE
+            self.undrawn += namespace == "svg" and name in _UNDRAWN
+        if role == "drawn":
+            self.svg_texts.append(place)
         if role in ("point", "text", "template"):
             self.bounds.append(place)
         self.open.append(self.elements.setdefault(element, element))
@@ -341,7 +363,9 @@ class _OpenElements:
                 self.html_at.pop()
             else:
                 self.foreign_open -= 1
-                self.svg_styles -= (name, namespace) == _SVG_STYLE
+                self.undrawn -= namespace == "svg" and name in _UNDRAWN
+            if role == "drawn":
+                self.svg_texts.pop()
             if role in ("point", "text", "template"):
                 self.bounds.pop()
         del self.open[place:]

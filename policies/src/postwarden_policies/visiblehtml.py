@@ -10,7 +10,6 @@ document's ``<style>`` sheets.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 from typing import TypeAlias
 
 from .colours import Colour, near
@@ -43,7 +42,10 @@ _Segment: TypeAlias = "list[str | _Segment]"
 # closes when one is the current element.
 _BLOCKS = frozenset(BLOCK)
 _CLOSES_P = _BLOCKS - {"br", "caption", "table", "tbody", "td", "tfoot", "th", "thead", "tr"}
-_P_SCOPE = frozenset({"table", "td", "th", "caption", "button", "applet", "object", "marquee"})
+# Where the search for that <p> stops: these, and the SVG elements that hold HTML (a
+# <div> in a <desc>, which shows nothing, closed the <p> around the <svg>, a line break).
+_P_SCOPE = frozenset({"table", "td", "th", "caption", "button", "applet", "object", "marquee",
+                      "desc", "foreignobject", "title"})
 _P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays linear
 _SIBLINGS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt"), "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
@@ -102,18 +104,19 @@ class _Element:
         self.host = host  # in a table: the style of the table's parent, for what is fostered
         self.fostered = fostered  # in a table: where text and tags out of place go, before it
 
-    def child(self, name: str, look: Look, again: bool = False) -> _Element:
+    def child(self, name: str, look: Look, quiet: bool = False) -> _Element:
         """The element a start tag of this look opens in this one (nothing of it shown
-        yet: see _Walk._open)."""
+        yet: see _Walk._open); a quiet one breaks no line."""
         if self.name in _TABLE_CONTEXT and name not in _TABLE_PARTS:  # fostered
             parent, container = self.host, self.fostered
         else:
             parent, container = self.style, self.segment
         style = parent if look is PLAIN else _Style(parent, look)
         # Opened again, a block (by CSS) breaks no line: the rendering stays shorter
-        # than the text, however often an element is opened again.
+        # than the text, however often an element is opened again. Nor one opened
+        # where nothing shows (in an SVG <desc>).
         breaks = (name in _BLOCKS if look.breaks is None else look.breaks) and not (
-            again or style.gone)
+            quiet or style.gone)
         if name == "table":  # what is fostered goes before it, what it holds in it
             return _Element(name, look, style, breaks, container, [], parent, [])
         return _Element(name, look, style, breaks, container, container, self.host,
@@ -149,10 +152,15 @@ class _Walk:
         self.looks: dict[tuple[str, str], Look] = {}  # mail repeats its styles
         # And its tags, in the same places: an element is made once for a tag in the
         # element it opens in (but a table, whose lists are its own).
-        self.made: dict[tuple[_Element, str, str], _Element] = {}
+        self.made: dict[tuple[_Element, str, str, bool], _Element] = {}
         self.sheet = sheet
+        # Whether readers show what comes here (foreigncontent.shown_readings): text,
+        # alt text, the lines a block breaks.
+        self.showing = True
 
     def text(self, text: str) -> None:
+        if not self.showing:
+            return
         if self.closed:
             self._reopen()
         top = self.stack[-1]
@@ -169,13 +177,13 @@ class _Walk:
         if name in _IMPLIES:
             self._close_implied(name)
         top = self.stack[-1]
-        key = (top, name, attributes)
+        key = (top, name, attributes, self.showing)
         element = self.made.get(key)
         if element is None:
             look = self.looks.get((name, attributes))
             if look is None:
                 look = self.looks[name, attributes] = look_of(name, attributes, self.sheet)
-            element = top.child(name, look)
+            element = top.child(name, look, quiet=not self.showing)
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
                     self.made.clear()
@@ -189,7 +197,7 @@ class _Walk:
             container.append(element.fostered)
         if element.breaks:
             container.append("\n")
-        if look.shows and element.style.readable:
+        if look.shows and element.style.readable and self.showing:
             container.append(look.shows)
         if element.name == "table":
             container.append(element.segment)
@@ -253,7 +261,7 @@ class _Walk:
         if self.budget < 0:
             return  # past the bound: left closed (see the class text)
         for element in closed:
-            self._open(self.stack[-1].child(element.name, element.look, again=True))
+            self._open(self.stack[-1].child(element.name, element.look, quiet=True))
 
     def shown(self) -> str:
         """What showed, in order: the nested lists read depth first."""
@@ -279,7 +287,9 @@ def render_visible(text: str) -> str:
     background's, a zero height or width with ``overflow: hidden``, Outlook's
     ``mso-hide: all``, a place off the screen, and ``<template>`` content (see
     :mod:`~postwarden_policies.inlinestyle`); nor what an SVG ``<style>``
-    holds, as nothing of an HTML one (its sheet: shown, it gave rules CSS text). An
+    holds, as nothing of an HTML one (its sheet: shown, it gave rules CSS text), nor
+    SVG's text outside its ``<text>`` elements, which it never draws (in a ``<g>``, a
+    ``<desc>``: :attr:`~postwarden_policies.foreigncontent._OpenElements.shown`). An
     element CSS makes inline breaks no line; ``<bdo dir=rtl>`` and a CSS bidi override
     are drawn reversed; images show their alt text (as with images off), inputs their
     value and textareas their text.
@@ -289,17 +299,14 @@ def render_visible(text: str) -> str:
     """
     walk = _Walk(budget=len(text) // 4, sheet=read_style_sheets(text, PROPERTIES))
     for start, end, reading, shown in shown_readings(text):
-        _read(walk, text[start:end], reading, walk.text if shown else _not_shown)
+        walk.showing = shown
+        _read(walk, text[start:end], reading)
     return walk.shown()
 
 
-def _not_shown(text: str) -> None:
-    """Text readers do not show where it is (what an SVG ``<style>`` holds)."""
-
-
-def _read(walk: _Walk, text: str, reading: Reading, shows: Callable[[str], None]) -> None:
-    """Take in the tokens of ``text``, all read as ``reading``, its text given to ``shows``."""
-    starts, ends = walk.start, walk.end  # looked up once, not per tag
+def _read(walk: _Walk, text: str, reading: Reading) -> None:
+    """Take in the tokens of ``text``, all read as ``reading``."""
+    shows, starts, ends = walk.text, walk.start, walk.end  # looked up once, not per tag
     rest = text
     while True:
         # A batch of tags at a time: split whole, 4,000,000 characters of tags made
