@@ -37,6 +37,7 @@ from postwarden_admin_api.send.submit import Outcome, SubmitResult
 from postwarden_admin_api.send.syslogline import LogLine, split_line
 from postwarden_store import create_pool
 from tests.conftest import PgServer
+from tests.fixtures.postfix import SmtpResult, send_message
 from tests.fixtures.submissions import ROOMY, submission
 from tests.memory import peak_of
 
@@ -282,6 +283,19 @@ async def relay_as(pool: asyncpg.Pool, message_id: uuid.UUID, queue_id: str, *,
         await record(conn, RelayConfig("127.0.0.1", 25, 3, 1.0), row,
                      SubmitResult(Outcome.QUEUED, f"250 queued as {queue_id}", queue_id),
                      found_in_log=found_in_log, queue_host=queue_host)
+
+
+async def sent_through_postfix(pool: asyncpg.Pool, port: int, host: str, recipient: str,
+                              subject: str = "hi") -> tuple[uuid.UUID, SmtpResult]:
+    """A message of ours sent to the real Postfix on ``port`` (its Message-ID ours), and
+    stored as the relay stores Postfix's answer, queued by ``host``'s Postfix."""
+    message_id = await accepted_message(pool, recipient)
+    data = (f"From: app@example.com\r\nTo: {recipient}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{message_id.hex}@example.com>\r\n\r\nbody\r\n").encode()
+    result = await asyncio.to_thread(send_message, port, data, "app@example.com", [recipient])
+    assert result.accepted, result
+    await relay_as(pool, message_id, result.queue_id, queue_host=host)
+    return message_id, result
 
 
 async def relayed_message(pool: asyncpg.Pool, queue_id: str, *recipients: str,

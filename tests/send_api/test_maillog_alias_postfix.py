@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 
 from postwarden_admin_api.send.maillog import MaillogFollower
-from tests.fixtures.postfix import running_postfix, send_message
+from tests.fixtures.postfix import running_postfix
 from tests.webhooks.support import add_endpoint, generate_secret
 
-from .test_maillog import accepted_message, message_status, relay_as, timeline
+from .test_maillog import message_status, sent_through_postfix, timeline
 
 pytestmark = pytest.mark.postfix
 
@@ -34,13 +34,7 @@ async def test_an_alias_delivered_to_two_members_raises_one_send_delivered(
     with running_postfix(main=MEMBERS) as (postfix, _capture):
         follower = MaillogFollower(pool, postfix.maillog, host=f"al-{uuid.uuid4().hex[:6]}")
         await follower.poll()
-        message_id = await accepted_message(pool, ALIAS)
-        data = (f"From: app@example.com\r\nTo: {ALIAS}\r\nSubject: hi\r\n"
-                f"Message-ID: <{message_id.hex}@example.com>\r\n\r\nbody\r\n").encode()
-        result = await asyncio.to_thread(send_message, postfix.port, data, "app@example.com",
-                                         [ALIAS])
-        assert result.accepted, result
-        await relay_as(pool, message_id, result.queue_id, queue_host=follower.host)
+        message_id, result = await sent_through_postfix(pool, postfix.port, follower.host, ALIAS)
         await asyncio.to_thread(postfix.wait_for_log, rf"{result.queue_id}: removed", 30)
         deadline = time.monotonic() + 10
         while len(await timeline(pool, message_id)) < 2 and time.monotonic() < deadline:

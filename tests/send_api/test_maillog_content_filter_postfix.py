@@ -25,10 +25,9 @@ from tests.fixtures.postfix import (
     CaptureServer,
     PostfixInstance,
     running_postfix,
-    send_message,
 )
 
-from .test_maillog import accepted_message, message_status, recipients, relay_as, timeline
+from .test_maillog import message_status, recipients, sent_through_postfix, timeline
 
 pytestmark = pytest.mark.postfix
 
@@ -60,13 +59,7 @@ async def test_a_recipient_bounced_after_the_content_filter_bounces(
         follower = MaillogFollower(pool, postfix.maillog, host=f"cf-{uuid.uuid4().hex[:6]}")
         await follower.poll()
         capture.reply_for(gone, REFUSAL)
-        message_id = await accepted_message(pool, gone)
-        data = (f"From: app@example.com\r\nTo: {gone}\r\nSubject: hi\r\n"
-                f"Message-ID: <{message_id.hex}@example.com>\r\n\r\nbody\r\n").encode()
-        result = await asyncio.to_thread(send_message, postfix.port, data, "app@example.com",
-                                         [gone])
-        assert result.accepted, result
-        await relay_as(pool, message_id, result.queue_id, queue_host=follower.host)
+        message_id, result = await sent_through_postfix(pool, postfix.port, follower.host, gone)
         await asyncio.to_thread(postfix.wait_for_log, r"status=bounced", 30)
         deadline = time.monotonic() + 10
         while await message_status(pool, message_id) == "relayed" and (

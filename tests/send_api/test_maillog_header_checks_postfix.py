@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from postwarden_admin_api.send.maillog import MaillogFollower
-from tests.fixtures.postfix import PostfixInstance, running_postfix, send_message
+from tests.fixtures.postfix import PostfixInstance, running_postfix
 
-from .test_maillog import accepted_message, relay_as
+from .test_maillog import sent_through_postfix
 
 pytestmark = pytest.mark.postfix
 
@@ -47,13 +47,8 @@ async def test_a_message_header_checks_hold_is_held(
     address = f"hc-{uuid.uuid4().hex[:8]}@example.org"
     follower = MaillogFollower(pool, postfix.maillog, host=f"hc-{uuid.uuid4().hex[:6]}")
     await follower.poll()
-    message_id = await accepted_message(pool, address)
-    data = (f"From: app@example.com\r\nTo: {address}\r\nSubject: hold-me\r\n"
-            f"Message-ID: <{message_id.hex}@example.com>\r\n\r\nbody\r\n").encode()
-    result = await asyncio.to_thread(send_message, postfix.port, data, "app@example.com",
-                                     [address])
-    assert result.accepted, result
-    await relay_as(pool, message_id, result.queue_id, queue_host=follower.host)
+    message_id, result = await sent_through_postfix(pool, postfix.port, follower.host,
+                                                    address, "hold-me")
     arrived = await asyncio.to_thread(postfix.wait_for_log,
                                       rf"{result.queue_id}: message-id=", 30)
     assert f"{result.queue_id}: hold: header Subject" in arrived.string[:arrived.start()]

@@ -18,9 +18,9 @@ import pytest
 
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.syslogline import logged_at
-from tests.fixtures.postfix import running_postfix, send_message
+from tests.fixtures.postfix import running_postfix
 
-from .test_maillog import accepted_message, delivery, message_status, relay_as
+from .test_maillog import delivery, message_status, sent_through_postfix
 
 STAMP = "2026-12-06T19:00:00.123456+00:00"
 MESSAGE = ("4Wq1Zk3sZnz9vBQ: to=<a@example.org>, relay=127.0.0.1[127.0.0.1]:2525, "
@@ -99,13 +99,8 @@ async def test_a_delivery_logged_in_rfc5424_form_is_tracked(
     await follower.poll()
     recipient = f"r5424-{uuid.uuid4().hex[:8]}@example.org"
     with running_postfix() as (postfix, _capture):
-        message_id = await accepted_message(pool, recipient)
-        data = (f"From: app@example.com\r\nTo: {recipient}\r\nSubject: hi\r\n"
-                f"Message-ID: <{message_id.hex}@example.com>\r\n\r\nbody\r\n").encode()
-        result = await asyncio.to_thread(send_message, postfix.port, data, "app@example.com",
-                                         [recipient])
-        assert result.accepted, result
-        await relay_as(pool, message_id, result.queue_id, queue_host=follower.host)
+        message_id, result = await sent_through_postfix(pool, postfix.port, follower.host,
+                                                        recipient)
         await asyncio.to_thread(postfix.wait_for_log, rf"{result.queue_id}: removed", 30)
         lines = postfix.log().splitlines()
     log_file.write_text("".join(as_rfc5424(line) for line in lines))

@@ -13,9 +13,9 @@ import pytest
 
 from postwarden_admin_api.send.deliverylines import EXPIRED_DETAIL
 from postwarden_admin_api.send.maillog import MaillogFollower
-from tests.fixtures.postfix import running_postfix, send_message
+from tests.fixtures.postfix import running_postfix
 
-from .test_maillog import accepted_message, message_status, recipients, relay_as
+from .test_maillog import message_status, recipients, sent_through_postfix
 
 pytestmark = pytest.mark.postfix
 
@@ -31,13 +31,7 @@ async def test_a_soft_bounced_recipient_bounces_when_its_message_expires(
         follower = MaillogFollower(pool, postfix.maillog, host=f"sb-{uuid.uuid4().hex[:6]}")
         await follower.poll()
         capture.reply_for(gone, REFUSAL)
-        message_id = await accepted_message(pool, gone)
-        data = (f"From: app@example.com\r\nTo: {gone}\r\nSubject: hi\r\n"
-                f"Message-ID: <{message_id.hex}@example.com>\r\n\r\nbody\r\n").encode()
-        result = await asyncio.to_thread(send_message, postfix.port, data, "app@example.com",
-                                         [gone])
-        assert result.accepted, result
-        await relay_as(pool, message_id, result.queue_id, queue_host=follower.host)
+        message_id, result = await sent_through_postfix(pool, postfix.port, follower.host, gone)
         await asyncio.to_thread(postfix.wait_for_log, rf"{result.queue_id}: removed", 30)
         assert "status=SOFTBOUNCE" in postfix.log()
         deadline = time.monotonic() + 10
