@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from postwarden_admin_api import routes_audit
 from postwarden_admin_api.cli import configure_logging
@@ -158,6 +159,25 @@ async def test_a_nul_in_the_path_or_query_is_a_400(
     response = await admin_client.get(path, params=params, headers=bearer(role_keys[role]))
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["sender=j%F6rg@example.org", "recipient=%ED%A0%80@example.org", "%FF=1"],
+    ids=["latin-1", "surrogate", "parameter-name"],
+)
+async def test_a_query_escape_that_is_not_utf8_is_a_400(
+    admin_client: Client, role_keys: dict[Role, str], query: str,
+) -> None:
+    # aiohttp read it as U+FFFD: a Latin-1 sender=j%F6rg searched for "j\ufffdrg", and
+    # the search answered that no such mail came.
+    response = await admin_client.get(URL(f"/api/v1/audit?{query}", encoded=True),
+                                      headers=bearer(role_keys[Role.AUDITOR]))
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"]["code"] == "bad_request"
+    utf8 = await admin_client.get(URL("/api/v1/audit?sender=j%C3%B6rg@example.org",
+                                      encoded=True), headers=bearer(role_keys[Role.AUDITOR]))
+    assert utf8.status == 200, await utf8.text()
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
@@ -166,12 +167,26 @@ def _stream_broken(request: web.Request, error: ApiError) -> web.Response:
     return response
 
 
+def _query_not_utf8(request: web.Request) -> bool:
+    """Whether the query's %-escapes spell bytes that are no UTF-8: aiohttp reads them
+    as U+FFFD, and a Latin-1 ``sender=j%F6rg`` searched for another sender, its empty
+    answer passing for "no such mail"."""
+    raw = request.rel_url.raw_query_string
+    try:
+        urllib.parse.unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if "\x00" in request.path or any("\x00" in k + v for k, v in request.query.items()):
             # No route takes one, and Postgres refuses it in any text.
             raise ApiError(400, "bad_request", "a NUL character in the path or query")
+        if _query_not_utf8(request):
+            raise ApiError(400, "bad_request", "a %-escape in the query that is not UTF-8")
         if repeated := sorted({name for name in request.query
                                if len(request.query.getall(name)) > 1}):
             # No route takes a list so: which copy counts would be a guess (the first was

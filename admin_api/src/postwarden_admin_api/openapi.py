@@ -56,7 +56,8 @@ VALIDATION_FAILED = ValidationFailed([]).code
 # whatever its handler does. Codes written out here are raised as literals; a test
 # checks each against the source.
 AUTHENTICATED_ERRORS: ErrorCodes = {
-    # A NUL in the path or query, a malformed request, Authorization given twice.
+    # A NUL in the path or query, a query not UTF-8, a malformed request, Authorization
+    # given twice.
     400: [HTTP_CODES[400]],
     401: [unauthenticated().code],
     403: ["forbidden"],  # the key's role may not use the route
