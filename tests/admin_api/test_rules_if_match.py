@@ -50,3 +50,15 @@ async def test_a_change_on_rules_read_before_another_change_is_refused(
         again = await admin_client.patch("/api/v1/rules/spam", json={"position": 0},
                                          headers={**headers, "If-Match": match})
         assert again.status == 200, (match, await again.text())
+
+
+async def test_an_if_match_before_any_rule_says_none_is_active(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # It said "the active revision is None", Python's word for it.
+    refused = await admin_client.post("/api/v1/rules", json={"rule": block("a@evil.test")},
+                                      headers={**bearer(admin_key), "If-Match": "*"})
+    assert refused.status == 412, await refused.text()
+    error = (await refused.json())["error"]
+    assert error["code"] == "precondition_failed"
+    assert error["details"] == [{"field": "If-Match", "message": "no revision is active"}]

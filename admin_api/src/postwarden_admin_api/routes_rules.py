@@ -112,9 +112,11 @@ def check_if_match(request: web.Request, revision_id: int | None) -> None:
     tags = {tag.strip() for value in sent for tag in value.split(",")}
     if revision_id is not None and ("*" in tags or _etag(revision_id) in tags):
         return
+    active = "no revision is active" if revision_id is None else (
+        f"the active revision is {revision_id}")
     raise ApiError(412, "precondition_failed", "another change made another revision active "
                    "since this one was read: read again, and make the change on what is now",
-                   [{"field": "If-Match", "message": f"the active revision is {revision_id}"}])
+                   [{"field": "If-Match", "message": active}])
 
 
 async def _base(request: web.Request, conn: asyncpg.Connection) -> list[dict[str, Any]]:
