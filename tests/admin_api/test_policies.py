@@ -283,6 +283,24 @@ async def test_policy_test_route_refuses_a_field_it_does_not_take(
         {"field": "revison_id", "message": "unknown field"}]
 
 
+async def test_policy_test_route_refuses_a_field_given_twice(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # The last copy was taken: a second sender, or message, was tested, unsaid.
+    form = aiohttp.FormData()
+    for _ in range(2):
+        form.add_field("message", b"Subject: t\r\n\r\nbody\r\n", filename="m.eml")
+    form.add_field("sender", "bad@evil.test")
+    form.add_field("sender", "someone@elsewhere.test")
+    form.add_field("policy", policy("twice"))
+    response = await admin_client.post("/api/v1/policies/test", data=form,
+                                       headers=bearer(admin_key))
+    assert response.status == 422, await response.text()
+    assert (await response.json())["error"]["details"] == [
+        {"field": "message", "message": "given more than once"},
+        {"field": "sender", "message": "given more than once"}]
+
+
 async def test_policy_test_route_tells_an_unknown_revision_with_the_other_problems(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

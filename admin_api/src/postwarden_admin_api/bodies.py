@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import itertools
 import json
@@ -295,6 +296,15 @@ def unknown_fields(data: Mapping[str, Any], known: Collection[str]) -> list[dict
     if more:
         problems.append({"message": more_unknown(more), "more": more})
     return problems
+
+
+def given_twice(items: Iterable[tuple[str, object]]) -> list[dict[str, Any]]:
+    """A problem for each name given more than once in ``items`` (a query's or a form's,
+    every value): no route takes a list so, and which copy counts would be a guess (the
+    first of status=queued&status=bogus filtered on queued, said nothing)."""
+    counts = collections.Counter(name for name, _ in items)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    return [{"field": name, "message": "given more than once"} for name in repeated]
 
 
 def decimal(text: str) -> int | None:

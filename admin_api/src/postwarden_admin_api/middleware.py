@@ -40,6 +40,7 @@ from .auth import (
     is_remembered,
     unauthenticated,
 )
+from .bodies import given_twice
 from .context import PRINCIPAL, PUBLIC_PATHS, REQUEST_ID_FORM, SETTINGS, allowed_roles
 from .errors import (
     COMMAND_TIMEOUT,
@@ -187,12 +188,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise ApiError(400, "bad_request", "a NUL character in the path or query")
         if _query_not_utf8(request):
             raise ApiError(400, "bad_request", "a %-escape in the query that is not UTF-8")
-        if repeated := sorted({name for name in request.query
-                               if len(request.query.getall(name)) > 1}):
-            # No route takes a list so: which copy counts would be a guess (the first was
-            # taken, so status=queued&status=bogus filtered on queued, said nothing).
-            raise ValidationFailed([{"field": name, "message": "given more than once"}
-                                    for name in repeated])
+        if repeated := given_twice(request.query.items()):
+            raise ValidationFailed(repeated)
         return await handler(request)
     except ApiError as error:
         return _error_response(request, error)

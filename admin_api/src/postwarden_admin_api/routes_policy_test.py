@@ -19,7 +19,14 @@ from postwarden_policies.engine import as_received
 from postwarden_policies.facts import client_ip_text
 from postwarden_store.policies import fetch_active_sources
 
-from .bodies import check_encoding, decimal, idle_bounded, json_ok, unknown_fields
+from .bodies import (
+    check_encoding,
+    decimal,
+    given_twice,
+    idle_bounded,
+    json_ok,
+    unknown_fields,
+)
 from .context import POOL, Role, allow
 from .engine import compile_sources, not_utf8_detail, off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -128,13 +135,14 @@ async def policy_test(request: web.Request) -> web.Response:
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
     check_encoding(request)
     try:
-        form = _read_fields(await idle_bounded(request, request.post()))
+        posted = await idle_bounded(request, request.post())
+        form = _read_fields(posted)
     # aiohttp raises LookupError for an unknown charset, RuntimeError for an
     # unknown Content-Transfer-Encoding of a part.
     except (ValueError, LookupError, RuntimeError):
         raise ApiError(400, "bad_request", "malformed form data") from None
     # A misspelt field would be dropped unseen: revison_id tested the active set instead.
-    problems = unknown_fields(form, FORM_FIELDS)
+    problems = unknown_fields(form, FORM_FIELDS) + given_twice(posted.items())
     message = form.get("message")
     if not isinstance(message, bytes):
         problems.append({"field": "message", "message": "attach the message (.eml) as a file"})
