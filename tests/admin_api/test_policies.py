@@ -301,6 +301,21 @@ async def test_policy_test_route_refuses_a_field_given_twice(
         {"field": "sender", "message": "given more than once"}]
 
 
+async def test_policy_test_route_refuses_a_policy_and_a_revision_at_once(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # The revision was dropped unseen (unread: any value passed), the upload tested.
+    form = aiohttp.FormData()
+    form.add_field("message", b"Subject: t\r\n\r\nbody\r\n", filename="m.eml")
+    form.add_field("policy", policy("both"))
+    form.add_field("revision_id", "1")
+    response = await admin_client.post("/api/v1/policies/test", data=form,
+                                       headers=bearer(admin_key))
+    assert response.status == 422, await response.text()
+    assert (await response.json())["error"]["details"] == [
+        {"field": "revision_id", "message": "give policy or revision_id, not both"}]
+
+
 async def test_policy_test_route_tells_an_unknown_revision_with_the_other_problems(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

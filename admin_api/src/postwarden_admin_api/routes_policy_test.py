@@ -105,6 +105,10 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
                    ) -> list[tuple[str, str]]:
     policy = form.get("policy")
     revision = form.get("revision_id")
+    if policy is not None and revision is not None:  # one was dropped, unseen
+        problems.append({"field": "revision_id", "message": "give policy or revision_id, "
+                                                            "not both"})
+        return []
     if policy is not None:
         try:  # strictly, as an upload is read: replaced bytes tested another policy
             text = policy.decode("utf-8") if isinstance(policy, bytes) else str(policy)
