@@ -307,6 +307,15 @@ def given_twice(items: Iterable[tuple[str, object]]) -> list[dict[str, Any]]:
     return [{"field": name, "message": "given more than once"} for name in repeated]
 
 
+def no_parameters(request: web.Request) -> None:
+    """422 naming each query parameter of a change, which takes its values in the body:
+    one sent in the URL (rotate?grace_seconds=0, rollback?revision_id=5) was dropped, and
+    the change made without it (the leaked key left working for the default day)."""
+    if request.query:
+        raise ValidationFailed([{"field": name, "message": "unknown parameter; a change "
+                                 "takes its values in the body"} for name in request.query])
+
+
 def decimal(text: str) -> int | None:
     """``text`` as a whole number written in ASCII digits alone, else None: int() also
     takes "+5", " 5", "1_0" and digits of other scripts (a fullwidth one), which no client means."""
