@@ -469,3 +469,18 @@ async def test_every_revision_of_a_policy_can_be_listed_page_by_page(
             break
         params = {"limit": "2", "before": str(page["next_before"])}
     assert listed == ids[::-1]
+
+
+async def test_a_page_of_revisions_of_no_policy_is_a_404(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # With before, a misspelt name was 200 with no revisions: "none older than that".
+    response = await admin_client.get("/api/v1/policies/never-uploaded/revisions",
+                                      headers=bearer(admin_key), params={"before": "5"})
+    assert response.status == 404, await response.text()
+    assert (await response.json())["error"]["code"] == "not_found"
+    await upload(admin_client, admin_key, policy("onlyone", "s@evil.test"))
+    oldest = await admin_client.get("/api/v1/policies/onlyone/revisions",
+                                    headers=bearer(admin_key), params={"before": "1"})
+    assert oldest.status == 200, await oldest.text()
+    assert await oldest.json() == {"revisions": [], "next_before": None}

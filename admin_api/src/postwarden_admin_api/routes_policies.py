@@ -147,11 +147,12 @@ async def policy_revisions(request: web.Request) -> web.Response:
     before = query.read(query_int, "before", 0, 1, 2**63 - 1) or None  # 0: no revision id
     query.raise_any()
     assert limit is not None  # noqa: S101 - a bad one was raised above
+    name = request.match_info["name"]
     async with connection(request.app[POOL]) as conn:
-        found, next_before = await list_revisions(conn, request.match_info["name"], limit,
-                                                  before)
-    if not found and before is None:
-        raise ApiError(404, "not_found", "no such policy")
+        found, next_before = await list_revisions(conn, name, limit, before)
+        # An empty page past a before too: "none older" passed for a misspelt name.
+        if not found and await fetch_latest(conn, name) is None:
+            raise ApiError(404, "not_found", "no such policy")
     return json_ok({"revisions": found, "next_before": next_before})
 
 
