@@ -197,6 +197,23 @@ def test_a_directory_that_will_not_do_is_named_with_where_it_was_set(
         f"{config}:1: policy_dir: {str(missing)!r} is not a directory"]
 
 
+def test_a_directory_that_will_not_do_is_told_beside_a_value_refused(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    # It was told only once the value was fixed: the admin met one problem a start.
+    config, missing = tmp_path / "postwarden.yaml", tmp_path / "nowhere"
+    env = {"POSTWARDEN_SPOOL_DIR": str(tmp_path / "spool")}
+    assert problems_of(config, f"processes: 0\npolicy_dir: {missing}\n", env) == [
+        f"{config}:1: processes: must be > 0, got 0",
+        f"{config}:2: policy_dir: {str(missing)!r} is not a directory"]
+    assert not (tmp_path / "spool").exists()  # a start refused makes nothing
+    # No default stands in for a value refused: neither "set policy_dir" nor the default
+    # spool_dir is told.
+    assert problems_of(config, "policy_dir: 3\nspool_dir: 4\n", {}) == [
+        f"{config}:1: policy_dir: expected text, got a number (quote it)",
+        f"{config}:2: spool_dir: expected text, got a number (quote it)"]
+
+
 @pytest.mark.parametrize("home", ["/home/alice", "/root", "/run/user/1000"])
 def test_a_policy_dir_the_unit_cannot_see_is_told_why(
     base_env: dict[str, str], tmp_path: Path, home: str

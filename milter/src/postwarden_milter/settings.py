@@ -382,24 +382,32 @@ def convert(name: str, value: Any) -> Any:
     return _CONVERTERS[name](value)
 
 
-def _check_shares(settings: MilterSettings, raw: RawSettings) -> list[str]:
+def _check_shares(settings: MilterSettings, raw: RawSettings, refused: set[str]
+                  ) -> list[str]:
     """Each worker process gets its share of these milter-wide bounds: one below
     ``processes`` would leave a worker none (given one each, the milter held more than
-    the bound said)."""
+    the bound said). ``refused``: settings whose value was refused, not compared."""
     return [raw.problem(name, f"{name}: {bound} is below processes ({settings.processes}): "
                         f"each worker process needs at least one; raise {name} or lower "
                         "processes")
             for name in ("max_concurrency", "audit_queue_size")
-            if (bound := getattr(settings, name)) < settings.processes]
+            if not {name, "processes"} & refused
+            and (bound := getattr(settings, name)) < settings.processes]
 
 
-def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bool
-                ) -> list[str]:
+def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bool,
+                refused: set[str]) -> list[str]:
+    """policy_dir's and spool_dir's problems; of those in ``refused`` (their value was
+    refused) none: the defaults standing in for them are not what the admin meant."""
     if settings.policy_dir is None and settings.database_url is None:
+        if {"policy_dir", "database_url"} & refused:
+            return []
         return ["policy_dir: set policy_dir or database_url (policies come from one)"]
     problems = []
     if settings.policy_dir is not None:
         problems += _policy_dir_problems(settings.policy_dir, raw)
+    if "spool_dir" in refused:
+        return problems
     spool_dir = settings.spool_dir
     if create_spool_dir:
         try:
@@ -505,12 +513,14 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *,
             values[name] = convert(name, value)
         except ValueError as exc:
             problems.append(raw.problem(name, str(exc)))
-    if problems:
-        raise SettingsError(problems)
     if not values.get("instance_name"):
         values["instance_name"] = socket.gethostname()
     settings = MilterSettings(**values)
-    problems = _check_shares(settings, raw) + _check_dirs(settings, raw, create_spool_dir)
+    # Checked beside values refused, so that every problem is told at once; spool_dir
+    # is then not created: a start refused makes nothing.
+    refused = set(raw.values) - set(values)
+    problems += (_check_shares(settings, raw, refused)
+                 + _check_dirs(settings, raw, create_spool_dir and not problems, refused))
     if problems:
         raise SettingsError(problems)
     return settings
