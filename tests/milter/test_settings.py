@@ -183,9 +183,11 @@ def test_every_unknown_key_is_named_with_its_line(
     base_env: dict[str, str], tmp_path: Path
 ) -> None:
     config = tmp_path / "postwarden.yaml"
-    text = "fail_action: accept\nfail_acton: accept\n# note\nspool-dir: /x\n"
+    text = "fail_action: accept\nfail_acton: accept\n# note\nspool-dir: /x\nsocket: x\n"
     assert problems_of(config, text, base_env) == [
-        f"{config}:2: unknown setting 'fail_acton'", f"{config}:4: unknown setting 'spool-dir'"]
+        f"{config}:2: unknown setting 'fail_acton' (did you mean fail_action?)",
+        f"{config}:4: unknown setting 'spool-dir' (did you mean spool_dir?)",
+        f"{config}:5: unknown setting 'socket'"]  # like no setting enough to name one
 
 
 def test_a_directory_that_will_not_do_is_named_with_where_it_was_set(

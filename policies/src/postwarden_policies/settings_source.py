@@ -202,12 +202,20 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
     if issues:
         raise SettingsError([_of_setting(node, issue) for issue in issues])
     loaded = cast(dict[str, Any], loaded)  # a mapping of the names in lines
-    problems = [f"{path}:{lines[k]}: unknown setting {shown(k)}" for k in loaded
-                if k not in known]
+    problems = [f"{path}:{lines[k]}: unknown setting {shown(k)}{_meant(k, known)}"
+                for k in loaded if k not in known]
     if problems:
         raise SettingsError(problems)
     raw.values.update(loaded)
     raw.sources.update({name: f"{path}:{lines[name]}" for name in loaded if name in lines})
+
+
+def _meant(name: str, known: Iterable[str]) -> str:
+    """The setting an unknown name looks like a misspelling of, as a variable's is told
+    (misspelt_variables): "unknown setting 'max_concurency'" left the admin to find it."""
+    close = difflib.get_close_matches(name.lower().replace("-", "_"), sorted(known), n=1,
+                                      cutoff=STRAY_CUTOFF)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _of_setting(node: yaml.MappingNode, issue: PolicyIssue) -> str:
