@@ -395,6 +395,34 @@ def _check_shares(settings: MilterSettings, raw: RawSettings, refused: set[str]
             and (bound := getattr(settings, name)) < settings.processes]
 
 
+def _check_hosts(settings: MilterSettings, raw: RawSettings) -> list[str]:
+    """A host name of milter_socket or metrics_listen the resolver says has no address
+    (of the socket's family): check passed it, and the start refused it (exit 2) once
+    its policies were loaded. One the resolver does not answer for yet (at boot) refuses
+    nothing: the start waits it out (exit 1, retried)."""
+    problems = []
+    for name, listen in (("milter_socket", _inet_listen(settings.milter_socket)),
+                         ("metrics_listen", settings.metrics_address)):
+        if listen is None or _ip_family(listen[0]) is not None:  # an address: no lookup
+            continue
+        host, port = listen
+        family = socket.AF_UNSPEC if name == "metrics_listen" else (
+            socket.AF_INET6 if settings.milter_socket.startswith("inet6:") else socket.AF_INET)
+        try:
+            socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            if exc.errno != socket.EAI_AGAIN:
+                problems.append(raw.problem(name, f"{name}: cannot resolve {shown(host)}: "
+                                            f"{exc.strerror}"))
+    return problems
+
+
+def _inet_listen(connection: str) -> tuple[str, int] | None:
+    """The host and port of libmilter's inet:PORT@HOST (inet6:); None for a unix socket."""
+    match = _SOCKET_INET.match(connection)
+    return (match[2].strip("[]"), int(match[1])) if match and match[2] else None
+
+
 def _check_dirs(settings: MilterSettings, raw: RawSettings, create_spool_dir: bool,
                 refused: set[str]) -> list[str]:
     """policy_dir's and spool_dir's problems; of those in ``refused`` (their value was
@@ -519,7 +547,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *,
     # Checked beside values refused, so that every problem is told at once; spool_dir
     # is then not created: a start refused makes nothing.
     refused = set(raw.values) - set(values)
-    problems += (_check_shares(settings, raw, refused)
+    problems += (_check_shares(settings, raw, refused) + _check_hosts(settings, raw)
                  + _check_dirs(settings, raw, create_spool_dir and not problems, refused))
     if problems:
         raise SettingsError(problems)
