@@ -504,20 +504,30 @@ def _foreign_spool_files(settings: MilterSettings) -> list[Path]:
 
 def settings_warnings(settings: MilterSettings, environ: Mapping[str, str]) -> list[str]:
     """What check prints and a start logs of the settings, refusing nothing: variables that
-    look like a misspelt setting, and a unix socket every local user may connect to."""
-    return [*stray_variables(environ), *_open_socket(settings)]
+    look like a misspelt setting, and a unix socket every local user, or only the
+    milter's, may connect to."""
+    return [*stray_variables(environ), *_socket_mode_warnings(settings)]
 
 
-def _open_socket(settings: MilterSettings) -> list[str]:
+def _socket_mode_warnings(settings: MilterSettings) -> list[str]:
     """A unix socket's mode writable by others (connecting takes write permission): any
-    local user could talk to the milter. Warned of, not refused: the socket's directory
-    may keep them out, and a loopback port (inet:) is open to them all the same."""
+    local user could talk to the milter; or by its owner alone (0600, 0644): Postfix,
+    another user, could not, and applied milter_default_action to all mail. Warned of,
+    not refused: the socket's directory may keep others out, and a loopback port (inet:)
+    is open to them all the same; Postfix may be the milter's own user."""
     mode = settings.milter_socket_mode
-    if unix_path(settings.milter_socket) is None or not mode & stat.S_IWOTH:
+    if unix_path(settings.milter_socket) is None:
         return []
-    return [f"milter_socket_mode {mode:04o} lets every local user connect to the milter "
-            "(have it log, hold transactions, spend its CPU), not only Postfix: use 0660 "
-            "and put Postfix in the socket's group (contrib/systemd/README.md)"]
+    if mode & stat.S_IWOTH:
+        return [f"milter_socket_mode {mode:04o} lets every local user connect to the milter "
+                "(have it log, hold transactions, spend its CPU), not only Postfix: use 0660 "
+                "and put Postfix in the socket's group (contrib/systemd/README.md)"]
+    if not mode & stat.S_IWGRP:
+        return [f"milter_socket_mode {mode:04o} lets no user but the milter's connect "
+                "(connecting takes write permission): Postfix, run as another, is refused "
+                "and applies milter_default_action to all mail; use 0660 and put Postfix in "
+                "the socket's group (contrib/systemd/README.md)"]
+    return []
 
 
 def stray_variables(environ: Mapping[str, str]) -> list[str]:
