@@ -217,6 +217,49 @@ def test_check_warns_where_smtpd_and_its_cleanup_fold_unicode_case_apart(
                      [f"warning: master.cf: {warned}; give both the same smtputf8_enable"])
 
 
+@pytest.mark.parametrize(("socket", "main", "master", "told"), [
+    pytest.param("unix:{queue}/postwarden/milter.sock",
+                 "smtpd_milters = unix:/postwarden/milter.sock", "", None, id="chroot"),
+    pytest.param("unix:{queue}/postwarden/milter.sock",
+                 "smtpd_milters = unix:{queue}/postwarden/milter.sock", "", None, id="full-path"),
+    pytest.param("unix:{queue}/postwarden/milter.sock",
+                 "smtpd_milters = unix:/postwarden/miltr.sock", "",
+                 " (they name unix:/postwarden/miltr.sock): Postfix sends it no mail; name it "
+                 "there as unix:/postwarden/milter.sock", id="a-typo"),
+    pytest.param("unix:{queue}/postwarden/milter.sock", "", "",
+                 ": Postfix sends it no mail; name it there as unix:/postwarden/milter.sock",
+                 id="none"),
+    pytest.param("unix:{queue}/postwarden/milter.sock", "",
+                 "submission inet n - y - - smtpd -o smtpd_milters=unix:/postwarden/milter.sock",
+                 None, id="master-cf"),
+    pytest.param("inet:8899@127.0.0.1",
+                 "smtpd_milters = { inet:localhost:8899, connect_timeout = 10s }", "", None,
+                 id="inet-any-host-name"),
+    pytest.param("inet:8899@127.0.0.1",
+                 "non_smtpd_milters = { inet:127.0.0.1:8898, default_action = accept }", "",
+                 " (they name inet:127.0.0.1:8898): Postfix sends it no mail; name it there as "
+                 "inet:127.0.0.1:8899", id="another-port"),
+    pytest.param("inet:8899@192.0.2.1", "", "", None, id="may-serve-another-host"),
+])
+def test_check_warns_where_postfix_names_no_milter_on_its_socket(
+        tmp_path: Path, socket: str, main: str, master: str, told: str | None) -> None:
+    """A path or port mistyped in main.cf (or the socket named without Postfix's chroot)
+    passed check: Postfix then sent the milter no mail, or deferred all of it."""
+    postfix, queue = tmp_path / "postfix", tmp_path / "queue"
+    postfix.mkdir()
+    (queue / "postwarden").mkdir(parents=True)
+    (postfix / "main.cf").write_text(f"queue_directory = {queue}\nsmtputf8_enable = no\n"
+                                     + main.replace("{queue}", str(queue)) + "\n")
+    (postfix / "master.cf").write_text(master + "\n")
+    socket = socket.replace("{queue}", str(queue))
+    result = _run(["check"], {**_env(tmp_path, milter_socket=socket), "MAIL_CONFIG": str(postfix)})
+    assert result.returncode == 0, result.stderr
+    found = [line for line in result.stderr.splitlines() if "smtpd_milters" in line]
+    assert found == ([] if told is None else [
+        "warning: main.cf: neither smtpd_milters nor non_smtpd_milters names the milter's "
+        f"socket {socket}{told} (README, Adding it to Postfix)"])
+
+
 @pytest.mark.skipif(not AS_ROOT, reason="a directory of root's, and the milter as nobody")
 def test_a_spool_dir_of_another_user_is_named_with_whose_it_is(
     shared_dir: Path,  # noqa: F811 - the fixture

@@ -120,7 +120,7 @@ def check(config: Path | None) -> int:
             return EXIT_CONFIG
     else:
         print("policies: the set active in the database (not read: see below)")
-    for warning in postfix_warnings(policies):
+    for warning in postfix_warnings(policies, settings.milter_socket):
         print(f"warning: {warning}", file=sys.stderr)
     database = found.database
     if database is not None and database.refusal is not None:

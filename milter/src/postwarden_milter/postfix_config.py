@@ -4,6 +4,8 @@ for Postfix's own commands): main.cf's settings, and master.cf's ``-o`` override
 smtputf8_enable, a warning each, never a refusal (the milter may serve a Postfix
 elsewhere, on TCP).
 
+A milter list (smtpd_milters, non_smtpd_milters, or their ``-o`` overrides) that names
+no milter on the milter's socket has Postfix send it no mail: a path or port mistyped.
 Postfix's cleanup drops a recipient repeated in one message only among the first
 ``duplicate_filter_limit`` it remembers (1000 by default; 0: all). The milter counts a
 repeated recipient once wherever it comes (session.recipient_key), so a policy allowing
@@ -25,6 +27,7 @@ smtputf8_enable=no`` on smtpd alone) has them fold Unicode case apart.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -34,6 +37,7 @@ from pathlib import Path
 from postwarden_policies import PolicySet
 
 from .handler import SMTPUTF8_ENABLE
+from .listener import inet_port, unix_path
 
 POSTCONF_TIMEOUT = 10.0
 # postconf lives in sbin, which the milter user's PATH may lack.
@@ -41,22 +45,25 @@ SBIN = os.pathsep.join(("/usr/sbin", "/usr/local/sbin"))
 CONFIG_DIRECTORY = "/etc/postfix"  # Postfix's default, without MAIL_CONFIG
 ASKED = ("duplicate_filter_limit", "smtpd_authorized_xclient_hosts", "milter_connect_macros",
          "smtputf8_enable", "milter_mail_macros", "milter_macro_defaults",
-         "cleanup_service_name")
+         "cleanup_service_name", "smtpd_milters", "non_smtpd_milters", "queue_directory")
+MILTER_LISTS = ("smtpd_milters", "non_smtpd_milters")
+_MILTER_ENTRY = re.compile(r"\{\s*([^\s,}]+)[^}]*\}|([^\s,{}]+)")
 # A milter_macro_defaults entry for it: name=value or {name=value}, the name with or
 # without braces.
 _SMTPUTF8_DEFAULT = re.compile(r"(?:^|[\s,{])\{?smtputf8_enable\}?\s*=")
 
 
-def postfix_warnings(policy_set: PolicySet | None) -> list[str]:
+def postfix_warnings(policy_set: PolicySet | None, milter_socket: str) -> list[str]:
     """What this host's Postfix is set up to get wrong with the milter (``policy_set``:
-    the set a start would run, None where that is not known); none when postconf cannot
-    say."""
+    the set a start would run, None where that is not known; ``milter_socket``: where it
+    listens); none when postconf cannot say."""
     values = postconf(*ASKED)
     if values is None:
         return []
     (duplicate_limit, xclient_hosts, connect_macros, smtputf8, mail_macros, defaults,
-     cleanup) = values
-    warnings = []
+     cleanup, smtpd_milters, non_smtpd_milters, queue_directory) = values
+    warnings = _unnamed_socket(milter_socket, [smtpd_milters, non_smtpd_milters],
+                               queue_directory)
     if xclient_hosts.strip() and "{daemon_port}" not in connect_macros.split():
         warnings.append(
             "milter_connect_macros lacks {daemon_port}, with smtpd_authorized_xclient_hosts "
@@ -74,6 +81,61 @@ def postfix_warnings(policy_set: PolicySet | None) -> list[str]:
     if policy_set is not None and duplicate_limit.isdigit():
         warnings += _duplicate_filter_warnings(policy_set, int(duplicate_limit))
     return warnings
+
+
+def _unnamed_socket(milter_socket: str, milters: list[str], queue_directory: str
+                   ) -> list[str]:
+    """A line when no milter list of main.cf (``milters``) nor of a master.cf override
+    names the milter's socket: Postfix sends it no mail (a typo in the path or port, a
+    unix socket named without its chroot). A TCP socket on another address than loopback
+    is left alone: it may serve a Postfix elsewhere."""
+    path, port = unix_path(milter_socket), inet_port(milter_socket)
+    if path is None and not _on_loopback(milter_socket):
+        return []
+    overrides = [value for parameters in _master_overrides().values()
+                 for name, value in parameters.items() if name in MILTER_LISTS]
+    named = list(dict.fromkeys(entry for value in (*milters, *overrides)
+                               for entry in _milter_entries(value)))
+    chroot = Path(queue_directory or "/var/spool/postfix")
+    if any(_names(entry, path, port, chroot) for entry in named):
+        return []
+    spelt = (f"unix:/{Path(path).relative_to(chroot)}" if path and chroot in Path(path).parents
+             else f"unix:{path}" if path else
+             f"inet:{_postfix_host(milter_socket.partition('@')[2])}:{port}")
+    listed = f" (they name {', '.join(named)})" if named else ""
+    return [f"main.cf: neither smtpd_milters nor non_smtpd_milters names the milter's socket "
+            f"{milter_socket}{listed}: Postfix sends it no mail; name it there as {spelt} "
+            "(README, Adding it to Postfix)"]
+
+
+def _milter_entries(value: str) -> list[str]:
+    """The milters a milter list names, separated by white space or commas: of
+    ``{ inet:host:port, option = value }`` its first word."""
+    return [braced or word for braced, word in _MILTER_ENTRY.findall(value)]
+
+
+def _names(entry: str, path: str | None, port: int | None, chroot: Path) -> bool:
+    """Whether Postfix's ``entry`` (unix:PATH, inet:HOST:PORT) is the milter's socket: a
+    path as given or inside Postfix's chroot, a TCP port whatever the host is called."""
+    kind, _, rest = entry.partition(":")
+    if path is not None and kind in ("unix", "local"):
+        return os.path.normpath(path) in (os.path.normpath(rest),
+                                          os.path.normpath(f"{chroot}/{rest}"))
+    return port is not None and kind == "inet" and rest.rpartition(":")[2] == str(port)
+
+
+def _on_loopback(milter_socket: str) -> bool:
+    host = milter_socket.partition("@")[2].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _postfix_host(host: str) -> str:
+    """A host as Postfix writes it in inet:HOST:PORT: an IPv6 address in brackets."""
+    host = host.strip("[]")
+    return f"[{host}]" if ":" in host else host
 
 
 def _sends_smtputf8_macro(mail_macros: str, defaults: str) -> bool:
