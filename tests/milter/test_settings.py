@@ -461,6 +461,31 @@ def test_a_host_name_that_does_not_resolve_is_refused_before_the_start(
                                 value.replace(UNKNOWN_HOST, "localhost")})
 
 
+@pytest.mark.parametrize(("milter_socket", "metrics_listen", "refused"), [
+    ("inet:8899@127.0.0.1", "127.0.0.1:8899", True),
+    ("inet:8899@127.0.0.1", "localhost:8899", True),  # the same address by name
+    ("inet:8899@0.0.0.0", "127.0.0.1:8899", True),  # every interface holds loopback's
+    ("inet6:8899@::1", "[::1]:8899", True),
+    ("inet:8899@127.0.0.1", "127.0.0.1:9899", False),
+    ("inet:8899@127.0.0.1", "127.0.0.2:8899", False),  # another address: no conflict
+])
+def test_metrics_on_the_milter_sockets_own_port_is_refused(
+    base_env: dict[str, str], milter_socket: str, metrics_listen: str, refused: bool
+) -> None:
+    # The endpoint, opened first, held the port: the start failed as on one another
+    # process held (exit 1), retried for ever, and check passed it.
+    env = {**base_env, "POSTWARDEN_MILTER_SOCKET": milter_socket,
+           "POSTWARDEN_METRICS_LISTEN": metrics_listen}
+    if not refused:
+        assert load_settings(None, env).metrics_listen == metrics_listen
+        return
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, env)
+    assert info.value.problems == [
+        f"POSTWARDEN_METRICS_LISTEN: metrics_listen: port 8899 is milter_socket's "
+        f"({milter_socket}): give the metrics endpoint a port of its own"]
+
+
 @pytest.mark.parametrize(("value", "hint"), [
     ("inet:127.0.0.1:8899", "(Postfix's inet:HOST:PORT is inet:8899@127.0.0.1 here)"),
     ("inet6:[::1]:8899", "(Postfix's inet6:HOST:PORT is inet6:8899@::1 here)"),

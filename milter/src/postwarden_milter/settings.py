@@ -417,6 +417,31 @@ def _check_hosts(settings: MilterSettings, raw: RawSettings) -> list[str]:
     return problems
 
 
+def _check_ports(settings: MilterSettings, raw: RawSettings, refused: set[str]) -> list[str]:
+    """metrics_listen on milter_socket's own address and port: the endpoint, opened
+    first, held it, and the start failed as on a port another process holds (exit 1,
+    retried for ever); check passed it."""
+    milter, metrics = _inet_listen(settings.milter_socket), settings.metrics_address
+    if ({"milter_socket", "metrics_listen"} & refused or milter is None or metrics is None
+            or milter[1] != metrics[1]):
+        return []
+    ours, theirs = _addresses(milter[0]), _addresses(metrics[0])
+    if not ours & theirs and not any(address.is_unspecified for address in ours | theirs):
+        return []
+    return [raw.problem("metrics_listen", f"metrics_listen: port {metrics[1]} is "
+                        f"milter_socket's ({settings.milter_socket}): give the metrics "
+                        "endpoint a port of its own")]
+
+
+def _addresses(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses ``host`` resolves to (none where it does not)."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return set()
+    return {ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in found}
+
+
 def _inet_listen(connection: str) -> tuple[str, int] | None:
     """The host and port of libmilter's inet:PORT@HOST (inet6:); None for a unix socket."""
     match = _SOCKET_INET.match(connection)
@@ -558,6 +583,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *,
     # is then not created: a start refused makes nothing.
     refused = set(raw.values) - set(values)
     problems += (_check_shares(settings, raw, refused) + _check_hosts(settings, raw)
+                 + _check_ports(settings, raw, refused)
                  + _check_dirs(settings, raw, create_spool_dir and not problems, refused))
     if problems:
         raise SettingsError(problems)
