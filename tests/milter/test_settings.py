@@ -217,6 +217,20 @@ def test_a_directory_that_will_not_do_is_told_beside_a_value_refused(
         f"{config}:2: spool_dir: expected text, got a number (quote it)"]
 
 
+@pytest.mark.parametrize("name", ["policy_dir", "spool_dir"])
+def test_a_relative_directory_is_refused(base_env: dict[str, str], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # Read from the working directory: a check run by hand where it was passed it, and
+    # the systemd unit, in /, did not find it.
+    (tmp_path / "dir").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "postwarden.yaml"
+    env = {k: v for k, v in base_env.items() if k != f"POSTWARDEN_{name.upper()}"}
+    assert problems_of(config, f"{name}: dir\n", env) == [
+        f"{config}:1: {name}: 'dir' is a relative path: write it in full (the milter reads "
+        "it from its working directory, / under systemd)"]
+
+
 @pytest.mark.parametrize("home", ["/home/alice", "/root", "/run/user/1000"])
 def test_a_policy_dir_the_unit_cannot_see_is_told_why(
     base_env: dict[str, str], tmp_path: Path, home: str

@@ -314,8 +314,22 @@ def _log_level(value: str) -> str:
     return text
 
 
+def _absolute(name: str) -> Callable[[str], Path]:
+    """A directory's path, in full: a relative one is read from the working directory,
+    which is / for the systemd unit and elsewhere for a check run by hand (it passed
+    `policy_dir: policies` in /etc/postwarden, and the start did not find them)."""
+    def convert(value: str) -> Path:
+        if not Path(value).is_absolute():
+            raise ValueError(f"{name}: {shown(value)} is a relative path: write it in full "
+                             "(the milter reads it from its working directory, / under "
+                             "systemd)")
+        return Path(value)
+
+    return convert
+
+
 def _optional_path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+    return _absolute("policy_dir")(value) if value else None
 
 
 
@@ -334,7 +348,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "milter_socket": _socket,
     "milter_socket_mode": _socket_mode,
     "database_url": _database_url,
-    "spool_dir": Path,  # never empty (convert): Path("") is the working directory
+    "spool_dir": _absolute("spool_dir"),  # never empty (convert)
     "fail_action": _choice(FailAction, "fail_action"),
     "metrics_listen": lambda v: _listen(v or ""),
     "instance_name": lambda v: v or "",
