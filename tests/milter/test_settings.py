@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -448,31 +447,6 @@ def test_an_inet_socket_without_an_address_is_refused(
     for address in (loopback, every):
         assert load_settings(None, {**environ, "POSTWARDEN_MILTER_SOCKET": address}
                              ).milter_socket == address
-
-
-UNKNOWN_HOST = "no-such-host.invalid"  # RFC 6761: never resolves
-
-
-@pytest.mark.parametrize(("name", "value"), [
-    ("milter_socket", f"inet:8899@{UNKNOWN_HOST}"),
-    ("metrics_listen", f"{UNKNOWN_HOST}:9899"),
-])
-def test_a_host_name_that_does_not_resolve_is_refused_before_the_start(
-    base_env: dict[str, str], name: str, value: str
-) -> None:
-    # check passed it; the start refused it only as it opened the socket (exit 2).
-    try:
-        socket.getaddrinfo(UNKNOWN_HOST, 1)
-    except socket.gaierror as exc:
-        if exc.errno == socket.EAI_AGAIN:
-            pytest.skip("no resolver answers here")
-    env = {**base_env, f"POSTWARDEN_{name.upper()}": value}
-    with pytest.raises(SettingsError) as refused:
-        load_settings(None, env)
-    assert refused.value.problems == [f"POSTWARDEN_{name.upper()}: {name}: cannot resolve "
-                                      f"{UNKNOWN_HOST!r}: Name or service not known"]
-    assert load_settings(None, {**base_env, f"POSTWARDEN_{name.upper()}":
-                                value.replace(UNKNOWN_HOST, "localhost")})
 
 
 @pytest.mark.parametrize(("milter_socket", "metrics_listen", "refused"), [

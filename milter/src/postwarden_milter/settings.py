@@ -409,28 +409,6 @@ def _check_shares(settings: MilterSettings, raw: RawSettings, refused: set[str]
             and (bound := getattr(settings, name)) < settings.processes]
 
 
-def _check_hosts(settings: MilterSettings, raw: RawSettings) -> list[str]:
-    """A host name of milter_socket or metrics_listen the resolver says has no address
-    (of the socket's family): check passed it, and the start refused it (exit 2) once
-    its policies were loaded. One the resolver does not answer for yet (at boot) refuses
-    nothing: the start waits it out (exit 1, retried)."""
-    problems = []
-    for name, listen in (("milter_socket", _inet_listen(settings.milter_socket)),
-                         ("metrics_listen", settings.metrics_address)):
-        if listen is None or _ip_family(listen[0]) is not None:  # an address: no lookup
-            continue
-        host, port = listen
-        family = socket.AF_UNSPEC if name == "metrics_listen" else (
-            socket.AF_INET6 if settings.milter_socket.startswith("inet6:") else socket.AF_INET)
-        try:
-            socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            if exc.errno != socket.EAI_AGAIN:
-                problems.append(raw.problem(name, f"{name}: cannot resolve {shown(host)}: "
-                                            f"{exc.strerror}"))
-    return problems
-
-
 def _check_ports(settings: MilterSettings, raw: RawSettings, refused: set[str]) -> list[str]:
     """metrics_listen on milter_socket's own address and port: the endpoint, opened
     first, held it, and the start failed as on a port another process holds (exit 1,
@@ -596,8 +574,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *,
     # Checked beside values refused, so that every problem is told at once; spool_dir
     # is then not created: a start refused makes nothing.
     refused = set(raw.values) - set(values)
-    problems += (_check_shares(settings, raw, refused) + _check_hosts(settings, raw)
-                 + _check_ports(settings, raw, refused)
+    problems += (_check_shares(settings, raw, refused) + _check_ports(settings, raw, refused)
                  + _check_dirs(settings, raw, create_spool_dir and not problems, refused))
     if problems:
         raise SettingsError(problems)
