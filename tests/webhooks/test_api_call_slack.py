@@ -33,7 +33,10 @@ def _sent(url: str) -> Any:
 
 @pytest.mark.parametrize("url", ["https://hooks.slack.com/services/T0/B0/x",
                                  "https://slack.com/api/chat.postMessage",
-                                 "https://hooks.slack-gov.com/services/T0/B0/x"])
+                                 "https://hooks.slack-gov.com/services/T0/B0/x",
+                                 # the root's dot: the same host to DNS, TLS and Slack
+                                 "https://hooks.slack.com./services/T0/B0/x",
+                                 "https://slack.com.:443/api/chat.postMessage"])
 def test_values_sent_to_slack_cannot_mention_or_link(url: str) -> None:
     sent = _sent(url)
     assert sent["text"] == ("<!subteam^S01|mail-ops> rejected \"&lt;!channel&gt;\"@evil.test:"

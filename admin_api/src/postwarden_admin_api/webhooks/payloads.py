@@ -103,8 +103,10 @@ def _slack_escape(text: str) -> str:
 
 def posts_to_slack(url: str) -> bool:
     """Whether ``url`` is Slack's (an incoming webhook, the Web API): it reads
-    ``<!here>`` and ``<url|text>`` in every text it is sent."""
-    host = URL(url).host or ""
+    ``<!here>`` and ``<url|text>`` in every text it is sent. A name with the root's dot
+    (``hooks.slack.com.``) is the same host: aiohttp connects to it and checks Slack's
+    certificate."""
+    host = (URL(url).host or "").rstrip(".")
     return any(host == domain or host.endswith("." + domain) for domain in SLACK_DOMAINS)
 
 
