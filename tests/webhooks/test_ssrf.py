@@ -22,6 +22,11 @@ HOSTILE = [
     pytest.param("https://hooks.example.com:443@127.0.0.1/", R.USERINFO, id="userinfo-confusion"),
     pytest.param("https://evil.com%2f@127.0.0.1/", R.USERINFO, id="encoded-slash-userinfo"),
     pytest.param("https:///path", R.HOST_MISSING, id="no-host"),
+    # no connection can be made to port 0: every delivery failed "connection refused"
+    pytest.param("https://hooks.example.com:0/", R.HOST_INVALID, id="port-0"),
+    pytest.param("https://hooks.example.com:00/", R.HOST_INVALID, id="port-00"),
+    pytest.param("https://8.8.8.8:0/", R.HOST_INVALID, id="port-0-address"),
+    pytest.param("https://hooks.example.com:65536/", R.HOST_INVALID, id="port-65536"),
     # reserved names
     pytest.param("https://localhost/", R.RESERVED_NAME, id="localhost"),
     pytest.param("https://LOCALHOST./", R.RESERVED_NAME, id="localhost-upper-dot"),

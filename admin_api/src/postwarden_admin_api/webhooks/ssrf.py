@@ -9,7 +9,7 @@ Two layers, both pure:
   any spelling (decimal, octal, hex and short IPv4 forms are normalised the
   way ``inet_aton`` reads them, so ``0x7f.1`` is 127.0.0.1; such a spelling of
   an address not blocked is refused as malformed: aiohttp connects only to an
-  IPv4 address written a.b.c.d).
+  IPv4 address written a.b.c.d), and port 0, which nothing can connect to.
 * :meth:`Guard.check_address` refuses an address in a blocked range, including
   IPv4 embedded in IPv6 (mapped, compatible, 6to4, NAT64) of a blocked range.
 
@@ -233,6 +233,8 @@ class Guard:
             check_spelling(host, address)
         else:
             check_name(host)
+        if parsed.port == 0:  # no connection can be made to it: every delivery would fail
+            raise _refused(Reason.HOST_INVALID, "port 0 cannot be connected to")
         return parsed
 
 
