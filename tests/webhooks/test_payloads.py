@@ -51,6 +51,18 @@ def test_a_metadata_value_under_a_secrets_name_is_redacted() -> None:
                                 "order": "A-17", "note": "password=[REDACTED]"}
 
 
+def test_a_list_or_object_under_a_secrets_name_is_redacted_whole() -> None:
+    # Only a string or a number was: {"password": ["hunter2"]} or {"api_key": {"v": ...}}
+    # went out as sent, though the README redacts the whole value of such a key.
+    sent = {"id": 7, "metadata": {"password": ["hunter2"], "api_key": {"v": "k-81Zr0a"},
+                                  "order": {"reset_token": ["tq81Zr0a"], "ref": ["A-17"]},
+                                  "token": None}}
+    data = metadata("send.queued", sent)
+    assert data["metadata"] == {"password": "[REDACTED]", "api_key": "[REDACTED]",
+                                "order": {"reset_token": "[REDACTED]", "ref": ["A-17"]},
+                                "token": None}
+
+
 def test_a_recipient_the_message_did_not_go_to_is_named() -> None:
     refused = {"kind": "recipient_refused", "recipient": "d@example.net",
                "reply": "452 4.5.3 Too many recipients", "more": 2}

@@ -95,7 +95,8 @@ def _redacted(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):  # a send's metadata: {"reset_token": "..."}
-        return {str(key): MASK if names_a_secret(str(key)) and isinstance(item, str | int | float)
+        # The whole value, a list or an object too ({"password": ["..."]}); null holds none.
+        return {str(key): MASK if names_a_secret(str(key)) and item is not None
                 else _redacted(item) for key, item in value.items()}
     if isinstance(value, Sequence):
         return [_redacted(item) for item in value]
