@@ -246,6 +246,8 @@ def test_a_template_names_the_metadata_keys_a_client_chose() -> None:
         ({"Bad Name": "x"}, "not a valid token"),
         ({"X-A": 5}, "string value"),
         ({f"X-{i}": "v" for i in range(21)}, "at most"),
+        # one name to HTTP: only the last was sent, the other dropped without a word
+        ({"Authorization": "Bearer a", "authorization": "Bearer b"}, "given twice"),
     ],
 )
 def test_bad_headers(headers: dict[str, object], problem: str) -> None:

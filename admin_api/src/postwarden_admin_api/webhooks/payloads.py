@@ -251,16 +251,20 @@ def header_problems(headers: Any) -> list[str]:
     if len(headers) > MAX_HEADERS:
         return [f"at most {MAX_HEADERS} headers"]
     problems = []
+    seen: set[str] = set()
     for name, value in headers.items():
         # PHP, CGI and WSGI read "_" as "-" (both are HTTP_WEBHOOK_SIGNATURE), so
         # Webhook_Signature would stand in for the signature a receiver checks.
         lowered = name.lower().replace("_", "-")
         if not _TOKEN.match(name):
             problems.append(f"header name {name[:64]!r} is not a valid token")
+        elif name.lower() in seen:  # one name to HTTP: only one of them would be sent
+            problems.append(f"header {name!r} is given twice (names ignore case)")
         elif lowered in _FORBIDDEN_HEADERS or lowered.startswith(_FORBIDDEN_PREFIXES):
             problems.append(f"header {name!r} is set by postwarden and cannot be overridden")
         elif not isinstance(value, str) or len(value) > MAX_HEADER_VALUE:
             problems.append(f"header {name!r} needs a string value up to {MAX_HEADER_VALUE} chars")
         elif _CONTROL.search(value):
             problems.append(f"header {name!r} value contains a control character")
+        seen.add(name.lower())
     return problems
