@@ -138,6 +138,20 @@ def test_api_call_keys_are_filled_in_as_text() -> None:
         "b@example.net, c@example.net": True}
 
 
+@pytest.mark.parametrize("template", [
+    {"routing_key": "R-1", "{{ data.metadata.ref }}": "{{ data.metadata.note }}"},
+    {"{{ data.metadata.ref }}": "{{ data.metadata.note }}", "routing_key": "R-1"},
+])
+def test_a_key_filled_in_replaces_no_other_key(template: dict[str, Any]) -> None:
+    """The client that sent the mail chose the metadata: a key filled in as "routing_key"
+    replaced the template's own routing_key (PagerDuty's credential) with its note."""
+    endpoint = Endpoint(6, "pd", "https://api.example.com/", Kind.API_CALL, None, {},
+                        {**template, "{{ data.metadata.other }}": 1, "{{ data.id }}": 2})
+    data = {"id": "m1", "metadata": {"ref": "routing_key", "note": "mine", "other": "m1"}}
+    request = render(endpoint, "evt-6", envelope("send.delivered", WHEN, data))
+    assert json.loads(request.body) == {"routing_key": "R-1", "m1": 1}
+
+
 def test_api_call_text_writes_values_as_json_does() -> None:
     # A boolean in text was Python's True, an object its repr ({'paid': True, 'note': None}).
     template = {"text": "paid={{ data.metadata.paid }} attempts={{ data.attempts }} "

@@ -218,9 +218,21 @@ class _Filler:
         if isinstance(template, list):
             return [self.fill(item) for item in template]
         if isinstance(template, dict):
-            # A key is text whatever it names.
-            return {self._interpolated(key): self.fill(value) for key, value in template.items()}
+            return self._object(template)
         return template
+
+    def _object(self, template: Mapping[str, Any]) -> dict[str, Any]:
+        """A key is text whatever it names. One filled in that names a key of the object
+        already (the template's own, or one filled in before) is left out: a value, which
+        a sender may choose, must not replace another field (a routing_key)."""
+        own = {key for key in template if not PLACEHOLDER.search(key)}
+        filled: dict[str, Any] = {}
+        for key, value in template.items():
+            name = self._interpolated(key)
+            if name in filled or (key not in own and name in own):
+                continue
+            filled[name] = self.fill(value)
+        return filled
 
 
 def template_problems(template: Any) -> list[str]:
