@@ -1,6 +1,7 @@
 """An api_call endpoint's headers are write-only secrets (an ``Authorization`` token
 for the receiver's API). An operator who points the endpoint at a server of theirs
-must not receive them: a new URL needs the headers given again (or ``null``)."""
+must not receive them: a new URL needs the headers given again (or ``null``), and the
+body template (it may hold a credential too)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .support import raise_reject
 pytestmark = pytest.mark.postgres
 
 TOKEN = "Bearer crm-s3cr3t-token"
+TEMPLATE = {"event": "{{ type }}"}
 ATTACKER_NAME = "rebind.example.test"  # in the test certificate; the attacker's server
 
 
@@ -55,7 +57,7 @@ async def crm(start: Start, admin_key: str, receiver: Receiver, database_url: st
     created = await client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
         "name": "crm", "url": f"https://{RECEIVER_NAME}:{receiver.port}/in",
         "kind": "api_call", "events": ["message.rejected"],
-        "headers": {"Authorization": TOKEN}, "body_template": {"event": "{{ type }}"}})
+        "headers": {"Authorization": TOKEN}, "body_template": TEMPLATE})
     assert created.status == 201, await created.text()
     return Crm(client, f"/api/v1/webhooks/{(await created.json())['id']}")
 
@@ -70,7 +72,8 @@ async def test_new_url_without_the_headers_is_refused_and_the_token_stays_home(
         "url": f"https://{ATTACKER_NAME}:{attacker.port}/collect"})
     assert moved.status == 422, await moved.text()
     assert await error_code(moved) == "validation_failed"
-    assert [d["field"] for d in (await moved.json())["error"]["details"]] == ["headers"]
+    assert [d["field"] for d in (await moved.json())["error"]["details"]] == [
+        "headers", "body_template"]
 
     await raise_reject(database_url)
     assert await wait_for(lambda: len(receiver.requests) + len(attacker.requests) == 1)
@@ -86,7 +89,7 @@ async def test_new_url_with_headers_given_again_or_cleared(
     own = f"https://{ATTACKER_NAME}:{attacker.port}/collect"
 
     cleared = await client.patch(hook, headers=bearer(operator),
-                                 json={"url": own, "headers": None})
+                                 json={"url": own, "headers": None, "body_template": TEMPLATE})
     assert cleared.status == 200, await cleared.text()
     assert (await cleared.json())["headers"] == {"is_set": False}
     await raise_reject(database_url)
@@ -94,7 +97,8 @@ async def test_new_url_with_headers_given_again_or_cleared(
     assert "Authorization" not in attacker.requests[0].headers
 
     given = await client.patch(hook, headers=bearer(operator), json={
-        "url": own + "2", "headers": {"Authorization": "Bearer theirs"}})
+        "url": own + "2", "headers": {"Authorization": "Bearer theirs"},
+        "body_template": TEMPLATE})
     assert given.status == 200, await given.text()
     await raise_reject(database_url)
     assert await wait_for(lambda: len(attacker.requests) == 2)

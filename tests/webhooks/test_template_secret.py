@@ -190,3 +190,29 @@ async def test_the_shown_mask_sent_back_is_refused_not_stored_as_the_template(
     finally:
         await conn.close()
     assert json.loads(KEYRING.decrypt(row["body_template_ciphertext"])) == TEMPLATE
+
+
+async def test_a_new_url_needs_the_template_given_again(
+    database_url: str, start: Start, admin_key: str, receiver: Receiver,
+) -> None:
+    """An operator who never read the template (its routing_key) pointed the endpoint at a
+    server of theirs and was sent the routing_key with the next event: a new URL needed
+    the headers again, not the template, though both are write-only for that reason."""
+    client = await start()
+    created = await client.post("/api/v1/webhooks", headers=bearer(admin_key), json={
+        "name": "pagerduty", "kind": "api_call", "url": hook_url(receiver),
+        "events": ["message.rejected"], "body_template": TEMPLATE})
+    assert created.status == 201, await created.text()
+    path = f"/api/v1/webhooks/{(await created.json())['id']}"
+    moved = await client.patch(path, headers=bearer(admin_key), json={
+        "url": "https://collector.example.com/in", "headers": None})
+    assert moved.status == 422, await moved.text()
+    assert [d["field"] for d in (await moved.json())["error"]["details"]] == ["body_template"]
+
+    await raise_reject(database_url)
+    assert await wait_for(lambda: len(receiver.delivered()) == 1)
+    assert json.loads(receiver.requests[0].body)["routing_key"] == ROUTING_KEY
+
+    given = await client.patch(path, headers=bearer(admin_key), json={
+        "url": "https://collector.example.com/in", "body_template": {"event": "{{ type }}"}})
+    assert given.status == 200, await given.text()

@@ -3,13 +3,13 @@
 Every problem of a request is listed in one answer, a URL the SSRF guard refuses on
 its face among them (then the code is ``url_not_allowed``). Write-only values (the
 URL, the signing secret, an api_call's headers and body template) stay bound to what
-they were given for: a new URL needs the headers given again (or ``null``), else they
-would go wherever an operator points the endpoint; a new kind or body template needs
-the URL, and the secret and headers when set, else an operator who never learned them
-could make them carry a body of their choosing (signed JSON, a post to a Slack URL). See
-:func:`_given_again`. ``send_keys`` (null: every key) limits the ``send.*`` events to
-messages of those API keys' rotation lines; each must name a stored key
-(:func:`key_problems`), else the filter would let nothing through unnoticed.
+they were given for: a new URL needs the headers (or ``null``) and the body template
+given again, else they would go wherever an operator points the endpoint; a new kind
+or body template needs the URL, and the secret and headers when set, else an operator
+who never learned them could make them carry a body of their choosing (signed JSON, a
+post to a Slack URL). See :func:`_given_again`. ``send_keys`` (null: every key) limits
+the ``send.*`` events to messages of those API keys' rotation lines; each must name a
+stored key (:func:`key_problems`), else the filter would let nothing through unnoticed.
 """
 
 from __future__ import annotations
@@ -157,22 +157,27 @@ def _sends_other_content(data: Mapping[str, Any], current: Mapping[str, Any]) ->
 
 def _given_again(data: Mapping[str, Any], current: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Write-only values were given for one receiver and one content; an operator who
-    never learned them must not keep them for another. Headers set for one URL would
-    be sent to a new one (an operator's own server); the URL (a Slack webhook's path,
-    a token in the query), the secret (the signature a receiver trusts) and the headers
-    (an Authorization token) must not authorize a body of the operator's choosing (a
-    new kind, a new template): such changes need them given again (or null)."""
+    never learned them must not keep them for another. Headers and a template (its
+    routing_key) set for one URL would be sent to a new one (an operator's own server);
+    the URL (a Slack webhook's path, a token in the query), the secret (the signature a
+    receiver trusts) and the headers (an Authorization token) must not authorize a body
+    of the operator's choosing (a new kind, a new template): such changes need them
+    given again (or null)."""
     wanted: dict[str, str] = {}
     if "url" in data:
         wanted["headers"] = ("a new url needs the headers given again (or null): they were"
                              " set for the old one")
+        # It may hold a credential too (PagerDuty's routing_key): write-only for that.
+        wanted["body_template"] = ("a new url needs the body_template given again: it was"
+                                   " set for the old one")
     if _sends_other_content(data, current):
         for field in ("url", "secret", "headers"):
             wanted.setdefault(field, f"a new kind or body_template needs the {field} given"
                               f" again{'' if field == 'url' else ' (or null)'}: it was set"
                               " for what the endpoint sent before")
     if data.get("kind", current["kind"]) != Kind.API_CALL:
-        wanted.pop("headers", None)  # only api_call sends them; _kind_problems wants null
+        for field in ("headers", "body_template"):  # only api_call sends them:
+            wanted.pop(field, None)  # _kind_problems wants null
     return [{"field": field, "message": message} for field, message in wanted.items()
             if field not in data and _is_set(current, field)]
 
