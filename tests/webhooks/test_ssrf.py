@@ -76,6 +76,8 @@ HOSTILE = [
     pytest.param("https://[fd00:ec2::254]/", R.UNIQUE_LOCAL, id="metadata-v6"),
     pytest.param("https://[fe80::1]/", R.LINK_LOCAL, id="v6-link-local"),
     pytest.param("https://[fe80::1%25eth0]/", R.LINK_LOCAL, id="v6-link-local-zone"),
+    # aiohttp hands the system "25eth0" as the zone: every delivery failed to connect
+    pytest.param("https://[2606:4700::1%25eth0]/", R.HOST_INVALID, id="v6-zone"),
     pytest.param("https://[ff02::1]/", R.MULTICAST, id="v6-multicast"),
     pytest.param("https://[2001:db8::1]/", R.RESERVED, id="v6-documentation"),
     pytest.param("https://[2001:0:4136:e378::1]/", R.RESERVED, id="v6-teredo"),
@@ -143,6 +145,15 @@ def test_an_address_not_written_a_b_c_d_is_refused_even_if_allowed(url: str) -> 
         Guard.from_cidrs(["127.0.0.0/8"]).check_url(url)
     assert refused.value.reason is Reason.HOST_INVALID
     assert "write it as" in refused.value.detail
+
+
+@pytest.mark.parametrize("url", ["https://[fe80::1%25eth0]/", "https://[fe80::1%251]/"])
+def test_a_zone_id_is_refused_even_if_allowed(url: str) -> None:
+    """aiohttp passes the zone on as written in the URL, %25 and all: eth0 was "25eth0",
+    no interface, and interface 1 was 251, another one."""
+    with pytest.raises(UrlRefused) as refused:
+        Guard.from_cidrs(["fe80::/10"]).check_url(url)
+    assert refused.value.reason is Reason.HOST_INVALID
 
 
 def test_nothing_is_allowed_by_default() -> None:

@@ -9,7 +9,8 @@ Two layers, both pure:
   any spelling (decimal, octal, hex and short IPv4 forms are normalised the
   way ``inet_aton`` reads them, so ``0x7f.1`` is 127.0.0.1; such a spelling of
   an address not blocked is refused as malformed: aiohttp connects only to an
-  IPv4 address written a.b.c.d), and port 0, which nothing can connect to.
+  IPv4 address written a.b.c.d), as are an IPv6 zone id (aiohttp passes it on
+  still percent-encoded) and port 0, which nothing can connect to.
 * :meth:`Guard.check_address` refuses an address in a blocked range, including
   IPv4 embedded in IPv6 (mapped, compatible, 6to4, NAT64) of a blocked range.
 
@@ -249,11 +250,16 @@ def host_address(host: str) -> IPAddress | None:
 
 
 def check_spelling(host: str, address: IPAddress) -> None:
-    """Refuse an IPv4 address not written as a.b.c.d: aiohttp refuses to connect to
-    ``127.1`` or ``0x08080808``, so every delivery to it would fail."""
+    """Refuse an address written so aiohttp cannot connect to it, so every delivery to
+    it would fail: IPv4 not as a.b.c.d (``127.1``, ``0x08080808``), IPv6 with a zone id
+    (aiohttp hands the system the zone as written in the URL: ``%25eth0`` is the zone
+    ``25eth0``, no interface, and ``%251`` interface 251)."""
     if address.version == 4 and host != str(address):
         raise _refused(Reason.HOST_INVALID, f"{host!r} is {address} written another way:"
                        f" write it as {address}")
+    if "%" in host:
+        raise _refused(Reason.HOST_INVALID, f"{host!r} has a zone id, which cannot be"
+                       f" connected to: write it as {address}")
 
 
 def check_name(host: str) -> None:
