@@ -1,6 +1,6 @@
 """A change takes its values in the body: a query parameter given to one (a body field
-sent in the URL, rotate?grace_seconds=0) is refused, not dropped while the change is
-made without it."""
+sent in the URL, rotate?grace_seconds=0, send-email?idempotency_key=) is refused, not
+dropped while the change is made without it."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ CHANGES = [
     ("POST", "/api/v1/policies/p/deactivate", "comment=why"),
     ("POST", "/api/v1/policies/p/rollback", "revision_id=1"),
     ("POST", "/api/v1/policies/test", "revision_id=1"),
+    # The send API's and the notifications' too: every change but those marked
+    # reads_query (an upload's ?comment=, a suppression's removal ?address=).
+    ("POST", "/api/v1/send-email", "idempotency_key=k1"),
+    ("POST", "/api/v1/suppressions", "address=a@example.org"),
+    ("POST", "/api/v1/webhooks", "url=https://hooks.example/in"),
+    ("PATCH", "/api/v1/webhooks/1", "enabled=false"),
+    ("DELETE", "/api/v1/webhooks/1", "force=1"),
+    ("POST", "/api/v1/webhooks/1/deliveries/1/replay", "now=1"),
 ]
 
 

@@ -307,13 +307,13 @@ def given_twice(items: Iterable[tuple[str, object]]) -> list[dict[str, Any]]:
     return [{"field": name, "message": "given more than once"} for name in repeated]
 
 
-def no_parameters(request: web.Request) -> None:
+def no_parameters(request: web.Request) -> ValidationFailed:
     """422 naming each query parameter of a change, which takes its values in the body:
-    one sent in the URL (rotate?grace_seconds=0, rollback?revision_id=5) was dropped, and
-    the change made without it (the leaked key left working for the default day)."""
-    if request.query:
-        raise ValidationFailed([{"field": name, "message": "unknown parameter; a change "
-                                 "takes its values in the body"} for name in request.query])
+    one sent in the URL (rotate?grace_seconds=0, rollback?revision_id=5, an
+    idempotency_key for send-email) was dropped, and the change made without it (the
+    leaked key left working for the default day)."""
+    return ValidationFailed([{"field": name, "message": "unknown parameter; a change "
+                              "takes its values in the body"} for name in request.query])
 
 
 def decimal(text: str) -> int | None:

@@ -67,5 +67,22 @@ def allowed_roles(handler: Any) -> frozenset[Role] | None:
     return roles
 
 
+QUERY_ATTRIBUTE = "__postwarden_reads_query__"
+
+
+def reads_query(handler: H) -> H:
+    """Mark a change (POST, PUT, PATCH, DELETE) that reads query parameters of its own
+    (each refuses those it does not know): any other change's are refused before it runs
+    (middleware.access)."""
+    setattr(handler, QUERY_ATTRIBUTE, True)
+    return handler
+
+
+def takes_query(method: str, handler: Any) -> bool:
+    """Whether a request by ``method`` to ``handler`` may carry query parameters: a read
+    (each reads its own), or a change marked :func:`reads_query`."""
+    return method in ("GET", "HEAD", "OPTIONS") or getattr(handler, QUERY_ATTRIBUTE, False)
+
+
 def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]

@@ -40,8 +40,15 @@ from .auth import (
     is_remembered,
     unauthenticated,
 )
-from .bodies import given_twice
-from .context import PRINCIPAL, PUBLIC_PATHS, REQUEST_ID_FORM, SETTINGS, allowed_roles
+from .bodies import given_twice, no_parameters
+from .context import (
+    PRINCIPAL,
+    PUBLIC_PATHS,
+    REQUEST_ID_FORM,
+    SETTINGS,
+    allowed_roles,
+    takes_query,
+)
 from .errors import (
     COMMAND_TIMEOUT,
     DATABASE_AWAY,
@@ -333,6 +340,8 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise ApiError(403, "forbidden", "this key may not use this route")
     if principal.role not in roles:
         raise ApiError(403, "forbidden", "this key may not use this route")
+    if request.query and not takes_query(request.method, request.match_info.handler):
+        raise no_parameters(request)
     return await _admitted(request, handler)
 
 

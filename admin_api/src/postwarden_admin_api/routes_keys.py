@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from . import admin_audit
-from .bodies import json_ok, no_parameters, read_json_object, unknown_fields
+from .bodies import json_ok, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .errors import ApiError, ValidationFailed, connection
 from .keys import (
@@ -96,7 +96,6 @@ async def keys_list(request: web.Request) -> web.Response:
 @routes.post("/api/v1/keys")
 @allow()
 async def keys_create(request: web.Request) -> web.Response:
-    no_parameters(request)
     role, name, senders, expires_at = _parse_create(await read_json_object(request))
     actor = principal(request).key_id
     async with connection(request.app[POOL]) as conn, conn.transaction():
@@ -134,7 +133,6 @@ async def _hold_both(conn: asyncpg.Connection, request: web.Request, key_id: str
 @routes.delete("/api/v1/keys/{key_id}")
 @allow()
 async def keys_revoke(request: web.Request) -> web.Response:
-    no_parameters(request)
     key_id = await _known(request)
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await _hold_both(conn, request, key_id)
@@ -150,7 +148,6 @@ async def keys_revoke(request: web.Request) -> web.Response:
 @routes.post("/api/v1/keys/{key_id}/rotate")
 @allow()
 async def keys_rotate(request: web.Request) -> web.Response:
-    no_parameters(request)
     key_id = await _known(request)
     data = await read_json_object(request) if request.can_read_body else {}
     grace = data.get(GRACE, DEFAULT_GRACE_SECONDS)

@@ -28,14 +28,13 @@ from .audit_queries import unknown_parameters
 from .bodies import (
     QueryProblems,
     json_ok,
-    no_parameters,
     path_int,
     query_int,
     read_body,
     read_json_object,
     unknown_fields,
 )
-from .context import POOL, Role, allow, principal
+from .context import POOL, Role, allow, principal, reads_query
 from .diffs import unified_diff
 from .engine import TEST_WARNING, compile_upload, loader_warnings, not_utf8_detail, off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -107,6 +106,7 @@ def _comment(request: web.Request) -> str | None:
 
 @routes.post("/api/v1/policies")
 @allow(Role.OPERATOR)
+@reads_query  # ?comment=
 async def policy_upload(request: web.Request) -> web.Response:
     source = await _source(request)
     comment = _comment(request)
@@ -225,7 +225,6 @@ def _reserved(details: list[dict[str, Any]] | None = None) -> ApiError:
 @routes.post("/api/v1/revisions/{revision_id}/activate")
 @allow(Role.OPERATOR)
 async def revision_activate(request: web.Request) -> web.Response:
-    no_parameters(request)
     revision_id = path_int(request, "revision_id")
 
     async def chosen(conn: asyncpg.Connection) -> asyncpg.Record:
@@ -311,7 +310,6 @@ async def _deploy(request: web.Request, ids: list[int], names: list[str]) -> web
 @routes.post("/api/v1/policies/deploy")
 @allow(Role.OPERATOR)
 async def policies_deploy(request: web.Request) -> web.Response:
-    no_parameters(request)
     ids, names = _deploy_lists(await read_json_object(request))
     return await _deploy(request, ids, names)
 
@@ -319,7 +317,6 @@ async def policies_deploy(request: web.Request) -> web.Response:
 @routes.post("/api/v1/policies/{name}/deactivate")
 @allow(Role.OPERATOR)
 async def policy_deactivate(request: web.Request) -> web.Response:
-    no_parameters(request)
     return await _deploy(request, [], [request.match_info["name"]])
 
 
@@ -327,7 +324,6 @@ async def policy_deactivate(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def policy_rollback(request: web.Request) -> web.Response:
     """Activate ``revision_id`` from the body, or the revision before the active one."""
-    no_parameters(request)
     name = request.match_info["name"]
     data = await read_json_object(request) if request.body_exists else {}
     target = data.get("revision_id")

@@ -25,7 +25,6 @@ from .bodies import (
     given_twice,
     idle_bounded,
     json_ok,
-    no_parameters,
     unknown_fields,
 )
 from .context import POOL, Role, allow
@@ -136,7 +135,6 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
 @routes.post("/api/v1/policies/test")
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def policy_test(request: web.Request) -> web.Response:
-    no_parameters(request)
     if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data")
     check_encoding(request)

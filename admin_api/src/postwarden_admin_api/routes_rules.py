@@ -23,7 +23,7 @@ from postwarden_policies.policyset import content_hash
 from postwarden_policies.yamlnodes import MERGE_KEY, MERGE_KEYS_REFUSED, dump, read_plain
 
 from . import admin_audit
-from .bodies import json_ok, no_parameters, read_json_object, unknown_fields
+from .bodies import json_ok, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .engine import off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -220,7 +220,6 @@ async def rules_list(request: web.Request) -> web.Response:
 @routes.post("/api/v1/rules")
 @allow(Role.OPERATOR)
 async def rules_create(request: web.Request) -> web.Response:
-    no_parameters(request)
     data = await read_json_object(request)
     rule, comment = _change(data, rule_required=True)
     assert rule is not None  # noqa: S101 - required
@@ -242,7 +241,6 @@ async def rules_create(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/rules/{name}")
 @allow(Role.OPERATOR)
 async def rules_update(request: web.Request) -> web.Response:
-    no_parameters(request)
     name = request.match_info["name"]
     data = await read_json_object(request)
     replacement, comment = _change(data, rule_required=False)
@@ -266,7 +264,6 @@ async def rules_update(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/rules/{name}")
 @allow(Role.OPERATOR)
 async def rules_delete(request: web.Request) -> web.Response:
-    no_parameters(request)
     name = request.match_info["name"]
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies_behind_deletes(conn, request.app)

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from . import admin_audit
-from .bodies import json_ok, no_parameters, read_json_object
+from .bodies import json_ok, read_json_object
 from .context import POOL, Role, allow, principal
 from .errors import ApiError, ValidationFailed, connection
 from .openapi import JSON_BODY_ERRORS, VALIDATION_FAILED, error_codes, json_content, operation, ref
@@ -64,7 +64,6 @@ def _shortens_retention(before: dict[str, Any], changes: dict[str, Any]) -> bool
 @routes.put("/api/v1/settings")
 @allow(Role.OPERATOR)
 async def settings_put(request: web.Request) -> web.Response:
-    no_parameters(request)
     changes, problems = validate_changes(await read_json_object(request))
     if problems:
         raise ValidationFailed(problems)

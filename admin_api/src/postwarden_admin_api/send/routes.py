@@ -20,7 +20,7 @@ from postwarden_admin_api.bodies import (
     read_json_object,
     unknown_fields,
 )
-from postwarden_admin_api.context import POOL, Role, allow, principal
+from postwarden_admin_api.context import POOL, Role, allow, principal, reads_query
 from postwarden_admin_api.cursors import check_scope, query_cursor
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 from postwarden_admin_api.httpserver import ended_if_client_leaves
@@ -245,6 +245,7 @@ async def add_suppression(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/suppressions")
 @allow(Role.OPERATOR)
+@reads_query  # ?address=
 async def delete_suppression(request: web.Request) -> web.Response:
     address = _address(request.query.get("address"), "address", in_url=True)
     async with connection(request.app[POOL]) as conn, conn.transaction():
