@@ -188,6 +188,12 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      "</g></svg>", "abd", id="svg-foreignobject-shown"),
         pytest.param("<svg><text><foreignObject><svg>a</svg></foreignObject></text></svg>", "",
                      id="svg-in-foreignobject-in-text"),
+        # In a <text> only its own text and its <tspan>, <textPath>, <a> draw theirs.
+        pytest.param("<svg><text>a<a>b<tspan>c</tspan></a><g>d<tspan>e</tspan></g><x>f</x>"
+                     "<text>g</text><foreignObject>h<i>i</i></foreignObject>j</text></svg>",
+                     "abcj", id="svg-text-draws-only-text-content"),
+        pytest.param("<svg><a>a<text>b</text></a><tspan>c</tspan></svg>", "b",
+                     id="svg-a-outside-text-draws-none"),
         pytest.param("a<svg>b<img alt=c>d", "acd", id="svg-closed-by-image-shows-alt"),
         pytest.param("<svg><input value=a></svg>", "", id="svg-input-shows-no-value"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
@@ -206,6 +212,8 @@ def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) 
         pytest.param("xyz<text></text>", id="before-text"),
         pytest.param("<defs><linearGradient>xyz</linearGradient></defs>", id="gradient"),
         pytest.param("<desc><div>xyz</div></desc>", id="block-in-desc"),
+        pytest.param("<text><g>xyz</g></text>", id="group-in-text"),
+        pytest.param("<text><foreignObject>xyz</foreignObject></text>", id="html-in-text"),
     ],
 )
 def test_text_svg_does_not_draw_does_not_split_a_word(hidden: str) -> None:

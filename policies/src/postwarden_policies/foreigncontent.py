@@ -196,12 +196,15 @@ _MATHML_GLYPHS = frozenset({"mglyph", "malignmark"})
 _ENCODING = frozenset({"encoding"})
 # SVG elements readers never draw, nor anything they hold (HTML in a <desc> too).
 _UNDRAWN = frozenset({"desc", "metadata", "script", "style", "title"})
+# Those whose text SVG draws inside a <text>: any other there (a <g>, a <foreignObject>,
+# one SVG does not know) is drawn by none, nor anything it holds.
+_TEXT_CONTENT = frozenset({"tspan", "textpath", "a"})
 # HTML start tags that open no element (void), or none where a body is already open.
 _NOT_OPENED = VOID | frozenset(
     "body caption col colgroup frame frameset head html tbody td tfoot th thead tr".split())
 # An open element: its name, its namespace ("html", "svg", "math") and its role: "point"
 # (holds HTML), "text" (a MathML text integration point), "xml" (annotation-xml that
-# holds other XML), "drawn" (an SVG <text>), "template" or "".
+# holds other XML), "drawn" (an SVG <text>, and its _TEXT_CONTENT), "template" or "".
 _Element = tuple[str, str, str]
 
 
@@ -224,8 +227,7 @@ class _OpenElements:
         self.html_at = array("q")  # places of HTML elements (templates too)
         self.bounds = array("q")  # places of integration points and templates
         self.foreign_open = 0  # SVG and MathML elements
-        self.undrawn = 0  # SVG elements of _UNDRAWN
-        self.svg_texts = array("q")  # places of SVG <text> elements
+        self.undrawn = array("q")  # places of SVG elements nothing in which is drawn
 
     @property
     def in_foreign(self) -> bool:
@@ -244,15 +246,17 @@ class _OpenElements:
     def shown(self) -> bool:
         """Whether readers show text here: nothing an SVG ``<style>`` holds (its sheet, as
         nothing of an HTML one), ``<desc>``, ``<title>``, ``<metadata>`` or ``<script>``
-        (HTML there too); in SVG only what a ``<text>`` holds (its ``<tspan>``, at any
-        depth), or HTML again that a ``<foreignObject>`` holds: ``<svg>``, ``<g>``,
-        ``<defs>`` draw no text of their own. MathML is shown as it is (a MathML
-        ``<style>`` is an element MathML does not know: shown as any, no sheet)."""
+        (HTML there too); in SVG only what a ``<text>`` holds itself or in its
+        ``<tspan>``, ``<textPath>`` or ``<a>`` (not in a ``<g>`` or ``<foreignObject>``
+        there, nor what those hold), or HTML again that a ``<foreignObject>`` outside
+        a ``<text>`` holds: ``<svg>``, ``<g>``, ``<defs>`` draw no text of their own.
+        MathML is shown as it is (a MathML ``<style>`` is an element MathML does not
+        know: shown as any, no sheet)."""
         if self.undrawn:
             return False
         if not self.open or self.open[-1][1] != "svg" or self.open[-1][2] == "point":
             return True
-        return _last(self.svg_texts) > self._floor()  # a <text> in this SVG fragment
+        return self.open[-1][2] == "drawn"
 
     def reading(self) -> Reading:
         """How HTML's tokenizer reads on: no raw text where a start tag is SVG or MathML,
@@ -302,6 +306,7 @@ class _OpenElements:
         if _self_closing(tag):
             return
         namespace = self.open[-1][1]
+        in_text = self.open[-1][2] == "drawn"
         role = ""
         if name in _INTEGRATION[namespace]:
             html = name != "annotation-xml" or ascii_lower(
@@ -309,9 +314,10 @@ class _OpenElements:
             role = "point" if html else "xml"
         elif namespace == "math" and name in MATHML_TEXT:
             role = "text"
-        elif namespace == "svg" and name == "text":
+        elif namespace == "svg" and name in (_TEXT_CONTENT if in_text else ("text",)):
             role = "drawn"
-        self._push((name, namespace, role))
+        undrawn = namespace == "svg" and (name in _UNDRAWN or (in_text and role != "drawn"))
+        self._push((name, namespace, role), undrawn)
 
     def _end(self, name: str, tag: re.Match[str]) -> None:
         """An end tag. Where an SVG or MathML element is current, it closes the last one
@@ -335,7 +341,7 @@ class _OpenElements:
         closes the SVG or MathML elements after it."""
         return max(_last(self.bounds), _last(self.html_at))
 
-    def _push(self, element: _Element) -> None:
+    def _push(self, element: _Element, undrawn: bool = False) -> None:
         name, namespace, role = element
         place = len(self.open)
         key = _key(name, html=namespace == "html")
@@ -345,9 +351,8 @@ class _OpenElements:
             self.html_at.append(place)
         else:
             self.foreign_open += 1
-            self.undrawn += namespace == "svg" and name in _UNDRAWN
-        if role == "drawn":
-            self.svg_texts.append(place)
+        if undrawn:
+            self.undrawn.append(place)
         if role in ("point", "text", "template"):
             self.bounds.append(place)
         self.open.append(self.elements.setdefault(element, element))
@@ -363,11 +368,10 @@ class _OpenElements:
                 self.html_at.pop()
             else:
                 self.foreign_open -= 1
-                self.undrawn -= namespace == "svg" and name in _UNDRAWN
-            if role == "drawn":
-                self.svg_texts.pop()
             if role in ("point", "text", "template"):
                 self.bounds.pop()
+        while self.undrawn and self.undrawn[-1] >= place:
+            self.undrawn.pop()
         del self.open[place:]
 
 
