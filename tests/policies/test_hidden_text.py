@@ -194,6 +194,13 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      "abcj", id="svg-text-draws-only-text-content"),
         pytest.param("<svg><a>a<text>b</text></a><tspan>c</tspan></svg>", "b",
                      id="svg-a-outside-text-draws-none"),
+        # Nor does an SVG or MathML element named as an HTML block break a line, close a
+        # <p> or show a value; HTML breaking out does.
+        pytest.param("<p>a<svg><text>b<section/>c<tspan style=display:block>d</tspan>"
+                     "<input value='e'/>f</text></svg>g</p>", "\nabcdfg\n",
+                     id="svg-elements-are-no-html-blocks"),
+        pytest.param("<math>a<section>b</section><mtext><div>c</div></mtext></math>",
+                     "ab\nc\n", id="mathml-elements-are-no-html-blocks"),
         pytest.param("a<svg>b<img alt=c>d", "acd", id="svg-closed-by-image-shows-alt"),
         pytest.param("<svg><input value=a></svg>", "", id="svg-input-shows-no-value"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
@@ -218,6 +225,19 @@ def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) 
 )
 def test_text_svg_does_not_draw_does_not_split_a_word(hidden: str) -> None:
     html = f"<p>via<svg width=0 height=0>{hidden}</svg>gra</p>"
+    assert _rejected(text_message("text/html", html))
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param("<svg><text>via<section/>gra</text></svg>", id="self-closed-in-text"),
+        pytest.param("<p>via<svg width=0 height=0><g><section></section></g></svg>gra</p>",
+                     id="closes-no-p"),
+    ],
+)
+def test_svg_elements_named_as_html_blocks_do_not_split_a_word(html: str) -> None:
+    """Readers lay them out as SVG: none breaks a line or closes a <p> as an HTML block."""
     assert _rejected(text_message("text/html", html))
 
 

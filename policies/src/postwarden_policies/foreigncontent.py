@@ -73,36 +73,38 @@ def readings(html: str) -> Iterator[tuple[int, int, Reading]]:
     start and end, in order: one of HTML at once where no ``<svg`` or ``<math`` start tag
     can be; else as :func:`document_tags` finds them, a tag at a time. Each ends where a
     tag ends, so a stretch split on its own splits as the whole would (those of
-    :func:`shown_readings` joined where only what readers show changes)."""
+    :func:`shown_readings` joined where only what readers show, or lay out as SVG or
+    MathML, changes)."""
     start, reading = 0, HTML
-    for at, _, wanted, _ in shown_readings(html):
+    for at, _, wanted, _, _ in shown_readings(html):
         if wanted is not reading:
             yield start, at, reading
             start, reading = at, wanted
     yield start, len(html), reading
 
 
-def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool]]:
+def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, bool]]:
     """The stretches of :func:`readings`, split further where what readers show
-    changes (:attr:`_OpenElements.shown`), each with whether they show what it holds.
-    A tag goes with the text after it: whether it shows what it opens (an image's alt
-    text: ``<svg><img alt=x>`` breaks out, and shows it) and the lines a block breaks.
+    changes (:attr:`_OpenElements.shown`) or whether start tags open SVG or MathML
+    elements (:attr:`_OpenElements.foreign_tag`), each with both. A tag goes with the
+    text after it: whether it shows what it opens (an image's alt text: ``<svg><img
+    alt=x>`` breaks out, and shows it) and the lines a block breaks.
     """
     if _FOREIGN_START.search(html) is None:
-        yield 0, len(html), HTML, True
+        yield 0, len(html), HTML, True, False
         return
     stack = _OpenElements()
-    reading, shown, start = HTML, True, 0
+    reading, shown, start = HTML, (True, False), 0
     for name, found in _tags_read(html, stack):
         stack.read(name, found)
-        if (showing := stack.shown) is not shown:
+        if (showing := (stack.shown, stack.foreign_tag)) != shown:
             if start < found.start():
-                yield start, found.start(), reading, shown
+                yield start, found.start(), reading, *shown
             start, shown = found.start(), showing
         if (wanted := stack.reading()) is not reading:  # the text after the tag is read so
-            yield start, found.end(), reading, shown
+            yield start, found.end(), reading, *shown
             reading, start = wanted, found.end()
-    yield start, len(html), reading, shown
+    yield start, len(html), reading, *shown
 
 
 def style_sheets(html: str) -> list[str]:
@@ -228,6 +230,10 @@ class _OpenElements:
         self.bounds = array("q")  # places of integration points and templates
         self.foreign_open = 0  # SVG and MathML elements
         self.undrawn = array("q")  # places of SVG elements nothing in which is drawn
+        # Whether the last start tag opened an SVG or MathML element (or one closed at
+        # once: "/>"), which breaks no line, closes no <p>, shows no value as an HTML
+        # element named so does: readers lay it out as SVG or MathML.
+        self.foreign_tag = False
 
     @property
     def in_foreign(self) -> bool:
@@ -270,15 +276,15 @@ class _OpenElements:
         element outside any template."""
         if name.startswith("/"):
             self._end(name[1:], tag)
-        elif not self._html_start(name):
-            if not _breaks_out(name, tag):
-                self._foreign_start(name, tag)
-                return False
+            return not self.in_foreign and not self.in_template
+        html = self._html_start(name)
+        self.foreign_tag = not html and not _breaks_out(name, tag)
+        if self.foreign_tag:
+            self._foreign_start(name, tag)
+            return False
+        if not html:
             self._close(self._floor() + 1)
-            return self._html_start_tag(name, tag)
-        else:
-            return self._html_start_tag(name, tag)
-        return not self.in_foreign and not self.in_template
+        return self._html_start_tag(name, tag)
 
     def _html_start(self, name: str) -> bool:
         """Whether the start tag ``name`` goes by HTML's rules (the tree builder's dispatch)."""

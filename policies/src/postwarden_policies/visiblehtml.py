@@ -155,8 +155,10 @@ class _Walk:
         self.made: dict[tuple[_Element, str, str, bool], _Element] = {}
         self.sheet = sheet
         # Whether readers show what comes here (foreigncontent.shown_readings): text,
-        # alt text, the lines a block breaks.
+        # alt text, the lines a block breaks; and whether start tags here open SVG or
+        # MathML elements, which none of HTML's block rules reach.
         self.showing = True
+        self.foreign = False
 
     def text(self, text: str) -> None:
         if not self.showing:
@@ -174,16 +176,17 @@ class _Walk:
     def start(self, name: str, attributes: str) -> None:
         if self.closed:
             self._reopen()
-        if name in _IMPLIES:
+        if name in _IMPLIES and not self.foreign:
             self._close_implied(name)
         top = self.stack[-1]
-        key = (top, name, attributes, self.showing)
+        quiet = self.foreign or not self.showing
+        key = (top, name, attributes, quiet)
         element = self.made.get(key)
         if element is None:
             look = self.looks.get((name, attributes))
             if look is None:
                 look = self.looks[name, attributes] = look_of(name, attributes, self.sheet)
-            element = top.child(name, look, quiet=not self.showing)
+            element = top.child(name, look, quiet=quiet)
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
                     self.made.clear()
@@ -197,7 +200,7 @@ class _Walk:
             container.append(element.fostered)
         if element.breaks:
             container.append("\n")
-        if look.shows and element.style.readable and self.showing:
+        if look.shows and element.style.readable and self.showing and not self.foreign:
             container.append(look.shows)
         if element.name == "table":
             container.append(element.segment)
@@ -290,7 +293,8 @@ def render_visible(text: str) -> str:
     holds, as nothing of an HTML one (its sheet: shown, it gave rules CSS text), nor
     SVG's text outside its ``<text>`` elements, which it never draws (in a ``<g>``, a
     ``<desc>``: :attr:`~postwarden_policies.foreigncontent._OpenElements.shown`). An
-    element CSS makes inline breaks no line; ``<bdo dir=rtl>`` and a CSS bidi override
+    element CSS makes inline breaks no line, nor an SVG or MathML one named as an HTML
+    block (``<svg><text>via<section/>gra``); ``<bdo dir=rtl>`` and a CSS bidi override
     are drawn reversed; images show their alt text (as with images off), inputs their
     value and textareas their text.
 
@@ -298,8 +302,7 @@ def render_visible(text: str) -> str:
     parts of each tag); :class:`_Walk` tells what each element holds.
     """
     walk = _Walk(budget=len(text) // 4, sheet=read_style_sheets(text, PROPERTIES))
-    for start, end, reading, shown in shown_readings(text):
-        walk.showing = shown
+    for start, end, reading, walk.showing, walk.foreign in shown_readings(text):
         _read(walk, text[start:end], reading)
     return walk.shown()
 
