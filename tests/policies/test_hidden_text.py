@@ -234,10 +234,12 @@ def test_text_svg_does_not_draw_does_not_split_a_word(hidden: str) -> None:
         pytest.param("<svg><text>via<section/>gra</text></svg>", id="self-closed-in-text"),
         pytest.param("<p>via<svg width=0 height=0><g><section></section></g></svg>gra</p>",
                      id="closes-no-p"),
+        pytest.param("<math>via<article></article>gra</math>", id="in-mathml"),
     ],
 )
 def test_svg_elements_named_as_html_blocks_do_not_split_a_word(html: str) -> None:
-    """Readers lay them out as SVG: none breaks a line or closes a <p> as an HTML block."""
+    """Readers lay them out as SVG or MathML: none breaks a line or closes a <p> as an
+    HTML block."""
     assert _rejected(text_message("text/html", html))
 
 

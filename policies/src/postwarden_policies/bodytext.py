@@ -153,9 +153,11 @@ def render_html(text: str) -> str:
 # HTML whose reader shows it otherwise than render_html does: style attributes (or
 # elements), the hidden attribute, color and bgcolor attributes, <template>, <bdo>,
 # tables (which move text out of place before them), SVG (which draws text only in
-# its <text>), alt text and input values.
+# its <text>) and MathML (whose elements named as HTML blocks break no line), alt text
+# and input values.
 # Looked for in the lower-cased text, with "in" (sre, caseless, is ten times slower).
-_SHOWN_OTHERWISE = ("style", "hidden", "color", "template", "<bdo", "<table", "<svg")
+_SHOWN_OTHERWISE = ("style", "hidden", "color", "template", "<bdo", "<table", "<svg",
+                    "<math")
 _SHOWN_ATTRIBUTE = re.compile(r"(?:alt|value)\s*=")
 
 
