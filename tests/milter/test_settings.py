@@ -169,14 +169,32 @@ def test_a_milter_wide_bound_below_processes_is_refused_naming_both(
     # Each worker gets a share: given one each, 4 workers held 4 transactions where
     # max_concurrency said 2.
     config = tmp_path / "postwarden.yaml"
-    env = {**base_env, "POSTWARDEN_AUDIT_QUEUE_SIZE": "3"}
-    assert problems_of(config, "processes: 4\nmax_concurrency: 2\n", env) == [
+    assert problems_of(config, "processes: 4\nmax_concurrency: 2\n", base_env) == [
         f"{config}:2: max_concurrency: 2 is below processes (4): each worker process needs "
-        "at least one; raise max_concurrency or lower processes",
-        "POSTWARDEN_AUDIT_QUEUE_SIZE: audit_queue_size: 3 is below processes (4): each "
-        "worker process needs at least one; raise audit_queue_size or lower processes"]
+        "at least one; raise max_concurrency or lower processes"]
     assert load_settings(config, {**base_env, "POSTWARDEN_MAX_CONCURRENCY": "4"}
                          ).max_concurrency == 4
+
+
+@pytest.mark.parametrize(("name", "least", "below", "off"), [
+    # 0.0000001 was taken: every message past the inline size got fail_action, for ever.
+    ("message_timeout_seconds", "1", "0.0000001", ""),
+    ("duplicate_window_seconds", "1", "0.5", " (0 turns detection off)"),
+    ("policy_poll_seconds", "0.1", "0.01", " (0 turns polling off)"),
+    ("body_memory_threshold", "1024", "1", ""),
+    ("spool_max_bytes", "1048576", "1048575", ""),
+    ("audit_queue_size", "100", "99", ""),
+])
+def test_a_value_below_a_settings_least_is_refused_naming_the_bound(
+    base_env: dict[str, str], name: str, least: str, below: str, off: str
+) -> None:
+    variable = f"POSTWARDEN_{name.upper()}"
+    with pytest.raises(SettingsError) as refused:
+        load_settings(None, {**base_env, variable: below})
+    assert refused.value.problems == [f"{variable}: {name}: at least {least}{off}, got '{below}'"]
+    assert getattr(load_settings(None, {**base_env, variable: least}), name) == float(least)
+    if off:  # 0 still turns it off
+        assert getattr(load_settings(None, {**base_env, variable: "0"}), name) == 0
 
 
 def test_every_unknown_key_is_named_with_its_line(
@@ -624,8 +642,8 @@ def test_a_number_in_a_variable_is_read_as_a_settings_file_writes_one(
     assert problems_of(config, config.read_text(), base_env) == [
         f"{config}:1: max_concurrency: '1_000' is not a number"]
     settings = load_settings(None, {**base_env, "POSTWARDEN_MAX_CONCURRENCY": "+1e3",
-                                    "POSTWARDEN_MESSAGE_TIMEOUT_SECONDS": ".5"})
-    assert (settings.max_concurrency, settings.message_timeout_seconds) == (1000, 0.5)
+                                    "POSTWARDEN_MESSAGE_TIMEOUT_SECONDS": "2.5"})
+    assert (settings.max_concurrency, settings.message_timeout_seconds) == (1000, 2.5)
 
 
 @pytest.mark.parametrize("name", ["milter_socket", "metrics_listen", "fail_action",

@@ -123,7 +123,23 @@ MAX_POLL_SECONDS = 86400.0  # a day
 # 44 %), holding the GIL mail needs; and "unchanged for a whole poll" waits out no checkout.
 MIN_POLL_SECONDS = 0.1
 MAX_MESSAGE_TIMEOUT_SECONDS = 3600.0  # an hour: 60 times the default
+# Below, a message past the inline size (256 KiB), worked on beside progress replies, is
+# given up before its parsing ends: every one got fail_action (tempfail), for ever.
+MIN_MESSAGE_TIMEOUT_SECONDS = 1.0
 MAX_DUPLICATE_WINDOW_SECONDS = 7 * 86400.0  # past Postfix's 5-day queue lifetime
+# Below (and not 0, which turns detection off), a window ends before any redelivery
+# comes back: detection looked on and caught nothing.
+MIN_DUPLICATE_WINDOW_SECONDS = 1.0
+# Below, nearly every body, a short one's too, is spilled to a temporary file: a file
+# per message for nothing.
+MIN_BODY_MEMORY_THRESHOLD = 1024
+# Below, a minute's outage of Postgres (a spooled event is about 1 KiB) fills the spool,
+# and then all mail is refused (tempfail) or its audit dropped.
+MIN_SPOOL_MAX_BYTES = 1024 * 1024
+# Below, a burst of a few messages fills the queue while the writer is in one commit, and
+# then mail is refused (tempfail) or its audit dropped. Above MAX_PROCESSES: every worker
+# has a share.
+MIN_AUDIT_QUEUE_SIZE = 100
 # The spool holds message metadata (senders, recipients, subjects): the milter's alone.
 SPOOL_DIR_MODE = 0o700
 # The policy set a start falls back on while Postgres is unreachable (reload).
@@ -264,27 +280,29 @@ def _listen(value: str) -> str:
     return value
 
 
-def _positive(kind: type[T], name: str, allow_zero: bool = False,
-              most: float | None = None) -> Callable[[Any], T]:
+def _positive(kind: type[T], name: str, *, allow_zero: bool = False,
+              least: float | None = None, most: float | None = None,
+              zero_turns_off: str = "") -> Callable[[Any], T]:
+    """A number setting's converter: above 0 (or 0, ``allow_zero``), from ``least`` (0
+    aside) to ``most``. ``zero_turns_off``: what 0 turns off, told with ``least``."""
     def convert(value: Any) -> T:
         number = finite_number(kind, value, name)
         if number < 0 or (number == 0 and not allow_zero):  # type: ignore[operator]
             raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, "
                              f"got {quoted(value)}")
+        if least is not None and 0 < number < least:  # type: ignore[operator]
+            off = f" (0 turns {zero_turns_off} off)" if zero_turns_off else ""
+            raise ValueError(f"{name}: at least {_bound(least)}{off}, got {quoted(value)}")
         if most is not None and number > most:  # type: ignore[operator]
-            raise ValueError(f"{name}: at most {most:g}, got {quoted(value)}")
+            raise ValueError(f"{name}: at most {_bound(most)}, got {quoted(value)}")
         return number
 
     return convert
 
 
-def _poll_seconds(value: Any) -> float:
-    seconds = _positive(float, "policy_poll_seconds", allow_zero=True,
-                        most=MAX_POLL_SECONDS)(value)
-    if 0 < seconds < MIN_POLL_SECONDS:
-        raise ValueError(f"policy_poll_seconds: at least {MIN_POLL_SECONDS:g} (0 turns "
-                         f"polling off), got {quoted(value)}")
-    return seconds
+def _bound(number: float) -> str:
+    """A bound as written: 1048576, not :g's 1.04858e+06; 86400, not 86400.0."""
+    return f"{number:g}" if isinstance(number, float) else str(number)
 
 
 def _choice(kind: type[enum.StrEnum], name: str) -> Callable[[Any], Any]:
@@ -356,16 +374,22 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "processes": _positive(int, "processes", most=MAX_PROCESSES),
     "max_concurrency": _positive(int, "max_concurrency"),
     "message_timeout_seconds": _positive(float, "message_timeout_seconds",
+                                         least=MIN_MESSAGE_TIMEOUT_SECONDS,
                                          most=MAX_MESSAGE_TIMEOUT_SECONDS),
-    "body_memory_threshold": _positive(int, "body_memory_threshold"),
-    "spool_max_bytes": _positive(int, "spool_max_bytes"),
+    "body_memory_threshold": _positive(int, "body_memory_threshold",
+                                       least=MIN_BODY_MEMORY_THRESHOLD),
+    "spool_max_bytes": _positive(int, "spool_max_bytes", least=MIN_SPOOL_MAX_BYTES),
     "spool_full_action": _choice(SpoolFullAction, "spool_full_action"),
     "duplicate_window_seconds": _positive(float, "duplicate_window_seconds", allow_zero=True,
+                                          least=MIN_DUPLICATE_WINDOW_SECONDS,
+                                          zero_turns_off="detection",
                                           most=MAX_DUPLICATE_WINDOW_SECONDS),
     "local_retry_passes": _positive(int, "local_retry_passes", allow_zero=True),
-    "audit_queue_size": _positive(int, "audit_queue_size"),
+    "audit_queue_size": _positive(int, "audit_queue_size", least=MIN_AUDIT_QUEUE_SIZE),
     "log_level": _log_level,
-    "policy_poll_seconds": _poll_seconds,
+    "policy_poll_seconds": _positive(float, "policy_poll_seconds", allow_zero=True,
+                                     least=MIN_POLL_SECONDS, most=MAX_POLL_SECONDS,
+                                     zero_turns_off="polling"),
 }
 
 
@@ -398,15 +422,16 @@ def convert(name: str, value: Any) -> Any:
 
 def _check_shares(settings: MilterSettings, raw: RawSettings, refused: set[str]
                   ) -> list[str]:
-    """Each worker process gets its share of these milter-wide bounds: one below
-    ``processes`` would leave a worker none (given one each, the milter held more than
-    the bound said). ``refused``: settings whose value was refused, not compared."""
+    """Each worker process gets its share of max_concurrency: below ``processes`` it
+    would leave a worker none (given one each, the milter held more than the bound said).
+    (audit_queue_size's least is above MAX_PROCESSES.) ``refused``: settings whose value
+    was refused, not compared."""
+    name, bound = "max_concurrency", settings.max_concurrency
+    if {name, "processes"} & refused or bound >= settings.processes:
+        return []
     return [raw.problem(name, f"{name}: {bound} is below processes ({settings.processes}): "
                         f"each worker process needs at least one; raise {name} or lower "
-                        "processes")
-            for name in ("max_concurrency", "audit_queue_size")
-            if not {name, "processes"} & refused
-            and (bound := getattr(settings, name)) < settings.processes]
+                        "processes")]
 
 
 def _check_ports(settings: MilterSettings, raw: RawSettings, refused: set[str]) -> list[str]:
