@@ -195,6 +195,20 @@ def test_process_settings_report_every_problem(tmp_path: Path) -> None:
                                    "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"]
 
 
+def test_the_files_keys_are_told_with_the_values(tmp_path: Path) -> None:
+    """An unknown key was refused before any value was read, as in the milter's."""
+    config = tmp_path / "admin.yaml"
+    config.write_text("listen: nowhere\nlistne: 127.0.0.1:9000\npool_max_size: 1e-400\n")
+    with pytest.raises(SettingsError) as refused:
+        load_settings(config, {"POSTWARDEN_DATABASE_URL": "postgresql://u@127.0.0.1/db",
+                               "POSTWARDEN_RELAY_PORT": "0"})
+    assert refused.value.problems == [
+        f"{config}:2: unknown setting 'listne' (did you mean listen?)",
+        f"{config}:3: pool_max_size: '1e-400' is too small (it rounds to 0)",
+        f"{config}:1: listen: expected HOST:PORT",
+        "POSTWARDEN_RELAY_PORT: relay_port: must be at least 1"]
+
+
 def test_a_setting_given_twice_in_the_file_is_refused(tmp_path: Path) -> None:
     """YAML would keep the second without a word; the milter's reader refuses it too."""
     config = tmp_path / "admin.yaml"

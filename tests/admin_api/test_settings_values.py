@@ -99,7 +99,9 @@ def test_a_number_that_rounds_to_zero_is_refused(tmp_path: Path) -> None:
     assert done.stderr.splitlines() == [
         "postwarden-admin: invalid settings:",
         f"  {tmp_path / 'admin.yaml'}:2: relay_backoff_seconds: '1e-400' is too small "
-        "(it rounds to 0)"]
+        "(it rounds to 0)",  # told with the environment's
+        "  POSTWARDEN_WEBHOOK_TIMEOUT_SECONDS: webhook_timeout_seconds: '0.1e-999' is too "
+        "small (it rounds to 0)"]
     done = _serve(tmp_path, "", POSTWARDEN_DATABASE_URL=DATABASE_URL,
                   POSTWARDEN_LISTEN=f"127.0.0.1:{free_port()}",
                   POSTWARDEN_WEBHOOK_TIMEOUT_SECONDS="0.1e-999")

@@ -208,6 +208,27 @@ def test_every_unknown_key_is_named_with_its_line(
         f"{config}:5: unknown setting 'socket'"]  # like no setting enough to name one
 
 
+def test_the_files_keys_are_told_with_the_values_and_the_directories(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An unknown key was refused before any value was read: fixing the file, the admin
+    met one problem per start."""
+    config, missing = tmp_path / "postwarden.yaml", tmp_path / "nowhere"
+    env = {"POSTWARDEN_FAIL_ACTION": "bounce", "POSTWARDEN_SPOOL_DIR": str(tmp_path / "spool")}
+    text = (f"fail_acton: accept\nprocesses: 0\n# policies\n"
+            f"policy_dir: {missing}\npolicy_dir: {missing}\nmax_concurrency: 1e-400\n"
+            "audit_queue_size: !!timestamp soon\n")
+    assert problems_of(config, text, env) == [
+        f"{config}:1: unknown setting 'fail_acton' (did you mean fail_action?)",
+        f"{config}:5: 'policy_dir' set twice (first at line 4)",
+        f"{config}:6: max_concurrency: '1e-400' is too small (it rounds to 0)",
+        f"{config}:7:19: audit_queue_size: YAML syntax error: expected a timestamp",
+        f"{config}:2: processes: must be > 0, got 0",
+        "POSTWARDEN_FAIL_ACTION: fail_action: 'bounce' is not one of tempfail | accept | reject",
+        f"{config}:4: policy_dir: {str(missing)!r} is not a directory"]
+    assert not (tmp_path / "spool").exists()  # a start refused makes nothing
+
+
 def test_a_directory_that_will_not_do_is_named_with_where_it_was_set(
     base_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -723,9 +744,10 @@ def test_a_number_that_rounds_to_zero_is_refused_not_taken_as_zero(
                              str(config), "check"], env=env, capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.splitlines()[-1:] == [
-        f"  {config}:2: policy_poll_seconds: '1e-400' is too small "
-        "(it rounds to 0)"]
+    assert result.stderr.splitlines()[-2:] == [
+        f"  {config}:2: policy_poll_seconds: '1e-400' is too small (it rounds to 0)",
+        "  POSTWARDEN_DUPLICATE_WINDOW_SECONDS: duplicate_window_seconds: '0.1e-999' is too "
+        "small (it rounds to 0)"]
     with pytest.raises(SettingsError) as refused:
         load_settings(None, env)
     assert refused.value.problems == ["POSTWARDEN_DUPLICATE_WINDOW_SECONDS: "

@@ -25,9 +25,9 @@ from postwarden_policies.settings_source import (
     Secret,
     SettingsError,
     finite_number,
-    gather_settings,
     given_value,
     misspelt_variables,
+    read_settings,
 )
 from postwarden_store import dsn_problem
 
@@ -314,5 +314,11 @@ def stray_variables(environ: Mapping[str, str]) -> list[str]:
 
 def load_settings(path: Path | None, environ: Mapping[str, str], *, read_keys: bool = True
                   ) -> ServiceSettings:
-    raw = gather_settings(path, environ, FIELDS)
-    return build_settings(raw.values, raw.sources, read_keys=read_keys)
+    raw = read_settings(path, environ, FIELDS)
+    try:
+        settings = build_settings(raw.values, raw.sources, read_keys=read_keys)
+    except SettingsError as exc:  # told with the file's own, all at once
+        raise SettingsError([*raw.problems, *exc.problems]) from None
+    if raw.problems:
+        raise SettingsError(raw.problems)
+    return settings

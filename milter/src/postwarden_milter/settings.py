@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from postwarden_policies import SettingsError, gather_settings
+from postwarden_policies import SettingsError
 from postwarden_policies.errors import shown
 from postwarden_policies.settings_source import (
     LOG_LEVELS,
@@ -33,6 +33,7 @@ from postwarden_policies.settings_source import (
     given_value,
     misspelt_variables,
     quoted,
+    read_settings,
 )
 from postwarden_store import dsn_problem
 
@@ -585,9 +586,9 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *,
     and where it was set. ``create_spool_dir=False`` (check) leaves a missing spool_dir
     to the milter: made by whoever checks (root), it would be theirs, and the milter's
     user could not write it."""
-    raw = gather_settings(path, environ, SETTING_NAMES)
+    raw = read_settings(path, environ, SETTING_NAMES)
     values: dict[str, Any] = {}
-    problems: list[str] = []
+    problems = list(raw.problems)
     for name, value in raw.values.items():
         try:
             values[name] = convert(name, value)
@@ -598,7 +599,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *,
     settings = MilterSettings(**values)
     # Checked beside values refused, so that every problem is told at once; spool_dir
     # is then not created: a start refused makes nothing.
-    refused = set(raw.values) - set(values)
+    refused = set(raw.values) - set(values) | raw.refused
     problems += (_check_shares(settings, raw, refused) + _check_ports(settings, raw, refused)
                  + _check_dirs(settings, raw, create_spool_dir and not problems, refused))
     if problems:

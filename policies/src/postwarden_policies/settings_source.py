@@ -155,13 +155,13 @@ def rounds_to_zero(text: str) -> bool:
     return float(text) == 0 and re.search("[1-9]", mantissa) is not None
 
 
-def _underflows(path: Path, node: yaml.MappingNode) -> list[str]:
+def _underflow(path: Path, key: yaml.Node, value: yaml.Node) -> str | None:
     """A setting's number in the file that rounds to 0: read, it is 0 already."""
-    return [f"{path}:{key.start_mark.line + 1}: {key.value}: {shown(value.value)} is too "
-            "small (it rounds to 0)"
-            for key, value in node.value
-            if isinstance(value, yaml.ScalarNode) and value.tag == FLOAT_TAG
-            and _NUMBER_TEXT.fullmatch(value.value) and rounds_to_zero(value.value)]
+    if (isinstance(value, yaml.ScalarNode) and value.tag == FLOAT_TAG
+            and _NUMBER_TEXT.fullmatch(value.value) and rounds_to_zero(value.value)):
+        return (f"{path}:{key.start_mark.line + 1}: {key.value}: {shown(value.value)} is "
+                "too small (it rounds to 0)")
+    return None
 
 
 @dataclass
@@ -170,6 +170,10 @@ class RawSettings:
 
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # name -> "FILE:LINE" or variable
+    # The file's problems that leave the rest of it readable (read_settings), and the
+    # settings whose value they refused (left out of values).
+    problems: list[str] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)
 
     def problem(self, name: str, message: str) -> str:
         """``message`` about ``name``, led by where it was set (if it was)."""
@@ -178,7 +182,8 @@ class RawSettings:
 
 
 def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
-    """Read like a policy file (YAML 1.2 integers, errors by line without quoting it)."""
+    """Read like a policy file (YAML 1.2 integers, errors by line without quoting it),
+    each key and value alone: a problem of one (raw.problems) leaves the others read."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -194,20 +199,47 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
         return
     if not isinstance(node, yaml.MappingNode):
         raise SettingsError(f"{path}: expected a mapping of settings")
-    lines, problems = _setting_lines(path, node)  # before construct merges << keys in
-    problems += _underflows(path, node)
-    if problems:
-        raise SettingsError(problems)
-    loaded, issues = construct(str(path), node)
+    keys: dict[str, yaml.Node] = {}
+    for key, value in node.value:
+        problems = _key_problems(path, key, keys, known)
+        if not problems and (problems := _value_problems(path, node, key, value, raw)):
+            raw.refused.add(key.value)
+        raw.problems += problems
+
+
+def _key_problems(path: Path, key: yaml.Node, keys: dict[str, yaml.Node], known: set[str]
+                  ) -> list[str]:
+    """A key's problem: one given twice (YAML would keep the last without a word), one
+    that is no name, a merge key (<<), refused as in a policy file (what it merges would
+    be told at the lines it came from), a name no setting has. ``keys``: those before."""
+    line = key.start_mark.line + 1
+    if key.tag == MERGE_TAG:
+        return [f"{path}:{line}: YAML merge keys (<<) are not supported: write the "
+                "settings out"]
+    if key.tag != STR_TAG or not isinstance(key, yaml.ScalarNode):
+        return [f"{path}:{line}: expected a setting name, got {describe(key)}"]
+    if key.value in keys:
+        return [f"{path}:{line}: {shown(key.value)} set twice "
+                f"(first at {first_at(keys[key.value], key)})"]
+    keys[key.value] = key
+    if key.value not in known:
+        return [f"{path}:{line}: unknown setting {shown(key.value)}{_meant(key.value, known)}"]
+    return []
+
+
+def _value_problems(path: Path, node: yaml.MappingNode, key: yaml.Node,
+                    value: yaml.Node, raw: RawSettings) -> list[str]:
+    """The setting's value read into ``raw``, or its problems (each value read alone: one
+    a tag refuses leaves the others readable)."""
+    underflow = _underflow(path, key, value)
+    if underflow:
+        return [underflow]
+    loaded, issues = construct(str(path), value)
     if issues:
-        raise SettingsError([_of_setting(node, issue) for issue in issues])
-    loaded = cast(dict[str, Any], loaded)  # a mapping of the names in lines
-    problems = [f"{path}:{lines[k]}: unknown setting {shown(k)}{_meant(k, known)}"
-                for k in loaded if k not in known]
-    if problems:
-        raise SettingsError(problems)
-    raw.values.update(loaded)
-    raw.sources.update({name: f"{path}:{lines[name]}" for name in loaded if name in lines})
+        return [_of_setting(node, issue) for issue in issues]
+    raw.values[key.value] = loaded
+    raw.sources[key.value] = f"{path}:{key.start_mark.line + 1}"
+    return []
 
 
 def _meant(name: str, known: Iterable[str]) -> str:
@@ -231,32 +263,23 @@ def _of_setting(node: yaml.MappingNode, issue: PolicyIssue) -> str:
     return str(issue)
 
 
-def _setting_lines(path: Path, node: yaml.MappingNode) -> tuple[dict[str, int], list[str]]:
-    """Each setting's line, and the problems of the keys: one given twice (YAML would
-    keep the last without a word), one that is no name, a merge key (<<), refused as
-    in a policy file: what it merges would be told at the lines it came from."""
-    lines: dict[str, int] = {}
-    keys: dict[str, yaml.Node] = {}
-    problems = []
-    for key, _ in node.value:
-        line = key.start_mark.line + 1
-        if key.tag == MERGE_TAG:
-            problems.append(f"{path}:{line}: YAML merge keys (<<) are not supported: "
-                            "write the settings out")
-        elif key.tag != STR_TAG or not isinstance(key, yaml.ScalarNode):
-            problems.append(f"{path}:{line}: expected a setting name, got {describe(key)}")
-        elif key.value in keys:
-            problems.append(f"{path}:{line}: {shown(key.value)} set twice "
-                            f"(first at {first_at(keys[key.value], key)})")
-        else:
-            lines[key.value], keys[key.value] = line, key
-    return lines, problems
-
-
 def gather_settings(
     path: Path | None, environ: Mapping[str, str], names: Iterable[str]
 ) -> RawSettings:
-    """Merge the file's mapping with ``POSTWARDEN_<NAME>`` variables for known names."""
+    """:func:`read_settings`, any problem of the file raised: for a reader of a setting
+    or two (migrate's database_url, policy push's listen) that still refuses the file."""
+    raw = read_settings(path, environ, names)
+    if raw.problems:
+        raise SettingsError(raw.problems)
+    return raw
+
+
+def read_settings(
+    path: Path | None, environ: Mapping[str, str], names: Iterable[str]
+) -> RawSettings:
+    """Merge the file's mapping with ``POSTWARDEN_<NAME>`` variables for known names. A
+    file that cannot be read as a mapping raises SettingsError; the problems of its keys
+    and values are in ``problems``, to be told with those the values' conversion finds."""
     known = set(names)
     raw = RawSettings()
     if path is not None:
