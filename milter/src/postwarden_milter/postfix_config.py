@@ -62,8 +62,9 @@ def postfix_warnings(policy_set: PolicySet | None, milter_socket: str) -> list[s
         return []
     (duplicate_limit, xclient_hosts, connect_macros, smtputf8, mail_macros, defaults,
      cleanup, smtpd_milters, non_smtpd_milters, queue_directory) = values
+    overrides = _master_overrides()  # postconf -Px once, for both checks that read it
     warnings = _unnamed_socket(milter_socket, [smtpd_milters, non_smtpd_milters],
-                               queue_directory)
+                               overrides, queue_directory)
     if xclient_hosts.strip() and "{daemon_port}" not in connect_macros.split():
         warnings.append(
             "milter_connect_macros lacks {daemon_port}, with smtpd_authorized_xclient_hosts "
@@ -77,24 +78,25 @@ def postfix_warnings(policy_set: PolicySet | None, milter_socket: str) -> list[s
             "twice against max_recipients in mail submitted with sendmail(1) "
             "(contrib/postfix/main.cf.snippet)")
     if _counts_recipients(policy_set):
-        warnings += _smtputf8_apart(smtputf8, cleanup)
+        warnings += _smtputf8_apart(smtputf8, cleanup, overrides)
     if policy_set is not None and duplicate_limit.isdigit():
         warnings += _duplicate_filter_warnings(policy_set, int(duplicate_limit))
     return warnings
 
 
-def _unnamed_socket(milter_socket: str, milters: list[str], queue_directory: str
-                   ) -> list[str]:
+def _unnamed_socket(milter_socket: str, milters: list[str],
+                    overrides: dict[str, dict[str, str]], queue_directory: str) -> list[str]:
     """A line when no milter list of main.cf (``milters``) nor of a master.cf override
-    names the milter's socket: Postfix sends it no mail (a typo in the path or port, a
-    unix socket named without its chroot). A TCP socket on another address than loopback
-    is left alone: it may serve a Postfix elsewhere."""
+    (``overrides``, :func:`_master_overrides`) names the milter's socket: Postfix sends
+    it no mail (a typo in the path or port, a unix socket named without its chroot). A
+    TCP socket on another address than loopback is left alone: it may serve a Postfix
+    elsewhere."""
     path, port = unix_path(milter_socket), inet_port(milter_socket)
     if path is None and not _on_loopback(milter_socket):
         return []
-    overrides = [value for parameters in _master_overrides().values()
-                 for name, value in parameters.items() if name in MILTER_LISTS]
-    named = list(dict.fromkeys(entry for value in (*milters, *overrides)
+    overridden = [value for parameters in overrides.values()
+                  for name, value in parameters.items() if name in MILTER_LISTS]
+    named = list(dict.fromkeys(entry for value in (*milters, *overridden)
                                for entry in _milter_entries(value)))
     chroot = Path(queue_directory or "/var/spool/postfix")
     if any(_names(entry, path, port, chroot) for entry in named):
@@ -144,11 +146,13 @@ def _sends_smtputf8_macro(mail_macros: str, defaults: str) -> bool:
     return SMTPUTF8_ENABLE in mail_macros.split() and bool(_SMTPUTF8_DEFAULT.search(defaults))
 
 
-def _smtputf8_apart(smtputf8: str, cleanup: str) -> list[str]:
+def _smtputf8_apart(smtputf8: str, cleanup: str, overrides: dict[str, dict[str, str]]
+                    ) -> list[str]:
     """One line per smtpd service of master.cf whose smtputf8_enable (main.cf's
-    ``smtputf8``, or its ``-o`` override) is not that of the cleanup service it hands
-    mail to (main.cf's ``cleanup``, or its override of cleanup_service_name)."""
-    services, overrides = _master_services(), _master_overrides()
+    ``smtputf8``, or its ``-o`` override in ``overrides``) is not that of the cleanup
+    service it hands mail to (main.cf's ``cleanup``, or its override of
+    cleanup_service_name)."""
+    services = _master_services()
 
     def setting(service: str, name: str, default: str) -> str:
         return overrides.get(service, {}).get(name, default)
