@@ -180,6 +180,8 @@ def _query_not_utf8(request: web.Request) -> bool:
     as U+FFFD, and a Latin-1 ``sender=j%F6rg`` searched for another sender, its empty
     answer passing for "no such mail"."""
     raw = request.rel_url.raw_query_string
+    if "%" not in raw:  # every request asks: most have no escape, or no query at all
+        return False
     try:
         urllib.parse.unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
