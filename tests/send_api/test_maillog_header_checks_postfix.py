@@ -18,7 +18,7 @@ import pytest
 from postwarden_admin_api.send.maillog import MaillogFollower
 from tests.fixtures.postfix import PostfixInstance, running_postfix
 
-from .test_maillog import sent_through_postfix
+from .test_maillog import held, sent_through_postfix
 
 pytestmark = pytest.mark.postfix
 
@@ -33,12 +33,6 @@ def postfix() -> Iterator[PostfixInstance]:
         checks.chmod(0o644)
         with running_postfix(main={"header_checks": f"regexp:{checks}"}) as (instance, _):
             yield instance
-
-
-async def held(pool: asyncpg.Pool, message_id: uuid.UUID) -> list[str]:
-    rows = await pool.fetch("SELECT detail FROM outbound_events WHERE message_id = $1 "
-                            "AND event = 'held'", message_id)
-    return [row["detail"] for row in rows]
 
 
 async def test_a_message_header_checks_hold_is_held(
