@@ -223,7 +223,8 @@ async def test_a_broken_policy_file_reaches_subscribed_webhooks(
     for delivery in receiver.delivered():
         verify(secret, delivery.headers, delivery.body)
         events.append(json.loads(delivery.body))
-    error = f"{broken}:4:1: YAML syntax error: expected ',' or ']', but got '<stream end>'"
+    error = (f"{broken}:3:8: YAML syntax error: this [ is not closed before the file ends "
+             "(close it with ])")
     assert [(event["type"], event["data"]) for event in events] == [
         ("policy.load_failed", {"instance": "e2e-files", "trigger": trigger,
                                 "sources": [str(broken)], "error": error})

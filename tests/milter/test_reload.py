@@ -351,7 +351,8 @@ def test_a_broken_policy_file_raises_policy_load_failed(
     assert first == {
         "status": "pending", "instance": "mx-test", "trigger": "file change",
         "sources": [str(broken)],
-        "error": f"{broken}:4:1: YAML syntax error: expected ',' or ']', but got '<stream end>'",
+        "error": f"{broken}:3:8: YAML syntax error: this [ is not closed before the file ends "
+                 "(close it with ])",
     }
     assert second["trigger"] == "signal" and second["error"] == first["error"]
     assert "oops" not in json.dumps([first, second])  # no policy content

@@ -299,6 +299,36 @@ def test_a_closing_bracket_a_comment_hides_is_placed_at_the_comment(
     ]
 
 
+@pytest.mark.parametrize(("lines", "at", "until"), [
+    ("    when: {subject: spam\n    then: reject\n", "5:11 this {", "line 6"),
+    ("    when: {any: [{subject: a}, {body: b}]\n    then: reject\n", "5:11 this {", "line 6"),
+    ("    when: {subject: a,\n      body: b\n    then: reject\n", "5:11 this {", "line 7"),
+    ("    when:\n      sender: [a@x.test, b@x.test\n  - name: s\n    then: accept\n",
+     "6:15 this [", "line 7"),
+    ("    then: reject\n    when: {subject: spam\n", "6:11 this {", "the file ends"),
+    ("    then: reject\n    when:\n      sender: [a@x.test\n# end\n", "7:15 this [",
+     "the file ends"),
+])
+def test_a_bracket_never_closed_is_placed_at_the_bracket(lines: str, at: str, until: str) -> None:
+    """PyYAML finds a missing ] or } out at the next key (quoting its ':', with a hint to
+    quote a value) or at the file's end: lines away from the bracket left open."""
+    text = f"version: 1\nname: p\nrules:\n  - name: r\n{lines}"
+    place, opened = at.split(" ", 1)
+    closer = "]" if opened.endswith("[") else "}"
+    assert _issues(text) == [
+        f"p.yaml:{place}: YAML syntax error: {opened} is not closed before {until} (close it "
+        f"with {closer})"
+    ]
+
+
+def test_a_key_in_a_bracket_continued_deeper_is_still_told_to_be_quoted() -> None:
+    text = ("version: 1\nname: p\nrules:\n  - name: r\n    when: {subject: a,\n"
+            "      body: Re: b}\n    then: reject\n")
+    (issue,) = _issues(text)
+    assert issue.startswith("p.yaml:6:15: YAML syntax error: expected ',' or '}', but got ':' "
+                            "(': ' in a value starts a key")
+
+
 def test_a_comment_inside_a_list_written_over_lines_is_no_error() -> None:
     text = ("version: 1\nname: p\nrules:\n  - name: r\n    when:\n"
             "      sender: [a@x.test,  # the first\n               b@x.test]\n"

@@ -477,6 +477,11 @@ def _marked_issue(
                            f"{_CLOSERS[opener]} is in the comment that ' #' starts here (quote "
                            "a value that holds #, as in 'Ticket #12', or write the comment "
                            f"after the {_CLOSERS[opener]})")
+    if (unclosed := _never_closed(exc, source)) is not None:
+        # At the bracket, not at the next key or the file's end, where PyYAML found it out.
+        opener, until = unclosed
+        return _issue_at(label, exc.context_mark, f"YAML syntax error: this {opener} is not "
+                         f"closed before {until} (close it with {_CLOSERS[opener]})")
     if exc.context and exc.context.startswith("expected"):  # "expected a single document"
         problem = f"{exc.context}, {problem}"
     if exc.problem == _ANCHOR_AGAIN and exc.context and exc.context_mark is not None:
@@ -574,6 +579,34 @@ def _closer_in_comment(
         if _CLOSERS[opener] in comment[1]:
             hiding = comment.start()
     return None if hiding is None else ((opener, start.line + 1), hiding)
+
+
+# PyYAML's problem where a [ or { goes on past its end: what came instead of a , or closer.
+_FLOW_GOES_ON = re.compile(r"expected ',' or '[\]}]', but got .+")
+
+
+def _never_closed(exc: yaml.MarkedYAMLError, source: str) -> tuple[str, str] | None:
+    """A [ or { whose closer was left out (``when: {subject: a`` then ``then: accept``):
+    the bracket, and "the file ends" or "line N" where the block it is in goes on (a
+    line indented no deeper than the bracket's own: no continuation of it)."""
+    start, end = exc.context_mark, exc.problem_mark
+    if start is None or end is None or not _FLOW_GOES_ON.fullmatch(exc.problem or ""):
+        return None
+    opener = source[start.index:start.index + 1]
+    if opener not in _CLOSERS:
+        return None
+    if (exc.problem or "").endswith("'<stream end>'"):
+        return opener, "the file ends"
+    if end.line > start.line and _indent(source, end) <= _indent(source, start):
+        return opener, f"line {end.line + 1}"
+    return None
+
+
+def _indent(source: str, mark: yaml.Mark) -> int:
+    """The indentation of the line ``mark`` is on (a list item's "- " counts as such)."""
+    line_start = mark.index - mark.column
+    line = source[line_start:mark.index]
+    return len(line) - len(line.lstrip(" -"))
 
 
 _UNDEFINED_ALIAS = re.compile(r"found undefined alias '(.+)'")
