@@ -329,6 +329,18 @@ def test_a_key_in_a_bracket_continued_deeper_is_still_told_to_be_quoted() -> Non
                             "(': ' in a value starts a key")
 
 
+@pytest.mark.parametrize("line", ["    when", "    then accept", "    then:accept",
+                                  "    then\uff1a accept"])
+def test_a_key_without_its_colon_is_placed_at_its_line(line: str) -> None:
+    """PyYAML finds a key's ':' missing on the line after it (or at the file's end):
+    the line it names is not the one to fix."""
+    text = f"version: 1\nname: p\nrules:\n  - name: r\n{line}\n  - name: s\n    then: accept\n"
+    assert _issues(text) == [
+        "p.yaml:5:5: YAML syntax error: could not find expected ':' (a key on this line: write "
+        "it as key: value, with a space after the ':')"
+    ]
+
+
 def test_a_comment_inside_a_list_written_over_lines_is_no_error() -> None:
     text = ("version: 1\nname: p\nrules:\n  - name: r\n    when:\n"
             "      sender: [a@x.test,  # the first\n               b@x.test]\n"

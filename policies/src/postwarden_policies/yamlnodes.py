@@ -461,6 +461,8 @@ def _marked_issue(
     they took the place of, which PyYAML's problem may quote ("but found '\\ue000'");
     ``source``: the text composed, for what is written before a problem's place."""
     mark = exc.problem_mark or exc.context_mark
+    if exc.context == _SIMPLE_KEY and exc.context_mark is not None:
+        mark = exc.context_mark  # the key's line, not the next one, where PyYAML gave up
     problem = exc.problem or exc.context or "invalid YAML"
     for stand_in, char in (restore or {}).items():
         problem = problem.replace(repr(chr(stand_in)), repr(chr(char)))
@@ -525,7 +527,9 @@ _HINTS = {
                                          "quote it)",
 }
 # The context of a problem, and what the author most likely meant.
+_SIMPLE_KEY = "while scanning a simple key"  # a key with no ':' after it on its line
 _CONTEXT_HINTS = {
+    _SIMPLE_KEY: " (a key on this line: write it as key: value, with a space after the ':')",
     "while scanning a block scalar": " (| and > start text written on the lines below: "
                                      "quote a value that starts with them, as in '> 5')",
     # body: "\d+", a pattern written as it is in Python or grep
