@@ -156,6 +156,19 @@ def test_a_value_holding_a_colon_and_space_is_told_to_be_quoted() -> None:
                              "'Rejected: spam')"]
 
 
+@pytest.mark.parametrize(("lines", "at"), [
+    ("     when: {subject: a}\n    then: accept\n", "5:10"),
+    ("    when:\n      subject a\n      body: b\n    then: accept\n", "7:11"),
+])
+def test_a_key_read_as_more_of_the_value_above_is_told_so(lines: str, at: str) -> None:
+    """A line indented too deep, or below a key without its ':', continues the plain value
+    above it: its key is no ': ' in a value to quote, as PyYAML's words had it told."""
+    text = f"version: 1\nname: p\nrules:\n  - name: r\n{lines}"
+    assert _issues(text) == [f"p.yaml:{at}: YAML syntax error: mapping values are not allowed "
+                             "here (YAML reads this line as more of the value above it: check "
+                             "its indentation, and that the key above has its ':')"]
+
+
 def test_a_tab_that_indents_is_told_as_a_tab() -> None:
     """An editor that indents with tabs: PyYAML names the character as '\\t' only."""
     text = "version: 1\nname: p\nrules:\n  - name: r\n\tthen: accept\n"

@@ -557,7 +557,21 @@ def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
         return " (@, ` and % cannot start a YAML value: quote it)"
     if (exc.problem or "").startswith(_NO_DOCUMENT_START):
         return " (after a %YAML or %TAG line, or a ... line, a document starts with ---)"
+    if exc.problem == _KEY_IN_VALUE and _first_on_line(exc.problem_mark, source):
+        return (" (YAML reads this line as more of the value above it: check its "
+                "indentation, and that the key above has its ':')")
     return _HINTS.get(exc.problem or "") or _CONTEXT_HINTS.get(exc.context or "", "")
+
+
+_KEY_ALONE = re.compile(r"[ \t]*[^\s:#]+")
+
+
+def _first_on_line(mark: yaml.Mark | None, source: str) -> bool:
+    """Whether only a key, alone on its line, is before ``mark`` (a ':'): a key the
+    author meant as such, which YAML read as the end of a plain value above it (a line
+    indented too deep, a key above without its ':')."""
+    return mark is not None and bool(_KEY_ALONE.fullmatch(source, mark.index - mark.column,
+                                                          mark.index))
 
 
 def _closer_in_comment(
