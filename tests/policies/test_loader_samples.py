@@ -3,6 +3,8 @@ filtered: a policy_dir holding only the *.yaml files loads."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,21 @@ def test_a_sample_path_naming_a_directory_says_so(
     assert main(["check", str(policy_dir)]) == 2
     assert capsys.readouterr().err == (
         f"{policy_dir / 'p.yaml'}:8:14: test 'c': message file samples/m.eml is a directory\n")
+
+
+@pytest.mark.parametrize("make", [
+    os.mkfifo,
+    lambda sample: sample.symlink_to("gone.eml"),
+    lambda sample: sample.symlink_to("/dev/null"),
+])
+def test_a_sample_path_naming_no_regular_file_says_so(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str], make: Callable[[Path], None]
+) -> None:
+    """It was "message file not found", for a path that is there (a FIFO, which test
+    would wait on for ever, a device, a link to a file since removed)."""
+    (policy_dir / "samples").mkdir()
+    make(policy_dir / "samples" / "m.eml")
+    assert main(["check", str(policy_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"{policy_dir / 'p.yaml'}:8:14: test 'c': message file samples/m.eml is not a regular "
+        "file (a FIFO, a device, a broken symbolic link?)\n")

@@ -133,6 +133,9 @@ def _sample_found(path: Path, given: str, ctx: ObjectContext) -> bool:
             return True
         if path.is_dir():  # found, but not what was meant
             ctx.error("message", f"message file {given} is a directory")
+        elif path.exists() or path.is_symlink():  # there, but no file to read a sample from
+            ctx.error("message", f"message file {given} is not a regular file (a FIFO, a "
+                                 "device, a broken symbolic link?)")
         else:
             ctx.error("message", f"message file not found: {given}")
     except OSError as exc:
