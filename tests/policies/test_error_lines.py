@@ -12,6 +12,8 @@ from postwarden_policies import (
     parse_message,
 )
 
+from .policy_helpers import body_rule_matches, text_message
+
 
 def _issues(text: str) -> list[str]:
     return [str(issue) for issue in check_policy_text("p.yaml", text)]
@@ -200,6 +202,39 @@ def test_a_control_character_a_yaml_escape_put_in_a_pattern_is_refused() -> None
         "U+0001: write it as \\x01",
     ]
     assert _issues(text.replace('"\\bfree\\b"', "'\\bfree\\b'").replace("\\x01", "\\\\x01")) == []
+
+
+@pytest.mark.parametrize(("pattern", "char"), [
+    ("(?i)\\bвиагра\\b", "в"), ("\\bcafé\\b", "é"), ("\\b(cialis|виагра)\\b", "а"),
+    ("\\b[а-я]+", "а"), ("(?:\\bθ)", "θ"),
+])
+def test_a_word_boundary_beside_a_letter_outside_ascii_is_refused(
+    pattern: str, char: str
+) -> None:
+    """RE2's \\b knows ASCII word characters only: \\bcafé\\b loaded, and never
+    matched "un café noir", silently."""
+    text = (f"version: 1\nname: p\nrules:\n  - name: r\n    when: {{body: '{pattern}'}}\n"
+            "    then: reject\n")
+    assert _issues(text) == [
+        f"p.yaml:5:18: rule 'r': RE2 regular expression '{pattern}' has \\b beside '{char}', "
+        "which RE2's \\b takes for no word character (it knows ASCII letters, digits and _ "
+        "only): it holds at no start or end of such a word; write (?:^|[^\\pL\\pN_]) before "
+        "the word and (?:[^\\pL\\pN_]|$) after it"
+    ]
+
+
+def test_the_boundaries_the_refusal_offers_find_the_word() -> None:
+    written = "(?i)(?:^|[^\\pL\\pN_])виагра(?:[^\\pL\\pN_]|$)"
+    for text in ("купить ВИАГРА сейчас", "виагра", "(виагра)"):
+        assert body_rule_matches(written, text_message("text/plain", text))
+    assert not body_rule_matches(written, text_message("text/plain", "мегавиагра"))
+
+
+@pytest.mark.parametrize("pattern", ["\\bfree\\b", "\\\\bé", "\\b(?:café)", "\\Bé"])
+def test_a_word_boundary_beside_ascii_is_taken(pattern: str) -> None:
+    text = (f"version: 1\nname: p\nrules:\n  - name: r\n    when: {{body: '{pattern}'}}\n"
+            "    then: reject\n")
+    assert _issues(text) == []
 
 
 def test_an_anchor_defined_twice_names_both_lines() -> None:

@@ -156,8 +156,31 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _YAML_ESCAPES = {"\x00": "0", "\x07": "a", "\x08": "b", "\x0b": "v", "\x0c": "f", "\x1b": "e"}
 
 
+# A \b (not a backslash escaped before a b) beside a character outside ASCII, across
+# the brackets of a group or class opened after it or closed before it: RE2's word
+# boundaries know ASCII word characters only, so \bcafé\b holds nowhere in "un café noir".
+_ASCII_BOUNDARY = re.compile(
+    r"(?<!\\)(?:\\\\)*\\b(?:\((?:\?[a-zA-Z]*:)?|\[)*([^\x00-\x7f])"
+    r"|([^\x00-\x7f])[)\]]*\\b")
+_WORD_START = r"(?:^|[^\pL\pN_])"  # what \b means before a word, outside ASCII too
+
+
+def _check_boundaries(source: str) -> None:
+    """Refuse a word boundary beside a letter or digit outside ASCII: the rule would
+    silently never match where its author's language writes that word."""
+    for found in _ASCII_BOUNDARY.finditer(source):
+        char = found[1] or found[2]
+        if char.isalnum():
+            raise SpecError(
+                f"RE2 regular expression {_quoted(source)} has \\b beside {char!r}, which "
+                "RE2's \\b takes for no word character (it knows ASCII letters, digits and _ "
+                f"only): it holds at no start or end of such a word; write {_WORD_START} "
+                "before the word and (?:[^\\pL\\pN_]|$) after it")
+
+
 def compile_regex(source: str) -> Pattern:
     """A user's regular expression, RE2 syntax, searched (not anchored)."""
+    _check_boundaries(source)
     if control := _CONTROL.search(source):
         char = control.group()
         letter = _YAML_ESCAPES.get(char)
