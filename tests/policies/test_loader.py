@@ -211,9 +211,16 @@ ERRORS = [
     pytest.param(
         H + "---\n" + H,
         [
-            "3:1: YAML syntax error: expected a single document in the stream, but found another document"
+            "3:1: YAML syntax error: expected a single document in the stream, but found another document (a file holds one YAML document: remove this --- line, or move what follows it into a file of its own)"
         ],
         id="two-documents",
+    ),
+    pytest.param(
+        "---\n" + H + "---\n",
+        [
+            "4:1: YAML syntax error: expected a single document in the stream, but found another document (a file holds one YAML document: remove this --- line, or move what follows it into a file of its own)"
+        ],
+        id="a-document-marker-after-the-policy",
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    then: {}\n",

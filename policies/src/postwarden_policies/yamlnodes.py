@@ -518,6 +518,9 @@ _HINTS = {
     _KEY_IN_VALUE: _QUOTE_VALUE,  # message: Rejected: spam
     "expected ',' or '}', but got ':'": _QUOTE_VALUE,  # when: {subject: Re: hi}
     _TAB_START: " (a tab: indent with spaces)",  # which YAML never takes
+    # Files joined with "---" between them, or one a tool ended with "---".
+    "but found another document": " (a file holds one YAML document: remove this --- line, "
+                                  "or move what follows it into a file of its own)",
     # An IPv6 address: client_ip: [127.0.0.1, ::1]
     _FLOW_COLON: " (in [ ] or { } a value that starts with : is not read as one: quote it, "
                  "as in '::1')",
