@@ -223,6 +223,11 @@ ERRORS = [
         id="a-document-marker-after-the-policy",
     ),
     pytest.param(
+        H + "rules:\n  - name: r\n    then: {action: strip_attachment}\n",
+        ["5:20: rule 'r': expected one of accept, reject, tempfail, discard, quarantine; got 'strip_attachment' (strip_attachment is an edit, not a terminal action: write strip_attachment: true in then)"],
+        id="strip-attachment-as-action",
+    ),
+    pytest.param(
         H + "rules:\n  - name: r\n    then: {}\n",
         ["5:11: rule 'r': expected at least one action in then"],
         id="empty-then",

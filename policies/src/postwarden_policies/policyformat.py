@@ -133,15 +133,20 @@ def _wasted_edits(values: dict[str, Any], ctx: ObjectContext) -> bool:
     return bool(wasted)
 
 
+# `then: strip_attachment` is a rule's whole action, so `action: strip_attachment` is
+# written too: it is an edit, which `then` takes as a key of its own.
+_NO_TERMINAL = {"strip_attachment": "strip_attachment is an edit, not a terminal action: "
+                                    "write strip_attachment: true in then"}
+
 ACTIONS = Either(
     Convert(choice(*TERMINALS, "strip_attachment"), _actions_from_name),
     Obj(
         "then",
         "Actions of a rule: one terminal `action` at most, plus edits that accumulate.",
         {
-            "action": Field(choice(*TERMINALS), "Terminal action: evaluation stops here. "
-                            "With reject, tempfail or discard the rule may have no edit "
-                            "(they would never apply)."),
+            "action": Field(choice(*TERMINALS, hints=_NO_TERMINAL),
+                            "Terminal action: evaluation stops here. With reject, tempfail "
+                            "or discard the rule may have no edit (they would never apply)."),
             "strip_attachment": Field(
                 boolean(),
                 "Replace by a text notice the attachments this rule's condition selected "

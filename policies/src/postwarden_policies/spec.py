@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import yaml
@@ -204,13 +204,16 @@ def boolean() -> Scalar:
     return Scalar(bool, "boolean", "true or false")
 
 
-def choice(*values: str) -> Scalar:
+def choice(*values: str, hints: Mapping[str, str] | None = None) -> Scalar:
+    """One of ``values``; ``hints``: what to say of a value refused that an author is
+    likely to write there (one allowed elsewhere)."""
     allowed = ", ".join(values)
 
     def check(value: str) -> None:
         if value not in values:
+            hint = (hints or {}).get(value)
             raise SpecError(f"expected one of {allowed}; got {shown(value)}"
-                            f"{likely_meant(value, values)}")
+                            + (f" ({hint})" if hint else likely_meant(value, values)))
 
     return Scalar(str, "string", f"one of {allowed}", check=check, extra={"enum": list(values)})
 
