@@ -369,12 +369,16 @@ def test_a_bracket_never_closed_is_placed_at_the_bracket(lines: str, at: str, un
     ]
 
 
-def test_a_key_in_a_bracket_continued_deeper_is_still_told_to_be_quoted() -> None:
+@pytest.mark.parametrize(("continued", "at"), [("      body: Re: b}", "6:15"),
+                                              ("    body: Re: b}", "6:13")])
+def test_a_key_in_a_bracket_continued_over_lines_is_still_told_to_be_quoted(
+    continued: str, at: str
+) -> None:
     text = ("version: 1\nname: p\nrules:\n  - name: r\n    when: {subject: a,\n"
-            "      body: Re: b}\n    then: reject\n")
+            f"{continued}\n    then: reject\n")
     (issue,) = _issues(text)
-    assert issue.startswith("p.yaml:6:15: YAML syntax error: expected ',' or '}', but got ':' "
-                            "(': ' in a value starts a key")
+    assert issue.startswith(f"p.yaml:{at}: YAML syntax error: expected ',' or '}}', but got "
+                            "':' (': ' in a value starts a key")
 
 
 @pytest.mark.parametrize("line", ["    when", "    then accept", "    then:accept",

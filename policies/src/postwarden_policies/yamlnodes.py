@@ -566,13 +566,13 @@ def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
     return _HINTS.get(exc.problem or "") or _CONTEXT_HINTS.get(exc.context or "", "")
 
 
-_KEY_ALONE = re.compile(r"[ \t]*[^\s:#]+")
+_KEY_ALONE = re.compile(r"[ \t]*(?:-[ \t]+)?[^\s:#]*")  # a list item's "- " may start it
 
 
 def _first_on_line(mark: yaml.Mark | None, source: str) -> bool:
-    """Whether only a key, alone on its line, is before ``mark`` (a ':'): a key the
-    author meant as such, which YAML read as the end of a plain value above it (a line
-    indented too deep, a key above without its ':')."""
+    """Whether at most a key, first on its line, is before ``mark`` (a ':', a key): a
+    key the author meant as such, which YAML read as the end of a value above it (a
+    line indented too deep, a key above without its ':', a bracket left open)."""
     return mark is not None and bool(_KEY_ALONE.fullmatch(source, mark.index - mark.column,
                                                           mark.index))
 
@@ -618,7 +618,8 @@ def _never_closed(exc: yaml.MarkedYAMLError, source: str) -> tuple[str, str] | N
         return None
     if (exc.problem or "").endswith("'<stream end>'"):
         return opener, "the file ends"
-    if end.line > start.line and _indent(source, end) <= _indent(source, start):
+    if (end.line > start.line and _indent(source, end) <= _indent(source, start)
+            and _first_on_line(end, source)):
         return opener, f"line {end.line + 1}"
     return None
 
