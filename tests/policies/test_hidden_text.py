@@ -8,6 +8,8 @@ override; alt text that readers show with images off.
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from postwarden_policies import (
@@ -20,7 +22,7 @@ from postwarden_policies import (
 from postwarden_policies.bodytext import Renderings
 from postwarden_policies.visiblehtml import render_visible
 
-from .policy_helpers import body_rule, body_rule_matches, html_part, text_message
+from .policy_helpers import body_rule, body_rule_matches, html_part, rule_policy, text_message
 
 INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e", "\u034f",
              "\u180e", "\U000e0041", "\ufe0f"]
@@ -36,6 +38,19 @@ def test_an_invisible_character_inside_the_word_does_not_hide_it(
     char: str, content_type: str
 ) -> None:
     assert _rejected(text_message(content_type, f"buy via{char}gra now"))
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\x85", "\u1680"])
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html"])
+def test_a_separator_readers_draw_as_a_break_or_a_space_is_blank_to_rules(
+    char: str, content_type: str
+) -> None:
+    """RE2's \\s is [\\t\\n\\f\\r ]: free, U+2028, money was one run to free\\s+money."""
+    assert body_rule_matches("(?i)free\\s+money", text_message(content_type, f"free{char}money"))
+    subject = f"Subject: =?utf-8?b?{base64.b64encode(f'free{char}money'.encode()).decode()}?="
+    policy = rule_policy("subject: '(?i)free\\s+money'", "reject")
+    facts = parse_message(f"{subject}\r\n\r\nhi\r\n".encode(), Envelope())
+    assert evaluate(policy, facts).rules == ("r",)
 
 
 @pytest.mark.parametrize(

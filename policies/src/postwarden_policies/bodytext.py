@@ -78,12 +78,22 @@ _INVISIBLE = re.compile(
 _OVERRIDDEN = re.compile("\u202e([^\u202a-\u202e\u2066-\u2069\n\r\u2029]*+)")
 
 
+# Where readers break a line (NEL, the line and paragraph separators) or leave a space
+# (U+1680), none of which RE2's \s takes for blank: "free", U+2028, "money" is two words
+# to a reader, one run to a rule written free\s+money.
+_SEPARATORS = re.compile("[\x85\u1680\u2028\u2029]")
+_AS_BLANKS = str.maketrans({"\x85": "\n", "\u1680": " ", "\u2028": "\n", "\u2029": "\n"})
+
+
 def visible_characters(text: str) -> str:
-    """``text`` as drawn: overridden runs reversed, invisible characters left out."""
+    """``text`` as drawn: overridden runs reversed, invisible characters left out, the
+    separators readers draw as a line break or a space written as one."""
     if text.isascii():  # O(1): the common case costs nothing
         return text
     if OVERRIDE in text:
         text = _OVERRIDDEN.sub(lambda run: run.group(1)[::-1], text)
+    if _SEPARATORS.search(text):
+        text = text.translate(_AS_BLANKS)
     return _INVISIBLE.sub("", text)
 
 
