@@ -429,3 +429,37 @@ def test_a_reload_asked_for_while_starting_is_done_once_serving(
             assert proc.poll() is None
             _stop(proc)
             assert proc.returncode == 0, log_path.read_text()
+
+
+def _writer(fifo: Path, proc: subprocess.Popen[bytes]) -> int | None:
+    """The write end of ``fifo`` once the milter opened it to read (None: it exited)."""
+    while proc.poll() is None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            time.sleep(0.01)
+    return None
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_reload_asked_for_as_the_settings_are_read_is_done_once_serving(
+        tmp_path: Path, processes: int) -> None:
+    """SIGHUP in the milter's first fraction of a second (its imports, its settings
+    file), before its handlers were in place, took the default action: the milter was
+    killed. The settings file is a FIFO, so the signal comes while it is read."""
+    fifo = tmp_path / "postwarden.yaml"
+    os.mkfifo(fifo)
+    env = _env(tmp_path, config=str(fifo))
+    log_path = tmp_path / "milter.log"
+    with _serving(env, log_path) as proc:
+        writer = _writer(fifo, proc)
+        assert writer is not None, log_path.read_text()
+        proc.send_signal(signal.SIGHUP)
+        with os.fdopen(writer, "w") as settings:
+            settings.write(f"processes: {processes}\n")
+        assert wait_until(lambda: log_path.read_text().count("policy set reloaded (signal)")
+                          == processes == _serving_count(log_path) or proc.poll() is not None,
+                          timeout=60), log_path.read_text()
+        assert proc.poll() is None, f"exit {proc.returncode}: {log_path.read_text()}"
+        _stop(proc)
+        assert proc.returncode == 0, log_path.read_text()

@@ -2,8 +2,8 @@
 
 Run it with ``postwarden-milter`` (or ``python -m postwarden_milter``); the
 modules are internal. Only :mod:`postwarden_milter.libmilter` imports pymilter.
+Nothing is imported here: the command holds its signals before the imports
+(:mod:`.__main__`).
 """
 
-from .settings import MilterSettings, load_settings
-
-__all__ = ["MilterSettings", "load_settings"]
+__all__: list[str] = []

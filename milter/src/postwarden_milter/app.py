@@ -1,7 +1,8 @@
 """Start-up and shutdown of the milter process, alone or as one worker of several
 (:mod:`.supervisor` forks them once it has opened the socket).
 
-Order matters. Our signal handlers come first: they only queue the request,
+Order matters. Our signals are held from the command's first line
+(``__main__``), and our handlers come first: they only queue the request,
 so a reload or a stop asked for while the milter starts is done once it
 serves (a default action would kill it). Everything that can refuse to start
 (settings, schema, policies, a unix socket another milter serves) runs before
@@ -32,7 +33,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -68,7 +68,7 @@ from .reload import PolicyReloader, RunningSet
 from .services import OpenTransactions, Services
 from .session import Settling, Slots
 from .settings import MilterSettings
-from .signals import SIGNALS, PendingSignals, signals_blocked, signals_handled
+from .signals import PendingSignals, signals_blocked, signals_handled
 from .spool import AuditSpool, SpoolBudget
 from .startup_checks import (
     check_schema,
@@ -195,10 +195,7 @@ class MilterProcess:
 
     def serve(self, services: Services) -> None:
         """Run libmilter until SIGTERM/SIGINT, reloading policies on SIGHUP."""
-        # A worker was forked with our signals held (.supervisor): those sent meanwhile
-        # arrive now, here, before libmilter's own signal thread exists to take one.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
-        self.act_on_signals()  # those of the start
+        self.act_on_signals()  # those of the start (held ones too: .signals)
         if self._stopping.is_set():
             return
         with signals_blocked():

@@ -37,6 +37,7 @@ from .settings import (
     load_settings,
     settings_warnings,
 )
+from .signals import release_signals
 from .spool import adopt_orphans
 from .startup_checks import SILENT, DatabaseCheck, claim_spool_dir, policies_refused, preflight
 from .supervisor import Supervisor
@@ -234,6 +235,8 @@ def migrate(config: Path | None, database_url: str | None, dry_run: bool) -> int
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command is not None:  # no handlers of ours: the default actions (.__main__)
+        release_signals()
     if args.command == "check":
         return check(args.config)
     if args.command == "migrate":

@@ -43,6 +43,18 @@ class PendingSignals:
         return sorted(reloads), stop
 
 
+def hold_signals() -> None:
+    """Block our signals from a serving command's first line: a SIGHUP sent while it
+    imports and reads its settings (a fraction of a second) took the default action,
+    and killed it. Held, they wait for :func:`signals_handled`."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+
+
+def release_signals() -> None:
+    """Unblock our signals: those held since :func:`hold_signals` arrive now."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
 @contextmanager
 def signals_blocked() -> Iterator[None]:
     """Threads started inside inherit a mask without our signals."""
@@ -56,10 +68,13 @@ def signals_blocked() -> Iterator[None]:
 @contextmanager
 def signals_handled(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
     """Our signals go to ``handler`` inside (installed first thing: they only queue a
-    request, where the default action would kill a milter still starting)."""
+    request, where the default action would kill a milter still starting), those held
+    since the start (:func:`hold_signals`, a worker's fork) too."""
     previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # first: no default action between
         for sig, earlier in previous.items():
             signal.signal(sig, earlier)
