@@ -182,3 +182,14 @@ def test_a_long_path_is_cut_as_other_values_are(variables: dict[str, str], told:
     with pytest.raises(SettingsError) as refused:
         load_settings(None, {"POSTWARDEN_DATABASE_URL": DATABASE_URL, **variables})
     assert refused.value.problems == [told]
+
+
+def test_a_setting_given_twice_is_told_as_that_alone(tmp_path: Path) -> None:
+    """The admin service reads its file as the milter does (settings_source): the first
+    of two values, which YAML does not keep, was checked and told beside the duplicate."""
+    done = _serve(tmp_path, f"database_url: {DATABASE_URL}\nlisten: nowhere\n"
+                            f"listen: 127.0.0.1:{free_port()}\n")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "postwarden-admin: invalid settings:",
+        f"  {tmp_path / 'admin.yaml'}:3: 'listen' set twice (first at line 2)"]

@@ -216,11 +216,11 @@ def test_the_files_keys_are_told_with_the_values_and_the_directories(
     config, missing = tmp_path / "postwarden.yaml", tmp_path / "nowhere"
     env = {"POSTWARDEN_FAIL_ACTION": "bounce", "POSTWARDEN_SPOOL_DIR": str(tmp_path / "spool")}
     text = (f"fail_acton: accept\nprocesses: 0\n# policies\n"
-            f"policy_dir: {missing}\npolicy_dir: {missing}\nmax_concurrency: 1e-400\n"
+            f"policy_dir: {missing}\nfail_acton: reject\nmax_concurrency: 1e-400\n"
             "audit_queue_size: !!timestamp soon\n")
     assert problems_of(config, text, env) == [
         f"{config}:1: unknown setting 'fail_acton' (did you mean fail_action?)",
-        f"{config}:5: 'policy_dir' set twice (first at line 4)",
+        f"{config}:5: 'fail_acton' set twice (first at line 1)",
         f"{config}:6: max_concurrency: '1e-400' is too small (it rounds to 0)",
         f"{config}:7:19: audit_queue_size: YAML syntax error: expected a timestamp",
         f"{config}:2: processes: must be > 0, got 0",
@@ -405,6 +405,25 @@ def test_a_setting_given_twice_in_the_file_is_refused_with_both_lines(
     config = tmp_path / "postwarden.yaml"
     assert problems_of(config, "processes: 2\nfail_action: accept\nprocesses: 4\n",
                        base_env) == [f"{config}:3: 'processes' set twice (first at line 1)"]
+
+
+@pytest.mark.parametrize("text", [
+    "processes: many\nprocesses: 2\n",  # the first was told, as if it were the one kept
+    "processes: 2\nprocesses: many\n",
+    "policy_dir: /nowhere\npolicy_dir: /nowhere\n",  # told twice: set twice, no directory
+    "processes: !!timestamp soon\nprocesses: 2\n",
+])
+def test_a_setting_given_twice_is_told_as_that_alone(
+    base_env: dict[str, str], tmp_path: Path, text: str
+) -> None:
+    """Of a setting given twice neither value is read: which is meant is the admin's
+    to say. The first was checked, though YAML keeps the last, and told beside the
+    duplicate; a policy_dir given twice was also told as no policy source."""
+    config = tmp_path / "postwarden.yaml"
+    name = text.partition(":")[0]
+    env = {k: v for k, v in base_env.items() if k != f"POSTWARDEN_{name.upper()}"}
+    assert problems_of(config, text, env) == [f"{config}:2: {name!r} set twice "
+                                              "(first at line 1)"]
 
 
 @pytest.mark.parametrize(("text", "problem"), [

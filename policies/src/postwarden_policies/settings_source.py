@@ -15,6 +15,7 @@ import contextlib
 import difflib
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,11 +201,22 @@ def _read_file(path: Path, known: set[str], raw: RawSettings) -> None:
     if not isinstance(node, yaml.MappingNode):
         raise SettingsError(f"{path}: expected a mapping of settings")
     keys: dict[str, yaml.Node] = {}
+    twice = _set_twice(node)
     for key, value in node.value:
         problems = _key_problems(path, key, keys, known)
-        if not problems and (problems := _value_problems(path, node, key, value, raw)):
+        if not problems and key.value in twice:  # neither value is sure to be the one meant
+            raw.refused.add(key.value)
+        elif not problems and (problems := _value_problems(path, node, key, value, raw)):
             raw.refused.add(key.value)
         raw.problems += problems
+
+
+def _set_twice(node: yaml.MappingNode) -> set[str]:
+    """The names the file sets more than once: told as such (_key_problems), their
+    values unread, where the first was checked (and told) though YAML keeps the last."""
+    names = Counter(key.value for key, _ in node.value
+                    if isinstance(key, yaml.ScalarNode) and key.tag == STR_TAG)
+    return {name for name, count in names.items() if count > 1}
 
 
 def _key_problems(path: Path, key: yaml.Node, keys: dict[str, yaml.Node], known: set[str]
