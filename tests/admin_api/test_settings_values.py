@@ -193,3 +193,27 @@ def test_a_setting_given_twice_is_told_as_that_alone(tmp_path: Path) -> None:
     assert done.stderr.splitlines() == [
         "postwarden-admin: invalid settings:",
         f"  {tmp_path / 'admin.yaml'}:3: 'listen' set twice (first at line 2)"]
+
+
+def test_a_missing_database_url_is_told_with_the_files_other_problems(tmp_path: Path) -> None:
+    """database_url missing was told alone, as a value refused hid the checks of the
+    others: an admin fixing the file met one problem per start, where the milter tells
+    them all at once."""
+    done = _serve(tmp_path, "relay_port: many\nlisten: nowhere\npool_min_size: 0\n")
+    assert done.returncode == 2, done.stderr
+    config = tmp_path / "admin.yaml"
+    assert done.stderr.splitlines() == [
+        "postwarden-admin: invalid settings:",
+        "  database_url: required (or set POSTWARDEN_DATABASE_URL)",
+        f"  {config}:1: relay_port: 'many' is not a number",
+        f"  {config}:2: listen: expected HOST:PORT",
+        f"  {config}:3: pool_min_size: must be at least 1"]
+
+
+def test_a_database_url_given_twice_is_not_told_as_missing(tmp_path: Path) -> None:
+    done = _serve(tmp_path, f"database_url: {DATABASE_URL}\ndatabase_url: {DATABASE_URL}\n"
+                            f"listen: 127.0.0.1:{free_port()}\n")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "postwarden-admin: invalid settings:",
+        f"  {tmp_path / 'admin.yaml'}:2: 'database_url' set twice (first at line 1)"]

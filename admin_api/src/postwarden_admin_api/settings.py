@@ -12,7 +12,7 @@ import dataclasses
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,11 +166,12 @@ def _is_listen(listen: str) -> bool:
     return bool(sep and host and port.isascii() and port.isdigit() and 0 < int(port) < 65536)
 
 
-def _postfix_config_dir_problems(settings: ServiceSettings) -> list[tuple[str, str]]:
+def _postfix_config_dir_problems(settings: ServiceSettings, unusable: Set[str]
+                                 ) -> list[tuple[str, str]]:
     """Its queue is asked only about what the log follower read, of the Postfix the
     relay submits to: it needs both, and must be a Postfix config directory."""
     config_dir = settings.postfix_config_dir
-    if config_dir is None:
+    if config_dir is None or {"maillog_path", "relay_host"} & unusable:
         return []
     if settings.maillog_path is None or not settings.relay_host:
         return [("postfix_config_dir", "needs maillog_path and relay_host")]
@@ -180,8 +181,10 @@ def _postfix_config_dir_problems(settings: ServiceSettings) -> list[tuple[str, s
     return []
 
 
-def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
-    """(setting, problem) for each value that converted but cannot work."""
+def _validate(settings: ServiceSettings, unusable: Set[str]) -> list[tuple[str, str]]:
+    """(setting, problem) for each value that converted but cannot work; none for those
+    in ``unusable`` (refused, or not given where required), whose stand-ins (defaults)
+    are not what the admin meant."""
     problems = []
     if (problem := dsn_problem(settings.database_url.reveal())) is not None:
         problems.append(("database_url", problem))
@@ -205,7 +208,7 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
                  "webhook_timeout_seconds"):
         if getattr(settings, name) <= 0:
             problems.append((name, "must be more than 0"))
-    if settings.pool_min_size > settings.pool_max_size:
+    if settings.pool_min_size > settings.pool_max_size and "pool_max_size" not in unusable:
         problems.append(("pool_min_size", "must not exceed pool_max_size"))
     if settings.maillog_host is not None and (
             not settings.maillog_host or not settings.maillog_host.isprintable()
@@ -215,7 +218,7 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
             settings.maillog_syslog_name):
         problems.append(("maillog_syslog_name", "expected a name such as postfix or "
                          "postfix-out"))
-    problems += _postfix_config_dir_problems(settings)
+    problems += _postfix_config_dir_problems(settings, unusable)
     if settings.log_level.upper() not in LOG_LEVELS:
         problems.append(("log_level", f"expected one of {', '.join(LOG_LEVELS)}"))
     for network in settings.webhook_allowed_networks:
@@ -223,7 +226,7 @@ def _validate(settings: ServiceSettings) -> list[tuple[str, str]]:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             problems.append(("webhook_allowed_networks", f"{shown(network)} is not a network"))
-    return problems
+    return [(name, text) for name, text in problems if name not in unusable]
 
 
 def _load_keys(values: dict[str, Any], raw: RawSettings) -> list[str]:
@@ -259,19 +262,43 @@ def _load_keys(values: dict[str, Any], raw: RawSettings) -> list[str]:
 
 
 def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None,
-                   *, read_keys: bool = True) -> ServiceSettings:
+                   *, read_keys: bool = True, refused: Set[str] = frozenset()
+                   ) -> ServiceSettings:
     """Convert and validate raw values; every problem is reported at once, each led by
     where its value was set (``sources``: name -> ``FILE:LINE`` or variable). Without
     ``read_keys`` the key files are not read, nor the keys checked (left None): for the
-    commands that need no key (migrate, keys), run where the key file is not."""
+    commands that need no key (migrate, keys), run where the key file is not.
+    ``refused``: settings the file gave but that were refused already (told by the
+    caller): not told again, nor checked against others."""
     raw = RawSettings(dict(values), dict(sources or {}))
-    if not values.get("database_url"):
-        raise SettingsError("database_url: required (or set POSTWARDEN_DATABASE_URL)")
+    converted, problems = _converted(values, raw)
+    unusable = set(values) - set(converted) | refused
+    if "database_url" not in unusable and not values.get("database_url"):
+        problems.insert(0, "database_url: required (or set POSTWARDEN_DATABASE_URL)")
+        unusable.add("database_url")
+    converted.setdefault("database_url", Secret(""))  # a stand-in, told above
+    if read_keys:
+        problems += _load_keys(converted, raw)
+    else:
+        converted.update(dict.fromkeys(("secret_key", "previous_secret_key")))
+    settings = ServiceSettings(**converted)
+    problems += [raw.problem(name, f"{name}: {text}")
+                 for name, text in _validate(settings, unusable)]
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _converted(values: Mapping[str, Any], raw: RawSettings) -> tuple[dict[str, Any], list[str]]:
+    """The values each setting takes, and the problems of those refused (an unknown
+    name's too)."""
     converted: dict[str, Any] = {}
     problems: list[str] = []
     for name, value in values.items():
         if name not in FIELDS:
             problems.append(raw.problem(name, f"{name}: unknown setting"))
+            continue
+        if name == "database_url" and not value:  # told as required
             continue
         unset = name in _UNSETS and value in (None, "")
         try:
@@ -279,17 +306,7 @@ def build_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None 
             converted[name] = None if unset else _convert(name, value)
         except ValueError as exc:  # the number's own words, as the milter's
             problems.append(raw.problem(name, str(exc)))
-    if problems:
-        raise SettingsError(problems)
-    if read_keys:
-        problems = _load_keys(converted, raw)
-    else:
-        converted.update(dict.fromkeys(("secret_key", "previous_secret_key")))
-    settings = ServiceSettings(**converted)
-    problems += [raw.problem(name, f"{name}: {text}") for name, text in _validate(settings)]
-    if problems:
-        raise SettingsError(problems)
-    return settings
+    return converted, problems
 
 
 def listen_of(raw: RawSettings) -> str:
@@ -316,7 +333,8 @@ def load_settings(path: Path | None, environ: Mapping[str, str], *, read_keys: b
                   ) -> ServiceSettings:
     raw = read_settings(path, environ, FIELDS)
     try:
-        settings = build_settings(raw.values, raw.sources, read_keys=read_keys)
+        settings = build_settings(raw.values, raw.sources, read_keys=read_keys,
+                                  refused=raw.refused)
     except SettingsError as exc:  # told with the file's own, all at once
         raise SettingsError([*raw.problems, *exc.problems]) from None
     if raw.problems:
