@@ -362,9 +362,10 @@ def test_eval_shows_a_header_edit_on_one_line_with_controls_escaped(
     assert "edit: change header Subject[1]: [EXT] a folded subject \\x1b[2Jhere" in edits
 
 
-def test_check_names_a_directory_it_may_not_list() -> None:
-    # It was a PermissionError traceback. Run as nobody, in a child (the suite runs as
-    # root, whom no mode stops), on a directory nobody may enter but not list.
+def test_check_names_a_directory_it_may_not_list_and_reads_the_rest() -> None:
+    # It was a PermissionError traceback, then the one problem told: the paths after it
+    # went unread. Run as nobody, in a child (the suite runs as root, whom no mode
+    # stops), on a directory nobody may enter but not list.
     with tempfile.TemporaryDirectory() as top:
         os.chmod(top, 0o711)  # noqa: S103 - nobody must enter it
         locked = Path(top) / "locked"
@@ -375,9 +376,10 @@ def test_check_names_a_directory_it_may_not_list() -> None:
             os.setgid(nobody.pw_gid)
             os.setuid(nobody.pw_uid)
             sys.stderr = told = io.StringIO()
-            code = main(["check", str(locked)])
+            code = main(["check", str(locked), f"{top}/gone.yaml"])
             return 0 if (code, told.getvalue()) == (
-                2, f"{locked}: cannot read: Permission denied\n") else 1
+                2, f"{top}/gone.yaml: no such file or directory\n"
+                   f"{locked}: cannot read: Permission denied\n") else 1
 
         assert in_child(check_as_nobody) == 0
 
@@ -516,3 +518,18 @@ def test_a_case_name_shows_on_its_report_line_with_controls_escaped(
     assert main(["test", str(path)]) == 1
     assert capsys.readouterr().out.splitlines()[0] == (
         f"FAIL {path}:7: naïve\\nPASS q.yaml:1: fine\\x1b[2J [rules: r]")
+
+
+def test_check_names_a_path_it_cannot_examine_and_reads_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name longer than a file system takes (a path built from variables) stopped check
+    as root too: it was told, and nothing after it was read."""
+    long = tmp_path / ("x" * 300 + ".yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nname: bad\nrules:\n  - name: r\n    then: bounce\n")
+    assert main(["check", str(long), str(bad)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{bad}:5:11: rule 'r': expected one of accept, reject, tempfail, discard, "
+        "quarantine, strip_attachment; got 'bounce'",
+        f"{long}: cannot read: File name too long"]

@@ -105,11 +105,8 @@ def _load(paths: Sequence[str], *, check_samples: bool = False) -> Loaded:
     warnings: list[PolicyIssue] = []
     try:
         policy_set = load_policy_set(paths, check_samples=check_samples, warn=warnings.append)
-    except PolicyLoadError as exc:
+    except PolicyLoadError as exc:  # a path it may not read or list too, among the others
         return Loaded(None, exc.in_order(), warnings)
-    except OSError as exc:  # a directory it may not list
-        issue = PolicyIssue(str(exc.filename), None, None, f"cannot read: {exc.strerror}")
-        return Loaded(None, [issue], warnings)
     return Loaded(policy_set, (), warnings)
 
 

@@ -164,29 +164,43 @@ def load_policy_set_from_sources(
     return _build(((label, text, None) for label, text in sources), [], warn=warn)
 
 
-def policy_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[PolicyIssue]]:
-    """The policy files that ``paths`` name, in a stable order, and the paths that name none."""
+def policy_files(paths: Iterable[Path | str], *, unlistable_is_issue: bool = False
+                 ) -> tuple[list[Path], list[PolicyIssue]]:
+    """The policy files that ``paths`` name, in a stable order, and the paths that name
+    none. A path that cannot be examined or listed raises OSError (callers say it their
+    way), or with ``unlistable_is_issue`` is one issue, and the other paths are read."""
     files: dict[Path, Path] = {}  # by resolved path: each file once
     issues: list[PolicyIssue] = []
     for path in map(Path, paths):
-        if path.is_dir():
-            found, unreadable = _directory_files(path)  # OSError: callers say it their way
-            issues.extend(PolicyIssue(str(p), None, None, NOT_A_FILE) for p in unreadable)
-            if not found and not unreadable:
-                issues.append(PolicyIssue(str(path), None, None, "no *.yaml or *.yml policy files"))
-        elif path.is_file():
-            found = [path]
-        elif path.exists() or path.is_symlink():  # a FIFO, a socket, a broken link
-            issues.append(PolicyIssue(str(path), None, None, NOT_A_FILE))
-            continue
-        else:
-            issues.append(PolicyIssue(str(path), None, None, "no such file or directory"))
+        try:
+            found = _files_named(path, issues)
+        except OSError as exc:
+            if not unlistable_is_issue:
+                raise
+            issues.append(PolicyIssue(str(path), None, None, f"cannot read: {exc.strerror}"))
             continue
         # A file named twice (a directory and a file in it, overlapping globs, a symlink)
         # is one policy: loaded twice, every name in it would be "also used at" itself.
         for file in found:
             files.setdefault(file.resolve(), file)
     return list(files.values()), issues
+
+
+def _files_named(path: Path, issues: list[PolicyIssue]) -> list[Path]:
+    """The policy files ``path`` names; why it names none added to ``issues``."""
+    if path.is_dir():
+        found, unreadable = _directory_files(path)
+        issues.extend(PolicyIssue(str(p), None, None, NOT_A_FILE) for p in unreadable)
+        if not found and not unreadable:
+            issues.append(PolicyIssue(str(path), None, None, "no *.yaml or *.yml policy files"))
+        return found
+    if path.is_file():
+        return [path]
+    if path.exists() or path.is_symlink():  # a FIFO, a socket, a broken link
+        issues.append(PolicyIssue(str(path), None, None, NOT_A_FILE))
+    else:
+        issues.append(PolicyIssue(str(path), None, None, "no such file or directory"))
+    return []
 
 
 NOT_A_FILE = "not a file that can be read (a broken symbolic link, a link loop, a FIFO?)"
@@ -219,12 +233,12 @@ def unloaded_subdirectories(paths: Iterable[Path], loaded: Iterable[Path]) -> li
     files not among ``loaded`` (named on their own, they are); one named itself is told
     of its own subdirectories."""
     loaded_files = {path.resolve() for path in loaded}
-    directories = [path for path in paths if path.is_dir()]
+    directories = [path for path in paths if _is(path.is_dir)]
     named = {directory.resolve() for directory in directories}
     warnings: list[PolicyIssue] = []
-    for directory in directories:
-        for sub in sorted(directory.iterdir()):
-            if sub.name.startswith(".") or not sub.is_dir() or sub.resolve() in named:
+    for directory in directories:  # one that cannot be listed is policy_files' issue
+        for sub in (Path(entry.path) for entry in _entries(directory)):
+            if sub.name.startswith(".") or not _is(sub.is_dir) or sub.resolve() in named:
                 continue
             left = [f for f in _files_below(sub) if f.resolve() not in loaded_files]
             if left:
@@ -321,7 +335,7 @@ def load_policy_set(
     warning may be why.
     """
     named = [Path(path) for path in paths]
-    files, issues = policy_files(named)
+    files, issues = policy_files(named, unlistable_is_issue=True)
     for warning in unloaded_subdirectories(named, files):
         warn(warning)
     sources: list[tuple[str, str, Path | None]] = []
