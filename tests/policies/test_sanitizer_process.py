@@ -341,3 +341,23 @@ def test_a_child_leaves_when_its_parent_is_killed_mid_request() -> None:
         finally:
             process.kill()
     wait_for(lambda: not running(child), 5)  # else it cleans on for a parent that is gone
+
+
+def test_a_child_started_where_signals_are_held_takes_a_sigterm() -> None:
+    """The milter's threads hold its signals (SIGTERM among them), and a child inherits
+    the mask of the thread that starts it: `kill PID` of a wedged child did nothing."""
+    children = SanitizerProcesses(HANDLER, max_children=1)
+
+    def start_child() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+        assert children.run(SMALL_REQUEST)[0] == "<p>a</p>"
+
+    try:
+        thread = threading.Thread(target=start_child)
+        thread.start()
+        thread.join()
+        [child] = children._idle
+        os.kill(child.pid, signal.SIGTERM)
+        wait_for(lambda: not child.alive(), 10)
+    finally:
+        children.close()

@@ -382,6 +382,9 @@ def main() -> None:
     # Its life is its parent's: the terminal's ^C or hangup is for the parent to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # The mask of the thread that started it, which holds the milter's signals: SIGTERM
+    # (`kill PID`, an admin's or a script's) would wait, unheard, as long as the child.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     module, _, name = sys.argv[1].partition(":")
     serve(getattr(importlib.import_module(module), name), sys.stdin.buffer, sys.stdout.buffer)
