@@ -204,3 +204,43 @@ def test_a_body_the_service_cannot_decode_is_named(
     assert json.loads(text)["error"]["message"] == (
         "malformed request: the body does not decode as its Content-Encoding says "
         "(only gzip and deflate are decoded)")
+
+
+def test_a_reload_signal_as_the_settings_are_read_stops_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    """SIGHUP in the service's first second (its imports, its settings, the database),
+    before its handlers were in place, ended it for good (an exit systemd counts as
+    clean). The settings file is a FIFO, so the signal comes while it is read."""
+    port, fifo, stderr = free_port(), tmp_path / "admin.yaml", tmp_path / "stderr"
+    os.mkfifo(fifo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
+    with stderr.open("w") as told:
+        proc = subprocess.Popen([sys.executable, "-m", "postwarden_admin_api", "serve",
+                                 "--config", str(fifo)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=told, text=True)
+    try:
+        writer = wait_for(lambda: _writer(fifo) or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, stderr.read_text()  # else writer is True
+        proc.send_signal(signal.SIGHUP)
+        with os.fdopen(writer, "w") as settings:
+            settings.write(f"database_url: {database_url}\nlisten: 127.0.0.1:{port}\n"
+                           f"secret_key: '{TEST_SECRET_KEY}'\n")
+        line = "SIGHUP: the admin service has nothing to reload"
+        wait_for(lambda: line in stderr.read_text() or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, f"exit {proc.returncode}: {stderr.read_text()}"
+        assert _answers(port)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _writer(fifo: Path) -> int | None:
+    """The write end of ``fifo`` once a reader opened it (None: none yet)."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: no reader yet
+        return None

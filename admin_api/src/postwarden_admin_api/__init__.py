@@ -1,6 +1,7 @@
-"""postwarden_admin_api: the admin service (keys, policies, audit, settings, send, webhooks)."""
+"""postwarden_admin_api: the admin service (keys, policies, audit, settings, send, webhooks).
 
-from .app import create_app
-from .settings import ServiceSettings, load_settings
+Nothing is imported here: the command holds its reload signals before the imports
+(:mod:`.__main__`).
+"""
 
-__all__ = ["ServiceSettings", "create_app", "load_settings"]
+__all__: list[str] = []

@@ -76,6 +76,7 @@ from .secrets import (
     rotate_secrets,
 )
 from .settings import FIELDS, ServiceSettings, listen_of, load_settings, stray_variables
+from .signals import release_reload_signals
 
 PROG = "postwarden-admin"
 log = logging.getLogger(__name__)
@@ -332,6 +333,8 @@ def _push_url(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":  # no handlers of theirs: the default actions (.signals)
+        release_reload_signals()
     try:
         if args.command == "policy":
             return asyncio.run(push_directory(_push_url(args),

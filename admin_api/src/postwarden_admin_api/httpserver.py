@@ -43,6 +43,7 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from postwarden_policies.systemd_notify import SystemdNotifier
 
 from .errors import ApiError, ClientGone
+from .signals import RELOAD_SIGNALS, release_reload_signals
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 75.0  # what web.run_app sets (aiohttp's handler alone keeps 3630 s)
@@ -225,11 +226,6 @@ def _reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
 
 
-# The milter's reload signals. Their default action ended the process, SIGHUP with an
-# exit systemd counts as clean and does not restart (Restart=on-failure).
-RELOAD_SIGNALS = (signal.SIGHUP, signal.SIGUSR1)
-
-
 def _nothing_to_reload(signum: int) -> None:
     log.warning("%s: the admin service has nothing to reload (it reads its runtime "
                 "settings, rules and keys from the database); restart it to read its "
@@ -253,6 +249,7 @@ async def serve(app: web.Application, host: str, port: int, notifier: SystemdNot
         loop.add_signal_handler(signum, stop.set)
     for signum in RELOAD_SIGNALS:
         loop.add_signal_handler(signum, _nothing_to_reload, signum)
+    release_reload_signals()  # those sent as it started are logged now
     log.info("serving on http://%s:%d", host, port)
     notifier.ready()
     try:
