@@ -676,3 +676,21 @@ def test_ten_thousand_fields_and_then_the_body_without_a_blank_line_are_no_more(
     facts = parse_message(raw, ENV)
     assert "too_many_header_fields" not in facts.flags
     assert "missing_header_separator" in facts.flags
+
+
+_HIDDEN = b"--b\r\nContent-Type: text/html\r\n\r\n<p onclick=x>hi</p>\r\n--b--\r\n"
+
+
+@pytest.mark.parametrize(("close", "malformed"), [
+    (b"--b\r\n--b--\r\n" + _HIDDEN, True),  # Python's email package reads on: the HTML is a part
+    (b"--b\r\n--b--\r\n\r\n", False),  # nothing after it to read otherwise
+    (b"--b\r\n\r\n--b--\r\n" + _HIDDEN, False),  # a line break of its own: a close for all
+])
+def test_a_close_delimiter_right_after_the_delimiter_line_before_it_is_malformed(
+        close: bytes, malformed: bool) -> None:
+    # RFC 2046 wants a line break of its own before a delimiter: without one, Python's
+    # email package reads the close delimiter as text of the part, and the epilogue as
+    # parts, whose HTML went out unsanitized and whose files unchecked.
+    facts = parse_message(b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + close, ENV)
+    assert ("missing_end_boundary" in facts.flags) is malformed
+    assert ("malformed" in facts.flags) is malformed

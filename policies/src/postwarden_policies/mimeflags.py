@@ -23,7 +23,10 @@ raises) is reported in ``MessageFacts.flags``:
                            a line end, as Python's email package and Thunderbird do)
 ``missing_boundary``       (m) multipart without a boundary parameter, or with
                            no delimiter line in its body
-``missing_end_boundary``   (m) a multipart's close delimiter never comes
+``missing_end_boundary``   (m) a multipart's close delimiter never comes, or comes
+                           with no line break of its own, right after the delimiter
+                           line before it, and more follows (Python's email package
+                           reads it as text of the part, and what follows as parts)
 ``bad_base64``             (m) base64 text with foreign characters, a bad length,
                            or more text after its ``=`` padding
 ``padded_encoding``        (m) a base64 or quoted-printable part whose first bytes,

@@ -448,6 +448,10 @@ class Parser:
                     return ranges
             if is_close:
                 closed = True
+                if found == part_start and raw[stop:end].strip():
+                    # No line break of its own before it (RFC 2046): Python's email
+                    # package reads it as text of the part, and what follows as parts.
+                    self.flags.add("missing_end_boundary")
                 break
             part_start = stop
         if part_start < 0:
