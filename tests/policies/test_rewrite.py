@@ -540,3 +540,24 @@ def test_notices_of_files_in_an_alternative_go_first() -> None:
     assert b"b.pdf" in _slot(new, 2) and b"a.pdf" in _slot(new, 3)
     assert new.raw[new.parts[4].body_start : new.parts[4].body_end] == b"<p>body</p>"
     assert _slot(new, 5) == _slot(facts, 5)
+
+
+@pytest.mark.parametrize("cte", [b"", b"Content-Transfer-Encoding: base64\n"])
+def test_a_message_news_part_is_read_and_sanitized_as_the_message_it_holds(cte: bytes) -> None:
+    # Thunderbird shows a message/news part as it shows message/rfc822: the message in
+    # it, its HTML inline. Read as an opaque leaf, its HTML went out unsanitized and its
+    # files unlisted.
+    inner = _crlf(b"Subject: inner\nContent-Type: text/html\n\n") + HTML
+    raw = _crlf(b"From: a@example.com\nContent-Type: multipart/mixed; boundary=o\n\n--o\n"
+                b"Content-Type: message/news\n" + cte + b"\n") + (
+        base64.encodebytes(inner) if cte else inner) + b"\r\n--o--\r\n"
+    facts = parse_message(raw, Envelope())
+    assert [(p.path, p.content_type) for p in facts.parts] == [
+        ("", "multipart/mixed"), ("1", "message/news"), ("1.1", "text/html")]
+    assert ("encoded_message" in facts.flags) is bool(cte)
+    new, changes = _apply(facts, SANITIZE)
+    assert [c.part for c in changes if isinstance(c, HtmlSanitized)] == ["1.1"]
+    assert [p.path for p in new.parts] == ["", "1", "1.1"]
+    carried = new.raw[new.parts[1].body_start : new.parts[1].body_end]
+    shown = base64.b64decode(carried) if cte else carried
+    assert b"Hello" in shown and b"<script>" not in shown

@@ -34,7 +34,7 @@ raises) is reported in ``MessageFacts.flags``:
                            whitespace or soft line breaks than ``transfer.HEAD_SCAN``
                            (its detected type is unknown)
 ``unknown_transfer_encoding``  (m) a transfer encoding outside RFC 2045
-``encoded_message``        a message/rfc822 part that is base64 or QP encoded,
+``encoded_message``        a message/rfc822 (or message/news) part that is base64 or QP encoded,
                            which RFC 2046 forbids; readers open it all the same,
                            and so it is read (and rewritten) as a message/global,
                            which may be encoded (RFC 6532), is

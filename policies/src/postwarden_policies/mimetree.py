@@ -55,7 +55,9 @@ _SIGNATURES = {
 }
 # The parts of a PGP/MIME multipart/encrypted, in order (RFC 3156 section 4).
 _PGP_ENCRYPTED = ("application/pgp-encrypted", "application/octet-stream")
-_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+# Types whose body is a message, read as one: message/news too, which Thunderbird shows
+# as it shows message/rfc822 (its HTML inline), though RFC 5537 retired it.
+MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/news"})
 # How a MIME entity starts: a header field's name and colon, or the empty line of no
 # header at all. A signed PDF ("%PDF-") or XML ("<?xml ...") file does not.
 _MIME_START = re.compile(rb"[!-9;-~]+[ \t]*:|\r?\n")
@@ -72,7 +74,7 @@ def decoded_kind(
     (Thunderbird by the file name), and enveloped data is typed alike."""
     if detected_type == magic.SIGNED_DATA:
         return "signed_data"
-    if content_type in _MESSAGE_TYPES and transfer_encoding in _ENCODED:
+    if content_type in MESSAGE_TYPES and transfer_encoding in _ENCODED:
         return "encoded_message"
     return None
 
@@ -279,7 +281,7 @@ class Parser:
                 )
         elif ctype == "message/partial":  # a fragment: only the whole, reassembled, reads
             flags.add("partial_message")
-        elif ctype in _MESSAGE_TYPES and cte not in _ENCODED:
+        elif ctype in MESSAGE_TYPES and cte not in _ENCODED:
             path = f"{entity.path}.1" if entity.path else "1"
             inner = _Entity(
                 body_start, entity.end, entity.depth + 1, index, path, in_signed,
@@ -287,9 +289,9 @@ class Parser:
             )
             children.append(inner)
         # The encoded bytes of the part (an encoded message's too) are what is measured.
-        leaf = not is_multipart and (ctype not in _MESSAGE_TYPES or cte in _ENCODED)
+        leaf = not is_multipart and (ctype not in MESSAGE_TYPES or cte in _ENCODED)
         decoded_size, detected = self._measure(body_start, entity.end, cte) if leaf else (0, None)
-        if leaf and ctype == "message/rfc822" and cte in _ENCODED:
+        if leaf and ctype in MESSAGE_TYPES and ctype != "message/global" and cte in _ENCODED:
             flags.add("encoded_message")  # which RFC 2046 5.2.1 forbids; read all the same
         if (leaf and self.read_decoded
               and (kind := decoded_kind(ctype, cte, detected)) is not None):

@@ -55,6 +55,7 @@ from postwarden_policies.charsets import (
 from postwarden_policies.facts import MessageFacts, MimePart
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.htmllines import past_line_limit, within_line_limit
+from postwarden_policies.mimetree import MESSAGE_TYPES
 from postwarden_policies.sanitize import removed_whole, sanitize_html
 from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitized
 
@@ -68,8 +69,6 @@ __all__ = [
 _LINE_DASHES = re.compile(r"(?<![^\r\n])--")
 # Transfer encodings that carry bytes outside ASCII: any other (7bit, none, one unknown) not.
 _EIGHT_BIT_SAFE = frozenset({"8bit", "binary", "base64", "quoted-printable"})
-# A top-level part of these types keeps its header section: its notice goes as a message.
-_MESSAGE_TYPES = ("message/rfc822", "message/global")
 # A Content-Transfer-Encoding field, its continuation lines with it.
 _CTE_FIELD = re.compile(rb"^content-transfer-encoding[ \t]*:.*\n(?:[ \t].*\n)*",
                         re.IGNORECASE | re.MULTILINE)
@@ -183,12 +182,13 @@ def strip_edit(facts: MessageFacts, part: MimePart, reason: str) -> tuple[PartEd
     original = facts.raw[part.body_start : part.body_end]
     if part.parent is None:  # the top-level header section stays, but for header edits
         cte = part.transfer_encoding
-        if part.content_type in _MESSAGE_TYPES:  # so its body must be a message
+        # A top-level message keeps its header section: its notice goes as a message.
+        if part.content_type in MESSAGE_TYPES:
             notice = _notice_entity(notice, nl)
         else:
             notice, cte = _as_labelled(notice, part)
         body = _with_tail(original, _encode(notice, cte, nl))
-        retyped = not part.content_type.startswith(("text/", *_MESSAGE_TYPES))
+        retyped = not part.content_type.startswith(("text/", *MESSAGE_TYPES))
         recoded = cte if cte != part.transfer_encoding else None
         return PartEdit(part.body_start, part.body_end, body, part, False,
                         retyped=retyped, transfer_encoding=recoded), change
