@@ -99,6 +99,18 @@ def test_blank_lines_fold_nothing() -> None:
     assert _sent("a\r\n \r\n b\r\n") == "a \n b"
 
 
+@pytest.mark.parametrize("blanks", [" ", "  ", " \t "])
+def test_a_run_cut_at_998_octets_leaves_no_line_of_blanks_alone(blanks: str) -> None:
+    # Cut where the line reached 998 octets, the blanks ending the value went alone on
+    # the last line: some parsers take a line of blanks for the end of the header section.
+    for length in range(975, 980):
+        value = "=?utf-8?q?a?=" + "z" * length + blanks
+        sent = _sent(value)
+        assert all(line.strip(" \t") for line in sent.split("\n")), (length, sent[-12:])
+        assert sent.replace("\n ", "") == value
+        assert max(len(line) for line in _lines("Subject", sent)) <= 998
+
+
 def test_an_added_value_is_folded_too() -> None:
     actions = Recorder()
     verdict = Verdict(Accept(), edits=(AddHeader("X-Long", "v" * 1500),))

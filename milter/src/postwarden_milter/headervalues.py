@@ -116,7 +116,10 @@ def fold_line(line: str, used: int) -> list[str]:
         elif ends[-1] - base <= MAX_LINE_OCTETS:
             break
         else:  # at least one character a line, whatever the name took
-            cut = max(bisect_right(ends, base + MAX_LINE_OCTETS) - 1, start + 1)
+            cut = bisect_right(ends, base + MAX_LINE_OCTETS) - 1
+            # Some text after it: blanks alone on the last line end the header section
+            # for some parsers.
+            cut = max(min(cut, last_text - 1), start + 1)
             next_lead = " "
         pieces.append(lead + line[start:cut])
         start, lead, used = cut, next_lead, 0
