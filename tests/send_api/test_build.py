@@ -439,6 +439,23 @@ def test_a_text_attachment_carries_the_charset_given(content_type: str) -> None:
     assert attachment.get_content() == text
 
 
+@pytest.mark.parametrize("content_type", ["application/xml; charset=utf-8",
+                                          "image/svg+xml; charset=UTF-8"])
+def test_an_xml_attachment_carries_the_charset_given(content_type: str) -> None:
+    """XML types define a charset parameter as text types do (RFC 7303): an e-invoice
+    sent as "application/xml; charset=utf-8" was refused, 'a charset is a text type's
+    parameter only'."""
+    xml = '<?xml version="1.0"?><Invoice><Name>Müller</Name></Invoice>'
+    _, message = built(attachments=[{
+        "filename": "invoice.xml", "content_type": content_type,
+        "content": base64.b64encode(xml.encode()).decode(),
+    }])
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_content_type() == content_type.partition(";")[0]
+    assert attachment.get_content_charset() == "utf-8"
+    assert attachment.get_content().decode() == xml
+
+
 def test_only_the_message_itself_carries_mime_version() -> None:
     """RFC 2045 puts MIME-Version in the message's header: the email package added it to
     the html alternative and to every file part too."""

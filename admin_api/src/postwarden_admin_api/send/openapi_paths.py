@@ -78,7 +78,7 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
                          "description": "a plain file name: no /, \\, \", control "
                                         "characters or encoded words, not dots alone"},
             "content_type": {"type": "string",
-                             "description": "type/subtype; a text type may add "
+                             "description": "type/subtype; a text or XML type may add "
                                             "'; charset=NAME', the content's charset"},
             "content": {"type": "string", "contentEncoding": "base64"},
             "content_id": {"type": "string", "pattern": f"^{CONTENT_ID.pattern}$",

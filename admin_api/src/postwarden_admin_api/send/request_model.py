@@ -69,7 +69,7 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
 MAX_TAG = 64
 TAG = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TAG}}}")
 TAG_DETAIL = f"1 to {MAX_TAG} of A-Z a-z 0-9 _ . : - (case told apart)"
-# type/subtype, and for a text type its charset (a text file in UTF-8 went out with none,
+# type/subtype, and for a text or XML type its charset (a text file in UTF-8 went out with none,
 # which readers take for their default, windows-1252 say, and show garbled).
 _CONTENT_TYPE = re.compile(
     r"(?P<type>[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64})"
@@ -182,10 +182,20 @@ def _outside_ascii_where_only_ascii_reads(name: str, text: str) -> bool:
     return name in ASCII_HEADERS and not text.isascii()
 
 
+# Types besides text/* that define a charset parameter: XML's (RFC 7303), an e-invoice's.
+_XML_TYPES = frozenset({"application/xml", "application/xml-dtd",
+                        "application/xml-external-parsed-entity"})
+
+
+def _takes_charset(media_type: str) -> bool:
+    return media_type.startswith("text/") or media_type in _XML_TYPES or media_type.endswith(
+        "+xml")
+
+
 def _charset_problem(media_type: str, charset: str, content: bytes) -> str | None:
     """Why ``charset`` cannot label this attachment (None: it can)."""
-    if not media_type.startswith("text/"):
-        return "a charset is a text type's parameter only"
+    if not _takes_charset(media_type):
+        return "a charset is a parameter of text and XML types only"
     if not readers_know(charset):
         return f"charset {charset} is not one mail readers decode as we do"
     try:
@@ -361,7 +371,7 @@ class _Reader:
         media = _CONTENT_TYPE.fullmatch(ctype.lower()) if ctype is not None else None
         if ctype is not None and media is None:
             self.problem(f"{where}.content_type", Refusal.INVALID_FIELD,
-                         "not a type/subtype, or a text type with ; charset=NAME")
+                         "not a type/subtype, or a text or XML type with ; charset=NAME")
         content = self._base64(f"{where}.content", encoded)
         content_id = self._content_id(f"{where}.content_id", item, html)
         if filename is None or media is None or content is None or content_id == "":
