@@ -402,6 +402,21 @@ def test_a_body_that_is_no_string_is_not_also_called_empty(
     assert [(d["field"], d["message"]) for d in error.details] == [(field, "expected a string")]
 
 
+@pytest.mark.parametrize(("text", "html", "kept"), [
+    pytest.param("Hello", "\n", ("Hello", None), id="blank-html"),
+    pytest.param(" \r\n", "<p>Hello</p>", (None, "<p>Hello</p>"), id="blank-text"),
+    pytest.param(" ", "\n", (" ", "\n"), id="both-blank"),
+])
+def test_a_blank_body_beside_one_with_content_is_left_out(
+    text: str, html: str, kept: tuple[str | None, str | None]
+) -> None:
+    # A template rendered to white space went out as an alternative of its own: a blank
+    # html part is what most readers show, a blank text part what text-preferring ones
+    # and previews show.
+    request = parse(text=text, html=html)
+    assert (request.text, request.html) == kept
+
+
 def test_metadata_of_2_kib_as_a_client_writes_it_is_taken() -> None:
     # Measured with Python's ", " and ": " separators, 2 KiB of compact JSON (as
     # JSON.stringify and most encoders write it) over 80 keys counted 2,207 bytes.

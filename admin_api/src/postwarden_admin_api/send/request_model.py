@@ -310,7 +310,7 @@ class _Reader:
             given = "text" in self.body or "html" in self.body
             self.problem("text", Refusal.EMPTY_BODY,
                          "text and html are empty" if given else "give text, html or both")
-        return parts[0], parts[1]
+        return _without_blank(parts[0], parts[1])
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         raw = self.body.get("headers", {})
@@ -473,6 +473,15 @@ def _metadata_problem(raw: dict[str, Any]) -> str | None:
     if size > MAX_METADATA_BYTES:
         return f"at most {MAX_METADATA_BYTES} bytes as compact JSON in UTF-8 ({size} given)"
     return None
+
+
+def _without_blank(text: str | None, html: str | None) -> tuple[str | None, str | None]:
+    """``text`` and ``html``, one that is white space alone left out beside one that is
+    not: a template rendered blank went out as an alternative of its own, which readers
+    showed as a blank message (most show html; text-preferring ones and previews, text)."""
+    if text and html and text.isspace() != html.isspace():
+        return (None, html) if text.isspace() else (text, None)
+    return text, html
 
 
 def _header_value_problem(lower: str, text: str) -> str | None:
