@@ -399,6 +399,17 @@ def test_a_word_too_long_for_a_line_even_alone_is_encoded() -> None:
     assert max(len(line) for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")) <= 998
 
 
+def test_the_references_of_a_long_thread_go_out_folded_between_its_ids() -> None:
+    """A reply's References is its parent's and the parent's id (RFC 5322 3.6.4), as long
+    as the thread: past 900 characters (15 ids of 60) it was refused."""
+    ids = [f"<{n:04}.{'x' * 40}@mail.example.org>" for n in range(60)]
+    data, parsed = built(headers={"References": " ".join(ids)})
+    assert str(parsed["References"]).split() == ids
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"=?" not in head
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+
+
 def test_a_quoted_display_name_may_hold_angle_brackets() -> None:
     """RFC 5322 quotes them; the request was refused as a bad local part."""
     data, parsed = built(**{"from": '"ACME Inc. <Billing>" <app@example.com>',

@@ -25,6 +25,8 @@ REFUSED = [
     pytest.param({"tags": ["a", "a"]}, id="tag-given-twice"),
     pytest.param({"attachments": [{**FILE, "disposition": "inline"}]}, id="attachment-extra-key"),
     pytest.param({"headers": {"X-Note": "v" * 901}}, id="header-value-too-long"),
+    pytest.param({"headers": {"references": "<a@example.org> " * 501}},
+                 id="references-too-long"),
     pytest.param({"attachments": [{**FILE, "filename": "a" * 252 + ".txt"}]},
                  id="filename-too-long"),
     pytest.param({"attachments": [{**FILE, "filename": ""}]}, id="empty-filename"),
@@ -35,7 +37,8 @@ REFUSED = [
 ]
 AT_THE_LIMITS = body(
     metadata={"note": "x" * 1000, "count": 3, "ok": True, "none": None},
-    tags=["t" * 64, "a.b:c_d-e"], headers={"X-Note": "v" * 900},
+    tags=["t" * 64, "a.b:c_d-e"],
+    headers={"X-Note": "v" * 900, "REFERENCES": "<a@example.org> " * 499 + "<ab@example.org>"},
     attachments=[FILE, {**FILE, "filename": "a" * 251 + ".txt"},
                  {**FILE, "content_id": "c" * 243 + "@example.com"}],
     html="<img src='cid:" + "c" * 243 + "@example.com'>",

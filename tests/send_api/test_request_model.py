@@ -755,6 +755,20 @@ def test_a_bad_header_value_is_told_what_is_wrong_with_it(value: str, message: s
                         "message": message}]
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param("<a@example.org> " * 501, "at most 8000 characters", id="too-long"),
+        pytest.param("<a@example.org>" * 61, "at most 900 characters between spaces: "
+                     "separate the message ids with spaces", id="ids-unspaced"),
+    ],
+)
+def test_references_are_told_their_own_limits(value: str, message: str) -> None:
+    details = refusal(headers={"References": value}).details
+    assert details == [{"field": "headers.References", "code": "invalid_header",
+                        "message": message}]
+
+
 def test_recipients_over_the_limit_across_fields_are_told_that_all_fields_count() -> None:
     """Spread over cc and bcc, with none in to, they were refused as "to: at most N"."""
     many = {"to": [], "cc": [f"c{n}@example.org" for n in range(CAPS.max_recipients)],

@@ -29,6 +29,7 @@ from .request_model import (
     MAX_HEADER_VALUE,
     MAX_HEADERS,
     MAX_METADATA_BYTES,
+    MAX_REFERENCES,
     MAX_SUBJECT,
     MAX_TAG,
     MAX_TAGS,
@@ -68,8 +69,12 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
     "to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES, "reply_to": _ADDRESSES,
     "text": {"type": "string"},
     "html": {"type": "string"},
-    "headers": {"type": "object", "maxProperties": MAX_HEADERS, "additionalProperties": {
-        "type": "string", "minLength": 1, "maxLength": MAX_HEADER_VALUE}},
+    "headers": {"type": "object", "maxProperties": MAX_HEADERS,
+                # Names in any case: JSON Schema's patterns have no case-insensitive flag.
+                "patternProperties": {"^[Rr][Ee][Ff][Ee][Rr][Ee][Nn][Cc][Ee][Ss]$": {
+                    "type": "string", "minLength": 1, "maxLength": MAX_REFERENCES}},
+                "additionalProperties": {
+                    "type": "string", "minLength": 1, "maxLength": MAX_HEADER_VALUE}},
     "attachments": {"type": "array", "maxItems": MAX_ATTACHMENTS, "items": {
         "type": "object", "required": ["filename", "content_type", "content"],
         "additionalProperties": False,

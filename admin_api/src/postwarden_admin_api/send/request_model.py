@@ -77,6 +77,12 @@ _CONTENT_TYPE = re.compile(
 MAX_SUBJECT = 998
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 900
+# A reply's References is its parent's and the parent's id (RFC 5322 3.6.4), as long as
+# its thread: 900 characters are 15 ids. Each word stays within MAX_HEADER_VALUE, so
+# that it folds between its ids (one too long for a line would be encoded).
+MAX_REFERENCES = 8000
+REFERENCES_WORD_DETAIL = (f"at most {MAX_HEADER_VALUE} characters between spaces: separate "
+                          "the message ids with spaces")
 SHOWN_NAME = 80  # characters of an invalid header name given back (a valid one has 76)
 MAX_ATTACHMENTS = 20
 MAX_FILENAME = 255
@@ -489,14 +495,17 @@ def _header_value_problem(lower: str, text: str) -> str | None:
     apart."""
     if not text.strip():
         return "empty: give a value, or leave the header out"
-    if len(text) > MAX_HEADER_VALUE:
-        return f"at most {MAX_HEADER_VALUE} characters"
+    most = MAX_REFERENCES if lower == "references" else MAX_HEADER_VALUE
+    if len(text) > most:
+        return f"at most {most} characters"
     if has_control(text):
         return "holds a control character (a line break among them)"
     if has_encoded_word(text):
         return ENCODED_WORD_DETAIL
     if _outside_ascii_where_only_ascii_reads(lower, text):
         return ASCII_HEADER_DETAIL
+    if lower == "references" and max(map(len, text.split(" "))) > MAX_HEADER_VALUE:
+        return REFERENCES_WORD_DETAIL
     return None
 
 
