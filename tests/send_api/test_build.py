@@ -467,6 +467,23 @@ def test_an_xml_attachment_carries_the_charset_given(content_type: str) -> None:
     assert attachment.get_content().decode() == xml
 
 
+@pytest.mark.parametrize("content_type", ["text/calendar; method=REQUEST; charset=UTF-8",
+                                          'TEXT/CALENDAR;CHARSET="utf-8"; Method="request"'])
+def test_a_calendar_attachment_carries_its_method(content_type: str) -> None:
+    """An invitation's method (RFC 5546), without which Outlook shows no Accept and
+    Decline: "text/calendar; method=REQUEST" was refused, no type/subtype."""
+    ics = "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nSUMMARY:Réunion\r\nEND:VCALENDAR\r\n"
+    _, message = built(attachments=[{
+        "filename": "invite.ics", "content_type": content_type,
+        "content": base64.b64encode(ics.encode()).decode(),
+    }])
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_content_type() == "text/calendar"
+    assert attachment.get_param("method") == "REQUEST"
+    assert attachment.get_content_charset() == "utf-8"
+    assert attachment.get_content() == ics
+
+
 def test_only_the_message_itself_carries_mime_version() -> None:
     """RFC 2045 puts MIME-Version in the message's header: the email package added it to
     the html alternative and to every file part too."""

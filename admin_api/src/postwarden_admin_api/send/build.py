@@ -291,7 +291,8 @@ def _file_part(attachment: Attachment) -> EmailMessage:
     inline one with its Content-ID, unfolded: the registry would encode one too long
     for a line, which no reader then finds for its cid: URL."""
     maintype, _, subtype = attachment.content_type.partition("/")
-    params = {"charset": attachment.charset} if attachment.charset else None
+    params = {name: value for name, value in (("charset", attachment.charset),
+                                              ("method", attachment.method)) if value}
     inline = attachment.content_id is not None
     part = EmailMessage(policy=POLICY)
     part.set_content(attachment.content, maintype=maintype, subtype=subtype,

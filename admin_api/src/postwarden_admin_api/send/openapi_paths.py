@@ -84,7 +84,8 @@ _OPTIONAL_SEND_FIELDS: dict[str, dict[str, Any]] = {
                                         "characters or encoded words, not dots alone"},
             "content_type": {"type": "string",
                              "description": "type/subtype; a text or XML type may add "
-                                            "'; charset=NAME', the content's charset"},
+                                            "'; charset=NAME', the content's charset, "
+                                            "text/calendar '; method=NAME' (RFC 5546)"},
             "content": {"type": "string", "contentEncoding": "base64"},
             "content_id": {"type": "string", "pattern": f"^{CONTENT_ID.pattern}$",
                            "description": "an inline file, shown by the html body "

@@ -69,11 +69,15 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
 MAX_TAG = 64
 TAG = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TAG}}}")
 TAG_DETAIL = f"1 to {MAX_TAG} of A-Z a-z 0-9 _ . : - (case told apart)"
-# type/subtype, and for a text or XML type its charset (a text file in UTF-8 went out with none,
-# which readers take for their default, windows-1252 say, and show garbled).
-_CONTENT_TYPE = re.compile(
-    r"(?P<type>[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64})"
-    r'(?:[ \t]*;[ \t]*charset=(?P<q>"?)(?P<charset>[a-z0-9_.:()+-]{1,40})(?P=q))?')
+# type/subtype, and for a text or XML type its charset (a text file in UTF-8 went out with
+# none, which readers take for their default, windows-1252 say, and show garbled), for a
+# calendar its method (RFC 5546: Outlook shows an invitation's Accept and Decline by it).
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
+_PARAMETER = re.compile(r'(?P<name>charset|method)=(?P<q>"?)(?P<value>[a-z0-9_.:()+-]{1,40})(?P=q)')
+CONTENT_TYPE_DETAIL = ("not a type/subtype, with at most a text or XML type's ; charset=NAME "
+                       "and text/calendar's ; method=NAME")
+CALENDAR_METHODS = ("PUBLISH", "REQUEST", "REPLY", "ADD", "CANCEL", "REFRESH", "COUNTER",
+                    "DECLINECOUNTER")
 MAX_SUBJECT = 998
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 900
@@ -110,6 +114,7 @@ class Attachment:
     content: bytes
     charset: str | None = None  # a text type's, as given
     content_id: str | None = None  # an inline file's, shown in the html body
+    method: str | None = None  # a calendar's (text/calendar), upper case
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,31 @@ _XML_TYPES = frozenset({"application/xml", "application/xml-dtd",
 def _takes_charset(media_type: str) -> bool:
     return media_type.startswith("text/") or media_type in _XML_TYPES or media_type.endswith(
         "+xml")
+
+
+def _media_type(text: str) -> tuple[str, dict[str, str]] | None:
+    """``text`` (lower case) as its type/subtype and parameters; None unless it is
+    one, with charset and method at most once each."""
+    media_type, *given = (part.strip(" \t") for part in text.split(";"))
+    parameters: dict[str, str] = {}
+    for parameter in given:
+        found = _PARAMETER.fullmatch(parameter)
+        if found is None or found["name"] in parameters:
+            return None
+        parameters[found["name"]] = found["value"]
+    return (media_type, parameters) if _MEDIA_TYPE.fullmatch(media_type) else None
+
+
+def _parameters_problem(media_type: str, parameters: dict[str, str],
+                        content: bytes) -> str | None:
+    """Why ``parameters`` cannot be given to this attachment (None: they can)."""
+    method = parameters.get("method")
+    if method is not None and media_type != "text/calendar":
+        return "a method is a parameter of text/calendar only"
+    if method is not None and method.upper() not in CALENDAR_METHODS:
+        return f"method is not one of RFC 5546's: {', '.join(CALENDAR_METHODS)}"
+    charset = parameters.get("charset")
+    return None if charset is None else _charset_problem(media_type, charset, content)
 
 
 def _charset_problem(media_type: str, charset: str, content: bytes) -> str | None:
@@ -374,16 +404,15 @@ class _Reader:
         if filename is not None and (problem := _filename_problem(filename)):
             self.problem(f"{where}.filename", Refusal.INVALID_FIELD, problem)
             filename = None
-        media = _CONTENT_TYPE.fullmatch(ctype.lower()) if ctype is not None else None
+        media = _media_type(ctype.lower()) if ctype is not None else None
         if ctype is not None and media is None:
-            self.problem(f"{where}.content_type", Refusal.INVALID_FIELD,
-                         "not a type/subtype, or a text or XML type with ; charset=NAME")
+            self.problem(f"{where}.content_type", Refusal.INVALID_FIELD, CONTENT_TYPE_DETAIL)
         content = self._base64(f"{where}.content", encoded)
         content_id = self._content_id(f"{where}.content_id", item, html)
         if filename is None or media is None or content is None or content_id == "":
             return None
-        ctype, charset = media["type"], media["charset"]
-        if charset is not None and (problem := _charset_problem(ctype, charset, content)):
+        ctype, parameters = media
+        if problem := _parameters_problem(ctype, parameters, content):
             self.problem(f"{where}.content_type", Refusal.INVALID_FIELD, problem)
             return None
         if len(content) > self.caps.max_attachment_bytes:
@@ -393,7 +422,9 @@ class _Reader:
         if reason is not None:
             self.problem(where, Refusal.ATTACHMENT_NOT_ALLOWED, reason)
             return None
-        return Attachment(filename, ctype, content, charset, content_id)
+        method = parameters.get("method")
+        return Attachment(filename, ctype, content, parameters.get("charset"), content_id,
+                          method and method.upper())
 
     def _content_id(self, where: str, item: dict[str, Any], html: bool) -> str | None:
         """The attachment's content_id: None if it has none, "" if it is refused."""
