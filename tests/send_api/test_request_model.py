@@ -780,6 +780,28 @@ def test_references_are_told_their_own_limits(value: str, message: str) -> None:
                         "message": message}]
 
 
+def test_message_ids_copied_folded_from_the_message_replied_to_are_unfolded() -> None:
+    # Python's email package (its default compat32 policy) and others give a parsed
+    # message's References with its folding: the reply was refused, "holds a control
+    # character". Between message ids, any white space is the same separator.
+    request = parse(headers={
+        "References": "<a@example.org>\r\n\t<b@example.org>\n <c@example.org>",
+        "in-reply-to": "\t<c@example.org>",
+    })
+    assert request.headers == (
+        ("References", "<a@example.org> <b@example.org> <c@example.org>"),
+        ("in-reply-to", "<c@example.org>"),
+    )
+
+
+@pytest.mark.parametrize("value", ["<a@example.org>\r\nBcc: x@example.org",
+                                   "<a@example.org>\n\n <b@example.org>"])
+def test_a_line_break_that_folds_nothing_is_still_refused_in_message_ids(value: str) -> None:
+    details = refusal(headers={"References": value}).details
+    assert details == [{"field": "headers.References", "code": "invalid_header",
+                        "message": "holds a control character (a line break among them)"}]
+
+
 def test_recipients_over_the_limit_across_fields_are_told_that_all_fields_count() -> None:
     """Spread over cc and bcc, with none in to, they were refused as "to: at most N"."""
     many = {"to": [], "cc": [f"c{n}@example.org" for n in range(CAPS.max_recipients)],

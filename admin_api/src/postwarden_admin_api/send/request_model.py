@@ -62,6 +62,11 @@ ASCII_HEADERS = frozenset({
     "in-reply-to", "references", "list-unsubscribe", "list-unsubscribe-post", "list-help",
     "list-subscribe", "list-owner", "list-archive", "list-post",
 })
+# Lists of message ids, in which any white space (a fold too) is one separator: a parsed
+# message's References, as Python's email package (compat32) and others give it, keeps
+# its folding, which a reply copies.
+MESSAGE_ID_HEADERS = frozenset({"in-reply-to", "references"})
+_FOLDED_BLANKS = re.compile(r"(?:\r?\n)?[ \t]+")
 ASCII_HEADER_DETAIL = ("URLs and message ids must be ASCII: write an internationalised "
                        "domain as its A-label (xn--...), other characters percent-encoded")
 RESERVED_HEADER_PREFIXES = ("x-postwarden-",)
@@ -368,6 +373,8 @@ class _Reader:
             ):
                 self.problem(where, Refusal.INVALID_HEADER, "this header is reserved")
             elif (text := self.string(where, value, Refusal.INVALID_HEADER)) is not None:
+                if lower in MESSAGE_ID_HEADERS:
+                    text = _FOLDED_BLANKS.sub(" ", text).strip(" ")
                 if problem := _header_value_problem(lower, text):
                     self.problem(where, Refusal.INVALID_HEADER, problem)
                 elif lower == "sender":  # kept parsed, as sender_header
