@@ -802,6 +802,13 @@ def test_a_line_break_that_folds_nothing_is_still_refused_in_message_ids(value: 
                         "message": "holds a control character (a line break among them)"}]
 
 
+@pytest.mark.parametrize("text", ["", "  ", "<>", "Billing <>"])
+def test_an_empty_address_is_told_it_is_empty(text: str) -> None:
+    # A template's unset cc was told "expected local@domain with a plain ASCII local part".
+    assert refusal(cc=text).details == [{"field": "cc[0]", "code": "invalid_recipient",
+                                         "message": "empty: give an address"}]
+
+
 def test_recipients_over_the_limit_across_fields_are_told_that_all_fields_count() -> None:
     """Spread over cc and bcc, with none in to, they were refused as "to: at most N"."""
     many = {"to": [], "cc": [f"c{n}@example.org" for n in range(CAPS.max_recipients)],

@@ -175,6 +175,8 @@ def parse_mailbox(text: str) -> Mailbox:
         text = angle["address"].strip()
         if len(display_name) > MAX_DISPLAY_NAME:
             raise AddressError("display name is too long")
+    if not text:  # told apart: a template's unset field was told of a bad local part
+        raise AddressError("empty: give an address")
     local, sep, domain = text.rpartition("@")
     if not sep or not _DOT_ATOM.fullmatch(local) or len(local) > MAX_LOCAL_PART:
         if _holds_several(text):
