@@ -809,6 +809,15 @@ def test_an_empty_address_is_told_it_is_empty(text: str) -> None:
                                          "message": "empty: give an address"}]
 
 
+@pytest.mark.parametrize("text", ["bob@example.org;", "Bob <bob@example.org>, "])
+def test_an_address_with_a_list_separator_after_it_is_told_so(text: str) -> None:
+    # As Outlook writes a list ("a@x.org; b@x.org;"): told "domain is not a valid host
+    # name", or "expected local@domain with a plain ASCII local part".
+    assert refusal(to=text).details == [{
+        "field": "to[0]", "code": "invalid_recipient",
+        "message": "ends with , or ;: give the address alone (several as a list)"}]
+
+
 def test_recipients_over_the_limit_across_fields_are_told_that_all_fields_count() -> None:
     """Spread over cc and bcc, with none in to, they were refused as "to: at most N"."""
     many = {"to": [], "cc": [f"c{n}@example.org" for n in range(CAPS.max_recipients)],

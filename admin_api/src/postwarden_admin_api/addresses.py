@@ -166,6 +166,8 @@ def parse_mailbox(text: str) -> Mailbox:
         raise AddressError("address is too long")
     _refuse_hidden_text(text)
     text = text.strip()
+    if text.endswith((",", ";")) and not _holds_several(text):  # a list as Outlook writes it
+        raise AddressError("ends with , or ;: give the address alone (several as a list)")
     display_name = ""
     angle = _ANGLE_FORM.fullmatch(text)
     if angle is not None:
