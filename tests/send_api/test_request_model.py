@@ -818,6 +818,16 @@ def test_an_address_with_a_list_separator_after_it_is_told_so(text: str) -> None
         "message": "ends with , or ;: give the address alone (several as a list)"}]
 
 
+@pytest.mark.parametrize("text", ["bob@example.org (Bob Smith)", "bob(Sales)@example.org",
+                                  "Bob <bob@example.org (work)>"])
+def test_an_address_with_a_comment_is_told_to_give_the_name_otherwise(text: str) -> None:
+    # RFC 5322's comments, as older software writes a name ("bob@example.org (Bob)"):
+    # told "domain is not a valid host name", or of a bad local part.
+    assert refusal(to=text).details == [{
+        "field": "to[0]", "code": "invalid_recipient",
+        "message": "comments ((...)) are not accepted: write Name <local@domain>"}]
+
+
 def test_recipients_over_the_limit_across_fields_are_told_that_all_fields_count() -> None:
     """Spread over cc and bcc, with none in to, they were refused as "to: at most N"."""
     many = {"to": [], "cc": [f"c{n}@example.org" for n in range(CAPS.max_recipients)],

@@ -179,6 +179,8 @@ def parse_mailbox(text: str) -> Mailbox:
             raise AddressError("display name is too long")
     if not text:  # told apart: a template's unset field was told of a bad local part
         raise AddressError("empty: give an address")
+    if "(" in text or ")" in text:  # an address has none; older software writes a name so
+        raise AddressError("comments ((...)) are not accepted: write Name <local@domain>")
     local, sep, domain = text.rpartition("@")
     if not sep or not _DOT_ATOM.fullmatch(local) or len(local) > MAX_LOCAL_PART:
         if _holds_several(text):
