@@ -828,6 +828,17 @@ def test_an_address_with_a_comment_is_told_to_give_the_name_otherwise(text: str)
         "message": "comments ((...)) are not accepted: write Name <local@domain>"}]
 
 
+@pytest.mark.parametrize("text", ["undisclosed-recipients:;", "Team: bob@example.org;",
+                                  "Team: bob@example.org, ann@example.org;"])
+def test_a_group_is_told_to_be_given_as_a_list(text: str) -> None:
+    # RFC 5322's group syntax: told "ends with , or ;", "one address per string", or of
+    # a bad local part.
+    assert refusal(to=text).details == [{
+        "field": "to[0]", "code": "invalid_recipient",
+        "message": "groups (Name: a@x.org, b@x.org;) are not accepted: give the addresses "
+                   "as a list"}]
+
+
 def test_recipients_over_the_limit_across_fields_are_told_that_all_fields_count() -> None:
     """Spread over cc and bcc, with none in to, they were refused as "to: at most N"."""
     many = {"to": [], "cc": [f"c{n}@example.org" for n in range(CAPS.max_recipients)],

@@ -35,6 +35,7 @@ _ANGLE_FORM = re.compile(r'(?P<name>(?:"(?:[^"\\]|\\.)*+"|[^<>"])*+)<(?P<address
 _QUOTED_STRING = re.compile(r'"(?P<text>(?:[^"\\]|\\.)*)"')
 _QUOTED_PAIR = re.compile(r"\\(.)")
 _LIST_SEPARATOR = re.compile(r"[,;]")
+_GROUP = re.compile(r'[^<>"@,;:]*:.*;', re.DOTALL)  # RFC 5322's "Name: a@x.org, b@x.org;"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 # RFC 2047's encoded word. The email package decodes one wherever it meets it in
 # header text, so through it a client could pass what the checks refused (another
@@ -166,6 +167,9 @@ def parse_mailbox(text: str) -> Mailbox:
         raise AddressError("address is too long")
     _refuse_hidden_text(text)
     text = text.strip()
+    if _GROUP.fullmatch(text):
+        raise AddressError("groups (Name: a@x.org, b@x.org;) are not accepted: give the "
+                           "addresses as a list")
     if text.endswith((",", ";")) and not _holds_several(text):  # a list as Outlook writes it
         raise AddressError("ends with , or ;: give the address alone (several as a list)")
     display_name = ""
