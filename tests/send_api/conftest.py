@@ -68,6 +68,18 @@ def body(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+async def relayed(server: tuple[Scripted, int], message_id: str) -> bytes:
+    """The message of ``message_id`` as the relay sent it to the SMTP server: read from
+    the outbox, it is gone once the relay came first (the row is deleted once sent)."""
+    handler, _ = server
+    for _ in range(600):
+        sent = [data for _, _, data in handler.received if message_id.encode() in data]
+        if sent:
+            return sent[0]
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{message_id} was not relayed")
+
+
 @pytest.fixture
 async def client(
     # First, so it stops last: an SMTP server stopped while the app's relay still holds

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from postwarden_admin_api.context import POOL
 from postwarden_admin_api.send.attachments import UNREAD_BINHEX, UNREADABLE_SIGNED
 from postwarden_admin_api.send.build import build_message
 from postwarden_admin_api.send.request_model import Attachment, Caps, parse_request
 from postwarden_policies import Envelope, parse_message, uuencode
 from tests import binhex
+from tests.fixtures.scripted_smtp import Scripted
 
-from .conftest import Client, body
+from .conftest import Client, body, relayed
 from .test_attachment_smime import _signed
 
 pytestmark = pytest.mark.postgres
@@ -62,6 +62,7 @@ def _milter_flags(request: dict[str, Any], attachment: Attachment) -> set[str]:
 ])
 async def test_binhex_reads_share_one_budget_in_a_request(
     client: Client, sender: dict[str, str], attached: Any, refusal: str,
+    smtp_server: tuple[Scripted, int],
 ) -> None:
     over = _request(attached(HALF))
     assert "unscanned_text" in _milter_flags(over, attached(HALF))
@@ -73,7 +74,5 @@ async def test_binhex_reads_share_one_budget_in_a_request(
     within = _request(attached(HALF - 1))
     response = await client.post("/api/v1/send-email", headers=sender, json=within)
     assert response.status == 202, await response.text()
-    stored = await client.app[POOL].fetchval(
-        "SELECT o.content FROM outbox o JOIN outbound_messages m ON m.id = o.message_id "
-        "WHERE m.subject = $1", within["subject"])
-    assert "unscanned_text" not in parse_message(stored, Envelope()).flags
+    sent = await relayed(smtp_server, (await response.json())["message_id"])
+    assert "unscanned_text" not in parse_message(sent, Envelope()).flags
