@@ -239,3 +239,16 @@ async def test_deliveries_refuse_a_parameter_that_is_no_filter(
     assert response.status == 422
     details = (await response.json())["error"]["details"]
     assert [d["field"] for d in details] == ["stauts", "limit"]
+
+
+async def test_deliveries_before_id_0_is_refused_as_the_other_pages_refuse_it(
+    client: Client, admin_key: str
+) -> None:
+    # It was read as no filter: "the deliveries before 0" listed every one.
+    created = await client.post("/api/v1/webhooks", json=new_hook("before-zero"),
+                                headers=bearer(admin_key))
+    path = f"/api/v1/webhooks/{(await created.json())['id']}/deliveries"
+    response = await client.get(path, headers=bearer(admin_key), params={"before_id": "0"})
+    assert response.status == 422, await response.text()
+    details = (await response.json())["error"]["details"]
+    assert [d["field"] for d in details] == ["before_id"]

@@ -131,7 +131,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                 _ID,
                 param("status", "query", {"type": "string",
                                           "enum": ["pending", "delivered", "dead"]}),
-                param("before_id", "query", {"type": "integer", "minimum": 0}),
+                param("before_id", "query", {"type": "integer", "minimum": 1}),
                 param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
             ],
             errors=error_codes(_INVALID, _NOT_FOUND),

@@ -298,7 +298,9 @@ async def webhooks_deliveries(request: web.Request) -> web.Response:
     query = QueryProblems(request)
     query.found += unknown_parameters(request.query, DELIVERY_PARAMETERS)
     status = query.read(_status_filter)
-    before = query.read(query_int, "before_id", 0, 0, 2**63 - 1) or None
+    # 0 is no delivery's id: read as no filter, it listed from the newest (a client's
+    # "before the first" got the whole list back), where the other pages refuse it.
+    before = query.read(query_int, "before_id", 0, 1, 2**63 - 1) or None
     limit = query.read(query_int, "limit", 50, 1, 500)
     query.raise_any()
     assert limit is not None  # noqa: S101 - a bad one was raised above
