@@ -484,3 +484,19 @@ async def test_a_page_of_revisions_of_no_policy_is_a_404(
                                     headers=bearer(admin_key), params={"before": "1"})
     assert oldest.status == 200, await oldest.text()
     assert await oldest.json() == {"revisions": [], "next_before": None}
+
+
+async def test_a_long_name_to_deactivate_is_given_back_cut(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # It was echoed whole: a path of 5000 characters came back in the 409, a body's
+    # names each in full, twice for one named twice.
+    name = "x" * 5000
+    alone = await admin_client.post(f"/api/v1/policies/{name}/deactivate",
+                                    headers=bearer(admin_key))
+    twice = await admin_client.post("/api/v1/policies/deploy", headers=bearer(admin_key),
+                                    json={"deactivate": [name, name]})
+    for response, status in ((alone, 409), (twice, 422)):
+        assert response.status == status, await response.text()
+        text = await response.text()
+        assert "x" * 80 in text and "x" * 81 not in text

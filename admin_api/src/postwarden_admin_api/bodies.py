@@ -209,7 +209,13 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
-SHOWN_KEY = 80  # characters of a duplicate key given back
+SHOWN_KEY = 80  # characters of a duplicate key, or another value, given back
+
+
+def shown(value: str) -> str:
+    """A value the client gave, quoted as an error gives it back: its first SHOWN_KEY
+    characters (a path or body may hold a million)."""
+    return repr(value[:SHOWN_KEY])
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -221,7 +227,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         for key, _ in pairs:
             if key in seen:
                 raise ApiError(400, "invalid_json",
-                               f"request body has a duplicate key {key[:SHOWN_KEY]!r}")
+                               f"request body has a duplicate key {shown(key)}")
             seen.add(key)
     return data
 

@@ -32,6 +32,7 @@ from .bodies import (
     query_int,
     read_body,
     read_json_object,
+    shown,
     unknown_fields,
 )
 from .context import POOL, Role, allow, principal, reads_query
@@ -265,7 +266,7 @@ def _one_change_per_policy(rows: list[asyncpg.Record], names: list[str]) -> None
     for field, name in fields:
         if name in first:
             problems.append({"field": field,
-                             "message": f"policy {name!r} is also in {first[name]}"})
+                             "message": f"policy {shown(name)} is also in {first[name]}"})
         else:
             first[name] = field
     if problems:
@@ -291,7 +292,7 @@ async def _deploy(request: web.Request, ids: list[int], names: list[str]) -> web
         active = await active_revisions(conn, names)
         if inactive := [name for name in names if name not in active]:
             raise ApiError(409, "no_active_policy", "a policy to deactivate is not active",
-                           [{"field": "deactivate", "message": f"{name!r} is not active"}
+                           [{"field": "deactivate", "message": f"{shown(name)} is not active"}
                             for name in inactive])
         changed = [row for row in rows if not row["active"]]  # the others: no reload, no event
         change = await change_active_set(conn, changed, names, principal(request).key_id)
