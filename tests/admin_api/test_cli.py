@@ -433,7 +433,7 @@ async def test_a_key_name_holds_no_control_character(
                                        json={"role": "auditor", "name": "ci\x1b[2J"})
     assert response.status == 422
     assert (await response.json())["error"]["details"] == [
-        {"field": "name", "message": "control characters are not allowed"}]
+        {"field": "name", "message": "control, invisible and bidi characters are not allowed"}]
     with pytest.raises(SystemExit):
         main(["keys", "create", "--role", "auditor", "--name", "ci\x1b[2J"])
     assert await _cli(["keys", "create", "--role", "auditor", "--name", "old"]) == 0

@@ -130,6 +130,22 @@ async def test_an_expiry_past_by_the_databases_clock_is_refused(
         {"field": "expires_at", "message": "must be in the future: the key would never work"}]
 
 
+@pytest.mark.parametrize("hidden", ["\u200b", "\u202e", "\u2066", "\u2069", "\ufeff",
+                                    "\u2028"])
+async def test_a_key_name_with_an_invisible_or_bidi_character_is_refused(
+    admin_client: TestClient[Any, Any], admin_key: str, hidden: str
+) -> None:
+    # They were stored: "ci\u202egol" is listed as "cilog", a zero-width space makes
+    # two keys of one name to the eye.
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key),
+                                       json={"role": "auditor", "name": f"ci{hidden}gol"})
+    assert response.status == 422, await response.text()
+    assert (await response.json())["error"]["details"] == [
+        {"field": "name", "message": "control, invisible and bidi characters are not allowed"}]
+    escaped = hidden.encode("unicode_escape").decode()  # as `keys list` shows one stored
+    assert keys.shown_name(f"ci{hidden}gol") == f"ci{escaped}gol"
+
+
 @pytest.mark.parametrize("role", [[], {}, ["admin"]], ids=["list", "object", "list of one"])
 async def test_a_role_that_is_no_string_is_a_field_error(
     admin_client: TestClient[Any, Any], admin_key: str, role: object

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 import asyncpg
@@ -24,7 +24,12 @@ from .context import Principal, Role
 PREFIX = "pw_"
 SENDER_MAX = 320
 NAME_MAX = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters no name shows: controls (Cc), the invisible and bidi format characters (Cf:
+# U+200B, U+202E, U+2066..2069, U+FEFF...) and the line and paragraph separators. A
+# terminal acts on an escape sequence; one of the others hides or reorders what a
+# name is read as (two keys listed alike, one looking like another).
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+HIDDEN_REFUSED = "control, invisible and bidi characters are not allowed"
 # How long a rotated key keeps working: a day unless told, at most 30 days.
 DEFAULT_GRACE_SECONDS = 86400
 MAX_GRACE_SECONDS = 30 * 86400
@@ -119,12 +124,12 @@ def allowed_sender(value: object) -> str:
 
 def key_name(value: object) -> str:
     """A key's name as stored: 1 to NAME_MAX characters, not blank, stripped, with no
-    control character (`keys list` prints names to a terminal, where an escape sequence
-    would act); ValueError for anything else (the API's and the CLI's one check)."""
+    hidden character (`keys list` prints names to a terminal: see _HIDDEN); ValueError
+    for anything else (the API's and the CLI's one check)."""
     if not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
         raise ValueError(f"expected 1..{NAME_MAX} characters")
-    if _CONTROL.search(value):
-        raise ValueError("control characters are not allowed")
+    if any(map(_hidden, value)):
+        raise ValueError(HIDDEN_REFUSED)
     return value.strip()
 
 
@@ -145,10 +150,15 @@ def key_expiry(text: object) -> dt.datetime:
     return value
 
 
+def _hidden(char: str) -> bool:
+    return unicodedata.category(char) in _HIDDEN
+
+
 def shown_name(name: str) -> str:
     """A stored name fit for a terminal: one stored before names were checked for
-    control characters has them written as escapes."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", name)
+    hidden characters has them written as escapes."""
+    return "".join(c.encode("unicode_escape").decode("ascii") if _hidden(c) else c
+                   for c in name)
 
 
 def _hash(secret: str) -> bytes:
