@@ -157,6 +157,8 @@ async def _policy_refusals(client: Client, admin: str) -> list[Refused]:
         Refused("post", DEPLOY, DEPLOY, b'{"deactivate": ["database-rules"]}', JSON, 422),
         Refused("post", DEPLOY, DEPLOY, b"{", JSON, 400),
         Refused("post", DEACTIVATE, f"{inactive}/deactivate", None, {}, 409),
+        Refused("post", DEACTIVATE, f"{inactive}/deactivate", None, STALE, 412),
+        Refused("post", DEPLOY, DEPLOY, b"{}", {**JSON, **STALE}, 412),
         Refused("post", ROLLBACK, f"{inactive}/rollback", b"{}", JSON, 409),
         Refused("post", ROLLBACK, f"{POLICIES}/refused-none/rollback", b"{}", JSON, 404),
         Refused("post", ROLLBACK, f"{inactive}/rollback", b'{"revision_id": "1"}', JSON, 422),
@@ -187,6 +189,7 @@ async def _rules_and_settings_refusals(client: Client, admin: str, mint_key: Min
         Refused("delete", RULE, f"{RULES}/refused-r", None, STALE, 412),
         Refused("put", SETTINGS, SETTINGS, b'{"nosuch": 1}', JSON, 422),
         Refused("put", SETTINGS, SETTINGS, b"{", JSON, 400),
+        Refused("put", SETTINGS, SETTINGS, b"{}", {**JSON, **STALE}, 412),
         Refused("put", SETTINGS, SETTINGS, secret, {**JSON, **bearer(operator)}, 403),
     ]
 

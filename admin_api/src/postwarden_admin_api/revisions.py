@@ -67,6 +67,7 @@ SELECT_ACTIVE = "SELECT revision_id FROM active_policies WHERE policy_name = $1"
 SELECT_ACTIVE_OF = """
 SELECT policy_name, revision_id FROM active_policies WHERE policy_name = ANY($1::text[])
 """
+SELECT_ACTIVE_SET = "SELECT policy_name, revision_id FROM active_policies ORDER BY policy_name"
 DELETE_ACTIVE = "DELETE FROM active_policies WHERE policy_name = ANY($1::text[])"
 SELECT_PREVIOUS = """
 SELECT id FROM policy_revisions WHERE policy_name = $1 AND id < $2 ORDER BY id DESC LIMIT 1

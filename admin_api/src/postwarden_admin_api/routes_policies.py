@@ -51,7 +51,9 @@ from .openapi import (
     param,
     ref,
 )
+from .preconditions import digest_tag, require_match
 from .revisions import (
+    SELECT_ACTIVE_SET,
     activate,
     active_revisions,
     change_active_set,
@@ -133,8 +135,24 @@ async def policy_upload(request: web.Request) -> web.Response:
 @routes.get("/api/v1/policies")
 @allow(Role.OPERATOR, Role.AUDITOR)
 async def policy_list(request: web.Request) -> web.Response:
-    async with connection(request.app[POOL]) as conn:
-        return json_ok({"policies": await list_policies(conn)})
+    async with (connection(request.app[POOL]) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True)):
+        policies = await list_policies(conn)
+        tag = await _active_set_tag(conn)
+    return json_ok({"policies": policies}, headers={"ETag": tag})
+
+
+async def _active_set_tag(conn: asyncpg.Connection) -> str:
+    """The ETag of which revisions are active (GET /api/v1/policies), a deploy's If-Match."""
+    return digest_tag(tuple(row) for row in await conn.fetch(SELECT_ACTIVE_SET))
+
+
+async def _deploy_if_match(request: web.Request, conn: asyncpg.Connection) -> None:
+    """A deploy's If-Match: the active set as GET /api/v1/policies showed it (its ETag)."""
+    tag = await _active_set_tag(conn)
+    require_match(request, tag, "another change changed which policies are active since "
+                  "they were read: read them again, and deploy on what is now",
+                  f"the active policies' ETag is now {tag}")
 
 
 @routes.get("/api/v1/policies/{name}/revisions")
@@ -283,10 +301,14 @@ async def _revisions(conn: asyncpg.Connection, ids: list[int]) -> list[asyncpg.R
     return rows
 
 
-async def _deploy(request: web.Request, ids: list[int], names: list[str]) -> web.Response:
-    """Activate revisions ``ids`` and deactivate policies ``names``: all of it, or nothing."""
+async def _deploy(request: web.Request, ids: list[int], names: list[str],
+                  if_match: Callable[[web.Request, asyncpg.Connection], Awaitable[None]]
+                  ) -> web.Response:
+    """Activate revisions ``ids`` and deactivate policies ``names``: all of it, or nothing,
+    and only once ``if_match`` allows it (412 otherwise)."""
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await lock_policies_behind_deletes(conn, request.app)  # what is active: read under it
+        await if_match(request, conn)
         rows = await _revisions(conn, ids)
         _one_change_per_policy(rows, names)
         active = await active_revisions(conn, names)
@@ -303,22 +325,29 @@ async def _deploy(request: web.Request, ids: list[int], names: list[str]) -> web
             await admin_audit.record(conn, request, "policy.deactivated",
                                      f"{name}@r{active[name]}")
         rows = await _revisions(conn, ids)
+        headers = {"ETag": await _active_set_tag(conn)}
     return json_ok({"revisions": [revision_json(row) for row in rows],
                     "activated": [row["id"] for row in changed], "deactivated": names,
-                    "warnings": change.warnings})
+                    "warnings": change.warnings}, headers=headers)
 
 
 @routes.post("/api/v1/policies/deploy")
 @allow(Role.OPERATOR)
 async def policies_deploy(request: web.Request) -> web.Response:
     ids, names = _deploy_lists(await read_json_object(request))
-    return await _deploy(request, ids, names)
+    return await _deploy(request, ids, names, _deploy_if_match)
 
 
 @routes.post("/api/v1/policies/{name}/deactivate")
 @allow(Role.OPERATOR)
 async def policy_deactivate(request: web.Request) -> web.Response:
-    return await _deploy(request, [], [request.match_info["name"]])
+    name = request.match_info["name"]
+
+    async def if_match(request: web.Request, conn: asyncpg.Connection) -> None:
+        # As an activation's or a rollback's: the policy's active revision as read.
+        check_if_match(request, (await active_revisions(conn, [name])).get(name))
+
+    return await _deploy(request, [], [name], if_match)
 
 
 @routes.post("/api/v1/policies/{name}/rollback")
@@ -451,6 +480,8 @@ _INVALID = {422: [VALIDATION_FAILED]}
 _CHANGE = {422: [VALIDATION_FAILED, "reserved_policy_name"]}  # the set does not load
 _INACTIVE = {409: ["no_active_policy"]}
 _STALE = {412: ["precondition_failed"]}
+_SET_ETAG = {"ETag": header("which revisions are active: send it as a deploy's If-Match",
+                            {"type": "string"})}
 OPENAPI_PATHS = {
     "/api/v1/policies": {
         "post": operation(
@@ -466,7 +497,7 @@ OPENAPI_PATHS = {
         "get": operation("policies with their latest and active revisions", _READERS,
                          responses={200: {"type": "object", "required": ["policies"],
                                           "properties": {"policies": {"type": "array"}}}},
-                         errors={}),
+                         headers={200: _SET_ETAG}, errors={}),
     },
     "/api/v1/policies/{name}/revisions": {"get": operation(
         "revisions of one policy, newest first", _READERS,
@@ -491,14 +522,20 @@ OPENAPI_PATHS = {
                            "items": {"type": "string", "minLength": 1},
                            "description": "names of active policies"},
         }}),
-        responses={200: ref("Deployment")},
-        descriptions={404: "not_found: details[].field each activate[i] that is no revision"},
-        errors=error_codes(JSON_BODY_ERRORS, _NOT_FOUND, _INACTIVE, _CHANGE),
+        parameters=[param("If-Match", "header", {"type": "string"}, description=(
+            "the active policies' ETag (GET /api/v1/policies) as read: 412 "
+            "precondition_failed once another change made other revisions active"))],
+        responses={200: ref("Deployment"), **STALE}, headers={200: _SET_ETAG},
+        descriptions={404: "not_found: details[].field each activate[i] that is no revision",
+                      412: "precondition_failed: If-Match names active policies another "
+                           "change replaced"},
+        errors=error_codes(JSON_BODY_ERRORS, _NOT_FOUND, _INACTIVE, _STALE, _CHANGE),
     )},
     "/api/v1/policies/{name}/deactivate": {"post": operation(
         "deactivate a policy (its revisions are kept); milters reload through NOTIFY",
-        _OPERATORS, parameters=[_NAME], responses={200: ref("Deployment")},
-        errors=error_codes(_INACTIVE, _CHANGE),
+        _OPERATORS, parameters=[_NAME, IF_MATCH], responses={200: ref("Deployment"), **STALE},
+        descriptions=STALE_TEXT, headers={200: _SET_ETAG},
+        errors=error_codes(_INACTIVE, _STALE, _CHANGE),
     )},
     "/api/v1/policies/{name}/rollback": {"post": operation(
         "activate an earlier revision (default: the one before the active one); of "

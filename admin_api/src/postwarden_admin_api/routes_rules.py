@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from postwarden_policies import PolicyLoadError
 from postwarden_policies.policyset import content_hash
@@ -37,6 +37,7 @@ from .openapi import (
     param,
     ref,
 )
+from .preconditions import quoted, require_match
 from .revisions import (
     activate,
     fetch_active,
@@ -98,25 +99,14 @@ async def _current(conn: asyncpg.Connection) -> tuple[int | None, list[dict[str,
     return current["id"], list(rules)  # a new list: the route edits it
 
 
-def _etag(revision_id: int) -> str:
-    return f'"{revision_id}"'
-
-
 def check_if_match(request: web.Request, revision_id: int | None) -> None:
     """412 unless If-Match (when sent) names ``revision_id``, the active revision the
-    change would replace: the client read an older one, and would undo what changed since.
-    Call under the policy lock."""
-    sent = request.headers.getall(hdrs.IF_MATCH, [])
-    if not sent:
-        return
-    tags = {tag.strip() for value in sent for tag in value.split(",")}
-    if revision_id is not None and ("*" in tags or _etag(revision_id) in tags):
-        return
+    change would replace (.preconditions). Call under the policy lock."""
     active = "no revision is active" if revision_id is None else (
         f"the active revision is {revision_id}")
-    raise ApiError(412, "precondition_failed", "another change made another revision active "
-                   "since this one was read: read again, and make the change on what is now",
-                   [{"field": "If-Match", "message": active}])
+    require_match(request, None if revision_id is None else quoted(revision_id),
+                  "another change made another revision active since this one was read: "
+                  "read again, and make the change on what is now", active)
 
 
 async def _base(request: web.Request, conn: asyncpg.Connection) -> list[dict[str, Any]]:
@@ -205,7 +195,7 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
     stored = await fetch_revision(conn, row["id"])  # again: now active
     assert stored is not None  # noqa: S101 - stored above
     return json_ok({"revision": revision_json(stored), "rules": rules,
-                    "warnings": change.warnings}, headers={"ETag": _etag(stored["id"])})
+                    "warnings": change.warnings}, headers={"ETag": quoted(stored["id"])})
 
 
 @routes.get("/api/v1/rules")
@@ -213,7 +203,7 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
 async def rules_list(request: web.Request) -> web.Response:
     async with connection(request.app[POOL]) as conn:
         revision_id, rules = await _current(conn)
-    headers = {} if revision_id is None else {"ETag": _etag(revision_id)}
+    headers = {} if revision_id is None else {"ETag": quoted(revision_id)}
     return json_ok({"revision_id": revision_id, "rules": rules}, headers=headers)
 
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from . import admin_audit
 from .bodies import json_ok, read_json_object
 from .context import POOL, Role, allow, principal
 from .errors import ApiError, ValidationFailed, connection
-from .openapi import JSON_BODY_ERRORS, VALIDATION_FAILED, error_codes, json_content, operation, ref
+from .openapi import (
+    JSON_BODY_ERRORS,
+    VALIDATION_FAILED,
+    error_codes,
+    header,
+    json_content,
+    operation,
+    param,
+    ref,
+)
+from .preconditions import digest_tag, require_match
 from .runtime_settings import (
     FIELDS,
     INT_BOUNDS,
@@ -30,11 +41,24 @@ RETENTION = "audit_retention_days"
 SETTINGS_LOCK_KEY = 0x707773657474696E
 
 
+# The state the settings' ETag is of: each stored setting's value and time of change (a
+# secret's by its time alone: nothing of its value). A default restored deletes its row.
+SELECT_STATE = "SELECT name, value::text, updated_at FROM runtime_settings ORDER BY name"
+
+
+async def _shown(conn: asyncpg.Connection) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings as shown, and their ETag header (in a transaction: one snapshot)."""
+    shown = await describe_settings(conn)
+    return shown, {"ETag": digest_tag(tuple(row) for row in await conn.fetch(SELECT_STATE))}
+
+
 @routes.get("/api/v1/settings")
 @allow(Role.OPERATOR)
 async def settings_get(request: web.Request) -> web.Response:
-    async with connection(request.app[POOL]) as conn:
-        return json_ok(await describe_settings(conn))
+    async with (connection(request.app[POOL]) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True)):
+        shown, headers = await _shown(conn)
+    return json_ok(shown, headers=headers)
 
 
 def _summary(changes: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
@@ -74,16 +98,19 @@ async def settings_put(request: web.Request) -> web.Response:
                        details=[{"field": name} for name in secret_names])
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SETTINGS_LOCK_KEY)
-        before = await describe_settings(conn)
+        before, current = await _shown(conn)
+        require_match(request, current["ETag"], "another change changed the settings since "
+                      "they were read: read them again, and make the change on what is now",
+                      f"the settings' ETag is now {current['ETag']}")
         if not admin and _shortens_retention(before, changes):
             raise ApiError(403, "forbidden", "only admins may shorten audit retention",
                            details=[{"field": RETENTION}])
         await apply_changes(conn, request.app[KEYRING], changes, principal(request).key_id)
-        shown = await describe_settings(conn)
+        shown, headers = await _shown(conn)
         await admin_audit.record(conn, request, "settings.changed", None,
                                  _summary(changes, before, shown))
     request.app[RUNTIME].invalidate()
-    return json_ok(shown)
+    return json_ok(shown, headers=headers)
 
 
 def _schema_of(name: str) -> dict[str, Any]:
@@ -118,15 +145,26 @@ SCHEMAS = {
         },
     },
 }
+_ETAG = {"ETag": header("the settings shown (any change changes it): send it as If-Match",
+                        {"type": "string"})}
 OPENAPI_PATHS = {
     "/api/v1/settings": {
         "get": operation("current settings (secrets only say whether they are set)",
-                         [Role.OPERATOR], responses={200: ref("Settings")}, errors={}),
+                         [Role.OPERATOR], responses={200: ref("Settings")},
+                         headers={200: _ETAG}, errors={}),
         "put": operation("change settings; null restores a default or clears a secret "
                          "(403 forbidden: a secret, or a shorter audit retention, is "
                          "admins' to change)",
                          [Role.OPERATOR], body=json_content(ref("SettingsChange")),
-                         responses={200: ref("Settings")},
-                         errors=error_codes(JSON_BODY_ERRORS, {422: [VALIDATION_FAILED]})),
+                         parameters=[param("If-Match", "header", {"type": "string"},
+                                           description="the settings' ETag as read: 412 "
+                                           "precondition_failed once another change made "
+                                           "another since")],
+                         responses={200: ref("Settings"), 412: ref("Error")},
+                         descriptions={412: "precondition_failed: If-Match names settings "
+                                       "another change replaced"},
+                         headers={200: _ETAG},
+                         errors=error_codes(JSON_BODY_ERRORS, {412: ["precondition_failed"],
+                                                               422: [VALIDATION_FAILED]})),
     },
 }

@@ -1,0 +1,38 @@
+"""Optimistic concurrency: an answer carries what it shows as an ``ETag``; a change sent
+with it as ``If-Match`` is refused 412 ``precondition_failed`` once another change made
+it stale, rather than silently undoing that change. Without If-Match a change applies to
+whatever is current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from aiohttp import hdrs, web
+
+from .errors import ApiError
+
+
+def quoted(value: object) -> str:
+    """An entity tag (RFC 9110 8.8.3): the value, quoted."""
+    return f'"{value}"'
+
+
+def digest_tag(parts: Iterable[object]) -> str:
+    """A tag of a state read as ``parts`` (rows, in a fixed order): any change changes it."""
+    digest = hashlib.sha256("\x00".join(map(repr, parts)).encode()).hexdigest()
+    return quoted(digest[:32])
+
+
+def require_match(request: web.Request, current: str | None, message: str, now: str) -> None:
+    """412 unless If-Match (when sent) names ``current`` (or is ``*`` while there is a
+    current one): the client read another state, and would undo what changed since.
+    ``message`` says what changed; ``now``, in details, what is current."""
+    sent = request.headers.getall(hdrs.IF_MATCH, [])
+    if not sent:
+        return
+    tags = {tag.strip() for value in sent for tag in value.split(",")}
+    if current is not None and ("*" in tags or current in tags):
+        return
+    raise ApiError(412, "precondition_failed", message, [{"field": "If-Match", "message": now}])
