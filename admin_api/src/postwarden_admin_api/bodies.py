@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
+from .context import query_parameters
 from .errors import ApiError, ValidationFailed
 
 
@@ -313,6 +314,14 @@ def given_twice(items: Iterable[tuple[str, object]]) -> list[dict[str, Any]]:
     return [{"field": name, "message": "given more than once"} for name in repeated]
 
 
+def unknown_parameters(query: Mapping[str, str], known: Collection[str]
+                       ) -> list[dict[str, Any]]:
+    """A problem for each query parameter not in ``known``."""
+    expected = f"expected one of {', '.join(known)}" if known else "this route takes none"
+    return [{"field": name, "message": f"unknown parameter; {expected}"}
+            for name in dict.fromkeys(query) if name not in known]
+
+
 def no_parameters(request: web.Request) -> ValidationFailed:
     """422 naming each query parameter of a change, which takes its values in the body:
     one sent in the URL (rotate?grace_seconds=0, rollback?revision_id=5, an
@@ -386,12 +395,14 @@ def query_time(request: web.Request, name: str) -> dt.datetime | None:
 
 
 class QueryProblems:
-    """Query parameters read so that one 422 lists every bad one, not the first:
-    :meth:`read` gives None for a bad one and keeps its problem."""
+    """Query parameters read so that one 422 lists every bad one, not the first, and
+    every one the handler does not read (context.reads_query): :meth:`read` gives None
+    for a bad one and keeps its problem."""
 
     def __init__(self, request: web.Request) -> None:
         self.request = request
-        self.found: list[dict[str, Any]] = []
+        declared = query_parameters(request.match_info.handler)
+        self.found: list[dict[str, Any]] = unknown_parameters(request.query, declared.names)
 
     def read(self, parse: Callable[..., T], *args: Any) -> T | None:
         """``parse(request, *args)`` (query_int, query_time...), None if it refused."""

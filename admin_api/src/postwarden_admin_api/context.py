@@ -70,18 +70,31 @@ def allowed_roles(handler: Any) -> frozenset[Role] | None:
 QUERY_ATTRIBUTE = "__postwarden_reads_query__"
 
 
-def reads_query(handler: H) -> H:
-    """Mark a change (POST, PUT, PATCH, DELETE) that reads query parameters of its own
-    (each refuses those it does not know): any other change's are refused before it runs
-    (middleware.access)."""
-    setattr(handler, QUERY_ATTRIBUTE, True)
-    return handler
+@dataclass(frozen=True, slots=True)
+class QueryParameters:
+    """The query parameters a handler reads. ``listed``: the handler lists any other with
+    the problems of its own (bodies.QueryProblems), in one 422."""
+
+    names: tuple[str, ...] = ()
+    listed: bool = False
 
 
-def takes_query(method: str, handler: Any) -> bool:
-    """Whether a request by ``method`` to ``handler`` may carry query parameters: a read
-    (each reads its own), or a change marked :func:`reads_query`."""
-    return method in ("GET", "HEAD", "OPTIONS") or getattr(handler, QUERY_ATTRIBUTE, False)
+def reads_query(*names: str, listed: bool = False) -> Callable[[H], H]:
+    """Mark a handler with the query parameters it reads: any other is refused, 422
+    naming it (middleware.access, before the handler runs; or, ``listed``, the handler).
+    A handler marked with none takes none: a read's were dropped unread (``?limt=5``
+    answered everything), a change's made without them."""
+
+    def mark(handler: H) -> H:
+        setattr(handler, QUERY_ATTRIBUTE, QueryParameters(names, listed))
+        return handler
+
+    return mark
+
+
+def query_parameters(handler: Any) -> QueryParameters:
+    declared: QueryParameters = getattr(handler, QUERY_ATTRIBUTE, QueryParameters())
+    return declared
 
 
 def principal(request: web.Request) -> Principal:

@@ -40,14 +40,14 @@ from .auth import (
     is_remembered,
     unauthenticated,
 )
-from .bodies import given_twice, no_parameters
+from .bodies import given_twice, no_parameters, unknown_parameters
 from .context import (
     PRINCIPAL,
     PUBLIC_PATHS,
     REQUEST_ID_FORM,
     SETTINGS,
     allowed_roles,
-    takes_query,
+    query_parameters,
 )
 from .errors import (
     COMMAND_TIMEOUT,
@@ -342,9 +342,21 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise ApiError(403, "forbidden", "this key may not use this route")
     if principal.role not in roles:
         raise ApiError(403, "forbidden", "this key may not use this route")
-    if request.query and not takes_query(request.method, request.match_info.handler):
-        raise no_parameters(request)
+    if request.query:
+        _refuse_unread_parameters(request)
     return await _admitted(request, handler)
+
+
+def _refuse_unread_parameters(request: web.Request) -> None:
+    """422 naming each query parameter the route does not read (context.reads_query),
+    but where the handler lists them with its own problems."""
+    declared = query_parameters(request.match_info.handler)
+    if declared.listed:
+        return
+    if not declared.names and request.method not in ("GET", "HEAD"):
+        raise no_parameters(request)
+    if unread := unknown_parameters(request.query, declared.names):
+        raise ValidationFailed(unread)
 
 
 async def _admitted(request: web.Request, handler: Handler) -> web.StreamResponse:

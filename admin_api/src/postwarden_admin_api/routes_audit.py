@@ -31,10 +31,9 @@ from .audit_queries import (
     range_problem,
     reading,
     search_rows,
-    unknown_parameters,
 )
 from .bodies import QueryProblems, dumps, fill_page, json_ok, json_page, query_int, query_time
-from .context import POOL, Role, allow, principal
+from .context import POOL, Role, allow, principal, reads_query
 from .cursors import Cursor, check_scope, query_cursor, scope
 from .errors import ApiError, ValidationFailed
 from .httpserver import ended_if_client_leaves
@@ -54,11 +53,12 @@ CSV_FIELDS = ("event_id", "time", "instance", "queue_id", "message_uid", "client
 
 @routes.get("/api/v1/audit")
 @allow(Role.AUDITOR)
+@reads_query(*FILTERS, "limit", "cursor", listed=True)
 async def audit_search(request: web.Request) -> web.Response:
     query = QueryProblems(request)
     limit = query.read(query_int, "limit", 100, 1, 1000)
     cursor = query.read(query_cursor)
-    filters = parse_filters(request.query, ("limit", "cursor"), query.found)
+    filters = parse_filters(request.query, query.found)
     assert limit is not None  # noqa: S101 - a bad one was raised above
     searched = scope(request.path, filters)
     check_scope(cursor, searched)
@@ -80,10 +80,11 @@ def _after(row: asyncpg.Record, searched: str | None = None) -> Cursor:
 
 @routes.get("/api/v1/audit/export")
 @allow(Role.AUDITOR)
+@reads_query(*FILTERS, "format", listed=True)
 async def audit_export(request: web.Request) -> web.StreamResponse:
     query = QueryProblems(request)
     kind = query.read(_export_format)
-    filters = parse_filters(request.query, ("format",), query.found)
+    filters = parse_filters(request.query, query.found)
     response = web.StreamResponse(headers={
         "Content-Type": "application/x-ndjson" if kind == "ndjson" else "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="audit.{kind}"',
@@ -248,9 +249,9 @@ async def audit_event(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/stats")
 @allow(Role.AUDITOR, Role.OPERATOR)
+@reads_query("since", "until", "bucket", "tz", "top", listed=True)
 async def stats(request: web.Request) -> web.Response:
     query = QueryProblems(request)
-    query.found += unknown_parameters(request.query, ("since", "until", "bucket", "tz", "top"))
     until = query.read(query_time, "until") or await database_now(request.app[POOL])
     since = query.read(query_time, "since") or until - dt.timedelta(days=1)
     top = query.read(query_int, "top", 10, 1, 100)
@@ -306,10 +307,9 @@ def _query_zone(request: web.Request, problems: list[dict[str, Any]]) -> zoneinf
 
 @routes.get("/api/v1/admin-audit")
 @allow(Role.AUDITOR)
+@reads_query("since", "until", "action", "limit", "before", listed=True)
 async def admin_audit_log(request: web.Request) -> web.Response:
     query = QueryProblems(request)
-    query.found += unknown_parameters(request.query,
-                                      ("since", "until", "action", "limit", "before"))
     limit = query.read(query_int, "limit", 100, 1, 1000)
     before = query.read(query_int, "before", 0, 1, 2**62) or None  # 0: no entry id
     since, until = query.read(query_time, "since"), query.read(query_time, "until")

@@ -24,7 +24,6 @@ from postwarden_policies.errors import COMMENT_AFTER_VALUE
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
-from .audit_queries import unknown_parameters
 from .bodies import (
     QueryProblems,
     json_ok,
@@ -96,20 +95,19 @@ async def _source(request: web.Request) -> str:
 
 
 def _comment(request: web.Request) -> str | None:
-    # A parameter it does not know is refused: a misspelt comment (commment=why) was
-    # dropped, and the revision stored without the reason given for it.
-    problems = unknown_parameters(request.query, ("comment",))
+    # A parameter it does not know is refused (QueryProblems): a misspelt comment
+    # (commment=why) was dropped, and the revision stored without the reason given for it.
+    query = QueryProblems(request)
     comment = request.query.get("comment")
     if comment is not None and len(comment) > COMMENT_MAX:
-        problems.append({"field": "comment", "message": f"at most {COMMENT_MAX} chars"})
-    if problems:
-        raise ValidationFailed(problems)
+        query.found.append({"field": "comment", "message": f"at most {COMMENT_MAX} chars"})
+    query.raise_any()
     return comment
 
 
 @routes.post("/api/v1/policies")
 @allow(Role.OPERATOR)
-@reads_query  # ?comment=
+@reads_query("comment", listed=True)
 async def policy_upload(request: web.Request) -> web.Response:
     source = await _source(request)
     comment = _comment(request)
@@ -157,9 +155,9 @@ async def _deploy_if_match(request: web.Request, conn: asyncpg.Connection) -> No
 
 @routes.get("/api/v1/policies/{name}/revisions")
 @allow(Role.OPERATOR, Role.AUDITOR)
+@reads_query("limit", "before", listed=True)  # limt=5 listed 100
 async def policy_revisions(request: web.Request) -> web.Response:
     query = QueryProblems(request)
-    query.found += unknown_parameters(request.query, ("limit", "before"))  # limt=5 listed 100
     limit = query.read(query_int, "limit", 100, 1, 1000)
     # Paged as the admin log is: the Rules API writes a revision per change, and those
     # past the first 1000 could not be listed (nor their ids found, to roll back to).
@@ -186,15 +184,15 @@ async def _revision(request: web.Request, name: str = "revision_id") -> Any:
 
 @routes.get("/api/v1/revisions/{revision_id}")
 @allow(Role.OPERATOR, Role.AUDITOR)
+@reads_query("format", listed=True)
 async def revision_get(request: web.Request) -> web.Response:
     # A format or parameter it does not know is refused: format=JSON (or fromat=json) was
     # answered in YAML, for a client to fail on.
-    problems = unknown_parameters(request.query, ("format",))
+    query = QueryProblems(request)
     wanted = request.query.get("format", "yaml")
     if wanted not in REVISION_FORMATS:
-        problems.append({"field": "format", "message": "expected yaml or json"})
-    if problems:
-        raise ValidationFailed(problems)
+        query.found.append({"field": "format", "message": "expected yaml or json"})
+    query.raise_any()
     row = await _revision(request)
     if wanted == "json":
         return json_ok(revision_json(row, with_source=True))

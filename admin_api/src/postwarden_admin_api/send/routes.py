@@ -10,7 +10,7 @@ from aiohttp import web
 
 from postwarden_admin_api import admin_audit
 from postwarden_admin_api.addresses import AddressError, parse_mailbox
-from postwarden_admin_api.audit_queries import range_problem, reading, unknown_parameters
+from postwarden_admin_api.audit_queries import range_problem, reading
 from postwarden_admin_api.bodies import (
     PLUS_AS_SPACE,
     QueryProblems,
@@ -128,7 +128,6 @@ def _message_filter(request: web.Request) -> queries.MessageFilter:
     """The search's filters; one 422 lists every bad parameter, not only the first, and
     every unknown one (a misspelt filter, ``sender=``, would widen the search to all)."""
     query = QueryProblems(request)
-    query.found += unknown_parameters(request.query, SEARCH_PARAMETERS)
     since, until = query.read(query_time, "since"), query.read(query_time, "until")
     status = query.read(_status_filter)
     sender, recipient = query.read(_address_filter, "from"), query.read(_address_filter, "to")
@@ -160,6 +159,7 @@ def _bracketed(message_id: str | None) -> str | None:
 
 @routes.get(queries.SEARCH_ROUTE)
 @allow(Role.SENDER, Role.AUDITOR)
+@reads_query(*SEARCH_PARAMETERS, listed=True)
 async def search_messages(request: web.Request) -> web.Response:
     search = _message_filter(request)
     # Cut as the audit reads are: free filters (tag, to) over every message sent may
@@ -194,10 +194,10 @@ def _reason_filter(request: web.Request) -> str | None:
 
 @routes.get("/api/v1/suppressions")
 @allow(Role.OPERATOR, Role.AUDITOR)
+@reads_query(*SUPPRESSION_PARAMETERS, listed=True)
 async def list_suppressions(request: web.Request) -> web.Response:
     # As the message search: a misspelt filter (reasn=) would list every suppression.
     query = QueryProblems(request)
-    query.found += unknown_parameters(request.query, SUPPRESSION_PARAMETERS)
     reason = query.read(_reason_filter)
     limit = query.read(query_int, "limit", 100, 1, 1000)
     query.raise_any()
@@ -245,7 +245,7 @@ async def add_suppression(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/suppressions")
 @allow(Role.OPERATOR)
-@reads_query  # ?address=
+@reads_query("address")
 async def delete_suppression(request: web.Request) -> web.Response:
     address = _address(request.query.get("address"), "address", in_url=True)
     async with connection(request.app[POOL]) as conn, conn.transaction():

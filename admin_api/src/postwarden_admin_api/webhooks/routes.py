@@ -26,7 +26,6 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_admin_api import admin_audit
-from postwarden_admin_api.audit_queries import unknown_parameters
 from postwarden_admin_api.bodies import (
     QueryProblems,
     json_ok,
@@ -34,7 +33,7 @@ from postwarden_admin_api.bodies import (
     query_int,
     read_json_object,
 )
-from postwarden_admin_api.context import POOL, Role, allow
+from postwarden_admin_api.context import POOL, Role, allow, reads_query
 from postwarden_admin_api.errors import ApiError, ValidationFailed, connection, database_busy
 from postwarden_admin_api.notify_targets import active_warnings
 from postwarden_admin_api.sqlwhere import Where
@@ -292,11 +291,11 @@ def _status_filter(request: web.Request) -> str | None:
 
 @routes.get("/api/v1/webhooks/{id}/deliveries")
 @allow(Role.OPERATOR)
+@reads_query(*DELIVERY_PARAMETERS, listed=True)
 async def webhooks_deliveries(request: web.Request) -> web.Response:
     # One 422 lists every bad parameter, and every unknown one: a misspelt filter
     # (stauts=dead) would list every delivery, the pending ones among them.
     query = QueryProblems(request)
-    query.found += unknown_parameters(request.query, DELIVERY_PARAMETERS)
     status = query.read(_status_filter)
     # 0 is no delivery's id: read as no filter, it listed from the newest (a client's
     # "before the first" got the whole list back), where the other pages refuse it.
