@@ -348,6 +348,20 @@ async def test_concurrent_identical_uploads_store_one_revision(
     assert len((await response.json())["revisions"]) == 1
 
 
+@pytest.mark.parametrize("revision_id", [0, -1, 2**63])
+async def test_a_rollback_to_a_revision_id_no_revision_can_have_is_refused(
+    admin_client: TestClient[Any, Any], admin_key: str, revision_id: int
+) -> None:
+    # It was 404 "no such revision of this policy", as if one had been deleted, where a
+    # deploy's activate refuses such an id (and the document declares minimum 1).
+    await upload(admin_client, admin_key, policy("nonpositive"))
+    response = await admin_client.post("/api/v1/policies/nonpositive/rollback",
+                                       headers=bearer(admin_key),
+                                       json={"revision_id": revision_id})
+    assert response.status == 422, await response.text()
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == ["revision_id"]
+
+
 async def test_a_rollback_with_a_misspelt_revision_id_changes_nothing(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

@@ -357,8 +357,10 @@ async def policy_rollback(request: web.Request) -> web.Response:
     target = data.get("revision_id")
     # A misspelt revision_id must not roll back to the revision before the active one.
     problems = unknown_fields(data, {"revision_id"})
-    if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
-        problems.append({"field": "revision_id", "message": "expected an integer"})
+    # One no revision can have (0, -1) is the request's fault, as in a deploy: it was
+    # 404 "no such revision of this policy", as if one had been deleted.
+    if target is not None and (type(target) is not int or not 0 < target < 2**63):
+        problems.append({"field": "revision_id", "message": "expected a revision id, 1 or more"})
     if problems:
         raise ValidationFailed(problems)
 
@@ -375,7 +377,7 @@ async def policy_rollback(request: web.Request) -> web.Response:
 async def _rollback_target(conn: asyncpg.Connection, name: str, revision_id: int
                            ) -> asyncpg.Record:
     """Revision ``revision_id`` of policy ``name`` when it may be rolled back to, or why not."""
-    row = await fetch_revision(conn, revision_id) if 0 < revision_id < 2**63 else None
+    row = await fetch_revision(conn, revision_id)
     if row is None or row["policy_name"] != name:
         raise ApiError(404, "not_found", "no such revision of this policy")
     if name == MANAGED_POLICY and not await off_loop(_written_by_rules_api, row):
