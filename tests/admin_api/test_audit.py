@@ -314,6 +314,17 @@ async def test_an_admin_log_before_is_a_plain_id_that_any_filters_take(
     assert "older" in [e["summary"].get("name") for e in unfiltered["entries"]]
 
 
+async def test_an_admin_log_before_takes_any_id_an_entry_can_have(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # Past 2**62 it was 422 "expected 1..4611686018427387904": an id is a bigint, as a
+    # policy revision's before takes one (and the document sets no maximum).
+    await admin_client.post("/api/v1/keys", headers=bearer(admin_key),
+                            json={"role": "auditor", "name": "any-id"})
+    page = await _get(admin_client, admin_key, "/api/v1/admin-audit", before=str(2**63 - 1))
+    assert "any-id" in [e["summary"].get("name") for e in page["entries"]]
+
+
 async def test_the_admin_log_refuses_an_empty_range(
     admin_client: TestClient[Any, Any], auditor: str
 ) -> None:

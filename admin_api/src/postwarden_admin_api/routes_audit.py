@@ -311,7 +311,7 @@ def _query_zone(request: web.Request, problems: list[dict[str, Any]]) -> zoneinf
 async def admin_audit_log(request: web.Request) -> web.Response:
     query = QueryProblems(request)
     limit = query.read(query_int, "limit", 100, 1, 1000)
-    before = query.read(query_int, "before", 0, 1, 2**62) or None  # 0: no entry id
+    before = query.read(query_int, "before", 0, 1, 2**63 - 1) or None  # 0: no entry id
     since, until = query.read(query_time, "since"), query.read(query_time, "until")
     empty = range_problem(since, until)
     if empty is not None:
