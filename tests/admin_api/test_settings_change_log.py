@@ -116,3 +116,11 @@ async def test_the_old_value_is_the_one_a_concurrent_change_left(
         await watcher.close()
     assert await _summaries(admin_client, admin_key) == [
         {"outbound_max_recipients": {"old": 10, "new": 40}}]
+
+
+async def test_a_change_naming_no_setting_writes_no_entry(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # A PUT of {} logged "settings.changed" with an empty summary: a change of nothing.
+    await _put(admin_client, admin_key, {})
+    assert await _summaries(admin_client, admin_key) == []
