@@ -252,3 +252,21 @@ async def test_deliveries_before_id_0_is_refused_as_the_other_pages_refuse_it(
     assert response.status == 422, await response.text()
     details = (await response.json())["error"]["details"]
     assert [d["field"] for d in details] == ["before_id"]
+
+
+async def test_an_update_naming_no_field_changes_and_logs_nothing(
+    client: Client, admin_key: str
+) -> None:
+    # It wrote webhook.updated with "fields": [] to the admin log, and a new updated_at.
+    created = await (await client.post("/api/v1/webhooks", json=new_hook("untouched"),
+                                       headers=bearer(admin_key))).json()
+    response = await client.patch(f"/api/v1/webhooks/{created['id']}", json={},
+                                  headers=bearer(admin_key))
+    assert response.status == 200, await response.text()
+    assert (await response.json())["updated_at"] == created["updated_at"]
+    log = await client.get("/api/v1/admin-audit", headers=bearer(admin_key),
+                           params={"action": "webhook.updated"})
+    assert [e for e in (await log.json())["entries"] if e["target"] == "untouched"] == []
+    missing = await client.patch("/api/v1/webhooks/999999999", json={},
+                                 headers=bearer(admin_key))
+    assert missing.status == 404

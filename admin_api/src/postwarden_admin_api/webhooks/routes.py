@@ -219,6 +219,9 @@ async def webhooks_get(request: web.Request) -> web.Response:
 @allow(Role.OPERATOR)
 async def webhooks_update(request: web.Request) -> web.Response:
     data = await read_json_object(request)
+    if not data:  # a change of nothing: it logged webhook.updated (fields []) and dated it
+        async with connection(request.app[POOL]) as conn:
+            return json_ok({**_shown(await _current(conn, request)), "warnings": []})
     policies = "name" in data or "enabled" in data
     async with (_policy_turn(request, policies), connection(request.app[POOL]) as conn,
                 conn.transaction()):
