@@ -327,3 +327,19 @@ async def test_a_key_header_given_twice_is_a_400_whatever_the_order(
         assert response.status == 400
         assert (await response.json())["error"] == {
             "code": "bad_request", "message": f"{name} given more than once", "details": []}
+
+
+async def test_an_allowed_sender_given_twice_is_kept_once(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # Lower-cased, "A@B.example" and "a@b.example" were stored and listed as two.
+    created = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "sender", "name": "twice",
+        "allowed_senders": ["A@B.example", "a@b.example", "*@c.example"]})
+    assert created.status == 201, await created.text()
+    assert (await created.json())["allowed_senders"] == ["a@b.example", "*@c.example"]
+    settings = await admin_client.put("/api/v1/settings", headers=bearer(admin_key), json={
+        "allowed_sender_addresses": ["*@C.example", "*@c.example"]})
+    assert (await settings.json())["allowed_sender_addresses"] == ["*@c.example"]
+    await admin_client.put("/api/v1/settings", headers=bearer(admin_key),
+                           json={"allowed_sender_addresses": None})  # the module's database

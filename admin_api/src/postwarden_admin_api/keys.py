@@ -194,12 +194,13 @@ async def create_key(
     owner: str | None = None,
 ) -> str:
     """Store a new key and return it in full; this is the only time it is visible.
+    ``allowed_senders`` are stored once each (``A@x.org`` and ``a@x.org`` are one).
     ``owner``: the first key of the rotation line it continues (None: it begins one)."""
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     await conn.execute(
         INSERT_KEY, key_id, _hash(secret), name, Role(role).value,
-        list(allowed_senders), expires_at, created_by, owner,
+        list(dict.fromkeys(allowed_senders)), expires_at, created_by, owner,
     )
     return f"{PREFIX}{key_id}_{secret}"
 

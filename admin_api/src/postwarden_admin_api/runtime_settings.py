@@ -99,7 +99,8 @@ def _check(name: str, value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         return None, "expected a list of addresses"
     try:
-        return tuple(sender_pattern(v) for v in value), None
+        # Once each: "A@x.org" and "a@x.org" are one, and were kept (and shown) as two.
+        return tuple(dict.fromkeys(sender_pattern(v) for v in value)), None
     except AddressError:  # one no sender could match
         return None, "expected addresses such as user@example.com or *@example.com"
 
