@@ -158,6 +158,7 @@ async def _policy_refusals(client: Client, admin: str) -> list[Refused]:
         Refused("post", DEPLOY, DEPLOY, b"{", JSON, 400),
         Refused("post", DEACTIVATE, f"{inactive}/deactivate", None, {}, 409),
         Refused("post", DEACTIVATE, f"{inactive}/deactivate", None, STALE, 412),
+        Refused("post", DEACTIVATE, f"{POLICIES}/refused-none/deactivate", None, {}, 404),
         Refused("post", DEPLOY, DEPLOY, b"{}", {**JSON, **STALE}, 412),
         Refused("post", ROLLBACK, f"{inactive}/rollback", b"{}", JSON, 409),
         Refused("post", ROLLBACK, f"{POLICIES}/refused-none/rollback", b"{}", JSON, 404),

@@ -510,7 +510,26 @@ async def test_a_long_name_to_deactivate_is_given_back_cut(
                                     headers=bearer(admin_key))
     twice = await admin_client.post("/api/v1/policies/deploy", headers=bearer(admin_key),
                                     json={"deactivate": [name, name]})
-    for response, status in ((alone, 409), (twice, 422)):
+    for response, status in ((alone, 404), (twice, 422)):
         assert response.status == status, await response.text()
         text = await response.text()
         assert "x" * 80 in text and "x" * 81 not in text
+
+
+async def test_a_policy_never_uploaded_is_no_policy_to_deactivate(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # It was 409 no_active_policy, "'polcy' is not active", for a misspelt name, as if
+    # that policy existed; one uploaded and not active still is.
+    await upload(admin_client, admin_key, policy("resting"))
+    alone = await admin_client.post("/api/v1/policies/polcy/deactivate",
+                                    headers=bearer(admin_key))
+    assert alone.status == 404, await alone.text()
+    deploy = await admin_client.post("/api/v1/policies/deploy", headers=bearer(admin_key),
+                                     json={"deactivate": ["resting", "polcy"]})
+    assert deploy.status == 404, await deploy.text()
+    assert (await deploy.json())["error"]["details"] == [
+        {"field": "deactivate[1]", "message": "no policy 'polcy'"}]
+    resting = await admin_client.post("/api/v1/policies/resting/deactivate",
+                                      headers=bearer(admin_key))
+    assert resting.status == 409

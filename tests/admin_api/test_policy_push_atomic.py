@@ -306,7 +306,8 @@ async def test_deploy_and_deactivate_reload_the_milters_and_are_audited(
     pytest.param({"deactivate": [""]}, 422, "validation_failed", id="empty-name"),
     pytest.param({"extra": 1}, 422, "validation_failed", id="unknown-field"),
     pytest.param({"activate": [999999]}, 404, "not_found", id="no-such-revision"),
-    pytest.param({"deactivate": ["never-active"]}, 409, "no_active_policy", id="not-active"),
+    # Never uploaded: 409 "is not active" passed a misspelt name for one that exists.
+    pytest.param({"deactivate": ["never-uploaded"]}, 404, "not_found", id="no-such-policy"),
 ])
 async def test_deploy_refuses_a_wrong_request(
     admin_client: Client, admin_key: str, body: dict[str, Any], status: int, code: str

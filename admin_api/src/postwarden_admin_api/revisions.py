@@ -67,6 +67,9 @@ SELECT_ACTIVE = "SELECT revision_id FROM active_policies WHERE policy_name = $1"
 SELECT_ACTIVE_OF = """
 SELECT policy_name, revision_id FROM active_policies WHERE policy_name = ANY($1::text[])
 """
+SELECT_STORED_OF = """
+SELECT DISTINCT policy_name FROM policy_revisions WHERE policy_name = ANY($1::text[])
+"""
 SELECT_ACTIVE_SET = "SELECT policy_name, revision_id FROM active_policies ORDER BY policy_name"
 DELETE_ACTIVE = "DELETE FROM active_policies WHERE policy_name = ANY($1::text[])"
 SELECT_PREVIOUS = """
@@ -114,6 +117,12 @@ async def fetch_revision(conn: asyncpg.Connection, revision_id: int) -> asyncpg.
 async def fetch_latest(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(SELECT_LATEST, name)
     return row
+
+
+async def stored_policies(conn: asyncpg.Connection, names: Iterable[str]) -> set[str]:
+    """Those of ``names`` that have a revision (were ever uploaded)."""
+    rows = await conn.fetch(SELECT_STORED_OF, list(names))
+    return {row["policy_name"] for row in rows}
 
 
 async def fetch_active(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:

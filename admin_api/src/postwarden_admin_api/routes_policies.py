@@ -64,6 +64,7 @@ from .revisions import (
     revision_json,
     revision_label,
     store_revision,
+    stored_policies,
 )
 from .routes_rules import (
     IF_MATCH,
@@ -299,6 +300,15 @@ async def _revisions(conn: asyncpg.Connection, ids: list[int]) -> list[asyncpg.R
     return rows
 
 
+async def _stored(conn: asyncpg.Connection, names: list[str], inactive: list[str]) -> None:
+    """404 naming each of ``inactive`` never uploaded: 409 "is not active" passed a
+    misspelt name for one that exists."""
+    stored = await stored_policies(conn, inactive)
+    if missing := [{"field": f"deactivate[{i}]", "message": f"no policy {shown(name)}"}
+                   for i, name in enumerate(names) if name in inactive and name not in stored]:
+        raise ApiError(404, "not_found", "no such policy", missing)
+
+
 async def _deploy(request: web.Request, ids: list[int], names: list[str],
                   if_match: Callable[[web.Request, asyncpg.Connection], Awaitable[None]]
                   ) -> web.Response:
@@ -311,6 +321,7 @@ async def _deploy(request: web.Request, ids: list[int], names: list[str],
         _one_change_per_policy(rows, names)
         active = await active_revisions(conn, names)
         if inactive := [name for name in names if name not in active]:
+            await _stored(conn, names, inactive)
             raise ApiError(409, "no_active_policy", "a policy to deactivate is not active",
                            [{"field": "deactivate", "message": f"{shown(name)} is not active"}
                             for name in inactive])
@@ -526,7 +537,8 @@ OPENAPI_PATHS = {
             "the active policies' ETag (GET /api/v1/policies) as read: 412 "
             "precondition_failed once another change made other revisions active"))],
         responses={200: ref("Deployment"), **STALE}, headers={200: _SET_ETAG},
-        descriptions={404: "not_found: details[].field each activate[i] that is no revision",
+        descriptions={404: "not_found: details[].field each activate[i] that is no "
+                           "revision, each deactivate[i] that is no policy",
                       412: "precondition_failed: If-Match names active policies another "
                            "change replaced"},
         errors=error_codes(JSON_BODY_ERRORS, _NOT_FOUND, _INACTIVE, _STALE, _CHANGE),
@@ -535,7 +547,7 @@ OPENAPI_PATHS = {
         "deactivate a policy (its revisions are kept); milters reload through NOTIFY",
         _OPERATORS, parameters=[_NAME, IF_MATCH], responses={200: ref("Deployment"), **STALE},
         descriptions=STALE_TEXT, headers={200: _SET_ETAG},
-        errors=error_codes(_INACTIVE, _STALE, _CHANGE),
+        errors=error_codes(_NOT_FOUND, _INACTIVE, _STALE, _CHANGE),
     )},
     "/api/v1/policies/{name}/rollback": {"post": operation(
         "activate an earlier revision (default: the one before the active one); of "
