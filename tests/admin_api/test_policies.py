@@ -39,8 +39,8 @@ async def test_malformed_yaml_is_answered_with_line_and_column(
     assert status == 422
     assert body["error"]["code"] == "validation_failed"
     detail = body["error"]["details"][0]
-    assert (detail["line"], detail["column"]) == (6, 1)
-    assert "YAML" in detail["message"]
+    assert (detail["line"], detail["column"]) == (5, 11)  # the { never closed
+    assert "this { is not closed before the file ends" in detail["message"]
 
 
 async def test_every_schema_problem_is_listed_with_its_position(
