@@ -92,6 +92,10 @@ def test_the_html_source_is_searched_as_well() -> None:
         pytest.param("<svg><foreignObject><style>p{}</style>vi</foreignObject>"
                      "<![CDATA[agra]]></svg><math><script>!</script></math>", "viagra!",
                      id="svg-cdata-is-text-integration-points-read-html"),
+        # An end tag in SVG reaching an HTML element goes by HTML's rules: </div> closes
+        # the svg, and a <style> after it is raw text again.
+        pytest.param("<div><svg><g></div>vi<style>p{}</style>agra", "\n\nviagra",
+                     id="svg-closed-by-html-end-tag"),
     ],
 )
 def test_html_renders_as_a_reader_shows_it(html: str, shown: str) -> None:

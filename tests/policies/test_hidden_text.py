@@ -218,6 +218,17 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      "ab\nc\n", id="mathml-elements-are-no-html-blocks"),
         pytest.param("a<svg>b<img alt=c>d", "acd", id="svg-closed-by-image-shows-alt"),
         pytest.param("<svg><input value=a></svg>", "", id="svg-input-shows-no-value"),
+        # An end tag in SVG goes by HTML's rules once it reaches an HTML element: one
+        # of an HTML element open around the svg closes it, unless an element that holds
+        # HTML again (<desc>, <foreignObject>) is in between; </body> closes nothing.
+        pytest.param("<div><svg><g></div>a", "\n\na", id="svg-closed-by-div-end"),
+        pytest.param("<span><svg><g></span>a", "a", id="svg-closed-by-span-end"),
+        pytest.param("<div><svg><desc></div>a</desc></svg>", "\n\n", id="div-end-in-desc"),
+        pytest.param("<div><svg><foreignObject><math></div>a", "\n\na",
+                     id="div-end-in-foreignobject"),
+        pytest.param("<svg><g></span>a", "", id="stray-end-tag-in-svg"),
+        pytest.param("<svg><g></body>a", "", id="body-end-in-svg"),
+        pytest.param("<p><svg><g></p>a", "\n\na", id="svg-closed-by-p-end"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
     ],
 )

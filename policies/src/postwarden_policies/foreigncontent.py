@@ -211,12 +211,11 @@ _Element = tuple[str, str, str]
 
 
 class _OpenElements:
-    """What HTML's tree builder has open that decides how a tag is read: ``<template>``
-    elements, and from an ``<svg>`` or ``<math>`` on every element, SVG, MathML or HTML.
-    Simplified: no HTML element open outside them (``<div><svg></div>`` closes the svg in
-    readers, not here), those inside close only by their end tag (not ``<p>`` by the
-    next ``<p>``), and none is reopened. Each tag costs constant time, but for the
-    elements it closes."""
+    """What HTML's tree builder has open that decides how a tag is read: every element,
+    SVG, MathML or HTML (an end tag in SVG reaching an HTML element goes by HTML's rules:
+    ``<div><svg></div>`` closes the svg and the div, and shows what follows). Simplified:
+    HTML elements close only by their end tag (not ``<p>`` by the next ``<p>``), and
+    none is reopened. Each tag costs constant time, but for the elements it closes."""
 
     def __init__(self) -> None:
         # Places in arrays, each element once, a list of places by name only linked
@@ -228,7 +227,6 @@ class _OpenElements:
         self.before = array("q")  # the place of the one open before it of its key, or -1
         self.html_at = array("q")  # places of HTML elements (templates too)
         self.bounds = array("q")  # places of integration points and templates
-        self.foreign_open = 0  # SVG and MathML elements
         self.undrawn = array("q")  # places of SVG elements nothing in which is drawn
         # Whether the last start tag opened an SVG or MathML element (or one closed at
         # once: "/>"), which breaks no line, closes no <p>, shows no value as an HTML
@@ -303,7 +301,7 @@ class _OpenElements:
             if not _self_closing(tag):
                 self._push((name, name, ""))
             return False
-        if self.foreign_open and name not in _NOT_OPENED:  # HTML that SVG or MathML holds
+        if name not in _NOT_OPENED:
             self._push((name, "html", ""))
         return not self.in_template
 
@@ -355,8 +353,6 @@ class _OpenElements:
         self.last[key] = place
         if namespace == "html":
             self.html_at.append(place)
-        else:
-            self.foreign_open += 1
         if undrawn:
             self.undrawn.append(place)
         if role in ("point", "text", "template"):
@@ -372,8 +368,6 @@ class _OpenElements:
                 self.last[_key(name, html=namespace == "html")] = before
             if namespace == "html":
                 self.html_at.pop()
-            else:
-                self.foreign_open -= 1
             if role in ("point", "text", "template"):
                 self.bounds.pop()
         while self.undrawn and self.undrawn[-1] >= place:
