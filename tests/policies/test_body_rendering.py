@@ -92,6 +92,10 @@ def test_the_html_source_is_searched_as_well() -> None:
         pytest.param("<svg><foreignObject><style>p{}</style>vi</foreignObject>"
                      "<![CDATA[agra]]></svg><math><script>!</script></math>", "viagra!",
                      id="svg-cdata-is-text-integration-points-read-html"),
+        # A CDATA section in SVG or MathML is text as written (no references, no line
+        # break); where HTML is current it is a comment, up to the first ">".
+        pytest.param("<svg><text><![CDATA[a<b>&amp;]]></text><foreignObject><b><![CDATA[x]]>"
+                     "y</b></foreignObject></svg>", "a<b>&amp;y", id="svg-cdata-text-as-written"),
         # An end tag in SVG reaching an HTML element goes by HTML's rules: </div> closes
         # the svg, and a <style> after it is raw text again.
         pytest.param("<div><svg><g></div>vi<style>p{}</style>agra", "\n\nviagra",

@@ -230,6 +230,8 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<svg><g></body>a", "", id="body-end-in-svg"),
         pytest.param("<p><svg><g></p>a", "\n\na", id="svg-closed-by-p-end"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
+        pytest.param("<svg><text><![CDATA[a<b&amp;]]></text></svg><math><mi><![CDATA[&lt;]]>"
+                     "</mi></math>", "a<b&amp;&lt;", id="cdata-text-as-written"),
     ],
 )
 def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) -> None:

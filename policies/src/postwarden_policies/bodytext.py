@@ -42,6 +42,7 @@ from itertools import chain
 from .conditionalcomments import as_outlook_shows
 from .facts import MimePart
 from .foreigncontent import readings
+from .htmltokens import Reading
 from .lookalikes import as_latin
 from .visiblehtml import OVERRIDE, render_visible
 
@@ -155,9 +156,21 @@ def render_html(text: str) -> str:
     # Each stretch split as HTML's tokenizer reads it (SVG and MathML content too), the
     # pieces joined in C.
     shown = "".join(chain.from_iterable(
-        filter(None, reading.markup.split(text[start:end]))
+        filter(None, _pieces(text[start:end], reading))
         for start, end, reading in readings(text)))
     return html.unescape(shown.replace(">", "\n"))
+
+
+def _pieces(text: str, reading: Reading) -> list[str | None]:
+    """``text`` split by ``reading``'s markup (None for a group a tag did not set), a
+    CDATA section's text escaped: it holds no references and no tag, so
+    ``<![CDATA[vi&#97;gra]]>`` shows ``vi&#97;gra`` and its ">" breaks no line."""
+    pieces: list[str | None] = reading.markup.split(text)
+    if (group := reading.markup.groupindex.get("cdata")) is not None:
+        step = reading.markup.groups + 1
+        pieces[group::step] = [piece and html.escape(piece, quote=False)
+                               for piece in pieces[group::step]]
+    return pieces
 
 
 # HTML whose reader shows it otherwise than render_html does: style attributes (or

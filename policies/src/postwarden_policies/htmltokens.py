@@ -90,10 +90,10 @@ def _not_a_tag(section: str = "") -> str:
     return rf"!(?:--(?:-?>|.*?(?:--!?>|\Z))|{section}[^>]*+(?:>|\Z))|\?[^>]*+(?:>|\Z)"
 
 
-def _cdata(group: str) -> str:
-    """A CDATA section (text up to "]]>"), its text in a group (``group``: "?P<name>",
-    or "" for an unnamed one); an alternative for :func:`_not_a_tag`."""
-    return rf"\[CDATA\[({group}(?>.*?(?=\]\]>|\Z)))(?:\]\]>|\Z)|"
+def _cdata() -> str:
+    """A CDATA section (text up to "]]>"), its text in the group cdata; an alternative
+    for :func:`_not_a_tag`."""
+    return r"\[CDATA\[(?P<cdata>(?>.*?(?=\]\]>|\Z)))(?:\]\]>|\Z)|"
 
 
 _TAG_NAME = rf"[a-zA-Z][^{WS}/>]*+"
@@ -105,14 +105,15 @@ def _markup(raw_text: bool, cdata: bool) -> re.Pattern[str]:
     MathML content), and CDATA sections or not. re.split keeps the groups: the ">"
     ending a block-level tag, start or end (no raw-text element is one), turned into
     a line break afterwards, and the text readers show: of raw text, a textarea's
-    content and all that follows a <plaintext> tag; a CDATA section's. re.split runs
-    no Python code per tag, which a replacement function or a group template would."""
+    content and all that follows a <plaintext> tag; a CDATA section's (the group
+    cdata). re.split runs no Python code per tag, which a replacement function or a
+    group template would."""
     raw = (rf"(?={_names(RAW)})(?:"
            + "|".join(_raw_text(name, keep=False) for name in _HIDDEN)
            + rf"|{_raw_text('textarea', keep=True)}|{_names(['plaintext'])}{_ATTRIBUTES}(.*))|"
            if raw_text else "")
     return re.compile(
-        f"<(?:{_not_a_tag(_cdata('') if cdata else '')}"
+        f"<(?:{_not_a_tag(_cdata() if cdata else '')}"
         rf"|/?{_names(BLOCK)}{_ATTRIBUTE_LIST}(>|\Z)"
         rf"|/(?:{_TAG}|[^>]*+(?:>|\Z))"
         rf"|(?=[a-zA-Z])(?:{raw}{_TAG})"
@@ -139,7 +140,7 @@ def _tokens(raw_text: bool, cdata: bool) -> re.Pattern[str]:
     (a split reads them alike), those of what it does not read never set."""
     raw = f"(?={_names(RAW)})" if raw_text else "(?!)"
     return re.compile(
-        f"<(?:{_not_a_tag(_cdata('?P<cdata>') if cdata else '(?P<cdata>(?!))|')}|{_END_TAG}"
+        f"<(?:{_not_a_tag(_cdata() if cdata else '(?P<cdata>(?!))|')}|{_END_TAG}"
         rf"|(?:{raw}(?:(?={_names(['plaintext'])})(?P<plaintext>)|(?P<raw>))|)"
         rf"{_START_TAG}"
         rf"(?P<content>(?(plaintext).*|(?(raw)(?>.*?(?=</(?ai:(?P=name)){_NAME_END}|\Z))))))",

@@ -160,7 +160,8 @@ class _Walk:
         self.showing = True
         self.foreign = False
 
-    def text(self, text: str) -> None:
+    def text(self, text: str, literal: bool = False) -> None:
+        """Show ``text``: references decoded, but in ``literal`` text (a CDATA section's)."""
         if not self.showing:
             return
         if self.closed:
@@ -171,7 +172,7 @@ class _Walk:
         else:
             style, segment = top.style, top.segment
         if style.readable:
-            segment.append(html.unescape(text) if "&" in text else text)
+            segment.append(html.unescape(text) if "&" in text and not literal else text)
 
     def start(self, name: str, attributes: str) -> None:
         if self.closed:
@@ -331,8 +332,8 @@ def _read(walk: _Walk, text: str, reading: Reading) -> None:
                 # rest of the document, as it is) only.
                 if content and name in _SHOWN_RAW:
                     shows(content)
-            elif cdata:  # a CDATA section's text, in SVG or MathML
-                shows(cdata)
+            elif cdata:  # a CDATA section's text, in SVG or MathML: no references
+                shows(cdata, literal=True)
         if len(parts) < 8 * _SPLIT_BATCH:  # no tag past them: what is left is text
             break
     if rest:
