@@ -101,6 +101,14 @@ def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
         pytest.param("<template>xyz</template>", id="template"),
         pytest.param('<b><i style="display:none">x</b>yz</i>', id="reopened-formatting"),
         pytest.param('<span style="display:none">x<p>y</p>z</span>', id="block-inside"),
+        # Readers ignore an end tag whose element is outside an SVG element holding HTML
+        # again, or an SVG one below HTML: the hidden span stays open.
+        pytest.param("<span hidden><svg><foreignObject></span>xyz</foreignObject></svg></span>",
+                     id="end-tag-past-foreignobject"),
+        pytest.param("<span hidden><math><mi></span>xyz</mi></math></span>",
+                     id="end-tag-past-mathml-text"),
+        pytest.param("<svg><foreignObject><span hidden></foreignObject>xyz</span></foreignObject>"
+                     "</svg>", id="svg-end-tag-past-html"),
     ],
 )
 def test_text_hidden_inside_a_word_does_not_hide_it(hidden: str) -> None:
@@ -223,12 +231,15 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         # HTML again (<desc>, <foreignObject>) is in between; </body> closes nothing.
         pytest.param("<div><svg><g></div>a", "\n\na", id="svg-closed-by-div-end"),
         pytest.param("<span><svg><g></span>a", "a", id="svg-closed-by-span-end"),
-        pytest.param("<div><svg><desc></div>a</desc></svg>", "\n\n", id="div-end-in-desc"),
-        pytest.param("<div><svg><foreignObject><math></div>a", "\n\na",
+        pytest.param("<div><svg><desc></div>a</desc></svg>", "\n", id="div-end-in-desc"),
+        pytest.param("<div><svg><foreignObject><math></div>a", "\na",
                      id="div-end-in-foreignobject"),
         pytest.param("<svg><g></span>a", "", id="stray-end-tag-in-svg"),
         pytest.param("<svg><g></body>a", "", id="body-end-in-svg"),
         pytest.param("<p><svg><g></p>a", "\n\na", id="svg-closed-by-p-end"),
+        pytest.param("<table><tr><td><svg><foreignObject></table>a", "\n\n\n\n\n\na",
+                     id="table-end-past-foreignobject"),
+        pytest.param("<p><svg><foreignObject><svg><g></p>a", "\na", id="p-end-past-foreignobject"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
         pytest.param("<svg><text><![CDATA[a<b&amp;]]></text></svg><math><mi><![CDATA[&lt;]]>"
                      "</mi></math>", "a<b&amp;&lt;", id="cdata-text-as-written"),

@@ -88,7 +88,10 @@ def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, bool]]:
     changes (:attr:`_OpenElements.shown`) or whether start tags open SVG or MathML
     elements (:attr:`_OpenElements.foreign_tag`), each with both. A tag goes with the
     text after it: whether it shows what it opens (an image's alt text: ``<svg><img
-    alt=x>`` breaks out, and shows it) and the lines a block breaks.
+    alt=x>`` breaks out, and shows it) and the lines a block breaks. An end tag the
+    tree builder ignores though an element of its name is open
+    (:attr:`_OpenElements.held`) is in none: ``<span hidden><svg><foreignObject></span>``
+    leaves the span open in readers, what follows hidden.
     """
     if _FOREIGN_START.search(html) is None:
         yield 0, len(html), HTML, True, False
@@ -97,12 +100,18 @@ def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, bool]]:
     reading, shown, start = HTML, (True, False), 0
     for name, found in _tags_read(html, stack):
         stack.read(name, found)
+        at = found.start()
+        if stack.held:  # left out: a walk by names alone would close its element
+            if start < at:
+                yield start, at, reading, *shown
+            start = at = found.end()
         if (showing := (stack.shown, stack.foreign_tag)) != shown:
-            if start < found.start():
-                yield start, found.start(), reading, *shown
-            start, shown = found.start(), showing
+            if start < at:
+                yield start, at, reading, *shown
+            start, shown = at, showing
         if (wanted := stack.reading()) is not reading:  # the text after the tag is read so
-            yield start, found.end(), reading, *shown
+            if start < found.end():
+                yield start, found.end(), reading, *shown
             reading, start = wanted, found.end()
     yield start, len(html), reading, *shown
 
@@ -201,6 +210,9 @@ _UNDRAWN = frozenset({"desc", "metadata", "script", "style", "title"})
 # Those whose text SVG draws inside a <text>: any other there (a <g>, a <foreignObject>,
 # one SVG does not know) is drawn by none, nor anything it holds.
 _TEXT_CONTENT = frozenset({"tspan", "textpath", "a"})
+# HTML end tags that close their element past integration points (a table's looks in
+# table scope, which they do not bound).
+_UNBOUNDED = frozenset({"table", "template"})
 # HTML start tags that open no element (void), or none where a body is already open.
 _NOT_OPENED = VOID | frozenset(
     "body caption col colgroup frame frameset head html tbody td tfoot th thead tr".split())
@@ -232,6 +244,9 @@ class _OpenElements:
         # once: "/>"), which breaks no line, closes no <p>, shows no value as an HTML
         # element named so does: readers lay it out as SVG or MathML.
         self.foreign_tag = False
+        # Whether the last end tag closed nothing though an element of its name is open
+        # (below an element that holds HTML again, or SVG below HTML): ignored.
+        self.held = False
 
     @property
     def in_foreign(self) -> bool:
@@ -273,8 +288,10 @@ class _OpenElements:
         """Take in the tag ``name`` (``tag``); whether it is the document's, an HTML
         element outside any template."""
         if name.startswith("/"):
-            self._end(name[1:], tag)
+            self.held = not self._end(name[1:], tag) and (
+                _key(name[1:], html=True) in self.last or _key(name[1:], html=False) in self.last)
             return not self.in_foreign and not self.in_template
+        self.held = False
         html = self._html_start(name)
         self.foreign_tag = not html and not _breaks_out(name, tag)
         if self.foreign_tag:
@@ -323,22 +340,23 @@ class _OpenElements:
         undrawn = namespace == "svg" and (name in _UNDRAWN or (in_text and role != "drawn"))
         self._push((name, namespace, role), undrawn)
 
-    def _end(self, name: str, tag: re.Match[str]) -> None:
-        """An end tag. Where an SVG or MathML element is current, it closes the last one
-        so named above the last HTML element, or goes by HTML's rules; by these a
-        template's closes the last template, another the last HTML element so named
-        above the last integration point or template (none outside SVG and MathML)."""
+    def _end(self, name: str, tag: re.Match[str]) -> bool:
+        """An end tag; whether it closed an element so named. Where an SVG or MathML
+        element is current, it closes the last one so named above the last HTML element
+        (</p> and </br> close them all), or goes by HTML's rules; by these a template's
+        closes the last template, a table's the last table, another the last HTML
+        element so named above the last integration point or template."""
         if self.open and self.open[-1][1] != "html":
             if _breaks_out("/" + name, tag):
                 self._close(self._floor() + 1)
-                return
-            place = self.last.get(_key(name, html=False), -1)
-            if place > _last(self.html_at):
+            elif (place := self.last.get(_key(name, html=False), -1)) > _last(self.html_at):
                 self._close(place)
-                return
+                return True
         place = self.last.get(_key(name, html=True), -1)
-        if place >= 0 and (name == "template" or place > _last(self.bounds)):
+        if place >= 0 and (name in _UNBOUNDED or place > _last(self.bounds)):
             self._close(place)
+            return True
+        return False
 
     def _floor(self) -> int:
         """The place of the last element that is HTML or holds it: a breakout start tag
