@@ -81,6 +81,9 @@ def test_the_html_source_is_searched_as_well() -> None:
         pytest.param("<td>1234</td><td>5678</td>", "\n1234\n\n5678\n", id="cells-apart"),
         pytest.param("a<br/>b<P>c", "a\nb\nc", id="block-tags-break"),
         pytest.param("x < y &lt;b&gt;", "x < y <b>", id="literal-lt-and-references"),
+        # A tag ends a reference: readers show "&notice", not "&not" (\xac) and "ice".
+        pytest.param("&<b></b>no<i></i>tice &#9<b></b>7;", "&notice \t7;",
+                     id="no-reference-across-tags"),
         pytest.param("<STYLE>p{}</Style >a<Title>t</title>b", "ab", id="hidden-raw-text"),
         pytest.param("a<!-->b<!--->c", "abc", id="abrupt-comments"),
         pytest.param("a<b title='x", "a", id="unclosed-quote-to-the-end"),

@@ -154,11 +154,13 @@ def render_html(text: str) -> str:
     and the one kept from each block-level tag becomes one.
     """
     # Each stretch split as HTML's tokenizer reads it (SVG and MathML content too), the
-    # pieces joined in C.
-    shown = "".join(chain.from_iterable(
+    # pieces joined in C, by a NUL (which readers show as nothing) that ends a reference
+    # where markup ended it: joined by nothing, "&<b></b>no<b></b>tice" read "\xacice"
+    # (&not), which readers show as "&notice".
+    shown = "\0".join(chain.from_iterable(
         filter(None, _pieces(text[start:end], reading))
         for start, end, reading in readings(text)))
-    return html.unescape(shown.replace(">", "\n"))
+    return html.unescape(shown.replace(">", "\n")).replace("\0", "")
 
 
 def _pieces(text: str, reading: Reading) -> list[str | None]:
