@@ -107,6 +107,13 @@ def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
                      id="end-tag-past-foreignobject"),
         pytest.param("<span hidden><math><mi></span>xyz</mi></math></span>",
                      id="end-tag-past-mathml-text"),
+        # MathML draws only the first child of a <semantics> or <maction>, and nothing an
+        # <mphantom> holds.
+        pytest.param("<math><semantics><mi/><annotation>xyz</annotation></semantics></math>",
+                     id="mathml-annotation"),
+        pytest.param("<math><maction><mi></mi><mtext>xyz</mtext></maction></math>",
+                     id="mathml-action-state"),
+        pytest.param("<math><mphantom><mi>xyz</mi></mphantom></math>", id="mathml-phantom"),
         pytest.param("<svg><foreignObject><span hidden></foreignObject>xyz</span></foreignObject>"
                      "</svg>", id="svg-end-tag-past-html"),
     ],
@@ -241,6 +248,9 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      id="table-end-past-foreignobject"),
         pytest.param("<p><svg><foreignObject><svg><g></p>a", "\na", id="p-end-past-foreignobject"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
+        pytest.param("<math><semantics><mi>a</mi><mi>b<mi>c</mi></mi><annotation-xml encoding="
+                     "text/html><b>d</b></annotation-xml></semantics><semantics><mi>e</mi>"
+                     "</semantics></math>", "ae", id="mathml-semantics-first-child-shown"),
         pytest.param("<svg><text><![CDATA[a<b&amp;]]></text></svg><math><mi><![CDATA[&lt;]]>"
                      "</mi></math>", "a<b&amp;&lt;", id="cdata-text-as-written"),
     ],

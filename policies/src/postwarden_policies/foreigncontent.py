@@ -210,6 +210,9 @@ _UNDRAWN = frozenset({"desc", "metadata", "script", "style", "title"})
 # Those whose text SVG draws inside a <text>: any other there (a <g>, a <foreignObject>,
 # one SVG does not know) is drawn by none, nor anything it holds.
 _TEXT_CONTENT = frozenset({"tspan", "textpath", "a"})
+# MathML elements readers draw only the first child element of (MathML Core's style
+# sheet: "semantics > :not(:first-child) { display: none }", maction alike).
+_FIRST_CHILD_ONLY = frozenset({"semantics", "maction"})
 # HTML end tags that close their element past integration points (a table's looks in
 # table scope, which they do not bound).
 _UNBOUNDED = frozenset({"table", "template"})
@@ -239,7 +242,8 @@ class _OpenElements:
         self.before = array("q")  # the place of the one open before it of its key, or -1
         self.html_at = array("q")  # places of HTML elements (templates too)
         self.bounds = array("q")  # places of integration points and templates
-        self.undrawn = array("q")  # places of SVG elements nothing in which is drawn
+        self.undrawn = array("q")  # places of elements nothing in which is drawn
+        self.chosen = array("q")  # places of open _FIRST_CHILD_ONLY elements with a child
         # Whether the last start tag opened an SVG or MathML element (or one closed at
         # once: "/>"), which breaks no line, closes no <p>, shows no value as an HTML
         # element named so does: readers lay it out as SVG or MathML.
@@ -270,7 +274,9 @@ class _OpenElements:
         there, nor what those hold), or HTML again that a ``<foreignObject>`` outside
         a ``<text>`` holds: ``<svg>``, ``<g>``, ``<defs>`` draw no text of their own.
         MathML is shown as it is (a MathML ``<style>`` is an element MathML does not
-        know: shown as any, no sheet)."""
+        know: shown as any, no sheet), but what an ``<mphantom>`` holds (invisible,
+        though it takes room) and a ``<semantics>`` or ``<maction>`` does but its first
+        child (an annotation, an action's other states)."""
         if self.undrawn:
             return False
         if not self.open or self.open[-1][1] != "svg" or self.open[-1][2] == "point":
@@ -324,6 +330,7 @@ class _OpenElements:
 
     def _foreign_start(self, name: str, tag: re.Match[str]) -> None:
         """A start tag read as SVG or MathML (of the namespace of the element it is in)."""
+        later = self._later_child()
         if _self_closing(tag):
             return
         namespace = self.open[-1][1]
@@ -337,8 +344,19 @@ class _OpenElements:
             role = "text"
         elif namespace == "svg" and name in (_TEXT_CONTENT if in_text else ("text",)):
             role = "drawn"
-        undrawn = namespace == "svg" and (name in _UNDRAWN or (in_text and role != "drawn"))
+        undrawn = later or _undrawn(name, namespace, in_text and role != "drawn")
         self._push((name, namespace, role), undrawn)
+
+    def _later_child(self) -> bool:
+        """Whether an SVG or MathML element opening here is a child of a MathML
+        ``<semantics>`` or ``<maction>`` after its first, which readers do not draw."""
+        parent = len(self.open) - 1
+        if self.open[parent][0] not in _FIRST_CHILD_ONLY or self.open[parent][1] != "math":
+            return False
+        if _last(self.chosen) == parent:
+            return True
+        self.chosen.append(parent)
+        return False
 
     def _end(self, name: str, tag: re.Match[str]) -> bool:
         """An end tag; whether it closed an element so named. Where an SVG or MathML
@@ -390,7 +408,17 @@ class _OpenElements:
                 self.bounds.pop()
         while self.undrawn and self.undrawn[-1] >= place:
             self.undrawn.pop()
+        while self.chosen and self.chosen[-1] >= place:
+            self.chosen.pop()
         del self.open[place:]
+
+
+def _undrawn(name: str, namespace: str, out_of_text: bool) -> bool:
+    """Whether readers draw nothing of the SVG or MathML element ``name`` nor of what it
+    holds (``out_of_text``: in an SVG <text>, but none of its text content)."""
+    if namespace == "svg":
+        return name in _UNDRAWN or out_of_text
+    return name == "mphantom"  # visibility: hidden
 
 
 def _key(name: str, html: bool) -> str:
