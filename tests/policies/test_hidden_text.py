@@ -107,6 +107,13 @@ def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
                      id="end-tag-past-foreignobject"),
         pytest.param("<span hidden><math><mi></span>xyz</mi></math></span>",
                      id="end-tag-past-mathml-text"),
+        # SVG's presentation attributes are CSS.
+        pytest.param("<svg><text><tspan display=none>xyz</tspan></text></svg>",
+                     id="svg-display-attribute"),
+        pytest.param("<svg><text><tspan visibility='hidden'>xyz</tspan></text></svg>",
+                     id="svg-visibility-attribute"),
+        pytest.param("<svg><text opacity=0>xyz</text></svg>", id="svg-opacity-attribute"),
+        pytest.param("<svg font-size=0><text>xyz</text></svg>", id="svg-font-size-attribute"),
         # MathML draws only the first child of a <semantics> or <maction>, and nothing an
         # <mphantom> holds.
         pytest.param("<math><semantics><mi/><annotation>xyz</annotation></semantics></math>",
@@ -248,6 +255,10 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      id="table-end-past-foreignobject"),
         pytest.param("<p><svg><foreignObject><svg><g></p>a", "\na", id="p-end-past-foreignobject"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
+        # A presentation attribute is below any rule of a sheet, and none on HTML.
+        pytest.param("<style>tspan{display:inline}</style><svg><text>a<tspan display=none>b"
+                     "</tspan></text></svg><span display=none>c</span>", "abc",
+                     id="presentation-attribute-below-sheet"),
         pytest.param("<math><semantics><mi>a</mi><mi>b<mi>c</mi></mi><annotation-xml encoding="
                      "text/html><b>d</b></annotation-xml></semantics><semantics><mi>e</mi>"
                      "</semantics></math>", "ae", id="mathml-semantics-first-child-shown"),

@@ -3,14 +3,14 @@
 
 Its style is read as the cascade leaves it, from its style attribute and the
 document's ``<style>`` sheets as far as :mod:`~postwarden_policies.stylesheets`
-reads them (simple selectors). What hides an element's content: ``display:
-none`` (or the ``hidden`` attribute, ``<template>``), ``visibility: hidden``, a
-font under 2 px (``font-size: 0``, ``font: 0/0 a``), ``opacity`` of at most 0.1,
-a transparent colour or the colour of the background behind it
-(:mod:`~postwarden_policies.colours`), a zero height or width with
-``overflow: hidden``, Outlook's ``mso-hide: all``, and a place off the screen:
-positioned far to the left or top, absolutely positioned and clipped to nothing, a
-``text-indent`` far to the left, a ``clip-path`` that leaves nothing.
+reads them (simple selectors), and an SVG element's presentation attributes. What
+hides an element's content: ``display: none`` (or the ``hidden`` attribute,
+``<template>``), ``visibility: hidden``, a font under 2 px (``font-size: 0``,
+``font: 0/0 a``), ``opacity`` of at most 0.1, a transparent colour or the colour of
+the background behind it (:mod:`~postwarden_policies.colours`), a zero height or
+width with ``overflow: hidden``, Outlook's ``mso-hide: all``, and a place off the
+screen: positioned far to the left or top, absolutely positioned and clipped to
+nothing, a ``text-indent`` far to the left, a ``clip-path`` that leaves nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from .stylesheets import EMPTY, INLINE, Declared, StyleSheet, cascade, cleaned, 
 # faster than with re.IGNORECASE: a name that lower-cases to one of them is found all
 # the same.
 _LOOKED_AT = re.compile("style|hidden|dir|alt|value|color|background")
+# SVG's presentation attributes that hide text (display="none", visibility="hidden",
+# opacity="0", font-size="0"): CSS declarations below any rule of a sheet.
+_PRESENTATION = ("display", "visibility", "opacity", "font-size")
+_PRESENTATION_AT = re.compile("|".join(_PRESENTATION))
 _VISIBILITY = ("hidden", "collapse", "visible")
 # Possessive: "\d+\.?\d*" could split a run of digits every way, and a long run that
 # fails after it (a unit that is no unit) took time quadratic in its length.
@@ -79,19 +83,36 @@ PROPERTIES = frozenset(
 )
 
 
-def _declarations(values: dict[str, str], name: str, sheet: StyleSheet) -> dict[str, str]:
+def _declarations(values: dict[str, str], name: str, sheet: StyleSheet, svg: bool
+                  ) -> dict[str, str]:
     """An element's declarations, name to value as the cascade leaves them, from the
-    sheet and its style attribute (``values``: its attributes)."""
-    if sheet is EMPTY and not values.get("style"):
+    sheet and its style attribute (``values``: its attributes), and an SVG element's
+    presentation attributes."""
+    presented = _presented(values) if svg else {}
+    if sheet is EMPTY and not values.get("style") and not presented:
         return {}  # most tags: nothing declared
     found: Declared = {}
     if sheet is not EMPTY:
         found = sheet.declared(
             name, html.unescape(values.get("class", "")), html.unescape(values.get("id", ""))
         )
+    for property_name, entry in presented.items():  # any rule of a sheet wins
+        found.setdefault(property_name, entry)
     if values.get("style"):
         cascade(found, declarations(cleaned(html.unescape(values["style"])), PROPERTIES), INLINE, 0)
     return {property_name: value for property_name, (_, value) in found.items()}
+
+
+def _presented(values: dict[str, str]) -> Declared:
+    """The declarations of the presentation attributes among ``values`` (an SVG
+    element's attributes): a value holding a ";" or "!important" is none."""
+    found: Declared = {}
+    for property_name in _PRESENTATION:
+        value = html.unescape(values.get(property_name, ""))
+        if value and ";" not in value:
+            declared = declarations(cleaned(f"{property_name}:{value}"), PROPERTIES)
+            cascade(found, (entry for entry in declared if not entry[2]), 0, 0)
+    return found
 
 
 def font_px(value: str, parent: float) -> float:
@@ -146,19 +167,22 @@ OWN_COLOUR = PLAIN._replace(colour=UNKNOWN)
 _HREF = re.compile(rf"(?:^|[{WS}/])href(?![^{WS}/>=])")  # the attribute, in lower case
 
 
-def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY) -> Look:
+def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, svg: bool = False
+            ) -> Look:
     """How the element ``name`` with these attributes (as written) shows, given the
-    document's style sheets."""
+    document's style sheets; ``svg``: an SVG (or MathML) element, whose presentation
+    attributes are CSS."""
     lowered = attributes.lower()
     own_colour = name in _OWN_COLOUR or (name == "a" and _HREF.search(lowered) is not None)
     if (name != "template" and not _LOOKED_AT.search(lowered)
+            and not (svg and _PRESENTATION_AT.search(lowered))
             and not sheet.may_style(name, lowered)):
         return OWN_COLOUR if own_colour else PLAIN
     values: dict[str, str] = {}
     for attribute, value in ATTRIBUTE.findall(attributes):
         # The first of a name counts; the value as written, quotes off.
         values.setdefault(ascii_lower(attribute), value.strip("\"'"))
-    css = _declarations(values, name, sheet)
+    css = _declarations(values, name, sheet, svg)
     display = css.get("display", "")
     size = css.get("font-size")
     if size is None and "font" in css:

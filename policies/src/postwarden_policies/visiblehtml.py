@@ -149,10 +149,10 @@ class _Walk:
         # at once (a scan of closed per end tag made </i> after many <b> quadratic).
         self.closed_at: dict[str, list[int]] = {}
         self.budget = budget
-        self.looks: dict[tuple[str, str], Look] = {}  # mail repeats its styles
+        self.looks: dict[tuple[str, str, bool], Look] = {}  # mail repeats its styles
         # And its tags, in the same places: an element is made once for a tag in the
         # element it opens in (but a table, whose lists are its own).
-        self.made: dict[tuple[_Element, str, str, bool], _Element] = {}
+        self.made: dict[tuple[_Element, str, str, bool, bool], _Element] = {}
         self.sheet = sheet
         # Whether readers show what comes here (foreigncontent.shown_readings): text,
         # alt text, the lines a block breaks; and whether start tags here open SVG or
@@ -181,12 +181,14 @@ class _Walk:
             self._close_implied(name)
         top = self.stack[-1]
         quiet = self.foreign or not self.showing
-        key = (top, name, attributes, quiet)
+        svg = self.foreign or name == "svg"  # an <svg> tag opens one wherever it is
+        key = (top, name, attributes, quiet, svg)
         element = self.made.get(key)
         if element is None:
-            look = self.looks.get((name, attributes))
+            look = self.looks.get((name, attributes, svg))
             if look is None:
-                look = self.looks[name, attributes] = look_of(name, attributes, self.sheet)
+                look = self.looks[name, attributes, svg] = look_of(
+                    name, attributes, self.sheet, svg)
             element = top.child(name, look, quiet=quiet)
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
