@@ -114,6 +114,11 @@ def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
                      id="svg-visibility-attribute"),
         pytest.param("<svg><text opacity=0>xyz</text></svg>", id="svg-opacity-attribute"),
         pytest.param("<svg font-size=0><text>xyz</text></svg>", id="svg-font-size-attribute"),
+        # SVG paints text by its fill, not its colour.
+        pytest.param("<svg><text><tspan fill=none>xyz</tspan></text></svg>", id="svg-fill-none"),
+        pytest.param("<svg><text fill-opacity=0>xyz</text></svg>", id="svg-fill-opacity"),
+        pytest.param("<svg><text style='fill:rgba(0,0,0,0)'>xyz</text></svg>",
+                     id="svg-fill-transparent"),
         # MathML draws only the first child of a <semantics> or <maction>, and nothing an
         # <mphantom> holds.
         pytest.param("<math><semantics><mi/><annotation>xyz</annotation></semantics></math>",
@@ -259,6 +264,12 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<style>tspan{display:inline}</style><svg><text>a<tspan display=none>b"
                      "</tspan></text></svg><span display=none>c</span>", "abc",
                      id="presentation-attribute-below-sheet"),
+        # A stroke outlines text SVG fills with nothing; SVG text's colour is its fill's,
+        # MathML's its colour; MathML has no presentation attributes.
+        pytest.param("<svg><text>a<tspan fill=none stroke=red>b</tspan><tspan style="
+                     "color:transparent>c</tspan></text></svg><math><mi display=none>d</mi>"
+                     "<mi style=color:transparent>e</mi></math>", "abcd",
+                     id="svg-stroke-colour-mathml-attributes"),
         pytest.param("<math><semantics><mi>a</mi><mi>b<mi>c</mi></mi><annotation-xml encoding="
                      "text/html><b>d</b></annotation-xml></semantics><semantics><mi>e</mi>"
                      "</semantics></math>", "ae", id="mathml-semantics-first-child-shown"),

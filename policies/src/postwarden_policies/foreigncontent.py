@@ -83,7 +83,7 @@ def readings(html: str) -> Iterator[tuple[int, int, Reading]]:
     yield start, len(html), reading
 
 
-def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, bool]]:
+def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, str]]:
     """The stretches of :func:`readings`, split further where what readers show
     changes (:attr:`_OpenElements.shown`) or whether start tags open SVG or MathML
     elements (:attr:`_OpenElements.foreign_tag`), each with both. A tag goes with the
@@ -94,10 +94,10 @@ def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, bool]]:
     leaves the span open in readers, what follows hidden.
     """
     if _FOREIGN_START.search(html) is None:
-        yield 0, len(html), HTML, True, False
+        yield 0, len(html), HTML, True, ""
         return
     stack = _OpenElements()
-    reading, shown, start = HTML, (True, False), 0
+    reading, shown, start = HTML, (True, ""), 0
     for name, found in _tags_read(html, stack):
         stack.read(name, found)
         at = found.start()
@@ -244,10 +244,11 @@ class _OpenElements:
         self.bounds = array("q")  # places of integration points and templates
         self.undrawn = array("q")  # places of elements nothing in which is drawn
         self.chosen = array("q")  # places of open _FIRST_CHILD_ONLY elements with a child
-        # Whether the last start tag opened an SVG or MathML element (or one closed at
-        # once: "/>"), which breaks no line, closes no <p>, shows no value as an HTML
-        # element named so does: readers lay it out as SVG or MathML.
-        self.foreign_tag = False
+        # The namespace ("svg", "math") of the SVG or MathML element the last start tag
+        # opened (or one closed at once: "/>"), which breaks no line, closes no <p>,
+        # shows no value as an HTML element named so does: readers lay it out as SVG or
+        # MathML; "" for an HTML one.
+        self.foreign_tag = ""
         # Whether the last end tag closed nothing though an element of its name is open
         # (below an element that holds HTML again, or SVG below HTML): ignored.
         self.held = False
@@ -299,7 +300,7 @@ class _OpenElements:
             return not self.in_foreign and not self.in_template
         self.held = False
         html = self._html_start(name)
-        self.foreign_tag = not html and not _breaks_out(name, tag)
+        self.foreign_tag = "" if html or _breaks_out(name, tag) else self.open[-1][1]
         if self.foreign_tag:
             self._foreign_start(name, tag)
             return False

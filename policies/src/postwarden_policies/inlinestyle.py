@@ -29,8 +29,9 @@ from .stylesheets import EMPTY, INLINE, Declared, StyleSheet, cascade, cleaned, 
 # the same.
 _LOOKED_AT = re.compile("style|hidden|dir|alt|value|color|background")
 # SVG's presentation attributes that hide text (display="none", visibility="hidden",
-# opacity="0", font-size="0"): CSS declarations below any rule of a sheet.
-_PRESENTATION = ("display", "visibility", "opacity", "font-size")
+# opacity="0", font-size="0", fill="none"): CSS declarations below any rule of a sheet.
+_SVG_PAINT = ("fill", "fill-opacity", "stroke")  # what paints SVG's text, not its colour
+_PRESENTATION = ("display", "visibility", "opacity", "font-size", *_SVG_PAINT)
 _PRESENTATION_AT = re.compile("|".join(_PRESENTATION))
 _VISIBILITY = ("hidden", "collapse", "visible")
 # Possessive: "\d+\.?\d*" could split a run of digits every way, and a long run that
@@ -79,7 +80,7 @@ _NOT_REPAINTED = frozenset({"none", "normal", "currentcolor", "initial", "inheri
 PROPERTIES = frozenset(
     ("display", "visibility", "font-size", "font", "opacity", "color", "mso-hide",
      "direction", "unicode-bidi", "position", "text-indent", "clip", "clip-path",
-     *_ZERO_BOX, *_OVERFLOW, *_BACKGROUND, *_SIDES, *_REPAINTED)
+     *_ZERO_BOX, *_OVERFLOW, *_BACKGROUND, *_SIDES, *_REPAINTED, *_SVG_PAINT)
 )
 
 
@@ -205,7 +206,7 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, svg: bool = F
         shows=shows,
         font_size=size,
         visible=visibility == "visible" if visibility in _VISIBILITY else None,
-        painted=_TRANSPARENT.search(css["color"]) is None if "color" in css else None,
+        painted=_svg_painted(css) if svg else _painted(css.get("color")),
         colour=_colour(css, values, name) or (UNKNOWN if own_colour else None),
         backdrop=_backdrop(css, values, name),
     )
@@ -222,6 +223,23 @@ def _hidden_by(css: dict[str, str], display: str) -> bool:
             and any(_number_at_most(css.get(name, "1"), 0) for name in _ZERO_BOX))
         or _off_screen(css)
     )
+
+
+def _painted(colour_value: str | None) -> bool | None:
+    """Whether text in this colour is painted (None: not set, as its parent's)."""
+    return None if colour_value is None else _TRANSPARENT.search(colour_value) is None
+
+
+def _svg_painted(css: dict[str, str]) -> bool | None:
+    """Whether an SVG element paints its text (None: as its parent does): by its fill
+    (none, transparent or of an opacity of at most 0.1 paints nothing; currentColor is
+    its colour), or a stroke outlining it."""
+    if css.get("stroke", "none") not in ("none", "transparent"):
+        return True
+    fill = css.get("fill")
+    if fill == "none" or _number_at_most(css.get("fill-opacity", "1"), 0.1):
+        return False
+    return _painted(css.get("color") if fill == "currentcolor" else fill)
 
 
 def _colour(css: dict[str, str], values: dict[str, str], name: str) -> Colour | None:

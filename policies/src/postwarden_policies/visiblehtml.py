@@ -155,10 +155,11 @@ class _Walk:
         self.made: dict[tuple[_Element, str, str, bool, bool], _Element] = {}
         self.sheet = sheet
         # Whether readers show what comes here (foreigncontent.shown_readings): text,
-        # alt text, the lines a block breaks; and whether start tags here open SVG or
-        # MathML elements, which none of HTML's block rules reach.
+        # alt text, the lines a block breaks; and the namespace of the SVG or MathML
+        # elements start tags here open ("svg", "math"), which none of HTML's block
+        # rules reach, "" for HTML.
         self.showing = True
-        self.foreign = False
+        self.foreign = ""
 
     def text(self, text: str, literal: bool = False) -> None:
         """Show ``text``: references decoded, but in ``literal`` text (a CDATA section's)."""
@@ -180,8 +181,8 @@ class _Walk:
         if name in _IMPLIES and not self.foreign:
             self._close_implied(name)
         top = self.stack[-1]
-        quiet = self.foreign or not self.showing
-        svg = self.foreign or name == "svg"  # an <svg> tag opens one wherever it is
+        quiet = bool(self.foreign) or not self.showing
+        svg = self.foreign == "svg" or name == "svg"  # an <svg> tag opens one anywhere
         key = (top, name, attributes, quiet, svg)
         element = self.made.get(key)
         if element is None:
