@@ -142,6 +142,7 @@ def test_text_hidden_inside_a_word_does_not_hide_it(hidden: str) -> None:
         pytest.param('<div>via<div style="display:inline">gra</div></div>',
                      id="block-made-inline"),
         pytest.param('<p>via<img src="cid:x" alt="gra"></p>', id="alt-text"),
+        pytest.param('<p>via<IMAGE src="cid:x" alt="gra">', id="image-is-img"),
         pytest.param("<p>via<input value='gra'></p>", id="input-value"),
         pytest.param("<p><bdo dir=rtl>argaiv</bdo></p>", id="bdo"),
         pytest.param('<p style="direction:rtl;unicode-bidi:bidi-override">argaiv</p>',
@@ -245,6 +246,7 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      "ab\nc\n", id="mathml-elements-are-no-html-blocks"),
         pytest.param("a<svg>b<img alt=c>d", "acd", id="svg-closed-by-image-shows-alt"),
         pytest.param("<svg><input value=a></svg>", "", id="svg-input-shows-no-value"),
+        pytest.param("<svg><text>a<image alt=b>c</text></svg>", "a", id="svg-image-no-img"),
         # An end tag in SVG goes by HTML's rules once it reaches an HTML element: one
         # of an HTML element open around the svg closes it, unless an element that holds
         # HTML again (<desc>, <foreignObject>) is in between; </body> closes nothing.

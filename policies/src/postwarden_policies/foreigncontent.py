@@ -216,9 +216,11 @@ _FIRST_CHILD_ONLY = frozenset({"semantics", "maction"})
 # HTML end tags that close their element past integration points (a table's looks in
 # table scope, which they do not bound).
 _UNBOUNDED = frozenset({"table", "template"})
-# HTML start tags that open no element (void), or none where a body is already open.
+# HTML start tags that open no element (void, <image> an <img>), or none where a body is
+# already open.
 _NOT_OPENED = VOID | frozenset(
-    "body caption col colgroup frame frameset head html tbody td tfoot th thead tr".split())
+    "body caption col colgroup frame frameset head html image tbody td tfoot th thead tr"
+    .split())
 # An open element: its name, its namespace ("html", "svg", "math") and its role: "point"
 # (holds HTML), "text" (a MathML text integration point), "xml" (annotation-xml that
 # holds other XML), "drawn" (an SVG <text>, and its _TEXT_CONTENT), "template" or "".

@@ -176,6 +176,8 @@ class _Walk:
             segment.append(html.unescape(text) if "&" in text and not literal else text)
 
     def start(self, name: str, attributes: str) -> None:
+        if name == "image" and not self.foreign:
+            name = "img"  # HTML's tree builder renames it: its alt text shows
         if self.closed:
             self._reopen()
         if name in _IMPLIES and not self.foreign:
