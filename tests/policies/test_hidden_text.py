@@ -103,8 +103,8 @@ def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
         pytest.param('<span style="display:none">x<p>y</p>z</span>', id="block-inside"),
         # Readers ignore an end tag whose element is outside an SVG element holding HTML
         # again, or an SVG one below HTML: the hidden span stays open.
-        pytest.param("<span hidden><svg><foreignObject></span>xyz</foreignObject></svg></span>",
-                     id="end-tag-past-foreignobject"),
+        pytest.param("<span hidden><svg><foreignObject width=9 height=9></span>xyz"
+                     "</foreignObject></svg></span>", id="end-tag-past-foreignobject"),
         pytest.param("<span hidden><math><mi></span>xyz</mi></math></span>",
                      id="end-tag-past-mathml-text"),
         # SVG's presentation attributes are CSS.
@@ -126,8 +126,13 @@ def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
         pytest.param("<math><maction><mi></mi><mtext>xyz</mtext></maction></math>",
                      id="mathml-action-state"),
         pytest.param("<math><mphantom><mi>xyz</mi></mphantom></math>", id="mathml-phantom"),
-        pytest.param("<svg><foreignObject><span hidden></foreignObject>xyz</span></foreignObject>"
-                     "</svg>", id="svg-end-tag-past-html"),
+        pytest.param("<svg><foreignObject width=9 height=9><span hidden></foreignObject>xyz"
+                     "</span></foreignObject></svg>", id="svg-end-tag-past-html"),
+        # An <svg> or <foreignObject> of no width or height shows nothing (a
+        # <foreignObject>'s is none unless set).
+        pytest.param("<svg width=0 height=0><text>xyz</text></svg>", id="svg-of-no-size"),
+        pytest.param("<svg width=1 height=1><foreignObject>xyz</foreignObject></svg>",
+                     id="foreignobject-of-no-size"),
     ],
 )
 def test_text_hidden_inside_a_word_does_not_hide_it(hidden: str) -> None:
@@ -227,8 +232,11 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      "<metadata>d</metadata></svg>", "", id="svg-text-in-defs"),
         pytest.param("<svg><title>a</title><desc>b<b>c</b><div>d</div><img alt=e></desc>"
                      "<text>f<desc>g</desc></text></svg>", "f", id="svg-desc-title-not-shown"),
-        pytest.param("<svg><g><foreignObject>a<i>b</i><svg>c<text>d</text></svg></foreignObject>"
-                     "</g></svg>", "abd", id="svg-foreignobject-shown"),
+        pytest.param("<svg><g><foreignObject width=9 height=9>a<i>b</i><svg>c<text>d</text></svg>"
+                     "</foreignObject></g></svg>", "abd", id="svg-foreignobject-shown"),
+        pytest.param("<svg height=1><foreignObject style='width:9px;height:9px'>a"
+                     "</foreignObject><foreignObject width=9 height=0px>b</foreignObject>"
+                     "<svg width=0.0%><text>c</text></svg></svg>", "a", id="svg-sizes"),
         pytest.param("<svg><text><foreignObject><svg>a</svg></foreignObject></text></svg>", "",
                      id="svg-in-foreignobject-in-text"),
         # In a <text> only its own text and its <tspan>, <textPath>, <a> draw theirs.
@@ -253,14 +261,15 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<div><svg><g></div>a", "\n\na", id="svg-closed-by-div-end"),
         pytest.param("<span><svg><g></span>a", "a", id="svg-closed-by-span-end"),
         pytest.param("<div><svg><desc></div>a</desc></svg>", "\n", id="div-end-in-desc"),
-        pytest.param("<div><svg><foreignObject><math></div>a", "\na",
+        pytest.param("<div><svg><foreignObject width=9 height=9><math></div>a", "\na",
                      id="div-end-in-foreignobject"),
         pytest.param("<svg><g></span>a", "", id="stray-end-tag-in-svg"),
         pytest.param("<svg><g></body>a", "", id="body-end-in-svg"),
         pytest.param("<p><svg><g></p>a", "\n\na", id="svg-closed-by-p-end"),
         pytest.param("<table><tr><td><svg><foreignObject></table>a", "\n\n\n\n\n\na",
                      id="table-end-past-foreignobject"),
-        pytest.param("<p><svg><foreignObject><svg><g></p>a", "\na", id="p-end-past-foreignobject"),
+        pytest.param("<p><svg><foreignObject width=9 height=9><svg><g></p>a", "\na",
+                     id="p-end-past-foreignobject"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
         # A presentation attribute is below any rule of a sheet, and none on HTML.
         pytest.param("<style>tspan{display:inline}</style><svg><text>a<tspan display=none>b"
@@ -297,7 +306,7 @@ def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) 
     ],
 )
 def test_text_svg_does_not_draw_does_not_split_a_word(hidden: str) -> None:
-    html = f"<p>via<svg width=0 height=0>{hidden}</svg>gra</p>"
+    html = f"<p>via<svg width=1 height=1>{hidden}</svg>gra</p>"
     assert _rejected(text_message("text/html", html))
 
 
@@ -305,7 +314,7 @@ def test_text_svg_does_not_draw_does_not_split_a_word(hidden: str) -> None:
     "html",
     [
         pytest.param("<svg><text>via<section/>gra</text></svg>", id="self-closed-in-text"),
-        pytest.param("<p>via<svg width=0 height=0><g><section></section></g></svg>gra</p>",
+        pytest.param("<p>via<svg width=1 height=1><g><section></section></g></svg>gra</p>",
                      id="closes-no-p"),
         pytest.param("<math>via<article></article>gra</math>", id="in-mathml"),
     ],

@@ -205,6 +205,10 @@ def _tokens_read(html: str, stack: _OpenElements, end: int | None = None
 _INTEGRATION = {"svg": SVG_POINTS, "math": frozenset({"annotation-xml"})}
 _MATHML_GLYPHS = frozenset({"mglyph", "malignmark"})
 _ENCODING = frozenset({"encoding"})
+# An <svg> or <foreignObject> of no width or height shows nothing it holds (clipped:
+# their overflow is hidden); a <foreignObject>'s is 0 unless set.
+_SIZE = frozenset({"width", "height"})
+_ZERO_LENGTH = re.compile(r"[\t\n\f\r ]*+[+-]?(?:0++\.?0*+|\.0++)[a-zA-Z%]*+[\t\n\f\r ]*+")
 # SVG elements readers never draw, nor anything they hold (HTML in a <desc> too).
 _UNDRAWN = frozenset({"desc", "metadata", "script", "style", "title"})
 # Those whose text SVG draws inside a <text>: any other there (a <g>, a <foreignObject>,
@@ -325,7 +329,7 @@ class _OpenElements:
             return False
         if name in ("svg", "math"):
             if not _self_closing(tag):
-                self._push((name, name, ""))
+                self._push((name, name, ""), name == "svg" and _sizeless(name, tag))
             return False
         if name not in _NOT_OPENED:
             self._push((name, "html", ""))
@@ -347,7 +351,8 @@ class _OpenElements:
             role = "text"
         elif namespace == "svg" and name in (_TEXT_CONTENT if in_text else ("text",)):
             role = "drawn"
-        undrawn = later or _undrawn(name, namespace, in_text and role != "drawn")
+        undrawn = later or _undrawn(name, namespace, in_text and role != "drawn") or (
+            namespace == "svg" and _sizeless(name, tag))
         self._push((name, namespace, role), undrawn)
 
     def _later_child(self) -> bool:
@@ -422,6 +427,17 @@ def _undrawn(name: str, namespace: str, out_of_text: bool) -> bool:
     if namespace == "svg":
         return name in _UNDRAWN or out_of_text
     return name == "mphantom"  # visibility: hidden
+
+
+def _sizeless(name: str, tag: re.Match[str]) -> bool:
+    """Whether the SVG element ``name`` (``tag``) has a width or height of 0: set so, or
+    a <foreignObject>'s not set (as an attribute or in its style)."""
+    if name not in ("svg", "foreignobject"):
+        return False
+    size = tag_attributes(tag, _SIZE | {"style"})
+    if any(_ZERO_LENGTH.fullmatch(size[side]) for side in _SIZE if side in size):
+        return True
+    return name == "foreignobject" and not _SIZE <= size.keys() and "style" not in size
 
 
 def _key(name: str, html: bool) -> str:
