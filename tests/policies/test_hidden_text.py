@@ -126,6 +126,12 @@ def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
         pytest.param("<math><maction><mi></mi><mtext>xyz</mtext></maction></math>",
                      id="mathml-action-state"),
         pytest.param("<math><mphantom><mi>xyz</mi></mphantom></math>", id="mathml-phantom"),
+        # MathML's mathsize, mathcolor and mathbackground are CSS.
+        pytest.param("<math><mi mathsize=0>xyz</mi></math>", id="mathml-size-attribute"),
+        pytest.param("<math mathcolor=transparent><mi>xyz</mi></math>",
+                     id="mathml-colour-attribute"),
+        pytest.param("<math><mi mathcolor=#fff mathbackground=white>xyz</mi></math>",
+                     id="mathml-colour-on-background"),
         pytest.param("<svg><foreignObject width=9 height=9><span hidden></foreignObject>xyz"
                      "</span></foreignObject></svg>", id="svg-end-tag-past-html"),
         # An <svg> or <foreignObject> of no width or height shows nothing (a

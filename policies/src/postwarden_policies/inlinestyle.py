@@ -29,10 +29,18 @@ from .stylesheets import EMPTY, INLINE, Declared, StyleSheet, cascade, cleaned, 
 # the same.
 _LOOKED_AT = re.compile("style|hidden|dir|alt|value|color|background")
 # SVG's presentation attributes that hide text (display="none", visibility="hidden",
-# opacity="0", font-size="0", fill="none"): CSS declarations below any rule of a sheet.
+# opacity="0", font-size="0", fill="none") and MathML's (mathsize="0",
+# mathcolor="transparent"), by namespace, each to the CSS property it declares below
+# any rule of a sheet.
 _SVG_PAINT = ("fill", "fill-opacity", "stroke")  # what paints SVG's text, not its colour
-_PRESENTATION = ("display", "visibility", "opacity", "font-size", *_SVG_PAINT)
-_PRESENTATION_AT = re.compile("|".join(_PRESENTATION))
+_PRESENTATION = {
+    "svg": {name: name for name in ("display", "visibility", "opacity", "font-size",
+                                    *_SVG_PAINT)},
+    "math": {"mathsize": "font-size", "mathcolor": "color",
+             "mathbackground": "background-color"},
+}
+_PRESENTATION_AT = {namespace: re.compile("|".join(attributes))
+                    for namespace, attributes in _PRESENTATION.items()}
 _VISIBILITY = ("hidden", "collapse", "visible")
 # Possessive: "\d+\.?\d*" could split a run of digits every way, and a long run that
 # fails after it (a unit that is no unit) took time quadratic in its length.
@@ -84,12 +92,12 @@ PROPERTIES = frozenset(
 )
 
 
-def _declarations(values: dict[str, str], name: str, sheet: StyleSheet, svg: bool
+def _declarations(values: dict[str, str], name: str, sheet: StyleSheet, namespace: str
                   ) -> dict[str, str]:
     """An element's declarations, name to value as the cascade leaves them, from the
-    sheet and its style attribute (``values``: its attributes), and an SVG element's
-    presentation attributes."""
-    presented = _presented(values) if svg else {}
+    sheet and its style attribute (``values``: its attributes), and an SVG or MathML
+    element's presentation attributes."""
+    presented = _presented(values, _PRESENTATION[namespace]) if namespace else {}
     if sheet is EMPTY and not values.get("style") and not presented:
         return {}  # most tags: nothing declared
     found: Declared = {}
@@ -104,12 +112,12 @@ def _declarations(values: dict[str, str], name: str, sheet: StyleSheet, svg: boo
     return {property_name: value for property_name, (_, value) in found.items()}
 
 
-def _presented(values: dict[str, str]) -> Declared:
-    """The declarations of the presentation attributes among ``values`` (an SVG
-    element's attributes): a value holding a ";" or "!important" is none."""
+def _presented(values: dict[str, str], attributes: dict[str, str]) -> Declared:
+    """The declarations of the presentation ``attributes`` (attribute to property)
+    among ``values``: a value holding a ";" or "!important" is none."""
     found: Declared = {}
-    for property_name in _PRESENTATION:
-        value = html.unescape(values.get(property_name, ""))
+    for attribute, property_name in attributes.items():
+        value = html.unescape(values.get(attribute, ""))
         if value and ";" not in value:
             declared = declarations(cleaned(f"{property_name}:{value}"), PROPERTIES)
             cascade(found, (entry for entry in declared if not entry[2]), 0, 0)
@@ -168,22 +176,22 @@ OWN_COLOUR = PLAIN._replace(colour=UNKNOWN)
 _HREF = re.compile(rf"(?:^|[{WS}/])href(?![^{WS}/>=])")  # the attribute, in lower case
 
 
-def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, svg: bool = False
+def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, namespace: str = ""
             ) -> Look:
     """How the element ``name`` with these attributes (as written) shows, given the
-    document's style sheets; ``svg``: an SVG (or MathML) element, whose presentation
-    attributes are CSS."""
+    document's style sheets; ``namespace``: "svg" or "math" for an SVG or MathML
+    element, whose presentation attributes are CSS, "" for HTML."""
     lowered = attributes.lower()
     own_colour = name in _OWN_COLOUR or (name == "a" and _HREF.search(lowered) is not None)
     if (name != "template" and not _LOOKED_AT.search(lowered)
-            and not (svg and _PRESENTATION_AT.search(lowered))
+            and not (namespace and _PRESENTATION_AT[namespace].search(lowered))
             and not sheet.may_style(name, lowered)):
         return OWN_COLOUR if own_colour else PLAIN
     values: dict[str, str] = {}
     for attribute, value in ATTRIBUTE.findall(attributes):
         # The first of a name counts; the value as written, quotes off.
         values.setdefault(ascii_lower(attribute), value.strip("\"'"))
-    css = _declarations(values, name, sheet, svg)
+    css = _declarations(values, name, sheet, namespace)
     display = css.get("display", "")
     size = css.get("font-size")
     if size is None and "font" in css:
@@ -206,7 +214,7 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, svg: bool = F
         shows=shows,
         font_size=size,
         visible=visibility == "visible" if visibility in _VISIBILITY else None,
-        painted=_svg_painted(css) if svg else _painted(css.get("color")),
+        painted=_svg_painted(css) if namespace == "svg" else _painted(css.get("color")),
         colour=_colour(css, values, name) or (UNKNOWN if own_colour else None),
         backdrop=_backdrop(css, values, name),
     )

@@ -149,10 +149,10 @@ class _Walk:
         # at once (a scan of closed per end tag made </i> after many <b> quadratic).
         self.closed_at: dict[str, list[int]] = {}
         self.budget = budget
-        self.looks: dict[tuple[str, str, bool], Look] = {}  # mail repeats its styles
+        self.looks: dict[tuple[str, str, str], Look] = {}  # mail repeats its styles
         # And its tags, in the same places: an element is made once for a tag in the
         # element it opens in (but a table, whose lists are its own).
-        self.made: dict[tuple[_Element, str, str, bool, bool], _Element] = {}
+        self.made: dict[tuple[_Element, str, str, bool, str], _Element] = {}
         self.sheet = sheet
         # Whether readers show what comes here (foreigncontent.shown_readings): text,
         # alt text, the lines a block breaks; and the namespace of the SVG or MathML
@@ -184,14 +184,15 @@ class _Walk:
             self._close_implied(name)
         top = self.stack[-1]
         quiet = bool(self.foreign) or not self.showing
-        svg = self.foreign == "svg" or name == "svg"  # an <svg> tag opens one anywhere
-        key = (top, name, attributes, quiet, svg)
+        # An <svg> or <math> tag in HTML opens one.
+        namespace = self.foreign or (name if name in ("svg", "math") else "")
+        key = (top, name, attributes, quiet, namespace)
         element = self.made.get(key)
         if element is None:
-            look = self.looks.get((name, attributes, svg))
+            look = self.looks.get((name, attributes, namespace))
             if look is None:
-                look = self.looks[name, attributes, svg] = look_of(
-                    name, attributes, self.sheet, svg)
+                look = self.looks[name, attributes, namespace] = look_of(
+                    name, attributes, self.sheet, namespace)
             element = top.child(name, look, quiet=quiet)
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
