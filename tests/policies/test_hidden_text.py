@@ -139,6 +139,9 @@ def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
         pytest.param("<svg width=0 height=0><text>xyz</text></svg>", id="svg-of-no-size"),
         pytest.param("<svg width=1 height=1><foreignObject>xyz</foreignObject></svg>",
                      id="foreignobject-of-no-size"),
+        pytest.param("<svg style='height:0'><text>xyz</text></svg>", id="svg-of-no-css-height"),
+        pytest.param("<svg><foreignObject width=9 height=9 style=width:0>xyz</foreignObject>"
+                     "</svg>", id="foreignobject-of-no-css-width"),
     ],
 )
 def test_text_hidden_inside_a_word_does_not_hide_it(hidden: str) -> None:
@@ -243,6 +246,8 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<svg height=1><foreignObject style='width:9px;height:9px'>a"
                      "</foreignObject><foreignObject width=9 height=0px>b</foreignObject>"
                      "<svg width=0.0%><text>c</text></svg></svg>", "a", id="svg-sizes"),
+        pytest.param("<svg style='height:0;overflow:visible'><text>a</text></svg>", "a",
+                     id="svg-of-no-size-overflowing"),
         pytest.param("<svg><text><foreignObject><svg>a</svg></foreignObject></text></svg>", "",
                      id="svg-in-foreignobject-in-text"),
         # In a <text> only its own text and its <tspan>, <textPath>, <a> draw theirs.

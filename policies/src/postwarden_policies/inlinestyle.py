@@ -41,6 +41,7 @@ _PRESENTATION = {
 }
 _PRESENTATION_AT = {namespace: re.compile("|".join(attributes))
                     for namespace, attributes in _PRESENTATION.items()}
+_CLIPPED = frozenset({"svg", "foreignobject"})  # SVG elements whose overflow is hidden
 _VISIBILITY = ("hidden", "collapse", "visible")
 # Possessive: "\d+\.?\d*" could split a run of digits every way, and a long run that
 # fails after it (a unit that is no unit) took time quadratic in its length.
@@ -192,6 +193,8 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, namespace: st
         # The first of a name counts; the value as written, quotes off.
         values.setdefault(ascii_lower(attribute), value.strip("\"'"))
     css = _declarations(values, name, sheet, namespace)
+    if css and namespace == "svg" and name in _CLIPPED:
+        css.setdefault("overflow", "hidden")  # readers' style sheet: a zero box shows nothing
     display = css.get("display", "")
     size = css.get("font-size")
     if size is None and "font" in css:
