@@ -311,6 +311,10 @@ def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) 
         pytest.param("<g>xyz</g>", id="group"),
         pytest.param("xyz<text></text>", id="before-text"),
         pytest.param("<defs><linearGradient>xyz</linearGradient></defs>", id="gradient"),
+        pytest.param("<defs><text>xyz</text></defs>", id="text-in-defs"),
+        pytest.param("<symbol><text>x</text></symbol><clipPath><text>y</text></clipPath>"
+                     "<mask><foreignObject width=9 height=9>z</foreignObject></mask>",
+                     id="text-in-what-is-drawn-where-referred-to"),
         pytest.param("<desc><div>xyz</div></desc>", id="block-in-desc"),
         pytest.param("<text><g>xyz</g></text>", id="group-in-text"),
         pytest.param("<text><foreignObject>xyz</foreignObject></text>", id="html-in-text"),

@@ -209,8 +209,12 @@ _ENCODING = frozenset({"encoding"})
 # their overflow is hidden); a <foreignObject>'s is 0 unless set.
 _SIZE = frozenset({"width", "height"})
 _ZERO_LENGTH = re.compile(r"[\t\n\f\r ]*+[+-]?(?:0++\.?0*+|\.0++)[a-zA-Z%]*+[\t\n\f\r ]*+")
-# SVG elements readers never draw, nor anything they hold (HTML in a <desc> too).
-_UNDRAWN = frozenset({"desc", "metadata", "script", "style", "title"})
+# SVG elements readers never draw, nor anything they hold (HTML in a <desc> too): those
+# that say what a drawing is, and those only drawn where another refers to them (a
+# <text> in <defs> or a <clipPath> draws nothing there).
+_UNDRAWN = frozenset(
+    """desc metadata script style title clippath defs filter lineargradient marker mask
+    pattern radialgradient symbol""".split())
 # Those whose text SVG draws inside a <text>: any other there (a <g>, a <foreignObject>,
 # one SVG does not know) is drawn by none, nor anything it holds.
 _TEXT_CONTENT = frozenset({"tspan", "textpath", "a"})
