@@ -282,6 +282,9 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<p><svg><foreignObject width=9 height=9><svg><g></p>a", "\na",
                      id="p-end-past-foreignobject"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
+        pytest.param("<svg><switch><text requiredExtensions=x>a</text><g><text>b</text></g>"
+                     "<text>c</text></switch><switch><text>d</text></switch></svg>", "bd",
+                     id="svg-switch-first-child-shown"),
         # A presentation attribute is below any rule of a sheet, and none on HTML.
         pytest.param("<style>tspan{display:inline}</style><svg><text>a<tspan display=none>b"
                      "</tspan></text></svg><span display=none>c</span>", "abc",
@@ -312,6 +315,8 @@ def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) 
         pytest.param("xyz<text></text>", id="before-text"),
         pytest.param("<defs><linearGradient>xyz</linearGradient></defs>", id="gradient"),
         pytest.param("<defs><text>xyz</text></defs>", id="text-in-defs"),
+        pytest.param("<switch><text systemLanguage=zz>x</text><text/><text>yz</text></switch>",
+                     id="switch-draws-one-child"),
         pytest.param("<symbol><text>x</text></symbol><clipPath><text>y</text></clipPath>"
                      "<mask><foreignObject width=9 height=9>z</foreignObject></mask>",
                      id="text-in-what-is-drawn-where-referred-to"),

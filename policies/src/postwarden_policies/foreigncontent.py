@@ -218,9 +218,12 @@ _UNDRAWN = frozenset(
 # Those whose text SVG draws inside a <text>: any other there (a <g>, a <foreignObject>,
 # one SVG does not know) is drawn by none, nor anything it holds.
 _TEXT_CONTENT = frozenset({"tspan", "textpath", "a"})
-# MathML elements readers draw only the first child element of (MathML Core's style
-# sheet: "semantics > :not(:first-child) { display: none }", maction alike).
-_FIRST_CHILD_ONLY = frozenset({"semantics", "maction"})
+# Elements readers draw only the first child element of, by namespace: MathML's
+# (MathML Core's style sheet: "semantics > :not(:first-child) { display: none }",
+# maction alike), and SVG's <switch>, the first whose conditions hold: one with a
+# condition is taken to fail (it may, in some reader).
+_FIRST_CHILD_ONLY = {"math": frozenset({"semantics", "maction"}), "svg": frozenset({"switch"})}
+_CONDITIONS = frozenset({"systemlanguage", "requiredextensions"})
 # HTML end tags that close their element past integration points (a table's looks in
 # table scope, which they do not bound).
 _UNBOUNDED = frozenset({"table", "template"})
@@ -341,7 +344,7 @@ class _OpenElements:
 
     def _foreign_start(self, name: str, tag: re.Match[str]) -> None:
         """A start tag read as SVG or MathML (of the namespace of the element it is in)."""
-        later = self._later_child()
+        later = self._later_child(tag)
         if _self_closing(tag):
             return
         namespace = self.open[-1][1]
@@ -359,13 +362,14 @@ class _OpenElements:
             namespace == "svg" and _sizeless(name, tag))
         self._push((name, namespace, role), undrawn)
 
-    def _later_child(self) -> bool:
-        """Whether an SVG or MathML element opening here is a child of a MathML
-        ``<semantics>`` or ``<maction>`` after its first, which readers do not draw."""
+    def _later_child(self, tag: re.Match[str]) -> bool:
+        """Whether the SVG or MathML element ``tag`` opens is a child of a
+        :data:`_FIRST_CHILD_ONLY` element that readers do not draw: after the first."""
         parent = len(self.open) - 1
-        if self.open[parent][0] not in _FIRST_CHILD_ONLY or self.open[parent][1] != "math":
+        name, namespace, _ = self.open[parent]
+        if name not in _FIRST_CHILD_ONLY.get(namespace, ()):
             return False
-        if _last(self.chosen) == parent:
+        if _last(self.chosen) == parent or tag_attributes(tag, _CONDITIONS):
             return True
         self.chosen.append(parent)
         return False
