@@ -137,9 +137,10 @@ def test_a_soft_break_with_padding_after_it_does_not_hide_the_word() -> None:
         # An <svg> or <foreignObject> of no width or height shows nothing (a
         # <foreignObject>'s is none unless set).
         pytest.param("<svg width=0 height=0><text>xyz</text></svg>", id="svg-of-no-size"),
-        pytest.param("<svg width=1 height=1><foreignObject>xyz</foreignObject></svg>",
+        pytest.param("<svg width=9 height=9><foreignObject>xyz</foreignObject></svg>",
                      id="foreignobject-of-no-size"),
         pytest.param("<svg style='height:0'><text>xyz</text></svg>", id="svg-of-no-css-height"),
+        pytest.param("<svg width=1 height=1px><text>xyz</text></svg>", id="svg-too-small"),
         pytest.param("<svg><foreignObject width=9 height=9 style=width:0>xyz</foreignObject>"
                      "</svg>", id="foreignobject-of-no-css-width"),
     ],
@@ -243,11 +244,12 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      "<text>f<desc>g</desc></text></svg>", "f", id="svg-desc-title-not-shown"),
         pytest.param("<svg><g><foreignObject width=9 height=9>a<i>b</i><svg>c<text>d</text></svg>"
                      "</foreignObject></g></svg>", "abd", id="svg-foreignobject-shown"),
-        pytest.param("<svg height=1><foreignObject style='width:9px;height:9px'>a"
+        pytest.param("<svg height=2><foreignObject style='width:9px;height:9px'>a"
                      "</foreignObject><foreignObject width=9 height=0px>b</foreignObject>"
                      "<svg width=0.0%><text>c</text></svg></svg>", "a", id="svg-sizes"),
-        pytest.param("<svg style='height:0;overflow:visible'><text>a</text></svg>", "a",
-                     id="svg-of-no-size-overflowing"),
+        pytest.param("<svg style='height:0;overflow:visible'><text>a</text></svg><svg width=2 "
+                     "height=1em><text>b</text></svg>", "ab",
+                     id="svg-of-no-size-overflowing-or-large-enough"),
         pytest.param("<svg><text><foreignObject><svg>a</svg></foreignObject></text></svg>", "",
                      id="svg-in-foreignobject-in-text"),
         # In a <text> only its own text and its <tspan>, <textPath>, <a> draw theirs.
@@ -326,7 +328,7 @@ def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) 
     ],
 )
 def test_text_svg_does_not_draw_does_not_split_a_word(hidden: str) -> None:
-    html = f"<p>via<svg width=1 height=1>{hidden}</svg>gra</p>"
+    html = f"<p>via<svg width=2 height=2>{hidden}</svg>gra</p>"
     assert _rejected(text_message("text/html", html))
 
 
@@ -334,7 +336,7 @@ def test_text_svg_does_not_draw_does_not_split_a_word(hidden: str) -> None:
     "html",
     [
         pytest.param("<svg><text>via<section/>gra</text></svg>", id="self-closed-in-text"),
-        pytest.param("<p>via<svg width=1 height=1><g><section></section></g></svg>gra</p>",
+        pytest.param("<p>via<svg width=2 height=2><g><section></section></g></svg>gra</p>",
                      id="closes-no-p"),
         pytest.param("<math>via<article></article>gra</math>", id="in-mathml"),
     ],

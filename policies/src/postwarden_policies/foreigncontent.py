@@ -205,10 +205,9 @@ def _tokens_read(html: str, stack: _OpenElements, end: int | None = None
 _INTEGRATION = {"svg": SVG_POINTS, "math": frozenset({"annotation-xml"})}
 _MATHML_GLYPHS = frozenset({"mglyph", "malignmark"})
 _ENCODING = frozenset({"encoding"})
-# An <svg> or <foreignObject> of no width or height shows nothing it holds (clipped:
-# their overflow is hidden); a <foreignObject>'s is 0 unless set.
+# A <foreignObject>'s width and height are 0 unless set: it shows nothing it holds
+# (clipped, its overflow hidden; a size set too small: inlinestyle).
 _SIZE = frozenset({"width", "height"})
-_ZERO_LENGTH = re.compile(r"[\t\n\f\r ]*+[+-]?(?:0++\.?0*+|\.0++)[a-zA-Z%]*+[\t\n\f\r ]*+")
 # SVG elements readers never draw, nor anything they hold (HTML in a <desc> too): those
 # that say what a drawing is, and those only drawn where another refers to them (a
 # <text> in <defs> or a <clipPath> draws nothing there).
@@ -336,7 +335,7 @@ class _OpenElements:
             return False
         if name in ("svg", "math"):
             if not _self_closing(tag):
-                self._push((name, name, ""), name == "svg" and _sizeless(name, tag))
+                self._push((name, name, ""))
             return False
         if name not in _NOT_OPENED:
             self._push((name, "html", ""))
@@ -359,7 +358,7 @@ class _OpenElements:
         elif namespace == "svg" and name in (_TEXT_CONTENT if in_text else ("text",)):
             role = "drawn"
         undrawn = later or _undrawn(name, namespace, in_text and role != "drawn") or (
-            namespace == "svg" and _sizeless(name, tag))
+            namespace == "svg" and _unsized(name, tag))
         self._push((name, namespace, role), undrawn)
 
     def _later_child(self, tag: re.Match[str]) -> bool:
@@ -437,15 +436,13 @@ def _undrawn(name: str, namespace: str, out_of_text: bool) -> bool:
     return name == "mphantom"  # visibility: hidden
 
 
-def _sizeless(name: str, tag: re.Match[str]) -> bool:
-    """Whether the SVG element ``name`` (``tag``) has a width or height of 0: set so, or
-    a <foreignObject>'s not set (as an attribute or in its style)."""
-    if name not in ("svg", "foreignobject"):
+def _unsized(name: str, tag: re.Match[str]) -> bool:
+    """Whether the SVG element ``name`` (``tag``) is a <foreignObject> whose width or
+    height is not set (as an attribute, or perhaps in its style)."""
+    if name != "foreignobject":
         return False
     size = tag_attributes(tag, _SIZE | {"style"})
-    if any(_ZERO_LENGTH.fullmatch(size[side]) for side in _SIZE if side in size):
-        return True
-    return name == "foreignobject" and not _SIZE <= size.keys() and "style" not in size
+    return not _SIZE <= size.keys() and "style" not in size
 
 
 def _key(name: str, html: bool) -> str:

@@ -35,13 +35,15 @@ _LOOKED_AT = re.compile("style|hidden|dir|alt|value|color|background")
 _SVG_PAINT = ("fill", "fill-opacity", "stroke")  # what paints SVG's text, not its colour
 _PRESENTATION = {
     "svg": {name: name for name in ("display", "visibility", "opacity", "font-size",
-                                    *_SVG_PAINT)},
+                                    "width", "height", *_SVG_PAINT)},
     "math": {"mathsize": "font-size", "mathcolor": "color",
              "mathbackground": "background-color"},
 }
 _PRESENTATION_AT = {namespace: re.compile("|".join(attributes))
                     for namespace, attributes in _PRESENTATION.items()}
-_CLIPPED = frozenset({"svg", "foreignobject"})  # SVG elements whose overflow is hidden
+# SVG elements whose overflow is hidden (readers' style sheet): one of a width or
+# height under UNREADABLE_PX shows nothing legible of what it holds.
+_CLIPPED = frozenset({"svg", "foreignobject"})
 _VISIBILITY = ("hidden", "collapse", "visible")
 # Possessive: "\d+\.?\d*" could split a run of digits every way, and a long run that
 # fails after it (a unit that is no unit) took time quadratic in its length.
@@ -145,6 +147,19 @@ def font_px(value: str, parent: float) -> float:
     return 0.0 if amount <= 0 else parent  # viewport units: unknown
 
 
+def _too_small(css: dict[str, str]) -> bool:
+    """Whether a box of these sizes, its overflow hidden, shows no text legibly: a width
+    or height under UNREADABLE_PX (without a unit: px)."""
+    if not any(word in css["overflow"] for word in ("hidden", "clip")):
+        return False
+    for side in ("width", "height"):
+        length = _LENGTH.fullmatch(css.get(side, ""))
+        if length is not None and length.group(2) in _PX and \
+                0 <= float(length.group(1)) * _PX[length.group(2)] < UNREADABLE_PX:
+            return True
+    return False
+
+
 def _number_at_most(value: str, limit: float) -> bool:
     number = _NUMBER.match(value)
     if number is None:
@@ -193,8 +208,9 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, namespace: st
         # The first of a name counts; the value as written, quotes off.
         values.setdefault(ascii_lower(attribute), value.strip("\"'"))
     css = _declarations(values, name, sheet, namespace)
-    if css and namespace == "svg" and name in _CLIPPED:
-        css.setdefault("overflow", "hidden")  # readers' style sheet: a zero box shows nothing
+    clipped = bool(css) and namespace == "svg" and name in _CLIPPED
+    if clipped:
+        css.setdefault("overflow", "hidden")
     display = css.get("display", "")
     size = css.get("font-size")
     if size is None and "font" in css:
@@ -210,6 +226,7 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, namespace: st
             name == "template"  # inert content
             or ("hidden" in values and not display)  # display: none, which CSS undoes
             or (bool(css) and _hidden_by(css, display))  # most tags have no CSS
+            or (clipped and _too_small(css))
         ),
         breaks=not display.startswith(("inline", "contents")) if display else None,
         reverses=(ascii_lower(values.get("dir", "")) == "rtl" and name == "bdo") or (
