@@ -236,8 +236,8 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         # SVG draws text only in a <text> (its <tspan>, <textPath> too), and HTML again
         # in a <foreignObject>; never what a <desc> or <title> holds, HTML there too.
         pytest.param("a<svg>b<g>c<![CDATA[d]]></g>e</svg>f", "af", id="svg-text-outside-text"),
-        pytest.param("<svg><text>a<tspan>b<textPath>c</textPath></tspan><![CDATA[d]]></text>"
-                     "</svg>", "abcd", id="svg-text-in-text"),
+        pytest.param("<svg><text>a<tspan>b<textPath href=#p>c</textPath></tspan><![CDATA[d]]>"
+                     "</text></svg>", "abcd", id="svg-text-in-text"),
         pytest.param("<svg><defs>a<linearGradient>b</linearGradient></defs><symbol>c</symbol>"
                      "<metadata>d</metadata></svg>", "", id="svg-text-in-defs"),
         pytest.param("<svg><title>a</title><desc>b<b>c</b><div>d</div><img alt=e></desc>"
@@ -317,6 +317,7 @@ def test_hidden_text_is_left_out_as_readers_leave_it_out(html: str, shown: str) 
         pytest.param("xyz<text></text>", id="before-text"),
         pytest.param("<defs><linearGradient>xyz</linearGradient></defs>", id="gradient"),
         pytest.param("<defs><text>xyz</text></defs>", id="text-in-defs"),
+        pytest.param("<text><textPath>xyz</textPath></text>", id="text-path-without-path"),
         pytest.param("<switch><text systemLanguage=zz>x</text><text/><text>yz</text></switch>",
                      id="switch-draws-one-child"),
         pytest.param("<symbol><text>x</text></symbol><clipPath><text>y</text></clipPath>"

@@ -206,8 +206,10 @@ _INTEGRATION = {"svg": SVG_POINTS, "math": frozenset({"annotation-xml"})}
 _MATHML_GLYPHS = frozenset({"mglyph", "malignmark"})
 _ENCODING = frozenset({"encoding"})
 # A <foreignObject>'s width and height are 0 unless set: it shows nothing it holds
-# (clipped, its overflow hidden; a size set too small: inlinestyle).
+# (clipped, its overflow hidden; a size set too small: inlinestyle). A <textPath>
+# draws along a path, its own or one it refers to: without, nothing.
 _SIZE = frozenset({"width", "height"})
+_PATH = frozenset({"path", "href", "xlink:href"})
 # SVG elements readers never draw, nor anything they hold (HTML in a <desc> too): those
 # that say what a drawing is, and those only drawn where another refers to them (a
 # <text> in <defs> or a <clipPath> draws nothing there).
@@ -358,7 +360,7 @@ class _OpenElements:
         elif namespace == "svg" and name in (_TEXT_CONTENT if in_text else ("text",)):
             role = "drawn"
         undrawn = later or _undrawn(name, namespace, in_text and role != "drawn") or (
-            namespace == "svg" and _unsized(name, tag))
+            namespace == "svg" and _nowhere(name, tag))
         self._push((name, namespace, role), undrawn)
 
     def _later_child(self, tag: re.Match[str]) -> bool:
@@ -436,13 +438,14 @@ def _undrawn(name: str, namespace: str, out_of_text: bool) -> bool:
     return name == "mphantom"  # visibility: hidden
 
 
-def _unsized(name: str, tag: re.Match[str]) -> bool:
-    """Whether the SVG element ``name`` (``tag``) is a <foreignObject> whose width or
-    height is not set (as an attribute, or perhaps in its style)."""
-    if name != "foreignobject":
-        return False
-    size = tag_attributes(tag, _SIZE | {"style"})
-    return not _SIZE <= size.keys() and "style" not in size
+def _nowhere(name: str, tag: re.Match[str]) -> bool:
+    """Whether the SVG element ``name`` (``tag``) has nowhere to draw what it holds: a
+    <foreignObject> whose width or height is not set (as an attribute, or perhaps in
+    its style), a <textPath> without a path."""
+    if name == "foreignobject":
+        size = tag_attributes(tag, _SIZE | {"style"})
+        return not _SIZE <= size.keys() and "style" not in size
+    return name == "textpath" and not tag_attributes(tag, _PATH)
 
 
 def _key(name: str, html: bool) -> str:
