@@ -215,6 +215,8 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<span style=display:none>x</div>y</span>z", "z", id="stray-end-tag"),
         pytest.param("<span style='display:none'>x<br>y</span>", "", id="hidden-break"),
         pytest.param("<textarea style=display:none>x</textarea>y", "y", id="hidden-textarea"),
+        pytest.param("<textarea>&lt;</textarea><plaintext>&lt;", "<&lt;",
+                     id="plaintext-references-as-written"),
         pytest.param("<span style='color:#000'>x</span>", "x", id="ordinary-style"),
         pytest.param("a<table> <tr><td>1</td><td>2</td></tr> </table>b",
                      "a\n \n\n1\n\n2\n\n \nb", id="table-cells-apart"),

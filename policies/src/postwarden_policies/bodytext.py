@@ -165,13 +165,19 @@ def render_html(text: str) -> str:
 
 def _pieces(text: str, reading: Reading) -> list[str | None]:
     """``text`` split by ``reading``'s markup (None for a group a tag did not set), a
-    CDATA section's text escaped: it holds no references and no tag, so
-    ``<![CDATA[vi&#97;gra]]>`` shows ``vi&#97;gra`` and its ">" breaks no line."""
+    CDATA section's text and all after a <plaintext> tag escaped: they hold no
+    references and no tag, so ``<![CDATA[vi&#97;gra]]>`` shows ``vi&#97;gra`` and its
+    ">" breaks no line."""
     pieces: list[str | None] = reading.markup.split(text)
+    step = reading.markup.groups + 1
     if (group := reading.markup.groupindex.get("cdata")) is not None:
-        step = reading.markup.groups + 1
         pieces[group::step] = [piece and html.escape(piece, quote=False)
                                for piece in pieces[group::step]]
+    # A <plaintext> runs to the end: only the last tag can be one.
+    if (group := reading.markup.groupindex.get("plaintext")) is not None and len(pieces) > 1:
+        last = len(pieces) - step - 1 + group
+        if shown := pieces[last]:
+            pieces[last] = html.escape(shown, quote=False)
     return pieces
 
 

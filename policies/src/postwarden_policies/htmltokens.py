@@ -110,7 +110,8 @@ def _markup(raw_text: bool, cdata: bool) -> re.Pattern[str]:
     group template would."""
     raw = (rf"(?={_names(RAW)})(?:"
            + "|".join(_raw_text(name, keep=False) for name in _HIDDEN)
-           + rf"|{_raw_text('textarea', keep=True)}|{_names(['plaintext'])}{_ATTRIBUTES}(.*))|"
+           + rf"|{_raw_text('textarea', keep=True)}"
+           + rf"|{_names(['plaintext'])}{_ATTRIBUTES}(?P<plaintext>.*))|"
            if raw_text else "")
     return re.compile(
         f"<(?:{_not_a_tag(_cdata() if cdata else '')}"

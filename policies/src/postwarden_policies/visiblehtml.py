@@ -335,9 +335,9 @@ def _read(walk: _Walk, text: str, reading: Reading) -> None:
                 name = ascii_lower(written)
                 starts(name, attributes)
                 # Of raw text, readers show a textarea's and <plaintext>'s (all the
-                # rest of the document, as it is) only.
+                # rest of the document, as it is: no references) only.
                 if content and name in _SHOWN_RAW:
-                    shows(content)
+                    shows(content, literal=name == "plaintext")
             elif cdata:  # a CDATA section's text, in SVG or MathML: no references
                 shows(cdata, literal=True)
         if len(parts) < 8 * _SPLIT_BATCH:  # no tag past them: what is left is text
