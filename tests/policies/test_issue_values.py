@@ -73,3 +73,11 @@ def test_a_settings_file_says_the_same(tmp_path: Path) -> None:
         gather_settings(config, {}, ["a", "b"])
     assert refused.value.problems == [
         f"{config}:2:8: a: integer too large: at most 9223372036854775807"]
+
+
+def test_a_byte_order_mark_in_the_middle_is_told_as_one() -> None:
+    """Two files joined (cat a.yaml b.yaml) left the second's byte order mark before a
+    key: "unknown key '\\ufeffrules' (did you mean 'rules'?)" hid why."""
+    assert _issues("version: 1\nname: p\n\ufeffrules: []\n") == [
+        "p.yaml:3:1: a byte order mark (U+FEFF) in the middle of the file, before 'rules': "
+        "remove it (were two files joined?)"]

@@ -207,9 +207,7 @@ class Obj(Spec):
                 continue
             field = self.fields.get(key)
             if field is None:
-                reader.error(key_node, f"unknown key {shown(key)} in {self.title}"
-                                       f"{self._hint(key)}; expected one of: "
-                                       f"{self._expected()}")
+                reader.error(key_node, self._unknown(key))
                 ok = False
                 continue
             nodes[key] = value_node
@@ -232,6 +230,13 @@ class Obj(Spec):
         if self.check is not None:
             self.check(values, context)
         return INVALID
+
+    def _unknown(self, key: str) -> str:
+        if key.startswith("\ufeff"):  # YAML skips one only at the start: files joined
+            return (f"a byte order mark (U+FEFF) in the middle of the file, before "
+                    f"{shown(key[1:])}: remove it (were two files joined?)")
+        return (f"unknown key {shown(key)} in {self.title}{self._hint(key)}; expected one "
+                f"of: {self._expected()}")
 
     def _hint(self, key: str) -> str:
         """Where an unknown key goes, or what it likely meant, in parentheses; or ""."""
