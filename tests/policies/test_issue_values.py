@@ -81,3 +81,17 @@ def test_a_byte_order_mark_in_the_middle_is_told_as_one() -> None:
     assert _issues("version: 1\nname: p\n\ufeffrules: []\n") == [
         "p.yaml:3:1: a byte order mark (U+FEFF) in the middle of the file, before 'rules': "
         "remove it (were two files joined?)"]
+
+
+@pytest.mark.parametrize(("field", "number", "issue"), [
+    ("code", "99999999999999999999",
+     'p.yaml:6:11: rule \'a\': expected an SMTP code such as 550 or "550 5.7.1", got '
+     "99999999999999999999"),
+    ("when", "{size_over: -1e400}",
+     'p.yaml:6:23: rule \'a\': expected a size in bytes such as 1048576 or "1MB", got -1e400'),
+])
+def test_a_number_past_the_range_is_told_as_written(field: str, number: str, issue: str) -> None:
+    """A reply code past an integer's range was "got an integer", and a size of -1e400
+    "size too large": neither said what was wrong."""
+    text = f"version: 1\nname: p\nrules:\n  - name: a\n    then: reject\n    {field}: {number}\n"
+    assert _issues(text) == [issue]

@@ -73,7 +73,7 @@ def got(node: yaml.Node, value: object) -> str:
     ``600``, ``-1``: "an integer" says nothing of what is wrong with it), a string quoted
     (``'lots'``, ``'10 MB'``: nor does "a string", where a string may be right), else its
     kind."""
-    if isinstance(node, yaml.ScalarNode) and type(value) in (int, float):
+    if isinstance(node, yaml.ScalarNode) and (type(value) in (int, float) or value is TOO_LARGE):
         return shown(node.value)[1:-1]  # unquoted
     if isinstance(node, yaml.ScalarNode) and type(value) is str:
         return f"the string {shown(value)}"
@@ -244,7 +244,8 @@ class Size(Spec):
         value = whole_number(reader.scalar(node)) if isinstance(node, yaml.ScalarNode) else None
         if isinstance(value, str) and (found := _SIZE.fullmatch(value.strip())):
             value = _size_bytes(found)
-        if value is TOO_LARGE:
+        # -1e400 is past the range too, but below it: told as the negative size it is
+        if value is TOO_LARGE and not node.value.lstrip().startswith("-"):
             reader.error(node, _SIZE_TOO_LARGE)
             return INVALID
         if type(value) is int and value == 0 and self.zero is not None:
