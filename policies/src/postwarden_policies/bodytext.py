@@ -217,11 +217,16 @@ def rendering(part: MimePart, params: Mapping[str, str], text: str) -> tuple[str
     return _readings(shown, text)
 
 
+# Blanks a one-line value (a Subject, a header value) shows as one space: a tab, which
+# folding leaves in it (Exchange folds with CRLF TAB: "free\tmoney"), and runs of them.
+_LINE_BLANKS = re.compile(r"[ \t]{2,}|\t")
+
+
 def line_readings(line: str) -> tuple[str, ...]:
     """How readers read the one line ``line`` (a Subject, a header value), where that
-    differs from it: without its invisible characters, in its compatibility form,
-    lookalikes as Latin."""
-    return _readings([line], line)
+    differs from it: its tabs and runs of blanks as one space, without its invisible
+    characters, in its compatibility form, lookalikes as Latin."""
+    return _readings([_LINE_BLANKS.sub(" ", line)], line)
 
 
 LINE_READ_MOST = 16_384  # characters of one Subject or header value read otherwise
@@ -235,7 +240,8 @@ class LineReadings:
     in all (past that, they are read as written only). The header count has no limit
     but the message's size: hundreds of long values must not cost seconds. The
     Subject, one per message, is not counted: headers a sender pads must not leave it
-    read as written only. ASCII reads no otherwise, and costs nothing."""
+    read as written only. ASCII without a tab or run of blanks reads no otherwise, and
+    costs a search for them."""
 
     __slots__ = ("_found", "_left")
 
@@ -244,7 +250,7 @@ class LineReadings:
         self._left = LINES_READ_MOST
 
     def of(self, line: str, counted: bool = True) -> tuple[str, ...]:
-        if line.isascii():
+        if line.isascii() and not _LINE_BLANKS.search(line):
             return ()
         found = self._found.get(line)
         if found is None:
