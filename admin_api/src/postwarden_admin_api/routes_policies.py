@@ -20,7 +20,7 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_policies import PolicyIssue
-from postwarden_policies.errors import COMMENT_AFTER_VALUE
+from postwarden_policies.errors import ASCII_ONLY_CLASS, COMMENT_AFTER_VALUE
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
@@ -452,11 +452,13 @@ SCHEMAS = {
                        "no verdict of the policy (an unknown rule, a misspelt limit, a "
                        "misplaced report: prefix), which the milter only logs; "
                        f"{COMMENT_AFTER_VALUE}, a plain value followed by a comment "
-                       "starting right after it (message: Ticket #12 is 'Ticket')",
+                       "starting right after it (message: Ticket #12 is 'Ticket'); "
+                       f"{ASCII_ONLY_CLASS}, a pattern whose \\w or \\b (ASCII-only in RE2) "
+                       "likely misses words outside ASCII",
         "properties": {
             "code": {"type": "string",
                      "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,
-                              COMMENT_AFTER_VALUE]},
+                              COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

@@ -23,10 +23,11 @@ import yaml
 
 from . import conditions as c
 from .domains import ascii_domain, caseless, normal_address
+from .errors import ASCII_ONLY_CLASS
 from .facts import address_literal
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
-from .patterns import Pattern, compile_globs, compile_regex, glob_to_re2
+from .patterns import Pattern, ascii_only_warning, compile_globs, compile_regex, glob_to_re2
 from .spec import (
     INVALID,
     Convert,
@@ -183,10 +184,22 @@ def _host_globs(get: c.Getter) -> Convert:
     )
 
 
+class Regex(Convert):
+    """An RE2 regular expression, compiled; a warning where RE2's ASCII-only classes
+    likely miss words outside ASCII (valid for ASCII text, so not refused)."""
+
+    def __init__(self) -> None:
+        super().__init__(text(what="an RE2 regular expression"), compile_regex)
+
+    def read(self, node: yaml.Node, reader: Reader) -> Any:
+        pattern = super().read(node, reader)
+        if pattern is not INVALID and (why := ascii_only_warning(pattern.source)):
+            reader.warn(node, why, code=ASCII_ONLY_CLASS)
+        return pattern
+
+
 def _regex(get: c.Getter) -> Convert:
-    return Convert(
-        text(what="an RE2 regular expression"), lambda v: c.PatternMatch(get, compile_regex(v))
-    )
+    return Convert(Regex(), lambda pattern: c.PatternMatch(get, pattern))
 
 
 def _predicate(test: Callable[[c.MatchInput], bool]) -> Convert:
@@ -275,7 +288,7 @@ CONDITION: Spec = Obj(
             Convert(
                 MapOf(
                     text(pattern=HEADER_NAME, what="a header name"),
-                    Convert(text(), compile_regex),
+                    Regex(),
                     "header patterns",
                 ),
                 _headers,

@@ -178,6 +178,43 @@ def _check_boundaries(source: str) -> None:
                 "before the word and (?:[^\\pL\\pN_]|$) after it")
 
 
+# What RE2 reads as ASCII only (not a backslash escaped before it): \w, \b, [[:alpha:]]...
+_ASCII_ONLY = re.compile(r"(?<!\\)(?:\\\\)*(\\[wWbB]|\[:(?:alpha|alnum|word|upper|lower):\])")
+_BOUNDARY = r"(?<!\\)(?:\\\\)*\\[bB]"
+# A Unicode class (\pL, \p{Cyrillic}) or a bracket class not negated, then what may
+# stand between it and a boundary: a repeat after it, the brackets of groups.
+_CLASS = r"(\\[pP](?:\{[^}]*\}|[A-Za-z])|\[(?!\^)(?:\\.|[^\]\\])+\])"
+_CLASS_BOUNDARY = re.compile(
+    rf"{_CLASS}(?:[*+?]|\{{[0-9,]*\}})?\??\)*{_BOUNDARY}"
+    rf"|{_BOUNDARY}(?:\((?:\?[a-zA-Z]*:)?)*{_CLASS}")
+_WIDE_ESCAPE = re.compile(r"\\[pP]|\\x\{0*[89a-fA-F][0-9a-fA-F]|\\x\{0*[1-9a-fA-F][0-9a-fA-F]{2,}")
+
+
+def _wide_class(found: str) -> bool:
+    """Whether the class ``found`` takes letters outside ASCII."""
+    return bool(_WIDE_ESCAPE.search(found)) or any(
+        not c.isascii() and c.isalpha() for c in found)
+
+
+def ascii_only_warning(source: str) -> str | None:
+    """Why the valid ``source`` likely misses words outside ASCII, or None: RE2's ``\\w``,
+    ``\\b`` and ``[[:alpha:]]`` know ASCII only (a Cyrillic class then ``\\b`` ends no word)."""
+    used = _ASCII_ONLY.search(source)
+    if used is None:
+        return None
+    if any(not c.isascii() and c.isalpha() for c in source):
+        what = f"uses {used[1]} with letters outside ASCII"
+    elif found := next((f for f in _CLASS_BOUNDARY.finditer(source)
+                        if _wide_class(f[1] or f[2])), None):
+        what = f"has {found[0]}, a boundary beside letters outside ASCII"
+    else:
+        return None
+    return (f"RE2 regular expression {_quoted(source)} {what}: RE2's \\w, \\b and "
+            "[[:alpha:]] know ASCII letters, digits and _ only, so it misses words outside "
+            "ASCII; write \\pL (a letter) and \\pN (a digit) for them: [\\pL\\pN_] for \\w, "
+            f"{_WORD_START} for \\b before a word and (?:[^\\pL\\pN_]|$) after it")
+
+
 def compile_regex(source: str) -> Pattern:
     """A user's regular expression, RE2 syntax, searched (not anchored)."""
     _check_boundaries(source)
