@@ -10,6 +10,8 @@
    transaction: the service compiles the resulting set once, so either all of it
    goes live or none of it does. Without ``--prune`` such policies stay active and
    are named in a warning.
+   The deploy sends the active policies' ETag, read before it, as If-Match: if
+   another change came between, nothing is deployed, and the push says to run again.
 
 With ``--dry-run`` steps 2 and 3 are replaced by a look: the active revisions are
 read (an auditor key will do), the set the deploy would make active is compiled
@@ -154,12 +156,18 @@ class _Service:
         self.auth = {"Authorization": f"Bearer {key}"}
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        status, body, _ = await self.answer(method, path, **kwargs)
+        return status, body
+
+    async def answer(self, method: str, path: str, **kwargs: Any
+                     ) -> tuple[int, Any, str | None]:
+        """Status, JSON and ETag of a request."""
         headers = {**self.auth, **kwargs.pop("headers", {})}
         try:
             # Relative to the base URL, so that a proxy's prefix (https://host/postwarden/) stays.
             async with self.session.request(method, path.lstrip("/"), headers=headers,
                                             **kwargs) as response:
-                return response.status, await _body(response)
+                return response.status, await _body(response), response.headers.get("ETag")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise PushError(_unreached(path, exc)) from None
 
@@ -186,25 +194,26 @@ class _Service:
                 break
         return None if failed else revisions
 
-    async def _read(self, what: str, path: str, **params: str) -> Any:
-        """The JSON of a GET, or None once its refusal is printed."""
-        status, body = await self.call("GET", path, params=params)
+    async def _read(self, what: str, path: str, **params: str) -> tuple[Any, str | None]:
+        """The JSON of a GET (None once its refusal is printed) and its ETag."""
+        status, body, tag = await self.answer("GET", path, params=params)
         if status != 200:
             print(f"{what} refused ({status})\n{_problems(body, {})}", file=sys.stderr)
-            return None
-        return body
+            return None, None
+        return body, tag
 
-    async def active(self) -> dict[str, int] | None:
-        """{policy name: active revision} of every active policy."""
-        body = await self._read("listing the active policies", "/api/v1/policies")
+    async def active(self) -> tuple[dict[str, int] | None, str | None]:
+        """{policy name: active revision} of every active policy, and the ETag a deploy
+        sends as If-Match: refused if another change came between."""
+        body, tag = await self._read("listing the active policies", "/api/v1/policies")
         return None if body is None else {
             p["policy_name"]: p["active_revision"] for p in body["policies"]
-            if p["active_revision"]}
+            if p["active_revision"]}, tag
 
     async def revision(self, revision: int) -> dict[str, Any] | None:
         """A revision with its source."""
-        body: dict[str, Any] | None = await self._read(
-            f"reading revision {revision}", f"/api/v1/revisions/{revision}", format="json")
+        body: dict[str, Any] | None = (await self._read(
+            f"reading revision {revision}", f"/api/v1/revisions/{revision}", format="json"))[0]
         return body
 
 
@@ -228,7 +237,7 @@ async def _dry_run(service: _Service, directory: Path, files: dict[str, tuple[st
                    prune: bool) -> int:
     """What the push would change; the set it would make active compiled as the deploy
     compiles it (stored revisions labelled name@rID, the files after them)."""
-    active = await service.active()
+    active, _ = await service.active()
     if active is None:
         return 1
     stored: dict[str, dict[str, Any]] = {}
@@ -290,7 +299,7 @@ async def push_directory(url: str, key: str, directory: Path, comment: str | Non
         if dry_run:
             return await _dry_run(service, directory, files, prune)
         revisions = await service.upload(list(files.values()), comment)
-        active = await service.active() if revisions is not None else None
+        active, tag = await service.active() if revisions is not None else (None, None)
         if revisions is None or active is None:
             return 1
         others = sorted(set(active) - {*revisions, MANAGED_POLICY})
@@ -299,7 +308,11 @@ async def push_directory(url: str, key: str, directory: Path, comment: str | Non
         status, body = await service.call("POST", DEPLOY_PATH, json={
             "activate": [revision for _, revision in revisions.values()],
             "deactivate": others if prune else [],
-        })
+        }, headers={"If-Match": tag} if tag else {})
+    if status == 412:  # what --prune deactivates, and what is warned of, was read before it
+        print(f"{directory}: another change to the active policies happened since push read "
+              "them; nothing deployed: run push again", file=sys.stderr)
+        return 1
     if status != 200:
         labels = {f"{name}@r{revision}": file for name, (file, revision) in revisions.items()}
         print(f"{directory}: deploy refused, nothing changed ({status})\n"
