@@ -384,10 +384,23 @@ async def test_a_path_id_is_written_in_ascii_digits_alone(
     assert (await admin_client.get(f"/api/v1/webhooks/{number}", headers=admin)).status == 200
     for spelt in (number.translate(str.maketrans("0123456789", "\uff10\uff11\uff12\uff13"
                                                  "\uff14\uff15\uff16\uff17\uff18\uff19")),
-                  f"+{number}", f"0_{number}"):
+                  f"+{number}", f"0_{number}", f"0{number}", f"%2B{number}"):
         response = await admin_client.get(f"/api/v1/webhooks/{spelt}", headers=admin)
         assert response.status == 404, spelt  # int() found the webhook
         assert (await response.json())["error"]["code"] == "not_found"
+    revision = f"/api/v1/revisions/{await _revision_id(admin_client, admin)}"
+    assert (await admin_client.get(revision, headers=admin)).status == 200
+    zeroed = await admin_client.get(revision.replace("revisions/", "revisions/00"), headers=admin)
+    assert zeroed.status == 404  # leading zeros found the revision
+    assert (await zeroed.json())["error"]["code"] == "not_found"
+
+
+async def _revision_id(client: Client, headers: dict[str, str]) -> int:
+    body = b"version: 1\nname: zeroed\nrules:\n  - name: r\n    then: reject\n"
+    uploaded = await client.post("/api/v1/policies", data=body,
+                                 headers={**headers, "Content-Type": "application/yaml"})
+    assert uploaded.status in (200, 201), await uploaded.text()
+    return int((await uploaded.json())["id"])
 
 
 async def test_a_body_that_is_not_the_gzip_it_says_is_a_400(

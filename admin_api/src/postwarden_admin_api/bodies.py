@@ -418,7 +418,10 @@ class QueryProblems:
 
 
 def path_int(request: web.Request, name: str) -> int:
-    value = decimal(request.match_info[name])
-    if value is None or not 0 < value < 2**63:
+    """An id in a path, written as the service writes it: ``00001`` is no resource's path,
+    as ``+1`` is not (one resource, one URL: a cache or an audit trail keys on it)."""
+    text = request.match_info[name]
+    value = decimal(text)
+    if value is None or str(value) != text or not 0 < value < 2**63:
         raise ApiError(404, "not_found", "no such resource")
     return value
