@@ -349,6 +349,19 @@ async def test_create_checks_and_lower_cases_senders_as_the_api_does(
 
 
 @pytest.mark.usefixtures("cli_env")
+async def test_create_refuses_senders_the_role_cannot_use_as_the_api_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await _cli(["keys", "create", "--role", "sender", "--name", "mute"]) == 1
+    assert "--sender: a sender key sends only as its allowed senders: give at least one" \
+        in capsys.readouterr().err
+    assert await _cli(["keys", "create", "--role", "operator", "--name", "ops",
+                       "--sender", "a@b.example"]) == 1
+    assert "--sender: only sender and admin keys send: an operator key takes none" \
+        in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("cli_env")
 async def test_key_commands_are_in_the_admin_log_as_the_api_names_them(
     capsys: pytest.CaptureFixture[str], database_url: str
 ) -> None:

@@ -343,3 +343,23 @@ async def test_an_allowed_sender_given_twice_is_kept_once(
     assert (await settings.json())["allowed_sender_addresses"] == ["*@c.example"]
     await admin_client.put("/api/v1/settings", headers=bearer(admin_key),
                            json={"allowed_sender_addresses": None})  # the module's database
+
+
+@pytest.mark.parametrize(("role", "senders", "message"), [
+    ("sender", [], "a sender key sends only as its allowed senders: give at least one"),
+    ("operator", ["a@b.example"], "only sender and admin keys send: an operator key takes none"),
+    ("auditor", ["a@b.example"], "only sender and admin keys send: an auditor key takes none"),
+])
+async def test_allowed_senders_a_role_cannot_use_are_refused(
+    admin_client: TestClient[Any, Any], admin_key: str, role: str, senders: list[str],
+    message: str,
+) -> None:
+    # A sender key without them never sent; an operator's were stored and never read.
+    created = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": role, "name": "useless", "allowed_senders": senders})
+    assert created.status == 422, await created.text()
+    assert (await created.json())["error"]["details"] == [
+        {"field": "allowed_senders", "message": message}]
+    admin = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "admin", "name": "sends", "allowed_senders": ["a@b.example"]})
+    assert admin.status == 201, await admin.text()  # admin keys may send (docs/api.md)

@@ -54,6 +54,7 @@ from .keys import (
     AlreadyRotated,
     KeyInfo,
     allowed_sender,
+    check_role_senders,
     create_key,
     database_time,
     key_expiry,
@@ -259,6 +260,11 @@ async def _change_key(conn: asyncpg.Connection, args: argparse.Namespace,
     """Create, revoke or rotate as ``args`` say: the target's key id, the admin log
     summary and the new key if any; None once refused (told on stderr)."""
     if args.keys_command == "create":
+        try:
+            check_role_senders(Role(args.role), tuple(args.sender))
+        except ValueError as exc:
+            print(f"--sender: {exc}", file=sys.stderr)
+            return None
         try:
             await refuse_past_expiry(conn, args.expires_at)
         except ValueError as exc:

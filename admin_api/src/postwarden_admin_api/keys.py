@@ -122,6 +122,16 @@ def allowed_sender(value: object) -> str:
     return sender_pattern(value)  # its AddressError is a ValueError
 
 
+def check_role_senders(role: Role, allowed_senders: tuple[str, ...]) -> None:
+    """ValueError for allowed senders that make no sense for ``role``: a sender key
+    without any could never send, and only sender and admin keys may call the send API
+    (an operator's or auditor's would be stored unused, as if they let it send)."""
+    if role is Role.SENDER and not allowed_senders:
+        raise ValueError("a sender key sends only as its allowed senders: give at least one")
+    if allowed_senders and role not in (Role.SENDER, Role.ADMIN):
+        raise ValueError(f"only sender and admin keys send: an {role.value} key takes none")
+
+
 def key_name(value: object) -> str:
     """A key's name as stored: 1 to NAME_MAX characters, not blank, stripped, with no
     hidden character (`keys list` prints names to a terminal: see _HIDDEN); ValueError

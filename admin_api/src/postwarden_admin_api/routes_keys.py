@@ -19,6 +19,7 @@ from .keys import (
     AlreadyRotated,
     KeyInfo,
     allowed_sender,
+    check_role_senders,
     create_key,
     get_key,
     key_expiry,
@@ -54,6 +55,23 @@ def _shown(info: KeyInfo) -> dict[str, Any]:
     }
 
 
+ADDRESSES_EXPECTED = "expected a list of addresses"
+
+
+def _allowed_senders(listed: object, role: object) -> tuple[str, ...]:
+    """A new key's allowed senders, checked against its role when that is one; ValueError,
+    its text for the client, otherwise."""
+    if not isinstance(listed, list):
+        raise ValueError(ADDRESSES_EXPECTED)
+    try:
+        senders = tuple(allowed_sender(s) for s in listed)
+    except ValueError:
+        raise ValueError(ADDRESSES_EXPECTED) from None
+    if isinstance(role, str) and role in {r.value for r in Role}:
+        check_role_senders(Role(role), senders)
+    return senders
+
+
 def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.datetime | None]:
     problems: list[dict[str, Any]] = []
     role = data.get("role")
@@ -66,12 +84,9 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
         problems.append({"field": "name", "message": str(exc)})
     senders: tuple[str, ...] = ()
     try:
-        listed = data.get("allowed_senders", [])
-        if not isinstance(listed, list):
-            raise ValueError("not a list")
-        senders = tuple(allowed_sender(s) for s in listed)
-    except ValueError:
-        problems.append({"field": "allowed_senders", "message": "expected a list of addresses"})
+        senders = _allowed_senders(data.get("allowed_senders", []), role)
+    except ValueError as exc:
+        problems.append({"field": "allowed_senders", "message": str(exc)})
     expires_at: dt.datetime | None = None
     raw_expiry = data.get("expires_at")
     if raw_expiry is not None:
