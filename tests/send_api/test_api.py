@@ -251,6 +251,9 @@ async def test_suppressions_block_recipients(
     assert refused.status == 422
     error = (await refused.json())["error"]
     assert error["code"] == "recipient_suppressed" and error["details"][0]["field"] == "cc[0]"
+    lone = await client.post("/api/v1/send-email", headers=sender,
+                             json=body(to=["ok@example.org"], cc=address))
+    assert (await lone.json())["error"]["details"][0]["field"] == "cc"  # as sent: no index
     assert (await client.post("/api/v1/suppressions", json={"address": "x"},
                               headers=sender)).status == 403
     deleted = await client.delete(f"/api/v1/suppressions?address={address}", headers=operator)

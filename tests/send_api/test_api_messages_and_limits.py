@@ -85,7 +85,7 @@ async def test_several_addresses_in_one_string_are_told_to_be_a_list(
     assert response.status == 422
     details = (await _error(response))["details"]
     assert [(d["field"], d["message"]) for d in details] == [  # type: ignore[attr-defined]
-        ("to[0]", "one address per string: give a list"),
+        ("to", "one address per string: give a list"),  # as sent: a lone string
         ("cc[0]", "one address per string: give a list"),
     ]
 

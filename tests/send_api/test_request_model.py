@@ -802,10 +802,18 @@ def test_a_line_break_that_folds_nothing_is_still_refused_in_message_ids(value: 
                         "message": "holds a control character (a line break among them)"}]
 
 
+@pytest.mark.parametrize("name", ["to", "cc", "bcc", "reply_to"])
+def test_a_lone_address_is_named_as_sent(name: str) -> None:
+    # "to": "bad address" was refused on to[0], an index the client never sent.
+    fields = [detail["field"] for detail in refusal(**{name: "bad address"}).details]
+    listed = [detail["field"] for detail in refusal(**{name: ["bad address"]}).details]
+    assert (fields, listed) == ([name], [f"{name}[0]"])
+
+
 @pytest.mark.parametrize("text", ["", "  ", "<>", "Billing <>"])
 def test_an_empty_address_is_told_it_is_empty(text: str) -> None:
     # A template's unset cc was told "expected local@domain with a plain ASCII local part".
-    assert refusal(cc=text).details == [{"field": "cc[0]", "code": "invalid_recipient",
+    assert refusal(cc=text).details == [{"field": "cc", "code": "invalid_recipient",
                                          "message": "empty: give an address"}]
 
 
@@ -814,7 +822,7 @@ def test_an_address_with_a_list_separator_after_it_is_told_so(text: str) -> None
     # As Outlook writes a list ("a@x.org; b@x.org;"): told "domain is not a valid host
     # name", or "expected local@domain with a plain ASCII local part".
     assert refusal(to=text).details == [{
-        "field": "to[0]", "code": "invalid_recipient",
+        "field": "to", "code": "invalid_recipient",
         "message": "ends with , or ;: give the address alone (several as a list)"}]
 
 
@@ -824,7 +832,7 @@ def test_an_address_with_a_comment_is_told_to_give_the_name_otherwise(text: str)
     # RFC 5322's comments, as older software writes a name ("bob@example.org (Bob)"):
     # told "domain is not a valid host name", or of a bad local part.
     assert refusal(to=text).details == [{
-        "field": "to[0]", "code": "invalid_recipient",
+        "field": "to", "code": "invalid_recipient",
         "message": "comments ((...)) are not accepted: write Name <local@domain>"}]
 
 
@@ -834,7 +842,7 @@ def test_a_group_is_told_to_be_given_as_a_list(text: str) -> None:
     # RFC 5322's group syntax: told "ends with , or ;", "one address per string", or of
     # a bad local part.
     assert refusal(to=text).details == [{
-        "field": "to[0]", "code": "invalid_recipient",
+        "field": "to", "code": "invalid_recipient",
         "message": "groups (Name: a@x.org, b@x.org;) are not accepted: give the addresses "
                    "as a list"}]
 

@@ -72,7 +72,7 @@ def check_size(content: bytes, request: SendRequest, runtime: RuntimeSettings) -
 def recipient_fields(request: SendRequest, keys: Collection[str]) -> list[str]:
     """Each field (``to[3]``) whose recipient's key is one of ``keys``, in request order."""
     return [
-        f"{name}[{index}]"
+        request.place(name, index)
         for name, mailboxes in (("to", request.to), ("cc", request.cc), ("bcc", request.bcc))
         for index, mailbox in enumerate(mailboxes)
         if mailbox.key in keys

@@ -146,6 +146,11 @@ class SendRequest:
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     sender_header: Mailbox | None = None  # the Sender entry of headers, parsed (not in headers)
+    lone: frozenset[str] = frozenset()  # address fields given as one string, not a list
+
+    def place(self, name: str, index: int) -> str:
+        """The field of address ``index`` of ``name``, as the request gave it."""
+        return address_place(name, index, self.lone)
 
     @property
     def recipients_by_field(self) -> tuple[tuple[Mailbox, str], ...]:
@@ -161,6 +166,11 @@ class SendRequest:
     def recipients(self) -> tuple[Mailbox, ...]:
         """Every envelope recipient once, in order (to, cc, bcc)."""
         return tuple(mailbox for mailbox, _ in self.recipients_by_field)
+
+
+def address_place(name: str, index: int, lone: frozenset[str]) -> str:
+    """``to[3]``; ``to`` alone for a field given as one string, which has no index."""
+    return name if name in lone else f"{name}[{index}]"
 
 
 def _encodable(value: str) -> bool:
@@ -249,9 +259,10 @@ def _charset_problem(media_type: str, charset: str, content: bytes) -> str | Non
 class _Reader:
     """Reads fields of the body, noting a problem for every bad one."""
 
-    def __init__(self, body: dict[str, Any], caps: Caps) -> None:
+    def __init__(self, body: dict[str, Any], caps: Caps, lone: frozenset[str]) -> None:
         self.body = body
         self.caps = caps
+        self.lone = lone  # address fields given as one string: named without an index
         self.problems: list[FieldProblem] = []
         self.sender_header: Mailbox | None = None  # the Sender header, once it parsed
         self.sender_field = "headers.Sender"  # its field, named as the request names it
@@ -307,7 +318,7 @@ class _Reader:
             return ()
         found: list[Mailbox] = []
         for index, item in enumerate(items):
-            where = f"{name}[{index}]"
+            where = address_place(name, index, self.lone)
             text = self.string(where, item, refusal)
             mailbox = None if text is None else self.mailbox(
                 where, text, refusal, shown=shown, list_hint=": give a list")
@@ -588,7 +599,8 @@ def parse_request(
     if not isinstance(body, dict):
         not_object = FieldProblem("body", Refusal.INVALID_FIELD, "expected a JSON object")
         raise refuse([*found, not_object])
-    reader = _Reader(read_fields(body), caps)
+    lone = frozenset(name for name in ADDRESS_FIELDS if isinstance(body.get(name), str))
+    reader = _Reader(read_fields(body), caps, lone)
     reader.problems.extend(found)
     reader.unknown(body, FIELDS)
     sender = reader.sender()
@@ -620,5 +632,5 @@ def parse_request(
         raise refuse(reader.problems)
     return SendRequest(
         sender, to, cc, bcc, reply_to, subject, text, html, headers,
-        request_attachments, tags, metadata, sender_header,
+        request_attachments, tags, metadata, sender_header, lone,
     )
