@@ -802,6 +802,21 @@ def test_a_line_break_that_folds_nothing_is_still_refused_in_message_ids(value: 
                         "message": "holds a control character (a line break among them)"}]
 
 
+def test_an_x_header_name_may_hold_an_underscore() -> None:
+    # RFC 5322 allows any printable ASCII but ":" in a field name; X-Campaign_Id was
+    # refused as "not a valid header name".
+    request = parse(headers={"X-Campaign_Id": "42"})
+    message = build_message(request, "<u@example.com>", dt.datetime.now(dt.UTC))
+    assert b"\r\nX-Campaign_Id: 42\r\n" in message
+
+
+@pytest.mark.parametrize("name", ["X-Postwarden_Id", "X_Postwarden-Id"])
+def test_our_header_prefix_written_with_an_underscore_is_reserved(name: str) -> None:
+    assert refusal(headers={name: "forged"}).details == [{
+        "field": f"headers.{name}", "code": "invalid_header",
+        "message": "this header is reserved"}]
+
+
 @pytest.mark.parametrize("name", ["to", "cc", "bcc", "reply_to"])
 def test_a_lone_address_is_named_as_sent(name: str) -> None:
     # "to": "bad address" was refused on to[0], an index the client never sent.

@@ -70,7 +70,10 @@ _FOLDED_BLANKS = re.compile(r"(?:\r?\n)?[ \t]+")
 ASCII_HEADER_DETAIL = ("URLs and message ids must be ASCII: write an internationalised "
                        "domain as its A-label (xn--...), other characters percent-encoded")
 RESERVED_HEADER_PREFIXES = ("x-postwarden-",)
-_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,75}")
+# "_" too (X-Campaign_Id): RFC 5322 allows it, and clients' own X- headers have it. A
+# reserved prefix is read with "_" as "-" (X-Postwarden_Id): software that folds one
+# into the other, as CGI does header names, would take it for ours.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,75}")
 MAX_TAG = 64
 TAG = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_TAG}}}")
 TAG_DETAIL = f"1 to {MAX_TAG} of A-Z a-z 0-9 _ . : - (case told apart)"
@@ -379,7 +382,7 @@ class _Reader:
                              f"not a valid header name: {json.dumps(name[:SHOWN_NAME])}")
             elif lower in seen:  # JSON keys differ in case only: one header, given twice
                 self.problem(where, Refusal.INVALID_HEADER, "this header is given twice")
-            elif lower.startswith(RESERVED_HEADER_PREFIXES) or not (
+            elif lower.replace("_", "-").startswith(RESERVED_HEADER_PREFIXES) or not (
                 lower in ALLOWED_HEADERS or lower.startswith("x-")
             ):
                 self.problem(where, Refusal.INVALID_HEADER, "this header is reserved")
