@@ -259,6 +259,9 @@ def test_mask_hides_the_local_part() -> None:
         pytest.param({"subject": "tab\there"}, "subject", "invalid_subject", id="control"),
         pytest.param({"text": None}, "text", "empty_body", id="no-body"),
         pytest.param({"text": "", "html": ""}, "text", "empty_body", id="empty-body"),
+        pytest.param({"text": " \r\n\t"}, "text", "empty_body", id="blank-text"),
+        pytest.param({"text": None, "html": "\n "}, "text", "empty_body", id="blank-html"),
+        pytest.param({"text": "  ", "html": "\n"}, "text", "empty_body", id="blank-both"),
         pytest.param({"text": "x" * 10_001}, "text", "body_too_large", id="big-text"),
         pytest.param({"headers": {"Bcc": "x@evil.example"}}, "headers.Bcc", "invalid_header",
                      id="reserved-bcc"),
@@ -416,7 +419,6 @@ def test_a_body_that_is_no_string_is_not_also_called_empty(
 @pytest.mark.parametrize(("text", "html", "kept"), [
     pytest.param("Hello", "\n", ("Hello", None), id="blank-html"),
     pytest.param(" \r\n", "<p>Hello</p>", (None, "<p>Hello</p>"), id="blank-text"),
-    pytest.param(" ", "\n", (" ", "\n"), id="both-blank"),
 ])
 def test_a_blank_body_beside_one_with_content_is_left_out(
     text: str, html: str, kept: tuple[str | None, str | None]

@@ -361,10 +361,11 @@ class _Reader:
                 self.problem(name, Refusal.ATTACHMENT_NOT_ALLOWED, reason)
             parts.append(text or None)
         # One that is no string is not empty: "expected a string" says what is wrong.
-        if parts == [None, None] and len(self.problems) == found:
+        # White space alone is empty too: it went out as a blank message.
+        if all(not part or part.isspace() for part in parts) and len(self.problems) == found:
             given = "text" in self.body or "html" in self.body
-            self.problem("text", Refusal.EMPTY_BODY,
-                         "text and html are empty" if given else "give text, html or both")
+            self.problem("text", Refusal.EMPTY_BODY, "text and html are empty or white space "
+                         "alone" if given else "give text, html or both")
         return _without_blank(parts[0], parts[1])
 
     def headers(self) -> tuple[tuple[str, str], ...]:
