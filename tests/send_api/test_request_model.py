@@ -21,6 +21,7 @@ from postwarden_admin_api.addresses import (
 from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.send import attachments
 from postwarden_admin_api.send.build import build_message
+from postwarden_admin_api.send.checks import check_address_headers
 from postwarden_admin_api.send.request_model import Caps, SendRequest, parse_request
 from postwarden_policies import Envelope, parse_message, uuencode
 from tests import binhex
@@ -891,3 +892,19 @@ def test_bad_metadata_is_told_what_is_wrong_with_it(metadata: Any, message: str)
     """Each was "a flat object of at most 2 KiB (strings without NUL, finite numbers)"."""
     assert refusal(metadata=metadata).details == [
         {"field": "metadata", "code": "invalid_field", "message": message}]
+
+
+def test_each_address_header_postfix_would_cut_is_named() -> None:
+    # Past about 60,000 bytes Postfix (with a milter) drops the rest of the addresses
+    # (tests/send_api/test_address_header_postfix.py): Cc and Reply-To as To.
+    name = "\N{GRINNING FACE}" * 200
+    many = [f"{name} <u{n}{'x' * 50}@example.org>" for n in range(50)]
+    caps = dataclasses.replace(CAPS, max_recipients=50)
+    body = {**BASE, "to": many, "cc": many, "reply_to": many}  # 50 different recipients
+    request = parse_request(body, caps, allow_all)
+    message = build_message(request, "<many@example.com>", dt.datetime.now(dt.UTC))
+    with pytest.raises(ApiError) as caught:
+        check_address_headers(message)
+    assert [(d["field"], d["code"]) for d in caught.value.details] == [
+        ("to", "header_too_large"), ("cc", "header_too_large"),
+        ("reply_to", "header_too_large")]

@@ -25,6 +25,7 @@ class Refusal(enum.Enum):
     SENDER_NOT_ALLOWED = ("sender_not_allowed", 403, "this key may not send as this sender")
     BODY_TOO_LARGE = ("body_too_large", 413, "the body is too large")
     MESSAGE_TOO_LARGE = ("message_too_large", 413, "the message is too large")
+    HEADER_TOO_LARGE = ("header_too_large", 413, "an address header is too large")
     INVALID_FIELD = ("invalid_field", 422, "the field is invalid")
     INVALID_RECIPIENT = ("invalid_recipient", 422, "the recipient is invalid")
     TOO_MANY_RECIPIENTS = ("too_many_recipients", 422, "too many recipients")

@@ -178,6 +178,7 @@ async def _accept(
     except AmbiguousAddresses as ambiguous:
         raise refuse([_AMBIGUOUS[ambiguous.header]]) from None
     checks.check_size(content, request, runtime)
+    checks.check_address_headers(content)
     hashes = {m.key: limits.recipient_hash(hash_key, m.key) for m in request.recipients}
     submission = Submission(who.key_id, request, message_id, content, list(hashes.values()),
                             key, message_uuid)
