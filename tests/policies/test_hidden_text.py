@@ -361,6 +361,13 @@ def test_ordinary_words_are_not_joined() -> None:
     assert not _rejected(text_message("text/plain", "via\u200b gra"))
 
 
+def test_an_end_tag_br_breaks_the_line_as_readers_break_it() -> None:
+    """HTML's tree builder reads ``</br>`` as ``<br>``: readers show "via" and "gra" on
+    two lines."""
+    assert render_visible("<p>via</br>gra</p>") == render_visible("<p>via<br>gra</p>")
+    assert not _rejected(text_message("text/html", "<p>via</br>gra</p>"))
+
+
 def test_text_in_ascii_has_no_rendering_to_search() -> None:
     """Plain text in ASCII holds no invisible character: nothing is rendered."""
     facts = parse_message(text_message("text/plain", "plain words"), Envelope())

@@ -226,6 +226,9 @@ class _Walk:
                 top.container.append("\n")
             return
         if not self.open.get(name):
+            if name == "br":  # HTML's tree builder reads </br> as <br>: a line break
+                self.start(name, "")
+                return
             # A formatting element closed around it, now closed itself: not reopened.
             if places := self.closed_at.get(name):
                 self.closed[places.pop()] = None
