@@ -302,6 +302,10 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<math><semantics><mi>a</mi><mi>b<mi>c</mi></mi><annotation-xml encoding="
                      "text/html><b>d</b></annotation-xml></semantics><semantics><mi>e</mi>"
                      "</semantics></math>", "ae", id="mathml-semantics-first-child-shown"),
+        # Readers' style sheet hides HTML elements with hidden, no SVG or MathML one.
+        pytest.param("<svg><text hidden>a<tspan hidden>b</tspan></text></svg><math hidden>"
+                     "<mi hidden>c</mi></math><span hidden>d</span>", "abc",
+                     id="hidden-attribute-on-html-alone"),
         pytest.param("<svg><text><![CDATA[a<b&amp;]]></text></svg><math><mi><![CDATA[&lt;]]>"
                      "</mi></math>", "a<b&amp;&lt;", id="cdata-text-as-written"),
     ],

@@ -4,8 +4,8 @@
 Its style is read as the cascade leaves it, from its style attribute and the
 document's ``<style>`` sheets as far as :mod:`~postwarden_policies.stylesheets`
 reads them (simple selectors), and an SVG element's presentation attributes. What
-hides an element's content: ``display: none`` (or the ``hidden`` attribute,
-``<template>``), ``visibility: hidden``, a font under 2 px (``font-size: 0``,
+hides an element's content: ``display: none`` (or the ``hidden`` attribute of an
+HTML element, ``<template>``), ``visibility: hidden``, a font under 2 px (``font-size: 0``,
 ``font: 0/0 a``), ``opacity`` of at most 0.1, a transparent colour or the colour of
 the background behind it (:mod:`~postwarden_policies.colours`), a zero height or
 width with ``overflow: hidden``, Outlook's ``mso-hide: all``, and a place off the
@@ -224,7 +224,8 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, namespace: st
     return Look(
         gone=(
             name == "template"  # inert content
-            or ("hidden" in values and not display)  # display: none, which CSS undoes
+            # display: none, which CSS undoes; on HTML elements alone (readers' style sheet)
+            or ("hidden" in values and not display and not namespace)
             or (bool(css) and _hidden_by(css, display))  # most tags have no CSS
             or (clipped and _too_small(css))
         ),
