@@ -16,6 +16,7 @@ from postwarden_policies import sanitize
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.html_precheck import needs_no_sanitizing
 from postwarden_policies.sanitize import sanitize_html
+from postwarden_policies.visiblehtml import render_visible
 
 KEEP = HtmlOptions("keep", frozenset({"http", "https", "mailto", "cid"}))
 STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
@@ -776,6 +777,37 @@ def test_noscript_content_is_read_as_readers_running_no_script_read_it(
     """nh3 parses as a browser running scripts, for which ``<noscript>`` holds text:
     its markup went out as text the reader saw (``<p>Please ...``, a tracking pixel's
     ``<img ...>``). Mail readers run none, and show it as markup."""
+    assert sanitize_html(html, KEEP)[0] == clean
+
+
+_HTML_ANNOTATION = '<math><semantics><mi>x</mi><annotation-xml encoding="text/html">'
+
+
+@pytest.mark.parametrize(
+    ("html", "clean"),
+    [
+        # Readers ignore an end tag there (a <desc> bounds it); nh3 closed the span.
+        pytest.param("<span>a<svg><desc></span>xyz</desc></svg>b</span>", "<span>ab</span>",
+                     id="end-tag-in-svg-desc"),
+        pytest.param("<b>a<svg><title></b>xyz</title></svg>b</b>", "<b>ab</b>",
+                     id="formatting-end-tag-in-svg-title"),
+        # And a <p> or <li> there stays in it (what follows too: the end tags after it
+        # reach none of the math); nh3 closed the one around the <math>.
+        pytest.param(f"<p>a{_HTML_ANNOTATION}<p>xyz</p></annotation-xml></semantics>"
+                     "</math>b</p>", "<p>ab</p>", id="p-in-mathml-annotation"),
+        pytest.param(f"<ul><li>a{_HTML_ANNOTATION}<li>xyz</annotation-xml></semantics>"
+                     "</math>b</ul>", "<ul><li>a</li></ul>", id="li-in-mathml-annotation"),
+        # What readers show stays: a tag breaking out of SVG ends it.
+        pytest.param("<p>a<svg><text>b</text><p>c</p>d</svg>e</p>", "<p>a</p><p>c</p>de<p></p>",
+                     id="svg-breakout-kept"),
+        pytest.param("<div>a<svg><g></div>b", "<div>a</div>b", id="svg-closed-by-html-end-tag"),
+    ],
+)
+def test_svg_and_mathml_go_with_all_readers_read_in_them(html: str, clean: str) -> None:
+    """nh3 drops them with what they hold, but its parser let HTML out of them where
+    readers keep it in: text readers never show (in an SVG <desc>, a MathML annotation)
+    went out shown."""
+    assert "xyz" not in render_visible(html)
     assert sanitize_html(html, KEEP)[0] == clean
 
 

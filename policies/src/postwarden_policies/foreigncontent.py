@@ -116,6 +116,27 @@ def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, str]]:
     yield start, len(html), reading, *shown
 
 
+def foreign_elements(html: str) -> Iterator[tuple[int, int]]:
+    """Where each outermost ``<svg>`` or ``<math>`` element of ``html`` is as readers'
+    tree builder reads it, start and end: from its start tag to its end tag, or up to
+    the tag that closes it otherwise (an HTML tag breaking out, an HTML end tag
+    reaching an element around it), or to the end."""
+    if _FOREIGN_START.search(html) is None:
+        return
+    stack = _OpenElements()
+    start, place, start_name = -1, 0, ""
+    for name, found in _tags_read(html, stack):
+        stack.read(name, found)
+        if start < 0:
+            if name in _OUTERMOST and stack.open[-1:] == [_OUTERMOST[name]]:
+                start, place, start_name = found.start(), len(stack.open) - 1, name
+        elif stack.open[place : place + 1] != [_OUTERMOST[start_name]]:  # closed
+            yield start, found.end() if name in ("/svg", "/math") else found.start()
+            start = -1
+    if start >= 0:
+        yield start, len(html)
+
+
 def style_sheets(html: str) -> list[str]:
     """The sheets of the ``<style>`` elements of ``html`` as readers take them
     (:func:`_sheets_read`). One search finds whether there is a ``<style`` tag at all,
@@ -237,6 +258,8 @@ _NOT_OPENED = VOID | frozenset(
 # (holds HTML), "text" (a MathML text integration point), "xml" (annotation-xml that
 # holds other XML), "drawn" (an SVG <text>, and its _TEXT_CONTENT), "template" or "".
 _Element = tuple[str, str, str]
+# An <svg> or <math> element opened in HTML (foreign_elements).
+_OUTERMOST: dict[str, _Element] = {"svg": ("svg", "svg", ""), "math": ("math", "math", "")}
 
 
 class _OpenElements:

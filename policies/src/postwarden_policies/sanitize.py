@@ -56,7 +56,8 @@ trimmed, and ``\\`` counts as ``/``, so ``h&#9;ttp://`` is a remote image and
 
 What a ``<noscript>`` holds is cleaned as markup, as mail readers (which run no script)
 read it; nh3 parses as a browser running scripts, for which it is text, so the tags go
-first (:func:`_without_noscript_tags`).
+first (:func:`_without_noscript_tags`). So do SVG and MathML, with all they hold as
+readers read it (:func:`_without_foreign_content`): nh3's parser let HTML out of them.
 """
 
 from __future__ import annotations
@@ -79,7 +80,13 @@ from urllib.parse import urljoin
 import nh3
 
 from .colours import legacy as legacy_colour
-from .foreigncontent import document_tags, readings, tag_attributes, tag_name
+from .foreigncontent import (
+    document_tags,
+    foreign_elements,
+    readings,
+    tag_attributes,
+    tag_name,
+)
 from .html_allowlist import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
@@ -520,6 +527,8 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
     if cost > left:  # nh3 cannot be stopped once it runs
         return cost, "too_costly"
     markup = _without_noscript_tags(html) if "<noscript" in folded else html
+    if "<svg" in folded or "<math" in folded:
+        markup = _without_foreign_content(markup)
     done = clean(markup, remote_images, schemes,
                  _needs_filter(folded, HtmlOptions(remote_images, schemes)))
     if isinstance(done, str):
@@ -603,6 +612,31 @@ def _without_noscript_tags(html: str) -> str:
             start = found.end()
     pieces.append(html[start:])
     return "<!---->".join(pieces)
+
+
+def _without_foreign_content(html: str) -> str:
+    """``html`` with an empty comment for each ``<svg>`` and ``<math>`` element, all it holds
+    with it, as readers' tree builder reads them (:func:`.foreigncontent.foreign_elements`).
+    nh3 drops them so, but its parser (html5ever) lets HTML out of them where readers keep
+    it in: it closes a ``<span>`` around the ``<svg>`` at a ``</span>`` in a ``<desc>``, or
+    the ``<p>`` around the ``<math>`` at a ``<p>`` in an ``<annotation-xml>``, which readers
+    ignore, and what came after in the ``<desc>`` or annotation, which readers do not
+    show, went out shown. The ``<base>`` tags readers read in them stay (in a
+    ``<foreignObject>``: :func:`_base_url` reads the first)."""
+    bases = [found for name, found in document_tags(html) if name == "base"] \
+        if _HAS_BASE.search(html) else []
+    pieces: list[str] = []
+    start = kept = 0
+    for begin, end in foreign_elements(html):
+        pieces.append(html[start:begin])
+        pieces.append("<!---->")
+        while kept < len(bases) and bases[kept].start() < end:
+            if bases[kept].start() > begin:  # not one before the element
+                pieces.append(bases[kept].group())
+            kept += 1
+        start = end
+    pieces.append(html[start:])
+    return "".join(pieces)
 
 
 def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
