@@ -62,6 +62,12 @@ class Mail:
     capture: CaptureServer
     submission_port: int
 
+    def relay(self, attempts: int) -> dict[str, Any]:
+        """The service's settings relaying to this Postfix and following its log."""
+        return {"relay_host": "127.0.0.1", "relay_port": self.submission_port,
+                "relay_max_attempts": attempts, "relay_backoff_seconds": 0.2,
+                "maillog_path": str(self.postfix.maillog)}
+
 
 MAILLOG_HOST = "postwarden-e2e"  # the maillog_host setting, not this machine's name
 
@@ -96,11 +102,7 @@ async def client(
 ) -> Client:
     await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
                       outbound_per_key_per_minute=1000, outbound_per_recipient_per_day=1000)
-    settings = make_admin_settings(
-        relay_host="127.0.0.1", relay_port=mail.submission_port, relay_max_attempts=12,
-        relay_backoff_seconds=0.2, maillog_path=str(mail.postfix.maillog),
-        maillog_host=MAILLOG_HOST,
-    )
+    settings = make_admin_settings(**mail.relay(attempts=12), maillog_host=MAILLOG_HOST)
     return await aiohttp_client(create_app(settings))
 
 

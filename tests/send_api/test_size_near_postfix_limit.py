@@ -40,11 +40,7 @@ async def client(
 ) -> Client:
     await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
                       max_message_bytes=LIMIT)
-    settings = make_admin_settings(
-        relay_host="127.0.0.1", relay_port=mail.submission_port, relay_max_attempts=3,
-        relay_backoff_seconds=0.2, maillog_path=str(mail.postfix.maillog),
-    )
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(make_admin_settings(**mail.relay(attempts=3))))
 
 
 def sized(recipients: list[str], size: int) -> dict[str, Any]:
