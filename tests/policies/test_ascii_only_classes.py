@@ -22,7 +22,8 @@ def _warnings(condition: str) -> list[PolicyIssue]:
 
 
 @pytest.mark.parametrize(("condition", "told"), [
-    (r"subject: '[а-я]+\b'", r"uses \b with letters outside ASCII"),
+    (r"subject: '[а-я]+\b'", r"has [а-я]+\b, a boundary beside letters outside ASCII"),
+    (r"body: '\Bé'", r"has \Bé, a boundary beside letters outside ASCII"),
     (r"body: '\w+ рублей'", r"uses \w with letters outside ASCII"),
     (r"body: '[[:alpha:]]+ рублей'", "uses [:alpha:] with letters outside ASCII"),
     (r"body: '\pL+\b'", r"has \pL+\b, a boundary beside letters outside ASCII"),
@@ -42,6 +43,8 @@ def test_an_ascii_only_class_meant_for_other_words_is_a_warning(condition: str,
     r"subject: '(?i)\bfree\b'", r"body: '[a-z]+\b'", r"body: '\w+@\w+'",
     r"body: 'цена: \d+'", r"body: '\\b[а-я]+'", r"body: '[–—]\bfoo'",
     r"body: '(?:^|[^\pL\pN_])слово(?:[^\pL\pN_]|$)'",
+    # A boundary beside ASCII holds where it should, whatever else the pattern holds.
+    r"body: '\bfree\b|слово'", r"body: '\b(?:café)'",
 ])
 def test_ascii_words_and_the_unicode_form_warn_of_nothing(condition: str) -> None:
     assert _warnings(condition) == []

@@ -230,7 +230,7 @@ def test_the_boundaries_the_refusal_offers_find_the_word() -> None:
     assert not body_rule_matches(written, text_message("text/plain", "мегавиагра"))
 
 
-@pytest.mark.parametrize("pattern", ["\\bfree\\b", "\\\\bé", "\\b(?:café)", "\\Bé"])
+@pytest.mark.parametrize("pattern", ["\\bfree\\b", "\\\\bé", "\\b(?:café)"])
 def test_a_word_boundary_beside_ascii_is_taken(pattern: str) -> None:
     text = (f"version: 1\nname: p\nrules:\n  - name: r\n    when: {{body: '{pattern}'}}\n"
             "    then: reject\n")

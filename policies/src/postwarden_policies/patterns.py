@@ -178,12 +178,12 @@ def _check_boundaries(source: str) -> None:
                 "before the word and (?:[^\\pL\\pN_]|$) after it")
 
 
-# What RE2 reads as ASCII only (not a backslash escaped before it): \w, \b, [[:alpha:]]...
-_ASCII_ONLY = re.compile(r"(?<!\\)(?:\\\\)*(\\[wWbB]|\[:(?:alpha|alnum|word|upper|lower):\])")
+# RE2's classes that know ASCII only (not a backslash escaped before them).
+_ASCII_WORDS = re.compile(r"(?<!\\)(?:\\\\)*(\\[wW]|\[:(?:alpha|alnum|word|upper|lower):\])")
 _BOUNDARY = r"(?<!\\)(?:\\\\)*\\[bB]"
-# A Unicode class (\pL, \p{Cyrillic}) or a bracket class not negated, then what may
-# stand between it and a boundary: a repeat after it, the brackets of groups.
-_CLASS = r"(\\[pP](?:\{[^}]*\}|[A-Za-z])|\[(?!\^)(?:\\.|[^\]\\])+\])"
+# A Unicode class (\pL, \p{Cyrillic}), a bracket class not negated or a letter outside
+# ASCII, then what may stand between it and a boundary: a repeat, the brackets of groups.
+_CLASS = r"(\\[pP](?:\{[^}]*\}|[A-Za-z])|\[(?!\^)(?:\\.|[^\]\\])+\]|[^\x00-\x7f])"
 _CLASS_BOUNDARY = re.compile(
     rf"{_CLASS}(?:[*+?]|\{{[0-9,]*\}})?\??\)*{_BOUNDARY}"
     rf"|{_BOUNDARY}(?:\((?:\?[a-zA-Z]*:)?)*{_CLASS}")
@@ -197,13 +197,13 @@ def _wide_class(found: str) -> bool:
 
 
 def ascii_only_warning(source: str) -> str | None:
-    """Why the valid ``source`` likely misses words outside ASCII, or None: RE2's ``\\w``,
-    ``\\b`` and ``[[:alpha:]]`` know ASCII only (a Cyrillic class then ``\\b`` ends no word)."""
-    used = _ASCII_ONLY.search(source)
-    if used is None:
-        return None
-    if any(not c.isascii() and c.isalpha() for c in source):
-        what = f"uses {used[1]} with letters outside ASCII"
+    """Why the valid ``source`` likely misses words outside ASCII, or None: RE2's ``\\w``
+    and ``[[:alpha:]]`` know ASCII only (``\\w+ рублей``), and so does a ``\\b`` or ``\\B``
+    beside a class of letters outside it (a Cyrillic class then ``\\b`` ends no word); one beside
+    ASCII holds where it should (``\\b(?:café)``)."""
+    words = _ASCII_WORDS.search(source)
+    if words is not None and any(not c.isascii() and c.isalpha() for c in source):
+        what = f"uses {words[1]} with letters outside ASCII"
     elif found := next((f for f in _CLASS_BOUNDARY.finditer(source)
                         if _wide_class(f[1] or f[2])), None):
         what = f"has {found[0]}, a boundary beside letters outside ASCII"
