@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -31,6 +30,13 @@ STORING = """
 SELECT array_agg(pid) FROM pg_stat_activity
 WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM outbox%'
 """
+KILLED = "relay-killed"  # the application_name of the service killed
+# Every backend of the service killed: the store seen waiting, and any statement sent
+# after it (its maillog follower's, settling the same message), which would run once
+# the lock is gone, as the kill meant to come first.
+END_KILLED = """
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1
+"""
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +46,12 @@ def mail(database_url: str) -> Iterator[Mail]:
 
 
 @contextmanager
-def service(database_url: str, mail: Mail, log: Path, attempts: int
+def service(database_url: str, mail: Mail, log: Path, attempts: int, name: str = "relay"
             ) -> Iterator[subprocess.Popen[bytes]]:
     """``postwarden-admin serve`` relaying to ``mail``'s listener, one relay task,
-    ``attempts`` at most for a message."""
+    ``attempts`` at most for a message; ``name``: its connections' application_name."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTWARDEN_")}
-    env |= {"POSTWARDEN_DATABASE_URL": database_url,
+    env |= {"POSTWARDEN_DATABASE_URL": f"{database_url}?application_name={name}",
             "POSTWARDEN_LISTEN": f"127.0.0.1:{free_port()}",
             "POSTWARDEN_SECRET_KEY": TEST_SECRET_KEY, "POSTWARDEN_RELAY_HOST": "127.0.0.1",
             "POSTWARDEN_RELAY_PORT": str(mail.submission_port),
@@ -90,14 +96,13 @@ async def _killed_mid_batch(database_url: str, pool: asyncpg.Pool, mail: Mail, l
         await pool.execute("UPDATE outbox SET next_attempt_at = now() - $2::int * interval "
                            "'1 second' WHERE message_id = $1", message, 2 - offset)
     try:
-        with service(database_url, mail, log, attempts) as first:
-            storing: Any = await eventually(lambda: pool.fetchval(STORING), within=60)
+        with service(database_url, mail, log, attempts, KILLED) as first:
+            await eventually(lambda: pool.fetchval(STORING), within=60)
             assert with_message_id(mail, message_ids[ids[0]])
             first.send_signal(signal.SIGKILL)
             await asyncio.to_thread(first.wait)
-            # Its backend would run the write once the lock is gone: ended first.
-            for pid in storing:
-                await pool.execute("SELECT pg_terminate_backend($1)", pid)
+            # Its backends would run their writes once the lock is gone: ended first.
+            await pool.execute(END_KILLED, KILLED)
     finally:
         await held.rollback()
         await blocker.close()
