@@ -58,7 +58,7 @@ def _shown(info: KeyInfo) -> dict[str, Any]:
 ADDRESSES_EXPECTED = "expected a list of addresses"
 
 
-def _allowed_senders(listed: object, role: object) -> tuple[str, ...]:
+def _allowed_senders(listed: object, role: Role | None) -> tuple[str, ...]:
     """A new key's allowed senders, checked against its role when that is one; ValueError,
     its text for the client, otherwise."""
     if not isinstance(listed, list):
@@ -67,15 +67,16 @@ def _allowed_senders(listed: object, role: object) -> tuple[str, ...]:
         senders = tuple(allowed_sender(s) for s in listed)
     except ValueError:
         raise ValueError(ADDRESSES_EXPECTED) from None
-    if isinstance(role, str) and role in {r.value for r in Role}:
-        check_role_senders(Role(role), senders)
+    if role is not None:
+        check_role_senders(role, senders)
     return senders
 
 
 def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.datetime | None]:
     problems: list[dict[str, Any]] = []
-    role = data.get("role")
-    if not isinstance(role, str) or role not in {r.value for r in Role}:
+    given = data.get("role")
+    role = Role(given) if isinstance(given, str) and given in {r.value for r in Role} else None
+    if role is None:
         problems.append({"field": "role", "message": "expected admin, operator, auditor or sender"})
     name = ""
     try:
@@ -95,9 +96,9 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
         except ValueError as exc:
             problems.append({"field": "expires_at", "message": str(exc)})
     problems += unknown_fields(data, {"role", "name", "allowed_senders", "expires_at"})
-    if problems:
+    if problems or role is None:
         raise ValidationFailed(problems)
-    return Role(str(role)), name, senders, expires_at
+    return role, name, senders, expires_at
 
 
 @routes.get("/api/v1/keys")
