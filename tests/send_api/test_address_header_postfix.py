@@ -10,43 +10,30 @@ import email
 import email.utils
 import re
 import uuid
-from collections.abc import Callable, Iterator
 from email import policy
 from typing import Any
 
 import pytest
 
-from postwarden_admin_api.app import create_app
 from postwarden_admin_api.context import Role
 from postwarden_admin_api.send.build import build_message
 from postwarden_admin_api.send.checks import MAX_ADDRESS_HEADER
 from postwarden_admin_api.send.request_model import Caps, parse_request
-from postwarden_admin_api.settings import ServiceSettings
-from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
+from tests.fixtures.adminapp import MintKey, bearer
 
-from .conftest import Client, SetRuntime
-from .test_e2e import Mail, eventually, running_mail, with_message_id
+from .conftest import Client
+from .test_e2e import (  # noqa: F401 - client and mail are fixtures
+    Mail,
+    client,
+    eventually,
+    mail,
+    with_message_id,
+)
 
 pytestmark = pytest.mark.postfix
 
 CAPS = Caps(max_recipients=50, max_message_bytes=10_000_000, max_attachment_bytes=1_000)
 NAME = "\N{GRINNING FACE}" * 200  # the longest display name, each character encoded
-
-
-@pytest.fixture(scope="module")
-def mail(database_url: str) -> Iterator[Mail]:
-    with running_mail(database_url) as mail:
-        yield mail
-
-
-@pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, make_admin_settings: Callable[..., ServiceSettings],
-    set_runtime: SetRuntime, mail: Mail,
-) -> Client:
-    await set_runtime(allowed_sender_addresses=["*@example.com"], outbound_enabled=True,
-                      outbound_max_recipients=50)
-    return await aiohttp_client(create_app(make_admin_settings(**mail.relay(attempts=3))))
 
 
 def request(addresses: list[str], last_name: int) -> dict[str, Any]:
@@ -66,7 +53,9 @@ def to_size(body: dict[str, Any]) -> int:
 
 
 async def test_a_to_header_postfix_would_cut_is_refused_and_one_just_under_delivered_whole(
-    client: Client, mint_key: MintKey, mail: Mail,
+    client: Client,  # noqa: F811 - the imported fixture
+    mint_key: MintKey,
+    mail: Mail,  # noqa: F811 - the imported fixture
 ) -> None:
     sender = bearer(await mint_key(Role.SENDER, ["*@example.com"]))
     addresses = [f"{uuid.uuid4().hex}{'l' * 30}@{'d' * 60}.example.org" for _ in range(50)]
