@@ -459,6 +459,27 @@ def test_uuencoded_files_are_read_as_thunderbird_reads_them(
     assert ("uuencoded" in facts.flags) is bool(names)
 
 
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        (b"To install, run:\r\nbegin 644 setup.exe\r\n", []),
+        (b"begin 644 a.exe\r\n\r\n \r\n`\r\nend\r\nbegin 644 b.exe\r\n" + _UU_EXE, ["b.exe"]),
+        (b"begin 644 a.exe\r\nbegin 644 b.exe\r\n" + _UU_EXE + b"`\r\nend\r\n", ["b.exe"]),
+        (b"begin 644 a.exe\r\n" + _UU_EXE, ["a.exe"]),
+        (b"begin 644 a.exe\r\nsee you\r\n", ["a.exe"]),
+    ],
+    ids=["prose", "blank-lines-then-a-file", "next-begin-line", "cut-off", "any-line-decodes"],
+)
+def test_a_uuencoded_file_needs_a_line_that_decodes_to_a_byte(
+    body: bytes, names: list[str]
+) -> None:
+    # Thunderbird decodes every line after a begin line but empty ones and those whose
+    # length character says none: a begin line with no such line after it is no file.
+    facts = parse_message(b"Content-Type: text/plain\r\n\r\n" + body, ENV)
+    assert [p.filename for p in facts.attachments] == names
+    assert ("uuencoded" in facts.flags) is bool(names)
+
+
 def test_a_uuencoded_block_runs_to_its_end_line_or_the_next_block() -> None:
     raw = (
         b"Content-Type: text/plain\r\n\r\nbegin 644 a.exe\r\n" + _UU_EXE + b" \r\nEND\r\n"

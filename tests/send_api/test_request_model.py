@@ -600,6 +600,30 @@ def test_an_allowed_file_uuencoded_in_text_is_taken() -> None:
                         "content": b64(_uuencoded("run.exe", b"x").encode())}])
 
 
+@pytest.mark.parametrize("text", [
+    "To install, run:\nbegin 644 setup.exe\n",
+    "begin 644 notes.exe",
+    "Steps:\r\nbegin 644 notes.exe\r\n\r\n \r\n`\r\nend\r\nThanks\r\n",
+])
+def test_a_begin_line_with_no_line_after_it_that_decodes_is_text(text: str) -> None:
+    """Thunderbird makes a file of the lines after a begin line: with none that decodes
+    to a byte there is no file, and the milter lists none (this text was refused)."""
+    request = parse(text=text)
+    assert request.text == text
+    message = build_message(request, "<prose@example.com>", dt.datetime.now(dt.UTC))
+    assert parse_message(message, Envelope()).attachments == ()
+
+
+@pytest.mark.parametrize("text", [
+    _uuencoded("run.exe", b"hello").removesuffix("`\nend\n"),  # cut off before its end
+    "begin 644 run.exe\n\nthanks\n",  # prose lines decode too, as Thunderbird reads them
+])
+def test_a_begin_line_with_a_line_after_it_that_decodes_is_a_file(text: str) -> None:
+    assert refusal(text=text).details == [
+        {"field": "text", "code": "attachment_not_allowed",
+         "message": "'run.exe' in this text: files ending in .exe are not allowed"}]
+
+
 def test_a_disk_image_is_refused_by_its_content() -> None:
     image = b"\x00" * 0x8000 + b"\x01CD001\x01" + b"\x00" * 100
     assert attachment_refusal("photos.zip", "application/zip", image) == (

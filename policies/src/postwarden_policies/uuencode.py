@@ -1,21 +1,26 @@
 """Uuencoded, yEncoded and BinHex files in plain text, found as Thunderbird finds
 them (MimeUntypedText).
 
-A uuencoded block starts at a line ``begin`` + three or four octal digits +
-the file name, and ends at a line starting with ``e`` + ``nd`` in any case; a
-yEnc block starts at ``=ybegin ... name=NAME`` and ends at ``=yend``; a
-BinHex 4.0 block starts at the line ``(This file must be converted with
-BinHex 4.0)`` and ends with the first line neither empty nor 64 characters
-long (its data lines are 64). Any block ends where the next block or the text
-ends. Only begin and end lines are searched for (regular expressions with a
-literal prefix, each byte looked at about once) and only the first lines of
-each block are decoded, for its magic bytes (and a BinHex file's name, which
-lies inside its data). A file whose first bytes name nothing is read where a
-mark lies past them (``magic.MARKS``: an ISO image's at byte 32769, a fixed VHD's
-footer): uuencoded or yEncoded, decoding only from there (:func:`_uu_far`,
-:func:`_uu_tail`, :func:`_yenc_reader`); BinHexed, whose run-length coding puts
-each byte where all before it say, decoding from its start up to bounds
-(:func:`_hqx_range`). A message's BinHex reads share one :class:`Budget`.
+A uuencoded block starts at a line ``begin`` + three or four octal digits + the
+file name, and ends at a line starting with ``e`` + ``nd`` in any case; a yEnc
+block starts at ``=ybegin ... name=NAME`` and ends at ``=yend``; a BinHex 4.0
+block starts at the line ``(This file must be converted with BinHex 4.0)`` and
+ends with the first line neither empty nor 64 characters long (its data lines
+are 64). Any block ends where the next block or the text ends. A uuencoded
+block is a file only when a line of it decodes to a byte: Thunderbird decodes
+every line but empty ones, each to as many bytes as its first character says
+(its low six bits after a space; none for a space or a backtick), so a begin
+line with nothing after it (prose naming a file) is no file, while one cut off
+before its end line is. Only begin and end lines are searched for (regular
+expressions with a literal prefix, each byte looked at about once) and only the
+first lines of each block are decoded, for its magic bytes (and a BinHex file's
+name, which lies inside its data). A file whose first bytes name nothing is
+read where a mark lies past them (``magic.MARKS``: an ISO image's at byte
+32769, a fixed VHD's footer): uuencoded or yEncoded, decoding only from there
+(:func:`_uu_far`, :func:`_uu_tail`, :func:`_yenc_reader`); BinHexed, whose
+run-length coding puts each byte where all before it say, decoding from its
+start up to bounds (:func:`_hqx_range`). A message's BinHex reads share one
+:class:`Budget`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ _BEGIN = (
 )
 _FIRST_LINE = re.compile(_BEGIN)
 _LATER_LINE = re.compile(rb"\n" + _BEGIN)
+# A uuencoded line that decodes to a byte: not empty, its length character not one
+# Thunderbird counts as none ((c - 32) & 63 == 0: space, backtick and their 8-bit twins).
+_UU_DATA_LINE = re.compile(rb"[\r\n][^\r\n \x60\xa0\xe0]")
 _END = {
     "uu": re.compile(rb"\ne[nN][dD]"),
     "yenc": re.compile(rb"\n=yend"),
@@ -123,14 +131,17 @@ def blocks(
     stops = [line.start(1) for line in lines[1:]] + [end]
     found = [_block(text, line, stop, budget)
              for line, stop in zip(lines[:limit], stops, strict=False)]
-    return found, len(lines) > limit
+    return [block for block in found if block is not None], len(lines) > limit
 
 
-def _block(text: bytes, begin: re.Match[bytes], stop: int, budget: Budget) -> Block:
+def _block(text: bytes, begin: re.Match[bytes], stop: int, budget: Budget) -> Block | None:
+    """The block ``begin`` starts (None: a uuencoded one whose lines decode to nothing)."""
     kind = next(kind for kind in _ENCODINGS if begin.group(kind) is not None)
     data_start = line_end(text, begin.end(1), stop)
     close = _END[kind].search(text, begin.end(1), stop)
     data_end = close.start() + 1 if close else stop
+    if kind == "uu" and not _UU_DATA_LINE.search(text, data_start - 1, data_end):
+        return None
     end = line_end(text, data_end, stop) if close else stop
     lines = text.count(b"\n", data_start, data_end)
     characters = data_end - data_start - 2 * lines
