@@ -433,6 +433,45 @@ def test_a_disk_image_uuencoded_in_lines_of_irregular_length_is_known_by_its_nam
     assert facts.attachments[0].detected_type == "application/x-vhd"
 
 
+def _with_lines_skipped(block: bytes, around: bytes, between: bytes = b"") -> bytes:
+    """A uuencoded ``block`` with lines Thunderbird skips or decodes to nothing (empty,
+    or a length character that says none) after its begin line and before its end
+    line (``around``), and after each line of its data (``between``)."""
+    begin, _, rest = block.partition(b"\r\n")
+    data = rest.removesuffix(b"`\r\nend\r\n").replace(b"\r\n", b"\r\n" + between)
+    return begin + b"\r\n" + around + data + around + b"end\r\n"
+
+
+_SKIPPED = pytest.mark.parametrize(
+    "lines", [b"\r\n", b"\r\n" * 40, b"\n\r\r\n \r\n`\r\n" * 20, b"\r\n" * 1_000_000],
+    ids=["one-empty", "forty-empty", "mixed-and-zero-length", "a-million-empty"],
+)
+
+
+@_SKIPPED
+def test_lines_a_uuencoded_file_decodes_to_nothing_do_not_hide_its_head(lines: bytes) -> None:
+    block = _with_lines_skipped(_uuencoded(b"invoice.pdf", _EXE), lines, lines[:200])
+    facts, verdict = _run(_NO_MIME + block + b"Regards\r\n")
+    [part] = facts.attachments
+    assert (part.filenames, part.detected_type) == (("invoice.pdf",), "application/x-dosexec")
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+@_DISK_IMAGES
+@_SKIPPED
+def test_lines_a_uuencoded_file_decodes_to_nothing_do_not_hide_its_marks(
+    data: bytes, detected: str, lines: bytes
+) -> None:
+    # Thunderbird skips empty lines and decodes those whose count says none to no byte:
+    # an empty line after the begin line hid an ISO image's mark, and before the end
+    # line a VHD's footer, read from lines counted from there.
+    block = _with_lines_skipped(_uuencoded(b"notes.txt", data), lines)
+    facts, verdict = _run(_NO_MIME + block + b"Regards\r\n")
+    [part] = facts.attachments
+    assert (part.filenames, part.detected_type) == (("notes.txt",), detected)
+    assert verdict.rules[:1] == ("block-executables",)
+
+
 @_DISK_IMAGES
 @pytest.mark.parametrize("runs", [False, True], ids=["bytes", "runs"])
 def test_a_binhexed_disk_image_with_a_harmless_name_is_seen_by_its_content(

@@ -638,6 +638,22 @@ def test_a_disk_image_is_refused_by_its_content() -> None:
         "'notes.txt' in this text: the content is a disk image")
 
 
+@pytest.mark.parametrize(("name", "data", "reason"), [
+    ("notes.txt", bytes(0x8000) + b"\x01CD001\x01" + bytes(2041), "a disk image"),
+    ("notes.txt", bytes(4096) + b"conectix" + bytes(504), "a virtual disk"),
+    ("invoice.pdf", b"MZ\x90\x00" + bytes(200), "application/x-dosexec"),
+], ids=["iso", "fixed-vhd", "exe"])
+def test_lines_a_uuencoded_file_decodes_to_nothing_do_not_hide_its_content(
+    name: str, data: bytes, reason: str
+) -> None:
+    # Thunderbird skips empty lines and decodes those whose count says none to no byte:
+    # after the begin line and before the end line they hid the head and the marks.
+    begin, _, rest = _uuencoded(name, data).partition("\n")
+    skipped = "\n \n`\n" * 20
+    text = begin + "\n" + skipped + rest.removesuffix("end\n") + skipped + "end\n"
+    assert text_refusal(text.encode()) == f"'{name}' in this text: the content is {reason}"
+
+
 def test_binhex_reads_past_a_messages_budget_are_refused() -> None:
     # As the milter, which flags such a message malformed: the disk image after decoys
     # that spend the reads is not read, so the text is refused as unchecked.

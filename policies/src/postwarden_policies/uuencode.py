@@ -11,12 +11,13 @@ block is a file only when a line of it decodes to a byte: Thunderbird decodes
 every line but empty ones, each to as many bytes as its first character says
 (its low six bits after a space; none for a space or a backtick), so a begin
 line with nothing after it (prose naming a file) is no file, while one cut off
-before its end line is. Only begin and end lines are searched for (regular
-expressions with a literal prefix, each byte looked at about once) and only the
-first lines of each block are decoded, for its magic bytes (and a BinHex file's
-name, which lies inside its data). A file whose first bytes name nothing is
-read where a mark lies past them (``magic.MARKS``: an ISO image's at byte
-32769, a fixed VHD's footer): uuencoded or yEncoded, decoding only from there
+before its end line is; lines that decode to nothing are skipped, however many.
+Only begin and end lines (regular expressions with a literal prefix) and a
+uuencoded file's lines that decode to a byte are searched for, each byte looked at
+a few times at most, and only the first lines of each block are decoded, for its
+magic bytes (and a BinHex file's name, which lies inside its data). A file whose
+first bytes name nothing is read where a mark lies past them (``magic.MARKS``: an
+ISO image's at byte 32769, a fixed VHD's footer): uuencoded or yEncoded, decoding only from there
 (:func:`_uu_far`, :func:`_uu_tail`, :func:`_yenc_reader`); BinHexed, whose
 run-length coding puts each byte where all before it say, decoding from its
 start up to bounds (:func:`_hqx_range`). A message's BinHex reads share one
@@ -43,15 +44,21 @@ _FIRST_LINE = re.compile(_BEGIN)
 _LATER_LINE = re.compile(rb"\n" + _BEGIN)
 # A uuencoded line that decodes to a byte: not empty, its length character not one
 # Thunderbird counts as none ((c - 32) & 63 == 0: space, backtick and their 8-bit twins).
+# Its start follows a line end; the other lines are skipped at C speed, as Thunderbird
+# skips them: only these count, however many there are around and between them.
 _UU_DATA_LINE = re.compile(rb"[\r\n][^\r\n \x60\xa0\xe0]")
+# The last such line in a window (the greedy prefix backtracks from the window's end).
+_UU_LAST_DATA_LINE = re.compile(rb"(?s).*[\r\n]([^\r\n \x60\xa0\xe0])")
+# Characters first searched back for it; each window after is twice the one before.
+_UU_BACK_WINDOW = 4096
 _END = {
     "uu": re.compile(rb"\ne[nN][dD]"),
     "yenc": re.compile(rb"\n=yend"),
     "binhex": re.compile(rb"\n(?!(?:[^\r\n]{64})?\r?(?:\n|\Z))"),
 }
 # A uuencoded file's lines end as Thunderbird ends them (headers.LINE_BREAK). At most
-# this many are decoded for its head or a mark (its last 512 bytes take 13 lines of 45):
-# a block of empty or short lines costs no more time than that.
+# this many that decode to a byte are decoded for its head or a mark (its last 512
+# bytes take 13 lines of 45): a block of short lines costs no more time than that.
 _UU_LINES = 32
 # Counts of a yEnc file's characters at most to find where a mark lies: a count or two
 # more for each halving of the bytes left to reach it (line ends and escapes are none).
@@ -140,7 +147,9 @@ def _block(text: bytes, begin: re.Match[bytes], stop: int, budget: Budget) -> Bl
     data_start = line_end(text, begin.end(1), stop)
     close = _END[kind].search(text, begin.end(1), stop)
     data_end = close.start() + 1 if close else stop
-    if kind == "uu" and not _UU_DATA_LINE.search(text, data_start - 1, data_end):
+    # Where its lines are read from: a uuencoded file's first that decodes to a byte.
+    first = _uu_first(text, data_start, data_end) if kind == "uu" else data_start
+    if first is None:
         return None
     end = line_end(text, data_end, stop) if close else stop
     lines = text.count(b"\n", data_start, data_end)
@@ -148,8 +157,8 @@ def _block(text: bytes, begin: re.Match[bytes], stop: int, budget: Budget) -> Bl
     name = begin.group(kind).strip().decode("utf-8", "replace")
     read = None
     if kind == "uu":
-        head = _uu_range(text, data_start, data_end, 0, magic.HEAD_BYTES)
-        read = _uu_reader(text, data_start, data_end)
+        head = _uu_range(text, first, data_end, 0, magic.HEAD_BYTES)
+        read = _uu_reader(text, first, data_end)
         size = characters * 3 // 4  # a length character and 4 characters per 3 bytes
     elif kind == "yenc":
         head = _yenc_head(text, data_start, data_end)
@@ -185,12 +194,14 @@ def _uu_reader(text: bytes, start: int, end: int) -> magic.Reader:
 def _uu_far(text: bytes, start: int, end: int, skip: int, want: int) -> bytes:
     """The ``want`` bytes after the first ``skip``, decoding only the line that holds
     them: encoders write lines alike (45 bytes in 61 characters), so its place is
-    worked out; b"" unless every line before it is like the first (then the file is
-    known by its name only), which is checked at C speed, not line by line."""
-    first = LINE_BREAK.search(text, start, end)
-    count = _uu_count(text, (start, first.start())) if first else 0
-    if first is None or not count:
+    worked out from the first line that decodes to a byte; b"" unless every line from
+    it to that one is like it (then the file is known by its name only), which is
+    checked at C speed, not line by line."""
+    line = next(_uu_lines(text, start, end), None)
+    first = LINE_BREAK.match(text, line[1], end) if line else None
+    if line is None or first is None:
         return b""
+    start, count = line[0], _uu_count(text, line)
     stride = first.end() - start
     lines = skip // count
     stop = start + lines * stride
@@ -264,33 +275,49 @@ def _uu_decode(text: bytes, line: tuple[int, int]) -> bytes:
     return binascii.a2b_uu(text[begin : min(stop, begin + 1 + -(-count // 3) * 4)])[:count]
 
 
+def _uu_first(text: bytes, start: int, end: int) -> int | None:
+    """Where the first line of ``text[start:end]`` that decodes to a byte starts."""
+    line = next(_uu_lines(text, start, end), None)
+    return line[0] if line else None
+
+
 def _uu_lines(text: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """Where the lines of ``text[start:end]`` start and stop, first to last (at most
-    ``_UU_LINES``)."""
+    """Where the lines of ``text[start:end]`` (``start`` a line's) that decode to a byte
+    start and stop, first to last (at most ``_UU_LINES``)."""
     at = start
     for _ in range(_UU_LINES):
-        if at >= end:
+        found = _UU_DATA_LINE.search(text, at - 1, end)
+        if found is None:
             return
-        found = LINE_BREAK.search(text, at, end)
-        yield at, found.start() if found else end
-        at = found.end() if found else end
+        stop = LINE_BREAK.search(text, found.end() - 1, end)
+        yield found.end() - 1, stop.start() if stop else end
+        at = stop.end() if stop else end
 
 
 def _uu_lines_back(text: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """Where the lines of ``text[start:end]`` start and stop, last to first (at most
-    ``_UU_LINES``): the same lines as :func:`_uu_lines`, each byte looked at twice at most."""
+    """The lines of :func:`_uu_lines`, last to first (at most ``_UU_LINES``)."""
     stop = end
     for _ in range(_UU_LINES):
-        if stop <= start:
+        begin = _uu_last_line(text, start, stop)
+        if begin is None:
             return
-        if text[stop - 1] == 0x0A:  # the line end: LF, CRLF or CR
-            stop -= 1
-        if stop > start and text[stop - 1] == 0x0D:
-            stop -= 1
-        newline = text.rfind(b"\n", start, stop)
-        begin = max(start, newline + 1, text.rfind(b"\r", max(start, newline), stop) + 1)
-        yield begin, stop
+        found = LINE_BREAK.search(text, begin, stop)
+        yield begin, found.start() if found else stop
         stop = begin
+
+
+def _uu_last_line(text: bytes, start: int, stop: int) -> int | None:
+    """Where the last line of ``text[start:stop]`` (``start`` a line's) that decodes to
+    a byte starts, searched back in windows twice as long each time: each byte is looked
+    at a few times at most, however many lines decode to nothing before ``stop``."""
+    width = _UU_BACK_WINDOW
+    while stop > start:
+        low = max(start - 1, stop - width)
+        found = _UU_LAST_DATA_LINE.match(text, low, stop)
+        if found is not None:
+            return found.start(1)
+        stop, width = low + 1, width * 2  # the line end at ``low`` may start a line after
+    return None
 
 
 def _yenc_head(text: bytes, start: int, end: int, want: int = magic.HEAD_BYTES) -> bytes:
