@@ -423,8 +423,9 @@ def test_a_disk_image_uuencoded_in_lines_of_another_length_is_seen(data: bytes,
 
 def test_a_disk_image_uuencoded_in_lines_of_irregular_length_is_known_by_its_name() -> None:
     # The line that holds an ISO image's mark is found only where the lines before it
-    # are alike (walking thousands of lines, for each of a thousand blocks, would not
-    # bound the time a message takes); a VHD's footer is read back from the end.
+    # are alike, in 32 runs at most (walking thousands of lines, for each of a thousand
+    # blocks, would not bound the time a message takes); a VHD's footer is read back
+    # from the end.
     sizes = [45, 7, 30, 1, 44]
     facts, verdict = _run(_NO_MIME + _uuencoded_in_lines(b"notes.iso", _ISO, sizes))
     assert facts.attachments[0].detected_type is None
@@ -466,6 +467,28 @@ def test_lines_a_uuencoded_file_decodes_to_nothing_do_not_hide_its_marks(
     # an empty line after the begin line hid an ISO image's mark, and before the end
     # line a VHD's footer, read from lines counted from there.
     block = _with_lines_skipped(_uuencoded(b"notes.txt", data), lines)
+    facts, verdict = _run(_NO_MIME + block + b"Regards\r\n")
+    [part] = facts.attachments
+    assert (part.filenames, part.detected_type) == (("notes.txt",), detected)
+    assert verdict.rules[:1] == ("block-executables",)
+
+
+def _spaced(block: bytes, every: int, lines: bytes) -> bytes:
+    """``block`` with ``lines`` after every ``every``th of its lines."""
+    rows = block.splitlines(keepends=True)
+    return b"".join(row + lines * (at % every == every - 1) for at, row in enumerate(rows))
+
+
+@_DISK_IMAGES
+@pytest.mark.parametrize(("every", "lines"), [
+    (1, b"\r\n"), (1, b"\r\n" * 3), (30, b"\r\n \r\n"), (100, b"\r\n" * 100_000)],
+    ids=["double-spaced", "triple-empty", "now-and-then", "long-runs-now-and-then"])
+def test_lines_that_decode_to_nothing_between_a_uuencoded_files_lines_hide_no_mark(
+    data: bytes, detected: str, every: int, lines: bytes
+) -> None:
+    # The line with an ISO image's mark is found run by run of lines alike: an empty
+    # line between them hid it.
+    block = _spaced(_uuencoded(b"notes.txt", data), every, lines)
     facts, verdict = _run(_NO_MIME + block + b"Regards\r\n")
     [part] = facts.attachments
     assert (part.filenames, part.detected_type) == (("notes.txt",), detected)

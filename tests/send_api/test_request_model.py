@@ -654,6 +654,13 @@ def test_lines_a_uuencoded_file_decodes_to_nothing_do_not_hide_its_content(
     assert text_refusal(text.encode()) == f"'{name}' in this text: the content is {reason}"
 
 
+def test_a_double_spaced_uuencoded_disk_image_is_refused_by_its_content() -> None:
+    # The line with its mark is found run by run of lines alike: the empty line after
+    # each hid it.
+    text = _uuencoded("notes.txt", bytes(0x8000) + b"\x01CD001\x01").replace("\n", "\n\n")
+    assert text_refusal(text.encode()) == "'notes.txt' in this text: the content is a disk image"
+
+
 def test_binhex_reads_past_a_messages_budget_are_refused() -> None:
     # As the milter, which flags such a message malformed: the disk image after decoys
     # that spend the reads is not read, so the text is refused as unchecked.

@@ -51,6 +51,10 @@ _UU_DATA_LINE = re.compile(rb"[\r\n][^\r\n \x60\xa0\xe0]")
 _UU_LAST_DATA_LINE = re.compile(rb"(?s).*[\r\n]([^\r\n \x60\xa0\xe0])")
 # Characters first searched back for it; each window after is twice the one before.
 _UU_BACK_WINDOW = 4096
+# A line's end and the empty lines after it, as far as lines alike may each end in
+# them (characters at most: double or triple spacing).
+_UU_ENDING = re.compile(rb"(?:\r\n?|\n)+")
+_UU_ENDING_MOST = 8
 _END = {
     "uu": re.compile(rb"\ne[nN][dD]"),
     "yenc": re.compile(rb"\n=yend"),
@@ -193,30 +197,52 @@ def _uu_reader(text: bytes, start: int, end: int) -> magic.Reader:
 
 def _uu_far(text: bytes, start: int, end: int, skip: int, want: int) -> bytes:
     """The ``want`` bytes after the first ``skip``, decoding only the line that holds
-    them: encoders write lines alike (45 bytes in 61 characters), so its place is
-    worked out from the first line that decodes to a byte; b"" unless every line from
-    it to that one is like it (then the file is known by its name only), which is
-    checked at C speed, not line by line."""
-    line = next(_uu_lines(text, start, end), None)
-    first = LINE_BREAK.match(text, line[1], end) if line else None
-    if line is None or first is None:
-        return b""
-    start, count = line[0], _uu_count(text, line)
-    stride = first.end() - start
-    lines = skip // count
+    them: encoders write lines alike (45 bytes in 61 characters, some with empty lines
+    after each), so its place is worked out run by run of lines alike, each counted at
+    C speed, not line by line, lines that decode to nothing between runs skipped; b""
+    where ``_UU_LINES`` runs do not reach it (then the file is known by its name only)."""
+    for _ in range(_UU_LINES):
+        line = next(_uu_lines(text, start, end), None)
+        if line is None:
+            return b""
+        ending = _UU_ENDING.match(text, line[1], min(end, line[1] + _UU_ENDING_MOST))
+        if ending is None:  # its last line, with no line end
+            return b""
+        start, count = line[0], _uu_count(text, line)
+        stride = ending.end() - start
+        lines = _alike(text, start, min(skip // count, (end - start) // stride), stride,
+                       ending.group())
+        if lines == skip // count:
+            return _uu_range(text, start + lines * stride, end, skip - lines * count, want)
+        start, skip = start + lines * stride, skip - lines * count
+    return b""
+
+
+def _alike(text: bytes, start: int, most: int, stride: int, ending: bytes) -> int:
+    """How many of the ``most`` lines ``stride`` long from ``start`` on are like the
+    first (:func:`_all_alike`): checked in spans twice as long each time until one is
+    not, then in halves of it, so each line is looked at a few times at most."""
+    lead = text[start : start + 1]
+    done, span, growing = 0, 1, True
+    while done < most and span:
+        step = min(span, most - done)
+        if _all_alike(text, start + done * stride, step, stride, lead=lead, ending=ending):
+            done += step
+            span = span * 2 if growing else span // 2
+        else:
+            growing, span = False, step // 2
+    return done
+
+
+def _all_alike(
+    text: bytes, start: int, lines: int, stride: int, *, lead: bytes, ending: bytes
+) -> bool:
+    """Whether ``lines`` lines ``stride`` long from ``start`` on each start with the
+    length character ``lead`` and end in the line ends ``ending`` alone."""
     stop = start + lines * stride
-    if stop > end or not _alike(text, start, stop, stride, first.group()):
-        return b""
-    return _uu_range(text, stop, end, skip - lines * count, want)
-
-
-def _alike(text: bytes, start: int, stop: int, stride: int, ending: bytes) -> bool:
-    """Whether ``text[start:stop]`` is lines ``stride`` long, each starting with the
-    first's length character and ending in ``ending`` alone."""
-    lines = (stop - start) // stride
     ends = text.count(b"\n", start, stop) + text.count(b"\r", start, stop)
     return (
-        text[start:stop:stride] == text[start : start + 1] * lines
+        text[start:stop:stride] == lead * lines
         and ends == lines * len(ending)
         and all(text[start + stride - len(ending) + at : stop : stride] == bytes([byte]) * lines
                 for at, byte in enumerate(ending))
