@@ -47,6 +47,19 @@ def test_a_directory_at_the_socket_path_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("processes", "command"), [("1", []), ("2", []), ("1", ["check"])])
+def test_a_host_that_does_not_resolve_is_named(tmp_path: Path, processes: str,
+                                               command: list[str]) -> None:
+    """`check` resolves the host as the start's bind does: it passed one that does not
+    resolve, and the start failed."""
+    spec = "inet:8899@no-such-host.invalid"
+    result = _run(command, _env(tmp_path, milter_socket=spec, processes=processes))
+    assert result.returncode == 2, result.stderr
+    told = [line for line in result.stderr.splitlines() if line.startswith("postwarden-milter:")]
+    assert len(told) == 1 and told[0].startswith(
+        _refused(spec, "no-such-host.invalid does not resolve (")), result.stderr
+
+
+@pytest.mark.parametrize(("processes", "command"), [("1", []), ("2", []), ("1", ["check"])])
 def test_a_directory_of_someone_else_is_named(shared_dir: Path,  # noqa: F811 - the fixture
                                               processes: str, command: list[str]) -> None:
     """The socket's directory is root's (0755) and the milter runs as nobody: what an

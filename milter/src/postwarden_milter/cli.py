@@ -39,7 +39,14 @@ from .settings import (
 )
 from .signals import release_signals
 from .spool import adopt_orphans
-from .startup_checks import SILENT, DatabaseCheck, claim_spool_dir, policies_refused, preflight
+from .startup_checks import (
+    SILENT,
+    DatabaseCheck,
+    claim_spool_dir,
+    policies_refused,
+    preflight,
+    refuse_unresolved_socket,
+)
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -104,6 +111,7 @@ def check(config: Path | None) -> int:
     for warning in settings_warnings(settings, os.environ):
         print(f"warning: {warning}", file=sys.stderr)
     try:
+        refuse_unresolved_socket(settings.milter_socket)
         found = preflight(settings)
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

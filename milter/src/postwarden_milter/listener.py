@@ -73,13 +73,36 @@ def bind_problem(connection: str) -> OSError | None:
     host = connection.partition("@")[2]
     if port is None or not host:
         return None
-    family = socket.AF_INET6 if connection.startswith("inet6:") else socket.AF_INET
+    unresolved = resolve_problem(connection)
+    if unresolved is not None:
+        return unresolved
+    family = _inet_family(connection)
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
         return OSError(exc.errno, exc.strerror or type(exc).__name__)
+    return None
+
+
+def _inet_family(connection: str) -> socket.AddressFamily:
+    """libmilter's family for inet: (IPv4 only) and inet6: (IPv6 only)."""
+    return socket.AF_INET6 if connection.startswith("inet6:") else socket.AF_INET
+
+
+def resolve_problem(connection: str) -> OSError | None:
+    """Why the host of an ``inet:PORT@HOST`` (``inet6:``) spec gives no address of its
+    family, as the bind then resolves it (getaddrinfo); None when it does, or for a
+    spec with no host to resolve."""
+    host = connection.partition("@")[2]
+    if inet_port(connection) is None or not host:
+        return None
+    try:
+        socket.getaddrinfo(host.strip("[]"), None, _inet_family(connection),
+                           socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return OSError(exc.errno, f"{host} does not resolve ({exc.strerror})")
     return None
 
 

@@ -37,7 +37,7 @@ from postwarden_store.policies import fetch_active_sources
 
 from .audit_pipeline import REFUSALS
 from .errors import NotYet, StartupError
-from .listener import bind_problem, served_elsewhere, unix_path
+from .listener import bind_problem, resolve_problem, served_elsewhere, unix_path
 from .reload import PolicyFiles, RunningSet
 from .settings import MilterSettings
 
@@ -196,8 +196,20 @@ def listen_refused(message: str, problem: OSError | None) -> StartupError:
 
 def socket_refused(connection: str) -> StartupError:
     """libmilter could not listen on ``connection`` (it only says so): with the reason."""
-    return listen_refused(f"milter_socket: cannot serve on {connection}",
-                          bind_problem(connection))
+    return listen_refused(_cannot_serve(connection), bind_problem(connection))
+
+
+def refuse_unresolved_socket(connection: str) -> None:
+    """A host in ``connection`` that resolves to no address of its family: the start's
+    bind fails on it (StartupError, or NotYet for a resolver not answering yet). For
+    `check`, which binds nothing: the running milter may hold the port."""
+    problem = resolve_problem(connection)
+    if problem is not None:
+        raise listen_refused(_cannot_serve(connection), problem)
+
+
+def _cannot_serve(connection: str) -> str:
+    return f"milter_socket: cannot serve on {connection}"
 
 
 def serve_metrics(settings: MilterSettings,
