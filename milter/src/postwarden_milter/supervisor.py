@@ -173,10 +173,12 @@ class Supervisor:
     def _supervise(self) -> None:
         self._opened = True
         self._socket_file = socket_file(self.settings.milter_socket)
-        log.info("postwarden milter %s starting %d worker processes on %s",
-                 self.settings.instance_name, len(self._slots), self.settings.milter_socket)
         try:
             if not self._stopped_while_starting():
+                # Only now: a stop during the start forks none (told, not this).
+                log.info("postwarden milter %s starting %d worker processes on %s",
+                         self.settings.instance_name, len(self._slots),
+                         self.settings.milter_socket)
                 self._start_workers()
                 while self._watch():
                     time.sleep(TICK_SECONDS)
