@@ -24,6 +24,10 @@ and matter for the recipients that will never get a line of their own
 - cleanup's or smtpd's ``QID: hold: ...`` or ``QID: milter-hold: ...``: it
   waits in the hold queue.
 
+smtpd's DISCARD or HOLD at a message's first accepted recipient, before its queue
+file opens, names no queue id (``NOQUEUE: discard: RCPT from ...``):
+:mod:`.noqueuestops` ties it to the queue id the process's next line opens.
+
 pickup's ``NEWQID: uid=... from=<...> orig_id=QID`` (:class:`Requeued`) says an
 administrator requeued the message (``postsuper -r``): its later lines name
 NEWQID.
@@ -180,9 +184,7 @@ def _about_message(line: LogLine) -> DeliveryEvent | None:
     if daemon in ("cleanup", "smtpd"):
         if (stopped := _STOPPED.match(text, start)) is None:
             return None
-        action = stopped["action"]
-        return DeliveryEvent(stopped["queue_id"], None, _STOPPED_STATUS[action], "",
-                             _STOPPED_DETAIL[action, stopped["milter"] is not None])
+        return stopped_by(stopped["queue_id"], stopped["action"], stopped["milter"] is not None)
     if daemon == "postsuper":
         return _by_postsuper(text, start)
     if daemon != "qmgr":
@@ -192,6 +194,13 @@ def _about_message(line: LogLine) -> DeliveryEvent | None:
     if expired := _EXPIRED.fullmatch(text, start):
         return DeliveryEvent(expired["queue_id"], None, "expired", "", EXPIRED_DETAIL)
     return None
+
+
+def stopped_by(queue_id: str, action: str, milter: bool) -> DeliveryEvent:
+    """The message queued as ``queue_id`` discarded or held (``action``) by a milter, or
+    by Postfix's checks."""
+    return DeliveryEvent(queue_id, None, _STOPPED_STATUS[action], "",
+                         _STOPPED_DETAIL[action, milter])
 
 
 def _by_postsuper(text: str, start: int) -> DeliveryEvent | None:

@@ -99,6 +99,7 @@ from .deliveryapply import (
 from .deliverylines import DeliveryEvent, Requeued, UnknownStatus, parse_line
 from .handovers import Arrivals
 from .logtail import LogTail, fingerprint, renamed_file
+from .noqueuestops import NoQueueStops
 from .othermail import OtherMail
 from .receipts import Holds, ReceiptLine, apply_receipts, void_uncommitted
 from .syslogline import LogLine, logged_at, split_line
@@ -243,6 +244,7 @@ class MaillogFollower:
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
         self._arrivals = Arrivals()  # as _other_mail
         self._cut_offs = CutOffs()  # as _other_mail
+        self._no_queue_stops = NoQueueStops()  # as _other_mail
         self._unknown_named: set[str] = set()  # statuses warned of; only the reading thread
         self._unshaped = 0  # lines read, none a Postfix daemon's; -1 once one was (or told)
         self._receipts_dropped = False
@@ -337,6 +339,7 @@ class MaillogFollower:
         self._other_mail.clear()
         self._arrivals.clear()
         self._cut_offs.clear()
+        self._no_queue_stops.clear()
 
     async def _take_over(self, conn: asyncpg.Connection, row: asyncpg.Record | None) -> None:
         """Go on where the last reader (this instance before a restart, or another) stopped."""
@@ -463,6 +466,7 @@ class MaillogFollower:
         unread = self._tail.unread()  # at the read: lines written while parsing come next
         if self._tail.lost_lines:  # a session's end and the next one's start among them
             self._cut_offs.clear()
+            self._no_queue_stops.clear()
         if new_file:  # the old file's last line was cut short, it ends there
             self._partial, self._skipped = b"", 0
         lines = _lines(self._partial + appended)
@@ -499,8 +503,9 @@ class MaillogFollower:
                 self._arrivals.note(receipt)
                 if not receipt.committed:
                     restarts.setdefault(receipt.queue_id, []).append(receipt.message)
-            # Not elif: a milter's hold commits a receipt and is a timeline event too.
-            event = parse_line(line)
+            # Not elif: a milter's hold commits a receipt and is a timeline event too; so
+            # is a client= line an earlier stop of its smtpd process is tied to.
+            event = self._no_queue_stops.event(line) or parse_line(line)
             if isinstance(event, UnknownStatus):
                 self._unknown_status(event)
             elif isinstance(event, Requeued):
