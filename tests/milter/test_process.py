@@ -324,14 +324,21 @@ def test_log_lines_carry_ids_and_are_redacted() -> None:
 
 
 @pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize(("family", "host"), [
+    (socket.AF_INET, "127.0.0.1"),
+    # In brackets, as libmilter takes it: the reason was a "Name or service not known"
+    # (exit 2) of the probe that binds it to find the reason.
+    (socket.AF_INET6, "[::1]"),
+])
 def test_a_port_in_use_is_told_with_the_reason_and_retried_by_the_unit(
-        tmp_path: Path, processes: int) -> None:
+        tmp_path: Path, processes: int, family: socket.AddressFamily, host: str) -> None:
     """Exit 1, as a metrics port in use (below): the process holding it may let it go.
     Exit 2 (invalid settings) left the milter down for good."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+    with socket.socket(family) as taken:
+        taken.bind((host.strip("[]"), 0))
         taken.listen()
-        spec = f"inet:{taken.getsockname()[1]}@127.0.0.1"
+        kind = "inet6" if family == socket.AF_INET6 else "inet"
+        spec = f"{kind}:{taken.getsockname()[1]}@{host}"
         result = _run([], _env(tmp_path, milter_socket=spec, processes=str(processes)))
     assert result.returncode == 1
     lines = result.stderr.splitlines()

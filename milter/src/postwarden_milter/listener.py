@@ -69,8 +69,7 @@ def bind_problem(connection: str) -> OSError | None:
     path = unix_path(connection)
     if path is not None:
         return _unix_bind_problem(path)
-    port = inet_port(connection)
-    host = connection.partition("@")[2]
+    port, host = inet_port(connection), _inet_host(connection)
     if port is None or not host:
         return None
     unresolved = resolve_problem(connection)
@@ -95,15 +94,20 @@ def resolve_problem(connection: str) -> OSError | None:
     """Why the host of an ``inet:PORT@HOST`` (``inet6:``) spec gives no address of its
     family, as the bind then resolves it (getaddrinfo); None when it does, or for a
     spec with no host to resolve."""
-    host = connection.partition("@")[2]
+    host = _inet_host(connection)
     if inet_port(connection) is None or not host:
         return None
     try:
-        socket.getaddrinfo(host.strip("[]"), None, _inet_family(connection),
-                           socket.SOCK_STREAM)
+        socket.getaddrinfo(host, None, _inet_family(connection), socket.SOCK_STREAM)
     except socket.gaierror as exc:
         return OSError(exc.errno, f"{host} does not resolve ({exc.strerror})")
     return None
+
+
+def _inet_host(connection: str) -> str:
+    """The host of an ``inet:PORT@HOST`` spec, an IPv6 address out of the brackets
+    libmilter takes it in; "" for none."""
+    return connection.partition("@")[2].strip("[]")
 
 
 def _unix_bind_problem(path: str) -> OSError | None:
