@@ -46,17 +46,26 @@ def test_a_directory_at_the_socket_path_is_named(tmp_path: Path) -> None:
     assert f"milter_socket: {taken} is there and is not a socket" in result.stderr
 
 
+CANNOT = {"milter_socket": "milter_socket: cannot serve on",
+          "metrics_listen": "metrics_listen: cannot listen on"}
+
+
 @pytest.mark.parametrize(("processes", "command"), [("1", []), ("2", []), ("1", ["check"])])
+@pytest.mark.parametrize(("setting", "value"), [
+    ("milter_socket", "inet:8899@no-such-host.invalid"),
+    ("metrics_listen", "no-such-host.invalid:9899"),
+])
 def test_a_host_that_does_not_resolve_is_named(tmp_path: Path, processes: str,
-                                               command: list[str]) -> None:
+                                               command: list[str], setting: str,
+                                               value: str) -> None:
     """`check` resolves the host as the start's bind does: it passed one that does not
     resolve, and the start failed."""
-    spec = "inet:8899@no-such-host.invalid"
-    result = _run(command, _env(tmp_path, milter_socket=spec, processes=processes))
+    result = _run(command, _env(tmp_path, processes=processes, **{setting: value}))
     assert result.returncode == 2, result.stderr
     told = [line for line in result.stderr.splitlines() if line.startswith("postwarden-milter:")]
     assert len(told) == 1 and told[0].startswith(
-        _refused(spec, "no-such-host.invalid does not resolve (")), result.stderr
+        f"postwarden-milter: {CANNOT[setting]} {value}: no-such-host.invalid does not resolve ("
+    ), result.stderr
 
 
 @pytest.mark.parametrize(("processes", "command"), [("1", []), ("2", []), ("1", ["check"])])

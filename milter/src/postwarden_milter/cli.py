@@ -45,7 +45,7 @@ from .startup_checks import (
     claim_spool_dir,
     policies_refused,
     preflight,
-    refuse_unresolved_socket,
+    refuse_unresolved_hosts,
 )
 from .supervisor import Supervisor
 
@@ -111,7 +111,7 @@ def check(config: Path | None) -> int:
     for warning in settings_warnings(settings, os.environ):
         print(f"warning: {warning}", file=sys.stderr)
     try:
-        refuse_unresolved_socket(settings.milter_socket)
+        refuse_unresolved_hosts(settings)
         found = preflight(settings)
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

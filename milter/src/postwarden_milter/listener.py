@@ -97,8 +97,14 @@ def resolve_problem(connection: str) -> OSError | None:
     host = _inet_host(connection)
     if inet_port(connection) is None or not host:
         return None
+    return host_problem(host, _inet_family(connection))
+
+
+def host_problem(host: str, family: int = socket.AF_UNSPEC) -> OSError | None:
+    """Why ``host`` gives no address of ``family`` (getaddrinfo, as a bind resolves it);
+    None when it does."""
     try:
-        socket.getaddrinfo(host, None, _inet_family(connection), socket.SOCK_STREAM)
+        socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         return OSError(exc.errno, f"{host} does not resolve ({exc.strerror})")
     return None

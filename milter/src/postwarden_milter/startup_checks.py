@@ -37,7 +37,7 @@ from postwarden_store.policies import fetch_active_sources
 
 from .audit_pipeline import REFUSALS
 from .errors import NotYet, StartupError
-from .listener import bind_problem, resolve_problem, served_elsewhere, unix_path
+from .listener import bind_problem, host_problem, resolve_problem, served_elsewhere, unix_path
 from .reload import PolicyFiles, RunningSet
 from .settings import MilterSettings
 
@@ -199,17 +199,25 @@ def socket_refused(connection: str) -> StartupError:
     return listen_refused(_cannot_serve(connection), bind_problem(connection))
 
 
-def refuse_unresolved_socket(connection: str) -> None:
-    """A host in ``connection`` that resolves to no address of its family: the start's
-    bind fails on it (StartupError, or NotYet for a resolver not answering yet). For
-    `check`, which binds nothing: the running milter may hold the port."""
-    problem = resolve_problem(connection)
+def refuse_unresolved_hosts(settings: MilterSettings) -> None:
+    """A host in milter_socket that resolves to no address of its family, or in
+    metrics_listen to none: the start's bind fails on it (StartupError, or NotYet for a
+    resolver not answering yet). For `check`, which binds nothing: the running milter
+    may hold the ports."""
+    problem = resolve_problem(settings.milter_socket)
     if problem is not None:
-        raise listen_refused(_cannot_serve(connection), problem)
+        raise listen_refused(_cannot_serve(settings.milter_socket), problem)
+    address = settings.metrics_address
+    if address is not None and (problem := host_problem(address[0])) is not None:
+        raise listen_refused(_cannot_listen(settings), problem)
 
 
 def _cannot_serve(connection: str) -> str:
     return f"milter_socket: cannot serve on {connection}"
+
+
+def _cannot_listen(settings: MilterSettings) -> str:
+    return f"metrics_listen: cannot listen on {settings.metrics_listen}"
 
 
 def serve_metrics(settings: MilterSettings,
@@ -222,5 +230,5 @@ def serve_metrics(settings: MilterSettings,
     try:
         return serve(address)
     except OSError as exc:
-        raise listen_refused(f"metrics_listen: cannot listen on {settings.metrics_listen}",
-                             exc) from None
+        # A name that does not resolve told as `check` tells it.
+        raise listen_refused(_cannot_listen(settings), host_problem(address[0]) or exc) from None
