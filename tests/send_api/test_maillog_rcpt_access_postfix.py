@@ -22,7 +22,14 @@ from postwarden_admin_api.send.syslogline import split_line
 from tests.fixtures.postfix import PostfixInstance, master_cf_options, running_postfix, send_message
 from tests.test_contrib_postfix import POSTFIX_DIR
 
-from .test_maillog import accepted_message, held, message_status, recipients, relay_as
+from .test_maillog import (
+    accepted_message,
+    delivery,
+    held,
+    message_status,
+    recipients,
+    relay_as,
+)
 
 pytestmark = pytest.mark.postfix
 
@@ -149,3 +156,10 @@ def test_a_stop_is_the_queue_id_its_process_opens_next() -> None:
 ])
 def test_a_stop_not_followed_by_its_file_opening_is_dropped(between: str) -> None:
     assert stops(noqueue(1, "hold"), between, opened(1, "Q1")) == []
+
+
+@pytest.mark.parametrize("kind", ["discard", "hold"])
+def test_a_stop_before_the_queue_file_is_about_no_queue_id_named_noqueue(kind: str) -> None:
+    """It waited, as a line about a queue id "NOQUEUE" that might be ours, asked of the
+    database at every poll (on an MX discarding spam at RCPT, most lines of the log)."""
+    assert delivery(noqueue(1, kind)) is None

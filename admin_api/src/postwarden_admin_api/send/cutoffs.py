@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 
+from .deliverylines import NOQUEUE
 from .receipts import ReceiptLine, parse_receipt
 from .syslogline import LogLine
 
@@ -66,7 +67,7 @@ class CutOffs:
             _put(self._receiving, line.process, receipt.queue_id, self._limit)
         elif (cut := _CUT_OFF.match(line.text, line.start)) is not None:
             queue_id = cut["queue_id"] or self._receiving.get(line.process)
-            if queue_id is not None and queue_id != "NOQUEUE":
+            if queue_id is not None and queue_id != NOQUEUE:
                 _put(self._cut, queue_id, line.process, self._limit)
                 return ReceiptLine(queue_id, None, committed=False)
         elif _SESSION.match(line.text, line.start):

@@ -72,6 +72,7 @@ _NOT_GONE = frozenset({5, 7, 8, 9})
 _EXPIRED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): from=<.*>, status=expired, "
                       r"returned to sender\s*")
 _REMOVED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): removed\s*")
+NOQUEUE = "NOQUEUE"  # what smtpd logs for the queue id of a message before it has one
 _STOPPED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): (?P<milter>milter-)?(?P<action>hold|discard): ")
 # pickup's, the whole line: a sender (any local user's, through sendmail) cannot end in one.
 _REQUEUED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): uid=\d+ from=<.*> "
@@ -182,7 +183,9 @@ def _delivery(line: LogLine) -> DeliveryEvent | UnknownStatus | None:
 def _about_message(line: LogLine) -> DeliveryEvent | None:
     text, start, daemon = line.text, line.start, line.daemon
     if daemon in ("cleanup", "smtpd"):
-        if (stopped := _STOPPED.match(text, start)) is None:
+        # NOQUEUE: before the queue file opened, no queue id (.noqueuestops): such a
+        # line waited for one named "NOQUEUE", asked of the database at every poll.
+        if (stopped := _STOPPED.match(text, start)) is None or stopped["queue_id"] == NOQUEUE:
             return None
         return stopped_by(stopped["queue_id"], stopped["action"], stopped["milter"] is not None)
     if daemon == "postsuper":

@@ -25,10 +25,10 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 
-from .deliverylines import DeliveryEvent, stopped_by
+from .deliverylines import NOQUEUE, DeliveryEvent, stopped_by
 from .syslogline import LogLine
 
-_NOQUEUE = re.compile(r"NOQUEUE: (?P<action>[a-z-]+): (?:RCPT|MAIL) from ")
+_NOQUEUE = re.compile(rf"{NOQUEUE}: (?P<action>[a-z-]+): (?:RCPT|MAIL) from ")
 _OPENED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): client=")
 _STOPS = ("hold", "discard")  # weakest first
 # smtpd processes tracked at once; past it the oldest are forgotten (their stop then
