@@ -145,6 +145,12 @@ def test_a_stop_is_the_queue_id_its_process_opens_next() -> None:
                  opened(2, "Q4")) == [("Q1", "discarded"), ("Q3", "discarded")]
 
 
+@pytest.mark.parametrize("action", ["warn", "filter", "redirect"])
+def test_an_action_that_leaves_the_recipient_accepted_leaves_the_stop(action: str) -> None:
+    """HOLD lets the checks go on: a WARN after it logs its own NOQUEUE line."""
+    assert stops(noqueue(1, "hold"), noqueue(1, action), opened(1, "Q1")) == [("Q1", "held")]
+
+
 @pytest.mark.parametrize("between", [
     # HOLD lets the checks go on: the recipient refused after it, the client may RSET
     # and the next transaction open the file (the relay keeps its session).
