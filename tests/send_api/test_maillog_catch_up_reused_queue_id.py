@@ -190,6 +190,31 @@ async def test_lines_read_between_two_arrivals_under_a_queue_id_are_the_first_s(
         address: ("delivered", "250 ok") if next_ours else ("queued", None)}
 
 
+async def test_lines_read_between_two_arrivals_are_kept_by_a_poll_that_fails(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database lost as the poll noted the arrivals: the next poll applies what it
+    read. Those lines were taken up only past that point, and were lost: ours stayed
+    relayed for good."""
+    log_file, follower = await follower_at_end(pool, tmp_path)
+    queue_id = new_queue_id("F")
+    address = f"between-failed-{uuid.uuid4().hex[:6]}@example.org"
+    first = await relayed_message(pool, queue_id, address)
+    append(log_file, arrival(queue_id, first), sent(queue_id, address), removed(queue_id),
+           other_arrival(queue_id))
+    noted = maillog.note_arrivals
+
+    async def lost_once(*args: object) -> None:
+        monkeypatch.setattr(maillog, "note_arrivals", noted)
+        raise ConnectionResetError("the database went away")
+
+    monkeypatch.setattr(maillog, "note_arrivals", lost_once)
+    with pytest.raises(ConnectionResetError):
+        await follower.poll()
+    await follower.poll()
+    assert await recipients(pool, first) == {address: ("delivered", "250 ok")}
+
+
 async def test_a_requeue_read_between_two_arrivals_under_a_queue_id_is_the_first_s(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:

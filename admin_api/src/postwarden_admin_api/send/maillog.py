@@ -572,6 +572,9 @@ class MaillogFollower:
         queue = [waiting for waiting in self._pending
                  if waiting[1].queue_id not in read.restarted] + read.deliveries
         self._pending = queue[-MAX_PENDING:]  # until applied
+        # Kept before the database is asked: a poll that fails keeps them for the next.
+        self._between += read.between
+        self._between_requeues += read.between_requeues
         self._receipts += read.receipts
         if len(self._receipts) > MAX_PENDING_RECEIPTS:
             # Postgres has been away for long: a dropped line could let another
@@ -590,8 +593,6 @@ class MaillogFollower:
         await move_requeued(conn, self._host, self._earlier_requeues)
         await note_arrivals(conn, self._host, self._receipts, read_no if unread == 0 else None)
         # After: each to the message it is known to be about, whose arrival was just read.
-        self._between += read.between
-        self._between_requeues += read.between_requeues
         between = await apply_known(conn, self._host, self._between)
         await move_requeued(conn, self._host, [requeue for _, requeue in self._between_requeues],
                             [message for message, _ in self._between_requeues])
