@@ -8,6 +8,8 @@ the queue id."""
 from __future__ import annotations
 
 import asyncio
+import re
+import smtplib
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -169,3 +171,32 @@ def test_a_stop_before_the_queue_file_is_about_no_queue_id_named_noqueue(kind: s
     """It waited, as a line about a queue id "NOQUEUE" that might be ours, asked of the
     database at every poll (on an MX discarding spam at RCPT, most lines of the log)."""
     assert delivery(noqueue(1, kind)) is None
+
+
+async def test_a_hold_read_before_the_message_id_in_another_read_is_held(
+    pool: asyncpg.Pool, postfix: tuple[PostfixInstance, int],
+) -> None:
+    """The hold, tied to the queue id at its first line, read in one poll, and the
+    Message-ID line naming our message in the next: the hold was taken for a line
+    about the message the id named before (none), and dropped."""
+    instance, port = postfix
+    follower = MaillogFollower(pool, instance.maillog, host=f"rs-{uuid.uuid4().hex[:6]}")
+    await follower.poll()
+    (address,) = names("hold")
+    message_id = await accepted_message(pool, address)
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.ehlo("relay.test")
+        smtp.mail("app@example.com")
+        smtp.rcpt(address)
+        arrived = await asyncio.to_thread(
+            instance.wait_for_log,
+            rf"NOQUEUE: hold: .*<{re.escape(address)}>.*\n.*smtpd\[\d+\]: (\w+): client=", 30)
+        await follower.poll()  # the hold and the first line
+        code, reply = smtp.data(f"From: app@example.com\r\nTo: {address}\r\nSubject: hi\r\n"
+                                f"Message-ID: <{message_id.hex}@example.com>\r\n\r\nbody\r\n")
+    assert code == 250 and arrived[1] in reply.decode(), reply
+    await relay_as(pool, message_id, arrived[1], queue_host=follower.host)
+    await asyncio.to_thread(instance.wait_for_log, rf"{arrived[1]}: message-id=", 30)
+    await follower.poll()
+    await follower.release()
+    assert await held(pool, message_id) == ["held in Postfix's hold queue by its checks"]

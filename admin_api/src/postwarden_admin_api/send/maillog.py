@@ -28,7 +28,8 @@ their queue id (its first line, :mod:`.receipts`): they were another's, the mess
 given the id before, and are applied to it if it is ours (:func:`.apply_earlier`); those
 read after a message's arrival and before the next one's under the id, in one read, are
 that message's, applied to it if it is ours (:func:`.apply_known`, migration 0058), and so
-are those between its first line and its Message-ID line (a header_checks HOLD). Most
+are those between its first line and its Message-ID line (a header_checks HOLD, an access
+table's HOLD at RCPT), in one read or across reads. Most
 lines in a busy log are about other mail: those of mail seen arriving as
 another's are dropped as they are parsed (:mod:`.othermail`); of the rest, each
 poll first asks, in one query, which queue ids are ours, then applies those
@@ -75,6 +76,7 @@ import re
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -192,8 +194,10 @@ class _Read:
     between_requeues: list[tuple[uuid.UUID, Requeued]]  # as ``between``
     unread: int  # bytes left in the file (or a newer one at the path) at this read
     # Queue ids a line started afresh (a message arriving under it): no line read before
-    # is about that message.
+    # is about that message, but for those read after its first line in an earlier read
+    # when a Message-ID of ours is the first line here to start it (the message it names).
     restarted: set[str]
+    named: dict[str, uuid.UUID]
     # Where the line not read whole starts (the position to save), and the bytes before it.
     line_start: int
     mark: bytes
@@ -244,6 +248,9 @@ class MaillogFollower:
         self._other_mail = OtherMail()  # only poll()'s reading thread and _forget() use it
         self._arrivals = Arrivals()  # as _other_mail
         self._cut_offs = CutOffs()  # as _other_mail
+        # Queue ids whose last line read to start them was a message's first line (its
+        # Message-ID line not read yet); as _other_mail.
+        self._first_read: OrderedDict[str, None] = OrderedDict()
         self._no_queue_stops = NoQueueStops()  # as _other_mail
         self._unknown_named: set[str] = set()  # statuses warned of; only the reading thread
         self._unshaped = 0  # lines read, none a Postfix daemon's; -1 once one was (or told)
@@ -338,8 +345,14 @@ class MaillogFollower:
         self._holds = self._holds_read = Holds()
         self._other_mail.clear()
         self._arrivals.clear()
+        self._forget_sessions()
+
+    def _forget_sessions(self) -> None:
+        """Drop what the lines read say of messages still arriving: lines read by
+        another instance, or lost, may have ended them."""
         self._cut_offs.clear()
         self._no_queue_stops.clear()
+        self._first_read.clear()
 
     async def _take_over(self, conn: asyncpg.Connection, row: asyncpg.Record | None) -> None:
         """Go on where the last reader (this instance before a restart, or another) stopped."""
@@ -465,8 +478,7 @@ class MaillogFollower:
         self._uncommitted += len(appended)
         unread = self._tail.unread()  # at the read: lines written while parsing come next
         if self._tail.lost_lines:  # a session's end and the next one's start among them
-            self._cut_offs.clear()
-            self._no_queue_stops.clear()
+            self._forget_sessions()
         if new_file:  # the old file's last line was cut short, it ends there
             self._partial, self._skipped = b"", 0
         lines = _lines(self._partial + appended)
@@ -522,7 +534,25 @@ class MaillogFollower:
             read_requeues, restarts, lambda requeue: requeue.queue_id)
         return _Read(deliveries, earlier, [(message, event) for message, (_, event) in between],
                      receipts, requeues, earlier_requeues, between_requeues, unread,
-                     set(restarts), line_start, self._tail.mark_before(line_start))
+                     set(restarts), self._named_after_first(restarts, receipts), line_start,
+                     self._tail.mark_before(line_start))
+
+    def _named_after_first(self, restarts: dict[str, list[uuid.UUID | None]],
+                           receipts: list[ReceiptLine]) -> dict[str, uuid.UUID]:
+        """The messages of ours named first in this read under queue ids whose first line
+        an earlier read ended with (lines waiting for them were read after it, as
+        _named_by takes them in one read: a HOLD at RCPT, or by header_checks); notes
+        the queue ids this read ends with a first line of."""
+        named = {queue_id: started[0] for queue_id, started in restarts.items()
+                 if queue_id in self._first_read and started[0] is not None}
+        for receipt in receipts:
+            if not receipt.committed:
+                self._first_read.pop(receipt.queue_id, None)
+                if receipt.first:
+                    self._first_read[receipt.queue_id] = None
+        while len(self._first_read) > MAX_PENDING:
+            self._first_read.popitem(last=False)
+        return named
 
     def _check_form(self, line: LogLine | None) -> None:
         """Warn once when none of the first FORM_CHECK_LINES lines read is a Postfix
@@ -561,8 +591,9 @@ class MaillogFollower:
         # A line waiting for a queue id that has started afresh since is about the mail
         # that held it before (Postfix reuses short queue ids), whoever takes it now:
         # applied to that mail, if ours, until committed.
-        self._earlier = (self._earlier + [waiting for waiting in self._pending
-                                          if waiting[1].queue_id in read.restarted]
+        carried = [waiting for waiting in self._pending if waiting[1].queue_id in read.restarted]
+        self._earlier = (self._earlier + [waiting for waiting in carried
+                                          if waiting[1].queue_id not in read.named]
                          + read.earlier)[-MAX_PENDING:]
         # So is a requeue waiting for it.
         self._earlier_requeues += [requeue for requeue in self._requeues
@@ -573,7 +604,10 @@ class MaillogFollower:
                  if waiting[1].queue_id not in read.restarted] + read.deliveries
         self._pending = queue[-MAX_PENDING:]  # until applied
         # Kept before the database is asked: a poll that fails keeps them for the next.
-        self._between += read.between
+        # Those carried that the message named first is known to be about come before
+        # this read's own: in log order.
+        self._between += [(read.named[event.queue_id], event) for _, event in carried
+                          if event.queue_id in read.named] + read.between
         self._between_requeues += read.between_requeues
         self._receipts += read.receipts
         if len(self._receipts) > MAX_PENDING_RECEIPTS:

@@ -106,6 +106,8 @@ class ReceiptLine:
     # A milter's verdict at the end of the message: a hold (committed), or a reject
     # that undoes the hold of an earlier milter. Not compared: it refines ``committed``.
     at_end: bool = field(default=False, compare=False)
+    # A message's first line (client=, uid=), its Message-ID line still to come.
+    first: bool = field(default=False, compare=False)
 
 
 def parse_receipt(line: LogLine) -> ReceiptLine | None:
@@ -125,7 +127,7 @@ def parse_receipt(line: LogLine) -> ReceiptLine | None:
         if (active := _ACTIVE.fullmatch(text, start)) is not None:
             return ReceiptLine(active["queue_id"], None, committed=True)
     elif daemon in _RECEIVERS and (arriving := _ARRIVING.match(text, start)):
-        return ReceiptLine(arriving["queue_id"], None, committed=False)
+        return ReceiptLine(arriving["queue_id"], None, committed=False, first=True)
     return None
 
 
