@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import re
+import unicodedata
 from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -208,6 +209,24 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "request body holds a NUL (\\u0000) or a lone "
                        "surrogate (\\ud800-\\udfff), which no field takes")
     return data
+
+
+# Characters no text shows: controls (Cc, C0 and C1: a tab too, which shows as any
+# width), the invisible and bidi format characters (Cf: U+200B, U+202E, U+2066..2069,
+# U+FEFF...) and the line and paragraph separators. A terminal acts on an escape
+# sequence; one of the others hides or reorders what a text is read as. Refused in the
+# free text a client stores for others to read (a key's name, a revision's comment, a
+# suppression's detail).
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+HIDDEN_REFUSED = "control, invisible and bidi characters are not allowed"
+
+
+def is_hidden(char: str) -> bool:
+    return unicodedata.category(char) in _HIDDEN
+
+
+def has_hidden(text: str) -> bool:
+    return any(map(is_hidden, text))
 
 
 SHOWN_KEY = 80  # characters of a duplicate key, or another value, given back

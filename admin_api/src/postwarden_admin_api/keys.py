@@ -12,24 +12,17 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import unicodedata
 from dataclasses import dataclass
 
 import asyncpg
 
 from .addresses import sender_pattern
-from .bodies import TIME_EXPECTED, parse_time
+from .bodies import HIDDEN_REFUSED, TIME_EXPECTED, has_hidden, is_hidden, parse_time
 from .context import Principal, Role
 
 PREFIX = "pw_"
 SENDER_MAX = 320
 NAME_MAX = 200
-# Characters no name shows: controls (Cc), the invisible and bidi format characters (Cf:
-# U+200B, U+202E, U+2066..2069, U+FEFF...) and the line and paragraph separators. A
-# terminal acts on an escape sequence; one of the others hides or reorders what a
-# name is read as (two keys listed alike, one looking like another).
-_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
-HIDDEN_REFUSED = "control, invisible and bidi characters are not allowed"
 # How long a rotated key keeps working: a day unless told, at most 30 days.
 DEFAULT_GRACE_SECONDS = 86400
 MAX_GRACE_SECONDS = 30 * 86400
@@ -134,11 +127,11 @@ def check_role_senders(role: Role, allowed_senders: tuple[str, ...]) -> None:
 
 def key_name(value: object) -> str:
     """A key's name as stored: 1 to NAME_MAX characters, not blank, stripped, with no
-    hidden character (`keys list` prints names to a terminal: see _HIDDEN); ValueError
+    hidden character (`keys list` prints names to a terminal: see bodies.is_hidden); ValueError
     for anything else (the API's and the CLI's one check)."""
     if not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
         raise ValueError(f"expected 1..{NAME_MAX} characters")
-    if any(map(_hidden, value)):
+    if has_hidden(value):
         raise ValueError(HIDDEN_REFUSED)
     return value.strip()
 
@@ -160,14 +153,10 @@ def key_expiry(text: object) -> dt.datetime:
     return value
 
 
-def _hidden(char: str) -> bool:
-    return unicodedata.category(char) in _HIDDEN
-
-
 def shown_name(name: str) -> str:
     """A stored name fit for a terminal: one stored before names were checked for
     hidden characters has them written as escapes."""
-    return "".join(c.encode("unicode_escape").decode("ascii") if _hidden(c) else c
+    return "".join(c.encode("unicode_escape").decode("ascii") if is_hidden(c) else c
                    for c in name)
 
 

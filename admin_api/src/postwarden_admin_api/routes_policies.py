@@ -25,7 +25,9 @@ from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
 from .bodies import (
+    HIDDEN_REFUSED,
     QueryProblems,
+    has_hidden,
     json_ok,
     path_int,
     query_int,
@@ -102,6 +104,8 @@ def _comment(request: web.Request) -> str | None:
     comment = request.query.get("comment")
     if comment is not None and len(comment) > COMMENT_MAX:
         query.found.append({"field": "comment", "message": f"at most {COMMENT_MAX} chars"})
+    elif comment is not None and has_hidden(comment):  # shown in listings and the CLI
+        query.found.append({"field": "comment", "message": HIDDEN_REFUSED})
     query.raise_any()
     return comment
 

@@ -23,7 +23,7 @@ from postwarden_policies.policyset import content_hash
 from postwarden_policies.yamlnodes import MERGE_KEY, MERGE_KEYS_REFUSED, dump, read_plain
 
 from . import admin_audit
-from .bodies import json_ok, read_json_object, unknown_fields
+from .bodies import HIDDEN_REFUSED, has_hidden, json_ok, read_json_object, unknown_fields
 from .context import POOL, Role, allow, principal
 from .engine import off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -143,6 +143,8 @@ def _change(data: dict[str, Any], rule_required: bool) -> tuple[dict[str, Any] |
         problems.append({"field": "rule", "message": MERGE_KEYS_REFUSED})
     if comment is not None and (not isinstance(comment, str) or len(comment) > 1000):
         problems.append({"field": "comment", "message": "expected at most 1000 characters"})
+    elif comment is not None and has_hidden(comment):  # as a revision's upload comment
+        problems.append({"field": "comment", "message": HIDDEN_REFUSED})
     if position is not None and (isinstance(position, bool) or not isinstance(position, int)
                                  or position < 0):
         problems.append({"field": "position", "message": "expected an integer, 0 or more"})

@@ -12,8 +12,10 @@ from postwarden_admin_api import admin_audit
 from postwarden_admin_api.addresses import AddressError, parse_mailbox
 from postwarden_admin_api.audit_queries import range_problem, reading
 from postwarden_admin_api.bodies import (
+    HIDDEN_REFUSED,
     PLUS_AS_SPACE,
     QueryProblems,
+    has_hidden,
     json_ok,
     query_int,
     query_time,
@@ -224,6 +226,8 @@ def _new_suppression(body: dict[str, Any]) -> tuple[str, str | None]:
         problems.append({"field": "detail", "message": "expected a string"})
     elif detail is not None and len(detail) > most:
         problems.append({"field": "detail", "message": f"at most {most} characters"})
+    elif detail is not None and has_hidden(detail):  # listed, and in the admin audit log
+        problems.append({"field": "detail", "message": HIDDEN_REFUSED})
     if problems:
         raise ValidationFailed(problems)
     return address, detail
