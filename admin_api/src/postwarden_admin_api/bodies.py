@@ -358,13 +358,28 @@ def decimal(text: str) -> int | None:
     return int(text)
 
 
+def as_written(text: str) -> int | None:
+    """``text`` as :func:`decimal` reads it when written as the service writes a number:
+    without a leading zero (``007`` is 7 written otherwise, as ``+7`` is), else None."""
+    value = decimal(text)
+    return value if value is not None and str(value) == text else None
+
+
+LEADING_ZERO = ", written without a leading zero"
+
+
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """A number in the query, written as a path's id must be (:func:`path_int`):
+    ``limit=010`` and ``before=007`` were read as 10 and 7 where ``/revisions/007`` was
+    not found."""
     raw = request.query.get(name)
     if raw is None:
         return default
-    value = decimal(raw)
+    value = as_written(raw)
     if value is None or not low <= value <= high:
-        raise ValidationFailed([{"field": name, "message": f"expected {low}..{high}"}])
+        zeroed = value is None and decimal(raw) is not None
+        expected = f"expected {low}..{high}{LEADING_ZERO if zeroed else ''}"
+        raise ValidationFailed([{"field": name, "message": expected}])
     return value
 
 
@@ -439,8 +454,7 @@ class QueryProblems:
 def path_int(request: web.Request, name: str) -> int:
     """An id in a path, written as the service writes it: ``00001`` is no resource's path,
     as ``+1`` is not (one resource, one URL: a cache or an audit trail keys on it)."""
-    text = request.match_info[name]
-    value = decimal(text)
-    if value is None or str(value) != text or not 0 < value < 2**63:
+    value = as_written(request.match_info[name])
+    if value is None or not 0 < value < 2**63:
         raise ApiError(404, "not_found", "no such resource")
     return value
