@@ -38,6 +38,7 @@ from . import (
 from .context import POOL, SETTINGS
 from .errors import COMMAND_TIMEOUT
 from .gcpauses import gc_pauses
+from .keys import warn_of_problems
 from .metrics import METRICS, Metrics
 from .middleware import (
     access,
@@ -84,6 +85,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             await require_schema(conn)
             await check_schema_current(conn)
             await require_writable(conn)
+            await warn_of_problems(conn)
         app[POOL] = pool
         app[LIMITER] = RateLimiter(pool)
         app[RUNTIME] = RuntimeSettingsCache(pool)

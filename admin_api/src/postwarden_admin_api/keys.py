@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from .addresses import sender_pattern
 from .bodies import HIDDEN_REFUSED, TIME_EXPECTED, has_hidden, is_hidden, parse_time
 from .context import Principal, Role
 
+log = logging.getLogger(__name__)
 PREFIX = "pw_"
 SENDER_MAX = 320
 NAME_MAX = 200
@@ -50,6 +52,7 @@ IS_LIVE = f"SELECT {LIVE_KEY} FROM api_keys WHERE key_id = $1"  # noqa: S608 - c
 ANY_KEY_EXISTS = "SELECT EXISTS (SELECT FROM api_keys)"
 SELECT_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"  # noqa: S608
 SELECT_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"  # noqa: S608
+SELECT_LIVE_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE {LIVE_KEY} ORDER BY key_id"  # noqa: S608
 # Locked, so a revocation racing the rotation cannot leave a revoked key a live successor.
 SELECT_ACTIVE_KEY_FOR_UPDATE = f"""
 SELECT {KEY_COLUMNS} FROM api_keys
@@ -104,6 +107,18 @@ class KeyInfo:
             last_used_at=row["last_used_at"],
             owner=row["owner"],
         )
+
+    @property
+    def problems(self) -> list[dict[str, str]]:
+        """What is wrong with the key as stored, as a new key's 422 would say it: one
+        made before roles were checked against allowed senders may have senders its
+        role never sends as (an operator's: refused by the send API all the same), or,
+        a sender key, none (it sends nothing)."""
+        try:
+            check_role_senders(self.role, self.allowed_senders)
+        except ValueError as exc:
+            return [{"field": "allowed_senders", "message": str(exc)}]
+        return []
 
 
 def allowed_sender(value: object) -> str:
@@ -246,6 +261,18 @@ async def refuse_past_expiry(conn: asyncpg.Connection, expires_at: dt.datetime |
 
 async def list_keys(conn: asyncpg.Connection) -> list[KeyInfo]:
     return [KeyInfo.from_row(row) for row in await conn.fetch(SELECT_KEYS)]
+
+
+async def warn_of_problems(conn: asyncpg.Connection) -> None:
+    """Log each working key's :attr:`KeyInfo.problems` by its id (its secret is not
+    stored), at start-up, where an admin looks before GET /api/v1/keys shows them."""
+    for row in await conn.fetch(SELECT_LIVE_KEYS):
+        info = KeyInfo.from_row(row)
+        for problem in info.problems:
+            log.warning("API key %s (role %s) was stored with %s its role does not take "
+                        "(%s): create a key in its place and revoke this one (a rotation "
+                        "keeps them)", info.key_id, info.role.value, problem["field"],
+                        problem["message"])
 
 
 async def get_key(conn: asyncpg.Connection, key_id: str) -> KeyInfo | None:

@@ -51,7 +51,7 @@ def _shown(info: KeyInfo) -> dict[str, Any]:
         "allowed_senders": list(info.allowed_senders), "created_at": info.created_at,
         "created_by": info.created_by, "expires_at": info.expires_at,
         "revoked_at": info.revoked_at, "rotated_to": info.rotated_to,
-        "last_used_at": info.last_used_at, "owner": info.owner,
+        "last_used_at": info.last_used_at, "owner": info.owner, "problems": info.problems,
     }
 
 
@@ -196,7 +196,7 @@ _TIME = {"type": ["string", "null"], "format": "date-time"}
 SCHEMAS = {
     "ApiKey": {
         "type": "object",
-        "required": ["key_id", "name", "role", "allowed_senders", "created_at"],
+        "required": ["key_id", "name", "role", "allowed_senders", "created_at", "problems"],
         "properties": {
             "key_id": {"type": "string"}, "name": {"type": "string"},
             "role": {"type": "string", "enum": [r.value for r in Role]},
@@ -208,6 +208,12 @@ SCHEMAS = {
             "owner": {"type": "string", "description": "the first key of its rotation line "
                       "(its own id if it was rotated from none): keys with one owner see "
                       "each other's sent messages"},
+            "problems": {"type": "array", "description": "what is wrong with the key as "
+                         "stored (allowed senders its role does not take, from before "
+                         "they were checked), as a new key's 422 would say it",
+                         "items": {"type": "object", "required": ["field", "message"],
+                                   "properties": {"field": {"type": "string"},
+                                                  "message": {"type": "string"}}}},
             "key": {"type": "string", "description": "the full key, shown once"},
         },
     },
