@@ -7,6 +7,7 @@ whatever is current.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 
 from aiohttp import hdrs, web
@@ -32,7 +33,24 @@ def require_match(request: web.Request, current: str | None, message: str, now: 
     sent = request.headers.getall(hdrs.IF_MATCH, [])
     if not sent:
         return
-    tags = {tag.strip() for value in sent for tag in value.split(",")}
+    tags = _entity_tags(sent)
     if current is not None and ("*" in tags or current in tags):
         return
     raise ApiError(412, "precondition_failed", message, [{"field": "If-Match", "message": now}])
+
+
+# An entity tag (RFC 9110 8.8.3), weak or strong, or "*"; a weak one never matches (If-Match
+# compares strongly), but it is one.
+_ENTITY_TAG = re.compile(r'\*|(?:W/)?"[^"\x00-\x20\x7f]*"')
+
+
+def _entity_tags(sent: list[str]) -> set[str]:
+    """The tags of If-Match's ``sent`` values (a list's empty elements left out, RFC 9110
+    5.6.1); 400 ``bad_request`` for one that is no entity tag (``If-Match: 5``, unquoted,
+    or empty): it was 412, "another change ... since", when none had been made."""
+    tags = {tag.strip() for value in sent for tag in value.split(",")} - {""}
+    if tags and all(map(_ENTITY_TAG.fullmatch, tags)):
+        return tags
+    raise ApiError(400, "bad_request", "If-Match holds something other than entity tags",
+                   [{"field": "If-Match", "message": 'expected the ETag as given, quotes '
+                     'and all ("5", not 5), or *'}])
