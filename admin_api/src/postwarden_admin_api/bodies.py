@@ -166,6 +166,15 @@ def _declared_json(request: web.Request) -> bool:
 UTF8_LABELS = frozenset({"utf-8", "utf8", "us-ascii"})
 
 
+def check_utf8(request: web.Request, why: str) -> None:
+    """415 ``unsupported_media_type`` (unread) for a body declared in another charset than
+    UTF-8, which is all it is read as (``why``)."""
+    if (request.charset or "utf-8").lower() not in UTF8_LABELS:  # aiohttp unquotes it
+        raise ApiError(415, "unsupported_media_type",
+                       f"the body must be UTF-8, {why}: send it with charset=utf-8 or no "
+                       "charset")
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; 400 ``invalid_json`` otherwise, 415
     ``unsupported_media_type`` (unread) if it is not declared JSON, or declared in
@@ -174,10 +183,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not _declared_json(request):
         raise ApiError(415, "unsupported_media_type",
                        "send the body as JSON, with Content-Type: application/json")
-    if (request.charset or "utf-8").lower() not in UTF8_LABELS:  # aiohttp unquotes it
-        raise ApiError(415, "unsupported_media_type",
-                       "the body must be UTF-8, as JSON is (RFC 8259): send it with "
-                       "charset=utf-8 or no charset")
+    check_utf8(request, "as JSON is (RFC 8259)")
     raw = await read_body(request)
     return await run_sized(is_large(raw), _json_object, raw)
 

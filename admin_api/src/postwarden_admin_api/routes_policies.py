@@ -27,6 +27,7 @@ from . import admin_audit
 from .bodies import (
     HIDDEN_REFUSED,
     QueryProblems,
+    check_utf8,
     has_hidden,
     json_ok,
     path_int,
@@ -90,6 +91,8 @@ async def _source(request: web.Request) -> str:
     if request.content_type not in SOURCE_TYPES:
         raise ApiError(415, "unsupported_media_type",
                        "send the policy as application/yaml or application/json")
+    # Labelled otherwise, it was read as UTF-8 all the same: "cafÃ©" stored for "café".
+    check_utf8(request, "as a policy is read")
     body = await read_body(request)
     try:
         return body.decode("utf-8")
