@@ -128,10 +128,15 @@ def presented_key(request: web.Request) -> str | None:
             raise ApiError(400, "bad_request", f"{name} given more than once")
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
+    other = request.headers.get("X-Api-Key") or None
     if scheme.lower() == "bearer" and value.strip():
         key: str | None = value.strip()
+        if other is not None and other.strip() != key:
+            # One was read and the other dropped unseen, as with a copy given twice.
+            raise ApiError(400, "bad_request", "Authorization and X-Api-Key name two "
+                           "different keys: send one")
     else:
-        key = request.headers.get("X-Api-Key") or None
+        key = other
     # Our keys are ASCII. aiohttp keeps a header's other bytes as surrogates, which
     # no encoder takes: such a key is just a wrong one (401, counted as a failure).
     return key.encode("ascii", "replace").decode() if key is not None else None
