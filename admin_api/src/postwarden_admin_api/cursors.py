@@ -47,7 +47,10 @@ class Cursor:
     def decode(cls, text: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            when, ident, *bound = json.loads(raw)
+            fields = json.loads(raw)
+            if not isinstance(fields, list):  # an object's keys, a string's letters unpack too
+                raise TypeError("not a cursor")
+            when, ident, *bound = fields
             if not all(isinstance(f, str) for f in (when, ident, *bound)) or len(bound) > 1:
                 raise TypeError("not a cursor")
             return cls(parse_time(when), uuid.UUID(ident), bound[0] if bound else None)
