@@ -15,6 +15,8 @@ from postwarden_admin_api.keys import split_key
 from postwarden_admin_api.settings import ServiceSettings
 from tests.fixtures.adminapp import AiohttpClient, MintKey, bearer
 
+from .test_cli import _cli, cli_env  # noqa: F401 - the fixture
+
 SENDERS = ["app@example.com"]
 # A row as written before the check: mint_key stores what it is given, unchecked.
 STORED_WRONG = [
@@ -87,3 +89,16 @@ async def test_start_up_warns_of_each_working_key_with_a_problem_by_its_id(
     assert "operator" in ours[0] and "allowed_senders" in ours[0]
     assert not any(_key_id(revoked) in w for w in warnings)  # ended: nothing to do
     assert key.split("_", 2)[2] not in caplog.text
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_keys_list_warns_of_a_keys_problem_on_stderr(
+    mint_key: MintKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_id = _key_id(await mint_key(Role.OPERATOR, allowed_senders=SENDERS))
+    capsys.readouterr()
+    assert await _cli(["keys", "list"]) == 0
+    out, err = capsys.readouterr()
+    assert f"warning: key {key_id}: allowed_senders: only sender and admin keys send" in err
+    listed = [line for line in out.splitlines() if line.startswith(key_id)]
+    assert len(listed) == 1 and "active" in listed[0]  # stdout as before, for scripts

@@ -235,6 +235,10 @@ async def _keys(args: argparse.Namespace, settings: ServiceSettings) -> int:
                 expiry = info.expires_at.isoformat() if info.expires_at else "-"
                 print(f"{info.key_id}  {info.role:<8}  {state:<7}  expires {expiry}  "
                       f"{shown_name(info.name)}")
+                # On stderr, as GET /api/v1/keys lists them: a script reads the lines above.
+                for problem in info.problems:
+                    print(f"warning: key {info.key_id}: {problem['field']}: "
+                          f"{problem['message']}", file=sys.stderr)
             return 0
         # The change and its admin log entry in one transaction, a new key printed once
         # both are stored: no key without its entry, none printed that was not kept.
