@@ -1,10 +1,12 @@
-"""A number in a query is read only as written without a sign or a leading zero, as an
-id in a path is: one resource, one URL, and nothing read as another number."""
+"""A number in a query (or a policy test's revision_id) is read only as written without a
+sign or a leading zero, as an id in a path is: one resource, one URL, and nothing read as
+another number."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -49,3 +51,22 @@ async def test_zero_itself_is_told_its_range_alone(
                                       params={"limit": "0"})
     assert (await response.json())["error"]["details"] == [
         {"field": "limit", "message": "expected 1..1000"}]
+
+
+async def test_a_policy_tests_revision_id_with_a_leading_zero_is_refused(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # The form field was read as the revision 7 (or 1), where /revisions/007 is not found.
+    uploaded = await admin_client.post(
+        "/api/v1/policies", headers={**bearer(admin_key), "Content-Type": "application/yaml"},
+        data=b"version: 1\nname: zero-padded\nrules:\n  - name: r\n    then: reject\n")
+    assert uploaded.status in (200, 201), await uploaded.text()
+    revision = str((await uploaded.json())["id"])
+    form = aiohttp.FormData()
+    form.add_field("message", b"Subject: s\r\n\r\nbody\r\n", filename="m.eml",
+                   content_type="message/rfc822")
+    form.add_field("revision_id", f"0{revision}")
+    response = await admin_client.post("/api/v1/policies/test", data=form,
+                                       headers=bearer(admin_key))
+    assert response.status == 422, await response.text()
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == ["revision_id"]

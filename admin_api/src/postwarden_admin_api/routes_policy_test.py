@@ -20,8 +20,8 @@ from postwarden_policies.facts import client_ip_text
 from postwarden_store.policies import fetch_active_sources
 
 from .bodies import (
+    as_written,
     check_encoding,
-    decimal,
     given_twice,
     idle_bounded,
     json_ok,
@@ -119,7 +119,7 @@ async def _sources(request: web.Request, form: dict[str, Any], problems: list[di
     async with connection(request.app[POOL]) as conn:
         if revision is None:
             return await fetch_active_sources(conn)
-        number = decimal(revision) if isinstance(revision, str) else None
+        number = as_written(revision) if isinstance(revision, str) else None
         if number is None or not 0 < number < 2**63:
             problems.append({"field": "revision_id", "message": "expected a revision id"})
             return []
