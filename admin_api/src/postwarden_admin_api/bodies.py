@@ -10,6 +10,7 @@ import json
 import math
 import re
 import unicodedata
+import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -464,3 +465,18 @@ def path_int(request: web.Request, name: str) -> int:
     if value is None or not 0 < value < 2**63:
         raise ApiError(404, "not_found", "no such resource")
     return value
+
+
+# A UUID as RFC 9562 writes it: 8-4-4-4-12 hex digits, in either case ("case insensitive
+# on input"). uuid.UUID() also reads braces, a urn:uuid: prefix and hyphens anywhere or
+# none: many URLs of one resource.
+_UUID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def path_uuid(request: web.Request, name: str, missing: ApiError) -> uuid.UUID:
+    """A UUID in a path, written as the service writes it (:func:`path_int`'s reason);
+    ``missing`` otherwise."""
+    text = request.match_info[name]
+    if not _UUID.fullmatch(text):
+        raise missing
+    return uuid.UUID(text)

@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import re
-import uuid
 import zoneinfo
 from typing import Any
 
@@ -32,7 +31,16 @@ from .audit_queries import (
     reading,
     search_rows,
 )
-from .bodies import QueryProblems, dumps, fill_page, json_ok, json_page, query_int, query_time
+from .bodies import (
+    QueryProblems,
+    dumps,
+    fill_page,
+    json_ok,
+    json_page,
+    path_uuid,
+    query_int,
+    query_time,
+)
 from .context import POOL, Role, allow, principal, reads_query
 from .cursors import Cursor, check_scope, query_cursor, scope
 from .errors import ApiError, ValidationFailed
@@ -233,17 +241,17 @@ def _csv_line(values: Any) -> str:
     return buffer.getvalue()
 
 
+NO_EVENT = ApiError(404, "not_found", "no such audit event")
+
+
 @routes.get("/api/v1/audit/{event_id}")
 @allow(Role.AUDITOR)
 async def audit_event(request: web.Request) -> web.Response:
-    try:
-        event_id = uuid.UUID(request.match_info["event_id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such audit event") from None
+    event_id = path_uuid(request, "event_id", NO_EVENT)
     async with reading(request.app[POOL]) as conn:
         row = await conn.fetchrow(SELECT_ONE, event_id)
     if row is None:
-        raise ApiError(404, "not_found", "no such audit event")
+        raise NO_EVENT
     return json_ok(event_json(row))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from postwarden_admin_api.bodies import (
     QueryProblems,
     has_hidden,
     json_ok,
+    path_uuid,
     query_int,
     query_time,
     read_json_object,
@@ -52,10 +52,7 @@ async def post_send_email(request: web.Request) -> web.Response:
 @routes.get("/api/v1/messages/{id}")
 @allow(Role.SENDER, Role.AUDITOR)
 async def get_message(request: web.Request) -> web.Response:
-    try:
-        message_id = uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise NOT_FOUND from None
+    message_id = path_uuid(request, "id", NOT_FOUND)
     async with connection(request.app[POOL]) as conn:
         found = await queries.get_message(conn, message_id, _own_line(request))
     if found is None:
