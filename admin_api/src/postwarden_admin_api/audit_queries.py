@@ -91,6 +91,11 @@ FORMS_FILTERS: Mapping[str, str] = {
 }
 ACTIONS = ("accept", "reject", "tempfail", "discard", "quarantine", "aborted", "error")
 TEXT_MAX = 998
+# The filters an empty value means something to: the null sender. Any other matched no
+# event (none is stored empty), and answered 200 and nothing, as if none matched: a
+# client's unset variable (queue_id=$ID) read as a search.
+MAY_BE_EMPTY = frozenset({"sender"})
+EMPTY_FILTER = "empty: no event has it; leave the parameter out to match any"
 NETWORK_EXPECTED = "expected an IP address or a CIDR network such as 192.0.2.0/24 or 2001:db8::/32"
 
 
@@ -119,6 +124,8 @@ def parse_filters(query: Mapping[str, str], found: Sequence[dict[str, Any]] = ()
             problems.append({"field": name, "message": f"expected one of {', '.join(ACTIONS)}"})
         elif len(raw) > TEXT_MAX or "\x00" in raw:
             problems.append({"field": name, "message": "invalid value"})
+        elif not raw and name not in MAY_BE_EMPTY:
+            problems.append({"field": name, "message": EMPTY_FILTER})
         elif name in ("sender", "recipient", "header_from"):
             values[name] = _unbracketed(raw)
         else:
