@@ -1,5 +1,6 @@
-"""Keys stored before their allowed senders were checked against their role: listed
-with their problem, warned of at start-up by id, and no more able to send than before."""
+"""Keys stored before their allowed senders were checked against their role (or their
+names for hidden characters): listed with their problem, warned of at start-up and by
+`keys list` by id, and no more able to send than before."""
 
 from __future__ import annotations
 
@@ -47,6 +48,15 @@ async def test_a_key_whose_senders_its_role_does_not_take_is_listed_with_its_pro
     key_id = _key_id(await mint_key(role, allowed_senders=senders))
     shown = await _listed(admin_client, admin_key, key_id)
     assert shown["problems"] == [{"field": "allowed_senders", "message": message}]
+
+
+async def test_a_key_named_with_a_hidden_character_is_listed_with_its_problem(
+    admin_client: TestClient[Any, Any], admin_key: str, mint_key: MintKey
+) -> None:
+    # Named before names were checked: listed as any other, "ci\u202egol" shown "cilog".
+    key_id = _key_id(await mint_key(Role.AUDITOR, name="ci\u202egol"))
+    assert (await _listed(admin_client, admin_key, key_id))["problems"] == [
+        {"field": "name", "message": "control, invisible and bidi characters are not allowed"}]
 
 
 @pytest.mark.parametrize(("role", "senders"), [(Role.SENDER, SENDERS), (Role.ADMIN, SENDERS),

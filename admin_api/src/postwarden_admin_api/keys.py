@@ -110,15 +110,19 @@ class KeyInfo:
 
     @property
     def problems(self) -> list[dict[str, str]]:
-        """What is wrong with the key as stored, as a new key's 422 would say it: one
-        made before roles were checked against allowed senders may have senders its
-        role never sends as (an operator's: refused by the send API all the same), or,
-        a sender key, none (it sends nothing)."""
-        try:
-            check_role_senders(self.role, self.allowed_senders)
-        except ValueError as exc:
-            return [{"field": "allowed_senders", "message": str(exc)}]
-        return []
+        """What is wrong with the key as stored, as a new key's 422 would say it: one made
+        before the checks may have a name with hidden characters (`keys list` escapes
+        them: shown_name), allowed senders its role never sends as (an operator's:
+        refused by the send API all the same) or, a sender key, none (it sends nothing)."""
+        found = []
+        for field, check in (("name", lambda: key_name(self.name)),
+                             ("allowed_senders",
+                              lambda: check_role_senders(self.role, self.allowed_senders))):
+            try:
+                check()
+            except ValueError as exc:
+                found.append({"field": field, "message": str(exc)})
+        return found
 
 
 def allowed_sender(value: object) -> str:
@@ -269,10 +273,9 @@ async def warn_of_problems(conn: asyncpg.Connection) -> None:
     for row in await conn.fetch(SELECT_LIVE_KEYS):
         info = KeyInfo.from_row(row)
         for problem in info.problems:
-            log.warning("API key %s (role %s) was stored with %s its role does not take "
-                        "(%s): create a key in its place and revoke this one (a rotation "
-                        "keeps them)", info.key_id, info.role.value, problem["field"],
-                        problem["message"])
+            log.warning("API key %s (role %s) as stored: %s: %s; create a key in its "
+                        "place and revoke this one (a rotation keeps its name and senders)",
+                        info.key_id, info.role.value, problem["field"], problem["message"])
 
 
 async def get_key(conn: asyncpg.Connection, key_id: str) -> KeyInfo | None:
