@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from postwarden_policies import SettingsError, check_policy_text, gather_settings
+from postwarden_policies import (
+    SettingsError,
+    check_policy_text,
+    gather_settings,
+    load_policy_set_from_sources,
+)
 
 HUGE = "k" * (4 * 1024 * 1024 - 200)  # a source's whole budget: one key or value
 CUT = f"{'k' * 80!r}... ({len(HUGE)} characters)"
@@ -44,13 +49,38 @@ def test_a_duplicate_on_the_same_line_is_placed_by_column(text: str, issue: str)
     assert _issues(text) == [issue]
 
 
-@pytest.mark.parametrize("number", ["1e400", "-1e400", "1.5e309"])
-def test_a_number_past_a_floats_range_is_too_large(number: str) -> None:
-    """It was "expected an integer, got 1e400": it is one, too large."""
+@pytest.mark.parametrize(("number", "told"), [
+    ("1e400", "integer too large: at most 9223372036854775807, got 1e400"),
+    ("1.5e309", "integer too large: at most 9223372036854775807, got 1.5e309"),
+    ("99999999999999999999", "integer too large: at most 9223372036854775807, got "
+                             "99999999999999999999"),
+    ("-1e400", "expected an integer of at least 1, got -1e400"),
+    ("-99999999999999999999", "expected an integer of at least 1, got -99999999999999999999"),
+    ("1e-400", "expected an integer, got 1e-400"),
+    ("1.0000000000000000001", "expected an integer, got 1.0000000000000000001"),
+    (".inf", "expected an integer, got .inf"),
+])
+def test_a_number_out_of_range_is_told_as_written(number: str, told: str) -> None:
+    """-1e400 was "integer too large", and 1e-400 (read as 0.0) "0 would refuse every
+    recipient": neither said what was wrong with what the author wrote."""
     text = f"version: 1\nname: p\nlimits:\n  max_recipients: {number}\n"
-    assert _issues(text) == ["p.yaml:4:19: integer too large: at most 9223372036854775807"]
-    assert _issues(text.replace(number, ".inf")) == [
-        "p.yaml:4:19: expected an integer, got .inf"]
+    assert _issues(text) == [f"p.yaml:4:19: {told}"]
+
+
+@pytest.mark.parametrize(("number", "told"), [
+    ("-1e400", "expected an integer of at least 0, got -1e400"),
+    ("1e-400", "expected an integer, got 1e-400"),
+])
+def test_a_priority_is_told_so_too(number: str, told: str) -> None:
+    """1e-400 loaded as priority 0, silently."""
+    assert _issues(f"version: 1\nname: p\npriority: {number}\n") == [f"p.yaml:3:11: {told}"]
+
+
+def test_a_whole_number_past_a_floats_precision_is_read_exactly() -> None:
+    """9007199254740993.0 read as the float 9007199254740992.0: another priority."""
+    text = "version: 1\nname: p\npriority: 9007199254740993.0\n"
+    [policy] = load_policy_set_from_sources([("p.yaml", text)]).policies
+    assert policy.priority == 9007199254740993
 
 
 def test_a_settings_file_says_the_same(tmp_path: Path) -> None:
@@ -89,6 +119,11 @@ def test_a_byte_order_mark_in_the_middle_is_told_as_one() -> None:
      "99999999999999999999"),
     ("when", "{size_over: -1e400}",
      'p.yaml:6:23: rule \'a\': expected a size in bytes such as 1048576 or "1MB", got -1e400'),
+    ("when", "{size_over: 1e-400}",  # read as 0.0: any message's size is over it
+     'p.yaml:6:23: rule \'a\': expected a size in bytes such as 1048576 or "1MB", got 1e-400'),
+    ("code", "550.00000000000000001",  # read as 550.0
+     'p.yaml:6:11: rule \'a\': expected an SMTP code such as 550 or "550 5.7.1", got '
+     "550.00000000000000001"),
 ])
 def test_a_number_past_the_range_is_told_as_written(field: str, number: str, issue: str) -> None:
     """A reply code past an integer's range was "got an integer", and a size of -1e400

@@ -52,7 +52,8 @@ class ReplyCode(Spec):
     """``550`` or ``"550 5.7.1"``: read as (basic code, enhanced status or None)."""
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
-        value = whole_number(reader.scalar(node)) if isinstance(node, yaml.ScalarNode) else None
+        value = (whole_number(node, reader.scalar(node)) if isinstance(node, yaml.ScalarNode)
+                 else None)
         found = _CODE.fullmatch(str(value).strip()) if type(value) in (int, str) else None
         if found is None:
             reader.error(

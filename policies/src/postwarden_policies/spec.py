@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 import yaml
 
-from .errors import COMMENT_AFTER_VALUE, likely_meant, shown
+from .errors import COMMENT_AFTER_VALUE, SHOWN_CHARS, likely_meant, shown
 from .yamlnodes import (
     INTEGER_TOO_LARGE,
     MAX_INTEGER,
@@ -59,13 +60,28 @@ class Spec(ABC):
         """This spec as JSON Schema; named object specs register themselves in ``defs``."""
 
 
-def whole_number(value: object) -> object:
-    """A float without a fractional part (``1.0``, ``1e3``) as the integer it is, as JSON
-    Schema's "integer" takes it (so that what an editor passes loads), or TOO_LARGE past
-    MAX_INTEGER; any other value as it is."""
-    if type(value) is not float or not value.is_integer():
+def whole_number(node: yaml.ScalarNode, value: object) -> object:
+    """A number written with a fraction or an exponent (``1.0``, ``1e3``) that is a whole
+    number, as the integer it is, as JSON Schema's "integer" takes it (so that what an
+    editor passes loads), or TOO_LARGE past MAX_INTEGER; any other value as it is. Judged
+    on the text written, not on the float it reads as: ``1e-400`` (0.0) and
+    ``1.0000000000000000001`` (1.0) are no integers, ``-1e400`` is one, negative."""
+    if type(value) is not float and value is not TOO_LARGE:
         return value
-    return int(value) if abs(value) <= MAX_INTEGER else TOO_LARGE
+    try:
+        exact = Decimal(node.value)
+    except InvalidOperation:  # .inf, .nan, 0x8000000000000000
+        return value
+    if not exact.is_finite() or exact != exact.to_integral_value():
+        return value
+    return int(exact) if abs(exact) <= MAX_INTEGER else TOO_LARGE
+
+
+def written(node: yaml.ScalarNode) -> str:
+    """A scalar's text as its author wrote it, unquoted; cut past SHOWN_CHARS."""
+    if len(node.value) <= SHOWN_CHARS:
+        return str(node.value)
+    return f"{node.value[:SHOWN_CHARS]}... ({len(node.value)} characters)"
 
 
 def got(node: yaml.Node, value: object) -> str:
@@ -74,10 +90,15 @@ def got(node: yaml.Node, value: object) -> str:
     (``'lots'``, ``'10 MB'``: nor does "a string", where a string may be right), else its
     kind."""
     if isinstance(node, yaml.ScalarNode) and (type(value) in (int, float) or value is TOO_LARGE):
-        return shown(node.value)[1:-1]  # unquoted
+        return written(node)
     if isinstance(node, yaml.ScalarNode) and type(value) is str:
         return f"the string {shown(value)}"
     return describe(node)
+
+
+def negative(node: yaml.Node) -> bool:
+    """Whether a scalar is written as a negative number (-1e400: past the range, below it)."""
+    return isinstance(node, yaml.ScalarNode) and node.value.lstrip().startswith("-")
 
 
 class Scalar(Spec):
@@ -102,13 +123,17 @@ class Scalar(Spec):
         if not isinstance(node, yaml.ScalarNode):
             reader.error(node, f"expected {self.expected}, got {describe(node)}")
             return INVALID
-        value = reader.scalar(node)
+        return self.take(node, reader.scalar(node), reader)
+
+    def take(self, node: yaml.ScalarNode, value: object, reader: Reader) -> Any:
+        """The scalar's value read (once: a value that did not read reads as another
+        the next time), checked."""
         if self.python_type is int:
-            value = whole_number(value)
+            value = whole_number(node, value)
         if self.python_type is bool and isinstance(value, str) and value in YAML11_BOOLEANS:
             value = YAML11_BOOLEANS[value]
-        if value is TOO_LARGE and self.python_type is int:
-            reader.error(node, INTEGER_TOO_LARGE)
+        if value is TOO_LARGE and self.python_type is int and not negative(node):
+            reader.error(node, f"{INTEGER_TOO_LARGE}, got {written(node)}")
             return INVALID
         if type(value) is not self.python_type:
             if self.python_type is str and node.value:  # quoting nothing gives ""
@@ -187,17 +212,36 @@ def caseless_except(words: Iterable[str], pattern: str) -> str:
     return f"(?!(?:{'|'.join(sorted(map(caseless, words)))})$)(?:{pattern})"
 
 
-def integer(*, minimum: int = 0, zero: str | None = None) -> Scalar:
+class Integer(Scalar):
+    """An integer of at least ``minimum``; ``zero``: why 0 is refused, as Size's. One
+    below is told as written, -1e400 too (past the range, but below it)."""
+
+    def __init__(self, *, minimum: int = 0, zero: str | None = None) -> None:
+        def check(value: int) -> None:
+            if value == 0 and zero is not None:
+                raise SpecError(zero)
+
+        super().__init__(int, "integer", "an integer", check=check,
+                         extra={"minimum": minimum, "maximum": MAX_INTEGER})
+        self.minimum = minimum
+        self.zero = zero
+
+    def take(self, node: yaml.ScalarNode, value: object, reader: Reader) -> Any:
+        value = whole_number(node, value)
+        if (value == 0 and self.zero is not None) or not self._below(node, value):
+            return super().take(node, value, reader)
+        reader.error(node, f"expected an integer of at least {self.minimum}, got "
+                           f"{got(node, value)}")
+        return INVALID
+
+    def _below(self, node: yaml.Node, value: object) -> bool:
+        return (type(value) is int and value < self.minimum) or (
+            value is TOO_LARGE and negative(node))
+
+
+def integer(*, minimum: int = 0, zero: str | None = None) -> Integer:
     """An integer of at least ``minimum``; ``zero``: why 0 is refused, as Size's."""
-
-    def check(value: int) -> None:
-        if value == 0 and zero is not None:
-            raise SpecError(zero)
-        if value < minimum:
-            raise SpecError(f"expected an integer of at least {minimum}, got {value}")
-
-    extra = {"minimum": minimum, "maximum": MAX_INTEGER}
-    return Scalar(int, "integer", "an integer", check=check, extra=extra)
+    return Integer(minimum=minimum, zero=zero)
 
 
 def boolean() -> Scalar:
@@ -241,11 +285,12 @@ class Size(Spec):
         self.zero = zero
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
-        value = whole_number(reader.scalar(node)) if isinstance(node, yaml.ScalarNode) else None
+        value = (whole_number(node, reader.scalar(node)) if isinstance(node, yaml.ScalarNode)
+                 else None)
         if isinstance(value, str) and (found := _SIZE.fullmatch(value.strip())):
             value = _size_bytes(found)
         # -1e400 is past the range too, but below it: told as the negative size it is
-        if value is TOO_LARGE and not node.value.lstrip().startswith("-"):
+        if value is TOO_LARGE and not negative(node):
             reader.error(node, _SIZE_TOO_LARGE)
             return INVALID
         if type(value) is int and value == 0 and self.zero is not None:
