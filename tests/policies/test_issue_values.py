@@ -105,12 +105,23 @@ def test_a_settings_file_says_the_same(tmp_path: Path) -> None:
         f"{config}:2:8: a: integer too large: at most 9223372036854775807"]
 
 
-def test_a_byte_order_mark_in_the_middle_is_told_as_one() -> None:
-    """Two files joined (cat a.yaml b.yaml) left the second's byte order mark before a
-    key: "unknown key '\\ufeffrules' (did you mean 'rules'?)" hid why."""
-    assert _issues("version: 1\nname: p\n\ufeffrules: []\n") == [
-        "p.yaml:3:1: a byte order mark (U+FEFF) in the middle of the file, before 'rules': "
-        "remove it (were two files joined?)"]
+@pytest.mark.parametrize("line", ["rules: []", "# the second file", "", "---", "- a",
+                                  "  b: 1"], ids=["key", "comment", "blank", "document",
+                                                  "item", "indented"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_a_byte_order_mark_in_the_middle_is_told_as_one(line: str, newline: str) -> None:
+    """Two files joined (cat a.yaml b.yaml) left the second's byte order mark first on a
+    line: before a key it was "unknown key '\\ufeffrules'", before a comment or a blank
+    line YAML skipped it and the file loaded, before --- or a list item it was a syntax
+    error ("could not find expected ':'") that did not say why."""
+    text = newline.join(["version: 1", "name: p", f"\ufeff{line}", ""])
+    assert _issues(text) == [
+        "p.yaml:3:1: a byte order mark (U+FEFF) in the middle of the file: remove it (were "
+        "two files joined?)"]
+
+
+def test_a_byte_order_mark_first_in_the_file_is_none_of_that() -> None:
+    assert _issues("\ufeffversion: 1\nname: p\n# \ufeff in a comment\n") == []
 
 
 @pytest.mark.parametrize(("field", "number", "issue"), [

@@ -63,6 +63,21 @@ def _conflict_marker(label: str, text: str) -> PolicyIssue | None:
                        "holds an unresolved conflict")
 
 
+# A byte order mark first on a line past the first: what `cat a.yaml b.yaml` leaves of
+# the second file's. YAML skips one before a comment or a blank line, and reads one
+# before anything else as text or a syntax error lines away ("could not find ':'").
+_INNER_BOM = re.compile(r"(?<=[\r\n])\ufeff")
+
+
+def _inner_byte_order_mark(label: str, text: str) -> PolicyIssue | None:
+    """The first byte order mark that starts a line past the first, wherever it is."""
+    found = _INNER_BOM.search(text)
+    if found is None:
+        return None
+    return PolicyIssue(label, place(text, found.start())[0], 1, "a byte order mark (U+FEFF) "
+                       "in the middle of the file: remove it (were two files joined?)")
+
+
 class _Read(NamedTuple):
     policy: Policy | None
     names: DeclaredNames  # read even when the policy is not
@@ -74,9 +89,9 @@ NO_NAMES = DeclaredNames(None, ())
 
 
 def _read(label: str, text: str, base_dir: Path | None, check_samples: bool = False) -> _Read:
-    conflict = _conflict_marker(label, text)
-    if conflict is not None:
-        return _Read(None, NO_NAMES, [conflict], [])
+    joined = _conflict_marker(label, text) or _inner_byte_order_mark(label, text)
+    if joined is not None:
+        return _Read(None, NO_NAMES, [joined], [])
     node, issues = compose(label, text)
     if issues:
         return _Read(None, NO_NAMES, issues, [])
