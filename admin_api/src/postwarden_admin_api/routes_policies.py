@@ -20,7 +20,7 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_policies import PolicyIssue
-from postwarden_policies.errors import ASCII_ONLY_CLASS, COMMENT_AFTER_VALUE
+from postwarden_policies.errors import ASCII_ONLY_CLASS, CASE_FOLDING, COMMENT_AFTER_VALUE
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
@@ -461,11 +461,13 @@ SCHEMAS = {
                        f"{COMMENT_AFTER_VALUE}, a plain value followed by a comment "
                        "starting right after it (message: Ticket #12 is 'Ticket'); "
                        f"{ASCII_ONLY_CLASS}, a pattern whose \\w or \\b (ASCII-only in RE2) "
-                       "likely misses words outside ASCII",
+                       "likely misses words outside ASCII; "
+                       f"{CASE_FOLDING}, a case-insensitive pattern or glob holding a letter "
+                       "whose case folds to two (ß to ss), which RE2 matches with neither",
         "properties": {
             "code": {"type": "string",
                      "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,
-                              COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS]},
+                              COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, CASE_FOLDING]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

@@ -23,11 +23,18 @@ import yaml
 
 from . import conditions as c
 from .domains import ascii_domain, caseless, normal_address
-from .errors import ASCII_ONLY_CLASS
+from .errors import ASCII_ONLY_CLASS, CASE_FOLDING
 from .facts import address_literal
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
-from .patterns import Pattern, ascii_only_warning, compile_globs, compile_regex, glob_to_re2
+from .patterns import (
+    Pattern,
+    ascii_only_warning,
+    case_folding_warning,
+    compile_globs,
+    compile_regex,
+    glob_to_re2,
+)
 from .spec import (
     INVALID,
     Convert,
@@ -96,6 +103,10 @@ class GlobList(Spec):
         # The globs that read are compiled even beside one that did not, so that one RE2
         # refuses is told with it: all issues at once.
         read = [(item_node, glob) for item_node, glob in items if glob is not INVALID]
+        listed = {glob.lower() for _, glob in read}  # once: a list may hold 200,000
+        for item_node, glob in read:
+            if why := case_folding_warning(glob, listed):
+                reader.warn(item_node, why, code=CASE_FOLDING)
         try:
             pattern = compile_globs(glob for _, glob in read)
         except SpecError as exc:
@@ -186,15 +197,20 @@ def _host_globs(get: c.Getter) -> Convert:
 
 class Regex(Convert):
     """An RE2 regular expression, compiled; a warning where RE2's ASCII-only classes
-    likely miss words outside ASCII (valid for ASCII text, so not refused)."""
+    likely miss words outside ASCII, or its simple case folding a spelling (ß, SS):
+    valid, and right for the text written, so not refused."""
 
     def __init__(self) -> None:
         super().__init__(text(what="an RE2 regular expression"), compile_regex)
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
         pattern = super().read(node, reader)
-        if pattern is not INVALID and (why := ascii_only_warning(pattern.source)):
+        if pattern is INVALID:
+            return pattern
+        if why := ascii_only_warning(pattern.source):
             reader.warn(node, why, code=ASCII_ONLY_CLASS)
+        if why := case_folding_warning(pattern.source):
+            reader.warn(node, why, code=CASE_FOLDING)
         return pattern
 
 

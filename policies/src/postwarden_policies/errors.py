@@ -18,6 +18,7 @@ from .render import escaped
 # The kind of a warning that is not a policy test's mistake, for the admin API's answers.
 COMMENT_AFTER_VALUE = "value_cut_by_comment"
 ASCII_ONLY_CLASS = "ascii_only_class"  # \w or \b where words outside ASCII are meant
+CASE_FOLDING = "case_folding"  # a caseless ß, which RE2 does not match with SS
 SHOWN_CHARS = 80  # of a key or value an issue quotes
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -213,6 +214,42 @@ def ascii_only_warning(source: str) -> str | None:
             "[[:alpha:]] know ASCII letters, digits and _ only, so it misses words outside "
             "ASCII; write \\pL (a letter) and \\pN (a digit) for them: [\\pL\\pN_] for \\w, "
             f"{_WORD_START} for \\b before a word and (?:[^\\pL\\pN_]|$) after it")
+
+
+# A flag group turning case-insensitivity on: (?i), (?is), (?i:...), (?i-s:...).
+_CASELESS = re.compile(r"(?<!\\)(?:\\\\)*\(\?[a-zA-Z]*i[a-zA-Z]*(?:-[a-zA-Z]*)?[:)]")
+
+
+def case_folding_warning(source: str, globs: AbstractSet[str] | None = None) -> str | None:
+    """Why a case-insensitive pattern ``source`` (a glob of the list ``globs`` holds in
+    lower case always is) likely misses a spelling its author meant, or None: RE2 folds
+    case one character for one (simple folding), so a letter whose case folds to two (ß
+    to ss, the ligature ﬁ to fi) matches neither: (?i)straße misses STRASSE. Not where
+    both are written (``(?:ß|ss)``, a glob listed with ss in its place too)."""
+    if globs is None and not _CASELESS.search(source):
+        return None
+    char = next((c for c in dict.fromkeys(source)
+                 if len(c.casefold()) > 1 and not _both_written(source, c, globs)), None)
+    if char is None:
+        return None
+    folded = char.casefold()
+    other = (f"list a glob with {folded} in its place too" if globs is not None
+             else f"write both spellings, as in (?:{char}|{folded})")
+    what = "glob" if globs is not None else "RE2 regular expression"
+    return (f"{what} {_quoted(source)} is case-insensitive, but RE2 folds case one "
+            f"character for one: {char!r} matches neither {folded!r} nor "
+            f"{folded.upper()!r}; {other}")
+
+
+def _both_written(source: str, char: str, globs: AbstractSet[str] | None) -> bool:
+    """Whether the other spelling of ``char`` is written beside it: as an alternative in
+    the pattern, or as a glob of the list."""
+    folded = char.casefold()
+    if globs is not None:
+        return source.replace(char, folded).lower() in globs
+    char, folded = re.escape(char), re.escape(folded)
+    both = f"{char}\\|{folded}|{folded}\\|{char}"
+    return re.search(both, source, re.IGNORECASE) is not None
 
 
 def compile_regex(source: str) -> Pattern:
