@@ -134,18 +134,11 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str], *,
         value = b"".join(lines).strip(b" \t")
         if not value.isascii() or not name.isascii():
             eight_bit = True
-        raw_value = value.decode("utf-8", "surrogateescape")
-        if value.isascii():
-            text = raw_value
-        else:
-            if not fallback:
-                fallback.append(_declared_charset(fields))
-            text = decode_undeclared(value, fallback[0])
         headers.append(
             Header(
                 name=name.decode("ascii", "replace"),
-                raw_value=raw_value,
-                value=decode_words(text, flags),
+                raw_value=value.decode("utf-8", "surrogateescape"),
+                value=_field_text(value, fields, fallback, flags),
                 folded=len(lines) > 1,
                 inline=inline,
             )
@@ -153,6 +146,35 @@ def parse_header_section(raw: bytes, start: int, end: int, flags: set[str], *,
     crs = raw.count(b"\r", start, pos)
     bare_cr = crs != raw.count(b"\r\n", start, pos)
     return HeaderSection(tuple(headers), pos, eight_bit, separator_missing, bare_cr)
+
+
+def _field_text(value: bytes, fields: list[Field], fallback: list[str | None],
+                flags: set[str]) -> str:
+    """A field's value as text: 8-bit bytes read as readers read them (in the charset
+    the first Content-Type among ``fields`` declares, kept in ``fallback`` once looked
+    for), encoded words decoded."""
+    if value.isascii():
+        return decode_words(value.decode("ascii"), flags)
+    if not fallback:
+        fallback.append(_declared_charset(fields))
+    return decode_words(decode_undeclared(value, fallback[0]), flags)
+
+
+def delivered_values(raw: bytes, name: str) -> list[str]:
+    """The values of the top-level ``name`` fields (any case) of the message ``raw``, as
+    delivered: the field body unfolded (a fold's line break removed, the blank starting
+    its next line kept), without the one blank after the colon that separates name and
+    value, nothing else trimmed; as text, as :class:`Header`'s value reads it."""
+    fields, _, _, _ = header_fields(raw, 0, len(raw))
+    wanted = name.lower()
+    fallback: list[str | None] = []
+    values: list[str] = []
+    for field, lines, _ in fields:
+        if field.decode("ascii", "replace").lower() == wanted:
+            body = b"".join(lines)
+            values.append(_field_text(body[1:] if body[:1] in (b" ", b"\t") else body,
+                                      fields, fallback, set()))
+    return values
 
 
 def _declared_charset(fields: list[Field]) -> str | None:

@@ -7,7 +7,8 @@ file; it must exist only when the loader is asked to check sample files, as
 (report-mode rules as "report:<name>", limits as "limit:<name>", a report-mode
 policy's as "report:limit:<name>", with the name of a real limit);
 ``expect_reply`` must be the start of the SMTP reply; ``expect_headers`` are
-header values the delivered message carries, ``expect_headers_absent`` names of
+header values the delivered message carries (as delivered: unfolded, without the blank
+after the colon, not trimmed), ``expect_headers_absent`` names of
 headers it does not; ``expect_flags`` flags the verdict carries among others (the
 parser sets companions such as ``malformed`` and notes harmless oddities, which a
 case should not have to list, nor break on when a parser release notes one more);
