@@ -311,7 +311,7 @@ ERRORS = [
     ),
     pytest.param(
         H
-        + "rules:\n  - name: r\n    then: accept\ntests:\n  - name: c\n    raw: 'Subject: x\\n\\nhi\\n'\n    recipients: [a@b.test]\n    expect: accept\n    expect_rules: [r, report:r, limit:max_recipients, s]\n",
+        + "rules:\n  - name: r\n    then: accept\ntests:\n  - name: c\n    raw: \"Subject: x\\n\\nhi\\n\"\n    recipients: [a@b.test]\n    expect: accept\n    expect_rules: [r, report:r, limit:max_recipients, s]\n",
         ["7:5: test 'c': 'report:r' in expect_rules: verdicts of this enforce-mode policy "
          "name the rule 'r'",
          "7:5: test 'c': unknown rule 's' in expect_rules"],
@@ -753,7 +753,7 @@ def test_an_empty_condition_is_refused_not_read_as_every_message() -> None:
 
 
 def test_a_policy_test_with_a_client_ip_no_client_has_is_refused() -> None:
-    text = (H + "tests:\n  - name: t\n    raw: 'Subject: x\\n\\nhi\\n'\n"
+    text = (H + "tests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n"
             "    recipients: [a@example.org]\n    client_ip: 10.1.2.300\n    expect: accept\n")
     assert issues(text) == ["7:16: test 't': expected an IPv4 or IPv6 address, got '10.1.2.300'"]
 

@@ -129,7 +129,7 @@ def test_a_rule_expected_with_the_wrong_mode_prefix_is_refused_by_check(
     `check` says so at the case, not only `test` as a failure."""
     policy = tmp_path / "p.yaml"
     policy.write_text(f"version: 1\nname: p\nmode: {mode}\nrules: [{{name: r, then: accept}}]\n"
-                      "tests:\n  - name: c\n    raw: 'Subject: x\\n\\nhi\\n'\n"
+                      "tests:\n  - name: c\n    raw: \"Subject: x\\n\\nhi\\n\"\n"
                       f"    recipients: [a@b.test]\n    expect: accept\n    expect_rules: {refs}\n")
     with pytest.raises(PolicyLoadError) as refused:
         load_policy_set([policy], check_samples=True)
@@ -253,7 +253,8 @@ def test_eval_tells_an_expectation_no_verdict_meets_at_its_line_and_evaluates(
     (the limit and the prefix were not even that)."""
     policy = tmp_path / "p.yaml"
     policy.write_text("version: 1\nname: p\nrules: [{name: r2, then: reject}]\ntests:\n"
-                      "  - name: c\n    raw: 'Subject: x\\n\\nhi\\n'\n    recipients: [a@b.test]\n"
+                      "  - name: c\n    raw: \"Subject: x\\n\\nhi\\n\"\n"
+                      "    recipients: [a@b.test]\n"
                       f"    expect: reject\n    expect_rules: [{expected}]\n")
     message = tmp_path / "m.eml"
     message.write_bytes(b"Subject: x\n\nhi\n")

@@ -115,7 +115,21 @@ def _case_holds_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
     # just the policies, and samples have nothing to do with filtering mail.
     found = "message" not in values or _sample_found(
         _message_path(values["message"], ctx), values["message"], ctx)
-    return _expectations_hold_together(values, ctx) and found
+    lined = _raw_has_lines(values, ctx)
+    return _expectations_hold_together(values, ctx) and found and lined
+
+
+def _raw_has_lines(values: dict[str, Any], ctx: ObjectContext) -> bool:
+    """Whether an inline sample that writes \\n has line breaks; else an issue: in single
+    quotes, or unquoted, YAML reads no escapes, so ``'Subject: hi\\n\\nbody'`` was one
+    header field holding backslashes, no body, and the case tested another message."""
+    raw = values.get("raw")
+    if raw is None or "\\n" not in raw or "\n" in raw or "\r" in raw:
+        return True
+    ctx.error("raw", "raw is one line: its \\n are a backslash and an n each, as YAML "
+                     "reads escapes only in double quotes; write the message in double quotes "
+                     '("Subject: hi\\n\\nbody") or as a block (raw: |, its lines below)')
+    return False
 
 
 def _message_path(given: str, ctx: ObjectContext) -> Path:
