@@ -23,7 +23,12 @@ from postwarden_policies import (
     PolicySet,
     load_policy_set_from_sources,
 )
-from postwarden_policies.errors import ASCII_ONLY_CLASS, CASE_FOLDING, COMMENT_AFTER_VALUE
+from postwarden_policies.errors import (
+    ASCII_ONLY_CLASS,
+    CASE_FOLDING,
+    COMMENT_AFTER_VALUE,
+    MATCHES_EVERY_TEXT,
+)
 from postwarden_policies.loader import not_utf8
 
 from .errors import ValidationFailed
@@ -33,7 +38,7 @@ TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (loader_wa
 # Every code loader_warnings gives: what the policy loader itself says of a file, which
 # check (and policy push, which checks first) prints already.
 LOADER_WARNINGS = frozenset({TEST_WARNING, COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS,
-                             CASE_FOLDING})
+                             CASE_FOLDING, MATCHES_EVERY_TEXT})
 P = ParamSpec("P")
 T = TypeVar("T")
 # Few threads on purpose: a burst of heavy requests queues here instead of

@@ -20,7 +20,12 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_policies import PolicyIssue
-from postwarden_policies.errors import ASCII_ONLY_CLASS, CASE_FOLDING, COMMENT_AFTER_VALUE
+from postwarden_policies.errors import (
+    ASCII_ONLY_CLASS,
+    CASE_FOLDING,
+    COMMENT_AFTER_VALUE,
+    MATCHES_EVERY_TEXT,
+)
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
@@ -463,11 +468,14 @@ SCHEMAS = {
                        f"{ASCII_ONLY_CLASS}, a pattern whose \\w or \\b (ASCII-only in RE2) "
                        "likely misses words outside ASCII; "
                        f"{CASE_FOLDING}, a case-insensitive pattern or glob holding a letter "
-                       "whose case folds to two (ß to ss), which RE2 matches with neither",
+                       "whose case folds to two (ß to ss), which RE2 matches with neither; "
+                       f"{MATCHES_EVERY_TEXT}, a pattern with an empty alternative "
+                       "(viagra|cialis|), which matches every value",
         "properties": {
             "code": {"type": "string",
                      "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,
-                              COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, CASE_FOLDING]},
+                              COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, CASE_FOLDING,
+                              MATCHES_EVERY_TEXT]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

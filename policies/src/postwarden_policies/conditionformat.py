@@ -23,7 +23,7 @@ import yaml
 
 from . import conditions as c
 from .domains import ascii_domain, caseless, normal_address
-from .errors import ASCII_ONLY_CLASS, CASE_FOLDING
+from .errors import ASCII_ONLY_CLASS, CASE_FOLDING, MATCHES_EVERY_TEXT
 from .facts import address_literal
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
@@ -33,6 +33,7 @@ from .patterns import (
     case_folding_warning,
     compile_globs,
     compile_regex,
+    empty_alternative_warning,
     glob_to_re2,
 )
 from .spec import (
@@ -197,8 +198,9 @@ def _host_globs(get: c.Getter) -> Convert:
 
 class Regex(Convert):
     """An RE2 regular expression, compiled; a warning where RE2's ASCII-only classes
-    likely miss words outside ASCII, or its simple case folding a spelling (ß, SS):
-    valid, and right for the text written, so not refused."""
+    likely miss words outside ASCII, or its simple case folding a spelling (ß, SS), or
+    an empty alternative makes it match every text: valid, so not refused (a policy that
+    loaded before keeps filtering mail)."""
 
     def __init__(self) -> None:
         super().__init__(text(what="an RE2 regular expression"), compile_regex)
@@ -211,6 +213,8 @@ class Regex(Convert):
             reader.warn(node, why, code=ASCII_ONLY_CLASS)
         if why := case_folding_warning(pattern.source):
             reader.warn(node, why, code=CASE_FOLDING)
+        if why := empty_alternative_warning(pattern):
+            reader.warn(node, why, code=MATCHES_EVERY_TEXT)
         return pattern
 
 

@@ -252,6 +252,28 @@ def _both_written(source: str, char: str, globs: AbstractSet[str] | None) -> boo
     return re.search(both, source, re.IGNORECASE) is not None
 
 
+# An alternative with nothing in it: a | first or last, in a group, or beside another
+# (not one a backslash escapes; one in a class never matches the empty text anyway).
+_EMPTY_ALTERNATIVE = re.compile(
+    r"\A\||(?<!\\)(?:\\\\)*(?:\|(?=\||\)|\Z)|\((?:\?[a-zA-Z-]*:)?\|)")
+_NOTHING_LIKE_TEXT = "\x01"  # a text no pattern is written for
+
+
+def empty_alternative_warning(pattern: Pattern) -> str | None:
+    """Why a pattern that matches every text likely does so by mistake, or None: one with
+    an empty alternative (``viagra|cialis|``, a | left over when editing a list) matches
+    the empty text, so everywhere, and its rule holds for every message. Not one meant to
+    match anything (``.*``, a header's presence), which has no such alternative."""
+    if not (pattern.test("") and pattern.test(_NOTHING_LIKE_TEXT)):
+        return None
+    if not _EMPTY_ALTERNATIVE.search(pattern.source):
+        return None
+    return (f"RE2 regular expression {_quoted(pattern.source)} has an empty alternative "
+            "(a | with nothing on one side), so it matches every text and its condition "
+            "holds for every value: remove that |, or write (?:...)? for a part that may be "
+            "left out")
+
+
 def compile_regex(source: str) -> Pattern:
     """A user's regular expression, RE2 syntax, searched (not anchored)."""
     _check_boundaries(source)
