@@ -113,3 +113,18 @@ def test_a_sample_path_naming_no_regular_file_says_so(
     assert capsys.readouterr().err == (
         f"{policy_dir / 'p.yaml'}:8:14: test 'c': message file samples/m.eml is not a regular "
         "file (a FIFO, a device, a broken symbolic link?)\n")
+
+
+def test_a_sample_saved_with_a_byte_order_mark_is_told(policy_dir: Path) -> None:
+    """Notepad's UTF-8 starts the file with one: the case failed with "expected reject,
+    got accept" and flags no_headers, its header read as none."""
+    (policy_dir / "samples").mkdir()
+    (policy_dir / "samples" / "m.eml").write_bytes(
+        b"\xef\xbb\xbfFrom: a@b.test\r\nSubject: hi\r\n\r\nhello\r\n")
+    with pytest.raises(PolicyLoadError) as refused:
+        load_policy_set([policy_dir], check_samples=True)
+    assert [str(i) for i in refused.value.issues] == [
+        f"{policy_dir / 'p.yaml'}:8:14: test 'c': message file samples/m.eml starts with a "
+        "byte order mark (U+FEFF), which no mail starts with: its header would read as none; "
+        "save it as UTF-8 without one"]
+    assert load_policy_set([policy_dir]).policies[0].name == "p"  # the milter's load

@@ -18,6 +18,7 @@ file names of the attachments stripped.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -145,7 +146,7 @@ def _sample_found(path: Path, given: str, ctx: ObjectContext) -> bool:
     given = escaped(given)  # a line break in it would split the issue's line, or forge one
     try:
         if path.is_file():
-            return True
+            return _sample_starts_as_mail(path, given, ctx)
         if path.is_dir():  # found, but not what was meant
             ctx.error("message", f"message file {given} is a directory")
         elif path.exists() or path.is_symlink():  # there, but no file to read a sample from
@@ -155,6 +156,19 @@ def _sample_found(path: Path, given: str, ctx: ObjectContext) -> bool:
             ctx.error("message", f"message file not found: {given}")
     except OSError as exc:
         ctx.error("message", f"cannot read message file {given}: {exc.strerror}")
+    return False
+
+
+def _sample_starts_as_mail(path: Path, given: str, ctx: ObjectContext) -> bool:
+    """Whether a sample file starts as mail can (an issue if not): one an editor saved
+    with a byte order mark (Notepad's UTF-8) starts with bytes no mail starts with,
+    which the parser reads as no header at all, and the case tested another message."""
+    with path.open("rb") as sample:
+        if sample.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+            return True
+    ctx.error("message", f"message file {given} starts with a byte order mark (U+FEFF), "
+                         "which no mail starts with: its header would read as none; save "
+                         "it as UTF-8 without one")
     return False
 
 
