@@ -23,7 +23,7 @@ import yaml
 
 from . import conditions as c
 from .domains import ascii_domain, caseless, normal_address
-from .errors import ASCII_ONLY_CLASS, CASE_FOLDING, MATCHES_EVERY_TEXT
+from .errors import ASCII_ONLY_CLASS, CASE_FOLDING, MATCHES_EVERY_TEXT, REGEX_IN_GLOB
 from .facts import address_literal
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
@@ -35,6 +35,7 @@ from .patterns import (
     compile_regex,
     empty_alternative_warning,
     glob_to_re2,
+    regex_in_glob_warning,
 )
 from .spec import (
     INVALID,
@@ -92,7 +93,8 @@ def _compile_error(glob: str) -> str | None:
 
 
 class GlobList(Spec):
-    """Globs, each checked where it is written, compiled together into one pattern."""
+    """Globs, each checked where it is written, compiled together into one pattern; a
+    warning at one written as a regular expression, or holding ß (case_folding_warning)."""
 
     def __init__(self, what: str, item: Callable[[str], str] = _glob) -> None:
         self.items = ListOf(Convert(text(what=what), item))
@@ -108,6 +110,8 @@ class GlobList(Spec):
         for item_node, glob in read:
             if why := case_folding_warning(glob, listed):
                 reader.warn(item_node, why, code=CASE_FOLDING)
+            if why := regex_in_glob_warning(glob):
+                reader.warn(item_node, why, code=REGEX_IN_GLOB)
         try:
             pattern = compile_globs(glob for _, glob in read)
         except SpecError as exc:

@@ -316,6 +316,24 @@ def glob_to_re2(glob: str) -> str:
     return "".join(out)
 
 
+# What regular expressions write and globs do not: an escape, anchors, alternatives, a
+# group's flags, ".*" to start with (a glob's "*.*" is any name with a dot).
+_LIKE_REGEX = re.compile(r"\\|\A\^|\$\Z|\||\(\?|\A\.\*")
+
+
+def regex_in_glob_warning(glob: str) -> str | None:
+    """Why ``glob`` looks written as a regular expression, or None: it would match what
+    it says as a glob, where \\ and ^ $ | ( ) are characters of the name (``.*\\.exe``
+    matches names that hold a backslash)."""
+    found = _LIKE_REGEX.search(glob)
+    if found is None:
+        return None
+    return (f"glob {_quoted(glob)} looks like a regular expression (it has {found[0]!r}): "
+            "a glob has no escapes, anchors or alternatives (\\, ^, $, | and ( match "
+            "themselves) and its . is a dot; write * for any characters, ? for one and "
+            "[...] for one of a set, as in *.exe")
+
+
 def _literal(char: str) -> str:
     return char if char.isalnum() or ord(char) > 127 else f"\\x{{{ord(char):x}}}"
 
