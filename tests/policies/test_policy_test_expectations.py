@@ -281,3 +281,13 @@ def test_a_mistake_in_a_list_of_expectations_is_placed_at_its_item(tmp_path: Pat
         (11, 9, "unknown limit 'max_recipent' i"),
         (15, 9, "header 'x-a' is expected in ex"),
     ]
+
+
+def test_expecting_strip_attachment_tells_how_to() -> None:
+    """A rule's then: strip_attachment reads as an action; a case expecting it was told
+    the five actions alone, not how to expect a stripped attachment."""
+    text = POLICY.replace("    expect: accept\n", "    expect: strip_attachment\n")
+    assert [str(i) for i in check_policy_text("p", text)] == [
+        "p:10:13: test 'CASE': expected one of accept, reject, tempfail, discard, quarantine; "
+        "got 'strip_attachment' (stripping is an edit, not the verdict's action: write "
+        "expect: accept, and expect_stripped: [the file names])"]

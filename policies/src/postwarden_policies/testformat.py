@@ -72,6 +72,9 @@ _HEADER = text(pattern=HEADER_NAME, what="a header name")
 VERDICT_FLAGS = FLAGS | {REWRITE_FAILED, INTERNAL_ERROR}
 
 
+# A rule's then: strip_attachment is an edit, which no verdict is: what its case expects.
+_NO_VERDICT = {"strip_attachment": "stripping is an edit, not the verdict's action: write "
+                                   "expect: accept, and expect_stripped: [the file names]"}
 SAMPLE_KEYS = ("message", "raw")  # a case gives exactly one
 
 
@@ -245,7 +248,8 @@ TEST_CASE = Obj(
         "helo": Field(text(what="a host name"), "HELO/EHLO name."),
         "auth_user": Field(text(what="a SASL login name"), "SASL login (authenticated)."),
         "duplicate": Field(boolean(), "Pretend the milter has seen this message before."),
-        "expect": Field(choice(*TERMINALS), "The expected action.", required=True),
+        "expect": Field(choice(*TERMINALS, hints=_NO_VERDICT), "The expected action.",
+                        required=True),
         "expect_rules": Field(
             ListOf(_EXPECTED_RULE, min_items=0),
             "Exactly the rules that must match, in order.",
