@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from postwarden_policies import client_ip, conditions
+from postwarden_policies import check_policy_text, client_ip, conditions
 from postwarden_policies.conditions import MatchInput
 
 from .policy_helpers import attachment, facts, html_part, rule_policy
@@ -381,3 +381,16 @@ def test_a_rule_looks_at_each_recipient_domain_once(monkeypatch: pytest.MonkeyPa
     condition = rule_policy("recipient_domain: ['.d.example']").enforced_rules[0].when
     assert condition.match(MatchInput.of(facts(recipients=recipients))) is not None
     assert looked == [deep, "x.d.example"]
+
+
+@pytest.mark.parametrize("condition", ["subject: [viagra, cialis]",
+                                       "header: {X-Mailer: [a, b]}"])
+def test_a_list_of_patterns_tells_how_to_write_either(condition: str) -> None:
+    """Address, domain and glob conditions take lists; a list of patterns was "expected a
+    string, got a sequence", which did not say how to match either."""
+    text = (f"version: 1\nname: p\nrules:\n  - name: r\n    when: {{{condition}}}\n"
+            "    then: reject\n")
+    [issue] = check_policy_text("p.yaml", text)
+    assert issue.message == ("rule 'r': expected an RE2 regular expression, got a list: a "
+                             "pattern is one (write a|b for either), or give each its "
+                             "condition under any:")

@@ -210,6 +210,11 @@ class Regex(Convert):
         super().__init__(text(what="an RE2 regular expression"), compile_regex)
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
+        if isinstance(node, yaml.SequenceNode):  # as address and glob lists are written
+            reader.error(node, "expected an RE2 regular expression, got a list: a pattern "
+                               "is one (write a|b for either), or give each its condition "
+                               "under any:")
+            return INVALID
         pattern = super().read(node, reader)
         if pattern is INVALID:
             return pattern
