@@ -394,3 +394,15 @@ def test_a_list_of_patterns_tells_how_to_write_either(condition: str) -> None:
     assert issue.message == ("rule 'r': expected an RE2 regular expression, got a list: a "
                              "pattern is one (write a|b for either), or give each its "
                              "condition under any:")
+
+
+@pytest.mark.parametrize(("condition", "column"), [("when: [subject: a, body: b]", 11),
+                                                   ("when: {not: [subject: a]}", 17)])
+def test_a_list_of_conditions_tells_all_and_any(condition: str, column: int) -> None:
+    """It was "expected a mapping (condition), got a sequence", which did not say how to
+    write several."""
+    text = f"version: 1\nname: p\nrules:\n  - name: r\n    {condition}\n    then: reject\n"
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        f"p.yaml:5:{column}: rule 'r': expected a mapping (condition), got a sequence (a "
+        "condition is one mapping, all its keys holding: for a list of conditions write "
+        "all: [...] or any: [...])"]

@@ -348,4 +348,7 @@ CONDITION: Spec = Obj(
     def_name="condition",
     elsewhere=dict.fromkeys(("filename", "content_type", "detected_type"),
                             "under attachment:, as in attachment: {filename: [...]}"),
+    # when: [subject: a, body: b], as other filters write a list of tests
+    as_list=" (a condition is one mapping, all its keys holding: for a list of conditions "
+            "write all: [...] or any: [...])",
 )

@@ -21,14 +21,16 @@ from .yamlnodes import MERGE_KEYS_REFUSED, MERGE_TAG, Reader, describe, first_at
 
 
 def _mapping_items(
-    node: yaml.Node, reader: Reader, what: str
+    node: yaml.Node, reader: Reader, what: str, as_list: str = ""
 ) -> tuple[list[tuple[str, yaml.Node, yaml.Node]], bool] | None:
     """(key, key node, value node) of a mapping's string keys, and whether there was no
     duplicate among them. A duplicate is an issue, and the other keys are still read,
     to tell their issues at the same time; a key that is no string (a merge key too)
-    leaves the mapping's meaning unknown: None, once each such key is told."""
+    leaves the mapping's meaning unknown: None, once each such key is told. ``as_list``:
+    what to say of a list written instead."""
     if not isinstance(node, yaml.MappingNode):
-        reader.error(node, f"expected a mapping ({what}), got {describe(node)}")
+        hint = as_list if isinstance(node, yaml.SequenceNode) else ""
+        reader.error(node, f"expected a mapping ({what}), got {describe(node)}{hint}")
         return None
     items: list[tuple[str, yaml.Node, yaml.Node]] = []
     seen: dict[str, yaml.Node] = {}
@@ -142,7 +144,7 @@ class Obj(Spec):
     Keys starting with ``extension_prefix`` are not read: a place for anchors (docker
     compose's ``x-`` extension fields), whatever their values hold. ``elsewhere`` says
     where a key this mapping lacks goes (``message``: "in the rule, beside then:"),
-    for the issue about it.
+    for the issue about it; ``as_list`` what to say of a list written instead of it.
     """
 
     def __init__(
@@ -158,8 +160,10 @@ class Obj(Spec):
         check: Callable[[dict[str, Any], ObjectContext], object] | None = None,
         extension_prefix: str | None = None,
         elsewhere: Mapping[str, str] | None = None,
+        as_list: str = "",
     ) -> None:
         self.title = title
+        self.as_list = as_list
         self.elsewhere = dict(elsewhere or {})
         self.extension_prefix = extension_prefix
         self.check = check
@@ -189,7 +193,7 @@ class Obj(Spec):
         return None
 
     def _read(self, node: yaml.Node, reader: Reader) -> Any:
-        read = _mapping_items(node, reader, self.title)
+        read = _mapping_items(node, reader, self.title, self.as_list)
         if read is None:
             return INVALID
         items, whole = read
