@@ -214,3 +214,18 @@ def test_a_misspelt_rule_a_case_expects_is_told_what_it_likely_meant(
             f"     expect_rules: ['{expected}']}}\n")
     (issue,) = [str(i) for i in check_policy_text("p.yaml", text) if "unknown rule" in str(i)]
     assert issue.endswith(told)
+
+
+@pytest.mark.parametrize(("then", "column", "ours"), [
+    ("then: DEFER", 11, "tempfail"), ("then: hold", 11, "quarantine"),
+    ("then: {action: deny}", 20, "reject"), ("then: drop", 11, "discard"),
+    ("then: OK", 11, "accept"),
+])
+def test_another_filters_action_name_is_told_as_ours(then: str, column: int,
+                                                     ours: str) -> None:
+    """Postfix's access tables write DEFER, HOLD, OK: refused naming the actions alone,
+    which left an author to guess which one each is."""
+    text = f"version: 1\nname: p\nrules:\n  - name: a\n    {then}\n"
+    [issue] = check_policy_text("p.yaml", text)
+    assert (issue.line, issue.column) == (5, column)
+    assert issue.message.endswith(f"(postwarden calls it {ours})")

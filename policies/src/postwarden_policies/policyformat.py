@@ -134,13 +134,23 @@ def _wasted_edits(values: dict[str, Any], ctx: ObjectContext) -> bool:
     return bool(wasted)
 
 
+# What other filters call the actions (Postfix's access tables: OK, DEFER, HOLD, ...).
+_OTHER_NAMES = {
+    other: f"postwarden calls it {ours}"
+    for ours, others in (("accept", ("ok", "allow", "pass", "permit")),
+                         ("reject", ("deny", "block", "refuse")),
+                         ("tempfail", ("defer", "defer_if_permit", "greylist")),
+                         ("discard", ("drop", "delete")),
+                         ("quarantine", ("hold",)))
+    for other in others
+}
 # `then: strip_attachment` is a rule's whole action, so `action: strip_attachment` is
 # written too: it is an edit, which `then` takes as a key of its own.
 _NO_TERMINAL = {"strip_attachment": "strip_attachment is an edit, not a terminal action: "
-                                    "write strip_attachment: true in then"}
+                                    "write strip_attachment: true in then", **_OTHER_NAMES}
 
 ACTIONS = Either(
-    Convert(choice(*TERMINALS, "strip_attachment"), _actions_from_name),
+    Convert(choice(*TERMINALS, "strip_attachment", hints=_OTHER_NAMES), _actions_from_name),
     Obj(
         "then",
         "Actions of a rule: one terminal `action` at most, plus edits that accumulate.",

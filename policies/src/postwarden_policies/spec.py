@@ -250,12 +250,12 @@ def boolean() -> Scalar:
 
 def choice(*values: str, hints: Mapping[str, str] | None = None) -> Scalar:
     """One of ``values``; ``hints``: what to say of a value refused that an author is
-    likely to write there (one allowed elsewhere)."""
+    likely to write there (one allowed elsewhere), by the value in lower case."""
     allowed = ", ".join(values)
 
     def check(value: str) -> None:
         if value not in values:
-            hint = (hints or {}).get(value)
+            hint = (hints or {}).get(value.lower())
             raise SpecError(f"expected one of {allowed}; got {shown(value)}"
                             + (f" ({hint})" if hint else likely_meant(value, values)))
 
