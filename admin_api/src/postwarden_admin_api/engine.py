@@ -28,6 +28,7 @@ from postwarden_policies.errors import (
     CASE_FOLDING,
     COMMENT_AFTER_VALUE,
     MATCHES_EVERY_TEXT,
+    PAST_PARSER_CAP,
     REGEX_IN_GLOB,
 )
 from postwarden_policies.loader import not_utf8
@@ -39,7 +40,8 @@ TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (loader_wa
 # Every code loader_warnings gives: what the policy loader itself says of a file, which
 # check (and policy push, which checks first) prints already.
 LOADER_WARNINGS = frozenset({TEST_WARNING, COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS,
-                             CASE_FOLDING, MATCHES_EVERY_TEXT, REGEX_IN_GLOB})
+                             CASE_FOLDING, MATCHES_EVERY_TEXT, REGEX_IN_GLOB,
+                             PAST_PARSER_CAP})
 P = ParamSpec("P")
 T = TypeVar("T")
 # Few threads on purpose: a burst of heavy requests queues here instead of

@@ -25,6 +25,7 @@ from postwarden_policies.errors import (
     CASE_FOLDING,
     COMMENT_AFTER_VALUE,
     MATCHES_EVERY_TEXT,
+    PAST_PARSER_CAP,
     REGEX_IN_GLOB,
 )
 from postwarden_policies.yamlnodes import read_plain
@@ -472,12 +473,14 @@ SCHEMAS = {
                        "whose case folds to two (ß to ss), which RE2 matches with neither; "
                        f"{MATCHES_EVERY_TEXT}, a pattern with an empty alternative "
                        "(viagra|cialis|), which matches every value; "
-                       f"{REGEX_IN_GLOB}, a glob written as a regular expression (.*\\.exe)",
+                       f"{REGEX_IN_GLOB}, a glob written as a regular expression (.*\\.exe); "
+                       f"{PAST_PARSER_CAP}, a max_mime_parts or max_mime_depth past what the "
+                       "parser reads, which acts as that",
         "properties": {
             "code": {"type": "string",
                      "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,
                               COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, CASE_FOLDING,
-                              MATCHES_EVERY_TEXT, REGEX_IN_GLOB]},
+                              MATCHES_EVERY_TEXT, REGEX_IN_GLOB, PAST_PARSER_CAP]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

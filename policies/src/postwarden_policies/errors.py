@@ -20,6 +20,7 @@ COMMENT_AFTER_VALUE = "value_cut_by_comment"
 ASCII_ONLY_CLASS = "ascii_only_class"  # \w or \b where words outside ASCII are meant
 CASE_FOLDING = "case_folding"  # a caseless ß, which RE2 does not match with SS
 MATCHES_EVERY_TEXT = "matches_every_text"  # a pattern with an empty alternative (a|b|)
+PAST_PARSER_CAP = "past_parser_cap"  # max_mime_parts past the parts the parser reads
 REGEX_IN_GLOB = "regex_in_glob"  # a glob written as a regular expression (.*\.exe)
 SHOWN_CHARS = 80  # of a key or value an issue quotes
 

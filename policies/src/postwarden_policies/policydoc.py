@@ -16,7 +16,7 @@ import yaml
 
 from . import conditions as c
 from .conditionformat import CONDITION
-from .errors import likely_meant, shown
+from .errors import PAST_PARSER_CAP, likely_meant, shown
 from .mappingspecs import Field, Obj, ObjectContext
 from .model import (
     DEFAULT_URL_SCHEMES,
@@ -31,10 +31,12 @@ from .policyset import PARSER_MAX_DEPTH, PARSER_MAX_PARTS
 from .spec import (
     INVALID,
     Convert,
+    JsonSchema,
     Lazy,
     ListOf,
     Scalar,
     Size,
+    Spec,
     SpecError,
     boolean,
     caseless_except,
@@ -107,6 +109,27 @@ def _check_when_alone(_: dict[str, Any], ctx: ObjectContext) -> None:
         ctx.error("when", "when without a limit to apply it to (add one, or remove when)")
 
 
+class _ParserCapped(Spec):
+    """An integer limit the parser caps: one past the cap acts as the cap, which a warning
+    says (loaded silently, 5000 parts read as a limit that was 1000)."""
+
+    def __init__(self, inner: Spec, cap: int, unit: str) -> None:
+        self.inner = inner
+        self.cap = cap
+        self.unit = unit
+
+    def read(self, node: yaml.Node, reader: Reader) -> Any:
+        value = self.inner.read(node, reader)
+        if type(value) is int and value > self.cap:
+            reader.warn(node, f"{value} acts as {self.cap}: the parser reads at most "
+                              f"{self.cap} {self.unit}, and on_structure_limit applies "
+                              "past them", code=PAST_PARSER_CAP)
+        return value
+
+    def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
+        return self.inner.schema(defs)
+
+
 # 0 is no limit to Postfix (message_size_limit = 0) and to many tools: a policy's 0 would
 # be the opposite, so a limit of 0 is refused, saying what it would do.
 _ZERO = "0 would {}: leave the limit out for none"
@@ -135,14 +158,15 @@ LIMITS = Obj(
             "mail submitted with sendmail(1) past it is refused whole (550 5.5.3)."
         ),
         "max_mime_parts": Field(
-            integer(minimum=1, zero=_ZERO.format("refuse every message (one part is 1)")),
+            _ParserCapped(integer(minimum=1, zero=_ZERO.format(
+                "refuse every message (one part is 1)")), PARSER_MAX_PARTS, "parts"),
             "More MIME parts: on_structure_limit applies. The parser reads at most "
             f"{PARSER_MAX_PARTS}: a larger value is {PARSER_MAX_PARTS}.",
         ),
         "max_mime_depth": Field(
-            integer(minimum=1, zero=_ZERO.format(
+            _ParserCapped(integer(minimum=1, zero=_ZERO.format(
                 "refuse every message with parts (max_mime_parts: 1 takes single-part "
-                "messages only)")),
+                "messages only)")), PARSER_MAX_DEPTH, "levels"),
             "Deeper nesting: on_structure_limit applies. A message's own body is depth 0, "
             "the parts of a multipart (or the message a message/rfc822 part holds) depth 1, "
             "theirs 2: 1 takes text with attachments, not the common multipart/alternative "
