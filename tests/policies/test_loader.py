@@ -183,7 +183,8 @@ ERRORS = [
     ),
     pytest.param(
         "version: '1'\nname: t\n",
-        ["1:10: expected the format version 1, got the string '1'"],
+        ["1:10: expected the format version 1, got the string '1' (quoted, it is text: "
+         "write 1 without quotes)"],
         id="version-string",
     ),
     pytest.param(

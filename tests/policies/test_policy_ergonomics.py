@@ -229,3 +229,15 @@ def test_another_filters_action_name_is_told_as_ours(then: str, column: int,
     [issue] = check_policy_text("p.yaml", text)
     assert (issue.line, issue.column) == (5, column)
     assert issue.message.endswith(f"(postwarden calls it {ours})")
+
+
+@pytest.mark.parametrize(("line", "told"), [
+    ("priority: '10'", "3:11: expected an integer, got the string '10' (quoted, it is text: "
+                       "write 10 without quotes)"),
+    ("tag_flags: \"false\"", "3:12: expected true or false, got the string 'false' (quoted, "
+                             "it is text: write false without quotes)"),
+])
+def test_a_quoted_number_or_boolean_says_to_unquote_it(line: str, told: str) -> None:
+    """"got the string '10'" did not say that the quotes were all that was wrong."""
+    assert [str(i) for i in check_policy_text("p.yaml", f"version: 1\nname: p\n{line}\n")] == [
+        f"p.yaml:{told}"]

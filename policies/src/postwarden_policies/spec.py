@@ -140,7 +140,8 @@ class Scalar(Spec):
                 reader.error(node, f"expected {self.expected}, got {describe(node)} "
                                    "(quote it to make it a string)")
             else:
-                reader.error(node, f"expected {self.expected}, got {got(node, value)}")
+                reader.error(node, f"expected {self.expected}, got {got(node, value)}"
+                                   f"{self._quoted_hint(node, value)}")
             return INVALID
         if isinstance(value, str):
             _tell_comment_after(node, value, reader)
@@ -152,11 +153,24 @@ class Scalar(Spec):
                 return INVALID
         return value
 
+    def _quoted_hint(self, node: yaml.ScalarNode, value: object) -> str:
+        """What to say of a quoted value that, unquoted, would be what is expected
+        (``priority: '10'``, ``authenticated: "false"``); else ""."""
+        written_as = _UNQUOTED.get(self.python_type)
+        if not (node.style and isinstance(value, str) and written_as
+                and written_as.fullmatch(value)):
+            return ""
+        return f" (quoted, it is text: write {value} without quotes)"
+
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
         if self.python_type is bool:  # the YAML 1.1 words read() takes too, as text
             return {"anyOf": [{"type": "boolean"}, {"enum": list(YAML11_BOOLEANS)}],
                     **self.extra}
         return {"type": self.json_type, **self.extra}
+
+
+# How an integer or a boolean is written unquoted, as YAML 1.2 reads one (yamlnodes).
+_UNQUOTED = {int: re.compile(r"[-+]?[0-9]+"), bool: re.compile(r"true|True|TRUE|false|False|FALSE")}
 
 
 def _tell_comment_after(node: yaml.ScalarNode, value: str, reader: Reader) -> None:
