@@ -25,6 +25,7 @@ from postwarden_policies import (
 )
 from postwarden_policies.errors import (
     ASCII_ONLY_CLASS,
+    BLOCK_LINE_END,
     CASE_FOLDING,
     COMMENT_AFTER_VALUE,
     MATCHES_EVERY_TEXT,
@@ -41,7 +42,7 @@ TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (loader_wa
 # check (and policy push, which checks first) prints already.
 LOADER_WARNINGS = frozenset({TEST_WARNING, COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS,
                              CASE_FOLDING, MATCHES_EVERY_TEXT, REGEX_IN_GLOB,
-                             PAST_PARSER_CAP})
+                             PAST_PARSER_CAP, BLOCK_LINE_END})
 P = ParamSpec("P")
 T = TypeVar("T")
 # Few threads on purpose: a burst of heavy requests queues here instead of

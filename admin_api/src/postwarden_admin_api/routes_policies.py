@@ -22,6 +22,7 @@ from aiohttp import web
 from postwarden_policies import PolicyIssue
 from postwarden_policies.errors import (
     ASCII_ONLY_CLASS,
+    BLOCK_LINE_END,
     CASE_FOLDING,
     COMMENT_AFTER_VALUE,
     MATCHES_EVERY_TEXT,
@@ -475,12 +476,15 @@ SCHEMAS = {
                        "(viagra|cialis|), which matches every value; "
                        f"{REGEX_IN_GLOB}, a glob written as a regular expression (.*\\.exe); "
                        f"{PAST_PARSER_CAP}, a max_mime_parts or max_mime_depth past what the "
-                       "parser reads, which acts as that",
+                       "parser reads, which acts as that; "
+                       f"{BLOCK_LINE_END}, a pattern written as a block (|) that ends with "
+                       "its line break, which a match then needs",
         "properties": {
             "code": {"type": "string",
                      "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,
                               COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, CASE_FOLDING,
-                              MATCHES_EVERY_TEXT, REGEX_IN_GLOB, PAST_PARSER_CAP]},
+                              MATCHES_EVERY_TEXT, REGEX_IN_GLOB, PAST_PARSER_CAP,
+                              BLOCK_LINE_END]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

@@ -23,7 +23,13 @@ import yaml
 
 from . import conditions as c
 from .domains import ascii_domain, caseless, normal_address
-from .errors import ASCII_ONLY_CLASS, CASE_FOLDING, MATCHES_EVERY_TEXT, REGEX_IN_GLOB
+from .errors import (
+    ASCII_ONLY_CLASS,
+    BLOCK_LINE_END,
+    CASE_FOLDING,
+    MATCHES_EVERY_TEXT,
+    REGEX_IN_GLOB,
+)
 from .facts import address_literal
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
@@ -200,6 +206,14 @@ def _host_globs(get: c.Getter) -> Convert:
     )
 
 
+# A pattern written as a block (subject: |, then the pattern below) ends with its line
+# break, which the pattern then needs: a Subject or header value, read on one line,
+# never has it, and body text only where a line ends right after the words.
+_BLOCK_LINE_END = ("this pattern ends with the line break its block (| or >) keeps, which a "
+                   "match then needs (a Subject or header value, read on one line, has none): "
+                   "write |- or >- to leave it out, or the pattern on the key's line")
+
+
 class Regex(Convert):
     """An RE2 regular expression, compiled; a warning where RE2's ASCII-only classes
     likely miss words outside ASCII, or its simple case folding a spelling (ß, SS), or
@@ -224,6 +238,9 @@ class Regex(Convert):
             reader.warn(node, why, code=CASE_FOLDING)
         if why := empty_alternative_warning(pattern):
             reader.warn(node, why, code=MATCHES_EVERY_TEXT)
+        if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">") \
+                and pattern.source.endswith("\n"):
+            reader.warn(node, _BLOCK_LINE_END, code=BLOCK_LINE_END)
         return pattern
 
 

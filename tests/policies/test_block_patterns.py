@@ -1,0 +1,41 @@
+"""A pattern written as a YAML block (subject: |, the pattern below) ends with the line
+break the block keeps: a Subject, read on one line, never has it, so the rule never
+matched, silently. It loads, as before, with a warning at the pattern."""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_policies import evaluate_message, load_policy_set_from_sources
+from postwarden_policies.errors import BLOCK_LINE_END
+from postwarden_policies.facts import Envelope
+from postwarden_policies.yamlnodes import PolicyIssue
+
+HEAD = "version: 1\nname: p\nrules:\n  - name: r\n    then: reject\n    when:\n"
+
+
+def _load(condition: str) -> tuple[list[PolicyIssue], tuple[str, ...]]:
+    found: list[PolicyIssue] = []
+    policies = load_policy_set_from_sources([("p.yaml", HEAD + condition)], warn=found.append)
+    verdict = evaluate_message(policies, b"Subject: cheap viagra\r\n\r\nhi\r\n", Envelope())
+    return found, verdict.rules
+
+
+@pytest.mark.parametrize("style", ["|", ">", "|+"])
+def test_a_block_pattern_ending_with_its_line_break_is_a_warning(style: str) -> None:
+    warnings, matched = _load(f"      subject: {style}\n        viagra\n")
+    assert matched == ()  # what the warning tells
+    [warning] = warnings
+    assert (warning.line, warning.column, warning.code) == (7, 16, BLOCK_LINE_END)
+    assert warning.message == (
+        "rule 'r': this pattern ends with the line break its block (| or >) keeps, which a "
+        "match then needs (a Subject or header value, read on one line, has none): write "
+        "|- or >- to leave it out, or the pattern on the key's line")
+
+
+@pytest.mark.parametrize("condition", ["      subject: |-\n        viagra\n",
+                                       "      subject: viagra\n",
+                                       '      body: "viagra\\n"\n'])
+def test_without_the_blocks_line_break_nothing_is_said(condition: str) -> None:
+    warnings, _ = _load(condition)
+    assert warnings == []
