@@ -241,3 +241,16 @@ def test_a_quoted_number_or_boolean_says_to_unquote_it(line: str, told: str) -> 
     """"got the string '10'" did not say that the quotes were all that was wrong."""
     assert [str(i) for i in check_policy_text("p.yaml", f"version: 1\nname: p\n{line}\n")] == [
         f"p.yaml:{told}"]
+
+
+@pytest.mark.parametrize(("line", "column"), [
+    ("    when: {header: {'X-Spam:': 'yes'}}\n    then: reject\n", 21),
+    ("    then: {add_header: {'X-Spam:': 'yes'}}\n", 25),
+    ("    then: {remove_header: ['X-Spam:']}\n", 28),
+])
+def test_a_header_name_with_its_colon_says_to_leave_it_out(line: str, column: int) -> None:
+    """Copied from a message as "X-Spam:", it was "expected a header name, got 'X-Spam:'"."""
+    text = f"version: 1\nname: p\nrules:\n  - name: a\n{line}"
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        f"p.yaml:5:{column}: rule 'a': expected a header name, got 'X-Spam:' (the name "
+        "without its colon)"]

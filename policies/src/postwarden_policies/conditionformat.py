@@ -63,6 +63,12 @@ ADDRESS = r"[^@\s<>]+@[^@\s<>]+"
 _LABEL = r"(?:[A-Za-z0-9_-]|[^\x00-\x7f])+"  # letters of any script: IDN labels too
 DOMAIN = rf"(\*?\.)?{_LABEL}(\.{_LABEL})*\.?"
 HEADER_NAME = r"[!-9;-~]+"  # RFC 5322 field name: printable ASCII except ":"
+
+
+def header_name_hint(value: str) -> str:
+    """What to say of a header name written as in a message (``X-Spam:``)."""
+    return " (the name without its colon)" if value.rstrip().endswith(":") else ""
+
 # Legal in an address, but written in a policy's address list they are meant as globs.
 _GLOB_CHARS = "*?"
 _WHOLE_ADDRESS = ADDRESS.replace("<>", f"<>{_GLOB_CHARS}")  # for an editor: no glob
@@ -333,7 +339,7 @@ CONDITION: Spec = Obj(
         "header": Field(
             Convert(
                 MapOf(
-                    text(pattern=HEADER_NAME, what="a header name"),
+                    text(pattern=HEADER_NAME, what="a header name", hint=header_name_hint),
                     Regex(),
                     "header patterns",
                 ),

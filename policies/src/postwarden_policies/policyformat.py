@@ -8,11 +8,12 @@ for tempfail) or ``code: "550 5.7.2"``; reject needs a 5xx code, tempfail a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
-from .conditionformat import CONDITION, HEADER_NAME
+from .conditionformat import CONDITION, HEADER_NAME, header_name_hint
 from .conditions import ALWAYS
 from .headeredits import FLAGS_HEADER
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
@@ -27,6 +28,7 @@ from .spec import (
     Invalid,
     JsonSchema,
     ListOf,
+    Scalar,
     Spec,
     SpecError,
     boolean,
@@ -95,6 +97,13 @@ def _added_header_name(name: str) -> str:
     if name.lower() == FLAGS_HEADER.lower():
         raise SpecError(f"{name} cannot be added: postwarden adds it itself (tag_flags)")
     return name
+
+
+def _header_name(refused: Iterable[str]) -> Scalar:
+    """A header name an edit takes; the JSON Schema refuses ``refused`` too, as the
+    edit's conversion does (in any case)."""
+    return text(pattern=HEADER_NAME, what="a header name", hint=header_name_hint,
+                schema_pattern=caseless_except(refused, HEADER_NAME))
 
 
 # Edits in a rule whose action ends the message undelivered would be lost silently.
@@ -166,17 +175,15 @@ ACTIONS = Either(
             ),
             "add_header": Field(
                 MapOf(
-                    Convert(text(pattern=HEADER_NAME, what="a header name", schema_pattern=(
-                        caseless_except({*STRUCTURAL_HEADERS, FLAGS_HEADER}, HEADER_NAME))),
-                        _added_header_name),
+                    Convert(_header_name({*STRUCTURAL_HEADERS, FLAGS_HEADER}),
+                            _added_header_name),
                     text(pattern=PRINTABLE, what="one line of printable ASCII", max_length=900),
                     "headers",
                 ),
                 "Headers to add: name -> value.",
             ),
             "remove_header": Field(
-                ListOf(Convert(text(pattern=HEADER_NAME, what="a header name", schema_pattern=(
-                    caseless_except(STRUCTURAL_HEADERS, HEADER_NAME))), _removable_header)),
+                ListOf(Convert(_header_name(STRUCTURAL_HEADERS), _removable_header)),
                 "Headers to remove (every occurrence).",
             ),
             "subject_prefix": Field(

@@ -190,10 +190,12 @@ _NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
 def text(*, pattern: str | None = None, what: str = "text", max_length: int = 1000,
-         byte_escapes: bool = False, schema_pattern: str | None = None) -> Scalar:
+         byte_escapes: bool = False, schema_pattern: str | None = None,
+         hint: Callable[[str], str] = lambda _: "") -> Scalar:
     """A non-empty string, optionally matching ``pattern`` (described as ``what``);
     ``byte_escapes``: \\udc80 to \\udcff may stand for the bytes 0x80 to 0xff;
-    ``schema_pattern``: a stricter one the JSON Schema gives an editor instead."""
+    ``schema_pattern``: a stricter one the JSON Schema gives an editor instead;
+    ``hint``: what to add of a value that does not match (" (...)" or "")."""
     compiled = re.compile(pattern) if pattern else None
     surrogate = _NOT_A_BYTE if byte_escapes else SURROGATE
 
@@ -207,7 +209,7 @@ def text(*, pattern: str | None = None, what: str = "text", max_length: int = 10
             raise SpecError(f"holds \\u{ord(found.group()):04x}, a lone surrogate: no "
                             f"character{allowed}")
         if compiled is not None and not compiled.fullmatch(value):
-            raise SpecError(f"expected {what}, got {shown(value)}")
+            raise SpecError(f"expected {what}, got {shown(value)}{hint(value)}")
 
     extra: JsonSchema = {"minLength": 1, "maxLength": max_length}
     if schema_pattern or pattern:

@@ -24,7 +24,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .conditionformat import ADDRESS, HEADER_NAME
+from .conditionformat import ADDRESS, HEADER_NAME, header_name_hint
 from .engine import FIELDS_LIMIT, INTERNAL_ERROR, REWRITE_FAILED, STRUCTURE_FLAGS
 from .facts import client_ip_text
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
@@ -66,7 +66,7 @@ _EXPECTED_RULE = text(
 # One line of any text but control characters: compared with the decoded header
 # value, which may hold any character.
 _HEADER_TEXT = r"[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+"
-_HEADER = text(pattern=HEADER_NAME, what="a header name")
+_HEADER = text(pattern=HEADER_NAME, what="a header name", hint=header_name_hint)
 # What a verdict's flags may hold: the parser's, and the two the engine adds itself
 # (a rewrite that failed, an internal error).
 VERDICT_FLAGS = FLAGS | {REWRITE_FAILED, INTERNAL_ERROR}
