@@ -141,3 +141,15 @@ def test_a_number_past_the_range_is_told_as_written(field: str, number: str, iss
     "size too large": neither said what was wrong."""
     text = f"version: 1\nname: p\nrules:\n  - name: a\n    then: reject\n    {field}: {number}\n"
     assert _issues(text) == [issue]
+
+
+@pytest.mark.parametrize(("number", "told"), [
+    ("9" * 2_000_000, "integer too large: at most 9223372036854775807, got "
+                      f"{'9' * 80}... (2000000 characters)"),
+    ("1." + "0" * 2_000_000 + "1", f"expected an integer, got 1.{'0' * 78}... "
+                                   "(2000003 characters)"),
+])
+def test_a_number_of_millions_of_digits_is_told_too(number: str, told: str) -> None:
+    """Judging it as written with decimal arithmetic overflowed the context's exponent
+    (decimal.Overflow) past a million digits: the load raised instead of telling."""
+    assert _issues(f"version: 1\nname: p\npriority: {number}\n") == [f"p.yaml:3:11: {told}"]

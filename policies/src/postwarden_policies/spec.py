@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 import yaml
@@ -70,11 +70,18 @@ def whole_number(node: yaml.ScalarNode, value: object) -> object:
         return value
     try:
         exact = Decimal(node.value)
-    except InvalidOperation:  # .inf, .nan, 0x8000000000000000
+    except ArithmeticError:  # .inf, .nan, 0x8000000000000000
         return value
-    if not exact.is_finite() or exact != exact.to_integral_value():
-        return value
-    return int(exact) if abs(exact) <= MAX_INTEGER else TOO_LARGE
+    # Its digits alone, no arithmetic: the context's precision would round, or overflow
+    # on a source's millions of digits.
+    _, digits, exponent = exact.as_tuple()
+    if not isinstance(exponent, int) or (exponent < 0 and any(digits[exponent:])):
+        return value  # infinite, or with a fraction
+    if not any(digits):
+        return 0
+    if exact.adjusted() >= len(str(MAX_INTEGER)):  # 10**19 and past
+        return TOO_LARGE
+    return int(exact) if abs(int(exact)) <= MAX_INTEGER else TOO_LARGE
 
 
 def written(node: yaml.ScalarNode) -> str:
