@@ -811,6 +811,38 @@ def test_svg_and_mathml_go_with_all_readers_read_in_them(html: str, clean: str) 
     assert sanitize_html(html, KEEP)[0] == clean
 
 
+@pytest.mark.parametrize(
+    ("html", "shown", "clean"),
+    [
+        pytest.param("<table><tr><td><svg><foreignObject></td>xyz</table>", "xyz\n\n\n\n\n\n",
+                     "xyz<table><tbody><tr><td></td></tr></tbody></table>",
+                     id="cell-end-past-foreignobject"),
+        pytest.param("<table><tr><td><math><semantics><mi>a</mi><annotation-xml encoding="
+                     "text/html></tr>xyz</table>", "xyz\n\n\na\n\n\n",
+                     "xyz<table><tbody><tr><td></td></tr></tbody></table>",
+                     id="row-end-past-annotation-xml"),
+        pytest.param("<table><caption><svg><desc></caption>xyz</table>", "xyz\n\n\n\n",
+                     "xyz<table><caption></caption></table>", id="caption-end-past-desc"),
+        pytest.param("<table><tr><td><svg><desc><td>xyz</table>", "\n\n\n\nxyz\n\n\n\n",
+                     "<table><tbody><tr><td></td><td>xyz</td></tr></tbody></table>",
+                     id="cell-start-past-desc"),
+        pytest.param("<table><tr><th><svg><title><b><tbody>xyz</table>",
+                     "xyz\n\n\n\n\n\n\n\n",
+                     "xyz<table><tbody><tr><th></th></tr></tbody><tbody></tbody></table>",
+                     id="body-start-past-title"),
+    ],
+)
+def test_a_table_part_tag_closes_svg_and_mathml_in_its_cell(html: str, shown: str, clean: str
+                                                            ) -> None:
+    """A cell's, row's or caption's end tag, and a table part's start tag, go by the
+    table's rules (table scope), which an element holding HTML (a ``<foreignObject>``, a
+    ``<desc>``, an annotation of HTML) does not bound: what follows is out of the SVG or
+    MathML in readers, shown (before the table, or in the next cell). Read as in the
+    SVG or MathML, it was left out of the rendering and of the sanitized HTML."""
+    assert render_visible(html) == shown
+    assert sanitize_html(html, KEEP)[0] == clean
+
+
 def test_a_style_left_with_no_declaration_goes_with_its_attribute() -> None:
     # nh3 drops what its CSS allowlist lacks (position), which left style="" on the tag.
     html = ('<p style="position:fixed" title=\'a style="" > x="y"\'>x style=""</p>'

@@ -246,14 +246,19 @@ _TEXT_CONTENT = frozenset({"tspan", "textpath", "a"})
 # condition is taken to fail (it may, in some reader).
 _FIRST_CHILD_ONLY = {"math": frozenset({"semantics", "maction"}), "svg": frozenset({"switch"})}
 _CONDITIONS = frozenset({"systemlanguage", "requiredextensions"})
-# HTML end tags that close their element past integration points (a table's looks in
-# table scope, which they do not bound).
-_UNBOUNDED = frozenset({"table", "template"})
+# The parts of an HTML table, each to those it goes in (else the table): where a table
+# is open (past any template), their start tags close what is open in the table after
+# the last of those, and their end tags (and the table's) the last of their name there
+# (in table scope, which integration points do not bound): ``<td><svg><foreignObject>
+# </td>x`` shows x, which in the foreignObject none did. Neither col nor colgroup holds
+# anything (what is no col ends the colgroup).
+_TABLE_PARTS = {"td": ("tr",), "th": ("tr",), "tr": ("tbody", "thead", "tfoot"),
+                "tbody": (), "thead": (), "tfoot": (), "caption": (), "colgroup": (),
+                "col": ()}
+_EMPTY_PARTS = frozenset({"col", "colgroup"})
 # HTML start tags that open no element (void, <image> an <img>), or none where a body is
 # already open.
-_NOT_OPENED = VOID | frozenset(
-    "body caption col colgroup frame frameset head html image tbody td tfoot th thead tr"
-    .split())
+_NOT_OPENED = VOID | frozenset("body frame frameset head html image".split())
 # An open element: its name, its namespace ("html", "svg", "math") and its role: "point"
 # (holds HTML), "text" (a MathML text integration point), "xml" (annotation-xml that
 # holds other XML), "drawn" (an SVG <text>, and its _TEXT_CONTENT), "template" or "".
@@ -266,8 +271,9 @@ class _OpenElements:
     """What HTML's tree builder has open that decides how a tag is read: every element,
     SVG, MathML or HTML (an end tag in SVG reaching an HTML element goes by HTML's rules:
     ``<div><svg></div>`` closes the svg and the div, and shows what follows). Simplified:
-    HTML elements close only by their end tag (not ``<p>`` by the next ``<p>``), and
-    none is reopened. Each tag costs constant time, but for the elements it closes."""
+    HTML elements close only by their end tag (not ``<p>`` by the next ``<p>``) or a
+    table part's start tag (:data:`_TABLE_PARTS`), and none is reopened. Each tag costs
+    constant time, but for the elements it closes."""
 
     def __init__(self) -> None:
         # Places in arrays, each element once, a list of places by name only linked
@@ -362,9 +368,26 @@ class _OpenElements:
             if not _self_closing(tag):
                 self._push((name, name, ""))
             return False
-        if name not in _NOT_OPENED:
+        if name in _TABLE_PARTS:
+            self._table_part(name)
+        elif name not in _NOT_OPENED:
             self._push((name, "html", ""))
         return not self.in_template
+
+    def _table_part(self, name: str) -> None:
+        """The start tag of a table part: ignored but where a table is open (past any
+        template), it closes what is open in it after the last element it goes in."""
+        if (table := self._table()) < 0:
+            return
+        self._close(max([table, *(self.last.get(_key(outer, html=True), -1)
+                                  for outer in _TABLE_PARTS[name])]) + 1)
+        if name not in _EMPTY_PARTS:
+            self._push((name, "html", ""))
+
+    def _table(self) -> int:
+        """The place of the last HTML table open past any template; -1 for none."""
+        table = self.last.get(_key("table", html=True), -1)
+        return table if table > self.last.get(_key("template", html=True), -1) else -1
 
     def _foreign_start(self, name: str, tag: re.Match[str]) -> None:
         """A start tag read as SVG or MathML (of the namespace of the element it is in)."""
@@ -402,8 +425,9 @@ class _OpenElements:
         """An end tag; whether it closed an element so named. Where an SVG or MathML
         element is current, it closes the last one so named above the last HTML element
         (</p> and </br> close them all), or goes by HTML's rules; by these a template's
-        closes the last template, a table's the last table, another the last HTML
-        element so named above the last integration point or template."""
+        closes the last template, a table's or a table part's the last so named in the
+        last table (:data:`_TABLE_PARTS`), another the last HTML element so named above
+        the last integration point or template."""
         if self.open and self.open[-1][1] != "html":
             if _breaks_out("/" + name, tag):
                 self._close(self._floor() + 1)
@@ -411,7 +435,11 @@ class _OpenElements:
                 self._close(place)
                 return True
         place = self.last.get(_key(name, html=True), -1)
-        if place >= 0 and (name in _UNBOUNDED or place > _last(self.bounds)):
+        if name == "table" or name in _TABLE_PARTS:
+            bound = table if (table := self._table()) >= 0 else len(self.open)  # none
+        else:
+            bound = 0 if name == "template" else _last(self.bounds) + 1
+        if place >= bound:
             self._close(place)
             return True
         return False
