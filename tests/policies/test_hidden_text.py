@@ -267,6 +267,10 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      id="svg-elements-are-no-html-blocks"),
         pytest.param("<math>a<section>b</section><mtext><div>c</div></mtext></math>",
                      "ab\nc\n", id="mathml-elements-are-no-html-blocks"),
+        # A block start tag closes no <p> past an element of button scope: a template's
+        # content stays in it, inert.
+        pytest.param("<p>a<template><div>x</div></template>b</p>", "\nab\n",
+                     id="block-in-template-closes-no-p"),
         pytest.param("a<svg>b<img alt=c>d", "acd", id="svg-closed-by-image-shows-alt"),
         pytest.param("<svg><input value=a></svg>", "", id="svg-input-shows-no-value"),
         pytest.param("<svg><text>a<image alt=b>c</text></svg>", "a", id="svg-image-no-img"),
@@ -351,6 +355,24 @@ def test_text_svg_does_not_draw_does_not_split_a_word(hidden: str) -> None:
 def test_svg_elements_named_as_html_blocks_do_not_split_a_word(html: str) -> None:
     """Readers lay them out as SVG or MathML: none breaks a line or closes a <p> as an
     HTML block."""
+    assert _rejected(text_message("text/html", html))
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param("<p>v<math><mtext>i<div style=display:inline>agra</div></mtext></math></p>",
+                     id="mathml-text"),
+        pytest.param("<p>v<math><mi>i<div style=display:inline>agra</div></mi></math></p>",
+                     id="mathml-identifier"),
+        pytest.param("<p>v<math><annotation-xml encoding=text/html>i<div style=display:inline>"
+                     "agra</div></annotation-xml></math></p>", id="mathml-html-annotation"),
+    ],
+)
+def test_a_block_where_mathml_holds_html_closes_no_p_around_it(html: str) -> None:
+    """HTML's search for a ``<p>`` to close (button scope) stops at MathML's text and
+    HTML integration points: readers keep the <p> open, and the word whole on its line.
+    Closed, its line break split the word."""
     assert _rejected(text_message("text/html", html))
 
 

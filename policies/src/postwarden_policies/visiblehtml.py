@@ -42,10 +42,13 @@ _Segment: TypeAlias = "list[str | _Segment]"
 # closes when one is the current element.
 _BLOCKS = frozenset(BLOCK)
 _CLOSES_P = _BLOCKS - {"br", "caption", "table", "tbody", "td", "tfoot", "th", "thead", "tr"}
-# Where the search for that <p> stops: these, and the SVG elements that hold HTML (a
-# <div> in a <desc>, which shows nothing, closed the <p> around the <svg>, a line break).
-_P_SCOPE = frozenset({"table", "td", "th", "caption", "button", "applet", "object", "marquee",
-                      "desc", "foreignobject", "title"})
+# Where the search for that <p> stops (HTML's button scope): these HTML elements, and
+# the SVG and MathML ones that hold HTML (a <div> in a <desc>, which shows nothing,
+# closed the <p> around the <svg>, a line break; one in an <mtext> split the word the
+# <p> held, and one in a <template> showed its inert content).
+_P_SCOPE = frozenset({"applet", "button", "caption", "html", "marquee", "object", "table",
+                      "td", "template", "th", "annotation-xml", "mi", "mn", "mo", "ms",
+                      "mtext", "desc", "foreignobject", "title"})
 _P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays linear
 _SIBLINGS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt"), "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
