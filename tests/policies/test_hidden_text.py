@@ -271,6 +271,11 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         # content stays in it, inert.
         pytest.param("<p>a<template><div>x</div></template>b</p>", "\nab\n",
                      id="block-in-template-closes-no-p"),
+        # A <template> in SVG or MathML is an element either does not know, no template:
+        # drawn as a <g> (its <text>) or a <mrow>.
+        pytest.param("<svg><template><text>a</text></template></svg><math><template>b"
+                     "</template></math><template>c</template>", "ab",
+                     id="svg-and-mathml-template-shown"),
         pytest.param("a<svg>b<img alt=c>d", "acd", id="svg-closed-by-image-shows-alt"),
         pytest.param("<svg><input value=a></svg>", "", id="svg-input-shows-no-value"),
         pytest.param("<svg><text>a<image alt=b>c</text></svg>", "a", id="svg-image-no-img"),

@@ -199,7 +199,8 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, namespace: st
     element, whose presentation attributes are CSS, "" for HTML."""
     lowered = attributes.lower()
     own_colour = name in _OWN_COLOUR or (name == "a" and _HREF.search(lowered) is not None)
-    if (name != "template" and not _LOOKED_AT.search(lowered)
+    inert = name == "template" and not namespace  # an SVG or MathML one is no template
+    if (not inert and not _LOOKED_AT.search(lowered)
             and not (namespace and _PRESENTATION_AT[namespace].search(lowered))
             and not sheet.may_style(name, lowered)):
         return OWN_COLOUR if own_colour else PLAIN
@@ -223,7 +224,7 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, namespace: st
         shows = html.unescape(values.get("alt" if name == "img" else "value", ""))
     return Look(
         gone=(
-            name == "template"  # inert content
+            inert  # a template's content
             # display: none, which CSS undoes; on HTML elements alone (readers' style sheet)
             or ("hidden" in values and not display and not namespace)
             or (bool(css) and _hidden_by(css, display))  # most tags have no CSS
