@@ -632,6 +632,11 @@ def test_a_hundred_thousand_body_tags_merge_in_one_pass() -> None:
             id="a-base-in-mathml-or-in-a-template-there-is-none-of-the-page",
         ),
         pytest.param(
+            '<base href="https://shop.example/a&copy=b&not;/"><a href="y">y</a>',
+            '<a href="https://shop.example/a&amp;copy=b\xac/y">y</a>',
+            id="a-reference-without-its-semicolon-before-an-equals-sign-stays-in-the-base",
+        ),
+        pytest.param(
             '<math><textarea></math><base href="https://shop.example/"><a href="y">y</a>',
             '<a href="https://shop.example/y">y</a>',
             id="a-textarea-in-mathml-is-no-raw-text-and-hides-no-base",

@@ -23,6 +23,7 @@ from .htmltokens import (
     STYLE_SHEET,
     Reading,
     ascii_lower,
+    attribute_unescape,
 )
 
 # Where an <svg> or <math> start tag may be ("<sag" too): elsewhere all is read as
@@ -40,7 +41,8 @@ def tag_attributes(tag: re.Match[str], names: frozenset[str]) -> dict[str, str]:
     for name, value in ATTRIBUTE.findall(tag.group("attributes")):
         if (name := ascii_lower(name)) in names:
             quote = value[:1] if value[:1] in ("'", '"') else ""
-            found.setdefault(name, html_unescape(value.removeprefix(quote).removesuffix(quote)))
+            unquoted = value.removeprefix(quote).removesuffix(quote)
+            found.setdefault(name, attribute_unescape(unquoted))
     return found
 
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 import heapq
 import re
 from collections import Counter, defaultdict
-from html import unescape as html_unescape
+
+from .htmltokens import attribute_unescape
 
 # A tag as the tokenizer starts it, what follows its name up to ">" its attributes; and
 # the character after it unless another tag starts there: text, which reopens what a
@@ -387,7 +388,7 @@ def _html_encoded(attributes: str) -> bool:
         if found["name"] == "encoding":
             quoted = found["quoted"]
             value = quoted[1:-1] if quoted else found.group().partition("=")[2].strip(_WS)
-            return html_unescape(value) in HTML_ENCODINGS
+            return attribute_unescape(value) in HTML_ENCODINGS
     return False
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from html import unescape
+from html.entities import html5
 from typing import NamedTuple
 
 from .html_precheck import trie
@@ -161,6 +163,32 @@ ATTRIBUTE = re.compile(
     rf"[{WS}/]*+([^{WS}/>][^{WS}/>=]*+)"
     rf"(?:[{WS}]*+=[{WS}]*+(\"[^\"]*+\"?|'[^']*+'?|[^{WS}>]*+))?"
 )
+
+
+# A character reference as html.unescape finds one.
+_REFERENCE = re.compile(r"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+_LONGEST_LEGACY = max(len(name) for name in html5 if not name.endswith(";"))
+
+
+def attribute_unescape(value: str) -> str:
+    """An attribute ``value`` with its character references decoded as HTML's tokenizer
+    decodes them there: a named one without its semicolon (``&not``) followed by "=" or
+    an ASCII letter or digit stays as written (``alt="a&notb"`` shows ``a&notb``, which
+    html.unescape made ``a\xacb``); elsewhere as in text."""
+    return _REFERENCE.sub(_attribute_reference, value) if "&" in value else value
+
+
+def _attribute_reference(found: re.Match[str]) -> str:
+    reference = found.group()
+    if reference[1] == "#" or reference[1:] in html5:  # numeric, or whole with its ";"
+        return unescape(reference)
+    name = reference[1:]
+    for length in range(min(len(name), _LONGEST_LEGACY), 1, -1):  # the longest legacy one
+        if name[:length] in html5:
+            after = name[length : length + 1]
+            kept = after == "=" or (after.isascii() and after.isalnum())
+            return reference if kept else html5[name[:length]] + name[length:]
+    return reference
 
 
 class Reading(NamedTuple):

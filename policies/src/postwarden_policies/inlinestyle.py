@@ -15,12 +15,11 @@ nothing, a ``text-indent`` far to the left, a ``clip-path`` that leaves nothing.
 
 from __future__ import annotations
 
-import html
 import re
 from typing import NamedTuple
 
 from .colours import UNKNOWN, Colour, background, colour, legacy
-from .htmltokens import ATTRIBUTE, WS, ascii_lower
+from .htmltokens import ATTRIBUTE, WS, ascii_lower, attribute_unescape
 from .stylesheets import EMPTY, INLINE, Declared, StyleSheet, cascade, cleaned, declarations
 
 # Attributes look_of reads; a tag without any of them (nor a sheet's rule for it)
@@ -105,13 +104,13 @@ def _declarations(values: dict[str, str], name: str, sheet: StyleSheet, namespac
         return {}  # most tags: nothing declared
     found: Declared = {}
     if sheet is not EMPTY:
-        found = sheet.declared(
-            name, html.unescape(values.get("class", "")), html.unescape(values.get("id", ""))
-        )
+        found = sheet.declared(name, attribute_unescape(values.get("class", "")),
+                               attribute_unescape(values.get("id", "")))
     for property_name, entry in presented.items():  # any rule of a sheet wins
         found.setdefault(property_name, entry)
     if values.get("style"):
-        cascade(found, declarations(cleaned(html.unescape(values["style"])), PROPERTIES), INLINE, 0)
+        style = cleaned(attribute_unescape(values["style"]))
+        cascade(found, declarations(style, PROPERTIES), INLINE, 0)
     return {property_name: value for property_name, (_, value) in found.items()}
 
 
@@ -120,7 +119,7 @@ def _presented(values: dict[str, str], attributes: dict[str, str]) -> Declared:
     among ``values``: a value holding a ";" or "!important" is none."""
     found: Declared = {}
     for attribute, property_name in attributes.items():
-        value = html.unescape(values.get(attribute, ""))
+        value = attribute_unescape(values.get(attribute, ""))
         if value and ";" not in value:
             declared = declarations(cleaned(f"{property_name}:{value}"), PROPERTIES)
             cascade(found, (entry for entry in declared if not entry[2]), 0, 0)
@@ -221,7 +220,7 @@ def look_of(name: str, attributes: str, sheet: StyleSheet = EMPTY, namespace: st
     shows = ""
     if name == "img" or (name == "input" and ascii_lower(values.get("type", "text"))
                          in ("text", "submit", "button", "reset", "search")):
-        shows = html.unescape(values.get("alt" if name == "img" else "value", ""))
+        shows = attribute_unescape(values.get("alt" if name == "img" else "value", ""))
     return Look(
         gone=(
             inert  # a template's content
@@ -298,7 +297,7 @@ def _backdrop(css: dict[str, str], values: dict[str, str], name: str) -> Colour 
 def _attribute_colour(value: str | None) -> Colour | None:
     """A color or bgcolor attribute's colour, by HTML's legacy rules, as readers read
     any value: "#fff fff fff" is white and "fff" #0f0f0f, near black."""
-    found = legacy(html.unescape(value)) if value is not None else None
+    found = legacy(attribute_unescape(value)) if value is not None else None
     return colour(found) if found is not None else None
 
 
