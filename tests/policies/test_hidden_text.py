@@ -273,6 +273,13 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      id="block-in-template-closes-no-p"),
         # A <template> in SVG or MathML is an element either does not know, no template:
         # drawn as a <g> (its <text>) or a <mrow>.
+        # A table part's start tag closes what its table holds after the row (a cell's),
+        # the table's section (a row's) or the table (a caption's, a section's).
+        pytest.param("<table><tr><td><span hidden><td>a</table>", "\n\n\n\n\na\n\n\n",
+                     id="cell-start-closes-hidden-span"),
+        pytest.param("<table><caption><div hidden><td>a<tr><td><svg style=display:none><desc>"
+                     "<td>b</table>", "\n\n\n\na\n\n\n\n\nb\n\n\n",
+                     id="table-parts-close-hidden-elements"),
         # Alt text and values are attribute values: a reference without its semicolon
         # before "=" or a letter or digit stays as written there (not in text).
         pytest.param("<img alt='a&notb&not=c&not-d&amp;'><input value=&lt3&gt;>&notb",

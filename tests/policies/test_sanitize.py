@@ -828,7 +828,7 @@ def test_svg_and_mathml_go_with_all_readers_read_in_them(html: str, clean: str) 
                      id="row-end-past-annotation-xml"),
         pytest.param("<table><caption><svg><desc></caption>xyz</table>", "xyz\n\n\n\n",
                      "xyz<table><caption></caption></table>", id="caption-end-past-desc"),
-        pytest.param("<table><tr><td><svg><desc><td>xyz</table>", "\n\n\n\nxyz\n\n\n\n",
+        pytest.param("<table><tr><td><svg><desc><td>xyz</table>", "\n\n\n\n\nxyz\n\n\n",
                      "<table><tbody><tr><td></td><td>xyz</td></tr></tbody></table>",
                      id="cell-start-past-desc"),
         pytest.param("<table><tr><th><svg><title><b><tbody>xyz</table>",

@@ -254,7 +254,7 @@ _CONDITIONS = frozenset({"systemlanguage", "requiredextensions"})
 # (in table scope, which integration points do not bound): ``<td><svg><foreignObject>
 # </td>x`` shows x, which in the foreignObject none did. Neither col nor colgroup holds
 # anything (what is no col ends the colgroup).
-_TABLE_PARTS = {"td": ("tr",), "th": ("tr",), "tr": ("tbody", "thead", "tfoot"),
+TABLE_PARTS = {"td": ("tr",), "th": ("tr",), "tr": ("tbody", "thead", "tfoot"),
                 "tbody": (), "thead": (), "tfoot": (), "caption": (), "colgroup": (),
                 "col": ()}
 _EMPTY_PARTS = frozenset({"col", "colgroup"})
@@ -274,7 +274,7 @@ class _OpenElements:
     SVG, MathML or HTML (an end tag in SVG reaching an HTML element goes by HTML's rules:
     ``<div><svg></div>`` closes the svg and the div, and shows what follows). Simplified:
     HTML elements close only by their end tag (not ``<p>`` by the next ``<p>``) or a
-    table part's start tag (:data:`_TABLE_PARTS`), and none is reopened. Each tag costs
+    table part's start tag (:data:`TABLE_PARTS`), and none is reopened. Each tag costs
     constant time, but for the elements it closes."""
 
     def __init__(self) -> None:
@@ -370,7 +370,7 @@ class _OpenElements:
             if not _self_closing(tag):
                 self._push((name, name, ""))
             return False
-        if name in _TABLE_PARTS:
+        if name in TABLE_PARTS:
             self._table_part(name)
         elif name not in _NOT_OPENED:
             self._push((name, "html", ""))
@@ -382,7 +382,7 @@ class _OpenElements:
         if (table := self._table()) < 0:
             return
         self._close(max([table, *(self.last.get(_key(outer, html=True), -1)
-                                  for outer in _TABLE_PARTS[name])]) + 1)
+                                  for outer in TABLE_PARTS[name])]) + 1)
         if name not in _EMPTY_PARTS:
             self._push((name, "html", ""))
 
@@ -428,7 +428,7 @@ class _OpenElements:
         element is current, it closes the last one so named above the last HTML element
         (</p> and </br> close them all), or goes by HTML's rules; by these a template's
         closes the last template, a table's or a table part's the last so named in the
-        last table (:data:`_TABLE_PARTS`), another the last HTML element so named above
+        last table (:data:`TABLE_PARTS`), another the last HTML element so named above
         the last integration point or template."""
         if self.open and self.open[-1][1] != "html":
             if _breaks_out("/" + name, tag):
@@ -437,7 +437,7 @@ class _OpenElements:
                 self._close(place)
                 return True
         place = self.last.get(_key(name, html=True), -1)
-        if name == "table" or name in _TABLE_PARTS:
+        if name == "table" or name in TABLE_PARTS:
             bound = table if (table := self._table()) >= 0 else len(self.open)  # none
         else:
             bound = 0 if name == "template" else _last(self.bounds) + 1

@@ -13,7 +13,7 @@ import html
 from typing import TypeAlias
 
 from .colours import Colour, near
-from .foreigncontent import shown_readings
+from .foreigncontent import TABLE_PARTS, shown_readings
 from .htmltokens import BLOCK, WS, Reading, ascii_lower
 from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
 from .stylesheets import StyleSheet, read_style_sheets
@@ -52,7 +52,7 @@ _P_SCOPE = frozenset({"applet", "button", "caption", "html", "marquee", "object"
 _P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays linear
 _SIBLINGS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt"), "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
-_IMPLIES = _CLOSES_P | _SIBLINGS.keys()  # start tags that may close open elements
+_IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys()  # may close open elements
 _SPLIT_BATCH = 4096  # tags split at a time (render_visible)
 _SHOWN_RAW = frozenset({"textarea", "plaintext"})  # raw text readers show
 _MADE_MOST = 4096  # elements kept for reuse (_Walk.made): past that, it starts afresh
@@ -132,8 +132,9 @@ class _Walk:
     Elements are tracked on a stack as HTML's tree builder keeps them, in the
     parts that decide what an element holds and where it shows: void elements
     hold nothing; an end tag closes up to the open element of its name and is
-    ignored without one; block starts close a nearby <p>, and <li>, <td>,
-    <tr>... close their own kind; formatting elements an end tag closed around
+    ignored without one; block starts close a nearby <p>, and <li>, <dd>...
+    close their own kind, and a table part what its table holds after the part it
+    goes in (a <td> all after the row); formatting elements an end tag closed around
     them open again before the next text; text and tags out of place in a table
     show before it ("foster parenting": ``vi<table>agra<tr>`` reads ``viagra``).
     What shows goes into nested lists (a table's and what goes before it), joined
@@ -266,8 +267,20 @@ class _Walk:
                 if element.name == "p":
                     self.end("p")
                     break
+        if name in TABLE_PARTS and self.open.get("table") and not self.open.get("template"):
+            self._close_in_table(TABLE_PARTS[name])
         siblings = _SIBLINGS.get(name, ())
         while self.stack[-1].name in siblings:
+            self.end(self.stack[-1].name)
+
+    def _close_in_table(self, kept: tuple[str, ...]) -> None:
+        """Close what is open in the last table after the last of ``kept`` (or the table),
+        as a table part's start tag does (``<td><span hidden><td>x`` shows x). All that
+        is looked at is closed: linear."""
+        place = len(self.stack) - 1
+        while self.stack[place].name not in kept and self.stack[place].name != "table":
+            place -= 1
+        while len(self.stack) > place + 1:
             self.end(self.stack[-1].name)
 
     def _reopen(self) -> None:
