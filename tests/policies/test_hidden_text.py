@@ -280,6 +280,8 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<table><caption><div hidden><td>a<tr><td><svg style=display:none><desc>"
                      "<td>b</table>", "\n\n\n\na\n\n\n\n\nb\n\n\n",
                      id="table-parts-close-hidden-elements"),
+        pytest.param("<svg style=display:none><g>a</br>b<math><mi style=display:none>c<b>d"
+                     "</b></mi></math>", "\nb", id="br-end-breaks-out-of-hidden-svg"),
         # Alt text and values are attribute values: a reference without its semicolon
         # before "=" or a letter or digit stays as written there (not in text).
         pytest.param("<img alt='a&notb&not=c&not-d&amp;'><input value=&lt3&gt;>&notb",
@@ -389,6 +391,24 @@ def test_a_block_where_mathml_holds_html_closes_no_p_around_it(html: str) -> Non
     """HTML's search for a ``<p>`` to close (button scope) stops at MathML's text and
     HTML integration points: readers keep the <p> open, and the word whole on its line.
     Closed, its line break split the word."""
+    assert _rejected(text_message("text/html", html))
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param("vi<svg style=display:none><text>xyz</text><span>agra</span></svg>",
+                     id="svg"),
+        pytest.param("vi<svg><g style=display:none>xyz<b>agra</b></g></svg>", id="svg-group"),
+        pytest.param("vi<math style=display:none><mrow>xyz<i>agra</i></mrow></math>",
+                     id="mathml"),
+        pytest.param("vi<math><annotation-xml style=display:none>xyz<s>agra</s></annotation-xml>"
+                     "</math>", id="mathml-annotation-of-xml"),
+    ],
+)
+def test_html_breaking_out_of_hidden_svg_or_mathml_shows(html: str) -> None:
+    """An HTML tag breaking out of SVG or MathML content closes its elements up to the
+    last that is HTML or holds it: what a CSS-hidden one held hid it still."""
     assert _rejected(text_message("text/html", html))
 
 

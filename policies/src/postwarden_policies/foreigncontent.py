@@ -37,8 +37,14 @@ def tag_attributes(tag: re.Match[str], names: frozenset[str]) -> dict[str, str]:
     readers read them: by HTML's tokenizer (a value that holds "bgcolor=black" or
     "href=..." sets none), the first of a name, values unescaped; names with A to Z
     alone lower-cased (str.lower() also folds the Kelvin sign)."""
+    return _attribute_values(tag.group("attributes"), names)
+
+
+def _attribute_values(attributes: str, names: frozenset[str]) -> dict[str, str]:
+    """The attributes ``names`` among ``attributes`` (a start tag's, as written), as
+    :func:`tag_attributes` reads them."""
     found: dict[str, str] = {}
-    for name, value in ATTRIBUTE.findall(tag.group("attributes")):
+    for name, value in ATTRIBUTE.findall(attributes):
         if (name := ascii_lower(name)) in names:
             quote = value[:1] if value[:1] in ("'", '"') else ""
             unquoted = value.removeprefix(quote).removesuffix(quote)
@@ -78,28 +84,29 @@ def readings(html: str) -> Iterator[tuple[int, int, Reading]]:
     :func:`shown_readings` joined where only what readers show, or lay out as SVG or
     MathML, changes)."""
     start, reading = 0, HTML
-    for at, _, wanted, _, _ in shown_readings(html):
+    for at, _, wanted, *_ in shown_readings(html):
         if wanted is not reading:
             yield start, at, reading
             start, reading = at, wanted
     yield start, len(html), reading
 
 
-def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, str]]:
+def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, str, bool]]:
     """The stretches of :func:`readings`, split further where what readers show
     changes (:attr:`_OpenElements.shown`) or whether start tags open SVG or MathML
-    elements (:attr:`_OpenElements.foreign_tag`), each with both. A tag goes with the
-    text after it: whether it shows what it opens (an image's alt text: ``<svg><img
-    alt=x>`` breaks out, and shows it) and the lines a block breaks. An end tag the
-    tree builder ignores though an element of its name is open
-    (:attr:`_OpenElements.held`) is in none: ``<span hidden><svg><foreignObject></span>``
+    elements (:attr:`_OpenElements.foreign_tag`), and at a tag breaking out of them
+    (:attr:`_OpenElements.broke_out`: one in a stretch of its own), each with all
+    three. A tag goes with the text after it: whether it shows what it opens (an
+    image's alt text: ``<svg><img alt=x>`` breaks out, and shows it) and the lines a
+    block breaks. An end tag the tree builder ignores though an element of its name
+    is open (:attr:`_OpenElements.held`) is in none: ``<span hidden><svg><foreignObject></span>``
     leaves the span open in readers, what follows hidden.
     """
     if _FOREIGN_START.search(html) is None:
-        yield 0, len(html), HTML, True, ""
+        yield 0, len(html), HTML, True, "", False
         return
     stack = _OpenElements()
-    reading, shown, start = HTML, (True, ""), 0
+    reading, shown, start = HTML, (True, "", False), 0
     for name, found in _tags_read(html, stack):
         stack.read(name, found)
         at = found.start()
@@ -107,7 +114,7 @@ def shown_readings(html: str) -> Iterator[tuple[int, int, Reading, bool, str]]:
             if start < at:
                 yield start, at, reading, *shown
             start = at = found.end()
-        if (showing := (stack.shown, stack.foreign_tag)) != shown:
+        if (showing := (stack.shown, stack.foreign_tag, stack.broke_out)) != shown:
             if start < at:
                 yield start, at, reading, *shown
             start, shown = at, showing
@@ -292,11 +299,15 @@ class _OpenElements:
         # The namespace ("svg", "math") of the SVG or MathML element the last start tag
         # opened (or one closed at once: "/>"), which breaks no line, closes no <p>,
         # shows no value as an HTML element named so does: readers lay it out as SVG or
-        # MathML; "" for an HTML one.
+        # MathML; "" for an HTML one (and after </br> or </p> breaking out).
         self.foreign_tag = ""
         # Whether the last end tag closed nothing though an element of its name is open
         # (below an element that holds HTML again, or SVG below HTML): ignored.
         self.held = False
+        # Whether the last tag broke out of SVG or MathML content (an HTML start tag, or
+        # </p> or </br>): it closed the SVG and MathML elements up to the last that is
+        # HTML or holds it.
+        self.broke_out = False
 
     @property
     def in_foreign(self) -> bool:
@@ -339,6 +350,7 @@ class _OpenElements:
     def read(self, name: str, tag: re.Match[str]) -> bool:
         """Take in the tag ``name`` (``tag``); whether it is the document's, an HTML
         element outside any template."""
+        self.broke_out = False
         if name.startswith("/"):
             self.held = not self._end(name[1:], tag) and (
                 _key(name[1:], html=True) in self.last or _key(name[1:], html=False) in self.last)
@@ -350,7 +362,7 @@ class _OpenElements:
             self._foreign_start(name, tag)
             return False
         if not html:
-            self._close(self._floor() + 1)
+            self._break_out()
         return self._html_start_tag(name, tag)
 
     def _html_start(self, name: str) -> bool:
@@ -399,12 +411,10 @@ class _OpenElements:
         namespace = self.open[-1][1]
         in_text = self.open[-1][2] == "drawn"
         role = ""
-        if name in _INTEGRATION[namespace]:
-            html = name != "annotation-xml" or ascii_lower(
-                tag_attributes(tag, _ENCODING).get("encoding", "")) in HTML_ENCODINGS
-            role = "point" if html else "xml"
-        elif namespace == "math" and name in MATHML_TEXT:
-            role = "text"
+        if holds_html(name, namespace, tag.group("attributes")):
+            role = "text" if namespace == "math" and name in MATHML_TEXT else "point"
+        elif name in _INTEGRATION[namespace]:  # an annotation-xml of other XML
+            role = "xml"
         elif namespace == "svg" and name in (_TEXT_CONTENT if in_text else ("text",)):
             role = "drawn"
         undrawn = later or _undrawn(name, namespace, in_text and role != "drawn") or (
@@ -432,7 +442,7 @@ class _OpenElements:
         the last integration point or template."""
         if self.open and self.open[-1][1] != "html":
             if _breaks_out("/" + name, tag):
-                self._close(self._floor() + 1)
+                self._break_out()
             elif (place := self.last.get(_key(name, html=False), -1)) > _last(self.html_at):
                 self._close(place)
                 return True
@@ -445,6 +455,10 @@ class _OpenElements:
             self._close(place)
             return True
         return False
+
+    def _break_out(self) -> None:
+        self._close(self._floor() + 1)
+        self.broke_out, self.foreign_tag = True, ""  # </br> too is an HTML tag then
 
     def _floor(self) -> int:
         """The place of the last element that is HTML or holds it: a breakout start tag
@@ -481,6 +495,15 @@ class _OpenElements:
         while self.chosen and self.chosen[-1] >= place:
             self.chosen.pop()
         del self.open[place:]
+
+
+def holds_html(name: str, namespace: str, attributes: str) -> bool:
+    """Whether the SVG or MathML (``namespace``) element ``name`` with these attributes
+    (as written) holds HTML: start tags there (but a few) are HTML, none breaks out."""
+    if namespace == "math" and name in MATHML_TEXT:
+        return True
+    return name in _INTEGRATION[namespace] and (name != "annotation-xml" or ascii_lower(
+        _attribute_values(attributes, _ENCODING).get("encoding", "")) in HTML_ENCODINGS)
 
 
 def _undrawn(name: str, namespace: str, out_of_text: bool) -> bool:

@@ -13,7 +13,7 @@ import html
 from typing import TypeAlias
 
 from .colours import Colour, near
-from .foreigncontent import TABLE_PARTS, shown_readings
+from .foreigncontent import TABLE_PARTS, holds_html, shown_readings
 from .htmltokens import BLOCK, WS, Reading, ascii_lower
 from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
 from .stylesheets import StyleSheet, read_style_sheets
@@ -92,7 +92,8 @@ class _Style:
 class _Element:
     """An open element as the walk keeps it: how text in it shows, and where it goes."""
 
-    __slots__ = ("breaks", "container", "fostered", "host", "look", "name", "segment", "style")
+    __slots__ = ("breaks", "container", "foreign", "fostered", "host", "look", "name", "point",
+                 "segment", "style")
 
     def __init__(  # noqa: PLR0917 - one per slot, by position: the walk's hot path
         self, name: str, look: Look, style: _Style, breaks: bool, container: _Segment,
@@ -106,6 +107,8 @@ class _Element:
         self.segment = segment  # where what it holds goes
         self.host = host  # in a table: the style of the table's parent, for what is fostered
         self.fostered = fostered  # in a table: where text and tags out of place go, before it
+        self.foreign = False  # an SVG or MathML element
+        self.point = False  # one that holds HTML (foreigncontent.holds_html)
 
     def child(self, name: str, look: Look, quiet: bool = False) -> _Element:
         """The element a start tag of this look opens in this one (nothing of it shown
@@ -164,6 +167,10 @@ class _Walk:
         # rules reach, "" for HTML.
         self.showing = True
         self.foreign = ""
+        # Whether the tag here breaks out of SVG or MathML content: it closes their
+        # elements up to the last that is HTML or holds it (display:none on an <svg>
+        # hid the <p> breaking out of it, which readers show).
+        self.breaking = False
 
     def text(self, text: str, literal: bool = False) -> None:
         """Show ``text``: references decoded, but in ``literal`` text (a CDATA section's)."""
@@ -180,6 +187,8 @@ class _Walk:
             segment.append(html.unescape(text) if "&" in text and not literal else text)
 
     def start(self, name: str, attributes: str) -> None:
+        if self.breaking:
+            self._break_out()
         if name == "image" and not self.foreign:
             name = "img"  # HTML's tree builder renames it: its alt text shows
         if self.closed:
@@ -198,6 +207,9 @@ class _Walk:
                 look = self.looks[name, attributes, namespace] = look_of(
                     name, attributes, self.sheet, namespace)
             element = top.child(name, look, quiet=quiet)
+            if namespace:
+                element.foreign = True
+                element.point = holds_html(name, namespace, attributes)
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
                     self.made.clear()
@@ -222,6 +234,8 @@ class _Walk:
                 element.segment.append(OVERRIDE)
 
     def end(self, name: str) -> None:
+        if self.breaking:
+            self._break_out()
         top = self.stack[-1]
         if top.name == name and not top.look.reverses:  # the usual case, in short
             self.stack.pop()
@@ -271,6 +285,11 @@ class _Walk:
             self._close_in_table(TABLE_PARTS[name])
         siblings = _SIBLINGS.get(name, ())
         while self.stack[-1].name in siblings:
+            self.end(self.stack[-1].name)
+
+    def _break_out(self) -> None:
+        self.breaking = False  # once for the tag
+        while self.stack[-1].foreign and not self.stack[-1].point:
             self.end(self.stack[-1].name)
 
     def _close_in_table(self, kept: tuple[str, ...]) -> None:
@@ -328,7 +347,7 @@ def render_visible(text: str) -> str:
     parts of each tag); :class:`_Walk` tells what each element holds.
     """
     walk = _Walk(budget=len(text) // 4, sheet=read_style_sheets(text, PROPERTIES))
-    for start, end, reading, walk.showing, walk.foreign in shown_readings(text):
+    for start, end, reading, walk.showing, walk.foreign, walk.breaking in shown_readings(text):
         _read(walk, text[start:end], reading)
     return walk.shown()
 
