@@ -271,6 +271,10 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         # content stays in it, inert.
         pytest.param("<p>a<template><div>x</div></template>b</p>", "\nab\n",
                      id="block-in-template-closes-no-p"),
+        # An end tag in a template closes nothing outside it: what follows is still in it.
+        pytest.param("<div><template></div>a</template>b</div><table><tr><td><template></td>c"
+                     "</template></table>", "\nb\n\n\n\n\n\n\n",
+                     id="end-tags-in-a-template-close-nothing-outside"),
         # A <template> in SVG or MathML is an element either does not know, no template:
         # drawn as a <g> (its <text>) or a <mrow>.
         # A table part's start tag closes what its table holds after the row (a cell's),
@@ -461,6 +465,7 @@ ADVERSARIAL = [
     pytest.param(lambda n: "<!--[if mso]><span hidden>" * n, id="unclosed-conditionals"),
     pytest.param(lambda n: "<table><tr><td>x<b style=color:red>y" * n, id="nested-tables"),
     pytest.param(lambda n: "<table>a<i>b" * (2 * n), id="out-of-place-runs"),
+    pytest.param(lambda n: "<div>" * n + "<template><p>" * n + "</div>" * n, id="templates"),
     # What SVG draws changes at each of these tags, nested ever deeper.
     pytest.param(lambda n: "<svg>" + "<g>a<text>b<foreignObject>c<svg>d<desc>e" * n,
                  id="nested-svg"),

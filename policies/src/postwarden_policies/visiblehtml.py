@@ -151,6 +151,9 @@ class _Walk:
         self.root: _Segment = []
         self.stack = [_Element("", PLAIN, style, False, self.root, self.root, style, self.root)]
         self.open: dict[str, int] = {}
+        # The counts of open elements outside each open HTML <template>: an end tag in
+        # one closes nothing outside it (but its own), nor does a start tag.
+        self.outside: list[dict[str, int]] = []
         self.closed: list[_Element | None] = []  # to open again (None: ended since)
         # Where each name is in closed, last last: an end tag finds its element there
         # at once (a scan of closed per end tag made </i> after many <b> quadratic).
@@ -229,6 +232,9 @@ class _Walk:
             container.append(element.segment)
         if element.name not in _VOID:
             self.stack.append(element)
+            if element.name == "template" and not element.foreign:
+                self.outside.append(self.open)
+                self.open = {}
             self.open[element.name] = self.open.get(element.name, 0) + 1
             if look.reverses:
                 element.segment.append(OVERRIDE)
@@ -240,6 +246,8 @@ class _Walk:
         if top.name == name and not top.look.reverses:  # the usual case, in short
             self.stack.pop()
             self.open[name] -= 1
+            if name == "template":
+                self._left(top)
             if top.breaks:
                 top.container.append("\n")
             return
@@ -255,6 +263,7 @@ class _Walk:
         while True:
             element = self.stack.pop()
             self.open[element.name] -= 1
+            self._left(element)
             if element.look.reverses:
                 element.segment.append(POP)
             if element.breaks:
@@ -270,6 +279,11 @@ class _Walk:
             if element.name in _FORMATTING:
                 self.closed_at.setdefault(element.name, []).append(len(self.closed))
                 self.closed.append(element)
+
+    def _left(self, element: _Element) -> None:
+        """Count again what is open outside an HTML template just closed."""
+        if element.name == "template" and not element.foreign:
+            self.open = self.outside.pop()
 
     def _close_implied(self, name: str) -> None:
         if name == "table" and self.stack[-1].name in _TABLE_CONTEXT:
