@@ -284,6 +284,10 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<table><caption><div hidden><td>a<tr><td><svg style=display:none><desc>"
                      "<td>b</table>", "\n\n\n\na\n\n\n\n\nb\n\n\n",
                      id="table-parts-close-hidden-elements"),
+        # A </p> breaking out is ignored then where a <foreignObject> bounds its search,
+        # but the hidden <g> is closed all the same.
+        pytest.param("<p><svg><foreignObject width=9 height=9><svg><g style=display:none></p>a",
+                     "\na", id="ignored-p-end-breaks-out-of-hidden-svg"),
         pytest.param("<svg style=display:none><g>a</br>b<math><mi style=display:none>c<b>d"
                      "</b></mi></math>", "\nb", id="br-end-breaks-out-of-hidden-svg"),
         # Alt text and values are attribute values: a reference without its semicolon

@@ -177,6 +177,8 @@ class _Walk:
 
     def text(self, text: str, literal: bool = False) -> None:
         """Show ``text``: references decoded, but in ``literal`` text (a CDATA section's)."""
+        if self.breaking:  # after an end tag breaking out that the walk is not given
+            self._break_out()
         if not self.showing:
             return
         if self.closed:
