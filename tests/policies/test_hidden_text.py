@@ -277,6 +277,10 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      id="end-tags-in-a-template-close-nothing-outside"),
         # A <template> in SVG or MathML is an element either does not know, no template:
         # drawn as a <g> (its <text>) or a <mrow>.
+        # A list item's start tag closes the open one past elements that are not special
+        # (a span, not a <ul> or an <mi>).
+        pytest.param("<li>a<span hidden>b<li>c<ul><li>d<math><mi><li>e", "\na\n\nc\n\nd\ne",
+                     id="list-item-closes-past-hidden-span"),
         # A table part's start tag closes what its table holds after the row (a cell's),
         # the table's section (a row's) or the table (a caption's, a section's).
         pytest.param("<table><tr><td><span hidden><td>a</table>", "\n\n\n\n\na\n\n\n",
@@ -470,6 +474,7 @@ ADVERSARIAL = [
     pytest.param(lambda n: "<table><tr><td>x<b style=color:red>y" * n, id="nested-tables"),
     pytest.param(lambda n: "<table>a<i>b" * (2 * n), id="out-of-place-runs"),
     pytest.param(lambda n: "<div>" * n + "<template><p>" * n + "</div>" * n, id="templates"),
+    pytest.param(lambda n: "<li>" + "<span>" * n + "<li>a</li>" * n, id="list-items"),
     # What SVG draws changes at each of these tags, nested ever deeper.
     pytest.param(lambda n: "<svg>" + "<g>a<text>b<foreignObject>c<svg>d<desc>e" * n,
                  id="nested-svg"),

@@ -73,7 +73,7 @@ _SIBLINGS = {"td": ("td", "th"), "th": ("td", "th"), "tr": ("tr",)}
 # standard's special elements (all below but address, div and p, which the search looks
 # past): <li><ul><x><li> nests, as the tree builder builds it.
 _LIST_ITEMS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt")}
-_SPECIAL = frozenset(
+SPECIAL = frozenset(
     """applet area article aside base basefont bgsound blockquote body br button caption
     center col colgroup dd details dir dl dt embed fieldset figcaption figure footer form
     frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img input keygen li
@@ -125,7 +125,7 @@ class _Builder:
         self.open: list[str] = []
         self.at: defaultdict[str, list[int]] = defaultdict(list)  # name -> its indexes in open
         self.scopes: list[int] = []  # indexes in open of scope elements
-        self.special: list[int] = []  # indexes in open of _SPECIAL elements
+        self.special: list[int] = []  # indexes in open of SPECIAL elements
         self.floor = 0  # where a search for a scope stops: the innermost scope element
         # Active formatting entries, None once closed; a cell or caption sets a marker:
         # closing it clears the entries after it, which are never reopened past it.
@@ -258,7 +258,7 @@ class _Builder:
         if name == "li":
             return max(self.at["ul"][-1] if self.at.get("ul") else -1,
                        self.at["ol"][-1] if self.at.get("ol") else -1)
-        if name in _SPECIAL or name in _FORMATTING or name == _REOPENED:
+        if name in SPECIAL or name in _FORMATTING or name == _REOPENED:
             return -1
         return self.special[-1] if self.special else -1
 
@@ -319,7 +319,7 @@ class _Builder:
         if scope or name in _SCOPE:
             self.floor = len(self.open)
             self.scopes.append(self.floor)
-        if name in _SPECIAL:
+        if name in SPECIAL:
             self.special.append(len(self.open))
         if self.roots and not name.startswith(_FOREIGN):
             self.html_at.append(len(self.open))
@@ -330,7 +330,7 @@ class _Builder:
         name = self.open.pop()
         self.at[name].pop()
         self._left(len(self.open))
-        if name in _SPECIAL:
+        if name in SPECIAL:
             self.special.pop()
         if name in _MARKERS:
             self._clear_to_marker()

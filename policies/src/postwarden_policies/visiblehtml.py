@@ -14,6 +14,7 @@ from typing import TypeAlias
 
 from .colours import Colour, near
 from .foreigncontent import TABLE_PARTS, holds_html, shown_readings
+from .html_cost import SPECIAL
 from .htmltokens import BLOCK, WS, Reading, ascii_lower
 from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
 from .stylesheets import StyleSheet, read_style_sheets
@@ -50,7 +51,12 @@ _P_SCOPE = frozenset({"applet", "button", "caption", "html", "marquee", "object"
                       "td", "template", "th", "annotation-xml", "mi", "mn", "mo", "ms",
                       "mtext", "desc", "foreignobject", "title"})
 _P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays linear
-_SIBLINGS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt"), "td": ("td", "th"),
+# A list item's start tag closes an open one of its kind if that is the last open of
+# HTML's special elements (but address, div and p, which its search passes): not only
+# the current element (<li><span hidden>a<li>b shows b, outside the span).
+_LIST_ITEMS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt")}
+_SPECIAL = SPECIAL - {"address", "div", "p"}
+_SIBLINGS = {**_LIST_ITEMS, "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
 _IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys()  # may close open elements
 _SPLIT_BATCH = 4096  # tags split at a time (render_visible)
@@ -93,7 +99,7 @@ class _Element:
     """An open element as the walk keeps it: how text in it shows, and where it goes."""
 
     __slots__ = ("breaks", "container", "foreign", "fostered", "host", "look", "name", "point",
-                 "segment", "style")
+                 "segment", "special", "style")
 
     def __init__(  # noqa: PLR0917 - one per slot, by position: the walk's hot path
         self, name: str, look: Look, style: _Style, breaks: bool, container: _Segment,
@@ -109,6 +115,7 @@ class _Element:
         self.fostered = fostered  # in a table: where text and tags out of place go, before it
         self.foreign = False  # an SVG or MathML element
         self.point = False  # one that holds HTML (foreigncontent.holds_html)
+        self.special = name in _SPECIAL  # one a list item's search stops at
 
     def child(self, name: str, look: Look, quiet: bool = False) -> _Element:
         """The element a start tag of this look opens in this one (nothing of it shown
@@ -154,6 +161,7 @@ class _Walk:
         # The counts of open elements outside each open HTML <template>: an end tag in
         # one closes nothing outside it (but its own), nor does a start tag.
         self.outside: list[dict[str, int]] = []
+        self.specials: list[int] = []  # places in stack of the open _Element.special ones
         self.closed: list[_Element | None] = []  # to open again (None: ended since)
         # Where each name is in closed, last last: an end tag finds its element there
         # at once (a scan of closed per end tag made </i> after many <b> quadratic).
@@ -215,6 +223,7 @@ class _Walk:
             if namespace:
                 element.foreign = True
                 element.point = holds_html(name, namespace, attributes)
+                element.special = element.point or name == "annotation-xml"
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
                     self.made.clear()
@@ -233,6 +242,8 @@ class _Walk:
         if element.name == "table":
             container.append(element.segment)
         if element.name not in _VOID:
+            if element.special:
+                self.specials.append(len(self.stack))
             self.stack.append(element)
             if element.name == "template" and not element.foreign:
                 self.outside.append(self.open)
@@ -248,6 +259,8 @@ class _Walk:
         if top.name == name and not top.look.reverses:  # the usual case, in short
             self.stack.pop()
             self.open[name] -= 1
+            if top.special:
+                self.specials.pop()
             if name == "template":
                 self._left(top)
             if top.breaks:
@@ -265,6 +278,8 @@ class _Walk:
         while True:
             element = self.stack.pop()
             self.open[element.name] -= 1
+            if element.special:
+                self.specials.pop()
             self._left(element)
             if element.look.reverses:
                 element.segment.append(POP)
@@ -299,6 +314,9 @@ class _Walk:
                     break
         if name in TABLE_PARTS and self.open.get("table") and not self.open.get("template"):
             self._close_in_table(TABLE_PARTS[name])
+        if name in _LIST_ITEMS and self.specials and (
+                item := self.stack[self.specials[-1]].name) in _LIST_ITEMS[name]:
+            self.end(item)
         siblings = _SIBLINGS.get(name, ())
         while self.stack[-1].name in siblings:
             self.end(self.stack[-1].name)
