@@ -277,6 +277,12 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      id="end-tags-in-a-template-close-nothing-outside"),
         # A <template> in SVG or MathML is an element either does not know, no template:
         # drawn as a <g> (its <text>) or a <mrow>.
+        # A <table> where a table is open, not in a cell, ends that table and what was
+        # fostered out of it; a formatting element a cell or caption held is not opened
+        # again after it.
+        pytest.param("<table>a<ul hidden>b<table>c</table><table><caption><b hidden><table>d"
+                     "</table><table><tr><td><i hidden></table>e",
+                     "a\n\nc\n\n\n\n\n\nd\n\n\n\n\n\n\n\ne", id="table-in-table-ends-it"),
         # A list item's start tag closes the open one past elements that are not special
         # (a span, not a <ul> or an <mi>).
         pytest.param("<li>a<span hidden>b<li>c<ul><li>d<math><mi><li>e", "\na\n\nc\n\nd\ne",

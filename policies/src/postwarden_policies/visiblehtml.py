@@ -56,9 +56,13 @@ _P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays
 # the current element (<li><span hidden>a<li>b shows b, outside the span).
 _LIST_ITEMS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt")}
 _SPECIAL = SPECIAL - {"address", "div", "p"}
+# The elements that tell where in a table a start tag is (HTML's insertion modes): a
+# <table> in one not a cell ends the table open (past any element fostered out of it).
+_CONTEXTS = frozenset("caption table tbody td template tfoot th thead tr".split())
 _SIBLINGS = {**_LIST_ITEMS, "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
-_IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys()  # may close open elements
+# Start tags that may close open elements.
+_IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys() | {"table"}
 _SPLIT_BATCH = 4096  # tags split at a time (render_visible)
 _SHOWN_RAW = frozenset({"textarea", "plaintext"})  # raw text readers show
 _MADE_MOST = 4096  # elements kept for reuse (_Walk.made): past that, it starts afresh
@@ -98,8 +102,8 @@ class _Style:
 class _Element:
     """An open element as the walk keeps it: how text in it shows, and where it goes."""
 
-    __slots__ = ("breaks", "container", "foreign", "fostered", "host", "look", "name", "point",
-                 "segment", "special", "style")
+    __slots__ = ("breaks", "container", "context", "foreign", "fostered", "host", "look",
+                 "name", "point", "segment", "special", "style")
 
     def __init__(  # noqa: PLR0917 - one per slot, by position: the walk's hot path
         self, name: str, look: Look, style: _Style, breaks: bool, container: _Segment,
@@ -116,6 +120,7 @@ class _Element:
         self.foreign = False  # an SVG or MathML element
         self.point = False  # one that holds HTML (foreigncontent.holds_html)
         self.special = name in _SPECIAL  # one a list item's search stops at
+        self.context = name in _CONTEXTS
 
     def child(self, name: str, look: Look, quiet: bool = False) -> _Element:
         """The element a start tag of this look opens in this one (nothing of it shown
@@ -162,6 +167,7 @@ class _Walk:
         # one closes nothing outside it (but its own), nor does a start tag.
         self.outside: list[dict[str, int]] = []
         self.specials: list[int] = []  # places in stack of the open _Element.special ones
+        self.contexts: list[int] = []  # and of the _Element.context ones
         self.closed: list[_Element | None] = []  # to open again (None: ended since)
         # Where each name is in closed, last last: an end tag finds its element there
         # at once (a scan of closed per end tag made </i> after many <b> quadratic).
@@ -224,6 +230,7 @@ class _Walk:
                 element.foreign = True
                 element.point = holds_html(name, namespace, attributes)
                 element.special = element.point or name == "annotation-xml"
+                element.context = False
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
                     self.made.clear()
@@ -244,6 +251,8 @@ class _Walk:
         if element.name not in _VOID:
             if element.special:
                 self.specials.append(len(self.stack))
+            if element.context:
+                self.contexts.append(len(self.stack))
             self.stack.append(element)
             if element.name == "template" and not element.foreign:
                 self.outside.append(self.open)
@@ -259,8 +268,7 @@ class _Walk:
         if top.name == name and not top.look.reverses:  # the usual case, in short
             self.stack.pop()
             self.open[name] -= 1
-            if top.special:
-                self.specials.pop()
+            self._unmark(top)
             if name == "template":
                 self._left(top)
             if top.breaks:
@@ -278,8 +286,7 @@ class _Walk:
         while True:
             element = self.stack.pop()
             self.open[element.name] -= 1
-            if element.special:
-                self.specials.pop()
+            self._unmark(element)
             self._left(element)
             if element.look.reverses:
                 element.segment.append(POP)
@@ -287,7 +294,10 @@ class _Walk:
                 element.container.append("\n")
             if element.name == name:
                 break
-            popped.append(element)
+            if element.name in _CELLS:  # what it held is forgotten, not opened again
+                popped.clear()
+            else:
+                popped.append(element)
         if name in _CELLS:
             self.closed.clear()
             self.closed_at.clear()
@@ -302,8 +312,16 @@ class _Walk:
         if element.name == "template" and not element.foreign:
             self.open = self.outside.pop()
 
+    def _unmark(self, element: _Element) -> None:
+        """Forget the place of an element just closed."""
+        if element.special:
+            self.specials.pop()
+        if element.context:
+            self.contexts.pop()
+
     def _close_implied(self, name: str) -> None:
-        if name == "table" and self.stack[-1].name in _TABLE_CONTEXT:
+        if name == "table" and self.contexts and \
+                self.stack[self.contexts[-1]].name not in ("td", "th", "template"):
             self.end("table")  # a table cannot hold one but in a cell: it ends the first
         if name in _CLOSES_P and self.open.get("p"):
             for element in self.stack[: -_P_SEARCH - 1 : -1]:
