@@ -209,7 +209,8 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      id="readable-child"),
         pytest.param("<span style=display:none>x</span><b>y</b>", "y", id="ends-at-its-end"),
         pytest.param("<div><b style=display:none>x</div>y", "\n\n", id="reopened-after-div"),
-        pytest.param("<td><b style=display:none>x</td><td>y", "\n\n\ny", id="not-past-a-cell"),
+        pytest.param("<table><tr><td><b style=display:none>x</td><td>y", "\n\n\n\n\ny",
+                     id="not-past-a-cell"),
         pytest.param("<p style=display:none>x<p>y", "\ny", id="p-closed-by-p"),
         pytest.param("<ul><li hidden>x<li>y</ul>", "\n\ny\n\n", id="li-closed-by-li"),
         pytest.param("<span style=display:none>x</div>y</span>z", "z", id="stray-end-tag"),
@@ -283,6 +284,10 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<table>a<ul hidden>b<table>c</table><table><caption><b hidden><table>d"
                      "</table><table><tr><td><i hidden></table>e",
                      "a\n\nc\n\n\n\n\n\nd\n\n\n\n\n\n\n\ne", id="table-in-table-ends-it"),
+        # Outside a table readers ignore a table part's tag: a <caption> there bounds no
+        # search for a <p> to close, nor does a <td> close what is open.
+        pytest.param("<p>a<span hidden>b<caption>c<li>d</p>e<td>f", "\na\n\ndef",
+                     id="table-parts-ignored-outside-a-table"),
         # A list item's start tag closes the open one past elements that are not special
         # (a span, not a <ul> or an <mi>).
         pytest.param("<li>a<span hidden>b<li>c<ul><li>d<math><mi><li>e", "\na\n\nc\n\nd\ne",

@@ -210,6 +210,9 @@ class _Walk:
             self._break_out()
         if name == "image" and not self.foreign:
             name = "img"  # HTML's tree builder renames it: its alt text shows
+        if name in TABLE_PARTS and not self.foreign and not (
+                self.open.get("table") or self.open.get("template")):
+            return  # ignored outside a table: a <caption> there bounded no <p> search
         if self.closed:
             self._reopen()
         if name in _IMPLIES and not self.foreign:
