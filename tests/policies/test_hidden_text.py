@@ -284,6 +284,9 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<table>a<ul hidden>b<table>c</table><table><caption><b hidden><table>d"
                      "</table><table><tr><td><i hidden></table>e",
                      "a\n\nc\n\n\n\n\n\nd\n\n\n\n\n\n\n\ne", id="table-in-table-ends-it"),
+        # An HTML element named as an SVG or MathML one that holds HTML bounds no search
+        # for a <p> to close.
+        pytest.param("<p>a<desc><span hidden>b<div>c", "\na\n\nc", id="html-desc-bounds-no-p"),
         # Outside a table readers ignore a table part's tag: a <caption> there bounds no
         # search for a <p> to close, nor does a <td> close what is open.
         pytest.param("<p>a<span hidden>b<caption>c<li>d</p>e<td>f", "\na\n\ndef",

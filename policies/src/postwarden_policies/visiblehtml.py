@@ -44,12 +44,12 @@ _Segment: TypeAlias = "list[str | _Segment]"
 _BLOCKS = frozenset(BLOCK)
 _CLOSES_P = _BLOCKS - {"br", "caption", "table", "tbody", "td", "tfoot", "th", "thead", "tr"}
 # Where the search for that <p> stops (HTML's button scope): these HTML elements, and
-# the SVG and MathML ones that hold HTML (a <div> in a <desc>, which shows nothing,
-# closed the <p> around the <svg>, a line break; one in an <mtext> split the word the
-# <p> held, and one in a <template> showed its inert content).
+# the SVG and MathML ones a list item's search stops at, which hold HTML (_Element.special:
+# a <div> in a <desc>, which shows nothing, closed the <p> around the <svg>, a line
+# break; one in an <mtext> split the word the <p> held, and one in a <template> showed
+# its inert content). By namespace: an HTML <desc> bounds nothing.
 _P_SCOPE = frozenset({"applet", "button", "caption", "html", "marquee", "object", "table",
-                      "td", "template", "th", "annotation-xml", "mi", "mn", "mo", "ms",
-                      "mtext", "desc", "foreignobject", "title"})
+                      "td", "template", "th"})
 _P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays linear
 # A list item's start tag closes an open one of its kind if that is the last open of
 # HTML's special elements (but address, div and p, which its search passes): not only
@@ -328,7 +328,7 @@ class _Walk:
             self.end("table")  # a table cannot hold one but in a cell: it ends the first
         if name in _CLOSES_P and self.open.get("p"):
             for element in self.stack[: -_P_SEARCH - 1 : -1]:
-                if element.name in _P_SCOPE:
+                if element.special if element.foreign else element.name in _P_SCOPE:
                     break
                 if element.name == "p":
                     self.end("p")
