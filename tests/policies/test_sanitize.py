@@ -835,6 +835,10 @@ def test_svg_and_mathml_go_with_all_readers_read_in_them(html: str, clean: str) 
                      "xyz\n\n\n\n\n\n\n\n",
                      "xyz<table><tbody><tr><th></th></tr></tbody><tbody></tbody></table>",
                      id="body-start-past-title"),
+        # A cell opens the row it is not in, which </tr> closes.
+        pytest.param("<table><td><svg><desc></tr>xyz</table>", "\n\nxyz\n\n",
+                     "xyz<table><tbody><tr><td></td></tr></tbody></table>",
+                     id="row-end-of-an-implied-row"),
     ],
 )
 def test_a_table_part_tag_closes_svg_and_mathml_in_its_cell(html: str, shown: str, clean: str

@@ -265,6 +265,9 @@ TABLE_PARTS = {"td": ("tr",), "th": ("tr",), "tr": ("tbody", "thead", "tfoot"),
                 "tbody": (), "thead": (), "tfoot": (), "caption": (), "colgroup": (),
                 "col": ()}
 _EMPTY_PARTS = frozenset({"col", "colgroup"})
+# Those a part's start tag opens first where it is not in one: a cell a row, a row a
+# section (</tr> closes the row a <td> implied).
+_IMPLIED_PARTS = {"td": "tr", "th": "tr", "tr": "tbody"}
 # HTML start tags that open no element (void, <image> an <img>), or none where a body is
 # already open.
 _NOT_OPENED = VOID | frozenset("body frame frameset head html image".split())
@@ -393,8 +396,12 @@ class _OpenElements:
         template), it closes what is open in it after the last element it goes in."""
         if (table := self._table()) < 0:
             return
-        self._close(max([table, *(self.last.get(_key(outer, html=True), -1)
-                                  for outer in TABLE_PARTS[name])]) + 1)
+        outer = max([table, *(self.last.get(_key(part, html=True), -1)
+                              for part in TABLE_PARTS[name])])
+        if outer == table and name in _IMPLIED_PARTS:
+            self._table_part(_IMPLIED_PARTS[name])
+            outer = len(self.open) - 1
+        self._close(outer + 1)
         if name not in _EMPTY_PARTS:
             self._push((name, "html", ""))
 
