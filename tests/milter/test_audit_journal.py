@@ -87,6 +87,29 @@ def test_adoption_keeps_the_order_and_cuts_a_line_torn_by_the_death(tmp_path: Pa
     assert spool.budget.used == spool.size  # counted against spool_max_bytes
 
 
+def test_a_line_a_power_cut_damaged_stays_out_of_the_audit_log_and_is_counted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A segment is never fsync'd: after a power cut it may hold a block of NULs where a
+    line was (the file's size written, not its data). Without a database the spool is
+    the audit log, read as JSON lines (jq): no such line goes there, and the loss is
+    told. A raw carriage return in the damage splits no line either."""
+    first, last = make_event(), make_event()
+    (tmp_path / "audit-journal-0-0.jsonl").write_bytes(
+        (first.to_json() + "\n").encode() + bytes(300) + b'\r"action":"accept"}\n'
+        + b'{"event_id":"\xff\xfe"}\n' + (last.to_json() + "\n").encode())
+    metrics = Metrics()
+    loop = LoopThread()
+    loop.start()
+    pipeline = _pipeline(tmp_path, metrics)
+    pipeline.start(loop)
+    pipeline.stop()
+    loop.stop()
+    assert _events(tmp_path / spool_name(0)) == [first, last]
+    assert metrics.registry.get_sample_value(
+        "postwarden_audit_dropped_total", {"reason": "unreadable"}) == 2
+    assert "2 damaged lines of worker 0 left out" in caplog.text
+
+
 def test_journals_of_workers_no_longer_run_go_to_the_first_workers_spool(
         tmp_path: Path) -> None:
     orphan, kept = make_event(), make_event()

@@ -280,7 +280,8 @@ class AuditPipeline:
         """Spool the journal segments the previous process left."""
         # Without a database the spool is the audit log: no event in it twice.
         known = tail_event_ids(self._spool.path, LOG_TAIL_BYTES) if self._dsn is None else ()
-        journal.adopt(self._spool.append_lines, known)
+        journal.adopt(self._spool.append_lines, known,
+                      damaged=self._metrics.audit_dropped.labels("unreadable").inc)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Drain the queue (to Postgres or the spool) and close the pool."""

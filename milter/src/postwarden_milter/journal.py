@@ -81,28 +81,29 @@ def journal_segments(directory: Path) -> dict[int, list[Path]]:
 
 def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object],
                   known: Collection[str] = (), *, below: int | None = None,
-                  quiet: bool = False) -> int:
+                  quiet: bool = False, damaged: Callable[[int], object] = lambda _: None,
+                  ) -> int:
     """Hand worker ``worker``'s leftover segments (those numbered ``below``, when given)
     to ``append`` (a spool's) and delete them, leaving out the events whose ids are
     ``known``; how many events were handed. Only while that worker does not run, or
     with ``below`` its first own segment. A last line without its newline was torn by
     the death mid-append: its callback never returned, so Postfix has no answer for
-    its message either. A spool that takes nothing now (a full filesystem) leaves the
-    segments for a later try: logged (unless ``quiet``), no mail refused."""
-    events = 0
+    its message either. A line that is no event (a segment is never fsync'd: a power
+    cut leaves NULs where its data was) is left out, logged and given to ``damaged``:
+    without a database the spool is the audit log, read as JSON lines. A spool that
+    takes nothing now (a full filesystem) leaves the segments for a later try: logged
+    (unless ``quiet``), no mail refused."""
+    events = lost = 0
     segments = [path for path in journal_segments(directory).get(worker, [])
                 if below is None or _segment_number(path) < below]
     try:
         for path in segments:
-            lines = [line for line in path.read_bytes().splitlines(keepends=True)
-                     if line.endswith(b"\n")]
-            left_out = set(known) | _dropped_ids(lines)
-            kept = [line for line in lines if not line.startswith(DROPPED)
-                    and (not left_out or _event_id(line) not in left_out)]
+            kept, unreadable = _adoptable(path.read_bytes(), known)
             if kept:
                 append(b"".join(kept))
                 events += len(kept)
             path.unlink()
+            lost += unreadable
         if segments:  # else after a power cut they could be back, to be appended again
             fsync_directory(directory)
     except OSError as exc:
@@ -113,7 +114,23 @@ def adopt_journal(directory: Path, worker: int, append: Callable[[bytes], object
     if events:
         log.warning("audit journal: %d events of a milter process that ended without a "
                     "stop (worker %d) appended to the audit spool", events, worker)
+    if lost:
+        damaged(lost)
+        log.error("audit journal: %d damaged lines of worker %d left out, their events "
+                  "lost (a power cut, or the disk)", lost, worker)
     return events
+
+
+def _adoptable(data: bytes, known: Collection[str]) -> tuple[list[bytes], int]:
+    """The lines of a segment's ``data`` to spool (those with a newline, not of an event
+    ``known`` or marked dropped), and how many of them are no event. Split at newlines
+    alone: a carriage return in damaged bytes is no line's end."""
+    lines = [line + b"\n" for line in data.split(b"\n")[:-1]]
+    left_out = set(known) | _dropped_ids(lines)
+    events = [(line, _event_id(line)) for line in lines if not line.startswith(DROPPED)]
+    kept = [line for line, event_id in events
+            if event_id is not None and event_id not in left_out]
+    return kept, sum(event_id is None for _, event_id in events)
 
 
 def _dropped_ids(lines: list[bytes]) -> set[str]:
@@ -127,8 +144,7 @@ def _dropped_ids(lines: list[bytes]) -> set[str]:
 
 
 def _event_id(line: bytes) -> str | None:
-    """The event id of a journal line; None for a line that is no event (the spool's
-    replay counts it as unreadable)."""
+    """The event id of a journal line; None for a line that is no event."""
     try:
         found = json.loads(line).get("event_id")
     except (ValueError, AttributeError):
@@ -264,12 +280,13 @@ class AuditJournal:
                 log.error("audit journal: cannot delete %s (%s): the next start spools its "
                           "events again (said once)", path.name, exc.strerror)
 
-    def adopt(self, append: Callable[[bytes], object], known: Collection[str] = ()) -> int:
+    def adopt(self, append: Callable[[bytes], object], known: Collection[str] = (),
+              damaged: Callable[[int], object] = lambda _: None) -> int:
         """What this worker's predecessor left: at the start, and again (by the writer)
         while a full filesystem kept some of it (``leftover``)."""
         # Said once: the writer tries again every second while there is room for a probe.
         events = adopt_journal(self._directory, self._worker, append, known, below=self._first,
-                               quiet=self._tried)
+                               quiet=self._tried, damaged=damaged)
         self._tried = True
         self.leftover = any(_segment_number(path) < self._first
                             for path in journal_segments(self._directory).get(self._worker, []))

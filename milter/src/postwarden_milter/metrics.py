@@ -68,7 +68,7 @@ class Metrics:
         self.audit_dropped = _from_zero(Counter(
             "postwarden_audit_dropped",
             "Audit events lost (queue or spool full, refused by Postgres, too slow to write, "
-            "older than the audit retention, unreadable in the spool)",
+            "older than the audit retention, unreadable in the spool or journal)",
             ["reason"],
             registry=r,
         ), DROP_REASONS)
