@@ -142,3 +142,25 @@ def test_without_a_database_a_full_audit_log_tempfails_new_mail_until_it_has_roo
             logged = make_event()
             pipeline.submit(logged)
         assert logged.event_id in (spool_dir / spool_name(0)).read_text()
+
+
+def test_a_spool_it_cannot_even_look_at_ends_no_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The idle writer reads the spool's size: an error there other than a missing file
+    (EACCES, spool_dir's permissions changed; EIO, a failing disk; here ELOOP, which a
+    test run as root can make) ended the writer, unsaid, every event after it lost, and
+    the stop raised it."""
+    metrics = Metrics()
+    path = tmp_path / spool_name(0)
+    with _running(None, tmp_path, metrics) as pipeline:
+        path.symlink_to(path.name)  # a loop: stat and open fail
+        assert wait_until(lambda: "audit writer: unexpected error" in caplog.text,
+                          timeout=10)
+        path.unlink()
+        logged = make_event()
+        pipeline.submit(logged)
+        assert wait_until(lambda: path.exists() and logged.event_id in path.read_text(),
+                          timeout=10)
+    assert metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "audit_writer"}) >= 1

@@ -113,6 +113,7 @@ KEPT_UNWRITABLE = "audit events kept in the journal (spool unwritable)"
 KEPT_FULL = "audit events kept in the journal (spool full, may be stored)"
 KEPT_OVER = "audit events dropped (spool full, may be stored, as many kept already)"
 UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
+WRITER_FAILED = "audit writer errors"
 UNKNOWN_NOTIFY = "audit events notifying {!r}, no webhook endpoint"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
@@ -326,26 +327,42 @@ class AuditPipeline:
                     # thread a hand-off to this one per event (measured: 6% of
                     # the milter's CPU on a 4 KB message).
                     await asyncio.sleep(FLUSH_SECONDS)
-                self._adopt_leftover()
-                if batch := self._take():
-                    await self._deliver_or_drop(batch)
-                    continue
-                if batch := self._take_kept():
-                    await self._deliver_or_drop(batch, maybe_stored=True)
-                    continue
-                self._spool.refresh()  # moved away by hand, say: full no longer
-                if self._spool_failing and self._spool_takes_writes():
-                    self._spool_failing = False  # room made, say: appends may go on
-                # Connected whenever it can be, with no event to write too: while it is
-                # not, a journal that takes no event refuses mail (_unstorable).
-                if (self._dsn is not None
-                        and (self._spool or self._spool_failing or self._pool is None)
-                        and await self._connected() and await self._replay()):
-                    self._spool_failing = False
+                try:
+                    await self._turn()
+                except Exception as exc:  # noqa: BLE001 - an ended writer loses every event after
+                    self._unexpected(exc)
+                    await asyncio.sleep(FLUSH_SECONDS)  # one that comes back at once: no spin
         finally:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
+
+    async def _turn(self) -> None:
+        """A batch delivered, or with none, the spool looked after."""
+        self._adopt_leftover()
+        if batch := self._take():
+            await self._deliver_or_drop(batch)
+            return
+        if batch := self._take_kept():
+            await self._deliver_or_drop(batch, maybe_stored=True)
+            return
+        self._spool.refresh()  # moved away by hand, say: full no longer
+        if self._spool_failing and self._spool_takes_writes():
+            self._spool_failing = False  # room made, say: appends may go on
+        # Connected whenever it can be, with no event to write too: while it is
+        # not, a journal that takes no event refuses mail (_unstorable).
+        if (self._dsn is not None
+                and (self._spool or self._spool_failing or self._pool is None)
+                and await self._connected() and await self._replay()):
+            self._spool_failing = False
+
+    def _unexpected(self, exc: Exception) -> None:
+        """Count an error no part of the writer handled (the spool's file unreadable by a
+        change of permissions, a failing disk: stat raises EACCES, EIO), and say it with
+        its traceback once a minute: the writer goes on."""
+        self._metrics.errors.labels("audit_writer").inc()
+        if (said := self._occasional.due(WRITER_FAILED)) is not None:
+            log.error("audit writer: unexpected error, still writing (%s)", said, exc_info=exc)
 
     def _adopt_leftover(self) -> None:
         """The segments a start could not spool (a full filesystem), once the spool takes
