@@ -5,6 +5,7 @@ row, until Postgres takes events), and the log says so in the milter's own lines
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from postwarden_milter.spool import AuditSpool, SpoolBudget, spool_name
 from tests.fixtures.postgres import PostgresCluster, wait_until
 from tests.fixtures.smallfs import fill, small_filesystem
 from tests.milter.test_audit_wedges import _stored
-from tests.store.test_audit import _running, make_event, own_cluster
+from tests.store.test_audit import UNREACHABLE, _running, make_event, own_cluster
 
 __all__ = ["own_cluster"]  # the fixture, imported for this module's test
 
@@ -164,3 +165,16 @@ def test_a_spool_it_cannot_even_look_at_ends_no_writer(
                           timeout=10)
     assert metrics.registry.get_sample_value(
         "postwarden_errors_total", {"kind": "audit_writer"}) >= 1
+
+
+def test_the_metrics_are_served_while_the_spool_cannot_be_looked_at(tmp_path: Path) -> None:
+    """The spool's gauges read its size: an error there (as above) failed every scrape,
+    every metric unseen while the spool needed watching; they are NaN now."""
+    metrics = Metrics()
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    AuditPipeline(UNREACHABLE, spool, metrics, queue_size=10,
+                  spool_full_action=SpoolFullAction.TEMPFAIL)
+    spool.path.symlink_to(spool.path.name)
+    for gauge in ("postwarden_audit_spool_bytes", "postwarden_audit_spool_pending_bytes"):
+        assert math.isnan(metrics.registry.get_sample_value(gauge))
+    assert metrics.registry.get_sample_value("postwarden_audit_queue_depth") == 0

@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import queue
 import threading
 import time
@@ -144,6 +145,19 @@ async def _takes_writes(conn: asyncpg.Connection) -> None:
         raise DatabaseReadOnly
 
 
+def _unknown_as_nan(read: Callable[[], int]) -> Callable[[], float]:
+    """``read`` for a gauge: NaN while the spool cannot be looked at (EACCES, EIO), which
+    else failed every scrape, all the metrics unseen."""
+
+    def value() -> float:
+        try:
+            return read()
+        except OSError:
+            return math.nan
+
+    return value
+
+
 class WriteTimeout(TimeoutError):
     """A batch was not written within :data:`WRITE_TIMEOUT` (once it had a connection)."""
 
@@ -182,9 +196,9 @@ class AuditPipeline:
         self._unanswered: set[str] = set()
         self._writer: concurrent.futures.Future[None] | None = None
         metrics.audit_queue_depth.set_function(self._queue.qsize)
-        metrics.spool_bytes.set_function(lambda: spool.size)
+        metrics.spool_bytes.set_function(_unknown_as_nan(lambda: spool.size))
         if database_url is not None:  # else the spool is the audit log: nothing to replay
-            metrics.spool_pending_bytes.set_function(lambda: spool.unreplayed)
+            metrics.spool_pending_bytes.set_function(_unknown_as_nan(lambda: spool.unreplayed))
 
     # --- callback side (any thread) ------------------------------------------
 
