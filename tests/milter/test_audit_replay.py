@@ -205,6 +205,29 @@ def test_a_damaged_line_of_the_spool_is_counted_as_lost(
     assert f"skipping an unreadable line at offset {offset}" in caplog.text
 
 
+def test_a_spool_that_cannot_be_read_holds_back_no_new_event_and_is_not_blamed_on_postgres(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A replay whose read of the spool failed (EIO at a bad block, EACCES after a change
+    of permissions; here EISDIR, which a test run as root can make) was taken for an
+    outage: Postgres let go and said unavailable, and every new event spooled behind the
+    backlog (or lost with it), none stored until the spool could be read again."""
+    backlog = make_event()
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.append([backlog])
+    aside = spool.path.rename(tmp_path / "aside")
+    spool.path.mkdir()
+    new = make_event()
+    with _writer(database_url, spool, Metrics()) as pipeline:
+        pipeline.submit(new)
+        assert wait_until(lambda: _stored(database_url, new), timeout=10)
+        assert "cannot read the audit spool" in caplog.text
+        assert "audit database unavailable" not in caplog.text
+        spool.path.rmdir()
+        aside.rename(spool.path)
+        assert wait_until(lambda: _stored(database_url, backlog), timeout=10)
+
+
 def test_events_a_replay_finds_stored_already_are_not_counted_again(
     database_url: str, tmp_path: Path,
 ) -> None:

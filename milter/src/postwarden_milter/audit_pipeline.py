@@ -87,7 +87,7 @@ from .logcontext import message_context
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .settings import SpoolFullAction
-from .spool import AuditSpool, tail_event_ids
+from .spool import AuditSpool, SpoolUnreadable, tail_event_ids
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ KEPT_FULL = "audit events kept in the journal (spool full, may be stored)"
 KEPT_OVER = "audit events dropped (spool full, may be stored, as many kept already)"
 UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
 WRITER_FAILED = "audit writer errors"
+SPOOL_UNREADABLE = "replays that could not read the audit spool"
 UNKNOWN_NOTIFY = "audit events notifying {!r}, no webhook endpoint"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
@@ -572,12 +573,23 @@ class AuditPipeline:
                 self._spool.replayed_to(offset)  # room again, for a tempfail to end
                 self._metrics.audit_replayed.inc(len(events))
                 await self._write_queued()
+        except SpoolUnreadable as exc:  # Postgres takes events: new ones are written
+            self._spool_unreadable(exc)
+            return False
         except Exception as exc:  # noqa: BLE001 - the spool keeps the events, whatever failed
             await self._disconnect(exc)
             return False
         log.warning("audit spool replayed into Postgres (%d bytes)", self._spool.size)
         self._spool.clear()
         return True
+
+    def _spool_unreadable(self, exc: SpoolUnreadable) -> None:
+        """Count and say (once a minute) a replay that could not read the spool; tried
+        again at each batch, and every FLUSH_SECONDS while idle."""
+        self._metrics.errors.labels("audit_spool").inc()
+        if (said := self._occasional.due(SPOOL_UNREADABLE)) is not None:
+            log.error("cannot read the audit spool (%s): its events wait there until it can "
+                      "be, new events are written to Postgres: %s", exc, said)
 
     async def _write_queued(self) -> None:
         """The queue, during a replay: a spool of an hour's outage takes minutes to

@@ -27,7 +27,8 @@ VERDICTS = (*(action.value for action in Action), "aborted", "error")
 ERROR_KINDS = (
     "connect", "helo", "envfrom", "envrcpt", "data", "header", "body", "eom",  # callbacks
     "negotiate", "timeout", "overload", "evaluation", "spool_full", "audit_db",
-    "audit_db_refused", "audit_journal", "audit_writer", "policy_event", "policy_watcher",
+    "audit_db_refused", "audit_journal", "audit_spool", "audit_writer", "policy_event",
+    "policy_watcher",
 )
 DROP_REASONS = ("queue_full", "error", "unstorable", "timeout", "expired", "unreadable",
                 "spool_full", "spool_error")

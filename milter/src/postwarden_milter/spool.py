@@ -252,6 +252,10 @@ def append_durably(path: Path, data: bytes | Iterable[bytes]) -> int:
         os.close(fd)
 
 
+class SpoolUnreadable(Exception):
+    """The spool's file could not be read (its reason)."""
+
+
 class SpoolBudget:
     """``spool_max_bytes`` for all the milter's spools together.
 
@@ -461,6 +465,15 @@ class AuditSpool:
     def batches(self, size: int, start: int = 0, *, max_bytes: int | None = None,
                 unreadable: Callable[[], None] = lambda: None,
                 ) -> Iterator[tuple[list[AuditEvent], int]]:
+        """:meth:`_batches`; SpoolUnreadable when the file cannot be read (EIO, EACCES): not
+        an OSError, which a replay takes for Postgres's."""
+        try:
+            yield from self._batches(size, start, max_bytes=max_bytes, unreadable=unreadable)
+        except OSError as exc:
+            raise SpoolUnreadable(exc.strerror or str(exc)) from exc
+
+    def _batches(self, size: int, start: int, *, max_bytes: int | None,
+                 unreadable: Callable[[], None]) -> Iterator[tuple[list[AuditEvent], int]]:
         """Events from byte offset ``start`` in order, with the offset after each batch:
         ``size`` events, or fewer that reach ``max_bytes`` (the line that reaches it
         included, so that a batch holds at least one event).
