@@ -228,6 +228,26 @@ def test_a_spool_that_cannot_be_read_holds_back_no_new_event_and_is_not_blamed_o
         assert wait_until(lambda: _stored(database_url, backlog), timeout=10)
 
 
+def test_a_spool_that_cannot_be_looked_at_lets_postgres_take_new_events(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same for a spool whose size cannot be read (ELOOP here; EACCES once spool_dir's
+    permissions changed), before a replay: Postgres was let go at every batch, each
+    spooled in vain, and with no connection the journal refused mail."""
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.path.symlink_to(spool.path.name)
+    new = make_event()
+    metrics = Metrics()
+    with _writer(database_url, spool, metrics) as pipeline:
+        pipeline.submit(new)
+        assert wait_until(lambda: _stored(database_url, new), timeout=10)
+        spool.path.unlink()
+    assert "cannot read the audit spool" in caplog.text
+    assert "audit database unavailable" not in caplog.text
+    assert metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "audit_spool"}) >= 1
+
+
 def test_events_a_replay_finds_stored_already_are_not_counted_again(
     database_url: str, tmp_path: Path,
 ) -> None:

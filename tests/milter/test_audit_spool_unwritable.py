@@ -156,15 +156,36 @@ def test_a_spool_it_cannot_even_look_at_ends_no_writer(
     path = tmp_path / spool_name(0)
     with _running(None, tmp_path, metrics) as pipeline:
         path.symlink_to(path.name)  # a loop: stat and open fail
-        assert wait_until(lambda: "audit writer: unexpected error" in caplog.text,
-                          timeout=10)
+        assert wait_until(lambda: "cannot read the audit spool" in caplog.text, timeout=10)
         path.unlink()
         logged = make_event()
         pipeline.submit(logged)
         assert wait_until(lambda: path.exists() and logged.event_id in path.read_text(),
                           timeout=10)
     assert metrics.registry.get_sample_value(
-        "postwarden_errors_total", {"kind": "audit_writer"}) >= 1
+        "postwarden_errors_total", {"kind": "audit_spool"}) >= 1
+
+
+def test_an_unexpected_error_ends_no_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any other (a bug) is counted and said with its traceback, and the writer goes on."""
+    metrics = Metrics()
+    with _running(None, tmp_path, metrics) as pipeline:
+
+        def bug() -> None:
+            monkeypatch.delattr(pipeline, "_adopt_leftover")  # once
+            raise KeyError("bug")
+
+        monkeypatch.setattr(pipeline, "_adopt_leftover", bug)
+        assert wait_until(lambda: "audit writer: unexpected error" in caplog.text, timeout=10)
+        logged = make_event()
+        pipeline.submit(logged)
+        path = tmp_path / spool_name(0)
+        assert wait_until(lambda: path.exists() and logged.event_id in path.read_text(),
+                          timeout=10)
+    assert metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "audit_writer"}) == 1
 
 
 def test_the_metrics_are_served_while_the_spool_cannot_be_looked_at(tmp_path: Path) -> None:

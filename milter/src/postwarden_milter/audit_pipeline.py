@@ -115,7 +115,7 @@ KEPT_FULL = "audit events kept in the journal (spool full, may be stored)"
 KEPT_OVER = "audit events dropped (spool full, may be stored, as many kept already)"
 UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
 WRITER_FAILED = "audit writer errors"
-SPOOL_UNREADABLE = "replays that could not read the audit spool"
+SPOOL_UNREADABLE = "times the audit spool could not be read"
 UNKNOWN_NOTIFY = "audit events notifying {!r}, no webhook endpoint"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
@@ -153,7 +153,7 @@ def _unknown_as_nan(read: Callable[[], int]) -> Callable[[], float]:
     def value() -> float:
         try:
             return read()
-        except OSError:
+        except SpoolUnreadable:
             return math.nan
 
     return value
@@ -344,6 +344,8 @@ class AuditPipeline:
                     await asyncio.sleep(FLUSH_SECONDS)
                 try:
                     await self._turn()
+                except SpoolUnreadable as exc:  # refreshing its size
+                    self._spool_unreadable(exc)
                 except Exception as exc:  # noqa: BLE001 - an ended writer loses every event after
                     self._unexpected(exc)
                     await asyncio.sleep(FLUSH_SECONDS)  # one that comes back at once: no spin
@@ -372,9 +374,8 @@ class AuditPipeline:
             self._spool_failing = False
 
     def _unexpected(self, exc: Exception) -> None:
-        """Count an error no part of the writer handled (the spool's file unreadable by a
-        change of permissions, a failing disk: stat raises EACCES, EIO), and say it with
-        its traceback once a minute: the writer goes on."""
+        """Count an error no part of the writer handled (a bug), and say it with its
+        traceback once a minute: the writer goes on."""
         self._metrics.errors.labels("audit_writer").inc()
         if (said := self._occasional.due(WRITER_FAILED)) is not None:
             log.error("audit writer: unexpected error, still writing (%s)", said, exc_info=exc)
@@ -556,11 +557,13 @@ class AuditPipeline:
         """Write the spooled events in order, and between their batches those queued
         meanwhile; False when Postgres failed meanwhile, or the milter stops (what is
         left is replayed at the next start)."""
-        if not self._spool or self._dsn is None:
+        if self._dsn is None:
             return True
-        if self._stopping.is_set():
-            return False
         try:
+            if not self._spool:
+                return True
+            if self._stopping.is_set():
+                return False
             for events, offset in self._spool.batches(
                     BATCH_SIZE, self._spool.replayed, max_bytes=BATCH_BYTES,
                     unreadable=self._metrics.audit_dropped.labels("unreadable").inc):
@@ -573,19 +576,19 @@ class AuditPipeline:
                 self._spool.replayed_to(offset)  # room again, for a tempfail to end
                 self._metrics.audit_replayed.inc(len(events))
                 await self._write_queued()
+            log.warning("audit spool replayed into Postgres (%d bytes)", self._spool.size)
         except SpoolUnreadable as exc:  # Postgres takes events: new ones are written
             self._spool_unreadable(exc)
             return False
         except Exception as exc:  # noqa: BLE001 - the spool keeps the events, whatever failed
             await self._disconnect(exc)
             return False
-        log.warning("audit spool replayed into Postgres (%d bytes)", self._spool.size)
         self._spool.clear()
         return True
 
     def _spool_unreadable(self, exc: SpoolUnreadable) -> None:
-        """Count and say (once a minute) a replay that could not read the spool; tried
-        again at each batch, and every FLUSH_SECONDS while idle."""
+        """Count and say (once a minute) a spool that could not be read, by a replay or
+        for its size; tried again at each batch, and every FLUSH_SECONDS while idle."""
         self._metrics.errors.labels("audit_spool").inc()
         if (said := self._occasional.due(SPOOL_UNREADABLE)) is not None:
             log.error("cannot read the audit spool (%s): its events wait there until it can "

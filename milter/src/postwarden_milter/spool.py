@@ -318,8 +318,12 @@ class AuditSpool:
 
     @property
     def size(self) -> int:
-        """The file's size now (0 while rotated away)."""
-        return _size(self.path)
+        """The file's size now (0 while rotated away); SpoolUnreadable when it cannot be
+        read (EACCES, EIO)."""
+        try:
+            return _size(self.path)
+        except OSError as exc:
+            raise SpoolUnreadable(exc.strerror or str(exc)) from exc
 
     @property
     def full(self) -> bool:
