@@ -4,6 +4,7 @@ metrics show how much is left to replay."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
@@ -246,6 +247,38 @@ def test_a_spool_that_cannot_be_looked_at_lets_postgres_take_new_events(
     assert "audit database unavailable" not in caplog.text
     assert metrics.registry.get_sample_value(
         "postwarden_errors_total", {"kind": "audit_spool"}) >= 1
+
+
+@contextmanager
+def _immutable(path: Path) -> Iterator[None]:
+    """``path`` made immutable (chattr +i: root, as the tests run, may read it only)."""
+    made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False,
+                          timeout=30)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a file immutable: {made.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True, timeout=30)
+
+
+def test_a_spool_that_cannot_be_emptied_once_replayed_holds_back_no_new_event(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A spool the milter may read and not write (copied back as root once moved away,
+    say; here immutable): emptying it once replayed failed, taken for an outage at every
+    batch (Postgres let go, said unavailable, the batch spooled in vain), and retried
+    every FLUSH_SECONDS while idle."""
+    backlog, new = make_event(), make_event()
+    spool = AuditSpool(tmp_path, SpoolBudget(10**9))
+    spool.append([backlog])
+    with _immutable(spool.path), _writer(database_url, spool, Metrics()) as pipeline:
+        assert wait_until(lambda: _stored(database_url, backlog), timeout=10)
+        pipeline.submit(new)
+        assert wait_until(lambda: _stored(database_url, new), timeout=10)
+    assert caplog.text.count("cannot empty the audit spool") == 1
+    assert "audit database unavailable" not in caplog.text
+    assert "unexpected error" not in caplog.text
 
 
 def test_events_a_replay_finds_stored_already_are_not_counted_again(

@@ -583,8 +583,19 @@ class AuditPipeline:
         except Exception as exc:  # noqa: BLE001 - the spool keeps the events, whatever failed
             await self._disconnect(exc)
             return False
-        self._spool.clear()
+        self._clear_spool()
         return True
+
+    def _clear_spool(self) -> None:
+        """Emptied once all of it is in Postgres; one that cannot be (made read-only) keeps
+        what was replayed, out of the next replay: said and counted, not taken for an
+        outage of Postgres."""
+        try:
+            self._spool.clear()
+        except OSError as exc:
+            self._metrics.errors.labels("audit_spool").inc()
+            log.error("cannot empty the audit spool once replayed (%s): its events are in "
+                      "Postgres, and the next replay goes on past them", exc.strerror)
 
     def _spool_unreadable(self, exc: SpoolUnreadable) -> None:
         """Count and say (once a minute) a spool that could not be read, by a replay or

@@ -312,6 +312,7 @@ class AuditSpool:
         # Where the events of the batch being replayed are (event id -> offset, length).
         self._lines: dict[str, tuple[int, int]] = {}
         self._marking: int | None = None  # the file, for marks not yet fsync'd
+        self._uncleared = False  # the last clear() failed: the part replayed stays in it
         _cut_torn_line(self.path)
         self._resume()
         budget.record(worker, self.unreplayed)
@@ -344,7 +345,9 @@ class AuditSpool:
         return max(0, self.size - self._replayed)
 
     def __bool__(self) -> bool:
-        return self.size > 0
+        """Something to replay: the file is not empty, or once it could not be emptied
+        (:meth:`clear`), holds more than was replayed."""
+        return self.size > (self._replayed if self._uncleared else 0)
 
     def append(self, events: Sequence[AuditEvent]) -> None:
         """Append a batch durably (one write, one fsync)."""
@@ -525,16 +528,21 @@ class AuditSpool:
     def clear(self) -> None:
         """Empty the spool once every event in it is safely in Postgres. A spool rotated
         away meanwhile stays away: created here, the next append would find it there and
-        not fsync the directory."""
-        self._restart()
+        not fsync the directory. OSError when it cannot be emptied (made read-only): what
+        was replayed of it stays so, out of the next replay and of the budget."""
+        self.sync_dropped()  # the file of a damaged line marked after the last batch
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
         except FileNotFoundError:
             pass
+        except OSError:
+            self._uncleared = True
+            raise
         else:
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        self.sync_dropped()  # the file of a damaged line marked after the last batch
+        self._uncleared = False
+        self._restart()
         self.budget.record(self._worker, 0)
