@@ -300,11 +300,42 @@ def test_no_policy_source_at_start_stops_the_milter_for_a_restart(
     checked = _run(["check"], env)  # it said "would not start", and exited 0
     assert checked.returncode == 1, checked.stderr
     assert checked.stderr.splitlines()[-1] == (
-        "postwarden-milter: database: unreachable, and no last good policy set in "
+        "postwarden-milter: database: unreachable, and no usable last good policy set in "
         "spool_dir; the milter would not start (exit 1) until it is back")
     if processes > 1:  # the parent opened the socket, then the workers failed, and again
         assert "listening on" in result.stderr
         assert "worker 0 (pid" in result.stderr and "no worker process runs" in result.stderr
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"", "empty"),
+    (b"\xff\xfe{", "not UTF-8 text"),
+    (b'[["main.yaml", "version: 1"', "not JSON (Expecting"),
+    (b'{"main.yaml": "version: 1"}', "not a list of [file name, policy text] pairs"),
+    (b'["ab"]', "not a list of [file name, policy text] pairs"),
+    (b'[["main.yaml", "version: ["]]', "policy did not load: main.yaml"),
+])
+def test_a_last_good_set_a_start_cannot_run_is_named(
+        tmp_path: Path, content: bytes, problem: str) -> None:
+    """Policies from a database that is away, and a last good set emptied, damaged or
+    edited by hand: the start ended in a traceback (or, one it could not read, blamed
+    the database alone), and check said the milter would start. Both name the file and
+    its problem now, and exit 1, as with no last good set: the database's return mends
+    it (the set is kept again once read from there)."""
+    env = _env(tmp_path, policy_dir="",
+               database_url=f"postgresql://postwarden@127.0.0.1:{free_port()}/none")
+    (tmp_path / "spool").mkdir()
+    path = tmp_path / "spool" / "policies-last-good.json"
+    path.write_bytes(content)
+    said = f"cannot fall back on the last good policy set: {path}: {problem}"
+    result = _run([], env)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert said in result.stderr
+    assert "postwarden-milter: no policy set: database unreachable (" in result.stderr
+    checked = _run(["check"], env)
+    assert checked.returncode == 1, checked.stderr
+    assert said in checked.stderr
 
 
 def test_log_lines_carry_ids_and_are_redacted() -> None:

@@ -172,7 +172,7 @@ class MilterProcess:
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                 raise NotYet(
                     f"no policy set: database unreachable ({database_problem(exc)}) "
-                    "and no last good set in spool_dir"
+                    "and no usable last good set in spool_dir"
                 ) from None
             self.pipeline.start(self.loop_thread)
             self.reloader.start()

@@ -26,9 +26,8 @@ from .heap import keep_freed_memory, one_arena
 from .journal import adopt_orphan_journals
 from .logcontext import configure_logging
 from .postfix_config import postfix_warnings
-from .reload import NO_ACTIVE_POLICY
+from .reload import NO_ACTIVE_POLICY, LastGoodUnusable, last_good_set
 from .settings import (
-    LAST_GOOD_NAME,
     SETTING_NAMES,
     MilterSettings,
     Secret,
@@ -140,8 +139,8 @@ def check(config: Path | None) -> int:
     if database is not None and not database.reachable and _no_policy_source(settings):
         # A start's status (NotYet), for a deployment's gate. A reload fails too, which
         # loses nothing: the running milter could not read the database's set either.
-        print(f"{PROG}: database: {_unreached(database)}, and no last good policy set in "
-              "spool_dir; the milter would not start (exit 1) until it is back", file=sys.stderr)
+        print(f"{PROG}: database: {_unreached(database)}, and no usable last good policy set "
+              "in spool_dir; the milter would not start (exit 1) until it is back", file=sys.stderr)
         return NotYet.exit_status
     if database is not None:
         print(_database_state(database))
@@ -173,7 +172,7 @@ def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]
     try:
         policy_set = load_policy_set_from_sources(active)
     except PoliciesError as exc:
-        if not (settings.spool_dir / LAST_GOOD_NAME).exists():
+        if not _last_good_runs(settings):
             raise
         print(f"warning: {policies_refused(exc)}; the milter would start on the last good "
               "set in spool_dir", file=sys.stderr)
@@ -188,8 +187,17 @@ def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]
 
 def _no_policy_source(settings: MilterSettings) -> bool:
     """Whether a start would have no policies but the database's: no policy_dir, and no
-    last good set kept in spool_dir."""
-    return settings.policy_dir is None and not (settings.spool_dir / LAST_GOOD_NAME).exists()
+    last good set in spool_dir it can run."""
+    return settings.policy_dir is None and not _last_good_runs(settings)
+
+
+def _last_good_runs(settings: MilterSettings) -> bool:
+    """Whether spool_dir keeps a last good set a start can run (one it cannot, said)."""
+    try:
+        return last_good_set(settings.spool_dir) is not None
+    except LastGoodUnusable as exc:
+        print(f"warning: cannot fall back on the last good policy set: {exc}", file=sys.stderr)
+        return False
 
 
 def serve(config: Path | None) -> int:

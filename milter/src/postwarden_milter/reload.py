@@ -205,11 +205,43 @@ def save_last_good(spool_dir: Path, sources: Sources) -> None:
     fsync_directory(spool_dir)
 
 
+class LastGoodUnusable(Exception):
+    """The last good set in spool_dir cannot be run: its message names the file and why."""
+
+
 def load_last_good(spool_dir: Path) -> Sources | None:
+    """The sources save_last_good kept; None when none are. LastGoodUnusable for a file
+    that cannot be read or holds no set (emptied, damaged on disk, edited by hand): it
+    failed a start in an outage of Postgres with a traceback, or as an outage."""
     path = spool_dir / LAST_GOOD_NAME
-    if not path.exists():
+    try:
+        data = json.loads(text := path.read_text("utf-8"))
+    except FileNotFoundError:
         return None
-    return [(str(label), str(source)) for label, source in json.loads(path.read_text("utf-8"))]
+    except OSError as exc:
+        raise LastGoodUnusable(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise LastGoodUnusable(f"{path}: not UTF-8 text") from None
+    except ValueError as exc:
+        raise LastGoodUnusable(f"{path}: empty" if not text.strip()
+                               else f"{path}: not JSON ({exc})") from None
+    if not (isinstance(data, list) and all(
+            isinstance(pair, list) and len(pair) == 2
+            and all(isinstance(item, str) for item in pair) for pair in data)):
+        raise LastGoodUnusable(f"{path}: not a list of [file name, policy text] pairs")
+    return [(label, source) for label, source in data]
+
+
+def last_good_set(spool_dir: Path) -> PolicySet | None:
+    """The last good set, loaded; None when none is kept. LastGoodUnusable for one that
+    does not load as well (a policy this version refuses)."""
+    sources = load_last_good(spool_dir)
+    if sources is None:
+        return None
+    try:
+        return load_policy_set_from_sources(sources)
+    except PoliciesError as exc:
+        raise LastGoodUnusable(f"{spool_dir / LAST_GOOD_NAME}: {exc}") from None
 
 
 NO_ACTIVE_POLICY = ("no policy is active in the database: every message is accepted "
@@ -318,15 +350,12 @@ class PolicyReloader:
         except (OSError, asyncpg.PostgresError, TimeoutError, PoliciesError) as exc:
             if self._dsn is None:
                 raise
-            sources = load_last_good(self._spool_dir)
-            if sources is None:
-                raise
+            policy_set = self._last_good_instead(exc)
             if isinstance(exc, PoliciesError):
                 refused = exc
             else:
                 log.warning("policy database unavailable (%s): using the last good policy "
                             "set", database_problem(exc))
-            policy_set = load_policy_set_from_sources(sources)
         self.holder = PolicyHolder(policy_set)
         self._metrics.policy_reloads.labels("initial").inc()
         self._running(policy_set)
@@ -336,6 +365,19 @@ class PolicyReloader:
             self._refused("start", str(refused))
             self._notifier.notify("start", refused)
         return self.holder
+
+    def _last_good_instead(self, exc: Exception) -> PolicySet:
+        """The last good set, for the database's that ``exc`` says cannot be run; ``exc``
+        raised when none is kept, or it is unusable (said: the start's own error then
+        blames the database alone)."""
+        try:
+            policy_set = last_good_set(self._spool_dir)
+        except LastGoodUnusable as unusable:
+            log.error("cannot fall back on the last good policy set: %s", unusable)
+            raise exc from None
+        if policy_set is None:
+            raise exc
+        return policy_set
 
     def reload(self, reason: str) -> bool:
         assert self.holder is not None  # noqa: S101 - load_initial() ran first
