@@ -53,10 +53,12 @@ import asyncio
 import concurrent.futures
 import logging
 import math
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import asyncpg
 
@@ -86,8 +88,8 @@ from .journal import LOG_TAIL_BYTES, AuditJournal
 from .logcontext import message_context
 from .loopthread import LoopThread
 from .metrics import Metrics
-from .settings import SpoolFullAction
-from .spool import AuditSpool, SpoolUnreadable, tail_event_ids
+from .settings import SPOOL_DIR_MODE, SpoolFullAction
+from .spool import AuditSpool, SpoolUnreadable, lock_directory, tail_event_ids
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ KEPT_OVER = "audit events dropped (spool full, may be stored, as many kept alrea
 UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
 WRITER_FAILED = "audit writer errors"
 SPOOL_UNREADABLE = "times the audit spool could not be read"
+SPOOL_DIR_GONE = "tries to make spool_dir again"
 UNKNOWN_NOTIFY = "audit events notifying {!r}, no webhook endpoint"
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, StoreError)
@@ -356,6 +359,7 @@ class AuditPipeline:
 
     async def _turn(self) -> None:
         """A batch delivered, or with none, the spool looked after."""
+        self._spool_dir_back()
         self._adopt_leftover()
         if batch := self._take():
             await self._deliver_or_drop(batch)
@@ -379,6 +383,38 @@ class AuditPipeline:
         self._metrics.errors.labels("audit_writer").inc()
         if (said := self._occasional.due(WRITER_FAILED)) is not None:
             log.error("audit writer: unexpected error, still writing (%s)", said, exc_info=exc)
+
+    def _spool_dir_back(self) -> None:
+        """spool_dir removed while the milter runs (an rm -r, a cleanup job): made again
+        as a start makes it (mode 0700, this user's), and locked as a start locks it,
+        so that no other milter takes it. Without it the journal and the spool take
+        nothing: in an outage of Postgres mail stayed refused (or events dropped) until
+        a mkdir or a restart. Of several workers, the first to lock it says so; one
+        that cannot be made is said once a minute, with what to do."""
+        directory = self._spool.path.parent
+        try:
+            os.stat(directory)
+        except FileNotFoundError:
+            self._make_spool_dir(directory)
+        except OSError:  # there, but not to be looked at: the spool's reads say it
+            return
+
+    def _make_spool_dir(self, directory: Path) -> None:
+        try:
+            directory.mkdir(SPOOL_DIR_MODE, parents=True, exist_ok=True)
+            lock_directory(directory)
+        except BlockingIOError:  # another worker's writer made it, and holds it
+            return
+        except OSError as exc:
+            self._metrics.errors.labels("audit_spool").inc()
+            if (said := self._occasional.due(SPOOL_DIR_GONE)) is not None:
+                log.error("spool_dir %s was removed and cannot be made again (%s): audit "
+                          "events can be neither journaled nor spooled; create it (mode "
+                          "0700, owned by the milter's user) or restart the milter: %s",
+                          directory, exc.strerror or exc, said)
+            return
+        log.warning("spool_dir %s was removed while the milter ran: made again (mode 0700), "
+                    "as a start makes it; what it held is lost", directory)
 
     def _adopt_leftover(self) -> None:
         """The segments a start could not spool (a full filesystem), once the spool takes

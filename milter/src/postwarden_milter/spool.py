@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -162,6 +163,18 @@ def tail_event_ids(path: Path, max_bytes: int) -> set[str]:
             return {found.decode() for found in _EVENT_ID.findall(handle.read(max_bytes))}
     except FileNotFoundError:
         return set()
+
+
+def lock_directory(directory: Path) -> None:
+    """Hold an flock on ``directory`` until this process (and those it forks) exit: its
+    descriptor is kept open. BlockingIOError while another holds it; OSError on a
+    filesystem without locks."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
 
 
 def fsync_directory(directory: Path) -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import logging
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from .errors import NotYet, StartupError
 from .listener import bind_problem, host_problem, resolve_problem, served_elsewhere, unix_path
 from .reload import PolicyFiles, RunningSet
 from .settings import MilterSettings
+from .spool import lock_directory
 
 # Under the name of the module these checks left (app), which its log lines have
 # always carried: log filters, and admins' greps, select on it.
@@ -156,14 +155,11 @@ def claim_spool_dir(directory: Path) -> None:
     StartupError if another milter holds it. Its spools and journals are the running
     workers' own: a second start (by hand, with fewer processes, another socket) would
     adopt them as orphans and then write the same files."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)  # kept open: the lock is its
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock_directory(directory)
     except BlockingIOError:
-        os.close(fd)
         raise StartupError(f"spool_dir {directory}: another milter runs with it") from None
     except OSError as exc:  # ENOLCK, EOPNOTSUPP, EINVAL: a filesystem without locks (NFS)
-        os.close(fd)
         # Not started unlocked: a second milter could then adopt the running one's spools.
         raise StartupError(f"spool_dir {directory}: cannot be locked ({exc.strerror}); "
                            "put it on a local filesystem") from None
