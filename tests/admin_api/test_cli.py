@@ -81,16 +81,17 @@ async def test_a_whole_key_pasted_for_its_id_is_revoked_and_not_echoed(
 
 
 OLD_KEYRING = Keyring(parse_key_material(TEST_SECRET_KEY))
+HASH_KEY = "cli-recipient-hash-key"
 HASH_KEY_TOKEN = "SELECT value_ciphertext FROM runtime_settings WHERE name = 'recipient_hash_key'"
 
 
 async def _store_hash_key(conn: asyncpg.Connection) -> None:
-    """recipient_hash_key "pw", encrypted under the service's key (TEST_SECRET_KEY)."""
+    """recipient_hash_key HASH_KEY, encrypted under the service's key (TEST_SECRET_KEY)."""
     await conn.execute(
         "INSERT INTO runtime_settings (name, value_ciphertext) "
         "VALUES ('recipient_hash_key', $1) "
         "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
-        OLD_KEYRING.encrypt("pw"))
+        OLD_KEYRING.encrypt(HASH_KEY))
 
 
 def _rotate_argv(tmp_path: Path, new_key_hex: str) -> list[str]:
@@ -108,7 +109,7 @@ async def test_secrets_rotate(tmp_path: Path, database_url: str) -> None:
         token = await conn.fetchval(HASH_KEY_TOKEN)
     finally:
         await conn.close()
-    assert Keyring(bytes.fromhex("22" * 32)).decrypt(token) == "pw"
+    assert Keyring(bytes.fromhex("22" * 32)).decrypt(token) == HASH_KEY
 
 
 REFUSE_AUDIT = """
@@ -139,7 +140,7 @@ async def test_a_secrets_rotation_whose_admin_log_entry_fails_rotates_nothing(
     finally:
         await conn.close()
     assert capsys.readouterr().err == "postwarden-admin: could not extend file (test)\n"
-    assert OLD_KEYRING.decrypt(token) == "pw"
+    assert OLD_KEYRING.decrypt(token) == HASH_KEY
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -179,7 +179,7 @@ async def _rules_and_settings_refusals(client: Client, admin: str, mint_key: Min
     assert created.status == 201, await created.text()
     again = json.dumps({"rule": rule}).encode()
     operator = await mint_key(Role.OPERATOR)
-    secret = json.dumps({next(iter(SECRET_SETTINGS)): "x"}).encode()
+    secret = json.dumps({next(iter(SECRET_SETTINGS)): "operator-may-not-set-this"}).encode()
     return [
         Refused("post", RULES, RULES, b'{"rule": {"name": "x"}}', JSON, 422),
         Refused("post", RULES, RULES, again, JSON, 409),

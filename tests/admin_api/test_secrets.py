@@ -72,7 +72,7 @@ async def test_rotate_re_encrypts_every_ciphertext_column(fresh_database_url: st
             "INSERT INTO runtime_settings (name, value_ciphertext) "
             "VALUES ('recipient_hash_key', $1) "
             "ON CONFLICT (name) DO UPDATE SET value_ciphertext = $1, value = NULL",
-            old.encrypt("relay-pw"))
+            old.encrypt("relay-pw-recipient-hash"))
         assert await rotate_secrets(conn, old, new) == 2
         assert await rotate_secrets(conn, old, new) == 0  # already under the new key
         token = await conn.fetchval("SELECT token_ciphertext FROM other_secrets WHERE id = 1")
@@ -80,7 +80,7 @@ async def test_rotate_re_encrypts_every_ciphertext_column(fresh_database_url: st
     finally:
         await conn.close()
     assert new.decrypt(token) == "webhook-key"
-    assert new.decrypt(setting) == "relay-pw"
+    assert new.decrypt(setting) == "relay-pw-recipient-hash"
     with pytest.raises(UnknownSecretKey):
         old.decrypt(setting)
 

@@ -95,12 +95,49 @@ async def test_secret_is_write_only_encrypted_and_never_logged(
     assert SECRET not in caplog.text
 
 
+async def test_a_short_recipient_hash_key_is_refused_without_its_value(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    """A one-character key ("Q") made the recipient hashes in the counters easy to reverse:
+    trying every short key with likely addresses finds both."""
+    for short in ("Q", "fifteen-chars!!"):
+        response = await admin_client.put("/api/v1/settings", headers=bearer(admin_key),
+                                          json={"recipient_hash_key": short})
+        assert response.status == 422
+        text = await response.text()
+        assert (await response.json())["error"]["details"] == [{
+            "field": "recipient_hash_key",
+            "message": "expected a string of at least 16 characters (a random one)"}]
+        assert short not in text
+    response = await admin_client.put("/api/v1/settings", headers=bearer(admin_key),
+                                      json={"recipient_hash_key": "sixteen-chars!!!"})
+    assert response.status == 200
+
+
+async def test_a_short_recipient_hash_key_stored_before_is_told_at_start(
+    aiohttp_client: AiohttpClient, fresh_database_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One stored before the API refused it is still used (refusing it would stop the
+    sending), and the log says to replace it, without its value."""
+    settings = settings_for(fresh_database_url)
+    conn = await connect(fresh_database_url)
+    try:
+        await conn.execute("INSERT INTO runtime_settings (name, value_ciphertext) "
+                           "VALUES ('recipient_hash_key', $1)",
+                           Keyring.from_settings(settings).encrypt("tiny-key"))
+    finally:
+        await conn.close()
+    await aiohttp_client(create_app(settings))
+    assert "recipient_hash_key is shorter than 16 characters" in caplog.text
+    assert "tiny-key" not in caplog.text
+
+
 async def test_operator_may_not_set_secrets(
     admin_client: TestClient[Any, Any], mint_key: MintKey
 ) -> None:
     operator = await mint_key(Role.OPERATOR)
     response = await admin_client.put("/api/v1/settings", headers=bearer(operator),
-                                      json={"recipient_hash_key": "x"})
+                                      json={"recipient_hash_key": SECRET})
     assert response.status == 403
     response = await admin_client.put("/api/v1/settings", headers=bearer(operator),
                                       json={"outbound_max_recipients": 40})

@@ -26,6 +26,7 @@ from .preconditions import digest_tag, require_match
 from .runtime_settings import (
     FIELDS,
     INT_BOUNDS,
+    MIN_SECRET_CHARS,
     RUNTIME,
     SECRET_SETTINGS,
     apply_changes,
@@ -140,7 +141,7 @@ SCHEMAS = {
         "additionalProperties": False,
         "properties": {
             **{name: {"anyOf": [_schema_of(name), {"type": "null"}]} for name in FIELDS},
-            **{name: {"type": ["string", "null"], "minLength": 1,
+            **{name: {"type": ["string", "null"], "minLength": MIN_SECRET_CHARS,
                       "description": f"write-only: {text}"}
                for name, text in SECRET_SETTINGS.items()},
         },

@@ -71,6 +71,10 @@ SECRET_SETTINGS: Mapping[str, str] = {
     "recipient_hash_key": "key for the keyed hash of recipient addresses in rate counters; "
                           "a change starts every recipient's count for the day afresh",
 }
+# A short key lets whoever reads the counters find their addresses by trying keys
+# and likely addresses together: 16 characters (a random one) puts that out of reach.
+MIN_SECRET_CHARS = 16
+SHORT_SECRET = f"expected a string of at least {MIN_SECRET_CHARS} characters (a random one)"
 FIELDS = {f.name: f for f in dataclasses.fields(RuntimeSettings)}
 DEFAULTS = RuntimeSettings()
 
@@ -116,8 +120,9 @@ def validate_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], list[d
     for name in [name for name in changes if name in _NAMES]:  # as the body names them
         value = changes[name]
         if name in SECRET_SETTINGS:
-            if value is not None and (not isinstance(value, str) or not value):
-                problems.append({"field": name, "message": "expected a non-empty string"})
+            if value is not None and (not isinstance(value, str)
+                                      or len(value) < MIN_SECRET_CHARS):
+                problems.append({"field": name, "message": SHORT_SECRET})
             else:
                 converted[name] = value
         elif value is None:

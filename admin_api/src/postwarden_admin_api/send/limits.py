@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from postwarden_admin_api.errors import ApiError
+from postwarden_admin_api.runtime_settings import MIN_SECRET_CHARS
 from postwarden_admin_api.secrets import Keyring, SecretsError
 
 from .refusals import FieldProblem, Refusal
@@ -130,6 +131,13 @@ class HashKey:
                       "this instance the secret_key it was stored under (or that key as "
                       "previous_secret_key during a rotation)", HASH_KEY_SETTING, exc)
             return None
+        if len(secret) < MIN_SECRET_CHARS:
+            # Stored before the API refused one so short: kept, as refusing it would stop
+            # every instance's sending, and replacing it starts the day's counts afresh.
+            log.warning("%s is shorter than %d characters: the recipient hashes in the rate "
+                        "counters can be reversed by trying addresses; set a random one of "
+                        "at least %d (PUT /api/v1/settings)", HASH_KEY_SETTING,
+                        MIN_SECRET_CHARS, MIN_SECRET_CHARS)
         return derive_hash_key(secret.encode())
 
 
