@@ -54,7 +54,8 @@ async def test_each_plain_setting_is_logged_with_its_old_and_new_value(
         {"outbound_max_recipients": {"old": 50, "new": 40},
          "allowed_sender_addresses": {"old": [], "new": ["app@example.com"]},
          "recipient_hash_key": "<set>"},
-        # null: back to the default; a value written again shows it did not change
+        # null: back to the default; true written over the default pins it (a later
+        # release's default does not replace it): a change of what is stored
         {"outbound_max_recipients": {"old": 40, "new": 50},
          "outbound_enabled": {"old": True, "new": True},
          "recipient_hash_key": "<set>"},
@@ -124,3 +125,35 @@ async def test_a_change_naming_no_setting_writes_no_entry(
     # A PUT of {} logged "settings.changed" with an empty summary: a change of nothing.
     await _put(admin_client, admin_key, {})
     assert await _summaries(admin_client, admin_key) == []
+
+
+async def _etag_after(client: TestClient[Any, Any], key: str, etag: str,
+                      changes: dict[str, Any]) -> str:
+    response = await client.put("/api/v1/settings", json=changes,
+                                headers={**bearer(key), "If-Match": etag})
+    assert response.status == 200, await response.text()
+    return response.headers["ETag"]
+
+
+async def test_a_value_written_again_is_no_change(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    """It moved the ETag, so that another operator's If-Match failed 412, and logged
+    {"old": 40, "new": 40}; of a change naming several, only those that change count."""
+    etag = (await admin_client.get("/api/v1/settings", headers=bearer(admin_key))
+            ).headers["ETag"]
+    etag = await _etag_after(admin_client, admin_key, etag, {"outbound_max_recipients": 40})
+    etag = await _etag_after(admin_client, admin_key, etag, {
+        "outbound_max_recipients": 40, "outbound_per_key_per_minute": 7})
+    for unchanged in ({"outbound_max_recipients": 40, "outbound_per_key_per_minute": 7},
+                      {"outbound_per_recipient_per_day": None},  # the default already
+                      {"recipient_hash_key": None}):  # unset already
+        assert await _etag_after(admin_client, admin_key, etag, unchanged) == etag
+    await _put(admin_client, admin_key, {"recipient_hash_key": SECRETS[0]})
+    await _put(admin_client, admin_key, {"recipient_hash_key": SECRETS[0]})
+    assert await _summaries(admin_client, admin_key) == [
+        {"outbound_max_recipients": {"old": 50, "new": 40}},
+        {"outbound_per_key_per_minute": {"old": 120, "new": 7}},
+        # whether a secret written equals the stored one is not told
+        {"recipient_hash_key": "<set>"}, {"recipient_hash_key": "<set>"},
+    ]

@@ -31,6 +31,7 @@ from .runtime_settings import (
     SECRET_SETTINGS,
     apply_changes,
     describe_settings,
+    real_changes,
     validate_changes,
 )
 from .secrets import KEYRING
@@ -106,6 +107,9 @@ async def settings_put(request: web.Request) -> web.Response:
         if not admin and _shortens_retention(before, changes):
             raise ApiError(403, "forbidden", "only admins may shorten audit retention",
                            details=[{"field": RETENTION}])
+        # A value written again is no change: it moved the ETag (another operator's
+        # If-Match then failed) and logged {"old": X, "new": X}.
+        changes = await real_changes(conn, changes)
         await apply_changes(conn, request.app[KEYRING], changes, principal(request).key_id)
         shown, headers = await _shown(conn)
         if changes:  # a PUT of {} is no change to log (it logged an entry of nothing)

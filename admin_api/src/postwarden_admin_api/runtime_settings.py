@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -171,6 +172,32 @@ async def describe_settings(conn: asyncpg.Connection) -> dict[str, Any]:
     return shown
 
 
+def _stored_form(value: Any) -> Any:
+    """A validated plain value as its ``value`` column holds it (JSON: a list, not a tuple)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _leaves_as_is(row: asyncpg.Record | None, name: str, value: Any) -> bool:
+    """Whether writing ``value`` would store what ``row`` holds: no change to make."""
+    if row is None:
+        return value is None  # a default restored that was never replaced
+    if value is None or name in SECRET_SETTINGS:
+        # A secret written is always a change: telling whether it equals the one stored
+        # would confirm a guess of a value no one may read back.
+        return False
+    # As JSON: true and 1 are not one value.
+    return json.dumps(row["value"]) == json.dumps(_stored_form(value))
+
+
+async def real_changes(conn: asyncpg.Connection, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` without those that would leave their setting stored as it is, which
+    would only move its time of change, and so the settings' ETag. A value written
+    over the default it equals stays a change: it is kept through a later default's."""
+    stored = {row["name"]: row for row in await conn.fetch(SELECT_ALL)}
+    return {name: value for name, value in changes.items()
+            if not _leaves_as_is(stored.get(name), name, value)}
+
+
 async def apply_changes(
     conn: asyncpg.Connection, keyring: Keyring, changes: Mapping[str, Any], actor: str
 ) -> None:
@@ -182,8 +209,7 @@ async def apply_changes(
             elif name in SECRET_SETTINGS:
                 await conn.execute(UPSERT, name, None, keyring.encrypt(value), actor)
             else:
-                stored = list(value) if isinstance(value, tuple) else value
-                await conn.execute(UPSERT, name, stored, None, actor)
+                await conn.execute(UPSERT, name, _stored_form(value), None, actor)
 
 
 class RuntimeSettingsCache:
