@@ -104,6 +104,22 @@ async def test_create_reports_every_bad_field(
     assert fields == {"role", "name", "allowed_senders", "expires_at", "extra"}
 
 
+async def test_a_names_length_is_counted_as_stored(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    """Its spaces around, which are stripped, were counted: 199 characters were refused."""
+    async def create(name: str) -> tuple[int, Any]:
+        response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key),
+                                           json={"role": "auditor", "name": name})
+        return response.status, await response.json()
+
+    status, created = await create(f"  {'n' * keys.NAME_MAX} ")
+    assert (status, created["name"]) == (201, "n" * keys.NAME_MAX)
+    status, refused = await create(f" {'n' * (keys.NAME_MAX + 1)} ")
+    assert (status, refused["error"]["details"]) == (422, [
+        {"field": "name", "message": f"expected 1..{keys.NAME_MAX} characters"}])
+
+
 async def test_an_expiry_already_past_is_refused(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

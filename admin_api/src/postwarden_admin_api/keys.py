@@ -148,11 +148,12 @@ def key_name(value: object) -> str:
     """A key's name as stored: 1 to NAME_MAX characters, not blank, stripped, with no
     hidden character (`keys list` prints names to a terminal: see bodies.is_hidden); ValueError
     for anything else (the API's and the CLI's one check)."""
-    if not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
+    # Counted as stored: its spaces around were counted too.
+    if not isinstance(value, str) or not 1 <= len(name := value.strip()) <= NAME_MAX:
         raise ValueError(f"expected 1..{NAME_MAX} characters")
     if has_hidden(value):
         raise ValueError(HIDDEN_REFUSED)
-    return value.strip()
+    return name
 
 
 def key_expiry(text: object) -> dt.datetime:
