@@ -454,3 +454,39 @@ async def test_a_head_of_the_export_answers_headers_only(
     assert b"application/x-ndjson" in head
     assert rest.startswith(b"HTTP/1.1 200 "), rest[:200]
     assert rest.endswith(b'{"status": "ok"}')
+
+
+async def _waits_for_a_lock(conn: Any) -> None:
+    """Returns once a query of the test's database waits for a lock (bounded: a hung
+    test fails rather than hangs)."""
+    for _ in range(1000):
+        if await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                               "current_database() AND wait_event_type = 'Lock'"):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no query waited for the lock")
+
+
+async def test_a_head_of_the_export_reads_no_event(
+    admin_client: Client, role_keys: dict[Role, str], audited: str, database_url: str
+) -> None:
+    """It read the export's first page (up to 500 events) to send none of it: with
+    the events locked, it waits on the lock rather than answering."""
+    locker, watcher = await connect(database_url), await connect(database_url)
+    try:
+        async with locker.transaction():
+            await locker.execute("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
+            head = asyncio.ensure_future(admin_client.head(
+                "/api/v1/audit/export", params={"queue_id": audited},
+                headers=bearer(role_keys[Role.AUDITOR])))
+            waiting = asyncio.ensure_future(_waits_for_a_lock(watcher))
+            await asyncio.wait({head, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waited = waiting.done()
+            waiting.cancel()
+        response = await head
+    finally:
+        await locker.close()
+        await watcher.close()
+    assert not waited, "the HEAD queried the events"
+    assert response.status == 200
+    assert response.headers["Content-Disposition"] == 'attachment; filename="audit.ndjson"'

@@ -97,13 +97,15 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
         "Content-Type": "application/x-ndjson" if kind == "ndjson" else "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="audit.{kind}"',
     })
+    if request.method == hdrs.METH_HEAD:
+        # Headers only (RFC 9110, 9.3.2): aiohttp writes what it is given, and the
+        # events sent after them were read as the connection's next answer. Nor is the
+        # first page read for none of it to be sent: a HEAD is a check of the route.
+        await response.prepare(request)
+        return response
     # Before the 200: a busy pool is a 503, an event that cannot be rendered a 500.
     lines, last = await _export_page(request, filters, None)
     await response.prepare(request)
-    if request.method == hdrs.METH_HEAD:
-        # Headers only (RFC 9110, 9.3.2): aiohttp writes what it is given, and the
-        # events sent after them were read as the connection's next answer.
-        return response
     head = [_csv_line(CSV_FIELDS)] if kind == "csv" else []
     sent = 0
     try:
