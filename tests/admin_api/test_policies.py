@@ -31,6 +31,15 @@ async def upload(client: TestClient[Any, Any], key: str, text: str, comment: str
     return response.status, await response.json()
 
 
+async def test_a_blank_comment_is_no_comment(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    """It was stored, and listed, as "" (or as blanks) beside the null of one left out."""
+    for name, comment in (("uncommented", ""), ("blank-comment", "  ")):
+        status, revision = await upload(admin_client, admin_key, policy(name), comment)
+        assert (status, revision["comment"]) == (201, None)
+
+
 async def test_malformed_yaml_is_answered_with_line_and_column(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

@@ -185,3 +185,13 @@ async def test_values_yaml_1_1_reads_otherwise_survive_add_update_and_list(
                                 Envelope(recipients=("a@example.com",))).rules
                for size in (36, 41)]  # 36 is over 32, not over 40
     assert matched == [(), ("legacy",)]
+
+
+async def test_a_blank_comment_is_as_none(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    """Blanks were stored as the revision's comment; no comment gives the change's name."""
+    response = await admin_client.post("/api/v1/rules", headers=bearer(admin_key), json={
+        "rule": block("blank", "blank@evil.test"), "comment": "  "})
+    assert response.status == 201, await response.text()
+    assert (await response.json())["revision"]["comment"] == "rule.created"

@@ -58,6 +58,23 @@ async def test_a_detail_that_is_no_string_is_told_so(client: Client, mint_key: M
     assert [(d["field"], d["message"]) for d in details] == [("detail", "expected a string")]
 
 
+async def test_an_empty_detail_is_no_detail_and_a_repeat_keeps_the_first_entry(
+    client: Client, mint_key: MintKey
+) -> None:
+    """An empty detail was stored, and listed, as "" beside the null of one left out. An
+    address suppressed again keeps its entry (why, when and by whom it was suppressed
+    first: a hard bounce stays one): the 200, not a 201, says nothing was added."""
+    operator = await _operator(mint_key)
+    address = f"empty-{uuid.uuid4().hex[:8]}@example.org"
+    added = await client.post(SUPPRESSIONS, headers=operator,
+                              json={"address": address, "detail": ""})
+    assert (added.status, (await added.json())["detail"]) == (201, None)
+    again = await client.post(SUPPRESSIONS, headers=operator,
+                              json={"address": address, "detail": "asked by phone"})
+    assert again.status == 200
+    assert await again.json() == await added.json()
+
+
 async def test_suppressing_and_lifting_are_in_the_admin_audit_log(
     client: Client, mint_key: MintKey
 ) -> None:

@@ -236,6 +236,12 @@ def has_hidden(text: str) -> bool:
     return any(map(is_hidden, text))
 
 
+def blank_as_none(text: str | None) -> str | None:
+    """A free text (a comment, a detail) as stored: None for an empty or blank one, which
+    says nothing (it was stored and listed as "", beside the null of one left out)."""
+    return text if text is not None and text.strip() else None
+
+
 SHOWN_KEY = 80  # characters of a duplicate key, or another value, given back
 
 

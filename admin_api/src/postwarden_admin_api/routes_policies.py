@@ -35,6 +35,7 @@ from . import admin_audit
 from .bodies import (
     HIDDEN_REFUSED,
     QueryProblems,
+    blank_as_none,
     check_utf8,
     has_hidden,
     json_ok,
@@ -118,7 +119,7 @@ def _comment(request: web.Request) -> str | None:
     elif comment is not None and has_hidden(comment):  # shown in listings and the CLI
         query.found.append({"field": "comment", "message": HIDDEN_REFUSED})
     query.raise_any()
-    return comment
+    return blank_as_none(comment)
 
 
 @routes.post("/api/v1/policies")

@@ -23,7 +23,14 @@ from postwarden_policies.policyset import content_hash
 from postwarden_policies.yamlnodes import MERGE_KEY, MERGE_KEYS_REFUSED, dump, read_plain
 
 from . import admin_audit
-from .bodies import HIDDEN_REFUSED, has_hidden, json_ok, read_json_object, unknown_fields
+from .bodies import (
+    HIDDEN_REFUSED,
+    blank_as_none,
+    has_hidden,
+    json_ok,
+    read_json_object,
+    unknown_fields,
+)
 from .context import POOL, Role, allow, principal
 from .engine import off_loop
 from .errors import ApiError, ValidationFailed, connection
@@ -150,7 +157,7 @@ def _change(data: dict[str, Any], rule_required: bool) -> tuple[dict[str, Any] |
         problems.append({"field": "position", "message": "expected an integer, 0 or more"})
     if problems:
         raise ValidationFailed(problems)
-    return rule, comment
+    return rule, blank_as_none(comment)
 
 
 def _has_merge_key(value: Any) -> bool:

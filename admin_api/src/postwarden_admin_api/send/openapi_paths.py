@@ -255,6 +255,9 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             "suppress an address", [Role.OPERATOR],
             body=json_content(SUPPRESSION_REQUEST),
             responses={200: ref("Suppression"), 201: ref("Suppression")},
+            descriptions={200: "the address was suppressed already: its entry as it "
+                          "stands (a repeat's detail is not stored)",
+                          201: "the entry added"},
             errors=error_codes(JSON_BODY_ERRORS, _INVALID),
         ),
         "delete": operation(

@@ -14,6 +14,7 @@ from postwarden_admin_api.bodies import (
     HIDDEN_REFUSED,
     PLUS_AS_SPACE,
     QueryProblems,
+    blank_as_none,
     has_hidden,
     json_ok,
     path_uuid,
@@ -227,7 +228,7 @@ def _new_suppression(body: dict[str, Any]) -> tuple[str, str | None]:
         problems.append({"field": "detail", "message": HIDDEN_REFUSED})
     if problems:
         raise ValidationFailed(problems)
-    return address, detail
+    return address, blank_as_none(detail)
 
 
 @routes.post("/api/v1/suppressions")
