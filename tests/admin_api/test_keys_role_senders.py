@@ -69,6 +69,15 @@ async def test_a_key_made_right_has_no_problem(
     assert (await _listed(admin_client, admin_key, key_id))["problems"] == []
 
 
+async def test_the_role_keys_fixtures_keys_have_no_problem(
+    admin_client: TestClient[Any, Any], admin_key: str, role_keys: dict[Role, str]
+) -> None:
+    """Its operator and auditor keys were made with allowed senders, which the API refuses
+    (and lists a key stored so with): the tests ran on keys no one can make."""
+    for key in role_keys.values():
+        assert (await _listed(admin_client, admin_key, _key_id(key)))["problems"] == []
+
+
 @pytest.mark.parametrize("role", [Role.OPERATOR, Role.AUDITOR])
 async def test_an_operator_or_auditor_key_with_allowed_senders_cannot_send(
     admin_client: TestClient[Any, Any], mint_key: MintKey, role: Role
