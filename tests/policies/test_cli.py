@@ -101,6 +101,21 @@ def test_test_command_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     ]
 
 
+def test_test_command_with_no_tests_says_so_and_exits_5(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "p.yaml").write_text("version: 1\nname: p\nrules:\n  - {name: r, then: accept}\n")
+    assert main(["test", str(tmp_path)]) == 5
+    assert capsys.readouterr().out == "no tests ran: no policy loaded has a tests: section\n"
+    assert main(["check", str(tmp_path)]) == 0
+
+
+def test_test_help_names_its_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["test", "--help"])
+    assert "5 no tests ran" in capsys.readouterr().out
+
+
 def test_test_command_with_load_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("version: 1\n")

@@ -26,6 +26,7 @@ tests:
     recipients: [a@b.test]
     expect: EXPECT
 """
+NO_TESTS = POLICY.split("tests:", maxsplit=1)[0]
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
@@ -48,6 +49,9 @@ def write(tmp_path: Path, text: str) -> Path:
     pytest.param("test", POLICY.replace("EXPECT", "reject"), 0, id="test-passed"),
     pytest.param("test", POLICY.replace("EXPECT", "accept"), 1, id="test-failed"),
     pytest.param("test", "version: 1\n", 2, id="test-not-loaded"),
+    # A CI job pointed at a directory with no tests: no silent pass; check is content.
+    pytest.param("test", NO_TESTS, 5, id="test-none-ran"),
+    pytest.param("check", NO_TESTS, 0, id="check-no-tests"),
 ])
 @pytest.mark.parametrize("output", ["text", "json"])
 def test_exit_codes(tmp_path: Path, command: str, text: str, code: int, output: str) -> None:
@@ -109,6 +113,16 @@ def test_test_json_when_the_policies_do_not_load(
         "version": 1, "ok": False, "warnings": [], "cases": [], "passed": 0, "failed": 0,
         "errors": [{"file": str(path), "line": 1, "column": 1,
                     "message": "missing required key 'name' in policy"}],
+    })
+
+
+def test_test_json_when_no_case_ran_is_not_ok(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, NO_TESTS)
+    assert run(["test", "--format", "json", str(path)], capsys) == (5, {
+        "version": 1, "ok": False, "errors": [], "warnings": [], "cases": [],
+        "passed": 0, "failed": 0,
     })
 
 

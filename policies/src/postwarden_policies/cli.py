@@ -9,7 +9,9 @@ postwarden-policy schema                   print the JSON Schema of policy files
 
 ``check`` and ``test`` exit 0 when all is well, 1 when a test fails, 2 when the
 policies do not load (as argparse does for a usage error; ``eval`` too): a CI gate
-tells a broken file from a broken expectation; 141 when the reader of the output
+tells a broken file from a broken expectation; ``test`` exits 5 when no policy it
+loaded has a test (pytest's "no tests ran"): a CI job pointed at the wrong
+directory fails rather than passing with nothing run; 141 when the reader of the output
 left (``| head``) and nothing failed, as a shell reports a process SIGPIPE ended. ``--format json``
 prints one JSON document on stdout instead of text (testreport; eval: the
 verdict, as the policy test API answers it; ``--json`` is its old name). Warnings (a
@@ -49,7 +51,7 @@ from .engine import as_received, evaluate_message
 from .errors import PolicyIssue, PolicyLoadError
 from .facts import Envelope, client_ip_text
 from .loader import load_policy_set
-from .policytests import run_policy_tests
+from .policytests import CaseResult, run_policy_tests
 from .render import verdict_json, verdict_lines
 from .schema import schema_text
 from .testreport import (
@@ -68,6 +70,7 @@ PROG = "postwarden-policy"
 EXIT_OK = 0
 EXIT_FAILED = 1  # a test failed (eval: the message could not be read)
 EXIT_NOT_LOADED = 2  # the policies do not load (check, test, eval); argparse's usage error too
+EXIT_NO_TESTS = 5  # test: the policies load, none has a case (pytest's "no tests ran")
 EXIT_OUTPUT_FAILED = 74  # EX_IOERR (sysexits.h): the output could not be written
 EXIT_READER_LEFT = 128 + 13  # as a shell reports a process SIGPIPE ended, when all was well
 NULL_SENDER = "<>"
@@ -155,9 +158,7 @@ def _test(args: argparse.Namespace) -> int:
     with _quiet():
         loaded = _load(args.paths, check_samples=True)
         results = run_policy_tests(loaded.policy_set) if loaded.policy_set is not None else []
-    failed = any(case_failed(r, whole_set=args.whole_set) for r in results)
-    args.outcome = (EXIT_NOT_LOADED if loaded.policy_set is None
-                    else EXIT_FAILED if failed else EXIT_OK)
+    args.outcome = _test_outcome(loaded, results, whole_set=args.whole_set)
     if args.format == "json":
         _print_json(results_document(loaded, results, whole_set=args.whole_set))
     else:
@@ -168,6 +169,15 @@ def _test(args: argparse.Namespace) -> int:
             for line in case_lines(results, whole_set=args.whole_set):
                 print(line)
     return int(args.outcome)
+
+
+def _test_outcome(loaded: Loaded, results: Sequence[CaseResult], *, whole_set: bool) -> int:
+    if loaded.policy_set is None:
+        return EXIT_NOT_LOADED
+    if not results:
+        return EXIT_NO_TESTS
+    failed = any(case_failed(r, whole_set=whole_set) for r in results)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _diff(before: bytes, after: bytes) -> str:
@@ -256,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(check)
     check.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", type=_path)
     check.set_defaults(run=_check)
-    test = commands.add_parser("test", help="run the tests: sections of policies")
+    test = commands.add_parser(
+        "test", help="run the tests: sections of policies",
+        epilog="exit codes: 0 every case passed; 1 a case failed; 2 the policies do not "
+               "load (or a usage error); 5 no tests ran: no policy loaded has a tests: "
+               "section (the wrong directory?); 74 the output could not be written")
     test.add_argument("--whole-set", action="store_true",
                       help="fail a case the whole loaded set gives another outcome")
     _add_format(test)

@@ -19,6 +19,7 @@ from .render import escaped
 from .verdicts import Verdict
 
 FORMAT_VERSION = 1
+NO_TESTS = "no tests ran: no policy loaded has a tests: section"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,9 @@ def case_lines(results: Sequence[CaseResult], *, whole_set: bool) -> Iterator[st
     if differing and not whole_set:
         yield (f"{differing} case(s) get another action from the whole set "
                "(--whole-set makes that a failure)")
+    if not results:  # a run that tested nothing is no pass (exit 5)
+        yield NO_TESTS
+        return
     failed_count = sum(case_failed(r, whole_set=whole_set) for r in results)
     yield f"{len(results) - failed_count} passed, {failed_count} failed"
 
@@ -160,7 +164,7 @@ def results_document(
     failed = sum(case_failed(r, whole_set=whole_set) for r in results)
     return {
         **_loaded_json(loaded),
-        "ok": loaded.policy_set is not None and not failed,
+        "ok": loaded.policy_set is not None and bool(results) and not failed,
         "cases": [case_json(r, whole_set=whole_set) for r in results],
         "passed": len(results) - failed,
         "failed": failed,
