@@ -63,6 +63,14 @@ CASES = [
         ("expected reply '554', got '550 5.7.1 No keys'",),
         id="reply",
     ),
+    # A reply code alone, unquoted (YAML's integer), as the start of the reply.
+    pytest.param("expect: reject\nexpect_reply: 550", True, (), id="reply-code"),
+    pytest.param(
+        "expect: reject\nexpect_reply: 451",
+        False,
+        ("expected reply '451', got '550 5.7.1 No keys'",),
+        id="reply-code-differs",
+    ),
     pytest.param(
         "expect: reject\nexpect_stripped: [a.exe]",
         False,
@@ -160,6 +168,21 @@ def test_an_unreadable_message_fails_the_case(
     (result,) = run_policy_tests(policy_set)
     assert result.verdict is None
     assert said(result.problems) == (f"cannot read {tmp_path}/{told}: No such file or directory",)
+
+
+@pytest.mark.parametrize("written", ["55", "0550", "5.5e2", "0x226", "600"])
+def test_a_number_that_is_no_reply_code_is_refused_as_expect_reply(written: str) -> None:
+    text = POLICY + f"    expect: reject\n    expect_reply: {written}\n"
+    with pytest.raises(PolicyLoadError) as raised:
+        load_policy_set_from_sources([("p", text)])
+    (issue,) = raised.value.issues
+    assert issue.message.endswith("expected a reply code from 200 to 599, or the start of a "
+                                  f'reply as text ("550 5.7.1"), got {written}')
+
+
+def test_the_schema_takes_a_reply_code_as_the_loader_does() -> None:
+    document = yaml.safe_load(POLICY + "    expect: reject\n    expect_reply: 550\n")
+    assert jsonschema.Draft202012Validator(policy_schema()).is_valid(document)
 
 
 def test_example_policies_pass() -> None:

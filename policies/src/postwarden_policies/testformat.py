@@ -19,10 +19,13 @@ file names of the attachments stripped.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .conditionformat import ADDRESS, HEADER_NAME, header_name_hint
 from .engine import FIELDS_LIMIT, INTERNAL_ERROR, REWRITE_FAILED, STRUCTURE_FLAGS
@@ -35,13 +38,17 @@ from .render import escaped
 from .spec import (
     INVALID,
     Convert,
+    JsonSchema,
     ListOf,
+    Spec,
     SpecError,
     boolean,
     choice,
     text,
+    written,
 )
 from .verdicts import NOT_DELIVERED, Action
+from .yamlnodes import TOO_LARGE, Reader
 
 _ADDRESS = text(pattern=ADDRESS, what="an e-mail address")
 # What verdicts name a policy's limit by (on_structure_limit is what happens past two of
@@ -63,6 +70,33 @@ _EXPECTED_RULE = text(
     schema_pattern=(f"{RULE_REF}|(?:report:)?limit:(?:{'|'.join(_POLICY_LIMITS)})"
                     f"|limit:{FIELDS_LIMIT}"),
 )
+
+
+class _ReplyStart(Spec):
+    """The start of an SMTP reply, as text; or a reply code alone written as a number
+    (``expect_reply: 550``), which says the same as "550": YAML reads it as an integer,
+    and the code is what most cases expect."""
+
+    _CODE = re.compile("[2-5][0-9][0-9]")  # as written: not 0550, 5.5e2 nor 0x226
+    _TEXT = text(pattern=PRINTABLE, what="the start of an SMTP reply")
+
+    def read(self, node: yaml.Node, reader: Reader) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            return self._TEXT.read(node, reader)
+        value = reader.scalar(node)
+        if type(value) not in (int, float) and value is not TOO_LARGE:
+            return self._TEXT.take(node, value, reader)
+        if self._CODE.fullmatch(node.value):
+            return node.value
+        reader.error(node, "expected a reply code from 200 to 599, or the start of a reply "
+                           f'as text ("550 5.7.1"), got {written(node)}')
+        return INVALID
+
+    def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
+        return {"anyOf": [{"type": "integer", "minimum": 200, "maximum": 599},
+                          self._TEXT.schema(defs)]}
+
+
 # One line of any text but control characters: compared with the decoded header
 # value, which may hold any character.
 _HEADER_TEXT = r"[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+"
@@ -255,7 +289,7 @@ TEST_CASE = Obj(
             "Exactly the rules that must match, in order.",
         ),
         "expect_reply": Field(
-            text(pattern=PRINTABLE, what="the start of an SMTP reply"), 'E.g. "550 5.7.1".'
+            _ReplyStart(), 'The start of the SMTP reply: a code (550), or text ("550 5.7.1").'
         ),
         "expect_headers": Field(
             MapOf(
