@@ -762,22 +762,24 @@ def test_a_policy_test_with_a_client_ip_no_client_has_is_refused() -> None:
 TOO_LARGE = [
     pytest.param(
         'limits:\n  max_attachment_bytes: "' + "9" * 5000 + 'MB"\n',
-        f"4:25: size too large: at most {MAX_INTEGER} bytes",
+        f"4:25: size too large: at most {MAX_INTEGER} bytes, got the string "
+        f"'{'9' * 80}'... (5002 characters)",
         id="size-string-past-pythons-digit-limit",
     ),
     pytest.param(
         "limits: {max_message_bytes: 8589934592 GiB}\n",  # 2**63
-        f"3:29: size too large: at most {MAX_INTEGER} bytes",
+        f"3:29: size too large: at most {MAX_INTEGER} bytes, got the string '8589934592 GiB'",
         id="size-string-times-its-unit",
     ),
     pytest.param(
         f"limits: {{max_message_bytes: {MAX_INTEGER + 1}}}\n",
-        f"3:29: size too large: at most {MAX_INTEGER} bytes",
+        f"3:29: size too large: at most {MAX_INTEGER} bytes, got {MAX_INTEGER + 1}",
         id="size-integer",
     ),
     pytest.param(
         "rules:\n  - name: r\n    when: {size_over: " + "9" * 5000 + "}\n    then: reject\n",
-        f"5:23: rule 'r': size too large: at most {MAX_INTEGER} bytes",
+        f"5:23: rule 'r': size too large: at most {MAX_INTEGER} bytes, got {'9' * 80}... "
+        "(5000 characters)",
         id="size-in-a-condition",
     ),
     pytest.param(

@@ -308,13 +308,13 @@ class Size(Spec):
         self.zero = zero
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
-        value = (whole_number(node, reader.scalar(node)) if isinstance(node, yaml.ScalarNode)
-                 else None)
-        if isinstance(value, str) and (found := _SIZE.fullmatch(value.strip())):
+        value = read = (whole_number(node, reader.scalar(node))
+                        if isinstance(node, yaml.ScalarNode) else None)
+        if isinstance(read, str) and (found := _SIZE.fullmatch(read.strip())):
             value = _size_bytes(found)
         # -1e400 is past the range too, but below it: told as the negative size it is
         if value is TOO_LARGE and not negative(node):
-            reader.error(node, _SIZE_TOO_LARGE)
+            reader.error(node, f"{_SIZE_TOO_LARGE}, got {got(node, read)}")  # as an integer's
             return INVALID
         if type(value) is int and value == 0 and self.zero is not None:
             reader.error(node, self.zero)
