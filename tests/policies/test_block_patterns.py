@@ -39,3 +39,29 @@ def test_a_block_pattern_ending_with_its_line_break_is_a_warning(style: str) -> 
 def test_without_the_blocks_line_break_nothing_is_said(condition: str) -> None:
     warnings, _ = _load(condition)
     assert warnings == []
+
+
+@pytest.mark.parametrize(("condition", "where"), [
+    ("      attachment:\n        filename: |\n          *.exe\n", (8, 19)),
+    ("      attachment:\n        content_type: >\n          application/*\n", (8, 23)),
+    ("      helo:\n        - |\n          *.example.com\n", (8, 11)),
+])
+def test_a_block_glob_ending_with_its_line_break_is_a_warning(
+    condition: str, where: tuple[int, int]
+) -> None:
+    """A glob never matches a file name, type or host name with a line break at its end:
+    the rule never matched, silently, as a block pattern did."""
+    [warning] = _load(condition)[0]
+    assert (warning.line, warning.column, warning.code) == (*where, BLOCK_LINE_END)
+    assert warning.message == (
+        "rule 'r': this glob ends with the line break its block (| or >) keeps, which a "
+        "match then needs (a file name, type or host name has none): write |- or >- to "
+        "leave it out, or the glob on the key's line")
+
+
+@pytest.mark.parametrize("condition", [
+    "      attachment:\n        filename: |-\n          *.exe\n",
+    "      attachment: {filename: ['*.exe']}\n",
+])
+def test_a_glob_without_the_blocks_line_break_gets_no_warning(condition: str) -> None:
+    assert _load(condition)[0] == []

@@ -478,7 +478,7 @@ SCHEMAS = {
                        f"{REGEX_IN_GLOB}, a glob written as a regular expression (.*\\.exe); "
                        f"{PAST_PARSER_CAP}, a max_mime_parts or max_mime_depth past what the "
                        "parser reads, which acts as that; "
-                       f"{BLOCK_LINE_END}, a pattern written as a block (|) that ends with "
+                       f"{BLOCK_LINE_END}, a pattern or glob written as a block (|) that ends with "
                        "its line break, which a match then needs",
         "properties": {
             "code": {"type": "string",

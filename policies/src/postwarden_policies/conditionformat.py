@@ -104,9 +104,23 @@ def _compile_error(glob: str) -> str | None:
     return None
 
 
+def _warn_block_line_end(node: yaml.Node, reader: Reader, kind: str, values: str) -> None:
+    """A pattern or glob written as a block (subject: |, then it below) ends with its line
+    break, which a match then needs: a Subject or header value, read on one line, never
+    has it (body text only where a line ends right after the words), nor does a file
+    name, a type or a host name (``values``: what it is matched against)."""
+    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">") \
+            and node.value.endswith("\n"):
+        reader.warn(node, f"this {kind} ends with the line break its block (| or >) keeps, "
+                          f"which a match then needs ({values} has none): write |- or >- "
+                          f"to leave it out, or the {kind} on the key's line",
+                    code=BLOCK_LINE_END)
+
+
 class GlobList(Spec):
     """Globs, each checked where it is written, compiled together into one pattern; a
-    warning at one written as a regular expression, or holding ß (case_folding_warning)."""
+    warning at one written as a regular expression, holding ß (case_folding_warning), or
+    as a block that ends with its line break."""
 
     def __init__(self, what: str, item: Callable[[str], str] = _glob) -> None:
         self.items = ListOf(Convert(text(what=what), item))
@@ -124,6 +138,7 @@ class GlobList(Spec):
                 reader.warn(item_node, why, code=CASE_FOLDING)
             if why := regex_in_glob_warning(glob):
                 reader.warn(item_node, why, code=REGEX_IN_GLOB)
+            _warn_block_line_end(item_node, reader, "glob", "a file name, type or host name")
         try:
             pattern = compile_globs(glob for _, glob in read)
         except SpecError as exc:
@@ -212,14 +227,6 @@ def _host_globs(get: c.Getter) -> Convert:
     )
 
 
-# A pattern written as a block (subject: |, then the pattern below) ends with its line
-# break, which the pattern then needs: a Subject or header value, read on one line,
-# never has it, and body text only where a line ends right after the words.
-_BLOCK_LINE_END = ("this pattern ends with the line break its block (| or >) keeps, which a "
-                   "match then needs (a Subject or header value, read on one line, has none): "
-                   "write |- or >- to leave it out, or the pattern on the key's line")
-
-
 class Regex(Convert):
     """An RE2 regular expression, compiled; a warning where RE2's ASCII-only classes
     likely miss words outside ASCII, or its simple case folding a spelling (ß, SS), or
@@ -244,9 +251,8 @@ class Regex(Convert):
             reader.warn(node, why, code=CASE_FOLDING)
         if why := empty_alternative_warning(pattern):
             reader.warn(node, why, code=MATCHES_EVERY_TEXT)
-        if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">") \
-                and pattern.source.endswith("\n"):
-            reader.warn(node, _BLOCK_LINE_END, code=BLOCK_LINE_END)
+        _warn_block_line_end(node, reader, "pattern",
+                            "a Subject or header value, read on one line,")
         return pattern
 
 

@@ -18,7 +18,7 @@ from .render import escaped
 # The kind of a warning that is not a policy test's mistake, for the admin API's answers.
 COMMENT_AFTER_VALUE = "value_cut_by_comment"
 ASCII_ONLY_CLASS = "ascii_only_class"  # \w or \b where words outside ASCII are meant
-BLOCK_LINE_END = "block_line_end"  # a pattern written as a block, ending with its line break
+BLOCK_LINE_END = "block_line_end"  # a pattern or glob written as a block, with its line break
 CASE_FOLDING = "case_folding"  # a caseless ß, which RE2 does not match with SS
 MATCHES_EVERY_TEXT = "matches_every_text"  # a pattern with an empty alternative (a|b|)
 PAST_PARSER_CAP = "past_parser_cap"  # max_mime_parts past the parts the parser reads
