@@ -197,7 +197,7 @@ async def test_a_case_expecting_a_renamed_rule_is_uploaded_and_activated(
     """As a milter loads it (a test never stops filtering): told in the log, not refused;
     `postwarden-policy check` and `test`, where the tests run, refuse it at its line."""
     text = policy("renamed").replace("renamed-block", "renamed-block-v2") + (
-        "tests:\n  - name: t\n    raw: 'Subject: x\\n\\nhi\\n'\n    sender: bad@evil.test\n"
+        "tests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n    sender: bad@evil.test\n"
         "    recipients: [a@b.test]\n    expect: reject\n    expect_rules: [renamed-block]\n")
     status, revision = await upload(admin_client, admin_key, text)
     assert status == 201

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.postgres
 Client = TestClient[Any, Any]
 MISTAKEN = ("version: 1\nname: mistaken\nrules:\n  - name: block\n    when:\n"
             "      sender: [bad@evil.test]\n    then: reject\n"
-            "tests:\n  - name: t\n    raw: 'Subject: x\\n\\nhi\\n'\n    sender: bad@evil.test\n"
+            "tests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n    sender: bad@evil.test\n"
             "    recipients: [a@b.test]\n    expect: reject\n"
             "    expect_rules: [blocks, limit:max_recipient, report:block]\n")
 PROBLEMS = [
@@ -75,3 +75,21 @@ async def test_a_value_a_comment_cut_short_is_an_upload_warning_of_its_own_code(
     document = await (await admin_client.get("/api/v1/openapi.json")).json()
     codes = document["components"]["schemas"]["PolicyWarning"]["properties"]["code"]["enum"]
     assert "value_cut_by_comment" in codes
+
+
+async def test_a_raw_sample_of_one_line_is_an_upload_warning_as_check_refuses_it(
+    admin_client: Client, admin_key: str
+) -> None:
+    """In single quotes YAML reads no escapes: the case's message was one header line of
+    backslashes. `check` and `test` refused it; the upload said nothing."""
+    source = ("version: 1\nname: one-line\ntests:\n  - name: t\n"
+              "    raw: 'Subject: x\\n\\nhi\\n'\n    recipients: [a@b.test]\n"
+              "    expect: accept\n")
+    status, revision = await upload(admin_client, admin_key, source)
+    assert status == 201, revision
+    [(code, file, line, column, message)] = _told(revision["warnings"])
+    assert (code, file, line, column) == ("test_sample_misread", "upload", 5, 10)
+    assert message.startswith("test 't': raw is one line: its \\n are a backslash and an n")
+    document = await (await admin_client.get("/api/v1/openapi.json")).json()
+    codes = document["components"]["schemas"]["PolicyWarning"]["properties"]["code"]["enum"]
+    assert "test_sample_misread" in codes

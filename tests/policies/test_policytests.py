@@ -10,6 +10,7 @@ import yaml
 
 from postwarden_policies import PolicyLoadError, load_policy_set, policy_schema, run_policy_tests
 from postwarden_policies.cli import build_parser
+from postwarden_policies.errors import TEST_SAMPLE_MISREAD, PolicyIssue
 from postwarden_policies.headers import MAX_FIELDS
 from postwarden_policies.loader import load_policy_set_from_sources
 
@@ -270,3 +271,14 @@ def test_a_case_held_unexpectedly_says_why() -> None:
             "    recipients: [a@b.test]\n    expect: accept\n")
     (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
     assert said(result.problems) == ("expected accept, got quarantine: Held for review",)
+
+
+def test_a_raw_sample_of_one_line_is_a_warning_where_the_policies_filter_mail() -> None:
+    """`check` and `test` refuse it; a milter (and an upload) loaded it without a word."""
+    text = POLICY.replace(f'raw: "{MESSAGE}"', "raw: 'Subject: x\\n\\nhi'") + "    expect: reject\n"
+    warnings: list[PolicyIssue] = []
+    policy_set = load_policy_set_from_sources([("p", text)], warn=warnings.append)
+    assert policy_set.policies[0].name == "p"  # a test's mistake never stops filtering
+    [warning] = warnings
+    assert (warning.line, warning.column, warning.code) == (12, 10, TEST_SAMPLE_MISREAD)
+    assert warning.message.startswith("test 'CASE': raw is one line: its \\n are a backslash")

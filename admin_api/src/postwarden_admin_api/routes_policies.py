@@ -28,6 +28,7 @@ from postwarden_policies.errors import (
     MATCHES_EVERY_TEXT,
     PAST_PARSER_CAP,
     REGEX_IN_GLOB,
+    TEST_SAMPLE_MISREAD,
 )
 from postwarden_policies.yamlnodes import read_plain
 
@@ -479,13 +480,16 @@ SCHEMAS = {
                        f"{PAST_PARSER_CAP}, a max_mime_parts or max_mime_depth past what the "
                        "parser reads, which acts as that; "
                        f"{BLOCK_LINE_END}, a pattern or glob written as a block (|) that ends with "
-                       "its line break, which a match then needs",
+                       "its line break, which a match then needs; "
+                       f"{TEST_SAMPLE_MISREAD}, a policy test's raw: message written on one "
+                       "line with \\n that YAML does not read as line breaks (single quotes), "
+                       "which check and test refuse",
         "properties": {
             "code": {"type": "string",
                      "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,
                               COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, CASE_FOLDING,
                               MATCHES_EVERY_TEXT, REGEX_IN_GLOB, PAST_PARSER_CAP,
-                              BLOCK_LINE_END]},
+                              BLOCK_LINE_END, TEST_SAMPLE_MISREAD]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

@@ -123,6 +123,10 @@ class ObjectContext:
         else:
             self.reader.error(self._node(key), message)
 
+    def warn(self, key: str | None, message: str, code: str) -> None:
+        """A warning at a field (``key``), or at the object."""
+        self.reader.warn(self._node(key), message, code)
+
     def where(self, key: str | None = None) -> tuple[int, int]:
         """Line and column (1-based) of a field's value, or of the object itself."""
         mark = self._node(key).start_mark

@@ -29,6 +29,7 @@ import yaml
 
 from .conditionformat import ADDRESS, HEADER_NAME, header_name_hint
 from .engine import FIELDS_LIMIT, INTERNAL_ERROR, REWRITE_FAILED, STRUCTURE_FLAGS
+from .errors import TEST_SAMPLE_MISREAD
 from .facts import client_ip_text
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
@@ -147,26 +148,32 @@ def _case_holds_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
     if sum(key in ctx.fields for key in SAMPLE_KEYS) != 1:
         ctx.error(None, "give exactly one of message (a file) or raw (the message inline)")
         return False
+    lined = _raw_has_lines(values, ctx)
     if not ctx.reader.check_files:
-        return True
+        return True  # a test's mistake never stops a milter (nor an upload): told only
     # Only `check` and `test` require the file: a milter's policy_dir often holds
     # just the policies, and samples have nothing to do with filtering mail.
     found = "message" not in values or _sample_found(
         _message_path(values["message"], ctx), values["message"], ctx)
-    lined = _raw_has_lines(values, ctx)
     return _expectations_hold_together(values, ctx) and found and lined
 
 
 def _raw_has_lines(values: dict[str, Any], ctx: ObjectContext) -> bool:
     """Whether an inline sample that writes \\n has line breaks; else an issue: in single
     quotes, or unquoted, YAML reads no escapes, so ``'Subject: hi\\n\\nbody'`` was one
-    header field holding backslashes, no body, and the case tested another message."""
+    header field holding backslashes, no body, and the case tested another message.
+    Refused by `check` and `test`; where the policies filter mail (a milter, an upload),
+    which has no test to run, a warning."""
     raw = values.get("raw")
     if raw is None or "\\n" not in raw or "\n" in raw or "\r" in raw:
         return True
-    ctx.error("raw", "raw is one line: its \\n are a backslash and an n each, as YAML "
-                     "reads escapes only in double quotes; write the message in double quotes "
-                     '("Subject: hi\\n\\nbody") or as a block (raw: |, its lines below)')
+    why = ("raw is one line: its \\n are a backslash and an n each, as YAML reads escapes "
+           "only in double quotes; write the message in double quotes "
+           '("Subject: hi\\n\\nbody") or as a block (raw: |, its lines below)')
+    if ctx.reader.check_files:
+        ctx.error("raw", why)
+    else:
+        ctx.warn("raw", why, TEST_SAMPLE_MISREAD)
     return False
 
 
