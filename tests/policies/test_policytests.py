@@ -282,3 +282,21 @@ def test_a_raw_sample_of_one_line_is_a_warning_where_the_policies_filter_mail() 
     [warning] = warnings
     assert (warning.line, warning.column, warning.code) == (12, 10, TEST_SAMPLE_MISREAD)
     assert warning.message.startswith("test 'CASE': raw is one line: its \\n are a backslash")
+
+
+@pytest.mark.parametrize("mark", ["\\ufeff", "\\udcef\\udcbb\\udcbf"], ids=["character", "bytes"])
+def test_a_raw_sample_starting_with_a_byte_order_mark_is_told(mark: str, tmp_path: Path) -> None:
+    """Pasted from a file saved with one: the case tested a message with no header (flags
+    no_headers, malformed) and passed if it expected what such a message gets."""
+    text = POLICY.replace(f'raw: "{MESSAGE}', f'raw: "{mark}{MESSAGE}') + "    expect: accept\n"
+    told = "test 'CASE': raw starts with a byte order mark (U+FEFF), which no mail starts with"
+    warnings: list[PolicyIssue] = []
+    load_policy_set_from_sources([("p", text)], warn=warnings.append)  # a milter, an upload
+    [warning] = warnings
+    assert (warning.line, warning.code) == (12, TEST_SAMPLE_MISREAD)
+    assert warning.message.startswith(told)
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(PolicyLoadError) as raised:  # check and test
+        load_policy_set([tmp_path], check_samples=True)
+    [issue] = raised.value.issues
+    assert (issue.line, issue.message.startswith(told)) == (12, True)

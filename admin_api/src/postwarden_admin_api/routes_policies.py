@@ -483,7 +483,7 @@ SCHEMAS = {
                        "its line break, which a match then needs; "
                        f"{TEST_SAMPLE_MISREAD}, a policy test's raw: message written on one "
                        "line with \\n that YAML does not read as line breaks (single quotes), "
-                       "which check and test refuse",
+                       "or starting with a byte order mark, which check and test refuse",
         "properties": {
             "code": {"type": "string",
                      "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,

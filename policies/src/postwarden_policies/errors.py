@@ -23,7 +23,8 @@ CASE_FOLDING = "case_folding"  # a caseless ß, which RE2 does not match with SS
 MATCHES_EVERY_TEXT = "matches_every_text"  # a pattern with an empty alternative (a|b|)
 PAST_PARSER_CAP = "past_parser_cap"  # max_mime_parts past the parts the parser reads
 REGEX_IN_GLOB = "regex_in_glob"  # a glob written as a regular expression (.*\.exe)
-# A policy test's inline sample the parser would misread (raw: one line of literal \n):
+# A policy test's inline sample the parser would misread (raw: one line of literal \n, or
+# starting with a byte order mark):
 # `check` and `test` refuse it, a milter and an upload warn.
 TEST_SAMPLE_MISREAD = "test_sample_misread"
 SHOWN_CHARS = 80  # of a key or value an issue quotes

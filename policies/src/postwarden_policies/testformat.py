@@ -148,7 +148,7 @@ def _case_holds_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
     if sum(key in ctx.fields for key in SAMPLE_KEYS) != 1:
         ctx.error(None, "give exactly one of message (a file) or raw (the message inline)")
         return False
-    lined = _raw_has_lines(values, ctx)
+    lined = _raw_has_lines(values, ctx) and _raw_starts_as_mail(values, ctx)
     if not ctx.reader.check_files:
         return True  # a test's mistake never stops a milter (nor an upload): told only
     # Only `check` and `test` require the file: a milter's policy_dir often holds
@@ -161,20 +161,39 @@ def _case_holds_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
 def _raw_has_lines(values: dict[str, Any], ctx: ObjectContext) -> bool:
     """Whether an inline sample that writes \\n has line breaks; else an issue: in single
     quotes, or unquoted, YAML reads no escapes, so ``'Subject: hi\\n\\nbody'`` was one
-    header field holding backslashes, no body, and the case tested another message.
-    Refused by `check` and `test`; where the policies filter mail (a milter, an upload),
-    which has no test to run, a warning."""
+    header field holding backslashes, no body, and the case tested another message."""
     raw = values.get("raw")
     if raw is None or "\\n" not in raw or "\n" in raw or "\r" in raw:
         return True
-    why = ("raw is one line: its \\n are a backslash and an n each, as YAML reads escapes "
-           "only in double quotes; write the message in double quotes "
-           '("Subject: hi\\n\\nbody") or as a block (raw: |, its lines below)')
+    _misread(ctx, "raw is one line: its \\n are a backslash and an n each, as YAML reads "
+                  "escapes only in double quotes; write the message in double quotes "
+                  '("Subject: hi\\n\\nbody") or as a block (raw: |, its lines below)')
+    return False
+
+
+# A byte order mark as the character, or as its UTF-8 bytes escaped (\udcef\udcbb\udcbf).
+_RAW_BOM = ("\ufeff", codecs.BOM_UTF8.decode("ascii", "surrogateescape"))
+
+
+def _raw_starts_as_mail(values: dict[str, Any], ctx: ObjectContext) -> bool:
+    """Whether an inline sample starts as mail can, as a message file must: one pasted
+    with the byte order mark of the file it came from reads as no header at all."""
+    raw = values.get("raw")
+    if raw is None or not raw.startswith(_RAW_BOM):
+        return True
+    _misread(ctx, "raw starts with a byte order mark (U+FEFF), which no mail starts with: "
+                  "its header would read as none; remove it")
+    return False
+
+
+def _misread(ctx: ObjectContext, why: str) -> None:
+    """An inline sample the parser would misread, the case testing another message:
+    refused by `check` and `test`; where the policies filter mail (a milter, an upload),
+    which run no test, a warning."""
     if ctx.reader.check_files:
         ctx.error("raw", why)
     else:
         ctx.warn("raw", why, TEST_SAMPLE_MISREAD)
-    return False
 
 
 def _message_path(given: str, ctx: ObjectContext) -> Path:
