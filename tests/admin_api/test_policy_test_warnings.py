@@ -93,3 +93,20 @@ async def test_a_raw_sample_of_one_line_is_an_upload_warning_as_check_refuses_it
     document = await (await admin_client.get("/api/v1/openapi.json")).json()
     codes = document["components"]["schemas"]["PolicyWarning"]["properties"]["code"]["enum"]
     assert "test_sample_misread" in codes
+
+
+async def test_an_expectation_no_verdict_can_meet_is_an_upload_warning_as_check_refuses_it(
+    admin_client: Client, admin_key: str
+) -> None:
+    """Headers expected of a message the case expects rejected: `check` and `test`
+    refused the case, the upload said nothing."""
+    source = MISTAKEN.replace("    expect_rules: [blocks, limit:max_recipient, report:block]\n",
+                              "    expect_headers: {X-Seen: 'yes'}\n")
+    status, revision = await upload(admin_client, admin_key, source)
+    assert status == 201, revision
+    [(code, file, line, column, message)] = _told(revision["warnings"])
+    assert (code, file, line, column) == ("test_expectation_unmet", "upload", 14, 21)
+    assert message.startswith("test 't': expect: reject delivers nothing")
+    document = await (await admin_client.get("/api/v1/openapi.json")).json()
+    codes = document["components"]["schemas"]["PolicyWarning"]["properties"]["code"]["enum"]
+    assert "test_expectation_unmet" in codes

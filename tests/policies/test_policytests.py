@@ -10,7 +10,7 @@ import yaml
 
 from postwarden_policies import PolicyLoadError, load_policy_set, policy_schema, run_policy_tests
 from postwarden_policies.cli import build_parser
-from postwarden_policies.errors import TEST_SAMPLE_MISREAD, PolicyIssue
+from postwarden_policies.errors import TEST_EXPECTATION_UNMET, TEST_SAMPLE_MISREAD, PolicyIssue
 from postwarden_policies.headers import MAX_FIELDS
 from postwarden_policies.loader import load_policy_set_from_sources
 
@@ -300,3 +300,26 @@ def test_a_raw_sample_starting_with_a_byte_order_mark_is_told(mark: str, tmp_pat
         load_policy_set([tmp_path], check_samples=True)
     [issue] = raised.value.issues
     assert (issue.line, issue.message.startswith(told)) == (12, True)
+
+
+def test_an_expectation_no_verdict_can_meet_is_a_warning_where_the_policies_filter_mail(
+    tmp_path: Path,
+) -> None:
+    """`check` and `test` refuse it; a milter (and an upload) loaded it without a word."""
+    text = POLICY + ("    expect: reject\n    expect_stripped: [a.exe]\n"
+                     "    expect_headers: {X-T: '1'}\n    expect_headers_absent: [X-Other, x-t]\n")
+    warnings: list[PolicyIssue] = []
+    load_policy_set_from_sources([("p", text)], warn=warnings.append)
+    told = sorted((w.line, w.column, w.code, w.message) for w in warnings)
+    refused = "test 'CASE': expect: reject delivers nothing: no message to hold or lack headers"
+    both = "test 'CASE': header 'x-t' is expected in expect_headers too: no message can meet both"
+    assert [(line, column, code) for line, column, code, _ in told] == [
+        (16, 22, TEST_EXPECTATION_UNMET), (17, 21, TEST_EXPECTATION_UNMET),
+        (18, 28, TEST_EXPECTATION_UNMET), (18, 38, TEST_EXPECTATION_UNMET)]
+    assert [message.startswith(refused) for *_, message in told] == [True, True, True, False]
+    assert told[-1][-1] == both
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(PolicyLoadError) as raised:  # check and test: the same, refused
+        load_policy_set([tmp_path], check_samples=True)
+    assert sorted((i.line, i.column, i.message) for i in raised.value.issues) == [
+        (line, column, message) for line, column, _, message in told]

@@ -31,6 +31,7 @@ from postwarden_policies.errors import (
     MATCHES_EVERY_TEXT,
     PAST_PARSER_CAP,
     REGEX_IN_GLOB,
+    TEST_EXPECTATION_UNMET,
     TEST_SAMPLE_MISREAD,
 )
 from postwarden_policies.loader import not_utf8
@@ -43,7 +44,8 @@ TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (loader_wa
 # check (and policy push, which checks first) prints already.
 LOADER_WARNINGS = frozenset({TEST_WARNING, COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS,
                              CASE_FOLDING, MATCHES_EVERY_TEXT, REGEX_IN_GLOB,
-                             PAST_PARSER_CAP, BLOCK_LINE_END, TEST_SAMPLE_MISREAD})
+                             PAST_PARSER_CAP, BLOCK_LINE_END, TEST_SAMPLE_MISREAD,
+                             TEST_EXPECTATION_UNMET})
 P = ParamSpec("P")
 T = TypeVar("T")
 # Few threads on purpose: a burst of heavy requests queues here instead of

@@ -28,6 +28,7 @@ from postwarden_policies.errors import (
     MATCHES_EVERY_TEXT,
     PAST_PARSER_CAP,
     REGEX_IN_GLOB,
+    TEST_EXPECTATION_UNMET,
     TEST_SAMPLE_MISREAD,
 )
 from postwarden_policies.yamlnodes import read_plain
@@ -483,13 +484,17 @@ SCHEMAS = {
                        "its line break, which a match then needs; "
                        f"{TEST_SAMPLE_MISREAD}, a policy test's raw: message written on one "
                        "line with \\n that YAML does not read as line breaks (single quotes), "
-                       "or starting with a byte order mark, which check and test refuse",
+                       "or starting with a byte order mark, which check and test refuse; "
+                       f"{TEST_EXPECTATION_UNMET}, a policy test's expectation no verdict can "
+                       "meet (headers of a message it expects refused, a header both expected "
+                       "and expected absent), which check and test refuse",
         "properties": {
             "code": {"type": "string",
                      "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,
                               COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, CASE_FOLDING,
                               MATCHES_EVERY_TEXT, REGEX_IN_GLOB, PAST_PARSER_CAP,
-                              BLOCK_LINE_END, TEST_SAMPLE_MISREAD]},
+                              BLOCK_LINE_END, TEST_SAMPLE_MISREAD,
+                              TEST_EXPECTATION_UNMET]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

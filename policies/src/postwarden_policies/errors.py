@@ -27,6 +27,9 @@ REGEX_IN_GLOB = "regex_in_glob"  # a glob written as a regular expression (.*\.e
 # starting with a byte order mark):
 # `check` and `test` refuse it, a milter and an upload warn.
 TEST_SAMPLE_MISREAD = "test_sample_misread"
+# A policy test's expectation no verdict can meet (headers of a message refused, one both
+# expected and expected absent): `check` and `test` refuse it, a milter and an upload warn.
+TEST_EXPECTATION_UNMET = "test_expectation_unmet"
 SHOWN_CHARS = 80  # of a key or value an issue quotes
 
 

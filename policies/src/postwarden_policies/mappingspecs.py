@@ -117,15 +117,17 @@ class ObjectContext:
     def error(self, key: str | None, message: str, item: int | None = None) -> None:
         """An issue at a field (``key``), or at the ``item``-th item of a list field:
         the line of the mistake, not that of the list's first item."""
+        self.reader.error(self._item(key, item), message)
+
+    def warn(self, key: str | None, message: str, code: str, item: int | None = None) -> None:
+        """A warning, placed as :meth:`error` places an issue."""
+        self.reader.warn(self._item(key, item), message, code)
+
+    def _item(self, key: str | None, item: int | None) -> yaml.Node:
         node = self.fields.get(key) if key else None
         if item is not None and isinstance(node, yaml.SequenceNode) and item < len(node.value):
-            self.reader.error(placed(node.value[item], self.node), message)
-        else:
-            self.reader.error(self._node(key), message)
-
-    def warn(self, key: str | None, message: str, code: str) -> None:
-        """A warning at a field (``key``), or at the object."""
-        self.reader.warn(self._node(key), message, code)
+            return placed(node.value[item], self.node)
+        return self._node(key)
 
     def where(self, key: str | None = None) -> tuple[int, int]:
         """Line and column (1-based) of a field's value, or of the object itself."""

@@ -29,7 +29,7 @@ import yaml
 
 from .conditionformat import ADDRESS, HEADER_NAME, header_name_hint
 from .engine import FIELDS_LIMIT, INTERNAL_ERROR, REWRITE_FAILED, STRUCTURE_FLAGS
-from .errors import TEST_SAMPLE_MISREAD
+from .errors import TEST_EXPECTATION_UNMET, TEST_SAMPLE_MISREAD
 from .facts import client_ip_text
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
@@ -149,13 +149,14 @@ def _case_holds_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
         ctx.error(None, "give exactly one of message (a file) or raw (the message inline)")
         return False
     lined = _raw_has_lines(values, ctx) and _raw_starts_as_mail(values, ctx)
+    met = _expectations_hold_together(values, ctx)
     if not ctx.reader.check_files:
         return True  # a test's mistake never stops a milter (nor an upload): told only
     # Only `check` and `test` require the file: a milter's policy_dir often holds
     # just the policies, and samples have nothing to do with filtering mail.
     found = "message" not in values or _sample_found(
         _message_path(values["message"], ctx), values["message"], ctx)
-    return _expectations_hold_together(values, ctx) and found and lined
+    return met and found and lined
 
 
 def _raw_has_lines(values: dict[str, Any], ctx: ObjectContext) -> bool:
@@ -241,16 +242,24 @@ DELIVERY_EXPECTATIONS = ("expect_headers", "expect_headers_absent", "expect_stri
 def _expectations_hold_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
     """Whether no expectation is one no verdict can meet: a limit no verdict names, a
     header both expected and expected absent, what is delivered of a message refused;
-    each such is an issue (all at once). Only `check` and `test` ask (see _EXPECTED_RULE)."""
-    problems = [*_unmet_expectations(values)]
+    each such is an issue (all at once) for `check` and `test`, a warning where the
+    policies filter mail (a milter, an upload), where policydoc tells of limits."""
+    checking = ctx.reader.check_files
+    problems = [*_unmet_expectations(values, limits=checking)]
     for key, item, problem in problems:
-        ctx.error(key, problem, item)
+        if checking:
+            ctx.error(key, problem, item)
+        else:
+            ctx.warn(key, problem, TEST_EXPECTATION_UNMET, item)
     return not problems
 
 
-def _unmet_expectations(values: dict[str, Any]) -> Iterator[tuple[str, int | None, str]]:
-    """(key, item of its list or None, why) of each expectation no verdict can meet."""
-    for item, ref in enumerate(values.get("expect_rules") or ()):
+def _unmet_expectations(values: dict[str, Any], *, limits: bool
+                        ) -> Iterator[tuple[str, int | None, str]]:
+    """(key, item of its list or None, why) of each expectation no verdict can meet;
+    ``limits``: those of expect_rules' limits too."""
+    refs = (values.get("expect_rules") or ()) if limits else ()
+    for item, ref in enumerate(refs):
         if problem := limit_problem(ref):
             yield "expect_rules", item, problem
     if "expect" in values and Action(values["expect"]) in NOT_DELIVERED:
