@@ -25,6 +25,7 @@ from postwarden_policies.errors import (
     BLOCK_LINE_END,
     CASE_FOLDING,
     COMMENT_AFTER_VALUE,
+    LIST_IN_GLOB,
     MATCHES_EVERY_TEXT,
     PAST_PARSER_CAP,
     REGEX_IN_GLOB,
@@ -478,6 +479,8 @@ SCHEMAS = {
                        f"{MATCHES_EVERY_TEXT}, a pattern with an empty alternative "
                        "(viagra|cialis|), which matches every value; "
                        f"{REGEX_IN_GLOB}, a glob written as a regular expression (.*\\.exe); "
+                       f"{LIST_IN_GLOB}, globs written as one text (*.exe, *.scr), which "
+                       "match only a name holding the comma; "
                        f"{PAST_PARSER_CAP}, a max_mime_parts or max_mime_depth past what the "
                        "parser reads, which acts as that; "
                        f"{BLOCK_LINE_END}, a pattern or glob written as a block (|) that ends with "
@@ -494,7 +497,7 @@ SCHEMAS = {
                               COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, CASE_FOLDING,
                               MATCHES_EVERY_TEXT, REGEX_IN_GLOB, PAST_PARSER_CAP,
                               BLOCK_LINE_END, TEST_SAMPLE_MISREAD,
-                              TEST_EXPECTATION_UNMET]},
+                              TEST_EXPECTATION_UNMET, LIST_IN_GLOB]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

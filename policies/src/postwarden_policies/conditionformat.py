@@ -27,6 +27,7 @@ from .errors import (
     ASCII_ONLY_CLASS,
     BLOCK_LINE_END,
     CASE_FOLDING,
+    LIST_IN_GLOB,
     MATCHES_EVERY_TEXT,
     REGEX_IN_GLOB,
 )
@@ -41,6 +42,7 @@ from .patterns import (
     compile_regex,
     empty_alternative_warning,
     glob_to_re2,
+    list_in_glob_warning,
     regex_in_glob_warning,
 )
 from .spec import (
@@ -119,11 +121,14 @@ def _warn_block_line_end(node: yaml.Node, reader: Reader, kind: str, values: str
 
 class GlobList(Spec):
     """Globs, each checked where it is written, compiled together into one pattern; a
-    warning at one written as a regular expression, holding ß (case_folding_warning), or
-    as a block that ends with its line break."""
+    warning at one written as a regular expression, holding ß (case_folding_warning), as
+    a block that ends with its line break, or as several in one text (``names_hold_blanks``:
+    see list_in_glob_warning)."""
 
-    def __init__(self, what: str, item: Callable[[str], str] = _glob) -> None:
+    def __init__(self, what: str, item: Callable[[str], str] = _glob, *,
+                 names_hold_blanks: bool = True) -> None:
         self.items = ListOf(Convert(text(what=what), item))
+        self.names_hold_blanks = names_hold_blanks
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
         items = self.items.read_each(node, reader)
@@ -138,6 +143,8 @@ class GlobList(Spec):
                 reader.warn(item_node, why, code=CASE_FOLDING)
             if why := regex_in_glob_warning(glob):
                 reader.warn(item_node, why, code=REGEX_IN_GLOB)
+            if why := list_in_glob_warning(glob, names_hold_blanks=self.names_hold_blanks):
+                reader.warn(item_node, why, code=LIST_IN_GLOB)
             _warn_block_line_end(item_node, reader, "glob", "a file name, type or host name")
         try:
             pattern = compile_globs(glob for _, glob in read)
@@ -221,7 +228,7 @@ def _domains(get: c.Getter) -> Convert:
 
 def _host_globs(get: c.Getter) -> Convert:
     return Convert(
-        GlobList("a glob on host names", _host_glob),
+        GlobList("a glob on host names", _host_glob, names_hold_blanks=False),
         lambda pattern: c.PatternMatch(get, pattern),
         "globs",
     )
@@ -265,7 +272,7 @@ def _predicate(test: Callable[[c.MatchInput], bool]) -> Convert:
 
 
 def _type_globs() -> GlobList:
-    return GlobList("a glob such as application/*")
+    return GlobList("a glob such as application/*", names_hold_blanks=False)
 
 
 def _attachment(values: dict[str, Any], _: object) -> c.Condition:

@@ -334,6 +334,28 @@ def regex_in_glob_warning(glob: str) -> str | None:
             "[...] for one of a set, as in *.exe")
 
 
+# A comma outside [...] (a blank before more too, where names hold none: a block's line
+# break at the end is block_line_end's): globs written as one text ("*.exe, *.scr"),
+# which match only a name holding ", ".
+_COMMA = re.compile(r",(?![^\[]*\])")
+_COMMA_OR_BLANK = re.compile(r"(?:,|\s(?=\S))(?![^\[]*\])")
+
+
+def list_in_glob_warning(glob: str, *, names_hold_blanks: bool = True) -> str | None:
+    """Why ``glob`` looks like several written as one, or None; ``names_hold_blanks``:
+    the names it is matched against may hold a blank (file names; not host names nor
+    types), so that only a comma looks like a separator."""
+    found = (_COMMA if names_hold_blanks else _COMMA_OR_BLANK).search(glob)
+    if found is None:
+        return None
+    matched = ("only a name that holds it" if names_hold_blanks
+               else "nothing (no host name or type holds it)")
+    escape = " (or [,] for a comma in the name)" if names_hold_blanks else ""
+    return (f"glob {_quoted(glob)} holds {found[0]!r}: several globs written as one text "
+            f"match {matched}; write each as an item of a list, as in [*.exe, *.scr]"
+            f"{escape}")
+
+
 def _literal(char: str) -> str:
     return char if char.isalnum() or ord(char) > 127 else f"\\x{{{ord(char):x}}}"
 
