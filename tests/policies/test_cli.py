@@ -237,6 +237,9 @@ def test_eval_refuses_an_output_that_is_its_message(
                  id="sender-without-domain"),
     pytest.param("--to", "a@b@c", "expected an address such as user@example.com, got 'a@b@c'",
                  id="recipient-two-ats"),
+    pytest.param("--to", "<a@b.test>", "expected an address such as user@example.com, got "
+                 "'<a@b.test>' (the address alone, without angle brackets: 'a@b.test')",
+                 id="recipient-in-angle-brackets"),
 ])
 def test_eval_refuses_malformed_envelope_options(
     option: str, value: str, problem: str, capsys: pytest.CaptureFixture[str]

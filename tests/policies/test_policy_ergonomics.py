@@ -254,3 +254,19 @@ def test_a_header_name_with_its_colon_says_to_leave_it_out(line: str, column: in
     assert [str(i) for i in check_policy_text("p.yaml", text)] == [
         f"p.yaml:5:{column}: rule 'a': expected a header name, got 'X-Spam:' (the name "
         "without its colon)"]
+
+
+@pytest.mark.parametrize(("text", "where", "told"), [
+    ("rules:\n  - name: a\n    when: {sender: ['<a@b.test>']}\n    then: reject\n", "5:21",
+     "rule 'a': expected an e-mail address, got '<a@b.test>'"),
+    ("tests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n    recipients: a@b.test\n"
+     "    sender: Ann <a@b.test>\n    expect: accept\n", "7:13",
+     "test 't': expected an e-mail address or <>, got 'Ann <a@b.test>'"),
+])
+def test_an_address_with_its_angle_brackets_says_to_write_it_alone(
+    text: str, where: str, told: str
+) -> None:
+    """Copied from a message's From: as "<a@b.test>", it was only "expected an e-mail
+    address", not saying the brackets (or the name) were what was wrong."""
+    assert [str(i) for i in check_policy_text("p.yaml", f"version: 1\nname: p\n{text}")] == [
+        f"p.yaml:{where}: {told} (the address alone, without angle brackets: 'a@b.test')"]

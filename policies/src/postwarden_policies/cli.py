@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .conditionformat import ADDRESS
+from .conditionformat import ADDRESS, address_hint
 from .delivery import apply_edits
 from .engine import as_received, evaluate_message
 from .errors import PolicyIssue, PolicyLoadError
@@ -87,7 +87,7 @@ def _address(value: str) -> str:
     """local@domain, as a policy's tests: section takes envelope addresses."""
     if not re.fullmatch(ADDRESS, value):
         raise argparse.ArgumentTypeError(
-            f"expected an address such as user@example.com, got {value!r}"
+            f"expected an address such as user@example.com, got {value!r}{address_hint(value)}"
         )
     return value
 

@@ -16,6 +16,7 @@ case-sensitive unless they start with "(?i)".
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,16 @@ HEADER_NAME = r"[!-9;-~]+"  # RFC 5322 field name: printable ASCII except ":"
 def header_name_hint(value: str) -> str:
     """What to say of a header name written as in a message (``X-Spam:``)."""
     return " (the name without its colon)" if value.rstrip().endswith(":") else ""
+
+
+_BRACKETED = re.compile(f"<({ADDRESS})>")
+
+
+def address_hint(value: str) -> str:
+    """What to say of an address written as a message's header shows it (``<a@b.test>``,
+    ``Ann <a@b.test>``): the address alone is what is compared."""
+    found = _BRACKETED.search(value)
+    return f" (the address alone, without angle brackets: {found[1]!r})" if found else ""
 
 # Legal in an address, but written in a policy's address list they are meant as globs.
 _GLOB_CHARS = "*?"
@@ -211,7 +222,7 @@ def _values(item: Spec, make: Callable[[tuple[Any, ...]], c.Condition], doc: str
 def _addresses(get: c.Getter, domain_key: str, *, null_ok: bool = False) -> Convert:
     null = "<>|" if null_ok else ""
     return _values(
-        Convert(text(pattern=null + ADDRESS, what="an e-mail address",
+        Convert(text(pattern=null + ADDRESS, what="an e-mail address", hint=address_hint,
                      schema_pattern=null + _WHOLE_ADDRESS), _address(domain_key)),
         lambda v: c.ValueIn(get, v),
         "addresses",
