@@ -270,3 +270,19 @@ def test_an_address_with_its_angle_brackets_says_to_write_it_alone(
     address", not saying the brackets (or the name) were what was wrong."""
     assert [str(i) for i in check_policy_text("p.yaml", f"version: 1\nname: p\n{text}")] == [
         f"p.yaml:{where}: {told} (the address alone, without angle brackets: 'a@b.test')"]
+
+
+@pytest.mark.parametrize(("then", "where", "what"), [
+    ("reject\n    message: |\n      Go away\n", "6:14", "one line of printable ASCII"),
+    ("\n      add_header:\n        X-A: >\n          hello\n", "7:14",
+     "one line of printable ASCII"),
+    ("\n      subject_prefix: |\n        [EXT]\n", "6:23", "printable ASCII"),
+])
+def test_a_text_refused_for_its_blocks_line_break_says_so(then: str, where: str, what: str) -> None:
+    """A reply text or header written as a block (message: |) was "expected one line of
+    printable ASCII, got 'Go away\\n'", not saying that the block's line break was all."""
+    text = f"version: 1\nname: p\nrules:\n  - name: a\n    then: {then}"
+    [issue] = [str(i) for i in check_policy_text("p.yaml", text)]
+    assert issue.startswith(f"p.yaml:{where}: rule 'a': expected {what}, got '")
+    assert issue.endswith("\\n' (but for the line break at its end, which a block, | or >, "
+                          "keeps: write |- or >-)")

@@ -216,12 +216,22 @@ def text(*, pattern: str | None = None, what: str = "text", max_length: int = 10
             raise SpecError(f"holds \\u{ord(found.group()):04x}, a lone surrogate: no "
                             f"character{allowed}")
         if compiled is not None and not compiled.fullmatch(value):
-            raise SpecError(f"expected {what}, got {shown(value)}{hint(value)}")
+            told = hint(value) or _line_end_hint(compiled, value)
+            raise SpecError(f"expected {what}, got {shown(value)}{told}")
 
     extra: JsonSchema = {"minLength": 1, "maxLength": max_length}
     if schema_pattern or pattern:
         extra["pattern"] = f"^(?:{schema_pattern or pattern})$"
     return Scalar(str, "string", "a string", check=check, extra=extra)
+
+
+def _line_end_hint(compiled: re.Pattern[str], value: str) -> str:
+    """What to say of a value refused for the line break at its end only: what a YAML
+    block (message: |, the text below) keeps."""
+    if value.endswith("\n") and compiled.fullmatch(value[:-1]):
+        return (" (but for the line break at its end, which a block, | or >, keeps: "
+                "write |- or >-)")
+    return ""
 
 
 def caseless_except(words: Iterable[str], pattern: str) -> str:
