@@ -286,3 +286,32 @@ def test_a_text_refused_for_its_blocks_line_break_says_so(then: str, where: str,
     assert issue.startswith(f"p.yaml:{where}: rule 'a': expected {what}, got '")
     assert issue.endswith("\\n' (but for the line break at its end, which a block, | or >, "
                           "keeps: write |- or >-)")
+
+
+SEVERAL = " (several in one text: write each as an item of a list, as in [a, b])"
+
+
+@pytest.mark.parametrize(("when", "column", "told"), [
+    ("{sender_domain: ['@example.com']}", 28,
+     "a domain such as example.com or .example.com, got '@example.com' (the domain "
+     "without its @)"),
+    ("{recipient_domain: 'example.com, example.org'}", 30,
+     f"a domain such as example.com or .example.com, got 'example.com, example.org'{SEVERAL}"),
+    ("{sender: 'a@b.test; c@d.test'}", 20,
+     f"an e-mail address, got 'a@b.test; c@d.test'{SEVERAL}"),
+])
+def test_a_list_item_written_as_a_message_or_a_list_shows_it_says_so(
+    when: str, column: int, told: str
+) -> None:
+    """"expected a domain ..., got '@example.com'" did not say the @ was all that was
+    wrong, nor, of two in one text, that a list holds each as an item of its own."""
+    text = f"version: 1\nname: p\nrules:\n  - name: a\n    when: {when}\n    then: reject\n"
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        f"p.yaml:5:{column}: rule 'a': expected {told}"]
+
+
+def test_a_tests_recipients_in_one_text_says_to_list_them() -> None:
+    text = ("version: 1\nname: p\ntests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n"
+            "    recipients: a@b.test, c@d.test\n    expect: accept\n")
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        f"p.yaml:6:17: test 't': expected an e-mail address, got 'a@b.test, c@d.test'{SEVERAL}"]

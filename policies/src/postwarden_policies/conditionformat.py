@@ -82,6 +82,32 @@ def address_hint(value: str) -> str:
     found = _BRACKETED.search(value)
     return f" (the address alone, without angle brackets: {found[1]!r})" if found else ""
 
+
+def _domain_hint(value: str) -> str:
+    """What to say of a domain written with the @ before it (``@example.com``)."""
+    at_domain = value.startswith("@") and re.fullmatch(DOMAIN, value[1:])
+    return " (the domain without its @)" if at_domain else ""
+
+
+# A comma or semicolon: blanks alone would split a mistyped one ("exa mple.com").
+_SEPARATORS = re.compile(r"\s*[,;]\s*")
+
+
+def list_hint(pattern: str, single: Callable[[str], str]) -> Callable[[str], str]:
+    """The hint of an item of a list of ``pattern``: ``single``'s, or, for several
+    written as one text ("a.test, b.test"), to write each as an item of its own."""
+    compiled = re.compile(pattern)
+
+    def hint(value: str) -> str:
+        if told := single(value):
+            return told
+        parts = _SEPARATORS.split(value.strip(" ,;"))
+        if len(parts) > 1 and all(compiled.fullmatch(part) for part in parts):
+            return " (several in one text: write each as an item of a list, as in [a, b])"
+        return ""
+
+    return hint
+
 # Legal in an address, but written in a policy's address list they are meant as globs.
 _GLOB_CHARS = "*?"
 _WHOLE_ADDRESS = ADDRESS.replace("<>", f"<>{_GLOB_CHARS}")  # for an editor: no glob
@@ -222,7 +248,8 @@ def _values(item: Spec, make: Callable[[tuple[Any, ...]], c.Condition], doc: str
 def _addresses(get: c.Getter, domain_key: str, *, null_ok: bool = False) -> Convert:
     null = "<>|" if null_ok else ""
     return _values(
-        Convert(text(pattern=null + ADDRESS, what="an e-mail address", hint=address_hint,
+        Convert(text(pattern=null + ADDRESS, what="an e-mail address",
+                     hint=list_hint(null + ADDRESS, address_hint),
                      schema_pattern=null + _WHOLE_ADDRESS), _address(domain_key)),
         lambda v: c.ValueIn(get, v),
         "addresses",
@@ -231,7 +258,8 @@ def _addresses(get: c.Getter, domain_key: str, *, null_ok: bool = False) -> Conv
 
 def _domains(get: c.Getter) -> Convert:
     return _values(
-        Convert(text(pattern=DOMAIN, what="a domain such as example.com or .example.com"), _domain),
+        Convert(text(pattern=DOMAIN, what="a domain such as example.com or .example.com",
+                     hint=list_hint(DOMAIN, _domain_hint)), _domain),
         lambda v: c.DomainIn(get, c.DomainSet.of(v)),
         "domains",
     )

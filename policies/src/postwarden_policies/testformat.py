@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from .conditionformat import ADDRESS, HEADER_NAME, address_hint, header_name_hint
+from .conditionformat import ADDRESS, HEADER_NAME, address_hint, header_name_hint, list_hint
 from .engine import FIELDS_LIMIT, INTERNAL_ERROR, REWRITE_FAILED, STRUCTURE_FLAGS
 from .errors import TEST_EXPECTATION_UNMET, TEST_SAMPLE_MISREAD
 from .facts import client_ip_text
@@ -51,7 +51,7 @@ from .spec import (
 from .verdicts import NOT_DELIVERED, Action
 from .yamlnodes import TOO_LARGE, Reader
 
-_ADDRESS = text(pattern=ADDRESS, what="an e-mail address", hint=address_hint)
+_ADDRESS = text(pattern=ADDRESS, what="an e-mail address", hint=list_hint(ADDRESS, address_hint))
 # What verdicts name a policy's limit by (on_structure_limit is what happens past two of
 # them); and the parser's own cap on header fields, which no policy sets (nor reports).
 _POLICY_LIMITS = tuple(f.name for f in fields(Limits) if f.name != "on_structure_limit")
