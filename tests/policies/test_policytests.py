@@ -323,3 +323,21 @@ def test_an_expectation_no_verdict_can_meet_is_a_warning_where_the_policies_filt
         load_policy_set([tmp_path], check_samples=True)
     assert sorted((i.line, i.column, i.message) for i in raised.value.issues) == [
         (line, column, message) for line, column, _, message in told]
+
+
+def test_a_folded_raw_sample_is_told(tmp_path: Path) -> None:
+    """raw: > joined its lines with blanks (a blank line became the one line break): the
+    case tested another message than the one written, without a word."""
+    text = POLICY.replace(f'raw: "{MESSAGE}"', "raw: >\n      Subject: x\n\n      hi\n")
+    text += "    expect: accept\n"
+    told = "test 'CASE': raw is folded (>): YAML joins its lines with blanks"
+    warnings: list[PolicyIssue] = []
+    load_policy_set_from_sources([("p", text)], warn=warnings.append)  # a milter, an upload
+    [warning] = warnings
+    assert (warning.line, warning.column, warning.code) == (12, 10, TEST_SAMPLE_MISREAD)
+    assert warning.message.startswith(told)
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(PolicyLoadError) as raised:  # check and test
+        load_policy_set([tmp_path], check_samples=True)
+    [issue] = raised.value.issues
+    assert (issue.line, issue.message.startswith(told)) == (12, True)

@@ -487,7 +487,8 @@ SCHEMAS = {
                        "its line break, which a match then needs; "
                        f"{TEST_SAMPLE_MISREAD}, a policy test's raw: message written on one "
                        "line with \\n that YAML does not read as line breaks (single quotes), "
-                       "or starting with a byte order mark, which check and test refuse; "
+                       "folded (raw: >, its lines joined), or starting with a byte order "
+                       "mark, which check and test refuse; "
                        f"{TEST_EXPECTATION_UNMET}, a policy test's expectation no verdict can "
                        "meet (headers of a message it expects refused, a header both expected "
                        "and expected absent), which check and test refuse",

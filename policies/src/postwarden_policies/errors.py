@@ -24,8 +24,8 @@ MATCHES_EVERY_TEXT = "matches_every_text"  # a pattern with an empty alternative
 PAST_PARSER_CAP = "past_parser_cap"  # max_mime_parts past the parts the parser reads
 REGEX_IN_GLOB = "regex_in_glob"  # a glob written as a regular expression (.*\.exe)
 LIST_IN_GLOB = "list_in_glob"  # globs written as one text ("*.exe, *.scr")
-# A policy test's inline sample the parser would misread (raw: one line of literal \n, or
-# starting with a byte order mark):
+# A policy test's inline sample the parser would misread (raw: one line of literal \n,
+# folded (>), or starting with a byte order mark):
 # `check` and `test` refuse it, a milter and an upload warn.
 TEST_SAMPLE_MISREAD = "test_sample_misread"
 # A policy test's expectation no verdict can meet (headers of a message refused, one both

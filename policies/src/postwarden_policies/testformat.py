@@ -148,7 +148,8 @@ def _case_holds_together(values: dict[str, Any], ctx: ObjectContext) -> bool:
     if sum(key in ctx.fields for key in SAMPLE_KEYS) != 1:
         ctx.error(None, "give exactly one of message (a file) or raw (the message inline)")
         return False
-    lined = _raw_has_lines(values, ctx) and _raw_starts_as_mail(values, ctx)
+    lined = (_raw_has_lines(values, ctx) and _raw_not_folded(ctx)
+             and _raw_starts_as_mail(values, ctx))
     met = _expectations_hold_together(values, ctx)
     if not ctx.reader.check_files:
         return True  # a test's mistake never stops a milter (nor an upload): told only
@@ -169,6 +170,18 @@ def _raw_has_lines(values: dict[str, Any], ctx: ObjectContext) -> bool:
     _misread(ctx, "raw is one line: its \\n are a backslash and an n each, as YAML reads "
                   "escapes only in double quotes; write the message in double quotes "
                   '("Subject: hi\\n\\nbody") or as a block (raw: |, its lines below)')
+    return False
+
+
+def _raw_not_folded(ctx: ObjectContext) -> bool:
+    """Whether an inline sample keeps its lines: one written folded (raw: >) has them
+    joined by blanks, its header fields run into one, so the case tested another
+    message (and passed, expecting what a malformed one gets)."""
+    node = ctx.fields.get("raw")
+    if not (isinstance(node, yaml.ScalarNode) and node.style == ">"):
+        return True
+    _misread(ctx, "raw is folded (>): YAML joins its lines with blanks, so its header "
+                  "fields run into one line; write raw: | to keep each line")
     return False
 
 
