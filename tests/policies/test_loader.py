@@ -65,7 +65,9 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules: {name: r}\n",
-        ["3:8: expected a list, got a mapping"],
+        ["3:8: expected a list, got a mapping"
+         " (each item of the list starts with '- ' before its first key; in flow style, "
+         "[{...}, {...}])"],
         id="rules-not-list",
     ),
     pytest.param(
@@ -240,7 +242,9 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    when: {any: {sender: a@b.test}}\n    then: accept\n",
-        ["5:17: rule 'r': expected a list, got a mapping"],
+        ["5:17: rule 'r': expected a list, got a mapping"
+         " (each item of the list starts with '- ' before its first key; in flow style, "
+         "[{...}, {...}])"],
         id="any-not-list",
     ),
     pytest.param(

@@ -315,3 +315,21 @@ def test_a_tests_recipients_in_one_text_says_to_list_them() -> None:
             "    recipients: a@b.test, c@d.test\n    expect: accept\n")
     assert [str(i) for i in check_policy_text("p.yaml", text)] == [
         f"p.yaml:6:17: test 't': expected an e-mail address, got 'a@b.test, c@d.test'{SEVERAL}"]
+
+
+DASH = (" (each item of the list starts with '- ' before its first key; in flow style, "
+        "[{...}, {...}])")
+
+
+@pytest.mark.parametrize(("text", "where", "prefix"), [
+    ("rules:\n  name: r\n  then: reject\n", "4:3", ""),
+    ("tests:\n  name: t\n  raw: 'x'\n  recipients: [a@b.test]\n  expect: accept\n", "4:3", ""),
+    ("rules:\n  - name: r\n    when:\n      any: {subject: a, body: b}\n    then: reject\n",
+     "6:12", "rule 'r': "),
+])
+def test_a_list_of_mappings_written_without_its_dashes_says_so(
+    text: str, where: str, prefix: str
+) -> None:
+    """"expected a list, got a mapping" did not say that the '- ' was what was missing."""
+    assert [str(i) for i in check_policy_text("p.yaml", f"version: 1\nname: p\n{text}")] == [
+        f"p.yaml:{where}: {prefix}expected a list, got a mapping{DASH}"]

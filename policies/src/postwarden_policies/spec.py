@@ -401,7 +401,7 @@ class ListOf(Spec):
         if self.single_ok and isinstance(node, yaml.ScalarNode):
             return [(node, self.item.read(node, reader))]  # visited as the value it is
         if not isinstance(node, yaml.SequenceNode):
-            reader.error(node, f"expected a list, got {describe(node)}")
+            reader.error(node, f"expected a list, got {describe(node)}{self._dash_hint(node)}")
             return None
         nodes: Sequence[yaml.Node] = node.value
         if len(nodes) < self.min_items:
@@ -409,6 +409,14 @@ class ListOf(Spec):
             return None
         items = [(item, self.item.read(item, reader)) for item in nodes if reader.visit(item)]
         return items if len(items) == len(nodes) else None
+
+    def _dash_hint(self, node: yaml.Node) -> str:
+        """What to say of a mapping where a list of them goes (rules, tests, any, all):
+        an item written without its '- '."""
+        if self.single_ok or not isinstance(node, yaml.MappingNode):
+            return ""
+        return (" (each item of the list starts with '- ' before its first key; in flow "
+                "style, [{...}, {...}])")
 
     def schema(self, defs: dict[str, JsonSchema]) -> JsonSchema:
         item = self.item.schema(defs)
