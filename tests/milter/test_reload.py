@@ -476,7 +476,7 @@ async def _deactivate(dsn: str, *names: str) -> None:
 
 RENAMED = ("version: 1\nname: main\nrules:\n  - name: block-exe-v2\n    when:\n"
            "      subject: x\n    then: reject\ntests:\n  - name: exe\n"
-           "    raw: 'Subject: x\\n\\nhi\\n'\n    recipients: [a@b.test]\n    expect: reject\n"
+           "    raw: \"Subject: x\\n\\nhi\\n\"\n    recipients: [a@b.test]\n    expect: reject\n"
            "    expect_rules: [block-exe]\n")  # the rule renamed, the case not updated
 TOLD = "9:5: test 'exe': unknown rule 'block-exe' in expect_rules (did you mean 'block-exe-v2'?)"
 
