@@ -122,3 +122,32 @@ def test_a_message_that_was_one_file_arrives_as_its_notice(mail_system: MailSyst
     body = got.get_body(("plain",))
     assert body is not None and "scan.pdf" in body.get_content()
     assert "was removed by the mail filter" in body.get_content()
+
+
+def test_a_newsletter_hero_keeps_its_background_colour_and_inline_image(
+    mail_system: MailSystem,
+) -> None:
+    # The template paints its hero with the background shorthand, an image over a colour,
+    # and writes white text on it; the image's url() goes (remote content), its colour
+    # stayed nowhere: the reader showed the heading white on white.
+    logo = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64))).decode()
+    html = ('<table width="600" align="center" bgcolor="#ffffff"><tr>'
+            '<td style="background:#1a2b3c url(https://cdn.example.com/hero.jpg) no-repeat;'
+            'color:#ffffff;padding:20px">Spring sale</td></tr><tr><td>'
+            '<img src="cid:logo@news.example.com" width="120" height="40" alt="Logo">'
+            "</td></tr></table>\n")
+    sample = messages.multipart("related", [
+        f"Content-Type: text/html; charset=us-ascii\n\n{html}",
+        "Content-Type: image/png\nContent-ID: <logo@news.example.com>\n"
+        f"Content-Transfer-Encoding: base64\n\n{logo}\n",
+    ])
+    got = _delivered(mail_system, sample)
+    body = got.get_body(("html",))
+    assert body is not None
+    assert ('<td style="background-color:#1a2b3c;color:#ffffff;padding:20px">Spring sale</td>'
+            in body.get_content())
+    assert '<img src="cid:logo@news.example.com" width="120" height="40" alt="Logo">' \
+        in body.get_content()
+    (image,) = [part for part in got.walk() if part.get_content_type() == "image/png"]
+    assert image["Content-ID"] == "<logo@news.example.com>"
+    assert image.get_content() == base64.b64decode(logo)

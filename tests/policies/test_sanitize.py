@@ -193,9 +193,18 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
         ),
         pytest.param(
             '<p style="background: #000 url(//t.example/x); color: #fff">x</p>',
-            '<p style="color:#fff">x</p>',
+            '<p style="background-color:#000;color:#fff">x</p>',
             (("style:url(", 1),),
-            id="background-shorthand-fetching",
+            id="background-shorthand-fetching-keeps-its-colour",
+        ),
+        pytest.param(
+            '<div style="color:#fff;background:url(\'hero.jpg?c=#fff\') no-repeat '
+            'RGBA(0, 0, 0, .8)/cover">x</div><p style="background:linear-gradient(#fff, red),'
+            ' u\\72l(a.png) teal">y</p><p style="background:url(a.png) center">z</p>',
+            '<div style="color:#fff;background-color:rgba(0, 0, 0, 0.8)">x</div>'
+            '<p style="background-color:teal">y</p><p>z</p>',
+            (("style:url(", 3),),
+            id="background-shorthand-fetching-keeps-its-own-colour-alone",
         ),
         pytest.param(
             '<p style="position: fixed; color: red" onclick="x()">x</p>',

@@ -61,6 +61,14 @@ _ARGUMENT = re.compile(r"[\s,/]+")
 # In the background shorthand: a colour among its other parts.
 _BACKGROUND_PART = re.compile(r"#[0-9a-f]+|(?:rgb|hsl)a?\([^()]*\)|[a-z]+")
 _ASCII_WHITESPACE = "\t\n\f\r "
+# What background_colour reads: a string (its parens are no function's), a function's
+# opening or closing, other text; and then the parts left, a colour function whole.
+_CSS_STRING = re.compile(r""""[^"\n]*"?|'[^'\n]*'?""")
+_CSS_PIECE = re.compile(r"[a-z0-9-]*\(|\)|[a-z0-9-]+|[^()a-z0-9-]+")
+_COLOUR_FUNCTIONS = frozenset({"rgb(", "rgba(", "hsl(", "hsla("})
+_SHORTHAND_PART = re.compile(r"(?:rgb|hsl)a?\([^()]*\)|[^\s,/()]+")
+# A colour function of numbers alone: written out again, it can be nothing more.
+_NUMERIC_FUNCTION = re.compile(r"(?:rgb|hsl)a?\([0-9.%+\-\s,/deg]*\)")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
@@ -89,6 +97,42 @@ def background(value: str) -> Colour | None:
         if found is not None:
             return found
     return None
+
+
+def background_colour(value: str) -> str | None:
+    """The colour of a ``background`` shorthand's value (lower-cased, escapes and comments
+    read), as written if it is a name, ``#hex`` or a colour function of numbers (forms that
+    carry nothing else); None if it has none. A colour in another function (a gradient's,
+    a URL's ``#fff``) is none of the background's own."""
+    parts: list[str] = _SHORTHAND_PART.findall(_outside_functions(_CSS_STRING.sub(" ", value)))
+    for part in parts:
+        if (part in _NAMED or _HEX.fullmatch(part) or _NUMERIC_FUNCTION.fullmatch(part)) \
+                and colour(part) is not None:
+            return part
+    return None
+
+
+def _outside_functions(value: str) -> str:
+    """``value`` with each function but a colour one (``rgb()``, ``hsl()``) and what it
+    holds as a space."""
+    kept: list[str] = []
+    depth = 0
+    whole = False  # in a colour function opened outside any other
+    for piece in _CSS_PIECE.findall(value):
+        if piece.endswith("("):
+            if depth == 0:
+                whole = piece in _COLOUR_FUNCTIONS
+                kept.append(" ")
+            depth += 1
+        elif piece == ")" and depth:
+            depth -= 1
+            if depth == 0 and not whole:
+                continue
+        if depth == 0 or whole:
+            kept.append(piece)
+        if depth == 0:
+            whole = False
+    return "".join(kept)
 
 
 def legacy(value: str) -> str | None:

@@ -58,7 +58,8 @@ ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
 }
 # background, the shorthand templates set their colours with (background:#000 under
 # color:#fff): without it a rewritten part showed such text white on white. A URL or
-# image function in it is dropped with its declaration, as in any other (CSS_DANGER).
+# image function in it is dropped with its declaration, as in any other (CSS_DANGER);
+# its colour stays, as background-color (sanitize._background_colour).
 # mso-hide: Outlook ignores display:none on the preview text ("preheader") templates
 # hide at the top; without it that text showed there once a part was rewritten.
 CSS_PROPERTIES = frozenset(

@@ -79,6 +79,7 @@ from urllib.parse import urljoin
 
 import nh3
 
+from .colours import background_colour
 from .colours import legacy as legacy_colour
 from .foreigncontent import (
     document_tags,
@@ -120,6 +121,7 @@ _COMMENT, _NAME, _ATTRIBUTES = 0, _MARKUP[HTML].groupindex["name"] - 1, \
 _WRITTEN_TAG = re.compile(r"<([a-z][a-z0-9]*)([^<>]*)>")
 _WRITTEN_ATTRIBUTE = re.compile(r' ([^\s="]+)="')
 _CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
+_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
 # A style value's declarations: split at ";" outside strings and comments, as CSS splits
 # them (at each ";", "color:red /* ; x:url(y) */; width:1px" lost its width; a danger
@@ -258,14 +260,27 @@ def css_unescaped(text: str) -> str:
 def _filter_style(value: str, dropped: Counter[str]) -> str | None:
     kept = []
     for declaration in _DECLARATIONS.findall(value):
-        folded = _CSS_COMMENT_OR_SPACE.sub("", css_unescaped(declaration)).lower()
+        read = css_unescaped(declaration)
+        folded = _CSS_COMMENT_OR_SPACE.sub("", read).lower()
         danger = next((word for word in CSS_DANGER if word in folded), None)
         if danger is None:
             kept.append(declaration.strip())
-        else:
-            dropped[f"style:{danger}"] += 1
+            continue
+        dropped[f"style:{danger}"] += 1
+        if (colour := _background_colour(read)) is not None:
+            kept.append(f"background-color:{colour}")
     result = "; ".join(d for d in kept if d)
     return result or None
+
+
+def _background_colour(declaration: str) -> str | None:
+    """The colour a ``background`` shorthand (escapes read) that goes for its image sets,
+    as :func:`.colours.background_colour` writes it: gone with it, white text the
+    template set on ``background:#000 url(hero.jpg)`` showed white on white."""
+    name, colon, value = _CSS_COMMENT.sub(" ", declaration).lower().partition(":")
+    if not colon or name.strip() != "background":
+        return None
+    return background_colour(value)
 
 
 def _as_url_parser_reads(value: str) -> str:
