@@ -151,3 +151,17 @@ def test_a_newsletter_hero_keeps_its_background_colour_and_inline_image(
     (image,) = [part for part in got.walk() if part.get_content_type() == "image/png"]
     assert image["Content-ID"] == "<logo@news.example.com>"
     assert image.get_content() == base64.b64decode(logo)
+
+
+def test_japanese_html_keeps_its_furigana_and_its_charset(mail_system: MailSystem) -> None:
+    # Ruby annotations were dropped with their tags: the reading ran on inline after the
+    # kanji it glosses ("漢字(かんじ)").
+    ruby = "<ruby>漢字<rp>(</rp><rt>かんじ</rt><rp>)</rp></ruby>"
+    html = f"<p>{ruby}の練習</p><script>x()</script>\n"
+    sample = messages.single_part(
+        'text/html; charset="iso-2022-jp"', [("Content-Transfer-Encoding", "7bit")],
+        html.encode("iso-2022-jp").decode("ascii"))
+    got = _delivered(mail_system, sample)
+    assert got.get_content_charset() == "iso-2022-jp"
+    assert got["Content-Transfer-Encoding"] == "7bit"
+    assert got.get_content().rstrip("\r\n") == f"<p>{ruby}の練習</p>"

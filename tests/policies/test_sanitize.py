@@ -192,6 +192,13 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="html5-blocks-keep-their-texts-apart",
         ),
         pytest.param(
+            "<p><ruby>\u6f22\u5b57<rp>(</rp><rt>\u304b\u3093\u3058</rt><rp>)</rp></ruby>"
+            "</p><script></script>",
+            "<p><ruby>\u6f22\u5b57<rp>(</rp><rt>\u304b\u3093\u3058</rt><rp>)</rp></ruby></p>",
+            (("script", 1),),
+            id="furigana-stay-over-their-kanji",
+        ),
+        pytest.param(
             '<p style="background: #000 url(//t.example/x); color: #fff">x</p>',
             '<p style="background-color:#000;color:#fff">x</p>',
             (("style:url(", 1),),

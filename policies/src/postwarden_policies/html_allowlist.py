@@ -17,12 +17,14 @@ class HtmlOptions:
 
 
 # HTML5's sectioning blocks too: dropped, they left their texts run together on one
-# line ("<header>News</header><section>Dear" showed "NewsDear").
+# line ("<header>News</header><section>Dear" showed "NewsDear"). Ruby annotations
+# (furigana over Japanese kanji): dropped, the reading ran on inline after the word.
 TAGS = frozenset(
     """a abbr acronym address area article aside b bdi bdo big blockquote br caption center
     cite code col colgroup dd del dfn div dl dt em figcaption figure font footer h1 h2 h3 h4
-    h5 h6 header hgroup hr i img ins kbd li main map mark nav ol p pre q s samp section small
-    span strike strong sub sup table tbody td tfoot th thead tr tt u ul var wbr""".split()
+    h5 h6 header hgroup hr i img ins kbd li main map mark nav ol p pre q rb rp rt rtc ruby s
+    samp section small span strike strong sub sup table tbody td tfoot th thead tr tt u ul
+    var wbr""".split()
 )
 # Tags whose content goes too, not just the tag: code, styles, frames, foreign XML.
 DROP_WITH_CONTENT = frozenset(
