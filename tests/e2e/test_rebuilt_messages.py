@@ -165,3 +165,18 @@ def test_japanese_html_keeps_its_furigana_and_its_charset(mail_system: MailSyste
     assert got.get_content_charset() == "iso-2022-jp"
     assert got["Content-Transfer-Encoding"] == "7bit"
     assert got.get_content().rstrip("\r\n") == f"<p>{ruby}の練習</p>"
+
+
+def test_a_quoted_reply_keeps_its_quote_bar(mail_system: MailSystem) -> None:
+    # Thunderbird and Apple Mail draw the bar beside quoted text by blockquote
+    # type="cite": dropped, the whole thread read as one indented reply.
+    quoted = ('<blockquote type="cite">On Monday, Jo wrote:<br>'
+              '<blockquote type="cite">Lunch on Friday?</blockquote>Sure.</blockquote>')
+    html = f"<p>See you then.</p>{quoted}<script>track()</script>\n"
+    sample = messages.multipart("alternative", [
+        "Content-Type: text/plain; charset=us-ascii\n\nSee you then.\n",
+        f"Content-Type: text/html; charset=us-ascii\n\n{html}",
+    ])
+    body = _delivered(mail_system, sample).get_body(("html",))
+    assert body is not None
+    assert body.get_content() == f"<p>See you then.</p>{quoted}"

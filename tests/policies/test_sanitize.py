@@ -199,6 +199,15 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="furigana-stay-over-their-kanji",
         ),
         pytest.param(
+            '<blockquote type="cite" cite="mid:1@example.org">On Monday Jo wrote:<br>'
+            '<blockquote type="CITE">Lunch?</blockquote></blockquote>'
+            '<blockquote type="x">y</blockquote><script></script>',
+            '<blockquote type="cite">On Monday Jo wrote:<br><blockquote type="CITE">Lunch?'
+            "</blockquote></blockquote><blockquote>y</blockquote>",
+            (("@cite", 1), ("@type", 1), ("script", 1)),
+            id="a-quoted-reply-keeps-its-quote-bar",
+        ),
+        pytest.param(
             '<p style="background: #000 url(//t.example/x); color: #fff">x</p>',
             '<p style="background-color:#000;color:#fff">x</p>',
             (("style:url(", 1),),

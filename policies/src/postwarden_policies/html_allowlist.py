@@ -55,8 +55,11 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
 # another window needs the noopener (else that window can navigate the reader's away),
 # which browsers imply for target="_blank" alone; nh3 adds no rel (rel="noopener
 # noreferrer" went only on links in HTML it rewrote, never in HTML delivered as it came).
+# A quoted reply's blockquote type="cite" is what Thunderbird and Apple Mail draw the
+# quote bar by: without it a reply chain showed as one indented text.
 ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
     "a": {"target": frozenset({"_blank"})},
+    "blockquote": {"type": frozenset({"cite"})},
 }
 # background, the shorthand templates set their colours with (background:#000 under
 # color:#fff): without it a rewritten part showed such text white on white. A URL or
