@@ -180,3 +180,21 @@ def test_a_quoted_reply_keeps_its_quote_bar(mail_system: MailSystem) -> None:
     body = _delivered(mail_system, sample).get_body(("html",))
     assert body is not None
     assert body.get_content() == f"<p>See you then.</p>{quoted}"
+
+
+def test_a_newsletter_keeps_what_it_tells_screen_readers(mail_system: MailSystem) -> None:
+    # Dropped, a screen reader announced each layout table as a table of data and read
+    # out the spacer images.
+    html = ('<table role="presentation" width="600"><tr><td>'
+            '<a href="https://shop.example.com/?utm_source=nl&amp;utm_medium=email" '
+            'aria-label="Shop the sale"><img src="cid:banner@news.example.com" alt=""></a>'
+            '<img src="cid:spacer@news.example.com" aria-hidden="true" width="1" alt="">'
+            "</td></tr></table>")
+    sample = messages.multipart("alternative", [
+        "Content-Type: text/plain; charset=us-ascii\n\nShop the sale.\n",
+        f"Content-Type: text/html; charset=us-ascii\n\n{html}<!-- campaign 7 -->\n",
+    ])
+    body = _delivered(mail_system, sample).get_body(("html",))
+    assert body is not None
+    assert body.get_content() == html.replace("<tr>", "<tbody><tr>").replace(
+        "</table>", "</tbody></table>")

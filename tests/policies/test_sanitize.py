@@ -208,6 +208,18 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="a-quoted-reply-keeps-its-quote-bar",
         ),
         pytest.param(
+            '<table role="presentation" aria-describedby="t"><tr><td>'
+            '<a href="https://shop.example/" aria-label="Shop the sale">'
+            '<img src="cid:b@x" alt=""></a><img src="cid:s@x" aria-hidden="true" alt="">'
+            "</td></tr></table><script></script>",
+            '<table role="presentation"><tbody><tr><td>'
+            '<a href="https://shop.example/" aria-label="Shop the sale">'
+            '<img src="cid:b@x" alt=""></a><img src="cid:s@x" aria-hidden="true" alt="">'
+            "</td></tr></tbody></table>",
+            (("@aria-describedby", 1), ("script", 1)),
+            id="screen-readers-keep-what-the-template-told-them",
+        ),
+        pytest.param(
             '<p style="background: #000 url(//t.example/x); color: #fff">x</p>',
             '<p style="background-color:#000;color:#fff">x</p>',
             (("style:url(", 1),),

@@ -31,9 +31,12 @@ DROP_WITH_CONTENT = frozenset(
     """script style title head svg math iframe object embed noembed noframes template
     frameset applet""".split()
 )
+# role and the ARIA labels templates write for screen readers: dropped, a reader
+# announced each layout table (role="presentation") as a table of data, and read out
+# spacer images and icons (aria-hidden) and links named only by an image (aria-label).
 GENERIC_ATTRIBUTES = frozenset(
     """align valign width height bgcolor color dir lang title border cellpadding cellspacing
-    style class face size hspace vspace nowrap""".split()
+    style class face size hspace vspace nowrap role aria-label aria-hidden""".split()
 )
 ATTRIBUTES: dict[str, frozenset[str]] = {
     "*": GENERIC_ATTRIBUTES,
