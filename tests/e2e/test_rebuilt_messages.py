@@ -198,3 +198,18 @@ def test_a_newsletter_keeps_what_it_tells_screen_readers(mail_system: MailSystem
     assert body is not None
     assert body.get_content() == html.replace("<tr>", "<tbody><tr>").replace(
         "</table>", "</tbody></table>")
+
+
+def test_thai_html_from_outlook_arrives_cleaned_not_as_a_notice(mail_system: MailSystem) -> None:
+    # Outlook labels Thai windows-874, which Python does not know by that name: the
+    # whole HTML was replaced by the "could not be sanitized" notice.
+    text = "<p>สวัสดีครับ ราคา €5 <a href=\"https://shop.example.co.th/?a=1&amp;b=2\">ร้านค้า</a></p>"
+    encoded = (text + "<img src=x onerror=alert(1)>\n").encode("cp874")
+    sample = messages.single_part(
+        "text/html; charset=windows-874", [("Content-Transfer-Encoding", "base64")],
+        base64.encodebytes(encoded).decode("ascii"))
+    got = _delivered_bytes(mail_system, sample)
+    parsed = email.message_from_bytes(got, policy=email.policy.default)
+    assert parsed.get_content_charset() == "windows-874"
+    shown = base64.b64decode(parsed.get_payload()).decode("cp874")
+    assert shown.replace("&#8364;", "€") == f'{text}<img src="x">\n'  # € as readers show it

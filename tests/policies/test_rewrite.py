@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from html import unescape
 
 import pytest
 
 from postwarden_policies import transfer
-from postwarden_policies.charsets import readers_utf16
+from postwarden_policies.charsets import decode_as_readers, readers_utf16
 from postwarden_policies.facts import Envelope, MessageFacts
 from postwarden_policies.mimeparse import parse_message
 from postwarden_policies.rewrite import HtmlOptions, RewriteError, RewritePlan, rewrite_body
@@ -405,10 +406,9 @@ def _html_part(charset: str, body: bytes) -> MessageFacts:
         ("u16", b"<img src=x onerror=alert(1)><script>alert(1)</script>"),
         ("unicodelittleunmarked", b"<img src=x onerror=alert(1)><script>alert(1)</script>"),
         ("iso2022jp", b"<p>\x1b$B<img src=x onerror=alert(1)>\x1b(B</p>"),
-        # Labels readers know and Python does not: read as UTF-16, Shift_JIS and GBK.
+        # A UTF-16 label readers know and Python does not: a reader that does not know
+        # it either reads ASCII-based, markup where the others read CJK text.
         ("unicode", b"<p>hi</p><script>alert(1)</script>"),
-        ("x-sjis", b"<p>hi</p><script>alert(1)</script>"),
-        ("x-gbk", b"<p>hi</p><script>alert(1)</script>"),
         # UTF-7 as Outlook's MLang names it (Python and WHATWG do not know the label).
         ("x-unicode-2-0-utf-7", b"<p>hi</p>+ADw-script+AD4-alert(1)+ADw-/script+AD4-"),
         # A line end in two-byte mode: ICU's decoder goes back to ASCII there.
@@ -477,6 +477,11 @@ def test_html_whose_meta_tag_alone_names_iso_2022_jp_becomes_a_notice() -> None:
         ("latin-1", b"<p>caf\xe9</p><script>alert(1)</script>"),
         ("utf-8", b"\xef\xbb\xbf<p>caf\xc3\xa9</p><script>alert(1)</script>"),
         # UTF-16 only in base64 (below): in 7bit it holds the message (test_sanitize_line_ends).
+        # Labels readers know and Python does not (Thai Outlook writes windows-874).
+        ("windows-874", "<p>สวัสดี €5</p><script>alert(1)</script>".encode("cp874")),
+        ("x-sjis", "<p>①こんにちは</p><script>alert(1)</script>".encode("cp932")),
+        ("x-gbk", "<p>你好</p><script>alert(1)</script>".encode("gbk")),
+        ("x-mac-cyrillic", "<p>Привет</p><script>alert(1)</script>".encode("mac_cyrillic")),
     ],
 )
 def test_html_in_a_charset_readers_share_is_sanitized(charset: str, body: bytes) -> None:
@@ -485,6 +490,12 @@ def test_html_in_a_charset_readers_share_is_sanitized(charset: str, body: bytes)
     [change] = [c for c in changes if isinstance(c, HtmlSanitized)]
     assert change.removed == (("script", 1),)
     assert "alert(1)" in facts.text and "alert(1)" not in new.text
+    # Its label stays; in 7bit, its letters as references.
+    html = new.parts[2]
+    assert html.charset == facts.parts[2].charset
+    shown, kept = new.raw[html.body_start : html.body_end], body.split(b"<script>")[0]
+    assert unescape(decode_as_readers(shown, charset, set())) == \
+        decode_as_readers(kept, charset, set()).lstrip("\ufeff")
 
 
 def test_utf16_html_is_sanitized_as_readers_decode_it() -> None:

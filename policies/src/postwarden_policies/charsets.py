@@ -349,6 +349,29 @@ def readers_only(charset: str | None) -> bool:
     return _label(charset or "") in _READERS_ONLY and _text_codec(charset) is None
 
 
+def known_alias(charset: str | None) -> str | None:
+    """``charset``; but a WHATWG label Python does not know (``windows-874``, ``x-sjis``)
+    as a label of the same encoding that it knows (``tis-620``, ``shift_jis``), or else
+    as the codec readers decode it with: text read, cleaned and encoded by that reads as
+    its own label says. Without, the sanitizer replaced Thai HTML from Outlook
+    (``windows-874``) with its notice, finding the label unknown. Not a UTF-16 label
+    (``unicode``), whose text a reader not knowing it reads ASCII-based, markup where
+    others read CJK text; nor Outlook's UTF-7 ones, which are no WHATWG labels."""
+    label = _label(charset or "")
+    codec = _WHATWG_ONLY.get(label, "utf-16")
+    if codec.startswith("utf-16") or _text_codec(charset) is not None:
+        return charset
+    return _python_label(codec)
+
+
+@functools.cache
+def _python_label(codec: str) -> str:
+    """A WHATWG label Python knows that is read with ``codec``; else ``codec``."""
+    name = codecs.lookup(codec).name
+    return next((label for label in sorted(_WHATWG_LABELS)
+                 if (info := _text_codec(label)) is not None and info.name == name), codec)
+
+
 def decode_as_readers(data: bytes, charset: str | None, flags: set[str]) -> str:
     """:func:`decode_bytes`, but a label only readers know (:func:`readers_only`)
     decodes as they decode it: the text rules must see is the text readers show."""

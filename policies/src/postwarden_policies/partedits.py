@@ -49,6 +49,7 @@ from postwarden_policies.charsets import (
     decode_bytes,
     html_charset,
     is_utf16,
+    known_alias,
     read_as_readers,
     readers_utf16,
 )
@@ -249,7 +250,8 @@ def sanitize_edit(
     original = facts.raw[part.body_start : part.body_end]
     data = _decoded(facts, part)
     unknown: set[str] = set()
-    read_by = html_charset(part.charset, data)  # the label, else a <meta> tag's
+    label = known_alias(part.charset)  # the part's label, as Python can look it up
+    read_by = known_alias(html_charset(part.charset, data))  # the label, else a <meta> tag's
     if part.transfer_encoding not in ("base64", "quoted-printable") and is_utf16(read_by):
         data = transfer.utf16_as_sent(data)
     # Readers that ignore the <meta> tag (Thunderbird reads only its http-equiv form)
@@ -282,7 +284,7 @@ def sanitize_edit(
     else:
         clean, removed = removed_whole("unsafe_charset")  # see read_as_readers
     if readable:
-        charset = part.charset if not unknown and part.charset else "us-ascii"
+        charset = label if not unknown and label else "us-ascii"
     else:
         charset = _notice_charset(part.charset)
     cte = "base64" if to_base64 or is_utf16(charset) else part.transfer_encoding
@@ -296,7 +298,7 @@ def sanitize_edit(
     # The reader decodes the bytes by the part's label (unchanged): they must read
     # as the text we cleaned. ASCII under a label such as utf-16 does not, and the
     # label is in a header section we keep, so such a part is held.
-    if readable and decode_bytes(new, part.charset or "utf-8", set()) != text:
+    if readable and decode_bytes(new, label or "utf-8", set()) != text:
         raise RewriteError("a sanitized part would not read as it was cleaned")
     change = HtmlSanitized(
         part=part.path, removed=removed, bytes_before=len(data), bytes_after=len(new)
