@@ -213,3 +213,19 @@ def test_thai_html_from_outlook_arrives_cleaned_not_as_a_notice(mail_system: Mai
     assert parsed.get_content_charset() == "windows-874"
     shown = base64.b64decode(parsed.get_payload()).decode("cp874")
     assert shown.replace("&#8364;", "€") == f'{text}<img src="x">\n'  # € as readers show it
+
+
+def test_a_newsletter_with_a_comment_keeps_its_layout(mail_system: MailSystem) -> None:
+    # One HTML comment sends a part through nh3, whose CSS allowlist lacked these: the
+    # menu showed bulleted, the padded full-width box overflowed, the divider went.
+    html = ('<ul style="list-style:none;margin:0;padding:0"><li>Shop</li><li>Blog</li></ul>'
+            '<div style="box-sizing:border-box;width:100%;padding:0 20px">'
+            '<p style="border-bottom-width:1px;border-bottom-style:solid;'
+            'border-bottom-color:#dddddd">Order 1042</p></div>')
+    sample = messages.multipart("alternative", [
+        "Content-Type: text/plain; charset=us-ascii\n\nOrder 1042\n",
+        f"Content-Type: text/html; charset=us-ascii\n\n<!-- layout v2 -->{html}\n",
+    ])
+    body = _delivered(mail_system, sample).get_body(("html",))
+    assert body is not None
+    assert body.get_content() == html

@@ -185,6 +185,20 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="preview-text-stays-hidden-in-outlook",
         ),
         pytest.param(
+            '<ul style="list-style: none; padding: 0"><li>Home</li></ul><div style="'
+            'box-sizing: border-box; width: 100%; padding: 0 20px; overflow-wrap: anywhere">'
+            '<table style="mso-table-lspace: 0pt; mso-table-rspace: 0pt"><tr><td style="'
+            "mso-line-height-rule: exactly; line-height: 20px; border-bottom-style: solid; "
+            'border-top-left-radius: 4px; position: fixed">x</td></tr></table></div><!-- c -->',
+            '<ul style="list-style:none;padding:0"><li>Home</li></ul><div style="'
+            'box-sizing:border-box;width:100%;padding:0 20px;overflow-wrap:anywhere">'
+            '<table style="mso-table-lspace:0pt;mso-table-rspace:0pt"><tbody><tr><td style="'
+            "mso-line-height-rule:exactly;line-height:20px;border-bottom-style:solid;"
+            'border-top-left-radius:4px">x</td></tr></tbody></table></div>',
+            (("comment", 1),),
+            id="layout-a-rewrite-kept",
+        ),
+        pytest.param(
             "<header>News</header><section><article>Dear</article></section><script></script>"
             "<footer>Bye</footer>",
             "<header>News</header><section><article>Dear</article></section><footer>Bye</footer>",

@@ -70,6 +70,11 @@ ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
 # its colour stays, as background-color (sanitize._background_colour).
 # mso-hide: Outlook ignores display:none on the preview text ("preheader") templates
 # hide at the top; without it that text showed there once a part was rewritten.
+# Layout that went with a rewrite (one HTML comment sends a part through nh3): a menu's
+# list-style:none (its links showed bulleted), box-sizing (a full-width box with padding
+# overflowed), one side's border or one corner's radius (dividers gone), overflow-wrap
+# (long URLs ran off the screen), and Outlook's exact line heights and table spacing
+# (its spacer rows grew, gaps opened between tables).
 CSS_PROPERTIES = frozenset(
     """color background background-color font font-family font-size font-style font-weight
     font-variant text-align text-decoration text-indent text-transform letter-spacing word-spacing
@@ -78,7 +83,13 @@ CSS_PROPERTIES = frozenset(
     border border-top border-right border-bottom border-left border-color border-style
     border-width border-collapse border-spacing border-radius width height max-width
     min-width max-height min-height display float clear list-style-type table-layout
-    text-overflow overflow word-break word-wrap mso-hide""".split()
+    text-overflow overflow word-break word-wrap mso-hide list-style list-style-position
+    box-sizing overflow-wrap overflow-x overflow-y box-shadow mso-line-height-rule
+    mso-table-lspace mso-table-rspace""".split()
+    + [f"border-{side}-{what}" for side in ("top", "right", "bottom", "left")
+       for what in ("width", "style", "color")]
+    + [f"border-{corner}-radius" for corner in ("top-left", "top-right", "bottom-right",
+                                                "bottom-left")]
 )
 # Scripting, and every CSS function that loads a resource: url(), src(),
 # image-set() (and -webkit-image-set()), image() and cross-fade() take URLs,
