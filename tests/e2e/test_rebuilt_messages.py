@@ -229,3 +229,23 @@ def test_a_newsletter_with_a_comment_keeps_its_layout(mail_system: MailSystem) -
     body = _delivered(mail_system, sample).get_body(("html",))
     assert body is not None
     assert body.get_content() == html
+
+
+def test_mail_from_outlook_keeps_its_font_and_line_spacing(mail_system: MailSystem) -> None:
+    # Outlook sets its paragraphs' font and spacing in a <style> sheet, which went whole:
+    # the mail showed in Times, each of its lines a paragraph apart.
+    html = ('<html><head><style><!--\np.MsoNormal, li.MsoNormal, div.MsoNormal\n'
+            '\t{margin:0in;\n\tfont-size:11.0pt;\n\tfont-family:"Calibri",sans-serif;}\n'
+            '@media print {p.MsoNormal {margin:1in}}\n--></style></head>'
+            '<body lang=EN-US><div class=WordSection1><p class=MsoNormal>Hi Jo,<o:p></o:p></p>'
+            "<p class=MsoNormal>Thanks.<o:p></o:p></p></div></body></html>\n")
+    sample = messages.multipart("alternative", [
+        "Content-Type: text/plain; charset=us-ascii\n\nHi Jo,\nThanks.\n",
+        f"Content-Type: text/html; charset=us-ascii\n\n{html}",
+    ])
+    body = _delivered(mail_system, sample).get_body(("html",))
+    assert body is not None
+    styled = ('<p class="MsoNormal" style="margin:0in;font-size:11.0pt;'
+              'font-family:&quot;calibri&quot; , sans-serif">')
+    assert body.get_content() == (f'<div lang="en-us"><div class="WordSection1">{styled}Hi Jo,'
+                                  f"</p>{styled}Thanks.</p></div></div>")

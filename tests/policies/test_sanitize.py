@@ -911,3 +911,48 @@ def test_a_style_left_with_no_declaration_goes_with_its_attribute() -> None:
     assert clean == ('<p title="a style=&quot;&quot; &gt; x=&quot;y&quot;">x style=""</p>'
                      "<span>2</span>")
     assert removed == (("script", 1), ("style:expression", 1))
+
+
+@pytest.mark.parametrize(
+    ("html", "clean"),
+    [
+        pytest.param(
+            '<style><!--\np.MsoNormal, li.MsoNormal {margin:0in; font-size:11.0pt;\n'
+            'font-family:"Calibri",sans-serif;}\n--></style><p class=MsoNormal>Hi</p>'
+            '<p class="MsoNormal" style="margin-top:6pt">Bye</p>',
+            '<p class="MsoNormal" style="margin:0in;font-size:11.0pt;font-family:&quot;calibri'
+            '&quot; , sans-serif">Hi</p><p class="MsoNormal" style="margin:0in;font-size:11.0pt;'
+            'font-family:&quot;calibri&quot; , sans-serif;margin-top:6pt">Bye</p>',
+            id="outlook-paragraphs-keep-their-font-and-spacing",
+        ),
+        pytest.param(
+            "<style>td{padding:4px} .x{color:red !important} @media (max-width:600px)"
+            "{td{padding:0}} .x:hover{color:blue} div td{color:green} #i{color:pink}"
+            "</style><table><tr><td class=x id=i style='color:black'>t</td></tr></table>",
+            '<table><tbody><tr><td class="x" style="padding:4px;color:black;'
+            'color:red ! important">t</td></tr></tbody></table>',
+            id="plain-rules-alone-in-their-cascade",
+        ),
+        pytest.param(
+            "<style>.a{color:red\\3b position:fixed} .a{background:#000 url(//t.example/x)}"
+            ".a{width:expression(alert(1))} .a{font-family:'x}y'}</style><p class=a>t</p>",
+            '<p class="a">t</p>',
+            id="values-that-break-out-or-fetch-go",
+        ),
+        pytest.param(
+            "<!-- <style>p{color:red}</style> --><textarea><style>p{color:red}</style>"
+            "</textarea><p>t</p>",
+            "&lt;style&gt;p{color:red}&lt;/style&gt;<p>t</p>",
+            id="no-sheet-readers-do-not-read",
+        ),
+    ],
+)
+def test_style_sheets_are_written_into_what_they_style(html: str, clean: str) -> None:
+    assert sanitize_html(html, KEEP)[0] == clean
+
+
+def test_style_sheets_that_would_more_than_double_the_html_are_dropped() -> None:
+    html = "<style>*{font-family:" + "a" * 1000 + "}</style>" + "<b>x</b>" * 200
+    assert sanitize_html(html, KEEP)[0] == "<b>x</b>" * 200
+    few = "<style>*{font-family:" + "a" * 1000 + "}</style>" + "<b>x</b>" * 20
+    assert sanitize_html(few, KEEP)[0].count("a" * 1000) == 20

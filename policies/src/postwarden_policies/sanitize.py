@@ -75,6 +75,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from html import escape as html_escape
+from html import unescape as html_unescape
 from urllib.parse import urljoin
 
 import nh3
@@ -102,6 +103,7 @@ from .html_cost import BUDGET, estimated_cost
 from .html_precheck import needs_no_sanitizing
 from .htmltokens import ATTRIBUTE, FOREIGN, HTML, INTEGRATION, Reading, ascii_lower
 from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
+from .stylesheets import EMPTY, css_unescaped, read_plain_rules
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +122,11 @@ _COMMENT, _NAME, _ATTRIBUTES = 0, _MARKUP[HTML].groupindex["name"] - 1, \
 # in double quotes, none holding one).
 _WRITTEN_TAG = re.compile(r"<([a-z][a-z0-9]*)([^<>]*)>")
 _WRITTEN_ATTRIBUTE = re.compile(r' ([^\s="]+)="')
+_WRITTEN_CLASS = re.compile(r' class="([^"]*)"')
+_SHEET_ROOM = 65_536  # characters style sheets may add besides the HTML's own length
+_WRITTEN_STYLE = re.compile(r' style="([^"]*)"')
 _CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
 _CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.DOTALL)
-_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
 # A style value's declarations: split at ";" outside strings and comments, as CSS splits
 # them (at each ";", "color:red /* ; x:url(y) */; width:1px" lost its width; a danger
 # word holds no ";", so it stays within one of them).
@@ -242,19 +246,6 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-
-
-def _unescape(match: re.Match[str]) -> str:
-    """A CSS escape as the browser reads it (``e\\78pression`` is ``expression``)."""
-    if match.group(1) is None:
-        return match.group(2)
-    code = int(match.group(1), 16)
-    return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
-
-
-def css_unescaped(text: str) -> str:
-    """CSS text with its escapes read as the browser reads them."""
-    return _CSS_ESCAPE.sub(_unescape, text) if "\\" in text else text
 
 
 def _filter_style(value: str, dropped: Counter[str]) -> str | None:
@@ -549,6 +540,14 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
     if isinstance(done, str):
         return cost, done
     cleaned, dropped = done
+    if "<style" in folded:
+        restyled = _with_sheet_styles(html, cleaned)
+        if restyled != cleaned:  # cleaned again: its new styles as any
+            done = clean(restyled, remote_images, schemes, True)
+            if isinstance(done, str):
+                return cost, done
+            cleaned = done[0]
+            dropped.update(done[1])
     wrapper = _page_wrapper(html, folded, dropped,
                             lambda div: clean(div, remote_images, schemes, True))
     if wrapper is not None:
@@ -556,6 +555,51 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
     removed = _removed(folded, cleaned.lower(), dropped)  # an emptied style is no removal
     return cost, (_EMPTY_STYLE.sub(r"\1", cleaned) if ' style=""' in cleaned else cleaned,
                   removed)
+
+
+def _with_sheet_styles(html: str, cleaned: str) -> str:
+    """``cleaned`` (nh3's output for ``html``) with what the plain rules of the ``<style>``
+    sheets of ``html`` (:func:`.stylesheets.read_plain_rules`) declare for each element
+    written into its style attribute, before what that holds (an ``!important`` one
+    after). nh3 drops the sheets whole: a reader could apply them to its own page. Without
+    them Outlook's mail (``p.MsoNormal{margin:0;font-family:Calibri}``) showed in Times,
+    each of its lines a paragraph apart. A value that could break out of its declaration
+    or fetch something is left out. So is all of it where it would more than double the
+    HTML (a long ``*{...}`` rule over 100,000 tags made gigabytes)."""
+    sheet = read_plain_rules(html, CSS_PROPERTIES)
+    if sheet is EMPTY:
+        return cleaned
+    room = len(cleaned) + _SHEET_ROOM
+
+    def restyled(tag: re.Match[str]) -> str:
+        nonlocal room
+        name, attributes = tag.groups()
+        if room < 0 or not sheet.may_style(name, attributes):
+            return tag.group()
+        classes = _WRITTEN_CLASS.search(attributes)
+        declared = sheet.declared(name, html_unescape(classes.group(1)) if classes else "", "")
+        before = [f"{prop}:{value}" for prop, ((important, _, _), value) in declared.items()
+                  if not important and _inert_css(value)]
+        after = [f"{prop}:{value} !important" for prop, ((important, _, _), value)
+                 in declared.items() if important and _inert_css(value)]
+        if not before and not after:
+            return tag.group()
+        own = _WRITTEN_STYLE.search(attributes)
+        style = "; ".join([*before, *([html_unescape(own.group(1))] if own else []), *after])
+        kept = _WRITTEN_STYLE.sub("", attributes) if own else attributes
+        written = f'<{name}{kept} style="{html_escape(style)}">'
+        room -= len(written) - len(tag.group())
+        return written
+
+    done = _WRITTEN_TAG.sub(restyled, cleaned)
+    return cleaned if room < 0 else done
+
+
+def _inert_css(value: str) -> bool:
+    """Whether a declaration's value (escapes read) stays one value and fetches nothing."""
+    folded = _CSS_COMMENT_OR_SPACE.sub("", value)
+    return not any(mark in value for mark in ";{}\\") and "/*" not in value and \
+        not any(word in folded for word in CSS_DANGER)
 
 
 def _page_wrapper(html: str, folded: str, dropped: Counter[str],

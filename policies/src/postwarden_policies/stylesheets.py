@@ -33,8 +33,8 @@ from collections.abc import Iterable, Iterator
 
 from .foreigncontent import style_sheets
 from .htmltokens import WS, ascii_lower
-from .sanitize import css_unescaped
 
+_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
 # How a declaration ranks in the cascade: !important, specificity, rule order.
 Rank = tuple[bool, int, int]
 # Declarations as the cascade leaves them: a property's rank and value.
@@ -74,6 +74,19 @@ _PSEUDO_ELEMENT = re.compile(r"::|:(?:before|after|first-line|first-letter)\b")
 # Attributes a class or id rule needs, searched for in the attributes lower-cased (as
 # inlinestyle's _LOOKED_AT, several times faster than with re.IGNORECASE).
 _NAMED = re.compile("class|id")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    """A CSS escape as the browser reads it (``e\\78pression`` is ``expression``)."""
+    if match.group(1) is None:
+        return match.group(2)
+    code = int(match.group(1), 16)
+    return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+
+
+def css_unescaped(text: str) -> str:
+    """CSS text with its escapes read as the browser reads them."""
+    return _CSS_ESCAPE.sub(_unescape, text) if "\\" in text else text
 
 
 def declarations(block: str, properties: frozenset[str]) -> Iterator[tuple[str, str, bool]]:
@@ -163,19 +176,36 @@ def read_style_sheets(html: str, properties: frozenset[str]) -> StyleSheet:
     return StyleSheet(rules)
 
 
-def _all_rules(sheets: list[str]) -> Iterator[tuple[str, str]]:
+def read_plain_rules(html: str, properties: frozenset[str]) -> StyleSheet:
+    """The rules of the sheets of ``html`` that apply on any screen as written: outside
+    every at-rule (not an ``@media`` for phones), each selector a tag, a class or both,
+    the ``properties`` asked for: what :mod:`.sanitize` writes into the style attributes
+    of the elements they style, where no other rule could tell it otherwise."""
+    sheets = style_sheets(html)
+    rules: dict[str, Declared] = {}
+    for order, (prelude, block) in enumerate(_all_rules(sheets, grouped=False)):
+        kept = list(declarations(block, properties))
+        for key, specificity in _selectors(prelude) if kept else ():
+            if specificity != WIDER and "#" not in key:  # no id is written out
+                cascade(rules.setdefault(key, {}), kept, specificity, order)
+    return StyleSheet(rules) if rules else EMPTY
+
+
+def _all_rules(sheets: list[str], grouped: bool = True) -> Iterator[tuple[str, str]]:
     """The rules of the sheets in order, each sheet read on its own as browsers read it:
     a comment, string, rule or ``@media`` left open ends with its sheet (read as one
-    text, an unclosed ``.a{color:red`` took the next sheet's rules into its block)."""
+    text, an unclosed ``.a{color:red`` took the next sheet's rules into its block).
+    Those in at-rules only where ``grouped``."""
     for sheet in sheets:
         # Escapes are read in each name, value and selector, where they cannot add a
         # brace or a separator; then lower-cased ("\4e" is "N").
-        yield from _rules(_CDO_CDC.sub(" ", cleaned(sheet)))
+        yield from _rules(_CDO_CDC.sub(" ", cleaned(sheet)), grouped)
 
 
-def _rules(sheet: str) -> Iterator[tuple[str, str]]:
+def _rules(sheet: str, grouped: bool = True) -> Iterator[tuple[str, str]]:
     """A sheet's rules (without comments), prelude and block, those inside the at-rules
-    :func:`_holds` takes to apply too; other at-rules and what they hold left out."""
+    :func:`_holds` takes to apply too where ``grouped``; other at-rules and what they
+    hold left out."""
     groups, depth, start, prelude = 0, 0, 0, ""  # open groups; braces open inside a rule
     for match in _STRUCTURE.finditer(sheet):
         char = match.group()
@@ -183,7 +213,7 @@ def _rules(sheet: str) -> Iterator[tuple[str, str]]:
             if depth == 0:
                 prelude = _after_statements(sheet[start : match.start()])
                 start = match.end()
-                if _holds(prelude):
+                if grouped and _holds(prelude):
                     groups += 1
                     continue
             depth += 1
