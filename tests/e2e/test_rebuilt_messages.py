@@ -249,3 +249,18 @@ def test_mail_from_outlook_keeps_its_font_and_line_spacing(mail_system: MailSyst
               'font-family:&quot;calibri&quot; , sans-serif">')
     assert body.get_content() == (f'<div lang="en-us"><div class="WordSection1">{styled}Hi Jo,'
                                   f"</p>{styled}Thanks.</p></div></div>")
+
+
+def test_a_receipt_keeps_the_font_its_sheet_sets_for_the_page(mail_system: MailSystem) -> None:
+    # An app's receipt sets its font and text colour on body in a sheet; gone with the
+    # sheet, it showed in the reader's default font.
+    html = ("<html><head><style>body{font-family:Helvetica,Arial,sans-serif;color:#333333}"
+            "</style></head><body><p>Total: 12.00 EUR</p><script>x()</script></body></html>\n")
+    sample = messages.multipart("alternative", [
+        "Content-Type: text/plain; charset=us-ascii\n\nTotal: 12.00 EUR\n",
+        f"Content-Type: text/html; charset=us-ascii\n\n{html}",
+    ])
+    body = _delivered(mail_system, sample).get_body(("html",))
+    assert body is not None
+    assert body.get_content() == ('<div style="font-family:helvetica , arial , sans-serif;'
+                                  'color:#333333"><p>Total: 12.00 EUR</p></div>')

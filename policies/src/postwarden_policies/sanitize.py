@@ -103,7 +103,7 @@ from .html_cost import BUDGET, estimated_cost
 from .html_precheck import needs_no_sanitizing
 from .htmltokens import ATTRIBUTE, FOREIGN, HTML, INTEGRATION, Reading, ascii_lower
 from .sanitizer_process import ISOLATE_CHARS, ChildFailed, SanitizerProcesses
-from .stylesheets import EMPTY, css_unescaped, read_plain_rules
+from .stylesheets import EMPTY, Declared, StyleSheet, css_unescaped, read_plain_rules
 
 log = logging.getLogger(__name__)
 
@@ -540,8 +540,9 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
     if isinstance(done, str):
         return cost, done
     cleaned, dropped = done
-    if "<style" in folded:
-        restyled = _with_sheet_styles(html, cleaned)
+    sheet = read_plain_rules(html, CSS_PROPERTIES) if "<style" in folded else EMPTY
+    if sheet is not EMPTY:
+        restyled = _with_sheet_styles(sheet, cleaned)
         if restyled != cleaned:  # cleaned again: its new styles as any
             done = clean(restyled, remote_images, schemes, True)
             if isinstance(done, str):
@@ -549,7 +550,7 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
             cleaned = done[0]
             dropped.update(done[1])
     wrapper = _page_wrapper(html, folded, dropped,
-                            lambda div: clean(div, remote_images, schemes, True))
+                            lambda div: clean(div, remote_images, schemes, True), sheet)
     if wrapper is not None:
         cleaned = f"{wrapper}{cleaned}</div>"
     removed = _removed(folded, cleaned.lower(), dropped)  # an emptied style is no removal
@@ -557,18 +558,16 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
                   removed)
 
 
-def _with_sheet_styles(html: str, cleaned: str) -> str:
-    """``cleaned`` (nh3's output for ``html``) with what the plain rules of the ``<style>``
-    sheets of ``html`` (:func:`.stylesheets.read_plain_rules`) declare for each element
+def _with_sheet_styles(sheet: StyleSheet, cleaned: str) -> str:
+    """``cleaned`` (nh3's output) with what the plain rules of the ``<style>`` sheets of
+    its HTML (``sheet``: :func:`.stylesheets.read_plain_rules`) declare for each element
     written into its style attribute, before what that holds (an ``!important`` one
-    after). nh3 drops the sheets whole: a reader could apply them to its own page. Without
-    them Outlook's mail (``p.MsoNormal{margin:0;font-family:Calibri}``) showed in Times,
-    each of its lines a paragraph apart. A value that could break out of its declaration
+    after: :func:`_sheet_declarations`). nh3 drops the sheets whole: a reader could
+    apply them to its own page. Without them Outlook's mail
+    (``p.MsoNormal{margin:0;font-family:Calibri}``) showed in Times, each of its lines a
+    paragraph apart. A value that could break out of its declaration
     or fetch something is left out. So is all of it where it would more than double the
     HTML (a long ``*{...}`` rule over 100,000 tags made gigabytes)."""
-    sheet = read_plain_rules(html, CSS_PROPERTIES)
-    if sheet is EMPTY:
-        return cleaned
     room = len(cleaned) + _SHEET_ROOM
 
     def restyled(tag: re.Match[str]) -> str:
@@ -577,11 +576,8 @@ def _with_sheet_styles(html: str, cleaned: str) -> str:
         if room < 0 or not sheet.may_style(name, attributes):
             return tag.group()
         classes = _WRITTEN_CLASS.search(attributes)
-        declared = sheet.declared(name, html_unescape(classes.group(1)) if classes else "", "")
-        before = [f"{prop}:{value}" for prop, ((important, _, _), value) in declared.items()
-                  if not important and _inert_css(value)]
-        after = [f"{prop}:{value} !important" for prop, ((important, _, _), value)
-                 in declared.items() if important and _inert_css(value)]
+        before, after = _sheet_declarations(
+            sheet.declared(name, html_unescape(classes.group(1)) if classes else "", ""))
         if not before and not after:
             return tag.group()
         own = _WRITTEN_STYLE.search(attributes)
@@ -595,6 +591,17 @@ def _with_sheet_styles(html: str, cleaned: str) -> str:
     return cleaned if room < 0 else done
 
 
+def _sheet_declarations(declared: Declared) -> tuple[list[str], list[str]]:
+    """What a sheet ``declared`` for an element, as written in a style attribute: to go
+    before its own, and the ``!important`` ones after; a value :func:`_inert_css`
+    refuses left out."""
+    before = [f"{prop}:{value}" for prop, ((important, _, _), value) in declared.items()
+              if not important and _inert_css(value)]
+    after = [f"{prop}:{value} !important" for prop, ((important, _, _), value)
+             in declared.items() if important and _inert_css(value)]
+    return before, after
+
+
 def _inert_css(value: str) -> bool:
     """Whether a declaration's value (escapes read) stays one value and fetches nothing."""
     folded = _CSS_COMMENT_OR_SPACE.sub("", value)
@@ -603,7 +610,7 @@ def _inert_css(value: str) -> bool:
 
 
 def _page_wrapper(html: str, folded: str, dropped: Counter[str],
-                  clean: Callable[[str], _Cleaned]) -> str | None:
+                  clean: Callable[[str], _Cleaned], sheet: StyleSheet = EMPTY) -> str | None:
     """A ``<div>`` start tag with what the ``<html>`` and ``<body>`` tags of ``html``
     (``folded``: lower-cased) set for the page, cleaned as any tag: ``dir`` and ``lang``, and
     as its style the body's ``bgcolor`` and ``text`` and both tags' styles; or None. nh3
@@ -613,9 +620,12 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     make of any value by HTML's legacy rules (:func:`colours.legacy`), never as
     written, which as CSS could be more ("red;display:none" hid the page); one that
     paints nothing ("transparent") goes with nothing lost. Neither is counted in ``dropped``. A
-    tag's style comes after its colour attributes, which it overrides in readers."""
+    tag's style comes after its colour attributes, which it overrides in readers. What
+    ``sheet``'s rules for ``html`` and ``body`` declare comes first (an ``!important`` one
+    last): ``body{font-family:Arial;color:#333}`` went with the sheet."""
     attributes: dict[str, str] = {}
-    declarations = []
+    declarations, important = _sheet_declarations(
+        {**sheet.declared("html", "", ""), **sheet.declared("body", "", "")})
     root_looks = _root_looks(html, folded)
     for name in _ROOT_TAGS:
         styles = []
@@ -629,8 +639,8 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
                 declarations.append(_AS_CSS[looks].format(colour))
             dropped[f"@{looks}"] -= 1
         declarations += styles
-    if declarations:
-        attributes["style"] = "; ".join(declarations)
+    if declarations or important:
+        attributes["style"] = "; ".join(declarations + important)
     if not attributes:
         return None
     written = "".join(f' {name}="{html_escape(value)}"' for name, value in attributes.items())
