@@ -29,6 +29,7 @@ from postwarden_policies.errors import (
     CASE_FOLDING,
     COMMENT_AFTER_VALUE,
     LIST_IN_GLOB,
+    MALFORMED_UNSANITIZED,
     MATCHES_EVERY_TEXT,
     PAST_PARSER_CAP,
     REGEX_IN_GLOB,
@@ -46,7 +47,8 @@ TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (loader_wa
 LOADER_WARNINGS = frozenset({TEST_WARNING, COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS,
                              CASE_FOLDING, MATCHES_EVERY_TEXT, REGEX_IN_GLOB,
                              PAST_PARSER_CAP, BLOCK_LINE_END, TEST_SAMPLE_MISREAD,
-                             TEST_EXPECTATION_UNMET, LIST_IN_GLOB})
+                             TEST_EXPECTATION_UNMET, LIST_IN_GLOB,
+                             MALFORMED_UNSANITIZED})
 P = ParamSpec("P")
 T = TypeVar("T")
 # Few threads on purpose: a burst of heavy requests queues here instead of

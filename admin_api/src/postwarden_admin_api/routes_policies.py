@@ -26,6 +26,7 @@ from postwarden_policies.errors import (
     CASE_FOLDING,
     COMMENT_AFTER_VALUE,
     LIST_IN_GLOB,
+    MALFORMED_UNSANITIZED,
     MATCHES_EVERY_TEXT,
     PAST_PARSER_CAP,
     REGEX_IN_GLOB,
@@ -491,14 +492,17 @@ SCHEMAS = {
                        "mark, which check and test refuse; "
                        f"{TEST_EXPECTATION_UNMET}, a policy test's expectation no verdict can "
                        "meet (headers of a message it expects refused, a header both expected "
-                       "and expected absent), which check and test refuse",
+                       "and expected absent), which check and test refuse; "
+                       f"{MALFORMED_UNSANITIZED}, HTML sanitized and no rule holding malformed "
+                       "mail, which is never sanitized",
         "properties": {
             "code": {"type": "string",
                      "enum": [ENDPOINT_MISSING, ENDPOINT_DISABLED, TEST_WARNING,
                               COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, CASE_FOLDING,
                               MATCHES_EVERY_TEXT, REGEX_IN_GLOB, PAST_PARSER_CAP,
                               BLOCK_LINE_END, TEST_SAMPLE_MISREAD,
-                              TEST_EXPECTATION_UNMET, LIST_IN_GLOB]},
+                              TEST_EXPECTATION_UNMET, LIST_IN_GLOB,
+                              MALFORMED_UNSANITIZED]},
             "endpoint": {"type": "string", "description": "the webhook endpoint named"},
             "rules": {"type": "array", "items": _STR,
                       "description": "the rules (policy/rule) naming it"},

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import PolicyIssue, PolicyLoadError
+from .malformedcover import malformed_unsanitized
 from .model import Policy
 from .patterns import compile_budget
 from .policydoc import DeclaredNames, declared_names, read_policy
@@ -167,7 +168,10 @@ def _build(
     issues.extend(_set_issues(declared))
     if issues:
         raise PolicyLoadError(issues)
-    return PolicySet.of(policies, content_hash(texts))
+    policy_set = PolicySet.of(policies, content_hash(texts))
+    for warning in malformed_unsanitized(policy_set):  # of the set: rules elsewhere count
+        warn(warning)
+    return policy_set
 
 
 def load_policy_set_from_sources(

@@ -93,6 +93,7 @@ class SanitizeSettings:
     remote_images: str = "keep"
     allowed_url_schemes: frozenset[str] = DEFAULT_URL_SCHEMES
     signed_mail: str = "skip"
+    where: tuple[int, int] = field(default=(0, 0), compare=False)  # of html, for warnings
 
 
 @dataclass(frozen=True, slots=True)

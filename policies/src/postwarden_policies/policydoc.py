@@ -212,7 +212,8 @@ SANITIZE = Obj(
             default="skip",
         ),
     },
-    lambda values, _: SanitizeSettings(**{"allowed_url_schemes": DEFAULT_URL_SCHEMES, **values}),
+    lambda values, ctx: SanitizeSettings(
+        **{"allowed_url_schemes": DEFAULT_URL_SCHEMES, **values}, where=ctx.where("html")),
     def_name="sanitize",
 )
 
