@@ -31,7 +31,7 @@ from tests.store.test_audit import UNREACHABLE, make_event
 
 
 @contextmanager
-def _pipeline(dsn: str | None, spool_dir: Path, metrics: Metrics,
+def journaled_pipeline(dsn: str | None, spool_dir: Path, metrics: Metrics,
               action: SpoolFullAction) -> Iterator[AuditPipeline]:
     loop = LoopThread()
     loop.start()
@@ -58,7 +58,8 @@ def test_a_message_whose_event_can_be_stored_nowhere_is_tempfailed(
     then its batch's append to the spool, and the audit row was lost (counted
     spool_error) for a message Postfix had queued."""
     with small_filesystem(tmp_path / "full") as spool_dir:
-        with _pipeline(dsn, spool_dir, harness.metrics, SpoolFullAction.TEMPFAIL) as pipeline:
+        with journaled_pipeline(dsn, spool_dir, harness.metrics,
+                                SpoolFullAction.TEMPFAIL) as pipeline:
             harness.use(audit=pipeline)
             fill(spool_dir)
             ctx = harness.connect()
@@ -72,7 +73,7 @@ def test_a_message_whose_event_can_be_stored_nowhere_is_tempfailed(
 def test_with_drop_the_message_goes_on_and_the_loss_is_counted(
         harness: Harness, tmp_path: Path) -> None:
     with small_filesystem(tmp_path / "full") as spool_dir:
-        with _pipeline(None, spool_dir, harness.metrics, SpoolFullAction.DROP) as pipeline:
+        with journaled_pipeline(None, spool_dir, harness.metrics, SpoolFullAction.DROP) as pipeline:
             harness.use(audit=pipeline)
             fill(spool_dir)
             ctx = harness.connect()
@@ -113,7 +114,7 @@ def test_events_the_spool_could_not_take_are_spooled_once_it_has_room(
     monkeypatch.setattr(audit_pipeline, "FLUSH_SECONDS", 1.0)  # time to fill it meanwhile
     events = [make_event(), make_event()]
     with small_filesystem(tmp_path / "full") as spool_dir:
-        with _pipeline(None, spool_dir, Metrics(), SpoolFullAction.TEMPFAIL) as pipeline:
+        with journaled_pipeline(None, spool_dir, Metrics(), SpoolFullAction.TEMPFAIL) as pipeline:
             for event in events:  # journaled: the writer takes them within a second
                 pipeline.submit(event)
             filler = fill(spool_dir)
@@ -180,7 +181,7 @@ def test_a_journal_a_full_start_could_not_spool_is_spooled_once_it_has_room(
         (spool_dir / "audit-journal-0-3.jsonl").write_text(
             "".join(event.to_json() + "\n" for event in left))
         filler = fill(spool_dir)
-        with _pipeline(None, spool_dir, Metrics(), SpoolFullAction.DROP) as pipeline:
+        with journaled_pipeline(None, spool_dir, Metrics(), SpoolFullAction.DROP) as pipeline:
             filler.unlink()
             pipeline.submit(later)
             assert wait_until(lambda: _logged(spool_dir) == [*left, later], timeout=10)
@@ -196,6 +197,6 @@ def test_a_journal_too_big_for_the_room_left_is_said_not_spooled_once(
     line = left.to_json() + "\n"
     with small_filesystem(tmp_path / "full") as spool_dir:
         (spool_dir / "audit-journal-0-3.jsonl").write_text(line * (150 * 1024 // len(line)))
-        with _pipeline(None, spool_dir, Metrics(), SpoolFullAction.DROP):
+        with journaled_pipeline(None, spool_dir, Metrics(), SpoolFullAction.DROP):
             time.sleep(3 * audit_pipeline.SPOOL_PROBE_SECONDS)
         assert caplog.text.count("not spooled (No space left on device)") == 1

@@ -15,13 +15,12 @@ import pytest
 
 from postwarden_milter.audit_pipeline import AuditPipeline
 from postwarden_milter.errors import StartupError
-from postwarden_milter.journal import AuditJournal
-from postwarden_milter.loopthread import LoopThread
 from postwarden_milter.metrics import Metrics
 from postwarden_milter.settings import SpoolFullAction
-from postwarden_milter.spool import SPOOL_NAME, AuditSpool, SpoolBudget
+from postwarden_milter.spool import SPOOL_NAME
 from postwarden_milter.startup_checks import claim_spool_dir
 from tests.fixtures.postgres import wait_until
+from tests.milter.test_audit_unstorable import journaled_pipeline
 from tests.store.test_audit import UNREACHABLE, make_event
 
 
@@ -35,17 +34,8 @@ def refusing_pipeline(tmp_path: Path, metrics: Metrics) -> Iterator[AuditPipelin
     """A writer in an outage of Postgres, journaling, that tempfails what it cannot keep."""
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir(0o700)
-    loop = LoopThread()
-    loop.start()
-    pipeline = AuditPipeline(UNREACHABLE, AuditSpool(spool_dir, SpoolBudget(10**9)), metrics,
-                             queue_size=100, spool_full_action=SpoolFullAction.TEMPFAIL,
-                             journal=AuditJournal(spool_dir))
-    pipeline.start(loop)
-    try:
+    with journaled_pipeline(UNREACHABLE, spool_dir, metrics, SpoolFullAction.TEMPFAIL) as pipeline:
         yield pipeline
-    finally:
-        pipeline.stop()
-        loop.stop()
 
 
 def test_a_spool_dir_removed_in_an_outage_is_made_again(
