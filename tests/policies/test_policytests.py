@@ -290,15 +290,9 @@ def test_a_raw_sample_starting_with_a_byte_order_mark_is_told(mark: str, tmp_pat
     no_headers, malformed) and passed if it expected what such a message gets."""
     text = POLICY.replace(f'raw: "{MESSAGE}', f'raw: "{mark}{MESSAGE}') + "    expect: accept\n"
     told = "test 'CASE': raw starts with a byte order mark (U+FEFF), which no mail starts with"
-    warnings: list[PolicyIssue] = []
-    load_policy_set_from_sources([("p", text)], warn=warnings.append)  # a milter, an upload
-    [warning] = warnings
+    warning, issue = _warned_and_refused(tmp_path, text)
     assert (warning.line, warning.code) == (12, TEST_SAMPLE_MISREAD)
     assert warning.message.startswith(told)
-    (tmp_path / "p.yaml").write_text(text)
-    with pytest.raises(PolicyLoadError) as raised:  # check and test
-        load_policy_set([tmp_path], check_samples=True)
-    [issue] = raised.value.issues
     assert (issue.line, issue.message.startswith(told)) == (12, True)
 
 
@@ -331,13 +325,20 @@ def test_a_folded_raw_sample_is_told(tmp_path: Path) -> None:
     text = POLICY.replace(f'raw: "{MESSAGE}"', "raw: >\n      Subject: x\n\n      hi\n")
     text += "    expect: accept\n"
     told = "test 'CASE': raw is folded (>): YAML joins its lines with blanks"
-    warnings: list[PolicyIssue] = []
-    load_policy_set_from_sources([("p", text)], warn=warnings.append)  # a milter, an upload
-    [warning] = warnings
+    warning, issue = _warned_and_refused(tmp_path, text)
     assert (warning.line, warning.column, warning.code) == (12, 10, TEST_SAMPLE_MISREAD)
     assert warning.message.startswith(told)
+    assert (issue.line, issue.message.startswith(told)) == (12, True)
+
+
+def _warned_and_refused(tmp_path: Path, text: str) -> tuple[PolicyIssue, PolicyIssue]:
+    """The one warning a milter's (an upload's) load of the policy ``text`` gives, and the
+    one issue `check` and `test` refuse it with."""
+    warnings: list[PolicyIssue] = []
+    load_policy_set_from_sources([("p", text)], warn=warnings.append)
+    [warning] = warnings
     (tmp_path / "p.yaml").write_text(text)
-    with pytest.raises(PolicyLoadError) as raised:  # check and test
+    with pytest.raises(PolicyLoadError) as raised:
         load_policy_set([tmp_path], check_samples=True)
     [issue] = raised.value.issues
-    assert (issue.line, issue.message.startswith(told)) == (12, True)
+    return warning, issue
