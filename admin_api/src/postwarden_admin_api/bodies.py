@@ -479,10 +479,10 @@ def path_int(request: web.Request, name: str) -> int:
 _UUID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}", re.IGNORECASE)
 
 
-def path_uuid(request: web.Request, name: str, missing: ApiError) -> uuid.UUID:
+def path_uuid(request: web.Request, name: str, missing: str) -> uuid.UUID:
     """A UUID in a path, written as the service writes it (:func:`path_int`'s reason);
-    ``missing`` otherwise."""
+    404 ``not_found`` saying ``missing`` otherwise."""
     text = request.match_info[name]
     if not _UUID.fullmatch(text):
-        raise missing
+        raise ApiError(404, "not_found", missing)
     return uuid.UUID(text)

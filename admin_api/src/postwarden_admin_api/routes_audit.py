@@ -243,7 +243,7 @@ def _csv_line(values: Any) -> str:
     return buffer.getvalue()
 
 
-NO_EVENT = ApiError(404, "not_found", "no such audit event")
+NO_EVENT = "no such audit event"  # raised afresh each time (send.routes.NO_MESSAGE)
 
 
 @routes.get("/api/v1/audit/{event_id}")
@@ -253,7 +253,7 @@ async def audit_event(request: web.Request) -> web.Response:
     async with reading(request.app[POOL]) as conn:
         row = await conn.fetchrow(SELECT_ONE, event_id)
     if row is None:
-        raise NO_EVENT
+        raise ApiError(404, "not_found", NO_EVENT)
     return json_ok(event_json(row))
 
 

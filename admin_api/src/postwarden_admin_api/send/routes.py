@@ -34,7 +34,9 @@ from .request_model import TAG, TAG_DETAIL
 from .sending import send_email
 
 routes = web.RouteTableDef()
-NOT_FOUND = ApiError(404, "not_found", "no such message")
+# Raised afresh each time: an exception object raised again keeps every earlier
+# raise's frames (their requests) in its traceback.
+NO_MESSAGE = "no such message"
 
 
 def _own_line(request: web.Request) -> str | None:
@@ -53,11 +55,11 @@ async def post_send_email(request: web.Request) -> web.Response:
 @routes.get("/api/v1/messages/{id}")
 @allow(Role.SENDER, Role.AUDITOR)
 async def get_message(request: web.Request) -> web.Response:
-    message_id = path_uuid(request, "id", NOT_FOUND)
+    message_id = path_uuid(request, "id", NO_MESSAGE)
     async with connection(request.app[POOL]) as conn:
         found = await queries.get_message(conn, message_id, _own_line(request))
     if found is None:
-        raise NOT_FOUND
+        raise ApiError(404, "not_found", NO_MESSAGE)
     return json_ok(found)
 
 
