@@ -33,6 +33,7 @@ from bench.milter_throughput import html_60k
 from postwarden_milter.decider import INLINE_BYTES
 from postwarden_policies import (
     Envelope,
+    PolicyIssue,
     PolicySet,
     evaluate,
     load_policy_set_from_sources,
@@ -131,6 +132,11 @@ def report(label: str, results: list[float]) -> None:
     )
 
 
+def _unsaid(_: PolicyIssue) -> None:
+    """A warning of a policy made to time the sanitizer (it holds no malformed mail, its
+    messages are well formed): not printed among the figures."""
+
+
 def main() -> None:
     started = time.perf_counter()
     policy_set: PolicySet = load_policy_set_from_sources([("bench", generated_policy(RULES))])
@@ -158,7 +164,7 @@ def main() -> None:
     print(f"body rule, 60 KB HTML newsletter, no match: {statistics.median(results) * 1000:.2f} ms")
 
     sanitizing = load_policy_set_from_sources(
-        [("s", "version: 1\nname: s\nsanitize: {html: true}\n")]
+        [("s", "version: 1\nname: s\nsanitize: {html: true}\n")], warn=_unsaid
     )
     raw = html_message(60 * 1024)
     facts = parse_message(raw, ENVELOPE)
@@ -175,7 +181,8 @@ def main() -> None:
     hostile = "a-" * 50_000
     report("redact: 100 KB Subject 'a-a-a-...'", timings(lambda: redact(hostile)))
 
-    both = load_policy_set_from_sources([("both", BODY_RULE + "sanitize: {html: true}\n")])
+    both = load_policy_set_from_sources([("both", BODY_RULE + "sanitize: {html: true}\n")],
+                                        warn=_unsaid)
     nested = html_message(INLINE_BYTES, row="<table><tr><td>")
     report(f"worst known, {len(nested) // 1024} KiB: nested tables",
            timings(lambda: evaluate(both, parse_message(nested, ENVELOPE)), rounds=10))
