@@ -342,3 +342,21 @@ def _warned_and_refused(tmp_path: Path, text: str) -> tuple[PolicyIssue, PolicyI
         load_policy_set([tmp_path], check_samples=True)
     [issue] = raised.value.issues
     return warning, issue
+
+
+def test_expected_stripped_names_in_one_text_say_to_list_them() -> None:
+    """`expect_stripped: "a.exe, b.exe"` is one file name (a name may hold a comma): the
+    case failed with "expected stripped ['a.exe, b.exe'], got ['a.exe', 'b.exe']", not
+    saying that a list holds each name as an item of its own."""
+    part = ("--b\\nContent-Type: application/x-msdownload\\n"
+            "Content-Disposition: attachment; filename={}\\n\\nMZ\\n")
+    message = ("Content-Type: multipart/mixed; boundary=b\\n\\n--b\\nContent-Type: text/plain"
+               f"\\n\\nhi\\n{part.format('a.exe')}{part.format('b.exe')}--b--\\n")
+    text = ("version: 1\nname: p\nrules:\n  - name: s\n    when: {attachment: {content_type: "
+            "application/x-msdownload}}\n    then: strip_attachment\ntests:\n  - name: t\n"
+            f"    raw: \"{message}\"\n    recipients: [c@d.test]\n    expect: accept\n"
+            "    expect_stripped: 'a.exe, b.exe'\n")
+    (result,) = run_policy_tests(load_policy_set_from_sources([("p", text)]))
+    assert said(result.problems) == (
+        "expected stripped ['a.exe, b.exe'], got ['a.exe', 'b.exe'] (several in one text: "
+        "write each as an item of a list, as in [a, b])",)

@@ -91,6 +91,13 @@ def _domain_hint(value: str) -> str:
 
 # A comma or semicolon: blanks alone would split a mistyped one ("exa mple.com").
 _SEPARATORS = re.compile(r"\s*[,;]\s*")
+SEVERAL_HINT = " (several in one text: write each as an item of a list, as in [a, b])"
+
+
+def several_in_one(value: str) -> list[str]:
+    """The items of several written as one text ("a.test, b.test"), split at its commas
+    or semicolons; one item when there is none."""
+    return _SEPARATORS.split(value.strip(" ,;"))
 
 
 def list_hint(pattern: str, single: Callable[[str], str]) -> Callable[[str], str]:
@@ -101,9 +108,9 @@ def list_hint(pattern: str, single: Callable[[str], str]) -> Callable[[str], str
     def hint(value: str) -> str:
         if told := single(value):
             return told
-        parts = _SEPARATORS.split(value.strip(" ,;"))
+        parts = several_in_one(value)
         if len(parts) > 1 and all(compiled.fullmatch(part) for part in parts):
-            return " (several in one text: write each as an item of a list, as in [a, b])"
+            return SEVERAL_HINT
         return ""
 
     return hint

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from .conditionformat import SEVERAL_HINT, several_in_one
 from .delivery import apply_edits
 from .engine import as_received, evaluate, parse_for
 from .facts import Envelope
@@ -143,8 +144,19 @@ def _outcome_problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterato
     if case.expect_stripped is not None:
         stripped = tuple(c.filename for c in verdict.changes if isinstance(c, AttachmentStripped))
         if sorted(stripped) != sorted(case.expect_stripped):
+            hint = _several_names_hint(case.expect_stripped, stripped)
             yield Failure("expect_stripped", f"expected stripped {list(case.expect_stripped)!r}, "
-                                             f"got {list(stripped)!r}")
+                                             f"got {list(stripped)!r}{hint}")
+
+
+def _several_names_hint(expected: Sequence[str], stripped: Sequence[str]) -> str:
+    """The list hint for names written as one text ("a.exe, b.exe"): a file name may hold
+    a comma, so it is no error to load, but told when a name it splits into was stripped."""
+    for name in expected:
+        parts = several_in_one(name)
+        if name not in stripped and len(parts) > 1 and any(p in stripped for p in parts):
+            return SEVERAL_HINT
+    return ""
 
 
 def _header_problems(case: PolicyTest, raw: bytes, verdict: Verdict) -> Iterator[Failure]:
