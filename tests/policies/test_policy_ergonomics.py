@@ -333,3 +333,17 @@ def test_a_list_of_mappings_written_without_its_dashes_says_so(
     """"expected a list, got a mapping" did not say that the '- ' was what was missing."""
     assert [str(i) for i in check_policy_text("p.yaml", f"version: 1\nname: p\n{text}")] == [
         f"p.yaml:{where}: {prefix}expected a list, got a mapping{DASH}"]
+
+
+@pytest.mark.parametrize(("text", "where", "prefix"), [
+    ("rules:\n  - name: r\n    then: {action: quarantine, notify: 'soc, ops'}\n", "5:40",
+     "rule 'r': "),
+    ("tests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n    recipients: [a@b.test]\n"
+     "    expect: accept\n    expect_notify: soc, ops\n", "8:20", "test 't': "),
+])
+def test_webhook_endpoints_in_one_text_say_to_list_them(text: str, where: str,
+                                                        prefix: str) -> None:
+    """notify: and expect_notify: "soc, ops" was "expected a webhook endpoint name", not
+    saying that a list holds each endpoint as an item of its own."""
+    assert [str(i) for i in check_policy_text("p.yaml", f"version: 1\nname: p\n{text}")] == [
+        f"p.yaml:{where}: {prefix}expected a webhook endpoint name, got 'soc, ops'{SEVERAL}"]

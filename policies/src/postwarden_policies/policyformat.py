@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .conditionformat import CONDITION, HEADER_NAME, header_name_hint
+from .conditionformat import CONDITION, HEADER_NAME, header_name_hint, list_hint
 from .conditions import ALWAYS
 from .headeredits import FLAGS_HEADER
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
@@ -42,6 +42,8 @@ from .verdicts import NOT_DELIVERED, Action, Reply, SmtpReply
 from .yamlnodes import Reader
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+# A webhook endpoint named by notify: and a test's expect_notify.
+ENDPOINT = text(pattern=NAME, what="a webhook endpoint name", hint=list_hint(NAME, lambda _: ""))
 PRINTABLE = r"[\t -~]+"  # one line of printable ASCII: header values, SMTP reply texts
 TERMINALS = tuple(action.value for action in Action)
 # Removing or adding these would change how the body is read, so a policy may not.
@@ -191,7 +193,7 @@ ACTIONS = Either(
                 "Put in front of the Subject unless it is already there.",
             ),
             "notify": Field(
-                ListOf(text(pattern=NAME, what="a webhook endpoint name")),
+                ListOf(ENDPOINT),
                 "Webhook endpoints told about the message (delivered by the admin service).",
             ),
         },

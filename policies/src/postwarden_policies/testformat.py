@@ -34,7 +34,7 @@ from .facts import client_ip_text
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
 from .mimeflags import FLAGS
 from .model import Limits, PolicyTest
-from .policyformat import NAME, PRINTABLE, TERMINALS
+from .policyformat import ENDPOINT, NAME, PRINTABLE, TERMINALS
 from .render import escaped
 from .spec import (
     INVALID,
@@ -355,7 +355,7 @@ TEST_CASE = Obj(
             "Flags the verdict must carry (among others: see the policy language).",
         ),
         "expect_notify": Field(
-            ListOf(text(pattern=NAME, what="a webhook endpoint name"), min_items=0),
+            ListOf(ENDPOINT, min_items=0),
             "Exactly the webhook endpoints notified, in any order.",
         ),
         "expect_stripped": Field(
