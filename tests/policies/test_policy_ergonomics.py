@@ -299,6 +299,9 @@ SEVERAL = " (several in one text: write each as an item of a list, as in [a, b])
      f"a domain such as example.com or .example.com, got 'example.com, example.org'{SEVERAL}"),
     ("{sender: 'a@b.test; c@d.test'}", 20,
      f"an e-mail address, got 'a@b.test; c@d.test'{SEVERAL}"),
+    ("{recipient_domain: '*example.com'}", 30,
+     "a domain such as example.com or .example.com, got '*example.com' (no glob here: write "
+     "'example.com' for the domain itself, '.example.com' for its subdomains, both for all)"),
 ])
 def test_a_list_item_written_as_a_message_or_a_list_shows_it_says_so(
     when: str, column: int, told: str

@@ -84,9 +84,15 @@ def address_hint(value: str) -> str:
 
 
 def _domain_hint(value: str) -> str:
-    """What to say of a domain written with the @ before it (``@example.com``)."""
-    at_domain = value.startswith("@") and re.fullmatch(DOMAIN, value[1:])
-    return " (the domain without its @)" if at_domain else ""
+    """What to say of a domain written with the @ before it (``@example.com``), or as a
+    glob (``*example.com``), which a domain list does not take."""
+    if value.startswith("@") and re.fullmatch(DOMAIN, value[1:]):
+        return " (the domain without its @)"
+    bare = value.lstrip("*")
+    if bare != value and not bare.startswith(".") and re.fullmatch(DOMAIN, bare):
+        return (f" (no glob here: write {bare!r} for the domain itself, {'.' + bare!r} for its "
+                "subdomains, both for all)")
+    return ""
 
 
 # A comma or semicolon: blanks alone would split a mistyped one ("exa mple.com").
