@@ -24,6 +24,7 @@ from postwarden_admin_api.send.build import build_message
 from postwarden_admin_api.send.checks import check_address_headers
 from postwarden_admin_api.send.request_model import Caps, SendRequest, parse_request
 from postwarden_policies import Envelope, parse_message, uuencode
+from postwarden_policies.charsets import decode_as_readers
 from tests import binhex
 
 CAPS = Caps(max_recipients=5, max_message_bytes=10_000, max_attachment_bytes=1_000)
@@ -292,6 +293,12 @@ def test_mask_hides_the_local_part() -> None:
                      "attachments[0].content_type", "invalid_field", id="charset-unshared"),
         pytest.param(attached("a.txt", "text/plain; charset=utf-8", b"\xff"),
                      "attachments[0].content_type", "invalid_field", id="charset-not-content"),
+        # A byte the charset leaves unassigned: U+FFFD to readers and the milter alike.
+        pytest.param(attached("a.txt", "text/plain; charset=iso-8859-3", b"\xa5"),
+                     "attachments[0].content_type", "invalid_field", id="charset-unassigned"),
+        # A UTF-16 label only some readers know: the others read it ASCII-based.
+        pytest.param(attached("a.txt", "text/plain; charset=unicode", "hi".encode("utf-16-le")),
+                     "attachments[0].content_type", "invalid_field", id="charset-unicode"),
         pytest.param(attached("..", "text/plain", b"x"),
                      "attachments[0].filename", "invalid_field", id="dots-only-filename"),
         pytest.param(attached(". \u3000.", "text/plain", b"x"),
@@ -393,6 +400,34 @@ def test_each_problem_has_its_code(changes: dict[str, Any], field: str, code: st
     assert {"field": field, "code": code} in [
         {"field": d["field"], "code": d["code"]} for d in error.details
     ], error.details
+
+
+@pytest.mark.parametrize(("charset", "text", "content"), [
+    # WHATWG labels Python does not know, which Outlook writes (Thai, Japanese).
+    ("windows-874", "สวัสดี", "สวัสดี".encode("cp874")),
+    ("x-sjis", "日本", "日本".encode("cp932")),
+    ("x-mac-roman", "•", b"\xa5"),
+    # Text in the superset readers decode the label by: Windows' quotes in "us-ascii",
+    # NEC's circled digits in Shift_JIS (and EUC-JP, ISO-2022-JP), UHC syllables in
+    # EUC-KR (and ks_c_5601-1987, Korean Outlook's), GBK's characters in GB2312.
+    ("us-ascii", "“hi”", b"\x93hi\x94"),
+    ("shift_jis", "①㈱", "①㈱".encode("cp932")),
+    ("euc-jp", "①", b"\xad\xa1"),
+    ("iso-2022-jp", "①", b"\x1b$B-!\x1b(B"),
+    ("euc-kr", "똠방", "똠방".encode("cp949")),
+    ("ks_c_5601-1987", "똠", "똠".encode("cp949")),
+    ("gb2312", "镕", "镕".encode("gbk")),
+])
+def test_a_text_attachment_readers_and_the_milter_read_alike_is_taken(
+    charset: str, text: str, content: bytes
+) -> None:
+    """Checked with Python's codec for the label, these were refused 422: 'charset
+    windows-874 is not one mail readers decode as we do', 'the content is not shift_jis
+    text', though readers show the text, and the milter's rules read it as they do."""
+    (attachment,) = parse(**attached("a.txt", f"text/plain; charset={charset}",
+                                     content)).attachments
+    assert attachment.charset == charset
+    assert decode_as_readers(content, charset, set()) == text
 
 
 def test_all_problems_are_listed_together_and_the_worst_decides() -> None:

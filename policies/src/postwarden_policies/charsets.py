@@ -262,17 +262,18 @@ def html_charset(declared: str | None, data: bytes) -> str | None:
     return "utf-8" if codec.startswith("utf-16") else label
 
 
-def _jis_extension(error: UnicodeError) -> tuple[str, int]:
+def _jis_extension(error: UnicodeError, *, strict: bool = False) -> tuple[str, int]:
     """An error handler for Python's EUC-JP and ISO-2022-JP, which know JIS X 0208 alone:
     readers' (WHATWG's index jis0208, windows-31j's) has NEC's row 13 (①, ㈱, ㍻) and
     IBM's kanji of rows 89 to 92 too, both common in Japanese mail. A pair there reads
-    as windows-31j reads the same row and cell; any other error as U+FFFD."""
+    as windows-31j reads the same row and cell; any other error as U+FFFD (``strict``:
+    raises it)."""
     if not isinstance(error, UnicodeDecodeError):
         raise error
     pair = error.object[error.start : error.start + 2]
     high = 0x80 if error.encoding == "euc_jp" else 0  # ISO-2022-JP's pairs are 7-bit
     if len(pair) < 2 or not all(0x21 <= byte - high <= 0x7E for byte in pair):
-        return "\ufffd", error.end
+        return _lost(error, error.end, strict=strict)
     pointer = (pair[0] - high - 0x21) * 94 + pair[1] - high - 0x21
     lead, trail = divmod(pointer, 188)
     shift_jis = bytes((lead + (0x81 if lead < 0x1F else 0xC1),
@@ -280,11 +281,21 @@ def _jis_extension(error: UnicodeError) -> tuple[str, int]:
     try:
         return shift_jis.decode("cp932"), error.start + 2
     except UnicodeDecodeError:  # a cell no one assigned: one character lost, as readers lose it
-        return "\ufffd", error.start + 2
+        return _lost(error, error.start + 2, strict=strict)
+
+
+def _lost(error: UnicodeDecodeError, end: int, *, strict: bool) -> tuple[str, int]:
+    """U+FFFD for the bytes up to ``end``, which no reader reads; or, ``strict``, the error."""
+    if strict:
+        raise error
+    return "\ufffd", end
 
 
 codecs.register_error("postwarden-jis-extension", _jis_extension)
+codecs.register_error("postwarden-jis-extension-strict",
+                      functools.partial(_jis_extension, strict=True))
 _ERRORS = {"euc_jp": "postwarden-jis-extension", "iso2022_jp": "postwarden-jis-extension"}
+_STRICT_ERRORS = {codec: "postwarden-jis-extension-strict" for codec in _ERRORS}
 
 
 def _windows_1252(error: UnicodeError) -> tuple[str, int]:
@@ -341,6 +352,17 @@ def decode_bytes(data: bytes, charset: str | None, flags: set[str]) -> str:
     except (UnicodeError, ValueError, TypeError):
         flags.add("unknown_charset")
         return decode_undeclared(data)
+
+
+def decode_strictly(data: bytes, charset: str) -> str:
+    """``data`` as :func:`decode_bytes` reads text labelled ``charset``, in the codec
+    readers decode it with (windows-1252 for ``us-ascii``, windows-31j for
+    ``shift_jis``); but raising UnicodeDecodeError where that reads U+FFFD for bytes
+    the charset leaves unassigned, and LookupError for a charset it does not know."""
+    info = _text_codec(charset)
+    if info is None:
+        raise LookupError(f"unknown text charset {charset!r}")
+    return info.decode(data, _STRICT_ERRORS.get(info.name, "strict"))[0]
 
 
 def readers_only(charset: str | None) -> bool:

@@ -32,7 +32,7 @@ from postwarden_admin_api.addresses import (
 )
 from postwarden_admin_api.bodies import more_unknown, unknown_names
 from postwarden_policies import uuencode
-from postwarden_policies.charsets import readers_know
+from postwarden_policies.charsets import decode_strictly, known_alias, readers_know
 from postwarden_policies.entityheaders import BIDI_OVERRIDE
 
 from . import attachments
@@ -250,10 +250,12 @@ def _charset_problem(media_type: str, charset: str, content: bytes) -> str | Non
     """Why ``charset`` cannot label this attachment (None: it can)."""
     if not _takes_charset(media_type):
         return "a charset is a parameter of text and XML types only"
-    if not readers_know(charset):
+    # windows-874 (which Python does not know) as a label of it Python knows.
+    label = known_alias(charset) or charset
+    if not readers_know(label):
         return f"charset {charset} is not one mail readers decode as we do"
     try:
-        content.decode(charset)
+        decode_strictly(content, label)  # as readers decode it: us-ascii as windows-1252
     except UnicodeDecodeError:
         return f"the content is not {charset} text"
     return None
