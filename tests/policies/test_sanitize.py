@@ -15,6 +15,7 @@ import pytest
 from postwarden_policies import sanitize
 from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.html_precheck import needs_no_sanitizing
+from postwarden_policies.model import DEFAULT_URL_SCHEMES
 from postwarden_policies.sanitize import sanitize_html
 from postwarden_policies.visiblehtml import render_visible
 
@@ -964,3 +965,11 @@ def test_a_sheet_styles_the_page_as_the_body_tag_does() -> None:
     assert sanitize_html(html, KEEP) == (
         '<div style="margin:0;font-family:arial;background-color:#ffffff;padding:0;'
         'color:#333 ! important"><p>t</p></div>', (("script", 1), ("style", 1)))
+
+
+def test_default_schemes_keep_click_to_call_and_calendar_links() -> None:
+    html = ('<a href="tel:+15551234567">Call</a><a href="webcal://cal.example/e.ics">Add</a>'
+            '<a href="javascript:x()">x</a>')
+    assert sanitize_html(html, HtmlOptions("keep", DEFAULT_URL_SCHEMES)) == (
+        '<a href="tel:+15551234567">Call</a><a href="webcal://cal.example/e.ics">Add</a>'
+        "<a>x</a>", (("@href", 1),))

@@ -11,7 +11,9 @@ from typing import TypeVar
 from .conditions import ALWAYS, Condition
 from .verdicts import Action, SmtpReply
 
-DEFAULT_URL_SCHEMES = frozenset({"http", "https", "mailto", "cid"})
+# tel: and webcal: (click-to-call, add-to-calendar) run no script and fetch nothing
+# until the reader clicks; common webmail keeps them.
+DEFAULT_URL_SCHEMES = frozenset({"http", "https", "mailto", "cid", "tel", "webcal"})
 _T = TypeVar("_T")
 
 
