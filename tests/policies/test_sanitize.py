@@ -973,3 +973,14 @@ def test_default_schemes_keep_click_to_call_and_calendar_links() -> None:
     assert sanitize_html(html, HtmlOptions("keep", DEFAULT_URL_SCHEMES)) == (
         '<a href="tel:+15551234567">Call</a><a href="webcal://cal.example/e.ics">Add</a>'
         "<a>x</a>", (("@href", 1),))
+
+
+def test_table_frame_and_rules_stay_with_their_keywords_alone() -> None:
+    html = ('<table frame="BOX" rules="all"><tr><td>1</td></tr></table>'
+            '<table frame="x;y" rules="javascript:x"><tr><td>2</td></tr></table><!---->')
+    assert sanitize_html(html, KEEP) == (
+        '<table frame="BOX" rules="all"><tbody><tr><td>1</td></tr></tbody></table>'
+        "<table><tbody><tr><td>2</td></tr></tbody></table>",
+        (("@frame", 1), ("@rules", 1), ("comment", 1)))
+    assert needs_no_sanitizing('<table frame="box" rules="rows"><tr><td>1</td></tr></table>',
+                               KEEP)

@@ -60,9 +60,15 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
 # noreferrer" went only on links in HTML it rewrote, never in HTML delivered as it came).
 # A quoted reply's blockquote type="cite" is what Thunderbird and Apple Mail draw the
 # quote bar by: without it a reply chain showed as one indented text.
+# A table's frame and rules (its layout borders: which outer sides and inner lines
+# are drawn) take keywords alone; dropped, a bordered price table lost its lines.
 ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
     "a": {"target": frozenset({"_blank"})},
     "blockquote": {"type": frozenset({"cite"})},
+    "table": {
+        "frame": frozenset("void above below hsides lhs rhs vsides box border".split()),
+        "rules": frozenset("none groups rows cols all".split()),
+    },
 }
 # background, the shorthand templates set their colours with (background:#000 under
 # color:#fff): without it a rewritten part showed such text white on white. A URL or
