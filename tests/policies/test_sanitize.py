@@ -58,7 +58,7 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="body-colours-kept-with-its-white-text",
         ),
         pytest.param(
-            '<BODY bgcolor=000000 STYLE="color: #fff; background: url(t.gif)" onload="x()">Hi',
+            '<BODY bgcolor=000000 STYLE="color: #fff; background: url(data:,x)" onload="x()">Hi',
             '<div style="background-color:#000000;color:#fff">Hi</div>',
             (("@onload", 1), ("style:url(", 1)),
             id="body-style-cleaned-as-any",
@@ -235,19 +235,19 @@ STRIP = HtmlOptions("strip", frozenset({"http", "https", "mailto", "cid"}))
             id="screen-readers-keep-what-the-template-told-them",
         ),
         pytest.param(
-            '<p style="background: #000 url(//t.example/x); color: #fff">x</p>',
+            '<p style="background: #000 url(javascript:x); color: #fff">x</p>',
             '<p style="background-color:#000;color:#fff">x</p>',
             (("style:url(", 1),),
-            id="background-shorthand-fetching-keeps-its-colour",
+            id="background-shorthand-refused-keeps-its-colour",
         ),
         pytest.param(
-            '<div style="color:#fff;background:url(\'hero.jpg?c=#fff\') no-repeat '
+            '<div style="color:#fff;background:url(\'javascript:x?c=#fff\') no-repeat '
             'RGBA(0, 0, 0, .8)/cover">x</div><p style="background:linear-gradient(#fff, red),'
-            ' u\\72l(a.png) teal">y</p><p style="background:url(a.png) center">z</p>',
+            ' u\\72l(a.png) teal">y</p><p style="background:url(data:,a) center">z</p>',
             '<div style="color:#fff;background-color:rgba(0, 0, 0, 0.8)">x</div>'
             '<p style="background-color:teal">y</p><p>z</p>',
             (("style:url(", 3),),
-            id="background-shorthand-fetching-keeps-its-own-colour-alone",
+            id="background-shorthand-refused-keeps-its-own-colour-alone",
         ),
         pytest.param(
             '<p style="position: fixed; color: red" onclick="x()">x</p>',
@@ -366,7 +366,7 @@ def test_filter_outside_a_call_counts_nothing() -> None:
     assert attribute_filter("p", "style", "color: red") == "color: red"
 
 
-NEEDS_FILTER = '<p style="color: red; background: url(x)">x</p>'
+NEEDS_FILTER = '<p style="color: red; background: url(javascript:x)">x</p>'
 
 
 def on_foreign_thread(call: Callable[[], Any]) -> Any:
@@ -984,3 +984,76 @@ def test_table_frame_and_rules_stay_with_their_keywords_alone() -> None:
         (("@frame", 1), ("@rules", 1), ("comment", 1)))
     assert needs_no_sanitizing('<table frame="box" rules="rows"><tr><td>1</td></tr></table>',
                                KEEP)
+
+
+HERO = "https://cdn.example/Hero.jpg"
+
+
+@pytest.mark.parametrize(
+    ("html", "kept", "stripped"),
+    [
+        pytest.param(
+            f'<table background="{HERO}"><tr><td background="cid:bg">x</td>'
+            '<td background="data:image/png;base64,AAAA">y</td></tr></table>',
+            f'<table background="{HERO}"><tbody><tr><td background="cid:bg">x</td>'
+            '<td background="data:image/png;base64,AAAA">y</td></tr></tbody></table>',
+            '<table><tbody><tr><td background="cid:bg">x</td>'
+            '<td background="data:image/png;base64,AAAA">y</td></tr></tbody></table>',
+            id="background-attribute-as-an-img-src",
+        ),
+        pytest.param(
+            '<table><tr><td background=" java&#9;script:alert(1)">x</td>'
+            '<td background="data:image/svg+xml,x">y</td><td background="vbscript:x">z</td>'
+            "</tr></table>",
+            "<table><tbody><tr><td>x</td><td>y</td><td>z</td></tr></tbody></table>",
+            "<table><tbody><tr><td>x</td><td>y</td><td>z</td></tr></tbody></table>",
+            id="background-attribute-of-no-image-scheme-goes",
+        ),
+        pytest.param(
+            f"<table><tr><td style=\"background:#000 url('{HERO}') no-repeat center / cover;"
+            ' color:#fff">x</td></tr></table>',
+            '<table><tbody><tr><td style="background:#000 url(&quot;https://cdn.example/Hero.jpg'
+            '&quot;) no-repeat center / cover;color:#fff">x</td></tr></tbody></table>',
+            '<table><tbody><tr><td style="background-color:#000;color:#fff">x</td></tr>'
+            "</tbody></table>",
+            id="hero-background-shorthand",
+        ),
+        pytest.param(
+            f'<p style="background-image: URL( {HERO} ); background-size: cover">x</p>',
+            '<p style="background-image:url(&quot;https://cdn.example/Hero.jpg&quot;);'
+            'background-size:cover">x</p>',
+            '<p style="background-size:cover">x</p>',
+            id="background-image-unquoted",
+        ),
+        pytest.param(
+            '<p style="background-image:url(javascript:alert(1))">a</p>'
+            '<p style="background-image:url(\'data:text/html,x\')">b</p>'
+            f'<p style="background-image:u\\72l({HERO})">c</p>'
+            f'<p style="background:url({HERO}) /* c */">d</p>'
+            f"<p style=\"background:url({HERO}), image-set('x.png' 1x)\">e</p>"
+            f'<p style="background:url({HERO})expression(alert(1))">f</p>'
+            f'<p style="cursor:url({HERO}); list-style:url({HERO})">g</p>',
+            "<p>a</p><p>b</p><p>c</p><p>d</p><p>e</p><p>f</p><p>g</p>",
+            "<p>a</p><p>b</p><p>c</p><p>d</p><p>e</p><p>f</p><p>g</p>",
+            id="css-url-of-no-image-escaped-commented-or-with-more-goes",
+        ),
+        pytest.param(
+            f'<body bgcolor="#000" background="{HERO}"><p>x</p>',
+            '<div style="background-color:#000000;background-image:url(&quot;'
+            'https://cdn.example/Hero.jpg&quot;)"><p>x</p></div>',
+            '<div style="background-color:#000000"><p>x</p></div>',
+            id="body-background-on-the-page-wrapper",
+        ),
+    ],
+)
+def test_background_images_are_kept_as_img_src_would_be(html: str, kept: str,
+                                                         stripped: str) -> None:
+    assert sanitize_html(html, KEEP)[0] == kept
+    assert sanitize_html(html, STRIP)[0] == stripped
+
+
+def test_a_background_attribute_is_proved_as_an_img_src() -> None:
+    html = f'<table background="{HERO}"><tr><td>x</td></tr></table>'
+    assert needs_no_sanitizing(html, KEEP)
+    assert not needs_no_sanitizing(html, STRIP)
+    assert not needs_no_sanitizing(html.replace("https:", "javascript:"), KEEP)

@@ -54,6 +54,13 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
     "map": frozenset({"name"}),
     "table": frozenset({"summary"}),
 }
+# The background image a newsletter's hero table or cell paints (HTML's background
+# attribute, on the elements readers paint it on): an image URL, judged as an img src.
+ATTRIBUTES.update({tag: ATTRIBUTES.get(tag, frozenset()) | {"background"}
+                   for tag in ("table", "thead", "tbody", "tfoot", "tr", "td", "th")})
+# What readers load as an image: judged as one (data: only as a raster image, an
+# http(s) one gone under remote_images: strip).
+IMAGE_URL_ATTRIBUTES = frozenset({"src", "background"})
 # Attributes kept only with these values (ASCII case-insensitively). A link opening
 # another window needs the noopener (else that window can navigate the reader's away),
 # which browsers imply for target="_blank" alone; nh3 adds no rel (rel="noopener
@@ -73,7 +80,9 @@ ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
 # background, the shorthand templates set their colours with (background:#000 under
 # color:#fff): without it a rewritten part showed such text white on white. A URL or
 # image function in it is dropped with its declaration, as in any other (CSS_DANGER);
-# its colour stays, as background-color (sanitize._background_colour).
+# its colour stays, as background-color (sanitize._background_colour); a background's
+# or background-image's plain url() stays when it is an image URL an img src could have
+# (sanitize._background_image), so the hero image with its size, repeat and position.
 # mso-hide: Outlook ignores display:none on the preview text ("preheader") templates
 # hide at the top; without it that text showed there once a part was rewritten.
 # Layout that went with a rewrite (one HTML comment sends a part through nh3): a menu's
@@ -91,7 +100,8 @@ CSS_PROPERTIES = frozenset(
     min-width max-height min-height display float clear list-style-type table-layout
     text-overflow overflow word-break word-wrap mso-hide list-style list-style-position
     box-sizing overflow-wrap overflow-x overflow-y box-shadow mso-line-height-rule
-    mso-table-lspace mso-table-rspace""".split()
+    mso-table-lspace mso-table-rspace background-image background-repeat background-position
+    background-size""".split()
     + [f"border-{side}-{what}" for side in ("top", "right", "bottom", "left")
        for what in ("width", "style", "color")]
     + [f"border-{corner}-radius" for corner in ("top-left", "top-right", "bottom-right",

@@ -17,14 +17,14 @@ match a strict grammar, and anything outside it goes to nh3 as before.
   whitespace. No value holds ``<``, ``>`` or NUL, so no raw-text or RCDATA end
   (``</title>``) can hide inside one, and the HTML tokenizer reads the same
   tags and attributes as this grammar.
-- ``href`` and ``src`` values are quoted and spelled out with an allowed
+- ``href``, ``src`` and ``background`` values are quoted and spelled out with an allowed
   scheme: ``http(s)://`` and a plain ASCII host name, a non-hierarchical
   scheme such as ``mailto:`` or ``cid:`` followed by a letter or digit (no
   ``//`` authority, no reference to a newline the URL parser would strip
   before one), or ``#``. No URL holds whitespace. A character reference
   cannot change a scheme and a host written out before it. ``data:`` always
   goes to nh3, which judges it; with ``remote_images: strip``, so does every
-  image served over http(s).
+  image (``src``, ``background``) served over http(s).
 - ``style`` values are quoted printable ASCII without ``&``, ``\\`` or ``/``
   (no references, escapes or comments) and without ``=``. With spaces removed
   they hold none of the CSS words the sanitizer counts. They are found after
@@ -62,6 +62,7 @@ from .html_allowlist import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
     CSS_DANGER,
+    IMAGE_URL_ATTRIBUTES,
     NOT_COUNTED,
     TAGS,
     HtmlOptions,
@@ -91,7 +92,7 @@ _HOST = rf"(?:{_label('[a-wyz0-9-]')}\.)*{_label('[a-wyz]')}(?::[0-9]{{1,4}})?"
 _SPECIAL = frozenset(
     {"http", "https", "ftp", "ws", "wss", "file", "data", "javascript", "vbscript"}
 )
-_URL_ATTRIBUTES = frozenset({"href", "src"})
+_URL_ATTRIBUTES = frozenset({"href", "src", "background"})
 # After whitespace (see needs_no_sanitizing), and quoted values stop at "<". The
 # literal comes first and the whitespace is looked behind: sre then finds
 # candidates with a fast literal search (several times faster on a newsletter).
@@ -142,9 +143,9 @@ def _url(schemes: frozenset[str]) -> str:
 def _attributes(tag: str, options: HtmlOptions) -> str:
     """Zero or more allowed attributes of ``tag``, each after HTML whitespace."""
     schemes = frozenset(s.lower() for s in options.allowed_url_schemes)
-    if tag == "img" and options.remote_images == "strip":
-        schemes -= {"http", "https"}
     names = ATTRIBUTES["*"] | ATTRIBUTES.get(tag, frozenset())
+    if names & IMAGE_URL_ATTRIBUTES and options.remote_images == "strip":
+        schemes -= {"http", "https"}  # no tag has both a link and an image URL
     equals = f"{_WS}*={_WS}*"
     forms = [
         f"{trie(names - _URL_ATTRIBUTES - {'style'})}(?:{equals}{_VALUE})?",

@@ -5,13 +5,15 @@ filtered by property, ``class``, ``cid:`` images) and drops everything that
 runs code or leaves the message: scripts, event handlers, forms, frames,
 objects, embeds, ``<base>``, ``<meta>``, SVG and MathML, and URLs whose scheme
 is not allowed. Inline styles lose declarations with ``expression(``,
-``url(``, ``behavior`` or ``javascript:``. ``data:`` URLs survive only as
-``<img src="data:image/(png|gif|jpeg|webp);...">``: they are part of the
-message, so they track nobody, and raster images run no code; this holds in
-both ``remote_images`` modes. ``remote_images: strip`` drops ``src`` from
-images served over http(s). A link keeps ``target`` only as ``_blank``, where browsers
-imply ``rel="noopener"``; nh3 adds no ``rel``, so a link goes out with the attributes it
-has whether its part is cleaned or goes out as it came.
+``url(``, ``behavior`` or ``javascript:``, but a background image an ``<img src>``
+could show (:func:`_background_image`; so the ``background`` attribute). ``data:``
+URLs survive only as ``<img src="data:image/(png|gif|jpeg|webp);...">`` (or such a
+background image): they are part of the message, so they track nobody, and raster
+images run no code; this holds in both ``remote_images`` modes.
+``remote_images: strip`` drops ``src`` (and background images) served over http(s).
+A link keeps ``target`` only as ``_blank``, where browsers imply ``rel="noopener"``;
+nh3 adds no ``rel``, so a link goes out with the attributes it has whether its part is
+cleaned or goes out as it came.
 
 nh3 cleans a fragment, so the ``<html>`` and ``<body>`` tags go with their attributes:
 what they set for the page goes on a ``<div>`` around the clean HTML, cleaned as any
@@ -95,6 +97,7 @@ from .html_allowlist import (
     CSS_DANGER,
     CSS_PROPERTIES,
     DROP_WITH_CONTENT,
+    IMAGE_URL_ATTRIBUTES,
     NOT_COUNTED,
     TAGS,
     HtmlOptions,
@@ -154,7 +157,7 @@ _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sani
 # browsers ignore them on <html>: carried, they coloured a page readers leave white).
 _ROOT_TAGS = ("html", "body")
 _PAGE_LOOKS = {"html": frozenset({"style", "dir", "lang"}),
-               "body": frozenset({"bgcolor", "text", "style", "dir", "lang"})}
+               "body": frozenset({"bgcolor", "text", "background", "style", "dir", "lang"})}
 _HREF = frozenset({"href"})
 _HAS_BASE = re.compile("<base", re.IGNORECASE)
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
@@ -170,6 +173,18 @@ _PLAIN_HTTP = re.compile(
 # allowlist (group 1: the tag up to that style).
 _EMPTY_STYLE = re.compile(r'(<[a-z][a-z0-9]*(?: [^\s="<>]+="[^"]*")*) style=""')
 _AS_CSS = {"bgcolor": "background-color:{}", "text": "color:{}"}
+_URL_ATTRIBUTES = frozenset({"href"}) | IMAGE_URL_ATTRIBUTES
+# A background image a style sets (_background_image): the property and its value; a
+# plain url() in it, its URL quoted without its quote, a backslash or a line break, or
+# unquoted without a space, a quote or a bracket (group 1, 2 or 3).
+_BACKGROUND_DECLARATION = re.compile(r"\s*(background(?:-image)?)\s*:(.*)",
+                                     re.IGNORECASE | re.DOTALL)
+_CSS_URL = re.compile(
+    r"""(?<![\w-])url\(\s*(?:"([^"\\\n\r\f]*)"|'([^'\\\n\r\f]*)'|([^\s"'()\\]*))\s*\)""",
+    re.IGNORECASE)
+# An HTML background attribute (any name ending so will do): cleaned with the filter,
+# which judges its URL's scheme (nh3 judges those of href and src alone).
+_BACKGROUND_ATTRIBUTE = re.compile(r"background[\t\n\f\r /]*=")
 
 # Per-call counters for what the attribute filter dropped (several threads may
 # sanitize at once; a ContextVar is private to each).
@@ -248,7 +263,8 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _filter_style(value: str, dropped: Counter[str]) -> str | None:
+def _filter_style(value: str, dropped: Counter[str],
+                  loadable: Callable[[str], str | None]) -> str | None:
     kept = []
     for declaration in _DECLARATIONS.findall(value):
         read = css_unescaped(declaration)
@@ -257,11 +273,39 @@ def _filter_style(value: str, dropped: Counter[str]) -> str | None:
         if danger is None:
             kept.append(declaration.strip())
             continue
+        if danger == "url(" and (image := _background_image(declaration, loadable)):
+            kept.append(image)
+            continue
         dropped[f"style:{danger}"] += 1
         if (colour := _background_colour(read)) is not None:
             kept.append(f"background-color:{colour}")
     result = "; ".join(d for d in kept if d)
     return result or None
+
+
+def _background_image(declaration: str, loadable: Callable[[str], str | None]) -> str | None:
+    """``declaration`` (a style's, as written) as kept when it is a ``background`` or
+    ``background-image`` whose url()s are plain and each an image URL ``loadable`` lets
+    readers load (giving it as to write it), with nothing else that fetches or runs:
+    a newsletter's hero image. Anything else (an escape, a comment, a url() in any other
+    property: cursor, list-style, border-image...) goes as before."""
+    found = _BACKGROUND_DECLARATION.fullmatch(declaration)
+    if found is None or "\\" in declaration or "/*" in declaration:
+        return None
+    name, value = found.groups()
+    pieces: list[str] = []
+    start = 0
+    for url in _CSS_URL.finditer(value):
+        written = loadable(next(group for group in url.groups() if group is not None))
+        if written is None:
+            return None
+        pieces += [value[start : url.start()], ' url("{}") '.format(written.replace('"', "%22"))]
+        start = url.end()
+    rest = "".join(pieces[::2]) + value[start:]
+    folded = _CSS_COMMENT_OR_SPACE.sub("", rest).lower()
+    if any(mark in rest for mark in "\"';{}") or any(word in folded for word in CSS_DANGER):
+        return None
+    return f"{name.lower()}:{''.join(pieces)}{value[start:]}".strip()
 
 
 def _background_colour(declaration: str) -> str | None:
@@ -337,30 +381,56 @@ def _make_filter(strip_remote: bool, schemes: frozenset[str],
             if not any(marker in folded for marker in _STYLE_MARKERS):
                 return value
             dropped = _counter()
-            kept = _filter_style(value, dropped)
+            kept = _filter_style(value, dropped, loadable)
             if kept is None:
                 dropped["@style"] -= 1  # already counted by its declarations
             return kept
-        if attribute not in {"href", "src"}:
+        if attribute not in _URL_ATTRIBUTES:
             return value
-        base = _page_base.get(None)
-        if base is not None:
-            value = _resolved(base, value, schemes)
-        url = _as_url_parser_reads(value)
-        scheme = url[:6]
-        if scheme.startswith("data:") and not (tag == "img" and _DATA_IMAGE.match(url)):
+        value, url = _url_read(value, schemes)
+        reason = _refusal(url, attribute in IMAGE_URL_ATTRIBUTES, strip_remote)
+        if reason is not None:
             dropped = _counter()
-            dropped["url:data"] += 1
+            dropped[reason] += 1
             dropped[f"@{attribute}"] -= 1  # counted once, by the reason
             return None
-        if strip_remote and tag == "img" and scheme.startswith(("http:", "https:", "//")):
-            dropped = _counter()
-            dropped["remote-image"] += 1
-            dropped["@src"] -= 1
-            return None
-        return value
+        # nh3 judges the schemes of href and src alone (a refused one counts as @background).
+        return value if attribute != "background" or _scheme_allowed(url, schemes) else None
+
+    def loadable(written: str) -> str | None:
+        """A CSS url()'s URL as to write it, if readers may load it as an image."""
+        written, url = _url_read(written, schemes)
+        if _refusal(url, True, strip_remote) is None and _scheme_allowed(url, schemes):
+            return written
+        return None
 
     return attribute_filter
+
+
+def _url_read(value: str, schemes: frozenset[str]) -> tuple[str, str]:
+    """An href, src or url() value as to write it (resolved against the dropped
+    ``<base>``: :func:`_resolved`), and as :func:`_as_url_parser_reads` reads that."""
+    base = _page_base.get(None)
+    written = value if base is None else _resolved(base, value, schemes)
+    return written, _as_url_parser_reads(written)
+
+
+def _refusal(url: str, image: bool, strip_remote: bool) -> str | None:
+    """Why readers must not load ``url`` (as :func:`_as_url_parser_reads` reads it), as
+    counted: a ``data:`` URL but a raster image's (``url:data``), an image served over
+    http(s) under ``remote_images: strip`` (``remote-image``); None if they may."""
+    if url.startswith("data:") and not (image and _DATA_IMAGE.match(url)):
+        return "url:data"
+    if strip_remote and image and url.startswith(("http:", "https:", "//")):
+        return "remote-image"
+    return None
+
+
+def _scheme_allowed(url: str, schemes: frozenset[str]) -> bool:
+    """Whether ``url`` (as :func:`_as_url_parser_reads` reads it) is relative or in an
+    allowed scheme (``data:`` is judged by :func:`_refusal`)."""
+    scheme = _SCHEME.match(url)
+    return scheme is None or scheme.group(1) in schemes | {"data"}
 
 
 @functools.lru_cache(maxsize=64)
@@ -390,6 +460,8 @@ def _needs_filter(folded: str, options: HtmlOptions) -> bool:
     if options.remote_images == "strip" and "<im" in folded:
         return True
     if any(marker in folded for marker in _FILTER_MARKERS):
+        return True
+    if "background" in folded and _BACKGROUND_ATTRIBUTE.search(folded):
         return True
     return "&" in folded and _STYLE_REFERENCE.search(folded) is not None
 
@@ -622,7 +694,9 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     paints nothing ("transparent") goes with nothing lost. Neither is counted in ``dropped``. A
     tag's style comes after its colour attributes, which it overrides in readers. What
     ``sheet``'s rules for ``html`` and ``body`` declare comes first (an ``!important`` one
-    last): ``body{font-family:Arial;color:#333}`` went with the sheet."""
+    last): ``body{font-family:Arial;color:#333}`` went with the sheet. The body's
+    ``background`` image goes as a ``background-image``, which the filter keeps as it
+    would the same image on a table (:func:`_background_image`)."""
     attributes: dict[str, str] = {}
     declarations, important = _sheet_declarations(
         {**sheet.declared("html", "", ""), **sheet.declared("body", "", "")})
@@ -635,6 +709,9 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
                 continue
             if looks in ("dir", "lang"):
                 attributes[looks] = value  # the body's over the document's
+            elif looks == "background":  # judged by the filter as any background-image
+                declarations.append('background-image:url("{}")'.format(
+                    _as_written(value).replace('"', "%22")))
             elif (colour := legacy_colour(value)) is not None:
                 declarations.append(_AS_CSS[looks].format(colour))
             dropped[f"@{looks}"] -= 1
@@ -727,7 +804,8 @@ def _root_looks(html: str, folded: str) -> dict[str, dict[str, str]]:
         if name in looks:
             for attribute, value in tag_attributes(found, _PAGE_LOOKS[name]).items():
                 # A to Z alone (str.lower() made "blac\u212a" black, a name).
-                looks[name].setdefault(attribute, ascii_lower(value))
+                looks[name].setdefault(
+                    attribute, value if attribute == "background" else ascii_lower(value))
     return looks
 
 
