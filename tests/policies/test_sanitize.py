@@ -1057,3 +1057,21 @@ def test_a_background_attribute_is_proved_as_an_img_src() -> None:
     assert needs_no_sanitizing(html, KEEP)
     assert not needs_no_sanitizing(html, STRIP)
     assert not needs_no_sanitizing(html.replace("https:", "javascript:"), KEEP)
+
+
+def test_the_body_link_colour_goes_on_each_link_without_its_own() -> None:
+    html = ('<body bgcolor="#000" text="#fff" link="#ffcc00" vlink="#999"><p>'
+            '<a href="https://a.example/">a</a><a href="https://b.example/" style="color:red">b'
+            '</a><a name="x">n</a><a href="https://c.example/" style="font-weight:bold">c</a>')
+    assert sanitize_html(html, KEEP) == (
+        '<div style="background-color:#000000;color:#ffffff"><p>'
+        '<a href="https://a.example/" style="color:#ffcc00">a</a>'
+        '<a href="https://b.example/" style="color:red">b</a><a name="x">n</a>'
+        '<a href="https://c.example/" style="color:#ffcc00;font-weight:bold">c</a></p></div>',
+        (("@vlink", 1),))  # a visited link's colour no style attribute sets
+    # A sheet's rule for links wins over the attribute, as in readers; a value is a colour.
+    assert sanitize_html('<style>a{color:green}</style><body link="yellow">'
+                         '<a href="https://a.example/">a</a>', KEEP)[0] == \
+        '<a href="https://a.example/" style="color:green">a</a>'
+    assert sanitize_html('<body link="red;display:none"><a href="https://a.example/">a</a>',
+                         KEEP)[0] == '<a href="https://a.example/" style="color:#ed0000">a</a>'

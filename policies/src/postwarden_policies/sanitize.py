@@ -157,7 +157,8 @@ _FAILED_NOTICE = "<p>[This HTML content was removed because it could not be sani
 # browsers ignore them on <html>: carried, they coloured a page readers leave white).
 _ROOT_TAGS = ("html", "body")
 _PAGE_LOOKS = {"html": frozenset({"style", "dir", "lang"}),
-               "body": frozenset({"bgcolor", "text", "background", "style", "dir", "lang"})}
+               "body": frozenset({"bgcolor", "text", "background", "link", "style", "dir",
+                                  "lang"})}
 _HREF = frozenset({"href"})
 _HAS_BASE = re.compile("<base", re.IGNORECASE)
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
@@ -174,6 +175,7 @@ _PLAIN_HTTP = re.compile(
 _EMPTY_STYLE = re.compile(r'(<[a-z][a-z0-9]*(?: [^\s="<>]+="[^"]*")*) style=""')
 _AS_CSS = {"bgcolor": "background-color:{}", "text": "color:{}"}
 _URL_ATTRIBUTES = frozenset({"href"}) | IMAGE_URL_ATTRIBUTES
+_SETS_COLOUR = re.compile(r"(?:^|;)\s*color\s*:", re.IGNORECASE)  # in a written style
 # A background image a style sets (_background_image): the property and its value; a
 # plain url() in it, its URL quoted without its quote, a backslash or a line break, or
 # unquoted without a space, a quote or a bracket (group 1, 2 or 3).
@@ -613,15 +615,17 @@ def sanitized_part(html: str, remote_images: str, schemes: frozenset[str], left:
         return cost, done
     cleaned, dropped = done
     sheet = read_plain_rules(html, CSS_PROPERTIES) if "<style" in folded else EMPTY
-    if sheet is not EMPTY:
-        restyled = _with_sheet_styles(sheet, cleaned)
-        if restyled != cleaned:  # cleaned again: its new styles as any
-            done = clean(restyled, remote_images, schemes, True)
-            if isinstance(done, str):
-                return cost, done
-            cleaned = done[0]
-            dropped.update(done[1])
-    wrapper = _page_wrapper(html, folded, dropped,
+    looks = _root_looks(html, folded)
+    restyled = _with_sheet_styles(sheet, cleaned) if sheet is not EMPTY else cleaned
+    if "link" in looks["body"]:
+        restyled = _with_link_colour(restyled, looks["body"]["link"], dropped)
+    if restyled != cleaned:  # cleaned again: its new styles as any
+        done = clean(restyled, remote_images, schemes, True)
+        if isinstance(done, str):
+            return cost, done
+        cleaned = done[0]
+        dropped.update(done[1])
+    wrapper = _page_wrapper(looks, dropped,
                             lambda div: clean(div, remote_images, schemes, True), sheet)
     if wrapper is not None:
         cleaned = f"{wrapper}{cleaned}</div>"
@@ -681,10 +685,33 @@ def _inert_css(value: str) -> bool:
         not any(word in folded for word in CSS_DANGER)
 
 
-def _page_wrapper(html: str, folded: str, dropped: Counter[str],
+def _with_link_colour(cleaned: str, value: str, dropped: Counter[str]) -> str:
+    """``cleaned`` (nh3's output) with the colour of the body's ``link`` attribute
+    (``value``, read as :func:`colours.legacy` reads it) first in the style of each link
+    (``<a href>``) whose style sets none, as readers colour unvisited links by it below
+    any CSS; ``vlink`` and ``alink`` (visited, pressed) no inline style can set. Gone
+    with the body tag, links showed in the reader's blue on the sender's dark page."""
+    colour = legacy_colour(value)
+    dropped["@link"] -= 1  # the body's attribute goes, its colour on the links
+    if colour is None:
+        return cleaned
+
+    def coloured(tag: re.Match[str]) -> str:
+        name, attributes = tag.groups()
+        own = _WRITTEN_STYLE.search(attributes)
+        style = html_unescape(own.group(1)) if own else ""
+        if name != "a" or ' href="' not in attributes or _SETS_COLOUR.search(style):
+            return tag.group()
+        kept = _WRITTEN_STYLE.sub("", attributes) if own else attributes
+        return f'<a{kept} style="{html_escape(f"color:{colour};{style}")}">'
+
+    return _WRITTEN_TAG.sub(coloured, cleaned)
+
+
+def _page_wrapper(looks: dict[str, dict[str, str]], dropped: Counter[str],
                   clean: Callable[[str], _Cleaned], sheet: StyleSheet = EMPTY) -> str | None:
-    """A ``<div>`` start tag with what the ``<html>`` and ``<body>`` tags of ``html``
-    (``folded``: lower-cased) set for the page, cleaned as any tag: ``dir`` and ``lang``, and
+    """A ``<div>`` start tag with what the ``<html>`` and ``<body>`` tags (``looks``:
+    :func:`_root_looks`) set for the page, cleaned as any tag: ``dir`` and ``lang``, and
     as its style the body's ``bgcolor`` and ``text`` and both tags' styles; or None. nh3
     drops both tags with their attributes: text written white for a black ``bgcolor``
     was then white on white, and a Hebrew or Arabic page laid out left to right
@@ -700,21 +727,22 @@ def _page_wrapper(html: str, folded: str, dropped: Counter[str],
     attributes: dict[str, str] = {}
     declarations, important = _sheet_declarations(
         {**sheet.declared("html", "", ""), **sheet.declared("body", "", "")})
-    root_looks = _root_looks(html, folded)
     for name in _ROOT_TAGS:
         styles = []
-        for looks, value in root_looks[name].items():
-            if looks == "style":
+        for look, value in looks[name].items():
+            if look == "link":
+                continue  # on the links: _with_link_colour
+            if look == "style":
                 styles.append(value)
                 continue
-            if looks in ("dir", "lang"):
-                attributes[looks] = value  # the body's over the document's
-            elif looks == "background":  # judged by the filter as any background-image
+            if look in ("dir", "lang"):
+                attributes[look] = value  # the body's over the document's
+            elif look == "background":  # judged by the filter as any background-image
                 declarations.append('background-image:url("{}")'.format(
                     _as_written(value).replace('"', "%22")))
             elif (colour := legacy_colour(value)) is not None:
-                declarations.append(_AS_CSS[looks].format(colour))
-            dropped[f"@{looks}"] -= 1
+                declarations.append(_AS_CSS[look].format(colour))
+            dropped[f"@{look}"] -= 1
         declarations += styles
     if declarations or important:
         attributes["style"] = "; ".join(declarations + important)
