@@ -289,7 +289,7 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<p>a<desc><span hidden>b<div>c", "\na\n\nc", id="html-desc-bounds-no-p"),
         # Outside a table readers ignore a table part's tag: a <caption> there bounds no
         # search for a <p> to close, nor does a <td> close what is open.
-        pytest.param("<p>a<span hidden>b<caption>c<li>d</p>e<td>f", "\na\n\ndef",
+        pytest.param("<p>a<span hidden>b<caption>c<li>d</p>e<td>f", "\na\n\nd\n\nef",
                      id="table-parts-ignored-outside-a-table"),
         # A list item's start tag closes the open one past elements that are not special
         # (a span, not a <ul> or an <mi>).
@@ -302,10 +302,10 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<table><caption><div hidden><td>a<tr><td><svg style=display:none><desc>"
                      "<td>b</table>", "\n\n\n\na\n\n\n\n\nb\n\n\n",
                      id="table-parts-close-hidden-elements"),
-        # A </p> breaking out is ignored then where a <foreignObject> bounds its search,
-        # but the hidden <g> is closed all the same.
+        # A </p> breaking out is an empty <p> in the <foreignObject> that bounds its
+        # search, and the hidden <g> is closed all the same.
         pytest.param("<p><svg><foreignObject width=9 height=9><svg><g style=display:none></p>a",
-                     "\na", id="ignored-p-end-breaks-out-of-hidden-svg"),
+                     "\n\n\na", id="p-end-breaks-out-of-hidden-svg"),
         pytest.param("<svg style=display:none><g>a</br>b<math><mi style=display:none>c<b>d"
                      "</b></mi></math>", "\nb", id="br-end-breaks-out-of-hidden-svg"),
         # Alt text and values are attribute values: a reference without its semicolon
@@ -331,8 +331,12 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<p><svg><g></p>a", "\n\na", id="svg-closed-by-p-end"),
         pytest.param("<table><tr><td><svg><foreignObject></table>a", "\n\n\n\n\n\na",
                      id="table-end-past-foreignobject"),
-        pytest.param("<p><svg><foreignObject width=9 height=9><svg><g></p>a", "\na",
+        pytest.param("<p><svg><foreignObject width=9 height=9><svg><g></p>a", "\n\n\na",
                      id="p-end-past-foreignobject"),
+        # Nor does it close the <p> past a cell: the table stays open, and the </td> the
+        # <desc> holds closes the cell, what follows fostered before the table.
+        pytest.param("<p>a<table><td>b</p><svg><desc></td>c</table>d", "\nac\n\nb\n\n\n\nd",
+                     id="p-end-in-cell-closes-no-table"),
         pytest.param("<math>a<mrow>b<mi>c</mi></mrow></math>", "abc", id="mathml-text-shown"),
         pytest.param("<svg><switch><text requiredExtensions=x>a</text><g><text>b</text></g>"
                      "<text>c</text></switch><switch><text>d</text></switch></svg>", "bd",
@@ -454,6 +458,23 @@ def test_an_end_tag_br_breaks_the_line_as_readers_break_it() -> None:
     two lines."""
     assert render_visible("<p>via</br>gra</p>") == render_visible("<p>via<br>gra</p>")
     assert not _rejected(text_message("text/html", "<p>via</br>gra</p>"))
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param("via</p>gra", id="no-p"),
+        pytest.param("<p>vi<math><mtext>a</p>gra</mtext></math>", id="mathml-text"),
+        pytest.param("vi<svg><text>a</p>gra", id="svg"),
+        pytest.param("<p>v<svg><foreignObject width=9 height=9>ia</p>gra", id="foreignobject"),
+    ],
+)
+def test_an_end_tag_p_without_its_p_breaks_the_line_as_readers_break_it(html: str) -> None:
+    """With no ``<p>`` open in button scope (past an ``<mtext>`` or ``<foreignObject>``),
+    HTML's tree builder reads ``</p>`` as ``<p></p>``: readers show "via" and "gra" on
+    two lines."""
+    assert render_visible(html) == render_visible(html.replace("</p>", "<p></p>"))
+    assert not _rejected(text_message("text/html", html))
 
 
 def test_text_in_ascii_has_no_rendering_to_search() -> None:

@@ -268,6 +268,10 @@ _EMPTY_PARTS = frozenset({"col", "colgroup"})
 # Those a part's start tag opens first where it is not in one: a cell a row, a row a
 # section (</tr> closes the row a <td> implied).
 _IMPLIED_PARTS = {"td": "tr", "th": "tr", "tr": "tbody"}
+# The HTML elements of button scope, where a </p> looks for its <p>, but <template>
+# (_OpenElements.bounds) and <html> (never open): none past one (``<p><table><td></p>``)
+# makes the </p> an empty <p> in it, as it does past an integration point.
+_BUTTON_SCOPE = frozenset("applet button caption marquee object table td th".split())
 # HTML start tags that open no element (void, <image> an <img>), or none where a body is
 # already open.
 _NOT_OPENED = VOID | frozenset("body frame frameset head html image".split())
@@ -297,6 +301,7 @@ class _OpenElements:
         self.before = array("q")  # the place of the one open before it of its key, or -1
         self.html_at = array("q")  # places of HTML elements (templates too)
         self.bounds = array("q")  # places of integration points and templates
+        self.scoped = array("q")  # and of the other elements of button scope (_BUTTON_SCOPE)
         self.undrawn = array("q")  # places of elements nothing in which is drawn
         self.chosen = array("q")  # places of open _FIRST_CHILD_ONLY elements with a child
         # The namespace ("svg", "math") of the SVG or MathML element the last start tag
@@ -355,7 +360,10 @@ class _OpenElements:
         element outside any template."""
         self.broke_out = False
         if name.startswith("/"):
-            self.held = not self._end(name[1:], tag) and (
+            closed = self._end(name[1:], tag)
+            # A </p> with no <p> in button scope to close is read as an empty <p>: never
+            # ignored.
+            self.held = not closed and name != "/p" and (
                 _key(name[1:], html=True) in self.last or _key(name[1:], html=False) in self.last)
             return not self.in_foreign and not self.in_template
         self.held = False
@@ -446,7 +454,8 @@ class _OpenElements:
         (</p> and </br> close them all), or goes by HTML's rules; by these a template's
         closes the last template, a table's or a table part's the last so named in the
         last table (:data:`TABLE_PARTS`), another the last HTML element so named above
-        the last integration point or template."""
+        the last integration point or template, a </p>'s above the last element of
+        button scope."""
         if self.open and self.open[-1][1] != "html":
             if _breaks_out("/" + name, tag):
                 self._break_out()
@@ -456,6 +465,8 @@ class _OpenElements:
         place = self.last.get(_key(name, html=True), -1)
         if name == "table" or name in TABLE_PARTS:
             bound = table if (table := self._table()) >= 0 else len(self.open)  # none
+        elif name == "p":
+            bound = max(_last(self.bounds), _last(self.scoped)) + 1
         else:
             bound = 0 if name == "template" else _last(self.bounds) + 1
         if place >= bound:
@@ -484,6 +495,8 @@ class _OpenElements:
             self.undrawn.append(place)
         if role in ("point", "text", "template"):
             self.bounds.append(place)
+        elif _bounds_p(name, namespace, role):
+            self.scoped.append(place)
         self.open.append(self.elements.setdefault(element, element))
 
     def _close(self, place: int) -> None:
@@ -497,6 +510,8 @@ class _OpenElements:
                 self.html_at.pop()
             if role in ("point", "text", "template"):
                 self.bounds.pop()
+            elif _bounds_p(name, namespace, role):
+                self.scoped.pop()
         while self.undrawn and self.undrawn[-1] >= place:
             self.undrawn.pop()
         while self.chosen and self.chosen[-1] >= place:
@@ -529,6 +544,12 @@ def _nowhere(name: str, tag: re.Match[str]) -> bool:
         size = tag_attributes(tag, _SIZE | {"style"})
         return not _SIZE <= size.keys() and "style" not in size
     return name == "textpath" and not tag_attributes(tag, _PATH)
+
+
+def _bounds_p(name: str, namespace: str, role: str) -> bool:
+    """Whether the element (not an integration point or template) bounds the search of
+    a </p> for its <p> (HTML's button scope)."""
+    return role == "xml" or (namespace == "html" and name in _BUTTON_SCOPE)
 
 
 def _key(name: str, html: bool) -> str:

@@ -43,14 +43,14 @@ _Segment: TypeAlias = "list[str | _Segment]"
 # closes when one is the current element.
 _BLOCKS = frozenset(BLOCK)
 _CLOSES_P = _BLOCKS - {"br", "caption", "table", "tbody", "td", "tfoot", "th", "thead", "tr"}
-# Where the search for that <p> stops (HTML's button scope): these HTML elements, and
-# the SVG and MathML ones a list item's search stops at, which hold HTML (_Element.special:
-# a <div> in a <desc>, which shows nothing, closed the <p> around the <svg>, a line
-# break; one in an <mtext> split the word the <p> held, and one in a <template> showed
-# its inert content). By namespace: an HTML <desc> bounds nothing.
+# Where HTML's tree builder looks for that <p>, and for the one a </p> closes (button
+# scope): above these HTML elements, and the SVG and MathML ones a list item's search
+# stops at, which hold HTML (_Element.special: a <div> in a <desc>, which shows nothing,
+# closed the <p> around the <svg>, a line break; one in an <mtext> split the word the <p>
+# held, and one in a <template> showed its inert content). By namespace: an HTML <desc>
+# bounds nothing. A </p> with no <p> there is an empty <p>: a line break.
 _P_SCOPE = frozenset({"applet", "button", "caption", "html", "marquee", "object", "table",
                       "td", "template", "th"})
-_P_SEARCH = 16  # entries looked at for that <p>: bounded, so deep nesting stays linear
 # A list item's start tag closes an open one of its kind if that is the last open of
 # HTML's special elements (but address, div and p, which its search passes): not only
 # the current element (<li><span hidden>a<li>b shows b, outside the span).
@@ -103,7 +103,7 @@ class _Element:
     """An open element as the walk keeps it: how text in it shows, and where it goes."""
 
     __slots__ = ("breaks", "container", "context", "foreign", "fostered", "host", "look",
-                 "name", "point", "segment", "special", "style")
+                 "name", "point", "scope", "segment", "special", "style")
 
     def __init__(  # noqa: PLR0917 - one per slot, by position: the walk's hot path
         self, name: str, look: Look, style: _Style, breaks: bool, container: _Segment,
@@ -121,6 +121,7 @@ class _Element:
         self.point = False  # one that holds HTML (foreigncontent.holds_html)
         self.special = name in _SPECIAL  # one a list item's search stops at
         self.context = name in _CONTEXTS
+        self.scope = name == "p" or name in _P_SCOPE  # a <p>, or bounds the search for one
 
     def child(self, name: str, look: Look, quiet: bool = False) -> _Element:
         """The element a start tag of this look opens in this one (nothing of it shown
@@ -168,6 +169,7 @@ class _Walk:
         self.outside: list[dict[str, int]] = []
         self.specials: list[int] = []  # places in stack of the open _Element.special ones
         self.contexts: list[int] = []  # and of the _Element.context ones
+        self.scopes: list[int] = []  # and of the _Element.scope ones
         self.closed: list[_Element | None] = []  # to open again (None: ended since)
         # Where each name is in closed, last last: an end tag finds its element there
         # at once (a scan of closed per end tag made </i> after many <b> quadratic).
@@ -217,6 +219,10 @@ class _Walk:
             self._reopen()
         if name in _IMPLIES and not self.foreign:
             self._close_implied(name)
+        self._open(self._element(name, attributes))
+
+    def _element(self, name: str, attributes: str) -> _Element:
+        """The element the start tag ``name`` opens in the current one."""
         top = self.stack[-1]
         quiet = bool(self.foreign) or not self.showing
         # An <svg> or <math> tag in HTML opens one.
@@ -232,13 +238,13 @@ class _Walk:
             if namespace:
                 element.foreign = True
                 element.point = holds_html(name, namespace, attributes)
-                element.special = element.point or name == "annotation-xml"
+                element.special = element.scope = element.point or name == "annotation-xml"
                 element.context = False
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
                     self.made.clear()
                 self.made[key] = element
-        self._open(element)
+        return element
 
     def _open(self, element: _Element) -> None:
         """Show what the element shows where it opens, and keep it open (but a void one)."""
@@ -256,6 +262,8 @@ class _Walk:
                 self.specials.append(len(self.stack))
             if element.context:
                 self.contexts.append(len(self.stack))
+            if element.scope:
+                self.scopes.append(len(self.stack))
             self.stack.append(element)
             if element.name == "template" and not element.foreign:
                 self.outside.append(self.open)
@@ -276,6 +284,12 @@ class _Walk:
                 self._left(top)
             if top.breaks:
                 top.container.append("\n")
+            return
+        if name == "p" and not self._p_in_scope():
+            # HTML's tree builder reads it as <p></p>: a line break, though in no <p>
+            # (<mtext>via</p>gra) and where the last <p> is past a <td> or <foreignObject>.
+            self._open(self._element(name, ""))
+            self.end(name)
             return
         if not self.open.get(name):
             if name == "br":  # HTML's tree builder reads </br> as <br>: a line break
@@ -321,18 +335,19 @@ class _Walk:
             self.specials.pop()
         if element.context:
             self.contexts.pop()
+        if element.scope:
+            self.scopes.pop()
+
+    def _p_in_scope(self) -> bool:
+        """Whether a <p> is open in button scope (see _P_SCOPE): the last of them open."""
+        return bool(self.scopes) and self.stack[self.scopes[-1]].name == "p"
 
     def _close_implied(self, name: str) -> None:
         if name == "table" and self.contexts and \
                 self.stack[self.contexts[-1]].name not in ("td", "th", "template"):
             self.end("table")  # a table cannot hold one but in a cell: it ends the first
-        if name in _CLOSES_P and self.open.get("p"):
-            for element in self.stack[: -_P_SEARCH - 1 : -1]:
-                if element.special if element.foreign else element.name in _P_SCOPE:
-                    break
-                if element.name == "p":
-                    self.end("p")
-                    break
+        if name in _CLOSES_P and self._p_in_scope():
+            self.end("p")
         if name in TABLE_PARTS and self.open.get("table") and not self.open.get("template"):
             self._close_in_table(TABLE_PARTS[name])
         if name in _LIST_ITEMS and self.specials and (
