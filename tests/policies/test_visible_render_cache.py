@@ -22,7 +22,7 @@ from postwarden_policies.visiblehtml import render_visible
                      "<span style='background:white'>b</span>", "b", id="font-colour-then-none"),
         pytest.param("<table><tr><td style=display:none>x</td><td>y</td></tr>"
                      "<tr><td style=display:none>x</td><td>y</td></tr></table>",
-                     "\n\n\ny\n\n\n\ny\n\n\n", id="repeated-rows"),
+                     "\n\n\n\ny\n\n\n\ny\n\n\n\n", id="repeated-rows"),
         pytest.param('<p><b style="font-size:0">a</p>b</b>c', "\n\nc", id="opened-again"),
     ],
 )
@@ -33,7 +33,7 @@ def test_what_is_made_once_still_cascades_from_where_the_tag_is(html: str, shown
 def test_each_table_keeps_its_own_lists() -> None:
     # Two tables in the same element: text out of place in each goes before that one.
     html = "<div>a<table>x<tr><td>1</td></tr></table><table>y<tr><td>2</td></tr></table></div>"
-    assert render_visible(html) == "\nax\n\n\n1\n\n\ny\n\n\n2\n\n\n\n"
+    assert render_visible(html) == "\nax\n\n\n\n1\n\n\n\ny\n\n\n\n2\n\n\n\n\n"
 
 
 def test_a_repeated_row_makes_its_elements_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -267,7 +267,7 @@ TABLE_PARTS = {"td": ("tr",), "th": ("tr",), "tr": ("tbody", "thead", "tfoot"),
 _EMPTY_PARTS = frozenset({"col", "colgroup"})
 # Those a part's start tag opens first where it is not in one: a cell a row, a row a
 # section (</tr> closes the row a <td> implied).
-_IMPLIED_PARTS = {"td": "tr", "th": "tr", "tr": "tbody"}
+IMPLIED_PARTS = {"td": "tr", "th": "tr", "tr": "tbody"}
 # The HTML elements of button scope, where a </p> looks for its <p>, but <template>
 # (_OpenElements.bounds) and <html> (never open): none past one (``<p><table><td></p>``)
 # makes the </p> an empty <p> in it, as it does past an integration point.
@@ -406,8 +406,8 @@ class _OpenElements:
             return
         outer = max([table, *(self.last.get(_key(part, html=True), -1)
                               for part in TABLE_PARTS[name])])
-        if outer == table and name in _IMPLIED_PARTS:
-            self._table_part(_IMPLIED_PARTS[name])
+        if outer == table and name in IMPLIED_PARTS:
+            self._table_part(IMPLIED_PARTS[name])
             outer = len(self.open) - 1
         self._close(outer + 1)
         if name not in _EMPTY_PARTS:

@@ -13,7 +13,7 @@ import html
 from typing import TypeAlias
 
 from .colours import Colour, near
-from .foreigncontent import TABLE_PARTS, holds_html, shown_readings
+from .foreigncontent import IMPLIED_PARTS, TABLE_PARTS, holds_html, shown_readings
 from .html_cost import SPECIAL
 from .htmltokens import BLOCK, WS, Reading, ascii_lower
 from .inlinestyle import PLAIN, PROPERTIES, UNREADABLE_PX, Look, font_px, look_of
@@ -349,7 +349,7 @@ class _Walk:
         if name in _CLOSES_P and self._p_in_scope():
             self.end("p")
         if name in TABLE_PARTS and self.open.get("table") and not self.open.get("template"):
-            self._close_in_table(TABLE_PARTS[name])
+            self._close_in_table(name)
         if name in _LIST_ITEMS and self.specials and (
                 item := self.stack[self.specials[-1]].name) in _LIST_ITEMS[name]:
             self.end(item)
@@ -362,13 +362,20 @@ class _Walk:
         while self.stack[-1].foreign and not self.stack[-1].point:
             self.end(self.stack[-1].name)
 
-    def _close_in_table(self, kept: tuple[str, ...]) -> None:
-        """Close what is open in the last table after the last of ``kept`` (or the table),
-        as a table part's start tag does (``<td><span hidden><td>x`` shows x). All that
-        is looked at is closed: linear."""
+    def _close_in_table(self, part: str) -> None:
+        """Close what is open in the last table after the last element the table part
+        ``part`` goes in (or the table), as its start tag does (``<td><span hidden><td>x``
+        shows x); where it is in none, open the one it implies (a cell a row, a row a
+        section: ``<table><td>a</tr>x`` ends the cell, x fostered). Linear: all that is
+        looked at is closed (looked at up to twice more first where parts are implied)."""
+        kept = TABLE_PARTS[part]
         place = len(self.stack) - 1
         while self.stack[place].name not in kept and self.stack[place].name != "table":
             place -= 1
+        if self.stack[place].name == "table" and (implied := IMPLIED_PARTS.get(part)):
+            self._close_in_table(implied)
+            self._open(self._element(implied, ""))
+            return
         while len(self.stack) > place + 1:
             self.end(self.stack[-1].name)
 
