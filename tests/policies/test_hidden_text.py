@@ -288,6 +288,15 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         pytest.param("<table>a<ul hidden>b<table>c</table><table><caption><b hidden><table>d"
                      "</table><table><tr><td><i hidden></table>e",
                      "a\n\nc\n\n\n\n\n\nd\n\n\n\n\n\n\n\n\n\ne", id="table-in-table-ends-it"),
+        # A cell, caption or template marks HTML's list of formatting elements to open
+        # again: none a cell or template held is opened after it, nor one closed before it
+        # in it (a table's tags open none again), but after it; an <object> opens them
+        # before its mark.
+        pytest.param("<template><b hidden>a</template>b<table><tr><td><div><i hidden>c</div>"
+                     "</td></tr></table>d", "b\n\n\n\n\n\n\n\n\n\nd",
+                     id="formatting-elements-held-not-opened-after"),
+        pytest.param("<div><b hidden>a</div><table><td>b</table>c<object>d",
+                     "\n\n\n\n\n\nb\n\n\n\n", id="formatting-elements-closed-before-not-opened-in"),
         # An HTML element named as an SVG or MathML one that holds HTML bounds no search
         # for a <p> to close.
         pytest.param("<p>a<desc><span hidden>b<div>c", "\na\n\nc", id="html-desc-bounds-no-p"),

@@ -30,9 +30,15 @@ _VOID = frozenset(
 # opened again (same attributes) before the next text (HTML's "reconstruct the
 # active formatting elements"), so a hidden <b> hides on past a </div>.
 _FORMATTING = frozenset("a b big code em font i nobr s small strike strong tt u".split())
-_CELLS = frozenset({"td", "th", "caption"})  # their end forgets those formatting elements
+# Elements that put a marker in HTML's list of those (_Element.marker): none closed before
+# one opens again in it, nor one closed in it after it ends (a hidden <b> closed before a
+# <table> hid its cells' text, and one a <template> held the text after it).
+_MARKERS = frozenset("applet caption marquee object td template th".split())
 _TABLE_CONTEXT = frozenset({"table", "tbody", "thead", "tfoot", "tr"})
-# What a start tag there keeps in the table; anything else goes before it.
+# What a start tag there keeps in the table; anything else goes before it. Nor do these
+# start tags open those formatting elements again, as any other start tag does here (HTML's
+# tree builder opens them only before text and inline elements: a <div> opened in a
+# hidden <b> so hides the line breaks it makes, and what a cell in it holds).
 _TABLE_PARTS = frozenset(
     "caption col colgroup form script style table tbody td template tfoot th thead tr".split()
 )
@@ -103,7 +109,7 @@ class _Element:
     """An open element as the walk keeps it: how text in it shows, and where it goes."""
 
     __slots__ = ("breaks", "container", "context", "foreign", "fostered", "host", "look",
-                 "name", "point", "scope", "segment", "special", "style")
+                 "marker", "name", "point", "scope", "segment", "special", "style")
 
     def __init__(  # noqa: PLR0917 - one per slot, by position: the walk's hot path
         self, name: str, look: Look, style: _Style, breaks: bool, container: _Segment,
@@ -122,6 +128,7 @@ class _Element:
         self.special = name in _SPECIAL  # one a list item's search stops at
         self.context = name in _CONTEXTS
         self.scope = name == "p" or name in _P_SCOPE  # a <p>, or bounds the search for one
+        self.marker = name in _MARKERS
 
     def child(self, name: str, look: Look, quiet: bool = False) -> _Element:
         """The element a start tag of this look opens in this one (nothing of it shown
@@ -174,6 +181,8 @@ class _Walk:
         # Where each name is in closed, last last: an end tag finds its element there
         # at once (a scan of closed per end tag made </i> after many <b> quadratic).
         self.closed_at: dict[str, list[int]] = {}
+        self.markers: list[tuple[list[_Element | None], dict[str, list[int]]]] = []  # both,
+        # as they were where each open _Element.marker opened
         self.budget = budget
         self.looks: dict[tuple[str, str, str], Look] = {}  # mail repeats its styles
         # And its tags, in the same places: an element is made once for a tag in the
@@ -215,7 +224,7 @@ class _Walk:
         if name in TABLE_PARTS and not self.foreign and not (
                 self.open.get("table") or self.open.get("template")):
             return  # ignored outside a table: a <caption> there bounded no <p> search
-        if self.closed:
+        if self.closed and (name not in _TABLE_PARTS or self.foreign):
             self._reopen()
         if name in _IMPLIES and not self.foreign:
             self._close_implied(name)
@@ -239,7 +248,7 @@ class _Walk:
                 element.foreign = True
                 element.point = holds_html(name, namespace, attributes)
                 element.special = element.scope = element.point or name == "annotation-xml"
-                element.context = False
+                element.context = element.marker = False
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
                     self.made.clear()
@@ -264,6 +273,9 @@ class _Walk:
                 self.contexts.append(len(self.stack))
             if element.scope:
                 self.scopes.append(len(self.stack))
+            if element.marker:
+                self.markers.append((self.closed, self.closed_at))
+                self.closed, self.closed_at = [], {}
             self.stack.append(element)
             if element.name == "template" and not element.foreign:
                 self.outside.append(self.open)
@@ -309,16 +321,12 @@ class _Walk:
                 element.segment.append(POP)
             if element.breaks:
                 element.container.append("\n")
+            if element.marker:  # what it held is forgotten, not opened again
+                popped.clear()
+            elif element.name != name:
+                popped.append(element)
             if element.name == name:
                 break
-            if element.name in _CELLS:  # what it held is forgotten, not opened again
-                popped.clear()
-            else:
-                popped.append(element)
-        if name in _CELLS:
-            self.closed.clear()
-            self.closed_at.clear()
-            return
         for element in reversed(popped):
             if element.name in _FORMATTING:
                 self.closed_at.setdefault(element.name, []).append(len(self.closed))
@@ -337,6 +345,8 @@ class _Walk:
             self.contexts.pop()
         if element.scope:
             self.scopes.pop()
+        if element.marker:  # what closed in it is forgotten, what closed before it back
+            self.closed, self.closed_at = self.markers.pop()
 
     def _p_in_scope(self) -> bool:
         """Whether a <p> is open in button scope (see _P_SCOPE): the last of them open."""
