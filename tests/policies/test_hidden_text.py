@@ -297,6 +297,10 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
                      id="formatting-elements-held-not-opened-after"),
         pytest.param("<div><b hidden>a</div><table><td>b</table>c<object>d",
                      "\n\n\n\n\n\nb\n\n\n\n", id="formatting-elements-closed-before-not-opened-in"),
+        # One a table part's start tag closes (fostered out of the table) is opened again
+        # after the table, not in its cell.
+        pytest.param("<table><b hidden>a<td>b</table>c", "\n\n\n\nb\n\n\n\n",
+                     id="formatting-element-closed-by-a-table-part"),
         # An HTML element named as an SVG or MathML one that holds HTML bounds no search
         # for a <p> to close.
         pytest.param("<p>a<desc><span hidden>b<div>c", "\na\n\nc", id="html-desc-bounds-no-p"),

@@ -328,9 +328,14 @@ class _Walk:
             if element.name == name:
                 break
         for element in reversed(popped):
-            if element.name in _FORMATTING:
-                self.closed_at.setdefault(element.name, []).append(len(self.closed))
-                self.closed.append(element)
+            self._keep(element)
+
+    def _keep(self, element: _Element) -> None:
+        """Keep an element closed by no end tag of its own to open it again, if it is a
+        formatting element (HTML's list of them holds no SVG or MathML one)."""
+        if element.name in _FORMATTING and not element.foreign:
+            self.closed_at.setdefault(element.name, []).append(len(self.closed))
+            self.closed.append(element)
 
     def _left(self, element: _Element) -> None:
         """Count again what is open outside an HTML template just closed."""
@@ -377,7 +382,9 @@ class _Walk:
         ``part`` goes in (or the table), as its start tag does (``<td><span hidden><td>x``
         shows x); where it is in none, open the one it implies (a cell a row, a row a
         section: ``<table><td>a</tr>x`` ends the cell, x fostered). Linear: all that is
-        looked at is closed (looked at up to twice more first where parts are implied)."""
+        looked at is closed (looked at up to twice more first where parts are implied). A
+        formatting element closed so opens again where readers open it (after the table:
+        ``<table><b hidden>a<td>b</table>c`` shows b, not c)."""
         kept = TABLE_PARTS[part]
         place = len(self.stack) - 1
         while self.stack[place].name not in kept and self.stack[place].name != "table":
@@ -387,7 +394,9 @@ class _Walk:
             self._open(self._element(implied, ""))
             return
         while len(self.stack) > place + 1:
-            self.end(self.stack[-1].name)
+            element = self.stack[-1]
+            self.end(element.name)  # the last of its name: it alone closes
+            self._keep(element)
 
     def _reopen(self) -> None:
         closed = [element for element in self.closed if element is not None]
