@@ -301,6 +301,12 @@ def test_a_right_to_left_override_in_plain_text_is_read_reversed() -> None:
         # after the table, not in its cell.
         pytest.param("<table><b hidden>a<td>b</table>c", "\n\n\n\nb\n\n\n\n",
                      id="formatting-element-closed-by-a-table-part"),
+        # A block's start tag opens none again (text does, in the block): the block's
+        # lines show, and a cell in it shows its text.
+        pytest.param("a<div><b hidden>b</div><div></div></b>c", "a\n\n\n\nc",
+                     id="block-opened-outside-formatting-elements"),
+        pytest.param("<div><b hidden>a</div><div><table><td>b</table></div>c",
+                     "\n\n\n\n\n\n\nb\n\n\n\n\n", id="cell-in-block-after-formatting-elements"),
         # An HTML element named as an SVG or MathML one that holds HTML bounds no search
         # for a <p> to close.
         pytest.param("<p>a<desc><span hidden>b<div>c", "\na\n\nc", id="html-desc-bounds-no-p"),

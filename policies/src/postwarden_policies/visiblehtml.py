@@ -35,10 +35,7 @@ _FORMATTING = frozenset("a b big code em font i nobr s small strike strong tt u"
 # <table> hid its cells' text, and one a <template> held the text after it).
 _MARKERS = frozenset("applet caption marquee object td template th".split())
 _TABLE_CONTEXT = frozenset({"table", "tbody", "thead", "tfoot", "tr"})
-# What a start tag there keeps in the table; anything else goes before it. Nor do these
-# start tags open those formatting elements again, as any other start tag does here (HTML's
-# tree builder opens them only before text and inline elements: a <div> opened in a
-# hidden <b> so hides the line breaks it makes, and what a cell in it holds).
+# What a start tag there keeps in the table; anything else goes before it.
 _TABLE_PARTS = frozenset(
     "caption col colgroup form script style table tbody td template tfoot th thead tr".split()
 )
@@ -69,6 +66,14 @@ _SIBLINGS = {**_LIST_ITEMS, "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
 # Start tags that may close open elements.
 _IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys() | {"table"}
+# Start tags before which HTML's tree builder opens no formatting element again: those of
+# blocks, of a table's parts, of what goes in the head (the walk opens them before any
+# other, and in SVG or MathML). Opened in a hidden <b> closed before, a <div> hid the lines
+# it breaks, and a cell in it its text, which readers show (the cell marks their list).
+_OPENS_AS_IS = _TABLE_PARTS | frozenset("""address article aside base basefont bgsound blockquote
+    body center dd details dialog dir div dl dt fieldset figcaption figure footer form frameset
+    h1 h2 h3 h4 h5 h6 header hgroup hr html iframe li link listing main menu meta nav noembed
+    noframes ol p plaintext pre rb rp rt rtc search section summary textarea title ul""".split())
 _SPLIT_BATCH = 4096  # tags split at a time (render_visible)
 _SHOWN_RAW = frozenset({"textarea", "plaintext"})  # raw text readers show
 _MADE_MOST = 4096  # elements kept for reuse (_Walk.made): past that, it starts afresh
@@ -224,7 +229,7 @@ class _Walk:
         if name in TABLE_PARTS and not self.foreign and not (
                 self.open.get("table") or self.open.get("template")):
             return  # ignored outside a table: a <caption> there bounded no <p> search
-        if self.closed and (name not in _TABLE_PARTS or self.foreign):
+        if self.closed and (name not in _OPENS_AS_IS or self.foreign):
             self._reopen()
         if name in _IMPLIES and not self.foreign:
             self._close_implied(name)
