@@ -114,7 +114,7 @@ class _Element:
     """An open element as the walk keeps it: how text in it shows, and where it goes."""
 
     __slots__ = ("breaks", "container", "context", "foreign", "fostered", "host", "look",
-                 "marker", "name", "point", "scope", "segment", "special", "style")
+                 "marker", "name", "point", "scope", "segment", "special", "style", "tracked")
 
     def __init__(  # noqa: PLR0917 - one per slot, by position: the walk's hot path
         self, name: str, look: Look, style: _Style, breaks: bool, container: _Segment,
@@ -134,6 +134,9 @@ class _Element:
         self.context = name in _CONTEXTS
         self.scope = name == "p" or name in _P_SCOPE  # a <p>, or bounds the search for one
         self.marker = name in _MARKERS
+        # Any of the four: the walk notes its place (most elements are none of them,
+        # and skip that: the walk's hot path).
+        self.tracked = self.special or self.context or self.scope or self.marker
 
     def child(self, name: str, look: Look, quiet: bool = False) -> _Element:
         """The element a start tag of this look opens in this one (nothing of it shown
@@ -254,6 +257,7 @@ class _Walk:
                 element.point = holds_html(name, namespace, attributes)
                 element.special = element.scope = element.point or name == "annotation-xml"
                 element.context = element.marker = False
+                element.tracked = element.special
             if name != "table":  # a table's lists are its own
                 if len(self.made) >= _MADE_MOST:  # kept, it would hold every element
                     self.made.clear()
@@ -272,15 +276,8 @@ class _Walk:
         if element.name == "table":
             container.append(element.segment)
         if element.name not in _VOID:
-            if element.special:
-                self.specials.append(len(self.stack))
-            if element.context:
-                self.contexts.append(len(self.stack))
-            if element.scope:
-                self.scopes.append(len(self.stack))
-            if element.marker:
-                self.markers.append((self.closed, self.closed_at))
-                self.closed, self.closed_at = [], {}
+            if element.tracked:
+                self._mark(element)
             self.stack.append(element)
             if element.name == "template" and not element.foreign:
                 self.outside.append(self.open)
@@ -296,7 +293,8 @@ class _Walk:
         if top.name == name and not top.look.reverses:  # the usual case, in short
             self.stack.pop()
             self.open[name] -= 1
-            self._unmark(top)
+            if top.tracked:
+                self._unmark(top)
             if name == "template":
                 self._left(top)
             if top.breaks:
@@ -320,7 +318,8 @@ class _Walk:
         while True:
             element = self.stack.pop()
             self.open[element.name] -= 1
-            self._unmark(element)
+            if element.tracked:
+                self._unmark(element)
             self._left(element)
             if element.look.reverses:
                 element.segment.append(POP)
@@ -346,6 +345,19 @@ class _Walk:
         """Count again what is open outside an HTML template just closed."""
         if element.name == "template" and not element.foreign:
             self.open = self.outside.pop()
+
+    def _mark(self, element: _Element) -> None:
+        """Note the place of an element about to open (_Element.tracked)."""
+        place = len(self.stack)
+        if element.special:
+            self.specials.append(place)
+        if element.context:
+            self.contexts.append(place)
+        if element.scope:
+            self.scopes.append(place)
+        if element.marker:
+            self.markers.append((self.closed, self.closed_at))
+            self.closed, self.closed_at = [], {}
 
     def _unmark(self, element: _Element) -> None:
         """Forget the place of an element just closed."""
