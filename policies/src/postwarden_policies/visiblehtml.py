@@ -189,8 +189,8 @@ class _Walk:
         # Where each name is in closed, last last: an end tag finds its element there
         # at once (a scan of closed per end tag made </i> after many <b> quadratic).
         self.closed_at: dict[str, list[int]] = {}
-        self.markers: list[tuple[list[_Element | None], dict[str, list[int]]]] = []  # both,
-        # as they were where each open _Element.marker opened
+        # Both, as they were where each open _Element.marker opened (None: empty).
+        self.markers: list[tuple[list[_Element | None], dict[str, list[int]]] | None] = []
         self.budget = budget
         self.looks: dict[tuple[str, str, str], Look] = {}  # mail repeats its styles
         # And its tags, in the same places: an element is made once for a tag in the
@@ -355,9 +355,10 @@ class _Walk:
             self.contexts.append(place)
         if element.scope:
             self.scopes.append(place)
-        if element.marker:
-            self.markers.append((self.closed, self.closed_at))
-            self.closed, self.closed_at = [], {}
+        if element.marker:  # None: nothing closed before it, the lists kept (no copies)
+            self.markers.append((self.closed, self.closed_at) if self.closed else None)
+            if self.closed:
+                self.closed, self.closed_at = [], {}
 
     def _unmark(self, element: _Element) -> None:
         """Forget the place of an element just closed."""
@@ -368,7 +369,11 @@ class _Walk:
         if element.scope:
             self.scopes.pop()
         if element.marker:  # what closed in it is forgotten, what closed before it back
-            self.closed, self.closed_at = self.markers.pop()
+            if (before := self.markers.pop()) is None:
+                self.closed.clear()
+                self.closed_at.clear()
+            else:
+                self.closed, self.closed_at = before
 
     def _p_in_scope(self) -> bool:
         """Whether a <p> is open in button scope (see _P_SCOPE): the last of them open."""
