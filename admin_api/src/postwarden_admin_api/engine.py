@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
@@ -42,13 +42,38 @@ from .errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 TEST_WARNING = "test_expect_rules_invalid"  # a policy test's mistake (loader_warnings)
-# Every code loader_warnings gives: what the policy loader itself says of a file, which
-# check (and policy push, which checks first) prints already.
-LOADER_WARNINGS = frozenset({TEST_WARNING, COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS,
-                             CASE_FOLDING, MATCHES_EVERY_TEXT, REGEX_IN_GLOB,
-                             PAST_PARSER_CAP, BLOCK_LINE_END, TEST_SAMPLE_MISREAD,
-                             TEST_EXPECTATION_UNMET, LIST_IN_GLOB,
-                             MALFORMED_UNSANITIZED})
+# Every code loader_warnings gives, with what it means (the OpenAPI document lists them):
+# what the policy loader itself says of a file, which check (and policy push, which
+# checks first) prints already.
+LOADER_WARNINGS: Mapping[str, str] = {
+    TEST_WARNING: "a policy test's expect_rules naming no verdict of the policy (an unknown "
+                  "rule, a misspelt limit, a misplaced report: prefix), which the milter only "
+                  "logs",
+    COMMENT_AFTER_VALUE: "a plain value followed by a comment starting right after it "
+                         "(message: Ticket #12 is 'Ticket')",
+    ASCII_ONLY_CLASS: "a pattern whose \\w or \\b (ASCII-only in RE2) likely misses words "
+                      "outside ASCII",
+    CASE_FOLDING: "a case-insensitive pattern or glob holding a letter whose case folds to "
+                  "two (ß to ss), which RE2 matches with neither",
+    MATCHES_EVERY_TEXT: "a pattern with an empty alternative (viagra|cialis|), which matches "
+                        "every value",
+    REGEX_IN_GLOB: "a glob written as a regular expression (.*\\.exe)",
+    LIST_IN_GLOB: "globs written as one text (*.exe, *.scr), which match only a name "
+                  "holding the comma",
+    PAST_PARSER_CAP: "a max_mime_parts or max_mime_depth past what the parser reads, which "
+                     "acts as that",
+    BLOCK_LINE_END: "a pattern or glob written as a block (|) that ends with its line break, "
+                    "which a match then needs",
+    TEST_SAMPLE_MISREAD: "a policy test's raw: message written on one line with \\n that "
+                         "YAML does not read as line breaks (single quotes), folded (raw: >, "
+                         "its lines joined), or starting with a byte order mark, which check "
+                         "and test refuse",
+    TEST_EXPECTATION_UNMET: "a policy test's expectation no verdict can meet (headers of a "
+                            "message it expects refused, a header both expected and "
+                            "expected absent), which check and test refuse",
+    MALFORMED_UNSANITIZED: "HTML sanitized and no rule holding malformed mail, which is "
+                           "never sanitized",
+}
 P = ParamSpec("P")
 T = TypeVar("T")
 # Few threads on purpose: a burst of heavy requests queues here instead of

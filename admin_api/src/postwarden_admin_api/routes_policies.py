@@ -20,19 +20,6 @@ import asyncpg
 from aiohttp import web
 
 from postwarden_policies import PolicyIssue
-from postwarden_policies.errors import (
-    ASCII_ONLY_CLASS,
-    BLOCK_LINE_END,
-    CASE_FOLDING,
-    COMMENT_AFTER_VALUE,
-    LIST_IN_GLOB,
-    MALFORMED_UNSANITIZED,
-    MATCHES_EVERY_TEXT,
-    PAST_PARSER_CAP,
-    REGEX_IN_GLOB,
-    TEST_EXPECTATION_UNMET,
-    TEST_SAMPLE_MISREAD,
-)
 from postwarden_policies.yamlnodes import read_plain
 
 from . import admin_audit
@@ -54,7 +41,6 @@ from .context import POOL, Role, allow, principal, reads_query
 from .diffs import unified_diff
 from .engine import (
     LOADER_WARNINGS,
-    TEST_WARNING,
     compile_upload,
     loader_warnings,
     not_utf8_detail,
@@ -475,33 +461,8 @@ SCHEMAS = {
                        "notify_endpoint_missing, a rule notifying a webhook endpoint that "
                        "does not exist; notify_endpoint_disabled, one notifying a disabled "
                        "endpoint (by an operator, or after its receiver answered 410 Gone); "
-                       f"{TEST_WARNING}, a policy test's expect_rules naming "
-                       "no verdict of the policy (an unknown rule, a misspelt limit, a "
-                       "misplaced report: prefix), which the milter only logs; "
-                       f"{COMMENT_AFTER_VALUE}, a plain value followed by a comment "
-                       "starting right after it (message: Ticket #12 is 'Ticket'); "
-                       f"{ASCII_ONLY_CLASS}, a pattern whose \\w or \\b (ASCII-only in RE2) "
-                       "likely misses words outside ASCII; "
-                       f"{CASE_FOLDING}, a case-insensitive pattern or glob holding a letter "
-                       "whose case folds to two (ß to ss), which RE2 matches with neither; "
-                       f"{MATCHES_EVERY_TEXT}, a pattern with an empty alternative "
-                       "(viagra|cialis|), which matches every value; "
-                       f"{REGEX_IN_GLOB}, a glob written as a regular expression (.*\\.exe); "
-                       f"{LIST_IN_GLOB}, globs written as one text (*.exe, *.scr), which "
-                       "match only a name holding the comma; "
-                       f"{PAST_PARSER_CAP}, a max_mime_parts or max_mime_depth past what the "
-                       "parser reads, which acts as that; "
-                       f"{BLOCK_LINE_END}, a pattern or glob written as a block (|) that ends with "
-                       "its line break, which a match then needs; "
-                       f"{TEST_SAMPLE_MISREAD}, a policy test's raw: message written on one "
-                       "line with \\n that YAML does not read as line breaks (single quotes), "
-                       "folded (raw: >, its lines joined), or starting with a byte order "
-                       "mark, which check and test refuse; "
-                       f"{TEST_EXPECTATION_UNMET}, a policy test's expectation no verdict can "
-                       "meet (headers of a message it expects refused, a header both expected "
-                       "and expected absent), which check and test refuse; "
-                       f"{MALFORMED_UNSANITIZED}, HTML sanitized and no rule holding malformed "
-                       "mail, which is never sanitized",
+                       + "; ".join(f"{code}, {meaning}"
+                                   for code, meaning in LOADER_WARNINGS.items()),
         "properties": {
             "code": {"type": "string",
                      # The loader's, as engine gives them: a code added there is listed.
