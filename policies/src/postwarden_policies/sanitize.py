@@ -304,8 +304,7 @@ def _background_image(declaration: str, loadable: Callable[[str], str | None]) -
         pieces += [value[start : url.start()], ' url("{}") '.format(written.replace('"', "%22"))]
         start = url.end()
     rest = "".join(pieces[::2]) + value[start:]
-    folded = _CSS_COMMENT_OR_SPACE.sub("", rest).lower()
-    if any(mark in rest for mark in "\"';{}") or any(word in folded for word in CSS_DANGER):
+    if any(quote in rest for quote in "\"'") or not _inert_css(rest.lower()):
         return None
     return f"{name.lower()}:{''.join(pieces)}{value[start:]}".strip()
 
@@ -656,15 +655,23 @@ def _with_sheet_styles(sheet: StyleSheet, cleaned: str) -> str:
             sheet.declared(name, html_unescape(classes.group(1)) if classes else "", ""))
         if not before and not after:
             return tag.group()
-        own = _WRITTEN_STYLE.search(attributes)
-        style = "; ".join([*before, *([html_unescape(own.group(1))] if own else []), *after])
-        kept = _WRITTEN_STYLE.sub("", attributes) if own else attributes
+        kept, own = _own_style(attributes)
+        style = "; ".join([*before, *([own] if own is not None else []), *after])
         written = f'<{name}{kept} style="{html_escape(style)}">'
         room -= len(written) - len(tag.group())
         return written
 
     done = _WRITTEN_TAG.sub(restyled, cleaned)
     return cleaned if room < 0 else done
+
+
+def _own_style(attributes: str) -> tuple[str, str | None]:
+    """A written tag's ``attributes`` (nh3's: each value in double quotes) without its
+    style, and that style's text (None: it has none)."""
+    own = _WRITTEN_STYLE.search(attributes)
+    if own is None:
+        return attributes, None
+    return _WRITTEN_STYLE.sub("", attributes), html_unescape(own.group(1))
 
 
 def _sheet_declarations(declared: Declared) -> tuple[list[str], list[str]]:
@@ -698,12 +705,13 @@ def _with_link_colour(cleaned: str, value: str, dropped: Counter[str]) -> str:
 
     def coloured(tag: re.Match[str]) -> str:
         name, attributes = tag.groups()
-        own = _WRITTEN_STYLE.search(attributes)
-        style = html_unescape(own.group(1)) if own else ""
-        if name != "a" or ' href="' not in attributes or _SETS_COLOUR.search(style):
+        if name != "a" or ' href="' not in attributes:
             return tag.group()
-        kept = _WRITTEN_STYLE.sub("", attributes) if own else attributes
-        return f'<a{kept} style="{html_escape(f"color:{colour};{style}")}">'
+        kept, own = _own_style(attributes)
+        if own is not None and _SETS_COLOUR.search(own):
+            return tag.group()
+        style = f"color:{colour};{own or ''}"
+        return f'<a{kept} style="{html_escape(style)}">'
 
     return _WRITTEN_TAG.sub(coloured, cleaned)
 
