@@ -137,6 +137,9 @@ class Scalar(Spec):
         the next time), checked."""
         if self.python_type is int:
             value = whole_number(node, value)
+            if (below := self._below_minimum(node, value)) is not None:
+                reader.error(node, below)
+                return INVALID
         if self.python_type is bool and isinstance(value, str) and value in YAML11_BOOLEANS:
             value = YAML11_BOOLEANS[value]
         if value is TOO_LARGE and self.python_type is int and not negative(node):
@@ -159,6 +162,11 @@ class Scalar(Spec):
                 reader.error(node, str(exc))
                 return INVALID
         return value
+
+    def _below_minimum(self, node: yaml.ScalarNode, value: object) -> str | None:
+        """What to say of an integer ``value`` below the least this spec takes; None
+        for one it takes (any, but in :class:`Integer`)."""
+        return None
 
     def _quoted_hint(self, node: yaml.ScalarNode, value: object) -> str:
         """What to say of a quoted value that, unquoted, would be what is expected
@@ -259,17 +267,13 @@ class Integer(Scalar):
         self.minimum = minimum
         self.zero = zero
 
-    def take(self, node: yaml.ScalarNode, value: object, reader: Reader) -> Any:
-        value = whole_number(node, value)
-        if (value == 0 and self.zero is not None) or not self._below(node, value):
-            return super().take(node, value, reader)
-        reader.error(node, f"expected an integer of at least {self.minimum}, got "
-                           f"{got(node, value)}")
-        return INVALID
-
-    def _below(self, node: yaml.Node, value: object) -> bool:
-        return (type(value) is int and value < self.minimum) or (
+    def _below_minimum(self, node: yaml.ScalarNode, value: object) -> str | None:
+        if value == 0 and self.zero is not None:
+            return None  # told by the check, as zero is
+        below = (type(value) is int and value < self.minimum) or (
             value is TOO_LARGE and negative(node))
+        return f"expected an integer of at least {self.minimum}, got {got(node, value)}" \
+            if below else None
 
 
 def integer(*, minimum: int = 0, zero: str | None = None) -> Integer:
