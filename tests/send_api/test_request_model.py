@@ -22,7 +22,7 @@ from postwarden_admin_api.errors import ApiError
 from postwarden_admin_api.send import attachments
 from postwarden_admin_api.send.build import build_message
 from postwarden_admin_api.send.checks import check_address_headers
-from postwarden_admin_api.send.request_model import Caps, SendRequest, parse_request
+from postwarden_admin_api.send.request_model import Attachment, Caps, SendRequest, parse_request
 from postwarden_policies import Envelope, parse_message, uuencode
 from postwarden_policies.charsets import decode_as_readers
 from tests import binhex
@@ -428,6 +428,22 @@ def test_a_text_attachment_readers_and_the_milter_read_alike_is_taken(
                                      content)).attachments
     assert attachment.charset == charset
     assert decode_as_readers(content, charset, set()) == text
+
+
+@pytest.mark.parametrize("charset", ["iso-2022-jp", "ISO-2022-JP", "csiso2022jp"])
+def test_a_text_attachment_readers_read_otherwise_is_refused(charset: str) -> None:
+    # Two-byte mode holding a line end: Python reads "亜亜", WHATWG's decoder (mail
+    # readers') an error and what follows otherwise. The milter flags such a text part
+    # unshared_charset, as it flags a text body; the API took it, checked by the codec.
+    content = b"\x1b$B0!0!\r\n\x1b(B"
+    file = Attachment("a.txt", "text/plain", content, charset.lower())
+    request = dataclasses.replace(parse(), attachments=(file,))
+    message = build_message(request, "<jis@example.com>", dt.datetime.now(dt.UTC))
+    assert "unshared_charset" in parse_message(message, Envelope()).flags
+    error = refusal(**attached("a.txt", f"text/plain; charset={charset}", content))
+    assert [(d["field"], d["message"]) for d in error.details] == [(
+        "attachments[0].content_type",
+        f"mail readers do not read the content as {charset.lower()} text as we do")]
 
 
 def test_all_problems_are_listed_together_and_the_worst_decides() -> None:

@@ -32,7 +32,12 @@ from postwarden_admin_api.addresses import (
 )
 from postwarden_admin_api.bodies import more_unknown, unknown_names
 from postwarden_policies import uuencode
-from postwarden_policies.charsets import decode_strictly, known_alias, readers_know
+from postwarden_policies.charsets import (
+    decode_strictly,
+    known_alias,
+    read_as_readers,
+    readers_know,
+)
 from postwarden_policies.entityheaders import BIDI_OVERRIDE
 
 from . import attachments
@@ -258,6 +263,8 @@ def _charset_problem(media_type: str, charset: str, content: bytes) -> str | Non
         decode_strictly(content, label)  # as readers decode it: us-ascii as windows-1252
     except UnicodeDecodeError:
         return f"the content is not {charset} text"
+    if not read_as_readers(label, content):  # ISO-2022-JP two-byte runs, as a text body's
+        return f"mail readers do not read the content as {charset} text as we do"
     return None
 
 
