@@ -1026,6 +1026,28 @@ HERO = "https://cdn.example/Hero.jpg"
             id="background-image-unquoted",
         ),
         pytest.param(
+            '<p style="background-image:url(data:image/png;base64,AAAA); color:red">a</p>'
+            '<p style="background:#000 URL( data:image/png;base64,AAAA ) no-repeat">b</p>',
+            '<p style="background-image:url(&quot;data:image/png;base64,AAAA&quot;);color:red">'
+            'a</p><p style="background:#000 url(&quot;data:image/png;base64,AAAA&quot;) '
+            'no-repeat">b</p>',
+            '<p style="background-image:url(&quot;data:image/png;base64,AAAA&quot;);color:red">'
+            'a</p><p style="background:#000 url(&quot;data:image/png;base64,AAAA&quot;) '
+            'no-repeat">b</p>',
+            id="unquoted-data-url-is-one-url-token",  # was cut at its ";" and dropped
+        ),
+        pytest.param(
+            '<p style="background-image:url(data:text/html;base64,AAAA); color:red">a</p>'
+            '<p style="background-image:url(a b;color:red); color:blue">b</p>'
+            '<p style="background-image:url(a\'b;color:red); color:blue">c</p>'
+            '<p style="background-image:url(data:image/png;base64,A\\)A); color:red">d</p>',
+            '<p style="color:red">a</p><p style="color:blue">b</p><p style="color:blue">c</p>'
+            '<p style="color:red">d</p>',
+            '<p style="color:red">a</p><p style="color:blue">b</p><p style="color:blue">c</p>'
+            '<p style="color:red">d</p>',
+            id="unquoted-url-token-of-no-image-bad-or-escaped-goes-whole",
+        ),
+        pytest.param(
             '<p style="background-image:url(javascript:alert(1))">a</p>'
             '<p style="background-image:url(\'data:text/html,x\')">b</p>'
             f'<p style="background-image:u\\72l({HERO})">c</p>'

@@ -130,11 +130,14 @@ _SHEET_ROOM = 65_536  # characters style sheets may add besides the HTML's own l
 _WRITTEN_STYLE = re.compile(r' style="([^"]*)"')
 _CSS_COMMENT_OR_SPACE = re.compile(r"/\*.*?\*/|\s", re.DOTALL)
 _CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.DOTALL)
-# A style value's declarations: split at ";" outside strings and comments, as CSS splits
-# them (at each ";", "color:red /* ; x:url(y) */; width:1px" lost its width; a danger
-# word holds no ";", so it stays within one of them).
+# A style value's declarations: split at ";" outside strings, comments and unquoted
+# url()s (CSS's url token, which runs to its ")" even when bad), as CSS splits them (at
+# each ";", "color:red /* ; x:url(y) */; width:1px" lost its width, and
+# "url(data:image/png;base64,...)" its image; a danger word holds no ";", so it stays
+# within one of them).
 _DECLARATIONS = re.compile(
-    r"""(?:[^;"'/\\]|\\.|"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|/\*.*?(?:\*/|\Z)|/)+""",
+    r"""(?:(?<![\w-])(?i:url)\([ \t\n\r\f]*(?![ \t\n\r\f"'])(?:[^)\\]|\\.)*\)?"""
+    r"""|[^;"'/\\]|\\.|"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|/\*.*?(?:\*/|\Z)|/)+""",
     re.DOTALL)
 _URL_TRIMMED = "".join(map(chr, range(0x21)))  # C0 controls and space
 _URL_DROPPED = str.maketrans("", "", "\t\n\r")
