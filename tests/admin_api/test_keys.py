@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import asyncpg
+import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
@@ -118,6 +119,30 @@ async def test_a_names_length_is_counted_as_stored(
     status, refused = await create(f" {'n' * (keys.NAME_MAX + 1)} ")
     assert (status, refused["error"]["details"]) == (422, [
         {"field": "name", "message": f"expected 1..{keys.NAME_MAX} characters"}])
+
+
+def _taken_by_key_name(name: str) -> bool:
+    try:
+        keys.key_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+async def test_the_documented_name_schema_takes_what_the_service_takes(
+    admin_client: TestClient[Any, Any]
+) -> None:
+    """Its maxLength counted the blanks around a name, which the service strips: a name
+    of 200 characters with a space around, stored, was one a generated client refused."""
+    document = await (await admin_client.get("/api/v1/openapi.json")).json()
+    schema = document["components"]["schemas"]["NewApiKey"]["properties"]["name"]
+    n = "n" * keys.NAME_MAX
+    samples = ["", " ", "\u3000", "n", " n ", "a b", n, f"  {n} ", f"\u3000{n}\xa0",
+               f" {n}n ", f"{n}n", f"n {n[2:]} n", f" n{' ' * keys.NAME_MAX}n "]
+    differ = [name for name in samples
+              if jsonschema.Draft202012Validator(schema).is_valid(name)
+              != _taken_by_key_name(name)]
+    assert differ == []
 
 
 async def test_an_expiry_already_past_is_refused(

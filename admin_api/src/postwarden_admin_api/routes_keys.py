@@ -193,6 +193,10 @@ async def keys_rotate(request: web.Request) -> web.Response:
 
 
 _TIME = {"type": ["string", "null"], "format": "date-time"}
+# A name key_name takes: maxLength would count the blanks around it, which it strips
+# first (a name of 200 characters with a space around is stored). ECMA-262's \s and
+# str.strip's blanks differ only in characters key_name refuses as hidden.
+_NAME_PATTERN = rf"^\s*\S(?:[\s\S]{{0,{NAME_MAX - 2}}}\S)?\s*$"
 SCHEMAS = {
     "ApiKey": {
         "type": "object",
@@ -223,7 +227,9 @@ SCHEMAS = {
         "additionalProperties": False,
         "properties": {
             "role": {"type": "string", "enum": [r.value for r in Role]},
-            "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
+            "name": {"type": "string", "pattern": _NAME_PATTERN, "description": (
+                f"1 to {NAME_MAX} characters once the blanks around it are stripped, as it "
+                "is stored; no control, invisible or bidi character")},
             "allowed_senders": {"type": "array", "items": {"type": "string"}},
             "expires_at": {"type": "string", "format": "date-time"},
         },
