@@ -40,6 +40,19 @@ async def test_a_parameter_a_read_does_not_read_is_refused(
         {"field": name, "message": "unknown parameter; this route takes none"}]
 
 
+@pytest.mark.parametrize("url", [
+    "/healthz?verbose", "/readyz?x=1&x=2", "/metrics?name[]=a&name[]=b",
+    "/metrics?module=http_2xx&module=tcp", "/api/v1/openapi.json?_=1&_=2",
+])
+async def test_a_public_route_ignores_any_query_as_probes_and_scrapers_send_it(
+    admin_client: TestClient[Any, Any], url: str
+) -> None:
+    # It reads none, and answers alike whatever is added; a repeated one (a Prometheus
+    # scrape config's params with two values) was 422, the scrape taken for a target down.
+    response = await admin_client.get(url)
+    assert response.status == 200, await response.text()
+
+
 async def test_a_suppression_removal_refuses_a_parameter_beside_its_address(
     admin_client: TestClient[Any, Any], admin_key: str
 ) -> None:

@@ -197,7 +197,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise ApiError(400, "bad_request", "a NUL character in the path or query")
         if _query_not_utf8(request):
             raise ApiError(400, "bad_request", "a %-escape in the query that is not UTF-8")
-        if repeated := given_twice(request.query.items()):
+        # The public routes read no parameter: a probe's or a scrape config's (Prometheus
+        # params: module=a&module=b) is ignored, as any other there (docs/api.md).
+        if not _is_public(request) and (repeated := given_twice(request.query.items())):
             raise ValidationFailed(repeated)
         return await handler(request)
     except ApiError as error:
