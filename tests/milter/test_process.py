@@ -376,9 +376,21 @@ def test_a_port_in_use_is_told_with_the_reason_and_retried_by_the_unit(
     refusal = lines.index(
         f"postwarden-milter: milter_socket: cannot serve on {spec}: Address already in use")
     # Told once, last: one process also logged libmilter's own words, as an ERROR
-    # ("libmilter stopped: cannot opensocket"), before it said it was starting.
+    # ("libmilter stopped: cannot opensocket"), and said it was starting, before.
     assert not [line for line in lines if "libmilter stopped" in line]
-    assert not [line for line in lines[refusal:] if "starting on" in line]
+    assert not [line for line in lines if "starting on" in line], lines[:refusal]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_unix_socket_that_cannot_be_made_was_never_said_started_on(
+        tmp_path: Path, processes: int) -> None:
+    """One process said "starting on" before libmilter opened its socket: the admin read
+    a start that never was (here a directory that takes no socket file, as /proc)."""
+    spec = "unix:/proc/postwarden-milter.sock"
+    result = _run([], _env(tmp_path, milter_socket=spec, processes=str(processes)))
+    assert result.returncode == 2, result.stderr
+    assert f"postwarden-milter: milter_socket: cannot serve on {spec}" in result.stderr
+    assert "starting on" not in result.stderr
 
 
 @pytest.mark.parametrize("processes", [1, 2])

@@ -202,8 +202,6 @@ class MilterProcess:
             thread = threading.Thread(target=self._run_milter, args=(services,),
                                       name="postwarden-libmilter", daemon=True)
             thread.start()
-        log.info("postwarden milter %s starting on %s", self.settings.instance_name,
-                 self.settings.milter_socket)
         stop_by: float | None = None  # once stopping: how long open transactions may run
         settling = Settling(services.transactions, services.callbacks)
         while thread.is_alive():
@@ -236,7 +234,7 @@ class MilterProcess:
     def _run_milter(self, services: Services) -> None:
         try:
             if self.worker is not None:
-                self._socket_open.set()  # the parent opened it
+                self._opened()  # the parent opened it
                 libmilter.serve_opened(services)
             else:
                 libmilter.run(services, self.settings.milter_socket, self._opened,
@@ -247,9 +245,14 @@ class MilterProcess:
                 log.error("libmilter stopped: %s", exc)
 
     def _opened(self) -> None:
-        """libmilter opened the socket (on its thread): note the unix socket's file."""
-        self._socket_file = socket_file(self.settings.milter_socket)
+        """The socket accepts connections (on libmilter's thread): note the unix socket's
+        file we made, and say we start only now, as the supervisor does (a socket that
+        cannot be opened was said to be started on)."""
+        if self.worker is None:
+            self._socket_file = socket_file(self.settings.milter_socket)
         self._socket_open.set()
+        log.info("postwarden milter %s starting on %s", self.settings.instance_name,
+                 self.settings.milter_socket)
 
     def _ready_once_open(self) -> None:
         """READY=1, once, when the socket accepts connections (on the main thread)."""
