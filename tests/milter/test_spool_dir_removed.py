@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,9 @@ from postwarden_milter.settings import SpoolFullAction
 from postwarden_milter.spool import SPOOL_NAME
 from postwarden_milter.startup_checks import claim_spool_dir
 from tests.fixtures.postgres import wait_until
+from tests.fixtures.processes import children_of
 from tests.milter.test_audit_unstorable import journaled_pipeline
+from tests.milter.test_process import _env, _serving
 from tests.store.test_audit import UNREACHABLE, make_event
 
 
@@ -55,6 +58,31 @@ def test_a_spool_dir_removed_in_an_outage_is_made_again(
         claim_spool_dir(spool_dir)  # held, as a start holds it
     assert caplog.text.count(f"spool_dir {spool_dir} was removed while the milter ran: "
                              "made again (mode 0700)") == 1
+
+
+def test_a_spool_dir_made_again_stays_locked_once_the_worker_that_made_it_died(
+        tmp_path: Path) -> None:
+    """The lock on the new directory was the writer's that made it: once that worker
+    died, its replacement did not take it again, and a second milter could start with
+    the running one's spool_dir (and adopt its spools). The supervisor holds it now, as
+    a start holds it."""
+    spool_dir = tmp_path / "spool"
+    log_path = tmp_path / "milter.log"
+    with _serving(_env(tmp_path, processes="2"), log_path) as proc:
+        assert wait_until(lambda: log_path.read_text().count("starting on") == 2, timeout=30)
+        shutil.rmtree(spool_dir)
+        assert wait_until(lambda: "was removed while the milter ran: made again"
+                          in log_path.read_text(), timeout=10)
+        for pid in children_of(proc.pid):  # the worker that made it among them
+            os.kill(pid, signal.SIGKILL)
+        # Replaced: both started again (after the supervisor looked at spool_dir).
+        assert wait_until(lambda: log_path.read_text().count("starting on") == 4,
+                          timeout=30), log_path.read_text()
+        with pytest.raises(StartupError, match="another milter runs with it"):
+            claim_spool_dir(spool_dir)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert log_path.read_text().count("made again") == 1  # by one worker, not each
 
 
 def test_a_spool_dir_that_cannot_be_made_again_is_said_with_what_to_do(

@@ -387,9 +387,10 @@ class AuditPipeline:
     def _spool_dir_back(self) -> None:
         """spool_dir removed while the milter runs (an rm -r, a cleanup job): made again
         as a start makes it (mode 0700, this user's), and locked as a start locks it,
-        so that no other milter takes it. Without it the journal and the spool take
+        so that no other milter takes it (the supervisor locks it too, for the workers
+        it starts later: .spool.SpoolDirLock). Without it the journal and the spool take
         nothing: in an outage of Postgres mail stayed refused (or events dropped) until
-        a mkdir or a restart. Of several workers, the first to lock it says so; one
+        a mkdir or a restart. Of several workers, the one that made it says so; one
         that cannot be made is said once a minute, with what to do."""
         directory = self._spool.path.parent
         try:
@@ -401,20 +402,25 @@ class AuditPipeline:
 
     def _make_spool_dir(self, directory: Path) -> None:
         try:
-            directory.mkdir(SPOOL_DIR_MODE, parents=True, exist_ok=True)
-            lock_directory(directory)
-        except BlockingIOError:  # another worker's writer made it, and holds it
-            return
+            directory.mkdir(SPOOL_DIR_MODE, parents=True)
+            lock_directory(directory, shared=True)  # the supervisor's joins it
+        except FileExistsError as exc:
+            if not directory.is_dir():  # a link to one removed, say
+                self._not_made(directory, exc)
+            return  # another worker's writer made it, and locked it
         except OSError as exc:
-            self._metrics.errors.labels("audit_spool").inc()
-            if (said := self._occasional.due(SPOOL_DIR_GONE)) is not None:
-                log.error("spool_dir %s was removed and cannot be made again (%s): audit "
-                          "events can be neither journaled nor spooled; create it (mode "
-                          "0700, owned by the milter's user) or restart the milter: %s",
-                          directory, exc.strerror or exc, said)
+            self._not_made(directory, exc)
             return
         log.warning("spool_dir %s was removed while the milter ran: made again (mode 0700), "
                     "as a start makes it; what it held is lost", directory)
+
+    def _not_made(self, directory: Path, exc: OSError) -> None:
+        self._metrics.errors.labels("audit_spool").inc()
+        if (said := self._occasional.due(SPOOL_DIR_GONE)) is not None:
+            log.error("spool_dir %s was removed and cannot be made again (%s): audit "
+                      "events can be neither journaled nor spooled; create it (mode "
+                      "0700, owned by the milter's user) or restart the milter: %s",
+                      directory, exc.strerror or exc, said)
 
     def _adopt_leftover(self) -> None:
         """The segments a start could not spool (a full filesystem), once the spool takes

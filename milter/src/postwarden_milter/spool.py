@@ -165,16 +165,57 @@ def tail_event_ids(path: Path, max_bytes: int) -> set[str]:
         return set()
 
 
-def lock_directory(directory: Path) -> None:
-    """Hold an flock on ``directory`` until this process (and those it forks) exit: its
-    descriptor is kept open. BlockingIOError while another holds it; OSError on a
-    filesystem without locks."""
+def lock_directory(directory: Path, shared: bool = False) -> int:
+    """Hold an flock on ``directory`` until this process (and those it forks) exit, or
+    its descriptor, returned, is closed. BlockingIOError while another holds it (one
+    ``shared`` lets others share it, a start's claim does not); OSError on a filesystem
+    without locks."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         raise
+    return fd
+
+
+class SpoolDirLock:
+    """The supervisor's hold on spool_dir once a worker's writer made it again (removed
+    while the milter ran: .audit_pipeline). The writer's lock ends with its process:
+    after it, no worker held the new directory, and another milter could start with
+    it. So the supervisor locks it too, as a start's claim does: the workers it forks
+    later inherit the lock, which ends with the milter. Shared with the writer's (both
+    ``shared``); a start's claim, exclusive, is refused while either holds it."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._held = _identity(directory)  # the directory the start claimed
+        self._fd: int | None = None  # the lock on one made again
+
+    def follow(self) -> None:
+        """Lock spool_dir if it is not the directory held (made again); tried once each."""
+        found = _identity(self._directory)
+        if found is None or found == self._held:
+            return  # the same, or gone (a worker's writer makes it again)
+        self._held = found
+        try:
+            fd = lock_directory(self._directory, shared=True)
+        except OSError as exc:  # held exclusively: another milter started with it
+            log.error("spool_dir %s, made again, cannot be locked (%s): another milter may "
+                      "run with it", self._directory, exc.strerror)
+            return
+        if self._fd is not None:  # the lock on a directory removed since
+            os.close(self._fd)
+        self._fd = fd
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``directory``; None if it cannot be looked at (gone)."""
+    try:
+        found = os.stat(directory)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def fsync_directory(directory: Path) -> None:

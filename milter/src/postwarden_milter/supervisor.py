@@ -62,7 +62,7 @@ from .metrics_merge import MergedMetrics
 from .reload import RunningSet
 from .settings import MilterSettings
 from .signals import PendingSignals, signals_blocked, signals_handled
-from .spool import SpoolBudget
+from .spool import SpoolBudget, SpoolDirLock
 from .startup_checks import preflight, refuse_served_socket, serve_metrics, socket_refused
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ class Supervisor:
         self._ready_owed = True  # to systemd, once every worker serves: at start, after reloads
         self._duplicates = DuplicateDetector(settings.duplicate_window_seconds)
         self._spool_budget = SpoolBudget(settings.spool_max_bytes, settings.processes)
+        self._spool_dir = SpoolDirLock(settings.spool_dir)
         self._metrics = MergedMetrics()
         self._slots = [_Slot(index) for index in range(settings.processes)]
         self._signals = PendingSignals()
@@ -235,6 +236,7 @@ class Supervisor:
             self._exit_code = 1
         if self._exit_code:
             return False
+        self._spool_dir.follow()  # before a replacement, which inherits its lock
         now = time.monotonic()
         for slot in self._slots:
             if slot.pid == 0 and slot.restart_at is not None and now >= slot.restart_at:
