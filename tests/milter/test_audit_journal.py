@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_a_segment_goes_once_it_was_rotated_and_its_events_settled(tmp_path: Pat
     journal.settled([third])
     assert _segments(tmp_path) == ["audit-journal-0-2.jsonl"]
     journal.settled([first])
-    journal.close()
+    journal.rotate()  # at the stop
     assert _segments(tmp_path) == []
 
 
@@ -67,7 +68,7 @@ def test_what_was_not_settled_stays_for_the_next_start(tmp_path: Path) -> None:
     journal = AuditJournal(tmp_path, worker=3)
     kept = make_event()
     journal.append(kept)
-    journal.close()
+    journal.rotate()  # at the stop
     assert _segments(tmp_path) == ["audit-journal-3-0.jsonl"]
     spool = AuditSpool(tmp_path, SpoolBudget(10**6, slots=4), 3)
     assert AuditJournal(tmp_path, worker=3).adopt(spool.append_lines) == 1
@@ -186,6 +187,53 @@ def test_a_journal_it_cannot_write_refuses_no_mail_and_is_counted(
         "postwarden_errors_total", {"kind": "audit_journal"}) == 2
     assert [r.getMessage() for r in caplog.records if "audit journal" in r.getMessage()] == [
         "cannot append to the audit journal (No space left on device): 1 so far"]
+
+
+def _descriptor_of(path: Path) -> int:
+    """The descriptor this process has open on ``path``."""
+    [fd] = [int(link.name) for link in Path("/proc/self/fd").iterdir()
+            if os.path.realpath(link) == str(path)]
+    return fd
+
+
+def test_a_segment_whose_close_fails_is_counted_and_the_writer_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A close that fails (NFS says there a write it deferred failed) ended the writer's
+    turn before its batch, at every turn, the events never written, with the descriptor
+    kept to be closed again (Linux frees it whatever close says: another file's, once
+    reused). The close is counted now, and the writer goes on. Here the segment's
+    descriptor is closed under the journal, whose close then fails (EBADF)."""
+    metrics = Metrics()
+    pipeline = _pipeline(tmp_path, metrics)
+    loop = LoopThread()
+    loop.start()
+    pipeline.start(loop)
+    holding, held = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the writer's loop, until the descriptor is closed
+        holding.set()
+        held.wait(30)
+
+    loop.loop.call_soon_threadsafe(hold)
+    try:
+        assert holding.wait(10)
+        first = make_event()
+        pipeline.submit(first)
+        os.close(_descriptor_of(tmp_path / "audit-journal-0-0.jsonl"))
+    finally:
+        held.set()
+    spool = tmp_path / spool_name(0)
+    assert wait_until(lambda: spool.exists() and _events(spool) == [first], timeout=10)
+    later = make_event()
+    pipeline.submit(later)
+    pipeline.stop()
+    loop.stop()
+    assert _events(spool) == [first, later]
+    assert _segments(tmp_path) == []
+    assert metrics.registry.get_sample_value(
+        "postwarden_errors_total", {"kind": "audit_journal"}) == 1
+    assert "cannot close an audit journal segment (Bad file descriptor)" in caplog.text
+    assert "unexpected error" not in caplog.text
 
 
 async def _queue_ids(dsn: str, prefix: str) -> list[str]:

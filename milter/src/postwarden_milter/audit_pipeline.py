@@ -116,6 +116,7 @@ KEPT_UNWRITABLE = "audit events kept in the journal (spool unwritable)"
 KEPT_FULL = "audit events kept in the journal (spool full, may be stored)"
 KEPT_OVER = "audit events dropped (spool full, may be stored, as many kept already)"
 UNJOURNALED = "audit events not journaled (spool_dir unwritable)"
+UNCLOSED = "audit journal segments whose close failed"
 WRITER_FAILED = "audit writer errors"
 SPOOL_UNREADABLE = "times the audit spool could not be read"
 SPOOL_DIR_GONE = "tries to make spool_dir again"
@@ -237,6 +238,22 @@ class AuditPipeline:
             return False
         return True
 
+    def _rotate_journal(self) -> None:
+        """The journal's next segment from now on. One whose close failed (NFS: a write
+        it deferred) is counted and said once a minute: its events, in the queue still,
+        are delivered as ever, but may not be on disk for a start after a kill. Raised,
+        it ended the writer's turn before the batch, at every turn."""
+        if self._journal is None:
+            return
+        try:
+            self._journal.rotate()
+        except OSError as exc:
+            self._metrics.errors.labels("audit_journal").inc()
+            if (said := self._occasional.due(UNCLOSED)) is not None:
+                log.error("cannot close an audit journal segment (%s): its events may be "
+                          "lost if the milter ends without a stop before they are stored "
+                          "or spooled: %s", exc.strerror, said)
+
     def _unstorable(self) -> bool:
         """An event the journal could not take (spool_dir full or read-only): its batch
         would go to the spool, on the same filesystem (no database, or the writer not
@@ -315,8 +332,7 @@ class AuditPipeline:
             left = self._queue.qsize() if self._journal is None else self._journal.unsettled
             log.error("audit writer did not drain within %.0f s; %d events left in the "
                       "journal for the next start", timeout, left)
-        if self._journal is not None:  # what was not settled stays, for the next start
-            self._journal.close()
+        self._rotate_journal()  # what was not settled stays, for the next start
         log_unsaid(self._occasional, log)
 
     # --- writer (loop thread) ------------------------------------------------
@@ -324,8 +340,7 @@ class AuditPipeline:
     def _take(self) -> list[AuditEvent]:
         """A batch from the queue; events submitted from now on go to a new journal
         segment, so that the segments before can go once settled."""
-        if self._journal is not None:
-            self._journal.rotate()
+        self._rotate_journal()
         batch: list[AuditEvent] = []
         size = 0
         while len(batch) < BATCH_SIZE and size < BATCH_BYTES:

@@ -208,14 +208,19 @@ class AuditJournal:
 
     def rotate(self) -> None:
         """Later appends go to a new segment (the writer is taking a batch): the current
-        one can be deleted once the events in it are settled."""
+        one can be deleted once the events in it are settled. OSError when its close
+        fails (NFS says a write it deferred failed there): rotated all the same, as
+        the descriptor is gone (Linux frees it whatever close says; closed again, it
+        could be another file's by then)."""
         with self._lock:
             if self._fd is None:
                 return
-            os.close(self._fd)
-            self._fd, self._size = None, 0
-            self._segment += 1
-            self._delete_settled(self._segment - 1)
+            fd, self._fd, self._size = self._fd, None, 0
+            try:
+                os.close(fd)
+            finally:
+                self._segment += 1
+                self._delete_settled(self._segment - 1)
 
     def settled(self, events: Iterable[AuditEvent]) -> None:
         """``events`` are stored, spooled or counted dropped: their segments can go."""
@@ -291,8 +296,3 @@ class AuditJournal:
         self.leftover = any(_segment_number(path) < self._first
                             for path in journal_segments(self._directory).get(self._worker, []))
         return events
-
-    def close(self) -> None:
-        """At the stop, once the writer drained the queue (or gave up): what is still
-        unsettled stays for the next start."""
-        self.rotate()
