@@ -180,6 +180,8 @@ def _edits(changes: Any) -> str:
         elif change.get("kind") == "html_sanitized":
             removed = ", ".join(f"{what} x{count}" for what, count in change["removed"])
             parts.append(f"sanitized HTML ({removed})")
+        elif change.get("kind") == "signed_html_kept":
+            parts.append("signed HTML left as it came (only harmless markup to clean)")
     return "; ".join(parts) or "-"
 
 

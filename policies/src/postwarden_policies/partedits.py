@@ -22,7 +22,8 @@ type and loses its Content-Disposition (``PartEdit.retyped``): readers offered t
 notice as the file, which did not open, and showed no text; and that a notice its
 transfer encoding cannot carry (UTF-16 under a 7bit or 8bit body) goes in base64.
 An HTML part stays untouched only when the sanitizer gives it back as it is (what
-it counted as removed never decides: see :mod:`postwarden_policies.sanitize`).
+it counted as removed never decides: see :mod:`postwarden_policies.sanitize`), or,
+signed, when it would change only harmlessly (:func:`kept_signed`).
 Files inside a TNEF ``winmail.dat`` are replaced by notices in the stream
 (:mod:`postwarden_policies.tnefrewrite`), re-encoded as the part's body was.
 
@@ -58,11 +59,12 @@ from postwarden_policies.html_allowlist import HtmlOptions
 from postwarden_policies.htmllines import past_line_limit, within_line_limit
 from postwarden_policies.mimetree import MESSAGE_TYPES
 from postwarden_policies.sanitize import removed_whole, sanitize_html
-from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitized
+from postwarden_policies.signedhtml import only_harmless_changes
+from postwarden_policies.verdicts import AttachmentStripped, Change, HtmlSanitized, SignedHtmlKept
 
 __all__ = [
-    "PartEdit", "RewriteError", "carrier_edit", "sanitize_edit", "strip_edit", "tnef_edit",
-    "with_transfer_encoding",
+    "PartEdit", "RewriteError", "carrier_edit", "kept_signed", "sanitize_edit", "strip_edit",
+    "tnef_edit", "with_transfer_encoding",
 ]
 
 # Two dashes at the start of a line (after LF, or a CR, which parsers take for a
@@ -242,6 +244,24 @@ def _with_references(text: str, charset: str) -> str:
         if not kept:
             lacking[ord(char)] = f"&#{ord(char)};"
     return text.translate(lacking)
+
+
+def kept_signed(facts: MessageFacts, part: MimePart, options: HtmlOptions,
+                change: Change) -> SignedHtmlKept | None:
+    """The report of the signed HTML ``part`` going out as it came though sanitizing would
+    change it (``change``, its :func:`sanitize_edit`), when only in harmless ways
+    (:mod:`postwarden_policies.signedhtml`); None else. Read by the label it has: without
+    one, readers may read a ``<meta>`` tag's, and UTF-16 a hop may shift into markup."""
+    label = known_alias(part.charset)
+    data = _decoded(facts, part)
+    if not isinstance(change, HtmlSanitized) or not label or is_utf16(label) \
+            or not read_as_readers(label, data):
+        return None
+    unknown: set[str] = set()
+    html = decode_bytes(data, label, unknown)
+    if unknown or not only_harmless_changes(html, label, options):
+        return None
+    return SignedHtmlKept(part.path, change.removed)
 
 
 def sanitize_edit(

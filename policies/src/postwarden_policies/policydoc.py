@@ -208,7 +208,9 @@ SANITIZE = Obj(
             choice("skip", "sanitize"),
             "skip: a signed part (multipart/signed, S/MIME, PGP/MIME) is never changed; one "
             "that would need a change (HTML to sanitize, an attachment to strip) holds the "
-            "message. sanitize: changed like any other part (the signature breaks).",
+            "message, but HTML sanitizing would change only harmlessly (Outlook's <o:p>, "
+            "<meta>, namespaces, plain style sheet) goes out as it came. sanitize: changed "
+            "like any other part (the signature breaks).",
             default="skip",
         ),
     },

@@ -13,8 +13,10 @@ from .verdicts import (
     ChangeHeader,
     DeleteRecipient,
     Edit,
+    HtmlSanitized,
     RemoveHeader,
     ReplaceBody,
+    SignedHtmlKept,
     Verdict,
 )
 
@@ -31,8 +33,12 @@ def edit_json(edit: Edit) -> dict[str, Any]:
     return {"type": kind, **dataclasses.asdict(edit)}
 
 
+_CHANGE_TYPES = {AttachmentStripped: "attachment_stripped", HtmlSanitized: "html_sanitized",
+                 SignedHtmlKept: "signed_html_kept"}
+
+
 def change_type(change: Change) -> str:
-    return "attachment_stripped" if isinstance(change, AttachmentStripped) else "html_sanitized"
+    return _CHANGE_TYPES[type(change)]
 
 
 def change_json(change: Change) -> dict[str, Any]:
@@ -66,6 +72,9 @@ def _change_line(change: Change) -> str:
             f"sha256 {change.sha256}) by {change.reason}"
         )
     removed = ", ".join(f"{what} x{count}" for what, count in change.removed) or "nothing"
+    if isinstance(change, SignedHtmlKept):
+        return (f"kept signed part {change.part} as it came: sanitizing would only have "
+                f"removed harmless {removed}")
     return (
         f"sanitized part {change.part}: removed {removed} "
         f"({change.bytes_before} -> {change.bytes_after} bytes)"

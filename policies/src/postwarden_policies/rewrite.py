@@ -9,7 +9,9 @@ Parts under a well-formed multipart/signed, multipart/encrypted or S/MIME are
 kept intact when ``plan.skip_signed`` (the default): changing them would break
 the signature (``MimePart.in_signed``). One that would need a change (an
 attachment to strip, HTML the sanitizer would clean) raises
-:class:`RewriteError` instead, and the engine holds the message. A part
+:class:`RewriteError` instead, and the engine holds the message; but HTML it would
+clean only of harmless markup (Outlook's: :mod:`postwarden_policies.signedhtml`)
+goes out as it came, reported as :class:`~.verdicts.SignedHtmlKept`. A part
 inside content another part carries encoded (``MimePart.in_decoded``: the DER of
 an opaque ``application/pkcs7-mime`` message, the base64 or quoted-printable of a
 message/global or message/rfc822) is never changed on its own, whatever
@@ -55,6 +57,7 @@ from postwarden_policies.partedits import (
     PartEdit,
     RewriteError,
     carrier_edit,
+    kept_signed,
     sanitize_edit,
     strip_edit,
     tnef_edit,
@@ -175,21 +178,26 @@ def _plan_edits(facts: MessageFacts, plan: RewritePlan, level: _Level,
         rewritten = _encoded_messages(facts, plan, edits, changes, level)
         for part in facts.parts:
             if part.is_html and part.index not in tnef_files:
-                done = _html_edit(facts, part, plan.sanitize_html, edits,
-                                  decoded=decoded, rewritten=rewritten)
+                done = _html_edit(facts, part, plan, edits, decoded=decoded,
+                                  rewritten=rewritten)
                 if done is not None:
-                    _check_changeable(part, plan)
-                    edits.append(done[0])
+                    if done[0] is not None:
+                        edits.append(done[0])
                     changes.append(done[1])
     return edits, changes
 
 
-def _html_edit(facts: MessageFacts, part: MimePart, options: HtmlOptions, edits: list[PartEdit],
-               *, decoded: DecodedContents, rewritten: set[int]) -> tuple[PartEdit, Change] | None:
-    """The edit sanitizing the HTML ``part``, None where it needs none or is sanitized with
-    the encoded message it is in (carried by a part at ``rewritten``); raises where it
-    would need one it cannot have. Signed data in such a message, which its rewrite
-    leaves as it is, is judged here (its parts lie inside that rewrite's edit)."""
+def _html_edit(facts: MessageFacts, part: MimePart, plan: RewritePlan, edits: list[PartEdit],
+               *, decoded: DecodedContents, rewritten: set[int],
+               ) -> tuple[PartEdit | None, Change] | None:
+    """The edit sanitizing the HTML ``part`` and its change, None where it needs none or is
+    sanitized with the encoded message it is in (carried by a part at ``rewritten``); raises
+    where it would need one it cannot have. A signed part that cannot change (opaque
+    signed data; any, under ``plan.skip_signed``) but only harmlessly goes out as it came,
+    reported (no edit). Signed data in such a message, which its rewrite leaves as it is,
+    is judged here (its parts lie inside that rewrite's edit)."""
+    options = plan.sanitize_html
+    assert options is not None  # noqa: S101 - asked only of a plan that sanitizes
     if part.in_decoded and _top_carrier(facts, part) in rewritten:
         if _in_encoded_messages(facts, part):
             return None
@@ -200,10 +208,20 @@ def _html_edit(facts: MessageFacts, part: MimePart, options: HtmlOptions, edits:
         # on as it is, its script would reach whoever opens it.
         raise RewriteError("an HTML file inside a TNEF cannot be sanitized")
     if part.in_decoded:
-        if sanitize_edit(*decoded.locate(part), options) is not None:
+        located = decoded.locate(part)
+        if (done := sanitize_edit(*located, options)) is None:
+            return None
+        kept = part.in_decoded == "signed_data" and kept_signed(*located, options, done[1])
+        if not kept:
             raise RewriteError(f"HTML inside {_WITHIN[part.in_decoded]} would have to change")
+        return None, replace(kept, part=part.path)
+    if (done := sanitize_edit(facts, part, options)) is None:
         return None
-    return sanitize_edit(facts, part, options)
+    if plan.skip_signed and part.in_signed and not part.uuencoded and (
+            kept := kept_signed(facts, part, options, done[1])):
+        return None, kept
+    _check_changeable(part, plan)
+    return done
 
 
 def _top_carrier(facts: MessageFacts, part: MimePart) -> int | None:
@@ -258,16 +276,18 @@ def _encoded_messages(facts: MessageFacts, plan: RewritePlan, edits: list[PartEd
         path = root.path.removeprefix(f"{level.path}.") if level.path else root.path
         done = _rewritten_message(facts, carrier, path, plan, replace(level, path=root.path))
         if done is not None:
-            edits.append(done[0])
+            if done[0] is not None:
+                edits.append(done[0])
             changes += done[1]
     return carriers
 
 
 def _rewritten_message(facts: MessageFacts, carrier: MimePart, path: str, plan: RewritePlan,
-                       level: _Level) -> tuple[PartEdit, list[Change]] | None:
+                       level: _Level) -> tuple[PartEdit | None, list[Change]] | None:
     """The edit giving ``carrier`` the message it carries encoded (listed at ``path``, at
-    ``level`` in the whole message) with its HTML sanitized, and the changes, at their
-    paths in ``facts``; None when nothing in it changes."""
+    ``level`` in the whole message) with its HTML sanitized (None: only signed parts kept
+    as they came), and the changes, at their paths in ``facts``; None when nothing in it
+    changes."""
     body = facts.raw[carrier.body_start : carrier.body_end]
     found = decoded_content("encoded_message", body, carrier.transfer_encoding)
     if found is None:
@@ -277,10 +297,11 @@ def _rewritten_message(facts: MessageFacts, carrier: MimePart, path: str, plan: 
     if done is None:
         return None
     head, new, inner_changes, _ = done  # its header edits are in ``head`` (no strip retypes)
-    _check_changeable(carrier, plan)
-    return carrier_edit(facts, carrier, head + new), [
-        replace(change, part=f"{path}.{change.part}" if change.part else path)
-        for change in inner_changes]
+    if new is not None:
+        _check_changeable(carrier, plan)
+    edit = None if new is None else carrier_edit(facts, carrier, head + new)
+    return edit, [replace(change, part=f"{path}.{change.part}" if change.part else path)
+                  for change in inner_changes]
 
 
 def _below(parts: tuple[MimePart, ...], top: MimePart) -> tuple[MimePart, ...]:
@@ -391,12 +412,13 @@ def rewrite_body(facts: MessageFacts, plan: RewritePlan) -> RewriteResult:
 
 
 def _rewritten(facts: MessageFacts, plan: RewritePlan, level: _Level,
-               ) -> tuple[bytes, bytes, tuple[Change, ...], tuple[Edit, ...]] | None:
+               ) -> tuple[bytes, bytes | None, tuple[Change, ...], tuple[Edit, ...]] | None:
     """The message with ``plan`` applied, checked: its header section as the header
-    edits leave it, its body, the changes and those edits; None when nothing changed."""
+    edits leave it, its body (None: unchanged, signed parts kept as they came reported),
+    the changes and those edits; None when nothing changed or was reported."""
     edits, changes = _plan_edits(facts, plan, level)
     if not edits:
-        return None
+        return (facts.raw[: facts.body_offset], None, tuple(changes), ()) if changes else None
     pieces: list[bytes] = []
     pos = 0
     for start, end, data in sorted(_splices(facts, edits), key=lambda s: (s[0], s[1])):

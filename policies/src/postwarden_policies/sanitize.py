@@ -307,7 +307,7 @@ def _background_image(declaration: str, loadable: Callable[[str], str | None]) -
         pieces += [value[start : url.start()], ' url("{}") '.format(written.replace('"', "%22"))]
         start = url.end()
     rest = "".join(pieces[::2]) + value[start:]
-    if any(quote in rest for quote in "\"'") or not _inert_css(rest.lower()):
+    if any(quote in rest for quote in "\"'") or not inert_css(rest.lower()):
         return None
     return f"{name.lower()}:{''.join(pieces)}{value[start:]}".strip()
 
@@ -679,16 +679,16 @@ def _own_style(attributes: str) -> tuple[str, str | None]:
 
 def _sheet_declarations(declared: Declared) -> tuple[list[str], list[str]]:
     """What a sheet ``declared`` for an element, as written in a style attribute: to go
-    before its own, and the ``!important`` ones after; a value :func:`_inert_css`
+    before its own, and the ``!important`` ones after; a value :func:`inert_css`
     refuses left out."""
     before = [f"{prop}:{value}" for prop, ((important, _, _), value) in declared.items()
-              if not important and _inert_css(value)]
+              if not important and inert_css(value)]
     after = [f"{prop}:{value} !important" for prop, ((important, _, _), value)
-             in declared.items() if important and _inert_css(value)]
+             in declared.items() if important and inert_css(value)]
     return before, after
 
 
-def _inert_css(value: str) -> bool:
+def inert_css(value: str) -> bool:
     """Whether a declaration's value (escapes read) stays one value and fetches nothing."""
     folded = _CSS_COMMENT_OR_SPACE.sub("", value)
     return not any(mark in value for mark in ";{}\\") and "/*" not in value and \

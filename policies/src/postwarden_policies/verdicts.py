@@ -157,7 +157,16 @@ class HtmlSanitized:
     bytes_after: int
 
 
-Change = AttachmentStripped | HtmlSanitized
+@dataclass(frozen=True, slots=True)
+class SignedHtmlKept:
+    """A signed part left as it came (``signed_mail: skip``), signature intact: all
+    sanitizing would have changed in it was harmless (:mod:`.signedhtml`)."""
+
+    part: str
+    removed: tuple[tuple[str, int], ...]  # what sanitizing would have removed, as counted
+
+
+Change = AttachmentStripped | HtmlSanitized | SignedHtmlKept
 
 
 @dataclass(frozen=True, slots=True)

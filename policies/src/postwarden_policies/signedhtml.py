@@ -1,0 +1,197 @@
+"""Whether signed HTML the sanitizer would change may go out as it came (``signed_mail: skip``).
+
+Outlook signs HTML full of what the sanitizer drops and no reader is harmed by: its
+``<o:p>`` paragraph marks, ``<meta>`` tags naming the charset and the program, the
+Office namespaces on ``<html>``, the page's language and link colours on ``<body>``,
+its style sheet of fonts and margins, and the conditional comment holding its shape
+defaults. Held for them, nearly all signed Outlook mail was held.
+
+The sanitizer's ``removed`` counts are no ground for this: they are reported, never
+decided on, as they can miss what the tree builder drops (see
+:mod:`postwarden_policies.sanitize`). So the sanitizer itself is asked: the HTML with
+only the constructs listed here taken out (each a whole token as HTML's tokenizer reads
+it, or a ``<html>`` or ``<body>`` tag's listed attributes) must be HTML it leaves as it
+is. Everything it would change is then one of them. The list is of what is harmless,
+each in the strict form Outlook writes (a ``<meta http-equiv=refresh>``, a sheet with a
+``url()`` or a ``position``, a conditional comment holding an image are not on it), never
+of what is dangerous. A token taken out joins the text on either side: that can make
+markup the original did not have (``<<o:p>img ...>``), which the sanitizer then changes,
+so the HTML is held; it can unmake none, but for text ending in ``<``, which would open
+a tag over what followed, and so is held too.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterator
+
+from .foreigncontent import tag_name
+from .html_allowlist import TAGS, HtmlOptions
+from .htmltokens import ATTRIBUTE, TOKENS, ascii_lower, attribute_unescape
+from .sanitize import inert_css, sanitize_html
+
+__all__ = ["only_harmless_changes"]
+
+# What a sheet and the <body> style may set: how text looks and where it sits, Word's
+# page setup and its own mso-* properties. Not what hides, moves or overlays
+# (display, position, visibility, width...), nor any image.
+_PROPERTIES = frozenset(
+    """color background-color font-family font-size font-style font-weight font-variant
+    text-align text-decoration text-indent text-transform letter-spacing word-spacing
+    line-height vertical-align margin margin-top margin-right margin-bottom margin-left
+    padding padding-top padding-right padding-bottom padding-left word-wrap tab-interval
+    panose-1 page size page-break-before page-break-after page-break-inside""".split())
+_BODY_ATTRIBUTES = frozenset({"lang", "link", "vlink", "style"})
+_META_NAMES = frozenset({"generator", "progid", "originator"})
+_META_CHARSET = re.compile(r"text/html;\s*charset=([\w.:-]+)", re.IGNORECASE)
+# A sheet's selectors: a tag, a class, a tag's class, a link's state; Word's at-rules.
+_SELECTOR = re.compile(
+    r"@font-face|@page\s+[a-z][\w-]*|@list\s+[a-z][\w:-]*"
+    r"|(?=[.\w])(?:[a-z][a-z0-9]*)?(?:\.[a-z][\w-]*)?(?::link|:visited)?", re.IGNORECASE)
+_RULE = re.compile(r"\s*([^{}]+)\{([^{}]*)\}")
+# A CSS string on one line, or a comment: a "/*" in a string opens none (read as one, a
+# comment from it to a "*/" in a later string hid the url() between from the check).
+_STRING_OR_COMMENT = re.compile(r""""[^"\\\n]*"|'[^'\\\n]*'|(/\*.*?\*/)""", re.DOTALL)
+_STYLE_END = re.compile(r"</style[\t\n\f\r ]*>", re.IGNORECASE)
+# The conditional comment Outlook writes in the head: its shape defaults, numbers alone.
+_SHAPE_DEFAULTS = re.compile(
+    r'<!--\[if gte mso 9\]><xml>\s*(?:<o:shapedefaults v:ext="edit" spidmax="\d+"\s*/>'
+    r'|<o:shapelayout v:ext="edit">\s*<o:idmap v:ext="edit" data="[\d,]+"\s*/>\s*'
+    r"</o:shapelayout>)\s*</xml><!\[endif\]-->")
+
+
+def only_harmless_changes(html: str, charset: str, options: HtmlOptions) -> bool:
+    """Whether all sanitizing would change in ``html`` (decoded from a part labelled
+    ``charset``) is harmless: with those constructs taken out, nothing is left for it
+    to change."""
+    kept = _without_harmless(html, charset)
+    return kept is not None and sanitize_html(kept, options)[0] == kept
+
+
+def _without_harmless(html: str, charset: str) -> str | None:
+    """``html`` with its harmless constructs taken out; None where taking one out would
+    join a ``<`` to what followed it."""
+    pieces: list[str] = []
+    start = 0
+    for begin, end, instead in _harmless(html, charset):
+        if instead == "" and html[begin - 1 : begin] == "<":
+            return None
+        pieces += (html[start:begin], instead)
+        start = end
+    pieces.append(html[start:])
+    return "".join(pieces)
+
+
+def _harmless(html: str, charset: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, what goes in their place) for each harmless token of ``html``."""
+    after = 0  # the end of a style element taken out: its end tag is no token of its own
+    for found in TOKENS.finditer(html):
+        if found.start() < after:
+            continue
+        name = tag_name(found)
+        attributes = found.group("attributes") or ""
+        if ascii_lower(found.group()) in ("<o:p>", "</o:p>"):
+            yield found.start(), found.end(), ""
+        elif name == "meta" and _harmless_meta(_attributes(attributes), charset):
+            yield found.start(), found.end(), ""
+        elif name in ("html", "body") and attributes.strip() and _harmless_root(
+                name, _attributes(attributes)):
+            yield found.start(), found.end(), f"<{name}>"
+        elif name == "style" and (end := _harmless_sheet(found, html)) is not None:
+            after = end
+            yield found.start(), end, ""
+        elif name is None and _SHAPE_DEFAULTS.fullmatch(found.group()):
+            yield found.start(), found.end(), ""
+
+
+def _attributes(written: str) -> dict[str, str] | None:
+    """A tag's attributes by name (A to Z lower-cased), values unescaped; None when a
+    name is given twice (readers take the first: too clever to be Outlook's)."""
+    read: dict[str, str] = {}
+    for name, value in ATTRIBUTE.findall(written):
+        quote = value[:1] if value[:1] in ("'", '"') else ""
+        if (name := ascii_lower(name)) in read:
+            return None
+        read[name] = attribute_unescape(value.removeprefix(quote).removesuffix(quote))
+    return read
+
+
+def _harmless_meta(attributes: dict[str, str] | None, charset: str) -> bool:
+    """A ``<meta>`` naming the program (Generator, ProgId, Originator: text), or the
+    charset the part's label names too (another could have readers read other markup)."""
+    if attributes is None or set(attributes) not in ({"name", "content"},
+                                                     {"http-equiv", "content"}):
+        return False
+    if "name" in attributes:
+        return ascii_lower(attributes["name"]) in _META_NAMES
+    found = _META_CHARSET.fullmatch(attributes["content"].strip())
+    return (ascii_lower(attributes["http-equiv"]) == "content-type" and found is not None
+            and _same_codec(found.group(1), charset))
+
+
+def _same_codec(one: str, other: str) -> bool:
+    try:
+        return codecs.lookup(one).name == codecs.lookup(other).name
+    except LookupError:
+        return False
+
+
+def _harmless_root(name: str, attributes: dict[str, str] | None) -> bool:
+    """Office's namespaces on ``<html>`` (names no reader fetches); the language, the
+    link colours and a plain style on ``<body>``."""
+    if attributes is None:
+        return False
+    if name == "html":
+        return all(key == "xmlns" or key.startswith("xmlns:") for key in attributes)
+    return set(attributes) <= _BODY_ATTRIBUTES and _plain_style(attributes.get("style", ""))
+
+
+def _plain_style(value: str) -> bool:
+    """Whether each declaration of ``value`` sets a property of :data:`_PROPERTIES` (or
+    Word's mso-*) to a value that stays one and fetches nothing."""
+    for declaration in filter(str.strip, value.split(";")):
+        name, colon, setting = declaration.partition(":")
+        name = ascii_lower(name.strip())
+        if not colon or not (name in _PROPERTIES or name.startswith("mso-")) \
+                or not inert_css(setting.lower()) or not _strings_closed(setting):
+            return False
+    return True
+
+
+def _strings_closed(setting: str) -> bool:
+    """Whether each quote in ``setting`` is one of a string closed on its line."""
+    unquoted = _STRING_OR_COMMENT.sub("", setting)
+    return "'" not in unquoted and '"' not in unquoted
+
+
+def _harmless_sheet(found: re.Match[str], html: str) -> int | None:
+    """Where the ``<style>`` element whose start tag and text ``found`` holds ends,
+    when it is a plain sheet: selectors of :data:`_SELECTOR`, each tag one the
+    allowlist keeps, declarations :func:`_plain_style` takes; else None."""
+    end = _STYLE_END.match(html, found.end())
+    if end is None or found.group("attributes").strip():
+        return None
+    sheet = _STRING_OR_COMMENT.sub(_uncommented, found.group("content")).strip()
+    sheet = sheet.removeprefix("<!--").removesuffix("-->")
+    position = 0
+    for rule in _RULE.finditer(sheet):
+        if rule.start() != position or not _plain_selectors(rule.group(1)) \
+                or not _plain_style(rule.group(2)):
+            return None
+        position = rule.end()
+    return end.end() if not sheet[position:].strip() else None
+
+
+def _uncommented(found: re.Match[str]) -> str:
+    """A string as it is, nothing for a comment."""
+    return "" if found.group(1) else found.group()
+
+
+def _plain_selectors(selectors: str) -> bool:
+    for selector in map(str.strip, selectors.split(",")):
+        tag = re.match(r"[a-z][a-z0-9]*", selector, re.IGNORECASE)
+        if not _SELECTOR.fullmatch(selector) or (
+                tag is not None and ascii_lower(tag.group()) not in TAGS):
+            return False
+    return True

@@ -1,0 +1,123 @@
+"""Signed Outlook HTML under ``signed_mail: skip``: what sanitizing would change in it only
+harmlessly (Word's markup) goes out as it came, signature intact, said in the verdict's
+changes; anything else sanitizing would change still holds the message."""
+
+from __future__ import annotations
+
+import pytest
+
+from postwarden_policies import (
+    Accept,
+    Envelope,
+    Quarantine,
+    SignedHtmlKept,
+    Verdict,
+    evaluate_message,
+    verdict_json,
+)
+from postwarden_policies.render import verdict_lines
+from postwarden_policies.verdicts import ReplaceBody
+from tests.smime_outlook import outlook_html, signed_outlook_mail
+
+from .policy_helpers import policy
+
+HEADERS = ("From: Alice <alice@sender.test>\r\nTo: bob@example.com\r\n"
+           "Subject: figures\r\nMessage-ID: <o1@sender.test>\r\n")
+ENV = Envelope(sender="alice@sender.test", recipients=("bob@example.com",))
+TRACKER = "https://tracker.example/p.gif"
+
+
+def _verdict(html: str, remote_images: str = "keep") -> Verdict:
+    policies = policy(f"sanitize:\n  html: true\n  remote_images: {remote_images}\n")
+    return evaluate_message(policies, signed_outlook_mail(html, HEADERS), ENV)
+
+
+@pytest.mark.parametrize("remote_images", ["keep", "strip"])
+def test_signed_outlook_html_goes_out_as_it_came(remote_images: str) -> None:
+    verdict = _verdict(outlook_html(), remote_images)
+    assert isinstance(verdict.decision, Accept)
+    assert not any(isinstance(edit, ReplaceBody) for edit in verdict.edits)
+    [kept] = verdict.changes
+    assert isinstance(kept, SignedHtmlKept)
+    assert kept.part == "1.2"
+    assert dict(kept.removed)["o:p"] == 6 and dict(kept.removed)["meta"] == 2
+    # The audit and the CLI say it was signed and left as it came, not sanitized.
+    assert verdict_json(verdict)["changes"][0]["type"] == "signed_html_kept"
+    assert any(line.startswith("change: kept signed part 1.2 as it came")
+               for line in verdict_lines(verdict))
+
+
+def test_signed_outlook_html_with_a_link_and_a_cid_image_goes_out_as_it_came() -> None:
+    body = ('<p class="MsoNormal"><a href="https://example.org/ticket/42">ticket</a>'
+            '<img width="20" height="20" src="cid:image001.png@01DA"><o:p></o:p></p>\n')
+    assert isinstance(_verdict(outlook_html(body), "strip").decision, Accept)
+
+
+@pytest.mark.parametrize(("body", "extra", "remote_images"), [
+    ("<script>alert(1)</script>", "", "keep"),
+    ('<p class="MsoNormal" onclick="steal()">Open<o:p></o:p></p>', "", "keep"),
+    (f'<p class="MsoNormal"><img src="{TRACKER}"><o:p></o:p></p>', "", "strip"),
+    ('<p><a href="javascript:alert(1)">ticket</a></p>', "", "keep"),
+    ('<form action="https://evil.example/"><input name="pw"></form>', "", "keep"),
+    # Outlook's conditional comments: one holding an image, which Outlook shows.
+    ("", f'<!--[if gte mso 9]><img src="{TRACKER}"><![endif]-->', "keep"),
+    ("", '<meta http-equiv="refresh" content="0;url=https://evil.example/">', "keep"),
+    # A charset other than the label's: readers may read other markup by it.
+    ("", '<meta http-equiv="Content-Type" content="text/html; charset=utf-7">', "keep"),
+    ("", "<style>p.MsoNormal {position:fixed; top:0}</style>", "keep"),
+    ("", f"<style>p.MsoNormal {{background:url({TRACKER})}}</style>", "keep"),
+    ("", "<style>body {display:none}</style>", "keep"),
+    ("", f'<link rel="stylesheet" href="{TRACKER}">', "keep"),
+    # Taking <o:p> out would join "<" to what follows: held, not judged joined.
+    ('<<o:p></o:p>img src=x onerror=alert(1)>', "", "keep"),
+])
+def test_signed_html_whose_change_matters_is_held(body: str, extra: str,
+                                                  remote_images: str) -> None:
+    verdict = _verdict(outlook_html(body, extra), remote_images)
+    assert isinstance(verdict.decision, Quarantine)
+    assert "signed part" in verdict.decision.reason
+    assert verdict.changes == ()
+
+
+def test_a_body_style_that_hides_holds_the_message() -> None:
+    html = outlook_html().replace('style="word-wrap:break-word"', 'style="display:none"')
+    assert isinstance(_verdict(html).decision, Quarantine)
+
+
+def test_signed_mail_sanitize_still_sanitizes_outlook_html() -> None:
+    policies = policy("sanitize:\n  html: true\n  signed_mail: sanitize\n")
+    verdict = evaluate_message(policies, signed_outlook_mail(outlook_html(), HEADERS), ENV)
+    assert [verdict_json(verdict)["changes"][0]["type"]] == ["html_sanitized"]
+
+
+@pytest.mark.parametrize("signed_mail", ["skip", "sanitize"])
+def test_opaque_signed_outlook_html_goes_out_as_it_came(signed_mail: str) -> None:
+    # Inside the signature's DER nothing can change, whatever signed_mail says: held
+    # for Word's markup, opaque-signed Outlook mail was held under either.
+    policies = policy(f"sanitize:\n  html: true\n  signed_mail: {signed_mail}\n")
+    raw = signed_outlook_mail(outlook_html(), HEADERS, opaque=True)
+    verdict = evaluate_message(policies, raw, ENV)
+    assert isinstance(verdict.decision, Accept) and verdict.edits == ()
+    [kept] = verdict.changes
+    assert isinstance(kept, SignedHtmlKept) and kept.part == "1.2"
+
+
+def test_opaque_signed_outlook_html_with_a_script_is_held() -> None:
+    raw = signed_outlook_mail(outlook_html("<script>alert(1)</script>"), HEADERS, opaque=True)
+    verdict = evaluate_message(policy("sanitize:\n  html: true\n"), raw, ENV)
+    assert isinstance(verdict.decision, Quarantine)
+    assert "S/MIME signed data" in verdict.decision.reason
+
+
+@pytest.mark.parametrize("sheet", [
+    # A "/*" in a string opens no comment: read as one, it hid the url() from the check.
+    f'p.MsoNormal {{font-family:"/*"; background:url({TRACKER}) /*"*/}}',
+    f'p.MsoNormal {{font-family:"Calibri; background:url({TRACKER})"}}',
+    f"p.MsoNormal {{background:\\75 rl({TRACKER})}}",
+    f"@font-face {{font-family:X; src:url({TRACKER})}}",
+    "@media screen {p.MsoNormal {color:red}}",
+])
+def test_a_sheet_that_only_looks_like_outlooks_holds_the_message(sheet: str) -> None:
+    html = outlook_html().replace("div.WordSection1\n", f"{sheet}\ndiv.WordSection1\n")
+    assert html != outlook_html()
+    assert isinstance(_verdict(html).decision, Quarantine)
