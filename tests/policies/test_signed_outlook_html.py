@@ -53,7 +53,33 @@ def test_signed_outlook_html_with_a_link_and_a_cid_image_goes_out_as_it_came() -
     assert isinstance(_verdict(outlook_html(body), "strip").decision, Accept)
 
 
+# What Outlook writes in a reply and a bulleted list: a quoted font name in a style had
+# the sanitizer write the tag anew, and Word's markers around a bullet are comments.
+REPLY = """<div style='border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm'>
+<p class=MsoNormal><b><span lang=EN-US style='font-size:11.0pt;font-family:"Calibri",\
+sans-serif;mso-fareast-language:EN-US'>From:</span></b><span lang=EN-US> Bob<br>\
+<b>Sent:</b> Monday</span><o:p></o:p></p></div>
+<p class=MsoNormal><!--[if !supportLineBreakNewLine]--><br><!--[endif]--><o:p></o:p></p>
+"""
+BULLET = """<p class=MsoListParagraph style='text-indent:-18.0pt;mso-list:l0 level1 lfo1'>\
+<![if !supportLists]><span style='font-family:Symbol'><span style='mso-list:Ignore'>\
+&middot;<span style='font:7.0pt "Times New Roman"'>&nbsp;&nbsp; </span></span></span>\
+<![endif]>Item<o:p></o:p></p>
+"""
+
+
+@pytest.mark.parametrize("body", [REPLY, BULLET])
+def test_a_signed_outlook_reply_or_list_goes_out_as_it_came(body: str) -> None:
+    verdict = _verdict(outlook_html(body), "strip")
+    assert isinstance(verdict.decision, Accept)
+    assert [type(change) for change in verdict.changes] == [SignedHtmlKept]
+
+
 @pytest.mark.parametrize(("body", "extra", "remote_images"), [
+    ("""<p><span style='font-family:"Calibri";position:fixed;top:0'>Hi</span></p>""",
+     "", "keep"),
+    ("""<p><span style='font-family:"Calibri"' onclick="steal()">Hi</span></p>""", "", "keep"),
+    (f'<p><![if !vml]><img src="{TRACKER}"><![endif]></p>', "", "strip"),
     ("<script>alert(1)</script>", "", "keep"),
     ('<p class="MsoNormal" onclick="steal()">Open<o:p></o:p></p>', "", "keep"),
     (f'<p class="MsoNormal"><img src="{TRACKER}"><o:p></o:p></p>', "", "strip"),

@@ -3,8 +3,9 @@
 Outlook signs HTML full of what the sanitizer drops and no reader is harmed by: its
 ``<o:p>`` paragraph marks, ``<meta>`` tags naming the charset and the program, the
 Office namespaces on ``<html>``, the page's language and link colours on ``<body>``,
-its style sheet of fonts and margins, and the conditional comment holding its shape
-defaults. Held for them, nearly all signed Outlook mail was held.
+its style sheet and style attributes of fonts and margins (a quoted font name has the
+sanitizer write a tag anew), the conditional comment holding its shape defaults and
+the empty markers around its bullets. Held for them, nearly all signed Outlook mail was held.
 
 The sanitizer's ``removed`` counts are no ground for this: they are reported, never
 decided on, as they can miss what the tree builder drops (see
@@ -37,7 +38,7 @@ __all__ = ["only_harmless_changes"]
 # page setup and its own mso-* properties. Not what hides, moves or overlays
 # (display, position, visibility, width...), nor any image.
 _PROPERTIES = frozenset(
-    """color background-color font-family font-size font-style font-weight font-variant
+    """color background-color font font-family font-size font-style font-weight font-variant
     text-align text-decoration text-indent text-transform letter-spacing word-spacing
     line-height vertical-align margin margin-top margin-right margin-bottom margin-left
     padding padding-top padding-right padding-bottom padding-left word-wrap tab-interval
@@ -54,11 +55,14 @@ _RULE = re.compile(r"\s*([^{}]+)\{([^{}]*)\}")
 # comment from it to a "*/" in a later string hid the url() between from the check).
 _STRING_OR_COMMENT = re.compile(r""""[^"\\\n]*"|'[^'\\\n]*'|(/\*.*?\*/)""", re.DOTALL)
 _STYLE_END = re.compile(r"</style[\t\n\f\r ]*>", re.IGNORECASE)
-# The conditional comment Outlook writes in the head: its shape defaults, numbers alone.
-_SHAPE_DEFAULTS = re.compile(
+# The conditional comment Outlook writes in the head: its shape defaults, numbers alone;
+# and the markers around its list bullets and line breaks (supportLists...), which hold
+# nothing (what lies between them is judged as any HTML).
+_MARKERS = re.compile(
     r'<!--\[if gte mso 9\]><xml>\s*(?:<o:shapedefaults v:ext="edit" spidmax="\d+"\s*/>'
     r'|<o:shapelayout v:ext="edit">\s*<o:idmap v:ext="edit" data="[\d,]+"\s*/>\s*'
-    r"</o:shapelayout>)\s*</xml><!\[endif\]-->")
+    r"</o:shapelayout>)\s*</xml><!\[endif\]-->"
+    r"|<!\[(?:if !?[a-z]+|endif)\]>|<!--\[(?:if !?[a-z]+|endif)\]-->", re.IGNORECASE)
 
 
 def only_harmless_changes(html: str, charset: str, options: HtmlOptions) -> bool:
@@ -87,22 +91,45 @@ def _harmless(html: str, charset: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, what goes in their place) for each harmless token of ``html``."""
     after = 0  # the end of a style element taken out: its end tag is no token of its own
     for found in TOKENS.finditer(html):
-        if found.start() < after:
-            continue
-        name = tag_name(found)
-        attributes = found.group("attributes") or ""
-        if ascii_lower(found.group()) in ("<o:p>", "</o:p>"):
-            yield found.start(), found.end(), ""
-        elif name == "meta" and _harmless_meta(_attributes(attributes), charset):
-            yield found.start(), found.end(), ""
-        elif name in ("html", "body") and attributes.strip() and _harmless_root(
-                name, _attributes(attributes)):
-            yield found.start(), found.end(), f"<{name}>"
-        elif name == "style" and (end := _harmless_sheet(found, html)) is not None:
-            after = end
-            yield found.start(), end, ""
-        elif name is None and _SHAPE_DEFAULTS.fullmatch(found.group()):
-            yield found.start(), found.end(), ""
+        if found.start() >= after and (done := _in_place(found, html, charset)) is not None:
+            after = done[0]
+            yield found.start(), *done
+
+
+def _in_place(found: re.Match[str], html: str, charset: str) -> tuple[int, str] | None:
+    """Where the harmless construct starting with the token ``found`` ends, and what
+    goes in its place; None where it is no harmless one."""
+    name = tag_name(found)
+    attributes = found.group("attributes") or ""
+    if ascii_lower(found.group()) in ("<o:p>", "</o:p>") or (
+            name is None and _MARKERS.fullmatch(found.group())) or (
+            name == "meta" and _harmless_meta(_attributes(attributes), charset)):
+        return found.end(), ""
+    if name in ("html", "body") and attributes.strip() and _harmless_root(
+            name, _attributes(attributes)):
+        return found.end(), f"<{name}>"
+    if name == "style" and (end := _harmless_sheet(found, html)) is not None:
+        return end, ""
+    if name in TAGS and (without := _without_plain_style(found)) is not None:
+        return found.end(), without
+    return None
+
+
+def _without_plain_style(tag: re.Match[str]) -> str | None:
+    """The start tag ``tag`` without its ``style`` attribute, when that is its only one
+    and :func:`_plain_style` (a quoted font name has the sanitizer write the tag anew);
+    None else."""
+    offset = tag.start("attributes") - tag.start()
+    styles = [found for found in ATTRIBUTE.finditer(tag.group("attributes"))
+              if ascii_lower(found.group(1)) == "style"]
+    if len(styles) != 1:
+        return None
+    value = styles[0].group(2) or ""
+    quote = value[:1] if value[:1] in ("'", '"') else ""
+    if not _plain_style(attribute_unescape(value.removeprefix(quote).removesuffix(quote))):
+        return None
+    written = tag.group()
+    return written[: offset + styles[0].start()] + written[offset + styles[0].end() :]
 
 
 def _attributes(written: str) -> dict[str, str] | None:
