@@ -500,6 +500,32 @@ def test_an_end_tag_p_without_its_p_breaks_the_line_as_readers_break_it(html: st
     assert not _rejected(text_message("text/html", html))
 
 
+@pytest.mark.parametrize(
+    ("html", "shown"),
+    [
+        # HTML's "any other end tag" in body: the search from the current element for
+        # one of its name stops at a special element (a <div>, a <p>), the tag ignored.
+        pytest.param("<span hidden><div>a</span>b", "", id="any-other-past-a-div"),
+        pytest.param("<span hidden><p>a</span>b<div>c", "", id="any-other-past-a-p"),
+        pytest.param("<span hidden><svg><g></span>x", "x", id="any-other-past-svg"),
+        # </div>, </section>, </dd>...: ignored with none of its name in scope (a cell,
+        # a table bounds it); else the elements after it close too.
+        pytest.param("<div hidden><table><td></div>x", "", id="block-out-of-scope"),
+        pytest.param("<section hidden><table><td>a</section>b", "", id="section-past-a-cell"),
+        pytest.param("<dl><dt hidden><div>a</dt>b", "b", id="dt-closes-what-it-holds"),
+        # </li>: list item scope, which a list bounds too.
+        pytest.param("<li hidden><ul><li>a</li>b", "", id="li-past-a-list"),
+        # </h1> to </h6>: the last heading open in scope, whatever its number.
+        pytest.param("<h1 hidden>a</h2>b", "b", id="heading-of-another-number"),
+        pytest.param("<h2 hidden><span>a</h1>b", "b", id="heading-past-a-span"),
+        # </body>, </html>: what follows goes where it went before.
+        pytest.param("<body style=display:none>x</body>y</html>z", "", id="body-end"),
+    ],
+)
+def test_end_tags_close_what_readers_close(html: str, shown: str) -> None:
+    assert render_visible(html).split() == shown.split()
+
+
 def test_text_in_ascii_has_no_rendering_to_search() -> None:
     """Plain text in ASCII holds no invisible character: nothing is rendered."""
     facts = parse_message(text_message("text/plain", "plain words"), Envelope())

@@ -53,6 +53,23 @@ def test_an_end_tag_still_forgets_the_latest_closed_element_of_its_name() -> Non
     assert render_visible("<div><i style=display:none><b><i></div></i>free") == "\n\n"
 
 
+_END_TAG_LADDERS = [
+    # What each end tag looks for, ignored or found, is found at once, and what it closes
+    # was opened by a tag of its own.
+    pytest.param(lambda n: "<span><div>" + "<em>" * n + "</span>" * n, id="any-other-ignored"),
+    pytest.param(lambda n: "<div><table><td>" + "<span>" * n + "</div>" * n,
+                 id="block-out-of-scope"),
+    pytest.param(lambda n: "<h1><table><td>" + "<span>" * n + "</h2>" * n, id="headings"),
+    pytest.param(lambda n: "<li><ul>" + "<span>" * n + "</li>" * n, id="list-items"),
+]
+
+
+@pytest.mark.parametrize("build", _END_TAG_LADDERS)
+def test_end_tags_take_linear_work(build: Any) -> None:
+    small, large = _lines_run(build(300)), _lines_run(build(1200))
+    assert large <= 5 * small, (small, large)
+
+
 _RENDER = """
 import sys
 from postwarden_policies.visiblehtml import render_visible

@@ -58,7 +58,6 @@ _P_SCOPE = frozenset({"applet", "button", "caption", "html", "marquee", "object"
 # HTML's special elements (but address, div and p, which its search passes): not only
 # the current element (<li><span hidden>a<li>b shows b, outside the span).
 _LIST_ITEMS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt")}
-_SPECIAL = SPECIAL - {"address", "div", "p"}
 # The elements that tell where in a table a start tag is (HTML's insertion modes): a
 # <table> in one not a cell ends the table open (past any element fostered out of it).
 _CONTEXTS = frozenset("caption table tbody td template tfoot th thead tr".split())
@@ -74,6 +73,23 @@ _OPENS_AS_IS = _TABLE_PARTS | frozenset("""address article aside base basefont b
     body center dd details dialog dir div dl dt fieldset figcaption figure footer form frameset
     h1 h2 h3 h4 h5 h6 header hgroup hr html iframe li link listing main menu meta nav noembed
     noframes ol p plaintext pre rb rp rt rtc search section summary textarea title ul""".split())
+# End tags by HTML's rules in body: these close the last element of their name only
+# where no element of default scope (_SCOPE_BOUNDS, and the SVG and MathML ones that
+# hold HTML) is open after it, else are ignored (``<table><div hidden><td></div>x``
+# keeps x in the hidden div); a heading's closes the last heading (</h2> an <h1>), a
+# </li> the last <li> after the last list too; </body> and </html> close nothing (the
+# text after them goes where it went before). Any other closes the last of its name
+# only where none of HTML's special elements (_Element.wall) is open after it
+# (``<span hidden><div>a</span>b`` hides b): the tree builder looks for it from the
+# current element and stops at one.
+_SCOPE_BOUNDS = frozenset("applet caption marquee object table td template th".split())
+_SCOPED_ENDS = frozenset("""address applet article aside blockquote button center dd details
+    dialog dir div dl dt fieldset figcaption figure footer header hgroup listing main marquee
+    menu nav object ol pre search section summary ul""".split()) | _FORMATTING
+_WALLS = SPECIAL | {"address", "div", "p"}  # HTML's special elements
+_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_LISTS = ("ol", "ul")
+_KEPT_OPEN = frozenset({"body", "html"})
 _SPLIT_BATCH = 4096  # tags split at a time (render_visible)
 _SHOWN_RAW = frozenset({"textarea", "plaintext"})  # raw text readers show
 _MADE_MOST = 4096  # elements kept for reuse (_Walk.made): past that, it starts afresh
@@ -113,8 +129,9 @@ class _Style:
 class _Element:
     """An open element as the walk keeps it: how text in it shows, and where it goes."""
 
-    __slots__ = ("breaks", "container", "context", "foreign", "fostered", "host", "look",
-                 "marker", "name", "point", "scope", "segment", "special", "style", "tracked")
+    __slots__ = ("bound", "breaks", "container", "context", "foreign", "fostered", "host",
+                 "look", "marker", "name", "point", "scope", "segment", "special", "style",
+                 "tracked", "wall")
 
     def __init__(  # noqa: PLR0917 - one per slot, by position: the walk's hot path
         self, name: str, look: Look, style: _Style, breaks: bool, container: _Segment,
@@ -130,13 +147,16 @@ class _Element:
         self.fostered = fostered  # in a table: where text and tags out of place go, before it
         self.foreign = False  # an SVG or MathML element
         self.point = False  # one that holds HTML (foreigncontent.holds_html)
-        self.special = name in _SPECIAL  # one a list item's search stops at
+        self.special = name in SPECIAL  # one a list item's search stops at
         self.context = name in _CONTEXTS
         self.scope = name == "p" or name in _P_SCOPE  # a <p>, or bounds the search for one
         self.marker = name in _MARKERS
-        # Any of the four: the walk notes its place (most elements are none of them,
+        self.wall = name in _WALLS  # one an end tag's search stops at (_SCOPED_ENDS)
+        self.bound = name in _SCOPE_BOUNDS  # and one a scoped end tag's search stops at
+        # Any of them: the walk notes its place (most elements are none of them,
         # and skip that: the walk's hot path).
-        self.tracked = self.special or self.context or self.scope or self.marker
+        self.tracked = (self.special or self.context or self.scope or self.marker
+                        or self.wall)
 
     def child(self, name: str, look: Look, quiet: bool = False) -> _Element:
         """The element a start tag of this look opens in this one (nothing of it shown
@@ -162,29 +182,32 @@ class _Walk:
 
     Elements are tracked on a stack as HTML's tree builder keeps them, in the
     parts that decide what an element holds and where it shows: void elements
-    hold nothing; an end tag closes up to the open element of its name and is
-    ignored without one; block starts close a nearby <p>, and <li>, <dd>...
-    close their own kind, and a table part what its table holds after the part it
-    goes in (a <td> all after the row); formatting elements an end tag closed around
-    them open again before the next text; text and tags out of place in a table
-    show before it ("foster parenting": ``vi<table>agra<tr>`` reads ``viagra``).
+    hold nothing; an end tag closes up to the open element of its name where HTML's
+    scopes let it (_SCOPED_ENDS), and is ignored else; block starts close a
+    nearby <p>, and <li>, <dd>... close their own kind, and a table part what its
+    table holds after the part it goes in (a <td> all after the row); formatting
+    elements an end tag closed around them open again before the next text; text and
+    tags out of place in a table show before it ("foster parenting":
+    ``vi<table>agra<tr>`` reads ``viagra``).
     What shows goes into nested lists (a table's and what goes before it), joined
-    once at the end. Each step is constant work but the reopening, which a
-    ladder of nested tags could make quadratic: it is bounded by the text's
-    length, past which nothing is reopened.
+    once at the end. Each step is constant work but closing, paid for by the tags that
+    opened what it closes, and the reopening, which a ladder of nested tags could make
+    quadratic: it is bounded by the text's length, past which nothing is reopened.
     """
 
     def __init__(self, budget: int, sheet: StyleSheet) -> None:
         style = _Style()
         self.root: _Segment = []
         self.stack = [_Element("", PLAIN, style, False, self.root, self.root, style, self.root)]
-        self.open: dict[str, int] = {}
-        # The counts of open elements outside each open HTML <template>: an end tag in
+        self.open: dict[str, list[int]] = {}  # the places in stack of each name open
+        # The places of open elements outside each open HTML <template>: an end tag in
         # one closes nothing outside it (but its own), nor does a start tag.
-        self.outside: list[dict[str, int]] = []
+        self.outside: list[dict[str, list[int]]] = []
         self.specials: list[int] = []  # places in stack of the open _Element.special ones
         self.contexts: list[int] = []  # and of the _Element.context ones
         self.scopes: list[int] = []  # and of the _Element.scope ones
+        self.walls: list[int] = []  # and of the _Element.wall ones
+        self.bounds: list[int] = []  # and of the _Element.bound ones
         self.closed: list[_Element | None] = []  # to open again (None: ended since)
         # Where each name is in closed, last last: an end tag finds its element there
         # at once (a scan of closed per end tag made </i> after many <b> quadratic).
@@ -256,6 +279,7 @@ class _Walk:
                 element.foreign = True
                 element.point = holds_html(name, namespace, attributes)
                 element.special = element.scope = element.point or name == "annotation-xml"
+                element.wall = element.bound = element.special
                 element.context = element.marker = False
                 element.tracked = element.special
             if name != "table":  # a table's lists are its own
@@ -276,23 +300,32 @@ class _Walk:
         if element.name == "table":
             container.append(element.segment)
         if element.name not in _VOID:
-            if element.tracked:
-                self._mark(element)
-            self.stack.append(element)
-            if element.name == "template" and not element.foreign:
-                self.outside.append(self.open)
-                self.open = {}
-            self.open[element.name] = self.open.get(element.name, 0) + 1
-            if look.reverses:
-                element.segment.append(OVERRIDE)
+            self._push(element)
+
+    def _push(self, element: _Element) -> None:
+        """Keep the element open."""
+        if element.tracked:
+            self._mark(element)
+        self.stack.append(element)
+        if element.name == "template" and not element.foreign:
+            self.outside.append(self.open)
+            self.open = {}
+        if (places := self.open.get(element.name)) is None:
+            self.open[element.name] = [len(self.stack) - 1]
+        else:
+            places.append(len(self.stack) - 1)
+        if element.look.reverses:
+            element.segment.append(OVERRIDE)
 
     def end(self, name: str) -> None:
         if self.breaking:
             self._break_out()
+        if name in _KEPT_OPEN:
+            return
         top = self.stack[-1]
         if top.name == name and not top.look.reverses:  # the usual case, in short
             self.stack.pop()
-            self.open[name] -= 1
+            self.open[name].pop()
             if top.tracked:
                 self._unmark(top)
             if name == "template":
@@ -306,33 +339,65 @@ class _Walk:
             self._open(self._element(name, ""))
             self.end(name)
             return
+        if name == "br":  # HTML's tree builder reads </br> as <br>: a line break
+            self.start(name, "")
+            return
         if not self.open.get(name):
-            if name == "br":  # HTML's tree builder reads </br> as <br>: a line break
-                self.start(name, "")
-                return
             # A formatting element closed around it, now closed itself: not reopened.
             if places := self.closed_at.get(name):
                 self.closed[places.pop()] = None
-            return
+            if name not in _HEADINGS:
+                return
+        if (place := self._closes(name)) >= 0:
+            self._close_to(place)
+
+    def _closes(self, name: str) -> int:
+        """The place of the element the end tag ``name`` closes, -1 where it closes none
+        (see _SCOPED_ENDS)."""
+        if name in _HEADINGS:
+            return self._scoped(max(_last(self.open.get(heading)) for heading in _HEADINGS))
+        place = _last(self.open.get(name))
+        if self.stack[-1].foreign and self.stack[place].foreign:
+            return place  # SVG and MathML's rule: the last of its name (foreigncontent
+            # leaves out those their rules ignore)
+        if name in _SCOPED_ENDS:
+            return self._scoped(place)
+        if name == "li":  # list item scope: no list after it either
+            lists = max(_last(self.open.get(kind)) for kind in _LISTS)
+            return self._scoped(place) if place > lists else -1
+        if name in _WALLS:  # a table's, a template's, a form's...: as before
+            return place
+        return place if place >= _last(self.walls) else -1
+
+    def _scoped(self, place: int) -> int:
+        """``place``, or -1 if an element of default scope is open after it."""
+        return place if place >= 0 and place >= _last(self.bounds) else -1
+
+    def _close_to(self, place: int) -> None:
+        """Close the element at ``place`` in stack and all open after it."""
         popped: list[_Element] = []
-        while True:
-            element = self.stack.pop()
-            self.open[element.name] -= 1
-            if element.tracked:
-                self._unmark(element)
+        while len(self.stack) > place:
+            element = self._drop()
             self._left(element)
-            if element.look.reverses:
-                element.segment.append(POP)
             if element.breaks:
                 element.container.append("\n")
             if element.marker:  # what it held is forgotten, not opened again
                 popped.clear()
-            elif element.name != name:
+            elif len(self.stack) > place:
                 popped.append(element)
-            if element.name == name:
-                break
         for element in reversed(popped):
             self._keep(element)
+
+    def _drop(self) -> _Element:
+        """Take the current element off the stack (its end shows nothing but a bidi
+        override's)."""
+        element = self.stack.pop()
+        self.open[element.name].pop()
+        if element.tracked:
+            self._unmark(element)
+        if element.look.reverses:
+            element.segment.append(POP)
+        return element
 
     def _keep(self, element: _Element) -> None:
         """Keep an element closed by no end tag of its own to open it again, if it is a
@@ -355,6 +420,10 @@ class _Walk:
             self.contexts.append(place)
         if element.scope:
             self.scopes.append(place)
+        if element.wall:
+            self.walls.append(place)
+        if element.bound:
+            self.bounds.append(place)
         if element.marker:  # None: nothing closed before it, the lists kept (no copies)
             self.markers.append((self.closed, self.closed_at) if self.closed else None)
             if self.closed:
@@ -368,6 +437,10 @@ class _Walk:
             self.contexts.pop()
         if element.scope:
             self.scopes.pop()
+        if element.wall:
+            self.walls.pop()
+        if element.bound:
+            self.bounds.pop()
         if element.marker:  # what closed in it is forgotten, what closed before it back
             if (before := self.markers.pop()) is None:
                 self.closed.clear()
@@ -443,6 +516,11 @@ class _Walk:
             else:
                 todo.pop()
         return "".join(pieces)
+
+
+def _last(places: list[int] | None) -> int:
+    """The last of ``places``, -1 for none."""
+    return places[-1] if places else -1
 
 
 def render_visible(text: str) -> str:
