@@ -526,6 +526,35 @@ def test_end_tags_close_what_readers_close(html: str, shown: str) -> None:
     assert render_visible(html).split() == shown.split()
 
 
+@pytest.mark.parametrize(
+    ("html", "shown"),
+    [
+        # HTML's adoption agency: a formatting element's end tag with a special element
+        # after it moves that out of it (a copy of it inside), then closes the copy, so
+        # what follows is in neither (``<b>1<p>2</b>3``: 3 in the <p>, not bold).
+        pytest.param("<b hidden><div>a</b>b", "b", id="formatting-past-a-div"),
+        pytest.param("<a hidden><p>x<span>y</a>z", "z", id="link-past-a-p-and-span"),
+        # The special element stays open, what follows in it (the copy closed).
+        pytest.param("<b><div hidden>a</b>b", "", id="moved-element-stays-open"),
+        pytest.param("<u><i><p hidden>x</u>y</i>z", "", id="paragraph-stays-open"),
+        # The elements between (but formatting ones) no longer hold it.
+        pytest.param("<b><span hidden><div>a</b>b", "b", id="span-between-left"),
+        pytest.param("<b><span hidden><section><div>a</b>b", "b", id="two-special-after"),
+        # A formatting element between is opened again around it: still hidden.
+        pytest.param("<b><i hidden><div>a</b>b</i>c", "c", id="formatting-between-kept"),
+        # Its loop stops at eight: the copy in the eighth holds the rest.
+        pytest.param("<i hidden>" + "<div>" * 7 + "x</i>y", "y", id="seven"),
+        pytest.param("<i hidden>" + "<div>" * 8 + "x</i>y", "", id="eight"),
+        pytest.param("<i hidden>" + "<div>" * 10 + "x</i>y", "", id="past-eight"),
+        # One closed by an end tag of an element around it, waiting to open again, is
+        # the last of its name in HTML's list: the end tag forgets it, closes nothing.
+        pytest.param("<i hidden><div><i></div></i>x", "", id="one-waiting-to-open"),
+    ],
+)
+def test_a_formatting_end_tag_moves_what_readers_move(html: str, shown: str) -> None:
+    assert render_visible(html).split() == shown.split()
+
+
 def test_text_in_ascii_has_no_rendering_to_search() -> None:
     """Plain text in ASCII holds no invisible character: nothing is rendered."""
     facts = parse_message(text_message("text/plain", "plain words"), Envelope())

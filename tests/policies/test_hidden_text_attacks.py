@@ -55,12 +55,21 @@ def test_an_end_tag_still_forgets_the_latest_closed_element_of_its_name() -> Non
 
 _END_TAG_LADDERS = [
     # What each end tag looks for, ignored or found, is found at once, and what it closes
-    # was opened by a tag of its own.
+    # or moves was opened by a tag of its own (a walk down the stack per </i> here made
+    # 100,000 of each about 10^10 steps).
+    pytest.param(lambda n: "<i><div>" + "<span>" * n + "</i>" * n, id="adoption-once"),
     pytest.param(lambda n: "<span><div>" + "<em>" * n + "</span>" * n, id="any-other-ignored"),
     pytest.param(lambda n: "<div><table><td>" + "<span>" * n + "</div>" * n,
                  id="block-out-of-scope"),
     pytest.param(lambda n: "<h1><table><td>" + "<span>" * n + "</h2>" * n, id="headings"),
     pytest.param(lambda n: "<li><ul>" + "<span>" * n + "</li>" * n, id="list-items"),
+    pytest.param(lambda n: "<b><div>" * n + "</b>" * n, id="adoption-each"),
+    pytest.param(lambda n: "<b><i><u>" + "<p><s>" * n + "</b></i></u>" * n,
+                 id="adoption-with-formatting-between"),
+    # Past eight special elements the adoption agency opens all after them again, each
+    # time: within the budget only.
+    pytest.param(lambda n: "<b>" + "<div>" * n + "<span>" * n + "</b>" * n,
+                 id="adoption-past-eight"),
 ]
 
 
@@ -68,6 +77,17 @@ _END_TAG_LADDERS = [
 def test_end_tags_take_linear_work(build: Any) -> None:
     small, large = _lines_run(build(300)), _lines_run(build(1200))
     assert large <= 5 * small, (small, large)
+
+
+def test_a_large_adoption_ladder_is_rendered_within_the_cpu_bound() -> None:
+    """100,000 of each: quadratic, minutes. The kernel stops the child past CPU_SECONDS
+    of CPU: a kill switch, not a measure."""
+    n = 100_000
+    html = "<b hidden>" + "<div>" * n + "<span>" * n + "</b>" * n + "x"
+    done = subprocess.run([sys.executable, "-c", _RENDER], input=html, text=True,
+                          capture_output=True, preexec_fn=_limit_cpu, check=False)
+    assert done.returncode == 0, f"not rendered within {CPU_SECONDS} s of CPU ({done.returncode})"
+    assert done.stdout.strip() == repr("")
 
 
 _RENDER = """

@@ -9,7 +9,9 @@ document's ``<style>`` sheets.
 
 from __future__ import annotations
 
+import copy
 import html
+from bisect import bisect_right
 from typing import TypeAlias
 
 from .colours import Colour, near
@@ -90,6 +92,9 @@ _WALLS = SPECIAL | {"address", "div", "p"}  # HTML's special elements
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _LISTS = ("ol", "ul")
 _KEPT_OPEN = frozenset({"body", "html"})
+# The adoption agency's loops: the special elements a formatting element's end tag moves
+# it past, and the formatting elements before each that it opens again in the new place.
+_ADOPTIONS, _ADOPTED_NEAR = 8, 3
 _SPLIT_BATCH = 4096  # tags split at a time (render_visible)
 _SHOWN_RAW = frozenset({"textarea", "plaintext"})  # raw text readers show
 _MADE_MOST = 4096  # elements kept for reuse (_Walk.made): past that, it starts afresh
@@ -158,6 +163,16 @@ class _Element:
         self.tracked = (self.special or self.context or self.scope or self.marker
                         or self.wall)
 
+    def adopted(self, parent: _Element) -> _Element:
+        """This element, moved into ``parent`` (HTML's adoption agency): its look over
+        the style of what it is in now."""
+        moved = copy.copy(self)
+        fostered = parent.name in _TABLE_CONTEXT and self.name not in _TABLE_PARTS
+        base = parent.host if fostered else parent.style
+        moved.style = base if self.look is PLAIN else _Style(base, self.look)
+        moved.host = parent.host
+        return moved
+
     def child(self, name: str, look: Look, quiet: bool = False) -> _Element:
         """The element a start tag of this look opens in this one (nothing of it shown
         yet: see _Walk._open); a quiet one breaks no line."""
@@ -183,7 +198,8 @@ class _Walk:
     Elements are tracked on a stack as HTML's tree builder keeps them, in the
     parts that decide what an element holds and where it shows: void elements
     hold nothing; an end tag closes up to the open element of its name where HTML's
-    scopes let it (_SCOPED_ENDS), and is ignored else; block starts close a
+    scopes let it (_SCOPED_ENDS), a formatting element's moving what it holds as HTML's
+    adoption agency does (_Walk._adopt), and is ignored else; block starts close a
     nearby <p>, and <li>, <dd>... close their own kind, and a table part what its
     table holds after the part it goes in (a <td> all after the row); formatting
     elements an end tag closed around them open again before the next text; text and
@@ -191,8 +207,9 @@ class _Walk:
     ``vi<table>agra<tr>`` reads ``viagra``).
     What shows goes into nested lists (a table's and what goes before it), joined
     once at the end. Each step is constant work but closing, paid for by the tags that
-    opened what it closes, and the reopening, which a ladder of nested tags could make
-    quadratic: it is bounded by the text's length, past which nothing is reopened.
+    opened what it closes, and the reopening and an adoption past eight special elements,
+    which a ladder of nested tags could make quadratic: they are bounded by the text's
+    length, past which nothing is reopened nor adopted.
     """
 
     def __init__(self, budget: int, sheet: StyleSheet) -> None:
@@ -323,7 +340,9 @@ class _Walk:
         if name in _KEPT_OPEN:
             return
         top = self.stack[-1]
-        if top.name == name and not top.look.reverses:  # the usual case, in short
+        # The usual case, in short (but where one of its name waits to open again: below)
+        if top.name == name and not top.look.reverses and not (
+                self.closed and self.closed_at.get(name)):
             self.stack.pop()
             self.open[name].pop()
             if top.tracked:
@@ -342,13 +361,21 @@ class _Walk:
         if name == "br":  # HTML's tree builder reads </br> as <br>: a line break
             self.start(name, "")
             return
-        if not self.open.get(name):
-            # A formatting element closed around it, now closed itself: not reopened.
-            if places := self.closed_at.get(name):
-                self.closed[places.pop()] = None
-            if name not in _HEADINGS:
-                return
-        if (place := self._closes(name)) >= 0:
+        if places := self.closed_at.get(name):
+            # A formatting element closed around it, the last of its name in HTML's list
+            # of them (any open one is before it): closed itself, not reopened, and what
+            # is open stays (``<i hidden><div><i></div></i>x`` hides x).
+            self.closed[places.pop()] = None
+            return
+        if not self.open.get(name) and name not in _HEADINGS:
+            return
+        place = self._closes(name)
+        if place < 0:
+            return
+        if name in _FORMATTING and not self.stack[place].foreign and (
+                walls := self._walls_after(place)):
+            self._adopt(place, walls)
+        else:
             self._close_to(place)
 
     def _closes(self, name: str) -> int:
@@ -398,6 +425,47 @@ class _Walk:
         if element.look.reverses:
             element.segment.append(POP)
         return element
+
+    def _walls_after(self, place: int) -> list[int]:
+        """The places of the first _Element.wall ones open after ``place``, as many as
+        the adoption agency moves past at most: a few."""
+        first = bisect_right(self.walls, place)
+        return self.walls[first:first + _ADOPTIONS]
+
+    def _adopt(self, place: int, walls: list[int]) -> None:
+        """A formatting element's end tag with special elements (``walls``) open after
+        it (``place``), by HTML's adoption agency: each of them, up to eight, is moved
+        out of what opened before it into the last one moved (the first into what the
+        formatting element is in), with the formatting elements among the three before
+        it opened again there; then, with fewer than eight, what is open after the last
+        is closed (the formatting element copied into it too: ``<b hidden><div>a</b>b``
+        shows b), else the formatting element and all after it are opened again in the
+        eighth. What the elements moved held before stays where it showed. Linear: what
+        is looked at is closed or moved, and what was after the eighth only while the
+        budget lasts (past it, the end tag is ignored)."""
+        last = walls[-1]
+        if len(walls) == _ADOPTIONS:
+            self.budget -= len(self.stack) - last
+            if self.budget < 0:
+                return
+        old = [self._drop() for _ in range(len(self.stack) - place)][::-1]
+        after = place
+        for wall in walls:
+            for element in old[max(after + 1, wall - _ADOPTED_NEAR) - place:wall - place]:
+                if element.name in _FORMATTING and not element.foreign:
+                    self._push(element.adopted(self.stack[-1]))
+            self._push(old[wall - place].adopted(self.stack[-1]))
+            after = wall
+        rest = old[last + 1 - place:]
+        if len(walls) == _ADOPTIONS:
+            for element in [old[0], *rest]:
+                self._push(element.adopted(self.stack[-1]))
+            return
+        for element in reversed(rest):
+            if element.breaks:
+                element.container.append("\n")
+        for element in rest:
+            self._keep(element)
 
     def _keep(self, element: _Element) -> None:
         """Keep an element closed by no end tag of its own to open it again, if it is a
