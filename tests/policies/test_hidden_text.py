@@ -555,6 +555,27 @@ def test_a_formatting_end_tag_moves_what_readers_move(html: str, shown: str) -> 
     assert render_visible(html).split() == shown.split()
 
 
+@pytest.mark.parametrize(
+    ("html", "shown"),
+    [
+        # HTML's tree builder reads an SVG or MathML element's tag and text as foreign
+        # content, which opens no formatting element again ...
+        pytest.param("<svg><foreignObject><div><b hidden>x</div></foreignObject><text>y",
+                     "y", id="svg-tag-and-text"),
+        # ... but where the element holds HTML (a MathML text integration point) ...
+        pytest.param("<math><mi><div><b hidden>x</div></mi><mo>y</mo></math>", "",
+                     id="mathml-text-holds-html"),
+        # ... and in body, an <svg> or <math> tag does ("reconstruct the active
+        # formatting elements").
+        pytest.param("<p><b hidden>x</p><svg><text>y", "", id="svg-start-tag-in-body"),
+    ],
+)
+def test_formatting_elements_open_again_where_readers_open_them_around_svg(
+    html: str, shown: str
+) -> None:
+    assert render_visible(html).split() == shown.split()
+
+
 def test_text_in_ascii_has_no_rendering_to_search() -> None:
     """Plain text in ASCII holds no invisible character: nothing is rendered."""
     facts = parse_message(text_message("text/plain", "plain words"), Envelope())

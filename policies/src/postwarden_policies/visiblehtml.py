@@ -69,8 +69,10 @@ _SIBLINGS = {**_LIST_ITEMS, "td": ("td", "th"),
 _IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys() | {"table"}
 # Start tags before which HTML's tree builder opens no formatting element again: those of
 # blocks, of a table's parts, of what goes in the head (the walk opens them before any
-# other, and in SVG or MathML). Opened in a hidden <b> closed before, a <div> hid the lines
-# it breaks, and a cell in it its text, which readers show (the cell marks their list).
+# other HTML one; none before an SVG or MathML element, nor its text but where it holds
+# HTML: <svg><text>xyz after a hidden <b> closed showed no xyz, which readers show). Opened
+# in a hidden <b> closed before, a <div> hid the lines it breaks, and a cell in it its
+# text, which readers show (the cell marks their list).
 _OPENS_AS_IS = _TABLE_PARTS | frozenset("""address article aside base basefont bgsound blockquote
     body center dd details dialog dir div dl dt fieldset figcaption figure footer form frameset
     h1 h2 h3 h4 h5 h6 header hgroup hr html iframe li link listing main menu meta nav noembed
@@ -254,7 +256,7 @@ class _Walk:
             self._break_out()
         if not self.showing:
             return
-        if self.closed:
+        if self.closed and (self.stack[-1].point or not self.stack[-1].foreign):
             self._reopen()
         top = self.stack[-1]
         if top.name in _TABLE_CONTEXT and text.strip(WS):
@@ -272,7 +274,7 @@ class _Walk:
         if name in TABLE_PARTS and not self.foreign and not (
                 self.open.get("table") or self.open.get("template")):
             return  # ignored outside a table: a <caption> there bounded no <p> search
-        if self.closed and (name not in _OPENS_AS_IS or self.foreign):
+        if self.closed and not self.foreign and name not in _OPENS_AS_IS:
             self._reopen()
         if name in _IMPLIES and not self.foreign:
             self._close_implied(name)
