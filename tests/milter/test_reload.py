@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -53,6 +54,13 @@ def _file_reloader(tmp_path: Path, loop: LoopThread) -> tuple[Path, Metrics, Pol
 def _count(metrics: Metrics, result: str) -> float:
     return metrics.registry.get_sample_value("postwarden_policy_reloads_total",
                                              {"result": result}) or 0.0
+
+
+def _listens(caplog: pytest.LogCaptureFixture) -> bool:
+    """Whether the reloader listens: it then loads the active set again, in case a NOTIFY
+    went unheard, which it logs at DEBUG when it finds the set it runs (caplog at DEBUG
+    for postwarden_milter.reload)."""
+    return "(notify)" in caplog.text
 
 
 def _running(metrics: Metrics) -> tuple[set[str], float | None]:
@@ -203,6 +211,30 @@ def test_database_revisions_reload_on_notify_and_survive_an_outage(
     unreachable = "postgresql://postgres@127.0.0.1:1/none"
     offline = _reloader(Metrics(), loop_thread, tmp_path, database_url=unreachable)
     assert offline.load_initial().current.limits.max_recipients == 9
+
+
+@pytest.mark.postgres
+def test_only_an_activation_counts_and_logs_a_reload_from_the_database(
+    database_url: str, tmp_path: Path, loop_thread: LoopThread,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once it listens, the reloader loads the active set again, in case an activation
+    went unheard: finding the set it runs, that was "policy set reloaded (notify): X ->
+    X" and one more `ok` at every start and every reconnect, as if a push had come."""
+    caplog.set_level(logging.DEBUG, logger="postwarden_milter.reload")
+    asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=2)))
+    metrics = Metrics()
+    reloader = _reloader(metrics, loop_thread, tmp_path, database_url=database_url)
+    holder = reloader.load_initial()
+    reloader.start()
+    try:
+        assert wait_until(lambda: _listens(caplog), timeout=15)
+        asyncio.run(_activate(database_url, "main", POLICY.format(name="main", limit=9)))
+        assert wait_until(lambda: holder.current.limits.max_recipients == 9, timeout=15)
+    finally:
+        reloader.stop()
+    assert _count(metrics, "ok") == 1
+    assert caplog.text.count("policy set reloaded (notify)") == 1
 
 
 @pytest.mark.postgres
@@ -413,8 +445,10 @@ def test_of_several_workers_one_announces_a_refused_set(
 
 @pytest.mark.postgres
 def test_a_conflicting_database_revision_raises_policy_load_failed(
-    database_url: str, tmp_path: Path, loop_thread: LoopThread
+    database_url: str, tmp_path: Path, loop_thread: LoopThread,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="postwarden_milter.reload")
     asyncio.run(_subscribe(database_url, "ops-revisions"))
     asyncio.run(_activate(database_url, "first", RULE.format(name="first")))
     metrics = Metrics()
@@ -422,8 +456,7 @@ def test_a_conflicting_database_revision_raises_policy_load_failed(
     holder = reloader.load_initial()
     reloader.start()
     try:
-        # The listener reloads once when it connects (a NOTIFY may have been missed).
-        assert wait_until(lambda: _count(metrics, "ok") == 1, timeout=15)
+        assert wait_until(lambda: _listens(caplog), timeout=15)
         running = holder.current
         # Each revision loads alone; together they reuse a rule name, so the set is refused.
         asyncio.run(_activate(database_url, "second", RULE.format(name="second")))

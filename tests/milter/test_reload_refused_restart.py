@@ -30,10 +30,12 @@ def test_a_worker_dying_after_a_refused_activation_is_replaced_on_the_last_good_
     asyncio.run(_activate(database_url, "restart-first", RULE.format(name="restart-first")))
     env = _env(tmp_path, processes="2", database_url=database_url)
     del env["POSTWARDEN_POLICY_DIR"]
+    env["POSTWARDEN_LOG_LEVEL"] = "DEBUG"  # each worker's "policy set ... unchanged (notify)"
     log = tmp_path / "milter.log"
     try:
         with _serving(env, log) as proc:
-            assert wait_until(lambda: log.read_text().count("policy set reloaded (notify)") == 2,
+            # Both workers listen: each loaded the active set again, finding it unchanged.
+            assert wait_until(lambda: log.read_text().count("unchanged (notify)") == 2,
                               timeout=30), log.read_text()
             assert (tmp_path / "spool" / LAST_GOOD_NAME).exists()
             # Together with the first, a rule name used twice: every worker refuses it.

@@ -298,6 +298,7 @@ class PolicyReloader:
                                         daemon=True)
         self._listen_task: asyncio.Task[None] | None = None
         self.holder: PolicyHolder | None = None
+        self._refusing = False  # the last load was refused (policy_reload_failing)
 
     # --- loading -------------------------------------------------------------
 
@@ -398,6 +399,12 @@ class PolicyReloader:
                 f"unexpected {type(exc).__name__} while loading (see the milter's log)"))
             return False
         old = self.holder.current.content_hash
+        if reason == "notify" and policy_set.content_hash == old and not self._refusing:
+            # The NOTIFY a listener asks itself for once it listens (at start, after a
+            # lost connection: an activation may have gone unheard) mostly finds the set
+            # it runs. Counted and logged, it looked like a deploy at every start.
+            log.debug("policy set %s unchanged (%s)", old[:12], reason)
+            return True
         self.holder.swap(policy_set)
         self._metrics.policy_reloads.labels("ok").inc()
         self._running(policy_set)
@@ -408,12 +415,14 @@ class PolicyReloader:
         return True
 
     def _running(self, policy_set: PolicySet) -> None:
+        self._refusing = False
         self._metrics.policy_reload_failing.set(0)
         self._metrics.policy_set.clear()
         self._metrics.policy_set.labels(policy_set.content_hash[:12]).set(1)
 
     def _refused(self, reason: str, detail: str) -> None:
         self._metrics.policy_reloads.labels("failed").inc()
+        self._refusing = True
         self._metrics.policy_reload_failing.set(1)
         log.error("policy reload (%s) refused, keeping the running set: %s", reason, detail)
 
