@@ -2,7 +2,8 @@
 what the code does: the push's output order, the log levels the admin settings take,
 every metric name and label value the README gives, the edits that break a DKIM
 signature, an upgrade across a migration an earlier admin instance cannot read, and
-what this version changes for API clients, and what each audit verdict means."""
+what this version changes for API clients, and what each audit verdict means; and
+that every file the install documents link or name under contrib/ or docs/ is there."""
 
 from __future__ import annotations
 
@@ -255,3 +256,25 @@ def test_the_api_doc_gives_a_proxy_the_longest_a_lock_wait_takes() -> None:
     text = " ".join(API_DOC.read_text().split())
     assert f"`webhook_timeout_seconds` plus {extra:g} seconds" in text
     assert f"({row_wait_seconds(options):g} seconds by default)" in text
+
+
+# What an admin installing from the documents reads: each file they link or name
+# under contrib/ or docs/ is there (a rename would leave the install steps pointing
+# at nothing).
+INSTALL_DOCS = [README, REPO / "SECURITY.md", POSTFIX_README,
+                REPO / "contrib" / "systemd" / "README.md", API_DOC, POLICY_LANGUAGE]
+LINK = re.compile(r"\]\((?!https?:|mailto:)([^)#\s]+)")
+NAMED = re.compile(r"`((?:contrib|docs)/[\w./-]+)`")
+
+
+def test_every_file_the_install_documents_link_or_name_exists() -> None:
+    missing, checked = [], 0
+    for doc in INSTALL_DOCS:
+        text = doc.read_text(encoding="utf-8")
+        targets = [doc.parent / link for link in LINK.findall(text)]
+        targets += [REPO / named for named in NAMED.findall(text)]
+        missing += [f"{doc.relative_to(REPO)}: {target.relative_to(REPO)}"
+                    for target in targets if not target.exists()]
+        checked += len(targets)
+    assert missing == []
+    assert checked > 30  # the links were found at all
