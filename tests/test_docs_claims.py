@@ -278,3 +278,12 @@ def test_every_file_the_install_documents_link_or_name_exists() -> None:
         checked += len(targets)
     assert missing == []
     assert checked > 30  # the links were found at all
+
+
+def test_the_postfix_steps_name_every_file_of_contrib_postfix() -> None:
+    """An admin follows the numbered steps: the send API's listener, appended to
+    master.cf, is one of them (the admin example's relay_port 10026 waits for it)."""
+    text = POSTFIX_README.read_text(encoding="utf-8")
+    steps = text[text.index("1. "):text.index("\n\n", text.index("1. "))]
+    files = sorted(p.name for p in POSTFIX_README.parent.iterdir() if p.name != "README.md")
+    assert [name for name in files if f"`{name}`" not in steps] == []
