@@ -6,6 +6,8 @@ admin must fix is in its line, the password never is."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from postwarden_milter.cli import main
 from postwarden_milter.metrics import Metrics
 from tests.conftest import PgServer
+from tests.fixtures.ports import free_port
 from tests.fixtures.postgres import wait_until
 from tests.milter.test_cli import _config
 from tests.store.test_audit import _running, make_event
@@ -45,6 +48,28 @@ def test_check_says_what_the_server_refused(
     err = capsys.readouterr().err
     assert (said in err) == bool(status), err
     assert PASSWORD not in line + err
+
+
+def test_check_says_a_milter_with_only_the_databases_policies_would_not_start(
+    pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No policy_dir and no last good set: refused its database_url, the start has no
+    policies and exits 1 (retried by the unit), where check said it would start and
+    spool."""
+    for variable in [v for v in os.environ if v.startswith("POSTWARDEN_")]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("POSTWARDEN_POLICY_DIR", "")  # the database's policies alone
+    monkeypatch.setenv("POSTWARDEN_MILTER_SOCKET", f"inet:{free_port()}@127.0.0.1")
+    host = pg_server.dsn("x").rsplit("/", 1)[0].rsplit("@", 1)[1]
+    database_url = f"postgresql://nobody_here:{PASSWORD}@{host}/postgres"
+    config = str(_config(tmp_path, database_url=f"'{database_url}'"))
+    assert main(["check", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert "the milter would not start (exit 1) until it is fixed" in err, err
+    start = subprocess.run([sys.executable, "-m", "postwarden_milter", "--config", config],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert start.returncode == 1, start.stderr
 
 
 def test_the_audit_writer_says_what_the_server_refused(

@@ -132,9 +132,8 @@ def check(config: Path | None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     database = found.database
     if database is not None and database.refusal is not None:
-        # The milter would start, but audit nothing to Postgres until this is fixed.
-        print(f"{PROG}: database_url: the server refuses it ({database.refusal}); the "
-              "milter would start and spool audit events until it is fixed", file=sys.stderr)
+        print(f"{PROG}: database_url: the server refuses it ({database.refusal}); "
+              f"{_start_refused(settings)}", file=sys.stderr)
         return EXIT_CONFIG
     if database is not None and not database.reachable and _no_policy_source(settings):
         # A start's status (NotYet), for a deployment's gate. A reload fails too, which
@@ -145,6 +144,15 @@ def check(config: Path | None) -> int:
     if database is not None:
         print(_database_state(database))
     return 0
+
+
+def _start_refused(settings: MilterSettings) -> str:
+    """What a start does on a database that refuses database_url: it audits nothing to
+    it until that is fixed, and with no policies but the database's it cannot start."""
+    if _no_policy_source(settings):  # a start's NotYet: exit 1, retried
+        return ("with no usable last good policy set in spool_dir, the milter would not "
+                "start (exit 1) until it is fixed")
+    return "the milter would start and spool audit events until it is fixed"
 
 
 def _database_state(database: DatabaseCheck) -> str:
