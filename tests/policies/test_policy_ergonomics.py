@@ -165,6 +165,18 @@ def test_a_misspelt_name_is_told_what_it_likely_meant(when: str, told: str) -> N
     assert told in issue
 
 
+@pytest.mark.parametrize(("rule", "told"), [
+    ("{name: r, wehn: {sender: [a@b.test]}, then: reject}",
+     "'wehn' in rule (did you mean 'when'?)"),
+    ("{name: r, tehn: reject}", "'tehn' in rule (did you mean 'then'?)"),
+])
+def test_two_letters_swapped_in_a_short_name_are_told_what_they_likely_meant(
+    rule: str, told: str
+) -> None:
+    """The commonest typo of the shortest keys, which difflib finds only 0.75 alike."""
+    assert any(told in issue for issue in issues(HEAD + f"rules:\n  - {rule}\n"))
+
+
 def test_a_misspelt_action_is_told_what_it_likely_meant() -> None:
     (issue,) = issues(HEAD + "rules:\n  - {name: r, then: Rejct}\n")
     assert issue.endswith("got 'Rejct' (did you mean 'reject'?)")

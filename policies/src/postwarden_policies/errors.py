@@ -47,7 +47,16 @@ def likely_meant(text: str, known: Iterable[str]) -> str:
         return ""
     names = [str(name) for name in known]  # an enum's members as their values
     close = difflib.get_close_matches(text.lower(), names, n=1, cutoff=LIKELY_MEANT)
+    # Two letters swapped in a short name ("wehn", "tehn") are 0.75 alike to difflib.
+    close += [name for name in names if _swapped(text.lower(), name)][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _swapped(text: str, name: str) -> bool:
+    """Whether ``name`` is ``text`` with two neighbouring characters swapped."""
+    differ = [at for at, (a, b) in enumerate(zip(text, name, strict=False)) if a != b]
+    return (len(text) == len(name) and len(differ) == 2 and differ[1] == differ[0] + 1
+            and text[differ[0]] == name[differ[1]] and text[differ[1]] == name[differ[0]])
 
 
 def shown(text: str) -> str:
