@@ -362,3 +362,11 @@ def test_webhook_endpoints_in_one_text_say_to_list_them(text: str, where: str,
     saying that a list holds each endpoint as an item of its own."""
     assert [str(i) for i in check_policy_text("p.yaml", f"version: 1\nname: p\n{text}")] == [
         f"p.yaml:{where}: {prefix}expected a webhook endpoint name, got 'soc, ops'{SEVERAL}"]
+
+
+@pytest.mark.parametrize("then", ["{subject_prefix: [EXT]}", "{add_header: {X-Tag: [EXT]}}"])
+def test_text_written_in_brackets_unquoted_is_told_to_be_quoted(then: str) -> None:
+    """`subject_prefix: [EXT]`, the tag the docs show, is a YAML list of one unquoted."""
+    (issue,) = issues(HEAD + f"rules:\n  - name: r\n    then: {then}\n")
+    assert issue.endswith("got a sequence (YAML reads [EXT] unquoted as a list: quote it, "
+                          "as in '[EXT]')")

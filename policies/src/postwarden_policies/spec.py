@@ -23,6 +23,7 @@ from .yamlnodes import (
     INTEGER_TOO_LARGE,
     MAX_INTEGER,
     SURROGATE,
+    TAG_PREFIX,
     TOO_LARGE,
     YAML11_BOOLEANS,
     Reader,
@@ -103,6 +104,17 @@ def got(node: yaml.Node, value: object) -> str:
     return describe(node)
 
 
+def _flow_list_hint(node: yaml.Node) -> str:
+    """What to say of text written in brackets, unquoted (``subject_prefix: [EXT]``),
+    which YAML reads as a list of what the brackets hold; else ""."""
+    if not (isinstance(node, yaml.SequenceNode) and node.flow_style
+            and node.tag == TAG_PREFIX + "seq"  # not !!python/object/apply:os.system [id]
+            and all(isinstance(item, yaml.ScalarNode) for item in node.value)):
+        return ""
+    text = "[" + ", ".join(item.value for item in node.value) + "]"
+    return f" (YAML reads {text} unquoted as a list: quote it, as in {shown(text)})"
+
+
 def negative(node: yaml.Node) -> bool:
     """Whether a scalar is written as a negative number (-1e400: past the range, below it)."""
     return isinstance(node, yaml.ScalarNode) and node.value.lstrip().startswith("-")
@@ -128,7 +140,8 @@ class Scalar(Spec):
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
         if not isinstance(node, yaml.ScalarNode):
-            reader.error(node, f"expected {self.expected}, got {describe(node)}")
+            hint = _flow_list_hint(node) if self.python_type is str else ""
+            reader.error(node, f"expected {self.expected}, got {describe(node)}{hint}")
             return INVALID
         return self.take(node, reader.scalar(node), reader)
 
