@@ -328,6 +328,17 @@ def test_console_script_runs_from_stdin(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["rules"] == ["tag-external"]
 
 
+@pytest.mark.parametrize(("path", "code", "told"), [
+    (EXAMPLES, 0, b"ok: 2 policies"), (EXAMPLES / "missing.yaml", 2, b"no such file")])
+def test_python_m_runs_the_command_with_its_exit_code(path: Path, code: int, told: bytes) -> None:
+    """`python -m postwarden_policies check DIR`, as a CI job without the console script
+    runs it, was "'postwarden_policies' is a package and cannot be directly executed"."""
+    result = subprocess.run([sys.executable, "-m", "postwarden_policies", "check", str(path)],
+                            capture_output=True, check=False, timeout=60)
+    assert result.returncode == code, result.stderr
+    assert told in result.stdout + result.stderr
+
+
 def test_eval_takes_format_json_as_check_and_test_do_and_json_as_its_alias(
     capsys: pytest.CaptureFixture[str]
 ) -> None:
