@@ -27,16 +27,16 @@ def _load(condition: str) -> tuple[list[PolicyIssue], tuple[str, ...]]:
 @pytest.mark.parametrize(("condition", "column", "told"), [
     pytest.param('      attachment: {filename: "*.exe, *.scr"}\n', 30,
                  "glob '*.exe, *.scr' holds ',': several globs written as one text match "
-                 "only a name that holds it; write each as an item of a list, as in "
-                 "[*.exe, *.scr] (or [,] for a comma in the name)", id="file-names"),
+                 "only a name that holds it; write each as an item of a list, "
+                 '["*.exe", "*.scr"] (or [,] for a comma in the name)', id="file-names"),
     pytest.param('      attachment: {content_type: "application/zip application/x-rar"}\n', 34,
                  "glob 'application/zip application/x-rar' holds ' ': several globs written "
                  "as one text match nothing (no host name or type holds it); write each as "
-                 "an item of a list, as in [*.exe, *.scr]", id="types"),
+                 'an item of a list, ["application/zip", "application/x-rar"]', id="types"),
     pytest.param('      helo: ["mx.example.test,mx2.example.test"]\n', 14,
                  "glob 'mx.example.test,mx2.example.test' holds ',': several globs written "
                  "as one text match nothing (no host name or type holds it); write each as "
-                 "an item of a list, as in [*.exe, *.scr]", id="host-names"),
+                 'an item of a list, ["mx.example.test", "mx2.example.test"]', id="host-names"),
 ])
 def test_globs_written_as_one_text_are_a_warning(condition: str, column: int, told: str) -> None:
     warnings, matched = _load(condition)
@@ -54,3 +54,10 @@ def test_globs_written_as_one_text_are_a_warning(condition: str, column: int, to
 ])
 def test_one_glob_a_list_or_a_bracketed_comma_gets_no_warning(condition: str) -> None:
     assert _load(condition)[0] == []
+
+
+def test_the_list_the_warning_writes_loads_as_the_globs_meant() -> None:
+    """The hint showed [*.exe, *.scr], which YAML reads as two aliases: an error."""
+    [warning], _ = _load('      attachment: {filename: "*.exe, *.scr"}\n')
+    written = warning.message[warning.message.index("["):warning.message.index("]") + 1]
+    assert _load(f"      attachment: {{filename: {written}}}\n") == ([], ("r",))

@@ -16,6 +16,7 @@ compiled. The same pattern written twice (an alias) is compiled once.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -345,15 +346,18 @@ def list_in_glob_warning(glob: str, *, names_hold_blanks: bool = True) -> str | 
     """Why ``glob`` looks like several written as one, or None; ``names_hold_blanks``:
     the names it is matched against may hold a blank (file names; not host names nor
     types), so that only a comma looks like a separator."""
-    found = (_COMMA if names_hold_blanks else _COMMA_OR_BLANK).search(glob)
+    separator = _COMMA if names_hold_blanks else _COMMA_OR_BLANK
+    found = separator.search(glob)
     if found is None:
         return None
     matched = ("only a name that holds it" if names_hold_blanks
                else "nothing (no host name or type holds it)")
     escape = " (or [,] for a comma in the name)" if names_hold_blanks else ""
+    # Each item quoted: unquoted, a glob that starts with * is a YAML alias.
+    items = ", ".join(json.dumps(item.strip(), ensure_ascii=False)
+                      for item in separator.split(glob) if item.strip())
     return (f"glob {_quoted(glob)} holds {found[0]!r}: several globs written as one text "
-            f"match {matched}; write each as an item of a list, as in [*.exe, *.scr]"
-            f"{escape}")
+            f"match {matched}; write each as an item of a list, [{items}]{escape}")
 
 
 def _literal(char: str) -> str:
