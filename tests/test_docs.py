@@ -1,5 +1,6 @@
-"""What the documents show is what the code does: SECURITY.md's tests exist, and the
-README's policy session prints what it shows."""
+"""What the documents show is what the code does: SECURITY.md's tests exist, the
+README's policy session prints what it shows, and the policy language's examples load
+and decide as its text says."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from postwarden_policies import evaluate_message, load_policy_set_from_sources
 from postwarden_policies.cli import main
+from postwarden_policies.facts import Envelope
 
 REPO = Path(__file__).resolve().parent.parent
 # `tests/x/test_y.py`, `tests/x/test_y.py::test_z`, or `::test_z` for the file named
@@ -114,3 +117,23 @@ def test_the_counts_security_md_gives_are_the_tests_counts() -> None:
     assert len(counted) >= 2
     assert [(path, name, int(n)) for path, name, n in counted] == [
         (path, name, _cases(path, name)) for path, name, _ in counted]
+
+
+def _policy_language_examples() -> list[str]:
+    """The ```yaml blocks of docs/policy-language.md."""
+    text = (REPO / "docs" / "policy-language.md").read_text(encoding="utf-8")
+    return re.findall(r"^```yaml\n(.*?)^```$", text, re.M | re.S)
+
+
+def test_the_policy_language_examples_load_and_decide_as_the_text_says() -> None:
+    """The schema line is a comment any policy may start with; the x- anchor example,
+    given the version and name it leaves out, rejects mail from outside only."""
+    schema_line, anchors = _policy_language_examples()
+    assert (REPO / "policies" / "examples" / schema_line.split("$schema=")[1].strip()).is_file()
+    policies = load_policy_set_from_sources(
+        [("doc.yaml", f"{schema_line}version: 1\nname: doc\n{anchors}")])
+    message = b"From: a@example.org\r\nSubject: hi\r\n\r\nhi\r\n"
+    decided = {sender: evaluate_message(policies, message, Envelope(
+        sender=sender, recipients=("bob@example.com",))).action
+        for sender in ("ann@example.org", "eve@elsewhere.test")}
+    assert decided == {"ann@example.org": "accept", "eve@elsewhere.test": "reject"}
