@@ -328,6 +328,25 @@ def test_console_script_runs_from_stdin(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["rules"] == ["tag-external"]
 
 
+@pytest.mark.parametrize(("content_type", "changed"), [
+    ("text/html", "sanitized the message body: removed script x1 (29 -> "),
+    ("application/pdf; name=scan.pdf", "stripped the message body 'scan.pdf' (29 bytes, "),
+])
+def test_eval_names_the_body_of_a_message_of_one_part(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content_type: str, changed: str
+) -> None:
+    """Its MIME path is "": eval printed 'sanitized part : removed ...'."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nname: p\nsanitize: {html: true}\nrules:\n"
+                      "  - {name: strip, when: {attachment: {}}, then: strip_attachment}\n")
+    message = tmp_path / "m.eml"
+    message.write_text(f"Subject: x\nContent-Type: {content_type}\n\n"
+                       "hi<script>alert(1)</script>\n")
+    assert main(["eval", "--policy", str(policy), "--from", "<>", "--to", "a@b.test",
+                 str(message)]) == 0
+    assert f"change: {changed}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("path", "code", "told"), [
     (EXAMPLES, 0, b"ok: 2 policies"), (EXAMPLES / "missing.yaml", 2, b"no such file")])
 def test_python_m_runs_the_command_with_its_exit_code(path: Path, code: int, told: bytes) -> None:

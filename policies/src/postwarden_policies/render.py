@@ -65,10 +65,15 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+def _part(path: str) -> str:
+    """A part by its MIME path; a message of one part has none (its path is "")."""
+    return f"part {path}" if path else "the message body"
+
+
 def _change_line(change: Change) -> str:
     if isinstance(change, AttachmentStripped):
         return (
-            f"stripped part {change.part} {change.filename!r} ({change.size} bytes, "
+            f"stripped {_part(change.part)} {change.filename!r} ({change.size} bytes, "
             f"sha256 {change.sha256}) by {change.reason}"
         )
     removed = ", ".join(f"{what} x{count}" for what, count in change.removed) or "nothing"
@@ -76,7 +81,7 @@ def _change_line(change: Change) -> str:
         return (f"kept signed part {change.part} as it came: sanitizing would only have "
                 f"removed harmless {removed}")
     return (
-        f"sanitized part {change.part}: removed {removed} "
+        f"sanitized {_part(change.part)}: removed {removed} "
         f"({change.bytes_before} -> {change.bytes_after} bytes)"
     )
 
