@@ -366,7 +366,7 @@ def _all_keys(values: dict[str, c.Condition], context: ObjectContext) -> c.Condi
     return c.all_of(values)
 
 
-CONDITION: Spec = Obj(
+CONDITION: Obj = Obj(
     "condition",
     "Conditions; all keys given must hold (AND). Nest with any / all / not.",
     {
@@ -434,8 +434,11 @@ CONDITION: Spec = Obj(
     },
     _all_keys,
     def_name="condition",
-    elsewhere=dict.fromkeys(("filename", "content_type", "detected_type"),
-                            "under attachment:, as in attachment: {filename: [...]}"),
+    elsewhere={**dict.fromkeys(("filename", "content_type", "detected_type"),
+                               "under attachment:, as in attachment: {filename: [...]}"),
+               # indented under when: as its keys are
+               **dict.fromkeys(("then", "code", "message", "sanitize"),
+                               "in the rule, indented as when: is")},
     # when: [subject: a, body: b], as other filters write a list of tests
     as_list=" (a condition is one mapping, all its keys holding: for a list of conditions "
             "write all: [...] or any: [...])",

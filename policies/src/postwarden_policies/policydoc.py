@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import yaml
 
@@ -72,7 +72,6 @@ def _scheme(value: str) -> str:
 _ENVELOPE_KEYS = (
     "sender", "sender_domain", "client_ip", "client_name", "helo", "authenticated", "auth_user",
 )
-_CONDITION = cast(Obj, CONDITION)  # typed as the Spec it is used as
 
 
 def _envelope_list(make: type[c.AnyOf] | type[c.AllOf]) -> Convert:
@@ -84,13 +83,13 @@ LIMITS_CONDITION: Obj = Obj(
     "The transactions these limits apply to, by what is known at MAIL FROM; all keys "
     "given must hold (AND). Nest with any / all / not.",
     {
-        **{key: _CONDITION.fields[key] for key in _ENVELOPE_KEYS},
-        "any": Field(_envelope_list(c.AnyOf), _CONDITION.fields["any"].doc),
-        "all": Field(_envelope_list(c.AllOf), _CONDITION.fields["all"].doc),
+        **{key: CONDITION.fields[key] for key in _ENVELOPE_KEYS},
+        "any": Field(_envelope_list(c.AnyOf), CONDITION.fields["any"].doc),
+        "all": Field(_envelope_list(c.AllOf), CONDITION.fields["all"].doc),
         "not": Field(Convert(Lazy(lambda: LIMITS_CONDITION), c.Not),
-                     _CONDITION.fields["not"].doc),
+                     CONDITION.fields["not"].doc),
     },
-    _CONDITION.build,  # ANDs the keys, refuses an empty mapping as a rule's `when` does
+    CONDITION.build,  # ANDs the keys, refuses an empty mapping as a rule's `when` does
     def_name="limits_condition",
 )
 

@@ -293,8 +293,12 @@ RULE = Obj(
     def_name="rule",
     label_key="name",
     check=_check_rule,
-    elsewhere=dict.fromkeys(
-        ("action", "strip_attachment", "add_header", "remove_header", "subject_prefix",
-         "notify"),
-        "under then:, as in then: {action: quarantine, notify: [...]}"),
+    elsewhere={
+        **dict.fromkeys(
+            ("action", "strip_attachment", "add_header", "remove_header", "subject_prefix",
+             "notify"),
+            "under then:, as in then: {action: quarantine, notify: [...]}"),
+        # indented as when: is, not under it
+        **dict.fromkeys(CONDITION.fields, "under when:, indented past it"),
+    },
 )
