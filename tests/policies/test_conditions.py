@@ -6,8 +6,15 @@ from typing import Any
 
 import pytest
 
-from postwarden_policies import check_policy_text, client_ip, conditions
+from postwarden_policies import (
+    check_policy_text,
+    client_ip,
+    conditions,
+    evaluate_message,
+    load_policy_set_from_sources,
+)
 from postwarden_policies.conditions import MatchInput
+from postwarden_policies.facts import Envelope
 
 from .policy_helpers import attachment, facts, html_part, rule_policy
 
@@ -394,6 +401,27 @@ def test_a_list_of_patterns_tells_how_to_write_either(condition: str) -> None:
     assert issue.message == ("rule 'r': expected an RE2 regular expression, got a list: a "
                              "pattern is one (write a|b for either), or give each its "
                              "condition under any:")
+
+
+@pytest.mark.parametrize(("condition", "text"), [("subject: [SPAM]", "SPAM"),
+                                               ("header: {X-Tag: [Phishing Alert]}",
+                                                "Phishing Alert")])
+def test_a_tag_in_brackets_unquoted_is_told_how_to_write_it_as_a_pattern(
+    condition: str, text: str
+) -> None:
+    """Quoted as the list error suggested nothing else, '[SPAM]' is a class of one
+    character: a Subject with an S in it would match."""
+    [issue] = check_policy_text("p.yaml", f"version: 1\nname: p\nrules:\n  - name: r\n"
+                                          f"    when: {{{condition}}}\n    then: reject\n")
+    assert issue.message.endswith(
+        f"got a list: YAML reads [{text}] unquoted as a list of {text}: write {text} for "
+        f"that text, or '\\[{text}\\]' for [{text}] with its brackets")
+    pattern = issue.message.split(", or ")[-1].split(" for ")[0]  # '\[SPAM\]', quoted
+    policies = load_policy_set_from_sources([("p.yaml", f"version: 1\nname: p\nrules:\n"
+        f"  - {{name: r, when: {{subject: {pattern}}}, then: reject}}\n")])
+    for subject, action in ((f"[{text}] hi", "reject"), (f"{text[0]} hi", "accept")):
+        message = f"Subject: {subject}\r\n\r\nhi\r\n".encode()
+        assert evaluate_message(policies, message, Envelope()).action == action
 
 
 @pytest.mark.parametrize(("condition", "column"), [("when: [subject: a, body: b]", 11),

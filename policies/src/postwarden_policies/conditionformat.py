@@ -60,7 +60,7 @@ from .spec import (
     choice,
     text,
 )
-from .yamlnodes import Reader
+from .yamlnodes import Reader, bracketed_texts
 
 ADDRESS = r"[^@\s<>]+@[^@\s<>]+"
 _LABEL = r"(?:[A-Za-z0-9_-]|[^\x00-\x7f])+"  # letters of any script: IDN labels too
@@ -297,9 +297,9 @@ class Regex(Convert):
 
     def read(self, node: yaml.Node, reader: Reader) -> Any:
         if isinstance(node, yaml.SequenceNode):  # as address and glob lists are written
-            reader.error(node, "expected an RE2 regular expression, got a list: a pattern "
-                               "is one (write a|b for either), or give each its condition "
-                               "under any:")
+            hint = _bracketed_tag_hint(node) or ("a pattern is one (write a|b for either), "
+                                                 "or give each its condition under any:")
+            reader.error(node, f"expected an RE2 regular expression, got a list: {hint}")
             return INVALID
         pattern = super().read(node, reader)
         if pattern is INVALID:
@@ -313,6 +313,19 @@ class Regex(Convert):
         _warn_block_line_end(node, reader, "pattern",
                             "a Subject or header value, read on one line,")
         return pattern
+
+
+_TAG = re.compile(r"[\w -]+")  # a Subject tag's text: [SPAM], [EXT], [Phishing Alert]
+
+
+def _bracketed_tag_hint(node: yaml.SequenceNode) -> str:
+    """For ``subject: [SPAM]``, a tag meant as text: how to write it as a pattern, whose
+    brackets quoted alone would make a class of one character (S, P, A or M); or ""."""
+    texts = bracketed_texts(node)
+    if texts is None or len(texts) != 1 or not _TAG.fullmatch(text := texts[0]):
+        return ""
+    return (f"YAML reads [{text}] unquoted as a list of {text}: write {text} for that "
+            f"text, or '\\[{text}\\]' for [{text}] with its brackets")
 
 
 def _regex(get: c.Getter) -> Convert:

@@ -23,11 +23,11 @@ from .yamlnodes import (
     INTEGER_TOO_LARGE,
     MAX_INTEGER,
     SURROGATE,
-    TAG_PREFIX,
     TOO_LARGE,
     YAML11_BOOLEANS,
     Reader,
     bounded_int,
+    bracketed_texts,
     comment_after,
     describe,
 )
@@ -107,11 +107,9 @@ def got(node: yaml.Node, value: object) -> str:
 def _flow_list_hint(node: yaml.Node) -> str:
     """What to say of text written in brackets, unquoted (``subject_prefix: [EXT]``),
     which YAML reads as a list of what the brackets hold; else ""."""
-    if not (isinstance(node, yaml.SequenceNode) and node.flow_style
-            and node.tag == TAG_PREFIX + "seq"  # not !!python/object/apply:os.system [id]
-            and all(isinstance(item, yaml.ScalarNode) for item in node.value)):
+    if (texts := bracketed_texts(node)) is None:
         return ""
-    text = "[" + ", ".join(item.value for item in node.value) + "]"
+    text = "[" + ", ".join(texts) + "]"
     return f" (YAML reads {text} unquoted as a list: quote it, as in {shown(text)})"
 
 

@@ -313,6 +313,16 @@ def first_at(first: yaml.Node, again: yaml.Node) -> str:
     return f"{line}, column {first.start_mark.column + 1}"
 
 
+def bracketed_texts(node: yaml.Node) -> list[str] | None:
+    """The texts of a list written in brackets of scalars, untagged (``[EXT]``, as text
+    unquoted is read), or None: what to show of a value meant as that text."""
+    if not (isinstance(node, yaml.SequenceNode) and node.flow_style
+            and node.tag == TAG_PREFIX + "seq"  # not !!python/object/apply:os.system [id]
+            and all(isinstance(item, yaml.ScalarNode) for item in node.value)):
+        return None
+    return [item.value for item in node.value]
+
+
 def describe(node: yaml.Node) -> str:
     """What a node holds, in words: 'a string', 'a mapping', ...; a scalar whose explicit
     tag its text does not read as is told so (``!!int abc`` is no "an integer")."""
