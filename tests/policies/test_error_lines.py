@@ -263,7 +263,8 @@ def test_text_after_a_list_or_mapping_value_is_told_to_be_quoted(
     assert _issues(text) == [
         f"p.yaml:{at}: YAML syntax error: {problem} (a value that starts with [ or {{ is "
         f"read as a list or a mapping, which ends at its {closed}: quote the whole value, "
-        "as in '[SPAM] offer')"
+        "as in '[SPAM] offer', or '\\[SPAM\\] offer' for a pattern, where [SPAM] is a class "
+        "of one letter)"
     ]
 
 

@@ -26,6 +26,7 @@ from postwarden_policies import (
 from postwarden_policies.errors import (
     ASCII_ONLY_CLASS,
     BLOCK_LINE_END,
+    BRACKETED_WORD,
     CASE_FOLDING,
     COMMENT_AFTER_VALUE,
     LIST_IN_GLOB,
@@ -57,6 +58,8 @@ LOADER_WARNINGS: Mapping[str, str] = {
                   "two (ß to ss), which RE2 matches with neither",
     MATCHES_EVERY_TEXT: "a pattern with an empty alternative (viagra|cialis|), which matches "
                         "every value",
+    BRACKETED_WORD: "a pattern with a word in brackets ([SPAM]), a class that matches one "
+                    "of its letters, not the tag",
     REGEX_IN_GLOB: "a glob written as a regular expression (.*\\.exe)",
     LIST_IN_GLOB: "globs written as one text (*.exe, *.scr), which match only a name "
                   "holding the comma",

@@ -27,6 +27,7 @@ from .domains import ascii_domain, caseless, normal_address
 from .errors import (
     ASCII_ONLY_CLASS,
     BLOCK_LINE_END,
+    BRACKETED_WORD,
     CASE_FOLDING,
     LIST_IN_GLOB,
     MATCHES_EVERY_TEXT,
@@ -38,6 +39,7 @@ from .mimeflags import FLAGS
 from .patterns import (
     Pattern,
     ascii_only_warning,
+    bracketed_word_warning,
     case_folding_warning,
     compile_globs,
     compile_regex,
@@ -310,6 +312,8 @@ class Regex(Convert):
             reader.warn(node, why, code=CASE_FOLDING)
         if why := empty_alternative_warning(pattern):
             reader.warn(node, why, code=MATCHES_EVERY_TEXT)
+        if why := bracketed_word_warning(pattern.source):
+            reader.warn(node, why, code=BRACKETED_WORD)
         _warn_block_line_end(node, reader, "pattern",
                             "a Subject or header value, read on one line,")
         return pattern

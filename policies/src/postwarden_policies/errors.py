@@ -21,6 +21,7 @@ ASCII_ONLY_CLASS = "ascii_only_class"  # \w or \b where words outside ASCII are 
 BLOCK_LINE_END = "block_line_end"  # a pattern or glob written as a block, with its line break
 CASE_FOLDING = "case_folding"  # a caseless ß, which RE2 does not match with SS
 MATCHES_EVERY_TEXT = "matches_every_text"  # a pattern with an empty alternative (a|b|)
+BRACKETED_WORD = "bracketed_word"  # a pattern's [SPAM], a class of one of its letters
 MALFORMED_UNSANITIZED = "malformed_unsanitized"  # HTML sanitized, malformed mail not held
 PAST_PARSER_CAP = "past_parser_cap"  # max_mime_parts past the parts the parser reads
 REGEX_IN_GLOB = "regex_in_glob"  # a glob written as a regular expression (.*\.exe)

@@ -275,6 +275,23 @@ def empty_alternative_warning(pattern: Pattern) -> str | None:
             "left out")
 
 
+# A word in brackets not escaped ([SPAM], [External]): a Subject tag meant as text. Some
+# capital among three or more letters, as tags are written, not a class ([aeiou], [0-9]).
+_BRACKETED_WORD = re.compile(r"(?<!\\)\[([A-Za-z0-9 ]*[A-Z][A-Za-z0-9 ]*)\]")
+
+
+def bracketed_word_warning(source: str) -> str | None:
+    """Why a pattern likely means a tag's text where it has a class, or None: ``[SPAM]``
+    matches one character of S, P, A and M, so any Subject holding an S."""
+    found = next((word for word in _BRACKETED_WORD.finditer(source) if len(word[1]) >= 3),
+                 None)
+    if found is None:
+        return None
+    return (f"RE2 regular expression {_quoted(source)} has {found[0]}, a class that matches "
+            f"one character of {found[1]}, not that text: write \\[{found[1]}\\] for the "
+            f"tag {found[0]} with its brackets")
+
+
 def compile_regex(source: str) -> Pattern:
     """A user's regular expression, RE2 syntax, searched (not anchored)."""
     _check_boundaries(source)

@@ -557,7 +557,8 @@ def _hint(exc: yaml.MarkedYAMLError, source: str) -> str:
     closed = _closed_before(exc, source)
     if closed in ("]", "}"):  # subject: [SPAM] offer
         return (" (a value that starts with [ or { is read as a list or a mapping, which "
-                f"ends at its {closed}: quote the whole value, as in '[SPAM] offer')")
+                f"ends at its {closed}: quote the whole value, as in '[SPAM] offer', or "
+                "'\\[SPAM\\] offer' for a pattern, where [SPAM] is a class of one letter)")
     if closed:  # message: "Rejected" by policy
         return " (a quoted value ends at its closing quote: quote the whole value)"
     if later := _anchor_after(exc, source):  # x-common: at the end of the file
