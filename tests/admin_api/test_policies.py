@@ -204,7 +204,7 @@ async def test_a_case_expecting_a_renamed_rule_is_uploaded_and_activated(
     response = await admin_client.post(f"/api/v1/revisions/{revision['id']}/activate",
                                        headers=bearer(admin_key))
     assert response.status == 200
-    assert "upload:10:5: test 't': unknown rule 'renamed-block' in expect_rules" in caplog.text
+    assert "upload:15:20: test 't': unknown rule 'renamed-block' in expect_rules" in caplog.text
 
 
 async def _test_exe_sample(client: TestClient[Any, Any], key: str, policy_text: str,

@@ -41,7 +41,7 @@ async def test_a_tests_mistake_is_in_the_upload_and_activation_warnings(
     assert status == 201, revision
     told = _told(revision["warnings"])
     assert [(code, file, line, column) for code, file, line, column, _ in told] == [
-        ("test_expect_rules_invalid", "upload", 9, 5)] * len(PROBLEMS)
+        ("test_expect_rules_invalid", "upload", 14, column) for column in (20, 28, 49)]
     for (*_, message), problem in zip(told, PROBLEMS, strict=True):
         assert message.startswith(problem), message
 

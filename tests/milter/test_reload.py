@@ -511,7 +511,7 @@ RENAMED = ("version: 1\nname: main\nrules:\n  - name: block-exe-v2\n    when:\n"
            "      subject: x\n    then: reject\ntests:\n  - name: exe\n"
            "    raw: \"Subject: x\\n\\nhi\\n\"\n    recipients: [a@b.test]\n    expect: reject\n"
            "    expect_rules: [block-exe]\n")  # the rule renamed, the case not updated
-TOLD = "9:5: test 'exe': unknown rule 'block-exe' in expect_rules (did you mean 'block-exe-v2'?)"
+TOLD = "13:20: test 'exe': unknown rule 'block-exe' in expect_rules (did you mean 'block-exe-v2'?)"
 
 
 def test_a_case_expecting_a_renamed_rule_is_told_and_the_files_load(

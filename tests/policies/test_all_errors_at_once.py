@@ -33,7 +33,7 @@ def test_every_issue_is_reported() -> None:
         "p.yaml:14:13: test 't': expected one of accept, reject, tempfail, discard, quarantine; "
         "got 'acept' (did you mean 'accept'?)",
         "p.yaml:8:11: duplicate rule name 'b' (first at line 6)",
-        "p.yaml:11:5: test 't': unknown rule 'nope' in expect_rules",
+        "p.yaml:15:23: test 't': unknown rule 'nope' in expect_rules",
     ]
 
 
@@ -41,7 +41,7 @@ def test_a_name_check_alone_refuses_the_policy(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(TEXT.replace("rejekt", "reject").replace("acept", "accept"))
     with pytest.raises(PolicyLoadError) as refused:
         load_policy_set([tmp_path], check_samples=True)
-    assert [i.line for i in refused.value.issues] == [8, 11]
+    assert [i.line for i in refused.value.issues] == [8, 15]
 
 
 def test_a_duplicate_key_hides_nothing_else_of_its_mapping() -> None:
@@ -125,8 +125,8 @@ def test_every_unknown_rule_a_case_expects_is_told() -> None:
             "  - {name: t, raw: x, recipients: [a@b.test], expect: accept,\n"
             "     expect_rules: [nope, r, report:gone, nope]}\n")
     assert [str(i) for i in check_policy_text("p.yaml", text)] == [
-        "p.yaml:5:5: test 't': unknown rule 'nope' in expect_rules",
-        "p.yaml:5:5: test 't': unknown rule 'report:gone' in expect_rules",
+        "p.yaml:6:21: test 't': unknown rule 'nope' in expect_rules",
+        "p.yaml:6:30: test 't': unknown rule 'report:gone' in expect_rules",
     ]
 
 

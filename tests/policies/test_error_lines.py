@@ -115,14 +115,13 @@ def test_an_item_under_a_dash_alone_begins_at_the_dash() -> None:
     """`-` on its own line, the case's keys below: its line is the dash's, as the `- name:`
     form's is (the test report's file:line, an issue about the whole item)."""
     text = ("version: 1\nname: p\nrules:\n  -  # no name\n\n    then: accept\n"
-            "tests:\n  -\r\n    name: t\n    raw: x\n    recipients: [a@b.test]\n"
-            "    expect: accept\n    expect_rules: [nope]\n")
+            "tests:\n  -\r\n    name: t\n    raw: x\n    recipients: [a@b.test]\n")
     assert [str(i) for i in check_policy_text("p.yaml", text)] == [
         "p.yaml:4:3: missing required key 'name' in rule",
-        "p.yaml:8:3: test 't': unknown rule 'nope' in expect_rules",
+        "p.yaml:8:3: test 't': missing required key 'expect' in test",
     ]
-    policy = load_policy_set_from_sources([("p.yaml", text.replace("[nope]", "[]")
-                                            .replace("  -  # no name\n\n", "  - name: r\n"))])
+    policy = load_policy_set_from_sources([("p.yaml", text.replace(
+        "  -  # no name\n\n", "  - name: r\n") + "    expect: accept\n")])
     assert policy.policies[0].tests[0].where == (7, 3)
 
 
@@ -130,11 +129,10 @@ def test_an_item_under_a_dash_alone_begins_at_the_dash_whatever_the_line_ends() 
     """An upload is read as sent: with old Mac line ends (CR only) the item's line is the
     dash's too, as YAML counts lines, not its first key's."""
     text = ("version: 1\nname: p\nrules:\n  - name: r\n    then: accept\ntests:\n  -\n"
-            "    # the case\n    name: t\n    raw: x\n    recipients: [a@b.test]\n"
-            "    expect: accept\n    expect_rules: [nope]\n")
+            "    # the case\n    name: t\n    raw: x\n    recipients: [a@b.test]\n")
     for line_end in ("\r", "\r\n"):
         assert [str(i) for i in check_policy_text("p.yaml", text.replace("\n", line_end))] \
-            == ["p.yaml:7:3: test 't': unknown rule 'nope' in expect_rules"]
+            == ["p.yaml:7:3: test 't': missing required key 'expect' in test"]
 
 
 def test_an_unquoted_glob_is_told_to_be_quoted() -> None:

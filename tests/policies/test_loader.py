@@ -317,9 +317,9 @@ ERRORS = [
     pytest.param(
         H
         + "rules:\n  - name: r\n    then: accept\ntests:\n  - name: c\n    raw: \"Subject: x\\n\\nhi\\n\"\n    recipients: [a@b.test]\n    expect: accept\n    expect_rules: [r, report:r, limit:max_recipients, s]\n",
-        ["7:5: test 'c': 'report:r' in expect_rules: verdicts of this enforce-mode policy "
+        ["11:23: test 'c': 'report:r' in expect_rules: verdicts of this enforce-mode policy "
          "name the rule 'r'",
-         "7:5: test 'c': unknown rule 's' in expect_rules"],
+         "11:55: test 'c': unknown rule 's' in expect_rules"],
         id="test-unknown-rule",
     ),
     pytest.param(

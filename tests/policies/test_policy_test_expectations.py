@@ -126,14 +126,15 @@ def test_a_rule_expected_with_the_wrong_mode_prefix_is_refused_by_check(
     tmp_path: Path, mode: str, refs: str, told: list[str]
 ) -> None:
     """Such a case can never pass (the policy's own verdicts name the rule otherwise):
-    `check` says so at the case, not only `test` as a failure."""
+    `check` says so at the name (where CI marks it), not only `test` as a failure."""
     policy = tmp_path / "p.yaml"
     policy.write_text(f"version: 1\nname: p\nmode: {mode}\nrules: [{{name: r, then: accept}}]\n"
                       "tests:\n  - name: c\n    raw: \"Subject: x\\n\\nhi\\n\"\n"
                       f"    recipients: [a@b.test]\n    expect: accept\n    expect_rules: {refs}\n")
     with pytest.raises(PolicyLoadError) as refused:
         load_policy_set([policy], check_samples=True)
-    assert [str(i) for i in refused.value.issues] == [f"{policy}:6:5: test 'c': {t}" for t in told]
+    assert [(i.line, i.message) for i in refused.value.issues] == [
+        (10, f"test 'c': {t}") for t in told]  # at the expect_rules line
     # As a misspelt limit: a milter loads the policy that filters mail whatever a test says.
     assert load_policy_set([policy]).policies[0].name == "p"
 
@@ -262,7 +263,7 @@ def test_eval_tells_an_expectation_no_verdict_meets_at_its_line_and_evaluates(
                  str(message)]) == 0
     out, err = capsys.readouterr()
     assert "rules: r2" in out
-    assert err.startswith(f"{policy}:5:5: warning: test 'c': {told}")
+    assert err.startswith(f"{policy}:9:20: warning: test 'c': {told}")
     assert main(["check", str(policy)]) == 2
     assert f"test 'c': {told}" in capsys.readouterr().err
 

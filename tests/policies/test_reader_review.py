@@ -76,7 +76,7 @@ def test_an_aliased_case_with_an_unknown_rule_is_still_reported_at_each_alias() 
             "  - &c {name: c, raw: x, recipients: [a@b.test], expect: accept, expect_rules: [q]}\n"
             "  - *c\n")
     assert issues(text) == [
-        "5:5: test 'c': unknown rule 'q' in expect_rules",
+        "5:81: test 'c': unknown rule 'q' in expect_rules",
         "6:5: test 'c': unknown rule 'q' in expect_rules",
     ]
 

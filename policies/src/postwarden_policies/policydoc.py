@@ -293,12 +293,17 @@ def _check_expected_rules(node: yaml.Node, reader: Reader, rules: dict[str, yaml
     policy, not in an enforce-mode one."""
     report = _text(_value(node, "mode", reader), reader, "report") is not None
 
-    def problems(expected: yaml.Node | None) -> list[str]:
-        nodes: list[yaml.Node | None] = [*_items(expected)] or [expected]  # or one scalar
-        listed = (_text(item, reader, EXPECTED_REF) for item in nodes)
+    def problems(expected: yaml.Node | None) -> dict[str, yaml.Node]:
+        """Each problem, at the first name that has it (as editors and CI mark a line)."""
+        one = [expected] if expected is not None else []
+        nodes: list[yaml.Node] = [*_items(expected)] or one  # or one scalar
+        listed = ((item, _text(item, reader, EXPECTED_REF)) for item in nodes)
         # Each of them, not the first only: all issues at once.
-        return list(dict.fromkeys(problem for ref in listed if ref is not None
-                                  and (problem := _ref_problem(ref, rules, report, reader))))
+        found: dict[str, yaml.Node] = {}
+        for item, ref in listed:
+            if ref is not None and (problem := _ref_problem(ref, rules, report, reader)):
+                found.setdefault(problem, item)
+        return found
 
     expected_of = _once_per_content(lambda case: _value(case, "expect_rules", reader))
     problems_in = _once_per_content(problems)
@@ -307,10 +312,10 @@ def _check_expected_rules(node: yaml.Node, reader: Reader, rules: dict[str, yaml
     # a rule renamed and a case not updated must not stop a milter.
     tell = reader.error if reader.check_files else reader.warn
     for case in _items(_value(node, "tests", reader)):
-        for problem in problems_in(expected_of(case)):
+        for problem, at in problems_in(expected_of(case)).items():
             title = title_of(case)
             prefix = f"test {title!r}: " if title is not None else ""
-            tell(case, f"{prefix}{problem}")
+            tell(placed(at, case), f"{prefix}{problem}")
 
 
 def _ref_problem(ref: str, rules: dict[str, yaml.Node], report: bool, reader: Reader) -> str:
