@@ -34,6 +34,7 @@ from postwarden_policies.errors import (
     MATCHES_EVERY_TEXT,
     PAST_PARSER_CAP,
     REGEX_IN_GLOB,
+    SINGLE_LABEL_DOMAIN,
     TEST_EXPECTATION_UNMET,
     TEST_SAMPLE_MISREAD,
 )
@@ -63,6 +64,8 @@ LOADER_WARNINGS: Mapping[str, str] = {
     REGEX_IN_GLOB: "a glob written as a regular expression (.*\\.exe)",
     LIST_IN_GLOB: "globs written as one text (*.exe, *.scr), which match only a name "
                   "holding the comma",
+    SINGLE_LABEL_DOMAIN: "a domain of one label (sender_domain: partners), as a list's name "
+                         "reads, which no mail domain is",
     PAST_PARSER_CAP: "a max_mime_parts or max_mime_depth past what the parser reads, which "
                      "acts as that",
     BLOCK_LINE_END: "a pattern or glob written as a block (|) that ends with its line break, "

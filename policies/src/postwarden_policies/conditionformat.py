@@ -32,6 +32,7 @@ from .errors import (
     LIST_IN_GLOB,
     MATCHES_EVERY_TEXT,
     REGEX_IN_GLOB,
+    SINGLE_LABEL_DOMAIN,
 )
 from .facts import address_literal
 from .mappingspecs import Field, MapOf, Obj, ObjectContext
@@ -271,13 +272,27 @@ def _addresses(get: c.Getter, domain_key: str, *, null_ok: bool = False) -> Conv
     )
 
 
+class Domain(Convert):
+    """A domain, converted; a warning for one of a single label (``partners``), as a
+    name meant for a list reads: no mail domain is one."""
+
+    def __init__(self) -> None:
+        super().__init__(text(pattern=DOMAIN, what="a domain such as example.com or .example.com",
+                              hint=list_hint(DOMAIN, _domain_hint)), _domain)
+
+    def read(self, node: yaml.Node, reader: Reader) -> Any:
+        domain = super().read(node, reader)
+        if domain is not INVALID and "." not in domain.rstrip("."):
+            reader.warn(node, f"domain {domain!r} has no dot, as no mail domain has: a "
+                              "policy names no lists, so a list's name is read as a domain; "
+                              "to share a list, write it once under an x- key as an anchor "
+                              "(x-partners: &partners [a.example, b.example]) and alias it "
+                              "(sender_domain: *partners)", code=SINGLE_LABEL_DOMAIN)
+        return domain
+
+
 def _domains(get: c.Getter) -> Convert:
-    return _values(
-        Convert(text(pattern=DOMAIN, what="a domain such as example.com or .example.com",
-                     hint=list_hint(DOMAIN, _domain_hint)), _domain),
-        lambda v: c.DomainIn(get, c.DomainSet.of(v)),
-        "domains",
-    )
+    return _values(Domain(), lambda v: c.DomainIn(get, c.DomainSet.of(v)), "domains")
 
 
 def _host_globs(get: c.Getter) -> Convert:

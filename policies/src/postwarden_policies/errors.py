@@ -26,6 +26,7 @@ MALFORMED_UNSANITIZED = "malformed_unsanitized"  # HTML sanitized, malformed mai
 PAST_PARSER_CAP = "past_parser_cap"  # max_mime_parts past the parts the parser reads
 REGEX_IN_GLOB = "regex_in_glob"  # a glob written as a regular expression (.*\.exe)
 LIST_IN_GLOB = "list_in_glob"  # globs written as one text ("*.exe, *.scr")
+SINGLE_LABEL_DOMAIN = "single_label_domain"  # sender_domain: partners, a list's name
 # A policy test's inline sample the parser would misread (raw: one line of literal \n,
 # folded (>), or starting with a byte order mark):
 # `check` and `test` refuse it, a milter and an upload warn.
