@@ -1,17 +1,22 @@
-"""What an application relies on: a retry hint on 409, an OpenAPI schema that
-describes every field a message answer has."""
+"""What an application relies on: a retry hint on 409, a 413 code that says what is too
+large, an OpenAPI schema that describes every field a message answer has."""
 
 from __future__ import annotations
 
+import base64
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from postwarden_admin_api.runtime_settings import RUNTIME
 from postwarden_admin_api.send import idempotency
 from postwarden_admin_api.send.sending import IDEMPOTENCY_HEADER
 
-from .conftest import Client, body
+from .conftest import Client, SetRuntime, body
+
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 async def test_a_request_whose_twin_is_running_is_told_when_to_retry(
@@ -73,3 +78,31 @@ async def test_a_key_reused_for_another_body_names_the_header_and_the_remedy(
         "message": "used in the last 24 hours for a request with another body: "
                    "a new request needs a new key",
     }]
+
+
+def _size_codes_documented() -> str:
+    """The 413 row of the send API's table in docs/api.md."""
+    table = API_DOC.read_text().split("The send API (`POST /api/v1/send-email`)")[1]
+    return next(line for line in table.splitlines() if line.startswith("| 413 |"))
+
+
+async def test_each_size_refusal_has_the_code_the_docs_give_what_is_too_large(
+    client: Client, sender: dict[str, str], set_runtime: SetRuntime
+) -> None:
+    """A client tells a file to shrink from a text to shorten by the code alone: the
+    docs said only that one of two codes came for "text, html, an attachment"."""
+    await set_runtime(max_attachment_bytes=1000, max_message_bytes=4000)
+    client.app[RUNTIME].invalidate()
+    try:
+        file = {"filename": "a.bin", "content_type": "application/octet-stream",
+                "content": base64.b64encode(b"x" * 1001).decode()}
+        answers = [await client.post("/api/v1/send-email", json=mail, headers=sender)
+                   for mail in (body(text="x" * 4001), body(attachments=[file]))]
+        shown = [((await answer.json())["error"]["code"], answer.status) for answer in answers]
+    finally:
+        await set_runtime(max_attachment_bytes=None, max_message_bytes=None)
+        client.app[RUNTIME].invalidate()
+    assert shown == [("body_too_large", 413), ("message_too_large", 413)]
+    row = _size_codes_documented()
+    assert "`body_too_large`: `text` or `html` is over `max_message_bytes`" in row
+    assert "`message_too_large`: an attachment is over `max_attachment_bytes`" in row
