@@ -139,6 +139,10 @@ async def test_operator_may_not_set_secrets(
     response = await admin_client.put("/api/v1/settings", headers=bearer(operator),
                                       json={"recipient_hash_key": SECRET})
     assert response.status == 403
+    # Each detail says what is wrong with its field, as every other refusal's does.
+    assert (await response.json())["error"]["details"] == [{
+        "field": "recipient_hash_key",
+        "message": "a secret setting: only an admin key may change it"}]
     response = await admin_client.put("/api/v1/settings", headers=bearer(operator),
                                       json={"outbound_max_recipients": 40})
     assert response.status == 200
@@ -149,19 +153,21 @@ async def test_only_admins_may_shorten_audit_retention(
 ) -> None:
     operator = bearer(await mint_key(Role.OPERATOR))
 
-    async def put(headers: dict[str, str], days: int | None) -> int:
+    async def put(headers: dict[str, str], days: int | None, current: int = 0) -> int:
         response = await admin_client.put("/api/v1/settings", headers=headers,
                                           json={"audit_retention_days": days})
         if response.status == 403:
             error = (await response.json())["error"]
-            assert (error["code"], error["details"]) == (
-                "forbidden", [{"field": "audit_retention_days"}])
+            assert (error["code"], error["details"]) == ("forbidden", [{
+                "field": "audit_retention_days",
+                "message": f"shorter than the current {current} days, which drops audit "
+                           "months for good: only an admin key may"}])
         return response.status
 
-    assert await put(operator, 90) == 403  # below the default 180
+    assert await put(operator, 90, current=180) == 403  # below the default 180
     assert await put(operator, 365) == 200  # longer: keeps more
     assert await put(operator, 365) == 200  # the same
-    assert await put(operator, None) == 403  # the default again: 180 < 365
+    assert await put(operator, None, current=365) == 403  # the default again: 180 < 365
     assert await put(bearer(admin_key), 30) == 200
     shown = await (await admin_client.get("/api/v1/settings", headers=operator)).json()
     assert shown["audit_retention_days"] == 30

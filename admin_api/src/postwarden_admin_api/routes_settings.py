@@ -96,8 +96,9 @@ async def settings_put(request: web.Request) -> web.Response:
     admin = principal(request).role is Role.ADMIN
     secret_names = sorted(set(changes) & set(SECRET_SETTINGS))
     if secret_names and not admin:
-        raise ApiError(403, "forbidden", "only admins may change secret settings",
-                       details=[{"field": name} for name in secret_names])
+        raise ApiError(403, "forbidden", "only admins may change secret settings", details=[
+            {"field": name, "message": "a secret setting: only an admin key may change it"}
+            for name in secret_names])
     async with connection(request.app[POOL]) as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SETTINGS_LOCK_KEY)
         before, current = await _shown(conn)
@@ -106,7 +107,9 @@ async def settings_put(request: web.Request) -> web.Response:
                       f"the settings' ETag is now {current['ETag']}")
         if not admin and _shortens_retention(before, changes):
             raise ApiError(403, "forbidden", "only admins may shorten audit retention",
-                           details=[{"field": RETENTION}])
+                           details=[{"field": RETENTION, "message": (
+                               f"shorter than the current {before[RETENTION]} days, which "
+                               "drops audit months for good: only an admin key may")}])
         # A value written again is no change: it moved the ETag (another operator's
         # If-Match then failed) and logged {"old": X, "new": X}.
         changes = await real_changes(conn, changes)
