@@ -161,6 +161,8 @@ async def test_name_taken(client: Client, admin_key: str) -> None:
     second = await client.post("/api/v1/webhooks", json=new_hook("twice"),
                                headers=bearer(admin_key))
     assert second.status == 409
+    error = (await second.json())["error"]  # its detail says what is wrong, as others do
+    assert error["details"] == [{"field": "name", "message": "taken: choose another name"}]
 
 
 async def test_roles(client: Client, mint_key: MintKey) -> None:

@@ -161,7 +161,7 @@ def _shown(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _name_taken() -> ApiError:
     return ApiError(409, "name_taken", "a webhook with this name exists",
-                    details=[{"field": "name"}])
+                    details=[{"field": "name", "message": "taken: choose another name"}])
 
 
 @routes.get("/api/v1/webhooks")
