@@ -38,3 +38,27 @@ async def test_a_policy_in_utf8_is_taken_however_labelled(
                                        headers={**bearer(admin_key),
                                                 "Content-Type": f"application/yaml{charset}"})
     assert response.status in (200, 201), await response.text()
+
+
+async def test_every_media_type_a_policy_is_taken_in_is_the_one_the_openapi_lists(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    """A client generated from the document sent only the two it declared, and one
+    sending text/yaml, taken all the same, could not know that it would be."""
+    document = await (await admin_client.get("/api/v1/openapi.json")).json()
+    declared = document["paths"]["/api/v1/policies"]["post"]["requestBody"]["content"]
+    candidates = sorted({*declared, "application/yaml", "application/x-yaml", "text/yaml",
+                         "text/x-yaml", "application/json", "text/plain",
+                         "application/octet-stream", "application/merge-patch+json"})
+    taken = []
+    for content_type in candidates:
+        response = await admin_client.post("/api/v1/policies", data=POLICY.encode(),
+                                           headers={**bearer(admin_key),
+                                                    "Content-Type": content_type})
+        assert response.status in (200, 201, 415), await response.text()
+        if response.status == 415:
+            refusal = (await response.json())["error"]["message"]
+            assert refusal == f"send the policy as one of {', '.join(declared)}"
+        else:
+            taken.append(content_type)
+    assert taken == sorted(declared)

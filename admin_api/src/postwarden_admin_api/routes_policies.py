@@ -96,7 +96,7 @@ REVISION_FORMATS = ("yaml", "json")  # of GET /api/v1/revisions/{id}
 async def _source(request: web.Request) -> str:
     if request.content_type not in SOURCE_TYPES:
         raise ApiError(415, "unsupported_media_type",
-                       "send the policy as application/yaml or application/json")
+                       f"send the policy as one of {', '.join(SOURCE_TYPES)}")
     # Labelled otherwise, it was read as UTF-8 all the same: "cafÃ©" stored for "café".
     check_utf8(request, "as a policy is read")
     body = await read_body(request)
@@ -510,7 +510,8 @@ OPENAPI_PATHS = {
             "(reserved_policy_name: database-rules belongs to /api/v1/rules)",
             _OPERATORS, parameters=[param("comment", "query", {"type": "string",
                                                                 "maxLength": COMMENT_MAX})],
-            body={"application/yaml": {"schema": _STR}, "application/json": {"schema": {}}},
+            body={kind: {"schema": {} if kind == "application/json" else _STR}
+                  for kind in SOURCE_TYPES},
             responses={201: ref("Revision"), 200: ref("Revision")},
             errors=error_codes({408: ["request_timeout"], 415: ["unsupported_media_type"]},
                                _CHANGE),
