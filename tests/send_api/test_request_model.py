@@ -952,6 +952,17 @@ def test_an_address_with_a_comment_is_told_to_give_the_name_otherwise(text: str)
         "message": "comments ((...)) are not accepted: write Name <local@domain>"}]
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("N" * 201 + " <bob@example.org>", "display name is longer than 200 characters"),
+    (f"{'b' * 64}@{'d' * 60}.{'e' * 60}.{'f' * 60}.{'g' * 60}.org",
+     "address is longer than 254 characters"),
+])
+def test_a_name_or_address_too_long_is_told_its_limit(text: str, message: str) -> None:
+    # "display name is too long" left a client to guess how long one may be.
+    assert refusal(to=text).details == [{"field": "to", "code": "invalid_recipient",
+                                          "message": message}]
+
+
 @pytest.mark.parametrize("text", ["undisclosed-recipients:;", "Team: bob@example.org;",
                                   "Team: bob@example.org, ann@example.org;"])
 def test_a_group_is_told_to_be_given_as_a_list(text: str) -> None:

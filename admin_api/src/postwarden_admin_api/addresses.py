@@ -164,7 +164,8 @@ def _local_part_problem(local: str) -> str:
 
 def parse_mailbox(text: str) -> Mailbox:
     if len(text) > MAX_MAILBOX_TEXT:
-        raise AddressError("address is too long")
+        raise AddressError(f"too long: an address is at most {MAX_ADDRESS} characters, its "
+                           f"display name at most {MAX_DISPLAY_NAME}")
     _refuse_hidden_text(text)
     text = text.strip()
     if _GROUP.fullmatch(text):
@@ -180,7 +181,7 @@ def parse_mailbox(text: str) -> Mailbox:
         _refuse_hidden_text(display_name)
         text = angle["address"].strip()
         if len(display_name) > MAX_DISPLAY_NAME:
-            raise AddressError("display name is too long")
+            raise AddressError(f"display name is longer than {MAX_DISPLAY_NAME} characters")
     if not text:  # told apart: a template's unset field was told of a bad local part
         raise AddressError("empty: give an address")
     if "(" in text or ")" in text:  # an address has none; older software writes a name so
@@ -194,8 +195,8 @@ def parse_mailbox(text: str) -> Mailbox:
         raise AddressError("'%' and '!' are not accepted in an address: Postfix routes by "
                            "them (a%b@c goes to a@b)")
     mailbox = Mailbox(local, checked_domain(domain), display_name)
-    if len(mailbox.address) > MAX_ADDRESS:
-        raise AddressError("address is too long")
+    if len(mailbox.address) > MAX_ADDRESS:  # its domain as A-labels, as Postfix sends it
+        raise AddressError(f"address is longer than {MAX_ADDRESS} characters")
     return mailbox
 
 
