@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api.keys import allowed_sender
 from tests.fixtures.adminapp import bearer
 
 MATCHING_NOTHING = ["*@", "@", "a@b@c", "*@*", "app @example.com",
@@ -26,8 +27,31 @@ async def test_a_pattern_that_matches_no_sender_is_refused(
     response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
         "role": "sender", "name": "app", "allowed_senders": ["app@example.com", pattern]})
     assert response.status == 422
+    # The entry is named by its place, with why: "expected a list of addresses" said
+    # neither which entry nor what is wrong with it.
+    [detail] = (await response.json())["error"]["details"]
+    assert detail["field"] == "allowed_senders[1]"
+    assert detail["message"] != "expected a list of addresses"
+    assert detail["message"] == _why(pattern)
+
+
+def _why(pattern: str) -> str:
+    try:
+        allowed_sender(pattern)
+    except ValueError as exc:
+        return str(exc)
+    raise AssertionError(f"{pattern!r} taken")
+
+
+async def test_each_pattern_refused_is_named_with_why(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    response = await admin_client.post("/api/v1/keys", headers=bearer(admin_key), json={
+        "role": "sender", "name": "app", "allowed_senders": ["*@localhost", 5]})
     assert (await response.json())["error"]["details"] == [
-        {"field": "allowed_senders", "message": "expected a list of addresses"}]
+        {"field": "allowed_senders[0]",
+         "message": "domain must be a fully qualified name (a dot between labels)"},
+        {"field": "allowed_senders[1]", "message": "expected an address"}]
 
 
 async def test_addresses_and_domains_are_stored_lower_cased(

@@ -55,21 +55,27 @@ def _shown(info: KeyInfo) -> dict[str, Any]:
     }
 
 
-ADDRESSES_EXPECTED = "expected a list of addresses"
-
-
-def _allowed_senders(listed: object, role: Role | None) -> tuple[str, ...]:
-    """A new key's allowed senders, checked against its role when that is one; ValueError,
-    its text for the client, otherwise."""
+def _allowed_senders(listed: object, role: Role | None
+                     ) -> tuple[tuple[str, ...], list[dict[str, str]]]:
+    """A new key's allowed senders, and every problem with them: an entry refused named
+    by its place, with why ("expected a list of addresses" for ["app@example.com",
+    "*@localhost"] left the admin to guess which entry, and what is wrong with it); the
+    list, once its entries are good, checked against the role when that is one."""
     if not isinstance(listed, list):
-        raise ValueError(ADDRESSES_EXPECTED)
-    try:
-        senders = tuple(allowed_sender(s) for s in listed)
-    except ValueError:
-        raise ValueError(ADDRESSES_EXPECTED) from None
-    if role is not None:
-        check_role_senders(role, senders)
-    return senders
+        return (), [{"field": "allowed_senders", "message": "expected a list of addresses"}]
+    senders: list[str] = []
+    problems: list[dict[str, str]] = []
+    for place, given in enumerate(listed):
+        try:
+            senders.append(allowed_sender(given))
+        except ValueError as exc:
+            problems.append({"field": f"allowed_senders[{place}]", "message": str(exc)})
+    if role is not None and not problems:
+        try:
+            check_role_senders(role, tuple(senders))
+        except ValueError as exc:
+            problems.append({"field": "allowed_senders", "message": str(exc)})
+    return tuple(senders), problems
 
 
 def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.datetime | None]:
@@ -83,11 +89,8 @@ def _parse_create(data: dict[str, Any]) -> tuple[Role, str, tuple[str, ...], dt.
         name = key_name(data.get("name"))
     except ValueError as exc:
         problems.append({"field": "name", "message": str(exc)})
-    senders: tuple[str, ...] = ()
-    try:
-        senders = _allowed_senders(data.get("allowed_senders", []), role)
-    except ValueError as exc:
-        problems.append({"field": "allowed_senders", "message": str(exc)})
+    senders, sender_problems = _allowed_senders(data.get("allowed_senders", []), role)
+    problems += sender_problems
     expires_at: dt.datetime | None = None
     raw_expiry = data.get("expires_at")
     if raw_expiry is not None:
