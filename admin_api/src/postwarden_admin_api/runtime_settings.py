@@ -103,11 +103,15 @@ def _check(name: str, value: Any) -> tuple[Any, str | None]:
         return value, None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         return None, "expected a list of addresses"
-    try:
-        # Once each: "A@x.org" and "a@x.org" are one, and were kept (and shown) as two.
-        return tuple(dict.fromkeys(sender_pattern(v) for v in value)), None
-    except AddressError:  # one no sender could match
-        return None, "expected addresses such as user@example.com or *@example.com"
+    patterns = []
+    for place, given in enumerate(value):
+        try:
+            patterns.append(sender_pattern(given))
+        except AddressError as exc:  # one no sender could match: say which, and why
+            return None, (f"entry {place}: {exc} (expected addresses such as "
+                          "user@example.com or *@example.com)")
+    # Once each: "A@x.org" and "a@x.org" are one, and were kept (and shown) as two.
+    return tuple(dict.fromkeys(patterns)), None
 
 
 _NAMES = frozenset(FIELDS) | frozenset(SECRET_SETTINGS)  # every setting a PUT may name
