@@ -188,6 +188,7 @@ def test_a_malformed_chunk_after_a_refusal_is_no_error_in_the_log(
 
 
 CODINGS = {"br": b"br", "zstd": b"zstd", "deflate that is not": b"deflate"}
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 @pytest.mark.parametrize("coding", CODINGS.values(), ids=CODINGS.keys())
@@ -204,6 +205,9 @@ def test_a_body_the_service_cannot_decode_is_named(
     assert json.loads(text)["error"]["message"] == (
         "malformed request: the body does not decode as its Content-Encoding says "
         "(only gzip and deflate are decoded)")
+    # docs/api.md said a Content-Encoding other than gzip or deflate was a 415.
+    row = next(line for line in API_DOC.read_text().splitlines() if line.startswith("| 400 |"))
+    assert f"`{coding.decode()}`" in row
 
 
 def test_a_reload_signal_as_the_settings_are_read_stops_nothing(
