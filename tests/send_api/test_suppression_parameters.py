@@ -32,6 +32,16 @@ async def test_an_unknown_filter_is_a_422_naming_it(client: Client, mint_key: Mi
     assert listed.status == 200, await listed.text()
 
 
+async def test_an_unknown_reason_is_told_the_reasons_there_are(
+    client: Client, mint_key: MintKey
+) -> None:
+    # It said "hard_bounce or manual", where every other filter says what it expected.
+    response = await client.get(SUPPRESSIONS, params={"reason": "bounce"},
+                                headers=await _operator(mint_key))
+    assert (await response.json())["error"]["details"] == [
+        {"field": "reason", "message": "expected one of hard_bounce, manual"}]
+
+
 async def test_an_unknown_body_field_is_a_422_and_suppresses_nothing(
     client: Client, mint_key: MintKey
 ) -> None:

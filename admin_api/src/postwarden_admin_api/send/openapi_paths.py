@@ -36,6 +36,8 @@ from .request_model import (
     TAG,
 )
 
+SUPPRESSION_REASONS = ("hard_bounce", "manual")  # why an address is suppressed
+
 _ADDRESSES: dict[str, Any] = {
     "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
 }
@@ -149,7 +151,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Suppression": {
         "type": "object", "required": ["address", "reason", "created_at"],
         "properties": {
-            "address": {"type": "string"}, "reason": {"enum": ["hard_bounce", "manual"]},
+            "address": {"type": "string"}, "reason": {"enum": list(SUPPRESSION_REASONS)},
             "detail": {"type": ["string", "null"]}, "created_at": _TIME,
             "created_by": {"type": ["string", "null"]},
         },
@@ -243,7 +245,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             "list suppressed addresses", [Role.OPERATOR, Role.AUDITOR],
             parameters=[
                 param("after", "query", {"type": "string"}),
-                param("reason", "query", {"enum": ["hard_bounce", "manual"]}),
+                param("reason", "query", {"enum": list(SUPPRESSION_REASONS)}),
                 param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
             ],
             responses={200: {"type": "object", "properties": {

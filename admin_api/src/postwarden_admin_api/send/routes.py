@@ -29,7 +29,7 @@ from postwarden_admin_api.errors import ApiError, ValidationFailed, connection
 from postwarden_admin_api.httpserver import ended_if_client_leaves
 
 from . import queries
-from .openapi_paths import SUPPRESSION_REQUEST
+from .openapi_paths import SUPPRESSION_REASONS, SUPPRESSION_REQUEST
 from .request_model import TAG, TAG_DETAIL
 from .sending import send_email
 
@@ -189,8 +189,9 @@ SUPPRESSION_FIELDS = frozenset(SUPPRESSION_REQUEST["properties"])  # as document
 
 def _reason_filter(request: web.Request) -> str | None:
     reason = request.query.get("reason")
-    if reason not in (None, "hard_bounce", "manual"):
-        raise ValidationFailed([{"field": "reason", "message": "hard_bounce or manual"}])
+    if reason is not None and reason not in SUPPRESSION_REASONS:
+        raise ValidationFailed([{"field": "reason", "message":
+                                 f"expected one of {', '.join(SUPPRESSION_REASONS)}"}])
     return reason
 
 
