@@ -11,6 +11,7 @@ import asyncio
 import re
 import smtplib
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from postwarden_admin_api.metrics import Metrics
+from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.noqueuestops import NoQueueStops
+from postwarden_admin_api.send.receipts import OPEN_RECEIPT_LIMIT, parse_receipt
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from postwarden_admin_api.send.syslogline import split_line
 from tests.fixtures.postfix import PostfixInstance, master_cf_options, running_postfix, send_message
 from tests.test_contrib_postfix import POSTFIX_DIR
@@ -32,6 +38,9 @@ from .test_maillog import (
     recipients,
     relay_as,
 )
+from .test_relay import database_url, settled  # noqa: F401 - a fixture
+from .test_review_held_receipt import hang_up_after_the_dot
+from .test_review_log_lag import cut_off, due
 
 pytestmark = pytest.mark.postfix
 
@@ -200,3 +209,83 @@ async def test_a_hold_read_before_the_message_id_in_another_read_is_held(
     await follower.poll()
     await follower.release()
     assert await held(pool, message_id) == ["held in Postfix's hold queue by its checks"]
+
+
+async def test_a_message_held_at_rcpt_whose_answer_was_lost_is_not_sent_again(
+    pool: asyncpg.Pool, postfix: tuple[PostfixInstance, int],
+) -> None:
+    """No line commits a message smtpd holds at RCPT (qmgr never reads the hold queue):
+    its receipt stayed open, and past OPEN_RECEIPT_LIMIT, Postfix's queue not listed,
+    the relay sent it again. The session's end, its DATA answered 250, commits it."""
+    instance, port = postfix
+    follower = MaillogFollower(pool, instance.maillog, host=f"rl-{uuid.uuid4().hex[:6]}")
+    task = asyncio.create_task(follower.run())
+    try:
+        (address,) = names("hold")
+        message = await cut_off(pool, address)
+        row = await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1", message)
+        await hang_up_after_the_dot(port, row["envelope_from"], address, row["content"])
+        found = await asyncio.to_thread(
+            instance.wait_for_log, rf"(\w+): message-id=<{message.hex}@(?s:.*?)"
+            r"postwarden-send/smtpd\[\d+\]: disconnect from", 30)
+        await follower.read_past(time.monotonic())
+        await pool.execute("UPDATE relay_receipts SET seen_at = seen_at - $2::interval "
+                           "WHERE message_id = $1", message, 2 * OPEN_RECEIPT_LIMIT)
+        worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1),
+                             follower, Metrics())
+        worker.start()
+        try:
+            await due(pool, worker, message)
+            stored = await settled(pool, message)
+        finally:
+            await worker.stop(grace=10)
+    finally:
+        await stop_task(task)
+    assert (stored["status"], stored["queue_id"]) == ("relayed", found[1])
+
+
+def committed(*lines: str) -> list[str]:
+    """The queue ids whose receipts ``lines`` commit."""
+    reader, found = NoQueueStops(), []
+    for text in lines:
+        split = split_line(text)
+        assert split is not None
+        for receipt in reader.commits(split):
+            assert receipt.committed
+            found.append(receipt.queue_id)
+        if (started := parse_receipt(split)) is not None:
+            reader.started(started)
+        reader.event(split)
+    return found
+
+
+def ended(pid: int, counts: str) -> str:
+    return SMTPD.format(pid=pid) + f"disconnect from localhost[127.0.0.1] ehlo=1 {counts}"
+
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    pytest.param([ended(1, "mail=1 rcpt=1 data=1 commands=4")], ["Q1"], id="answered"),
+    # A hold told once the file is open names its queue id.
+    pytest.param([SMTPD.format(pid=1) + "Q2: client=localhost[127.0.0.1]",
+                  SMTPD.format(pid=1) + "Q2: hold: " + RCPT.format(kind="hold", upper="HOLD"),
+                  ended(1, "mail=2 rcpt=2 data=2 commands=7")], ["Q1", "Q2"], id="later"),
+    pytest.param([ended(1, "mail=2 rcpt=2 bdat=2 quit=1 commands=7")], ["Q1"], id="bdat"),
+    # A 250 that could not be written counts as refused: the file may be committed or not.
+    pytest.param([ended(1, "mail=1 rcpt=1 data=0/1 commands=3/4")], [], id="refused"),
+    pytest.param([ended(1, "mail=1 rcpt=1 rset=1 commands=4")], [], id="no-data"),
+    pytest.param([ended(2, "mail=1 rcpt=1 data=1 commands=4")], [], id="other-process"),
+    pytest.param([SMTPD.format(pid=1) + "connect from localhost[127.0.0.1]",
+                  ended(1, "mail=1 rcpt=1 data=1 commands=4")], [], id="next-session"),
+    # The file removed (RSET), and another message given its queue id.
+    pytest.param([SMTPD.format(pid=5) + "Q1: client=localhost[127.0.0.1]",
+                  ended(1, "mail=2 rcpt=2 data=1 rset=1 commands=6")], [], id="id-reused"),
+])
+def test_a_session_every_data_of_which_was_answered_commits_its_holds(
+    lines: list[str], expected: list[str],
+) -> None:
+    assert committed(noqueue(1, "hold"), opened(1, "Q1"), *lines) == expected
+
+
+def test_a_discard_commits_nothing() -> None:
+    assert committed(noqueue(1, "discard"), opened(1, "Q1"),
+                     ended(1, "mail=1 rcpt=1 data=1 commands=4")) == []

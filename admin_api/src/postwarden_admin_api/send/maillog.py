@@ -509,10 +509,12 @@ class MaillogFollower:
                 self._check_form(line)
             if line is None:
                 continue
-            if (receipt := self._cut_offs.receipt(line)) is not None:
+            cut_off = self._cut_offs.receipt(line)
+            for receipt in [cut_off] if cut_off else self._no_queue_stops.commits(line):
                 receipts.append(receipt)
                 self._other_mail.note(receipt)
                 self._arrivals.note(receipt)
+                self._no_queue_stops.started(receipt)
                 if not receipt.committed:
                     restarts.setdefault(receipt.queue_id, []).append(receipt.message)
             # Not elif: a milter's hold commits a receipt and is a timeline event too; so

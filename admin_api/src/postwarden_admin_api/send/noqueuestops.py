@@ -15,6 +15,17 @@ actions that leave the recipient accepted (warn, filter, redirect, ...) leave th
 stop pending. A stop told once the file is open names its queue id
 (:mod:`.deliverylines`).
 
+No line commits a held message's file either (qmgr never reads the hold queue): its
+receipt (:mod:`.receipts`) stayed open, and a relay that lost Postfix's answer sent it
+again once that was old, where the queue could not be listed. Of a hold smtpd logs (at
+RCPT, or once the file is open under its queue id), smtpd's end of the
+session commits it when the line counts every DATA (or BDAT) of the session answered
+(``data=1``, not ``data=0/1``): a 250 follows the file's commit. A session whose
+line counts one refused says nothing of which (a 250 that could not be written counts
+as refused too): its held receipts stay open, as before. A message's first line under
+the queue id (another message's, once the file was removed after a RSET) forgets
+the hold.
+
 Only the reading thread uses it, and only between :meth:`NoQueueStops.clear` calls,
 as :mod:`.cutoffs`: lines another instance read meanwhile, or lost, may have ended
 the transaction.
@@ -26,10 +37,15 @@ import re
 from collections import OrderedDict
 
 from .deliverylines import NOQUEUE, DeliveryEvent, stopped_by
+from .receipts import ReceiptLine
 from .syslogline import LogLine
 
 _NOQUEUE = re.compile(rf"{NOQUEUE}: (?P<action>[a-z-]+): (?:RCPT|MAIL) from ")
 _OPENED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): client=")
+_HELD = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): hold: [A-Z-]+ from ")
+_SESSION = re.compile(r"(?P<end>dis)?connect from ")
+_DATA_REFUSED = re.compile(r" (?:data|bdat)=\d+/")
+_DATA_DONE = re.compile(r" (?:data|bdat)=[1-9]")
 _STOPS = ("hold", "discard")  # weakest first
 # smtpd processes tracked at once; past it the oldest are forgotten (their stop then
 # goes unread, as before).
@@ -39,6 +55,9 @@ MAX_TRACKED = 10_000
 class NoQueueStops:
     def __init__(self, limit: int = MAX_TRACKED) -> None:
         self._stopped: OrderedDict[str, str] = OrderedDict()  # smtpd process: its stop
+        # Queue ids held at RCPT: the smtpd process whose session's end commits each.
+        self._held: OrderedDict[str, str] = OrderedDict()
+        self._sessions: OrderedDict[str, list[str]] = OrderedDict()  # and the other way
         self._limit = limit
 
     def event(self, line: LogLine) -> DeliveryEvent | None:
@@ -49,9 +68,41 @@ class NoQueueStops:
         stop = self._stopped.pop(line.process, None)
         if (noqueue := _NOQUEUE.match(line.text, line.start)) is not None:
             self._note(line.process, stop, noqueue["action"])
+        elif (held := _HELD.match(line.text, line.start)) is not None:
+            self._hold(line.process, held["queue_id"])  # told once the file is open
         elif stop is not None and (opened := _OPENED.match(line.text, line.start)):
+            if stop == "hold":
+                self._hold(line.process, opened["queue_id"])
             return stopped_by(opened["queue_id"], stop, milter=False)
         return None
+
+    def commits(self, line: LogLine) -> list[ReceiptLine]:
+        """The receipts of held messages ``line`` commits: its session's end, every
+        DATA answered (module doc)."""
+        if line.daemon != "smtpd" or (session := _SESSION.match(line.text, line.start)) is None:
+            return []
+        held = [queue_id for queue_id in self._sessions.pop(line.process, ())
+                if self._held.get(queue_id) == line.process]
+        for queue_id in held:
+            del self._held[queue_id]
+        counts = line.text[session.end():]
+        if not session["end"] or _DATA_REFUSED.search(counts) or not _DATA_DONE.search(counts):
+            return []
+        return [ReceiptLine(queue_id, None, committed=True) for queue_id in held]
+
+    def started(self, receipt: ReceiptLine) -> None:
+        """A line that starts ``receipt``'s queue id afresh was read: a message's first
+        line is another message's than a hold read before."""
+        if receipt.first:
+            self._held.pop(receipt.queue_id, None)
+
+    def _hold(self, process: str, queue_id: str) -> None:
+        self._held[queue_id] = process
+        self._sessions.setdefault(process, []).append(queue_id)
+        self._sessions.move_to_end(process)
+        for tracked in (self._held, self._sessions):
+            if len(tracked) > self._limit:
+                tracked.popitem(last=False)
 
     def _note(self, process: str, stop: str | None, action: str) -> None:
         """A stop pending for ``process`` after its line of ``action``."""
@@ -66,3 +117,5 @@ class NoQueueStops:
 
     def clear(self) -> None:
         self._stopped.clear()
+        self._held.clear()
+        self._sessions.clear()
