@@ -219,6 +219,7 @@ async def test_a_message_held_at_rcpt_whose_answer_was_lost_is_not_sent_again(
     the relay sent it again. The session's end, its DATA answered 250, commits it."""
     instance, port = postfix
     follower = MaillogFollower(pool, instance.maillog, host=f"rl-{uuid.uuid4().hex[:6]}")
+    await follower.poll()  # its first poll starts at the end of the log
     task = asyncio.create_task(follower.run())
     try:
         (address,) = names("hold")
