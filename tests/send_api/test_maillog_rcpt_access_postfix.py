@@ -32,7 +32,9 @@ from tests.test_contrib_postfix import POSTFIX_DIR
 
 from .test_maillog import (
     accepted_message,
+    append,
     delivery,
+    follower_at_end,
     held,
     message_status,
     recipients,
@@ -290,3 +292,40 @@ def test_a_session_every_data_of_which_was_answered_commits_its_holds(
 def test_a_discard_commits_nothing() -> None:
     assert committed(noqueue(1, "discard"), opened(1, "Q1"),
                      ended(1, "mail=1 rcpt=1 data=1 commands=4")) == []
+
+
+@pytest.mark.parametrize("read_first", [
+    pytest.param(1, id="after-the-noqueue-line"),
+    pytest.param(-1, id="before-the-session-s-end"),
+])
+async def test_a_hold_read_on_by_the_next_reader_is_held_and_committed(
+    pool: asyncpg.Pool, postfix: tuple[PostfixInstance, int], tmp_path: Path, read_first: int,
+) -> None:
+    """The read position saved between smtpd's NOQUEUE line and its ``client=`` line,
+    or its session's end (a real Postfix's lines, read by a reader that stops there and
+    one that goes on): the next reader knew neither the stop nor the hold, and the
+    message got no ``held`` event nor its receipt a commit."""
+    instance, port = postfix
+    (address,) = names("hold")
+    message = await cut_off(pool, address)
+    row = await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1", message)
+    result = await asyncio.to_thread(send_message, port, row["content"],
+                                     row["envelope_from"], [address])
+    assert result.accepted and result.queue_id is not None, result
+    session = await asyncio.to_thread(
+        instance.wait_for_log, rf".*NOQUEUE: hold: .*<{re.escape(address)}>.*\n"
+        rf"(?s:.*?)postwarden-send/smtpd\[\d+\]: disconnect from .*\n", 30)
+    lines = session[0].splitlines(keepends=True)
+    path, follower = await follower_at_end(pool, tmp_path)
+    append(path, *lines[:read_first])
+    await follower.poll()
+    await follower.release()
+    restarted = MaillogFollower(pool, path)
+    append(path, *lines[read_first:])
+    await restarted.poll()
+    assert await pool.fetchval("SELECT committed FROM relay_receipts WHERE message_id = $1",
+                               message)
+    await relay_as(pool, message, result.queue_id, queue_host=restarted.host)
+    await restarted.poll()
+    await restarted.release()
+    assert await held(pool, message) == ["held in Postfix's hold queue by its checks"]

@@ -136,6 +136,8 @@ RELEASED = {
         "e4c023a0f58cd9ad1da7e059395bbd91e4406b5e3857ddd2e1590ef1214d8a3b",
     "0058_maillog_lines_between_arrivals":
         "f88a8742113a5d27870543c3fb698b0ab50f6c197d2749a621952ac32193ad17",
+    "0059_maillog_noqueue_stops":
+        "b10accc8c2ba2e29240bb1caade938a4167a5c6abebc997cefe13fed08988c6c",
 }
 
 

@@ -132,7 +132,7 @@ MAX_UNKNOWN_NAMED = 20
 # earlier versions to go on from (keyed by host and path alone, or by path alone).
 SELECT_POSITION = """
 SELECT path, inode, position, leader, saved_by, mark_fingerprint, read_to_end, pending, requeues,
-       updated_at,
+       noqueue_stops, updated_at,
        coalesce(leader <> $2 AND lease_until > now() AND path = ($1::text[])[1], false) AS taken
 FROM maillog_positions WHERE path = ANY($1::text[])
 ORDER BY array_position($1::text[], path) LIMIT 1
@@ -141,15 +141,16 @@ ORDER BY array_position($1::text[], path) LIMIT 1
 # $8, the waiting lines to save: NULL when they are as saved last. $9: the fingerprint
 # of the bytes before the position (migration 0024). $10: a stopping reader's final
 # poll read the log to its end (migration 0025). $11: the requeues waiting (migration 0057).
+# $12: the smtpd stops not yet tied to their message, or not committed (migration 0059).
 SAVE_POSITION = """
 INSERT INTO maillog_positions
     (path, inode, position, leader, lease_until, saved_by, read_to_end, pending,
-     mark_fingerprint, read_to_stop, requeues)
+     mark_fingerprint, read_to_stop, requeues, noqueue_stops)
 VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5), $6, $7,
-        coalesce($8::jsonb, '[]'), $9, $10, $11)
+        coalesce($8::jsonb, '[]'), $9, $10, $11, $12)
 ON CONFLICT (path) DO UPDATE SET inode = $2, position = $3, leader = $4,
     lease_until = EXCLUDED.lease_until, saved_by = $6, mark_fingerprint = $9,
-    read_to_stop = $10, requeues = $11, updated_at = now(),
+    read_to_stop = $10, requeues = $11, noqueue_stops = $12, updated_at = now(),
     read_to_end = coalesce($7, maillog_positions.read_to_end),
     pending = coalesce($8::jsonb, maillog_positions.pending)
 """
@@ -201,6 +202,7 @@ class _Read:
     # Where the line not read whole starts (the position to save), and the bytes before it.
     line_start: int
     mark: bytes
+    stops: dict[str, list[list[str]]] | None  # smtpd's stops there (NoQueueStops.saved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +375,8 @@ class MaillogFollower:
         # version's row (then they are saved in this one at the poll).
         self._pending_saved = self._pending if row["path"] == self._key else []
         self._requeues = [Requeued(old, new) for old, new in row["requeues"] or ()]
+        if row["path"] == self._key:  # an earlier version's row holds none
+            self._no_queue_stops.restore(row["noqueue_stops"])
         if stat is not None and row["inode"] == stat.st_ino:
             if not await asyncio.to_thread(self._tail.resume_in_place, stat.st_ino,
                                            row["position"], row["mark_fingerprint"]):
@@ -537,7 +541,7 @@ class MaillogFollower:
         return _Read(deliveries, earlier, [(message, event) for message, (_, event) in between],
                      receipts, requeues, earlier_requeues, between_requeues, unread,
                      set(restarts), self._named_after_first(restarts, receipts), line_start,
-                     self._tail.mark_before(line_start))
+                     self._tail.mark_before(line_start), self._no_queue_stops.saved())
 
     def _named_after_first(self, restarts: dict[str, list[uuid.UUID | None]],
                            receipts: list[ReceiptLine]) -> dict[str, uuid.UUID]:
@@ -652,7 +656,8 @@ class MaillogFollower:
                            saved_form(kept) if kept != self._pending_saved else None,
                            # A restart checks the file still holds these bytes there.
                            fingerprint(read.mark), final and read_to_end,
-                           [[r.queue_id, r.new_queue_id] for r in requeues] or None)
+                           [[r.queue_id, r.new_queue_id] for r in requeues] or None,
+                           read.stops)
         return _Applied(unread, _events(self._earlier, earlier) + _events(self._between, between)
                         + _events(queue, applied),
                         len(earlier.refused) + len(between.refused) + len(applied.refused),

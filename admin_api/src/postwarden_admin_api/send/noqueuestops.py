@@ -28,13 +28,15 @@ the hold.
 
 Only the reading thread uses it, and only between :meth:`NoQueueStops.clear` calls,
 as :mod:`.cutoffs`: lines another instance read meanwhile, or lost, may have ended
-the transaction.
+the transaction. What it holds is saved with the read position (:meth:`saved`,
+migration 0059): the next reader reads on from the line after the last one it saw.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from typing import Any
 
 from .deliverylines import NOQUEUE, DeliveryEvent, stopped_by
 from .receipts import ReceiptLine
@@ -114,6 +116,21 @@ class NoQueueStops:
             self._stopped[process] = stop
             if len(self._stopped) > self._limit:
                 self._stopped.popitem(last=False)
+
+    def saved(self) -> dict[str, list[list[str]]] | None:
+        """What it holds, for :meth:`restore` (None: nothing)."""
+        if not self._stopped and not self._held:
+            return None
+        return {"stopped": [list(item) for item in self._stopped.items()],
+                "held": [list(item) for item in self._held.items()]}
+
+    def restore(self, saved: dict[str, Any] | None) -> None:
+        """Go on from what :meth:`saved` gave, after the lines it was saved with."""
+        self.clear()
+        for process, stop in (saved or {}).get("stopped", ()):
+            self._stopped[process] = stop
+        for queue_id, process in (saved or {}).get("held", ()):
+            self._hold(process, queue_id)
 
     def clear(self) -> None:
         self._stopped.clear()
