@@ -59,9 +59,14 @@ def postfix() -> Iterator[tuple[PostfixInstance, int]]:
         access = Path(directory) / "access"
         access.write_text("/^discard-/ DISCARD\n/^hold-/ HOLD\n")
         access.chmod(0o644)
+        # A HOLD the next check refuses the recipient after.
+        refuse = Path(directory) / "refuse"
+        refuse.write_text("/^hold-refused-/ REJECT\n")
+        refuse.chmod(0o644)
         options = {**master_cf_options(POSTFIX_DIR / "master.cf.send-api"),
                    "smtpd_recipient_restrictions":
-                   f"check_recipient_access,regexp:{access},permit_mynetworks,reject"}
+                   f"check_recipient_access,regexp:{access},"
+                   f"check_recipient_access,regexp:{refuse},permit_mynetworks,reject"}
         ports: list[int] = []
         with running_postfix(configure=lambda instance: ports.append(
                 instance.add_smtpd_listener(options))) as (instance, _):
@@ -145,7 +150,7 @@ def stops(*lines: str) -> list[tuple[str, str]]:
     for text in lines:
         split = split_line(text)
         assert split is not None
-        if (event := reader.event(split)) is not None:
+        if (event := reader.read(split)[0]) is not None:
             found.append((event.queue_id, event.status))
     return found
 
@@ -253,12 +258,11 @@ def committed(*lines: str) -> list[str]:
     for text in lines:
         split = split_line(text)
         assert split is not None
-        for receipt in reader.commits(split):
-            assert receipt.committed
-            found.append(receipt.queue_id)
         if (started := parse_receipt(split)) is not None:
             reader.started(started)
-        reader.event(split)
+        for receipt in reader.read(split)[1]:
+            assert receipt.committed
+            found.append(receipt.queue_id)
     return found
 
 
@@ -329,3 +333,60 @@ async def test_a_hold_read_on_by_the_next_reader_is_held_and_committed(
     await restarted.poll()
     await restarted.release()
     assert await held(pool, message) == ["held in Postfix's hold queue by its checks"]
+
+
+@pytest.mark.parametrize("rset", [
+    pytest.param(False, id="one-transaction"),
+    pytest.param(True, id="reset-between"),
+])
+async def test_a_hold_whose_recipient_was_refused_holds_the_transaction(
+    pool: asyncpg.Pool, postfix: tuple[PostfixInstance, int], rset: bool,
+) -> None:
+    """smtpd keeps a HOLD for the transaction when the next check refuses the recipient
+    it was told for: the message of a later accepted one went to the hold queue and
+    stayed ``relayed`` with no ``held`` event. A RSET (which smtpd does not log) ends
+    the transaction and its hold: only the session's end tells, by its counts."""
+    instance, port = postfix
+    follower = MaillogFollower(pool, instance.maillog, host=f"rr-{uuid.uuid4().hex[:6]}")
+    await follower.poll()
+    refused, accepted = names("hold-refused", "ok")
+    message = await accepted_message(pool, refused, accepted)
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.ehlo("relay.test")
+        smtp.mail("app@example.com")
+        assert smtp.rcpt(refused)[0] == 554
+        if rset:
+            smtp.rset()
+            smtp.mail("app@example.com")
+        assert smtp.rcpt(accepted)[0] == 250
+        code, reply = smtp.data(f"From: app@example.com\r\nTo: {accepted}\r\nSubject: hi"
+                                f"\r\nMessage-ID: <{message.hex}@example.com>\r\n\r\nbody\r\n")
+    queue_id = reply.decode().rsplit(" ", 1)[-1]
+    assert code == 250, reply
+    await relay_as(pool, message, queue_id, queue_host=follower.host)
+    await asyncio.to_thread(instance.wait_for_log, rf"{re.escape(refused)}(?s:.*?)"
+                            r"postwarden-send/smtpd\[\d+\]: disconnect from", 30)
+    await follower.poll()
+    await follower.release()
+    assert (queue_id in instance.held_queue_ids()) is not rset  # as Postfix does it
+    assert await held(pool, message) == ([] if rset else [
+        "held in Postfix's hold queue by its checks"])
+
+
+@pytest.mark.parametrize(("counts", "expected"), [
+    pytest.param("mail=1 rcpt=1/2 data=1 quit=1 commands=5/6", [("Q1", "held")], id="one"),
+    pytest.param("mail=1 rcpt=1/2 data=1", [("Q1", "held")], id="connection-lost"),
+    pytest.param("mail=2 rcpt=1/2 data=1 rset=1 quit=1 commands=7/8", [], id="reset"),
+    pytest.param("mail=2 rcpt=1/2 data=1 quit=1 commands=6/7", [], id="two-transactions"),
+    pytest.param("mail=1/2 rcpt=1/2 data=1 quit=1 commands=6/7", [], id="mail-refused"),
+])
+def test_a_stop_a_refusal_left_unknown_is_told_by_the_session_s_end(
+    counts: str, expected: list[tuple[str, str]],
+) -> None:
+    assert stops(noqueue(1, "hold"), noqueue(1, "reject"), opened(1, "Q1"),
+                 ended(1, counts)) == expected
+
+
+def test_a_hold_a_single_transaction_kept_is_committed_by_the_session_s_end() -> None:
+    assert committed(noqueue(1, "hold"), noqueue(1, "reject"), opened(1, "Q1"),
+                     ended(1, "mail=1 rcpt=1/2 data=1 quit=1 commands=5/6")) == ["Q1"]

@@ -513,17 +513,13 @@ class MaillogFollower:
                 self._check_form(line)
             if line is None:
                 continue
-            cut_off = self._cut_offs.receipt(line)
-            for receipt in [cut_off] if cut_off else self._no_queue_stops.commits(line):
+            found, event = self._parsed(line)
+            for receipt in found:
                 receipts.append(receipt)
                 self._other_mail.note(receipt)
                 self._arrivals.note(receipt)
-                self._no_queue_stops.started(receipt)
                 if not receipt.committed:
                     restarts.setdefault(receipt.queue_id, []).append(receipt.message)
-            # Not elif: a milter's hold commits a receipt and is a timeline event too; so
-            # is a client= line an earlier stop of its smtpd process is tied to.
-            event = self._no_queue_stops.event(line) or parse_line(line)
             if isinstance(event, UnknownStatus):
                 self._unknown_status(event)
             elif isinstance(event, Requeued):
@@ -542,6 +538,17 @@ class MaillogFollower:
                      receipts, requeues, earlier_requeues, between_requeues, unread,
                      set(restarts), self._named_after_first(restarts, receipts), line_start,
                      self._tail.mark_before(line_start), self._no_queue_stops.saved())
+
+    def _parsed(self, line: LogLine
+                ) -> tuple[list[ReceiptLine], DeliveryEvent | UnknownStatus | Requeued | None]:
+        """The receipt lines ``line`` is, and its event: both, for a milter's hold (it
+        commits a receipt), a client= line an earlier stop of its smtpd process is tied
+        to, or a session's end that commits a hold and ties a stop."""
+        cut_off = self._cut_offs.receipt(line)
+        if cut_off is not None:
+            self._no_queue_stops.started(cut_off)  # before the hold it may open is read
+        stop, commits = self._no_queue_stops.read(line)
+        return ([cut_off, *commits] if cut_off else commits), stop or parse_line(line)
 
     def _named_after_first(self, restarts: dict[str, list[uuid.UUID | None]],
                            receipts: list[ReceiptLine]) -> dict[str, uuid.UUID]:

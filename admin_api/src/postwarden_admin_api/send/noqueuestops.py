@@ -10,7 +10,10 @@ line opens its queue file. Any other line of the process between them (the recip
 refused after a HOLD, which lets the checks go on, or by a milter; a session's end)
 leaves it unknown whether the transaction that opens a queue file is the stopped one
 (a RSET clears the stop, and is not logged): it is dropped, and the message stays as
-before (``relayed``). A DISCARD beats a HOLD, as in cleanup. Lines of other smtpd
+before (``relayed``), unless the session's end says it held one transaction: one MAIL
+command and no RSET (``mail=1``, no ``rset=``): the stop is then the queue id the
+session opened (smtpd keeps a HOLD or DISCARD for the transaction, whatever becomes
+of the recipient it was told for). A DISCARD beats a HOLD, as in cleanup. Lines of other smtpd
 actions that leave the recipient accepted (warn, filter, redirect, ...) leave the
 stop pending. A stop told once the file is open names its queue id
 (:mod:`.deliverylines`).
@@ -48,6 +51,8 @@ _HELD = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): hold: [A-Z-]+ from ")
 _SESSION = re.compile(r"(?P<end>dis)?connect from ")
 _DATA_REFUSED = re.compile(r" (?:data|bdat)=\d+/")
 _DATA_DONE = re.compile(r" (?:data|bdat)=[1-9]")
+# One MAIL command, none refused, and no RSET: the session held one transaction.
+_ONE_TRANSACTION = re.compile(r"^(?!.* rset=).* mail=1(?: |$)")
 _STOPS = ("hold", "discard")  # weakest first
 # smtpd processes tracked at once; past it the oldest are forgotten (their stop then
 # goes unread, as before).
@@ -57,71 +62,89 @@ MAX_TRACKED = 10_000
 class NoQueueStops:
     def __init__(self, limit: int = MAX_TRACKED) -> None:
         self._stopped: OrderedDict[str, str] = OrderedDict()  # smtpd process: its stop
-        # Queue ids held at RCPT: the smtpd process whose session's end commits each.
+        # smtpd process: the strongest stop a refusal left unknown in its session, and
+        # the queue id the session opened after it ("" until then).
+        self._doubts: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # Queue ids held: the smtpd process whose session's end commits each.
         self._held: OrderedDict[str, str] = OrderedDict()
         self._sessions: OrderedDict[str, list[str]] = OrderedDict()  # and the other way
         self._limit = limit
 
-    def event(self, line: LogLine) -> DeliveryEvent | None:
-        """The stop ``line`` ties to the queue id it opens, read after the lines
-        before it."""
+    def read(self, line: LogLine) -> tuple[DeliveryEvent | None, list[ReceiptLine]]:
+        """The stop ``line`` ties to the queue id it opens (or its session opened), and
+        the receipts of held messages it commits, read after the lines before it."""
         if line.daemon != "smtpd":
-            return None
+            return None, []
         stop = self._stopped.pop(line.process, None)
-        if (noqueue := _NOQUEUE.match(line.text, line.start)) is not None:
+        text, start = line.text, line.start
+        if (session := _SESSION.match(text, start)) is not None:
+            return self._ended(line.process, text[session.end():] if session["end"] else None)
+        if (noqueue := _NOQUEUE.match(text, start)) is not None:
             self._note(line.process, stop, noqueue["action"])
-        elif (held := _HELD.match(line.text, line.start)) is not None:
+        elif (held := _HELD.match(text, start)) is not None:
             self._hold(line.process, held["queue_id"])  # told once the file is open
-        elif stop is not None and (opened := _OPENED.match(line.text, line.start)):
-            if stop == "hold":
-                self._hold(line.process, opened["queue_id"])
-            return stopped_by(opened["queue_id"], stop, milter=False)
-        return None
-
-    def commits(self, line: LogLine) -> list[ReceiptLine]:
-        """The receipts of held messages ``line`` commits: its session's end, every
-        DATA answered (module doc)."""
-        if line.daemon != "smtpd" or (session := _SESSION.match(line.text, line.start)) is None:
-            return []
-        held = [queue_id for queue_id in self._sessions.pop(line.process, ())
-                if self._held.get(queue_id) == line.process]
-        for queue_id in held:
-            del self._held[queue_id]
-        counts = line.text[session.end():]
-        if not session["end"] or _DATA_REFUSED.search(counts) or not _DATA_DONE.search(counts):
-            return []
-        return [ReceiptLine(queue_id, None, committed=True) for queue_id in held]
+        elif (opened := _OPENED.match(text, start)) is not None:
+            return self._opened(line.process, opened["queue_id"], stop), []
+        return None, []
 
     def started(self, receipt: ReceiptLine) -> None:
-        """A line that starts ``receipt``'s queue id afresh was read: a message's first
-        line is another message's than a hold read before."""
+        """A line that starts ``receipt``'s queue id afresh was read (before :meth:`read`
+        reads it): a message's first line is another message's than a hold read before."""
         if receipt.first:
             self._held.pop(receipt.queue_id, None)
+
+    def _opened(self, process: str, queue_id: str, stop: str | None) -> DeliveryEvent | None:
+        if (doubt := self._doubts.get(process)) is not None and not doubt[1]:
+            self._doubts[process] = (doubt[0], queue_id)
+        if stop is None:
+            return None
+        if stop == "hold":
+            self._hold(process, queue_id)
+        return stopped_by(queue_id, stop, milter=False)
+
+    def _ended(self, process: str, counts: str | None
+               ) -> tuple[DeliveryEvent | None, list[ReceiptLine]]:
+        """At a session's start (``counts`` None) or end: the stop a refusal left
+        unknown, when the session held one transaction, and the held receipts it
+        commits, every DATA answered (module doc)."""
+        stop, queue_id = self._doubts.pop(process, ("", ""))
+        event = None
+        if counts is not None and queue_id and _ONE_TRANSACTION.match(counts):
+            event = self._opened(process, queue_id, stop)
+        held = [queue_id for queue_id in self._sessions.pop(process, ())
+                if self._held.get(queue_id) == process]
+        for queue_id in held:
+            del self._held[queue_id]
+        if counts is None or _DATA_REFUSED.search(counts) or not _DATA_DONE.search(counts):
+            return event, []
+        return event, [ReceiptLine(queue_id, None, committed=True) for queue_id in held]
 
     def _hold(self, process: str, queue_id: str) -> None:
         self._held[queue_id] = process
         self._sessions.setdefault(process, []).append(queue_id)
-        self._sessions.move_to_end(process)
-        for tracked in (self._held, self._sessions):
-            if len(tracked) > self._limit:
-                tracked.popitem(last=False)
+        _bound(self._sessions, process, self._limit)
+        _bound(self._held, queue_id, self._limit)
 
     def _note(self, process: str, stop: str | None, action: str) -> None:
         """A stop pending for ``process`` after its line of ``action``."""
         if action.endswith("reject"):  # the recipient refused: unknown (module doc)
+            if stop is not None:
+                doubt = self._doubts.get(process, (stop, ""))[0]
+                self._doubts[process] = (_strongest(doubt, stop), "")
+                _bound(self._doubts, process, self._limit)
             return
         if action in _STOPS:
-            stop = max(stop or action, action, key=_STOPS.index)
+            stop = _strongest(stop or action, action)
         if stop is not None:
             self._stopped[process] = stop
-            if len(self._stopped) > self._limit:
-                self._stopped.popitem(last=False)
+            _bound(self._stopped, process, self._limit)
 
     def saved(self) -> dict[str, list[list[str]]] | None:
         """What it holds, for :meth:`restore` (None: nothing)."""
-        if not self._stopped and not self._held:
+        if not self._stopped and not self._held and not self._doubts:
             return None
         return {"stopped": [list(item) for item in self._stopped.items()],
+                "doubts": [[process, *doubt] for process, doubt in self._doubts.items()],
                 "held": [list(item) for item in self._held.items()]}
 
     def restore(self, saved: dict[str, Any] | None) -> None:
@@ -129,10 +152,24 @@ class NoQueueStops:
         self.clear()
         for process, stop in (saved or {}).get("stopped", ()):
             self._stopped[process] = stop
+        for process, stop, queue_id in (saved or {}).get("doubts", ()):
+            self._doubts[process] = (stop, queue_id)
         for queue_id, process in (saved or {}).get("held", ()):
             self._hold(process, queue_id)
 
     def clear(self) -> None:
         self._stopped.clear()
+        self._doubts.clear()
         self._held.clear()
         self._sessions.clear()
+
+
+def _strongest(stop: str, other: str) -> str:
+    return max(stop, other, key=_STOPS.index)
+
+
+def _bound(tracked: OrderedDict[str, Any], key: str, limit: int) -> None:
+    """``key`` made the newest of ``tracked``, the oldest forgotten past ``limit``."""
+    tracked.move_to_end(key)
+    if len(tracked) > limit:
+        tracked.popitem(last=False)
