@@ -276,6 +276,10 @@ def ended(pid: int, counts: str) -> str:
     pytest.param([SMTPD.format(pid=1) + "Q2: client=localhost[127.0.0.1]",
                   SMTPD.format(pid=1) + "Q2: hold: " + RCPT.format(kind="hold", upper="HOLD"),
                   ended(1, "mail=2 rcpt=2 data=2 commands=7")], ["Q1", "Q2"], id="later"),
+    # Told again (the lines as a later recipient's hold would read): one commit (it was
+    # two, and the reader failed).
+    pytest.param([SMTPD.format(pid=1) + "Q1: hold: " + RCPT.format(kind="hold", upper="HOLD"),
+                  ended(1, "mail=1 rcpt=2 data=1 commands=5")], ["Q1"], id="told-again"),
     pytest.param([ended(1, "mail=2 rcpt=2 bdat=2 quit=1 commands=7")], ["Q1"], id="bdat"),
     # A 250 that could not be written counts as refused: the file may be committed or not.
     pytest.param([ended(1, "mail=1 rcpt=1 data=0/1 commands=3/4")], [], id="refused"),
@@ -335,12 +339,15 @@ async def test_a_hold_read_on_by_the_next_reader_is_held_and_committed(
     assert await held(pool, message) == ["held in Postfix's hold queue by its checks"]
 
 
-@pytest.mark.parametrize("rset", [
-    pytest.param(False, id="one-transaction"),
-    pytest.param(True, id="reset-between"),
+@pytest.mark.parametrize(("rset", "kind", "in_hold"), [
+    pytest.param(False, "ok", True, id="one-transaction"),
+    pytest.param(True, "ok", False, id="reset-between"),
+    # The accepted recipient's DISCARD, tied at once, beats the hold: no held event.
+    pytest.param(False, "discard", False, id="then-discarded"),
 ])
 async def test_a_hold_whose_recipient_was_refused_holds_the_transaction(
-    pool: asyncpg.Pool, postfix: tuple[PostfixInstance, int], rset: bool,
+    pool: asyncpg.Pool, postfix: tuple[PostfixInstance, int], rset: bool, kind: str,
+    in_hold: bool,
 ) -> None:
     """smtpd keeps a HOLD for the transaction when the next check refuses the recipient
     it was told for: the message of a later accepted one went to the hold queue and
@@ -349,7 +356,7 @@ async def test_a_hold_whose_recipient_was_refused_holds_the_transaction(
     instance, port = postfix
     follower = MaillogFollower(pool, instance.maillog, host=f"rr-{uuid.uuid4().hex[:6]}")
     await follower.poll()
-    refused, accepted = names("hold-refused", "ok")
+    refused, accepted = names("hold-refused", kind)
     message = await accepted_message(pool, refused, accepted)
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
         smtp.ehlo("relay.test")
@@ -368,9 +375,9 @@ async def test_a_hold_whose_recipient_was_refused_holds_the_transaction(
                             r"postwarden-send/smtpd\[\d+\]: disconnect from", 30)
     await follower.poll()
     await follower.release()
-    assert (queue_id in instance.held_queue_ids()) is not rset  # as Postfix does it
-    assert await held(pool, message) == ([] if rset else [
-        "held in Postfix's hold queue by its checks"])
+    assert (queue_id in instance.held_queue_ids()) is in_hold  # as Postfix does it
+    assert await held(pool, message) == (
+        ["held in Postfix's hold queue by its checks"] if in_hold else [])
 
 
 @pytest.mark.parametrize(("counts", "expected"), [
@@ -390,3 +397,11 @@ def test_a_stop_a_refusal_left_unknown_is_told_by_the_session_s_end(
 def test_a_hold_a_single_transaction_kept_is_committed_by_the_session_s_end() -> None:
     assert committed(noqueue(1, "hold"), noqueue(1, "reject"), opened(1, "Q1"),
                      ended(1, "mail=1 rcpt=1/2 data=1 quit=1 commands=5/6")) == ["Q1"]
+
+
+def test_a_stop_tied_at_once_is_told_once() -> None:
+    """The refused recipient's hold, then the next one's: one hold, one event."""
+    assert stops(noqueue(1, "hold"), noqueue(1, "reject"), noqueue(2, "hold"),
+                 SMTPD.format(pid=1) + "NOQUEUE: hold: " + RCPT.format(kind="hold",
+                                                                       upper="HOLD"),
+                 opened(1, "Q1"), ended(1, "mail=1 rcpt=2/3 data=1")) == [("Q1", "held")]

@@ -95,7 +95,10 @@ class NoQueueStops:
 
     def _opened(self, process: str, queue_id: str, stop: str | None) -> DeliveryEvent | None:
         if (doubt := self._doubts.get(process)) is not None and not doubt[1]:
-            self._doubts[process] = (doubt[0], queue_id)
+            if stop is not None and _strongest(doubt[0], stop) == stop:
+                del self._doubts[process]  # told now: not again at the session's end
+            else:
+                self._doubts[process] = (doubt[0], queue_id)
         if stop is None:
             return None
         if stop == "hold":
@@ -120,6 +123,8 @@ class NoQueueStops:
         return event, [ReceiptLine(queue_id, None, committed=True) for queue_id in held]
 
     def _hold(self, process: str, queue_id: str) -> None:
+        if self._held.get(queue_id) == process:  # told again (a later recipient's hold)
+            return
         self._held[queue_id] = process
         self._sessions.setdefault(process, []).append(queue_id)
         _bound(self._sessions, process, self._limit)
