@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +16,18 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from postwarden_admin_api.metrics import Metrics
+from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.maillog import MaillogFollower
+from postwarden_admin_api.send.receipts import OPEN_RECEIPT_LIMIT
+from postwarden_admin_api.send.relay import RelayWorker
+from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from tests.fixtures.postfix import PostfixInstance, running_postfix
 
 from .test_maillog import held, sent_through_postfix
+from .test_relay import database_url, settled  # noqa: F401 - a fixture
+from .test_review_held_receipt import hang_up_after_the_dot
+from .test_review_log_lag import cut_off, due
 
 pytestmark = pytest.mark.postfix
 
@@ -49,3 +58,40 @@ async def test_a_message_header_checks_hold_is_held(
     await follower.poll()  # the whole arrival in one read
     await follower.release()
     assert await held(pool, message_id) == ["held in Postfix's hold queue by its checks"]
+
+
+async def test_a_message_header_checks_hold_whose_answer_was_lost_is_not_sent_again(
+    pool: asyncpg.Pool, postfix: PostfixInstance,
+) -> None:
+    """cleanup's hold line comes while the message may still be cut off, and nothing
+    commits a held file: its receipt stayed open, and past OPEN_RECEIPT_LIMIT, Postfix's
+    queue not listed, the relay sent it again. Its smtpd session's end, every DATA
+    answered 250, commits it."""
+    address = f"hl-{uuid.uuid4().hex[:8]}@example.org"
+    follower = MaillogFollower(pool, postfix.maillog, host=f"hl-{uuid.uuid4().hex[:6]}")
+    await follower.poll()
+    task = asyncio.create_task(follower.run())
+    try:
+        message = await cut_off(pool, address)
+        row = await pool.fetchrow("SELECT * FROM outbox WHERE message_id = $1", message)
+        content = row["content"].replace(b"\r\nSubject: ", b"\r\nSubject: hold-me ", 1)
+        assert b"Subject: hold-me" in content
+        await hang_up_after_the_dot(postfix.port, row["envelope_from"], address, content)
+        found = await asyncio.to_thread(
+            postfix.wait_for_log, rf"(\w+): message-id=<{message.hex}@(?s:.*?)"
+            r"smtpd\[\d+\]: disconnect from", 30)
+        assert f"{found[1]}: hold: header Subject" in postfix.log()
+        await follower.read_past(time.monotonic())
+        await pool.execute("UPDATE relay_receipts SET seen_at = seen_at - $2::interval "
+                           "WHERE message_id = $1", message, 2 * OPEN_RECEIPT_LIMIT)
+        worker = RelayWorker(pool, RelayConfig("127.0.0.1", postfix.port, 3, 0.05,
+                                               workers=1), follower, Metrics())
+        worker.start()
+        try:
+            await due(pool, worker, message)
+            stored = await settled(pool, message)
+        finally:
+            await worker.stop(grace=10)
+    finally:
+        await stop_task(task)
+    assert (stored["status"], stored["queue_id"]) == ("relayed", found[1])

@@ -21,13 +21,14 @@ stop pending. A stop told once the file is open names its queue id
 No line commits a held message's file either (qmgr never reads the hold queue): its
 receipt (:mod:`.receipts`) stayed open, and a relay that lost Postfix's answer sent it
 again once that was old, where the queue could not be listed. Of a hold smtpd logs (at
-RCPT, or once the file is open under its queue id), smtpd's end of the
-session commits it when the line counts every DATA (or BDAT) of the session answered
-(``data=1``, not ``data=0/1``): a 250 follows the file's commit. A session whose
-line counts one refused says nothing of which (a 250 that could not be written counts
-as refused too): its held receipts stay open, as before. A message's first line under
-the queue id (another message's, once the file was removed after a RSET) forgets
-the hold.
+RCPT, or once the file is open under its queue id), or cleanup (``QID: hold: header
+...``, by header_checks or body_checks: of the session whose smtpd process opened the
+queue id last), smtpd's end of the session commits it when the line counts every DATA
+(or BDAT) of the session answered (``data=1``, not ``data=0/1``): a 250 follows the
+file's commit. A session whose line counts one refused says nothing of which (a 250
+that could not be written counts as refused too): its held receipts stay open, as
+before. A message's first line under the queue id (another message's, once the file
+was removed after a RSET) forgets the hold.
 
 Only the reading thread uses it, and only between :meth:`NoQueueStops.clear` calls,
 as :mod:`.cutoffs`: lines another instance read meanwhile, or lost, may have ended
@@ -48,6 +49,7 @@ from .syslogline import LogLine
 _NOQUEUE = re.compile(rf"{NOQUEUE}: (?P<action>[a-z-]+): (?:RCPT|MAIL) from ")
 _OPENED = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): client=")
 _HELD = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): hold: [A-Z-]+ from ")
+_CHECKS_HELD = re.compile(r"(?P<queue_id>[0-9A-Za-z]+): hold: (?:header|body) ")
 _SESSION = re.compile(r"(?P<end>dis)?connect from ")
 _DATA_REFUSED = re.compile(r" (?:data|bdat)=\d+/")
 _DATA_DONE = re.compile(r" (?:data|bdat)=[1-9]")
@@ -68,24 +70,39 @@ class NoQueueStops:
         # Queue ids held: the smtpd process whose session's end commits each.
         self._held: OrderedDict[str, str] = OrderedDict()
         self._sessions: OrderedDict[str, list[str]] = OrderedDict()  # and the other way
+        # smtpd process: the queue id its session opened last. Only sessions in flight,
+        # so a lookup by queue id looks through few; not saved (a hold cleanup logs
+        # before a restart and the session's end after it stays uncommitted).
+        self._receiving: OrderedDict[str, str] = OrderedDict()
         self._limit = limit
 
     def read(self, line: LogLine) -> tuple[DeliveryEvent | None, list[ReceiptLine]]:
         """The stop ``line`` ties to the queue id it opens (or its session opened), and
         the receipts of held messages it commits, read after the lines before it."""
+        text, start = line.text, line.start
+        if line.daemon == "cleanup" and (held := _CHECKS_HELD.match(text, start)):
+            self._checks_held(held["queue_id"])
         if line.daemon != "smtpd":
             return None, []
         stop = self._stopped.pop(line.process, None)
-        text, start = line.text, line.start
         if (session := _SESSION.match(text, start)) is not None:
+            self._receiving.pop(line.process, None)
             return self._ended(line.process, text[session.end():] if session["end"] else None)
         if (noqueue := _NOQUEUE.match(text, start)) is not None:
             self._note(line.process, stop, noqueue["action"])
         elif (held := _HELD.match(text, start)) is not None:
             self._hold(line.process, held["queue_id"])  # told once the file is open
         elif (opened := _OPENED.match(text, start)) is not None:
+            self._receiving[line.process] = opened["queue_id"]
+            _bound(self._receiving, line.process, self._limit)
             return self._opened(line.process, opened["queue_id"], stop), []
         return None, []
+
+    def _checks_held(self, queue_id: str) -> None:
+        """cleanup's hold of ``queue_id``: for the end of the session receiving it."""
+        process = next((p for p, q in self._receiving.items() if q == queue_id), None)
+        if process is not None:
+            self._hold(process, queue_id)
 
     def started(self, receipt: ReceiptLine) -> None:
         """A line that starts ``receipt``'s queue id afresh was read (before :meth:`read`
@@ -164,6 +181,7 @@ class NoQueueStops:
 
     def clear(self) -> None:
         self._stopped.clear()
+        self._receiving.clear()
         self._doubts.clear()
         self._held.clear()
         self._sessions.clear()
