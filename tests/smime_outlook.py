@@ -1,6 +1,7 @@
 """S/MIME-signed mail as Outlook writes it: a multipart/alternative of text and Word's
 HTML (its <o:p> marks, <meta> tags, Office namespaces, style sheet and shape defaults),
-quoted-printable, signed by a detached signature (a real one, of a throwaway key)."""
+quoted-printable, in a multipart/related with the images it shows (a signature's logo),
+signed by a detached signature (a real one, of a throwaway key)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import base64
 import datetime as dt
 import functools
 import quopri
+import struct
+import zlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -76,6 +79,28 @@ div.WordSection1
 """
 
 
+# A signature with the company's logo and a social icon, as Outlook writes it: each
+# image an <img> of Word's picture id (Picture_x0020_1, _x0000_i1025) showing a cid: part.
+LOGO_SIGNATURE = """<table class=MsoNormalTable border=0 cellspacing=0 cellpadding=0 \
+style='border-collapse:collapse'>
+<tr><td width=120 valign=top style='width:90.0pt;padding:0cm 5.4pt 0cm 0cm'>
+<p class=MsoNormal><a href="https://northwind.example/"><span style='color:windowtext;\
+text-decoration:none'><img border=0 width=120 height=36 style='width:1.25in;height:.375in' \
+id="Picture_x0020_1" src="cid:image001.png@01DA4F2B.3C5E7A10" alt="Northwind &amp; Co">\
+</span></a><o:p></o:p></p>
+</td><td valign=top style='padding:0cm 0cm 0cm 5.4pt'>
+<p class=MsoNormal><b><span style='font-size:10.0pt;color:#1F3864'>Alice Example</span></b>\
+<span style='font-size:10.0pt'><o:p></o:p></span></p>
+<p class=MsoNormal><span style='font-size:9.0pt;color:gray'>Operations | Northwind &amp; Co\
+<o:p></o:p></span></p>
+</td></tr></table>
+<p class=MsoNormal><a href="https://www.linkedin.com/company/northwind"><img border=0 \
+width=24 height=24 style='width:.25in;height:.25in' id="_x0000_i1025" \
+src="cid:image002.png@01DA4F2B.3C5E7A10" alt="LinkedIn"></a><o:p></o:p></p>
+"""
+LOGO_IMAGES = ("image001.png@01DA4F2B.3C5E7A10", "image002.png@01DA4F2B.3C5E7A10")
+
+
 def outlook_html(body: str = "", extra: str = "") -> str:
     """Outlook's HTML of a short mail, ``body`` added among its paragraphs and ``extra``
     at the end of its head."""
@@ -93,10 +118,12 @@ def _signer() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return cert, key
 
 
-def signed_outlook_mail(html: str, headers: str, *, opaque: bool = False) -> bytes:
+def signed_outlook_mail(html: str, headers: str, *, opaque: bool = False,
+                        images: tuple[str, ...] = ()) -> bytes:
     """A message of ``headers`` (CRLF-ended lines) whose body is ``html`` and its text,
     as Outlook sends them, in multipart/signed with a detached S/MIME signature (``opaque``:
-    inside the signed data of an application/pkcs7-mime, Outlook's other choice)."""
+    inside the signed data of an application/pkcs7-mime, Outlook's other choice); with
+    ``images`` (Content-IDs), in a multipart/related with a PNG of each."""
     qp = quopri.encodestring(html.encode("ascii")).decode("ascii")
     content = (
         'Content-Type: multipart/alternative; boundary="_000_alt_"\n\n'
@@ -104,18 +131,46 @@ def signed_outlook_mail(html: str, headers: str, *, opaque: bool = False) -> byt
         "Content-Transfer-Encoding: quoted-printable\n\nHi Bob,\n\nRegards,\nAlice\n\n"
         "--_000_alt_\nContent-Type: text/html; charset=\"us-ascii\"\n"
         f"Content-Transfer-Encoding: quoted-printable\n\n{qp}\n--_000_alt_--\n"
-    ).replace("\n", "\r\n").encode("ascii")
+    )
+    if images:
+        content = _related(content, images)
+    signed = _signed(content.replace("\n", "\r\n").encode("ascii"), opaque=opaque)
+    return headers.encode("ascii") + signed.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _related(alternative: str, images: tuple[str, ...]) -> str:
+    """``alternative`` in a multipart/related with a PNG of each Content-ID of ``images``."""
+    png = base64.encodebytes(_png()).decode("ascii")
+    parts = "".join(
+        f"--_004_rel_\nContent-Type: image/png; name=\"{cid.split('@')[0]}\"\n"
+        f"Content-Description: {cid.split('@')[0]}\n"
+        f"Content-Disposition: inline; filename=\"{cid.split('@')[0]}\"\n"
+        f"Content-ID: <{cid}>\nContent-Transfer-Encoding: base64\n\n{png}\n"
+        for cid in images)
+    return ('Content-Type: multipart/related; boundary="_004_rel_"; '
+            'type="multipart/alternative"\n\n'
+            f"--_004_rel_\n{alternative}\n{parts}--_004_rel_--\n")
+
+
+def _png() -> bytes:
+    """A 1x1 white PNG."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\xff\xff\xff")) + chunk(b"IEND", b""))
+
+
+def _signed(content: bytes, *, opaque: bool) -> bytes:
+    """``content`` (a MIME entity) signed, detached in multipart/signed or ``opaque``."""
     cert, key = _signer()
     builder = pkcs7.PKCS7SignatureBuilder().set_data(content).add_signer(
         cert, key, hashes.SHA256())
     if opaque:
         der = builder.sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
-        signed = (b'MIME-Version: 1.0\nContent-Type: application/pkcs7-mime; '
-                  b'smime-type=signed-data; name="smime.p7m"\n'
-                  b"Content-Transfer-Encoding: base64\n"
-                  b'Content-Disposition: attachment; filename="smime.p7m"\n\n'
-                  + base64.encodebytes(der))
-    else:
-        signed = builder.sign(serialization.Encoding.SMIME,
-                              [pkcs7.PKCS7Options.DetachedSignature])
-    return headers.encode("ascii") + signed.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        return (b'MIME-Version: 1.0\nContent-Type: application/pkcs7-mime; '
+                b'smime-type=signed-data; name="smime.p7m"\n'
+                b"Content-Transfer-Encoding: base64\n"
+                b'Content-Disposition: attachment; filename="smime.p7m"\n\n'
+                + base64.encodebytes(der))
+    return builder.sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature])

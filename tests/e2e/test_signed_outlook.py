@@ -1,6 +1,7 @@
 """S/MIME-signed Outlook mail through the real Postfix under the e2e policy (HTML
 sanitized, ``signed_mail: skip`` by default): Word's harmless markup goes out as it came,
-signature intact, and the audit row says so; a script in it holds the message."""
+signature intact, and the audit row says so (its signature's logo, Word's picture ids on
+the images, too); a script in it holds the message."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.postfix import has_header, send_message
-from tests.smime_outlook import outlook_html, signed_outlook_mail
+from tests.smime_outlook import LOGO_IMAGES, LOGO_SIGNATURE, outlook_html, signed_outlook_mail
 
 from .conftest import MailSystem
 from .messages import RECIPIENT, SENDER, Delivered, Sample
@@ -19,11 +20,11 @@ from .messages import RECIPIENT, SENDER, Delivered, Sample
 pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
 
 
-def _sample(html: str) -> Sample:
+def _sample(html: str, images: tuple[str, ...] = ()) -> Sample:
     message_id = f"<outlook-{uuid.uuid4().hex[:12]}@example.org>"
     headers = (f"From: Alice <{SENDER}>\r\nTo: Bob <{RECIPIENT}>\r\n"
                f"Subject: figures\r\nMessage-ID: {message_id}\r\n")
-    return Sample(message_id, signed_outlook_mail(html, headers))
+    return Sample(message_id, signed_outlook_mail(html, headers, images=images))
 
 
 def _changes(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -44,6 +45,20 @@ def test_signed_outlook_html_arrives_as_signed(mail_system: MailSystem) -> None:
     [kept] = _changes(row)
     assert (kept["kind"], kept["part"]) == ("signed_html_kept", "1.2")
     assert dict(kept["removed"])["o:p"] == 6  # what sanitizing would have removed
+
+
+def test_a_signed_outlook_signature_with_its_logo_arrives_as_signed(
+        mail_system: MailSystem) -> None:
+    sample = _sample(outlook_html(LOGO_SIGNATURE), LOGO_IMAGES)
+    result = send_message(mail_system.postfix.port, sample.data, SENDER, [RECIPIENT])
+    assert result.accepted, result
+    delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
+    assert Delivered.parse(delivered.data).body == Delivered.parse(sample.data).body
+    row = mail_system.audit_row(sample.message_id)
+    assert row["action"] == "accept"
+    [kept] = _changes(row)
+    assert (kept["kind"], kept["part"]) == ("signed_html_kept", "1.1.2")
+    assert dict(kept["removed"])["@id"] == 2  # Word's picture ids, kept
 
 
 def test_signed_outlook_html_with_a_script_is_held(mail_system: MailSystem) -> None:

@@ -17,7 +17,7 @@ from postwarden_policies import (
 )
 from postwarden_policies.render import verdict_lines
 from postwarden_policies.verdicts import ReplaceBody
-from tests.smime_outlook import outlook_html, signed_outlook_mail
+from tests.smime_outlook import LOGO_IMAGES, LOGO_SIGNATURE, outlook_html, signed_outlook_mail
 
 from .policy_helpers import policy
 
@@ -27,9 +27,9 @@ ENV = Envelope(sender="alice@sender.test", recipients=("bob@example.com",))
 TRACKER = "https://tracker.example/p.gif"
 
 
-def _verdict(html: str, remote_images: str = "keep") -> Verdict:
+def _verdict(html: str, remote_images: str = "keep", images: tuple[str, ...] = ()) -> Verdict:
     policies = policy(f"sanitize:\n  html: true\n  remote_images: {remote_images}\n")
-    return evaluate_message(policies, signed_outlook_mail(html, HEADERS), ENV)
+    return evaluate_message(policies, signed_outlook_mail(html, HEADERS, images=images), ENV)
 
 
 @pytest.mark.parametrize("remote_images", ["keep", "strip"])
@@ -51,6 +51,24 @@ def test_signed_outlook_html_with_a_link_and_a_cid_image_goes_out_as_it_came() -
     body = ('<p class="MsoNormal"><a href="https://example.org/ticket/42">ticket</a>'
             '<img width="20" height="20" src="cid:image001.png@01DA"><o:p></o:p></p>\n')
     assert isinstance(_verdict(outlook_html(body), "strip").decision, Accept)
+
+
+@pytest.mark.parametrize("remote_images", ["keep", "strip"])
+def test_a_signed_outlook_signature_with_its_logo_goes_out_as_it_came(
+        remote_images: str) -> None:
+    # Word's picture ids (Picture_x0020_1, _x0000_i1025), which the sanitizer drops as
+    # ids, held nearly every signed mail with a logo in its signature.
+    verdict = _verdict(outlook_html(LOGO_SIGNATURE), remote_images, LOGO_IMAGES)
+    assert isinstance(verdict.decision, Accept) and verdict.edits == ()
+    [kept] = verdict.changes
+    assert isinstance(kept, SignedHtmlKept) and kept.part == "1.1.2"
+    assert dict(kept.removed)["@id"] == 2
+
+
+@pytest.mark.parametrize("picture", ["Grafik_x0020_3", "Picture_x0020_12", "_x0000_i1031"])
+def test_word_picture_ids_in_other_languages_count_as_harmless(picture: str) -> None:
+    html = outlook_html(LOGO_SIGNATURE.replace("Picture_x0020_1", picture))
+    assert isinstance(_verdict(html, images=LOGO_IMAGES).decision, Accept)
 
 
 # What Outlook writes in a reply and a bulleted list: a quoted font name in a style had
@@ -94,6 +112,16 @@ def test_a_signed_outlook_reply_or_list_goes_out_as_it_came(body: str) -> None:
     ("", f"<style>p.MsoNormal {{background:url({TRACKER})}}</style>", "keep"),
     ("", "<style>body {display:none}</style>", "keep"),
     ("", f'<link rel="stylesheet" href="{TRACKER}">', "keep"),
+    # An id on an image that is not Word's picture id could clobber a script's global;
+    # Word's with anything else the sanitizer drops, or on another tag, or given twice.
+    ('<p><img id="config" src="cid:image001.png@01DA"></p>', "", "keep"),
+    ('<p><img id="Picture_x0020_1x" src="cid:image001.png@01DA"></p>', "", "keep"),
+    ('<p><img id="Picture_x0020_1" src=x onerror="alert(1)"></p>', "", "keep"),
+    ('<p><img id="Picture_x0020_1" id="config" src="cid:image001.png@01DA"></p>', "", "keep"),
+    ('<p><img id="_x0000_i1025" src="javascript:alert(1)"></p>', "", "keep"),
+    ('<p id="Picture_x0020_1">Hi</p>', "", "keep"),
+    ('<p><a id="_x0000_i1025" href="https://example.org/">x</a></p>', "", "keep"),
+    (f'<p><img id="Picture_x0020_1" src="{TRACKER}"></p>', "", "strip"),
     # Taking <o:p> out would join "<" to what follows: held, not judged joined.
     ('<<o:p></o:p>img src=x onerror=alert(1)>', "", "keep"),
 ])

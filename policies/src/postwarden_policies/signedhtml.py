@@ -4,14 +4,15 @@ Outlook signs HTML full of what the sanitizer drops and no reader is harmed by: 
 ``<o:p>`` paragraph marks, ``<meta>`` tags naming the charset and the program, the
 Office namespaces on ``<html>``, the page's language and link colours on ``<body>``,
 its style sheet and style attributes of fonts and margins (a quoted font name has the
-sanitizer write a tag anew), the conditional comment holding its shape defaults and
-the empty markers around its bullets. Held for them, nearly all signed Outlook mail was held.
+sanitizer write a tag anew), the id Word gives a picture (a signature's logo), the
+conditional comment holding its shape defaults and the empty markers around its bullets.
+Held for them, nearly all signed Outlook mail was held.
 
 The sanitizer's ``removed`` counts are no ground for this: they are reported, never
 decided on, as they can miss what the tree builder drops (see
 :mod:`postwarden_policies.sanitize`). So the sanitizer itself is asked: the HTML with
 only the constructs listed here taken out (each a whole token as HTML's tokenizer reads
-it, or a ``<html>`` or ``<body>`` tag's listed attributes) must be HTML it leaves as it
+it, or a tag's listed attributes) must be HTML it leaves as it
 is. Everything it would change is then one of them. The list is of what is harmless,
 each in the strict form Outlook writes (a ``<meta http-equiv=refresh>``, a sheet with a
 ``url()`` or a ``position``, a conditional comment holding an image are not on it), never
@@ -44,6 +45,14 @@ _PROPERTIES = frozenset(
     padding padding-top padding-right padding-bottom padding-left word-wrap tab-interval
     panose-1 page size page-break-before page-break-after page-break-inside""".split())
 _BODY_ATTRIBUTES = frozenset({"lang", "link", "vlink", "style"})
+# The id Word gives a picture (a signature's logo): its shape's name, "Picture 1" in the
+# writer's language with the space written as XML writes it (Picture_x0020_1,
+# Grafik_x0020_1, 图片_x0020_1), or a VML shape's (_x0000_i1025). The sanitizer drops ids
+# as one can clobber a webmail script's global (id="config" is window.config); but no
+# script reads a name with Word's _x0020_ or _x0000_ in it, no webmail names its own
+# elements so, and the sheets let through here select no id: such an id names nothing
+# anything reads. Any other id, or another attribute with it, is the sanitizer's to judge.
+_PICTURE_ID = re.compile(r"[^\W\d_]+_x0020_\d{1,6}|_x0000_i\d{1,6}")
 _META_NAMES = frozenset({"generator", "progid", "originator"})
 _META_CHARSET = re.compile(r"text/html;\s*charset=([\w.:-]+)", re.IGNORECASE)
 # A sheet's selectors: a tag, a class, a tag's class, a link's state; Word's at-rules.
@@ -110,26 +119,38 @@ def _in_place(found: re.Match[str], html: str, charset: str) -> tuple[int, str] 
         return found.end(), f"<{name}>"
     if name == "style" and (end := _harmless_sheet(found, html)) is not None:
         return end, ""
-    if name in TAGS and (without := _without_plain_style(found)) is not None:
+    if name in TAGS and (without := _without_harmless_attributes(name, found)) is not None:
         return found.end(), without
     return None
 
 
-def _without_plain_style(tag: re.Match[str]) -> str | None:
-    """The start tag ``tag`` without its ``style`` attribute, when that is its only one
-    and :func:`_plain_style` (a quoted font name has the sanitizer write the tag anew);
-    None else."""
-    offset = tag.start("attributes") - tag.start()
-    styles = [found for found in ATTRIBUTE.finditer(tag.group("attributes"))
-              if ascii_lower(found.group(1)) == "style"]
-    if len(styles) != 1:
+def _without_harmless_attributes(name: str, tag: re.Match[str]) -> str | None:
+    """The start tag ``tag`` of element ``name`` without its harmless attributes: a
+    :func:`_plain_style` ``style`` (a quoted font name has the sanitizer write the tag
+    anew) and an ``<img>``'s :data:`_PICTURE_ID`; None where it has none, or names an
+    attribute twice (readers take the first: too clever to be Outlook's)."""
+    attributes = list(ATTRIBUTE.finditer(tag.group("attributes")))
+    names = [ascii_lower(found.group(1)) for found in attributes]
+    harmless = [found for found, key in zip(attributes, names, strict=True)
+                if _harmless_attribute(name, key, _value(found.group(2) or ""))]
+    if not harmless or len(set(names)) != len(names):
         return None
-    value = styles[0].group(2) or ""
-    quote = value[:1] if value[:1] in ("'", '"') else ""
-    if not _plain_style(attribute_unescape(value.removeprefix(quote).removesuffix(quote))):
-        return None
-    written = tag.group()
-    return written[: offset + styles[0].start()] + written[offset + styles[0].end() :]
+    written, offset = tag.group(), tag.start("attributes") - tag.start()
+    for found in reversed(harmless):
+        written = written[: offset + found.start()] + written[offset + found.end() :]
+    return written
+
+
+def _harmless_attribute(tag: str, name: str, value: str) -> bool:
+    if name == "style":
+        return _plain_style(value)
+    return tag == "img" and name == "id" and _PICTURE_ID.fullmatch(value) is not None
+
+
+def _value(written: str) -> str:
+    """An attribute's value as written, quotes and all, as readers read it."""
+    quote = written[:1] if written[:1] in ("'", '"') else ""
+    return attribute_unescape(written.removeprefix(quote).removesuffix(quote))
 
 
 def _attributes(written: str) -> dict[str, str] | None:
@@ -137,10 +158,9 @@ def _attributes(written: str) -> dict[str, str] | None:
     name is given twice (readers take the first: too clever to be Outlook's)."""
     read: dict[str, str] = {}
     for name, value in ATTRIBUTE.findall(written):
-        quote = value[:1] if value[:1] in ("'", '"') else ""
         if (name := ascii_lower(name)) in read:
             return None
-        read[name] = attribute_unescape(value.removeprefix(quote).removesuffix(quote))
+        read[name] = _value(value)
     return read
 
 
