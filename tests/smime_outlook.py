@@ -58,7 +58,7 @@ span.EmailStyle17
 \tmargin:72.0pt 72.0pt 72.0pt 72.0pt;}
 div.WordSection1
 \t{page:WordSection1;}
---></style><!--[if gte mso 9]><xml>
+{sheet}--></style><!--[if gte mso 9]><xml>
 <o:shapedefaults v:ext="edit" spidmax="1026" />
 </xml><![endif]--><!--[if gte mso 9]><xml>
 <o:shapelayout v:ext="edit">
@@ -101,10 +101,54 @@ src="cid:image002.png@01DA4F2B.3C5E7A10" alt="LinkedIn"></a><o:p></o:p></p>
 LOGO_IMAGES = ("image001.png@01DA4F2B.3C5E7A10", "image002.png@01DA4F2B.3C5E7A10")
 
 
-def outlook_html(body: str = "", extra: str = "") -> str:
-    """Outlook's HTML of a short mail, ``body`` added among its paragraphs and ``extra``
-    at the end of its head."""
-    return _HEAD.replace("{body}", body).replace("{extra}", extra)
+# What Word adds to its sheet for a bulleted list: the list paragraph's style and the
+# list's levels, each bullet a Symbol, Courier or Wingdings character (\F0B7: U+F0B7).
+LIST_SHEET = """p.MsoListParagraph, li.MsoListParagraph, div.MsoListParagraph
+\t{mso-style-priority:34;
+\tmargin-top:0cm;
+\tmargin-right:0cm;
+\tmargin-bottom:0cm;
+\tmargin-left:36.0pt;
+\tfont-size:11.0pt;
+\tfont-family:"Calibri",sans-serif;}
+/* List Definitions */
+@list l0
+\t{mso-list-id:1532183412;
+\tmso-list-type:hybrid;
+\tmso-list-template-ids:-1541245310 134807553 134807555 134807557 134807553 134807555 \
+134807557 134807553 134807555 134807557;}
+@list l0:level1
+\t{mso-level-number-format:bullet;
+\tmso-level-text:\\F0B7;
+\tmso-level-tab-stop:none;
+\tmso-level-number-position:left;
+\ttext-indent:-18.0pt;
+\tfont-family:Symbol;}
+@list l0:level2
+\t{mso-level-number-format:bullet;
+\tmso-level-text:o;
+\tmso-level-tab-stop:none;
+\tmso-level-number-position:left;
+\ttext-indent:-18.0pt;
+\tfont-family:"Courier New";}
+@list l0:level3
+\t{mso-level-number-format:bullet;
+\tmso-level-text:\\F0A7;
+\tmso-level-tab-stop:none;
+\tmso-level-number-position:left;
+\ttext-indent:-18.0pt;
+\tfont-family:Wingdings;}
+ol
+\t{margin-bottom:0cm;}
+ul
+\t{margin-bottom:0cm;}
+"""
+
+
+def outlook_html(body: str = "", extra: str = "", sheet: str = "") -> str:
+    """Outlook's HTML of a short mail, ``body`` added among its paragraphs, ``extra``
+    at the end of its head and ``sheet`` at the end of its style sheet."""
+    return _HEAD.replace("{body}", body).replace("{extra}", extra).replace("{sheet}", sheet)
 
 
 @functools.cache

@@ -17,7 +17,13 @@ from postwarden_policies import (
 )
 from postwarden_policies.render import verdict_lines
 from postwarden_policies.verdicts import ReplaceBody
-from tests.smime_outlook import LOGO_IMAGES, LOGO_SIGNATURE, outlook_html, signed_outlook_mail
+from tests.smime_outlook import (
+    LIST_SHEET,
+    LOGO_IMAGES,
+    LOGO_SIGNATURE,
+    outlook_html,
+    signed_outlook_mail,
+)
 
 from .policy_helpers import policy
 
@@ -93,6 +99,41 @@ def test_a_signed_outlook_reply_or_list_goes_out_as_it_came(body: str) -> None:
     assert [type(change) for change in verdict.changes] == [SignedHtmlKept]
 
 
+def test_a_signed_outlook_bulleted_list_with_its_list_sheet_goes_out_as_it_came() -> None:
+    # Word's bullets are escapes (mso-level-text:\F0B7), which were refused outright.
+    verdict = _verdict(outlook_html(BULLET, sheet=LIST_SHEET), "strip")
+    assert isinstance(verdict.decision, Accept)
+    assert [type(change) for change in verdict.changes] == [SignedHtmlKept]
+
+
+@pytest.mark.parametrize("level_text", [
+    r"\75 rl(https://tracker.example/p.gif)",  # url(
+    r"\000075\72\6c(https://tracker.example/p.gif)",  # url( of six digits and none
+    r"\22 x\22",  # quotes, closing each other as read
+    r"\27 x\27",
+    r"\7d",  # a brace
+    r"\7b",
+    r"\3b",  # a semicolon
+    r"\5c 75 rl(https://tracker.example/p.gif)",  # a backslash
+    r"\2f\2a x",  # a comment
+    "x\\",  # an escape that is none
+    # An escaped "/" opens no comment: read as one, it hid the rule after it.
+    f"a\\/* ; }} body {{background:url({TRACKER})}} p {{ */b",
+    f'a\\"/* ; }} body {{background:url({TRACKER})}} p {{ */b',
+])
+def test_an_escape_in_an_mso_property_that_reads_as_markup_holds_the_message(
+        level_text: str) -> None:
+    sheet = LIST_SHEET.replace(r"mso-level-text:\F0B7", f"mso-level-text:{level_text}")
+    assert sheet != LIST_SHEET
+    assert isinstance(_verdict(outlook_html(BULLET, sheet=sheet)).decision, Quarantine)
+
+
+def test_an_escape_outside_an_mso_property_holds_the_message() -> None:
+    sheet = LIST_SHEET.replace("font-family:Symbol", r"font-family:\53 ymbol")
+    assert sheet != LIST_SHEET
+    assert isinstance(_verdict(outlook_html(BULLET, sheet=sheet)).decision, Quarantine)
+
+
 @pytest.mark.parametrize(("body", "extra", "remote_images"), [
     ("""<p><span style='font-family:"Calibri";position:fixed;top:0'>Hi</span></p>""",
      "", "keep"),
@@ -111,6 +152,8 @@ def test_a_signed_outlook_reply_or_list_goes_out_as_it_came(body: str) -> None:
     ("", "<style>p.MsoNormal {position:fixed; top:0}</style>", "keep"),
     ("", f"<style>p.MsoNormal {{background:url({TRACKER})}}</style>", "keep"),
     ("", "<style>body {display:none}</style>", "keep"),
+    # An escape in a style attribute's mso-* property that reads as url(.
+    (f"<p><span style='mso-list:\\75 rl({TRACKER})'>Hi</span></p>", "", "keep"),
     ("", f'<link rel="stylesheet" href="{TRACKER}">', "keep"),
     # An id on an image that is not Word's picture id could clobber a script's global;
     # Word's with anything else the sanitizer drops, or on another tag, or given twice.

@@ -4,9 +4,10 @@ Outlook signs HTML full of what the sanitizer drops and no reader is harmed by: 
 ``<o:p>`` paragraph marks, ``<meta>`` tags naming the charset and the program, the
 Office namespaces on ``<html>``, the page's language and link colours on ``<body>``,
 its style sheet and style attributes of fonts and margins (a quoted font name has the
-sanitizer write a tag anew), the id Word gives a picture (a signature's logo), the
-conditional comment holding its shape defaults and the empty markers around its bullets.
-Held for them, nearly all signed Outlook mail was held.
+sanitizer write a tag anew; Word's bullets are CSS escapes), the id Word gives a
+picture (a signature's logo), the conditional comment holding its shape defaults and
+the empty markers around its bullets. Held for them, nearly all signed Outlook mail
+was held.
 
 The sanitizer's ``removed`` counts are no ground for this: they are reported, never
 decided on, as they can miss what the tree builder drops (see
@@ -60,9 +61,15 @@ _SELECTOR = re.compile(
     r"@font-face|@page\s+[a-z][\w-]*|@list\s+[a-z][\w:-]*"
     r"|(?=[.\w])(?:[a-z][a-z0-9]*)?(?:\.[a-z][\w-]*)?(?::link|:visited)?", re.IGNORECASE)
 _RULE = re.compile(r"\s*([^{}]+)\{([^{}]*)\}")
-# A CSS string on one line, or a comment: a "/*" in a string opens none (read as one, a
-# comment from it to a "*/" in a later string hid the url() between from the check).
-_STRING_OR_COMMENT = re.compile(r""""[^"\\\n]*"|'[^'\\\n]*'|(/\*.*?\*/)""", re.DOTALL)
+# A CSS string (no line break in it but an escaped one), an escape, or a comment: a "/*" in a
+# string opens none (read as one, a comment from it to a "*/" in a later string hid the
+# url() between from the check), nor does an escaped "/" or quote (a\/* is "a/" and "*").
+_STRING_OR_COMMENT = re.compile(
+    r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|\\.|(/\*.*?\*/)""", re.DOTALL)
+# A CSS escape: up to six hex digits and one blank after them, or any one character but
+# a line break or a hex digit.
+_ESCAPE = re.compile(r"\\(?:([0-9a-f]{1,6})(?:\r\n|[ \t\n\r\f])?|([^\n\r\f0-9a-f]))",
+                     re.IGNORECASE)
 _STYLE_END = re.compile(r"</style[\t\n\f\r ]*>", re.IGNORECASE)
 # The conditional comment Outlook writes in the head: its shape defaults, numbers alone;
 # and the markers around its list bullets and line breaks (supportLists...), which hold
@@ -196,14 +203,34 @@ def _harmless_root(name: str, attributes: dict[str, str] | None) -> bool:
 
 def _plain_style(value: str) -> bool:
     """Whether each declaration of ``value`` sets a property of :data:`_PROPERTIES` (or
-    Word's mso-*) to a value that stays one and fetches nothing."""
+    Word's mso-*, its escapes read first) to a value that stays one and fetches nothing."""
     for declaration in filter(str.strip, value.split(";")):
         name, colon, setting = declaration.partition(":")
         name = ascii_lower(name.strip())
-        if not colon or not (name in _PROPERTIES or name.startswith("mso-")) \
-                or not inert_css(setting.lower()) or not _strings_closed(setting):
+        mso = name.startswith("mso-")
+        read = _unescaped(setting) if mso else setting
+        if not colon or not (mso or name in _PROPERTIES) or read is None \
+                or not inert_css(read.lower()) or not _strings_closed(read):
             return False
     return True
+
+
+def _unescaped(setting: str) -> str | None:
+    """``setting`` with its CSS escapes read as CSS reads them (Word's bullet is
+    ``mso-level-text:\\F0B7``), so the checks judge what a reader reads (``\\75 rl(``
+    reads ``url(``); None where one reads as a quote, which no check could tell from one
+    that opens a string. An escape that is none (a backslash at the end or before a line
+    break) stays a backslash, which the checks refuse. Read in Word's mso-* alone, which
+    no browser applies: a reading that erred there would show nothing."""
+    read = [_read_escape(found) for found in _ESCAPE.finditer(setting)]
+    return None if "'" in read or '"' in read else _ESCAPE.sub(_read_escape, setting)
+
+
+def _read_escape(found: re.Match[str]) -> str:
+    if found.group(2) is not None:
+        return found.group(2)
+    code = int(found.group(1), 16)
+    return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
 
 
 def _strings_closed(setting: str) -> bool:
