@@ -62,3 +62,29 @@ async def test_an_if_match_before_any_rule_says_none_is_active(
     error = (await refused.json())["error"]
     assert error["code"] == "precondition_failed"
     assert error["details"] == [{"field": "If-Match", "message": "no revision is active"}]
+
+
+async def test_two_first_changes_on_no_rules_the_second_is_refused(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # No revision yet: the list had no ETag, so neither operator could guard a first change.
+    headers = bearer(admin_key)
+    reads = [await admin_client.get("/api/v1/rules", headers=headers) for _ in range(2)]
+    tags = [read.headers.get("ETag") for read in reads]
+    assert tags[0] is not None and tags[0] == tags[1]
+    assert (await reads[0].json()) == {"revision_id": None, "rules": []}
+
+    first = await admin_client.post("/api/v1/rules", json={"rule": block("a@evil.test")},
+                                    headers={**headers, "If-Match": tags[0]})
+    assert first.status == 201, await first.text()
+    second = await admin_client.post("/api/v1/rules",
+                                     json={"rule": {**block("b@evil.test"), "name": "other"}},
+                                     headers={**headers, "If-Match": tags[1]})
+    assert second.status == 412, await second.text()
+    error = (await second.json())["error"]
+    assert error["code"] == "precondition_failed"
+    active = (await first.json())["revision"]["id"]
+    assert error["details"] == [{"field": "If-Match",
+                                 "message": f"the active revision is {active}"}]
+    listed = await (await admin_client.get("/api/v1/rules", headers=headers)).json()
+    assert listed["rules"] == [block("a@evil.test")]  # the first operator's change stands

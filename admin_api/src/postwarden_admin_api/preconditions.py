@@ -26,15 +26,16 @@ def digest_tag(parts: Iterable[object]) -> str:
     return quoted(digest[:32])
 
 
-def require_match(request: web.Request, current: str | None, message: str, now: str) -> None:
-    """412 unless If-Match (when sent) names ``current`` (or is ``*`` while there is a
-    current one): the client read another state, and would undo what changed since.
-    ``message`` says what changed; ``now``, in details, what is current."""
+def require_match(request: web.Request, current: str, message: str, now: str, *,
+                  exists: bool = True) -> None:
+    """412 unless If-Match (when sent) names ``current`` (or is ``*`` while the state
+    ``exists``, not the empty state's tag): the client read another state, and would undo
+    what changed since. ``message`` says what changed; ``now``, in details, what is current."""
     sent = request.headers.getall(hdrs.IF_MATCH, [])
     if not sent:
         return
     tags = _entity_tags(sent)
-    if current is not None and ("*" in tags or current in tags):
+    if current in tags or (exists and "*" in tags):
         return
     raise ApiError(412, "precondition_failed", message, [{"field": "If-Match", "message": now}])
 

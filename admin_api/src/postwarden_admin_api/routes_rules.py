@@ -6,9 +6,10 @@ Changes build on the active revision, not the newest: after a rollback the
 newest is the one rolled back from, and building on it would bring it back.
 The stored source is read and written as the policy loader reads it (YAML 1.2):
 ``010``, ``off`` or ``1:30`` in a rule mean the same in the list as in the engine.
-Answers carry the revision they show as an ``ETag``; a change sent with it as
-``If-Match`` is refused (412) once another change made a newer one active, rather
-than silently undoing that change (two operators editing the same rule).
+Answers carry the revision they show as an ``ETag`` ("none" before the first); a
+change sent with it as ``If-Match`` is refused (412) once another change made a newer
+one active, rather than silently undoing that change (two operators editing the same
+rule, or both making the first one).
 """
 
 from __future__ import annotations
@@ -106,14 +107,26 @@ async def _current(conn: asyncpg.Connection) -> tuple[int | None, list[dict[str,
     return current["id"], list(rules)  # a new list: the route edits it
 
 
+# The ETag while there is no revision (a fresh install's rules): a first change sent with
+# it is refused once another first change made one, as any change on a stale read is.
+NO_REVISION_TAG = quoted("none")
+
+
+def revision_tag(revision_id: int | None) -> str:
+    """The ETag of what revision ``revision_id`` shows (None: no revision)."""
+    return NO_REVISION_TAG if revision_id is None else quoted(revision_id)
+
+
 def check_if_match(request: web.Request, revision_id: int | None) -> None:
     """412 unless If-Match (when sent) names ``revision_id``, the active revision the
-    change would replace (.preconditions). Call under the policy lock."""
+    change would replace (.preconditions); ``*`` only while there is one. Call under the
+    policy lock."""
     active = "no revision is active" if revision_id is None else (
         f"the active revision is {revision_id}")
-    require_match(request, None if revision_id is None else quoted(revision_id),
+    require_match(request, revision_tag(revision_id),
                   "another change made another revision active since this one was read: "
-                  "read again, and make the change on what is now", active)
+                  "read again, and make the change on what is now", active,
+                  exists=revision_id is not None)
 
 
 async def _base(request: web.Request, conn: asyncpg.Connection) -> list[dict[str, Any]]:
@@ -204,7 +217,7 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
     stored = await fetch_revision(conn, row["id"])  # again: now active
     assert stored is not None  # noqa: S101 - stored above
     return json_ok({"revision": revision_json(stored), "rules": rules,
-                    "warnings": change.warnings}, headers={"ETag": quoted(stored["id"])})
+                    "warnings": change.warnings}, headers={"ETag": revision_tag(stored["id"])})
 
 
 @routes.get("/api/v1/rules")
@@ -212,8 +225,8 @@ async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict
 async def rules_list(request: web.Request) -> web.Response:
     async with connection(request.app[POOL]) as conn:
         revision_id, rules = await _current(conn)
-    headers = {} if revision_id is None else {"ETag": quoted(revision_id)}
-    return json_ok({"revision_id": revision_id, "rules": rules}, headers=headers)
+    return json_ok({"revision_id": revision_id, "rules": rules},
+                   headers={"ETag": revision_tag(revision_id)})
 
 
 @routes.post("/api/v1/rules")
@@ -282,10 +295,10 @@ _RESULT = {"type": "object", "required": ["revision", "rules", "warnings"], "pro
     "warnings": {"type": "array", "items": ref("PolicyWarning")}}}
 _NAME = param("name", "path", {"type": "string"})
 IF_MATCH = param("If-Match", "header", {"type": "string"}, description=(
-    "the revision the change replaces, as a quoted id (the rules' ETag): 412 "
+    "the revision the change replaces, as a quoted id, \"none\" for none (the rules' ETag): 412 "
     "precondition_failed if another change made another revision active since"))
-_ETAG = {"ETag": header("the revision shown, as a quoted id: send it as If-Match",
-                        {"type": "string"}, required=False)}
+_ETAG = {"ETag": header('the revision shown, as a quoted id ("none" while there is no '
+                        "revision): send it as If-Match", {"type": "string"})}
 STALE = {412: ref("Error")}
 STALE_TEXT = {412: "precondition_failed: If-Match names a revision no longer active"}
 # The codes each handler raises, declared per status (a test asks the service for each).
