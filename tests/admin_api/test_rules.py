@@ -79,11 +79,27 @@ async def test_rule_errors(admin_client: TestClient[Any, Any], admin_key: str) -
         "rule": {"name": "bad", "when": {"client_ip": ["nope"]}, "then": "reject"}})
     assert response.status == 422
     detail = (await response.json())["error"]["details"][0]
-    assert detail["field"] == "rule" and detail["line"]  # named as every 422 names its fields
+    assert detail["field"] == "rule"  # named as every 422 names its fields
     response = await admin_client.post("/api/v1/rules", headers=headers, json={
         "rule": block("late", "c@evil.test"), "position": 99})
     assert response.status == 422
     assert (await admin_client.delete("/api/v1/rules/none", headers=headers)).status == 404
+
+
+async def test_a_rule_that_does_not_load_is_named_not_a_revision_never_stored(
+    admin_client: TestClient[Any, Any], admin_key: str
+) -> None:
+    # Each attempt named "database-rules@r1", then r2, r3: the revision it would have been,
+    # never stored, at a line of a document the client never saw.
+    headers = bearer(admin_key)
+    for sender in ("first@evil.test", "second@evil.test"):
+        refused = await admin_client.post("/api/v1/rules", headers=headers, json={
+            "rule": {"name": "bad", "when": {"sender": [sender]}, "then": "rejct"}})
+        assert refused.status == 422, await refused.text()
+        assert (await refused.json())["error"]["details"] == [{
+            "field": "rule", "message": "rule 'bad': expected one of accept, reject, tempfail, "
+            "discard, quarantine, strip_attachment; got 'rejct' (did you mean 'reject'?)"}]
+    assert await _names(admin_client, admin_key) == []
 
 
 @pytest.mark.parametrize("method, path, rule", [

@@ -190,10 +190,13 @@ def _has_merge_key(value: Any) -> bool:
 
 
 def _at_rule(exc: ValidationFailed, label: str) -> ValidationFailed:
-    """The compile problems of a change, those in the rules written (``label``) naming the
-    field ``rule``: the client sent a rule, not the document at that line and column."""
-    return ValidationFailed([{"field": "rule", **d} if d.get("file") == label else d
-                             for d in exc.details], exc.message)
+    """The compile problems of a change, those in the rules written (``label``) as the
+    field ``rule`` and the loader's message (which names the rule): the client sent a
+    rule, not a document; and ``label`` names a revision never stored (its id a number
+    the refused change consumed), not one to look up."""
+    return ValidationFailed([{"field": "rule", "message": d["message"]}
+                             if d.get("file") == label else d for d in exc.details],
+                            exc.message)
 
 
 async def _save(request: web.Request, conn: asyncpg.Connection, rules: list[dict[str, Any]],
