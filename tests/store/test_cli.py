@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +27,17 @@ MIGRATE = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_
 def test_help_is_an_answer_not_an_error(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([flag]) == 0
     assert capsys.readouterr().out.startswith("usage: postwarden-store migrate")
+
+
+def test_help_describes_the_commands_and_options() -> None:
+    """It printed its usage line alone, where `postwarden-milter --help` says what the
+    command is for, its options and its commands."""
+    done = subprocess.run([sys.executable, "-m", "postwarden_store.cli", "--help"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    lines = [" ".join(line.split()) for line in done.stdout.splitlines()]
+    assert "-h, --help show this help message and exit" in lines
+    assert "migrate apply the pending database migrations" in lines
+    assert "'postwarden-store migrate --help' describes its options." in lines
 
 
 def test_anything_else_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

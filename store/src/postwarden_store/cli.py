@@ -95,11 +95,19 @@ def migrate(database_url: str, dry_run: bool, prog: str) -> int:
         return 1
 
 
-def run_migrate(argv: list[str] | None = None) -> int:
-    prog = "postwarden-store migrate"
-    parser = ArgumentParser(prog=prog, description="apply database migrations")
+PROG = "postwarden-store"
+MIGRATE_TEXT = "apply the pending database migrations"
+
+
+def _migrate_parser(parser: ArgumentParser) -> ArgumentParser:
     add_migrate_options(parser, "PostgreSQL URL (default: $POSTWARDEN_DATABASE_URL)",
                         "set the whole URL in POSTWARDEN_DATABASE_URL instead")
+    return parser
+
+
+def run_migrate(argv: list[str] | None = None) -> int:
+    prog = f"{PROG} migrate"
+    parser = _migrate_parser(ArgumentParser(prog=prog, description=MIGRATE_TEXT))
     args = parser.parse_args(argv)
     # Not a parser default: argparse would put it through --database-url's password check.
     url = args.database_url or os.environ.get("POSTWARDEN_DATABASE_URL")
@@ -114,13 +122,24 @@ def run_migrate(argv: list[str] | None = None) -> int:
     return migrate(url, args.dry_run, prog)
 
 
-USAGE = "usage: postwarden-store migrate [--database-url URL] [--dry-run]"
+USAGE = f"usage: {PROG} migrate [--database-url URL] [--dry-run]"
+
+
+def _help() -> str:
+    """What --help prints: the commands, as `postwarden-milter --help` lists its own."""
+    parser = ArgumentParser(
+        prog=PROG, usage=USAGE.removeprefix("usage: "),
+        description="postwarden's database schema in PostgreSQL (the send API and the "
+        "milter use it).", epilog=f"'{PROG} migrate --help' describes its options.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", prog=PROG)
+    _migrate_parser(commands.add_parser("migrate", help=MIGRATE_TEXT))
+    return parser.format_help()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] in (["-h"], ["--help"]):
-        print(USAGE)
+        print(_help(), end="")
         return 0
     if not args or args[0] != "migrate":
         print(USAGE, file=sys.stderr)
